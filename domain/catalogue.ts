@@ -1,0 +1,75 @@
+import type { z } from 'zod';
+import { customerEventSchemas, CustomerRegisteredV1, type CustomerEvent } from './customer/events.ts';
+import { dealEventSchemas, type DealEvent } from './deal/events.ts';
+import { campaignEventSchemas, type CampaignEvent } from './campaign/events.ts';
+import { feedbackEventSchemas, type FeedbackEvent } from './feedback/events.ts';
+
+/**
+ * The event catalogue: every event type the CRM records, its current schema and version,
+ * which fields hold personal data, and how older stored shapes are upcast on read.
+ * Stored events are never rewritten (invariant 1).
+ */
+export const eventSchemas = {
+  ...customerEventSchemas,
+  ...dealEventSchemas,
+  ...campaignEventSchemas,
+  ...feedbackEventSchemas,
+} as const;
+
+export type CrmEventType = keyof typeof eventSchemas;
+export type CrmEvent = CustomerEvent | DealEvent | CampaignEvent | FeedbackEvent;
+export type EventOfType<T extends CrmEventType> = Extract<CrmEvent, { type: T }>;
+
+export const isCrmEventType = (type: string): type is CrmEventType => Object.hasOwn(eventSchemas, type);
+
+/** Current schema version of each event type; a type not listed is at version 1. */
+const currentVersions: Partial<Record<CrmEventType, number>> = { CustomerRegistered: 2 };
+export const schemaVersionOf = (type: CrmEventType): number => currentVersions[type] ?? 1;
+
+/**
+ * Personal fields, encrypted in storage with the data key of the customer named by `subject`.
+ * Lists every stored version's field names (v1 `fullName` included) because decryption runs before upcasting.
+ */
+export const personalFields: Partial<Record<CrmEventType, { subject: string; fields: readonly string[] }>> = {
+  CustomerRegistered: { subject: 'customerId', fields: ['name', 'fullName', 'email', 'phone'] },
+  CustomerContactDetailsChanged: { subject: 'customerId', fields: ['name', 'email', 'phone'] },
+  FeedbackSubmitted: { subject: 'customerId', fields: ['subject', 'body'] },
+};
+
+type Upcaster = (data: unknown) => unknown;
+/** `upcasters[type][v]` turns version v into version v + 1. */
+const upcasters: Partial<Record<CrmEventType, Record<number, Upcaster>>> = {
+  CustomerRegistered: {
+    1: (data) => {
+      const v1: z.infer<typeof CustomerRegisteredV1> = CustomerRegisteredV1.parse(data);
+      return {
+        customerId: v1.customerId,
+        name: v1.fullName,
+        email: v1.email,
+        phone: v1.phone ?? null,
+        company: v1.company ?? null,
+        tags: [],
+        source: null,
+        marketingConsent: false,
+      };
+    },
+  },
+};
+
+export class UnknownEventType extends Error {
+  constructor(readonly type: string) {
+    super(`Unknown event type ${type}`);
+  }
+}
+
+/** Upcasts stored data from `schemaVersion` to the current version and validates it. */
+export const parseEvent = (type: string, schemaVersion: number, data: unknown): CrmEvent => {
+  if (!isCrmEventType(type)) throw new UnknownEventType(type);
+  let current = data;
+  for (let v = schemaVersion; v < schemaVersionOf(type); v++) {
+    const up = upcasters[type]?.[v];
+    if (!up) throw new Error(`No upcaster for ${type} v${v}`);
+    current = up(current);
+  }
+  return { type, data: eventSchemas[type].parse(current) } as CrmEvent;
+};

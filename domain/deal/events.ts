@@ -1,0 +1,48 @@
+import { z } from 'zod';
+import { Amount, Currency } from '../money.ts';
+import { Id, IsoDate, ShortText } from '../shared.ts';
+
+export const DealStreamPrefix = 'deal-';
+
+export const DealStage = z.enum(['lead', 'qualified', 'proposal', 'negotiation', 'won', 'lost']);
+export type DealStage = z.infer<typeof DealStage>;
+export const OpenDealStage = z.enum(['lead', 'qualified', 'proposal', 'negotiation']);
+export type OpenDealStage = z.infer<typeof OpenDealStage>;
+/** A probability in [0, 1]. */
+export const Probability = z.number().min(0).max(1);
+
+export const DealOpened = z.object({
+  dealId: Id,
+  customerId: Id,
+  title: ShortText,
+  amount: Amount,
+  currency: Currency,
+  ownerId: z.string().min(1).max(200),
+  expectedCloseDate: IsoDate,
+  stage: OpenDealStage,
+  /** Overrides the stage's default win probability when not null. */
+  probabilityOverride: Probability.nullable(),
+});
+export const DealAmountChanged = z.object({ dealId: Id, amount: Amount, currency: Currency });
+export const DealOwnerChanged = z.object({ dealId: Id, ownerId: z.string().min(1).max(200) });
+export const DealExpectedCloseChanged = z.object({ dealId: Id, expectedCloseDate: IsoDate });
+export const DealProbabilityOverridden = z.object({ dealId: Id, probabilityOverride: Probability.nullable() });
+export const DealStageChanged = z.object({ dealId: Id, from: OpenDealStage, to: OpenDealStage });
+export const DealWon = z.object({ dealId: Id, from: OpenDealStage, amount: Amount, currency: Currency });
+export const DealLost = z.object({ dealId: Id, from: OpenDealStage, reason: z.string().trim().min(1).max(2000) });
+export const DealReopened = z.object({ dealId: Id, from: z.enum(['won', 'lost']), to: OpenDealStage });
+
+export const dealEventSchemas = {
+  DealOpened,
+  DealAmountChanged,
+  DealOwnerChanged,
+  DealExpectedCloseChanged,
+  DealProbabilityOverridden,
+  DealStageChanged,
+  DealWon,
+  DealLost,
+  DealReopened,
+} as const;
+
+type Schemas = typeof dealEventSchemas;
+export type DealEvent = { [K in keyof Schemas]: { type: K; data: z.infer<Schemas[K]> } }[keyof Schemas];

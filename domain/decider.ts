@@ -1,0 +1,18 @@
+/**
+ * The decider pattern: an aggregate is three pure functions.
+ * `decide` throws a `DomainError` to refuse a command; it never performs I/O.
+ */
+export interface Decider<Command, Event, State> {
+  initialState: () => State;
+  evolve: (state: State, event: Event) => State;
+  decide: (command: Command, state: State) => Event[];
+}
+
+/** A domain event as the deciders see it: type plus data, metadata kept by the command layer. */
+export interface DomainEvent<Type extends string = string, Data = unknown> {
+  type: Type;
+  data: Data;
+}
+
+export const fold = <Command, Event, State>(decider: Decider<Command, Event, State>, events: Event[]): State =>
+  events.reduce(decider.evolve, decider.initialState());

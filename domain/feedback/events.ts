@@ -1,0 +1,61 @@
+import { z } from 'zod';
+import { Id, IsoDateTime, LongText, ShortText } from '../shared.ts';
+
+export const FeedbackStreamPrefix = 'feedback-';
+
+export const FeedbackKind = z.enum(['complaint', 'request', 'question', 'praise', 'survey']);
+export const FeedbackChannel = z.enum(['email', 'phone', 'chat', 'web', 'social', 'in_person']);
+export const FeedbackPriority = z.enum(['low', 'normal', 'high', 'urgent']);
+export type FeedbackPriority = z.infer<typeof FeedbackPriority>;
+export const FeedbackStatus = z.enum(['open', 'in_progress', 'resolved', 'closed']);
+export type FeedbackStatus = z.infer<typeof FeedbackStatus>;
+export const Csat = z.number().int().min(1).max(5);
+export const Nps = z.number().int().min(0).max(10);
+
+/** `subject` and `body` are personal data (encrypted with the customer's key). */
+export const FeedbackSubmitted = z.object({
+  feedbackId: Id,
+  customerId: Id,
+  kind: FeedbackKind,
+  channel: FeedbackChannel,
+  subject: ShortText,
+  body: LongText,
+  priority: FeedbackPriority,
+  csat: Csat.nullable(),
+  nps: Nps.nullable(),
+  firstResponseDueAt: IsoDateTime,
+  resolutionDueAt: IsoDateTime,
+});
+export const FeedbackAssigned = z.object({ feedbackId: Id, assigneeId: z.string().min(1).max(200) });
+export const FeedbackResponded = z.object({
+  feedbackId: Id,
+  responderId: z.string().min(1).max(200),
+  message: LongText,
+  /** True for the first response: it is what the first-response SLA measures. */
+  firstResponse: z.boolean(),
+});
+export const FeedbackEscalated = z.object({
+  feedbackId: Id,
+  reason: z.string().trim().min(1).max(2000),
+  priority: FeedbackPriority,
+  firstResponseDueAt: IsoDateTime,
+  resolutionDueAt: IsoDateTime,
+});
+export const FeedbackResolved = z.object({ feedbackId: Id, resolution: z.string().trim().min(1).max(10_000) });
+export const FeedbackReopened = z.object({ feedbackId: Id, reason: z.string().max(2000).nullable(), resolutionDueAt: IsoDateTime });
+export const FeedbackClosed = z.object({ feedbackId: Id });
+export const FeedbackRated = z.object({ feedbackId: Id, csat: Csat, comment: z.string().max(2000).nullable() });
+
+export const feedbackEventSchemas = {
+  FeedbackSubmitted,
+  FeedbackAssigned,
+  FeedbackResponded,
+  FeedbackEscalated,
+  FeedbackResolved,
+  FeedbackReopened,
+  FeedbackClosed,
+  FeedbackRated,
+} as const;
+
+type Schemas = typeof feedbackEventSchemas;
+export type FeedbackEvent = { [K in keyof Schemas]: { type: K; data: z.infer<Schemas[K]> } }[keyof Schemas];

@@ -1,0 +1,26 @@
+import { z } from 'zod';
+
+/** Who issued a command. Roles are the API roles (admin, sales, marketing, support, analyst, auditor, system). */
+export const Actor = z.object({
+  userId: z.string().min(1).max(200),
+  roles: z.array(z.string().min(1).max(50)).max(20),
+});
+export type Actor = z.infer<typeof Actor>;
+
+/**
+ * Metadata stored with every event (invariant 2). The event id itself is the store's `id`.
+ * `occurredAt` is business time; the store adds record time separately.
+ */
+export const EventMetadata = z.object({
+  actor: Actor,
+  correlationId: z.string().min(1).max(200),
+  causationId: z.string().min(1).max(200).nullable(),
+  occurredAt: z.iso.datetime({ offset: true }),
+  schemaVersion: z.number().int().positive(),
+  /** The command that produced the event, e.g. `RecordPurchase`. */
+  command: z.string().min(1).max(100),
+  idempotencyKey: z.string().min(1).max(200).optional(),
+  /** Why, in the actor's words (auditors read it). */
+  reason: z.string().max(2000).optional(),
+});
+export type EventMetadata = z.infer<typeof EventMetadata>;

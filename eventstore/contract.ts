@@ -1,0 +1,107 @@
+import type { Observable } from 'rxjs';
+
+/**
+ * The one contract every event-store engine honours (PostgreSQL, PGlite, EventStoreDB).
+ *
+ * Revisions are per stream and start at 0. A stream's "current revision" is the revision of its
+ * last event; `'no_stream'` stands for a stream with no events (revision -1).
+ * Global positions are bigints that increase in feed order; they are not contiguous.
+ */
+
+export type ExpectedRevision = number | 'no_stream' | 'exists' | 'any';
+
+/** Metadata is opaque to the store; its shape is defined in `domain/metadata.ts`. */
+export type EventMetadataRecord = Record<string, unknown>;
+
+export interface NewEvent {
+  /** UUID; the idempotency key of the append. */
+  id: string;
+  type: string;
+  data: unknown;
+  metadata: EventMetadataRecord;
+}
+
+export interface RecordedEvent {
+  id: string;
+  type: string;
+  data: unknown;
+  metadata: EventMetadataRecord;
+  stream: string;
+  revision: number;
+  position: bigint;
+  /** When the store recorded the event (record time, as opposed to business time in metadata). */
+  recordedAt: Date;
+}
+
+export interface AppendOptions {
+  /** Defaults to `'any'`. */
+  expectedRevision?: ExpectedRevision;
+}
+
+export interface AppendResult {
+  /** The stream's current revision after the append: the revision of its last event. */
+  nextExpectedRevision: number;
+  /** Global position of the last event appended. */
+  position: bigint;
+}
+
+export interface ReadStreamOptions {
+  /** Inclusive. Defaults to 0 forwards, to the last revision backwards. */
+  fromRevision?: number;
+  direction?: 'forwards' | 'backwards';
+  maxCount?: number;
+  /** Inclusive upper bound on revision (forwards reads). */
+  untilRevision?: number;
+  /** Only events whose record time is <= this instant. */
+  untilTime?: Date;
+}
+
+export interface EventFilter {
+  /** Match streams whose name starts with any of these prefixes (e.g. `customer-`). */
+  streamPrefixes?: string[];
+  /** Match any of these event types. */
+  eventTypes?: string[];
+}
+
+export interface ReadAllOptions {
+  /** Exclusive: events strictly after this position. Defaults to the start. */
+  fromPosition?: bigint;
+  maxCount?: number;
+  filter?: EventFilter;
+}
+
+export interface SubscribeOptions {
+  /** Exclusive, like `readAll`. */
+  fromPosition?: bigint;
+  filter?: EventFilter;
+}
+
+export type SubscriptionMessage =
+  | { kind: 'event'; event: RecordedEvent }
+  /** Emitted once the subscriber has read everything committed when it started (and again after each later catch-up). */
+  | { kind: 'caughtUp'; position: bigint };
+
+export type EngineName = 'postgres' | 'pglite' | 'eventstoredb';
+
+export interface EventStore {
+  readonly engine: EngineName;
+  appendToStream(stream: string, events: NewEvent[], options?: AppendOptions): Promise<AppendResult>;
+  /** Events of one stream; an empty array when the stream does not exist. */
+  readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
+  readAll(options?: ReadAllOptions): Promise<RecordedEvent[]>;
+  /** Catch-up then live subscription in global order. Unsubscribing releases every resource. */
+  subscribeToAll(options?: SubscribeOptions): Observable<SubscriptionMessage>;
+  /** Position of the last event visible to readers (0n when empty). */
+  headPosition(): Promise<bigint>;
+  close(): Promise<void>;
+}
+
+export const START_POSITION = 0n;
+export const NO_STREAM_REVISION = -1;
+
+/** Largest serialized event (data + metadata) accepted by every engine: EventStoreDB caps an append at 1 MiB. */
+export const MAX_EVENT_BYTES = 512 * 1024;
+export const MAX_APPEND_BYTES = 1024 * 1024 - 16 * 1024;
+
+/** `<aggregate>-<id>`: lower-case aggregate name, a dash, then an id without spaces. */
+export const STREAM_NAME_PATTERN = /^[a-z][a-z0-9_]*-[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$/;

@@ -1,0 +1,43 @@
+import type { ExpectedRevision } from './contract.ts';
+
+/** Base class so callers can tell store errors from everything else. */
+export class EventStoreError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The stream was not at the revision the caller expected. `actual` is -1 when the stream does not exist. */
+export class WrongExpectedRevision extends EventStoreError {
+  constructor(
+    readonly stream: string,
+    readonly expected: ExpectedRevision,
+    readonly actual: number,
+  ) {
+    super(`Stream ${stream} is at revision ${actual}, expected ${String(expected)}`);
+  }
+}
+
+/** An event id that was already appended came back with different content. */
+export class IdempotencyConflict extends EventStoreError {
+  constructor(
+    readonly eventId: string,
+    readonly stream: string,
+  ) {
+    super(`Event ${eventId} was already appended to ${stream} with different content`);
+  }
+}
+
+/** Input the store refuses before touching storage: empty lists, invalid stream names, oversized payloads. */
+export class InvalidAppend extends EventStoreError {
+  constructor(
+    readonly reason: 'empty_event_list' | 'invalid_stream_name' | 'payload_too_large' | 'invalid_event',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The engine cannot be reached; the message says what to check. */
+export class EventStoreUnavailable extends EventStoreError {}

@@ -1,0 +1,41 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { CrmEvent } from '../domain/catalogue.ts';
+import type { EventMetadata } from '../domain/metadata.ts';
+import type { EventFilter } from '../eventstore/contract.ts';
+
+/** A decoded event as projections see it: decrypted, upcast and validated, with its store envelope. */
+export interface ProjectedEvent<E extends CrmEvent = CrmEvent> {
+  event: E;
+  id: string;
+  stream: string;
+  revision: number;
+  position: bigint;
+  recordedAt: Date;
+  metadata: EventMetadata;
+}
+
+/** Where a projection writes: the transaction of the batch and the schema it must use for every table. */
+export interface ProjectionContext {
+  trx: Transaction<any>;
+  /** Read-model schema (the live one, or a shadow/as-of schema during rebuild and replay). */
+  schema: string;
+}
+
+/**
+ * A read model maintained from the global feed. The runner calls `apply` with a batch of events and
+ * commits the batch together with the checkpoint (invariant 5). `apply` must be deterministic:
+ * it may not read the clock or random numbers (invariant 6), only the events.
+ */
+export interface Projection {
+  /** Stable name, also the checkpoint key (e.g. `customers`). */
+  readonly name: string;
+  /** Bump when the projection's logic or tables change: the runner then rebuilds it. */
+  readonly version: number;
+  /** Tables it owns, in `schema`; verify and rebuild compare and swap exactly these. */
+  readonly tables: readonly string[];
+  /** Only these events are delivered (everything else still advances the checkpoint). */
+  readonly filter?: EventFilter;
+  /** Creates its tables and indexes in `schema`; idempotent. */
+  migrate(db: Kysely<any>, schema: string): Promise<void>;
+  apply(ctx: ProjectionContext, events: ProjectedEvent[]): Promise<void>;
+}
