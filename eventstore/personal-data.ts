@@ -1,0 +1,164 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { isCrmEventType, parseEvent, personalFields } from '../domain/catalogue.ts';
+import { EventMetadata } from '../domain/metadata.ts';
+import { ERASED } from '../domain/shared.ts';
+import type { ProjectedEvent } from '../projections/projection.ts';
+import type { RecordedEvent } from './contract.ts';
+
+/**
+ * Crypto-shredding of personal data (invariant 9). Each customer has a random AES-256-GCM data key
+ * in `<events schema>.customer_keys`; personal fields are stored as `enc:v1:<iv>:<tag>:<ciphertext>`
+ * (base64url), so event JSON stays valid and hash chains cover ciphertext only. Forgetting sets the
+ * key to NULL and stamps `forgotten_at`: the row stays as a tombstone so no new key is ever created
+ * for a forgotten customer.
+ */
+export interface PersonalData {
+  /** Encrypts the personal fields (domain/catalogue.ts `personalFields`) of an event about to be appended; creates the customer's key on first use. */
+  protect(type: string, data: unknown): Promise<unknown>;
+  /** Decrypts stored data; fields of a forgotten customer read as ERASED ('[erased]'). */
+  reveal(type: string, data: unknown): Promise<unknown>;
+  /** Deletes the customer's key (crypto-shredding). */
+  forget(customerId: string): Promise<void>;
+  /** Drop cached keys of a customer (projections call it when they see CustomerForgotten). */
+  evict(customerId: string): void;
+}
+
+/** Refused: personal data for a customer whose key was deleted cannot be stored any more. */
+export class PersonalDataForgotten extends Error {
+  constructor(readonly customerId: string) {
+    super(`Customer ${customerId} has been forgotten: no personal data can be recorded for them`);
+    this.name = 'PersonalDataForgotten';
+  }
+}
+
+const PREFIX = 'enc:v1:';
+const IV_BYTES = 12;
+const KEY_BYTES = 32;
+
+export const isEncrypted = (value: unknown): value is string => typeof value === 'string' && value.startsWith(PREFIX);
+
+/** Ciphertext is bound to customer and field name, so it cannot be moved to another field or person. */
+const aad = (customerId: string, field: string) => Buffer.from(`${customerId}:${field}`, 'utf8');
+
+const encrypt = (key: Buffer, customerId: string, field: string, value: unknown): string => {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(aad(customerId, field));
+  const ciphertext = Buffer.concat([cipher.update(JSON.stringify(value), 'utf8'), cipher.final()]);
+  const tag = cipher.getAuthTag();
+  return `${PREFIX}${iv.toString('base64url')}:${tag.toString('base64url')}:${ciphertext.toString('base64url')}`;
+};
+
+const decrypt = (key: Buffer, customerId: string, field: string, stored: string): unknown => {
+  const [iv, tag, ciphertext] = stored.slice(PREFIX.length).split(':');
+  if (iv === undefined || tag === undefined || ciphertext === undefined) throw new Error(`Malformed ciphertext in ${field}`);
+  const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+  decipher.setAAD(aad(customerId, field));
+  decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+  const plain = Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]);
+  return JSON.parse(plain.toString('utf8'));
+};
+
+const personalSpec = (type: string) => (isCrmEventType(type) ? personalFields[type] : undefined);
+
+const isRecord = (data: unknown): data is Record<string, unknown> =>
+  typeof data === 'object' && data !== null && !Array.isArray(data);
+
+/** `undefined` = no key row yet; `null` = forgotten (the key was deleted). */
+type KeyLookup = Buffer | null | undefined;
+
+export async function createPersonalData(db: Kysely<any>, options: { schema: string }): Promise<PersonalData> {
+  const table = sql.table(`${options.schema}.customer_keys`);
+  await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(options.schema)}`.execute(db);
+  await sql`
+    CREATE TABLE IF NOT EXISTS ${table} (
+      customer_id text PRIMARY KEY,
+      data_key bytea,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      forgotten_at timestamptz,
+      CHECK ((data_key IS NULL) = (forgotten_at IS NOT NULL))
+    )`.execute(db);
+
+  // Keys never change once created and a forgotten customer stays forgotten, so both cache safely;
+  // another process forgetting a customer is seen after `evict`.
+  const cache = new Map<string, Buffer | null>();
+
+  const lookup = async (customerId: string): Promise<KeyLookup> => {
+    if (cache.has(customerId)) return cache.get(customerId);
+    const { rows } = await sql<{ data_key: Buffer | null }>`
+      SELECT data_key FROM ${table} WHERE customer_id = ${customerId}`.execute(db);
+    const row = rows[0];
+    if (!row) return undefined;
+    const key = row.data_key ? Buffer.from(row.data_key) : null;
+    cache.set(customerId, key);
+    return key;
+  };
+
+  const keyForWriting = async (customerId: string): Promise<Buffer> => {
+    let key = await lookup(customerId);
+    if (key === undefined) {
+      await sql`
+        INSERT INTO ${table} (customer_id, data_key) VALUES (${customerId}, ${randomBytes(KEY_BYTES)})
+        ON CONFLICT (customer_id) DO NOTHING`.execute(db);
+      // Re-read: a concurrent writer may have won the insert, or the customer may be a tombstone.
+      key = await lookup(customerId);
+    }
+    if (!key) throw new PersonalDataForgotten(customerId);
+    return key;
+  };
+
+  return {
+    async protect(type, data) {
+      const spec = personalSpec(type);
+      if (!spec || !isRecord(data)) return data;
+      const customerId = data[spec.subject];
+      if (typeof customerId !== 'string') return data;
+      const present = spec.fields.filter((f) => data[f] !== undefined && data[f] !== null && !isEncrypted(data[f]));
+      if (present.length === 0) return data;
+      const key = await keyForWriting(customerId);
+      const out: Record<string, unknown> = { ...data };
+      for (const field of present) out[field] = encrypt(key, customerId, field, data[field]);
+      return out;
+    },
+
+    async reveal(type, data) {
+      const spec = personalSpec(type);
+      if (!spec || !isRecord(data)) return data;
+      const customerId = data[spec.subject];
+      if (typeof customerId !== 'string') return data;
+      const encrypted = spec.fields.filter((f) => isEncrypted(data[f]));
+      if (encrypted.length === 0) return data;
+      const key = await lookup(customerId);
+      const out: Record<string, unknown> = { ...data };
+      for (const field of encrypted) out[field] = key ? decrypt(key, customerId, field, data[field] as string) : ERASED;
+      return out;
+    },
+
+    async forget(customerId) {
+      await sql`
+        INSERT INTO ${table} AS k (customer_id, data_key, forgotten_at) VALUES (${customerId}, NULL, now())
+        ON CONFLICT (customer_id) DO UPDATE SET data_key = NULL, forgotten_at = COALESCE(k.forgotten_at, now())`.execute(db);
+      cache.set(customerId, null);
+    },
+
+    evict(customerId) {
+      cache.delete(customerId);
+    },
+  };
+}
+
+/** RecordedEvent -> ProjectedEvent (projections/projection.ts): reveal, upcast (domain parseEvent), validate metadata. */
+export async function decodeRecordedEvent(recorded: RecordedEvent, personalData: PersonalData): Promise<ProjectedEvent> {
+  const metadata = EventMetadata.parse(recorded.metadata);
+  const data = await personalData.reveal(recorded.type, recorded.data);
+  return {
+    event: parseEvent(recorded.type, metadata.schemaVersion, data),
+    id: recorded.id,
+    stream: recorded.stream,
+    revision: recorded.revision,
+    position: recorded.position,
+    recordedAt: recorded.recordedAt,
+    metadata,
+  };
+}

@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ERASED } from '../../domain/shared.ts';
+import type { RecordedEvent } from '../../eventstore/contract.ts';
+import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
+import { createPersonalData, decodeRecordedEvent, isEncrypted, PersonalDataForgotten, type PersonalData } from '../../eventstore/personal-data.ts';
+import { testSchemas } from '../support/postgres.ts';
+
+const schemas = testSchemas('personal_data');
+let database: SqlDatabase;
+let personalData: PersonalData;
+
+beforeAll(async () => {
+  database = connectPostgres(schemas.url, { max: 2 });
+  personalData = await createPersonalData(database.db, { schema: schemas.events });
+});
+afterAll(async () => {
+  await database.close();
+  await schemas.dropSchemas();
+});
+
+const registered = (customerId: string) => ({
+  customerId,
+  name: 'Ada Lovelace',
+  email: 'ada@example.com',
+  phone: '+44 20 7946 0000',
+  company: 'Analytical Engines',
+  tags: ['vip'],
+  source: 'web',
+  marketingConsent: true,
+});
+
+const recorded = (type: string, data: unknown, schemaVersion: number): RecordedEvent => ({
+  id: randomUUID(),
+  type,
+  data,
+  metadata: {
+    actor: { userId: 'u1', roles: ['sales'] },
+    correlationId: 'c1',
+    causationId: null,
+    occurredAt: '2026-01-01T00:00:00.000Z',
+    schemaVersion,
+    command: 'RegisterCustomer',
+  },
+  stream: 'customer-x',
+  revision: 0,
+  position: 1n,
+  recordedAt: new Date(),
+});
+
+describe('personal data', () => {
+  it('encrypts only the personal fields and reveals them again', async () => {
+    const id = randomUUID();
+    const stored = (await personalData.protect('CustomerRegistered', registered(id))) as Record<string, unknown>;
+    expect(isEncrypted(stored.name)).toBe(true);
+    expect(isEncrypted(stored.email)).toBe(true);
+    expect(isEncrypted(stored.phone)).toBe(true);
+    expect(stored.company).toBe('Analytical Engines');
+    expect(JSON.stringify(stored)).not.toContain('ada@example.com');
+    expect(await personalData.reveal('CustomerRegistered', stored)).toEqual(registered(id));
+  });
+
+  it('leaves events without personal fields untouched', async () => {
+    const data = { customerId: randomUUID(), tag: 'vip' };
+    expect(await personalData.protect('CustomerTagged', data)).toBe(data);
+  });
+
+  it('refuses ciphertext moved to another customer (authenticated data binds the customer)', async () => {
+    const a = randomUUID();
+    const b = randomUUID();
+    const storedA = (await personalData.protect('CustomerRegistered', registered(a))) as Record<string, unknown>;
+    await personalData.protect('CustomerRegistered', registered(b));
+    await expect(personalData.reveal('CustomerRegistered', { ...storedA, customerId: b })).rejects.toThrow();
+  });
+
+  it('forget erases the fields everywhere, even in a fresh instance, and refuses new personal data', async () => {
+    const id = randomUUID();
+    const stored = await personalData.protect('CustomerRegistered', registered(id));
+    await personalData.forget(id);
+    const revealed = (await personalData.reveal('CustomerRegistered', stored)) as Record<string, unknown>;
+    expect(revealed).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED, company: 'Analytical Engines' });
+
+    const other = await createPersonalData(database.db, { schema: schemas.events });
+    expect(await other.reveal('CustomerRegistered', stored)).toMatchObject({ email: ERASED });
+    await expect(other.protect('CustomerRegistered', registered(id))).rejects.toBeInstanceOf(PersonalDataForgotten);
+
+    const { rows } = await sql<{ data_key: Buffer | null }>`
+      SELECT data_key FROM ${sql.table(`${schemas.events}.customer_keys`)} WHERE customer_id = ${id}`.execute(database.db);
+    expect(rows).toEqual([{ data_key: null }]);
+  });
+
+  it('a cached key survives until evicted when another process forgets the customer', async () => {
+    const id = randomUUID();
+    const stored = await personalData.protect('CustomerRegistered', registered(id));
+    const other = await createPersonalData(database.db, { schema: schemas.events });
+    await other.forget(id);
+    expect(await personalData.reveal('CustomerRegistered', stored)).toMatchObject({ email: 'ada@example.com' });
+    personalData.evict(id);
+    expect(await personalData.reveal('CustomerRegistered', stored)).toMatchObject({ email: ERASED });
+  });
+
+  it('decodes a stored v1 CustomerRegistered: decrypts fullName, upcasts to v2 and validates metadata', async () => {
+    const id = randomUUID();
+    const v1 = { customerId: id, fullName: 'Grace Hopper', email: 'grace@example.com' };
+    const stored = await personalData.protect('CustomerRegistered', v1);
+    expect(JSON.stringify(stored)).not.toContain('Grace');
+    const decoded = await decodeRecordedEvent(recorded('CustomerRegistered', stored, 1), personalData);
+    expect(decoded.event).toEqual({
+      type: 'CustomerRegistered',
+      data: {
+        customerId: id,
+        name: 'Grace Hopper',
+        email: 'grace@example.com',
+        phone: null,
+        company: null,
+        tags: [],
+        source: null,
+        marketingConsent: false,
+      },
+    });
+    expect(decoded.metadata.command).toBe('RegisterCustomer');
+  });
+
+  it('decodes a forgotten customer with the erased marker, still valid against the schema', async () => {
+    const id = randomUUID();
+    const stored = await personalData.protect('CustomerRegistered', registered(id));
+    await personalData.forget(id);
+    const decoded = await decodeRecordedEvent(recorded('CustomerRegistered', stored, 2), personalData);
+    expect(decoded.event.data).toMatchObject({ name: ERASED, email: ERASED, tags: ['vip'] });
+  });
+
+  it('rejects an event whose metadata is invalid', async () => {
+    const bad = { ...recorded('CustomerTagged', { customerId: randomUUID(), tag: 'x' }, 1), metadata: { actor: 'nobody' } };
+    await expect(decodeRecordedEvent(bad, personalData)).rejects.toThrow();
+  });
+});
