@@ -1,0 +1,84 @@
+import { logGamma } from './special.ts';
+import { minimise, standardErrorsFromLogFit } from './optimize.ts';
+
+/**
+ * Gamma-Gamma spend model (Fader, Hardie & Lee 2005, "RFM and CLV"; Fader & Hardie 2013 note):
+ * each transaction value z ~ Gamma(p, ν), and across customers ν ~ Gamma(q, v). Assumes spend is
+ * independent of the transaction process; fitted on customers with at least one repeat purchase and
+ * a positive mean repeat value.
+ */
+export interface GammaGammaParams {
+  p: number;
+  q: number;
+  v: number;
+}
+
+export interface SpendHistory {
+  /** Number of repeat purchases x. */
+  frequency: number;
+  /** Mean repeat purchase value m̄. */
+  monetary: number;
+}
+
+/** Log-likelihood of the mean spend m̄ of x transactions (x > 0, m̄ > 0). */
+export function gammaGammaLogLikelihood({ p, q, v }: GammaGammaParams, { frequency: x, monetary: m }: SpendHistory): number {
+  return (
+    logGamma(p * x + q) - logGamma(p * x) - logGamma(q) + q * Math.log(v) + (p * x - 1) * Math.log(m) + p * x * Math.log(x) -
+    (p * x + q) * Math.log(x * m + v)
+  );
+}
+
+export const usableForSpend = (c: SpendHistory): boolean => c.frequency > 0 && c.monetary > 0 && Number.isFinite(c.monetary);
+
+export interface GammaGammaFit {
+  params: GammaGammaParams;
+  standardErrors: GammaGammaParams;
+  logLikelihood: number;
+  customers: number;
+  converged: boolean;
+}
+
+export function fitGammaGamma(history: readonly SpendHistory[]): GammaGammaFit {
+  const usable = history.filter(usableForSpend);
+  if (usable.length < 3) throw new RangeError('Gamma-Gamma needs at least 3 customers with repeat purchases');
+  const negLogLik = (lv: number[]): number => {
+    if (lv.some((x) => Math.abs(x) > 30)) return Infinity;
+    const params = { p: Math.exp(lv[0]!), q: Math.exp(lv[1]!), v: Math.exp(lv[2]!) };
+    let sum = 0;
+    for (const c of usable) sum += gammaGammaLogLikelihood(params, c);
+    return -sum;
+  };
+  const meanM = usable.reduce((s, c) => s + c.monetary, 0) / usable.length;
+  // Start at p = 1, q = 2 and v matching the mean spend (E[M] = p v / (q - 1)).
+  const best = minimise(negLogLik, [0, Math.log(2), Math.log(Math.max(meanM, 1e-6))]);
+  let se: number[];
+  try {
+    se = standardErrorsFromLogFit(negLogLik, best.x);
+  } catch {
+    se = [NaN, NaN, NaN];
+  }
+  return {
+    params: { p: Math.exp(best.x[0]!), q: Math.exp(best.x[1]!), v: Math.exp(best.x[2]!) },
+    standardErrors: { p: se[0]!, q: se[1]!, v: se[2]! },
+    logLikelihood: -best.value,
+    customers: usable.length,
+    converged: best.converged,
+  };
+}
+
+/**
+ * E[Z | x, m̄] = (p (v + x m̄)) / (p x + q - 1): a weighted average of the population mean p v/(q-1)
+ * and the customer's own mean. Needs q > 1 (else the population mean is infinite); falls back to m̄.
+ */
+export function expectedSpend({ p, q, v }: GammaGammaParams, { frequency: x, monetary: m }: SpendHistory): number {
+  if (!(q > 1)) return m;
+  const mbar = x > 0 ? m : 0;
+  return (p * (v + x * mbar)) / (p * x + q - 1);
+}
+
+export function simulateSpend(params: GammaGammaParams, frequency: number, random: { gamma(shape: number, rate: number): number }): number {
+  const nu = random.gamma(params.q, params.v);
+  let total = 0;
+  for (let i = 0; i < frequency; i++) total += random.gamma(params.p, nu);
+  return frequency > 0 ? total / frequency : 0;
+}
