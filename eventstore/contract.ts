@@ -68,6 +68,8 @@ export interface ReadAllOptions {
   fromPosition?: bigint;
   maxCount?: number;
   filter?: EventFilter;
+  /** Defaults to `'forwards'`. Backwards reads return events strictly before `fromPosition` (default: the head), newest first. */
+  direction?: 'forwards' | 'backwards';
 }
 
 export interface SubscribeOptions {

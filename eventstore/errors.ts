@@ -32,7 +32,12 @@ export class IdempotencyConflict extends EventStoreError {
 /** Input the store refuses before touching storage: empty lists, invalid stream names, oversized payloads. */
 export class InvalidAppend extends EventStoreError {
   constructor(
-    readonly reason: 'empty_event_list' | 'invalid_stream_name' | 'payload_too_large' | 'invalid_event',
+    readonly reason:
+      | 'empty_event_list'
+      | 'invalid_stream_name'
+      | 'payload_too_large'
+      | 'invalid_event'
+      | 'invalid_expected_revision',
     message: string,
   ) {
     super(message);
@@ -41,3 +46,6 @@ export class InvalidAppend extends EventStoreError {
 
 /** The engine cannot be reached; the message says what to check. */
 export class EventStoreUnavailable extends EventStoreError {}
+
+/** Read options the store refuses (negative counts, revisions that are not integers). */
+export class InvalidReadOptions extends EventStoreError {}

@@ -1,0 +1,183 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import type { SqlDatabase } from './database.ts';
+import { quoteIdentifier } from './migrations.ts';
+
+/**
+ * Tamper evidence: every event's `hash` is
+ *   sha256(previous hash of its stream (empty for the first) || sha256(utf8(content)))
+ * where content = event_id|stream|revision|position|type|data::text|metadata::text|recorded_at in µs since epoch,
+ * computed by `append_events` inside the append. The stream's head (revision, last hash) lives in
+ * `streams`, so deleting a stream's last event is caught too.
+ */
+
+export interface BrokenLink {
+  stream: string;
+  /** Revision where the chain breaks (the expected one when an event is missing). */
+  revision: number;
+  /** Position of the offending event, null when the event is missing. */
+  position: bigint | null;
+  reason: string;
+}
+
+export interface ChainVerification {
+  ok: boolean;
+  /** Events whose hash was recomputed. */
+  checked: number;
+  firstBroken?: BrokenLink;
+}
+
+export interface VerifyChainOptions {
+  schema: string;
+  /** Called after each page with the number of events checked so far. */
+  onProgress?: (checked: number) => void;
+  pageSize?: number;
+}
+
+interface ChainRow {
+  stream: string;
+  revision: string | number;
+  position: string;
+  event_id: string;
+  type: string;
+  data: string;
+  metadata: string;
+  micros: string;
+  hash: Uint8Array;
+}
+
+interface HeadRow {
+  stream: string;
+  revision: string | number;
+  last_hash: Uint8Array | null;
+}
+
+const sha256 = (...parts: (Uint8Array | string)[]): Buffer => {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  return hash.digest();
+};
+
+/** The hash `append_events` stores for an event, recomputed in TypeScript from the row's text forms. */
+export const eventHash = (previous: Uint8Array | null, row: Omit<ChainRow, 'hash'>): Buffer =>
+  sha256(
+    previous ?? new Uint8Array(0),
+    sha256(
+      [row.event_id, row.stream, String(row.revision), row.position, row.type, row.data, row.metadata, row.micros].join('|'),
+    ),
+  );
+
+const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean =>
+  a !== null && b !== null && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+
+/** Walks one stream's events in revision order and reports the first link that does not hold. */
+class StreamWalker {
+  private stream: string | undefined;
+  private expectedRevision = 0;
+  private previousHash: Uint8Array | null = null;
+  private lastPosition: bigint | null = null;
+
+  constructor(private readonly heads: Map<string, HeadRow>) {}
+
+  /** Feeds the next event (rows come ordered by stream, revision). */
+  next(row: ChainRow): BrokenLink | undefined {
+    if (row.stream !== this.stream) {
+      const broken = this.finish();
+      if (broken) return broken;
+      this.stream = row.stream;
+      this.expectedRevision = 0;
+      this.previousHash = null;
+      this.lastPosition = null;
+    }
+    const revision = Number(row.revision);
+    const position = BigInt(row.position);
+    if (revision !== this.expectedRevision) {
+      return {
+        stream: row.stream,
+        revision: this.expectedRevision,
+        position: revision > this.expectedRevision ? null : position,
+        reason: revision > this.expectedRevision ? 'event missing (revision gap)' : `unexpected revision ${revision}`,
+      };
+    }
+    if (this.lastPosition !== null && position <= this.lastPosition) {
+      return { stream: row.stream, revision, position, reason: 'position out of order' };
+    }
+    const expected = eventHash(this.previousHash, row);
+    if (!sameBytes(expected, row.hash)) {
+      return { stream: row.stream, revision, position, reason: 'hash mismatch (event altered or inserted)' };
+    }
+    this.previousHash = row.hash;
+    this.lastPosition = position;
+    this.expectedRevision = revision + 1;
+    return undefined;
+  }
+
+  /** Compares the finished stream with its recorded head. */
+  finish(): BrokenLink | undefined {
+    const stream = this.stream;
+    if (stream === undefined) return undefined;
+    this.stream = undefined;
+    const head = this.heads.get(stream);
+    this.heads.delete(stream);
+    const lastRevision = this.expectedRevision - 1;
+    if (!head) return { stream, revision: lastRevision, position: this.lastPosition, reason: 'stream missing from the streams table' };
+    if (Number(head.revision) !== lastRevision) {
+      return {
+        stream,
+        revision: Number(head.revision),
+        position: null,
+        reason: `stream head says revision ${head.revision}, events end at ${lastRevision}`,
+      };
+    }
+    if (!sameBytes(head.last_hash, this.previousHash)) {
+      return { stream, revision: lastRevision, position: this.lastPosition, reason: 'stream head hash differs from the last event' };
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Recomputes every stream's chain and checks each stream's recorded head. Reads in pages ordered by
+ * (stream, revision), so memory stays flat apart from the heads of the streams table.
+ */
+export async function verifyStreamChains(database: SqlDatabase, options: VerifyChainOptions): Promise<ChainVerification> {
+  const s = sql.raw(quoteIdentifier(options.schema));
+  const pageSize = options.pageSize ?? 5_000;
+  const headRows = await sql<HeadRow>`SELECT stream, revision, last_hash FROM ${s}.streams`.execute(database.db);
+  const heads = new Map(headRows.rows.map((row) => [row.stream, row]));
+  const walker = new StreamWalker(heads);
+  let checked = 0;
+  let after: { stream: string; revision: number } | undefined;
+  for (;;) {
+    const page = await sql<ChainRow>`
+      SELECT stream, revision, position::text AS position, event_id::text AS event_id, type,
+             data::text AS data, metadata::text AS metadata,
+             ((extract(epoch from recorded_at) * 1000000)::bigint)::text AS micros, hash
+      FROM ${s}.events
+      ${after ? sql`WHERE (stream, revision) > (${after.stream}, ${after.revision}::bigint)` : sql``}
+      ORDER BY stream, revision
+      LIMIT ${pageSize}`.execute(database.db);
+    for (const row of page.rows) {
+      const broken = walker.next(row);
+      if (broken) return { ok: false, checked, firstBroken: broken };
+      checked += 1;
+    }
+    options.onProgress?.(checked);
+    const last = page.rows[page.rows.length - 1];
+    if (!last || page.rows.length < pageSize) break;
+    after = { stream: last.stream, revision: Number(last.revision) };
+  }
+  const broken = walker.finish();
+  if (broken) return { ok: false, checked, firstBroken: broken };
+  // Streams whose head claims events that are all gone.
+  for (const head of heads.values()) {
+    if (Number(head.revision) >= 0) {
+      return {
+        ok: false,
+        checked,
+        firstBroken: { stream: head.stream, revision: 0, position: null, reason: 'stream has a head but no events' },
+      };
+    }
+  }
+  return { ok: true, checked };
+}

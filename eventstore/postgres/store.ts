@@ -1,0 +1,326 @@
+import { sql, type RawBuilder } from 'kysely';
+import { Observable } from 'rxjs';
+import type {
+  AppendOptions,
+  AppendResult,
+  EventFilter,
+  EventStore,
+  ExpectedRevision,
+  NewEvent,
+  ReadAllOptions,
+  ReadStreamOptions,
+  RecordedEvent,
+  SubscribeOptions,
+  SubscriptionMessage,
+} from '../contract.ts';
+import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, WrongExpectedRevision } from '../errors.ts';
+import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend } from '../validation.ts';
+import type { SqlDatabase } from './database.ts';
+import { ORDINAL_BITS, migrateEventStore, quoteIdentifier } from './migrations.ts';
+import { createWakeup } from './wakeup.ts';
+
+export interface PostgresEventStoreOptions {
+  /** Schema of the event store tables (created when missing). */
+  schema: string;
+  /** Subscribers poll this often when no wake-up arrives (ms). */
+  pollInterval?: number;
+  /** Events per catch-up read of a subscription. */
+  pageSize?: number;
+}
+
+interface EventRow {
+  position: string;
+  stream: string;
+  revision: string | number;
+  event_id: string;
+  type: string;
+  data: unknown;
+  metadata: Record<string, unknown>;
+  recorded_at: Date | string;
+}
+
+interface AppendRow {
+  outcome: 'appended' | 'duplicate' | 'wrong_revision' | 'idempotency_conflict';
+  revision: string | number;
+  last_position: string | null;
+  conflict_id: string | null;
+}
+
+const EXPECTED_CODES = { no_stream: -1, any: -2, exists: -3 } as const;
+const expectedCode = (expected: ExpectedRevision): number => (typeof expected === 'number' ? expected : EXPECTED_CODES[expected]);
+
+/** Positions below this are final: no transaction still running can commit one (see ORDINAL_BITS). */
+const FINAL_BOUND = sql.raw(`(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${ORDINAL_BITS})`);
+
+const toRecorded = (row: EventRow): RecordedEvent => ({
+  id: row.event_id,
+  type: row.type,
+  data: row.data,
+  metadata: row.metadata,
+  stream: row.stream,
+  revision: Number(row.revision),
+  // Selected as text: PGlite parses int8 to a JS number, which would lose precision.
+  position: BigInt(row.position),
+  recordedAt: row.recorded_at instanceof Date ? row.recorded_at : new Date(row.recorded_at),
+});
+
+const escapeLike = (prefix: string): string => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+const filterSql = (filter: EventFilter | undefined): RawBuilder<unknown> => {
+  const parts: RawBuilder<unknown>[] = [];
+  // An empty list restricts nothing (callers often build filters from optional query parameters).
+  if (filter?.streamPrefixes?.length) {
+    parts.push(sql`AND stream LIKE ANY (${filter.streamPrefixes.map(escapeLike)}::text[])`);
+  }
+  if (filter?.eventTypes?.length) parts.push(sql`AND type = ANY (${filter.eventTypes}::text[])`);
+  return sql.join(parts, sql` `);
+};
+
+const COLUMNS = sql.raw('position::text AS position, stream, revision, event_id::text AS event_id, type, data, metadata, recorded_at');
+
+const isUniqueViolation = (error: unknown, constraint: string): boolean =>
+  (error as { code?: string }).code === '23505' && (error as { constraint?: string }).constraint === constraint;
+
+/** Errors a caller can act on pass through; a lost connection becomes EventStoreUnavailable. */
+const mapError = (error: unknown): unknown => {
+  if (error instanceof EventStoreError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  if (/Connection terminated|connection.*(closed|ended)|ECONNRESET|PGlite is closed/i.test(message)) {
+    return new EventStoreUnavailable(`Lost the connection to PostgreSQL: ${message}. Check that PostgreSQL is running.`, {
+      cause: error,
+    });
+  }
+  return error;
+};
+
+/**
+ * The PostgreSQL engine (also run on PGlite). Creates its tables in `options.schema` through
+ * migrations. `close()` stops the store's subscriptions and timers; the shared database handle
+ * belongs to the caller and stays open.
+ */
+export async function createPostgresEventStore(database: SqlDatabase, options: PostgresEventStoreOptions): Promise<EventStore> {
+  const { schema } = options;
+  const pollInterval = options.pollInterval ?? 300;
+  const pageSize = options.pageSize ?? 1_000;
+  const db = database.db;
+  const s = sql.raw(quoteIdentifier(schema));
+  try {
+    await migrateEventStore(db, schema);
+  } catch (error) {
+    throw mapError(error);
+  }
+  const wakeup = createWakeup(database, schema);
+  const activeSubscriptions = new Set<() => void>();
+  let closed = false;
+
+  const assertOpen = (): void => {
+    if (closed) throw new EventStoreError('The event store is closed');
+  };
+
+  const appendToStream = async (stream: string, events: NewEvent[], options: AppendOptions = {}): Promise<AppendResult> => {
+    const prepared = prepareAppend(stream, events);
+    const expected = normalizeExpectedRevision(options.expectedRevision);
+    assertOpen();
+    let row: AppendRow | undefined;
+    try {
+      const result = await sql<AppendRow>`
+        SELECT outcome, revision, last_position::text AS last_position, conflict_id::text AS conflict_id
+        FROM ${s}.append_events(
+          ${stream}, ${expectedCode(expected)}::bigint,
+          ${prepared.map((e) => e.id)}::uuid[], ${prepared.map((e) => e.type)}::text[],
+          ${prepared.map((e) => e.dataJson)}::text[]::jsonb[], ${prepared.map((e) => e.metadataJson)}::text[]::jsonb[])`.execute(db);
+      row = result.rows[0];
+    } catch (error) {
+      // Same id appended concurrently to another stream: the unique index settles it.
+      if (isUniqueViolation(error, 'events_event_id_unique')) {
+        const id = /\(event_id\)=\(([^)]+)\)/.exec((error as { detail?: string }).detail ?? '')?.[1];
+        throw new IdempotencyConflict(id ?? prepared[0]!.id, stream);
+      }
+      throw mapError(error);
+    }
+    if (!row) throw new EventStoreError('append_events returned no row');
+    switch (row.outcome) {
+      case 'appended':
+        wakeup.appended();
+        return { nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position!) };
+      case 'duplicate':
+        return { nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position!) };
+      case 'wrong_revision':
+        throw new WrongExpectedRevision(stream, expected, Number(row.revision));
+      case 'idempotency_conflict':
+        throw new IdempotencyConflict(row.conflict_id ?? prepared[0]!.id, stream);
+    }
+  };
+
+  const readStream = async (stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> => {
+    checkReadStreamOptions(options);
+    assertOpen();
+    const backwards = options.direction === 'backwards';
+    const conditions: RawBuilder<unknown>[] = [sql`stream = ${stream}`];
+    if (options.fromRevision !== undefined) {
+      conditions.push(backwards ? sql`revision <= ${options.fromRevision}` : sql`revision >= ${options.fromRevision}`);
+    }
+    if (options.untilRevision !== undefined) conditions.push(sql`revision <= ${options.untilRevision}`);
+    if (options.untilTime !== undefined) conditions.push(sql`recorded_at <= ${options.untilTime}`);
+    try {
+      const result = await sql<EventRow>`
+        SELECT ${COLUMNS} FROM ${s}.events
+        WHERE ${sql.join(conditions, sql` AND `)}
+        ORDER BY revision ${sql.raw(backwards ? 'DESC' : 'ASC')}
+        ${options.maxCount !== undefined ? sql`LIMIT ${options.maxCount}` : sql``}`.execute(db);
+      return result.rows.map(toRecorded);
+    } catch (error) {
+      throw mapError(error);
+    }
+  };
+
+  /**
+   * One page of the global feed, only final positions (below the oldest running transaction),
+   * plus that bound so that a filtered reader can skip what it has scanned.
+   */
+  const readFinalPage = async (
+    after: bigint,
+    limit: number,
+    filter: EventFilter | undefined,
+  ): Promise<{ events: RecordedEvent[]; bound: bigint }> => {
+    const result = await sql<EventRow & { bound: string }>`
+      SELECT b.bound::text AS bound, e.*
+      FROM (SELECT ${FINAL_BOUND} AS bound) b
+      LEFT JOIN LATERAL (
+        SELECT ${COLUMNS} FROM ${s}.events
+        WHERE position > ${after.toString()}::bigint AND position < b.bound ${filterSql(filter)}
+        ORDER BY position
+        LIMIT ${limit}
+      ) e ON true`.execute(db);
+    const first = result.rows[0];
+    const bound = first ? BigInt(first.bound) : after;
+    const events = result.rows.filter((row) => row.position !== null).map(toRecorded);
+    return { events, bound };
+  };
+
+  const readAll = async (options: ReadAllOptions = {}): Promise<RecordedEvent[]> => {
+    checkReadAllOptions(options);
+    assertOpen();
+    const limit = options.maxCount ?? null;
+    try {
+      if (options.direction === 'backwards') {
+        const before = options.fromPosition !== undefined ? sql`AND position < ${options.fromPosition.toString()}::bigint` : sql``;
+        const result = await sql<EventRow>`
+          SELECT ${COLUMNS} FROM ${s}.events
+          WHERE position < ${FINAL_BOUND} ${before} ${filterSql(options.filter)}
+          ORDER BY position DESC LIMIT ${limit}`.execute(db);
+        return result.rows.map(toRecorded);
+      }
+      const result = await sql<EventRow>`
+        SELECT ${COLUMNS} FROM ${s}.events
+        WHERE position > ${(options.fromPosition ?? 0n).toString()}::bigint AND position < ${FINAL_BOUND} ${filterSql(options.filter)}
+        ORDER BY position LIMIT ${limit}`.execute(db);
+      return result.rows.map(toRecorded);
+    } catch (error) {
+      throw mapError(error);
+    }
+  };
+
+  const headPosition = async (): Promise<bigint> => {
+    assertOpen();
+    try {
+      const result = await sql<{ head: string }>`
+        SELECT coalesce(max(position), 0)::text AS head FROM ${s}.events WHERE position < ${FINAL_BOUND}`.execute(db);
+      return BigInt(result.rows[0]?.head ?? '0');
+    } catch (error) {
+      throw mapError(error);
+    }
+  };
+
+  const subscribeToAll = (options: SubscribeOptions = {}): Observable<SubscriptionMessage> =>
+    new Observable<SubscriptionMessage>((subscriber) => {
+      if (options.fromPosition !== undefined) checkReadAllOptions({ fromPosition: options.fromPosition });
+      let stopped = false;
+      let woken = false;
+      let interrupt: (() => void) | undefined;
+      let unregister: (() => Promise<void>) | undefined;
+      const wake = (): void => {
+        woken = true;
+        interrupt?.();
+      };
+      const stop = (): void => {
+        stopped = true;
+        interrupt?.();
+        const release = unregister;
+        unregister = undefined;
+        void release?.().catch(() => undefined);
+      };
+      const sleep = (ms: number): Promise<void> =>
+        new Promise((resolve) => {
+          const timer = setTimeout(done, ms);
+          function done(): void {
+            clearTimeout(timer);
+            interrupt = undefined;
+            resolve();
+          }
+          interrupt = done;
+        });
+
+      const run = async (): Promise<void> => {
+        unregister = await wakeup.onAppend(wake);
+        if (stopped) {
+          stop();
+          return;
+        }
+        // `delivered`: last event handed out; `scanned`: everything at or below it was read (filters skip ahead).
+        let delivered = options.fromPosition ?? 0n;
+        let scanned = delivered;
+        let behind = true;
+        while (!stopped) {
+          woken = false;
+          const { events, bound } = await readFinalPage(scanned, pageSize, options.filter);
+          for (const event of events) {
+            if (stopped) return;
+            subscriber.next({ kind: 'event', event });
+            delivered = event.position;
+          }
+          if (stopped) return;
+          const atHead = events.length < pageSize;
+          scanned = events.length > 0 ? events[events.length - 1]!.position : scanned;
+          if (atHead && bound - 1n > scanned) scanned = bound - 1n;
+          if (!atHead) {
+            behind = true;
+            continue;
+          }
+          if (behind || events.length > 0) subscriber.next({ kind: 'caughtUp', position: delivered });
+          behind = false;
+          if (!woken) await sleep(pollInterval);
+        }
+      };
+
+      const closeWithStore = (): void => {
+        stop();
+        subscriber.complete();
+      };
+      activeSubscriptions.add(closeWithStore);
+      run().catch((error: unknown) => {
+        if (!stopped) subscriber.error(mapError(error));
+        stop();
+      });
+      return () => {
+        activeSubscriptions.delete(closeWithStore);
+        stop();
+      };
+    });
+
+  return {
+    engine: database.kind,
+    appendToStream,
+    readStream,
+    readAll,
+    subscribeToAll,
+    headPosition,
+    async close() {
+      if (closed) return;
+      closed = true;
+      wakeup.close();
+      for (const closeSubscription of [...activeSubscriptions]) closeSubscription();
+      activeSubscriptions.clear();
+    },
+  };
+}
