@@ -12,14 +12,17 @@ export class DomainError extends Error {
     message: string,
     /** The command field the refusal is about, when there is one. */
     readonly field?: string,
+    /** Machine-readable facts about the refusal, e.g. `{ primaryId }` for a merged customer or `{ remaining }` for a refund. */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
     this.name = 'DomainError';
   }
 }
 
-export const notFound = (code: string, message: string) => new DomainError('not_found', code, message);
-export const invalidState = (code: string, message: string, field?: string) =>
-  new DomainError('invalid_state', code, message, field);
-export const ruleViolated = (code: string, message: string, field?: string) =>
-  new DomainError('rule_violated', code, message, field);
+export const notFound = (code: string, message: string, field?: string, details?: Record<string, unknown>) =>
+  new DomainError('not_found', code, message, field, details);
+export const invalidState = (code: string, message: string, field?: string, details?: Record<string, unknown>) =>
+  new DomainError('invalid_state', code, message, field, details);
+export const ruleViolated = (code: string, message: string, field?: string, details?: Record<string, unknown>) =>
+  new DomainError('rule_violated', code, message, field, details);

@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import type { CustomerSnapshot } from '../customer/decider.ts';
+import { Amount, Currency } from '../money.ts';
+import { Id, IsoDateTime, ShortText } from '../shared.ts';
+import { CampaignChannel, ResponseKind, SegmentCriteria } from './events.ts';
+
+const Reason = z.string().max(2000);
+
+export const CreateCampaignPayload = z
+  .object({
+    /** Client-chosen id; generated when absent. */
+    campaignId: Id.optional(),
+    name: ShortText,
+    channel: CampaignChannel,
+    budget: Amount,
+    currency: Currency,
+    schedule: z.object({ startsAt: IsoDateTime, endsAt: IsoDateTime.nullable().optional() }).strict().nullable().optional(),
+    targetSegment: SegmentCriteria.optional(),
+  })
+  .strict();
+
+export const ScheduleCampaignPayload = z
+  .object({ campaignId: Id, startsAt: IsoDateTime, endsAt: IsoDateTime.nullable().optional() })
+  .strict();
+export const LaunchCampaignPayload = z.object({ campaignId: Id }).strict();
+export const PauseCampaignPayload = z.object({ campaignId: Id, reason: Reason.nullable().optional() }).strict();
+export const ResumeCampaignPayload = z.object({ campaignId: Id }).strict();
+export const CompleteCampaignPayload = z.object({ campaignId: Id }).strict();
+export const CancelCampaignPayload = z.object({ campaignId: Id, reason: Reason.nullable().optional() }).strict();
+
+export const RecordCampaignCostPayload = z
+  .object({
+    campaignId: Id,
+    /** Makes the cost idempotent (an invoice number); derived from the idempotency key (or generated) when absent. */
+    costId: z.string().trim().min(1).max(100).optional(),
+    amount: Amount,
+    currency: Currency,
+    description: z.string().max(2000).nullable().optional(),
+  })
+  .strict();
+
+export const RecordCampaignResponsePayload = z
+  .object({
+    campaignId: Id,
+    customerId: Id,
+    kind: ResponseKind,
+    /** Only for `converted` (required there); `currency` defaults to the campaign's. */
+    revenue: Amount.nullable().optional(),
+    currency: Currency.nullable().optional(),
+  })
+  .strict();
+
+export const campaignCommandSchemas = {
+  CreateCampaign: CreateCampaignPayload,
+  ScheduleCampaign: ScheduleCampaignPayload,
+  LaunchCampaign: LaunchCampaignPayload,
+  PauseCampaign: PauseCampaignPayload,
+  ResumeCampaign: ResumeCampaignPayload,
+  CompleteCampaign: CompleteCampaignPayload,
+  CancelCampaign: CancelCampaignPayload,
+  RecordCampaignCost: RecordCampaignCostPayload,
+  RecordCampaignResponse: RecordCampaignResponsePayload,
+} as const;
+
+type P<K extends keyof typeof campaignCommandSchemas> = z.infer<(typeof campaignCommandSchemas)[K]>;
+type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;
+
+export type CreateCampaign = Cmd<'CreateCampaign', Omit<P<'CreateCampaign'>, 'campaignId'> & { campaignId: string }>;
+export type ScheduleCampaign = Cmd<'ScheduleCampaign', P<'ScheduleCampaign'>>;
+export type LaunchCampaign = Cmd<'LaunchCampaign', P<'LaunchCampaign'>>;
+export type PauseCampaign = Cmd<'PauseCampaign', P<'PauseCampaign'>>;
+export type ResumeCampaign = Cmd<'ResumeCampaign', P<'ResumeCampaign'>>;
+export type CompleteCampaign = Cmd<'CompleteCampaign', P<'CompleteCampaign'>>;
+export type CancelCampaign = Cmd<'CancelCampaign', P<'CancelCampaign'>>;
+export type RecordCampaignCost = Cmd<'RecordCampaignCost', Omit<P<'RecordCampaignCost'>, 'costId'> & { costId: string }>;
+/** The handler reads the customer's stream and passes what the rule needs. */
+export type RecordCampaignResponse = Cmd<'RecordCampaignResponse', P<'RecordCampaignResponse'> & { customer: CustomerSnapshot }>;
+
+export type CampaignCommand =
+  | CreateCampaign
+  | ScheduleCampaign
+  | LaunchCampaign
+  | PauseCampaign
+  | ResumeCampaign
+  | CompleteCampaign
+  | CancelCampaign
+  | RecordCampaignCost
+  | RecordCampaignResponse;

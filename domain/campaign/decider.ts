@@ -1,0 +1,212 @@
+import { assertCustomerUsable } from '../customer/decider.ts';
+import type { Decider } from '../decider.ts';
+import { invalidState, notFound, ruleViolated } from '../errors.ts';
+import { toMinor } from '../money.ts';
+import { isBefore } from '../time.ts';
+import type { CampaignCommand } from './commands.ts';
+import type { CampaignEvent, CampaignStatus, ResponseKind } from './events.ts';
+
+/**
+ * Campaign lifecycle: draft -> scheduled -> active <-> paused -> completed; launch from draft or
+ * scheduled; cancel from draft, scheduled, active or paused. Completed and cancelled are final.
+ *
+ * Responses are accepted while active or paused and after completion (opens and conversions keep
+ * arriving once a campaign has ended), never before launch or after cancellation.
+ * Costs are accepted in every status: invoices arrive late, and cancelling may itself cost money.
+ */
+export interface CampaignState {
+  exists: boolean;
+  campaignId: string | null;
+  name: string | null;
+  channel: string | null;
+  budget: number;
+  currency: string | null;
+  status: CampaignStatus | null;
+  startsAt: string | null;
+  endsAt: string | null;
+  costs: Record<string, { amount: number; currency: string }>;
+  /** `<customerId>:<kind>` of every response recorded. */
+  responses: string[];
+}
+
+export const initialCampaignState = (): CampaignState => ({
+  exists: false,
+  campaignId: null,
+  name: null,
+  channel: null,
+  budget: 0,
+  currency: null,
+  status: null,
+  startsAt: null,
+  endsAt: null,
+  costs: {},
+  responses: [],
+});
+
+const responseKey = (customerId: string, kind: ResponseKind) => `${customerId}:${kind}`;
+
+export const evolveCampaign = (state: CampaignState, event: CampaignEvent): CampaignState => {
+  switch (event.type) {
+    case 'CampaignCreated': {
+      const d = event.data;
+      return {
+        ...state,
+        exists: true,
+        campaignId: d.campaignId,
+        name: d.name,
+        channel: d.channel,
+        budget: d.budget,
+        currency: d.currency,
+        status: 'draft',
+        startsAt: d.schedule?.startsAt ?? null,
+        endsAt: d.schedule?.endsAt ?? null,
+      };
+    }
+    case 'CampaignScheduled':
+      return { ...state, status: 'scheduled', startsAt: event.data.startsAt, endsAt: event.data.endsAt };
+    case 'CampaignLaunched':
+    case 'CampaignResumed':
+      return { ...state, status: 'active' };
+    case 'CampaignPaused':
+      return { ...state, status: 'paused' };
+    case 'CampaignCompleted':
+      return { ...state, status: 'completed' };
+    case 'CampaignCancelled':
+      return { ...state, status: 'cancelled' };
+    case 'CampaignCostRecorded':
+      return { ...state, costs: { ...state.costs, [event.data.costId]: { amount: event.data.amount, currency: event.data.currency } } };
+    case 'CampaignResponseRecorded': {
+      const key = responseKey(event.data.customerId, event.data.kind);
+      return state.responses.includes(key) ? state : { ...state, responses: [...state.responses, key] };
+    }
+  }
+};
+
+const assertScheduleValid = (startsAt: string, endsAt: string | null | undefined, field: string) => {
+  if (endsAt && !isBefore(startsAt, endsAt)) throw ruleViolated('campaign.invalid_schedule', 'endsAt must be after startsAt', field);
+};
+
+const assertExists = (state: CampaignState, campaignId: string): CampaignStatus => {
+  if (!state.exists || state.status === null)
+    throw notFound('campaign.not_found', `Campaign ${campaignId} does not exist`, 'campaignId', { campaignId });
+  return state.status;
+};
+
+const transition = (state: CampaignState, campaignId: string, allowed: readonly CampaignStatus[], action: string): void => {
+  const status = assertExists(state, campaignId);
+  if (!allowed.includes(status))
+    throw invalidState('campaign.invalid_transition', `Cannot ${action} a campaign that is ${status}`, 'campaignId', {
+      status,
+      allowedFrom: allowed,
+    });
+};
+
+export const decideCampaign = (command: CampaignCommand, state: CampaignState): CampaignEvent[] => {
+  const { campaignId } = command;
+  switch (command.type) {
+    case 'CreateCampaign': {
+      if (state.exists) throw invalidState('campaign.already_created', `Campaign ${campaignId} already exists`, 'campaignId');
+      if (command.schedule) assertScheduleValid(command.schedule.startsAt, command.schedule.endsAt, 'schedule.endsAt');
+      const segment = command.targetSegment ?? {};
+      if (segment.minRevenue !== undefined && segment.maxRevenue !== undefined && segment.minRevenue > segment.maxRevenue)
+        throw ruleViolated('campaign.invalid_segment', 'minRevenue must not exceed maxRevenue', 'targetSegment.maxRevenue');
+      return [
+        {
+          type: 'CampaignCreated',
+          data: {
+            campaignId,
+            name: command.name,
+            channel: command.channel,
+            budget: command.budget,
+            currency: command.currency,
+            schedule: command.schedule ? { startsAt: command.schedule.startsAt, endsAt: command.schedule.endsAt ?? null } : null,
+            targetSegment: segment,
+          },
+        },
+      ];
+    }
+    case 'ScheduleCampaign':
+      transition(state, campaignId, ['draft', 'scheduled'], 'schedule');
+      assertScheduleValid(command.startsAt, command.endsAt, 'endsAt');
+      return [{ type: 'CampaignScheduled', data: { campaignId, startsAt: command.startsAt, endsAt: command.endsAt ?? null } }];
+    case 'LaunchCampaign':
+      transition(state, campaignId, ['draft', 'scheduled'], 'launch');
+      return [{ type: 'CampaignLaunched', data: { campaignId } }];
+    case 'PauseCampaign':
+      transition(state, campaignId, ['active'], 'pause');
+      return [{ type: 'CampaignPaused', data: { campaignId, reason: command.reason ?? null } }];
+    case 'ResumeCampaign':
+      transition(state, campaignId, ['paused'], 'resume');
+      return [{ type: 'CampaignResumed', data: { campaignId } }];
+    case 'CompleteCampaign':
+      transition(state, campaignId, ['active', 'paused'], 'complete');
+      return [{ type: 'CampaignCompleted', data: { campaignId } }];
+    case 'CancelCampaign':
+      transition(state, campaignId, ['draft', 'scheduled', 'active', 'paused'], 'cancel');
+      return [{ type: 'CampaignCancelled', data: { campaignId, reason: command.reason ?? null } }];
+    case 'RecordCampaignCost': {
+      assertExists(state, campaignId);
+      if (command.currency !== state.currency)
+        throw ruleViolated('campaign.currency_mismatch', `Campaign ${campaignId} is budgeted in ${state.currency}`, 'currency', {
+          expected: state.currency,
+        });
+      if (toMinor(command.amount) <= 0) throw ruleViolated('campaign.cost_not_positive', 'A cost must be greater than zero', 'amount');
+      const previous = state.costs[command.costId];
+      if (previous) {
+        // The same invoice recorded twice is one cost; the same id with another amount is a mistake.
+        if (toMinor(previous.amount) === toMinor(command.amount)) return [];
+        throw ruleViolated('campaign.cost_conflict', `Cost ${command.costId} was recorded with amount ${previous.amount}`, 'amount', {
+          costId: command.costId,
+          recordedAmount: previous.amount,
+        });
+      }
+      return [
+        {
+          type: 'CampaignCostRecorded',
+          data: {
+            campaignId,
+            costId: command.costId,
+            amount: command.amount,
+            currency: command.currency,
+            description: command.description ?? null,
+          },
+        },
+      ];
+    }
+    case 'RecordCampaignResponse': {
+      const status = assertExists(state, campaignId);
+      if (!['active', 'paused', 'completed'].includes(status))
+        throw invalidState('campaign.not_running', `Campaign ${campaignId} is ${status}: it takes no responses`, 'campaignId', { status });
+      assertCustomerUsable(command.customer, command.customerId, { requireActive: false });
+      if (state.responses.includes(responseKey(command.customerId, command.kind)))
+        throw invalidState(
+          'campaign.response_already_recorded',
+          `Customer ${command.customerId} already has a ${command.kind} response on this campaign`,
+          'kind',
+        );
+      const converted = command.kind === 'converted';
+      if (converted && (command.revenue === undefined || command.revenue === null))
+        throw ruleViolated('campaign.revenue_required', 'A conversion carries its revenue', 'revenue');
+      if (!converted && command.revenue !== undefined && command.revenue !== null)
+        throw ruleViolated('campaign.revenue_only_for_conversion', 'Only a conversion carries revenue', 'revenue');
+      return [
+        {
+          type: 'CampaignResponseRecorded',
+          data: {
+            campaignId,
+            customerId: command.customerId,
+            kind: command.kind,
+            revenue: converted ? (command.revenue ?? 0) : null,
+            currency: converted ? (command.currency ?? state.currency) : null,
+          },
+        },
+      ];
+    }
+  }
+};
+
+export const campaignDecider: Decider<CampaignCommand, CampaignEvent, CampaignState> = {
+  initialState: initialCampaignState,
+  evolve: evolveCampaign,
+  decide: decideCampaign,
+};

@@ -1,0 +1,112 @@
+import { z } from 'zod';
+import { Amount, Currency } from '../money.ts';
+import { Id, IsoDateTime, ShortText, Tag } from '../shared.ts';
+
+/**
+ * Customer command payloads as clients send them (strict: unknown fields are refused).
+ * Path ids are fields too (`customerId`), so an HTTP route validates `{ ...body, ...params }`.
+ */
+const Email = z.email().max(320).transform((email) => email.toLowerCase());
+const Phone = z.string().trim().min(3).max(50).regex(/^[+0-9 ()./-]+$/, 'digits, spaces and + ( ) . / -');
+const Company = z.string().trim().min(1).max(200);
+const OrderId = z.string().trim().min(1).max(100);
+const Reason = z.string().max(2000);
+
+export const RegisterCustomerPayload = z
+  .object({
+    /** Client-chosen id; generated when absent. */
+    customerId: Id.optional(),
+    name: ShortText,
+    email: Email,
+    phone: Phone.nullable().optional(),
+    company: Company.nullable().optional(),
+    tags: z.array(Tag).max(50).optional(),
+    source: z.string().trim().min(1).max(100).nullable().optional(),
+    marketingConsent: z.boolean().optional(),
+  })
+  .strict();
+
+export const ChangeCustomerDetailsPayload = z
+  .object({
+    customerId: Id,
+    name: ShortText.optional(),
+    email: Email.optional(),
+    phone: Phone.nullable().optional(),
+    company: Company.nullable().optional(),
+    marketingConsent: z.boolean().optional(),
+  })
+  .strict()
+  .refine((c) => Object.keys(c).some((k) => k !== 'customerId'), { message: 'at least one field to change' });
+
+export const TagCustomerPayload = z.object({ customerId: Id, tag: Tag }).strict();
+export const UntagCustomerPayload = z.object({ customerId: Id, tag: Tag }).strict();
+
+export const RecordPurchasePayload = z
+  .object({
+    customerId: Id,
+    orderId: OrderId,
+    amount: Amount,
+    currency: Currency,
+    /** Business time of the purchase; defaults to the command's time. */
+    occurredAt: IsoDateTime.optional(),
+  })
+  .strict();
+
+export const RefundPurchasePayload = z
+  .object({
+    customerId: Id,
+    orderId: OrderId,
+    /** Idempotency of the refund itself; derived from the idempotency key (or generated) when absent. */
+    refundId: z.string().trim().min(1).max(100).optional(),
+    amount: Amount,
+    currency: Currency,
+    reason: Reason.nullable().optional(),
+    occurredAt: IsoDateTime.optional(),
+  })
+  .strict();
+
+/** `customerId` is the primary (the one that stays); `duplicateId` is merged into it. */
+export const MergeCustomerPayload = z.object({ customerId: Id, duplicateId: Id }).strict();
+export const DeactivateCustomerPayload = z.object({ customerId: Id, reason: Reason.nullable().optional() }).strict();
+export const ReactivateCustomerPayload = z.object({ customerId: Id }).strict();
+export const ForgetCustomerPayload = z.object({ customerId: Id }).strict();
+
+export const customerCommandSchemas = {
+  RegisterCustomer: RegisterCustomerPayload,
+  ChangeCustomerDetails: ChangeCustomerDetailsPayload,
+  TagCustomer: TagCustomerPayload,
+  UntagCustomer: UntagCustomerPayload,
+  RecordPurchase: RecordPurchasePayload,
+  RefundPurchase: RefundPurchasePayload,
+  MergeCustomer: MergeCustomerPayload,
+  DeactivateCustomer: DeactivateCustomerPayload,
+  ReactivateCustomer: ReactivateCustomerPayload,
+  ForgetCustomer: ForgetCustomerPayload,
+} as const;
+
+type P<K extends keyof typeof customerCommandSchemas> = z.infer<(typeof customerCommandSchemas)[K]>;
+/** Every command reaches `decide` with its business time, filled by the handler. */
+type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;
+
+export type RegisterCustomer = Cmd<'RegisterCustomer', Omit<P<'RegisterCustomer'>, 'customerId'> & { customerId: string }>;
+export type ChangeCustomerDetails = Cmd<'ChangeCustomerDetails', P<'ChangeCustomerDetails'>>;
+export type TagCustomer = Cmd<'TagCustomer', P<'TagCustomer'>>;
+export type UntagCustomer = Cmd<'UntagCustomer', P<'UntagCustomer'>>;
+export type RecordPurchase = Cmd<'RecordPurchase', Omit<P<'RecordPurchase'>, 'occurredAt'>>;
+export type RefundPurchase = Cmd<'RefundPurchase', Omit<P<'RefundPurchase'>, 'occurredAt' | 'refundId'> & { refundId: string }>;
+export type DeactivateCustomer = Cmd<'DeactivateCustomer', P<'DeactivateCustomer'>>;
+export type ReactivateCustomer = Cmd<'ReactivateCustomer', P<'ReactivateCustomer'>>;
+export type ForgetCustomer = Cmd<'ForgetCustomer', P<'ForgetCustomer'>>;
+/** Decided over two streams by `decideMerge`, not by the single-stream decider. */
+export type MergeCustomer = Cmd<'MergeCustomer', P<'MergeCustomer'>>;
+
+export type CustomerCommand =
+  | RegisterCustomer
+  | ChangeCustomerDetails
+  | TagCustomer
+  | UntagCustomer
+  | RecordPurchase
+  | RefundPurchase
+  | DeactivateCustomer
+  | ReactivateCustomer
+  | ForgetCustomer;

@@ -1,0 +1,315 @@
+import type { Decider } from '../decider.ts';
+import { invalidState, notFound, ruleViolated } from '../errors.ts';
+import { fromMinor, toMinor } from '../money.ts';
+import { ERASED } from '../shared.ts';
+import type { CustomerCommand, MergeCustomer } from './commands.ts';
+import type { CustomerEvent } from './events.ts';
+
+export interface CustomerOrder {
+  amount: number;
+  currency: string;
+  /** Sum of refunds so far, major units (kept exact through minor-unit arithmetic). */
+  refunded: number;
+}
+
+export interface CustomerRefund {
+  orderId: string;
+  amount: number;
+  currency: string;
+}
+
+/** Plain JSON (no Map/Set) so that a point-in-time state can be returned to auditors as is. */
+export interface CustomerState {
+  exists: boolean;
+  customerId: string | null;
+  name: string | null;
+  email: string | null;
+  phone: string | null;
+  company: string | null;
+  tags: string[];
+  source: string | null;
+  marketingConsent: boolean;
+  status: 'active' | 'inactive';
+  deactivationReason: string | null;
+  orders: Record<string, CustomerOrder>;
+  refunds: Record<string, CustomerRefund>;
+  /** Set on a duplicate once merged: every later command is refused and names this primary. */
+  mergedInto: string | null;
+  /** Duplicates this customer absorbed. */
+  mergedDuplicates: string[];
+  forgotten: boolean;
+}
+
+export const initialCustomerState = (): CustomerState => ({
+  exists: false,
+  customerId: null,
+  name: null,
+  email: null,
+  phone: null,
+  company: null,
+  tags: [],
+  source: null,
+  marketingConsent: false,
+  status: 'active',
+  deactivationReason: null,
+  orders: {},
+  refunds: {},
+  mergedInto: null,
+  mergedDuplicates: [],
+  forgotten: false,
+});
+
+export const evolveCustomer = (state: CustomerState, event: CustomerEvent): CustomerState => {
+  switch (event.type) {
+    case 'CustomerRegistered': {
+      const d = event.data;
+      return {
+        ...state,
+        exists: true,
+        customerId: d.customerId,
+        name: d.name,
+        email: d.email,
+        phone: d.phone,
+        company: d.company,
+        tags: [...new Set(d.tags)],
+        source: d.source,
+        marketingConsent: d.marketingConsent,
+      };
+    }
+    case 'CustomerContactDetailsChanged': {
+      const d = event.data;
+      return {
+        ...state,
+        name: d.name ?? state.name,
+        email: d.email ?? state.email,
+        phone: d.phone !== undefined ? d.phone : state.phone,
+        company: d.company !== undefined ? d.company : state.company,
+      };
+    }
+    case 'CustomerTagged':
+      return state.tags.includes(event.data.tag) ? state : { ...state, tags: [...state.tags, event.data.tag] };
+    case 'CustomerUntagged':
+      return { ...state, tags: state.tags.filter((t) => t !== event.data.tag) };
+    case 'CustomerMarketingConsentChanged':
+      return { ...state, marketingConsent: event.data.marketingConsent };
+    case 'PurchaseRecorded': {
+      const d = event.data;
+      return { ...state, orders: { ...state.orders, [d.orderId]: { amount: d.amount, currency: d.currency, refunded: 0 } } };
+    }
+    case 'PurchaseRefunded': {
+      const d = event.data;
+      const order = state.orders[d.orderId];
+      const orders = order
+        ? { ...state.orders, [d.orderId]: { ...order, refunded: fromMinor(toMinor(order.refunded) + toMinor(d.amount)) } }
+        : state.orders;
+      return { ...state, orders, refunds: { ...state.refunds, [d.refundId]: { orderId: d.orderId, amount: d.amount, currency: d.currency } } };
+    }
+    case 'CustomerMerged':
+      return state.mergedDuplicates.includes(event.data.duplicateId)
+        ? state
+        : { ...state, mergedDuplicates: [...state.mergedDuplicates, event.data.duplicateId] };
+    case 'CustomerMergedInto':
+      return { ...state, mergedInto: event.data.primaryId };
+    case 'CustomerDeactivated':
+      return { ...state, status: 'inactive', deactivationReason: event.data.reason };
+    case 'CustomerReactivated':
+      return { ...state, status: 'active', deactivationReason: null };
+    case 'CustomerForgotten':
+      return { ...state, forgotten: true, name: ERASED, email: ERASED, phone: state.phone === null ? null : ERASED };
+  }
+};
+
+/** Refusals shared by every command on an existing customer: unknown, forgotten, merged away. */
+export const assertCustomerWritable = (state: CustomerState, customerId: string, field = 'customerId'): void =>
+  assertCustomerUsable(customerSnapshot(state), customerId, { requireActive: false, field });
+
+const decideRegister = (c: Extract<CustomerCommand, { type: 'RegisterCustomer' }>, s: CustomerState): CustomerEvent[] => {
+  if (s.exists) throw invalidState('customer.already_registered', `Customer ${c.customerId} is already registered`, 'customerId');
+  return [
+    {
+      type: 'CustomerRegistered',
+      data: {
+        customerId: c.customerId,
+        name: c.name,
+        email: c.email,
+        phone: c.phone ?? null,
+        company: c.company ?? null,
+        tags: [...new Set(c.tags ?? [])],
+        source: c.source ?? null,
+        marketingConsent: c.marketingConsent ?? false,
+      },
+    },
+  ];
+};
+
+const decideDetails = (c: Extract<CustomerCommand, { type: 'ChangeCustomerDetails' }>, s: CustomerState): CustomerEvent[] => {
+  // Only what actually changes is recorded: a PATCH that repeats current values appends nothing.
+  const changed: { name?: string; email?: string; phone?: string | null; company?: string | null } = {};
+  if (c.name !== undefined && c.name !== s.name) changed.name = c.name;
+  if (c.email !== undefined && c.email !== s.email) changed.email = c.email;
+  if (c.phone !== undefined && c.phone !== s.phone) changed.phone = c.phone;
+  if (c.company !== undefined && c.company !== s.company) changed.company = c.company;
+  const events: CustomerEvent[] = [];
+  if (Object.keys(changed).length > 0) events.push({ type: 'CustomerContactDetailsChanged', data: { customerId: c.customerId, ...changed } });
+  if (c.marketingConsent !== undefined && c.marketingConsent !== s.marketingConsent)
+    events.push({ type: 'CustomerMarketingConsentChanged', data: { customerId: c.customerId, marketingConsent: c.marketingConsent } });
+  return events;
+};
+
+const decidePurchase = (c: Extract<CustomerCommand, { type: 'RecordPurchase' }>, s: CustomerState): CustomerEvent[] => {
+  const existing = s.orders[c.orderId];
+  if (existing) {
+    // The same order reported twice (a retry, a replayed import) is the same purchase: nothing to record.
+    if (existing.currency !== c.currency)
+      throw ruleViolated('purchase.order_conflict', `Order ${c.orderId} was recorded in ${existing.currency}`, 'currency', {
+        orderId: c.orderId,
+        recordedAmount: existing.amount,
+        recordedCurrency: existing.currency,
+      });
+    if (toMinor(existing.amount) !== toMinor(c.amount))
+      throw ruleViolated('purchase.order_conflict', `Order ${c.orderId} was recorded with amount ${existing.amount}`, 'amount', {
+        orderId: c.orderId,
+        recordedAmount: existing.amount,
+        recordedCurrency: existing.currency,
+      });
+    return [];
+  }
+  return [{ type: 'PurchaseRecorded', data: { customerId: c.customerId, orderId: c.orderId, amount: c.amount, currency: c.currency } }];
+};
+
+const decideRefund = (c: Extract<CustomerCommand, { type: 'RefundPurchase' }>, s: CustomerState): CustomerEvent[] => {
+  const previous = s.refunds[c.refundId];
+  if (previous) {
+    if (previous.orderId === c.orderId && previous.currency === c.currency && toMinor(previous.amount) === toMinor(c.amount)) return [];
+    throw ruleViolated('refund.refund_conflict', `Refund ${c.refundId} was already recorded with different values`, 'refundId', {
+      refundId: c.refundId,
+    });
+  }
+  const order = s.orders[c.orderId];
+  if (!order) throw notFound('purchase.not_found', `No purchase with order id ${c.orderId}`, 'orderId', { orderId: c.orderId });
+  if (order.currency !== c.currency)
+    throw ruleViolated('refund.currency_mismatch', `Order ${c.orderId} was paid in ${order.currency}`, 'currency', {
+      expected: order.currency,
+    });
+  if (toMinor(c.amount) <= 0) throw ruleViolated('refund.amount_not_positive', 'A refund must be greater than zero', 'amount');
+  const remaining = toMinor(order.amount) - toMinor(order.refunded);
+  if (toMinor(c.amount) > remaining)
+    throw ruleViolated(
+      'refund.exceeds_purchase',
+      `Refund of ${c.amount} exceeds the ${fromMinor(remaining)} ${order.currency} left to refund on order ${c.orderId}`,
+      'amount',
+      { remaining: fromMinor(remaining), currency: order.currency },
+    );
+  return [
+    {
+      type: 'PurchaseRefunded',
+      data: {
+        customerId: c.customerId,
+        orderId: c.orderId,
+        refundId: c.refundId,
+        amount: c.amount,
+        currency: c.currency,
+        reason: c.reason ?? null,
+      },
+    },
+  ];
+};
+
+export const decideCustomer = (command: CustomerCommand, state: CustomerState): CustomerEvent[] => {
+  if (command.type === 'RegisterCustomer') return decideRegister(command, state);
+  if (command.type === 'ForgetCustomer') {
+    if (!state.exists) throw notFound('customer.not_found', `Customer ${command.customerId} does not exist`, 'customerId');
+    // Forgetting twice is the same request: the handler still re-runs key deletion (safe retry).
+    if (state.forgotten) return [];
+    return [{ type: 'CustomerForgotten', data: { customerId: command.customerId } }];
+  }
+  assertCustomerWritable(state, command.customerId);
+  switch (command.type) {
+    case 'ChangeCustomerDetails':
+      return decideDetails(command, state);
+    case 'TagCustomer':
+      return state.tags.includes(command.tag) ? [] : [{ type: 'CustomerTagged', data: { customerId: command.customerId, tag: command.tag } }];
+    case 'UntagCustomer':
+      return state.tags.includes(command.tag) ? [{ type: 'CustomerUntagged', data: { customerId: command.customerId, tag: command.tag } }] : [];
+    case 'RecordPurchase':
+      return decidePurchase(command, state);
+    case 'RefundPurchase':
+      return decideRefund(command, state);
+    case 'DeactivateCustomer':
+      if (state.status === 'inactive') throw invalidState('customer.already_inactive', `Customer ${command.customerId} is already inactive`);
+      return [{ type: 'CustomerDeactivated', data: { customerId: command.customerId, reason: command.reason ?? null } }];
+    case 'ReactivateCustomer':
+      if (state.status === 'active') throw invalidState('customer.already_active', `Customer ${command.customerId} is already active`);
+      return [{ type: 'CustomerReactivated', data: { customerId: command.customerId } }];
+  }
+};
+
+export const customerDecider: Decider<CustomerCommand, CustomerEvent, CustomerState> = {
+  initialState: initialCustomerState,
+  evolve: evolveCustomer,
+  decide: decideCustomer,
+};
+
+/**
+ * Merging touches two streams. The duplicate records `CustomerMergedInto` (and then refuses every
+ * command), the primary records `CustomerMerged`. A merge interrupted between the two appends is
+ * completed by retrying it: the duplicate already pointing at this primary is not a refusal.
+ */
+export const decideMerge = (
+  command: MergeCustomer,
+  primary: CustomerState,
+  duplicate: CustomerState,
+): { primary: CustomerEvent[]; duplicate: CustomerEvent[] } => {
+  const { customerId, duplicateId } = command;
+  if (customerId === duplicateId) throw ruleViolated('customer.self_merge', 'A customer cannot be merged into itself', 'duplicateId');
+  assertCustomerWritable(primary, customerId, 'customerId');
+  if (!duplicate.exists) throw notFound('customer.not_found', `Customer ${duplicateId} does not exist`, 'duplicateId', { customerId: duplicateId });
+  if (duplicate.mergedInto === customerId) {
+    const primaryEvents: CustomerEvent[] = primary.mergedDuplicates.includes(duplicateId)
+      ? []
+      : [{ type: 'CustomerMerged', data: { customerId, duplicateId } }];
+    return { primary: primaryEvents, duplicate: [] };
+  }
+  if (duplicate.mergedInto)
+    throw invalidState('customer.already_merged', `Customer ${duplicateId} was already merged into ${duplicate.mergedInto}`, 'duplicateId', {
+      primaryId: duplicate.mergedInto,
+    });
+  if (duplicate.forgotten) throw invalidState('customer.forgotten', `Customer ${duplicateId} has been forgotten`, 'duplicateId');
+  return {
+    duplicate: [{ type: 'CustomerMergedInto', data: { customerId: duplicateId, primaryId: customerId } }],
+    primary: [{ type: 'CustomerMerged', data: { customerId, duplicateId } }],
+  };
+};
+
+/** What other aggregates need to know about a customer they refer to (by id only). */
+export interface CustomerSnapshot {
+  exists: boolean;
+  active: boolean;
+  forgotten: boolean;
+  mergedInto: string | null;
+}
+
+export const customerSnapshot = (state: CustomerState): CustomerSnapshot => ({
+  exists: state.exists,
+  active: state.status === 'active',
+  forgotten: state.forgotten,
+  mergedInto: state.mergedInto,
+});
+
+/** Refuses work that refers to a customer who is unknown, forgotten, merged away or (when required) inactive. */
+export const assertCustomerUsable = (
+  customer: CustomerSnapshot,
+  customerId: string,
+  options: { requireActive: boolean; field?: string },
+): void => {
+  const field = options.field ?? 'customerId';
+  if (!customer.exists) throw notFound('customer.not_found', `Customer ${customerId} does not exist`, field, { customerId });
+  if (customer.forgotten) throw invalidState('customer.forgotten', `Customer ${customerId} has been forgotten`, field, { customerId });
+  if (customer.mergedInto)
+    throw invalidState('customer.merged', `Customer ${customerId} was merged into ${customer.mergedInto}; use the primary customer`, field, {
+      customerId,
+      primaryId: customer.mergedInto,
+    });
+  if (options.requireActive && !customer.active)
+    throw invalidState('customer.inactive', `Customer ${customerId} is deactivated`, field, { customerId });
+};

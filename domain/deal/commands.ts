@@ -1,0 +1,65 @@
+import { z } from 'zod';
+import type { CustomerSnapshot } from '../customer/decider.ts';
+import { Amount, Currency } from '../money.ts';
+import { Id, IsoDate, ShortText } from '../shared.ts';
+import { OpenDealStage, Probability } from './events.ts';
+
+const OwnerId = z.string().trim().min(1).max(200);
+
+export const OpenDealPayload = z
+  .object({
+    /** Client-chosen id; generated when absent. */
+    dealId: Id.optional(),
+    customerId: Id,
+    title: ShortText,
+    amount: Amount,
+    currency: Currency,
+    ownerId: OwnerId,
+    expectedCloseDate: IsoDate,
+    stage: OpenDealStage.optional(),
+    /** Overrides the stage's default win probability. */
+    probabilityOverride: Probability.nullable().optional(),
+  })
+  .strict();
+
+/** PATCH of an open deal: amount/currency, owner, expected close, probability override (null clears it). */
+export const ChangeDealPayload = z
+  .object({
+    dealId: Id,
+    amount: Amount.optional(),
+    currency: Currency.optional(),
+    ownerId: OwnerId.optional(),
+    expectedCloseDate: IsoDate.optional(),
+    probabilityOverride: Probability.nullable().optional(),
+  })
+  .strict()
+  .refine((c) => Object.keys(c).some((k) => k !== 'dealId'), { message: 'at least one field to change' });
+
+export const MoveDealStagePayload = z.object({ dealId: Id, stage: OpenDealStage }).strict();
+/** `amount` is the final amount when it differs from the deal's current amount. */
+export const WinDealPayload = z.object({ dealId: Id, amount: Amount.optional() }).strict();
+export const LoseDealPayload = z.object({ dealId: Id, reason: z.string().trim().min(1).max(2000) }).strict();
+/** `stage` defaults to the stage the deal was in when it was won or lost. */
+export const ReopenDealPayload = z.object({ dealId: Id, stage: OpenDealStage.optional() }).strict();
+
+export const dealCommandSchemas = {
+  OpenDeal: OpenDealPayload,
+  ChangeDeal: ChangeDealPayload,
+  MoveDealStage: MoveDealStagePayload,
+  WinDeal: WinDealPayload,
+  LoseDeal: LoseDealPayload,
+  ReopenDeal: ReopenDealPayload,
+} as const;
+
+type P<K extends keyof typeof dealCommandSchemas> = z.infer<(typeof dealCommandSchemas)[K]>;
+type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;
+
+/** The handler reads the customer's stream and passes what the rule needs, so `decide` stays pure. */
+export type OpenDeal = Cmd<'OpenDeal', Omit<P<'OpenDeal'>, 'dealId'> & { dealId: string; customer: CustomerSnapshot }>;
+export type ChangeDeal = Cmd<'ChangeDeal', P<'ChangeDeal'>>;
+export type MoveDealStage = Cmd<'MoveDealStage', P<'MoveDealStage'>>;
+export type WinDeal = Cmd<'WinDeal', P<'WinDeal'>>;
+export type LoseDeal = Cmd<'LoseDeal', P<'LoseDeal'>>;
+export type ReopenDeal = Cmd<'ReopenDeal', P<'ReopenDeal'>>;
+
+export type DealCommand = OpenDeal | ChangeDeal | MoveDealStage | WinDeal | LoseDeal | ReopenDeal;

@@ -1,0 +1,167 @@
+import { assertCustomerUsable } from '../customer/decider.ts';
+import type { Decider } from '../decider.ts';
+import { invalidState, notFound } from '../errors.ts';
+import { toMinor } from '../money.ts';
+import type { DealCommand } from './commands.ts';
+import type { DealEvent, DealStage, OpenDealStage } from './events.ts';
+
+/** Default win probability of each stage; a deal may override it (`probabilityOverride`) while open. */
+export const defaultWinProbability: Readonly<Record<DealStage, number>> = {
+  lead: 0.1,
+  qualified: 0.25,
+  proposal: 0.5,
+  negotiation: 0.75,
+  won: 1,
+  lost: 0,
+};
+
+export interface DealState {
+  exists: boolean;
+  dealId: string | null;
+  customerId: string | null;
+  title: string | null;
+  amount: number;
+  currency: string | null;
+  ownerId: string | null;
+  expectedCloseDate: string | null;
+  stage: DealStage | null;
+  /** The open stage the deal was in when it was won or lost (where a reopen returns by default). */
+  lastOpenStage: OpenDealStage | null;
+  probabilityOverride: number | null;
+  /** Effective win probability: won 1, lost 0, else the override or the stage's default. */
+  probability: number;
+  lostReason: string | null;
+}
+
+export const initialDealState = (): DealState => ({
+  exists: false,
+  dealId: null,
+  customerId: null,
+  title: null,
+  amount: 0,
+  currency: null,
+  ownerId: null,
+  expectedCloseDate: null,
+  stage: null,
+  lastOpenStage: null,
+  probabilityOverride: null,
+  probability: 0,
+  lostReason: null,
+});
+
+const isClosed = (stage: DealStage | null): stage is 'won' | 'lost' => stage === 'won' || stage === 'lost';
+
+export const dealProbability = (stage: DealStage | null, override: number | null): number =>
+  stage === null ? 0 : isClosed(stage) ? defaultWinProbability[stage] : (override ?? defaultWinProbability[stage]);
+
+const withProbability = (s: DealState): DealState => ({ ...s, probability: dealProbability(s.stage, s.probabilityOverride) });
+
+export const evolveDeal = (state: DealState, event: DealEvent): DealState => {
+  switch (event.type) {
+    case 'DealOpened': {
+      const d = event.data;
+      return withProbability({
+        ...state,
+        exists: true,
+        dealId: d.dealId,
+        customerId: d.customerId,
+        title: d.title,
+        amount: d.amount,
+        currency: d.currency,
+        ownerId: d.ownerId,
+        expectedCloseDate: d.expectedCloseDate,
+        stage: d.stage,
+        lastOpenStage: d.stage,
+        probabilityOverride: d.probabilityOverride,
+      });
+    }
+    case 'DealAmountChanged':
+      return { ...state, amount: event.data.amount, currency: event.data.currency };
+    case 'DealOwnerChanged':
+      return { ...state, ownerId: event.data.ownerId };
+    case 'DealExpectedCloseChanged':
+      return { ...state, expectedCloseDate: event.data.expectedCloseDate };
+    case 'DealProbabilityOverridden':
+      return withProbability({ ...state, probabilityOverride: event.data.probabilityOverride });
+    case 'DealStageChanged':
+      return withProbability({ ...state, stage: event.data.to, lastOpenStage: event.data.to });
+    case 'DealWon':
+      return withProbability({ ...state, stage: 'won', lastOpenStage: event.data.from, amount: event.data.amount, currency: event.data.currency });
+    case 'DealLost':
+      return withProbability({ ...state, stage: 'lost', lastOpenStage: event.data.from, lostReason: event.data.reason });
+    case 'DealReopened':
+      return withProbability({ ...state, stage: event.data.to, lastOpenStage: event.data.to, lostReason: null });
+  }
+};
+
+const assertOpen = (state: DealState, dealId: string): OpenDealStage => {
+  if (!state.exists || state.stage === null) throw notFound('deal.not_found', `Deal ${dealId} does not exist`, 'dealId', { dealId });
+  if (isClosed(state.stage))
+    throw invalidState('deal.closed', `Deal ${dealId} is ${state.stage}; reopen it first`, 'dealId', { stage: state.stage });
+  return state.stage;
+};
+
+export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] => {
+  const { dealId } = command;
+  switch (command.type) {
+    case 'OpenDeal': {
+      if (state.exists) throw invalidState('deal.already_opened', `Deal ${dealId} already exists`, 'dealId');
+      assertCustomerUsable(command.customer, command.customerId, { requireActive: true });
+      return [
+        {
+          type: 'DealOpened',
+          data: {
+            dealId,
+            customerId: command.customerId,
+            title: command.title,
+            amount: command.amount,
+            currency: command.currency,
+            ownerId: command.ownerId,
+            expectedCloseDate: command.expectedCloseDate,
+            stage: command.stage ?? 'lead',
+            probabilityOverride: command.probabilityOverride ?? null,
+          },
+        },
+      ];
+    }
+    case 'ChangeDeal': {
+      assertOpen(state, dealId);
+      const events: DealEvent[] = [];
+      const amount = command.amount ?? state.amount;
+      const currency = command.currency ?? state.currency ?? '';
+      if (toMinor(amount) !== toMinor(state.amount) || currency !== state.currency)
+        events.push({ type: 'DealAmountChanged', data: { dealId, amount, currency } });
+      if (command.ownerId !== undefined && command.ownerId !== state.ownerId)
+        events.push({ type: 'DealOwnerChanged', data: { dealId, ownerId: command.ownerId } });
+      if (command.expectedCloseDate !== undefined && command.expectedCloseDate !== state.expectedCloseDate)
+        events.push({ type: 'DealExpectedCloseChanged', data: { dealId, expectedCloseDate: command.expectedCloseDate } });
+      if (command.probabilityOverride !== undefined && command.probabilityOverride !== state.probabilityOverride)
+        events.push({ type: 'DealProbabilityOverridden', data: { dealId, probabilityOverride: command.probabilityOverride } });
+      return events;
+    }
+    case 'MoveDealStage': {
+      const from = assertOpen(state, dealId);
+      if (from === command.stage) throw invalidState('deal.same_stage', `Deal ${dealId} is already in ${from}`, 'stage');
+      return [{ type: 'DealStageChanged', data: { dealId, from, to: command.stage } }];
+    }
+    case 'WinDeal': {
+      const from = assertOpen(state, dealId);
+      return [{ type: 'DealWon', data: { dealId, from, amount: command.amount ?? state.amount, currency: state.currency ?? '' } }];
+    }
+    case 'LoseDeal': {
+      const from = assertOpen(state, dealId);
+      return [{ type: 'DealLost', data: { dealId, from, reason: command.reason } }];
+    }
+    case 'ReopenDeal': {
+      if (!state.exists || state.stage === null) throw notFound('deal.not_found', `Deal ${dealId} does not exist`, 'dealId', { dealId });
+      if (!isClosed(state.stage)) throw invalidState('deal.not_closed', `Deal ${dealId} is open (${state.stage})`, 'dealId');
+      return [{ type: 'DealReopened', data: { dealId, from: state.stage, to: command.stage ?? state.lastOpenStage ?? 'lead' } }];
+    }
+  }
+};
+
+export const dealDecider: Decider<DealCommand, DealEvent, DealState> = {
+  initialState: initialDealState,
+  evolve: evolveDeal,
+  decide: decideDeal,
+};

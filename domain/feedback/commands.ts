@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import type { CustomerSnapshot } from '../customer/decider.ts';
+import { Id, LongText, ShortText } from '../shared.ts';
+import { Csat, FeedbackChannel, FeedbackKind, FeedbackPriority, Nps } from './events.ts';
+
+const PersonId = z.string().trim().min(1).max(200);
+
+export const SubmitFeedbackPayload = z
+  .object({
+    /** Client-chosen id; generated when absent. */
+    feedbackId: Id.optional(),
+    customerId: Id,
+    kind: FeedbackKind,
+    channel: FeedbackChannel,
+    subject: ShortText,
+    body: LongText,
+    /** Defaults to `normal`. */
+    priority: FeedbackPriority.optional(),
+    csat: Csat.nullable().optional(),
+    nps: Nps.nullable().optional(),
+  })
+  .strict();
+
+export const AssignFeedbackPayload = z.object({ feedbackId: Id, assigneeId: PersonId }).strict();
+/** `responderId` defaults to the acting user. */
+export const RespondToFeedbackPayload = z
+  .object({ feedbackId: Id, message: z.string().trim().min(1).max(10_000), responderId: PersonId.optional() })
+  .strict();
+/** `priority` defaults to the next level up; it must be higher than the current one. */
+export const EscalateFeedbackPayload = z
+  .object({ feedbackId: Id, reason: z.string().trim().min(1).max(2000), priority: FeedbackPriority.optional() })
+  .strict();
+export const ResolveFeedbackPayload = z.object({ feedbackId: Id, resolution: z.string().trim().min(1).max(10_000) }).strict();
+export const ReopenFeedbackPayload = z.object({ feedbackId: Id, reason: z.string().max(2000).nullable().optional() }).strict();
+export const CloseFeedbackPayload = z.object({ feedbackId: Id }).strict();
+export const RateFeedbackPayload = z
+  .object({ feedbackId: Id, csat: Csat, comment: z.string().max(2000).nullable().optional() })
+  .strict();
+
+export const feedbackCommandSchemas = {
+  SubmitFeedback: SubmitFeedbackPayload,
+  AssignFeedback: AssignFeedbackPayload,
+  RespondToFeedback: RespondToFeedbackPayload,
+  EscalateFeedback: EscalateFeedbackPayload,
+  ResolveFeedback: ResolveFeedbackPayload,
+  ReopenFeedback: ReopenFeedbackPayload,
+  CloseFeedback: CloseFeedbackPayload,
+  RateFeedback: RateFeedbackPayload,
+} as const;
+
+type P<K extends keyof typeof feedbackCommandSchemas> = z.infer<(typeof feedbackCommandSchemas)[K]>;
+type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;
+
+/** The handler reads the customer's stream and passes what the rule needs. */
+export type SubmitFeedback = Cmd<'SubmitFeedback', Omit<P<'SubmitFeedback'>, 'feedbackId'> & { feedbackId: string; customer: CustomerSnapshot }>;
+export type AssignFeedback = Cmd<'AssignFeedback', P<'AssignFeedback'>>;
+export type RespondToFeedback = Cmd<'RespondToFeedback', Omit<P<'RespondToFeedback'>, 'responderId'> & { responderId: string }>;
+export type EscalateFeedback = Cmd<'EscalateFeedback', P<'EscalateFeedback'>>;
+export type ResolveFeedback = Cmd<'ResolveFeedback', P<'ResolveFeedback'>>;
+export type ReopenFeedback = Cmd<'ReopenFeedback', P<'ReopenFeedback'>>;
+export type CloseFeedback = Cmd<'CloseFeedback', P<'CloseFeedback'>>;
+export type RateFeedback = Cmd<'RateFeedback', P<'RateFeedback'>>;
+
+export type FeedbackCommand =
+  | SubmitFeedback
+  | AssignFeedback
+  | RespondToFeedback
+  | EscalateFeedback
+  | ResolveFeedback
+  | ReopenFeedback
+  | CloseFeedback
+  | RateFeedback;

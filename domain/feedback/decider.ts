@@ -1,0 +1,181 @@
+import { assertCustomerUsable } from '../customer/decider.ts';
+import type { Decider } from '../decider.ts';
+import { invalidState, notFound, ruleViolated } from '../errors.ts';
+import { addHours, earlierOf } from '../time.ts';
+import type { FeedbackCommand } from './commands.ts';
+import type { FeedbackEvent, FeedbackPriority, FeedbackStatus } from './events.ts';
+import { defaultSlaPolicy, nextPriority, priorityRank, type SlaPolicy } from './sla.ts';
+
+/**
+ * Feedback lifecycle: open -> in_progress (assigned or answered) -> resolved -> closed.
+ * Resolved may be reopened; closed is final. A rating (CSAT) is taken once per resolution,
+ * only once resolved or closed. Escalation raises the priority and tightens the deadlines
+ * (never extends them); a reopen restarts the resolution clock at the current priority.
+ */
+export interface FeedbackState {
+  exists: boolean;
+  feedbackId: string | null;
+  customerId: string | null;
+  status: FeedbackStatus | null;
+  priority: FeedbackPriority | null;
+  assigneeId: string | null;
+  responded: boolean;
+  firstResponseDueAt: string | null;
+  resolutionDueAt: string | null;
+  resolution: string | null;
+  /** CSAT given for the current resolution (null after a reopen). */
+  rating: number | null;
+}
+
+export const initialFeedbackState = (): FeedbackState => ({
+  exists: false,
+  feedbackId: null,
+  customerId: null,
+  status: null,
+  priority: null,
+  assigneeId: null,
+  responded: false,
+  firstResponseDueAt: null,
+  resolutionDueAt: null,
+  resolution: null,
+  rating: null,
+});
+
+export const evolveFeedback = (state: FeedbackState, event: FeedbackEvent): FeedbackState => {
+  switch (event.type) {
+    case 'FeedbackSubmitted': {
+      const d = event.data;
+      return {
+        ...state,
+        exists: true,
+        feedbackId: d.feedbackId,
+        customerId: d.customerId,
+        status: 'open',
+        priority: d.priority,
+        firstResponseDueAt: d.firstResponseDueAt,
+        resolutionDueAt: d.resolutionDueAt,
+      };
+    }
+    case 'FeedbackAssigned':
+      return { ...state, assigneeId: event.data.assigneeId, status: state.status === 'open' ? 'in_progress' : state.status };
+    case 'FeedbackResponded':
+      return { ...state, responded: true, status: state.status === 'open' ? 'in_progress' : state.status };
+    case 'FeedbackEscalated':
+      return {
+        ...state,
+        priority: event.data.priority,
+        firstResponseDueAt: event.data.firstResponseDueAt,
+        resolutionDueAt: event.data.resolutionDueAt,
+      };
+    case 'FeedbackResolved':
+      return { ...state, status: 'resolved', resolution: event.data.resolution, rating: null };
+    case 'FeedbackReopened':
+      return { ...state, status: 'in_progress', resolution: null, rating: null, resolutionDueAt: event.data.resolutionDueAt };
+    case 'FeedbackClosed':
+      return { ...state, status: 'closed' };
+    case 'FeedbackRated':
+      return { ...state, rating: event.data.csat };
+  }
+};
+
+const assertExists = (state: FeedbackState, feedbackId: string): FeedbackStatus => {
+  if (!state.exists || state.status === null)
+    throw notFound('feedback.not_found', `Feedback ${feedbackId} does not exist`, 'feedbackId', { feedbackId });
+  return state.status;
+};
+
+/** Work on the case (respond, escalate, resolve) needs it open or in progress. */
+const assertWorkable = (state: FeedbackState, feedbackId: string): void => {
+  const status = assertExists(state, feedbackId);
+  if (status === 'closed') throw invalidState('feedback.closed', `Feedback ${feedbackId} is closed`, 'feedbackId');
+  if (status === 'resolved') throw invalidState('feedback.resolved', `Feedback ${feedbackId} is resolved; reopen it first`, 'feedbackId');
+};
+
+export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decider<FeedbackCommand, FeedbackEvent, FeedbackState> => {
+  const decide = (command: FeedbackCommand, state: FeedbackState): FeedbackEvent[] => {
+    const { feedbackId } = command;
+    switch (command.type) {
+      case 'SubmitFeedback': {
+        if (state.exists) throw invalidState('feedback.already_submitted', `Feedback ${feedbackId} already exists`, 'feedbackId');
+        assertCustomerUsable(command.customer, command.customerId, { requireActive: false });
+        const priority = command.priority ?? 'normal';
+        const target = sla[priority];
+        return [
+          {
+            type: 'FeedbackSubmitted',
+            data: {
+              feedbackId,
+              customerId: command.customerId,
+              kind: command.kind,
+              channel: command.channel,
+              subject: command.subject,
+              body: command.body,
+              priority,
+              csat: command.csat ?? null,
+              nps: command.nps ?? null,
+              firstResponseDueAt: addHours(command.occurredAt, target.firstResponseHours),
+              resolutionDueAt: addHours(command.occurredAt, target.resolutionHours),
+            },
+          },
+        ];
+      }
+      case 'AssignFeedback': {
+        const status = assertExists(state, feedbackId);
+        if (status === 'closed') throw invalidState('feedback.closed', `Feedback ${feedbackId} is closed`, 'feedbackId');
+        if (state.assigneeId === command.assigneeId) return [];
+        return [{ type: 'FeedbackAssigned', data: { feedbackId, assigneeId: command.assigneeId } }];
+      }
+      case 'RespondToFeedback':
+        assertWorkable(state, feedbackId);
+        return [
+          {
+            type: 'FeedbackResponded',
+            data: { feedbackId, responderId: command.responderId, message: command.message, firstResponse: !state.responded },
+          },
+        ];
+      case 'EscalateFeedback': {
+        assertWorkable(state, feedbackId);
+        const current = state.priority ?? 'normal';
+        const priority = command.priority ?? nextPriority(current);
+        if (priority === null) throw invalidState('feedback.already_urgent', `Feedback ${feedbackId} is already urgent`, 'priority');
+        if (priorityRank[priority] <= priorityRank[current])
+          throw ruleViolated('feedback.priority_not_raised', `Escalation must raise the priority above ${current}`, 'priority', { current });
+        const target = sla[priority];
+        // Deadlines restart from the escalation at the stricter target but never move later.
+        const firstResponseDueAt = earlierOf(state.firstResponseDueAt ?? command.occurredAt, addHours(command.occurredAt, target.firstResponseHours));
+        const resolutionDueAt = earlierOf(state.resolutionDueAt ?? command.occurredAt, addHours(command.occurredAt, target.resolutionHours));
+        return [{ type: 'FeedbackEscalated', data: { feedbackId, reason: command.reason, priority, firstResponseDueAt, resolutionDueAt } }];
+      }
+      case 'ResolveFeedback':
+        assertWorkable(state, feedbackId);
+        return [{ type: 'FeedbackResolved', data: { feedbackId, resolution: command.resolution } }];
+      case 'ReopenFeedback': {
+        const status = assertExists(state, feedbackId);
+        if (status === 'closed') throw invalidState('feedback.closed', `Feedback ${feedbackId} is closed`, 'feedbackId');
+        if (status !== 'resolved') throw invalidState('feedback.not_resolved', `Feedback ${feedbackId} is ${status}`, 'feedbackId');
+        const target = sla[state.priority ?? 'normal'];
+        return [
+          {
+            type: 'FeedbackReopened',
+            data: { feedbackId, reason: command.reason ?? null, resolutionDueAt: addHours(command.occurredAt, target.resolutionHours) },
+          },
+        ];
+      }
+      case 'CloseFeedback': {
+        const status = assertExists(state, feedbackId);
+        if (status === 'closed') throw invalidState('feedback.closed', `Feedback ${feedbackId} is already closed`, 'feedbackId');
+        return [{ type: 'FeedbackClosed', data: { feedbackId } }];
+      }
+      case 'RateFeedback': {
+        const status = assertExists(state, feedbackId);
+        if (status !== 'resolved' && status !== 'closed')
+          throw invalidState('feedback.not_resolved', `Feedback ${feedbackId} can be rated once resolved or closed`, 'feedbackId', { status });
+        if (state.rating !== null) throw invalidState('feedback.already_rated', `Feedback ${feedbackId} was already rated`, 'csat');
+        return [{ type: 'FeedbackRated', data: { feedbackId, csat: command.csat, comment: command.comment ?? null } }];
+      }
+    }
+  };
+  return { initialState: initialFeedbackState, evolve: evolveFeedback, decide };
+};
+
+export const feedbackDecider = createFeedbackDecider();
