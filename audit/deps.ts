@@ -1,0 +1,20 @@
+import type { EventStore } from '../eventstore/contract.ts';
+import type { SqlDatabase } from '../eventstore/postgres/database.ts';
+import type { PersonalData } from '../eventstore/personal-data.ts';
+
+/** What the auditor's services need; wired once by the composition root. */
+export interface AuditDeps {
+  store: EventStore;
+  personalData: PersonalData;
+  /** Always PostgreSQL or PGlite: read models live there whatever the event engine. */
+  database: SqlDatabase;
+  schemas: {
+    /** Event store tables (used directly only when `store.engine` is postgres or pglite). */
+    events: string;
+    /** Read models, projection checkpoints and the `audit_verifications` table. */
+    read: string;
+  };
+}
+
+/** True when the events live in `database` under `schemas.events`, so SQL can answer audit queries. */
+export const eventsInSql = (deps: AuditDeps): boolean => deps.store.engine === 'postgres' || deps.store.engine === 'pglite';

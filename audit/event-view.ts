@@ -1,0 +1,100 @@
+import { isCrmEventType, personalFields } from '../domain/catalogue.ts';
+import type { RecordedEvent } from '../eventstore/contract.ts';
+import { isEncrypted, type PersonalData } from '../eventstore/personal-data.ts';
+
+/** What a personal field reads as for a caller not allowed to see personal data. */
+export const MASKED = '[masked]';
+
+/** Whether personal fields are decrypted (erased marker after forget) or masked. */
+export type PersonalDataMode = 'reveal' | 'mask';
+
+/**
+ * One event as an auditor reads it: the stored data (the schema version it was recorded with, not
+ * upcast, because auditors look at the record as written) and every metadata field flattened.
+ * `occurredAt` is business time (what the actor said happened when); `recordedAt` is record time
+ * (when the store accepted it).
+ */
+export interface AuditEvent {
+  position: bigint;
+  stream: string;
+  revision: number;
+  id: string;
+  type: string;
+  schemaVersion: number | null;
+  data: unknown;
+  actor: string | null;
+  roles: string[];
+  correlationId: string | null;
+  causationId: string | null;
+  command: string | null;
+  reason: string | null;
+  occurredAt: string | null;
+  recordedAt: Date;
+}
+
+const str = (value: unknown): string | null => (typeof value === 'string' ? value : null);
+
+export const maskPersonalFields = (type: string, data: unknown): unknown => {
+  const spec = isCrmEventType(type) ? personalFields[type] : undefined;
+  if (!spec || typeof data !== 'object' || data === null || Array.isArray(data)) return data;
+  const out: Record<string, unknown> = { ...(data as Record<string, unknown>) };
+  for (const field of spec.fields) {
+    if (out[field] !== undefined && out[field] !== null) out[field] = MASKED;
+  }
+  return out;
+};
+
+/** Ciphertext that survives a reveal (say, a corrupted field) is never shown raw. */
+const hideCiphertext = (data: unknown): unknown => {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return data;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(data)) out[key] = isEncrypted(value) ? MASKED : value;
+  return out;
+};
+
+export async function toAuditEvent(recorded: RecordedEvent, personalData: PersonalData, mode: PersonalDataMode): Promise<AuditEvent> {
+  const metadata = recorded.metadata ?? {};
+  const actor = metadata.actor as { userId?: unknown; roles?: unknown } | undefined;
+  let data: unknown;
+  if (mode === 'mask') data = maskPersonalFields(recorded.type, recorded.data);
+  else {
+    try {
+      data = hideCiphertext(await personalData.reveal(recorded.type, recorded.data));
+    } catch {
+      // A field that no longer decrypts (tampered ciphertext) must not hide the rest of the history.
+      data = maskPersonalFields(recorded.type, recorded.data);
+    }
+  }
+  return {
+    position: recorded.position,
+    stream: recorded.stream,
+    revision: recorded.revision,
+    id: recorded.id,
+    type: recorded.type,
+    schemaVersion: typeof metadata.schemaVersion === 'number' ? metadata.schemaVersion : null,
+    data,
+    actor: str(actor?.userId),
+    roles: Array.isArray(actor?.roles) ? actor.roles.filter((r): r is string => typeof r === 'string') : [],
+    correlationId: str(metadata.correlationId),
+    causationId: str(metadata.causationId),
+    command: str(metadata.command),
+    reason: str(metadata.reason),
+    occurredAt: str(metadata.occurredAt),
+    recordedAt: recorded.recordedAt,
+  };
+}
+
+/**
+ * JSON form for HTTP and exports. Positions are bigints in the store; they go out as JSON numbers
+ * while exact (every PostgreSQL position is), as strings beyond 2^53.
+ */
+export const positionToJson = (position: bigint): number | string =>
+  position <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(position) : position.toString();
+
+export type AuditEventJson = Omit<AuditEvent, 'position' | 'recordedAt'> & { position: number | string; recordedAt: string };
+
+export const auditEventToJson = (event: AuditEvent): AuditEventJson => ({
+  ...event,
+  position: positionToJson(event.position),
+  recordedAt: event.recordedAt.toISOString(),
+});

@@ -1,0 +1,77 @@
+import { sql, type RawBuilder } from 'kysely';
+import type { RecordedEvent } from '../eventstore/contract.ts';
+import type { AuditDeps } from './deps.ts';
+import type { EventLogFilter } from './history.ts';
+
+/**
+ * The global log straight from `<events schema>.events` (PostgreSQL and PGlite): the filter becomes
+ * the WHERE clause and paging is keyset on `position` (its primary key), so a page costs one index
+ * range scan whatever the cursor depth. Positions are the feed order, see eventstore/postgres.
+ * Optional covering indexes for frequent filters: `ensureAuditIndexes` (not created by default
+ * because every index slows appends).
+ */
+export interface EventRow {
+  position: string;
+  stream: string;
+  revision: string;
+  event_id: string;
+  type: string;
+  data: unknown;
+  metadata: Record<string, unknown>;
+  recorded_at: Date | string;
+}
+
+export const rowToRecorded = (row: EventRow): RecordedEvent => ({
+  id: row.event_id,
+  type: row.type,
+  data: row.data,
+  metadata: row.metadata,
+  stream: row.stream,
+  revision: Number(row.revision),
+  position: BigInt(row.position),
+  // PGlite may hand timestamptz back as text.
+  recordedAt: row.recorded_at instanceof Date ? row.recorded_at : new Date(row.recorded_at),
+});
+
+/** `LIKE` pattern matching a literal prefix. */
+const likePrefix = (prefix: string): string => prefix.replace(/[\\%_]/g, (c) => `\\${c}`) + '%';
+
+export const eventLogWhere = (filter: EventLogFilter, after: bigint | undefined, direction: 'forwards' | 'backwards'): RawBuilder<unknown> => {
+  const clauses: RawBuilder<unknown>[] = [sql`TRUE`];
+  if (after !== undefined) clauses.push(direction === 'forwards' ? sql`position > ${after.toString()}::bigint` : sql`position < ${after.toString()}::bigint`);
+  if (filter.types && filter.types.length > 0) clauses.push(sql`type = ANY(${filter.types}::text[])`);
+  if (filter.stream !== undefined) {
+    clauses.push(filter.stream.endsWith('-') ? sql`stream LIKE ${likePrefix(filter.stream)}` : sql`stream = ${filter.stream}`);
+  }
+  if (filter.actor !== undefined) clauses.push(sql`metadata -> 'actor' ->> 'userId' = ${filter.actor}`);
+  if (filter.from) clauses.push(sql`recorded_at >= ${filter.from.toISOString()}::timestamptz`);
+  if (filter.to) clauses.push(sql`recorded_at <= ${filter.to.toISOString()}::timestamptz`);
+  return sql.join(clauses, sql` AND `);
+};
+
+export async function readEventLogSql(
+  deps: AuditDeps,
+  filter: EventLogFilter,
+  after: bigint | undefined,
+  limit: number,
+  direction: 'forwards' | 'backwards',
+): Promise<RecordedEvent[]> {
+  const { rows } = await sql<EventRow>`
+    SELECT position::text AS position, stream, revision::text AS revision, event_id::text AS event_id, type, data, metadata, recorded_at
+      FROM ${sql.id(deps.schemas.events, 'events')}
+     WHERE ${eventLogWhere(filter, after, direction)}
+     ORDER BY position ${direction === 'forwards' ? sql`ASC` : sql`DESC`}
+     LIMIT ${limit}`.execute(deps.database.db);
+  return rows.map(rowToRecorded);
+}
+
+/**
+ * Indexes that make actor, type and record-time filters index scans on a large log. Opt-in (an
+ * operator runs it once): each index costs every append a little.
+ */
+export async function ensureAuditIndexes(deps: AuditDeps): Promise<void> {
+  const table = sql.id(deps.schemas.events, 'events');
+  await sql`CREATE INDEX IF NOT EXISTS events_audit_actor ON ${table} ((metadata -> 'actor' ->> 'userId'), position)`.execute(deps.database.db);
+  await sql`CREATE INDEX IF NOT EXISTS events_audit_type ON ${table} (type, position)`.execute(deps.database.db);
+  await sql`CREATE INDEX IF NOT EXISTS events_audit_recorded_at ON ${table} (recorded_at)`.execute(deps.database.db);
+}

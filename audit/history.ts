@@ -1,0 +1,183 @@
+import type { RecordedEvent } from '../eventstore/contract.ts';
+import { eventsInSql, type AuditDeps } from './deps.ts';
+import { toAuditEvent, type AuditEvent, type PersonalDataMode } from './event-view.ts';
+import { readEventLogSql } from './history-sql.ts';
+
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+/** Events read per round trip when scanning the generic feed. */
+const SCAN_BATCH = 500;
+
+export interface Page<T> {
+  items: T[];
+  /** Pass back as `cursor` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+export interface StreamHistoryQuery {
+  /** Revision to start from (inclusive), as a cursor string from a previous page or a number. */
+  cursor?: string | null;
+  limit?: number;
+  direction?: 'forwards' | 'backwards';
+  personalData: PersonalDataMode;
+}
+
+/**
+ * Filters of the global log. `from`/`to` bound record time (inclusive), the time the store accepted
+ * the event; business time (`occurredAt`) is a claim inside the event and is shown, not filtered on.
+ */
+export interface EventLogFilter {
+  /** `metadata.actor.userId`. */
+  actor?: string;
+  /** Any of these event types. */
+  types?: string[];
+  /** Exact stream name, or a prefix when it ends with `-` (`deal-` = every deal). */
+  stream?: string;
+  from?: Date;
+  to?: Date;
+}
+
+export interface EventLogQuery extends EventLogFilter {
+  /** Exclusive position in the reading direction, from a previous page's `nextCursor`. */
+  cursor?: string | null;
+  limit?: number;
+  direction?: 'forwards' | 'backwards';
+  personalData: PersonalDataMode;
+}
+
+/** A cursor that does not parse: a 400 naming the field, never a 500. */
+export class InvalidAuditQuery extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'InvalidAuditQuery';
+  }
+}
+
+const clampLimit = (limit: number | undefined): number =>
+  Math.min(MAX_PAGE_SIZE, Math.max(1, Math.trunc(limit ?? DEFAULT_PAGE_SIZE)));
+
+const parseRevisionCursor = (cursor: string | null | undefined): number | undefined => {
+  if (cursor === undefined || cursor === null || cursor === '') return undefined;
+  if (!/^\d{1,15}$/.test(cursor)) throw new InvalidAuditQuery('cursor', 'cursor must be a revision from a previous page');
+  return Number(cursor);
+};
+
+export const parsePositionCursor = (cursor: string | null | undefined): bigint | undefined => {
+  if (cursor === undefined || cursor === null || cursor === '') return undefined;
+  if (!/^\d{1,30}$/.test(cursor)) throw new InvalidAuditQuery('cursor', 'cursor must be a position from a previous page');
+  return BigInt(cursor);
+};
+
+/** Every event of one stream in revision order, with metadata, paged by revision. */
+export async function streamHistory(deps: AuditDeps, stream: string, query: StreamHistoryQuery): Promise<Page<AuditEvent>> {
+  const limit = clampLimit(query.limit);
+  const direction = query.direction ?? 'forwards';
+  const fromRevision = parseRevisionCursor(query.cursor);
+  const recorded = await deps.store.readStream(stream, {
+    direction,
+    maxCount: limit + 1,
+    ...(fromRevision !== undefined ? { fromRevision } : {}),
+  });
+  const page = recorded.slice(0, limit);
+  const next = recorded[limit];
+  const items = await Promise.all(page.map((event) => toAuditEvent(event, deps.personalData, query.personalData)));
+  return { items, nextCursor: next ? String(next.revision) : null };
+}
+
+export const matchesStream = (filter: EventLogFilter, stream: string): boolean =>
+  filter.stream === undefined || (filter.stream.endsWith('-') ? stream.startsWith(filter.stream) : stream === filter.stream);
+
+/** The filter every engine applies in memory; the SQL path applies the same in its WHERE clause. */
+export const matchesFilter = (filter: EventLogFilter, event: RecordedEvent): boolean => {
+  if (filter.types && filter.types.length > 0 && !filter.types.includes(event.type)) return false;
+  if (!matchesStream(filter, event.stream)) return false;
+  if (filter.from && event.recordedAt < filter.from) return false;
+  if (filter.to && event.recordedAt > filter.to) return false;
+  if (filter.actor !== undefined) {
+    const actor = (event.metadata?.actor as { userId?: unknown } | undefined)?.userId;
+    if (actor !== filter.actor) return false;
+  }
+  return true;
+};
+
+/** Generic engine (EventStoreDB): pages the global feed with `readAll`, narrowing by type and stream prefix at the source. */
+async function readEventLogGeneric(
+  deps: AuditDeps,
+  filter: EventLogFilter,
+  after: bigint | undefined,
+  limit: number,
+  direction: 'forwards' | 'backwards',
+): Promise<RecordedEvent[]> {
+  const sourceFilter = {
+    ...(filter.types && filter.types.length > 0 ? { eventTypes: filter.types } : {}),
+    // An exact stream name is also a prefix of itself; `matchesFilter` then keeps the exact match.
+    ...(filter.stream !== undefined ? { streamPrefixes: [filter.stream] } : {}),
+  };
+  const found: RecordedEvent[] = [];
+  let from = after;
+  for (;;) {
+    const batch = await deps.store.readAll({
+      maxCount: SCAN_BATCH,
+      direction,
+      ...(from !== undefined ? { fromPosition: from } : {}),
+      ...(Object.keys(sourceFilter).length > 0 ? { filter: sourceFilter } : {}),
+    });
+    for (const event of batch) {
+      if (!matchesFilter(filter, event)) continue;
+      found.push(event);
+      if (found.length === limit) return found;
+    }
+    if (batch.length < SCAN_BATCH) return found;
+    from = batch[batch.length - 1]!.position;
+  }
+}
+
+/** Reads up to `limit` matching events after the cursor, in the reading direction. */
+const readEventLog = (
+  deps: AuditDeps,
+  filter: EventLogFilter,
+  after: bigint | undefined,
+  limit: number,
+  direction: 'forwards' | 'backwards',
+): Promise<RecordedEvent[]> =>
+  eventsInSql(deps)
+    ? readEventLogSql(deps, filter, after, limit, direction)
+    : readEventLogGeneric(deps, filter, after, limit, direction);
+
+/** The global log, filtered and paged by position; each item carries its global position. */
+export async function eventLog(deps: AuditDeps, query: EventLogQuery): Promise<Page<AuditEvent>> {
+  const limit = clampLimit(query.limit);
+  const direction = query.direction ?? 'forwards';
+  const recorded = await readEventLog(deps, query, parsePositionCursor(query.cursor), limit + 1, direction);
+  const page = recorded.slice(0, limit);
+  const items = await Promise.all(page.map((event) => toAuditEvent(event, deps.personalData, query.personalData)));
+  const last = page[page.length - 1];
+  return { items, nextCursor: recorded.length > limit && last ? last.position.toString() : null };
+}
+
+/** The whole filtered log, page by page, for exports: memory stays bounded by one page. */
+export async function* iterateEventLog(deps: AuditDeps, query: Omit<EventLogQuery, 'limit'>): AsyncGenerator<AuditEvent> {
+  let cursor = query.cursor ?? null;
+  do {
+    const page = await eventLog(deps, { ...query, cursor, limit: SCAN_BATCH });
+    yield* page.items;
+    cursor = page.nextCursor;
+  } while (cursor !== null);
+}
+
+/** One stream's whole history, page by page, for exports. */
+export async function* iterateStreamHistory(
+  deps: AuditDeps,
+  stream: string,
+  query: Omit<StreamHistoryQuery, 'limit'>,
+): AsyncGenerator<AuditEvent> {
+  let cursor = query.cursor ?? null;
+  do {
+    const page = await streamHistory(deps, stream, { ...query, cursor, limit: SCAN_BATCH });
+    yield* page.items;
+    cursor = page.nextCursor;
+  } while (cursor !== null);
+}

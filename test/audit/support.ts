@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto';
+import type { AuditDeps } from '../../audit/deps.ts';
+import type { AppendResult, EventStore } from '../../eventstore/contract.ts';
+import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
+import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
+import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
+import { schemaVersionOf, type CrmEventType } from '../../domain/catalogue.ts';
+import { testSchemas, type TestSchemas } from '../support/postgres.ts';
+
+/** One PostgreSQL event store + personal data per test file, in the file's own schemas. */
+export interface AuditHarness {
+  schemas: TestSchemas;
+  database: SqlDatabase;
+  store: EventStore;
+  personalData: PersonalData;
+  deps: AuditDeps;
+  /** Appends one event the way the command layer does: personal fields encrypted, full metadata. */
+  record(
+    stream: string,
+    type: CrmEventType,
+    data: Record<string, unknown>,
+    meta?: { actor?: string; roles?: string[]; correlationId?: string; causationId?: string | null; occurredAt?: string; reason?: string },
+  ): Promise<AppendResult & { id: string }>;
+  close(): Promise<void>;
+}
+
+export async function openAuditHarness(label: string): Promise<AuditHarness> {
+  const schemas = testSchemas(label);
+  const database = connectPostgres(schemas.url, { max: 4 });
+  const store = await createPostgresEventStore(database, { schema: schemas.events });
+  const personalData = await createPersonalData(database.db, { schema: schemas.events });
+  const deps: AuditDeps = { store, personalData, database, schemas: { events: schemas.events, read: schemas.read } };
+  return {
+    schemas,
+    database,
+    store,
+    personalData,
+    deps,
+    async record(stream, type, data, meta = {}) {
+      const id = randomUUID();
+      const result = await store.appendToStream(stream, [
+        {
+          id,
+          type,
+          data: await personalData.protect(type, data),
+          metadata: {
+            actor: { userId: meta.actor ?? 'sam@sales', roles: meta.roles ?? ['sales'] },
+            correlationId: meta.correlationId ?? randomUUID(),
+            causationId: meta.causationId ?? null,
+            occurredAt: meta.occurredAt ?? new Date().toISOString(),
+            schemaVersion: schemaVersionOf(type),
+            command: 'Test',
+            ...(meta.reason !== undefined ? { reason: meta.reason } : {}),
+          },
+        },
+      ]);
+      return { ...result, id };
+    },
+    async close() {
+      await store.close();
+      await database.close();
+      await schemas.dropSchemas();
+    },
+  };
+}
+
+export const customerRegistered = (customerId: string, overrides: Record<string, unknown> = {}) => ({
+  customerId,
+  name: 'Ada Lovelace',
+  email: 'ada@example.com',
+  phone: '+44 20 7946 0000',
+  company: 'Analytical Engines',
+  tags: ['vip'],
+  source: 'web',
+  marketingConsent: true,
+  ...overrides,
+});
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
