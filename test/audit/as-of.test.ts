@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stateAsOf, type RecordAsOf } from '../../audit/as-of.ts';
+import { MASKED } from '../../audit/event-view.ts';
+import { InvalidAuditQuery } from '../../audit/history.ts';
+import type { CustomerRecord, DealRecord } from '../../audit/records.ts';
+import { ERASED } from '../../domain/shared.ts';
+import { customerRegistered, openAuditHarness, sleep, type AuditHarness } from './support.ts';
+
+let h: AuditHarness;
+const customerId = randomUUID();
+const dealId = randomUUID();
+let beforeRegistration: Date;
+let betweenChanges: Date;
+let afterPurchase: Date;
+
+/** A instant strictly between two appends (record times have microsecond precision). */
+const instant = async (): Promise<Date> => {
+  await sleep(15);
+  const at = new Date();
+  await sleep(15);
+  return at;
+};
+
+beforeAll(async () => {
+  h = await openAuditHarness('audit_as_of');
+  beforeRegistration = await instant();
+  await h.record(`customer-${customerId}`, 'CustomerRegistered', customerRegistered(customerId));
+  await h.record(`deal-${dealId}`, 'DealOpened', {
+    dealId,
+    customerId,
+    title: 'Engines',
+    amount: 1000,
+    currency: 'EUR',
+    ownerId: 'sam@sales',
+    expectedCloseDate: '2026-03-01',
+    stage: 'lead',
+    probabilityOverride: null,
+  });
+  betweenChanges = await instant();
+  await h.record(`customer-${customerId}`, 'CustomerContactDetailsChanged', { customerId, email: 'ada@engines.example' });
+  await h.record(`deal-${dealId}`, 'DealStageChanged', { dealId, from: 'lead', to: 'qualified' });
+  await h.record(`deal-${dealId}`, 'DealAmountChanged', { dealId, amount: 1500, currency: 'EUR' });
+  // Business time before `betweenChanges`, record time after it.
+  await h.record(
+    `customer-${customerId}`,
+    'PurchaseRecorded',
+    { customerId, orderId: 'o-1', amount: 99.9, currency: 'EUR' },
+    { occurredAt: new Date(betweenChanges.getTime() - 86_400_000).toISOString() },
+  );
+  afterPurchase = await instant();
+});
+
+afterAll(async () => {
+  await h.close();
+});
+
+describe('state as of an instant', () => {
+  it('between two changes returns the earlier values and the revision they reflect', async () => {
+    const then = (await stateAsOf(h.deps, 'customer', customerId, betweenChanges)) as RecordAsOf<CustomerRecord>;
+    expect(then.revision).toBe(0);
+    expect(then.record).toMatchObject({ id: customerId, email: 'ada@example.com', name: 'Ada Lovelace', orderCount: 0 });
+    expect(then.asOf).toBe(betweenChanges.toISOString());
+
+    const now = (await stateAsOf(h.deps, 'customer', customerId, new Date())) as RecordAsOf<CustomerRecord>;
+    expect(now.revision).toBe(2);
+    expect(now.record).toMatchObject({ email: 'ada@engines.example', orderCount: 1, revenue: { EUR: 99.9 } });
+  });
+
+  it('filters on record time: a back-dated purchase recorded later is not in the earlier state', async () => {
+    const then = (await stateAsOf(h.deps, 'customer', customerId, betweenChanges)) as RecordAsOf<CustomerRecord>;
+    expect(then.record.orderCount).toBe(0);
+    expect(then.record.lastPurchaseAt).toBeNull();
+    const later = (await stateAsOf(h.deps, 'customers', customerId, afterPurchase.toISOString())) as RecordAsOf<CustomerRecord>;
+    expect(later.record.lastPurchaseAt).toBe(new Date(betweenChanges.getTime() - 86_400_000).toISOString());
+  });
+
+  it('folds deals too', async () => {
+    const then = (await stateAsOf(h.deps, 'deal', dealId, betweenChanges)) as RecordAsOf<DealRecord>;
+    expect(then).toMatchObject({ revision: 0, record: { stage: 'lead', amount: 1000 } });
+    const now = (await stateAsOf(h.deps, 'deals', dealId, afterPurchase)) as RecordAsOf<DealRecord>;
+    expect(now).toMatchObject({ revision: 2, record: { stage: 'qualified', amount: 1500 } });
+  });
+
+  it('is null before the record existed, and for an unknown id', async () => {
+    expect(await stateAsOf(h.deps, 'customer', customerId, beforeRegistration)).toBeNull();
+    expect(await stateAsOf(h.deps, 'feedback', randomUUID(), new Date())).toBeNull();
+  });
+
+  it('masks personal data on request and shows the erased marker after forget', async () => {
+    const masked = (await stateAsOf(h.deps, 'customer', customerId, afterPurchase, { personalData: 'mask' })) as RecordAsOf<CustomerRecord>;
+    expect(masked.record).toMatchObject({ name: MASKED, email: MASKED, company: 'Analytical Engines' });
+    const other = randomUUID();
+    await h.record(`customer-${other}`, 'CustomerRegistered', customerRegistered(other));
+    await h.personalData.forget(other);
+    const erased = (await stateAsOf(h.deps, 'customer', other, new Date())) as RecordAsOf<CustomerRecord>;
+    expect(erased.record).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED });
+  });
+
+  it('refuses an unknown kind or an instant that is not ISO 8601, naming the field', async () => {
+    await expect(stateAsOf(h.deps, 'invoice', customerId, new Date())).rejects.toMatchObject({ field: 'kind' });
+    await expect(stateAsOf(h.deps, 'customer', customerId, 'yesterday')).rejects.toBeInstanceOf(InvalidAuditQuery);
+    await expect(stateAsOf(h.deps, 'customer', customerId, 'yesterday')).rejects.toMatchObject({ field: 'asOf' });
+  });
+});
