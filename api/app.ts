@@ -1,0 +1,196 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import fastifyCors from '@fastify/cors';
+import fastifyHelmet from '@fastify/helmet';
+import fastifyRateLimit from '@fastify/rate-limit';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
+import { createAuthGuard } from './auth/guard.ts';
+import type { ApiDeps } from './deps.ts';
+import { notFoundHandler, problemErrorHandler } from './errors.ts';
+import { createApiMetrics, type ApiMetrics } from './metrics.ts';
+import { ProblemError } from './problems.ts';
+import { adminRoutes } from './routes/admin.ts';
+import { campaignRoutes } from './routes/campaigns.ts';
+import { customerRoutes } from './routes/customers.ts';
+import { dealRoutes } from './routes/deals.ts';
+import { opsRoutes } from './routes/ops.ts';
+
+export type CrmApp = FastifyInstance & { keys: ApiKeyStore; metrics: ApiMetrics };
+
+/** Everything a route plugin (ours, analytics, audit) receives as options. */
+export interface RouteContext {
+  deps: ApiDeps;
+  metrics: ApiMetrics;
+  keys: ApiKeyStore;
+  waitForTimeoutMs: number;
+}
+
+/** Paths pino must never print: keys, and personal data should a body ever be logged. */
+export const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'req.headers["idempotency-key"]',
+  'headers.authorization',
+  'key',
+  '*.key',
+  'email',
+  '*.email',
+  'phone',
+  '*.phone',
+  'body',
+  '*.body',
+  'subject',
+  '*.subject',
+];
+
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+/** The request id is the correlation id: a client's X-Request-Id when sane, else a fresh UUID. */
+const requestId = (request: { headers: Record<string, string | string[] | undefined> }): string => {
+  const given = request.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+};
+
+/** Logged request: method and path only; query strings carry searches by name and email. */
+const requestSerializer = (request: FastifyRequest) => ({
+  method: request.method,
+  url: request.url.split('?')[0],
+  route: request.routeOptions?.url,
+  apiKeyId: request.apiKey?.id,
+});
+
+const loggerOptions = (logger: ApiDeps['logger']): FastifyServerOptions['logger'] => {
+  if (logger === undefined || logger === false) return false;
+  const base = logger === true ? {} : (logger as Record<string, unknown>);
+  return {
+    ...base,
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    serializers: { req: requestSerializer as never, ...((base.serializers as object | undefined) ?? {}) },
+  } as FastifyServerOptions['logger'];
+};
+
+/**
+ * Builds the HTTP API. The caller owns the dependencies (and closes them); `app.close()` closes
+ * only the HTTP side. Call `ensureAdminKey` (api/auth/api-keys.ts) before serving.
+ */
+export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
+  const app = Fastify({
+    logger: loggerOptions(deps.logger),
+    genReqId: requestId,
+    bodyLimit: 1024 * 1024,
+    // Quoted ETags and header-heavy clients: keep fastify's defaults otherwise.
+    return503OnClosing: true,
+  }).withTypeProvider<ZodTypeProvider>();
+
+  const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events });
+  await keys.migrate();
+  const metrics = createApiMetrics({ projections: deps.projections });
+  const context: RouteContext = { deps, metrics, keys, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(problemErrorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+  app.decorate('keys', keys);
+  app.decorate('metrics', metrics);
+  app.decorateRequest('apiKey', null);
+  app.decorateRequest('routeRule', null);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onRequest', createAuthGuard(keys));
+  // Action commands (launch, close, ...) may come without a body: validate them as `{}`.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined && (request.method === 'POST' || request.method === 'PATCH')) request.body = {};
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  await app.register(fastifyHelmet, {
+    // The API answers JSON only; Swagger UI sets its own CSP for /docs (staticCSP below).
+    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    crossOriginResourcePolicy: { policy: 'cross-origin' },
+  });
+  await app.register(fastifyCors, {
+    origin: deps.corsOrigins === undefined || deps.corsOrigins === '*' ? '*' : deps.corsOrigins,
+    methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
+    allowedHeaders: ['authorization', 'content-type', 'if-match', 'idempotency-key', 'x-request-id'],
+    exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'],
+    maxAge: 600,
+  });
+  await app.register(fastifyRateLimit, {
+    global: true,
+    max: deps.rateLimit?.max ?? 6_000,
+    timeWindow: deps.rateLimit?.timeWindowMs ?? 60_000,
+    // After the auth guard (an app-level onRequest hook), so the key is known: one bucket per key.
+    keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.id}` : `ip:${request.ip}`),
+    errorResponseBuilder: (_request, context) =>
+      new ProblemError(
+        'rate_limited',
+        `More than ${context.max} requests in ${context.after}; retry after ${Math.ceil(context.ttl / 1000)} s.`,
+        {},
+        { 'retry-after': String(Math.ceil(context.ttl / 1000)) },
+      ),
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'CRM API',
+        version: deps.version ?? '0.1.0',
+        description:
+          'Event-sourced CRM. Commands answer { id, revision, position }; send the revision back as If-Match, ' +
+          'and the position as ?waitFor= on queries to read your own writes. Errors are application/problem+json.',
+      },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An API key' } } },
+      security: [{ apiKey: [] }],
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
+
+  app.get('/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(opsRoutes, {
+    store: deps.store,
+    projections: deps.projections,
+    metrics,
+    readyMaxLagSeconds: deps.readyMaxLagSeconds ?? 10,
+    benchNoopRoute: deps.benchNoopRoute ?? false,
+  });
+  await app.register(adminRoutes, { keys });
+  await app.register(customerRoutes, context);
+  await app.register(dealRoutes, context);
+  await app.register(campaignRoutes, context);
+  for (const plugin of await optionalRoutePlugins()) await app.register(plugin, context);
+
+  await app.ready();
+  return app as unknown as CrmApp;
+}
+
+/** Route plugins written by other engineers; registered once their files exist. */
+const optionalRoutePlugins = async () => {
+  const found = [];
+  for (const name of ['analytics', 'audit']) {
+    const url = new URL(`./routes/${name}.ts`, import.meta.url);
+    if (!existsSync(url)) continue;
+    const module = (await import(url.href)) as { default?: unknown; [name: string]: unknown };
+    const plugin = module.default ?? module[`${name}Routes`];
+    if (typeof plugin === 'function') found.push(plugin as Parameters<FastifyInstance['register']>[0]);
+  }
+  return found;
+};

@@ -1,0 +1,195 @@
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { ROLES, type Role } from '../roles.ts';
+
+/**
+ * API keys, stored hashed in `api_keys` in the events schema. A key is 32 random bytes (base64url)
+ * behind a `crm_` prefix; only its sha256 is stored, so a plain hash (no salt, no slow KDF) is
+ * enough: the input has 256 bits of entropy and cannot be guessed from the hash.
+ */
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  role: Role;
+  createdAt: string;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
+
+/** The one moment a key's secret exists outside its holder: the answer to its creation. */
+export interface CreatedApiKey extends ApiKeyRecord {
+  key: string;
+}
+
+export interface ApiKeyStore {
+  migrate(): Promise<void>;
+  create(input: { name: string; role: Role }): Promise<CreatedApiKey>;
+  /** Stores a key the caller already holds (the CRM_ADMIN_KEY case); no-op when its hash is known. */
+  import(input: { name: string; role: Role; key: string }): Promise<ApiKeyRecord>;
+  list(): Promise<ApiKeyRecord[]>;
+  /** Returns the revoked record, or undefined when there is no such key. Idempotent. */
+  revoke(id: string): Promise<ApiKeyRecord | undefined>;
+  /** The live key a bearer token belongs to, or undefined (unknown or revoked). */
+  authenticate(token: string): Promise<ApiKeyRecord | undefined>;
+  hasActiveAdmin(): Promise<boolean>;
+}
+
+export const KEY_PREFIX = 'crm_';
+export const generateKey = (): string => `${KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
+export const hashKey = (key: string): string => createHash('sha256').update(key, 'utf8').digest('hex');
+
+interface Row {
+  id: string;
+  name: string;
+  role: string;
+  hash: string;
+  created_at: Date;
+  revoked_at: Date | null;
+  last_used_at: Date | null;
+}
+
+const toRecord = (row: Row): ApiKeyRecord => ({
+  id: row.id,
+  name: row.name,
+  role: row.role as Role,
+  createdAt: row.created_at.toISOString(),
+  revokedAt: row.revoked_at?.toISOString() ?? null,
+  lastUsedAt: row.last_used_at?.toISOString() ?? null,
+});
+
+export interface ApiKeyStoreOptions {
+  /** The events schema. */
+  schema: string;
+  /** How long a looked-up key is trusted without asking the database again; revocations in this process apply at once. */
+  cacheMs?: number;
+  /** last_used_at is written at most this often per key, so authentication is not a write per request. */
+  touchEveryMs?: number;
+  clock?: () => number;
+}
+
+export function createApiKeyStore(db: Kysely<any>, options: ApiKeyStoreOptions): ApiKeyStore {
+  const { schema } = options;
+  const cacheMs = options.cacheMs ?? 5_000;
+  const touchEveryMs = options.touchEveryMs ?? 60_000;
+  const now = options.clock ?? Date.now;
+  const table = () => db.withSchema(schema).selectFrom('api_keys');
+  const cache = new Map<string, { record: ApiKeyRecord | undefined; until: number }>();
+  const lastTouched = new Map<string, number>();
+
+  const touch = (id: string): void => {
+    const at = now();
+    if ((lastTouched.get(id) ?? -Infinity) > at - touchEveryMs) return;
+    lastTouched.set(id, at);
+    // Fire and forget: a lost last_used_at update is not worth failing or slowing a request.
+    void db
+      .withSchema(schema)
+      .updateTable('api_keys')
+      .set({ last_used_at: new Date(at) })
+      .where('id', '=', id)
+      .execute()
+      .catch(() => lastTouched.delete(id));
+  };
+
+  return {
+    async migrate() {
+      await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
+      await sql`
+        CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'api_keys')} (
+          id uuid PRIMARY KEY,
+          name text NOT NULL,
+          role text NOT NULL CHECK (role IN (${sql.join(ROLES.map((r) => sql.lit(r)))})),
+          hash text NOT NULL UNIQUE,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          revoked_at timestamptz,
+          last_used_at timestamptz
+        )`.execute(db);
+    },
+
+    async create({ name, role }) {
+      const key = generateKey();
+      const row = (await db
+        .withSchema(schema)
+        .insertInto('api_keys')
+        .values({ id: randomUUID(), name, role, hash: hashKey(key) })
+        .returningAll()
+        .executeTakeFirstOrThrow()) as Row;
+      return { ...toRecord(row), key };
+    },
+
+    async import({ name, role, key }) {
+      const hash = hashKey(key);
+      await db
+        .withSchema(schema)
+        .insertInto('api_keys')
+        .values({ id: randomUUID(), name, role, hash })
+        .onConflict((oc) => oc.column('hash').doNothing())
+        .execute();
+      const row = (await table().selectAll().where('hash', '=', hash).executeTakeFirstOrThrow()) as Row;
+      return toRecord(row);
+    },
+
+    async list() {
+      const rows = (await table().selectAll().orderBy('created_at').orderBy('id').execute()) as Row[];
+      return rows.map(toRecord);
+    },
+
+    async revoke(id) {
+      const row = (await db
+        .withSchema(schema)
+        .updateTable('api_keys')
+        .set({ revoked_at: sql`coalesce(revoked_at, now())` })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirst()) as Row | undefined;
+      if (row) for (const [hash, entry] of cache) if (entry.record?.id === id) cache.delete(hash);
+      return row ? toRecord(row) : undefined;
+    },
+
+    async authenticate(token) {
+      // Any string may be a key (CRM_ADMIN_KEY is chosen by the operator); absurd lengths are not looked up.
+      if (token.length < 16 || token.length > 200) return undefined;
+      const hash = hashKey(token);
+      const at = now();
+      const cached = cache.get(hash);
+      let record: ApiKeyRecord | undefined;
+      if (cached && cached.until > at) {
+        record = cached.record;
+      } else {
+        const row = (await table().selectAll().where('hash', '=', hash).executeTakeFirst()) as Row | undefined;
+        // The index lookup already matched; the constant-time compare keeps timing independent of the stored value.
+        record =
+          row && timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash)) && row.revoked_at === null ? toRecord(row) : undefined;
+        if (cache.size > 10_000) cache.clear();
+        cache.set(hash, { record, until: at + cacheMs });
+      }
+      if (record) touch(record.id);
+      return record;
+    },
+
+    async hasActiveAdmin() {
+      const row = await table().select('id').where('role', '=', 'admin').where('revoked_at', 'is', null).executeTakeFirst();
+      return row !== undefined;
+    },
+  };
+}
+
+/**
+ * The first admin key, for the composition root. With `adminKey` (CRM_ADMIN_KEY) that key is stored
+ * (idempotently) and nothing is returned to print. Without it, a key is generated only when no live
+ * admin key exists, and returned so the caller prints it once; later starts return nothing.
+ */
+export async function ensureAdminKey(
+  store: ApiKeyStore,
+  options: { adminKey?: string | undefined } = {},
+): Promise<{ generatedKey?: string; record?: ApiKeyRecord }> {
+  await store.migrate();
+  if (options.adminKey) {
+    if (options.adminKey.length < 16) throw new Error('CRM_ADMIN_KEY must be at least 16 characters long.');
+    const record = await store.import({ name: 'admin (CRM_ADMIN_KEY)', role: 'admin', key: options.adminKey });
+    return { record };
+  }
+  if (await store.hasActiveAdmin()) return {};
+  const created = await store.create({ name: 'admin (generated on first start)', role: 'admin' });
+  const { key, ...record } = created;
+  return { generatedKey: key, record };
+}

@@ -1,0 +1,48 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ProblemError } from '../problems.ts';
+import { isAllowed, ruleFor, type Role, type RouteRule } from '../roles.ts';
+import type { ApiKeyRecord, ApiKeyStore } from './api-keys.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated key; null on public routes. */
+    apiKey: ApiKeyRecord | null;
+    /** The matrix rule of the matched route. */
+    routeRule: RouteRule | null;
+  }
+}
+
+const BEARER = /^Bearer[ ]+([^\s]{1,500})$/i;
+
+const unauthenticated = (detail: string): ProblemError =>
+  new ProblemError('unauthenticated', detail, {}, { 'www-authenticate': 'Bearer realm="crm"' });
+
+/** The role of the caller; only meaningful after the guard ran on a non-public route. */
+export const callerRole = (request: FastifyRequest): Role | undefined => request.apiKey?.role;
+
+/**
+ * onRequest hook: finds the route's rule in the role matrix, authenticates the bearer key and checks
+ * the role. Runs before body parsing, so a refused request costs no parsing and appends nothing.
+ */
+export const createAuthGuard =
+  (keys: ApiKeyStore) =>
+  async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    const url = request.routeOptions.url;
+    if (url === undefined) return; // No route matched: the not-found handler answers.
+    const rule = ruleFor(request.method, url);
+    request.routeRule = rule;
+    if (rule.access === 'public') return;
+    const header = request.headers.authorization;
+    if (!header) throw unauthenticated('Send an API key as "Authorization: Bearer <key>".');
+    const match = BEARER.exec(header);
+    if (!match?.[1]) throw unauthenticated('The Authorization header must be "Bearer <key>".');
+    const key = await keys.authenticate(match[1]);
+    if (!key) throw unauthenticated('The API key is unknown or revoked.');
+    request.apiKey = key;
+    if (!isAllowed(rule, key.role)) {
+      throw new ProblemError('forbidden', `The ${key.role} role may not call ${rule.route}.`, {
+        role: key.role,
+        allowedRoles: [...(rule.access as readonly Role[])],
+      });
+    }
+  };

@@ -1,0 +1,105 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { Id } from '../domain/shared.ts';
+import type { RouteContext } from './app.ts';
+import { CommandAccepted, CommandHeaders, executeCommand, IdParams, type IfMatchPolicy } from './http.ts';
+import { ProblemSchema, validationProblem } from './problems.ts';
+import { ruleFor } from './roles.ts';
+
+/** A command payload schema from the domain's command catalogue: a strict object, possibly refined. */
+type PayloadSchema = z.ZodObject<z.ZodRawShape>;
+
+export interface CommandRouteSpec {
+  method: 'POST' | 'PATCH';
+  url: string;
+  /** Command type, as `commands/schemas.ts` keys it (e.g. `RecordPurchase`). */
+  type: string;
+  payload: PayloadSchema;
+  /**
+   * The payload field that names the aggregate. On `/:id` routes it is filled from the path; on
+   * creation routes it is the optional client-chosen `id` of the body.
+   */
+  idField: string;
+  tags: string[];
+  summary: string;
+  description?: string;
+}
+
+const errorResponses = {
+  400: ProblemSchema,
+  401: ProblemSchema,
+  403: ProblemSchema,
+  404: ProblemSchema,
+  409: ProblemSchema,
+  422: ProblemSchema,
+  428: ProblemSchema,
+  503: ProblemSchema,
+};
+
+/**
+ * The HTTP body of a command: the domain payload's fields without the path id, strict (unknown
+ * fields are refused and named). Refinements of the payload (e.g. "at least one field") are checked
+ * again by the command layer, whose ZodError also becomes a 400 naming the field.
+ */
+const bodySchema = (spec: CommandRouteSpec, creation: boolean): z.ZodObject => {
+  const shape: Record<string, z.core.$ZodType> = { ...spec.payload.shape };
+  delete shape[spec.idField];
+  if (creation) {
+    shape.id = Id.optional().describe('Client-chosen id (UUID); generated when absent');
+    shape[spec.idField] = Id.optional().describe('Alias of `id`');
+  }
+  return z.strictObject(shape);
+};
+
+/** Registers one command route: validate, build the command, execute, answer `{ id, revision, position }`. */
+export const commandRoute = (app: FastifyInstance, context: RouteContext, spec: CommandRouteSpec): void => {
+  const creation = !spec.url.includes('/:id');
+  const rule = ruleFor(spec.method, spec.url);
+  const ifMatch: IfMatchPolicy = creation ? 'forbidden' : (rule.ifMatch ?? 'optional');
+  const status = creation ? 201 : 200;
+  const collection = spec.url.split('/')[1];
+  const body = bodySchema(spec, creation);
+  const ifMatchNote =
+    ifMatch === 'required'
+      ? 'If-Match is required (428 without it; 409 with the current revision when it is stale).'
+      : ifMatch === 'optional'
+        ? 'If-Match is optional: when sent, a stale revision is refused with 409.'
+        : '';
+  // Untyped route: the body schema is built at runtime from the payload schema.
+  app.route({
+    method: spec.method,
+    url: spec.url,
+    schema: {
+      tags: spec.tags,
+      summary: spec.summary,
+      description: [spec.description, ifMatchNote, `Roles: ${rule.access === 'public' ? 'public' : rule.access.join(', ')}.`]
+        .filter(Boolean)
+        .join(' '),
+      ...(creation ? {} : { params: IdParams }),
+      headers: CommandHeaders,
+      body,
+      response: { [status]: CommandAccepted, ...errorResponses },
+    },
+    handler: async (request, reply) => {
+      const input = { ...(request.body as Record<string, unknown>) };
+      if (creation) {
+        const { id, [spec.idField]: alias } = input;
+        if (id !== undefined && alias !== undefined && id !== alias) {
+          throw validationProblem([{ field: 'id', message: `differs from ${spec.idField}; send one of them` }]);
+        }
+        delete input.id;
+        if (id !== undefined || alias !== undefined) input[spec.idField] = id ?? alias;
+      } else {
+        input[spec.idField] = (request.params as { id: string }).id;
+      }
+      const occurredAt = typeof input.occurredAt === 'string' ? input.occurredAt : undefined;
+      return executeCommand(request, reply, { commands: context.deps.commands, metrics: context.metrics }, {
+        command: { type: spec.type, ...input },
+        status,
+        ifMatch,
+        occurredAt,
+        location: (id) => `/${collection}/${id}`,
+      });
+    },
+  });
+};

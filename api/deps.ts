@@ -1,0 +1,124 @@
+import type { FastifyServerOptions } from 'fastify';
+import type { EventStore } from '../eventstore/contract.ts';
+import type { SqlDatabase } from '../eventstore/postgres/database.ts';
+import type { PersonalData } from '../eventstore/personal-data.ts';
+import type { Actor } from '../domain/metadata.ts';
+
+/**
+ * What the HTTP API needs, passed in by the composition root (cli/). The API reads no environment;
+ * every port below is narrow on purpose so the composition root can adapt the real services.
+ */
+
+/** A command as the API hands it over: the command type plus its fields (commands/schemas.ts). */
+export interface ApiCommand {
+  type: string;
+  [field: string]: unknown;
+}
+
+/** Mirrors commands/index.ts `CommandContext`. */
+export interface CommandContext {
+  actor: Actor;
+  correlationId: string;
+  causationId?: string | null;
+  idempotencyKey?: string;
+  expectedRevision?: number;
+  occurredAt?: string;
+  reason?: string;
+}
+
+/** Mirrors commands/index.ts `CommandResult`. */
+export interface CommandResult {
+  id: string;
+  stream: string;
+  revision: number;
+  position: bigint;
+  eventIds: string[];
+}
+
+/** `CrmCommands` from commands/index.ts satisfies this. */
+export interface CommandPort {
+  execute(command: ApiCommand, ctx: CommandContext): Promise<CommandResult>;
+}
+
+export interface ProjectionStatus {
+  name: string;
+  /** Last applied global position. */
+  position: bigint;
+  /** Events behind the store's head, when known. */
+  lagEvents?: number | null;
+  /** Seconds behind the head, when known. */
+  lagSeconds?: number | null;
+  state: string;
+  lastError?: string | null;
+}
+
+/** The projection runner (projections/), as the API uses it. */
+export interface ReadModelProgress {
+  /** Resolves true once every projection has applied `position`, false when `timeoutMs` passes first. */
+  waitForPosition(position: bigint, timeoutMs: number): Promise<boolean>;
+  status(): Promise<ProjectionStatus[]>;
+}
+
+export interface Page<T = Record<string, unknown>> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback';
+export type ReadRecord = Record<string, unknown>;
+
+/**
+ * Read-model queries (projections/queries/*.ts). Filters arrive already validated by the route's
+ * schema; each function returns plain JSON-able records (money in major units as numbers).
+ */
+export interface ReadModelQueries {
+  listCustomers(query: Record<string, unknown>): Promise<Page>;
+  getCustomer(id: string): Promise<ReadRecord | undefined>;
+  customerTimeline(id: string, query: Record<string, unknown>): Promise<Page | undefined>;
+  listDeals(query: Record<string, unknown>): Promise<Page>;
+  getDeal(id: string): Promise<ReadRecord | undefined>;
+  pipeline(query: Record<string, unknown>): Promise<ReadRecord>;
+  listCampaigns(query: Record<string, unknown>): Promise<Page>;
+  getCampaign(id: string): Promise<ReadRecord | undefined>;
+  listFeedback(query: Record<string, unknown>): Promise<Page>;
+  getFeedback(id: string): Promise<ReadRecord | undefined>;
+}
+
+/** Point-in-time state (audit issue): a record folded from its events up to `asOf`. */
+export interface PointInTime {
+  stateAt(kind: AggregateKind, id: string, asOf: Date): Promise<{ state: ReadRecord; revision: number } | undefined>;
+}
+
+export interface RateLimitOptions {
+  /** Requests per key (per client address for unauthenticated calls) in `timeWindowMs`. */
+  max: number;
+  timeWindowMs: number;
+}
+
+export interface ApiDeps {
+  store: EventStore;
+  commands: CommandPort;
+  /** Read models and the api_keys table always live here, whatever the event engine. */
+  database: SqlDatabase;
+  schemas: { events: string; read: string; reporting?: string };
+  personalData?: PersonalData;
+  projections?: ReadModelProgress;
+  queries?: ReadModelQueries;
+  pointInTime?: PointInTime;
+  /** Services for api/routes/analytics.ts and api/routes/audit.ts; passed to those plugins as is. */
+  analytics?: unknown;
+  audit?: unknown;
+  /** Fastify/pino logger options; false (the default) keeps tests quiet. */
+  logger?: FastifyServerOptions['logger'];
+  rateLimit?: RateLimitOptions;
+  /** Allowed CORS origins; default: any origin, no credentials (keys travel in a header, not cookies). */
+  corsOrigins?: string[] | '*';
+  /** Longest a `?waitFor=` query waits before answering 503. Default 5 s. */
+  waitForTimeoutMs?: number;
+  /** /ready answers 503 when any projection lags more than this many seconds. Default 10 s. */
+  readyMaxLagSeconds?: number;
+  /** Registers `GET /bench/noop`, a route that does nothing (the benchmark's ceiling). */
+  benchNoopRoute?: boolean;
+  /** Published in the OpenAPI document. */
+  version?: string;
+}

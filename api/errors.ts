@@ -1,0 +1,139 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { DomainError } from '../domain/errors.ts';
+import {
+  EventStoreUnavailable,
+  IdempotencyConflict,
+  InvalidAppend,
+  WrongExpectedRevision,
+} from '../eventstore/errors.ts';
+import { PROBLEM_CONTENT_TYPE, ProblemError, validationProblem, type FieldError } from './problems.ts';
+
+/** Where a failing value sat: `body`, `query`, `params` or `headers` (fastify's validation contexts). */
+type Location = 'body' | 'query' | 'params' | 'headers';
+const locationOf = (context: string | undefined): Location =>
+  context === 'querystring' ? 'query' : context === 'params' ? 'params' : context === 'headers' ? 'headers' : 'body';
+
+/** A field path as clients write it: `amount`, `targetSegment.tags.0`; the whole input is named after its location. */
+const fieldName = (path: readonly PropertyKey[], location: Location): string =>
+  path.length === 0 ? location : path.map(String).join('.');
+
+/** Zod issues -> field errors; an unknown field becomes one error per unknown key, named by the key. */
+export const fieldErrorsFromZod = (
+  issues: ReadonlyArray<{ path: readonly PropertyKey[]; message: string; code?: string; keys?: readonly string[] }>,
+  location: Location = 'body',
+): (FieldError & { in: Location })[] =>
+  issues.flatMap((issue) => {
+    if (issue.code === 'unrecognized_keys' && issue.keys?.length) {
+      return issue.keys.map((key) => ({
+        field: fieldName([...issue.path, key], location),
+        in: location,
+        message: 'unknown field',
+      }));
+    }
+    return [{ field: fieldName(issue.path, location), in: location, message: issue.message }];
+  });
+
+interface FastifyValidationItem {
+  instancePath: string;
+  message?: string;
+  keyword?: string;
+  params?: { keys?: string[] };
+}
+
+const fromFastifyValidation = (error: FastifyError): ProblemError => {
+  const location = locationOf(error.validationContext);
+  const items = (error.validation ?? []) as FastifyValidationItem[];
+  const issues = items.map((item) => ({
+    path: item.instancePath.split('/').filter((part) => part !== ''),
+    message: item.message ?? 'invalid',
+    code: item.keyword,
+    keys: item.params?.keys,
+  }));
+  return validationProblem(fieldErrorsFromZod(issues, location));
+};
+
+const isZodError = (error: unknown): error is z.ZodError =>
+  error instanceof z.ZodError || (error instanceof Error && error.name === 'ZodError' && Array.isArray((error as z.ZodError).issues));
+
+const quote = (revision: number): string => `"${revision}"`;
+
+/** Maps anything a handler can throw to a problem. Unknown errors become a 500 with no internals exposed. */
+export const toProblem = (error: unknown): ProblemError => {
+  if (error instanceof ProblemError) return error;
+  if (error instanceof DomainError) {
+    const kind = error.kind === 'not_found' ? 'not_found' : error.kind === 'invalid_state' ? 'invalid_state' : 'rule_violated';
+    return new ProblemError(kind, error.message, {
+      code: error.code,
+      ...(error.field ? { errors: [{ field: error.field, message: error.message }] } : {}),
+    });
+  }
+  if (error instanceof WrongExpectedRevision) {
+    const exists = error.actual >= 0;
+    return new ProblemError(
+      'revision_conflict',
+      exists
+        ? `The resource is at revision ${error.actual}, not the one in If-Match (${String(error.expected)}). Read it again and retry.`
+        : 'The resource does not exist (yet).',
+      { currentRevision: error.actual },
+      exists ? { etag: quote(error.actual) } : {},
+    );
+  }
+  if (error instanceof IdempotencyConflict) {
+    return new ProblemError('idempotency_conflict', 'This Idempotency-Key was already used for a different request.');
+  }
+  if (error instanceof InvalidAppend) {
+    return error.reason === 'payload_too_large'
+      ? new ProblemError('payload_too_large', error.message)
+      : validationProblem([], error.message);
+  }
+  if (error instanceof EventStoreUnavailable) {
+    return new ProblemError('unavailable', 'The event store cannot be reached right now; retry shortly.', {}, { 'retry-after': '5' });
+  }
+  if (isZodError(error)) return validationProblem(fieldErrorsFromZod(error.issues));
+  const fastifyError = error as Partial<FastifyError> | null;
+  if (fastifyError && typeof fastifyError === 'object') {
+    if (hasZodFastifySchemaValidationErrors(fastifyError) || Array.isArray(fastifyError.validation)) {
+      return fromFastifyValidation(fastifyError as FastifyError);
+    }
+    const status = fastifyError.statusCode;
+    switch (fastifyError.code) {
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return new ProblemError('payload_too_large', 'The request body is larger than the server accepts.');
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+        return new ProblemError('unsupported_media_type', 'Send the body as application/json.');
+      case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+        return validationProblem([{ field: 'body', message: 'a JSON body is required' }], 'The request has no JSON body.');
+      case 'FST_ERR_CTP_INVALID_JSON_BODY':
+        return new ProblemError('malformed', 'The body is not valid JSON.');
+      default:
+        break;
+    }
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      if (status === 413) return new ProblemError('payload_too_large', fastifyError.message ?? 'Too large.');
+      if (status === 415) return new ProblemError('unsupported_media_type', fastifyError.message ?? 'Unsupported.');
+      if (status === 404) return new ProblemError('not_found', fastifyError.message ?? 'Not found.');
+      return new ProblemError('malformed', fastifyError.message ?? 'Bad request.');
+    }
+  }
+  return new ProblemError('internal', 'Something went wrong on our side; the error was logged.');
+};
+
+/** The app's error handler: every error leaves as problem+json. */
+export const problemErrorHandler = (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+  const problem = toProblem(error);
+  if (problem.status >= 500 && problem.kind === 'internal') {
+    request.log.error({ err: error }, 'unhandled error');
+  } else if (problem.status >= 500) {
+    request.log.warn({ err: error }, problem.message);
+  }
+  for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
+  return reply
+    .code(problem.status)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(JSON.stringify(problem.body(request.url.split('?')[0])));
+};
+
+export const notFoundHandler = (request: FastifyRequest, reply: FastifyReply): FastifyReply =>
+  problemErrorHandler(new ProblemError('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`), request, reply);

@@ -1,0 +1,138 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
+import type { ApiMetrics } from './metrics.ts';
+import { ProblemError, validationProblem } from './problems.ts';
+
+/**
+ * Global positions travel as decimal strings ("position": "123"): the store's positions are 64-bit
+ * (bigint in the contract, and EventStoreDB commit positions are byte offsets), which a JSON number
+ * cannot hold exactly past 2^53. `?waitFor=` takes the same string.
+ */
+export const PositionString = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,19})$/, 'a global position as a decimal string, e.g. "123"')
+  .refine((s) => BigInt(s) <= 0xffff_ffff_ffff_ffffn, 'a 64-bit position')
+  .describe('Global position (decimal string) returned by a command');
+
+export const CommandAccepted = z
+  .object({
+    id: z.uuid().describe('The aggregate id'),
+    revision: z.number().int().describe('Revision of the aggregate after the command; also the ETag'),
+    position: PositionString,
+  })
+  .meta({ id: 'CommandAccepted' });
+export type CommandAccepted = z.infer<typeof CommandAccepted>;
+
+const HeaderText = z.string().min(1).max(200).regex(/^[\x21-\x7e][\x20-\x7e]*$/, 'printable ASCII');
+
+/** Headers every command route reads. Other headers pass (the object is loose on purpose). */
+export const CommandHeaders = z.looseObject({
+  'if-match': z
+    .string()
+    .optional()
+    .describe('Expected revision, as the ETag a read or command returned ("3"). Required on routes marked so.'),
+  'idempotency-key': HeaderText.optional().describe('Retrying with the same key appends nothing and returns the first result.'),
+  'x-request-id': HeaderText.optional().describe('Correlation id, echoed back; generated when absent.'),
+});
+
+export const IdParams = z.strictObject({ id: z.uuid() });
+
+export const etagOf = (revision: number): string => `"${revision}"`;
+
+/** `"3"`, `W/"3"` or `3` -> 3. A list or `*` is refused: the API needs one exact revision. */
+export const parseIfMatch = (value: string): number => {
+  const match = /^\s*(?:W\/)?"?(-?\d{1,9})"?\s*$/.exec(value);
+  const revision = match?.[1] === undefined ? Number.NaN : Number(match[1]);
+  if (!Number.isSafeInteger(revision) || revision < 0) {
+    throw validationProblem(
+      [{ field: 'if-match', message: 'the ETag of the resource, e.g. "3"' }],
+      'If-Match must carry one revision as returned in ETag, e.g. "3".',
+    );
+  }
+  return revision;
+};
+
+export type IfMatchPolicy = 'required' | 'optional' | 'forbidden';
+
+export interface CommandCall {
+  command: ApiCommand;
+  /** 201 for a creation, 200 otherwise. */
+  status: 200 | 201;
+  ifMatch: IfMatchPolicy;
+  /** Business time (`occurredAt` in the body) for commands that record a past fact. */
+  occurredAt?: string | undefined;
+  reason?: string | undefined;
+  /** Where the created resource can be read (Location header on 201). */
+  location?: (id: string) => string;
+}
+
+/** Builds the command context from the request: actor from the key, ids and revision from headers. */
+export const commandContext = (request: FastifyRequest, call: CommandCall): CommandContext => {
+  const key = request.apiKey;
+  if (!key) throw new ProblemError('unauthenticated', 'An API key is required.');
+  const headers = request.headers;
+  const ifMatch = typeof headers['if-match'] === 'string' ? headers['if-match'] : undefined;
+  if (ifMatch === undefined && call.ifMatch === 'required') {
+    throw new ProblemError(
+      'precondition_required',
+      'This command changes an existing record: send If-Match with the ETag you last read, e.g. If-Match: "3".',
+      { errors: [{ field: 'if-match', message: 'required' }] },
+    );
+  }
+  const idempotencyKey = headers['idempotency-key'];
+  return {
+    actor: { userId: `api-key:${key.id}`, roles: [key.role] },
+    correlationId: request.id,
+    causationId: null,
+    ...(typeof idempotencyKey === 'string' ? { idempotencyKey } : {}),
+    ...(ifMatch !== undefined && call.ifMatch !== 'forbidden' ? { expectedRevision: parseIfMatch(ifMatch) } : {}),
+    ...(call.occurredAt ? { occurredAt: call.occurredAt } : {}),
+    ...(call.reason ? { reason: call.reason } : {}),
+  };
+};
+
+export const toAccepted = (result: CommandResult): CommandAccepted => ({
+  id: result.id,
+  revision: result.revision,
+  position: result.position.toString(),
+});
+
+/** Runs a command and answers `{ id, revision, position }` with the revision as ETag. */
+export const executeCommand = async (
+  request: FastifyRequest,
+  reply: FastifyReply,
+  deps: { commands: CommandPort; metrics: ApiMetrics },
+  call: CommandCall,
+): Promise<CommandAccepted> => {
+  const ctx = commandContext(request, call);
+  const result = await deps.commands.execute(call.command, ctx);
+  deps.metrics.countAppends(call.command.type, result.eventIds.length);
+  reply.code(call.status).header('etag', etagOf(result.revision));
+  if (call.status === 201 && call.location) reply.header('location', call.location(result.id));
+  return toAccepted(result);
+};
+
+/** `?waitFor=` on every query. */
+export const WaitForQuery = {
+  waitFor: PositionString.optional().describe('Answer only once the read models include this position (bounded wait)'),
+};
+
+/** Waits for the read models to reach `position`, or throws a 503 problem after `timeoutMs`. */
+export const awaitReadModels = async (
+  projections: ReadModelProgress | undefined,
+  position: string | undefined,
+  timeoutMs: number,
+): Promise<void> => {
+  if (position === undefined) return;
+  if (!projections) throw new ProblemError('unavailable', 'The read models are not running in this process.');
+  const reached = await projections.waitForPosition(BigInt(position), timeoutMs);
+  if (!reached) {
+    throw new ProblemError(
+      'read_model_timeout',
+      `The read models did not reach position ${position} within ${timeoutMs} ms; retry shortly.`,
+      { waitFor: position },
+      { 'retry-after': '1' },
+    );
+  }
+};

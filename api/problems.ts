@@ -1,0 +1,100 @@
+import { z } from 'zod';
+
+/**
+ * Every error the API answers is an RFC 9457 problem (`application/problem+json`). The `type` URIs
+ * are stable: clients switch on them, so never rename one.
+ */
+export const PROBLEM_BASE = 'https://crm.example/problems/';
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+export const problemTypes = {
+  validation: { status: 400, title: 'The request is not valid' },
+  malformed: { status: 400, title: 'The request body could not be read' },
+  unauthenticated: { status: 401, title: 'Authentication required' },
+  forbidden: { status: 403, title: 'Not allowed for this role' },
+  not_found: { status: 404, title: 'Not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  revision_conflict: { status: 409, title: 'The resource changed since you read it' },
+  invalid_state: { status: 409, title: 'Not possible in the current state' },
+  idempotency_conflict: { status: 422, title: 'The idempotency key was used for a different request' },
+  rule_violated: { status: 422, title: 'A business rule refused the command' },
+  payload_too_large: { status: 413, title: 'The request is too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported content type' },
+  precondition_required: { status: 428, title: 'If-Match header required' },
+  rate_limited: { status: 429, title: 'Too many requests' },
+  unavailable: { status: 503, title: 'Service unavailable' },
+  read_model_timeout: { status: 503, title: 'The read models have not caught up yet' },
+  internal: { status: 500, title: 'Internal error' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ProblemKind = keyof typeof problemTypes;
+export const problemType = (kind: ProblemKind): string => `${PROBLEM_BASE}${kind.replaceAll('_', '-')}`;
+
+export interface FieldError {
+  /** Where the failing value is, e.g. `body.amount`, `query.limit`, `header.if-match`. */
+  field: string;
+  message: string;
+}
+
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  instance?: string;
+  /** Stable machine code for domain refusals, e.g. `deal.terminal_stage`. */
+  code?: string;
+  errors?: FieldError[];
+  currentRevision?: number;
+  [extension: string]: unknown;
+}
+
+/** Thrown by route handlers and hooks; the error handler turns it into the response as is. */
+export class ProblemError extends Error {
+  readonly status: number;
+  constructor(
+    readonly kind: ProblemKind,
+    detail: string,
+    readonly extensions: Omit<Partial<ProblemBody>, 'type' | 'title' | 'status' | 'detail'> = {},
+    /** Extra response headers (ETag on a revision conflict, Retry-After on 429/503). */
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail);
+    this.name = 'ProblemError';
+    this.status = problemTypes[kind].status;
+  }
+
+  body(instance?: string): ProblemBody {
+    return {
+      type: problemType(this.kind),
+      title: problemTypes[this.kind].title,
+      status: this.status,
+      detail: this.message,
+      ...(instance ? { instance } : {}),
+      ...this.extensions,
+    };
+  }
+}
+
+export const validationProblem = (errors: FieldError[], detail?: string): ProblemError =>
+  new ProblemError('validation', detail ?? describeFieldErrors(errors), { errors });
+
+const describeFieldErrors = (errors: FieldError[]): string =>
+  errors.length === 0
+    ? 'The request is not valid.'
+    : `Invalid ${errors.length === 1 ? 'field' : 'fields'}: ${[...new Set(errors.map((e) => e.field))].join(', ')}.`;
+
+/** The schema of every error body, for the OpenAPI document. */
+export const ProblemSchema = z
+  .object({
+    type: z.string().describe(`A stable URI under ${PROBLEM_BASE}`),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    instance: z.string().optional(),
+    code: z.string().optional(),
+    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+    currentRevision: z.number().int().optional(),
+  })
+  .catchall(z.unknown())
+  .meta({ id: 'Problem' });

@@ -1,0 +1,117 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { IsoDateTime } from '../domain/shared.ts';
+import type { RouteContext } from './app.ts';
+import type { AggregateKind, Page, ReadModelQueries, ReadRecord } from './deps.ts';
+import { awaitReadModels, etagOf, IdParams, WaitForQuery } from './http.ts';
+import { forCaller } from './mask.ts';
+import { ProblemError, ProblemSchema } from './problems.ts';
+import { ruleFor } from './roles.ts';
+
+/** Page parameters of every list. The cursor is opaque: pass back `nextCursor`. */
+export const PageQuery = {
+  limit: z.coerce.number().int().min(1).max(500).default(50).describe('Page size (1-500, default 50)'),
+  cursor: z.string().min(1).max(500).optional().describe('`nextCursor` of the previous page'),
+  ...WaitForQuery,
+};
+
+/** Lists answer `{ items, nextCursor }`; items are read-model rows (documented in the README's read-model section). */
+export const PageSchema = z.object({ items: z.array(z.looseObject({})), nextCursor: z.string().nullable() });
+const RecordSchema = z.looseObject({});
+
+const errorResponses = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
+
+/** `true`/`false` in a query string. */
+export const BooleanQuery = z.enum(['true', 'false']).transform((v) => v === 'true');
+
+const readModels = (context: RouteContext): ReadModelQueries => {
+  const { queries } = context.deps;
+  if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
+  return queries;
+};
+
+const rolesNote = (method: string, url: string): string => {
+  const rule = ruleFor(method, url);
+  return `Roles: ${rule.access === 'public' ? 'public' : rule.access.join(', ')}.`;
+};
+
+export interface ListRouteSpec<Q extends z.ZodRawShape> {
+  url: string;
+  tags: string[];
+  summary: string;
+  /** Filters beyond paging and waitFor. */
+  filters: Q;
+  personalFields: readonly string[];
+  fetch: (queries: ReadModelQueries, query: Record<string, unknown>, request: FastifyRequest) => Promise<Page>;
+}
+
+export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context: RouteContext, spec: ListRouteSpec<Q>): void => {
+  app.withTypeProvider<ZodTypeProvider>().get(
+    spec.url,
+    {
+      schema: {
+        tags: spec.tags,
+        summary: spec.summary,
+        description: rolesNote('GET', spec.url),
+        querystring: z.strictObject({ ...spec.filters, ...PageQuery }),
+        response: { 200: PageSchema, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { waitFor, ...query } = request.query as Record<string, unknown> & { waitFor?: string };
+      await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
+      const page = await spec.fetch(readModels(context), query, request);
+      return forCaller(request, page, spec.personalFields);
+    },
+  );
+};
+
+export interface GetRouteSpec {
+  url: string;
+  tags: string[];
+  summary: string;
+  kind: AggregateKind;
+  personalFields: readonly string[];
+  fetch: (queries: ReadModelQueries, id: string) => Promise<ReadRecord | undefined>;
+}
+
+/** One record by id, with `?waitFor=` and `?asOf=` (the record as it stood then, folded from its events). */
+export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetRouteSpec): void => {
+  app.withTypeProvider<ZodTypeProvider>().get(
+    spec.url,
+    {
+      schema: {
+        tags: spec.tags,
+        summary: spec.summary,
+        description: `${rolesNote('GET', spec.url)} The ETag is the revision to send as If-Match.`,
+        params: IdParams,
+        querystring: z.strictObject({
+          ...WaitForQuery,
+          asOf: IsoDateTime.optional().describe('ISO time: the record as it stood then'),
+        }),
+        response: { 200: RecordSchema, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const { waitFor, asOf } = request.query as { waitFor?: string; asOf?: string };
+      let record: ReadRecord | undefined;
+      let revision: unknown;
+      if (asOf !== undefined) {
+        const history = context.deps.pointInTime;
+        if (!history) throw new ProblemError('unavailable', 'Point-in-time reads are not configured in this process.');
+        const past = await history.stateAt(spec.kind, id, new Date(asOf));
+        record = past ? { ...past.state, revision: past.revision, asOf } : undefined;
+        revision = past?.revision;
+      } else {
+        await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
+        record = await spec.fetch(readModels(context), id);
+        revision = record?.revision;
+      }
+      if (!record) throw new ProblemError('not_found', `No ${spec.kind} ${id}${asOf ? ` as of ${asOf}` : ''}.`);
+      if (typeof revision === 'number' && asOf === undefined) reply.header('etag', etagOf(revision));
+      return forCaller(request, record, spec.personalFields);
+    },
+  );
+};

@@ -1,0 +1,114 @@
+/**
+ * Who may call what: the single role matrix. The auth guard enforces it, `api/ROLES.md` is generated
+ * from it (`npx tsx api/roles-doc.ts > api/ROLES.md`) and the tests loop over it.
+ */
+export const ROLES = ['admin', 'sales', 'marketing', 'support', 'analyst', 'auditor'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Roles that may only read; their personal-data view is decided by `seesPersonalData`. */
+export const READ_ONLY_ROLES: readonly Role[] = ['analyst', 'auditor'];
+
+/** Analysts see pseudonymised records: name, email, phone and feedback subject/body are masked. */
+export const seesPersonalData = (role: Role): boolean => role !== 'analyst';
+
+/** `public` routes need no key (probes, metrics scraping, the API description). */
+export type Access = 'public' | readonly Role[];
+
+export interface RouteRule {
+  /** Fastify route pattern, `METHOD /path/:param`; a trailing `/*` matches a whole family (audit, analytics). */
+  route: string;
+  access: Access;
+  /** One line for ROLES.md. */
+  summary: string;
+  /** The If-Match header is required (428 without it). */
+  ifMatch?: 'required' | 'optional';
+}
+
+const ALL: readonly Role[] = ROLES;
+const WRITE_CUSTOMERS: readonly Role[] = ['admin', 'sales', 'marketing', 'support'];
+const SALES: readonly Role[] = ['admin', 'sales'];
+const MARKETING: readonly Role[] = ['admin', 'marketing'];
+const SUPPORT: readonly Role[] = ['admin', 'support'];
+const ANALYTICS_READ: readonly Role[] = ['admin', 'sales', 'marketing', 'analyst', 'auditor'];
+const AUDIT: readonly Role[] = ['admin', 'auditor'];
+
+export const routeRules: readonly RouteRule[] = [
+  // Ops and documentation.
+  { route: 'GET /health', access: 'public', summary: 'liveness' },
+  { route: 'GET /ready', access: 'public', summary: 'readiness: projections caught up within the bound' },
+  { route: 'GET /metrics', access: 'public', summary: 'Prometheus metrics' },
+  { route: 'GET /openapi.json', access: 'public', summary: 'OpenAPI 3.1 document' },
+  { route: 'GET /docs/*', access: 'public', summary: 'Swagger UI' },
+  { route: 'GET /docs', access: 'public', summary: 'Swagger UI' },
+  // Customers.
+  { route: 'POST /customers', access: WRITE_CUSTOMERS, summary: 'register a customer (body may carry a client-chosen id)' },
+  { route: 'PATCH /customers/:id', access: WRITE_CUSTOMERS, summary: 'change contact details, tags, consent, status', ifMatch: 'required' },
+  { route: 'POST /customers/:id/purchases', access: SALES, summary: 'record a purchase', ifMatch: 'optional' },
+  { route: 'POST /customers/:id/refunds', access: ['admin', 'sales', 'support'], summary: 'refund part or all of a purchase', ifMatch: 'optional' },
+  { route: 'POST /customers/:id/merge', access: SALES, summary: 'merge a duplicate into this customer', ifMatch: 'required' },
+  { route: 'POST /customers/:id/forget', access: SUPPORT, summary: 'forget the customer (crypto-shredding)', ifMatch: 'optional' },
+  { route: 'POST /customers/:id/tags', access: WRITE_CUSTOMERS, summary: 'tag the customer', ifMatch: 'optional' },
+  { route: 'POST /customers/:id/untag', access: WRITE_CUSTOMERS, summary: 'remove a tag', ifMatch: 'optional' },
+  { route: 'POST /customers/:id/deactivate', access: ['admin', 'sales', 'support'], summary: 'deactivate the customer', ifMatch: 'required' },
+  { route: 'POST /customers/:id/reactivate', access: ['admin', 'sales', 'support'], summary: 'reactivate the customer', ifMatch: 'required' },
+  { route: 'GET /customers', access: ALL, summary: 'list, filter, search, sort, cursor' },
+  { route: 'GET /customers/:id', access: ALL, summary: 'one customer (also ?asOf=)' },
+  { route: 'GET /customers/:id/timeline', access: ALL, summary: 'what happened to a customer' },
+  { route: 'GET /customers/:id/export', access: ['admin', 'support', 'auditor'], summary: 'subject access request export' },
+  // Deals.
+  { route: 'POST /deals', access: SALES, summary: 'open a deal' },
+  { route: 'PATCH /deals/:id', access: SALES, summary: 'change amount, owner, expected close, probability', ifMatch: 'required' },
+  { route: 'POST /deals/:id/stage', access: SALES, summary: 'move to another open stage', ifMatch: 'required' },
+  { route: 'POST /deals/:id/won', access: SALES, summary: 'mark won', ifMatch: 'required' },
+  { route: 'POST /deals/:id/lost', access: SALES, summary: 'mark lost (reason required)', ifMatch: 'required' },
+  { route: 'POST /deals/:id/reopen', access: SALES, summary: 'reopen a won or lost deal', ifMatch: 'required' },
+  { route: 'GET /deals', access: ALL, summary: 'list deals' },
+  { route: 'GET /deals/:id', access: ALL, summary: 'one deal' },
+  { route: 'GET /pipeline', access: ALL, summary: 'pipeline summary by stage, owner, close month' },
+  // Campaigns.
+  { route: 'POST /campaigns', access: MARKETING, summary: 'create a campaign' },
+  ...(['schedule', 'launch', 'pause', 'resume', 'complete', 'cancel'] as const).map(
+    (action): RouteRule => ({ route: `POST /campaigns/:id/${action}`, access: MARKETING, summary: `${action} the campaign`, ifMatch: 'required' }),
+  ),
+  { route: 'POST /campaigns/:id/costs', access: MARKETING, summary: 'record a cost', ifMatch: 'optional' },
+  { route: 'POST /campaigns/:id/responses', access: MARKETING, summary: "record a customer's response", ifMatch: 'optional' },
+  { route: 'GET /campaigns', access: ALL, summary: 'list campaigns' },
+  { route: 'GET /campaigns/:id', access: ALL, summary: 'one campaign' },
+  // Feedback.
+  { route: 'POST /feedback', access: SUPPORT, summary: 'submit feedback' },
+  ...(['assign', 'escalate', 'resolve', 'reopen', 'close'] as const).map(
+    (action): RouteRule => ({ route: `POST /feedback/:id/${action}`, access: SUPPORT, summary: `${action} the feedback`, ifMatch: 'required' }),
+  ),
+  { route: 'POST /feedback/:id/respond', access: SUPPORT, summary: 'respond to the customer', ifMatch: 'optional' },
+  { route: 'POST /feedback/:id/rating', access: SUPPORT, summary: "record the customer's rating of the resolution", ifMatch: 'optional' },
+  { route: 'GET /feedback', access: ALL, summary: 'list feedback' },
+  { route: 'GET /feedback/:id', access: ALL, summary: 'one feedback item' },
+  // Analytics (served by api/routes/analytics.ts).
+  { route: 'POST /analytics/models', access: ['admin', 'analyst'], summary: 'fit every model' },
+  { route: 'GET /analytics/*', access: ANALYTICS_READ, summary: 'analytics figures and fitted models' },
+  // Audit (served by api/routes/audit.ts).
+  { route: 'POST /audit/*', access: AUDIT, summary: 'start a verification' },
+  { route: 'GET /audit/*', access: AUDIT, summary: 'history, exports, verification results' },
+  // Administration.
+  { route: 'POST /admin/api-keys', access: ['admin'], summary: 'create an API key (shown once)' },
+  { route: 'GET /admin/api-keys', access: ['admin'], summary: 'list API keys' },
+  { route: 'DELETE /admin/api-keys/:id', access: ['admin'], summary: 'revoke an API key' },
+];
+
+const exact = new Map(routeRules.filter((r) => !r.route.endsWith('/*')).map((r) => [r.route, r]));
+const families = routeRules.filter((r) => r.route.endsWith('/*')).map((r) => ({ prefix: r.route.slice(0, -1), rule: r }));
+
+/**
+ * The rule for a registered route (`POST`, `/deals/:id/won`). Routes the matrix does not name are
+ * admin-only, so a route added without a rule is closed rather than open.
+ */
+export const ruleFor = (method: string, url: string): RouteRule => {
+  // HEAD is answered by the GET route and follows its rule.
+  const verb = method.toUpperCase() === 'HEAD' ? 'GET' : method.toUpperCase();
+  const key = `${verb} ${url}`;
+  const found = exact.get(key) ?? families.find((f) => key.startsWith(f.prefix))?.rule;
+  return found ?? { route: key, access: ['admin'], summary: '(not in the matrix: admin only)' };
+};
+
+export const isAllowed = (rule: RouteRule, role: Role | undefined): boolean =>
+  rule.access === 'public' || (role !== undefined && rule.access.includes(role));

@@ -1,0 +1,132 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { customerCommandSchemas } from '../../domain/customer/commands.ts';
+import type { RouteContext } from '../app.ts';
+import { commandRoute } from '../command-route.ts';
+import { awaitReadModels, IdParams } from '../http.ts';
+import { CUSTOMER_PERSONAL_FIELDS, forCaller } from '../mask.ts';
+import { ProblemError, ProblemSchema } from '../problems.ts';
+import { getRoute, listRoute, PageQuery, PageSchema } from '../query-route.ts';
+
+const tags = ['customers'];
+
+export const CustomerStatus = z.enum(['active', 'inactive', 'merged', 'forgotten']);
+export const CustomerSort = z.enum([
+  'name',
+  '-name',
+  'createdAt',
+  '-createdAt',
+  'revenue',
+  '-revenue',
+  'lastPurchaseAt',
+  '-lastPurchaseAt',
+  'orderCount',
+  '-orderCount',
+]);
+
+/** Filters of `GET /customers`; `search` matches name or email (case-insensitive, partial). */
+export const CustomerListFilters = {
+  search: z.string().trim().min(1).max(200).optional().describe('Part of the name or email'),
+  status: CustomerStatus.optional(),
+  tag: z.string().min(1).max(50).optional(),
+  source: z.string().min(1).max(100).optional(),
+  minRevenue: z.coerce.number().finite().nonnegative().optional(),
+  maxRevenue: z.coerce.number().finite().nonnegative().optional(),
+  sort: CustomerSort.default('-createdAt').describe('Field, `-` for descending'),
+};
+
+export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, context) => {
+  const s = customerCommandSchemas;
+  commandRoute(app, context, { method: 'POST', url: '/customers', type: 'RegisterCustomer', payload: s.RegisterCustomer, idField: 'customerId', tags, summary: 'Register a customer' });
+  commandRoute(app, context, {
+    method: 'PATCH',
+    url: '/customers/:id',
+    type: 'ChangeCustomerDetails',
+    payload: s.ChangeCustomerDetails,
+    idField: 'customerId',
+    tags,
+    summary: 'Change contact details or marketing consent',
+  });
+  commandRoute(app, context, {
+    method: 'POST',
+    url: '/customers/:id/purchases',
+    type: 'RecordPurchase',
+    payload: s.RecordPurchase,
+    idField: 'customerId',
+    tags,
+    summary: 'Record a purchase',
+    description: 'The same orderId twice is one purchase. `occurredAt` is the business time (default: now).',
+  });
+  commandRoute(app, context, {
+    method: 'POST',
+    url: '/customers/:id/refunds',
+    type: 'RefundPurchase',
+    payload: s.RefundPurchase,
+    idField: 'customerId',
+    tags,
+    summary: 'Refund part or all of a purchase (never more than paid)',
+  });
+  commandRoute(app, context, {
+    method: 'POST',
+    url: '/customers/:id/merge',
+    type: 'MergeCustomer',
+    payload: s.MergeCustomer,
+    idField: 'customerId',
+    tags,
+    summary: 'Merge a duplicate (`duplicateId`) into this customer',
+    description: 'If-Match is the revision of this (the primary) customer.',
+  });
+  commandRoute(app, context, {
+    method: 'POST',
+    url: '/customers/:id/forget',
+    type: 'ForgetCustomer',
+    payload: s.ForgetCustomer,
+    idField: 'customerId',
+    tags,
+    summary: "Forget the customer: their data key is deleted and personal fields read as '[erased]'",
+  });
+  commandRoute(app, context, { method: 'POST', url: '/customers/:id/tags', type: 'TagCustomer', payload: s.TagCustomer, idField: 'customerId', tags, summary: 'Tag the customer' });
+  commandRoute(app, context, { method: 'POST', url: '/customers/:id/untag', type: 'UntagCustomer', payload: s.UntagCustomer, idField: 'customerId', tags, summary: 'Remove a tag' });
+  commandRoute(app, context, { method: 'POST', url: '/customers/:id/deactivate', type: 'DeactivateCustomer', payload: s.DeactivateCustomer, idField: 'customerId', tags, summary: 'Deactivate the customer' });
+  commandRoute(app, context, { method: 'POST', url: '/customers/:id/reactivate', type: 'ReactivateCustomer', payload: s.ReactivateCustomer, idField: 'customerId', tags, summary: 'Reactivate the customer' });
+
+  listRoute(app, context, {
+    url: '/customers',
+    tags,
+    summary: 'List customers: filters, search by name or email, sort, cursor pagination',
+    filters: CustomerListFilters,
+    personalFields: CUSTOMER_PERSONAL_FIELDS,
+    fetch: (queries, query) => queries.listCustomers(query),
+  });
+  getRoute(app, context, {
+    url: '/customers/:id',
+    tags,
+    summary: 'One customer',
+    kind: 'customer',
+    personalFields: CUSTOMER_PERSONAL_FIELDS,
+    fetch: (queries, id) => queries.getCustomer(id),
+  });
+
+  app.withTypeProvider<ZodTypeProvider>().get(
+    '/customers/:id/timeline',
+    {
+      schema: {
+        tags,
+        summary: 'Every event about the customer as a readable entry (when, who, what)',
+        params: IdParams,
+        querystring: z.strictObject(PageQuery),
+        response: { 200: PageSchema, 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema },
+      },
+    },
+    async (request) => {
+      const { waitFor, ...query } = request.query;
+      await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
+      const queries = context.deps.queries;
+      if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
+      const page = await queries.customerTimeline(request.params.id, query);
+      if (!page) throw new ProblemError('not_found', `No customer ${request.params.id}.`);
+      return forCaller(request, page, CUSTOMER_PERSONAL_FIELDS);
+    },
+  );
+};

@@ -1,0 +1,56 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { z } from 'zod';
+import { dealCommandSchemas } from '../../domain/deal/commands.ts';
+import { DealStage } from '../../domain/deal/events.ts';
+import type { RouteContext } from '../app.ts';
+import { commandRoute } from '../command-route.ts';
+import { awaitReadModels, WaitForQuery } from '../http.ts';
+import { ProblemError, ProblemSchema } from '../problems.ts';
+import { getRoute, listRoute } from '../query-route.ts';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+
+const tags = ['deals'];
+
+export const DealListFilters = {
+  stage: DealStage.optional(),
+  status: z.enum(['open', 'won', 'lost']).optional(),
+  ownerId: z.string().min(1).max(200).optional(),
+  customerId: z.uuid().optional(),
+  expectedCloseFrom: z.iso.date().optional(),
+  expectedCloseTo: z.iso.date().optional(),
+  sort: z
+    .enum(['expectedCloseDate', '-expectedCloseDate', 'amount', '-amount', 'updatedAt', '-updatedAt', 'createdAt', '-createdAt'])
+    .default('-createdAt'),
+};
+
+export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context) => {
+  const s = dealCommandSchemas;
+  const base = { idField: 'dealId', tags } as const;
+  commandRoute(app, context, { ...base, method: 'POST', url: '/deals', type: 'OpenDeal', payload: s.OpenDeal, summary: 'Open a deal for an existing customer' });
+  commandRoute(app, context, { ...base, method: 'PATCH', url: '/deals/:id', type: 'ChangeDeal', payload: s.ChangeDeal, summary: 'Change amount, owner, expected close or probability while open' });
+  commandRoute(app, context, { ...base, method: 'POST', url: '/deals/:id/stage', type: 'MoveDealStage', payload: s.MoveDealStage, summary: 'Move the deal to another open stage' });
+  commandRoute(app, context, { ...base, method: 'POST', url: '/deals/:id/won', type: 'WinDeal', payload: s.WinDeal, summary: 'Mark the deal won' });
+  commandRoute(app, context, { ...base, method: 'POST', url: '/deals/:id/lost', type: 'LoseDeal', payload: s.LoseDeal, summary: 'Mark the deal lost (a reason is required)' });
+  commandRoute(app, context, { ...base, method: 'POST', url: '/deals/:id/reopen', type: 'ReopenDeal', payload: s.ReopenDeal, summary: 'Reopen a won or lost deal' });
+
+  listRoute(app, context, { url: '/deals', tags, summary: 'List deals', filters: DealListFilters, personalFields: [], fetch: (q, query) => q.listDeals(query) });
+  getRoute(app, context, { url: '/deals/:id', tags, summary: 'One deal', kind: 'deal', personalFields: [], fetch: (q, id) => q.getDeal(id) });
+
+  app.withTypeProvider<ZodTypeProvider>().get(
+    '/pipeline',
+    {
+      schema: {
+        tags,
+        summary: 'Pipeline summary: open deals by stage, owner and expected-close month, with weighted amounts',
+        querystring: z.strictObject({ ownerId: z.string().min(1).max(200).optional(), currency: z.string().regex(/^[A-Z]{3}$/).optional(), ...WaitForQuery }),
+        response: { 200: z.looseObject({}), 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 503: ProblemSchema },
+      },
+    },
+    async (request) => {
+      const { waitFor, ...query } = request.query;
+      await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
+      if (!context.deps.queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
+      return context.deps.queries.pipeline(query);
+    },
+  );
+};

@@ -1,0 +1,106 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { EventStore } from '../../eventstore/contract.ts';
+import type { ReadModelProgress } from '../deps.ts';
+import type { ApiMetrics } from '../metrics.ts';
+
+export interface OpsRoutesOptions {
+  store: EventStore;
+  projections?: ReadModelProgress | undefined;
+  metrics: ApiMetrics;
+  readyMaxLagSeconds: number;
+  benchNoopRoute: boolean;
+}
+
+const Health = z.object({ status: z.literal('ok') });
+const Ready = z.object({
+  status: z.enum(['ready', 'not_ready']),
+  head: z.string().describe('The store head position'),
+  projections: z.array(
+    z.object({
+      name: z.string(),
+      position: z.string(),
+      lagEvents: z.number().nullable(),
+      lagSeconds: z.number().nullable(),
+      state: z.string(),
+      lastError: z.string().nullable(),
+    }),
+  ),
+  reasons: z.array(z.string()),
+});
+
+/** Probes and metrics: public, not rate limited, not logged per request. */
+export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, options) => {
+  const quiet = { rateLimit: false } as const;
+  app.get(
+    '/health',
+    { config: quiet, logLevel: 'warn', schema: { tags: ['ops'], summary: 'Liveness', response: { 200: Health } } },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  app.get(
+    '/ready',
+    {
+      config: quiet,
+      logLevel: 'warn',
+      schema: {
+        tags: ['ops'],
+        summary: 'Readiness: the event store answers and every projection is running and caught up within the bound',
+        response: { 200: Ready, 503: Ready },
+      },
+    },
+    async (_request, reply) => {
+      const reasons: string[] = [];
+      let head = 0n;
+      try {
+        head = await options.store.headPosition();
+      } catch (error) {
+        reasons.push(`event store: ${(error as Error).message}`);
+      }
+      let statuses: Awaited<ReturnType<ReadModelProgress['status']>> = [];
+      if (!options.projections) {
+        reasons.push('projections are not running in this process');
+      } else {
+        try {
+          statuses = await options.projections.status();
+        } catch (error) {
+          reasons.push(`projections: ${(error as Error).message}`);
+        }
+      }
+      for (const p of statuses) {
+        if (p.lastError) reasons.push(`projection ${p.name} stopped: ${p.lastError}`);
+        else if ((p.lagSeconds ?? 0) > options.readyMaxLagSeconds) {
+          reasons.push(`projection ${p.name} is ${p.lagSeconds} s behind (bound ${options.readyMaxLagSeconds} s)`);
+        }
+      }
+      const ready = reasons.length === 0;
+      return reply.code(ready ? 200 : 503).send({
+        status: ready ? 'ready' : 'not_ready',
+        head: head.toString(),
+        projections: statuses.map((p) => ({
+          name: p.name,
+          position: p.position.toString(),
+          lagEvents: p.lagEvents ?? null,
+          lagSeconds: p.lagSeconds ?? null,
+          state: p.state,
+          lastError: p.lastError ?? null,
+        })),
+        reasons,
+      });
+    },
+  );
+
+  app.get(
+    '/metrics',
+    { config: quiet, logLevel: 'warn', schema: { tags: ['ops'], summary: 'Prometheus metrics (text exposition format)' } },
+    async (_request, reply) => {
+      const body = await options.metrics.registry.metrics();
+      return reply.type(options.metrics.registry.contentType).send(body);
+    },
+  );
+
+  if (options.benchNoopRoute) {
+    // The benchmark's ceiling: the same stack (auth, hooks, metrics) with a handler that does nothing.
+    app.get('/bench/noop', { schema: { hide: true } }, async () => ({ ok: true }));
+  }
+};

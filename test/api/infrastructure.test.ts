@@ -1,0 +1,119 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKeyStore, ensureAdminKey, hashKey } from '../../api/auth/api-keys.ts';
+import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
+
+let h: ApiHarness;
+beforeAll(async () => {
+  h = await startApi('api_infra');
+});
+afterAll(async () => h?.close());
+
+describe('ops routes', () => {
+  it('answers /health without a key', async () => {
+    const res = await h.app.inject({ method: 'GET', url: '/health' });
+    expect(res.statusCode).toBe(200);
+    expect(json(res)).toEqual({ status: 'ok' });
+  });
+
+  it('answers /ready 503 with reasons when projections are not running here', async () => {
+    const res = await h.app.inject({ method: 'GET', url: '/ready' });
+    expect(res.statusCode).toBe(503);
+    expect(json(res).reasons.join(' ')).toMatch(/projections are not running/);
+  });
+
+  it('serves Prometheus metrics with request counts by route and status', async () => {
+    await h.app.inject({ method: 'GET', url: '/health' });
+    const res = await h.app.inject({ method: 'GET', url: '/metrics' });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toMatch(/crm_http_requests_total\{method="GET",route="\/health",status="200"\} \d+/);
+    expect(res.body).toContain('crm_http_request_duration_seconds_bucket');
+  });
+
+  it('publishes an OpenAPI 3.1 document with the command routes and problem schema', async () => {
+    const res = await h.app.inject({ method: 'GET', url: '/openapi.json' });
+    expect(res.statusCode).toBe(200);
+    const doc = json(res);
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/customers', '/customers/{id}/purchases', '/deals/{id}/won', '/admin/api-keys']));
+    const purchase = doc.paths['/customers/{id}/purchases'].post;
+    expect(purchase.requestBody.content['application/json'].schema.properties).toHaveProperty('amount');
+    expect(doc.components.schemas).toHaveProperty('Problem');
+  });
+
+  it('serves Swagger UI at /docs', async () => {
+    const res = await h.app.inject({ method: 'GET', url: '/docs/' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/text\/html/);
+  });
+
+  it('echoes the request id and sets security headers', async () => {
+    const res = await h.app.inject({ method: 'GET', url: '/health', headers: { 'x-request-id': 'req-123' } });
+    expect(res.headers['x-request-id']).toBe('req-123');
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    const generated = await h.app.inject({ method: 'GET', url: '/health' });
+    expect(generated.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('answers unknown routes with a 404 problem', async () => {
+    expectProblem(await h.app.inject({ method: 'GET', url: '/nope' }), 404, 'not-found');
+  });
+});
+
+describe('authentication', () => {
+  it('refuses a missing, malformed or unknown key with 401 and WWW-Authenticate', async () => {
+    const missing = await h.app.inject({ method: 'GET', url: '/admin/api-keys' });
+    expectProblem(missing, 401, 'unauthenticated');
+    expect(missing.headers['www-authenticate']).toMatch(/^Bearer/);
+    expectProblem(await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: { authorization: 'Basic abc' } }), 401);
+    expectProblem(await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: { authorization: 'Bearer crm_not-a-real-key-at-all' } }), 401);
+  });
+
+  it('creates a key shown once, stores only its hash, and revokes it', async () => {
+    const created = await h.app.inject({ method: 'POST', url: '/admin/api-keys', headers: h.auth('admin'), payload: { name: 'reporting bot', role: 'analyst' } });
+    expect(created.statusCode).toBe(201);
+    const { key, id, role } = json(created);
+    expect(role).toBe('analyst');
+    expect(key).toMatch(/^crm_[A-Za-z0-9_-]{43}$/);
+    const row = await h.database.db.withSchema(h.schemas.events).selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    expect(row.hash).toBe(hashKey(key));
+    expect(JSON.stringify(row)).not.toContain(key);
+
+    const list = json(await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: h.auth('admin') }));
+    expect(list.items.find((k: { id: string }) => k.id === id)).toMatchObject({ name: 'reporting bot', revokedAt: null });
+    expect(JSON.stringify(list)).not.toContain(key);
+
+    expect((await h.app.inject({ method: 'GET', url: '/customers/00000000-0000-4000-8000-000000000000/timeline', headers: { authorization: `Bearer ${key}` } })).statusCode).not.toBe(401);
+    const revoked = await h.app.inject({ method: 'DELETE', url: `/admin/api-keys/${id}`, headers: h.auth('admin') });
+    expect(revoked.statusCode).toBe(200);
+    expect(json(revoked).revokedAt).not.toBeNull();
+    expectProblem(await h.app.inject({ method: 'GET', url: '/deals', headers: { authorization: `Bearer ${key}` } }), 401);
+    expectProblem(await h.app.inject({ method: 'DELETE', url: '/admin/api-keys/00000000-0000-4000-8000-000000000000', headers: h.auth('admin') }), 404);
+  });
+
+  it('validates key creation and names the failing fields', async () => {
+    const res = await h.app.inject({ method: 'POST', url: '/admin/api-keys', headers: h.auth('admin'), payload: { name: '', role: 'wizard', extra: 1 } });
+    const problem = expectProblem(res, 400, 'validation');
+    expect(problem.errors?.map((e) => e.field).sort()).toEqual(['extra', 'name', 'role']);
+  });
+
+  it('refuses non-admin roles on admin routes with 403', async () => {
+    for (const role of ['sales', 'analyst', 'auditor'] as const) {
+      const problem = expectProblem(await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: h.auth(role) }), 403, 'forbidden');
+      expect(problem.detail).toContain(role);
+    }
+  });
+
+  it('ensureAdminKey generates one key on first start, none later, and imports CRM_ADMIN_KEY', async () => {
+    const keys = createApiKeyStore(h.database.db, { schema: `${h.schemas.events}_boot` });
+    const first = await ensureAdminKey(keys);
+    expect(first.generatedKey).toMatch(/^crm_/);
+    expect(await ensureAdminKey(keys)).toEqual({});
+    expect(await keys.authenticate(first.generatedKey!)).toMatchObject({ role: 'admin' });
+    const given = 'operator-chosen-admin-key-0123456789';
+    const imported = await ensureAdminKey(keys, { adminKey: given });
+    expect(imported.generatedKey).toBeUndefined();
+    await ensureAdminKey(keys, { adminKey: given });
+    expect((await keys.list()).filter((k) => k.role === 'admin')).toHaveLength(2);
+    expect(await keys.authenticate(given)).toMatchObject({ role: 'admin' });
+  });
+});
