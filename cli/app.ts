@@ -1,0 +1,93 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { sql } from 'kysely';
+import type { EventStore } from '../eventstore/contract.ts';
+import { EventStoreUnavailable } from '../eventstore/errors.ts';
+import { createPersonalData, type PersonalData } from '../eventstore/personal-data.ts';
+import { connectPostgres, createPostgresEventStore, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
+import { toUnavailable } from '../eventstore/postgres/database.ts';
+import type { ApiDeps, CommandPort } from '../api/deps.ts';
+import { describeDatabase, type CrmConfig } from './config.ts';
+
+/**
+ * The composition root: the one place that turns configuration into running services.
+ * Every subcommand opens the CRM through `openCrm` and closes it when done.
+ */
+export interface CrmRuntime {
+  config: CrmConfig;
+  /** Read models, checkpoints, API keys (and events unless EventStoreDB is configured). */
+  database: SqlDatabase;
+  store: EventStore;
+  personalData: PersonalData;
+  /** The command handlers (absent until the commands module is wired). */
+  commands: CommandPort | undefined;
+  /** Starts following the feed into the read models (inline mode of `serve`, and `project`). */
+  startProjections: (() => Promise<void>) | undefined;
+  /** Everything the HTTP API needs except its logger. */
+  apiDeps: Omit<ApiDeps, 'logger'>;
+  /** Closes everything opened, in reverse order; safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Where PGlite keeps its files inside CRM_DATA_DIR (a subfolder leaves room for our own files beside it). */
+export const pgliteFolder = (dataDir: string) => join(dataDir, 'pgdata');
+
+export async function openDatabase(config: CrmConfig): Promise<SqlDatabase> {
+  if (config.database.kind === 'pglite') {
+    mkdirSync(config.database.dataDir, { recursive: true });
+    return openPglite(pgliteFolder(config.database.dataDir));
+  }
+  const database = connectPostgres(config.database.url);
+  // The pool connects lazily: probe now so an unreachable server is reported before anything starts.
+  try {
+    await sql`SELECT 1`.execute(database.db);
+  } catch (error) {
+    await database.close().catch(() => undefined);
+    const mapped = toUnavailable(error, config.database.url);
+    if (mapped instanceof EventStoreUnavailable) throw mapped;
+    throw new EventStoreUnavailable(
+      `PostgreSQL at ${describeDatabase(config)} refused the connection: ${(error as Error).message}. Check DATABASE_URL.`,
+      { cause: error },
+    );
+  }
+  return database;
+}
+
+async function openEventStore(config: CrmConfig, database: SqlDatabase): Promise<EventStore> {
+  if (config.eventStore.kind === 'eventstoredb') {
+    const { createEventStoreDbStore } = await import('./eventstoredb.ts');
+    return createEventStoreDbStore(config.eventStore.url);
+  }
+  return createPostgresEventStore(database, { schema: config.schemas.events });
+}
+
+export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
+  const closers: (() => Promise<void>)[] = [];
+  const close = async () => {
+    while (closers.length > 0) await closers.pop()!().catch(() => undefined);
+  };
+  try {
+    const database = await openDatabase(config);
+    closers.push(() => database.close());
+    const store = await openEventStore(config, database);
+    closers.push(() => store.close());
+    // Keys live beside the events in SQL even with EventStoreDB: forgetting must be able to delete them.
+    const personalData = await createPersonalData(database.db, { schema: config.schemas.events });
+    const commands: CommandPort = {
+      execute: async () => {
+        throw new Error('The command handlers are not wired yet.');
+      },
+    };
+    const apiDeps: Omit<ApiDeps, 'logger'> = {
+      store,
+      commands,
+      database,
+      schemas: config.schemas,
+      personalData,
+    };
+    return { config, database, store, personalData, commands: undefined, startProjections: undefined, apiDeps, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}

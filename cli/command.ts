@@ -1,0 +1,83 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { CrmConfig } from './config.ts';
+
+/** What every subcommand receives: its parsed arguments, the configuration and a way to notice Ctrl-C. */
+export interface CommandRun {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+  config: CrmConfig;
+  /** Aborted on the first SIGINT/SIGTERM: long work stops at the next safe point. */
+  signal: AbortSignal;
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+export interface CliCommand {
+  name: string;
+  summary: string;
+  usage: string;
+  /** Extra help text: what it does, what is safe to interrupt, examples. */
+  details: string;
+  options: Record<string, OptionWithHelp>;
+  /** Returns the exit code. */
+  run(run: CommandRun): Promise<number>;
+}
+
+/** A mistake on the command line: printed with the usage, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export const helpText = (command: CliCommand): string => {
+  const options = Object.entries(command.options)
+    .filter(([name]) => name !== 'help')
+    .map(([name, option]) => {
+      const short = option.short ? `-${option.short}, ` : '    ';
+      const arg = option.type === 'string' ? ` <${name === 'as-of' ? 'time' : 'value'}>` : '';
+      const description = option.description;
+      return `  ${short}--${name}${arg}`.padEnd(30) + description;
+    });
+  return [
+    `Usage: crm ${command.usage}`,
+    '',
+    command.summary,
+    '',
+    command.details.trim(),
+    '',
+    'Options:',
+    ...options,
+    '  -h, --help'.padEnd(30) + 'show this help',
+  ].join('\n');
+};
+
+export const parseCommandArgs = (command: CliCommand, argv: string[]) => {
+  // Descriptions are ours, not parseArgs's: strip them before handing the options over.
+  const options: NonNullable<ParseArgsConfig['options']> = { help: { type: 'boolean', short: 'h' } };
+  for (const [name, { description: _description, ...option }] of Object.entries(command.options)) options[name] = option;
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+};
+
+/** Option declarations with a description for --help. */
+export type OptionWithHelp = { type: 'string' | 'boolean'; short?: string; multiple?: boolean; description: string };
+
+export const stringValue = (run: CommandRun, name: string): string | undefined => {
+  const value = run.values[name];
+  return typeof value === 'string' ? value : undefined;
+};
+
+export const intValue = (run: CommandRun, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number => {
+  const raw = stringValue(run, name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new UsageError(`--${name} must be a whole number between ${min} and ${max} (got "${raw}")`);
+  }
+  return value;
+};

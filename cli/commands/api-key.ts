@@ -1,0 +1,69 @@
+import { createApiKeyStore, ensureAdminKey } from '../../api/auth/api-keys.ts';
+import { ROLES, type Role } from '../../api/roles.ts';
+import { openDatabase } from '../app.ts';
+import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
+
+const options: Record<string, OptionWithHelp> = {
+  name: { type: 'string', description: 'create: a label for the key (who or what uses it)' },
+  role: { type: 'string', description: `create: one of ${ROLES.join(', ')}` },
+  json: { type: 'boolean', description: 'print JSON instead of text' },
+};
+
+export const apiKeyCommand: CliCommand = {
+  name: 'api-key',
+  summary: 'Create, list or revoke API keys (stored hashed; a new key is shown once)',
+  usage: 'api-key create --name <label> --role <role> | api-key list | api-key revoke <id>',
+  details: `
+Keys authenticate API clients (Authorization: Bearer <key>). Only a key's hash is stored: the key
+itself is printed once, when it is created. Revoking takes effect within seconds in running servers.
+
+Examples:
+  crm api-key create --name "reporting bot" --role analyst
+  crm api-key list
+  crm api-key revoke 2f1c...`,
+  options,
+  async run(run) {
+    const [action, id] = run.positionals;
+    if (!action || !['create', 'list', 'revoke'].includes(action)) {
+      throw new UsageError('api-key needs an action: create, list or revoke (see crm api-key --help)');
+    }
+    const database = await openDatabase(run.config);
+    try {
+      const keys = createApiKeyStore(database.db, { schema: run.config.schemas.events });
+      // Same first-key rule as `crm serve`: CRM_ADMIN_KEY is honoured, and the tables exist.
+      await ensureAdminKey(keys, { adminKey: run.config.adminKey }).then((created) => {
+        if (created.generatedKey) run.err(`No admin key existed; created one: ${created.generatedKey} (shown once)`);
+      });
+      if (action === 'list') {
+        const list = await keys.list();
+        if (run.values.json) run.out(JSON.stringify(list, null, 2));
+        else if (list.length === 0) run.out('No API keys.');
+        else
+          for (const k of list) {
+            run.out(`${k.id}  ${k.role.padEnd(9)} ${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'.padEnd(32)}  ${k.name}`);
+          }
+        return 0;
+      }
+      if (action === 'create') {
+        const name = stringValue(run, 'name');
+        const role = stringValue(run, 'role');
+        if (!name) throw new UsageError('--name is required');
+        if (!role || !(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+        const created = await keys.create({ name, role: role as Role });
+        if (run.values.json) run.out(JSON.stringify(created, null, 2));
+        else run.out(`Created ${created.role} key ${created.id} (${created.name}).\nKey (shown once, store it now): ${created.key}`);
+        return 0;
+      }
+      if (!id) throw new UsageError('revoke needs the key id (see crm api-key list)');
+      const revoked = await keys.revoke(id).catch(() => undefined);
+      if (!revoked) {
+        run.err(`No API key with id ${id}.`);
+        return 1;
+      }
+      run.out(`Revoked ${revoked.id} (${revoked.name}) at ${revoked.revokedAt}.`);
+      return 0;
+    } finally {
+      await database.close();
+    }
+  },
+};

@@ -1,0 +1,23 @@
+import type { CliCommand } from '../command.ts';
+import { apiKeyCommand } from './api-key.ts';
+import { demoCommand } from './demo.ts';
+import { fitCommand } from './fit.ts';
+import { importCommand } from './import.ts';
+import { projectCommand } from './project.ts';
+import { rebuildCommand } from './rebuild.ts';
+import { replayCommand } from './replay.ts';
+import { serveCommand } from './serve.ts';
+import { verifyCommand } from './verify.ts';
+
+/** Every `crm` subcommand, in the order `crm --help` lists them. */
+export const commands: readonly CliCommand[] = [
+  serveCommand,
+  projectCommand,
+  rebuildCommand,
+  replayCommand,
+  verifyCommand,
+  importCommand,
+  demoCommand,
+  fitCommand,
+  apiKeyCommand,
+];

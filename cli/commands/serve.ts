@@ -1,0 +1,75 @@
+import { ensureAdminKey } from '../../api/auth/api-keys.ts';
+import { buildApp } from '../../api/app.ts';
+import { openCrm, type CrmRuntime } from '../app.ts';
+import type { CliCommand, CommandRun, OptionWithHelp } from '../command.ts';
+import { describeDatabase } from '../config.ts';
+import { demoPlan, demoState, loadDemo } from '../demo.ts';
+import { createProgress } from '../progress.ts';
+
+const options: Record<string, OptionWithHelp> = {
+  port: { type: 'string', short: 'p', description: 'HTTP port (overrides PORT)' },
+  'no-demo': { type: 'boolean', description: 'do not load demo data, even on the first embedded start' },
+};
+
+/** Demo data goes in on the first embedded start (or when asked for with CRM_DEMO=1), and resumes if that start was interrupted. */
+async function maybeLoadDemo(runtime: CrmRuntime, run: CommandRun): Promise<void> {
+  const { demo, database } = run.config;
+  if (!demo.enabled || run.values['no-demo'] || !runtime.commands) return;
+  const plan = demoPlan({ seed: demo.seed, customers: demo.customers, until: demo.until });
+  const state = await demoState(runtime.store, plan);
+  if (state === 'complete') return;
+  // Embedded: only into a fresh store (a user who deleted the demo and kept working gets no surprise).
+  if (database.kind === 'pglite' && state === 'absent' && (await runtime.store.headPosition()) > 0n) return;
+  run.err(`${state === 'partial' ? 'Resuming' : 'Loading'} demo data (seed ${demo.seed}, ${demo.customers} customers; first start only)...`);
+  const progress = createProgress({ label: 'demo', total: plan.length, unit: 'commands' });
+  const result = await loadDemo(runtime.commands, plan, { progress, signal: run.signal });
+  progress.done(Object.keys(result.refused).length ? `refused by the rules: ${JSON.stringify(result.refused)}` : undefined);
+}
+
+export const serveCommand: CliCommand = {
+  name: 'serve',
+  summary: 'Run the HTTP API (and, by default, the projections) — what `npm start` runs',
+  usage: 'serve [--port <port>] [--no-demo]',
+  details: `
+Starts the API on HOST:PORT (default 127.0.0.1:3000). With no DATABASE_URL it runs on an embedded
+PostgreSQL (PGlite) in CRM_DATA_DIR (default ./.crm-data), kept across restarts, and loads demo data
+on the first start. The projections run in the same process unless CRM_PROJECTIONS=off (then run
+\`crm project\` beside it). The first admin key comes from CRM_ADMIN_KEY or is generated on the first
+start and printed once. Ctrl-C stops it cleanly.`,
+  options,
+  async run(run) {
+    const config = run.config;
+    const port = run.values.port === undefined ? config.http.port : Number(run.values.port);
+    const runtime = await openCrm(config);
+    try {
+      await maybeLoadDemo(runtime, run);
+      if (run.signal.aborted) return 130;
+      await runtime.startProjections?.();
+      const app = await buildApp({
+        ...runtime.apiDeps,
+        logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
+      });
+      const admin = await ensureAdminKey(app.keys, { adminKey: config.adminKey });
+      const address = await app.listen({ host: config.http.host, port });
+      const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost');
+      run.out('');
+      run.out(`CRM is running on ${describeDatabase(config)}${config.eventStore.kind === 'eventstoredb' ? ' with events in EventStoreDB' : ''}.`);
+      run.out(`  API:   ${url}`);
+      run.out(`  Docs:  ${url}/docs  (OpenAPI: ${url}/openapi.json)`);
+      if (admin.generatedKey) {
+        run.out(`  Admin key (generated on first start, shown only now; store it): ${admin.generatedKey}`);
+      } else if (config.adminKey) {
+        run.out('  Admin key: the value of CRM_ADMIN_KEY');
+      } else {
+        run.out('  Admin key: the one printed on the first start (or create one: crm api-key create --role admin --name me)');
+      }
+      run.out(`  Try:   curl -H "Authorization: Bearer <admin key>" ${url}/customers?limit=3`);
+      run.out('Press Ctrl-C to stop.');
+      await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve(), { once: true }));
+      await app.close();
+      return 0;
+    } finally {
+      await runtime.close();
+    }
+  },
+};

@@ -1,0 +1,164 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
+
+/**
+ * The program's configuration, read from the environment once at start and validated with zod.
+ * This module and `cli/app.ts` are the composition root: nothing else reads `process.env`.
+ */
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+const schemaName = (fallback: string) =>
+  z
+    .string()
+    .regex(SCHEMA_NAME, 'a lower-case PostgreSQL identifier (letters, digits, _; at most 63 characters)')
+    .default(fallback);
+
+/** `1`/`true`/`yes`/`on` and `0`/`false`/`no`/`off`; unset stays undefined (the default then depends on the engine). */
+const flag = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(['1', 'true', 'yes', 'on', '0', 'false', 'no', 'off']))
+  .transform((value) => ['1', 'true', 'yes', 'on'].includes(value))
+  .optional();
+
+const emptyAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
+
+const EnvSchema = z.object({
+  DATABASE_URL: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\/.+/, 'a PostgreSQL URL such as postgres://user:password@host:5432/database')
+      .optional(),
+  ),
+  EVENTSTORE_URL: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^esdb(\+discover)?:\/\/.+/, 'an EventStoreDB URL such as esdb://localhost:2113?tls=false')
+      .optional(),
+  ),
+  PORT: z.preprocess(emptyAsUnset, z.coerce.number({ error: 'a port number from 0 to 65535' }).int('a port number from 0 to 65535').min(0, 'a port number from 0 to 65535').max(65535, 'a port number from 0 to 65535').default(3000)),
+  HOST: z.preprocess(emptyAsUnset, z.string().min(1).default('127.0.0.1')),
+  CRM_ADMIN_KEY: z.preprocess(
+    emptyAsUnset,
+    z.string().min(16, 'at least 16 characters').max(200).regex(/^\S+$/, 'no spaces').optional(),
+  ),
+  CRM_DATA_DIR: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
+  CRM_DEMO: z.preprocess(emptyAsUnset, flag),
+  CRM_DEMO_SEED: z.preprocess(emptyAsUnset, z.coerce.number().int().min(0).max(2 ** 31 - 1).default(42)),
+  CRM_DEMO_CUSTOMERS: z.preprocess(emptyAsUnset, z.coerce.number().int().min(1).max(1_000_000).default(1000)),
+  LOG_LEVEL: z.preprocess(
+    emptyAsUnset,
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ),
+  CRM_EVENTS_SCHEMA: z.preprocess(emptyAsUnset, schemaName('crm_events')),
+  CRM_READ_SCHEMA: z.preprocess(emptyAsUnset, schemaName('crm')),
+  CRM_REPORTING_SCHEMA: z.preprocess(emptyAsUnset, schemaName('reporting')),
+  /** `inline`: the API process also runs the projections; `off`: API only (run `crm project` beside it). */
+  CRM_PROJECTIONS: z.preprocess(emptyAsUnset, z.enum(['inline', 'off']).default('inline')),
+});
+
+export type Engine = 'pglite' | 'postgres';
+
+export interface CrmConfig {
+  /** Where read models live (and events, unless EventStoreDB is configured). */
+  database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string };
+  eventStore: { kind: 'sql' } | { kind: 'eventstoredb'; url: string };
+  http: { host: string; port: number };
+  adminKey: string | undefined;
+  /** Whether demo data may be loaded on start: embedded defaults to yes, a configured server to no. */
+  demo: { enabled: boolean; seed: number; customers: number; until: Date };
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  schemas: { events: string; read: string; reporting: string };
+  projections: 'inline' | 'off';
+}
+
+/** A configuration problem, worded for the person who set the variable. */
+export class ConfigError extends Error {
+  constructor(readonly problems: { variable: string; message: string }[]) {
+    super(
+      `Invalid configuration:\n${problems.map((p) => `  ${p.variable}: ${p.message}`).join('\n')}\n` +
+        'Fix the environment variable(s) above (see "Configuration" in README.md) and start again.',
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: Record<string, string | undefined>, cwd: string): CrmConfig {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => ({
+        variable: String(issue.path[0] ?? '(environment)'),
+        message: `${issue.message}${describeValue(String(issue.path[0]), env[String(issue.path[0])])}`,
+      })),
+    );
+  }
+  const e = parsed.data;
+  const schemas = { events: e.CRM_EVENTS_SCHEMA, read: e.CRM_READ_SCHEMA, reporting: e.CRM_REPORTING_SCHEMA };
+  const clash = Object.entries(schemas).find(([, name], i, all) => all.findIndex(([, other]) => other === name) !== i);
+  if (clash) {
+    throw new ConfigError([
+      { variable: `CRM_${clash[0].toUpperCase()}_SCHEMA`, message: `"${clash[1]}" is used for two schemas; each needs its own name` },
+    ]);
+  }
+  const database: CrmConfig['database'] = e.DATABASE_URL
+    ? { kind: 'postgres', url: e.DATABASE_URL }
+    : { kind: 'pglite', dataDir: resolve(cwd, e.CRM_DATA_DIR ?? '.crm-data') };
+  return {
+    database,
+    eventStore: e.EVENTSTORE_URL ? { kind: 'eventstoredb', url: e.EVENTSTORE_URL } : { kind: 'sql' },
+    http: { host: e.HOST, port: e.PORT },
+    adminKey: e.CRM_ADMIN_KEY,
+    // Demo data never goes into a configured server unless asked for explicitly.
+    demo: {
+      enabled: database.kind === 'pglite' ? e.CRM_DEMO !== false : e.CRM_DEMO === true,
+      seed: e.CRM_DEMO_SEED,
+      customers: e.CRM_DEMO_CUSTOMERS,
+      until: DEFAULT_DEMO_UNTIL,
+    },
+    logLevel: e.LOG_LEVEL,
+    schemas,
+    projections: e.CRM_PROJECTIONS,
+  };
+}
+
+const SECRET_VARIABLES = new Set(['DATABASE_URL', 'EVENTSTORE_URL', 'CRM_ADMIN_KEY']);
+const describeValue = (variable: string, value: string | undefined): string => {
+  if (value === undefined) return '';
+  // Never echo what may be a secret or a URL with a password.
+  if (SECRET_VARIABLES.has(variable)) return ` (got a value of ${value.length} characters)`;
+  return ` (got "${value.length > 60 ? `${value.slice(0, 60)}...` : value}")`;
+};
+
+/** Where the engine's data lives, for messages. Never shows a password. */
+export const describeDatabase = (config: CrmConfig): string => {
+  if (config.database.kind === 'pglite') return `embedded PostgreSQL (PGlite) in ${config.database.dataDir}`;
+  try {
+    const url = new URL(config.database.url);
+    return `PostgreSQL at ${url.hostname}:${url.port || '5432'}${url.pathname}`;
+  } catch {
+    return 'PostgreSQL (DATABASE_URL)';
+  }
+};
+
+/** The variables this program reads, for the README and `--help`. */
+export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning: string }[] = [
+  { name: 'DATABASE_URL', default: '(unset: embedded PGlite)', meaning: 'PostgreSQL for read models and, unless EVENTSTORE_URL is set, events' },
+  { name: 'EVENTSTORE_URL', default: '(unset)', meaning: 'EventStoreDB for events, e.g. esdb://localhost:2113?tls=false' },
+  { name: 'PORT', default: '3000', meaning: 'HTTP port' },
+  { name: 'HOST', default: '127.0.0.1', meaning: 'HTTP interface (0.0.0.0 in containers)' },
+  { name: 'CRM_ADMIN_KEY', default: '(generated on first start, printed once)', meaning: 'the first admin API key' },
+  { name: 'CRM_DATA_DIR', default: '.crm-data', meaning: 'folder of the embedded database' },
+  { name: 'CRM_DEMO', default: '1 embedded, 0 with DATABASE_URL', meaning: 'load demo data on the first start' },
+  { name: 'CRM_DEMO_SEED', default: '42', meaning: 'seed of the demo data set' },
+  { name: 'CRM_DEMO_CUSTOMERS', default: '1000', meaning: 'size of the demo data set' },
+  { name: 'LOG_LEVEL', default: 'info', meaning: 'fatal, error, warn, info, debug, trace or silent' },
+  { name: 'CRM_EVENTS_SCHEMA', default: 'crm_events', meaning: 'schema of the event store tables' },
+  { name: 'CRM_READ_SCHEMA', default: 'crm', meaning: 'schema of the read models and checkpoints' },
+  { name: 'CRM_REPORTING_SCHEMA', default: 'reporting', meaning: 'schema of the documented views for BI tools' },
+  { name: 'CRM_PROJECTIONS', default: 'inline', meaning: 'inline: `crm serve` runs the projections; off: run `crm project` separately' },
+];

@@ -1,0 +1,80 @@
+import type { EventStore } from '../eventstore/contract.ts';
+import type { CommandPort } from '../api/deps.ts';
+import { DomainError } from '../domain/errors.ts';
+import { buildDemoPlan, type DemoAction, type DemoOptions } from './demo-data.ts';
+import type { Progress } from './progress.ts';
+
+/**
+ * Loads the demo plan through the command handlers, exactly as API clients would issue it, with
+ * business times in the past. Each action's idempotency key is stable for the seed, so running it
+ * again (after Ctrl-C, or twice) appends nothing twice.
+ */
+
+export interface DemoResult {
+  planned: number;
+  executed: number;
+  /** Commands the domain refused (by error code): a plan that drifts from the rules shows up here. */
+  refused: Record<string, number>;
+  interrupted: boolean;
+}
+
+const streamOf = (action: DemoAction): string | undefined => {
+  const c = action.command;
+  if (typeof c.dealId === 'string') return `deal-${c.dealId}`;
+  if (typeof c.campaignId === 'string') return `campaign-${c.campaignId}`;
+  if (typeof c.feedbackId === 'string') return `feedback-${c.feedbackId}`;
+  if (typeof c.customerId === 'string') return `customer-${c.customerId}`;
+  return undefined;
+};
+
+/** Whether the store already holds the event of an action (its idempotency key is in the metadata). */
+const recorded = async (store: EventStore, action: DemoAction | undefined): Promise<boolean> => {
+  if (!action) return false;
+  const stream = streamOf(action);
+  if (!stream) return false;
+  const events = await store.readStream(stream, { direction: 'backwards', maxCount: 50 });
+  return events.some((e) => e.metadata.idempotencyKey === action.key);
+};
+
+export type DemoState = 'absent' | 'partial' | 'complete';
+
+/** Absent: never started; partial: interrupted (resume it); complete: nothing to do. */
+export async function demoState(store: EventStore, plan: DemoAction[]): Promise<DemoState> {
+  if (!(await recorded(store, plan[0]))) return 'absent';
+  // The plan's last actions all share the final instant; check the very last one.
+  return (await recorded(store, plan[plan.length - 1])) ? 'complete' : 'partial';
+}
+
+export function demoPlan(options: DemoOptions): DemoAction[] {
+  return buildDemoPlan(options);
+}
+
+export async function loadDemo(
+  commands: CommandPort,
+  plan: DemoAction[],
+  options: { progress?: Progress; signal?: AbortSignal; concurrency?: number } = {},
+): Promise<DemoResult> {
+  const refused: Record<string, number> = {};
+  let executed = 0;
+  const run = async (action: DemoAction) => {
+    try {
+      await commands.execute(action.command, {
+        actor: action.actor,
+        correlationId: action.key,
+        idempotencyKey: action.key,
+        occurredAt: action.at.toISOString(),
+        reason: 'demo data',
+      });
+      executed += 1;
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      refused[error.code] = (refused[error.code] ?? 0) + 1;
+    }
+    options.progress?.tick();
+  };
+  for (const action of plan) {
+    if (options.signal?.aborted) return { planned: plan.length, executed, refused, interrupted: true };
+    await run(action);
+  }
+  return { planned: plan.length, executed, refused, interrupted: false };
+}

@@ -1,0 +1,103 @@
+import { EventStoreUnavailable } from '../eventstore/errors.ts';
+import { helpText, parseCommandArgs, UsageError, type CliCommand } from './command.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { commands } from './commands/index.ts';
+
+/** The `crm` command: parses the subcommand, loads the configuration, runs it, maps errors to advice. */
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+const err = (line: string) => process.stderr.write(`${line}\n`);
+
+const overview = (): string =>
+  [
+    'Usage: crm <command> [options]',
+    '',
+    'An event-sourced CRM: commands become events, projections keep PostgreSQL read models current.',
+    'With no configuration it runs on an embedded PostgreSQL (PGlite) in ./.crm-data.',
+    '',
+    'Commands:',
+    ...commands.map((c) => `  ${c.name.padEnd(10)}${c.summary}`),
+    '',
+    'Run `crm <command> --help` for a command\'s options. Configuration: environment variables (README.md).',
+  ].join('\n');
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    const target = name === 'help' ? commands.find((c) => c.name === rest[0]) : undefined;
+    out(target ? helpText(target) : overview());
+    return 0;
+  }
+  const command: CliCommand | undefined = commands.find((c) => c.name === name);
+  if (!command) {
+    err(`crm: unknown command "${name}"\n\n${overview()}`);
+    return 2;
+  }
+  let parsed;
+  try {
+    parsed = parseCommandArgs(command, rest);
+  } catch (error) {
+    err(`crm ${command.name}: ${(error as Error).message}\n\n${helpText(command)}`);
+    return 2;
+  }
+  if (parsed.values.help) {
+    out(helpText(command));
+    return 0;
+  }
+
+  // Configuration is validated before anything opens: a bad variable is named, nothing half-starts.
+  const config = loadConfig(process.env, process.cwd());
+
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupts += 1;
+    if (interrupts === 1) {
+      err(`\n${signal}: stopping at the next safe point (work done so far is kept; run the command again to resume). Press Ctrl-C again to quit now.`);
+      controller.abort();
+    } else {
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  return command.run({
+    values: parsed.values as Record<string, string | boolean | string[] | undefined>,
+    positionals: parsed.positionals,
+    config,
+    signal: controller.signal,
+    out,
+    err,
+  });
+}
+
+/** Errors the user can act on are printed as advice; anything else keeps its stack for a bug report. */
+const report = (error: unknown): number => {
+  if (error instanceof ConfigError) {
+    err(error.message);
+    return 78; // EX_CONFIG
+  }
+  if (error instanceof UsageError) {
+    err(`crm: ${error.message}`);
+    return 2;
+  }
+  if (error instanceof EventStoreUnavailable) {
+    err(`crm: the database is not reachable.\n  ${error.message}`);
+    return 69; // EX_UNAVAILABLE
+  }
+  err(`crm: unexpected error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  return 1;
+};
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Long-lived handles (pools, timers) are closed by the commands; a forced exit is the backstop.
+    setTimeout(() => process.exit(code), 2000).unref();
+  },
+  (error: unknown) => {
+    process.exitCode = report(error);
+    setTimeout(() => process.exit(process.exitCode), 500).unref();
+  },
+);
