@@ -1,0 +1,273 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import { verifyStreamChains, type ChainVerification } from '../eventstore/postgres/chain.ts';
+import { ORDINAL_BITS } from '../eventstore/postgres/migrations.ts';
+import type { SqlDatabase } from '../eventstore/postgres/database.ts';
+
+/**
+ * Global tamper evidence for the PostgreSQL engine.
+ *
+ * Each event's own `hash` chains it to the previous event of its stream (eventstore/postgres/chain.ts),
+ * computed inside the append, so writers to different streams never wait for one another. A chain
+ * across streams computed at append time would serialise every writer, so instead a *sealer* follows
+ * the gap-free feed after the fact, in position order (positions below `xmin << ORDINAL_BITS` are final:
+ * no transaction can still commit one), and records per event
+ *   global_hash = sha256(previous global_hash (empty for the first) || event.hash)
+ * in `<events schema>.event_chain_seals`. The seal also keeps the event's stream, revision and hash
+ * so that a deleted event can still be named. What the two chains catch together:
+ * - data edited in place: the stream chain (hash no longer matches the content);
+ * - an event deleted in the middle or at the end of a stream: the stream chain (revision gap, stream
+ *   head) and the global chain (a sealed position has no event);
+ * - a forged row: the stream chain (its hash does not fit) and, inside the sealed range, the global
+ *   chain (an event that was never sealed);
+ * - a stream re-hashed end to end by someone who knows the formula: the global chain (sealed hashes differ).
+ * Events appended after the last seal are covered by the stream chains only until the next seal,
+ * which is why the projection process seals every second.
+ */
+
+export interface GlobalBrokenLink {
+  position: bigint;
+  stream: string | null;
+  revision: number | null;
+  reason: string;
+}
+
+export interface GlobalChainVerification {
+  ok: boolean;
+  /** Seals walked. */
+  checked: number;
+  /** Position of the last seal (null when nothing was sealed yet). */
+  sealedThrough: bigint | null;
+  /** Events after the last seal, not yet covered by the global chain. */
+  unsealed: number;
+  firstBroken?: GlobalBrokenLink;
+}
+
+export interface ChainsVerification {
+  ok: boolean;
+  streams: ChainVerification;
+  global: GlobalChainVerification;
+  /** The first broken link found, stream chains first (they name the event precisely). */
+  firstBroken?: {
+    chain: 'stream' | 'global';
+    stream: string | null;
+    revision: number | null;
+    position: bigint | null;
+    reason: string;
+  };
+}
+
+const SEAL_BATCH = 5_000;
+
+const sha256 = (previous: Uint8Array | null, eventHash: Uint8Array): Buffer =>
+  createHash('sha256')
+    .update(previous ?? new Uint8Array(0))
+    .update(eventHash)
+    .digest();
+
+const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean =>
+  a !== null && b !== null && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+
+const sealsTable = (schema: string) => sql.id(schema, 'event_chain_seals');
+const eventsTable = (schema: string) => sql.id(schema, 'events');
+
+export async function migrateChainSeals(database: SqlDatabase, schema: string): Promise<void> {
+  await sql`
+    CREATE TABLE IF NOT EXISTS ${sealsTable(schema)} (
+      position    bigint PRIMARY KEY,
+      global_hash bytea NOT NULL,
+      event_hash  bytea NOT NULL,
+      stream      text NOT NULL,
+      revision    bigint NOT NULL,
+      sealed_at   timestamptz NOT NULL DEFAULT now()
+    )`.execute(database.db);
+}
+
+/** Last seal, or null before the first. */
+const lastSeal = async (database: SqlDatabase, schema: string) => {
+  const { rows } = await sql<{ position: string; global_hash: Uint8Array }>`
+    SELECT position::text AS position, global_hash FROM ${sealsTable(schema)} ORDER BY position DESC LIMIT 1`.execute(database.db);
+  return rows[0] ? { position: BigInt(rows[0].position), globalHash: rows[0].global_hash } : null;
+};
+
+/**
+ * Seals every final event not sealed yet; returns how many. Concurrent sealers (several projection
+ * processes) take turns through a transaction-scoped advisory lock; one that finds the lock taken
+ * returns 0 rather than waiting.
+ */
+export async function sealChain(database: SqlDatabase, schema: string, options: { maxEvents?: number } = {}): Promise<number> {
+  await migrateChainSeals(database, schema);
+  const lockKey = `crm.event_chain_seals:${schema}`;
+  let sealed = 0;
+  for (;;) {
+    const batch = Math.min(SEAL_BATCH, (options.maxEvents ?? Infinity) - sealed);
+    if (batch <= 0) return sealed;
+    const count = await database.db.transaction().execute(async (trx) => {
+      const { rows: lock } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(hashtext(${lockKey})) AS locked`.execute(trx);
+      if (!lock[0]?.locked) return -1;
+      const { rows: head } = await sql<{ position: string; global_hash: Uint8Array }>`
+        SELECT position::text AS position, global_hash FROM ${sealsTable(schema)} ORDER BY position DESC LIMIT 1`.execute(trx);
+      const after = head[0]?.position ?? '-1';
+      let previous: Uint8Array | null = head[0]?.global_hash ?? null;
+      const { rows } = await sql<{ position: string; stream: string; revision: string; hash: Uint8Array }>`
+        SELECT position::text AS position, stream, revision::text AS revision, hash FROM ${eventsTable(schema)}
+         WHERE position > ${after}::bigint
+           AND position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${sql.lit(ORDINAL_BITS)})
+         ORDER BY position
+         LIMIT ${batch}`.execute(trx);
+      if (rows.length === 0) return 0;
+      const globals: Buffer[] = [];
+      for (const row of rows) {
+        const global = sha256(previous, row.hash);
+        globals.push(global);
+        previous = global;
+      }
+      await sql`
+        INSERT INTO ${sealsTable(schema)} (position, global_hash, event_hash, stream, revision)
+        SELECT u.position, decode(u.global_hash, 'hex'), decode(u.event_hash, 'hex'), u.stream, u.revision
+          FROM unnest(${rows.map((r) => r.position)}::bigint[], ${globals.map((g) => g.toString('hex'))}::text[],
+                      ${rows.map((r) => Buffer.from(r.hash).toString('hex'))}::text[], ${rows.map((r) => r.stream)}::text[],
+                      ${rows.map((r) => r.revision)}::bigint[]) AS u(position, global_hash, event_hash, stream, revision)`.execute(trx);
+      return rows.length;
+    });
+    if (count <= 0) return sealed;
+    sealed += count;
+    if (count < batch) return sealed;
+  }
+}
+
+export interface ChainSealer {
+  /** Seals now (on demand) and resolves with the number of events sealed. */
+  sealNow(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** Runs `sealChain` every `intervalMs` (the projection process starts one). Errors are reported, never thrown. */
+export function startChainSealer(
+  database: SqlDatabase,
+  schema: string,
+  options: { intervalMs?: number; onError?: (error: unknown) => void } = {},
+): ChainSealer {
+  let running: Promise<number> = Promise.resolve(0);
+  let stopped = false;
+  const seal = () => {
+    running = running.then(() => sealChain(database, schema)).catch((error) => {
+      options.onError?.(error);
+      return 0;
+    });
+    return running;
+  };
+  const timer = setInterval(() => {
+    if (!stopped) void seal();
+  }, options.intervalMs ?? 1_000);
+  timer.unref();
+  return {
+    sealNow: seal,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
+
+interface WalkRow {
+  position: string;
+  seal_global: Uint8Array | null;
+  seal_event_hash: Uint8Array | null;
+  seal_stream: string | null;
+  seal_revision: string | null;
+  event_hash: Uint8Array | null;
+  event_stream: string | null;
+  event_revision: string | null;
+}
+
+/**
+ * Walks the seals in position order beside the events in the same range (a full outer join, so
+ * that both a sealed event that is gone and an event that was never sealed show up), recomputing
+ * the global chain. Stops at the first broken link.
+ */
+export async function verifyGlobalChain(
+  database: SqlDatabase,
+  schema: string,
+  options: { onProgress?: (checked: number) => void; pageSize?: number } = {},
+): Promise<GlobalChainVerification> {
+  await migrateChainSeals(database, schema);
+  const pageSize = options.pageSize ?? SEAL_BATCH;
+  const last = await lastSeal(database, schema);
+  const { rows: unsealedRows } = await sql<{ n: string }>`
+    SELECT count(*)::text AS n FROM ${eventsTable(schema)} WHERE position > ${last?.position.toString() ?? '-1'}::bigint`.execute(database.db);
+  const unsealed = Number(unsealedRows[0]?.n ?? 0);
+  const sealedThrough = last?.position ?? null;
+  let previous: Uint8Array | null = null;
+  let checked = 0;
+  let after = '-1';
+  const broken = (position: bigint, stream: string | null, revision: string | null, reason: string): GlobalChainVerification => ({
+    ok: false,
+    checked,
+    sealedThrough,
+    unsealed,
+    firstBroken: { position, stream, revision: revision === null ? null : Number(revision), reason },
+  });
+  while (last) {
+    const { rows } = await sql<WalkRow>`
+      WITH s AS (
+        SELECT position, global_hash, event_hash, stream, revision FROM ${sealsTable(schema)}
+         WHERE position > ${after}::bigint ORDER BY position LIMIT ${pageSize}
+      ), bound AS (SELECT max(position) AS hi FROM s),
+      e AS (
+        SELECT position, hash, stream, revision FROM ${eventsTable(schema)}, bound
+         WHERE position > ${after}::bigint AND position <= bound.hi
+      )
+      SELECT coalesce(s.position, e.position)::text AS position,
+             s.global_hash AS seal_global, s.event_hash AS seal_event_hash, s.stream AS seal_stream, s.revision::text AS seal_revision,
+             e.hash AS event_hash, e.stream AS event_stream, e.revision::text AS event_revision
+        FROM s FULL OUTER JOIN e ON e.position = s.position
+       ORDER BY coalesce(s.position, e.position)`.execute(database.db);
+    if (rows.length === 0) break;
+    for (const row of rows) {
+      const position = BigInt(row.position);
+      if (row.seal_global === null) {
+        return broken(position, row.event_stream, row.event_revision, 'event was never sealed: inserted behind the store');
+      }
+      if (row.event_hash === null) {
+        return broken(position, row.seal_stream, row.seal_revision, 'sealed event is missing: deleted behind the store');
+      }
+      if (row.event_stream !== row.seal_stream || row.event_revision !== row.seal_revision) {
+        return broken(position, row.event_stream, row.event_revision, `sealed as ${row.seal_stream} revision ${row.seal_revision}: event moved`);
+      }
+      if (!sameBytes(row.event_hash, row.seal_event_hash)) {
+        return broken(position, row.event_stream, row.event_revision, 'event hash differs from the sealed hash: event rewritten');
+      }
+      const expected = sha256(previous, row.seal_event_hash!);
+      if (!sameBytes(expected, row.seal_global)) {
+        return broken(position, row.seal_stream, row.seal_revision, 'global hash does not follow from the previous seal: seal altered');
+      }
+      previous = row.seal_global;
+      checked += 1;
+    }
+    options.onProgress?.(checked);
+    after = rows[rows.length - 1]!.position;
+    if (BigInt(after) >= last.position) break;
+  }
+  return { ok: true, checked, sealedThrough, unsealed };
+}
+
+/** Recomputes the stream chains and the global chain; names the first broken link. */
+export async function verifyChains(
+  database: SqlDatabase,
+  schema: string,
+  options: { onProgress?: (progress: { phase: 'streams' | 'global'; checked: number }) => void } = {},
+): Promise<ChainsVerification> {
+  const streams = await verifyStreamChains(database, {
+    schema,
+    onProgress: (checked) => options.onProgress?.({ phase: 'streams', checked }),
+  });
+  const global = await verifyGlobalChain(database, schema, {
+    onProgress: (checked) => options.onProgress?.({ phase: 'global', checked }),
+  });
+  const result: ChainsVerification = { ok: streams.ok && global.ok, streams, global };
+  if (streams.firstBroken) result.firstBroken = { chain: 'stream', ...streams.firstBroken };
+  else if (global.firstBroken) result.firstBroken = { chain: 'global', ...global.firstBroken };
+  return result;
+}
