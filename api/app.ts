@@ -23,9 +23,14 @@ import { adminRoutes } from './routes/admin.ts';
 import { campaignRoutes } from './routes/campaigns.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { dealRoutes } from './routes/deals.ts';
+import { feedbackRoutes } from './routes/feedback.ts';
 import { opsRoutes } from './routes/ops.ts';
 
-export type CrmApp = FastifyInstance & { keys: ApiKeyStore; metrics: ApiMetrics };
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+}
+export type CrmApp = FastifyInstance & { keys: ApiKeyStore; metrics: ApiMetrics; routeList: RegisteredRoute[] };
 
 /** Everything a route plugin (ours, analytics, audit) receives as options. */
 export interface RouteContext {
@@ -100,6 +105,11 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(problemErrorHandler);
   app.setNotFoundHandler(notFoundHandler);
+  const routeList: RegisteredRoute[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routeList.push({ method, url: route.url });
+  });
+  app.decorate('routeList', routeList);
   app.decorate('keys', keys);
   app.decorate('metrics', metrics);
   app.decorateRequest('apiKey', null);
@@ -176,6 +186,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await app.register(customerRoutes, context);
   await app.register(dealRoutes, context);
   await app.register(campaignRoutes, context);
+  await app.register(feedbackRoutes, context);
   for (const plugin of await optionalRoutePlugins()) await app.register(plugin, context);
 
   await app.ready();

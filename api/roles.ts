@@ -42,7 +42,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /docs', access: 'public', summary: 'Swagger UI' },
   // Customers.
   { route: 'POST /customers', access: WRITE_CUSTOMERS, summary: 'register a customer (body may carry a client-chosen id)' },
-  { route: 'PATCH /customers/:id', access: WRITE_CUSTOMERS, summary: 'change contact details, tags, consent, status', ifMatch: 'required' },
+  { route: 'PATCH /customers/:id', access: WRITE_CUSTOMERS, summary: 'change contact details or marketing consent', ifMatch: 'required' },
   { route: 'POST /customers/:id/purchases', access: SALES, summary: 'record a purchase', ifMatch: 'optional' },
   { route: 'POST /customers/:id/refunds', access: ['admin', 'sales', 'support'], summary: 'refund part or all of a purchase', ifMatch: 'optional' },
   { route: 'POST /customers/:id/merge', access: SALES, summary: 'merge a duplicate into this customer', ifMatch: 'required' },
@@ -105,6 +105,8 @@ const families = routeRules.filter((r) => r.route.endsWith('/*')).map((r) => ({ 
 export const ruleFor = (method: string, url: string): RouteRule => {
   // HEAD is answered by the GET route and follows its rule.
   const verb = method.toUpperCase() === 'HEAD' ? 'GET' : method.toUpperCase();
+  // CORS preflights carry no credentials; @fastify/cors answers them.
+  if (verb === 'OPTIONS') return { route: `OPTIONS ${url}`, access: 'public', summary: 'CORS preflight' };
   const key = `${verb} ${url}`;
   const found = exact.get(key) ?? families.find((f) => key.startsWith(f.prefix))?.rule;
   return found ?? { route: key, access: ['admin'], summary: '(not in the matrix: admin only)' };

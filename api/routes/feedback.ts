@@ -1,0 +1,37 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { z } from 'zod';
+import { feedbackCommandSchemas } from '../../domain/feedback/commands.ts';
+import { FeedbackChannel, FeedbackKind, FeedbackPriority, FeedbackStatus } from '../../domain/feedback/events.ts';
+import type { RouteContext } from '../app.ts';
+import { commandRoute } from '../command-route.ts';
+import { FEEDBACK_PERSONAL_FIELDS } from '../mask.ts';
+import { BooleanQuery, getRoute, listRoute } from '../query-route.ts';
+
+const tags = ['feedback'];
+
+export const FeedbackListFilters = {
+  status: FeedbackStatus.optional(),
+  priority: FeedbackPriority.optional(),
+  kind: FeedbackKind.optional(),
+  channel: FeedbackChannel.optional(),
+  customerId: z.uuid().optional(),
+  assigneeId: z.string().min(1).max(200).optional(),
+  breached: BooleanQuery.optional().describe('Only items whose first-response or resolution SLA was breached (true) or not (false)'),
+  sort: z.enum(['submittedAt', '-submittedAt', 'resolutionDueAt', '-resolutionDueAt', 'priority', '-priority']).default('-submittedAt'),
+};
+
+export const feedbackRoutes: FastifyPluginAsync<RouteContext> = async (app, context) => {
+  const s = feedbackCommandSchemas;
+  const base = { idField: 'feedbackId', tags } as const;
+  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback', type: 'SubmitFeedback', payload: s.SubmitFeedback, summary: 'Submit feedback; SLA deadlines follow the priority' });
+  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/assign', type: 'AssignFeedback', payload: s.AssignFeedback, summary: 'Assign to a person' });
+  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/respond', type: 'RespondToFeedback', payload: s.RespondToFeedback, summary: 'Respond (the first response counts for the SLA)' });
+  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/escalate', type: 'EscalateFeedback', payload: s.EscalateFeedback, summary: 'Escalate to a higher priority' });
+  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/resolve', type: 'ResolveFeedback', payload: s.ResolveFeedback, summary: 'Resolve with a resolution' });
+  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/reopen', type: 'ReopenFeedback', payload: s.ReopenFeedback, summary: 'Reopen' });
+  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/close', type: 'CloseFeedback', payload: s.CloseFeedback, summary: 'Close' });
+  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/rating', type: 'RateFeedback', payload: s.RateFeedback, summary: "Record the customer's rating of the resolution (CSAT 1-5)" });
+
+  listRoute(app, context, { url: '/feedback', tags, summary: 'List feedback', filters: FeedbackListFilters, personalFields: FEEDBACK_PERSONAL_FIELDS, fetch: (q, query) => q.listFeedback(query) });
+  getRoute(app, context, { url: '/feedback/:id', tags, summary: 'One feedback item', kind: 'feedback', personalFields: FEEDBACK_PERSONAL_FIELDS, fetch: (q, id) => q.getFeedback(id) });
+};
