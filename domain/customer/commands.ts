@@ -6,7 +6,8 @@ import { Id, IsoDateTime, ShortText, Tag } from '../shared.ts';
  * Customer command payloads as clients send them (strict: unknown fields are refused).
  * Path ids are fields too (`customerId`), so an HTTP route validates `{ ...body, ...params }`.
  */
-const Email = z.email().max(320).transform((email) => email.toLowerCase());
+/** Compared and stored lower-cased (the decider normalises it). */
+const Email = z.email().max(320);
 const Phone = z.string().trim().min(3).max(50).regex(/^[+0-9 ()./-]+$/, 'digits, spaces and + ( ) . / -');
 const Company = z.string().trim().min(1).max(200);
 const OrderId = z.string().trim().min(1).max(100);

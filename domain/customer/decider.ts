@@ -131,7 +131,7 @@ const decideRegister = (c: Extract<CustomerCommand, { type: 'RegisterCustomer' }
       data: {
         customerId: c.customerId,
         name: c.name,
-        email: c.email,
+        email: c.email.toLowerCase(),
         phone: c.phone ?? null,
         company: c.company ?? null,
         tags: [...new Set(c.tags ?? [])],
@@ -146,7 +146,7 @@ const decideDetails = (c: Extract<CustomerCommand, { type: 'ChangeCustomerDetail
   // Only what actually changes is recorded: a PATCH that repeats current values appends nothing.
   const changed: { name?: string; email?: string; phone?: string | null; company?: string | null } = {};
   if (c.name !== undefined && c.name !== s.name) changed.name = c.name;
-  if (c.email !== undefined && c.email !== s.email) changed.email = c.email;
+  if (c.email !== undefined && c.email.toLowerCase() !== s.email) changed.email = c.email.toLowerCase();
   if (c.phone !== undefined && c.phone !== s.phone) changed.phone = c.phone;
   if (c.company !== undefined && c.company !== s.company) changed.company = c.company;
   const events: CustomerEvent[] = [];

@@ -1,0 +1,246 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { eventSchemas, schemaVersionOf, type CrmEventType } from '../domain/catalogue.ts';
+import { campaignDecider } from '../domain/campaign/decider.ts';
+import type { MergeCustomer } from '../domain/customer/commands.ts';
+import { customerDecider, customerSnapshot, decideMerge, type CustomerSnapshot } from '../domain/customer/decider.ts';
+import { dealDecider } from '../domain/deal/decider.ts';
+import { createFeedbackDecider } from '../domain/feedback/decider.ts';
+import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
+import { EventMetadata, type Actor } from '../domain/metadata.ts';
+import type { EventStore, NewEvent, RecordedEvent } from '../eventstore/contract.ts';
+import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
+import type { PersonalData } from '../eventstore/personal-data.ts';
+import { aggregateFolders, loadStream, streamOf, type AggregateStates, type LoadedStream, type LoadOptions } from './aggregates.ts';
+import { createdIdFor, eventIdFor, uuidV5 } from './ids.ts';
+import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
+
+export { commandSchemas, commandTargets, commandTypes, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
+export { streamOf, type AggregateStates, type LoadOptions } from './aggregates.ts';
+
+export interface CommandContext {
+  actor: Actor;
+  correlationId: string;
+  causationId?: string | null;
+  /** A retried command with the same key appends nothing and returns the first result. */
+  idempotencyKey?: string;
+  /** The stream revision the caller last saw (HTTP If-Match); a mismatch is a WrongExpectedRevision. */
+  expectedRevision?: number;
+  /** Business time; defaults to the clock. */
+  occurredAt?: string;
+  /** Why, in the actor's words (recorded in every event's metadata). */
+  reason?: string;
+}
+
+export interface CommandResult {
+  /** Id of the aggregate addressed (the primary for a merge). */
+  id: string;
+  stream: string;
+  /** The stream's revision after the command (unchanged when nothing was appended). */
+  revision: number;
+  /** Global position of the last event appended (or of the stream's last event when nothing was appended). */
+  position: bigint;
+  /** Events appended by this command (for a merge: the duplicate's, then the primary's). */
+  eventIds: string[];
+}
+
+export interface CrmCommands {
+  /** Validates, decides and appends. Throws ZodError (bad input), DomainError (refused), WrongExpectedRevision (conflict). */
+  execute(command: CrmCommand | { type: string; [field: string]: unknown }, ctx: CommandContext): Promise<CommandResult>;
+  /** An aggregate's state as of a revision or an instant (record time), for point-in-time queries. */
+  loadAggregate<K extends AggregateKind>(kind: K, id: string, options?: LoadOptions): Promise<{ state: AggregateStates[K]; revision: number }>;
+}
+
+export interface CrmCommandDeps {
+  store: EventStore;
+  personalData: PersonalData;
+  sla?: SlaPolicy;
+  clock?: () => Date;
+}
+
+type DomainEventList = { type: string; data: unknown }[];
+
+const invalid = (path: string, message: string, input: unknown) =>
+  new z.ZodError([{ code: 'custom', path: [path], message, input }]);
+
+/** The first result of a command retried with `key`: the events whose ids derive from (stream, key, index). */
+const firstResult = (id: string, stream: string, recorded: RecordedEvent[], key: string | undefined): CommandResult | undefined => {
+  if (!key) return undefined;
+  const byId = new Map(recorded.map((r) => [r.id, r]));
+  const found: RecordedEvent[] = [];
+  for (let i = 0; byId.has(eventIdFor(stream, key, i)); i++) found.push(byId.get(eventIdFor(stream, key, i))!);
+  const last = found.at(-1);
+  if (!last) return undefined;
+  return { id, stream, revision: last.revision, position: last.position, eventIds: found.map((r) => r.id) };
+};
+
+export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
+  const { store, personalData } = deps;
+  const sla = deps.sla ?? defaultSlaPolicy;
+  const clock = deps.clock ?? (() => new Date());
+  const folders = aggregateFolders(sla);
+  const feedbackDecider = createFeedbackDecider(sla);
+  const decide = (kind: AggregateKind, command: unknown, state: unknown): DomainEventList => {
+    // The route table guarantees that `command` belongs to `kind`; the casts only erase the union.
+    switch (kind) {
+      case 'customer':
+        return customerDecider.decide(command as never, state as never);
+      case 'deal':
+        return dealDecider.decide(command as never, state as never);
+      case 'campaign':
+        return campaignDecider.decide(command as never, state as never);
+      case 'feedback':
+        return feedbackDecider.decide(command as never, state as never);
+    }
+  };
+
+  const load = <K extends AggregateKind>(kind: K, id: string, options?: LoadOptions): Promise<LoadedStream<AggregateStates[K]>> =>
+    loadStream({ store, personalData, folders }, kind, id, options);
+
+  const customerOf = async (customerId: string): Promise<CustomerSnapshot> => customerSnapshot((await load('customer', customerId)).state);
+
+  const assertExpected = (stream: string, ctx: CommandContext, actual: number): void => {
+    if (ctx.expectedRevision !== undefined && ctx.expectedRevision !== actual)
+      throw new WrongExpectedRevision(stream, ctx.expectedRevision, actual);
+  };
+
+  /** Validates, encrypts and appends decided events at `revision`; a concurrent retry of the same key returns the first result. */
+  const append = async (
+    id: string,
+    stream: string,
+    decided: DomainEventList,
+    revision: number,
+    metadata: Omit<EventMetadata, 'schemaVersion'>,
+  ): Promise<CommandResult> => {
+    const key = metadata.idempotencyKey;
+    const events: NewEvent[] = [];
+    for (const [index, event] of decided.entries()) {
+      const type = event.type as CrmEventType;
+      // A safety net: nothing the catalogue would refuse on read is ever stored.
+      const data = eventSchemas[type].parse(event.data);
+      events.push({
+        id: key ? eventIdFor(stream, key, index) : randomUUID(),
+        type,
+        data: await personalData.protect(type, data),
+        metadata: { ...metadata, schemaVersion: schemaVersionOf(type) },
+      });
+    }
+    try {
+      const result = await store.appendToStream(stream, events, { expectedRevision: revision < 0 ? 'no_stream' : revision });
+      return { id, stream, revision: result.nextExpectedRevision, position: result.position, eventIds: events.map((e) => e.id) };
+    } catch (error) {
+      // Two retries of one command raced: the loser finds the winner's events (ciphertext differs, so the store cannot tell).
+      if (key && (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict)) {
+        const first = firstResult(id, stream, await store.readStream(stream), key);
+        if (first) return first;
+      }
+      throw error;
+    }
+  };
+
+  const run = async (
+    kind: AggregateKind,
+    id: string,
+    ctx: CommandContext,
+    metadata: Omit<EventMetadata, 'schemaVersion'>,
+    command: Record<string, unknown>,
+  ): Promise<CommandResult> => {
+    const stream = streamOf(kind, id);
+    const loaded = await load(kind, id);
+    const first = firstResult(id, stream, loaded.recorded, metadata.idempotencyKey);
+    if (first) return first;
+    assertExpected(stream, ctx, loaded.revision);
+    const decided = decide(kind, command, loaded.state);
+    if (decided.length === 0) return { id, stream, revision: loaded.revision, position: loaded.position, eventIds: [] };
+    return append(id, stream, decided, loaded.revision, metadata);
+  };
+
+  /**
+   * Merge touches two streams, duplicate first (so it stops taking commands as soon as possible),
+   * then the primary. If the second append fails, retrying completes it: `decideMerge` sees the
+   * duplicate already pointing at this primary and only records the primary's side.
+   */
+  const merge = async (command: MergeCustomer, ctx: CommandContext, metadata: Omit<EventMetadata, 'schemaVersion'>): Promise<CommandResult> => {
+    const primaryStream = streamOf('customer', command.customerId);
+    const duplicateStream = streamOf('customer', command.duplicateId);
+    const [primary, duplicate] = await Promise.all([load('customer', command.customerId), load('customer', command.duplicateId)]);
+    const key = metadata.idempotencyKey;
+    const firstPrimary = firstResult(command.customerId, primaryStream, primary.recorded, key);
+    if (firstPrimary) {
+      const firstDuplicate = firstResult(command.duplicateId, duplicateStream, duplicate.recorded, key);
+      return { ...firstPrimary, eventIds: [...(firstDuplicate?.eventIds ?? []), ...firstPrimary.eventIds] };
+    }
+    assertExpected(primaryStream, ctx, primary.revision);
+    const decided = decideMerge(command, primary.state, duplicate.state);
+    const duplicateResult =
+      decided.duplicate.length > 0 ? await append(command.duplicateId, duplicateStream, decided.duplicate, duplicate.revision, metadata) : undefined;
+    const primaryResult =
+      decided.primary.length > 0
+        ? await append(command.customerId, primaryStream, decided.primary, primary.revision, metadata)
+        : { id: command.customerId, stream: primaryStream, revision: primary.revision, position: primary.position, eventIds: [] };
+    return { ...primaryResult, eventIds: [...(duplicateResult?.eventIds ?? []), ...primaryResult.eventIds] };
+  };
+
+  const execute = async (input: { type: string; [field: string]: unknown }, ctx: CommandContext): Promise<CommandResult> => {
+    const { type, ...fields } = input;
+    if (!isCommandType(type)) throw invalid('type', `Unknown command type ${JSON.stringify(type)}`, type);
+    const payload = commandSchemas[type].parse(fields) as Record<string, unknown>;
+    const target = commandTargets[type];
+    const key = ctx.idempotencyKey;
+    const now = clock().toISOString();
+    // A purchase or refund carries its own business time (imports of past orders); else the context's.
+    const occurredAt = (payload.occurredAt as string | undefined) ?? ctx.occurredAt ?? now;
+    const metadata = EventMetadata.omit({ schemaVersion: true }).parse({
+      actor: ctx.actor,
+      correlationId: ctx.correlationId,
+      causationId: ctx.causationId ?? null,
+      occurredAt,
+      command: type,
+      ...(key !== undefined ? { idempotencyKey: key } : {}),
+      ...(ctx.reason !== undefined ? { reason: ctx.reason } : {}),
+    });
+    const id =
+      (payload[target.idField] as string | undefined) ?? (key ? createdIdFor(type, key) : randomUUID());
+    const stream = streamOf(target.kind, id);
+    /** Ids the handler fills so that `decide` stays pure; stable across retries of the same key. */
+    const derived = (what: string) => (key ? uuidV5(`${what}\n${stream}\n${key}`) : randomUUID());
+    const command: Record<string, unknown> = { ...payload, type, occurredAt, [target.idField]: id };
+
+    switch (type as CommandType) {
+      case 'MergeCustomer':
+        return merge(command as unknown as MergeCustomer, ctx, metadata);
+      case 'ForgetCustomer': {
+        const result = await run('customer', id, ctx, metadata, command);
+        // After CustomerForgotten is stored; re-run on every retry so an interrupted forget completes.
+        await personalData.forget(id);
+        return result;
+      }
+      case 'RefundPurchase':
+        command.refundId ??= derived('refund');
+        break;
+      case 'RecordCampaignCost':
+        command.costId ??= derived('cost');
+        break;
+      case 'RespondToFeedback':
+        command.responderId ??= ctx.actor.userId;
+        break;
+      case 'OpenDeal':
+      case 'SubmitFeedback':
+      case 'RecordCampaignResponse':
+        command.customer = await customerOf(payload.customerId as string);
+        break;
+      default:
+        break;
+    }
+    return run(target.kind, id, ctx, metadata, command);
+  };
+
+  return {
+    execute,
+    async loadAggregate(kind, id, options) {
+      const { state, revision } = await load(kind, id, options);
+      return { state, revision };
+    },
+  };
+}
+

@@ -1,0 +1,290 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
+import { DomainError } from '../../domain/errors.ts';
+import { ERASED } from '../../domain/shared.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { WrongExpectedRevision } from '../../eventstore/errors.ts';
+import { createPersonalData, decodeRecordedEvent, type PersonalData } from '../../eventstore/personal-data.ts';
+import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { testSchemas } from '../support/postgres.ts';
+
+const schemas = testSchemas('commands');
+let database: SqlDatabase;
+let store: EventStore;
+let personalData: PersonalData;
+let commands: CrmCommands;
+
+beforeAll(async () => {
+  database = connectPostgres(schemas.url, { max: 4 });
+  store = await createPostgresEventStore(database, { schema: schemas.events });
+  personalData = await createPersonalData(database.db, { schema: schemas.events });
+  commands = createCrmCommands({ store, personalData, clock: () => new Date('2026-03-01T09:00:00.000Z') });
+});
+afterAll(async () => {
+  await store.close();
+  await database.close();
+  await schemas.dropSchemas();
+});
+
+const ctx = (extra: Partial<CommandContext> = {}): CommandContext => ({
+  actor: { userId: 'alice', roles: ['sales'] },
+  correlationId: randomUUID(),
+  ...extra,
+});
+
+const register = async (email = `${randomUUID()}@example.com`) => {
+  const result = await commands.execute(
+    { type: 'RegisterCustomer', name: 'Ada Lovelace', email, phone: '+44 20 7946 0000', tags: ['vip'] },
+    ctx(),
+  );
+  return { ...result, email };
+};
+
+const refusal = async (promise: Promise<unknown>): Promise<DomainError> => {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(DomainError);
+  return error as DomainError;
+};
+
+describe('command handling on PostgreSQL', () => {
+  it('registers a customer: revision 0, metadata recorded, state loadable', async () => {
+    const context = ctx({ causationId: 'cmd-1', reason: 'trade fair lead' });
+    const result = await commands.execute({ type: 'RegisterCustomer', name: 'Ada', email: 'ADA@Example.com' }, context);
+    expect(result.revision).toBe(0);
+    expect(result.stream).toBe(`customer-${result.id}`);
+    const [event] = await store.readStream(result.stream);
+    expect(event!.id).toBe(result.eventIds[0]);
+    expect(event!.position).toBe(result.position);
+    expect(event!.metadata).toMatchObject({
+      actor: { userId: 'alice', roles: ['sales'] },
+      correlationId: context.correlationId,
+      causationId: 'cmd-1',
+      occurredAt: '2026-03-01T09:00:00.000Z',
+      schemaVersion: 2,
+      command: 'RegisterCustomer',
+      reason: 'trade fair lead',
+    });
+    const { state, revision } = await commands.loadAggregate('customer', result.id);
+    expect(revision).toBe(0);
+    expect(state).toMatchObject({ exists: true, name: 'Ada', email: 'ada@example.com' });
+  });
+
+  it('refuses a stale expected revision with the current one, appending nothing', async () => {
+    const { id } = await register();
+    await commands.execute({ type: 'TagCustomer', customerId: id, tag: 'gold' }, ctx({ expectedRevision: 0 }));
+    const error = await commands
+      .execute({ type: 'TagCustomer', customerId: id, tag: 'silver' }, ctx({ expectedRevision: 0 }))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WrongExpectedRevision);
+    expect((error as WrongExpectedRevision).actual).toBe(1);
+    expect(await store.readStream(`customer-${id}`)).toHaveLength(2);
+  });
+
+  it('surfaces a concurrent change as WrongExpectedRevision, never a silent overwrite', async () => {
+    const { id } = await register();
+    await commands.execute({ type: 'RecordPurchase', customerId: id, orderId: 'o-1', amount: 100, currency: 'EUR' }, ctx());
+    // Twenty refunds of 10 race for the 100 paid: at most ten can win, the others conflict or are refused.
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'o-1', refundId: `r-${i}`, amount: 10, currency: 'EUR' }, ctx()),
+      ),
+    );
+    const rejected = outcomes.filter((o) => o.status === 'rejected') as PromiseRejectedResult[];
+    for (const r of rejected) expect(r.reason instanceof WrongExpectedRevision || r.reason instanceof DomainError).toBe(true);
+    const { state } = await commands.loadAggregate('customer', id);
+    const fulfilled = outcomes.filter((o) => o.status === 'fulfilled').length;
+    expect(state.orders['o-1']!.refunded).toBe(fulfilled * 10);
+    expect(state.orders['o-1']!.refunded).toBeLessThanOrEqual(100);
+  });
+
+  it('a retried command with the same idempotency key appends nothing and returns the first result', async () => {
+    const key = randomUUID();
+    const first = await commands.execute({ type: 'RegisterCustomer', name: 'Bob', email: 'bob@example.com' }, ctx({ idempotencyKey: key }));
+    const again = await commands.execute({ type: 'RegisterCustomer', name: 'Bob', email: 'bob@example.com' }, ctx({ idempotencyKey: key }));
+    expect(again).toEqual(first);
+    expect(await store.readStream(first.stream)).toHaveLength(1);
+
+    const purchaseKey = randomUUID();
+    const purchase = { type: 'RecordPurchase', customerId: first.id, orderId: 'o-9', amount: 12.5, currency: 'EUR' } as const;
+    const p1 = await commands.execute(purchase, ctx({ idempotencyKey: purchaseKey, expectedRevision: 0 }));
+    await commands.execute({ type: 'TagCustomer', customerId: first.id, tag: 'later' }, ctx());
+    // The retry carries the old If-Match; it still gets the first answer rather than a conflict.
+    const p2 = await commands.execute(purchase, ctx({ idempotencyKey: purchaseKey, expectedRevision: 0 }));
+    expect(p2).toEqual(p1);
+    expect(await store.readStream(first.stream)).toHaveLength(3);
+  });
+
+  it('concurrent retries of one key append once', async () => {
+    const { id } = await register();
+    const key = randomUUID();
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'x', amount: 1, currency: 'EUR' }, ctx({ idempotencyKey: key })).catch((e: unknown) => e),
+      ),
+    );
+    // No purchase 'x': every attempt is refused the same way and nothing is appended.
+    for (const r of results) expect((r as DomainError).code).toBe('purchase.not_found');
+    await commands.execute({ type: 'RecordPurchase', customerId: id, orderId: 'x', amount: 5, currency: 'EUR' }, ctx());
+    const tagKey = randomUUID();
+    const tagged = await Promise.all(
+      Array.from({ length: 5 }, () => commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'x', amount: 1, currency: 'EUR' }, ctx({ idempotencyKey: tagKey }))),
+    );
+    expect(new Set(tagged.map((t) => t.eventIds.join()))).toHaveProperty('size', 1);
+    const { state } = await commands.loadAggregate('customer', id);
+    expect(state.orders.x!.refunded).toBe(1);
+  });
+
+  it('recording the same order twice is idempotent; a different amount is refused', async () => {
+    const { id } = await register();
+    const purchase = { type: 'RecordPurchase', customerId: id, orderId: 'A-1', amount: 99.99, currency: 'EUR', occurredAt: '2025-12-24T10:00:00Z' } as const;
+    const first = await commands.execute(purchase, ctx());
+    const second = await commands.execute(purchase, ctx());
+    expect(second.eventIds).toEqual([]);
+    expect(second.revision).toBe(first.revision);
+    const error = await refusal(commands.execute({ ...purchase, amount: 100 }, ctx()));
+    expect(error.code).toBe('purchase.order_conflict');
+    const events = await store.readStream(`customer-${id}`);
+    expect(events).toHaveLength(2);
+    expect(events[1]!.metadata.occurredAt).toBe('2025-12-24T10:00:00Z');
+  });
+
+  it('rejects bad input before the store with a ZodError naming the field', async () => {
+    const head = await store.headPosition();
+    const error = await commands
+      .execute({ type: 'RecordPurchase', customerId: randomUUID(), orderId: 'o', amount: -1, currency: 'EUR' }, ctx())
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(z.ZodError);
+    expect((error as z.ZodError).issues[0]!.path).toEqual(['amount']);
+    await expect(commands.execute({ type: 'Nope' }, ctx())).rejects.toBeInstanceOf(z.ZodError);
+    await expect(commands.execute({ type: 'RegisterCustomer', name: 'X', email: 'x@example.com', extra: 1 }, ctx())).rejects.toBeInstanceOf(z.ZodError);
+    await expect(commands.execute({ type: 'RegisterCustomer', name: 'X', email: 'x@example.com' }, { ...ctx(), actor: { userId: '', roles: [] } })).rejects.toBeInstanceOf(z.ZodError);
+    expect(await store.headPosition()).toBe(head);
+  });
+
+  it('stores personal fields encrypted at rest: raw SQL shows no plaintext email', async () => {
+    const { id, email } = await register();
+    const { rows } = await sql<{ data: unknown }>`SELECT data FROM ${sql.table(`${schemas.events}.events`)} WHERE stream = ${`customer-${id}`}`.execute(database.db);
+    expect(rows).toHaveLength(1);
+    const raw = JSON.stringify(rows[0]!.data);
+    expect(raw).not.toContain(email);
+    expect(raw).not.toContain('Ada Lovelace');
+    expect(raw).toContain('vip');
+  });
+
+  it('forget: CustomerForgotten appended, reads give the erased marker, replay still works, later commands refused', async () => {
+    const { id } = await register();
+    await commands.execute({ type: 'RecordPurchase', customerId: id, orderId: 'f-1', amount: 20, currency: 'EUR' }, ctx());
+    const feedback = await commands.execute(
+      { type: 'SubmitFeedback', customerId: id, kind: 'complaint', channel: 'email', subject: 'Broken', body: 'It broke on day one' },
+      ctx(),
+    );
+    const forgotten = await commands.execute({ type: 'ForgetCustomer', customerId: id }, ctx());
+    expect(forgotten.eventIds).toHaveLength(1);
+
+    const fresh = await createPersonalData(database.db, { schema: schemas.events });
+    const decoded = await Promise.all((await store.readStream(`customer-${id}`)).map((r) => decodeRecordedEvent(r, fresh)));
+    expect(decoded.map((d) => d.event.type)).toEqual(['CustomerRegistered', 'PurchaseRecorded', 'CustomerForgotten']);
+    expect(decoded[0]!.event.data).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED, tags: ['vip'] });
+    const feedbackEvents = await Promise.all((await store.readStream(feedback.stream)).map((r) => decodeRecordedEvent(r, fresh)));
+    expect(feedbackEvents[0]!.event.data).toMatchObject({ subject: ERASED, body: ERASED });
+
+    const { state } = await commands.loadAggregate('customer', id);
+    expect(state).toMatchObject({ forgotten: true, name: ERASED, email: ERASED });
+    expect(state.orders['f-1']!.amount).toBe(20);
+
+    expect((await refusal(commands.execute({ type: 'TagCustomer', customerId: id, tag: 'x' }, ctx()))).code).toBe('customer.forgotten');
+    expect((await refusal(commands.execute({ type: 'OpenDeal', customerId: id, title: 'T', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-06-01' }, ctx()))).code).toBe('customer.forgotten');
+    // Forgetting again is a safe retry: nothing appended.
+    expect((await commands.execute({ type: 'ForgetCustomer', customerId: id }, ctx())).eventIds).toEqual([]);
+  });
+
+  it('merge records on both streams; the duplicate then refuses and names the primary; retry is safe', async () => {
+    const primary = await register();
+    const duplicate = await register();
+    const key = randomUUID();
+    const merged = await commands.execute({ type: 'MergeCustomer', customerId: primary.id, duplicateId: duplicate.id }, ctx({ idempotencyKey: key }));
+    expect(merged.eventIds).toHaveLength(2);
+    expect((await store.readStream(primary.stream)).map((e) => e.type)).toEqual(['CustomerRegistered', 'CustomerMerged']);
+    expect((await store.readStream(duplicate.stream)).map((e) => e.type)).toEqual(['CustomerRegistered', 'CustomerMergedInto']);
+    expect(await commands.execute({ type: 'MergeCustomer', customerId: primary.id, duplicateId: duplicate.id }, ctx({ idempotencyKey: key }))).toEqual(merged);
+    // Without a key, a repeated merge is recognised as done.
+    expect((await commands.execute({ type: 'MergeCustomer', customerId: primary.id, duplicateId: duplicate.id }, ctx())).eventIds).toEqual([]);
+    const error = await refusal(commands.execute({ type: 'RecordPurchase', customerId: duplicate.id, orderId: 'o', amount: 1, currency: 'EUR' }, ctx()));
+    expect(error.code).toBe('customer.merged');
+    expect(error.details).toMatchObject({ primaryId: primary.id });
+    expect(error.message).toContain(primary.id);
+  });
+
+  it('completes a merge interrupted after the duplicate side was recorded', async () => {
+    const primary = await register();
+    const duplicate = await register();
+    // Simulate the crash: only the duplicate's half is stored.
+    await store.appendToStream(duplicate.stream, [
+      {
+        id: randomUUID(),
+        type: 'CustomerMergedInto',
+        data: { customerId: duplicate.id, primaryId: primary.id },
+        metadata: { actor: { userId: 'alice', roles: [] }, correlationId: 'c', causationId: null, occurredAt: '2026-03-01T09:00:00Z', schemaVersion: 1, command: 'MergeCustomer' },
+      },
+    ]);
+    const retry = await commands.execute({ type: 'MergeCustomer', customerId: primary.id, duplicateId: duplicate.id }, ctx());
+    expect(retry.eventIds).toHaveLength(1);
+    const { state } = await commands.loadAggregate('customer', primary.id);
+    expect(state.mergedDuplicates).toEqual([duplicate.id]);
+  });
+
+  it('opens a deal only for an existing, active, unmerged customer', async () => {
+    const deal = { type: 'OpenDeal', title: 'Renewal', amount: 5000, currency: 'EUR', ownerId: 'bob', expectedCloseDate: '2026-06-30' } as const;
+    expect((await refusal(commands.execute({ ...deal, customerId: randomUUID() }, ctx()))).code).toBe('customer.not_found');
+    const { id } = await register();
+    await commands.execute({ type: 'DeactivateCustomer', customerId: id }, ctx());
+    expect((await refusal(commands.execute({ ...deal, customerId: id }, ctx()))).code).toBe('customer.inactive');
+    await commands.execute({ type: 'ReactivateCustomer', customerId: id }, ctx());
+    const opened = await commands.execute({ ...deal, customerId: id }, ctx());
+    await commands.execute({ type: 'MoveDealStage', dealId: opened.id, stage: 'proposal' }, ctx({ expectedRevision: 0 }));
+    const { state } = await commands.loadAggregate('deal', opened.id);
+    expect(state).toMatchObject({ stage: 'proposal', probability: 0.5, customerId: id });
+  });
+
+  it('feedback gets SLA deadlines from the configured policy and business time', async () => {
+    const { id } = await register();
+    const custom = createCrmCommands({
+      store,
+      personalData,
+      sla: {
+        urgent: { firstResponseHours: 0.5, resolutionHours: 4 },
+        high: { firstResponseHours: 2, resolutionHours: 12 },
+        normal: { firstResponseHours: 6, resolutionHours: 48 },
+        low: { firstResponseHours: 24, resolutionHours: 96 },
+      },
+    });
+    const submitted = await custom.execute(
+      { type: 'SubmitFeedback', customerId: id, kind: 'question', channel: 'chat', subject: 'Invoice', body: 'Where is it?', priority: 'high' },
+      ctx({ occurredAt: '2026-03-02T10:00:00.000Z' }),
+    );
+    const { state } = await custom.loadAggregate('feedback', submitted.id);
+    expect(state).toMatchObject({ firstResponseDueAt: '2026-03-02T12:00:00.000Z', resolutionDueAt: '2026-03-02T22:00:00.000Z' });
+    const responded = await custom.execute({ type: 'RespondToFeedback', feedbackId: submitted.id, message: 'On its way' }, ctx());
+    const [, event] = await store.readStream(responded.stream);
+    expect(event!.data).toMatchObject({ responderId: 'alice', firstResponse: true });
+  });
+
+  it('loads an aggregate as of a revision and as of an instant', async () => {
+    const { id, stream } = await register();
+    await commands.execute({ type: 'TagCustomer', customerId: id, tag: 'gold' }, ctx());
+    const [, tagged] = await store.readStream(stream);
+    await new Promise((r) => setTimeout(r, 20));
+    await commands.execute({ type: 'UntagCustomer', customerId: id, tag: 'gold' }, ctx());
+    expect((await commands.loadAggregate('customer', id, { asOf: 0 })).state.tags).toEqual(['vip']);
+    const atTag = await commands.loadAggregate('customer', id, { asOf: tagged!.recordedAt });
+    expect(atTag).toMatchObject({ revision: 1, state: { tags: ['vip', 'gold'] } });
+    expect((await commands.loadAggregate('customer', id)).state.tags).toEqual(['vip']);
+    expect((await commands.loadAggregate('customer', id, { asOf: new Date('2000-01-01') })).revision).toBe(-1);
+  });
+});
