@@ -38,4 +38,9 @@ export interface Projection {
   /** Creates its tables and indexes in `schema`; idempotent. */
   migrate(db: Kysely<any>, schema: string): Promise<void>;
   apply(ctx: ProjectionContext, events: ProjectedEvent[]): Promise<void>;
+  /**
+   * Optional: the documented `reporting` views over its tables, as SQL statements (`CREATE VIEW ...`).
+   * Recreated after every swap, because dropping the old tables drops the views that read them.
+   */
+  reportingViews?(names: { readSchema: string; reportingSchema: string }): string[];
 }

@@ -1,0 +1,158 @@
+import type { Kysely } from 'kysely';
+import type { EventFilter, RecordedEvent } from '../eventstore/contract.ts';
+import { advanceCheckpoint, lockCheckpoint, markFailed, readCheckpoints } from './checkpoints.ts';
+import { describeError, isTransient, PoisonEvent } from './errors.ts';
+import type { ProjectedEvent, Projection } from './projection.ts';
+
+/** How projections get from stored events to `ProjectedEvent`s: decryption, upcasting, validation. */
+export interface EventCodec {
+  decode(recorded: RecordedEvent): Promise<ProjectedEvent>;
+  /** Drop a forgotten customer's cached key before later events are decoded. */
+  evict(customerId: string): void;
+}
+
+/** One event of a batch: decoded once, shared by every projection. */
+export interface BatchItem {
+  recorded: RecordedEvent;
+  projected?: ProjectedEvent;
+  decodeError?: unknown;
+}
+
+export const matchesFilter = (filter: EventFilter | undefined, event: { stream: string; type: string }): boolean => {
+  if (!filter) return true;
+  if (filter.streamPrefixes && !filter.streamPrefixes.some((p) => event.stream.startsWith(p))) return false;
+  if (filter.eventTypes && !filter.eventTypes.includes(event.type)) return false;
+  return true;
+};
+
+/**
+ * Decodes a batch in feed order. A `CustomerForgotten` evicts that customer's key before any later
+ * event is decoded, so nothing after the forget is decrypted from a cached key. Events no projection
+ * wants are not decoded at all.
+ */
+export async function decodeBatch(codec: EventCodec, events: RecordedEvent[], wanted: (e: RecordedEvent) => boolean): Promise<BatchItem[]> {
+  const items: BatchItem[] = [];
+  for (const recorded of events) {
+    if (!wanted(recorded)) {
+      items.push({ recorded });
+      continue;
+    }
+    try {
+      const projected = await codec.decode(recorded);
+      if (projected.event.type === 'CustomerForgotten') codec.evict(projected.event.data.customerId);
+      items.push({ recorded, projected });
+    } catch (decodeError) {
+      if (isTransient(decodeError)) throw decodeError;
+      items.push({ recorded, decodeError });
+    }
+  }
+  return items;
+}
+
+export interface Lag {
+  eventsBehind: number;
+  secondsBehind: number;
+}
+
+export type ApplyOutcome =
+  | { kind: 'applied'; position: bigint }
+  /** The checkpoint row says the projection is not running here (failed or stopped elsewhere). */
+  | { kind: 'skipped'; position: bigint; state: string }
+  | { kind: 'poison'; position: bigint; failure: PoisonEvent };
+
+/**
+ * Applies a batch to one projection and advances its checkpoint to `endPosition`, in ONE transaction
+ * (invariant 5). Events at or below the stored checkpoint are dropped, so a batch seen twice (restart,
+ * a second worker, a swap by rebuild) is never applied twice.
+ */
+async function applyOnce(db: Kysely<any>, schema: string, projection: Projection, items: BatchItem[], endPosition: bigint, lag: Lag) {
+  return db.transaction().execute(async (trx): Promise<ApplyOutcome> => {
+    const checkpoint = await lockCheckpoint(trx, schema, projection.name);
+    if (!checkpoint) throw new Error(`Projection ${projection.name} has no checkpoint in ${schema}`);
+    if (checkpoint.state === 'failed' || checkpoint.state === 'stopped') {
+      return { kind: 'skipped', position: checkpoint.position, state: checkpoint.state };
+    }
+    const fresh = items.filter((i) => i.recorded.position > checkpoint.position && matchesFilter(projection.filter, i.recorded));
+    const undecodable = fresh.find((i) => !i.projected);
+    if (undecodable) throw new BatchItemError(undecodable, undecodable.decodeError);
+    if (fresh.length > 0) await projection.apply({ trx, schema }, fresh.map((i) => i.projected!));
+    const position = endPosition > checkpoint.position ? endPosition : checkpoint.position;
+    await advanceCheckpoint(trx, schema, projection.name, position, lag);
+    return { kind: 'applied', position };
+  });
+}
+
+class BatchItemError extends Error {
+  constructor(
+    readonly item: BatchItem,
+    override readonly cause: unknown,
+  ) {
+    super(describeError(cause));
+  }
+}
+
+export interface ApplyOptions {
+  /** Called before each retry of a transient failure; return false to give up (the runner is stopping). */
+  shouldRetry?: () => boolean;
+  onTransientError?: (error: unknown) => void;
+}
+
+/**
+ * Applies a batch, retrying transient failures. When the batch itself fails, the events are applied one
+ * at a time to find the poison event: everything before it is committed, the projection is marked
+ * failed with the event and the error, and the others carry on.
+ */
+export async function applyBatch(
+  db: Kysely<any>,
+  schema: string,
+  projection: Projection,
+  items: BatchItem[],
+  endPosition: bigint,
+  lag: Lag,
+  options: ApplyOptions = {},
+): Promise<ApplyOutcome> {
+  let delay = 200;
+  for (;;) {
+    try {
+      return await applyOnce(db, schema, projection, items, endPosition, lag);
+    } catch (error) {
+      if (isTransient(error)) {
+        options.onTransientError?.(error);
+        if (options.shouldRetry && !options.shouldRetry()) throw error;
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 5_000);
+        continue;
+      }
+      return isolatePoison(db, schema, projection, items, endPosition, lag, error, options);
+    }
+  }
+}
+
+async function isolatePoison(
+  db: Kysely<any>,
+  schema: string,
+  projection: Projection,
+  items: BatchItem[],
+  endPosition: bigint,
+  lag: Lag,
+  batchError: unknown,
+  options: ApplyOptions,
+): Promise<ApplyOutcome> {
+  const relevant = items.filter((i) => matchesFilter(projection.filter, i.recorded));
+  if (relevant.length > 1) {
+    for (const item of relevant) {
+      const outcome = await applyBatch(db, schema, projection, [item], item.recorded.position, lag, options);
+      if (outcome.kind !== 'applied') return outcome;
+    }
+    // Every event applied on its own: the failure was in the batch as a whole; finish the range.
+    return applyBatch(db, schema, projection, [], endPosition, lag, options);
+  }
+  const item = relevant[0] ?? items[items.length - 1];
+  const cause = batchError instanceof BatchItemError ? batchError.cause : batchError;
+  const eventId = item?.recorded.id ?? 'unknown';
+  const failedAt = item?.recorded.position ?? endPosition;
+  const failure = new PoisonEvent(projection.name, eventId, failedAt, cause);
+  await markFailed(db, schema, projection.name, { error: describeError(cause), eventId, position: failedAt });
+  const position = (await readCheckpoints(db, schema)).get(projection.name)?.position ?? 0n;
+  return { kind: 'poison', position, failure };
+}

@@ -1,0 +1,103 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Projection } from './projection.ts';
+import { ensureSchema } from './read-models/rows.ts';
+
+/** Where each projection stands: the checkpoint (committed with its read-model changes) and its health. */
+export type ProjectionState = 'running' | 'stopped' | 'failed' | 'rebuilding';
+
+export interface Checkpoint {
+  name: string;
+  version: number;
+  position: bigint;
+  state: ProjectionState;
+  eventsBehind: number;
+  secondsBehind: number;
+  lastError: string | null;
+  failedEventId: string | null;
+  failedPosition: bigint | null;
+  updatedAt: Date;
+}
+
+export const CHECKPOINT_TABLE = 'projection_checkpoints';
+
+export async function migrateCheckpoints(db: Kysely<any>, schema: string): Promise<void> {
+  await ensureSchema(db, schema);
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, CHECKPOINT_TABLE)} (
+    name text PRIMARY KEY,
+    version integer NOT NULL,
+    position bigint NOT NULL DEFAULT 0,
+    state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'stopped', 'failed', 'rebuilding')),
+    events_behind bigint NOT NULL DEFAULT 0,
+    seconds_behind double precision NOT NULL DEFAULT 0,
+    last_error text,
+    failed_event_id text,
+    failed_position bigint,
+    updated_at timestamptz NOT NULL DEFAULT now()
+  )`.execute(db);
+}
+
+const toCheckpoint = (r: Record<string, any>): Checkpoint => ({
+  name: r.name,
+  version: Number(r.version),
+  position: BigInt(r.position),
+  state: r.state,
+  eventsBehind: Number(r.events_behind),
+  secondsBehind: Number(r.seconds_behind),
+  lastError: r.last_error ?? null,
+  failedEventId: r.failed_event_id ?? null,
+  failedPosition: r.failed_position === null || r.failed_position === undefined ? null : BigInt(r.failed_position),
+  updatedAt: r.updated_at instanceof Date ? r.updated_at : new Date(r.updated_at),
+});
+
+export async function readCheckpoints(db: Kysely<any> | Transaction<any>, schema: string): Promise<Map<string, Checkpoint>> {
+  const { rows } = await sql<Record<string, any>>`SELECT * FROM ${sql.id(schema, CHECKPOINT_TABLE)} ORDER BY name`.execute(db);
+  return new Map(rows.map((r) => [r.name as string, toCheckpoint(r)]));
+}
+
+/** Registers a projection at position 0 unless it already has a checkpoint. */
+export async function ensureCheckpoint(db: Kysely<any> | Transaction<any>, schema: string, projection: Projection): Promise<void> {
+  await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version) VALUES (${projection.name}, ${projection.version})
+    ON CONFLICT (name) DO NOTHING`.execute(db);
+}
+
+/** Locks the projection's checkpoint row for the batch transaction (two workers never apply the same batch). */
+export async function lockCheckpoint(trx: Transaction<any>, schema: string, name: string): Promise<Checkpoint | undefined> {
+  const { rows } = await sql<Record<string, any>>`SELECT * FROM ${sql.id(schema, CHECKPOINT_TABLE)} WHERE name = ${name} FOR UPDATE`.execute(trx);
+  return rows[0] ? toCheckpoint(rows[0]) : undefined;
+}
+
+export async function advanceCheckpoint(
+  trx: Transaction<any>,
+  schema: string,
+  name: string,
+  position: bigint,
+  lag: { eventsBehind: number; secondsBehind: number },
+): Promise<void> {
+  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
+    SET position = ${position.toString()}::bigint, events_behind = ${lag.eventsBehind}, seconds_behind = ${lag.secondsBehind},
+        updated_at = now()
+    WHERE name = ${name}`.execute(trx);
+}
+
+export async function markFailed(
+  db: Kysely<any>,
+  schema: string,
+  name: string,
+  failure: { error: string; eventId: string; position: bigint },
+): Promise<void> {
+  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
+    SET state = 'failed', last_error = ${failure.error}, failed_event_id = ${failure.eventId},
+        failed_position = ${failure.position.toString()}::bigint, updated_at = now()
+    WHERE name = ${name}`.execute(db);
+}
+
+export async function setState(db: Kysely<any> | Transaction<any>, schema: string, name: string, state: ProjectionState): Promise<void> {
+  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET state = ${state}, updated_at = now() WHERE name = ${name}`.execute(db);
+}
+
+/** A failed projection starts again from where it stopped (after its code or data was fixed). */
+export async function clearFailure(db: Kysely<any>, schema: string, name: string): Promise<void> {
+  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
+    SET state = 'running', last_error = NULL, failed_event_id = NULL, failed_position = NULL, updated_at = now()
+    WHERE name = ${name}`.execute(db);
+}

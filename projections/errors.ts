@@ -1,0 +1,46 @@
+/** The read models did not reach a position in time (read-your-writes); the API answers 503. */
+export class ReadModelTimeout extends Error {
+  constructor(
+    readonly position: bigint,
+    readonly timeoutMs: number,
+    /** Projections still behind the position, with where they are. */
+    readonly behind: { name: string; position: bigint }[],
+  ) {
+    super(
+      `Read models did not reach position ${position} within ${timeoutMs} ms ` +
+        `(behind: ${behind.map((b) => `${b.name} at ${b.position}`).join(', ') || 'none'})`,
+    );
+    this.name = 'ReadModelTimeout';
+  }
+}
+
+/** An event a projection cannot apply: the projection stops, the others go on. */
+export class PoisonEvent extends Error {
+  constructor(
+    readonly projection: string,
+    readonly eventId: string,
+    readonly position: bigint,
+    override readonly cause: unknown,
+  ) {
+    super(`Projection ${projection} failed on event ${eventId} at position ${position}: ${describeError(cause)}`);
+    this.name = 'PoisonEvent';
+  }
+}
+
+export const describeError = (error: unknown): string =>
+  error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+
+/**
+ * Failures that say nothing about the event (connection lost, server restarting, deadlock,
+ * serialization): retry the batch instead of marking the event as poison.
+ */
+export const isTransient = (error: unknown): boolean => {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && (/^08/.test(code) || ['40001', '40P01', '57P01', '57P02', '57P03', '53300', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))) {
+    return true;
+  }
+  const name = (error as { name?: unknown } | null)?.name;
+  if (name === 'EventStoreUnavailable') return true;
+  const message = error instanceof Error ? error.message : '';
+  return /Connection terminated|connection (is )?closed|timeout exceeded when trying to connect/i.test(message);
+};

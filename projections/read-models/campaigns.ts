@@ -1,0 +1,165 @@
+import { sql, type Kysely } from 'kysely';
+import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
+import { idsOf, occurredAt } from './common.ts';
+import { addMoney, MONEY_TYPE, numericOf, minorOf } from './money.ts';
+import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
+
+/**
+ * `campaigns`: one row per campaign with its spend and results. ROI and conversion rate are
+ * generated columns: ROI = (revenue - costs) / costs (null without costs); conversion rate =
+ * converted / sent (null before anything was sent). Revenue counts conversions in the campaign's
+ * currency (or with no currency given).
+ */
+export const CAMPAIGNS: TableSpec = {
+  table: 'campaigns',
+  key: 'campaign_id',
+  columns: [
+    'campaign_id',
+    'name',
+    'channel',
+    'status',
+    'budget',
+    'currency',
+    'starts_at',
+    'ends_at',
+    'target_segment',
+    'costs',
+    'sent_count',
+    'opened_count',
+    'clicked_count',
+    'converted_count',
+    'unsubscribed_count',
+    'revenue',
+    'created_at',
+    'launched_at',
+    'completed_at',
+    'cancelled_at',
+    'revision',
+    'last_event_at',
+  ],
+};
+
+async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+  await ensureSchema(db, schema);
+  const t = sql.id(schema, 'campaigns');
+  await sql`CREATE TABLE IF NOT EXISTS ${t} (
+    campaign_id uuid PRIMARY KEY,
+    name text NOT NULL,
+    channel text NOT NULL,
+    status text NOT NULL CHECK (status IN ('draft', 'scheduled', 'active', 'paused', 'completed', 'cancelled')),
+    budget ${sql.raw(MONEY_TYPE)} NOT NULL,
+    currency char(3) NOT NULL,
+    starts_at timestamptz,
+    ends_at timestamptz,
+    target_segment jsonb NOT NULL,
+    costs ${sql.raw(MONEY_TYPE)} NOT NULL DEFAULT 0,
+    sent_count integer NOT NULL DEFAULT 0,
+    opened_count integer NOT NULL DEFAULT 0,
+    clicked_count integer NOT NULL DEFAULT 0,
+    converted_count integer NOT NULL DEFAULT 0,
+    unsubscribed_count integer NOT NULL DEFAULT 0,
+    revenue ${sql.raw(MONEY_TYPE)} NOT NULL DEFAULT 0,
+    roi numeric GENERATED ALWAYS AS (CASE WHEN costs > 0 THEN round((revenue - costs) / costs, 6) END) STORED,
+    conversion_rate numeric GENERATED ALWAYS AS (CASE WHEN sent_count > 0 THEN round(converted_count::numeric / sent_count, 6) END) STORED,
+    created_at timestamptz NOT NULL,
+    launched_at timestamptz,
+    completed_at timestamptz,
+    cancelled_at timestamptz,
+    revision integer NOT NULL,
+    last_event_at timestamptz NOT NULL
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS campaigns_status_idx ON ${t} (status)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS campaigns_created_idx ON ${t} (created_at, campaign_id)`.execute(db);
+}
+
+async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
+  const campaigns = new RowSet(trx, schema, CAMPAIGNS);
+  await campaigns.load(idsOf(events, 'campaignId'));
+  for (const e of events) {
+    const { event } = e;
+    const at = occurredAt(e);
+    if (event.type === 'CampaignCreated') {
+      const d = event.data;
+      campaigns.put({
+        campaign_id: d.campaignId,
+        name: d.name,
+        channel: d.channel,
+        status: 'draft',
+        budget: numericOf(minorOf(d.budget)),
+        currency: d.currency,
+        starts_at: d.schedule?.startsAt ?? null,
+        ends_at: d.schedule?.endsAt ?? null,
+        target_segment: d.targetSegment,
+        costs: '0.0000',
+        sent_count: 0,
+        opened_count: 0,
+        clicked_count: 0,
+        converted_count: 0,
+        unsubscribed_count: 0,
+        revenue: '0.0000',
+        created_at: at,
+        launched_at: null,
+        completed_at: null,
+        cancelled_at: null,
+        revision: e.revision,
+        last_event_at: at,
+      });
+      continue;
+    }
+    const id = (event.data as { campaignId?: string }).campaignId;
+    const row = id ? campaigns.get(id) : undefined;
+    if (!row || !id) continue;
+    switch (event.type) {
+      case 'CampaignScheduled':
+        row.status = 'scheduled';
+        row.starts_at = event.data.startsAt;
+        row.ends_at = event.data.endsAt;
+        break;
+      case 'CampaignLaunched':
+        row.status = 'active';
+        row.launched_at ??= at;
+        break;
+      case 'CampaignPaused':
+        row.status = 'paused';
+        break;
+      case 'CampaignResumed':
+        row.status = 'active';
+        break;
+      case 'CampaignCompleted':
+        row.status = 'completed';
+        row.completed_at = at;
+        break;
+      case 'CampaignCancelled':
+        row.status = 'cancelled';
+        row.cancelled_at = at;
+        break;
+      case 'CampaignCostRecorded':
+        row.costs = addMoney(row.costs, event.data.amount);
+        break;
+      case 'CampaignResponseRecorded': {
+        const d = event.data;
+        const column = `${d.kind}_count`;
+        row[column] = Number(row[column]) + 1;
+        if (d.revenue !== null && (d.currency === null || d.currency === String(row.currency).trim())) {
+          row.revenue = addMoney(row.revenue, d.revenue);
+        }
+        break;
+      }
+      default:
+        continue;
+    }
+    row.revision = e.revision;
+    row.last_event_at = at;
+    campaigns.touch(id);
+  }
+  await campaigns.flush();
+}
+
+export const campaignsProjection: Projection = {
+  name: 'campaigns',
+  version: 1,
+  tables: ['campaigns'],
+  filter: { streamPrefixes: ['campaign-'] },
+  migrate,
+  apply,
+};

@@ -1,0 +1,308 @@
+import { sql, type Kysely } from 'kysely';
+import { ERASED } from '../../domain/shared.ts';
+import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
+import { earliest, latest, occurredAt } from './common.ts';
+import { addMoney, MONEY_TYPE, subtractMoney } from './money.ts';
+import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
+
+/**
+ * `customers`: one row per customer, the profile (decrypted, or '[erased]' once forgotten) with the
+ * figures a CRM screen shows: purchases, revenue net of refunds, open feedback, deal counts.
+ * `customer_links`: which customer each deal and feedback item belongs to (their later events
+ * carry only their own id), and whether it is open, won, lost or closed.
+ */
+export const CUSTOMERS: TableSpec = {
+  table: 'customers',
+  key: 'customer_id',
+  columns: [
+    'customer_id',
+    'name',
+    'email',
+    'email_search',
+    'phone',
+    'company',
+    'source',
+    'tags',
+    'status',
+    'merged_into',
+    'marketing_consent',
+    'registered_at',
+    'first_purchase_at',
+    'last_purchase_at',
+    'order_count',
+    'revenue',
+    'refunded',
+    'currency',
+    'open_feedback_count',
+    'deals_open',
+    'deals_won',
+    'deals_lost',
+    'forgotten_at',
+    'revision',
+    'last_event_at',
+    'last_position',
+  ],
+};
+
+export const CUSTOMER_LINKS: TableSpec = {
+  table: 'customer_links',
+  key: 'link_id',
+  columns: ['link_id', 'kind', 'customer_id', 'state'],
+};
+
+export type CustomerStatus = 'active' | 'inactive' | 'merged' | 'forgotten';
+
+async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+  await ensureSchema(db, schema);
+  const t = sql.id(schema, 'customers');
+  await sql`CREATE TABLE IF NOT EXISTS ${t} (
+    customer_id uuid PRIMARY KEY,
+    name text NOT NULL,
+    email text NOT NULL,
+    email_search text NOT NULL,
+    phone text,
+    company text,
+    source text,
+    tags text[] NOT NULL DEFAULT '{}',
+    status text NOT NULL,
+    merged_into uuid,
+    marketing_consent boolean NOT NULL,
+    registered_at timestamptz NOT NULL,
+    first_purchase_at timestamptz,
+    last_purchase_at timestamptz,
+    order_count integer NOT NULL DEFAULT 0,
+    revenue ${sql.raw(MONEY_TYPE)} NOT NULL DEFAULT 0,
+    refunded ${sql.raw(MONEY_TYPE)} NOT NULL DEFAULT 0,
+    currency char(3),
+    open_feedback_count integer NOT NULL DEFAULT 0,
+    deals_open integer NOT NULL DEFAULT 0,
+    deals_won integer NOT NULL DEFAULT 0,
+    deals_lost integer NOT NULL DEFAULT 0,
+    forgotten_at timestamptz,
+    revision integer NOT NULL,
+    last_event_at timestamptz NOT NULL,
+    last_position bigint NOT NULL
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_status_idx ON ${t} (status)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_tags_idx ON ${t} USING gin (tags)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_email_search_idx ON ${t} (email_search text_pattern_ops)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_name_idx ON ${t} (lower(name) text_pattern_ops)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_registered_idx ON ${t} (registered_at, customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_revenue_idx ON ${t} (revenue, customer_id)`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'customer_links')} (
+    link_id uuid PRIMARY KEY,
+    kind text NOT NULL CHECK (kind IN ('deal', 'feedback')),
+    customer_id uuid NOT NULL,
+    state text NOT NULL
+  )`.execute(db);
+}
+
+const DEAL_LINKED = new Set(['DealWon', 'DealLost', 'DealReopened']);
+const FEEDBACK_LINKED = new Set(['FeedbackResolved', 'FeedbackClosed', 'FeedbackReopened']);
+
+async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
+  const customers = new RowSet(trx, schema, CUSTOMERS);
+  const links = new RowSet(trx, schema, CUSTOMER_LINKS);
+  const linkIds = new Set<string>();
+  const customerIds = new Set<string>();
+  for (const { event } of events) {
+    const data = event.data as Record<string, unknown>;
+    if (DEAL_LINKED.has(event.type)) linkIds.add(String(data.dealId));
+    else if (FEEDBACK_LINKED.has(event.type)) linkIds.add(String(data.feedbackId));
+    if (typeof data.customerId === 'string') customerIds.add(data.customerId);
+  }
+  await links.load(linkIds);
+  for (const id of linkIds) {
+    const link = links.get(id);
+    if (link) customerIds.add(String(link.customer_id));
+  }
+  await customers.load(customerIds);
+
+  for (const e of events) {
+    const { event } = e;
+    const at = occurredAt(e);
+    /** The customer row an event changes; undefined when the customer is unknown (nothing to update). */
+    const touch = (customerId: string, update: (row: Row) => void, ownStream = false) => {
+      const row = customers.get(customerId);
+      if (!row) return;
+      update(row);
+      if (ownStream) row.revision = e.revision;
+      row.last_event_at = latest(row.last_event_at, at);
+      row.last_position = e.position.toString();
+      customers.touch(customerId);
+    };
+    const linkState = (id: string, state: string, counter: (row: Row, from: string, to: string) => void) => {
+      const link = links.get(id);
+      if (!link || link.state === state) return;
+      const from = String(link.state);
+      link.state = state;
+      links.touch(id);
+      touch(String(link.customer_id), (row) => counter(row, from, state));
+    };
+    switch (event.type) {
+      case 'CustomerRegistered': {
+        const d = event.data;
+        customers.put({
+          customer_id: d.customerId,
+          name: d.name,
+          email: d.email,
+          email_search: d.email.toLowerCase(),
+          phone: d.phone,
+          company: d.company,
+          source: d.source,
+          tags: [...new Set(d.tags)],
+          status: 'active',
+          merged_into: null,
+          marketing_consent: d.marketingConsent,
+          registered_at: at,
+          first_purchase_at: null,
+          last_purchase_at: null,
+          order_count: 0,
+          revenue: '0.0000',
+          refunded: '0.0000',
+          currency: null,
+          open_feedback_count: 0,
+          deals_open: 0,
+          deals_won: 0,
+          deals_lost: 0,
+          forgotten_at: null,
+          revision: e.revision,
+          last_event_at: at,
+          last_position: e.position.toString(),
+        });
+        break;
+      }
+      case 'CustomerContactDetailsChanged': {
+        const d = event.data;
+        touch(
+          d.customerId,
+          (row) => {
+            if (d.name !== undefined) row.name = d.name;
+            if (d.email !== undefined) {
+              row.email = d.email;
+              row.email_search = d.email.toLowerCase();
+            }
+            if (d.phone !== undefined) row.phone = d.phone;
+            if (d.company !== undefined) row.company = d.company;
+          },
+          true,
+        );
+        break;
+      }
+      case 'CustomerTagged':
+        touch(event.data.customerId, (row) => {
+          const tags = row.tags as string[];
+          if (!tags.includes(event.data.tag)) row.tags = [...tags, event.data.tag];
+        }, true);
+        break;
+      case 'CustomerUntagged':
+        touch(event.data.customerId, (row) => {
+          row.tags = (row.tags as string[]).filter((t) => t !== event.data.tag);
+        }, true);
+        break;
+      case 'CustomerMarketingConsentChanged':
+        touch(event.data.customerId, (row) => (row.marketing_consent = event.data.marketingConsent), true);
+        break;
+      case 'PurchaseRecorded': {
+        const d = event.data;
+        touch(d.customerId, (row) => {
+          row.order_count = Number(row.order_count) + 1;
+          row.first_purchase_at = earliest(row.first_purchase_at, at);
+          row.last_purchase_at = latest(row.last_purchase_at, at);
+          // Revenue is kept in the customer's first purchase currency; other currencies count as orders only.
+          row.currency ??= d.currency;
+          if (String(row.currency) === d.currency) row.revenue = addMoney(row.revenue, d.amount);
+        }, true);
+        break;
+      }
+      case 'PurchaseRefunded': {
+        const d = event.data;
+        touch(d.customerId, (row) => {
+          if (String(row.currency) !== d.currency) return;
+          row.revenue = subtractMoney(row.revenue, d.amount);
+          row.refunded = addMoney(row.refunded, d.amount);
+        }, true);
+        break;
+      }
+      case 'CustomerMerged':
+        touch(event.data.customerId, () => undefined, true);
+        break;
+      case 'CustomerMergedInto':
+        touch(event.data.customerId, (row) => {
+          row.merged_into = event.data.primaryId;
+          if (row.status !== 'forgotten') row.status = 'merged';
+        }, true);
+        break;
+      case 'CustomerDeactivated':
+        touch(event.data.customerId, (row) => {
+          if (row.status === 'active') row.status = 'inactive';
+        }, true);
+        break;
+      case 'CustomerReactivated':
+        touch(event.data.customerId, (row) => {
+          if (row.status === 'inactive') row.status = 'active';
+        }, true);
+        break;
+      case 'CustomerForgotten':
+        // Later events decode as erased too; this clears what was decrypted before the forget.
+        touch(event.data.customerId, (row) => {
+          row.name = ERASED;
+          row.email = ERASED;
+          row.email_search = ERASED;
+          row.phone = row.phone === null ? null : ERASED;
+          row.status = 'forgotten';
+          row.forgotten_at = at;
+        }, true);
+        break;
+      case 'DealOpened': {
+        const d = event.data;
+        if (links.get(d.dealId)) break;
+        links.put({ link_id: d.dealId, kind: 'deal', customer_id: d.customerId, state: 'open' });
+        touch(d.customerId, (row) => (row.deals_open = Number(row.deals_open) + 1));
+        break;
+      }
+      case 'DealWon':
+      case 'DealLost':
+      case 'DealReopened': {
+        const to = event.type === 'DealWon' ? 'won' : event.type === 'DealLost' ? 'lost' : 'open';
+        linkState(event.data.dealId, to, (row, from, state) => {
+          const column = (s: string) => (s === 'won' ? 'deals_won' : s === 'lost' ? 'deals_lost' : 'deals_open');
+          row[column(from)] = Number(row[column(from)]) - 1;
+          row[column(state)] = Number(row[column(state)]) + 1;
+        });
+        break;
+      }
+      case 'FeedbackSubmitted': {
+        const d = event.data;
+        if (links.get(d.feedbackId)) break;
+        links.put({ link_id: d.feedbackId, kind: 'feedback', customer_id: d.customerId, state: 'open' });
+        touch(d.customerId, (row) => (row.open_feedback_count = Number(row.open_feedback_count) + 1));
+        break;
+      }
+      case 'FeedbackResolved':
+      case 'FeedbackClosed':
+      case 'FeedbackReopened': {
+        const to = event.type === 'FeedbackReopened' ? 'open' : event.type === 'FeedbackResolved' ? 'resolved' : 'closed';
+        linkState(event.data.feedbackId, to, (row, from, state) => {
+          const wasOpen = from === 'open';
+          const isOpen = state === 'open';
+          if (wasOpen !== isOpen) row.open_feedback_count = Number(row.open_feedback_count) + (isOpen ? 1 : -1);
+        });
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  await links.flush();
+  await customers.flush();
+}
+
+export const customersProjection: Projection = {
+  name: 'customers',
+  version: 1,
+  tables: ['customers', 'customer_links'],
+  filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
+  migrate,
+  apply,
+};

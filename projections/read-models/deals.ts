@@ -1,0 +1,163 @@
+import { sql, type Kysely } from 'kysely';
+import { dealProbability } from '../../domain/deal/decider.ts';
+import type { DealStage } from '../../domain/deal/events.ts';
+import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
+import { idsOf, occurredAt } from './common.ts';
+import { MONEY_TYPE, numericOf, minorOf } from './money.ts';
+import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
+
+/**
+ * `deals`: one row per deal. `weighted_amount` (amount x probability) is a generated column so it
+ * can never disagree with its parts; days in stage is computed at query time from `stage_entered_at`.
+ */
+export const DEALS: TableSpec = {
+  table: 'deals',
+  key: 'deal_id',
+  columns: [
+    'deal_id',
+    'customer_id',
+    'title',
+    'stage',
+    'amount',
+    'currency',
+    'owner_id',
+    'probability',
+    'probability_override',
+    'expected_close_date',
+    'stage_entered_at',
+    'opened_at',
+    'closed_at',
+    'won_reason',
+    'lost_reason',
+    'revision',
+    'last_event_at',
+  ],
+  dateColumns: ['expected_close_date'],
+};
+
+async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+  await ensureSchema(db, schema);
+  const t = sql.id(schema, 'deals');
+  await sql`CREATE TABLE IF NOT EXISTS ${t} (
+    deal_id uuid PRIMARY KEY,
+    customer_id uuid NOT NULL,
+    title text NOT NULL,
+    stage text NOT NULL CHECK (stage IN ('lead', 'qualified', 'proposal', 'negotiation', 'won', 'lost')),
+    amount ${sql.raw(MONEY_TYPE)} NOT NULL,
+    currency char(3) NOT NULL,
+    owner_id text NOT NULL,
+    probability numeric(5,4) NOT NULL,
+    probability_override numeric(5,4),
+    weighted_amount ${sql.raw(MONEY_TYPE)} GENERATED ALWAYS AS (round(amount * probability, 4)) STORED,
+    expected_close_date date NOT NULL,
+    stage_entered_at timestamptz NOT NULL,
+    opened_at timestamptz NOT NULL,
+    closed_at timestamptz,
+    won_reason text,
+    lost_reason text,
+    revision integer NOT NULL,
+    last_event_at timestamptz NOT NULL
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS deals_stage_idx ON ${t} (stage)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS deals_owner_idx ON ${t} (owner_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS deals_customer_idx ON ${t} (customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS deals_expected_close_idx ON ${t} (expected_close_date)`.execute(db);
+}
+
+/** The domain's rule (won 1, lost 0, else the override or the stage default), as a numeric literal. */
+const probabilityOf = (stage: DealStage, override: unknown): string =>
+  String(dealProbability(stage, override === null || override === undefined ? null : Number(override)));
+
+async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
+  const deals = new RowSet(trx, schema, DEALS);
+  await deals.load(idsOf(events, 'dealId'));
+  for (const e of events) {
+    const { event } = e;
+    const at = occurredAt(e);
+    if (event.type === 'DealOpened') {
+      const d = event.data;
+      deals.put({
+        deal_id: d.dealId,
+        customer_id: d.customerId,
+        title: d.title,
+        stage: d.stage,
+        amount: numericOf(minorOf(d.amount)),
+        currency: d.currency,
+        owner_id: d.ownerId,
+        probability: probabilityOf(d.stage, d.probabilityOverride),
+        probability_override: d.probabilityOverride,
+        expected_close_date: d.expectedCloseDate,
+        stage_entered_at: at,
+        opened_at: at,
+        closed_at: null,
+        won_reason: null,
+        lost_reason: null,
+        revision: e.revision,
+        last_event_at: at,
+      });
+      continue;
+    }
+    const id = (event.data as { dealId?: string }).dealId;
+    const row: Row | undefined = id ? deals.get(id) : undefined;
+    if (!row || !id) continue;
+    const enterStage = (stage: DealStage) => {
+      row.stage = stage;
+      row.stage_entered_at = at;
+      row.probability = probabilityOf(stage, row.probability_override);
+    };
+    switch (event.type) {
+      case 'DealAmountChanged':
+        row.amount = numericOf(minorOf(event.data.amount));
+        row.currency = event.data.currency;
+        break;
+      case 'DealOwnerChanged':
+        row.owner_id = event.data.ownerId;
+        break;
+      case 'DealExpectedCloseChanged':
+        row.expected_close_date = event.data.expectedCloseDate;
+        break;
+      case 'DealProbabilityOverridden':
+        row.probability_override = event.data.probabilityOverride;
+        row.probability = probabilityOf(row.stage as DealStage, event.data.probabilityOverride);
+        break;
+      case 'DealStageChanged':
+        enterStage(event.data.to);
+        break;
+      case 'DealWon':
+        enterStage('won');
+        row.amount = numericOf(minorOf(event.data.amount));
+        row.currency = event.data.currency;
+        row.closed_at = at;
+        row.won_reason = e.metadata.reason ?? null;
+        row.lost_reason = null;
+        break;
+      case 'DealLost':
+        enterStage('lost');
+        row.closed_at = at;
+        row.lost_reason = event.data.reason;
+        row.won_reason = null;
+        break;
+      case 'DealReopened':
+        enterStage(event.data.to);
+        row.closed_at = null;
+        row.won_reason = null;
+        row.lost_reason = null;
+        break;
+      default:
+        continue;
+    }
+    row.revision = e.revision;
+    row.last_event_at = at;
+    deals.touch(id);
+  }
+  await deals.flush();
+}
+
+export const dealsProjection: Projection = {
+  name: 'deals',
+  version: 1,
+  tables: ['deals'],
+  filter: { streamPrefixes: ['deal-'] },
+  migrate,
+  apply,
+};

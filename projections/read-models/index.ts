@@ -1,0 +1,17 @@
+import type { Projection } from '../projection.ts';
+import { campaignsProjection } from './campaigns.ts';
+import { customersProjection } from './customers.ts';
+import { dealsProjection } from './deals.ts';
+import { feedbackProjection } from './feedback.ts';
+import { timelineProjection } from './timeline.ts';
+
+export { campaignsProjection, customersProjection, dealsProjection, feedbackProjection, timelineProjection };
+
+/** The CRM's read models, in the order they are applied. Analytics projections are added by the composition root. */
+export const readModelProjections = (): Projection[] => [
+  customersProjection,
+  timelineProjection,
+  dealsProjection,
+  campaignsProjection,
+  feedbackProjection,
+];

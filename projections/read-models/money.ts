@@ -1,0 +1,33 @@
+/**
+ * Money in read models: PostgreSQL `numeric(28,4)`, handled in memory as bigint ten-thousandths so
+ * sums never drift through floats. Event amounts are JS numbers with at most 4 decimals (domain/money.ts).
+ */
+export const MONEY_TYPE = 'numeric(28,4)';
+
+/** A JS amount in major units -> ten-thousandths. */
+export const minorOf = (amount: number): bigint => BigInt(Math.round(amount * 10_000));
+
+/** A numeric string from PostgreSQL ('120.5000', '-3', null) -> ten-thousandths. */
+export const minorOfNumeric = (value: unknown): bigint => {
+  if (value === null || value === undefined) return 0n;
+  const text = String(value).trim();
+  const negative = text.startsWith('-');
+  const [whole = '0', fraction = ''] = text.replace(/^[-+]/, '').split('.');
+  const minor = BigInt(whole || '0') * 10_000n + BigInt((fraction + '0000').slice(0, 4));
+  return negative ? -minor : minor;
+};
+
+/** Ten-thousandths -> a numeric literal with 4 decimals ('120.5000'). */
+export const numericOf = (minor: bigint): string => {
+  const negative = minor < 0n;
+  const abs = negative ? -minor : minor;
+  const text = `${abs / 10_000n}.${String(abs % 10_000n).padStart(4, '0')}`;
+  return negative ? `-${text}` : text;
+};
+
+/** Adds a JS amount to a stored numeric. */
+export const addMoney = (stored: unknown, amount: number): string => numericOf(minorOfNumeric(stored) + minorOf(amount));
+export const subtractMoney = (stored: unknown, amount: number): string => numericOf(minorOfNumeric(stored) - minorOf(amount));
+
+/** At the API edge: numeric string -> JS number in major units (null stays null). */
+export const toAmount = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));

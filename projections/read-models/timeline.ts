@@ -1,0 +1,173 @@
+import { sql, type Kysely } from 'kysely';
+import type { CrmEvent } from '../../domain/catalogue.ts';
+import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
+import { occurredAt } from './common.ts';
+import { ensureSchema, insertRows, RowSet, type Row, type TableSpec } from './rows.ts';
+
+/**
+ * `customer_timeline`: every event about a customer (their own, and the deal, feedback and campaign
+ * events that name them) as a readable entry. Summaries hold no personal data and no free text, so
+ * forgetting a customer leaves no plaintext behind here.
+ * `timeline_subjects`: which customer each deal and feedback item belongs to.
+ */
+export const TIMELINE: TableSpec = {
+  table: 'customer_timeline',
+  key: 'event_id',
+  columns: ['event_id', 'customer_id', 'position', 'stream', 'revision', 'event_type', 'occurred_at', 'recorded_at', 'actor', 'summary'],
+};
+
+export const TIMELINE_SUBJECTS: TableSpec = {
+  table: 'timeline_subjects',
+  key: 'subject_id',
+  columns: ['subject_id', 'customer_id'],
+};
+
+async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+  await ensureSchema(db, schema);
+  const t = sql.id(schema, 'customer_timeline');
+  await sql`CREATE TABLE IF NOT EXISTS ${t} (
+    event_id uuid PRIMARY KEY,
+    customer_id uuid NOT NULL,
+    position bigint NOT NULL,
+    stream text NOT NULL,
+    revision integer NOT NULL,
+    event_type text NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    actor text NOT NULL,
+    summary text NOT NULL
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customer_timeline_customer_idx ON ${t} (customer_id, position)`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'timeline_subjects')} (
+    subject_id uuid PRIMARY KEY,
+    customer_id uuid NOT NULL
+  )`.execute(db);
+}
+
+const money = (amount: number, currency: string) => `${amount} ${currency}`;
+const yesNo = (b: boolean) => (b ? 'given' : 'withdrawn');
+
+/** A short, personal-data-free description of an event. */
+export function summarize(event: CrmEvent): string {
+  switch (event.type) {
+    case 'CustomerRegistered':
+      return `Customer registered${event.data.source ? ` (source: ${event.data.source})` : ''}, marketing consent ${yesNo(event.data.marketingConsent)}`;
+    case 'CustomerContactDetailsChanged': {
+      const fields = ['name', 'email', 'phone', 'company'].filter((f) => (event.data as Record<string, unknown>)[f] !== undefined);
+      return `Contact details changed: ${fields.join(', ') || 'none'}`;
+    }
+    case 'CustomerTagged':
+      return `Tagged "${event.data.tag}"`;
+    case 'CustomerUntagged':
+      return `Untagged "${event.data.tag}"`;
+    case 'CustomerMarketingConsentChanged':
+      return `Marketing consent ${yesNo(event.data.marketingConsent)}`;
+    case 'PurchaseRecorded':
+      return `Purchase ${event.data.orderId}: ${money(event.data.amount, event.data.currency)}`;
+    case 'PurchaseRefunded':
+      return `Refund ${event.data.refundId} of order ${event.data.orderId}: ${money(event.data.amount, event.data.currency)}`;
+    case 'CustomerMerged':
+      return `Absorbed duplicate customer ${event.data.duplicateId}`;
+    case 'CustomerMergedInto':
+      return `Merged into customer ${event.data.primaryId}`;
+    case 'CustomerDeactivated':
+      return 'Customer deactivated';
+    case 'CustomerReactivated':
+      return 'Customer reactivated';
+    case 'CustomerForgotten':
+      return 'Personal data forgotten';
+    case 'DealOpened':
+      return `Deal ${event.data.dealId} opened at stage ${event.data.stage}: ${money(event.data.amount, event.data.currency)}, owner ${event.data.ownerId}, expected close ${event.data.expectedCloseDate}`;
+    case 'DealAmountChanged':
+      return `Deal ${event.data.dealId} amount changed to ${money(event.data.amount, event.data.currency)}`;
+    case 'DealOwnerChanged':
+      return `Deal ${event.data.dealId} owner changed to ${event.data.ownerId}`;
+    case 'DealExpectedCloseChanged':
+      return `Deal ${event.data.dealId} expected close changed to ${event.data.expectedCloseDate}`;
+    case 'DealProbabilityOverridden':
+      return event.data.probabilityOverride === null
+        ? `Deal ${event.data.dealId} probability back to the stage default`
+        : `Deal ${event.data.dealId} probability set to ${event.data.probabilityOverride}`;
+    case 'DealStageChanged':
+      return `Deal ${event.data.dealId} moved from ${event.data.from} to ${event.data.to}`;
+    case 'DealWon':
+      return `Deal ${event.data.dealId} won: ${money(event.data.amount, event.data.currency)}`;
+    case 'DealLost':
+      return `Deal ${event.data.dealId} lost at stage ${event.data.from}`;
+    case 'DealReopened':
+      return `Deal ${event.data.dealId} reopened at stage ${event.data.to}`;
+    case 'FeedbackSubmitted':
+      return `Feedback ${event.data.feedbackId} submitted: ${event.data.kind} via ${event.data.channel}, priority ${event.data.priority}`;
+    case 'FeedbackAssigned':
+      return `Feedback ${event.data.feedbackId} assigned to ${event.data.assigneeId}`;
+    case 'FeedbackResponded':
+      return `Feedback ${event.data.feedbackId} answered by ${event.data.responderId}${event.data.firstResponse ? ' (first response)' : ''}`;
+    case 'FeedbackEscalated':
+      return `Feedback ${event.data.feedbackId} escalated to priority ${event.data.priority}`;
+    case 'FeedbackResolved':
+      return `Feedback ${event.data.feedbackId} resolved`;
+    case 'FeedbackReopened':
+      return `Feedback ${event.data.feedbackId} reopened`;
+    case 'FeedbackClosed':
+      return `Feedback ${event.data.feedbackId} closed`;
+    case 'FeedbackRated':
+      return `Feedback ${event.data.feedbackId} rated CSAT ${event.data.csat}/5`;
+    case 'CampaignResponseRecorded':
+      return `Campaign ${event.data.campaignId} response: ${event.data.kind}${
+        event.data.revenue !== null ? ` (revenue ${money(event.data.revenue, event.data.currency ?? '')})`.replace(' )', ')') : ''
+      }`;
+    default:
+      return event.type;
+  }
+}
+
+/** The deal or feedback id an event is about, for events that do not name the customer. */
+const subjectOf = (event: CrmEvent): string | undefined => {
+  const data = event.data as Record<string, unknown>;
+  if (typeof data.dealId === 'string') return data.dealId;
+  if (typeof data.feedbackId === 'string') return data.feedbackId;
+  return undefined;
+};
+
+async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
+  const subjects = new RowSet(trx, schema, TIMELINE_SUBJECTS);
+  await subjects.load(events.filter((e) => !('customerId' in (e.event.data as object))).map((e) => subjectOf(e.event)).filter((s): s is string => !!s));
+  const entries: Row[] = [];
+  for (const e of events) {
+    const { event } = e;
+    if (e.stream.startsWith('campaign-') && event.type !== 'CampaignResponseRecorded') continue;
+    const data = event.data as Record<string, unknown>;
+    let customerId = typeof data.customerId === 'string' ? data.customerId : undefined;
+    const subject = subjectOf(event);
+    if (event.type === 'DealOpened' || event.type === 'FeedbackSubmitted') {
+      subjects.put({ subject_id: subject, customer_id: customerId });
+    } else if (!customerId && subject) {
+      const row = subjects.get(subject);
+      customerId = row ? String(row.customer_id) : undefined;
+    }
+    if (!customerId) continue;
+    entries.push({
+      event_id: e.id,
+      customer_id: customerId,
+      position: e.position.toString(),
+      stream: e.stream,
+      revision: e.revision,
+      event_type: event.type,
+      occurred_at: occurredAt(e),
+      recorded_at: e.recordedAt,
+      actor: e.metadata.actor.userId,
+      summary: summarize(event),
+    });
+  }
+  await subjects.flush();
+  if (entries.length > 0) await insertRows(trx, schema, TIMELINE, entries);
+}
+
+export const timelineProjection: Projection = {
+  name: 'customer_timeline',
+  version: 1,
+  tables: ['customer_timeline', 'timeline_subjects'],
+  filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-', 'campaign-'] },
+  migrate,
+  apply,
+};

@@ -1,0 +1,273 @@
+import type { Kysely } from 'kysely';
+import { bufferTime, concatMap, defer, filter, type Subscription } from 'rxjs';
+import type { EventStore, RecordedEvent, SubscriptionMessage } from '../eventstore/contract.ts';
+import { applyBatch, decodeBatch, matchesFilter, type EventCodec, type Lag } from './apply-batch.ts';
+import { clearFailure, ensureCheckpoint, migrateCheckpoints, readCheckpoints, type Checkpoint } from './checkpoints.ts';
+import { describeError, ReadModelTimeout } from './errors.ts';
+import type { Projection } from './projection.ts';
+import { readProjectionStatus, type ProjectionStatus } from './status.ts';
+
+export interface BatchOptions {
+  /** Most events per batch (bufferTime's count). */
+  maxEvents: number;
+  /** Longest wait before a partial batch is applied (bufferTime's time span), in ms. */
+  maxWaitMs: number;
+}
+
+export const DEFAULT_BATCH: BatchOptions = { maxEvents: 500, maxWaitMs: 10 };
+
+export interface ProjectionRunnerOptions {
+  /** Where the read models live (pg pool or PGlite). */
+  db: Kysely<any>;
+  store: EventStore;
+  /** Read-model schema (checkpoints live there too). */
+  schema: string;
+  projections: readonly Projection[];
+  codec: EventCodec;
+  batch?: Partial<BatchOptions>;
+  /** Apply one batch to several projections concurrently (pg pool); PGlite has one connection. */
+  concurrent?: boolean;
+  /**
+   * Called once at start for projections whose stored version differs from the code's: the default
+   * composition passes `rebuildProjections` so the old model keeps serving while the new one builds.
+   */
+  onVersionChange?: (names: string[]) => Promise<void>;
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+interface Waiter {
+  position: bigint;
+  names: readonly string[] | undefined;
+  resolve: () => void;
+}
+
+/**
+ * Follows the global feed from each projection's checkpoint and keeps every read model current.
+ * One subscription serves all projections (events are decoded once); each projection applies each
+ * batch and advances its checkpoint in its own transaction, so a poison event stops only that one.
+ */
+export class ProjectionRunner {
+  private readonly batch: BatchOptions;
+  private readonly positions = new Map<string, bigint>();
+  private readonly failed = new Set<string>();
+  private readonly waiters = new Set<Waiter>();
+  private subscription: Subscription | undefined;
+  private inFlight: Promise<void> = Promise.resolve();
+  private running = false;
+  private resubscribeTimer: NodeJS.Timeout | undefined;
+  /** Highest position seen in the feed: the head as far as this runner knows. */
+  private knownHead = 0n;
+  private lastError: string | null = null;
+
+  constructor(private readonly options: ProjectionRunnerOptions) {
+    this.batch = { ...DEFAULT_BATCH, ...options.batch };
+  }
+
+  get projections(): readonly Projection[] {
+    return this.options.projections;
+  }
+
+  /** Migrates, rebuilds projections whose version changed, then follows the feed. */
+  async start(): Promise<void> {
+    const { db, schema, projections } = this.options;
+    await migrateCheckpoints(db, schema);
+    const before = await readCheckpoints(db, schema);
+    const changed = projections.filter((p) => {
+      const cp = before.get(p.name);
+      return cp !== undefined && cp.version !== p.version;
+    });
+    for (const p of projections) {
+      if (changed.includes(p)) continue;
+      await p.migrate(db, schema);
+      await ensureCheckpoint(db, schema, p);
+    }
+    if (changed.length > 0) {
+      if (!this.options.onVersionChange) {
+        throw new Error(`Projections ${changed.map((p) => p.name).join(', ')} changed version: rebuild them (crm rebuild)`);
+      }
+      this.options.log?.('rebuilding projections whose version changed', { names: changed.map((p) => p.name) });
+      await this.options.onVersionChange(changed.map((p) => p.name));
+    }
+    await this.reloadCheckpoints();
+    this.running = true;
+    this.subscribe();
+  }
+
+  /** Stops following the feed after the batch in progress commits. */
+  async stop(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.resubscribeTimer);
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    await this.inFlight.catch(() => undefined);
+  }
+
+  /** Re-reads checkpoints (after a rebuild swapped tables in, or a failed projection was cleared). */
+  async reloadCheckpoints(): Promise<Map<string, Checkpoint>> {
+    const checkpoints = await readCheckpoints(this.options.db, this.options.schema);
+    for (const p of this.options.projections) {
+      const cp = checkpoints.get(p.name);
+      if (!cp) continue;
+      this.positions.set(p.name, cp.position);
+      if (cp.state === 'failed' || cp.state === 'stopped') this.failed.add(p.name);
+      else this.failed.delete(p.name);
+    }
+    this.notifyWaiters();
+    return checkpoints;
+  }
+
+  /** Starts a failed projection again from its checkpoint (the poison event is retried). */
+  async resume(name: string): Promise<void> {
+    await clearFailure(this.options.db, this.options.schema, name);
+    await this.restartSubscription();
+  }
+
+  /** Resubscribes from the lowest checkpoint (a rebuilt or resumed projection may be behind the others). */
+  async restartSubscription(): Promise<void> {
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    await this.inFlight.catch(() => undefined);
+    await this.reloadCheckpoints();
+    if (this.running) this.subscribe();
+  }
+
+  /** In-memory positions of this runner's projections (committed ones only). */
+  currentPositions(): Map<string, bigint> {
+    return new Map(this.positions);
+  }
+
+  /** Lag and state of every projection, for /ready and /metrics. */
+  status(): Promise<ProjectionStatus[]> {
+    return readProjectionStatus(this.options.db, this.options.schema, this.options.store, this.options.projections.map((p) => p.name));
+  }
+
+  /**
+   * Read-your-writes: resolves once every running projection (or those named) has applied
+   * everything up to `position`; rejects with `ReadModelTimeout` after `timeoutMs`.
+   * Failed projections are not waited for (they will not move until fixed).
+   */
+  waitForPosition(position: bigint, timeoutMs = 5_000, names?: readonly string[]): Promise<void> {
+    if (this.reached(position, names)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        position,
+        names,
+        resolve: () => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve();
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        reject(new ReadModelTimeout(position, timeoutMs, this.behind(position, names)));
+      }, timeoutMs);
+      this.waiters.add(waiter);
+    });
+  }
+
+  private considered(names: readonly string[] | undefined): string[] {
+    return this.options.projections.map((p) => p.name).filter((n) => (!names || names.includes(n)) && !this.failed.has(n));
+  }
+
+  private behind(position: bigint, names: readonly string[] | undefined) {
+    return this.considered(names)
+      .map((name) => ({ name, position: this.positions.get(name) ?? 0n }))
+      .filter((p) => p.position < position);
+  }
+
+  private reached(position: bigint, names: readonly string[] | undefined): boolean {
+    return this.behind(position, names).length === 0;
+  }
+
+  private notifyWaiters(): void {
+    for (const w of this.waiters) if (this.reached(w.position, w.names)) w.resolve();
+  }
+
+  private lowestPosition(): bigint {
+    const active = this.options.projections.filter((p) => !this.failed.has(p.name));
+    if (active.length === 0) return this.knownHead;
+    return active.reduce((min, p) => {
+      const pos = this.positions.get(p.name) ?? 0n;
+      return pos < min ? pos : min;
+    }, this.positions.get(active[0]!.name) ?? 0n);
+  }
+
+  private subscribe(): void {
+    const fromPosition = this.lowestPosition();
+    this.subscription = this.options.store
+      .subscribeToAll({ fromPosition })
+      .pipe(
+        bufferTime(this.batch.maxWaitMs, null, this.batch.maxEvents),
+        filter((messages) => messages.length > 0),
+        concatMap((messages) =>
+          defer(() => {
+            const work = this.processMessages(messages);
+            this.inFlight = work;
+            return work;
+          }),
+        ),
+      )
+      .subscribe({
+        error: (error) => {
+          // Feed lost (database restarting, store closed): resubscribe from the checkpoints.
+          this.lastError = describeError(error);
+          this.options.log?.('projection feed failed; resubscribing', { error: this.lastError });
+          this.subscription = undefined;
+          if (!this.running) return;
+          this.resubscribeTimer = setTimeout(() => {
+            if (this.running) void this.restartSubscription().catch(() => undefined);
+          }, 1_000);
+          this.resubscribeTimer.unref?.();
+        },
+      });
+  }
+
+  private async processMessages(messages: SubscriptionMessage[]): Promise<void> {
+    if (!this.running) return;
+    const events: RecordedEvent[] = [];
+    let endPosition = 0n;
+    for (const m of messages) {
+      if (m.kind === 'event') {
+        events.push(m.event);
+        if (m.event.position > endPosition) endPosition = m.event.position;
+      } else if (m.position > endPosition) endPosition = m.position;
+    }
+    if (endPosition > this.knownHead) this.knownHead = endPosition;
+    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && (this.positions.get(p.name) ?? 0n) < endPosition);
+    if (active.length === 0) return;
+
+    const items = await decodeBatch(this.options.codec, events, (e) =>
+      active.some((p) => e.position > (this.positions.get(p.name) ?? 0n) && matchesFilter(p.filter, e)),
+    );
+    const last = events[events.length - 1];
+    const lag: Lag = {
+      eventsBehind: 0,
+      secondsBehind: last ? Math.max(0, (Date.now() - last.recordedAt.getTime()) / 1000) : 0,
+    };
+    const applyOne = async (p: Projection) => {
+      const outcome = await applyBatch(this.options.db, this.options.schema, p, items, endPosition, lag, {
+        shouldRetry: () => this.running,
+        onTransientError: (error) => {
+          this.lastError = describeError(error);
+          this.options.log?.('transient error applying a batch; retrying', { projection: p.name, error: this.lastError });
+        },
+      });
+      this.positions.set(p.name, outcome.position);
+      if (outcome.kind === 'poison') {
+        this.failed.add(p.name);
+        this.options.log?.('projection stopped on a poison event', {
+          projection: p.name,
+          eventId: outcome.failure.eventId,
+          position: outcome.failure.position.toString(),
+          error: describeError(outcome.failure.cause),
+        });
+      } else if (outcome.kind === 'skipped') {
+        this.failed.add(p.name);
+      }
+    };
+    if (this.options.concurrent) await Promise.all(active.map(applyOne));
+    else for (const p of active) await applyOne(p);
+    this.notifyWaiters();
+  }
+}

@@ -1,0 +1,87 @@
+import type { Kysely } from 'kysely';
+import type { EventStore } from '../eventstore/contract.ts';
+import { readCheckpoints, type ProjectionState } from './checkpoints.ts';
+import { ReadModelTimeout } from './errors.ts';
+
+/** Lag beyond this many events is reported as this many (counting further would cost more than it tells). */
+export const LAG_COUNT_CAP = 10_000;
+
+/** What /ready and /metrics show per projection. */
+export interface ProjectionStatus {
+  name: string;
+  version: number;
+  state: ProjectionState;
+  position: bigint;
+  headPosition: bigint;
+  /** Events recorded after the checkpoint, counted up to `LAG_COUNT_CAP` (positions are not dense, so they are counted). */
+  eventsBehind: number;
+  /** Age of the oldest event not yet applied (0 when caught up). */
+  secondsBehind: number;
+  lastError: string | null;
+  failedEventId: string | null;
+  failedPosition: bigint | null;
+  updatedAt: Date;
+}
+
+/**
+ * Reads status from the checkpoint table, so it works whether the projections run in this process
+ * or in a separate `crm project` worker.
+ */
+export async function readProjectionStatus(
+  db: Kysely<any>,
+  schema: string,
+  store: EventStore,
+  names?: readonly string[],
+): Promise<ProjectionStatus[]> {
+  const [checkpoints, head] = await Promise.all([readCheckpoints(db, schema), store.headPosition()]);
+  const result: ProjectionStatus[] = [];
+  for (const cp of checkpoints.values()) {
+    if (names && !names.includes(cp.name)) continue;
+    let secondsBehind = 0;
+    let eventsBehind = 0;
+    if (head > cp.position) {
+      const pending = await store.readAll({ fromPosition: cp.position, maxCount: LAG_COUNT_CAP });
+      eventsBehind = pending.length;
+      const oldest = pending[0];
+      if (oldest) secondsBehind = Math.max(0, (Date.now() - oldest.recordedAt.getTime()) / 1000);
+    }
+    result.push({
+      name: cp.name,
+      version: cp.version,
+      state: cp.state,
+      position: cp.position,
+      headPosition: head,
+      eventsBehind,
+      secondsBehind,
+      lastError: cp.lastError,
+      failedEventId: cp.failedEventId,
+      failedPosition: cp.failedPosition,
+      updatedAt: cp.updatedAt,
+    });
+  }
+  return result;
+}
+
+/**
+ * Read-your-writes when the projections run in another process: polls the checkpoint table until
+ * every running projection (or those named) has passed `position`.
+ */
+export async function waitForCheckpoints(
+  db: Kysely<any>,
+  schema: string,
+  position: bigint,
+  options: { timeoutMs?: number; names?: readonly string[]; pollMs?: number } = {},
+): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const checkpoints = await readCheckpoints(db, schema);
+    const behind = [...checkpoints.values()]
+      .filter((cp) => (!options.names || options.names.includes(cp.name)) && cp.state !== 'failed' && cp.state !== 'stopped')
+      .filter((cp) => cp.position < position)
+      .map((cp) => ({ name: cp.name, position: cp.position }));
+    if (behind.length === 0) return;
+    if (Date.now() >= deadline) throw new ReadModelTimeout(position, timeoutMs, behind);
+    await new Promise((r) => setTimeout(r, Math.min(options.pollMs ?? 10, Math.max(1, deadline - Date.now()))));
+  }
+}

@@ -1,0 +1,58 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
+import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import type { EventCodec } from '../../projections/apply-batch.ts';
+import { personalDataCodec } from '../../projections/codec.ts';
+import { testSchemas, type TestSchemas } from '../support/postgres.ts';
+
+export interface Harness {
+  schemas: TestSchemas;
+  database: SqlDatabase;
+  store: EventStore;
+  personalData: PersonalData;
+  codec: EventCodec;
+  commands: CrmCommands;
+  /** Runs a command as a sales user at a business time that advances one minute per call. */
+  run(command: Record<string, unknown> & { type: string }, ctx?: Partial<CommandContext>): Promise<{ id: string; position: bigint }>;
+  close(): Promise<void>;
+}
+
+export async function createHarness(label: string): Promise<Harness> {
+  const schemas = testSchemas(label);
+  const database = connectPostgres(schemas.url, { max: 6 });
+  const store = await createPostgresEventStore(database, { schema: schemas.events });
+  const personalData = await createPersonalData(database.db, { schema: schemas.events });
+  let tick = Date.parse('2026-01-05T09:00:00Z');
+  const clock = () => new Date((tick += 60_000));
+  const commands = createCrmCommands({ store, personalData, clock });
+  return {
+    schemas,
+    database,
+    store,
+    personalData,
+    codec: personalDataCodec(personalData),
+    commands,
+    run: async (command, ctx = {}) => {
+      const result = await commands.execute(command as never, {
+        actor: { userId: 'ann', roles: ['sales'] },
+        correlationId: randomUUID(),
+        ...ctx,
+      });
+      return { id: result.id, position: result.position };
+    },
+    close: async () => {
+      await store.close();
+      await database.close();
+      await schemas.dropSchemas();
+    },
+  };
+}
+
+/** Every row of a table as text, ordered by its text: equal outputs mean byte-for-byte equal tables. */
+export async function tableRows(database: SqlDatabase, schema: string, table: string): Promise<string[]> {
+  const { rows } = await sql<{ r: string }>`SELECT t::text AS r FROM ${sql.id(schema, table)} t ORDER BY 1`.execute(database.db);
+  return rows.map((r) => r.r);
+}
