@@ -6,7 +6,14 @@ import { EventStoreUnavailable } from '../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
 import { toUnavailable } from '../eventstore/postgres/database.ts';
-import type { ApiDeps, CommandPort } from '../api/deps.ts';
+import type { ApiDeps, ReadModelProgress } from '../api/deps.ts';
+import { createAnalyticsProjection } from '../analytics/projection.ts';
+import { startChainSealer } from '../audit/chain.ts';
+import { personalDataCodec } from '../projections/codec.ts';
+import type { Projection } from '../projections/projection.ts';
+import { readModelProjections } from '../projections/read-models/index.ts';
+import { ProjectionRunner } from '../projections/runner.ts';
+import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
 
 /**
@@ -19,10 +26,12 @@ export interface CrmRuntime {
   database: SqlDatabase;
   store: EventStore;
   personalData: PersonalData;
-  /** The command handlers (absent until the commands module is wired). */
-  commands: CommandPort | undefined;
-  /** Starts following the feed into the read models (inline mode of `serve`, and `project`). */
-  startProjections: (() => Promise<void>) | undefined;
+  commands: CrmCommands;
+  /** Every projection the CRM maintains: read models, then analytics. */
+  projections: readonly Projection[];
+  runner: ProjectionRunner;
+  /** Starts following the feed into the read models (inline mode of `serve`, and `project`), and sealing the global hash chain. */
+  startProjections: () => Promise<void>;
   /** Everything the HTTP API needs except its logger. */
   apiDeps: Omit<ApiDeps, 'logger'>;
   /** Closes everything opened, in reverse order; safe to call twice. */
@@ -73,10 +82,36 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
     closers.push(() => store.close());
     // Keys live beside the events in SQL even with EventStoreDB: forgetting must be able to delete them.
     const personalData = await createPersonalData(database.db, { schema: config.schemas.events });
-    const commands: CommandPort = {
-      execute: async () => {
-        throw new Error('The command handlers are not wired yet.');
-      },
+    const commands = createCrmCommands({ store, personalData });
+    const projections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.schemas.read })];
+    const runner = new ProjectionRunner({
+      db: database.db,
+      store,
+      schema: config.schemas.read,
+      projections,
+      codec: personalDataCodec(personalData),
+      // PGlite has a single connection: applying projections side by side would only queue.
+      concurrent: database.kind === 'postgres',
+    });
+    let started = false;
+    const startProjections = async () => {
+      if (started) return;
+      started = true;
+      await runner.start();
+      closers.push(() => runner.stop());
+      if (store.engine !== 'eventstoredb') {
+        // The global hash chain is sealed by the process that follows the feed (tamper evidence).
+        const sealer = startChainSealer(database, config.schemas.events);
+        closers.push(() => sealer.stop());
+      }
+    };
+    const progress: ReadModelProgress = {
+      waitForPosition: (position, timeoutMs) =>
+        runner.waitForPosition(position, timeoutMs).then(
+          () => true,
+          () => false,
+        ),
+      status: () => runner.status(),
     };
     const apiDeps: Omit<ApiDeps, 'logger'> = {
       store,
@@ -84,8 +119,9 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
       database,
       schemas: config.schemas,
       personalData,
+      projections: progress,
     };
-    return { config, database, store, personalData, commands: undefined, startProjections: undefined, apiDeps, close };
+    return { config, database, store, personalData, commands, projections, runner, startProjections, apiDeps, close };
   } catch (error) {
     await close();
     throw error;

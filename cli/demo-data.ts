@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { defaultSlaPolicy } from '../domain/feedback/sla.ts';
 
 /**
  * The demo data set as a plan: a deterministic, time-ordered list of CRM commands for a seed.
@@ -100,8 +101,13 @@ const FEEDBACK_SUBJECTS: Record<string, readonly string[]> = {
   praise: ['Great service', 'Fast delivery, thanks'],
   survey: ['Quarterly satisfaction survey'],
 };
-/** Assumed first-response and resolution targets by priority, in hours (the command layer computes the real deadlines). */
-const SLA_HOURS = { urgent: [1, 8], high: [4, 24], normal: [24, 72], low: [48, 168] } as const;
+/** First-response and resolution targets by priority in hours (domain/feedback/sla.ts defaults), to place late answers. */
+const SLA_HOURS = {
+  urgent: [defaultSlaPolicy.urgent.firstResponseHours, defaultSlaPolicy.urgent.resolutionHours],
+  high: [defaultSlaPolicy.high.firstResponseHours, defaultSlaPolicy.high.resolutionHours],
+  normal: [defaultSlaPolicy.normal.firstResponseHours, defaultSlaPolicy.normal.resolutionHours],
+  low: [defaultSlaPolicy.low.firstResponseHours, defaultSlaPolicy.low.resolutionHours],
+} as const;
 
 const money = (value: number) => Math.round(value * 100) / 100;
 const iso = (t: number) => new Date(t).toISOString();
@@ -410,9 +416,9 @@ export function buildDemoPlan(options: DemoOptions): DemoAction[] {
         feedbackId,
         message: 'Thank you for reaching out; we are looking into it.',
       });
-      if (kind === 'complaint' && chance(random, 0.12)) {
+      if (kind === 'complaint' && priority !== 'urgent' && chance(random, 0.12)) {
         t += between(random, 1, 12) * HOUR;
-        add(`${label}:escalate`, t, support, { type: 'EscalateFeedback', feedbackId, reason: 'Customer asked for a manager', priority: 'urgent' });
+        add(`${label}:escalate`, t, support, { type: 'EscalateFeedback', feedbackId, reason: 'Customer asked for a manager' });
       }
       const resolveLate = late ? chance(random, 0.6) : chance(random, 0.08);
       t += (resolveLate ? between(random, 1.1, 2.5) : between(random, 0.2, 0.9)) * resolutionHours * HOUR;

@@ -1,5 +1,6 @@
 import type { EventStore } from '../eventstore/contract.ts';
 import type { CommandPort } from '../api/deps.ts';
+import { ZodError } from 'zod';
 import { DomainError } from '../domain/errors.ts';
 import { buildDemoPlan, type DemoAction, type DemoOptions } from './demo-data.ts';
 import type { Progress } from './progress.ts';
@@ -67,8 +68,14 @@ export async function loadDemo(
       });
       executed += 1;
     } catch (error) {
-      if (!(error instanceof DomainError)) throw error;
-      refused[error.code] = (refused[error.code] ?? 0) + 1;
+      const code =
+        error instanceof DomainError
+          ? error.code
+          : error instanceof ZodError
+            ? `invalid ${action.command.type}: ${error.issues.map((i) => i.path.join('.')).join(', ')}`
+            : undefined;
+      if (code === undefined) throw error;
+      refused[code] = (refused[code] ?? 0) + 1;
     }
     options.progress?.tick();
   };

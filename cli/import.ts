@@ -3,7 +3,7 @@ import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { basename, extname } from 'node:path';
 import { parse } from 'csv-parse';
-import type { z } from 'zod';
+import { ZodError } from 'zod';
 import type { CommandPort } from '../api/deps.ts';
 import { DomainError } from '../domain/errors.ts';
 import { customerCommandSchemas } from '../domain/customer/commands.ts';
@@ -83,7 +83,7 @@ const parseTime = (value: string | undefined): string | undefined => {
   return v;
 };
 
-const describeIssues = (error: z.ZodError): string =>
+const describeIssues = (error: ZodError): string =>
   error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'row'}: ${i.message}`).join('; ');
 
 class RowRejected extends Error {}
@@ -192,6 +192,7 @@ export async function importCsv(commands: CommandPort, options: ImportOptions): 
       } catch (error) {
         if (error instanceof RowRejected) await reject(line, error.message);
         else if (error instanceof DomainError) await reject(line, `${error.field ? `${error.field}: ` : ''}${error.message}`);
+        else if (error instanceof ZodError) await reject(line, describeIssues(error));
         else throw error;
       }
       options.progress?.tick();

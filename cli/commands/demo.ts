@@ -32,7 +32,6 @@ idempotency key: running it again (for example after Ctrl-C) appends nothing twi
     }
     const runtime = await openCrm(run.config);
     try {
-      if (!runtime.commands) throw new Error('The command handlers are not wired in this build.');
       const progress = createProgress({ label: 'demo', total: plan.length, unit: 'commands' });
       const result = await loadDemo(runtime.commands, plan, { progress, signal: run.signal });
       const refused = Object.entries(result.refused);

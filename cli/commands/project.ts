@@ -13,7 +13,6 @@ at any point loses nothing and applies nothing twice: start it again and it resu
   async run(run) {
     const runtime = await openCrm(run.config);
     try {
-      if (!runtime.startProjections) throw new Error('The projections are not wired in this build.');
       await runtime.startProjections();
       run.err('Projections are running. Press Ctrl-C to stop.');
       await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve(), { once: true }));

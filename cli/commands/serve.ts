@@ -14,7 +14,7 @@ const options: Record<string, OptionWithHelp> = {
 /** Demo data goes in on the first embedded start (or when asked for with CRM_DEMO=1), and resumes if that start was interrupted. */
 async function maybeLoadDemo(runtime: CrmRuntime, run: CommandRun): Promise<void> {
   const { demo, database } = run.config;
-  if (!demo.enabled || run.values['no-demo'] || !runtime.commands) return;
+  if (!demo.enabled || run.values['no-demo']) return;
   const plan = demoPlan({ seed: demo.seed, customers: demo.customers, until: demo.until });
   const state = await demoState(runtime.store, plan);
   if (state === 'complete') return;
@@ -44,7 +44,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
     try {
       await maybeLoadDemo(runtime, run);
       if (run.signal.aborted) return 130;
-      await runtime.startProjections?.();
+      if (config.projections === 'inline') await runtime.startProjections();
       const app = await buildApp({
         ...runtime.apiDeps,
         logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
