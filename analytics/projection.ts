@@ -1,0 +1,414 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { ProjectedEvent, Projection, ProjectionContext } from '../projections/projection.ts';
+import { ms } from '../projections/read-models/common.ts';
+import { addMoney, subtractMoney } from '../projections/read-models/money.ts';
+import { RowSet, upsertRows, type Row, type TableSpec } from '../projections/read-models/rows.ts';
+import { dayOf, dayToIsoDate, monthOfDay } from './models/time.ts';
+import { scoreCustomer, type CustomerAggregate, type StoredModel } from './scoring.ts';
+import {
+  ACTIVITY, AGGREGATE_TABLES, CUSTOMER, DEAL, FEEDBACK, migrateAggregates, migrateModels, ORDER, PURCHASE_DAY, REVENUE_DAY,
+  SATISFACTION, SCORES, STATE,
+} from './tables.ts';
+import { analyticsReportingViews } from './reporting.ts';
+import { loadLatestModel } from './model-store.ts';
+
+export const ANALYTICS_EVENT_TYPES = [
+  'CustomerRegistered', 'PurchaseRecorded', 'PurchaseRefunded', 'FeedbackSubmitted', 'FeedbackResolved', 'FeedbackClosed',
+  'FeedbackReopened', 'FeedbackRated', 'CampaignResponseRecorded', 'DealOpened', 'DealWon', 'DealLost', 'DealReopened',
+] as const;
+
+const STATE_ID = 'observation';
+
+const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
+/** A SQL `date` as a calendar day: 'YYYY-MM-DD' (RowSet) or a local-midnight Date (pg's parser). */
+export const dayOfDate = (value: unknown): number => {
+  if (value instanceof Date) {
+    return Math.floor(Date.UTC(value.getFullYear(), value.getMonth(), value.getDate()) / 86_400_000);
+  }
+  return dayOf(`${String(value).slice(0, 10)}T00:00:00Z`);
+};
+
+/** analytics_customer row -> the aggregate scoring and features read. */
+export function aggregateFromRow(row: Row): CustomerAggregate {
+  const hasPurchases = row.first_day !== null && row.first_day !== undefined && num(row.purchase_days) > 0;
+  return {
+    customerId: String(row.customer_id),
+    purchases: hasPurchases
+      ? {
+          firstDay: dayOfDate(row.first_day),
+          lastDay: dayOfDate(row.last_day),
+          purchaseDays: num(row.purchase_days),
+          totalValue: num(row.total_value),
+          firstDayValue: num(row.first_day_value),
+        }
+      : null,
+    refunds: num(row.refunds),
+    complaints: num(row.complaints),
+    complaintsOpen: num(row.complaints_open),
+    complaintsResolved: num(row.complaints_resolved),
+    resolutionSeconds: num(row.resolution_seconds),
+    responsesOpened: num(row.responses_opened),
+    responsesClicked: num(row.responses_clicked),
+    responsesConverted: num(row.responses_converted),
+    responsesUnsubscribed: num(row.responses_unsubscribed),
+    dealsOpen: num(row.deals_open),
+    dealsWon: num(row.deals_won),
+    dealsLost: num(row.deals_lost),
+  };
+}
+
+export const scoreRow = (s: NonNullable<ReturnType<typeof scoreCustomer>>): Row => ({
+  customer_id: s.customerId,
+  model_version: s.modelVersion,
+  observation_end: dayToIsoDate(s.observationEndDay),
+  frequency: s.rfm.frequency,
+  recency: s.rfm.recency,
+  t: s.rfm.T,
+  monetary: s.rfm.monetary,
+  clv: s.clv,
+  expected_purchases: s.expectedPurchases,
+  p_alive: s.pAlive,
+  expected_spend: s.expectedSpend,
+  churn_score: s.churnScore,
+  r_score: s.rfmScore.r,
+  f_score: s.rfmScore.f,
+  m_score: s.rfmScore.m,
+  segment: s.segment,
+  cluster: s.cluster,
+});
+
+const newCustomer = (customerId: string): Row => ({
+  customer_id: customerId, registered_at: null, currency: null, cohort: null, first_day: null, last_day: null, purchase_days: 0,
+  orders: 0, total_value: '0.0000', first_day_value: '0.0000', refunds: 0, refund_value: '0.0000', complaints: 0,
+  complaints_open: 0, complaints_resolved: 0, resolution_seconds: 0, feedback_count: 0, csat_count: 0, csat_sum: 0, nps_count: 0,
+  nps_sum: 0, responses_sent: 0, responses_opened: 0, responses_clicked: 0, responses_converted: 0, responses_unsubscribed: 0,
+  deals_open: 0, deals_won: 0, deals_lost: 0, last_event_at: null,
+});
+
+class Tables {
+  readonly sets = new Map<string, RowSet>();
+  constructor(private readonly trx: Transaction<any>, private readonly schema: string) {
+    for (const spec of [CUSTOMER, PURCHASE_DAY, ORDER, ACTIVITY, FEEDBACK, DEAL, REVENUE_DAY, SATISFACTION, STATE]) {
+      this.sets.set(spec.table, new RowSet(trx, schema, spec));
+    }
+  }
+  set(spec: TableSpec): RowSet {
+    return this.sets.get(spec.table)!;
+  }
+  /** The row with this key: loaded on first use, created from `init` if absent. One indexed lookup at most. */
+  async row(spec: TableSpec, key: string, init?: () => Row): Promise<Row | undefined> {
+    const set = this.set(spec);
+    let row = set.get(key);
+    if (!row) {
+      await set.load([key]);
+      row = set.get(key);
+    }
+    if (!row && init) {
+      row = init();
+      set.put(row);
+    }
+    if (row) set.touch(key);
+    return row;
+  }
+  async flush(): Promise<void> {
+    for (const set of this.sets.values()) await set.flush();
+  }
+}
+
+const latestOf = (stored: unknown, at: string): unknown => (stored === null || stored === undefined || ms(at) > ms(stored) ? at : stored);
+
+/**
+ * Applies one event to the aggregates. Every branch touches a fixed number of rows by primary key,
+ * so the cost per event does not depend on how much history there is.
+ */
+async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): Promise<void> {
+  const at = e.metadata.occurredAt;
+  const day = dayOf(at);
+  const isoDay = dayToIsoDate(day);
+  const month = monthOfDay(day);
+  const customer = async (id: string): Promise<Row> => {
+    touched.add(id);
+    const row = (await t.row(CUSTOMER, id, () => newCustomer(id)))!;
+    row.last_event_at = latestOf(row.last_event_at, at);
+    return row;
+  };
+  const activity = async (customerId: string, kind: string, activityDay = isoDay) => {
+    const row = (await t.row(ACTIVITY, `${customerId}|${activityDay}|${kind}`, () => ({
+      activity_id: `${customerId}|${activityDay}|${kind}`, customer_id: customerId, day: activityDay, kind, count: 0,
+    })))!;
+    row.count = num(row.count) + 1;
+  };
+  const revenueDay = async (isoDate: string) =>
+    (await t.row(REVENUE_DAY, isoDate, () => ({ day: isoDate, purchases: 0, revenue: '0.0000', refunds: '0.0000' })))!;
+  const satisfaction = async (period: string, channel: string) =>
+    (await t.row(SATISFACTION, `${period}|${channel}`, () => ({
+      satisfaction_id: `${period}|${channel}`, period, channel, csat_responses: 0, csat_satisfied: 0, nps_responses: 0, promoters: 0, detractors: 0,
+    })))!;
+  const countCsat = async (period: string, channel: string, csat: number, sign: 1 | -1) => {
+    const s = await satisfaction(period, channel);
+    s.csat_responses = num(s.csat_responses) + sign;
+    if (csat >= 4) s.csat_satisfied = num(s.csat_satisfied) + sign;
+  };
+  const countNps = async (period: string, channel: string, nps: number, sign: 1 | -1) => {
+    const s = await satisfaction(period, channel);
+    s.nps_responses = num(s.nps_responses) + sign;
+    if (nps >= 9) s.promoters = num(s.promoters) + sign;
+    if (nps <= 6) s.detractors = num(s.detractors) + sign;
+  };
+
+  const { event } = e;
+  switch (event.type) {
+    case 'CustomerRegistered': {
+      const c = await customer(event.data.customerId);
+      c.registered_at = at;
+      break;
+    }
+    case 'PurchaseRecorded': {
+      const d = event.data;
+      const c = await customer(d.customerId);
+      // Values are kept in the customer's first purchase currency (no FX rates in the CRM); others are left out.
+      c.currency ??= d.currency;
+      if (String(c.currency).trim() !== d.currency) break;
+      await t.row(ORDER, `${d.customerId}|${d.orderId}`, () => ({
+        order_key: `${d.customerId}|${d.orderId}`, customer_id: d.customerId, day: isoDay, value: '0.0000', refunded: '0.0000',
+      })).then((o) => (o!.value = addMoney(o!.value, d.amount)));
+      const pd = (await t.row(PURCHASE_DAY, `${d.customerId}|${isoDay}`, () => ({
+        purchase_day_id: `${d.customerId}|${isoDay}`, customer_id: d.customerId, day: isoDay, orders: 0, value: '0.0000',
+      })))!;
+      const newDay = num(pd.orders) === 0;
+      pd.orders = num(pd.orders) + 1;
+      pd.value = addMoney(pd.value, d.amount);
+      c.orders = num(c.orders) + 1;
+      c.total_value = addMoney(c.total_value, d.amount);
+      if (newDay) c.purchase_days = num(c.purchase_days) + 1;
+      const firstDay = c.first_day ? dayOfDate(c.first_day) : null;
+      if (firstDay === null || day < firstDay) {
+        // A back-dated purchase can become the new first day: the old first day turns into a repeat day.
+        c.first_day = isoDay;
+        c.first_day_value = pd.value;
+        c.cohort = month;
+      } else if (day === firstDay) {
+        c.first_day_value = addMoney(c.first_day_value, d.amount);
+      }
+      if (!c.last_day || day > dayOfDate(c.last_day)) c.last_day = isoDay;
+      const r = await revenueDay(isoDay);
+      r.purchases = num(r.purchases) + 1;
+      r.revenue = addMoney(r.revenue, d.amount);
+      break;
+    }
+    case 'PurchaseRefunded': {
+      const d = event.data;
+      const c = await customer(d.customerId);
+      if (String(c.currency ?? '').trim() !== d.currency) break;
+      const order = await t.row(ORDER, `${d.customerId}|${d.orderId}`);
+      if (!order) break;
+      order.refunded = addMoney(order.refunded, d.amount);
+      // The refund lowers the value of the day the order was placed on (RFM), and counts as dated activity.
+      const pd = await t.row(PURCHASE_DAY, `${d.customerId}|${String(order.day)}`);
+      if (pd) pd.value = subtractMoney(pd.value, d.amount);
+      if (String(order.day) === String(c.first_day)) c.first_day_value = subtractMoney(c.first_day_value, d.amount);
+      c.total_value = subtractMoney(c.total_value, d.amount);
+      c.refunds = num(c.refunds) + 1;
+      c.refund_value = addMoney(c.refund_value, d.amount);
+      await activity(d.customerId, 'refund');
+      const r = await revenueDay(isoDay);
+      r.refunds = addMoney(r.refunds, d.amount);
+      break;
+    }
+    case 'FeedbackSubmitted': {
+      const d = event.data;
+      if (await t.row(FEEDBACK, d.feedbackId)) break;
+      t.set(FEEDBACK).put({
+        feedback_id: d.feedbackId, customer_id: d.customerId, kind: d.kind, channel: d.channel, submitted_at: at, resolved_at: null,
+        resolution_seconds: null, csat: d.csat, csat_period: d.csat === null ? null : month, nps: d.nps, nps_period: d.nps === null ? null : month,
+      });
+      const c = await customer(d.customerId);
+      c.feedback_count = num(c.feedback_count) + 1;
+      if (d.kind === 'complaint') {
+        c.complaints = num(c.complaints) + 1;
+        c.complaints_open = num(c.complaints_open) + 1;
+        await activity(d.customerId, 'complaint');
+      }
+      if (d.csat !== null) {
+        c.csat_count = num(c.csat_count) + 1;
+        c.csat_sum = num(c.csat_sum) + d.csat;
+        await countCsat(month, d.channel, d.csat, 1);
+      }
+      if (d.nps !== null) {
+        c.nps_count = num(c.nps_count) + 1;
+        c.nps_sum = num(c.nps_sum) + d.nps;
+        await countNps(month, d.channel, d.nps, 1);
+      }
+      break;
+    }
+    case 'FeedbackResolved':
+    case 'FeedbackClosed': {
+      const f = await t.row(FEEDBACK, event.data.feedbackId);
+      if (!f || f.resolved_at !== null) break;
+      // Closing without a resolution also ends the wait: the resolution time runs to whichever came first.
+      const seconds = Math.max(0, (ms(at) - ms(f.submitted_at)) / 1000);
+      f.resolved_at = at;
+      f.resolution_seconds = seconds;
+      if (f.kind === 'complaint') {
+        const c = await customer(String(f.customer_id));
+        c.complaints_open = num(c.complaints_open) - 1;
+        c.complaints_resolved = num(c.complaints_resolved) + 1;
+        c.resolution_seconds = num(c.resolution_seconds) + seconds;
+      }
+      break;
+    }
+    case 'FeedbackReopened': {
+      const f = await t.row(FEEDBACK, event.data.feedbackId);
+      if (!f || f.resolved_at === null) break;
+      if (f.kind === 'complaint') {
+        const c = await customer(String(f.customer_id));
+        c.complaints_open = num(c.complaints_open) + 1;
+        c.complaints_resolved = num(c.complaints_resolved) - 1;
+        c.resolution_seconds = num(c.resolution_seconds) - num(f.resolution_seconds);
+      }
+      f.resolved_at = null;
+      f.resolution_seconds = null;
+      break;
+    }
+    case 'FeedbackRated': {
+      const f = await t.row(FEEDBACK, event.data.feedbackId);
+      if (!f) break;
+      const c = await customer(String(f.customer_id));
+      // A new rating replaces the previous one: withdraw it from its month, count the new one in this month.
+      if (f.csat !== null && f.csat !== undefined) {
+        await countCsat(String(f.csat_period), String(f.channel), num(f.csat), -1);
+        c.csat_count = num(c.csat_count) - 1;
+        c.csat_sum = num(c.csat_sum) - num(f.csat);
+      }
+      f.csat = event.data.csat;
+      f.csat_period = month;
+      await countCsat(month, String(f.channel), event.data.csat, 1);
+      c.csat_count = num(c.csat_count) + 1;
+      c.csat_sum = num(c.csat_sum) + event.data.csat;
+      break;
+    }
+    case 'CampaignResponseRecorded': {
+      const d = event.data;
+      const c = await customer(d.customerId);
+      const column = `responses_${d.kind}`;
+      c[column] = num(c[column]) + 1;
+      await activity(d.customerId, d.kind);
+      break;
+    }
+    case 'DealOpened': {
+      const d = event.data;
+      if (await t.row(DEAL, d.dealId)) break;
+      t.set(DEAL).put({ deal_id: d.dealId, customer_id: d.customerId, status: 'open', opened_at: at, closed_at: null });
+      const c = await customer(d.customerId);
+      c.deals_open = num(c.deals_open) + 1;
+      break;
+    }
+    case 'DealWon':
+    case 'DealLost': {
+      const deal = await t.row(DEAL, event.data.dealId);
+      if (!deal || deal.status !== 'open') break;
+      const won = event.type === 'DealWon';
+      deal.status = won ? 'won' : 'lost';
+      deal.closed_at = at;
+      const c = await customer(String(deal.customer_id));
+      c.deals_open = num(c.deals_open) - 1;
+      if (won) c.deals_won = num(c.deals_won) + 1;
+      else c.deals_lost = num(c.deals_lost) + 1;
+      break;
+    }
+    case 'DealReopened': {
+      const deal = await t.row(DEAL, event.data.dealId);
+      if (!deal || deal.status === 'open') break;
+      const c = await customer(String(deal.customer_id));
+      if (deal.status === 'won') c.deals_won = num(c.deals_won) - 1;
+      else c.deals_lost = num(c.deals_lost) - 1;
+      c.deals_open = num(c.deals_open) + 1;
+      deal.status = 'open';
+      deal.closed_at = null;
+      break;
+    }
+    default:
+      return;
+  }
+  const state = (await t.row(STATE, STATE_ID, () => ({ id: STATE_ID, observation_end: null, events: 0 })))!;
+  state.observation_end = latestOf(state.observation_end, at);
+  state.events = num(state.events) + 1;
+}
+
+/** Loads, in one query per table, the rows a batch names directly (the rest load on first use). */
+async function preload(t: Tables, events: ProjectedEvent[]): Promise<void> {
+  const customers = new Set<string>();
+  const feedback = new Set<string>();
+  const deals = new Set<string>();
+  const orders = new Set<string>();
+  const days = new Set<string>();
+  for (const { event, metadata } of events) {
+    const d = event.data as Record<string, unknown>;
+    if (typeof d.customerId === 'string') customers.add(d.customerId);
+    if (typeof d.feedbackId === 'string') feedback.add(d.feedbackId);
+    if (typeof d.dealId === 'string') deals.add(d.dealId);
+    if (typeof d.orderId === 'string') orders.add(`${d.customerId}|${d.orderId}`);
+    if (event.type === 'PurchaseRecorded') days.add(`${d.customerId}|${dayToIsoDate(dayOf(metadata.occurredAt))}`);
+  }
+  await t.set(FEEDBACK).load(feedback);
+  await t.set(DEAL).load(deals);
+  for (const id of [...feedback, ...deals]) {
+    const row = t.set(FEEDBACK).get(id) ?? t.set(DEAL).get(id);
+    if (row) customers.add(String(row.customer_id));
+  }
+  await t.set(CUSTOMER).load(customers);
+  await t.set(ORDER).load(orders);
+  await t.set(PURCHASE_DAY).load(days);
+  await t.set(STATE).load([STATE_ID]);
+}
+
+export interface AnalyticsProjectionOptions {
+  /**
+   * Schema holding `analytics_models` and `analytics_scores` (normally the live read schema). Scores
+   * depend on when a model was fitted, so they are kept out of the rebuild/verify set; during a
+   * rebuild into a shadow schema the projection still reads the live model and keeps scores current.
+   * Defaults to the schema the projection writes to.
+   */
+  modelSchema?: string;
+}
+
+export function createAnalyticsProjection(options: AnalyticsProjectionOptions = {}): Projection {
+  return {
+    name: 'analytics',
+    version: 1,
+    tables: AGGREGATE_TABLES,
+    filter: { eventTypes: [...ANALYTICS_EVENT_TYPES] },
+    async migrate(db: Kysely<any>, schema: string) {
+      await migrateAggregates(db, schema);
+      await migrateModels(db, options.modelSchema ?? schema);
+    },
+    async apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]) {
+      const t = new Tables(trx, schema);
+      await preload(t, events);
+      const touched = new Set<string>();
+      for (const e of events) await applyEvent(t, e, touched);
+      await t.flush();
+      await rescoreCustomers(trx, schema, options.modelSchema ?? schema, t, touched);
+    },
+    reportingViews: ({ readSchema, reportingSchema }) => analyticsReportingViews(readSchema, reportingSchema),
+  };
+}
+
+/** Live scoring after a batch: each touched customer with purchases, with the latest model, at the stored observation end. */
+async function rescoreCustomers(trx: Transaction<any>, schema: string, modelSchema: string, t: Tables, touched: Set<string>): Promise<void> {
+  if (touched.size === 0) return;
+  const model: StoredModel | null = await loadLatestModel(trx, modelSchema);
+  if (!model) return;
+  const state = t.set(STATE).get(STATE_ID);
+  if (!state?.observation_end) return;
+  const observationEndDay = dayOf(new Date(ms(state.observation_end)));
+  const rows: Row[] = [];
+  for (const id of touched) {
+    const c = t.set(CUSTOMER).get(id);
+    if (!c) continue;
+    const score = scoreCustomer(model, aggregateFromRow(c), observationEndDay);
+    if (score) rows.push(scoreRow(score));
+  }
+  if (rows.length) await upsertRows(trx, modelSchema, SCORES, rows);
+}
+

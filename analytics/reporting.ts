@@ -1,0 +1,59 @@
+/**
+ * The documented `reporting` views over the analytics tables (BI tools read these, not the tables).
+ * Model-dependent views read the latest model version. Returned as SQL statements, as the
+ * projection runner's `reportingViews` hook expects; `createAnalyticsReportingViews` runs them directly.
+ */
+import { sql, type Kysely } from 'kysely';
+
+const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+export function analyticsReportingViews(readSchema: string, reportingSchema: string): string[] {
+  const r = (t: string) => `${q(readSchema)}.${q(t)}`;
+  const v = (t: string) => `${q(reportingSchema)}.${q(t)}`;
+  const latest = `(SELECT max(version) FROM ${r('analytics_models')})`;
+  return [
+    `CREATE OR REPLACE VIEW ${v('analytics_customers')} AS
+      SELECT c.customer_id, c.cohort, c.first_day AS first_purchase_day, c.last_day AS last_purchase_day,
+        c.purchase_days, c.purchase_days - 1 AS repeat_purchase_days, c.orders, c.total_value AS net_value, c.currency,
+        c.refunds, c.refund_value, c.complaints, c.complaints_open, c.complaints_resolved,
+        CASE WHEN c.complaints_resolved > 0 THEN c.resolution_seconds / c.complaints_resolved / 86400 END AS mean_resolution_days,
+        c.responses_sent, c.responses_opened, c.responses_clicked, c.responses_converted, c.responses_unsubscribed,
+        c.deals_open, c.deals_won, c.deals_lost,
+        CASE WHEN c.csat_count > 0 THEN c.csat_sum::float / c.csat_count END AS mean_csat,
+        s.model_version, s.observation_end AS scored_at, s.frequency, s.recency, s.t, s.monetary, s.clv,
+        s.expected_purchases, s.p_alive, s.expected_spend, s.churn_score, s.r_score, s.f_score, s.m_score, s.segment, s.cluster
+      FROM ${r('analytics_customer')} c LEFT JOIN ${r('analytics_scores')} s USING (customer_id)`,
+    `CREATE OR REPLACE VIEW ${v('analytics_revenue_monthly')} AS
+      SELECT to_char(day, 'YYYY-MM') AS month, sum(purchases)::int AS purchases, sum(revenue) AS revenue,
+        sum(refunds) AS refunds, sum(revenue) - sum(refunds) AS net_revenue
+      FROM ${r('analytics_revenue_day')} GROUP BY 1`,
+    `CREATE OR REPLACE VIEW ${v('analytics_satisfaction')} AS
+      SELECT period, channel, csat_responses, csat_satisfied,
+        CASE WHEN csat_responses > 0 THEN csat_satisfied::float / csat_responses END AS csat,
+        nps_responses, promoters, detractors,
+        CASE WHEN nps_responses > 0 THEN (100.0 * (promoters - detractors) / nps_responses)::float END AS nps
+      FROM ${r('analytics_satisfaction')}`,
+    `CREATE OR REPLACE VIEW ${v('analytics_segments')} AS
+      SELECT segment, count(*)::int AS customers, avg(clv) AS mean_clv, sum(clv) AS total_clv,
+        avg(churn_score) AS mean_churn_score, avg(p_alive) AS mean_p_alive
+      FROM ${r('analytics_scores')} GROUP BY segment`,
+    `CREATE OR REPLACE VIEW ${v('analytics_models')} AS
+      SELECT version, fitted_at, as_of, time_unit, horizon, discount_rate,
+        (params->'bgnbd'->>'r')::float AS bgnbd_r, (params->'bgnbd'->>'alpha')::float AS bgnbd_alpha,
+        (params->'bgnbd'->>'a')::float AS bgnbd_a, (params->'bgnbd'->>'b')::float AS bgnbd_b,
+        (params->'gammaGamma'->>'p')::float AS gg_p, (params->'gammaGamma'->>'q')::float AS gg_q, (params->'gammaGamma'->>'v')::float AS gg_v,
+        (metrics->'churn'->>'auc')::float AS churn_auc, (metrics->'churn'->>'logLoss')::float AS churn_log_loss, metrics
+      FROM ${r('analytics_models')}`,
+    `CREATE OR REPLACE VIEW ${v('analytics_retention')} AS
+      SELECT period, customers_start, customers_end, customers_new, crr FROM ${r('analytics_retention')} WHERE model_version = ${latest}`,
+    `CREATE OR REPLACE VIEW ${v('analytics_cohorts')} AS
+      SELECT cohort, period_offset, cohort_size, active_customers, retention_rate FROM ${r('analytics_cohorts')} WHERE model_version = ${latest}`,
+    `CREATE OR REPLACE VIEW ${v('analytics_forecast')} AS
+      SELECT method, month, kind, revenue FROM ${r('analytics_forecast')} WHERE model_version = ${latest}`,
+  ];
+}
+
+export async function createAnalyticsReportingViews(db: Kysely<any>, names: { readSchema: string; reportingSchema: string }): Promise<void> {
+  await sql.raw(`CREATE SCHEMA IF NOT EXISTS ${q(names.reportingSchema)}`).execute(db);
+  for (const statement of analyticsReportingViews(names.readSchema, names.reportingSchema)) await sql.raw(statement).execute(db);
+}

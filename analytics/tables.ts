@@ -1,0 +1,261 @@
+import { sql, type Kysely } from 'kysely';
+import { MONEY_TYPE } from '../projections/read-models/money.ts';
+import { ensureSchema, type TableSpec } from '../projections/read-models/rows.ts';
+
+/**
+ * Analytics read-model tables (in the read schema). The aggregate tables are the projection's own
+ * (rebuilt from events, compared by verify). `analytics_models` and `analytics_scores` depend on
+ * when a model was fitted, so they are not a pure function of the events: they live beside the
+ * aggregates but are not part of the projection's swap/verify set (see projection.ts).
+ */
+
+/** Per-customer aggregates, each updated in O(1) per event. Money is net, in the customer's first purchase currency. */
+export const CUSTOMER: TableSpec = {
+  table: 'analytics_customer',
+  key: 'customer_id',
+  columns: [
+    'customer_id', 'registered_at', 'currency', 'cohort', 'first_day', 'last_day', 'purchase_days', 'orders', 'total_value',
+    'first_day_value', 'refunds', 'refund_value', 'complaints', 'complaints_open', 'complaints_resolved', 'resolution_seconds',
+    'feedback_count', 'csat_count', 'csat_sum', 'nps_count', 'nps_sum', 'responses_sent', 'responses_opened', 'responses_clicked',
+    'responses_converted', 'responses_unsubscribed', 'deals_open', 'deals_won', 'deals_lost', 'last_event_at',
+  ],
+  dateColumns: ['first_day', 'last_day'],
+};
+
+/** Net purchase value per customer and calendar day (UTC): what RFM is computed from, at any cutoff. */
+export const PURCHASE_DAY: TableSpec = {
+  table: 'analytics_purchase_day',
+  key: 'purchase_day_id',
+  columns: ['purchase_day_id', 'customer_id', 'day', 'orders', 'value'],
+  dateColumns: ['day'],
+};
+
+/** Which day an order fell on, so that a refund lowers the value of that day. */
+export const ORDER: TableSpec = {
+  table: 'analytics_order',
+  key: 'order_key',
+  columns: ['order_key', 'customer_id', 'day', 'value', 'refunded'],
+  dateColumns: ['day'],
+};
+
+/** Dated activity counts per customer: refunds, complaints and campaign responses by kind (for as-of features). */
+export const ACTIVITY: TableSpec = {
+  table: 'analytics_activity',
+  key: 'activity_id',
+  columns: ['activity_id', 'customer_id', 'day', 'kind', 'count'],
+  dateColumns: ['day'],
+};
+
+export const FEEDBACK: TableSpec = {
+  table: 'analytics_feedback',
+  key: 'feedback_id',
+  columns: ['feedback_id', 'customer_id', 'kind', 'channel', 'submitted_at', 'resolved_at', 'resolution_seconds', 'csat', 'csat_period', 'nps', 'nps_period'],
+};
+
+export const DEAL: TableSpec = {
+  table: 'analytics_deal',
+  key: 'deal_id',
+  columns: ['deal_id', 'customer_id', 'status', 'opened_at', 'closed_at'],
+};
+
+/** Revenue per calendar day (all customers; net of refunds on the refund's own day). */
+export const REVENUE_DAY: TableSpec = {
+  table: 'analytics_revenue_day',
+  key: 'day',
+  columns: ['day', 'purchases', 'revenue', 'refunds'],
+  dateColumns: ['day'],
+};
+
+/** Rating counts per month and feedback channel (CSAT/NPS are ratios of these). */
+export const SATISFACTION: TableSpec = {
+  table: 'analytics_satisfaction',
+  key: 'satisfaction_id',
+  columns: ['satisfaction_id', 'period', 'channel', 'csat_responses', 'csat_satisfied', 'nps_responses', 'promoters', 'detractors'],
+};
+
+/** One row: the observation end for live scoring = the latest business time seen in any event. */
+export const STATE: TableSpec = {
+  table: 'analytics_state',
+  key: 'id',
+  columns: ['id', 'observation_end', 'events'],
+};
+
+export const AGGREGATE_TABLES = [CUSTOMER, PURCHASE_DAY, ORDER, ACTIVITY, FEEDBACK, DEAL, REVENUE_DAY, SATISFACTION, STATE].map((t) => t.table);
+
+export const SCORES: TableSpec = {
+  table: 'analytics_scores',
+  key: 'customer_id',
+  columns: [
+    'customer_id', 'model_version', 'observation_end', 'frequency', 'recency', 't', 'monetary', 'clv', 'expected_purchases', 'p_alive',
+    'expected_spend', 'churn_score', 'r_score', 'f_score', 'm_score', 'segment', 'cluster',
+  ],
+};
+
+export async function migrateAggregates(db: Kysely<any>, schema: string): Promise<void> {
+  await ensureSchema(db, schema);
+  const money = sql.raw(MONEY_TYPE);
+  const t = (name: string) => sql.id(schema, name);
+  await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_customer')} (
+    customer_id uuid PRIMARY KEY,
+    registered_at timestamptz,
+    currency char(3),
+    cohort text,
+    first_day date,
+    last_day date,
+    purchase_days integer NOT NULL DEFAULT 0,
+    orders integer NOT NULL DEFAULT 0,
+    total_value ${money} NOT NULL DEFAULT 0,
+    first_day_value ${money} NOT NULL DEFAULT 0,
+    refunds integer NOT NULL DEFAULT 0,
+    refund_value ${money} NOT NULL DEFAULT 0,
+    complaints integer NOT NULL DEFAULT 0,
+    complaints_open integer NOT NULL DEFAULT 0,
+    complaints_resolved integer NOT NULL DEFAULT 0,
+    resolution_seconds double precision NOT NULL DEFAULT 0,
+    feedback_count integer NOT NULL DEFAULT 0,
+    csat_count integer NOT NULL DEFAULT 0,
+    csat_sum integer NOT NULL DEFAULT 0,
+    nps_count integer NOT NULL DEFAULT 0,
+    nps_sum integer NOT NULL DEFAULT 0,
+    responses_sent integer NOT NULL DEFAULT 0,
+    responses_opened integer NOT NULL DEFAULT 0,
+    responses_clicked integer NOT NULL DEFAULT 0,
+    responses_converted integer NOT NULL DEFAULT 0,
+    responses_unsubscribed integer NOT NULL DEFAULT 0,
+    deals_open integer NOT NULL DEFAULT 0,
+    deals_won integer NOT NULL DEFAULT 0,
+    deals_lost integer NOT NULL DEFAULT 0,
+    last_event_at timestamptz
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS analytics_customer_cohort_idx ON ${t('analytics_customer')} (cohort)`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_purchase_day')} (
+    purchase_day_id text PRIMARY KEY,
+    customer_id uuid NOT NULL,
+    day date NOT NULL,
+    orders integer NOT NULL,
+    value ${money} NOT NULL
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS analytics_purchase_day_customer_idx ON ${t('analytics_purchase_day')} (customer_id, day)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS analytics_purchase_day_day_idx ON ${t('analytics_purchase_day')} (day)`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_order')} (
+    order_key text PRIMARY KEY,
+    customer_id uuid NOT NULL,
+    day date NOT NULL,
+    value ${money} NOT NULL,
+    refunded ${money} NOT NULL DEFAULT 0
+  )`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_activity')} (
+    activity_id text PRIMARY KEY,
+    customer_id uuid NOT NULL,
+    day date NOT NULL,
+    kind text NOT NULL,
+    count integer NOT NULL
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS analytics_activity_customer_idx ON ${t('analytics_activity')} (customer_id, day)`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_feedback')} (
+    feedback_id uuid PRIMARY KEY,
+    customer_id uuid NOT NULL,
+    kind text NOT NULL,
+    channel text NOT NULL,
+    submitted_at timestamptz NOT NULL,
+    resolved_at timestamptz,
+    resolution_seconds double precision,
+    csat smallint,
+    csat_period text,
+    nps smallint,
+    nps_period text
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS analytics_feedback_customer_idx ON ${t('analytics_feedback')} (customer_id)`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_deal')} (
+    deal_id uuid PRIMARY KEY,
+    customer_id uuid NOT NULL,
+    status text NOT NULL,
+    opened_at timestamptz NOT NULL,
+    closed_at timestamptz
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS analytics_deal_customer_idx ON ${t('analytics_deal')} (customer_id)`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_revenue_day')} (
+    day date PRIMARY KEY,
+    purchases integer NOT NULL,
+    revenue ${money} NOT NULL,
+    refunds ${money} NOT NULL
+  )`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_satisfaction')} (
+    satisfaction_id text PRIMARY KEY,
+    period text NOT NULL,
+    channel text NOT NULL,
+    csat_responses integer NOT NULL,
+    csat_satisfied integer NOT NULL,
+    nps_responses integer NOT NULL,
+    promoters integer NOT NULL,
+    detractors integer NOT NULL
+  )`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_state')} (
+    id text PRIMARY KEY,
+    observation_end timestamptz,
+    events bigint NOT NULL
+  )`.execute(db);
+}
+
+export async function migrateModels(db: Kysely<any>, schema: string): Promise<void> {
+  await ensureSchema(db, schema);
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'analytics_models')} (
+    version integer PRIMARY KEY,
+    fitted_at timestamptz NOT NULL,
+    as_of date NOT NULL,
+    time_unit text NOT NULL,
+    horizon integer NOT NULL,
+    discount_rate double precision NOT NULL,
+    params jsonb NOT NULL,
+    metrics jsonb NOT NULL
+  )`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'analytics_scores')} (
+    customer_id uuid PRIMARY KEY,
+    model_version integer NOT NULL,
+    observation_end date NOT NULL,
+    frequency integer NOT NULL,
+    recency double precision NOT NULL,
+    t double precision NOT NULL,
+    monetary double precision NOT NULL,
+    clv double precision NOT NULL,
+    expected_purchases double precision NOT NULL,
+    p_alive double precision NOT NULL,
+    expected_spend double precision NOT NULL,
+    churn_score double precision NOT NULL,
+    r_score smallint NOT NULL,
+    f_score smallint NOT NULL,
+    m_score smallint NOT NULL,
+    segment text NOT NULL,
+    cluster smallint NOT NULL
+  )`.execute(db);
+  // Figures computed at fit time, per model version (retention periods, cohorts, forecasts).
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'analytics_retention')} (
+    model_version integer NOT NULL,
+    period text NOT NULL,
+    customers_start integer NOT NULL,
+    customers_end integer NOT NULL,
+    customers_new integer NOT NULL,
+    crr double precision,
+    PRIMARY KEY (model_version, period)
+  )`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'analytics_cohorts')} (
+    model_version integer NOT NULL,
+    cohort text NOT NULL,
+    period_offset integer NOT NULL,
+    cohort_size integer NOT NULL,
+    active_customers integer NOT NULL,
+    retention_rate double precision NOT NULL,
+    PRIMARY KEY (model_version, cohort, period_offset)
+  )`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'analytics_forecast')} (
+    model_version integer NOT NULL,
+    method text NOT NULL,
+    month text NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('actual', 'forecast')),
+    revenue double precision NOT NULL,
+    PRIMARY KEY (model_version, method, month)
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS analytics_scores_segment_idx ON ${sql.id(schema, 'analytics_scores')} (segment)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS analytics_scores_clv_idx ON ${sql.id(schema, 'analytics_scores')} (clv DESC, customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS analytics_scores_churn_idx ON ${sql.id(schema, 'analytics_scores')} (churn_score DESC, customer_id)`.execute(db);
+}

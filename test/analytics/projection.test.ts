@@ -1,0 +1,135 @@
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
+import { createAnalyticsProjection, aggregateFromRow } from '../../analytics/projection.ts';
+import { saveModel } from '../../analytics/model-store.ts';
+import { scoreCustomer, type ModelParams } from '../../analytics/scoring.ts';
+import { rfmOf, summarisePurchases } from '../../analytics/models/rfm.ts';
+import { dayOf } from '../../analytics/models/time.ts';
+import { CHURN_FEATURES } from '../../analytics/models/churn.ts';
+import { createAnalyticsReportingViews } from '../../analytics/reporting.ts';
+import type { ProjectedEvent } from '../../projections/projection.ts';
+import { testSchemas } from '../support/postgres.ts';
+import { projected, purchase, refund, registered } from './support.ts';
+
+const schemas = testSchemas('analytics_projection');
+let database: SqlDatabase;
+let db: Kysely<any>;
+
+beforeAll(async () => {
+  database = connectPostgres(schemas.url, { max: 3 });
+  db = database.db;
+});
+afterAll(async () => {
+  await database?.close();
+  await schemas.dropSchemas();
+});
+
+async function run(schema: string, batches: ProjectedEvent[][]) {
+  const projection = createAnalyticsProjection();
+  await projection.migrate(db, schema);
+  for (const batch of batches) await db.transaction().execute((trx) => projection.apply({ trx, schema }, batch));
+}
+
+const rowsOf = async (schema: string, table: string, order: string) =>
+  (await sql.raw(`SELECT * FROM "${schema}"."${table}" ORDER BY ${order}`).execute(db)).rows;
+
+describe('analytics projection', () => {
+  const alice = randomUUID();
+  const feedbackId = randomUUID();
+  const dealA = randomUUID();
+  const dealB = randomUUID();
+  const campaignId = randomUUID();
+  const events = [
+    registered(alice, '2024-01-01T09:00:00Z'),
+    purchase(alice, 'o1', 100, '2024-01-10T10:00:00Z'),
+    purchase(alice, 'o2', 50, '2024-01-10T18:00:00Z'), // same day as the first
+    purchase(alice, 'o3', 40, '2024-02-01T10:00:00Z'),
+    purchase(alice, 'o4', 60, '2024-02-01T11:00:00Z'),
+    purchase(alice, 'o0', 30, '2024-01-05T10:00:00Z'), // back-dated: becomes the first purchase day
+    refund(alice, 'o3', 15, '2024-02-05T10:00:00Z'),
+    purchase(alice, 'o5', 70, '2024-03-01T10:00:00Z'),
+    projected({ type: 'FeedbackSubmitted', data: { feedbackId, customerId: alice, kind: 'complaint', channel: 'email', subject: 's', body: 'b', priority: 'normal', csat: 2, nps: 3, firstResponseDueAt: '2024-03-02T10:00:00Z', resolutionDueAt: '2024-03-05T10:00:00Z' } }, '2024-03-02T00:00:00Z'),
+    projected({ type: 'FeedbackResolved', data: { feedbackId, resolution: 'fixed' } }, '2024-03-04T00:00:00Z'),
+    projected({ type: 'FeedbackReopened', data: { feedbackId, reason: null, resolutionDueAt: '2024-03-10T00:00:00Z' } }, '2024-03-05T00:00:00Z'),
+    projected({ type: 'FeedbackResolved', data: { feedbackId, resolution: 'fixed again' } }, '2024-03-08T00:00:00Z'),
+    projected({ type: 'FeedbackRated', data: { feedbackId, csat: 5, comment: null } }, '2024-04-01T00:00:00Z'),
+    projected({ type: 'CampaignResponseRecorded', data: { campaignId, customerId: alice, kind: 'opened', revenue: null, currency: null } }, '2024-03-03T00:00:00Z'),
+    projected({ type: 'CampaignResponseRecorded', data: { campaignId, customerId: alice, kind: 'clicked', revenue: null, currency: null } }, '2024-03-03T01:00:00Z'),
+    projected({ type: 'DealOpened', data: { dealId: dealA, customerId: alice, title: 'A', amount: 10, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2024-05-01', stage: 'lead', probabilityOverride: null } }, '2024-03-01T00:00:00Z'),
+    projected({ type: 'DealOpened', data: { dealId: dealB, customerId: alice, title: 'B', amount: 10, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2024-05-01', stage: 'lead', probabilityOverride: null } }, '2024-03-01T00:00:00Z'),
+    projected({ type: 'DealWon', data: { dealId: dealA, from: 'lead', amount: 10, currency: 'EUR' } }, '2024-03-10T00:00:00Z'),
+    projected({ type: 'DealLost', data: { dealId: dealB, from: 'lead', reason: 'price' } }, '2024-03-11T00:00:00Z'),
+    projected({ type: 'DealReopened', data: { dealId: dealB, from: 'lost', to: 'lead' } }, '2024-03-12T00:00:00Z'),
+  ];
+
+  it('keeps per-customer aggregates that give the same RFM as folding the purchases directly', async () => {
+    await run(schemas.read, [events]);
+    const [row] = await rowsOf(schemas.read, 'analytics_customer', 'customer_id');
+    const aggregate = aggregateFromRow(row!);
+    const d = (iso: string) => dayOf(iso);
+    const expected = summarisePurchases([
+      { day: d('2024-01-05T00:00:00Z'), value: 30 },
+      { day: d('2024-01-10T00:00:00Z'), value: 150 },
+      { day: d('2024-02-01T00:00:00Z'), value: 100 - 15 },
+      { day: d('2024-03-01T00:00:00Z'), value: 70 },
+    ])!;
+    expect(aggregate.purchases).toEqual(expected);
+    expect(rfmOf(aggregate.purchases!, d('2024-04-01T00:00:00Z'), 'day')).toEqual({ frequency: 3, recency: 56, T: 87, monetary: (150 + 85 + 70) / 3 });
+    expect(row).toMatchObject({ cohort: '2024-01', orders: 6, refunds: 1, complaints: 1, complaints_open: 0, complaints_resolved: 1,
+      responses_opened: 1, responses_clicked: 1, deals_open: 1, deals_won: 1, deals_lost: 0, csat_count: 1, csat_sum: 5 });
+    // Resolution time counts the last resolution only (6 days after submission).
+    expect(Number(row!.resolution_seconds)).toBe(6 * 86_400);
+    const satisfaction = await rowsOf(schemas.read, 'analytics_satisfaction', 'satisfaction_id');
+    // The re-rating moved the CSAT from March (2, unsatisfied) to April (5); the NPS stays in March.
+    expect(satisfaction.map((s) => [s.period, s.csat_responses, s.csat_satisfied, s.nps_responses, s.detractors])).toEqual([
+      ['2024-03', 0, 0, 1, 1],
+      ['2024-04', 1, 1, 0, 0],
+    ]);
+    const [state] = await rowsOf(schemas.read, 'analytics_state', 'id');
+    expect(new Date(state!.observation_end as string).toISOString()).toBe('2024-04-01T00:00:00.000Z');
+  });
+
+  it('gives identical rows whatever the batch boundaries (deterministic, order-only)', async () => {
+    const other = `${schemas.read}_b`;
+    await run(other, events.map((e) => [e]));
+    for (const [table, order] of [['analytics_customer', 'customer_id'], ['analytics_purchase_day', 'purchase_day_id'], ['analytics_activity', 'activity_id'],
+      ['analytics_feedback', 'feedback_id'], ['analytics_deal', 'deal_id'], ['analytics_revenue_day', 'day'], ['analytics_satisfaction', 'satisfaction_id'], ['analytics_state', 'id']] as const) {
+      expect(await rowsOf(other, table, order)).toEqual(await rowsOf(schemas.read, table, order));
+    }
+  });
+
+  it('scores a customer as their events arrive once a model exists, equal to scoring the aggregate directly', async () => {
+    const params: ModelParams = {
+      timeUnit: 'week', horizon: 52, discountRate: 0.01, churnWindowDays: 90,
+      bgnbd: { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 },
+      gammaGamma: { p: 6.25, q: 3.74, v: 15.44 },
+      churn: { featureNames: CHURN_FEATURES, standardiser: { means: CHURN_FEATURES.map(() => 0), sds: CHURN_FEATURES.map(() => 100) }, logistic: { weights: [-1, 2, ...CHURN_FEATURES.slice(1).map(() => 0)] } },
+      rfmCutoffs: { recency: [10, 20, 30, 40], frequency: [1, 2, 3, 4], monetary: [10, 20, 30, 40] },
+      clusters: { k: 2, standardiser: { means: [0, 0, 0], sds: [1, 1, 1] }, centroids: [[0, 0, 0], [5, 5, 5]], profiles: [], sizes: [1, 1] },
+    };
+    const version = await db.transaction().execute((trx) => saveModel(trx, schemas.read, { fittedAt: '2024-04-01T00:00:00Z', asOf: '2024-04-01', params, metrics: {} }));
+    const bob = randomUUID();
+    await run(schemas.read, [[purchase(bob, 'b1', 20, '2024-04-02T00:00:00Z'), purchase(bob, 'b2', 30, '2024-04-20T00:00:00Z')]]);
+    const [scoreRow] = (await sql<Record<string, unknown>>`SELECT * FROM ${sql.id(schemas.read, 'analytics_scores')} WHERE customer_id = ${bob}`.execute(db)).rows;
+    const [aggRow] = (await sql<Record<string, unknown>>`SELECT * FROM ${sql.id(schemas.read, 'analytics_customer')} WHERE customer_id = ${bob}`.execute(db)).rows;
+    const expected = scoreCustomer({ version, params }, aggregateFromRow(aggRow!), dayOf('2024-04-20T00:00:00Z'))!;
+    expect(scoreRow).toMatchObject({ model_version: version, frequency: 1, segment: expected.segment, cluster: expected.cluster });
+    expect(Number(scoreRow!.clv)).toBeCloseTo(expected.clv, 9);
+    expect(Number(scoreRow!.p_alive)).toBeCloseTo(expected.pAlive, 12);
+    expect(Number(scoreRow!.churn_score)).toBeCloseTo(expected.churnScore, 12);
+    expect(expected.clv).toBeGreaterThan(0);
+    // Alice had no event since the model: not scored until her next event or a fit rescoring everyone.
+    const count = await sql`SELECT count(*)::int AS n FROM ${sql.id(schemas.read, 'analytics_scores')}`.execute(db);
+    expect(count.rows[0]).toEqual({ n: 1 });
+  });
+
+  it('publishes reporting views that read the tables', async () => {
+    await createAnalyticsReportingViews(db, { readSchema: schemas.read, reportingSchema: schemas.reporting });
+    const monthly = (await sql.raw(`SELECT month, purchases, net_revenue::float AS net FROM "${schemas.reporting}".analytics_revenue_monthly ORDER BY month`).execute(db)).rows;
+    expect(monthly[0]).toEqual({ month: '2024-01', purchases: 3, net: 180 });
+    const sat = (await sql.raw(`SELECT period, csat, nps FROM "${schemas.reporting}".analytics_satisfaction ORDER BY period`).execute(db)).rows;
+    expect(sat).toEqual([{ period: '2024-03', csat: null, nps: -100 }, { period: '2024-04', csat: 1, nps: null }]);
+  });
+});
