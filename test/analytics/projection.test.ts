@@ -33,7 +33,7 @@ async function run(schema: string, batches: ProjectedEvent[][]) {
 }
 
 const rowsOf = async (schema: string, table: string, order: string) =>
-  (await sql.raw(`SELECT * FROM "${schema}"."${table}" ORDER BY ${order}`).execute(db)).rows;
+  (await sql.raw<Record<string, any>>(`SELECT * FROM "${schema}"."${table}" ORDER BY ${order}`).execute(db)).rows;
 
 describe('analytics projection', () => {
   const alice = randomUUID();
