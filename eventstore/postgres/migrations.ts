@@ -10,6 +10,7 @@ import { EventStoreError } from '../errors.ts';
 export const ORDINAL_BITS = 20;
 
 const quote = (identifier: string): string => `"${identifier.replace(/"/g, '""')}"`;
+const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
 
 const initialSchema = (schema: string): Migration => {
   const s = quote(schema);
@@ -22,7 +23,8 @@ const initialSchema = (schema: string): Migration => {
           -- Revision of the stream's last event (-1 while it has none).
           revision   bigint NOT NULL,
           -- Hash of the last event: the head of the stream's tamper-evidence chain.
-          last_hash  bytea
+          last_hash  bytea,
+          last_position bigint
         )`).execute(db);
       await sql.raw(`
         CREATE TABLE ${s}.events (
@@ -63,27 +65,29 @@ const initialSchema = (schema: string): Migration => {
           v_conflict uuid;
           v_ordinal int;
           v_base bigint;
-          v_now timestamptz := now();
-          v_micros text := ((extract(epoch from now()) * 1000000)::bigint)::text;
+          -- Milliseconds, so that a JavaScript Date of the record time round-trips exactly (untilTime).
+          v_now timestamptz := date_trunc('milliseconds', now());
+          v_micros text := ((extract(epoch from v_now) * 1000000)::bigint)::text;
           v_positions bigint[] := '{}';
           v_revisions bigint[] := '{}';
           v_hashes bytea[] := '{}';
           v_hash bytea;
+          v_found boolean;
+          v_last_position bigint;
         BEGIN
-          SELECT st.revision, st.last_hash INTO v_current, v_prev
-            FROM ${s}.streams st WHERE st.stream = p_stream FOR UPDATE;
-          IF NOT FOUND THEN
-            -- A stream that does not exist cannot hold these ids, nor satisfy 'exists' or a revision.
-            IF p_expected >= 0 OR p_expected = -3 THEN
-              RETURN QUERY SELECT 'wrong_revision'::text, -1::bigint, NULL::bigint, NULL::uuid;
-              RETURN;
-            END IF;
-            INSERT INTO ${s}.streams (stream, revision) VALUES (p_stream, -1) ON CONFLICT (stream) DO NOTHING;
-            SELECT st.revision, st.last_hash INTO v_current, v_prev
-              FROM ${s}.streams st WHERE st.stream = p_stream FOR UPDATE;
+          -- The stream lock is an advisory lock, not a row lock: taking it assigns no transaction id,
+          -- so the id (and thus the position) is taken after the previous append to this stream
+          -- committed, and revision order equals position order.
+          PERFORM pg_advisory_xact_lock(hashtextextended(${literal(schema + '/')} || p_stream, 0));
+          SELECT st.revision, st.last_hash, st.last_position INTO v_current, v_prev, v_last_position
+            FROM ${s}.streams st WHERE st.stream = p_stream;
+          v_found := FOUND;
+          IF NOT v_found THEN
+            v_current := -1;
           END IF;
 
           -- Idempotency, checked under the stream lock so that a concurrent retry sees the first append.
+          -- (A stream that does not exist holds none of these ids, but another stream might.)
           SELECT count(*)::int,
                  (count(*) FILTER (WHERE e.stream = p_stream AND e.type = i.type AND e.data = i.data))::int,
                  max(e.revision), max(e.position),
@@ -116,6 +120,12 @@ const initialSchema = (schema: string): Migration => {
           END IF;
           PERFORM set_config('crm_eventstore.tx_ordinal', (v_ordinal + n)::text, true);
           v_base := (pg_current_xact_id()::text::bigint << ${ORDINAL_BITS}) + v_ordinal;
+          -- A caller's transaction that wrote before appending got its id before waiting for the
+          -- stream lock: its position would sort before the stream's previous event. Refuse; a retry gets a new id.
+          IF v_last_position IS NOT NULL AND v_last_position >= v_base THEN
+            RAISE EXCEPTION 'append to % would be ordered before the stream''s previous event; retry the transaction', p_stream
+              USING ERRCODE = '40001';
+          END IF;
 
           FOR k IN 1..n LOOP
             v_rev := v_current + k;
@@ -133,7 +143,11 @@ const initialSchema = (schema: string): Migration => {
             SELECT u.pos, p_stream, u.rev, u.id, u.type, u.data, u.metadata, v_now, u.hash
               FROM unnest(v_positions, v_revisions, p_ids, p_types, p_data, p_metadata, v_hashes)
                    AS u(pos, rev, id, type, data, metadata, hash);
-          UPDATE ${s}.streams SET revision = v_current + n, last_hash = v_prev WHERE stream = p_stream;
+          IF v_found THEN
+            UPDATE ${s}.streams SET revision = v_current + n, last_hash = v_prev, last_position = v_pos WHERE stream = p_stream;
+          ELSE
+            INSERT INTO ${s}.streams (stream, revision, last_hash, last_position) VALUES (p_stream, v_current + n, v_prev, v_pos);
+          END IF;
           RETURN QUERY SELECT 'appended'::text, v_current + n, v_pos, NULL::uuid;
         END
         $fn$`).execute(db);

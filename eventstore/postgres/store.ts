@@ -29,7 +29,7 @@ export interface PostgresEventStoreOptions {
 }
 
 interface EventRow {
-  position: string;
+  position_text: string;
   stream: string;
   revision: string | number;
   event_id: string;
@@ -60,7 +60,7 @@ const toRecorded = (row: EventRow): RecordedEvent => ({
   stream: row.stream,
   revision: Number(row.revision),
   // Selected as text: PGlite parses int8 to a JS number, which would lose precision.
-  position: BigInt(row.position),
+  position: BigInt(row.position_text),
   recordedAt: row.recorded_at instanceof Date ? row.recorded_at : new Date(row.recorded_at),
 });
 
@@ -76,7 +76,8 @@ const filterSql = (filter: EventFilter | undefined): RawBuilder<unknown> => {
   return sql.join(parts, sql` `);
 };
 
-const COLUMNS = sql.raw('position::text AS position, stream, revision, event_id::text AS event_id, type, data, metadata, recorded_at');
+// The text alias must not be `position`: ORDER BY position would then sort text.
+const COLUMNS = sql.raw('position::text AS position_text, stream, revision, event_id::text AS event_id, type, data, metadata, recorded_at');
 
 const isUniqueViolation = (error: unknown, constraint: string): boolean =>
   (error as { code?: string }).code === '23505' && (error as { constraint?: string }).constraint === constraint;
@@ -191,10 +192,11 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
         WHERE position > ${after.toString()}::bigint AND position < b.bound ${filterSql(filter)}
         ORDER BY position
         LIMIT ${limit}
-      ) e ON true`.execute(db);
+      ) e ON true
+      ORDER BY e.position_text::bigint`.execute(db);
     const first = result.rows[0];
     const bound = first ? BigInt(first.bound) : after;
-    const events = result.rows.filter((row) => row.position !== null).map(toRecorded);
+    const events = result.rows.filter((row) => row.position_text !== null).map(toRecorded);
     return { events, bound };
   };
 

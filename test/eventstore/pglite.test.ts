@@ -1,0 +1,38 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { verifyStreamChains } from '../../eventstore/postgres/chain.ts';
+import { openPglite, type SqlDatabase } from '../../eventstore/postgres/database.ts';
+import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
+import { eventStoreContract, newEvent } from './contract.ts';
+
+// One in-memory PGlite for the whole file (each instance costs seconds and ~1 GB); stores are isolated by schema.
+let database: SqlDatabase;
+let created = 0;
+
+beforeAll(async () => {
+  database = await openPglite();
+});
+
+afterAll(async () => {
+  await database?.close();
+});
+
+const createStore = (): Promise<EventStore> => createPostgresEventStore(database, { schema: `events_${(created += 1)}` });
+
+eventStoreContract({
+  name: 'pglite',
+  createStore,
+  // PGlite has a single connection: transactions never overlap, so the writers interleave whole appends.
+  concurrency: { writers: 4, appendsPerWriter: 150, streams: 8 },
+});
+
+describe('pglite engine specifics', () => {
+  it('runs the same engine code, reports its engine name and keeps verifiable chains', async () => {
+    const store = await createStore();
+    expect(store.engine).toBe('pglite');
+    await store.appendToStream('customer-1', [newEvent(), newEvent()]);
+    await store.appendToStream('customer-1', [newEvent()], { expectedRevision: 1 });
+    expect(await verifyStreamChains(database, { schema: `events_${created}` })).toEqual({ ok: true, checked: 3 });
+    await store.close();
+  });
+});
