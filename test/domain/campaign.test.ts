@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest';
+import { commandSchemas } from '../../commands/schemas.ts';
+import type { CampaignCommand } from '../../domain/campaign/commands.ts';
+import { campaignDecider } from '../../domain/campaign/decider.ts';
+import type { CampaignEvent, CampaignStatus } from '../../domain/campaign/events.ts';
+import type { CustomerSnapshot } from '../../domain/customer/decider.ts';
+import { deciderSpec } from '../support/decider-spec.ts';
+
+const spec = deciderSpec(campaignDecider);
+const at = '2026-03-01T09:00:00.000Z';
+const K = '55555555-5555-4555-8555-555555555555';
+const CUST = '11111111-1111-4111-8111-111111111111';
+const CUST2 = '22222222-2222-4222-8222-222222222222';
+const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null };
+
+const cmd = <T extends CampaignCommand['type']>(type: T, fields: Omit<Extract<CampaignCommand, { type: T }>, 'type' | 'occurredAt' | 'campaignId'>) =>
+  ({ type, occurredAt: at, campaignId: K, ...fields }) as unknown as Extract<CampaignCommand, { type: T }>;
+
+const created: CampaignEvent = {
+  type: 'CampaignCreated',
+  data: { campaignId: K, name: 'Spring', channel: 'email', budget: 1000, currency: 'EUR', schedule: null, targetSegment: { tags: ['vip'] } },
+};
+const e = (type: CampaignEvent['type'], extra: Record<string, unknown> = {}) => ({ type, data: { campaignId: K, ...extra } }) as CampaignEvent;
+const scheduled = e('CampaignScheduled', { startsAt: '2026-04-01T00:00:00.000Z', endsAt: null });
+
+/** A history that leaves the campaign in each status. */
+const histories: Record<CampaignStatus, CampaignEvent[]> = {
+  draft: [created],
+  scheduled: [created, scheduled],
+  active: [created, e('CampaignLaunched')],
+  paused: [created, e('CampaignLaunched'), e('CampaignPaused', { reason: null })],
+  completed: [created, e('CampaignLaunched'), e('CampaignCompleted')],
+  cancelled: [created, e('CampaignCancelled', { reason: null })],
+};
+
+describe('campaign: create', () => {
+  it('creates a draft', () => {
+    spec
+      .given([])
+      .when(cmd('CreateCampaign', { name: 'Spring', channel: 'email', budget: 1000, currency: 'EUR', targetSegment: { tags: ['vip'] } }))
+      .then([created]);
+  });
+  it('refuses a second creation, an end before the start and an inverted revenue range', () => {
+    spec.given([created]).when(cmd('CreateCampaign', { name: 'X', channel: 'sms', budget: 1, currency: 'EUR' })).thenRefused('campaign.already_created', 'campaignId');
+    spec
+      .given([])
+      .when(cmd('CreateCampaign', { name: 'X', channel: 'sms', budget: 1, currency: 'EUR', schedule: { startsAt: at, endsAt: '2026-02-01T00:00:00Z' } }))
+      .thenRefused('campaign.invalid_schedule', 'schedule.endsAt');
+    spec
+      .given([])
+      .when(cmd('CreateCampaign', { name: 'X', channel: 'ads', budget: 1, currency: 'EUR', targetSegment: { minRevenue: 10, maxRevenue: 5 } }))
+      .thenRefused('campaign.invalid_segment');
+  });
+  it('schema refuses unknown channels and segment criteria', () => {
+    const base = { name: 'X', channel: 'email', budget: 1, currency: 'EUR' };
+    expect(commandSchemas.CreateCampaign.safeParse(base).success).toBe(true);
+    expect(commandSchemas.CreateCampaign.safeParse({ ...base, channel: 'fax' }).success).toBe(false);
+    expect(commandSchemas.CreateCampaign.safeParse({ ...base, targetSegment: { age: 3 } }).success).toBe(false);
+  });
+});
+
+describe('campaign: state machine', () => {
+  const transitions: { command: CampaignCommand; allowedFrom: CampaignStatus[]; event: CampaignEvent }[] = [
+    { command: cmd('ScheduleCampaign', { startsAt: '2026-04-01T00:00:00.000Z' }), allowedFrom: ['draft', 'scheduled'], event: scheduled },
+    { command: cmd('LaunchCampaign', {}), allowedFrom: ['draft', 'scheduled'], event: e('CampaignLaunched') },
+    { command: cmd('PauseCampaign', { reason: 'budget review' }), allowedFrom: ['active'], event: e('CampaignPaused', { reason: 'budget review' }) },
+    { command: cmd('ResumeCampaign', {}), allowedFrom: ['paused'], event: e('CampaignResumed') },
+    { command: cmd('CompleteCampaign', {}), allowedFrom: ['active', 'paused'], event: e('CampaignCompleted') },
+    { command: cmd('CancelCampaign', {}), allowedFrom: ['draft', 'scheduled', 'active', 'paused'], event: e('CampaignCancelled', { reason: null }) },
+  ];
+  for (const { command, allowedFrom, event } of transitions) {
+    for (const status of Object.keys(histories) as CampaignStatus[]) {
+      if (allowedFrom.includes(status)) {
+        it(`${command.type} from ${status} is accepted`, () => spec.given(histories[status]).when(command).then([event]));
+      } else {
+        it(`${command.type} from ${status} is refused`, () => {
+          const error = spec.given(histories[status]).when(command).thenRefused('campaign.invalid_transition');
+          expect(error.details).toMatchObject({ status });
+        });
+      }
+    }
+    it(`${command.type} on an unknown campaign is not found`, () => spec.given([]).when(command).thenRefused('campaign.not_found', 'campaignId'));
+  }
+  it('refuses a schedule that ends before it starts', () => {
+    spec.given([created]).when(cmd('ScheduleCampaign', { startsAt: at, endsAt: at })).thenRefused('campaign.invalid_schedule', 'endsAt');
+  });
+});
+
+describe('campaign: costs', () => {
+  const cost = (costId: string, amount: number) => cmd('RecordCampaignCost', { costId, amount, currency: 'EUR', description: 'ads' });
+  const recorded = (costId: string, amount: number) => e('CampaignCostRecorded', { costId, amount, currency: 'EUR', description: 'ads' });
+  it('records a cost in any status, even after cancellation', () => {
+    for (const history of Object.values(histories)) spec.given(history).when(cost('inv-1', 250)).then([recorded('inv-1', 250)]);
+  });
+  it('a cost id is idempotent; the same id with another amount is refused', () => {
+    spec.given([created, recorded('inv-1', 250)]).when(cost('inv-1', 250)).thenNothing();
+    spec.given([created, recorded('inv-1', 250)]).when(cost('inv-1', 300)).thenRefused('campaign.cost_conflict', 'amount');
+  });
+  it('refuses another currency than the budget, a zero cost and an unknown campaign', () => {
+    spec.given([created]).when(cmd('RecordCampaignCost', { costId: 'c', amount: 1, currency: 'USD' })).thenRefused('campaign.currency_mismatch', 'currency');
+    spec.given([created]).when(cost('c', 0)).thenRefused('campaign.cost_not_positive', 'amount');
+    spec.given([]).when(cost('c', 1)).thenRefused('campaign.not_found');
+  });
+});
+
+describe('campaign: responses', () => {
+  const respond = (kind: 'sent' | 'opened' | 'clicked' | 'converted' | 'unsubscribed', extra: Record<string, unknown> = {}, customerId = CUST, snapshot = customer) =>
+    cmd('RecordCampaignResponse', { customerId, kind, customer: snapshot, ...extra });
+  const response = (kind: string, customerId = CUST, revenue: number | null = null, currency: string | null = null) =>
+    e('CampaignResponseRecorded', { customerId, kind, revenue, currency });
+
+  it('accepted while active, paused or completed', () => {
+    for (const status of ['active', 'paused', 'completed'] as const) spec.given(histories[status]).when(respond('opened')).then([response('opened')]);
+  });
+  it('refused before launch and after cancellation', () => {
+    for (const status of ['draft', 'scheduled', 'cancelled'] as const)
+      spec.given(histories[status]).when(respond('sent')).thenRefused('campaign.not_running');
+  });
+  it('each kind once per customer per campaign', () => {
+    const history = [...histories.active, response('opened')];
+    spec.given(history).when(respond('opened')).thenRefused('campaign.response_already_recorded', 'kind');
+    spec.given(history).when(respond('clicked')).then([response('clicked')]);
+    spec.given(history).when(respond('opened', {}, CUST2)).then([response('opened', CUST2)]);
+  });
+  it('a conversion carries its revenue, in the campaign currency by default', () => {
+    spec.given(histories.active).when(respond('converted', { revenue: 49.9 })).then([response('converted', CUST, 49.9, 'EUR')]);
+    spec.given(histories.active).when(respond('converted', { revenue: 10, currency: 'USD' })).then([response('converted', CUST, 10, 'USD')]);
+    spec.given(histories.active).when(respond('converted')).thenRefused('campaign.revenue_required', 'revenue');
+    spec.given(histories.active).when(respond('clicked', { revenue: 5 })).thenRefused('campaign.revenue_only_for_conversion', 'revenue');
+  });
+  it('refers to customers who exist and were not merged away', () => {
+    spec.given(histories.active).when(respond('sent', {}, CUST, { ...customer, exists: false })).thenRefused('customer.not_found', 'customerId');
+    spec.given(histories.active).when(respond('sent', {}, CUST, { ...customer, mergedInto: CUST2 })).thenRefused('customer.merged', 'customerId');
+  });
+});

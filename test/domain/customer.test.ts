@@ -1,0 +1,252 @@
+import { describe, expect, it } from 'vitest';
+import { commandSchemas } from '../../commands/schemas.ts';
+import type { CustomerCommand } from '../../domain/customer/commands.ts';
+import { customerDecider, decideMerge, initialCustomerState, type CustomerState } from '../../domain/customer/decider.ts';
+import type { CustomerEvent } from '../../domain/customer/events.ts';
+import { DomainError } from '../../domain/errors.ts';
+import { ERASED } from '../../domain/shared.ts';
+import { deciderSpec } from '../support/decider-spec.ts';
+
+const spec = deciderSpec(customerDecider);
+const at = '2026-03-01T09:00:00.000Z';
+const C = '11111111-1111-4111-8111-111111111111';
+const D = '22222222-2222-4222-8222-222222222222';
+const E = '33333333-3333-4333-8333-333333333333';
+
+const registered = (customerId = C): CustomerEvent => ({
+  type: 'CustomerRegistered',
+  data: { customerId, name: 'Ada', email: 'ada@example.com', phone: null, company: null, tags: ['vip'], source: 'web', marketingConsent: false },
+});
+const purchase = (orderId: string, amount: number, currency = 'EUR'): CustomerEvent => ({
+  type: 'PurchaseRecorded',
+  data: { customerId: C, orderId, amount, currency },
+});
+const refund = (orderId: string, refundId: string, amount: number): CustomerEvent => ({
+  type: 'PurchaseRefunded',
+  data: { customerId: C, orderId, refundId, amount, currency: 'EUR', reason: null },
+});
+const cmd = <T extends CustomerCommand['type']>(type: T, fields: Omit<Extract<CustomerCommand, { type: T }>, 'type' | 'occurredAt' | 'customerId'> & { customerId?: string }) =>
+  ({ type, occurredAt: at, customerId: C, ...fields }) as unknown as Extract<CustomerCommand, { type: T }>;
+const fold = (events: CustomerEvent[]): CustomerState => events.reduce(customerDecider.evolve, initialCustomerState());
+
+describe('customer: register', () => {
+  it('records the registration with defaults and a lower-cased email', () => {
+    spec
+      .given([])
+      .when(cmd('RegisterCustomer', { name: 'Ada', email: 'Ada@Example.COM', tags: ['vip', 'vip'] }))
+      .then([
+        {
+          type: 'CustomerRegistered',
+          data: { customerId: C, name: 'Ada', email: 'ada@example.com', phone: null, company: null, tags: ['vip'], source: null, marketingConsent: false },
+        },
+      ]);
+  });
+  it('refuses a second registration of the same id', () => {
+    spec.given([registered()]).when(cmd('RegisterCustomer', { name: 'Ada', email: 'a@b.co' })).thenRefused('customer.already_registered', 'customerId');
+  });
+  it('schema refuses an invalid email, unknown fields and a missing name', () => {
+    expect(commandSchemas.RegisterCustomer.safeParse({ name: 'A', email: 'nope' }).success).toBe(false);
+    expect(commandSchemas.RegisterCustomer.safeParse({ name: 'A', email: 'a@b.co', vip: true }).success).toBe(false);
+    expect(commandSchemas.RegisterCustomer.safeParse({ email: 'a@b.co' }).success).toBe(false);
+  });
+});
+
+describe('customer: every command on an unknown customer', () => {
+  const commands: CustomerCommand[] = [
+    cmd('ChangeCustomerDetails', { name: 'X' }),
+    cmd('TagCustomer', { tag: 't' }),
+    cmd('UntagCustomer', { tag: 't' }),
+    cmd('RecordPurchase', { orderId: 'o', amount: 1, currency: 'EUR' }),
+    cmd('RefundPurchase', { orderId: 'o', refundId: 'r', amount: 1, currency: 'EUR' }),
+    cmd('DeactivateCustomer', {}),
+    cmd('ReactivateCustomer', {}),
+    cmd('ForgetCustomer', {}),
+  ];
+  for (const c of commands) it(`${c.type} is refused as not found`, () => spec.given([]).when(c).thenRefused('customer.not_found', 'customerId'));
+});
+
+describe('customer: contact details, consent and tags', () => {
+  it('records only the fields that change', () => {
+    spec
+      .given([registered()])
+      .when(cmd('ChangeCustomerDetails', { name: 'Ada', email: 'ADA.L@example.com', phone: '+1 555 0100' }))
+      .then([{ type: 'CustomerContactDetailsChanged', data: { customerId: C, email: 'ada.l@example.com', phone: '+1 555 0100' } }]);
+  });
+  it('records a consent change as its own event', () => {
+    spec
+      .given([registered()])
+      .when(cmd('ChangeCustomerDetails', { company: 'ACME', marketingConsent: true }))
+      .then([
+        { type: 'CustomerContactDetailsChanged', data: { customerId: C, company: 'ACME' } },
+        { type: 'CustomerMarketingConsentChanged', data: { customerId: C, marketingConsent: true } },
+      ]);
+  });
+  it('records nothing when nothing changes', () => {
+    spec.given([registered()]).when(cmd('ChangeCustomerDetails', { name: 'Ada', marketingConsent: false })).thenNothing();
+  });
+  it('schema refuses a change with no field', () => {
+    expect(commandSchemas.ChangeCustomerDetails.safeParse({ customerId: C }).success).toBe(false);
+  });
+  it('tags once; untags only a present tag', () => {
+    spec.given([registered()]).when(cmd('TagCustomer', { tag: 'gold' })).then([{ type: 'CustomerTagged', data: { customerId: C, tag: 'gold' } }]);
+    spec.given([registered()]).when(cmd('TagCustomer', { tag: 'vip' })).thenNothing();
+    spec.given([registered()]).when(cmd('UntagCustomer', { tag: 'vip' })).then([{ type: 'CustomerUntagged', data: { customerId: C, tag: 'vip' } }]);
+    spec.given([registered()]).when(cmd('UntagCustomer', { tag: 'gold' })).thenNothing();
+  });
+});
+
+describe('customer: purchases', () => {
+  it('records a purchase', () => {
+    spec.given([registered()]).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 120.5, currency: 'EUR' })).then([purchase('o-1', 120.5)]);
+  });
+  it('accepts a zero-amount purchase (a free order is still an order)', () => {
+    spec.given([registered()]).when(cmd('RecordPurchase', { orderId: 'o-0', amount: 0, currency: 'EUR' })).then([purchase('o-0', 0)]);
+  });
+  it('the same order id with the same amount is idempotent (no event)', () => {
+    spec.given([registered(), purchase('o-1', 0.3)]).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 0.1 + 0.2, currency: 'EUR' })).thenNothing();
+  });
+  it('the same order id with another amount or currency is refused', () => {
+    const e = spec.given([registered(), purchase('o-1', 10)]).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 11, currency: 'EUR' })).thenRefused('purchase.order_conflict', 'amount');
+    expect(e.kind).toBe('rule_violated');
+    spec.given([registered(), purchase('o-1', 10)]).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'USD' })).thenRefused('purchase.order_conflict', 'currency');
+  });
+  it('schema refuses negative amounts, more than 4 decimals and non-ISO currencies', () => {
+    const base = { customerId: C, orderId: 'o', currency: 'EUR' };
+    expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: -1 }).success).toBe(false);
+    expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1.00001 }).success).toBe(false);
+    expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1, currency: 'eur' }).success).toBe(false);
+    expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1, occurredAt: 'yesterday' }).success).toBe(false);
+  });
+});
+
+describe('customer: refunds', () => {
+  const paid = [registered(), purchase('o-1', 100)];
+  it('refunds part of a purchase', () => {
+    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 40, currency: 'EUR', reason: 'damaged' })).then([
+      { type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'r-1', amount: 40, currency: 'EUR', reason: 'damaged' } },
+    ]);
+  });
+  it('refunds the rest exactly, summing in minor units', () => {
+    const tenths = [registered(), purchase('o-1', 0.3), refund('o-1', 'a', 0.1), refund('o-1', 'b', 0.1)];
+    spec.given(tenths).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'c', amount: 0.1, currency: 'EUR' })).then([
+      { type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'c', amount: 0.1, currency: 'EUR', reason: null } },
+    ]);
+  });
+  it('never refunds more than was paid for the order', () => {
+    const e = spec
+      .given([...paid, refund('o-1', 'r-1', 60)])
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-2', amount: 40.0001, currency: 'EUR' }))
+      .thenRefused('refund.exceeds_purchase', 'amount');
+    expect(e.details).toEqual({ remaining: 40, currency: 'EUR' });
+  });
+  it('refuses a refund of an unknown order, in another currency, or of zero', () => {
+    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-2', refundId: 'r', amount: 1, currency: 'EUR' })).thenRefused('purchase.not_found', 'orderId');
+    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 1, currency: 'USD' })).thenRefused('refund.currency_mismatch', 'currency');
+    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 0, currency: 'EUR' })).thenRefused('refund.amount_not_positive', 'amount');
+  });
+  it('the same refund id is idempotent, but not with other values', () => {
+    spec.given([...paid, refund('o-1', 'r-1', 60)]).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 60, currency: 'EUR' })).thenNothing();
+    spec.given([...paid, refund('o-1', 'r-1', 60)]).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 10, currency: 'EUR' })).thenRefused('refund.refund_conflict', 'refundId');
+  });
+  it('evolve keeps the refunded sum per order', () => {
+    expect(fold([...paid, refund('o-1', 'a', 12.34), refund('o-1', 'b', 0.66)]).orders['o-1']).toEqual({ amount: 100, currency: 'EUR', refunded: 13 });
+  });
+});
+
+describe('customer: deactivate and reactivate', () => {
+  const inactive = [registered(), { type: 'CustomerDeactivated', data: { customerId: C, reason: 'moved away' } } as CustomerEvent];
+  it('deactivates an active customer and reactivates an inactive one', () => {
+    spec.given([registered()]).when(cmd('DeactivateCustomer', { reason: 'moved away' })).then([inactive[1]!]);
+    spec.given(inactive).when(cmd('ReactivateCustomer', {})).then([{ type: 'CustomerReactivated', data: { customerId: C } }]);
+  });
+  it('refuses to deactivate twice or reactivate an active customer', () => {
+    spec.given(inactive).when(cmd('DeactivateCustomer', {})).thenRefused('customer.already_inactive');
+    spec.given([registered()]).when(cmd('ReactivateCustomer', {})).thenRefused('customer.already_active');
+  });
+  it('an inactive customer still records purchases (facts from billing are never lost)', () => {
+    spec.given(inactive).when(cmd('RecordPurchase', { orderId: 'late', amount: 5, currency: 'EUR' })).then([
+      { type: 'PurchaseRecorded', data: { customerId: C, orderId: 'late', amount: 5, currency: 'EUR' } },
+    ]);
+  });
+});
+
+describe('customer: merge', () => {
+  const merge = (customerId: string, duplicateId: string) => ({ type: 'MergeCustomer' as const, occurredAt: at, customerId, duplicateId });
+  const refusedMerge = (fn: () => unknown, code: string, field?: string) => {
+    let error: unknown;
+    try {
+      fn();
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(DomainError);
+    expect((error as DomainError).code).toBe(code);
+    if (field) expect((error as DomainError).field).toBe(field);
+    return error as DomainError;
+  };
+  const primary = fold([registered(C)]);
+  const duplicate = fold([registered(D)]);
+
+  it('records on both streams', () => {
+    expect(decideMerge(merge(C, D), primary, duplicate)).toEqual({
+      duplicate: [{ type: 'CustomerMergedInto', data: { customerId: D, primaryId: C } }],
+      primary: [{ type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }],
+    });
+  });
+  it('refuses a self-merge and unknown customers', () => {
+    refusedMerge(() => decideMerge(merge(C, C), primary, primary), 'customer.self_merge', 'duplicateId');
+    refusedMerge(() => decideMerge(merge(C, D), initialCustomerState(), duplicate), 'customer.not_found', 'customerId');
+    refusedMerge(() => decideMerge(merge(C, D), primary, initialCustomerState()), 'customer.not_found', 'duplicateId');
+  });
+  it('refuses a merge into a merged or forgotten primary', () => {
+    const mergedPrimary = fold([registered(C), { type: 'CustomerMergedInto', data: { customerId: C, primaryId: E } }]);
+    const e = refusedMerge(() => decideMerge(merge(C, D), mergedPrimary, duplicate), 'customer.merged', 'customerId');
+    expect(e.details).toMatchObject({ primaryId: E });
+    const forgottenPrimary = fold([registered(C), { type: 'CustomerForgotten', data: { customerId: C } }]);
+    refusedMerge(() => decideMerge(merge(C, D), forgottenPrimary, duplicate), 'customer.forgotten', 'customerId');
+  });
+  it('refuses a duplicate already merged elsewhere, or forgotten', () => {
+    const elsewhere = fold([registered(D), { type: 'CustomerMergedInto', data: { customerId: D, primaryId: E } }]);
+    refusedMerge(() => decideMerge(merge(C, D), primary, elsewhere), 'customer.already_merged', 'duplicateId');
+    const forgotten = fold([registered(D), { type: 'CustomerForgotten', data: { customerId: D } }]);
+    refusedMerge(() => decideMerge(merge(C, D), primary, forgotten), 'customer.forgotten', 'duplicateId');
+  });
+  it('completes a half-recorded merge and is a no-op once complete', () => {
+    const pointing = fold([registered(D), { type: 'CustomerMergedInto', data: { customerId: D, primaryId: C } }]);
+    expect(decideMerge(merge(C, D), primary, pointing)).toEqual({ duplicate: [], primary: [{ type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }] });
+    const absorbed = fold([registered(C), { type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }]);
+    expect(decideMerge(merge(C, D), absorbed, pointing)).toEqual({ duplicate: [], primary: [] });
+  });
+  it('the duplicate refuses every later command and names the primary', () => {
+    const mergedAway: CustomerEvent[] = [registered(), { type: 'CustomerMergedInto', data: { customerId: C, primaryId: E } }];
+    for (const c of [cmd('TagCustomer', { tag: 'x' }), cmd('RecordPurchase', { orderId: 'o', amount: 1, currency: 'EUR' }), cmd('DeactivateCustomer', {})]) {
+      const e = spec.given(mergedAway).when(c).thenRefused('customer.merged', 'customerId');
+      expect(e.details).toMatchObject({ primaryId: E });
+      expect(e.message).toContain(E);
+    }
+  });
+});
+
+describe('customer: forget', () => {
+  const forgotten: CustomerEvent[] = [registered(), purchase('o-1', 10), { type: 'CustomerForgotten', data: { customerId: C } }];
+  it('records CustomerForgotten', () => {
+    spec.given([registered()]).when(cmd('ForgetCustomer', {})).then([{ type: 'CustomerForgotten', data: { customerId: C } }]);
+  });
+  it('forgetting again records nothing (a safe retry)', () => {
+    spec.given(forgotten).when(cmd('ForgetCustomer', {})).thenNothing();
+  });
+  it('a forgotten customer refuses everything else', () => {
+    for (const c of [
+      cmd('ChangeCustomerDetails', { name: 'X' }),
+      cmd('TagCustomer', { tag: 'x' }),
+      cmd('RecordPurchase', { orderId: 'o-2', amount: 1, currency: 'EUR' }),
+      cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 1, currency: 'EUR' }),
+      cmd('DeactivateCustomer', {}),
+    ])
+      spec.given(forgotten).when(c).thenRefused('customer.forgotten', 'customerId');
+    spec.given(forgotten).when(cmd('RegisterCustomer', { name: 'A', email: 'a@b.co' })).thenRefused('customer.already_registered');
+  });
+  it('the folded state reads personal fields as erased and keeps the history', () => {
+    expect(fold(forgotten)).toMatchObject({ forgotten: true, name: ERASED, email: ERASED, phone: null, orders: { 'o-1': { amount: 10 } } });
+  });
+});

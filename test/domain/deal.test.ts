@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import { commandSchemas } from '../../commands/schemas.ts';
+import type { CustomerSnapshot } from '../../domain/customer/decider.ts';
+import type { DealCommand } from '../../domain/deal/commands.ts';
+import { dealDecider, defaultWinProbability, initialDealState } from '../../domain/deal/decider.ts';
+import type { DealEvent, DealStage, OpenDealStage } from '../../domain/deal/events.ts';
+import { deciderSpec } from '../support/decider-spec.ts';
+
+const spec = deciderSpec(dealDecider);
+const at = '2026-03-01T09:00:00.000Z';
+const DEAL = '44444444-4444-4444-8444-444444444444';
+const CUST = '11111111-1111-4111-8111-111111111111';
+const PRIMARY = '22222222-2222-4222-8222-222222222222';
+const activeCustomer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null };
+
+const cmd = <T extends DealCommand['type']>(type: T, fields: Omit<Extract<DealCommand, { type: T }>, 'type' | 'occurredAt' | 'dealId'>) =>
+  ({ type, occurredAt: at, dealId: DEAL, ...fields }) as unknown as Extract<DealCommand, { type: T }>;
+const openCmd = (customer: CustomerSnapshot = activeCustomer, extra: Partial<Extract<DealCommand, { type: 'OpenDeal' }>> = {}) =>
+  cmd('OpenDeal', { customerId: CUST, title: 'Renewal', amount: 5000, currency: 'EUR', ownerId: 'bob', expectedCloseDate: '2026-06-30', customer, ...extra });
+
+const opened = (stage: OpenDealStage = 'lead', probabilityOverride: number | null = null): DealEvent => ({
+  type: 'DealOpened',
+  data: { dealId: DEAL, customerId: CUST, title: 'Renewal', amount: 5000, currency: 'EUR', ownerId: 'bob', expectedCloseDate: '2026-06-30', stage, probabilityOverride },
+});
+const won: DealEvent = { type: 'DealWon', data: { dealId: DEAL, from: 'negotiation', amount: 5000, currency: 'EUR' } };
+const lost: DealEvent = { type: 'DealLost', data: { dealId: DEAL, from: 'proposal', reason: 'price' } };
+const moved = (from: OpenDealStage, to: OpenDealStage): DealEvent => ({ type: 'DealStageChanged', data: { dealId: DEAL, from, to } });
+const fold = (events: DealEvent[]) => events.reduce(dealDecider.evolve, initialDealState());
+
+describe('deal: open', () => {
+  it('opens at lead by default', () => {
+    spec.given([]).when(openCmd()).then([opened()]);
+  });
+  it('opens at a given stage with a probability override', () => {
+    spec.given([]).when(openCmd(activeCustomer, { stage: 'qualified', probabilityOverride: 0.4 })).then([opened('qualified', 0.4)]);
+  });
+  it('needs an existing, active, unmerged, unforgotten customer', () => {
+    spec.given([]).when(openCmd({ ...activeCustomer, exists: false })).thenRefused('customer.not_found', 'customerId');
+    spec.given([]).when(openCmd({ ...activeCustomer, active: false })).thenRefused('customer.inactive', 'customerId');
+    const merged = spec.given([]).when(openCmd({ ...activeCustomer, mergedInto: PRIMARY })).thenRefused('customer.merged', 'customerId');
+    expect(merged.details).toMatchObject({ primaryId: PRIMARY });
+    spec.given([]).when(openCmd({ ...activeCustomer, forgotten: true })).thenRefused('customer.forgotten', 'customerId');
+  });
+  it('refuses opening the same deal twice', () => {
+    spec.given([opened()]).when(openCmd()).thenRefused('deal.already_opened', 'dealId');
+  });
+  it('schema refuses a bad close date or a probability above 1', () => {
+    const base = { customerId: CUST, title: 'T', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-06-30' };
+    expect(commandSchemas.OpenDeal.safeParse(base).success).toBe(true);
+    expect(commandSchemas.OpenDeal.safeParse({ ...base, expectedCloseDate: '2026-13-01' }).success).toBe(false);
+    expect(commandSchemas.OpenDeal.safeParse({ ...base, probabilityOverride: 1.5 }).success).toBe(false);
+    expect(commandSchemas.OpenDeal.safeParse({ ...base, stage: 'won' }).success).toBe(false);
+  });
+});
+
+describe('deal: stages', () => {
+  it('moves forward and backward between open stages', () => {
+    spec.given([opened()]).when(cmd('MoveDealStage', { stage: 'proposal' })).then([moved('lead', 'proposal')]);
+    spec.given([opened(), moved('lead', 'negotiation')]).when(cmd('MoveDealStage', { stage: 'qualified' })).then([moved('negotiation', 'qualified')]);
+  });
+  it('refuses a move to the same stage', () => {
+    spec.given([opened('qualified')]).when(cmd('MoveDealStage', { stage: 'qualified' })).thenRefused('deal.same_stage', 'stage');
+  });
+  it('wins from an open stage, with the final amount when given', () => {
+    spec.given([opened(), moved('lead', 'negotiation')]).when(cmd('WinDeal', {})).then([won]);
+    spec.given([opened()]).when(cmd('WinDeal', { amount: 4500 })).then([{ type: 'DealWon', data: { dealId: DEAL, from: 'lead', amount: 4500, currency: 'EUR' } }]);
+  });
+  it('loses with a reason; the schema refuses a blank one', () => {
+    spec.given([opened(), moved('lead', 'proposal')]).when(cmd('LoseDeal', { reason: 'price' })).then([lost]);
+    expect(commandSchemas.LoseDeal.safeParse({ dealId: DEAL, reason: '  ' }).success).toBe(false);
+    expect(commandSchemas.LoseDeal.safeParse({ dealId: DEAL }).success).toBe(false);
+  });
+  for (const [name, closing] of [['won', won], ['lost', lost]] as const) {
+    it(`a ${name} deal is terminal until reopened`, () => {
+      const history = [opened(), closing];
+      spec.given(history).when(cmd('MoveDealStage', { stage: 'lead' })).thenRefused('deal.closed');
+      spec.given(history).when(cmd('WinDeal', {})).thenRefused('deal.closed');
+      spec.given(history).when(cmd('LoseDeal', { reason: 'x' })).thenRefused('deal.closed');
+      spec.given(history).when(cmd('ChangeDeal', { amount: 1 })).thenRefused('deal.closed');
+    });
+  }
+  it('reopens to the stage it was closed from, or a chosen stage', () => {
+    spec.given([opened(), won]).when(cmd('ReopenDeal', {})).then([{ type: 'DealReopened', data: { dealId: DEAL, from: 'won', to: 'negotiation' } }]);
+    spec.given([opened(), lost]).when(cmd('ReopenDeal', { stage: 'lead' })).then([{ type: 'DealReopened', data: { dealId: DEAL, from: 'lost', to: 'lead' } }]);
+  });
+  it('refuses reopening an open deal', () => {
+    spec.given([opened()]).when(cmd('ReopenDeal', {})).thenRefused('deal.not_closed');
+  });
+  it('every command on an unknown deal is not found', () => {
+    for (const c of [cmd('MoveDealStage', { stage: 'lead' }), cmd('WinDeal', {}), cmd('LoseDeal', { reason: 'x' }), cmd('ReopenDeal', {}), cmd('ChangeDeal', { ownerId: 'x' })])
+      spec.given([]).when(c).thenRefused('deal.not_found', 'dealId');
+  });
+});
+
+describe('deal: changes while open', () => {
+  it('records amount, owner, expected close and override changes, only when they differ', () => {
+    spec
+      .given([opened()])
+      .when(cmd('ChangeDeal', { amount: 6000, ownerId: 'carol', expectedCloseDate: '2026-07-31', probabilityOverride: 0.3 }))
+      .then([
+        { type: 'DealAmountChanged', data: { dealId: DEAL, amount: 6000, currency: 'EUR' } },
+        { type: 'DealOwnerChanged', data: { dealId: DEAL, ownerId: 'carol' } },
+        { type: 'DealExpectedCloseChanged', data: { dealId: DEAL, expectedCloseDate: '2026-07-31' } },
+        { type: 'DealProbabilityOverridden', data: { dealId: DEAL, probabilityOverride: 0.3 } },
+      ]);
+    spec.given([opened()]).when(cmd('ChangeDeal', { amount: 5000, ownerId: 'bob' })).thenNothing();
+    spec.given([opened()]).when(cmd('ChangeDeal', { currency: 'USD' })).then([{ type: 'DealAmountChanged', data: { dealId: DEAL, amount: 5000, currency: 'USD' } }]);
+  });
+});
+
+describe('deal: win probability', () => {
+  it('follows the stage defaults', () => {
+    const stages: OpenDealStage[] = ['qualified', 'proposal', 'negotiation'];
+    let history: DealEvent[] = [opened()];
+    expect(fold(history).probability).toBe(0.1);
+    let from: OpenDealStage = 'lead';
+    for (const to of stages) {
+      history = [...history, moved(from, to)];
+      expect(fold(history).probability).toBe(defaultWinProbability[to as DealStage]);
+      from = to;
+    }
+    expect(fold([...history, won]).probability).toBe(1);
+    expect(fold([opened(), lost]).probability).toBe(0);
+  });
+  it('an override holds across stages until cleared; won and lost ignore it', () => {
+    const history: DealEvent[] = [opened('lead', 0.6), moved('lead', 'proposal')];
+    expect(fold(history).probability).toBe(0.6);
+    expect(fold([...history, { type: 'DealProbabilityOverridden', data: { dealId: DEAL, probabilityOverride: null } }]).probability).toBe(0.5);
+    expect(fold([...history, lost]).probability).toBe(0);
+  });
+});

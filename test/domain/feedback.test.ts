@@ -1,0 +1,162 @@
+import { describe, expect, it } from 'vitest';
+import { commandSchemas } from '../../commands/schemas.ts';
+import type { CustomerSnapshot } from '../../domain/customer/decider.ts';
+import type { FeedbackCommand } from '../../domain/feedback/commands.ts';
+import { createFeedbackDecider, feedbackDecider } from '../../domain/feedback/decider.ts';
+import type { FeedbackEvent, FeedbackPriority } from '../../domain/feedback/events.ts';
+import { defaultSlaPolicy } from '../../domain/feedback/sla.ts';
+import { deciderSpec } from '../support/decider-spec.ts';
+
+const spec = deciderSpec(feedbackDecider);
+const submittedAt = '2026-03-02T10:00:00.000Z';
+const later = '2026-03-02T13:00:00.000Z';
+const F = '66666666-6666-4666-8666-666666666666';
+const CUST = '11111111-1111-4111-8111-111111111111';
+const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null };
+
+const cmd = <T extends FeedbackCommand['type']>(type: T, fields: Omit<Extract<FeedbackCommand, { type: T }>, 'type' | 'occurredAt' | 'feedbackId'>, occurredAt = later) =>
+  ({ type, occurredAt, feedbackId: F, ...fields }) as unknown as Extract<FeedbackCommand, { type: T }>;
+const submit = (priority?: FeedbackPriority, snapshot = customer) =>
+  cmd('SubmitFeedback', { customerId: CUST, kind: 'complaint', channel: 'email', subject: 'Late', body: 'Parcel late', customer: snapshot, ...(priority ? { priority } : {}) }, submittedAt);
+const submitted = (priority: FeedbackPriority, firstResponseDueAt: string, resolutionDueAt: string): FeedbackEvent => ({
+  type: 'FeedbackSubmitted',
+  data: { feedbackId: F, customerId: CUST, kind: 'complaint', channel: 'email', subject: 'Late', body: 'Parcel late', priority, csat: null, nps: null, firstResponseDueAt, resolutionDueAt },
+});
+const normal = submitted('normal', '2026-03-02T18:00:00.000Z', '2026-03-05T10:00:00.000Z');
+const ev = (type: FeedbackEvent['type'], extra: Record<string, unknown> = {}) => ({ type, data: { feedbackId: F, ...extra } }) as FeedbackEvent;
+const resolved = ev('FeedbackResolved', { resolution: 'Refunded shipping' });
+const closed = ev('FeedbackClosed');
+
+describe('feedback: submit and SLA deadlines', () => {
+  it('defaults to normal priority: 8 h to first response, 72 h to resolution', () => {
+    spec.given([]).when(submit()).then([normal]);
+  });
+  it('takes deadlines from the priority', () => {
+    spec.given([]).when(submit('urgent')).then([submitted('urgent', '2026-03-02T11:00:00.000Z', '2026-03-02T18:00:00.000Z')]);
+    spec.given([]).when(submit('low')).then([submitted('low', '2026-03-03T10:00:00.000Z', '2026-03-07T10:00:00.000Z')]);
+  });
+  it('follows a configured policy', () => {
+    const custom = deciderSpec(createFeedbackDecider({ ...defaultSlaPolicy, high: { firstResponseHours: 0.25, resolutionHours: 2 } }));
+    custom.given([]).when(submit('high')).then([submitted('high', '2026-03-02T10:15:00.000Z', '2026-03-02T12:00:00.000Z')]);
+  });
+  it('refuses a second submission and unusable customers', () => {
+    spec.given([normal]).when(submit()).thenRefused('feedback.already_submitted', 'feedbackId');
+    spec.given([]).when(submit('normal', { ...customer, exists: false })).thenRefused('customer.not_found', 'customerId');
+    spec.given([]).when(submit('normal', { ...customer, forgotten: true })).thenRefused('customer.forgotten', 'customerId');
+  });
+  it('an inactive customer may still complain', () => {
+    spec.given([]).when(submit(undefined, { ...customer, active: false })).then([normal]);
+  });
+  it('schema: CSAT 1-5, NPS 0-10, known kinds', () => {
+    const base = { customerId: CUST, kind: 'survey', channel: 'web', subject: 'S', body: 'B' };
+    expect(commandSchemas.SubmitFeedback.safeParse({ ...base, csat: 5, nps: 0 }).success).toBe(true);
+    expect(commandSchemas.SubmitFeedback.safeParse({ ...base, csat: 6 }).success).toBe(false);
+    expect(commandSchemas.SubmitFeedback.safeParse({ ...base, nps: 11 }).success).toBe(false);
+    expect(commandSchemas.SubmitFeedback.safeParse({ ...base, kind: 'rant' }).success).toBe(false);
+  });
+});
+
+describe('feedback: assign and respond', () => {
+  it('assigns; the same assignee again records nothing', () => {
+    spec.given([normal]).when(cmd('AssignFeedback', { assigneeId: 'sam' })).then([ev('FeedbackAssigned', { assigneeId: 'sam' })]);
+    spec.given([normal, ev('FeedbackAssigned', { assigneeId: 'sam' })]).when(cmd('AssignFeedback', { assigneeId: 'sam' })).thenNothing();
+  });
+  it('flags the first response only', () => {
+    const reply = cmd('RespondToFeedback', { responderId: 'sam', message: 'Looking into it' });
+    spec.given([normal]).when(reply).then([ev('FeedbackResponded', { responderId: 'sam', message: 'Looking into it', firstResponse: true })]);
+    spec
+      .given([normal, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })])
+      .when(reply)
+      .then([ev('FeedbackResponded', { responderId: 'sam', message: 'Looking into it', firstResponse: false })]);
+  });
+  it('refuses responses once resolved or closed, assignment once closed', () => {
+    const reply = cmd('RespondToFeedback', { responderId: 'sam', message: 'x' });
+    spec.given([normal, resolved]).when(reply).thenRefused('feedback.resolved');
+    spec.given([normal, closed]).when(reply).thenRefused('feedback.closed');
+    spec.given([normal, closed]).when(cmd('AssignFeedback', { assigneeId: 'sam' })).thenRefused('feedback.closed');
+  });
+});
+
+describe('feedback: escalate', () => {
+  it('raises to the next priority and tightens the deadlines from the escalation', () => {
+    // normal at 10:00 (due 18:00 / +72 h); escalated at 13:00 to high: 17:00 / 13:00 next day.
+    spec
+      .given([normal])
+      .when(cmd('EscalateFeedback', { reason: 'VIP' }))
+      .then([ev('FeedbackEscalated', { reason: 'VIP', priority: 'high', firstResponseDueAt: '2026-03-02T17:00:00.000Z', resolutionDueAt: '2026-03-03T13:00:00.000Z' })]);
+  });
+  it('never moves a deadline later', () => {
+    const low = submitted('low', '2026-03-02T11:00:00.000Z', '2026-03-02T12:00:00.000Z');
+    spec
+      .given([low])
+      .when(cmd('EscalateFeedback', { reason: 'r', priority: 'normal' }))
+      .then([ev('FeedbackEscalated', { reason: 'r', priority: 'normal', firstResponseDueAt: '2026-03-02T11:00:00.000Z', resolutionDueAt: '2026-03-02T12:00:00.000Z' })]);
+  });
+  it('refuses lowering or keeping the priority, and escalating an urgent case', () => {
+    spec.given([normal]).when(cmd('EscalateFeedback', { reason: 'r', priority: 'low' })).thenRefused('feedback.priority_not_raised', 'priority');
+    spec.given([normal]).when(cmd('EscalateFeedback', { reason: 'r', priority: 'normal' })).thenRefused('feedback.priority_not_raised', 'priority');
+    spec.given([submitted('urgent', later, later)]).when(cmd('EscalateFeedback', { reason: 'r' })).thenRefused('feedback.already_urgent', 'priority');
+  });
+  it('refuses escalating resolved or closed cases; the schema needs a reason', () => {
+    spec.given([normal, resolved]).when(cmd('EscalateFeedback', { reason: 'r' })).thenRefused('feedback.resolved');
+    spec.given([normal, closed]).when(cmd('EscalateFeedback', { reason: 'r' })).thenRefused('feedback.closed');
+    expect(commandSchemas.EscalateFeedback.safeParse({ feedbackId: F }).success).toBe(false);
+  });
+});
+
+describe('feedback: resolve, reopen, close', () => {
+  it('resolves with a resolution; the schema refuses a blank one', () => {
+    spec.given([normal]).when(cmd('ResolveFeedback', { resolution: 'Refunded shipping' })).then([resolved]);
+    expect(commandSchemas.ResolveFeedback.safeParse({ feedbackId: F, resolution: ' ' }).success).toBe(false);
+  });
+  it('refuses resolving twice or once closed', () => {
+    spec.given([normal, resolved]).when(cmd('ResolveFeedback', { resolution: 'x' })).thenRefused('feedback.resolved');
+    spec.given([normal, closed]).when(cmd('ResolveFeedback', { resolution: 'x' })).thenRefused('feedback.closed');
+  });
+  it('reopens a resolved case and restarts the resolution clock', () => {
+    spec
+      .given([normal, resolved])
+      .when(cmd('ReopenFeedback', { reason: 'still late' }))
+      .then([ev('FeedbackReopened', { reason: 'still late', resolutionDueAt: '2026-03-05T13:00:00.000Z' })]);
+  });
+  it('refuses reopening an open or a closed case', () => {
+    spec.given([normal]).when(cmd('ReopenFeedback', {})).thenRefused('feedback.not_resolved');
+    spec.given([normal, resolved, closed]).when(cmd('ReopenFeedback', {})).thenRefused('feedback.closed');
+  });
+  it('closes from open or resolved, once', () => {
+    spec.given([normal]).when(cmd('CloseFeedback', {})).then([closed]);
+    spec.given([normal, resolved]).when(cmd('CloseFeedback', {})).then([closed]);
+    spec.given([normal, closed]).when(cmd('CloseFeedback', {})).thenRefused('feedback.closed');
+  });
+  it('every command on unknown feedback is not found', () => {
+    for (const c of [
+      cmd('AssignFeedback', { assigneeId: 'a' }),
+      cmd('RespondToFeedback', { responderId: 'a', message: 'm' }),
+      cmd('EscalateFeedback', { reason: 'r' }),
+      cmd('ResolveFeedback', { resolution: 'r' }),
+      cmd('ReopenFeedback', {}),
+      cmd('CloseFeedback', {}),
+      cmd('RateFeedback', { csat: 5 }),
+    ])
+      spec.given([]).when(c).thenRefused('feedback.not_found', 'feedbackId');
+  });
+});
+
+describe('feedback: rating', () => {
+  const rated = ev('FeedbackRated', { csat: 4, comment: null });
+  it('only after resolve or close', () => {
+    spec.given([normal]).when(cmd('RateFeedback', { csat: 4 })).thenRefused('feedback.not_resolved');
+    spec.given([normal, resolved]).when(cmd('RateFeedback', { csat: 4 })).then([rated]);
+    spec.given([normal, closed]).when(cmd('RateFeedback', { csat: 4 })).then([rated]);
+  });
+  it('once per resolution: a reopened and re-resolved case may be rated again', () => {
+    spec.given([normal, resolved, rated]).when(cmd('RateFeedback', { csat: 5 })).thenRefused('feedback.already_rated', 'csat');
+    const reopened = ev('FeedbackReopened', { reason: null, resolutionDueAt: later });
+    spec.given([normal, resolved, rated, reopened]).when(cmd('RateFeedback', { csat: 5 })).thenRefused('feedback.not_resolved');
+    spec.given([normal, resolved, rated, reopened, resolved]).when(cmd('RateFeedback', { csat: 5, comment: 'better' })).then([ev('FeedbackRated', { csat: 5, comment: 'better' })]);
+  });
+  it('schema: CSAT is an integer from 1 to 5', () => {
+    expect(commandSchemas.RateFeedback.safeParse({ feedbackId: F, csat: 0 }).success).toBe(false);
+    expect(commandSchemas.RateFeedback.safeParse({ feedbackId: F, csat: 4.5 }).success).toBe(false);
+  });
+});

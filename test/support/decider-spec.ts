@@ -1,0 +1,38 @@
+import { expect } from 'vitest';
+import { eventSchemas, type CrmEventType } from '../../domain/catalogue.ts';
+import type { Decider } from '../../domain/decider.ts';
+import { DomainError } from '../../domain/errors.ts';
+
+/**
+ * Given-events / when-command / then-events-or-error, for any decider.
+ * Every decided event is also checked against the catalogue's schema, as the store would read it.
+ */
+export const deciderSpec = <C, E extends { type: string; data: unknown }, S>(decider: Decider<C, E, S>) => ({
+  given: (events: E[]) => {
+    const state = events.reduce(decider.evolve, decider.initialState());
+    return {
+      state,
+      when: (command: C) => ({
+        then: (expected: E[]) => {
+          const decided = decider.decide(command, state);
+          expect(decided).toEqual(expected);
+          for (const event of decided) eventSchemas[event.type as CrmEventType].parse(event.data);
+          return decided.reduce(decider.evolve, state);
+        },
+        thenNothing: () => expect(decider.decide(command, state)).toEqual([]),
+        thenRefused: (code: string, field?: string): DomainError => {
+          let error: unknown;
+          try {
+            decider.decide(command, state);
+          } catch (e) {
+            error = e;
+          }
+          expect(error, `expected refusal ${code}`).toBeInstanceOf(DomainError);
+          expect((error as DomainError).code).toBe(code);
+          if (field !== undefined) expect((error as DomainError).field).toBe(field);
+          return error as DomainError;
+        },
+      }),
+    };
+  },
+});
