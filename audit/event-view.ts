@@ -85,13 +85,12 @@ export async function toAuditEvent(recorded: RecordedEvent, personalData: Person
 }
 
 /**
- * JSON form for HTTP and exports. Positions are bigints in the store; they go out as JSON numbers
- * while exact (every PostgreSQL position is), as strings beyond 2^53.
+ * JSON form for HTTP and exports. Positions go out as decimal strings, like everywhere in the API
+ * (api/http.ts `PositionString`): PostgreSQL positions are `xid << 20` and exceed 2^53 soon enough.
  */
-export const positionToJson = (position: bigint): number | string =>
-  position <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(position) : position.toString();
+export const positionToJson = (position: bigint): string => position.toString();
 
-export type AuditEventJson = Omit<AuditEvent, 'position' | 'recordedAt'> & { position: number | string; recordedAt: string };
+export type AuditEventJson = Omit<AuditEvent, 'position' | 'recordedAt'> & { position: string; recordedAt: string };
 
 export const auditEventToJson = (event: AuditEvent): AuditEventJson => ({
   ...event,

@@ -1,0 +1,149 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+
+/**
+ * Compares one table in two schemas: whole-table hash first (one aggregate per side), and only when
+ * those differ, row hashes merged by primary key to name each differing row and its columns.
+ * Each side gets its own query handle, so the live side can be read in a snapshot while the
+ * replayed side is read fresh (see verify.ts).
+ */
+
+type Handle = Kysely<any> | Transaction<any>;
+
+export interface ColumnDifference {
+  column: string;
+  live: unknown;
+  replayed: unknown;
+}
+
+export interface RowDifference {
+  table: string;
+  /** Primary key of the row (column -> value); the row's content hash for a table without one. */
+  key: Record<string, unknown>;
+  kind: 'changed' | 'missing_in_live' | 'extra_in_live';
+  /** For `changed`: the columns whose values differ. */
+  columns?: ColumnDifference[];
+}
+
+export interface TableComparison {
+  table: string;
+  equal: boolean;
+  liveRows: number;
+  replayedRows: number;
+  liveHash: string;
+  replayedHash: string;
+  /** Differing rows, all of them counted. */
+  differences: number;
+  /** The first differing rows, in key order, with their differing columns. */
+  sample: RowDifference[];
+}
+
+const SAMPLE_SIZE = 20;
+
+/** Primary key columns of `schema.table`, in key order (empty when it has none). */
+async function primaryKey(db: Handle, schema: string, table: string): Promise<string[]> {
+  const { rows } = await sql<{ column: string }>`
+    SELECT a.attname AS column
+      FROM pg_index i
+      JOIN pg_class c ON c.oid = i.indrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+     WHERE n.nspname = ${schema} AND c.relname = ${table} AND i.indisprimary
+     ORDER BY k.ord`.execute(db);
+  return rows.map((r) => r.column);
+}
+
+/** The row's key as one text value; `\x1f` separates the parts of a composite key. */
+const keyExpression = (pk: string[]) =>
+  pk.length === 0
+    ? sql`md5(to_jsonb(t)::text)`
+    : sql.join(
+        pk.map((c) => sql`coalesce(${sql.ref(`t.${c}`)}::text, '')`),
+        sql` || chr(31) || `,
+      );
+
+async function tableHash(db: Handle, schema: string, table: string, pk: string[]): Promise<{ rows: number; hash: string }> {
+  const { rows } = await sql<{ n: string; h: string | null }>`
+    SELECT count(*)::text AS n, md5(string_agg(md5(to_jsonb(t)::text), ',' ORDER BY ${keyExpression(pk)} COLLATE "C", md5(to_jsonb(t)::text))) AS h
+      FROM ${sql.id(schema, table)} t`.execute(db);
+  return { rows: Number(rows[0]?.n ?? 0), hash: rows[0]?.h ?? md5Empty };
+}
+const md5Empty = 'd41d8cd98f00b204e9800998ecf8427e';
+
+async function rowHashes(db: Handle, schema: string, table: string, pk: string[]): Promise<{ key: string; hash: string }[]> {
+  const { rows } = await sql<{ key: string; hash: string }>`
+    SELECT ${keyExpression(pk)} AS key, md5(to_jsonb(t)::text) AS hash
+      FROM ${sql.id(schema, table)} t
+     ORDER BY ${keyExpression(pk)} COLLATE "C", md5(to_jsonb(t)::text)`.execute(db);
+  return rows;
+}
+
+async function rowJson(db: Handle, schema: string, table: string, pk: string[], key: string): Promise<Record<string, unknown> | undefined> {
+  const { rows } = await sql<{ row: Record<string, unknown> }>`
+    SELECT to_jsonb(t) AS row FROM ${sql.id(schema, table)} t WHERE ${keyExpression(pk)} = ${key} LIMIT 1`.execute(db);
+  return rows[0]?.row;
+}
+
+/** "C" collation order is byte order of the UTF-8 text. */
+const compareKeys = (a: string, b: string): number => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+
+const keyObject = (pk: string[], key: string, row: Record<string, unknown> | undefined): Record<string, unknown> =>
+  pk.length === 0 ? { rowHash: key } : Object.fromEntries(pk.map((c) => [c, row?.[c] ?? null]));
+
+export async function compareTable(
+  live: { db: Handle; schema: string },
+  replayed: { db: Handle; schema: string },
+  table: string,
+): Promise<TableComparison> {
+  const pk = await primaryKey(replayed.db, replayed.schema, table);
+  const [liveSum, replayedSum] = [await tableHash(live.db, live.schema, table, pk), await tableHash(replayed.db, replayed.schema, table, pk)];
+  const base = {
+    table,
+    liveRows: liveSum.rows,
+    replayedRows: replayedSum.rows,
+    liveHash: liveSum.hash,
+    replayedHash: replayedSum.hash,
+  };
+  if (liveSum.hash === replayedSum.hash && liveSum.rows === replayedSum.rows) {
+    return { ...base, equal: true, differences: 0, sample: [] };
+  }
+  const [liveRows, replayedRows] = [await rowHashes(live.db, live.schema, table, pk), await rowHashes(replayed.db, replayed.schema, table, pk)];
+  const pending: { key: string; kind: RowDifference['kind'] }[] = [];
+  let differences = 0;
+  const note = (key: string, kind: RowDifference['kind']) => {
+    differences += 1;
+    if (pending.length < SAMPLE_SIZE) pending.push({ key, kind });
+  };
+  let i = 0;
+  let j = 0;
+  while (i < liveRows.length || j < replayedRows.length) {
+    const l = liveRows[i];
+    const r = replayedRows[j];
+    const order = !l ? 1 : !r ? -1 : compareKeys(l.key, r.key);
+    if (order < 0) {
+      note(l!.key, 'extra_in_live');
+      i += 1;
+    } else if (order > 0) {
+      note(r!.key, 'missing_in_live');
+      j += 1;
+    } else {
+      if (l!.hash !== r!.hash) note(l!.key, 'changed');
+      i += 1;
+      j += 1;
+    }
+  }
+  const sample: RowDifference[] = [];
+  for (const { key, kind } of pending) {
+    const liveRow = kind === 'missing_in_live' ? undefined : await rowJson(live.db, live.schema, table, pk, key);
+    const replayedRow = kind === 'extra_in_live' ? undefined : await rowJson(replayed.db, replayed.schema, table, pk, key);
+    const difference: RowDifference = { table, key: keyObject(pk, key, liveRow ?? replayedRow), kind };
+    if (kind === 'changed' && liveRow && replayedRow) {
+      const columns = [...new Set([...Object.keys(replayedRow), ...Object.keys(liveRow)])];
+      difference.columns = columns
+        .filter((c) => JSON.stringify(liveRow[c]) !== JSON.stringify(replayedRow[c]))
+        .map((c) => ({ column: c, live: liveRow[c] ?? null, replayed: replayedRow[c] ?? null }));
+    }
+    sample.push(difference);
+  }
+  return { ...base, equal: differences === 0, differences, sample };
+}

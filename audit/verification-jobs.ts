@@ -1,0 +1,159 @@
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+
+/**
+ * Background verification jobs, kept in `<read schema>.audit_verifications` so that any API process
+ * can answer `GET /audit/verify/:id`, whichever process runs the job. The running process refreshes
+ * `heartbeat_at` with each progress report; a job whose heartbeat stopped (its process died) reads as
+ * `abandoned` rather than running forever.
+ */
+export type VerificationKind = 'read_models' | 'chains';
+export type VerificationStatus = 'queued' | 'running' | 'passed' | 'failed' | 'error' | 'abandoned';
+
+export interface VerificationProgress {
+  phase: string;
+  done: number;
+  total: number | null;
+}
+
+export interface VerificationJob {
+  id: string;
+  kind: VerificationKind;
+  status: VerificationStatus;
+  requestedBy: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  progress: VerificationProgress | null;
+  /** The summary (verify.ts / chain.ts) once finished. */
+  result: unknown;
+  error: string | null;
+}
+
+/** A heartbeat older than this means the process running the job is gone. */
+export const ABANDONED_AFTER_MS = 60_000;
+/** Progress is written at most this often, so a fast replay does not become a write storm. */
+const PROGRESS_INTERVAL_MS = 500;
+
+export async function migrateVerificationJobs(db: Kysely<any>, schema: string): Promise<void> {
+  await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
+  await sql`
+    CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'audit_verifications')} (
+      id uuid PRIMARY KEY,
+      kind text NOT NULL,
+      status text NOT NULL,
+      requested_by text,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      started_at timestamptz,
+      finished_at timestamptz,
+      heartbeat_at timestamptz NOT NULL DEFAULT now(),
+      progress jsonb,
+      result jsonb,
+      error text
+    )`.execute(db);
+}
+
+interface JobRow {
+  id: string;
+  kind: VerificationKind;
+  status: VerificationStatus;
+  requested_by: string | null;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  heartbeat_at: Date;
+  progress: VerificationProgress | null;
+  result: unknown;
+  error: string | null;
+  now: Date;
+}
+
+const toJob = (row: JobRow): VerificationJob => {
+  const stale = row.now.getTime() - row.heartbeat_at.getTime() > ABANDONED_AFTER_MS;
+  const live = row.status === 'running' || row.status === 'queued';
+  return {
+    id: row.id,
+    kind: row.kind,
+    status: live && stale ? 'abandoned' : row.status,
+    requestedBy: row.requested_by,
+    createdAt: row.created_at.toISOString(),
+    startedAt: row.started_at?.toISOString() ?? null,
+    finishedAt: row.finished_at?.toISOString() ?? null,
+    progress: row.progress,
+    result: row.result,
+    error: row.error,
+  };
+};
+
+/** A finished verification: `ok` decides passed or failed. */
+export interface VerificationOutcome {
+  ok: boolean;
+}
+
+export type VerificationRun = (onProgress: (progress: VerificationProgress) => void) => Promise<VerificationOutcome>;
+
+export interface VerificationJobs {
+  /** Records the job and starts it in this process; resolves with its id at once. */
+  start(kind: VerificationKind, requestedBy: string | null, run: VerificationRun): Promise<{ id: string; done: Promise<void> }>;
+  get(id: string): Promise<VerificationJob | undefined>;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export async function createVerificationJobs(db: Kysely<any>, schema: string): Promise<VerificationJobs> {
+  await migrateVerificationJobs(db, schema);
+  const table = sql.id(schema, 'audit_verifications');
+
+  const update = (id: string, set: ReturnType<typeof sql>) =>
+    sql`UPDATE ${table} SET ${set}, heartbeat_at = now() WHERE id = ${id}`.execute(db);
+
+  return {
+    async start(kind, requestedBy, run) {
+      const id = randomUUID();
+      await sql`INSERT INTO ${table} (id, kind, status, requested_by, started_at)
+        VALUES (${id}, ${kind}, 'running', ${requestedBy}, now())`.execute(db);
+      let lastWrite = 0;
+      let pending: Promise<unknown> = Promise.resolve();
+      const onProgress = (progress: VerificationProgress) => {
+        const now = Date.now();
+        if (now - lastWrite < PROGRESS_INTERVAL_MS) return;
+        lastWrite = now;
+        // Chained so progress writes never overtake one another or the final status.
+        pending = pending.then(() => update(id, sql`progress = ${JSON.stringify(progress)}::jsonb`)).catch(() => undefined);
+      };
+      // Phases without progress reports (the table comparison) still prove the process is alive.
+      const heartbeat = setInterval(() => {
+        pending = pending.then(() => sql`UPDATE ${table} SET heartbeat_at = now() WHERE id = ${id}`.execute(db)).catch(() => undefined);
+      }, ABANDONED_AFTER_MS / 4);
+      heartbeat.unref();
+      const done = (async () => {
+        try {
+          const outcome = await run(onProgress);
+          await pending;
+          await update(
+            id,
+            sql`status = ${outcome.ok ? 'passed' : 'failed'}, finished_at = now(), result = ${JSON.stringify(outcome, jsonSafe)}::jsonb`,
+          );
+        } catch (error) {
+          await pending;
+          await update(id, sql`status = 'error', finished_at = now(), error = ${error instanceof Error ? error.message : String(error)}`).catch(
+            () => undefined,
+          );
+        } finally {
+          clearInterval(heartbeat);
+        }
+      })();
+      return { id, done };
+    },
+
+    async get(id) {
+      if (!UUID.test(id)) return undefined;
+      const { rows } = await sql<JobRow>`SELECT *, now() AS now FROM ${table} WHERE id = ${id}`.execute(db);
+      return rows[0] ? toJob(rows[0]) : undefined;
+    },
+  };
+}
+
+/** Summaries may carry bigints (positions); JSON has no bigint. */
+export const jsonSafe = (_key: string, value: unknown): unknown =>
+  typeof value === 'bigint' ? (value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString()) : value;

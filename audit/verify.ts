@@ -1,0 +1,180 @@
+import { randomBytes } from 'node:crypto';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { catchUp } from '../projections/catch-up.ts';
+import { ensureCheckpoint, migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
+import { personalDataCodec } from '../projections/codec.ts';
+import type { Projection } from '../projections/projection.ts';
+import type { AuditDeps } from './deps.ts';
+import { compareTable, type RowDifference, type TableComparison } from './compare-tables.ts';
+
+/**
+ * `crm verify` / `POST /audit/verify`: are the read models exactly what the events say?
+ *
+ * Every event is replayed into a fresh shadow schema by the projections' own code, up to the
+ * position each live projection has reached, and each of their tables is compared with the live
+ * one (see compare-tables.ts). On a PostgreSQL server the live side is read inside a REPEATABLE
+ * READ snapshot taken first, so projections keep running during the check and the comparison still
+ * sees the live tables exactly at the checkpoints the replay stops at (a checkpoint commits with its
+ * rows, invariant 5). PGlite has one connection, so there the live checkpoints are read again after
+ * the comparison and the check is repeated if they moved.
+ */
+
+export interface VerifyProgress {
+  phase: 'replay' | 'compare';
+  done: number;
+  total: number | null;
+}
+
+export interface ReadModelVerification {
+  ok: boolean;
+  /** Events replayed into the shadow schema. */
+  events: number;
+  /** Live checkpoint of each projection: what was compared. */
+  positions: Record<string, bigint>;
+  tables: TableComparison[];
+  /** Differing rows over all tables. */
+  differences: number;
+  firstDifference?: RowDifference;
+  /** Projections whose live or replayed run is marked failed (their tables are still compared). */
+  failedProjections: string[];
+  durationMs: number;
+}
+
+export interface VerifyOptions {
+  /** Every projection whose tables are compared (read models and analytics). */
+  projections: readonly Projection[];
+  onProgress?: (progress: VerifyProgress) => void;
+  /** Keep the shadow schema for inspection instead of dropping it. */
+  keepShadow?: boolean;
+}
+
+const shadowName = (readSchema: string): string => `${readSchema}_verify_${randomBytes(4).toString('hex')}`;
+
+async function prepareShadow(db: Kysely<any>, schema: string, projections: readonly Projection[]): Promise<void> {
+  await migrateCheckpoints(db, schema);
+  for (const projection of projections) {
+    await projection.migrate(db, schema);
+    await ensureCheckpoint(db, schema, projection);
+  }
+}
+
+/** Brings each projection in the shadow schema up to `targets` (one catch-up per distinct position). */
+async function replayTo(
+  deps: AuditDeps,
+  shadow: string,
+  projections: readonly Projection[],
+  targets: Map<string, bigint>,
+  onEvents: (events: number) => void,
+): Promise<{ events: number; failed: string[] }> {
+  const codec = personalDataCodec(deps.personalData);
+  const byPosition = new Map<bigint, Projection[]>();
+  for (const projection of projections) {
+    const target = targets.get(projection.name) ?? 0n;
+    byPosition.set(target, [...(byPosition.get(target) ?? []), projection]);
+  }
+  let events = 0;
+  const failed = new Set<string>();
+  for (const [untilPosition, group] of byPosition) {
+    if (untilPosition === 0n) continue;
+    const before = events;
+    const result = await catchUp({
+      db: deps.database.db,
+      store: deps.store,
+      schema: shadow,
+      projections: group,
+      codec,
+      untilPosition,
+      onProgress: (progress) => onEvents(before + progress.events),
+    });
+    events += result.events;
+    for (const name of result.failed) failed.add(name);
+  }
+  return { events, failed: [...failed] };
+}
+
+const livePositions = async (db: Kysely<any> | Transaction<any>, schema: string, projections: readonly Projection[]) => {
+  const checkpoints = await readCheckpoints(db, schema);
+  return {
+    positions: new Map(projections.map((p) => [p.name, checkpoints.get(p.name)?.position ?? 0n])),
+    failed: projections.filter((p) => checkpoints.get(p.name)?.state === 'failed').map((p) => p.name),
+  };
+};
+
+const samePositions = (a: Map<string, bigint>, b: Map<string, bigint>): boolean =>
+  a.size === b.size && [...a].every(([name, position]) => b.get(name) === position);
+
+async function compareAll(
+  live: { db: Kysely<any> | Transaction<any>; schema: string },
+  replayed: { db: Kysely<any>; schema: string },
+  projections: readonly Projection[],
+  onProgress: (done: number, total: number) => void,
+): Promise<TableComparison[]> {
+  const tables = [...new Set(projections.flatMap((p) => p.tables))];
+  const results: TableComparison[] = [];
+  for (const table of tables) {
+    results.push(await compareTable(live, replayed, table));
+    onProgress(results.length, tables.length);
+  }
+  return results;
+}
+
+export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions): Promise<ReadModelVerification> {
+  const started = Date.now();
+  const { projections } = options;
+  const db = deps.database.db;
+  const readSchema = deps.schemas.read;
+  const shadow = shadowName(readSchema);
+  const progress = options.onProgress ?? (() => undefined);
+  const onEvents = (events: number) => progress({ phase: 'replay', done: events, total: null });
+  await prepareShadow(db, shadow, projections);
+  try {
+    let events = 0;
+    let failed: string[] = [];
+    let positions: Map<string, bigint>;
+    let tables: TableComparison[];
+    const compareProgress = (done: number, total: number) => progress({ phase: 'compare', done, total });
+    if (deps.database.kind === 'postgres') {
+      // One pooled connection holds the live snapshot while others replay and read the shadow.
+      ({ positions, tables, events, failed } = await db.connection().execute(async (connection) => {
+        await sql`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`.execute(connection);
+        try {
+          const live = await livePositions(connection, readSchema, projections);
+          const replay = await replayTo(deps, shadow, projections, live.positions, onEvents);
+          const compared = await compareAll({ db: connection, schema: readSchema }, { db, schema: shadow }, projections, compareProgress);
+          return { positions: live.positions, tables: compared, events: replay.events, failed: [...new Set([...live.failed, ...replay.failed])] };
+        } finally {
+          await sql`COMMIT`.execute(connection);
+        }
+      }));
+    } else {
+      let live = await livePositions(db, readSchema, projections);
+      const done = new Map(projections.map((p) => [p.name, 0n]));
+      for (let attempt = 0; ; attempt++) {
+        // Catching up from where the shadow stands: only the new events are replayed.
+        const replay = await replayTo(deps, shadow, projections, live.positions, (n) => onEvents(events + n));
+        events += replay.events;
+        for (const [name, position] of live.positions) done.set(name, position);
+        tables = await compareAll({ db, schema: readSchema }, { db, schema: shadow }, projections, compareProgress);
+        const after = await livePositions(db, readSchema, projections);
+        failed = [...new Set([...after.failed, ...replay.failed])];
+        positions = live.positions;
+        if (samePositions(after.positions, live.positions) || attempt >= 4) break;
+        live = after;
+      }
+    }
+    const differences = tables.reduce((n, t) => n + t.differences, 0);
+    const firstDifference = tables.flatMap((t) => t.sample)[0];
+    return {
+      ok: differences === 0,
+      events,
+      positions: Object.fromEntries(positions),
+      tables,
+      differences,
+      ...(firstDifference ? { firstDifference } : {}),
+      failedProjections: failed,
+      durationMs: Date.now() - started,
+    };
+  } finally {
+    if (!options.keepShadow) await sql`DROP SCHEMA IF EXISTS ${sql.id(shadow)} CASCADE`.execute(db);
+  }
+}

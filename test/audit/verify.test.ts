@@ -1,0 +1,114 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyReadModels, type VerifyProgress } from '../../audit/verify.ts';
+import { catchUp } from '../../projections/catch-up.ts';
+import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
+import { personalDataCodec } from '../../projections/codec.ts';
+import { readModelProjections } from '../../projections/read-models/index.ts';
+import { customerRegistered, openAuditHarness, type AuditHarness } from './support.ts';
+
+let h: AuditHarness;
+const projections = readModelProjections();
+const ada = randomUUID();
+const bob = randomUUID();
+const dealId = randomUUID();
+
+/** Plays the projection process: brings the live read models up to the head. */
+const projectLive = async () => {
+  await catchUp({
+    db: h.database.db,
+    store: h.store,
+    schema: h.schemas.read,
+    projections,
+    codec: personalDataCodec(h.personalData),
+  });
+};
+
+beforeAll(async () => {
+  h = await openAuditHarness('audit_verify');
+  await migrateCheckpoints(h.database.db, h.schemas.read);
+  for (const p of projections) {
+    await p.migrate(h.database.db, h.schemas.read);
+    await ensureCheckpoint(h.database.db, h.schemas.read, p);
+  }
+  for (const id of [ada, bob]) await h.record(`customer-${id}`, 'CustomerRegistered', customerRegistered(id, { email: `${id}@example.com` }));
+  await h.record(`customer-${ada}`, 'PurchaseRecorded', { customerId: ada, orderId: 'o-1', amount: 120.5, currency: 'EUR' });
+  await h.record(`deal-${dealId}`, 'DealOpened', {
+    dealId,
+    customerId: ada,
+    title: 'Engines',
+    amount: 1000,
+    currency: 'EUR',
+    ownerId: 'sam@sales',
+    expectedCloseDate: '2026-03-01',
+    stage: 'lead',
+    probabilityOverride: null,
+  });
+  await h.record(`deal-${dealId}`, 'DealStageChanged', { dealId, from: 'lead', to: 'qualified' });
+  await h.personalData.forget(bob);
+  await h.record(`customer-${bob}`, 'CustomerForgotten', { customerId: bob });
+  await projectLive();
+});
+
+afterAll(async () => {
+  await h.close();
+});
+
+describe('read-model verification', () => {
+  it('passes on a clean system, comparing every table of every projection', async () => {
+    const progress: VerifyProgress[] = [];
+    const result = await verifyReadModels(h.deps, { projections, onProgress: (p) => progress.push(p) });
+    expect(result.differences).toBe(0);
+    expect(result.ok).toBe(true);
+    expect(result.events).toBeGreaterThanOrEqual(6);
+    expect(result.tables.map((t) => t.table).sort()).toEqual([...new Set(projections.flatMap((p) => p.tables))].sort());
+    expect(result.tables.find((t) => t.table === 'customers')).toMatchObject({ equal: true, liveRows: 2, replayedRows: 2 });
+    expect(progress.some((p) => p.phase === 'replay')).toBe(true);
+    expect(progress.filter((p) => p.phase === 'compare').at(-1)).toMatchObject({ done: result.tables.length, total: result.tables.length });
+    // The shadow schema is gone afterwards.
+    const { rows } = await sql<{ n: string }>`SELECT count(*)::text AS n FROM pg_namespace WHERE nspname LIKE ${`${h.schemas.read}_verify_%`}`.execute(
+      h.database.db,
+    );
+    expect(rows[0]!.n).toBe('0');
+  });
+
+  it('fails naming the exact row and column after a read-model row is altered with SQL', async () => {
+    await sql`UPDATE ${sql.id(h.schemas.read, 'deals')} SET owner_id = 'mallory' WHERE deal_id = ${dealId}`.execute(h.database.db);
+    try {
+      const result = await verifyReadModels(h.deps, { projections });
+      expect(result.ok).toBe(false);
+      expect(result.differences).toBe(1);
+      expect(result.firstDifference).toMatchObject({ table: 'deals', key: { deal_id: dealId }, kind: 'changed' });
+      expect(result.firstDifference!.columns).toEqual([{ column: 'owner_id', live: 'mallory', replayed: 'sam@sales' }]);
+      expect(result.tables.find((t) => t.table === 'customers')!.equal).toBe(true);
+    } finally {
+      await sql`UPDATE ${sql.id(h.schemas.read, 'deals')} SET owner_id = 'sam@sales' WHERE deal_id = ${dealId}`.execute(h.database.db);
+    }
+  });
+
+  it('names rows deleted from or added to the live tables', async () => {
+    const { rows } = await sql<Record<string, unknown>>`SELECT * FROM ${sql.id(h.schemas.read, 'customers')} WHERE customer_id = ${bob}`.execute(h.database.db);
+    await sql`DELETE FROM ${sql.id(h.schemas.read, 'customers')} WHERE customer_id = ${bob}`.execute(h.database.db);
+    try {
+      const result = await verifyReadModels(h.deps, { projections });
+      expect(result.ok).toBe(false);
+      expect(result.firstDifference).toMatchObject({ table: 'customers', key: { customer_id: bob }, kind: 'missing_in_live' });
+    } finally {
+      const row = rows[0]!;
+      const columns = Object.keys(row);
+      await sql`INSERT INTO ${sql.id(h.schemas.read, 'customers')} (${sql.join(columns.map((c) => sql.id(c)))})
+        SELECT * FROM jsonb_populate_record(NULL::${sql.id(h.schemas.read, 'customers')}, ${JSON.stringify(row)}::jsonb)`.execute(h.database.db);
+    }
+    expect((await verifyReadModels(h.deps, { projections })).ok).toBe(true);
+  });
+
+  it('compares live tables at their checkpoint while new events keep arriving', async () => {
+    // Recorded but not yet projected: the replay stops at the live checkpoint, so nothing differs.
+    await h.record(`customer-${ada}`, 'CustomerTagged', { customerId: ada, tag: 'gold' });
+    const result = await verifyReadModels(h.deps, { projections });
+    expect(result.ok).toBe(true);
+    await projectLive();
+    expect((await verifyReadModels(h.deps, { projections })).ok).toBe(true);
+  });
+});
