@@ -94,6 +94,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     bodyLimit: 1024 * 1024,
     // Quoted ETags and header-heavy clients: keep fastify's defaults otherwise.
     return503OnClosing: true,
+    // Bad URL encoding and over-long path parameters are answered before routing: as problems too.
+    frameworkErrors: (error, request, reply) => problemErrorHandler(error, request, reply),
   }).withTypeProvider<ZodTypeProvider>();
 
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events });

@@ -112,6 +112,7 @@ export const toProblem = (error: unknown): ProblemError => {
     }
     if (typeof status === 'number' && status >= 400 && status < 500) {
       if (status === 413) return new ProblemError('payload_too_large', fastifyError.message ?? 'Too large.');
+      if (status === 414) return new ProblemError('uri_too_long', 'A path parameter is longer than the server accepts.');
       if (status === 415) return new ProblemError('unsupported_media_type', fastifyError.message ?? 'Unsupported.');
       if (status === 404) return new ProblemError('not_found', fastifyError.message ?? 'Not found.');
       return new ProblemError('malformed', fastifyError.message ?? 'Bad request.');

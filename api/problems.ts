@@ -9,7 +9,7 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
 export const problemTypes = {
   validation: { status: 400, title: 'The request is not valid' },
-  malformed: { status: 400, title: 'The request body could not be read' },
+  malformed: { status: 400, title: 'The request could not be read' },
   unauthenticated: { status: 401, title: 'Authentication required' },
   forbidden: { status: 403, title: 'Not allowed for this role' },
   not_found: { status: 404, title: 'Not found' },
@@ -19,6 +19,7 @@ export const problemTypes = {
   idempotency_conflict: { status: 422, title: 'The idempotency key was used for a different request' },
   rule_violated: { status: 422, title: 'A business rule refused the command' },
   payload_too_large: { status: 413, title: 'The request is too large' },
+  uri_too_long: { status: 414, title: 'The URL is too long' },
   unsupported_media_type: { status: 415, title: 'Unsupported content type' },
   precondition_required: { status: 428, title: 'If-Match header required' },
   rate_limited: { status: 429, title: 'Too many requests' },

@@ -78,3 +78,39 @@ export const expectProblem = (response: LightMyRequestResponse, status: number, 
   }
   return body as { type: string; title: string; status: number; detail: string; errors?: { field: string; message: string }[]; [k: string]: unknown };
 };
+
+import { createCrmCommands } from '../../commands/index.ts';
+import { createPersonalData } from '../../eventstore/personal-data.ts';
+
+/** App with the real command layer (commands/) on the harness's store. */
+export const startApiWithCommands = async (label: string, overrides: Partial<ApiDeps> = {}): Promise<ApiHarness> => {
+  const schemas = testSchemas(label);
+  const database = connectPostgres(schemas.url, { max: 5 });
+  const store = await createPostgresEventStore(database, { schema: schemas.events });
+  const personalData = await createPersonalData(database.db, { schema: schemas.events });
+  const commands = createCrmCommands({ store, personalData });
+  const app = await buildApp({
+    store,
+    database,
+    personalData,
+    schemas: { events: schemas.events, read: schemas.read },
+    commands,
+    ...overrides,
+  });
+  const keys = {} as Record<Role, string>;
+  for (const role of ROLES) keys[role] = (await app.keys.create({ name: `test ${role}`, role })).key;
+  return {
+    app,
+    store,
+    database,
+    schemas,
+    keys,
+    auth: (role) => ({ authorization: `Bearer ${keys[role]}` }),
+    close: async () => {
+      await app.close();
+      await store.close();
+      await database.close();
+      await schemas.dropSchemas();
+    },
+  };
+};

@@ -1,0 +1,181 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Role } from '../../api/roles.ts';
+import { expectProblem, json, startApiWithCommands, type ApiHarness } from './support.ts';
+
+let h: ApiHarness;
+beforeAll(async () => {
+  h = await startApiWithCommands('api_commands');
+});
+afterAll(async () => h?.close());
+
+const send = (role: Role, method: 'POST' | 'PATCH', url: string, payload?: unknown, headers: Record<string, string> = {}) =>
+  h.app.inject({ method, url, headers: { ...h.auth(role), ...headers }, ...(payload === undefined ? {} : { payload: payload as object }) });
+
+const accepted = (res: Awaited<ReturnType<typeof send>>, status = 200) => {
+  if (res.statusCode !== status) throw new Error(`expected ${status}, got ${res.statusCode}: ${res.body}`);
+  const body = json<{ id: string; revision: number; position: string }>(res);
+  expect(body.position).toMatch(/^\d+$/);
+  expect(res.headers.etag).toBe(`"${body.revision}"`);
+  return body;
+};
+
+const register = async (fields: Record<string, unknown> = {}) =>
+  accepted(await send('sales', 'POST', '/customers', { name: 'Ada Lovelace', email: `ada-${randomUUID()}@example.com`, ...fields }), 201);
+
+describe('customer commands', () => {
+  it('registers with 201, id, revision, position, ETag and Location; a client-chosen id is kept', async () => {
+    const res = await send('sales', 'POST', '/customers', { name: 'Grace Hopper', email: 'grace@example.com', tags: ['vip'] });
+    const body = accepted(res, 201);
+    expect(body.revision).toBe(0);
+    expect(res.headers.location).toBe(`/customers/${body.id}`);
+    const id = randomUUID();
+    expect((await register({ id })).id).toBe(id);
+    const again = expectProblem(await send('sales', 'POST', '/customers', { id, name: 'X', email: 'x@example.com' }), 409);
+    expect(again.code).toBeTruthy();
+  });
+
+  it('names every failing field, unknown ones included, and appends nothing', async () => {
+    const head = await h.store.headPosition();
+    const problem = expectProblem(await send('sales', 'POST', '/customers', { name: '', email: 'not-an-email', extra: true }), 400, 'validation');
+    expect(problem.errors?.map((e) => e.field).sort()).toEqual(['email', 'extra', 'name']);
+    expectProblem(await send('sales', 'POST', '/customers', { id: 'not-a-uuid', name: 'A', email: 'a@example.com' }), 400);
+    expectProblem(await h.app.inject({ method: 'POST', url: '/customers', headers: { ...h.auth('sales'), 'content-type': 'application/json' }, payload: '{"name":' }), 400, 'malformed');
+    expect(await h.store.headPosition()).toBe(head);
+  });
+
+  it('requires If-Match on PATCH (428), refuses a stale one (409 with the current revision), applies a fresh one', async () => {
+    const { id } = await register();
+    const patch = { company: 'Analytical Engines Ltd' };
+    const missing = expectProblem(await send('sales', 'PATCH', `/customers/${id}`, patch), 428, 'precondition-required');
+    expect(missing.errors?.[0]?.field).toBe('if-match');
+    const stale = await send('sales', 'PATCH', `/customers/${id}`, patch, { 'if-match': '"7"' });
+    const conflict = expectProblem(stale, 409, 'revision-conflict');
+    expect(conflict.currentRevision).toBe(0);
+    expect(stale.headers.etag).toBe('"0"');
+    expectProblem(await send('sales', 'PATCH', `/customers/${id}`, patch, { 'if-match': 'garbage' }), 400);
+    const ok = accepted(await send('sales', 'PATCH', `/customers/${id}`, patch, { 'if-match': '"0"' }));
+    expect(ok.revision).toBe(1);
+    expectProblem(await send('sales', 'PATCH', `/customers/${id}`, {}, { 'if-match': '"1"' }), 400);
+  });
+
+  it('records purchases (same order id once), refunds, and refuses refunding more than paid', async () => {
+    const { id } = await register();
+    const purchase = { orderId: 'A-1', amount: 120.5, currency: 'EUR', occurredAt: '2026-01-02T10:00:00Z' };
+    const first = accepted(await send('sales', 'POST', `/customers/${id}/purchases`, purchase));
+    const again = accepted(await send('sales', 'POST', `/customers/${id}/purchases`, purchase));
+    expect(again.revision).toBe(first.revision);
+    const refund = accepted(await send('support', 'POST', `/customers/${id}/refunds`, { orderId: 'A-1', amount: 20.5, currency: 'EUR' }));
+    expect(refund.revision).toBe(first.revision + 1);
+    const tooMuch = expectProblem(await send('sales', 'POST', `/customers/${id}/refunds`, { orderId: 'A-1', amount: 500, currency: 'EUR' }), 422, 'rule-violated');
+    expect(tooMuch.code).toBeTruthy();
+    const negative = expectProblem(await send('sales', 'POST', `/customers/${id}/purchases`, { orderId: 'A-2', amount: -1, currency: 'EUR' }), 400);
+    expect(negative.errors?.[0]?.field).toBe('amount');
+    expectProblem(await send('sales', 'POST', `/customers/${randomUUID()}/purchases`, purchase), 404);
+    // A stale optional If-Match is still checked.
+    expectProblem(await send('sales', 'POST', `/customers/${id}/purchases`, { ...purchase, orderId: 'A-3' }, { 'if-match': '"0"' }), 409);
+  });
+
+  it('makes a retried command with the same Idempotency-Key append nothing and answer the first result', async () => {
+    const { id } = await register();
+    const headers = { 'idempotency-key': `retry-${randomUUID()}` };
+    const first = accepted(await send('sales', 'POST', `/customers/${id}/purchases`, { orderId: 'B-1', amount: 10, currency: 'USD' }, headers));
+    const head = await h.store.headPosition();
+    const retry = accepted(await send('sales', 'POST', `/customers/${id}/purchases`, { orderId: 'B-1', amount: 10, currency: 'USD' }, headers));
+    expect(retry).toEqual(first);
+    expect(await h.store.headPosition()).toBe(head);
+  });
+
+  it('echoes X-Request-Id and records it as the correlation id of the events', async () => {
+    const res = await send('sales', 'POST', '/customers', { name: 'Corr', email: 'corr@example.com' }, { 'x-request-id': 'corr-42' });
+    expect(res.headers['x-request-id']).toBe('corr-42');
+    const [event] = await h.store.readStream(`customer-${accepted(res, 201).id}`);
+    expect(event?.metadata).toMatchObject({ correlationId: 'corr-42', actor: { roles: ['sales'] } });
+  });
+
+  it('tags, deactivates, reactivates, merges a duplicate and forgets', async () => {
+    const primary = await register();
+    const duplicate = await register();
+    accepted(await send('marketing', 'POST', `/customers/${primary.id}/tags`, { tag: 'newsletter' }));
+    accepted(await send('marketing', 'POST', `/customers/${primary.id}/untag`, { tag: 'newsletter' }));
+    const off = accepted(await send('support', 'POST', `/customers/${primary.id}/deactivate`, { reason: 'asked' }, { 'if-match': '"2"' }));
+    const on = accepted(await send('support', 'POST', `/customers/${primary.id}/reactivate`, undefined, { 'if-match': `"${off.revision}"` }));
+    expectProblem(await send('sales', 'POST', `/customers/${primary.id}/merge`, { duplicateId: duplicate.id }), 428);
+    accepted(await send('sales', 'POST', `/customers/${primary.id}/merge`, { duplicateId: duplicate.id }, { 'if-match': `"${on.revision}"` }));
+    expectProblem(await send('sales', 'POST', `/customers/${duplicate.id}/purchases`, { orderId: 'X', amount: 1, currency: 'EUR' }), 409);
+    accepted(await send('support', 'POST', `/customers/${primary.id}/forget`));
+  });
+});
+
+describe('deal commands', () => {
+  it('opens, moves, wins, refuses a second win, reopens and loses with a reason', async () => {
+    const customer = await register();
+    const res = await send('sales', 'POST', '/deals', {
+      customerId: customer.id,
+      title: 'Analytical engine',
+      amount: 25_000,
+      currency: 'GBP',
+      ownerId: 'charles',
+      expectedCloseDate: '2026-12-31',
+    });
+    const deal = accepted(res, 201);
+    expect(res.headers.location).toBe(`/deals/${deal.id}`);
+    expectProblem(await send('sales', 'POST', `/deals/${deal.id}/stage`, { stage: 'qualified' }), 428);
+    let rev = accepted(await send('sales', 'POST', `/deals/${deal.id}/stage`, { stage: 'qualified' }, { 'if-match': '"0"' })).revision;
+    rev = accepted(await send('sales', 'PATCH', `/deals/${deal.id}`, { amount: 30_000 }, { 'if-match': `"${rev}"` })).revision;
+    rev = accepted(await send('sales', 'POST', `/deals/${deal.id}/won`, {}, { 'if-match': `"${rev}"` })).revision;
+    expectProblem(await send('sales', 'POST', `/deals/${deal.id}/won`, {}, { 'if-match': `"${rev}"` }), 409, 'invalid-state');
+    rev = accepted(await send('sales', 'POST', `/deals/${deal.id}/reopen`, { stage: 'proposal' }, { 'if-match': `"${rev}"` })).revision;
+    const noReason = expectProblem(await send('sales', 'POST', `/deals/${deal.id}/lost`, {}, { 'if-match': `"${rev}"` }), 400);
+    expect(noReason.errors?.[0]?.field).toBe('reason');
+    accepted(await send('sales', 'POST', `/deals/${deal.id}/lost`, { reason: 'budget cut' }, { 'if-match': `"${rev}"` }));
+    expectProblem(
+      await send('sales', 'POST', '/deals', { customerId: randomUUID(), title: 'x', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-01-01' }),
+      404,
+    );
+    expectProblem(await send('sales', 'POST', '/deals', { customerId: customer.id, title: 'x', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-02-30' }), 400);
+  });
+});
+
+describe('campaign commands', () => {
+  it('runs the lifecycle, records costs and responses, and refuses invalid transitions', async () => {
+    const customer = await register();
+    const campaign = accepted(await send('marketing', 'POST', '/campaigns', { name: 'Spring', channel: 'email', budget: 1000, currency: 'EUR' }), 201);
+    const step = async (action: string, rev: number, payload: unknown = {}) =>
+      accepted(await send('marketing', 'POST', `/campaigns/${campaign.id}/${action}`, payload, { 'if-match': `"${rev}"` })).revision;
+    let rev = await step('schedule', 0, { startsAt: '2026-03-01T00:00:00Z' });
+    rev = await step('launch', rev);
+    rev = await step('pause', rev, { reason: 'fix typo' });
+    rev = await step('resume', rev);
+    rev = accepted(await send('marketing', 'POST', `/campaigns/${campaign.id}/costs`, { amount: 99.99, currency: 'EUR', costId: 'INV-1' })).revision;
+    rev = accepted(await send('marketing', 'POST', `/campaigns/${campaign.id}/responses`, { customerId: customer.id, kind: 'converted', revenue: 50 })).revision;
+    rev = await step('complete', rev);
+    expectProblem(await send('marketing', 'POST', `/campaigns/${campaign.id}/cancel`, {}, { 'if-match': `"${rev}"` }), 409, 'invalid-state');
+    expectProblem(await send('marketing', 'POST', `/campaigns/${campaign.id}/launch`), 428);
+    const badChannel = expectProblem(await send('marketing', 'POST', '/campaigns', { name: 'X', channel: 'pigeon', budget: 1, currency: 'EUR' }), 400);
+    expect(badChannel.errors?.[0]?.field).toBe('channel');
+  });
+});
+
+describe('feedback commands', () => {
+  it('submits, assigns, responds, escalates, resolves, rates, reopens and closes', async () => {
+    const customer = await register();
+    const fb = accepted(
+      await send('support', 'POST', '/feedback', { customerId: customer.id, kind: 'complaint', channel: 'email', subject: 'Broken', body: 'It broke', priority: 'high' }),
+      201,
+    );
+    const step = async (action: string, rev: number | undefined, payload: unknown = {}) =>
+      accepted(await send('support', 'POST', `/feedback/${fb.id}/${action}`, payload, rev === undefined ? {} : { 'if-match': `"${rev}"` })).revision;
+    let rev = await step('assign', 0, { assigneeId: 'agent-7' });
+    rev = await step('respond', undefined, { message: 'Looking into it' });
+    rev = await step('escalate', rev, { reason: 'VIP' });
+    rev = await step('resolve', rev, { resolution: 'Replaced' });
+    rev = await step('rating', undefined, { csat: 5 });
+    rev = await step('reopen', rev, { reason: 'broke again' });
+    rev = await step('resolve', rev, { resolution: 'Refunded' });
+    await step('close', rev);
+    const badCsat = expectProblem(await send('support', 'POST', `/feedback/${fb.id}/rating`, { csat: 9 }), 400);
+    expect(badCsat.errors?.[0]?.field).toBe('csat');
+    expectProblem(await send('support', 'POST', `/feedback/${fb.id}/assign`, { assigneeId: 'x' }), 428);
+  });
+});
