@@ -20,3 +20,14 @@ export const eventIdFor = (stream: string, idempotencyKey: string, index: number
 
 /** Id of an aggregate created by a command that carried no id: stable across retries of the same key. */
 export const createdIdFor = (commandType: string, idempotencyKey: string): string => uuidV5(`create\n${commandType}\n${idempotencyKey}`);
+
+const canonical = (value: unknown): unknown => {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === 'object')
+    return Object.fromEntries(Object.keys(value).sort().filter((k) => (value as Record<string, unknown>)[k] !== undefined).map((k) => [k, canonical((value as Record<string, unknown>)[k])]));
+  return value;
+};
+
+/** SHA-256 of the command's canonical JSON (keys sorted): equal for a retry, different for another request. */
+export const commandHash = (command: unknown): string =>
+  createHash('sha256').update(JSON.stringify(canonical(command))).digest('base64url');

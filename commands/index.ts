@@ -12,7 +12,7 @@ import type { EventStore, NewEvent, RecordedEvent } from '../eventstore/contract
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
 import { aggregateFolders, loadStream, streamOf, type AggregateStates, type LoadedStream, type LoadOptions } from './aggregates.ts';
-import { createdIdFor, eventIdFor, uuidV5 } from './ids.ts';
+import { commandHash, createdIdFor, eventIdFor, uuidV5 } from './ids.ts';
 import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
 
 export { commandSchemas, commandTargets, commandTypes, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
@@ -63,14 +63,24 @@ type DomainEventList = { type: string; data: unknown }[];
 const invalid = (path: string, message: string, input: unknown) =>
   new z.ZodError([{ code: 'custom', path: [path], message, input }]);
 
-/** The first result of a command retried with `key`: the events whose ids derive from (stream, key, index). */
-const firstResult = (id: string, stream: string, recorded: RecordedEvent[], key: string | undefined): CommandResult | undefined => {
+/**
+ * The first result of a command retried with the same idempotency key: the events whose ids derive
+ * from (stream, key, index). The key used before for a different request is a conflict, not a retry.
+ */
+const firstResult = (
+  id: string,
+  stream: string,
+  recorded: RecordedEvent[],
+  metadata: Pick<EventMetadata, 'idempotencyKey' | 'commandHash'>,
+): CommandResult | undefined => {
+  const key = metadata.idempotencyKey;
   if (!key) return undefined;
   const byId = new Map(recorded.map((r) => [r.id, r]));
   const found: RecordedEvent[] = [];
   for (let i = 0; byId.has(eventIdFor(stream, key, i)); i++) found.push(byId.get(eventIdFor(stream, key, i))!);
   const last = found.at(-1);
   if (!last) return undefined;
+  if (found[0]!.metadata.commandHash !== metadata.commandHash) throw new IdempotencyConflict(found[0]!.id, stream);
   return { id, stream, revision: last.revision, position: last.position, eventIds: found.map((r) => r.id) };
 };
 
@@ -131,7 +141,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     } catch (error) {
       // Two retries of one command raced: the loser finds the winner's events (ciphertext differs, so the store cannot tell).
       if (key && (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict)) {
-        const first = firstResult(id, stream, await store.readStream(stream), key);
+        const first = firstResult(id, stream, await store.readStream(stream), metadata);
         if (first) return first;
       }
       throw error;
@@ -147,7 +157,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   ): Promise<CommandResult> => {
     const stream = streamOf(kind, id);
     const loaded = await load(kind, id);
-    const first = firstResult(id, stream, loaded.recorded, metadata.idempotencyKey);
+    const first = firstResult(id, stream, loaded.recorded, metadata);
     if (first) return first;
     assertExpected(stream, ctx, loaded.revision);
     const decided = decide(kind, command, loaded.state);
@@ -164,10 +174,9 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     const primaryStream = streamOf('customer', command.customerId);
     const duplicateStream = streamOf('customer', command.duplicateId);
     const [primary, duplicate] = await Promise.all([load('customer', command.customerId), load('customer', command.duplicateId)]);
-    const key = metadata.idempotencyKey;
-    const firstPrimary = firstResult(command.customerId, primaryStream, primary.recorded, key);
+    const firstPrimary = firstResult(command.customerId, primaryStream, primary.recorded, metadata);
     if (firstPrimary) {
-      const firstDuplicate = firstResult(command.duplicateId, duplicateStream, duplicate.recorded, key);
+      const firstDuplicate = firstResult(command.duplicateId, duplicateStream, duplicate.recorded, metadata);
       return { ...firstPrimary, eventIds: [...(firstDuplicate?.eventIds ?? []), ...firstPrimary.eventIds] };
     }
     assertExpected(primaryStream, ctx, primary.revision);
@@ -196,7 +205,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       causationId: ctx.causationId ?? null,
       occurredAt,
       command: type,
-      ...(key !== undefined ? { idempotencyKey: key } : {}),
+      ...(key !== undefined ? { idempotencyKey: key, commandHash: commandHash({ type, ...payload }) } : {}),
       ...(ctx.reason !== undefined ? { reason: ctx.reason } : {}),
     });
     const id =

@@ -20,6 +20,8 @@ export const EventMetadata = z.object({
   /** The command that produced the event, e.g. `RecordPurchase`. */
   command: z.string().min(1).max(100),
   idempotencyKey: z.string().min(1).max(200).optional(),
+  /** Hash of the command as validated, so a key reused for a different request is told apart from a retry. */
+  commandHash: z.string().min(1).max(100).optional(),
   /** Why, in the actor's words (auditors read it). */
   reason: z.string().max(2000).optional(),
 });

@@ -6,7 +6,7 @@ import { createCrmCommands, type CommandContext, type CrmCommands } from '../../
 import { DomainError } from '../../domain/errors.ts';
 import { ERASED } from '../../domain/shared.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
-import { WrongExpectedRevision } from '../../eventstore/errors.ts';
+import { IdempotencyConflict, WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { createPersonalData, decodeRecordedEvent, type PersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -286,5 +286,36 @@ describe('command handling on PostgreSQL', () => {
     expect(atTag).toMatchObject({ revision: 1, state: { tags: ['vip', 'gold'] } });
     expect((await commands.loadAggregate('customer', id)).state.tags).toEqual(['vip']);
     expect((await commands.loadAggregate('customer', id, { asOf: new Date('2000-01-01') })).revision).toBe(-1);
+  });
+
+  it('an idempotency key reused for a different request is a conflict, not a silent replay', async () => {
+    const { id } = await register();
+    const key = randomUUID();
+    await commands.execute({ type: 'TagCustomer', customerId: id, tag: 'a' }, ctx({ idempotencyKey: key }));
+    await expect(commands.execute({ type: 'TagCustomer', customerId: id, tag: 'b' }, ctx({ idempotencyKey: key }))).rejects.toBeInstanceOf(IdempotencyConflict);
+    await expect(commands.execute({ type: 'UntagCustomer', customerId: id, tag: 'a' }, ctx({ idempotencyKey: key }))).rejects.toBeInstanceOf(IdempotencyConflict);
+    expect((await commands.loadAggregate('customer', id)).state.tags).toEqual(['vip', 'a']);
+  });
+
+  it('reads a stored v1 CustomerRegistered as v2 (upcast on read) and keeps deciding on it', async () => {
+    const id = randomUUID();
+    const stream = `customer-${id}`;
+    const v1 = await personalData.protect('CustomerRegistered', { customerId: id, fullName: 'Grace Hopper', email: 'grace@example.com' });
+    await store.appendToStream(stream, [
+      {
+        id: randomUUID(),
+        type: 'CustomerRegistered',
+        data: v1,
+        metadata: { actor: { userId: 'import', roles: ['system'] }, correlationId: 'legacy', causationId: null, occurredAt: '2019-05-01T00:00:00Z', schemaVersion: 1, command: 'RegisterCustomer' },
+      },
+    ]);
+    await commands.execute({ type: 'TagCustomer', customerId: id, tag: 'legacy' }, ctx({ expectedRevision: 0 }));
+    const { state, revision } = await commands.loadAggregate('customer', id);
+    expect(revision).toBe(1);
+    expect(state).toMatchObject({ name: 'Grace Hopper', email: 'grace@example.com', phone: null, tags: ['legacy'], marketingConsent: false });
+    // The stored event is never rewritten.
+    const [stored] = await store.readStream(stream);
+    expect(stored!.metadata.schemaVersion).toBe(1);
+    expect(stored!.data).toHaveProperty('fullName');
   });
 });
