@@ -17,6 +17,8 @@ export interface Harness {
   commands: CrmCommands;
   /** Runs a command as a sales user at a business time that advances one minute per call. */
   run(command: Record<string, unknown> & { type: string }, ctx?: Partial<CommandContext>): Promise<{ id: string; position: bigint }>;
+  /** Position of the last command's last event (the head can lag behind it while other transactions run). */
+  lastPosition(): bigint;
   close(): Promise<void>;
 }
 
@@ -28,7 +30,9 @@ export async function createHarness(label: string): Promise<Harness> {
   let tick = Date.parse('2026-01-05T09:00:00Z');
   const clock = () => new Date((tick += 60_000));
   const commands = createCrmCommands({ store, personalData, clock });
+  let last = 0n;
   return {
+    lastPosition: () => last,
     schemas,
     database,
     store,
@@ -41,6 +45,7 @@ export async function createHarness(label: string): Promise<Harness> {
         correlationId: randomUUID(),
         ...ctx,
       });
+      if (result.position > last) last = result.position;
       return { id: result.id, position: result.position };
     },
     close: async () => {

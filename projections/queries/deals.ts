@@ -1,0 +1,154 @@
+import { sql } from 'kysely';
+import { iso, isoDate, num, pageOf, type Page, type ReadModelSource, type SortSpec } from './page.ts';
+
+export type DealView = {
+  id: string;
+  customerId: string;
+  title: string;
+  stage: 'lead' | 'qualified' | 'proposal' | 'negotiation' | 'won' | 'lost';
+  status: 'open' | 'won' | 'lost';
+  amount: number;
+  currency: string;
+  ownerId: string;
+  probability: number;
+  probabilityOverride: number | null;
+  weightedAmount: number;
+  expectedCloseDate: string;
+  stageEnteredAt: string;
+  /** Whole days since the deal entered its stage, at query time. */
+  daysInStage: number;
+  openedAt: string;
+  closedAt: string | null;
+  wonReason: string | null;
+  lostReason: string | null;
+  revision: number;
+  updatedAt: string;
+}
+
+export interface DealListQuery {
+  stage?: string;
+  status?: 'open' | 'won' | 'lost';
+  ownerId?: string;
+  customerId?: string;
+  expectedCloseFrom?: string;
+  expectedCloseTo?: string;
+  /** expectedCloseDate | amount | updatedAt | createdAt, `-` for descending. Default `-createdAt`. */
+  sort?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+const DAYS_IN_STAGE = sql`GREATEST(0, floor(extract(epoch FROM (now() - t.stage_entered_at)) / 86400))::integer AS days_in_stage`;
+
+const toDealView = (r: Record<string, any>): DealView => ({
+  id: r.deal_id,
+  customerId: r.customer_id,
+  title: r.title,
+  stage: r.stage,
+  status: r.stage === 'won' || r.stage === 'lost' ? r.stage : 'open',
+  amount: num(r.amount)!,
+  currency: String(r.currency).trim(),
+  ownerId: r.owner_id,
+  probability: num(r.probability)!,
+  probabilityOverride: num(r.probability_override),
+  weightedAmount: num(r.weighted_amount)!,
+  expectedCloseDate: isoDate(r.expected_close_date)!,
+  stageEnteredAt: iso(r.stage_entered_at)!,
+  daysInStage: Number(r.days_in_stage),
+  openedAt: iso(r.opened_at)!,
+  closedAt: iso(r.closed_at),
+  wonReason: r.won_reason ?? null,
+  lostReason: r.lost_reason ?? null,
+  revision: Number(r.revision),
+  updatedAt: iso(r.last_event_at)!,
+});
+
+const sorts: Record<string, SortSpec> = {
+  expectedCloseDate: { expr: sql`t.expected_close_date`, type: 'date' },
+  amount: { expr: sql`t.amount`, type: 'numeric' },
+  updatedAt: { expr: sql`t.last_event_at`, type: 'timestamptz' },
+  createdAt: { expr: sql`t.opened_at`, type: 'timestamptz' },
+};
+
+/** `GET /deals`: filters by stage, status, owner, customer and expected-close range. */
+export async function listDeals(source: ReadModelSource, query: DealListQuery = {}): Promise<Page<DealView>> {
+  const where = [];
+  if (query.stage) where.push(sql`t.stage = ${query.stage}`);
+  if (query.status === 'open') where.push(sql`t.stage NOT IN ('won', 'lost')`);
+  else if (query.status) where.push(sql`t.stage = ${query.status}`);
+  if (query.ownerId) where.push(sql`t.owner_id = ${query.ownerId}`);
+  if (query.customerId) where.push(sql`t.customer_id::text = ${query.customerId}`);
+  if (query.expectedCloseFrom) where.push(sql`t.expected_close_date >= ${query.expectedCloseFrom}::date`);
+  if (query.expectedCloseTo) where.push(sql`t.expected_close_date <= ${query.expectedCloseTo}::date`);
+  const page = await pageOf({
+    source,
+    table: 'deals',
+    key: 'deal_id',
+    extra: [DAYS_IN_STAGE],
+    where,
+    sorts,
+    sort: query.sort ?? '-createdAt',
+    defaultSort: '-createdAt',
+    limit: query.limit,
+    cursor: query.cursor,
+  });
+  return { items: page.items.map(toDealView), nextCursor: page.nextCursor };
+}
+
+/** `GET /deals/:id`; undefined when unknown. */
+export async function getDeal(source: ReadModelSource, id: string): Promise<DealView | undefined> {
+  const { rows } = await sql<Record<string, any>>`SELECT t.*, ${DAYS_IN_STAGE}
+    FROM ${sql.id(source.schema, 'deals')} t WHERE t.deal_id::text = ${id}`.execute(source.db);
+  return rows[0] ? toDealView(rows[0]) : undefined;
+}
+
+export type PipelineGroup = {
+  key: string;
+  currency: string;
+  dealCount: number;
+  amount: number;
+  weightedAmount: number;
+}
+
+export type Pipeline = {
+  /** Open deals only. Sums are exact in SQL (numeric), then converted to numbers. */
+  currency: string | null;
+  ownerId: string | null;
+  totals: { currency: string; dealCount: number; amount: number; weightedAmount: number }[];
+  byStage: (PipelineGroup & { stage: string })[];
+  byOwner: (PipelineGroup & { ownerId: string })[];
+  /** Expected-close month as 'YYYY-MM'. */
+  byMonth: (PipelineGroup & { month: string })[];
+}
+
+const STAGE_ORDER = sql`array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], t.stage)`;
+
+/** `GET /pipeline`: open deals by stage, by owner and by expected-close month, per currency. */
+export async function pipeline(source: ReadModelSource, query: { ownerId?: string; currency?: string } = {}): Promise<Pipeline> {
+  const where = [sql`t.stage NOT IN ('won', 'lost')`];
+  if (query.ownerId) where.push(sql`t.owner_id = ${query.ownerId}`);
+  if (query.currency) where.push(sql`t.currency = ${query.currency}`);
+  const from = sql`FROM ${sql.id(source.schema, 'deals')} t WHERE ${sql.join(where, sql` AND `)}`;
+  const sums = sql`count(*)::integer AS deal_count, sum(t.amount)::text AS amount, sum(t.weighted_amount)::text AS weighted_amount`;
+  const group = (r: Record<string, any>) => ({
+    currency: String(r.currency).trim(),
+    dealCount: Number(r.deal_count),
+    amount: Number(r.amount),
+    weightedAmount: Number(r.weighted_amount),
+  });
+  const [totals, byStage, byOwner, byMonth] = await Promise.all([
+    sql<Record<string, any>>`SELECT t.currency, ${sums} ${from} GROUP BY t.currency ORDER BY t.currency`.execute(source.db),
+    sql<Record<string, any>>`SELECT t.stage AS key, t.currency, ${sums} ${from} GROUP BY t.stage, t.currency ORDER BY min(${STAGE_ORDER}), t.currency`.execute(source.db),
+    sql<Record<string, any>>`SELECT t.owner_id AS key, t.currency, ${sums} ${from} GROUP BY t.owner_id, t.currency ORDER BY t.owner_id, t.currency`.execute(source.db),
+    sql<Record<string, any>>`SELECT to_char(t.expected_close_date, 'YYYY-MM') AS key, t.currency, ${sums} ${from}
+      GROUP BY 1, t.currency ORDER BY 1, t.currency`.execute(source.db),
+  ]);
+  return {
+    currency: query.currency ?? null,
+    ownerId: query.ownerId ?? null,
+    totals: totals.rows.map(group),
+    byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
+    byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
+    byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),
+  };
+}

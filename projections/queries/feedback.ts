@@ -1,0 +1,122 @@
+import { sql } from 'kysely';
+import { iso, num, pageOf, type Page, type ReadModelSource, type SortSpec } from './page.ts';
+
+export type FeedbackView = {
+  id: string;
+  customerId: string;
+  kind: string;
+  channel: string;
+  /** Personal data: '[erased]' once the customer is forgotten. */
+  subject: string;
+  priority: 'low' | 'normal' | 'high' | 'urgent';
+  status: 'open' | 'in_progress' | 'resolved' | 'closed';
+  assigneeId: string | null;
+  submittedAt: string;
+  firstResponseDueAt: string;
+  resolutionDueAt: string;
+  firstRespondedAt: string | null;
+  resolvedAt: string | null;
+  closedAt: string | null;
+  firstResponseSeconds: number | null;
+  resolutionSeconds: number | null;
+  /** Settled by the events, or (still waiting) by the clock at query time. */
+  firstResponseBreached: boolean;
+  resolutionBreached: boolean;
+  breached: boolean;
+  escalationCount: number;
+  reopenCount: number;
+  csat: number | null;
+  nps: number | null;
+  ratedAt: string | null;
+  revision: number;
+  updatedAt: string;
+}
+
+export interface FeedbackListQuery {
+  status?: string;
+  priority?: string;
+  kind?: string;
+  channel?: string;
+  customerId?: string;
+  assigneeId?: string;
+  breached?: boolean;
+  /** submittedAt | resolutionDueAt | priority, `-` for descending. Default `-submittedAt`. */
+  sort?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+/** Stored flags plus the clock for items still waiting (the only place the clock is read). */
+const FIRST_RESPONSE_BREACHED = sql`(COALESCE(t.first_response_breached, false) OR (t.first_responded_at IS NULL
+  AND t.status IN ('open', 'in_progress') AND now() > t.first_response_due_at))`;
+const RESOLUTION_BREACHED = sql`(COALESCE(t.resolution_breached, false) OR (t.status IN ('open', 'in_progress')
+  AND now() > t.resolution_due_at))`;
+const BREACH_COLUMNS = [sql`${FIRST_RESPONSE_BREACHED} AS first_response_breached_now`, sql`${RESOLUTION_BREACHED} AS resolution_breached_now`];
+
+const toFeedbackView = (r: Record<string, any>): FeedbackView => ({
+  id: r.feedback_id,
+  customerId: r.customer_id,
+  kind: r.kind,
+  channel: r.channel,
+  subject: r.subject,
+  priority: r.priority,
+  status: r.status,
+  assigneeId: r.assignee_id ?? null,
+  submittedAt: iso(r.submitted_at)!,
+  firstResponseDueAt: iso(r.first_response_due_at)!,
+  resolutionDueAt: iso(r.resolution_due_at)!,
+  firstRespondedAt: iso(r.first_responded_at),
+  resolvedAt: iso(r.resolved_at),
+  closedAt: iso(r.closed_at),
+  firstResponseSeconds: num(r.first_response_seconds),
+  resolutionSeconds: num(r.resolution_seconds),
+  firstResponseBreached: r.first_response_breached_now === true,
+  resolutionBreached: r.resolution_breached_now === true,
+  breached: r.first_response_breached_now === true || r.resolution_breached_now === true,
+  escalationCount: Number(r.escalation_count),
+  reopenCount: Number(r.reopen_count),
+  csat: num(r.csat),
+  nps: num(r.nps),
+  ratedAt: iso(r.rated_at),
+  revision: Number(r.revision),
+  updatedAt: iso(r.last_event_at)!,
+});
+
+const sorts: Record<string, SortSpec> = {
+  submittedAt: { expr: sql`t.submitted_at`, type: 'timestamptz' },
+  resolutionDueAt: { expr: sql`t.resolution_due_at`, type: 'timestamptz' },
+  priority: { expr: sql`array_position(ARRAY['low','normal','high','urgent']::text[], t.priority)`, type: 'integer' },
+};
+
+/** `GET /feedback`: filters by status, priority, kind, channel, customer, assignee and SLA breach. */
+export async function listFeedback(source: ReadModelSource, query: FeedbackListQuery = {}): Promise<Page<FeedbackView>> {
+  const where = [];
+  if (query.status) where.push(sql`t.status = ${query.status}`);
+  if (query.priority) where.push(sql`t.priority = ${query.priority}`);
+  if (query.kind) where.push(sql`t.kind = ${query.kind}`);
+  if (query.channel) where.push(sql`t.channel = ${query.channel}`);
+  if (query.customerId) where.push(sql`t.customer_id::text = ${query.customerId}`);
+  if (query.assigneeId) where.push(sql`t.assignee_id = ${query.assigneeId}`);
+  if (query.breached === true) where.push(sql`(${FIRST_RESPONSE_BREACHED} OR ${RESOLUTION_BREACHED})`);
+  if (query.breached === false) where.push(sql`NOT (${FIRST_RESPONSE_BREACHED} OR ${RESOLUTION_BREACHED})`);
+  const page = await pageOf({
+    source,
+    table: 'feedback',
+    key: 'feedback_id',
+    extra: BREACH_COLUMNS,
+    where,
+    sorts,
+    sort: query.sort ?? '-submittedAt',
+    defaultSort: '-submittedAt',
+    limit: query.limit,
+    cursor: query.cursor,
+  });
+  return { items: page.items.map(toFeedbackView), nextCursor: page.nextCursor };
+}
+
+/** `GET /feedback/:id`; undefined when unknown. */
+export async function getFeedback(source: ReadModelSource, id: string): Promise<FeedbackView | undefined> {
+  const { rows } = await sql<Record<string, any>>`SELECT t.*, ${sql.join(BREACH_COLUMNS)}
+    FROM ${sql.id(source.schema, 'feedback')} t WHERE t.feedback_id::text = ${id}`.execute(source.db);
+  return rows[0] ? toFeedbackView(rows[0]) : undefined;
+}

@@ -1,0 +1,98 @@
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { z } from 'zod';
+
+/** Where the read models are: the handle and the (live) read schema. */
+export interface ReadModelSource {
+  db: Kysely<any>;
+  schema: string;
+}
+
+export interface Page<T = Record<string, unknown>> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface SortSpec {
+  /** SQL expression over alias `t`; never NULL (wrap nullable columns in COALESCE). */
+  expr: RawBuilder<unknown>;
+  /** SQL type to cast the cursor's text back to. */
+  type: 'text' | 'timestamptz' | 'numeric' | 'integer' | 'date';
+}
+
+/** A cursor that cannot be decoded is bad input (400 naming `cursor`), never a 500. */
+const badCursor = (input: unknown) =>
+  new z.ZodError([{ code: 'custom', path: ['cursor'], message: 'not a cursor returned by this list', input }]);
+
+const encodeCursor = (sortValue: string, key: string): string => Buffer.from(JSON.stringify([sortValue, key])).toString('base64url');
+
+const decodeCursor = (cursor: string): [string, string] => {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+      if (!z.uuid().safeParse(value[1]).success) throw new Error('key');
+      return [value[0], value[1]];
+    }
+  } catch {
+    // fall through
+  }
+  throw badCursor(cursor);
+};
+
+export interface PageRequest {
+  source: ReadModelSource;
+  table: string;
+  key: string;
+  /** Extra selected expressions (computed at query time), `expr AS name`. */
+  extra?: RawBuilder<unknown>[];
+  where: RawBuilder<unknown>[];
+  sorts: Record<string, SortSpec>;
+  /** `field` or `-field` (descending). */
+  sort: string;
+  defaultSort: string;
+  limit?: number;
+  cursor?: string;
+}
+
+/**
+ * Keyset pagination: rows after (sort value, key) of the cursor, in a stable order (the key breaks
+ * ties), so pages neither skip nor repeat rows while new rows arrive.
+ */
+export async function pageOf(request: PageRequest): Promise<Page<Record<string, any>>> {
+  const limit = Math.min(Math.max(Math.trunc(request.limit ?? 50), 1), 500);
+  const sortName = request.sort || request.defaultSort;
+  const desc = sortName.startsWith('-');
+  const spec = request.sorts[desc ? sortName.slice(1) : sortName];
+  if (!spec) throw new z.ZodError([{ code: 'custom', path: ['sort'], message: `unknown sort ${sortName}`, input: sortName }]);
+  const key = sql.ref(`t.${request.key}`);
+  const where = [...request.where];
+  if (request.cursor) {
+    const [value, id] = decodeCursor(request.cursor);
+    const cast = sql`CAST(${value} AS ${sql.raw(spec.type)})`;
+    where.push(desc ? sql`(${spec.expr}, ${key}) < (${cast}, ${id}::uuid)` : sql`(${spec.expr}, ${key}) > (${cast}, ${id}::uuid)`);
+  }
+  const direction = sql.raw(desc ? 'DESC' : 'ASC');
+  const { rows } = await sql<Record<string, any>>`
+    SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
+    FROM ${sql.id(request.source.schema, request.table)} t
+    ${where.length > 0 ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``}
+    ORDER BY ${spec.expr} ${direction}, ${key} ${direction}
+    LIMIT ${limit + 1}`.execute(request.source.db);
+  const more = rows.length > limit;
+  const items = more ? rows.slice(0, limit) : rows;
+  const last = items[items.length - 1];
+  return { items, nextCursor: more && last ? encodeCursor(String(last.__sort), String(last[request.key])) : null };
+}
+
+/** Timestamps as ISO strings, `date` columns as 'YYYY-MM-DD', numerics as JS numbers. */
+export const iso = (value: unknown): string | null =>
+  value === null || value === undefined ? null : value instanceof Date ? value.toISOString() : new Date(String(value)).toISOString();
+
+export const isoDate = (value: unknown): string | null => {
+  if (value === null || value === undefined) return null;
+  if (value instanceof Date) {
+    return `${value.getFullYear()}-${String(value.getMonth() + 1).padStart(2, '0')}-${String(value.getDate()).padStart(2, '0')}`;
+  }
+  return String(value).slice(0, 10);
+};
+
+export const num = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));
