@@ -15,7 +15,8 @@ import {
 } from 'fastify-type-provider-zod';
 import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
 import { createAuthGuard } from './auth/guard.ts';
-import type { ApiDeps } from './deps.ts';
+import { createReadModelQueries } from '../projections/queries/index.ts';
+import type { ApiDeps, PointInTime } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { ProblemError } from './problems.ts';
@@ -101,7 +102,12 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events });
   await keys.migrate();
   const metrics = createApiMetrics({ projections: deps.projections });
-  const context: RouteContext = { deps, metrics, keys, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
+  const resolved: ApiDeps = {
+    ...deps,
+    queries: deps.queries ?? createReadModelQueries({ db: deps.database.db, schema: deps.schemas.read }),
+    pointInTime: deps.pointInTime ?? pointInTimeOf(deps.audit),
+  };
+  const context: RouteContext = { deps: resolved, metrics, keys, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -194,6 +200,12 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await app.ready();
   return app as unknown as CrmApp;
 }
+
+/** The audit services' adapter (audit/index.ts `AuditServices.pointInTime`), when given. */
+const pointInTimeOf = (audit: unknown): PointInTime | undefined => {
+  const candidate = (audit as { pointInTime?: PointInTime } | undefined)?.pointInTime;
+  return typeof candidate?.stateAt === 'function' ? candidate : undefined;
+};
 
 /** Route plugins written by other engineers; registered once their files exist. */
 const optionalRoutePlugins = async () => {

@@ -40,14 +40,16 @@ export interface CommandPort {
   execute(command: ApiCommand, ctx: CommandContext): Promise<CommandResult>;
 }
 
+/** A projection's progress as `ProjectionRunner.status()` (projections/status.ts) reports it. */
 export interface ProjectionStatus {
   name: string;
   /** Last applied global position. */
   position: bigint;
-  /** Events behind the store's head, when known. */
-  lagEvents?: number | null;
-  /** Seconds behind the head, when known. */
-  lagSeconds?: number | null;
+  /** Events recorded after the checkpoint (capped), when known. */
+  eventsBehind?: number | null;
+  /** Age of the oldest event not yet applied, when known. */
+  secondsBehind?: number | null;
+  /** `running`, `failed`, `stopped`, `rebuilding`... */
   state: string;
   lastError?: string | null;
 }
@@ -103,7 +105,9 @@ export interface ApiDeps {
   schemas: { events: string; read: string; reporting?: string };
   personalData?: PersonalData;
   projections?: ReadModelProgress;
+  /** Default: projections/queries bound to `database` and `schemas.read`. */
   queries?: ReadModelQueries;
+  /** Default: `audit.pointInTime` when the audit services are given. */
   pointInTime?: PointInTime;
   /** Services for api/routes/analytics.ts and api/routes/audit.ts; passed to those plugins as is. */
   analytics?: unknown;

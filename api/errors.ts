@@ -92,6 +92,14 @@ export const toProblem = (error: unknown): ProblemError => {
     return new ProblemError('unavailable', 'The event store cannot be reached right now; retry shortly.', {}, { 'retry-after': '5' });
   }
   if (isZodError(error)) return validationProblem(fieldErrorsFromZod(error.issues));
+  // Typed errors of other modules, matched by name so the API does not depend on their internals.
+  const named = error as { name?: unknown; field?: unknown; message?: unknown } | null;
+  if (named?.name === 'InvalidAuditQuery' && typeof named.field === 'string') {
+    return validationProblem([{ field: named.field, message: String(named.message) }]);
+  }
+  if (named?.name === 'ReadModelTimeout') {
+    return new ProblemError('read_model_timeout', String(named.message), {}, { 'retry-after': '1' });
+  }
   const fastifyError = error as Partial<FastifyError> | null;
   if (fastifyError && typeof fastifyError === 'object') {
     if (hasZodFastifySchemaValidationErrors(fastifyError) || Array.isArray(fastifyError.validation)) {

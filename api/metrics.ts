@@ -45,7 +45,7 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
       registers: [registry],
       async collect() {
         this.reset();
-        for (const p of await status().catch(() => [])) if (p.lagEvents != null) this.set({ projection: p.name }, p.lagEvents);
+        for (const p of await status().catch(() => [])) if (p.eventsBehind != null) this.set({ projection: p.name }, p.eventsBehind);
       },
     });
     new Gauge({
@@ -55,7 +55,7 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
       registers: [registry],
       async collect() {
         this.reset();
-        for (const p of await status().catch(() => [])) if (p.lagSeconds != null) this.set({ projection: p.name }, p.lagSeconds);
+        for (const p of await status().catch(() => [])) if (p.secondsBehind != null) this.set({ projection: p.name }, p.secondsBehind);
       },
     });
   }

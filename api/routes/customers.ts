@@ -115,7 +115,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
         tags,
         summary: 'Every event about the customer as a readable entry (when, who, what)',
         params: IdParams,
-        querystring: z.strictObject(PageQuery),
+        querystring: z.strictObject({ ...PageQuery, order: z.enum(['asc', 'desc']).default('asc').describe('Oldest first (asc) or newest first') }),
         response: { 200: PageSchema, 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema },
       },
     },

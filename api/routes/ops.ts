@@ -20,8 +20,8 @@ const Ready = z.object({
     z.object({
       name: z.string(),
       position: z.string(),
-      lagEvents: z.number().nullable(),
-      lagSeconds: z.number().nullable(),
+      eventsBehind: z.number().nullable(),
+      secondsBehind: z.number().nullable(),
       state: z.string(),
       lastError: z.string().nullable(),
     }),
@@ -68,9 +68,9 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
         }
       }
       for (const p of statuses) {
-        if (p.lastError) reasons.push(`projection ${p.name} stopped: ${p.lastError}`);
-        else if ((p.lagSeconds ?? 0) > options.readyMaxLagSeconds) {
-          reasons.push(`projection ${p.name} is ${p.lagSeconds} s behind (bound ${options.readyMaxLagSeconds} s)`);
+        if (p.state === 'failed' || p.state === 'stopped') reasons.push(`projection ${p.name} is ${p.state}${p.lastError ? `: ${p.lastError}` : ''}`);
+        else if ((p.secondsBehind ?? 0) > options.readyMaxLagSeconds) {
+          reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)`);
         }
       }
       const ready = reasons.length === 0;
@@ -80,8 +80,8 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
         projections: statuses.map((p) => ({
           name: p.name,
           position: p.position.toString(),
-          lagEvents: p.lagEvents ?? null,
-          lagSeconds: p.lagSeconds ?? null,
+          eventsBehind: p.eventsBehind ?? null,
+          secondsBehind: p.secondsBehind ?? null,
           state: p.state,
           lastError: p.lastError ?? null,
         })),

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Role } from '../../api/roles.ts';
-import { expectProblem, json, startApiWithCommands, type ApiHarness } from './support.ts';
+import { eventCount, expectProblem, json, startApi, type ApiHarness } from './support.ts';
 
 let h: ApiHarness;
 beforeAll(async () => {
-  h = await startApiWithCommands('api_commands');
+  h = await startApi('api_commands');
 });
 afterAll(async () => h?.close());
 
@@ -36,12 +36,12 @@ describe('customer commands', () => {
   });
 
   it('names every failing field, unknown ones included, and appends nothing', async () => {
-    const head = await h.store.headPosition();
+    const stored = await eventCount(h);
     const problem = expectProblem(await send('sales', 'POST', '/customers', { name: '', email: 'not-an-email', extra: true }), 400, 'validation');
     expect(problem.errors?.map((e) => e.field).sort()).toEqual(['email', 'extra', 'name']);
     expectProblem(await send('sales', 'POST', '/customers', { id: 'not-a-uuid', name: 'A', email: 'a@example.com' }), 400);
     expectProblem(await h.app.inject({ method: 'POST', url: '/customers', headers: { ...h.auth('sales'), 'content-type': 'application/json' }, payload: '{"name":' }), 400, 'malformed');
-    expect(await h.store.headPosition()).toBe(head);
+    expect(await eventCount(h)).toBe(stored);
   });
 
   it('requires If-Match on PATCH (428), refuses a stale one (409 with the current revision), applies a fresh one', async () => {
@@ -80,10 +80,10 @@ describe('customer commands', () => {
     const { id } = await register();
     const headers = { 'idempotency-key': `retry-${randomUUID()}` };
     const first = accepted(await send('sales', 'POST', `/customers/${id}/purchases`, { orderId: 'B-1', amount: 10, currency: 'USD' }, headers));
-    const head = await h.store.headPosition();
+    const stored = await eventCount(h);
     const retry = accepted(await send('sales', 'POST', `/customers/${id}/purchases`, { orderId: 'B-1', amount: 10, currency: 'USD' }, headers));
     expect(retry).toEqual(first);
-    expect(await h.store.headPosition()).toBe(head);
+    expect(await eventCount(h)).toBe(stored);
   });
 
   it('echoes X-Request-Id and records it as the correlation id of the events', async () => {

@@ -1,10 +1,15 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { buildApp, type CrmApp } from '../../api/app.ts';
-import type { ApiDeps, CommandPort } from '../../api/deps.ts';
+import type { ApiDeps, ReadModelProgress } from '../../api/deps.ts';
 import { ROLES, type Role } from '../../api/roles.ts';
+import { createCrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
+import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
+import { personalDataCodec } from '../../projections/codec.ts';
+import { readModelProjections } from '../../projections/read-models/index.ts';
+import { ProjectionRunner } from '../../projections/runner.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 
 export interface ApiHarness {
@@ -12,34 +17,50 @@ export interface ApiHarness {
   store: EventStore;
   database: SqlDatabase;
   schemas: TestSchemas;
+  runner: ProjectionRunner;
   /** One live key per role. */
   keys: Record<Role, string>;
   auth(role: Role): { authorization: string };
   close(): Promise<void>;
 }
 
-/** A command port that must never be reached: proves bad requests stop before the command layer. */
-export const unreachableCommands = (): CommandPort & { calls: number } => {
-  const port = {
-    calls: 0,
-    async execute(): Promise<never> {
-      port.calls++;
-      throw new Error('the command layer is not wired in this test');
-    },
-  };
-  return port;
-};
+/** The runner as the API sees it (the same adapter the composition root uses). */
+export const progressOf = (runner: ProjectionRunner): ReadModelProgress => ({
+  waitForPosition: (position, timeoutMs) =>
+    runner.waitForPosition(position, timeoutMs).then(
+      () => true,
+      () => false,
+    ),
+  status: () => runner.status(),
+});
 
-/** App on real PostgreSQL schemas of its own, with a key for every role. */
+/**
+ * The API on real PostgreSQL schemas of its own: event store, command layer and the read-model
+ * projections running in-process, with a key for every role.
+ */
 export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}): Promise<ApiHarness> => {
   const schemas = testSchemas(label);
-  const database = connectPostgres(schemas.url, { max: 5 });
+  const database = connectPostgres(schemas.url, { max: 8 });
   const store = await createPostgresEventStore(database, { schema: schemas.events });
+  const personalData = await createPersonalData(database.db, { schema: schemas.events });
+  const commands = createCrmCommands({ store, personalData });
+  const runner = new ProjectionRunner({
+    db: database.db,
+    store,
+    schema: schemas.read,
+    projections: readModelProjections(),
+    codec: personalDataCodec(personalData),
+    concurrent: true,
+  });
+  await runner.start();
   const app = await buildApp({
     store,
     database,
+    personalData,
     schemas: { events: schemas.events, read: schemas.read },
-    commands: unreachableCommands(),
+    commands,
+    projections: progressOf(runner),
+    waitForTimeoutMs: 5_000,
     ...overrides,
   });
   const keys = {} as Record<Role, string>;
@@ -49,10 +70,12 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
     store,
     database,
     schemas,
+    runner,
     keys,
     auth: (role) => ({ authorization: `Bearer ${keys[role]}` }),
     close: async () => {
       await app.close();
+      await runner.stop();
       await store.close();
       await database.close();
       await schemas.dropSchemas();
@@ -62,7 +85,9 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
 
 export const json = <T = any>(response: LightMyRequestResponse): T => JSON.parse(response.body) as T;
 
-export const expectProblem = (response: LightMyRequestResponse, status: number, typeSuffix?: string) => {
+export type Problem = { type: string; title: string; status: number; detail: string; errors?: { field: string; message: string }[]; [k: string]: unknown };
+
+export const expectProblem = (response: LightMyRequestResponse, status: number, typeSuffix?: string): Problem => {
   if (response.statusCode !== status) {
     throw new Error(`expected ${status}, got ${response.statusCode}: ${response.body}`);
   }
@@ -76,41 +101,14 @@ export const expectProblem = (response: LightMyRequestResponse, status: number, 
   if (typeSuffix && body.type !== `https://crm.example/problems/${typeSuffix}`) {
     throw new Error(`expected type ${typeSuffix}, got ${body.type}`);
   }
-  return body as { type: string; title: string; status: number; detail: string; errors?: { field: string; message: string }[]; [k: string]: unknown };
+  return body as Problem;
 };
 
-import { createCrmCommands } from '../../commands/index.ts';
-import { createPersonalData } from '../../eventstore/personal-data.ts';
-
-/** App with the real command layer (commands/) on the harness's store. */
-export const startApiWithCommands = async (label: string, overrides: Partial<ApiDeps> = {}): Promise<ApiHarness> => {
-  const schemas = testSchemas(label);
-  const database = connectPostgres(schemas.url, { max: 5 });
-  const store = await createPostgresEventStore(database, { schema: schemas.events });
-  const personalData = await createPersonalData(database.db, { schema: schemas.events });
-  const commands = createCrmCommands({ store, personalData });
-  const app = await buildApp({
-    store,
-    database,
-    personalData,
-    schemas: { events: schemas.events, read: schemas.read },
-    commands,
-    ...overrides,
-  });
-  const keys = {} as Record<Role, string>;
-  for (const role of ROLES) keys[role] = (await app.keys.create({ name: `test ${role}`, role })).key;
-  return {
-    app,
-    store,
-    database,
-    schemas,
-    keys,
-    auth: (role) => ({ authorization: `Bearer ${keys[role]}` }),
-    close: async () => {
-      await app.close();
-      await store.close();
-      await database.close();
-      await schemas.dropSchemas();
-    },
-  };
+/**
+ * Events stored, counted in SQL. Unlike `headPosition()`, which only shows events once no older
+ * transaction is open (the gap-free feed), the count is exact right after an append.
+ */
+export const eventCount = async (h: ApiHarness): Promise<number> => {
+  const row = await h.database.db.withSchema(h.schemas.events).selectFrom('events').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  return Number(row.n);
 };

@@ -1,0 +1,351 @@
+/**
+ * The auditor's routes (owned by the audit toolkit, audit/). Registered by api/app.ts like every
+ * route plugin; roles come from the matrix in api/roles.ts (`GET /audit/*`, `POST /audit/*`: admin
+ * and auditor).
+ *
+ * NOTE for the HTTP engineer: this plugin also serves `GET /customers/:id/export` (the subject
+ * access request export, roles admin, support and auditor in the matrix) — it lives here because
+ * it is built by audit/subject-access.ts. Point-in-time reads (`GET /customers/:id?asOf=` and the
+ * deal, campaign and feedback equivalents) stay in the query routes: wire
+ * `ApiDeps.pointInTime = createAuditServices(...).pointInTime`.
+ *
+ * Routes:
+ * - GET  /audit/streams/:stream            one stream's history, paged (`?format=ndjson|csv` streams it all)
+ * - GET  /audit/streams/:stream/export     the same as an NDJSON or CSV download
+ * - GET  /audit/events                     the global log, filtered, paged by position
+ * - GET  /audit/events/export              the filtered log as an NDJSON or CSV download
+ * - GET  /audit/state/:kind/:id?asOf=      a record as it stood at an instant (record time)
+ * - POST /audit/verify                     starts a verification job (202 + id)
+ * - GET  /audit/verify/:id                 its status, progress and result
+ * - POST /audit/chain/seal                 seals the global hash chain now
+ * - GET  /customers/:id/export             subject access request export
+ */
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { parseRecordKind } from '../../audit/as-of.ts';
+import type { AuditDeps } from '../../audit/deps.ts';
+import { auditEventToJson, type PersonalDataMode } from '../../audit/event-view.ts';
+import { EXPORT_CONTENT_TYPES, exportStream, type ExportFormat } from '../../audit/export.ts';
+import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory, type EventLogFilter } from '../../audit/history.ts';
+import { ChainNotAvailable, createAuditServices, type AuditServices } from '../../audit/index.ts';
+import { jsonSafe } from '../../audit/verification-jobs.ts';
+import { IsoDate, IsoDateTime } from '../../domain/shared.ts';
+import { STREAM_NAME_PATTERN } from '../../eventstore/contract.ts';
+import { createPersonalData } from '../../eventstore/personal-data.ts';
+import type { RouteContext } from '../app.ts';
+import { IdParams } from '../http.ts';
+import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
+import { seesPersonalData } from '../roles.ts';
+
+const tags = ['audit'];
+const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema };
+
+const Direction = z.enum(['forwards', 'backwards']).default('forwards');
+const Format = z.enum(['json', 'ndjson', 'csv']).optional().describe('json (paged, default) or ndjson/csv (the whole selection, streamed)');
+const ExportFormatQuery = z.enum(['ndjson', 'csv']).optional().describe('ndjson (default) or csv');
+const Limit = z.coerce.number().int().min(1).max(1000).default(100).describe('Page size (1-1000, default 100)');
+const Cursor = z.string().min(1).max(40).optional().describe('`nextCursor` of the previous page');
+/** A date alone means the whole day: from its first to its last millisecond (UTC). */
+const Instant = z.union([IsoDateTime, IsoDate]);
+
+const StreamParams = z.strictObject({
+  stream: z.string().regex(STREAM_NAME_PATTERN, 'a stream name `<aggregate>-<id>`, e.g. customer-<uuid>'),
+});
+
+const LogFilters = {
+  actor: z.string().min(1).max(200).optional().describe('User id of the actor'),
+  type: z.union([z.string().min(1).max(2000), z.array(z.string().min(1).max(100)).max(50)]).optional().describe('Event type(s), comma-separated or repeated'),
+  stream: z.string().min(1).max(220).optional().describe('Exact stream name, or a prefix ending in `-` (deal- = every deal)'),
+  from: Instant.optional().describe('Record time from (inclusive), ISO 8601'),
+  to: Instant.optional().describe('Record time to (inclusive), ISO 8601; a date alone includes that whole day'),
+  direction: Direction,
+};
+
+const AuditEventSchema = z
+  .object({
+    position: z.string().describe('Global position (decimal string)'),
+    stream: z.string(),
+    revision: z.number().int(),
+    id: z.string(),
+    type: z.string(),
+    schemaVersion: z.number().int().nullable(),
+    data: z.unknown(),
+    actor: z.string().nullable(),
+    roles: z.array(z.string()),
+    correlationId: z.string().nullable(),
+    causationId: z.string().nullable(),
+    command: z.string().nullable(),
+    reason: z.string().nullable(),
+    occurredAt: z.string().nullable().describe('Business time'),
+    recordedAt: z.string().describe('Record time'),
+  })
+  .meta({ id: 'AuditEvent' });
+const AuditPage = z.object({ items: z.array(AuditEventSchema), nextCursor: z.string().nullable() });
+
+const VerifyBody = z
+  .strictObject({
+    kind: z.enum(['read_models', 'chains']).optional().describe('read_models (default): replay and compare; chains: recompute the hash chains'),
+    chain: z.boolean().optional().describe('Shorthand for kind=chains (as `crm verify --chain`)'),
+  })
+  .optional();
+
+const personalDataMode = (request: FastifyRequest): PersonalDataMode => {
+  const role = request.apiKey?.role;
+  return role !== undefined && seesPersonalData(role) ? 'reveal' : 'mask';
+};
+
+/** Turns the audit module's typed refusals into problems naming the field. */
+const asProblem = (error: unknown): unknown => {
+  if (error instanceof InvalidAuditQuery) return validationProblem([{ field: error.field, message: error.message }]);
+  if (error instanceof ChainNotAvailable) return new ProblemError('invalid_state', error.message);
+  return error;
+};
+const guarded = async <T>(work: () => Promise<T>): Promise<T> => {
+  try {
+    return await work();
+  } catch (error) {
+    throw asProblem(error);
+  }
+};
+
+const instant = (value: string | undefined, end: boolean): Date | undefined => {
+  if (value === undefined) return undefined;
+  if (/^\d{4}-\d{2}-\d{2}$/.test(value)) return new Date(`${value}T${end ? '23:59:59.999' : '00:00:00.000'}Z`);
+  return new Date(value);
+};
+
+const logFilter = (query: { actor?: string; type?: string | string[]; stream?: string; from?: string; to?: string }): EventLogFilter => {
+  const types = query.type === undefined ? undefined : [query.type].flat().flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
+  const from = instant(query.from, false);
+  const to = instant(query.to, true);
+  if (from && to && from > to) throw validationProblem([{ field: 'from', message: 'from must not be after to' }]);
+  return {
+    ...(query.actor !== undefined ? { actor: query.actor } : {}),
+    ...(types && types.length > 0 ? { types } : {}),
+    ...(query.stream !== undefined ? { stream: query.stream } : {}),
+    ...(from ? { from } : {}),
+    ...(to ? { to } : {}),
+  };
+};
+
+/** `?format=` wins; otherwise an Accept header asking for NDJSON or CSV; otherwise the default. */
+const negotiate = (request: FastifyRequest, format: string | undefined, fallback: 'json' | ExportFormat): 'json' | ExportFormat => {
+  if (format === 'json' || format === 'ndjson' || format === 'csv') return format;
+  const accept = request.headers.accept ?? '';
+  if (/application\/(x-)?ndjson/.test(accept)) return 'ndjson';
+  if (/text\/csv/.test(accept)) return 'csv';
+  return fallback;
+};
+
+const sendExport = (reply: FastifyReply, format: ExportFormat, name: string, events: AsyncIterable<Parameters<typeof auditEventToJson>[0]>) => {
+  const file = `${name.replace(/[^A-Za-z0-9_.-]/g, '_')}.${format === 'csv' ? 'csv' : 'ndjson'}`;
+  return reply
+    .header('content-type', EXPORT_CONTENT_TYPES[format])
+    .header('content-disposition', `attachment; filename="${file}"`)
+    .header('cache-control', 'no-store')
+    .send(exportStream(events, format));
+};
+
+/** Services from `ApiDeps.audit` when the composition root built them, else from the API's own dependencies. */
+const servicesFor = async (context: RouteContext): Promise<AuditServices> => {
+  const given = context.deps.audit as AuditServices | undefined;
+  if (given && typeof given === 'object' && 'stateAsOf' in given) return given;
+  const { store, database, schemas } = context.deps;
+  const personalData = context.deps.personalData ?? (await createPersonalData(database.db, { schema: schemas.events }));
+  const deps: AuditDeps = { store, database, personalData, schemas: { events: schemas.events, read: schemas.read } };
+  return createAuditServices(deps);
+};
+
+const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) => {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
+  const audit = await servicesFor(context);
+  const deps = audit.deps;
+
+  app.get(
+    '/audit/streams/:stream',
+    {
+      schema: {
+        tags,
+        summary: "One stream's events in order, with actor, roles, correlation and causation ids, business and record time",
+        description: 'Paged by revision. `format=ndjson|csv` (or an Accept header) streams the whole history instead.',
+        params: StreamParams,
+        querystring: z.strictObject({ limit: Limit, cursor: Cursor, direction: Direction, format: Format }),
+        response: { 200: AuditPage.extend({ stream: z.string() }), ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { stream } = request.params;
+      const { limit, cursor, direction, format } = request.query;
+      const mode = personalDataMode(request);
+      const chosen = negotiate(request, format, 'json');
+      if (chosen !== 'json') {
+        return sendExport(reply, chosen, stream, iterateStreamHistory(deps, stream, { personalData: mode, direction, cursor: cursor ?? null }));
+      }
+      const page = await guarded(() => streamHistory(deps, stream, { personalData: mode, limit, direction, cursor: cursor ?? null }));
+      if (page.items.length === 0 && cursor === undefined) throw new ProblemError('not_found', `No stream ${stream}.`);
+      return { stream, items: page.items.map(auditEventToJson), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    '/audit/streams/:stream/export',
+    {
+      schema: {
+        tags,
+        summary: "One stream's whole history as NDJSON or CSV, streamed",
+        params: StreamParams,
+        querystring: z.strictObject({ format: ExportFormatQuery }),
+        response: errors,
+      },
+    },
+    async (request, reply) => {
+      const { stream } = request.params;
+      const format = negotiate(request, request.query.format, 'ndjson') as ExportFormat;
+      return sendExport(reply, format === ('json' as string) ? 'ndjson' : format, stream, iterateStreamHistory(deps, stream, { personalData: personalDataMode(request) }));
+    },
+  );
+
+  app.get(
+    '/audit/events',
+    {
+      schema: {
+        tags,
+        summary: 'The global event log, filtered by actor, type, stream and record time; each item carries its global position',
+        description: 'Paged by position (`nextCursor`). `from`/`to` bound record time. `format=ndjson|csv` streams every match instead.',
+        querystring: z.strictObject({ ...LogFilters, limit: Limit, cursor: Cursor, format: Format }),
+        response: { 200: AuditPage, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { limit, cursor, direction, format, ...filters } = request.query;
+      const filter = logFilter(filters);
+      const mode = personalDataMode(request);
+      const chosen = negotiate(request, format, 'json');
+      if (chosen !== 'json') {
+        // Validate the cursor before the first byte goes out.
+        await guarded(() => eventLog(deps, { ...filter, direction, cursor: cursor ?? null, limit: 1, personalData: mode }));
+        return sendExport(reply, chosen, 'events', iterateEventLog(deps, { ...filter, direction, cursor: cursor ?? null, personalData: mode }));
+      }
+      const page = await guarded(() => eventLog(deps, { ...filter, direction, limit, cursor: cursor ?? null, personalData: mode }));
+      return { items: page.items.map(auditEventToJson), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    '/audit/events/export',
+    {
+      schema: {
+        tags,
+        summary: 'The filtered global log as NDJSON or CSV, streamed',
+        querystring: z.strictObject({ ...LogFilters, format: ExportFormatQuery }),
+        response: errors,
+      },
+    },
+    async (request, reply) => {
+      const { format, direction, ...filters } = request.query;
+      const chosen = negotiate(request, format, 'ndjson');
+      return sendExport(
+        reply,
+        chosen === 'json' ? 'ndjson' : chosen,
+        'events',
+        iterateEventLog(deps, { ...logFilter(filters), direction, personalData: personalDataMode(request) }),
+      );
+    },
+  );
+
+  app.get(
+    '/audit/state/:kind/:id',
+    {
+      schema: {
+        tags,
+        summary: 'A record as it stood at an instant, folded from its events, with the revision it reflects',
+        description: '`asOf` is record time: what the CRM knew then (a back-dated event recorded later is not included). Defaults to now.',
+        params: z.strictObject({ kind: z.enum(['customer', 'customers', 'deal', 'deals', 'campaign', 'campaigns', 'feedback']), id: z.uuid() }),
+        querystring: z.strictObject({ asOf: IsoDateTime.optional() }),
+        response: { 200: z.looseObject({}), ...errors },
+      },
+    },
+    async (request) => {
+      const { kind, id } = request.params;
+      const asOf = request.query.asOf ?? new Date().toISOString();
+      const found = await guarded(() => audit.stateAsOf(parseRecordKind(kind), id, asOf, { personalData: personalDataMode(request) }));
+      if (!found) throw new ProblemError('not_found', `No ${kind} ${id} as of ${asOf}.`);
+      return found as unknown as Record<string, unknown>;
+    },
+  );
+
+  app.post(
+    '/audit/verify',
+    {
+      schema: {
+        tags,
+        summary: 'Start a verification in the background: read models against a replay (default), or the hash chains',
+        body: VerifyBody,
+        response: {
+          202: z.object({ id: z.uuid(), kind: z.string(), status: z.string(), href: z.string() }),
+          ...errors,
+        },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body ?? {};
+      const kind = body.chain === true ? 'chains' : (body.kind ?? 'read_models');
+      const { id, done } = await guarded(() => audit.startVerification(kind, request.apiKey?.name ?? request.apiKey?.id ?? null));
+      done.catch((error: unknown) => request.log.error({ err: error }, 'verification job failed to record its outcome'));
+      const href = `/audit/verify/${id}`;
+      reply.code(202).header('location', href);
+      return { id, kind, status: 'running', href };
+    },
+  );
+
+  app.get(
+    '/audit/verify/:id',
+    {
+      schema: {
+        tags,
+        summary: "A verification's status (running, passed, failed, error, abandoned), progress and result",
+        params: IdParams,
+        response: { 200: z.looseObject({}), ...errors },
+      },
+    },
+    async (request) => {
+      const job = await (await audit.verificationJobs()).get(request.params.id);
+      if (!job) throw new ProblemError('not_found', `No verification ${request.params.id}.`);
+      return JSON.parse(JSON.stringify(job, jsonSafe)) as Record<string, unknown>;
+    },
+  );
+
+  app.post(
+    '/audit/chain/seal',
+    {
+      schema: {
+        tags,
+        summary: 'Seal the global hash chain up to the final feed now (the projection process also does it every second)',
+        response: { 200: z.object({ sealed: z.number().int() }), ...errors },
+      },
+    },
+    async () => ({ sealed: await audit.sealChain() }),
+  );
+
+  app.get(
+    '/customers/:id/export',
+    {
+      schema: {
+        tags: ['customers', 'audit'],
+        summary: 'Subject access request: everything held about one person (profile, events, read-model rows, analytics) as one JSON document',
+        params: IdParams,
+        response: { 200: z.looseObject({}), ...errors },
+      },
+    },
+    async (request, reply) => {
+      const found = await audit.subjectAccess(request.params.id);
+      if (!found) throw new ProblemError('not_found', `No customer ${request.params.id}.`);
+      reply.header('content-disposition', `attachment; filename="customer-${request.params.id}.json"`).header('cache-control', 'no-store');
+      return found as unknown as Record<string, unknown>;
+    },
+  );
+};
+
+export default auditRoutes;
+export { auditRoutes };
