@@ -121,7 +121,7 @@ export const evolveCustomer = (state: CustomerState, event: CustomerEvent): Cust
 
 /** Refusals shared by every command on an existing customer: unknown, forgotten, merged away. */
 export const assertCustomerWritable = (state: CustomerState, customerId: string, field = 'customerId'): void =>
-  assertCustomerUsable(customerSnapshot(state), customerId, { requireActive: false, field });
+  assertCustomerUsable(customerSnapshot(state), customerId, { requireActive: false, field, addressed: true });
 
 const decideRegister = (c: Extract<CustomerCommand, { type: 'RegisterCustomer' }>, s: CustomerState): CustomerEvent[] => {
   if (s.exists) throw invalidState('customer.already_registered', `Customer ${c.customerId} is already registered`, 'customerId');
@@ -263,7 +263,8 @@ export const decideMerge = (
   const { customerId, duplicateId } = command;
   if (customerId === duplicateId) throw ruleViolated('customer.self_merge', 'A customer cannot be merged into itself', 'duplicateId');
   assertCustomerWritable(primary, customerId, 'customerId');
-  if (!duplicate.exists) throw notFound('customer.not_found', `Customer ${duplicateId} does not exist`, 'duplicateId', { customerId: duplicateId });
+  // The duplicate is named in the body, not addressed: an unknown one is a rule violation (422), not a 404.
+  if (!duplicate.exists) throw ruleViolated('customer.not_found', `Customer ${duplicateId} does not exist`, 'duplicateId', { customerId: duplicateId });
   if (duplicate.mergedInto === customerId) {
     const primaryEvents: CustomerEvent[] = primary.mergedDuplicates.includes(duplicateId)
       ? []
@@ -296,14 +297,19 @@ export const customerSnapshot = (state: CustomerState): CustomerSnapshot => ({
   mergedInto: state.mergedInto,
 });
 
-/** Refuses work that refers to a customer who is unknown, forgotten, merged away or (when required) inactive. */
+/**
+ * Refuses work that refers to a customer who is unknown, forgotten, merged away or (when required)
+ * inactive. An unknown customer is `not_found` when the command addresses the customer itself, and a
+ * `rule_violated` when another aggregate merely refers to it (a deal's customerId is bad input, not a missing resource).
+ */
 export const assertCustomerUsable = (
   customer: CustomerSnapshot,
   customerId: string,
-  options: { requireActive: boolean; field?: string },
+  options: { requireActive: boolean; field?: string; addressed?: boolean },
 ): void => {
   const field = options.field ?? 'customerId';
-  if (!customer.exists) throw notFound('customer.not_found', `Customer ${customerId} does not exist`, field, { customerId });
+  if (!customer.exists)
+    throw (options.addressed ? notFound : ruleViolated)('customer.not_found', `Customer ${customerId} does not exist`, field, { customerId });
   if (customer.forgotten) throw invalidState('customer.forgotten', `Customer ${customerId} has been forgotten`, field, { customerId });
   if (customer.mergedInto)
     throw invalidState('customer.merged', `Customer ${customerId} was merged into ${customer.mergedInto}; use the primary customer`, field, {

@@ -62,7 +62,8 @@ describe('customer: every command on an unknown customer', () => {
     cmd('ReactivateCustomer', {}),
     cmd('ForgetCustomer', {}),
   ];
-  for (const c of commands) it(`${c.type} is refused as not found`, () => spec.given([]).when(c).thenRefused('customer.not_found', 'customerId'));
+  for (const c of commands)
+    it(`${c.type} is refused as not found`, () => expect(spec.given([]).when(c).thenRefused('customer.not_found', 'customerId').kind).toBe('not_found'));
 });
 
 describe('customer: contact details, consent and tags', () => {
@@ -196,7 +197,7 @@ describe('customer: merge', () => {
   it('refuses a self-merge and unknown customers', () => {
     refusedMerge(() => decideMerge(merge(C, C), primary, primary), 'customer.self_merge', 'duplicateId');
     refusedMerge(() => decideMerge(merge(C, D), initialCustomerState(), duplicate), 'customer.not_found', 'customerId');
-    refusedMerge(() => decideMerge(merge(C, D), primary, initialCustomerState()), 'customer.not_found', 'duplicateId');
+    expect(refusedMerge(() => decideMerge(merge(C, D), primary, initialCustomerState()), 'customer.not_found', 'duplicateId').kind).toBe('rule_violated');
   });
   it('refuses a merge into a merged or forgotten primary', () => {
     const mergedPrimary = fold([registered(C), { type: 'CustomerMergedInto', data: { customerId: C, primaryId: E } }]);

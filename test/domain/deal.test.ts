@@ -35,7 +35,8 @@ describe('deal: open', () => {
     spec.given([]).when(openCmd(activeCustomer, { stage: 'qualified', probabilityOverride: 0.4 })).then([opened('qualified', 0.4)]);
   });
   it('needs an existing, active, unmerged, unforgotten customer', () => {
-    spec.given([]).when(openCmd({ ...activeCustomer, exists: false })).thenRefused('customer.not_found', 'customerId');
+    // A bad reference in the body is a 422-style rule violation, not a missing resource.
+    expect(spec.given([]).when(openCmd({ ...activeCustomer, exists: false })).thenRefused('customer.not_found', 'customerId').kind).toBe('rule_violated');
     spec.given([]).when(openCmd({ ...activeCustomer, active: false })).thenRefused('customer.inactive', 'customerId');
     const merged = spec.given([]).when(openCmd({ ...activeCustomer, mergedInto: PRIMARY })).thenRefused('customer.merged', 'customerId');
     expect(merged.details).toMatchObject({ primaryId: PRIMARY });
