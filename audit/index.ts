@@ -1,0 +1,97 @@
+import type { Projection } from '../projections/projection.ts';
+import { readModelProjections } from '../projections/read-models/index.ts';
+import { stateAsOf, type RecordAsOf } from './as-of.ts';
+import { sealChain, startChainSealer, verifyChains, type ChainSealer, type ChainsVerification } from './chain.ts';
+import { eventsInSql, type AuditDeps } from './deps.ts';
+import type { PersonalDataMode } from './event-view.ts';
+import { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
+import { createVerificationJobs, type VerificationJobs, type VerificationKind } from './verification-jobs.ts';
+import { verifyReadModels, type ReadModelVerification, type VerifyProgress } from './verify.ts';
+
+export type { AuditDeps } from './deps.ts';
+export { stateAsOf, type RecordAsOf } from './as-of.ts';
+export { eventLog, streamHistory, iterateEventLog, iterateStreamHistory, InvalidAuditQuery } from './history.ts';
+export { exportStream, type ExportFormat } from './export.ts';
+export { verifyReadModels, type ReadModelVerification } from './verify.ts';
+export { sealChain, startChainSealer, verifyChains, verifyGlobalChain, type ChainsVerification } from './chain.ts';
+export { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
+
+/** Thrown for the chain checks on an engine without SQL access to its events (EventStoreDB). */
+export class ChainNotAvailable extends Error {
+  constructor(engine: string) {
+    super(`Hash chains are kept by the PostgreSQL event store; this deployment stores events in ${engine}.`);
+    this.name = 'ChainNotAvailable';
+  }
+}
+
+/**
+ * The auditor's services bound to one deployment. The composition root builds one and passes it
+ * as `ApiDeps.audit` (and to `crm verify`); the audit route plugin builds its own from the API's
+ * dependencies when none is given.
+ */
+export interface AuditServices {
+  readonly deps: AuditDeps;
+  /** `GET /customers/:id?asOf=` and friends: the record as it stood at `asOf` (record time). */
+  stateAsOf(kind: string, id: string, asOf: Date | string, options?: { personalData?: PersonalDataMode }): Promise<RecordAsOf | null>;
+  /** Adapter for `ApiDeps.pointInTime` (api/deps.ts `PointInTime`). */
+  pointInTime: {
+    stateAt(kind: string, id: string, asOf: Date): Promise<{ state: Record<string, unknown>; revision: number } | undefined>;
+  };
+  verifyReadModels(options?: { onProgress?: (progress: VerifyProgress) => void; keepShadow?: boolean }): Promise<ReadModelVerification>;
+  verifyChains(options?: { onProgress?: (progress: { phase: string; checked: number }) => void }): Promise<ChainsVerification>;
+  /** Seals the global chain up to the final feed now; 0 on engines without one. */
+  sealChain(): Promise<number>;
+  /** Periodic sealer for the projection process (PostgreSQL engine only; undefined otherwise). */
+  startChainSealer(options?: { intervalMs?: number; onError?: (error: unknown) => void }): ChainSealer | undefined;
+  subjectAccess(customerId: string): Promise<SubjectAccessExport | undefined>;
+  /** Starts a background verification recorded in `audit_verifications`; resolves with its id. */
+  startVerification(kind: VerificationKind, requestedBy: string | null): Promise<{ id: string; done: Promise<void> }>;
+  verificationJobs(): Promise<VerificationJobs>;
+}
+
+export function createAuditServices(deps: AuditDeps, options: { projections?: readonly Projection[] } = {}): AuditServices {
+  const projections = options.projections ?? readModelProjections();
+  let jobs: Promise<VerificationJobs> | undefined;
+  const verificationJobs = () => {
+    jobs ??= createVerificationJobs(deps.database.db, deps.schemas.read).catch((error) => {
+      jobs = undefined;
+      throw error;
+    });
+    return jobs;
+  };
+  const requireSqlEvents = () => {
+    if (!eventsInSql(deps)) throw new ChainNotAvailable(deps.store.engine);
+  };
+
+  const services: AuditServices = {
+    deps,
+    stateAsOf: (kind, id, asOf, opts) => stateAsOf(deps, kind, id, asOf, opts),
+    pointInTime: {
+      async stateAt(kind, id, asOf) {
+        const found = await stateAsOf(deps, kind, id, asOf);
+        return found ? { state: { ...found.record, recordedAt: found.recordedAt }, revision: found.revision } : undefined;
+      },
+    },
+    verifyReadModels: (opts = {}) => verifyReadModels(deps, { projections, ...opts }),
+    async verifyChains(opts = {}) {
+      requireSqlEvents();
+      return verifyChains(deps.database, deps.schemas.events, opts);
+    },
+    async sealChain() {
+      return eventsInSql(deps) ? sealChain(deps.database, deps.schemas.events) : 0;
+    },
+    startChainSealer: (opts) => (eventsInSql(deps) ? startChainSealer(deps.database, deps.schemas.events, opts) : undefined),
+    subjectAccess: (customerId) => subjectAccessExport(deps, customerId),
+    async startVerification(kind, requestedBy) {
+      if (kind === 'chains') requireSqlEvents();
+      const jobs = await verificationJobs();
+      return jobs.start(kind, requestedBy, async (onProgress) =>
+        kind === 'chains'
+          ? services.verifyChains({ onProgress: (p) => onProgress({ phase: p.phase, done: p.checked, total: null }) })
+          : services.verifyReadModels({ onProgress: (p) => onProgress({ phase: p.phase, done: p.done, total: p.total }) }),
+      );
+    },
+    verificationJobs,
+  };
+  return services;
+}

@@ -1,0 +1,127 @@
+import { sql } from 'kysely';
+import type { RecordedEvent } from '../eventstore/contract.ts';
+import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
+import { eventsInSql, type AuditDeps } from './deps.ts';
+import { auditEventToJson, toAuditEvent, type AuditEventJson } from './event-view.ts';
+import { rowToRecorded, type EventRow } from './history-sql.ts';
+import { foldRecord, type CustomerRecord } from './records.ts';
+
+/**
+ * `GET /customers/:id/export`: everything the CRM holds about one person (GDPR art. 15 subject
+ * access), as one JSON document:
+ * - the profile as the events say it is now;
+ * - every event of the person's own stream, every event of the deals and feedback opened for them
+ *   (their streams are about the person), and any other event naming them (campaign responses,
+ *   merges), in global order, decrypted;
+ * - every read-model row keyed by the customer (any table of the read schema with a `customer_id`
+ *   column), and the analytics rows (`analytics_*` tables) the same way, when they exist.
+ * After forget, personal fields read '[erased]' throughout: the export then shows what is left.
+ */
+export interface SubjectAccessExport {
+  customerId: string;
+  exportedAt: string;
+  /** True once the customer's key was deleted. */
+  forgotten: boolean;
+  profile: CustomerRecord | null;
+  /** Streams whose every event is included. */
+  streams: string[];
+  events: AuditEventJson[];
+  readModels: Record<string, Record<string, unknown>[]>;
+  analytics: Record<string, Record<string, unknown>[]>;
+}
+
+/** Event types that open a stream belonging to the customer named in them. */
+const OWNED_STREAM_OPENERS = ['DealOpened', 'FeedbackSubmitted'];
+/** Data fields through which an event names a customer. */
+const CUSTOMER_FIELDS = ['customerId', 'duplicateId', 'primaryId'];
+
+const namesCustomer = (event: RecordedEvent, customerId: string): boolean => {
+  const data = event.data as Record<string, unknown> | null;
+  return typeof data === 'object' && data !== null && CUSTOMER_FIELDS.some((f) => data[f] === customerId);
+};
+
+async function subjectEventsSql(deps: AuditDeps, customerId: string): Promise<{ streams: string[]; events: RecordedEvent[] }> {
+  const events = sql.id(deps.schemas.events, 'events');
+  const own = `customer-${customerId}`;
+  const { rows: opened } = await sql<{ stream: string }>`
+    SELECT DISTINCT stream FROM ${events}
+     WHERE type = ANY(${OWNED_STREAM_OPENERS}::text[]) AND data ->> 'customerId' = ${customerId}`.execute(deps.database.db);
+  const streams = [own, ...opened.map((r) => r.stream)];
+  const { rows } = await sql<EventRow>`
+    SELECT position::text AS position, stream, revision::text AS revision, event_id::text AS event_id, type, data, metadata, recorded_at
+      FROM ${events}
+     WHERE stream = ANY(${streams}::text[])
+        OR data ->> 'customerId' = ${customerId} OR data ->> 'duplicateId' = ${customerId} OR data ->> 'primaryId' = ${customerId}
+     ORDER BY position`.execute(deps.database.db);
+  return { streams, events: rows.map(rowToRecorded) };
+}
+
+/** Other engines: one pass over the whole log (a subject access request is rare; no index to use). */
+async function subjectEventsGeneric(deps: AuditDeps, customerId: string): Promise<{ streams: string[]; events: RecordedEvent[] }> {
+  const streams = new Set([`customer-${customerId}`]);
+  const events: RecordedEvent[] = [];
+  let from: bigint | undefined;
+  for (;;) {
+    const page = await deps.store.readAll({ maxCount: 1_000, ...(from !== undefined ? { fromPosition: from } : {}) });
+    for (const event of page) {
+      if (OWNED_STREAM_OPENERS.includes(event.type) && namesCustomer(event, customerId)) streams.add(event.stream);
+      if (streams.has(event.stream) || namesCustomer(event, customerId)) events.push(event);
+    }
+    if (page.length < 1_000) break;
+    from = page[page.length - 1]!.position;
+  }
+  return { streams: [...streams], events };
+}
+
+/** Rows of every table in the read schema that has a `customer_id` column, by table. */
+async function rowsAbout(deps: AuditDeps, customerId: string): Promise<Record<string, Record<string, unknown>[]>> {
+  const { rows: tables } = await sql<{ table_name: string }>`
+    SELECT table_name FROM information_schema.columns
+     WHERE table_schema = ${deps.schemas.read} AND column_name = 'customer_id'
+     ORDER BY table_name`.execute(deps.database.db);
+  const out: Record<string, Record<string, unknown>[]> = {};
+  for (const { table_name } of tables) {
+    const { rows } = await sql<{ row: Record<string, unknown> }>`
+      SELECT to_jsonb(t) AS row FROM ${sql.id(deps.schemas.read, table_name)} t WHERE t.customer_id::text = ${customerId}`.execute(
+      deps.database.db,
+    );
+    out[table_name] = rows.map((r) => r.row);
+  }
+  return out;
+}
+
+const isForgotten = async (deps: AuditDeps, customerId: string): Promise<boolean> => {
+  const { rows } = await sql<{ forgotten: boolean }>`
+    SELECT forgotten_at IS NOT NULL AS forgotten FROM ${sql.id(deps.schemas.events, 'customer_keys')} WHERE customer_id = ${customerId}`
+    .execute(deps.database.db)
+    .catch(() => ({ rows: [] as { forgotten: boolean }[] }));
+  return rows[0]?.forgotten ?? false;
+};
+
+/** The whole export, or undefined when the CRM holds nothing about this customer id. */
+export async function subjectAccessExport(deps: AuditDeps, customerId: string): Promise<SubjectAccessExport | undefined> {
+  const { streams, events } = eventsInSql(deps) ? await subjectEventsSql(deps, customerId) : await subjectEventsGeneric(deps, customerId);
+  const own = events.filter((e) => e.stream === `customer-${customerId}`);
+  const tables = await rowsAbout(deps, customerId);
+  if (events.length === 0 && Object.values(tables).every((rows) => rows.length === 0)) return undefined;
+  const decoded = [];
+  for (const event of own) decoded.push(await decodeRecordedEvent(event, deps.personalData));
+  const readModels: SubjectAccessExport['readModels'] = {};
+  const analytics: SubjectAccessExport['analytics'] = {};
+  for (const [table, rows] of Object.entries(tables)) {
+    if (table.startsWith('analytics_')) analytics[table] = rows;
+    else readModels[table] = rows;
+  }
+  const auditEvents = [];
+  for (const event of events) auditEvents.push(auditEventToJson(await toAuditEvent(event, deps.personalData, 'reveal')));
+  return {
+    customerId,
+    exportedAt: new Date().toISOString(),
+    forgotten: await isForgotten(deps, customerId),
+    profile: (foldRecord('customer', decoded) as CustomerRecord | null) ?? null,
+    streams: streams.filter((s) => events.some((e) => e.stream === s)),
+    events: auditEvents,
+    readModels,
+    analytics,
+  };
+}

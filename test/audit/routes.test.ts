@@ -1,0 +1,234 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PointInTime } from '../../api/deps.ts';
+import type { Role } from '../../api/roles.ts';
+import { createAuditServices, type AuditServices } from '../../audit/index.ts';
+import { createPersonalData } from '../../eventstore/personal-data.ts';
+import { expectProblem, json, startApi, type ApiHarness } from '../api/support.ts';
+import { sleep } from './support.ts';
+
+let h: ApiHarness;
+let audit: AuditServices;
+const pointInTime: PointInTime = { stateAt: (kind, id, asOf) => audit.pointInTime.stateAt(kind, id, asOf) };
+const customerId = randomUUID();
+let firstPosition: string;
+let betweenChanges: string;
+let lastPosition: string;
+
+const send = (role: Role | null, method: 'GET' | 'POST' | 'PATCH', url: string, payload?: unknown, headers: Record<string, string> = {}) =>
+  h.app.inject({
+    method,
+    url,
+    headers: { ...(role ? h.auth(role) : {}), ...(payload !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+    ...(payload !== undefined ? { payload: JSON.stringify(payload) } : {}),
+  });
+
+const waitForJob = async (id: string, role: Role = 'auditor') => {
+  for (let i = 0; i < 200; i++) {
+    const job = json(await send(role, 'GET', `/audit/verify/${id}`));
+    if (job.status !== 'running') return job;
+    await sleep(50);
+  }
+  throw new Error(`verification ${id} still running`);
+};
+
+beforeAll(async () => {
+  h = await startApi('audit_routes', { pointInTime });
+  audit = createAuditServices({
+    store: h.store,
+    database: h.database,
+    personalData: await createPersonalData(h.database.db, { schema: h.schemas.events }),
+    schemas: { events: h.schemas.events, read: h.schemas.read },
+  });
+  const registered = await send('sales', 'POST', '/customers', { customerId, name: 'Ada Lovelace', email: 'ada@example.com', tags: ['vip'] }, { 'x-request-id': 'req-ada-1' });
+  expect(registered.statusCode).toBe(201);
+  firstPosition = json(registered).position;
+  await sleep(20);
+  betweenChanges = new Date().toISOString();
+  await sleep(20);
+  const changed = await send('support', 'PATCH', `/customers/${customerId}`, { email: 'ada@engines.example' }, { 'if-match': '"0"' });
+  expect(changed.statusCode).toBe(200);
+  const purchase = await send('sales', 'POST', `/customers/${customerId}/purchases`, { orderId: 'o-1', amount: 120.5, currency: 'EUR' });
+  expect([200, 201]).toContain(purchase.statusCode);
+  lastPosition = json(purchase).position;
+  await h.runner.waitForPosition(BigInt(lastPosition), 10_000);
+});
+
+afterAll(async () => {
+  await h.close();
+});
+
+describe('GET /audit/streams/:stream', () => {
+  it('answers every event with its metadata to an auditor', async () => {
+    const response = await send('auditor', 'GET', `/audit/streams/customer-${customerId}`);
+    expect(response.statusCode).toBe(200);
+    const body = json(response);
+    expect(body.stream).toBe(`customer-${customerId}`);
+    expect(body.items.map((e: any) => e.type)).toEqual(['CustomerRegistered', 'CustomerContactDetailsChanged', 'PurchaseRecorded']);
+    expect(body.items[0]).toMatchObject({
+      revision: 0,
+      position: firstPosition,
+      actor: expect.any(String),
+      roles: ['sales'],
+      correlationId: 'req-ada-1',
+      data: { name: 'Ada Lovelace', email: 'ada@example.com' },
+    });
+    expect(body.items[1].roles).toEqual(['support']);
+    expect(typeof body.items[2].occurredAt).toBe('string');
+    expect(typeof body.items[2].recordedAt).toBe('string');
+  });
+
+  it('pages with limit and cursor', async () => {
+    const first = json(await send('admin', 'GET', `/audit/streams/customer-${customerId}?limit=2`));
+    expect(first.items).toHaveLength(2);
+    const second = json(await send('admin', 'GET', `/audit/streams/customer-${customerId}?limit=2&cursor=${first.nextCursor}`));
+    expect(second.items.map((e: any) => e.revision)).toEqual([2]);
+    expect(second.nextCursor).toBeNull();
+  });
+
+  it('refuses analysts and other roles, and anonymous callers', async () => {
+    for (const role of ['analyst', 'sales', 'marketing', 'support'] as const) {
+      expectProblem(await send(role, 'GET', `/audit/streams/customer-${customerId}`), 403, 'forbidden');
+    }
+    expectProblem(await send(null, 'GET', `/audit/streams/customer-${customerId}`), 401);
+  });
+
+  it('answers 400 naming the field for a bad stream name or cursor, 404 for an unknown stream', async () => {
+    const badStream = expectProblem(await send('auditor', 'GET', '/audit/streams/not%20a%20stream'), 400, 'validation');
+    expect(badStream.errors?.[0]?.field).toBe('stream');
+    const badCursor = expectProblem(await send('auditor', 'GET', `/audit/streams/customer-${customerId}?cursor=x`), 400, 'validation');
+    expect(badCursor.errors?.[0]?.field).toBe('cursor');
+    expectProblem(await send('auditor', 'GET', `/audit/streams/customer-${randomUUID()}`), 404);
+  });
+
+  it('exports a stream as NDJSON and CSV', async () => {
+    const ndjson = await send('auditor', 'GET', `/audit/streams/customer-${customerId}/export`);
+    expect(ndjson.statusCode).toBe(200);
+    expect(ndjson.headers['content-type']).toContain('application/x-ndjson');
+    const lines = ndjson.body.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.revision)).toEqual([0, 1, 2]);
+    const csv = await send('auditor', 'GET', `/audit/streams/customer-${customerId}?format=csv`);
+    expect(csv.headers['content-type']).toContain('text/csv');
+    const rows = csv.body.trimEnd().split('\r\n');
+    expect(rows[0]!.startsWith('position,stream,revision,id,type')).toBe(true);
+    expect(rows).toHaveLength(4);
+  });
+});
+
+describe('GET /audit/events', () => {
+  it('filters by type, stream and actor, and pages by position in both directions', async () => {
+    const byType = json(await send('auditor', 'GET', `/audit/events?type=CustomerContactDetailsChanged,PurchaseRecorded&stream=customer-${customerId}`));
+    expect(byType.items.map((e: any) => e.type)).toEqual(['CustomerContactDetailsChanged', 'PurchaseRecorded']);
+    const actor = byType.items[1].actor as string;
+    const byActor = json(await send('auditor', 'GET', `/audit/events?actor=${encodeURIComponent(actor)}`));
+    expect(byActor.items.every((e: any) => e.actor === actor)).toBe(true);
+
+    const first = json(await send('auditor', 'GET', `/audit/events?stream=customer-&limit=2`));
+    expect(first.items).toHaveLength(2);
+    const rest = json(await send('auditor', 'GET', `/audit/events?stream=customer-&limit=2&cursor=${first.nextCursor}`));
+    expect(rest.items).toHaveLength(1);
+    expect(rest.items[0].position).toBe(lastPosition);
+    const newest = json(await send('auditor', 'GET', `/audit/events?direction=backwards&limit=1`));
+    expect(newest.items[0].position).toBe(lastPosition);
+  });
+
+  it('filters by record time', async () => {
+    const before = json(await send('auditor', 'GET', `/audit/events?to=${encodeURIComponent(betweenChanges)}`));
+    expect(before.items.map((e: any) => e.type)).toEqual(['CustomerRegistered']);
+    const after = json(await send('auditor', 'GET', `/audit/events?from=${encodeURIComponent(betweenChanges)}`));
+    expect(after.items).toHaveLength(2);
+  });
+
+  it('refuses bad filters with the field named', async () => {
+    const badTime = expectProblem(await send('auditor', 'GET', '/audit/events?from=yesterday'), 400, 'validation');
+    expect(badTime.errors?.[0]?.field).toBe('from');
+    const badDirection = expectProblem(await send('auditor', 'GET', '/audit/events?direction=sideways'), 400, 'validation');
+    expect(badDirection.errors?.[0]?.field).toBe('direction');
+    const unknown = expectProblem(await send('auditor', 'GET', '/audit/events?colour=red'), 400, 'validation');
+    expect(unknown.errors?.[0]?.field).toBe('colour');
+    expectProblem(await send('analyst', 'GET', '/audit/events'), 403);
+  });
+
+  it('exports the filtered log as CSV and NDJSON', async () => {
+    const csv = await send('auditor', 'GET', `/audit/events/export?format=csv&stream=customer-${customerId}`);
+    expect(csv.statusCode).toBe(200);
+    expect(csv.headers['content-disposition']).toContain('attachment');
+    expect(csv.body.trimEnd().split('\r\n')).toHaveLength(4);
+    const ndjson = await send('auditor', 'GET', `/audit/events?format=ndjson&type=PurchaseRecorded`);
+    const lines = ndjson.body.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ type: 'PurchaseRecorded', data: { amount: 120.5, currency: 'EUR' } });
+  });
+});
+
+describe('point in time', () => {
+  it('GET /customers/:id?asOf= between two changes returns the earlier values and revision', async () => {
+    const response = await send('auditor', 'GET', `/customers/${customerId}?asOf=${encodeURIComponent(betweenChanges)}`);
+    expect(response.statusCode).toBe(200);
+    expect(json(response)).toMatchObject({ email: 'ada@example.com', revision: 0, orderCount: 0 });
+    const now = json(await send('auditor', 'GET', `/audit/state/customer/${customerId}`));
+    expect(now).toMatchObject({ revision: 2, record: { email: 'ada@engines.example', orderCount: 1 } });
+  });
+});
+
+describe('verification jobs', () => {
+  it('POST /audit/verify runs in the background and passes on a clean system', async () => {
+    const started = await send('auditor', 'POST', '/audit/verify');
+    expect(started.statusCode).toBe(202);
+    const { id, href } = json(started);
+    expect(started.headers.location).toBe(href);
+    const job = await waitForJob(id);
+    expect(job).toMatchObject({ id, kind: 'read_models', status: 'passed', result: { ok: true, differences: 0 } });
+  });
+
+  it('fails with the exact differing row after a read-model row is altered', async () => {
+    await sql`UPDATE ${sql.id(h.schemas.read, 'customers')} SET company = 'Mallory Inc' WHERE customer_id = ${customerId}`.execute(h.database.db);
+    try {
+      const { id } = json(await send('admin', 'POST', '/audit/verify', { kind: 'read_models' }));
+      const job = await waitForJob(id, 'admin');
+      expect(job.status).toBe('failed');
+      expect(job.result.firstDifference).toMatchObject({
+        table: 'customers',
+        key: { customer_id: customerId },
+        kind: 'changed',
+        columns: [{ column: 'company', live: 'Mallory Inc', replayed: null }],
+      });
+    } finally {
+      await sql`UPDATE ${sql.id(h.schemas.read, 'customers')} SET company = NULL WHERE customer_id = ${customerId}`.execute(h.database.db);
+    }
+  });
+
+  it('verifies the hash chains on request, and seals on demand', async () => {
+    const sealed = json(await send('auditor', 'POST', '/audit/chain/seal'));
+    expect(sealed.sealed).toBeGreaterThanOrEqual(0);
+    const { id } = json(await send('auditor', 'POST', '/audit/verify', { chain: true }));
+    const job = await waitForJob(id);
+    expect(job).toMatchObject({ kind: 'chains', status: 'passed', result: { ok: true, streams: { ok: true }, global: { ok: true } } });
+  });
+
+  it('answers 404 for an unknown job and 400 for a bad body; analysts may not start one', async () => {
+    expectProblem(await send('auditor', 'GET', `/audit/verify/${randomUUID()}`), 404);
+    expectProblem(await send('auditor', 'POST', '/audit/verify', { kind: 'everything' }), 400, 'validation');
+    expectProblem(await send('analyst', 'POST', '/audit/verify'), 403);
+  });
+});
+
+describe('GET /customers/:id/export', () => {
+  it('answers a subject access request with profile, events and read-model rows', async () => {
+    const response = await send('support', 'GET', `/customers/${customerId}/export`);
+    expect(response.statusCode).toBe(200);
+    const body = json(response);
+    expect(body.profile).toMatchObject({ id: customerId, name: 'Ada Lovelace', email: 'ada@engines.example' });
+    expect(body.events.map((e: any) => e.type)).toEqual(['CustomerRegistered', 'CustomerContactDetailsChanged', 'PurchaseRecorded']);
+    expect(body.readModels.customers).toHaveLength(1);
+    expect(body.readModels.customers[0].email).toBe('ada@engines.example');
+    expect(body.forgotten).toBe(false);
+    expect(json(await send('auditor', 'GET', `/customers/${customerId}/export`)).customerId).toBe(customerId);
+  });
+
+  it('is refused to analysts and answers 404 for nobody', async () => {
+    expectProblem(await send('analyst', 'GET', `/customers/${customerId}/export`), 403);
+    expectProblem(await send('auditor', 'GET', `/customers/${randomUUID()}/export`), 404);
+  });
+});
