@@ -1,0 +1,98 @@
+import { sql, type Kysely } from 'kysely';
+import { dayOfDate } from './projection.ts';
+import type { CustomerAggregate } from './scoring.ts';
+import { dayToIsoDate } from './models/time.ts';
+
+/**
+ * Customer aggregates as they stood at the end of a calendar day, rebuilt from the dated detail
+ * tables (per-day purchases, dated activity, feedback and deal times). Fitting uses these so that a
+ * model trained "as of" a cutoff sees nothing after it. Known approximations: a refund lowers the
+ * value of its order's day even when it came after the cutoff, and a complaint reopened after the
+ * cutoff counts by its latest resolution.
+ */
+export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: number): Promise<Map<string, CustomerAggregate>> {
+  const cutoff = dayToIsoDate(day);
+  const end = `${dayToIsoDate(day + 1)}T00:00:00Z`;
+  const t = (name: string) => sql.id(schema, name);
+  const result = new Map<string, CustomerAggregate>();
+  const get = (id: string): CustomerAggregate => {
+    let a = result.get(id);
+    if (!a) {
+      a = {
+        customerId: id, purchases: null, refunds: 0, complaints: 0, complaintsOpen: 0, complaintsResolved: 0, resolutionSeconds: 0,
+        responsesOpened: 0, responsesClicked: 0, responsesConverted: 0, responsesUnsubscribed: 0, dealsOpen: 0, dealsWon: 0, dealsLost: 0,
+      };
+      result.set(id, a);
+    }
+    return a;
+  };
+  const purchases = await sql<Record<string, unknown>>`
+    SELECT customer_id::text AS id, min(day) AS first_day, max(day) AS last_day, count(*)::int AS days, sum(value)::float AS total,
+      (array_agg(value ORDER BY day))[1]::float AS first_value
+    FROM ${t('analytics_purchase_day')} WHERE day <= ${cutoff}::date GROUP BY customer_id`.execute(db);
+  for (const r of purchases.rows) {
+    get(String(r.id)).purchases = {
+      firstDay: dayOfDate(r.first_day), lastDay: dayOfDate(r.last_day), purchaseDays: Number(r.days), totalValue: Number(r.total), firstDayValue: Number(r.first_value),
+    };
+  }
+  const activity = await sql<{ id: string; kind: string; n: number }>`
+    SELECT customer_id::text AS id, kind, sum(count)::int AS n FROM ${t('analytics_activity')} WHERE day <= ${cutoff}::date GROUP BY 1, 2`.execute(db);
+  for (const r of activity.rows) {
+    const a = result.get(r.id);
+    if (!a) continue; // activity of customers who never bought is not modelled
+    if (r.kind === 'refund') a.refunds = r.n;
+    else if (r.kind === 'opened') a.responsesOpened = r.n;
+    else if (r.kind === 'clicked') a.responsesClicked = r.n;
+    else if (r.kind === 'converted') a.responsesConverted = r.n;
+    else if (r.kind === 'unsubscribed') a.responsesUnsubscribed = r.n;
+  }
+  const complaints = await sql<Record<string, unknown>>`
+    SELECT customer_id::text AS id, count(*)::int AS complaints,
+      count(*) FILTER (WHERE resolved_at IS NULL OR resolved_at >= ${end}::timestamptz)::int AS open,
+      count(*) FILTER (WHERE resolved_at < ${end}::timestamptz)::int AS resolved,
+      coalesce(sum(resolution_seconds) FILTER (WHERE resolved_at < ${end}::timestamptz), 0)::float AS seconds
+    FROM ${t('analytics_feedback')} WHERE kind = 'complaint' AND submitted_at < ${end}::timestamptz GROUP BY 1`.execute(db);
+  for (const r of complaints.rows) {
+    const a = result.get(String(r.id));
+    if (!a) continue;
+    a.complaints = Number(r.complaints);
+    a.complaintsOpen = Number(r.open);
+    a.complaintsResolved = Number(r.resolved);
+    a.resolutionSeconds = Number(r.seconds);
+  }
+  const deals = await sql<Record<string, unknown>>`
+    SELECT customer_id::text AS id,
+      count(*) FILTER (WHERE status = 'open' OR closed_at >= ${end}::timestamptz)::int AS open,
+      count(*) FILTER (WHERE status = 'won' AND closed_at < ${end}::timestamptz)::int AS won,
+      count(*) FILTER (WHERE status = 'lost' AND closed_at < ${end}::timestamptz)::int AS lost
+    FROM ${t('analytics_deal')} WHERE opened_at < ${end}::timestamptz GROUP BY 1`.execute(db);
+  for (const r of deals.rows) {
+    const a = result.get(String(r.id));
+    if (!a) continue;
+    a.dealsOpen = Number(r.open);
+    a.dealsWon = Number(r.won);
+    a.dealsLost = Number(r.lost);
+  }
+  return result;
+}
+
+/** Customers with a purchase day in (fromDay, toDay]: the "not churned" label of the training window. */
+export async function customersBuyingBetween(db: Kysely<any>, schema: string, fromDay: number, toDay: number): Promise<Set<string>> {
+  const { rows } = await sql<{ id: string }>`SELECT DISTINCT customer_id::text AS id FROM ${sql.id(schema, 'analytics_purchase_day')}
+    WHERE day > ${dayToIsoDate(fromDay)}::date AND day <= ${dayToIsoDate(toDay)}::date`.execute(db);
+  return new Set(rows.map((r) => r.id));
+}
+
+/** Every customer's purchase days up to a day (retention tables). */
+export async function purchaseDaysUpTo(db: Kysely<any>, schema: string, day: number): Promise<{ days: number[] }[]> {
+  const { rows } = await sql<{ days: number[] }>`SELECT array_agg(day - DATE '1970-01-01' ORDER BY day) AS days
+    FROM ${sql.id(schema, 'analytics_purchase_day')} WHERE day <= ${dayToIsoDate(day)}::date GROUP BY customer_id`.execute(db);
+  return rows.map((r) => ({ days: r.days.map(Number) }));
+}
+
+/** Revenue net of refunds per month up to a day, zero-filled between the first and the last month. */
+export async function monthlyRevenueUpTo(db: Kysely<any>, schema: string, day: number): Promise<{ month: string; value: number }[]> {
+  const { rows } = await sql<{ month: string; value: number }>`SELECT to_char(day, 'YYYY-MM') AS month, (sum(revenue) - sum(refunds))::float AS value
+    FROM ${sql.id(schema, 'analytics_revenue_day')} WHERE day <= ${dayToIsoDate(day)}::date GROUP BY 1 ORDER BY 1`.execute(db);
+  return rows.map((r) => ({ month: r.month, value: Number(r.value) }));
+}

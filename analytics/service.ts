@@ -1,0 +1,396 @@
+import { sql, type Kysely } from 'kysely';
+import { upsertRows, type Row } from '../projections/read-models/rows.ts';
+import { aggregatesAsOf, customersBuyingBetween, monthlyRevenueUpTo, purchaseDaysUpTo } from './as-of.ts';
+import { loadLatestModel, loadModelRecord, saveModel, type ModelRecord } from './model-store.ts';
+import { aggregateFromRow, dayOfDate, scoreRow } from './projection.ts';
+import { churnFeaturesOf, rfmValuesOf, scoreCustomer, type CustomerAggregate, type ModelParams, type StoredModel } from './scoring.ts';
+import { fitBgNbd } from './models/bgnbd.ts';
+import { fitGammaGamma, usableForSpend } from './models/gamma-gamma.ts';
+import { CHURN_FEATURES, trainChurnModels, type ChurnExample, type ChurnTraining } from './models/churn.ts';
+import { fitClusters, fitRfmCutoffs } from './models/segments.ts';
+import { cohortTable, retentionRates } from './models/retention.ts';
+import { forecastRevenue, type MonthlyValue } from './models/forecast.ts';
+import { rfmOf } from './models/rfm.ts';
+import { addMonths, dayOf, dayToIsoDate, monthOfDay, type TimeUnit } from './models/time.ts';
+import { csat, nps } from './models/satisfaction.ts';
+import { SCORES } from './tables.ts';
+
+/** Not enough history to fit (too few customers, or no churned/retained customers to learn from). */
+export class InsufficientData extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InsufficientData';
+  }
+}
+
+export interface FitOptions {
+  /** Cutoff (calendar day, `YYYY-MM-DD`): fits see purchases up to the end of that day. Default: the observation end. */
+  asOf?: string;
+  timeUnit?: TimeUnit;
+  /** CLV / expected purchases horizon, in `timeUnit`s. */
+  horizon?: number;
+  /** Discount rate per `timeUnit`. */
+  discountRate?: number;
+  /** Churn = no purchase in this many days after the training cutoff (asOf - window). */
+  churnWindowDays?: number;
+  clusters?: number;
+  /** Months forecast ahead. */
+  forecastHorizon?: number;
+  /** Retention: a customer counts as active with a purchase in this many days before a date. */
+  activeWindowDays?: number;
+}
+
+export interface AnalyticsServiceOptions {
+  db: Kysely<any>;
+  /** Schema of the analytics aggregate tables (the read schema). */
+  schema: string;
+  /** Schema of analytics_models / analytics_scores; defaults to `schema`. */
+  modelSchema?: string;
+  /** Resolves once the analytics projection has applied every event recorded so far. */
+  catchUp?: () => Promise<void>;
+  /** fitted_at of a model (the composition root passes the real clock; tests a fixed one). */
+  clock?: () => Date;
+}
+
+export type ModelSummary = ReturnType<typeof summarise>;
+
+function summarise(record: ModelRecord) {
+  const m = record.metrics as Record<string, any>;
+  return {
+    version: record.version,
+    fittedAt: record.fittedAt,
+    asOf: record.asOf,
+    timeUnit: record.timeUnit,
+    horizon: record.horizon,
+    discountRate: record.discountRate,
+    customers: m.customers as number,
+    bgnbd: { ...record.params.bgnbd },
+    gammaGamma: { ...record.params.gammaGamma },
+    churn: m.churn as Record<string, unknown>,
+    fits: m.fits as Record<string, unknown>,
+    segments: m.segments as Record<string, unknown>,
+    retention: m.retention as Record<string, unknown>,
+    forecast: m.forecast as Record<string, unknown>,
+    scored: (m.scored as number | undefined) ?? null,
+    timings: (m.timings as Record<string, number> | undefined) ?? null,
+  };
+}
+
+const round = (x: number, digits = 6) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
+
+export function createAnalyticsService(options: AnalyticsServiceOptions) {
+  const { db, schema } = options;
+  const modelSchema = options.modelSchema ?? schema;
+  const clock = options.clock ?? (() => new Date());
+  const t = (name: string) => sql.id(schema, name);
+  const m = (name: string) => sql.id(modelSchema, name);
+
+  /** The observation end: the latest business time the projection has seen (a calendar day), or null with no events. */
+  async function observationEndDay(): Promise<number | null> {
+    const { rows } = await sql<{ observation_end: Date | null }>`SELECT observation_end FROM ${t('analytics_state')} WHERE id = 'observation'`.execute(db);
+    const end = rows[0]?.observation_end;
+    return end ? dayOf(new Date(end)) : null;
+  }
+
+  async function rescoreAll(model: StoredModel, day: number): Promise<number> {
+    let scored = 0;
+    let after = '00000000-0000-0000-0000-000000000000';
+    for (;;) {
+      const { rows } = await sql<Row>`SELECT * FROM ${t('analytics_customer')} WHERE customer_id > ${after}::uuid AND purchase_days > 0
+        ORDER BY customer_id LIMIT 5000`.execute(db);
+      if (rows.length === 0) return scored;
+      const scores = rows.flatMap((r) => {
+        const s = scoreCustomer(model, aggregateFromRow(r), day);
+        return s ? [scoreRow(s)] : [];
+      });
+      await db.transaction().execute((trx) => upsertRows(trx, modelSchema, SCORES, scores));
+      scored += scores.length;
+      after = String(rows[rows.length - 1]!.customer_id);
+    }
+  }
+
+  async function fitModels(fit: FitOptions = {}): Promise<ModelSummary> {
+    await options.catchUp?.();
+    const timings: Record<string, number> = {};
+    let mark = performance.now();
+    const lap = (name: string) => {
+      const now = performance.now();
+      timings[name] = Math.round(now - mark);
+      mark = now;
+    };
+    const end = await observationEndDay();
+    if (end === null) throw new InsufficientData('No purchases recorded yet: nothing to fit.');
+    const asOfDay = fit.asOf ? dayOf(`${fit.asOf}T00:00:00Z`) : end;
+    const timeUnit = fit.timeUnit ?? 'week';
+    const horizon = fit.horizon ?? (timeUnit === 'day' ? 365 : timeUnit === 'week' ? 52 : 12);
+    const discountRate = fit.discountRate ?? (timeUnit === 'day' ? 0.0003 : timeUnit === 'week' ? 0.002 : 0.01);
+    const churnWindowDays = fit.churnWindowDays ?? 90;
+
+    // Customer base as of the cutoff (first purchase on or before it).
+    const asOf = await aggregatesAsOf(db, schema, asOfDay);
+    const buyers = [...asOf.values()].filter((a): a is CustomerAggregate & { purchases: NonNullable<CustomerAggregate['purchases']> } => a.purchases !== null);
+    if (buyers.length < 10) throw new InsufficientData(`Only ${buyers.length} customers have purchases by ${dayToIsoDate(asOfDay)}; at least 10 are needed.`);
+    const rfm = buyers.map((b) => rfmOf(b.purchases, asOfDay, timeUnit));
+    lap('loadMs');
+
+    const bgnbd = fitBgNbd(rfm);
+    lap('bgnbdMs');
+    const spend = rfm.filter(usableForSpend);
+    if (spend.length < 3) throw new InsufficientData('Fewer than 3 customers with repeat purchases of positive value: Gamma-Gamma cannot be fitted.');
+    const gammaGamma = fitGammaGamma(spend);
+    lap('gammaGammaMs');
+
+    // Churn: features at asOf - window, label = no purchase in (asOf - window, asOf].
+    const trainingCutoff = asOfDay - churnWindowDays;
+    const atTraining = await aggregatesAsOf(db, schema, trainingCutoff);
+    const retained = await customersBuyingBetween(db, schema, trainingCutoff, asOfDay);
+    const examples: ChurnExample[] = [...atTraining.values()].flatMap((a) =>
+      a.purchases ? [{ customerId: a.customerId, features: churnFeaturesOf({ ...a, purchases: a.purchases }, trainingCutoff), churned: retained.has(a.customerId) ? 0 : 1 } as ChurnExample] : [],
+    );
+    let training: ChurnTraining;
+    try {
+      training = trainChurnModels(examples);
+    } catch (error) {
+      throw new InsufficientData(
+        `Churn model: ${(error as Error).message} (${examples.length} customers bought by ${dayToIsoDate(trainingCutoff)}, the training cutoff asOf - ${churnWindowDays} days).`,
+      );
+    }
+
+    lap('churnMs');
+    const values = buyers.map((b) => rfmValuesOf(b.purchases, asOfDay));
+    const rfmCutoffs = fitRfmCutoffs(values);
+    const clusters = fitClusters(values, fit.clusters ?? 4);
+    lap('segmentsMs');
+
+    const purchaseDays = await purchaseDaysUpTo(db, schema, asOfDay);
+    const lastMonth = monthOfDay(asOfDay);
+    const cohorts = cohortTable(purchaseDays, lastMonth);
+    const firstMonth = cohorts[0]?.cohort ?? lastMonth;
+    const periods = retentionRates(purchaseDays, firstMonth, lastMonth, fit.activeWindowDays ?? 365);
+    const monthly = completeMonths(await monthlyRevenueUpTo(db, schema, asOfDay), asOfDay);
+    const forecast = forecastRevenue(monthly, fit.forecastHorizon ?? 6);
+    lap('retentionForecastMs');
+
+    const params: ModelParams = { timeUnit, horizon, discountRate, churnWindowDays, bgnbd: bgnbd.params, gammaGamma: gammaGamma.params, churn: training.model, rfmCutoffs, clusters };
+    const metrics = {
+      customers: buyers.length,
+      fits: {
+        bgnbd: { logLikelihood: bgnbd.logLikelihood, standardErrors: bgnbd.standardErrors, customers: bgnbd.customers, converged: bgnbd.converged },
+        gammaGamma: { logLikelihood: gammaGamma.logLikelihood, standardErrors: gammaGamma.standardErrors, customers: gammaGamma.customers, converged: gammaGamma.converged },
+      },
+      churn: {
+        ...training.metrics,
+        trainingCutoff: dayToIsoDate(trainingCutoff),
+        windowDays: churnWindowDays,
+        features: CHURN_FEATURES,
+        coefficients: Object.fromEntries(CHURN_FEATURES.map((f, j) => [f, training.model.logistic.weights[j + 1]])),
+        intercept: training.model.logistic.weights[0],
+        comparison: training.comparison,
+      },
+      segments: { rfmCutoffs, clusters: clusters.profiles.map((p, i) => ({ cluster: i, customers: clusters.sizes[i], ...p })) },
+      retention: { cohorts: cohorts.length, periods: periods.length, activeWindowDays: fit.activeWindowDays ?? 365, lastCrr: periods[periods.length - 1]?.crr ?? null },
+      forecast: { months: monthly.length, methods: forecast.methods.map((f) => ({ method: f.method, backtest: f.backtest, parameters: f.parameters })) },
+    };
+
+    const version = await db.transaction().execute(async (trx) => {
+      const v = await saveModel(trx, modelSchema, { fittedAt: clock().toISOString(), asOf: dayToIsoDate(asOfDay), params, metrics });
+      const retentionRows = periods.map((p) => ({ model_version: v, period: p.period, customers_start: p.S, customers_end: p.E, customers_new: p.N, crr: p.crr }));
+      const cohortRows = cohorts.flatMap((c) => c.active.map((a, k) => ({ model_version: v, cohort: c.cohort, period_offset: k, cohort_size: c.size, active_customers: a, retention_rate: c.retention[k] })));
+      const forecastRows = forecast.methods.flatMap((f) => [
+        ...monthly.map((h) => ({ model_version: v, method: f.method, month: h.month, kind: 'actual', revenue: h.value })),
+        ...f.forecast.map((h) => ({ model_version: v, method: f.method, month: h.month, kind: 'forecast', revenue: h.value })),
+      ]);
+      for (const [table, rows] of [['analytics_retention', retentionRows], ['analytics_cohorts', cohortRows], ['analytics_forecast', forecastRows]] as const) {
+        for (let i = 0; i < rows.length; i += 2000) await trx.insertInto(`${modelSchema}.${table}`).values(rows.slice(i, i + 2000) as Row[]).execute();
+      }
+      return v;
+    });
+    // Live scores use the latest business time seen, like the projection's incremental scoring.
+    lap('storeMs');
+    const scored = await rescoreAll({ version, params }, end);
+    lap('rescoreMs');
+    await db
+      .updateTable(`${modelSchema}.analytics_models`)
+      .set({ metrics: sql`metrics || ${JSON.stringify({ timings, scored })}::jsonb` })
+      .where('version', '=', version)
+      .execute();
+    return summarise((await loadModelRecord(db, modelSchema, version))!);
+  }
+
+  async function latestModel(): Promise<ModelSummary | null> {
+    const record = await loadModelRecord(db, modelSchema);
+    return record ? summarise(record) : null;
+  }
+
+  /** One customer's figures, computed now from the aggregates and the latest model (null figures before the first fit). */
+  async function customer(customerId: string) {
+    const { rows } = await sql<Row>`SELECT * FROM ${t('analytics_customer')} WHERE customer_id = ${customerId}::uuid`.execute(db);
+    const row = rows[0];
+    if (!row) return null;
+    const aggregate = aggregateFromRow(row);
+    const model = await loadLatestModel(db, modelSchema);
+    const end = (await observationEndDay()) ?? 0;
+    const score = model ? scoreCustomer(model, aggregate, end) : null;
+    const unit = model?.params.timeUnit ?? 'week';
+    const rfm = aggregate.purchases ? rfmOf(aggregate.purchases, Math.max(end, aggregate.purchases.lastDay), unit) : null;
+    return {
+      customerId,
+      modelVersion: model?.version ?? null,
+      observationEnd: end ? dayToIsoDate(end) : null,
+      clv: score?.clv ?? null,
+      expectedPurchases: score?.expectedPurchases ?? null,
+      pAlive: score?.pAlive ?? null,
+      expectedSpend: score?.expectedSpend ?? null,
+      churnScore: score?.churnScore ?? null,
+      segment: score?.segment ?? null,
+      cluster: score?.cluster ?? null,
+      rfm: rfm ? { ...rfm, timeUnit: unit, scores: score?.rfmScore ?? null } : null,
+      cohort: (row.cohort as string | null) ?? null,
+      firstPurchaseDay: aggregate.purchases ? dayToIsoDate(aggregate.purchases.firstDay) : null,
+      lastPurchaseDay: aggregate.purchases ? dayToIsoDate(aggregate.purchases.lastDay) : null,
+      netValue: aggregate.purchases?.totalValue ?? 0,
+      refunds: aggregate.refunds,
+      complaints: aggregate.complaints,
+      openComplaints: aggregate.complaintsOpen,
+    };
+  }
+
+  const scoreItem = (r: Row) => ({
+    customerId: String(r.customer_id),
+    clv: Number(r.clv),
+    expectedPurchases: Number(r.expected_purchases),
+    pAlive: Number(r.p_alive),
+    expectedSpend: Number(r.expected_spend),
+    churnScore: Number(r.churn_score),
+    segment: String(r.segment),
+    cluster: Number(r.cluster),
+    cohort: (r.cohort as string | null) ?? null,
+    scoredAt: r.observation_end instanceof Date ? dayToIsoDate(dayOfDate(r.observation_end)) : String(r.observation_end),
+    modelVersion: Number(r.model_version),
+  });
+
+  interface ScoreFilters {
+    segment?: string;
+    cohort?: string;
+    cluster?: number;
+    minClv?: number;
+    maxClv?: number;
+    minChurnScore?: number;
+    maxChurnScore?: number;
+    limit?: number;
+    offset?: number;
+  }
+
+  async function scores(filters: ScoreFilters, orderBy: 'clv' | 'churn_score') {
+    const where = [sql`true`];
+    if (filters.segment !== undefined) where.push(sql`s.segment = ${filters.segment}`);
+    if (filters.cohort !== undefined) where.push(sql`c.cohort = ${filters.cohort}`);
+    if (filters.cluster !== undefined) where.push(sql`s.cluster = ${filters.cluster}`);
+    if (filters.minClv !== undefined) where.push(sql`s.clv >= ${filters.minClv}`);
+    if (filters.maxClv !== undefined) where.push(sql`s.clv <= ${filters.maxClv}`);
+    if (filters.minChurnScore !== undefined) where.push(sql`s.churn_score >= ${filters.minChurnScore}`);
+    if (filters.maxChurnScore !== undefined) where.push(sql`s.churn_score <= ${filters.maxChurnScore}`);
+    const condition = sql.join(where, sql` AND `);
+    const from = sql`${m('analytics_scores')} s LEFT JOIN ${t('analytics_customer')} c USING (customer_id)`;
+    const limit = filters.limit ?? 50;
+    const offset = filters.offset ?? 0;
+    const { rows } = await sql<Row>`SELECT s.*, c.cohort FROM ${from} WHERE ${condition}
+      ORDER BY ${sql.ref(`s.${orderBy}`)} DESC, s.customer_id LIMIT ${limit} OFFSET ${offset}`.execute(db);
+    const summary = await sql<Row>`SELECT count(*)::int AS customers, coalesce(sum(s.clv), 0)::float AS total_clv, avg(s.clv)::float AS mean_clv,
+      avg(s.churn_score)::float AS mean_churn_score, avg(s.p_alive)::float AS mean_p_alive FROM ${from} WHERE ${condition}`.execute(db);
+    const sRow = summary.rows[0]!;
+    return {
+      items: rows.map(scoreItem),
+      total: Number(sRow.customers),
+      limit,
+      offset,
+      summary: { totalClv: Number(sRow.total_clv), meanClv: sRow.mean_clv === null ? null : Number(sRow.mean_clv), meanChurnScore: sRow.mean_churn_score === null ? null : Number(sRow.mean_churn_score), meanPAlive: sRow.mean_p_alive === null ? null : Number(sRow.mean_p_alive) },
+    };
+  }
+
+  async function clv(filters: ScoreFilters = {}) {
+    const model = await latestModel();
+    return { modelVersion: model?.version ?? null, timeUnit: model?.timeUnit ?? null, horizon: model?.horizon ?? null, discountRate: model?.discountRate ?? null, ...(await scores(filters, 'clv')) };
+  }
+
+  async function churn(filters: ScoreFilters = {}) {
+    const model = await latestModel();
+    return { modelVersion: model?.version ?? null, model: model?.churn ?? null, ...(await scores(filters, 'churn_score')) };
+  }
+
+  /** Cohorts and CRR computed now from the per-day purchases (always current, no fit needed). */
+  async function retention(filters: { from?: string; to?: string; activeWindowDays?: number } = {}) {
+    const end = await observationEndDay();
+    if (end === null) return { cohorts: [], periods: [], activeWindowDays: filters.activeWindowDays ?? 365 };
+    const customers = await purchaseDaysUpTo(db, schema, end);
+    const to = filters.to && filters.to < monthOfDay(end) ? filters.to : monthOfDay(end);
+    const cohorts = cohortTable(customers, to).filter((c) => !filters.from || c.cohort >= filters.from);
+    const from = filters.from ?? cohorts[0]?.cohort ?? to;
+    const activeWindowDays = filters.activeWindowDays ?? 365;
+    return { activeWindowDays, cohorts, periods: from <= to ? retentionRates(customers, from, to, activeWindowDays) : [] };
+  }
+
+  async function satisfaction(filters: { from?: string; to?: string; channel?: string; groupBy?: 'period' | 'channel' | 'period_channel' } = {}) {
+    const where = [sql`true`];
+    if (filters.from) where.push(sql`period >= ${filters.from}`);
+    if (filters.to) where.push(sql`period <= ${filters.to}`);
+    if (filters.channel) where.push(sql`channel = ${filters.channel}`);
+    const groupBy = filters.groupBy ?? 'period_channel';
+    const keys = groupBy === 'period' ? sql`period, 'all'::text AS channel` : groupBy === 'channel' ? sql`'all'::text AS period, channel` : sql`period, channel`;
+    const group = groupBy === 'period' ? sql`period` : groupBy === 'channel' ? sql`channel` : sql`period, channel`;
+    const { rows } = await sql<Row>`SELECT ${keys}, sum(csat_responses)::int AS csat_responses, sum(csat_satisfied)::int AS csat_satisfied,
+      sum(nps_responses)::int AS nps_responses, sum(promoters)::int AS promoters, sum(detractors)::int AS detractors
+      FROM ${t('analytics_satisfaction')} WHERE ${sql.join(where, sql` AND `)} GROUP BY ${group} ORDER BY 1, 2`.execute(db);
+    const items = rows.map((r) => {
+      const counts = { csatResponses: Number(r.csat_responses), csatSatisfied: Number(r.csat_satisfied), npsResponses: Number(r.nps_responses), promoters: Number(r.promoters), detractors: Number(r.detractors) };
+      return { period: String(r.period), channel: String(r.channel), ...counts, csat: csat(counts), nps: nps(counts) };
+    });
+    const total = items.reduce(
+      (s, i) => ({ csatResponses: s.csatResponses + i.csatResponses, csatSatisfied: s.csatSatisfied + i.csatSatisfied, npsResponses: s.npsResponses + i.npsResponses, promoters: s.promoters + i.promoters, detractors: s.detractors + i.detractors }),
+      { csatResponses: 0, csatSatisfied: 0, npsResponses: 0, promoters: 0, detractors: 0 },
+    );
+    return { items, total: { ...total, csat: csat(total), nps: nps(total) } };
+  }
+
+  async function segments() {
+    const model = await loadModelRecord(db, modelSchema);
+    const { rows } = await sql<Row>`SELECT segment, count(*)::int AS customers, avg(clv)::float AS mean_clv, sum(clv)::float AS total_clv,
+      avg(churn_score)::float AS mean_churn_score FROM ${m('analytics_scores')} GROUP BY segment ORDER BY customers DESC, segment`.execute(db);
+    const clusters = await sql<Row>`SELECT cluster, count(*)::int AS customers, avg(clv)::float AS mean_clv FROM ${m('analytics_scores')} GROUP BY cluster ORDER BY cluster`.execute(db);
+    return {
+      modelVersion: model?.version ?? null,
+      rfmCutoffs: model?.params.rfmCutoffs ?? null,
+      segments: rows.map((r) => ({ segment: String(r.segment), customers: Number(r.customers), meanClv: Number(r.mean_clv), totalClv: Number(r.total_clv), meanChurnScore: Number(r.mean_churn_score) })),
+      clusters: clusters.rows.map((r) => {
+        const i = Number(r.cluster);
+        return { cluster: i, customers: Number(r.customers), meanClv: Number(r.mean_clv), centroid: model?.params.clusters.profiles[i] ?? null };
+      }),
+    };
+  }
+
+  /** Revenue forecast computed now from the daily revenue (complete months only). */
+  async function forecast(filters: { horizon?: number; holdout?: number; from?: string } = {}) {
+    const end = await observationEndDay();
+    if (end === null) return { history: [], methods: [] };
+    const monthly = completeMonths(await monthlyRevenueUpTo(db, schema, end), end).filter((h) => !filters.from || h.month >= filters.from);
+    return forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout);
+  }
+
+  return { fitModels, latestModel, customer, clv, churn, retention, satisfaction, segments, forecast, observationEndDay };
+}
+
+export type AnalyticsService = ReturnType<typeof createAnalyticsService>;
+
+/**
+ * Months from the first with revenue to the last complete one before `day` (a month still running
+ * would look like a collapse), with months without revenue as 0.
+ */
+function completeMonths(rows: readonly MonthlyValue[], day: number): MonthlyValue[] {
+  if (rows.length === 0) return [];
+  const nextDayMonth = monthOfDay(day + 1);
+  const last = nextDayMonth !== monthOfDay(day) ? monthOfDay(day) : addMonths(monthOfDay(day), -1);
+  const byMonth = new Map(rows.map((r) => [r.month, r.value]));
+  const out: MonthlyValue[] = [];
+  for (let month = rows[0]!.month; month <= last; month = addMonths(month, 1)) out.push({ month, value: byMonth.get(month) ?? 0 });
+  return out;
+}
