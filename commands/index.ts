@@ -10,7 +10,8 @@ import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata, type Actor } from '../domain/metadata.ts';
 import type { EventStore, NewEvent, RecordedEvent } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
-import type { PersonalData } from '../eventstore/personal-data.ts';
+import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
+import { invalidState } from '../domain/errors.ts';
 import { aggregateFolders, loadStream, streamOf, type AggregateStates, type LoadedStream, type LoadOptions } from './aggregates.ts';
 import { commandHash, createdIdFor, eventIdFor, uuidV5 } from './ids.ts';
 import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
@@ -109,6 +110,17 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
 
   const customerOf = async (customerId: string): Promise<CustomerSnapshot> => customerSnapshot((await load('customer', customerId)).state);
 
+  /** A customer forgotten between our read and this write (a race) is refused like any forgotten customer. */
+  const protect = async (type: CrmEventType, data: unknown): Promise<unknown> => {
+    try {
+      return await personalData.protect(type, data);
+    } catch (error) {
+      if (error instanceof PersonalDataForgotten)
+        throw invalidState('customer.forgotten', `Customer ${error.customerId} has been forgotten`, 'customerId', { customerId: error.customerId });
+      throw error;
+    }
+  };
+
   const assertExpected = (stream: string, ctx: CommandContext, actual: number): void => {
     if (ctx.expectedRevision !== undefined && ctx.expectedRevision !== actual)
       throw new WrongExpectedRevision(stream, ctx.expectedRevision, actual);
@@ -131,7 +143,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       events.push({
         id: key ? eventIdFor(stream, key, index) : randomUUID(),
         type,
-        data: await personalData.protect(type, data),
+        data: await protect(type, data),
         metadata: { ...metadata, schemaVersion: schemaVersionOf(type) },
       });
     }

@@ -318,4 +318,15 @@ describe('command handling on PostgreSQL', () => {
     expect(stored!.metadata.schemaVersion).toBe(1);
     expect(stored!.data).toHaveProperty('fullName');
   });
+
+  it('a key deleted between read and write (forget racing a command) refuses instead of storing plaintext or failing', async () => {
+    const { id } = await register();
+    await personalData.forget(id); // the key is gone, CustomerForgotten not yet visible
+    const head = await store.headPosition();
+    const error = await refusal(
+      commands.execute({ type: 'SubmitFeedback', customerId: id, kind: 'praise', channel: 'web', subject: 'Thanks', body: 'Great' }, ctx()),
+    );
+    expect(error.code).toBe('customer.forgotten');
+    expect(await store.headPosition()).toBe(head);
+  });
 });
