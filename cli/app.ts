@@ -8,7 +8,8 @@ import { connectPostgres, createPostgresEventStore, openPglite, type SqlDatabase
 import { toUnavailable } from '../eventstore/postgres/database.ts';
 import type { ApiDeps, ReadModelProgress } from '../api/deps.ts';
 import { createAnalyticsProjection } from '../analytics/projection.ts';
-import { startChainSealer } from '../audit/chain.ts';
+import { createAuditServices, type AuditServices } from '../audit/index.ts';
+import { createReadModelQueries } from '../projections/queries/index.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
@@ -30,6 +31,7 @@ export interface CrmRuntime {
   /** Every projection the CRM maintains: read models, then analytics. */
   projections: readonly Projection[];
   runner: ProjectionRunner;
+  audit: AuditServices;
   /** Starts following the feed into the read models (inline mode of `serve`, and `project`), and sealing the global hash chain. */
   startProjections: () => Promise<void>;
   /** Everything the HTTP API needs except its logger. */
@@ -84,6 +86,10 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
     const personalData = await createPersonalData(database.db, { schema: config.schemas.events });
     const commands = createCrmCommands({ store, personalData });
     const projections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.schemas.read })];
+    const audit = createAuditServices(
+      { store, personalData, database, schemas: { events: config.schemas.events, read: config.schemas.read } },
+      { projections },
+    );
     const runner = new ProjectionRunner({
       db: database.db,
       store,
@@ -99,11 +105,9 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
       started = true;
       await runner.start();
       closers.push(() => runner.stop());
-      if (store.engine !== 'eventstoredb') {
-        // The global hash chain is sealed by the process that follows the feed (tamper evidence).
-        const sealer = startChainSealer(database, config.schemas.events);
-        closers.push(() => sealer.stop());
-      }
+      // The global hash chain is sealed by the process that follows the feed (tamper evidence; PostgreSQL engine only).
+      const sealer = audit.startChainSealer();
+      if (sealer) closers.push(() => sealer.stop());
     };
     const progress: ReadModelProgress = {
       waitForPosition: (position, timeoutMs) =>
@@ -120,8 +124,11 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
       schemas: config.schemas,
       personalData,
       projections: progress,
+      queries: createReadModelQueries({ db: database.db, schema: config.schemas.read }),
+      pointInTime: audit.pointInTime,
+      audit,
     };
-    return { config, database, store, personalData, commands, projections, runner, startProjections, apiDeps, close };
+    return { config, database, store, personalData, commands, projections, runner, audit, startProjections, apiDeps, close };
   } catch (error) {
     await close();
     throw error;

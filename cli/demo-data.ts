@@ -175,8 +175,8 @@ export function buildDemoPlan(options: DemoOptions): DemoAction[] {
 
     // BG/NBD-style behaviour: rate lambda (per day), dropout p after each purchase, mean spend nu.
     // A cap keeps one hyperactive customer from dominating a month.
-    const lambda = Math.min(gamma(random, 0.8, 1 / 50), 1 / 14);
-    const dropout = beta(random, 1.5, 4);
+    const lambda = Math.min(gamma(random, 1.1, 1 / 40), 1 / 7);
+    const dropout = beta(random, 1.2, 5);
     const meanSpend = (business ? 3 : 1) * gamma(random, 4, 15);
     const buysAtAll = chance(random, 0.85);
     let t = since + between(random, 0, 2) * HOUR;
@@ -204,7 +204,7 @@ export function buildDemoPlan(options: DemoOptions): DemoAction[] {
       if (chance(random, dropout)) alive = false;
       // Next purchase: a Poisson process thinned by the season.
       for (;;) {
-        t += -Math.log(1 - random()) / (lambda * SEASON_MAX);
+        t += (-Math.log(1 - random()) / (lambda * SEASON_MAX)) * DAY;
         if (t > end || random() < season(t) / SEASON_MAX) break;
       }
     }

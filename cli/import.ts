@@ -6,6 +6,7 @@ import { parse } from 'csv-parse';
 import { ZodError } from 'zod';
 import type { CommandPort } from '../api/deps.ts';
 import { DomainError } from '../domain/errors.ts';
+import { IdempotencyConflict } from '../eventstore/errors.ts';
 import { customerCommandSchemas } from '../domain/customer/commands.ts';
 import type { Progress } from './progress.ts';
 
@@ -193,6 +194,7 @@ export async function importCsv(commands: CommandPort, options: ImportOptions): 
         if (error instanceof RowRejected) await reject(line, error.message);
         else if (error instanceof DomainError) await reject(line, `${error.field ? `${error.field}: ` : ''}${error.message}`);
         else if (error instanceof ZodError) await reject(line, describeIssues(error));
+        else if (error instanceof IdempotencyConflict) await reject(line, 'row: imported before with different values (a row key is imported once; change it through the API)');
         else throw error;
       }
       options.progress?.tick();

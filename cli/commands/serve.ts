@@ -11,19 +11,19 @@ const options: Record<string, OptionWithHelp> = {
   'no-demo': { type: 'boolean', description: 'do not load demo data, even on the first embedded start' },
 };
 
-/** Demo data goes in on the first embedded start (or when asked for with CRM_DEMO=1), and resumes if that start was interrupted. */
-async function maybeLoadDemo(runtime: CrmRuntime, run: CommandRun): Promise<void> {
+/**
+ * Demo data goes in on the first embedded start (or into a server when asked for with CRM_DEMO=1),
+ * and is resumed when that start was interrupted. Returns the plan to load, or undefined.
+ */
+async function demoToLoad(runtime: CrmRuntime, run: CommandRun) {
   const { demo, database } = run.config;
-  if (!demo.enabled || run.values['no-demo']) return;
+  if (!demo.enabled || run.values['no-demo']) return undefined;
   const plan = demoPlan({ seed: demo.seed, customers: demo.customers, until: demo.until });
   const state = await demoState(runtime.store, plan);
-  if (state === 'complete') return;
-  // Embedded: only into a fresh store (a user who deleted the demo and kept working gets no surprise).
-  if (database.kind === 'pglite' && state === 'absent' && (await runtime.store.headPosition()) > 0n) return;
-  run.err(`${state === 'partial' ? 'Resuming' : 'Loading'} demo data (seed ${demo.seed}, ${demo.customers} customers; first start only)...`);
-  const progress = createProgress({ label: 'demo', total: plan.length, unit: 'commands' });
-  const result = await loadDemo(runtime.commands, plan, { progress, signal: run.signal });
-  progress.done(Object.keys(result.refused).length ? `refused by the rules: ${JSON.stringify(result.refused)}` : undefined);
+  if (state === 'complete') return undefined;
+  // Embedded: only into a fresh store (someone who already has their own data gets no surprise).
+  if (database.kind === 'pglite' && state === 'absent' && (await runtime.store.headPosition()) > 0n) return undefined;
+  return { plan, state };
 }
 
 export const serveCommand: CliCommand = {
@@ -42,8 +42,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
     const port = run.values.port === undefined ? config.http.port : Number(run.values.port);
     const runtime = await openCrm(config);
     try {
-      await maybeLoadDemo(runtime, run);
-      if (run.signal.aborted) return 130;
+      const demo = await demoToLoad(runtime, run);
       if (config.projections === 'inline') await runtime.startProjections();
       const app = await buildApp({
         ...runtime.apiDeps,
@@ -65,7 +64,25 @@ start and printed once. Ctrl-C stops it cleanly.`,
       }
       run.out(`  Try:   curl -H "Authorization: Bearer <admin key>" ${url}/customers?limit=3`);
       run.out('Press Ctrl-C to stop.');
+      // The API answers at once; the demo data streams in behind it through the same command handlers.
+      let loading: Promise<void> = Promise.resolve();
+      if (demo) {
+        const { plan, state } = demo;
+        run.out(
+          `${state === 'partial' ? 'Resuming' : 'Loading'} demo data in the background (seed ${config.demo.seed}, ${config.demo.customers} customers, ${plan.length} commands; first start only)...`,
+        );
+        const progress = createProgress({ label: 'demo', total: plan.length, unit: 'commands' });
+        loading = loadDemo(runtime.commands, plan, { progress, signal: run.signal }).then(
+          (result) => {
+            const refused = Object.entries(result.refused);
+            progress.done(refused.length ? `refused by the rules: ${refused.map(([c, n]) => `${c} x${n}`).join(', ')}` : undefined);
+            if (!result.interrupted) run.out(`Demo data loaded (${result.executed} commands).`);
+          },
+          (error: unknown) => run.err(`Loading the demo data failed: ${(error as Error).message}. Restart to resume it.`),
+        );
+      }
       await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve(), { once: true }));
+      await loading;
       await app.close();
       return 0;
     } finally {

@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../cli/config.ts';
+
+const problemsOf = (env: Record<string, string>) => {
+  try {
+    loadConfig(env, '/srv/crm');
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('configuration from the environment', () => {
+  it('runs embedded with demo data, local defaults and the default schemas when nothing is set', () => {
+    const config = loadConfig({}, '/srv/crm');
+    expect(config.database).toEqual({ kind: 'pglite', dataDir: '/srv/crm/.crm-data' });
+    expect(config.eventStore).toEqual({ kind: 'sql' });
+    expect(config.http).toEqual({ host: '127.0.0.1', port: 3000 });
+    expect(config.demo.enabled).toBe(true);
+    expect(config.schemas).toEqual({ events: 'crm_events', read: 'crm', reporting: 'reporting' });
+    expect(config.projections).toBe('inline');
+  });
+
+  it('never loads demo data into a configured server unless CRM_DEMO=1', () => {
+    const url = 'postgres://crm:secret@db:5432/crm';
+    expect(loadConfig({ DATABASE_URL: url }, '/x').demo.enabled).toBe(false);
+    expect(loadConfig({ DATABASE_URL: url, CRM_DEMO: '1' }, '/x').demo.enabled).toBe(true);
+    expect(loadConfig({ CRM_DEMO: 'false' }, '/x').demo.enabled).toBe(false);
+    expect(loadConfig({ DATABASE_URL: url }, '/x').database).toEqual({ kind: 'postgres', url });
+  });
+
+  it('takes EventStoreDB, port, data folder and schema names from their variables', () => {
+    const config = loadConfig(
+      { EVENTSTORE_URL: 'esdb://localhost:2113?tls=false', PORT: '8080', CRM_DATA_DIR: 'data', CRM_READ_SCHEMA: 'crm_read' },
+      '/srv',
+    );
+    expect(config.eventStore).toEqual({ kind: 'eventstoredb', url: 'esdb://localhost:2113?tls=false' });
+    expect(config.http.port).toBe(8080);
+    expect(config.database).toEqual({ kind: 'pglite', dataDir: '/srv/data' });
+    expect(config.schemas.read).toBe('crm_read');
+  });
+
+  it('names every bad variable, without echoing secrets', () => {
+    const problems = problemsOf({
+      PORT: 'eighty',
+      DATABASE_URL: 'mysql://root:hunter2@db/crm',
+      CRM_ADMIN_KEY: 'short',
+      LOG_LEVEL: 'loud',
+      CRM_DEMO: 'maybe',
+    });
+    expect(problems.map((p) => p.variable).sort()).toEqual(['CRM_ADMIN_KEY', 'CRM_DEMO', 'DATABASE_URL', 'LOG_LEVEL', 'PORT']);
+    expect(JSON.stringify(problems)).not.toContain('hunter2');
+    expect(problems.find((p) => p.variable === 'PORT')?.message).toContain('"eighty"');
+  });
+
+  it('refuses two schemas with one name', () => {
+    expect(problemsOf({ CRM_READ_SCHEMA: 'crm_events' })[0]?.message).toContain('crm_events');
+  });
+});
