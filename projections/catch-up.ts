@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
-import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply-batch.ts';
+import { applyBatch, decodeBatch, matchesFilter, type ApplyOptions, type EventCodec } from './apply-batch.ts';
 import { readCheckpoints } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 
@@ -23,6 +23,8 @@ export interface CatchUpOptions {
   pageSize?: number;
   concurrent?: boolean;
   onProgress?: (progress: CatchUpProgress) => void;
+  /** Passed to `applyBatch` (e.g. `shouldRetry: () => false` to stop on a lost connection). */
+  applyOptions?: ApplyOptions;
 }
 
 /**
@@ -54,7 +56,7 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
       active.some((p) => e.position > positions.get(p.name)! && matchesFilter(p.filter, e)),
     );
     const applyOne = async (p: Projection) => {
-      const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 });
+      const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, options.applyOptions);
       positions.set(p.name, outcome.position);
       if (outcome.kind !== 'applied') failed.add(p.name);
     };

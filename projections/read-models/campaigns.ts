@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
+import { viewsOf } from '../reporting.ts';
 import { idsOf, occurredAt } from './common.ts';
 import { addMoney, MONEY_TYPE, numericOf, minorOf } from './money.ts';
 import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
@@ -162,4 +163,5 @@ export const campaignsProjection: Projection = {
   filter: { streamPrefixes: ['campaign-'] },
   migrate,
   apply,
+  reportingViews: viewsOf('campaigns'),
 };

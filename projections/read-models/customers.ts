@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
+import { viewsOf } from '../reporting.ts';
 import { earliest, latest, occurredAt } from './common.ts';
 import { addMoney, MONEY_TYPE, subtractMoney } from './money.ts';
 import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
@@ -305,4 +306,5 @@ export const customersProjection: Projection = {
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,
   apply,
+  reportingViews: viewsOf('customers'),
 };

@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { dealProbability } from '../../domain/deal/decider.ts';
 import type { DealStage } from '../../domain/deal/events.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
+import { viewsOf } from '../reporting.ts';
 import { idsOf, occurredAt } from './common.ts';
 import { MONEY_TYPE, numericOf, minorOf } from './money.ts';
 import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
@@ -160,4 +161,5 @@ export const dealsProjection: Projection = {
   filter: { streamPrefixes: ['deal-'] },
   migrate,
   apply,
+  reportingViews: viewsOf('deals'),
 };

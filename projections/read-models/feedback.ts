@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
+import { viewsOf } from '../reporting.ts';
 import { idsOf, ms, occurredAt, secondsBetween } from './common.ts';
 import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
 
@@ -202,4 +203,5 @@ export const feedbackProjection: Projection = {
   filter: { streamPrefixes: ['feedback-', 'customer-'] },
   migrate,
   apply,
+  reportingViews: viewsOf('feedback'),
 };

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { CrmEvent } from '../../domain/catalogue.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
+import { viewsOf } from '../reporting.ts';
 import { occurredAt } from './common.ts';
 import { ensureSchema, insertRows, RowSet, type Row, type TableSpec } from './rows.ts';
 
@@ -170,4 +171,5 @@ export const timelineProjection: Projection = {
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-', 'campaign-'] },
   migrate,
   apply,
+  reportingViews: viewsOf('customer_timeline'),
 };

@@ -1,0 +1,286 @@
+import { randomBytes } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import type { EventStore } from '../eventstore/contract.ts';
+import type { EventCodec } from './apply-batch.ts';
+import { catchUp, type CatchUpProgress } from './catch-up.ts';
+import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints, setState } from './checkpoints.ts';
+import type { Projection } from './projection.ts';
+import { createReportingViews } from './reporting.ts';
+import { ensureSchema } from './read-models/rows.ts';
+
+export interface ReadSideDeps {
+  db: Kysely<any>;
+  store: EventStore;
+  codec: EventCodec;
+  /** Every projection the deployment maintains (read models and analytics). */
+  projections: readonly Projection[];
+  /** Apply a batch to several projections at once (pg pool: yes; PGlite: no). */
+  concurrent?: boolean;
+}
+
+export interface ReplayOptions extends ReadSideDeps {
+  /** Target schema; created, must not hold read-model tables yet unless `replace`. */
+  schema: string;
+  /** Only events recorded at or before this instant (the read models as they stood then). */
+  untilTime?: Date;
+  /** Stop at this position (e.g. the live checkpoint, to compare like with like). Default: the head. */
+  untilPosition?: bigint;
+  /** Drop the schema first if it exists. */
+  replace?: boolean;
+  /** Also create reporting views over the replayed tables in this schema. */
+  reportingSchema?: string;
+  onProgress?: (progress: CatchUpProgress) => void;
+}
+
+export interface ReplayResult {
+  schema: string;
+  position: bigint;
+  events: number;
+  failed: string[];
+}
+
+/**
+ * Builds every read model (or the `projections` given) from position zero into `schema`, optionally
+ * only up to an instant. `crm replay --as-of` and `crm verify` use it.
+ */
+export async function replayInto(options: ReplayOptions): Promise<ReplayResult> {
+  const { db, schema } = options;
+  if (options.replace) await sql`DROP SCHEMA IF EXISTS ${sql.id(schema)} CASCADE`.execute(db);
+  else await refuseExistingTables(db, schema, options.projections);
+  await migrateCheckpoints(db, schema);
+  for (const p of options.projections) {
+    await p.migrate(db, schema);
+    await ensureCheckpoint(db, schema, p);
+  }
+  const result = await catchUp({
+    db,
+    store: options.store,
+    schema,
+    projections: options.projections,
+    codec: options.codec,
+    untilTime: options.untilTime,
+    untilPosition: options.untilPosition,
+    concurrent: options.concurrent,
+    onProgress: options.onProgress,
+  });
+  if (options.reportingSchema) {
+    await createReportingViews(db, { readSchema: schema, reportingSchema: options.reportingSchema, projections: options.projections });
+  }
+  return { schema, ...result };
+}
+
+async function refuseExistingTables(db: Kysely<any>, schema: string, projections: readonly Projection[]): Promise<void> {
+  const tables = projections.flatMap((p) => p.tables);
+  const { rows } = await sql<{ table_name: string }>`SELECT table_name FROM information_schema.tables
+    WHERE table_schema = ${schema} AND table_name = ANY(${tables}::text[])`.execute(db);
+  if (rows.length > 0) {
+    throw new Error(`Schema ${schema} already holds read-model tables (${rows.map((r) => r.table_name).join(', ')}): choose another name or replace it`);
+  }
+}
+
+export interface RebuildProgress extends CatchUpProgress {
+  phase: 'replaying' | 'catching-up' | 'swapping' | 'done';
+  names: string[];
+}
+
+export interface RebuildOptions extends ReadSideDeps {
+  /** Live read schema. */
+  schema: string;
+  reportingSchema: string;
+  /** Projections to rebuild (default: all). */
+  names?: readonly string[];
+  onProgress?: (progress: RebuildProgress) => void;
+  /** The live runner in this process, told to re-read its checkpoints after the swap. */
+  runner?: { reloadCheckpoints(): Promise<unknown> };
+  /** Give up the swap after this many attempts to catch up with a moving live checkpoint. */
+  maxSwapAttempts?: number;
+}
+
+export interface RebuildResult {
+  names: string[];
+  position: bigint;
+  events: number;
+}
+
+const shadowName = (schema: string) => `${schema.slice(0, 48)}_rb_${randomBytes(4).toString('hex')}`;
+
+/**
+ * Rebuilds projections from position zero into a shadow schema while the live tables keep serving,
+ * then swaps the new tables in within one transaction (old tables dropped, reporting views recreated,
+ * checkpoints moved), once the shadow has caught up with the live checkpoint. A query that arrives
+ * during the swap waits for the lock and then reads the new table: it never fails.
+ */
+export async function rebuildProjections(options: RebuildOptions): Promise<RebuildResult> {
+  const { db, schema } = options;
+  const selected = options.names ? options.projections.filter((p) => options.names!.includes(p.name)) : [...options.projections];
+  const unknown = (options.names ?? []).filter((n) => !options.projections.some((p) => p.name === n));
+  if (unknown.length > 0) throw new Error(`Unknown projections: ${unknown.join(', ')}`);
+  const names = selected.map((p) => p.name);
+  const shadow = shadowName(schema);
+  const progress = (phase: RebuildProgress['phase'], p: CatchUpProgress) => options.onProgress?.({ ...p, phase, names });
+
+  await migrateCheckpoints(db, schema);
+  const live = await readCheckpoints(db, schema);
+  for (const p of selected) if (live.has(p.name)) await setState(db, schema, p.name, 'rebuilding');
+  let events = 0;
+  try {
+    const first = await replayInto({
+      db,
+      store: options.store,
+      codec: options.codec,
+      concurrent: options.concurrent,
+      projections: selected,
+      schema: shadow,
+      onProgress: (p) => progress('replaying', p),
+    });
+    events += first.events;
+    if (first.failed.length > 0) {
+      const failed = await readCheckpoints(db, shadow);
+      const detail = first.failed.map((n) => `${n} on event ${failed.get(n)?.failedEventId} (${failed.get(n)?.lastError})`).join('; ');
+      throw new Error(`Rebuild stopped: ${detail}. The live tables were left as they were.`);
+    }
+    const attempts = options.maxSwapAttempts ?? 20;
+    for (let attempt = 1; ; attempt++) {
+      const more = await catchUp({ db, store: options.store, schema: shadow, projections: selected, codec: options.codec, concurrent: options.concurrent,
+        onProgress: (p) => progress('catching-up', p) });
+      events += more.events;
+      const swapped = await trySwap(options, selected, shadow);
+      if (swapped !== undefined) {
+        progress('done', { position: swapped, headPosition: swapped, events });
+        await options.runner?.reloadCheckpoints();
+        return { names, position: swapped, events };
+      }
+      if (attempt >= attempts) throw new Error(`Rebuild of ${names.join(', ')} could not catch up with the live projections after ${attempts} attempts`);
+    }
+  } catch (error) {
+    for (const p of selected) if (live.has(p.name)) await setState(db, schema, p.name, live.get(p.name)!.state).catch(() => undefined);
+    throw error;
+  } finally {
+    await sql`DROP SCHEMA IF EXISTS ${sql.id(shadow)} CASCADE`.execute(db).catch(() => undefined);
+  }
+}
+
+/** The swap transaction; undefined (rolled back) when the live checkpoint is still ahead of the shadow. */
+async function trySwap(options: RebuildOptions, selected: Projection[], shadow: string): Promise<bigint | undefined> {
+  const { db, schema } = options;
+  const swapped = await db
+    .transaction()
+    .execute(async (trx) => {
+      // Lock the live checkpoints: the live runner cannot commit a batch for these projections now.
+      const names = selected.map((p) => p.name).sort();
+      const { rows: liveRows } = await sql<{ name: string; position: string }>`SELECT name, position::text FROM ${sql.id(schema, CHECKPOINT_TABLE)}
+        WHERE name = ANY(${names}::text[]) ORDER BY name FOR UPDATE`.execute(trx);
+      const shadowCheckpoints = await readCheckpoints(trx, shadow);
+      for (const row of liveRows) {
+        if ((shadowCheckpoints.get(row.name)?.position ?? 0n) < BigInt(row.position)) return undefined;
+      }
+      let position = 0n;
+      for (const p of selected) {
+        const cp = shadowCheckpoints.get(p.name)!;
+        if (cp.position > position) position = cp.position;
+        for (const table of p.tables) {
+          await sql`DROP TABLE IF EXISTS ${sql.id(schema, table)} CASCADE`.execute(trx);
+          await sql`ALTER TABLE ${sql.id(shadow, table)} SET SCHEMA ${sql.id(schema)}`.execute(trx);
+        }
+        await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version, position, state)
+          VALUES (${p.name}, ${p.version}, ${cp.position.toString()}::bigint, 'running')
+          ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position, state = 'running',
+            last_error = NULL, failed_event_id = NULL, failed_position = NULL, events_behind = 0, seconds_behind = 0, updated_at = now()`.execute(trx);
+      }
+      await createReportingViews(trx, { readSchema: schema, reportingSchema: options.reportingSchema, projections: options.projections });
+      return position;
+    });
+  return swapped;
+}
+
+export interface TableDifference {
+  /** Primary-key values of the row. */
+  key: Record<string, unknown>;
+  /** The row in the live schema (null: missing there). */
+  live: Record<string, unknown> | null;
+  /** The row in the other schema (null: missing there). */
+  other: Record<string, unknown> | null;
+}
+
+export interface TableComparison {
+  table: string;
+  equal: boolean;
+  liveRows: number;
+  otherRows: number;
+  /** md5 over the sorted row hashes: equal tables have equal hashes. */
+  liveHash: string;
+  otherHash: string;
+  differences: TableDifference[];
+  /** More differences exist than were returned. */
+  truncated: boolean;
+}
+
+/**
+ * Compares tables of two schemas row by row (md5 of each row's text), and returns the differing rows
+ * matched by primary key. `crm verify` compares the live read models with a replay this way.
+ */
+export async function compareSchemas(
+  db: Kysely<any>,
+  liveSchema: string,
+  otherSchema: string,
+  tables: readonly string[],
+  options: { maxDifferences?: number } = {},
+): Promise<TableComparison[]> {
+  const max = options.maxDifferences ?? 100;
+  const result: TableComparison[] = [];
+  for (const table of tables) {
+    const { rows: keyRows } = await sql<{ column_name: string }>`
+      SELECT a.attname AS column_name FROM pg_index i
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+      WHERE i.indrelid = ${`"${liveSchema.replace(/"/g, '""')}"."${table}"`}::regclass AND i.indisprimary
+      ORDER BY array_position(i.indkey::int2[], a.attnum)`.execute(db);
+    const keys = keyRows.map((r) => r.column_name);
+    const live = sql.id(liveSchema, table);
+    const other = sql.id(otherSchema, table);
+    const { rows: summary } = await sql<{ side: string; n: string; h: string | null }>`
+      SELECT 'live' AS side, count(*)::text AS n, md5(COALESCE(string_agg(md5(t::text), '' ORDER BY md5(t::text)), '')) AS h FROM ${live} t
+      UNION ALL
+      SELECT 'other', count(*)::text, md5(COALESCE(string_agg(md5(t::text), '' ORDER BY md5(t::text)), '')) FROM ${other} t`.execute(db);
+    const liveSummary = summary.find((s) => s.side === 'live')!;
+    const otherSummary = summary.find((s) => s.side === 'other')!;
+    const equal = liveSummary.h === otherSummary.h && liveSummary.n === otherSummary.n;
+    let differences: TableDifference[] = [];
+    let truncated = false;
+    if (!equal) {
+      const join = keys.length > 0 ? sql.join(keys.map((k) => sql`a.j->${k} = b.j->${k}`), sql` AND `) : sql`a.h = b.h`;
+      const { rows } = await sql<{ live: Record<string, unknown> | null; other: Record<string, unknown> | null }>`
+        WITH a AS (SELECT md5(t::text) AS h, to_jsonb(t) AS j FROM ${live} t),
+             b AS (SELECT md5(t::text) AS h, to_jsonb(t) AS j FROM ${other} t)
+        SELECT a.j AS live, b.j AS other FROM a FULL JOIN b ON ${join}
+        WHERE a.h IS DISTINCT FROM b.h
+        ORDER BY COALESCE(a.j, b.j)::text
+        LIMIT ${max + 1}`.execute(db);
+      truncated = rows.length > max;
+      differences = rows.slice(0, max).map((r) => {
+        const row = (r.live ?? r.other)!;
+        return { key: Object.fromEntries(keys.map((k) => [k, row[k]])), live: r.live, other: r.other };
+      });
+    }
+    result.push({
+      table,
+      equal,
+      liveRows: Number(liveSummary.n),
+      otherRows: Number(otherSummary.n),
+      liveHash: liveSummary.h ?? '',
+      otherHash: otherSummary.h ?? '',
+      differences,
+      truncated,
+    });
+  }
+  return result;
+}
+
+/** Tables of these projections (what verify compares). */
+export const tablesOf = (projections: readonly Projection[]): string[] => projections.flatMap((p) => p.tables);
+
+/** Drops a schema made by `replayInto` (verify's scratch schema). */
+export async function dropSchema(db: Kysely<any>, schema: string): Promise<void> {
+  await sql`DROP SCHEMA IF EXISTS ${sql.id(schema)} CASCADE`.execute(db);
+}
+
+export { ensureSchema };
