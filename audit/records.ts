@@ -1,12 +1,16 @@
 import type { CrmEvent } from '../domain/catalogue.ts';
+import { dealProbability } from '../domain/deal/decider.ts';
+import type { DealStage } from '../domain/deal/events.ts';
 import { fromMinor, toMinor } from '../domain/money.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
 
 /**
- * Records as they stood, folded in memory from decoded events. The fields follow the read models
- * (camelCase, money in major units) so a record `asOf` an instant reads like today's record; they
- * are derived here rather than from the decider state because the deciders keep only what rules
- * need (no personal data, no counters).
+ * Records as they stood, folded in memory from decoded events. The fields follow the read-model
+ * views (projections/queries: camelCase, money in major units) so a record `asOf` an instant reads
+ * like today's record; they are derived here rather than from the decider state because the
+ * deciders keep only what rules need (no personal data, no counters). Figures the read models
+ * gather from other streams (a customer's open feedback and deal counts) are not part of a
+ * stream's own history and are absent here.
  */
 
 export const RECORD_KINDS = ['customer', 'deal', 'campaign', 'feedback'] as const;
@@ -27,9 +31,15 @@ export interface CustomerRecord {
   firstPurchaseAt: string | null;
   lastPurchaseAt: string | null;
   orderCount: number;
-  /** Purchases minus refunds, in major units, per currency. */
-  revenue: Record<string, number>;
+  /** Purchases net of refunds in `currency` (the first purchase's), major units, as in the read model. */
+  revenue: number;
+  refunded: number;
+  currency: string | null;
+  /** Net revenue in every currency the customer paid in. */
+  revenueByCurrency: Record<string, number>;
   registeredAt: string | null;
+  forgottenAt: string | null;
+  updatedAt: string;
 }
 
 export interface DealRecord {
@@ -39,13 +49,17 @@ export interface DealRecord {
   amount: number;
   currency: string;
   ownerId: string;
-  stage: string;
+  stage: DealStage;
+  status: 'open' | 'won' | 'lost';
+  probability: number;
   probabilityOverride: number | null;
+  weightedAmount: number;
   expectedCloseDate: string;
   lostReason: string | null;
-  stageChangedAt: string | null;
-  openedAt: string | null;
+  stageEnteredAt: string;
+  openedAt: string;
   closedAt: string | null;
+  updatedAt: string;
 }
 
 export interface CampaignRecord {
@@ -54,14 +68,23 @@ export interface CampaignRecord {
   channel: string;
   budget: number;
   currency: string;
-  schedule: { startsAt: string; endsAt: string | null } | null;
+  startsAt: string | null;
+  endsAt: string | null;
   targetSegment: unknown;
   status: string;
   costs: number;
-  responses: Record<string, number>;
+  responses: { sent: number; opened: number; clicked: number; converted: number; unsubscribed: number };
   conversions: number;
   revenue: number;
-  createdAt: string | null;
+  /** (revenue - costs) / costs; null without costs. */
+  roi: number | null;
+  /** converted / sent; null before anything was sent. */
+  conversionRate: number | null;
+  createdAt: string;
+  launchedAt: string | null;
+  completedAt: string | null;
+  cancelledAt: string | null;
+  updatedAt: string;
 }
 
 export interface FeedbackRecord {
@@ -82,8 +105,11 @@ export interface FeedbackRecord {
   resolvedAt: string | null;
   closedAt: string | null;
   resolution: string | null;
-  escalations: number;
-  submittedAt: string | null;
+  escalationCount: number;
+  reopenCount: number;
+  ratedAt: string | null;
+  submittedAt: string;
+  updatedAt: string;
 }
 
 export type AnyRecord = CustomerRecord | DealRecord | CampaignRecord | FeedbackRecord;
@@ -91,9 +117,11 @@ export type AnyRecord = CustomerRecord | DealRecord | CampaignRecord | FeedbackR
 type Folder<R> = (record: R | null, event: CrmEvent, at: string) => R | null;
 
 const customerFold: Folder<CustomerRecord> = (record, event, at) => {
-  // Minor units keep the running revenue exact; the record shows major units.
+  // Minor units keep the running sums exact; the record shows major units.
   const addRevenue = (r: CustomerRecord, currency: string, delta: number) => {
-    r.revenue[currency] = fromMinor(toMinor(r.revenue[currency] ?? 0) + delta);
+    r.revenueByCurrency[currency] = fromMinor(toMinor(r.revenueByCurrency[currency] ?? 0) + delta);
+    r.currency ??= currency;
+    if (currency === r.currency) r.revenue = fromMinor(toMinor(r.revenue) + delta);
   };
   if (event.type === 'CustomerRegistered') {
     const d = event.data;
@@ -112,12 +140,23 @@ const customerFold: Folder<CustomerRecord> = (record, event, at) => {
       firstPurchaseAt: null,
       lastPurchaseAt: null,
       orderCount: 0,
-      revenue: {},
+      revenue: 0,
+      refunded: 0,
+      currency: null,
+      revenueByCurrency: {},
       registeredAt: at,
+      forgottenAt: null,
+      updatedAt: at,
     };
   }
   if (!record) return record;
-  const r: CustomerRecord = { ...record, tags: [...record.tags], revenue: { ...record.revenue }, mergedDuplicates: [...record.mergedDuplicates] };
+  const r: CustomerRecord = {
+    ...record,
+    tags: [...record.tags],
+    revenueByCurrency: { ...record.revenueByCurrency },
+    mergedDuplicates: [...record.mergedDuplicates],
+    updatedAt: at,
+  };
   switch (event.type) {
     case 'CustomerContactDetailsChanged': {
       const d = event.data;
@@ -144,6 +183,7 @@ const customerFold: Folder<CustomerRecord> = (record, event, at) => {
       return r;
     case 'PurchaseRefunded':
       addRevenue(r, event.data.currency, -toMinor(event.data.amount));
+      if (event.data.currency === r.currency) r.refunded = fromMinor(toMinor(r.refunded) + toMinor(event.data.amount));
       return r;
     case 'CustomerMerged':
       r.mergedDuplicates.push(event.data.duplicateId);
@@ -160,16 +200,27 @@ const customerFold: Folder<CustomerRecord> = (record, event, at) => {
       return r;
     case 'CustomerForgotten':
       r.status = 'forgotten';
+      r.forgottenAt = at;
       return r;
     default:
       return r;
   }
 };
 
+const withDealFigures = (r: DealRecord): DealRecord => {
+  const probability = dealProbability(r.stage, r.probabilityOverride);
+  return {
+    ...r,
+    status: r.stage === 'won' || r.stage === 'lost' ? r.stage : 'open',
+    probability,
+    weightedAmount: Math.round(r.amount * probability * 10_000) / 10_000,
+  };
+};
+
 const dealFold: Folder<DealRecord> = (record, event, at) => {
   if (event.type === 'DealOpened') {
     const d = event.data;
-    return {
+    return withDealFigures({
       id: d.dealId,
       customerId: d.customerId,
       title: d.title,
@@ -177,110 +228,135 @@ const dealFold: Folder<DealRecord> = (record, event, at) => {
       currency: d.currency,
       ownerId: d.ownerId,
       stage: d.stage,
+      status: 'open',
+      probability: 0,
       probabilityOverride: d.probabilityOverride,
+      weightedAmount: 0,
       expectedCloseDate: d.expectedCloseDate,
       lostReason: null,
-      stageChangedAt: at,
+      stageEnteredAt: at,
       openedAt: at,
       closedAt: null,
-    };
+      updatedAt: at,
+    });
   }
   if (!record) return record;
-  const r: DealRecord = { ...record };
+  const r: DealRecord = { ...record, updatedAt: at };
   switch (event.type) {
     case 'DealAmountChanged':
       r.amount = event.data.amount;
       r.currency = event.data.currency;
-      return r;
+      break;
     case 'DealOwnerChanged':
       r.ownerId = event.data.ownerId;
-      return r;
+      break;
     case 'DealExpectedCloseChanged':
       r.expectedCloseDate = event.data.expectedCloseDate;
-      return r;
+      break;
     case 'DealProbabilityOverridden':
       r.probabilityOverride = event.data.probabilityOverride;
-      return r;
+      break;
     case 'DealStageChanged':
       r.stage = event.data.to;
-      r.stageChangedAt = at;
-      return r;
+      r.stageEnteredAt = at;
+      break;
     case 'DealWon':
       r.stage = 'won';
       r.amount = event.data.amount;
       r.currency = event.data.currency;
-      r.stageChangedAt = at;
+      r.stageEnteredAt = at;
       r.closedAt = at;
-      return r;
+      break;
     case 'DealLost':
       r.stage = 'lost';
       r.lostReason = event.data.reason;
-      r.stageChangedAt = at;
+      r.stageEnteredAt = at;
       r.closedAt = at;
-      return r;
+      break;
     case 'DealReopened':
       r.stage = event.data.to;
       r.lostReason = null;
-      r.stageChangedAt = at;
+      r.stageEnteredAt = at;
       r.closedAt = null;
-      return r;
+      break;
     default:
-      return r;
+      break;
   }
+  return withDealFigures(r);
 };
+
+const withCampaignFigures = (r: CampaignRecord): CampaignRecord => ({
+  ...r,
+  roi: r.costs > 0 ? (r.revenue - r.costs) / r.costs : null,
+  conversionRate: r.responses.sent > 0 ? r.responses.converted / r.responses.sent : null,
+});
 
 const campaignFold: Folder<CampaignRecord> = (record, event, at) => {
   if (event.type === 'CampaignCreated') {
     const d = event.data;
-    return {
+    return withCampaignFigures({
       id: d.campaignId,
       name: d.name,
       channel: d.channel,
       budget: d.budget,
       currency: d.currency,
-      schedule: d.schedule,
+      startsAt: d.schedule?.startsAt ?? null,
+      endsAt: d.schedule?.endsAt ?? null,
       targetSegment: d.targetSegment,
       status: 'draft',
       costs: 0,
-      responses: {},
+      responses: { sent: 0, opened: 0, clicked: 0, converted: 0, unsubscribed: 0 },
       conversions: 0,
       revenue: 0,
+      roi: null,
+      conversionRate: null,
       createdAt: at,
-    };
+      launchedAt: null,
+      completedAt: null,
+      cancelledAt: null,
+      updatedAt: at,
+    });
   }
   if (!record) return record;
-  const r: CampaignRecord = { ...record, responses: { ...record.responses } };
+  const r: CampaignRecord = { ...record, responses: { ...record.responses }, updatedAt: at };
   switch (event.type) {
     case 'CampaignScheduled':
-      r.schedule = { startsAt: event.data.startsAt, endsAt: event.data.endsAt };
+      r.startsAt = event.data.startsAt;
+      r.endsAt = event.data.endsAt;
       r.status = 'scheduled';
-      return r;
+      break;
     case 'CampaignLaunched':
+      r.status = 'active';
+      r.launchedAt ??= at;
+      break;
     case 'CampaignResumed':
       r.status = 'active';
-      return r;
+      break;
     case 'CampaignPaused':
       r.status = 'paused';
-      return r;
+      break;
     case 'CampaignCompleted':
       r.status = 'completed';
-      return r;
+      r.completedAt = at;
+      break;
     case 'CampaignCancelled':
       r.status = 'cancelled';
-      return r;
+      r.cancelledAt = at;
+      break;
     case 'CampaignCostRecorded':
       r.costs = fromMinor(toMinor(r.costs) + toMinor(event.data.amount));
-      return r;
+      break;
     case 'CampaignResponseRecorded':
-      r.responses[event.data.kind] = (r.responses[event.data.kind] ?? 0) + 1;
+      r.responses[event.data.kind] += 1;
       if (event.data.kind === 'converted') {
         r.conversions += 1;
         r.revenue = fromMinor(toMinor(r.revenue) + toMinor(event.data.revenue ?? 0));
       }
-      return r;
+      break;
     default:
-      return r;
+      break;
   }
+  return withCampaignFigures(r);
 };
 
 const feedbackFold: Folder<FeedbackRecord> = (record, event, at) => {
@@ -304,23 +380,26 @@ const feedbackFold: Folder<FeedbackRecord> = (record, event, at) => {
       resolvedAt: null,
       closedAt: null,
       resolution: null,
-      escalations: 0,
+      escalationCount: 0,
+      reopenCount: 0,
+      ratedAt: null,
       submittedAt: at,
+      updatedAt: at,
     };
   }
   if (!record) return record;
-  const r: FeedbackRecord = { ...record };
+  const r: FeedbackRecord = { ...record, updatedAt: at };
   switch (event.type) {
     case 'FeedbackAssigned':
       r.assigneeId = event.data.assigneeId;
       if (r.status === 'open') r.status = 'in_progress';
       return r;
     case 'FeedbackResponded':
-      if (event.data.firstResponse || r.firstRespondedAt === null) r.firstRespondedAt ??= at;
+      r.firstRespondedAt ??= at;
       if (r.status === 'open') r.status = 'in_progress';
       return r;
     case 'FeedbackEscalated':
-      r.escalations += 1;
+      r.escalationCount += 1;
       r.priority = event.data.priority;
       r.firstResponseDueAt = event.data.firstResponseDueAt;
       r.resolutionDueAt = event.data.resolutionDueAt;
@@ -331,7 +410,9 @@ const feedbackFold: Folder<FeedbackRecord> = (record, event, at) => {
       r.resolvedAt = at;
       return r;
     case 'FeedbackReopened':
-      r.status = 'in_progress';
+      r.status = 'open';
+      r.reopenCount += 1;
+      r.closedAt = null;
       r.resolvedAt = null;
       r.resolution = null;
       r.resolutionDueAt = event.data.resolutionDueAt;
@@ -342,6 +423,7 @@ const feedbackFold: Folder<FeedbackRecord> = (record, event, at) => {
       return r;
     case 'FeedbackRated':
       r.csat = event.data.csat;
+      r.ratedAt = at;
       return r;
     default:
       return r;

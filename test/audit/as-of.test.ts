@@ -64,7 +64,7 @@ describe('state as of an instant', () => {
 
     const now = (await stateAsOf(h.deps, 'customer', customerId, new Date())) as RecordAsOf<CustomerRecord>;
     expect(now.revision).toBe(2);
-    expect(now.record).toMatchObject({ email: 'ada@engines.example', orderCount: 1, revenue: { EUR: 99.9 } });
+    expect(now.record).toMatchObject({ email: 'ada@engines.example', orderCount: 1, revenue: 99.9, currency: 'EUR', revenueByCurrency: { EUR: 99.9 } });
   });
 
   it('filters on record time: a back-dated purchase recorded later is not in the earlier state', async () => {
