@@ -1,0 +1,140 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { catchUp } from '../../projections/catch-up.ts';
+import { ensureCheckpoint, migrateCheckpoints, readCheckpoints } from '../../projections/checkpoints.ts';
+import type { Projection } from '../../projections/projection.ts';
+import { createReadModelQueries } from '../../projections/queries/index.ts';
+import { readModelProjections } from '../../projections/read-models/index.ts';
+import { compareSchemas, replayInto, tablesOf } from '../../projections/rebuild.ts';
+import { ProjectionRunner } from '../../projections/runner.ts';
+import { runScenario, type ScenarioIds } from './scenario.ts';
+import { createHarness, type Harness } from './support.ts';
+
+let h: Harness;
+let ids: ScenarioIds;
+const projections = readModelProjections();
+
+beforeAll(async () => {
+  h = await createHarness('crash');
+  ids = await runScenario(h);
+});
+
+afterAll(async () => {
+  await h?.close();
+});
+
+/** The process dying mid-batch: the connection is gone (a transient error the runner would retry), here it gives up. */
+class SimulatedCrash extends Error {
+  readonly code = '08006';
+}
+
+/** A small deterministic PRNG so a failing seed can be replayed. */
+const prng = (seed: number) => () => {
+  seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+  return seed / 2 ** 31;
+};
+
+/**
+ * Wraps a projection so that some batches crash part-way: the real apply runs on a prefix of the
+ * batch (its writes reach the transaction), then the "process dies" before the checkpoint commits.
+ */
+const crashing = (p: Projection, random: () => number, crashes: { count: number }): Projection => ({
+  ...p,
+  apply: async (ctx, events) => {
+    if (random() < 0.3) {
+      const cut = Math.floor(random() * (events.length + 1));
+      await p.apply(ctx, events.slice(0, cut));
+      crashes.count++;
+      throw new SimulatedCrash(`crash after ${cut} of ${events.length} events`);
+    }
+    await p.apply(ctx, events);
+  },
+});
+
+describe('crash safety', () => {
+  it('rows equal a full replay after crashes at random points in batches, restart after restart', async () => {
+    const until = h.lastPosition();
+    const reference = await replayInto({ db: h.database.db, store: h.store, codec: h.codec, projections, schema: `${h.schemas.read}_ref`, untilPosition: until });
+    for (const seed of [1, 2, 3]) {
+      const schema = `${h.schemas.read}_s${seed}`;
+      await migrateCheckpoints(h.database.db, schema);
+      for (const p of projections) {
+        await p.migrate(h.database.db, schema);
+        await ensureCheckpoint(h.database.db, schema, p);
+      }
+      const random = prng(seed);
+      const crashes = { count: 0 };
+      let restarts = 0;
+      for (;;) {
+        // A fresh "process" each time: state comes only from the database.
+        try {
+          await catchUp({
+            db: h.database.db,
+            store: h.store,
+            schema,
+            projections: projections.map((p) => crashing(p, random, crashes)),
+            codec: h.codec,
+            untilPosition: until,
+            pageSize: 1 + Math.floor(random() * 9),
+            concurrent: true,
+            applyOptions: { shouldRetry: () => false },
+          });
+          break;
+        } catch (error) {
+          expect(error).toBeInstanceOf(SimulatedCrash);
+          restarts++;
+          expect(restarts).toBeLessThan(2_000);
+        }
+      }
+      expect(crashes.count).toBeGreaterThan(10);
+      const checkpoints = await readCheckpoints(h.database.db, schema);
+      for (const p of projections) expect(checkpoints.get(p.name)).toMatchObject({ state: 'running', position: until });
+      const comparison = await compareSchemas(h.database.db, reference.schema, schema, tablesOf(projections));
+      expect(comparison.filter((t) => !t.equal), `seed ${seed}`).toEqual([]);
+    }
+  });
+});
+
+describe('poison events', () => {
+  it('stop only their projection, which records the event and the error; the others go on', async () => {
+    const { deals } = Object.fromEntries(projections.map((p) => [p.name, p])) as Record<string, Projection>;
+    const poisoned: Projection = {
+      ...deals!,
+      apply: async (ctx, events) => {
+        if (events.some((e) => e.event.type === 'DealLost')) throw new Error('cannot handle DealLost');
+        await deals!.apply(ctx, events);
+      },
+    };
+    const schema = `${h.schemas.read}_poison`;
+    const runner = new ProjectionRunner({
+      db: h.database.db,
+      store: h.store,
+      schema,
+      projections: projections.map((p) => (p.name === 'deals' ? poisoned : p)),
+      codec: h.codec,
+      batch: { maxEvents: 50, maxWaitMs: 5 },
+    });
+    await runner.start();
+    try {
+      // Read-your-writes does not wait for a failed projection.
+      await runner.waitForPosition(h.lastPosition(), 10_000);
+      const [lost] = (await h.store.readAll()).filter((e) => e.type === 'DealLost');
+      const status = Object.fromEntries((await runner.status()).map((s) => [s.name, s]));
+      expect(status.deals).toMatchObject({ state: 'failed', failedEventId: lost!.id, failedPosition: lost!.position });
+      expect(status.deals!.lastError).toContain('cannot handle DealLost');
+      expect(status.deals!.position).toBeLessThan(lost!.position);
+      for (const name of ['customers', 'customer_timeline', 'campaigns', 'feedback']) {
+        expect(status[name]).toMatchObject({ state: 'running', position: h.lastPosition() });
+      }
+      // Events before the poison were applied; the deal stands as it was just before it.
+      const q = createReadModelQueries({ db: h.database.db, schema });
+      expect(await q.getDeal(ids.dealReopened)).toMatchObject({ stage: 'qualified' });
+      expect(await q.getDeal(ids.dealOpen)).toBeUndefined();
+      expect((await q.getCustomer(ids.carol))!.status).toBe('forgotten');
+      const { rows } = await sql<{ state: string }>`SELECT state FROM ${sql.id(schema, 'projection_checkpoints')} WHERE name = 'deals'`.execute(h.database.db);
+      expect(rows[0]!.state).toBe('failed');
+    } finally {
+      await runner.stop();
+    }
+  });
+});
