@@ -15,6 +15,7 @@ import {
 } from 'fastify-type-provider-zod';
 import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
 import { createAuthGuard } from './auth/guard.ts';
+import { createAuditServices } from '../audit/index.ts';
 import { createReadModelQueries } from '../projections/queries/index.ts';
 import type { ApiDeps, PointInTime } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
@@ -102,10 +103,17 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events });
   await keys.migrate();
   const metrics = createApiMetrics({ projections: deps.projections });
+  // The auditor's services: given by the composition root, else built from the same dependencies.
+  const audit =
+    deps.audit ??
+    (deps.personalData
+      ? createAuditServices({ store: deps.store, database: deps.database, personalData: deps.personalData, schemas: deps.schemas })
+      : undefined);
   const resolved: ApiDeps = {
     ...deps,
+    audit,
     queries: deps.queries ?? createReadModelQueries({ db: deps.database.db, schema: deps.schemas.read }),
-    pointInTime: deps.pointInTime ?? pointInTimeOf(deps.audit),
+    pointInTime: deps.pointInTime ?? pointInTimeOf(audit),
   };
   const context: RouteContext = { deps: resolved, metrics, keys, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
 

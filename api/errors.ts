@@ -60,7 +60,7 @@ const isZodError = (error: unknown): error is z.ZodError =>
 const quote = (revision: number): string => `"${revision}"`;
 
 /** Maps anything a handler can throw to a problem. Unknown errors become a 500 with no internals exposed. */
-export const toProblem = (error: unknown): ProblemError => {
+export const toProblem = (error: unknown, request?: FastifyRequest): ProblemError => {
   if (error instanceof ProblemError) return error;
   if (error instanceof DomainError) {
     const kind = error.kind === 'not_found' ? 'not_found' : error.kind === 'invalid_state' ? 'invalid_state' : 'rule_violated';
@@ -91,7 +91,9 @@ export const toProblem = (error: unknown): ProblemError => {
   if (error instanceof EventStoreUnavailable) {
     return new ProblemError('unavailable', 'The event store cannot be reached right now; retry shortly.', {}, { 'retry-after': '5' });
   }
-  if (isZodError(error)) return validationProblem(fieldErrorsFromZod(error.issues));
+  // A ZodError thrown past the route schema (command layer, query functions) is about the body of a
+  // command or the query string of a read.
+  if (isZodError(error)) return validationProblem(fieldErrorsFromZod(error.issues, request?.method === 'GET' ? 'query' : 'body'));
   // Typed errors of other modules, matched by name so the API does not depend on their internals.
   const named = error as { name?: unknown; field?: unknown; message?: unknown } | null;
   if (named?.name === 'InvalidAuditQuery' && typeof named.field === 'string') {
@@ -131,7 +133,7 @@ export const toProblem = (error: unknown): ProblemError => {
 
 /** The app's error handler: every error leaves as problem+json. */
 export const problemErrorHandler = (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
-  const problem = toProblem(error);
+  const problem = toProblem(error, request);
   if (problem.status >= 500 && problem.kind === 'internal') {
     request.log.error({ err: error }, 'unhandled error');
   } else if (problem.status >= 500) {

@@ -12,7 +12,8 @@ import { ProblemError, validationProblem } from './problems.ts';
 export const PositionString = z
   .string()
   .regex(/^(0|[1-9][0-9]{0,19})$/, 'a global position as a decimal string, e.g. "123"')
-  .refine((s) => BigInt(s) <= 0xffff_ffff_ffff_ffffn, 'a 64-bit position')
+  // Guarded: zod runs this check even after the regex failed.
+  .refine((s) => !/^\d{1,20}$/.test(s) || BigInt(s) <= 0xffff_ffff_ffff_ffffn, 'a 64-bit position')
   .describe('Global position (decimal string) returned by a command');
 
 export const CommandAccepted = z

@@ -129,10 +129,13 @@ describe('deal commands', () => {
     const noReason = expectProblem(await send('sales', 'POST', `/deals/${deal.id}/lost`, {}, { 'if-match': `"${rev}"` }), 400);
     expect(noReason.errors?.[0]?.field).toBe('reason');
     accepted(await send('sales', 'POST', `/deals/${deal.id}/lost`, { reason: 'budget cut' }, { 'if-match': `"${rev}"` }));
-    expectProblem(
+    // A body naming a customer that does not exist: the resource addressed is fine, the reference is not.
+    const unknownCustomer = expectProblem(
       await send('sales', 'POST', '/deals', { customerId: randomUUID(), title: 'x', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-01-01' }),
-      404,
+      422,
+      'rule-violated',
     );
+    expect(unknownCustomer.errors?.[0]?.field).toBe('customerId');
     expectProblem(await send('sales', 'POST', '/deals', { customerId: customer.id, title: 'x', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-02-30' }), 400);
   });
 });

@@ -13,7 +13,7 @@ import { eventCount, startApi, type ApiHarness } from './support.ts';
 let h: ApiHarness;
 let customerId: string;
 beforeAll(async () => {
-  h = await startApi('api_fuzz');
+  h = await startApi('api_fuzz', { waitForTimeoutMs: 200 });
   const res = await h.app.inject({ method: 'POST', url: '/customers', headers: h.auth('admin'), payload: { name: 'Fuzz Target', email: 'fuzz@example.com' } });
   customerId = JSON.parse(res.body).id;
 });
@@ -165,4 +165,32 @@ describe('fuzzing every command route', () => {
       expect(await eventCount(h)).toBe(stored);
     });
   }
+});
+
+describe('fuzzing the query routes', () => {
+  const queryKeys = ['limit', 'cursor', 'waitFor', 'sort', 'search', 'status', 'tag', 'minRevenue', 'stage', 'breached', 'asOf', 'order', 'ownerId', 'customerId', 'bogus'];
+  const queryValue = fc.oneof(
+    fc.string({ maxLength: 20 }),
+    fc.integer().map(String),
+    fc.constantFrom('-1', '0', '1e309', 'NaN', '99999999999999999999999', 'true', '2026-13-01', '', '%', '[]', '{"a":1}'),
+  );
+  it('never answers a 5xx to any query string on any read route', async () => {
+    const routes = h.app.routeList.filter((r) => r.method === 'GET' && !r.url.startsWith('/docs') && r.url !== '/metrics');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...routes.map((r) => r.url)),
+        fc.dictionary(fc.constantFrom(...queryKeys), queryValue, { maxKeys: 4 }),
+        fc.oneof(fc.uuid(), fc.constantFrom('x', 'customer-abc', '00000000-0000-0000-0000-000000000000')),
+        async (url, query, id) => {
+          const path = url.replace(/:[a-zA-Z]+/g, id);
+          const search = new URLSearchParams(query).toString();
+          const res = await h.app.inject({ method: 'GET', url: `${path}${search ? `?${search}` : ''}`, headers: h.auth('admin') });
+          if (res.statusCode >= 500 && !(res.statusCode === 503 && query.waitFor !== undefined)) {
+            throw new Error(`${res.statusCode} for ${path}?${search}: ${res.body.slice(0, 300)}`);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
 });

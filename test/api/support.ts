@@ -7,6 +7,7 @@ import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
+import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
@@ -18,6 +19,8 @@ export interface ApiHarness {
   database: SqlDatabase;
   schemas: TestSchemas;
   runner: ProjectionRunner;
+  /** What the app was built with (to build a variant on the same store). */
+  deps: ApiDeps;
   /** One live key per role. */
   keys: Record<Role, string>;
   auth(role: Role): { authorization: string };
@@ -48,12 +51,13 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
     db: database.db,
     store,
     schema: schemas.read,
-    projections: readModelProjections(),
+    // The same projections as the composition root (cli/app.ts): read models and analytics.
+    projections: [...readModelProjections(), createAnalyticsProjection({ modelSchema: schemas.read })],
     codec: personalDataCodec(personalData),
     concurrent: true,
   });
   await runner.start();
-  const app = await buildApp({
+  const deps: ApiDeps = {
     store,
     database,
     personalData,
@@ -62,7 +66,8 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
     projections: progressOf(runner),
     waitForTimeoutMs: 5_000,
     ...overrides,
-  });
+  };
+  const app = await buildApp(deps);
   const keys = {} as Record<Role, string>;
   for (const role of ROLES) keys[role] = (await app.keys.create({ name: `test ${role}`, role })).key;
   return {
@@ -71,6 +76,7 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
     database,
     schemas,
     runner,
+    deps,
     keys,
     auth: (role) => ({ authorization: `Bearer ${keys[role]}` }),
     close: async () => {

@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp, type CrmApp } from '../../api/app.ts';
+import type { Role } from '../../api/roles.ts';
+import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
+
+let h: ApiHarness;
+/** The same dependencies with a 200 ms bound on ?waitFor=. */
+let impatient: CrmApp;
+beforeAll(async () => {
+  h = await startApi('api_queries');
+  impatient = await buildApp({ ...h.deps, waitForTimeoutMs: 200 });
+});
+afterAll(async () => {
+  await impatient?.close();
+  await h?.close();
+});
+
+const post = async (role: Role, url: string, payload: unknown, headers: Record<string, string> = {}, method: 'POST' | 'PATCH' = 'POST') => {
+  const res = await h.app.inject({ method, url, headers: { ...h.auth(role), ...headers }, payload: payload as object });
+  if (res.statusCode >= 300) throw new Error(`${method} ${url} -> ${res.statusCode}: ${res.body}`);
+  return json<{ id: string; revision: number; position: string }>(res);
+};
+const get = (role: Role, url: string) => h.app.inject({ method: 'GET', url, headers: h.auth(role) });
+
+describe('read your writes through the query routes', () => {
+  it('shows a registered customer and their purchases once the read models reach the position', async () => {
+    const email = `ada-${randomUUID()}@example.com`;
+    const created = await post('sales', '/customers', { name: 'Ada Query', email, company: 'Engines' });
+    await post('sales', `/customers/${created.id}/purchases`, { orderId: 'Q-1', amount: 120.5, currency: 'EUR' });
+    const last = await post('sales', `/customers/${created.id}/purchases`, { orderId: 'Q-2', amount: 0.25, currency: 'EUR' });
+
+    const res = await get('sales', `/customers/${created.id}?waitFor=${last.position}`);
+    expect(res.statusCode).toBe(200);
+    const customer = json(res);
+    expect(customer).toMatchObject({ id: created.id, name: 'Ada Query', email, orderCount: 2, revenue: 120.75, currency: 'EUR' });
+    expect(res.headers.etag).toBe(`"${last.revision}"`);
+
+    // The ETag of a read is what the next change sends as If-Match.
+    const patched = await post('sales', `/customers/${created.id}`, { company: 'Difference Engines' }, { 'if-match': String(res.headers.etag) }, 'PATCH');
+    const after = json(await get('sales', `/customers/${created.id}?waitFor=${patched.position}`));
+    expect(after.company).toBe('Difference Engines');
+
+    const list = json(await get('support', `/customers?search=${encodeURIComponent(email)}&waitFor=${patched.position}`));
+    expect(list.items.map((c: { id: string }) => c.id)).toEqual([created.id]);
+    expect(list.nextCursor).toBeNull();
+
+    const timeline = json(await get('sales', `/customers/${created.id}/timeline?waitFor=${patched.position}`));
+    expect(timeline.items.length).toBe(4);
+    expect(timeline.items[0]).toHaveProperty('summary');
+  });
+
+  it('pages lists with a cursor, without repeats', async () => {
+    const tag = `page${randomUUID().slice(0, 8)}`;
+    let position = '0';
+    for (let i = 0; i < 3; i++) position = (await post('marketing', '/customers', { name: `Pager ${i}`, email: `p${i}-${tag}@example.com`, tags: [tag] })).position;
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const url: string = `/customers?tag=${tag}&limit=2&sort=name&waitFor=${position}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+      const res = await get('analyst', url);
+      expect(res.statusCode, res.body).toBe(200);
+      const page = json(res);
+      seen.push(...page.items.map((c: { id: string }) => c.id));
+      cursor = page.nextCursor;
+    } while (cursor);
+    expect(seen).toHaveLength(3);
+    expect(new Set(seen).size).toBe(3);
+    expectProblem(await get('sales', '/customers?cursor=garbage'), 400);
+  });
+
+  it('masks personal data for analysts, not for auditors', async () => {
+    const created = await post('sales', '/customers', { name: 'Private Person', email: `private-${randomUUID()}@example.com`, phone: '+44 20 7946 0000' });
+    const fb = await post('support', '/feedback', { customerId: created.id, kind: 'complaint', channel: 'email', subject: 'My secret', body: 'Details' });
+    const asAnalyst = json(await get('analyst', `/customers/${created.id}?waitFor=${fb.position}`));
+    expect(asAnalyst).toMatchObject({ id: created.id, name: '[masked]', email: '[masked]', phone: '[masked]' });
+    const list = json(await get('analyst', `/customers?limit=500`));
+    expect(JSON.stringify(list)).not.toContain('Private Person');
+    const feedback = json(await get('analyst', `/feedback/${fb.id}`));
+    expect(feedback.subject).toBe('[masked]');
+    expect(JSON.stringify(feedback)).not.toContain('Details');
+    const asAuditor = json(await get('auditor', `/customers/${created.id}`));
+    expect(asAuditor.name).toBe('Private Person');
+    expect(json(await get('auditor', `/feedback/${fb.id}`)).subject).toBe('My secret');
+  });
+
+  it('serves deals, pipeline, campaigns and feedback', async () => {
+    const customer = await post('sales', '/customers', { name: 'Deal Maker', email: `deal-${randomUUID()}@example.com` });
+    const owner = `owner-${randomUUID()}`;
+    const deal = await post('sales', '/deals', { customerId: customer.id, title: 'Big one', amount: 1000.1, currency: 'EUR', ownerId: owner, expectedCloseDate: '2027-03-15' });
+    const campaign = await post('marketing', '/campaigns', { name: 'Launch', channel: 'social', budget: 500, currency: 'EUR' });
+    const fb = await post('support', '/feedback', { customerId: customer.id, kind: 'question', channel: 'chat', subject: 'How?', body: 'How does it work?' });
+    const waitFor = [deal, campaign, fb].map((r) => BigInt(r.position)).reduce((a, b) => (a > b ? a : b)).toString();
+
+    expect(json(await get('analyst', `/deals/${deal.id}?waitFor=${waitFor}`))).toMatchObject({ id: deal.id, stage: 'lead', amount: 1000.1, currency: 'EUR' });
+    expect(json(await get('analyst', `/deals?ownerId=${owner}`)).items).toHaveLength(1);
+    const pipeline = json(await get('sales', `/pipeline?ownerId=${owner}`));
+    expect(pipeline.totals).toEqual([expect.objectContaining({ currency: 'EUR', dealCount: 1, amount: 1000.1 })]);
+    expect(json(await get('marketing', `/campaigns/${campaign.id}`))).toMatchObject({ name: 'Launch', status: 'draft', budget: 500 });
+    expect(json(await get('marketing', '/campaigns?channel=social')).items.map((c: { id: string }) => c.id)).toContain(campaign.id);
+    expect(json(await get('support', `/feedback/${fb.id}`))).toMatchObject({ status: 'open', priority: 'normal' });
+    expect(json(await get('support', `/feedback?customerId=${customer.id}`)).items).toHaveLength(1);
+  });
+
+  it('answers a record as it stood at an instant (?asOf=)', async () => {
+    const created = await post('sales', '/customers', { name: 'Before', email: `asof-${randomUUID()}@example.com` });
+    await new Promise((r) => setTimeout(r, 20));
+    const between = new Date().toISOString();
+    await new Promise((r) => setTimeout(r, 20));
+    await post('sales', `/customers/${created.id}`, { name: 'After' }, { 'if-match': '"0"' }, 'PATCH');
+    const then = json(await get('auditor', `/customers/${created.id}?asOf=${encodeURIComponent(between)}`));
+    expect(then).toMatchObject({ revision: 0, asOf: between });
+    expect(JSON.stringify(then)).toContain('Before');
+    expect(JSON.stringify(then)).not.toContain('After');
+    expectProblem(await get('auditor', `/customers/${created.id}?asOf=yesterday`), 400);
+    expectProblem(await get('auditor', `/customers/${created.id}?asOf=2000-01-01T00:00:00Z`), 404);
+  });
+});
+
+describe('query errors', () => {
+  it('answers 404 for an unknown id and 400 naming bad parameters', async () => {
+    expectProblem(await get('sales', `/customers/${randomUUID()}`), 404, 'not-found');
+    expectProblem(await get('sales', `/deals/${randomUUID()}/`), 404);
+    const bad = expectProblem(await get('sales', '/customers?limit=0&colour=blue&waitFor=abc'), 400, 'validation');
+    expect(bad.errors?.map((e) => e.field).sort()).toEqual(['colour', 'limit', 'waitFor']);
+    expectProblem(await get('sales', '/customers/not-a-uuid'), 400);
+    expectProblem(await get('sales', '/feedback?breached=maybe'), 400);
+  });
+
+  it('answers 503 with a clear problem when the read models do not reach ?waitFor= in time', async () => {
+    const head = await h.store.headPosition();
+    const res = await impatient.inject({ method: 'GET', url: `/customers?waitFor=${head + 1_000_000_000n}`, headers: h.auth('sales') });
+    const problem = expectProblem(res, 503, 'read-model-timeout');
+    expect(problem.detail).toMatch(/did not reach position/);
+    expect(res.headers['retry-after']).toBe('1');
+  });
+});
