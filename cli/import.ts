@@ -162,6 +162,7 @@ export async function importCsv(commands: CommandPort, options: ImportOptions): 
     return write(report, `${line},${csvField(reason)}\n`);
   };
 
+  let invalidSoFar = 0;
   try {
     for await (const { record, info } of parser as AsyncIterable<{ record: Row; info: { lines: number; invalid_field_length: number } }>) {
       if (options.signal?.aborted) {
@@ -180,7 +181,10 @@ export async function importCsv(commands: CommandPort, options: ImportOptions): 
       result.rows += 1;
       const line = info.lines;
       try {
-        if (info.invalid_field_length > 0) throw new RowRejected('row: the number of fields differs from the header');
+        // csv-parse counts rows with a wrong number of fields cumulatively: a rise means this row.
+        const wrongLength = info.invalid_field_length > invalidSoFar;
+        invalidSoFar = info.invalid_field_length;
+        if (wrongLength) throw new RowRejected('row: the number of fields differs from the header');
         const built = kind === 'customers' ? buildCustomer(record) : buildPurchase(record);
         await commands.execute(built.command, {
           actor,

@@ -1,11 +1,9 @@
-import { createApiKeyStore, ensureAdminKey } from '../../api/auth/api-keys.ts';
-import { ROLES, type Role } from '../../api/roles.ts';
-import { openDatabase } from '../app.ts';
+import type { Role } from '../../api/roles.ts';
 import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
 
 const options: Record<string, OptionWithHelp> = {
   name: { type: 'string', description: 'create: a label for the key (who or what uses it)' },
-  role: { type: 'string', description: `create: one of ${ROLES.join(', ')}` },
+  role: { type: 'string', description: 'create: admin, sales, marketing, support, analyst or auditor' },
   json: { type: 'boolean', description: 'print JSON instead of text' },
 };
 
@@ -27,6 +25,10 @@ Examples:
     if (!action || !['create', 'list', 'revoke'].includes(action)) {
       throw new UsageError('api-key needs an action: create, list or revoke (see crm api-key --help)');
     }
+    // Loaded on use, so that `--help` stays instant.
+    const { createApiKeyStore, ensureAdminKey } = await import('../../api/auth/api-keys.ts');
+    const { ROLES } = await import('../../api/roles.ts');
+    const { openDatabase } = await import('../app.ts');
     const database = await openDatabase(run.config);
     try {
       const keys = createApiKeyStore(database.db, { schema: run.config.schemas.events });

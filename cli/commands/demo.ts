@@ -1,4 +1,3 @@
-import { openCrm } from '../app.ts';
 import { intValue, type CliCommand, type OptionWithHelp } from '../command.ts';
 import { demoPlan, loadDemo } from '../demo.ts';
 import { summarizePlan } from '../demo-data.ts';
@@ -30,6 +29,7 @@ idempotency key: running it again (for example after Ctrl-C) appends nothing twi
       for (const [type, count] of Object.entries(summarizePlan(plan)).sort((a, b) => b[1] - a[1])) run.out(`  ${type.padEnd(24)} ${count}`);
       return 0;
     }
+    const { openCrm } = await import('../app.ts');
     const runtime = await openCrm(run.config);
     try {
       const progress = createProgress({ label: 'demo', total: plan.length, unit: 'commands' });

@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
-import { openCrm } from '../app.ts';
 import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
-import { importCsv, type ImportKind } from '../import.ts';
+import type { ImportKind } from '../import.ts';
 import { createProgress } from '../progress.ts';
 
 const options: Record<string, OptionWithHelp> = {
@@ -30,6 +29,8 @@ purchases.csv columns: order_id, amount, currency (default EUR), occurred_at (IS
     if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
     const kind = stringValue(run, 'kind');
     if (kind !== undefined && kind !== 'customers' && kind !== 'purchases') throw new UsageError('--kind must be customers or purchases');
+    const { openCrm } = await import('../app.ts');
+    const { importCsv } = await import('../import.ts');
     const runtime = await openCrm(run.config);
     try {
       const progress = createProgress({ label: 'import', unit: 'rows' });

@@ -1,4 +1,3 @@
-import { openCrm } from '../app.ts';
 import type { CliCommand } from '../command.ts';
 
 export const projectCommand: CliCommand = {
@@ -11,6 +10,7 @@ in PostgreSQL current. Each batch commits with its checkpoint, so stopping it (C
 at any point loses nothing and applies nothing twice: start it again and it resumes.`,
   options: {},
   async run(run) {
+    const { openCrm } = await import('../app.ts');
     const runtime = await openCrm(run.config);
     try {
       await runtime.startProjections();

@@ -1,6 +1,4 @@
-import { ensureAdminKey } from '../../api/auth/api-keys.ts';
-import { buildApp } from '../../api/app.ts';
-import { openCrm, type CrmRuntime } from '../app.ts';
+import type { CrmRuntime } from '../app.ts';
 import type { CliCommand, CommandRun, OptionWithHelp } from '../command.ts';
 import { describeDatabase } from '../config.ts';
 import { demoPlan, demoState, loadDemo } from '../demo.ts';
@@ -40,6 +38,10 @@ start and printed once. Ctrl-C stops it cleanly.`,
   async run(run) {
     const config = run.config;
     const port = run.values.port === undefined ? config.http.port : Number(run.values.port);
+    // Loaded on use, so that `--help` stays instant.
+    const { openCrm } = await import('../app.ts');
+    const { buildApp } = await import('../../api/app.ts');
+    const { ensureAdminKey } = await import('../../api/auth/api-keys.ts');
     const runtime = await openCrm(config);
     try {
       const demo = await demoToLoad(runtime, run);

@@ -1,0 +1,108 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { customerIdForEmail } from '../../cli/import.ts';
+import { testSchemas } from '../support/postgres.ts';
+import { runCrm } from './support.ts';
+
+/** `crm import` against the real PostgreSQL (one schema set for this file), run as a child process. */
+const schemas = testSchemas('cli_import');
+const folder = mkdtempSync(join(tmpdir(), 'crm-import-'));
+const env = {
+  DATABASE_URL: schemas.url,
+  CRM_EVENTS_SCHEMA: schemas.events,
+  CRM_READ_SCHEMA: schemas.read,
+  CRM_REPORTING_SCHEMA: schemas.reporting,
+  LOG_LEVEL: 'warn',
+};
+
+afterAll(async () => {
+  await schemas.dropSchemas();
+  rmSync(folder, { recursive: true, force: true });
+});
+
+const eventCount = async (): Promise<number> => {
+  const client = new pg.Client({ connectionString: schemas.url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM "${schemas.events}".events`);
+    return Number(rows[0]!.n);
+  } finally {
+    await client.end();
+  }
+};
+
+const reportOf = (path: string) =>
+  readFileSync(path, 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((line) => ({ line: Number(line.split(',')[0]), reason: line.slice(line.indexOf(',') + 1) }));
+
+describe('crm import', () => {
+  const customers = join(folder, 'customers.csv');
+  const purchases = join(folder, 'purchases.csv');
+  const customersReport = join(folder, 'customers-report.csv');
+  const purchasesReport = join(folder, 'purchases-report.csv');
+  writeFileSync(
+    customers,
+    [
+      'name,email,phone,company,tags,source,marketing_consent',
+      'Ada Lovelace,ada@example.com,+44 20 1234 5678,Analytical Engines,vip;b2b,referral,yes',
+      'No Email,not-an-email,,,,,no',
+      'Grace Hopper,grace@example.com,,Navy,,web,true',
+      ',nameless@example.com,,,,,',
+      'Too,many,fields,in,this,row,yes,extra',
+      'Alan Turing,alan@example.com,,,,,maybe',
+      'Edsger Dijkstra,edsger@example.com,,,,,0',
+    ].join('\n'),
+  );
+  writeFileSync(
+    purchases,
+    [
+      'order_id,customer_email,amount,currency,occurred_at',
+      'A-1,ada@example.com,120.50,EUR,2025-03-01',
+      'A-2,ada@example.com,-5,EUR,2025-03-02',
+      'G-1,grace@example.com,99.99,usd,2025-04-01T10:00:00Z',
+      'X-1,nobody@example.com,10,EUR,2025-04-02',
+      'G-2,grace@example.com,15,EURO,2025-04-03',
+    ].join('\n'),
+  );
+
+  it('imports the good customer rows and reports each bad one with its line number and field', async () => {
+    const result = await runCrm(['import', customers, '--report', customersReport], { cwd: folder, env });
+    expect(result.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(result.code).toBe(3); // some rows were rejected
+    expect(result.stdout).toContain('7 rows read, 3 imported');
+    const report = reportOf(customersReport);
+    expect(report.map((r) => r.line)).toEqual([3, 5, 6, 7]);
+    expect(report[0]!.reason).toContain('email');
+    expect(report[1]!.reason).toContain('name');
+    expect(report[2]!.reason).toContain('number of fields');
+    expect(report[3]!.reason).toContain('marketingConsent');
+    expect(await eventCount()).toBe(3);
+  });
+
+  it('imports purchases by customer email, refusing bad amounts, currencies and unknown customers', async () => {
+    const result = await runCrm(['import', purchases, '--report', purchasesReport], { cwd: folder, env });
+    expect(result.code).toBe(3);
+    expect(result.stdout).toContain('purchases: 5 rows read, 2 imported');
+    const report = reportOf(purchasesReport);
+    expect(report.map((r) => r.line)).toEqual([3, 5, 6]);
+    expect(report[0]!.reason).toContain('amount');
+    expect(report[2]!.reason).toContain('currency');
+    expect(await eventCount()).toBe(5);
+    expect(customerIdForEmail('Ada@Example.com')).toBe(customerIdForEmail('ada@example.com'));
+  });
+
+  it('appends nothing when the same files are imported again', async () => {
+    const before = await eventCount();
+    const again = await runCrm(['import', customers, '--report', customersReport], { cwd: folder, env });
+    expect(again.stdout).toContain('3 imported');
+    const purchasesAgain = await runCrm(['import', purchases, '--kind', 'purchases', '--report', purchasesReport], { cwd: folder, env });
+    expect(purchasesAgain.stdout).toContain('2 imported');
+    expect(await eventCount()).toBe(before);
+  });
+});

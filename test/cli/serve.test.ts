@@ -1,0 +1,82 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildDemoPlan, DEFAULT_DEMO_UNTIL, demoId } from '../../cli/demo-data.ts';
+import { poll, Server } from './support.ts';
+
+/**
+ * `npm start` as a new user meets it: an empty folder, no configuration, embedded PGlite.
+ * One PGlite process at a time (each costs ~1 GB); a small demo keeps it quick.
+ */
+const DEMO_CUSTOMERS = 40;
+const folder = mkdtempSync(join(tmpdir(), 'crm-serve-'));
+const env = { PORT: '0', LOG_LEVEL: 'warn', CRM_DEMO_CUSTOMERS: String(DEMO_CUSTOMERS) };
+const servers: Server[] = [];
+
+afterAll(() => {
+  for (const server of servers) server.kill();
+  rmSync(folder, { recursive: true, force: true });
+});
+
+const start = () => {
+  const server = new Server(folder, env);
+  servers.push(server);
+  return server;
+};
+
+const get = async (url: string, key?: string) => {
+  const response = await fetch(url, { headers: key ? { authorization: `Bearer ${key}` } : {} });
+  return { status: response.status, body: (await response.json()) as Record<string, any> };
+};
+
+describe('crm serve on an empty folder', () => {
+  const firstCustomer = demoId(42, 'customer-0');
+  const plan = buildDemoPlan({ seed: 42, customers: DEMO_CUSTOMERS, until: DEFAULT_DEMO_UNTIL });
+  const registered = plan.find((a) => a.command.type === 'RegisterCustomer' && a.command.customerId === firstCustomer)!;
+  let adminKey = '';
+  let firstSeen: Record<string, unknown> = {};
+  let customerCount = 0;
+
+  it('starts, prints the URL, the docs URL and a generated admin key, and loads the demo data', async () => {
+    const server = start();
+    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/);
+    expect(server.stdout).toMatch(/Docs:\s+http:\/\/\S+\/docs/);
+    adminKey = (await server.waitFor(/Admin key \(generated on first start[^:]*: (crm_\S+)/))[1]!;
+
+    expect((await get(`${url}/health`)).body).toEqual({ status: 'ok' });
+    expect((await get(`${url}/customers`)).status).toBe(401);
+
+    await server.waitFor(/Demo data loaded/);
+    await poll('caught-up projections', async () => ((await get(`${url}/ready`)).body.status === 'ready' ? true : undefined));
+    const customer = await get(`${url}/customers/${firstCustomer}`, adminKey);
+    expect(customer.status).toBe(200);
+    expect(customer.body.name).toBe(registered.command.name);
+    expect(customer.body.email).toBe(registered.command.email);
+    firstSeen = customer.body;
+
+    const list = await get(`${url}/customers?limit=100`, adminKey);
+    customerCount = list.body.items.length;
+    expect(customerCount).toBeGreaterThanOrEqual(DEMO_CUSTOMERS);
+    const deals = await get(`${url}/deals?limit=100`, adminKey);
+    expect(deals.body.items.length).toBeGreaterThan(0);
+
+    expect(await server.stop()).toBe(0);
+  }, 180_000);
+
+  it('starts again on the same folder with the same data, no second demo load and no new admin key', async () => {
+    expect(adminKey).not.toBe('');
+    const server = start();
+    const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/);
+    await poll('caught-up projections', async () => ((await get(`${url}/ready`)).body.status === 'ready' ? true : undefined));
+    expect(server.stdout).not.toContain('Admin key (generated');
+    expect(server.stdout).not.toContain('demo data');
+
+    const customer = await get(`${url}/customers/${firstCustomer}`, adminKey);
+    expect(customer.status).toBe(200);
+    expect(customer.body).toEqual(firstSeen);
+    expect((await get(`${url}/customers?limit=100`, adminKey)).body.items.length).toBe(customerCount);
+
+    expect(await server.stop()).toBe(0);
+  }, 120_000);
+});
