@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { subjectAccessExport } from '../../audit/subject-access.ts';
+import type { AuditDeps } from '../../audit/deps.ts';
+import { createAnalyticsProjection } from '../../analytics/projection.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { ERASED } from '../../domain/shared.ts';
+import { catchUp } from '../../projections/catch-up.ts';
+import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
+import { personalDataCodec } from '../../projections/codec.ts';
+import { readModelProjections } from '../../projections/read-models/index.ts';
+import { customerRegistered, openAuditHarness, type AuditHarness } from './support.ts';
+
+let h: AuditHarness;
+const projections = [...readModelProjections(), createAnalyticsProjection()];
+const ada = randomUUID();
+const bob = randomUUID();
+const dealId = randomUUID();
+const feedbackId = randomUUID();
+const campaignId = randomUUID();
+
+const project = () => catchUp({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: personalDataCodec(h.personalData) });
+
+beforeAll(async () => {
+  h = await openAuditHarness('audit_sar');
+  await migrateCheckpoints(h.database.db, h.schemas.read);
+  for (const p of projections) {
+    await p.migrate(h.database.db, h.schemas.read);
+    await ensureCheckpoint(h.database.db, h.schemas.read, p);
+  }
+  await h.record(`customer-${ada}`, 'CustomerRegistered', customerRegistered(ada));
+  await h.record(`customer-${bob}`, 'CustomerRegistered', customerRegistered(bob, { name: 'Bob', email: 'bob@example.com' }));
+  await h.record(`customer-${ada}`, 'PurchaseRecorded', { customerId: ada, orderId: 'o-1', amount: 42, currency: 'EUR' });
+  await h.record(`deal-${dealId}`, 'DealOpened', {
+    dealId,
+    customerId: ada,
+    title: 'Engines',
+    amount: 1000,
+    currency: 'EUR',
+    ownerId: 'sam@sales',
+    expectedCloseDate: '2026-03-01',
+    stage: 'lead',
+    probabilityOverride: null,
+  });
+  // A later deal event does not name the customer, but the deal is hers.
+  await h.record(`deal-${dealId}`, 'DealStageChanged', { dealId, from: 'lead', to: 'qualified' });
+  await h.record(`feedback-${feedbackId}`, 'FeedbackSubmitted', {
+    feedbackId,
+    customerId: ada,
+    kind: 'complaint',
+    channel: 'email',
+    subject: 'Ada writes',
+    body: 'About my engine',
+    priority: 'normal',
+    csat: null,
+    nps: null,
+    firstResponseDueAt: new Date(Date.now() + 86_400_000).toISOString(),
+    resolutionDueAt: new Date(Date.now() + 3 * 86_400_000).toISOString(),
+  });
+  await h.record(`campaign-${campaignId}`, 'CampaignCreated', {
+    campaignId,
+    name: 'Spring',
+    channel: 'email',
+    budget: 100,
+    currency: 'EUR',
+    schedule: null,
+    targetSegment: {},
+  });
+  await h.record(`campaign-${campaignId}`, 'CampaignResponseRecorded', { campaignId, customerId: ada, kind: 'sent', revenue: null, currency: null });
+  await h.record(`campaign-${campaignId}`, 'CampaignResponseRecorded', { campaignId, customerId: bob, kind: 'sent', revenue: null, currency: null });
+  await project();
+});
+
+afterAll(async () => {
+  await h.close();
+});
+
+describe('subject access export', () => {
+  it('gathers the profile, her own and related streams, events naming her, read-model and analytics rows', async () => {
+    const result = (await subjectAccessExport(h.deps, ada))!;
+    expect(result.profile).toMatchObject({ id: ada, name: 'Ada Lovelace', email: 'ada@example.com', orderCount: 1 });
+    expect(result.streams.sort()).toEqual([`customer-${ada}`, `deal-${dealId}`, `feedback-${feedbackId}`].sort());
+    const types = result.events.map((e) => `${e.stream.split('-')[0]}:${e.type}`);
+    expect(types).toEqual([
+      'customer:CustomerRegistered',
+      'customer:PurchaseRecorded',
+      'deal:DealOpened',
+      'deal:DealStageChanged',
+      'feedback:FeedbackSubmitted',
+      'campaign:CampaignResponseRecorded',
+    ]);
+    // Nothing about Bob, and nothing undecrypted.
+    expect(JSON.stringify(result)).not.toContain(bob);
+    expect(JSON.stringify(result)).not.toContain('enc:v1:');
+    expect(result.events.find((e) => e.type === 'FeedbackSubmitted')!.data).toMatchObject({ subject: 'Ada writes', body: 'About my engine' });
+    expect(result.readModels.customers).toHaveLength(1);
+    expect(result.readModels.deals).toHaveLength(1);
+    expect(result.readModels.feedback).toHaveLength(1);
+    expect(result.readModels.customer_timeline!.length).toBeGreaterThanOrEqual(3);
+    expect(Object.keys(result.analytics).length).toBeGreaterThan(0);
+    expect(result.analytics.analytics_customer).toHaveLength(1);
+    expect(result.forgotten).toBe(false);
+  });
+
+  it('after forget, shows what is left: erased personal data, the rest of the record', async () => {
+    await h.personalData.forget(ada);
+    await h.record(`customer-${ada}`, 'CustomerForgotten', { customerId: ada });
+    await project();
+    const result = (await subjectAccessExport(h.deps, ada))!;
+    expect(result.forgotten).toBe(true);
+    expect(result.profile).toMatchObject({ name: ERASED, email: ERASED, status: 'forgotten', orderCount: 1 });
+    expect(JSON.stringify(result)).not.toContain('ada@example.com');
+    expect(JSON.stringify(result)).not.toContain('Ada writes');
+  });
+
+  it('is undefined for an id the CRM knows nothing about', async () => {
+    expect(await subjectAccessExport(h.deps, randomUUID())).toBeUndefined();
+  });
+
+  it('finds the same events through the generic engine path', async () => {
+    const generic: AuditDeps = {
+      ...h.deps,
+      store: new Proxy(h.store, { get: (target, prop) => (prop === 'engine' ? 'eventstoredb' : Reflect.get(target, prop)) }) as EventStore,
+    };
+    const viaSql = (await subjectAccessExport(h.deps, ada))!;
+    const viaScan = (await subjectAccessExport(generic, ada))!;
+    expect(viaScan.events.map((e) => e.id)).toEqual(viaSql.events.map((e) => e.id));
+    expect(viaScan.streams.sort()).toEqual(viaSql.streams.sort());
+  });
+});
