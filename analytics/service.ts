@@ -66,7 +66,7 @@ function summarise(record: ModelRecord) {
     customers: m.customers as number,
     bgnbd: { ...record.params.bgnbd },
     gammaGamma: { ...record.params.gammaGamma },
-    churn: m.churn as Record<string, unknown>,
+    churn: m.churn as { auc: number | null; logLoss: number | null; [metric: string]: unknown },
     fits: m.fits as Record<string, unknown>,
     segments: m.segments as Record<string, unknown>,
     retention: m.retention as Record<string, unknown>,

@@ -19,7 +19,7 @@ export function nelderMead(
   const n = start.length;
   const step = options.step ?? 0.5;
   const tolerance = options.tolerance ?? 1e-10;
-  const maxIterations = options.maxIterations ?? 5000 * n;
+  const maxIterations = options.maxIterations ?? 1000 * n;
   const safe = (x: number[]): number => {
     const v = f(x);
     return Number.isFinite(v) ? v : Number.MAX_VALUE;
@@ -83,10 +83,14 @@ export function nelderMead(
   return { x: simplex[0]!, value: values[0]!, iterations, converged };
 }
 
-/** Minimises from the start, then restarts at the optimum until it stops moving (Nelder-Mead can stall). */
+/**
+ * Minimises from the start, then restarts at the optimum until it stops moving (Nelder-Mead can
+ * stall). Iterations are bounded: a likelihood that keeps improving towards a boundary (e.g.
+ * Gamma-Gamma with no spend heterogeneity, q and v -> infinity) ends with converged = false.
+ */
 export function minimise(f: (x: number[]) => number, start: number[]): Minimum {
   let result = nelderMead(f, start);
-  for (let round = 0; round < 4; round++) {
+  for (let round = 0; round < 3; round++) {
     const again = nelderMead(f, result.x, { step: 0.1 });
     const improved = result.value - again.value;
     result = again.value <= result.value ? again : result;

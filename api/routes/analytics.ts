@@ -1,0 +1,272 @@
+/**
+ * Analytics routes (owned by analytics/). Registered by api/app.ts like every route plugin; roles
+ * come from the matrix in api/roles.ts (`POST /analytics/models`: admin, analyst; `GET /analytics/*`).
+ *
+ * - POST /analytics/models            fit every model on the events recorded so far (201 + the model)
+ * - GET  /analytics/models/latest     the latest fitted model (same shape)
+ * - GET  /analytics/customers/:id     { clv, expectedPurchases, pAlive, churnScore, segment, rfm, ... }
+ * - GET  /analytics/clv               customers ranked by CLV, filtered
+ * - GET  /analytics/churn             customers ranked by churn score, with the model's metrics
+ * - GET  /analytics/retention         cohort table and CRR per month (computed from current aggregates)
+ * - GET  /analytics/satisfaction      CSAT and NPS per month and/or channel
+ * - GET  /analytics/segments          RFM segments and k-means clusters
+ * - GET  /analytics/forecast          monthly revenue forecast with backtest errors
+ * Definitions: analytics/ANALYTICS.md.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { IsoDate } from '../../domain/shared.ts';
+import { createAnalyticsService, InsufficientData, type AnalyticsService } from '../../analytics/service.ts';
+import { TIME_UNITS } from '../../analytics/models/time.ts';
+import { RFM_SEGMENTS } from '../../analytics/models/segments.ts';
+import { FeedbackChannel } from '../../domain/feedback/events.ts';
+import type { RouteContext } from '../app.ts';
+import { awaitReadModels, IdParams, WaitForQuery } from '../http.ts';
+import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
+
+const tags = ['analytics'];
+const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
+
+const Month = z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'a month YYYY-MM');
+
+export const FitModelsBody = z
+  .strictObject({
+    asOf: IsoDate.optional().describe('Cutoff day: fit on purchases up to the end of it (default: the latest business time seen)'),
+    timeUnit: z.enum(TIME_UNITS).optional().describe('Unit of recency, T and the horizon (default week)'),
+    horizon: z.number().int().min(1).max(3650).optional().describe('CLV and expected-purchases horizon, in time units (default 52 weeks / 12 months / 365 days)'),
+    discountRate: z.number().min(0).max(1).optional().describe('Discount rate per time unit'),
+    churnWindowDays: z.number().int().min(7).max(730).optional().describe('Churned = no purchase within this many days (default 90)'),
+    clusters: z.number().int().min(2).max(12).optional().describe('k of k-means (default 4)'),
+    forecastHorizon: z.number().int().min(1).max(36).optional().describe('Months to forecast (default 6)'),
+    activeWindowDays: z.number().int().min(1).max(3650).optional().describe('Retention: active = a purchase within this many days (default 365)'),
+  })
+  .nullish();
+
+const ModelSchema = z
+  .looseObject({
+    version: z.number().int(),
+    fittedAt: z.string(),
+    asOf: z.string(),
+    timeUnit: z.string(),
+    horizon: z.number(),
+    discountRate: z.number(),
+    customers: z.number().int(),
+    bgnbd: z.object({ r: z.number(), alpha: z.number(), a: z.number(), b: z.number() }),
+    gammaGamma: z.object({ p: z.number(), q: z.number(), v: z.number() }),
+    churn: z.looseObject({ auc: z.number().nullable(), logLoss: z.number().nullable() }),
+  })
+  .meta({ id: 'AnalyticsModel' });
+
+const Paging = {
+  limit: z.coerce.number().int().min(1).max(500).default(50).describe('Page size (1-500, default 50)'),
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+};
+const ScoreFilters = {
+  segment: z.enum(RFM_SEGMENTS).optional().describe('RFM segment name'),
+  cohort: Month.optional().describe('First-purchase month'),
+  cluster: z.coerce.number().int().min(0).max(11).optional(),
+  ...Paging,
+  ...WaitForQuery,
+};
+const Score = z.coerce.number().min(0).max(1);
+const Loose = z.looseObject({});
+
+const ordered = (from: string | number | undefined, to: string | number | undefined, fromField: string, toField: string) => {
+  if (from !== undefined && to !== undefined && from > to) throw validationProblem([{ field: `query.${fromField}`, message: `${fromField} must not be after ${toField}` }]);
+};
+
+/** Services from `ApiDeps.analytics` when the composition root built them, else from the API's own dependencies. */
+const serviceFor = (context: RouteContext): AnalyticsService => {
+  const given = context.deps.analytics as AnalyticsService | undefined;
+  if (given && typeof given === 'object' && 'fitModels' in given) return given;
+  const { database, schemas, store, projections } = context.deps;
+  return createAnalyticsService({
+    db: database.db,
+    schema: schemas.read,
+    // "Fits every model on the events recorded before the request": wait for the projections to reach the head.
+    catchUp: async () => {
+      if (!projections) return;
+      const head = await store.headPosition();
+      if (head === 0n) return;
+      const reached = await projections.waitForPosition(head, Math.max(context.waitForTimeoutMs, 30_000));
+      if (!reached) {
+        throw new ProblemError('read_model_timeout', `The analytics projection has not reached position ${head} yet; retry shortly.`, {}, { 'retry-after': '1' });
+      }
+    },
+  });
+};
+
+const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) => {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
+  const analytics = serviceFor(context);
+  const wait = (waitFor: string | undefined) => awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
+
+  app.post(
+    '/analytics/models',
+    {
+      schema: {
+        tags,
+        summary: 'Fit every analytics model (BG/NBD, Gamma-Gamma, churn, segments, retention, forecast) and rescore all customers',
+        body: FitModelsBody,
+        response: { 201: ModelSchema, ...errors, 409: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      try {
+        const model = await analytics.fitModels(request.body ?? {});
+        reply.code(201).header('location', `/analytics/models/${model.version}`);
+        return model;
+      } catch (error) {
+        if (error instanceof InsufficientData) throw new ProblemError('invalid_state', error.message, { code: 'analytics.insufficient_data' });
+        throw error;
+      }
+    },
+  );
+
+  app.get(
+    '/analytics/models/latest',
+    { schema: { tags, summary: 'The latest fitted model: parameters and evaluation metrics', querystring: z.strictObject({ ...WaitForQuery }), response: { 200: ModelSchema, ...errors } } },
+    async (request) => {
+      await wait(request.query.waitFor);
+      const model = await analytics.latestModel();
+      if (!model) throw new ProblemError('not_found', 'No model has been fitted yet: POST /analytics/models.');
+      return model;
+    },
+  );
+
+  app.get(
+    '/analytics/customers/:id',
+    {
+      schema: {
+        tags,
+        summary: "A customer's CLV, expected purchases, P(alive), churn score, segment and RFM, at the latest business time seen",
+        params: IdParams,
+        querystring: z.strictObject({ ...WaitForQuery }),
+        response: { 200: Loose, ...errors },
+      },
+    },
+    async (request) => {
+      await wait(request.query.waitFor);
+      const figures = await analytics.customer(request.params.id);
+      if (!figures) throw new ProblemError('not_found', `No analytics for customer ${request.params.id} (unknown, or no analytics event yet).`);
+      return figures;
+    },
+  );
+
+  app.get(
+    '/analytics/clv',
+    {
+      schema: {
+        tags,
+        summary: 'Customers ranked by CLV (BG/NBD + Gamma-Gamma over the model horizon), with totals',
+        querystring: z.strictObject({ ...ScoreFilters, minClv: z.coerce.number().optional(), maxClv: z.coerce.number().optional() }),
+        response: { 200: Loose, ...errors },
+      },
+    },
+    async (request) => {
+      const { waitFor, ...filters } = request.query;
+      ordered(filters.minClv, filters.maxClv, 'minClv', 'maxClv');
+      await wait(waitFor);
+      return analytics.clv(filters);
+    },
+  );
+
+  app.get(
+    '/analytics/churn',
+    {
+      schema: {
+        tags,
+        summary: 'Customers ranked by churn score, with the churn model metrics (AUC, log loss, calibration, model comparison)',
+        querystring: z.strictObject({ ...ScoreFilters, minChurnScore: Score.optional(), maxChurnScore: Score.optional() }),
+        response: { 200: Loose, ...errors },
+      },
+    },
+    async (request) => {
+      const { waitFor, ...filters } = request.query;
+      ordered(filters.minChurnScore, filters.maxChurnScore, 'minChurnScore', 'maxChurnScore');
+      await wait(waitFor);
+      return analytics.churn(filters);
+    },
+  );
+
+  app.get(
+    '/analytics/retention',
+    {
+      schema: {
+        tags,
+        summary: 'Cohorts by first-purchase month and CRR = (E - N) / S per month',
+        querystring: z.strictObject({
+          from: Month.optional(),
+          to: Month.optional(),
+          activeWindowDays: z.coerce.number().int().min(1).max(3650).optional().describe('Active = a purchase within this many days (default 365)'),
+          ...WaitForQuery,
+        }),
+        response: { 200: Loose, ...errors },
+      },
+    },
+    async (request) => {
+      const { waitFor, ...filters } = request.query;
+      ordered(filters.from, filters.to, 'from', 'to');
+      await wait(waitFor);
+      return analytics.retention(filters);
+    },
+  );
+
+  app.get(
+    '/analytics/satisfaction',
+    {
+      schema: {
+        tags,
+        summary: 'CSAT (share of 4-5 ratings) and NPS (promoters - detractors, points) per month and channel',
+        querystring: z.strictObject({
+          from: Month.optional(),
+          to: Month.optional(),
+          channel: FeedbackChannel.optional(),
+          groupBy: z.enum(['period', 'channel', 'period_channel']).default('period_channel'),
+          ...WaitForQuery,
+        }),
+        response: { 200: Loose, ...errors },
+      },
+    },
+    async (request) => {
+      const { waitFor, ...filters } = request.query;
+      ordered(filters.from, filters.to, 'from', 'to');
+      await wait(waitFor);
+      return analytics.satisfaction(filters);
+    },
+  );
+
+  app.get(
+    '/analytics/segments',
+    { schema: { tags, summary: 'RFM segments and k-means clusters with sizes, CLV and churn', querystring: z.strictObject({ ...WaitForQuery }), response: { 200: Loose, ...errors } } },
+    async (request) => {
+      await wait(request.query.waitFor);
+      return analytics.segments();
+    },
+  );
+
+  app.get(
+    '/analytics/forecast',
+    {
+      schema: {
+        tags,
+        summary: 'Monthly net revenue forecast: trend + seasonal regression and exponential smoothing, each with a backtest (MAPE, RMSE)',
+        querystring: z.strictObject({
+          horizon: z.coerce.number().int().min(1).max(36).default(6).describe('Months ahead'),
+          holdout: z.coerce.number().int().min(1).max(24).optional().describe('Months held out for the backtest (default min(6, n/4))'),
+          from: Month.optional().describe('First month of history to use'),
+          ...WaitForQuery,
+        }),
+        response: { 200: Loose, ...errors },
+      },
+    },
+    async (request) => {
+      const { waitFor, ...filters } = request.query;
+      await wait(waitFor);
+      return analytics.forecast(filters);
+    },
+  );
+};
+
+export default analyticsRoutes;

@@ -1,0 +1,145 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp, type CrmApp } from '../../api/app.ts';
+import { ROLES, type Role } from '../../api/roles.ts';
+import { createCrmCommands } from '../../commands/index.ts';
+import { createPersonalData } from '../../eventstore/personal-data.ts';
+import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
+import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
+import { personalDataCodec } from '../../projections/codec.ts';
+import { readModelProjections } from '../../projections/read-models/index.ts';
+import { ProjectionRunner } from '../../projections/runner.ts';
+import { createAnalyticsProjection } from '../../analytics/projection.ts';
+import { seededRandom } from '../../analytics/models/random.ts';
+import { simulateBgNbdCustomer } from '../../analytics/models/bgnbd.ts';
+import { testSchemas } from '../support/postgres.ts';
+import { progressOf } from '../api/support.ts';
+
+const schemas = testSchemas('analytics_routes');
+let database: SqlDatabase;
+let runner: ProjectionRunner;
+let app: CrmApp;
+let commands: ReturnType<typeof createCrmCommands>;
+const keys = {} as Record<Role, string>;
+const auth = (role: Role) => ({ authorization: `Bearer ${keys[role]}` });
+const customerIds: string[] = [];
+
+beforeAll(async () => {
+  database = connectPostgres(schemas.url, { max: 8 });
+  const store = await createPostgresEventStore(database, { schema: schemas.events });
+  const personalData = await createPersonalData(database.db, { schema: schemas.events });
+  commands = createCrmCommands({ store, personalData });
+  runner = new ProjectionRunner({
+    db: database.db,
+    store,
+    schema: schemas.read,
+    projections: [...readModelProjections(), createAnalyticsProjection({ modelSchema: schemas.read })],
+    codec: personalDataCodec(personalData),
+    concurrent: true,
+  });
+  await runner.start();
+  app = await buildApp({
+    store, database, personalData, commands, schemas: { events: schemas.events, read: schemas.read },
+    projections: progressOf(runner), waitForTimeoutMs: 5_000,
+  });
+  for (const role of ROLES) keys[role] = (await app.keys.create({ name: `test ${role}`, role })).key;
+});
+
+afterAll(async () => {
+  await app?.close();
+  await runner?.stop();
+  await database?.close();
+  await schemas.dropSchemas();
+});
+
+/** Customers and purchases through the real command path, with business times spread over 2023-2024. */
+async function recordHistory(customers: number) {
+  const random = seededRandom(4);
+  const ctx = (occurredAt: string) => ({ actor: { userId: 'loader', roles: ['admin'] }, correlationId: 'load', occurredAt });
+  const week = 7 * 86_400_000;
+  const start = Date.parse('2023-01-02T10:00:00Z');
+  // Plans first (the random draws stay in a fixed order), then customers in parallel (independent streams).
+  const plans = Array.from({ length: customers }, (_, i) => {
+    const joined = start + Math.floor(random.next() * 20) * week;
+    const history = simulateBgNbdCustomer({ r: 0.8, alpha: 3, a: 0.8, b: 2.5 }, (Date.parse('2024-06-28T00:00:00Z') - joined) / week, random);
+    const nu = random.gamma(3, 60); // Gamma-Gamma: each customer has their own spend level
+    return { i, joined, purchases: history.purchaseTimes.map((t) => ({ at: new Date(joined + Math.round(t * week)).toISOString(), amount: Math.round(random.gamma(4, nu) * 100) / 100 + 1 })) };
+  });
+  const ids = new Array<string>(customers);
+  const record = async ({ i, joined, purchases }: (typeof plans)[number]) => {
+    const registered = await commands.execute({ type: 'RegisterCustomer', name: `Customer ${i}`, email: `c${i}@example.com` }, ctx(new Date(joined - 3_600_000).toISOString()));
+    ids[i] = registered.id;
+    for (const [k, p] of purchases.entries()) {
+      await commands.execute({ type: 'RecordPurchase', customerId: registered.id, orderId: `o-${k}`, amount: p.amount, currency: 'EUR', occurredAt: p.at }, ctx(p.at));
+    }
+  };
+  for (let i = 0; i < plans.length; i += 8) await Promise.all(plans.slice(i, i + 8).map(record));
+  customerIds.push(...ids);
+}
+
+describe('analytics routes', () => {
+  it('answer 404 before any model, 409 with nothing to fit, and check roles and input', async () => {
+    const latest = await app.inject({ method: 'GET', url: '/analytics/models/latest', headers: auth('analyst') });
+    expect(latest.statusCode).toBe(404);
+    expect(latest.headers['content-type']).toMatch(/application\/problem\+json/);
+    const empty = await app.inject({ method: 'POST', url: '/analytics/models', headers: auth('analyst'), payload: {} });
+    expect(empty.statusCode).toBe(409);
+    expect(empty.json().code).toBe('analytics.insufficient_data');
+    const forbidden = await app.inject({ method: 'POST', url: '/analytics/models', headers: auth('sales'), payload: {} });
+    expect(forbidden.statusCode).toBe(403);
+    const bad = await app.inject({ method: 'POST', url: '/analytics/models', headers: auth('admin'), payload: { horizon: -3, timeUnit: 'year' } });
+    expect(bad.statusCode).toBe(400);
+    const fields = (bad.json().errors as { field: string }[]).map((e) => e.field).join(' ');
+    expect(fields).toMatch(/horizon/);
+    expect(fields).toMatch(/timeUnit/);
+    const badRange = await app.inject({ method: 'GET', url: '/analytics/retention?from=2024-05&to=2024-01', headers: auth('analyst') });
+    expect(badRange.statusCode).toBe(400);
+    expect(JSON.stringify(badRange.json().errors)).toMatch(/from/);
+  });
+
+  it('POST /analytics/models fits on everything recorded before the request and GET /analytics/models/latest returns it', async () => {
+    await recordHistory(80);
+    const response = await app.inject({
+      method: 'POST', url: '/analytics/models', headers: auth('analyst'),
+      payload: { asOf: '2024-06-28', timeUnit: 'week', horizon: 52, discountRate: 0.01 },
+    });
+    expect(response.statusCode).toBe(201);
+    const model = response.json();
+    expect(model).toMatchObject({ version: 1, asOf: '2024-06-28', timeUnit: 'week', horizon: 52, discountRate: 0.01, customers: 80 });
+    for (const key of ['r', 'alpha', 'a', 'b']) expect(model.bgnbd[key]).toBeGreaterThan(0);
+    for (const key of ['p', 'q', 'v']) expect(model.gammaGamma[key]).toBeGreaterThan(0);
+    expect(model.churn.auc).toBeGreaterThan(0);
+    expect(model.churn.logLoss).toBeGreaterThan(0);
+    console.log('fit timings (ms)', JSON.stringify(model.timings));
+    const latest = await app.inject({ method: 'GET', url: '/analytics/models/latest', headers: auth('auditor') });
+    expect(latest.statusCode).toBe(200);
+    expect(latest.json()).toEqual(model);
+  });
+
+  it('serves per-customer figures and the reporting lists', async () => {
+    const customer = await app.inject({ method: 'GET', url: `/analytics/customers/${customerIds[0]}`, headers: auth('analyst') });
+    expect(customer.statusCode).toBe(200);
+    const figures = customer.json();
+    for (const key of ['clv', 'expectedPurchases', 'pAlive', 'churnScore']) expect(typeof figures[key]).toBe('number');
+    expect(typeof figures.segment).toBe('string');
+    expect(figures.rfm).toMatchObject({ timeUnit: 'week' });
+    expect((await app.inject({ method: 'GET', url: '/analytics/customers/not-a-uuid', headers: auth('analyst') })).statusCode).toBe(400);
+    expect((await app.inject({ method: 'GET', url: '/analytics/customers/00000000-0000-4000-8000-000000000000', headers: auth('analyst') })).statusCode).toBe(404);
+
+    const clv = (await app.inject({ method: 'GET', url: '/analytics/clv?limit=10', headers: auth('analyst') })).json();
+    expect(clv.total).toBe(80);
+    expect(clv.items).toHaveLength(10);
+    const churn = (await app.inject({ method: 'GET', url: '/analytics/churn?minChurnScore=0.5', headers: auth('analyst') })).json();
+    for (const item of churn.items) expect(item.churnScore).toBeGreaterThanOrEqual(0.5);
+    const segments = (await app.inject({ method: 'GET', url: '/analytics/segments', headers: auth('analyst') })).json();
+    expect(segments.segments.reduce((s: number, x: { customers: number }) => s + x.customers, 0)).toBe(80);
+    const retention = (await app.inject({ method: 'GET', url: '/analytics/retention?from=2023-01', headers: auth('analyst') })).json();
+    expect(retention.cohorts.reduce((s: number, c: { size: number }) => s + c.size, 0)).toBe(80);
+    const satisfaction = await app.inject({ method: 'GET', url: '/analytics/satisfaction?groupBy=channel', headers: auth('analyst') });
+    expect(satisfaction.statusCode).toBe(200);
+    const forecast = (await app.inject({ method: 'GET', url: '/analytics/forecast?horizon=3', headers: auth('analyst') })).json();
+    expect(forecast.methods).toHaveLength(2);
+    expect(forecast.methods[0].forecast).toHaveLength(3);
+    const unknownFilter = await app.inject({ method: 'GET', url: '/analytics/clv?segment=Nobody', headers: auth('analyst') });
+    expect(unknownFilter.statusCode).toBe(400);
+  });
+});
