@@ -76,6 +76,16 @@ describe('customer commands', () => {
     expectProblem(await send('sales', 'POST', `/customers/${id}/purchases`, { ...purchase, orderId: 'A-3' }, { 'if-match': '"0"' }), 409);
   });
 
+  it('decides again on fresh state when concurrent writers without If-Match collide', async () => {
+    const { id } = await register();
+    const results = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => send('sales', 'POST', `/customers/${id}/purchases`, { orderId: `C-${i}`, amount: 1, currency: 'EUR' })),
+    );
+    expect(results.map((r) => r.statusCode)).toEqual([200, 200, 200, 200, 200]);
+    expect(new Set(results.map((r) => json(r).revision)).size).toBe(5);
+    expect(await h.store.readStream(`customer-${id}`)).toHaveLength(6);
+  });
+
   it('makes a retried command with the same Idempotency-Key append nothing and answer the first result', async () => {
     const { id } = await register();
     const headers = { 'idempotency-key': `retry-${randomUUID()}` };
