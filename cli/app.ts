@@ -10,6 +10,10 @@ import type { ApiDeps, ReadModelProgress } from '../api/deps.ts';
 import { createAnalyticsProjection } from '../analytics/projection.ts';
 import { createAuditServices, type AuditServices } from '../audit/index.ts';
 import { createReadModelQueries } from '../projections/queries/index.ts';
+import { createAnalyticsService, type AnalyticsService } from '../analytics/service.ts';
+import { waitForCheckpoints } from '../projections/status.ts';
+import { rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts';
+import { createReportingViews } from '../projections/reporting.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
@@ -32,6 +36,9 @@ export interface CrmRuntime {
   projections: readonly Projection[];
   runner: ProjectionRunner;
   audit: AuditServices;
+  analytics: AnalyticsService;
+  /** What rebuild, replay and verify need. */
+  readSide: ReadSideDeps;
   /** Starts following the feed into the read models (inline mode of `serve`, and `project`), and sealing the global hash chain. */
   startProjections: () => Promise<void>;
   /** Everything the HTTP API needs except its logger. */
@@ -90,14 +97,21 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
       { store, personalData, database, schemas: { events: config.schemas.events, read: config.schemas.read } },
       { projections },
     );
-    const runner = new ProjectionRunner({
+    const codec = personalDataCodec(personalData);
+    // PGlite has a single connection: applying projections side by side would only queue.
+    const concurrent = database.kind === 'postgres';
+    const readSide: ReadSideDeps = { db: database.db, store, codec, projections, concurrent };
+    const runner: ProjectionRunner = new ProjectionRunner({
       db: database.db,
       store,
       schema: config.schemas.read,
       projections,
-      codec: personalDataCodec(personalData),
-      // PGlite has a single connection: applying projections side by side would only queue.
-      concurrent: database.kind === 'postgres',
+      codec,
+      concurrent,
+      // A projection whose code changed is rebuilt in a shadow schema while the old tables keep serving.
+      onVersionChange: async (names) => {
+        await rebuildProjections({ ...readSide, schema: config.schemas.read, reportingSchema: config.schemas.reporting, names, runner });
+      },
     });
     let started = false;
     const startProjections = async () => {
@@ -105,18 +119,32 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
       started = true;
       await runner.start();
       closers.push(() => runner.stop());
+      // Tables exist now: (re)create the documented views BI tools read.
+      await createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections });
       // The global hash chain is sealed by the process that follows the feed (tamper evidence; PostgreSQL engine only).
       const sealer = audit.startChainSealer();
       if (sealer) closers.push(() => sealer.stop());
     };
     const progress: ReadModelProgress = {
+      // In this process's runner when it runs the projections; else through the checkpoints another process writes.
       waitForPosition: (position, timeoutMs) =>
-        runner.waitForPosition(position, timeoutMs).then(
+        (started ? runner.waitForPosition(position, timeoutMs) : waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs })).then(
           () => true,
           () => false,
         ),
       status: () => runner.status(),
     };
+    const analytics = createAnalyticsService({
+      db: database.db,
+      schema: config.schemas.read,
+      // Fits see every event recorded before they start: wait for the analytics projection to reach the head.
+      catchUp: async () => {
+        const head = await store.headPosition();
+        if (head === 0n) return;
+        if (started) await runner.waitForPosition(head, 300_000, ['analytics']);
+        else await waitForCheckpoints(database.db, config.schemas.read, head, { timeoutMs: 300_000, names: ['analytics'], pollMs: 200 });
+      },
+    });
     const apiDeps: Omit<ApiDeps, 'logger'> = {
       store,
       commands,
@@ -127,8 +155,9 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
       queries: createReadModelQueries({ db: database.db, schema: config.schemas.read }),
       pointInTime: audit.pointInTime,
       audit,
+      analytics,
     };
-    return { config, database, store, personalData, commands, projections, runner, audit, startProjections, apiDeps, close };
+    return { config, database, store, personalData, commands, projections, runner, audit, analytics, readSide, startProjections, apiDeps, close };
   } catch (error) {
     await close();
     throw error;

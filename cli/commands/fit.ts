@@ -1,21 +1,63 @@
-import type { CliCommand, OptionWithHelp } from '../command.ts';
-import { notWired } from './not-wired.ts';
+import { intValue, stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
 
 export const fitCommand: CliCommand = {
   name: 'fit',
   summary: 'Fit the analytics models (BG/NBD, Gamma-Gamma, churn, segments) on the recorded events',
-  usage: 'fit [--as-of <time>] [--time-unit day',
+  usage: 'fit [--as-of <date>] [--time-unit day|week|month] [--horizon <n>] [--discount-rate <r>] [--json]',
   details: `
-week|month]|Trains every batch model on the events recorded so far (after the analytics projections catch
-up) and stores it with a version; scoring after that is incremental. Safe to interrupt: nothing
-is stored until the fit completes.`,
+Catches the analytics projection up with every event recorded so far, then trains every batch
+model (BG/NBD and Gamma-Gamma, churn regression with its metrics, RFM and k-means segments,
+retention, revenue forecast) and stores it with a new version; scoring after that is incremental.
+The same as POST /analytics/models. Safe to interrupt: nothing is stored until the fit completes.`,
   options: {
-    'as-of': { type: 'string', description: 'fit on events before this instant (default: now)' },
+    'as-of': { type: 'string', description: 'cutoff day YYYY-MM-DD (default: the last business day seen)' },
     'time-unit': { type: 'string', description: 'day, week or month (default week)' },
-    horizon: { type: 'string', description: 'forecast horizon in time units (default 52)' },
-    'discount-rate': { type: 'string', description: 'per time unit (default 0.01)' },
+    horizon: { type: 'string', description: 'CLV horizon in time units (default 52 weeks)' },
+    'discount-rate': { type: 'string', description: 'per time unit (default 0.002 per week)' },
+    json: { type: 'boolean', description: 'print the whole model summary as JSON' },
   } satisfies Record<string, OptionWithHelp>,
-  async run() {
-    return notWired('crm fit');
+  async run(run) {
+    const asOf = stringValue(run, 'as-of');
+    if (asOf !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(asOf)) throw new UsageError('--as-of must be a day, YYYY-MM-DD');
+    const timeUnit = stringValue(run, 'time-unit');
+    if (timeUnit !== undefined && !['day', 'week', 'month'].includes(timeUnit)) throw new UsageError('--time-unit must be day, week or month');
+    const discountText = stringValue(run, 'discount-rate');
+    const discountRate = discountText === undefined ? undefined : Number(discountText);
+    if (discountRate !== undefined && !(discountRate >= 0 && discountRate < 1)) throw new UsageError('--discount-rate must be a number from 0 to 1');
+    const horizon = stringValue(run, 'horizon') === undefined ? undefined : intValue(run, 'horizon', 52, 1, 10_000);
+
+    const { openCrm } = await import('../app.ts');
+    const { InsufficientData } = await import('../../analytics/service.ts');
+    const runtime = await openCrm(run.config);
+    try {
+      // This process follows the feed until the analytics projection has caught up, then fits.
+      await runtime.startProjections();
+      run.err('Catching up the analytics projection, then fitting...');
+      const started = Date.now();
+      const summary = await runtime.analytics
+        .fitModels({
+          ...(asOf ? { asOf } : {}),
+          ...(timeUnit ? { timeUnit: timeUnit as 'day' | 'week' | 'month' } : {}),
+          ...(horizon !== undefined ? { horizon } : {}),
+          ...(discountRate !== undefined ? { discountRate } : {}),
+        })
+        .catch((error: unknown) => {
+          if (error instanceof InsufficientData) throw new UsageError(error.message);
+          throw error;
+        });
+      if (run.values.json) {
+        run.out(JSON.stringify(summary, null, 2));
+        return 0;
+      }
+      const f = (x: unknown) => (typeof x === 'number' ? Number(x.toPrecision(4)) : x);
+      run.out(`Model version ${summary.version} fitted on ${summary.customers} customers as of ${summary.asOf} (${summary.timeUnit}s) in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
+      run.out(`  BG/NBD:      r=${f(summary.bgnbd.r)} alpha=${f(summary.bgnbd.alpha)} a=${f(summary.bgnbd.a)} b=${f(summary.bgnbd.b)}`);
+      run.out(`  Gamma-Gamma: p=${f(summary.gammaGamma.p)} q=${f(summary.gammaGamma.q)} v=${f(summary.gammaGamma.v)}`);
+      run.out(`  Churn:       AUC=${f(summary.churn.auc)} log loss=${f(summary.churn.logLoss)}`);
+      run.out(`  Scored ${summary.scored ?? 0} customers. Details: crm fit --json, or GET /analytics/models/latest.`);
+      return 0;
+    } finally {
+      await runtime.close();
+    }
   },
 };

@@ -1,16 +1,49 @@
-import type { CliCommand } from '../command.ts';
-import { notWired } from './not-wired.ts';
+import type { CliCommand, OptionWithHelp } from '../command.ts';
+import { createProgress } from '../progress.ts';
 
 export const rebuildCommand: CliCommand = {
   name: 'rebuild',
   summary: 'Rebuild read models from the events into a shadow schema, then swap them in',
-  usage: 'rebuild [name]',
+  usage: 'rebuild [name] [--list]',
   details: `
-Rebuilds one projection (or all) from position zero into a shadow schema while the live
-read models keep answering queries, then swaps the new tables in atomically once caught up.
-Interrupting it leaves the live read models untouched; run it again to start over.`,
-  options: {},
-  async run() {
-    return notWired('crm rebuild');
+Rebuilds one projection (or all) from position zero into a shadow schema while the live read
+models keep answering queries, then swaps the new tables in atomically once caught up.
+Interrupting it leaves the live read models untouched; run it again to start over.
+
+Examples:
+  crm rebuild              every read model and the analytics aggregates
+  crm rebuild customers    one projection (crm rebuild --list names them)`,
+  options: {
+    list: { type: 'boolean', description: 'list the projections and exit' },
+  } satisfies Record<string, OptionWithHelp>,
+  async run(run) {
+    const { openCrm } = await import('../app.ts');
+    const { rebuildProjections } = await import('../../projections/rebuild.ts');
+    const runtime = await openCrm(run.config);
+    try {
+      if (run.values.list) {
+        for (const p of runtime.projections) run.out(`${p.name.padEnd(20)} version ${p.version}  tables: ${p.tables.join(', ')}`);
+        return 0;
+      }
+      const names = run.positionals.length > 0 ? run.positionals : undefined;
+      const head = await runtime.store.headPosition();
+      const progress = createProgress({ label: 'rebuild', unit: 'events' });
+      // Stop at the next page when interrupted: the shadow schema is dropped, the live tables stay.
+      const result = await rebuildProjections({
+        ...runtime.readSide,
+        schema: run.config.schemas.read,
+        reportingSchema: run.config.schemas.reporting,
+        ...(names ? { names } : {}),
+        onProgress: (p) => {
+          if (run.signal.aborted) throw new Error('interrupted');
+          progress.update(p.events);
+        },
+      });
+      progress.done(`position ${result.position} of ${head}`);
+      run.out(`Rebuilt ${result.names.join(', ')} from ${result.events} events and swapped them in.`);
+      return 0;
+    } finally {
+      await runtime.close();
+    }
   },
 };
