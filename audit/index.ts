@@ -15,6 +15,7 @@ export { exportStream, type ExportFormat } from './export.ts';
 export { verifyReadModels, type ReadModelVerification } from './verify.ts';
 export { sealChain, startChainSealer, verifyChains, verifyGlobalChain, type ChainsVerification } from './chain.ts';
 export { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
+export { describeChainsVerification, describeReadModelVerification } from './summary.ts';
 
 /** Thrown for the chain checks on an engine without SQL access to its events (EventStoreDB). */
 export class ChainNotAvailable extends Error {

@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stateAsOf } from '../../audit/as-of.ts';
-import { catchUp } from '../../projections/catch-up.ts';
 import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
-import { personalDataCodec } from '../../projections/codec.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { customerRegistered, openAuditHarness, type AuditHarness } from './support.ts';
+import { customerRegistered, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
 
 /**
  * A record folded `asOf` now must read like the live read-model view of the same record: same
@@ -87,11 +85,11 @@ beforeAll(async () => {
   await h.record(f, 'FeedbackResolved', { feedbackId, resolution: 'Replaced' }, { occurredAt: day(5) });
   await h.record(f, 'FeedbackReopened', { feedbackId, reason: null, resolutionDueAt: day(9) }, { occurredAt: day(6) });
   await h.record(f, 'FeedbackRated', { feedbackId, csat: 4, comment: null }, { occurredAt: day(6) });
-  await catchUp({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: personalDataCodec(h.personalData) });
+  await projectAll(h, projections);
 });
 
 afterAll(async () => {
-  await h.close();
+  await h?.close();
 });
 
 /** Times compare as instants (the two sides may format them differently). */

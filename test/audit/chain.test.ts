@@ -4,6 +4,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sealChain, verifyChains, verifyGlobalChain } from '../../audit/chain.ts';
 import { streamHistory } from '../../audit/history.ts';
+import { describeChainsVerification } from '../../audit/summary.ts';
 import { eventHash } from '../../eventstore/postgres/chain.ts';
 import { ERASED } from '../../domain/shared.ts';
 import { customerRegistered, openAuditHarness, type AuditHarness } from './support.ts';
@@ -89,6 +90,7 @@ describe('tamper evidence', () => {
       position: await positionOf(f, stream, 1),
       reason: expect.stringContaining('hash mismatch'),
     });
+    expect(describeChainsVerification(result)[1]).toContain(`stream ${stream}, revision 1`);
   });
 
   it('detects an event deleted in the middle of a stream', async () => {

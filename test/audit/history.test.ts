@@ -60,7 +60,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await h.close();
+  await h?.close();
 });
 
 /** The same deps seen as an engine without SQL access, to exercise the generic readAll path. */

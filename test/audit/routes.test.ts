@@ -56,7 +56,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await h.close();
+  await h?.close();
 });
 
 describe('GET /audit/streams/:stream', () => {

@@ -5,11 +5,9 @@ import type { AuditDeps } from '../../audit/deps.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { ERASED } from '../../domain/shared.ts';
-import { catchUp } from '../../projections/catch-up.ts';
 import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
-import { personalDataCodec } from '../../projections/codec.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { customerRegistered, openAuditHarness, type AuditHarness } from './support.ts';
+import { customerRegistered, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
 
 let h: AuditHarness;
 const projections = [...readModelProjections(), createAnalyticsProjection()];
@@ -19,7 +17,7 @@ const dealId = randomUUID();
 const feedbackId = randomUUID();
 const campaignId = randomUUID();
 
-const project = () => catchUp({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: personalDataCodec(h.personalData) });
+const project = () => projectAll(h, projections);
 
 beforeAll(async () => {
   h = await openAuditHarness('audit_sar');
@@ -72,7 +70,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await h.close();
+  await h?.close();
 });
 
 describe('subject access export', () => {

@@ -1,10 +1,14 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import type { AuditDeps } from '../../audit/deps.ts';
 import type { AppendResult, EventStore } from '../../eventstore/contract.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
 import { schemaVersionOf, type CrmEventType } from '../../domain/catalogue.ts';
+import { catchUp } from '../../projections/catch-up.ts';
+import { personalDataCodec } from '../../projections/codec.ts';
+import type { Projection } from '../../projections/projection.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 
 /** One PostgreSQL event store + personal data per test file, in the file's own schemas. */
@@ -77,3 +81,19 @@ export const customerRegistered = (customerId: string, overrides: Record<string,
 });
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Plays the projection process: brings the live read models up to everything appended so far. The
+ * feed only shows events below the oldest transaction still open anywhere in the cluster (other
+ * test files share it), so it may take a few passes.
+ */
+export async function projectAll(h: AuditHarness, projections: readonly Projection[]): Promise<void> {
+  const { rows } = await sql<{ p: string | null }>`SELECT max(position)::text AS p FROM ${sql.id(h.schemas.events, 'events')}`.execute(h.database.db);
+  const target = BigInt(rows[0]?.p ?? '0');
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const { position } = await catchUp({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: personalDataCodec(h.personalData) });
+    if (position >= target) return;
+    await sleep(50);
+  }
+  throw new Error('the live read models did not catch up');
+}

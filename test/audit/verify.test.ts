@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeReadModelVerification } from '../../audit/summary.ts';
 import { verifyReadModels, type VerifyProgress } from '../../audit/verify.ts';
-import { catchUp } from '../../projections/catch-up.ts';
 import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
-import { personalDataCodec } from '../../projections/codec.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { customerRegistered, openAuditHarness, type AuditHarness } from './support.ts';
+import { customerRegistered, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
 
 let h: AuditHarness;
 const projections = readModelProjections();
@@ -14,16 +13,7 @@ const ada = randomUUID();
 const bob = randomUUID();
 const dealId = randomUUID();
 
-/** Plays the projection process: brings the live read models up to the head. */
-const projectLive = async () => {
-  await catchUp({
-    db: h.database.db,
-    store: h.store,
-    schema: h.schemas.read,
-    projections,
-    codec: personalDataCodec(h.personalData),
-  });
-};
+const projectLive = () => projectAll(h, projections);
 
 beforeAll(async () => {
   h = await openAuditHarness('audit_verify');
@@ -52,7 +42,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await h.close();
+  await h?.close();
 });
 
 describe('read-model verification', () => {
@@ -81,6 +71,9 @@ describe('read-model verification', () => {
       expect(result.differences).toBe(1);
       expect(result.firstDifference).toMatchObject({ table: 'deals', key: { deal_id: dealId }, kind: 'changed' });
       expect(result.firstDifference!.columns).toEqual([{ column: 'owner_id', live: 'mallory', replayed: 'sam@sales' }]);
+      const summary = describeReadModelVerification(result);
+      expect(summary[0]).toMatch(/^DIFFERENT: .*\(1 differing rows/);
+      expect(summary).toContain(`      changed deal_id=${dealId} (owner_id: live "mallory", replayed "sam@sales")`);
       expect(result.tables.find((t) => t.table === 'customers')!.equal).toBe(true);
     } finally {
       await sql`UPDATE ${sql.id(h.schemas.read, 'deals')} SET owner_id = 'sam@sales' WHERE deal_id = ${dealId}`.execute(h.database.db);

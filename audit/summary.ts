@@ -1,0 +1,43 @@
+import type { ChainsVerification } from './chain.ts';
+import type { ReadModelVerification } from './verify.ts';
+
+/** Human summaries for `crm verify` (one line each; the CLI prints them and exits 1 unless `ok`). */
+
+const show = (value: unknown): string => (typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value ?? null));
+
+export function describeReadModelVerification(result: ReadModelVerification): string[] {
+  const lines = [
+    `${result.ok ? 'OK' : 'DIFFERENT'}: ${result.tables.length} tables compared after replaying ${result.events} events ` +
+      `(${result.differences} differing rows, ${result.durationMs} ms)`,
+  ];
+  for (const table of result.tables) {
+    lines.push(
+      `  ${table.equal ? 'same     ' : 'DIFFERENT'} ${table.table}: ${table.liveRows} live rows, ${table.replayedRows} replayed` +
+        (table.equal ? '' : `, ${table.differences} differing`),
+    );
+    for (const row of table.sample) {
+      const key = Object.entries(row.key)
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(', ');
+      const columns = (row.columns ?? []).map((c) => `${c.column}: live ${show(c.live)}, replayed ${show(c.replayed)}`).join('; ');
+      lines.push(`      ${row.kind} ${key}${columns ? ` (${columns})` : ''}`);
+    }
+  }
+  if (result.failedProjections.length > 0) lines.push(`  failed projections: ${result.failedProjections.join(', ')}`);
+  return lines;
+}
+
+export function describeChainsVerification(result: ChainsVerification): string[] {
+  const lines = [
+    `${result.ok ? 'OK' : 'BROKEN'}: ${result.streams.checked} events checked on their stream chains, ` +
+      `${result.global.checked} on the global chain (sealed through ${result.global.sealedThrough ?? 'nothing yet'}, ${result.global.unsealed} not sealed yet)`,
+  ];
+  const broken = result.firstBroken;
+  if (broken) {
+    lines.push(
+      `  first broken link (${broken.chain} chain): stream ${broken.stream ?? '?'}, revision ${broken.revision ?? '?'}, ` +
+        `position ${broken.position?.toString() ?? '?'}: ${broken.reason}`,
+    );
+  }
+  return lines;
+}
