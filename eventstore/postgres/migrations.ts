@@ -20,10 +20,11 @@ const initialSchema = (schema: string): Migration => {
       await sql.raw(`
         CREATE TABLE ${s}.streams (
           stream     text PRIMARY KEY,
-          -- Revision of the stream's last event (-1 while it has none).
+          -- Revision of the stream's last event; a row exists once the stream has events.
           revision   bigint NOT NULL,
           -- Hash of the last event: the head of the stream's tamper-evidence chain.
           last_hash  bytea,
+          -- Position of the last event (guards the order of appends inside callers' transactions).
           last_position bigint
         )`).execute(db);
       await sql.raw(`
@@ -41,122 +42,152 @@ const initialSchema = (schema: string): Migration => {
           CONSTRAINT events_event_id_unique UNIQUE (event_id),
           CONSTRAINT events_stream_revision_unique UNIQUE (stream, revision)
         )`).execute(db);
-      await sql.raw(`
-        -- One round trip per append: lock the stream, idempotency by event id, expected revision,
-        -- positions, the hash chain, insert and the stream head. Outcomes are returned, not raised,
-        -- so a refused append costs no exception handling on either side.
-        CREATE FUNCTION ${s}.append_events(
-          p_stream text,
-          p_expected bigint,          -- >= 0 exact, -1 no_stream, -2 any, -3 exists
-          p_ids uuid[],
-          p_types text[],
-          p_data jsonb[],
-          p_metadata jsonb[]
-        ) RETURNS TABLE (outcome text, revision bigint, last_position bigint, conflict_id uuid)
-        LANGUAGE plpgsql AS $fn$
-        DECLARE
-          n int := cardinality(p_ids);
-          v_current bigint;
-          v_prev bytea;
-          v_existing int;
-          v_same int;
-          v_rev bigint;
-          v_pos bigint;
-          v_conflict uuid;
-          v_ordinal int;
-          v_base bigint;
-          -- Milliseconds, so that a JavaScript Date of the record time round-trips exactly (untilTime).
-          v_now timestamptz := date_trunc('milliseconds', now());
-          v_micros text := ((extract(epoch from v_now) * 1000000)::bigint)::text;
-          v_positions bigint[] := '{}';
-          v_revisions bigint[] := '{}';
-          v_hashes bytea[] := '{}';
-          v_hash bytea;
-          v_found boolean;
-          v_last_position bigint;
-        BEGIN
-          -- The stream lock is an advisory lock, not a row lock: taking it assigns no transaction id,
-          -- so the id (and thus the position) is taken after the previous append to this stream
-          -- committed, and revision order equals position order.
-          PERFORM pg_advisory_xact_lock(hashtextextended(${literal(schema + '/')} || p_stream, 0));
-          SELECT st.revision, st.last_hash, st.last_position INTO v_current, v_prev, v_last_position
-            FROM ${s}.streams st WHERE st.stream = p_stream;
-          v_found := FOUND;
-          IF NOT v_found THEN
-            v_current := -1;
-          END IF;
-
-          -- Idempotency, checked under the stream lock so that a concurrent retry sees the first append.
-          -- (A stream that does not exist holds none of these ids, but another stream might.)
-          SELECT count(*)::int,
-                 (count(*) FILTER (WHERE e.stream = p_stream AND e.type = i.type AND e.data = i.data))::int,
-                 max(e.revision), max(e.position),
-                 (array_agg(e.event_id ORDER BY i.ord) FILTER (WHERE e.stream <> p_stream OR e.type <> i.type OR e.data <> i.data))[1]
-            INTO v_existing, v_same, v_rev, v_pos, v_conflict
-            FROM unnest(p_ids, p_types, p_data) WITH ORDINALITY AS i(id, type, data, ord)
-            JOIN ${s}.events e ON e.event_id = i.id;
-          IF v_existing > 0 THEN
-            IF v_existing = n AND v_same = n THEN
-              RETURN QUERY SELECT 'duplicate'::text, v_rev, v_pos, NULL::uuid;
-            ELSE
-              RETURN QUERY SELECT 'idempotency_conflict'::text, v_current,
-                NULL::bigint, coalesce(v_conflict, (SELECT e.event_id FROM ${s}.events e WHERE e.event_id = ANY (p_ids) LIMIT 1));
-            END IF;
-            RETURN;
-          END IF;
-
-          IF NOT (p_expected = -2
-                  OR (p_expected = -1 AND v_current = -1)
-                  OR (p_expected = -3 AND v_current >= 0)
-                  OR p_expected = v_current) THEN
-            RETURN QUERY SELECT 'wrong_revision'::text, v_current, NULL::bigint, NULL::uuid;
-            RETURN;
-          END IF;
-
-          -- Ordinal of the next event inside this transaction (several appends may share one).
-          v_ordinal := coalesce(nullif(current_setting('crm_eventstore.tx_ordinal', true), ''), '0')::int;
-          IF v_ordinal + n > ${2 ** ORDINAL_BITS} THEN
-            RAISE EXCEPTION 'too many events in one transaction (limit ${2 ** ORDINAL_BITS})';
-          END IF;
-          PERFORM set_config('crm_eventstore.tx_ordinal', (v_ordinal + n)::text, true);
-          v_base := (pg_current_xact_id()::text::bigint << ${ORDINAL_BITS}) + v_ordinal;
-          -- A caller's transaction that wrote before appending got its id before waiting for the
-          -- stream lock: its position would sort before the stream's previous event. Refuse; a retry gets a new id.
-          IF v_last_position IS NOT NULL AND v_last_position >= v_base THEN
-            RAISE EXCEPTION 'append to % would be ordered before the stream''s previous event; retry the transaction', p_stream
-              USING ERRCODE = '40001';
-          END IF;
-
-          FOR k IN 1..n LOOP
-            v_rev := v_current + k;
-            v_pos := v_base + k - 1;
-            v_hash := sha256(coalesce(v_prev, ''::bytea) || sha256(convert_to(
-              p_ids[k]::text || '|' || p_stream || '|' || v_rev::text || '|' || v_pos::text || '|' ||
-              p_types[k] || '|' || p_data[k]::text || '|' || p_metadata[k]::text || '|' || v_micros, 'UTF8')));
-            v_positions := v_positions || v_pos;
-            v_revisions := v_revisions || v_rev;
-            v_hashes := v_hashes || v_hash;
-            v_prev := v_hash;
-          END LOOP;
-
-          INSERT INTO ${s}.events (position, stream, revision, event_id, type, data, metadata, recorded_at, hash)
-            SELECT u.pos, p_stream, u.rev, u.id, u.type, u.data, u.metadata, v_now, u.hash
-              FROM unnest(v_positions, v_revisions, p_ids, p_types, p_data, p_metadata, v_hashes)
-                   AS u(pos, rev, id, type, data, metadata, hash);
-          IF v_found THEN
-            UPDATE ${s}.streams SET revision = v_current + n, last_hash = v_prev, last_position = v_pos WHERE stream = p_stream;
-          ELSE
-            INSERT INTO ${s}.streams (stream, revision, last_hash, last_position) VALUES (p_stream, v_current + n, v_prev, v_pos);
-          END IF;
-          RETURN QUERY SELECT 'appended'::text, v_current + n, v_pos, NULL::uuid;
-        END
-        $fn$`).execute(db);
     },
   };
 };
 
+/**
+ * One round trip per append: lock the stream, idempotency by event id, expected revision,
+ * positions, the hash chain, insert and the stream head. Outcomes are returned, not raised, so a
+ * refused append costs no exception handling on either side. The common single-event, new-ids
+ * path runs as few statements as possible: it is the hot path of every command.
+ */
+const appendFunctionSql = (schema: string): string => {
+  const s = quote(schema);
+  const hashOf = (id: string, rev: string, pos: string, type: string, data: string, metadata: string) =>
+    `sha256(coalesce(v_prev, ''::bytea) || sha256(convert_to(
+              ${id}::text || '|' || p_stream || '|' || ${rev}::text || '|' || ${pos}::text || '|' ||
+              ${type} || '|' || ${data}::text || '|' || ${metadata}::text || '|' || v_micros, 'UTF8')))`;
+  return `
+    CREATE FUNCTION ${s}.append_events(
+      p_stream text,
+      p_expected bigint,          -- >= 0 exact, -1 no_stream, -2 any, -3 exists
+      p_ids uuid[],
+      p_types text[],
+      p_data jsonb[],
+      p_metadata jsonb[],
+      OUT outcome text,           -- appended | duplicate | wrong_revision | idempotency_conflict
+      OUT revision bigint,        -- the stream's revision after the append (the actual one on wrong_revision)
+      OUT last_position bigint,
+      OUT conflict_id uuid
+    ) LANGUAGE plpgsql AS $fn$
+    DECLARE
+      n int := cardinality(p_ids);
+      v_current bigint;
+      v_prev bytea;
+      v_last_position bigint;
+      v_found boolean;
+      v_existing int;
+      v_same int;
+      v_rev bigint;
+      v_pos bigint;
+      v_ordinal int;
+      v_base bigint;
+      -- Milliseconds, so that a JavaScript Date of the record time round-trips exactly (untilTime).
+      v_now timestamptz := date_trunc('milliseconds', now());
+      v_micros text := ((extract(epoch from v_now) * 1000000)::bigint)::text;
+      v_positions bigint[];
+      v_revisions bigint[];
+      v_hashes bytea[];
+    BEGIN
+      -- The stream lock is an advisory lock, not a row lock: taking it assigns no transaction id,
+      -- so the id (and thus the position) is taken after the previous append to this stream
+      -- committed, and revision order equals position order.
+      PERFORM pg_advisory_xact_lock(hashtextextended(${literal(schema + '/')} || p_stream, 0));
+      SELECT st.revision, st.last_hash, st.last_position INTO v_current, v_prev, v_last_position
+        FROM ${s}.streams st WHERE st.stream = p_stream;
+      v_found := FOUND;
+      IF NOT v_found THEN
+        v_current := -1;
+      END IF;
+
+      -- Idempotency, checked under the stream lock so that a concurrent retry sees the first append.
+      IF EXISTS (SELECT 1 FROM ${s}.events e WHERE e.event_id = ANY (p_ids)) THEN
+        SELECT count(*)::int,
+               (count(*) FILTER (WHERE e.stream = p_stream AND e.type = i.type AND e.data = i.data))::int,
+               max(e.revision), max(e.position),
+               (array_agg(e.event_id ORDER BY i.ord) FILTER (WHERE e.stream <> p_stream OR e.type <> i.type OR e.data <> i.data))[1]
+          INTO v_existing, v_same, v_rev, v_pos, conflict_id
+          FROM unnest(p_ids, p_types, p_data) WITH ORDINALITY AS i(id, type, data, ord)
+          JOIN ${s}.events e ON e.event_id = i.id;
+        IF v_existing = n AND v_same = n THEN
+          outcome := 'duplicate'; revision := v_rev; last_position := v_pos; conflict_id := NULL;
+        ELSE
+          outcome := 'idempotency_conflict'; revision := v_current;
+          conflict_id := coalesce(conflict_id, (SELECT e.event_id FROM ${s}.events e WHERE e.event_id = ANY (p_ids) LIMIT 1));
+        END IF;
+        RETURN;
+      END IF;
+
+      IF NOT (p_expected = -2
+              OR (p_expected = -1 AND v_current = -1)
+              OR (p_expected = -3 AND v_current >= 0)
+              OR p_expected = v_current) THEN
+        outcome := 'wrong_revision'; revision := v_current;
+        RETURN;
+      END IF;
+
+      -- Ordinal of the next event inside this transaction (several appends may share one).
+      v_ordinal := coalesce(nullif(current_setting('crm_eventstore.tx_ordinal', true), ''), '0')::int;
+      IF v_ordinal + n > ${2 ** ORDINAL_BITS} THEN
+        RAISE EXCEPTION 'too many events in one transaction (limit ${2 ** ORDINAL_BITS})';
+      END IF;
+      PERFORM set_config('crm_eventstore.tx_ordinal', (v_ordinal + n)::text, true);
+      v_base := (pg_current_xact_id()::text::bigint << ${ORDINAL_BITS}) + v_ordinal;
+      -- A caller's transaction that wrote before appending got its id before waiting for the
+      -- stream lock: its position would sort before the stream's previous event. Refuse; a retry gets a new id.
+      IF v_last_position IS NOT NULL AND v_last_position >= v_base THEN
+        RAISE EXCEPTION 'append to % would be ordered before the stream''s previous event; retry the transaction', p_stream
+          USING ERRCODE = '40001';
+      END IF;
+
+      IF n = 1 THEN
+        v_rev := v_current + 1;
+        v_pos := v_base;
+        v_prev := ${hashOf('p_ids[1]', 'v_rev', 'v_pos', 'p_types[1]', 'p_data[1]', 'p_metadata[1]')};
+        INSERT INTO ${s}.events (position, stream, revision, event_id, type, data, metadata, recorded_at, hash)
+          VALUES (v_pos, p_stream, v_rev, p_ids[1], p_types[1], p_data[1], p_metadata[1], v_now, v_prev);
+      ELSE
+        v_positions := array_fill(0::bigint, ARRAY[n]);
+        v_revisions := array_fill(0::bigint, ARRAY[n]);
+        v_hashes := array_fill(''::bytea, ARRAY[n]);
+        FOR k IN 1..n LOOP
+          v_rev := v_current + k;
+          v_pos := v_base + k - 1;
+          v_prev := ${hashOf('p_ids[k]', 'v_rev', 'v_pos', 'p_types[k]', 'p_data[k]', 'p_metadata[k]')};
+          v_positions[k] := v_pos;
+          v_revisions[k] := v_rev;
+          v_hashes[k] := v_prev;
+        END LOOP;
+        INSERT INTO ${s}.events (position, stream, revision, event_id, type, data, metadata, recorded_at, hash)
+          SELECT u.pos, p_stream, u.rev, u.id, u.type, u.data, u.metadata, v_now, u.hash
+            FROM unnest(v_positions, v_revisions, p_ids, p_types, p_data, p_metadata, v_hashes)
+                 AS u(pos, rev, id, type, data, metadata, hash);
+      END IF;
+
+      IF v_found THEN
+        UPDATE ${s}.streams SET revision = v_current + n, last_hash = v_prev, last_position = v_pos WHERE stream = p_stream;
+      ELSE
+        INSERT INTO ${s}.streams (stream, revision, last_hash, last_position) VALUES (p_stream, v_current + n, v_prev, v_pos);
+      END IF;
+      outcome := 'appended'; revision := v_current + n; last_position := v_pos;
+    END
+    $fn$`;
+};
+
+const appendFunction = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    // Replaces the first version of the function (a set-returning one) where it exists.
+    await sql.raw(`ALTER TABLE ${quote(schema)}.streams ADD COLUMN IF NOT EXISTS last_position bigint`).execute(db);
+    await sql.raw(`DROP FUNCTION IF EXISTS ${quote(schema)}.append_events(text, bigint, uuid[], text[], jsonb[], jsonb[])`).execute(db);
+    await sql.raw(appendFunctionSql(schema)).execute(db);
+  },
+});
+
 const migrationsFor = (schema: string): Record<string, Migration> => ({
+  // The name is kept from when it also created the first append function.
   '0001_events_streams_append': initialSchema(schema),
+  '0002_append_function': appendFunction(schema),
 });
 
 class InCodeMigrations implements MigrationProvider {

@@ -177,16 +177,18 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
 
   /**
    * One page of the global feed, only final positions (below the oldest running transaction),
-   * plus that bound so that a filtered reader can skip what it has scanned.
+   * plus that bound, so that a filtered reader can skip what it has scanned, and the newest
+   * committed position, so that a reader at the bound knows whether committed events still wait
+   * for an older transaction (possibly of another application on the same server) to finish.
    */
   const readFinalPage = async (
     after: bigint,
-    limit: number,
+    limit: number | null,
     filter: EventFilter | undefined,
-  ): Promise<{ events: RecordedEvent[]; bound: bigint }> => {
-    const result = await sql<EventRow & { bound: string }>`
-      SELECT b.bound::text AS bound, e.*
-      FROM (SELECT ${FINAL_BOUND} AS bound) b
+  ): Promise<{ events: RecordedEvent[]; bound: bigint; committedHead: bigint }> => {
+    const result = await sql<EventRow & { bound: string; committed_head: string }>`
+      SELECT b.bound::text AS bound, b.committed_head::text AS committed_head, e.*
+      FROM (SELECT ${FINAL_BOUND} AS bound, (SELECT coalesce(max(position), 0) FROM ${s}.events) AS committed_head) b
       LEFT JOIN LATERAL (
         SELECT ${COLUMNS} FROM ${s}.events
         WHERE position > ${after.toString()}::bigint AND position < b.bound ${filterSql(filter)}
@@ -195,17 +197,39 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
       ) e ON true
       ORDER BY e.position_text::bigint`.execute(db);
     const first = result.rows[0];
-    const bound = first ? BigInt(first.bound) : after;
     const events = result.rows.filter((row) => row.position_text !== null).map(toRecorded);
-    return { events, bound };
+    return { events, bound: first ? BigInt(first.bound) : after, committedHead: first ? BigInt(first.committed_head) : after };
+  };
+
+  const currentBound = async (): Promise<{ bound: bigint; committedHead: bigint }> => {
+    const result = await sql<{ bound: string; committed_head: string }>`
+      SELECT ${FINAL_BOUND}::text AS bound, (SELECT coalesce(max(position), 0) FROM ${s}.events)::text AS committed_head`.execute(db);
+    const row = result.rows[0]!;
+    return { bound: BigInt(row.bound), committedHead: BigInt(row.committed_head) };
+  };
+
+  /**
+   * Waits (briefly) until every event committed before the call is final, so that a read right
+   * after an append sees it even while unrelated transactions run. Gives up after `maxWaitMs`:
+   * the read then returns what is final, which is always a correct prefix of the feed.
+   */
+  const settle = async (committedHead: bigint, bound: bigint, maxWaitMs = 5_000): Promise<void> => {
+    const deadline = Date.now() + maxWaitMs;
+    while (committedHead >= bound && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      ({ bound } = await currentBound());
+    }
   };
 
   const readAll = async (options: ReadAllOptions = {}): Promise<RecordedEvent[]> => {
     checkReadAllOptions(options);
     assertOpen();
     const limit = options.maxCount ?? null;
+    if (limit === 0) return [];
     try {
       if (options.direction === 'backwards') {
+        const { bound, committedHead } = await currentBound();
+        await settle(committedHead, bound);
         const before = options.fromPosition !== undefined ? sql`AND position < ${options.fromPosition.toString()}::bigint` : sql``;
         const result = await sql<EventRow>`
           SELECT ${COLUMNS} FROM ${s}.events
@@ -213,11 +237,12 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
           ORDER BY position DESC LIMIT ${limit}`.execute(db);
         return result.rows.map(toRecorded);
       }
-      const result = await sql<EventRow>`
-        SELECT ${COLUMNS} FROM ${s}.events
-        WHERE position > ${(options.fromPosition ?? 0n).toString()}::bigint AND position < ${FINAL_BOUND} ${filterSql(options.filter)}
-        ORDER BY position LIMIT ${limit}`.execute(db);
-      return result.rows.map(toRecorded);
+      const from = options.fromPosition ?? 0n;
+      const page = await readFinalPage(from, limit, options.filter);
+      // A full page is complete as it is; a short one may end where committed events still wait.
+      if ((limit !== null && page.events.length >= limit) || page.committedHead < page.bound) return page.events;
+      await settle(page.committedHead, page.bound);
+      return (await readFinalPage(from, limit, options.filter)).events;
     } catch (error) {
       throw mapError(error);
     }
@@ -273,23 +298,31 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
         let delivered = options.fromPosition ?? 0n;
         let scanned = delivered;
         let behind = true;
+        // Newest committed position when the head was reached: caughtUp waits until it is delivered.
+        let catchUpTarget: bigint | undefined;
         while (!stopped) {
           woken = false;
-          const { events, bound } = await readFinalPage(scanned, pageSize, options.filter);
+          const { events, bound, committedHead } = await readFinalPage(scanned, pageSize, options.filter);
           for (const event of events) {
             if (stopped) return;
             subscriber.next({ kind: 'event', event });
             delivered = event.position;
           }
           if (stopped) return;
-          const atHead = events.length < pageSize;
-          scanned = events.length > 0 ? events[events.length - 1]!.position : scanned;
-          if (atHead && bound - 1n > scanned) scanned = bound - 1n;
-          if (!atHead) {
+          if (events.length > 0) {
             behind = true;
+            scanned = events[events.length - 1]!.position;
+          }
+          if (events.length >= pageSize) continue;
+          if (bound - 1n > scanned) scanned = bound - 1n;
+          catchUpTarget ??= committedHead;
+          if (scanned < catchUpTarget) {
+            // Committed events wait for an older transaction to end: look again soon.
+            await sleep(Math.min(20, pollInterval));
             continue;
           }
-          if (behind || events.length > 0) subscriber.next({ kind: 'caughtUp', position: delivered });
+          catchUpTarget = undefined;
+          if (behind) subscriber.next({ kind: 'caughtUp', position: delivered });
           behind = false;
           if (!woken) await sleep(pollInterval);
         }

@@ -90,6 +90,36 @@ describe('postgres engine specifics', () => {
     await store.close();
   });
 
+  it('lets reads after an append wait for an unrelated older transaction instead of missing the event', async () => {
+    const store = await createStore();
+    let finishUnrelated!: () => void;
+    const unrelatedMayEnd = new Promise<void>((resolve) => (finishUnrelated = resolve));
+    let unrelatedStarted!: () => void;
+    const started = new Promise<void>((resolve) => (unrelatedStarted = resolve));
+    // Another application's transaction on the same server holds the snapshot's xmin back.
+    const unrelated = database.db.transaction().execute(async (trx) => {
+      await sql`SELECT pg_current_xact_id()`.execute(trx);
+      unrelatedStarted();
+      await unrelatedMayEnd;
+    });
+    await started;
+    const appended = await store.appendToStream('customer-1', [newEvent('Registered')]);
+    const messages: string[] = [];
+    const subscription = store.subscribeToAll().subscribe((m) => messages.push(m.kind === 'event' ? m.event.type : 'caughtUp'));
+    const read = store.readAll();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Neither the read nor the caught-up signal may claim the feed ends before the committed event.
+    expect(messages).toEqual([]);
+    finishUnrelated();
+    await unrelated;
+    expect((await read).map((e) => e.position)).toEqual([appended.position]);
+    const deadline = Date.now() + 10_000;
+    while (messages.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    subscription.unsubscribe();
+    expect(messages).toEqual(['Registered', 'caughtUp']);
+    await store.close();
+  });
+
   it('wakes a subscriber on another connection pool through LISTEN/NOTIFY', async () => {
     const writer = await createStore();
     const schema = storeSchemas.get(writer)!;
