@@ -36,6 +36,7 @@ export const CommandHeaders = z.looseObject({
     .describe('Expected revision, as the ETag a read or command returned ("3"). Required on routes marked so.'),
   'idempotency-key': HeaderText.optional().describe('Retrying with the same key appends nothing and returns the first result.'),
   'x-request-id': HeaderText.optional().describe('Correlation id, echoed back; generated when absent.'),
+  'x-causation-id': HeaderText.optional().describe('Id of the message or event that caused this command (recorded as causationId).'),
 });
 
 export const IdParams = z.strictObject({ id: z.uuid() });
@@ -83,10 +84,11 @@ export const commandContext = (request: FastifyRequest, call: CommandCall): Comm
     );
   }
   const idempotencyKey = headers['idempotency-key'];
+  const causationId = headers['x-causation-id'];
   return {
     actor: { userId: `api-key:${key.id}`, roles: [key.role] },
     correlationId: request.id,
-    causationId: null,
+    causationId: typeof causationId === 'string' ? causationId : null,
     ...(typeof idempotencyKey === 'string' ? { idempotencyKey } : {}),
     ...(ifMatch !== undefined && call.ifMatch !== 'forbidden' ? { expectedRevision: parseIfMatch(ifMatch) } : {}),
     ...(call.occurredAt ? { occurredAt: call.occurredAt } : {}),

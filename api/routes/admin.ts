@@ -60,6 +60,15 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore }> = async (
       },
     },
     async (request) => {
+      const target = (await keys.list()).find((k) => k.id === request.params.id);
+      if (target && target.role === 'admin' && target.revokedAt === null) {
+        const liveAdmins = (await keys.list()).filter((k) => k.role === 'admin' && k.revokedAt === null);
+        if (liveAdmins.length === 1) {
+          throw new ProblemError('invalid_state', 'This is the last live admin key: create another admin key before revoking it.', {
+            code: 'api_key.last_admin',
+          });
+        }
+      }
       const revoked = await keys.revoke(request.params.id);
       if (!revoked) throw new ProblemError('not_found', `No API key ${request.params.id}.`);
       request.log.info({ apiKeyId: revoked.id }, 'API key revoked');

@@ -97,10 +97,10 @@ describe('customer commands', () => {
   });
 
   it('echoes X-Request-Id and records it as the correlation id of the events', async () => {
-    const res = await send('sales', 'POST', '/customers', { name: 'Corr', email: 'corr@example.com' }, { 'x-request-id': 'corr-42' });
+    const res = await send('sales', 'POST', '/customers', { name: 'Corr', email: 'corr@example.com' }, { 'x-request-id': 'corr-42', 'x-causation-id': 'msg-7' });
     expect(res.headers['x-request-id']).toBe('corr-42');
     const [event] = await h.store.readStream(`customer-${accepted(res, 201).id}`);
-    expect(event?.metadata).toMatchObject({ correlationId: 'corr-42', actor: { roles: ['sales'] } });
+    expect(event?.metadata).toMatchObject({ correlationId: 'corr-42', causationId: 'msg-7', actor: { roles: ['sales'] } });
   });
 
   it('tags, deactivates, reactivates, merges a duplicate and forgets', async () => {

@@ -92,6 +92,14 @@ describe('authentication', () => {
     expectProblem(await h.app.inject({ method: 'DELETE', url: '/admin/api-keys/00000000-0000-4000-8000-000000000000', headers: h.auth('admin') }), 404);
   });
 
+  it('refuses to revoke the last live admin key', async () => {
+    const keys = json(await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: h.auth('admin') })).items as { id: string; role: string; revokedAt: string | null }[];
+    const admins = keys.filter((k) => k.role === 'admin' && k.revokedAt === null);
+    expect(admins).toHaveLength(1);
+    const problem = expectProblem(await h.app.inject({ method: 'DELETE', url: `/admin/api-keys/${admins[0]!.id}`, headers: h.auth('admin') }), 409, 'invalid-state');
+    expect(problem.code).toBe('api_key.last_admin');
+  });
+
   it('validates key creation and names the failing fields', async () => {
     const res = await h.app.inject({ method: 'POST', url: '/admin/api-keys', headers: h.auth('admin'), payload: { name: '', role: 'wizard', extra: 1 } });
     const problem = expectProblem(res, 400, 'validation');
