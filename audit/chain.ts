@@ -71,7 +71,13 @@ const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean =>
 const sealsTable = (schema: string) => sql.id(schema, 'event_chain_seals');
 const eventsTable = (schema: string) => sql.id(schema, 'events');
 
+/** Schemas whose seals table this process already created (the sealer runs every second). */
+const migrated = new WeakMap<SqlDatabase, Set<string>>();
+
 export async function migrateChainSeals(database: SqlDatabase, schema: string): Promise<void> {
+  const done = migrated.get(database) ?? new Set<string>();
+  migrated.set(database, done);
+  if (done.has(schema)) return;
   await sql`
     CREATE TABLE IF NOT EXISTS ${sealsTable(schema)} (
       position    bigint PRIMARY KEY,
@@ -81,6 +87,7 @@ export async function migrateChainSeals(database: SqlDatabase, schema: string): 
       revision    bigint NOT NULL,
       sealed_at   timestamptz NOT NULL DEFAULT now()
     )`.execute(database.db);
+  done.add(schema);
 }
 
 /** Last seal, or null before the first. */

@@ -162,7 +162,7 @@ export async function eventLog(deps: AuditDeps, query: EventLogQuery): Promise<P
 export async function* iterateEventLog(deps: AuditDeps, query: Omit<EventLogQuery, 'limit'>): AsyncGenerator<AuditEvent> {
   let cursor = query.cursor ?? null;
   do {
-    const page = await eventLog(deps, { ...query, cursor, limit: SCAN_BATCH });
+    const page = await eventLog(deps, { ...query, cursor, limit: MAX_PAGE_SIZE });
     yield* page.items;
     cursor = page.nextCursor;
   } while (cursor !== null);
@@ -176,7 +176,7 @@ export async function* iterateStreamHistory(
 ): AsyncGenerator<AuditEvent> {
   let cursor = query.cursor ?? null;
   do {
-    const page = await streamHistory(deps, stream, { ...query, cursor, limit: SCAN_BATCH });
+    const page = await streamHistory(deps, stream, { ...query, cursor, limit: MAX_PAGE_SIZE });
     yield* page.items;
     cursor = page.nextCursor;
   } while (cursor !== null);

@@ -25,7 +25,7 @@ const send = (role: Role | null, method: 'GET' | 'POST' | 'PATCH', url: string, 
   });
 
 const waitForJob = async (id: string, role: Role = 'auditor') => {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 600; i++) {
     const job = json(await send(role, 'GET', `/audit/verify/${id}`));
     if (job.status !== 'running') return job;
     await sleep(50);
