@@ -19,6 +19,7 @@ import { createAuditServices } from '../audit/index.ts';
 import { createReadModelQueries } from '../projections/queries/index.ts';
 import type { ApiDeps, PointInTime } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
+import { createIdempotencyGuard, type IdempotencyGuard } from './idempotency.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { ProblemError } from './problems.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -40,6 +41,7 @@ export interface RouteContext {
   metrics: ApiMetrics;
   keys: ApiKeyStore;
   waitForTimeoutMs: number;
+  idempotency: IdempotencyGuard;
 }
 
 /** Paths pino must never print: keys, and personal data should a body ever be logged. */
@@ -102,6 +104,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
 
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events });
   await keys.migrate();
+  const idempotency = createIdempotencyGuard(deps.database.db, { schema: deps.schemas.events });
+  await idempotency.migrate();
   const metrics = createApiMetrics({ projections: deps.projections });
   // The auditor's services: given by the composition root, else built from the same dependencies.
   const audit =
@@ -115,7 +119,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     queries: deps.queries ?? createReadModelQueries({ db: deps.database.db, schema: deps.schemas.read }),
     pointInTime: deps.pointInTime ?? pointInTimeOf(audit),
   };
-  const context: RouteContext = { deps: resolved, metrics, keys, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
+  const context: RouteContext = { deps: resolved, metrics, keys, idempotency, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -93,7 +93,7 @@ export const commandRoute = (app: FastifyInstance, context: RouteContext, spec: 
         input[spec.idField] = (request.params as { id: string }).id;
       }
       const occurredAt = typeof input.occurredAt === 'string' ? input.occurredAt : undefined;
-      return executeCommand(request, reply, { commands: context.deps.commands, metrics: context.metrics }, {
+      return executeCommand(request, reply, { commands: context.deps.commands, metrics: context.metrics, idempotency: context.idempotency }, {
         command: { type: spec.type, ...input },
         status,
         ifMatch,

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { WrongExpectedRevision } from '../eventstore/errors.ts';
 import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
+import type { IdempotencyGuard } from './idempotency.ts';
 import type { ApiMetrics } from './metrics.ts';
 import { ProblemError, validationProblem } from './problems.ts';
 
@@ -124,10 +125,19 @@ const executeWithRetry = async (commands: CommandPort, command: ApiCommand, ctx:
 export const executeCommand = async (
   request: FastifyRequest,
   reply: FastifyReply,
-  deps: { commands: CommandPort; metrics: ApiMetrics },
+  deps: { commands: CommandPort; metrics: ApiMetrics; idempotency?: IdempotencyGuard | undefined },
   call: CommandCall,
 ): Promise<CommandAccepted> => {
   const ctx = commandContext(request, call);
+  if (ctx.idempotencyKey && deps.idempotency) {
+    const params = request.params as { id?: string } | undefined;
+    await deps.idempotency.check(ctx.idempotencyKey, {
+      method: request.method,
+      route: request.routeOptions.url ?? request.url,
+      resourceId: params?.id ?? null,
+      body: request.body,
+    });
+  }
   const result = await executeWithRetry(deps.commands, call.command, ctx);
   deps.metrics.countAppends(call.command.type, result.eventIds.length);
   reply.code(call.status).header('etag', etagOf(result.revision));

@@ -96,6 +96,19 @@ describe('customer commands', () => {
     expect(await eventCount(h)).toBe(stored);
   });
 
+  it('refuses an Idempotency-Key reused for a different request with 422, appending nothing', async () => {
+    const { id } = await register();
+    const headers = { 'idempotency-key': `reuse-${randomUUID()}` };
+    accepted(await send('sales', 'POST', `/customers/${id}/purchases`, { orderId: 'R-1', amount: 10, currency: 'USD' }, headers));
+    const stored = await eventCount(h);
+    const changed = expectProblem(await send('sales', 'POST', `/customers/${id}/purchases`, { orderId: 'R-2', amount: 10, currency: 'USD' }, headers), 422, 'idempotency-conflict');
+    expect(changed.errors?.[0]?.field).toBe('idempotency-key');
+    expectProblem(await send('sales', 'POST', `/customers/${id}/refunds`, { orderId: 'R-1', amount: 1, currency: 'USD' }, headers), 422);
+    // Field order does not matter: the same request retried is still the same request.
+    accepted(await send('sales', 'POST', `/customers/${id}/purchases`, { currency: 'USD', amount: 10, orderId: 'R-1' }, headers));
+    expect(await eventCount(h)).toBe(stored);
+  });
+
   it('echoes X-Request-Id and records it as the correlation id of the events', async () => {
     const res = await send('sales', 'POST', '/customers', { name: 'Corr', email: 'corr@example.com' }, { 'x-request-id': 'corr-42', 'x-causation-id': 'msg-7' });
     expect(res.headers['x-request-id']).toBe('corr-42');
