@@ -1,6 +1,10 @@
 /**
  * The decider pattern: an aggregate is three pure functions.
- * `decide` throws a `DomainError` to refuse a command; it never performs I/O.
+ * `decide` throws a `DomainError` to refuse a command; it never performs I/O and never changes the state.
+ *
+ * `evolve` returns the next state but may add to the growing collections (orders, refunds, costs,
+ * responses) of the state it is given rather than copying them, so that folding a stream of 100k
+ * events stays linear. Treat a state passed to `evolve` as consumed; `structuredClone` it to keep it.
  */
 export interface Decider<Command, Event, State> {
   initialState: () => State;

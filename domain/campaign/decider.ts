@@ -25,8 +25,8 @@ export interface CampaignState {
   startsAt: string | null;
   endsAt: string | null;
   costs: Record<string, { amount: number; currency: string }>;
-  /** `<customerId>:<kind>` of every response recorded. */
-  responses: string[];
+  /** Kinds of response recorded, per customer id. */
+  responses: Record<string, ResponseKind[]>;
 }
 
 export const initialCampaignState = (): CampaignState => ({
@@ -40,10 +40,8 @@ export const initialCampaignState = (): CampaignState => ({
   startsAt: null,
   endsAt: null,
   costs: {},
-  responses: [],
+  responses: {},
 });
-
-const responseKey = (customerId: string, kind: ResponseKind) => `${customerId}:${kind}`;
 
 export const evolveCampaign = (state: CampaignState, event: CampaignEvent): CampaignState => {
   switch (event.type) {
@@ -73,11 +71,14 @@ export const evolveCampaign = (state: CampaignState, event: CampaignEvent): Camp
       return { ...state, status: 'completed' };
     case 'CampaignCancelled':
       return { ...state, status: 'cancelled' };
+    // Costs and responses grow with the campaign: updated in place, see `Decider`.
     case 'CampaignCostRecorded':
-      return { ...state, costs: { ...state.costs, [event.data.costId]: { amount: event.data.amount, currency: event.data.currency } } };
+      state.costs[event.data.costId] = { amount: event.data.amount, currency: event.data.currency };
+      return { ...state };
     case 'CampaignResponseRecorded': {
-      const key = responseKey(event.data.customerId, event.data.kind);
-      return state.responses.includes(key) ? state : { ...state, responses: [...state.responses, key] };
+      const kinds = state.responses[event.data.customerId] ?? [];
+      if (!kinds.includes(event.data.kind)) state.responses[event.data.customerId] = [...kinds, event.data.kind];
+      return { ...state };
     }
   }
 };
@@ -178,7 +179,7 @@ export const decideCampaign = (command: CampaignCommand, state: CampaignState): 
       if (!['active', 'paused', 'completed'].includes(status))
         throw invalidState('campaign.not_running', `Campaign ${campaignId} is ${status}: it takes no responses`, 'campaignId', { status });
       assertCustomerUsable(command.customer, command.customerId, { requireActive: false });
-      if (state.responses.includes(responseKey(command.customerId, command.kind)))
+      if (state.responses[command.customerId]?.includes(command.kind))
         throw invalidState(
           'campaign.response_already_recorded',
           `Customer ${command.customerId} already has a ${command.kind} response on this campaign`,

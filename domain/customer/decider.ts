@@ -94,15 +94,16 @@ export const evolveCustomer = (state: CustomerState, event: CustomerEvent): Cust
       return { ...state, marketingConsent: event.data.marketingConsent };
     case 'PurchaseRecorded': {
       const d = event.data;
-      return { ...state, orders: { ...state.orders, [d.orderId]: { amount: d.amount, currency: d.currency, refunded: 0 } } };
+      // In place: see `Decider` (linear folds of long streams).
+      state.orders[d.orderId] = { amount: d.amount, currency: d.currency, refunded: 0 };
+      return { ...state };
     }
     case 'PurchaseRefunded': {
       const d = event.data;
       const order = state.orders[d.orderId];
-      const orders = order
-        ? { ...state.orders, [d.orderId]: { ...order, refunded: fromMinor(toMinor(order.refunded) + toMinor(d.amount)) } }
-        : state.orders;
-      return { ...state, orders, refunds: { ...state.refunds, [d.refundId]: { orderId: d.orderId, amount: d.amount, currency: d.currency } } };
+      if (order) state.orders[d.orderId] = { ...order, refunded: fromMinor(toMinor(order.refunded) + toMinor(d.amount)) };
+      state.refunds[d.refundId] = { orderId: d.orderId, amount: d.amount, currency: d.currency };
+      return { ...state };
     }
     case 'CustomerMerged':
       return state.mergedDuplicates.includes(event.data.duplicateId)
