@@ -50,7 +50,16 @@ export interface AuditServices {
   verificationJobs(): Promise<VerificationJobs>;
 }
 
-export function createAuditServices(deps: AuditDeps, options: { projections?: readonly Projection[] } = {}): AuditServices {
+export interface AuditServicesOptions {
+  /**
+   * The projections whose tables `verifyReadModels` replays and compares (default: the read models).
+   * Build them so that a replay into a shadow schema writes only there: e.g. the analytics projection
+   * WITHOUT `modelSchema` (with it, replaying rescores customers into the live `analytics_scores`).
+   */
+  projections?: readonly Projection[];
+}
+
+export function createAuditServices(deps: AuditDeps, options: AuditServicesOptions = {}): AuditServices {
   const projections = options.projections ?? readModelProjections();
   let jobs: Promise<VerificationJobs> | undefined;
   const verificationJobs = () => {

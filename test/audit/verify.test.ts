@@ -5,10 +5,12 @@ import { describeReadModelVerification } from '../../audit/summary.ts';
 import { verifyReadModels, type VerifyProgress } from '../../audit/verify.ts';
 import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
+import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import { customerRegistered, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
 
 let h: AuditHarness;
-const projections = readModelProjections();
+// Analytics without `modelSchema`: a replay into the shadow schema then writes nowhere else.
+const projections = [...readModelProjections(), createAnalyticsProjection()];
 const ada = randomUUID();
 const bob = randomUUID();
 const dealId = randomUUID();
