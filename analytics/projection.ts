@@ -87,6 +87,8 @@ const newCustomer = (customerId: string): Row => ({
 
 class Tables {
   readonly sets = new Map<string, RowSet>();
+  /** Keys already looked up in this batch (found or not): a miss is not queried twice. */
+  private readonly looked = new Map<string, Set<string>>();
   constructor(private readonly trx: Transaction<any>, private readonly schema: string) {
     for (const spec of [CUSTOMER, PURCHASE_DAY, ORDER, ACTIVITY, FEEDBACK, DEAL, REVENUE_DAY, SATISFACTION, STATE]) {
       this.sets.set(spec.table, new RowSet(trx, schema, spec));
@@ -95,12 +97,25 @@ class Tables {
   set(spec: TableSpec): RowSet {
     return this.sets.get(spec.table)!;
   }
+  private lookedUp(spec: TableSpec): Set<string> {
+    let keys = this.looked.get(spec.table);
+    if (!keys) this.looked.set(spec.table, (keys = new Set()));
+    return keys;
+  }
+  /** Loads many keys in one query (the batch's pre-scan). */
+  async preload(spec: TableSpec, keys: Iterable<string>): Promise<void> {
+    const looked = this.lookedUp(spec);
+    const wanted = [...keys].filter((k) => !looked.has(k));
+    if (wanted.length === 0) return;
+    await this.set(spec).load(wanted);
+    for (const k of wanted) looked.add(k);
+  }
   /** The row with this key: loaded on first use, created from `init` if absent. One indexed lookup at most. */
   async row(spec: TableSpec, key: string, init?: () => Row): Promise<Row | undefined> {
     const set = this.set(spec);
     let row = set.get(key);
-    if (!row) {
-      await set.load([key]);
+    if (!row && !this.lookedUp(spec).has(key)) {
+      await this.preload(spec, [key]);
       row = set.get(key);
     }
     if (!row && init) {
@@ -335,31 +350,52 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
   state.events = num(state.events) + 1;
 }
 
-/** Loads, in one query per table, the rows a batch names directly (the rest load on first use). */
+/**
+ * Loads, in one query per table, every row the batch's events name directly (customers, orders,
+ * purchase days, revenue days, activity, satisfaction cells, feedback and deals), then the
+ * customers that feedback and deal events reach through their rows. Per batch this is a fixed number
+ * of queries; rows it does not foresee load on first use.
+ */
 async function preload(t: Tables, events: ProjectedEvent[]): Promise<void> {
-  const customers = new Set<string>();
-  const feedback = new Set<string>();
-  const deals = new Set<string>();
-  const orders = new Set<string>();
-  const days = new Set<string>();
+  const keys = new Map<TableSpec, Set<string>>();
+  const want = (spec: TableSpec, key: string) => {
+    let set = keys.get(spec);
+    if (!set) keys.set(spec, (set = new Set()));
+    set.add(key);
+  };
   for (const { event, metadata } of events) {
     const d = event.data as Record<string, unknown>;
-    if (typeof d.customerId === 'string') customers.add(d.customerId);
-    if (typeof d.feedbackId === 'string') feedback.add(d.feedbackId);
-    if (typeof d.dealId === 'string') deals.add(d.dealId);
-    if (typeof d.orderId === 'string') orders.add(`${d.customerId}|${d.orderId}`);
-    if (event.type === 'PurchaseRecorded') days.add(`${d.customerId}|${dayToIsoDate(dayOf(metadata.occurredAt))}`);
+    const day = dayToIsoDate(dayOf(metadata.occurredAt));
+    if (typeof d.customerId === 'string') want(CUSTOMER, d.customerId);
+    if (typeof d.feedbackId === 'string') want(FEEDBACK, d.feedbackId);
+    if (typeof d.dealId === 'string') want(DEAL, d.dealId);
+    if (typeof d.orderId === 'string') want(ORDER, `${d.customerId}|${d.orderId}`);
+    switch (event.type) {
+      case 'PurchaseRecorded':
+        want(PURCHASE_DAY, `${d.customerId}|${day}`);
+        want(REVENUE_DAY, day);
+        break;
+      case 'PurchaseRefunded':
+        want(REVENUE_DAY, day);
+        want(ACTIVITY, `${d.customerId}|${day}|refund`);
+        break;
+      case 'FeedbackSubmitted':
+        want(SATISFACTION, `${monthOfDay(dayOf(metadata.occurredAt))}|${String(d.channel)}`);
+        if (d.kind === 'complaint') want(ACTIVITY, `${d.customerId}|${day}|complaint`);
+        break;
+      case 'CampaignResponseRecorded':
+        want(ACTIVITY, `${d.customerId}|${day}|${String(d.kind)}`);
+        break;
+    }
   }
-  await t.set(FEEDBACK).load(feedback);
-  await t.set(DEAL).load(deals);
-  for (const id of [...feedback, ...deals]) {
+  await t.preload(FEEDBACK, keys.get(FEEDBACK) ?? []);
+  await t.preload(DEAL, keys.get(DEAL) ?? []);
+  for (const id of [...(keys.get(FEEDBACK) ?? []), ...(keys.get(DEAL) ?? [])]) {
     const row = t.set(FEEDBACK).get(id) ?? t.set(DEAL).get(id);
-    if (row) customers.add(String(row.customer_id));
+    if (row) want(CUSTOMER, String(row.customer_id));
   }
-  await t.set(CUSTOMER).load(customers);
-  await t.set(ORDER).load(orders);
-  await t.set(PURCHASE_DAY).load(days);
-  await t.set(STATE).load([STATE_ID]);
+  for (const spec of [CUSTOMER, ORDER, PURCHASE_DAY, REVENUE_DAY, ACTIVITY, SATISFACTION]) await t.preload(spec, keys.get(spec) ?? []);
+  await t.preload(STATE, [STATE_ID]);
 }
 
 export interface AnalyticsProjectionOptions {
@@ -380,7 +416,10 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
     filter: { eventTypes: [...ANALYTICS_EVENT_TYPES] },
     async migrate(db: Kysely<any>, schema: string) {
       await migrateAggregates(db, schema);
-      await migrateModels(db, options.modelSchema ?? schema);
+      // Empty model tables beside the aggregates too, so the reporting views also work over a
+      // replay or shadow schema; the live ones are in `modelSchema`.
+      await migrateModels(db, schema);
+      if (options.modelSchema && options.modelSchema !== schema) await migrateModels(db, options.modelSchema);
     },
     async apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]) {
       const t = new Tables(trx, schema);

@@ -11,7 +11,7 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
   const r = (t: string) => `${q(readSchema)}.${q(t)}`;
   const v = (t: string) => `${q(reportingSchema)}.${q(t)}`;
   const latest = `(SELECT max(version) FROM ${r('analytics_models')})`;
-  return [
+  const statements = [
     `CREATE OR REPLACE VIEW ${v('analytics_customers')} AS
       SELECT c.customer_id, c.cohort, c.first_day AS first_purchase_day, c.last_day AS last_purchase_day,
         c.purchase_days, c.purchase_days - 1 AS repeat_purchase_days, c.orders, c.total_value AS net_value, c.currency,
@@ -51,6 +51,11 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
     `CREATE OR REPLACE VIEW ${v('analytics_forecast')} AS
       SELECT method, month, kind, revenue FROM ${r('analytics_forecast')} WHERE model_version = ${latest}`,
   ];
+  // Dropped first: CREATE OR REPLACE cannot change a view's columns when a later version does.
+  return statements.flatMap((statement) => {
+    const name = /CREATE OR REPLACE VIEW (\S+)/.exec(statement)![1]!;
+    return [`DROP VIEW IF EXISTS ${name} CASCADE`, statement];
+  });
 }
 
 export async function createAnalyticsReportingViews(db: Kysely<any>, names: { readSchema: string; reportingSchema: string }): Promise<void> {

@@ -217,8 +217,9 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     return summarise((await loadModelRecord(db, modelSchema, version))!);
   }
 
-  async function latestModel(): Promise<ModelSummary | null> {
-    const record = await loadModelRecord(db, modelSchema);
+  /** The latest model, or the given version. */
+  async function latestModel(version?: number): Promise<ModelSummary | null> {
+    const record = await loadModelRecord(db, modelSchema, version);
     return record ? summarise(record) : null;
   }
 
@@ -376,7 +377,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     return forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout);
   }
 
-  return { fitModels, latestModel, customer, clv, churn, retention, satisfaction, segments, forecast, observationEndDay };
+  return { fitModels, latestModel, model: (version: number) => latestModel(version), customer, clv, churn, retention, satisfaction, segments, forecast, observationEndDay };
 }
 
 export type AnalyticsService = ReturnType<typeof createAnalyticsService>;

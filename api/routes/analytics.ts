@@ -4,6 +4,7 @@
  *
  * - POST /analytics/models            fit every model on the events recorded so far (201 + the model)
  * - GET  /analytics/models/latest     the latest fitted model (same shape)
+ * - GET  /analytics/models/:version   one fitted version (same shape)
  * - GET  /analytics/customers/:id     { clv, expectedPurchases, pAlive, churnScore, segment, rfm, ... }
  * - GET  /analytics/clv               customers ranked by CLV, filtered
  * - GET  /analytics/churn             customers ranked by churn score, with the model's metrics
@@ -131,6 +132,25 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
       await wait(request.query.waitFor);
       const model = await analytics.latestModel();
       if (!model) throw new ProblemError('not_found', 'No model has been fitted yet: POST /analytics/models.');
+      return model;
+    },
+  );
+
+  app.get(
+    '/analytics/models/:version',
+    {
+      schema: {
+        tags,
+        summary: 'One fitted model version',
+        params: z.strictObject({ version: z.coerce.number().int().min(1).max(2_147_483_647) }),
+        querystring: z.strictObject({ ...WaitForQuery }),
+        response: { 200: ModelSchema, ...errors },
+      },
+    },
+    async (request) => {
+      await wait(request.query.waitFor);
+      const model = await analytics.model(request.params.version);
+      if (!model) throw new ProblemError('not_found', `No model version ${request.params.version}.`);
       return model;
     },
   );

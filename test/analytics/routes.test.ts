@@ -115,6 +115,9 @@ describe('analytics routes', () => {
     const latest = await app.inject({ method: 'GET', url: '/analytics/models/latest', headers: auth('auditor') });
     expect(latest.statusCode).toBe(200);
     expect(latest.json()).toEqual(model);
+    const byVersion = await app.inject({ method: 'GET', url: response.headers.location as string, headers: auth('analyst') });
+    expect(byVersion.json()).toEqual(model);
+    expect((await app.inject({ method: 'GET', url: '/analytics/models/99', headers: auth('analyst') })).statusCode).toBe(404);
   });
 
   it('serves per-customer figures and the reporting lists', async () => {
