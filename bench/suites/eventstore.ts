@@ -6,6 +6,7 @@
  * load from elsewhere on the machine does not decide a ratio.
  */
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import pg from 'pg';
 import type { EventStore, ExpectedRevision, NewEvent } from '../../eventstore/contract.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
@@ -82,6 +83,18 @@ const ourAppender = (store: EventStore): Appender => async (stream, events, stre
   await store.appendToStream(stream, events, { expectedRevision });
 };
 
+/**
+ * The design this store avoids: the same append function plus a NOTIFY in the append's own
+ * transaction (NOTIFY takes a global lock at commit). Measured to show what it would cost.
+ */
+const notifyEachAppender = (database: SqlDatabase, schema: string): Appender => async (stream, events, streamLength) => {
+  const expected = streamLength === 0 ? -1 : streamLength - 1;
+  await sql`
+    SELECT a.outcome, pg_notify('bench_notify_each', '') FROM ${sql.id(schema)}.append_events(
+      ${stream}, ${expected}::bigint, ${events.map((e) => e.id)}::uuid[], ${events.map((e) => e.type)}::text[],
+      ${events.map((e) => JSON.stringify(e.data))}::text[]::jsonb[], ${events.map((e) => JSON.stringify(e.metadata))}::text[]::jsonb[]) a`.execute(database.db);
+};
+
 const peerAppender = (peer: PeerStore, constants: { STREAM_DOES_NOT_EXIST: unknown }): Appender => async (stream, events, streamLength) => {
   await peer.appendToStream(
     stream,
@@ -148,6 +161,18 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     const serial = await best(1, sizes.singleSerialAppends, 1);
     ctx.log(`single-event appends, 16 writers (${sizes.singleConcurrentAppends} each)`);
     const concurrent = await best(16, sizes.singleConcurrentAppends, 1);
+    ctx.log('single-event appends, 16 writers, with a NOTIFY inside every append (the rejected design)');
+    const notifyEach = { ours: 0, withNotify: 0 };
+    for (let r = 0; r < rounds; r += 1) {
+      const perWriter = Math.floor(sizes.singleConcurrentAppends / 16);
+      runNumber += 1;
+      notifyEach.withNotify = Math.max(
+        notifyEach.withNotify,
+        await measureAppends(notifyEachAppender(database, ourSchema), `n${runNumber}w`, 16, perWriter, 1),
+      );
+      runNumber += 1;
+      notifyEach.ours = Math.max(notifyEach.ours, await measureAppends(appenders.ours, `n${runNumber}w`, 16, perWriter, 1));
+    }
     ctx.log(`100-event batches, 1 writer (${sizes.batches} batches each)`);
     const batches = await best(1, sizes.batches, 100);
 
@@ -168,6 +193,10 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       rounds,
       singleAppends1Writer: appendCase(serial),
       singleAppends16Writers: appendCase(concurrent),
+      notifyInsideEveryAppend16Writers: {
+        eventsPerSecond: notifyEach,
+        notifyEachToOurs: ratio(notifyEach.withNotify, notifyEach.ours),
+      },
       batches100: appendCase(batches),
       catchUp,
       liveLag: lag,
@@ -372,6 +401,7 @@ export function summarize(result: Record<string, unknown>): string[] {
     singleAppends1Writer: { eventsPerSecond: Record<Variant, number>; oursToRaw: number; oursToPeer: number };
     singleAppends16Writers: { eventsPerSecond: Record<Variant, number>; oursToRaw: number; oursToPeer: number };
     batches100: { eventsPerSecond: Record<Variant, number>; oursToRaw: number; oursToPeer: number };
+    notifyInsideEveryAppend16Writers: { eventsPerSecond: { ours: number; withNotify: number }; notifyEachToOurs: number };
     catchUp: { subscribeEventsPerSecond: Record<Variant, number | null>; readAllEventsPerSecond: number };
     liveLag: { oursSameProcess: { p50: number; p95: number }; oursOtherConnection: { p50: number; p95: number }; rawInsertNotify: { p50: number; p95: number } };
     targets: Record<string, boolean>;
@@ -381,6 +411,7 @@ export function summarize(result: Record<string, unknown>): string[] {
   return [
     line('single appends, 1 writer', r.singleAppends1Writer),
     line('single appends, 16 writers', r.singleAppends16Writers),
+    `NOTIFY inside every append, 16 writers: ${r.notifyInsideEveryAppend16Writers.eventsPerSecond.withNotify}/s vs ${r.notifyInsideEveryAppend16Writers.eventsPerSecond.ours}/s without (${r.notifyInsideEveryAppend16Writers.notifyEachToOurs}x)`,
     line('100-event batches', r.batches100),
     `catch-up: subscription ${r.catchUp.subscribeEventsPerSecond.ours}/s, readAll pages ${r.catchUp.readAllEventsPerSecond}/s, raw ${r.catchUp.subscribeEventsPerSecond.raw}/s, peer ${r.catchUp.subscribeEventsPerSecond.peer ?? 'n/a'}/s`,
     `live lag p50/p95 ms: same process ${r.liveLag.oursSameProcess.p50}/${r.liveLag.oursSameProcess.p95}, other pool ${r.liveLag.oursOtherConnection.p50}/${r.liveLag.oursOtherConnection.p95}, raw insert+notify ${r.liveLag.rawInsertNotify.p50}/${r.liveLag.rawInsertNotify.p95}`,
