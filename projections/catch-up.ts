@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
-import { applyBatch, decodeBatch, matchesFilter, type ApplyOptions, type EventCodec } from './apply-batch.ts';
+import { applyBatch, decodeBatch, matchesFilter, type ApplyOptions, type BatchItem, type EventCodec } from './apply-batch.ts';
 import { readCheckpoints } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 
@@ -41,20 +41,26 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
   const headPosition = options.untilPosition ?? (await store.headPosition());
   let from = [...positions.values()].reduce((a, b) => (b < a ? b : a), headPosition);
   let events = 0;
-  const read = (fromPosition: bigint) =>
-    fromPosition >= headPosition ? Promise.resolve([] as RecordedEvent[]) : store.readAll({ fromPosition, maxCount: pageSize });
-  let next = read(from);
+  const wanted = (e: RecordedEvent) =>
+    projections.some((p) => !failed.has(p.name) && e.position > positions.get(p.name)! && matchesFilter(p.filter, e));
+  // Page N+1 is read and decoded while page N is applied (decoding waits for the previous page's
+  // decode, so a forget still evicts its key before any later event is decrypted).
+  const prepare = async (fromPosition: bigint): Promise<{ page: RecordedEvent[]; items: BatchItem[] }> => {
+    const page =
+      fromPosition >= headPosition
+        ? []
+        : (await store.readAll({ fromPosition, maxCount: pageSize })).filter((e) => e.position <= headPosition);
+    const inTime = options.untilTime ? page.filter((e) => e.recordedAt.getTime() <= options.untilTime!.getTime()) : page;
+    return { page, items: await decodeBatch(codec, inTime, wanted) };
+  };
+  let next = prepare(from);
   for (;;) {
-    let page = await next;
-    page = page.filter((e) => e.position <= headPosition);
+    const { page, items } = await next;
     if (page.length === 0) break;
     const endPosition = page[page.length - 1]!.position;
-    next = read(endPosition);
-    const inTime = options.untilTime ? page.filter((e) => e.recordedAt.getTime() <= options.untilTime!.getTime()) : page;
+    next = prepare(endPosition);
+    next.catch(() => undefined); // observed below; a failure here must not go unhandled if apply throws first
     const active = projections.filter((p) => !failed.has(p.name) && positions.get(p.name)! < endPosition);
-    const items = await decodeBatch(codec, inTime, (e) =>
-      active.some((p) => e.position > positions.get(p.name)! && matchesFilter(p.filter, e)),
-    );
     const applyOne = async (p: Projection) => {
       const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, options.applyOptions);
       positions.set(p.name, outcome.position);
@@ -66,6 +72,5 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
     from = endPosition;
     options.onProgress?.({ position: endPosition, headPosition, events });
   }
-  await next.catch(() => undefined);
   return { position: from, events, failed: [...failed] };
 }

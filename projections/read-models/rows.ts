@@ -16,9 +16,6 @@ export interface TableSpec {
   dateColumns?: readonly string[];
 }
 
-/** Largest parameter count PostgreSQL accepts in one statement is 65535; stay well below. */
-const MAX_PARAMS = 30_000;
-
 const localDate = (d: Date): string =>
   `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
 
@@ -75,16 +72,31 @@ export class RowSet {
   }
 }
 
+/**
+ * Rows travel as ONE jsonb parameter expanded by `jsonb_populate_recordset` into the table's row
+ * type: no per-value parameters to build or bind, and PostgreSQL converts each JSON value to the
+ * column's type (arrays, numerics as strings, ISO timestamps, jsonb) exactly as a literal would.
+ */
+const rowsAsRecordset = (schema: string, spec: TableSpec, rows: Row[]) =>
+  sql`SELECT ${sql.join(spec.columns.map((c) => sql.id(c)))}
+      FROM jsonb_populate_recordset(NULL::${sql.id(schema, spec.table)}, ${JSON.stringify(rows.map((r) => pick(r, spec.columns)))}::jsonb)`;
+
+const pick = (row: Row, columns: readonly string[]): Row => {
+  const out: Row = {};
+  for (const c of columns) out[c] = row[c] ?? null;
+  return out;
+};
+
+/** Bounded statement size: very large batches are split. */
+const CHUNK_ROWS = 5_000;
+
 /** Multi-row `INSERT ... ON CONFLICT (key) DO UPDATE` over every writable column. */
 export async function upsertRows(trx: Transaction<any>, schema: string, spec: TableSpec, rows: Row[]): Promise<void> {
   const cols = spec.columns;
-  const chunk = Math.max(1, Math.floor(MAX_PARAMS / cols.length));
   const updates = cols.filter((c) => c !== spec.key).map((c) => sql`${sql.id(c)} = EXCLUDED.${sql.id(c)}`);
-  for (let i = 0; i < rows.length; i += chunk) {
-    const part = rows.slice(i, i + chunk);
-    const values = part.map((r) => sql`(${sql.join(cols.map((c) => toParam(r[c])))})`);
+  for (let i = 0; i < rows.length; i += CHUNK_ROWS) {
     await sql`INSERT INTO ${sql.id(schema, spec.table)} (${sql.join(cols.map((c) => sql.id(c)))})
-      VALUES ${sql.join(values)}
+      ${rowsAsRecordset(schema, spec, rows.slice(i, i + CHUNK_ROWS))}
       ON CONFLICT (${sql.id(spec.key)}) DO UPDATE SET ${sql.join(updates)}`.execute(trx);
   }
 }
@@ -92,24 +104,12 @@ export async function upsertRows(trx: Transaction<any>, schema: string, spec: Ta
 /** Multi-row plain insert (append-only tables such as the timeline); duplicates by key are ignored. */
 export async function insertRows(trx: Transaction<any>, schema: string, spec: TableSpec, rows: Row[]): Promise<void> {
   const cols = spec.columns;
-  const chunk = Math.max(1, Math.floor(MAX_PARAMS / cols.length));
-  for (let i = 0; i < rows.length; i += chunk) {
-    const part = rows.slice(i, i + chunk);
-    const values = part.map((r) => sql`(${sql.join(cols.map((c) => toParam(r[c])))})`);
+  for (let i = 0; i < rows.length; i += CHUNK_ROWS) {
     await sql`INSERT INTO ${sql.id(schema, spec.table)} (${sql.join(cols.map((c) => sql.id(c)))})
-      VALUES ${sql.join(values)} ON CONFLICT (${sql.id(spec.key)}) DO NOTHING`.execute(trx);
+      ${rowsAsRecordset(schema, spec, rows.slice(i, i + CHUNK_ROWS))}
+      ON CONFLICT (${sql.id(spec.key)}) DO NOTHING`.execute(trx);
   }
 }
-
-/** Values as parameters: arrays become text[] literals so pg and PGlite agree. */
-const toParam = (value: unknown) => {
-  if (Array.isArray(value)) return sql`${toTextArrayLiteral(value as string[])}::text[]`;
-  if (value !== null && typeof value === 'object' && !(value instanceof Date)) return sql`${JSON.stringify(value)}::jsonb`;
-  return sql`${value ?? null}`;
-};
-
-const toTextArrayLiteral = (values: string[]): string =>
-  `{${values.map((v) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`).join(',')}}`;
 
 /** Creates the schema if needed; every read model's migrate starts with it. */
 export async function ensureSchema(db: Kysely<any> | Transaction<any>, schema: string): Promise<void> {
