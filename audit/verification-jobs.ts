@@ -154,6 +154,5 @@ export async function createVerificationJobs(db: Kysely<any>, schema: string): P
   };
 }
 
-/** Summaries may carry bigints (positions); JSON has no bigint. */
-export const jsonSafe = (_key: string, value: unknown): unknown =>
-  typeof value === 'bigint' ? (value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString()) : value;
+/** Summaries carry bigints (positions); they go out as decimal strings, like every position in the API. */
+export const jsonSafe = (_key: string, value: unknown): unknown => (typeof value === 'bigint' ? value.toString() : value);

@@ -207,6 +207,21 @@ describe('verification jobs', () => {
     expect(job).toMatchObject({ kind: 'chains', status: 'passed', result: { ok: true, streams: { ok: true }, global: { ok: true } } });
   });
 
+  it('a chain verification fails naming the event edited behind the store', async () => {
+    const events = sql.id(h.schemas.events, 'events');
+    const stream = `customer-${customerId}`;
+    await sql`UPDATE ${events} SET metadata = jsonb_set(metadata, '{reason}', '"backdated by hand"') WHERE stream = ${stream} AND revision = 1`.execute(h.database.db);
+    try {
+      const { id } = json(await send('auditor', 'POST', '/audit/verify', { kind: 'chains' }));
+      const job = await waitForJob(id);
+      expect(job.status).toBe('failed');
+      expect(job.result.firstBroken).toMatchObject({ chain: 'stream', stream, revision: 1, reason: expect.stringContaining('hash mismatch') });
+      expect(job.result.firstBroken.position).toMatch(/^\d+$/);
+    } finally {
+      await sql`UPDATE ${events} SET metadata = metadata - 'reason' WHERE stream = ${stream} AND revision = 1`.execute(h.database.db);
+    }
+  });
+
   it('answers 404 for an unknown job and 400 for a bad body; analysts may not start one', async () => {
     expectProblem(await send('auditor', 'GET', `/audit/verify/${randomUUID()}`), 404);
     expectProblem(await send('auditor', 'POST', '/audit/verify', { kind: 'everything' }), 400, 'validation');
