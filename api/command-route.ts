@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { Id } from '../domain/shared.ts';
 import type { RouteContext } from './app.ts';
 import { CommandAccepted, CommandHeaders, executeCommand, IdParams, type IfMatchPolicy } from './http.ts';
-import { ProblemSchema, validationProblem } from './problems.ts';
+import { problemResponses, validationProblem } from './problems.ts';
 import { ruleFor } from './roles.ts';
 
 /** A command payload schema from the domain's command catalogue: a strict object, possibly refined. */
@@ -25,16 +25,7 @@ export interface CommandRouteSpec {
   description?: string;
 }
 
-const errorResponses = {
-  400: ProblemSchema,
-  401: ProblemSchema,
-  403: ProblemSchema,
-  404: ProblemSchema,
-  409: ProblemSchema,
-  422: ProblemSchema,
-  428: ProblemSchema,
-  503: ProblemSchema,
-};
+const errorResponses = problemResponses(400, 401, 403, 404, 409, 413, 422, 428, 429, 503);
 
 /**
  * The HTTP body of a command: the domain payload's fields without the path id, strict (unknown

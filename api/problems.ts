@@ -99,3 +99,25 @@ export const ProblemSchema = z
   })
   .catchall(z.unknown())
   .meta({ id: 'Problem' });
+
+const STATUS_DESCRIPTIONS: Record<number, string> = {
+  400: 'Invalid request: `errors` names each failing field',
+  401: 'No valid API key',
+  403: 'The key\'s role may not call this route',
+  404: 'No such resource',
+  409: 'Revision conflict (with `currentRevision`) or not possible in the current state',
+  413: 'Request too large',
+  422: 'A business rule refused the command, or the Idempotency-Key was used for another request',
+  428: 'If-Match required',
+  429: 'Rate limit exceeded',
+  503: 'Dependency unavailable or read models not caught up',
+};
+
+/** OpenAPI responses for the given error statuses, documented as `application/problem+json`. */
+export const problemResponses = (...statuses: number[]) =>
+  Object.fromEntries(
+    statuses.map((status) => [
+      status,
+      { description: STATUS_DESCRIPTIONS[status] ?? 'Problem', content: { [PROBLEM_CONTENT_TYPE]: { schema: ProblemSchema } } },
+    ]),
+  );

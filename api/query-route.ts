@@ -6,7 +6,7 @@ import type { RouteContext } from './app.ts';
 import type { AggregateKind, Page, ReadModelQueries, ReadRecord } from './deps.ts';
 import { awaitReadModels, etagOf, IdParams, WaitForQuery } from './http.ts';
 import { forCaller } from './mask.ts';
-import { ProblemError, ProblemSchema } from './problems.ts';
+import { ProblemError, problemResponses } from './problems.ts';
 import { ruleFor } from './roles.ts';
 
 /** Page parameters of every list. The cursor is opaque: pass back `nextCursor`. */
@@ -20,7 +20,7 @@ export const PageQuery = {
 export const PageSchema = z.object({ items: z.array(z.looseObject({})), nextCursor: z.string().nullable() });
 const RecordSchema = z.looseObject({});
 
-const errorResponses = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
+const errorResponses = problemResponses(400, 401, 403, 404, 429, 503);
 
 /** `true`/`false` in a query string. */
 export const BooleanQuery = z.enum(['true', 'false']).transform((v) => v === 'true');
