@@ -311,7 +311,8 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
           delivered = event.position;
           subscriber.next({ kind: 'event', event });
         });
-        subscription.on('caughtUp', () => subscriber.next({ kind: 'caughtUp', position: delivered }));
+        // Deferred: events the stream already buffered are emitted first, so caughtUp follows them.
+        subscription.on('caughtUp', () => setImmediate(() => !stopped && subscriber.next({ kind: 'caughtUp', position: delivered })));
         subscription.on('error', (error: Error) => {
           if (stopped || current !== subscription) return;
           current = undefined;
