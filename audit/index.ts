@@ -45,8 +45,8 @@ export interface AuditServices {
   /** Periodic sealer for the projection process (PostgreSQL engine only; undefined otherwise). */
   startChainSealer(options?: { intervalMs?: number; onError?: (error: unknown) => void }): ChainSealer | undefined;
   subjectAccess(customerId: string): Promise<SubjectAccessExport | undefined>;
-  /** Starts a background verification recorded in `audit_verifications`; resolves with its id. */
-  startVerification(kind: VerificationKind, requestedBy: string | null): Promise<{ id: string; done: Promise<void> }>;
+  /** Starts a background verification recorded in `audit_verifications` (or joins the one of that kind already running); resolves with its id. */
+  startVerification(kind: VerificationKind, requestedBy: string | null): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
   verificationJobs(): Promise<VerificationJobs>;
 }
 

@@ -93,8 +93,8 @@ export interface VerificationOutcome {
 export type VerificationRun = (onProgress: (progress: VerificationProgress) => void) => Promise<VerificationOutcome>;
 
 export interface VerificationJobs {
-  /** Records the job and starts it in this process; resolves with its id at once. */
-  start(kind: VerificationKind, requestedBy: string | null, run: VerificationRun): Promise<{ id: string; done: Promise<void> }>;
+  /** Records the job and starts it in this process, or joins the job of that kind already running; resolves with its id at once. */
+  start(kind: VerificationKind, requestedBy: string | null, run: VerificationRun): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
   get(id: string): Promise<VerificationJob | undefined>;
 }
 
@@ -109,9 +109,22 @@ export async function createVerificationJobs(db: Kysely<any>, schema: string): P
 
   return {
     async start(kind, requestedBy, run) {
-      const id = randomUUID();
-      await sql`INSERT INTO ${table} (id, kind, status, requested_by, started_at)
-        VALUES (${id}, ${kind}, 'running', ${requestedBy}, now())`.execute(db);
+      const fresh = randomUUID();
+      // One running job per kind in the deployment: a second request joins it instead of starting
+      // another full replay (each costs a shadow schema and a pass over every event).
+      const running = await db.transaction().execute(async (trx) => {
+        await sql`SELECT pg_advisory_xact_lock(hashtext(${`audit_verifications:${schema}:${kind}`}))`.execute(trx);
+        const { rows } = await sql<{ id: string }>`
+          SELECT id FROM ${table}
+           WHERE kind = ${kind} AND status = 'running' AND heartbeat_at > now() - make_interval(secs => ${ABANDONED_AFTER_MS / 1000})
+           ORDER BY created_at DESC LIMIT 1`.execute(trx);
+        if (rows[0]) return rows[0].id;
+        await sql`INSERT INTO ${table} (id, kind, status, requested_by, started_at)
+          VALUES (${fresh}, ${kind}, 'running', ${requestedBy}, now())`.execute(trx);
+        return undefined;
+      });
+      if (running) return { id: running, done: Promise.resolve(), joined: true };
+      const id = fresh;
       let lastWrite = 0;
       let pending: Promise<unknown> = Promise.resolve();
       const onProgress = (progress: VerificationProgress) => {
@@ -143,7 +156,7 @@ export async function createVerificationJobs(db: Kysely<any>, schema: string): P
           clearInterval(heartbeat);
         }
       })();
-      return { id, done };
+      return { id, done, joined: false };
     },
 
     async get(id) {

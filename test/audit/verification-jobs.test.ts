@@ -1,0 +1,86 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createVerificationJobs, type VerificationJobs, type VerificationOutcome } from '../../audit/verification-jobs.ts';
+import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
+import { testSchemas } from '../support/postgres.ts';
+import { sleep } from './support.ts';
+
+const schemas = testSchemas('audit_jobs');
+let database: SqlDatabase;
+let jobs: VerificationJobs;
+
+beforeAll(async () => {
+  database = connectPostgres(schemas.url, { max: 3 });
+  jobs = await createVerificationJobs(database.db, schemas.read);
+});
+afterAll(async () => {
+  await database?.close();
+  await schemas.dropSchemas();
+});
+
+/** A run the test finishes by hand. */
+const controlledRun = () => {
+  let finish!: (outcome: VerificationOutcome & Record<string, unknown>) => void;
+  let fail!: (error: Error) => void;
+  const outcome = new Promise<VerificationOutcome>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
+  return { finish, fail, run: async (onProgress: (p: { phase: string; done: number; total: number | null }) => void) => {
+    onProgress({ phase: 'replay', done: 42, total: null });
+    return outcome;
+  } };
+};
+
+const settle = async (id: string) => {
+  for (let i = 0; i < 100; i++) {
+    const job = await jobs.get(id);
+    if (job && job.status !== 'running') return job;
+    await sleep(20);
+  }
+  throw new Error('job did not settle');
+};
+
+describe('verification jobs', () => {
+  it('records progress, lets a second request join the running job, and stores the result', async () => {
+    const control = controlledRun();
+    const first = await jobs.start('read_models', 'auditor-1', control.run);
+    expect(first.joined).toBe(false);
+    const second = await jobs.start('read_models', 'auditor-2', controlledRun().run);
+    expect(second).toMatchObject({ id: first.id, joined: true });
+    // Another kind is its own job.
+    const chains = controlledRun();
+    const other = await jobs.start('chains', 'auditor-1', chains.run);
+    expect(other.id).not.toBe(first.id);
+
+    await sleep(50);
+    const running = await jobs.get(first.id);
+    expect(running).toMatchObject({ status: 'running', kind: 'read_models', requestedBy: 'auditor-1', progress: { phase: 'replay', done: 42 } });
+
+    control.finish({ ok: false, differences: 1, position: 12n });
+    await first.done;
+    const finished = await settle(first.id);
+    expect(finished).toMatchObject({ status: 'failed', result: { ok: false, differences: 1, position: '12' } });
+    expect(finished.finishedAt).not.toBeNull();
+
+    chains.fail(new Error('database went away'));
+    await other.done;
+    expect(await jobs.get(other.id)).toMatchObject({ status: 'error', error: 'database went away' });
+  });
+
+  it('reads a job whose process stopped heartbeating as abandoned, and starts a new one', async () => {
+    const stuck = await jobs.start('read_models', null, controlledRun().run);
+    await sql`UPDATE ${sql.id(schemas.read, 'audit_verifications')} SET heartbeat_at = now() - interval '5 minutes' WHERE id = ${stuck.id}`.execute(database.db);
+    expect((await jobs.get(stuck.id))!.status).toBe('abandoned');
+    const next = await jobs.start('read_models', null, async () => ({ ok: true }));
+    expect(next.joined).toBe(false);
+    await next.done;
+    expect((await jobs.get(next.id))!.status).toBe('passed');
+  });
+
+  it('knows no job for an unknown or malformed id', async () => {
+    expect(await jobs.get(randomUUID())).toBeUndefined();
+    expect(await jobs.get('not-a-uuid')).toBeUndefined();
+  });
+});
