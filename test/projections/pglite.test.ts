@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCrmCommands, type CrmCommands } from '../../commands/index.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { createPersonalData } from '../../eventstore/personal-data.ts';
+import { createPostgresEventStore, openPglite, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import type { EventCodec } from '../../projections/apply-batch.ts';
+import { personalDataCodec } from '../../projections/codec.ts';
+import { createReadModelQueries } from '../../projections/queries/index.ts';
+import { readModelProjections } from '../../projections/read-models/index.ts';
+import { compareSchemas, rebuildProjections, replayInto, tablesOf } from '../../projections/rebuild.ts';
+import { createReportingViews } from '../../projections/reporting.ts';
+import { ProjectionRunner } from '../../projections/runner.ts';
+
+// The embedded default engine: one PGlite instance for the file (they cost seconds and memory).
+let database: SqlDatabase;
+let store: EventStore;
+let codec: EventCodec;
+let commands: CrmCommands;
+let runner: ProjectionRunner;
+let last = 0n;
+const projections = readModelProjections();
+const actor = { userId: 'ann', roles: ['sales'] };
+
+const run = async (command: Record<string, unknown>) => {
+  const result = await commands.execute(command as never, { actor, correlationId: randomUUID() });
+  if (result.position > last) last = result.position;
+  return result;
+};
+
+beforeAll(async () => {
+  database = await openPglite();
+  store = await createPostgresEventStore(database, { schema: 'events' });
+  const personalData = await createPersonalData(database.db, { schema: 'events' });
+  codec = personalDataCodec(personalData);
+  commands = createCrmCommands({ store, personalData });
+  runner = new ProjectionRunner({ db: database.db, store, schema: 'crm', projections, codec });
+  await runner.start();
+  await createReportingViews(database.db, { readSchema: 'crm', reportingSchema: 'reporting', projections });
+});
+
+afterAll(async () => {
+  await runner?.stop();
+  await store?.close();
+  await database?.close();
+});
+
+describe('projections on PGlite', () => {
+  it('follow the feed, rebuild with a swap and replay to identical tables', async () => {
+    const customerId = randomUUID();
+    await run({ type: 'RegisterCustomer', customerId, name: 'Pia Lite', email: 'Pia@Example.com', tags: ['embedded'] });
+    await run({ type: 'RecordPurchase', customerId, orderId: 'p-1', amount: 19.99, currency: 'EUR' });
+    const dealId = randomUUID();
+    await run({ type: 'OpenDeal', dealId, customerId, title: 'Lite deal', amount: 100, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2026-05-01' });
+    await runner.waitForPosition(last, 10_000);
+    const q = createReadModelQueries({ db: database.db, schema: 'crm' });
+    expect(await q.getCustomer(customerId)).toMatchObject({ email: 'pia@example.com', revenue: 19.99, tags: ['embedded'], dealsOpen: 1 });
+    expect((await q.listCustomers({ search: 'pia@' })).items).toHaveLength(1);
+
+    const rebuilt = await rebuildProjections({ db: database.db, store, codec, projections, schema: 'crm', reportingSchema: 'reporting', runner });
+    expect(rebuilt.names).toHaveLength(projections.length);
+    await run({ type: 'RecordPurchase', customerId, orderId: 'p-2', amount: 0.01, currency: 'EUR' });
+    await runner.waitForPosition(last, 10_000);
+    expect((await q.getCustomer(customerId))!.revenue).toBe(20);
+
+    const replay = await replayInto({ db: database.db, store, codec, projections, schema: 'crm_replay', untilPosition: last });
+    const comparison = await compareSchemas(database.db, 'crm', replay.schema, tablesOf(projections));
+    expect(comparison.filter((t) => !t.equal)).toEqual([]);
+  });
+});
