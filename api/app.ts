@@ -121,6 +121,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   };
   const context: RouteContext = { deps: resolved, metrics, keys, idempotency, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
 
+  // JSON only: a text/plain body is a 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(problemErrorHandler);

@@ -56,6 +56,19 @@ describe('ops routes', () => {
     expect(generated.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
   });
 
+  it('answers a non-JSON body with 415 and an oversized one with 413, as problems', async () => {
+    expectProblem(
+      await h.app.inject({ method: 'POST', url: '/admin/api-keys', headers: { ...h.auth('admin'), 'content-type': 'text/plain' }, payload: 'name=x' }),
+      415,
+      'unsupported-media-type',
+    );
+    expectProblem(
+      await h.app.inject({ method: 'POST', url: '/admin/api-keys', headers: { ...h.auth('admin'), 'content-type': 'application/json' }, payload: JSON.stringify({ name: 'x'.repeat(2_000_000), role: 'sales' }) }),
+      413,
+      'payload-too-large',
+    );
+  });
+
   it('answers unknown routes with a 404 problem', async () => {
     expectProblem(await h.app.inject({ method: 'GET', url: '/nope' }), 404, 'not-found');
   });
