@@ -56,7 +56,7 @@ const StreamParams = z.strictObject({
 const LogFilters = {
   actor: z.string().min(1).max(200).optional().describe('User id of the actor'),
   type: z.union([z.string().min(1).max(2000), z.array(z.string().min(1).max(100)).max(50)]).optional().describe('Event type(s), comma-separated or repeated'),
-  stream: z.string().min(1).max(220).optional().describe('Exact stream name, or a prefix ending in `-` (deal- = every deal)'),
+  stream: z.string().min(1).max(220).optional().describe('Exact stream name, or an aggregate (`deal` or `deal-`: every deal)'),
   from: Instant.optional().describe('Record time from (inclusive), ISO 8601'),
   to: Instant.optional().describe('Record time to (inclusive), ISO 8601; a date alone includes that whole day'),
   direction: Direction,
@@ -123,7 +123,8 @@ const logFilter = (query: { actor?: string; type?: string | string[]; stream?: s
   return {
     ...(query.actor !== undefined ? { actor: query.actor } : {}),
     ...(types && types.length > 0 ? { types } : {}),
-    ...(query.stream !== undefined ? { stream: query.stream } : {}),
+    // A bare aggregate name (`deal`) means every stream of that aggregate (`deal-`).
+    ...(query.stream !== undefined ? { stream: /^[a-z][a-z0-9_]*$/.test(query.stream) ? `${query.stream}-` : query.stream } : {}),
     ...(from ? { from } : {}),
     ...(to ? { to } : {}),
   };

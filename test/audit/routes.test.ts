@@ -129,6 +129,8 @@ describe('GET /audit/events', () => {
     const rest = json(await send('auditor', 'GET', `/audit/events?stream=customer-&limit=2&cursor=${first.nextCursor}`));
     expect(rest.items).toHaveLength(1);
     expect(rest.items[0].position).toBe(lastPosition);
+    const bare = json(await send('auditor', 'GET', `/audit/events?stream=customer`));
+    expect(bare.items).toHaveLength(3);
     const newest = json(await send('auditor', 'GET', `/audit/events?direction=backwards&limit=1`));
     expect(newest.items[0].position).toBe(lastPosition);
   });
