@@ -71,6 +71,8 @@ describe('verification jobs', () => {
 
   it('reads a job whose process stopped heartbeating as abandoned, and starts a new one', async () => {
     const stuck = await jobs.start('read_models', null, controlledRun().run);
+    // Let its first progress report (which refreshes the heartbeat) land before stopping the clock.
+    for (let i = 0; i < 100 && !(await jobs.get(stuck.id))?.progress; i++) await sleep(20);
     await sql`UPDATE ${sql.id(schemas.read, 'audit_verifications')} SET heartbeat_at = now() - interval '5 minutes' WHERE id = ${stuck.id}`.execute(database.db);
     expect((await jobs.get(stuck.id))!.status).toBe('abandoned');
     const next = await jobs.start('read_models', null, async () => ({ ok: true }));
