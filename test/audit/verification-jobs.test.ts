@@ -54,7 +54,7 @@ describe('verification jobs', () => {
     const other = await jobs.start('chains', 'auditor-1', chains.run);
     expect(other.id).not.toBe(first.id);
 
-    await sleep(50);
+    for (let i = 0; i < 100 && !(await jobs.get(first.id))?.progress; i++) await sleep(20);
     const running = await jobs.get(first.id);
     expect(running).toMatchObject({ status: 'running', kind: 'read_models', requestedBy: 'auditor-1', progress: { phase: 'replay', done: 42 } });
 
