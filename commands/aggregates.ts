@@ -46,14 +46,21 @@ export const aggregateFolders = (sla: SlaPolicy = defaultSlaPolicy): { [K in Agg
   };
 };
 
+/** What the handler keeps of each event: enough to answer a retried command with its first result. */
+export interface EventRef {
+  revision: number;
+  position: bigint;
+  commandHash: string | undefined;
+}
+
 export interface LoadedStream<S> {
   state: S;
   /** Revision of the last event folded; -1 when the stream has no events (up to the bound). */
   revision: number;
   /** Global position of the last event folded; 0n when none. */
   position: bigint;
-  events: ProjectedEvent[];
-  recorded: RecordedEvent[];
+  /** Every event id of the stream (up to the bound). */
+  ids: Map<string, EventRef>;
 }
 
 export interface LoadOptions {
@@ -61,8 +68,35 @@ export interface LoadOptions {
   asOf?: number | Date | string;
 }
 
+export interface StreamLoaderDeps {
+  store: EventStore;
+  personalData: PersonalData;
+  folders: ReturnType<typeof aggregateFolders>;
+}
+
+export const refOf = (r: RecordedEvent): EventRef => ({
+  revision: r.revision,
+  position: r.position,
+  commandHash: typeof r.metadata.commandHash === 'string' ? r.metadata.commandHash : undefined,
+});
+
+const foldInto = async <S>(deps: StreamLoaderDeps, folder: Folder<S>, base: LoadedStream<S>, recorded: RecordedEvent[]): Promise<LoadedStream<S>> => {
+  const decoded: ProjectedEvent[] = [];
+  for (const r of recorded) decoded.push(await decodeRecordedEvent(r, deps.personalData));
+  let { state } = base;
+  for (const [i, e] of decoded.entries()) {
+    state = folder.evolve(state, e.event);
+    base.ids.set(recorded[i]!.id, refOf(recorded[i]!));
+  }
+  const last = recorded.at(-1);
+  return { state, ids: base.ids, revision: last?.revision ?? base.revision, position: last?.position ?? base.position };
+};
+
+const emptyStream = <S>(folder: Folder<S>): LoadedStream<S> => ({ state: folder.initialState(), revision: -1, position: 0n, ids: new Map() });
+
+/** Folds a stream from its start, optionally up to a revision or instant (point-in-time queries). */
 export const loadStream = async <K extends AggregateKind>(
-  deps: { store: EventStore; personalData: PersonalData; folders: ReturnType<typeof aggregateFolders> },
+  deps: StreamLoaderDeps,
   kind: K,
   id: string,
   options: LoadOptions = {},
@@ -72,9 +106,58 @@ export const loadStream = async <K extends AggregateKind>(
   if (typeof options.asOf === 'number') read.untilRevision = options.asOf;
   else if (options.asOf !== undefined) read.untilTime = new Date(options.asOf);
   const recorded = await deps.store.readStream(streamOf(kind, id), read);
-  const events: ProjectedEvent[] = [];
-  for (const r of recorded) events.push(await decodeRecordedEvent(r, deps.personalData));
-  const state = events.reduce((s, e) => folder.evolve(s, e.event), folder.initialState());
-  const last = recorded.at(-1);
-  return { state, revision: last?.revision ?? -1, position: last?.position ?? 0n, events, recorded };
+  return foldInto(deps, folder, emptyStream(folder), recorded);
+};
+
+/**
+ * Current states of recently used streams, caught up on every load by reading only the events after
+ * the cached revision: a command on a stream of 100k events reads and folds what is new, not 100k.
+ * The cache is only a shortcut: appends still carry the expected revision, so a stale entry can
+ * never cause a silent overwrite. States handed out must be used before the next await (decide is
+ * synchronous), since a later catch-up evolves them further.
+ */
+export const createStreamCache = (deps: StreamLoaderDeps, maxStreams: number) => {
+  const entries = new Map<string, LoadedStream<unknown>>();
+  // One catch-up per stream at a time: two folding into one cached state would apply events twice.
+  const inFlight = new Map<string, Promise<unknown>>();
+  const remember = (stream: string, loaded: LoadedStream<unknown>) => {
+    entries.delete(stream);
+    entries.set(stream, loaded);
+    if (entries.size > maxStreams) entries.delete(entries.keys().next().value!);
+  };
+  const catchUp = async <S>(stream: string, folder: Folder<S>): Promise<LoadedStream<S>> => {
+    const cached = entries.get(stream) as LoadedStream<S> | undefined;
+    try {
+      const recorded = await deps.store.readStream(stream, { fromRevision: (cached?.revision ?? -1) + 1 });
+      if (recorded.length === 0 && cached) return cached;
+      const loaded = await foldInto(deps, folder, cached ?? emptyStream(folder), recorded);
+      remember(stream, loaded);
+      return loaded;
+    } catch (error) {
+      entries.delete(stream);
+      throw error;
+    }
+  };
+  return {
+    async load<K extends AggregateKind>(kind: K, id: string): Promise<LoadedStream<AggregateStates[K]>> {
+      if (maxStreams <= 0) return loadStream(deps, kind, id);
+      const folder = deps.folders[kind] as Folder<AggregateStates[K]>;
+      const stream = streamOf(kind, id);
+      for (;;) {
+        const pending = inFlight.get(stream);
+        if (pending) {
+          // Wait for it, then read again: events may have been appended after it started reading.
+          await pending.catch(() => undefined);
+          continue;
+        }
+        const loading = catchUp(stream, folder);
+        inFlight.set(stream, loading);
+        try {
+          return await loading;
+        } finally {
+          if (inFlight.get(stream) === loading) inFlight.delete(stream);
+        }
+      }
+    },
+  };
 };

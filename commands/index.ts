@@ -8,11 +8,11 @@ import { dealDecider } from '../domain/deal/decider.ts';
 import { createFeedbackDecider } from '../domain/feedback/decider.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata, type Actor } from '../domain/metadata.ts';
-import type { EventStore, NewEvent, RecordedEvent } from '../eventstore/contract.ts';
+import type { EventStore, NewEvent } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { invalidState } from '../domain/errors.ts';
-import { aggregateFolders, loadStream, streamOf, type AggregateStates, type LoadedStream, type LoadOptions } from './aggregates.ts';
+import { aggregateFolders, createStreamCache, loadStream, refOf, streamOf, type AggregateStates, type EventRef, type LoadedStream, type LoadOptions } from './aggregates.ts';
 import { commandHash, createdIdFor, eventIdFor, uuidV5 } from './ids.ts';
 import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
 
@@ -57,6 +57,8 @@ export interface CrmCommandDeps {
   personalData: PersonalData;
   sla?: SlaPolicy;
   clock?: () => Date;
+  /** Streams whose current state is kept in memory between commands (0 disables). Default 10 000. */
+  cachedStreams?: number;
 }
 
 type DomainEventList = { type: string; data: unknown }[];
@@ -71,18 +73,17 @@ const invalid = (path: string, message: string, input: unknown) =>
 const firstResult = (
   id: string,
   stream: string,
-  recorded: RecordedEvent[],
+  ids: Map<string, EventRef>,
   metadata: Pick<EventMetadata, 'idempotencyKey' | 'commandHash'>,
 ): CommandResult | undefined => {
   const key = metadata.idempotencyKey;
   if (!key) return undefined;
-  const byId = new Map(recorded.map((r) => [r.id, r]));
-  const found: RecordedEvent[] = [];
-  for (let i = 0; byId.has(eventIdFor(stream, key, i)); i++) found.push(byId.get(eventIdFor(stream, key, i))!);
-  const last = found.at(-1);
-  if (!last) return undefined;
-  if (found[0]!.metadata.commandHash !== metadata.commandHash) throw new IdempotencyConflict(found[0]!.id, stream);
-  return { id, stream, revision: last.revision, position: last.position, eventIds: found.map((r) => r.id) };
+  const eventIds: string[] = [];
+  for (let i = 0; ids.has(eventIdFor(stream, key, i)); i++) eventIds.push(eventIdFor(stream, key, i));
+  if (eventIds.length === 0) return undefined;
+  if (ids.get(eventIds[0]!)!.commandHash !== metadata.commandHash) throw new IdempotencyConflict(eventIds[0]!, stream);
+  const last = ids.get(eventIds.at(-1)!)!;
+  return { id, stream, revision: last.revision, position: last.position, eventIds };
 };
 
 export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
@@ -105,8 +106,10 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     }
   };
 
+  const cache = createStreamCache({ store, personalData, folders }, deps.cachedStreams ?? 10_000);
+  /** Current state through the cache; a past state (asOf) folded afresh. */
   const load = <K extends AggregateKind>(kind: K, id: string, options?: LoadOptions): Promise<LoadedStream<AggregateStates[K]>> =>
-    loadStream({ store, personalData, folders }, kind, id, options);
+    options?.asOf === undefined ? cache.load(kind, id) : loadStream({ store, personalData, folders }, kind, id, options);
 
   const customerOf = async (customerId: string): Promise<CustomerSnapshot> => customerSnapshot((await load('customer', customerId)).state);
 
@@ -153,7 +156,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     } catch (error) {
       // Two retries of one command raced: the loser finds the winner's events (ciphertext differs, so the store cannot tell).
       if (key && (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict)) {
-        const first = firstResult(id, stream, await store.readStream(stream), metadata);
+        const first = firstResult(id, stream, new Map((await store.readStream(stream)).map((r) => [r.id, refOf(r)])), metadata);
         if (first) return first;
       }
       throw error;
@@ -169,7 +172,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   ): Promise<CommandResult> => {
     const stream = streamOf(kind, id);
     const loaded = await load(kind, id);
-    const first = firstResult(id, stream, loaded.recorded, metadata);
+    const first = firstResult(id, stream, loaded.ids, metadata);
     if (first) return first;
     assertExpected(stream, ctx, loaded.revision);
     const decided = decide(kind, command, loaded.state);
@@ -186,9 +189,9 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     const primaryStream = streamOf('customer', command.customerId);
     const duplicateStream = streamOf('customer', command.duplicateId);
     const [primary, duplicate] = await Promise.all([load('customer', command.customerId), load('customer', command.duplicateId)]);
-    const firstPrimary = firstResult(command.customerId, primaryStream, primary.recorded, metadata);
+    const firstPrimary = firstResult(command.customerId, primaryStream, primary.ids, metadata);
     if (firstPrimary) {
-      const firstDuplicate = firstResult(command.duplicateId, duplicateStream, duplicate.recorded, metadata);
+      const firstDuplicate = firstResult(command.duplicateId, duplicateStream, duplicate.ids, metadata);
       return { ...firstPrimary, eventIds: [...(firstDuplicate?.eventIds ?? []), ...firstPrimary.eventIds] };
     }
     assertExpected(primaryStream, ctx, primary.revision);
@@ -260,7 +263,8 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     execute,
     async loadAggregate(kind, id, options) {
       const { state, revision } = await load(kind, id, options);
-      return { state, revision };
+      // A copy: the cached state keeps evolving with later commands.
+      return { state: structuredClone(state), revision };
     },
   };
 }

@@ -329,4 +329,26 @@ describe('command handling on PostgreSQL', () => {
     expect(error.code).toBe('customer.forgotten');
     expect(await store.headPosition()).toBe(head);
   });
+
+  it('two processes with their own caches see each other\'s events before deciding', async () => {
+    const other = createCrmCommands({ store, personalData });
+    const { id } = await register();
+    await commands.execute({ type: 'RecordPurchase', customerId: id, orderId: 'p-1', amount: 100, currency: 'EUR' }, ctx());
+    await other.execute({ type: 'RefundPurchase', customerId: id, orderId: 'p-1', refundId: 'a', amount: 70, currency: 'EUR' }, ctx());
+    // `commands` cached the stream before the other refund; it must still refuse going over the paid amount.
+    const error = await refusal(commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'p-1', refundId: 'b', amount: 40, currency: 'EUR' }, ctx()));
+    expect(error.details).toMatchObject({ remaining: 30 });
+    await commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'p-1', refundId: 'b', amount: 30, currency: 'EUR' }, ctx({ expectedRevision: 2 }));
+    await expect(other.execute({ type: 'TagCustomer', customerId: id, tag: 'x' }, ctx({ expectedRevision: 2 }))).rejects.toBeInstanceOf(WrongExpectedRevision);
+    const uncached = createCrmCommands({ store, personalData, cachedStreams: 0 });
+    expect(await other.loadAggregate('customer', id)).toEqual(await uncached.loadAggregate('customer', id));
+  });
+
+  it('loadAggregate hands out a copy that later commands do not change', async () => {
+    const { id } = await register();
+    const before = await commands.loadAggregate('customer', id);
+    await commands.execute({ type: 'RecordPurchase', customerId: id, orderId: 'c-1', amount: 1, currency: 'EUR' }, ctx());
+    await commands.loadAggregate('customer', id);
+    expect(before.state.orders).toEqual({});
+  });
 });
