@@ -41,11 +41,26 @@ export interface GammaGammaFit {
 export function fitGammaGamma(history: readonly SpendHistory[]): GammaGammaFit {
   const usable = history.filter(usableForSpend);
   if (usable.length < 3) throw new RangeError('Gamma-Gamma needs at least 3 customers with repeat purchases');
+  const xs = Int32Array.from(usable, (c) => c.frequency);
+  const logM = Float64Array.from(usable, (c) => Math.log(c.monetary));
+  const xm = Float64Array.from(usable, (c) => c.frequency * c.monetary);
+  const maxX = xs.reduce((m, x) => Math.max(m, x), 0);
+  const present = new Uint8Array(maxX + 1);
+  for (const x of xs) present[x] = 1;
+  const termOfX = new Float64Array(maxX + 1);
   const negLogLik = (lv: number[]): number => {
     if (lv.some((x) => Math.abs(x) > 30)) return Infinity;
-    const params = { p: Math.exp(lv[0]!), q: Math.exp(lv[1]!), v: Math.exp(lv[2]!) };
+    const p = Math.exp(lv[0]!);
+    const q = Math.exp(lv[1]!);
+    const v = Math.exp(lv[2]!);
+    // Terms that depend on x only, once per distinct x (same function as gammaGammaLogLikelihood).
+    for (let x = 1; x <= maxX; x++) if (present[x]) termOfX[x] = logGamma(p * x + q) - logGamma(p * x) + p * x * Math.log(x);
+    const constant = -logGamma(q) + q * Math.log(v);
     let sum = 0;
-    for (const c of usable) sum += gammaGammaLogLikelihood(params, c);
+    for (let i = 0; i < xs.length; i++) {
+      const px = p * xs[i]!;
+      sum += constant + termOfX[xs[i]!]! + (px - 1) * logM[i]! - (px + q) * Math.log(xm[i]! + v);
+    }
     return -sum;
   };
   const meanM = usable.reduce((s, c) => s + c.monetary, 0) / usable.length;

@@ -10,7 +10,7 @@ import {
   simulateBgNbdCustomer,
   type BgNbdParams,
 } from '../../analytics/models/bgnbd.ts';
-import { expectedSpend, fitGammaGamma, simulateSpend } from '../../analytics/models/gamma-gamma.ts';
+import { expectedSpend, fitGammaGamma, gammaGammaLogLikelihood, simulateSpend } from '../../analytics/models/gamma-gamma.ts';
 import { clvFromMargins, clvInfinite } from '../../analytics/models/clv.ts';
 import { rfmOf, summarisePurchases } from '../../analytics/models/rfm.ts';
 import { customerValue } from '../../analytics/models/customer-value.ts';
@@ -119,6 +119,9 @@ describe('BG/NBD', () => {
     // And the fitted likelihood is at least that of the true parameters (it is the maximum).
     const atTruth = customers.reduce((s, c) => s + bgnbdLogLikelihood(CDNOW, c), 0);
     expect(fit.logLikelihood).toBeGreaterThanOrEqual(atTruth);
+    // The fit's grouped, cached likelihood is the same function as the per-customer one.
+    const atFit = customers.reduce((s, c) => s + bgnbdLogLikelihood(fit.params, c), 0);
+    expect(fit.logLikelihood).toBeCloseTo(atFit, 6);
   });
 });
 
@@ -132,6 +135,7 @@ describe('Gamma-Gamma', () => {
       return { frequency, monetary: simulateSpend(truth, frequency, random) };
     });
     const fit = fitGammaGamma(history);
+    expect(fit.logLikelihood).toBeCloseTo(history.reduce((s, c) => s + gammaGammaLogLikelihood(fit.params, c), 0), 6);
     for (const key of ['p', 'q', 'v'] as const) {
       expect(Math.abs(fit.params[key] - truth[key])).toBeLessThan(3 * fit.standardErrors[key]);
     }
