@@ -12,6 +12,10 @@ import type { RecordedEvent } from './contract.ts';
  * (base64url), so event JSON stays valid and hash chains cover ciphertext only. Forgetting sets the
  * key to NULL and stamps `forgotten_at`: the row stays as a tombstone so no new key is ever created
  * for a forgotten customer.
+ *
+ * With a `masterKey`, data keys are stored wrapped (AES-256-GCM, bound to the customer id), so a copy
+ * of the database alone reveals nothing. Keys stored unwrapped before a master key was configured
+ * still read (a wrapped key is 60 bytes, a bare one 32).
  */
 export interface PersonalData {
   /** Encrypts the personal fields (domain/catalogue.ts `personalFields`) of an event about to be appended; creates the customer's key on first use. */
@@ -34,7 +38,32 @@ export class PersonalDataForgotten extends Error {
 
 const PREFIX = 'enc:v1:';
 const IV_BYTES = 12;
+const TAG_BYTES = 16;
 const KEY_BYTES = 32;
+
+export interface PersonalDataOptions {
+  /** Events schema: the keys table lives beside the events. */
+  schema: string;
+  /** 32 bytes that wrap every data key at rest (from the composition root, e.g. a secret manager). */
+  masterKey?: Uint8Array;
+}
+
+const wrapKey = (master: Uint8Array, customerId: string, key: Buffer): Buffer => {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', master, iv);
+  cipher.setAAD(Buffer.from(`key:${customerId}`, 'utf8'));
+  const ciphertext = Buffer.concat([cipher.update(key), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), ciphertext]);
+};
+
+const unwrapKey = (master: Uint8Array | undefined, customerId: string, stored: Buffer): Buffer => {
+  if (stored.length === KEY_BYTES) return stored;
+  if (!master) throw new Error(`The data key of customer ${customerId} is wrapped, but no master key is configured`);
+  const decipher = createDecipheriv('aes-256-gcm', master, stored.subarray(0, IV_BYTES));
+  decipher.setAAD(Buffer.from(`key:${customerId}`, 'utf8'));
+  decipher.setAuthTag(stored.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+  return Buffer.concat([decipher.update(stored.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+};
 
 export const isEncrypted = (value: unknown): value is string => typeof value === 'string' && value.startsWith(PREFIX);
 
@@ -68,7 +97,9 @@ const isRecord = (data: unknown): data is Record<string, unknown> =>
 /** `undefined` = no key row yet; `null` = forgotten (the key was deleted). */
 type KeyLookup = Buffer | null | undefined;
 
-export async function createPersonalData(db: Kysely<any>, options: { schema: string }): Promise<PersonalData> {
+export async function createPersonalData(db: Kysely<any>, options: PersonalDataOptions): Promise<PersonalData> {
+  const { masterKey } = options;
+  if (masterKey && masterKey.length !== KEY_BYTES) throw new Error(`The master key must be ${KEY_BYTES} bytes, got ${masterKey.length}`);
   const table = sql.table(`${options.schema}.customer_keys`);
   await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(options.schema)}`.execute(db);
   await sql`
@@ -90,7 +121,7 @@ export async function createPersonalData(db: Kysely<any>, options: { schema: str
       SELECT data_key FROM ${table} WHERE customer_id = ${customerId}`.execute(db);
     const row = rows[0];
     if (!row) return undefined;
-    const key = row.data_key ? Buffer.from(row.data_key) : null;
+    const key = row.data_key ? unwrapKey(masterKey, customerId, Buffer.from(row.data_key)) : null;
     cache.set(customerId, key);
     return key;
   };
@@ -98,8 +129,9 @@ export async function createPersonalData(db: Kysely<any>, options: { schema: str
   const keyForWriting = async (customerId: string): Promise<Buffer> => {
     let key = await lookup(customerId);
     if (key === undefined) {
+      const fresh = randomBytes(KEY_BYTES);
       await sql`
-        INSERT INTO ${table} (customer_id, data_key) VALUES (${customerId}, ${randomBytes(KEY_BYTES)})
+        INSERT INTO ${table} (customer_id, data_key) VALUES (${customerId}, ${masterKey ? wrapKey(masterKey, customerId, fresh) : fresh})
         ON CONFLICT (customer_id) DO NOTHING`.execute(db);
       // Re-read: a concurrent writer may have won the insert, or the customer may be a tombstone.
       key = await lookup(customerId);

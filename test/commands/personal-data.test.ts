@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERASED } from '../../domain/shared.ts';
@@ -133,5 +133,25 @@ describe('personal data', () => {
   it('rejects an event whose metadata is invalid', async () => {
     const bad = { ...recorded('CustomerTagged', { customerId: randomUUID(), tag: 'x' }, 1), metadata: { actor: 'nobody' } };
     await expect(decodeRecordedEvent(bad, personalData)).rejects.toThrow();
+  });
+
+  it('with a master key, data keys are stored wrapped and still work; bare keys stored before still read', async () => {
+    const masterKey = randomBytes(32);
+    const wrapped = await createPersonalData(database.db, { schema: schemas.events, masterKey });
+    const id = randomUUID();
+    const stored = await wrapped.protect('CustomerRegistered', registered(id));
+    const { rows } = await sql<{ data_key: Buffer }>`
+      SELECT data_key FROM ${sql.table(`${schemas.events}.customer_keys`)} WHERE customer_id = ${id}`.execute(database.db);
+    expect(rows[0]!.data_key.length).toBe(60);
+    const again = await createPersonalData(database.db, { schema: schemas.events, masterKey });
+    expect(await again.reveal('CustomerRegistered', stored)).toEqual(registered(id));
+    // Without the master key the wrapped key is useless.
+    const bare = await createPersonalData(database.db, { schema: schemas.events });
+    await expect(bare.reveal('CustomerRegistered', stored)).rejects.toThrow(/master key/);
+    // A key created before the master key was configured still reads.
+    const oldId = randomUUID();
+    const oldStored = await bare.protect('CustomerRegistered', registered(oldId));
+    expect(await again.reveal('CustomerRegistered', oldStored)).toEqual(registered(oldId));
+    await expect(createPersonalData(database.db, { schema: schemas.events, masterKey: randomBytes(16) })).rejects.toThrow(/32 bytes/);
   });
 });
