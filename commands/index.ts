@@ -18,6 +18,7 @@ import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type
 
 export { commandSchemas, commandTargets, commandTypes, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
 export { streamOf, type AggregateStates, type LoadOptions } from './aggregates.ts';
+export { defaultSlaPolicy, SlaPolicy } from '../domain/feedback/sla.ts';
 
 export interface CommandContext {
   actor: Actor;

@@ -351,4 +351,20 @@ describe('command handling on PostgreSQL', () => {
     await commands.loadAggregate('customer', id);
     expect(before.state.orders).toEqual({});
   });
+
+  it('campaign responses refer to existing customers; a retried cost with the same key is recorded once', async () => {
+    const campaign = await commands.execute({ type: 'CreateCampaign', name: 'Spring', channel: 'email', budget: 500, currency: 'EUR' }, ctx());
+    await commands.execute({ type: 'LaunchCampaign', campaignId: campaign.id }, ctx());
+    const error = await refusal(commands.execute({ type: 'RecordCampaignResponse', campaignId: campaign.id, customerId: randomUUID(), kind: 'opened' }, ctx()));
+    expect(error).toMatchObject({ code: 'customer.not_found', kind: 'rule_violated', field: 'customerId' });
+    const { id } = await register();
+    await commands.execute({ type: 'RecordCampaignResponse', campaignId: campaign.id, customerId: id, kind: 'converted', revenue: 80 }, ctx());
+    const key = randomUUID();
+    const cost = { type: 'RecordCampaignCost', campaignId: campaign.id, amount: 120, currency: 'EUR' } as const;
+    const first = await commands.execute(cost, ctx({ idempotencyKey: key }));
+    expect(await commands.execute(cost, ctx({ idempotencyKey: key }))).toEqual(first);
+    const { state } = await commands.loadAggregate('campaign', campaign.id);
+    expect(Object.values(state.costs)).toEqual([{ amount: 120, currency: 'EUR' }]);
+    expect(state.responses[id]).toEqual(['converted']);
+  });
 });
