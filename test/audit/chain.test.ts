@@ -24,7 +24,7 @@ afterEach(async () => {
  */
 const sealAll = async (h: AuditHarness): Promise<number> => {
   let total = 0;
-  for (let attempt = 0; attempt < 100; attempt++) {
+  for (let attempt = 0; attempt < 600; attempt++) {
     total += await sealChain(h.database, h.schemas.events);
     if ((await verifyGlobalChain(h.database, h.schemas.events)).unsealed === 0) return total;
     await new Promise((resolve) => setTimeout(resolve, 50));

@@ -28,10 +28,26 @@ export interface AuditHarness {
   close(): Promise<void>;
 }
 
+/**
+ * kysely's Migrator introspects every table of the database, which fails with 3F000 when another
+ * test file drops a schema at that moment; retry rather than fail the file (reported upstream).
+ */
+const withMigrationRetry = async <T>(open: () => Promise<T>): Promise<T> => {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await open();
+    } catch (error) {
+      const code = (error as { cause?: { code?: string }; code?: string }).cause?.code ?? (error as { code?: string }).code;
+      if (code !== '3F000' || attempt >= 5) throw error;
+      await sleep(100 * attempt);
+    }
+  }
+};
+
 export async function openAuditHarness(label: string): Promise<AuditHarness> {
   const schemas = testSchemas(label);
   const database = connectPostgres(schemas.url, { max: 4 });
-  const store = await createPostgresEventStore(database, { schema: schemas.events });
+  const store = await withMigrationRetry(() => createPostgresEventStore(database, { schema: schemas.events }));
   const personalData = await createPersonalData(database.db, { schema: schemas.events });
   const deps: AuditDeps = { store, personalData, database, schemas: { events: schemas.events, read: schemas.read } };
   return {
@@ -90,7 +106,7 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
 export async function projectAll(h: AuditHarness, projections: readonly Projection[]): Promise<void> {
   const { rows } = await sql<{ p: string | null }>`SELECT max(position)::text AS p FROM ${sql.id(h.schemas.events, 'events')}`.execute(h.database.db);
   const target = BigInt(rows[0]?.p ?? '0');
-  for (let attempt = 0; attempt < 200; attempt++) {
+  for (let attempt = 0; attempt < 600; attempt++) {
     const { position } = await catchUp({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: personalDataCodec(h.personalData) });
     if (position >= target) return;
     await sleep(50);
