@@ -249,3 +249,24 @@ describe('GET /customers/:id/export', () => {
     expectProblem(await send('auditor', 'GET', `/customers/${randomUUID()}/export`), 404);
   });
 });
+
+describe('OpenAPI', () => {
+  it('documents every audit route', async () => {
+    const doc = json(await send(null, 'GET', '/openapi.json'));
+    for (const path of [
+      '/audit/streams/{stream}',
+      '/audit/streams/{stream}/export',
+      '/audit/events',
+      '/audit/events/export',
+      '/audit/state/{kind}/{id}',
+      '/audit/verify',
+      '/audit/verify/{id}',
+      '/audit/chain/seal',
+      '/customers/{id}/export',
+    ]) {
+      expect(Object.keys(doc.paths)).toContain(path);
+    }
+    const params = doc.paths['/audit/events'].get.parameters.map((p: { name: string }) => p.name);
+    expect(params).toEqual(expect.arrayContaining(['actor', 'type', 'stream', 'from', 'to', 'limit', 'direction', 'cursor']));
+  });
+});
