@@ -85,6 +85,8 @@ const foldInto = async <S>(deps: StreamLoaderDeps, folder: Folder<S>, base: Load
   for (const r of recorded) decoded.push(await decodeRecordedEvent(r, deps.personalData));
   let { state } = base;
   for (const [i, e] of decoded.entries()) {
+    // Forgotten by another process: drop our cached key so nothing more is encrypted or read with it.
+    if (e.event.type === 'CustomerForgotten') deps.personalData.evict(e.event.data.customerId);
     state = folder.evolve(state, e.event);
     base.ids.set(recorded[i]!.id, refOf(recorded[i]!));
   }

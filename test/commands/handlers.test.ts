@@ -367,4 +367,17 @@ describe('command handling on PostgreSQL', () => {
     expect(Object.values(state.costs)).toEqual([{ amount: 120, currency: 'EUR' }]);
     expect(state.responses[id]).toEqual(['converted']);
   });
+
+  it('a forget done by another process reaches this one: its cached key is dropped on catch-up', async () => {
+    const { id, stream } = await register();
+    const [registration] = await store.readStream(stream);
+    await commands.loadAggregate('customer', id); // caches the stream and the key here
+    const otherProcess = createCrmCommands({ store, personalData: await createPersonalData(database.db, { schema: schemas.events }) });
+    await otherProcess.execute({ type: 'ForgetCustomer', customerId: id }, ctx());
+    const error = await refusal(
+      commands.execute({ type: 'SubmitFeedback', customerId: id, kind: 'question', channel: 'web', subject: 'S', body: 'B' }, ctx()),
+    );
+    expect(error.code).toBe('customer.forgotten');
+    expect(await personalData.reveal('CustomerRegistered', registration!.data)).toMatchObject({ email: ERASED });
+  });
 });
