@@ -37,6 +37,8 @@ const recorded = async (store: EventStore, action: DemoAction | undefined): Prom
   return events.some((e) => e.metadata.idempotencyKey === action.key);
 };
 
+export const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 export type DemoState = 'absent' | 'partial' | 'complete';
 
 /** Absent: never started; partial: interrupted (resume it); complete: nothing to do. */
@@ -79,9 +81,12 @@ export async function loadDemo(
     }
     options.progress?.tick();
   };
-  for (const action of plan) {
+  for (const [index, action] of plan.entries()) {
     if (options.signal?.aborted) return { planned: plan.length, executed, refused, interrupted: true };
     await run(action);
+    // PGlite answers through promise callbacks only: without a macrotask break now and then this
+    // loop would starve the HTTP server and signal handlers for the whole load.
+    if (index % 20 === 19) await yieldToEventLoop();
   }
   return { planned: plan.length, executed, refused, interrupted: false };
 }

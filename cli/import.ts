@@ -202,6 +202,8 @@ export async function importCsv(commands: CommandPort, options: ImportOptions): 
         else throw error;
       }
       options.progress?.tick();
+      // Let signals and other I/O in between rows (PGlite answers through promise callbacks only).
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   } finally {
     report.end();

@@ -45,7 +45,10 @@ start and printed once. Ctrl-C stops it cleanly.`,
     const runtime = await openCrm(config);
     try {
       const demo = await demoToLoad(runtime, run);
-      if (config.projections === 'inline') await runtime.startProjections();
+      const inline = config.projections === 'inline';
+      // With demo data to load, the projections start after it: catching up in large batches is far
+      // quicker than following thousands of single commands (one connection on PGlite).
+      if (inline && !demo) await runtime.startProjections();
       const app = await buildApp({
         ...runtime.apiDeps,
         logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
@@ -71,17 +74,21 @@ start and printed once. Ctrl-C stops it cleanly.`,
       if (demo) {
         const { plan, state } = demo;
         run.out(
-          `${state === 'partial' ? 'Resuming' : 'Loading'} demo data in the background (seed ${config.demo.seed}, ${config.demo.customers} customers, ${plan.length} commands; first start only)...`,
+          `${state === 'partial' ? 'Resuming' : 'Loading'} demo data in the background (seed ${config.demo.seed}, ${config.demo.customers} customers, ${plan.length} commands; first start only); the read models fill in once it is loaded...`,
         );
         const progress = createProgress({ label: 'demo', total: plan.length, unit: 'commands' });
-        loading = loadDemo(runtime.commands, plan, { progress, signal: run.signal }).then(
-          (result) => {
-            const refused = Object.entries(result.refused);
-            progress.done(refused.length ? `refused by the rules: ${refused.map(([c, n]) => `${c} x${n}`).join(', ')}` : undefined);
-            if (!result.interrupted) run.out(`Demo data loaded (${result.executed} commands).`);
-          },
-          (error: unknown) => run.err(`Loading the demo data failed: ${(error as Error).message}. Restart to resume it.`),
-        );
+        loading = loadDemo(runtime.commands, plan, { progress, signal: run.signal })
+          .then(
+            (result) => {
+              const refused = Object.entries(result.refused);
+              progress.done(refused.length ? `refused by the rules: ${refused.map(([c, n]) => `${c} x${n}`).join(', ')}` : undefined);
+              if (!result.interrupted) run.out(`Demo data loaded (${result.executed} commands); the read models are catching up (GET /ready).`);
+            },
+            (error: unknown) => run.err(`Loading the demo data failed: ${(error as Error).message}. Restart to resume it.`),
+          )
+          .then(async () => {
+            if (inline && !run.signal.aborted) await runtime.startProjections();
+          });
       }
       await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve(), { once: true }));
       await loading;
