@@ -70,6 +70,10 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
     });
   }
   if (error instanceof WrongExpectedRevision) {
+    // If-Match against a record that does not exist: the record is what is missing.
+    if (error.actual < 0 && typeof error.expected === 'number') {
+      return new ProblemError('not_found', 'The resource does not exist.', { currentRevision: error.actual });
+    }
     const exists = error.actual >= 0;
     return new ProblemError(
       'revision_conflict',

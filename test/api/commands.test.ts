@@ -178,6 +178,8 @@ describe('campaign commands', () => {
     rev = await step('complete', rev);
     expectProblem(await send('marketing', 'POST', `/campaigns/${campaign.id}/cancel`, {}, { 'if-match': `"${rev}"` }), 409, 'invalid-state');
     expectProblem(await send('marketing', 'POST', `/campaigns/${campaign.id}/launch`), 428);
+    const other = accepted(await send('marketing', 'POST', '/campaigns', { name: 'Cancelled one', channel: 'sms', budget: 10, currency: 'EUR' }), 201);
+    accepted(await send('marketing', 'POST', `/campaigns/${other.id}/cancel`, { reason: 'budget' }, { 'if-match': '"0"' }));
     const badChannel = expectProblem(await send('marketing', 'POST', '/campaigns', { name: 'X', channel: 'pigeon', budget: 1, currency: 'EUR' }), 400);
     expect(badChannel.errors?.[0]?.field).toBe('channel');
   });

@@ -94,40 +94,45 @@ const wrongValue = fc.oneof(
   fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 3 }),
 );
 
-/** A body with exactly one kind of defect, guaranteed invalid for the route. */
-const badBody = (t: Target): fc.Arbitrary<unknown> => {
+/** A body with exactly one kind of defect, guaranteed invalid for the route, and the field the 400 must name. */
+const badBody = (t: Target): fc.Arbitrary<[unknown, string]> => {
   const fields = fieldsOf(t);
   const required = fields.filter((name) => !schemaOf(t, name).safeParse(undefined).success);
-  const arbitraries: fc.Arbitrary<unknown>[] = [
+  const arbitraries: fc.Arbitrary<[unknown, string]>[] = [
     // Not an object at all.
-    fc.oneof(fc.integer(), fc.string(), fc.boolean(), fc.array(fc.anything(), { maxLength: 3 })),
+    fc.oneof(fc.integer(), fc.string(), fc.boolean(), fc.array(fc.anything(), { maxLength: 3 })).map((body): [unknown, string] => [body, 'body']),
     // An unknown field.
     fc
       .string({ minLength: 1, maxLength: 40 })
-      .filter((name) => !fields.includes(name) && name !== 'id' && name !== t.idField && name !== '__proto__')
-      .chain((name) => wrongValue.map((value) => ({ ...t.valid(), [name]: value }))),
+      .filter((name) => !fields.includes(name) && name !== 'id' && name !== t.idField && !['__proto__', 'constructor', 'prototype'].includes(name))
+      .chain((name) => wrongValue.map((value): [unknown, string] => [{ ...t.valid(), [name]: value }, name])),
   ];
   if (fields.length > 0) {
     // One field with a value its schema refuses (wrong type, huge string, bad date, negative amount, invalid UUID, ...).
     arbitraries.push(
       fc
         .constantFrom(...fields)
-        .chain((field) => wrongValue.filter((value) => value !== undefined && !schemaOf(t, field).safeParse(value).success).map((value) => ({ ...t.valid(), [field]: value }))),
+        .chain((field) =>
+          wrongValue
+            .filter((value) => value !== undefined && !schemaOf(t, field).safeParse(value).success)
+            .map((value): [unknown, string] => [{ ...t.valid(), [field]: value }, field]),
+        ),
     );
   }
   if (required.length > 0) {
     // A required field missing.
     arbitraries.push(
-      fc.constantFrom(...required).map((field) => {
+      fc.constantFrom(...required).map((field): [unknown, string] => {
         const body = t.valid();
         delete body[field];
-        return body;
+        return [body, field];
       }),
     );
   }
   return fc.oneof(...arbitraries);
 };
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 const pathId = fc.oneof(fc.uuid(), fc.constantFrom('not-a-uuid', '123', '%20', 'x'.repeat(300)));
 
 const roleFor = (t: Target): Role => {
@@ -149,7 +154,7 @@ describe('fuzzing every command route', () => {
       const stored = await eventCount(h);
       const role = roleFor(target);
       await fc.assert(
-        fc.asyncProperty(badBody(target), pathId, fc.option(fc.constantFrom('"0"', 'nonsense', '*')), async (body, id, ifMatch) => {
+        fc.asyncProperty(badBody(target), pathId, fc.option(fc.constantFrom('"0"', 'nonsense', '*')), async ([body, field], id, ifMatch) => {
           const url = target.url.replace(':id', encodeURIComponent(id));
           const res = await h.app.inject({
             method: target.method,
@@ -159,9 +164,31 @@ describe('fuzzing every command route', () => {
           });
           if (res.statusCode < 400 || res.statusCode >= 500) throw new Error(`${res.statusCode} for ${JSON.stringify(body).slice(0, 300)} at ${url}: ${res.body.slice(0, 300)}`);
           expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+          // With a valid path id, the 400 names the defective field.
+          if (res.statusCode === 400 && UUID.test(id)) {
+            const named = (JSON.parse(res.body).errors ?? []).map((e: { field: string }) => e.field);
+            if (!named.some((f: string) => f === field || f.startsWith(`${field}.`))) {
+              throw new Error(`400 does not name ${field}: ${res.body.slice(0, 300)}`);
+            }
+          }
         }),
         { numRuns: 40 },
       );
+      expect(await eventCount(h)).toBe(stored);
+    });
+  }
+});
+
+describe('If-Match on every command route that requires it', () => {
+  for (const target of targets.filter((t) => ruleFor(t.method, t.url).ifMatch === 'required')) {
+    it(`${target.method} ${target.url}: 428 without If-Match, 404 with one on a record that does not exist`, async () => {
+      const stored = await eventCount(h);
+      const url = target.url.replace(':id', randomUUID());
+      const headers = { ...h.auth(roleFor(target)), 'content-type': 'application/json' };
+      const missing = await h.app.inject({ method: target.method, url, headers, payload: JSON.stringify(target.valid()) });
+      expect(missing.statusCode, missing.body).toBe(428);
+      const absent = await h.app.inject({ method: target.method, url, headers: { ...headers, 'if-match': '"3"' }, payload: JSON.stringify(target.valid()) });
+      expect(absent.statusCode, absent.body).toBe(404);
       expect(await eventCount(h)).toBe(stored);
     });
   }
