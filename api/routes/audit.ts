@@ -181,6 +181,8 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       const mode = personalDataMode(request);
       const chosen = negotiate(request, format, 'json');
       if (chosen !== 'json') {
+        // Validate the cursor before the first byte goes out.
+        await guarded(() => streamHistory(deps, stream, { personalData: mode, limit: 1, direction, cursor: cursor ?? null }));
         return sendExport(reply, chosen, stream, iterateStreamHistory(deps, stream, { personalData: mode, direction, cursor: cursor ?? null }));
       }
       const page = await guarded(() => streamHistory(deps, stream, { personalData: mode, limit, direction, cursor: cursor ?? null }));

@@ -99,6 +99,8 @@ describe('GET /audit/streams/:stream', () => {
     expect(badStream.errors?.[0]?.field).toBe('stream');
     const badCursor = expectProblem(await send('auditor', 'GET', `/audit/streams/customer-${customerId}?cursor=x`), 400, 'validation');
     expect(badCursor.errors?.[0]?.field).toBe('cursor');
+    const badExportCursor = expectProblem(await send('auditor', 'GET', `/audit/streams/customer-${customerId}?format=csv&cursor=x`), 400, 'validation');
+    expect(badExportCursor.errors?.[0]?.field).toBe('cursor');
     expectProblem(await send('auditor', 'GET', `/audit/streams/customer-${randomUUID()}`), 404);
   });
 
