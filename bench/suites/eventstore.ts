@@ -2,8 +2,9 @@
  * Event store throughput on one PostgreSQL database, each case beside
  * (a) a raw INSERT/SELECT of the same rows at the same concurrency (the physical limit) and
  * (b) the peer @event-driven-io/emmett-postgresql.
- * Each variant runs `rounds` times interleaved and the best round counts, so that a burst of
- * load from elsewhere on the machine does not decide a ratio.
+ * One writer: the variants alternate append by append. Several writers: each variant runs alone,
+ * `rounds` times interleaved, and the best round counts. Both keep a burst of load from elsewhere
+ * on the machine from deciding a ratio.
  */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
@@ -109,10 +110,10 @@ const withSearchPath = (url: string, schema: string): string =>
 
 export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const scale = ctx.scale;
-  const rounds = 2;
+  const rounds = 3;
   const sizes = {
     singleSerialAppends: Math.round(1_000 * scale),
-    singleConcurrentAppends: Math.round(4_000 * scale),
+    singleConcurrentAppends: Math.round(3_200 * scale),
     batches: Math.round(40 * scale),
     catchUpEvents: Math.round(100_000 * Math.max(scale, 1)),
     lagSamples: Math.round(200 * scale),
@@ -127,7 +128,11 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const rawPool = new pg.Pool({ connectionString: ctx.databaseUrl, max: 17 });
   await rawPool.query(rawTableSql(rawSchema));
 
-  // The peer is loaded here only: it installs global pg type parsers.
+  // The peer installs global pg type parsers (int8 as BigInt, jsonb through a reviver) when its
+  // pool starts. They are switched in only while the peer runs, and the defaults are restored at the end,
+  // so that neither ours, raw, nor the suites after this one pay for them.
+  const PARSED = [20, 114, 3802] as const;
+  const defaultParsers = PARSED.map((oid) => pg.types.getTypeParser(oid));
   const emmett = await import('@event-driven-io/emmett-postgresql');
   const emmettCore = await import('@event-driven-io/emmett');
   const peerUrl = withSearchPath(ctx.databaseUrl, peerSchema);
@@ -136,13 +141,26 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     connectionOptions: { pool: peerPool },
   }) as unknown as PeerStore;
   await peer.appendToStream('warmup-1', [{ type: 'Warmup', data: {} }]);
+  const peerParsers = PARSED.map((oid) => pg.types.getTypeParser(oid));
+  const useParsers = (parsers: ((value: string) => unknown)[]) =>
+    PARSED.forEach((oid, i) => pg.types.setTypeParser(oid, parsers[i]!));
+  useParsers(defaultParsers);
+  const asPeer = <T>(work: () => Promise<T>): Promise<T> => {
+    useParsers(peerParsers);
+    return work().finally(() => useParsers(defaultParsers));
+  };
 
   const appenders: Record<Variant, Appender> = {
     ours: ourAppender(store),
     raw: rawAppender(rawPool, rawSchema),
-    peer: peerAppender(peer, emmettCore),
+    peer: ((append: Appender): Appender => (stream, events, length) => {
+      // Concurrent peer writers only run beside each other, never beside ours or raw.
+      useParsers(peerParsers);
+      return append(stream, events, length);
+    })(peerAppender(peer, emmettCore)),
   };
   let runNumber = 0;
+  /** Concurrent writers: each variant runs alone, `rounds` times interleaved; the best round counts. */
   const best = async (writers: number, total: number, batch: number): Promise<Record<Variant, number>> => {
     const result: Record<Variant, number> = { ours: 0, raw: 0, peer: 0 };
     const perWriter = Math.max(1, Math.floor(total / writers));
@@ -150,15 +168,35 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       for (const variant of ['raw', 'ours', 'peer'] as Variant[]) {
         runNumber += 1;
         const eventsPerSecond = await measureAppends(appenders[variant], `r${runNumber}w`, writers, perWriter, batch);
+        useParsers(defaultParsers);
         result[variant] = Math.max(result[variant], eventsPerSecond);
       }
     }
     return result;
   };
+  /**
+   * One writer: the variants take turns append by append, so that all three see the same moments
+   * of machine load (commit latency on a shared disk varies by a factor of two from second to second).
+   */
+  const alternating = async (total: number, batch: number): Promise<Record<Variant, number>> => {
+    const spent: Record<Variant, number> = { ours: 0, raw: 0, peer: 0 };
+    runNumber += 1;
+    for (let i = 0; i < total; i += 1) {
+      for (const variant of ['raw', 'ours', 'peer'] as Variant[]) {
+        const stream = `customer-a${runNumber}${variant}x${Math.floor(i / 10)}`;
+        const events = Array.from({ length: batch }, (_e, k) => crmEvent(i * batch + k));
+        const started = performance.now();
+        await appenders[variant](stream, events, (i % 10) * batch);
+        spent[variant] += performance.now() - started;
+        useParsers(defaultParsers);
+      }
+    }
+    return { ours: rate(total * batch, spent.ours), raw: rate(total * batch, spent.raw), peer: rate(total * batch, spent.peer) };
+  };
 
   try {
-    ctx.log(`single-event appends, 1 writer (${sizes.singleSerialAppends} each, best of ${rounds})`);
-    const serial = await best(1, sizes.singleSerialAppends, 1);
+    ctx.log(`single-event appends, 1 writer (${sizes.singleSerialAppends} each, variants alternating)`);
+    const serial = await alternating(sizes.singleSerialAppends, 1);
     ctx.log(`single-event appends, 16 writers (${sizes.singleConcurrentAppends} each)`);
     const concurrent = await best(16, sizes.singleConcurrentAppends, 1);
     ctx.log('single-event appends, 16 writers, with a NOTIFY inside every append (the rejected design)');
@@ -173,11 +211,11 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       runNumber += 1;
       notifyEach.ours = Math.max(notifyEach.ours, await measureAppends(appenders.ours, `n${runNumber}w`, 16, perWriter, 1));
     }
-    ctx.log(`100-event batches, 1 writer (${sizes.batches} batches each)`);
-    const batches = await best(1, sizes.batches, 100);
+    ctx.log(`100-event batches, 1 writer (${sizes.batches} batches each, variants alternating)`);
+    const batches = await alternating(sizes.batches, 100);
 
     ctx.log(`catch-up read of ${sizes.catchUpEvents} events`);
-    const catchUp = await measureCatchUp(ctx, store, database, ourSchema, rawPool, peer, peerUrl, sizes.catchUpEvents);
+    const catchUp = await measureCatchUp(ctx, store, rawPool, peer, peerUrl, sizes.catchUpEvents, ourSchema, asPeer);
 
     ctx.log(`live subscription lag (${sizes.lagSamples} appends)`);
     const lag = await measureLag(ctx, store, ourSchema, rawPool, rawSchema, sizes.lagSamples);
@@ -212,6 +250,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     };
     return { ...results, targets };
   } finally {
+    useParsers(defaultParsers);
     await store.close();
     await database.close();
     await peer.close().catch(() => undefined);
@@ -224,12 +263,12 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
 async function measureCatchUp(
   ctx: BenchContext,
   store: EventStore,
-  database: SqlDatabase,
-  ourSchema: string,
   rawPool: pg.Pool,
   peer: PeerStore,
   peerUrl: string,
   count: number,
+  ourSchema: string,
+  asPeer: <T>(work: () => Promise<T>) => Promise<T>,
 ): Promise<{ subscribeEventsPerSecond: Record<Variant, number | null> } & Record<string, unknown>> {
   const start = await store.headPosition();
   const perAppend = 500;
@@ -246,7 +285,7 @@ async function measureCatchUp(
     );
   };
   await fill((stream, events) => store.appendToStream(stream, events, { expectedRevision: 'no_stream' }));
-  await fill((stream, events) => peer.appendToStream(stream, events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata }))));
+  await asPeer(() => fill((stream, events) => peer.appendToStream(stream, events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata })))));
 
   // Ours through the public subscription (catch-up until the first caughtUp) and through readAll pages.
   let t = performance.now();
@@ -282,7 +321,8 @@ async function measureCatchUp(
   let after = start.toString();
   for (;;) {
     const { rows } = await rawPool.query<{ position: string }>(
-      `SELECT position::text AS position, stream, revision, event_id, type, data, metadata, recorded_at
+      `SELECT position::text AS position, stream, revision, event_id, type, data, metadata,
+              (extract(epoch from recorded_at) * 1000)::float8 AS recorded_ms
        FROM ${pg.escapeIdentifier(ourSchema)}.events WHERE position > $1 ORDER BY position LIMIT 1000`,
       [after],
     );
@@ -299,20 +339,21 @@ async function measureCatchUp(
     const { readMessagesBatch } = await import('@event-driven-io/emmett-postgresql');
     const { dumbo } = await import('@event-driven-io/dumbo');
     const pool = dumbo({ connectionString: peerUrl });
-    t = performance.now();
-    let position = 0n;
-    for (;;) {
-      const batch = await readMessagesBatch(pool.execute, { after: position, batchSize: 1_000 });
-      peerRead += batch.messages.length;
-      if (batch.messages.length === 0 || !batch.areMessagesLeft) break;
-      position = batch.currentGlobalPosition;
-    }
-    peerMs = performance.now() - t;
+    peerMs = await asPeer(async () => {
+      const started = performance.now();
+      let position = 0n;
+      for (;;) {
+        const batch = await readMessagesBatch(pool.execute, { after: position, batchSize: 1_000 });
+        peerRead += batch.messages.length;
+        if (batch.messages.length === 0 || !batch.areMessagesLeft) break;
+        position = batch.currentGlobalPosition;
+      }
+      return performance.now() - started;
+    });
     await pool.close();
   } catch (error) {
     ctx.log(`peer catch-up read not measured: ${(error as Error).message}`);
   }
-  void database;
   return {
     events: { subscribed, paged, raw: rawRead, peer: peerRead },
     subscribeEventsPerSecond: { ours: rate(subscribed, subscribeMs), raw: rate(rawRead, rawMs), peer: Number.isNaN(peerMs) ? null : rate(peerRead, peerMs) },

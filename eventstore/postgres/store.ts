@@ -34,8 +34,8 @@ interface EventRow {
   revision: string | number;
   event_id: string;
   type: string;
-  data: unknown;
-  metadata: Record<string, unknown>;
+  data_json: string;
+  metadata_json: string;
   recorded_ms: number | string;
 }
 
@@ -55,8 +55,8 @@ const FINAL_BOUND = sql.raw(`(pg_snapshot_xmin(pg_current_snapshot())::text::big
 const toRecorded = (row: EventRow): RecordedEvent => ({
   id: row.event_id,
   type: row.type,
-  data: row.data,
-  metadata: row.metadata,
+  data: JSON.parse(row.data_json) as unknown,
+  metadata: JSON.parse(row.metadata_json) as Record<string, unknown>,
   stream: row.stream,
   revision: Number(row.revision),
   // Selected as text: PGlite parses int8 to a JS number, which would lose precision.
@@ -79,8 +79,10 @@ const filterSql = (filter: EventFilter | undefined): RawBuilder<unknown> => {
 // The text alias must not be `position`: ORDER BY position would then sort text.
 // Record times travel as epoch milliseconds (they are stored truncated to ms): parsing timestamp
 // text costs more than the rest of a row together.
+// Data and metadata travel as text and are parsed here: pg's global jsonb parser can be replaced by
+// other libraries in the process (some install slow revivers).
 const COLUMNS = sql.raw(
-  'position::text AS position_text, stream, revision, event_id::text AS event_id, type, data, metadata, (extract(epoch from recorded_at) * 1000)::float8 AS recorded_ms',
+  'position::text AS position_text, stream, revision, event_id::text AS event_id, type, data::text AS data_json, metadata::text AS metadata_json, (extract(epoch from recorded_at) * 1000)::float8 AS recorded_ms',
 );
 
 const isUniqueViolation = (error: unknown, constraint: string): boolean =>
@@ -217,7 +219,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
    * after an append sees it even while unrelated transactions run. Gives up after `maxWaitMs`:
    * the read then returns what is final, which is always a correct prefix of the feed.
    */
-  const settle = async (committedHead: bigint, bound: bigint, maxWaitMs = 5_000): Promise<void> => {
+  const settle = async (committedHead: bigint, bound: bigint, maxWaitMs = 3_000): Promise<void> => {
     const deadline = Date.now() + maxWaitMs;
     while (committedHead >= bound && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
