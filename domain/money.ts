@@ -5,7 +5,8 @@ import { z } from 'zod';
  * currency fits). Domain arithmetic works in integer ten-thousandths so sums never drift.
  */
 export const MONEY_SCALE = 10_000;
-export const MAX_AMOUNT = 1_000_000_000_000;
+// Amounts in ten-thousandths stay below 2^53 (9.007e15), so integer arithmetic on them is exact.
+export const MAX_AMOUNT = 900_000_000_000;
 
 export const Amount = z
   .number()
