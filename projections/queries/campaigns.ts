@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { iso, num, pageOf, type Page, type ReadModelSource, type SortSpec } from './page.ts';
+import { iso, num, pageOf, type Page, type ReadModelSource, type SortSpec, uuidOf } from './page.ts';
 
 export type CampaignView = {
   id: string;
@@ -88,6 +88,6 @@ export async function listCampaigns(
 
 /** `GET /campaigns/:id`; undefined when unknown. */
 export async function getCampaign(source: ReadModelSource, id: string): Promise<CampaignView | undefined> {
-  const { rows } = await sql<Record<string, any>>`SELECT * FROM ${sql.id(source.schema, 'campaigns')} WHERE campaign_id::text = ${id}`.execute(source.db);
+  const { rows } = await sql<Record<string, any>>`SELECT * FROM ${sql.id(source.schema, 'campaigns')} WHERE campaign_id = ${uuidOf(id)}`.execute(source.db);
   return rows[0] ? toCampaignView(rows[0]) : undefined;
 }

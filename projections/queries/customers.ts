@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { iso, num, pageOf, type Page, type ReadModelSource, type SortSpec } from './page.ts';
+import { iso, num, pageOf, type Page, type ReadModelSource, type SortSpec, uuidOf } from './page.ts';
 
 export type CustomerView = {
   id: string;
@@ -111,7 +111,7 @@ export async function listCustomers(source: ReadModelSource, query: CustomerList
 
 /** `GET /customers/:id`; undefined when unknown. */
 export async function getCustomer(source: ReadModelSource, id: string): Promise<CustomerView | undefined> {
-  const { rows } = await sql<Record<string, any>>`SELECT * FROM ${sql.id(source.schema, 'customers')} WHERE customer_id::text = ${id}`.execute(source.db);
+  const { rows } = await sql<Record<string, any>>`SELECT * FROM ${sql.id(source.schema, 'customers')} WHERE customer_id = ${uuidOf(id)}`.execute(source.db);
   return rows[0] ? toCustomerView(rows[0]) : undefined;
 }
 
@@ -139,7 +139,7 @@ export async function customerTimeline(
     source,
     table: 'customer_timeline',
     key: 'event_id',
-    where: [sql`t.customer_id::text = ${id}`],
+    where: [sql`t.customer_id = ${uuidOf(id)}`],
     sorts: { position: { expr: sql`t.position`, type: 'numeric' } },
     sort: query.order === 'desc' ? '-position' : 'position',
     defaultSort: 'position',

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { iso, isoDate, num, pageOf, type Page, type ReadModelSource, type SortSpec } from './page.ts';
+import { iso, isoDate, num, pageOf, type Page, type ReadModelSource, type SortSpec, uuidOf } from './page.ts';
 
 export type DealView = {
   id: string;
@@ -77,7 +77,7 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
   if (query.status === 'open') where.push(sql`t.stage NOT IN ('won', 'lost')`);
   else if (query.status) where.push(sql`t.stage = ${query.status}`);
   if (query.ownerId) where.push(sql`t.owner_id = ${query.ownerId}`);
-  if (query.customerId) where.push(sql`t.customer_id::text = ${query.customerId}`);
+  if (query.customerId) where.push(sql`t.customer_id = ${uuidOf(query.customerId)}`);
   if (query.expectedCloseFrom) where.push(sql`t.expected_close_date >= ${query.expectedCloseFrom}::date`);
   if (query.expectedCloseTo) where.push(sql`t.expected_close_date <= ${query.expectedCloseTo}::date`);
   const page = await pageOf({
@@ -98,7 +98,7 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
 /** `GET /deals/:id`; undefined when unknown. */
 export async function getDeal(source: ReadModelSource, id: string): Promise<DealView | undefined> {
   const { rows } = await sql<Record<string, any>>`SELECT t.*, ${DAYS_IN_STAGE}
-    FROM ${sql.id(source.schema, 'deals')} t WHERE t.deal_id::text = ${id}`.execute(source.db);
+    FROM ${sql.id(source.schema, 'deals')} t WHERE t.deal_id = ${uuidOf(id)}`.execute(source.db);
   return rows[0] ? toDealView(rows[0]) : undefined;
 }
 

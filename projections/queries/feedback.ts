@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { iso, num, pageOf, type Page, type ReadModelSource, type SortSpec } from './page.ts';
+import { iso, num, pageOf, type Page, type ReadModelSource, type SortSpec, uuidOf } from './page.ts';
 
 export type FeedbackView = {
   id: string;
@@ -95,7 +95,7 @@ export async function listFeedback(source: ReadModelSource, query: FeedbackListQ
   if (query.priority) where.push(sql`t.priority = ${query.priority}`);
   if (query.kind) where.push(sql`t.kind = ${query.kind}`);
   if (query.channel) where.push(sql`t.channel = ${query.channel}`);
-  if (query.customerId) where.push(sql`t.customer_id::text = ${query.customerId}`);
+  if (query.customerId) where.push(sql`t.customer_id = ${uuidOf(query.customerId)}`);
   if (query.assigneeId) where.push(sql`t.assignee_id = ${query.assigneeId}`);
   if (query.breached === true) where.push(sql`(${FIRST_RESPONSE_BREACHED} OR ${RESOLUTION_BREACHED})`);
   if (query.breached === false) where.push(sql`NOT (${FIRST_RESPONSE_BREACHED} OR ${RESOLUTION_BREACHED})`);
@@ -117,6 +117,6 @@ export async function listFeedback(source: ReadModelSource, query: FeedbackListQ
 /** `GET /feedback/:id`; undefined when unknown. */
 export async function getFeedback(source: ReadModelSource, id: string): Promise<FeedbackView | undefined> {
   const { rows } = await sql<Record<string, any>>`SELECT t.*, ${sql.join(BREACH_COLUMNS)}
-    FROM ${sql.id(source.schema, 'feedback')} t WHERE t.feedback_id::text = ${id}`.execute(source.db);
+    FROM ${sql.id(source.schema, 'feedback')} t WHERE t.feedback_id = ${uuidOf(id)}`.execute(source.db);
   return rows[0] ? toFeedbackView(rows[0]) : undefined;
 }

@@ -83,6 +83,11 @@ export async function pageOf(request: PageRequest): Promise<Page<Record<string, 
   return { items, nextCursor: more && last ? encodeCursor(String(last.__sort), String(last[request.key])) : null };
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** An id as a uuid parameter (so the primary-key index is used); an id that is no uuid matches nothing. */
+export const uuidOf = (id: string) => (UUID.test(id) ? sql`${id}::uuid` : sql`NULL::uuid`);
+
 /** Timestamps as ISO strings, `date` columns as 'YYYY-MM-DD', numerics as JS numbers. */
 export const iso = (value: unknown): string | null =>
   value === null || value === undefined ? null : value instanceof Date ? value.toISOString() : new Date(String(value)).toISOString();

@@ -192,7 +192,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   await feedback.flush();
   if (forgotten.length > 0) {
     await sql`UPDATE ${sql.id(schema, 'feedback')} SET subject = ${ERASED}
-      WHERE customer_id::text = ANY(${forgotten}::text[]) AND subject <> ${ERASED}`.execute(trx);
+      WHERE customer_id = ANY(${forgotten}::uuid[]) AND subject <> ${ERASED}`.execute(trx);
   }
 }
 

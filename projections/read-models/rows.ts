@@ -12,12 +12,30 @@ export interface TableSpec {
   key: string;
   /** Writable columns in table order (generated columns excluded). */
   columns: readonly string[];
+  /** SQL type of the key column (e.g. 'uuid', 'text'); looked up in the catalog when absent. */
+  keyType?: string;
   /** Columns of SQL type `date`: pg parses them as local-midnight Dates; keep them as 'YYYY-MM-DD'. */
   dateColumns?: readonly string[];
 }
 
 const localDate = (d: Date): string =>
   `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+
+/** SQL type of each table's key column, looked up once (the same in live, shadow and replay schemas). */
+const keyTypes = new Map<string, string>();
+
+async function keyTypeOf(trx: Transaction<any>, schema: string, spec: TableSpec): Promise<string> {
+  if (spec.keyType) return spec.keyType;
+  const cacheKey = `${spec.table}.${spec.key}`;
+  let type = keyTypes.get(cacheKey);
+  if (!type) {
+    const { rows } = await sql<{ type: string }>`SELECT format_type(a.atttypid, NULL) AS type FROM pg_attribute a
+      WHERE a.attrelid = ${`"${schema.replace(/"/g, '""')}"."${spec.table.replace(/"/g, '""')}"`}::regclass AND a.attname = ${spec.key}`.execute(trx);
+    type = rows[0]?.type ?? 'text';
+    keyTypes.set(cacheKey, type);
+  }
+  return type;
+}
 
 export class RowSet {
   private readonly rows = new Map<string, Row>();
@@ -34,8 +52,10 @@ export class RowSet {
   async load(keys: Iterable<string>): Promise<void> {
     const wanted = [...new Set(keys)].filter((k) => !this.rows.has(k) && !this.deleted.has(k));
     if (wanted.length === 0) return;
+    const keyType = await keyTypeOf(this.trx, this.schema, this.spec);
+    // `key = ANY(array of the key's own type)` so the primary-key index serves the lookup.
     const { rows } = await sql<Row>`SELECT ${sql.join(this.spec.columns.map((c) => sql.id(c)))}
-      FROM ${sql.id(this.schema, this.spec.table)} WHERE ${sql.id(this.spec.key)}::text = ANY(${wanted}::text[])`.execute(this.trx);
+      FROM ${sql.id(this.schema, this.spec.table)} WHERE ${sql.id(this.spec.key)} = ANY(CAST(${wanted} AS ${sql.raw(keyType)}[]))`.execute(this.trx);
     for (const row of rows) {
       for (const c of this.spec.dateColumns ?? []) if (row[c] instanceof Date) row[c] = localDate(row[c] as Date);
       this.rows.set(String(row[this.spec.key]), row);

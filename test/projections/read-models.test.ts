@@ -205,7 +205,7 @@ describe('feedback', () => {
 describe('read-your-writes', () => {
   it('resolves once every projection passed the position and times out with a typed error otherwise', async () => {
     const result = await h.run({ type: 'TagCustomer', customerId: ids.alice, tag: 'fresh' });
-    await runner.waitForPosition(result.position, 5_000);
+    await runner.waitForPosition(result.position, 30_000);
     expect((await q.getCustomer(ids.alice))!.tags).toContain('fresh');
     const error = await runner.waitForPosition(result.position + (1n << 40n), 50).catch((e) => e);
     expect(error).toBeInstanceOf(ReadModelTimeout);
