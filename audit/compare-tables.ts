@@ -35,6 +35,8 @@ export interface TableComparison {
   differences: number;
   /** The first differing rows, in key order, with their differing columns. */
   sample: RowDifference[];
+  /** Set when the live table does not exist (the projection never ran there). */
+  liveMissing?: true;
 }
 
 const SAMPLE_SIZE = 20;
@@ -90,12 +92,33 @@ const compareKeys = (a: string, b: string): number => Buffer.compare(Buffer.from
 const keyObject = (pk: string[], key: string, row: Record<string, unknown> | undefined): Record<string, unknown> =>
   pk.length === 0 ? { rowHash: key } : Object.fromEntries(pk.map((c) => [c, row?.[c] ?? null]));
 
+const tableExists = async (db: Handle, schema: string, table: string): Promise<boolean> => {
+  const { rows } = await sql<{ found: boolean }>`
+    SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = ${schema} AND c.relname = ${table}) AS found`.execute(db);
+  return rows[0]?.found ?? false;
+};
+
 export async function compareTable(
   live: { db: Handle; schema: string },
   replayed: { db: Handle; schema: string },
   table: string,
 ): Promise<TableComparison> {
   const pk = await primaryKey(replayed.db, replayed.schema, table);
+  if (!(await tableExists(live.db, live.schema, table))) {
+    const replayedSum = await tableHash(replayed.db, replayed.schema, table, pk);
+    return {
+      table,
+      equal: replayedSum.rows === 0,
+      liveRows: 0,
+      replayedRows: replayedSum.rows,
+      liveHash: md5Empty,
+      replayedHash: replayedSum.hash,
+      differences: replayedSum.rows,
+      sample: [],
+      liveMissing: true,
+    };
+  }
   const [liveSum, replayedSum] = [await tableHash(live.db, live.schema, table, pk), await tableHash(replayed.db, replayed.schema, table, pk)];
   const base = {
     table,

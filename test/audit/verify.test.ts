@@ -6,6 +6,7 @@ import { verifyReadModels, type VerifyProgress } from '../../audit/verify.ts';
 import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
+import type { Projection } from '../../projections/projection.ts';
 import { customerRegistered, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
 
 let h: AuditHarness;
@@ -96,6 +97,21 @@ describe('read-model verification', () => {
         SELECT * FROM jsonb_populate_record(NULL::${sql.id(h.schemas.read, 'customers')}, ${JSON.stringify(row)}::jsonb)`.execute(h.database.db);
     }
     expect((await verifyReadModels(h.deps, { projections })).ok).toBe(true);
+  });
+
+  it('treats a projection that never ran live as empty rather than failing', async () => {
+    const ghost: Projection = {
+      name: 'ghost',
+      version: 1,
+      tables: ['ghost_rows'],
+      migrate: async (db, schema) => {
+        await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'ghost_rows')} (id text PRIMARY KEY)`.execute(db);
+      },
+      apply: async () => undefined,
+    };
+    const result = await verifyReadModels(h.deps, { projections: [...projections, ghost] });
+    expect(result.ok).toBe(true);
+    expect(result.tables.find((t) => t.table === 'ghost_rows')).toMatchObject({ equal: true, liveMissing: true, replayedRows: 0 });
   });
 
   it('compares live tables at their checkpoint while new events keep arriving', async () => {
