@@ -119,11 +119,21 @@ export function expectedPurchases(params: BgNbdParams, customer: BgNbdCustomer, 
   const { r, alpha, b } = params;
   const a = Math.abs(params.a - 1) < 1e-9 ? 1 + 1e-9 : params.a;
   const { frequency: x, recency: tx, T } = customer;
-  const z = t / (alpha + T + t);
-  const hyp = hyp2f1(r + x, b + x, a + b + x - 1, z);
-  const numerator = ((a + b + x - 1) / (a - 1)) * (1 - Math.pow((alpha + T) / (alpha + T + t), r + x) * hyp);
+  const numerator = ((a + b + x - 1) / (a - 1)) * (1 - discountedHyp(r, alpha, a, b, x, T, t));
   const denominator = x > 0 ? 1 + (a / (b + x - 1)) * Math.pow((alpha + T) / (alpha + tx), r + x) : 1;
   return numerator / denominator;
+}
+
+/**
+ * ((α+T)/(α+T+t))^(r+x) · 2F1(r+x, b+x; a+b+x-1; t/(α+T+t)). For frequent customers the direct
+ * series needs hundreds of terms (its terms first grow like ((x+n)/(n+1))·z); Pfaff's transformation
+ * turns the product into 2F1(r+x, a-1; a+b+x-1; -t/(α+T)), whose terms shrink like (t/(α+T))^n
+ * whatever x is. Used when that ratio is below 0.8 (the customer is older than the horizon).
+ */
+export function discountedHyp(r: number, alpha: number, a: number, b: number, x: number, T: number, t: number): number {
+  const w = t / (alpha + T);
+  if (x >= 3 && w < 0.8) return hyp2f1(r + x, a - 1, a + b + x - 1, -w);
+  return Math.pow((alpha + T) / (alpha + T + t), r + x) * hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t));
 }
 
 /** Expected purchases in (0, t] for a customer just acquired, FHL (2005) eq. (9). */

@@ -31,12 +31,12 @@ export function logSumExp(a: number, b: number): number {
 }
 
 /**
- * Gauss hypergeometric 2F1(a, b; c; z) by its power series, for 0 <= z < 1 (the only range the
- * BG/NBD conditional expectation uses: z = t / (alpha + T + t)). Terms shrink like z^n, so the
- * loop ends after a few hundred terms for any realistic horizon.
+ * Gauss hypergeometric 2F1(a, b; c; z) by its power series, for |z| < 1 (the BG/NBD conditional
+ * expectation uses z = t / (alpha + T + t), or its Pfaff transform -t / (alpha + T)). Terms shrink
+ * like |z|^n, so the loop ends after a few hundred terms for any realistic horizon.
  */
 export function hyp2f1(a: number, b: number, c: number, z: number): number {
-  if (!(z >= 0 && z < 1)) throw new RangeError(`hyp2f1 needs 0 <= z < 1, got ${z}`);
+  if (!(Math.abs(z) < 1)) throw new RangeError(`hyp2f1 needs |z| < 1, got ${z}`);
   let term = 1;
   let sum = 1;
   for (let n = 0; n < 100_000; n++) {

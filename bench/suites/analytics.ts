@@ -143,9 +143,11 @@ async function preloadMillion(db: Kysely<any>, schema: string): Promise<{ custom
     SELECT period || '|email', period, 'email', count(*), count(*), count(*), 0, 0 FROM (SELECT csat_period AS period FROM ${t('analytics_feedback')}) f GROUP BY period`.execute(db);
   const lastAt = Date.parse('2021-03-05T00:00:00Z'); // first days run to 2020-12-30, last purchase 63 days later
   await sql`INSERT INTO ${t('analytics_state')} (id, observation_end, events) VALUES ('observation', ${new Date(lastAt).toISOString()}, 1000000)`.execute(db);
-  await sql`ANALYZE ${t('analytics_customer')}`.execute(db);
-  await sql`ANALYZE ${t('analytics_purchase_day')}`.execute(db);
-  await sql`ANALYZE ${t('analytics_order')}`.execute(db);
+  // As a long-lived database would be: vacuumed (hint bits set, visibility map) and analysed, so the
+  // first measured rounds do not pay for the bulk load's first touch of 2M fresh rows.
+  for (const table of ['analytics_customer', 'analytics_purchase_day', 'analytics_order', 'analytics_feedback', 'analytics_deal', 'analytics_activity']) {
+    await sql`VACUUM ANALYZE ${t(table)}`.execute(db);
+  }
   return { customers, lastAt };
 }
 
@@ -194,7 +196,7 @@ async function fitHundredThousand(db: Kysely<any>, schema: string, customers: nu
 export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const database = connectPostgres(ctx.databaseUrl, { max: 4 });
   const db = database.db;
-  const measured = Math.round(6_000 * ctx.scale);
+  const measured = Math.round(7_500 * ctx.scale);
   try {
     // --- after 10k events (applied through the projection), with a model fitted on them
     const small = await ctx.freshSchema('analytics_10k');
@@ -221,7 +223,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     const mixLarge = eventMix(largeIds, measured, preloaded.lastAt + DAY, seededRandom(11));
 
     // Alternating rounds, so that load from other processes on the shared machine hits both sizes alike.
-    const rounds = 3;
+    const rounds = 5;
     const per = Math.floor(measured / rounds);
     const smallRounds: number[] = [];
     const largeRounds: number[] = [];

@@ -3,6 +3,7 @@ import { hyp2f1, logGamma } from '../../analytics/models/special.ts';
 import { seededRandom } from '../../analytics/models/random.ts';
 import {
   bgnbdLogLikelihood,
+  discountedHyp,
   expectedPurchases,
   expectedPurchasesNewCustomer,
   fitBgNbd,
@@ -83,6 +84,14 @@ describe('BG/NBD', () => {
       }
     }
     expect(bgnbdLogLikelihood(params, c)).toBeCloseTo(Math.log(sum), 4);
+  });
+
+  it("Pfaff's transformation used for frequent customers gives the direct series' value", () => {
+    for (const [x, T, t] of [[3, 40, 10], [12, 60, 52], [40, 100, 52], [8, 20, 15]] as const) {
+      const direct = Math.pow((CDNOW.alpha + T) / (CDNOW.alpha + T + t), CDNOW.r + x) *
+        hyp2f1(CDNOW.r + x, CDNOW.b + x, CDNOW.a + CDNOW.b + x - 1, t / (CDNOW.alpha + T + t));
+      expect(discountedHyp(CDNOW.r, CDNOW.alpha, CDNOW.a, CDNOW.b, x, T, t)).toBeCloseTo(direct, 12);
+    }
   });
 
   it('P(alive) is 1 without repeats and falls as the customer stays silent', () => {
