@@ -197,8 +197,44 @@ class InCodeMigrations implements MigrationProvider {
   }
 }
 
+/** Names of the migrations already applied in `schema` (none when the schema is new). */
+const appliedMigrations = async (db: Kysely<any>, schema: string): Promise<Set<string>> => {
+  try {
+    const { rows } = await sql<{ name: string }>`SELECT name FROM ${sql.id(schema, 'eventstore_migration')}`.execute(db);
+    return new Set(rows.map((row) => row.name));
+  } catch {
+    return new Set();
+  }
+};
+
+/**
+ * kysely's Migrator introspects every table of the database, which fails now and then while
+ * another process drops a schema (catalog rows vanish mid-query): such failures are retried.
+ */
+const isCatalogRace = (error: unknown): boolean => {
+  const cause = (error as { cause?: unknown })?.cause ?? error;
+  const code = (cause as { code?: string })?.code;
+  return code === '3F000' || code === '42P01' || code === 'XX000' || code === '23505' || /cache lookup failed|does not exist/.test(String((cause as Error)?.message));
+};
+
 /** Creates or upgrades the event store's tables in `schema`; safe to call from several processes. */
 export const migrateEventStore = async (db: Kysely<any>, schema: string): Promise<void> => {
+  const wanted = Object.keys(migrationsFor(schema));
+  // Up to date (every start after the first): skip the Migrator and its whole-database introspection.
+  const applied = await appliedMigrations(db, schema);
+  if (wanted.every((name) => applied.has(name))) return;
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await runMigrator(db, schema);
+      return;
+    } catch (error) {
+      if (attempt >= 5 || !isCatalogRace(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+    }
+  }
+};
+
+const runMigrator = async (db: Kysely<any>, schema: string): Promise<void> => {
   await sql.raw(`CREATE SCHEMA IF NOT EXISTS ${quote(schema)}`).execute(db);
   const migrator = new Migrator({
     db,
