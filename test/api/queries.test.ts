@@ -112,6 +112,9 @@ describe('read your writes through the query routes', () => {
     expect(then).toMatchObject({ revision: 0, asOf: between });
     expect(JSON.stringify(then)).toContain('Before');
     expect(JSON.stringify(then)).not.toContain('After');
+    const masked = json(await get('analyst', `/customers/${created.id}?asOf=${encodeURIComponent(between)}`));
+    expect(JSON.stringify(masked)).not.toContain('Before');
+    expect(JSON.stringify(masked)).toContain('[masked]');
     expectProblem(await get('auditor', `/customers/${created.id}?asOf=yesterday`), 400);
     expectProblem(await get('auditor', `/customers/${created.id}?asOf=2000-01-01T00:00:00Z`), 404);
   });
