@@ -20,6 +20,10 @@ export interface VerificationJob {
   id: string;
   kind: VerificationKind;
   status: VerificationStatus;
+  /** True once the job will not change any more (passed, failed, error or abandoned). */
+  done: boolean;
+  /** The verdict once finished: true = passed, false = a difference or broken link; null otherwise. */
+  ok: boolean | null;
   requestedBy: string | null;
   createdAt: string;
   startedAt: string | null;
@@ -71,10 +75,13 @@ interface JobRow {
 const toJob = (row: JobRow): VerificationJob => {
   const stale = row.now.getTime() - row.heartbeat_at.getTime() > ABANDONED_AFTER_MS;
   const live = row.status === 'running' || row.status === 'queued';
+  const status: VerificationStatus = live && stale ? 'abandoned' : row.status;
   return {
     id: row.id,
     kind: row.kind,
-    status: live && stale ? 'abandoned' : row.status,
+    status,
+    done: status !== 'running' && status !== 'queued',
+    ok: status === 'passed' ? true : status === 'failed' ? false : null,
     requestedBy: row.requested_by,
     createdAt: row.created_at.toISOString(),
     startedAt: row.started_at?.toISOString() ?? null,

@@ -56,12 +56,12 @@ describe('verification jobs', () => {
 
     for (let i = 0; i < 100 && !(await jobs.get(first.id))?.progress; i++) await sleep(20);
     const running = await jobs.get(first.id);
-    expect(running).toMatchObject({ status: 'running', kind: 'read_models', requestedBy: 'auditor-1', progress: { phase: 'replay', done: 42 } });
+    expect(running).toMatchObject({ status: 'running', done: false, ok: null, kind: 'read_models', requestedBy: 'auditor-1', progress: { phase: 'replay', done: 42 } });
 
     control.finish({ ok: false, differences: 1, position: 12n });
     await first.done;
     const finished = await settle(first.id);
-    expect(finished).toMatchObject({ status: 'failed', result: { ok: false, differences: 1, position: '12' } });
+    expect(finished).toMatchObject({ status: 'failed', done: true, ok: false, result: { ok: false, differences: 1, position: '12' } });
     expect(finished.finishedAt).not.toBeNull();
 
     chains.fail(new Error('database went away'));
