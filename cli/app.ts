@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
@@ -50,10 +50,69 @@ export interface CrmRuntime {
 /** Where PGlite keeps its files inside CRM_DATA_DIR (a subfolder leaves room for our own files beside it). */
 export const pgliteFolder = (dataDir: string) => join(dataDir, 'pgdata');
 
+const isRunning = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * PGlite has no server to arbitrate: two processes on one data folder would corrupt it. A pid file
+ * beside the data keeps a second `crm` out (a stale file of a dead process is taken over).
+ */
+function lockDataDir(dataDir: string): () => void {
+  const path = join(dataDir, 'crm.pid');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => {
+        try {
+          unlinkSync(path);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const pid = Number(readFileSync(path, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isRunning(pid)) {
+        throw new EventStoreUnavailable(
+          `The embedded database in ${dataDir} is in use by another crm process (pid ${pid}). ` +
+            'Stop it first (the embedded database serves one process at a time), or run both against PostgreSQL with DATABASE_URL.',
+        );
+      }
+      unlinkSync(path);
+    }
+  }
+  throw new EventStoreUnavailable(`Cannot lock the embedded database in ${dataDir} (${path}).`);
+}
+
 export async function openDatabase(config: CrmConfig): Promise<SqlDatabase> {
   if (config.database.kind === 'pglite') {
-    mkdirSync(config.database.dataDir, { recursive: true });
-    return openPglite(pgliteFolder(config.database.dataDir));
+    const { dataDir } = config.database;
+    mkdirSync(dataDir, { recursive: true });
+    const unlock = lockDataDir(dataDir);
+    try {
+      const database = await openPglite(pgliteFolder(dataDir));
+      return {
+        ...database,
+        close: async () => {
+          try {
+            await database.close();
+          } finally {
+            unlock();
+          }
+        },
+      };
+    } catch (error) {
+      unlock();
+      throw error;
+    }
   }
   const database = connectPostgres(config.database.url);
   // The pool connects lazily: probe now so an unreachable server is reported before anything starts.

@@ -83,7 +83,7 @@ const report = (error: unknown): number => {
     return 2;
   }
   if (error instanceof EventStoreUnavailable) {
-    err(`crm: the database is not reachable.\n  ${error.message}`);
+    err(`crm: the database is not available.\n  ${error.message}`);
     return 69; // EX_UNAVAILABLE
   }
   err(`crm: unexpected error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
