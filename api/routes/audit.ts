@@ -204,8 +204,8 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     },
     async (request, reply) => {
       const { stream } = request.params;
-      const format = negotiate(request, request.query.format, 'ndjson') as ExportFormat;
-      return sendExport(reply, format === ('json' as string) ? 'ndjson' : format, stream, iterateStreamHistory(deps, stream, { personalData: personalDataMode(request) }));
+      const chosen = negotiate(request, request.query.format, 'ndjson');
+      return sendExport(reply, chosen === 'json' ? 'ndjson' : chosen, stream, iterateStreamHistory(deps, stream, { personalData: personalDataMode(request) }));
     },
   );
 
