@@ -151,8 +151,11 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     try {
       training = trainChurnModels(examples);
     } catch (error) {
-      throw new InsufficientData(
-        `Churn model: ${(error as Error).message} (${examples.length} customers bought by ${dayToIsoDate(trainingCutoff)}, the training cutoff asOf - ${churnWindowDays} days).`,
+      // Too little history for a churn model (e.g. the window reaches before most first purchases):
+      // the other models are still worth having, so churn falls back to the base rate, said plainly.
+      training = baseRateChurn(
+        examples,
+        `${(error as Error).message} (${examples.length} customers had bought by ${dayToIsoDate(trainingCutoff)}, the training cutoff asOf - ${churnWindowDays} days); churn scores are the base rate`,
       );
     }
 
@@ -381,6 +384,22 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
 }
 
 export type AnalyticsService = ReturnType<typeof createAnalyticsService>;
+
+/** An intercept-only churn model at the observed churn rate (0.5 with no examples), with null metrics. */
+function baseRateChurn(examples: readonly ChurnExample[], reason: string): ChurnTraining {
+  const rate = examples.length ? examples.reduce((s, e) => s + e.churned, 0) / examples.length : 0.5;
+  const clipped = Math.min(1 - 1e-6, Math.max(1e-6, rate));
+  const none = { auc: null, logLoss: null, brier: null, accuracy: null } as unknown as ChurnTraining['comparison']['naiveBayes'];
+  return {
+    model: {
+      featureNames: CHURN_FEATURES,
+      standardiser: { means: CHURN_FEATURES.map(() => 0), sds: CHURN_FEATURES.map(() => 1) },
+      logistic: { weights: [Math.log(clipped / (1 - clipped)), ...CHURN_FEATURES.map(() => 0)] },
+    },
+    metrics: { ...(none as object), trainSize: examples.length, testSize: 0, churnRate: rate, calibration: [], newtonMaxWeightGap: 0, unavailable: reason } as unknown as ChurnTraining['metrics'],
+    comparison: { decisionTree: { ...none, trainSize: 0 }, naiveBayes: none, mlNaiveBayesDisagreement: 0 } as unknown as ChurnTraining['comparison'],
+  };
+}
 
 /**
  * Months from the first with revenue to the last complete one before `day` (a month still running

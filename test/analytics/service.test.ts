@@ -97,4 +97,16 @@ describe('analytics service', () => {
     expect(forecast.methods[0]!.forecast.map((f) => f.month)).toEqual(['2024-07', '2024-08', '2024-09']);
     expect(forecast.methods[1]!.backtest!.rmse).toBeGreaterThan(0);
   });
+
+  it('still fits the other models when the churn window reaches before any purchase, with a base-rate churn model said plainly', async () => {
+    const model = await service.fitModels({ asOf: '2023-03-15', churnWindowDays: 120 });
+    expect(model.version).toBe(2);
+    expect(model.asOf).toBe('2023-03-15');
+    expect(model.customers).toBeGreaterThan(10);
+    expect(model.customers).toBeLessThan(600);
+    expect(model.churn.auc).toBeNull();
+    expect(String(model.churn.unavailable)).toMatch(/training cutoff/);
+    const [item] = (await service.churn({ limit: 1 })).items;
+    expect(item!.modelVersion).toBe(2);
+  });
 });
