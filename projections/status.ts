@@ -5,6 +5,7 @@ import { ReadModelTimeout } from './errors.ts';
 
 /** Lag beyond this many events is reported as this many (counting further would cost more than it tells). */
 export const LAG_COUNT_CAP = 10_000;
+const LAG_READ_TIMEOUT_MS = 500;
 
 /** What /ready and /metrics show per projection. */
 export interface ProjectionStatus {
@@ -40,10 +41,15 @@ export async function readProjectionStatus(
     let secondsBehind = 0;
     let eventsBehind = 0;
     if (head > cp.position) {
-      const pending = await store.readAll({ fromPosition: cp.position, maxCount: LAG_COUNT_CAP });
-      eventsBehind = pending.length;
-      const oldest = pending[0];
-      if (oldest) secondsBehind = Math.max(0, (Date.now() - oldest.recordedAt.getTime()) / 1000);
+      // A read can wait behind a long transaction elsewhere on the cluster: /ready and /metrics must
+      // answer anyway, so past a short bound the lag is estimated from the checkpoint's age.
+      const pending = await Promise.race([
+        store.readAll({ fromPosition: cp.position, maxCount: LAG_COUNT_CAP }),
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.()),
+      ]).catch(() => undefined);
+      const oldest = pending?.[0];
+      eventsBehind = pending ? pending.length : 1;
+      secondsBehind = Math.max(0, (Date.now() - (oldest ? oldest.recordedAt : cp.updatedAt).getTime()) / 1000);
     }
     result.push({
       name: cp.name,
