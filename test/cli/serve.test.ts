@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildDemoPlan, DEFAULT_DEMO_UNTIL, demoId } from '../../cli/demo-data.ts';
-import { poll, Server } from './support.ts';
+import { poll, runCrm, Server } from './support.ts';
 
 /**
  * `npm start` as a new user meets it: an empty folder, no configuration, embedded PGlite.
@@ -60,6 +60,11 @@ describe('crm serve on an empty folder', () => {
     expect(customerCount).toBeGreaterThanOrEqual(DEMO_CUSTOMERS);
     const deals = await get(`${url}/deals?limit=100`, adminKey);
     expect(deals.body.items.length).toBeGreaterThan(0);
+
+    // A second process is kept off the embedded database while the server holds it.
+    const second = await runCrm(['api-key', 'list'], { cwd: folder, env });
+    expect(second.code).toBe(69);
+    expect(second.stderr).toContain('in use by another crm process');
 
     expect(await server.stop()).toBe(0);
   }, 180_000);
