@@ -320,15 +320,16 @@ async function measureCatchUp(
   let rawRead = 0;
   let after = start.toString();
   for (;;) {
-    const { rows } = await rawPool.query<{ position: string }>(
-      `SELECT position::text AS position, stream, revision, event_id, type, data, metadata,
+    const { rows } = await rawPool.query<{ position_text: string }>(
+      // Not aliased `position`: ORDER BY would then sort the text.
+      `SELECT position::text AS position_text, stream, revision, event_id, type, data, metadata,
               (extract(epoch from recorded_at) * 1000)::float8 AS recorded_ms
        FROM ${pg.escapeIdentifier(ourSchema)}.events WHERE position > $1 ORDER BY position LIMIT 1000`,
       [after],
     );
     if (rows.length === 0) break;
     rawRead += rows.length;
-    after = rows[rows.length - 1]!.position;
+    after = rows[rows.length - 1]!.position_text;
   }
   const rawMs = performance.now() - t;
 
