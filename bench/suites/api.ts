@@ -109,6 +109,8 @@ interface Measured {
   requests: number;
   non2xx: number;
   errors: number;
+  /** Statuses of the non-2xx answers (paced runs). */
+  statuses?: Record<string, number>;
 }
 
 const measure = async (ready: ServerReady, scenario: Scenario, options: { rate?: number; seconds: number; connections: number }): Promise<Measured> => {
@@ -157,6 +159,7 @@ const paced = async (ready: ServerReady, scenario: Scenario, rate: number, secon
   const latencies: number[] = [];
   let non2xx = 0;
   let errors = 0;
+  const statuses: Record<string, number> = {};
   const one = (due: number) =>
     new Promise<void>((resolve) => {
       const body = scenario.body?.();
@@ -173,7 +176,10 @@ const paced = async (ready: ServerReady, scenario: Scenario, rate: number, secon
           response.resume();
           response.on('end', () => {
             latencies.push(performance.now() - due);
-            if ((response.statusCode ?? 0) >= 300) non2xx++;
+            if ((response.statusCode ?? 0) >= 300) {
+              non2xx++;
+              statuses[String(response.statusCode)] = (statuses[String(response.statusCode)] ?? 0) + 1;
+            }
             resolve();
           });
         },
@@ -205,6 +211,7 @@ const paced = async (ready: ServerReady, scenario: Scenario, rate: number, secon
     requests: latencies.length,
     non2xx,
     errors,
+    statuses,
   };
 };
 
