@@ -2,12 +2,12 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projections/projection.ts';
 import { ms } from '../projections/read-models/common.ts';
 import { addMoney, subtractMoney } from '../projections/read-models/money.ts';
-import { RowSet, upsertRows, type Row, type TableSpec } from '../projections/read-models/rows.ts';
+import { RowSet, type Row, type TableSpec } from '../projections/read-models/rows.ts';
 import { dayOf, dayToIsoDate, monthOfDay } from './models/time.ts';
 import { scoreCustomer, type CustomerAggregate, type StoredModel } from './scoring.ts';
 import {
   ACTIVITY, AGGREGATE_TABLES, CUSTOMER, DEAL, FEEDBACK, migrateAggregates, migrateModels, ORDER, PURCHASE_DAY, REVENUE_DAY,
-  SATISFACTION, SCORES, STATE,
+  SATISFACTION, STATE, upsertScores,
 } from './tables.ts';
 import { analyticsReportingViews } from './reporting.ts';
 import { loadLatestModel } from './model-store.ts';
@@ -448,6 +448,6 @@ async function rescoreCustomers(trx: Transaction<any>, schema: string, modelSche
     const score = scoreCustomer(model, aggregateFromRow(c), observationEndDay);
     if (score) rows.push(scoreRow(score));
   }
-  if (rows.length) await upsertRows(trx, modelSchema, SCORES, rows);
+  if (rows.length) await upsertScores(trx, modelSchema, rows);
 }
 

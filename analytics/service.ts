@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { upsertRows, type Row } from '../projections/read-models/rows.ts';
+import type { Row } from '../projections/read-models/rows.ts';
 import { aggregatesAsOf, customersBuyingBetween, monthlyRevenueUpTo, purchaseDaysUpTo } from './as-of.ts';
 import { loadLatestModel, loadModelRecord, saveModel, type ModelRecord } from './model-store.ts';
 import { aggregateFromRow, dayOfDate, scoreRow } from './projection.ts';
@@ -13,7 +13,7 @@ import { forecastRevenue, type MonthlyValue } from './models/forecast.ts';
 import { rfmOf } from './models/rfm.ts';
 import { addMonths, dayOf, dayToIsoDate, monthOfDay, type TimeUnit } from './models/time.ts';
 import { csat, nps } from './models/satisfaction.ts';
-import { SCORES } from './tables.ts';
+import { upsertScores } from './tables.ts';
 
 /** Not enough history to fit (too few customers, or no churned/retained customers to learn from). */
 export class InsufficientData extends Error {
@@ -103,7 +103,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
         const s = scoreCustomer(model, aggregateFromRow(r), day);
         return s ? [scoreRow(s)] : [];
       });
-      await db.transaction().execute((trx) => upsertRows(trx, modelSchema, SCORES, scores));
+      await upsertScores(db, modelSchema, scores);
       scored += scores.length;
       after = String(rows[rows.length - 1]!.customer_id);
     }

@@ -259,3 +259,19 @@ export async function migrateModels(db: Kysely<any>, schema: string): Promise<vo
   await sql`CREATE INDEX IF NOT EXISTS analytics_scores_clv_idx ON ${sql.id(schema, 'analytics_scores')} (clv DESC, customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS analytics_scores_churn_idx ON ${sql.id(schema, 'analytics_scores')} (churn_score DESC, customer_id)`.execute(db);
 }
+
+/**
+ * Writes scores, never replacing a score of a newer model version: a projection batch that loaded
+ * the previous model just before a fit committed must not overwrite the fit's rescoring.
+ */
+export async function upsertScores(db: Kysely<any>, schema: string, rows: Record<string, unknown>[]): Promise<void> {
+  const cols = SCORES.columns;
+  const updates = cols.filter((c) => c !== SCORES.key).map((c) => sql`${sql.id(c)} = EXCLUDED.${sql.id(c)}`);
+  const chunk = Math.floor(30_000 / cols.length);
+  for (let i = 0; i < rows.length; i += chunk) {
+    const values = rows.slice(i, i + chunk).map((r) => sql`(${sql.join(cols.map((c) => sql`${r[c] ?? null}`))})`);
+    await sql`INSERT INTO ${sql.id(schema, SCORES.table)} (${sql.join(cols.map((c) => sql.id(c)))}) VALUES ${sql.join(values)}
+      ON CONFLICT (customer_id) DO UPDATE SET ${sql.join(updates)}
+      WHERE ${sql.id(schema, SCORES.table)}.model_version <= EXCLUDED.model_version`.execute(db);
+  }
+}

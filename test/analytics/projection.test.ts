@@ -120,6 +120,11 @@ describe('analytics projection', () => {
     expect(Number(scoreRow!.p_alive)).toBeCloseTo(expected.pAlive, 12);
     expect(Number(scoreRow!.churn_score)).toBeCloseTo(expected.churnScore, 12);
     expect(expected.clv).toBeGreaterThan(0);
+    // A score of a newer model version (a fit that committed meanwhile) is never overwritten by an older one.
+    await sql`UPDATE ${sql.id(schemas.read, 'analytics_scores')} SET model_version = ${version + 1}, clv = -1 WHERE customer_id = ${bob}`.execute(db);
+    await run(schemas.read, [[purchase(bob, 'b3', 10, '2024-04-21T00:00:00Z')]]);
+    const [kept] = (await sql<Record<string, unknown>>`SELECT model_version, clv FROM ${sql.id(schemas.read, 'analytics_scores')} WHERE customer_id = ${bob}`.execute(db)).rows;
+    expect(kept).toEqual({ model_version: version + 1, clv: -1 });
     // Alice had no event since the model: not scored until her next event or a fit rescoring everyone.
     const count = await sql`SELECT count(*)::int AS n FROM ${sql.id(schemas.read, 'analytics_scores')}`.execute(db);
     expect(count.rows[0]).toEqual({ n: 1 });
