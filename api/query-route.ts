@@ -7,7 +7,7 @@ import type { AggregateKind, Page, ReadModelQueries, ReadRecord } from './deps.t
 import { awaitReadModels, etagOf, IdParams, WaitForQuery } from './http.ts';
 import { forCaller } from './mask.ts';
 import { ProblemError, problemResponses } from './problems.ts';
-import { ruleFor } from './roles.ts';
+import { ruleFor, seesPersonalData } from './roles.ts';
 
 /** Page parameters of every list. The cursor is opaque: pass back `nextCursor`. */
 export const PageQuery = {
@@ -43,6 +43,8 @@ export interface ListRouteSpec<Q extends z.ZodRawShape> {
   /** Filters beyond paging and waitFor. */
   filters: Q;
   personalFields: readonly string[];
+  /** Filters that match on personal data: refused for roles that see it masked (they could re-identify people). */
+  personalFilters?: readonly string[];
   fetch: (queries: ReadModelQueries, query: Record<string, unknown>, request: FastifyRequest) => Promise<Page>;
 }
 
@@ -60,6 +62,13 @@ export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context
     },
     async (request) => {
       const { waitFor, ...query } = request.query as Record<string, unknown> & { waitFor?: string };
+      const role = request.apiKey?.role;
+      const refused = (spec.personalFilters ?? []).filter((name) => query[name] !== undefined);
+      if (role !== undefined && !seesPersonalData(role) && refused.length > 0) {
+        throw new ProblemError('forbidden', `The ${role} role sees personal data masked and may not filter on it (${refused.join(', ')}).`, {
+          errors: refused.map((field) => ({ field, message: 'filters on personal data' })),
+        });
+      }
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const page = await spec.fetch(readModels(context), query, request);
       return forCaller(request, page, spec.personalFields);

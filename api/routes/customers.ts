@@ -97,6 +97,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     summary: 'List customers: filters, search by name or email, sort, cursor pagination',
     filters: CustomerListFilters,
     personalFields: CUSTOMER_PERSONAL_FIELDS,
+    personalFilters: ['search'],
     fetch: (queries, query) => queries.listCustomers(query),
   });
   getRoute(app, context, {
