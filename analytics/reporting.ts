@@ -51,10 +51,21 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
     `CREATE OR REPLACE VIEW ${v('analytics_forecast')} AS
       SELECT method, month, kind, revenue FROM ${r('analytics_forecast')} WHERE model_version = ${latest}`,
   ];
+  const descriptions: Record<string, string> = {
+    analytics_customers: 'One row per customer: running aggregates and the latest scores (CLV, expected purchases, P(alive), churn, RFM, segment, cluster). Definitions: analytics/ANALYTICS.md',
+    analytics_revenue_monthly: 'Purchases, revenue, refunds and net revenue per month (business time, UTC)',
+    analytics_satisfaction: 'CSAT (share of 4-5 on 1-5) and NPS (promoters 9-10 minus detractors 0-6, points) per month and feedback channel',
+    analytics_segments: 'Customers, CLV and churn per RFM segment (latest scores)',
+    analytics_models: 'Fitted model versions: BG/NBD and Gamma-Gamma parameters, churn AUC and log loss, all metrics as JSON',
+    analytics_retention: 'CRR = (E - N) / S per month, from the latest model fit',
+    analytics_cohorts: 'Cohorts by first-purchase month: active customers and retention rate k months later, from the latest model fit',
+    analytics_forecast: 'Monthly net revenue, actual and forecast, per method, from the latest model fit',
+  };
   // Dropped first: CREATE OR REPLACE cannot change a view's columns when a later version does.
   return statements.flatMap((statement) => {
     const name = /CREATE OR REPLACE VIEW (\S+)/.exec(statement)![1]!;
-    return [`DROP VIEW IF EXISTS ${name} CASCADE`, statement];
+    const short = /\."([^"]+)"$/.exec(name)![1]!;
+    return [`DROP VIEW IF EXISTS ${name} CASCADE`, statement, `COMMENT ON VIEW ${name} IS '${(descriptions[short] ?? '').replace(/'/g, "''")}'`];
   });
 }
 

@@ -134,6 +134,8 @@ describe('analytics projection', () => {
     await createAnalyticsReportingViews(db, { readSchema: schemas.read, reportingSchema: schemas.reporting });
     const monthly = (await sql.raw(`SELECT month, purchases, net_revenue::float AS net FROM "${schemas.reporting}".analytics_revenue_monthly ORDER BY month`).execute(db)).rows;
     expect(monthly[0]).toEqual({ month: '2024-01', purchases: 3, net: 180 });
+    const comment = (await sql.raw(`SELECT obj_description('"${schemas.reporting}".analytics_satisfaction'::regclass) AS c`).execute(db)).rows[0] as { c: string };
+    expect(comment.c).toMatch(/CSAT/);
     const sat = (await sql.raw(`SELECT period, csat, nps FROM "${schemas.reporting}".analytics_satisfaction ORDER BY period`).execute(db)).rows;
     expect(sat).toEqual([{ period: '2024-03', csat: null, nps: -100 }, { period: '2024-04', csat: 1, nps: null }]);
   });
