@@ -12,6 +12,7 @@ import { createAuditServices, type AuditServices } from '../audit/index.ts';
 import { createReadModelQueries } from '../projections/queries/index.ts';
 import { createAnalyticsService, type AnalyticsService } from '../analytics/service.ts';
 import { waitForCheckpoints } from '../projections/status.ts';
+import { migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
 import { rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts';
 import { createReportingViews } from '../projections/reporting.ts';
 import { personalDataCodec } from '../projections/codec.ts';
@@ -41,6 +42,8 @@ export interface CrmRuntime {
   readSide: ReadSideDeps;
   /** Starts following the feed into the read models (inline mode of `serve`, and `project`), and sealing the global hash chain. */
   startProjections: () => Promise<void>;
+  /** Creates missing read-model tables and reporting views, so queries answer (empty) before the projections run. */
+  prepareReadModels: () => Promise<void>;
   /** Everything the HTTP API needs except its logger. */
   apiDeps: Omit<ApiDeps, 'logger'>;
   /** Closes everything opened, in reverse order; safe to call twice. */
@@ -172,6 +175,14 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
         await rebuildProjections({ ...readSide, schema: config.schemas.read, reportingSchema: config.schemas.reporting, names, runner });
       },
     });
+    const prepareReadModels = async () => {
+      await migrateCheckpoints(database.db, config.schemas.read);
+      const checkpoints = await readCheckpoints(database.db, config.schemas.read);
+      // A projection whose version changed is left to the runner, which rebuilds it in a shadow schema.
+      const current = projections.filter((p) => (checkpoints.get(p.name)?.version ?? p.version) === p.version);
+      for (const p of current) await p.migrate(database.db, config.schemas.read);
+      await createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections: current });
+    };
     let started = false;
     const startProjections = async () => {
       if (started) return;
@@ -191,7 +202,11 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
           () => true,
           () => false,
         ),
-      status: () => runner.status(),
+      // Inline projections that have not started yet (serve loads the demo data first) are not ready.
+      status: async () =>
+        started || config.projections === 'off'
+          ? runner.status()
+          : projections.map((p) => ({ name: p.name, position: 0n, state: 'stopped', lastError: 'starts once the demo data is loaded' })),
     };
     const analytics = createAnalyticsService({
       db: database.db,
@@ -216,7 +231,7 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
       audit,
       analytics,
     };
-    return { config, database, store, personalData, commands, projections, runner, audit, analytics, readSide, startProjections, apiDeps, close };
+    return { config, database, store, personalData, commands, projections, runner, audit, analytics, readSide, startProjections, prepareReadModels, apiDeps, close };
   } catch (error) {
     await close();
     throw error;

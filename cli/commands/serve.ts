@@ -49,6 +49,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
       // With demo data to load, the projections start after it: catching up in large batches is far
       // quicker than following thousands of single commands (one connection on PGlite).
       if (inline && !demo) await runtime.startProjections();
+      else await runtime.prepareReadModels();
       const app = await buildApp({
         ...runtime.apiDeps,
         logger: config.logLevel === 'silent' ? false : { level: config.logLevel },

@@ -48,8 +48,12 @@ describe('crm serve on an empty folder', () => {
     expect((await get(`${url}/customers`)).status).toBe(401);
 
     await server.waitFor(/Demo data loaded/);
-    await poll('caught-up projections', async () => ((await get(`${url}/ready`)).body.status === 'ready' ? true : undefined));
-    const customer = await get(`${url}/customers/${firstCustomer}`, adminKey);
+    // Read your writes: wait until the read models have applied everything up to the store's head.
+    const head = await poll('the projections to start', async () => {
+      const ready = (await get(`${url}/ready`)).body;
+      return ready.status === 'ready' ? String(ready.head) : undefined;
+    });
+    const customer = await get(`${url}/customers/${firstCustomer}?waitFor=${head}`, adminKey);
     expect(customer.status).toBe(200);
     expect(customer.body.name).toBe(registered.command.name);
     expect(customer.body.email).toBe(registered.command.email);
@@ -73,11 +77,14 @@ describe('crm serve on an empty folder', () => {
     expect(adminKey).not.toBe('');
     const server = start();
     const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/);
-    await poll('caught-up projections', async () => ((await get(`${url}/ready`)).body.status === 'ready' ? true : undefined));
+    const head = await poll('the projections', async () => {
+      const ready = (await get(`${url}/ready`)).body;
+      return ready.status === 'ready' ? String(ready.head) : undefined;
+    });
     expect(server.stdout).not.toContain('Admin key (generated');
     expect(server.stdout).not.toContain('demo data');
 
-    const customer = await get(`${url}/customers/${firstCustomer}`, adminKey);
+    const customer = await get(`${url}/customers/${firstCustomer}?waitFor=${head}`, adminKey);
     expect(customer.status).toBe(200);
     expect(customer.body).toEqual(firstSeen);
     expect((await get(`${url}/customers?limit=100`, adminKey)).body.items.length).toBe(customerCount);
