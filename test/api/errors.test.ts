@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { toProblem } from '../../api/errors.ts';
+import { invalidState, notFound, ruleViolated } from '../../domain/errors.ts';
+import { EventStoreUnavailable, IdempotencyConflict, InvalidAppend, WrongExpectedRevision } from '../../eventstore/errors.ts';
+import { ReadModelTimeout } from '../../projections/errors.ts';
+
+const type = (suffix: string) => `https://crm.example/problems/${suffix}`;
+
+describe('every error the API can meet maps to a problem', () => {
+  it('maps domain refusals by kind, keeping the code and the field', () => {
+    expect(toProblem(notFound('customer.not_found', 'No such customer')).body()).toMatchObject({ status: 404, type: type('not-found'), code: 'customer.not_found' });
+    expect(toProblem(invalidState('deal.terminal_stage', 'Deal is won')).body()).toMatchObject({ status: 409, type: type('invalid-state'), code: 'deal.terminal_stage' });
+    const rule = toProblem(ruleViolated('refund.exceeds_paid', 'Too much', 'amount')).body();
+    expect(rule).toMatchObject({ status: 422, type: type('rule-violated'), code: 'refund.exceeds_paid', errors: [{ field: 'amount', message: 'Too much' }] });
+  });
+
+  it('maps store errors: conflicts with the current revision and ETag, idempotency, invalid appends, unavailability', () => {
+    const conflict = toProblem(new WrongExpectedRevision('customer-1', 2, 5));
+    expect(conflict.body()).toMatchObject({ status: 409, type: type('revision-conflict'), currentRevision: 5 });
+    expect(conflict.headers.etag).toBe('"5"');
+    expect(toProblem(new WrongExpectedRevision('customer-1', 2, -1)).status).toBe(404);
+    expect(toProblem(new IdempotencyConflict('e', 's')).body()).toMatchObject({ status: 422, type: type('idempotency-conflict') });
+    expect(toProblem(new InvalidAppend('payload_too_large', 'too big')).status).toBe(413);
+    expect(toProblem(new InvalidAppend('invalid_stream_name', 'bad name')).status).toBe(400);
+    const down = toProblem(new EventStoreUnavailable('Cannot reach PostgreSQL at db:5432'));
+    expect(down.body()).toMatchObject({ status: 503, type: type('unavailable') });
+    expect(down.message).not.toContain('db:5432'); // no infrastructure details to clients
+    expect(down.headers['retry-after']).toBe('5');
+  });
+
+  it('maps validation errors to fields, unknown keys included', () => {
+    const schema = z.strictObject({ amount: z.number(), nested: z.strictObject({ when: z.string() }) });
+    const result = schema.safeParse({ amount: 'x', nested: { when: 1 }, extra: true });
+    const body = toProblem(result.error).body();
+    expect(body.status).toBe(400);
+    expect(body.errors?.map((e) => e.field).sort()).toEqual(['amount', 'extra', 'nested.when']);
+  });
+
+  it('maps a read-model timeout to 503 and anything unknown to a 500 that reveals nothing', () => {
+    expect(toProblem(new ReadModelTimeout(10n, 100, [])).body()).toMatchObject({ status: 503, type: type('read-model-timeout') });
+    const internal = toProblem(new Error('password=hunter2 in connection string'));
+    expect(internal.status).toBe(500);
+    expect(JSON.stringify(internal.body())).not.toContain('hunter2');
+  });
+});
