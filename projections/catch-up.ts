@@ -43,23 +43,26 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
   let events = 0;
   const wanted = (e: RecordedEvent) =>
     projections.some((p) => !failed.has(p.name) && e.position > positions.get(p.name)! && matchesFilter(p.filter, e));
-  // Page N+1 is read and decoded while page N is applied (decoding waits for the previous page's
-  // decode, so a forget still evicts its key before any later event is decrypted).
-  const prepare = async (fromPosition: bigint): Promise<{ page: RecordedEvent[]; items: BatchItem[] }> => {
-    const page =
-      fromPosition >= headPosition
-        ? []
-        : (await store.readAll({ fromPosition, maxCount: pageSize })).filter((e) => e.position <= headPosition);
-    const inTime = options.untilTime ? page.filter((e) => e.recordedAt.getTime() <= options.untilTime!.getTime()) : page;
-    return { page, items: await decodeBatch(codec, inTime, wanted) };
-  };
-  let next = prepare(from);
+  // Page N+1 is read and decoded while page N is decoded and applied. Decoding N+1 waits for N's
+  // only when N holds a CustomerForgotten, whose key eviction must precede every later decryption.
+  const readPage = async (fromPosition: bigint): Promise<RecordedEvent[]> =>
+    fromPosition >= headPosition ? [] : (await store.readAll({ fromPosition, maxCount: pageSize })).filter((e) => e.position <= headPosition);
+  const decodePage = (page: RecordedEvent[]) =>
+    decodeBatch(codec, options.untilTime ? page.filter((e) => e.recordedAt.getTime() <= options.untilTime!.getTime()) : page, wanted);
+  let page = await readPage(from);
+  let decoded = decodePage(page);
   for (;;) {
-    const { page, items } = await next;
     if (page.length === 0) break;
     const endPosition = page[page.length - 1]!.position;
-    next = prepare(endPosition);
-    next.catch(() => undefined); // observed below; a failure here must not go unhandled if apply throws first
+    const nextPage = readPage(endPosition);
+    const barrier = page.some((e) => e.type === 'CustomerForgotten') ? decoded : Promise.resolve();
+    const nextDecoded = nextPage.then(async (p) => {
+      await barrier;
+      return decodePage(p);
+    });
+    // Observed below; a failure must not go unhandled if applying this page throws first.
+    nextDecoded.catch(() => undefined);
+    const items = await decoded;
     const active = projections.filter((p) => !failed.has(p.name) && positions.get(p.name)! < endPosition);
     const applyOne = async (p: Projection) => {
       const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, options.applyOptions);
@@ -71,6 +74,8 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
     events += page.length;
     from = endPosition;
     options.onProgress?.({ position: endPosition, headPosition, events });
+    page = await nextPage;
+    decoded = nextDecoded;
   }
   return { position: from, events, failed: [...failed] };
 }

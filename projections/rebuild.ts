@@ -27,6 +27,8 @@ export interface ReplayOptions extends ReadSideDeps {
   untilPosition?: bigint;
   /** Drop the schema first if it exists. */
   replace?: boolean;
+  /** Events read and applied per batch (default 5000: replay has no latency to keep low). */
+  pageSize?: number;
   /** Also create reporting views over the replayed tables in this schema. */
   reportingSchema?: string;
   onProgress?: (progress: CatchUpProgress) => void;
@@ -61,6 +63,7 @@ export async function replayInto(options: ReplayOptions): Promise<ReplayResult> 
     untilTime: options.untilTime,
     untilPosition: options.untilPosition,
     concurrent: options.concurrent,
+    pageSize: options.pageSize ?? 5_000,
     onProgress: options.onProgress,
   });
   if (options.reportingSchema) {

@@ -138,9 +138,10 @@ export async function customerTimeline(
   const page = await pageOf({
     source,
     table: 'customer_timeline',
-    key: 'event_id',
+    key: 'position',
+    keyType: 'bigint',
     where: [sql`t.customer_id = ${uuidOf(id)}`],
-    sorts: { position: { expr: sql`t.position`, type: 'numeric' } },
+    sorts: { position: { expr: sql`t.position`, type: 'bigint' } },
     sort: query.order === 'desc' ? '-position' : 'position',
     defaultSort: 'position',
     limit: query.limit,

@@ -16,7 +16,7 @@ export interface SortSpec {
   /** SQL expression over alias `t`; never NULL (wrap nullable columns in COALESCE). */
   expr: RawBuilder<unknown>;
   /** SQL type to cast the cursor's text back to. */
-  type: 'text' | 'timestamptz' | 'numeric' | 'integer' | 'date';
+  type: 'text' | 'timestamptz' | 'numeric' | 'integer' | 'bigint' | 'date';
 }
 
 /** A cursor that cannot be decoded is bad input (400 naming `cursor`), never a 500. */
@@ -25,11 +25,13 @@ const badCursor = (input: unknown) =>
 
 const encodeCursor = (sortValue: string, key: string): string => Buffer.from(JSON.stringify([sortValue, key])).toString('base64url');
 
-const decodeCursor = (cursor: string): [string, string] => {
+const KEY_FORMATS = { uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, bigint: /^-?\d{1,19}$/ } as const;
+
+const decodeCursor = (cursor: string, keyType: keyof typeof KEY_FORMATS): [string, string] => {
   try {
     const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
     if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
-      if (!z.uuid().safeParse(value[1]).success) throw new Error('key');
+      if (!KEY_FORMATS[keyType].test(value[1])) throw new Error('key');
       return [value[0], value[1]];
     }
   } catch {
@@ -41,7 +43,9 @@ const decodeCursor = (cursor: string): [string, string] => {
 export interface PageRequest {
   source: ReadModelSource;
   table: string;
+  /** Unique column that breaks ties in the order. */
   key: string;
+  keyType?: 'uuid' | 'bigint';
   /** Extra selected expressions (computed at query time), `expr AS name`. */
   extra?: RawBuilder<unknown>[];
   where: RawBuilder<unknown>[];
@@ -66,9 +70,11 @@ export async function pageOf(request: PageRequest): Promise<Page<Record<string, 
   const key = sql.ref(`t.${request.key}`);
   const where = [...request.where];
   if (request.cursor) {
-    const [value, id] = decodeCursor(request.cursor);
+    const keyType = request.keyType ?? 'uuid';
+    const [value, id] = decodeCursor(request.cursor, keyType);
     const cast = sql`CAST(${value} AS ${sql.raw(spec.type)})`;
-    where.push(desc ? sql`(${spec.expr}, ${key}) < (${cast}, ${id}::uuid)` : sql`(${spec.expr}, ${key}) > (${cast}, ${id}::uuid)`);
+    const keyValue = sql`CAST(${id} AS ${sql.raw(keyType)})`;
+    where.push(desc ? sql`(${spec.expr}, ${key}) < (${cast}, ${keyValue})` : sql`(${spec.expr}, ${key}) > (${cast}, ${keyValue})`);
   }
   const direction = sql.raw(desc ? 'DESC' : 'ASC');
   const { rows } = await sql<Record<string, any>>`

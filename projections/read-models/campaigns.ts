@@ -68,7 +68,7 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     cancelled_at timestamptz,
     revision integer NOT NULL,
     last_event_at timestamptz NOT NULL
-  )`.execute(db);
+  ) WITH (fillfactor = 80)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS campaigns_status_idx ON ${t} (status)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS campaigns_created_idx ON ${t} (created_at, campaign_id)`.execute(db);
 }

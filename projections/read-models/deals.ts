@@ -58,7 +58,7 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     lost_reason text,
     revision integer NOT NULL,
     last_event_at timestamptz NOT NULL
-  )`.execute(db);
+  ) WITH (fillfactor = 80)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_stage_idx ON ${t} (stage)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_owner_idx ON ${t} (owner_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_customer_idx ON ${t} (customer_id)`.execute(db);

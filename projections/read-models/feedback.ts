@@ -72,7 +72,7 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     rated_at timestamptz,
     revision integer NOT NULL,
     last_event_at timestamptz NOT NULL
-  )`.execute(db);
+  ) WITH (fillfactor = 80)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS feedback_status_idx ON ${t} (status, priority)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS feedback_assignee_idx ON ${t} (assignee_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS feedback_customer_idx ON ${t} (customer_id)`.execute(db);

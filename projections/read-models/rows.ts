@@ -121,13 +121,15 @@ export async function upsertRows(trx: Transaction<any>, schema: string, spec: Ta
   }
 }
 
-/** Multi-row plain insert (append-only tables such as the timeline); duplicates by key are ignored. */
+/**
+ * Multi-row plain insert for append-only tables (the timeline). No ON CONFLICT: the checkpoint in the
+ * same transaction means an event is never applied twice, so a duplicate key is a bug and fails loudly.
+ */
 export async function insertRows(trx: Transaction<any>, schema: string, spec: TableSpec, rows: Row[]): Promise<void> {
   const cols = spec.columns;
   for (let i = 0; i < rows.length; i += CHUNK_ROWS) {
     await sql`INSERT INTO ${sql.id(schema, spec.table)} (${sql.join(cols.map((c) => sql.id(c)))})
-      ${rowsAsRecordset(schema, spec, rows.slice(i, i + CHUNK_ROWS))}
-      ON CONFLICT (${sql.id(spec.key)}) DO NOTHING`.execute(trx);
+      ${rowsAsRecordset(schema, spec, rows.slice(i, i + CHUNK_ROWS))}`.execute(trx);
   }
 }
 

@@ -26,8 +26,10 @@ export const TIMELINE_SUBJECTS: TableSpec = {
 async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   const t = sql.id(schema, 'customer_timeline');
+  // One index only, the one the timeline is read by: positions are unique, so (customer, position) is
+  // the key; event ids are unique by construction and not indexed (inserts are the hot path of replay).
   await sql`CREATE TABLE IF NOT EXISTS ${t} (
-    event_id uuid PRIMARY KEY,
+    event_id uuid NOT NULL,
     customer_id uuid NOT NULL,
     position bigint NOT NULL,
     stream text NOT NULL,
@@ -36,9 +38,9 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     occurred_at timestamptz NOT NULL,
     recorded_at timestamptz NOT NULL,
     actor text NOT NULL,
-    summary text NOT NULL
+    summary text NOT NULL,
+    PRIMARY KEY (customer_id, position)
   )`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS customer_timeline_customer_idx ON ${t} (customer_id, position)`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'timeline_subjects')} (
     subject_id uuid PRIMARY KEY,
     customer_id uuid NOT NULL
