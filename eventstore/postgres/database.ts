@@ -14,6 +14,11 @@ export interface SqlDatabase {
   readonly db: Kysely<any>;
   /** LISTEN on a channel; resolves to a function that stops listening. */
   listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
+  /**
+   * Optional fast path for hot statements: runs `text` as a named prepared statement (parsed and
+   * planned once per connection). Only the pg pool offers it; callers fall back to `db`.
+   */
+  readonly prepared?: <R>(name: string, text: string, params: unknown[]) => Promise<R[]>;
   close(): Promise<void>;
 }
 
@@ -182,6 +187,14 @@ export function connectPostgres(url: string, options: { max?: number } = {}): Sq
     kind: 'postgres',
     db,
     listen: (channel, onNotify) => listener.listen(channel, onNotify),
+    prepared: async <R>(name: string, text: string, params: unknown[]) => {
+      try {
+        const result = await pool.query({ name, text, values: params });
+        return result.rows as R[];
+      } catch (error) {
+        throw toUnavailable(error, url);
+      }
+    },
     close: async () => {
       if (closed) return;
       closed = true;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
 import { Observable } from 'rxjs';
 import type {
@@ -117,6 +118,10 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     throw mapError(error);
   }
   const wakeup = createWakeup(database, schema);
+  // The hot statement of every command, prepared once per connection where the engine allows.
+  const appendStatement = `SELECT outcome, revision, last_position::text AS last_position, conflict_id::text AS conflict_id
+    FROM ${quoteIdentifier(schema)}.append_events($1, $2::bigint, $3::uuid[], $4::text[], $5::text[]::jsonb[], $6::text[]::jsonb[])`;
+  const appendStatementName = `crm_es_append_${createHash('sha256').update(schema).digest('hex').slice(0, 16)}`;
   const activeSubscriptions = new Set<() => void>();
   let closed = false;
 
@@ -129,14 +134,24 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     const expected = normalizeExpectedRevision(options.expectedRevision);
     assertOpen();
     let row: AppendRow | undefined;
+    const params = [
+      stream,
+      expectedCode(expected),
+      prepared.map((e) => e.id),
+      prepared.map((e) => e.type),
+      prepared.map((e) => e.dataJson),
+      prepared.map((e) => e.metadataJson),
+    ];
     try {
-      const result = await sql<AppendRow>`
-        SELECT outcome, revision, last_position::text AS last_position, conflict_id::text AS conflict_id
-        FROM ${s}.append_events(
-          ${stream}, ${expectedCode(expected)}::bigint,
-          ${prepared.map((e) => e.id)}::uuid[], ${prepared.map((e) => e.type)}::text[],
-          ${prepared.map((e) => e.dataJson)}::text[]::jsonb[], ${prepared.map((e) => e.metadataJson)}::text[]::jsonb[])`.execute(db);
-      row = result.rows[0];
+      if (database.prepared) {
+        [row] = await database.prepared<AppendRow>(appendStatementName, appendStatement, params);
+      } else {
+        const result = await sql<AppendRow>`
+          SELECT outcome, revision, last_position::text AS last_position, conflict_id::text AS conflict_id
+          FROM ${s}.append_events(${params[0]}, ${params[1]}::bigint, ${params[2]}::uuid[], ${params[3]}::text[],
+            ${params[4]}::text[]::jsonb[], ${params[5]}::text[]::jsonb[])`.execute(db);
+        row = result.rows[0];
+      }
     } catch (error) {
       // Same id appended concurrently to another stream: the unique index settles it.
       if (isUniqueViolation(error, 'events_event_id_unique')) {
