@@ -11,9 +11,10 @@ import {
 } from './tables.ts';
 import { analyticsReportingViews } from './reporting.ts';
 import { loadLatestModel } from './model-store.ts';
+import { mergeCustomers } from './merge.ts';
 
 export const ANALYTICS_EVENT_TYPES = [
-  'CustomerRegistered', 'PurchaseRecorded', 'PurchaseRefunded', 'FeedbackSubmitted', 'FeedbackResolved', 'FeedbackClosed',
+  'CustomerRegistered', 'CustomerMerged', 'PurchaseRecorded', 'PurchaseRefunded', 'FeedbackSubmitted', 'FeedbackResolved', 'FeedbackClosed',
   'FeedbackReopened', 'FeedbackRated', 'CampaignResponseRecorded', 'DealOpened', 'DealWon', 'DealLost', 'DealReopened',
 ] as const;
 
@@ -345,6 +346,11 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
     default:
       return;
   }
+  await recordObservation(t, at);
+}
+
+/** Every applied event moves the observation end (latest business time seen) and the event count. */
+async function recordObservation(t: Tables, at: string): Promise<void> {
   const state = (await t.row(STATE, STATE_ID, () => ({ id: STATE_ID, observation_end: null, events: 0 })))!;
   state.observation_end = latestOf(state.observation_end, at);
   state.events = num(state.events) + 1;
@@ -422,12 +428,27 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
       if (options.modelSchema && options.modelSchema !== schema) await migrateModels(db, options.modelSchema);
     },
     async apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]) {
-      const t = new Tables(trx, schema);
+      const modelSchema = options.modelSchema ?? schema;
+      let t = new Tables(trx, schema);
       await preload(t, events);
       const touched = new Set<string>();
-      for (const e of events) await applyEvent(t, e, touched);
+      for (const [i, e] of events.entries()) {
+        if (e.event.type === 'CustomerMerged') {
+          // Set-based SQL over the flushed tables, then a fresh row cache for the rest of the batch.
+          await t.flush();
+          await mergeCustomers(trx, schema, e.event.data.customerId, e.event.data.duplicateId, modelSchema);
+          touched.delete(e.event.data.duplicateId);
+          touched.add(e.event.data.customerId);
+          t = new Tables(trx, schema);
+          await preload(t, events.slice(i + 1));
+          await recordObservation(t, e.metadata.occurredAt);
+          continue;
+        }
+        await applyEvent(t, e, touched);
+      }
       await t.flush();
-      await rescoreCustomers(trx, schema, options.modelSchema ?? schema, t, touched);
+      await t.preload(CUSTOMER, touched);
+      await rescoreCustomers(trx, schema, modelSchema, t, touched);
     },
     reportingViews: ({ readSchema, reportingSchema }) => analyticsReportingViews(readSchema, reportingSchema),
   };

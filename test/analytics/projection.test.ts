@@ -139,4 +139,38 @@ describe('analytics projection', () => {
     const sat = (await sql.raw(`SELECT period, csat, nps FROM "${schemas.reporting}".analytics_satisfaction ORDER BY period`).execute(db)).rows;
     expect(sat).toEqual([{ period: '2024-03', csat: null, nps: -100 }, { period: '2024-04', csat: 1, nps: null }]);
   });
+
+  it('a merge adds the duplicate\'s history to the primary, the same whatever the batch boundaries', async () => {
+    const primary = randomUUID();
+    const duplicate = randomUUID();
+    const complaint = randomUUID();
+    const history = [
+      purchase(primary, 'p1', 10, '2024-05-01T10:00:00Z'),
+      purchase(primary, 'p2', 20, '2024-05-08T10:00:00Z'),
+      purchase(duplicate, 'd1', 5, '2024-04-20T10:00:00Z'), // earlier: becomes the first day
+      purchase(duplicate, 'd2', 7, '2024-05-08T15:00:00Z'), // same day as p2: one purchase day
+      projected({ type: 'FeedbackSubmitted', data: { feedbackId: complaint, customerId: duplicate, kind: 'complaint', channel: 'chat', subject: 's', body: 'b', priority: 'low', csat: null, nps: null, firstResponseDueAt: '2024-05-10T00:00:00Z', resolutionDueAt: '2024-05-12T00:00:00Z' } }, '2024-05-09T00:00:00Z'),
+      projected({ type: 'CustomerMerged', data: { customerId: primary, duplicateId: duplicate } }, '2024-05-10T00:00:00Z'),
+      projected({ type: 'FeedbackResolved', data: { feedbackId: complaint, resolution: 'ok' } }, '2024-05-11T00:00:00Z'),
+      purchase(primary, 'p3', 30, '2024-05-20T10:00:00Z'),
+    ];
+    const one = `${schemas.read}_m1`;
+    const split = `${schemas.read}_m2`;
+    await run(one, [history]);
+    await run(split, [history.slice(0, 3), history.slice(3, 6), history.slice(6)]);
+    const rows = await rowsOf(one, 'analytics_customer', 'customer_id');
+    expect(rows.map((r) => r.customer_id)).toEqual([primary]);
+    const merged = aggregateFromRow(rows[0]!);
+    expect(merged.purchases).toEqual(summarisePurchases([
+      { day: dayOf('2024-04-20T00:00:00Z'), value: 5 },
+      { day: dayOf('2024-05-01T00:00:00Z'), value: 10 },
+      { day: dayOf('2024-05-08T00:00:00Z'), value: 27 },
+      { day: dayOf('2024-05-20T00:00:00Z'), value: 30 },
+    ]));
+    expect(rows[0]).toMatchObject({ orders: 5, complaints: 1, complaints_open: 0, complaints_resolved: 1, cohort: '2024-04' });
+    for (const [table, order] of [['analytics_customer', 'customer_id'], ['analytics_purchase_day', 'purchase_day_id'], ['analytics_activity', 'activity_id'],
+      ['analytics_feedback', 'feedback_id'], ['analytics_state', 'id']] as const) {
+      expect(await rowsOf(split, table, order)).toEqual(await rowsOf(one, table, order));
+    }
+  });
 });
