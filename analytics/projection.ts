@@ -417,7 +417,8 @@ export interface AnalyticsProjectionOptions {
 export function createAnalyticsProjection(options: AnalyticsProjectionOptions = {}): Projection {
   return {
     name: 'analytics',
-    version: 1,
+    // 2: merges fold the duplicate into the primary.
+    version: 2,
     tables: AGGREGATE_TABLES,
     filter: { eventTypes: [...ANALYTICS_EVENT_TYPES] },
     async migrate(db: Kysely<any>, schema: string) {
