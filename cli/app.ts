@@ -42,6 +42,8 @@ export interface CrmRuntime {
   readSide: ReadSideDeps;
   /** Starts following the feed into the read models (inline mode of `serve`, and `project`), and sealing the global hash chain. */
   startProjections: () => Promise<void>;
+  /** Releases the set-up lock (see `OpenOptions.holdSetUpLock`); idempotent. */
+  setUpDone: () => Promise<void>;
   /** Creates missing read-model tables and reporting views, so queries answer (empty) before the projections run. */
   prepareReadModels: () => Promise<void>;
   /** Everything the HTTP API needs except its logger. */
@@ -141,7 +143,46 @@ async function openEventStore(config: CrmConfig, database: SqlDatabase): Promise
   return createPostgresEventStore(database, { schema: config.schemas.events });
 }
 
-export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
+/**
+ * Several processes starting at once on one PostgreSQL (API replicas, a projection worker) would race
+ * on `CREATE TABLE IF NOT EXISTS`. Set-up runs under a session advisory lock held on one pooled
+ * connection; the returned function releases it. (PGlite serves one process: nothing to do.)
+ */
+async function acquireStartupLock(database: SqlDatabase, key: string): Promise<() => Promise<void>> {
+  if (database.kind !== 'postgres') return async () => undefined;
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let acquired!: () => void;
+  let failed!: (error: unknown) => void;
+  const ready = new Promise<void>((resolve, reject) => {
+    acquired = resolve;
+    failed = reject;
+  });
+  const held = database.db
+    .connection()
+    .execute(async (connection) => {
+      await sql`SELECT pg_advisory_lock(hashtext(${key}))`.execute(connection);
+      acquired();
+      await released;
+      await sql`SELECT pg_advisory_unlock(hashtext(${key}))`.execute(connection);
+    })
+    .catch(failed);
+  await ready;
+  let done = false;
+  return async () => {
+    if (done) return;
+    done = true;
+    release();
+    await held;
+  };
+}
+
+export interface OpenOptions {
+  /** Keep the set-up lock until `setUpDone()` (serve and project migrate read models after opening). */
+  holdSetUpLock?: boolean;
+}
+
+export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Promise<CrmRuntime> {
   const closers: (() => Promise<void>)[] = [];
   const close = async () => {
     while (closers.length > 0) await closers.pop()!().catch(() => undefined);
@@ -149,11 +190,14 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
   try {
     const database = await openDatabase(config);
     closers.push(() => database.close());
+    const setUpDone = await acquireStartupLock(database, `crm-set-up:${config.schemas.events}:${config.schemas.read}`);
+    closers.push(setUpDone);
     const store = await openEventStore(config, database);
     closers.push(() => store.close());
     // Keys live beside the events in SQL even with EventStoreDB: forgetting must be able to delete them.
     const personalData = await createPersonalData(database.db, { schema: config.schemas.events });
     const commands = createCrmCommands({ store, personalData });
+    if (!options.holdSetUpLock) await setUpDone();
     const projections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.schemas.read })];
     const audit = createAuditServices(
       { store, personalData, database, schemas: { events: config.schemas.events, read: config.schemas.read } },
@@ -231,7 +275,7 @@ export async function openCrm(config: CrmConfig): Promise<CrmRuntime> {
       audit,
       analytics,
     };
-    return { config, database, store, personalData, commands, projections, runner, audit, analytics, readSide, startProjections, prepareReadModels, apiDeps, close };
+    return { config, database, store, personalData, commands, projections, runner, audit, analytics, readSide, startProjections, prepareReadModels, setUpDone, apiDeps, close };
   } catch (error) {
     await close();
     throw error;

@@ -28,10 +28,11 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
 
     const { openCrm } = await import('../app.ts');
     const { InsufficientData } = await import('../../analytics/service.ts');
-    const runtime = await openCrm(run.config);
+    const runtime = await openCrm(run.config, { holdSetUpLock: true });
     try {
       // This process follows the feed until the analytics projection has caught up, then fits.
       await runtime.startProjections();
+      await runtime.setUpDone();
       run.err('Catching up the analytics projection, then fitting...');
       const started = Date.now();
       const summary = await runtime.analytics

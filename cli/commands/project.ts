@@ -11,9 +11,10 @@ at any point loses nothing and applies nothing twice: start it again and it resu
   options: {},
   async run(run) {
     const { openCrm } = await import('../app.ts');
-    const runtime = await openCrm(run.config);
+    const runtime = await openCrm(run.config, { holdSetUpLock: true });
     try {
       await runtime.startProjections();
+      await runtime.setUpDone();
       run.err('Projections are running. Press Ctrl-C to stop.');
       await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve(), { once: true }));
       return 0;

@@ -42,7 +42,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
     const { openCrm } = await import('../app.ts');
     const { buildApp } = await import('../../api/app.ts');
     const { ensureAdminKey } = await import('../../api/auth/api-keys.ts');
-    const runtime = await openCrm(config);
+    const runtime = await openCrm(config, { holdSetUpLock: true });
     try {
       const demo = await demoToLoad(runtime, run);
       const inline = config.projections === 'inline';
@@ -55,6 +55,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
         logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
       });
       const admin = await ensureAdminKey(app.keys, { adminKey: config.adminKey });
+      await runtime.setUpDone();
       const address = await app.listen({ host: config.http.host, port });
       const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost');
       run.out('');
