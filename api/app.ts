@@ -96,8 +96,9 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   const app = Fastify({
     logger: loggerOptions(deps.logger),
     genReqId: requestId,
+    // An event is at most 512 KiB in the store (eventstore/contract.ts); a command body larger than 1 MiB is a 413.
     bodyLimit: 1024 * 1024,
-    // Quoted ETags and header-heavy clients: keep fastify's defaults otherwise.
+    // While shutting down, new requests get a 503 so a load balancer retries them elsewhere.
     return503OnClosing: true,
     // Bad URL encoding and over-long path parameters are answered before routing: as problems too.
     frameworkErrors: (error, request, reply) => problemErrorHandler(error, request, reply),
