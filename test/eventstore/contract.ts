@@ -12,7 +12,13 @@ import {
   type RecordedEvent,
   type SubscriptionMessage,
 } from '../../eventstore/contract.ts';
-import { IdempotencyConflict, InvalidAppend, WrongExpectedRevision } from '../../eventstore/errors.ts';
+import {
+  EventStoreError,
+  IdempotencyConflict,
+  InvalidAppend,
+  InvalidReadOptions,
+  WrongExpectedRevision,
+} from '../../eventstore/errors.ts';
 
 /**
  * What the contract suite needs from an engine. Each `createStore` call returns a store whose
@@ -92,6 +98,7 @@ export function eventStoreContract(harness: EngineHarness): void {
     describe('appendToStream', () => {
       it('appends to a new stream and records every field', async () => {
         const store = await harness.createStore();
+        expect(store.engine).toBe(harness.name);
         const stream = `${aggregate()}-1`;
         const events = [newEvent('CustomerRegistered', { name: 'Ada', tags: ['vip'], nested: { n: 1.5 } }), newEvent('CustomerRenamed', { name: 'Ada L.' })];
         const before = Date.now();
@@ -237,6 +244,24 @@ export function eventStoreContract(harness: EngineHarness): void {
         await store.appendToStream(stream, [newEvent('Big', { blob: nearLimit })]);
         expect((await store.readStream(stream))[0]!.data).toEqual({ blob: nearLimit });
         await store.close();
+      });
+    });
+
+    describe('read options and a closed store', () => {
+      it('refuses invalid read options and any call after close', async () => {
+        const store = await harness.createStore();
+        const stream = `${aggregate()}-1`;
+        for (const options of [{ maxCount: -1 }, { fromRevision: 1.5 }, { untilTime: new Date('nope') }]) {
+          expect(await caught(store.readStream(stream, options))).toBeInstanceOf(InvalidReadOptions);
+        }
+        for (const options of [{ maxCount: -1 }, { fromPosition: -1n }, { fromPosition: 5 as unknown as bigint }]) {
+          expect(await caught(store.readAll(options))).toBeInstanceOf(InvalidReadOptions);
+        }
+        expect(await store.readAll({ maxCount: 0 })).toEqual([]);
+        await store.close();
+        await store.close();
+        expect(await caught(store.appendToStream(stream, [newEvent()]))).toBeInstanceOf(EventStoreError);
+        expect(await caught(store.readStream(stream))).toBeInstanceOf(EventStoreError);
       });
     });
 
