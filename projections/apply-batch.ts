@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { EventFilter, RecordedEvent } from '../eventstore/contract.ts';
 import { advanceCheckpoint, lockCheckpoint, markFailed, readCheckpoints } from './checkpoints.ts';
 import { describeError, isTransient, PoisonEvent } from './errors.ts';
@@ -81,9 +81,6 @@ export type ApplyOutcome =
  */
 async function applyOnce(db: Kysely<any>, schema: string, projection: Projection, items: BatchItem[], endPosition: bigint, lag: Lag) {
   return db.transaction().execute(async (trx): Promise<ApplyOutcome> => {
-    // Read models and their checkpoint commit or vanish together, so a crash losing the last
-    // asynchronously committed batches only makes the runner apply them again: no fsync wait.
-    await sql`SET LOCAL synchronous_commit TO OFF`.execute(trx);
     const checkpoint = await lockCheckpoint(trx, schema, projection.name);
     if (!checkpoint) throw new Error(`Projection ${projection.name} has no checkpoint in ${schema}`);
     if (checkpoint.state === 'failed' || checkpoint.state === 'stopped') {

@@ -62,7 +62,10 @@ export async function ensureCheckpoint(db: Kysely<any> | Transaction<any>, schem
 
 /** Locks the projection's checkpoint row for the batch transaction (two workers never apply the same batch). */
 export async function lockCheckpoint(trx: Transaction<any>, schema: string, name: string): Promise<Checkpoint | undefined> {
-  const { rows } = await sql<Record<string, any>>`SELECT * FROM ${sql.id(schema, CHECKPOINT_TABLE)} WHERE name = ${name} FOR UPDATE`.execute(trx);
+  // Same round trip: the batch commits without waiting for fsync. Rows and checkpoint still commit or
+  // vanish together, so a crash losing the last batches only makes the runner apply them again.
+  const { rows } = await sql<Record<string, any>>`SELECT *, set_config('synchronous_commit', 'off', true) AS async_commit
+    FROM ${sql.id(schema, CHECKPOINT_TABLE)} WHERE name = ${name} FOR UPDATE`.execute(trx);
   return rows[0] ? toCheckpoint(rows[0]) : undefined;
 }
 
@@ -77,6 +80,24 @@ export async function advanceCheckpoint(
     SET position = ${position.toString()}::bigint, events_behind = ${lag.eventsBehind}, seconds_behind = ${lag.secondsBehind},
         updated_at = now()
     WHERE name = ${name}`.execute(trx);
+}
+
+/**
+ * Moves running checkpoints forward over events none of their projections wanted: no read-model
+ * change, so no batch transaction, one statement for all of them. Never moves a checkpoint back.
+ */
+export async function skipAhead(
+  db: Kysely<any>,
+  schema: string,
+  names: readonly string[],
+  position: bigint,
+  lag: { eventsBehind: number; secondsBehind: number },
+): Promise<void> {
+  if (names.length === 0) return;
+  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
+    SET position = GREATEST(position, ${position.toString()}::bigint), events_behind = ${lag.eventsBehind},
+        seconds_behind = ${lag.secondsBehind}, updated_at = now()
+    WHERE name = ANY(${[...names]}::text[]) AND state IN ('running', 'rebuilding')`.execute(db);
 }
 
 export async function markFailed(

@@ -1,8 +1,8 @@
 import type { Kysely } from 'kysely';
 import { bufferTime, concatMap, defer, filter, type Subscription } from 'rxjs';
 import type { EventStore, RecordedEvent, SubscriptionMessage } from '../eventstore/contract.ts';
-import { applyBatch, decodeBatch, matchesFilter, type EventCodec, type Lag } from './apply-batch.ts';
-import { clearFailure, ensureCheckpoint, migrateCheckpoints, readCheckpoints, type Checkpoint } from './checkpoints.ts';
+import { applyBatch, decodeBatch, matchesFilter, type BatchItem, type EventCodec, type Lag } from './apply-batch.ts';
+import { clearFailure, ensureCheckpoint, migrateCheckpoints, readCheckpoints, skipAhead, type Checkpoint } from './checkpoints.ts';
 import { describeError, ReadModelTimeout } from './errors.ts';
 import type { Projection } from './projection.ts';
 import { readProjectionStatus, type ProjectionStatus } from './status.ts';
@@ -33,6 +33,12 @@ export interface ProjectionRunnerOptions {
    */
   onVersionChange?: (names: string[]) => Promise<void>;
   log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+interface DecodedBatch {
+  events: RecordedEvent[];
+  items: BatchItem[];
+  endPosition: bigint;
 }
 
 interface Waiter {
@@ -200,9 +206,11 @@ export class ProjectionRunner {
       .pipe(
         bufferTime(this.batch.maxWaitMs, null, this.batch.maxEvents),
         filter((messages) => messages.length > 0),
-        concatMap((messages) =>
+        // Two stages: batch N+1 is decoded while batch N is applied (each stage keeps feed order).
+        concatMap((messages) => defer(() => this.decodeMessages(messages))),
+        concatMap((batch) =>
           defer(() => {
-            const work = this.processMessages(messages);
+            const work = batch ? this.applyDecoded(batch) : Promise.resolve();
             this.inFlight = work;
             return work;
           }),
@@ -223,8 +231,8 @@ export class ProjectionRunner {
       });
   }
 
-  private async processMessages(messages: SubscriptionMessage[]): Promise<void> {
-    if (!this.running) return;
+  private async decodeMessages(messages: SubscriptionMessage[]): Promise<DecodedBatch | undefined> {
+    if (!this.running) return undefined;
     const events: RecordedEvent[] = [];
     let endPosition = 0n;
     for (const m of messages) {
@@ -235,11 +243,17 @@ export class ProjectionRunner {
     }
     if (endPosition > this.knownHead) this.knownHead = endPosition;
     const active = this.options.projections.filter((p) => !this.failed.has(p.name) && (this.positions.get(p.name) ?? 0n) < endPosition);
-    if (active.length === 0) return;
-
+    if (active.length === 0) return undefined;
     const items = await decodeBatch(this.options.codec, events, (e) =>
       active.some((p) => e.position > (this.positions.get(p.name) ?? 0n) && matchesFilter(p.filter, e)),
     );
+    return { events, items, endPosition };
+  }
+
+  private async applyDecoded({ events, items, endPosition }: DecodedBatch): Promise<void> {
+    if (!this.running) return;
+    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && (this.positions.get(p.name) ?? 0n) < endPosition);
+    if (active.length === 0) return;
     const last = events[events.length - 1];
     const lag: Lag = {
       eventsBehind: 0,
@@ -266,8 +280,20 @@ export class ProjectionRunner {
         this.failed.add(p.name);
       }
     };
-    if (this.options.concurrent) await Promise.all(active.map(applyOne));
-    else for (const p of active) await applyOne(p);
+    // Projections with nothing to apply in this batch only move their checkpoints: one statement.
+    const wants = (p: Projection) => items.some((i) => i.recorded.position > (this.positions.get(p.name) ?? 0n) && matchesFilter(p.filter, i.recorded));
+    const idle = active.filter((p) => !wants(p));
+    const busy = active.filter(wants);
+    const skip = async () => {
+      if (idle.length === 0) return;
+      await skipAhead(this.options.db, this.options.schema, idle.map((p) => p.name), endPosition, lag);
+      for (const p of idle) this.positions.set(p.name, endPosition);
+    };
+    if (this.options.concurrent) await Promise.all([skip(), ...busy.map(applyOne)]);
+    else {
+      await skip();
+      for (const p of busy) await applyOne(p);
+    }
     this.notifyWaiters();
   }
 }
