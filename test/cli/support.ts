@@ -35,25 +35,25 @@ export const runCrm = (args: string[], options: { cwd: string; env: Record<strin
     });
   });
 
-/** A long-running `crm serve`, with its output collected as it arrives. */
+/** A long-running `crm serve` (or `crm project`), with its output collected as it arrives. */
 export class Server {
   stdout = '';
   stderr = '';
   readonly exited: Promise<number | null>;
   private readonly child: ChildProcess;
 
-  constructor(cwd: string, env: Record<string, string>) {
-    this.child = spawn(process.execPath, [CRM_BIN, 'serve'], { cwd, env: cleanEnv(env) });
+  constructor(cwd: string, env: Record<string, string>, command = 'serve') {
+    this.child = spawn(process.execPath, [CRM_BIN, command], { cwd, env: cleanEnv(env) });
     this.child.stdout!.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
     this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
     this.exited = new Promise((resolve) => this.child.on('close', (code) => resolve(code)));
   }
 
-  /** Resolves with the first match of `pattern` in stdout, failing with the output if it never comes. */
-  async waitFor(pattern: RegExp, timeoutMs = 60_000): Promise<RegExpMatchArray> {
+  /** Resolves with the first match of `pattern` in stdout (or stderr), failing with the output if it never comes. */
+  async waitFor(pattern: RegExp, timeoutMs = 60_000, stream: 'stdout' | 'stderr' = 'stdout'): Promise<RegExpMatchArray> {
     const until = Date.now() + timeoutMs;
     for (;;) {
-      const match = this.stdout.match(pattern);
+      const match = this[stream].match(pattern);
       if (match) return match;
       if (this.child.exitCode !== null || Date.now() > until) {
         throw new Error(`no ${pattern} in the output of crm serve.\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
