@@ -88,7 +88,11 @@ const serviceFor = (context: RouteContext): AnalyticsService => {
     // "Fits every model on the events recorded before the request": wait for the projections to reach the head.
     catchUp: async () => {
       if (!projections) return;
-      const head = await store.headPosition();
+      // The newest event readers can see. A backwards read waits (briefly) for events committed
+      // before the call to become final, which headPosition() does not: right after an append, or
+      // while another transaction in the database is open, headPosition() can still be behind.
+      const [newest] = await store.readAll({ direction: 'backwards', maxCount: 1 });
+      const head = newest?.position ?? (await store.headPosition());
       if (head === 0n) return;
       const reached = await projections.waitForPosition(head, Math.max(context.waitForTimeoutMs, 30_000));
       if (!reached) {

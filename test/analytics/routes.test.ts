@@ -93,6 +93,18 @@ describe('analytics routes', () => {
     const fields = (bad.json().errors as { field: string }[]).map((e) => e.field).join(' ');
     expect(fields).toMatch(/horizon/);
     expect(fields).toMatch(/timeUnit/);
+    for (const payload of [{ asOf: '1997-13-45' }, { discountRate: 'x' }, { horizon: 1.5 }, { surprise: true }, { churnWindowDays: 1 }]) {
+      const refused = await app.inject({ method: 'POST', url: '/analytics/models', headers: auth('admin'), payload });
+      expect(refused.statusCode, JSON.stringify(payload)).toBe(400);
+      expect(refused.headers['content-type']).toMatch(/application\/problem\+json/);
+    }
+    for (const url of ['/analytics/clv?minClv=abc', '/analytics/clv?limit=0', '/analytics/clv?minClv=1e400', '/analytics/churn?minChurnScore=2',
+      '/analytics/forecast?horizon=0', '/analytics/satisfaction?channel=fax', '/analytics/retention?from=2024-13', '/analytics/segments?x=1',
+      '/analytics/clv?cohort=May', '/analytics/clv?minClv=10&maxClv=1', '/analytics/models/0', '/analytics/models/abc']) {
+      const refused = await app.inject({ method: 'GET', url, headers: auth('analyst') });
+      expect(refused.statusCode, url).toBe(400);
+      expect(refused.headers['content-type'], url).toMatch(/application\/problem\+json/);
+    }
     const badRange = await app.inject({ method: 'GET', url: '/analytics/retention?from=2024-05&to=2024-01', headers: auth('analyst') });
     expect(badRange.statusCode).toBe(400);
     expect(JSON.stringify(badRange.json().errors)).toMatch(/from/);
@@ -104,7 +116,7 @@ describe('analytics routes', () => {
       method: 'POST', url: '/analytics/models', headers: auth('analyst'),
       payload: { asOf: '2024-06-28', timeUnit: 'week', horizon: 52, discountRate: 0.01 },
     });
-    expect(response.statusCode).toBe(201);
+    expect(response.statusCode, response.body).toBe(201);
     const model = response.json();
     expect(model).toMatchObject({ version: 1, asOf: '2024-06-28', timeUnit: 'week', horizon: 52, discountRate: 0.01, customers: 80 });
     for (const key of ['r', 'alpha', 'a', 'b']) expect(model.bgnbd[key]).toBeGreaterThan(0);
