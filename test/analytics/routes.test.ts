@@ -158,5 +158,10 @@ describe('analytics routes', () => {
     expect(forecast.methods[0].forecast).toHaveLength(3);
     const unknownFilter = await app.inject({ method: 'GET', url: '/analytics/clv?segment=Nobody', headers: auth('analyst') });
     expect(unknownFilter.statusCode).toBe(400);
+    // Documented in the OpenAPI description, with the model's schema.
+    const openapi = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    for (const path of ['/analytics/models', '/analytics/models/latest', '/analytics/customers/{id}', '/analytics/clv', '/analytics/churn', '/analytics/retention', '/analytics/satisfaction', '/analytics/segments', '/analytics/forecast']) {
+      expect(Object.keys(openapi.paths)).toContain(path);
+    }
   });
 });
