@@ -64,7 +64,8 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
     schemas: { events: schemas.events, read: schemas.read },
     commands,
     projections: progressOf(runner),
-    waitForTimeoutMs: 5_000,
+    // Generous: on a loaded 2-core machine the projections can fall seconds behind; tests assert effects, not speed.
+    waitForTimeoutMs: 15_000,
     ...overrides,
   };
   const app = await buildApp(deps);
