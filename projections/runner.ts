@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { bufferTime, concatMap, defer, filter, type Subscription } from 'rxjs';
+import { bufferTime, filter, type Subscription } from 'rxjs';
 import type { EventStore, RecordedEvent, SubscriptionMessage } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type BatchItem, type EventCodec, type Lag } from './apply-batch.ts';
 import { clearFailure, ensureCheckpoint, migrateCheckpoints, readCheckpoints, skipAhead, type Checkpoint } from './checkpoints.ts';
@@ -12,9 +12,11 @@ export interface BatchOptions {
   maxEvents: number;
   /** Longest wait before a partial batch is applied (bufferTime's time span), in ms. */
   maxWaitMs: number;
+  /** Most events applied at once when windows queued up behind a slow batch. */
+  maxCoalescedEvents: number;
 }
 
-export const DEFAULT_BATCH: BatchOptions = { maxEvents: 500, maxWaitMs: 10 };
+export const DEFAULT_BATCH: BatchOptions = { maxEvents: 500, maxWaitMs: 10, maxCoalescedEvents: 5_000 };
 
 export interface ProjectionRunnerOptions {
   /** Where the read models live (pg pool or PGlite). */
@@ -58,6 +60,8 @@ export class ProjectionRunner {
   private readonly failed = new Set<string>();
   private readonly waiters = new Set<Waiter>();
   private subscription: Subscription | undefined;
+  private pending: SubscriptionMessage[][] = [];
+  private draining: Promise<void> | undefined;
   private inFlight: Promise<void> = Promise.resolve();
   private running = false;
   private resubscribeTimer: NodeJS.Timeout | undefined;
@@ -105,6 +109,7 @@ export class ProjectionRunner {
     clearTimeout(this.resubscribeTimer);
     this.subscription?.unsubscribe();
     this.subscription = undefined;
+    this.pending = [];
     await this.inFlight.catch(() => undefined);
   }
 
@@ -132,6 +137,7 @@ export class ProjectionRunner {
   async restartSubscription(): Promise<void> {
     this.subscription?.unsubscribe();
     this.subscription = undefined;
+    this.pending = [];
     await this.inFlight.catch(() => undefined);
     await this.reloadCheckpoints();
     if (this.running) this.subscribe();
@@ -201,34 +207,62 @@ export class ProjectionRunner {
 
   private subscribe(): void {
     const fromPosition = this.lowestPosition();
+    this.pending = [];
     this.subscription = this.options.store
       .subscribeToAll({ fromPosition })
       .pipe(
         bufferTime(this.batch.maxWaitMs, null, this.batch.maxEvents),
         filter((messages) => messages.length > 0),
-        // Two stages: batch N+1 is decoded while batch N is applied (each stage keeps feed order).
-        concatMap((messages) => defer(() => this.decodeMessages(messages))),
-        concatMap((batch) =>
-          defer(() => {
-            const work = batch ? this.applyDecoded(batch) : Promise.resolve();
-            this.inFlight = work;
-            return work;
-          }),
-        ),
       )
       .subscribe({
-        error: (error) => {
-          // Feed lost (database restarting, store closed): resubscribe from the checkpoints.
-          this.lastError = describeError(error);
-          this.options.log?.('projection feed failed; resubscribing', { error: this.lastError });
-          this.subscription = undefined;
-          if (!this.running) return;
-          this.resubscribeTimer = setTimeout(() => {
-            if (this.running) void this.restartSubscription().catch(() => undefined);
-          }, 1_000);
-          this.resubscribeTimer.unref?.();
+        next: (messages) => {
+          this.pending.push(messages);
+          this.drain();
         },
+        error: (error) => this.feedFailed(error),
       });
+  }
+
+  /**
+   * Applies what the feed delivered. Windows that arrived while a batch was being applied are
+   * coalesced into the next batch (up to `maxCoalescedEvents`), so batches grow with the load
+   * instead of queueing one small window after another.
+   */
+  private drain(): void {
+    if (this.draining) return;
+    const work = (async () => {
+      try {
+        while (this.running && this.pending.length > 0) {
+          const messages: SubscriptionMessage[] = [];
+          while (this.pending.length > 0 && messages.length < this.batch.maxCoalescedEvents) messages.push(...this.pending.shift()!);
+          const decoded = await this.decodeMessages(messages);
+          if (decoded) await this.applyDecoded(decoded);
+        }
+      } catch (error) {
+        this.feedFailed(error);
+      } finally {
+        this.draining = undefined;
+      }
+      if (this.running && this.pending.length > 0) this.drain();
+    })();
+    this.draining = work;
+    this.inFlight = work;
+  }
+
+  private feedFailed(error: unknown): void {
+    // Feed lost (database restarting, store closed) or a batch that could not be applied:
+    // resubscribe from the checkpoints.
+    this.lastError = describeError(error);
+    this.options.log?.('projection feed failed; resubscribing', { error: this.lastError });
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    this.pending = [];
+    if (!this.running) return;
+    clearTimeout(this.resubscribeTimer);
+    this.resubscribeTimer = setTimeout(() => {
+      if (this.running) void this.restartSubscription().catch(() => undefined);
+    }, 1_000);
+    this.resubscribeTimer.unref?.();
   }
 
   private async decodeMessages(messages: SubscriptionMessage[]): Promise<DecodedBatch | undefined> {
