@@ -334,14 +334,20 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     return { activeWindowDays, cohorts, periods: from <= to ? retentionRates(customers, from, to, activeWindowDays) : [] };
   }
 
-  async function satisfaction(filters: { from?: string; to?: string; channel?: string; groupBy?: 'period' | 'channel' | 'period_channel' } = {}) {
+  async function satisfaction(
+    filters: { from?: string; to?: string; channel?: string; groupBy?: 'period' | 'channel' | 'period_channel'; granularity?: 'month' | 'quarter' | 'year' } = {},
+  ) {
     const where = [sql`true`];
     if (filters.from) where.push(sql`period >= ${filters.from}`);
     if (filters.to) where.push(sql`period <= ${filters.to}`);
     if (filters.channel) where.push(sql`channel = ${filters.channel}`);
     const groupBy = filters.groupBy ?? 'period_channel';
-    const keys = groupBy === 'period' ? sql`period, 'all'::text AS channel` : groupBy === 'channel' ? sql`'all'::text AS period, channel` : sql`period, channel`;
-    const group = groupBy === 'period' ? sql`period` : groupBy === 'channel' ? sql`channel` : sql`period, channel`;
+    // Periods are stored per month (YYYY-MM); quarters read YYYY-Qn, years YYYY.
+    const granularity = filters.granularity ?? 'month';
+    const period =
+      granularity === 'year' ? sql`substr(period, 1, 4)` : granularity === 'quarter' ? sql`substr(period, 1, 4) || '-Q' || ((substr(period, 6, 2)::int + 2) / 3)` : sql`period`;
+    const keys = groupBy === 'period' ? sql`${period} AS period, 'all'::text AS channel` : groupBy === 'channel' ? sql`'all'::text AS period, channel` : sql`${period} AS period, channel`;
+    const group = groupBy === 'period' ? sql`1` : groupBy === 'channel' ? sql`channel` : sql`1, channel`;
     const { rows } = await sql<Row>`SELECT ${keys}, sum(csat_responses)::int AS csat_responses, sum(csat_satisfied)::int AS csat_satisfied,
       sum(nps_responses)::int AS nps_responses, sum(promoters)::int AS promoters, sum(detractors)::int AS detractors
       FROM ${t('analytics_satisfaction')} WHERE ${sql.join(where, sql` AND `)} GROUP BY ${group} ORDER BY 1, 2`.execute(db);

@@ -248,6 +248,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
           to: Month.optional(),
           channel: FeedbackChannel.optional(),
           groupBy: z.enum(['period', 'channel', 'period_channel']).default('period_channel'),
+          granularity: z.enum(['month', 'quarter', 'year']).default('month').describe('Length of a period'),
           ...WaitForQuery,
         }),
         response: { 200: Loose, ...errors },

@@ -90,6 +90,12 @@ describe('analytics service', () => {
     expect(satisfaction.items.map((i) => i.channel)).toEqual(['chat', 'email', 'phone']);
     expect(satisfaction.total.csat!).toBeGreaterThan(0);
     expect(satisfaction.total.nps!).toBeGreaterThanOrEqual(-100);
+    const byQuarter = await service.satisfaction({ groupBy: 'period', granularity: 'quarter' });
+    expect(byQuarter.items[0]!.period).toMatch(/^\d{4}-Q[1-4]$/);
+    expect(byQuarter.total).toEqual(satisfaction.total);
+    const byMonth = await service.satisfaction({ groupBy: 'period' });
+    const q1 = byMonth.items.filter((i) => ['2023-01', '2023-02', '2023-03'].includes(i.period)).reduce((s, i) => s + i.csatResponses, 0);
+    expect(byQuarter.items.find((i) => i.period === '2023-Q1')?.csatResponses ?? 0).toBe(q1);
     const forecast = await service.forecast({ horizon: 3 });
     // The observation end is 2024-06-30: June is complete (months count in whole days).
     expect(forecast.history.at(-1)!.month).toBe('2024-06');
