@@ -87,7 +87,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'POST /analytics/models', access: ['admin', 'analyst'], summary: 'fit every model' },
   { route: 'GET /analytics/*', access: ANALYTICS_READ, summary: 'analytics figures and fitted models' },
   // Audit (served by api/routes/audit.ts).
-  { route: 'POST /audit/*', access: AUDIT, summary: 'start a verification' },
+  { route: 'POST /audit/*', access: AUDIT, summary: 'start a verification, seal the hash chain' },
   { route: 'GET /audit/*', access: AUDIT, summary: 'history, exports, verification results' },
   // Administration.
   { route: 'POST /admin/api-keys', access: ['admin'], summary: 'create an API key (shown once)' },
