@@ -4,6 +4,9 @@ import { applyBatch, decodeBatch, matchesFilter, type ApplyOptions, type BatchIt
 import { readCheckpoints } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 
+/** Pages read and decoded ahead of the one being applied. */
+const READ_AHEAD = 3;
+
 export interface CatchUpProgress {
   position: bigint;
   headPosition: bigint;
@@ -43,39 +46,70 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
   let events = 0;
   const wanted = (e: RecordedEvent) =>
     projections.some((p) => !failed.has(p.name) && e.position > positions.get(p.name)! && matchesFilter(p.filter, e));
-  // Page N+1 is read and decoded while page N is decoded and applied. Decoding N+1 waits for N's
-  // only when N holds a CustomerForgotten, whose key eviction must precede every later decryption.
+  // A reader runs ahead of the appliers by up to READ_AHEAD pages, each page decoded as soon as it is
+  // read. Decoding a page waits for the previous page's decoding only when that page holds a
+  // CustomerForgotten, whose key eviction must precede every later decryption.
   const readPage = async (fromPosition: bigint): Promise<RecordedEvent[]> =>
     fromPosition >= headPosition ? [] : (await store.readAll({ fromPosition, maxCount: pageSize })).filter((e) => e.position <= headPosition);
   const decodePage = (page: RecordedEvent[]) =>
     decodeBatch(codec, options.untilTime ? page.filter((e) => e.recordedAt.getTime() <= options.untilTime!.getTime()) : page, wanted);
-  let page = await readPage(from);
-  let decoded = decodePage(page);
-  for (;;) {
-    if (page.length === 0) break;
-    const endPosition = page[page.length - 1]!.position;
-    const nextPage = readPage(endPosition);
-    const barrier = page.some((e) => e.type === 'CustomerForgotten') ? decoded : Promise.resolve();
-    const nextDecoded = nextPage.then(async (p) => {
-      await barrier;
-      return decodePage(p);
-    });
-    // Observed below; a failure must not go unhandled if applying this page throws first.
-    nextDecoded.catch(() => undefined);
-    const items = await decoded;
-    const active = projections.filter((p) => !failed.has(p.name) && positions.get(p.name)! < endPosition);
-    const applyOne = async (p: Projection) => {
-      const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, options.applyOptions);
-      positions.set(p.name, outcome.position);
-      if (outcome.kind !== 'applied') failed.add(p.name);
-    };
-    if (options.concurrent) await Promise.all(active.map(applyOne));
-    else for (const p of active) await applyOne(p);
-    events += page.length;
-    from = endPosition;
-    options.onProgress?.({ position: endPosition, headPosition, events });
-    page = await nextPage;
-    decoded = nextDecoded;
+  interface Prepared {
+    page: RecordedEvent[];
+    decoded: Promise<BatchItem[]>;
+  }
+  const ready: Promise<Prepared>[] = [];
+  let stopped = false;
+  let wakeReader: (() => void) | undefined;
+  let readFrom = from;
+  let lastDecode: { page: RecordedEvent[]; decoded: Promise<BatchItem[]> } | undefined;
+  const reader = async () => {
+    for (;;) {
+      if (stopped) return;
+      if (ready.length >= READ_AHEAD) {
+        await new Promise<void>((resolve) => (wakeReader = resolve));
+        continue;
+      }
+      const pagePromise = readPage(readFrom);
+      const prepared = pagePromise.then((page) => {
+        const previous = lastDecode;
+        const barrier = previous && previous.page.some((e) => e.type === 'CustomerForgotten') ? previous.decoded : Promise.resolve();
+        const decoded = barrier.then(() => decodePage(page));
+        decoded.catch(() => undefined); // observed by the applier
+        lastDecode = { page, decoded };
+        return { page, decoded };
+      });
+      ready.push(prepared);
+      const page = await pagePromise.catch(() => []);
+      if (page.length === 0) return;
+      readFrom = page[page.length - 1]!.position;
+    }
+  };
+  const readerDone = reader();
+  try {
+    for (;;) {
+      while (ready.length === 0) await new Promise((r) => setImmediate(r));
+      const { page, decoded } = await ready.shift()!;
+      wakeReader?.();
+      if (page.length === 0) break;
+      const endPosition = page[page.length - 1]!.position;
+      const items = await decoded;
+      const active = projections.filter((p) => !failed.has(p.name) && positions.get(p.name)! < endPosition);
+      const applyOne = async (p: Projection) => {
+        const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, options.applyOptions);
+        positions.set(p.name, outcome.position);
+        if (outcome.kind !== 'applied') failed.add(p.name);
+      };
+      if (options.concurrent) await Promise.all(active.map(applyOne));
+      else for (const p of active) await applyOne(p);
+      events += page.length;
+      from = endPosition;
+      options.onProgress?.({ position: endPosition, headPosition, events });
+    }
+  } finally {
+    stopped = true;
+    wakeReader?.();
+    for (const p of ready) p.catch(() => undefined);
+    await readerDone.catch(() => undefined);
   }
   return { position: from, events, failed: [...failed] };
 }

@@ -129,7 +129,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       let count = 0;
       const pages = [];
       for (;;) {
-        const page = await store.readAll({ fromPosition: from, maxCount: 2_000 });
+        const page = await store.readAll({ fromPosition: from, maxCount: 5_000 }); // the page size replay reads
         if (page.length === 0) break;
         pages.push(page);
         count += page.length;
