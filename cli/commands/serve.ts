@@ -1,5 +1,5 @@
 import type { CrmRuntime } from '../app.ts';
-import type { CliCommand, CommandRun, OptionWithHelp } from '../command.ts';
+import { UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
 import { describeDatabase } from '../config.ts';
 import { demoPlan, demoState, loadDemo } from '../demo.ts';
 import { createProgress } from '../progress.ts';
@@ -56,7 +56,14 @@ start and printed once. Ctrl-C stops it cleanly.`,
       });
       const admin = await ensureAdminKey(app.keys, { adminKey: config.adminKey });
       await runtime.setUpDone();
-      const address = await app.listen({ host: config.http.host, port });
+      const address = await app.listen({ host: config.http.host, port }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
+          throw new UsageError(
+            `cannot listen on ${config.http.host}:${port} (${error.code === 'EADDRINUSE' ? 'the port is in use' : 'permission denied'}). Set PORT to another port (or 0 for any free one).`,
+          );
+        }
+        throw error;
+      });
       const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost');
       run.out('');
       run.out(`CRM is running on ${describeDatabase(config)}${config.eventStore.kind === 'eventstoredb' ? ' with events in EventStoreDB' : ''}.`);
