@@ -1,5 +1,5 @@
 import type { CrmRuntime } from '../app.ts';
-import { UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
+import { intValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
 import { describeDatabase } from '../config.ts';
 import { demoPlan, demoState, loadDemo } from '../demo.ts';
 import { createProgress } from '../progress.ts';
@@ -37,7 +37,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
   options,
   async run(run) {
     const config = run.config;
-    const port = run.values.port === undefined ? config.http.port : Number(run.values.port);
+    const port = intValue(run, 'port', config.http.port, 0, 65535);
     // Loaded on use, so that `--help` stays instant.
     const { openCrm } = await import('../app.ts');
     const { buildApp } = await import('../../api/app.ts');
