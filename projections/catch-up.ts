@@ -7,6 +7,9 @@ import type { Projection } from './projection.ts';
 /** Pages read and decoded ahead of the one being applied. */
 const READ_AHEAD = 3;
 
+/** Stands in for a page every projection has applied (its events can be collected). */
+const RELEASED = Promise.resolve({ page: [] as RecordedEvent[], decoded: Promise.resolve([] as BatchItem[]) });
+
 export interface CatchUpProgress {
   position: bigint;
   headPosition: bigint;
@@ -46,9 +49,10 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
   let events = 0;
   const wanted = (e: RecordedEvent) =>
     projections.some((p) => !failed.has(p.name) && e.position > positions.get(p.name)! && matchesFilter(p.filter, e));
-  // A reader runs ahead of the appliers by up to READ_AHEAD pages, each page decoded as soon as it is
-  // read. Decoding a page waits for the previous page's decoding only when that page holds a
-  // CustomerForgotten, whose key eviction must precede every later decryption.
+  // A reader runs ahead by up to READ_AHEAD pages, each page decoded as soon as it is read (decoding
+  // waits for the previous page's only when that page holds a CustomerForgotten, whose key eviction
+  // must precede every later decryption). Each projection applies the pages in order at its own
+  // pace, so the slowest one sets the total time, not the slowest of each page.
   const readPage = async (fromPosition: bigint): Promise<RecordedEvent[]> =>
     fromPosition >= headPosition ? [] : (await store.readAll({ fromPosition, maxCount: pageSize })).filter((e) => e.position <= headPosition);
   const decodePage = (page: RecordedEvent[]) =>
@@ -57,59 +61,117 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
     page: RecordedEvent[];
     decoded: Promise<BatchItem[]>;
   }
-  const ready: Promise<Prepared>[] = [];
+  const pages: Promise<Prepared>[] = [];
+  const done = new Map(projections.map((p) => [p.name, 0]));
+  const waiting: (() => void)[] = [];
+  const changed = () => {
+    for (const wake of waiting.splice(0)) wake();
+  };
+  const nextChange = () => new Promise<void>((resolve) => waiting.push(resolve));
   let stopped = false;
-  let wakeReader: (() => void) | undefined;
-  let readFrom = from;
-  let lastDecode: { page: RecordedEvent[]; decoded: Promise<BatchItem[]> } | undefined;
+  const slowest = () => Math.min(...done.values());
+
   const reader = async () => {
+    let readFrom = from;
+    let previous: Prepared | undefined;
     for (;;) {
+      while (!stopped && pages.length - slowest() >= READ_AHEAD) await nextChange();
       if (stopped) return;
-      if (ready.length >= READ_AHEAD) {
-        await new Promise<void>((resolve) => (wakeReader = resolve));
-        continue;
-      }
       const pagePromise = readPage(readFrom);
-      const prepared = pagePromise.then((page) => {
-        const previous = lastDecode;
+      const prepared = pagePromise.then((page): Prepared => {
         const barrier = previous && previous.page.some((e) => e.type === 'CustomerForgotten') ? previous.decoded : Promise.resolve();
         const decoded = barrier.then(() => decodePage(page));
-        decoded.catch(() => undefined); // observed by the applier
-        lastDecode = { page, decoded };
-        return { page, decoded };
+        decoded.catch(() => undefined); // observed by the appliers
+        previous = { page, decoded };
+        return previous;
       });
-      ready.push(prepared);
-      const page = await pagePromise.catch(() => []);
+      prepared.catch(() => undefined); // observed by the appliers
+      pages.push(prepared);
+      changed();
+      const page = await pagePromise.catch(() => [] as RecordedEvent[]);
       if (page.length === 0) return;
       readFrom = page[page.length - 1]!.position;
     }
   };
-  const readerDone = reader();
-  try {
-    for (;;) {
-      while (ready.length === 0) await new Promise((r) => setImmediate(r));
-      const { page, decoded } = await ready.shift()!;
-      wakeReader?.();
-      if (page.length === 0) break;
+
+  let reported = 0;
+  let reporting: Promise<void> = Promise.resolve();
+  // Serialized: appliers finishing at once must not count a page twice.
+  const report = () => (reporting = reporting.then(reportPassedPages));
+  const reportPassedPages = async () => {
+    // Progress is where the slowest projection stands; pages every projection has passed are released.
+    while (reported < slowest()) {
+      const { page } = await pages[reported]!;
+      pages[reported] = RELEASED;
+      reported++;
+      events += page.length;
+      if (page.length > 0) {
+        from = page[page.length - 1]!.position;
+        options.onProgress?.({ position: from, headPosition, events });
+      }
+    }
+  };
+
+  const applier = async (p: Projection) => {
+    for (let i = 0; ; i++) {
+      while (!stopped && i >= pages.length) await nextChange();
+      if (stopped) return;
+      const { page, decoded } = await pages[i]!;
+      if (page.length === 0) return;
       const endPosition = page[page.length - 1]!.position;
-      const items = await decoded;
-      const active = projections.filter((p) => !failed.has(p.name) && positions.get(p.name)! < endPosition);
-      const applyOne = async (p: Projection) => {
+      if (!failed.has(p.name) && positions.get(p.name)! < endPosition) {
+        const items = await decoded;
         const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, options.applyOptions);
         positions.set(p.name, outcome.position);
         if (outcome.kind !== 'applied') failed.add(p.name);
-      };
-      if (options.concurrent) await Promise.all(active.map(applyOne));
-      else for (const p of active) await applyOne(p);
-      events += page.length;
-      from = endPosition;
-      options.onProgress?.({ position: endPosition, headPosition, events });
+      }
+      done.set(p.name, i + 1);
+      changed();
+      await report();
+    }
+  };
+
+  const readerDone = reader();
+  try {
+    if (options.concurrent) {
+      // On a failure, let the other appliers finish their batch before returning (no work left behind).
+      const appliers = projections.map((p) =>
+        applier(p).catch((error) => {
+          stopped = true;
+          changed();
+          throw error;
+        }),
+      );
+      const results = await Promise.allSettled(appliers);
+      const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failure) throw failure.reason;
+    } else {
+      // One connection (PGlite): projections take turns page by page.
+      for (let i = 0; ; i++) {
+        while (i >= pages.length) await nextChange();
+        const { page } = await pages[i]!;
+        if (page.length === 0) break;
+        for (const p of projections) await applyPage(p, i);
+      }
     }
   } finally {
     stopped = true;
-    wakeReader?.();
-    for (const p of ready) p.catch(() => undefined);
+    changed();
     await readerDone.catch(() => undefined);
   }
+  async function applyPage(p: Projection, i: number) {
+    const { page, decoded } = await pages[i]!;
+    const endPosition = page[page.length - 1]!.position;
+    if (!failed.has(p.name) && positions.get(p.name)! < endPosition) {
+      const items = await decoded;
+      const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, options.applyOptions);
+      positions.set(p.name, outcome.position);
+      if (outcome.kind !== 'applied') failed.add(p.name);
+    }
+    done.set(p.name, i + 1);
+    changed();
+    await report();
+  }
+  // Every projection passed every page: the position is the last page's end.
   return { position: from, events, failed: [...failed] };
 }

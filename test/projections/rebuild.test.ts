@@ -37,6 +37,9 @@ describe('replay and compare', () => {
     const a = await replayInto({ ...deps(), schema: `${h.schemas.read}_a`, untilPosition: position });
     const b = await replayInto({ ...deps(), schema: `${h.schemas.read}_b`, untilPosition: position });
     expect(a.failed).toEqual([]);
+    // Every event counted once, the position where every projection stands.
+    expect(a.events).toBe((await h.store.readAll()).filter((e) => e.position <= position).length);
+    expect(a.position).toBe(position);
     const ab = await compareSchemas(h.database.db, a.schema, b.schema, tables);
     expect(ab.filter((t) => !t.equal)).toEqual([]);
     expect(ab.find((t) => t.table === 'customer_timeline')!.liveRows).toBeGreaterThan(40);
