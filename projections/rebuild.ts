@@ -177,6 +177,18 @@ async function trySwap(options: RebuildOptions, selected: Projection[], shadow: 
       for (const row of liveRows) {
         if ((shadowCheckpoints.get(row.name)?.position ?? 0n) < BigInt(row.position)) return undefined;
       }
+      // Lock in the order readers take locks (a reporting view, then the table under it), views first,
+      // so a query arriving mid-swap waits instead of deadlocking with the DROP ... CASCADE below.
+      const { rows: views } = await sql<{ name: string }>`SELECT viewname AS name FROM pg_views
+        WHERE schemaname = ${options.reportingSchema} ORDER BY viewname`.execute(trx);
+      if (views.length > 0) {
+        await sql`LOCK TABLE ${sql.join(views.map((v) => sql.id(options.reportingSchema, v.name)))} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+      }
+      const { rows: liveTables } = await sql<{ name: string }>`SELECT tablename AS name FROM pg_tables
+        WHERE schemaname = ${schema} AND tablename = ANY(${selected.flatMap((p) => p.tables)}::text[]) ORDER BY tablename`.execute(trx);
+      if (liveTables.length > 0) {
+        await sql`LOCK TABLE ${sql.join(liveTables.map((t) => sql.id(schema, t.name)))} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+      }
       let position = 0n;
       for (const p of selected) {
         const cp = shadowCheckpoints.get(p.name)!;
