@@ -38,8 +38,10 @@ export interface CrmRuntime {
   runner: ProjectionRunner;
   audit: AuditServices;
   analytics: AnalyticsService;
-  /** What rebuild, replay and verify need. */
+  /** What rebuild needs: the live projections, whose analytics rescoring writes the live model tables. */
   readSide: ReadSideDeps;
+  /** What replays into other schemas need (`crm replay`): projections that write only to the target schema. */
+  replaySide: ReadSideDeps;
   /** Starts following the feed into the read models (inline mode of `serve`, and `project`), and sealing the global hash chain. */
   startProjections: () => Promise<void>;
   /** Releases the set-up lock (see `OpenOptions.holdSetUpLock`); idempotent. */
@@ -199,14 +201,18 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const commands = createCrmCommands({ store, personalData });
     if (!options.holdSetUpLock) await setUpDone();
     const projections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.schemas.read })];
+    // Replays into other schemas (verify, `crm replay`) must leave the live tables alone: without
+    // `modelSchema` the analytics projection keeps its model and score tables in the target schema.
+    const isolatedProjections: Projection[] = [...readModelProjections(), createAnalyticsProjection()];
     const audit = createAuditServices(
       { store, personalData, database, schemas: { events: config.schemas.events, read: config.schemas.read } },
-      { projections },
+      { projections: isolatedProjections },
     );
     const codec = personalDataCodec(personalData);
     // PGlite has a single connection: applying projections side by side would only queue.
     const concurrent = database.kind === 'postgres';
     const readSide: ReadSideDeps = { db: database.db, store, codec, projections, concurrent };
+    const replaySide: ReadSideDeps = { ...readSide, projections: isolatedProjections };
     const runner: ProjectionRunner = new ProjectionRunner({
       db: database.db,
       store,
@@ -275,7 +281,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       audit,
       analytics,
     };
-    return { config, database, store, personalData, commands, projections, runner, audit, analytics, readSide, startProjections, prepareReadModels, setUpDone, apiDeps, close };
+    return { config, database, store, personalData, commands, projections, runner, audit, analytics, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, close };
   } catch (error) {
     await close();
     throw error;

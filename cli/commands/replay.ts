@@ -38,7 +38,7 @@ Example:
     try {
       const progress = createProgress({ label: 'replay', unit: 'events' });
       const result = await replayInto({
-        ...runtime.readSide,
+        ...runtime.replaySide,
         schema,
         untilTime: asOf,
         replace: true,
