@@ -146,3 +146,40 @@ describe('rebuild', () => {
     expect(shadows[0]!.n).toBe(0);
   });
 });
+
+describe('version change', () => {
+  it('rebuilds a projection whose version changed at start, the old tables serving meanwhile', async () => {
+    const schema = `${h.schemas.read}_v`;
+    const reportingSchema = `${h.schemas.read}_vrep`;
+    const first = new ProjectionRunner({ db: h.database.db, store: h.store, schema, projections, codec: h.codec, concurrent: true });
+    await first.start();
+    await first.waitForPosition(h.lastPosition(), 10_000);
+    await first.stop();
+    const bumped = projections.map((p) => (p.name === 'customers' ? { ...p, version: p.version + 1 } : p));
+    const rebuilt: string[][] = [];
+    const second: ProjectionRunner = new ProjectionRunner({
+      db: h.database.db,
+      store: h.store,
+      schema,
+      projections: bumped,
+      codec: h.codec,
+      concurrent: true,
+      onVersionChange: async (names) => {
+        rebuilt.push(names);
+        await rebuildProjections({ ...deps(), projections: bumped, schema, reportingSchema, names, runner: second });
+      },
+    });
+    await second.start();
+    try {
+      expect(rebuilt).toEqual([['customers']]);
+      const { rows } = await sql<{ name: string; version: number }>`SELECT name, version FROM ${sql.id(schema, 'projection_checkpoints')} ORDER BY name`.execute(h.database.db);
+      expect(rows.find((r) => r.name === 'customers')!.version).toBe(projections.find((p) => p.name === 'customers')!.version + 1);
+      await second.waitForPosition(h.lastPosition(), 10_000);
+      const reference = await replayInto({ ...deps(), schema: `${h.schemas.read}_vref`, untilPosition: h.lastPosition() });
+      const comparison = await compareSchemas(h.database.db, schema, reference.schema, tables);
+      expect(comparison.filter((t) => !t.equal)).toEqual([]);
+    } finally {
+      await second.stop();
+    }
+  });
+});
