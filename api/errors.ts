@@ -67,6 +67,8 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
     return new ProblemError(kind, error.message, {
       code: error.code,
       ...(error.field ? { errors: [{ field: error.field, message: error.message }] } : {}),
+      // Ids, states and amounts only (never personal fields): e.g. the primary to use instead of a merged customer.
+      ...(error.details ? { details: error.details } : {}),
     });
   }
   if (error instanceof WrongExpectedRevision) {

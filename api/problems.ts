@@ -46,6 +46,8 @@ export interface ProblemBody {
   /** Stable machine code for domain refusals, e.g. `deal.terminal_stage`. */
   code?: string;
   errors?: FieldError[];
+  /** Machine-readable facts of a domain refusal, e.g. `{ customerId, primaryId }` for a merged customer. */
+  details?: Record<string, unknown>;
   currentRevision?: number;
   [extension: string]: unknown;
 }
@@ -95,6 +97,7 @@ export const ProblemSchema = z
     instance: z.string().optional(),
     code: z.string().optional(),
     errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+    details: z.record(z.string(), z.unknown()).optional().describe('Facts of a domain refusal, e.g. the primaryId of a merged customer'),
     currentRevision: z.number().int().optional(),
   })
   .catchall(z.unknown())

@@ -128,6 +128,21 @@ describe('customer commands', () => {
     expectProblem(await send('sales', 'POST', `/customers/${duplicate.id}/purchases`, { orderId: 'X', amount: 1, currency: 'EUR' }), 409);
     accepted(await send('support', 'POST', `/customers/${primary.id}/forget`));
   });
+
+  it('answers a command on a merged customer with the primary id in the problem details', async () => {
+    const primary = await register();
+    const duplicate = await register();
+    accepted(await send('sales', 'POST', `/customers/${primary.id}/merge`, { duplicateId: duplicate.id }, { 'if-match': '"0"' }));
+    const stored = await eventCount(h);
+    const problem = expectProblem(
+      await send('sales', 'POST', `/customers/${duplicate.id}/purchases`, { orderId: 'M-1', amount: 10, currency: 'EUR' }),
+      409,
+      'invalid-state',
+    );
+    expect(problem.code).toBe('customer.merged');
+    expect(problem.details).toEqual({ customerId: duplicate.id, primaryId: primary.id });
+    expect(await eventCount(h)).toBe(stored);
+  });
 });
 
 describe('deal commands', () => {
