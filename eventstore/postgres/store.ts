@@ -207,19 +207,17 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     limit: number | null,
     filter: EventFilter | undefined,
   ): Promise<{ events: RecordedEvent[]; bound: bigint; committedHead: bigint }> => {
-    const result = await sql<EventRow & { bound: string; committed_head: string }>`
-      SELECT b.bound::text AS bound, b.committed_head::text AS committed_head, e.*
-      FROM (SELECT ${FINAL_BOUND} AS bound, (SELECT coalesce(max(position), 0) FROM ${s}.events) AS committed_head) b
-      LEFT JOIN LATERAL (
-        SELECT ${COLUMNS} FROM ${s}.events
-        WHERE position > ${after.toString()}::bigint AND position < b.bound ${filterSql(filter)}
-        ORDER BY position
-        LIMIT ${limit}
-      ) e ON true
-      ORDER BY e.position_text::bigint`.execute(db);
-    const first = result.rows[0];
-    const events = result.rows.filter((row) => row.position_text !== null).map(toRecorded);
-    return { events, bound: first ? BigInt(first.bound) : after, committedHead: first ? BigInt(first.committed_head) : after };
+    // The bound is written `position + 0 <`: as a second range condition on the key, a table
+    // without statistics yet (fresh, or bulk-loaded before autovacuum's ANALYZE) is estimated at
+    // a few rows and every page sorted all later events instead of walking the primary key.
+    // A bound read by an earlier statement is still a safe bound.
+    const { bound, committedHead } = await currentBound();
+    const result = await sql<EventRow>`
+      SELECT ${COLUMNS} FROM ${s}.events
+      WHERE position > ${after.toString()}::bigint AND position + 0 < ${bound.toString()}::bigint ${filterSql(filter)}
+      ORDER BY position
+      LIMIT ${limit}`.execute(db);
+    return { events: result.rows.map(toRecorded), bound, committedHead };
   };
 
   const currentBound = async (): Promise<{ bound: bigint; committedHead: bigint }> => {
@@ -254,7 +252,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
         const before = options.fromPosition !== undefined ? sql`AND position < ${options.fromPosition.toString()}::bigint` : sql``;
         const result = await sql<EventRow>`
           SELECT ${COLUMNS} FROM ${s}.events
-          WHERE position < ${FINAL_BOUND} ${before} ${filterSql(options.filter)}
+          WHERE position + 0 < ${FINAL_BOUND} ${before} ${filterSql(options.filter)}
           ORDER BY position DESC LIMIT ${limit}`.execute(db);
         return result.rows.map(toRecorded);
       }
