@@ -178,119 +178,89 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     },
   );
 
-  app.get(
+  /**
+   * A GET of figures from the service: the query validated, its `[from, to]` range (when named)
+   * checked to be in order, then the wait for `waitFor`, then the figures.
+   */
+  const figures = <S extends z.ZodObject<z.ZodRawShape & typeof WaitForQuery>>(
+    url: string,
+    summary: string,
+    querystring: S,
+    answer: (filters: Omit<z.output<S>, 'waitFor'>) => Promise<z.output<typeof Loose>>,
+    range?: readonly [keyof z.output<S> & string, keyof z.output<S> & string],
+  ) =>
+    app.get(url, { schema: { tags, summary, querystring, response: { 200: Loose, ...errors } } }, async (request) => {
+      const { waitFor, ...filters } = request.query as z.output<S> & { waitFor?: string };
+      if (range) {
+        const [fromField, toField] = range;
+        const bounds = filters as Record<string, string | number | undefined>;
+        ordered(bounds[fromField], bounds[toField], fromField, toField);
+      }
+      await wait(waitFor);
+      return answer(filters);
+    });
+
+  figures(
     '/analytics/clv',
-    {
-      schema: {
-        tags,
-        summary: 'Customers ranked by CLV (BG/NBD + Gamma-Gamma over the model horizon), with totals',
-        querystring: z.strictObject({ ...ScoreFilters, minClv: z.coerce.number().optional(), maxClv: z.coerce.number().optional() }),
-        response: { 200: Loose, ...errors },
-      },
-    },
-    async (request) => {
-      const { waitFor, ...filters } = request.query;
-      ordered(filters.minClv, filters.maxClv, 'minClv', 'maxClv');
-      await wait(waitFor);
-      return analytics.clv(filters);
-    },
+    'Customers ranked by CLV (BG/NBD + Gamma-Gamma over the model horizon), with totals',
+    z.strictObject({ ...ScoreFilters, minClv: z.coerce.number().optional(), maxClv: z.coerce.number().optional() }),
+    (filters) => analytics.clv(filters),
+    ['minClv', 'maxClv'],
   );
 
-  app.get(
+  figures(
     '/analytics/churn',
-    {
-      schema: {
-        tags,
-        summary: 'Customers ranked by churn score, with the churn model metrics (AUC, log loss, calibration, model comparison)',
-        querystring: z.strictObject({ ...ScoreFilters, minChurnScore: Score.optional(), maxChurnScore: Score.optional() }),
-        response: { 200: Loose, ...errors },
-      },
-    },
-    async (request) => {
-      const { waitFor, ...filters } = request.query;
-      ordered(filters.minChurnScore, filters.maxChurnScore, 'minChurnScore', 'maxChurnScore');
-      await wait(waitFor);
-      return analytics.churn(filters);
-    },
+    'Customers ranked by churn score, with the churn model metrics (AUC, log loss, calibration, model comparison)',
+    z.strictObject({ ...ScoreFilters, minChurnScore: Score.optional(), maxChurnScore: Score.optional() }),
+    (filters) => analytics.churn(filters),
+    ['minChurnScore', 'maxChurnScore'],
   );
 
-  app.get(
+  figures(
     '/analytics/retention',
-    {
-      schema: {
-        tags,
-        summary: 'Cohorts by first-purchase month and CRR = (E - N) / S per month',
-        querystring: z.strictObject({
-          from: Month.optional(),
-          to: Month.optional(),
-          activeWindowDays: z.coerce.number().int().min(1).max(3650).optional().describe('Active = a purchase within this many days (default 365)'),
-          ...WaitForQuery,
-        }),
-        response: { 200: Loose, ...errors },
-      },
-    },
-    async (request) => {
-      const { waitFor, ...filters } = request.query;
-      ordered(filters.from, filters.to, 'from', 'to');
-      await wait(waitFor);
-      return analytics.retention(filters);
-    },
+    'Cohorts by first-purchase month and CRR = (E - N) / S per month',
+    z.strictObject({
+      from: Month.optional(),
+      to: Month.optional(),
+      activeWindowDays: z.coerce.number().int().min(1).max(3650).optional().describe('Active = a purchase within this many days (default 365)'),
+      ...WaitForQuery,
+    }),
+    (filters) => analytics.retention(filters),
+    ['from', 'to'],
   );
 
-  app.get(
+  figures(
     '/analytics/satisfaction',
-    {
-      schema: {
-        tags,
-        summary: 'CSAT (share of 4-5 ratings) and NPS (promoters - detractors, points) per month and channel',
-        querystring: z.strictObject({
-          from: Month.optional(),
-          to: Month.optional(),
-          channel: FeedbackChannel.optional(),
-          groupBy: z.enum(['period', 'channel', 'period_channel']).default('period_channel'),
-          granularity: z.enum(['month', 'quarter', 'year']).default('month').describe('Length of a period'),
-          ...WaitForQuery,
-        }),
-        response: { 200: Loose, ...errors },
-      },
-    },
-    async (request) => {
-      const { waitFor, ...filters } = request.query;
-      ordered(filters.from, filters.to, 'from', 'to');
-      await wait(waitFor);
-      return analytics.satisfaction(filters);
-    },
+    'CSAT (share of 4-5 ratings) and NPS (promoters - detractors, points) per month and channel',
+    z.strictObject({
+      from: Month.optional(),
+      to: Month.optional(),
+      channel: FeedbackChannel.optional(),
+      groupBy: z.enum(['period', 'channel', 'period_channel']).default('period_channel'),
+      granularity: z.enum(['month', 'quarter', 'year']).default('month').describe('Length of a period'),
+      ...WaitForQuery,
+    }),
+    (filters) => analytics.satisfaction(filters),
+    ['from', 'to'],
   );
 
-  app.get(
+  figures(
     '/analytics/segments',
-    { schema: { tags, summary: 'RFM segments and k-means clusters with sizes, CLV and churn', querystring: z.strictObject({ ...WaitForQuery }), response: { 200: Loose, ...errors } } },
-    async (request) => {
-      await wait(request.query.waitFor);
-      return analytics.segments();
-    },
+    'RFM segments and k-means clusters with sizes, CLV and churn',
+    z.strictObject({ ...WaitForQuery }),
+    () => analytics.segments(),
   );
 
-  app.get(
+  figures(
     '/analytics/forecast',
-    {
-      schema: {
-        tags,
-        summary: 'Monthly net revenue forecast: trend + seasonal regression and exponential smoothing, each with a backtest (MAPE, RMSE)',
-        querystring: z.strictObject({
-          horizon: z.coerce.number().int().min(1).max(36).default(6).describe('Months ahead'),
-          holdout: z.coerce.number().int().min(1).max(24).optional().describe('Months held out for the backtest (default min(6, n/4))'),
-          from: Month.optional().describe('First month of history to use'),
-          ...WaitForQuery,
-        }),
-        response: { 200: Loose, ...errors },
-      },
-    },
-    async (request) => {
-      const { waitFor, ...filters } = request.query;
-      await wait(waitFor);
-      return analytics.forecast(filters);
-    },
+    'Monthly net revenue forecast: trend + seasonal regression and exponential smoothing, each with a backtest (MAPE, RMSE)',
+    z.strictObject({
+      horizon: z.coerce.number().int().min(1).max(36).default(6).describe('Months ahead'),
+      holdout: z.coerce.number().int().min(1).max(24).optional().describe('Months held out for the backtest (default min(6, n/4))'),
+      from: Month.optional().describe('First month of history to use'),
+      ...WaitForQuery,
+    }),
+    (filters) => analytics.forecast(filters),
   );
 };
 
