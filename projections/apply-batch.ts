@@ -1,7 +1,8 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { EventFilter, RecordedEvent } from '../eventstore/contract.ts';
-import { advanceCheckpoint, lockCheckpoint, markFailed, readCheckpoints } from './checkpoints.ts';
-import { describeError, isTransient, PoisonEvent } from './errors.ts';
+import { markFailed, moveCheckpoint, readCheckpointForBatch, readCheckpoints } from './checkpoints.ts';
+import { CheckpointMoved, describeError, isTransient, PoisonEvent } from './errors.ts';
+import { LeaseLost } from './leases.ts';
 import type { ProjectedEvent, Projection } from './projection.ts';
 
 /** How projections get from stored events to `ProjectedEvent`s: decryption, upcasting, validation. */
@@ -79,9 +80,9 @@ export type ApplyOutcome =
  * (invariant 5). Events at or below the stored checkpoint are dropped, so a batch seen twice (restart,
  * a second worker, a swap by rebuild) is never applied twice.
  */
-async function applyOnce(db: Kysely<any>, schema: string, projection: Projection, items: BatchItem[], endPosition: bigint, lag: Lag) {
+async function applyOnce(db: Kysely<any>, schema: string, projection: Projection, items: BatchItem[], endPosition: bigint, lag: Lag, fence?: Fence) {
   return db.transaction().execute(async (trx): Promise<ApplyOutcome> => {
-    const checkpoint = await lockCheckpoint(trx, schema, projection.name);
+    const checkpoint = await readCheckpointForBatch(trx, schema, projection.name);
     if (!checkpoint) throw new Error(`Projection ${projection.name} has no checkpoint in ${schema}`);
     if (checkpoint.state === 'failed' || checkpoint.state === 'stopped') {
       return { kind: 'skipped', position: checkpoint.position, state: checkpoint.state };
@@ -91,7 +92,9 @@ async function applyOnce(db: Kysely<any>, schema: string, projection: Projection
     if (undecodable) throw new BatchItemError(undecodable, undecodable.decodeError);
     if (fresh.length > 0) await projection.apply({ trx, schema }, fresh.map((i) => i.projected!));
     const position = endPosition > checkpoint.position ? endPosition : checkpoint.position;
-    await advanceCheckpoint(trx, schema, projection.name, position, lag);
+    // Last, so the lease row stays locked only from here to the commit (projections/leases.ts).
+    await fence?.(trx);
+    if (!(await moveCheckpoint(trx, schema, projection.name, checkpoint.position, position, lag))) throw new CheckpointMoved(projection.name);
     return { kind: 'applied', position };
   });
 }
@@ -105,7 +108,12 @@ class BatchItemError extends Error {
   }
 }
 
+/** Throws `LeaseLost` inside the batch transaction when this worker may no longer commit for the projection. */
+type Fence = (trx: Transaction<any>) => Promise<void>;
+
 export interface ApplyOptions {
+  /** Scale-out: checked inside the transaction before the checkpoint moves. */
+  fence?: Fence;
   /** Called before each retry of a transient failure; return false to give up (the runner is stopping). */
   shouldRetry?: () => boolean;
   onTransientError?: (error: unknown) => void;
@@ -126,10 +134,15 @@ export async function applyBatch(
   options: ApplyOptions = {},
 ): Promise<ApplyOutcome> {
   let delay = 200;
+  let movedRetries = 0;
   for (;;) {
     try {
-      return await applyOnce(db, schema, projection, items, endPosition, lag);
+      return await applyOnce(db, schema, projection, items, endPosition, lag, options.fence);
     } catch (error) {
+      // Rolled back: another worker holds the projection now. Neither retried nor a poison event.
+      if (error instanceof LeaseLost) throw error;
+      // Another worker or a rebuild's swap moved the checkpoint: re-read it and go again at once.
+      if (error instanceof CheckpointMoved && movedRetries++ < 100) continue;
       if (isTransient(error)) {
         options.onTransientError?.(error);
         if (options.shouldRetry && !options.shouldRetry()) throw error;

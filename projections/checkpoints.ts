@@ -69,6 +69,38 @@ export async function lockCheckpoint(trx: Transaction<any>, schema: string, name
   return rows[0] ? toCheckpoint(rows[0]) : undefined;
 }
 
+/**
+ * The checkpoint as a batch transaction starts: read without a lock, so the transaction takes no
+ * transaction id before its first write. The gap-free feed holds back every event committed while any
+ * transaction with an id is open, so the shorter that window, the sooner everyone sees new events.
+ * Same round trip: the batch commits without waiting for fsync (rows and checkpoint still commit or
+ * vanish together, so a crash losing the last batches only makes the runner apply them again).
+ */
+export async function readCheckpointForBatch(trx: Transaction<any>, schema: string, name: string): Promise<Checkpoint | undefined> {
+  const { rows } = await sql<Record<string, any>>`SELECT *, set_config('synchronous_commit', 'off', true) AS async_commit
+    FROM ${sql.id(schema, CHECKPOINT_TABLE)} WHERE name = ${name}`.execute(trx);
+  return rows[0] ? toCheckpoint(rows[0]) : undefined;
+}
+
+/**
+ * Moves the checkpoint from `from` to `to` at the end of the batch transaction; false when another
+ * transaction moved it (or stopped the projection) meanwhile: the caller rolls back and retries.
+ */
+export async function moveCheckpoint(
+  trx: Transaction<any>,
+  schema: string,
+  name: string,
+  from: bigint,
+  to: bigint,
+  lag: { eventsBehind: number; secondsBehind: number },
+): Promise<boolean> {
+  const { rows } = await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
+    SET position = ${to.toString()}::bigint, events_behind = ${lag.eventsBehind}, seconds_behind = ${lag.secondsBehind}, updated_at = now()
+    WHERE name = ${name} AND position = ${from.toString()}::bigint AND state IN ('running', 'rebuilding')
+    RETURNING name`.execute(trx);
+  return rows.length === 1;
+}
+
 export async function advanceCheckpoint(
   trx: Transaction<any>,
   schema: string,

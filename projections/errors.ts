@@ -27,6 +27,14 @@ export class PoisonEvent extends Error {
   }
 }
 
+/** Another transaction moved the checkpoint while a batch was being applied: roll back, re-read, retry. */
+export class CheckpointMoved extends Error {
+  constructor(readonly projection: string) {
+    super(`The checkpoint of ${projection} moved during the batch`);
+    this.name = 'CheckpointMoved';
+  }
+}
+
 export const describeError = (error: unknown): string =>
   error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 
@@ -40,7 +48,7 @@ export const isTransient = (error: unknown): boolean => {
     return true;
   }
   const name = (error as { name?: unknown } | null)?.name;
-  if (name === 'EventStoreUnavailable') return true;
+  if (name === 'EventStoreUnavailable' || name === 'CheckpointMoved') return true;
   const message = error instanceof Error ? error.message : '';
   return /Connection terminated|connection (is )?closed|timeout exceeded when trying to connect/i.test(message);
 };

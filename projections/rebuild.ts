@@ -165,6 +165,17 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
 
 /** The swap transaction; undefined (rolled back) when the live checkpoint is still ahead of the shadow. */
 async function trySwap(options: RebuildOptions, selected: Projection[], shadow: string): Promise<bigint | undefined> {
+  try {
+    return await swapOnce(options, selected, shadow);
+  } catch (error) {
+    // A live batch holding a table this swap drops while waiting for its checkpoint: PostgreSQL breaks
+    // the deadlock by aborting one side; either way, catch up again and retry.
+    if ((error as { code?: string }).code === '40P01') return undefined;
+    throw error;
+  }
+}
+
+async function swapOnce(options: RebuildOptions, selected: Projection[], shadow: string): Promise<bigint | undefined> {
   const { db, schema } = options;
   const swapped = await db
     .transaction()

@@ -4,6 +4,7 @@ import type { EventStore, RecordedEvent, SubscriptionMessage } from '../eventsto
 import { applyBatch, decodeBatch, matchesFilter, type BatchItem, type EventCodec, type Lag } from './apply-batch.ts';
 import { clearFailure, ensureCheckpoint, migrateCheckpoints, readCheckpoints, skipAhead, type Checkpoint } from './checkpoints.ts';
 import { describeError, ReadModelTimeout } from './errors.ts';
+import { LeaseLost, type LeaseGuard } from './leases.ts';
 import type { Projection } from './projection.ts';
 import { readProjectionStatus, type ProjectionStatus } from './status.ts';
 
@@ -35,6 +36,12 @@ export interface ProjectionRunnerOptions {
    */
   onVersionChange?: (names: string[]) => Promise<void>;
   log?: (message: string, details?: Record<string, unknown>) => void;
+  /**
+   * Scale-out (projections/leases.ts): run only the projections whose lease this worker holds, and
+   * check the lease inside each batch transaction so a worker that lost it cannot commit.
+   * Without it the runner runs every projection (one process).
+   */
+  leases?: LeaseGuard;
 }
 
 interface DecodedBatch {
@@ -75,6 +82,11 @@ export class ProjectionRunner {
 
   get projections(): readonly Projection[] {
     return this.options.projections;
+  }
+
+  /** Whether this runner applies the projection now (always, unless leases split the work). */
+  private owned(p: Projection): boolean {
+    return !this.options.leases || this.options.leases.owns(p.name);
   }
 
   /** Migrates, rebuilds projections whose version changed, then follows the feed. */
@@ -197,7 +209,7 @@ export class ProjectionRunner {
   }
 
   private lowestPosition(): bigint {
-    const active = this.options.projections.filter((p) => !this.failed.has(p.name));
+    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && this.owned(p));
     if (active.length === 0) return this.knownHead;
     return active.reduce((min, p) => {
       const pos = this.positions.get(p.name) ?? 0n;
@@ -276,7 +288,7 @@ export class ProjectionRunner {
       } else if (m.position > endPosition) endPosition = m.position;
     }
     if (endPosition > this.knownHead) this.knownHead = endPosition;
-    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && (this.positions.get(p.name) ?? 0n) < endPosition);
+    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && this.owned(p) && (this.positions.get(p.name) ?? 0n) < endPosition);
     if (active.length === 0) return undefined;
     const items = await decodeBatch(this.options.codec, events, (e) =>
       active.some((p) => e.position > (this.positions.get(p.name) ?? 0n) && matchesFilter(p.filter, e)),
@@ -286,21 +298,29 @@ export class ProjectionRunner {
 
   private async applyDecoded({ events, items, endPosition }: DecodedBatch): Promise<void> {
     if (!this.running) return;
-    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && (this.positions.get(p.name) ?? 0n) < endPosition);
+    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && this.owned(p) && (this.positions.get(p.name) ?? 0n) < endPosition);
     if (active.length === 0) return;
     const last = events[events.length - 1];
     const lag: Lag = {
       eventsBehind: 0,
       secondsBehind: last ? Math.max(0, (Date.now() - last.recordedAt.getTime()) / 1000) : 0,
     };
+    const leases = this.options.leases;
     const applyOne = async (p: Projection) => {
       const outcome = await applyBatch(this.options.db, this.options.schema, p, items, endPosition, lag, {
-        shouldRetry: () => this.running,
+        fence: leases ? (trx) => leases.assertHeld(trx, p.name) : undefined,
+        shouldRetry: () => this.running && this.owned(p),
         onTransientError: (error) => {
           this.lastError = describeError(error);
           this.options.log?.('transient error applying a batch; retrying', { projection: p.name, error: this.lastError });
         },
+      }).catch((error: unknown) => {
+        // Another worker holds it now and carries on from the checkpoint: nothing of ours committed.
+        if (!(error instanceof LeaseLost)) throw error;
+        this.options.log?.('projection lease lost; batch rolled back', { projection: p.name });
+        return undefined;
       });
+      if (!outcome) return;
       this.positions.set(p.name, outcome.position);
       if (outcome.kind === 'poison') {
         this.failed.add(p.name);
@@ -320,8 +340,16 @@ export class ProjectionRunner {
     const busy = active.filter(wants);
     const skip = async () => {
       if (idle.length === 0) return;
-      await skipAhead(this.options.db, this.options.schema, idle.map((p) => p.name), endPosition, lag);
-      for (const p of idle) this.positions.set(p.name, endPosition);
+      let names = idle.map((p) => p.name);
+      if (leases) {
+        // Fenced like a batch: the lease rows stay locked until the checkpoints moved.
+        names = await this.options.db.transaction().execute(async (trx) => {
+          const held = await leases.fence(trx, names);
+          await skipAhead(trx, this.options.schema, held, endPosition, lag);
+          return held;
+        });
+      } else await skipAhead(this.options.db, this.options.schema, names, endPosition, lag);
+      for (const name of names) this.positions.set(name, endPosition);
     };
     if (this.options.concurrent) await Promise.all([skip(), ...busy.map(applyOne)]);
     else {

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { iso, num, pageOf, type Page, type ReadModelSource, type SortSpec, uuidOf } from './page.ts';
+import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec } from './page.ts';
 
 export type CampaignView = {
   id: string;
@@ -72,22 +72,11 @@ export async function listCampaigns(
   const where = [];
   if (query.status) where.push(sql`t.status = ${query.status}`);
   if (query.channel) where.push(sql`t.channel = ${query.channel}`);
-  const page = await pageOf({
-    source,
-    table: 'campaigns',
-    key: 'campaign_id',
-    where,
-    sorts,
-    sort: query.sort ?? '-createdAt',
-    defaultSort: '-createdAt',
-    limit: query.limit,
-    cursor: query.cursor,
-  });
-  return { items: page.items.map(toCampaignView), nextCursor: page.nextCursor };
+  return listOf({ source, table: 'campaigns', key: 'campaign_id', where, sorts, defaultSort: '-createdAt' }, query, toCampaignView);
 }
 
 /** `GET /campaigns/:id`; undefined when unknown. */
 export async function getCampaign(source: ReadModelSource, id: string): Promise<CampaignView | undefined> {
-  const { rows } = await sql<Record<string, any>>`SELECT * FROM ${sql.id(source.schema, 'campaigns')} WHERE campaign_id = ${uuidOf(id)}`.execute(source.db);
-  return rows[0] ? toCampaignView(rows[0]) : undefined;
+  const row = await rowById(source, 'campaigns', 'campaign_id', id);
+  return row ? toCampaignView(row) : undefined;
 }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { iso, num, pageOf, type Page, type ReadModelSource, type SortSpec, uuidOf } from './page.ts';
+import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CustomerView = {
   id: string;
@@ -95,24 +95,13 @@ export async function listCustomers(source: ReadModelSource, query: CustomerList
   if (query.source) where.push(sql`t.source = ${query.source}`);
   if (query.minRevenue !== undefined) where.push(sql`t.revenue >= ${String(query.minRevenue)}::numeric`);
   if (query.maxRevenue !== undefined) where.push(sql`t.revenue <= ${String(query.maxRevenue)}::numeric`);
-  const page = await pageOf({
-    source,
-    table: 'customers',
-    key: 'customer_id',
-    where,
-    sorts,
-    sort: query.sort ?? '-createdAt',
-    defaultSort: '-createdAt',
-    limit: query.limit,
-    cursor: query.cursor,
-  });
-  return { items: page.items.map(toCustomerView), nextCursor: page.nextCursor };
+  return listOf({ source, table: 'customers', key: 'customer_id', where, sorts, defaultSort: '-createdAt' }, query, toCustomerView);
 }
 
 /** `GET /customers/:id`; undefined when unknown. */
 export async function getCustomer(source: ReadModelSource, id: string): Promise<CustomerView | undefined> {
-  const { rows } = await sql<Record<string, any>>`SELECT * FROM ${sql.id(source.schema, 'customers')} WHERE customer_id = ${uuidOf(id)}`.execute(source.db);
-  return rows[0] ? toCustomerView(rows[0]) : undefined;
+  const row = await rowById(source, 'customers', 'customer_id', id);
+  return row ? toCustomerView(row) : undefined;
 }
 
 export type TimelineEntry = {
@@ -135,20 +124,18 @@ export async function customerTimeline(
   query: { limit?: number; cursor?: string; order?: 'asc' | 'desc' } = {},
 ): Promise<Page<TimelineEntry> | undefined> {
   if (!(await getCustomer(source, id))) return undefined;
-  const page = await pageOf({
-    source,
-    table: 'customer_timeline',
-    key: 'position',
-    keyType: 'bigint',
-    where: [sql`t.customer_id = ${uuidOf(id)}`],
-    sorts: { position: { expr: sql`t.position`, type: 'bigint' } },
-    sort: query.order === 'desc' ? '-position' : 'position',
-    defaultSort: 'position',
-    limit: query.limit,
-    cursor: query.cursor,
-  });
-  return {
-    items: page.items.map((r) => ({
+  return listOf(
+    {
+      source,
+      table: 'customer_timeline',
+      key: 'position',
+      keyType: 'bigint',
+      where: [sql`t.customer_id = ${uuidOf(id)}`],
+      sorts: { position: { expr: sql`t.position`, type: 'bigint' } },
+      defaultSort: 'position',
+    },
+    { sort: query.order === 'desc' ? '-position' : 'position', limit: query.limit, cursor: query.cursor },
+    (r) => ({
       eventId: r.event_id,
       occurredAt: iso(r.occurred_at)!,
       recordedAt: iso(r.recorded_at)!,
@@ -158,7 +145,6 @@ export async function customerTimeline(
       stream: r.stream,
       revision: Number(r.revision),
       position: String(r.position),
-    })),
-    nextCursor: page.nextCursor,
-  };
+    }),
+  );
 }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { iso, isoDate, num, pageOf, type Page, type ReadModelSource, type SortSpec, uuidOf } from './page.ts';
+import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type DealView = {
   id: string;
@@ -80,26 +80,13 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
   if (query.customerId) where.push(sql`t.customer_id = ${uuidOf(query.customerId)}`);
   if (query.expectedCloseFrom) where.push(sql`t.expected_close_date >= ${query.expectedCloseFrom}::date`);
   if (query.expectedCloseTo) where.push(sql`t.expected_close_date <= ${query.expectedCloseTo}::date`);
-  const page = await pageOf({
-    source,
-    table: 'deals',
-    key: 'deal_id',
-    extra: [DAYS_IN_STAGE],
-    where,
-    sorts,
-    sort: query.sort ?? '-createdAt',
-    defaultSort: '-createdAt',
-    limit: query.limit,
-    cursor: query.cursor,
-  });
-  return { items: page.items.map(toDealView), nextCursor: page.nextCursor };
+  return listOf({ source, table: 'deals', key: 'deal_id', extra: [DAYS_IN_STAGE], where, sorts, defaultSort: '-createdAt' }, query, toDealView);
 }
 
 /** `GET /deals/:id`; undefined when unknown. */
 export async function getDeal(source: ReadModelSource, id: string): Promise<DealView | undefined> {
-  const { rows } = await sql<Record<string, any>>`SELECT t.*, ${DAYS_IN_STAGE}
-    FROM ${sql.id(source.schema, 'deals')} t WHERE t.deal_id = ${uuidOf(id)}`.execute(source.db);
-  return rows[0] ? toDealView(rows[0]) : undefined;
+  const row = await rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE]);
+  return row ? toDealView(row) : undefined;
 }
 
 export type PipelineGroup = {

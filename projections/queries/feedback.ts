@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { iso, num, pageOf, type Page, type ReadModelSource, type SortSpec, uuidOf } from './page.ts';
+import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type FeedbackView = {
   id: string;
@@ -99,24 +99,11 @@ export async function listFeedback(source: ReadModelSource, query: FeedbackListQ
   if (query.assigneeId) where.push(sql`t.assignee_id = ${query.assigneeId}`);
   if (query.breached === true) where.push(sql`(${FIRST_RESPONSE_BREACHED} OR ${RESOLUTION_BREACHED})`);
   if (query.breached === false) where.push(sql`NOT (${FIRST_RESPONSE_BREACHED} OR ${RESOLUTION_BREACHED})`);
-  const page = await pageOf({
-    source,
-    table: 'feedback',
-    key: 'feedback_id',
-    extra: BREACH_COLUMNS,
-    where,
-    sorts,
-    sort: query.sort ?? '-submittedAt',
-    defaultSort: '-submittedAt',
-    limit: query.limit,
-    cursor: query.cursor,
-  });
-  return { items: page.items.map(toFeedbackView), nextCursor: page.nextCursor };
+  return listOf({ source, table: 'feedback', key: 'feedback_id', extra: BREACH_COLUMNS, where, sorts, defaultSort: '-submittedAt' }, query, toFeedbackView);
 }
 
 /** `GET /feedback/:id`; undefined when unknown. */
 export async function getFeedback(source: ReadModelSource, id: string): Promise<FeedbackView | undefined> {
-  const { rows } = await sql<Record<string, any>>`SELECT t.*, ${sql.join(BREACH_COLUMNS)}
-    FROM ${sql.id(source.schema, 'feedback')} t WHERE t.feedback_id = ${uuidOf(id)}`.execute(source.db);
-  return rows[0] ? toFeedbackView(rows[0]) : undefined;
+  const row = await rowById(source, 'feedback', 'feedback_id', id, BREACH_COLUMNS);
+  return row ? toFeedbackView(row) : undefined;
 }

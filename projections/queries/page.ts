@@ -89,6 +89,32 @@ export async function pageOf(request: PageRequest): Promise<Page<Record<string, 
   return { items, nextCursor: more && last ? encodeCursor(String(last.__sort), String(last[request.key])) : null };
 }
 
+/** One read model's list: what `pageOf` needs besides the caller's sort, limit and cursor. */
+export type ListSpec = Omit<PageRequest, 'sort' | 'limit' | 'cursor'>;
+
+/** A page of a list: the caller's sort (else the list's default), limit and cursor; each row mapped to its view. */
+export async function listOf<T>(
+  spec: ListSpec,
+  query: { sort?: string; limit?: number; cursor?: string },
+  toView: (row: Record<string, any>) => T,
+): Promise<Page<T>> {
+  const page = await pageOf({ ...spec, sort: query.sort ?? spec.defaultSort, limit: query.limit, cursor: query.cursor });
+  return { items: page.items.map((row) => toView(row)), nextCursor: page.nextCursor };
+}
+
+/** One read-model row by its uuid key, with the `extra` computed columns; undefined when there is none. */
+export async function rowById(
+  source: ReadModelSource,
+  table: string,
+  key: string,
+  id: string,
+  extra: RawBuilder<unknown>[] = [],
+): Promise<Record<string, any> | undefined> {
+  const { rows } = await sql<Record<string, any>>`SELECT t.* ${sql.join([sql``, ...extra], sql`, `)}
+    FROM ${sql.id(source.schema, table)} t WHERE ${sql.ref(`t.${key}`)} = ${uuidOf(id)}`.execute(source.db);
+  return rows[0];
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** An id as a uuid parameter (so the primary-key index is used); an id that is no uuid matches nothing. */

@@ -1,0 +1,275 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+
+/**
+ * Projection work split across workers (DESIGN, scale-out): each projection is a partition held by
+ * one worker under a lease. A worker claims free or expired leases up to its fair share, renews them,
+ * runs only those projections and releases them when it stops cleanly; a crashed worker's leases
+ * expire and the others take them over.
+ *
+ * Correctness does not rest on clocks or timers: every batch transaction locks the lease row
+ * (`FOR SHARE`) and checks owner, fencing token and expiry against the database clock before it
+ * commits. A claim, renewal or release updates that row, so it waits for the batch to commit; and a
+ * worker that lost its lease (paused process, network split) finds another token there and rolls back.
+ */
+
+export const LEASE_TABLE = 'projection_leases';
+/** Heartbeats of running workers: how a worker that holds nothing yet counts in everyone's fair share. */
+export const WORKER_TABLE = 'projection_workers';
+
+export async function migrateLeases(db: Kysely<any>, schema: string): Promise<void> {
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, LEASE_TABLE)} (
+    projection text PRIMARY KEY,
+    owner_id text,
+    fencing_token bigint NOT NULL DEFAULT 0,
+    expires_at timestamptz,
+    renewed_at timestamptz
+  )`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, WORKER_TABLE)} (
+    worker_id text PRIMARY KEY,
+    seen_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+  )`.execute(db);
+}
+
+/** The batch transaction found that this worker no longer holds the projection's lease: nothing was committed. */
+export class LeaseLost extends Error {
+  constructor(
+    readonly projection: string,
+    readonly workerId: string,
+  ) {
+    super(`Worker ${workerId} no longer holds the lease of projection ${projection}; the batch was rolled back`);
+    this.name = 'LeaseLost';
+  }
+}
+
+/** What the runner needs from the leases: which projections to run, and the fence inside each transaction. */
+export interface LeaseGuard {
+  /** This worker believes it holds the lease (a cheap in-memory answer; the fence is the real check). */
+  owns(name: string): boolean;
+  /** Inside a batch transaction: locks the lease rows and returns the names still held (others are dropped locally). */
+  fence(trx: Transaction<any>, names: readonly string[]): Promise<string[]>;
+  /** `fence` for one projection: throws `LeaseLost` unless held. */
+  assertHeld(trx: Transaction<any>, name: string): Promise<void>;
+}
+
+export interface LeaseChange {
+  acquired: string[];
+  lost: string[];
+}
+
+export interface ProjectionLeasesOptions {
+  db: Kysely<any>;
+  schema: string;
+  workerId: string;
+  /** Every projection this worker can run (the partitions). */
+  projections: readonly string[];
+  /** Lease length in seconds (a crashed worker's projections stand still at most this long). */
+  leaseSeconds: number;
+  /** How often leases are renewed and rebalanced; default a third of the lease. */
+  renewEveryMs?: number;
+  /** Called after a tick that acquired or lost leases (the runner resubscribes for acquired ones). */
+  onChange?: (change: LeaseChange) => void;
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+export class ProjectionLeases implements LeaseGuard {
+  /** Held leases: projection name -> fencing token received when it was claimed. */
+  private readonly held = new Map<string, string>();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: ProjectionLeasesOptions) {
+    if (!(options.leaseSeconds > 0)) throw new Error('leaseSeconds must be positive');
+  }
+
+  get workerId(): string {
+    return this.options.workerId;
+  }
+
+  /** Projections held now, by name. */
+  heldNames(): string[] {
+    return [...this.held.keys()].sort();
+  }
+
+  owns(name: string): boolean {
+    return this.held.has(name);
+  }
+
+  ownsAll(): boolean {
+    return this.options.projections.every((n) => this.held.has(n));
+  }
+
+  /** Creates the rows, claims a first share and starts renewing. */
+  async start(): Promise<LeaseChange> {
+    const { db, schema, projections } = this.options;
+    await migrateLeases(db, schema);
+    if (projections.length > 0) {
+      await sql`INSERT INTO ${sql.id(schema, LEASE_TABLE)} (projection)
+        SELECT unnest(${[...projections]}::text[]) ON CONFLICT (projection) DO NOTHING`.execute(db);
+    }
+    this.stopped = false;
+    const change = await this.tick();
+    const every = this.options.renewEveryMs ?? Math.max(50, Math.floor((this.options.leaseSeconds * 1000) / 3));
+    this.timer = setInterval(() => void this.tickSafely(), every);
+    this.timer.unref?.();
+    return change;
+  }
+
+  /**
+   * One round: heartbeat, renew held leases, then move towards the fair share — release the excess
+   * when more workers are alive, claim free or expired leases when below it.
+   */
+  tick(): Promise<LeaseChange> {
+    const run = (async () => {
+      await this.ticking?.catch(() => undefined);
+      return this.round();
+    })();
+    this.ticking = run.then(() => undefined);
+    return run;
+  }
+
+  private async tickSafely(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await this.tick();
+    } catch (error) {
+      // Database unreachable: the leases run out and the fence stops our batches; retry next tick.
+      this.options.log?.('projection lease renewal failed', { workerId: this.workerId, error: (error as Error).message });
+    }
+  }
+
+  private async round(): Promise<LeaseChange> {
+    const { db, schema, workerId, projections } = this.options;
+    const lease = `${this.options.leaseSeconds} seconds`;
+    const change: LeaseChange = { acquired: [], lost: [] };
+    if (this.stopped) return change;
+    await sql`INSERT INTO ${sql.id(schema, WORKER_TABLE)} (worker_id, seen_at, expires_at)
+      VALUES (${workerId}, clock_timestamp(), clock_timestamp() + ${lease}::interval)
+      ON CONFLICT (worker_id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at`.execute(db);
+
+    // Renew: only a lease still ours (same token) and not yet expired; anything else is lost.
+    const before = new Map(this.held);
+    if (before.size > 0) {
+      const { rows } = await sql<{ projection: string }>`UPDATE ${sql.id(schema, LEASE_TABLE)}
+        SET expires_at = clock_timestamp() + ${lease}::interval, renewed_at = clock_timestamp()
+        WHERE owner_id = ${workerId} AND expires_at > clock_timestamp()
+          AND projection || ':' || fencing_token = ANY(${[...before].map(([n, t]) => `${n}:${t}`)}::text[])
+        RETURNING projection`.execute(db);
+      const renewed = new Set(rows.map((r) => r.projection));
+      for (const name of before.keys()) {
+        if (!renewed.has(name) && this.held.get(name) === before.get(name)) {
+          this.held.delete(name);
+          change.lost.push(name);
+        }
+      }
+    }
+
+    const { rows: live } = await sql<{ workers: string }>`SELECT count(*) AS workers FROM ${sql.id(schema, WORKER_TABLE)}
+      WHERE expires_at > clock_timestamp() OR worker_id = ${workerId}`.execute(db);
+    const share = Math.ceil(projections.length / Math.max(1, Number(live[0]?.workers ?? 1)));
+
+    if (this.held.size > share) {
+      // Hand the excess to workers that joined; the batch in flight for one of them commits first
+      // (the release waits for its row lock) or is fenced off.
+      const excess = [...this.held.keys()].sort().slice(share);
+      const tokens = excess.map((n) => `${n}:${this.held.get(n)}`);
+      for (const n of excess) this.held.delete(n);
+      change.lost.push(...excess);
+      await sql`UPDATE ${sql.id(schema, LEASE_TABLE)} SET owner_id = NULL, expires_at = NULL
+        WHERE owner_id = ${workerId} AND projection || ':' || fencing_token = ANY(${tokens}::text[])`.execute(db);
+    } else if (this.held.size < share) {
+      // Free, expired, or left by an earlier process under this worker id (a restart): a new token
+      // fences off whoever held it before. SKIP LOCKED: rows in a batch elsewhere are tried next round.
+      const { rows } = await sql<{ projection: string; fencing_token: string }>`UPDATE ${sql.id(schema, LEASE_TABLE)} l
+        SET owner_id = ${workerId}, fencing_token = l.fencing_token + 1,
+            expires_at = clock_timestamp() + ${lease}::interval, renewed_at = clock_timestamp()
+        WHERE l.projection IN (
+          SELECT projection FROM ${sql.id(schema, LEASE_TABLE)}
+          WHERE projection = ANY(${[...projections]}::text[]) AND NOT (projection = ANY(${[...this.held.keys()]}::text[]))
+            AND (owner_id IS NULL OR expires_at IS NULL OR expires_at <= clock_timestamp() OR owner_id = ${workerId})
+          ORDER BY md5(projection || ${workerId})
+          LIMIT ${share - this.held.size}
+          FOR UPDATE SKIP LOCKED)
+        RETURNING l.projection, l.fencing_token::text AS fencing_token`.execute(db);
+      for (const r of rows) {
+        this.held.set(r.projection, r.fencing_token);
+        change.acquired.push(r.projection);
+      }
+    }
+    if (change.acquired.length > 0 || change.lost.length > 0) {
+      this.options.log?.('projection leases changed', { workerId, ...change, held: this.heldNames() });
+      this.options.onChange?.(change);
+    }
+    return change;
+  }
+
+  async fence(trx: Transaction<any>, names: readonly string[]): Promise<string[]> {
+    const mine = names.filter((n) => this.held.has(n));
+    if (mine.length === 0) return [];
+    const tokens = mine.map((n) => `${n}:${this.held.get(n)}`);
+    const { rows } = await sql<{ projection: string }>`SELECT projection FROM ${sql.id(this.options.schema, LEASE_TABLE)}
+      WHERE projection || ':' || fencing_token = ANY(${tokens}::text[])
+        AND owner_id = ${this.options.workerId} AND expires_at > clock_timestamp()
+      FOR SHARE`.execute(trx);
+    const still = new Set(rows.map((r) => r.projection));
+    for (const [i, n] of mine.entries()) {
+      if (!still.has(n) && this.held.get(n) === tokens[i]!.slice(n.length + 1)) this.held.delete(n);
+    }
+    return mine.filter((n) => still.has(n));
+  }
+
+  async assertHeld(trx: Transaction<any>, name: string): Promise<void> {
+    const held = await this.fence(trx, [name]);
+    if (held.length === 0) throw new LeaseLost(name, this.options.workerId);
+  }
+
+  /**
+   * Stops renewing. With `release` (a clean shutdown, after the runner stopped) the leases are freed
+   * at once for the other workers; without it they run out after the lease length, as after a crash.
+   */
+  async stop(options: { release?: boolean } = {}): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.ticking?.catch(() => undefined);
+    if (options.release === false) return;
+    const { db, schema, workerId } = this.options;
+    const tokens = [...this.held].map(([n, t]) => `${n}:${t}`);
+    this.held.clear();
+    if (tokens.length > 0) {
+      await sql`UPDATE ${sql.id(schema, LEASE_TABLE)} SET owner_id = NULL, expires_at = NULL
+        WHERE owner_id = ${workerId} AND projection || ':' || fencing_token = ANY(${tokens}::text[])`.execute(db);
+    }
+    await sql`DELETE FROM ${sql.id(schema, WORKER_TABLE)} WHERE worker_id = ${workerId}`.execute(db);
+  }
+}
+
+export interface LeaseHolder {
+  owner: string | null;
+  expiresAt: Date | null;
+  fencingToken: bigint;
+}
+
+/** Who holds which projection, for /ready and status (empty when the table does not exist yet). */
+export async function readLeaseHolders(db: Kysely<any>, schema: string): Promise<Map<string, LeaseHolder>> {
+  try {
+    const { rows } = await sql<Record<string, any>>`SELECT projection, owner_id, fencing_token, expires_at,
+        expires_at IS NOT NULL AND expires_at > clock_timestamp() AS fresh
+      FROM ${sql.id(schema, LEASE_TABLE)}`.execute(db);
+    return new Map(
+      rows.map((r) => [
+        r.projection as string,
+        {
+          // An expired lease is held by nobody, whatever the row still says.
+          owner: r.fresh ? (r.owner_id as string) : null,
+          expiresAt: r.fresh ? (r.expires_at instanceof Date ? r.expires_at : new Date(r.expires_at)) : null,
+          fencingToken: BigInt(r.fencing_token),
+        },
+      ]),
+    );
+  } catch (error) {
+    if ((error as { code?: string }).code === '42P01') return new Map();
+    throw error;
+  }
+}
