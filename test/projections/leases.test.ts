@@ -1,0 +1,237 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { applyBatch, decodeBatch, matchesFilter } from '../../projections/apply-batch.ts';
+import { ensureCheckpoint, migrateCheckpoints, readCheckpoints } from '../../projections/checkpoints.ts';
+import { LeaseLost, ProjectionLeases, readLeaseHolders } from '../../projections/leases.ts';
+import type { Projection } from '../../projections/projection.ts';
+import { readModelProjections } from '../../projections/read-models/index.ts';
+import { compareSchemas, replayInto, tablesOf } from '../../projections/rebuild.ts';
+import { ProjectionRunner } from '../../projections/runner.ts';
+import { waitForCheckpoints } from '../../projections/status.ts';
+import { runScenario } from './scenario.ts';
+import { createHarness, type Harness } from './support.ts';
+
+let h: Harness;
+const projections = readModelProjections();
+const names = projections.map((p) => p.name);
+const LEASE_SECONDS = 1;
+
+beforeAll(async () => {
+  h = await createHarness('leases');
+});
+
+afterAll(async () => {
+  await h?.close();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+/** Records, inside the batch transaction, which worker applied how many events: only committed work counts. */
+const counted = (p: Projection, workerId: string, schema: string): Projection => ({
+  ...p,
+  apply: async (ctx, events) => {
+    await p.apply(ctx, events);
+    await sql`INSERT INTO ${sql.id(schema, 'applied_log')} (projection, worker, events) VALUES (${p.name}, ${workerId}, ${events.length})`.execute(ctx.trx);
+  },
+});
+
+interface Worker {
+  leases: ProjectionLeases;
+  runner: ProjectionRunner;
+  /** Clean shutdown: stop after the batch in flight, release the leases. */
+  stop(): Promise<void>;
+  /** A crash: nothing renews or releases the leases any more. */
+  crash(): Promise<void>;
+}
+
+async function startWorker(schema: string, workerId: string): Promise<Worker> {
+  let runner: ProjectionRunner | undefined;
+  const leases = new ProjectionLeases({
+    db: h.database.db,
+    schema,
+    workerId,
+    projections: names,
+    leaseSeconds: LEASE_SECONDS,
+    renewEveryMs: 100,
+    onChange: (change) => {
+      if (change.acquired.length > 0) void runner?.restartSubscription();
+    },
+  });
+  await leases.start();
+  runner = new ProjectionRunner({
+    db: h.database.db,
+    store: h.store,
+    schema,
+    projections: projections.map((p) => counted(p, workerId, schema)),
+    codec: h.codec,
+    concurrent: true,
+    batch: { maxEvents: 20, maxWaitMs: 5 },
+    leases,
+  });
+  await runner.start();
+  return {
+    leases,
+    runner,
+    stop: async () => {
+      await runner!.stop();
+      await leases.stop();
+    },
+    crash: async () => {
+      await leases.stop({ release: false });
+      await runner!.stop();
+    },
+  };
+}
+
+async function prepareSchema(schema: string): Promise<void> {
+  await migrateCheckpoints(h.database.db, schema);
+  for (const p of projections) {
+    await p.migrate(h.database.db, schema);
+    await ensureCheckpoint(h.database.db, schema, p);
+  }
+  await sql`CREATE TABLE ${sql.id(schema, 'applied_log')} (projection text NOT NULL, worker text NOT NULL, events int NOT NULL)`.execute(h.database.db);
+}
+
+async function appliedBy(schema: string): Promise<Map<string, { workers: string[]; events: number }>> {
+  const { rows } = await sql<{ projection: string; workers: string[]; events: string }>`
+    SELECT projection, array_agg(DISTINCT worker ORDER BY worker) AS workers, sum(events) AS events
+    FROM ${sql.id(schema, 'applied_log')} GROUP BY projection`.execute(h.database.db);
+  return new Map(rows.map((r) => [r.projection, { workers: r.workers, events: Number(r.events) }]));
+}
+
+async function expectEqualToReplay(schema: string, label: string): Promise<void> {
+  const reference = await replayInto({
+    db: h.database.db,
+    store: h.store,
+    codec: h.codec,
+    projections,
+    schema: `${h.schemas.read}_${label}`,
+    untilPosition: h.lastPosition(),
+  });
+  const comparison = await compareSchemas(h.database.db, reference.schema, schema, tablesOf(projections));
+  expect(comparison.filter((t) => !t.equal)).toEqual([]);
+}
+
+describe('projection leases', () => {
+  it('two workers split the projections, apply each exactly once, and one takes over when the other crashes', async () => {
+    const schema = `${h.schemas.read}_split`;
+    await prepareSchema(schema);
+    const a = await startWorker(schema, 'worker-a');
+    expect(a.leases.heldNames()).toEqual([...names].sort());
+    const b = await startWorker(schema, 'worker-b');
+    let bStopped = false;
+    try {
+      // a releases the excess once it sees b alive; b claims it: ceil(5 / 2) and the rest.
+      await eventually(() => a.leases.heldNames().length + b.leases.heldNames().length === names.length && b.leases.heldNames().length >= 2, 'the split');
+      const held = [a.leases.heldNames(), b.leases.heldNames()].map((l) => l.length).sort();
+      expect(held).toEqual([2, 3]);
+      expect(a.leases.heldNames().filter((n) => b.leases.owns(n))).toEqual([]);
+      const holders = await readLeaseHolders(h.database.db, schema);
+      for (const n of names) expect(holders.get(n)?.owner).toBe(a.leases.owns(n) ? 'worker-a' : 'worker-b');
+
+      await runScenario(h);
+      await waitForCheckpoints(h.database.db, schema, h.lastPosition(), { timeoutMs: 15_000 });
+      await expectEqualToReplay(schema, 'ref1');
+      // Exactly once: every event a projection wants was committed once, by its lease holder alone.
+      const events = await h.store.readAll();
+      const applied = await appliedBy(schema);
+      for (const p of projections) {
+        const wanted = events.filter((e) => matchesFilter(p.filter, e)).length;
+        expect(applied.get(p.name), p.name).toEqual({ workers: [a.leases.owns(p.name) ? 'worker-a' : 'worker-b'], events: wanted });
+      }
+
+      // b dies holding its leases: they expire and a takes them over and catches up.
+      const orphaned = b.leases.heldNames();
+      await b.crash();
+      bStopped = true;
+      await runScenario(h, 'second-');
+      await eventually(() => a.leases.ownsAll(), 'the takeover', 10_000);
+      await waitForCheckpoints(h.database.db, schema, h.lastPosition(), { timeoutMs: 15_000 });
+      await expectEqualToReplay(schema, 'ref2');
+      const after = await appliedBy(schema);
+      const all = await h.store.readAll();
+      for (const p of projections) {
+        const wanted = all.filter((e) => matchesFilter(p.filter, e)).length;
+        expect(after.get(p.name)!.events, p.name).toBe(wanted);
+        if (orphaned.includes(p.name)) expect(after.get(p.name)!.workers).toEqual(['worker-a', 'worker-b']);
+      }
+    } finally {
+      if (!bStopped) await b.stop();
+      await a.stop();
+    }
+    // A clean stop releases everything.
+    const holders = await readLeaseHolders(h.database.db, schema);
+    for (const n of names) expect(holders.get(n)?.owner ?? null).toBeNull();
+  });
+
+  it('a worker whose lease was taken while it was paused cannot commit its batch (fencing)', async () => {
+    const schema = `${h.schemas.read}_fence`;
+    await prepareSchema(schema);
+    if (h.lastPosition() === 0n) await runScenario(h, 'fence-');
+    const customers = projections.find((p) => p.name === 'customers')!;
+    const leaseOf = (workerId: string) =>
+      new ProjectionLeases({ db: h.database.db, schema, workerId, projections: ['customers'], leaseSeconds: 0.3, renewEveryMs: 60_000 });
+    const paused = leaseOf('paused');
+    await paused.start();
+    expect(paused.owns('customers')).toBe(true);
+
+    const events = await h.store.readAll();
+    const end = events[events.length - 1]!.position;
+    const items = await decodeBatch(h.codec, events, () => true);
+    let resume!: () => void;
+    const gate = new Promise<void>((r) => (resume = r));
+    let applying!: () => void;
+    const inBatch = new Promise<void>((r) => (applying = r));
+    const stalled: Projection = {
+      ...customers,
+      apply: async (ctx, batch) => {
+        await customers.apply(ctx, batch);
+        applying();
+        await gate; // the process pauses mid-batch, its rows written but not committed
+      },
+    };
+    const lag = { eventsBehind: 0, secondsBehind: 0 };
+    const pausedBatch = applyBatch(h.database.db, schema, stalled, items, end, lag, {
+      fence: (trx) => paused.assertHeld(trx, 'customers'),
+      shouldRetry: () => false,
+    });
+    const outcome = pausedBatch.then(
+      () => 'committed',
+      (error: unknown) => error,
+    );
+    await inBatch;
+
+    await sleep(400); // its lease expires meanwhile
+    const successor = leaseOf('successor');
+    await successor.start();
+    expect(successor.owns('customers')).toBe(true);
+    resume();
+    const result = await outcome;
+    expect(result).toBeInstanceOf(LeaseLost);
+    expect(paused.owns('customers')).toBe(false);
+    // Nothing of the paused batch committed; the checkpoint did not move and the table is empty.
+    expect((await readCheckpoints(h.database.db, schema)).get('customers')).toMatchObject({ position: 0n, state: 'running' });
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM ${sql.id(schema, 'customers')}`.execute(h.database.db);
+    expect(Number(rows[0]!.n)).toBe(0);
+
+    // The successor commits the same batch under its own lease.
+    await expect(
+      applyBatch(h.database.db, schema, customers, items, end, lag, { fence: (trx) => successor.assertHeld(trx, 'customers') }),
+    ).resolves.toMatchObject({ kind: 'applied', position: end });
+    // And the paused worker, on its next attempt, is refused before anything commits.
+    await expect(
+      applyBatch(h.database.db, schema, customers, items, end + 1n, lag, { fence: (trx) => paused.assertHeld(trx, 'customers') }),
+    ).rejects.toBeInstanceOf(LeaseLost);
+    expect((await readCheckpoints(h.database.db, schema)).get('customers')!.position).toBe(end);
+    await paused.stop();
+    await successor.stop();
+  });
+});
