@@ -193,7 +193,7 @@ export const PROJECTION_STATUS_VIEW: ReportingView = {
     ['version', 'Version of its logic and tables'],
     ['state', 'running | stopped | failed | rebuilding'],
     ['position', 'Global position of the last event applied'],
-    ['events_behind', 'Events behind the head at the last batch'],
+    ['events_behind', 'Events delivered by the feed and still waiting when the last batch committed'],
     ['seconds_behind', 'Age in seconds of the newest event of the last batch when it was applied'],
     ['last_error', 'Error of the poison event, if failed'],
     ['failed_event_id', 'Event it failed on'],

@@ -302,7 +302,8 @@ export class ProjectionRunner {
     if (active.length === 0) return;
     const last = events[events.length - 1];
     const lag: Lag = {
-      eventsBehind: 0,
+      // Delivered by the feed but still waiting behind this batch.
+      eventsBehind: this.pending.reduce((n, window) => n + window.length, 0),
       secondsBehind: last ? Math.max(0, (Date.now() - last.recordedAt.getTime()) / 1000) : 0,
     };
     const leases = this.options.leases;
