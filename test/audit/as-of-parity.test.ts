@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stateAsOf } from '../../audit/as-of.ts';
-import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { customerRegistered, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
+import { customerRegistered, dealOpened, migrateReadModels, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
 
 /**
  * A record folded `asOf` now must read like the live read-model view of the same record: same
@@ -20,11 +19,7 @@ const day = (n: number) => new Date(Date.UTC(2026, 0, n, 10)).toISOString();
 
 beforeAll(async () => {
   h = await openAuditHarness('audit_parity');
-  await migrateCheckpoints(h.database.db, h.schemas.read);
-  for (const p of projections) {
-    await p.migrate(h.database.db, h.schemas.read);
-    await ensureCheckpoint(h.database.db, h.schemas.read, p);
-  }
+  await migrateReadModels(h.database.db, h.schemas.read, projections);
   const c = `customer-${customerId}`;
   await h.record(c, 'CustomerRegistered', customerRegistered(customerId), { occurredAt: day(1) });
   await h.record(c, 'CustomerTagged', { customerId, tag: 'gold' }, { occurredAt: day(2) });
@@ -32,17 +27,7 @@ beforeAll(async () => {
   await h.record(c, 'PurchaseRecorded', { customerId, orderId: 'o-2', amount: 50, currency: 'EUR' }, { occurredAt: day(5) });
   await h.record(c, 'PurchaseRefunded', { customerId, orderId: 'o-1', refundId: 'r-1', amount: 20, currency: 'EUR', reason: null }, { occurredAt: day(6) });
   const d = `deal-${dealId}`;
-  await h.record(d, 'DealOpened', {
-    dealId,
-    customerId,
-    title: 'Engines',
-    amount: 1000,
-    currency: 'EUR',
-    ownerId: 'sam@sales',
-    expectedCloseDate: '2026-03-01',
-    stage: 'lead',
-    probabilityOverride: null,
-  }, { occurredAt: day(2) });
+  await h.record(d, 'DealOpened', dealOpened(dealId, customerId), { occurredAt: day(2) });
   await h.record(d, 'DealStageChanged', { dealId, from: 'lead', to: 'proposal' }, { occurredAt: day(4) });
   await h.record(d, 'DealLost', { dealId, from: 'proposal', reason: 'budget' }, { occurredAt: day(7) });
   const k = `campaign-${campaignId}`;

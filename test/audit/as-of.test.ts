@@ -5,7 +5,7 @@ import { MASKED } from '../../audit/event-view.ts';
 import { InvalidAuditQuery } from '../../audit/history.ts';
 import type { CustomerRecord, DealRecord } from '../../audit/records.ts';
 import { ERASED } from '../../domain/shared.ts';
-import { customerRegistered, openAuditHarness, sleep, type AuditHarness } from './support.ts';
+import { customerRegistered, dealOpened, openAuditHarness, sleep, type AuditHarness } from './support.ts';
 
 let h: AuditHarness;
 const customerId = randomUUID();
@@ -26,17 +26,7 @@ beforeAll(async () => {
   h = await openAuditHarness('audit_as_of');
   beforeRegistration = await instant();
   await h.record(`customer-${customerId}`, 'CustomerRegistered', customerRegistered(customerId));
-  await h.record(`deal-${dealId}`, 'DealOpened', {
-    dealId,
-    customerId,
-    title: 'Engines',
-    amount: 1000,
-    currency: 'EUR',
-    ownerId: 'sam@sales',
-    expectedCloseDate: '2026-03-01',
-    stage: 'lead',
-    probabilityOverride: null,
-  });
+  await h.record(`deal-${dealId}`, 'DealOpened', dealOpened(dealId, customerId));
   betweenChanges = await instant();
   await h.record(`customer-${customerId}`, 'CustomerContactDetailsChanged', { customerId, email: 'ada@engines.example' });
   await h.record(`deal-${dealId}`, 'DealStageChanged', { dealId, from: 'lead', to: 'qualified' });

@@ -6,7 +6,7 @@ import { exportStream } from '../../audit/export.ts';
 import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory } from '../../audit/history.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { ERASED } from '../../domain/shared.ts';
-import { customerRegistered, openAuditHarness, sleep, type AuditHarness } from './support.ts';
+import { customerRegistered, dealOpened, openAuditHarness, sleep, type AuditHarness } from './support.ts';
 
 let h: AuditHarness;
 const ada = randomUUID();
@@ -41,22 +41,7 @@ beforeAll(async () => {
   await sleep(20);
   beforeDeal = new Date();
   await sleep(20);
-  await h.record(
-    `deal-${deal}`,
-    'DealOpened',
-    {
-      dealId: deal,
-      customerId: ada,
-      title: 'Engines',
-      amount: 1000,
-      currency: 'EUR',
-      ownerId: 'sam@sales',
-      expectedCloseDate: '2026-03-01',
-      stage: 'lead',
-      probabilityOverride: null,
-    },
-    { actor: 'sam@sales' },
-  );
+  await h.record(`deal-${deal}`, 'DealOpened', dealOpened(deal, ada), { actor: 'sam@sales' });
 });
 
 afterAll(async () => {

@@ -3,16 +3,15 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuditServices, type AuditServices } from '../../audit/index.ts';
 import { eventLog } from '../../audit/history.ts';
-import { schemaVersionOf, type CrmEventType } from '../../domain/catalogue.ts';
+import type { CrmEventType } from '../../domain/catalogue.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
 import { openPglite, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { catchUp } from '../../projections/catch-up.ts';
-import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { customerRegistered } from './support.ts';
+import { customerRegistered, migrateReadModels, recordEvent } from './support.ts';
 
 /**
  * The embedded default (PGlite, one connection): the SQL paths of the audit services must work
@@ -27,33 +26,15 @@ const projections = readModelProjections();
 const schemas = { events: 'crm_events', read: 'crm' };
 const ada = randomUUID();
 
-const record = async (stream: string, type: CrmEventType, data: Record<string, unknown>) =>
-  store.appendToStream(stream, [
-    {
-      id: randomUUID(),
-      type,
-      data: await personalData.protect(type, data),
-      metadata: {
-        actor: { userId: 'embedded', roles: ['admin'] },
-        correlationId: randomUUID(),
-        causationId: null,
-        occurredAt: new Date().toISOString(),
-        schemaVersion: schemaVersionOf(type),
-        command: 'Test',
-      },
-    },
-  ]);
+const record = (stream: string, type: CrmEventType, data: Record<string, unknown>) =>
+  recordEvent(store, personalData, stream, type, data, { actor: 'embedded', roles: ['admin'] });
 
 beforeAll(async () => {
   database = await openPglite();
   store = await createPostgresEventStore(database, { schema: schemas.events });
   personalData = await createPersonalData(database.db, { schema: schemas.events });
   audit = createAuditServices({ store, personalData, database, schemas }, { projections });
-  await migrateCheckpoints(database.db, schemas.read);
-  for (const p of projections) {
-    await p.migrate(database.db, schemas.read);
-    await ensureCheckpoint(database.db, schemas.read, p);
-  }
+  await migrateReadModels(database.db, schemas.read, projections);
   await record(`customer-${ada}`, 'CustomerRegistered', customerRegistered(ada));
   await record(`customer-${ada}`, 'PurchaseRecorded', { customerId: ada, orderId: 'o-1', amount: 10, currency: 'EUR' });
   await record(`customer-${ada}`, 'CustomerTagged', { customerId: ada, tag: 'gold' });

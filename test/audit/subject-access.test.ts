@@ -5,9 +5,8 @@ import type { AuditDeps } from '../../audit/deps.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { ERASED } from '../../domain/shared.ts';
-import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { customerRegistered, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
+import { customerRegistered, dealOpened, migrateReadModels, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
 
 let h: AuditHarness;
 const projections = [...readModelProjections(), createAnalyticsProjection()];
@@ -21,25 +20,11 @@ const project = () => projectAll(h, projections);
 
 beforeAll(async () => {
   h = await openAuditHarness('audit_sar');
-  await migrateCheckpoints(h.database.db, h.schemas.read);
-  for (const p of projections) {
-    await p.migrate(h.database.db, h.schemas.read);
-    await ensureCheckpoint(h.database.db, h.schemas.read, p);
-  }
+  await migrateReadModels(h.database.db, h.schemas.read, projections);
   await h.record(`customer-${ada}`, 'CustomerRegistered', customerRegistered(ada));
   await h.record(`customer-${bob}`, 'CustomerRegistered', customerRegistered(bob, { name: 'Bob', email: 'bob@example.com' }));
   await h.record(`customer-${ada}`, 'PurchaseRecorded', { customerId: ada, orderId: 'o-1', amount: 42, currency: 'EUR' });
-  await h.record(`deal-${dealId}`, 'DealOpened', {
-    dealId,
-    customerId: ada,
-    title: 'Engines',
-    amount: 1000,
-    currency: 'EUR',
-    ownerId: 'sam@sales',
-    expectedCloseDate: '2026-03-01',
-    stage: 'lead',
-    probabilityOverride: null,
-  });
+  await h.record(`deal-${dealId}`, 'DealOpened', dealOpened(dealId, ada));
   // A later deal event does not name the customer, but the deal is hers.
   await h.record(`deal-${dealId}`, 'DealStageChanged', { dealId, from: 'lead', to: 'qualified' });
   await h.record(`feedback-${feedbackId}`, 'FeedbackSubmitted', {

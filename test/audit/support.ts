@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { AuditDeps } from '../../audit/deps.ts';
 import type { AppendResult, EventStore } from '../../eventstore/contract.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
@@ -7,9 +7,49 @@ import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
 import { schemaVersionOf, type CrmEventType } from '../../domain/catalogue.ts';
 import { catchUp } from '../../projections/catch-up.ts';
+import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
 import type { Projection } from '../../projections/projection.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
+
+/** Metadata of a test event; what is left out gets the command layer's usual values. */
+export interface RecordMeta {
+  actor?: string;
+  roles?: string[];
+  correlationId?: string;
+  causationId?: string | null;
+  occurredAt?: string;
+  reason?: string;
+}
+
+/** Appends one event the way the command layer does: personal fields encrypted, full metadata. */
+export async function recordEvent(
+  store: EventStore,
+  personalData: PersonalData,
+  stream: string,
+  type: CrmEventType,
+  data: Record<string, unknown>,
+  meta: RecordMeta = {},
+): Promise<AppendResult & { id: string }> {
+  const id = randomUUID();
+  const result = await store.appendToStream(stream, [
+    {
+      id,
+      type,
+      data: await personalData.protect(type, data),
+      metadata: {
+        actor: { userId: meta.actor ?? 'sam@sales', roles: meta.roles ?? ['sales'] },
+        correlationId: meta.correlationId ?? randomUUID(),
+        causationId: meta.causationId ?? null,
+        occurredAt: meta.occurredAt ?? new Date().toISOString(),
+        schemaVersion: schemaVersionOf(type),
+        command: 'Test',
+        ...(meta.reason !== undefined ? { reason: meta.reason } : {}),
+      },
+    },
+  ]);
+  return { ...result, id };
+}
 
 /** One PostgreSQL event store + personal data per test file, in the file's own schemas. */
 export interface AuditHarness {
@@ -19,12 +59,7 @@ export interface AuditHarness {
   personalData: PersonalData;
   deps: AuditDeps;
   /** Appends one event the way the command layer does: personal fields encrypted, full metadata. */
-  record(
-    stream: string,
-    type: CrmEventType,
-    data: Record<string, unknown>,
-    meta?: { actor?: string; roles?: string[]; correlationId?: string; causationId?: string | null; occurredAt?: string; reason?: string },
-  ): Promise<AppendResult & { id: string }>;
+  record(stream: string, type: CrmEventType, data: Record<string, unknown>, meta?: RecordMeta): Promise<AppendResult & { id: string }>;
   close(): Promise<void>;
 }
 
@@ -56,26 +91,7 @@ export async function openAuditHarness(label: string): Promise<AuditHarness> {
     store,
     personalData,
     deps,
-    async record(stream, type, data, meta = {}) {
-      const id = randomUUID();
-      const result = await store.appendToStream(stream, [
-        {
-          id,
-          type,
-          data: await personalData.protect(type, data),
-          metadata: {
-            actor: { userId: meta.actor ?? 'sam@sales', roles: meta.roles ?? ['sales'] },
-            correlationId: meta.correlationId ?? randomUUID(),
-            causationId: meta.causationId ?? null,
-            occurredAt: meta.occurredAt ?? new Date().toISOString(),
-            schemaVersion: schemaVersionOf(type),
-            command: 'Test',
-            ...(meta.reason !== undefined ? { reason: meta.reason } : {}),
-          },
-        },
-      ]);
-      return { ...result, id };
-    },
+    record: (stream, type, data, meta) => recordEvent(store, personalData, stream, type, data, meta),
     async close() {
       await store.close();
       await database.close();
@@ -95,6 +111,29 @@ export const customerRegistered = (customerId: string, overrides: Record<string,
   marketingConsent: true,
   ...overrides,
 });
+
+/** A deal of `customerId` in its first stage, as the tests' fixtures open it. */
+export const dealOpened = (dealId: string, customerId: string, overrides: Record<string, unknown> = {}) => ({
+  dealId,
+  customerId,
+  title: 'Engines',
+  amount: 1000,
+  currency: 'EUR',
+  ownerId: 'sam@sales',
+  expectedCloseDate: '2026-03-01',
+  stage: 'lead',
+  probabilityOverride: null,
+  ...overrides,
+});
+
+/** Creates the read-model tables of `projections` and their checkpoints in `schema`, as the runner does at start. */
+export async function migrateReadModels(db: Kysely<any>, schema: string, projections: readonly Projection[]): Promise<void> {
+  await migrateCheckpoints(db, schema);
+  for (const p of projections) {
+    await p.migrate(db, schema);
+    await ensureCheckpoint(db, schema, p);
+  }
+}
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

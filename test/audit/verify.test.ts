@@ -3,11 +3,10 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeReadModelVerification } from '../../audit/summary.ts';
 import { verifyReadModels, type VerifyProgress } from '../../audit/verify.ts';
-import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import type { Projection } from '../../projections/projection.ts';
-import { customerRegistered, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
+import { customerRegistered, dealOpened, migrateReadModels, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
 
 let h: AuditHarness;
 // Analytics without `modelSchema`: a replay into the shadow schema then writes nowhere else.
@@ -20,24 +19,10 @@ const projectLive = () => projectAll(h, projections);
 
 beforeAll(async () => {
   h = await openAuditHarness('audit_verify');
-  await migrateCheckpoints(h.database.db, h.schemas.read);
-  for (const p of projections) {
-    await p.migrate(h.database.db, h.schemas.read);
-    await ensureCheckpoint(h.database.db, h.schemas.read, p);
-  }
+  await migrateReadModels(h.database.db, h.schemas.read, projections);
   for (const id of [ada, bob]) await h.record(`customer-${id}`, 'CustomerRegistered', customerRegistered(id, { email: `${id}@example.com` }));
   await h.record(`customer-${ada}`, 'PurchaseRecorded', { customerId: ada, orderId: 'o-1', amount: 120.5, currency: 'EUR' });
-  await h.record(`deal-${dealId}`, 'DealOpened', {
-    dealId,
-    customerId: ada,
-    title: 'Engines',
-    amount: 1000,
-    currency: 'EUR',
-    ownerId: 'sam@sales',
-    expectedCloseDate: '2026-03-01',
-    stage: 'lead',
-    probabilityOverride: null,
-  });
+  await h.record(`deal-${dealId}`, 'DealOpened', dealOpened(dealId, ada));
   await h.record(`deal-${dealId}`, 'DealStageChanged', { dealId, from: 'lead', to: 'qualified' });
   await h.personalData.forget(bob);
   await h.record(`customer-${bob}`, 'CustomerForgotten', { customerId: bob });
