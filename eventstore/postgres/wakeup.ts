@@ -26,7 +26,7 @@ export const channelFor = (schema: string): string =>
 
 export const createWakeup = (database: SqlDatabase, schema: string, options: { interval?: number } = {}): Wakeup => {
   const channel = channelFor(schema);
-  const interval = options.interval ?? 25;
+  const interval = options.interval ?? 10;
   let perDatabase = localSubscribers.get(database);
   if (!perDatabase) {
     perDatabase = new Map();
