@@ -2,7 +2,7 @@ import type { FastifyServerOptions } from 'fastify';
 import type { EventStore } from '../eventstore/contract.ts';
 import type { SqlDatabase } from '../eventstore/postgres/database.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
-import type { Actor } from '../domain/metadata.ts';
+import type { CommandContext, CommandResult } from '../commands/index.ts';
 
 /**
  * What the HTTP API needs, passed in by the composition root (cli/). The API reads no environment;
@@ -15,25 +15,11 @@ export interface ApiCommand {
   [field: string]: unknown;
 }
 
-/** Mirrors commands/index.ts `CommandContext`. */
-export interface CommandContext {
-  actor: Actor;
-  correlationId: string;
-  causationId?: string | null;
-  idempotencyKey?: string;
-  expectedRevision?: number;
-  occurredAt?: string;
-  reason?: string;
-}
-
-/** Mirrors commands/index.ts `CommandResult`. */
-export interface CommandResult {
-  id: string;
-  stream: string;
-  revision: number;
-  position: bigint;
-  eventIds: string[];
-}
+/**
+ * The command layer's context and result, the same types (type-only: the API loads nothing of
+ * commands/ at run time; the composition root passes `CrmCommands` in as the `CommandPort`).
+ */
+export type { CommandContext, CommandResult } from '../commands/index.ts';
 
 /** `CrmCommands` from commands/index.ts satisfies this. */
 export interface CommandPort {
@@ -52,6 +38,10 @@ export interface ProjectionStatus {
   /** `running`, `failed`, `stopped`, `rebuilding`... */
   state: string;
   lastError?: string | null;
+  /** Worker holding the projection's lease (scale-out), null when none does. */
+  owner?: string | null;
+  /** When that lease runs out unless renewed. */
+  leaseExpiresAt?: Date | null;
 }
 
 /** The projection runner (projections/), as the API uses it. */
