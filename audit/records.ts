@@ -1,8 +1,9 @@
 import type { CrmEvent } from '../domain/catalogue.ts';
 import { dealProbability } from '../domain/deal/decider.ts';
-import type { DealStage } from '../domain/deal/events.ts';
 import { fromMinor, toMinor } from '../domain/money.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
+import type { CampaignView } from '../projections/queries/campaigns.ts';
+import type { DealView } from '../projections/queries/deals.ts';
 
 /**
  * Records as they stood, folded in memory from decoded events. The fields follow the read-model
@@ -42,50 +43,15 @@ export interface CustomerRecord {
   updatedAt: string;
 }
 
-export interface DealRecord {
-  id: string;
-  customerId: string;
-  title: string;
-  amount: number;
-  currency: string;
-  ownerId: string;
-  stage: DealStage;
-  status: 'open' | 'won' | 'lost';
-  probability: number;
-  probabilityOverride: number | null;
-  weightedAmount: number;
-  expectedCloseDate: string;
-  lostReason: string | null;
-  stageEnteredAt: string;
-  openedAt: string;
-  closedAt: string | null;
-  updatedAt: string;
-}
+/**
+ * The deal view's fields (projections/queries/deals.ts), so an as-of deal reads like today's. Not
+ * folded here: `daysInStage` (counted at query time), `wonReason` (the read model takes it from
+ * the DealWon event's metadata) and `revision` (reported beside the record).
+ */
+export type DealRecord = Omit<DealView, 'daysInStage' | 'wonReason' | 'revision'>;
 
-export interface CampaignRecord {
-  id: string;
-  name: string;
-  channel: string;
-  budget: number;
-  currency: string;
-  startsAt: string | null;
-  endsAt: string | null;
-  targetSegment: unknown;
-  status: string;
-  costs: number;
-  responses: { sent: number; opened: number; clicked: number; converted: number; unsubscribed: number };
-  conversions: number;
-  revenue: number;
-  /** (revenue - costs) / costs; null without costs. */
-  roi: number | null;
-  /** converted / sent; null before anything was sent. */
-  conversionRate: number | null;
-  createdAt: string;
-  launchedAt: string | null;
-  completedAt: string | null;
-  cancelledAt: string | null;
-  updatedAt: string;
-}
+/** The campaign view's fields (projections/queries/campaigns.ts) but `revision` (reported beside the record). */
+export type CampaignRecord = Omit<CampaignView, 'revision'>;
 
 export interface FeedbackRecord {
   id: string;
