@@ -1,54 +1,26 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, type CrmApp } from '../../api/app.ts';
-import { ROLES, type Role } from '../../api/roles.ts';
-import { createCrmCommands } from '../../commands/index.ts';
-import { createPersonalData } from '../../eventstore/personal-data.ts';
-import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
-import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
-import { personalDataCodec } from '../../projections/codec.ts';
-import { readModelProjections } from '../../projections/read-models/index.ts';
-import { ProjectionRunner } from '../../projections/runner.ts';
-import { createAnalyticsProjection } from '../../analytics/projection.ts';
+import type { CrmApp } from '../../api/app.ts';
+import type { CommandPort } from '../../api/deps.ts';
+import type { Role } from '../../api/roles.ts';
 import { seededRandom } from '../../analytics/models/random.ts';
 import { simulateBgNbdCustomer } from '../../analytics/models/bgnbd.ts';
-import { testSchemas } from '../support/postgres.ts';
-import { progressOf } from '../api/support.ts';
+import { startApi, type ApiHarness } from '../api/support.ts';
 
-const schemas = testSchemas('analytics_routes');
-let database: SqlDatabase;
-let runner: ProjectionRunner;
+let h: ApiHarness;
 let app: CrmApp;
-let commands: ReturnType<typeof createCrmCommands>;
-const keys = {} as Record<Role, string>;
-const auth = (role: Role) => ({ authorization: `Bearer ${keys[role]}` });
+let commands: CommandPort;
+const auth = (role: Role) => h.auth(role);
 const customerIds: string[] = [];
 
 beforeAll(async () => {
-  database = connectPostgres(schemas.url, { max: 8 });
-  const store = await createPostgresEventStore(database, { schema: schemas.events });
-  const personalData = await createPersonalData(database.db, { schema: schemas.events });
-  commands = createCrmCommands({ store, personalData });
-  runner = new ProjectionRunner({
-    db: database.db,
-    store,
-    schema: schemas.read,
-    projections: [...readModelProjections(), createAnalyticsProjection({ modelSchema: schemas.read })],
-    codec: personalDataCodec(personalData),
-    concurrent: true,
-  });
-  await runner.start();
-  app = await buildApp({
-    store, database, personalData, commands, schemas: { events: schemas.events, read: schemas.read },
-    projections: progressOf(runner), waitForTimeoutMs: 5_000,
-  });
-  for (const role of ROLES) keys[role] = (await app.keys.create({ name: `test ${role}`, role })).key;
+  // The API harness (read models and analytics projected in-process), with a 5 s bound on `?waitFor=`.
+  h = await startApi('analytics_routes', { waitForTimeoutMs: 5_000 });
+  app = h.app;
+  commands = h.deps.commands;
 });
 
 afterAll(async () => {
-  await app?.close();
-  await runner?.stop();
-  await database?.close();
-  await schemas.dropSchemas();
+  await h?.close();
 });
 
 /** Customers and purchases through the real command path, with business times spread over 2023-2024. */
