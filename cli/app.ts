@@ -1,4 +1,5 @@
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
@@ -18,6 +19,7 @@ import { createReportingViews } from '../projections/reporting.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
+import { migrateLeases, ProjectionLeases } from '../projections/leases.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
@@ -36,6 +38,8 @@ export interface CrmRuntime {
   /** Every projection the CRM maintains: read models, then analytics. */
   projections: readonly Projection[];
   runner: ProjectionRunner;
+  /** This process's share of the projections when several workers run them (one process holds every lease). */
+  leases: ProjectionLeases;
   audit: AuditServices;
   analytics: AnalyticsService;
   /** What rebuild needs: the live projections, whose analytics rescoring writes the live model tables. */
@@ -182,6 +186,8 @@ async function acquireStartupLock(database: SqlDatabase, key: string): Promise<(
 export interface OpenOptions {
   /** Keep the set-up lock until `setUpDone()` (serve and project migrate read models after opening). */
   holdSetUpLock?: boolean;
+  /** Names this process in the projection leases (`crm project --worker-id`); default host name and pid. */
+  workerId?: string;
 }
 
 export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Promise<CrmRuntime> {
@@ -213,6 +219,18 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const concurrent = database.kind === 'postgres';
     const readSide: ReadSideDeps = { db: database.db, store, codec, projections, concurrent };
     const replaySide: ReadSideDeps = { ...readSide, projections: isolatedProjections };
+    // Each projection is run by the one worker holding its lease; alone, a process holds them all.
+    const leases = new ProjectionLeases({
+      db: database.db,
+      schema: config.schemas.read,
+      workerId: options.workerId ?? `${hostname()}-${process.pid}`,
+      projections: projections.map((p) => p.name),
+      leaseSeconds: config.projectionLeaseSeconds,
+      // A projection taken over may be behind the others: follow the feed again from the lowest checkpoint.
+      onChange: (change) => {
+        if (change.acquired.length > 0) void runner.restartSubscription().catch(() => undefined);
+      },
+    });
     const runner: ProjectionRunner = new ProjectionRunner({
       db: database.db,
       store,
@@ -220,6 +238,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       projections,
       codec,
       concurrent,
+      leases,
       // A projection whose code changed is rebuilt in a shadow schema while the old tables keep serving.
       onVersionChange: async (names) => {
         await rebuildProjections({ ...readSide, schema: config.schemas.read, reportingSchema: config.schemas.reporting, names, runner });
@@ -227,6 +246,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     });
     const prepareReadModels = async () => {
       await migrateCheckpoints(database.db, config.schemas.read);
+      await migrateLeases(database.db, config.schemas.read);
       const checkpoints = await readCheckpoints(database.db, config.schemas.read);
       // A projection whose version changed is left to the runner, which rebuilds it in a shadow schema.
       const current = projections.filter((p) => (checkpoints.get(p.name)?.version ?? p.version) === p.version);
@@ -237,6 +257,9 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const startProjections = async () => {
       if (started) return;
       started = true;
+      await leases.start();
+      // Closed in reverse: the runner stops after its batch in flight, then the leases are released.
+      closers.push(() => leases.stop());
       await runner.start();
       closers.push(() => runner.stop());
       // Tables exist now: (re)create the documented views BI tools read.
@@ -248,7 +271,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const progress: ReadModelProgress = {
       // In this process's runner when it runs the projections; else through the checkpoints another process writes.
       waitForPosition: (position, timeoutMs) =>
-        (started ? runner.waitForPosition(position, timeoutMs) : waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs })).then(
+        (started && leases.ownsAll() ? runner.waitForPosition(position, timeoutMs) : waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs })).then(
           () => true,
           () => false,
         ),
@@ -265,7 +288,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       catchUp: async () => {
         const head = await store.headPosition();
         if (head === 0n) return;
-        if (started) await runner.waitForPosition(head, 300_000, ['analytics']);
+        if (started && leases.owns('analytics')) await runner.waitForPosition(head, 300_000, ['analytics']);
         else await waitForCheckpoints(database.db, config.schemas.read, head, { timeoutMs: 300_000, names: ['analytics'], pollMs: 200 });
       },
     });
@@ -281,7 +304,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       audit,
       analytics,
     };
-    return { config, database, store, personalData, commands, projections, runner, audit, analytics, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, close };
+    return { config, database, store, personalData, commands, projections, runner, leases, audit, analytics, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, close };
   } catch (error) {
     await close();
     throw error;

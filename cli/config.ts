@@ -59,6 +59,11 @@ const EnvSchema = z.object({
   CRM_REPORTING_SCHEMA: z.preprocess(emptyAsUnset, schemaName('reporting')),
   /** `inline`: the API process also runs the projections; `off`: API only (run `crm project` beside it). */
   CRM_PROJECTIONS: z.preprocess(emptyAsUnset, z.enum(['inline', 'off']).default('inline')),
+  /** Lease of a projection worker on each projection: how long a crashed worker's projections wait for a taker. */
+  CRM_PROJECTION_LEASE_SECONDS: z.preprocess(
+    emptyAsUnset,
+    z.coerce.number({ error: 'a number of seconds from 1 to 3600' }).min(1, 'a number of seconds from 1 to 3600').max(3600, 'a number of seconds from 1 to 3600').default(15),
+  ),
 });
 
 export type Engine = 'pglite' | 'postgres';
@@ -74,6 +79,8 @@ export interface CrmConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   schemas: { events: string; read: string; reporting: string };
   projections: 'inline' | 'off';
+  /** Lease length of projection workers (projections/leases.ts), seconds. */
+  projectionLeaseSeconds: number;
 }
 
 /** A configuration problem, worded for the person who set the variable. */
@@ -123,6 +130,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     logLevel: e.LOG_LEVEL,
     schemas,
     projections: e.CRM_PROJECTIONS,
+    projectionLeaseSeconds: e.CRM_PROJECTION_LEASE_SECONDS,
   };
 }
 
@@ -161,4 +169,5 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   { name: 'CRM_READ_SCHEMA', default: 'crm', meaning: 'schema of the read models and checkpoints' },
   { name: 'CRM_REPORTING_SCHEMA', default: 'reporting', meaning: 'schema of the documented views for BI tools' },
   { name: 'CRM_PROJECTIONS', default: 'inline', meaning: 'inline: `crm serve` runs the projections; off: run `crm project` separately' },
+  { name: 'CRM_PROJECTION_LEASE_SECONDS', default: '15', meaning: 'lease of a projection worker on its projections; a crashed worker\'s are taken over after it' },
 ];

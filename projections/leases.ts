@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
+import { ensureSchema } from './read-models/rows.ts';
 
 /**
  * Projection work split across workers (DESIGN, scale-out): each projection is a partition held by
@@ -17,6 +18,7 @@ export const LEASE_TABLE = 'projection_leases';
 export const WORKER_TABLE = 'projection_workers';
 
 export async function migrateLeases(db: Kysely<any>, schema: string): Promise<void> {
+  await ensureSchema(db, schema);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, LEASE_TABLE)} (
     projection text PRIMARY KEY,
     owner_id text,

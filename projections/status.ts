@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
 import { readCheckpoints, type ProjectionState } from './checkpoints.ts';
 import { ReadModelTimeout } from './errors.ts';
+import { readLeaseHolders } from './leases.ts';
 
 /** Lag beyond this many events is reported as this many (counting further would cost more than it tells). */
 export const LAG_COUNT_CAP = 10_000;
@@ -22,6 +23,10 @@ export interface ProjectionStatus {
   failedEventId: string | null;
   failedPosition: bigint | null;
   updatedAt: Date;
+  /** Worker holding the projection's lease (projections/leases.ts); null when none holds a live one. */
+  owner: string | null;
+  /** When that lease runs out unless renewed. */
+  leaseExpiresAt: Date | null;
 }
 
 /**
@@ -34,7 +39,7 @@ export async function readProjectionStatus(
   store: EventStore,
   names?: readonly string[],
 ): Promise<ProjectionStatus[]> {
-  const [checkpoints, head] = await Promise.all([readCheckpoints(db, schema), store.headPosition()]);
+  const [checkpoints, head, holders] = await Promise.all([readCheckpoints(db, schema), store.headPosition(), readLeaseHolders(db, schema)]);
   const result: ProjectionStatus[] = [];
   for (const cp of checkpoints.values()) {
     if (names && !names.includes(cp.name)) continue;
@@ -63,6 +68,8 @@ export async function readProjectionStatus(
       failedEventId: cp.failedEventId,
       failedPosition: cp.failedPosition,
       updatedAt: cp.updatedAt,
+      owner: holders.get(cp.name)?.owner ?? null,
+      leaseExpiresAt: holders.get(cp.name)?.expiresAt ?? null,
     });
   }
   return result;

@@ -24,6 +24,8 @@ const Ready = z.object({
       secondsBehind: z.number().nullable(),
       state: z.string(),
       lastError: z.string().nullable(),
+      owner: z.string().nullable().describe('Projection worker holding its lease (crm project --worker-id), null when none does'),
+      leaseExpiresAt: z.string().nullable().describe('When that lease runs out unless renewed (ISO 8601)'),
     }),
   ),
   reasons: z.array(z.string()),
@@ -84,6 +86,8 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
           secondsBehind: p.secondsBehind ?? null,
           state: p.state,
           lastError: p.lastError ?? null,
+          owner: p.owner ?? null,
+          leaseExpiresAt: p.leaseExpiresAt ? p.leaseExpiresAt.toISOString() : null,
         })),
         reasons,
       });

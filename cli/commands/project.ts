@@ -1,21 +1,35 @@
-import type { CliCommand } from '../command.ts';
+import { stringValue, UsageError, type CliCommand } from '../command.ts';
+
+const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 
 export const projectCommand: CliCommand = {
   name: 'project',
   summary: 'Run only the projections (a worker beside API processes started with CRM_PROJECTIONS=off)',
-  usage: 'project',
+  usage: 'project [--worker-id <id>]',
   details: `
 Follows the event store's global feed from each projection's checkpoint and keeps the read models
 in PostgreSQL current. Each batch commits with its checkpoint, so stopping it (Ctrl-C) or a crash
-at any point loses nothing and applies nothing twice: start it again and it resumes.`,
-  options: {},
+at any point loses nothing and applies nothing twice: start it again and it resumes.
+
+Several workers split the projections: each holds a lease on its fair share (ceil(projections /
+live workers)) and runs only those. Ctrl-C releases the leases at once; a crashed worker's leases run
+out after CRM_PROJECTION_LEASE_SECONDS (default 15) and the others take them over. A worker that lost
+a lease (paused, cut off) cannot commit: every batch checks the lease in its transaction.`,
+  options: {
+    'worker-id': { type: 'string', description: 'name of this worker in the leases (default: host name and pid)' },
+  },
   async run(run) {
+    const workerId = stringValue(run, 'worker-id');
+    if (workerId !== undefined && !WORKER_ID.test(workerId)) {
+      throw new UsageError(`--worker-id must be 1 to 128 letters, digits or . _ : @ - (got "${workerId.slice(0, 60)}")`);
+    }
     const { openCrm } = await import('../app.ts');
-    const runtime = await openCrm(run.config, { holdSetUpLock: true });
+    const runtime = await openCrm(run.config, { holdSetUpLock: true, workerId });
     try {
       await runtime.startProjections();
       await runtime.setUpDone();
-      run.err('Projections are running. Press Ctrl-C to stop.');
+      const held = runtime.leases.heldNames();
+      run.err(`Projections are running as worker ${runtime.leases.workerId} (holding ${held.length > 0 ? held.join(', ') : 'none yet'}). Press Ctrl-C to stop.`);
       await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve(), { once: true }));
       return 0;
     } finally {
