@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stateAsOf } from '../../audit/as-of.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { customerRegistered, dealOpened, migrateReadModels, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
+import { campaignCreated, customerRegistered, dealOpened, migrateReadModels, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
 
 /**
  * A record folded `asOf` now must read like the live read-model view of the same record: same
@@ -31,15 +31,11 @@ beforeAll(async () => {
   await h.record(d, 'DealStageChanged', { dealId, from: 'lead', to: 'proposal' }, { occurredAt: day(4) });
   await h.record(d, 'DealLost', { dealId, from: 'proposal', reason: 'budget' }, { occurredAt: day(7) });
   const k = `campaign-${campaignId}`;
-  await h.record(k, 'CampaignCreated', {
-    campaignId,
-    name: 'Spring',
-    channel: 'email',
+  await h.record(k, 'CampaignCreated', campaignCreated(campaignId, {
     budget: 500,
-    currency: 'EUR',
     schedule: { startsAt: day(10), endsAt: null },
     targetSegment: { tags: ['gold'] },
-  }, { occurredAt: day(1) });
+  }), { occurredAt: day(1) });
   await h.record(k, 'CampaignLaunched', { campaignId }, { occurredAt: day(10) });
   await h.record(k, 'CampaignCostRecorded', { campaignId, costId: 'c-1', amount: 80, currency: 'EUR', description: null }, { occurredAt: day(11) });
   for (const kind of ['sent', 'opened', 'converted'] as const) {

@@ -6,7 +6,7 @@ import { exportStream } from '../../audit/export.ts';
 import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory } from '../../audit/history.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { ERASED } from '../../domain/shared.ts';
-import { customerRegistered, dealOpened, openAuditHarness, sleep, type AuditHarness } from './support.ts';
+import { campaignCreated, customerRegistered, dealOpened, openAuditHarness, sleep, type AuditHarness } from './support.ts';
 
 let h: AuditHarness;
 const ada = randomUUID();
@@ -187,15 +187,7 @@ describe('exports', () => {
   it('pages through a log larger than one page without losing or repeating events', async () => {
     const stream = `campaign-${randomUUID()}`;
     const campaignId = stream.slice('campaign-'.length);
-    await h.record(stream, 'CampaignCreated', {
-      campaignId,
-      name: 'Spring',
-      channel: 'email',
-      budget: 100,
-      currency: 'EUR',
-      schedule: null,
-      targetSegment: {},
-    });
+    await h.record(stream, 'CampaignCreated', campaignCreated(campaignId));
     const events = Array.from({ length: 1_100 }, (_, i) => ({
       id: randomUUID(),
       type: 'CampaignCostRecorded',

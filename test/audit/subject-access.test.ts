@@ -6,7 +6,7 @@ import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { ERASED } from '../../domain/shared.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { customerRegistered, dealOpened, migrateReadModels, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
+import { campaignCreated, customerRegistered, dealOpened, migrateReadModels, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
 
 let h: AuditHarness;
 const projections = [...readModelProjections(), createAnalyticsProjection()];
@@ -40,15 +40,7 @@ beforeAll(async () => {
     firstResponseDueAt: new Date(Date.now() + 86_400_000).toISOString(),
     resolutionDueAt: new Date(Date.now() + 3 * 86_400_000).toISOString(),
   });
-  await h.record(`campaign-${campaignId}`, 'CampaignCreated', {
-    campaignId,
-    name: 'Spring',
-    channel: 'email',
-    budget: 100,
-    currency: 'EUR',
-    schedule: null,
-    targetSegment: {},
-  });
+  await h.record(`campaign-${campaignId}`, 'CampaignCreated', campaignCreated(campaignId));
   await h.record(`campaign-${campaignId}`, 'CampaignResponseRecorded', { campaignId, customerId: ada, kind: 'sent', revenue: null, currency: null });
   await h.record(`campaign-${campaignId}`, 'CampaignResponseRecorded', { campaignId, customerId: bob, kind: 'sent', revenue: null, currency: null });
   await project();

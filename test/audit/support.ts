@@ -100,17 +100,7 @@ export async function openAuditHarness(label: string): Promise<AuditHarness> {
   };
 }
 
-export const customerRegistered = (customerId: string, overrides: Record<string, unknown> = {}) => ({
-  customerId,
-  name: 'Ada Lovelace',
-  email: 'ada@example.com',
-  phone: '+44 20 7946 0000',
-  company: 'Analytical Engines',
-  tags: ['vip'],
-  source: 'web',
-  marketingConsent: true,
-  ...overrides,
-});
+export { customerRegistered } from '../support/fixtures.ts';
 
 /** A deal of `customerId` in its first stage, as the tests' fixtures open it. */
 export const dealOpened = (dealId: string, customerId: string, overrides: Record<string, unknown> = {}) => ({
@@ -123,6 +113,18 @@ export const dealOpened = (dealId: string, customerId: string, overrides: Record
   expectedCloseDate: '2026-03-01',
   stage: 'lead',
   probabilityOverride: null,
+  ...overrides,
+});
+
+/** A draft e-mail campaign with no schedule, as the tests' fixtures create it. */
+export const campaignCreated = (campaignId: string, overrides: Record<string, unknown> = {}) => ({
+  campaignId,
+  name: 'Spring',
+  channel: 'email',
+  budget: 100,
+  currency: 'EUR',
+  schedule: null,
+  targetSegment: {},
   ...overrides,
 });
 

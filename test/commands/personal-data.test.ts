@@ -5,6 +5,7 @@ import { ERASED } from '../../domain/shared.ts';
 import type { RecordedEvent } from '../../eventstore/contract.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createPersonalData, decodeRecordedEvent, isEncrypted, PersonalDataForgotten, type PersonalData } from '../../eventstore/personal-data.ts';
+import { customerRegistered } from '../support/fixtures.ts';
 import { testSchemas } from '../support/postgres.ts';
 
 const schemas = testSchemas('personal_data');
@@ -18,17 +19,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await database.close();
   await schemas.dropSchemas();
-});
-
-const registered = (customerId: string) => ({
-  customerId,
-  name: 'Ada Lovelace',
-  email: 'ada@example.com',
-  phone: '+44 20 7946 0000',
-  company: 'Analytical Engines',
-  tags: ['vip'],
-  source: 'web',
-  marketingConsent: true,
 });
 
 const recorded = (type: string, data: unknown, schemaVersion: number): RecordedEvent => ({
@@ -52,13 +42,13 @@ const recorded = (type: string, data: unknown, schemaVersion: number): RecordedE
 describe('personal data', () => {
   it('encrypts only the personal fields and reveals them again', async () => {
     const id = randomUUID();
-    const stored = (await personalData.protect('CustomerRegistered', registered(id))) as Record<string, unknown>;
+    const stored = (await personalData.protect('CustomerRegistered', customerRegistered(id))) as Record<string, unknown>;
     expect(isEncrypted(stored.name)).toBe(true);
     expect(isEncrypted(stored.email)).toBe(true);
     expect(isEncrypted(stored.phone)).toBe(true);
     expect(stored.company).toBe('Analytical Engines');
     expect(JSON.stringify(stored)).not.toContain('ada@example.com');
-    expect(await personalData.reveal('CustomerRegistered', stored)).toEqual(registered(id));
+    expect(await personalData.reveal('CustomerRegistered', stored)).toEqual(customerRegistered(id));
   });
 
   it('leaves events without personal fields untouched', async () => {
@@ -69,21 +59,21 @@ describe('personal data', () => {
   it('refuses ciphertext moved to another customer (authenticated data binds the customer)', async () => {
     const a = randomUUID();
     const b = randomUUID();
-    const storedA = (await personalData.protect('CustomerRegistered', registered(a))) as Record<string, unknown>;
-    await personalData.protect('CustomerRegistered', registered(b));
+    const storedA = (await personalData.protect('CustomerRegistered', customerRegistered(a))) as Record<string, unknown>;
+    await personalData.protect('CustomerRegistered', customerRegistered(b));
     await expect(personalData.reveal('CustomerRegistered', { ...storedA, customerId: b })).rejects.toThrow();
   });
 
   it('forget erases the fields everywhere, even in a fresh instance, and refuses new personal data', async () => {
     const id = randomUUID();
-    const stored = await personalData.protect('CustomerRegistered', registered(id));
+    const stored = await personalData.protect('CustomerRegistered', customerRegistered(id));
     await personalData.forget(id);
     const revealed = (await personalData.reveal('CustomerRegistered', stored)) as Record<string, unknown>;
     expect(revealed).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED, company: 'Analytical Engines' });
 
     const other = await createPersonalData(database.db, { schema: schemas.events });
     expect(await other.reveal('CustomerRegistered', stored)).toMatchObject({ email: ERASED });
-    await expect(other.protect('CustomerRegistered', registered(id))).rejects.toBeInstanceOf(PersonalDataForgotten);
+    await expect(other.protect('CustomerRegistered', customerRegistered(id))).rejects.toBeInstanceOf(PersonalDataForgotten);
 
     const { rows } = await sql<{ data_key: Buffer | null }>`
       SELECT data_key FROM ${sql.table(`${schemas.events}.customer_keys`)} WHERE customer_id = ${id}`.execute(database.db);
@@ -92,7 +82,7 @@ describe('personal data', () => {
 
   it('a cached key survives until evicted when another process forgets the customer', async () => {
     const id = randomUUID();
-    const stored = await personalData.protect('CustomerRegistered', registered(id));
+    const stored = await personalData.protect('CustomerRegistered', customerRegistered(id));
     const other = await createPersonalData(database.db, { schema: schemas.events });
     await other.forget(id);
     expect(await personalData.reveal('CustomerRegistered', stored)).toMatchObject({ email: 'ada@example.com' });
@@ -124,7 +114,7 @@ describe('personal data', () => {
 
   it('decodes a forgotten customer with the erased marker, still valid against the schema', async () => {
     const id = randomUUID();
-    const stored = await personalData.protect('CustomerRegistered', registered(id));
+    const stored = await personalData.protect('CustomerRegistered', customerRegistered(id));
     await personalData.forget(id);
     const decoded = await decodeRecordedEvent(recorded('CustomerRegistered', stored, 2), personalData);
     expect(decoded.event.data).toMatchObject({ name: ERASED, email: ERASED, tags: ['vip'] });
@@ -139,19 +129,19 @@ describe('personal data', () => {
     const masterKey = randomBytes(32);
     const wrapped = await createPersonalData(database.db, { schema: schemas.events, masterKey });
     const id = randomUUID();
-    const stored = await wrapped.protect('CustomerRegistered', registered(id));
+    const stored = await wrapped.protect('CustomerRegistered', customerRegistered(id));
     const { rows } = await sql<{ data_key: Buffer }>`
       SELECT data_key FROM ${sql.table(`${schemas.events}.customer_keys`)} WHERE customer_id = ${id}`.execute(database.db);
     expect(rows[0]!.data_key.length).toBe(60);
     const again = await createPersonalData(database.db, { schema: schemas.events, masterKey });
-    expect(await again.reveal('CustomerRegistered', stored)).toEqual(registered(id));
+    expect(await again.reveal('CustomerRegistered', stored)).toEqual(customerRegistered(id));
     // Without the master key the wrapped key is useless.
     const bare = await createPersonalData(database.db, { schema: schemas.events });
     await expect(bare.reveal('CustomerRegistered', stored)).rejects.toThrow(/master key/);
     // A key created before the master key was configured still reads.
     const oldId = randomUUID();
-    const oldStored = await bare.protect('CustomerRegistered', registered(oldId));
-    expect(await again.reveal('CustomerRegistered', oldStored)).toEqual(registered(oldId));
+    const oldStored = await bare.protect('CustomerRegistered', customerRegistered(oldId));
+    expect(await again.reveal('CustomerRegistered', oldStored)).toEqual(customerRegistered(oldId));
     await expect(createPersonalData(database.db, { schema: schemas.events, masterKey: randomBytes(16) })).rejects.toThrow(/32 bytes/);
   });
 });
