@@ -45,6 +45,8 @@ export interface ProjectionRunnerOptions {
 }
 
 interface DecodedBatch {
+  /** The feed delivered everything after this position before this batch. */
+  from: bigint;
   events: RecordedEvent[];
   items: BatchItem[];
   endPosition: bigint;
@@ -72,6 +74,8 @@ export class ProjectionRunner {
   private inFlight: Promise<void> = Promise.resolve();
   private running = false;
   private resubscribeTimer: NodeJS.Timeout | undefined;
+  /** End of the last batch taken from the current subscription (its start position before the first). */
+  private feedFrom = 0n;
   /** Highest position seen in the feed: the head as far as this runner knows. */
   private knownHead = 0n;
   private lastError: string | null = null;
@@ -87,6 +91,15 @@ export class ProjectionRunner {
   /** Whether this runner applies the projection now (always, unless leases split the work). */
   private owned(p: Projection): boolean {
     return !this.options.leases || this.options.leases.owns(p.name);
+  }
+
+  /**
+   * Whether a batch starting after `from` may be applied to the projection. A projection whose lease
+   * was just taken over can be behind the feed: applying this batch would skip the events in between,
+   * so it waits for the resubscription from its checkpoint (the lease change triggers it).
+   */
+  private follows(p: Projection, from: bigint): boolean {
+    return this.owned(p) && (!this.options.leases || (this.positions.get(p.name) ?? 0n) >= from);
   }
 
   /** Migrates, rebuilds projections whose version changed, then follows the feed. */
@@ -219,6 +232,7 @@ export class ProjectionRunner {
 
   private subscribe(): void {
     const fromPosition = this.lowestPosition();
+    this.feedFrom = fromPosition;
     this.pending = [];
     this.subscription = this.options.store
       .subscribeToAll({ fromPosition })
@@ -288,17 +302,19 @@ export class ProjectionRunner {
       } else if (m.position > endPosition) endPosition = m.position;
     }
     if (endPosition > this.knownHead) this.knownHead = endPosition;
-    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && this.owned(p) && (this.positions.get(p.name) ?? 0n) < endPosition);
+    const from = this.feedFrom;
+    if (endPosition > from) this.feedFrom = endPosition;
+    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && this.follows(p, from) && (this.positions.get(p.name) ?? 0n) < endPosition);
     if (active.length === 0) return undefined;
     const items = await decodeBatch(this.options.codec, events, (e) =>
       active.some((p) => e.position > (this.positions.get(p.name) ?? 0n) && matchesFilter(p.filter, e)),
     );
-    return { events, items, endPosition };
+    return { from, events, items, endPosition };
   }
 
-  private async applyDecoded({ events, items, endPosition }: DecodedBatch): Promise<void> {
+  private async applyDecoded({ from, events, items, endPosition }: DecodedBatch): Promise<void> {
     if (!this.running) return;
-    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && this.owned(p) && (this.positions.get(p.name) ?? 0n) < endPosition);
+    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && this.follows(p, from) && (this.positions.get(p.name) ?? 0n) < endPosition);
     if (active.length === 0) return;
     const last = events[events.length - 1];
     const lag: Lag = {

@@ -172,6 +172,37 @@ describe('projection leases', () => {
     for (const n of names) expect(holders.get(n)?.owner ?? null).toBeNull();
   });
 
+  it('a lease taken over behind the feed is not applied across the gap; it catches up after resubscribing', async () => {
+    const schema = `${h.schemas.read}_gap`;
+    await prepareSchema(schema);
+    const leases = new ProjectionLeases({ db: h.database.db, schema, workerId: 'solo', projections: names, leaseSeconds: 0.3, renewEveryMs: 50 });
+    await leases.start();
+    // No resubscription on a lease change here: the runner alone must refuse the gap.
+    const runner = new ProjectionRunner({ db: h.database.db, store: h.store, schema, projections, codec: h.codec, batch: { maxEvents: 20, maxWaitMs: 5 }, leases });
+    await runner.start();
+    try {
+      await runScenario(h, 'gap1-');
+      await runner.waitForPosition(h.lastPosition(), 15_000);
+      const before = (await readCheckpoints(h.database.db, schema)).get('deals')!.position;
+      // Another worker takes deals, applies nothing and dies; its lease runs out.
+      await sql`UPDATE ${sql.id(schema, 'projection_leases')} SET owner_id = 'ghost', fencing_token = fencing_token + 1,
+        expires_at = clock_timestamp() + interval '0.4 seconds' WHERE projection = 'deals'`.execute(h.database.db);
+      await eventually(() => !leases.owns('deals'), 'the loss of deals');
+      await runScenario(h, 'gap2-'); // deals events the runner now passes over
+      await runner.waitForPosition(h.lastPosition(), 15_000, names.filter((n) => n !== 'deals'));
+      await eventually(() => leases.owns('deals'), 'deals taken back');
+      await runScenario(h, 'gap3-');
+      await runner.waitForPosition(h.lastPosition(), 15_000, names.filter((n) => n !== 'deals'));
+      expect((await readCheckpoints(h.database.db, schema)).get('deals')!.position).toBe(before);
+      await runner.restartSubscription();
+      await runner.waitForPosition(h.lastPosition(), 15_000);
+      await expectEqualToReplay(schema, 'refgap');
+    } finally {
+      await runner.stop();
+      await leases.stop();
+    }
+  });
+
   it('a worker whose lease was taken while it was paused cannot commit its batch (fencing)', async () => {
     const schema = `${h.schemas.read}_fence`;
     await prepareSchema(schema);
