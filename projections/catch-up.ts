@@ -116,18 +116,9 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
     for (let i = 0; ; i++) {
       while (!stopped && i >= pages.length) await nextChange();
       if (stopped) return;
-      const { page, decoded } = await pages[i]!;
+      const { page } = await pages[i]!;
       if (page.length === 0) return;
-      const endPosition = page[page.length - 1]!.position;
-      if (!failed.has(p.name) && positions.get(p.name)! < endPosition) {
-        const items = await decoded;
-        const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, options.applyOptions);
-        positions.set(p.name, outcome.position);
-        if (outcome.kind !== 'applied') failed.add(p.name);
-      }
-      done.set(p.name, i + 1);
-      changed();
-      await report();
+      await applyPage(p, i);
     }
   };
 
