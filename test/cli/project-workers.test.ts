@@ -1,0 +1,99 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { afterAll, describe, expect, it } from 'vitest';
+import { testSchemas } from '../support/postgres.ts';
+import { cleanEnv, CRM_BIN, poll, Server } from './support.ts';
+
+/**
+ * Two `crm project` workers beside an API process on one PostgreSQL: they split the projections by
+ * lease, /ready names the holder of each, and a killed worker's projections are taken over.
+ */
+const schemas = testSchemas('cli_workers');
+const env = {
+  DATABASE_URL: schemas.url,
+  CRM_EVENTS_SCHEMA: schemas.events,
+  CRM_READ_SCHEMA: schemas.read,
+  CRM_REPORTING_SCHEMA: schemas.reporting,
+  CRM_ADMIN_KEY: 'project-workers-test-admin-key-0123',
+  CRM_PROJECTIONS: 'off',
+  CRM_PROJECTION_LEASE_SECONDS: '2',
+  PORT: '0',
+  LOG_LEVEL: 'warn',
+};
+
+/** `crm project --worker-id <id>`, output collected. */
+class Worker {
+  stderr = '';
+  readonly exited: Promise<number | null>;
+  private readonly child: ChildProcess;
+  constructor(readonly id: string) {
+    this.child = spawn(process.execPath, [CRM_BIN, 'project', '--worker-id', id], { cwd: tmpdir(), env: cleanEnv(env) });
+    this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+    this.exited = new Promise((resolve) => this.child.on('close', (code) => resolve(code)));
+  }
+  running = () => poll(`worker ${this.id} to start`, async () => (/Projections are running/.test(this.stderr) ? true : undefined), 60_000);
+  stop = () => (this.child.kill('SIGINT'), this.exited);
+  kill = () => {
+    if (this.child.exitCode === null) this.child.kill('SIGKILL');
+  };
+}
+
+const processes: { kill(): void }[] = [];
+afterAll(async () => {
+  for (const p of processes) p.kill();
+  await schemas.dropSchemas();
+});
+
+interface ReadyProjection {
+  name: string;
+  owner: string | null;
+  leaseExpiresAt: string | null;
+  position: string;
+}
+
+describe('crm project workers', () => {
+  it('split the projections, show their leases in /ready, and take over a killed worker’s share', async () => {
+    const api = new Server(tmpdir(), env);
+    processes.push(api);
+    const [, url] = await api.waitFor(/API:\s+(http:\/\/\S+)/);
+    const one = new Worker('worker-one');
+    processes.push(one);
+    await one.running();
+    const two = new Worker('worker-two');
+    processes.push(two);
+    await two.running();
+    const ready = async () => ((await (await fetch(`${url}/ready`)).json()) as { projections: ReadyProjection[] }).projections;
+
+    const split = await poll('the split', async () => {
+      const projections = await ready();
+      const by = (id: string) => projections.filter((p) => p.owner === id).length;
+      return by('worker-one') + by('worker-two') === projections.length && by('worker-two') >= 2 ? projections : undefined;
+    }, 30_000);
+    expect(split.length).toBe(6);
+    expect(split.filter((p) => p.owner === 'worker-one').length).toBe(3);
+    for (const p of split) expect(Date.parse(p.leaseExpiresAt!)).not.toBeNaN();
+
+    // worker-two dies without releasing: after the 2 s lease, worker-one holds all and applies new writes.
+    two.kill();
+    const headers = { authorization: `Bearer ${env.CRM_ADMIN_KEY}`, 'content-type': 'application/json' };
+    const created = await fetch(`${url}/customers`, { method: 'POST', headers, body: JSON.stringify({ name: 'Ada Lovelace', email: 'ada@example.com' }) });
+    expect(created.status).toBe(201);
+    const { id, position } = (await created.json()) as { id: string; position: string };
+    await poll('the takeover', async () => ((await ready()).every((p) => p.owner === 'worker-one') ? true : undefined), 30_000);
+    const read = await fetch(`${url}/customers/${id}?waitFor=${position}`, { headers });
+    expect(read.status, `worker-one: ${one.stderr}`).toBe(200);
+    expect(((await read.json()) as { name: string }).name).toBe('Ada Lovelace');
+
+    // A clean stop releases the leases at once.
+    expect(await one.stop()).toBe(0);
+    expect((await ready()).map((p) => p.owner)).toEqual(split.map(() => null));
+    expect(await api.stop()).toBe(0);
+  }, 120_000);
+
+  it('refuses a malformed --worker-id', async () => {
+    const bad = new Worker('has space');
+    processes.push(bad);
+    expect(await bad.exited).toBe(2);
+    expect(bad.stderr).toContain('--worker-id');
+  });
+});
