@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../cli/config.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { cleanEnv, CRM_BIN, poll, Server } from './support.ts';
 
@@ -95,5 +96,14 @@ describe('crm project workers', () => {
     processes.push(bad);
     expect(await bad.exited).toBe(2);
     expect(bad.stderr).toContain('--worker-id');
+  });
+
+  it('reads the lease length from CRM_PROJECTION_LEASE_SECONDS (default 15 s) and names the variable when it is wrong', () => {
+    expect(loadConfig({}, '/tmp').projectionLeaseSeconds).toBe(15);
+    expect(loadConfig({ CRM_PROJECTION_LEASE_SECONDS: '2.5' }, '/tmp').projectionLeaseSeconds).toBe(2.5);
+    for (const bad of ['0', 'soon', '86400']) {
+      expect(() => loadConfig({ CRM_PROJECTION_LEASE_SECONDS: bad }, '/tmp')).toThrow(ConfigError);
+      expect(() => loadConfig({ CRM_PROJECTION_LEASE_SECONDS: bad }, '/tmp')).toThrow(/CRM_PROJECTION_LEASE_SECONDS/);
+    }
   });
 });
