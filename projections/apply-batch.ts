@@ -179,7 +179,14 @@ async function isolatePoison(
   const eventId = item?.recorded.id ?? 'unknown';
   const failedAt = item?.recorded.position ?? endPosition;
   const failure = new PoisonEvent(projection.name, eventId, failedAt, cause);
-  await markFailed(db, schema, projection.name, { error: describeError(cause), eventId, position: failedAt });
+  const mark = { error: describeError(cause), eventId, position: failedAt };
+  if (options.fence) {
+    // A worker that lost the lease meanwhile leaves the projection to its new holder (LeaseLost).
+    await db.transaction().execute(async (trx) => {
+      await options.fence!(trx);
+      await markFailed(trx, schema, projection.name, mark);
+    });
+  } else await markFailed(db, schema, projection.name, mark);
   const position = (await readCheckpoints(db, schema)).get(projection.name)?.position ?? 0n;
   return { kind: 'poison', position, failure };
 }

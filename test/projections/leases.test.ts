@@ -265,4 +265,40 @@ describe('projection leases', () => {
     await paused.stop();
     await successor.stop();
   });
+
+  it('a worker that lost its lease cannot mark a projection failed on a poison event either', async () => {
+    const schema = `${h.schemas.read}_poison`;
+    await prepareSchema(schema);
+    if (h.lastPosition() === 0n) await runScenario(h, 'poison-');
+    const customers = projections.find((p) => p.name === 'customers')!;
+    const poisoned: Projection = {
+      ...customers,
+      apply: async () => {
+        throw new Error('cannot handle this event');
+      },
+    };
+    const leaseOf = (workerId: string) =>
+      new ProjectionLeases({ db: h.database.db, schema, workerId, projections: ['customers'], leaseSeconds: 0.2, renewEveryMs: 60_000 });
+    const paused = leaseOf('paused');
+    await paused.start();
+    await sleep(300);
+    const successor = leaseOf('successor');
+    await successor.start();
+    expect(successor.owns('customers')).toBe(true);
+    const events = (await h.store.readAll()).filter((e) => matchesFilter(customers.filter, e)).slice(0, 3);
+    const items = await decodeBatch(h.codec, events, () => true);
+    const lag = { eventsBehind: 0, secondsBehind: 0 };
+    const end = events[events.length - 1]!.position;
+    await expect(
+      applyBatch(h.database.db, schema, poisoned, items, end, lag, { fence: (trx) => paused.assertHeld(trx, 'customers'), shouldRetry: () => false }),
+    ).rejects.toBeInstanceOf(LeaseLost);
+    expect((await readCheckpoints(h.database.db, schema)).get('customers')).toMatchObject({ state: 'running', position: 0n });
+    // The holder does record it.
+    await expect(
+      applyBatch(h.database.db, schema, poisoned, items, end, lag, { fence: (trx) => successor.assertHeld(trx, 'customers') }),
+    ).resolves.toMatchObject({ kind: 'poison' });
+    expect((await readCheckpoints(h.database.db, schema)).get('customers')).toMatchObject({ state: 'failed', failedEventId: events[0]!.id });
+    await paused.stop();
+    await successor.stop();
+  });
 });
