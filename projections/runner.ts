@@ -223,7 +223,12 @@ export class ProjectionRunner {
 
   private lowestPosition(): bigint {
     const active = this.options.projections.filter((p) => !this.failed.has(p.name) && this.owned(p));
-    if (active.length === 0) return this.knownHead;
+    if (active.length === 0) {
+      // A worker holding no lease yet follows from the furthest checkpoint, not from the start of
+      // history: when it gets a lease it resubscribes from that projection's checkpoint anyway.
+      if (this.options.leases) return [...this.positions.values()].reduce((max, p) => (p > max ? p : max), this.knownHead);
+      return this.knownHead;
+    }
     return active.reduce((min, p) => {
       const pos = this.positions.get(p.name) ?? 0n;
       return pos < min ? pos : min;

@@ -301,4 +301,34 @@ describe('projection leases', () => {
     await paused.stop();
     await successor.stop();
   });
+
+  it('a worker holding no lease follows the feed from the furthest checkpoint, not from the start of history', async () => {
+    const schema = `${h.schemas.read}_idle`;
+    await prepareSchema(schema);
+    if (h.lastPosition() === 0n) await runScenario(h, 'idle-');
+    const head = h.lastPosition();
+    await sql`UPDATE ${sql.id(schema, 'projection_checkpoints')} SET position = ${head.toString()}::bigint`.execute(h.database.db);
+    const holder = new ProjectionLeases({ db: h.database.db, schema, workerId: 'holder', projections: names, leaseSeconds: 5, renewEveryMs: 60_000 });
+    await holder.start();
+    const idle = new ProjectionLeases({ db: h.database.db, schema, workerId: 'idle', projections: names, leaseSeconds: 5, renewEveryMs: 60_000 });
+    await idle.start();
+    expect(idle.heldNames()).toEqual([]);
+    const from: bigint[] = [];
+    const store = new Proxy(h.store, {
+      get: (target, key) => {
+        if (key === 'subscribeToAll') return (options: { fromPosition?: bigint }) => (from.push(options.fromPosition ?? 0n), target.subscribeToAll(options));
+        const value = Reflect.get(target, key);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const runner = new ProjectionRunner({ db: h.database.db, store, schema, projections, codec: h.codec, leases: idle });
+    await runner.start();
+    try {
+      expect(from).toEqual([head]);
+    } finally {
+      await runner.stop();
+      await idle.stop();
+      await holder.stop();
+    }
+  });
 });
