@@ -14,7 +14,7 @@ import { createHarness, type Harness } from './support.ts';
 let h: Harness;
 const projections = readModelProjections();
 const names = projections.map((p) => p.name);
-const LEASE_SECONDS = 1;
+const LEASE_SECONDS = 2;
 
 beforeAll(async () => {
   h = await createHarness('leases');
@@ -60,7 +60,7 @@ async function startWorker(schema: string, workerId: string): Promise<Worker> {
     workerId,
     projections: names,
     leaseSeconds: LEASE_SECONDS,
-    renewEveryMs: 100,
+    renewEveryMs: 200,
     onChange: (change) => {
       if (change.acquired.length > 0) void runner?.restartSubscription();
     },
@@ -175,7 +175,7 @@ describe('projection leases', () => {
   it('a lease taken over behind the feed is not applied across the gap; it catches up after resubscribing', async () => {
     const schema = `${h.schemas.read}_gap`;
     await prepareSchema(schema);
-    const leases = new ProjectionLeases({ db: h.database.db, schema, workerId: 'solo', projections: names, leaseSeconds: 0.3, renewEveryMs: 50 });
+    const leases = new ProjectionLeases({ db: h.database.db, schema, workerId: 'solo', projections: names, leaseSeconds: 1, renewEveryMs: 50 });
     await leases.start();
     // No resubscription on a lease change here: the runner alone must refuse the gap.
     const runner = new ProjectionRunner({ db: h.database.db, store: h.store, schema, projections, codec: h.codec, batch: { maxEvents: 20, maxWaitMs: 5 }, leases });
