@@ -223,7 +223,9 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const leases = new ProjectionLeases({
       db: database.db,
       schema: config.schemas.read,
-      workerId: options.workerId ?? `${hostname()}-${process.pid}`,
+      // The embedded database serves one process (data folder lock), so its id can stay the same across
+      // restarts: a restart after a crash takes the leases back at once instead of waiting them out.
+      workerId: options.workerId ?? (database.kind === 'pglite' ? 'embedded' : `${hostname()}-${process.pid}`),
       projections: projections.map((p) => p.name),
       leaseSeconds: config.projectionLeaseSeconds,
       // A projection taken over may be behind the others: follow the feed again from the lowest checkpoint.

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../cli/config.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -106,4 +108,30 @@ describe('crm project workers', () => {
       expect(() => loadConfig({ CRM_PROJECTION_LEASE_SECONDS: bad }, '/tmp')).toThrow(/CRM_PROJECTION_LEASE_SECONDS/);
     }
   });
+
+  it('the embedded single process holds every lease under a fixed id, and takes them back at once after a crash', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'crm-leases-'));
+    const embedded = { PORT: '0', LOG_LEVEL: 'warn', CRM_DEMO: '0', CRM_ADMIN_KEY: env.CRM_ADMIN_KEY };
+    try {
+      const first = new Server(folder, embedded);
+      processes.push(first);
+      await first.waitFor(/API:\s+(http:\/\/\S+)/);
+      first.kill(); // no release: the leases stay in the database until they run out
+      await first.exited;
+      const second = new Server(folder, embedded);
+      processes.push(second);
+      const [, url] = await second.waitFor(/API:\s+(http:\/\/\S+)/);
+      const headers = { authorization: `Bearer ${env.CRM_ADMIN_KEY}`, 'content-type': 'application/json' };
+      const created = await fetch(`${url}/customers`, { method: 'POST', headers, body: JSON.stringify({ name: 'Ada Lovelace', email: 'ada@example.com' }) });
+      const { id, position } = (await created.json()) as { id: string; position: string };
+      // Read-your-writes answers within its 5 s bound: the projections did not wait out the 15 s leases.
+      const read = await fetch(`${url}/customers/${id}?waitFor=${position}`, { headers });
+      expect(read.status, second.stderr).toBe(200);
+      const projections = ((await (await fetch(`${url}/ready`)).json()) as { projections: ReadyProjection[] }).projections;
+      expect(projections.map((p) => p.owner)).toEqual(projections.map(() => 'embedded'));
+      expect(await second.stop()).toBe(0);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
