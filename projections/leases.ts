@@ -149,6 +149,8 @@ export class ProjectionLeases implements LeaseGuard {
     await sql`INSERT INTO ${sql.id(schema, WORKER_TABLE)} (worker_id, seen_at, expires_at)
       VALUES (${workerId}, clock_timestamp(), clock_timestamp() + ${lease}::interval)
       ON CONFLICT (worker_id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at`.execute(db);
+    // Heartbeats of workers gone for a while (default ids change with every process) would pile up.
+    await sql`DELETE FROM ${sql.id(schema, WORKER_TABLE)} WHERE expires_at < clock_timestamp() - interval '1 hour'`.execute(db);
 
     // Renew: only a lease still ours (same token) and not yet expired; anything else is lost.
     const before = new Map(this.held);

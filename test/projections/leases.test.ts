@@ -331,4 +331,20 @@ describe('projection leases', () => {
       await holder.stop();
     }
   });
+
+  it('forgets heartbeats of workers gone for over an hour, and does not count expired ones as live', async () => {
+    const schema = `${h.schemas.read}_beats`;
+    await prepareSchema(schema);
+    const worker = new ProjectionLeases({ db: h.database.db, schema, workerId: 'alive', projections: names, leaseSeconds: 5, renewEveryMs: 60_000 });
+    await worker.start();
+    await sql`INSERT INTO ${sql.id(schema, 'projection_workers')} (worker_id, seen_at, expires_at) VALUES
+      ('long-gone', now() - interval '3 hours', now() - interval '2 hours'),
+      ('just-gone', now() - interval '2 minutes', now() - interval '1 minute')`.execute(h.database.db);
+    await worker.tick();
+    const { rows } = await sql<{ worker_id: string }>`SELECT worker_id FROM ${sql.id(schema, 'projection_workers')} ORDER BY worker_id`.execute(h.database.db);
+    expect(rows.map((r) => r.worker_id)).toEqual(['alive', 'just-gone']);
+    // Neither counts: the live worker keeps every projection.
+    expect(worker.heldNames()).toEqual([...names].sort());
+    await worker.stop();
+  });
 });
