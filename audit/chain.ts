@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { verifyStreamChains, type ChainVerification } from '../eventstore/postgres/chain.ts';
 import { ORDINAL_BITS } from '../eventstore/postgres/migrations.ts';
 import type { SqlDatabase } from '../eventstore/postgres/database.ts';
+import { createTableOnce } from './create-table.ts';
 
 /**
  * Global tamper evidence for the PostgreSQL engine.
@@ -78,7 +79,12 @@ export async function migrateChainSeals(database: SqlDatabase, schema: string): 
   const done = migrated.get(database) ?? new Set<string>();
   migrated.set(database, done);
   if (done.has(schema)) return;
-  await sql`
+  // Each worker's sealer gets here after the start-up lock is released: several may at once.
+  await createTableOnce(
+    database.db,
+    schema,
+    'event_chain_seals',
+    sql`
     CREATE TABLE IF NOT EXISTS ${sealsTable(schema)} (
       position    bigint PRIMARY KEY,
       global_hash bytea NOT NULL,
@@ -86,7 +92,8 @@ export async function migrateChainSeals(database: SqlDatabase, schema: string): 
       stream      text NOT NULL,
       revision    bigint NOT NULL,
       sealed_at   timestamptz NOT NULL DEFAULT now()
-    )`.execute(database.db);
+    )`,
+  );
   done.add(schema);
 }
 

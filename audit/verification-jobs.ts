@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
+import { createTableOnce } from './create-table.ts';
 
 /**
  * Background verification jobs, kept in `<read schema>.audit_verifications` so that any API process
@@ -40,8 +41,13 @@ export const ABANDONED_AFTER_MS = 60_000;
 const PROGRESS_INTERVAL_MS = 500;
 
 export async function migrateVerificationJobs(db: Kysely<any>, schema: string): Promise<void> {
-  await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
-  await sql`
+  // Created on the first verification request, which several API replicas may receive at once.
+  await createTableOnce(
+    db,
+    schema,
+    'audit_verifications',
+    sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`,
+    sql`
     CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'audit_verifications')} (
       id uuid PRIMARY KEY,
       kind text NOT NULL,
@@ -54,7 +60,8 @@ export async function migrateVerificationJobs(db: Kysely<any>, schema: string): 
       progress jsonb,
       result jsonb,
       error text
-    )`.execute(db);
+    )`,
+  );
 }
 
 interface JobRow {
