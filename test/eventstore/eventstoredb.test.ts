@@ -30,7 +30,7 @@ let container: StartedTestContainer | undefined;
 let url = configuredUrl ?? '';
 const stores: EventStore[] = [];
 
-(skipReason ? describe.skip : describe)('eventstoredb', () => {
+describe.skipIf(skipReason !== undefined)('eventstoredb', () => {
   beforeAll(async () => {
     if (configuredUrl) return;
     container = await new GenericContainer('eventstore/eventstore:24.10')
