@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
 import { testSchemas } from '../support/postgres.ts';
-import { Server } from './support.ts';
+import { fetchCaughtUp, Server } from './support.ts';
 
 /**
  * The split deployment on one PostgreSQL: two stateless API processes (CRM_PROJECTIONS=off) and one
@@ -42,7 +42,7 @@ describe('API replicas and a projection worker', () => {
     });
     expect(created.status).toBe(201);
     const { id, position } = (await created.json()) as { id: string; position: string };
-    const read = await fetch(`${urlB}/customers/${id}?waitFor=${position}`, { headers });
+    const read = await fetchCaughtUp(`${urlB}/customers/${id}?waitFor=${position}`, { headers });
     expect(read.status, `${await read.clone().text()}\nworker: ${worker.stderr}`).toBe(200);
     expect(((await read.json()) as { name: string }).name).toBe('Grace Hopper');
 

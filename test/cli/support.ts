@@ -86,3 +86,24 @@ export const poll = async <T>(what: string, fn: () => Promise<T | undefined>, ti
     await new Promise((r) => setTimeout(r, 250));
   }
 };
+
+/**
+ * A read with `?waitFor=` from another process than the projections' (split deployment). The server
+ * answers 503 read-model-timeout with Retry-After when its read models have not reached the position
+ * within its bound (5 s); on a loaded machine they may lag longer, as any transaction open anywhere
+ * on the PostgreSQL server holds the gap-free feed back. Does what a client is told to: retries after
+ * Retry-After, up to `timeoutMs`; any other answer is returned as it is.
+ */
+export const fetchCaughtUp = async (url: string, init: RequestInit, timeoutMs = 60_000): Promise<Response> => {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const response = await fetch(url, init);
+    if (response.status !== 503 || Date.now() > until) return response;
+    const problem = (await response
+      .clone()
+      .json()
+      .catch(() => undefined)) as { type?: string } | undefined;
+    if (!problem?.type?.endsWith('/read-model-timeout')) return response;
+    await new Promise((r) => setTimeout(r, 1_000 * Number(response.headers.get('retry-after') ?? 1)));
+  }
+};
