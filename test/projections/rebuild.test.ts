@@ -116,19 +116,28 @@ describe('rebuild', () => {
       }
     })();
     const phases = new Set<string>();
-    const result = await rebuildProjections({
-      ...deps(),
-      schema: h.schemas.read,
-      reportingSchema: h.schemas.reporting,
-      runner,
-      onProgress: (p) => phases.add(p.phase),
-    });
-    // Keep writing a little after the swap: the live runner must carry on from the swapped checkpoint.
-    await new Promise((r) => setTimeout(r, 300));
-    writing = false;
-    await writer;
-    reading = false;
-    await reader;
+    let result: Awaited<ReturnType<typeof rebuildProjections>>;
+    try {
+      result = await rebuildProjections({
+        ...deps(),
+        schema: h.schemas.read,
+        reportingSchema: h.schemas.reporting,
+        runner,
+        onProgress: (p) => phases.add(p.phase),
+        // Each attempt catches up and tries the swap; the writer never pauses, and on a loaded 2-core
+        // machine the live runner can stay ahead of the shadow for more than the default 20 attempts.
+        maxSwapAttempts: 200,
+      });
+      // Keep writing a little after the swap: the live runner must carry on from the swapped checkpoint.
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      // Even when the rebuild fails: a writer and reader left looping outlive the test, write into the
+      // next one and pile up errors once the store is closed (the worker ran out of memory).
+      writing = false;
+      await writer;
+      reading = false;
+      await reader;
+    }
     expect(readErrors).toEqual([]);
     expect(reads).toBeGreaterThan(0);
     expect(result.names).toEqual(projections.map((p) => p.name));
