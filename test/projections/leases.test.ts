@@ -175,7 +175,8 @@ describe('projection leases', () => {
   it('a lease taken over behind the feed is not applied across the gap; it catches up after resubscribing', async () => {
     const schema = `${h.schemas.read}_gap`;
     await prepareSchema(schema);
-    const leases = new ProjectionLeases({ db: h.database.db, schema, workerId: 'solo', projections: names, leaseSeconds: 1, renewEveryMs: 50 });
+    // A long lease of its own: a renewal late under load would drop and retake other projections too.
+    const leases = new ProjectionLeases({ db: h.database.db, schema, workerId: 'solo', projections: names, leaseSeconds: 30, renewEveryMs: 50 });
     await leases.start();
     // No resubscription on a lease change here: the runner alone must refuse the gap.
     const runner = new ProjectionRunner({ db: h.database.db, store: h.store, schema, projections, codec: h.codec, batch: { maxEvents: 20, maxWaitMs: 5 }, leases });
@@ -184,12 +185,18 @@ describe('projection leases', () => {
       await runScenario(h, 'gap1-');
       await runner.waitForPosition(h.lastPosition(), 15_000);
       const before = (await readCheckpoints(h.database.db, schema)).get('deals')!.position;
-      // Another worker takes deals, applies nothing and dies; its lease runs out.
+      // Another worker takes deals, applies nothing and dies. Its lease lasts until the runner has passed
+      // over gap2 and is expired only then: a lease that ran out on a timer could be taken back before the
+      // runner saw any gap2 event, and applying gap2 would then be right (no gap), proving nothing.
       await sql`UPDATE ${sql.id(schema, 'projection_leases')} SET owner_id = 'ghost', fencing_token = fencing_token + 1,
-        expires_at = clock_timestamp() + interval '0.4 seconds' WHERE projection = 'deals'`.execute(h.database.db);
+        expires_at = clock_timestamp() + interval '1 hour' WHERE projection = 'deals'`.execute(h.database.db);
       await eventually(() => !leases.owns('deals'), 'the loss of deals');
       await runScenario(h, 'gap2-'); // deals events the runner now passes over
       await runner.waitForPosition(h.lastPosition(), 15_000, names.filter((n) => n !== 'deals'));
+      expect(leases.owns('deals')).toBe(false); // a live lease of another worker is not taken
+      const { numAffectedRows } = await sql`UPDATE ${sql.id(schema, 'projection_leases')} SET expires_at = clock_timestamp()
+        WHERE projection = 'deals' AND owner_id = 'ghost'`.execute(h.database.db);
+      expect(numAffectedRows).toBe(1n); // the ghost still held it: nothing took it back early
       await eventually(() => leases.owns('deals'), 'deals taken back');
       await runScenario(h, 'gap3-');
       await runner.waitForPosition(h.lastPosition(), 15_000, names.filter((n) => n !== 'deals'));
