@@ -198,8 +198,26 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
   try {
     const database = await openDatabase(config);
     closers.push(() => database.close());
-    const setUpDone = await acquireStartupLock(database, `crm-set-up:${config.schemas.events}:${config.schemas.read}`);
+    const setUpLockKey = `crm-set-up:${config.schemas.events}:${config.schemas.read}`;
+    let releaseSetUpLock: (() => Promise<void>) | undefined = await acquireStartupLock(database, setUpLockKey);
+    const setUpDone = async () => {
+      const release = releaseSetUpLock;
+      releaseSetUpLock = undefined;
+      await release?.();
+    };
     closers.push(setUpDone);
+    // Set-up after `setUpDone()` (serve starts inline projections once the demo data is loaded) takes the
+    // lock again for its own span; while the first is still held it runs under that one (another
+    // connection would wait for it forever).
+    const underSetUpLock = async <T>(work: () => Promise<T>): Promise<T> => {
+      if (releaseSetUpLock) return work();
+      const release = await acquireStartupLock(database, setUpLockKey);
+      try {
+        return await work();
+      } finally {
+        await release();
+      }
+    };
     const store = await openEventStore(config, database);
     closers.push(() => store.close());
     // Keys live beside the events in SQL even with EventStoreDB: forgetting must be able to delete them.
@@ -246,26 +264,37 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         await rebuildProjections({ ...readSide, schema: config.schemas.read, reportingSchema: config.schemas.reporting, names, runner });
       },
     });
-    const prepareReadModels = async () => {
+    /** Creates the read-model tables; returns the projections whose version did not change. */
+    const migrateReadModels = async () => {
       await migrateCheckpoints(database.db, config.schemas.read);
       await migrateLeases(database.db, config.schemas.read);
       const checkpoints = await readCheckpoints(database.db, config.schemas.read);
       // A projection whose version changed is left to the runner, which rebuilds it in a shadow schema.
       const current = projections.filter((p) => (checkpoints.get(p.name)?.version ?? p.version) === p.version);
       for (const p of current) await p.migrate(database.db, config.schemas.read);
+      return current;
+    };
+    const prepareReadModels = async () => {
+      const current = await migrateReadModels();
       await createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections: current });
     };
     let started = false;
     const startProjections = async () => {
       if (started) return;
       started = true;
+      // Tables first, under the set-up lock: the runner's own migrations then find them all there and
+      // create nothing, so replicas starting at once do not race on the catalogue. Not held while the
+      // projections run (a rebuild of a changed projection may take long).
+      await underSetUpLock(migrateReadModels);
       await leases.start();
       // Closed in reverse: the runner stops after its batch in flight, then the leases are released.
       closers.push(() => leases.stop());
       await runner.start();
       closers.push(() => runner.stop());
       // Tables exist now: (re)create the documented views BI tools read.
-      await createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections });
+      await underSetUpLock(() =>
+        createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections }),
+      );
       // The global hash chain is sealed by the process that follows the feed (tamper evidence; PostgreSQL engine only).
       const sealer = audit.startChainSealer();
       if (sealer) closers.push(() => sealer.stop());
