@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import type { EventStore } from '../eventstore/contract.ts';
-import type { EventCodec } from './apply-batch.ts';
+import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
+import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply-batch.ts';
 import { catchUp, type CatchUpProgress } from './catch-up.ts';
 import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints, setState } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
@@ -95,7 +95,7 @@ export interface RebuildOptions extends ReadSideDeps {
   onProgress?: (progress: RebuildProgress) => void;
   /** The live runner in this process, told to re-read its checkpoints after the swap. */
   runner?: { reloadCheckpoints(): Promise<unknown> };
-  /** Give up the swap after this many attempts to catch up with a moving live checkpoint. */
+  /** Give up after this many swap attempts (each normally succeeds; retried after a deadlock or the like). */
   maxSwapAttempts?: number;
 }
 
@@ -103,6 +103,8 @@ export interface RebuildResult {
   names: string[];
   position: bigint;
   events: number;
+  /** Swap transactions tried, the successful one included (1 unless one was rolled back). */
+  swapAttempts: number;
 }
 
 const shadowName = (schema: string) => `${schema.slice(0, 48)}_rb_${randomBytes(4).toString('hex')}`;
@@ -147,11 +149,19 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       const more = await catchUp({ db, store: options.store, schema: shadow, projections: selected, codec: options.codec, concurrent: options.concurrent,
         onProgress: (p) => progress('catching-up', p) });
       events += more.events;
-      const swapped = await trySwap(options, selected, shadow);
+      if (more.failed.length > 0) throw new Error(`Rebuild stopped: ${more.failed.join(', ')} failed while catching up. The live tables were left as they were.`);
+      // A pool: hold the feed so the live runner cannot get ahead of the shadow, then close the last gap
+      // and swap. One connection (PGlite) cannot hold a transaction open beside others: the swap is retried.
+      const swapped = options.concurrent
+        ? await whileFeedHeld(db, async () => {
+            events += await applyFinalGap(options, selected, shadow);
+            return trySwap(options, selected, shadow);
+          })
+        : await trySwap(options, selected, shadow);
       if (swapped !== undefined) {
         progress('done', { position: swapped, headPosition: swapped, events });
         await options.runner?.reloadCheckpoints();
-        return { names, position: swapped, events };
+        return { names, position: swapped, events, swapAttempts: attempt };
       }
       if (attempt >= attempts) throw new Error(`Rebuild of ${names.join(', ')} could not catch up with the live projections after ${attempts} attempts`);
     }
@@ -161,6 +171,64 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
   } finally {
     await sql`DROP SCHEMA IF EXISTS ${sql.id(shadow)} CASCADE`.execute(db).catch(() => undefined);
   }
+}
+
+/** How long the feed hold waits for transactions older than it to end before going ahead anyway. */
+const OLDER_TRANSACTIONS_WAIT_MS = 1_000;
+/** At most this many events are read while the feed is held (one catch-up pass normally leaves a few). */
+const MAX_FINAL_GAP_EVENTS = 2_000;
+
+/**
+ * Runs `work` while a transaction holding a transaction id stays open. The gap-free feed only hands out
+ * positions below the oldest running transaction id (eventstore/postgres/store.ts), so meanwhile no
+ * reader, the live runner included, sees an event appended after the hold began: the events below it
+ * form a closed set once the transactions older than the hold have ended (waited for here, briefly).
+ * Commands keep being stored; projections see them once the hold ends (milliseconds later).
+ * An event store in another database is not held back: the swap then simply retries as before.
+ */
+async function whileFeedHeld<T>(db: Kysely<any>, work: () => Promise<T>): Promise<T> {
+  return db.transaction().execute(async (hold) => {
+    const { rows } = await sql<{ xid: string }>`SELECT pg_current_xact_id()::text AS xid`.execute(hold);
+    const own = BigInt(rows[0]!.xid);
+    const deadline = Date.now() + OLDER_TRANSACTIONS_WAIT_MS;
+    for (;;) {
+      const { rows: snapshot } = await sql<{ xmin: string }>`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin`.execute(hold);
+      // A transaction open for long elsewhere: go ahead; the swap checks the positions anyway.
+      if (BigInt(snapshot[0]!.xmin) >= own || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return work();
+  });
+}
+
+/**
+ * Applies to the shadow the events between its checkpoints and the head of the (held) feed, the way
+ * the replay does. Read one event per call: a full page returns at once, where a short one would
+ * make the store wait for the hold to end (its settle), which it never does while we wait.
+ */
+async function applyFinalGap(options: RebuildOptions, selected: Projection[], shadow: string): Promise<number> {
+  const { db, store, codec } = options;
+  const checkpoints = await readCheckpoints(db, shadow);
+  const positions = new Map(selected.map((p) => [p.name, checkpoints.get(p.name)?.position ?? 0n]));
+  const head = await store.headPosition();
+  let cursor = [...positions.values()].reduce((a, b) => (b < a ? b : a), head);
+  const gap: RecordedEvent[] = [];
+  // Beyond the cap the shadow stays behind: the swap rolls back and the next attempt catches up first.
+  while (cursor < head && gap.length < MAX_FINAL_GAP_EVENTS) {
+    const [next] = await store.readAll({ fromPosition: cursor, maxCount: 1 });
+    if (!next || next.position > head) break;
+    gap.push(next);
+    cursor = next.position;
+  }
+  if (gap.length === 0) return 0;
+  const wanted = (e: RecordedEvent) => selected.some((p) => e.position > positions.get(p.name)! && matchesFilter(p.filter, e));
+  const items = await decodeBatch(codec, gap, wanted);
+  const outcomes = await Promise.all(
+    selected.filter((p) => positions.get(p.name)! < cursor).map(async (p) => [p.name, await applyBatch(db, shadow, p, items, cursor, { eventsBehind: 0, secondsBehind: 0 })] as const),
+  );
+  const failed = outcomes.filter(([, o]) => o.kind !== 'applied').map(([name]) => name);
+  if (failed.length > 0) throw new Error(`Rebuild stopped: ${failed.join(', ')} failed on the last events before the swap. The live tables were left as they were.`);
+  return gap.length;
 }
 
 /** The swap transaction; undefined (rolled back) when the live checkpoint is still ahead of the shadow. */
@@ -180,14 +248,6 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
   const swapped = await db
     .transaction()
     .execute(async (trx) => {
-      // Lock the live checkpoints: the live runner cannot commit a batch for these projections now.
-      const names = selected.map((p) => p.name).sort();
-      const { rows: liveRows } = await sql<{ name: string; position: string }>`SELECT name, position::text FROM ${sql.id(schema, CHECKPOINT_TABLE)}
-        WHERE name = ANY(${names}::text[]) ORDER BY name FOR UPDATE`.execute(trx);
-      const shadowCheckpoints = await readCheckpoints(trx, shadow);
-      for (const row of liveRows) {
-        if ((shadowCheckpoints.get(row.name)?.position ?? 0n) < BigInt(row.position)) return undefined;
-      }
       // Lock in the order readers take locks (a reporting view, then the table under it), views first,
       // so a query arriving mid-swap waits instead of deadlocking with the DROP ... CASCADE below.
       const { rows: views } = await sql<{ name: string }>`SELECT viewname AS name FROM pg_views
@@ -195,10 +255,23 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
       if (views.length > 0) {
         await sql`LOCK TABLE ${sql.join(views.map((v) => sql.id(options.reportingSchema, v.name)))} IN ACCESS EXCLUSIVE MODE`.execute(trx);
       }
-      const { rows: liveTables } = await sql<{ name: string }>`SELECT tablename AS name FROM pg_tables
-        WHERE schemaname = ${schema} AND tablename = ANY(${selected.flatMap((p) => p.tables)}::text[]) ORDER BY tablename`.execute(trx);
+      // Tables before checkpoints: a live batch writes its tables and moves its checkpoint last, so it
+      // finishes before these locks or waits for them; locking the checkpoints first deadlocked with
+      // every batch in flight. Declaration order; a batch writing a projection's tables in another
+      // order can still deadlock with this (PostgreSQL aborts one side; the swap is then retried).
+      const { rows: existing } = await sql<{ name: string }>`SELECT tablename AS name FROM pg_tables
+        WHERE schemaname = ${schema} AND tablename = ANY(${selected.flatMap((p) => p.tables)}::text[])`.execute(trx);
+      const liveTables = selected.flatMap((p) => p.tables).filter((t) => existing.some((e) => e.name === t));
       if (liveTables.length > 0) {
-        await sql`LOCK TABLE ${sql.join(liveTables.map((t) => sql.id(schema, t.name)))} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+        await sql`LOCK TABLE ${sql.join(liveTables.map((t) => sql.id(schema, t)))} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+      }
+      // Lock the live checkpoints: the live runner cannot move them now.
+      const names = selected.map((p) => p.name).sort();
+      const { rows: liveRows } = await sql<{ name: string; position: string }>`SELECT name, position::text FROM ${sql.id(schema, CHECKPOINT_TABLE)}
+        WHERE name = ANY(${names}::text[]) ORDER BY name FOR UPDATE`.execute(trx);
+      const shadowCheckpoints = await readCheckpoints(trx, shadow);
+      for (const row of liveRows) {
+        if ((shadowCheckpoints.get(row.name)?.position ?? 0n) < BigInt(row.position)) return undefined;
       }
       let position = 0n;
       for (const p of selected) {
