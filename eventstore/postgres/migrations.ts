@@ -184,10 +184,25 @@ const appendFunction = (schema: string): Migration => ({
   },
 });
 
+/**
+ * PL/pgSQL caches its statements' plans and switches to a generic plan after five calls. Planned
+ * while the tables are small, that plan scans `events` and `streams` sequentially, so every append
+ * grew slower with the table (100-event batches: 1.7 ms at first, 6.3 ms after 6,000 events).
+ * Custom plans cost a few planning microseconds per statement and keep appends flat.
+ */
+const appendCustomPlans = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    await sql
+      .raw(`ALTER FUNCTION ${quote(schema)}.append_events(text, bigint, uuid[], text[], jsonb[], jsonb[]) SET plan_cache_mode = force_custom_plan`)
+      .execute(db);
+  },
+});
+
 const migrationsFor = (schema: string): Record<string, Migration> => ({
   // The name is kept from when it also created the first append function.
   '0001_events_streams_append': initialSchema(schema),
   '0002_append_function': appendFunction(schema),
+  '0003_append_custom_plans': appendCustomPlans(schema),
 });
 
 class InCodeMigrations implements MigrationProvider {
