@@ -34,6 +34,8 @@ export const personalFields: Partial<Record<CrmEventType, { subject: string; fie
   CustomerRegistered: { subject: 'customerId', fields: ['name', 'fullName', 'email', 'phone'] },
   CustomerContactDetailsChanged: { subject: 'customerId', fields: ['name', 'email', 'phone'] },
   FeedbackSubmitted: { subject: 'customerId', fields: ['subject', 'body'] },
+  // Staff replies quote the customer; forgetting the customer erases them too.
+  FeedbackResponded: { subject: 'customerId', fields: ['message'] },
 };
 
 type Upcaster = (data: unknown) => unknown;

@@ -130,7 +130,13 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
         return [
           {
             type: 'FeedbackResponded',
-            data: { feedbackId, responderId: command.responderId, message: command.message, firstResponse: !state.responded },
+            data: {
+              feedbackId,
+              ...(state.customerId ? { customerId: state.customerId } : {}),
+              responderId: command.responderId,
+              message: command.message,
+              firstResponse: !state.responded,
+            },
           },
         ];
       case 'EscalateFeedback': {

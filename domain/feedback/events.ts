@@ -27,8 +27,13 @@ export const FeedbackSubmitted = z.object({
   resolutionDueAt: IsoDateTime,
 });
 export const FeedbackAssigned = z.object({ feedbackId: Id, assigneeId: z.string().min(1).max(200) });
+/**
+ * `message` is personal data when `customerId` is present (encrypted with that customer's key);
+ * replies recorded before the field existed carry no customer id and stay as they were stored.
+ */
 export const FeedbackResponded = z.object({
   feedbackId: Id,
+  customerId: Id.optional(),
   responderId: z.string().min(1).max(200),
   message: LongText,
   /** True for the first response: it is what the first-response SLA measures. */

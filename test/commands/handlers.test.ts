@@ -193,6 +193,13 @@ describe('command handling on PostgreSQL', () => {
       { type: 'SubmitFeedback', customerId: id, kind: 'complaint', channel: 'email', subject: 'Broken', body: 'It broke on day one' },
       ctx(),
     );
+    await commands.execute({ type: 'RespondToFeedback', feedbackId: feedback.id, message: 'Dear Ada Lovelace, a new one is on its way' }, ctx());
+    // The staff reply quotes the customer: encrypted at rest with the customer's key, like the complaint.
+    const { rows: replyRows } = await sql<{ data: unknown }>`
+      SELECT data FROM ${sql.table(`${schemas.events}.events`)} WHERE stream = ${feedback.stream} AND type = 'FeedbackResponded'`.execute(database.db);
+    expect(replyRows).toHaveLength(1);
+    expect(JSON.stringify(replyRows[0]!.data)).not.toContain('Ada Lovelace');
+    expect(replyRows[0]!.data).toMatchObject({ customerId: id });
     const forgotten = await commands.execute({ type: 'ForgetCustomer', customerId: id }, ctx());
     expect(forgotten.eventIds).toHaveLength(1);
 
@@ -202,6 +209,8 @@ describe('command handling on PostgreSQL', () => {
     expect(decoded[0]!.event.data).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED, tags: ['vip'] });
     const feedbackEvents = await Promise.all((await store.readStream(feedback.stream)).map((r) => decodeRecordedEvent(r, fresh)));
     expect(feedbackEvents[0]!.event.data).toMatchObject({ subject: ERASED, body: ERASED });
+    expect(feedbackEvents.map((d) => d.event.type)).toEqual(['FeedbackSubmitted', 'FeedbackResponded']);
+    expect(feedbackEvents[1]!.event.data).toMatchObject({ message: ERASED, firstResponse: true });
 
     const { state } = await commands.loadAggregate('customer', id);
     expect(state).toMatchObject({ forgotten: true, name: ERASED, email: ERASED });

@@ -63,11 +63,11 @@ describe('feedback: assign and respond', () => {
   });
   it('flags the first response only', () => {
     const reply = cmd('RespondToFeedback', { responderId: 'sam', message: 'Looking into it' });
-    spec.given([normal]).when(reply).then([ev('FeedbackResponded', { responderId: 'sam', message: 'Looking into it', firstResponse: true })]);
+    spec.given([normal]).when(reply).then([ev('FeedbackResponded', { customerId: CUST, responderId: 'sam', message: 'Looking into it', firstResponse: true })]);
     spec
       .given([normal, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })])
       .when(reply)
-      .then([ev('FeedbackResponded', { responderId: 'sam', message: 'Looking into it', firstResponse: false })]);
+      .then([ev('FeedbackResponded', { customerId: CUST, responderId: 'sam', message: 'Looking into it', firstResponse: false })]);
   });
   it('refuses responses once resolved or closed, assignment once closed', () => {
     const reply = cmd('RespondToFeedback', { responderId: 'sam', message: 'x' });
