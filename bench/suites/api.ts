@@ -7,6 +7,10 @@
  *
  * The API runs in a child process (the real composition: event store, command layer, projections
  * in-process), so autocannon's own work does not share the server's event loop.
+ *
+ * A second mode (`split` in the result) runs the API with the projections off and the projections in
+ * a worker process of their own (as `crm serve` with CRM_PROJECTIONS=off beside `crm project`), to
+ * tell whether the projection batches sharing the API's event loop make the latency tail.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -22,6 +26,8 @@ interface ServerConfig {
   events: string;
   read: string;
   customers: number;
+  /** 'inline': the API process runs the projections; 'off': a separate worker does (`project`). */
+  projections: 'inline' | 'off';
 }
 
 interface ServerReady {
@@ -43,19 +49,27 @@ async function serve(config: ServerConfig): Promise<void> {
   const { createAnalyticsProjection } = await import('../../analytics/projection.ts');
   const { ProjectionRunner } = await import('../../projections/runner.ts');
 
+  const { waitForCheckpoints, readProjectionStatus } = await import('../../projections/status.ts');
+
   const database = connectPostgres(config.databaseUrl, { max: 10 });
   const store = await createPostgresEventStore(database, { schema: config.events });
   const personalData = await createPersonalData(database.db, { schema: config.events });
   const commands = createCrmCommands({ store, personalData });
-  const runner = new ProjectionRunner({
-    db: database.db,
-    store,
-    schema: config.read,
-    projections: [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.read })],
-    codec: personalDataCodec(personalData),
-    concurrent: true,
-  });
-  await runner.start();
+  const runner =
+    config.projections === 'inline'
+      ? new ProjectionRunner({
+          db: database.db,
+          store,
+          schema: config.read,
+          projections: [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.read })],
+          codec: personalDataCodec(personalData),
+          concurrent: true,
+        })
+      : undefined;
+  await runner?.start();
+  // Without a runner here, through the checkpoints the worker writes (as cli/app.ts does).
+  const waitForPosition = (position: bigint, timeoutMs: number): Promise<void> =>
+    runner ? runner.waitForPosition(position, timeoutMs) : waitForCheckpoints(database.db, config.read, position, { timeoutMs });
   const app = await buildApp({
     store,
     commands,
@@ -63,8 +77,8 @@ async function serve(config: ServerConfig): Promise<void> {
     personalData,
     schemas: { events: config.events, read: config.read },
     projections: {
-      waitForPosition: (position, timeoutMs) => runner.waitForPosition(position, timeoutMs).then(() => true, () => false),
-      status: () => runner.status(),
+      waitForPosition: (position, timeoutMs) => waitForPosition(position, timeoutMs).then(() => true, () => false),
+      status: () => (runner ? runner.status() : readProjectionStatus(database.db, config.read, store)),
     },
     benchNoopRoute: true,
     // The benchmark measures the stack, not the limiter's refusals.
@@ -84,11 +98,39 @@ async function serve(config: ServerConfig): Promise<void> {
     customerIds.push(body.id);
     last = body.position;
   }
-  await runner.waitForPosition(BigInt(last), 60_000);
+  await waitForPosition(BigInt(last), 60_000);
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   process.send?.({ url, key, customerIds } satisfies ServerReady);
   await new Promise<void>((resolve) => process.once('message', () => resolve()));
   await app.close();
+  await runner?.stop();
+  await store.close();
+  await database.close();
+}
+
+/** The projection worker of the split mode: only the runner, as `crm project` does; ready once migrated. */
+async function project(config: ServerConfig): Promise<void> {
+  const { createPersonalData } = await import('../../eventstore/personal-data.ts');
+  const { connectPostgres, createPostgresEventStore } = await import('../../eventstore/postgres/index.ts');
+  const { personalDataCodec } = await import('../../projections/codec.ts');
+  const { readModelProjections } = await import('../../projections/read-models/index.ts');
+  const { createAnalyticsProjection } = await import('../../analytics/projection.ts');
+  const { ProjectionRunner } = await import('../../projections/runner.ts');
+
+  const database = connectPostgres(config.databaseUrl, { max: 10 });
+  const store = await createPostgresEventStore(database, { schema: config.events });
+  const personalData = await createPersonalData(database.db, { schema: config.events });
+  const runner = new ProjectionRunner({
+    db: database.db,
+    store,
+    schema: config.read,
+    projections: [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.read })],
+    codec: personalDataCodec(personalData),
+    concurrent: true,
+  });
+  await runner.start();
+  process.send?.('projecting');
+  await new Promise<void>((resolve) => process.once('message', () => resolve()));
   await runner.stop();
   await store.close();
   await database.close();
@@ -162,6 +204,9 @@ const paced = async (ready: ServerReady, scenario: Scenario, rate: number, secon
   const statuses: Record<string, number> = {};
   const one = (due: number) =>
     new Promise<void>((resolve) => {
+      // Sends less than 1 ms ahead are not delayed (timers have 1 ms granularity): count those from the
+      // actual send, or a fast answer arriving before `due` reads as a negative latency.
+      const from = Math.min(due, performance.now());
       const body = scenario.body?.();
       const request = http.request(
         {
@@ -175,7 +220,7 @@ const paced = async (ready: ServerReady, scenario: Scenario, rate: number, secon
         (response) => {
           response.resume();
           response.on('end', () => {
-            latencies.push(performance.now() - due);
+            latencies.push(performance.now() - from);
             if ((response.statusCode ?? 0) >= 300) {
               non2xx++;
               statuses[String(response.statusCode)] = (statuses[String(response.statusCode)] ?? 0) + 1;
@@ -232,100 +277,181 @@ const settle = async (ready: ServerReady): Promise<void> => {
   }
 };
 
-export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
-  const seconds = Math.max(3, Math.round(8 * Math.min(ctx.scale, 4)));
-  const config: ServerConfig = {
-    databaseUrl: ctx.databaseUrl,
-    events: await ctx.freshSchema('api_events'),
-    read: await ctx.freshSchema('api_read'),
-    customers: Math.round(200 * ctx.scale),
-  };
-  const loadBefore = os.loadavg()[0]!;
-  ctx.log(`api: starting the server and registering ${config.customers} customers`);
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--api-bench-server'], {
+type ScenarioResult = { paced500: Measured; fixed500?: Measured; max: Measured; pacedHalfMax?: Measured & { rate: number } };
+
+const SCENARIOS: Scenario[] = [
+  { name: 'noop', method: 'GET', path: () => '/bench/noop' },
+  {
+    name: 'purchase',
+    method: 'POST',
+    path: (id) => `/customers/${id}/purchases`,
+    body: () => JSON.stringify({ orderId: randomUUID(), amount: 42.5, currency: 'EUR' }),
+  },
+  { name: 'getCustomer', method: 'GET', path: (id) => `/customers/${id}` },
+];
+
+/** Forks this file as a child in the given role and waits for its ready message. */
+const startChild = (role: '--api-bench-server' | '--api-bench-projections', config: ServerConfig) => {
+  const child: ChildProcess = fork(fileURLToPath(import.meta.url), [role], {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  try {
-    const ready = await new Promise<ServerReady>((resolve, reject) => {
-      child.once('message', (message) => resolve(message as ServerReady));
-      child.once('exit', (code) => reject(new Error(`the API server exited with code ${code}`)));
-      child.send(config);
+  const ready = new Promise<unknown>((resolve, reject) => {
+    child.once('message', resolve);
+    child.once('exit', (code) => reject(new Error(`the ${role.slice('--api-bench-'.length)} child exited with code ${code}`)));
+    child.send(config);
+  });
+  return { child, ready };
+};
+
+const stopChild = async (child: ChildProcess): Promise<void> => {
+  if (child.connected) child.send('stop');
+  await new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve(undefined);
+    const timer = setTimeout(() => child.kill(), 10_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(undefined);
     });
-    const scenarios: Scenario[] = [
-      { name: 'noop', method: 'GET', path: () => '/bench/noop' },
-      {
-        name: 'purchase',
-        method: 'POST',
-        path: (id) => `/customers/${id}/purchases`,
-        body: () => JSON.stringify({ orderId: randomUUID(), amount: 42.5, currency: 'EUR' }),
-      },
-      { name: 'getCustomer', method: 'GET', path: (id) => `/customers/${id}` },
-    ];
-    const results: Record<string, { paced500: Measured; fixed500: Measured; max: Measured; pacedHalfMax?: Measured & { rate: number } }> = {};
-    for (const scenario of scenarios) {
-      // Purchases leave the projections with work: let them catch up so the next run measures its own route.
-      await settle(ready);
-      // Warm-up: JIT, connection pools, caches; not reported.
-      await measure(ready, scenario, { seconds: 2, connections: 10 });
-      ctx.log(`api: ${scenario.name} paced at ${FIXED_RATE} req/s for ${seconds} s`);
-      const paced500 = await paced(ready, scenario, FIXED_RATE, seconds);
-      ctx.log(`api: ${scenario.name} with autocannon at ${FIXED_RATE} req/s for ${seconds} s`);
-      const fixed500 = await measure(ready, scenario, { rate: FIXED_RATE, seconds, connections: 20 });
-      ctx.log(`api: ${scenario.name} with autocannon at max for ${seconds} s`);
-      const max = await measure(ready, scenario, { seconds, connections: 20 });
-      results[scenario.name] = { paced500, fixed500, max };
-      if (max.requestsPerSecond < FIXED_RATE * 1.2) {
-        // 500/s is beyond this route's capacity here: also show latency at a load it sustains.
-        const rate = Math.max(10, Math.round(max.requestsPerSecond / 2));
-        await settle(ready);
-        ctx.log(`api: ${scenario.name} paced at ${rate} req/s (half its maximum) for ${seconds} s`);
-        results[scenario.name]!.pacedHalfMax = { rate, ...(await paced(ready, scenario, rate, seconds)) };
-      }
+  });
+};
+
+/**
+ * Measures every scenario against one running API. `withAutocannonFixed` adds autocannon's bursty
+ * 500/s (the split mode leaves it out to keep the suite's run time reasonable: the paced run is the
+ * target's measure).
+ */
+const measureScenarios = async (
+  ctx: BenchContext,
+  mode: string,
+  ready: ServerReady,
+  seconds: number,
+  withAutocannonFixed: boolean,
+): Promise<Record<string, ScenarioResult>> => {
+  const results: Record<string, ScenarioResult> = {};
+  for (const scenario of SCENARIOS) {
+    // Purchases leave the projections with work: let them catch up so the next run measures its own route.
+    await settle(ready);
+    // Warm-up: JIT, connection pools, caches; not reported.
+    await measure(ready, scenario, { seconds: 2, connections: 10 });
+    ctx.log(`api (${mode}): ${scenario.name} paced at ${FIXED_RATE} req/s for ${seconds} s`);
+    const paced500 = await paced(ready, scenario, FIXED_RATE, seconds);
+    let fixed500: Measured | undefined;
+    if (withAutocannonFixed) {
+      ctx.log(`api (${mode}): ${scenario.name} with autocannon at ${FIXED_RATE} req/s for ${seconds} s`);
+      fixed500 = await measure(ready, scenario, { rate: FIXED_RATE, seconds, connections: 20 });
     }
-    const ratio = (a: number, b: number) => round(a / Math.max(b, 1e-9), 2);
-    const noop = results.noop!;
-    return {
-      fixedRate: FIXED_RATE,
-      // Other work on the machine distorts latency: the 1-minute load average before and after.
-      loadAverage: { before: round(loadBefore, 2), after: round(os.loadavg()[0]!, 2), cpus: os.cpus().length },
-      secondsPerRun: seconds,
-      connections: 20,
-      customers: config.customers,
-      ...results,
-      ratios: {
-        purchaseMaxToNoopMax: ratio(results.purchase!.max.requestsPerSecond, noop.max.requestsPerSecond),
-        getCustomerMaxToNoopMax: ratio(results.getCustomer!.max.requestsPerSecond, noop.max.requestsPerSecond),
-        purchaseP99ToNoopP99At500: ratio(results.purchase!.paced500.p99Ms, noop.paced500.p99Ms),
-        getCustomerP99ToNoopP99At500: ratio(results.getCustomer!.paced500.p99Ms, noop.paced500.p99Ms),
-      },
-      target: {
-        p99BelowMsAt500: 20,
-        purchaseMet: results.purchase!.paced500.p99Ms < 20,
-        getCustomerMet: results.getCustomer!.paced500.p99Ms < 20,
-      },
-    };
-  } finally {
-    if (child.connected) child.send('stop');
-    await new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve(undefined);
-      const timer = setTimeout(() => child.kill(), 10_000);
-      child.once('exit', () => {
-        clearTimeout(timer);
-        resolve(undefined);
-      });
-    });
+    ctx.log(`api (${mode}): ${scenario.name} with autocannon at max for ${seconds} s`);
+    const max = await measure(ready, scenario, { seconds, connections: 20 });
+    results[scenario.name] = { paced500, ...(fixed500 ? { fixed500 } : {}), max };
+    if (max.requestsPerSecond < FIXED_RATE * 1.2) {
+      // 500/s is beyond this route's capacity here: also show latency at a load it sustains.
+      const rate = Math.max(10, Math.round(max.requestsPerSecond / 2));
+      await settle(ready);
+      ctx.log(`api (${mode}): ${scenario.name} paced at ${rate} req/s (half its maximum) for ${seconds} s`);
+      results[scenario.name]!.pacedHalfMax = { rate, ...(await paced(ready, scenario, rate, seconds)) };
+    }
   }
+  return results;
+};
+
+const ratio = (a: number, b: number) => round(a / Math.max(b, 1e-9), 2);
+
+const ratiosOf = (results: Record<string, ScenarioResult>) => ({
+  purchaseMaxToNoopMax: ratio(results.purchase!.max.requestsPerSecond, results.noop!.max.requestsPerSecond),
+  getCustomerMaxToNoopMax: ratio(results.getCustomer!.max.requestsPerSecond, results.noop!.max.requestsPerSecond),
+  purchaseP99ToNoopP99At500: ratio(results.purchase!.paced500.p99Ms, results.noop!.paced500.p99Ms),
+  getCustomerP99ToNoopP99At500: ratio(results.getCustomer!.paced500.p99Ms, results.noop!.paced500.p99Ms),
+});
+
+const targetOf = (results: Record<string, ScenarioResult>) => ({
+  p99BelowMsAt500: 20,
+  purchaseMet: results.purchase!.paced500.p99Ms < 20,
+  getCustomerMet: results.getCustomer!.paced500.p99Ms < 20,
+});
+
+const freshConfig = async (ctx: BenchContext, projections: ServerConfig['projections']): Promise<ServerConfig> => ({
+  databaseUrl: ctx.databaseUrl,
+  events: await ctx.freshSchema(projections === 'inline' ? 'api_events' : 'api_split_events'),
+  read: await ctx.freshSchema(projections === 'inline' ? 'api_read' : 'api_split_read'),
+  customers: Math.round(200 * ctx.scale),
+  projections,
+});
+
+export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
+  const seconds = Math.max(3, Math.round(8 * Math.min(ctx.scale, 4)));
+  const config = await freshConfig(ctx, 'inline');
+  const loadBefore = os.loadavg()[0]!;
+  ctx.log(`api: starting the server and registering ${config.customers} customers`);
+  const inlineServer = startChild('--api-bench-server', config);
+  let results: Record<string, ScenarioResult>;
+  try {
+    results = await measureScenarios(ctx, 'inline', (await inlineServer.ready) as ServerReady, seconds, true);
+  } finally {
+    await stopChild(inlineServer.child);
+  }
+  const loadAfterInline = os.loadavg()[0]!;
+
+  // Split mode: fresh schemas, the worker first (it creates the read-model tables), then the API.
+  const splitConfig = await freshConfig(ctx, 'off');
+  ctx.log(`api (split): starting the projection worker, then the server with projections off`);
+  const worker = startChild('--api-bench-projections', splitConfig);
+  let split: Record<string, ScenarioResult>;
+  const loadBeforeSplit = os.loadavg()[0]!;
+  try {
+    await worker.ready;
+    const splitServer = startChild('--api-bench-server', splitConfig);
+    try {
+      split = await measureScenarios(ctx, 'split', (await splitServer.ready) as ServerReady, seconds, false);
+    } finally {
+      await stopChild(splitServer.child);
+    }
+  } finally {
+    await stopChild(worker.child);
+  }
+  const loadAfterSplit = os.loadavg()[0]!;
+
+  const side = (name: string) => {
+    const inline = results[name]!;
+    const apart = split[name]!;
+    return {
+      paced500P50Ms: { inline: inline.paced500.p50Ms, split: apart.paced500.p50Ms },
+      paced500P99Ms: { inline: inline.paced500.p99Ms, split: apart.paced500.p99Ms },
+      paced500MaxMs: { inline: inline.paced500.maxMs, split: apart.paced500.maxMs },
+      maxRequestsPerSecond: { inline: inline.max.requestsPerSecond, split: apart.max.requestsPerSecond },
+    };
+  };
+  return {
+    fixedRate: FIXED_RATE,
+    // Other work on the machine distorts latency: the 1-minute load average before and after.
+    loadAverage: { before: round(loadBefore, 2), after: round(loadAfterInline, 2), cpus: os.cpus().length },
+    secondsPerRun: seconds,
+    connections: 20,
+    customers: config.customers,
+    // The inline mode (projections in the API process), as before.
+    ...results,
+    ratios: ratiosOf(results),
+    target: targetOf(results),
+    // The split mode: API with projections off, projections in a worker process (no autocannon fixed-rate runs).
+    split: {
+      loadAverage: { before: round(loadBeforeSplit, 2), after: round(loadAfterSplit, 2), cpus: os.cpus().length },
+      ...split,
+      ratios: ratiosOf(split),
+      target: targetOf(split),
+    },
+    modes: { noop: side('noop'), purchase: side('purchase'), getCustomer: side('getCustomer') },
+  };
 }
 
 export function summarize(result: Record<string, unknown>): string[] {
   const lines: string[] = [];
-  for (const name of ['noop', 'purchase', 'getCustomer']) {
-    const r = result[name] as { paced500: Measured; fixed500: Measured; max: Measured; pacedHalfMax?: Measured & { rate: number } } | undefined;
+  const split = (result.split ?? {}) as Record<string, unknown>;
+  for (const [mode, source] of [['', result], [' (split)', split]] as const) for (const name of ['noop', 'purchase', 'getCustomer']) {
+    const r = source[name] as ScenarioResult | undefined;
     if (!r) continue;
     lines.push(
-      `api ${name}: paced ${FIXED_RATE}/s p50 ${r.paced500.p50Ms} ms p99 ${r.paced500.p99Ms} ms; ` +
-        `autocannon ${FIXED_RATE}/s p50 ${r.fixed500.p50Ms} ms p99 ${r.fixed500.p99Ms} ms; ` +
+      `api${mode} ${name}: paced ${FIXED_RATE}/s p50 ${r.paced500.p50Ms} ms p99 ${r.paced500.p99Ms} ms; ` +
+        (r.fixed500 ? `autocannon ${FIXED_RATE}/s p50 ${r.fixed500.p50Ms} ms p99 ${r.fixed500.p99Ms} ms; ` : '') +
         `max ${r.max.requestsPerSecond} req/s (p50 ${r.max.p50Ms} ms, p99 ${r.max.p99Ms} ms, non-2xx ${r.max.non2xx})` +
         (r.pacedHalfMax ? `; paced ${r.pacedHalfMax.rate}/s p50 ${r.pacedHalfMax.p50Ms} ms p99 ${r.pacedHalfMax.p99Ms} ms` : ''),
     );
@@ -333,10 +459,11 @@ export function summarize(result: Record<string, unknown>): string[] {
   return lines;
 }
 
-// Child-process entry: `fork(thisFile, ['--api-bench-server'])`, configured over IPC.
-if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv.includes('--api-bench-server')) {
+// Child-process entries: `fork(thisFile, ['--api-bench-server' | '--api-bench-projections'])`, configured over IPC.
+const role = process.argv[1] === fileURLToPath(import.meta.url) ? process.argv.find((arg) => arg.startsWith('--api-bench-')) : undefined;
+if (role === '--api-bench-server' || role === '--api-bench-projections') {
   process.once('message', (config) => {
-    serve(config as ServerConfig).then(
+    (role === '--api-bench-server' ? serve : project)(config as ServerConfig).then(
       () => process.exit(0),
       (error: unknown) => {
         console.error(error);
