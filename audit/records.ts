@@ -173,13 +173,19 @@ const customerFold: Folder<CustomerRecord> = (record, event, at) => {
   }
 };
 
+/** PostgreSQL's `round(numeric, places)`: half away from zero, so folded figures equal the read model's generated columns. */
+const roundAsNumeric = (value: number, places: number): number => {
+  const scale = 10 ** places;
+  return (Math.sign(value) * Math.round(Math.abs(value) * scale)) / scale;
+};
+
 const withDealFigures = (r: DealRecord): DealRecord => {
   const probability = dealProbability(r.stage, r.probabilityOverride);
   return {
     ...r,
     status: r.stage === 'won' || r.stage === 'lost' ? r.stage : 'open',
     probability,
-    weightedAmount: Math.round(r.amount * probability * 10_000) / 10_000,
+    weightedAmount: roundAsNumeric(r.amount * probability, 4),
   };
 };
 
@@ -253,8 +259,8 @@ const dealFold: Folder<DealRecord> = (record, event, at) => {
 
 const withCampaignFigures = (r: CampaignRecord): CampaignRecord => ({
   ...r,
-  roi: r.costs > 0 ? (r.revenue - r.costs) / r.costs : null,
-  conversionRate: r.responses.sent > 0 ? r.responses.converted / r.responses.sent : null,
+  roi: r.costs > 0 ? roundAsNumeric((r.revenue - r.costs) / r.costs, 6) : null,
+  conversionRate: r.responses.sent > 0 ? roundAsNumeric(r.responses.converted / r.responses.sent, 6) : null,
 });
 
 const campaignFold: Folder<CampaignRecord> = (record, event, at) => {
