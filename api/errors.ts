@@ -6,6 +6,7 @@ import {
   EventStoreUnavailable,
   IdempotencyConflict,
   InvalidAppend,
+  InvalidReadOptions,
   WrongExpectedRevision,
 } from '../eventstore/errors.ts';
 import { PROBLEM_CONTENT_TYPE, ProblemError, validationProblem, type FieldError } from './problems.ts';
@@ -94,6 +95,8 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
       ? new ProblemError('payload_too_large', error.message)
       : validationProblem([], error.message);
   }
+  // Positions reach the store only from cursors and `fromPosition`: one it refuses was forged or is another engine's.
+  if (error instanceof InvalidReadOptions) return validationProblem([{ field: 'cursor', message: error.message }]);
   if (error instanceof EventStoreUnavailable) {
     return new ProblemError('unavailable', 'The event store cannot be reached right now; retry shortly.', {}, { 'retry-after': '5' });
   }

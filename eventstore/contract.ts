@@ -76,6 +76,11 @@ export interface SubscribeOptions {
   /** Exclusive, like `readAll`. */
   fromPosition?: bigint;
   filter?: EventFilter;
+  /**
+   * Back-pressure from the consumer: while it answers true the engine reads no further events (it
+   * asks again shortly), so a consumer that falls behind a large backlog bounds the memory held.
+   */
+  shouldPause?: () => boolean;
 }
 
 export type SubscriptionMessage =
@@ -101,9 +106,13 @@ export interface EventStore {
 export const START_POSITION = 0n;
 export const NO_STREAM_REVISION = -1;
 
-/** Largest serialized event (data + metadata) accepted by every engine: EventStoreDB caps an append at 1 MiB. */
+/**
+ * Size limits, measured as EventStoreDB measures an append (data + metadata bytes + 2 x type length
+ * per event, see `storedEventSize`): its default cap is 1 MiB per append, so every engine accepts
+ * exactly what that server accepts. Events are further capped at half of it.
+ */
 export const MAX_EVENT_BYTES = 512 * 1024;
-export const MAX_APPEND_BYTES = 1024 * 1024 - 16 * 1024;
+export const MAX_APPEND_BYTES = 1024 * 1024;
 
 /** `<aggregate>-<id>`: lower-case aggregate name, a dash, then an id without spaces. */
 export const STREAM_NAME_PATTERN = /^[a-z][a-z0-9_]*-[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$/;

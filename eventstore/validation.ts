@@ -59,6 +59,13 @@ const toJson = (value: unknown, what: string, index: number): string => {
   return json;
 };
 
+/**
+ * An event's size as EventStoreDB measures it against its append limit: data and metadata bytes
+ * plus twice the type's length. Every engine measures the same way, so they accept the same appends.
+ */
+export const storedEventSize = (type: string, dataJson: string, metadataJson: string): number =>
+  Buffer.byteLength(dataJson) + Buffer.byteLength(metadataJson) + 2 * type.length;
+
 /** Checks an append's input before any storage call; throws `InvalidAppend` naming the offending field. */
 export const prepareAppend = (stream: unknown, events: unknown): PreparedEvent[] => {
   assertStreamName(stream);
@@ -87,7 +94,7 @@ export const prepareAppend = (stream: unknown, events: unknown): PreparedEvent[]
     }
     const dataJson = toJson(event.data, 'data', index);
     const metadataJson = toJson(metadata, 'metadata', index);
-    const size = Buffer.byteLength(dataJson) + Buffer.byteLength(metadataJson);
+    const size = storedEventSize(event.type, dataJson, metadataJson);
     if (size > MAX_EVENT_BYTES) {
       throw new InvalidAppend('payload_too_large', `events[${index}] is ${size} bytes; the limit is ${MAX_EVENT_BYTES} bytes per event`);
     }

@@ -3,6 +3,7 @@ import { sql, type Kysely } from 'kysely';
 import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply-batch.ts';
 import { catchUp, type CatchUpProgress } from './catch-up.ts';
+import { recordFeedEngine } from './feed-engine.ts';
 import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints, setState } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 import { createReportingViews } from './reporting.ts';
@@ -286,6 +287,8 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
           ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position, state = 'running',
             last_error = NULL, failed_event_id = NULL, failed_position = NULL, events_behind = 0, seconds_behind = 0, updated_at = now()`.execute(trx);
       }
+      // Every checkpoint now holds a position of this store (a rebuild is how read models move to another engine).
+      if (selected.length === options.projections.length) await recordFeedEngine(trx, schema, options.store.engine);
       await createReportingViews(trx, { readSchema: schema, reportingSchema: options.reportingSchema, projections: options.projections });
       return position;
     });

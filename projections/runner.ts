@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { bufferTime, filter, type Subscription } from 'rxjs';
 import type { EventStore, RecordedEvent, SubscriptionMessage } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type BatchItem, type EventCodec, type Lag } from './apply-batch.ts';
+import { claimFeedEngine } from './feed-engine.ts';
 import { clearFailure, ensureCheckpoint, migrateCheckpoints, readCheckpoints, skipAhead, type Checkpoint } from './checkpoints.ts';
 import { describeError, ReadModelTimeout } from './errors.ts';
 import { LeaseLost, type LeaseGuard } from './leases.ts';
@@ -106,6 +107,7 @@ export class ProjectionRunner {
   async start(): Promise<void> {
     const { db, schema, projections } = this.options;
     await migrateCheckpoints(db, schema);
+    await claimFeedEngine(db, schema, this.options.store.engine);
     const before = await readCheckpoints(db, schema);
     const changed = projections.filter((p) => {
       const cp = before.get(p.name);
@@ -235,12 +237,17 @@ export class ProjectionRunner {
     }, this.positions.get(active[0]!.name) ?? 0n);
   }
 
+  private pendingEvents(): number {
+    return this.pending.reduce((count, window) => count + window.length, 0);
+  }
+
   private subscribe(): void {
     const fromPosition = this.lowestPosition();
     this.feedFrom = fromPosition;
     this.pending = [];
     this.subscription = this.options.store
-      .subscribeToAll({ fromPosition })
+      // Two coalesced batches waiting are enough: beyond that the feed pauses (bounded memory on a large catch-up).
+      .subscribeToAll({ fromPosition, shouldPause: () => this.pendingEvents() >= 2 * this.batch.maxCoalescedEvents })
       .pipe(
         bufferTime(this.batch.maxWaitMs, null, this.batch.maxEvents),
         filter((messages) => messages.length > 0),

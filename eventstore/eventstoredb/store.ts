@@ -2,29 +2,20 @@ import {
   ANY,
   BACKWARDS,
   END,
-  EventStoreDBClient,
   FORWARDS,
   NO_STREAM,
   START,
   STREAM_EXISTS,
-  WrongExpectedVersionError,
-  eventTypeFilter,
-  excludeSystemEvents,
   jsonEvent,
-  streamNameFilter,
-  type AllStreamResolvedEvent,
-  type AllStreamSubscription,
   type AppendExpectedRevision,
-  type Filter,
+  type Credentials,
   type JSONType,
   type Position,
-  type ResolvedEvent,
 } from '@eventstore/db-client';
 import { Observable } from 'rxjs';
 import type {
   AppendOptions,
   AppendResult,
-  EventFilter,
   EventStore,
   ExpectedRevision,
   NewEvent,
@@ -34,138 +25,86 @@ import type {
   SubscribeOptions,
   SubscriptionMessage,
 } from '../contract.ts';
-import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, InvalidAppend, WrongExpectedRevision } from '../errors.ts';
-import {
-  checkReadAllOptions,
-  checkReadStreamOptions,
-  normalizeExpectedRevision,
-  prepareAppend,
-  type PreparedEvent,
-} from '../validation.ts';
+import { EventStoreError, IdempotencyConflict, WrongExpectedRevision } from '../errors.ts';
+import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend, type PreparedEvent } from '../validation.ts';
+import { connectEventStoreDbClient, type ClientRead, type EventStoreDbClientPort } from './client.ts';
+import { assertSupportedServer, parseConnectionString } from './connection.ts';
+import { actualRevision, isStreamNotFound, mapEventStoreDbError } from './errors.ts';
+import { canonicalJson, matchesFilter, toRecorded } from './events.ts';
+import { followAll } from './subscription.ts';
 
 /**
- * The EventStoreDB engine. Positions are the commit positions of `$all` (with ESDB 20+ every event
- * has its own, and prepare == commit); revisions are the stream's event numbers.
- * Idempotency is the project's own, per stream: ESDB's event-id cache is bounded, and it cannot
- * tell that an id was used in another stream.
+ * The EventStoreDB engine (servers 23.10 and later). Positions are the commit positions of `$all`
+ * (every event appended through gRPC has its own, and prepare == commit); revisions are the
+ * stream's event numbers. Idempotency is the project's own: the server compares event ids only,
+ * never content, so every append with a revision is read back and compared (see `appendToStream`).
  */
 export interface EventStoreDbOptions {
-  /** Resubscription delay after a dropped subscription (ms). */
+  /** First resubscription delay after a dropped subscription (ms); it doubles up to `maxResubscribeDelay`. */
   resubscribeDelay?: number;
+  maxResubscribeDelay?: number;
+  /** A client other than the real one (tests use a recorded double of the client's behaviour). */
+  client?: EventStoreDbClientPort;
+  /** Events fetched per round trip by `readAll` (which filters on the client side). */
+  readPageSize?: number;
 }
 
-const GRPC_UNAVAILABLE = 14;
-const GRPC_DEADLINE_EXCEEDED = 4;
-
 const toPosition = (position: bigint): Position => ({ commit: position, prepare: position });
-
-const isSystem = (stream: string, type: string): boolean => stream.startsWith('$') || type.startsWith('$');
-
-const matches = (filter: EventFilter | undefined, stream: string, type: string): boolean =>
-  (!filter?.streamPrefixes?.length || filter.streamPrefixes.some((prefix) => stream.startsWith(prefix))) &&
-  (!filter?.eventTypes?.length || filter.eventTypes.includes(type));
-
-const escapeRegex = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** The server-side filter narrows the stream; `matches` re-checks exactly on the client. */
-const serverFilter = (filter: EventFilter | undefined): Filter => {
-  if (filter?.streamPrefixes?.length) return streamNameFilter({ prefixes: filter.streamPrefixes });
-  if (filter?.eventTypes?.length) return eventTypeFilter({ regex: `^(${filter.eventTypes.map(escapeRegex).join('|')})$` });
-  return excludeSystemEvents();
-};
-
-const decode = (value: unknown): unknown => {
-  if (value instanceof Uint8Array) {
-    const text = Buffer.from(value).toString('utf8');
-    if (text.length === 0) return {};
-    try {
-      return JSON.parse(text);
-    } catch {
-      return text;
-    }
-  }
-  return value;
-};
-
-const toRecorded = (resolved: ResolvedEvent | AllStreamResolvedEvent): RecordedEvent | undefined => {
-  const event = resolved.event;
-  if (!event || isSystem(event.streamId, event.type)) return undefined;
-  const metadata = decode(event.metadata);
-  return {
-    id: event.id,
-    type: event.type,
-    data: decode(event.data),
-    metadata: metadata && typeof metadata === 'object' && !Array.isArray(metadata) ? (metadata as Record<string, unknown>) : {},
-    stream: event.streamId,
-    revision: Number(event.revision),
-    position: event.position?.commit ?? resolved.commitPosition ?? 0n,
-    recordedAt: event.created,
-  };
-};
-
-const grpcCode = (error: unknown): number | undefined => {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
-};
-
-const isStreamNotFound = (error: unknown): boolean =>
-  (error as { type?: string } | null)?.type === 'stream-not-found' || (error as Error | null)?.name === 'StreamNotFoundError';
-
-const isTransient = (error: unknown): boolean => {
-  const code = grpcCode(error);
-  return code === GRPC_UNAVAILABLE || code === GRPC_DEADLINE_EXCEEDED || /consumer too slow|unavailable/i.test(String((error as Error)?.message));
-};
-
-const mapError = (error: unknown, url: string): unknown => {
-  if (error instanceof EventStoreError) return error;
-  if (grpcCode(error) === GRPC_UNAVAILABLE || (error as { type?: string } | null)?.type === 'unavailable') {
-    return new EventStoreUnavailable(
-      `Cannot reach EventStoreDB at ${url.replace(/\/\/[^@/]*@/, '//')} (${(error as Error).message}). ` +
-        'Check EVENTSTORE_URL (esdb://host:2113?tls=false) and that the server is running.',
-      { cause: error },
-    );
-  }
-  if ((error as { type?: string } | null)?.type === 'maximum-append-size-exceeded') {
-    return new InvalidAppend('payload_too_large', `EventStoreDB refused the append as too large: ${(error as Error).message}`);
-  }
-  return error;
-};
 
 const esdbExpected = (expected: ExpectedRevision): AppendExpectedRevision => {
   if (typeof expected === 'number') return BigInt(expected);
   return expected === 'no_stream' ? NO_STREAM : expected === 'exists' ? STREAM_EXISTS : ANY;
 };
 
-/** Stable JSON (sorted keys) so that content comparison ignores key order. */
-const canonical = (value: unknown): string =>
-  JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
+const sameContent = (recorded: RecordedEvent, candidate: PreparedEvent): boolean =>
+  recorded.id === candidate.id && recorded.type === candidate.type && canonicalJson(recorded.data) === canonicalJson(candidate.data);
+
+async function collect<E, T>(read: ClientRead<E>, take: (item: E) => 'skip' | 'stop' | T): Promise<T[]> {
+  const out: T[] = [];
+  try {
+    for await (const item of read) {
+      const result = take(item);
+      if (result === 'stop') break;
+      if (result !== 'skip') out.push(result);
+    }
+  } finally {
+    await read.cancel().catch(() => undefined);
+  }
+  return out;
+}
 
 export function createEventStoreDbStore(url: string, options: EventStoreDbOptions = {}): EventStore {
-  const client = EventStoreDBClient.connectionString(url);
-  const resubscribeDelay = options.resubscribeDelay ?? 500;
+  const { appendCredentials }: { appendCredentials: Credentials } = parseConnectionString(url);
+  const client = options.client ?? connectEventStoreDbClient(url);
+  const pageSize = options.readPageSize ?? 512;
   const activeSubscriptions = new Set<() => void>();
   let closed = false;
+
+  // The version check runs once per store, before the first call; a failed attempt (server down) is retried by the next call.
+  let checked: Promise<void> | undefined;
+  const ready = (): Promise<void> => {
+    checked ??= client
+      .serverVersion()
+      .then((version) => assertSupportedServer(version, url))
+      .catch((error: unknown) => {
+        checked = undefined;
+        throw mapEventStoreDbError(error, url);
+      });
+    return checked;
+  };
 
   const assertOpen = (): void => {
     if (closed) throw new EventStoreError('The event store is closed');
   };
 
-  const readWholeStream = async (stream: string, fromRevision?: number): Promise<RecordedEvent[]> => {
-    const events: RecordedEvent[] = [];
+  /** Forwards from `fromRevision`, at most `maxCount` events; [] for a stream that does not exist. */
+  const readRange = async (stream: string, fromRevision: number, maxCount?: number): Promise<RecordedEvent[]> => {
     try {
-      for await (const resolved of client.readStream(stream, { fromRevision: fromRevision === undefined ? START : BigInt(fromRevision) })) {
-        const event = toRecorded(resolved);
-        if (event) events.push(event);
-      }
+      return await collect(client.readStream(stream, { direction: 'forwards', fromRevision: BigInt(fromRevision), maxCount }), (resolved) => toRecorded(resolved) ?? 'skip');
     } catch (error) {
       if (isStreamNotFound(error)) return [];
       throw error;
     }
-    return events;
   };
 
   /**
@@ -178,12 +117,23 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
     if (found.every((event) => event === undefined)) return undefined;
     found.forEach((event, index) => {
       const candidate = prepared[index]!;
-      if (!event || event.type !== candidate.type || canonical(event.data) !== canonical(candidate.data)) {
-        throw new IdempotencyConflict(event?.id ?? candidate.id, stream);
-      }
+      if (!event || !sameContent(event, candidate)) throw new IdempotencyConflict(event?.id ?? candidate.id, stream);
     });
     const last = found.reduce((a, b) => (b!.revision > a!.revision ? b : a))!;
     return { nextExpectedRevision: last.revision, position: last.position };
+  };
+
+  /**
+   * With a numeric revision or `no_stream`, the server answers a write whose ids equal the events
+   * right after that revision as already done, without comparing their content. Reading those
+   * revisions back tells a true retry from another request that reused the ids.
+   */
+  const verifyAppended = async (stream: string, prepared: PreparedEvent[], firstRevision: number): Promise<void> => {
+    const stored = await readRange(stream, firstRevision, prepared.length);
+    prepared.forEach((candidate, index) => {
+      const event = stored[index];
+      if (!event || !sameContent(event, candidate)) throw new IdempotencyConflict(candidate.id, stream);
+    });
   };
 
   const appendToStream = async (stream: string, events: NewEvent[], appendOptions: AppendOptions = {}): Promise<AppendResult> => {
@@ -191,33 +141,38 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
     const expected = normalizeExpectedRevision(appendOptions.expectedRevision);
     assertOpen();
     try {
+      await ready();
       // Without a revision to lean on, look for the ids first.
       if (expected === 'any' || expected === 'exists') {
-        const earlier = findEarlierAppend(stream, prepared, await readWholeStream(stream));
+        const earlier = findEarlierAppend(stream, prepared, await readRange(stream, 0));
         if (earlier) return earlier;
       }
+      let result;
       try {
-        const result = await client.appendToStream(
+        result = await client.appendToStream(
           stream,
-          prepared.map((event) =>
-            jsonEvent({ id: event.id, type: event.type, data: event.data as JSONType, metadata: event.metadata }),
-          ),
-          { expectedRevision: esdbExpected(expected) },
+          prepared.map((event) => jsonEvent({ id: event.id, type: event.type, data: event.data as JSONType, metadata: event.metadata })),
+          { expectedRevision: esdbExpected(expected), credentials: appendCredentials },
         );
-        return { nextExpectedRevision: Number(result.nextExpectedRevision), position: result.position?.commit ?? 0n };
       } catch (error) {
-        if (!(error instanceof WrongExpectedVersionError)) throw error;
-        const actual = error.actualVersion === NO_STREAM ? -1 : Number(error.actualVersion);
+        if ((error as { type?: string } | null)?.type !== 'wrong-expected-version') throw error;
+        const actual = actualRevision((error as { actualVersion?: bigint | typeof NO_STREAM }).actualVersion);
         // A retry of an append that already happened: the events sit right after the expected revision.
         if (actual >= 0 && expected !== 'exists') {
           const from = typeof expected === 'number' ? expected + 1 : 0;
-          const earlier = findEarlierAppend(stream, prepared, await readWholeStream(stream, from));
+          const earlier = findEarlierAppend(stream, prepared, await readRange(stream, from, prepared.length));
           if (earlier) return earlier;
         }
         throw new WrongExpectedRevision(stream, expected, actual);
       }
+      // `throwOnAppendFailure=false` is refused at start; this guards the contract anyway.
+      if (!result.success) throw new WrongExpectedRevision(stream, expected, actualRevision(result.nextExpectedRevision));
+      if (typeof expected === 'number' || expected === 'no_stream') {
+        await verifyAppended(stream, prepared, expected === 'no_stream' ? 0 : expected + 1);
+      }
+      return { nextExpectedRevision: Number(result.nextExpectedRevision), position: result.position?.commit ?? 0n };
     } catch (error) {
-      throw mapError(error, url);
+      throw mapEventStoreDbError(error, url, { stream, expected });
     }
   };
 
@@ -227,34 +182,44 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
     const backwards = readOptions.direction === 'backwards';
     const limit = readOptions.maxCount ?? Number.MAX_SAFE_INTEGER;
     if (limit === 0) return [];
-    const events: RecordedEvent[] = [];
-    const read = client.readStream(stream, {
-      direction: backwards ? BACKWARDS : FORWARDS,
-      fromRevision: readOptions.fromRevision !== undefined ? BigInt(readOptions.fromRevision) : backwards ? END : START,
-    });
+    // The server can stop at maxCount only when no bound makes the engine skip events.
+    const serverCount =
+      readOptions.untilTime !== undefined || (backwards && readOptions.untilRevision !== undefined)
+        ? undefined
+        : !backwards && readOptions.untilRevision !== undefined
+          ? Math.min(limit, readOptions.untilRevision - (readOptions.fromRevision ?? 0) + 1)
+          : readOptions.maxCount;
+    if (serverCount !== undefined && serverCount <= 0) return [];
     try {
-      for await (const resolved of read) {
+      await ready();
+      const read = client.readStream(stream, {
+        direction: backwards ? 'backwards' : 'forwards',
+        fromRevision: readOptions.fromRevision !== undefined ? BigInt(readOptions.fromRevision) : backwards ? END : START,
+        maxCount: serverCount,
+      });
+      let taken = 0;
+      return await collect(read, (resolved) => {
         const event = toRecorded(resolved);
-        if (!event) continue;
+        if (!event) return 'skip';
         const beyondRevision = readOptions.untilRevision !== undefined && event.revision > readOptions.untilRevision;
         const beyondTime = readOptions.untilTime !== undefined && event.recordedAt > readOptions.untilTime;
         // Forwards, the bounds end the read; backwards, they only skip the newest events.
-        if (beyondRevision || beyondTime) {
-          if (backwards) continue;
-          break;
-        }
-        events.push(event);
-        if (events.length >= limit) break;
-      }
+        if (beyondRevision || beyondTime) return backwards ? 'skip' : 'stop';
+        if (taken >= limit) return 'stop';
+        taken += 1;
+        return event;
+      });
     } catch (error) {
       if (isStreamNotFound(error)) return [];
-      throw mapError(error, url);
-    } finally {
-      await read.cancel().catch(() => undefined);
+      throw mapEventStoreDbError(error, url, { stream });
     }
-    return events;
   };
 
+  /**
+   * Pages through `$all` (the client cannot filter a read on the server), so a selective page stops
+   * as soon as it is full instead of scanning to the end. Server reads include their start
+   * position; each page after the first starts at the previous page's last event and skips it.
+   */
   const readAll = async (readOptions: ReadAllOptions = {}): Promise<RecordedEvent[]> => {
     checkReadAllOptions(readOptions);
     assertOpen();
@@ -262,88 +227,61 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
     const limit = readOptions.maxCount ?? Number.MAX_SAFE_INTEGER;
     if (limit === 0) return [];
     const from = readOptions.fromPosition;
-    const read = client.readAll({
-      direction: backwards ? BACKWARDS : FORWARDS,
-      fromPosition: from !== undefined && from > 0n ? toPosition(from) : backwards ? END : START,
-    });
     const events: RecordedEvent[] = [];
     try {
-      for await (const resolved of read) {
-        const event = toRecorded(resolved);
-        if (!event || !matches(readOptions.filter, event.stream, event.type)) continue;
-        // ESDB reads include the start position; the contract's is exclusive.
-        if (from !== undefined && (backwards ? event.position >= from : event.position <= from)) continue;
-        events.push(event);
-        if (events.length >= limit) break;
+      await ready();
+      let cursor: Position | 'start' | 'end' = from !== undefined && from > 0n ? toPosition(from) : backwards ? END : START;
+      let boundary: Position | undefined;
+      for (;;) {
+        let seen = 0;
+        let last: Position | undefined;
+        const read = client.readAll({ direction: backwards ? 'backwards' : 'forwards', fromPosition: cursor, maxCount: pageSize });
+        await collect(read, (resolved) => {
+          seen += 1;
+          const position = resolved.event?.position;
+          if (position) last = position;
+          if (boundary && position && position.commit === boundary.commit && position.prepare === boundary.prepare) return 'skip';
+          const event = toRecorded(resolved);
+          if (!event || !matchesFilter(readOptions.filter, event.stream, event.type)) return 'skip';
+          // The contract's fromPosition is exclusive.
+          if (from !== undefined && (backwards ? event.position >= from : event.position <= from)) return 'skip';
+          if (events.length >= limit) return 'stop';
+          events.push(event);
+          return 'skip';
+        });
+        if (events.length >= limit || seen < pageSize || !last) return events;
+        cursor = last;
+        boundary = last;
       }
     } catch (error) {
-      throw mapError(error, url);
-    } finally {
-      await read.cancel().catch(() => undefined);
+      throw mapEventStoreDbError(error, url);
     }
-    return events;
   };
 
+  /** The last non-system event: one short backwards page almost always finds it. */
   const headPosition = async (): Promise<bigint> => {
     const [last] = await readAll({ direction: 'backwards', maxCount: 1 });
     return last?.position ?? 0n;
   };
 
-  const subscribeToAll = (subscribeOptions: SubscribeOptions = {}): Observable<SubscriptionMessage> =>
-    new Observable<SubscriptionMessage>((subscriber) => {
-      if (subscribeOptions.fromPosition !== undefined) checkReadAllOptions({ fromPosition: subscribeOptions.fromPosition });
-      let delivered = subscribeOptions.fromPosition ?? 0n;
-      let current: AllStreamSubscription | undefined;
-      let stopped = false;
-      let retry: NodeJS.Timeout | undefined;
-
-      const open = (): void => {
-        if (stopped) return;
-        // subscribeToAll's fromPosition is exclusive, like the contract's.
-        const subscription = client.subscribeToAll({
-          fromPosition: delivered > 0n ? toPosition(delivered) : START,
-          filter: serverFilter(subscribeOptions.filter),
-        });
-        current = subscription;
-        subscription.on('data', (resolved: AllStreamResolvedEvent) => {
-          const event = toRecorded(resolved);
-          if (!event || event.position <= delivered || !matches(subscribeOptions.filter, event.stream, event.type)) return;
-          delivered = event.position;
-          subscriber.next({ kind: 'event', event });
-        });
-        // Deferred: events the stream already buffered are emitted first, so caughtUp follows them.
-        subscription.on('caughtUp', () => setImmediate(() => !stopped && subscriber.next({ kind: 'caughtUp', position: delivered })));
-        subscription.on('error', (error: Error) => {
-          if (stopped || current !== subscription) return;
-          current = undefined;
-          void subscription.unsubscribe().catch(() => undefined);
-          // A dropped subscription (server restart, "consumer too slow") resumes from the last delivered event.
-          if (isTransient(error)) {
-            retry = setTimeout(open, resubscribeDelay);
-            return;
-          }
-          subscriber.error(mapError(error, url));
-        });
-      };
-
-      const stop = (): void => {
-        stopped = true;
-        clearTimeout(retry);
-        const subscription = current;
-        current = undefined;
-        void subscription?.unsubscribe().catch(() => undefined);
-      };
+  const subscribeToAll = (subscribeOptions: SubscribeOptions = {}): Observable<SubscriptionMessage> => {
+    const feed = followAll(
+      { client, url, ready, resubscribeDelay: options.resubscribeDelay ?? 500, maxResubscribeDelay: options.maxResubscribeDelay ?? 10_000 },
+      subscribeOptions,
+    );
+    return new Observable<SubscriptionMessage>((subscriber) => {
+      const inner = feed.subscribe(subscriber);
       const closeWithStore = (): void => {
-        stop();
+        inner.unsubscribe();
         subscriber.complete();
       };
       activeSubscriptions.add(closeWithStore);
-      open();
       return () => {
         activeSubscriptions.delete(closeWithStore);
-        stop();
+        inner.unsubscribe();
       };
     });
+  };
 
   return {
     engine: 'eventstoredb',

@@ -320,6 +320,8 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
         // Newest committed position when the head was reached: caughtUp waits until it is delivered.
         let catchUpTarget: bigint | undefined;
         while (!stopped) {
+          // A consumer that is behind holds the feed here instead of piling pages up in memory.
+          while (!stopped && options.shouldPause?.()) await sleep(10);
           woken = false;
           const { events, bound, committedHead } = await readFinalPage(scanned, pageSize, options.filter);
           for (const event of events) {

@@ -19,6 +19,7 @@ import {
   InvalidReadOptions,
   WrongExpectedRevision,
 } from '../../eventstore/errors.ts';
+import { storedEventSize } from '../../eventstore/validation.ts';
 
 /**
  * What the contract suite needs from an engine. Each `createStore` call returns a store whose
@@ -209,6 +210,26 @@ export function eventStoreContract(harness: EngineHarness): void {
         expect((await store.readStream(stream)).length).toBe(1);
         await store.close();
       });
+
+      it('refuses a retry with the same ids but other content at a numeric revision or no_stream', async () => {
+        const store = await harness.createStore();
+        const stream = `${aggregate()}-1`;
+        const first = newEvent('CustomerRegistered', { name: 'Ada' });
+        await store.appendToStream(stream, [first], { expectedRevision: 'no_stream' });
+        const second = newEvent('CustomerRenamed', { name: 'Ada L.' });
+        await store.appendToStream(stream, [second], { expectedRevision: 0 });
+        // The loser of a race that reused the winner's ids with another body must not get the winner's result.
+        expect(await caught(store.appendToStream(stream, [{ ...first, data: { name: 'Eve' } }], { expectedRevision: 'no_stream' }))).toBeInstanceOf(
+          IdempotencyConflict,
+        );
+        expect(await caught(store.appendToStream(stream, [{ ...second, data: { name: 'Eve' } }], { expectedRevision: 0 }))).toBeInstanceOf(
+          IdempotencyConflict,
+        );
+        // The true retries still answer with the original result.
+        expect((await store.appendToStream(stream, [second], { expectedRevision: 0 })).nextExpectedRevision).toBe(1);
+        expect((await store.readStream(stream)).map((e) => e.data)).toEqual([{ name: 'Ada' }, { name: 'Ada L.' }]);
+        await store.close();
+      });
     });
 
     describe('bad input', () => {
@@ -231,6 +252,19 @@ export function eventStoreContract(harness: EngineHarness): void {
           store.appendToStream(stream, Array.from({ length: count }, () => newEvent('Big', { blob: nearLimit }))),
           'payload_too_large',
         );
+        // The append limit counts twice each type's length, as EventStoreDB does: an append exactly at the
+        // limit is accepted, one byte of type more is refused, on every engine alike.
+        const atLimit = (typeName: string): NewEvent[] => {
+          const events = Array.from({ length: 3 }, () => newEvent(typeName, { blob: '' }));
+          const fixed = events.reduce((sum, e) => sum + storedEventSize(e.type, JSON.stringify(e.data), JSON.stringify(e.metadata)), 0);
+          const pad = MAX_APPEND_BYTES - fixed;
+          const shares = [Math.floor(pad / 3), Math.floor(pad / 3), pad - 2 * Math.floor(pad / 3)];
+          return events.map((e, i) => ({ ...e, data: { blob: 'y'.repeat(shares[i]!) } }));
+        };
+        await refusal(store.appendToStream(stream, atLimit('Big').map((e) => ({ ...e, type: 'Bigger' }))), 'payload_too_large');
+        const limitStream = `${aggregate()}-limit`;
+        await store.appendToStream(limitStream, atLimit('Big'));
+        expect(await store.readStream(limitStream)).toHaveLength(3);
         await refusal(store.appendToStream(stream, [{ ...newEvent(), id: 'not-a-uuid' }]), 'invalid_event');
         const twice = newEvent();
         await refusal(store.appendToStream(stream, [twice, twice]), 'invalid_event');
@@ -258,6 +292,12 @@ export function eventStoreContract(harness: EngineHarness): void {
           expect(await caught(store.readAll(options))).toBeInstanceOf(InvalidReadOptions);
         }
         expect(await store.readAll({ maxCount: 0 })).toEqual([]);
+        // A position that is no event's position (a forged cursor, another engine's checkpoint): the engine
+        // either reads strictly after it or refuses it as InvalidReadOptions, never a raw error.
+        const appended = await store.appendToStream(stream, [newEvent(), newEvent()]);
+        const foreign = await store.readAll({ fromPosition: appended.position - 1n }).catch((error: unknown) => error);
+        if (foreign instanceof Error) expect(foreign).toBeInstanceOf(InvalidReadOptions);
+        else expect((foreign as RecordedEvent[]).every((e) => e.position > appended.position - 1n)).toBe(true);
         await store.close();
         await store.close();
         expect(await caught(store.appendToStream(stream, [newEvent()]))).toBeInstanceOf(EventStoreError);
@@ -411,6 +451,44 @@ export function eventStoreContract(harness: EngineHarness): void {
           ),
         );
         expect(byType.map((e) => e.type)).toEqual(['DealOpened', 'DealWon']);
+        await store.close();
+      });
+
+      it('holds a large backlog back while a slow consumer asks it to pause (bounded buffering)', async () => {
+        const store = await harness.createStore();
+        const name = aggregate();
+        const total = 3_000;
+        for (let i = 0; i < total / 500; i++) {
+          await store.appendToStream(`${name}-${i}`, Array.from({ length: 500 }, () => newEvent('Backlog', { i })));
+        }
+        const bound = 200;
+        const queue: RecordedEvent[] = [];
+        let processed = 0;
+        let mostQueued = 0;
+        const done = new Promise<void>((resolve, reject) => {
+          const subscription = store.subscribeToAll({ filter: scoped([`${name}-`]), shouldPause: () => queue.length >= bound }).subscribe({
+            next: (message) => {
+              if (message.kind !== 'event') return;
+              queue.push(message.event);
+              mostQueued = Math.max(mostQueued, queue.length);
+            },
+            error: reject,
+          });
+          // The consumer: 50 events every few milliseconds, far slower than the engine can read.
+          const consume = setInterval(() => {
+            processed += queue.splice(0, 50).length;
+            if (processed >= total) {
+              clearInterval(consume);
+              subscription.unsubscribe();
+              resolve();
+            }
+          }, 5);
+        });
+        await done;
+        expect(processed).toBe(total);
+        // The engine may finish the page it was reading when the consumer asked it to pause (PostgreSQL reads 1,000 a page).
+        expect(mostQueued).toBeLessThanOrEqual(bound + 1_000);
+        expect(mostQueued).toBeLessThan(total);
         await store.close();
       });
 
