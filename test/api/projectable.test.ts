@@ -153,5 +153,5 @@ describe('accepted means projectable', () => {
     await expectReady(h);
     const failed = (await h.runner.status()).filter((p) => p.state !== 'running');
     expect(failed).toEqual([]);
-  });
+  }, 300_000);
 });

@@ -24,6 +24,8 @@ const SAMPLES = [
   '日本語テキスト',
   "O'Brien; DROP TABLE customers;--",
   '%_\\ like wildcards',
+  '__proto__',
+  'constructor',
 ];
 
 /** What PostgreSQL cannot store; the command side must refuse these. */
