@@ -105,8 +105,10 @@ describe('fuzzing every command route', () => {
           });
           if (res.statusCode < 400 || res.statusCode >= 500) throw new Error(`${res.statusCode} for ${JSON.stringify(body).slice(0, 300)} at ${url}: ${res.body.slice(0, 300)}`);
           expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+          // A `__proto__` key anywhere makes the whole body unreadable (fastify's secure JSON parser): `malformed`, no field.
+          const prototypeKey = res.statusCode === 400 && JSON.parse(res.body).type.endsWith('/malformed') && JSON.stringify(body).includes('"__proto__":');
           // With a valid path id, the 400 names the defective field.
-          if (res.statusCode === 400 && UUID.test(id)) {
+          if (res.statusCode === 400 && UUID.test(id) && !prototypeKey) {
             const named = (JSON.parse(res.body).errors ?? []).map((e: { field: string }) => e.field);
             if (!named.some((f: string) => f === field || f.startsWith(`${field}.`))) {
               throw new Error(`400 does not name ${field}: ${res.body.slice(0, 300)}`);
