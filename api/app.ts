@@ -14,13 +14,16 @@ import {
 } from 'fastify-type-provider-zod';
 import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
 import { createAuthGuard } from './auth/guard.ts';
+import { loadServerSecret } from './auth/server-secret.ts';
 import { createAuditServices } from '../audit/index.ts';
 import { createReadModelQueries } from '../projections/queries/index.ts';
+import { createCursorSeal, type CursorSeal } from './cursor-seal.ts';
 import type { ApiDeps, PointInTime } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
 import { createIdempotencyGuard, type IdempotencyGuard } from './idempotency.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { ProblemError } from './problems.ts';
+import { refuseUnreadableQuery } from './safe-input.ts';
 import { adminRoutes } from './routes/admin.ts';
 import analyticsRoutes from './routes/analytics.ts';
 import auditRoutes from './routes/audit.ts';
@@ -43,6 +46,7 @@ export interface RouteContext {
   keys: ApiKeyStore;
   waitForTimeoutMs: number;
   idempotency: IdempotencyGuard;
+  cursors: CursorSeal;
 }
 
 /** Paths pino must never print: keys, and personal data should a body ever be logged. */
@@ -109,6 +113,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   const idempotency = createIdempotencyGuard(deps.database.db, { schema: deps.schemas.events });
   await idempotency.migrate();
   const metrics = createApiMetrics({ projections: deps.projections });
+  const cursors = createCursorSeal(await loadServerSecret(deps.database.db, deps.schemas.events, 'list-cursors'));
   // The auditor's services: given by the composition root, else built from the same dependencies.
   const audit =
     deps.audit ??
@@ -121,7 +126,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     queries: deps.queries ?? createReadModelQueries({ db: deps.database.db, schema: deps.schemas.read }),
     pointInTime: deps.pointInTime ?? pointInTimeOf(audit),
   };
-  const context: RouteContext = { deps: resolved, metrics, keys, idempotency, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
+  const context: RouteContext = { deps: resolved, metrics, keys, idempotency, cursors, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
@@ -143,6 +148,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     reply.header('x-request-id', request.id);
   });
   app.addHook('onRequest', createAuthGuard(keys));
+  app.addHook('onRequest', refuseUnreadableQuery);
   // Action commands (launch, close, ...) may come without a body: validate them as `{}`.
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && (request.method === 'POST' || request.method === 'PATCH')) request.body = {};

@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { IsoDateTime } from '../domain/shared.ts';
 import type { RouteContext } from './app.ts';
+import { MAX_CURSOR_LENGTH } from './cursor-seal.ts';
 import type { AggregateKind, Page, ReadModelQueries, ReadRecord } from './deps.ts';
 import { awaitReadModels, etagOf, IdParams, WaitForQuery } from './http.ts';
 import { forCaller } from './mask.ts';
@@ -12,7 +13,7 @@ import { ruleFor, seesPersonalData } from './roles.ts';
 /** Page parameters of every list. The cursor is opaque: pass back `nextCursor`. */
 export const PageQuery = {
   limit: z.coerce.number().int().min(1).max(500).default(50).describe('Page size (1-500, default 50)'),
-  cursor: z.string().min(1).max(500).optional().describe('`nextCursor` of the previous page'),
+  cursor: z.string().min(1).max(MAX_CURSOR_LENGTH).optional().describe('`nextCursor` of the previous page (opaque; valid for the same list and sort)'),
   ...WaitForQuery,
 };
 
@@ -34,6 +35,21 @@ const readModels = (context: RouteContext): ReadModelQueries => {
 const rolesNote = (method: string, url: string): string => {
   const rule = ruleFor(method, url);
   return `Roles: ${rule.access === 'public' ? 'public' : rule.access.join(', ')}.`;
+};
+
+/**
+ * A page of a list with the client's sealed cursor opened for the query and the next one sealed
+ * (api/cursor-seal.ts). `scope` is what a cursor is valid for: the list and its order.
+ */
+export const sealedPage = async <P extends Page | undefined>(
+  context: RouteContext,
+  scope: string,
+  cursor: string | undefined,
+  fetch: (position: string | undefined) => Promise<P>,
+): Promise<P> => {
+  const page = await fetch(cursor === undefined ? undefined : context.cursors.open(cursor, scope));
+  if (!page || page.nextCursor === null) return page;
+  return { ...page, nextCursor: context.cursors.seal(page.nextCursor, scope) };
 };
 
 export interface ListRouteSpec<Q extends z.ZodRawShape> {
@@ -70,7 +86,11 @@ export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context
         });
       }
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
-      const page = await spec.fetch(readModels(context), query, request);
+      const { cursor, ...filters } = query;
+      const scope = `GET ${spec.url} sort=${String(query.sort ?? '')}`;
+      const page = await sealedPage(context, scope, cursor as string | undefined, (position) =>
+        spec.fetch(readModels(context), position === undefined ? filters : { ...filters, cursor: position }, request),
+      );
       return forCaller(request, page, spec.personalFields);
     },
   );

@@ -65,9 +65,12 @@ const parseRevisionCursor = (cursor: string | null | undefined): number | undefi
   return Number(cursor);
 };
 
+const MAX_POSITION = 9_223_372_036_854_775_807n;
+
 export const parsePositionCursor = (cursor: string | null | undefined): bigint | undefined => {
   if (cursor === undefined || cursor === null || cursor === '') return undefined;
-  if (!/^\d{1,30}$/.test(cursor)) throw new InvalidAuditQuery('cursor', 'cursor must be a position from a previous page');
+  // Positions are 64-bit (PostgreSQL bigint): a larger number is no position, not a query that fails.
+  if (!/^\d{1,19}$/.test(cursor) || BigInt(cursor) > MAX_POSITION) throw new InvalidAuditQuery('cursor', 'cursor must be a position from a previous page');
   return BigInt(cursor);
 };
 

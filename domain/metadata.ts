@@ -1,9 +1,10 @@
 import { z } from 'zod';
+import { IsoDateTime, SafeText } from './shared.ts';
 
 /** Who issued a command. Roles are the API roles (admin, sales, marketing, support, analyst, auditor, system). */
 export const Actor = z.object({
-  userId: z.string().min(1).max(200),
-  roles: z.array(z.string().min(1).max(50)).max(20),
+  userId: SafeText.min(1).max(200),
+  roles: z.array(SafeText.min(1).max(50)).max(20),
 });
 export type Actor = z.infer<typeof Actor>;
 
@@ -13,16 +14,16 @@ export type Actor = z.infer<typeof Actor>;
  */
 export const EventMetadata = z.object({
   actor: Actor,
-  correlationId: z.string().min(1).max(200),
-  causationId: z.string().min(1).max(200).nullable(),
-  occurredAt: z.iso.datetime({ offset: true }),
+  correlationId: SafeText.min(1).max(200),
+  causationId: SafeText.min(1).max(200).nullable(),
+  occurredAt: IsoDateTime,
   schemaVersion: z.number().int().positive(),
   /** The command that produced the event, e.g. `RecordPurchase`. */
-  command: z.string().min(1).max(100),
-  idempotencyKey: z.string().min(1).max(200).optional(),
+  command: SafeText.min(1).max(100),
+  idempotencyKey: SafeText.min(1).max(200).optional(),
   /** Hash of the command as validated, so a key reused for a different request is told apart from a retry. */
-  commandHash: z.string().min(1).max(100).optional(),
+  commandHash: SafeText.min(1).max(100).optional(),
   /** Why, in the actor's words (auditors read it). */
-  reason: z.string().max(2000).optional(),
+  reason: SafeText.max(2000).optional(),
 });
 export type EventMetadata = z.infer<typeof EventMetadata>;

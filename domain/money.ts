@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SafeText } from './shared.ts';
 
 /**
  * Money travels as a JSON number in major units (120.5) with at most 4 decimals (every ISO 4217
@@ -17,9 +18,7 @@ export const Amount = z
     message: 'at most 4 decimal places',
   });
 
-export const Currency = z
-  .string()
-  .regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR');
+export const Currency = SafeText.regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR');
 
 export const toMinor = (amount: number): number => Math.round(amount * MONEY_SCALE);
 export const fromMinor = (minor: number): number => minor / MONEY_SCALE;

@@ -1,11 +1,42 @@
 import { z } from 'zod';
 
+/**
+ * What every read model can store, so that whatever a command accepts is projectable (invariant 11).
+ * PostgreSQL refuses NUL (U+0000) in `text` and `jsonb`, and a lone UTF-16 surrogate is invalid JSON
+ * for `jsonb`; `JSON.parse` and `z.string()` accept both. Every text field of every command and event
+ * is built on `SafeText`, and every business time on `IsoDateTime` / `IsoDate`, so the command side,
+ * the event catalogue and the read models agree by construction (test/domain/safe-input.test.ts walks
+ * the schemas to keep it so).
+ */
+const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** True when PostgreSQL can store the text: no NUL and no unpaired UTF-16 surrogate. */
+export const isStorableText = (text: string): boolean => !text.includes('\u0000') && !UNPAIRED_SURROGATE.test(text);
+export const STORABLE_TEXT_RULE = 'must not contain NUL (U+0000) or an unpaired UTF-16 surrogate';
+
+/** The one base of every text field (names, ids, tags, reasons, free text, currency...). */
+export const SafeText = z.string().refine(isStorableText, STORABLE_TEXT_RULE);
+
+/**
+ * Business times are years 1900-2200 inclusive (UTC). PostgreSQL has no year 0 (`0000-01-01` is out of
+ * range) and read models, reports and cohorts have no use for times far outside a customer history.
+ */
+export const BUSINESS_YEARS = { first: 1900, last: 2200 } as const;
+const BUSINESS_YEARS_RULE = `a time in the years ${BUSINESS_YEARS.first}-${BUSINESS_YEARS.last}`;
+const inBusinessYears = (year: number): boolean => year >= BUSINESS_YEARS.first && year <= BUSINESS_YEARS.last;
+/** An ISO instant (with offset) whose UTC year is within the business years. */
+export const isBusinessInstant = (iso: string): boolean => inBusinessYears(new Date(iso).getUTCFullYear());
+/** An ISO calendar date whose year is within the business years. */
+export const isBusinessDate = (iso: string): boolean => inBusinessYears(Number(iso.slice(0, 4)));
+
 export const Id = z.uuid();
-export const IsoDateTime = z.iso.datetime({ offset: true });
-export const IsoDate = z.iso.date();
-export const ShortText = z.string().trim().min(1).max(200);
-export const LongText = z.string().max(10_000);
-export const Tag = z.string().trim().min(1).max(50).regex(/^[\p{L}\p{N}_:.\- ]+$/u, 'letters, digits, space, _ : . -');
+/** A business time: ISO 8601 with offset, years 1900-2200. Every accepted `occurredAt` and schedule uses it. */
+export const IsoDateTime = z.iso.datetime({ offset: true }).refine(isBusinessInstant, BUSINESS_YEARS_RULE);
+/** A business day (`YYYY-MM-DD`), years 1900-2200. */
+export const IsoDate = z.iso.date().refine(isBusinessDate, BUSINESS_YEARS_RULE);
+export const ShortText = SafeText.trim().min(1).max(200);
+export const LongText = SafeText.max(10_000);
+export const Tag = SafeText.trim().min(1).max(50).regex(/^[\p{L}\p{N}_:.\- ]+$/u, 'letters, digits, space, _ : . -');
 
 /** What a personal field reads as once its customer has been forgotten (crypto-shredded). */
 export const ERASED = '[erased]';

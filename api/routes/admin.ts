@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { SafeText } from '../../domain/shared.ts';
 import type { ApiKeyStore } from '../auth/api-keys.ts';
 import { IdParams } from '../http.ts';
 import { ProblemError } from '../problems.ts';
@@ -17,7 +18,7 @@ export const ApiKeyView = z
   .meta({ id: 'ApiKey' });
 
 const CreateApiKey = z.strictObject({
-  name: z.string().trim().min(1).max(200).describe('Who or what holds the key'),
+  name: SafeText.trim().min(1).max(200).describe('Who or what holds the key'),
   role: z.enum(ROLES),
 });
 

@@ -7,7 +7,7 @@ import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, IdParams } from '../http.ts';
 import { CUSTOMER_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { ProblemError, ProblemSchema } from '../problems.ts';
-import { getRoute, listRoute, PageQuery, PageSchema } from '../query-route.ts';
+import { getRoute, listRoute, PageQuery, PageSchema, sealedPage } from '../query-route.ts';
 
 const tags = ['customers'];
 
@@ -125,7 +125,11 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const queries = context.deps.queries;
       if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
-      const page = await queries.customerTimeline(request.params.id, query);
+      const { cursor, ...order } = query;
+      const scope = `GET /customers/${request.params.id}/timeline order=${order.order}`;
+      const page = await sealedPage(context, scope, cursor, (position) =>
+        queries.customerTimeline(request.params.id, position === undefined ? order : { ...order, cursor: position }),
+      );
       if (!page) throw new ProblemError('not_found', `No customer ${request.params.id}.`);
       return forCaller(request, page, CUSTOMER_PERSONAL_FIELDS);
     },

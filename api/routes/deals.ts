@@ -5,6 +5,7 @@ import { DealStage } from '../../domain/deal/events.ts';
 import type { RouteContext } from '../app.ts';
 import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, WaitForQuery } from '../http.ts';
+import { IsoDate } from '../../domain/shared.ts';
 import { ProblemError, ProblemSchema } from '../problems.ts';
 import { getRoute, listRoute } from '../query-route.ts';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -16,8 +17,8 @@ export const DealListFilters = {
   status: z.enum(['open', 'won', 'lost']).optional(),
   ownerId: z.string().min(1).max(200).optional(),
   customerId: z.uuid().optional(),
-  expectedCloseFrom: z.iso.date().optional(),
-  expectedCloseTo: z.iso.date().optional(),
+  expectedCloseFrom: IsoDate.optional(),
+  expectedCloseTo: IsoDate.optional(),
   sort: z
     .enum(['expectedCloseDate', '-expectedCloseDate', 'amount', '-amount', 'updatedAt', '-updatedAt', 'createdAt', '-createdAt'])
     .default('-createdAt'),

@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDateTime, ShortText } from '../shared.ts';
+import { Id, IsoDateTime, SafeText, ShortText } from '../shared.ts';
 import { CampaignChannel, ResponseKind, SegmentCriteria } from './events.ts';
 
-const Reason = z.string().max(2000);
+const Reason = SafeText.max(2000);
 
 export const CreateCampaignPayload = z
   .object({
@@ -32,10 +32,10 @@ export const RecordCampaignCostPayload = z
   .object({
     campaignId: Id,
     /** Makes the cost idempotent (an invoice number); derived from the idempotency key (or generated) when absent. */
-    costId: z.string().trim().min(1).max(100).optional(),
+    costId: SafeText.trim().min(1).max(100).optional(),
     amount: Amount,
     currency: Currency,
-    description: z.string().max(2000).nullable().optional(),
+    description: SafeText.max(2000).nullable().optional(),
   })
   .strict();
 

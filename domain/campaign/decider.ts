@@ -1,5 +1,6 @@
 import { assertCustomerUsable } from '../customer/decider.ts';
 import type { Decider } from '../decider.ts';
+import { entryOf, setEntry } from '../entries.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { toMinor } from '../money.ts';
 import { isBefore } from '../time.ts';
@@ -73,7 +74,7 @@ export const evolveCampaign = (state: CampaignState, event: CampaignEvent): Camp
       return { ...state, status: 'cancelled' };
     // Costs and responses grow with the campaign: updated in place, see `Decider`.
     case 'CampaignCostRecorded':
-      state.costs[event.data.costId] = { amount: event.data.amount, currency: event.data.currency };
+      setEntry(state.costs, event.data.costId, { amount: event.data.amount, currency: event.data.currency });
       return { ...state };
     case 'CampaignResponseRecorded': {
       const kinds = state.responses[event.data.customerId] ?? [];
@@ -152,7 +153,7 @@ export const decideCampaign = (command: CampaignCommand, state: CampaignState): 
           expected: state.currency,
         });
       if (toMinor(command.amount) <= 0) throw ruleViolated('campaign.cost_not_positive', 'A cost must be greater than zero', 'amount');
-      const previous = state.costs[command.costId];
+      const previous = entryOf(state.costs, command.costId);
       if (previous) {
         // The same invoice recorded twice is one cost; the same id with another amount is a mistake.
         if (toMinor(previous.amount) === toMinor(command.amount)) return [];

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDateTime, ShortText } from '../shared.ts';
+import { Id, IsoDateTime, SafeText, ShortText } from '../shared.ts';
 
 export const CampaignStreamPrefix = 'campaign-';
 
@@ -13,11 +13,11 @@ export type ResponseKind = z.infer<typeof ResponseKind>;
 /** Who a campaign targets, as criteria over the customers read model. */
 export const SegmentCriteria = z
   .object({
-    tags: z.array(z.string().max(50)).max(50).optional(),
-    rfmSegments: z.array(z.string().max(50)).max(20).optional(),
+    tags: z.array(SafeText.max(50)).max(50).optional(),
+    rfmSegments: z.array(SafeText.max(50)).max(20).optional(),
     minRevenue: Amount.optional(),
     maxRevenue: Amount.optional(),
-    sources: z.array(z.string().max(100)).max(20).optional(),
+    sources: z.array(SafeText.max(100)).max(20).optional(),
     marketingConsentOnly: z.boolean().optional(),
   })
   .strict();
@@ -35,16 +35,16 @@ export const CampaignCreated = z.object({
 });
 export const CampaignScheduled = z.object({ campaignId: Id, startsAt: IsoDateTime, endsAt: IsoDateTime.nullable() });
 export const CampaignLaunched = z.object({ campaignId: Id });
-export const CampaignPaused = z.object({ campaignId: Id, reason: z.string().max(2000).nullable() });
+export const CampaignPaused = z.object({ campaignId: Id, reason: SafeText.max(2000).nullable() });
 export const CampaignResumed = z.object({ campaignId: Id });
 export const CampaignCompleted = z.object({ campaignId: Id });
-export const CampaignCancelled = z.object({ campaignId: Id, reason: z.string().max(2000).nullable() });
+export const CampaignCancelled = z.object({ campaignId: Id, reason: SafeText.max(2000).nullable() });
 export const CampaignCostRecorded = z.object({
   campaignId: Id,
-  costId: z.string().trim().min(1).max(100),
+  costId: SafeText.trim().min(1).max(100),
   amount: Amount,
   currency: Currency,
-  description: z.string().max(2000).nullable(),
+  description: SafeText.max(2000).nullable(),
 });
 export const CampaignResponseRecorded = z.object({
   campaignId: Id,

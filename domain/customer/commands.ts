@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDateTime, ShortText, Tag } from '../shared.ts';
+import { Id, IsoDateTime, SafeText, ShortText, Tag } from '../shared.ts';
 
 /**
  * Customer command payloads as clients send them (strict: unknown fields are refused).
@@ -8,10 +8,10 @@ import { Id, IsoDateTime, ShortText, Tag } from '../shared.ts';
  */
 /** Compared and stored lower-cased (the decider normalises it). */
 const Email = z.email().max(320);
-const Phone = z.string().trim().min(3).max(50).regex(/^[+0-9 ()./-]+$/, 'digits, spaces and + ( ) . / -');
-const Company = z.string().trim().min(1).max(200);
-const OrderId = z.string().trim().min(1).max(100);
-const Reason = z.string().max(2000);
+const Phone = SafeText.trim().min(3).max(50).regex(/^[+0-9 ()./-]+$/, 'digits, spaces and + ( ) . / -');
+const Company = SafeText.trim().min(1).max(200);
+const OrderId = SafeText.trim().min(1).max(100);
+const Reason = SafeText.max(2000);
 
 export const RegisterCustomerPayload = z
   .object({
@@ -22,7 +22,7 @@ export const RegisterCustomerPayload = z
     phone: Phone.nullable().optional(),
     company: Company.nullable().optional(),
     tags: z.array(Tag).max(50).optional(),
-    source: z.string().trim().min(1).max(100).nullable().optional(),
+    source: SafeText.trim().min(1).max(100).nullable().optional(),
     marketingConsent: z.boolean().optional(),
   })
   .strict();
@@ -58,7 +58,7 @@ export const RefundPurchasePayload = z
     customerId: Id,
     orderId: OrderId,
     /** Idempotency of the refund itself; derived from the idempotency key (or generated) when absent. */
-    refundId: z.string().trim().min(1).max(100).optional(),
+    refundId: SafeText.trim().min(1).max(100).optional(),
     amount: Amount,
     currency: Currency,
     reason: Reason.nullable().optional(),

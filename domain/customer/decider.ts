@@ -1,4 +1,5 @@
 import type { Decider } from '../decider.ts';
+import { entryOf, setEntry } from '../entries.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { fromMinor, toMinor } from '../money.ts';
 import { ERASED } from '../shared.ts';
@@ -95,14 +96,14 @@ export const evolveCustomer = (state: CustomerState, event: CustomerEvent): Cust
     case 'PurchaseRecorded': {
       const d = event.data;
       // In place: see `Decider` (linear folds of long streams).
-      state.orders[d.orderId] = { amount: d.amount, currency: d.currency, refunded: 0 };
+      setEntry(state.orders, d.orderId, { amount: d.amount, currency: d.currency, refunded: 0 });
       return { ...state };
     }
     case 'PurchaseRefunded': {
       const d = event.data;
-      const order = state.orders[d.orderId];
-      if (order) state.orders[d.orderId] = { ...order, refunded: fromMinor(toMinor(order.refunded) + toMinor(d.amount)) };
-      state.refunds[d.refundId] = { orderId: d.orderId, amount: d.amount, currency: d.currency };
+      const order = entryOf(state.orders, d.orderId);
+      if (order) setEntry(state.orders, d.orderId, { ...order, refunded: fromMinor(toMinor(order.refunded) + toMinor(d.amount)) });
+      setEntry(state.refunds, d.refundId, { orderId: d.orderId, amount: d.amount, currency: d.currency });
       return { ...state };
     }
     case 'CustomerMerged':
@@ -158,7 +159,7 @@ const decideDetails = (c: Extract<CustomerCommand, { type: 'ChangeCustomerDetail
 };
 
 const decidePurchase = (c: Extract<CustomerCommand, { type: 'RecordPurchase' }>, s: CustomerState): CustomerEvent[] => {
-  const existing = s.orders[c.orderId];
+  const existing = entryOf(s.orders, c.orderId);
   if (existing) {
     // The same order reported twice (a retry, a replayed import) is the same purchase: nothing to record.
     if (existing.currency !== c.currency)
@@ -179,14 +180,14 @@ const decidePurchase = (c: Extract<CustomerCommand, { type: 'RecordPurchase' }>,
 };
 
 const decideRefund = (c: Extract<CustomerCommand, { type: 'RefundPurchase' }>, s: CustomerState): CustomerEvent[] => {
-  const previous = s.refunds[c.refundId];
+  const previous = entryOf(s.refunds, c.refundId);
   if (previous) {
     if (previous.orderId === c.orderId && previous.currency === c.currency && toMinor(previous.amount) === toMinor(c.amount)) return [];
     throw ruleViolated('refund.refund_conflict', `Refund ${c.refundId} was already recorded with different values`, 'refundId', {
       refundId: c.refundId,
     });
   }
-  const order = s.orders[c.orderId];
+  const order = entryOf(s.orders, c.orderId);
   if (!order) throw notFound('purchase.not_found', `No purchase with order id ${c.orderId}`, 'orderId', { orderId: c.orderId });
   if (order.currency !== c.currency)
     throw ruleViolated('refund.currency_mismatch', `Order ${c.orderId} was paid in ${order.currency}`, 'currency', {

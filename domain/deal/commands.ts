@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDate, ShortText } from '../shared.ts';
+import { Id, IsoDate, SafeText, ShortText } from '../shared.ts';
 import { OpenDealStage, Probability } from './events.ts';
 
-const OwnerId = z.string().trim().min(1).max(200);
+const OwnerId = SafeText.trim().min(1).max(200);
 
 export const OpenDealPayload = z
   .object({
@@ -38,7 +38,7 @@ export const ChangeDealPayload = z
 export const MoveDealStagePayload = z.object({ dealId: Id, stage: OpenDealStage }).strict();
 /** `amount` is the final amount when it differs from the deal's current amount. */
 export const WinDealPayload = z.object({ dealId: Id, amount: Amount.optional() }).strict();
-export const LoseDealPayload = z.object({ dealId: Id, reason: z.string().trim().min(1).max(2000) }).strict();
+export const LoseDealPayload = z.object({ dealId: Id, reason: SafeText.trim().min(1).max(2000) }).strict();
 /** `stage` defaults to the stage the deal was in when it was won or lost. */
 export const ReopenDealPayload = z.object({ dealId: Id, stage: OpenDealStage.optional() }).strict();
 

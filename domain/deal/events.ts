@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDate, ShortText } from '../shared.ts';
+import { Id, IsoDate, SafeText, ShortText } from '../shared.ts';
 
 export const DealStreamPrefix = 'deal-';
 
@@ -17,19 +17,19 @@ export const DealOpened = z.object({
   title: ShortText,
   amount: Amount,
   currency: Currency,
-  ownerId: z.string().min(1).max(200),
+  ownerId: SafeText.min(1).max(200),
   expectedCloseDate: IsoDate,
   stage: OpenDealStage,
   /** Overrides the stage's default win probability when not null. */
   probabilityOverride: Probability.nullable(),
 });
 export const DealAmountChanged = z.object({ dealId: Id, amount: Amount, currency: Currency });
-export const DealOwnerChanged = z.object({ dealId: Id, ownerId: z.string().min(1).max(200) });
+export const DealOwnerChanged = z.object({ dealId: Id, ownerId: SafeText.min(1).max(200) });
 export const DealExpectedCloseChanged = z.object({ dealId: Id, expectedCloseDate: IsoDate });
 export const DealProbabilityOverridden = z.object({ dealId: Id, probabilityOverride: Probability.nullable() });
 export const DealStageChanged = z.object({ dealId: Id, from: OpenDealStage, to: OpenDealStage });
 export const DealWon = z.object({ dealId: Id, from: OpenDealStage, amount: Amount, currency: Currency });
-export const DealLost = z.object({ dealId: Id, from: OpenDealStage, reason: z.string().trim().min(1).max(2000) });
+export const DealLost = z.object({ dealId: Id, from: OpenDealStage, reason: SafeText.trim().min(1).max(2000) });
 export const DealReopened = z.object({ dealId: Id, from: z.enum(['won', 'lost']), to: OpenDealStage });
 
 export const dealEventSchemas = {

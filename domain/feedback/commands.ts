@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Id, LongText, ShortText } from '../shared.ts';
+import { Id, LongText, SafeText, ShortText } from '../shared.ts';
 import { Csat, FeedbackChannel, FeedbackKind, FeedbackPriority, Nps } from './events.ts';
 
-const PersonId = z.string().trim().min(1).max(200);
+const PersonId = SafeText.trim().min(1).max(200);
 
 export const SubmitFeedbackPayload = z
   .object({
@@ -24,17 +24,17 @@ export const SubmitFeedbackPayload = z
 export const AssignFeedbackPayload = z.object({ feedbackId: Id, assigneeId: PersonId }).strict();
 /** `responderId` defaults to the acting user. */
 export const RespondToFeedbackPayload = z
-  .object({ feedbackId: Id, message: z.string().trim().min(1).max(10_000), responderId: PersonId.optional() })
+  .object({ feedbackId: Id, message: SafeText.trim().min(1).max(10_000), responderId: PersonId.optional() })
   .strict();
 /** `priority` defaults to the next level up; it must be higher than the current one. */
 export const EscalateFeedbackPayload = z
-  .object({ feedbackId: Id, reason: z.string().trim().min(1).max(2000), priority: FeedbackPriority.optional() })
+  .object({ feedbackId: Id, reason: SafeText.trim().min(1).max(2000), priority: FeedbackPriority.optional() })
   .strict();
-export const ResolveFeedbackPayload = z.object({ feedbackId: Id, resolution: z.string().trim().min(1).max(10_000) }).strict();
-export const ReopenFeedbackPayload = z.object({ feedbackId: Id, reason: z.string().max(2000).nullable().optional() }).strict();
+export const ResolveFeedbackPayload = z.object({ feedbackId: Id, resolution: SafeText.trim().min(1).max(10_000) }).strict();
+export const ReopenFeedbackPayload = z.object({ feedbackId: Id, reason: SafeText.max(2000).nullable().optional() }).strict();
 export const CloseFeedbackPayload = z.object({ feedbackId: Id }).strict();
 export const RateFeedbackPayload = z
-  .object({ feedbackId: Id, csat: Csat, comment: z.string().max(2000).nullable().optional() })
+  .object({ feedbackId: Id, csat: Csat, comment: SafeText.max(2000).nullable().optional() })
   .strict();
 
 export const feedbackCommandSchemas = {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Id, IsoDateTime, LongText, ShortText } from '../shared.ts';
+import { Id, IsoDateTime, LongText, SafeText, ShortText } from '../shared.ts';
 
 export const FeedbackStreamPrefix = 'feedback-';
 
@@ -26,7 +26,7 @@ export const FeedbackSubmitted = z.object({
   firstResponseDueAt: IsoDateTime,
   resolutionDueAt: IsoDateTime,
 });
-export const FeedbackAssigned = z.object({ feedbackId: Id, assigneeId: z.string().min(1).max(200) });
+export const FeedbackAssigned = z.object({ feedbackId: Id, assigneeId: SafeText.min(1).max(200) });
 /**
  * `message` is personal data when `customerId` is present (encrypted with that customer's key);
  * replies recorded before the field existed carry no customer id and stay as they were stored.
@@ -34,22 +34,22 @@ export const FeedbackAssigned = z.object({ feedbackId: Id, assigneeId: z.string(
 export const FeedbackResponded = z.object({
   feedbackId: Id,
   customerId: Id.optional(),
-  responderId: z.string().min(1).max(200),
+  responderId: SafeText.min(1).max(200),
   message: LongText,
   /** True for the first response: it is what the first-response SLA measures. */
   firstResponse: z.boolean(),
 });
 export const FeedbackEscalated = z.object({
   feedbackId: Id,
-  reason: z.string().trim().min(1).max(2000),
+  reason: SafeText.trim().min(1).max(2000),
   priority: FeedbackPriority,
   firstResponseDueAt: IsoDateTime,
   resolutionDueAt: IsoDateTime,
 });
-export const FeedbackResolved = z.object({ feedbackId: Id, resolution: z.string().trim().min(1).max(10_000) });
-export const FeedbackReopened = z.object({ feedbackId: Id, reason: z.string().max(2000).nullable(), resolutionDueAt: IsoDateTime });
+export const FeedbackResolved = z.object({ feedbackId: Id, resolution: SafeText.trim().min(1).max(10_000) });
+export const FeedbackReopened = z.object({ feedbackId: Id, reason: SafeText.max(2000).nullable(), resolutionDueAt: IsoDateTime });
 export const FeedbackClosed = z.object({ feedbackId: Id });
-export const FeedbackRated = z.object({ feedbackId: Id, csat: Csat, comment: z.string().max(2000).nullable() });
+export const FeedbackRated = z.object({ feedbackId: Id, csat: Csat, comment: SafeText.max(2000).nullable() });
 
 export const feedbackEventSchemas = {
   FeedbackSubmitted,

@@ -23,16 +23,40 @@ export interface SortSpec {
 const badCursor = (input: unknown) =>
   new z.ZodError([{ code: 'custom', path: ['cursor'], message: 'not a cursor returned by this list', input }]);
 
-const encodeCursor = (sortValue: string, key: string): string => Buffer.from(JSON.stringify([sortValue, key])).toString('base64url');
+/**
+ * A keyset position: `[sort value as text, key]` in JSON. The API seals it before a client sees it
+ * (api/cursor-seal.ts); it is still checked here against the sort's SQL type, so that no position,
+ * whoever made it, reaches PostgreSQL as a cast that fails.
+ */
+const encodeCursor = (sortValue: string, key: string): string => JSON.stringify([sortValue, key]);
 
-const KEY_FORMATS = { uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, bigint: /^-?\d{1,19}$/ } as const;
+/** A real calendar day of years 1-9999 (PostgreSQL refuses year 0 and February 30). */
+const isDay = (v: string): boolean => {
+  const [y, m, d] = [Number(v.slice(0, 4)), Number(v.slice(5, 7)), Number(v.slice(8, 10))];
+  const day = new Date(Date.UTC(2000, m - 1, d));
+  day.setUTCFullYear(y);
+  return y > 0 && day.getUTCFullYear() === y && day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
+};
+const inBigintRange = (v: string): boolean => /^-?\d{1,19}$/.test(v) && BigInt(v) <= 9_223_372_036_854_775_807n && BigInt(v) >= -9_223_372_036_854_775_808n;
 
-const decodeCursor = (cursor: string, keyType: keyof typeof KEY_FORMATS): [string, string] => {
+/** What PostgreSQL's `::text` of each sort type looks like; anything else would fail the cast back. */
+const SORT_VALUE_FORMATS: Record<SortSpec['type'], (value: string) => boolean> = {
+  text: (v) => !v.includes('\u0000') && v.length <= 4_000,
+  timestamptz: (v) =>
+    /^-?infinity$/.test(v) || (/^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?[+-]\d{2}(:\d{2}){0,2}$/.test(v) && isDay(v)),
+  date: (v) => /^-?infinity$/.test(v) || (/^\d{4}-\d{2}-\d{2}$/.test(v) && isDay(v)),
+  numeric: (v) => /^(-?\d{1,1000}(\.\d{1,1000})?|NaN|-?Infinity)$/.test(v),
+  integer: (v) => /^-?\d{1,10}$/.test(v) && Math.abs(Number(v)) <= 2_147_483_647,
+  bigint: inBigintRange,
+};
+
+const KEY_FORMATS = { uuid: (v: string) => UUID.test(v), bigint: inBigintRange } as const;
+
+const decodeCursor = (cursor: string, sortType: SortSpec['type'], keyType: keyof typeof KEY_FORMATS): [string, string] => {
   try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    const value = JSON.parse(cursor);
     if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
-      if (!KEY_FORMATS[keyType].test(value[1])) throw new Error('key');
-      return [value[0], value[1]];
+      if (KEY_FORMATS[keyType](value[1]) && SORT_VALUE_FORMATS[sortType](value[0])) return [value[0], value[1]];
     }
   } catch {
     // fall through
@@ -71,7 +95,7 @@ export async function pageOf(request: PageRequest): Promise<Page<Record<string, 
   const where = [...request.where];
   if (request.cursor) {
     const keyType = request.keyType ?? 'uuid';
-    const [value, id] = decodeCursor(request.cursor, keyType);
+    const [value, id] = decodeCursor(request.cursor, spec.type, keyType);
     const cast = sql`CAST(${value} AS ${sql.raw(spec.type)})`;
     const keyValue = sql`CAST(${id} AS ${sql.raw(keyType)})`;
     where.push(desc ? sql`(${spec.expr}, ${key}) < (${cast}, ${keyValue})` : sql`(${spec.expr}, ${key}) > (${cast}, ${keyValue})`);

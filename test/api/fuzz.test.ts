@@ -2,13 +2,12 @@ import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import type { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { campaignCommandSchemas } from '../../domain/campaign/commands.ts';
-import { customerCommandSchemas } from '../../domain/customer/commands.ts';
-import { dealCommandSchemas } from '../../domain/deal/commands.ts';
-import { feedbackCommandSchemas } from '../../domain/feedback/commands.ts';
 import { ruleFor } from '../../api/roles.ts';
-import type { Role } from '../../api/roles.ts';
+import { commandTargets, roleFor, type Target } from './command-targets.ts';
+import { fuzzSeed, unicodeText } from '../support/fuzz.ts';
 import { eventCount, startApi, type ApiHarness } from './support.ts';
+
+const seed = fuzzSeed('test/api/fuzz.test.ts');
 
 let h: ApiHarness;
 let customerId: string;
@@ -19,64 +18,7 @@ beforeAll(async () => {
 });
 afterAll(async () => h?.close());
 
-type Payload = z.ZodObject<z.ZodRawShape>;
-interface Target {
-  method: 'POST' | 'PATCH';
-  url: string;
-  payload: Payload;
-  idField: string;
-  /** A body the route accepts, so that each mutation below is the only thing wrong with it. */
-  valid: () => Record<string, unknown>;
-}
-
-const c = customerCommandSchemas;
-const d = dealCommandSchemas;
-const k = campaignCommandSchemas;
-const f = feedbackCommandSchemas;
-const targets: Target[] = [
-  { method: 'POST', url: '/customers', payload: c.RegisterCustomer, idField: 'customerId', valid: () => ({ name: 'A', email: 'a@example.com' }) },
-  { method: 'PATCH', url: '/customers/:id', payload: c.ChangeCustomerDetails, idField: 'customerId', valid: () => ({ company: 'ACME' }) },
-  { method: 'POST', url: '/customers/:id/purchases', payload: c.RecordPurchase, idField: 'customerId', valid: () => ({ orderId: 'o', amount: 1, currency: 'EUR', occurredAt: '2026-01-01T00:00:00Z' }) },
-  { method: 'POST', url: '/customers/:id/refunds', payload: c.RefundPurchase, idField: 'customerId', valid: () => ({ orderId: 'o', amount: 1, currency: 'EUR' }) },
-  { method: 'POST', url: '/customers/:id/merge', payload: c.MergeCustomer, idField: 'customerId', valid: () => ({ duplicateId: randomUUID() }) },
-  { method: 'POST', url: '/customers/:id/forget', payload: c.ForgetCustomer, idField: 'customerId', valid: () => ({}) },
-  { method: 'POST', url: '/customers/:id/tags', payload: c.TagCustomer, idField: 'customerId', valid: () => ({ tag: 't' }) },
-  { method: 'POST', url: '/customers/:id/untag', payload: c.UntagCustomer, idField: 'customerId', valid: () => ({ tag: 't' }) },
-  { method: 'POST', url: '/customers/:id/deactivate', payload: c.DeactivateCustomer, idField: 'customerId', valid: () => ({}) },
-  { method: 'POST', url: '/customers/:id/reactivate', payload: c.ReactivateCustomer, idField: 'customerId', valid: () => ({}) },
-  {
-    method: 'POST',
-    url: '/deals',
-    payload: d.OpenDeal,
-    idField: 'dealId',
-    valid: () => ({ customerId, title: 't', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-01-01' }),
-  },
-  { method: 'PATCH', url: '/deals/:id', payload: d.ChangeDeal, idField: 'dealId', valid: () => ({ amount: 2 }) },
-  { method: 'POST', url: '/deals/:id/stage', payload: d.MoveDealStage, idField: 'dealId', valid: () => ({ stage: 'qualified' }) },
-  { method: 'POST', url: '/deals/:id/won', payload: d.WinDeal, idField: 'dealId', valid: () => ({}) },
-  { method: 'POST', url: '/deals/:id/lost', payload: d.LoseDeal, idField: 'dealId', valid: () => ({ reason: 'r' }) },
-  { method: 'POST', url: '/deals/:id/reopen', payload: d.ReopenDeal, idField: 'dealId', valid: () => ({}) },
-  { method: 'POST', url: '/campaigns', payload: k.CreateCampaign, idField: 'campaignId', valid: () => ({ name: 'n', channel: 'email', budget: 1, currency: 'EUR' }) },
-  { method: 'POST', url: '/campaigns/:id/schedule', payload: k.ScheduleCampaign, idField: 'campaignId', valid: () => ({ startsAt: '2026-01-01T00:00:00Z' }) },
-  ...(['launch', 'resume', 'complete'] as const).map((a): Target => ({ method: 'POST', url: `/campaigns/:id/${a}`, payload: k.LaunchCampaign, idField: 'campaignId', valid: () => ({}) })),
-  ...(['pause', 'cancel'] as const).map((a): Target => ({ method: 'POST', url: `/campaigns/:id/${a}`, payload: k.PauseCampaign, idField: 'campaignId', valid: () => ({}) })),
-  { method: 'POST', url: '/campaigns/:id/costs', payload: k.RecordCampaignCost, idField: 'campaignId', valid: () => ({ amount: 1, currency: 'EUR' }) },
-  { method: 'POST', url: '/campaigns/:id/responses', payload: k.RecordCampaignResponse, idField: 'campaignId', valid: () => ({ customerId, kind: 'opened' }) },
-  {
-    method: 'POST',
-    url: '/feedback',
-    payload: f.SubmitFeedback,
-    idField: 'feedbackId',
-    valid: () => ({ customerId, kind: 'question', channel: 'web', subject: 's', body: 'b' }),
-  },
-  { method: 'POST', url: '/feedback/:id/assign', payload: f.AssignFeedback, idField: 'feedbackId', valid: () => ({ assigneeId: 'a' }) },
-  { method: 'POST', url: '/feedback/:id/respond', payload: f.RespondToFeedback, idField: 'feedbackId', valid: () => ({ message: 'm' }) },
-  { method: 'POST', url: '/feedback/:id/escalate', payload: f.EscalateFeedback, idField: 'feedbackId', valid: () => ({ reason: 'r' }) },
-  { method: 'POST', url: '/feedback/:id/resolve', payload: f.ResolveFeedback, idField: 'feedbackId', valid: () => ({ resolution: 'r' }) },
-  { method: 'POST', url: '/feedback/:id/reopen', payload: f.ReopenFeedback, idField: 'feedbackId', valid: () => ({}) },
-  { method: 'POST', url: '/feedback/:id/close', payload: f.CloseFeedback, idField: 'feedbackId', valid: () => ({}) },
-  { method: 'POST', url: '/feedback/:id/rating', payload: f.RateFeedback, idField: 'feedbackId', valid: () => ({ csat: 4 }) },
-];
+const targets = commandTargets(() => customerId);
 
 const fieldsOf = (t: Target) => Object.keys(t.payload.shape).filter((name) => name !== t.idField);
 const schemaOf = (t: Target, field: string) => t.payload.shape[field] as z.ZodType;
@@ -86,12 +28,12 @@ const wrongValue = fc.oneof(
   fc.double(),
   fc.boolean(),
   fc.constant(null),
-  fc.string({ maxLength: 30 }),
-  fc.string({ minLength: 10_001, maxLength: 12_000 }),
+  unicodeText({ maxLength: 30 }),
+  fc.string({ unit: 'binary', minLength: 10_001, maxLength: 12_000 }),
   fc.constantFrom('2026-13-45', '2026-02-30T25:61:00Z', 'yesterday', '', 'not-a-uuid', '00000000-0000-0000-0000-00000000000g', '-1', 'EURO', 'eur'),
   fc.constantFrom(-1, -0.01, -1e12, 1e300, 0.00001, Number.MAX_SAFE_INTEGER),
-  fc.array(fc.string(), { maxLength: 3 }),
-  fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 3 }),
+  fc.array(unicodeText(), { maxLength: 3 }),
+  fc.dictionary(unicodeText({ maxLength: 5 }), unicodeText({ maxLength: 5 }), { maxKeys: 3 }),
 );
 
 /** A value as the server receives it: bodies travel as JSON. */
@@ -103,10 +45,9 @@ const badBody = (t: Target): fc.Arbitrary<[unknown, string]> => {
   const required = fields.filter((name) => !schemaOf(t, name).safeParse(undefined).success);
   const arbitraries: fc.Arbitrary<[unknown, string]>[] = [
     // Not an object at all.
-    fc.oneof(fc.integer(), fc.string(), fc.boolean(), fc.array(fc.anything(), { maxLength: 3 })).map((body): [unknown, string] => [body, 'body']),
+    fc.oneof(fc.integer(), unicodeText(), fc.boolean(), fc.array(fc.anything(), { maxLength: 3 })).map((body): [unknown, string] => [body, 'body']),
     // An unknown field.
-    fc
-      .string({ minLength: 1, maxLength: 40 })
+    unicodeText({ minLength: 1, maxLength: 40 })
       .filter((name) => !fields.includes(name) && name !== 'id' && name !== t.idField && !['__proto__', 'constructor', 'prototype'].includes(name))
       .chain((name) => wrongValue.map((value): [unknown, string] => [{ ...t.valid(), [name]: value }, name])),
   ];
@@ -140,11 +81,6 @@ const badBody = (t: Target): fc.Arbitrary<[unknown, string]> => {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 const pathId = fc.oneof(fc.uuid(), fc.constantFrom('not-a-uuid', '123', '%20', 'x'.repeat(300)));
 
-const roleFor = (t: Target): Role => {
-  const rule = ruleFor(t.method, t.url);
-  return rule.access === 'public' || rule.access.includes('admin') ? 'admin' : rule.access[0]!;
-};
-
 describe('fuzzing every command route', () => {
   it('covers every command route the app registers', () => {
     const registered = h.app.routeList
@@ -169,15 +105,17 @@ describe('fuzzing every command route', () => {
           });
           if (res.statusCode < 400 || res.statusCode >= 500) throw new Error(`${res.statusCode} for ${JSON.stringify(body).slice(0, 300)} at ${url}: ${res.body.slice(0, 300)}`);
           expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+          // A `__proto__` key anywhere makes the whole body unreadable (fastify's secure JSON parser): `malformed`, no field.
+          const prototypeKey = res.statusCode === 400 && JSON.parse(res.body).type.endsWith('/malformed') && JSON.stringify(body).includes('"__proto__":');
           // With a valid path id, the 400 names the defective field.
-          if (res.statusCode === 400 && UUID.test(id)) {
+          if (res.statusCode === 400 && UUID.test(id) && !prototypeKey) {
             const named = (JSON.parse(res.body).errors ?? []).map((e: { field: string }) => e.field);
             if (!named.some((f: string) => f === field || f.startsWith(`${field}.`))) {
               throw new Error(`400 does not name ${field}: ${res.body.slice(0, 300)}`);
             }
           }
         }),
-        { numRuns: 40 },
+        { numRuns: 40, seed },
       );
       expect(await eventCount(h)).toBe(stored);
     });
@@ -202,7 +140,7 @@ describe('If-Match on every command route that requires it', () => {
 describe('fuzzing the query routes', () => {
   const queryKeys = ['limit', 'cursor', 'waitFor', 'sort', 'search', 'status', 'tag', 'minRevenue', 'stage', 'breached', 'asOf', 'order', 'ownerId', 'customerId', 'bogus'];
   const queryValue = fc.oneof(
-    fc.string({ maxLength: 20 }),
+    unicodeText({ maxLength: 20 }),
     fc.integer().map(String),
     fc.constantFrom('-1', '0', '1e309', 'NaN', '99999999999999999999999', 'true', '2026-13-01', '', '%', '[]', '{"a":1}'),
   );
@@ -222,7 +160,7 @@ describe('fuzzing the query routes', () => {
           }
         },
       ),
-      { numRuns: 300 },
+      { numRuns: 300, seed },
     );
   });
 });

@@ -119,3 +119,31 @@ export const eventCount = async (h: ApiHarness): Promise<number> => {
   const row = await h.database.db.withSchema(h.schemas.events).selectFrom('events').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
   return Number(row.n);
 };
+
+/**
+ * Waits until every projection has applied every stored event, and fails at once, with the
+ * projection's error, when one has failed instead. Bounded: a projection stuck for `timeoutMs` fails the test.
+ */
+export const projectionsSettled = async (h: ApiHarness, timeoutMs = 90_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const head = await h.store.headPosition();
+    const status = await h.runner.status();
+    const failed = status.filter((p) => p.state === 'failed');
+    if (failed.length > 0) throw new Error(`projection failed: ${failed.map((p) => `${p.name} at ${String(p.failedPosition)}: ${p.lastError}`).join('; ')}`);
+    if (status.every((p) => p.position >= head)) return;
+    if (Date.now() > deadline) throw new Error(`projections did not reach ${head} in ${timeoutMs} ms: ${status.map((p) => `${p.name}@${p.position}`).join(', ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+};
+
+/** `/ready` answers 200 within the bound (it may lag the projections by a poll). */
+export const expectReady = async (h: ApiHarness, timeoutMs = 30_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await h.app.inject({ method: 'GET', url: '/ready' });
+    if (res.statusCode === 200) return;
+    if (Date.now() > deadline) throw new Error(`/ready is ${res.statusCode}: ${res.body}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+};

@@ -1,0 +1,405 @@
+import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../api/app.ts';
+import type { Role } from '../../api/roles.ts';
+import { ruleFor } from '../../api/roles.ts';
+import { UNSTORABLE } from '../support/fuzz.ts';
+import { commandTargets, roleFor, type Target } from './command-targets.ts';
+import { eventCount, expectReady, json, projectionsSettled, startApi, type ApiHarness } from './support.ts';
+
+/**
+ * A hostile-input corpus over every route: texts PostgreSQL cannot store, business times at and past
+ * their bounds, forged cursors of every list and sort, bad query strings, huge and duplicated
+ * headers, bad JSON. Never a 5xx; a refused request appends nothing; the projections apply every
+ * accepted one and /ready is ready at the end.
+ */
+let h: ApiHarness;
+const ids = { customer: '', customer2: '', deal: '', deal2: '', campaign: '', campaign2: '', feedback: '', feedback2: '' };
+
+const send = (role: Role | null, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: unknown, headers: Record<string, string> = {}) =>
+  h.app.inject({ method, url, headers: { ...(role ? h.auth(role) : {}), ...headers }, ...(payload === undefined ? {} : { payload: payload as object }) });
+
+const accepted = async (res: LightMyRequestResponse): Promise<{ id: string; position: string }> => {
+  if (res.statusCode >= 300) throw new Error(`${res.statusCode}: ${res.body}`);
+  return json(res);
+};
+
+/** The stream revision, so a route that requires If-Match reaches validation with a current one. */
+const revisionOf = async (kind: string, id: string): Promise<number> => (await h.store.readStream(`${kind}-${id}`)).length - 1;
+
+const kindOf = (url: string) => ({ customers: 'customer', deals: 'deal', campaigns: 'campaign', feedback: 'feedback' })[url.split('/')[1]!]!;
+
+/** Sends a command to a real record of its kind, with If-Match where the route requires it. */
+const command = async (t: Target, body: unknown): Promise<LightMyRequestResponse> => {
+  const kind = kindOf(t.url);
+  const id = ids[kind as keyof typeof ids];
+  const url = t.url.replace(':id', id);
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (t.url.includes(':id') && ruleFor(t.method, t.url).ifMatch === 'required') headers['if-match'] = `"${await revisionOf(kind, id)}"`;
+  return send(roleFor(t), t.method, url, JSON.stringify(body), headers);
+};
+
+const namedFields = (res: LightMyRequestResponse): string[] => (json(res).errors ?? []).map((e: { field: string }) => e.field);
+
+const expectRefused = (res: LightMyRequestResponse, field: string, what: string) => {
+  if (res.statusCode !== 400) throw new Error(`${what}: expected 400, got ${res.statusCode}: ${res.body.slice(0, 300)}`);
+  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  const named = namedFields(res);
+  if (!named.some((f) => f === field || f.startsWith(`${field}.`))) throw new Error(`${what}: 400 does not name ${field}: ${res.body.slice(0, 300)}`);
+};
+
+beforeAll(async () => {
+  h = await startApi('api_hostile');
+  for (const key of ['customer', 'customer2'] as const) {
+    ids[key] = (await accepted(await send('admin', 'POST', '/customers', { name: `Hostile ${key}`, email: `${key}-${randomUUID()}@example.com` }))).id;
+    await accepted(await send('admin', 'POST', `/customers/${ids[key]}/purchases`, { orderId: `o-${key}`, amount: key === 'customer' ? 10 : 20, currency: 'EUR' }));
+  }
+  for (const key of ['deal', 'deal2'] as const) {
+    ids[key] = (await accepted(await send('sales', 'POST', '/deals', { customerId: ids.customer, title: key, amount: 5, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-06-01' }))).id;
+  }
+  for (const key of ['campaign', 'campaign2'] as const) {
+    ids[key] = (await accepted(await send('marketing', 'POST', '/campaigns', { name: key, channel: 'email', budget: 100, currency: 'EUR' }))).id;
+  }
+  for (const key of ['feedback', 'feedback2'] as const) {
+    ids[key] = (await accepted(await send('support', 'POST', '/feedback', { customerId: ids.customer, kind: 'question', channel: 'web', subject: key, body: 'b' }))).id;
+  }
+  await projectionsSettled(h);
+});
+afterAll(async () => h?.close());
+
+const targets = commandTargets(() => ids.customer);
+
+describe('texts PostgreSQL cannot store', () => {
+  it('are refused in every field of every command, naming the field, and append nothing', async () => {
+    const before = await eventCount(h);
+    let cases = 0;
+    for (const t of targets) {
+      for (const field of Object.keys(t.payload.shape).filter((name) => name !== t.idField)) {
+        for (const text of UNSTORABLE) {
+          expectRefused(await command(t, { ...t.valid(), [field]: text }), field, `${t.method} ${t.url} ${field}=${JSON.stringify(text)}`);
+          cases++;
+        }
+      }
+    }
+    // Texts nested in lists and objects.
+    const nested: [Target, Record<string, unknown>, string][] = [];
+    const at = (url: string, method = 'POST') => targets.find((t) => t.url === url && t.method === method)!;
+    for (const text of UNSTORABLE) {
+      nested.push([at('/customers'), { ...at('/customers').valid(), tags: ['fine', text] }, 'tags.1']);
+      for (const list of ['tags', 'rfmSegments', 'sources']) {
+        nested.push([at('/campaigns'), { ...at('/campaigns').valid(), targetSegment: { [list]: [text] } }, `targetSegment.${list}.0`]);
+      }
+      nested.push([at('/campaigns'), { ...at('/campaigns').valid(), schedule: { startsAt: text } }, 'schedule.startsAt']);
+    }
+    for (const [t, body, field] of nested) {
+      expectRefused(await command(t, body), field, `${t.url} ${JSON.stringify(body)}`);
+      cases++;
+    }
+    // An escaped lone surrogate in the JSON text itself, and the creation id alias.
+    const raw = await send('sales', 'POST', '/customers', '{"name":"A\\ud800","email":"raw@example.com"}', { 'content-type': 'application/json' });
+    expectRefused(raw, 'name', 'escaped lone surrogate');
+    expect(cases).toBeGreaterThan(400);
+    expect(await eventCount(h)).toBe(before);
+  }, 180_000);
+
+  it('are refused in API key names (admin)', async () => {
+    expectRefused(await send('admin', 'POST', '/admin/api-keys', { name: 'bot\u0000', role: 'sales' }), 'name', 'api key name');
+  });
+});
+
+describe('business times', () => {
+  const purchase = (occurredAt: string) =>
+    send('sales', 'POST', `/customers/${ids.customer}/purchases`, { orderId: `t-${randomUUID()}`, amount: 1, currency: 'EUR', occurredAt });
+
+  it('are refused outside the years 1900-2200 (UTC), in every place a command takes one, appending nothing', async () => {
+    const before = await eventCount(h);
+    for (const occurredAt of ['0000-01-01T00:00:00Z', '1899-12-31T23:59:59.999Z', '1900-01-01T00:30:00+01:00', '2201-01-01T00:00:00Z', '2200-12-31T23:30:00-01:00', '9999-12-31T23:59:59Z']) {
+      expectRefused(await purchase(occurredAt), 'occurredAt', `purchase at ${occurredAt}`);
+      expectRefused(
+        await send('sales', 'POST', `/customers/${ids.customer}/refunds`, { orderId: 'o-customer', amount: 1, currency: 'EUR', occurredAt }),
+        'occurredAt',
+        `refund at ${occurredAt}`,
+      );
+      expectRefused(
+        await send('marketing', 'POST', `/campaigns/${ids.campaign}/schedule`, { startsAt: occurredAt }, { 'if-match': `"${await revisionOf('campaign', ids.campaign)}"` }),
+        'startsAt',
+        `schedule at ${occurredAt}`,
+      );
+      expectRefused(
+        await send('marketing', 'POST', '/campaigns', { name: 'c', channel: 'email', budget: 1, currency: 'EUR', schedule: { startsAt: '2026-01-01T00:00:00Z', endsAt: occurredAt } }),
+        'schedule.endsAt',
+        `campaign ending ${occurredAt}`,
+      );
+    }
+    for (const day of ['0000-01-01', '1899-12-31', '2201-01-01']) {
+      const body = { customerId: ids.customer, title: 't', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: day };
+      expectRefused(await send('sales', 'POST', '/deals', body), 'expectedCloseDate', `deal closing ${day}`);
+    }
+    expect(await eventCount(h)).toBe(before);
+  });
+
+  it('at the bounds are accepted and every projection applies them', async () => {
+    for (const occurredAt of ['1900-01-01T00:00:00Z', '2200-12-31T23:59:59.999Z', '2200-12-31T23:59:59+00:00']) {
+      expect((await purchase(occurredAt)).statusCode).toBe(200);
+    }
+    for (const day of ['1900-01-01', '2200-12-31']) {
+      const body = { customerId: ids.customer, title: day, amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: day };
+      expect((await send('sales', 'POST', '/deals', body)).statusCode).toBe(201);
+    }
+    await projectionsSettled(h);
+  });
+
+  it('client-chosen ids named like Object.prototype members are ids like any other', async () => {
+    for (const id of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const purchase = { orderId: id, amount: 2, currency: 'EUR' };
+      expect((await send('sales', 'POST', `/customers/${ids.customer2}/purchases`, purchase)).statusCode).toBe(200);
+      // The same order again is the same purchase: nothing more recorded.
+      const before = await eventCount(h);
+      expect((await send('sales', 'POST', `/customers/${ids.customer2}/purchases`, purchase)).statusCode).toBe(200);
+      expect(await eventCount(h)).toBe(before);
+      expect((await send('sales', 'POST', `/customers/${ids.customer2}/refunds`, { orderId: id, refundId: id, amount: 1, currency: 'EUR' })).statusCode).toBe(200);
+      expect((await send('marketing', 'POST', `/campaigns/${ids.campaign2}/costs`, { costId: id, amount: 1, currency: 'EUR' })).statusCode).toBe(200);
+    }
+    expect((await send('sales', 'POST', `/customers/${ids.customer2}/refunds`, { orderId: 'nonexistent', amount: 1, currency: 'EUR' })).statusCode).toBe(404);
+    await projectionsSettled(h);
+  });
+
+  it('in queries are refused the same way', async () => {
+    for (const url of [`/customers/${ids.customer}?asOf=0000-01-01T00:00:00Z`, '/deals?expectedCloseFrom=0000-01-01', '/deals?expectedCloseTo=2201-01-01', '/audit/events?from=0000-01-01']) {
+      const res = await send('admin', 'GET', url);
+      expect(res.statusCode, `${url}: ${res.body}`).toBe(400);
+    }
+  });
+});
+
+describe('query strings', () => {
+  it('with NUL, lone surrogates or bytes that are not UTF-8 are a 400 naming the parameter', async () => {
+    const cases: [string, string][] = [
+      ['/customers?search=a%00b', 'search'],
+      ['/customers?tag=%00', 'tag'],
+      ['/customers?source=x%00', 'source'],
+      ['/customers?search=%ff', 'search'],
+      ['/customers?search=%ED%A0%80', 'search'],
+      ['/customers?search=a%F0%9F', 'search'],
+      ['/deals?ownerId=%00', 'ownerId'],
+      ['/deals/pipeline?ownerId=%00', 'ownerId'],
+      ['/feedback?assigneeId=%C0%80', 'assigneeId'],
+      ['/audit/events?actor=%00', 'actor'],
+      ['/audit/events?actor=a%ED%B0%80', 'actor'],
+      ['/audit/events?type=Customer%00Registered', 'type'],
+      [`/customers/${ids.customer}?waitFor=%00`, 'waitFor'],
+      ['/customers?cursor=%00', 'cursor'],
+      ['/customers?%00=1', 'query'],
+    ];
+    for (const [url, field] of cases) expectRefused(await send('admin', 'GET', url), field, url);
+  });
+
+  it('never make any read route answer a 5xx', async () => {
+    const routes = h.app.routeList.filter((r) => r.method === 'GET' && !r.url.startsWith('/docs'));
+    const values = ['a%00b', '%ff', '%ED%A0%80', '%C0%AF', '%zz', '0000-01-01T00:00:00Z', '9999999999999999999999', '1e309'];
+    const params = ['search', 'tag', 'source', 'status', 'ownerId', 'assigneeId', 'actor', 'type', 'stream', 'from', 'to', 'asOf', 'cursor', 'sort', 'limit', 'waitFor', 'customerId', 'currency', 'month'];
+    let sent = 0;
+    for (const route of routes) {
+      const path = route.url.replace(/:[a-zA-Z]+/g, route.url.startsWith('/audit/streams') ? `customer-${ids.customer}` : ids.customer);
+      for (const param of params) {
+        for (const value of values) {
+          const res = await send('admin', 'GET', `${path}?${param}=${value}`);
+          sent++;
+          if (res.statusCode >= 500 && !(res.statusCode === 503 && param === 'waitFor')) throw new Error(`${res.statusCode} for ${path}?${param}=${value}: ${res.body.slice(0, 300)}`);
+        }
+      }
+    }
+    expect(sent).toBeGreaterThan(500);
+  }, 180_000);
+});
+
+describe('list cursors', () => {
+  const lists: Record<string, string[]> = {
+    '/customers': ['name', 'createdAt', 'revenue', 'lastPurchaseAt', 'orderCount'],
+    '/deals': ['expectedCloseDate', 'amount', 'updatedAt', 'createdAt'],
+    '/feedback': ['submittedAt', 'resolutionDueAt', 'priority'],
+    '/campaigns': ['name', 'createdAt', 'roi', 'revenue'],
+  };
+  const oldStyle = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const forgeries = (genuine: string, key: string): string[] => {
+    const flipped = (i: number) => `${genuine.slice(0, i)}${genuine[i] === 'A' ? 'B' : 'A'}${genuine.slice(i + 1)}`;
+    return [
+      // The old, unsealed format with a sort value of every type in the wrong place.
+      oldStyle(['abc', key]),
+      oldStyle(['2026-01-01 00:00:00+00', key]),
+      oldStyle(['0000-01-01', key]),
+      oldStyle(['1e999', key]),
+      oldStyle(['99999999999999999999', key]),
+      oldStyle([1, 2]),
+      oldStyle({ sort: 'x' }),
+      JSON.stringify(['abc', key]),
+      // The genuine cursor, edited: every byte position matters (IV, tag, body).
+      flipped(0),
+      flipped(5),
+      flipped(20),
+      flipped(genuine.length - 1),
+      genuine.slice(0, -4),
+      `${genuine}AAAA`,
+      'A'.repeat(60),
+      'not a cursor',
+      'x'.repeat(3000),
+    ];
+  };
+
+  it('are opaque, and a forged, edited or misplaced one is a 400 for every list, sort key and direction', async () => {
+    const genuine = new Map<string, string>();
+    for (const [list, sorts] of Object.entries(lists)) {
+      for (const sort of sorts.flatMap((s) => [s, `-${s}`])) {
+        const first = await send('admin', 'GET', `${list}?limit=1&sort=${sort}`);
+        expect(first.statusCode, first.body).toBe(200);
+        const cursor = json(first).nextCursor as string;
+        expect(cursor, `${list} sort=${sort} has a second page`).toEqual(expect.any(String));
+        genuine.set(`${list} ${sort}`, cursor);
+        const next = await send('admin', 'GET', `${list}?limit=1&sort=${sort}&cursor=${encodeURIComponent(cursor)}`);
+        expect(next.statusCode, next.body).toBe(200);
+        expect(json(next).items[0].id).not.toBe(json(first).items[0].id);
+        for (const forged of forgeries(cursor, json(first).items[0].id)) {
+          expectRefused(await send('admin', 'GET', `${list}?limit=1&sort=${sort}&cursor=${encodeURIComponent(forged)}`), 'cursor', `${list} sort=${sort} cursor=${forged.slice(0, 40)}`);
+        }
+      }
+    }
+    // Another replica of the same database (the secret is shared through it) takes the same cursors.
+    const replica = await buildApp(h.deps);
+    try {
+      const cursor = genuine.get('/customers name')!;
+      const next = await replica.inject({ method: 'GET', url: `/customers?limit=1&sort=name&cursor=${encodeURIComponent(cursor)}`, headers: h.auth('admin') });
+      expect(next.statusCode, next.body).toBe(200);
+    } finally {
+      await replica.close();
+    }
+    // A genuine cursor on another sort (whose sort value has another SQL type) or another list.
+    const all = [...genuine.entries()];
+    for (const [where, cursor] of all) {
+      for (const [elsewhere] of all.filter(([other]) => other !== where)) {
+        const [list, sort] = elsewhere.split(' ');
+        expectRefused(await send('admin', 'GET', `${list}?limit=1&sort=${sort}&cursor=${encodeURIComponent(cursor)}`), 'cursor', `${where} cursor on ${elsewhere}`);
+      }
+    }
+  }, 180_000);
+
+  it('on the timeline are sealed to the customer and the order', async () => {
+    const first = json(await send('sales', 'GET', `/customers/${ids.customer}/timeline?limit=1`));
+    expect(first.nextCursor).toEqual(expect.any(String));
+    expect((await send('sales', 'GET', `/customers/${ids.customer}/timeline?limit=1&cursor=${first.nextCursor}`)).statusCode).toBe(200);
+    expectRefused(await send('sales', 'GET', `/customers/${ids.customer}/timeline?limit=1&order=desc&cursor=${first.nextCursor}`), 'cursor', 'timeline, other order');
+    expectRefused(await send('sales', 'GET', `/customers/${ids.customer2}/timeline?limit=1&cursor=${first.nextCursor}`), 'cursor', 'timeline, other customer');
+    for (const forged of [oldStyle(['abc', '1']), oldStyle(['99999999999999999999', '1']), `${first.nextCursor}A`]) {
+      expectRefused(await send('sales', 'GET', `/customers/${ids.customer}/timeline?limit=1&cursor=${encodeURIComponent(forged)}`), 'cursor', `timeline ${forged}`);
+    }
+  });
+
+  it('carry no personal data in clear: an analyst cannot read a masked name out of one', async () => {
+    const res = json(await send('analyst', 'GET', '/customers?limit=1&sort=name'));
+    expect(res.items[0].name).toBe('[masked]');
+    const bytes = Buffer.from(res.nextCursor, 'base64url');
+    for (const name of ['hostile customer', 'hostile customer2']) {
+      expect(bytes.includes(Buffer.from(name))).toBe(false);
+      expect(res.nextCursor.includes(Buffer.from(name).toString('base64url').slice(0, 8))).toBe(false);
+    }
+    expect(() => JSON.parse(bytes.toString('utf8'))).toThrow();
+  });
+
+});
+
+/** A raw HTTP/1.1 exchange on a real socket (inject bypasses the HTTP parser): the status code answered. */
+const rawStatus = (port: number, request: string | Buffer): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer in 30 s to ${String(request).slice(0, 80)}`));
+    }, 30_000);
+    socket.on('data', (chunk) => {
+      answer += chunk.toString('latin1');
+      const match = /^HTTP\/1\.1 (\d{3})/.exec(answer);
+      if (match) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(Number(match[1]));
+      }
+    });
+    socket.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.write(request);
+  });
+
+describe('headers and bodies', () => {
+  it('huge and duplicated headers and bad JSON are answered below 500 and append nothing', async () => {
+    await h.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = h.app.server.address() as AddressInfo;
+    const before = await eventCount(h);
+    const body = JSON.stringify({ name: 'Dup', email: 'dup@example.com' });
+    const post = (headers: string[], payload = body) =>
+      `POST /customers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${headers.join('\r\n')}\r\nContent-Length: ${Buffer.byteLength(payload)}\r\n\r\n${payload}`;
+    const auth = `Authorization: Bearer ${h.keys.sales}`;
+    const patch = (headers: string[]) =>
+      `PATCH /customers/${ids.customer} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n${auth}\r\n${headers.join('\r\n')}\r\nContent-Length: 17\r\n\r\n{"company":"Dup"}`;
+    const statuses: [string, number][] = [
+      ['huge header', await rawStatus(port, post([auth, 'Content-Type: application/json', `X-Filler: ${'a'.repeat(70_000)}`]))],
+      ['thousands of headers', await rawStatus(port, post([auth, 'Content-Type: application/json', ...Array.from({ length: 3000 }, (_, i) => `X-H${i}: v`)]))],
+      ['huge authorization', await rawStatus(port, post([`Authorization: Bearer ${'k'.repeat(10_000)}`, 'Content-Type: application/json']))],
+      ['two authorizations, the first bad', await rawStatus(port, post(['Authorization: Bearer crm_bad', auth, 'Content-Type: application/json'], '{"name":"A\\u0000"}'))],
+      ['two content types', await rawStatus(port, post([auth, 'Content-Type: application/json', 'Content-Type: text/plain'], '{"name":"A\\u0000","email":"a@example.com"}'))],
+      ['two If-Match', await rawStatus(port, patch(['If-Match: "0"', 'If-Match: "1"']))],
+      ['If-Match with NUL escape', await rawStatus(port, patch(['If-Match: "0\\u0000"']))],
+      ['control byte in a header', await rawStatus(port, patch(['If-Match: "0\u0001"']))],
+      ['latin-1 bytes in a header', await rawStatus(port, Buffer.from(patch(['X-Request-Id: caf\u00e9']).replace('{"company":"Dup"}', '{"company":"D\\u0000"}'), 'latin1'))],
+    ];
+    for (const [what, status] of statuses) expect(status, what).toBeGreaterThanOrEqual(400);
+    for (const [what, status] of statuses) expect(status, what).toBeLessThan(500);
+
+    const bad: [string, string | Buffer][] = [
+      ['truncated', '{"name":'],
+      ['not JSON', 'name=A'],
+      ['deep nesting', `${'['.repeat(100_000)}${']'.repeat(100_000)}`],
+      ['prototype pollution', '{"__proto__":{"admin":true},"name":"A","email":"a@example.com"}'],
+      ['constructor pollution', '{"constructor":{"prototype":{"x":1}},"name":"A","email":"a@example.com"}'],
+      ['duplicate keys, the last unstorable', '{"name":"A","name":"B\\u0000","email":"a@example.com"}'],
+      ['too large', JSON.stringify({ name: 'A', email: 'a@example.com', company: 'x'.repeat(1_100_000) })],
+      ['escaped NUL in a key', '{"name\\u0000":"A","email":"a@example.com"}'],
+      ['NUL byte raw in JSON', Buffer.from('{"name":"A\u0000","email":"a@example.com"}')],
+    ];
+    for (const [what, payload] of bad) {
+      const res = await send('sales', 'POST', '/customers', payload, { 'content-type': 'application/json' });
+      expect(res.statusCode, `${what}: ${res.body.slice(0, 200)}`).toBeGreaterThanOrEqual(400);
+      expect(res.statusCode, `${what}: ${res.body.slice(0, 200)}`).toBeLessThan(500);
+      expect(res.headers['content-type'], what).toMatch(/^application\/problem\+json/);
+    }
+    // Every write route of the app (admin, analytics and audit included), with unstorable or broken bodies.
+    const writes = h.app.routeList.filter((r) => ['POST', 'PATCH', 'DELETE'].includes(r.method));
+    for (const route of writes) {
+      const url = route.url.replace(/:[a-zA-Z]+/g, (param) => (param === ':id' ? 'a%00b' : ids.customer));
+      for (const payload of ['{"x":"\\u0000"}', '{"name":"\\ud800"}', '{', '[]', '"\\udc00"']) {
+        const res = await send('admin', route.method as 'POST' | 'PATCH' | 'DELETE', url, payload, { 'content-type': 'application/json' });
+        // Routes without a body (e.g. POST /audit/chain/seal) ignore it; none may fail on it.
+        expect(res.statusCode, `${route.method} ${url} ${payload}: ${res.body.slice(0, 200)}`).toBeLessThan(500);
+      }
+    }
+    expect(await eventCount(h)).toBe(before);
+  }, 180_000);
+
+  it('bytes that are not UTF-8 in a body read as U+FFFD: accepted, and projected', async () => {
+    const payload = Buffer.concat([Buffer.from('{"name":"Caf'), Buffer.from([0xe9, 0xff, 0xed, 0xa0, 0x80]), Buffer.from(`","email":"bytes-${randomUUID()}@example.com"}`)]);
+    const res = await send('sales', 'POST', '/customers', payload, { 'content-type': 'application/json' });
+    expect(res.statusCode, res.body).toBeLessThan(500);
+    await projectionsSettled(h);
+  });
+});
+
+describe('after the corpus', () => {
+  it('every projection is at the head, none failed, and /ready is ready', async () => {
+    await projectionsSettled(h);
+    await expectReady(h);
+  });
+});
