@@ -3,7 +3,7 @@ import type { RecordedEvent } from '../eventstore/contract.ts';
 import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import { auditEventToJson, toAuditEvent, type AuditEventJson } from './event-view.ts';
-import { rowToRecorded, type EventRow } from './history-sql.ts';
+import { EVENT_ROW_COLUMNS, rowToRecorded, type EventRow } from './history-sql.ts';
 import { foldRecord, type CustomerRecord } from './records.ts';
 
 /**
@@ -48,11 +48,11 @@ async function subjectEventsSql(deps: AuditDeps, customerId: string): Promise<{ 
      WHERE type = ANY(${OWNED_STREAM_OPENERS}::text[]) AND data ->> 'customerId' = ${customerId}`.execute(deps.database.db);
   const streams = [own, ...opened.map((r) => r.stream)];
   const { rows } = await sql<EventRow>`
-    SELECT position::text AS position, stream, revision::text AS revision, event_id::text AS event_id, type, data, metadata, recorded_at
-      FROM ${events}
-     WHERE stream = ANY(${streams}::text[])
-        OR data ->> 'customerId' = ${customerId} OR data ->> 'duplicateId' = ${customerId} OR data ->> 'primaryId' = ${customerId}
-     ORDER BY position`.execute(deps.database.db);
+    SELECT ${EVENT_ROW_COLUMNS}
+      FROM ${events} e
+     WHERE e.stream = ANY(${streams}::text[])
+        OR e.data ->> 'customerId' = ${customerId} OR e.data ->> 'duplicateId' = ${customerId} OR e.data ->> 'primaryId' = ${customerId}
+     ORDER BY e.position`.execute(deps.database.db);
   return { streams, events: rows.map(rowToRecorded) };
 }
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { AuditDeps } from '../../audit/deps.ts';
 import type { AppendResult, EventStore } from '../../eventstore/contract.ts';
+import { eventHash } from '../../eventstore/postgres/chain.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
@@ -153,4 +154,44 @@ export async function projectAll(h: AuditHarness, projections: readonly Projecti
     await sleep(50);
   }
   throw new Error('the live read models did not catch up');
+}
+
+/**
+ * Puts the log on both sides of a decimal digit boundary, as a cluster does when its transaction
+ * counter passes 9,537, 95,367, 953,674...: the first `count` events (the earliest) move to the
+ * positions just below the power of ten under the later ones, keeping the feed order, and their
+ * streams are re-chained the way `append_events` hashes, so every chain still verifies. Returns the
+ * boundary. The shared cluster's counter is wherever other runs left it, so the boundary is
+ * computed, not assumed.
+ */
+export async function straddleDigitBoundary(database: SqlDatabase, schema: string, count: number): Promise<bigint> {
+  const events = sql.id(schema, 'events');
+  const { rows } = await sql<{ position: string; stream: string }>`
+    SELECT e.position::text AS position, e.stream FROM ${events} e ORDER BY e.position`.execute(database.db);
+  const later = rows[count];
+  if (!later) throw new Error(`straddleDigitBoundary needs more than ${count} events`);
+  const boundary = 10n ** BigInt(later.position.length - 1);
+  const moved = rows.slice(0, count);
+  await database.db.transaction().execute(async (trx) => {
+    // Through negative positions, so that no new position meets an old one on the way.
+    await sql`UPDATE ${events} SET position = -position WHERE position = ANY(${moved.map((r) => r.position)}::bigint[])`.execute(trx);
+    for (const [i, row] of moved.entries()) {
+      const position = boundary - BigInt(count - i);
+      await sql`UPDATE ${events} SET position = ${position.toString()}::bigint WHERE position = ${(-BigInt(row.position)).toString()}::bigint`.execute(trx);
+    }
+    for (const stream of new Set(moved.map((r) => r.stream))) {
+      const { rows: chain } = await sql<any>`
+        SELECT stream, revision, position::text AS position, event_id::text AS event_id, type, data::text AS data, metadata::text AS metadata,
+               ((extract(epoch from recorded_at) * 1000000)::bigint)::text AS micros
+          FROM ${events} WHERE stream = ${stream} ORDER BY revision`.execute(trx);
+      let previous: Buffer | null = null;
+      for (const row of chain) {
+        previous = eventHash(previous, row);
+        await sql`UPDATE ${events} SET hash = ${previous} WHERE stream = ${stream} AND revision = ${row.revision}`.execute(trx);
+      }
+      const last = chain[chain.length - 1];
+      await sql`UPDATE ${sql.id(schema, 'streams')} SET last_hash = ${previous}, last_position = ${last.position}::bigint WHERE stream = ${stream}`.execute(trx);
+    }
+  });
+  return boundary;
 }
