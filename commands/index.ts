@@ -34,6 +34,10 @@ export interface CommandContext {
   reason?: string;
 }
 
+/** The reason an auditor reads in the metadata: the command's own (a refund's, a lost deal's) first, else the caller's. */
+const reasonOf = (payload: Record<string, unknown>, ctx: CommandContext): string | undefined =>
+  typeof payload.reason === 'string' && payload.reason.trim() !== '' ? payload.reason : ctx.reason;
+
 export interface CommandResult {
   /** Id of the aggregate addressed (the primary for a merge). */
   id: string;
@@ -222,7 +226,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       occurredAt,
       command: type,
       ...(key !== undefined ? { idempotencyKey: key, commandHash: commandHash({ type, ...payload }) } : {}),
-      ...(ctx.reason !== undefined ? { reason: ctx.reason } : {}),
+      ...(reasonOf(payload, ctx) !== undefined ? { reason: reasonOf(payload, ctx) } : {}),
     });
     const id =
       (payload[target.idField] as string | undefined) ?? (key ? createdIdFor(type, key) : randomUUID());

@@ -3,6 +3,8 @@ import { z } from 'zod';
 /** Who issued a command. Roles are the API roles (admin, sales, marketing, support, analyst, auditor, system). */
 export const Actor = z.object({
   userId: z.string().min(1).max(200),
+  /** What the actor is called at the time (an API key's name), for people reading the history; `userId` stays the stable id. */
+  name: z.string().min(1).max(200).optional(),
   roles: z.array(z.string().min(1).max(50)).max(20),
 });
 export type Actor = z.infer<typeof Actor>;

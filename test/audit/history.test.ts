@@ -175,9 +175,10 @@ describe('exports', () => {
   it('streams a stream history as CSV with quoting that survives commas, quotes and newlines', async () => {
     const text = await read(exportStream(iterateStreamHistory(h.deps, `customer-${bob}`, { personalData: 'reveal' }), 'csv'));
     const [header, ...rest] = text.split('\r\n');
-    expect(header).toBe('position,stream,revision,id,type,schema_version,actor,roles,correlation_id,causation_id,command,reason,occurred_at,recorded_at,data');
+    expect(header).toBe('position,stream,revision,id,type,schema_version,actor,roles,correlation_id,causation_id,command,reason,occurred_at,recorded_at,data,actor_name');
     expect(rest.filter((l) => l !== '')).toHaveLength(1);
-    const dataField = rest[0]!.slice(rest[0]!.indexOf(',"{'));
+    // `data` is followed by `actor_name` (empty: these events were recorded without a name).
+    const dataField = rest[0]!.slice(rest[0]!.indexOf(',"{'), rest[0]!.lastIndexOf(','));
     // The data JSON is one quoted field with its quotes doubled.
     const json = JSON.parse(dataField.slice(2, -1).replaceAll('""', '"'));
     expect(json.name).toBe('Bob, "the builder"\nJr');
