@@ -221,7 +221,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const store = await openEventStore(config, database);
     closers.push(() => store.close());
     // Keys live beside the events in SQL even with EventStoreDB: forgetting must be able to delete them.
-    const personalData = await createPersonalData(database.db, { schema: config.schemas.events });
+    const personalData = await createPersonalData(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
     const commands = createCrmCommands({ store, personalData });
     if (!options.holdSetUpLock) await setUpDone();
     const projections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.schemas.read })];
