@@ -242,7 +242,19 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         const result = await run('customer', id, ctx, metadata, command);
         // After CustomerForgotten is stored; re-run on every retry so an interrupted forget completes.
         await personalData.forget(id);
-        return result;
+        // A duplicate merged into this customer is the same person registered twice: forgotten too,
+        // and the answer's position covers those forgets (read-your-writes waits for them).
+        let position = result.position;
+        const eventIds = [...result.eventIds];
+        for (const duplicateId of (await load('customer', id)).state.mergedDuplicates) {
+          const forgotten = await execute(
+            { type: 'ForgetCustomer', customerId: duplicateId },
+            { ...ctx, ...(key !== undefined ? { idempotencyKey: `${key}\nforget-duplicate\n${duplicateId}` } : {}) },
+          );
+          if (forgotten.position > position) position = forgotten.position;
+          eventIds.push(...forgotten.eventIds);
+        }
+        return { ...result, position, eventIds };
       }
       case 'RefundPurchase':
         command.refundId ??= derived('refund');

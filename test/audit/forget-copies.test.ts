@@ -20,7 +20,9 @@ const copy = `${schemas.read}_copy`;
 const copyReporting = `${schemas.read}_copy_reporting`;
 const ada = randomUUID();
 const bob = randomUUID();
-const ADA_SECRETS = ['Ada Lovelace', 'ada@example.com', 'Lovelace Analytical Engines', 'My engine stopped'];
+/** Ada registered twice; the second registration was merged into the first. */
+const adaAgain = randomUUID();
+const ADA_SECRETS = ['Ada Lovelace', 'ada@example.com', 'Lovelace Analytical Engines', 'My engine stopped', 'A. A. Lovelace', 'countess@example.com'];
 let crm: CrmRuntime;
 
 const ctx = () => ({ actor: { userId: 'test', roles: ['admin'] }, correlationId: randomUUID() });
@@ -47,6 +49,8 @@ beforeAll(async () => {
   await crm.startProjections();
   await crm.commands.execute({ type: 'RegisterCustomer', customerId: ada, name: 'Ada Lovelace', email: 'ada@example.com', company: 'Lovelace Analytical Engines' }, ctx());
   await crm.commands.execute({ type: 'RegisterCustomer', customerId: bob, name: 'Bob Builder', email: 'bob@example.com' }, ctx());
+  await crm.commands.execute({ type: 'RegisterCustomer', customerId: adaAgain, name: 'A. A. Lovelace', email: 'countess@example.com' }, ctx());
+  await crm.commands.execute({ type: 'MergeCustomer', customerId: ada, duplicateId: adaAgain }, ctx());
   const last = await crm.commands.execute(
     { type: 'SubmitFeedback', customerId: ada, kind: 'complaint', channel: 'email', subject: 'My engine stopped', body: 'It stopped at step 7' },
     ctx(),
@@ -68,7 +72,7 @@ afterAll(async () => {
 describe('forgetting reaches every copy', () => {
   it('the copy holds the plaintext before the forget (the fixture is meaningful)', async () => {
     const text = await everything(copy);
-    for (const secret of ADA_SECRETS.slice(0, 3)) expect(text).toContain(secret);
+    for (const secret of [...ADA_SECRETS.slice(0, 3), ...ADA_SECRETS.slice(4)]) expect(text).toContain(secret);
   });
 
   it('stores company encrypted in the events, like name and email', async () => {
@@ -83,6 +87,10 @@ describe('forgetting reaches every copy', () => {
       const text = await everything(schema);
       for (const secret of ADA_SECRETS) expect(text, `${secret} in ${schema}`).not.toContain(secret);
     }
+    // Her merged duplicate's key is gone too.
+    const { rows: keys } = await sql<{ forgotten: boolean }>`
+      SELECT data_key IS NULL AS forgotten FROM ${sql.table(`${schemas.events}.customer_keys`)} WHERE customer_id = ${adaAgain}`.execute(crm.database.db);
+    expect(keys).toEqual([{ forgotten: true }]);
     // Bob was not forgotten: his copy stays as it was.
     expect(await everything(copy)).toContain('Bob Builder');
     const { rows } = await sql<{ name: string; company: string | null }>`SELECT name, company FROM ${sql.id(copyReporting, 'customers')} WHERE customer_id = ${ada}`.execute(
