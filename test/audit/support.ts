@@ -179,19 +179,26 @@ export async function straddleDigitBoundary(database: SqlDatabase, schema: strin
       const position = boundary - BigInt(count - i);
       await sql`UPDATE ${events} SET position = ${position.toString()}::bigint WHERE position = ${(-BigInt(row.position)).toString()}::bigint`.execute(trx);
     }
-    for (const stream of new Set(moved.map((r) => r.stream))) {
-      const { rows: chain } = await sql<any>`
-        SELECT stream, revision, position::text AS position, event_id::text AS event_id, type, data::text AS data, metadata::text AS metadata,
-               ((extract(epoch from recorded_at) * 1000000)::bigint)::text AS micros
-          FROM ${events} WHERE stream = ${stream} ORDER BY revision`.execute(trx);
-      let previous: Buffer | null = null;
-      for (const row of chain) {
-        previous = eventHash(previous, row);
-        await sql`UPDATE ${events} SET hash = ${previous} WHERE stream = ${stream} AND revision = ${row.revision}`.execute(trx);
-      }
-      const last = chain[chain.length - 1];
-      await sql`UPDATE ${sql.id(schema, 'streams')} SET last_hash = ${previous}, last_position = ${last.position}::bigint WHERE stream = ${stream}`.execute(trx);
-    }
+    for (const stream of new Set(moved.map((r) => r.stream))) await rechainStream(trx, schema, stream);
   });
   return boundary;
+}
+
+/**
+ * Recomputes a stream's hash chain and head from its rows as they are now, the way `append_events`
+ * hashes (what a forger who knows the formula would do).
+ */
+export async function rechainStream(db: Kysely<any>, schema: string, stream: string): Promise<void> {
+  const events = sql.id(schema, 'events');
+  const { rows } = await sql<any>`
+    SELECT stream, revision, position::text AS position, event_id::text AS event_id, type, data::text AS data, metadata::text AS metadata,
+           ((extract(epoch from recorded_at) * 1000000)::bigint)::text AS micros
+      FROM ${events} WHERE stream = ${stream} ORDER BY revision`.execute(db);
+  let previous: Buffer | null = null;
+  for (const row of rows) {
+    previous = eventHash(previous, row);
+    await sql`UPDATE ${events} SET hash = ${previous} WHERE stream = ${stream} AND revision = ${row.revision}`.execute(db);
+  }
+  const last = rows[rows.length - 1];
+  await sql`UPDATE ${sql.id(schema, 'streams')} SET last_hash = ${previous}, last_position = ${last.position}::bigint WHERE stream = ${stream}`.execute(db);
 }
