@@ -8,7 +8,7 @@ import { openCrm, type CrmRuntime } from '../../cli/app.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { demoPlan, loadDemo } from '../../cli/demo.ts';
 import { eventLog } from '../../audit/history.ts';
-import { sleep } from './support.ts';
+import { expectRequestedSealsJoinAndChainsVerify } from './support.ts';
 
 /**
  * The issue as a new user met it on the embedded default: a fresh data folder, the demo load, the
@@ -38,8 +38,6 @@ const consumeTransactionIdsUntil = async (target: bigint) => {
       .execute(crm.database.db);
   }
 };
-
-const seal = () => app.inject({ method: 'POST', url: '/audit/chain/seal', headers: { authorization: `Bearer ${adminKey}` } });
 
 beforeAll(async () => {
   folder = await mkdtemp(join(tmpdir(), 'crm-pglite-chain-'));
@@ -73,23 +71,7 @@ describe('the global chain on the embedded database (PGlite)', () => {
   });
 
   it('requested seals while the background sealer runs all answer 200, and the chains verify', async () => {
-    const answers = await Promise.all([seal(), seal(), seal()]);
-    for (const answer of answers) expect(answer.statusCode, answer.body).toBe(200);
-    for (let i = 0; i < 3; i++) {
-      const again = await seal();
-      expect(again.statusCode, again.body).toBe(200);
-    }
-    // Whatever the background sealer took, a last requested seal leaves nothing final unsealed.
-    let verification = await crm.audit.verifyChains();
-    for (let attempt = 0; attempt < 100 && verification.global.unsealed > 0; attempt++) {
-      await seal();
-      await sleep(100);
-      verification = await crm.audit.verifyChains();
-    }
-    expect(verification.firstBroken).toBeUndefined();
-    expect(verification).toMatchObject({ ok: true, global: { ok: true, unsealed: 0 } });
-    const { rows } = await sql<{ n: string }>`SELECT count(*)::text AS n FROM crm_events.events`.execute(crm.database.db);
-    expect(verification.global.checked).toBe(Number(rows[0]!.n));
+    await expectRequestedSealsJoinAndChainsVerify(crm, app, adminKey);
   });
 
   it('the global log pages through every event in position order', async () => {

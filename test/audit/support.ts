@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
+import { expect } from 'vitest';
+import type { CrmApp } from '../../api/app.ts';
+import type { CrmRuntime } from '../../cli/app.ts';
 import type { AuditDeps } from '../../audit/deps.ts';
 import type { AppendResult, EventStore } from '../../eventstore/contract.ts';
 import { eventHash } from '../../eventstore/postgres/chain.ts';
@@ -201,4 +204,29 @@ export async function rechainStream(db: Kysely<any>, schema: string, stream: str
   }
   const last = rows[rows.length - 1];
   await sql`UPDATE ${sql.id(schema, 'streams')} SET last_hash = ${previous}, last_position = ${last.position}::bigint WHERE stream = ${stream}`.execute(db);
+}
+
+/**
+ * The issue's reproduction, on a running CRM whose background sealer is on: three concurrent
+ * `POST /audit/chain/seal`, three more in a row, all 200; then `crm verify --chain`'s check passes and
+ * covers every event (a last requested seal leaves nothing final unsealed).
+ */
+export async function expectRequestedSealsJoinAndChainsVerify(crm: CrmRuntime, app: CrmApp, adminKey: string): Promise<void> {
+  const seal = () => app.inject({ method: 'POST', url: '/audit/chain/seal', headers: { authorization: `Bearer ${adminKey}` } });
+  const answers = await Promise.all([seal(), seal(), seal()]);
+  for (const answer of answers) expect(answer.statusCode, answer.body).toBe(200);
+  for (let i = 0; i < 3; i++) {
+    const again = await seal();
+    expect(again.statusCode, again.body).toBe(200);
+  }
+  let verification = await crm.audit.verifyChains();
+  for (let attempt = 0; attempt < 100 && verification.global.unsealed > 0; attempt++) {
+    await seal();
+    await sleep(100);
+    verification = await crm.audit.verifyChains();
+  }
+  expect(verification.firstBroken).toBeUndefined();
+  expect(verification).toMatchObject({ ok: true, global: { ok: true, unsealed: 0 } });
+  const { rows } = await sql<{ n: string }>`SELECT count(*)::text AS n FROM ${sql.id(crm.config.schemas.events, 'events')}`.execute(crm.database.db);
+  expect(verification.global.checked).toBe(Number(rows[0]!.n));
 }
