@@ -87,7 +87,7 @@ export const commandContext = (request: FastifyRequest, call: CommandCall): Comm
   const idempotencyKey = headers['idempotency-key'];
   const causationId = headers['x-causation-id'];
   return {
-    actor: { userId: `api-key:${key.id}`, roles: [key.role] },
+    actor: { userId: `api-key:${key.id}`, name: key.name, roles: [key.role] },
     correlationId: request.id,
     causationId: typeof causationId === 'string' ? causationId : null,
     ...(typeof idempotencyKey === 'string' ? { idempotencyKey } : {}),

@@ -4,7 +4,8 @@ import { seesPersonalData } from './roles.ts';
 /** What a personal field reads as for roles that may not see personal data (analysts). */
 export const MASKED = '[masked]';
 
-export const CUSTOMER_PERSONAL_FIELDS = ['name', 'email', 'phone'] as const;
+// `company` too: a sole trader's business name is their name.
+export const CUSTOMER_PERSONAL_FIELDS = ['name', 'email', 'phone', 'company'] as const;
 export const FEEDBACK_PERSONAL_FIELDS = ['subject', 'body'] as const;
 
 /** Deep copy of `value` with every non-null value under one of `fields` replaced by MASKED. */

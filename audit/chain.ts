@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { verifyStreamChains, type ChainVerification } from '../eventstore/postgres/chain.ts';
 import { ORDINAL_BITS } from '../eventstore/postgres/migrations.ts';
 import type { SqlDatabase } from '../eventstore/postgres/database.ts';
@@ -97,19 +97,53 @@ export async function migrateChainSeals(database: SqlDatabase, schema: string): 
   done.add(schema);
 }
 
-/** Last seal, or null before the first. */
-const lastSeal = async (database: SqlDatabase, schema: string) => {
+/**
+ * Last seal, or null before the first. Ordered by the bigint column `s.position`: the text alias
+ * would sort "10000000000" before "9999999999" and hand the sealer an old head.
+ */
+const lastSeal = async (db: Kysely<any>, schema: string) => {
   const { rows } = await sql<{ position: string; global_hash: Uint8Array }>`
-    SELECT position::text AS position, global_hash FROM ${sealsTable(schema)} ORDER BY position DESC LIMIT 1`.execute(database.db);
+    SELECT s.position::text AS position, s.global_hash FROM ${sealsTable(schema)} s ORDER BY s.position DESC LIMIT 1`.execute(db);
   return rows[0] ? { position: BigInt(rows[0].position), globalHash: rows[0].global_hash } : null;
 };
 
+export interface SealOptions {
+  maxEvents?: number;
+  /**
+   * When another process holds the chain's seal lock: wait for it (up to `SEAL_LOCK_WAIT`) and then
+   * seal what is left, as a requested seal does; or return at once, as the periodic sealer does.
+   */
+  wait?: boolean;
+}
+
+/** How long a requested seal waits for another process's seal before giving up with an error. */
+const SEAL_LOCK_WAIT = '30s';
+
+/** The seal in progress in this process, per database and chain (events schema). */
+const sealsInProgress = new WeakMap<SqlDatabase, Map<string, Promise<number>>>();
+
 /**
- * Seals every final event not sealed yet; returns how many. Concurrent sealers (several projection
- * processes) take turns through a transaction-scoped advisory lock; one that finds the lock taken
- * returns 0 rather than waiting.
+ * Seals every final event not sealed yet; returns how many. One writer per chain:
+ * - in this process, a seal starts only after the previous one for the same chain ended (the
+ *   periodic sealer and `POST /audit/chain/seal` queue behind each other; the second seals what the
+ *   first left, usually nothing), which is also what keeps PGlite's single session from sealing twice;
+ * - across processes, a transaction-scoped advisory lock: without `wait` a sealer finding it taken
+ *   returns 0, with `wait` it waits (bounded) and then continues from the head the other left.
+ * Every batch reads the head inside the lock, so a seal never re-seals a position.
  */
-export async function sealChain(database: SqlDatabase, schema: string, options: { maxEvents?: number } = {}): Promise<number> {
+export function sealChain(database: SqlDatabase, schema: string, options: SealOptions = {}): Promise<number> {
+  const chains = sealsInProgress.get(database) ?? new Map<string, Promise<number>>();
+  sealsInProgress.set(database, chains);
+  const previous = chains.get(schema) ?? Promise.resolve(0);
+  const seal = previous.catch(() => 0).then(() => sealPending(database, schema, options));
+  chains.set(schema, seal);
+  seal.finally(() => {
+    if (chains.get(schema) === seal) chains.delete(schema);
+  }).catch(() => undefined);
+  return seal;
+}
+
+async function sealPending(database: SqlDatabase, schema: string, options: SealOptions): Promise<number> {
   await migrateChainSeals(database, schema);
   const lockKey = `crm.event_chain_seals:${schema}`;
   let sealed = 0;
@@ -117,17 +151,20 @@ export async function sealChain(database: SqlDatabase, schema: string, options: 
     const batch = Math.min(SEAL_BATCH, (options.maxEvents ?? Infinity) - sealed);
     if (batch <= 0) return sealed;
     const count = await database.db.transaction().execute(async (trx) => {
-      const { rows: lock } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(hashtext(${lockKey})) AS locked`.execute(trx);
-      if (!lock[0]?.locked) return -1;
-      const { rows: head } = await sql<{ position: string; global_hash: Uint8Array }>`
-        SELECT position::text AS position, global_hash FROM ${sealsTable(schema)} ORDER BY position DESC LIMIT 1`.execute(trx);
-      const after = head[0]?.position ?? '-1';
-      let previous: Uint8Array | null = head[0]?.global_hash ?? null;
+      if (options.wait) {
+        await sql`SELECT set_config('lock_timeout', ${SEAL_LOCK_WAIT}, true)`.execute(trx);
+        await sql`SELECT pg_advisory_xact_lock(hashtext(${lockKey}))`.execute(trx);
+      } else {
+        const { rows: lock } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(hashtext(${lockKey})) AS locked`.execute(trx);
+        if (!lock[0]?.locked) return -1;
+      }
+      const head = await lastSeal(trx, schema);
+      let previous: Uint8Array | null = head?.globalHash ?? null;
       const { rows } = await sql<{ position: string; stream: string; revision: string; hash: Uint8Array }>`
-        SELECT position::text AS position, stream, revision::text AS revision, hash FROM ${eventsTable(schema)}
-         WHERE position > ${after}::bigint
-           AND position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${sql.lit(ORDINAL_BITS)})
-         ORDER BY position
+        SELECT e.position::text AS position, e.stream, e.revision::text AS revision, e.hash FROM ${eventsTable(schema)} e
+         WHERE e.position > ${(head?.position ?? -1n).toString()}::bigint
+           AND e.position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${sql.lit(ORDINAL_BITS)})
+         ORDER BY e.position
          LIMIT ${batch}`.execute(trx);
       if (rows.length === 0) return 0;
       const globals: Buffer[] = [];
@@ -208,7 +245,7 @@ export async function verifyGlobalChain(
 ): Promise<GlobalChainVerification> {
   await migrateChainSeals(database, schema);
   const pageSize = options.pageSize ?? SEAL_BATCH;
-  const last = await lastSeal(database, schema);
+  const last = await lastSeal(database.db, schema);
   const { rows: unsealedRows } = await sql<{ n: string }>`
     SELECT count(*)::text AS n FROM ${eventsTable(schema)} WHERE position > ${last?.position.toString() ?? '-1'}::bigint`.execute(database.db);
   const unsealed = Number(unsealedRows[0]?.n ?? 0);

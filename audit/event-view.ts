@@ -22,7 +22,10 @@ export interface AuditEvent {
   type: string;
   schemaVersion: number | null;
   data: unknown;
+  /** The actor's stable id (`metadata.actor.userId`, e.g. `api-key:<uuid>`): what `?actor=` filters on. */
   actor: string | null;
+  /** The actor's name when the event was recorded (an API key's name), null for events recorded before names were kept. */
+  actorName: string | null;
   roles: string[];
   correlationId: string | null;
   causationId: string | null;
@@ -54,7 +57,7 @@ const hideCiphertext = (data: unknown): unknown => {
 
 export async function toAuditEvent(recorded: RecordedEvent, personalData: PersonalData, mode: PersonalDataMode): Promise<AuditEvent> {
   const metadata = recorded.metadata ?? {};
-  const actor = metadata.actor as { userId?: unknown; roles?: unknown } | undefined;
+  const actor = metadata.actor as { userId?: unknown; name?: unknown; roles?: unknown } | undefined;
   let data: unknown;
   if (mode === 'mask') data = maskPersonalFields(recorded.type, recorded.data);
   else {
@@ -74,6 +77,7 @@ export async function toAuditEvent(recorded: RecordedEvent, personalData: Person
     schemaVersion: typeof metadata.schemaVersion === 'number' ? metadata.schemaVersion : null,
     data,
     actor: str(actor?.userId),
+    actorName: str(actor?.name),
     roles: Array.isArray(actor?.roles) ? actor.roles.filter((r): r is string => typeof r === 'string') : [],
     correlationId: str(metadata.correlationId),
     causationId: str(metadata.causationId),

@@ -25,6 +25,8 @@ export const CSV_COLUMNS = [
   'occurred_at',
   'recorded_at',
   'data',
+  // Added after `data` so that readers of the earlier columns by index are unaffected.
+  'actor_name',
 ] as const;
 
 /** RFC 4180: quote when the value holds a comma, quote, CR or LF; double the quotes. */
@@ -51,6 +53,7 @@ export const csvRow = (event: AuditEvent): string =>
     event.occurredAt,
     event.recordedAt.toISOString(),
     JSON.stringify(event.data),
+    event.actorName,
   ]
     .map(csvField)
     .join(',') + '\r\n';

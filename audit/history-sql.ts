@@ -33,6 +33,14 @@ export const rowToRecorded = (row: EventRow): RecordedEvent => ({
   recordedAt: row.recorded_at instanceof Date ? row.recorded_at : new Date(row.recorded_at),
 });
 
+/**
+ * The columns of an `EventRow`, read from the events table aliased `e`. Positions travel as decimal
+ * text (a bigint does not fit a JavaScript number) but are ordered and compared as bigint through
+ * `e.position`: an `ORDER BY position` would pick the text alias and sort "10000000000" before
+ * "9999999999", which is every time positions gain a digit.
+ */
+export const EVENT_ROW_COLUMNS = sql`e.position::text AS position, e.stream, e.revision::text AS revision, e.event_id::text AS event_id, e.type, e.data, e.metadata, e.recorded_at`;
+
 /** `LIKE` pattern matching a literal prefix. */
 const likePrefix = (prefix: string): string => prefix.replace(/[\\%_]/g, (c) => `\\${c}`) + '%';
 
@@ -57,10 +65,10 @@ export async function readEventLogSql(
   direction: 'forwards' | 'backwards',
 ): Promise<RecordedEvent[]> {
   const { rows } = await sql<EventRow>`
-    SELECT position::text AS position, stream, revision::text AS revision, event_id::text AS event_id, type, data, metadata, recorded_at
-      FROM ${sql.id(deps.schemas.events, 'events')}
+    SELECT ${EVENT_ROW_COLUMNS}
+      FROM ${sql.id(deps.schemas.events, 'events')} e
      WHERE ${eventLogWhere(filter, after, direction)}
-     ORDER BY position ${direction === 'forwards' ? sql`ASC` : sql`DESC`}
+     ORDER BY e.position ${direction === 'forwards' ? sql`ASC` : sql`DESC`}
      LIMIT ${limit}`.execute(deps.database.db);
   return rows.map(rowToRecorded);
 }

@@ -88,7 +88,8 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
       return verifyChains(deps.database, deps.schemas.events, opts);
     },
     async sealChain() {
-      return eventsInSql(deps) ? sealChain(deps.database, deps.schemas.events) : 0;
+      // Requested seals wait for one running in another process rather than answer 0.
+      return eventsInSql(deps) ? sealChain(deps.database, deps.schemas.events, { wait: true }) : 0;
     },
     startChainSealer: (opts) => (eventsInSql(deps) ? startChainSealer(deps.database, deps.schemas.events, opts) : undefined),
     subjectAccess: (customerId) => subjectAccessExport(deps, customerId),

@@ -1,6 +1,7 @@
 import type { CrmEvent } from '../domain/catalogue.ts';
 import { dealProbability } from '../domain/deal/decider.ts';
 import { fromMinor, toMinor } from '../domain/money.ts';
+import { ERASED } from '../domain/shared.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
 import type { CampaignView } from '../projections/queries/campaigns.ts';
 import type { DealView } from '../projections/queries/deals.ts';
@@ -165,6 +166,8 @@ const customerFold: Folder<CustomerRecord> = (record, event, at) => {
       r.status = 'active';
       return r;
     case 'CustomerForgotten':
+      // As the customers read model: a company stored before it was encrypted is erased here.
+      if (r.company !== null) r.company = ERASED;
       r.status = 'forgotten';
       r.forgottenAt = at;
       return r;

@@ -3,14 +3,16 @@ import type { RecordedEvent } from '../eventstore/contract.ts';
 import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import { auditEventToJson, toAuditEvent, type AuditEventJson } from './event-view.ts';
-import { rowToRecorded, type EventRow } from './history-sql.ts';
+import { EVENT_ROW_COLUMNS, rowToRecorded, type EventRow } from './history-sql.ts';
 import { foldRecord, type CustomerRecord } from './records.ts';
 
 /**
  * `GET /customers/:id/export`: everything the CRM holds about one person (GDPR art. 15 subject
  * access), as one JSON document:
  * - the profile as the events say it is now;
- * - every event of the person's own stream, every event of the deals and feedback opened for them
+ * - the customers merged into this one (`mergedDuplicates`, and those merged into them): the same
+ *   person registered twice, so their streams and rows are the person's too;
+ * - every event of the person's own stream(s), every event of the deals and feedback opened for them
  *   (their streams are about the person), and any other event naming them (campaign responses,
  *   merges), in global order, decrypted;
  * - every read-model row keyed by the customer (any table of the read schema with a `customer_id`
@@ -23,6 +25,8 @@ export interface SubjectAccessExport {
   /** True once the customer's key was deleted. */
   forgotten: boolean;
   profile: CustomerRecord | null;
+  /** Customer ids merged into this one (directly or through another duplicate), whose records are included. */
+  mergedDuplicates: string[];
   /** Streams whose every event is included. */
   streams: string[];
   events: AuditEventJson[];
@@ -40,41 +44,77 @@ const namesCustomer = (event: RecordedEvent, customerId: string): boolean => {
   return typeof data === 'object' && data !== null && CUSTOMER_FIELDS.some((f) => data[f] === customerId);
 };
 
-async function subjectEventsSql(deps: AuditDeps, customerId: string): Promise<{ streams: string[]; events: RecordedEvent[] }> {
-  const events = sql.id(deps.schemas.events, 'events');
-  const own = `customer-${customerId}`;
-  const { rows: opened } = await sql<{ stream: string }>`
-    SELECT DISTINCT stream FROM ${events}
-     WHERE type = ANY(${OWNED_STREAM_OPENERS}::text[]) AND data ->> 'customerId' = ${customerId}`.execute(deps.database.db);
-  const streams = [own, ...opened.map((r) => r.stream)];
-  const { rows } = await sql<EventRow>`
-    SELECT position::text AS position, stream, revision::text AS revision, event_id::text AS event_id, type, data, metadata, recorded_at
-      FROM ${events}
-     WHERE stream = ANY(${streams}::text[])
-        OR data ->> 'customerId' = ${customerId} OR data ->> 'duplicateId' = ${customerId} OR data ->> 'primaryId' = ${customerId}
-     ORDER BY position`.execute(deps.database.db);
-  return { streams, events: rows.map(rowToRecorded) };
+/** The customer and every customer merged into them, through chains of merges, from the `CustomerMerged` events. */
+async function withMergedDuplicates(customerId: string, duplicatesOf: (id: string) => Promise<string[]>): Promise<string[]> {
+  const ids = [customerId];
+  for (let i = 0; i < ids.length; i++) {
+    for (const duplicate of await duplicatesOf(ids[i]!)) if (!ids.includes(duplicate)) ids.push(duplicate);
+  }
+  return ids;
 }
 
-/** Other engines: one pass over the whole log (a subject access request is rare; no index to use). */
-async function subjectEventsGeneric(deps: AuditDeps, customerId: string): Promise<{ streams: string[]; events: RecordedEvent[] }> {
-  const streams = new Set([`customer-${customerId}`]);
-  const events: RecordedEvent[] = [];
+async function subjectEventsSql(deps: AuditDeps, customerId: string): Promise<SubjectEvents> {
+  const events = sql.id(deps.schemas.events, 'events');
+  const customers = await withMergedDuplicates(customerId, async (id) => {
+    const { rows } = await sql<{ id: string }>`
+      SELECT DISTINCT e.data ->> 'duplicateId' AS id FROM ${events} e
+       WHERE e.stream = ${`customer-${id}`} AND e.type = 'CustomerMerged'`.execute(deps.database.db);
+    return rows.map((r) => r.id);
+  });
+  const { rows: opened } = await sql<{ stream: string }>`
+    SELECT DISTINCT stream FROM ${events}
+     WHERE type = ANY(${OWNED_STREAM_OPENERS}::text[]) AND data ->> 'customerId' = ANY(${customers}::text[])`.execute(deps.database.db);
+  const streams = [...customers.map((id) => `customer-${id}`), ...opened.map((r) => r.stream)];
+  const { rows } = await sql<EventRow>`
+    SELECT ${EVENT_ROW_COLUMNS}
+      FROM ${events} e
+     WHERE e.stream = ANY(${streams}::text[])
+        OR e.data ->> 'customerId' = ANY(${customers}::text[]) OR e.data ->> 'duplicateId' = ANY(${customers}::text[])
+        OR e.data ->> 'primaryId' = ANY(${customers}::text[])
+     ORDER BY e.position`.execute(deps.database.db);
+  return { customers, streams, events: rows.map(rowToRecorded) };
+}
+
+/** Every event of the log, page by page. */
+async function* wholeLog(deps: AuditDeps): AsyncGenerator<RecordedEvent> {
   let from: bigint | undefined;
   for (;;) {
     const page = await deps.store.readAll({ maxCount: 1_000, ...(from !== undefined ? { fromPosition: from } : {}) });
-    for (const event of page) {
-      if (OWNED_STREAM_OPENERS.includes(event.type) && namesCustomer(event, customerId)) streams.add(event.stream);
-      if (streams.has(event.stream) || namesCustomer(event, customerId)) events.push(event);
-    }
-    if (page.length < 1_000) break;
+    yield* page;
+    if (page.length < 1_000) return;
     from = page[page.length - 1]!.position;
   }
-  return { streams: [...streams], events };
+}
+
+/** Other engines: two passes over the whole log, merges then events (a subject access request is rare; no index to use). */
+async function subjectEventsGeneric(deps: AuditDeps, customerId: string): Promise<SubjectEvents> {
+  const merges = new Map<string, string[]>();
+  for await (const event of wholeLog(deps)) {
+    const data = event.data as { customerId?: string; duplicateId?: string };
+    if (event.type === 'CustomerMerged' && data.customerId && data.duplicateId) {
+      merges.set(data.customerId, [...(merges.get(data.customerId) ?? []), data.duplicateId]);
+    }
+  }
+  const customers = await withMergedDuplicates(customerId, async (id) => merges.get(id) ?? []);
+  const streams = new Set(customers.map((id) => `customer-${id}`));
+  const events: RecordedEvent[] = [];
+  for await (const event of wholeLog(deps)) {
+    const named = customers.some((id) => namesCustomer(event, id));
+    if (OWNED_STREAM_OPENERS.includes(event.type) && named) streams.add(event.stream);
+    if (streams.has(event.stream) || named) events.push(event);
+  }
+  return { customers, streams: [...streams], events };
+}
+
+interface SubjectEvents {
+  /** The customer first, then the duplicates merged into them. */
+  customers: string[];
+  streams: string[];
+  events: RecordedEvent[];
 }
 
 /** Rows of every table in the read schema that has a `customer_id` column, by table. */
-async function rowsAbout(deps: AuditDeps, customerId: string): Promise<Record<string, Record<string, unknown>[]>> {
+async function rowsAbout(deps: AuditDeps, customers: string[]): Promise<Record<string, Record<string, unknown>[]>> {
   const { rows: tables } = await sql<{ table_name: string }>`
     SELECT table_name FROM information_schema.columns
      WHERE table_schema = ${deps.schemas.read} AND column_name = 'customer_id'
@@ -82,7 +122,7 @@ async function rowsAbout(deps: AuditDeps, customerId: string): Promise<Record<st
   const out: Record<string, Record<string, unknown>[]> = {};
   for (const { table_name } of tables) {
     const { rows } = await sql<{ row: Record<string, unknown> }>`
-      SELECT to_jsonb(t) AS row FROM ${sql.id(deps.schemas.read, table_name)} t WHERE t.customer_id::text = ${customerId}`.execute(
+      SELECT to_jsonb(t) AS row FROM ${sql.id(deps.schemas.read, table_name)} t WHERE t.customer_id::text = ANY(${customers}::text[])`.execute(
       deps.database.db,
     );
     out[table_name] = rows.map((r) => r.row);
@@ -100,9 +140,9 @@ const isForgotten = async (deps: AuditDeps, customerId: string): Promise<boolean
 
 /** The whole export, or undefined when the CRM holds nothing about this customer id. */
 export async function subjectAccessExport(deps: AuditDeps, customerId: string): Promise<SubjectAccessExport | undefined> {
-  const { streams, events } = eventsInSql(deps) ? await subjectEventsSql(deps, customerId) : await subjectEventsGeneric(deps, customerId);
+  const { customers, streams, events } = eventsInSql(deps) ? await subjectEventsSql(deps, customerId) : await subjectEventsGeneric(deps, customerId);
   const own = events.filter((e) => e.stream === `customer-${customerId}`);
-  const tables = await rowsAbout(deps, customerId);
+  const tables = await rowsAbout(deps, customers);
   if (events.length === 0 && Object.values(tables).every((rows) => rows.length === 0)) return undefined;
   const decoded = [];
   for (const event of own) decoded.push(await decodeRecordedEvent(event, deps.personalData));
@@ -119,6 +159,7 @@ export async function subjectAccessExport(deps: AuditDeps, customerId: string): 
     exportedAt: new Date().toISOString(),
     forgotten: await isForgotten(deps, customerId),
     profile: (foldRecord('customer', decoded) as CustomerRecord | null) ?? null,
+    mergedDuplicates: customers.slice(1),
     streams: streams.filter((s) => events.some((e) => e.stream === s)),
     events: auditEvents,
     readModels,

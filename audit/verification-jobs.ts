@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
+import { PERSONAL_COLUMNS } from '../projections/read-model-copies.ts';
 import { createTableOnce } from './create-table.ts';
 
 /**
@@ -159,7 +160,7 @@ export async function createVerificationJobs(db: Kysely<any>, schema: string): P
           await pending;
           await update(
             id,
-            sql`status = ${outcome.ok ? 'passed' : 'failed'}, finished_at = now(), result = ${JSON.stringify(outcome, jsonSafe)}::jsonb`,
+            sql`status = ${outcome.ok ? 'passed' : 'failed'}, finished_at = now(), result = ${JSON.stringify(outcome, storedResult)}::jsonb`,
           );
         } catch (error) {
           await pending;
@@ -183,3 +184,24 @@ export async function createVerificationJobs(db: Kysely<any>, schema: string): P
 
 /** Summaries carry bigints (positions); they go out as decimal strings, like every position in the API. */
 export const jsonSafe = (_key: string, value: unknown): unknown => (typeof value === 'bigint' ? value.toString() : value);
+
+/** What a stored result shows instead of a personal value: the column is named, its content is not. */
+export const PERSONAL_VALUE = '[personal data]';
+
+/**
+ * JSON replacer of stored results: results outlive a forget (they sit in a table nobody erases), so
+ * a differing personal column (projections/read-model-copies.ts `PERSONAL_COLUMNS`) keeps its name but
+ * not its values. `crm verify` prints the values on the operator's terminal only.
+ */
+function storedResult(this: unknown, key: string, value: unknown): unknown {
+  const table = (this as { table?: unknown } | null)?.table;
+  if (key === 'columns' && Array.isArray(value) && typeof table === 'string') {
+    const personal = PERSONAL_COLUMNS[table] ?? [];
+    return value.map((c: { column: string; live: unknown; replayed: unknown }) =>
+      personal.includes(c.column)
+        ? { ...c, live: c.live === null ? null : PERSONAL_VALUE, replayed: c.replayed === null ? null : PERSONAL_VALUE }
+        : c,
+    );
+  }
+  return jsonSafe(key, value);
+}

@@ -19,6 +19,7 @@ import { createReportingViews } from '../projections/reporting.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
+import { forgetInCopiesProjection } from '../projections/read-model-copies.ts';
 import { migrateLeases, ProjectionLeases } from '../projections/leases.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
@@ -221,10 +222,11 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const store = await openEventStore(config, database);
     closers.push(() => store.close());
     // Keys live beside the events in SQL even with EventStoreDB: forgetting must be able to delete them.
-    const personalData = await createPersonalData(database.db, { schema: config.schemas.events });
+    const personalData = await createPersonalData(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
     const commands = createCrmCommands({ store, personalData });
     if (!options.holdSetUpLock) await setUpDone();
-    const projections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.schemas.read })];
+    // Live only: forgetting reaches the registered copies (`crm replay`) through `forget_in_copies`.
+    const projections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.schemas.read }), forgetInCopiesProjection];
     // Replays into other schemas (verify, `crm replay`) must leave the live tables alone: without
     // `modelSchema` the analytics projection keeps its model and score tables in the target schema.
     const isolatedProjections: Projection[] = [...readModelProjections(), createAnalyticsProjection()];

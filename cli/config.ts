@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
@@ -47,6 +48,8 @@ const EnvSchema = z.object({
     z.string().min(16, 'at least 16 characters').max(200).regex(/^\S+$/, 'no spaces').optional(),
   ),
   CRM_DATA_DIR: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
+  CRM_MASTER_KEY: z.preprocess(emptyAsUnset, z.string().optional()),
+  CRM_MASTER_KEY_FILE: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
   CRM_DEMO: z.preprocess(emptyAsUnset, flag),
   CRM_DEMO_SEED: z.preprocess(emptyAsUnset, z.coerce.number().int().min(0).max(2 ** 31 - 1).default(42)),
   CRM_DEMO_CUSTOMERS: z.preprocess(emptyAsUnset, z.coerce.number().int().min(1).max(1_000_000).default(1000)),
@@ -81,7 +84,46 @@ export interface CrmConfig {
   projections: 'inline' | 'off';
   /** Lease length of projection workers (projections/leases.ts), seconds. */
   projectionLeaseSeconds: number;
+  /** 32 bytes wrapping the per-customer data keys at rest (CRM_MASTER_KEY or CRM_MASTER_KEY_FILE); undefined: stored bare. */
+  masterKey?: Uint8Array | undefined;
 }
+
+/**
+ * A master key as written in CRM_MASTER_KEY or its file: 32 bytes as base64 (`openssl rand -base64 32`,
+ * `crm master-key generate`), base64url or 64 hex digits. Returns an error message instead when it is not.
+ */
+export const parseMasterKey = (text: string): Uint8Array | string => {
+  const value = text.trim();
+  const bytes = /^[0-9a-f]{64}$/i.test(value)
+    ? Buffer.from(value, 'hex')
+    : /^[A-Za-z0-9+/_-]{43}=?$/.test(value)
+      ? Buffer.from(value.replace(/-/g, '+').replace(/_/g, '/'), 'base64')
+      : undefined;
+  if (!bytes || bytes.length !== 32) return 'a 32-byte key as base64 (openssl rand -base64 32) or 64 hex digits';
+  return new Uint8Array(bytes);
+};
+
+/** The master key from the variable or the file it names (a secret mounted by the platform); never both. */
+const readMasterKey = (value: string | undefined, file: string | undefined, cwd: string): Uint8Array | undefined => {
+  if (value !== undefined && file !== undefined) {
+    throw new ConfigError([{ variable: 'CRM_MASTER_KEY_FILE', message: 'set either CRM_MASTER_KEY or CRM_MASTER_KEY_FILE, not both' }]);
+  }
+  if (value === undefined && file === undefined) return undefined;
+  let text = value;
+  if (file !== undefined) {
+    try {
+      text = readFileSync(resolve(cwd, file), 'utf8');
+    } catch (error) {
+      throw new ConfigError([{ variable: 'CRM_MASTER_KEY_FILE', message: `cannot read ${file}: ${(error as Error).message}` }]);
+    }
+  }
+  const key = parseMasterKey(text!);
+  if (typeof key === 'string') {
+    // Never echo the value: it is the secret that protects every customer's data.
+    throw new ConfigError([{ variable: file !== undefined ? 'CRM_MASTER_KEY_FILE' : 'CRM_MASTER_KEY', message: `${key} (got ${text!.trim().length} characters)` }]);
+  }
+  return key;
+};
 
 /** A configuration problem, worded for the person who set the variable. */
 export class ConfigError extends Error {
@@ -131,10 +173,11 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     schemas,
     projections: e.CRM_PROJECTIONS,
     projectionLeaseSeconds: e.CRM_PROJECTION_LEASE_SECONDS,
+    masterKey: readMasterKey(e.CRM_MASTER_KEY, e.CRM_MASTER_KEY_FILE, cwd),
   };
 }
 
-const SECRET_VARIABLES = new Set(['DATABASE_URL', 'EVENTSTORE_URL', 'CRM_ADMIN_KEY']);
+const SECRET_VARIABLES = new Set(['DATABASE_URL', 'EVENTSTORE_URL', 'CRM_ADMIN_KEY', 'CRM_MASTER_KEY']);
 const describeValue = (variable: string, value: string | undefined): string => {
   if (value === undefined) return '';
   // Never echo what may be a secret or a URL with a password.
@@ -161,6 +204,8 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   { name: 'HOST', default: '127.0.0.1', meaning: 'HTTP interface (0.0.0.0 in containers)' },
   { name: 'CRM_ADMIN_KEY', default: '(generated on first start, printed once)', meaning: 'the first admin API key' },
   { name: 'CRM_DATA_DIR', default: '.crm-data', meaning: 'folder of the embedded database' },
+  { name: 'CRM_MASTER_KEY', default: '(unset: data keys stored bare)', meaning: '32-byte key (base64 or hex) wrapping the per-customer data keys; see "Where personal data lives"' },
+  { name: 'CRM_MASTER_KEY_FILE', default: '(unset)', meaning: 'file holding the master key instead (a mounted secret); not with CRM_MASTER_KEY' },
   { name: 'CRM_DEMO', default: '1 embedded, 0 with DATABASE_URL', meaning: 'load demo data on the first start' },
   { name: 'CRM_DEMO_SEED', default: '42', meaning: 'seed of the demo data set' },
   { name: 'CRM_DEMO_CUSTOMERS', default: '1000', meaning: 'size of the demo data set' },

@@ -1,4 +1,4 @@
-import { EventStoreUnavailable } from '../eventstore/errors.ts';
+import { EventStoreUnavailable, MasterKeyMismatch } from '../eventstore/errors.ts';
 import { helpText, parseCommandArgs, UsageError, type CliCommand } from './command.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { commands } from './commands/index.ts';
@@ -16,7 +16,7 @@ const overview = (): string =>
     'With no configuration it runs on an embedded PostgreSQL (PGlite) in ./.crm-data.',
     '',
     'Commands:',
-    ...commands.map((c) => `  ${c.name.padEnd(10)}${c.summary}`),
+    ...commands.map((c) => `  ${c.name.padEnd(12)}${c.summary}`),
     '',
     'Run `crm <command> --help` for a command\'s options. Configuration: environment variables (README.md).',
   ].join('\n');
@@ -81,6 +81,10 @@ const report = (error: unknown): number => {
   if (error instanceof UsageError) {
     err(`crm: ${error.message}`);
     return 2;
+  }
+  if (error instanceof MasterKeyMismatch) {
+    err(`crm: ${error.message}`);
+    return 78; // EX_CONFIG
   }
   if (error instanceof EventStoreUnavailable) {
     err(`crm: the database is not available.\n  ${error.message}`);

@@ -34,6 +34,10 @@ export interface CommandContext {
   reason?: string;
 }
 
+/** The reason an auditor reads in the metadata: the command's own (a refund's, a lost deal's) first, else the caller's. */
+const reasonOf = (payload: Record<string, unknown>, ctx: CommandContext): string | undefined =>
+  typeof payload.reason === 'string' && payload.reason.trim() !== '' ? payload.reason : ctx.reason;
+
 export interface CommandResult {
   /** Id of the aggregate addressed (the primary for a merge). */
   id: string;
@@ -222,7 +226,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       occurredAt,
       command: type,
       ...(key !== undefined ? { idempotencyKey: key, commandHash: commandHash({ type, ...payload }) } : {}),
-      ...(ctx.reason !== undefined ? { reason: ctx.reason } : {}),
+      ...(reasonOf(payload, ctx) !== undefined ? { reason: reasonOf(payload, ctx) } : {}),
     });
     const id =
       (payload[target.idField] as string | undefined) ?? (key ? createdIdFor(type, key) : randomUUID());
@@ -238,7 +242,19 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         const result = await run('customer', id, ctx, metadata, command);
         // After CustomerForgotten is stored; re-run on every retry so an interrupted forget completes.
         await personalData.forget(id);
-        return result;
+        // A duplicate merged into this customer is the same person registered twice: forgotten too,
+        // and the answer's position covers those forgets (read-your-writes waits for them).
+        let position = result.position;
+        const eventIds = [...result.eventIds];
+        for (const duplicateId of (await load('customer', id)).state.mergedDuplicates) {
+          const forgotten = await execute(
+            { type: 'ForgetCustomer', customerId: duplicateId },
+            { ...ctx, ...(key !== undefined ? { idempotencyKey: `${key}\nforget-duplicate\n${duplicateId}` } : {}) },
+          );
+          if (forgotten.position > position) position = forgotten.position;
+          eventIds.push(...forgotten.eventIds);
+        }
+        return { ...result, position, eventIds };
       }
       case 'RefundPurchase':
         command.refundId ??= derived('refund');

@@ -31,8 +31,10 @@ export const schemaVersionOf = (type: CrmEventType): number => currentVersions[t
  * Lists every stored version's field names (v1 `fullName` included) because decryption runs before upcasting.
  */
 export const personalFields: Partial<Record<CrmEventType, { subject: string; fields: readonly string[] }>> = {
-  CustomerRegistered: { subject: 'customerId', fields: ['name', 'fullName', 'email', 'phone'] },
-  CustomerContactDetailsChanged: { subject: 'customerId', fields: ['name', 'email', 'phone'] },
+  // `company` too: for a sole trader the company name is the person's name (encrypted in events
+  // recorded from version 2 of the customers projection on; earlier events keep it as they stored it).
+  CustomerRegistered: { subject: 'customerId', fields: ['name', 'fullName', 'email', 'phone', 'company'] },
+  CustomerContactDetailsChanged: { subject: 'customerId', fields: ['name', 'email', 'phone', 'company'] },
   FeedbackSubmitted: { subject: 'customerId', fields: ['subject', 'body'] },
   // Staff replies quote the customer; forgetting the customer erases them too.
   FeedbackResponded: { subject: 'customerId', fields: ['message'] },

@@ -4,6 +4,8 @@ import { IsoDateTime, SafeText } from './shared.ts';
 /** Who issued a command. Roles are the API roles (admin, sales, marketing, support, analyst, auditor, system). */
 export const Actor = z.object({
   userId: SafeText.min(1).max(200),
+  /** What the actor is called at the time (an API key's name), for people reading the history; `userId` stays the stable id. */
+  name: SafeText.min(1).max(200).optional(),
   roles: z.array(SafeText.min(1).max(50)).max(20),
 });
 export type Actor = z.infer<typeof Actor>;

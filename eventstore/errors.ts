@@ -49,3 +49,6 @@ export class EventStoreUnavailable extends EventStoreError {}
 
 /** Read options the store refuses (negative counts, revisions that are not integers). */
 export class InvalidReadOptions extends EventStoreError {}
+
+/** Refused at start: the stored customer data keys cannot be read with the configured master key (or without one). */
+export class MasterKeyMismatch extends EventStoreError {}

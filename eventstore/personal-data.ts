@@ -5,6 +5,7 @@ import { EventMetadata } from '../domain/metadata.ts';
 import { ERASED } from '../domain/shared.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
 import type { RecordedEvent } from './contract.ts';
+import { MasterKeyMismatch } from './errors.ts';
 
 /**
  * Crypto-shredding of personal data (invariant 9). Each customer has a random AES-256-GCM data key
@@ -97,10 +98,61 @@ const isRecord = (data: unknown): data is Record<string, unknown> =>
 /** `undefined` = no key row yet; `null` = forgotten (the key was deleted). */
 type KeyLookup = Buffer | null | undefined;
 
+const keysTable = (schema: string) => sql.table(`${schema}.customer_keys`);
+
+/**
+ * Checks one wrapped key against the master key, so that a missing or wrong master key stops the
+ * process at start with a clear message instead of failing every read of personal data later.
+ */
+async function checkMasterKey(db: Kysely<any>, schema: string, masterKey: Uint8Array | undefined): Promise<void> {
+  const { rows } = await sql<{ customer_id: string; data_key: Buffer }>`
+    SELECT customer_id, data_key FROM ${keysTable(schema)} WHERE length(data_key) <> ${KEY_BYTES} LIMIT 1`.execute(db);
+  const wrapped = rows[0];
+  if (!wrapped) return;
+  if (!masterKey) {
+    throw new MasterKeyMismatch('The customer data keys are wrapped with a master key, but none is configured: set CRM_MASTER_KEY or CRM_MASTER_KEY_FILE.');
+  }
+  try {
+    unwrapKey(masterKey, wrapped.customer_id, Buffer.from(wrapped.data_key));
+  } catch {
+    throw new MasterKeyMismatch(
+      'The configured master key (CRM_MASTER_KEY / CRM_MASTER_KEY_FILE) does not unwrap the stored customer data keys: it is not the key they were wrapped with.',
+    );
+  }
+}
+
+/**
+ * Re-wraps every live data key under `to` (a new master key): keys read with `from` (the current
+ * master key; bare keys need none) and written back in one transaction, so a failure changes nothing.
+ * Forgotten customers have no key to re-wrap. Returns how many keys were re-wrapped.
+ */
+export async function rewrapDataKeys(db: Kysely<any>, options: { schema: string; from?: Uint8Array; to: Uint8Array }): Promise<number> {
+  if (options.to.length !== KEY_BYTES) throw new Error(`The new master key must be ${KEY_BYTES} bytes, got ${options.to.length}`);
+  const table = keysTable(options.schema);
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{ customer_id: string; data_key: Buffer }>`
+      SELECT customer_id, data_key FROM ${table} WHERE data_key IS NOT NULL ORDER BY customer_id FOR UPDATE`.execute(trx);
+    const ids: string[] = [];
+    const keys: string[] = [];
+    for (const row of rows) {
+      const key = unwrapKey(options.from, row.customer_id, Buffer.from(row.data_key));
+      ids.push(row.customer_id);
+      keys.push(wrapKey(options.to, row.customer_id, key).toString('hex'));
+    }
+    if (ids.length > 0) {
+      await sql`
+        UPDATE ${table} AS k SET data_key = decode(u.data_key, 'hex')
+          FROM unnest(${ids}::text[], ${keys}::text[]) AS u(customer_id, data_key)
+         WHERE k.customer_id = u.customer_id`.execute(trx);
+    }
+    return ids.length;
+  });
+}
+
 export async function createPersonalData(db: Kysely<any>, options: PersonalDataOptions): Promise<PersonalData> {
   const { masterKey } = options;
   if (masterKey && masterKey.length !== KEY_BYTES) throw new Error(`The master key must be ${KEY_BYTES} bytes, got ${masterKey.length}`);
-  const table = sql.table(`${options.schema}.customer_keys`);
+  const table = keysTable(options.schema);
   await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(options.schema)}`.execute(db);
   await sql`
     CREATE TABLE IF NOT EXISTS ${table} (
@@ -110,6 +162,8 @@ export async function createPersonalData(db: Kysely<any>, options: PersonalDataO
       forgotten_at timestamptz,
       CHECK ((data_key IS NULL) = (forgotten_at IS NOT NULL))
     )`.execute(db);
+
+  await checkMasterKey(db, options.schema, masterKey);
 
   // Keys never change once created and a forgotten customer stays forgotten, so both cache safely;
   // another process forgetting a customer is seen after `evict`.

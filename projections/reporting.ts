@@ -29,7 +29,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['customer_id', 'Customer id (uuid)'],
       ['name', "Name, or '[erased]' once the customer is forgotten"],
       ['email', "Email as given, or '[erased]'"],
-      ['company', 'Company (not personal data)'],
+      ['company', "Company (personal data: a sole trader's business name is their name), or '[erased]'"],
       ['source', 'Acquisition source given at registration'],
       ['tags', 'Tags (text[])'],
       ['status', 'active | inactive | merged | forgotten'],

@@ -3,6 +3,7 @@ import { apiKeyCommand } from './api-key.ts';
 import { demoCommand } from './demo.ts';
 import { fitCommand } from './fit.ts';
 import { importCommand } from './import.ts';
+import { masterKeyCommand } from './master-key.ts';
 import { projectCommand } from './project.ts';
 import { rebuildCommand } from './rebuild.ts';
 import { replayCommand } from './replay.ts';
@@ -20,4 +21,5 @@ export const commands: readonly CliCommand[] = [
   demoCommand,
   fitCommand,
   apiKeyCommand,
+  masterKeyCommand,
 ];

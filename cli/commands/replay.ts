@@ -34,8 +34,15 @@ Example:
     }
     const { openCrm } = await import('../app.ts');
     const { replayInto } = await import('../../projections/rebuild.ts');
+    const { registerReadModelCopy } = await import('../../projections/read-model-copies.ts');
     const runtime = await openCrm(run.config);
     try {
+      // Registered first: a forget must reach this copy even if the replay is interrupted.
+      await registerReadModelCopy(runtime.database.db, schemas.read, {
+        schema,
+        ...(reportingSchema ? { reportingSchema } : {}),
+        purpose: `crm replay --as-of ${asOf.toISOString()}`,
+      });
       const progress = createProgress({ label: 'replay', unit: 'events' });
       const result = await replayInto({
         ...runtime.replaySide,

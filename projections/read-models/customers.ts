@@ -252,6 +252,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
           row.email = ERASED;
           row.email_search = ERASED;
           row.phone = row.phone === null ? null : ERASED;
+          row.company = row.company === null ? null : ERASED;
           row.status = 'forgotten';
           row.forgotten_at = at;
         }, true);
@@ -302,7 +303,8 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
 
 export const customersProjection: Projection = {
   name: 'customers',
-  version: 1,
+  // 2: forgetting erases `company` too (personal data for sole traders).
+  version: 2,
   tables: ['customers', 'customer_links'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,

@@ -5,9 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { sealChain, verifyChains, verifyGlobalChain } from '../../audit/chain.ts';
 import { streamHistory } from '../../audit/history.ts';
 import { describeChainsVerification } from '../../audit/summary.ts';
-import { eventHash } from '../../eventstore/postgres/chain.ts';
 import { ERASED } from '../../domain/shared.ts';
-import { customerRegistered, openAuditHarness, type AuditHarness } from './support.ts';
+import { customerRegistered, openAuditHarness, rechainStream, type AuditHarness } from './support.ts';
 
 /**
  * Tampering behind the store's back with raw SQL, one fresh event store per case so that each case
@@ -142,16 +141,7 @@ describe('tamper evidence', () => {
     const stream = `customer-${f.ada}`;
     await sql`UPDATE ${f.events} SET data = jsonb_set(data, '{amount}', '1') WHERE stream = ${stream} AND revision = 1`.execute(f.h.database.db);
     // The forger knows the formula and re-chains the whole stream and its head.
-    const { rows } = await sql<any>`
-      SELECT stream, revision, position::text AS position, event_id::text AS event_id, type, data::text AS data, metadata::text AS metadata,
-             ((extract(epoch from recorded_at) * 1000000)::bigint)::text AS micros
-        FROM ${f.events} WHERE stream = ${stream} ORDER BY revision`.execute(f.h.database.db);
-    let previous: Buffer | null = null;
-    for (const row of rows) {
-      previous = eventHash(previous, row);
-      await sql`UPDATE ${f.events} SET hash = ${previous} WHERE stream = ${stream} AND revision = ${row.revision}`.execute(f.h.database.db);
-    }
-    await sql`UPDATE ${sql.id(f.h.schemas.events, 'streams')} SET last_hash = ${previous} WHERE stream = ${stream}`.execute(f.h.database.db);
+    await rechainStream(f.h.database.db, f.h.schemas.events, stream);
     const result = await verifyChains(f.h.database, f.h.schemas.events);
     expect(result.streams.ok).toBe(true);
     expect(result.ok).toBe(false);

@@ -88,6 +88,30 @@ describe('subject access export', () => {
     expect(JSON.stringify(result)).not.toContain('Ada writes');
   });
 
+  it("includes the registration of a duplicate merged into the customer (its name and email), on both engine paths", async () => {
+    const grace = randomUUID();
+    const graceAgain = randomUUID();
+    await h.record(`customer-${grace}`, 'CustomerRegistered', customerRegistered(grace, { name: 'Grace Hopper', email: 'grace@navy.example' }));
+    await h.record(`customer-${graceAgain}`, 'CustomerRegistered', customerRegistered(graceAgain, { name: 'G. Hopper', email: 'GRACE.H@navy.example' }));
+    await h.record(`customer-${graceAgain}`, 'PurchaseRecorded', { customerId: graceAgain, orderId: 'o-7', amount: 7, currency: 'EUR' });
+    await h.record(`customer-${graceAgain}`, 'CustomerMergedInto', { customerId: graceAgain, primaryId: grace });
+    await h.record(`customer-${grace}`, 'CustomerMerged', { customerId: grace, duplicateId: graceAgain });
+    await project();
+    const generic: AuditDeps = {
+      ...h.deps,
+      store: new Proxy(h.store, { get: (target, prop) => (prop === 'engine' ? 'eventstoredb' : Reflect.get(target, prop)) }) as EventStore,
+    };
+    for (const deps of [h.deps, generic]) {
+      const result = (await subjectAccessExport(deps, grace))!;
+      expect(result.mergedDuplicates).toEqual([graceAgain]);
+      expect(result.streams.sort()).toEqual([`customer-${grace}`, `customer-${graceAgain}`].sort());
+      const registration = result.events.find((e) => e.type === 'CustomerRegistered' && e.stream === `customer-${graceAgain}`);
+      expect(registration?.data).toMatchObject({ name: 'G. Hopper', email: 'GRACE.H@navy.example' });
+      expect(result.events.some((e) => e.type === 'PurchaseRecorded' && e.stream === `customer-${graceAgain}`)).toBe(true);
+      expect(result.readModels.customers!.map((r) => r.customer_id).sort()).toEqual([grace, graceAgain].sort());
+    }
+  });
+
   it('is undefined for an id the CRM knows nothing about', async () => {
     expect(await subjectAccessExport(h.deps, randomUUID())).toBeUndefined();
   });

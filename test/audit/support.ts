@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
+import { expect } from 'vitest';
+import type { CrmApp } from '../../api/app.ts';
+import type { CrmRuntime } from '../../cli/app.ts';
 import type { AuditDeps } from '../../audit/deps.ts';
 import type { AppendResult, EventStore } from '../../eventstore/contract.ts';
+import { eventHash } from '../../eventstore/postgres/chain.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
@@ -153,4 +157,76 @@ export async function projectAll(h: AuditHarness, projections: readonly Projecti
     await sleep(50);
   }
   throw new Error('the live read models did not catch up');
+}
+
+/**
+ * Puts the log on both sides of a decimal digit boundary, as a cluster does when its transaction
+ * counter passes 9,537, 95,367, 953,674...: the first `count` events (the earliest) move to the
+ * positions just below the power of ten under the later ones, keeping the feed order, and their
+ * streams are re-chained the way `append_events` hashes, so every chain still verifies. Returns the
+ * boundary. The shared cluster's counter is wherever other runs left it, so the boundary is
+ * computed, not assumed.
+ */
+export async function straddleDigitBoundary(database: SqlDatabase, schema: string, count: number): Promise<bigint> {
+  const events = sql.id(schema, 'events');
+  const { rows } = await sql<{ position: string; stream: string }>`
+    SELECT e.position::text AS position, e.stream FROM ${events} e ORDER BY e.position`.execute(database.db);
+  const later = rows[count];
+  if (!later) throw new Error(`straddleDigitBoundary needs more than ${count} events`);
+  const boundary = 10n ** BigInt(later.position.length - 1);
+  const moved = rows.slice(0, count);
+  await database.db.transaction().execute(async (trx) => {
+    // Through negative positions, so that no new position meets an old one on the way.
+    await sql`UPDATE ${events} SET position = -position WHERE position = ANY(${moved.map((r) => r.position)}::bigint[])`.execute(trx);
+    for (const [i, row] of moved.entries()) {
+      const position = boundary - BigInt(count - i);
+      await sql`UPDATE ${events} SET position = ${position.toString()}::bigint WHERE position = ${(-BigInt(row.position)).toString()}::bigint`.execute(trx);
+    }
+    for (const stream of new Set(moved.map((r) => r.stream))) await rechainStream(trx, schema, stream);
+  });
+  return boundary;
+}
+
+/**
+ * Recomputes a stream's hash chain and head from its rows as they are now, the way `append_events`
+ * hashes (what a forger who knows the formula would do).
+ */
+export async function rechainStream(db: Kysely<any>, schema: string, stream: string): Promise<void> {
+  const events = sql.id(schema, 'events');
+  const { rows } = await sql<any>`
+    SELECT stream, revision, position::text AS position, event_id::text AS event_id, type, data::text AS data, metadata::text AS metadata,
+           ((extract(epoch from recorded_at) * 1000000)::bigint)::text AS micros
+      FROM ${events} WHERE stream = ${stream} ORDER BY revision`.execute(db);
+  let previous: Buffer | null = null;
+  for (const row of rows) {
+    previous = eventHash(previous, row);
+    await sql`UPDATE ${events} SET hash = ${previous} WHERE stream = ${stream} AND revision = ${row.revision}`.execute(db);
+  }
+  const last = rows[rows.length - 1];
+  await sql`UPDATE ${sql.id(schema, 'streams')} SET last_hash = ${previous}, last_position = ${last.position}::bigint WHERE stream = ${stream}`.execute(db);
+}
+
+/**
+ * The issue's reproduction, on a running CRM whose background sealer is on: three concurrent
+ * `POST /audit/chain/seal`, three more in a row, all 200; then `crm verify --chain`'s check passes and
+ * covers every event (a last requested seal leaves nothing final unsealed).
+ */
+export async function expectRequestedSealsJoinAndChainsVerify(crm: CrmRuntime, app: CrmApp, adminKey: string): Promise<void> {
+  const seal = () => app.inject({ method: 'POST', url: '/audit/chain/seal', headers: { authorization: `Bearer ${adminKey}` } });
+  const answers = await Promise.all([seal(), seal(), seal()]);
+  for (const answer of answers) expect(answer.statusCode, answer.body).toBe(200);
+  for (let i = 0; i < 3; i++) {
+    const again = await seal();
+    expect(again.statusCode, again.body).toBe(200);
+  }
+  let verification = await crm.audit.verifyChains();
+  for (let attempt = 0; attempt < 100 && verification.global.unsealed > 0; attempt++) {
+    await seal();
+    await sleep(100);
+    verification = await crm.audit.verifyChains();
+  }
+  expect(verification.firstBroken).toBeUndefined();
+  expect(verification).toMatchObject({ ok: true, global: { ok: true, unsealed: 0 } });
+  const { rows } = await sql<{ n: string }>`SELECT count(*)::text AS n FROM ${sql.id(crm.config.schemas.events, 'events')}`.execute(crm.database.db);
+  expect(verification.global.checked).toBe(Number(rows[0]!.n));
 }

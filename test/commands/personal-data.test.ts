@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
+import { MasterKeyMismatch } from '../../eventstore/errors.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERASED } from '../../domain/shared.ts';
 import type { RecordedEvent } from '../../eventstore/contract.ts';
@@ -46,7 +47,8 @@ describe('personal data', () => {
     expect(isEncrypted(stored.name)).toBe(true);
     expect(isEncrypted(stored.email)).toBe(true);
     expect(isEncrypted(stored.phone)).toBe(true);
-    expect(stored.company).toBe('Analytical Engines');
+    // A company is personal data too (a sole trader's business name is their name).
+    expect(isEncrypted(stored.company)).toBe(true);
     expect(JSON.stringify(stored)).not.toContain('ada@example.com');
     expect(await personalData.reveal('CustomerRegistered', stored)).toEqual(customerRegistered(id));
   });
@@ -69,7 +71,7 @@ describe('personal data', () => {
     const stored = await personalData.protect('CustomerRegistered', customerRegistered(id));
     await personalData.forget(id);
     const revealed = (await personalData.reveal('CustomerRegistered', stored)) as Record<string, unknown>;
-    expect(revealed).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED, company: 'Analytical Engines' });
+    expect(revealed).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED, company: ERASED });
 
     const other = await createPersonalData(database.db, { schema: schemas.events });
     expect(await other.reveal('CustomerRegistered', stored)).toMatchObject({ email: ERASED });
@@ -127,6 +129,8 @@ describe('personal data', () => {
 
   it('with a master key, data keys are stored wrapped and still work; bare keys stored before still read', async () => {
     const masterKey = randomBytes(32);
+    // Opened before any key was wrapped (a process started before the master key was configured).
+    const bare = await createPersonalData(database.db, { schema: schemas.events });
     const wrapped = await createPersonalData(database.db, { schema: schemas.events, masterKey });
     const id = randomUUID();
     const stored = await wrapped.protect('CustomerRegistered', customerRegistered(id));
@@ -135,9 +139,10 @@ describe('personal data', () => {
     expect(rows[0]!.data_key.length).toBe(60);
     const again = await createPersonalData(database.db, { schema: schemas.events, masterKey });
     expect(await again.reveal('CustomerRegistered', stored)).toEqual(customerRegistered(id));
-    // Without the master key the wrapped key is useless.
-    const bare = await createPersonalData(database.db, { schema: schemas.events });
+    // Without the master key the wrapped key is useless, and opening without it (or with another) is refused.
     await expect(bare.reveal('CustomerRegistered', stored)).rejects.toThrow(/master key/);
+    await expect(createPersonalData(database.db, { schema: schemas.events })).rejects.toBeInstanceOf(MasterKeyMismatch);
+    await expect(createPersonalData(database.db, { schema: schemas.events, masterKey: randomBytes(32) })).rejects.toBeInstanceOf(MasterKeyMismatch);
     // A key created before the master key was configured still reads.
     const oldId = randomUUID();
     const oldStored = await bare.protect('CustomerRegistered', customerRegistered(oldId));

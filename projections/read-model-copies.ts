@@ -1,0 +1,73 @@
+import { sql, type Kysely } from 'kysely';
+import { ERASED } from '../domain/shared.ts';
+import type { Projection } from './projection.ts';
+
+/**
+ * Copies of the read models that live outside the live schema (`crm replay --schema s
+ * --reporting-schema r`) keep the personal data they were built with. Each copy is registered in
+ * `<read schema>.read_model_copies` when it is made, and the `forget_in_copies` projection erases a
+ * forgotten customer's personal columns in every registered copy, in the same transaction as its
+ * checkpoint, so a forget reaches every copy exactly once, whichever process ran the forget.
+ * (Verification shadow schemas are dropped when the check ends; rebuild shadows become the live tables.)
+ */
+
+/** Read-model columns holding personal data, by table: what a forget erases in a copy. */
+export const PERSONAL_COLUMNS: Readonly<Record<string, readonly string[]>> = {
+  customers: ['name', 'email', 'email_search', 'phone', 'company'],
+  feedback: ['subject'],
+};
+
+const COPIES_TABLE = 'read_model_copies';
+
+export async function migrateReadModelCopies(db: Kysely<any>, readSchema: string): Promise<void> {
+  await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(readSchema)}`.execute(db);
+  await sql`
+    CREATE TABLE IF NOT EXISTS ${sql.id(readSchema, COPIES_TABLE)} (
+      schema_name      text PRIMARY KEY,
+      reporting_schema text,
+      purpose          text NOT NULL,
+      created_at       timestamptz NOT NULL DEFAULT now()
+    )`.execute(db);
+}
+
+/** Records a copy before it is built, so that a copy interrupted half-way is covered too. */
+export async function registerReadModelCopy(
+  db: Kysely<any>,
+  readSchema: string,
+  copy: { schema: string; reportingSchema?: string; purpose: string },
+): Promise<void> {
+  await migrateReadModelCopies(db, readSchema);
+  await sql`
+    INSERT INTO ${sql.id(readSchema, COPIES_TABLE)} (schema_name, reporting_schema, purpose)
+    VALUES (${copy.schema}, ${copy.reportingSchema ?? null}, ${copy.purpose})
+    ON CONFLICT (schema_name) DO UPDATE SET reporting_schema = EXCLUDED.reporting_schema, purpose = EXCLUDED.purpose, created_at = now()`.execute(db);
+}
+
+/** Erases the customers' personal columns in every registered copy that still exists. */
+export async function eraseInCopies(db: Kysely<any>, readSchema: string, customerIds: readonly string[]): Promise<void> {
+  if (customerIds.length === 0) return;
+  const { rows: tables } = await sql<{ schema_name: string; table_name: string }>`
+    SELECT c.schema_name, t.table_name
+      FROM ${sql.id(readSchema, COPIES_TABLE)} c
+      JOIN information_schema.tables t ON t.table_schema = c.schema_name AND t.table_name = ANY(${Object.keys(PERSONAL_COLUMNS)}::text[])
+     ORDER BY c.schema_name, t.table_name`.execute(db);
+  for (const { schema_name, table_name } of tables) {
+    const assignments = PERSONAL_COLUMNS[table_name]!.map((column) => sql`${sql.id(column)} = CASE WHEN ${sql.id(column)} IS NULL THEN NULL ELSE ${ERASED} END`);
+    await sql`
+      UPDATE ${sql.id(schema_name, table_name)} SET ${sql.join(assignments)}
+       WHERE customer_id::text = ANY(${customerIds}::text[])`.execute(db);
+  }
+}
+
+/** Follows `CustomerForgotten` into every registered copy. Owns no tables of its own to compare or swap. */
+export const forgetInCopiesProjection: Projection = {
+  name: 'forget_in_copies',
+  version: 1,
+  tables: [],
+  filter: { eventTypes: ['CustomerForgotten'] },
+  migrate: migrateReadModelCopies,
+  async apply({ trx, schema }, events) {
+    const forgotten = events.flatMap((e) => (e.event.type === 'CustomerForgotten' ? [e.event.data.customerId] : []));
+    await eraseInCopies(trx, schema, forgotten);
+  },
+};
