@@ -11,8 +11,10 @@ import { EventMetadata, type Actor } from '../domain/metadata.ts';
 import type { EventStore, NewEvent } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
+import type { EmailIndex } from '../eventstore/email-index.ts';
 import { invalidState } from '../domain/errors.ts';
 import { aggregateFolders, createStreamCache, loadStream, refOf, streamOf, type AggregateStates, type EventRef, type LoadedStream, type LoadOptions } from './aggregates.ts';
+import { withEmailClaim } from './email-uniqueness.ts';
 import { commandHash, createdIdFor, eventIdFor, uuidV5 } from './ids.ts';
 import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
 
@@ -60,6 +62,8 @@ export interface CrmCommandDeps {
   clock?: () => Date;
   /** Streams whose current state is kept in memory between commands (0 disables). Default 10 000. */
   cachedStreams?: number;
+  /** Who holds each email address: registrations of a taken address are refused. Without it, nothing is checked. */
+  emailIndex?: EmailIndex;
 }
 
 type DomainEventList = { type: string; data: unknown }[];
@@ -238,8 +242,13 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         const result = await run('customer', id, ctx, metadata, command);
         // After CustomerForgotten is stored; re-run on every retry so an interrupted forget completes.
         await personalData.forget(id);
+        await deps.emailIndex?.forget(id);
         return result;
       }
+      case 'RegisterCustomer':
+      case 'ChangeCustomerDetails':
+        if (deps.emailIndex) return withEmailClaim(deps.emailIndex, command, () => run(target.kind, id, ctx, metadata, command), customerOf);
+        break;
       case 'RefundPurchase':
         command.refundId ??= derived('refund');
         break;

@@ -6,8 +6,10 @@ import { Id, IsoDateTime, ShortText, Tag } from '../shared.ts';
  * Customer command payloads as clients send them (strict: unknown fields are refused).
  * Path ids are fields too (`customerId`), so an HTTP route validates `{ ...body, ...params }`.
  */
-/** Compared and stored lower-cased (the decider normalises it). */
+/** Compared and stored normalised (the decider normalises it). */
 const Email = z.email().max(320);
+/** Emails compare trimmed and case-insensitively: `GRACE@navy.example` is `grace@navy.example`. */
+export const normaliseEmail = (email: string): string => email.trim().toLowerCase();
 const Phone = z.string().trim().min(3).max(50).regex(/^[+0-9 ()./-]+$/, 'digits, spaces and + ( ) . / -');
 const Company = z.string().trim().min(1).max(200);
 const OrderId = z.string().trim().min(1).max(100);
@@ -24,6 +26,8 @@ export const RegisterCustomerPayload = z
     tags: z.array(Tag).max(50).optional(),
     source: z.string().trim().min(1).max(100).nullable().optional(),
     marketingConsent: z.boolean().optional(),
+    /** Register even though another customer has this email (normally refused with 409 naming that customer). */
+    allowDuplicate: z.boolean().optional(),
   })
   .strict();
 
