@@ -36,6 +36,8 @@ export const RecordCampaignCostPayload = z
     amount: Amount,
     currency: Currency,
     description: z.string().max(2000).nullable().optional(),
+    /** Accept a cost that takes the campaign's costs beyond its budget (otherwise refused with 422). */
+    allowOverBudget: z.boolean().optional(),
   })
   .strict();
 

@@ -289,6 +289,8 @@ export interface CustomerSnapshot {
   active: boolean;
   forgotten: boolean;
   mergedInto: string | null;
+  /** For campaigns that reach only customers who consented to marketing. */
+  marketingConsent: boolean;
 }
 
 export const customerSnapshot = (state: CustomerState): CustomerSnapshot => ({
@@ -296,6 +298,7 @@ export const customerSnapshot = (state: CustomerState): CustomerSnapshot => ({
   active: state.status === 'active',
   forgotten: state.forgotten,
   mergedInto: state.mergedInto,
+  marketingConsent: state.marketingConsent,
 });
 
 /**

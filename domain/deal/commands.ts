@@ -22,10 +22,11 @@ export const OpenDealPayload = z
   })
   .strict();
 
-/** PATCH of an open deal: amount/currency, owner, expected close, probability override (null clears it). */
+/** PATCH of a deal: title (at any stage); while open, amount/currency, owner, expected close, probability override (null clears it). */
 export const ChangeDealPayload = z
   .object({
     dealId: Id,
+    title: ShortText.optional(),
     amount: Amount.optional(),
     currency: Currency.optional(),
     ownerId: OwnerId.optional(),

@@ -81,6 +81,8 @@ export function summarize(event: CrmEvent): string {
       return 'Personal data forgotten';
     case 'DealOpened':
       return `Deal ${event.data.dealId} opened at stage ${event.data.stage}: ${money(event.data.amount, event.data.currency)}, owner ${event.data.ownerId}, expected close ${event.data.expectedCloseDate}`;
+    case 'DealTitleChanged':
+      return `Deal ${event.data.dealId} renamed`;
     case 'DealAmountChanged':
       return `Deal ${event.data.dealId} amount changed to ${money(event.data.amount, event.data.currency)}`;
     case 'DealOwnerChanged':
