@@ -68,6 +68,9 @@ export interface CrmCommandDeps {
 
 type DomainEventList = { type: string; data: unknown }[];
 
+/** How far a command's `occurredAt` may run ahead of our clock (clients' clocks drift a little). */
+export const BUSINESS_TIME_SKEW_MS = 5 * 60_000;
+
 const invalid = (path: string, message: string, input: unknown) =>
   new z.ZodError([{ code: 'custom', path: [path], message, input }]);
 
@@ -217,7 +220,9 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     const target = commandTargets[type];
     const key = ctx.idempotencyKey;
     const now = clock().toISOString();
-    // A purchase or refund carries its own business time (imports of past orders); else the context's.
+    // A command may carry its own business time (imports of past history); else the context's.
+    if (typeof payload.occurredAt === 'string' && Date.parse(payload.occurredAt) > Date.parse(now) + BUSINESS_TIME_SKEW_MS)
+      throw invalid('occurredAt', `must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`, payload.occurredAt);
     const occurredAt = (payload.occurredAt as string | undefined) ?? ctx.occurredAt ?? now;
     const metadata = EventMetadata.omit({ schemaVersion: true }).parse({
       actor: ctx.actor,

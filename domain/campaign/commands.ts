@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDateTime, ShortText } from '../shared.ts';
+import { Id, IsoDateTime, ShortText, withBusinessTime } from '../shared.ts';
 import { CampaignChannel, ResponseKind, SegmentCriteria } from './events.ts';
 
 const Reason = z.string().max(2000);
@@ -52,7 +52,8 @@ export const RecordCampaignResponsePayload = z
   })
   .strict();
 
-export const campaignCommandSchemas = {
+/** Every command takes `occurredAt` (business time). */
+export const campaignCommandSchemas = withBusinessTime({
   CreateCampaign: CreateCampaignPayload,
   ScheduleCampaign: ScheduleCampaignPayload,
   LaunchCampaign: LaunchCampaignPayload,
@@ -62,7 +63,7 @@ export const campaignCommandSchemas = {
   CancelCampaign: CancelCampaignPayload,
   RecordCampaignCost: RecordCampaignCostPayload,
   RecordCampaignResponse: RecordCampaignResponsePayload,
-} as const;
+} as const);
 
 type P<K extends keyof typeof campaignCommandSchemas> = z.infer<(typeof campaignCommandSchemas)[K]>;
 type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;

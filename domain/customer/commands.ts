@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDateTime, ShortText, Tag } from '../shared.ts';
+import { Id, IsoDateTime, ShortText, Tag, withBusinessTime } from '../shared.ts';
 
 /**
  * Customer command payloads as clients send them (strict: unknown fields are refused).
@@ -76,7 +76,8 @@ export const DeactivateCustomerPayload = z.object({ customerId: Id, reason: Reas
 export const ReactivateCustomerPayload = z.object({ customerId: Id }).strict();
 export const ForgetCustomerPayload = z.object({ customerId: Id }).strict();
 
-export const customerCommandSchemas = {
+/** Every command takes `occurredAt` (business time), but merging and forgetting (they happen now). */
+export const customerCommandSchemas = withBusinessTime({
   RegisterCustomer: RegisterCustomerPayload,
   ChangeCustomerDetails: ChangeCustomerDetailsPayload,
   TagCustomer: TagCustomerPayload,
@@ -87,7 +88,7 @@ export const customerCommandSchemas = {
   DeactivateCustomer: DeactivateCustomerPayload,
   ReactivateCustomer: ReactivateCustomerPayload,
   ForgetCustomer: ForgetCustomerPayload,
-} as const;
+} as const, ['MergeCustomer', 'ForgetCustomer'] as const);
 
 type P<K extends keyof typeof customerCommandSchemas> = z.infer<(typeof customerCommandSchemas)[K]>;
 /** Every command reaches `decide` with its business time, filled by the handler. */
