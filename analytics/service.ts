@@ -170,7 +170,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const cohorts = cohortTable(purchaseDays, lastMonth);
     const firstMonth = cohorts[0]?.cohort ?? lastMonth;
     const periods = retentionRates(purchaseDays, firstMonth, lastMonth, fit.activeWindowDays ?? 365);
-    const monthly = completeMonths(await monthlyRevenueUpTo(db, schema, asOfDay), asOfDay);
+    const { months: monthly, partialMonth } = completeMonths(await monthlyRevenueUpTo(db, schema, asOfDay), asOfDay, dayOf(clock()));
     const forecast = forecastRevenue(monthly, fit.forecastHorizon ?? 6);
     lap('retentionForecastMs');
 
@@ -192,7 +192,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       },
       segments: { rfmCutoffs, clusters: clusters.profiles.map((p, i) => ({ cluster: i, customers: clusters.sizes[i], ...p })) },
       retention: { cohorts: cohorts.length, periods: periods.length, activeWindowDays: fit.activeWindowDays ?? 365, lastCrr: periods[periods.length - 1]?.crr ?? null },
-      forecast: { months: monthly.length, methods: forecast.methods.map((f) => ({ method: f.method, backtest: f.backtest, parameters: f.parameters })) },
+      forecast: { months: monthly.length, lastCompleteMonth: monthly.at(-1)?.month ?? null, partialMonth, methods: forecast.methods.map((f) => ({ method: f.method, backtest: f.backtest, parameters: f.parameters })) },
     };
 
     const version = await db.transaction().execute(async (trx) => {
@@ -256,6 +256,40 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       refunds: aggregate.refunds,
       complaints: aggregate.complaints,
       openComplaints: aggregate.complaintsOpen,
+    };
+  }
+
+  /**
+   * A customer's scores at the end of `asOf` (a calendar day): aggregates rebuilt from the events with
+   * business time up to that day, scored with the latest model or the given version. Null when the
+   * customer is unknown to the analytics or the model version does not exist; null figures when the
+   * customer had not bought by then.
+   */
+  async function customerAsOf(customerId: string, asOf: string, version?: number) {
+    const known = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${t('analytics_customer')} WHERE customer_id = ${customerId}::uuid`.execute(db);
+    if (known.rows[0]!.n === 0) return null;
+    const model = version === undefined ? await loadLatestModel(db, modelSchema) : await loadModelRecord(db, modelSchema, version);
+    if (version !== undefined && !model) return null;
+    const day = dayOf(`${asOf}T00:00:00Z`);
+    const aggregate = (await aggregatesAsOf(db, schema, day, customerId)).get(customerId);
+    const p = aggregate?.purchases ?? null;
+    const score = model && aggregate && p ? scoreCustomer(model, aggregate, day) : null;
+    const unit = model?.params.timeUnit ?? 'week';
+    return {
+      customerId,
+      asOf,
+      modelVersion: model?.version ?? null,
+      clv: score?.clv ?? null,
+      expectedPurchases: score?.expectedPurchases ?? null,
+      pAlive: score?.pAlive ?? null,
+      expectedSpend: score?.expectedSpend ?? null,
+      churnScore: score?.churnScore ?? null,
+      segment: score?.segment ?? null,
+      cluster: score?.cluster ?? null,
+      rfm: p ? { ...rfmOf(p, day, unit), timeUnit: unit, scores: score?.rfmScore ?? null } : null,
+      firstPurchaseDay: p ? dayToIsoDate(p.firstDay) : null,
+      lastPurchaseDay: p ? dayToIsoDate(p.lastDay) : null,
+      netValue: p?.totalValue ?? 0,
     };
   }
 
@@ -381,12 +415,14 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
   /** Revenue forecast computed now from the daily revenue (complete months only). */
   async function forecast(filters: { horizon?: number; holdout?: number; from?: string } = {}) {
     const end = await observationEndDay();
-    if (end === null) return { history: [], methods: [] };
-    const monthly = completeMonths(await monthlyRevenueUpTo(db, schema, end), end).filter((h) => !filters.from || h.month >= filters.from);
-    return forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout);
+    if (end === null) return { history: [], methods: [], lastCompleteMonth: null, partialMonth: null };
+    const { months, partialMonth } = completeMonths(await monthlyRevenueUpTo(db, schema, end), end, dayOf(clock()));
+    const monthly = months.filter((h) => !filters.from || h.month >= filters.from);
+    // Fitted and backtested on complete months only; the running month is named, not used.
+    return { ...forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout), lastCompleteMonth: months.at(-1)?.month ?? null, partialMonth };
   }
 
-  return { fitModels, latestModel, model: (version: number) => latestModel(version), customer, clv, churn, retention, satisfaction, segments, forecast, observationEndDay };
+  return { fitModels, latestModel, model: (version: number) => latestModel(version), customer, customerAsOf, clv, churn, retention, satisfaction, segments, forecast, observationEndDay };
 }
 
 export type AnalyticsService = ReturnType<typeof createAnalyticsService>;
@@ -408,15 +444,20 @@ function baseRateChurn(examples: readonly ChurnExample[], reason: string): Churn
 }
 
 /**
- * Months from the first with revenue to the last complete one before `day` (a month still running
- * would look like a collapse), with months without revenue as 0.
+ * Months from the first with revenue to the last complete one (months without revenue as 0), and the
+ * month left out because it is still running. A month is complete when the data reach its last day
+ * (`day`, the observation end) and the calendar has passed it (`today`): a month still running would
+ * look like a collapse and wreck both the fit and the backtest.
  */
-function completeMonths(rows: readonly MonthlyValue[], day: number): MonthlyValue[] {
-  if (rows.length === 0) return [];
-  const nextDayMonth = monthOfDay(day + 1);
-  const last = nextDayMonth !== monthOfDay(day) ? monthOfDay(day) : addMonths(monthOfDay(day), -1);
+export function completeMonths(rows: readonly MonthlyValue[], day: number, today: number): { months: MonthlyValue[]; partialMonth: string | null } {
+  const byData = monthOfDay(day + 1) !== monthOfDay(day) ? monthOfDay(day) : addMonths(monthOfDay(day), -1);
+  const byCalendar = addMonths(monthOfDay(today), -1);
+  const last = byData < byCalendar ? byData : byCalendar;
+  const partial = addMonths(last, 1);
+  const partialMonth = rows.some((r) => r.month >= partial) ? partial : null;
+  if (rows.length === 0) return { months: [], partialMonth };
   const byMonth = new Map(rows.map((r) => [r.month, r.value]));
-  const out: MonthlyValue[] = [];
-  for (let month = rows[0]!.month; month <= last; month = addMonths(month, 1)) out.push({ month, value: byMonth.get(month) ?? 0 });
-  return out;
+  const months: MonthlyValue[] = [];
+  for (let month = rows[0]!.month; month <= last; month = addMonths(month, 1)) months.push({ month, value: byMonth.get(month) ?? 0 });
+  return { months, partialMonth };
 }
