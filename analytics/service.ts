@@ -14,6 +14,7 @@ import { rfmOf } from './models/rfm.ts';
 import { addMonths, dayOf, dayToIsoDate, monthOfDay, type TimeUnit } from './models/time.ts';
 import { csat, nps } from './models/satisfaction.ts';
 import { upsertScores } from './tables.ts';
+import { customerRetentionClv, RETENTION_CLV_SQL, retentionClvParams } from './retention-clv.ts';
 
 /** Not enough history to fit (too few customers, or no churned/retained customers to learn from). */
 export class InsufficientData extends Error {
@@ -38,6 +39,8 @@ export interface FitOptions {
   forecastHorizon?: number;
   /** Retention: a customer counts as active with a purchase in this many days before a date. */
   activeWindowDays?: number;
+  /** Share of revenue that is margin, for the discounted-retention CLV (default 1: revenue). */
+  marginRate?: number;
 }
 
 export interface AnalyticsServiceOptions {
@@ -174,7 +177,8 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const forecast = forecastRevenue(monthly, fit.forecastHorizon ?? 6);
     lap('retentionForecastMs');
 
-    const params: ModelParams = { timeUnit, horizon, discountRate, churnWindowDays, bgnbd: bgnbd.params, gammaGamma: gammaGamma.params, churn: training.model, rfmCutoffs, clusters };
+    const clvRetention = retentionClvParams(periods, fit.marginRate ?? 1, discountRate, timeUnit);
+    const params: ModelParams = { timeUnit, horizon, discountRate, churnWindowDays, bgnbd: bgnbd.params, gammaGamma: gammaGamma.params, churn: training.model, rfmCutoffs, clusters, clvRetention };
     const metrics = {
       customers: buyers.length,
       fits: {
@@ -242,6 +246,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       modelVersion: model?.version ?? null,
       observationEnd: end ? dayToIsoDate(end) : null,
       clv: score?.clv ?? null,
+      ...retentionClvOf(model, aggregate.purchases, end),
       expectedPurchases: score?.expectedPurchases ?? null,
       pAlive: score?.pAlive ?? null,
       expectedSpend: score?.expectedSpend ?? null,
@@ -280,6 +285,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       asOf,
       modelVersion: model?.version ?? null,
       clv: score?.clv ?? null,
+      ...retentionClvOf(model, p, day),
       expectedPurchases: score?.expectedPurchases ?? null,
       pAlive: score?.pAlive ?? null,
       expectedSpend: score?.expectedSpend ?? null,
@@ -398,13 +404,26 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
 
   async function segments() {
     const model = await loadModelRecord(db, modelSchema);
-    const { rows } = await sql<Row>`SELECT segment, count(*)::int AS customers, avg(clv)::float AS mean_clv, sum(clv)::float AS total_clv,
-      avg(churn_score)::float AS mean_churn_score FROM ${m('analytics_scores')} GROUP BY segment ORDER BY customers DESC, segment`.execute(db);
+    const clvRetention = model?.params.clvRetention ?? null;
+    // With the latest model's parameters (null without them); scores of older versions count with today's parameters.
+    const { rows } = await sql<Row>`SELECT s.segment, count(*)::int AS customers, avg(s.clv)::float AS mean_clv, sum(s.clv)::float AS total_clv,
+      avg(s.churn_score)::float AS mean_churn_score, avg(${sql.raw(RETENTION_CLV_SQL.clv)})::float AS mean_clv_retention
+      FROM ${m('analytics_scores')} s JOIN ${t('analytics_customer')} c USING (customer_id)
+      LEFT JOIN ${sql.raw(RETENTION_CLV_SQL.params(`${quoteId(modelSchema)}.analytics_models`, String(model?.version ?? 0)))} ON true
+      GROUP BY s.segment ORDER BY customers DESC, s.segment`.execute(db);
     const clusters = await sql<Row>`SELECT cluster, count(*)::int AS customers, avg(clv)::float AS mean_clv FROM ${m('analytics_scores')} GROUP BY cluster ORDER BY cluster`.execute(db);
     return {
       modelVersion: model?.version ?? null,
       rfmCutoffs: model?.params.rfmCutoffs ?? null,
-      segments: rows.map((r) => ({ segment: String(r.segment), customers: Number(r.customers), meanClv: Number(r.mean_clv), totalClv: Number(r.total_clv), meanChurnScore: Number(r.mean_churn_score) })),
+      clvRetentionParameters: clvRetention,
+      segments: rows.map((r) => ({
+        segment: String(r.segment),
+        customers: Number(r.customers),
+        meanClv: Number(r.mean_clv),
+        totalClv: Number(r.total_clv),
+        meanClvRetention: r.mean_clv_retention === null ? null : Number(r.mean_clv_retention),
+        meanChurnScore: Number(r.mean_churn_score),
+      })),
       clusters: clusters.rows.map((r) => {
         const i = Number(r.cluster);
         return { cluster: i, customers: Number(r.customers), meanClv: Number(r.mean_clv), centroid: model?.params.clusters.profiles[i] ?? null };
@@ -426,6 +445,15 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
 }
 
 export type AnalyticsService = ReturnType<typeof createAnalyticsService>;
+
+const quoteId = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** `clvRetention` beside the BG/NBD `clv`, with the parameters it used (nulls without a model that has them or without purchases). */
+function retentionClvOf(model: StoredModel | null, purchases: CustomerAggregate['purchases'], day: number) {
+  const params = model?.params.clvRetention ?? null;
+  if (!params || !purchases) return { clvRetention: null, clvRetentionParameters: params, marginPerMonth: null };
+  return { ...customerRetentionClv(params, purchases, Math.max(day, purchases.lastDay)), clvRetentionParameters: params };
+}
 
 /** An intercept-only churn model at the observed churn rate (0.5 with no examples), with null metrics. */
 function baseRateChurn(examples: readonly ChurnExample[], reason: string): ChurnTraining {

@@ -41,6 +41,7 @@ export const FitModelsBody = z
     clusters: z.number().int().min(2).max(12).optional().describe('k of k-means (default 4)'),
     forecastHorizon: z.number().int().min(1).max(36).optional().describe('Months to forecast (default 6)'),
     activeWindowDays: z.number().int().min(1).max(3650).optional().describe('Retention: active = a purchase within this many days (default 365)'),
+    marginRate: z.number().min(0).max(1).optional().describe('Share of revenue that is margin, for the discounted-retention CLV `clvRetention` (default 1: revenue)'),
   })
   .nullish();
 

@@ -5,7 +5,9 @@ import type { Role } from '../../api/roles.ts';
 import { seededRandom } from '../../analytics/models/random.ts';
 import { simulateBgNbdCustomer } from '../../analytics/models/bgnbd.ts';
 import { startApi, type ApiHarness } from '../api/support.ts';
+import { sql } from 'kysely';
 import { loadLatestModel } from '../../analytics/model-store.ts';
+import { createAnalyticsReportingViews } from '../../analytics/reporting.ts';
 import { scoreCustomer } from '../../analytics/scoring.ts';
 import { dayOf, dayToIsoDate } from '../../analytics/models/time.ts';
 
@@ -191,5 +193,35 @@ describe('analytics routes', () => {
     expect(forecast).toMatchObject({ lastCompleteMonth: '2024-05', partialMonth: '2024-06' });
     expect(forecast.history.at(-1).month).toBe('2024-05');
     expect(forecast.methods[0].forecast[0].month).toBe('2024-06');
+  });
+
+  it('serves the discounted-retention CLV beside the BG/NBD clv, per customer and per segment, with its parameters, and in a reporting view', async () => {
+    const id = customerIds[0]!;
+    const figures = (await app.inject({ method: 'GET', url: `/analytics/customers/${id}`, headers: auth('analyst') })).json();
+    const params = figures.clvRetentionParameters;
+    expect(params).toMatchObject({ period: 'month', marginRate: 1 });
+    expect(params.retentionRate).toBeGreaterThan(0);
+    expect(params.retentionRate).toBeLessThan(1);
+    // The model's 0.01 per week as a monthly rate.
+    expect(params.discountRate).toBeCloseTo(1.01 ** (365.25 / 12 / 7) - 1, 12);
+    const scoredDay = Math.max(dayOf(`${figures.observationEnd}T00:00:00Z`), dayOf(`${figures.lastPurchaseDay}T00:00:00Z`));
+    const months = Math.max(1, (scoredDay - dayOf(`${figures.firstPurchaseDay}T00:00:00Z`)) / (365.25 / 12));
+    const margin = figures.netValue / months;
+    expect(figures.marginPerMonth).toBeCloseTo(margin, 9);
+    expect(figures.clvRetention).toBeCloseTo(margin / (1 + params.discountRate - params.retentionRate), 9);
+    expect(typeof figures.clv).toBe('number');
+
+    const segments = (await app.inject({ method: 'GET', url: '/analytics/segments', headers: auth('analyst') })).json();
+    expect(segments.clvRetentionParameters).toEqual(params);
+    for (const segment of segments.segments) expect(segment.meanClvRetention).toBeGreaterThan(0);
+
+    const reporting = `${h.schemas.reporting}_analytics`;
+    await createAnalyticsReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: reporting });
+    const { rows } = await sql<{ clv_retention: number; retention_rate: number; margin_rate: number; discount_rate: number }>`SELECT clv_retention, retention_rate, margin_rate, discount_rate
+      FROM ${sql.id(reporting, 'analytics_clv_retention')} WHERE customer_id = ${id}::uuid`.execute(h.database.db);
+    expect(rows[0]!.clv_retention).toBeCloseTo(figures.clvRetention, 6);
+    expect(rows[0]).toMatchObject({ retention_rate: params.retentionRate, margin_rate: 1 });
+    const bySegment = await sql<{ segment: string; mean_clv_retention: number }>`SELECT segment, mean_clv_retention FROM ${sql.id(reporting, 'analytics_segments')}`.execute(h.database.db);
+    for (const s of segments.segments) expect(bySegment.rows.find((r) => r.segment === s.segment)!.mean_clv_retention).toBeCloseTo(s.meanClvRetention, 6);
   });
 });
