@@ -238,26 +238,12 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const aggregate = aggregateFromRow(row);
     const model = await loadLatestModel(db, modelSchema);
     const end = (await observationEndDay()) ?? 0;
-    const score = model ? scoreCustomer(model, aggregate, end) : null;
-    const unit = model?.params.timeUnit ?? 'week';
-    const rfm = aggregate.purchases ? rfmOf(aggregate.purchases, Math.max(end, aggregate.purchases.lastDay), unit) : null;
     return {
       customerId,
       modelVersion: model?.version ?? null,
       observationEnd: end ? dayToIsoDate(end) : null,
-      clv: score?.clv ?? null,
-      ...retentionClvOf(model, aggregate.purchases, end),
-      expectedPurchases: score?.expectedPurchases ?? null,
-      pAlive: score?.pAlive ?? null,
-      expectedSpend: score?.expectedSpend ?? null,
-      churnScore: score?.churnScore ?? null,
-      segment: score?.segment ?? null,
-      cluster: score?.cluster ?? null,
-      rfm: rfm ? { ...rfm, timeUnit: unit, scores: score?.rfmScore ?? null } : null,
+      ...figuresOf(model, aggregate, end),
       cohort: (row.cohort as string | null) ?? null,
-      firstPurchaseDay: aggregate.purchases ? dayToIsoDate(aggregate.purchases.firstDay) : null,
-      lastPurchaseDay: aggregate.purchases ? dayToIsoDate(aggregate.purchases.lastDay) : null,
-      netValue: aggregate.purchases?.totalValue ?? 0,
       refunds: aggregate.refunds,
       complaints: aggregate.complaints,
       openComplaints: aggregate.complaintsOpen,
@@ -277,26 +263,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     if (version !== undefined && !model) return null;
     const day = dayOf(`${asOf}T00:00:00Z`);
     const aggregate = (await aggregatesAsOf(db, schema, day, customerId)).get(customerId);
-    const p = aggregate?.purchases ?? null;
-    const score = model && aggregate && p ? scoreCustomer(model, aggregate, day) : null;
-    const unit = model?.params.timeUnit ?? 'week';
-    return {
-      customerId,
-      asOf,
-      modelVersion: model?.version ?? null,
-      clv: score?.clv ?? null,
-      ...retentionClvOf(model, p, day),
-      expectedPurchases: score?.expectedPurchases ?? null,
-      pAlive: score?.pAlive ?? null,
-      expectedSpend: score?.expectedSpend ?? null,
-      churnScore: score?.churnScore ?? null,
-      segment: score?.segment ?? null,
-      cluster: score?.cluster ?? null,
-      rfm: p ? { ...rfmOf(p, day, unit), timeUnit: unit, scores: score?.rfmScore ?? null } : null,
-      firstPurchaseDay: p ? dayToIsoDate(p.firstDay) : null,
-      lastPurchaseDay: p ? dayToIsoDate(p.lastDay) : null,
-      netValue: p?.totalValue ?? 0,
-    };
+    return { customerId, asOf, modelVersion: model?.version ?? null, ...figuresOf(model, aggregate, day) };
   }
 
   const scoreItem = (r: Row) => ({
@@ -445,6 +412,27 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
 }
 
 export type AnalyticsService = ReturnType<typeof createAnalyticsService>;
+
+/** A customer's scores, RFM and both CLVs at a day, from their aggregate (null figures before a model or a purchase). */
+function figuresOf(model: StoredModel | null, aggregate: CustomerAggregate | undefined, day: number) {
+  const p = aggregate?.purchases ?? null;
+  const score = model && aggregate && p ? scoreCustomer(model, aggregate, day) : null;
+  const unit = model?.params.timeUnit ?? 'week';
+  return {
+    clv: score?.clv ?? null,
+    ...retentionClvOf(model, p, day),
+    expectedPurchases: score?.expectedPurchases ?? null,
+    pAlive: score?.pAlive ?? null,
+    expectedSpend: score?.expectedSpend ?? null,
+    churnScore: score?.churnScore ?? null,
+    segment: score?.segment ?? null,
+    cluster: score?.cluster ?? null,
+    rfm: p ? { ...rfmOf(p, day, unit), timeUnit: unit, scores: score?.rfmScore ?? null } : null,
+    firstPurchaseDay: p ? dayToIsoDate(p.firstDay) : null,
+    lastPurchaseDay: p ? dayToIsoDate(p.lastDay) : null,
+    netValue: p?.totalValue ?? 0,
+  };
+}
 
 const quoteId = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
