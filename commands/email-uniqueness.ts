@@ -6,7 +6,7 @@ import type { EmailIndex } from '../eventstore/email-index.ts';
 export const ABANDONED_CLAIM_SECONDS = 60;
 
 /**
- * Holds the address for `customerId` before its registration (or email change) is appended, or refuses
+ * Holds the address for `customerId` (`fresh` when it was not already theirs) before its registration (or email change) is appended, or refuses
  * with 409 `customer.email_taken` naming the customer who has it (the primary, if that one was merged).
  * The claim is made first and is atomic (see eventstore/email-index.ts), so two concurrent registrations
  * of one address cannot both pass.
@@ -16,12 +16,12 @@ export async function claimEmail(
   email: string,
   customerId: string,
   customerOf: (id: string) => Promise<CustomerSnapshot>,
-): Promise<void> {
+): Promise<{ fresh: boolean }> {
   const result = await index.claim(email, customerId);
-  if (result.claimed) return;
+  if (result.claimed) return { fresh: result.fresh };
   const holder = await customerOf(result.holder);
   // Abandoned (never registered) or forgotten in a race with this claim: the address is free.
-  if ((!holder.exists || holder.forgotten) && (await index.takeOver(email, result.holder, customerId, holder.forgotten ? 0 : ABANDONED_CLAIM_SECONDS))) return;
+  if ((!holder.exists || holder.forgotten) && (await index.takeOver(email, result.holder, customerId, holder.forgotten ? 0 : ABANDONED_CLAIM_SECONDS))) return { fresh: true };
   const existing = holder.mergedInto ?? result.holder;
   throw invalidState('customer.email_taken', `Customer ${existing} already has this email address`, 'email', {
     customerId: existing,
@@ -46,8 +46,15 @@ export async function withEmailClaim<R>(
   const self = await customerOf(customerId);
   const registering = command.type === 'RegisterCustomer';
   if (registering ? self.exists : !self.exists || self.forgotten || self.mergedInto) return run();
-  await claimEmail(index, email, customerId, customerOf);
-  const result = await run();
+  const { fresh } = await claimEmail(index, email, customerId, customerOf);
+  let result: R;
+  try {
+    result = await run();
+  } catch (error) {
+    // Refused or failed (a stale If-Match, the store down): the address is not this customer's after all.
+    if (fresh) await index.release(email, customerId).catch(() => undefined);
+    throw error;
+  }
   if (!registering) await index.releaseOthers(customerId, email);
   return result;
 }

@@ -20,13 +20,15 @@ export interface EmailIndex {
   /** The customer holding this address now (undefined when free). */
   holder(email: string): Promise<string | undefined>;
   /** Claims the address for the customer; answers the holder when someone else already holds it. */
-  claim(email: string, customerId: string): Promise<{ claimed: true } | { claimed: false; holder: string }>;
+  claim(email: string, customerId: string): Promise<{ claimed: true; fresh: boolean } | { claimed: false; holder: string }>;
   /**
    * Replaces a holder whose registration never happened with this customer, if its claim is older than
    * `olderThanSeconds` (database clock: a younger claim may belong to a registration still in flight).
    * False when the holder changed meanwhile or the claim is too young.
    */
   takeOver(email: string, staleHolder: string, customerId: string, olderThanSeconds: number): Promise<boolean>;
+  /** Frees this address if the customer holds it (a claim whose command then failed). */
+  release(email: string, customerId: string): Promise<void>;
   /** Frees every address of the customer except `keep` (after an email change). */
   releaseOthers(customerId: string, keep: string): Promise<void>;
   /** Deletes every row of the customer (forget). */
@@ -57,14 +59,14 @@ export async function createEmailIndex(db: Kysely<any>, options: EmailIndexOptio
     const { rows } = await sql<{ customer_id: string }>`SELECT customer_id FROM ${table} WHERE email_hmac = ${hmac(email)}`.execute(db);
     return rows[0]?.customer_id;
   };
-  const claim = async (email: string, customerId: string): Promise<{ claimed: true } | { claimed: false; holder: string }> => {
+  const claim = async (email: string, customerId: string): Promise<{ claimed: true; fresh: boolean } | { claimed: false; holder: string }> => {
     for (;;) {
       const { rows } = await sql<{ customer_id: string }>`INSERT INTO ${table} (email_hmac, customer_id) VALUES (${hmac(email)}, ${customerId})
         ON CONFLICT (email_hmac) DO NOTHING RETURNING customer_id`.execute(db);
-      if (rows.length > 0) return { claimed: true };
+      if (rows.length > 0) return { claimed: true, fresh: true };
       const current = await holder(email);
       // Freed between the insert and the read (a forget): try again.
-      if (current) return current === customerId ? { claimed: true } : { claimed: false, holder: current };
+      if (current) return current === customerId ? { claimed: true, fresh: false } : { claimed: false, holder: current };
     }
   };
   return {
@@ -75,6 +77,9 @@ export async function createEmailIndex(db: Kysely<any>, options: EmailIndexOptio
         WHERE email_hmac = ${hmac(email)} AND customer_id = ${staleHolder}
           AND claimed_at < now() - make_interval(secs => ${olderThanSeconds})`.execute(db);
       return Number(result.numAffectedRows ?? 0) > 0;
+    },
+    async release(email, customerId) {
+      await sql`DELETE FROM ${table} WHERE email_hmac = ${hmac(email)} AND customer_id = ${customerId}`.execute(db);
     },
     async releaseOthers(customerId, keep) {
       await sql`DELETE FROM ${table} WHERE customer_id = ${customerId} AND email_hmac <> ${hmac(keep)}`.execute(db);

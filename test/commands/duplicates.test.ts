@@ -99,6 +99,16 @@ describe('duplicate registrations', () => {
     });
   });
 
+  it('an email change that fails (stale expected revision) leaves the new address free', async () => {
+    const customer = await register(`stale-${randomUUID()}@navy.example`);
+    const wanted = `wanted-${randomUUID()}@navy.example`;
+    await expect(
+      commands.execute({ type: 'ChangeCustomerDetails', customerId: customer.id, email: wanted }, ctx({ expectedRevision: customer.revision + 5 })),
+    ).rejects.toThrow();
+    expect(await emailIndex.holder(wanted)).toBeUndefined();
+    expect((await register(wanted)).id).not.toBe(customer.id);
+  });
+
   it('forgetting a customer removes their lookup entry and frees the address', async () => {
     const email = `forget-${randomUUID()}@navy.example`;
     const customer = await register(email);
