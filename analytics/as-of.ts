@@ -10,8 +10,10 @@ import { dayToIsoDate } from './models/time.ts';
  * value of its order's day even when it came after the cutoff, and a complaint reopened after the
  * cutoff counts by its latest resolution.
  */
-export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: number): Promise<Map<string, CustomerAggregate>> {
+export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: number, customerId?: string): Promise<Map<string, CustomerAggregate>> {
   const cutoff = dayToIsoDate(day);
+  // One customer (GET /analytics/customers/:id?asOf=) or all of them (fitting).
+  const only = customerId === undefined ? sql`true` : sql`customer_id = ${customerId}::uuid`;
   const end = `${dayToIsoDate(day + 1)}T00:00:00Z`;
   const t = (name: string) => sql.id(schema, name);
   const result = new Map<string, CustomerAggregate>();
@@ -29,14 +31,14 @@ export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: numbe
   const purchases = await sql<Record<string, unknown>>`
     SELECT customer_id::text AS id, min(day) AS first_day, max(day) AS last_day, count(*)::int AS days, sum(value)::float AS total,
       (array_agg(value ORDER BY day))[1]::float AS first_value
-    FROM ${t('analytics_purchase_day')} WHERE day <= ${cutoff}::date GROUP BY customer_id`.execute(db);
+    FROM ${t('analytics_purchase_day')} WHERE day <= ${cutoff}::date AND ${only} GROUP BY customer_id`.execute(db);
   for (const r of purchases.rows) {
     get(String(r.id)).purchases = {
       firstDay: dayOfDate(r.first_day), lastDay: dayOfDate(r.last_day), purchaseDays: Number(r.days), totalValue: Number(r.total), firstDayValue: Number(r.first_value),
     };
   }
   const activity = await sql<{ id: string; kind: string; n: number }>`
-    SELECT customer_id::text AS id, kind, sum(count)::int AS n FROM ${t('analytics_activity')} WHERE day <= ${cutoff}::date GROUP BY 1, 2`.execute(db);
+    SELECT customer_id::text AS id, kind, sum(count)::int AS n FROM ${t('analytics_activity')} WHERE day <= ${cutoff}::date AND ${only} GROUP BY 1, 2`.execute(db);
   for (const r of activity.rows) {
     const a = result.get(r.id);
     if (!a) continue; // activity of customers who never bought is not modelled
@@ -51,7 +53,7 @@ export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: numbe
       count(*) FILTER (WHERE resolved_at IS NULL OR resolved_at >= ${end}::timestamptz)::int AS open,
       count(*) FILTER (WHERE resolved_at < ${end}::timestamptz)::int AS resolved,
       coalesce(sum(resolution_seconds) FILTER (WHERE resolved_at < ${end}::timestamptz), 0)::float AS seconds
-    FROM ${t('analytics_feedback')} WHERE kind = 'complaint' AND submitted_at < ${end}::timestamptz GROUP BY 1`.execute(db);
+    FROM ${t('analytics_feedback')} WHERE kind = 'complaint' AND submitted_at < ${end}::timestamptz AND ${only} GROUP BY 1`.execute(db);
   for (const r of complaints.rows) {
     const a = result.get(String(r.id));
     if (!a) continue;
@@ -65,7 +67,7 @@ export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: numbe
       count(*) FILTER (WHERE status = 'open' OR closed_at >= ${end}::timestamptz)::int AS open,
       count(*) FILTER (WHERE status = 'won' AND closed_at < ${end}::timestamptz)::int AS won,
       count(*) FILTER (WHERE status = 'lost' AND closed_at < ${end}::timestamptz)::int AS lost
-    FROM ${t('analytics_deal')} WHERE opened_at < ${end}::timestamptz GROUP BY 1`.execute(db);
+    FROM ${t('analytics_deal')} WHERE opened_at < ${end}::timestamptz AND ${only} GROUP BY 1`.execute(db);
   for (const r of deals.rows) {
     const a = result.get(String(r.id));
     if (!a) continue;

@@ -4,6 +4,7 @@
  * projection runner's `reportingViews` hook expects; `createAnalyticsReportingViews` runs them directly.
  */
 import { sql, type Kysely } from 'kysely';
+import { RETENTION_CLV_SQL } from './retention-clv.ts';
 
 const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
@@ -11,6 +12,7 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
   const r = (t: string) => `${q(readSchema)}.${q(t)}`;
   const v = (t: string) => `${q(reportingSchema)}.${q(t)}`;
   const latest = `(SELECT max(version) FROM ${r('analytics_models')})`;
+  const retentionParams = RETENTION_CLV_SQL.params(r('analytics_models'), latest);
   const statements = [
     `CREATE OR REPLACE VIEW ${v('analytics_customers')} AS
       SELECT c.customer_id, c.cohort, c.first_day AS first_purchase_day, c.last_day AS last_purchase_day,
@@ -34,9 +36,14 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
         CASE WHEN nps_responses > 0 THEN (100.0 * (promoters - detractors) / nps_responses)::float END AS nps
       FROM ${r('analytics_satisfaction')}`,
     `CREATE OR REPLACE VIEW ${v('analytics_segments')} AS
-      SELECT segment, count(*)::int AS customers, avg(clv) AS mean_clv, sum(clv) AS total_clv,
-        avg(churn_score) AS mean_churn_score, avg(p_alive) AS mean_p_alive
-      FROM ${r('analytics_scores')} GROUP BY segment`,
+      SELECT s.segment, count(*)::int AS customers, avg(s.clv) AS mean_clv, sum(s.clv) AS total_clv,
+        avg(s.churn_score) AS mean_churn_score, avg(s.p_alive) AS mean_p_alive, avg(${RETENTION_CLV_SQL.clv}) AS mean_clv_retention
+      FROM ${r('analytics_scores')} s JOIN ${r('analytics_customer')} c USING (customer_id) LEFT JOIN ${retentionParams} ON true
+      GROUP BY s.segment`,
+    `CREATE OR REPLACE VIEW ${v('analytics_clv_retention')} AS
+      SELECT s.customer_id, s.segment, s.clv, ${RETENTION_CLV_SQL.clv} AS clv_retention, ${RETENTION_CLV_SQL.marginPerMonth} AS margin_per_month,
+        p.retention_rate, p.margin_rate, p.discount_rate, p.model_version, s.observation_end AS scored_at
+      FROM ${r('analytics_scores')} s JOIN ${r('analytics_customer')} c USING (customer_id) LEFT JOIN ${retentionParams} ON true`,
     `CREATE OR REPLACE VIEW ${v('analytics_models')} AS
       SELECT version, fitted_at, as_of, time_unit, horizon, discount_rate,
         (params->'bgnbd'->>'r')::float AS bgnbd_r, (params->'bgnbd'->>'alpha')::float AS bgnbd_alpha,
@@ -55,7 +62,9 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
     analytics_customers: 'One row per customer: running aggregates and the latest scores (CLV, expected purchases, P(alive), churn, RFM, segment, cluster). Definitions: analytics/ANALYTICS.md',
     analytics_revenue_monthly: 'Purchases, revenue, refunds and net revenue per month (business time, UTC)',
     analytics_satisfaction: 'CSAT (share of 4-5 on 1-5) and NPS (promoters 9-10 minus detractors 0-6, points) per month and feedback channel',
-    analytics_segments: 'Customers, CLV and churn per RFM segment (latest scores)',
+    analytics_segments: 'Customers, CLV (BG/NBD and discounted-retention) and churn per RFM segment (latest scores)',
+    analytics_clv_retention:
+      'Per customer: discounted-retention CLV = margin_per_month / (1 + discount_rate - retention_rate) (monthly, infinite horizon, end of period) beside the BG/NBD clv, with the parameters of the latest model',
     analytics_models: 'Fitted model versions: BG/NBD and Gamma-Gamma parameters, churn AUC and log loss, all metrics as JSON',
     analytics_retention: 'CRR = (E - N) / S per month, from the latest model fit',
     analytics_cohorts: 'Cohorts by first-purchase month: active customers and retention rate k months later, from the latest model fit',

@@ -1,4 +1,5 @@
 import type { BgNbdParams } from './models/bgnbd.ts';
+import type { RetentionClvParams } from './retention-clv.ts';
 import type { GammaGammaParams } from './models/gamma-gamma.ts';
 import { customerValue } from './models/customer-value.ts';
 import { churnScore, type ChurnFeatures, type ChurnModel } from './models/churn.ts';
@@ -17,6 +18,8 @@ export interface ModelParams {
   churn: ChurnModel;
   rfmCutoffs: RfmCutoffs;
   clusters: ClusterModel;
+  /** Discounted-retention CLV parameters (absent in models fitted before it was served, or without a retention period). */
+  clvRetention?: RetentionClvParams | null;
 }
 
 export interface StoredModel {

@@ -14,6 +14,7 @@ import { rfmOf } from './models/rfm.ts';
 import { addMonths, dayOf, dayToIsoDate, monthOfDay, type TimeUnit } from './models/time.ts';
 import { csat, nps } from './models/satisfaction.ts';
 import { upsertScores } from './tables.ts';
+import { customerRetentionClv, RETENTION_CLV_SQL, retentionClvParams } from './retention-clv.ts';
 
 /** Not enough history to fit (too few customers, or no churned/retained customers to learn from). */
 export class InsufficientData extends Error {
@@ -38,6 +39,8 @@ export interface FitOptions {
   forecastHorizon?: number;
   /** Retention: a customer counts as active with a purchase in this many days before a date. */
   activeWindowDays?: number;
+  /** Share of revenue that is margin, for the discounted-retention CLV (default 1: revenue). */
+  marginRate?: number;
 }
 
 export interface AnalyticsServiceOptions {
@@ -170,11 +173,12 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const cohorts = cohortTable(purchaseDays, lastMonth);
     const firstMonth = cohorts[0]?.cohort ?? lastMonth;
     const periods = retentionRates(purchaseDays, firstMonth, lastMonth, fit.activeWindowDays ?? 365);
-    const monthly = completeMonths(await monthlyRevenueUpTo(db, schema, asOfDay), asOfDay);
+    const { months: monthly, partialMonth } = completeMonths(await monthlyRevenueUpTo(db, schema, asOfDay), asOfDay, dayOf(clock()));
     const forecast = forecastRevenue(monthly, fit.forecastHorizon ?? 6);
     lap('retentionForecastMs');
 
-    const params: ModelParams = { timeUnit, horizon, discountRate, churnWindowDays, bgnbd: bgnbd.params, gammaGamma: gammaGamma.params, churn: training.model, rfmCutoffs, clusters };
+    const clvRetention = retentionClvParams(periods, fit.marginRate ?? 1, discountRate, timeUnit);
+    const params: ModelParams = { timeUnit, horizon, discountRate, churnWindowDays, bgnbd: bgnbd.params, gammaGamma: gammaGamma.params, churn: training.model, rfmCutoffs, clusters, clvRetention };
     const metrics = {
       customers: buyers.length,
       fits: {
@@ -192,7 +196,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       },
       segments: { rfmCutoffs, clusters: clusters.profiles.map((p, i) => ({ cluster: i, customers: clusters.sizes[i], ...p })) },
       retention: { cohorts: cohorts.length, periods: periods.length, activeWindowDays: fit.activeWindowDays ?? 365, lastCrr: periods[periods.length - 1]?.crr ?? null },
-      forecast: { months: monthly.length, methods: forecast.methods.map((f) => ({ method: f.method, backtest: f.backtest, parameters: f.parameters })) },
+      forecast: { months: monthly.length, lastCompleteMonth: monthly.at(-1)?.month ?? null, partialMonth, methods: forecast.methods.map((f) => ({ method: f.method, backtest: f.backtest, parameters: f.parameters })) },
     };
 
     const version = await db.transaction().execute(async (trx) => {
@@ -234,29 +238,32 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const aggregate = aggregateFromRow(row);
     const model = await loadLatestModel(db, modelSchema);
     const end = (await observationEndDay()) ?? 0;
-    const score = model ? scoreCustomer(model, aggregate, end) : null;
-    const unit = model?.params.timeUnit ?? 'week';
-    const rfm = aggregate.purchases ? rfmOf(aggregate.purchases, Math.max(end, aggregate.purchases.lastDay), unit) : null;
     return {
       customerId,
       modelVersion: model?.version ?? null,
       observationEnd: end ? dayToIsoDate(end) : null,
-      clv: score?.clv ?? null,
-      expectedPurchases: score?.expectedPurchases ?? null,
-      pAlive: score?.pAlive ?? null,
-      expectedSpend: score?.expectedSpend ?? null,
-      churnScore: score?.churnScore ?? null,
-      segment: score?.segment ?? null,
-      cluster: score?.cluster ?? null,
-      rfm: rfm ? { ...rfm, timeUnit: unit, scores: score?.rfmScore ?? null } : null,
+      ...figuresOf(model, aggregate, end),
       cohort: (row.cohort as string | null) ?? null,
-      firstPurchaseDay: aggregate.purchases ? dayToIsoDate(aggregate.purchases.firstDay) : null,
-      lastPurchaseDay: aggregate.purchases ? dayToIsoDate(aggregate.purchases.lastDay) : null,
-      netValue: aggregate.purchases?.totalValue ?? 0,
       refunds: aggregate.refunds,
       complaints: aggregate.complaints,
       openComplaints: aggregate.complaintsOpen,
     };
+  }
+
+  /**
+   * A customer's scores at the end of `asOf` (a calendar day): aggregates rebuilt from the events with
+   * business time up to that day, scored with the latest model or the given version. Null when the
+   * customer is unknown to the analytics or the model version does not exist; null figures when the
+   * customer had not bought by then.
+   */
+  async function customerAsOf(customerId: string, asOf: string, version?: number) {
+    const known = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${t('analytics_customer')} WHERE customer_id = ${customerId}::uuid`.execute(db);
+    if (known.rows[0]!.n === 0) return null;
+    const model = version === undefined ? await loadLatestModel(db, modelSchema) : await loadModelRecord(db, modelSchema, version);
+    if (version !== undefined && !model) return null;
+    const day = dayOf(`${asOf}T00:00:00Z`);
+    const aggregate = (await aggregatesAsOf(db, schema, day, customerId)).get(customerId);
+    return { customerId, asOf, modelVersion: model?.version ?? null, ...figuresOf(model, aggregate, day) };
   }
 
   const scoreItem = (r: Row) => ({
@@ -364,13 +371,26 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
 
   async function segments() {
     const model = await loadModelRecord(db, modelSchema);
-    const { rows } = await sql<Row>`SELECT segment, count(*)::int AS customers, avg(clv)::float AS mean_clv, sum(clv)::float AS total_clv,
-      avg(churn_score)::float AS mean_churn_score FROM ${m('analytics_scores')} GROUP BY segment ORDER BY customers DESC, segment`.execute(db);
+    const clvRetention = model?.params.clvRetention ?? null;
+    // With the latest model's parameters (null without them); scores of older versions count with today's parameters.
+    const { rows } = await sql<Row>`SELECT s.segment, count(*)::int AS customers, avg(s.clv)::float AS mean_clv, sum(s.clv)::float AS total_clv,
+      avg(s.churn_score)::float AS mean_churn_score, avg(${sql.raw(RETENTION_CLV_SQL.clv)})::float AS mean_clv_retention
+      FROM ${m('analytics_scores')} s JOIN ${t('analytics_customer')} c USING (customer_id)
+      LEFT JOIN ${sql.raw(RETENTION_CLV_SQL.params(`${quoteId(modelSchema)}.analytics_models`, String(model?.version ?? 0)))} ON true
+      GROUP BY s.segment ORDER BY customers DESC, s.segment`.execute(db);
     const clusters = await sql<Row>`SELECT cluster, count(*)::int AS customers, avg(clv)::float AS mean_clv FROM ${m('analytics_scores')} GROUP BY cluster ORDER BY cluster`.execute(db);
     return {
       modelVersion: model?.version ?? null,
       rfmCutoffs: model?.params.rfmCutoffs ?? null,
-      segments: rows.map((r) => ({ segment: String(r.segment), customers: Number(r.customers), meanClv: Number(r.mean_clv), totalClv: Number(r.total_clv), meanChurnScore: Number(r.mean_churn_score) })),
+      clvRetentionParameters: clvRetention,
+      segments: rows.map((r) => ({
+        segment: String(r.segment),
+        customers: Number(r.customers),
+        meanClv: Number(r.mean_clv),
+        totalClv: Number(r.total_clv),
+        meanClvRetention: r.mean_clv_retention === null ? null : Number(r.mean_clv_retention),
+        meanChurnScore: Number(r.mean_churn_score),
+      })),
       clusters: clusters.rows.map((r) => {
         const i = Number(r.cluster);
         return { cluster: i, customers: Number(r.customers), meanClv: Number(r.mean_clv), centroid: model?.params.clusters.profiles[i] ?? null };
@@ -381,15 +401,47 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
   /** Revenue forecast computed now from the daily revenue (complete months only). */
   async function forecast(filters: { horizon?: number; holdout?: number; from?: string } = {}) {
     const end = await observationEndDay();
-    if (end === null) return { history: [], methods: [] };
-    const monthly = completeMonths(await monthlyRevenueUpTo(db, schema, end), end).filter((h) => !filters.from || h.month >= filters.from);
-    return forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout);
+    if (end === null) return { history: [], methods: [], lastCompleteMonth: null, partialMonth: null };
+    const { months, partialMonth } = completeMonths(await monthlyRevenueUpTo(db, schema, end), end, dayOf(clock()));
+    const monthly = months.filter((h) => !filters.from || h.month >= filters.from);
+    // Fitted and backtested on complete months only; the running month is named, not used.
+    return { ...forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout), lastCompleteMonth: months.at(-1)?.month ?? null, partialMonth };
   }
 
-  return { fitModels, latestModel, model: (version: number) => latestModel(version), customer, clv, churn, retention, satisfaction, segments, forecast, observationEndDay };
+  return { fitModels, latestModel, model: (version: number) => latestModel(version), customer, customerAsOf, clv, churn, retention, satisfaction, segments, forecast, observationEndDay };
 }
 
 export type AnalyticsService = ReturnType<typeof createAnalyticsService>;
+
+/** A customer's scores, RFM and both CLVs at a day, from their aggregate (null figures before a model or a purchase). */
+function figuresOf(model: StoredModel | null, aggregate: CustomerAggregate | undefined, day: number) {
+  const p = aggregate?.purchases ?? null;
+  const score = model && aggregate && p ? scoreCustomer(model, aggregate, day) : null;
+  const unit = model?.params.timeUnit ?? 'week';
+  return {
+    clv: score?.clv ?? null,
+    ...retentionClvOf(model, p, day),
+    expectedPurchases: score?.expectedPurchases ?? null,
+    pAlive: score?.pAlive ?? null,
+    expectedSpend: score?.expectedSpend ?? null,
+    churnScore: score?.churnScore ?? null,
+    segment: score?.segment ?? null,
+    cluster: score?.cluster ?? null,
+    rfm: p ? { ...rfmOf(p, day, unit), timeUnit: unit, scores: score?.rfmScore ?? null } : null,
+    firstPurchaseDay: p ? dayToIsoDate(p.firstDay) : null,
+    lastPurchaseDay: p ? dayToIsoDate(p.lastDay) : null,
+    netValue: p?.totalValue ?? 0,
+  };
+}
+
+const quoteId = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** `clvRetention` beside the BG/NBD `clv`, with the parameters it used (nulls without a model that has them or without purchases). */
+function retentionClvOf(model: StoredModel | null, purchases: CustomerAggregate['purchases'], day: number) {
+  const params = model?.params.clvRetention ?? null;
+  if (!params || !purchases) return { clvRetention: null, clvRetentionParameters: params, marginPerMonth: null };
+  return { ...customerRetentionClv(params, purchases, Math.max(day, purchases.lastDay)), clvRetentionParameters: params };
+}
 
 /** An intercept-only churn model at the observed churn rate (0.5 with no examples), with null metrics. */
 function baseRateChurn(examples: readonly ChurnExample[], reason: string): ChurnTraining {
@@ -408,15 +460,20 @@ function baseRateChurn(examples: readonly ChurnExample[], reason: string): Churn
 }
 
 /**
- * Months from the first with revenue to the last complete one before `day` (a month still running
- * would look like a collapse), with months without revenue as 0.
+ * Months from the first with revenue to the last complete one (months without revenue as 0), and the
+ * month left out because it is still running. A month is complete when the data reach its last day
+ * (`day`, the observation end) and the calendar has passed it (`today`): a month still running would
+ * look like a collapse and wreck both the fit and the backtest.
  */
-function completeMonths(rows: readonly MonthlyValue[], day: number): MonthlyValue[] {
-  if (rows.length === 0) return [];
-  const nextDayMonth = monthOfDay(day + 1);
-  const last = nextDayMonth !== monthOfDay(day) ? monthOfDay(day) : addMonths(monthOfDay(day), -1);
+export function completeMonths(rows: readonly MonthlyValue[], day: number, today: number): { months: MonthlyValue[]; partialMonth: string | null } {
+  const byData = monthOfDay(day + 1) !== monthOfDay(day) ? monthOfDay(day) : addMonths(monthOfDay(day), -1);
+  const byCalendar = addMonths(monthOfDay(today), -1);
+  const last = byData < byCalendar ? byData : byCalendar;
+  const partial = addMonths(last, 1);
+  const partialMonth = rows.some((r) => r.month >= partial) ? partial : null;
+  if (rows.length === 0) return { months: [], partialMonth };
   const byMonth = new Map(rows.map((r) => [r.month, r.value]));
-  const out: MonthlyValue[] = [];
-  for (let month = rows[0]!.month; month <= last; month = addMonths(month, 1)) out.push({ month, value: byMonth.get(month) ?? 0 });
-  return out;
+  const months: MonthlyValue[] = [];
+  for (let month = rows[0]!.month; month <= last; month = addMonths(month, 1)) months.push({ month, value: byMonth.get(month) ?? 0 });
+  return { months, partialMonth };
 }

@@ -67,6 +67,8 @@ export interface ReadModelQueries {
   listCustomers(query: Record<string, unknown>): Promise<Page>;
   getCustomer(id: string): Promise<ReadRecord | undefined>;
   customerTimeline(id: string, query: Record<string, unknown>): Promise<Page | undefined>;
+  /** `GET /customers/duplicates` (projections/queries/duplicates.ts). */
+  likelyDuplicates(query: { limit?: number }): Promise<{ items: unknown[] }>;
   listDeals(query: Record<string, unknown>): Promise<Page>;
   getDeal(id: string): Promise<ReadRecord | undefined>;
   pipeline(query: Record<string, unknown>): Promise<ReadRecord>;

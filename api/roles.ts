@@ -52,6 +52,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'POST /customers/:id/deactivate', access: ['admin', 'sales', 'support'], summary: 'deactivate the customer', ifMatch: 'required' },
   { route: 'POST /customers/:id/reactivate', access: ['admin', 'sales', 'support'], summary: 'reactivate the customer', ifMatch: 'required' },
   { route: 'GET /customers', access: ALL, summary: 'list, filter, search, sort, cursor' },
+  { route: 'GET /customers/duplicates', access: ALL, summary: 'likely duplicates (same email, phone or name) for a merge' },
   { route: 'GET /customers/:id', access: ALL, summary: 'one customer (also ?asOf=)' },
   { route: 'GET /customers/:id/timeline', access: ALL, summary: 'what happened to a customer' },
   { route: 'GET /customers/:id/export', access: ['admin', 'support', 'auditor'], summary: 'subject access request export' },

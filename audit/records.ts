@@ -218,6 +218,9 @@ const dealFold: Folder<DealRecord> = (record, event, at) => {
   if (!record) return record;
   const r: DealRecord = { ...record, updatedAt: at };
   switch (event.type) {
+    case 'DealTitleChanged':
+      r.title = event.data.title;
+      break;
     case 'DealAmountChanged':
       r.amount = event.data.amount;
       r.currency = event.data.currency;
@@ -264,6 +267,7 @@ const withCampaignFigures = (r: CampaignRecord): CampaignRecord => ({
   ...r,
   roi: r.costs > 0 ? roundAsNumeric((r.revenue - r.costs) / r.costs, 6) : null,
   conversionRate: r.responses.sent > 0 ? roundAsNumeric(r.responses.converted / r.responses.sent, 6) : null,
+  overBudget: r.costs > r.budget,
 });
 
 const campaignFold: Folder<CampaignRecord> = (record, event, at) => {
@@ -285,6 +289,7 @@ const campaignFold: Folder<CampaignRecord> = (record, event, at) => {
       revenue: 0,
       roi: null,
       conversionRate: null,
+      overBudget: false,
       createdAt: at,
       launchedAt: null,
       completedAt: null,

@@ -5,6 +5,7 @@ import { sql } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
 import { EventStoreUnavailable } from '../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../eventstore/personal-data.ts';
+import { createEmailIndex } from '../eventstore/email-index.ts';
 import { connectPostgres, createPostgresEventStore, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
 import { toUnavailable } from '../eventstore/postgres/database.ts';
 import type { ApiDeps, ReadModelProgress } from '../api/deps.ts';
@@ -223,7 +224,8 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     closers.push(() => store.close());
     // Keys live beside the events in SQL even with EventStoreDB: forgetting must be able to delete them.
     const personalData = await createPersonalData(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
-    const commands = createCrmCommands({ store, personalData });
+    const emailIndex = await createEmailIndex(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
+    const commands = createCrmCommands({ store, personalData, emailIndex });
     if (!options.holdSetUpLock) await setUpDone();
     // Live only: forgetting reaches the registered copies (`crm replay`) through `forget_in_copies`.
     const projections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.schemas.read }), forgetInCopiesProjection];

@@ -346,7 +346,8 @@ export function buildDemoPlan(options: DemoOptions): DemoAction[] {
         type: 'RecordCampaignCost',
         campaignId,
         costId: `${label}-media`,
-        amount: money(plan.budget * between(random, 0.3, 0.55)),
+        // Setup and media together stay within the budget (a cost beyond it needs allowOverBudget).
+        amount: money(plan.budget * between(random, 0.3, 0.45)),
         currency: 'EUR',
         description: 'Media and delivery',
       });

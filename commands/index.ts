@@ -11,8 +11,10 @@ import { EventMetadata, type Actor } from '../domain/metadata.ts';
 import type { EventStore, NewEvent } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
+import type { EmailIndex } from '../eventstore/email-index.ts';
 import { invalidState } from '../domain/errors.ts';
 import { aggregateFolders, createStreamCache, loadStream, refOf, streamOf, type AggregateStates, type EventRef, type LoadedStream, type LoadOptions } from './aggregates.ts';
+import { withEmailClaim } from './email-uniqueness.ts';
 import { commandHash, createdIdFor, eventIdFor, uuidV5 } from './ids.ts';
 import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
 
@@ -64,9 +66,14 @@ export interface CrmCommandDeps {
   clock?: () => Date;
   /** Streams whose current state is kept in memory between commands (0 disables). Default 10 000. */
   cachedStreams?: number;
+  /** Who holds each email address: registrations of a taken address are refused. Without it, nothing is checked. */
+  emailIndex?: EmailIndex;
 }
 
 type DomainEventList = { type: string; data: unknown }[];
+
+/** How far a command's `occurredAt` may run ahead of our clock (clients' clocks drift a little). */
+export const BUSINESS_TIME_SKEW_MS = 5 * 60_000;
 
 const invalid = (path: string, message: string, input: unknown) =>
   new z.ZodError([{ code: 'custom', path: [path], message, input }]);
@@ -217,7 +224,9 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     const target = commandTargets[type];
     const key = ctx.idempotencyKey;
     const now = clock().toISOString();
-    // A purchase or refund carries its own business time (imports of past orders); else the context's.
+    // A command may carry its own business time (imports of past history); else the context's.
+    if (typeof payload.occurredAt === 'string' && Date.parse(payload.occurredAt) > Date.parse(now) + BUSINESS_TIME_SKEW_MS)
+      throw invalid('occurredAt', `must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`, payload.occurredAt);
     const occurredAt = (payload.occurredAt as string | undefined) ?? ctx.occurredAt ?? now;
     const metadata = EventMetadata.omit({ schemaVersion: true }).parse({
       actor: ctx.actor,
@@ -254,8 +263,13 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
           if (forgotten.position > position) position = forgotten.position;
           eventIds.push(...forgotten.eventIds);
         }
+        await deps.emailIndex?.forget(id);
         return { ...result, position, eventIds };
       }
+      case 'RegisterCustomer':
+      case 'ChangeCustomerDetails':
+        if (deps.emailIndex) return withEmailClaim(deps.emailIndex, command, () => run(target.kind, id, ctx, metadata, command), customerOf);
+        break;
       case 'RefundPurchase':
         command.refundId ??= derived('refund');
         break;

@@ -2,7 +2,7 @@ import { DecisionTreeClassifier } from 'ml-cart';
 import { GaussianNB } from 'ml-naivebayes';
 import { accuracy, auc, brier, calibration, logLoss, type CalibrationBin } from './metrics.ts';
 import { fitLogisticMl, fitLogisticNewton, predictLogistic, type LogisticModel } from './logistic.ts';
-import { fitGaussianNaiveBayes, naiveBayesScore } from './naive-bayes.ts';
+import { calibrateNaiveBayes, fitGaussianNaiveBayes, naiveBayesScore } from './naive-bayes.ts';
 import { fitStandardiser, standardise, type Standardiser } from './standardise.ts';
 
 /** Behavioural features of a customer at a cutoff (all counts up to and including the cutoff). */
@@ -85,7 +85,7 @@ export interface ChurnTraining {
   };
   comparison: {
     decisionTree: ClassifierMetrics & { trainSize: number };
-    naiveBayes: ClassifierMetrics & { implementation: string };
+    naiveBayes: ClassifierMetrics & { implementation: string; uncalibrated: { logLoss: number | null; accuracy: number | null } };
     /** Share of test rows where ml-naivebayes' GaussianNB predicts another class than the textbook one. */
     mlNaiveBayesDisagreement: number;
   };
@@ -156,12 +156,14 @@ export function trainChurnModels(examples: readonly ChurnExample[], options: Chu
     return distribution.columns > 1 ? distribution.get(0, 1) : 0;
   });
 
-  const nb = fitGaussianNaiveBayes(Xtrain, labelsTrain);
+  const rawNb = fitGaussianNaiveBayes(Xtrain, labelsTrain);
+  const nb = calibrateNaiveBayes(rawNb, Xtrain, labelsTrain);
   const nbScores = Xtest.map((x) => naiveBayesScore(nb, x));
+  const rawNbScores = Xtest.map((x) => naiveBayesScore(rawNb, x));
   const packageNb = new GaussianNB();
   packageNb.train(Xtrain, labelsTrain);
   const packagePredictions = packageNb.predict(Xtest);
-  const disagreements = packagePredictions.filter((p, i) => p !== (nbScores[i]! >= 0.5 ? 1 : 0)).length;
+  const disagreements = packagePredictions.filter((p, i) => p !== (rawNbScores[i]! >= 0.5 ? 1 : 0)).length;
 
   return {
     model,
@@ -175,7 +177,11 @@ export function trainChurnModels(examples: readonly ChurnExample[], options: Chu
     },
     comparison: {
       decisionTree: { ...metricsOf(labelsTest, treeScores), trainSize: treeRows.length },
-      naiveBayes: { ...metricsOf(labelsTest, nbScores), implementation: 'own Gaussian naive Bayes (analytics/models/naive-bayes.ts)' },
+      naiveBayes: {
+        ...metricsOf(labelsTest, nbScores),
+        implementation: 'own Gaussian naive Bayes (analytics/models/naive-bayes.ts), Platt-calibrated on the training rows',
+        uncalibrated: { logLoss: metricsOf(labelsTest, rawNbScores).logLoss, accuracy: metricsOf(labelsTest, rawNbScores).accuracy },
+      },
       mlNaiveBayesDisagreement: disagreements / test.length,
     },
   };

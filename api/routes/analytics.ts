@@ -41,6 +41,7 @@ export const FitModelsBody = z
     clusters: z.number().int().min(2).max(12).optional().describe('k of k-means (default 4)'),
     forecastHorizon: z.number().int().min(1).max(36).optional().describe('Months to forecast (default 6)'),
     activeWindowDays: z.number().int().min(1).max(3650).optional().describe('Retention: active = a purchase within this many days (default 365)'),
+    marginRate: z.number().min(0).max(1).optional().describe('Share of revenue that is margin, for the discounted-retention CLV `clvRetention` (default 1: revenue)'),
   })
   .nullish();
 
@@ -164,14 +165,28 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     {
       schema: {
         tags,
-        summary: "A customer's CLV, expected purchases, P(alive), churn score, segment and RFM, at the latest business time seen",
+        summary: "A customer's CLV, expected purchases, P(alive), churn score, segment and RFM, at the latest business time seen or at the end of `asOf`",
+        description:
+          'With `asOf=YYYY-MM-DD`: the figures at the end of that day, from events with business time up to it, scored with the latest model or `model=<version>`.',
         params: IdParams,
-        querystring: z.strictObject({ ...WaitForQuery }),
+        querystring: z.strictObject({
+          asOf: IsoDate.optional().describe('Day (YYYY-MM-DD): the scores at its end'),
+          model: z.coerce.number().int().min(1).max(2_147_483_647).optional().describe('Model version to score with (default: the latest); only with asOf'),
+          ...WaitForQuery,
+        }),
         response: { 200: Loose, ...errors },
       },
     },
     async (request) => {
+      const { asOf, model } = request.query;
+      if (model !== undefined && asOf === undefined) throw validationProblem([{ field: 'model', message: 'only with asOf' }]);
       await wait(request.query.waitFor);
+      if (asOf !== undefined) {
+        if (model !== undefined && !(await analytics.model(model))) throw new ProblemError('not_found', `No model version ${model}.`);
+        const past = await analytics.customerAsOf(request.params.id, asOf, model);
+        if (!past) throw new ProblemError('not_found', `No analytics for customer ${request.params.id} (unknown, or no analytics event yet).`);
+        return past;
+      }
       const figures = await analytics.customer(request.params.id);
       if (!figures) throw new ProblemError('not_found', `No analytics for customer ${request.params.id} (unknown, or no analytics event yet).`);
       return figures;
@@ -253,7 +268,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
 
   figures(
     '/analytics/forecast',
-    'Monthly net revenue forecast: trend + seasonal regression and exponential smoothing, each with a backtest (MAPE, RMSE)',
+    'Monthly net revenue forecast: trend + seasonal regression and exponential smoothing, each with a backtest (MAPE, RMSE), fitted on complete months only (`partialMonth` names the running month left out)',
     z.strictObject({
       horizon: z.coerce.number().int().min(1).max(36).default(6).describe('Months ahead'),
       holdout: z.coerce.number().int().min(1).max(24).optional().describe('Months held out for the backtest (default min(6, n/4))'),

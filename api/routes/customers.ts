@@ -110,6 +110,26 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
   });
 
   app.withTypeProvider<ZodTypeProvider>().get(
+    '/customers/duplicates',
+    {
+      schema: {
+        tags,
+        summary: 'Likely duplicates for a merge: customers sharing a normalised email, a phone number or a name',
+        description:
+          'Groups of active or inactive customers; `reason` is `email` (trimmed, case-insensitive), `phone` (same digits) or `name` (case, punctuation and word order ignored). Oldest registration first in each group.',
+        querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(50), waitFor: PageQuery.waitFor }),
+        response: { 200: z.object({ items: z.array(z.object({ reason: z.enum(['email', 'phone', 'name']), customers: z.array(z.record(z.string(), z.unknown())) })) }), 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 503: ProblemSchema },
+      },
+    },
+    async (request) => {
+      await awaitReadModels(context.deps.projections, request.query.waitFor, context.waitForTimeoutMs);
+      const queries = context.deps.queries;
+      if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
+      return forCaller(request, await queries.likelyDuplicates({ limit: request.query.limit }), CUSTOMER_PERSONAL_FIELDS) as { items: { reason: 'email' | 'phone' | 'name'; customers: Record<string, unknown>[] }[] };
+    },
+  );
+
+  app.withTypeProvider<ZodTypeProvider>().get(
     '/customers/:id/timeline',
     {
       schema: {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDateTime, SafeText, ShortText } from '../shared.ts';
+import { Id, IsoDateTime, SafeText, ShortText, withBusinessTime } from '../shared.ts';
 import { CampaignChannel, ResponseKind, SegmentCriteria } from './events.ts';
 
 const Reason = SafeText.max(2000);
@@ -36,6 +36,8 @@ export const RecordCampaignCostPayload = z
     amount: Amount,
     currency: Currency,
     description: SafeText.max(2000).nullable().optional(),
+    /** Accept a cost that takes the campaign's costs beyond its budget (otherwise refused with 422). */
+    allowOverBudget: z.boolean().optional(),
   })
   .strict();
 
@@ -50,7 +52,8 @@ export const RecordCampaignResponsePayload = z
   })
   .strict();
 
-export const campaignCommandSchemas = {
+/** Every command takes `occurredAt` (business time). */
+export const campaignCommandSchemas = withBusinessTime({
   CreateCampaign: CreateCampaignPayload,
   ScheduleCampaign: ScheduleCampaignPayload,
   LaunchCampaign: LaunchCampaignPayload,
@@ -60,7 +63,7 @@ export const campaignCommandSchemas = {
   CancelCampaign: CancelCampaignPayload,
   RecordCampaignCost: RecordCampaignCostPayload,
   RecordCampaignResponse: RecordCampaignResponsePayload,
-} as const;
+} as const);
 
 type P<K extends keyof typeof campaignCommandSchemas> = z.infer<(typeof campaignCommandSchemas)[K]>;
 type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;

@@ -2,7 +2,7 @@ import { assertCustomerUsable } from '../customer/decider.ts';
 import type { Decider } from '../decider.ts';
 import { entryOf, setEntry } from '../entries.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
-import { toMinor } from '../money.ts';
+import { fromMinor, toMinor } from '../money.ts';
 import { isBefore } from '../time.ts';
 import type { CampaignCommand } from './commands.ts';
 import type { CampaignEvent, CampaignStatus, ResponseKind } from './events.ts';
@@ -28,6 +28,8 @@ export interface CampaignState {
   costs: Record<string, { amount: number; currency: string }>;
   /** Kinds of response recorded, per customer id. */
   responses: Record<string, ResponseKind[]>;
+  /** Its target segment's rule: only customers who consented to marketing may be sent to. */
+  marketingConsentOnly: boolean;
 }
 
 export const initialCampaignState = (): CampaignState => ({
@@ -42,6 +44,7 @@ export const initialCampaignState = (): CampaignState => ({
   endsAt: null,
   costs: {},
   responses: {},
+  marketingConsentOnly: false,
 });
 
 export const evolveCampaign = (state: CampaignState, event: CampaignEvent): CampaignState => {
@@ -59,6 +62,7 @@ export const evolveCampaign = (state: CampaignState, event: CampaignEvent): Camp
         status: 'draft',
         startsAt: d.schedule?.startsAt ?? null,
         endsAt: d.schedule?.endsAt ?? null,
+        marketingConsentOnly: d.targetSegment.marketingConsentOnly === true,
       };
     }
     case 'CampaignScheduled':
@@ -86,6 +90,19 @@ export const evolveCampaign = (state: CampaignState, event: CampaignEvent): Camp
 
 const assertScheduleValid = (startsAt: string, endsAt: string | null | undefined, field: string) => {
   if (endsAt && !isBefore(startsAt, endsAt)) throw ruleViolated('campaign.invalid_schedule', 'endsAt must be after startsAt', field);
+};
+
+/** Costs beyond the budget need an explicit `allowOverBudget`: overspend is a decision, not an accident. */
+const assertWithinBudget = (state: CampaignState, amount: number, allowOverBudget: boolean): void => {
+  const spent = Object.values(state.costs).reduce((sum, c) => sum + toMinor(c.amount), 0);
+  const after = spent + toMinor(amount);
+  if (after <= toMinor(state.budget) || allowOverBudget) return;
+  throw ruleViolated(
+    'campaign.over_budget',
+    `This cost takes the campaign's costs to ${fromMinor(after)} ${state.currency}, beyond its budget of ${state.budget}; send allowOverBudget: true to record it`,
+    'amount',
+    { rule: 'budget', budget: state.budget, costs: fromMinor(spent), remaining: fromMinor(Math.max(0, toMinor(state.budget) - spent)) },
+  );
 };
 
 const assertExists = (state: CampaignState, campaignId: string): CampaignStatus => {
@@ -162,6 +179,7 @@ export const decideCampaign = (command: CampaignCommand, state: CampaignState): 
           recordedAmount: previous.amount,
         });
       }
+      assertWithinBudget(state, command.amount, command.allowOverBudget === true);
       return [
         {
           type: 'CampaignCostRecorded',
@@ -180,6 +198,13 @@ export const decideCampaign = (command: CampaignCommand, state: CampaignState): 
       if (!['active', 'paused', 'completed'].includes(status))
         throw invalidState('campaign.not_running', `Campaign ${campaignId} is ${status}: it takes no responses`, 'campaignId', { status });
       assertCustomerUsable(command.customer, command.customerId, { requireActive: false });
+      if (command.kind === 'sent' && state.marketingConsentOnly && !command.customer.marketingConsent)
+        throw ruleViolated(
+          'campaign.marketing_consent_required',
+          `Campaign ${campaignId} is for customers with marketing consent only (marketingConsentOnly); customer ${command.customerId} has not consented`,
+          'customerId',
+          { rule: 'marketingConsentOnly', customerId: command.customerId },
+        );
       if (state.responses[command.customerId]?.includes(command.kind))
         throw invalidState(
           'campaign.response_already_recorded',

@@ -1,13 +1,15 @@
 import { z } from 'zod';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDateTime, SafeText, ShortText, Tag } from '../shared.ts';
+import { Id, IsoDateTime, SafeText, ShortText, Tag, withBusinessTime } from '../shared.ts';
 
 /**
  * Customer command payloads as clients send them (strict: unknown fields are refused).
  * Path ids are fields too (`customerId`), so an HTTP route validates `{ ...body, ...params }`.
  */
-/** Compared and stored lower-cased (the decider normalises it). */
+/** Compared and stored normalised (the decider normalises it). */
 const Email = z.email().max(320);
+/** Emails compare trimmed and case-insensitively: `GRACE@navy.example` is `grace@navy.example`. */
+export const normaliseEmail = (email: string): string => email.trim().toLowerCase();
 const Phone = SafeText.trim().min(3).max(50).regex(/^[+0-9 ()./-]+$/, 'digits, spaces and + ( ) . / -');
 const Company = SafeText.trim().min(1).max(200);
 const OrderId = SafeText.trim().min(1).max(100);
@@ -24,6 +26,8 @@ export const RegisterCustomerPayload = z
     tags: z.array(Tag).max(50).optional(),
     source: SafeText.trim().min(1).max(100).nullable().optional(),
     marketingConsent: z.boolean().optional(),
+    /** Register even though another customer has this email (normally refused with 409 naming that customer). */
+    allowDuplicate: z.boolean().optional(),
   })
   .strict();
 
@@ -72,7 +76,8 @@ export const DeactivateCustomerPayload = z.object({ customerId: Id, reason: Reas
 export const ReactivateCustomerPayload = z.object({ customerId: Id }).strict();
 export const ForgetCustomerPayload = z.object({ customerId: Id }).strict();
 
-export const customerCommandSchemas = {
+/** Every command takes `occurredAt` (business time), but merging and forgetting (they happen now). */
+export const customerCommandSchemas = withBusinessTime({
   RegisterCustomer: RegisterCustomerPayload,
   ChangeCustomerDetails: ChangeCustomerDetailsPayload,
   TagCustomer: TagCustomerPayload,
@@ -83,7 +88,7 @@ export const customerCommandSchemas = {
   DeactivateCustomer: DeactivateCustomerPayload,
   ReactivateCustomer: ReactivateCustomerPayload,
   ForgetCustomer: ForgetCustomerPayload,
-} as const;
+} as const, ['MergeCustomer', 'ForgetCustomer'] as const);
 
 type P<K extends keyof typeof customerCommandSchemas> = z.infer<(typeof customerCommandSchemas)[K]>;
 /** Every command reaches `decide` with its business time, filled by the handler. */

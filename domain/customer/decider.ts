@@ -3,7 +3,7 @@ import { entryOf, setEntry } from '../entries.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { fromMinor, toMinor } from '../money.ts';
 import { ERASED } from '../shared.ts';
-import type { CustomerCommand, MergeCustomer } from './commands.ts';
+import { normaliseEmail, type CustomerCommand, type MergeCustomer } from './commands.ts';
 import type { CustomerEvent } from './events.ts';
 
 export interface CustomerOrder {
@@ -133,7 +133,7 @@ const decideRegister = (c: Extract<CustomerCommand, { type: 'RegisterCustomer' }
       data: {
         customerId: c.customerId,
         name: c.name,
-        email: c.email.toLowerCase(),
+        email: normaliseEmail(c.email),
         phone: c.phone ?? null,
         company: c.company ?? null,
         tags: [...new Set(c.tags ?? [])],
@@ -148,7 +148,7 @@ const decideDetails = (c: Extract<CustomerCommand, { type: 'ChangeCustomerDetail
   // Only what actually changes is recorded: a PATCH that repeats current values appends nothing.
   const changed: { name?: string; email?: string; phone?: string | null; company?: string | null } = {};
   if (c.name !== undefined && c.name !== s.name) changed.name = c.name;
-  if (c.email !== undefined && c.email.toLowerCase() !== s.email) changed.email = c.email.toLowerCase();
+  if (c.email !== undefined && normaliseEmail(c.email) !== s.email) changed.email = normaliseEmail(c.email);
   if (c.phone !== undefined && c.phone !== s.phone) changed.phone = c.phone;
   if (c.company !== undefined && c.company !== s.company) changed.company = c.company;
   const events: CustomerEvent[] = [];
@@ -290,6 +290,8 @@ export interface CustomerSnapshot {
   active: boolean;
   forgotten: boolean;
   mergedInto: string | null;
+  /** For campaigns that reach only customers who consented to marketing. */
+  marketingConsent: boolean;
 }
 
 export const customerSnapshot = (state: CustomerState): CustomerSnapshot => ({
@@ -297,6 +299,7 @@ export const customerSnapshot = (state: CustomerState): CustomerSnapshot => ({
   active: state.status === 'active',
   forgotten: state.forgotten,
   mergedInto: state.mergedInto,
+  marketingConsent: state.marketingConsent,
 });
 
 /**

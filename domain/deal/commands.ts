@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDate, SafeText, ShortText } from '../shared.ts';
+import { Id, IsoDate, SafeText, ShortText, withBusinessTime } from '../shared.ts';
 import { OpenDealStage, Probability } from './events.ts';
 
 const OwnerId = SafeText.trim().min(1).max(200);
@@ -22,10 +22,11 @@ export const OpenDealPayload = z
   })
   .strict();
 
-/** PATCH of an open deal: amount/currency, owner, expected close, probability override (null clears it). */
+/** PATCH of a deal: title (at any stage); while open, amount/currency, owner, expected close, probability override (null clears it). */
 export const ChangeDealPayload = z
   .object({
     dealId: Id,
+    title: ShortText.optional(),
     amount: Amount.optional(),
     currency: Currency.optional(),
     ownerId: OwnerId.optional(),
@@ -42,14 +43,15 @@ export const LoseDealPayload = z.object({ dealId: Id, reason: SafeText.trim().mi
 /** `stage` defaults to the stage the deal was in when it was won or lost. */
 export const ReopenDealPayload = z.object({ dealId: Id, stage: OpenDealStage.optional() }).strict();
 
-export const dealCommandSchemas = {
+/** Every command takes `occurredAt` (business time). */
+export const dealCommandSchemas = withBusinessTime({
   OpenDeal: OpenDealPayload,
   ChangeDeal: ChangeDealPayload,
   MoveDealStage: MoveDealStagePayload,
   WinDeal: WinDealPayload,
   LoseDeal: LoseDealPayload,
   ReopenDeal: ReopenDealPayload,
-} as const;
+} as const);
 
 type P<K extends keyof typeof dealCommandSchemas> = z.infer<(typeof dealCommandSchemas)[K]>;
 type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;

@@ -75,6 +75,8 @@ export const evolveDeal = (state: DealState, event: DealEvent): DealState => {
         probabilityOverride: d.probabilityOverride,
       });
     }
+    case 'DealTitleChanged':
+      return { ...state, title: event.data.title };
     case 'DealAmountChanged':
       return { ...state, amount: event.data.amount, currency: event.data.currency };
     case 'DealOwnerChanged':
@@ -125,8 +127,13 @@ export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] 
       ];
     }
     case 'ChangeDeal': {
-      assertOpen(state, dealId);
       const events: DealEvent[] = [];
+      const { title, dealId: _id, type: _type, occurredAt: _at, ...commercial } = command;
+      // A title alone may change at any stage; anything commercial only while the deal is open.
+      if (Object.keys(commercial).length > 0) assertOpen(state, dealId);
+      else if (!state.exists) throw notFound('deal.not_found', `Deal ${dealId} does not exist`, 'dealId', { dealId });
+      if (title !== undefined && title !== state.title) events.push({ type: 'DealTitleChanged', data: { dealId, title } });
+      if (Object.keys(commercial).length === 0) return events;
       const amount = command.amount ?? state.amount;
       const currency = command.currency ?? state.currency ?? '';
       if (toMinor(amount) !== toMinor(state.amount) || currency !== state.currency)

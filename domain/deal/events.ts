@@ -23,6 +23,8 @@ export const DealOpened = z.object({
   /** Overrides the stage's default win probability when not null. */
   probabilityOverride: Probability.nullable(),
 });
+/** Renamed (a typo, a clearer name): allowed at any stage, it changes nothing commercial. */
+export const DealTitleChanged = z.object({ dealId: Id, title: ShortText });
 export const DealAmountChanged = z.object({ dealId: Id, amount: Amount, currency: Currency });
 export const DealOwnerChanged = z.object({ dealId: Id, ownerId: SafeText.min(1).max(200) });
 export const DealExpectedCloseChanged = z.object({ dealId: Id, expectedCloseDate: IsoDate });
@@ -34,6 +36,7 @@ export const DealReopened = z.object({ dealId: Id, from: z.enum(['won', 'lost'])
 
 export const dealEventSchemas = {
   DealOpened,
+  DealTitleChanged,
   DealAmountChanged,
   DealOwnerChanged,
   DealExpectedCloseChanged,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Id, LongText, SafeText, ShortText } from '../shared.ts';
+import { Id, LongText, SafeText, ShortText, withBusinessTime } from '../shared.ts';
 import { Csat, FeedbackChannel, FeedbackKind, FeedbackPriority, Nps } from './events.ts';
 
 const PersonId = SafeText.trim().min(1).max(200);
@@ -37,7 +37,8 @@ export const RateFeedbackPayload = z
   .object({ feedbackId: Id, csat: Csat, comment: SafeText.max(2000).nullable().optional() })
   .strict();
 
-export const feedbackCommandSchemas = {
+/** Every command takes `occurredAt` (business time). */
+export const feedbackCommandSchemas = withBusinessTime({
   SubmitFeedback: SubmitFeedbackPayload,
   AssignFeedback: AssignFeedbackPayload,
   RespondToFeedback: RespondToFeedbackPayload,
@@ -46,7 +47,7 @@ export const feedbackCommandSchemas = {
   ReopenFeedback: ReopenFeedbackPayload,
   CloseFeedback: CloseFeedbackPayload,
   RateFeedback: RateFeedbackPayload,
-} as const;
+} as const);
 
 type P<K extends keyof typeof feedbackCommandSchemas> = z.infer<(typeof feedbackCommandSchemas)[K]>;
 type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;

@@ -19,6 +19,8 @@ export type CampaignView = {
   roi: number | null;
   /** converted / sent; null before anything was sent. */
   conversionRate: number | null;
+  /** Costs beyond the budget (recorded with allowOverBudget). */
+  overBudget: boolean;
   createdAt: string;
   launchedAt: string | null;
   completedAt: string | null;
@@ -49,6 +51,7 @@ const toCampaignView = (r: Record<string, any>): CampaignView => ({
   revenue: num(r.revenue)!,
   roi: num(r.roi),
   conversionRate: num(r.conversion_rate),
+  overBudget: r.over_budget === true,
   createdAt: iso(r.created_at)!,
   launchedAt: iso(r.launched_at),
   completedAt: iso(r.completed_at),

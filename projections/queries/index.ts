@@ -1,12 +1,14 @@
 import { getCampaign, listCampaigns } from './campaigns.ts';
 import { customerTimeline, getCustomer, listCustomers } from './customers.ts';
 import { getDeal, listDeals, pipeline } from './deals.ts';
+import { likelyDuplicates } from './duplicates.ts';
 import { getFeedback, listFeedback } from './feedback.ts';
 import type { ReadModelSource } from './page.ts';
 
 export * from './campaigns.ts';
 export * from './customers.ts';
 export * from './deals.ts';
+export * from './duplicates.ts';
 export * from './feedback.ts';
 export { type Page, type ReadModelSource } from './page.ts';
 
@@ -19,6 +21,7 @@ export function createReadModelQueries(source: ReadModelSource) {
     listCustomers: (query: Record<string, unknown> = {}) => listCustomers(source, query),
     getCustomer: (id: string) => getCustomer(source, id),
     customerTimeline: (id: string, query: Record<string, unknown> = {}) => customerTimeline(source, id, query),
+    likelyDuplicates: (query: { limit?: number } = {}) => likelyDuplicates(source, query),
     listDeals: (query: Record<string, unknown> = {}) => listDeals(source, query),
     getDeal: (id: string) => getDeal(source, id),
     pipeline: (query: Record<string, unknown> = {}) => pipeline(source, query),

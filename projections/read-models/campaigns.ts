@@ -9,7 +9,8 @@ import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
  * `campaigns`: one row per campaign with its spend and results. ROI and conversion rate are
  * generated columns: ROI = (revenue - costs) / costs (null without costs); conversion rate =
  * converted / sent (null before anything was sent). Revenue counts conversions in the campaign's
- * currency (or with no currency given).
+ * currency (or with no currency given). `over_budget` (generated): costs beyond the budget, which
+ * the command side accepts only with `allowOverBudget`.
  */
 export const CAMPAIGNS: TableSpec = {
   table: 'campaigns',
@@ -62,6 +63,7 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     revenue ${sql.raw(MONEY_TYPE)} NOT NULL DEFAULT 0,
     roi numeric GENERATED ALWAYS AS (CASE WHEN costs > 0 THEN round((revenue - costs) / costs, 6) END) STORED,
     conversion_rate numeric GENERATED ALWAYS AS (CASE WHEN sent_count > 0 THEN round(converted_count::numeric / sent_count, 6) END) STORED,
+    over_budget boolean GENERATED ALWAYS AS (costs > budget) STORED,
     created_at timestamptz NOT NULL,
     launched_at timestamptz,
     completed_at timestamptz,
@@ -158,7 +160,8 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
 
 export const campaignsProjection: Projection = {
   name: 'campaigns',
-  version: 1,
+  // 2: the over_budget column.
+  version: 2,
   tables: ['campaigns'],
   filter: { streamPrefixes: ['campaign-'] },
   migrate,

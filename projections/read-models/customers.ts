@@ -3,7 +3,7 @@ import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
 import { earliest, latest, occurredAt } from './common.ts';
-import { addMoney, MONEY_TYPE, subtractMoney } from './money.ts';
+import { addMoney, minorOfNumeric, MONEY_TYPE, numericOf, subtractMoney } from './money.ts';
 import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
 
 /**
@@ -112,13 +112,14 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
     if (DEAL_LINKED.has(event.type)) linkIds.add(String(data.dealId));
     else if (FEEDBACK_LINKED.has(event.type)) linkIds.add(String(data.feedbackId));
     if (typeof data.customerId === 'string') customerIds.add(data.customerId);
+    if (event.type === 'CustomerMerged') customerIds.add(event.data.duplicateId);
   }
   await links.load(linkIds);
   for (const id of linkIds) {
     const link = links.get(id);
     if (link) customerIds.add(String(link.customer_id));
   }
-  await customers.load(customerIds);
+  await loadWithPrimaries(customers, customerIds);
 
   for (const e of events) {
     const { event } = e;
@@ -139,7 +140,8 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       const from = String(link.state);
       link.state = state;
       links.touch(id);
-      touch(String(link.customer_id), (row) => counter(row, from, state));
+      // A merged duplicate's deals and feedback count for the customer that absorbed it.
+      touch(ownerOf(customers, String(link.customer_id)), (row) => counter(row, from, state));
     };
     switch (event.type) {
       case 'CustomerRegistered': {
@@ -226,9 +228,11 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         }, true);
         break;
       }
-      case 'CustomerMerged':
-        touch(event.data.customerId, () => undefined, true);
+      case 'CustomerMerged': {
+        const duplicate = customers.get(event.data.duplicateId);
+        touch(event.data.customerId, (row) => duplicate && absorb(row, duplicate), true);
         break;
+      }
       case 'CustomerMergedInto':
         touch(event.data.customerId, (row) => {
           row.merged_into = event.data.primaryId;
@@ -301,9 +305,58 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   await customers.flush();
 }
 
+/** Figures of the duplicate's history that the primary takes over on a merge (counted once, at the merge). */
+const ABSORBED_COUNTS = ['order_count', 'open_feedback_count', 'deals_open', 'deals_won', 'deals_lost'] as const;
+
+/**
+ * The primary absorbs a merged duplicate's purchases, refunds, feedback and deals, as the analytics do
+ * (analytics/merge.ts): one person, one set of figures. Revenue stays in the primary's currency (its first
+ * purchase's, or the duplicate's when the primary has bought nothing); purchases in another currency
+ * count as orders only, as for a customer's own purchases. The duplicate's row keeps its figures as they
+ * stood at the merge, marked `merged`.
+ */
+function absorb(primary: Row, duplicate: Row): void {
+  for (const c of ABSORBED_COUNTS) primary[c] = Number(primary[c]) + Number(duplicate[c]);
+  if (duplicate.first_purchase_at !== null) primary.first_purchase_at = earliest(primary.first_purchase_at, isoOf(duplicate.first_purchase_at));
+  if (duplicate.last_purchase_at !== null) primary.last_purchase_at = latest(primary.last_purchase_at, isoOf(duplicate.last_purchase_at));
+  if (duplicate.currency === null) return;
+  primary.currency ??= duplicate.currency;
+  if (String(primary.currency) !== String(duplicate.currency)) return;
+  primary.revenue = numericOf(minorOfNumeric(primary.revenue) + minorOfNumeric(duplicate.revenue));
+  primary.refunded = numericOf(minorOfNumeric(primary.refunded) + minorOfNumeric(duplicate.refunded));
+}
+
+const isoOf = (value: unknown): string => (value instanceof Date ? value.toISOString() : String(value));
+
+/** The customer whose figures a record of `customerId` counts for: itself, or the primary it was merged into. */
+function ownerOf(customers: RowSet, customerId: string): string {
+  let id = customerId;
+  // Merges form chains (B into A, later A into C); bounded in case of a cycle no command can create.
+  for (let hop = 0; hop < 16; hop++) {
+    const next = customers.get(id)?.merged_into;
+    if (typeof next !== 'string' || !customers.get(next)) return id;
+    id = next;
+  }
+  return id;
+}
+
+/** Loads these customers and the primaries they were merged into (following chains). */
+async function loadWithPrimaries(customers: RowSet, ids: Iterable<string>): Promise<void> {
+  let wanted = new Set(ids);
+  for (let hop = 0; hop < 16 && wanted.size > 0; hop++) {
+    await customers.load(wanted);
+    const next = new Set<string>();
+    for (const id of wanted) {
+      const primary = customers.get(id)?.merged_into;
+      if (typeof primary === 'string' && !customers.get(primary)) next.add(primary);
+    }
+    wanted = next;
+  }
+}
+
 export const customersProjection: Projection = {
   name: 'customers',
-  // 2: forgetting erases `company` too (personal data for sole traders).
+  // 2: forgetting erases `company` too (personal data for sole traders); a primary absorbs its merged duplicates' figures.
   version: 2,
   tables: ['customers', 'customer_links'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },

@@ -107,6 +107,9 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       row.probability = probabilityOf(stage, row.probability_override);
     };
     switch (event.type) {
+      case 'DealTitleChanged':
+        row.title = event.data.title;
+        break;
       case 'DealAmountChanged':
         row.amount = numericOf(minorOf(event.data.amount));
         row.currency = event.data.currency;
@@ -156,7 +159,8 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
 
 export const dealsProjection: Projection = {
   name: 'deals',
-  version: 1,
+  // 2: titles change (DealTitleChanged).
+  version: 2,
   tables: ['deals'],
   filter: { streamPrefixes: ['deal-'] },
   migrate,

@@ -81,6 +81,8 @@ export function summarize(event: CrmEvent): string {
       return 'Personal data forgotten';
     case 'DealOpened':
       return `Deal ${event.data.dealId} opened at stage ${event.data.stage}: ${money(event.data.amount, event.data.currency)}, owner ${event.data.ownerId}, expected close ${event.data.expectedCloseDate}`;
+    case 'DealTitleChanged':
+      return `Deal ${event.data.dealId} renamed`;
     case 'DealAmountChanged':
       return `Deal ${event.data.dealId} amount changed to ${money(event.data.amount, event.data.currency)}`;
     case 'DealOwnerChanged':
@@ -149,7 +151,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       customerId = row ? String(row.customer_id) : undefined;
     }
     if (!customerId) continue;
-    entries.push({
+    const entry: Row = {
       event_id: e.id,
       customer_id: customerId,
       position: e.position.toString(),
@@ -160,15 +162,38 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       recorded_at: e.recordedAt,
       actor: e.metadata.actor.userId,
       summary: summarize(event),
-    });
+    };
+    entries.push(entry);
+    if (event.type === 'CustomerMerged') {
+      // The duplicate's history so far becomes the primary's too (the entries of this batch first).
+      await insertRows(trx, schema, TIMELINE, entries.splice(0));
+      await subjects.flush();
+      await absorbTimeline(trx, schema, event.data.customerId, event.data.duplicateId);
+      for (const row of subjects.find((r) => String(r.customer_id) === event.data.duplicateId)) row.customer_id = event.data.customerId;
+    }
   }
   await subjects.flush();
   if (entries.length > 0) await insertRows(trx, schema, TIMELINE, entries);
 }
 
+/**
+ * A merge: the primary's timeline gains a copy of every entry of the duplicate's (its registration,
+ * purchases, deals, feedback), and the duplicate's deals and feedback items now belong to the primary,
+ * so their later events appear there. The duplicate keeps its own entries as they stood.
+ */
+async function absorbTimeline(trx: ProjectionContext['trx'], schema: string, primaryId: string, duplicateId: string): Promise<void> {
+  const t = sql.id(schema, 'customer_timeline');
+  await sql`INSERT INTO ${t} (event_id, customer_id, position, stream, revision, event_type, occurred_at, recorded_at, actor, summary)
+    SELECT event_id, ${primaryId}::uuid, position, stream, revision, event_type, occurred_at, recorded_at, actor, summary
+    FROM ${t} WHERE customer_id = ${duplicateId}::uuid
+    ON CONFLICT (customer_id, position) DO NOTHING`.execute(trx);
+  await sql`UPDATE ${sql.id(schema, 'timeline_subjects')} SET customer_id = ${primaryId}::uuid WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
+}
+
 export const timelineProjection: Projection = {
   name: 'customer_timeline',
-  version: 1,
+  // 2: a primary's timeline includes its merged duplicates' history.
+  version: 2,
   tables: ['customer_timeline', 'timeline_subjects'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-', 'campaign-'] },
   migrate,

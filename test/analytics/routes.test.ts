@@ -5,6 +5,11 @@ import type { Role } from '../../api/roles.ts';
 import { seededRandom } from '../../analytics/models/random.ts';
 import { simulateBgNbdCustomer } from '../../analytics/models/bgnbd.ts';
 import { startApi, type ApiHarness } from '../api/support.ts';
+import { sql } from 'kysely';
+import { loadLatestModel } from '../../analytics/model-store.ts';
+import { createAnalyticsReportingViews } from '../../analytics/reporting.ts';
+import { scoreCustomer } from '../../analytics/scoring.ts';
+import { dayOf, dayToIsoDate } from '../../analytics/models/time.ts';
 
 let h: ApiHarness;
 let app: CrmApp;
@@ -135,5 +140,88 @@ describe('analytics routes', () => {
     for (const path of ['/analytics/models', '/analytics/models/latest', '/analytics/customers/{id}', '/analytics/clv', '/analytics/churn', '/analytics/retention', '/analytics/satisfaction', '/analytics/segments', '/analytics/forecast']) {
       expect(Object.keys(openapi.paths)).toContain(path);
     }
+  });
+
+  it('GET /analytics/customers/:id?asOf= scores from the purchases up to the end of that day, with the latest model or ?model=', async () => {
+    const model = (await loadLatestModel(h.database.db, h.schemas.read))!;
+    // A customer with purchases both before and after the day.
+    let chosen: { id: string; asOf: string; purchases: { day: number; amount: number }[] } | undefined;
+    for (const id of customerIds) {
+      const purchases = (await h.store.readStream(`customer-${id}`))
+        .filter((e) => e.type === 'PurchaseRecorded')
+        .map((e) => ({ day: dayOf(String(e.metadata.occurredAt)), amount: (e.data as { amount: number }).amount }));
+      const days = [...new Set(purchases.map((p) => p.day))].sort((a, b) => a - b);
+      if (days.length >= 4) {
+        chosen = { id, asOf: dayToIsoDate(days[2]!), purchases };
+        break;
+      }
+    }
+    expect(chosen, 'a simulated customer with 4+ purchase days').toBeDefined();
+    const { id, asOf, purchases } = chosen!;
+    const day = dayOf(`${asOf}T00:00:00Z`);
+    // The expected figures, computed here from the customer's own events up to the end of the day.
+    const upTo = purchases.filter((p) => p.day <= day);
+    const byDay = new Map<number, number>();
+    for (const p of upTo) byDay.set(p.day, (byDay.get(p.day) ?? 0) + p.amount);
+    const days = [...byDay.keys()].sort((a, b) => a - b);
+    const summary = { firstDay: days[0]!, lastDay: days.at(-1)!, purchaseDays: days.length, totalValue: upTo.reduce((s, p) => s + p.amount, 0), firstDayValue: byDay.get(days[0]!)! };
+    const none = { refunds: 0, complaints: 0, complaintsOpen: 0, complaintsResolved: 0, resolutionSeconds: 0, responsesOpened: 0, responsesClicked: 0, responsesConverted: 0, responsesUnsubscribed: 0, dealsOpen: 0, dealsWon: 0, dealsLost: 0 };
+    const expected = scoreCustomer(model, { customerId: id, purchases: summary, ...none }, day)!;
+
+    const response = await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${asOf}`, headers: auth('analyst') });
+    expect(response.statusCode, response.body).toBe(200);
+    const past = response.json();
+    expect(past).toMatchObject({ customerId: id, asOf, modelVersion: model.version, segment: expected.segment });
+    expect(past.rfm).toMatchObject({ frequency: 2, recency: expected.rfm.recency, T: expected.rfm.T });
+    for (const key of ['clv', 'expectedPurchases', 'pAlive', 'churnScore'] as const) expect(past[key]).toBeCloseTo(expected[key], 9);
+    // Today's figures differ: later purchases count there.
+    const now = (await app.inject({ method: 'GET', url: `/analytics/customers/${id}`, headers: auth('analyst') })).json();
+    expect(now.rfm.frequency).toBeGreaterThan(2);
+    // The same with the model named; an unknown version is 404, `model` without `asOf` is 400.
+    expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${asOf}&model=${model.version}`, headers: auth('analyst') })).json()).toEqual(past);
+    expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${asOf}&model=99`, headers: auth('analyst') })).statusCode).toBe(404);
+    expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?model=1`, headers: auth('analyst') })).statusCode).toBe(400);
+    expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=2024-02-30`, headers: auth('analyst') })).statusCode).toBe(400);
+    // Before the first purchase: no figures yet.
+    const before = (await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${dayToIsoDate(days[0]! - 1)}`, headers: auth('analyst') })).json();
+    expect(before).toMatchObject({ clv: null, expectedPurchases: null, rfm: null });
+  });
+
+  it('GET /analytics/forecast fits on complete months and names the running one', async () => {
+    const forecast = (await app.inject({ method: 'GET', url: '/analytics/forecast?horizon=3', headers: auth('analyst') })).json();
+    // The simulated purchases end on 2024-06-28, before June is over: June is partial and left out.
+    expect(forecast).toMatchObject({ lastCompleteMonth: '2024-05', partialMonth: '2024-06' });
+    expect(forecast.history.at(-1).month).toBe('2024-05');
+    expect(forecast.methods[0].forecast[0].month).toBe('2024-06');
+  });
+
+  it('serves the discounted-retention CLV beside the BG/NBD clv, per customer and per segment, with its parameters, and in a reporting view', async () => {
+    const id = customerIds[0]!;
+    const figures = (await app.inject({ method: 'GET', url: `/analytics/customers/${id}`, headers: auth('analyst') })).json();
+    const params = figures.clvRetentionParameters;
+    expect(params).toMatchObject({ period: 'month', marginRate: 1 });
+    expect(params.retentionRate).toBeGreaterThan(0);
+    expect(params.retentionRate).toBeLessThan(1);
+    // The model's 0.01 per week as a monthly rate.
+    expect(params.discountRate).toBeCloseTo(1.01 ** (365.25 / 12 / 7) - 1, 12);
+    const scoredDay = Math.max(dayOf(`${figures.observationEnd}T00:00:00Z`), dayOf(`${figures.lastPurchaseDay}T00:00:00Z`));
+    const months = Math.max(1, (scoredDay - dayOf(`${figures.firstPurchaseDay}T00:00:00Z`)) / (365.25 / 12));
+    const margin = figures.netValue / months;
+    expect(figures.marginPerMonth).toBeCloseTo(margin, 9);
+    expect(figures.clvRetention).toBeCloseTo(margin / (1 + params.discountRate - params.retentionRate), 9);
+    expect(typeof figures.clv).toBe('number');
+
+    const segments = (await app.inject({ method: 'GET', url: '/analytics/segments', headers: auth('analyst') })).json();
+    expect(segments.clvRetentionParameters).toEqual(params);
+    for (const segment of segments.segments) expect(segment.meanClvRetention).toBeGreaterThan(0);
+
+    const reporting = `${h.schemas.reporting}_analytics`;
+    await createAnalyticsReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: reporting });
+    const { rows } = await sql<{ clv_retention: number; retention_rate: number; margin_rate: number; discount_rate: number }>`SELECT clv_retention, retention_rate, margin_rate, discount_rate
+      FROM ${sql.id(reporting, 'analytics_clv_retention')} WHERE customer_id = ${id}::uuid`.execute(h.database.db);
+    expect(rows[0]!.clv_retention).toBeCloseTo(figures.clvRetention, 6);
+    expect(rows[0]).toMatchObject({ retention_rate: params.retentionRate, margin_rate: 1 });
+    const bySegment = await sql<{ segment: string; mean_clv_retention: number }>`SELECT segment, mean_clv_retention FROM ${sql.id(reporting, 'analytics_segments')}`.execute(h.database.db);
+    for (const s of segments.segments) expect(bySegment.rows.find((r) => r.segment === s.segment)!.mean_clv_retention).toBeCloseTo(s.meanClvRetention, 6);
   });
 });

@@ -5,6 +5,7 @@ import { ROLES, type Role } from '../../api/roles.ts';
 import { createCrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
+import { createEmailIndex } from '../../eventstore/email-index.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
@@ -46,7 +47,7 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
   const database = connectPostgres(schemas.url, { max: 8 });
   const store = await createPostgresEventStore(database, { schema: schemas.events });
   const personalData = await createPersonalData(database.db, { schema: schemas.events });
-  const commands = createCrmCommands({ store, personalData });
+  const commands = createCrmCommands({ store, personalData, emailIndex: await createEmailIndex(database.db, { schema: schemas.events }) });
   const runner = new ProjectionRunner({
     db: database.db,
     store,

@@ -11,7 +11,7 @@ const at = '2026-03-01T09:00:00.000Z';
 const K = '55555555-5555-4555-8555-555555555555';
 const CUST = '11111111-1111-4111-8111-111111111111';
 const CUST2 = '22222222-2222-4222-8222-222222222222';
-const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null };
+const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: true };
 
 const cmd = <T extends CampaignCommand['type']>(type: T, fields: Omit<Extract<CampaignCommand, { type: T }>, 'type' | 'occurredAt' | 'campaignId'>) =>
   ({ type, occurredAt: at, campaignId: K, ...fields }) as unknown as Extract<CampaignCommand, { type: T }>;
@@ -96,6 +96,17 @@ describe('campaign: costs', () => {
     spec.given([created, recorded('inv-1', 250)]).when(cost('inv-1', 250)).thenNothing();
     spec.given([created, recorded('inv-1', 250)]).when(cost('inv-1', 300)).thenRefused('campaign.cost_conflict', 'amount');
   });
+  it('refuses a cost beyond the budget unless allowOverBudget is given', () => {
+    // Budget 1000: 800 + 200 is exactly the budget; 2,200 is refused naming the rule, then accepted when allowed.
+    spec.given([created, recorded('inv-1', 800)]).when(cost('inv-2', 200)).then([recorded('inv-2', 200)]);
+    const refused = spec.given([created, recorded('inv-1', 800)]).when(cost('inv-2', 200.01)).thenRefused('campaign.over_budget', 'amount');
+    expect(refused.details).toEqual({ rule: 'budget', budget: 1000, costs: 800, remaining: 200 });
+    spec.given([created]).when(cost('inv-1', 2200)).thenRefused('campaign.over_budget', 'amount');
+    spec
+      .given([created])
+      .when(cmd('RecordCampaignCost', { costId: 'inv-1', amount: 2200, currency: 'EUR', description: 'ads', allowOverBudget: true }))
+      .then([recorded('inv-1', 2200)]);
+  });
   it('refuses another currency than the budget, a zero cost and an unknown campaign', () => {
     spec.given([created]).when(cmd('RecordCampaignCost', { costId: 'c', amount: 1, currency: 'USD' })).thenRefused('campaign.currency_mismatch', 'currency');
     spec.given([created]).when(cost('c', 0)).thenRefused('campaign.cost_not_positive', 'amount');
@@ -109,6 +120,16 @@ describe('campaign: responses', () => {
   const response = (kind: string, customerId = CUST, revenue: number | null = null, currency: string | null = null) =>
     e('CampaignResponseRecorded', { customerId, kind, revenue, currency });
 
+  it("a consent-only campaign refuses 'sent' to a customer without marketing consent, naming the rule", () => {
+    const consentOnly = { ...created, data: { ...created.data, targetSegment: { marketingConsentOnly: true } } } as CampaignEvent;
+    const noConsent = { ...customer, marketingConsent: false };
+    const refused = spec.given([consentOnly, e('CampaignLaunched')]).when(respond('sent', {}, CUST, noConsent)).thenRefused('campaign.marketing_consent_required', 'customerId');
+    expect(refused.details).toMatchObject({ rule: 'marketingConsentOnly' });
+    expect(refused.message).toContain('marketingConsentOnly');
+    spec.given([consentOnly, e('CampaignLaunched')]).when(respond('sent')).then([response('sent')]);
+    // Without the rule, consent is not required.
+    spec.given(histories.active).when(respond('sent', {}, CUST, noConsent)).then([response('sent')]);
+  });
   it('accepted while active, paused or completed', () => {
     for (const status of ['active', 'paused', 'completed'] as const) spec.given(histories[status]).when(respond('opened')).then([response('opened')]);
   });

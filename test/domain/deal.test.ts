@@ -11,7 +11,7 @@ const at = '2026-03-01T09:00:00.000Z';
 const DEAL = '44444444-4444-4444-8444-444444444444';
 const CUST = '11111111-1111-4111-8111-111111111111';
 const PRIMARY = '22222222-2222-4222-8222-222222222222';
-const activeCustomer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null };
+const activeCustomer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: true };
 
 const cmd = <T extends DealCommand['type']>(type: T, fields: Omit<Extract<DealCommand, { type: T }>, 'type' | 'occurredAt' | 'dealId'>) =>
   ({ type, occurredAt: at, dealId: DEAL, ...fields }) as unknown as Extract<DealCommand, { type: T }>;
@@ -90,6 +90,24 @@ describe('deal: stages', () => {
   it('every command on an unknown deal is not found', () => {
     for (const c of [cmd('MoveDealStage', { stage: 'lead' }), cmd('WinDeal', {}), cmd('LoseDeal', { reason: 'x' }), cmd('ReopenDeal', {}), cmd('ChangeDeal', { ownerId: 'x' })])
       spec.given([]).when(c).thenRefused('deal.not_found', 'dealId');
+  });
+});
+
+describe('deal: title', () => {
+  const renamed = (title: string): DealEvent => ({ type: 'DealTitleChanged', data: { dealId: DEAL, title } });
+  it('is changed by an event, at any stage, and read back by evolve', () => {
+    for (const history of [[opened()], [opened(), won], [opened(), lost]]) {
+      const state = spec.given(history).when(cmd('ChangeDeal', { title: 'Annual licence 2027' })).then([renamed('Annual licence 2027')]);
+      expect(state.title).toBe('Annual licence 2027');
+    }
+  });
+  it('the same title records nothing; an unknown deal is refused', () => {
+    const title = fold([opened()]).title!;
+    spec.given([opened()]).when(cmd('ChangeDeal', { title })).thenNothing();
+    spec.given([]).when(cmd('ChangeDeal', { title: 'x' })).thenRefused('deal.not_found', 'dealId');
+  });
+  it('a closed deal still refuses commercial changes beside a title', () => {
+    spec.given([opened(), won]).when(cmd('ChangeDeal', { title: 'x', amount: 1 })).thenRefused('deal.closed');
   });
 });
 

@@ -12,7 +12,7 @@ const submittedAt = '2026-03-02T10:00:00.000Z';
 const later = '2026-03-02T13:00:00.000Z';
 const F = '66666666-6666-4666-8666-666666666666';
 const CUST = '11111111-1111-4111-8111-111111111111';
-const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null };
+const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: true };
 
 const cmd = <T extends FeedbackCommand['type']>(type: T, fields: Omit<Extract<FeedbackCommand, { type: T }>, 'type' | 'occurredAt' | 'feedbackId'>, occurredAt = later) =>
   ({ type, occurredAt, feedbackId: F, ...fields }) as unknown as Extract<FeedbackCommand, { type: T }>;

@@ -63,6 +63,7 @@ const snapshot: fc.Arbitrary<CustomerSnapshot> = fc.record({
   active: fc.boolean(),
   forgotten: fc.boolean(),
   mergedInto: fc.constantFrom(null, null, OTHER),
+  marketingConsent: fc.boolean(),
 });
 
 describe('property: evolve accepts every sequence decide can produce', () => {

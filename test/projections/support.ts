@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
+import { createEmailIndex } from '../../eventstore/email-index.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import type { EventCodec } from '../../projections/apply-batch.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
@@ -27,9 +28,10 @@ export async function createHarness(label: string): Promise<Harness> {
   const database = connectPostgres(schemas.url, { max: 6 });
   const store = await createPostgresEventStore(database, { schema: schemas.events });
   const personalData = await createPersonalData(database.db, { schema: schemas.events });
-  let tick = Date.parse('2026-01-05T09:00:00Z');
+  // After the scenario's dated purchases: business time may not run ahead of the command clock.
+  let tick = Date.parse('2026-01-21T09:00:00Z');
   const clock = () => new Date((tick += 60_000));
-  const commands = createCrmCommands({ store, personalData, clock });
+  const commands = createCrmCommands({ store, personalData, clock, emailIndex: await createEmailIndex(database.db, { schema: schemas.events }) });
   let last = 0n;
   return {
     lastPosition: () => last,

@@ -1,0 +1,60 @@
+import type { CustomerSnapshot } from '../domain/customer/decider.ts';
+import { invalidState } from '../domain/errors.ts';
+import type { EmailIndex } from '../eventstore/email-index.ts';
+
+/** A claim younger than this may belong to a registration still being appended; older and unregistered, it is abandoned. */
+export const ABANDONED_CLAIM_SECONDS = 60;
+
+/**
+ * Holds the address for `customerId` (`fresh` when it was not already theirs) before its registration (or email change) is appended, or refuses
+ * with 409 `customer.email_taken` naming the customer who has it (the primary, if that one was merged).
+ * The claim is made first and is atomic (see eventstore/email-index.ts), so two concurrent registrations
+ * of one address cannot both pass.
+ */
+export async function claimEmail(
+  index: EmailIndex,
+  email: string,
+  customerId: string,
+  customerOf: (id: string) => Promise<CustomerSnapshot>,
+): Promise<{ fresh: boolean }> {
+  const result = await index.claim(email, customerId);
+  if (result.claimed) return { fresh: result.fresh };
+  const holder = await customerOf(result.holder);
+  // Abandoned (never registered) or forgotten in a race with this claim: the address is free.
+  if ((!holder.exists || holder.forgotten) && (await index.takeOver(email, result.holder, customerId, holder.forgotten ? 0 : ABANDONED_CLAIM_SECONDS))) return { fresh: true };
+  const existing = holder.mergedInto ?? result.holder;
+  throw invalidState('customer.email_taken', `Customer ${existing} already has this email address`, 'email', {
+    customerId: existing,
+  });
+}
+
+/**
+ * Runs a registration or an email change with the address claimed first (unless `allowDuplicate`),
+ * and, after an email change, frees the customer's previous address. Commands the decider will refuse
+ * anyway (a customer already registered, unknown, forgotten or merged) claim nothing, so they leave no
+ * claim behind.
+ */
+export async function withEmailClaim<R>(
+  index: EmailIndex,
+  command: Record<string, unknown>,
+  run: () => Promise<R>,
+  customerOf: (id: string) => Promise<CustomerSnapshot>,
+): Promise<R> {
+  const customerId = command.customerId as string;
+  const email = command.email as string | undefined;
+  if (email === undefined || command.allowDuplicate === true) return run();
+  const self = await customerOf(customerId);
+  const registering = command.type === 'RegisterCustomer';
+  if (registering ? self.exists : !self.exists || self.forgotten || self.mergedInto) return run();
+  const { fresh } = await claimEmail(index, email, customerId, customerOf);
+  let result: R;
+  try {
+    result = await run();
+  } catch (error) {
+    // Refused or failed (a stale If-Match, the store down): the address is not this customer's after all.
+    if (fresh) await index.release(email, customerId).catch(() => undefined);
+    throw error;
+  }
+  if (!registering) await index.releaseOthers(customerId, email);
+  return result;
+}

@@ -1,0 +1,100 @@
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { normaliseEmail } from '../domain/customer/commands.ts';
+
+/**
+ * Which customer holds each email address, for refusing duplicate registrations. Emails are personal
+ * data (encrypted per customer in the events), so the index keeps no plaintext: the key is an
+ * HMAC-SHA256 of the normalised address. The HMAC key is derived from the master key when one is
+ * configured (so a copy of the database alone cannot test guessed addresses against the index), else
+ * a random key generated once and kept in `email_lookup_key` beside the index. Forgetting a customer
+ * deletes their rows.
+ *
+ * Why a table and not a reservation stream: a claim must be removable when the customer is forgotten,
+ * and events are never rewritten. Why insert-first: the primary key makes the claim atomic, so of two
+ * concurrent registrations of one address exactly one inserts; the other sees the holder and is
+ * refused. The claim is taken before the registration is appended; a claim whose customer never got
+ * registered (the process died in between) is taken over once it is older than `staleAfterSeconds`.
+ */
+export interface EmailIndex {
+  /** The customer holding this address now (undefined when free). */
+  holder(email: string): Promise<string | undefined>;
+  /** Claims the address for the customer; answers the holder when someone else already holds it. */
+  claim(email: string, customerId: string): Promise<{ claimed: true; fresh: boolean } | { claimed: false; holder: string }>;
+  /**
+   * Replaces a holder whose registration never happened with this customer, if its claim is older than
+   * `olderThanSeconds` (database clock: a younger claim may belong to a registration still in flight).
+   * False when the holder changed meanwhile or the claim is too young.
+   */
+  takeOver(email: string, staleHolder: string, customerId: string, olderThanSeconds: number): Promise<boolean>;
+  /** Frees this address if the customer holds it (a claim whose command then failed). */
+  release(email: string, customerId: string): Promise<void>;
+  /** Frees every address of the customer except `keep` (after an email change). */
+  releaseOthers(customerId: string, keep: string): Promise<void>;
+  /** Deletes every row of the customer (forget). */
+  forget(customerId: string): Promise<void>;
+}
+
+
+export interface EmailIndexOptions {
+  /** Events schema: the index lives beside the events and the customers' data keys. */
+  schema: string;
+  /** The master key that wraps data keys, when configured: the HMAC key is derived from it. */
+  masterKey?: Uint8Array;
+}
+
+export async function createEmailIndex(db: Kysely<any>, options: EmailIndexOptions): Promise<EmailIndex> {
+  const table = sql.id(options.schema, 'customer_email_index');
+  await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(options.schema)}`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${table} (
+    email_hmac bytea PRIMARY KEY,
+    customer_id text NOT NULL,
+    claimed_at timestamptz NOT NULL DEFAULT now()
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customer_email_index_customer_idx ON ${table} (customer_id)`.execute(db);
+  const key = options.masterKey ? Buffer.from(hkdfSync('sha256', options.masterKey, Buffer.alloc(0), 'crm email lookup v1', 32)) : await storedKey(db, options.schema);
+  const hmac = (email: string): Buffer => createHmac('sha256', key).update(normaliseEmail(email)).digest();
+
+  const holder = async (email: string) => {
+    const { rows } = await sql<{ customer_id: string }>`SELECT customer_id FROM ${table} WHERE email_hmac = ${hmac(email)}`.execute(db);
+    return rows[0]?.customer_id;
+  };
+  const claim = async (email: string, customerId: string): Promise<{ claimed: true; fresh: boolean } | { claimed: false; holder: string }> => {
+    for (;;) {
+      const { rows } = await sql<{ customer_id: string }>`INSERT INTO ${table} (email_hmac, customer_id) VALUES (${hmac(email)}, ${customerId})
+        ON CONFLICT (email_hmac) DO NOTHING RETURNING customer_id`.execute(db);
+      if (rows.length > 0) return { claimed: true, fresh: true };
+      const current = await holder(email);
+      // Freed between the insert and the read (a forget): try again.
+      if (current) return current === customerId ? { claimed: true, fresh: false } : { claimed: false, holder: current };
+    }
+  };
+  return {
+    holder,
+    claim,
+    async takeOver(email, staleHolder, customerId, olderThanSeconds) {
+      const result = await sql`UPDATE ${table} SET customer_id = ${customerId}, claimed_at = now()
+        WHERE email_hmac = ${hmac(email)} AND customer_id = ${staleHolder}
+          AND claimed_at < now() - make_interval(secs => ${olderThanSeconds})`.execute(db);
+      return Number(result.numAffectedRows ?? 0) > 0;
+    },
+    async release(email, customerId) {
+      await sql`DELETE FROM ${table} WHERE email_hmac = ${hmac(email)} AND customer_id = ${customerId}`.execute(db);
+    },
+    async releaseOthers(customerId, keep) {
+      await sql`DELETE FROM ${table} WHERE customer_id = ${customerId} AND email_hmac <> ${hmac(keep)}`.execute(db);
+    },
+    async forget(customerId) {
+      await sql`DELETE FROM ${table} WHERE customer_id = ${customerId}`.execute(db);
+    },
+  };
+}
+
+/** Without a master key: one random HMAC key per installation, created by the first process. */
+async function storedKey(db: Kysely<any>, schema: string): Promise<Buffer> {
+  const table = sql.id(schema, 'email_lookup_key');
+  await sql`CREATE TABLE IF NOT EXISTS ${table} (id integer PRIMARY KEY CHECK (id = 1), hmac_key bytea NOT NULL)`.execute(db);
+  await sql`INSERT INTO ${table} (id, hmac_key) VALUES (1, ${randomBytes(32)}) ON CONFLICT (id) DO NOTHING`.execute(db);
+  const { rows } = await sql<{ hmac_key: Buffer }>`SELECT hmac_key FROM ${table} WHERE id = 1`.execute(db);
+  return Buffer.from(rows[0]!.hmac_key);
+}

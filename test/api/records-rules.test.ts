@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Role } from '../../api/roles.ts';
+import { readModelProjections } from '../../projections/read-models/index.ts';
+import { createReportingViews } from '../../projections/reporting.ts';
+import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
+
+let h: ApiHarness;
+beforeAll(async () => {
+  h = await startApi('api_records_rules');
+  await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections: readModelProjections() });
+});
+afterAll(async () => h?.close());
+
+const send = (method: 'POST' | 'PATCH' | 'GET', url: string, payload?: object, headers: Record<string, string> = {}, role: Role = 'admin') =>
+  h.app.inject({ method, url, headers: { ...h.auth(role), ...headers }, ...(payload ? { payload } : {}) });
+const ok = <T = { id: string; position: string; revision: number }>(res: Awaited<ReturnType<typeof send>>, status = 200): T => {
+  if (res.statusCode !== status) throw new Error(`expected ${status}, got ${res.statusCode}: ${res.body}`);
+  return json<T>(res);
+};
+const customer = async (marketingConsent: boolean) =>
+  ok(await send('POST', '/customers', { name: 'Ada Lovelace', email: `ada-${randomUUID()}@example.com`, marketingConsent }), 201).id;
+
+describe('campaign rules', () => {
+  it("refuses a 'sent' response to a customer without consent on a consent-only campaign (422 naming the rule)", async () => {
+    const [consenting, refusing] = [await customer(true), await customer(false)];
+    const created = ok(await send('POST', '/campaigns', { name: 'Newsletter', channel: 'email', budget: 1000, currency: 'EUR', targetSegment: { marketingConsentOnly: true } }), 201);
+    const campaign = created.id;
+    ok(await send('POST', `/campaigns/${campaign}/launch`, {}, { 'if-match': `"${created.revision}"` }));
+    const problem = expectProblem(await send('POST', `/campaigns/${campaign}/responses`, { customerId: refusing, kind: 'sent' }), 422);
+    expect(problem).toMatchObject({ code: 'campaign.marketing_consent_required', details: { rule: 'marketingConsentOnly' } });
+    expect(problem.detail).toContain('marketingConsentOnly');
+    ok(await send('POST', `/campaigns/${campaign}/responses`, { customerId: consenting, kind: 'sent' }));
+  });
+
+  it('refuses costs beyond the budget without allowOverBudget; the read model and reporting view show overBudget', async () => {
+    const campaign = ok(await send('POST', '/campaigns', { name: 'Fair', channel: 'event', budget: 1000, currency: 'EUR' }), 201).id;
+    ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-1', amount: 800, currency: 'EUR' }));
+    const problem = expectProblem(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-2', amount: 1400, currency: 'EUR' }), 422);
+    expect(problem).toMatchObject({ code: 'campaign.over_budget', details: { budget: 1000, costs: 800, remaining: 200 } });
+    const within = ok(await send('GET', `/campaigns/${campaign}?waitFor=${ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-2', amount: 200, currency: 'EUR' })).position}`));
+    expect(within).toMatchObject({ costs: 1000, overBudget: false });
+    const over = ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-3', amount: 1200, currency: 'EUR', allowOverBudget: true }));
+    expect(ok(await send('GET', `/campaigns/${campaign}?waitFor=${over.position}`))).toMatchObject({ costs: 2200, overBudget: true });
+    const { rows } = await sql<{ over_budget: boolean }>`SELECT over_budget FROM ${sql.id(h.schemas.reporting, 'campaigns')} WHERE campaign_id = ${campaign}::uuid`.execute(h.database.db);
+    expect(rows).toEqual([{ over_budget: true }]);
+  });
+});
+
+describe('deal title', () => {
+  it('PATCH /deals/:id {title} renames the deal as an event shown on the timeline and in the history', async () => {
+    const customerId = await customer(true);
+    const deal = ok(await send('POST', '/deals', { customerId, title: 'Licnece', amount: 100, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2027-01-31' }), 201);
+    const renamed = ok(await send('PATCH', `/deals/${deal.id}`, { title: 'Licence' }, { 'if-match': `"${deal.revision}"` }));
+    expect(renamed.revision).toBe(deal.revision + 1);
+    expect(ok(await send('GET', `/deals/${deal.id}?waitFor=${renamed.position}`))).toMatchObject({ title: 'Licence' });
+    const timeline = ok<{ items: { type: string }[] }>(await send('GET', `/customers/${customerId}/timeline?waitFor=${renamed.position}`));
+    expect(timeline.items.map((e) => e.type)).toContain('DealTitleChanged');
+    const history = ok<{ items: { type: string }[] }>(await send('GET', `/audit/streams/deal-${deal.id}`));
+    expect(history.items.map((e) => e.type)).toEqual(['DealOpened', 'DealTitleChanged']);
+  });
+});

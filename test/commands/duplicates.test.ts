@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
+import { DomainError } from '../../domain/errors.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { createEmailIndex, type EmailIndex } from '../../eventstore/email-index.ts';
+import { createPersonalData } from '../../eventstore/personal-data.ts';
+import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { testSchemas } from '../support/postgres.ts';
+
+const schemas = testSchemas('duplicates');
+let database: SqlDatabase;
+let store: EventStore;
+let emailIndex: EmailIndex;
+let commands: CrmCommands;
+
+beforeAll(async () => {
+  database = connectPostgres(schemas.url, { max: 8 });
+  store = await createPostgresEventStore(database, { schema: schemas.events });
+  const personalData = await createPersonalData(database.db, { schema: schemas.events });
+  emailIndex = await createEmailIndex(database.db, { schema: schemas.events });
+  commands = createCrmCommands({ store, personalData, emailIndex });
+});
+afterAll(async () => {
+  await store.close();
+  await database.close();
+  await schemas.dropSchemas();
+});
+
+const ctx = (extra: Partial<CommandContext> = {}): CommandContext => ({ actor: { userId: 'ann', roles: ['sales'] }, correlationId: randomUUID(), ...extra });
+const register = (email: string, extra: Record<string, unknown> = {}) =>
+  commands.execute({ type: 'RegisterCustomer', name: 'Grace Hopper', email, ...extra }, ctx());
+const refusal = async (work: Promise<unknown>): Promise<DomainError> => {
+  const error = await work.then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(DomainError);
+  return error as DomainError;
+};
+const indexRows = async () =>
+  (await sql<{ email_hmac: Buffer; customer_id: string }>`SELECT email_hmac, customer_id FROM ${sql.id(schemas.events, 'customer_email_index')}`.execute(database.db)).rows;
+
+describe('duplicate registrations', () => {
+  it('refuses an email already taken, compared trimmed and case-insensitively, naming the existing customer', async () => {
+    const first = await register(`grace-${randomUUID()}@navy.example`);
+    const email = (await commands.loadAggregate('customer', first.id)).state.email!;
+    // The schema refuses surrounding spaces; the comparison trims anyway (imports, older events).
+    const error = await refusal(register(email.replace('grace', 'GRACE').replace('navy', 'Navy')));
+    expect(error).toMatchObject({ kind: 'invalid_state', code: 'customer.email_taken', field: 'email', details: { customerId: first.id } });
+    const again = await refusal(register(email.toUpperCase()));
+    expect(again.details).toEqual({ customerId: first.id });
+  });
+
+  it('stores the email normalised', async () => {
+    const result = await register(`MiXeD-${randomUUID()}@Navy.Example`);
+    expect((await commands.loadAggregate('customer', result.id)).state.email).toMatch(/^mixed-.*@navy\.example$/);
+  });
+
+  it('registers a second customer with the same email when allowDuplicate is true', async () => {
+    const email = `twin-${randomUUID()}@navy.example`;
+    const first = await register(email);
+    const second = await register(email, { allowDuplicate: true });
+    expect(second.id).not.toBe(first.id);
+    expect((await commands.loadAggregate('customer', second.id)).state.exists).toBe(true);
+  });
+
+  it('lets exactly one of many concurrent identical registrations succeed', async () => {
+    const email = `race-${randomUUID()}@navy.example`;
+    const results = await Promise.allSettled(Array.from({ length: 8 }, () => register(email)));
+    const won = results.filter((r) => r.status === 'fulfilled');
+    expect(won).toHaveLength(1);
+    const winner = (won[0] as PromiseFulfilledResult<{ id: string }>).value.id;
+    for (const r of results.filter((r) => r.status === 'rejected'))
+      expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'customer.email_taken', details: { customerId: winner } });
+  });
+
+  it('a retry with the same idempotency key is the same registration, not a duplicate', async () => {
+    const email = `retry-${randomUUID()}@navy.example`;
+    const key = randomUUID();
+    const first = await commands.execute({ type: 'RegisterCustomer', name: 'Grace Hopper', email }, ctx({ idempotencyKey: key }));
+    const retry = await commands.execute({ type: 'RegisterCustomer', name: 'Grace Hopper', email }, ctx({ idempotencyKey: key }));
+    expect(retry).toEqual(first);
+  });
+
+  it('keeps a keyed hash, not the email, and an email change moves the claim', async () => {
+    const email = `change-${randomUUID()}@navy.example`;
+    const customer = await register(email);
+    const rows = (await indexRows()).filter((r) => r.customer_id === customer.id);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.email_hmac.toString('latin1')).not.toContain('navy');
+    const next = `moved-${randomUUID()}@navy.example`;
+    await commands.execute({ type: 'ChangeCustomerDetails', customerId: customer.id, email: next }, ctx());
+    // The old address is free again, the new one is taken.
+    await register(email);
+    expect(await refusal(register(next))).toMatchObject({ details: { customerId: customer.id } });
+    // Someone else's address cannot be taken over by a change either.
+    const other = await register(`other-${randomUUID()}@navy.example`);
+    expect(await refusal(commands.execute({ type: 'ChangeCustomerDetails', customerId: other.id, email: next }, ctx()))).toMatchObject({
+      code: 'customer.email_taken',
+    });
+  });
+
+  it('an email change that fails (stale expected revision) leaves the new address free', async () => {
+    const customer = await register(`stale-${randomUUID()}@navy.example`);
+    const wanted = `wanted-${randomUUID()}@navy.example`;
+    await expect(
+      commands.execute({ type: 'ChangeCustomerDetails', customerId: customer.id, email: wanted }, ctx({ expectedRevision: customer.revision + 5 })),
+    ).rejects.toThrow();
+    expect(await emailIndex.holder(wanted)).toBeUndefined();
+    expect((await register(wanted)).id).not.toBe(customer.id);
+  });
+
+  it('forgetting a customer removes their lookup entry and frees the address', async () => {
+    const email = `forget-${randomUUID()}@navy.example`;
+    const customer = await register(email);
+    await commands.execute({ type: 'ForgetCustomer', customerId: customer.id }, ctx());
+    expect((await indexRows()).filter((r) => r.customer_id === customer.id)).toHaveLength(0);
+    expect((await register(email)).id).not.toBe(customer.id);
+  });
+
+  it('takes over a claim whose registration never happened once it is old', async () => {
+    const email = `abandoned-${randomUUID()}@navy.example`;
+    const ghost = randomUUID();
+    await emailIndex.claim(email, ghost);
+    // Young: it may be a registration in flight.
+    expect(await refusal(register(email))).toMatchObject({ details: { customerId: ghost } });
+    await sql`UPDATE ${sql.id(schemas.events, 'customer_email_index')} SET claimed_at = now() - interval '1 hour' WHERE customer_id = ${ghost}`.execute(database.db);
+    const real = await register(email);
+    expect(await emailIndex.holder(email)).toBe(real.id);
+  });
+});

@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createReadModelQueries } from '../../projections/queries/index.ts';
+import { readModelProjections } from '../../projections/read-models/index.ts';
+import { createReportingViews } from '../../projections/reporting.ts';
+import { ProjectionRunner } from '../../projections/runner.ts';
+import { createHarness, type Harness } from './support.ts';
+
+/**
+ * A duplicate with purchases, a deal and feedback is merged into a primary: the primary's customer
+ * row, timeline and reporting row include the duplicate's history (as the analytics do), and the
+ * duplicate's deal closing after the merge counts for the primary.
+ */
+let h: Harness;
+let runner: ProjectionRunner;
+let q: ReturnType<typeof createReadModelQueries>;
+const primary = randomUUID();
+const duplicate = randomUUID();
+const deal = randomUUID();
+const feedback = randomUUID();
+
+beforeAll(async () => {
+  h = await createHarness('merge_read_models');
+  const projections = readModelProjections();
+  runner = new ProjectionRunner({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: h.codec, concurrent: true });
+  await runner.start();
+  const { run } = h;
+  await run({ type: 'RegisterCustomer', customerId: primary, name: 'Grace Hopper', email: 'grace@navy.example' });
+  await run({ type: 'RecordPurchase', customerId: primary, orderId: 'p-1', amount: 40, currency: 'EUR', occurredAt: '2026-01-02T10:00:00Z' });
+  await run({ type: 'RegisterCustomer', customerId: duplicate, name: 'G. Hopper', email: 'g.hopper@navy.example' });
+  await run({ type: 'RecordPurchase', customerId: duplicate, orderId: 'd-1', amount: 50, currency: 'EUR', occurredAt: '2025-12-01T10:00:00Z' });
+  await run({ type: 'RecordPurchase', customerId: duplicate, orderId: 'd-2', amount: 40.25, currency: 'EUR', occurredAt: '2026-01-04T10:00:00Z' });
+  await run({ type: 'RefundPurchase', customerId: duplicate, orderId: 'd-1', refundId: 'r-1', amount: 10.25, currency: 'EUR' });
+  await run({ type: 'OpenDeal', dealId: deal, customerId: duplicate, title: 'Compiler', amount: 900, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2026-06-30' });
+  await run({ type: 'SubmitFeedback', feedbackId: feedback, customerId: duplicate, kind: 'question', channel: 'email', subject: 'Manual', body: 'Where is it?' });
+  await run({ type: 'MergeCustomer', customerId: primary, duplicateId: duplicate });
+  // After the merge: the duplicate's deal is won and its feedback resolved.
+  await run({ type: 'WinDeal', dealId: deal });
+  await run({ type: 'ResolveFeedback', feedbackId: feedback, resolution: 'Sent the manual' });
+  await runner.waitForPosition(h.lastPosition(), 30_000);
+  await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections });
+  q = createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
+});
+
+afterAll(async () => {
+  await runner?.stop();
+  await h?.close();
+});
+
+describe('a merge in the read models', () => {
+  it("adds the duplicate's purchases, refunds, deals and feedback to the primary's customer row", async () => {
+    expect(await q.getCustomer(primary)).toMatchObject({
+      orderCount: 3,
+      revenue: 120, // 40 + 50 + 40.25 - 10.25
+      refunded: 10.25,
+      currency: 'EUR',
+      firstPurchaseAt: '2025-12-01T10:00:00.000Z',
+      lastPurchaseAt: '2026-01-04T10:00:00.000Z',
+      dealsOpen: 0,
+      dealsWon: 1, // won after the merge, counted for the primary
+      openFeedbackCount: 0, // resolved after the merge
+    });
+    expect(await q.getCustomer(duplicate)).toMatchObject({ status: 'merged', mergedInto: primary, orderCount: 2 });
+  });
+
+  it("includes the duplicate's history in the primary's timeline, events after the merge too", async () => {
+    const timeline = await q.customerTimeline(primary, { limit: 100 });
+    const types = timeline!.items.map((e) => e.type);
+    expect(types.filter((t) => t === 'PurchaseRecorded')).toHaveLength(3);
+    expect(types).toEqual(expect.arrayContaining(['PurchaseRefunded', 'DealOpened', 'FeedbackSubmitted', 'CustomerMerged', 'DealWon', 'FeedbackResolved']));
+    expect(timeline!.items.filter((e) => e.type === 'CustomerRegistered')).toHaveLength(2);
+  });
+
+  it('shows the same figures in the reporting view', async () => {
+    const { rows } = await sql<{ order_count: number; revenue: string; deals_won: number }>`SELECT order_count, revenue, deals_won
+      FROM ${sql.id(h.schemas.reporting, 'customers')} WHERE customer_id = ${primary}::uuid`.execute(h.database.db);
+    expect(rows[0]).toMatchObject({ order_count: 3, deals_won: 1 });
+    expect(Number(rows[0]!.revenue)).toBe(120);
+  });
+});
