@@ -1,0 +1,86 @@
+import type { Kysely } from 'kysely';
+import type { EventStore } from '../eventstore/contract.ts';
+import { createPersonalData } from '../eventstore/personal-data.ts';
+import { personalDataCodec } from '../projections/codec.ts';
+import { ProjectionLeases } from '../projections/leases.ts';
+import { IntegrationPublishers, PUBLISHERS_PARTITION, readPublisherStatus, type NatsSettings, type PublisherStatus } from './publishers.ts';
+import { integrationTables, type IntegrationTables } from './tables.ts';
+import type { DeliveryPolicy } from './webhook-loop.ts';
+
+export { PUBLISHERS_PARTITION, type NatsSettings, type PublisherStatus } from './publishers.ts';
+
+/** What the API and the CLI use: the subscription tables and the publishers' status, from any process. */
+export interface IntegrationServices {
+  tables: IntegrationTables;
+  status(): Promise<PublisherStatus[]>;
+  /** The store head: where a new subscription starts. */
+  headPosition(): Promise<bigint>;
+}
+
+export interface IntegrationOptions {
+  db: Kysely<any>;
+  store: EventStore;
+  schemas: { events: string; read: string };
+  nats?: NatsSettings;
+  workerId: string;
+  leaseSeconds: number;
+  policy?: Partial<DeliveryPolicy>;
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+export interface Integration {
+  services: IntegrationServices;
+  /** Starts publishing in this process (a projection worker): under the `integration-publishers` lease. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Wiring for the composition root (cli/app.ts): services for every process, publishers for workers. */
+export function createIntegration(options: IntegrationOptions): Integration {
+  const tables = integrationTables(options.db, options.schemas.events);
+  const services: IntegrationServices = {
+    tables,
+    status: () => readPublisherStatus(tables, options.store),
+    headPosition: () => options.store.headPosition(),
+  };
+  let running: { publishers: IntegrationPublishers; leases: ProjectionLeases } | undefined;
+  return {
+    services,
+    async start() {
+      if (running) return;
+      // A key cache of its own: publishers look keys up afresh (integration/feed.ts).
+      const codec = personalDataCodec(await createPersonalData(options.db, { schema: options.schemas.events }));
+      let publishers!: IntegrationPublishers;
+      // The projection workers' leases (same tables, same worker id), one more partition: two workers never both publish.
+      const leases = new ProjectionLeases({
+        db: options.db,
+        schema: options.schemas.read,
+        workerId: options.workerId,
+        projections: [PUBLISHERS_PARTITION],
+        leaseSeconds: options.leaseSeconds,
+        onChange: () => void publishers.reconcile(),
+        log: options.log,
+      });
+      publishers = new IntegrationPublishers({
+        db: options.db,
+        schema: options.schemas.events,
+        store: options.store,
+        codec,
+        nats: options.nats,
+        policy: options.policy,
+        leases,
+        log: options.log,
+      });
+      await leases.start();
+      await publishers.start();
+      running = { publishers, leases };
+    },
+    async stop() {
+      const current = running;
+      running = undefined;
+      if (!current) return;
+      await current.publishers.stop();
+      await current.leases.stop();
+    },
+  };
+}

@@ -1,0 +1,208 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { BatchItem } from '../projections/apply-batch.ts';
+import { describeError } from '../projections/errors.ts';
+import { matchesPatterns, toIntegrationEvent } from './envelope.ts';
+import type { IntegrationFeed } from './feed.ts';
+import { signWebhook, type WebhookHeaders } from './signing.ts';
+import { webhookPublisherName, type IntegrationTables, type WebhookSubscription } from './tables.ts';
+
+/** How deliveries are attempted and retried. */
+export interface DeliveryPolicy {
+  /** One attempt waits at most this long for the receiver's answer. */
+  timeoutMs: number;
+  /** First retry delay; doubled per attempt up to `maxRetryMs`, each with jitter (half to full delay). */
+  firstRetryMs: number;
+  maxRetryMs: number;
+  /** An event still failing this long after its first failure pauses the subscription (state `failing`). */
+  retryForMs: number;
+  /** Events read from the feed at a time. */
+  pageSize: number;
+}
+
+export const DEFAULT_DELIVERY_POLICY: DeliveryPolicy = {
+  timeoutMs: 10_000,
+  firstRetryMs: 1_000,
+  maxRetryMs: 5 * 60_000,
+  retryForMs: 60 * 60_000,
+  pageSize: 200,
+};
+
+/** The delay before retry number `attempt` (1-based): exponential, capped, with jitter so receivers coming back are not stampeded. */
+export const retryDelay = (policy: DeliveryPolicy, attempt: number, random = Math.random): number => {
+  const full = Math.min(policy.maxRetryMs, policy.firstRetryMs * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(full * (0.5 + random() * 0.5));
+};
+
+/** Runs one unit of checkpoint work inside a transaction fenced by the publishers' lease (throws when it was lost). */
+export type Fenced = <T>(work: (trx: Transaction<any>) => Promise<T>) => Promise<T>;
+
+export const unfenced =
+  (db: Kysely<any>): Fenced =>
+  (work) =>
+    db.transaction().execute(work);
+
+export interface WebhookLoopDeps {
+  tables: IntegrationTables;
+  feed: IntegrationFeed;
+  subscriptionId: string;
+  policy: DeliveryPolicy;
+  fenced: Fenced;
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+type Outcome = 'delivered' | 'paused' | 'interrupted';
+
+/**
+ * One subscription's delivery loop: follows the feed from its checkpoint, POSTs each matching event
+ * in position order, and moves the checkpoint only after a 2xx (at least once: a crash between the
+ * answer and the checkpoint delivers that event again, with the same `webhook-id`). Each subscription
+ * has its own loop, so a slow or dead receiver holds back only its own deliveries.
+ */
+export class WebhookLoop {
+  private readonly controller = new AbortController();
+  private running: Promise<void> | undefined;
+  /** Set when the subscription row changed (PATCH, replay): the loop re-reads it before the next event. */
+  private stale = false;
+  private interrupt = new AbortController();
+
+  constructor(private readonly deps: WebhookLoopDeps) {}
+
+  get name(): string {
+    return webhookPublisherName(this.deps.subscriptionId);
+  }
+
+  start(): void {
+    this.running ??= this.run();
+  }
+
+  /** The subscription changed: stop waiting (a retry back-off, an idle wait) and start over from the row. */
+  refresh(): void {
+    this.stale = true;
+    this.interrupt.abort();
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort();
+    this.interrupt.abort();
+    await this.running;
+  }
+
+  private get stopped(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      this.stale = false;
+      this.interrupt = new AbortController();
+      try {
+        const idleMs = await this.round();
+        if (idleMs > 0) await this.deps.feed.wait(idleMs, this.interrupt.signal);
+      } catch (error) {
+        // Database away, lease lost, receiver misbehaving in a way we did not expect: back off and go again.
+        this.deps.log?.('webhook loop error; retrying', { subscription: this.deps.subscriptionId, error: describeError(error) });
+        await this.deps.feed.wait(1_000, this.interrupt.signal);
+      }
+    }
+  }
+
+  /** One pass over a page; returns how long to idle afterwards (0: go on at once). */
+  private async round(): Promise<number> {
+    const { tables, feed, policy } = this.deps;
+    const subscription = await tables.getSubscription(this.deps.subscriptionId);
+    const publisher = await tables.publisher(this.name);
+    if (!subscription || !publisher) {
+      this.controller.abort();
+      return 0;
+    }
+    if (!subscription.enabled || publisher.state !== 'running') return 1_000;
+    const secret = await tables.secretOf(subscription.id);
+    if (!secret) return 1_000;
+    const page = await feed.read(publisher.position, policy.pageSize);
+    if (page.items.length === 0) return 500;
+    let checkpoint = publisher.position;
+    for (const item of page.items) {
+      if (this.stopped || this.stale) break;
+      if (!matchesPatterns(subscription.events, item.recorded.type)) continue;
+      const started = Date.now();
+      const outcome = await this.deliver(subscription, secret, item);
+      if (outcome !== 'delivered') return 0;
+      // Events skipped before this one move with it: one statement per delivery.
+      const moved = await this.deps.fenced((trx) => tables.advance(trx, this.name, checkpoint, item.recorded.position, 1, Date.now() - started, 200));
+      if (!moved) return 0;
+      checkpoint = item.recorded.position;
+    }
+    if (!this.stopped && !this.stale && page.end > checkpoint) {
+      await this.deps.fenced((trx) => tables.advance(trx, this.name, checkpoint, page.end, 0, null, null));
+    }
+    return 0;
+  }
+
+  private async deliver(subscription: WebhookSubscription, secret: string, first: BatchItem): Promise<Outcome> {
+    const { tables, feed, policy } = this.deps;
+    let firstFailureAt: number | undefined;
+    for (let attempt = 1; ; attempt++) {
+      if (this.stopped || this.stale) return 'interrupted';
+      // Decoded again before each retry: a customer forgotten meanwhile must read '[erased]'.
+      const item = attempt === 1 ? first : await feed.redecode(first.recorded);
+      const eventId = first.recorded.id;
+      if (!item.projected) {
+        const error = `event ${eventId} at position ${first.recorded.position} cannot be decoded: ${describeError(item.decodeError)}`;
+        await tables.recordFailure(this.name, { error, status: null, latencyMs: 0, nextRetryAt: null, pause: true });
+        return 'paused';
+      }
+      const body = JSON.stringify(toIntegrationEvent(item.projected, subscription.role));
+      const headers = signWebhook(secret, eventId, Date.now() / 1000, body);
+      const started = performance.now();
+      const answer = await post(subscription.url, body, headers, policy.timeoutMs, this.controller.signal);
+      const latencyMs = Math.round((performance.now() - started) * 10) / 10;
+      if (answer.ok) {
+        await tables.logAttempt(subscription.id, { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error: null, nextRetryAt: null });
+        return 'delivered';
+      }
+      if (this.stopped) return 'interrupted';
+      firstFailureAt ??= Date.now();
+      const delay = retryDelay(policy, attempt);
+      const pause = Date.now() + delay - firstFailureAt > policy.retryForMs;
+      const nextRetryAt = pause ? null : new Date(Date.now() + delay);
+      const error = answer.error ?? `HTTP ${answer.status}`;
+      await tables.logAttempt(subscription.id, { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error, nextRetryAt });
+      await tables.recordFailure(this.name, { error, status: answer.status, latencyMs, nextRetryAt, pause });
+      if (pause) {
+        this.deps.log?.('webhook subscription paused: retries ran out', { subscription: subscription.id, eventId, error });
+        return 'paused';
+      }
+      // `wait` also returns early on new events: keep waiting out the delay unless interrupted.
+      const retryAt = Date.now() + delay;
+      while (!this.stopped && !this.stale && retryAt > Date.now()) {
+        await feed.wait(retryAt - Date.now(), AbortSignal.any([this.controller.signal, this.interrupt.signal]));
+      }
+    }
+  }
+}
+
+interface Answer {
+  ok: boolean;
+  status: number | null;
+  error: string | null;
+}
+
+/** One delivery attempt: POST, bounded by `timeoutMs`; redirects are not followed (a 3xx is a failure). */
+async function post(url: string, body: string, headers: WebhookHeaders, timeoutMs: number, stop: AbortSignal): Promise<Answer> {
+  try {
+    const response = await fetch(url, {
+      method: 'POST',
+      body,
+      headers: { ...headers, 'content-type': 'application/json', 'user-agent': 'crm-webhooks/1' },
+      redirect: 'manual',
+      signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), stop]),
+    });
+    // The body is not ours to read; drop it so the connection is reused.
+    await response.body?.cancel().catch(() => undefined);
+    return { ok: response.status >= 200 && response.status < 300, status: response.status, error: null };
+  } catch (error) {
+    const e = error as Error & { cause?: { code?: string } };
+    const reason = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.cause?.code ?? e.message);
+    return { ok: false, status: null, error: reason };
+  }
+}
