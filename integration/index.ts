@@ -4,6 +4,8 @@ import { createPersonalData } from '../eventstore/personal-data.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import { ProjectionLeases } from '../projections/leases.ts';
 import { IntegrationPublishers, PUBLISHERS_PARTITION, readPublisherStatus, type NatsSettings, type PublisherStatus } from './publishers.ts';
+import type { SubscriberRole } from './envelope.ts';
+import { newWebhookSecret } from './signing.ts';
 import { integrationTables, type IntegrationTables } from './tables.ts';
 import type { DeliveryPolicy } from './webhook-loop.ts';
 
@@ -13,8 +15,8 @@ export { PUBLISHERS_PARTITION, type NatsSettings, type PublisherStatus } from '.
 export interface IntegrationServices {
   tables: IntegrationTables;
   status(): Promise<PublisherStatus[]>;
-  /** The store head: where a new subscription starts. */
-  headPosition(): Promise<bigint>;
+  /** Creates a subscription starting at the store head; the secret is returned here and never again. */
+  subscribe(input: { url: string; events: string[]; description: string | null; role: SubscriberRole }): Promise<{ id: string; secret: string }>;
 }
 
 export interface IntegrationOptions {
@@ -41,7 +43,11 @@ export function createIntegration(options: IntegrationOptions): Integration {
   const services: IntegrationServices = {
     tables,
     status: () => readPublisherStatus(tables, options.store),
-    headPosition: () => options.store.headPosition(),
+    async subscribe(input) {
+      const secret = newWebhookSecret();
+      const created = await tables.createSubscription({ ...input, secret, startPosition: await options.store.headPosition() });
+      return { id: created.id, secret };
+    },
   };
   let running: { publishers: IntegrationPublishers; leases: ProjectionLeases } | undefined;
   return {

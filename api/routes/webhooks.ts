@@ -1,34 +1,15 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { EVENT_PATTERN, patternMatchesSomething, PUBLIC_EVENT_TYPE_NAMES, PUBLIC_EVENT_TYPES, publicFields } from '../../integration/envelope.ts';
+import { PUBLIC_EVENT_TYPE_NAMES, PUBLIC_EVENT_TYPES, publicFields } from '../../integration/envelope.ts';
 import type { IntegrationServices, PublisherStatus } from '../../integration/index.ts';
-import { newWebhookSecret } from '../../integration/signing.ts';
+import { EventPatterns, WebhookUrl } from '../../integration/validation.ts';
 import { webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
 import { IdParams } from '../http.ts';
 import { ProblemError } from '../problems.ts';
 import { ROLES } from '../roles.ts';
 
-/** Only http and https: anything else (file:, ftp:, javascript:) is refused, not attempted. */
-const isHttpUrl = (value: string): boolean => {
-  try {
-    const url = new URL(value);
-    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
-  } catch {
-    return false;
-  }
-};
-
-const Url = z.string().trim().max(2000).refine(isHttpUrl, 'an absolute http:// or https:// URL').describe('Where deliveries are POSTed');
-const Events = z
-  .array(
-    z
-      .string()
-      .regex(EVENT_PATTERN, 'an event type (PurchaseRecorded), a prefix with * (Deal*), or *')
-      .refine(patternMatchesSomething, 'matches no integration event type'),
-  )
-  .min(1)
-  .max(100)
-  .describe('Event types to deliver: exact names, prefixes ending in *, or * for all');
+const Url = WebhookUrl;
+const Events = EventPatterns;
 
 const CreateWebhook = z.strictObject({
   url: Url,
@@ -160,17 +141,9 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
       },
     },
     async (request, reply) => {
-      const secret = newWebhookSecret();
-      const created = await tables.createSubscription({
-        url: request.body.url,
-        events: request.body.events,
-        description: request.body.description ?? null,
-        role: request.body.role,
-        secret,
-        startPosition: await integration.headPosition(),
-      });
+      const created = await integration.subscribe({ url: request.body.url, events: request.body.events, description: request.body.description ?? null, role: request.body.role });
       request.log.info({ webhookId: created.id }, 'webhook subscription created');
-      return reply.code(201).header('cache-control', 'no-store').header('location', `/webhooks/${created.id}`).send({ id: created.id, secret });
+      return reply.code(201).header('cache-control', 'no-store').header('location', `/webhooks/${created.id}`).send(created);
     },
   );
 

@@ -4,10 +4,12 @@ import { demoCommand } from './demo.ts';
 import { fitCommand } from './fit.ts';
 import { importCommand } from './import.ts';
 import { projectCommand } from './project.ts';
+import { publishCommand } from './publish.ts';
 import { rebuildCommand } from './rebuild.ts';
 import { replayCommand } from './replay.ts';
 import { serveCommand } from './serve.ts';
 import { verifyCommand } from './verify.ts';
+import { webhooksCommand } from './webhooks.ts';
 
 /** Every `crm` subcommand, in the order `crm --help` lists them. */
 export const commands: readonly CliCommand[] = [
@@ -20,4 +22,6 @@ export const commands: readonly CliCommand[] = [
   demoCommand,
   fitCommand,
   apiKeyCommand,
+  webhooksCommand,
+  publishCommand,
 ];
