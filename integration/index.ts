@@ -6,6 +6,7 @@ import { ProjectionLeases } from '../projections/leases.ts';
 import { IntegrationPublishers, PUBLISHERS_PARTITION, readPublisherStatus, type NatsSettings, type PublisherStatus } from './publishers.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { newWebhookSecret } from './signing.ts';
+import { createPublisherStatusView } from './reporting.ts';
 import { integrationTables, type IntegrationTables } from './tables.ts';
 import type { DeliveryPolicy } from './webhook-loop.ts';
 
@@ -22,7 +23,7 @@ export interface IntegrationServices {
 export interface IntegrationOptions {
   db: Kysely<any>;
   store: EventStore;
-  schemas: { events: string; read: string };
+  schemas: { events: string; read: string; reporting?: string };
   nats?: NatsSettings;
   workerId: string;
   leaseSeconds: number;
@@ -79,6 +80,7 @@ export function createIntegration(options: IntegrationOptions): Integration {
       });
       await leases.start();
       await publishers.start();
+      if (options.schemas.reporting) await createPublisherStatusView(options.db, options.schemas.events, options.schemas.reporting);
       running = { publishers, leases };
     },
     async stop() {

@@ -150,6 +150,10 @@ describe('JetStream and webhook publishing across a crash of the publishing proc
     worker = startWorker();
     await eventually(async () => (await services.status()).find((p) => p.name === 'nats')?.position === all.at(-1)!.position, 60_000, () => `nats checkpoint back at the head; output:\n${worker.output()}`);
     expect(await streamMessages()).toBe(all.length);
+    // Dashboards see the publishers in the reporting schema.
+    const { rows } = await sql<{ name: string; state: string; delivered: string }>`SELECT name, state, delivered FROM ${sql.id(schemas.reporting, 'publisher_status')} ORDER BY name`.execute(database.db);
+    expect(rows.map((r) => r.name)).toEqual(['nats', `webhook:${subscription.id}`]);
+    expect(Number(rows.find((r) => r.name === 'nats')!.delivered)).toBeGreaterThanOrEqual(all.length);
     worker.child.kill('SIGTERM');
   }, 400_000);
 });

@@ -84,6 +84,16 @@ describe('webhook subscriptions over HTTP', () => {
     expect(list.items).toEqual([]);
   });
 
+  it('documents the routes, the envelope and every event type in the OpenAPI document', async () => {
+    const doc = json(await h.app.inject({ method: 'GET', url: '/openapi.json' }));
+    for (const path of ['/webhooks', '/webhooks/{id}', '/webhooks/{id}/deliveries', '/webhooks/{id}/replay', '/webhooks/event-types']) expect(Object.keys(doc.paths)).toContain(path);
+    const envelope = doc.components.schemas.IntegrationEvent;
+    expect(Object.keys(envelope.properties).sort()).toEqual(['aggregate', 'data', 'id', 'occurredAt', 'position', 'recordedAt', 'type', 'version']);
+    expect(envelope.properties.type.enum).toContain('PurchaseRecorded');
+    const types = json(await h.app.inject({ method: 'GET', url: '/webhooks/event-types', headers: h.auth('admin') }));
+    expect(types.items.find((t: any) => t.type === 'CustomerRegistered')).toMatchObject({ aggregate: 'customer', natsSubject: 'crm.customer.CustomerRegistered', personalFields: ['name', 'email', 'phone'] });
+  });
+
   it('shows the secret once: never in GET, list or PATCH answers', async () => {
     const { id, secret } = await subscribe({ url: 'https://example.com/hook', events: ['Deal*'], description: 'crm to warehouse' });
     for (const res of [
