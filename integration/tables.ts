@@ -157,6 +157,8 @@ export function integrationTables(db: Kysely<any>, schema: string) {
   const pubs = sql.id(schema, PUBLISHERS);
   const deliveries = sql.id(schema, DELIVERIES);
   return {
+    /** For statements outside a checkpoint transaction. */
+    db,
     migrate: () => migrateIntegrationTables(db, schema),
 
     async createSubscription(input: NewSubscription): Promise<WebhookSubscription> {
@@ -262,14 +264,18 @@ export function integrationTables(db: Kysely<any>, schema: string) {
         WHERE name = ${name}`.execute(db);
     },
 
-    async logAttempt(subscriptionId: string, attempt: Omit<DeliveryAttempt, 'at'>): Promise<void> {
+    /** Logs attempts (in the checkpoint's transaction when given); keeps the last DELIVERY_LOG_KEEP per subscription. */
+    async logAttempts(executor: Db, subscriptionId: string, attempts: readonly Omit<DeliveryAttempt, 'at'>[]): Promise<void> {
+      if (attempts.length === 0) return;
+      const values = attempts.map(
+        (a) => sql`(${subscriptionId}, ${a.eventId}, ${a.position.toString()}::bigint, ${a.attempt}, ${a.statusCode}::integer, ${a.latencyMs}::double precision, ${a.error}, ${a.nextRetryAt}::timestamptz)`,
+      );
       const { rows } = await sql<{ id: string }>`INSERT INTO ${deliveries} (subscription_id, event_id, position, attempt, status_code, latency_ms, error, next_retry_at)
-        VALUES (${subscriptionId}, ${attempt.eventId}, ${attempt.position.toString()}::bigint, ${attempt.attempt}, ${attempt.statusCode},
-          ${attempt.latencyMs}, ${attempt.error}, ${attempt.nextRetryAt}) RETURNING id::text AS id`.execute(db);
-      const id = BigInt(rows[0]!.id);
-      if (id % 100n === 0n) {
+        VALUES ${sql.join(values)} RETURNING id::text AS id`.execute(executor);
+      // Pruned now and then (when an id crosses a multiple of 100), not on every insert.
+      if (rows.some((r) => BigInt(r.id) % 100n === 0n)) {
         await sql`DELETE FROM ${deliveries} WHERE subscription_id = ${subscriptionId} AND id < (
-          SELECT min(id) FROM (SELECT id FROM ${deliveries} WHERE subscription_id = ${subscriptionId} ORDER BY id DESC LIMIT ${DELIVERY_LOG_KEEP}) AS recent)`.execute(db);
+          SELECT min(id) FROM (SELECT id FROM ${deliveries} WHERE subscription_id = ${subscriptionId} ORDER BY id DESC LIMIT ${DELIVERY_LOG_KEEP}) AS recent)`.execute(executor);
       }
     },
 

@@ -4,7 +4,7 @@ import { describeError } from '../projections/errors.ts';
 import { matchesPatterns, toIntegrationEvent } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
 import { signWebhook, type WebhookHeaders } from './signing.ts';
-import { webhookPublisherName, type IntegrationTables, type WebhookSubscription } from './tables.ts';
+import { webhookPublisherName, type DeliveryAttempt, type IntegrationTables, type WebhookSubscription } from './tables.ts';
 
 /** How deliveries are attempted and retried. */
 export interface DeliveryPolicy {
@@ -17,6 +17,13 @@ export interface DeliveryPolicy {
   retryForMs: number;
   /** Events read from the feed at a time. */
   pageSize: number;
+  /**
+   * Deliveries acknowledged but not yet checkpointed, at most: the checkpoint (and the delivery log)
+   * is written once per this many deliveries or `checkpointEveryMs`, not per event. A crash delivers
+   * at most these again, with the same `webhook-id`.
+   */
+  checkpointEvery: number;
+  checkpointEveryMs: number;
 }
 
 export const DEFAULT_DELIVERY_POLICY: DeliveryPolicy = {
@@ -25,6 +32,8 @@ export const DEFAULT_DELIVERY_POLICY: DeliveryPolicy = {
   maxRetryMs: 5 * 60_000,
   retryForMs: 60 * 60_000,
   pageSize: 200,
+  checkpointEvery: 100,
+  checkpointEveryMs: 250,
 };
 
 /** The delay before retry number `attempt` (1-based): exponential, capped, with jitter so receivers coming back are not stampeded. */
@@ -50,7 +59,8 @@ export interface WebhookLoopDeps {
   log?: (message: string, details?: Record<string, unknown>) => void;
 }
 
-type Outcome = 'delivered' | 'paused' | 'interrupted';
+type Success = Omit<DeliveryAttempt, 'at'>;
+type Outcome = Success | 'paused' | 'interrupted';
 
 /**
  * One subscription's delivery loop: follows the feed from its checkpoint, POSTs each matching event
@@ -120,25 +130,48 @@ export class WebhookLoop {
     if (!secret) return 1_000;
     const page = await feed.read(publisher.position, policy.pageSize);
     if (page.items.length === 0) return 500;
-    let checkpoint = publisher.position;
+    // Acknowledged deliveries not yet checkpointed; written together (checkpoint + delivery log, one transaction).
+    let stored = publisher.position;
+    let reached = publisher.position;
+    let unsaved: Success[] = [];
+    let savedAt = Date.now();
+    const save = async (): Promise<boolean> => {
+      if (reached === stored) return true;
+      const batch = unsaved;
+      const last = batch.at(-1);
+      const moved = await this.deps.fenced(async (trx) => {
+        if (!(await tables.advance(trx, this.name, stored, reached, batch.length, last?.latencyMs ?? null, last?.statusCode ?? null))) return false;
+        await tables.logAttempts(trx, subscription.id, batch);
+        return true;
+      });
+      unsaved = [];
+      savedAt = Date.now();
+      stored = reached;
+      return moved;
+    };
     for (const item of page.items) {
       if (this.stopped || this.stale) break;
       if (!matchesPatterns(subscription.events, item.recorded.type)) continue;
-      const started = Date.now();
-      const outcome = await this.deliver(subscription, secret, item);
-      if (outcome !== 'delivered') return 0;
-      // Events skipped before this one move with it: one statement per delivery.
-      const moved = await this.deps.fenced((trx) => tables.advance(trx, this.name, checkpoint, item.recorded.position, 1, Date.now() - started, 200));
-      if (!moved) return 0;
-      checkpoint = item.recorded.position;
+      const outcome = await this.deliver(subscription, secret, item, save);
+      if (outcome === 'interrupted' || outcome === 'paused') {
+        await save();
+        return 0;
+      }
+      unsaved.push(outcome);
+      reached = item.recorded.position;
+      if (unsaved.length >= policy.checkpointEvery || Date.now() - savedAt >= policy.checkpointEveryMs) {
+        // Moved under us (replay, delete, lease lost): start over from the row.
+        if (!(await save())) return 0;
+      }
     }
-    if (!this.stopped && !this.stale && page.end > checkpoint) {
-      await this.deps.fenced((trx) => tables.advance(trx, this.name, checkpoint, page.end, 0, null, null));
-    }
+    // Events not subscribed to move the checkpoint too (with the page's end).
+    if (!this.stopped && !this.stale) reached = page.end;
+    await save();
     return 0;
   }
 
-  private async deliver(subscription: WebhookSubscription, secret: string, first: BatchItem): Promise<Outcome> {
+  /** Attempts one event until it is acknowledged, the retries run out (paused) or the loop is interrupted. `save` checkpoints what came before, ahead of a retry wait. */
+  private async deliver(subscription: WebhookSubscription, secret: string, first: BatchItem, save: () => Promise<boolean>): Promise<Outcome> {
     const { tables, feed, policy } = this.deps;
     let firstFailureAt: number | undefined;
     for (let attempt = 1; ; attempt++) {
@@ -156,17 +189,15 @@ export class WebhookLoop {
       const started = performance.now();
       const answer = await post(subscription.url, body, headers, policy.timeoutMs, this.controller.signal);
       const latencyMs = Math.round((performance.now() - started) * 10) / 10;
-      if (answer.ok) {
-        await tables.logAttempt(subscription.id, { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error: null, nextRetryAt: null });
-        return 'delivered';
-      }
+      if (answer.ok) return { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error: null, nextRetryAt: null };
       if (this.stopped) return 'interrupted';
       firstFailureAt ??= Date.now();
       const delay = retryDelay(policy, attempt);
       const pause = Date.now() + delay - firstFailureAt > policy.retryForMs;
       const nextRetryAt = pause ? null : new Date(Date.now() + delay);
       const error = answer.error ?? `HTTP ${answer.status}`;
-      await tables.logAttempt(subscription.id, { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error, nextRetryAt });
+      if (attempt === 1) await save();
+      await tables.logAttempts(tables.db, subscription.id, [{ eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error, nextRetryAt }]);
       await tables.recordFailure(this.name, { error, status: answer.status, latencyMs, nextRetryAt, pause });
       if (pause) {
         this.deps.log?.('webhook subscription paused: retries ran out', { subscription: subscription.id, eventId, error });
