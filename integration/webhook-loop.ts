@@ -3,7 +3,8 @@ import type { BatchItem } from '../projections/apply-batch.ts';
 import { describeError } from '../projections/errors.ts';
 import { matchesPatterns, toIntegrationEvent } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
-import { signWebhook, type WebhookHeaders } from './signing.ts';
+import { WebhookClient } from './http-post.ts';
+import { signWebhook } from './signing.ts';
 import { webhookPublisherName, type DeliveryAttempt, type IntegrationTables, type WebhookSubscription } from './tables.ts';
 
 /** How deliveries are attempted and retried. */
@@ -74,6 +75,7 @@ export class WebhookLoop {
   /** Set when the subscription row changed (PATCH, replay): the loop re-reads it before the next event. */
   private stale = false;
   private interrupt = new AbortController();
+  private readonly client = new WebhookClient();
 
   constructor(private readonly deps: WebhookLoopDeps) {}
 
@@ -95,6 +97,7 @@ export class WebhookLoop {
     this.controller.abort();
     this.interrupt.abort();
     await this.running;
+    this.client.close();
   }
 
   private get stopped(): boolean {
@@ -187,7 +190,7 @@ export class WebhookLoop {
       const body = JSON.stringify(toIntegrationEvent(item.projected, subscription.role));
       const headers = signWebhook(secret, eventId, Date.now() / 1000, body);
       const started = performance.now();
-      const answer = await post(subscription.url, body, headers, policy.timeoutMs, this.controller.signal);
+      const answer = await this.client.post(subscription.url, body, { ...headers }, policy.timeoutMs, this.controller.signal);
       const latencyMs = Math.round((performance.now() - started) * 10) / 10;
       if (answer.ok) return { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error: null, nextRetryAt: null };
       if (this.stopped) return 'interrupted';
@@ -209,31 +212,5 @@ export class WebhookLoop {
         await feed.wait(retryAt - Date.now(), AbortSignal.any([this.controller.signal, this.interrupt.signal]));
       }
     }
-  }
-}
-
-interface Answer {
-  ok: boolean;
-  status: number | null;
-  error: string | null;
-}
-
-/** One delivery attempt: POST, bounded by `timeoutMs`; redirects are not followed (a 3xx is a failure). */
-async function post(url: string, body: string, headers: WebhookHeaders, timeoutMs: number, stop: AbortSignal): Promise<Answer> {
-  try {
-    const response = await fetch(url, {
-      method: 'POST',
-      body,
-      headers: { ...headers, 'content-type': 'application/json', 'user-agent': 'crm-webhooks/1' },
-      redirect: 'manual',
-      signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), stop]),
-    });
-    // The body is not ours to read; drop it so the connection is reused.
-    await response.body?.cancel().catch(() => undefined);
-    return { ok: response.status >= 200 && response.status < 300, status: response.status, error: null };
-  } catch (error) {
-    const e = error as Error & { cause?: { code?: string } };
-    const reason = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.cause?.code ?? e.message);
-    return { ok: false, status: null, error: reason };
   }
 }
