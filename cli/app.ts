@@ -257,6 +257,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const integration = createIntegration({
       db: database.db,
       store,
+      personalData,
       schemas: config.schemas,
       nats: config.nats,
       workerId: leases.workerId,

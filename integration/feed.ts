@@ -1,15 +1,17 @@
 import type { Subscription } from 'rxjs';
 import { personalFields, isCrmEventType } from '../domain/catalogue.ts';
 import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
-import { decodeBatch, type BatchItem, type EventCodec } from '../projections/apply-batch.ts';
+import type { PersonalData } from '../eventstore/personal-data.ts';
+import { decodeBatch, type BatchItem } from '../projections/apply-batch.ts';
+import { personalDataCodec } from '../projections/codec.ts';
 
 /**
  * What publishers read: the gap-free global feed from a checkpoint, decoded (decrypted, upcast).
  *
  * A publisher may be far behind (a receiver was down for a day) when a customer is forgotten: the
- * events it delivers later must not carry that customer's plaintext. So the keys of every customer in
- * a page are looked up afresh just before the page is decoded (and again before each retry), never
- * taken from a cache filled before the forget. Publishers get their own codec for that reason.
+ * events it delivers later must not carry that customer's plaintext. So just before a page is decoded
+ * (and again before each retry) one query tells which of its customers have been forgotten since
+ * their keys were cached, by this process or any other; their cached keys are dropped.
  */
 export interface FeedPage {
   items: BatchItem[];
@@ -33,7 +35,7 @@ const subjectOf = (e: RecordedEvent): string | undefined => {
   return typeof value === 'string' ? value : undefined;
 };
 
-export function createIntegrationFeed(store: EventStore, codec: EventCodec, log?: (message: string, details?: Record<string, unknown>) => void): IntegrationFeed {
+export function createIntegrationFeed(store: EventStore, personalData: PersonalData, log?: (message: string, details?: Record<string, unknown>) => void): IntegrationFeed {
   const waiters = new Set<() => void>();
   const ring = () => {
     for (const wake of [...waiters]) wake();
@@ -63,22 +65,18 @@ export function createIntegrationFeed(store: EventStore, codec: EventCodec, log?
   };
   void listen();
 
-  const fresh = (events: RecordedEvent[]) => {
-    for (const e of events) {
-      const subject = subjectOf(e);
-      if (subject) codec.evict(subject);
-    }
-  };
+  const codec = personalDataCodec(personalData);
+  const fresh = (events: RecordedEvent[]) => personalData.refreshForgotten(events.map(subjectOf).filter((s): s is string => s !== undefined));
 
   return {
     async read(after, max) {
       const events = await store.readAll({ fromPosition: after, maxCount: max });
-      fresh(events);
+      await fresh(events);
       const items = await decodeBatch(codec, events, () => true);
       return { items, end: events.length > 0 ? events[events.length - 1]!.position : after };
     },
     async redecode(recorded) {
-      fresh([recorded]);
+      await fresh([recorded]);
       const [item] = await decodeBatch(codec, [recorded], () => true);
       return item!;
     },

@@ -1,7 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
-import { createPersonalData } from '../eventstore/personal-data.ts';
-import { personalDataCodec } from '../projections/codec.ts';
+import type { PersonalData } from '../eventstore/personal-data.ts';
 import { ProjectionLeases } from '../projections/leases.ts';
 import { IntegrationPublishers, PUBLISHERS_PARTITION, readPublisherStatus, type NatsSettings, type PublisherStatus } from './publishers.ts';
 import type { SubscriberRole } from './envelope.ts';
@@ -23,6 +22,7 @@ export interface IntegrationServices {
 export interface IntegrationOptions {
   db: Kysely<any>;
   store: EventStore;
+  personalData: PersonalData;
   schemas: { events: string; read: string; reporting?: string };
   nats?: NatsSettings;
   workerId: string;
@@ -55,8 +55,6 @@ export function createIntegration(options: IntegrationOptions): Integration {
     services,
     async start() {
       if (running) return;
-      // A key cache of its own: publishers look keys up afresh (integration/feed.ts).
-      const codec = personalDataCodec(await createPersonalData(options.db, { schema: options.schemas.events }));
       let publishers!: IntegrationPublishers;
       // The projection workers' leases (same tables, same worker id), one more partition: two workers never both publish.
       const leases = new ProjectionLeases({
@@ -72,7 +70,7 @@ export function createIntegration(options: IntegrationOptions): Integration {
         db: options.db,
         schema: options.schemas.events,
         store: options.store,
-        codec,
+        personalData: options.personalData,
         nats: options.nats,
         policy: options.policy,
         leases,

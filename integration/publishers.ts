@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
-import type { EventCodec } from '../projections/apply-batch.ts';
+import type { PersonalData } from '../eventstore/personal-data.ts';
 import { describeError } from '../projections/errors.ts';
 import type { LeaseGuard } from '../projections/leases.ts';
 import { lagBehind } from '../projections/status.ts';
@@ -25,8 +25,8 @@ export interface PublishersOptions {
   /** Events schema: where the integration tables live. */
   schema: string;
   store: EventStore;
-  /** A codec of its own (integration/feed.ts: keys looked up afresh per page). */
-  codec: EventCodec;
+  /** Decrypts personal data; forgotten customers are re-checked per page (integration/feed.ts). */
+  personalData: PersonalData;
   nats?: NatsSettings;
   policy?: Partial<DeliveryPolicy>;
   /** Scale-out: publish only while holding the partition's lease, and fence every checkpoint move with it. */
@@ -78,7 +78,7 @@ export class IntegrationPublishers {
     // NATS carries every integration event, history included, from the first start on.
     if (this.options.nats) await this.tables.ensurePublisher(NATS_PUBLISHER, 'nats', 0n);
     this.stopped = false;
-    this.feed = createIntegrationFeed(this.options.store, this.options.codec, this.options.log);
+    this.feed = createIntegrationFeed(this.options.store, this.options.personalData, this.options.log);
     await this.reconcile();
     this.timer = setInterval(() => void this.reconcile(), this.options.reconcileEveryMs ?? 1_000);
     this.timer.unref?.();

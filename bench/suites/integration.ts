@@ -19,7 +19,6 @@ import { connectPostgres, createPostgresEventStore } from '../../eventstore/post
 import { integrationTables, NATS_PUBLISHER } from '../../integration/tables.ts';
 import { IntegrationPublishers } from '../../integration/publishers.ts';
 import { newWebhookSecret } from '../../integration/signing.ts';
-import { personalDataCodec } from '../../projections/codec.ts';
 import { percentile, rate, ratio, round, type BenchContext } from '../report.ts';
 import { seed } from './projections.ts';
 
@@ -124,7 +123,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         db: publisherDatabase.db,
         schema: eventsSchema,
         store: publisherStore,
-        codec: personalDataCodec(await createPersonalData(publisherDatabase.db, { schema: eventsSchema })),
+        personalData: await createPersonalData(publisherDatabase.db, { schema: eventsSchema }),
         nats: nats ? { url: NATS_URL, stream: nats.stream, role: 'analyst' } : undefined,
         policy: { timeoutMs: 10_000 },
         reconcileEveryMs: 200,

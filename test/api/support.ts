@@ -66,7 +66,7 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
     commands,
     projections: progressOf(runner),
     // The /webhooks routes and publisher status (no publishers run: tests of delivery start their own).
-    integration: createIntegration({ db: database.db, store, schemas: { events: schemas.events, read: schemas.read }, workerId: 'test', leaseSeconds: 15 }).services,
+    integration: createIntegration({ db: database.db, store, personalData, schemas: { events: schemas.events, read: schemas.read }, workerId: 'test', leaseSeconds: 15 }).services,
     // Generous: on a loaded 2-core machine the projections can fall seconds behind; tests assert effects, not speed.
     waitForTimeoutMs: 15_000,
     ...overrides,
