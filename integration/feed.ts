@@ -70,7 +70,9 @@ export function createIntegrationFeed(store: EventStore, personalData: PersonalD
 
   return {
     async read(after, max) {
-      const events = await store.readAll({ fromPosition: after, maxCount: max });
+      // What is final now: a publisher comes back on the doorbell or after a short idle, so it need not
+      // wait for events committed behind another open transaction.
+      const events = await store.readAll({ fromPosition: after, maxCount: max, settleMs: 0 });
       await fresh(events);
       const items = await decodeBatch(codec, events, () => true);
       return { items, end: events.length > 0 ? events[events.length - 1]!.position : after };
