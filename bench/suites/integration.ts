@@ -151,7 +151,8 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     // (1) Delivery lag at 500 events/s to a receiver that answers at once.
     const live = await receiver('answer');
     closers.unshift(() => new Promise((r) => live.server.close(r)).then(() => live.server.closeAllConnections()));
-    const liveSub = await tables.createSubscription({ url: live.url, events: ['*'], description: null, role: 'admin', secret: newWebhookSecret(), startPosition: await store.headPosition() });
+    const liveStart = await store.headPosition();
+    const liveSub = await tables.createSubscription({ url: live.url, events: ['*'], description: null, role: 'admin', secret: newWebhookSecret(), startPosition: liveStart });
     const livePublishers = await startPublishers();
     // When each event becomes readable in the gap-free feed: splits the lag into the feed's share (it
     // waits for every older transaction on the cluster, other users' included) and the publisher's.
@@ -171,6 +172,19 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     await livePublishers.stop();
     await tables.deleteSubscription(liveSub.id);
     ctx.log(`delivery lag p50 ${percentile(lags, 50)} ms, p99 ${percentile(lags, 99)} ms`);
+
+    // (1b) The publisher alone: the same events as a backlog to a fresh subscription, no commands running.
+    const backlogReceiver = await receiver('answer');
+    closers.unshift(() => new Promise((r) => backlogReceiver.server.close(r)).then(() => backlogReceiver.server.closeAllConnections()));
+    const backlogSub = await tables.createSubscription({ url: backlogReceiver.url, events: ['*'], description: null, role: 'admin', secret: newWebhookSecret(), startPosition: liveStart });
+    const backlogStarted = performance.now();
+    const backlogPublishers = await startPublishers();
+    await waitUntil(() => [...driven.appendedAt.keys()].every((p) => backlogReceiver.arrivals.has(p)), 300_000, 'backlog delivered');
+    const backlogMs = performance.now() - backlogStarted;
+    await backlogPublishers.stop();
+    await tables.deleteSubscription(backlogSub.id);
+    const backlogPerSecond = rate(driven.appendedAt.size, backlogMs);
+    ctx.log(`backlog: ${backlogPerSecond} deliveries/s`);
 
     // (2) JetStream publish rate: the whole log from checkpoint 0.
     let jetstream: Record<string, unknown>;
@@ -209,6 +223,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         p50Ms: percentile(lags, 50),
         p99Ms: percentile(lags, 99),
         maxMs: round(Math.max(...lags), 1),
+        backlogDeliveriesPerSecond: backlogPerSecond,
         feedShare: { p50Ms: percentile(feedShares, 50), p99Ms: percentile(feedShares, 99), note: 'append returned -> event readable in the gap-free feed' },
         publisherShare: { p50Ms: percentile(publisherShares, 50), p99Ms: percentile(publisherShares, 99), note: 'readable in the feed -> POST received' },
       },
@@ -231,7 +246,7 @@ export function summarize(result: Record<string, any>): string[] {
   const lag = result.deliveryLag;
   const cmd = result.commandLatencyWithDeadReceiver;
   return [
-    `webhook delivery lag at ${lag.targetEventsPerSecond} events/s: p50 ${lag.p50Ms} ms, p99 ${lag.p99Ms} ms (${lag.deliveredPerSecond} delivered/s; feed share p50 ${lag.feedShare.p50Ms} ms, publisher share p50 ${lag.publisherShare.p50Ms} ms, p99 ${lag.publisherShare.p99Ms} ms)`,
+    `webhook delivery lag at ${lag.targetEventsPerSecond} events/s: p50 ${lag.p50Ms} ms, p99 ${lag.p99Ms} ms (${lag.deliveredPerSecond} delivered/s while commands ran, ${lag.backlogDeliveriesPerSecond}/s from a backlog alone; feed share p50 ${lag.feedShare.p50Ms} ms, publisher share p50 ${lag.publisherShare.p50Ms} ms, p99 ${lag.publisherShare.p99Ms} ms)`,
     result.jetstream.eventsPerSecond ? `JetStream publish: ${result.jetstream.eventsPerSecond} events/s (${result.jetstream.events} events, ${result.jetstream.storedInStream} stored)` : `JetStream: ${result.jetstream.skipped}`,
     `command latency with a dead receiver vs none: p50 ${cmd.deadReceiver.p50Ms} vs ${cmd.none.p50Ms} ms (x${cmd.p50Ratio}), p99 ${cmd.deadReceiver.p99Ms} vs ${cmd.none.p99Ms} ms (x${cmd.p99Ratio})`,
   ];

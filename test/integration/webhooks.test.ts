@@ -94,6 +94,21 @@ describe('webhook subscriptions over HTTP', () => {
     expect(types.items.find((t: any) => t.type === 'CustomerRegistered')).toMatchObject({ aggregate: 'customer', natsSubject: 'crm.customer.CustomerRegistered', personalFields: ['name', 'email', 'phone'] });
   });
 
+  it('shows publishers in /ready (without affecting readiness) and in /metrics', async () => {
+    const { id } = await subscribe({ url: 'http://127.0.0.1:9/never', events: ['*'] });
+    try {
+      const ready = json(await h.app.inject({ method: 'GET', url: '/ready' }));
+      const entry = ready.publishers.find((p: any) => p.name === `webhook:${id}`);
+      expect(entry).toMatchObject({ state: 'running', delivered: 0, failures: 0 });
+      expect(ready.reasons.some((r: string) => r.includes('webhook'))).toBe(false);
+      const metrics = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
+      expect(metrics).toMatch(new RegExp(`crm_publisher_deliveries_total\\{publisher="webhook:${id}",kind="webhook",state="running"\\} 0`));
+      expect(metrics).toContain('crm_publisher_lag_seconds');
+    } finally {
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
+    }
+  });
+
   it('shows the secret once: never in GET, list or PATCH answers', async () => {
     const { id, secret } = await subscribe({ url: 'https://example.com/hook', events: ['Deal*'], description: 'crm to warehouse' });
     for (const res of [
