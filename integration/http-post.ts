@@ -19,29 +19,41 @@ export class WebhookClient {
   private readonly https = new HttpsAgent({ keepAlive: true, maxSockets: 1 });
 
   post(url: string, body: string, headers: Record<string, string>, timeoutMs: number, stop: AbortSignal): Promise<Answer> {
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = AbortSignal.any([timeout, stop]);
     return new Promise<Answer>((resolve) => {
       const target = new URL(url);
       const secure = target.protocol === 'https:';
+      let timedOut = false;
+      // A plain timer and one listener, removed when settled: AbortSignal.any/timeout per request
+      // leave work behind on the long-lived stop signal.
+      const finish = (answer: Answer) => {
+        clearTimeout(timer);
+        stop.removeEventListener('abort', onStop);
+        resolve(answer);
+      };
       const fail = (error: Error & { code?: string }) =>
-        resolve({ ok: false, status: null, error: timeout.aborted ? `no answer within ${timeoutMs} ms` : (error.code ?? error.message) });
+        finish({ ok: false, status: null, error: timedOut ? `no answer within ${timeoutMs} ms` : (error.code ?? error.message) });
       const onAnswer = (res: IncomingMessage) => {
         // The body is not ours to read: drain it so the connection is reused.
         res.resume();
         res.on('error', fail);
         res.on('end', () => {
           const status = res.statusCode ?? 0;
-          resolve({ ok: status >= 200 && status < 300, status, error: null });
+          finish({ ok: status >= 200 && status < 300, status, error: null });
         });
       };
       const options = {
         method: 'POST',
         agent: secure ? this.https : this.http,
-        signal,
         headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'crm-webhooks/1' },
       };
       const req = secure ? httpsRequest(target, options, onAnswer) : httpRequest(target, options, onAnswer);
+      const timer = setTimeout(() => {
+        timedOut = true;
+        req.destroy(new Error('timeout'));
+      }, timeoutMs);
+      const onStop = () => req.destroy(new Error('stopped'));
+      if (stop.aborted) onStop();
+      else stop.addEventListener('abort', onStop, { once: true });
       req.on('error', fail);
       req.end(body);
     });
