@@ -32,6 +32,8 @@ import { customerRoutes } from './routes/customers.ts';
 import { dealRoutes } from './routes/deals.ts';
 import { feedbackRoutes } from './routes/feedback.ts';
 import { opsRoutes } from './routes/ops.ts';
+import { webhookRoutes } from './routes/webhooks.ts';
+import { registerPublisherMetrics } from '../integration/metrics.ts';
 
 export interface RegisteredRoute {
   method: string;
@@ -114,6 +116,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await idempotency.migrate();
   const metrics = createApiMetrics({ projections: deps.projections });
   const cursors = createCursorSeal(await loadServerSecret(deps.database.db, deps.schemas.events, 'list-cursors'));
+  if (deps.integration) registerPublisherMetrics(metrics.registry, deps.integration);
   // The auditor's services: given by the composition root, else built from the same dependencies.
   const audit =
     deps.audit ??
@@ -211,6 +214,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     metrics,
     readyMaxLagSeconds: deps.readyMaxLagSeconds ?? 10,
     benchNoopRoute: deps.benchNoopRoute ?? false,
+    publishers: deps.integration,
   });
   await app.register(adminRoutes, { keys });
   await app.register(customerRoutes, context);
@@ -220,6 +224,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   // Written by the analytics and audit engineers; they get the same context as ours.
   await app.register(analyticsRoutes, context);
   await app.register(auditRoutes, context);
+  if (deps.integration) await app.register(webhookRoutes, { integration: deps.integration });
 
   await app.ready();
   return app as unknown as CrmApp;

@@ -3,6 +3,7 @@ import type { EventStore } from '../eventstore/contract.ts';
 import type { SqlDatabase } from '../eventstore/postgres/database.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
 import type { CommandContext, CommandResult } from '../commands/index.ts';
+import type { IntegrationServices } from '../integration/index.ts';
 
 /**
  * What the HTTP API needs, passed in by the composition root (cli/). The API reads no environment;
@@ -104,6 +105,8 @@ export interface ApiDeps {
   /** Services for api/routes/analytics.ts and api/routes/audit.ts; passed to those plugins as is. */
   analytics?: unknown;
   audit?: unknown;
+  /** Webhook subscriptions and publisher status (integration/); without it /webhooks is not served. */
+  integration?: IntegrationServices;
   /** Fastify/pino logger options; false (the default) keeps tests quiet. */
   logger?: FastifyServerOptions['logger'];
   rateLimit?: RateLimitOptions;

@@ -31,6 +31,7 @@ const MARKETING: readonly Role[] = ['admin', 'marketing'];
 const SUPPORT: readonly Role[] = ['admin', 'support'];
 const ANALYTICS_READ: readonly Role[] = ['admin', 'sales', 'marketing', 'analyst', 'auditor'];
 const AUDIT: readonly Role[] = ['admin', 'auditor'];
+const INTEGRATION: readonly Role[] = ['admin'];
 
 export const routeRules: readonly RouteRule[] = [
   // Ops and documentation.
@@ -90,6 +91,15 @@ export const routeRules: readonly RouteRule[] = [
   // Audit (served by api/routes/audit.ts).
   { route: 'POST /audit/*', access: AUDIT, summary: 'start a verification, seal the hash chain' },
   { route: 'GET /audit/*', access: AUDIT, summary: 'history, exports, verification results' },
+  // Integration: webhook subscriptions (integration/). Admin only: a subscription exports events, personal data included for non-analyst roles.
+  { route: 'POST /webhooks', access: INTEGRATION, summary: 'subscribe a URL to integration events (secret shown once)' },
+  { route: 'GET /webhooks', access: INTEGRATION, summary: 'list webhook subscriptions and their delivery state' },
+  { route: 'GET /webhooks/event-types', access: INTEGRATION, summary: 'the integration event types and their fields' },
+  { route: 'GET /webhooks/:id', access: INTEGRATION, summary: 'one webhook subscription' },
+  { route: 'PATCH /webhooks/:id', access: INTEGRATION, summary: 'change url, events; enable, disable, resume' },
+  { route: 'DELETE /webhooks/:id', access: INTEGRATION, summary: 'delete a webhook subscription' },
+  { route: 'GET /webhooks/:id/deliveries', access: INTEGRATION, summary: 'recent delivery attempts' },
+  { route: 'POST /webhooks/:id/replay', access: INTEGRATION, summary: 'deliver again from a position' },
   // Administration.
   { route: 'POST /admin/api-keys', access: ['admin'], summary: 'create an API key (shown once)' },
   { route: 'GET /admin/api-keys', access: ['admin'], summary: 'list API keys' },

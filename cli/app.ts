@@ -24,6 +24,7 @@ import { forgetInCopiesProjection } from '../projections/read-model-copies.ts';
 import { migrateLeases, ProjectionLeases } from '../projections/leases.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
+import { createIntegration, type Integration } from '../integration/index.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
 
 /**
@@ -44,6 +45,8 @@ export interface CrmRuntime {
   leases: ProjectionLeases;
   audit: AuditServices;
   analytics: AnalyticsService;
+  /** Webhooks and NATS publishing (integration/): started with the projections. */
+  integration: Integration;
   /** What rebuild needs: the live projections, whose analytics rescoring writes the live model tables. */
   readSide: ReadSideDeps;
   /** What replays into other schemas need (`crm replay`): projections that write only to the target schema. */
@@ -255,6 +258,15 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         if (change.acquired.length > 0) void runner.restartSubscription().catch(() => undefined);
       },
     });
+    const integration = createIntegration({
+      db: database.db,
+      store,
+      personalData,
+      schemas: config.schemas,
+      nats: config.nats,
+      workerId: leases.workerId,
+      leaseSeconds: config.projectionLeaseSeconds,
+    });
     const runner: ProjectionRunner = new ProjectionRunner({
       db: database.db,
       store,
@@ -295,6 +307,9 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       closers.push(() => leases.stop());
       await runner.start();
       closers.push(() => runner.stop());
+      // Publishers follow the feed like projections, under their own lease partition.
+      await integration.start();
+      closers.push(() => integration.stop());
       // Tables exist now: (re)create the documented views BI tools read.
       await underSetUpLock(() =>
         createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections }),
@@ -338,8 +353,9 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       pointInTime: audit.pointInTime,
       audit,
       analytics,
+      integration: integration.services,
     };
-    return { config, database, store, personalData, commands, projections, runner, leases, audit, analytics, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, close };
+    return { config, database, store, personalData, commands, projections, runner, leases, audit, analytics, integration, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, close };
   } catch (error) {
     await close();
     throw error;

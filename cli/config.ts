@@ -67,6 +67,10 @@ const EnvSchema = z.object({
     emptyAsUnset,
     z.coerce.number({ error: 'a number of seconds from 1 to 3600' }).min(1, 'a number of seconds from 1 to 3600').max(3600, 'a number of seconds from 1 to 3600').default(15),
   ),
+  /** NATS with JetStream: every integration event is published there when set (integration/). */
+  CRM_NATS_URL: z.preprocess(emptyAsUnset, z.string().regex(/^(nats|tls|wss?):\/\/.+/, 'a NATS URL such as nats://127.0.0.1:4222').optional()),
+  CRM_NATS_STREAM: z.preprocess(emptyAsUnset, z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a JetStream stream name (letters, digits, _ and -)').default('CRM_EVENTS')),
+  CRM_NATS_ROLE: z.preprocess(emptyAsUnset, z.enum(['admin', 'sales', 'marketing', 'support', 'analyst', 'auditor']).default('analyst')),
 });
 
 export type Engine = 'pglite' | 'postgres';
@@ -86,6 +90,8 @@ export interface CrmConfig {
   projectionLeaseSeconds: number;
   /** 32 bytes wrapping the per-customer data keys at rest (CRM_MASTER_KEY or CRM_MASTER_KEY_FILE); undefined: stored bare. */
   masterKey?: Uint8Array | undefined;
+  /** JetStream publishing of integration events (integration/nats-publisher.ts); unset: off. */
+  nats: { url: string; stream: string; role: 'admin' | 'sales' | 'marketing' | 'support' | 'analyst' | 'auditor' } | undefined;
 }
 
 /**
@@ -174,10 +180,11 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     projections: e.CRM_PROJECTIONS,
     projectionLeaseSeconds: e.CRM_PROJECTION_LEASE_SECONDS,
     masterKey: readMasterKey(e.CRM_MASTER_KEY, e.CRM_MASTER_KEY_FILE, cwd),
+    nats: e.CRM_NATS_URL ? { url: e.CRM_NATS_URL, stream: e.CRM_NATS_STREAM, role: e.CRM_NATS_ROLE } : undefined,
   };
 }
 
-const SECRET_VARIABLES = new Set(['DATABASE_URL', 'EVENTSTORE_URL', 'CRM_ADMIN_KEY', 'CRM_MASTER_KEY']);
+const SECRET_VARIABLES = new Set(['DATABASE_URL', 'EVENTSTORE_URL', 'CRM_ADMIN_KEY', 'CRM_MASTER_KEY', 'CRM_NATS_URL']);
 const describeValue = (variable: string, value: string | undefined): string => {
   if (value === undefined) return '';
   // Never echo what may be a secret or a URL with a password.
@@ -215,4 +222,7 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   { name: 'CRM_REPORTING_SCHEMA', default: 'reporting', meaning: 'schema of the documented views for BI tools' },
   { name: 'CRM_PROJECTIONS', default: 'inline', meaning: 'inline: `crm serve` runs the projections; off: run `crm project` separately' },
   { name: 'CRM_PROJECTION_LEASE_SECONDS', default: '15', meaning: 'lease of a projection worker on its projections; a crashed worker\'s are taken over after it' },
+  { name: 'CRM_NATS_URL', default: '(unset: no NATS publishing)', meaning: 'NATS with JetStream: every integration event is published to the stream' },
+  { name: 'CRM_NATS_STREAM', default: 'CRM_EVENTS', meaning: 'JetStream stream of the integration events (subjects crm.<aggregate>.<EventType>)' },
+  { name: 'CRM_NATS_ROLE', default: 'analyst', meaning: "whose view of personal data the stream carries: analyst masks it, any other role sees it" },
 ];

@@ -27,6 +27,11 @@ export interface PersonalData {
   forget(customerId: string): Promise<void>;
   /** Drop cached keys of a customer (projections call it when they see CustomerForgotten). */
   evict(customerId: string): void;
+  /**
+   * One query: marks those of these customers who have been forgotten (by any process) as forgotten in
+   * the cache. Publishers call it before decoding a page, so nothing is delivered from a stale key.
+   */
+  refreshForgotten(customerIds: readonly string[]): Promise<void>;
 }
 
 /** Refused: personal data for a customer whose key was deleted cannot be stored any more. */
@@ -230,6 +235,14 @@ export async function createPersonalData(db: Kysely<any>, options: PersonalDataO
 
     evict(customerId) {
       cache.delete(customerId);
+    },
+
+    async refreshForgotten(customerIds) {
+      const cached = [...new Set(customerIds)].filter((id) => cache.get(id));
+      if (cached.length === 0) return;
+      const { rows } = await sql<{ customer_id: string }>`
+        SELECT customer_id FROM ${table} WHERE customer_id = ANY(${cached}::text[]) AND data_key IS NULL`.execute(db);
+      for (const row of rows) cache.set(row.customer_id, null);
     },
   };
 }

@@ -213,7 +213,7 @@ export const viewsOf =
 
 const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
 
-function viewStatements(view: ReportingView, readSchema: string, reportingSchema: string): string[] {
+export function viewStatements(view: ReportingView, readSchema: string, reportingSchema: string): string[] {
   const name = q(reportingSchema, view.name);
   return [
     `DROP VIEW IF EXISTS ${name} CASCADE`,

@@ -30,6 +30,25 @@ export interface ProjectionStatus {
 }
 
 /**
+ * How far a follower of the feed at `position` is behind `head`: events counted up to LAG_COUNT_CAP,
+ * and the age of the oldest one not yet taken. A read can wait behind a long transaction elsewhere on
+ * the cluster: /ready and /metrics must answer anyway, so past a short bound the lag is estimated from
+ * `since` (when the follower last moved).
+ */
+export async function lagBehind(store: EventStore, position: bigint, head: bigint, since: Date): Promise<{ eventsBehind: number; secondsBehind: number }> {
+  if (head <= position) return { eventsBehind: 0, secondsBehind: 0 };
+  const pending = await Promise.race([
+    store.readAll({ fromPosition: position, maxCount: LAG_COUNT_CAP }),
+    new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.()),
+  ]).catch(() => undefined);
+  const oldest = pending?.[0];
+  return {
+    eventsBehind: pending ? pending.length : 1,
+    secondsBehind: Math.max(0, (Date.now() - (oldest ? oldest.recordedAt : since).getTime()) / 1000),
+  };
+}
+
+/**
  * Reads status from the checkpoint table, so it works whether the projections run in this process
  * or in a separate `crm project` worker.
  */
@@ -43,19 +62,7 @@ export async function readProjectionStatus(
   const result: ProjectionStatus[] = [];
   for (const cp of checkpoints.values()) {
     if (names && !names.includes(cp.name)) continue;
-    let secondsBehind = 0;
-    let eventsBehind = 0;
-    if (head > cp.position) {
-      // A read can wait behind a long transaction elsewhere on the cluster: /ready and /metrics must
-      // answer anyway, so past a short bound the lag is estimated from the checkpoint's age.
-      const pending = await Promise.race([
-        store.readAll({ fromPosition: cp.position, maxCount: LAG_COUNT_CAP }),
-        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.()),
-      ]).catch(() => undefined);
-      const oldest = pending?.[0];
-      eventsBehind = pending ? pending.length : 1;
-      secondsBehind = Math.max(0, (Date.now() - (oldest ? oldest.recordedAt : cp.updatedAt).getTime()) / 1000);
-    }
+    const { eventsBehind, secondsBehind } = await lagBehind(store, cp.position, head, cp.updatedAt);
     result.push({
       name: cp.name,
       version: cp.version,

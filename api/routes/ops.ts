@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { EventStore } from '../../eventstore/contract.ts';
 import type { ReadModelProgress } from '../deps.ts';
 import type { ApiMetrics } from '../metrics.ts';
+import type { PublisherStatus } from '../../integration/index.ts';
 
 export interface OpsRoutesOptions {
   store: EventStore;
@@ -10,6 +11,8 @@ export interface OpsRoutesOptions {
   metrics: ApiMetrics;
   readyMaxLagSeconds: number;
   benchNoopRoute: boolean;
+  /** Webhook and NATS publishers (integration/): shown, never a reason for not-ready (a dead receiver must not take the API out of service). */
+  publishers?: { status(): Promise<PublisherStatus[]> } | undefined;
 }
 
 const Health = z.object({ status: z.literal('ok') });
@@ -29,6 +32,21 @@ const Ready = z.object({
     }),
   ),
   reasons: z.array(z.string()),
+  publishers: z
+    .array(
+      z.object({
+        name: z.string().describe('webhook:<id> or nats'),
+        state: z.enum(['running', 'failing', 'disabled']),
+        position: z.string(),
+        eventsBehind: z.number(),
+        secondsBehind: z.number(),
+        delivered: z.number(),
+        failures: z.number(),
+        lastError: z.string().nullable(),
+      }),
+    )
+    .optional()
+    .describe('Integration publishers; informative only: they do not affect readiness'),
 });
 
 /** Probes and metrics: public, not rate limited, not logged per request. */
@@ -75,6 +93,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
           reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)`);
         }
       }
+      const publishers = options.publishers ? await options.publishers.status().catch(() => []) : undefined;
       const ready = reasons.length === 0;
       return reply.code(ready ? 200 : 503).send({
         status: ready ? 'ready' : 'not_ready',
@@ -90,6 +109,16 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
           leaseExpiresAt: p.leaseExpiresAt ? p.leaseExpiresAt.toISOString() : null,
         })),
         reasons,
+        publishers: publishers?.map((p) => ({
+          name: p.name,
+          state: p.state,
+          position: p.position.toString(),
+          eventsBehind: p.eventsBehind,
+          secondsBehind: p.secondsBehind,
+          delivered: p.delivered,
+          failures: p.failures,
+          lastError: p.lastError,
+        })),
       });
     },
   );

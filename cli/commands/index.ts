@@ -5,10 +5,12 @@ import { fitCommand } from './fit.ts';
 import { importCommand } from './import.ts';
 import { masterKeyCommand } from './master-key.ts';
 import { projectCommand } from './project.ts';
+import { publishCommand } from './publish.ts';
 import { rebuildCommand } from './rebuild.ts';
 import { replayCommand } from './replay.ts';
 import { serveCommand } from './serve.ts';
 import { verifyCommand } from './verify.ts';
+import { webhooksCommand } from './webhooks.ts';
 
 /** Every `crm` subcommand, in the order `crm --help` lists them. */
 export const commands: readonly CliCommand[] = [
@@ -22,4 +24,6 @@ export const commands: readonly CliCommand[] = [
   fitCommand,
   apiKeyCommand,
   masterKeyCommand,
+  webhooksCommand,
+  publishCommand,
 ];

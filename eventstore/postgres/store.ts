@@ -260,7 +260,8 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
       const page = await readFinalPage(from, limit, options.filter);
       // A full page is complete as it is; a short one may end where committed events still wait.
       if ((limit !== null && page.events.length >= limit) || page.committedHead < page.bound) return page.events;
-      await settle(page.committedHead, page.bound);
+      if (options.settleMs === 0) return page.events;
+      await settle(page.committedHead, page.bound, options.settleMs);
       return (await readFinalPage(from, limit, options.filter)).events;
     } catch (error) {
       throw mapError(error);

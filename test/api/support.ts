@@ -12,6 +12,7 @@ import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
+import { createIntegration } from '../../integration/index.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 
 export interface ApiHarness {
@@ -65,6 +66,8 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
     schemas: { events: schemas.events, read: schemas.read },
     commands,
     projections: progressOf(runner),
+    // The /webhooks routes and publisher status (no publishers run: tests of delivery start their own).
+    integration: createIntegration({ db: database.db, store, personalData, schemas: { events: schemas.events, read: schemas.read }, workerId: 'test', leaseSeconds: 15 }).services,
     // Generous: on a loaded 2-core machine the projections can fall seconds behind; tests assert effects, not speed.
     waitForTimeoutMs: 15_000,
     ...overrides,

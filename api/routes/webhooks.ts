@@ -1,0 +1,232 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { PUBLIC_EVENT_TYPE_NAMES, PUBLIC_EVENT_TYPES, publicFields } from '../../integration/envelope.ts';
+import type { IntegrationServices, PublisherStatus } from '../../integration/index.ts';
+import { EventPatterns, WebhookUrl } from '../../integration/validation.ts';
+import { webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
+import { IdParams } from '../http.ts';
+import { ProblemError } from '../problems.ts';
+import { ROLES } from '../roles.ts';
+
+const Url = WebhookUrl;
+const Events = EventPatterns;
+
+const CreateWebhook = z.strictObject({
+  url: Url,
+  events: Events,
+  description: z.string().trim().max(500).optional(),
+  role: z
+    .enum(ROLES)
+    .default('analyst')
+    .describe("Whose view of personal data deliveries carry: 'analyst' (the default) masks it; any other role sees it"),
+});
+
+const PatchWebhook = z.strictObject({
+  url: Url.optional(),
+  events: Events.optional(),
+  description: z.string().trim().max(500).nullable().optional(),
+  enabled: z.boolean().optional().describe('false switches deliveries off; true resumes them, also after the subscription was paused as failing'),
+});
+
+const Replay = z.strictObject({
+  fromPosition: z
+    .string()
+    .regex(/^\d{1,19}$/, 'a global position as a decimal string')
+    .describe('Deliver again every matching event from this position (inclusive) on, in order'),
+});
+
+export const WebhookView = z
+  .object({
+    id: z.uuid(),
+    url: z.string(),
+    events: z.array(z.string()),
+    description: z.string().nullable(),
+    role: z.enum(ROLES),
+    enabled: z.boolean(),
+    state: z.enum(['running', 'failing', 'disabled']).describe('failing: retries ran out and deliveries are paused until enabled again or replayed'),
+    position: z.string().describe('Checkpoint: every matching event up to here was delivered'),
+    eventsBehind: z.number(),
+    secondsBehind: z.number(),
+    delivered: z.number(),
+    failures: z.number().describe('Failed attempts so far'),
+    lastError: z.string().nullable(),
+    lastStatus: z.number().nullable(),
+    nextRetryAt: z.string().nullable(),
+    createdAt: z.string(),
+  })
+  .meta({ id: 'Webhook' });
+
+const CreatedWebhook = z.object({ id: z.uuid(), secret: z.string().describe('whsec_<base64>: the signing secret, shown only in this response') }).meta({ id: 'CreatedWebhook' });
+
+const DeliveryView = z.object({
+  eventId: z.uuid(),
+  position: z.string(),
+  attempt: z.number(),
+  statusCode: z.number().nullable(),
+  latencyMs: z.number(),
+  error: z.string().nullable(),
+  nextRetryAt: z.string().nullable(),
+  at: z.string(),
+});
+
+/** The public envelope every delivery (and every NATS message) carries: in the OpenAPI components as `IntegrationEvent`. */
+export const IntegrationEventSchema = z
+  .object({
+    id: z.uuid().describe('Event id: the webhook-id and the Nats-Msg-Id; dedupe by it'),
+    type: z.enum(PUBLIC_EVENT_TYPE_NAMES).describe('Integration event type (GET /webhooks/event-types lists them with their fields)'),
+    version: z.number().int().describe("Version of this type's data shape"),
+    occurredAt: z.string().describe('Business time (ISO 8601)'),
+    recordedAt: z.string().describe('When the CRM recorded it (ISO 8601)'),
+    position: z.string().describe('Global position (decimal string); increases in delivery order'),
+    aggregate: z.object({ kind: z.enum(['customer', 'deal', 'campaign', 'feedback']), id: z.string() }),
+    data: z.record(z.string(), z.unknown()).describe("The type's fields; personal fields read '[masked]' for analyst-level subscriptions and '[erased]' once the customer is forgotten"),
+  })
+  .meta({ id: 'IntegrationEvent' });
+
+const EventTypeView = z.object({
+  type: z.string(),
+  version: z.number(),
+  aggregate: z.string(),
+  summary: z.string(),
+  fields: z.array(z.string()),
+  personalFields: z.array(z.string()),
+  natsSubject: z.string(),
+});
+
+const view = (s: WebhookSubscription, status: PublisherStatus | undefined) => ({
+  id: s.id,
+  url: s.url,
+  events: s.events,
+  description: s.description,
+  role: s.role,
+  enabled: s.enabled,
+  state: status?.state ?? (s.enabled ? 'running' : 'disabled'),
+  position: (status?.position ?? 0n).toString(),
+  eventsBehind: status?.eventsBehind ?? 0,
+  secondsBehind: status?.secondsBehind ?? 0,
+  delivered: status?.delivered ?? 0,
+  failures: status?.failures ?? 0,
+  lastError: status?.lastError ?? null,
+  lastStatus: status?.lastStatus ?? null,
+  nextRetryAt: status?.nextRetryAt?.toISOString() ?? null,
+  createdAt: s.createdAt.toISOString(),
+});
+
+const deliveryView = (d: DeliveryAttempt) => ({ ...d, position: d.position.toString(), nextRetryAt: d.nextRetryAt?.toISOString() ?? null, at: d.at.toISOString() });
+
+/** Webhook subscriptions (integration/): admin only by default (api/roles.ts). */
+export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServices }> = async (app, { integration }) => {
+  const { tables } = integration;
+  await tables.migrate();
+  const statusOf = async (id: string) => (await integration.status()).find((p) => p.name === webhookPublisherName(id));
+  const found = async (id: string) => {
+    const subscription = await tables.getSubscription(id);
+    if (!subscription) throw new ProblemError('not_found', `No webhook ${id}.`);
+    return subscription;
+  };
+  const tags = ['webhooks'];
+
+  app.post(
+    '/webhooks',
+    {
+      schema: {
+        tags,
+        summary: 'Subscribe a URL to integration events; the signing secret is returned once',
+        description:
+          'Deliveries are POSTs of one integration event (see the IntegrationEvent schema) with the Standard Webhooks headers webhook-id, ' +
+          'webhook-timestamp and webhook-signature (v1,<base64 HMAC-SHA256 of "id.timestamp.body"> keyed with the base64 part of the secret after whsec_). ' +
+          'Per subscription in position order, at least once: receivers must dedupe by webhook-id. A new subscription receives events recorded from now on; replay reaches back.',
+        body: CreateWebhook,
+        response: { 201: CreatedWebhook },
+      },
+    },
+    async (request, reply) => {
+      const created = await integration.subscribe({ url: request.body.url, events: request.body.events, description: request.body.description ?? null, role: request.body.role });
+      request.log.info({ webhookId: created.id }, 'webhook subscription created');
+      return reply.code(201).header('cache-control', 'no-store').header('location', `/webhooks/${created.id}`).send(created);
+    },
+  );
+
+  app.get(
+    '/webhooks/event-types',
+    {
+      schema: {
+        tags,
+        summary: 'The integration event types: version, aggregate, fields, personal fields, NATS subject',
+        response: { 200: z.object({ envelope: IntegrationEventSchema.optional(), items: z.array(EventTypeView) }) },
+      },
+    },
+    async () => ({
+      items: PUBLIC_EVENT_TYPE_NAMES.map((type) => {
+        const spec = PUBLIC_EVENT_TYPES[type];
+        return { type, version: spec.version, aggregate: spec.kind, summary: spec.summary, fields: publicFields(type), personalFields: [...spec.personal], natsSubject: `crm.${spec.kind}.${type}` };
+      }),
+    }),
+  );
+
+  app.get('/webhooks', { schema: { tags, summary: 'Webhook subscriptions with their delivery state (never their secrets)', response: { 200: z.object({ items: z.array(WebhookView) }) } } }, async () => {
+    const [subscriptions, statuses] = await Promise.all([tables.listSubscriptions(), integration.status()]);
+    return { items: subscriptions.map((s) => view(s, statuses.find((p) => p.name === webhookPublisherName(s.id)))) };
+  });
+
+  app.get('/webhooks/:id', { schema: { tags, summary: 'One webhook subscription', params: IdParams, response: { 200: WebhookView } } }, async (request) => {
+    const subscription = await found(request.params.id);
+    return view(subscription, await statusOf(subscription.id));
+  });
+
+  app.patch(
+    '/webhooks/:id',
+    { schema: { tags, summary: 'Change url, events or description; enable or disable (enabling resumes a failing subscription)', params: IdParams, body: PatchWebhook, response: { 200: WebhookView } } },
+    async (request) => {
+      const updated = await tables.updateSubscription(request.params.id, {
+        url: request.body.url,
+        events: request.body.events,
+        enabled: request.body.enabled,
+        description: request.body.description,
+      });
+      if (!updated) throw new ProblemError('not_found', `No webhook ${request.params.id}.`);
+      return view(updated, await statusOf(updated.id));
+    },
+  );
+
+  app.delete('/webhooks/:id', { schema: { tags, summary: 'Delete a webhook subscription and its delivery log', params: IdParams, response: { 204: z.null() } } }, async (request, reply) => {
+    if (!(await tables.deleteSubscription(request.params.id))) throw new ProblemError('not_found', `No webhook ${request.params.id}.`);
+    return reply.code(204).send(null);
+  });
+
+  app.get(
+    '/webhooks/:id/deliveries',
+    {
+      schema: {
+        tags,
+        summary: 'Recent delivery attempts, newest first: status code, latency, error, next retry',
+        params: IdParams,
+        querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+        response: { 200: z.object({ items: z.array(DeliveryView) }) },
+      },
+    },
+    async (request) => {
+      await found(request.params.id);
+      return { items: (await tables.deliveries(request.params.id, request.query.limit)).map(deliveryView) };
+    },
+  );
+
+  app.post(
+    '/webhooks/:id/replay',
+    {
+      schema: {
+        tags,
+        summary: 'Deliver again from a position on (and resume a failing subscription)',
+        params: IdParams,
+        body: Replay,
+        response: { 202: WebhookView },
+      },
+    },
+    async (request, reply) => {
+      await found(request.params.id);
+      await tables.replay(request.params.id, BigInt(request.body.fromPosition));
+      request.log.info({ webhookId: request.params.id, fromPosition: request.body.fromPosition }, 'webhook replay requested');
+      return reply.code(202).send(view(await found(request.params.id), await statusOf(request.params.id)));
+    },
+  );
+};

@@ -1,0 +1,92 @@
+import type { Kysely } from 'kysely';
+import type { EventStore } from '../eventstore/contract.ts';
+import type { PersonalData } from '../eventstore/personal-data.ts';
+import { ProjectionLeases } from '../projections/leases.ts';
+import { IntegrationPublishers, PUBLISHERS_PARTITION, readPublisherStatus, type NatsSettings, type PublisherStatus } from './publishers.ts';
+import type { SubscriberRole } from './envelope.ts';
+import { newWebhookSecret } from './signing.ts';
+import { createPublisherStatusView } from './reporting.ts';
+import { integrationTables, type IntegrationTables } from './tables.ts';
+import type { DeliveryPolicy } from './webhook-loop.ts';
+
+export { PUBLISHERS_PARTITION, type NatsSettings, type PublisherStatus } from './publishers.ts';
+
+/** What the API and the CLI use: the subscription tables and the publishers' status, from any process. */
+export interface IntegrationServices {
+  tables: IntegrationTables;
+  status(): Promise<PublisherStatus[]>;
+  /** Creates a subscription starting at the store head; the secret is returned here and never again. */
+  subscribe(input: { url: string; events: string[]; description: string | null; role: SubscriberRole }): Promise<{ id: string; secret: string }>;
+}
+
+export interface IntegrationOptions {
+  db: Kysely<any>;
+  store: EventStore;
+  personalData: PersonalData;
+  schemas: { events: string; read: string; reporting?: string };
+  nats?: NatsSettings;
+  workerId: string;
+  leaseSeconds: number;
+  policy?: Partial<DeliveryPolicy>;
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+export interface Integration {
+  services: IntegrationServices;
+  /** Starts publishing in this process (a projection worker): under the `integration-publishers` lease. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Wiring for the composition root (cli/app.ts): services for every process, publishers for workers. */
+export function createIntegration(options: IntegrationOptions): Integration {
+  const tables = integrationTables(options.db, options.schemas.events);
+  const services: IntegrationServices = {
+    tables,
+    status: () => readPublisherStatus(tables, options.store),
+    async subscribe(input) {
+      const secret = newWebhookSecret();
+      const created = await tables.createSubscription({ ...input, secret, startPosition: await options.store.headPosition() });
+      return { id: created.id, secret };
+    },
+  };
+  let running: { publishers: IntegrationPublishers; leases: ProjectionLeases } | undefined;
+  return {
+    services,
+    async start() {
+      if (running) return;
+      let publishers!: IntegrationPublishers;
+      // The projection workers' leases (same tables, same worker id), one more partition: two workers never both publish.
+      const leases = new ProjectionLeases({
+        db: options.db,
+        schema: options.schemas.read,
+        workerId: options.workerId,
+        projections: [PUBLISHERS_PARTITION],
+        leaseSeconds: options.leaseSeconds,
+        onChange: () => void publishers.reconcile(),
+        log: options.log,
+      });
+      publishers = new IntegrationPublishers({
+        db: options.db,
+        schema: options.schemas.events,
+        store: options.store,
+        personalData: options.personalData,
+        nats: options.nats,
+        policy: options.policy,
+        leases,
+        log: options.log,
+      });
+      await leases.start();
+      await publishers.start();
+      if (options.schemas.reporting) await createPublisherStatusView(options.db, options.schemas.events, options.schemas.reporting);
+      running = { publishers, leases };
+    },
+    async stop() {
+      const current = running;
+      running = undefined;
+      if (!current) return;
+      await current.publishers.stop();
+      await current.leases.stop();
+    },
+  };
+}

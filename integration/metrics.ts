@@ -1,0 +1,27 @@
+import { Gauge, type Registry } from 'prom-client';
+import type { IntegrationServices, PublisherStatus } from './index.ts';
+
+/**
+ * Publisher metrics, read from the publisher table at scrape time (the publishers may run in another
+ * process). Deliveries and failures are totals kept in the table, so they survive restarts.
+ */
+export function registerPublisherMetrics(registry: Registry, integration: Pick<IntegrationServices, 'status'>): void {
+  let pending: Promise<PublisherStatus[]> | undefined;
+  const status = () => (pending ??= integration.status().finally(() => (pending = undefined)));
+  const gauge = (name: string, help: string, value: (p: PublisherStatus) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['publisher', 'kind', 'state'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const p of await status().catch(() => [])) this.set({ publisher: p.name, kind: p.kind, state: p.state }, value(p));
+      },
+    });
+  gauge('crm_publisher_lag_events', 'Events recorded after the publisher checkpoint (capped)', (p) => p.eventsBehind);
+  gauge('crm_publisher_lag_seconds', 'Age of the oldest event the publisher has not delivered yet', (p) => p.secondsBehind);
+  gauge('crm_publisher_deliveries_total', 'Events delivered (webhook 2xx answers, JetStream acknowledgements) since the publisher was created', (p) => p.delivered);
+  gauge('crm_publisher_failures_total', 'Failed attempts (receiver errors, timeouts, NATS errors) since the publisher was created', (p) => p.failures);
+  gauge('crm_publisher_failing', '1 when the publisher is paused as failing (retries ran out), else 0', (p) => (p.state === 'failing' ? 1 : 0));
+}

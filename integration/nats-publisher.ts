@@ -1,0 +1,134 @@
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { describeError } from '../projections/errors.ts';
+import { toIntegrationEvent, type SubscriberRole } from './envelope.ts';
+import type { IntegrationFeed } from './feed.ts';
+import { NATS_PUBLISHER, type IntegrationTables } from './tables.ts';
+import type { Fenced } from './webhook-loop.ts';
+
+/** The stream every integration event goes to (configurable for tests that need their own). */
+export const DEFAULT_NATS_STREAM = 'CRM_EVENTS';
+/** Header carrying the event's global position: a restarted publisher resumes after the stream's last one. */
+export const POSITION_HEADER = 'Crm-Position';
+
+export interface NatsPublisherOptions {
+  url: string;
+  stream: string;
+  /** Whose view of personal data the stream carries (api/roles.ts; `analyst` masks it). */
+  role: SubscriberRole;
+  tables: IntegrationTables;
+  feed: IntegrationFeed;
+  fenced: Fenced;
+  /** Events published per round; their acknowledgements are awaited together. */
+  pageSize?: number;
+  /** Longest wait for one publish acknowledgement. */
+  ackTimeoutMs?: number;
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+export const natsSubject = (kind: string, type: string) => `crm.${kind}.${type}`;
+
+/**
+ * Publishes every integration event to JetStream, in position order, with `Nats-Msg-Id` = event id
+ * (JetStream drops a duplicate inside the stream's duplicate window). The checkpoint moves only after
+ * every publish of a page was acknowledged; after a crash the page is published again and the
+ * duplicates are dropped. On start it also skips past the last position the stream already holds, so
+ * a restart after longer than the duplicate window still stores each event once.
+ */
+export class NatsPublisher {
+  private readonly controller = new AbortController();
+  private running: Promise<void> | undefined;
+  private connection: NatsConnection | undefined;
+
+  constructor(private readonly options: NatsPublisherOptions) {}
+
+  start(): void {
+    this.running ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort();
+    await this.running;
+    await this.connection?.close().catch(() => undefined);
+    this.connection = undefined;
+  }
+
+  private get stopped() {
+    return this.controller.signal.aborted;
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    let resumed = false;
+    while (!this.stopped) {
+      try {
+        const { js, jsm } = await this.connect();
+        if (!resumed) {
+          await this.resumeAfterStream(jsm);
+          resumed = true;
+        }
+        const idleMs = await this.round(js);
+        failures = 0;
+        if (idleMs > 0) await this.options.feed.wait(idleMs, this.controller.signal);
+      } catch (error) {
+        failures++;
+        const message = describeError(error);
+        this.options.log?.('NATS publisher error; retrying', { error: message });
+        await this.options.tables.recordFailure(NATS_PUBLISHER, { error: message, status: null, latencyMs: 0, nextRetryAt: null, pause: false }).catch(() => undefined);
+        await this.options.feed.wait(Math.min(30_000, 250 * 2 ** Math.min(failures, 7)), this.controller.signal);
+      }
+    }
+  }
+
+  private async connect(): Promise<{ js: JetStreamClient; jsm: JetStreamManager }> {
+    if (!this.connection || this.connection.isClosed()) {
+      this.connection = await connect({ servers: this.options.url, timeout: 5_000, reconnect: true, maxReconnectAttempts: -1, name: 'crm-publisher' });
+      const jsm = await jetstreamManager(this.connection, { timeout: 5_000 });
+      try {
+        await jsm.streams.info(this.options.stream);
+      } catch {
+        // 2 minutes: JetStream's default duplicate window, stated so the behaviour does not hang on a server default.
+        await jsm.streams.add({ name: this.options.stream, subjects: ['crm.>'], duplicate_window: 120_000_000_000 });
+      }
+    }
+    return { js: jetstream(this.connection, { timeout: this.options.ackTimeoutMs ?? 10_000 }), jsm: await jetstreamManager(this.connection) };
+  }
+
+  /** Moves the checkpoint past what the stream already holds from us (a crash after the acks, before the checkpoint). */
+  private async resumeAfterStream(jsm: JetStreamManager): Promise<void> {
+    const info = await jsm.streams.info(this.options.stream);
+    if (info.state.messages === 0) return;
+    const last = await jsm.streams.getMessage(this.options.stream, { seq: info.state.last_seq }).catch(() => null);
+    const stored = last?.header?.get(POSITION_HEADER);
+    if (!stored || !/^\d+$/.test(stored)) return;
+    const publisher = await this.options.tables.publisher(NATS_PUBLISHER);
+    if (publisher && BigInt(stored) > publisher.position) {
+      await this.options.fenced((trx) => this.options.tables.advance(trx, NATS_PUBLISHER, publisher.position, BigInt(stored), 0, null, null));
+    }
+  }
+
+  private async round(js: JetStreamClient): Promise<number> {
+    const { tables, feed } = this.options;
+    const publisher = await tables.publisher(NATS_PUBLISHER);
+    if (!publisher || publisher.state !== 'running') return 1_000;
+    const page = await feed.read(publisher.position, this.options.pageSize ?? 500);
+    if (page.items.length === 0) return 500;
+    // A poison event stops the publisher where it is (retried with back-off, shown in its status).
+    const undecodable = page.items.find((i) => !i.projected);
+    if (undecodable) {
+      throw new Error(`event ${undecodable.recorded.id} at position ${undecodable.recorded.position} cannot be decoded: ${describeError(undecodable.decodeError)}`);
+    }
+    const started = performance.now();
+    // Sent in order on one connection, acknowledged together: JetStream stores them in this order.
+    const acks = page.items.map((item) => {
+      const event = toIntegrationEvent(item.projected!, this.options.role);
+      const h = headers();
+      h.set(POSITION_HEADER, event.position);
+      return js.publish(natsSubject(event.aggregate.kind, event.type), JSON.stringify(event), { msgID: event.id, headers: h });
+    });
+    await Promise.all(acks);
+    const latencyMs = (performance.now() - started) / page.items.length;
+    const moved = await this.options.fenced((trx) => tables.advance(trx, NATS_PUBLISHER, publisher.position, page.end, page.items.length, latencyMs, null));
+    return moved ? 0 : 100;
+  }
+}

@@ -1,0 +1,148 @@
+import type { Kysely } from 'kysely';
+import type { EventStore } from '../eventstore/contract.ts';
+import type { PersonalData } from '../eventstore/personal-data.ts';
+import { describeError } from '../projections/errors.ts';
+import type { LeaseGuard } from '../projections/leases.ts';
+import { lagBehind } from '../projections/status.ts';
+import type { SubscriberRole } from './envelope.ts';
+import { createIntegrationFeed, type IntegrationFeed } from './feed.ts';
+import { NatsPublisher } from './nats-publisher.ts';
+import { integrationTables, NATS_PUBLISHER, type IntegrationTables, type PublisherRow } from './tables.ts';
+import { DEFAULT_DELIVERY_POLICY, unfenced, WebhookLoop, type DeliveryPolicy, type Fenced } from './webhook-loop.ts';
+
+/** The lease partition under which one worker runs every publisher (projections/leases.ts). */
+export const PUBLISHERS_PARTITION = 'integration-publishers';
+
+export interface NatsSettings {
+  url: string;
+  /** JetStream stream name; `CRM_EVENTS` unless a test needs its own. */
+  stream: string;
+  role: SubscriberRole;
+}
+
+export interface PublishersOptions {
+  db: Kysely<any>;
+  /** Events schema: where the integration tables live. */
+  schema: string;
+  store: EventStore;
+  /** Decrypts personal data; forgotten customers are re-checked per page (integration/feed.ts). */
+  personalData: PersonalData;
+  nats?: NatsSettings;
+  policy?: Partial<DeliveryPolicy>;
+  /** Scale-out: publish only while holding the partition's lease, and fence every checkpoint move with it. */
+  leases?: LeaseGuard;
+  /** How often subscriptions and the lease are looked at (new, changed, deleted subscriptions). */
+  reconcileEveryMs?: number;
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+/** What /ready, /metrics, the CLI and the reporting view show per publisher. */
+export interface PublisherStatus extends PublisherRow {
+  eventsBehind: number;
+  secondsBehind: number;
+}
+
+/**
+ * The publishers are projections with a side effect outside the database: each follows the gap-free
+ * feed from its own checkpoint, and the worker holding the `integration-publishers` lease runs them
+ * all. Their checkpoints cannot commit with the side effect, so they move after the acknowledgement
+ * (at least once; receivers dedupe by event id, JetStream by `Nats-Msg-Id`).
+ */
+export class IntegrationPublishers {
+  readonly tables: IntegrationTables;
+  private readonly policy: DeliveryPolicy;
+  private readonly loops = new Map<string, { loop: WebhookLoop; generation: number }>();
+  private nats: NatsPublisher | undefined;
+  private feed: IntegrationFeed | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private reconciling: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(private readonly options: PublishersOptions) {
+    this.tables = integrationTables(options.db, options.schema);
+    this.policy = { ...DEFAULT_DELIVERY_POLICY, ...options.policy };
+  }
+
+  private get fenced(): Fenced {
+    const { leases, db } = this.options;
+    if (!leases) return unfenced(db);
+    return (work) =>
+      db.transaction().execute(async (trx) => {
+        await leases.assertHeld(trx, PUBLISHERS_PARTITION);
+        return work(trx);
+      });
+  }
+
+  async start(): Promise<void> {
+    await this.tables.migrate();
+    // NATS carries every integration event, history included, from the first start on.
+    if (this.options.nats) await this.tables.ensurePublisher(NATS_PUBLISHER, 'nats', 0n);
+    this.stopped = false;
+    this.feed = createIntegrationFeed(this.options.store, this.options.personalData, this.options.log);
+    await this.reconcile();
+    this.timer = setInterval(() => void this.reconcile(), this.options.reconcileEveryMs ?? 1_000);
+    this.timer.unref?.();
+  }
+
+  /** Starts loops for new subscriptions, refreshes changed ones, stops deleted ones; everything stops when the lease is gone. */
+  reconcile(): Promise<void> {
+    this.reconciling = this.reconciling.then(() => this.reconcileOnce()).catch((error) => {
+      this.options.log?.('integration publishers: reconcile failed; retrying', { error: describeError(error) });
+    });
+    return this.reconciling;
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    if (this.stopped || !this.feed) return;
+    const held = !this.options.leases || this.options.leases.owns(PUBLISHERS_PARTITION);
+    const subscriptions = held ? await this.tables.listSubscriptions() : [];
+    const wanted = new Map(subscriptions.map((s) => [s.id, s]));
+    for (const [id, entry] of this.loops) {
+      const subscription = wanted.get(id);
+      if (!subscription) {
+        this.loops.delete(id);
+        await entry.loop.stop();
+      } else if (subscription.generation !== entry.generation) {
+        entry.generation = subscription.generation;
+        entry.loop.refresh();
+      }
+    }
+    for (const subscription of subscriptions) {
+      if (this.loops.has(subscription.id)) continue;
+      const loop = new WebhookLoop({ tables: this.tables, feed: this.feed, subscriptionId: subscription.id, policy: this.policy, fenced: this.fenced, log: this.options.log });
+      this.loops.set(subscription.id, { loop, generation: subscription.generation });
+      loop.start();
+    }
+    const { nats } = this.options;
+    if (nats && held && !this.nats) {
+      this.nats = new NatsPublisher({ ...nats, tables: this.tables, feed: this.feed, fenced: this.fenced, log: this.options.log });
+      this.nats.start();
+    } else if (this.nats && !held) {
+      const publisher = this.nats;
+      this.nats = undefined;
+      await publisher.stop();
+    }
+  }
+
+  /** Stops every loop after its attempt in flight (bounded by the attempt timeout). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.reconciling;
+    const loops = [...this.loops.values()].map((e) => e.loop.stop());
+    this.loops.clear();
+    await Promise.all([...loops, this.nats?.stop()]);
+    this.nats = undefined;
+    this.feed?.close();
+  }
+
+  /** Every publisher's checkpoint, state, counters and lag (works from any process: it reads the tables). */
+  async status(): Promise<PublisherStatus[]> {
+    return readPublisherStatus(this.tables, this.options.store);
+  }
+}
+
+export async function readPublisherStatus(tables: IntegrationTables, store: EventStore): Promise<PublisherStatus[]> {
+  const [rows, head] = await Promise.all([tables.publishers(), store.headPosition()]);
+  return Promise.all(rows.map(async (row) => ({ ...row, ...(await lagBehind(store, row.position, head, row.updatedAt)) })));
+}

@@ -1,0 +1,299 @@
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { ensureSchema } from '../projections/read-models/rows.ts';
+import type { SubscriberRole } from './envelope.ts';
+
+/**
+ * Where integration publishing keeps its state, in the events schema beside the API keys: webhook
+ * subscriptions are configuration, not read models, so a read-model rebuild never touches them.
+ *
+ * - `webhook_subscriptions`: url, event patterns, role, secret (needed to sign; never returned after creation).
+ * - `integration_publishers`: one row per publisher (`webhook:<id>`, `nats`): checkpoint, state, counters.
+ * - `webhook_deliveries`: the recent attempts of each subscription (the last `DELIVERY_LOG_KEEP`).
+ */
+
+export const SUBSCRIPTIONS = 'webhook_subscriptions';
+export const PUBLISHERS = 'integration_publishers';
+export const DELIVERIES = 'webhook_deliveries';
+/** Attempts kept per subscription; older ones are pruned as new ones are logged. */
+export const DELIVERY_LOG_KEEP = 1_000;
+
+/** `running`: following the feed; `failing`: paused after retries ran out (an operator resumes it); `disabled`: switched off. */
+export type PublisherState = 'running' | 'failing' | 'disabled';
+
+export interface WebhookSubscription {
+  id: string;
+  url: string;
+  events: string[];
+  description: string | null;
+  role: SubscriberRole;
+  enabled: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+  /** Bumped by every change (PATCH, replay, resume): a running loop notices and starts over from the row. */
+  generation: number;
+}
+
+export interface PublisherRow {
+  name: string;
+  kind: 'webhook' | 'nats';
+  position: bigint;
+  state: PublisherState;
+  delivered: number;
+  failures: number;
+  lastError: string | null;
+  lastStatus: number | null;
+  lastLatencyMs: number | null;
+  nextRetryAt: Date | null;
+  updatedAt: Date;
+}
+
+export interface DeliveryAttempt {
+  eventId: string;
+  position: bigint;
+  attempt: number;
+  statusCode: number | null;
+  latencyMs: number;
+  error: string | null;
+  nextRetryAt: Date | null;
+  at: Date;
+}
+
+export const webhookPublisherName = (subscriptionId: string) => `webhook:${subscriptionId}`;
+export const NATS_PUBLISHER = 'nats';
+
+type Db = Kysely<any> | Transaction<any>;
+const date = (v: unknown): Date => (v instanceof Date ? v : new Date(String(v)));
+const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : date(v));
+
+export async function migrateIntegrationTables(db: Kysely<any>, schema: string): Promise<void> {
+  await ensureSchema(db, schema);
+  // Several processes start at once (API replicas, workers): CREATE TABLE IF NOT EXISTS races on the catalogue.
+  await db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_advisory_xact_lock(hashtext(${`crm-integration:${schema}`}))`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, SUBSCRIPTIONS)} (
+      id uuid PRIMARY KEY,
+      url text NOT NULL,
+      events text[] NOT NULL,
+      description text,
+      role text NOT NULL,
+      secret text NOT NULL,
+      enabled boolean NOT NULL DEFAULT true,
+      generation integer NOT NULL DEFAULT 0,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      updated_at timestamptz NOT NULL DEFAULT now()
+    )`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, PUBLISHERS)} (
+      name text PRIMARY KEY,
+      kind text NOT NULL CHECK (kind IN ('webhook', 'nats')),
+      position bigint NOT NULL DEFAULT 0,
+      state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'failing', 'disabled')),
+      delivered bigint NOT NULL DEFAULT 0,
+      failures bigint NOT NULL DEFAULT 0,
+      last_error text,
+      last_status integer,
+      last_latency_ms double precision,
+      next_retry_at timestamptz,
+      updated_at timestamptz NOT NULL DEFAULT now()
+    )`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, DELIVERIES)} (
+      id bigserial PRIMARY KEY,
+      subscription_id uuid NOT NULL,
+      event_id uuid NOT NULL,
+      position bigint NOT NULL,
+      attempt integer NOT NULL,
+      status_code integer,
+      latency_ms double precision NOT NULL,
+      error text,
+      next_retry_at timestamptz,
+      at timestamptz NOT NULL DEFAULT now()
+    )`.execute(trx);
+    await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`${DELIVERIES}_by_subscription`)} ON ${sql.id(schema, DELIVERIES)} (subscription_id, id DESC)`.execute(trx);
+  });
+}
+
+const toSubscription = (r: Record<string, any>): WebhookSubscription => ({
+  id: r.id,
+  url: r.url,
+  events: r.events,
+  description: r.description ?? null,
+  role: r.role,
+  enabled: r.enabled,
+  createdAt: date(r.created_at),
+  updatedAt: date(r.updated_at),
+  generation: Number(r.generation),
+});
+
+const toPublisher = (r: Record<string, any>): PublisherRow => ({
+  name: r.name,
+  kind: r.kind,
+  position: BigInt(r.position),
+  state: r.state,
+  delivered: Number(r.delivered),
+  failures: Number(r.failures),
+  lastError: r.last_error ?? null,
+  lastStatus: r.last_status ?? null,
+  lastLatencyMs: r.last_latency_ms === null || r.last_latency_ms === undefined ? null : Number(r.last_latency_ms),
+  nextRetryAt: dateOrNull(r.next_retry_at),
+  updatedAt: date(r.updated_at),
+});
+
+export interface NewSubscription {
+  url: string;
+  events: string[];
+  description: string | null;
+  role: SubscriberRole;
+  secret: string;
+  /** New subscriptions start at the head: they receive what happens from now on (replay reaches back). */
+  startPosition: bigint;
+}
+
+/**
+ * The tables as the rest of integration/ uses them. Every statement is here, so the columns are
+ * named in one file.
+ */
+export function integrationTables(db: Kysely<any>, schema: string) {
+  const subs = sql.id(schema, SUBSCRIPTIONS);
+  const pubs = sql.id(schema, PUBLISHERS);
+  const deliveries = sql.id(schema, DELIVERIES);
+  return {
+    /** For statements outside a checkpoint transaction. */
+    db,
+    migrate: () => migrateIntegrationTables(db, schema),
+
+    async createSubscription(input: NewSubscription): Promise<WebhookSubscription> {
+      const id = randomUUID();
+      return db.transaction().execute(async (trx) => {
+        const { rows } = await sql<Record<string, any>>`INSERT INTO ${subs} (id, url, events, description, role, secret)
+          VALUES (${id}, ${input.url}, ${input.events}::text[], ${input.description}, ${input.role}, ${input.secret}) RETURNING *`.execute(trx);
+        await sql`INSERT INTO ${pubs} (name, kind, position) VALUES (${webhookPublisherName(id)}, 'webhook', ${input.startPosition.toString()}::bigint)`.execute(trx);
+        return toSubscription(rows[0]!);
+      });
+    },
+
+    async listSubscriptions(): Promise<WebhookSubscription[]> {
+      const { rows } = await sql<Record<string, any>>`SELECT * FROM ${subs} ORDER BY created_at, id`.execute(db);
+      return rows.map(toSubscription);
+    },
+
+    async getSubscription(id: string): Promise<WebhookSubscription | undefined> {
+      const { rows } = await sql<Record<string, any>>`SELECT * FROM ${subs} WHERE id = ${id}`.execute(db);
+      return rows[0] ? toSubscription(rows[0]) : undefined;
+    },
+
+    /** The secret, for the delivery loop only. */
+    async secretOf(id: string): Promise<string | undefined> {
+      const { rows } = await sql<{ secret: string }>`SELECT secret FROM ${subs} WHERE id = ${id}`.execute(db);
+      return rows[0]?.secret;
+    },
+
+    /** Changes url, events and/or enabled; enabling a failing subscription resumes it where it stopped. */
+    async updateSubscription(id: string, change: { url?: string; events?: string[]; enabled?: boolean; description?: string | null }): Promise<WebhookSubscription | undefined> {
+      return db.transaction().execute(async (trx) => {
+        const { rows } = await sql<Record<string, any>>`UPDATE ${subs} SET
+            url = COALESCE(${change.url ?? null}, url),
+            events = COALESCE(${change.events ?? null}::text[], events),
+            description = CASE WHEN ${change.description !== undefined} THEN ${change.description ?? null} ELSE description END,
+            enabled = COALESCE(${change.enabled ?? null}::boolean, enabled),
+            generation = generation + 1, updated_at = now()
+          WHERE id = ${id} RETURNING *`.execute(trx);
+        const row = rows[0];
+        if (!row) return undefined;
+        const state: PublisherState = row.enabled ? 'running' : 'disabled';
+        // Enabling clears a failing state: the operator fixed the receiver (or wants another round of retries).
+        await sql`UPDATE ${pubs} SET state = ${state}, next_retry_at = NULL,
+            last_error = CASE WHEN ${state} = 'running' AND state = 'failing' THEN NULL ELSE last_error END, updated_at = now()
+          WHERE name = ${webhookPublisherName(id)} AND (${change.enabled !== undefined} OR state <> 'failing')`.execute(trx);
+        return toSubscription(row);
+      });
+    },
+
+    async deleteSubscription(id: string): Promise<boolean> {
+      return db.transaction().execute(async (trx) => {
+        const { rows } = await sql`DELETE FROM ${subs} WHERE id = ${id} RETURNING id`.execute(trx);
+        await sql`DELETE FROM ${pubs} WHERE name = ${webhookPublisherName(id)}`.execute(trx);
+        await sql`DELETE FROM ${deliveries} WHERE subscription_id = ${id}`.execute(trx);
+        return rows.length === 1;
+      });
+    },
+
+    /** Delivers again everything from `fromPosition` (inclusive) on, and resumes a failing subscription. */
+    async replay(id: string, fromPosition: bigint): Promise<boolean> {
+      return db.transaction().execute(async (trx) => {
+        const { rows } = await sql`UPDATE ${subs} SET generation = generation + 1, updated_at = now() WHERE id = ${id} RETURNING enabled`.execute(trx);
+        if (rows.length === 0) return false;
+        const after = fromPosition > 0n ? fromPosition - 1n : 0n;
+        await sql`UPDATE ${pubs} SET position = ${after.toString()}::bigint, next_retry_at = NULL, last_error = NULL,
+            state = CASE WHEN state = 'failing' THEN 'running' ELSE state END, updated_at = now()
+          WHERE name = ${webhookPublisherName(id)}`.execute(trx);
+        return true;
+      });
+    },
+
+    async ensurePublisher(name: string, kind: PublisherRow['kind'], startPosition: bigint): Promise<void> {
+      await sql`INSERT INTO ${pubs} (name, kind, position) VALUES (${name}, ${kind}, ${startPosition.toString()}::bigint)
+        ON CONFLICT (name) DO NOTHING`.execute(db);
+    },
+
+    async publishers(): Promise<PublisherRow[]> {
+      const { rows } = await sql<Record<string, any>>`SELECT * FROM ${pubs} ORDER BY name`.execute(db);
+      return rows.map(toPublisher);
+    },
+
+    async publisher(name: string): Promise<PublisherRow | undefined> {
+      const { rows } = await sql<Record<string, any>>`SELECT * FROM ${pubs} WHERE name = ${name}`.execute(db);
+      return rows[0] ? toPublisher(rows[0]) : undefined;
+    },
+
+    /**
+     * Moves the checkpoint after the receiver (or JetStream) acknowledged, counting deliveries; false
+     * when the row changed under us (replayed, deleted, or the lease fence failed): the loop starts over.
+     */
+    async advance(trx: Transaction<any>, name: string, from: bigint, to: bigint, delivered: number, latencyMs: number | null, status: number | null): Promise<boolean> {
+      const { rows } = await sql`UPDATE ${pubs} SET position = ${to.toString()}::bigint, delivered = delivered + ${delivered},
+          last_latency_ms = COALESCE(${latencyMs}::double precision, last_latency_ms), last_status = COALESCE(${status}::integer, last_status),
+          next_retry_at = NULL, updated_at = now()
+        WHERE name = ${name} AND position = ${from.toString()}::bigint AND state = 'running' RETURNING name`.execute(trx);
+      return rows.length === 1;
+    },
+
+    async recordFailure(name: string, failure: { error: string; status: number | null; latencyMs: number; nextRetryAt: Date | null; pause: boolean }): Promise<void> {
+      await sql`UPDATE ${pubs} SET failures = failures + 1, last_error = ${failure.error}, last_status = ${failure.status},
+          last_latency_ms = ${failure.latencyMs}, next_retry_at = ${failure.nextRetryAt},
+          state = CASE WHEN ${failure.pause} AND state = 'running' THEN 'failing' ELSE state END, updated_at = now()
+        WHERE name = ${name}`.execute(db);
+    },
+
+    /** Logs attempts (in the checkpoint's transaction when given); keeps the last DELIVERY_LOG_KEEP per subscription. */
+    async logAttempts(executor: Db, subscriptionId: string, attempts: readonly Omit<DeliveryAttempt, 'at'>[]): Promise<void> {
+      if (attempts.length === 0) return;
+      const values = attempts.map(
+        (a) => sql`(${subscriptionId}, ${a.eventId}, ${a.position.toString()}::bigint, ${a.attempt}, ${a.statusCode}::integer, ${a.latencyMs}::double precision, ${a.error}, ${a.nextRetryAt}::timestamptz)`,
+      );
+      const { rows } = await sql<{ id: string }>`INSERT INTO ${deliveries} (subscription_id, event_id, position, attempt, status_code, latency_ms, error, next_retry_at)
+        VALUES ${sql.join(values)} RETURNING id::text AS id`.execute(executor);
+      // Pruned now and then (when an id crosses a multiple of 100), not on every insert.
+      if (rows.some((r) => BigInt(r.id) % 100n === 0n)) {
+        await sql`DELETE FROM ${deliveries} WHERE subscription_id = ${subscriptionId} AND id < (
+          SELECT min(id) FROM (SELECT id FROM ${deliveries} WHERE subscription_id = ${subscriptionId} ORDER BY id DESC LIMIT ${DELIVERY_LOG_KEEP}) AS recent)`.execute(executor);
+      }
+    },
+
+    async deliveries(subscriptionId: string, limit: number): Promise<DeliveryAttempt[]> {
+      const { rows } = await sql<Record<string, any>>`SELECT * FROM ${deliveries} WHERE subscription_id = ${subscriptionId}
+        ORDER BY id DESC LIMIT ${limit}`.execute(db);
+      return rows.map((r) => ({
+        eventId: r.event_id,
+        position: BigInt(r.position),
+        attempt: Number(r.attempt),
+        statusCode: r.status_code ?? null,
+        latencyMs: Number(r.latency_ms),
+        error: r.error ?? null,
+        nextRetryAt: dateOrNull(r.next_retry_at),
+        at: date(r.at),
+      }));
+    },
+  };
+}
+
+export type IntegrationTables = ReturnType<typeof integrationTables>;

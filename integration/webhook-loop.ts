@@ -1,0 +1,216 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { BatchItem } from '../projections/apply-batch.ts';
+import { describeError } from '../projections/errors.ts';
+import { matchesPatterns, toIntegrationEvent } from './envelope.ts';
+import type { IntegrationFeed } from './feed.ts';
+import { WebhookClient } from './http-post.ts';
+import { signWebhook } from './signing.ts';
+import { webhookPublisherName, type DeliveryAttempt, type IntegrationTables, type WebhookSubscription } from './tables.ts';
+
+/** How deliveries are attempted and retried. */
+export interface DeliveryPolicy {
+  /** One attempt waits at most this long for the receiver's answer. */
+  timeoutMs: number;
+  /** First retry delay; doubled per attempt up to `maxRetryMs`, each with jitter (half to full delay). */
+  firstRetryMs: number;
+  maxRetryMs: number;
+  /** An event still failing this long after its first failure pauses the subscription (state `failing`). */
+  retryForMs: number;
+  /** Events read from the feed at a time. */
+  pageSize: number;
+  /**
+   * Deliveries acknowledged but not yet checkpointed, at most: the checkpoint (and the delivery log)
+   * is written once per this many deliveries or `checkpointEveryMs`, not per event. A crash delivers
+   * at most these again, with the same `webhook-id`.
+   */
+  checkpointEvery: number;
+  checkpointEveryMs: number;
+}
+
+export const DEFAULT_DELIVERY_POLICY: DeliveryPolicy = {
+  timeoutMs: 10_000,
+  firstRetryMs: 1_000,
+  maxRetryMs: 5 * 60_000,
+  retryForMs: 60 * 60_000,
+  pageSize: 200,
+  checkpointEvery: 100,
+  checkpointEveryMs: 250,
+};
+
+/** The delay before retry number `attempt` (1-based): exponential, capped, with jitter so receivers coming back are not stampeded. */
+export const retryDelay = (policy: DeliveryPolicy, attempt: number, random = Math.random): number => {
+  const full = Math.min(policy.maxRetryMs, policy.firstRetryMs * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(full * (0.5 + random() * 0.5));
+};
+
+/** Runs one unit of checkpoint work inside a transaction fenced by the publishers' lease (throws when it was lost). */
+export type Fenced = <T>(work: (trx: Transaction<any>) => Promise<T>) => Promise<T>;
+
+export const unfenced =
+  (db: Kysely<any>): Fenced =>
+  (work) =>
+    db.transaction().execute(work);
+
+export interface WebhookLoopDeps {
+  tables: IntegrationTables;
+  feed: IntegrationFeed;
+  subscriptionId: string;
+  policy: DeliveryPolicy;
+  fenced: Fenced;
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+type Success = Omit<DeliveryAttempt, 'at'>;
+type Outcome = Success | 'paused' | 'interrupted';
+
+/**
+ * One subscription's delivery loop: follows the feed from its checkpoint, POSTs each matching event
+ * in position order, and moves the checkpoint only after a 2xx (at least once: a crash between the
+ * answer and the checkpoint delivers that event again, with the same `webhook-id`). Each subscription
+ * has its own loop, so a slow or dead receiver holds back only its own deliveries.
+ */
+export class WebhookLoop {
+  private readonly controller = new AbortController();
+  private running: Promise<void> | undefined;
+  /** Set when the subscription row changed (PATCH, replay): the loop re-reads it before the next event. */
+  private stale = false;
+  private interrupt = new AbortController();
+  private readonly client = new WebhookClient();
+
+  constructor(private readonly deps: WebhookLoopDeps) {}
+
+  get name(): string {
+    return webhookPublisherName(this.deps.subscriptionId);
+  }
+
+  start(): void {
+    this.running ??= this.run();
+  }
+
+  /** The subscription changed: stop waiting (a retry back-off, an idle wait) and start over from the row. */
+  refresh(): void {
+    this.stale = true;
+    this.interrupt.abort();
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort();
+    this.interrupt.abort();
+    await this.running;
+    this.client.close();
+  }
+
+  private get stopped(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      this.stale = false;
+      this.interrupt = new AbortController();
+      try {
+        const idleMs = await this.round();
+        if (idleMs > 0) await this.deps.feed.wait(idleMs, this.interrupt.signal);
+      } catch (error) {
+        // Database away, lease lost, receiver misbehaving in a way we did not expect: back off and go again.
+        this.deps.log?.('webhook loop error; retrying', { subscription: this.deps.subscriptionId, error: describeError(error) });
+        await this.deps.feed.wait(1_000, this.interrupt.signal);
+      }
+    }
+  }
+
+  /** One pass over a page; returns how long to idle afterwards (0: go on at once). */
+  private async round(): Promise<number> {
+    const { tables, feed, policy } = this.deps;
+    const subscription = await tables.getSubscription(this.deps.subscriptionId);
+    const publisher = await tables.publisher(this.name);
+    if (!subscription || !publisher) {
+      this.controller.abort();
+      return 0;
+    }
+    if (!subscription.enabled || publisher.state !== 'running') return 1_000;
+    const secret = await tables.secretOf(subscription.id);
+    if (!secret) return 1_000;
+    const page = await feed.read(publisher.position, policy.pageSize);
+    if (page.items.length === 0) return 500;
+    // Acknowledged deliveries not yet checkpointed; written together (checkpoint + delivery log, one transaction).
+    let stored = publisher.position;
+    let reached = publisher.position;
+    let unsaved: Success[] = [];
+    let savedAt = Date.now();
+    const save = async (): Promise<boolean> => {
+      if (reached === stored) return true;
+      const batch = unsaved;
+      const last = batch.at(-1);
+      const moved = await this.deps.fenced(async (trx) => {
+        if (!(await tables.advance(trx, this.name, stored, reached, batch.length, last?.latencyMs ?? null, last?.statusCode ?? null))) return false;
+        await tables.logAttempts(trx, subscription.id, batch);
+        return true;
+      });
+      unsaved = [];
+      savedAt = Date.now();
+      stored = reached;
+      return moved;
+    };
+    for (const item of page.items) {
+      if (this.stopped || this.stale) break;
+      if (!matchesPatterns(subscription.events, item.recorded.type)) continue;
+      const outcome = await this.deliver(subscription, secret, item, save);
+      if (outcome === 'interrupted' || outcome === 'paused') {
+        await save();
+        return 0;
+      }
+      unsaved.push(outcome);
+      reached = item.recorded.position;
+      if (unsaved.length >= policy.checkpointEvery || Date.now() - savedAt >= policy.checkpointEveryMs) {
+        // Moved under us (replay, delete, lease lost): start over from the row.
+        if (!(await save())) return 0;
+      }
+    }
+    // Events not subscribed to move the checkpoint too (with the page's end).
+    if (!this.stopped && !this.stale) reached = page.end;
+    await save();
+    return 0;
+  }
+
+  /** Attempts one event until it is acknowledged, the retries run out (paused) or the loop is interrupted. `save` checkpoints what came before, ahead of a retry wait. */
+  private async deliver(subscription: WebhookSubscription, secret: string, first: BatchItem, save: () => Promise<boolean>): Promise<Outcome> {
+    const { tables, feed, policy } = this.deps;
+    let firstFailureAt: number | undefined;
+    for (let attempt = 1; ; attempt++) {
+      if (this.stopped || this.stale) return 'interrupted';
+      // Decoded again before each retry: a customer forgotten meanwhile must read '[erased]'.
+      const item = attempt === 1 ? first : await feed.redecode(first.recorded);
+      const eventId = first.recorded.id;
+      if (!item.projected) {
+        const error = `event ${eventId} at position ${first.recorded.position} cannot be decoded: ${describeError(item.decodeError)}`;
+        await tables.recordFailure(this.name, { error, status: null, latencyMs: 0, nextRetryAt: null, pause: true });
+        return 'paused';
+      }
+      const body = JSON.stringify(toIntegrationEvent(item.projected, subscription.role));
+      const headers = signWebhook(secret, eventId, Date.now() / 1000, body);
+      const started = performance.now();
+      const answer = await this.client.post(subscription.url, body, { ...headers }, policy.timeoutMs, this.controller.signal);
+      const latencyMs = Math.round((performance.now() - started) * 10) / 10;
+      if (answer.ok) return { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error: null, nextRetryAt: null };
+      if (this.stopped) return 'interrupted';
+      firstFailureAt ??= Date.now();
+      const delay = retryDelay(policy, attempt);
+      const pause = Date.now() + delay - firstFailureAt > policy.retryForMs;
+      const nextRetryAt = pause ? null : new Date(Date.now() + delay);
+      const error = answer.error ?? `HTTP ${answer.status}`;
+      if (attempt === 1) await save();
+      await tables.logAttempts(tables.db, subscription.id, [{ eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error, nextRetryAt }]);
+      await tables.recordFailure(this.name, { error, status: answer.status, latencyMs, nextRetryAt, pause });
+      if (pause) {
+        this.deps.log?.('webhook subscription paused: retries ran out', { subscription: subscription.id, eventId, error });
+        return 'paused';
+      }
+      // `wait` also returns early on new events: keep waiting out the delay unless interrupted.
+      const retryAt = Date.now() + delay;
+      while (!this.stopped && !this.stale && retryAt > Date.now()) {
+        await feed.wait(retryAt - Date.now(), AbortSignal.any([this.controller.signal, this.interrupt.signal]));
+      }
+    }
+  }
+}

@@ -1,0 +1,278 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CommandContext, CrmCommands } from '../../commands/index.ts';
+import { createPersonalData } from '../../eventstore/personal-data.ts';
+import { matchesPatterns } from '../../integration/envelope.ts';
+import { IntegrationPublishers } from '../../integration/publishers.ts';
+import type { DeliveryPolicy } from '../../integration/webhook-loop.ts';
+import { expectProblem, json, startApi, type ApiHarness } from '../api/support.ts';
+import { eventually, Receiver, verifySignature, type Received } from './support.ts';
+
+let h: ApiHarness;
+let commands: CrmCommands;
+const receivers: Receiver[] = [];
+
+beforeAll(async () => {
+  h = await startApi('webhooks');
+  commands = h.deps.commands as CrmCommands;
+});
+afterAll(async () => {
+  for (const r of receivers) await r.down();
+  await h?.close();
+});
+
+const ctx = (): CommandContext => ({ actor: { userId: 'alice', roles: ['admin'] }, correlationId: randomUUID() });
+
+const receiver = async (behaviour?: ConstructorParameters<typeof Receiver>[0]) => {
+  const r = new Receiver(behaviour);
+  await r.up();
+  receivers.push(r);
+  return r;
+};
+
+const startPublishers = async (policy: Partial<DeliveryPolicy>) => {
+  const publishers = new IntegrationPublishers({
+    db: h.database.db,
+    schema: h.schemas.events,
+    store: h.store,
+    // A key cache of its own, filled before the forget that another instance (the command side) performs.
+    personalData: await createPersonalData(h.database.db, { schema: h.schemas.events }),
+    policy,
+    reconcileEveryMs: 100,
+  });
+  await publishers.start();
+  return publishers;
+};
+
+const subscribe = async (body: Record<string, unknown>) => {
+  const res = await h.app.inject({ method: 'POST', url: '/webhooks', headers: h.auth('admin'), payload: body });
+  expect(res.statusCode, res.body).toBe(201);
+  const created = json<{ id: string; secret: string }>(res);
+  expect(created.secret).toMatch(/^whsec_[A-Za-z0-9+/]+=*$/);
+  return created;
+};
+
+const webhook = async (id: string) => json(await h.app.inject({ method: 'GET', url: `/webhooks/${id}`, headers: h.auth('admin') }));
+
+/** The stored events a subscription with these patterns must receive, in position order, after `after`. */
+const expectedEvents = async (patterns: string[], after: bigint) =>
+  (await h.store.readAll({ fromPosition: after })).filter((e) => matchesPatterns(patterns, e.type));
+
+const registerWithPurchase = async (i: number) => {
+  const { id } = await commands.execute({ type: 'RegisterCustomer', name: `Customer ${i}`, email: `c${i}-${randomUUID()}@example.com` }, ctx());
+  await commands.execute({ type: 'RecordPurchase', customerId: id, orderId: `o-${i}`, amount: 10 + i, currency: 'EUR' }, ctx());
+  await commands.execute({ type: 'TagCustomer', customerId: id, tag: 'webhook-test' }, ctx());
+  return id;
+};
+
+const positionOf = (r: Received) => BigInt(JSON.parse(r.body).position as string);
+
+describe('webhook subscriptions over HTTP', () => {
+  it('refuses URLs that are not http(s) and patterns that match no event type, naming the field', async () => {
+    for (const url of ['ftp://example.com/hook', 'file:///etc/passwd', 'javascript:alert(1)', 'not a url']) {
+      const problem = expectProblem(await h.app.inject({ method: 'POST', url: '/webhooks', headers: h.auth('admin'), payload: { url, events: ['*'] } }), 400, 'validation');
+      expect(problem.errors?.map((e) => e.field)).toContain('url');
+    }
+    const problem = expectProblem(
+      await h.app.inject({ method: 'POST', url: '/webhooks', headers: h.auth('admin'), payload: { url: 'https://example.com/hook', events: ['Purchse*'] } }),
+      400,
+      'validation',
+    );
+    expect(problem.errors?.[0]?.field).toMatch(/^events/);
+    expectProblem(await h.app.inject({ method: 'POST', url: '/webhooks', headers: h.auth('sales'), payload: { url: 'https://example.com/hook', events: ['*'] } }), 403, 'forbidden');
+    const list = json(await h.app.inject({ method: 'GET', url: '/webhooks', headers: h.auth('admin') }));
+    expect(list.items).toEqual([]);
+  });
+
+  it('documents the routes, the envelope and every event type in the OpenAPI document', async () => {
+    const doc = json(await h.app.inject({ method: 'GET', url: '/openapi.json' }));
+    for (const path of ['/webhooks', '/webhooks/{id}', '/webhooks/{id}/deliveries', '/webhooks/{id}/replay', '/webhooks/event-types']) expect(Object.keys(doc.paths)).toContain(path);
+    const envelope = doc.components.schemas.IntegrationEvent;
+    expect(Object.keys(envelope.properties).sort()).toEqual(['aggregate', 'data', 'id', 'occurredAt', 'position', 'recordedAt', 'type', 'version']);
+    expect(envelope.properties.type.enum).toContain('PurchaseRecorded');
+    const types = json(await h.app.inject({ method: 'GET', url: '/webhooks/event-types', headers: h.auth('admin') }));
+    expect(types.items.find((t: any) => t.type === 'CustomerRegistered')).toMatchObject({ aggregate: 'customer', natsSubject: 'crm.customer.CustomerRegistered', personalFields: ['name', 'email', 'phone'] });
+  });
+
+  it('shows publishers in /ready (without affecting readiness) and in /metrics', async () => {
+    const { id } = await subscribe({ url: 'http://127.0.0.1:9/never', events: ['*'] });
+    try {
+      const ready = json(await h.app.inject({ method: 'GET', url: '/ready' }));
+      const entry = ready.publishers.find((p: any) => p.name === `webhook:${id}`);
+      expect(entry).toMatchObject({ state: 'running', delivered: 0, failures: 0 });
+      expect(ready.reasons.some((r: string) => r.includes('webhook'))).toBe(false);
+      const metrics = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
+      expect(metrics).toMatch(new RegExp(`crm_publisher_deliveries_total\\{publisher="webhook:${id}",kind="webhook",state="running"\\} 0`));
+      expect(metrics).toContain('crm_publisher_lag_seconds');
+    } finally {
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
+    }
+  });
+
+  it('shows the secret once: never in GET, list or PATCH answers', async () => {
+    const { id, secret } = await subscribe({ url: 'https://example.com/hook', events: ['Deal*'], description: 'crm to warehouse' });
+    for (const res of [
+      await h.app.inject({ method: 'GET', url: `/webhooks/${id}`, headers: h.auth('admin') }),
+      await h.app.inject({ method: 'GET', url: '/webhooks', headers: h.auth('admin') }),
+      await h.app.inject({ method: 'PATCH', url: `/webhooks/${id}`, headers: h.auth('admin'), payload: { enabled: false } }),
+    ]) {
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.body).not.toContain(secret.slice(6));
+    }
+    expect((await webhook(id)).state).toBe('disabled');
+    expect((await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') })).statusCode).toBe(204);
+    expectProblem(await h.app.inject({ method: 'GET', url: `/webhooks/${id}`, headers: h.auth('admin') }), 404, 'not-found');
+  });
+});
+
+describe('delivery', () => {
+  it('delivers every event in order with valid signatures through failures, slow answers and an outage; duplicates only with the same webhook-id; a dead receiver holds back nobody else', async () => {
+    // Fails the first three attempts, answers slowly, then twice too slowly (the attempt times out after the receiver took it: a duplicate).
+    const flaky = await receiver((n) => (n < 3 ? { status: 500 } : n < 8 ? { status: 200, delayMs: 300 } : n < 10 ? { status: 200, delayMs: 1_500 } : { status: 204 }));
+    const dead = await receiver(() => 'hang');
+    const patterns = ['CustomerRegistered', 'Purchase*'];
+    const start = await h.store.headPosition();
+    const good = await subscribe({ url: flaky.url, events: patterns, role: 'admin' });
+    const stuck = await subscribe({ url: dead.url, events: ['*'], role: 'admin' });
+    const publishers = await startPublishers({ timeoutMs: 800, firstRetryMs: 50, maxRetryMs: 400, retryForMs: 60_000 });
+    try {
+      for (let i = 0; i < 6; i++) await registerWithPurchase(i);
+      // Down for a while once it has accepted a few.
+      await eventually(() => flaky.accepted().length >= 6, 60_000, () => `accepted ${flaky.accepted().length}`);
+      await flaky.down();
+      for (let i = 6; i < 12; i++) await registerWithPurchase(i);
+      await new Promise((r) => setTimeout(r, 1_500));
+      await flaky.up();
+
+      const expected = await expectedEvents(patterns, start);
+      expect(expected.length).toBe(24);
+      const ids = expected.map((e) => e.id);
+      await eventually(() => new Set(flaky.accepted().map((r) => r.id)).size === ids.length && flaky.accepted(), 120_000, () => `accepted ${new Set(flaky.accepted().map((r) => r.id)).size} of ${ids.length}`);
+
+      // Every request (accepted or not) is signed with the subscription's secret.
+      for (const r of flaky.requests) expect(verifySignature(good.secret, r), `signature of ${r.id}`).toBe(true);
+      expect(verifySignature(good.secret, { ...flaky.requests[0]!, body: flaky.requests[0]!.body.replace('"Customer', '"Kustomer') })).toBe(false);
+      // In order: first acceptance of each event follows the log, and no request ever goes back in position.
+      const firstAccepted: string[] = [];
+      for (const r of flaky.accepted()) if (!firstAccepted.includes(r.id)) firstAccepted.push(r.id);
+      expect(firstAccepted).toEqual(ids);
+      const positions = flaky.requests.map(positionOf);
+      for (let i = 1; i < positions.length; i++) expect(positions[i]! >= positions[i - 1]!).toBe(true);
+      // Duplicates carry the same webhook-id and the same body; there were some (failures and timeouts).
+      const byId = new Map<string, Set<string>>();
+      for (const r of flaky.requests) byId.set(r.id, (byId.get(r.id) ?? new Set()).add(r.body));
+      for (const [id, bodies] of byId) expect(bodies.size, `bodies of ${id}`).toBe(1);
+      expect(flaky.requests.length).toBeGreaterThan(ids.length);
+      expect([...byId.keys()].sort()).toEqual([...ids].sort());
+      // The envelope.
+      const first = JSON.parse(flaky.accepted()[0]!.body);
+      expect(first).toMatchObject({ id: ids[0], type: 'CustomerRegistered', version: 1, aggregate: { kind: 'customer' }, data: { name: 'Customer 0' } });
+      expect(Object.keys(first).sort()).toEqual(['aggregate', 'data', 'id', 'occurredAt', 'position', 'recordedAt', 'type', 'version']);
+
+      // The dead receiver's subscription is still on its first event, retrying; the status says why.
+      const stuckView = await webhook(stuck.id);
+      expect(stuckView.delivered).toBe(0);
+      expect(stuckView.lastError).toMatch(/no answer within 800 ms/);
+      const goodView = await eventually(async () => {
+        const v = await webhook(good.id);
+        return v.delivered >= ids.length && v;
+      }, 10_000, () => 'delivered count');
+      expect(goodView.state).toBe('running');
+      expect(BigInt(goodView.position)).toBeGreaterThanOrEqual(expected.at(-1)!.position);
+      const deliveries = json(await h.app.inject({ method: 'GET', url: `/webhooks/${good.id}/deliveries?limit=1000`, headers: h.auth('admin') }));
+      expect(deliveries.items.some((d: any) => d.statusCode === 500 && d.nextRetryAt !== null)).toBe(true);
+      expect(deliveries.items.some((d: any) => d.statusCode === null && /ECONNREFUSED|no answer/.test(d.error))).toBe(true);
+    } finally {
+      await publishers.stop();
+      for (const id of [good.id, stuck.id]) await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
+    }
+  }, 240_000);
+
+  it('pauses a subscription as failing when retries run out, keeps its place, and resumes when enabled again', async () => {
+    let healthy = false;
+    const r = await receiver(() => (healthy ? { status: 200 } : { status: 503 }));
+    const start = await h.store.headPosition();
+    const sub = await subscribe({ url: r.url, events: ['CustomerRegistered'] });
+    const publishers = await startPublishers({ timeoutMs: 800, firstRetryMs: 50, maxRetryMs: 200, retryForMs: 1_000 });
+    try {
+      await registerWithPurchase(100);
+      await registerWithPurchase(101);
+      const failing = await eventually(async () => {
+        const v = await webhook(sub.id);
+        return v.state === 'failing' && v;
+      }, 60_000, () => 'state failing');
+      expect(failing.lastError).toBe('HTTP 503');
+      expect(failing.delivered).toBe(0);
+      expect(BigInt(failing.position)).toBe(start);
+      const attempts = r.requests.length;
+      expect(attempts).toBeGreaterThan(2);
+      // Paused: no more attempts.
+      await new Promise((res) => setTimeout(res, 500));
+      expect(r.requests.length).toBe(attempts);
+
+      healthy = true;
+      const resumed = await h.app.inject({ method: 'PATCH', url: `/webhooks/${sub.id}`, headers: h.auth('admin'), payload: { enabled: true } });
+      expect(json(resumed).state).toBe('running');
+      const expected = (await expectedEvents(['CustomerRegistered'], start)).map((e) => e.id);
+      expect(expected.length).toBe(2);
+      await eventually(() => expected.every((id) => r.accepted().some((a) => a.id === id)), 60_000, () => `accepted ${r.accepted().length}`);
+      expect(r.accepted().map((a) => a.id)).toEqual(expected);
+    } finally {
+      await publishers.stop();
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${sub.id}`, headers: h.auth('admin') });
+    }
+  }, 180_000);
+
+  it('after a forget, deliveries (replays included) carry no plaintext of the customer; analyst-level subscriptions see personal data masked', async () => {
+    const r = await receiver();
+    const analystReceiver = await receiver();
+    const start = await h.store.headPosition();
+    const admin = await subscribe({ url: r.url, events: ['Customer*', 'Feedback*'], role: 'admin' });
+    const analyst = await subscribe({ url: analystReceiver.url, events: ['Customer*'] });
+    const publishers = await startPublishers({ timeoutMs: 2_000, firstRetryMs: 50, maxRetryMs: 200, retryForMs: 60_000 });
+    try {
+      const email = `zelda-${randomUUID()}@example.com`;
+      const { id } = await commands.execute({ type: 'RegisterCustomer', name: 'Zelda Plaintext', email, phone: '+44 20 7946 0999' }, ctx());
+      await eventually(() => r.accepted().length >= 1 && analystReceiver.accepted().length >= 1, 60_000, () => 'first deliveries');
+      // Before the forget the admin-level receiver sees the person; the analyst-level one never does.
+      expect(r.accepted()[0]!.body).toContain('Zelda Plaintext');
+      expect(JSON.parse(analystReceiver.accepted()[0]!.body).data).toMatchObject({ name: '[masked]', email: '[masked]', phone: '[masked]' });
+
+      // The admin-level subscription falls behind (the publishers' key cache still holds the customer's
+      // key, and no other loop decodes the forget meanwhile), the customer changes their name and is
+      // forgotten, then the subscription catches up.
+      expect((await h.app.inject({ method: 'DELETE', url: `/webhooks/${analyst.id}`, headers: h.auth('admin') })).statusCode).toBe(204);
+      // Its loop stops at the next reconcile (every 100 ms here); were it still running, it would only make this check weaker.
+      await new Promise((res) => setTimeout(res, 500));
+      await h.app.inject({ method: 'PATCH', url: `/webhooks/${admin.id}`, headers: h.auth('admin'), payload: { enabled: false } });
+      await eventually(async () => (await webhook(admin.id)).state === 'disabled', 10_000, () => 'disabled');
+      await commands.execute({ type: 'ChangeCustomerDetails', customerId: id, name: 'Zelda Newname' }, ctx());
+      await commands.execute({ type: 'ForgetCustomer', customerId: id }, ctx());
+      await h.app.inject({ method: 'PATCH', url: `/webhooks/${admin.id}`, headers: h.auth('admin'), payload: { enabled: true } });
+      await eventually(() => r.accepted().some((a) => JSON.parse(a.body).type === 'CustomerForgotten'), 60_000, () => 'forget delivered');
+      const changed = r.accepted().map((a) => JSON.parse(a.body)).find((e) => e.type === 'CustomerContactDetailsChanged');
+      expect(changed.data.name).toBe('[erased]');
+      expect(r.requests.some((a) => a.body.includes('Newname'))).toBe(false);
+      for (const a of analystReceiver.requests) {
+        expect(a.body).not.toContain('Zelda');
+        expect(a.body).not.toContain(email);
+      }
+      const before = r.requests.length;
+      // A replay after the forget delivers the same events again: erased now.
+      const replay = await h.app.inject({ method: 'POST', url: `/webhooks/${admin.id}/replay`, headers: h.auth('admin'), payload: { fromPosition: (start + 1n).toString() } });
+      expect(replay.statusCode, replay.body).toBe(202);
+      await eventually(() => r.requests.length >= before + 3, 60_000, () => `replayed ${r.requests.length - before}`);
+      const later = r.requests.slice(before);
+      for (const a of later) {
+        expect(a.body).not.toContain('Zelda');
+        expect(a.body).not.toContain(email);
+        expect(a.body).not.toContain('7946 0999');
+      }
+      const registered = later.map((a) => JSON.parse(a.body)).find((e) => e.type === 'CustomerRegistered');
+      expect(registered.data).toMatchObject({ name: '[erased]', email: '[erased]', phone: '[erased]' });
+    } finally {
+      await publishers.stop();
+      for (const s of [admin, analyst]) await h.app.inject({ method: 'DELETE', url: `/webhooks/${s.id}`, headers: h.auth('admin') });
+    }
+  }, 180_000);
+});
