@@ -21,6 +21,7 @@ import { notFoundHandler, problemErrorHandler } from './errors.ts';
 import { createIdempotencyGuard, type IdempotencyGuard } from './idempotency.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { ProblemError } from './problems.ts';
+import { registerRequestTimeout } from './request-timeout.ts';
 import { adminRoutes } from './routes/admin.ts';
 import analyticsRoutes from './routes/analytics.ts';
 import auditRoutes from './routes/audit.ts';
@@ -142,6 +143,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  registerRequestTimeout(app, deps.requestTimeoutMs ?? 10_000);
   app.addHook('onRequest', createAuthGuard(keys));
   // Action commands (launch, close, ...) may come without a body: validate them as `{}`.
   app.addHook('preValidation', async (request) => {

@@ -58,6 +58,27 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
         for (const p of await status().catch(() => [])) if (p.secondsBehind != null) this.set({ projection: p.name }, p.secondsBehind);
       },
     });
+    new Gauge({
+      name: 'crm_projection_failed',
+      help: 'Whether the projection stopped on a poison event (1), with the event\'s position, stream and id; 0 while it runs',
+      labelNames: ['projection', 'position', 'stream', 'event_id'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const p of await status().catch(() => [])) {
+          const failed = p.state === 'failed';
+          this.set(
+            {
+              projection: p.name,
+              position: failed && p.failedPosition != null ? p.failedPosition.toString() : '',
+              stream: failed ? (p.failedStream ?? '') : '',
+              event_id: failed ? (p.failedEventId ?? '') : '',
+            },
+            failed ? 1 : 0,
+          );
+        }
+      },
+    });
   }
   return {
     registry,

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
+import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts, type DatabaseTimeouts } from './timeouts.ts';
 
 /**
  * The program's configuration, read from the environment once at start and validated with zod.
@@ -64,6 +65,7 @@ const EnvSchema = z.object({
     emptyAsUnset,
     z.coerce.number({ error: 'a number of seconds from 1 to 3600' }).min(1, 'a number of seconds from 1 to 3600').max(3600, 'a number of seconds from 1 to 3600').default(15),
   ),
+  ...DATABASE_TIMEOUT_VARIABLES,
 });
 
 export type Engine = 'pglite' | 'postgres';
@@ -81,6 +83,8 @@ export interface CrmConfig {
   projections: 'inline' | 'off';
   /** Lease length of projection workers (projections/leases.ts), seconds. */
   projectionLeaseSeconds: number;
+  /** Bounds on every database wait and on each HTTP request (cli/timeouts.ts). */
+  timeouts: DatabaseTimeouts;
 }
 
 /** A configuration problem, worded for the person who set the variable. */
@@ -131,6 +135,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     schemas,
     projections: e.CRM_PROJECTIONS,
     projectionLeaseSeconds: e.CRM_PROJECTION_LEASE_SECONDS,
+    timeouts: databaseTimeouts(e),
   };
 }
 
@@ -170,4 +175,5 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   { name: 'CRM_REPORTING_SCHEMA', default: 'reporting', meaning: 'schema of the documented views for BI tools' },
   { name: 'CRM_PROJECTIONS', default: 'inline', meaning: 'inline: `crm serve` runs the projections; off: run `crm project` separately' },
   { name: 'CRM_PROJECTION_LEASE_SECONDS', default: '15', meaning: 'lease of a projection worker on its projections; a crashed worker\'s are taken over after it' },
+  ...DATABASE_TIMEOUT_DOCS,
 ];
