@@ -301,7 +301,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       concurrent,
       leases,
       // Faults and poison events reach the operator (the HTTP logger is not built yet here).
-      log: (message, details) => process.stderr.write(`${new Date().toISOString()} projections: ${message} ${JSON.stringify(details ?? {})}\n`),
+      log: config.logLevel === 'silent' ? undefined : (message, details) => process.stderr.write(`${new Date().toISOString()} projections: ${message} ${JSON.stringify(details ?? {})}\n`),
       // A projection whose code changed is rebuilt in a shadow schema while the old tables keep serving.
       onVersionChange: async (names) => {
         await rebuildProjections({ ...readSide, schema: config.schemas.read, reportingSchema: config.schemas.reporting, names, runner });

@@ -4,6 +4,7 @@ import { demoCommand } from './demo.ts';
 import { fitCommand } from './fit.ts';
 import { importCommand } from './import.ts';
 import { projectCommand } from './project.ts';
+import { projectionsCommand } from './projections.ts';
 import { rebuildCommand } from './rebuild.ts';
 import { replayCommand } from './replay.ts';
 import { serveCommand } from './serve.ts';
@@ -13,6 +14,7 @@ import { verifyCommand } from './verify.ts';
 export const commands: readonly CliCommand[] = [
   serveCommand,
   projectCommand,
+  projectionsCommand,
   rebuildCommand,
   replayCommand,
   verifyCommand,
