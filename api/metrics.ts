@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PROBE_DEADLINE_MS, withDeadline } from './deadline.ts';
 import type { ReadModelProgress } from './deps.ts';
 
 /**
@@ -37,7 +38,8 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
   if (projections) {
     // Read at scrape time: one status call fills every projection's gauges.
     let pending: ReturnType<ReadModelProgress['status']> | undefined;
-    const status = () => (pending ??= projections.status().finally(() => (pending = undefined)));
+    const status = () =>
+      (pending ??= withDeadline(projections.status(), PROBE_DEADLINE_MS, 'the projection status').finally(() => (pending = undefined)));
     new Gauge({
       name: 'crm_projection_lag_events',
       help: 'Events between the store head and the projection checkpoint',

@@ -21,7 +21,7 @@ import { createReportingViews } from '../projections/reporting.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
-import { migrateLeases, ProjectionLeases } from '../projections/leases.ts';
+import { isRunning, migrateLeases, ProjectionLeases } from '../projections/leases.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
@@ -62,15 +62,6 @@ export interface CrmRuntime {
 
 /** Where PGlite keeps its files inside CRM_DATA_DIR (a subfolder leaves room for our own files beside it). */
 export const pgliteFolder = (dataDir: string) => join(dataDir, 'pgdata');
-
-const isRunning = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
 
 /**
  * PGlite has no server to arbitrate: two processes on one data folder would corrupt it. A pid file

@@ -43,7 +43,8 @@ export async function migrateLeases(db: Kysely<any>, schema: string): Promise<vo
   }
 }
 
-const isRunning = (pid: number): boolean => {
+/** Whether a process with this id runs on this host (EPERM: it does, under another user). */
+export const isRunning = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
     return true;

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { EventStore } from '../../eventstore/contract.ts';
 import type { ProjectionStatus, ReadModelProgress } from '../deps.ts';
+import { PROBE_DEADLINE_MS, withDeadline } from '../deadline.ts';
 import type { ApiMetrics } from '../metrics.ts';
 
 export interface OpsRoutesOptions {
@@ -34,17 +35,6 @@ const Ready = z.object({
   reasons: z.array(z.string()),
 });
 
-/** /ready answers within a second whatever the database does. */
-const READY_DEADLINE_MS = 750;
-
-const withDeadline = <T>(work: Promise<T>, ms: number, what: string): Promise<T> => {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms (database stalled or overloaded)`)), ms);
-  });
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
-};
-
 const describePoison = (p: ProjectionStatus): string =>
   p.failedPosition != null ? ` at position ${p.failedPosition}${p.failedStream ? ` (stream ${p.failedStream}, event ${p.failedEventId ?? '?'})` : ''}` : '';
 
@@ -72,12 +62,12 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
       const reasons: string[] = [];
       // Both probes run at once, each bounded: a stalled database makes /ready say so, not hang.
       const [head, statuses] = await Promise.all([
-        withDeadline(options.store.headPosition(), READY_DEADLINE_MS, 'the event store').catch((error: unknown) => {
+        withDeadline(options.store.headPosition(), PROBE_DEADLINE_MS, 'the event store').catch((error: unknown) => {
           reasons.push(`event store: ${(error as Error).message}`);
           return 0n;
         }),
         options.projections
-          ? withDeadline(options.projections.status(), READY_DEADLINE_MS, 'the projection status').catch((error: unknown) => {
+          ? withDeadline(options.projections.status(), PROBE_DEADLINE_MS, 'the projection status').catch((error: unknown) => {
               reasons.push(`projections: ${(error as Error).message}`);
               return [];
             })
