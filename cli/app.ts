@@ -330,7 +330,12 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections }),
       );
       // The global hash chain is sealed by the process that follows the feed (tamper evidence; PostgreSQL engine only).
-      const sealer = audit.startChainSealer();
+      // Its loop catches every failure and tries again on the next tick (a database away is no reason to stop).
+      const sealer = audit.startChainSealer({
+        onError: (error) => {
+          if (config.logLevel !== 'silent') process.stderr.write(`${new Date().toISOString()} chain sealer: ${(error as Error).message}\n`);
+        },
+      });
       if (sealer) closers.push(() => sealer.stop());
     };
     const progress: ReadModelProgress = {
