@@ -143,7 +143,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  registerRequestTimeout(app, deps.requestTimeoutMs ?? 10_000);
+  // A backstop beyond the bounded waits a route does on purpose (`?waitFor=`), never shorter than them.
+  registerRequestTimeout(app, Math.max(deps.requestTimeoutMs ?? 10_000, context.waitForTimeoutMs + 2_000));
   app.addHook('onRequest', createAuthGuard(keys));
   // Action commands (launch, close, ...) may come without a body: validate them as `{}`.
   app.addHook('preValidation', async (request) => {

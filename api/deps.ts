@@ -115,7 +115,10 @@ export interface ApiDeps {
   waitForTimeoutMs?: number;
   /** /ready answers 503 when any projection lags more than this many seconds. Default 10 s. */
   readyMaxLagSeconds?: number;
-  /** A request not answered by then gets a 503 problem (a command's: outcome unknown). Default 10 s. */
+  /**
+   * A request not answered by then gets a 503 problem (a command's: outcome unknown). Default 10 s;
+   * never less than `waitForTimeoutMs` + 2 s.
+   */
   requestTimeoutMs?: number;
   /** Registers `GET /bench/noop`, a route that does nothing (the benchmark's ceiling). */
   benchNoopRoute?: boolean;

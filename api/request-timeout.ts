@@ -1,6 +1,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { problemErrorHandler, requestTimedOut } from './errors.ts';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * A route that does long work on purpose (fitting the analytics models): no request timeout; its
+     * statements run on the long-work connections, bounded by CRM_DB_LONG_STATEMENT_TIMEOUT_MS.
+     */
+    longWork?: boolean;
+  }
+}
+
 const timers = new WeakMap<FastifyRequest, NodeJS.Timeout>();
 
 /**
@@ -10,6 +20,7 @@ const timers = new WeakMap<FastifyRequest, NodeJS.Timeout>();
  */
 export const registerRequestTimeout = (app: FastifyInstance, timeoutMs: number): void => {
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    if (request.routeOptions.config?.longWork) return;
     const timer = setTimeout(() => {
       if (reply.sent || reply.raw.headersSent) return;
       request.log.warn({ timeoutMs }, 'request timed out');

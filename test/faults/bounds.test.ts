@@ -7,6 +7,7 @@ import { createBackoff } from '../../eventstore/backoff.ts';
 import { EventStoreUnavailable, OutcomeUnknown } from '../../eventstore/errors.ts';
 import { connectPostgres, toUnavailable } from '../../eventstore/postgres/database.ts';
 import { TEST_DATABASE_URL } from '../support/postgres.ts';
+import { startApi } from '../api/support.ts';
 
 const type = (suffix: string) => `https://crm.example/problems/${suffix}`;
 const request = (method: string) => ({ method }) as FastifyRequest;
@@ -72,3 +73,36 @@ describe('database faults and bounds as the API answers them', () => {
   });
 });
 
+
+describe('the request timeout', () => {
+  it('answers a command that has not finished in time 503 outcome-unknown, and a read 503 unavailable, within the bound', async () => {
+    const never = () => new Promise<never>(() => undefined);
+    const h = await startApi('request_timeout', {
+      commands: { execute: never },
+      queries: { listCustomers: never } as never,
+      requestTimeoutMs: 500,
+      waitForTimeoutMs: 100,
+    });
+    try {
+      const started = Date.now();
+      const command = await h.app.inject({
+        method: 'POST',
+        url: '/customers',
+        headers: { ...h.auth('admin'), 'content-type': 'application/json', 'idempotency-key': 'slow-1' },
+        payload: JSON.stringify({ name: 'Ada Lovelace', email: 'ada@example.com' }),
+      });
+      expect(command.statusCode).toBe(503);
+      expect(command.json()).toMatchObject({ type: type('outcome-unknown'), retrySafeWithIdempotencyKey: true });
+      expect(command.headers['retry-after']).toBe('1');
+      const read = await h.app.inject({ method: 'GET', url: '/customers', headers: h.auth('admin') });
+      expect(read.statusCode).toBe(503);
+      expect(read.json()).toMatchObject({ type: type('unavailable') });
+      // Two requests, each cut at about 2.1 s (the 500 ms asked for, raised to waitFor + 2 s).
+      expect(Date.now() - started).toBeLessThan(8_000);
+      // The probes are not held up by it.
+      expect((await h.app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+    } finally {
+      await h.close();
+    }
+  });
+});
