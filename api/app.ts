@@ -24,6 +24,7 @@ import { createIdempotencyGuard, type IdempotencyGuard } from './idempotency.ts'
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { ProblemError } from './problems.ts';
 import { refuseUnreadableQuery } from './safe-input.ts';
+import { registerRequestTimeout } from './request-timeout.ts';
 import { adminRoutes } from './routes/admin.ts';
 import analyticsRoutes from './routes/analytics.ts';
 import auditRoutes from './routes/audit.ts';
@@ -150,6 +151,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  // A backstop beyond the bounded waits a route does on purpose (`?waitFor=`), never shorter than them.
+  registerRequestTimeout(app, Math.max(deps.requestTimeoutMs ?? 10_000, context.waitForTimeoutMs + 2_000));
   app.addHook('onRequest', createAuthGuard(keys));
   app.addHook('onRequest', refuseUnreadableQuery);
   // Action commands (launch, close, ...) may come without a body: validate them as `{}`.

@@ -39,6 +39,10 @@ export interface ProjectionStatus {
   /** `running`, `failed`, `stopped`, `rebuilding`... */
   state: string;
   lastError?: string | null;
+  /** A failed projection's poison event: position, stream and id. */
+  failedPosition?: bigint | null;
+  failedStream?: string | null;
+  failedEventId?: string | null;
   /** Worker holding the projection's lease (scale-out), null when none does. */
   owner?: string | null;
   /** When that lease runs out unless renewed. */
@@ -116,6 +120,11 @@ export interface ApiDeps {
   waitForTimeoutMs?: number;
   /** /ready answers 503 when any projection lags more than this many seconds. Default 10 s. */
   readyMaxLagSeconds?: number;
+  /**
+   * A request not answered by then gets a 503 problem (a command's: outcome unknown). Default 10 s;
+   * never less than `waitForTimeoutMs` + 2 s.
+   */
+  requestTimeoutMs?: number;
   /** Registers `GET /bench/noop`, a route that does nothing (the benchmark's ceiling). */
   benchNoopRoute?: boolean;
   /** Published in the OpenAPI document. */

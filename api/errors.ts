@@ -5,6 +5,7 @@ import { DomainError } from '../domain/errors.ts';
 import {
   EventStoreUnavailable,
   IdempotencyConflict,
+  OutcomeUnknown,
   InvalidAppend,
   InvalidReadOptions,
   WrongExpectedRevision,
@@ -60,6 +61,32 @@ const isZodError = (error: unknown): error is z.ZodError =>
 
 const quote = (revision: number): string => `"${revision}"`;
 
+/** Retry-After of the 503s of a database fault: the service recovers within about a second of the database. */
+const RETRY_AFTER_SECONDS = '1';
+
+/** Requests that record something (commands); the rest only read. */
+export const isCommand = (request: FastifyRequest): boolean => request.method !== 'GET' && request.method !== 'HEAD';
+
+/**
+ * A command that may or may not have been recorded: the client cannot tell, so the answer says how
+ * to find out safely. The command layer derives event ids from the Idempotency-Key, so the retry of
+ * a recorded command appends nothing and answers the first result.
+ */
+export const outcomeUnknown = (why: string): ProblemError =>
+  new ProblemError(
+    'outcome_unknown',
+    `${why}; it may or may not have been recorded. Retrying with the same Idempotency-Key is safe: ` +
+      'if the first attempt was recorded, the retry records nothing more and answers its result.',
+    { retrySafeWithIdempotencyKey: true },
+    { 'retry-after': RETRY_AFTER_SECONDS },
+  );
+
+/** The answer to a request that did not finish within the server's bound. */
+export const requestTimedOut = (request: FastifyRequest, timeoutMs: number): ProblemError =>
+  isCommand(request)
+    ? outcomeUnknown(`The command did not finish within ${timeoutMs} ms`)
+    : new ProblemError('unavailable', `The request did not finish within ${timeoutMs} ms; retry shortly.`, {}, { 'retry-after': RETRY_AFTER_SECONDS });
+
 /** Maps anything a handler can throw to a problem. Unknown errors become a 500 with no internals exposed. */
 export const toProblem = (error: unknown, request?: FastifyRequest): ProblemError => {
   if (error instanceof ProblemError) return error;
@@ -97,8 +124,9 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   }
   // Positions reach the store only from cursors and `fromPosition`: one it refuses was forged or is another engine's.
   if (error instanceof InvalidReadOptions) return validationProblem([{ field: 'cursor', message: error.message }]);
+  if (error instanceof OutcomeUnknown && request && isCommand(request)) return outcomeUnknown('The connection to the database was lost while the command was being recorded');
   if (error instanceof EventStoreUnavailable) {
-    return new ProblemError('unavailable', 'The event store cannot be reached right now; retry shortly.', {}, { 'retry-after': '5' });
+    return new ProblemError('unavailable', 'The database cannot be reached right now; retry shortly.', {}, { 'retry-after': RETRY_AFTER_SECONDS });
   }
   // A ZodError thrown past the route schema (command layer, query functions) is about the body of a
   // command or the query string of a read.

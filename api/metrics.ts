@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PROBE_DEADLINE_MS, withDeadline } from './deadline.ts';
 import type { ReadModelProgress } from './deps.ts';
 
 /**
@@ -37,7 +38,8 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
   if (projections) {
     // Read at scrape time: one status call fills every projection's gauges.
     let pending: ReturnType<ReadModelProgress['status']> | undefined;
-    const status = () => (pending ??= projections.status().finally(() => (pending = undefined)));
+    const status = () =>
+      (pending ??= withDeadline(projections.status(), PROBE_DEADLINE_MS, 'the projection status').finally(() => (pending = undefined)));
     new Gauge({
       name: 'crm_projection_lag_events',
       help: 'Events between the store head and the projection checkpoint',
@@ -56,6 +58,27 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
       async collect() {
         this.reset();
         for (const p of await status().catch(() => [])) if (p.secondsBehind != null) this.set({ projection: p.name }, p.secondsBehind);
+      },
+    });
+    new Gauge({
+      name: 'crm_projection_failed',
+      help: 'Whether the projection stopped on a poison event (1), with the event\'s position, stream and id; 0 while it runs',
+      labelNames: ['projection', 'position', 'stream', 'event_id'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const p of await status().catch(() => [])) {
+          const failed = p.state === 'failed';
+          this.set(
+            {
+              projection: p.name,
+              position: failed && p.failedPosition != null ? p.failedPosition.toString() : '',
+              stream: failed ? (p.failedStream ?? '') : '',
+              event_id: failed ? (p.failedEventId ?? '') : '',
+            },
+            failed ? 1 : 0,
+          );
+        }
       },
     });
   }

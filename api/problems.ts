@@ -24,6 +24,7 @@ export const problemTypes = {
   precondition_required: { status: 428, title: 'If-Match header required' },
   rate_limited: { status: 429, title: 'Too many requests' },
   unavailable: { status: 503, title: 'Service unavailable' },
+  outcome_unknown: { status: 503, title: 'The outcome of the command is unknown' },
   read_model_timeout: { status: 503, title: 'The read models have not caught up yet' },
   internal: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;

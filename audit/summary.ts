@@ -1,3 +1,4 @@
+import type { ProjectionSkip } from '../projections/skips.ts';
 import type { ChainsVerification } from './chain.ts';
 import type { ReadModelVerification } from './verify.ts';
 
@@ -24,7 +25,17 @@ export function describeReadModelVerification(result: ReadModelVerification): st
     }
   }
   if (result.failedProjections.length > 0) lines.push(`  failed projections: ${result.failedProjections.join(', ')}`);
+  lines.push(...describeSkips(result.skipped ?? []));
   return lines;
+}
+
+/** Skipped poison events explain a gap: live and replay both leave them out, by an operator's recorded decision. */
+export function describeSkips(skipped: readonly ProjectionSkip[]): string[] {
+  return skipped.map(
+    (s) =>
+      `  skipped by ${s.actor ?? 'unknown'} on ${s.recordedAt.toISOString()}: ${s.projection} at position ${s.position}` +
+      `${s.stream ? ` (stream ${s.stream}, event ${s.eventId ?? '?'})` : ''}, reason: ${s.reason}${s.error ? `; it failed with ${s.error}` : ''}`,
+  );
 }
 
 export function describeChainsVerification(result: ChainsVerification): string[] {

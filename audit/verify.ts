@@ -4,6 +4,7 @@ import { catchUp } from '../projections/catch-up.ts';
 import { ensureCheckpoint, migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import type { Projection } from '../projections/projection.ts';
+import { readSkips, type ProjectionSkip } from '../projections/skips.ts';
 import type { AuditDeps } from './deps.ts';
 import { compareTable, type RowDifference, type TableComparison } from './compare-tables.ts';
 
@@ -37,6 +38,11 @@ export interface ReadModelVerification {
   firstDifference?: RowDifference;
   /** Projections whose live or replayed run is marked failed (their tables are still compared). */
   failedProjections: string[];
+  /**
+   * Events an operator skipped (`crm projections skip`): the live read models and the replay both
+   * leave them out, so they explain a gap the comparison does not report as a difference.
+   */
+  skipped: ProjectionSkip[];
   durationMs: number;
 }
 
@@ -162,6 +168,9 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
         live = after;
       }
     }
+    const skipped = [...(await readSkips(deps.store, projections.map((p) => p.name))).values()]
+      .flat()
+      .filter((skip) => skip.position <= (positions.get(skip.projection) ?? 0n));
     const differences = tables.reduce((n, t) => n + t.differences, 0);
     const firstDifference = tables.flatMap((t) => t.sample)[0];
     return {
@@ -172,6 +181,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       differences,
       ...(firstDifference ? { firstDifference } : {}),
       failedProjections: failed,
+      skipped,
       durationMs: Date.now() - started,
     };
   } finally {

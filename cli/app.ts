@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,8 @@ import { EventStoreUnavailable } from '../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../eventstore/personal-data.ts';
 import { createEmailIndex } from '../eventstore/email-index.ts';
 import { connectPostgres, createPostgresEventStore, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
-import { toUnavailable } from '../eventstore/postgres/database.ts';
+import { toUnavailable, type PoolTimeouts } from '../eventstore/postgres/database.ts';
+import { createBackoff, pause } from '../eventstore/backoff.ts';
 import type { ApiDeps, ReadModelProgress } from '../api/deps.ts';
 import { createAnalyticsProjection } from '../analytics/projection.ts';
 import { createAuditServices, type AuditServices } from '../audit/index.ts';
@@ -21,7 +23,7 @@ import { personalDataCodec } from '../projections/codec.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
 import { forgetInCopiesProjection } from '../projections/read-model-copies.ts';
-import { migrateLeases, ProjectionLeases } from '../projections/leases.ts';
+import { isRunning, migrateLeases, ProjectionLeases } from '../projections/leases.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { createIntegration, type Integration } from '../integration/index.ts';
@@ -66,15 +68,6 @@ export interface CrmRuntime {
 /** Where PGlite keeps its files inside CRM_DATA_DIR (a subfolder leaves room for our own files beside it). */
 export const pgliteFolder = (dataDir: string) => join(dataDir, 'pgdata');
 
-const isRunning = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
-
 /**
  * PGlite has no server to arbitrate: two processes on one data folder would corrupt it. A pid file
  * beside the data keeps a second `crm` out (a stale file of a dead process is taken over).
@@ -108,6 +101,34 @@ function lockDataDir(dataDir: string): () => void {
   throw new EventStoreUnavailable(`Cannot lock the embedded database in ${dataDir} (${path}).`);
 }
 
+const apiTimeouts = (config: CrmConfig): PoolTimeouts => ({
+  statementMs: config.timeouts.statementMs,
+  lockMs: config.timeouts.lockMs,
+  connectMs: config.timeouts.connectMs,
+});
+
+/**
+ * Rebuilds, replays, verification and model fits run statements far longer than API work: a small
+ * pool of their own with the long bounds (PGlite: the one connection).
+ */
+const openLongWorkDatabase = (config: CrmConfig, database: SqlDatabase): SqlDatabase =>
+  config.database.kind === 'postgres'
+    ? connectPostgres(config.database.url, {
+        max: 4,
+        timeouts: { statementMs: config.timeouts.longStatementMs, lockMs: config.timeouts.longStatementMs, connectMs: config.timeouts.connectMs },
+      })
+    : database;
+
+/**
+ * The default projection worker id: the same for every start on this host against this database and
+ * these schemas, so that a restart after a crash takes its own leases back at once.
+ */
+const defaultWorkerId = (config: CrmConfig): string => {
+  const target = config.database.kind === 'postgres' ? describeDatabase(config) : config.database.dataDir;
+  const digest = createHash('sha256').update(`${target}|${config.schemas.events}|${config.schemas.read}`).digest('hex').slice(0, 10);
+  return `${hostname()}-${digest}`;
+};
+
 export async function openDatabase(config: CrmConfig): Promise<SqlDatabase> {
   if (config.database.kind === 'pglite') {
     const { dataDir } = config.database;
@@ -130,7 +151,7 @@ export async function openDatabase(config: CrmConfig): Promise<SqlDatabase> {
       throw error;
     }
   }
-  const database = connectPostgres(config.database.url);
+  const database = connectPostgres(config.database.url, { timeouts: apiTimeouts(config) });
   // The pool connects lazily: probe now so an unreachable server is reported before anything starts.
   try {
     await sql`SELECT 1`.execute(database.db);
@@ -172,7 +193,14 @@ async function acquireStartupLock(database: SqlDatabase, key: string): Promise<(
   const held = database.db
     .connection()
     .execute(async (connection) => {
-      await sql`SELECT pg_advisory_lock(hashtext(${key}))`.execute(connection);
+      // Tried, not waited for: a blocking wait would run into the statement timeout while another
+      // process sets up (which may take longer on a loaded machine).
+      const backoff = createBackoff({ initialMs: 20, maxMs: 250 });
+      for (;;) {
+        const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(hashtext(${key})) AS locked`.execute(connection);
+        if (rows[0]?.locked) break;
+        await pause(backoff.next());
+      }
       acquired();
       await released;
       await sql`SELECT pg_advisory_unlock(hashtext(${key}))`.execute(connection);
@@ -191,7 +219,7 @@ async function acquireStartupLock(database: SqlDatabase, key: string): Promise<(
 export interface OpenOptions {
   /** Keep the set-up lock until `setUpDone()` (serve and project migrate read models after opening). */
   holdSetUpLock?: boolean;
-  /** Names this process in the projection leases (`crm project --worker-id`); default host name and pid. */
+  /** Names this process in the projection leases (`crm project --worker-id`); default host name and database. */
   workerId?: string;
 }
 
@@ -235,14 +263,16 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     // Replays into other schemas (verify, `crm replay`) must leave the live tables alone: without
     // `modelSchema` the analytics projection keeps its model and score tables in the target schema.
     const isolatedProjections: Projection[] = [...readModelProjections(), createAnalyticsProjection()];
+    const longWork = openLongWorkDatabase(config, database);
+    if (longWork !== database) closers.push(() => longWork.close());
     const audit = createAuditServices(
-      { store, personalData, database, schemas: { events: config.schemas.events, read: config.schemas.read } },
+      { store, personalData, database: longWork, schemas: { events: config.schemas.events, read: config.schemas.read } },
       { projections: isolatedProjections },
     );
     const codec = personalDataCodec(personalData);
     // PGlite has a single connection: applying projections side by side would only queue.
     const concurrent = database.kind === 'postgres';
-    const readSide: ReadSideDeps = { db: database.db, store, codec, projections, concurrent };
+    const readSide: ReadSideDeps = { db: longWork.db, store, codec, projections, concurrent };
     const replaySide: ReadSideDeps = { ...readSide, projections: isolatedProjections };
     // Each projection is run by the one worker holding its lease; alone, a process holds them all.
     const leases = new ProjectionLeases({
@@ -250,7 +280,9 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       schema: config.schemas.read,
       // The embedded database serves one process (data folder lock), so its id can stay the same across
       // restarts: a restart after a crash takes the leases back at once instead of waiting them out.
-      workerId: options.workerId ?? (database.kind === 'pglite' ? 'embedded' : `${hostname()}-${process.pid}`),
+      workerId: options.workerId ?? (database.kind === 'pglite' ? 'embedded' : defaultWorkerId(config)),
+      // Two processes on one host and database (serve beside project, say) must not share the default.
+      ...(options.workerId || database.kind === 'pglite' ? {} : { fallbackWorkerId: `${defaultWorkerId(config)}-${process.pid}` }),
       projections: projections.map((p) => p.name),
       leaseSeconds: config.projectionLeaseSeconds,
       // A projection taken over may be behind the others: follow the feed again from the lowest checkpoint.
@@ -275,6 +307,8 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       codec,
       concurrent,
       leases,
+      // Faults and poison events reach the operator (the HTTP logger is not built yet here).
+      log: config.logLevel === 'silent' ? undefined : (message, details) => process.stderr.write(`${new Date().toISOString()} projections: ${message} ${JSON.stringify(details ?? {})}\n`),
       // A projection whose code changed is rebuilt in a shadow schema while the old tables keep serving.
       onVersionChange: async (names) => {
         await rebuildProjections({ ...readSide, schema: config.schemas.read, reportingSchema: config.schemas.reporting, names, runner });
@@ -315,7 +349,12 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections }),
       );
       // The global hash chain is sealed by the process that follows the feed (tamper evidence; PostgreSQL engine only).
-      const sealer = audit.startChainSealer();
+      // Its loop catches every failure and tries again on the next tick (a database away is no reason to stop).
+      const sealer = audit.startChainSealer({
+        onError: (error) => {
+          if (config.logLevel !== 'silent') process.stderr.write(`${new Date().toISOString()} chain sealer: ${(error as Error).message}\n`);
+        },
+      });
       if (sealer) closers.push(() => sealer.stop());
     };
     const progress: ReadModelProgress = {
@@ -332,7 +371,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
           : projections.map((p) => ({ name: p.name, position: 0n, state: 'stopped', lastError: 'starts once the demo data is loaded' })),
     };
     const analytics = createAnalyticsService({
-      db: database.db,
+      db: longWork.db,
       schema: config.schemas.read,
       // Fits see every event recorded before they start: wait for the analytics projection to reach the head.
       catchUp: async () => {
@@ -354,6 +393,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       audit,
       analytics,
       integration: integration.services,
+      requestTimeoutMs: config.timeouts.requestMs,
     };
     return { config, database, store, personalData, commands, projections, runner, leases, audit, analytics, integration, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, close };
   } catch (error) {

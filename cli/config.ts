@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
+import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts, type DatabaseTimeouts } from './timeouts.ts';
 
 /**
  * The program's configuration, read from the environment once at start and validated with zod.
@@ -71,6 +72,7 @@ const EnvSchema = z.object({
   CRM_NATS_URL: z.preprocess(emptyAsUnset, z.string().regex(/^(nats|tls|wss?):\/\/.+/, 'a NATS URL such as nats://127.0.0.1:4222').optional()),
   CRM_NATS_STREAM: z.preprocess(emptyAsUnset, z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a JetStream stream name (letters, digits, _ and -)').default('CRM_EVENTS')),
   CRM_NATS_ROLE: z.preprocess(emptyAsUnset, z.enum(['admin', 'sales', 'marketing', 'support', 'analyst', 'auditor']).default('analyst')),
+  ...DATABASE_TIMEOUT_VARIABLES,
 });
 
 export type Engine = 'pglite' | 'postgres';
@@ -92,6 +94,8 @@ export interface CrmConfig {
   masterKey?: Uint8Array | undefined;
   /** JetStream publishing of integration events (integration/nats-publisher.ts); unset: off. */
   nats: { url: string; stream: string; role: 'admin' | 'sales' | 'marketing' | 'support' | 'analyst' | 'auditor' } | undefined;
+  /** Bounds on every database wait and on each HTTP request (cli/timeouts.ts). */
+  timeouts: DatabaseTimeouts;
 }
 
 /**
@@ -181,6 +185,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     projectionLeaseSeconds: e.CRM_PROJECTION_LEASE_SECONDS,
     masterKey: readMasterKey(e.CRM_MASTER_KEY, e.CRM_MASTER_KEY_FILE, cwd),
     nats: e.CRM_NATS_URL ? { url: e.CRM_NATS_URL, stream: e.CRM_NATS_STREAM, role: e.CRM_NATS_ROLE } : undefined,
+    timeouts: databaseTimeouts(e),
   };
 }
 
@@ -225,4 +230,5 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   { name: 'CRM_NATS_URL', default: '(unset: no NATS publishing)', meaning: 'NATS with JetStream: every integration event is published to the stream' },
   { name: 'CRM_NATS_STREAM', default: 'CRM_EVENTS', meaning: 'JetStream stream of the integration events (subjects crm.<aggregate>.<EventType>)' },
   { name: 'CRM_NATS_ROLE', default: 'analyst', meaning: "whose view of personal data the stream carries: analyst masks it, any other role sees it" },
+  ...DATABASE_TIMEOUT_DOCS,
 ];

@@ -47,6 +47,13 @@ export class InvalidAppend extends EventStoreError {
 /** The engine cannot be reached; the message says what to check. */
 export class EventStoreUnavailable extends EventStoreError {}
 
+/**
+ * The connection was lost (or stalled past its bound) after a statement was sent: it may or may not
+ * have committed. A command that meets it can be retried with the same idempotency key: a committed
+ * first attempt is then found and nothing is appended twice.
+ */
+export class OutcomeUnknown extends EventStoreUnavailable {}
+
 /** Read options the store refuses (negative counts, revisions that are not integers). */
 export class InvalidReadOptions extends EventStoreError {}
 

@@ -3,6 +3,7 @@ import type { EventFilter, RecordedEvent } from '../eventstore/contract.ts';
 import { markFailed, moveCheckpoint, readCheckpointForBatch, readCheckpoints } from './checkpoints.ts';
 import { CheckpointMoved, describeError, isTransient, PoisonEvent } from './errors.ts';
 import { LeaseLost } from './leases.ts';
+import { createBackoff, pause } from '../eventstore/backoff.ts';
 import type { ProjectedEvent, Projection } from './projection.ts';
 
 /** How projections get from stored events to `ProjectedEvent`s: decryption, upcasting, validation. */
@@ -133,7 +134,7 @@ export async function applyBatch(
   lag: Lag,
   options: ApplyOptions = {},
 ): Promise<ApplyOutcome> {
-  let delay = 200;
+  const backoff = createBackoff({ initialMs: 100 });
   let movedRetries = 0;
   for (;;) {
     try {
@@ -146,8 +147,7 @@ export async function applyBatch(
       if (isTransient(error)) {
         options.onTransientError?.(error);
         if (options.shouldRetry && !options.shouldRetry()) throw error;
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 5_000);
+        await pause(backoff.next());
         continue;
       }
       return isolatePoison(db, schema, projection, items, endPosition, lag, error, options);
@@ -179,7 +179,7 @@ async function isolatePoison(
   const eventId = item?.recorded.id ?? 'unknown';
   const failedAt = item?.recorded.position ?? endPosition;
   const failure = new PoisonEvent(projection.name, eventId, failedAt, cause);
-  const mark = { error: describeError(cause), eventId, position: failedAt };
+  const mark = { error: describeError(cause), eventId, position: failedAt, stream: item?.recorded.stream ?? null };
   if (options.fence) {
     // A worker that lost the lease meanwhile leaves the projection to its new holder (LeaseLost).
     await db.transaction().execute(async (trx) => {

@@ -3,6 +3,7 @@ import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type ApplyOptions, type BatchItem, type EventCodec } from './apply-batch.ts';
 import { readCheckpoints } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
+import { readSkips } from './skips.ts';
 
 /** Pages read and decoded ahead of the one being applied. */
 const READ_AHEAD = 3;
@@ -45,6 +46,8 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
   const positions = new Map(projections.map((p) => [p.name, checkpoints.get(p.name)?.position ?? 0n]));
   const failed = new Set(projections.filter((p) => checkpoints.get(p.name)?.state === 'failed').map((p) => p.name));
   const headPosition = options.untilPosition ?? (await store.headPosition());
+  // Events an operator skipped (projections/skips.ts) are skipped by every replay too.
+  const skipped = new Map([...(await readSkips(store, projections.map((p) => p.name)))].map(([name, list]) => [name, new Set(list.map((s) => s.position))]));
   let from = [...positions.values()].reduce((a, b) => (b < a ? b : a), headPosition);
   let events = 0;
   const wanted = (e: RecordedEvent) =>
@@ -154,7 +157,8 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
     const { page, decoded } = await pages[i]!;
     const endPosition = page[page.length - 1]!.position;
     if (!failed.has(p.name) && positions.get(p.name)! < endPosition) {
-      const items = await decoded;
+      const skips = skipped.get(p.name);
+      const items = skips ? (await decoded).filter((i) => !skips.has(i.recorded.position)) : await decoded;
       const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, options.applyOptions);
       positions.set(p.name, outcome.position);
       if (outcome.kind !== 'applied') failed.add(p.name);

@@ -15,6 +15,8 @@ export interface Checkpoint {
   lastError: string | null;
   failedEventId: string | null;
   failedPosition: bigint | null;
+  /** Stream of the event it failed on. */
+  failedStream: string | null;
   updatedAt: Date;
 }
 
@@ -32,8 +34,13 @@ export async function migrateCheckpoints(db: Kysely<any>, schema: string): Promi
     last_error text,
     failed_event_id text,
     failed_position bigint,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    failed_stream text
   )`.execute(db);
+  // Tables made before the column existed. Checked first: ALTER TABLE would wait for running batches.
+  const { rows } = await sql`SELECT 1 FROM information_schema.columns
+    WHERE table_schema = ${schema} AND table_name = ${CHECKPOINT_TABLE} AND column_name = 'failed_stream'`.execute(db);
+  if (rows.length === 0) await sql`ALTER TABLE ${sql.id(schema, CHECKPOINT_TABLE)} ADD COLUMN IF NOT EXISTS failed_stream text`.execute(db);
 }
 
 const toCheckpoint = (r: Record<string, any>): Checkpoint => ({
@@ -46,6 +53,7 @@ const toCheckpoint = (r: Record<string, any>): Checkpoint => ({
   lastError: r.last_error ?? null,
   failedEventId: r.failed_event_id ?? null,
   failedPosition: r.failed_position === null || r.failed_position === undefined ? null : BigInt(r.failed_position),
+  failedStream: r.failed_stream ?? null,
   updatedAt: r.updated_at instanceof Date ? r.updated_at : new Date(r.updated_at),
 });
 
@@ -136,11 +144,11 @@ export async function markFailed(
   db: Kysely<any>,
   schema: string,
   name: string,
-  failure: { error: string; eventId: string; position: bigint },
+  failure: { error: string; eventId: string; position: bigint; stream: string | null },
 ): Promise<void> {
   await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
     SET state = 'failed', last_error = ${failure.error}, failed_event_id = ${failure.eventId},
-        failed_position = ${failure.position.toString()}::bigint, updated_at = now()
+        failed_position = ${failure.position.toString()}::bigint, failed_stream = ${failure.stream}, updated_at = now()
     WHERE name = ${name}`.execute(db);
 }
 
@@ -151,6 +159,6 @@ export async function setState(db: Kysely<any> | Transaction<any>, schema: strin
 /** A failed projection starts again from where it stopped (after its code or data was fixed). */
 export async function clearFailure(db: Kysely<any>, schema: string, name: string): Promise<void> {
   await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
-    SET state = 'running', last_error = NULL, failed_event_id = NULL, failed_position = NULL, updated_at = now()
+    SET state = 'running', last_error = NULL, failed_event_id = NULL, failed_position = NULL, failed_stream = NULL, updated_at = now()
     WHERE name = ${name}`.execute(db);
 }

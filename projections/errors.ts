@@ -1,3 +1,5 @@
+import { EventStoreUnavailable } from '../eventstore/errors.ts';
+
 /** The read models did not reach a position in time (read-your-writes); the API answers 503. */
 export class ReadModelTimeout extends Error {
   constructor(
@@ -47,8 +49,7 @@ export const isTransient = (error: unknown): boolean => {
   if (typeof code === 'string' && (/^08/.test(code) || ['40001', '40P01', '57P01', '57P02', '57P03', '53300', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))) {
     return true;
   }
-  const name = (error as { name?: unknown } | null)?.name;
-  if (name === 'EventStoreUnavailable' || name === 'CheckpointMoved') return true;
+  if (error instanceof EventStoreUnavailable || error instanceof CheckpointMoved) return true;
   const message = error instanceof Error ? error.message : '';
   return /Connection terminated|connection (is )?closed|timeout exceeded when trying to connect/i.test(message);
 };

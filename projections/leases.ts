@@ -1,4 +1,6 @@
+import { hostname } from 'node:os';
 import { sql, type Kysely, type Transaction } from 'kysely';
+import { createBackoff } from '../eventstore/backoff.ts';
 import { ensureSchema } from './read-models/rows.ts';
 
 /**
@@ -29,9 +31,27 @@ export async function migrateLeases(db: Kysely<any>, schema: string): Promise<vo
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, WORKER_TABLE)} (
     worker_id text PRIMARY KEY,
     seen_at timestamptz NOT NULL,
-    expires_at timestamptz NOT NULL
+    expires_at timestamptz NOT NULL,
+    host text,
+    pid integer
   )`.execute(db);
+  // Tables made before the columns existed. Checked first: ALTER TABLE would wait for running rounds.
+  const { rows } = await sql`SELECT 1 FROM information_schema.columns
+    WHERE table_schema = ${schema} AND table_name = ${WORKER_TABLE} AND column_name = 'pid'`.execute(db);
+  if (rows.length === 0) {
+    await sql`ALTER TABLE ${sql.id(schema, WORKER_TABLE)} ADD COLUMN IF NOT EXISTS host text, ADD COLUMN IF NOT EXISTS pid integer`.execute(db);
+  }
 }
+
+/** Whether a process with this id runs on this host (EPERM: it does, under another user). */
+export const isRunning = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
 
 /** The batch transaction found that this worker no longer holds the projection's lease: nothing was committed. */
 export class LeaseLost extends Error {
@@ -62,7 +82,17 @@ export interface LeaseChange {
 export interface ProjectionLeasesOptions {
   db: Kysely<any>;
   schema: string;
+  /**
+   * Stable across restarts by default (host and database, cli/app.ts), so that a process restarted
+   * after a crash takes its own leases back at once: the claim gives them a new fencing token, which
+   * fences off anything the dead process might still try to commit.
+   */
   workerId: string;
+  /**
+   * Taken instead of `workerId` when a live process on this host already runs under `workerId` (two
+   * processes sharing an id would take the leases from each other on every round).
+   */
+  fallbackWorkerId?: string;
   /** Every projection this worker can run (the partitions). */
   projections: readonly string[];
   /** Lease length in seconds (a crashed worker's projections stand still at most this long). */
@@ -80,13 +110,25 @@ export class ProjectionLeases implements LeaseGuard {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly backoff = createBackoff();
+  private id: string;
 
   constructor(private readonly options: ProjectionLeasesOptions) {
     if (!(options.leaseSeconds > 0)) throw new Error('leaseSeconds must be positive');
+    this.id = options.workerId;
   }
 
   get workerId(): string {
-    return this.options.workerId;
+    return this.id;
+  }
+
+  /** Whether the heartbeat under our id comes from another live process on this host. */
+  private async idTakenByLiveProcess(): Promise<boolean> {
+    const { rows } = await sql<{ host: string | null; pid: number | null }>`SELECT host, pid FROM ${sql.id(this.options.schema, WORKER_TABLE)}
+      WHERE worker_id = ${this.id} AND expires_at > clock_timestamp()`.execute(this.options.db);
+    const row = rows[0];
+    return !!row && row.host === hostname() && row.pid !== null && row.pid !== process.pid && isRunning(row.pid);
   }
 
   /** Projections held now, by name. */
@@ -111,6 +153,10 @@ export class ProjectionLeases implements LeaseGuard {
         SELECT unnest(${[...projections]}::text[]) ON CONFLICT (projection) DO NOTHING`.execute(db);
     }
     this.stopped = false;
+    if (this.options.fallbackWorkerId && (await this.idTakenByLiveProcess())) {
+      this.options.log?.('worker id in use by a live process on this host; using another', { workerId: this.id, instead: this.options.fallbackWorkerId });
+      this.id = this.options.fallbackWorkerId;
+    }
     const change = await this.tick();
     const every = this.options.renewEveryMs ?? Math.max(50, Math.floor((this.options.leaseSeconds * 1000) / 3));
     this.timer = setInterval(() => void this.tickSafely(), every);
@@ -127,28 +173,39 @@ export class ProjectionLeases implements LeaseGuard {
       await this.ticking?.catch(() => undefined);
       return this.round();
     })();
-    this.ticking = run.then(() => undefined);
+    // Observed here: a failed round must not surface as an unhandled rejection (it ends the process).
+    this.ticking = run.then(
+      () => undefined,
+      () => undefined,
+    );
     return run;
   }
 
   private async tickSafely(): Promise<void> {
     if (this.stopped) return;
+    clearTimeout(this.retryTimer);
     try {
       await this.tick();
+      this.backoff.reset();
     } catch (error) {
-      // Database unreachable: the leases run out and the fence stops our batches; retry next tick.
+      // Database unreachable: the leases may run out and the fence then stops our batches. Retry soon
+      // (not a whole renewal period later), so that the projections move again once it answers.
       this.options.log?.('projection lease renewal failed', { workerId: this.workerId, error: (error as Error).message });
+      if (this.stopped) return;
+      this.retryTimer = setTimeout(() => void this.tickSafely(), this.backoff.next());
+      this.retryTimer.unref?.();
     }
   }
 
   private async round(): Promise<LeaseChange> {
-    const { db, schema, workerId, projections } = this.options;
+    const { db, schema, projections } = this.options;
+    const workerId = this.id;
     const lease = `${this.options.leaseSeconds} seconds`;
     const change: LeaseChange = { acquired: [], lost: [] };
     if (this.stopped) return change;
-    await sql`INSERT INTO ${sql.id(schema, WORKER_TABLE)} (worker_id, seen_at, expires_at)
-      VALUES (${workerId}, clock_timestamp(), clock_timestamp() + ${lease}::interval)
-      ON CONFLICT (worker_id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at`.execute(db);
+    await sql`INSERT INTO ${sql.id(schema, WORKER_TABLE)} (worker_id, seen_at, expires_at, host, pid)
+      VALUES (${workerId}, clock_timestamp(), clock_timestamp() + ${lease}::interval, ${hostname()}, ${process.pid})
+      ON CONFLICT (worker_id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at, host = excluded.host, pid = excluded.pid`.execute(db);
     // Heartbeats of workers gone for a while (default ids change with every process) would pile up.
     await sql`DELETE FROM ${sql.id(schema, WORKER_TABLE)} WHERE expires_at < clock_timestamp() - interval '1 hour'`.execute(db);
 
@@ -214,7 +271,7 @@ export class ProjectionLeases implements LeaseGuard {
     const tokens = mine.map((n) => `${n}:${this.held.get(n)}`);
     const { rows } = await sql<{ projection: string }>`SELECT projection FROM ${sql.id(this.options.schema, LEASE_TABLE)}
       WHERE projection || ':' || fencing_token = ANY(${tokens}::text[])
-        AND owner_id = ${this.options.workerId} AND expires_at > clock_timestamp()
+        AND owner_id = ${this.id} AND expires_at > clock_timestamp()
       FOR SHARE`.execute(trx);
     const still = new Set(rows.map((r) => r.projection));
     for (const [i, n] of mine.entries()) {
@@ -225,7 +282,7 @@ export class ProjectionLeases implements LeaseGuard {
 
   async assertHeld(trx: Transaction<any>, name: string): Promise<void> {
     const held = await this.fence(trx, [name]);
-    if (held.length === 0) throw new LeaseLost(name, this.options.workerId);
+    if (held.length === 0) throw new LeaseLost(name, this.id);
   }
 
   /**
@@ -235,10 +292,12 @@ export class ProjectionLeases implements LeaseGuard {
   async stop(options: { release?: boolean } = {}): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.retryTimer);
     this.timer = undefined;
     await this.ticking?.catch(() => undefined);
     if (options.release === false) return;
-    const { db, schema, workerId } = this.options;
+    const { db, schema } = this.options;
+    const workerId = this.id;
     const tokens = [...this.held].map(([n, t]) => `${n}:${t}`);
     this.held.clear();
     if (tokens.length > 0) {

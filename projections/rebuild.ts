@@ -285,7 +285,7 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
         await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version, position, state)
           VALUES (${p.name}, ${p.version}, ${cp.position.toString()}::bigint, 'running')
           ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position, state = 'running',
-            last_error = NULL, failed_event_id = NULL, failed_position = NULL, events_behind = 0, seconds_behind = 0, updated_at = now()`.execute(trx);
+            last_error = NULL, failed_event_id = NULL, failed_position = NULL, failed_stream = NULL, events_behind = 0, seconds_behind = 0, updated_at = now()`.execute(trx);
       }
       // Every checkpoint now holds a position of this store (a rebuild is how read models move to another engine).
       if (selected.length === options.projections.length) await recordFeedEngine(trx, schema, options.store.engine);

@@ -200,8 +200,9 @@ export const PROJECTION_STATUS_VIEW: ReportingView = {
     ['failed_event_id', 'Event it failed on'],
     ['failed_position', 'Position of that event'],
     ['updated_at', 'When the checkpoint last moved'],
+    ['failed_stream', 'Stream of that event'],
   ],
-  select: (s) => `SELECT name, version, state, position, events_behind, seconds_behind, last_error, failed_event_id, failed_position, updated_at
+  select: (s) => `SELECT name, version, state, position, events_behind, seconds_behind, last_error, failed_event_id, failed_position, updated_at, failed_stream
     FROM ${q(s, CHECKPOINT_TABLE)}`,
 };
 

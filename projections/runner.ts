@@ -6,6 +6,7 @@ import { claimFeedEngine } from './feed-engine.ts';
 import { clearFailure, ensureCheckpoint, migrateCheckpoints, readCheckpoints, skipAhead, type Checkpoint } from './checkpoints.ts';
 import { describeError, ReadModelTimeout } from './errors.ts';
 import { LeaseLost, type LeaseGuard } from './leases.ts';
+import { createBackoff } from '../eventstore/backoff.ts';
 import type { Projection } from './projection.ts';
 import { readProjectionStatus, type ProjectionStatus } from './status.ts';
 
@@ -43,6 +44,13 @@ export interface ProjectionRunnerOptions {
    * Without it the runner runs every projection (one process).
    */
   leases?: LeaseGuard;
+  /**
+   * How often the watchdog looks at the checkpoints (ms, default 1 000): it picks up a projection that
+   * an operator retried or skipped from another process, and restarts the feed when a projection this
+   * runner applies has not moved for `stallMs` (default 5 000) while events wait for it.
+   */
+  watchdogMs?: number;
+  stallMs?: number;
 }
 
 interface DecodedBatch {
@@ -80,6 +88,13 @@ export class ProjectionRunner {
   /** Highest position seen in the feed: the head as far as this runner knows. */
   private knownHead = 0n;
   private lastError: string | null = null;
+  /** Delays between attempts to follow the feed again after it failed (database unreachable). */
+  private readonly backoff = createBackoff();
+  private recovering = false;
+  private watchdog: NodeJS.Timeout | undefined;
+  private watching = false;
+  /** Per projection: the position last seen by the watchdog and since when it has not moved (ms). */
+  private readonly stillSince = new Map<string, { position: bigint; since: number }>();
 
   constructor(private readonly options: ProjectionRunnerOptions) {
     this.batch = { ...DEFAULT_BATCH, ...options.batch };
@@ -128,12 +143,15 @@ export class ProjectionRunner {
     await this.reloadCheckpoints();
     this.running = true;
     this.subscribe();
+    this.watchdog = setInterval(() => void this.watch(), this.options.watchdogMs ?? 1_000);
+    this.watchdog.unref?.();
   }
 
   /** Stops following the feed after the batch in progress commits. */
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.resubscribeTimer);
+    clearInterval(this.watchdog);
     this.subscription?.unsubscribe();
     this.subscription = undefined;
     this.pending = [];
@@ -166,7 +184,13 @@ export class ProjectionRunner {
     this.subscription = undefined;
     this.pending = [];
     await this.inFlight.catch(() => undefined);
-    await this.reloadCheckpoints();
+    try {
+      await this.reloadCheckpoints();
+    } catch (error) {
+      // Database unreachable: keep trying from here, whoever asked for the restart.
+      this.feedFailed(error);
+      throw error;
+    }
     if (this.running) this.subscribe();
   }
 
@@ -242,6 +266,8 @@ export class ProjectionRunner {
   }
 
   private subscribe(): void {
+    // Two restarts at once (a lease change and the watchdog) must leave one subscription, not two.
+    this.subscription?.unsubscribe();
     const fromPosition = this.lowestPosition();
     this.feedFrom = fromPosition;
     this.pending = [];
@@ -289,18 +315,68 @@ export class ProjectionRunner {
 
   private feedFailed(error: unknown): void {
     // Feed lost (database restarting, store closed) or a batch that could not be applied:
-    // resubscribe from the checkpoints.
+    // resubscribe from the checkpoints, again and again (with backoff) until the database answers.
     this.lastError = describeError(error);
     this.options.log?.('projection feed failed; resubscribing', { error: this.lastError });
     this.subscription?.unsubscribe();
     this.subscription = undefined;
     this.pending = [];
+    this.scheduleRecovery();
+  }
+
+  private scheduleRecovery(): void {
     if (!this.running) return;
     clearTimeout(this.resubscribeTimer);
+    this.recovering = true;
     this.resubscribeTimer = setTimeout(() => {
-      if (this.running) void this.restartSubscription().catch(() => undefined);
-    }, 1_000);
+      if (!this.running) return;
+      // On failure restartSubscription has scheduled the next attempt already.
+      this.restartSubscription().then(
+        () => {
+          this.recovering = false;
+          this.backoff.reset();
+        },
+        () => undefined,
+      );
+    }, this.backoff.next());
     this.resubscribeTimer.unref?.();
+  }
+
+  /**
+   * The watchdog: every projection this runner applies either moves or has nothing to do. Also
+   * notices checkpoints changed by another process (`crm projections retry|skip`).
+   */
+  private async watch(): Promise<void> {
+    if (!this.running || this.recovering || this.watching) return;
+    this.watching = true;
+    try {
+      const [checkpoints, head] = await Promise.all([readCheckpoints(this.options.db, this.options.schema), this.options.store.headPosition()]);
+      const now = Date.now();
+      const stallMs = this.options.stallMs ?? 5_000;
+      let restart: string | undefined;
+      for (const p of this.options.projections) {
+        const cp = checkpoints.get(p.name);
+        if (!cp) continue;
+        const stopped = cp.state === 'failed' || cp.state === 'stopped';
+        if (stopped !== this.failed.has(p.name)) restart ??= `projection ${p.name} is ${cp.state} in the checkpoint table`;
+        if (stopped || !this.owned(p) || cp.position >= head) {
+          this.stillSince.delete(p.name);
+          continue;
+        }
+        const seen = this.stillSince.get(p.name);
+        if (!seen || seen.position !== cp.position) this.stillSince.set(p.name, { position: cp.position, since: now });
+        else if (now - seen.since >= stallMs) restart ??= `projection ${p.name} has not moved from ${cp.position} for ${now - seen.since} ms while the head is ${head}`;
+      }
+      if (restart && this.running && !this.recovering) {
+        this.options.log?.('projection watchdog restarts the feed', { reason: restart });
+        this.stillSince.clear();
+        await this.restartSubscription();
+      }
+    } catch {
+      // The database is unreachable: the feed's own recovery handles it.
+    } finally {
+      this.watching = false;
+    }
   }
 
   private async decodeMessages(messages: SubscriptionMessage[]): Promise<DecodedBatch | undefined> {

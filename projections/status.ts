@@ -4,9 +4,10 @@ import { readCheckpoints, type ProjectionState } from './checkpoints.ts';
 import { ReadModelTimeout } from './errors.ts';
 import { readLeaseHolders } from './leases.ts';
 
-/** Lag beyond this many events is reported as this many (counting further would cost more than it tells). */
-export const LAG_COUNT_CAP = 10_000;
-const LAG_READ_TIMEOUT_MS = 500;
+/** The one-row read of the oldest unapplied event (for its age) gives up after this long. */
+const LAG_READ_TIMEOUT_MS = 300;
+/** Publishers (integration/publishers.ts) count their backlog up to this many events. */
+const LAG_COUNT_CAP = 10_000;
 
 /** What /ready and /metrics show per projection. */
 export interface ProjectionStatus {
@@ -15,13 +16,18 @@ export interface ProjectionStatus {
   state: ProjectionState;
   position: bigint;
   headPosition: bigint;
-  /** Events recorded after the checkpoint, counted up to `LAG_COUNT_CAP` (positions are not dense, so they are counted). */
+  /**
+   * 0 when the checkpoint is at the head; otherwise at least 1: the events the feed still held
+   * behind the projection's last batch (positions are not dense, so the head alone cannot count them,
+   * and counting rows on every probe would cost O(lag)).
+   */
   eventsBehind: number;
   /** Age of the oldest event not yet applied (0 when caught up). */
   secondsBehind: number;
   lastError: string | null;
   failedEventId: string | null;
   failedPosition: bigint | null;
+  failedStream: string | null;
   updatedAt: Date;
   /** Worker holding the projection's lease (projections/leases.ts); null when none holds a live one. */
   owner: string | null;
@@ -50,7 +56,8 @@ export async function lagBehind(store: EventStore, position: bigint, head: bigin
 
 /**
  * Reads status from the checkpoint table, so it works whether the projections run in this process
- * or in a separate `crm project` worker.
+ * or in a separate `crm project` worker. O(1) in the lag: the head position against each checkpoint,
+ * and one indexed row (the oldest unapplied event) per distinct checkpoint for the age.
  */
 export async function readProjectionStatus(
   db: Kysely<any>,
@@ -59,27 +66,43 @@ export async function readProjectionStatus(
   names?: readonly string[],
 ): Promise<ProjectionStatus[]> {
   const [checkpoints, head, holders] = await Promise.all([readCheckpoints(db, schema), store.headPosition(), readLeaseHolders(db, schema)]);
-  const result: ProjectionStatus[] = [];
-  for (const cp of checkpoints.values()) {
-    if (names && !names.includes(cp.name)) continue;
-    const { eventsBehind, secondsBehind } = await lagBehind(store, cp.position, head, cp.updatedAt);
-    result.push({
-      name: cp.name,
-      version: cp.version,
-      state: cp.state,
-      position: cp.position,
-      headPosition: head,
-      eventsBehind,
-      secondsBehind,
-      lastError: cp.lastError,
-      failedEventId: cp.failedEventId,
-      failedPosition: cp.failedPosition,
-      updatedAt: cp.updatedAt,
-      owner: holders.get(cp.name)?.owner ?? null,
-      leaseExpiresAt: holders.get(cp.name)?.expiresAt ?? null,
-    });
-  }
-  return result;
+  const selected = [...checkpoints.values()].filter((cp) => !names || names.includes(cp.name));
+  const oldest = new Map<bigint, Promise<Date | undefined>>();
+  const oldestAfter = (position: bigint): Promise<Date | undefined> => {
+    let found = oldest.get(position);
+    if (!found) {
+      // A read can wait behind a long transaction elsewhere on the cluster: past a short bound the
+      // age is taken from the checkpoint's last move instead.
+      found = Promise.race([
+        store.readAll({ fromPosition: position, maxCount: 1 }).then((events) => events[0]?.recordedAt),
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.()),
+      ]).catch(() => undefined);
+      oldest.set(position, found);
+    }
+    return found;
+  };
+  return Promise.all(
+    selected.map(async (cp): Promise<ProjectionStatus> => {
+      const behind = head > cp.position;
+      const since = behind ? ((await oldestAfter(cp.position)) ?? cp.updatedAt) : undefined;
+      return {
+        name: cp.name,
+        version: cp.version,
+        state: cp.state,
+        position: cp.position,
+        headPosition: head,
+        eventsBehind: behind ? Math.max(1, cp.eventsBehind) : 0,
+        secondsBehind: since ? Math.max(0, (Date.now() - since.getTime()) / 1000) : 0,
+        lastError: cp.lastError,
+        failedEventId: cp.failedEventId,
+        failedPosition: cp.failedPosition,
+        failedStream: cp.failedStream,
+        updatedAt: cp.updatedAt,
+        owner: holders.get(cp.name)?.owner ?? null,
+        leaseExpiresAt: holders.get(cp.name)?.expiresAt ?? null,
+      };
+    }),
+  );
 }
 
 /**

@@ -111,6 +111,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
   app.post(
     '/analytics/models',
     {
+      config: { longWork: true },
       schema: {
         tags,
         summary: 'Fit every analytics model (BG/NBD, Gamma-Gamma, churn, segments, retention, forecast) and rescore all customers',

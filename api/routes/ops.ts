@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { EventStore } from '../../eventstore/contract.ts';
-import type { ReadModelProgress } from '../deps.ts';
+import type { ProjectionStatus, ReadModelProgress } from '../deps.ts';
+import { PROBE_DEADLINE_MS, withDeadline } from '../deadline.ts';
 import type { ApiMetrics } from '../metrics.ts';
 import type { PublisherStatus } from '../../integration/index.ts';
 
@@ -27,6 +28,9 @@ const Ready = z.object({
       secondsBehind: z.number().nullable(),
       state: z.string(),
       lastError: z.string().nullable(),
+      failedPosition: z.string().nullable().describe('A failed projection: global position of the event it stopped on'),
+      failedStream: z.string().nullable().describe('Stream of that event'),
+      failedEventId: z.string().nullable().describe('Id of that event'),
       owner: z.string().nullable().describe('Projection worker holding its lease (crm project --worker-id), null when none does'),
       leaseExpiresAt: z.string().nullable().describe('When that lease runs out unless renewed (ISO 8601)'),
     }),
@@ -48,6 +52,9 @@ const Ready = z.object({
     .optional()
     .describe('Integration publishers; informative only: they do not affect readiness'),
 });
+
+const describePoison = (p: ProjectionStatus): string =>
+  p.failedPosition != null ? ` at position ${p.failedPosition}${p.failedStream ? ` (stream ${p.failedStream}, event ${p.failedEventId ?? '?'})` : ''}` : '';
 
 /** Probes and metrics: public, not rate limited, not logged per request. */
 export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, options) => {
@@ -71,24 +78,21 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
     },
     async (_request, reply) => {
       const reasons: string[] = [];
-      let head = 0n;
-      try {
-        head = await options.store.headPosition();
-      } catch (error) {
-        reasons.push(`event store: ${(error as Error).message}`);
-      }
-      let statuses: Awaited<ReturnType<ReadModelProgress['status']>> = [];
-      if (!options.projections) {
-        reasons.push('projections are not running in this process');
-      } else {
-        try {
-          statuses = await options.projections.status();
-        } catch (error) {
-          reasons.push(`projections: ${(error as Error).message}`);
-        }
-      }
+      // Both probes run at once, each bounded: a stalled database makes /ready say so, not hang.
+      const [head, statuses] = await Promise.all([
+        withDeadline(options.store.headPosition(), PROBE_DEADLINE_MS, 'the event store').catch((error: unknown) => {
+          reasons.push(`event store: ${(error as Error).message}`);
+          return 0n;
+        }),
+        options.projections
+          ? withDeadline(options.projections.status(), PROBE_DEADLINE_MS, 'the projection status').catch((error: unknown) => {
+              reasons.push(`projections: ${(error as Error).message}`);
+              return [];
+            })
+          : (reasons.push('projections are not running in this process'), []),
+      ]);
       for (const p of statuses) {
-        if (p.state === 'failed' || p.state === 'stopped') reasons.push(`projection ${p.name} is ${p.state}${p.lastError ? `: ${p.lastError}` : ''}`);
+        if (p.state === 'failed' || p.state === 'stopped') reasons.push(`projection ${p.name} is ${p.state}${describePoison(p)}${p.lastError ? `: ${p.lastError}` : ''}`);
         else if ((p.secondsBehind ?? 0) > options.readyMaxLagSeconds) {
           reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)`);
         }
@@ -105,6 +109,9 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
           secondsBehind: p.secondsBehind ?? null,
           state: p.state,
           lastError: p.lastError ?? null,
+          failedPosition: p.failedPosition != null ? p.failedPosition.toString() : null,
+          failedStream: p.failedStream ?? null,
+          failedEventId: p.failedEventId ?? null,
           owner: p.owner ?? null,
           leaseExpiresAt: p.leaseExpiresAt ? p.leaseExpiresAt.toISOString() : null,
         })),

@@ -6,6 +6,7 @@ import { importCommand } from './import.ts';
 import { masterKeyCommand } from './master-key.ts';
 import { projectCommand } from './project.ts';
 import { publishCommand } from './publish.ts';
+import { projectionsCommand } from './projections.ts';
 import { rebuildCommand } from './rebuild.ts';
 import { replayCommand } from './replay.ts';
 import { serveCommand } from './serve.ts';
@@ -16,6 +17,7 @@ import { webhooksCommand } from './webhooks.ts';
 export const commands: readonly CliCommand[] = [
   serveCommand,
   projectCommand,
+  projectionsCommand,
   rebuildCommand,
   replayCommand,
   verifyCommand,

@@ -16,7 +16,7 @@ live workers)) and runs only those. Ctrl-C releases the leases at once; a crashe
 out after CRM_PROJECTION_LEASE_SECONDS (default 15) and the others take them over. A worker that lost
 a lease (paused, cut off) cannot commit: every batch checks the lease in its transaction.`,
   options: {
-    'worker-id': { type: 'string', description: 'name of this worker in the leases (default: host name and pid)' },
+    'worker-id': { type: 'string', description: 'name of this worker in the leases (default: host name and a digest of the database; the same on every start, so a restart takes its leases back at once)' },
   },
   async run(run) {
     const workerId = stringValue(run, 'worker-id');

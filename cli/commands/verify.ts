@@ -1,6 +1,7 @@
 import type { CliCommand, CommandRun, OptionWithHelp } from '../command.ts';
 import type { CrmRuntime } from '../app.ts';
 import { createProgress } from '../progress.ts';
+import { describeSkips } from '../../audit/summary.ts';
 
 const json = (value: unknown) => JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
 
@@ -34,6 +35,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
   for (const table of result.tables) {
     run.out(`${table.equal ? 'ok  ' : 'DIFF'} ${table.table.padEnd(32)} live ${table.liveRows} rows, replayed ${table.replayedRows} rows${table.equal ? '' : `, ${table.differences} differing`}`);
   }
+  for (const line of describeSkips(result.skipped)) run.out(`Gap explained:${line.slice(1)}`);
   if (result.ok) {
     run.out(`Read models equal a replay of ${result.events} events (${result.tables.length} tables, ${Math.round(result.durationMs)} ms).`);
     return 0;

@@ -2,7 +2,8 @@ import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
-import { EventStoreUnavailable } from '../errors.ts';
+import { createBackoff } from '../backoff.ts';
+import { EventStoreUnavailable, OutcomeUnknown } from '../errors.ts';
 
 /**
  * The one handle every module uses to reach PostgreSQL, whether a server (pg pool) or the
@@ -28,16 +29,27 @@ const CONNECTION_ERROR_CODES = new Set([
   'EAI_AGAIN',
   'ETIMEDOUT',
   'ECONNRESET',
+  'EPIPE',
   'EHOSTUNREACH',
   'ENETUNREACH',
-  // PostgreSQL SQLSTATEs: invalid authorization, invalid password, unknown database, too many connections, shutting down.
+  // PostgreSQL SQLSTATEs: connection exceptions (08xxx), invalid authorization, invalid password, unknown
+  // database, too many connections, shutting down, cannot connect now.
+  '08000',
+  '08003',
+  '08006',
+  '08001',
+  '08004',
   '28000',
   '28P01',
   '3D000',
   '53300',
   '57P01',
+  '57P02',
   '57P03',
 ]);
+
+/** statement_timeout and lock_timeout: the database did not answer in time; nothing was committed. */
+const TIMEOUT_CODES = new Set(['57014', '55P03']);
 
 const describeTarget = (url: string): string => {
   try {
@@ -48,15 +60,35 @@ const describeTarget = (url: string): string => {
   }
 };
 
-/** Turns a connection-level failure into `EventStoreUnavailable`; other errors pass through unchanged. */
-export const toUnavailable = (error: unknown, url: string): unknown => {
+/** A failure of the connection itself (not of the statement): the server is unreachable, gone or stalled. */
+export const isConnectionError = (error: unknown): boolean => {
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  return (
+    (typeof code === 'string' && CONNECTION_ERROR_CODES.has(code)) ||
+    /connect|Connection terminated|timeout exceeded when trying to connect|Query read timeout|did not answer within/i.test(message)
+  );
+};
+
+/**
+ * Turns a connection-level failure into `EventStoreUnavailable` (`OutcomeUnknown` when the statement
+ * had been sent: it may have committed) and a statement or lock timeout into `EventStoreUnavailable`;
+ * other errors pass through unchanged.
+ */
+export const toUnavailable = (error: unknown, url: string, phase: 'connect' | 'statement' = 'connect'): unknown => {
   if (error instanceof EventStoreUnavailable) return error;
   const code = (error as { code?: unknown } | null)?.code;
   const message = error instanceof Error ? error.message : String(error);
-  const isConnectionError =
-    (typeof code === 'string' && CONNECTION_ERROR_CODES.has(code)) ||
-    /connect|Connection terminated|timeout exceeded when trying to connect/i.test(message);
-  if (!isConnectionError) return error;
+  if (typeof code === 'string' && TIMEOUT_CODES.has(code)) {
+    return new EventStoreUnavailable(`PostgreSQL at ${describeTarget(url)} did not finish in time (${code}: ${message}).`, { cause: error });
+  }
+  if (!isConnectionError(error)) return error;
+  if (phase === 'statement') {
+    return new OutcomeUnknown(
+      `Lost the connection to PostgreSQL at ${describeTarget(url)} while a statement was running (${typeof code === 'string' ? `${code}: ` : ''}${message}); it may or may not have committed.`,
+      { cause: error },
+    );
+  }
   return new EventStoreUnavailable(
     `Cannot reach PostgreSQL at ${describeTarget(url)} (${typeof code === 'string' ? `${code}: ` : ''}${message}). ` +
       'Check DATABASE_URL (host, port, user, password, database name) and that PostgreSQL is running (pg_isready).',
@@ -64,17 +96,66 @@ export const toUnavailable = (error: unknown, url: string): unknown => {
   );
 };
 
+/** Bounds of one pool's connections (cli/timeouts.ts). */
+export interface PoolTimeouts {
+  /** statement_timeout (ms); the client also gives up on a connection silent this long past it. */
+  statementMs: number;
+  lockMs: number;
+  /** Opening a connection or waiting for a free one (ms). */
+  connectMs: number;
+}
+
+export const DEFAULT_POOL_TIMEOUTS: PoolTimeouts = { statementMs: 5_000, lockMs: 2_000, connectMs: 3_000 };
+
+/** Past statement_timeout the server answers with an error; silence this much longer means a stalled link. */
+const STALL_MARGIN_MS = 1_000;
+
+type PgClient = pg.PoolClient & { connection?: { stream?: { destroy(): void } } };
+
+/**
+ * Runs one statement on a pooled client with every failure typed: a connection that stays silent
+ * past the statement bound is cut (a stalled network never answers, and statement_timeout runs on
+ * the server), and a client whose connection failed is marked so that it is discarded on release.
+ */
+const guardedQuery = async <R>(client: PgClient, state: { broken: boolean }, url: string, stallMs: number, run: () => Promise<R>): Promise<R> => {
+  const timer = setTimeout(() => {
+    state.broken = true;
+    client.connection?.stream?.destroy();
+  }, stallMs);
+  try {
+    return await run();
+  } catch (error) {
+    if (isConnectionError(error)) state.broken = true;
+    throw toUnavailable(state.broken && !isConnectionError(error) ? new Error(`PostgreSQL did not answer within ${stallMs} ms`) : error, url, 'statement');
+  } finally {
+    clearTimeout(timer);
+  }
+};
+
 /**
  * A kysely pool that maps connection failures to `EventStoreUnavailable`, so every module sees one
- * typed error with advice instead of a bare ECONNREFUSED.
+ * typed error with advice instead of a bare ECONNREFUSED, and that never hands out a connection
+ * known to be broken.
  */
-const mappedPool = (pool: pg.Pool, url: string): PostgresPool => ({
+const mappedPool = (pool: pg.Pool, url: string, timeouts: PoolTimeouts): PostgresPool => ({
   connect: async () => {
+    let client: PgClient;
     try {
-      return (await pool.connect()) as unknown as PostgresPoolClient;
+      client = await pool.connect();
     } catch (error) {
       throw toUnavailable(error, url);
     }
+    const state = { broken: false };
+    const stallMs = timeouts.statementMs + STALL_MARGIN_MS;
+    const wrapped = {
+      // A cursor (streamed rows) is read by its owner; every other statement is guarded.
+      query: (text: unknown, params?: unknown[]) =>
+        typeof (text as { submit?: unknown }).submit === 'function'
+          ? client.query(text as never)
+          : guardedQuery(client, state, url, stallMs, () => client.query(text as never, params)),
+      release: () => client.release(state.broken ? new Error('connection lost') : undefined),
+    };
+    return wrapped as unknown as PostgresPoolClient;
   },
   end: () => pool.end(),
 });
@@ -90,8 +171,12 @@ class PgListener {
   private readonly handlers = new Map<string, Set<() => void>>();
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private readonly backoff = createBackoff();
 
-  constructor(private readonly url: string) {}
+  constructor(
+    private readonly url: string,
+    private readonly connectMs: number,
+  ) {}
 
   async listen(channel: string, onNotify: () => void): Promise<() => Promise<void>> {
     if (this.closed) throw new EventStoreUnavailable('The database handle is closed.');
@@ -134,7 +219,7 @@ class PgListener {
   private connection(): Promise<pg.Client> {
     if (this.client) return Promise.resolve(this.client);
     this.connecting ??= (async () => {
-      const client = new pg.Client({ connectionString: this.url });
+      const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.connectMs, keepAlive: true });
       client.on('notification', (message) => {
         for (const handler of this.handlers.get(message.channel) ?? []) handler();
       });
@@ -168,31 +253,46 @@ class PgListener {
       this.connection()
         .then(async (client) => {
           for (const channel of this.handlers.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+          this.backoff.reset();
+          // Appends made while we were not listening: wake everyone once.
+          for (const set of this.handlers.values()) for (const handler of set) handler();
         })
         .catch(() => this.scheduleReconnect());
-    }, 1_000);
+    }, this.backoff.next());
     this.reconnectTimer.unref();
   }
 }
 
 /** A PostgreSQL server through a pg pool. Nothing connects until the first query. */
-export function connectPostgres(url: string, options: { max?: number } = {}): SqlDatabase {
-  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10 });
+export function connectPostgres(url: string, options: { max?: number; timeouts?: PoolTimeouts } = {}): SqlDatabase {
+  const timeouts = options.timeouts ?? DEFAULT_POOL_TIMEOUTS;
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    statement_timeout: timeouts.statementMs,
+    lock_timeout: timeouts.lockMs,
+    connectionTimeoutMillis: timeouts.connectMs,
+    keepAlive: true,
+  });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => undefined);
-  const db = new Kysely<any>({ dialect: new PostgresDialect({ pool: mappedPool(pool, url) }) });
-  const listener = new PgListener(url);
+  // Nor one in use: its running statement fails (typed by `guardedQuery`), the 'error' event is a duplicate.
+  pool.on('connect', (client) => client.on('error', () => undefined));
+  const kyselyPool = mappedPool(pool, url, timeouts);
+  const db = new Kysely<any>({ dialect: new PostgresDialect({ pool: kyselyPool }) });
+  const listener = new PgListener(url, timeouts.connectMs);
   let closed = false;
   return {
     kind: 'postgres',
     db,
     listen: (channel, onNotify) => listener.listen(channel, onNotify),
     prepared: async <R>(name: string, text: string, params: unknown[]) => {
+      const client = (await kyselyPool.connect()) as unknown as { query(q: unknown): Promise<pg.QueryResult>; release(): void };
       try {
-        const result = await pool.query({ name, text, values: params });
+        const result = await client.query({ name, text, values: params });
         return result.rows as R[];
-      } catch (error) {
-        throw toUnavailable(error, url);
+      } finally {
+        client.release();
       }
     },
     close: async () => {

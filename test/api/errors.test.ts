@@ -26,7 +26,7 @@ describe('every error the API can meet maps to a problem', () => {
     const down = toProblem(new EventStoreUnavailable('Cannot reach PostgreSQL at db:5432'));
     expect(down.body()).toMatchObject({ status: 503, type: type('unavailable') });
     expect(down.message).not.toContain('db:5432'); // no infrastructure details to clients
-    expect(down.headers['retry-after']).toBe('5');
+    expect(down.headers['retry-after']).toBe('1');
   });
 
   it('maps validation errors to fields, unknown keys included', () => {

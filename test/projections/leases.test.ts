@@ -178,8 +178,18 @@ describe('projection leases', () => {
     // A long lease of its own: a renewal late under load would drop and retake other projections too.
     const leases = new ProjectionLeases({ db: h.database.db, schema, workerId: 'solo', projections: names, leaseSeconds: 30, renewEveryMs: 50 });
     await leases.start();
-    // No resubscription on a lease change here: the runner alone must refuse the gap.
-    const runner = new ProjectionRunner({ db: h.database.db, store: h.store, schema, projections, codec: h.codec, batch: { maxEvents: 20, maxWaitMs: 5 }, leases });
+    // No resubscription on a lease change here: the runner alone must refuse the gap. (Nor by its
+    // watchdog, which would resubscribe from the checkpoint once deals stood still for `stallMs`.)
+    const runner = new ProjectionRunner({
+      db: h.database.db,
+      store: h.store,
+      schema,
+      projections,
+      codec: h.codec,
+      batch: { maxEvents: 20, maxWaitMs: 5 },
+      leases,
+      stallMs: 3_600_000,
+    });
     await runner.start();
     try {
       await runScenario(h, 'gap1-');

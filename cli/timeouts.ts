@@ -1,0 +1,60 @@
+import { z } from 'zod';
+
+/**
+ * Every wait on the database is bounded (DESIGN invariant 12): PostgreSQL cancels a statement or a
+ * lock wait past these bounds, the client gives up on a connection that does not answer, and the
+ * HTTP layer answers 503 for a request that has not finished in time. API work gets a few seconds;
+ * rebuilds, replays, verification and model fits run on their own connections with a longer bound.
+ */
+export interface DatabaseTimeouts {
+  /** statement_timeout of API and projection connections (ms). */
+  statementMs: number;
+  /** statement_timeout of rebuild, replay, verification and fit connections (ms). */
+  longStatementMs: number;
+  /** lock_timeout of every connection (ms). */
+  lockMs: number;
+  /** Longest wait for a connection: opening one, or a free one from the pool (ms). */
+  connectMs: number;
+  /** Longest an HTTP request may take before it is answered 503 (ms). */
+  requestMs: number;
+}
+
+const millis = (min: number, max: number, fallback: number) =>
+  z.preprocess(
+    (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value),
+    z.coerce
+      .number({ error: `milliseconds from ${min} to ${max}` })
+      .int(`milliseconds from ${min} to ${max}`)
+      .min(min, `milliseconds from ${min} to ${max}`)
+      .max(max, `milliseconds from ${min} to ${max}`)
+      .default(fallback),
+  );
+
+const HOUR = 3_600_000;
+
+/** Part of cli/config.ts's environment schema. */
+export const DATABASE_TIMEOUT_VARIABLES = {
+  CRM_DB_STATEMENT_TIMEOUT_MS: millis(100, HOUR, 5_000),
+  CRM_DB_LONG_STATEMENT_TIMEOUT_MS: millis(1_000, 24 * HOUR, 600_000),
+  CRM_DB_LOCK_TIMEOUT_MS: millis(100, HOUR, 2_000),
+  CRM_DB_CONNECT_TIMEOUT_MS: millis(100, 600_000, 3_000),
+  CRM_REQUEST_TIMEOUT_MS: millis(500, HOUR, 10_000),
+};
+
+type TimeoutEnv = { [K in keyof typeof DATABASE_TIMEOUT_VARIABLES]: number };
+
+export const databaseTimeouts = (env: TimeoutEnv): DatabaseTimeouts => ({
+  statementMs: env.CRM_DB_STATEMENT_TIMEOUT_MS,
+  longStatementMs: env.CRM_DB_LONG_STATEMENT_TIMEOUT_MS,
+  lockMs: env.CRM_DB_LOCK_TIMEOUT_MS,
+  connectMs: env.CRM_DB_CONNECT_TIMEOUT_MS,
+  requestMs: env.CRM_REQUEST_TIMEOUT_MS,
+});
+
+export const DATABASE_TIMEOUT_DOCS: readonly { name: string; default: string; meaning: string }[] = [
+  { name: 'CRM_DB_STATEMENT_TIMEOUT_MS', default: '5000', meaning: 'statement_timeout of API and projection connections' },
+  { name: 'CRM_DB_LONG_STATEMENT_TIMEOUT_MS', default: '600000', meaning: 'statement_timeout of rebuild, replay, verify and fit connections' },
+  { name: 'CRM_DB_LOCK_TIMEOUT_MS', default: '2000', meaning: 'lock_timeout of every connection' },
+  { name: 'CRM_DB_CONNECT_TIMEOUT_MS', default: '3000', meaning: 'longest wait to open a connection or get a free one from the pool' },
+  { name: 'CRM_REQUEST_TIMEOUT_MS', default: '10000', meaning: 'an HTTP request not answered by then gets 503 (commands: outcome unknown, retry with the same Idempotency-Key)' },
+];
