@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
-import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
@@ -20,7 +19,7 @@ import type { ApiDeps, PointInTime } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
 import { createIdempotencyGuard, type IdempotencyGuard } from './idempotency.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
-import { ProblemError } from './problems.ts';
+import { DEFAULT_RATE_LIMIT, registerRateLimit } from './rate-limit.ts';
 import { adminRoutes } from './routes/admin.ts';
 import analyticsRoutes from './routes/analytics.ts';
 import auditRoutes from './routes/audit.ts';
@@ -161,23 +160,10 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     origin: deps.corsOrigins === undefined || deps.corsOrigins === '*' ? '*' : deps.corsOrigins,
     methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
     allowedHeaders: ['authorization', 'content-type', 'if-match', 'idempotency-key', 'x-request-id', 'x-causation-id'],
-    exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'],
+    exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'],
     maxAge: 600,
   });
-  await app.register(fastifyRateLimit, {
-    global: true,
-    max: deps.rateLimit?.max ?? 6_000,
-    timeWindow: deps.rateLimit?.timeWindowMs ?? 60_000,
-    // After the auth guard (an app-level onRequest hook), so the key is known: one bucket per key.
-    keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.id}` : `ip:${request.ip}`),
-    errorResponseBuilder: (_request, context) =>
-      new ProblemError(
-        'rate_limited',
-        `More than ${context.max} requests in ${context.after}; retry after ${Math.ceil(context.ttl / 1000)} s.`,
-        {},
-        { 'retry-after': String(Math.ceil(context.ttl / 1000)) },
-      ),
-  });
+  await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT);
 
   await app.register(fastifySwagger, {
     openapi: {

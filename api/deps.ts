@@ -3,6 +3,9 @@ import type { EventStore } from '../eventstore/contract.ts';
 import type { SqlDatabase } from '../eventstore/postgres/database.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
 import type { CommandContext, CommandResult } from '../commands/index.ts';
+import type { RateLimitOptions } from './rate-limit.ts';
+
+export type { RateLimitOptions } from './rate-limit.ts';
 
 /**
  * What the HTTP API needs, passed in by the composition root (cli/). The API reads no environment;
@@ -81,11 +84,6 @@ export interface PointInTime {
   stateAt(kind: AggregateKind, id: string, asOf: Date): Promise<{ state: ReadRecord; revision: number } | undefined>;
 }
 
-export interface RateLimitOptions {
-  /** Requests per key (per client address for unauthenticated calls) in `timeWindowMs`. */
-  max: number;
-  timeWindowMs: number;
-}
 
 export interface ApiDeps {
   store: EventStore;
@@ -104,6 +102,7 @@ export interface ApiDeps {
   audit?: unknown;
   /** Fastify/pino logger options; false (the default) keeps tests quiet. */
   logger?: FastifyServerOptions['logger'];
+  /** Default: 6,000 requests a minute per key, counted per process (api/rate-limit.ts). */
   rateLimit?: RateLimitOptions;
   /** Allowed CORS origins; default: any origin, no credentials (keys travel in a header, not cookies). */
   corsOrigins?: string[] | '*';
