@@ -13,6 +13,7 @@ import {
 } from 'fastify-type-provider-zod';
 import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
 import { createAuthGuard } from './auth/guard.ts';
+import { DEFAULT_BACK_PRESSURE, registerBackPressure } from './back-pressure.ts';
 import { createAuditServices } from '../audit/index.ts';
 import { createReadModelQueries } from '../projections/queries/index.ts';
 import type { ApiDeps, PointInTime } from './deps.ts';
@@ -140,6 +141,11 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  // Before the key is looked up: a saturated service refuses new commands at once.
+  await registerBackPressure(app, { ...DEFAULT_BACK_PRESSURE, ...deps.backPressure }, {
+    poolWaiting: deps.database.waiting,
+    projectionBacklog: deps.projections?.backlog?.bind(deps.projections),
   });
   app.addHook('onRequest', createAuthGuard(keys));
   // Action commands (launch, close, ...) may come without a body: validate them as `{}`.

@@ -307,6 +307,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
           () => true,
           () => false,
         ),
+      backlog: () => (started ? runner.backlog() : 0),
       // Inline projections that have not started yet (serve loads the demo data first) are not ready.
       status: async () =>
         started || config.projections === 'off'

@@ -79,6 +79,8 @@ export class ProjectionRunner {
   /** Highest position seen in the feed: the head as far as this runner knows. */
   private knownHead = 0n;
   private lastError: string | null = null;
+  /** Events of the batch being applied now (back-pressure reads the backlog). */
+  private applying = 0;
 
   constructor(private readonly options: ProjectionRunnerOptions) {
     this.batch = { ...DEFAULT_BATCH, ...options.batch };
@@ -166,6 +168,11 @@ export class ProjectionRunner {
     await this.inFlight.catch(() => undefined);
     await this.reloadCheckpoints();
     if (this.running) this.subscribe();
+  }
+
+  /** Events the feed delivered that are not applied yet: cheap, for back-pressure on commands. */
+  backlog(): number {
+    return this.applying + this.pending.reduce((n, window) => n + window.length, 0);
   }
 
   /** In-memory positions of this runner's projections (committed ones only). */
@@ -266,13 +273,16 @@ export class ProjectionRunner {
         while (this.running && this.pending.length > 0) {
           const messages: SubscriptionMessage[] = [];
           while (this.pending.length > 0 && messages.length < this.batch.maxCoalescedEvents) messages.push(...this.pending.shift()!);
+          this.applying = messages.length;
           const decoded = await this.decodeMessages(messages);
           if (decoded) await this.applyDecoded(decoded);
+          this.applying = 0;
         }
       } catch (error) {
         this.feedFailed(error);
       } finally {
         this.draining = undefined;
+        this.applying = 0;
       }
       if (this.running && this.pending.length > 0) this.drain();
     })();

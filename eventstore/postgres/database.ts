@@ -19,6 +19,8 @@ export interface SqlDatabase {
    * planned once per connection). Only the pg pool offers it; callers fall back to `db`.
    */
   readonly prepared?: <R>(name: string, text: string, params: unknown[]) => Promise<R[]>;
+  /** Queries waiting for a pooled connection now (pg pool only): back-pressure reads it. */
+  readonly waiting?: () => number;
   close(): Promise<void>;
 }
 
@@ -187,6 +189,7 @@ export function connectPostgres(url: string, options: { max?: number } = {}): Sq
     kind: 'postgres',
     db,
     listen: (channel, onNotify) => listener.listen(channel, onNotify),
+    waiting: () => pool.waitingCount,
     prepared: async <R>(name: string, text: string, params: unknown[]) => {
       try {
         const result = await pool.query({ name, text, values: params });
