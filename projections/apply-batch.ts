@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { EventFilter, RecordedEvent } from '../eventstore/contract.ts';
+import { relaxDurability } from './durability.ts';
 import { markFailed, moveCheckpoint, readCheckpointForBatch, readCheckpoints } from './checkpoints.ts';
 import { CheckpointMoved, describeError, isTransient, PoisonEvent } from './errors.ts';
 import { LeaseLost } from './leases.ts';
@@ -82,6 +83,7 @@ export type ApplyOutcome =
  */
 async function applyOnce(db: Kysely<any>, schema: string, projection: Projection, items: BatchItem[], endPosition: bigint, lag: Lag, fence?: Fence) {
   return db.transaction().execute(async (trx): Promise<ApplyOutcome> => {
+    await relaxDurability(trx);
     const checkpoint = await readCheckpointForBatch(trx, schema, projection.name);
     if (!checkpoint) throw new Error(`Projection ${projection.name} has no checkpoint in ${schema}`);
     if (checkpoint.state === 'failed' || checkpoint.state === 'stopped') {

@@ -3,6 +3,7 @@ import { bufferTime, filter, type Subscription } from 'rxjs';
 import type { EventStore, RecordedEvent, SubscriptionMessage } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type BatchItem, type EventCodec, type Lag } from './apply-batch.ts';
 import { clearFailure, ensureCheckpoint, migrateCheckpoints, readCheckpoints, skipAhead, type Checkpoint } from './checkpoints.ts';
+import { relaxDurability } from './durability.ts';
 import { describeError, ReadModelTimeout } from './errors.ts';
 import { LeaseLost, type LeaseGuard } from './leases.ts';
 import type { Projection } from './projection.ts';
@@ -380,7 +381,12 @@ export class ProjectionRunner {
           await skipAhead(trx, this.options.schema, held, endPosition, lag);
           return held;
         });
-      } else await skipAhead(this.options.db, this.options.schema, names, endPosition, lag);
+      } else {
+        await this.options.db.transaction().execute(async (trx) => {
+          await relaxDurability(trx);
+          await skipAhead(trx, this.options.schema, names, endPosition, lag);
+        });
+      }
       for (const name of names) this.positions.set(name, endPosition);
     };
     if (this.options.concurrent) await Promise.all([skip(), ...busy.map(applyOne)]);
