@@ -86,7 +86,8 @@ export function createStreamQueue(options: Partial<StreamQueueOptions> = {}): St
       }
       pending++;
       const deadline = Date.now() + windowMs;
-      const previous = tails.get(stream) ?? Promise.resolve();
+      const waitFor = tails.get(stream);
+      const previous = waitFor ?? Promise.resolve();
       let release!: () => void;
       const mine = new Promise<void>((resolve) => {
         release = resolve;
@@ -96,7 +97,8 @@ export function createStreamQueue(options: Partial<StreamQueueOptions> = {}): St
       const tail = previous.then(() => mine);
       tails.set(stream, tail);
       try {
-        if (!(await settlesBy(previous, deadline))) {
+        // Nothing queued before this one (the common case): no timer to arm.
+        if (waitFor && !(await settlesBy(waitFor, deadline))) {
           throw busy('queue_wait', stream, `Commands on ${stream} did not get a turn within ${windowMs} ms; retry shortly.`);
         }
         for (let round = 0; ; round++) {
