@@ -83,7 +83,6 @@ export type ApplyOutcome =
  */
 async function applyOnce(db: Kysely<any>, schema: string, projection: Projection, items: BatchItem[], endPosition: bigint, lag: Lag, fence?: Fence) {
   return db.transaction().execute(async (trx): Promise<ApplyOutcome> => {
-    await relaxDurability(trx);
     const checkpoint = await readCheckpointForBatch(trx, schema, projection.name);
     if (!checkpoint) throw new Error(`Projection ${projection.name} has no checkpoint in ${schema}`);
     if (checkpoint.state === 'failed' || checkpoint.state === 'stopped') {
@@ -97,6 +96,8 @@ async function applyOnce(db: Kysely<any>, schema: string, projection: Projection
     // Last, so the lease row stays locked only from here to the commit (projections/leases.ts).
     await fence?.(trx);
     if (!(await moveCheckpoint(trx, schema, projection.name, checkpoint.position, position, lag))) throw new CheckpointMoved(projection.name);
+    // Read at commit time, so set last: the lease check above is not delayed by it.
+    await relaxDurability(trx);
     return { kind: 'applied', position };
   });
 }
