@@ -8,8 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { createCrmCommands, type CrmCommands } from '../../commands/index.ts';
-import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
+import { countingStreamReads } from '../../eventstore/read-counter.ts';
 import { connectPostgres, createPostgresEventStore } from '../../eventstore/postgres/index.ts';
 import { rate, ratio, round, type BenchContext } from '../report.ts';
 
@@ -19,17 +19,8 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const schema = await ctx.freshSchema('commands_events');
   const database = connectPostgres(ctx.databaseUrl, { max: WRITERS + 2 });
   const real = await createPostgresEventStore(database, { schema });
-  const rowsRead = { n: 0 };
   // Counts what the store returns to the command layer: the rows a purchase reads.
-  const store: EventStore = {
-    ...real,
-    engine: real.engine,
-    readStream: async (stream, options) => {
-      const rows = await real.readStream(stream, options);
-      rowsRead.n += rows.length;
-      return rows;
-    },
-  };
+  const { store, rowsRead } = countingStreamReads(real);
   const personalData = await createPersonalData(database.db, { schema });
   const admin = new pg.Client({ connectionString: ctx.databaseUrl });
   await admin.connect();

@@ -4,6 +4,7 @@ import { CommandsBusy, createCrmCommands, type CommandContext, type CrmCommandDe
 import type { EventStore } from '../../eventstore/contract.ts';
 import { WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
+import { countingStreamReads } from '../../eventstore/read-counter.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { testSchemas } from '../support/postgres.ts';
 
@@ -26,16 +27,7 @@ interface Process {
 const startProcess = async (): Promise<Process> => {
   const database = connectPostgres(schemas.url, { max: 4 });
   const real = await createPostgresEventStore(database, { schema: schemas.events });
-  const rowsRead = { n: 0 };
-  const store: EventStore = {
-    ...real,
-    engine: real.engine,
-    readStream: async (stream, options) => {
-      const rows = await real.readStream(stream, options);
-      rowsRead.n += rows.length;
-      return rows;
-    },
-  };
+  const { store, rowsRead } = countingStreamReads(real);
   const personalData = await createPersonalData(database.db, { schema: schemas.events });
   return {
     database,
