@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
-import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
@@ -15,6 +14,7 @@ import {
 import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
 import { createAuthGuard } from './auth/guard.ts';
 import { loadServerSecret } from './auth/server-secret.ts';
+import { DEFAULT_BACK_PRESSURE, registerBackPressure } from './back-pressure.ts';
 import { createAuditServices } from '../audit/index.ts';
 import { createReadModelQueries } from '../projections/queries/index.ts';
 import { createCursorSeal, type CursorSeal } from './cursor-seal.ts';
@@ -25,6 +25,7 @@ import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { ProblemError } from './problems.ts';
 import { refuseUnreadableQuery } from './safe-input.ts';
 import { registerRequestTimeout } from './request-timeout.ts';
+import { DEFAULT_RATE_LIMIT, registerRateLimit } from './rate-limit.ts';
 import { adminRoutes } from './routes/admin.ts';
 import analyticsRoutes from './routes/analytics.ts';
 import auditRoutes from './routes/audit.ts';
@@ -153,6 +154,11 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   });
   // A backstop beyond the bounded waits a route does on purpose (`?waitFor=`), never shorter than them.
   registerRequestTimeout(app, Math.max(deps.requestTimeoutMs ?? 10_000, context.waitForTimeoutMs + 2_000));
+  // Before the key is looked up: a saturated service refuses new commands at once.
+  await registerBackPressure(app, { ...DEFAULT_BACK_PRESSURE, ...deps.backPressure }, {
+    poolWaiting: deps.database.waiting,
+    projectionBacklog: deps.projections?.backlog?.bind(deps.projections),
+  });
   app.addHook('onRequest', createAuthGuard(keys));
   app.addHook('onRequest', refuseUnreadableQuery);
   // Action commands (launch, close, ...) may come without a body: validate them as `{}`.
@@ -173,23 +179,10 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     origin: deps.corsOrigins === undefined || deps.corsOrigins === '*' ? '*' : deps.corsOrigins,
     methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
     allowedHeaders: ['authorization', 'content-type', 'if-match', 'idempotency-key', 'x-request-id', 'x-causation-id'],
-    exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'],
+    exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'],
     maxAge: 600,
   });
-  await app.register(fastifyRateLimit, {
-    global: true,
-    max: deps.rateLimit?.max ?? 6_000,
-    timeWindow: deps.rateLimit?.timeWindowMs ?? 60_000,
-    // After the auth guard (an app-level onRequest hook), so the key is known: one bucket per key.
-    keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.id}` : `ip:${request.ip}`),
-    errorResponseBuilder: (_request, context) =>
-      new ProblemError(
-        'rate_limited',
-        `More than ${context.max} requests in ${context.after}; retry after ${Math.ceil(context.ttl / 1000)} s.`,
-        {},
-        { 'retry-after': String(Math.ceil(context.ttl / 1000)) },
-      ),
-  });
+  await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT);
 
   await app.register(fastifySwagger, {
     openapi: {

@@ -4,6 +4,10 @@ import type { SqlDatabase } from '../eventstore/postgres/database.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
 import type { CommandContext, CommandResult } from '../commands/index.ts';
 import type { IntegrationServices } from '../integration/index.ts';
+import type { BackPressureOptions } from './back-pressure.ts';
+import type { RateLimitOptions } from './rate-limit.ts';
+
+export type { RateLimitOptions } from './rate-limit.ts';
 
 /**
  * What the HTTP API needs, passed in by the composition root (cli/). The API reads no environment;
@@ -54,6 +58,8 @@ export interface ReadModelProgress {
   /** Resolves true once every projection has applied `position`, false when `timeoutMs` passes first. */
   waitForPosition(position: bigint, timeoutMs: number): Promise<boolean>;
   status(): Promise<ProjectionStatus[]>;
+  /** Events delivered to the projections of this process and not applied yet (back-pressure); absent when they run elsewhere. */
+  backlog?(): number;
 }
 
 export interface Page<T = Record<string, unknown>> {
@@ -88,11 +94,6 @@ export interface PointInTime {
   stateAt(kind: AggregateKind, id: string, asOf: Date): Promise<{ state: ReadRecord; revision: number } | undefined>;
 }
 
-export interface RateLimitOptions {
-  /** Requests per key (per client address for unauthenticated calls) in `timeWindowMs`. */
-  max: number;
-  timeWindowMs: number;
-}
 
 export interface ApiDeps {
   store: EventStore;
@@ -113,6 +114,9 @@ export interface ApiDeps {
   integration?: IntegrationServices;
   /** Fastify/pino logger options; false (the default) keeps tests quiet. */
   logger?: FastifyServerOptions['logger'];
+  /** Bounds past which new commands get 503 (api/back-pressure.ts); defaults there. */
+  backPressure?: Partial<BackPressureOptions>;
+  /** Default: 6,000 requests a minute per key, counted per process (api/rate-limit.ts). */
   rateLimit?: RateLimitOptions;
   /** Allowed CORS origins; default: any origin, no credentials (keys travel in a header, not cookies). */
   corsOrigins?: string[] | '*';

@@ -104,13 +104,14 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
     if (error.actual < 0 && typeof error.expected === 'number') {
       return new ProblemError('not_found', 'The resource does not exist.', { currentRevision: error.actual });
     }
+    // Only a client that sent If-Match gets here (the command layer re-decides the others' races).
     const exists = error.actual >= 0;
     return new ProblemError(
       'revision_conflict',
       exists
-        ? `The resource is at revision ${error.actual}, not the one in If-Match (${String(error.expected)}). Read it again and retry.`
+        ? `If-Match named revision ${String(error.expected)}, but the resource is at revision ${error.actual}. Read it again and retry.`
         : 'The resource does not exist (yet).',
-      { currentRevision: error.actual },
+      { currentRevision: error.actual, ...(typeof error.expected === 'number' ? { expectedRevision: error.expected } : {}) },
       exists ? { etag: quote(error.actual) } : {},
     );
   }
@@ -135,6 +136,11 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   const named = error as { name?: unknown; field?: unknown; message?: unknown } | null;
   if (named?.name === 'InvalidAuditQuery' && typeof named.field === 'string') {
     return validationProblem([{ field: named.field, message: String(named.message) }]);
+  }
+  if (named?.name === 'CommandsBusy') {
+    // commands/stream-queue.ts: the process is saturated or the stream kept changing; never a conflict.
+    const seconds = Number((error as { retryAfterSeconds?: unknown }).retryAfterSeconds) || 1;
+    return new ProblemError('unavailable', String(named.message), {}, { 'retry-after': String(seconds) });
   }
   if (named?.name === 'ReadModelTimeout') {
     return new ProblemError('read_model_timeout', String(named.message), {}, { 'retry-after': '1' });

@@ -1,6 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { WrongExpectedRevision } from '../eventstore/errors.ts';
 import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
 import type { IdempotencyGuard } from './idempotency.ts';
 import type { ApiMetrics } from './metrics.ts';
@@ -103,24 +102,6 @@ export const toAccepted = (result: CommandResult): CommandAccepted => ({
   position: result.position.toString(),
 });
 
-/**
- * Without If-Match the client did not claim a revision: a concurrent write to the same stream is not
- * its conflict, so the command is decided again on the fresh state (a few times). With If-Match, the
- * conflict is the client's to resolve and goes back as 409.
- */
-const CONFLICT_RETRIES = 5;
-const executeWithRetry = async (commands: CommandPort, command: ApiCommand, ctx: CommandContext): Promise<CommandResult> => {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await commands.execute(command, ctx);
-    } catch (error) {
-      if (!(error instanceof WrongExpectedRevision) || ctx.expectedRevision !== undefined || attempt >= CONFLICT_RETRIES) throw error;
-      // A little jitter so that the writers that lost together do not collide again.
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * (attempt + 1)));
-    }
-  }
-};
-
 /** Runs a command and answers `{ id, revision, position }` with the revision as ETag. */
 export const executeCommand = async (
   request: FastifyRequest,
@@ -138,7 +119,8 @@ export const executeCommand = async (
       body: request.body,
     });
   }
-  const result = await executeWithRetry(deps.commands, call.command, ctx);
+  // Races of clients without If-Match are resolved in the command layer (commands/stream-queue.ts).
+  const result = await deps.commands.execute(call.command, ctx);
   deps.metrics.countAppends(call.command.type, result.eventIds.length);
   reply.code(call.status).header('etag', etagOf(result.revision));
   if (call.status === 201 && call.location) reply.header('location', call.location(result.id));

@@ -28,6 +28,7 @@ import { ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { createIntegration, type Integration } from '../integration/index.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
+import { connectRedis } from './redis.ts';
 
 /**
  * The composition root: the one place that turns configuration into running services.
@@ -364,6 +365,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
           () => true,
           () => false,
         ),
+      backlog: () => (started ? runner.backlog() : 0),
       // Inline projections that have not started yet (serve loads the demo data first) are not ready.
       status: async () =>
         started || config.projections === 'off'
@@ -381,7 +383,10 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         else await waitForCheckpoints(database.db, config.schemas.read, head, { timeoutMs: 300_000, names: ['analytics'], pollMs: 200 });
       },
     });
+    const redis = config.rateLimit.redisUrl ? connectRedis(config.rateLimit.redisUrl, (message) => console.error(message)) : undefined;
+    if (redis) closers.push(() => redis.quit().then(() => undefined));
     const apiDeps: Omit<ApiDeps, 'logger'> = {
+      rateLimit: { max: config.rateLimit.perMinute, perRole: config.rateLimit.perRole, timeWindowMs: 60_000, redis },
       store,
       commands,
       database,

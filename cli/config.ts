@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { ROLES } from '../api/roles.ts';
 import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
 import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts, type DatabaseTimeouts } from './timeouts.ts';
 
@@ -26,6 +27,12 @@ const flag = z
   .optional();
 
 const emptyAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
+
+const requestsPerMinute = z.coerce
+  .number({ error: 'a whole number of requests per minute (0 turns the limit off)' })
+  .int('a whole number of requests per minute (0 turns the limit off)')
+  .min(0, 'a whole number of requests per minute (0 turns the limit off)');
+const rateLimitVariable = (role: string) => `CRM_RATE_LIMIT_${role.toUpperCase()}`;
 
 const EnvSchema = z.object({
   DATABASE_URL: z.preprocess(
@@ -73,6 +80,14 @@ const EnvSchema = z.object({
   CRM_NATS_STREAM: z.preprocess(emptyAsUnset, z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a JetStream stream name (letters, digits, _ and -)').default('CRM_EVENTS')),
   CRM_NATS_ROLE: z.preprocess(emptyAsUnset, z.enum(['admin', 'sales', 'marketing', 'support', 'analyst', 'auditor']).default('analyst')),
   ...DATABASE_TIMEOUT_VARIABLES,
+  /** Requests per minute per API key; 0 turns the limit off. */
+  CRM_RATE_LIMIT: z.preprocess(emptyAsUnset, requestsPerMinute.default(6_000)),
+  ...Object.fromEntries(ROLES.map((role) => [rateLimitVariable(role), z.preprocess(emptyAsUnset, requestsPerMinute.optional())])),
+  /** Shared rate-limit counters for every replica. */
+  REDIS_URL: z.preprocess(
+    emptyAsUnset,
+    z.string().regex(/^rediss?:\/\/.+/, 'a Redis URL such as redis://127.0.0.1:6379').optional(),
+  ),
 });
 
 export type Engine = 'pglite' | 'postgres';
@@ -96,6 +111,8 @@ export interface CrmConfig {
   nats: { url: string; stream: string; role: 'admin' | 'sales' | 'marketing' | 'support' | 'analyst' | 'auditor' } | undefined;
   /** Bounds on every database wait and on each HTTP request (cli/timeouts.ts). */
   timeouts: DatabaseTimeouts;
+  /** Requests per minute per API key (0: off), per role where set; counted in Redis when `redisUrl` is set. */
+  rateLimit: { perMinute: number; perRole: Record<string, number>; redisUrl: string | undefined };
 }
 
 /**
@@ -157,6 +174,15 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     );
   }
   const e = parsed.data;
+  const unknownRole = Object.keys(env).find((name) => name.startsWith('CRM_RATE_LIMIT_') && !ROLES.some((role) => rateLimitVariable(role) === name));
+  if (unknownRole) {
+    throw new ConfigError([{ variable: unknownRole, message: `no such role; per-role limits are ${ROLES.map(rateLimitVariable).join(', ')}` }]);
+  }
+  const perRole: Record<string, number> = {};
+  for (const role of ROLES) {
+    const limit = (e as Record<string, unknown>)[rateLimitVariable(role)];
+    if (typeof limit === 'number') perRole[role] = limit;
+  }
   const schemas = { events: e.CRM_EVENTS_SCHEMA, read: e.CRM_READ_SCHEMA, reporting: e.CRM_REPORTING_SCHEMA };
   const clash = Object.entries(schemas).find(([, name], i, all) => all.findIndex(([, other]) => other === name) !== i);
   if (clash) {
@@ -186,10 +212,11 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     masterKey: readMasterKey(e.CRM_MASTER_KEY, e.CRM_MASTER_KEY_FILE, cwd),
     nats: e.CRM_NATS_URL ? { url: e.CRM_NATS_URL, stream: e.CRM_NATS_STREAM, role: e.CRM_NATS_ROLE } : undefined,
     timeouts: databaseTimeouts(e),
+    rateLimit: { perMinute: e.CRM_RATE_LIMIT, perRole, redisUrl: e.REDIS_URL },
   };
 }
 
-const SECRET_VARIABLES = new Set(['DATABASE_URL', 'EVENTSTORE_URL', 'CRM_ADMIN_KEY', 'CRM_MASTER_KEY', 'CRM_NATS_URL']);
+const SECRET_VARIABLES = new Set(['DATABASE_URL', 'EVENTSTORE_URL', 'CRM_ADMIN_KEY', 'CRM_MASTER_KEY', 'CRM_NATS_URL', 'REDIS_URL']);
 const describeValue = (variable: string, value: string | undefined): string => {
   if (value === undefined) return '';
   // Never echo what may be a secret or a URL with a password.
@@ -226,6 +253,9 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   { name: 'CRM_READ_SCHEMA', default: 'crm', meaning: 'schema of the read models and checkpoints' },
   { name: 'CRM_REPORTING_SCHEMA', default: 'reporting', meaning: 'schema of the documented views for BI tools' },
   { name: 'CRM_PROJECTIONS', default: 'inline', meaning: 'inline: `crm serve` runs the projections; off: run `crm project` separately' },
+  { name: 'CRM_RATE_LIMIT', default: '6000', meaning: 'requests per minute per API key (0 turns the limit off)' },
+  { name: 'CRM_RATE_LIMIT_<ROLE>', default: '(CRM_RATE_LIMIT)', meaning: 'the same for keys of one role, e.g. CRM_RATE_LIMIT_SALES=30000' },
+  { name: 'REDIS_URL', default: '(unset: counted per process)', meaning: 'Redis that holds the rate-limit counters shared by every replica' },
   { name: 'CRM_PROJECTION_LEASE_SECONDS', default: '15', meaning: 'lease of a projection worker on its projections; a crashed worker\'s are taken over after it' },
   { name: 'CRM_NATS_URL', default: '(unset: no NATS publishing)', meaning: 'NATS with JetStream: every integration event is published to the stream' },
   { name: 'CRM_NATS_STREAM', default: 'CRM_EVENTS', meaning: 'JetStream stream of the integration events (subjects crm.<aggregate>.<EventType>)' },

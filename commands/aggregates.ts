@@ -21,7 +21,7 @@ export interface AggregateStates {
 }
 
 /** The fold side of a decider, erased to what loading needs. */
-interface Folder<S> {
+export interface Folder<S> {
   prefix: string;
   initialState: () => S;
   evolve: (state: S, event: CrmEvent) => S;
@@ -80,7 +80,7 @@ export const refOf = (r: RecordedEvent): EventRef => ({
   commandHash: typeof r.metadata.commandHash === 'string' ? r.metadata.commandHash : undefined,
 });
 
-const foldInto = async <S>(deps: StreamLoaderDeps, folder: Folder<S>, base: LoadedStream<S>, recorded: RecordedEvent[]): Promise<LoadedStream<S>> => {
+export const foldInto = async <S>(deps: StreamLoaderDeps, folder: Folder<S>, base: LoadedStream<S>, recorded: RecordedEvent[]): Promise<LoadedStream<S>> => {
   const decoded: ProjectedEvent[] = [];
   for (const r of recorded) decoded.push(await decodeRecordedEvent(r, deps.personalData));
   let { state } = base;
@@ -94,7 +94,7 @@ const foldInto = async <S>(deps: StreamLoaderDeps, folder: Folder<S>, base: Load
   return { state, ids: base.ids, revision: last?.revision ?? base.revision, position: last?.position ?? base.position };
 };
 
-const emptyStream = <S>(folder: Folder<S>): LoadedStream<S> => ({ state: folder.initialState(), revision: -1, position: 0n, ids: new Map() });
+export const emptyStream = <S>(folder: Folder<S>): LoadedStream<S> => ({ state: folder.initialState(), revision: -1, position: 0n, ids: new Map() });
 
 /** Folds a stream from its start, optionally up to a revision or instant (point-in-time queries). */
 export const loadStream = async <K extends AggregateKind>(
@@ -109,57 +109,4 @@ export const loadStream = async <K extends AggregateKind>(
   else if (options.asOf !== undefined) read.untilTime = new Date(options.asOf);
   const recorded = await deps.store.readStream(streamOf(kind, id), read);
   return foldInto(deps, folder, emptyStream(folder), recorded);
-};
-
-/**
- * Current states of recently used streams, caught up on every load by reading only the events after
- * the cached revision: a command on a stream of 100k events reads and folds what is new, not 100k.
- * The cache is only a shortcut: appends still carry the expected revision, so a stale entry can
- * never cause a silent overwrite. States handed out must be used before the next await (decide is
- * synchronous), since a later catch-up evolves them further.
- */
-export const createStreamCache = (deps: StreamLoaderDeps, maxStreams: number) => {
-  const entries = new Map<string, LoadedStream<unknown>>();
-  // One catch-up per stream at a time: two folding into one cached state would apply events twice.
-  const inFlight = new Map<string, Promise<unknown>>();
-  const remember = (stream: string, loaded: LoadedStream<unknown>) => {
-    entries.delete(stream);
-    entries.set(stream, loaded);
-    if (entries.size > maxStreams) entries.delete(entries.keys().next().value!);
-  };
-  const catchUp = async <S>(stream: string, folder: Folder<S>): Promise<LoadedStream<S>> => {
-    const cached = entries.get(stream) as LoadedStream<S> | undefined;
-    try {
-      const recorded = await deps.store.readStream(stream, { fromRevision: (cached?.revision ?? -1) + 1 });
-      if (recorded.length === 0 && cached) return cached;
-      const loaded = await foldInto(deps, folder, cached ?? emptyStream(folder), recorded);
-      remember(stream, loaded);
-      return loaded;
-    } catch (error) {
-      entries.delete(stream);
-      throw error;
-    }
-  };
-  return {
-    async load<K extends AggregateKind>(kind: K, id: string): Promise<LoadedStream<AggregateStates[K]>> {
-      if (maxStreams <= 0) return loadStream(deps, kind, id);
-      const folder = deps.folders[kind] as Folder<AggregateStates[K]>;
-      const stream = streamOf(kind, id);
-      for (;;) {
-        const pending = inFlight.get(stream);
-        if (pending) {
-          // Wait for it, then read again: events may have been appended after it started reading.
-          await pending.catch(() => undefined);
-          continue;
-        }
-        const loading = catchUp(stream, folder);
-        inFlight.set(stream, loading);
-        try {
-          return await loading;
-        } finally {
-          if (inFlight.get(stream) === loading) inFlight.delete(stream);
-        }
-      }
-    },
-  };
 };

@@ -13,13 +13,16 @@ import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
 import { invalidState } from '../domain/errors.ts';
-import { aggregateFolders, createStreamCache, loadStream, refOf, streamOf, type AggregateStates, type EventRef, type LoadedStream, type LoadOptions } from './aggregates.ts';
+import { aggregateFolders, loadStream, refOf, streamOf, type AggregateStates, type EventRef, type LoadedStream, type LoadOptions } from './aggregates.ts';
+import { createStreamCache, type AppendedEvent } from './stream-cache.ts';
+import { createStreamQueue, type StreamQueue, type StreamQueueOptions } from './stream-queue.ts';
 import { withEmailClaim } from './email-uniqueness.ts';
 import { commandHash, createdIdFor, eventIdFor, uuidV5 } from './ids.ts';
 import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
 
 export { commandSchemas, commandTargets, commandTypes, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
 export { streamOf, type AggregateStates, type LoadOptions } from './aggregates.ts';
+export { CommandsBusy, type StreamQueueOptions } from './stream-queue.ts';
 export { defaultSlaPolicy, SlaPolicy } from '../domain/feedback/sla.ts';
 
 export interface CommandContext {
@@ -57,6 +60,8 @@ export interface CrmCommands {
   execute(command: CrmCommand | { type: string; [field: string]: unknown }, ctx: CommandContext): Promise<CommandResult>;
   /** An aggregate's state as of a revision or an instant (record time), for point-in-time queries. */
   loadAggregate<K extends AggregateKind>(kind: K, id: string, options?: LoadOptions): Promise<{ state: AggregateStates[K]; revision: number }>;
+  /** Commands waiting or running in this process (back-pressure). */
+  pending(): number;
 }
 
 export interface CrmCommandDeps {
@@ -68,6 +73,8 @@ export interface CrmCommandDeps {
   cachedStreams?: number;
   /** Who holds each email address: registrations of a taken address are refused. Without it, nothing is checked. */
   emailIndex?: EmailIndex;
+  /** Per-stream queue and the time bound on waiting and re-deciding (stream-queue.ts). */
+  queue?: Partial<StreamQueueOptions>;
 }
 
 type DomainEventList = { type: string; data: unknown }[];
@@ -119,9 +126,10 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   };
 
   const cache = createStreamCache({ store, personalData, folders }, deps.cachedStreams ?? 10_000);
-  /** Current state through the cache; a past state (asOf) folded afresh. */
+  const queue: StreamQueue = createStreamQueue(deps.queue);
+  /** Current state through the cache (caught up with the store); a past state (asOf) folded afresh. */
   const load = <K extends AggregateKind>(kind: K, id: string, options?: LoadOptions): Promise<LoadedStream<AggregateStates[K]>> =>
-    options?.asOf === undefined ? cache.load(kind, id) : loadStream({ store, personalData, folders }, kind, id, options);
+    options?.asOf === undefined ? cache.load(kind, id, 'fresh') : loadStream({ store, personalData, folders }, kind, id, options);
 
   const customerOf = async (customerId: string): Promise<CustomerSnapshot> => customerSnapshot((await load('customer', customerId)).state);
 
@@ -143,20 +151,25 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
 
   /** Validates, encrypts and appends decided events at `revision`; a concurrent retry of the same key returns the first result. */
   const append = async (
+    kind: AggregateKind,
     id: string,
-    stream: string,
     decided: DomainEventList,
-    revision: number,
+    base: LoadedStream<unknown>,
     metadata: Omit<EventMetadata, 'schemaVersion'>,
   ): Promise<CommandResult> => {
+    const stream = streamOf(kind, id);
+    const revision = base.revision;
     const key = metadata.idempotencyKey;
     const events: NewEvent[] = [];
+    const plain: AppendedEvent[] = [];
     for (const [index, event] of decided.entries()) {
       const type = event.type as CrmEventType;
       // A safety net: nothing the catalogue would refuse on read is ever stored.
       const data = eventSchemas[type].parse(event.data);
+      const eventId = key ? eventIdFor(stream, key, index) : randomUUID();
+      plain.push({ id: eventId, event: { type, data } as AppendedEvent['event'], commandHash: metadata.commandHash });
       events.push({
-        id: key ? eventIdFor(stream, key, index) : randomUUID(),
+        id: eventId,
         type,
         data: await protect(type, data),
         metadata: { ...metadata, schemaVersion: schemaVersionOf(type) },
@@ -164,8 +177,11 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     }
     try {
       const result = await store.appendToStream(stream, events, { expectedRevision: revision < 0 ? 'no_stream' : revision });
+      cache.appended(kind, id, base, plain, { revision: result.nextExpectedRevision, position: result.position });
       return { id, stream, revision: result.nextExpectedRevision, position: result.position, eventIds: events.map((e) => e.id) };
     } catch (error) {
+      // Someone else wrote, or the outcome is unknown: the next load catches up from the store.
+      cache.stale(stream);
       // Two retries of one command raced: the loser finds the winner's events (ciphertext differs, so the store cannot tell).
       if (key && (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict)) {
         const first = firstResult(id, stream, new Map((await store.readStream(stream)).map((r) => [r.id, refOf(r)])), metadata);
@@ -183,13 +199,15 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     command: Record<string, unknown>,
   ): Promise<CommandResult> => {
     const stream = streamOf(kind, id);
-    const loaded = await load(kind, id);
+    // A claimed revision is checked against the store's; otherwise the cached state is decided on and
+    // the append's expected revision catches a stale one (the queue then decides again).
+    const loaded = await cache.load(kind, id, ctx.expectedRevision !== undefined ? 'fresh' : 'cached');
     const first = firstResult(id, stream, loaded.ids, metadata);
     if (first) return first;
     assertExpected(stream, ctx, loaded.revision);
     const decided = decide(kind, command, loaded.state);
     if (decided.length === 0) return { id, stream, revision: loaded.revision, position: loaded.position, eventIds: [] };
-    return append(id, stream, decided, loaded.revision, metadata);
+    return append(kind, id, decided, loaded, metadata);
   };
 
   /**
@@ -209,10 +227,10 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     assertExpected(primaryStream, ctx, primary.revision);
     const decided = decideMerge(command, primary.state, duplicate.state);
     const duplicateResult =
-      decided.duplicate.length > 0 ? await append(command.duplicateId, duplicateStream, decided.duplicate, duplicate.revision, metadata) : undefined;
+      decided.duplicate.length > 0 ? await append('customer', command.duplicateId, decided.duplicate, duplicate, metadata) : undefined;
     const primaryResult =
       decided.primary.length > 0
-        ? await append(command.customerId, primaryStream, decided.primary, primary.revision, metadata)
+        ? await append('customer', command.customerId, decided.primary, primary, metadata)
         : { id: command.customerId, stream: primaryStream, revision: primary.revision, position: primary.position, eventIds: [] };
     return { ...primaryResult, eventIds: [...(duplicateResult?.eventIds ?? []), ...primaryResult.eventIds] };
   };
@@ -243,8 +261,20 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     /** Ids the handler fills so that `decide` stays pure; stable across retries of the same key. */
     const derived = (what: string) => (key ? uuidV5(`${what}\n${stream}\n${key}`) : randomUUID());
     const command: Record<string, unknown> = { ...payload, type, occurredAt, [target.idField]: id };
+    // Queued behind this process's earlier commands on the stream; decided again after a lost race.
+    return queue.run(stream, ctx.expectedRevision !== undefined ? stream : undefined, () => decideAndAppend(type, id, ctx, metadata, command, derived));
+  };
 
-    switch (type as CommandType) {
+  const decideAndAppend = async (
+    type: CommandType,
+    id: string,
+    ctx: CommandContext,
+    metadata: Omit<EventMetadata, 'schemaVersion'>,
+    command: Record<string, unknown>,
+    derived: (what: string) => string,
+  ): Promise<CommandResult> => {
+    const target = commandTargets[type];
+    switch (type) {
       case 'MergeCustomer':
         return merge(command as unknown as MergeCustomer, ctx, metadata);
       case 'ForgetCustomer': {
@@ -258,12 +288,13 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         for (const duplicateId of (await load('customer', id)).state.mergedDuplicates) {
           const forgotten = await execute(
             { type: 'ForgetCustomer', customerId: duplicateId },
-            { ...ctx, ...(key !== undefined ? { idempotencyKey: `${key}\nforget-duplicate\n${duplicateId}` } : {}) },
+            { ...ctx, ...(ctx.idempotencyKey !== undefined ? { idempotencyKey: `${ctx.idempotencyKey}\nforget-duplicate\n${duplicateId}` } : {}) },
           );
           if (forgotten.position > position) position = forgotten.position;
           eventIds.push(...forgotten.eventIds);
         }
         await deps.emailIndex?.forget(id);
+        cache.evict(streamOf('customer', id));
         return { ...result, position, eventIds };
       }
       case 'RegisterCustomer':
@@ -282,7 +313,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       case 'OpenDeal':
       case 'SubmitFeedback':
       case 'RecordCampaignResponse':
-        command.customer = await customerOf(payload.customerId as string);
+        command.customer = await customerOf(command.customerId as string);
         break;
       default:
         break;
@@ -292,6 +323,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
 
   return {
     execute,
+    pending: () => queue.pending(),
     async loadAggregate(kind, id, options) {
       const { state, revision } = await load(kind, id, options);
       // A copy: the cached state keeps evolving with later commands.

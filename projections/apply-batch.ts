@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { EventFilter, RecordedEvent } from '../eventstore/contract.ts';
+import { relaxDurability } from './durability.ts';
 import { markFailed, moveCheckpoint, readCheckpointForBatch, readCheckpoints } from './checkpoints.ts';
 import { CheckpointMoved, describeError, isTransient, PoisonEvent } from './errors.ts';
 import { LeaseLost } from './leases.ts';
@@ -96,6 +97,8 @@ async function applyOnce(db: Kysely<any>, schema: string, projection: Projection
     // Last, so the lease row stays locked only from here to the commit (projections/leases.ts).
     await fence?.(trx);
     if (!(await moveCheckpoint(trx, schema, projection.name, checkpoint.position, position, lag))) throw new CheckpointMoved(projection.name);
+    // Read at commit time, so set last: the lease check above is not delayed by it.
+    await relaxDurability(trx);
     return { kind: 'applied', position };
   });
 }

@@ -4,6 +4,7 @@ import type { EventStore, RecordedEvent, SubscriptionMessage } from '../eventsto
 import { applyBatch, decodeBatch, matchesFilter, type BatchItem, type EventCodec, type Lag } from './apply-batch.ts';
 import { claimFeedEngine } from './feed-engine.ts';
 import { clearFailure, ensureCheckpoint, migrateCheckpoints, readCheckpoints, skipAhead, type Checkpoint } from './checkpoints.ts';
+import { relaxDurability } from './durability.ts';
 import { describeError, ReadModelTimeout } from './errors.ts';
 import { LeaseLost, type LeaseGuard } from './leases.ts';
 import { createBackoff } from '../eventstore/backoff.ts';
@@ -95,6 +96,8 @@ export class ProjectionRunner {
   private watching = false;
   /** Per projection: the position last seen by the watchdog and since when it has not moved (ms). */
   private readonly stillSince = new Map<string, { position: bigint; since: number }>();
+  /** Events of the batch being applied now (back-pressure reads the backlog). */
+  private applying = 0;
 
   constructor(private readonly options: ProjectionRunnerOptions) {
     this.batch = { ...DEFAULT_BATCH, ...options.batch };
@@ -192,6 +195,11 @@ export class ProjectionRunner {
       throw error;
     }
     if (this.running) this.subscribe();
+  }
+
+  /** Events the feed delivered that are not applied yet: cheap, for back-pressure on commands. */
+  backlog(): number {
+    return this.applying + this.pending.reduce((n, window) => n + window.length, 0);
   }
 
   /** In-memory positions of this runner's projections (committed ones only). */
@@ -299,13 +307,16 @@ export class ProjectionRunner {
         while (this.running && this.pending.length > 0) {
           const messages: SubscriptionMessage[] = [];
           while (this.pending.length > 0 && messages.length < this.batch.maxCoalescedEvents) messages.push(...this.pending.shift()!);
+          this.applying = messages.length;
           const decoded = await this.decodeMessages(messages);
           if (decoded) await this.applyDecoded(decoded);
+          this.applying = 0;
         }
       } catch (error) {
         this.feedFailed(error);
       } finally {
         this.draining = undefined;
+        this.applying = 0;
       }
       if (this.running && this.pending.length > 0) this.drain();
     })();
@@ -453,7 +464,12 @@ export class ProjectionRunner {
           await skipAhead(trx, this.options.schema, held, endPosition, lag);
           return held;
         });
-      } else await skipAhead(this.options.db, this.options.schema, names, endPosition, lag);
+      } else {
+        await this.options.db.transaction().execute(async (trx) => {
+          await relaxDurability(trx);
+          await skipAhead(trx, this.options.schema, names, endPosition, lag);
+        });
+      }
       for (const name of names) this.positions.set(name, endPosition);
     };
     if (this.options.concurrent) await Promise.all([skip(), ...busy.map(applyOne)]);

@@ -19,6 +19,9 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import pg from 'pg';
+import type { BackPressureOptions } from '../../api/back-pressure.ts';
+import { servePeer, type PeerConfig } from '../peer/emmett-service.ts';
 import { percentile, round, type BenchContext } from '../report.ts';
 
 interface ServerConfig {
@@ -28,6 +31,8 @@ interface ServerConfig {
   customers: number;
   /** 'inline': the API process runs the projections; 'off': a separate worker does (`project`). */
   projections: 'inline' | 'off';
+  /** Bounds of the overload run (api/back-pressure.ts); the defaults otherwise. */
+  backPressure?: Partial<BackPressureOptions>;
 }
 
 interface ServerReady {
@@ -82,7 +87,8 @@ async function serve(config: ServerConfig): Promise<void> {
     },
     benchNoopRoute: true,
     // The benchmark measures the stack, not the limiter's refusals.
-    rateLimit: { max: 100_000_000, timeWindowMs: 60_000 },
+    rateLimit: { max: 0, timeWindowMs: 60_000 },
+    ...(config.backPressure ? { backPressure: config.backPressure } : {}),
   });
   const { key } = await app.keys.create({ name: 'bench', role: 'admin' });
   const customerIds: string[] = [];
@@ -153,10 +159,19 @@ interface Measured {
   errors: number;
   /** Statuses of the non-2xx answers (paced runs). */
   statuses?: Record<string, number>;
+  /** Paced runs: latency of the 2xx answers and of the refusals apart. */
+  acceptedP50Ms?: number;
+  acceptedP99Ms?: number;
+  refusedP99Ms?: number;
 }
 
-const measure = async (ready: ServerReady, scenario: Scenario, options: { rate?: number; seconds: number; connections: number }): Promise<Measured> => {
-  const pick = () => ready.customerIds[Math.floor(Math.random() * ready.customerIds.length)]!;
+const measure = async (
+  ready: ServerReady,
+  scenario: Scenario,
+  options: { rate?: number; seconds: number; connections: number; customers?: string[] },
+): Promise<Measured> => {
+  const customers = options.customers ?? ready.customerIds;
+  const pick = () => customers[Math.floor(Math.random() * customers.length)]!;
   const result = await autocannon({
     url: ready.url,
     connections: options.connections,
@@ -194,11 +209,19 @@ const measure = async (ready: ServerReady, scenario: Scenario, options: { rate?:
  * per-second quota back to back at the start of every second, i.e. in bursts; this is the steady
  * 500 requests/s the target speaks of.
  */
-const paced = async (ready: ServerReady, scenario: Scenario, rate: number, seconds: number): Promise<Measured> => {
+const paced = async (
+  ready: ServerReady,
+  scenario: Scenario,
+  rate: number,
+  seconds: number,
+  onAccepted?: (body: string | undefined) => void,
+): Promise<Measured> => {
   const target = new URL(ready.url);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   const pick = () => ready.customerIds[Math.floor(Math.random() * ready.customerIds.length)]!;
   const latencies: number[] = [];
+  const acceptedLatencies: number[] = [];
+  const refusedLatencies: number[] = [];
   let non2xx = 0;
   let errors = 0;
   const statuses: Record<string, number> = {};
@@ -220,8 +243,13 @@ const paced = async (ready: ServerReady, scenario: Scenario, rate: number, secon
         (response) => {
           response.resume();
           response.on('end', () => {
-            latencies.push(performance.now() - from);
-            if ((response.statusCode ?? 0) >= 300) {
+            const latency = performance.now() - from;
+            latencies.push(latency);
+            if ((response.statusCode ?? 0) < 300) {
+              acceptedLatencies.push(latency);
+              onAccepted?.(body);
+            } else {
+              refusedLatencies.push(latency);
               non2xx++;
               statuses[String(response.statusCode)] = (statuses[String(response.statusCode)] ?? 0) + 1;
             }
@@ -257,6 +285,9 @@ const paced = async (ready: ServerReady, scenario: Scenario, rate: number, secon
     non2xx,
     errors,
     statuses,
+    acceptedP50Ms: percentile(acceptedLatencies, 50),
+    acceptedP99Ms: percentile(acceptedLatencies, 99),
+    refusedP99Ms: percentile(refusedLatencies, 99),
   };
 };
 
@@ -291,7 +322,7 @@ const SCENARIOS: Scenario[] = [
 ];
 
 /** Forks this file as a child in the given role and waits for its ready message. */
-const startChild = (role: '--api-bench-server' | '--api-bench-projections', config: ServerConfig) => {
+const startChild = (role: '--api-bench-server' | '--api-bench-projections' | '--api-bench-peer', config: ServerConfig | PeerConfig) => {
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), [role], {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -344,7 +375,7 @@ const measureScenarios = async (
     ctx.log(`api (${mode}): ${scenario.name} with autocannon at max for ${seconds} s`);
     const max = await measure(ready, scenario, { seconds, connections: 20 });
     results[scenario.name] = { paced500, ...(fixed500 ? { fixed500 } : {}), max };
-    if (max.requestsPerSecond < FIXED_RATE * 1.2) {
+    if (max.requestsPerSecond < FIXED_RATE * 1.2 || scenario.name === 'purchase') {
       // 500/s is beyond this route's capacity here: also show latency at a load it sustains.
       const rate = Math.max(10, Math.round(max.requestsPerSecond / 2));
       await settle(ready);
@@ -356,6 +387,69 @@ const measureScenarios = async (
 };
 
 const ratio = (a: number, b: number) => round(a / Math.max(b, 1e-9), 2);
+
+const PURCHASE = SCENARIOS.find((s) => s.name === 'purchase')!;
+const HOT_CONNECTIONS = 64;
+
+/** 64 connections all on one customer (no If-Match) against 64 connections over 64 customers. */
+const hotStream = async (ctx: BenchContext, ready: ServerReady, seconds: number) => {
+  await settle(ready);
+  ctx.log(`api: purchase, ${HOT_CONNECTIONS} connections on ONE customer for ${seconds} s`);
+  const oneCustomer = await measure(ready, PURCHASE, { seconds, connections: HOT_CONNECTIONS, customers: [ready.customerIds[1]!] });
+  await settle(ready);
+  ctx.log(`api: purchase, ${HOT_CONNECTIONS} connections over ${HOT_CONNECTIONS} customers for ${seconds} s`);
+  const spread = await measure(ready, PURCHASE, { seconds, connections: HOT_CONNECTIONS, customers: ready.customerIds.slice(0, HOT_CONNECTIONS) });
+  return { connections: HOT_CONNECTIONS, oneCustomer, spread, hotToSpread: ratio(oneCustomer.requestsPerSecond, spread.requestsPerSecond) };
+};
+
+/** Bounds of the overload run: few commands in flight, so what is accepted is answered quickly. */
+const OVERLOAD_BACK_PRESSURE: Partial<BackPressureOptions> = { maxCommandsInFlight: 12 };
+
+/**
+ * Paced at twice the purchase maximum against a server with tight back-pressure: the accepted
+ * answers' latency, the refusals (count and latency), and whether every accepted purchase is stored.
+ */
+const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, seconds: number) => {
+  const server = startChild('--api-bench-server', { ...config, backPressure: OVERLOAD_BACK_PRESSURE });
+  try {
+    const ready = (await server.ready) as ServerReady;
+    await measure(ready, PURCHASE, { seconds: 2, connections: 10 });
+    await settle(ready);
+    ctx.log(`api: purchase paced at ${rate} req/s (twice the maximum) for ${seconds} s, at most ${OVERLOAD_BACK_PRESSURE.maxCommandsInFlight} in flight`);
+    const orders: string[] = [];
+    const result = await paced(ready, PURCHASE, rate, seconds, (body) => orders.push((JSON.parse(body!) as { orderId: string }).orderId));
+    const client = new pg.Client({ connectionString: config.databaseUrl });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ n: string }>(
+        `SELECT count(*)::text AS n FROM ${pg.escapeIdentifier(config.events)}.events WHERE type = 'PurchaseRecorded' AND data->>'orderId' = ANY($1::text[])`,
+        [orders],
+      );
+      return { rate, backPressure: OVERLOAD_BACK_PRESSURE, ...result, accepted: orders.length, acceptedStored: Number(rows[0]!.n), acceptedLost: orders.length - Number(rows[0]!.n) };
+    } finally {
+      await client.end();
+    }
+  } finally {
+    await stopChild(server.child);
+  }
+};
+
+/** The Emmett peer (bench/peer/emmett-service.ts), driven as our purchase route is. */
+const measurePeer = async (ctx: BenchContext, config: PeerConfig, seconds: number) => {
+  const peer = startChild('--api-bench-peer', config);
+  try {
+    const ready = (await peer.ready) as ServerReady;
+    await measure(ready, PURCHASE, { seconds: 2, connections: 10 });
+    ctx.log(`api (peer): purchase with autocannon at max for ${seconds} s`);
+    const max = await measure(ready, PURCHASE, { seconds, connections: 20 });
+    const rate = Math.max(10, Math.round(max.requestsPerSecond / 2));
+    ctx.log(`api (peer): purchase paced at ${rate} req/s (half its maximum) for ${seconds} s`);
+    const pacedHalfMax = { rate, ...(await paced(ready, PURCHASE, rate, seconds)) };
+    return { max, pacedHalfMax };
+  } finally {
+    await stopChild(peer.child);
+  }
+};
 
 const ratiosOf = (results: Record<string, ScenarioResult>) => ({
   purchaseMaxToNoopMax: ratio(results.purchase!.max.requestsPerSecond, results.noop!.max.requestsPerSecond),
@@ -385,12 +479,19 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   ctx.log(`api: starting the server and registering ${config.customers} customers`);
   const inlineServer = startChild('--api-bench-server', config);
   let results: Record<string, ScenarioResult>;
+  let hot: Awaited<ReturnType<typeof hotStream>>;
   try {
-    results = await measureScenarios(ctx, 'inline', (await inlineServer.ready) as ServerReady, seconds, true);
+    const ready = (await inlineServer.ready) as ServerReady;
+    results = await measureScenarios(ctx, 'inline', ready, seconds, true);
+    hot = await hotStream(ctx, ready, seconds);
   } finally {
     await stopChild(inlineServer.child);
   }
   const loadAfterInline = os.loadavg()[0]!;
+  const purchaseMax = results.purchase!.max.requestsPerSecond;
+  const overloaded = await overload(ctx, await freshConfig(ctx, 'inline'), 2 * purchaseMax, seconds);
+  const peer = await measurePeer(ctx, { databaseUrl: ctx.databaseUrl, schema: await ctx.freshSchema('api_peer'), customers: config.customers }, seconds);
+  const unloadedP50 = results.purchase!.pacedHalfMax!.p50Ms;
 
   // Split mode: fresh schemas, the worker first (it creates the read-model tables), then the API.
   const splitConfig = await freshConfig(ctx, 'off');
@@ -432,6 +533,21 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     ...results,
     ratios: ratiosOf(results),
     target: targetOf(results),
+    // Issue 15: the peer, the hot stream and the overload run, beside the figures above.
+    peer,
+    hotStream: hot,
+    overload: overloaded,
+    traffic: {
+      purchaseMaxToPeerMax: ratio(purchaseMax, peer.max.requestsPerSecond),
+      purchaseMaxToNoopMax: ratio(purchaseMax, results.noop!.max.requestsPerSecond),
+      pacedHalfMaxP99ToP50: ratio(results.purchase!.pacedHalfMax!.p99Ms, results.purchase!.pacedHalfMax!.p50Ms),
+      peerPacedHalfMaxP99ToP50: ratio(peer.pacedHalfMax.p99Ms, peer.pacedHalfMax.p50Ms),
+      hotStreamToSpread: hot.hotToSpread,
+      hotStreamNon2xx: hot.oneCustomer.non2xx,
+      overloadAcceptedP99ToUnloadedP50: ratio(overloaded.acceptedP99Ms ?? Number.NaN, unloadedP50),
+      overloadRefused: overloaded.non2xx,
+      overloadAcceptedLost: overloaded.acceptedLost,
+    },
     // The split mode: API with projections off, projections in a worker process (no autocannon fixed-rate runs).
     split: {
       loadAverage: { before: round(loadBeforeSplit, 2), after: round(loadAfterSplit, 2), cpus: os.cpus().length },
@@ -456,14 +572,24 @@ export function summarize(result: Record<string, unknown>): string[] {
         (r.pacedHalfMax ? `; paced ${r.pacedHalfMax.rate}/s p50 ${r.pacedHalfMax.p50Ms} ms p99 ${r.pacedHalfMax.p99Ms} ms` : ''),
     );
   }
+  const traffic = result.traffic as Record<string, number> | undefined;
+  if (traffic) lines.push(`api traffic: ${Object.entries(traffic).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   return lines;
 }
 
 // Child-process entries: `fork(thisFile, ['--api-bench-server' | '--api-bench-projections'])`, configured over IPC.
 const role = process.argv[1] === fileURLToPath(import.meta.url) ? process.argv.find((arg) => arg.startsWith('--api-bench-')) : undefined;
-if (role === '--api-bench-server' || role === '--api-bench-projections') {
+/** The peer child: serves until told to stop. */
+async function peerChild(config: PeerConfig): Promise<void> {
+  const { ready, close } = await servePeer(config);
+  process.send?.(ready);
+  await new Promise<void>((resolve) => process.once('message', () => resolve()));
+  await close();
+}
+
+if (role === '--api-bench-server' || role === '--api-bench-projections' || role === '--api-bench-peer') {
   process.once('message', (config) => {
-    (role === '--api-bench-server' ? serve : project)(config as ServerConfig).then(
+    (role === '--api-bench-peer' ? peerChild(config as PeerConfig) : (role === '--api-bench-server' ? serve : project)(config as ServerConfig)).then(
       () => process.exit(0),
       (error: unknown) => {
         console.error(error);

@@ -20,6 +20,8 @@ export interface SqlDatabase {
    * planned once per connection). Only the pg pool offers it; callers fall back to `db`.
    */
   readonly prepared?: <R>(name: string, text: string, params: unknown[]) => Promise<R[]>;
+  /** Queries waiting for a pooled connection now (pg pool only): back-pressure reads it. */
+  readonly waiting?: () => number;
   close(): Promise<void>;
 }
 
@@ -286,6 +288,7 @@ export function connectPostgres(url: string, options: { max?: number; timeouts?:
     kind: 'postgres',
     db,
     listen: (channel, onNotify) => listener.listen(channel, onNotify),
+    waiting: () => pool.waitingCount,
     prepared: async <R>(name: string, text: string, params: unknown[]) => {
       const client = (await kyselyPool.connect()) as unknown as { query(q: unknown): Promise<pg.QueryResult>; release(): void };
       try {

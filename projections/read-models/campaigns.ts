@@ -73,6 +73,10 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   ) WITH (fillfactor = 80)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS campaigns_status_idx ON ${t} (status)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS campaigns_created_idx ON ${t} (created_at, campaign_id)`.execute(db);
+  // Sort keys of GET /campaigns (projections/queries/campaigns.ts) with the id as tie-breaker.
+  await sql`CREATE INDEX IF NOT EXISTS campaigns_sort_name_idx ON ${t} (lower(name), campaign_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS campaigns_sort_revenue_idx ON ${t} (revenue, campaign_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS campaigns_sort_roi_idx ON ${t} ((COALESCE(roi, -1e30)), campaign_id)`.execute(db);
 }
 
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {

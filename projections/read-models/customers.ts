@@ -91,6 +91,12 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await sql`CREATE INDEX IF NOT EXISTS customers_email_search_idx ON ${t} (email_search text_pattern_ops)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_name_idx ON ${t} (lower(name) text_pattern_ops)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_registered_idx ON ${t} (registered_at, customer_id)`.execute(db);
+  // One index per sort key of GET /customers (projections/queries/customers.ts), in the list's exact
+  // expression and with the id as tie-breaker, so every page is an index range scan (keyset paging).
+  await sql`CREATE INDEX IF NOT EXISTS customers_sort_name_idx ON ${t} (lower(name), customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_sort_revenue_idx ON ${t} (revenue, customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_sort_last_purchase_idx ON ${t} ((COALESCE(last_purchase_at, '-infinity'::timestamptz)), customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_sort_order_count_idx ON ${t} (order_count, customer_id)`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'customer_links')} (
     link_id uuid PRIMARY KEY,
     kind text NOT NULL CHECK (kind IN ('deal', 'feedback')),

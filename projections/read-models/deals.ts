@@ -63,6 +63,11 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await sql`CREATE INDEX IF NOT EXISTS deals_owner_idx ON ${t} (owner_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_customer_idx ON ${t} (customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_expected_close_idx ON ${t} (expected_close_date)`.execute(db);
+  // Sort keys of GET /deals (projections/queries/deals.ts) with the id as tie-breaker: keyset pages use the index.
+  await sql`CREATE INDEX IF NOT EXISTS deals_sort_expected_close_idx ON ${t} (expected_close_date, deal_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS deals_sort_amount_idx ON ${t} (amount, deal_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS deals_sort_updated_idx ON ${t} (last_event_at, deal_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS deals_sort_opened_idx ON ${t} (opened_at, deal_id)`.execute(db);
 }
 
 /** The domain's rule (won 1, lost 0, else the override or the stage default), as a numeric literal. */

@@ -77,6 +77,9 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await sql`CREATE INDEX IF NOT EXISTS feedback_assignee_idx ON ${t} (assignee_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS feedback_customer_idx ON ${t} (customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS feedback_submitted_idx ON ${t} (submitted_at, feedback_id)`.execute(db);
+  // Sort keys of GET /feedback (projections/queries/feedback.ts) with the id as tie-breaker.
+  await sql`CREATE INDEX IF NOT EXISTS feedback_sort_resolution_due_idx ON ${t} (resolution_due_at, feedback_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS feedback_sort_priority_idx ON ${t} ((array_position(ARRAY['low','normal','high','urgent']::text[], priority)), feedback_id)`.execute(db);
 }
 
 /** Any event seen after a due time settles a breach that the missing response/resolution implies. */

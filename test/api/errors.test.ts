@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { toProblem } from '../../api/errors.ts';
+import { CommandsBusy } from '../../commands/index.ts';
 import { invalidState, notFound, ruleViolated } from '../../domain/errors.ts';
 import { EventStoreUnavailable, IdempotencyConflict, InvalidAppend, WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { ReadModelTimeout } from '../../projections/errors.ts';
@@ -19,6 +20,9 @@ describe('every error the API can meet maps to a problem', () => {
     const conflict = toProblem(new WrongExpectedRevision('customer-1', 2, 5));
     expect(conflict.body()).toMatchObject({ status: 409, type: type('revision-conflict'), currentRevision: 5 });
     expect(conflict.headers.etag).toBe('"5"');
+    // The detail names both revisions: the one the client sent in If-Match and the current one.
+    expect(conflict.body()).toMatchObject({ expectedRevision: 2 });
+    expect(conflict.message).toMatch(/If-Match named revision 2.*at revision 5/);
     expect(toProblem(new WrongExpectedRevision('customer-1', 2, -1)).status).toBe(404);
     expect(toProblem(new IdempotencyConflict('e', 's')).body()).toMatchObject({ status: 422, type: type('idempotency-conflict') });
     expect(toProblem(new InvalidAppend('payload_too_large', 'too big')).status).toBe(413);
@@ -27,6 +31,14 @@ describe('every error the API can meet maps to a problem', () => {
     expect(down.body()).toMatchObject({ status: 503, type: type('unavailable') });
     expect(down.message).not.toContain('db:5432'); // no infrastructure details to clients
     expect(down.headers['retry-after']).toBe('1');
+  });
+
+  it('maps a saturated command layer to 503 with Retry-After, never to a conflict', () => {
+    for (const reason of ['queue_full', 'queue_wait', 'contention'] as const) {
+      const busy = toProblem(new CommandsBusy(reason, 'customer-1', 3, 'busy'));
+      expect(busy.body()).toMatchObject({ status: 503, type: type('unavailable') });
+      expect(busy.headers['retry-after']).toBe('3');
+    }
   });
 
   it('maps validation errors to fields, unknown keys included', () => {

@@ -1,0 +1,100 @@
+/**
+ * The command path without HTTP: purchases per second and rows read per purchase, with the stream
+ * cache (commands/stream-cache.ts) against without it (every command folds the whole stream, as
+ * before the cache), on customers with a short and a long history. Variants run interleaved, best
+ * of three rounds, so a busy machine weighs on both alike.
+ */
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { createCrmCommands, type CrmCommands } from '../../commands/index.ts';
+import { createPersonalData } from '../../eventstore/personal-data.ts';
+import { countingStreamReads } from '../../eventstore/read-counter.ts';
+import { connectPostgres, createPostgresEventStore } from '../../eventstore/postgres/index.ts';
+import { rate, ratio, round, type BenchContext } from '../report.ts';
+
+const WRITERS = 16;
+
+export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
+  const schema = await ctx.freshSchema('commands_events');
+  const database = connectPostgres(ctx.databaseUrl, { max: WRITERS + 2 });
+  const real = await createPostgresEventStore(database, { schema });
+  // Counts what the store returns to the command layer: the rows a purchase reads.
+  const { store, rowsRead } = countingStreamReads(real);
+  const personalData = await createPersonalData(database.db, { schema });
+  const admin = new pg.Client({ connectionString: ctx.databaseUrl });
+  await admin.connect();
+  const commits = async () => Number((await admin.query<{ n: string }>('SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()')).rows[0]!.n);
+  const ctxOf = () => ({ actor: { userId: 'bench', roles: ['sales'] }, correlationId: randomUUID() });
+  const purchase = (commands: CrmCommands, customerId: string) =>
+    commands.execute({ type: 'RecordPurchase', customerId, orderId: randomUUID(), amount: 10, currency: 'EUR' }, ctxOf());
+
+  const variants = {
+    cached: createCrmCommands({ store, personalData }),
+    uncached: createCrmCommands({ store, personalData, cachedStreams: 0 }),
+  };
+  const histories = [Math.round(10 * ctx.scale), Math.round(300 * ctx.scale)];
+  const perWriter = Math.max(5, Math.round(25 * ctx.scale));
+  const results: Record<string, Record<string, { purchasesPerSecond: number; rowsReadPerPurchase: number; commitsPerPurchase: number }>> = {};
+  try {
+    for (const history of histories) {
+      ctx.log(`commands: ${WRITERS} customers with ${history} purchases each`);
+      const customers: string[] = [];
+      for (let i = 0; i < WRITERS; i++) {
+        const { id } = await variants.cached.execute({ type: 'RegisterCustomer', name: `Bench ${i}`, email: `bench${i}-${randomUUID()}@example.com` }, ctxOf());
+        for (let j = 0; j < history; j++) await purchase(variants.cached, id);
+        customers.push(id);
+      }
+      const best: Record<string, { purchasesPerSecond: number; rowsReadPerPurchase: number; commitsPerPurchase: number }> = {};
+      for (let round_ = 0; round_ < 3; round_++) {
+        for (const [name, commands] of Object.entries(variants)) {
+          // Warm: the cached variant starts each round with the streams it holds, as a running API does.
+          for (const id of customers) await purchase(commands, id);
+          rowsRead.n = 0;
+          const commitsBefore = await commits();
+          const started = performance.now();
+          await Promise.all(customers.map(async (id) => {
+            for (let k = 0; k < perWriter; k++) await purchase(commands, id);
+          }));
+          const ms = performance.now() - started;
+          const total = WRITERS * perWriter;
+          const measured = {
+            purchasesPerSecond: rate(total, ms),
+            rowsReadPerPurchase: round(rowsRead.n / total, 2),
+            // Whole database: other sessions' commits count too (a loaded machine inflates this).
+            commitsPerPurchase: round(((await commits()) - commitsBefore - 1) / total, 2),
+          };
+          if (!best[name] || measured.purchasesPerSecond > best[name]!.purchasesPerSecond) best[name] = measured;
+        }
+      }
+      results[`history${history}`] = best;
+    }
+  } finally {
+    await admin.end();
+    await real.close();
+    await database.close();
+  }
+  const [short, long] = histories.map((h) => results[`history${h}`]!);
+  return {
+    writers: WRITERS,
+    purchasesPerWriter: perWriter,
+    ...results,
+    ratios: {
+      cachedToUncachedShortHistory: ratio(short!.cached!.purchasesPerSecond, short!.uncached!.purchasesPerSecond),
+      cachedToUncachedLongHistory: ratio(long!.cached!.purchasesPerSecond, long!.uncached!.purchasesPerSecond),
+      cachedLongToShort: ratio(long!.cached!.purchasesPerSecond, short!.cached!.purchasesPerSecond),
+    },
+  };
+}
+
+export function summarize(result: Record<string, unknown>): string[] {
+  const lines: string[] = [];
+  for (const [key, value] of Object.entries(result)) {
+    if (!key.startsWith('history')) continue;
+    for (const [variant, m] of Object.entries(value as Record<string, Record<string, number>>)) {
+      lines.push(`commands ${key} ${variant}: ${m.purchasesPerSecond}/s, ${m.rowsReadPerPurchase} rows read and ${m.commitsPerPurchase} commits per purchase`);
+    }
+  }
+  lines.push(`commands ratios: ${JSON.stringify(result.ratios)}`);
+  return lines;
+}

@@ -1,0 +1,127 @@
+import type { CrmEvent } from '../domain/catalogue.ts';
+import { emptyStream, foldInto, loadStream, streamOf, type AggregateStates, type Folder, type LoadedStream, type StreamLoaderDeps } from './aggregates.ts';
+import type { AggregateKind } from './schemas.ts';
+
+/**
+ * Folded states of recently used streams, by stream and revision (an LRU bounded by stream count),
+ * the way Marten's identity map and Equinox's cache keep them:
+ *
+ * - `fresh` loads read only the events after the cached revision (a stream of 100k events costs what
+ *   is new, not 100k rows);
+ * - `cached` loads trust the entry and read nothing: the command's append carries the cached revision
+ *   as its expected revision, so a state made stale by another process can never be overwritten
+ *   silently; the conflict marks the entry stale and the next load catches up;
+ * - what this process appends is folded in from the decided events, so the next command on the
+ *   stream reads nothing at all.
+ *
+ * States handed out must be used before the next await (deciding is synchronous): a later catch-up
+ * evolves them further. Commands on one stream are queued (stream-queue.ts), so one state is never
+ * decided on twice at once.
+ */
+export interface StreamCache {
+  load<K extends AggregateKind>(kind: K, id: string, mode: 'fresh' | 'cached'): Promise<LoadedStream<AggregateStates[K]>>;
+  /**
+   * Folds events this process just appended at `base.revision + 1...`, when the entry is still `base`
+   * (else the entry is left to catch up on its next load).
+   */
+  appended(kind: AggregateKind, id: string, base: LoadedStream<unknown>, events: AppendedEvent[], after: { revision: number; position: bigint }): void;
+  /** Someone else wrote (a conflict) or the append's outcome is unknown: catch up on the next load. */
+  stale(stream: string): void;
+  /** Forgets the stream's state entirely (a forgotten customer's decrypted data leaves memory). */
+  evict(stream: string): void;
+  /** Streams held now. */
+  size(): number;
+}
+
+export interface AppendedEvent {
+  id: string;
+  event: CrmEvent;
+  commandHash: string | undefined;
+}
+
+interface Entry {
+  loaded: LoadedStream<unknown>;
+  stale: boolean;
+}
+
+export function createStreamCache(deps: StreamLoaderDeps, maxStreams: number): StreamCache {
+  const entries = new Map<string, Entry>();
+  // One catch-up per stream at a time: two folding into one cached state would apply events twice.
+  const inFlight = new Map<string, Promise<unknown>>();
+
+  const remember = (stream: string, loaded: LoadedStream<unknown>) => {
+    entries.delete(stream);
+    entries.set(stream, { loaded, stale: false });
+    if (entries.size > maxStreams) entries.delete(entries.keys().next().value!);
+  };
+
+  const catchUp = async <S>(stream: string, folder: Folder<S>): Promise<LoadedStream<S>> => {
+    const cached = entries.get(stream)?.loaded as LoadedStream<S> | undefined;
+    try {
+      const recorded = await deps.store.readStream(stream, { fromRevision: (cached?.revision ?? -1) + 1 });
+      if (recorded.length === 0 && cached) {
+        remember(stream, cached);
+        return cached;
+      }
+      const loaded = await foldInto(deps, folder, cached ?? emptyStream(folder), recorded);
+      remember(stream, loaded);
+      return loaded;
+    } catch (error) {
+      entries.delete(stream);
+      throw error;
+    }
+  };
+
+  return {
+    size: () => entries.size,
+    async load<K extends AggregateKind>(kind: K, id: string, mode: 'fresh' | 'cached'): Promise<LoadedStream<AggregateStates[K]>> {
+      if (maxStreams <= 0) return loadStream(deps, kind, id);
+      const folder = deps.folders[kind] as Folder<AggregateStates[K]>;
+      const stream = streamOf(kind, id);
+      for (;;) {
+        const pending = inFlight.get(stream);
+        if (pending) {
+          // Wait for it, then look again: events may have been appended after it started reading.
+          await pending.catch(() => undefined);
+          continue;
+        }
+        const entry = entries.get(stream);
+        if (mode === 'cached' && entry && !entry.stale) {
+          entries.delete(stream);
+          entries.set(stream, entry);
+          return entry.loaded as LoadedStream<AggregateStates[K]>;
+        }
+        const loading = catchUp(stream, folder);
+        inFlight.set(stream, loading);
+        try {
+          return await loading;
+        } finally {
+          if (inFlight.get(stream) === loading) inFlight.delete(stream);
+        }
+      }
+    },
+    appended(kind, id, base, events, after) {
+      const stream = streamOf(kind, id);
+      const entry = entries.get(stream);
+      if (maxStreams <= 0 || !entry || entry.loaded !== base || after.revision !== base.revision + events.length) {
+        if (entry) entry.stale = true;
+        return;
+      }
+      const folder = deps.folders[kind] as Folder<unknown>;
+      let state = base.state;
+      for (const [i, e] of events.entries()) {
+        state = folder.evolve(state, e.event);
+        // Positions of the earlier events of one append are not returned: the last one stands for all.
+        base.ids.set(e.id, { revision: base.revision + i + 1, position: after.position, commandHash: e.commandHash });
+      }
+      remember(stream, { state, ids: base.ids, revision: after.revision, position: after.position });
+    },
+    stale(stream) {
+      const entry = entries.get(stream);
+      if (entry) entry.stale = true;
+    },
+    evict(stream) {
+      entries.delete(stream);
+    },
+  };
+}

@@ -1,0 +1,135 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp, type CrmApp } from '../../api/app.ts';
+import type { BackPressureOptions } from '../../api/back-pressure.ts';
+import { createCrmCommands } from '../../commands/index.ts';
+import { createPersonalData } from '../../eventstore/personal-data.ts';
+import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
+
+let h: ApiHarness;
+let customerId: string;
+const apps: CrmApp[] = [];
+const databases: SqlDatabase[] = [];
+beforeAll(async () => {
+  h = await startApi('api_back_pressure');
+  const res = await h.app.inject({ method: 'POST', url: '/customers', headers: h.auth('sales'), payload: { name: 'Busy Shop', email: 'busy@example.com' } });
+  if (res.statusCode !== 201) throw new Error(res.body);
+  customerId = json(res).id;
+});
+afterAll(async () => {
+  for (const app of apps) await app.close();
+  for (const database of databases) await database.close();
+  await h?.close();
+});
+
+const off: BackPressureOptions = { maxCommandsInFlight: 0, maxEventLoopDelayMs: 0, maxPoolWaiting: 0, maxProjectionBacklog: 0, retryAfterSeconds: 2 };
+
+/** An API over its own pool of ONE connection to the same schemas, so a test can hold that connection. */
+const narrowApp = async (backPressure: Partial<BackPressureOptions>) => {
+  const database = connectPostgres(h.schemas.url, { max: 1 });
+  databases.push(database);
+  const store = await createPostgresEventStore(database, { schema: h.schemas.events });
+  const personalData = await createPersonalData(database.db, { schema: h.schemas.events });
+  const app = await buildApp({ ...h.deps, database, store, personalData, commands: createCrmCommands({ store, personalData }), backPressure: { ...off, ...backPressure } });
+  apps.push(app);
+  /** Holds the pool's only connection until the returned function is called. */
+  const hold = async (): Promise<() => Promise<void>> => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let taken!: () => void;
+    const isTaken = new Promise<void>((resolve) => {
+      taken = resolve;
+    });
+    const holding = database.db.connection().execute(async () => {
+      taken();
+      await released;
+    });
+    await isTaken;
+    return async () => {
+      release();
+      await holding;
+    };
+  };
+  return { app, database, hold };
+};
+
+const purchase = (app: CrmApp) =>
+  app.inject({ method: 'POST', url: `/customers/${customerId}/purchases`, headers: h.auth('sales'), payload: { orderId: randomUUID(), amount: 5, currency: 'EUR' } });
+
+const until = async (condition: () => boolean, what: string) => {
+  for (let i = 0; i < 1_000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  if (!condition()) throw new Error(`timed out waiting for ${what}`);
+};
+
+const expectBusy = (res: Awaited<ReturnType<typeof purchase>>, why: RegExp) => {
+  const problem = expectProblem(res, 503, 'unavailable');
+  expect(res.headers['retry-after']).toBe('2');
+  expect(problem.detail).toMatch(why);
+};
+
+describe('back-pressure on commands', () => {
+  it('refuses a command beyond the commands in flight, while the one in flight completes and is stored', async () => {
+    const { app, database, hold } = await narrowApp({ maxCommandsInFlight: 1 });
+    const release = await hold();
+    const first = purchase(app);
+    // The first command is in flight, stuck waiting for the held connection.
+    await until(() => (database.waiting?.() ?? 0) >= 1, 'the first command to wait for a connection');
+    expectBusy(await purchase(app), /1 commands in flight/);
+    await release();
+    const accepted = json(await first);
+    expect(accepted.revision).toBeGreaterThan(0);
+    const stored = await h.store.readStream(`customer-${customerId}`);
+    expect(stored.some((e) => e.revision === accepted.revision)).toBe(true);
+    // Capacity is back.
+    expect((await purchase(app)).statusCode).toBe(200);
+  });
+
+  it('refuses commands at once while queries wait for a database connection', async () => {
+    const { app, database, hold } = await narrowApp({ maxPoolWaiting: 1 });
+    const release = await hold();
+    const queries = [1, 2].map(() => app.inject({ method: 'GET', url: `/customers/${customerId}`, headers: h.auth('sales') }));
+    await until(() => (database.waiting?.() ?? 0) >= 2, 'two queries to wait for a connection');
+    // Answered while the connection is still held: the command never queued behind the queries.
+    expectBusy(await purchase(app), /2 queries waiting for a database connection/);
+    await release();
+    for (const query of queries) expect((await query).statusCode).toBe(200);
+  });
+
+  it('refuses commands while the read models are far behind, and keeps serving queries', async () => {
+    let backlog = 50_000;
+    const app = await buildApp({
+      ...h.deps,
+      projections: { ...h.deps.projections!, backlog: () => backlog },
+      backPressure: { ...off, maxProjectionBacklog: 10_000 },
+    });
+    apps.push(app);
+    expectBusy(await purchase(app), /50000 events behind/);
+    expect((await app.inject({ method: 'GET', url: `/customers/${customerId}`, headers: h.auth('sales') })).statusCode).toBe(200);
+    backlog = 10;
+    expect((await purchase(app)).statusCode).toBe(200);
+  });
+
+  it('refuses commands while the event loop is delayed, and keeps serving queries', async () => {
+    const app = await buildApp({ ...h.deps, backPressure: { ...off, maxEventLoopDelayMs: 50 } });
+    apps.push(app);
+    // Block the loop, then ask as soon as the overdue sampler has run (timers fire in due order).
+    // A loaded machine may shift the sample: try again a few times.
+    let command!: Awaited<ReturnType<typeof purchase>>;
+    let query!: Awaited<ReturnType<typeof purchase>>;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const blockedUntil = Date.now() + 1_000;
+      while (Date.now() < blockedUntil);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      [command, query] = await Promise.all([
+        purchase(app),
+        app.inject({ method: 'GET', url: `/customers/${customerId}`, headers: h.auth('sales') }),
+      ]);
+      if (command.statusCode === 503) break;
+    }
+    expectBusy(command, /event loop delayed \d+ ms/);
+    expect(query.statusCode).toBe(200);
+  });
+});

@@ -1,0 +1,142 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp, type CrmApp } from '../../api/app.ts';
+import type { RateLimitOptions } from '../../api/rate-limit.ts';
+import { ConfigError, loadConfig } from '../../cli/config.ts';
+import { connectRedis } from '../../cli/redis.ts';
+import { expectProblem, startApi, type ApiHarness } from './support.ts';
+
+/** Real Redis on this machine (`.ci/run` starts it where it is missing). */
+const REDIS_URL = 'redis://127.0.0.1:6379';
+
+let h: ApiHarness;
+const apps: CrmApp[] = [];
+const clients: Redis[] = [];
+beforeAll(async () => {
+  h = await startApi('api_rate_limit');
+});
+afterAll(async () => {
+  for (const app of apps) await app.close();
+  for (const client of clients) client.disconnect();
+  await h?.close();
+});
+
+/** Another API process over the same database: same keys, its own limiter. */
+const replica = async (rateLimit: RateLimitOptions): Promise<CrmApp> => {
+  const app = await buildApp({ ...h.deps, rateLimit });
+  apps.push(app);
+  return app;
+};
+
+const redisClient = async (url = REDIS_URL): Promise<Redis> => {
+  const client = connectRedis(url);
+  clients.push(client);
+  return client;
+};
+
+const get = (app: CrmApp, headers: Record<string, string>) => app.inject({ method: 'GET', url: '/deals', headers });
+
+/** A fresh key per test: counters in Redis outlive a test run. */
+const freshKey = async (role: 'sales' | 'support' = 'sales') => {
+  const { key } = await h.app.keys.create({ name: `limit ${randomUUID()}`, role });
+  return { authorization: `Bearer ${key}` };
+};
+
+describe('rate limits counted in each process', () => {
+  it('sends RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset, then 429 with Retry-After', async () => {
+    const app = await replica({ max: 3, timeWindowMs: 60_000 });
+    const auth = await freshKey();
+    const first = await get(app, auth);
+    expect(first.statusCode).toBe(200);
+    expect(first.headers['ratelimit-limit']).toBe('3');
+    expect(first.headers['ratelimit-remaining']).toBe('2');
+    expect(Number(first.headers['ratelimit-reset'])).toBeGreaterThan(0);
+    expect(Number(first.headers['ratelimit-reset'])).toBeLessThanOrEqual(60);
+    await get(app, auth);
+    expect((await get(app, auth)).headers['ratelimit-remaining']).toBe('0');
+    const refused = await get(app, auth);
+    expectProblem(refused, 429, 'rate-limited');
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+    // Another key has its own budget.
+    expect((await get(app, await freshKey())).statusCode).toBe(200);
+  });
+
+  it('applies a role limit in place of the default, and 0 turns the limit off for that role', async () => {
+    const app = await replica({ max: 2, timeWindowMs: 60_000, perRole: { sales: 4, support: 0 } });
+    const sales = await freshKey('sales');
+    const codes = [];
+    for (let i = 0; i < 5; i++) codes.push((await get(app, sales)).statusCode);
+    expect(codes).toEqual([200, 200, 200, 200, 429]);
+    const support = await freshKey('support');
+    for (let i = 0; i < 10; i++) {
+      const res = await get(app, support);
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['ratelimit-limit']).toBeUndefined();
+    }
+  });
+
+  it('counts each replica apart without Redis (two replicas give a key twice its limit)', async () => {
+    const one = await replica({ max: 2, timeWindowMs: 60_000 });
+    const two = await replica({ max: 2, timeWindowMs: 60_000 });
+    const auth = await freshKey();
+    const codes = [];
+    for (let i = 0; i < 4; i++) codes.push((await get(i % 2 ? two : one, auth)).statusCode);
+    expect(codes).toEqual([200, 200, 200, 200]);
+    expect((await get(one, auth)).statusCode).toBe(429);
+  });
+});
+
+describe('rate limits shared through Redis', () => {
+  it('counts a key once across replicas: its limit holds whichever replica answers', async () => {
+    const one = await replica({ max: 3, timeWindowMs: 60_000, redis: await redisClient() });
+    const two = await replica({ max: 3, timeWindowMs: 60_000, redis: await redisClient() });
+    const auth = await freshKey();
+    const answers = [];
+    for (let i = 0; i < 4; i++) answers.push(await get(i % 2 ? two : one, auth));
+    expect(answers.map((r) => r.statusCode)).toEqual([200, 200, 200, 429]);
+    expect(answers.map((r) => r.headers['ratelimit-remaining'])).toEqual(['2', '1', '0', '0']);
+    expect(Number(answers[3]!.headers['retry-after'])).toBeGreaterThan(0);
+    // The counter is in Redis, under the limiter's namespace.
+    const keys = await clients[0]!.keys('crm-rate-limit:*');
+    expect(keys.length).toBeGreaterThan(0);
+  });
+
+  it('lets requests through, quickly, when Redis cannot be reached', async () => {
+    // Nothing listens on port 1: every command fails at once (no offline queue).
+    const app = await replica({ max: 1, timeWindowMs: 60_000, redis: await redisClient('redis://127.0.0.1:1') });
+    const auth = await freshKey();
+    const started = Date.now();
+    for (let i = 0; i < 3; i++) expect((await get(app, auth)).statusCode).toBe(200);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
+
+describe('configuration', () => {
+  const base = { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/test' };
+  it('reads CRM_RATE_LIMIT (default 6000, 0 off), CRM_RATE_LIMIT_<ROLE> and REDIS_URL', () => {
+    expect(loadConfig(base, '/tmp').rateLimit).toEqual({ perMinute: 6_000, perRole: {}, redisUrl: undefined });
+    const set = loadConfig({ ...base, CRM_RATE_LIMIT: '0', CRM_RATE_LIMIT_SALES: '30000', REDIS_URL: REDIS_URL }, '/tmp').rateLimit;
+    expect(set).toEqual({ perMinute: 0, perRole: { sales: 30_000 }, redisUrl: REDIS_URL });
+  });
+
+  it('names the variable of a bad value or an unknown role', () => {
+    for (const [variable, value] of [
+      ['CRM_RATE_LIMIT', '-1'],
+      ['CRM_RATE_LIMIT', 'lots'],
+      ['CRM_RATE_LIMIT_SALES', '1.5'],
+      ['CRM_RATE_LIMIT_INTERN', '10'],
+      ['REDIS_URL', 'http://127.0.0.1:6379'],
+    ] as const) {
+      const error = (() => {
+        try {
+          loadConfig({ ...base, [variable]: value }, '/tmp');
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).problems[0]!.variable).toBe(variable);
+    }
+  });
+});

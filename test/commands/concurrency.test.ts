@@ -1,0 +1,185 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CommandsBusy, createCrmCommands, type CommandContext, type CrmCommandDeps, type CrmCommands } from '../../commands/index.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { WrongExpectedRevision } from '../../eventstore/errors.ts';
+import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
+import { countingStreamReads } from '../../eventstore/read-counter.ts';
+import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { testSchemas } from '../support/postgres.ts';
+
+/**
+ * Concurrency of the command layer: per-stream queue in one process, re-deciding lost races across
+ * processes (two stores, two pools, one database), the time bound, and the stream cache's reads.
+ */
+const schemas = testSchemas('commands_concurrency');
+
+interface Process {
+  database: SqlDatabase;
+  store: EventStore;
+  personalData: PersonalData;
+  /** Rows the store returned from readStream since the counter was last reset. */
+  rowsRead: { n: number };
+  commands: (options?: Partial<CrmCommandDeps>) => CrmCommands;
+}
+
+/** One "process": its own pool, store and key cache over the shared schemas; reads are counted. */
+const startProcess = async (): Promise<Process> => {
+  const database = connectPostgres(schemas.url, { max: 4 });
+  const real = await createPostgresEventStore(database, { schema: schemas.events });
+  const { store, rowsRead } = countingStreamReads(real);
+  const personalData = await createPersonalData(database.db, { schema: schemas.events });
+  return {
+    database,
+    store,
+    personalData,
+    rowsRead,
+    commands: (options = {}) => createCrmCommands({ store, personalData, queue: { windowMs: 60_000 }, ...options }),
+  };
+};
+
+let a: Process;
+let b: Process;
+beforeAll(async () => {
+  a = await startProcess();
+  b = await startProcess();
+});
+afterAll(async () => {
+  for (const p of [a, b]) {
+    await p?.store.close();
+    await p?.database.close();
+  }
+  await schemas.dropSchemas();
+});
+
+const ctx = (extra: Partial<CommandContext> = {}): CommandContext => ({
+  actor: { userId: 'shop-feed', roles: ['sales'] },
+  correlationId: randomUUID(),
+  ...extra,
+});
+
+const purchase = (customerId: string, orderId = randomUUID()) => ({ type: 'RecordPurchase', customerId, orderId, amount: 10, currency: 'EUR' });
+
+const register = async (commands: CrmCommands) =>
+  (await commands.execute({ type: 'RegisterCustomer', name: 'Hot Customer', email: `${randomUUID()}@example.com` }, ctx())).id;
+
+const settledErrors = (results: PromiseSettledResult<unknown>[]) =>
+  results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => String(r.reason));
+
+describe('commands on one stream', () => {
+  it('accepts 64 concurrent purchases on one customer without an expected revision, in one process', async () => {
+    const commands = a.commands();
+    const id = await register(commands);
+    const results = await Promise.allSettled(Array.from({ length: 64 }, () => commands.execute(purchase(id), ctx())));
+    expect(settledErrors(results)).toEqual([]);
+    const revisions = results.map((r) => (r as PromiseFulfilledResult<{ revision: number }>).value.revision).sort((x, y) => x - y);
+    expect(revisions).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
+    expect(await a.store.readStream(`customer-${id}`)).toHaveLength(65);
+    expect(commands.pending()).toBe(0);
+  });
+
+  it('accepts 64 concurrent purchases on one customer from two processes: lost races are decided again, never refused', async () => {
+    const inA = a.commands();
+    const inB = b.commands();
+    const id = await register(inA);
+    // Both caches hold the customer, so both decide on cached state and race at the append.
+    await inB.execute(purchase(id), ctx());
+    await inA.execute(purchase(id), ctx());
+    const results = await Promise.allSettled(Array.from({ length: 64 }, (_, i) => (i % 2 ? inA : inB).execute(purchase(id), ctx())));
+    expect(settledErrors(results)).toEqual([]);
+    const stream = await a.store.readStream(`customer-${id}`);
+    expect(stream).toHaveLength(67);
+    expect(new Set(stream.map((e) => e.revision)).size).toBe(67);
+  });
+
+  it('gives a claimed revision that is stale back as a conflict naming both revisions', async () => {
+    const commands = a.commands();
+    const id = await register(commands);
+    await commands.execute(purchase(id), ctx());
+    const error = await commands.execute(purchase(id), ctx({ expectedRevision: 0 })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WrongExpectedRevision);
+    expect(error).toMatchObject({ expected: 0, actual: 1, stream: `customer-${id}` });
+  });
+
+  it('refuses as busy (not as a conflict) when the time bound is spent re-deciding', async () => {
+    const inA = a.commands({ queue: { windowMs: 0 } });
+    const inB = b.commands();
+    const id = await register(inA);
+    await inA.execute(purchase(id), ctx());
+    // Another process writes: A's cached state is now stale, its append conflicts, and no time is left.
+    await inB.execute(purchase(id), ctx());
+    const error = await inA.execute(purchase(id), ctx()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CommandsBusy);
+    expect(error).toMatchObject({ reason: 'contention', retryAfterSeconds: 1 });
+    // The conflict marked the cached state stale: the next command catches up and is accepted.
+    const next = await a.commands({ queue: { windowMs: 60_000 } }).execute(purchase(id), ctx());
+    expect(next.revision).toBe(3);
+    const after = await inA.execute(purchase(id), ctx());
+    expect(after.revision).toBe(4);
+  });
+
+  it('refuses at once when the process already holds as many commands as it may', async () => {
+    const commands = a.commands({ queue: { windowMs: 60_000, maxPending: 2 } });
+    const id = await register(commands);
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => commands.execute(purchase(id), ctx())));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(2);
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as CommandsBusy);
+    expect(refused).toHaveLength(3);
+    for (const error of refused) expect(error).toMatchObject({ name: 'CommandsBusy', reason: 'queue_full' });
+  });
+});
+
+describe('the stream cache', () => {
+  it('reads the same number of rows per purchase whatever the length of the customer history', async () => {
+    const commands = a.commands();
+    const rowsPerPurchase = async (history: number): Promise<number> => {
+      const id = await register(commands);
+      for (let i = 0; i < history; i++) await commands.execute(purchase(id), ctx());
+      a.rowsRead.n = 0;
+      for (let i = 0; i < 10; i++) await commands.execute(purchase(id), ctx());
+      return a.rowsRead.n / 10;
+    };
+    const short = await rowsPerPurchase(2);
+    const long = await rowsPerPurchase(150);
+    expect(long).toBe(short);
+    expect(long).toBeLessThan(1);
+  });
+
+  it('after another process wrote, reads only the newer events', async () => {
+    const inA = a.commands();
+    const inB = b.commands();
+    const id = await register(inA);
+    for (let i = 0; i < 30; i++) await inA.execute(purchase(id), ctx());
+    await inB.execute(purchase(id), ctx());
+    a.rowsRead.n = 0;
+    const result = await inA.execute(purchase(id), ctx());
+    expect(result.revision).toBe(32);
+    // The one event B wrote (the conflict sent A to catch up), not the 32 before it.
+    expect(a.rowsRead.n).toBe(1);
+  });
+
+  it('after a forget in another process, a command on cached state is refused as for any forgotten customer', async () => {
+    const inA = a.commands();
+    const inB = b.commands();
+    const id = await register(inA);
+    await inA.execute(purchase(id), ctx());
+    await inB.execute({ type: 'ForgetCustomer', customerId: id }, ctx());
+    const error = await inA.execute({ type: 'TagCustomer', customerId: id, tag: 'vip' }, ctx()).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'DomainError' });
+    const { state } = await inA.loadAggregate('customer', id);
+    expect(state.forgotten).toBe(true);
+    expect(state.email).toBe('[erased]');
+  });
+
+  it('after a forget in this process, the decrypted state leaves the cache', async () => {
+    const commands = a.commands();
+    const id = await register(commands);
+    a.rowsRead.n = 0;
+    await commands.execute({ type: 'ForgetCustomer', customerId: id }, ctx());
+    const before = a.rowsRead.n;
+    const { state } = await commands.loadAggregate('customer', id);
+    // Folded again from the store (two events), the name erased.
+    expect(a.rowsRead.n - before).toBe(2);
+    expect(state.name).toBe('[erased]');
+  });
+});
