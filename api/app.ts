@@ -29,6 +29,7 @@ import { customerRoutes } from './routes/customers.ts';
 import { dealRoutes } from './routes/deals.ts';
 import { feedbackRoutes } from './routes/feedback.ts';
 import { opsRoutes } from './routes/ops.ts';
+import { consoleRoutes } from './console.ts';
 
 export interface RegisteredRoute {
   method: string;
@@ -214,6 +215,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   // Written by the analytics and audit engineers; they get the same context as ours.
   await app.register(analyticsRoutes, context);
   await app.register(auditRoutes, context);
+  // The web console (static assets at / and /console/*), over the same public API.
+  await app.register(consoleRoutes);
 
   await app.ready();
   return app as unknown as CrmApp;
