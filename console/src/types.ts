@@ -99,7 +99,7 @@ export interface CustomerAnalytics {
   segment: string;
   cluster: number | null;
   cohort: string;
-  rfm: { frequency: number; recency: number; T: number; monetary: number; timeUnit: string; scores: { r: number; f: number; m: number } };
+  rfm: null | { frequency: number; recency: number; T: number; monetary: number; timeUnit: string; scores: { r: number; f: number; m: number } | null };
 }
 export interface AuditEvent {
   position: string;

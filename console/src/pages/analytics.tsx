@@ -20,8 +20,9 @@ interface Model {
   horizon: number;
   discountRate: number;
   customers: number;
-  bgnbd: { r: number; alpha: number; a: number; b: number };
-  gammaGamma: { p: number; q: number; v: number };
+  /** Null when the data were too thin to fit. */
+  bgnbd: { r: number; alpha: number; a: number; b: number } | null;
+  gammaGamma: { p: number; q: number; v: number } | null;
   churn: { auc: number; logLoss: number; brier: number; accuracy: number; trainSize: number; testSize: number; churnRate: number; windowDays: number; calibration: CalibrationBin[] };
   forecast?: { methods: { method: string; backtest: { mape: number; rmse: number; holdout: number } }[] };
 }
@@ -97,9 +98,9 @@ const ModelView = ({ model }: { model: Model }) => {
         <dl class="stats" data-testid="model-stats">
           <Stat label="Customers" value={model.customers} />
           <Stat label="Horizon" value={`${model.horizon} ${model.timeUnit}s`} />
-          <Stat label="BG/NBD r, α" value={`${num(model.bgnbd.r, 3)}, ${num(model.bgnbd.alpha, 3)}`} />
-          <Stat label="BG/NBD a, b" value={`${num(model.bgnbd.a, 3)}, ${num(model.bgnbd.b, 3)}`} />
-          <Stat label="Gamma-Gamma p, q, v" value={`${num(model.gammaGamma.p, 3)}, ${num(model.gammaGamma.q, 3)}, ${num(model.gammaGamma.v, 5)}`} />
+          <Stat label="BG/NBD r, α" value={model.bgnbd ? `${num(model.bgnbd.r, 3)}, ${num(model.bgnbd.alpha, 3)}` : 'not fitted'} />
+          <Stat label="BG/NBD a, b" value={model.bgnbd ? `${num(model.bgnbd.a, 3)}, ${num(model.bgnbd.b, 3)}` : 'not fitted'} />
+          <Stat label="Gamma-Gamma p, q, v" value={model.gammaGamma ? `${num(model.gammaGamma.p, 3)}, ${num(model.gammaGamma.q, 3)}, ${num(model.gammaGamma.v, 5)}` : 'not fitted'} />
           <Stat label="Churn AUC" value={num(c.auc, 3)} />
           <Stat label="Churn log loss" value={num(c.logLoss, 3)} />
           <Stat label="Brier score" value={num(c.brier, 3)} />
@@ -111,7 +112,7 @@ const ModelView = ({ model }: { model: Model }) => {
       </section>
       <div class="charts">
         {clv.data ? <ClvHistogram values={clv.data.items.map((i) => i.clv)} total={clv.data.total} unit={model.timeUnit} horizon={model.horizon} /> : <Loading what="CLV" />}
-        <PAliveMatrix model={model} />
+        {model.bgnbd ? <PAliveMatrix bgnbd={model.bgnbd} horizon={model.horizon} timeUnit={model.timeUnit} /> : null}
         {retention.data ? <RetentionHeat retention={retention.data} /> : <ProblemBox problem={retention.problem} />}
         {segments.data ? <SegmentBars segments={segments.data} /> : <ProblemBox problem={segments.problem} />}
         {forecast.data ? <RevenueForecast forecast={forecast.data} /> : <ProblemBox problem={forecast.problem} />}
@@ -135,7 +136,7 @@ const ClvHistogram = ({ values, total, unit, horizon }: { values: number[]; tota
     const options: ChartOptions = {
       scales: { x: { time: false } },
       axes: [{ label: 'CLV', values: (_u, ticks) => ticks.map((t) => num(t, 0)) }, { label: 'customers' }],
-      series: [{}, { label: 'customers', fill: '#2f6db5', stroke: '#1d4f8a', paths: bars() }],
+      series: [{}, { label: 'customers', fill: '#2f6db5', stroke: '#1d4f8a', paths: bars(), points: { show: false } }],
       legend: { show: false },
     };
     return { data: [x, counts] as uPlot.AlignedData, options, summary: `Histogram of ${values.length} customers' CLV; median ${num(sorted[Math.floor(sorted.length / 2)] ?? 0)}` };
@@ -144,18 +145,18 @@ const ClvHistogram = ({ values, total, unit, horizon }: { values: number[]; tota
 };
 
 /** P(alive | x, t_x, T) of BG/NBD (Fader, Hardie and Lee 2005, eq. 11), from the fitted parameters. */
-const pAlive = (m: Model['bgnbd'], x: number, tx: number, T: number): number =>
+const pAlive = (m: NonNullable<Model['bgnbd']>, x: number, tx: number, T: number): number =>
   x === 0 ? 1 : 1 / (1 + (m.a / (m.b + x - 1)) * ((m.alpha + T) / (m.alpha + tx)) ** (m.r + x));
 
-const PAliveMatrix = ({ model }: { model: Model }) => {
-  const T = model.horizon;
+const PAliveMatrix = ({ bgnbd, horizon, timeUnit }: { bgnbd: NonNullable<Model['bgnbd']>; horizon: number; timeUnit: string }) => {
+  const T = horizon;
   const recencies = Array.from({ length: 9 }, (_, i) => Math.round((T * i) / 8));
-  const rows = Array.from({ length: 11 }, (_, x) => ({ label: String(x), cells: recencies.map((tx) => pAlive(model.bgnbd, x, tx, T)) }));
+  const rows = Array.from({ length: 11 }, (_, x) => ({ label: String(x), cells: recencies.map((tx) => pAlive(bgnbd, x, tx, T)) }));
   return (
     <HeatTable
       id="p-alive"
-      caption={`P(alive) by frequency (repeat purchases) and recency (${model.timeUnit}s from first to last purchase), for a customer first seen T = ${T} ${model.timeUnit}s ago (BG/NBD parameters of this model)`}
-      rowHeader="frequency \\ recency"
+      caption={`P(alive) by frequency (repeat purchases) and recency (${timeUnit}s from first to last purchase), for a customer first seen T = ${T} ${timeUnit}s ago (BG/NBD parameters of this model)`}
+      rowHeader="frequency ↓ · recency →"
       columns={recencies.map(String)}
       rows={rows.reverse()}
       format={(v) => `${Math.round(v * 100)}%`}
@@ -184,7 +185,7 @@ const SegmentBars = ({ segments }: { segments: Segments }) => {
     const options: ChartOptions = {
       scales: { x: { time: false, range: [-0.6, rows.length - 0.4] } },
       axes: [{ ...indexAxis(rows.map((r) => r.segment)), splits: () => rows.map((_, i) => i) }, { label: 'customers' }],
-      series: [{}, { label: 'customers', fill: '#3c8d5a', stroke: '#276b40', paths: bars() }],
+      series: [{}, { label: 'customers', fill: '#3c8d5a', stroke: '#276b40', paths: bars(), points: { show: false } }],
       legend: { show: false },
     };
     return { data: [rows.map((_, i) => i), rows.map((r) => r.customers)] as uPlot.AlignedData, options };

@@ -63,11 +63,7 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
               <Stat label="Churn score" value={pct(analytics.data.churnScore)} />
               <Stat label="Segment" value={analytics.data.segment} />
               <Stat label="Expected purchases" value={num(analytics.data.expectedPurchases)} />
-              <Stat
-                label={`RFM (${analytics.data.rfm.timeUnit}s)`}
-                value={`F ${analytics.data.rfm.frequency} · R ${num(analytics.data.rfm.recency, 1)} · T ${num(analytics.data.rfm.T, 1)} · M ${num(analytics.data.rfm.monetary)}`}
-              />
-              <Stat label="RFM scores" value={`${analytics.data.rfm.scores.r}-${analytics.data.rfm.scores.f}-${analytics.data.rfm.scores.m}`} />
+              <RfmStats rfm={analytics.data.rfm} />
               <Stat label="Cohort" value={analytics.data.cohort} />
             </dl>
           ) : (
@@ -134,6 +130,17 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
     </article>
   );
 };
+
+/** RFM figures; a customer without a repeat purchase in the fitted window has none. */
+const RfmStats = ({ rfm }: { rfm: CustomerAnalytics['rfm'] | null | undefined }) =>
+  rfm ? (
+    <>
+      <Stat label={`RFM (${rfm.timeUnit}s)`} value={`F ${rfm.frequency} · R ${num(rfm.recency, 1)} · T ${num(rfm.T, 1)} · M ${num(rfm.monetary)}`} />
+      <Stat label="RFM scores" value={rfm.scores ? `${rfm.scores.r}-${rfm.scores.f}-${rfm.scores.m}` : '—'} />
+    </>
+  ) : (
+    <Stat label="RFM" value="—" />
+  );
 
 const orderId = () => `ORD-${Date.now().toString(36).toUpperCase()}`;
 const changed = (v: FormValues, c: Customer): Record<string, unknown> => {
