@@ -9,6 +9,9 @@ export type ChartOptions = Omit<uPlot.Options, 'width' | 'height'>;
  * canvas; the numbers behind each chart are also on the page in tables or figures.
  */
 export const Chart = (props: { id: string; title: string; summary: string; options: ChartOptions; data: uPlot.AlignedData }) => {
+  const points = props.data.slice(1).reduce((n, ys) => n + (ys as (number | null)[]).filter((y) => y !== null && y !== undefined).length, 0);
+  // The colour the first series is drawn in (its fill for bars): tests look for it on the canvas.
+  const color = props.options.series[1]?.fill ?? props.options.series[1]?.stroke;
   const ref = useRef<HTMLDivElement>(null);
   useEffect(() => {
     const element = ref.current;
@@ -17,7 +20,7 @@ export const Chart = (props: { id: string; title: string; summary: string; optio
     return () => plot.destroy();
   }, [props.options, props.data]);
   return (
-    <figure class="chart" data-chart={props.id}>
+    <figure class="chart" data-chart={props.id} data-points={points} data-color={typeof color === 'string' ? color : undefined}>
       <figcaption>{props.title}</figcaption>
       <div ref={ref} role="img" aria-label={props.summary} />
     </figure>

@@ -91,7 +91,7 @@ export interface Campaign {
   revision: number;
 }
 export interface CustomerAnalytics {
-  modelVersion: number;
+  modelVersion: number | null;
   clv: number;
   expectedPurchases: number;
   pAlive: number;

@@ -23,7 +23,7 @@ interface Model {
   /** Null when the data were too thin to fit. */
   bgnbd: { r: number; alpha: number; a: number; b: number } | null;
   gammaGamma: { p: number; q: number; v: number } | null;
-  churn: { auc: number; logLoss: number; brier: number; accuracy: number; trainSize: number; testSize: number; churnRate: number; windowDays: number; calibration: CalibrationBin[] };
+  churn: { auc: number | null; logLoss: number; brier: number; accuracy: number; trainSize: number; testSize: number; churnRate: number; windowDays: number; calibration: CalibrationBin[] };
   forecast?: { methods: { method: string; backtest: { mape: number; rmse: number; holdout: number } }[] };
 }
 interface ClvPage {
@@ -116,8 +116,16 @@ const ModelView = ({ model }: { model: Model }) => {
         {retention.data ? <RetentionHeat retention={retention.data} /> : <ProblemBox problem={retention.problem} />}
         {segments.data ? <SegmentBars segments={segments.data} /> : <ProblemBox problem={segments.problem} />}
         {forecast.data ? <RevenueForecast forecast={forecast.data} /> : <ProblemBox problem={forecast.problem} />}
-        <RocCurve bins={c.calibration} auc={c.auc} />
-        <Calibration bins={c.calibration} />
+        {c?.auc !== null && c?.auc !== undefined && c.calibration?.length ? (
+          <>
+            <RocCurve bins={c.calibration} auc={c.auc} />
+            <Calibration bins={c.calibration} />
+          </>
+        ) : (
+          <p class="muted" data-testid="churn-not-evaluated">
+            The churn model could not be evaluated on a held-out set (too few customers or a single outcome), so there is no ROC curve or calibration for this fit.
+          </p>
+        )}
       </div>
     </div>
   );
@@ -223,7 +231,7 @@ const RevenueForecast = ({ forecast }: { forecast: Forecast }) => {
       return point ? point.value + sign * 1.96 * best!.backtest.rmse : null;
     });
     columns.push(band(1), band(-1));
-    series.push({ label: '95% interval (±1.96 RMSE)', stroke: 'rgba(0,0,0,0)', width: 0 }, { label: '', stroke: 'rgba(0,0,0,0)', width: 0, show: true });
+    series.push({ label: '95% interval, upper (+1.96 RMSE)', stroke: 'rgba(0,0,0,0)', width: 0 }, { label: '95% interval, lower', stroke: 'rgba(0,0,0,0)', width: 0 });
     const upper = series.length - 2;
     const options: ChartOptions = {
       series,

@@ -56,6 +56,8 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
             <p class="muted">The {role} role does not read analytics.</p>
           ) : analytics.problem ? (
             <ProblemBox problem={analytics.problem} />
+          ) : analytics.data && analytics.data.modelVersion === null ? (
+            <p class="muted">No model is fitted yet: the scores appear after a fit (Analytics screen).</p>
           ) : analytics.data ? (
             <dl class="stats">
               <Stat label="CLV" value={money(analytics.data.clv, c.currency)} />
