@@ -1,95 +1,17 @@
-/** The read models as the API answers them (the fields the screens use). */
-export interface Customer {
-  id: string;
-  name: string;
-  email: string;
-  phone: string | null;
-  company: string | null;
-  source: string | null;
-  tags: string[];
-  status: string;
-  mergedInto: string | null;
-  marketingConsent: boolean;
-  registeredAt: string;
-  firstPurchaseAt: string | null;
-  lastPurchaseAt: string | null;
-  orderCount: number;
-  revenue: number;
-  refunded: number;
-  currency: string | null;
-  openFeedbackCount: number;
-  dealsOpen: number;
-  dealsWon: number;
-  dealsLost: number;
-  forgottenAt: string | null;
-  revision: number;
-}
-export interface TimelineItem {
-  eventId: string;
-  occurredAt: string;
-  recordedAt: string;
-  actor: string;
-  type: string;
-  summary: string;
-  stream: string;
-  revision: number;
-}
-export interface Deal {
-  id: string;
-  customerId: string;
-  title: string;
-  stage: string;
-  status: string;
-  amount: number;
-  currency: string;
-  ownerId: string;
-  probability: number;
-  weightedAmount: number;
-  expectedCloseDate: string;
-  daysInStage: number;
-  closedAt: string | null;
-  wonReason: string | null;
-  lostReason: string | null;
-  revision: number;
-}
-export interface Feedback {
-  id: string;
-  customerId: string;
-  kind: string;
-  channel: string;
-  subject: string;
-  body?: string;
-  priority: string;
-  status: string;
-  assigneeId: string | null;
-  submittedAt: string;
-  firstResponseDueAt: string | null;
-  resolutionDueAt: string | null;
-  firstRespondedAt: string | null;
-  resolvedAt: string | null;
-  breached: boolean;
-  escalationCount: number;
-  csat: number | null;
-  nps: number | null;
-  revision: number;
-}
-export interface Campaign {
-  id: string;
-  name: string;
-  channel: string;
-  status: string;
-  budget: number;
-  currency: string;
-  startsAt: string | null;
-  endsAt: string | null;
-  costs: number;
-  responses: Record<string, number>;
-  conversions: number;
-  revenue: number;
-  roi: number | null;
-  conversionRate: number | null;
-  revision: number;
-}
+/**
+ * The read models as the API answers them: the query side's own view types (type-only imports, so
+ * nothing of the server lands in the bundle), and the audit and analytics answers the screens use.
+ */
+import type { CampaignView } from '../../projections/queries/campaigns.ts';
+import type { CustomerView, TimelineEntry } from '../../projections/queries/customers.ts';
+import type { DealView } from '../../projections/queries/deals.ts';
+import type { FeedbackView } from '../../projections/queries/feedback.ts';
+
+export type Customer = CustomerView;
+export type Deal = DealView;
+export type Feedback = FeedbackView & { body?: string };
+export type Campaign = CampaignView;
+export type TimelineItem = TimelineEntry;
 export interface CustomerAnalytics {
   modelVersion: number | null;
   clv: number;

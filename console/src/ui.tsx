@@ -238,3 +238,22 @@ export const Stat = ({ label, value }: { label: string; value: ComponentChildren
     <dd>{value}</dd>
   </div>
 );
+
+/** A table's column headers; `[label, 'num']` right-aligns a numeric column. */
+export const Head = ({ columns }: { columns: (string | [string, 'num'])[] }) => (
+  <thead>
+    <tr>
+      {columns.map((c) =>
+        typeof c === 'string' ? (
+          <th scope="col" key={c}>
+            {c}
+          </th>
+        ) : (
+          <th scope="col" class="num" key={c[0]}>
+            {c[0]}
+          </th>
+        ),
+      )}
+    </tr>
+  </thead>
+);

@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { get, query, request } from '../api.ts';
 import { navigate } from '../router.ts';
 import type { AuditEvent } from '../types.ts';
-import { Loading, ProblemBox, problemOf, useLoad, when } from '../ui.tsx';
+import { Loading, ProblemBox, problemOf, useLoad, when, Head } from '../ui.tsx';
 import type { Problem } from '../api.ts';
 import type { Role } from '../../../api/roles.ts';
 
@@ -244,15 +244,7 @@ const Verify = () => {
           </p>
           {job.result?.tables ? (
             <table class="grid">
-              <thead>
-                <tr>
-                  <th scope="col">Table</th>
-                  <th scope="col">Equal</th>
-                  <th scope="col" class="num">Live rows</th>
-                  <th scope="col" class="num">Replayed rows</th>
-                  <th scope="col" class="num">Differences</th>
-                </tr>
-              </thead>
+              <Head columns={['Table', 'Equal', ['Live rows', 'num'], ['Replayed rows', 'num'], ['Differences', 'num']]} />
               <tbody>
                 {job.result.tables.map((t) => (
                   <tr key={t.table}>
@@ -332,15 +324,7 @@ const GlobalLog = () => {
       </form>
       <ProblemBox problem={problem ?? log.problem} />
       <table class="grid" data-testid="log">
-        <thead>
-          <tr>
-            <th scope="col">Recorded</th>
-            <th scope="col">Stream</th>
-            <th scope="col">Event</th>
-            <th scope="col">Who</th>
-            <th scope="col">Why</th>
-          </tr>
-        </thead>
+        <Head columns={['Recorded', 'Stream', 'Event', 'Who', 'Why']} />
         <tbody>
           {log.data?.items.map((e) => (
             <tr key={e.id}>

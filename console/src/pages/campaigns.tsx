@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { command, get, query, type Accepted, type Page } from '../api.ts';
 import { href, navigate } from '../router.ts';
 import { CURRENCIES, type Campaign } from '../types.ts';
-import { ActionPanel, can, CommandForm, day, isoFromLocal, Loading, money, numberOf, pct, ProblemBox, Stat, text, useLoad, usePager, Pager, type FieldSpec, type FormValues } from '../ui.tsx';
+import { ActionPanel, can, CommandForm, day, isoFromLocal, Loading, money, numberOf, pct, ProblemBox, Stat, text, useLoad, usePager, Pager, type FieldSpec, type FormValues, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 const CHANNELS = ['email', 'sms', 'social', 'event', 'ads'] as const;
@@ -52,19 +52,7 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
       <ProblemBox problem={list.problem} />
       {list.loading && !list.data ? <Loading what="campaigns" /> : null}
       <table class="grid">
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Channel</th>
-            <th scope="col">Status</th>
-            <th scope="col" class="num">Budget</th>
-            <th scope="col" class="num">Costs</th>
-            <th scope="col" class="num">Responses</th>
-            <th scope="col" class="num">Conversions</th>
-            <th scope="col" class="num">Revenue</th>
-            <th scope="col" class="num">ROI</th>
-          </tr>
-        </thead>
+        <Head columns={['Name', 'Channel', 'Status', ['Budget', 'num'], ['Costs', 'num'], ['Responses', 'num'], ['Conversions', 'num'], ['Revenue', 'num'], ['ROI', 'num']]} />
         <tbody>
           {list.data?.items.map((c) => (
             <tr key={c.id}>

@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { command, get, query, type Accepted, type Page } from '../api.ts';
 import { href, parseHash } from '../router.ts';
 import { CURRENCIES, type Customer, type CustomerAnalytics, type Deal, type Feedback, type TimelineItem } from '../types.ts';
-import { ActionPanel, allowed, can, CommandForm, day, Loading, money, num, numberOf, pct, ProblemBox, Stat, text, useLoad, when, type FormValues } from '../ui.tsx';
+import { ActionPanel, allowed, can, CommandForm, day, Loading, money, num, numberOf, pct, ProblemBox, Stat, text, useLoad, when, type FormValues, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 const PURCHASE_TYPES = /^(Purchase|Refund)/;
@@ -78,12 +78,7 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
         <h2 id="purchases-title">Purchases and refunds</h2>
         {timeline.loading ? <Loading what="purchases" /> : null}
         <table class="grid" data-testid="purchases">
-          <thead>
-            <tr>
-              <th scope="col">When</th>
-              <th scope="col">What</th>
-            </tr>
-          </thead>
+          <Head columns={['When', 'What']} />
           <tbody>
             {purchases.map((p) => (
               <tr key={p.eventId}>

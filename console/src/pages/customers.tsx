@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { command, get, query, type Page } from '../api.ts';
 import { href, navigate } from '../router.ts';
 import type { Customer } from '../types.ts';
-import { can, CommandForm, day, Loading, money, Pager, ProblemBox, seesNames, text, useLoad, usePager } from '../ui.tsx';
+import { can, CommandForm, day, Loading, money, Pager, ProblemBox, seesNames, text, useLoad, usePager, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 const SORTS = [
@@ -107,18 +107,7 @@ export const CustomersPage = ({ role, params }: { role: Role; params: URLSearchP
         <>
           <table class="grid">
             <caption class="sr-only">Customers</caption>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Email</th>
-                <th scope="col">Company</th>
-                <th scope="col">Tags</th>
-                <th scope="col">Status</th>
-                <th scope="col" class="num">Orders</th>
-                <th scope="col" class="num">Revenue</th>
-                <th scope="col">Last purchase</th>
-              </tr>
-            </thead>
+            <Head columns={['Name', 'Email', 'Company', 'Tags', 'Status', ['Orders', 'num'], ['Revenue', 'num'], 'Last purchase']} />
             <tbody>
               {list.data.items.map((c) => (
                 <tr key={c.id}>

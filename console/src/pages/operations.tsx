@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { get, request } from '../api.ts';
-import { can, CommandForm, Loading, ProblemBox, problemOf, text, useLoad, when } from '../ui.tsx';
+import { can, CommandForm, Loading, ProblemBox, problemOf, text, useLoad, when, Head } from '../ui.tsx';
 import { ROLES, type Role } from '../../../api/roles.ts';
 import type { Problem } from '../api.ts';
 
@@ -46,18 +46,7 @@ export const OperationsPage = ({ role }: { role: Role }) => {
               {ready.data.reasons.length ? ` · ${ready.data.reasons.join('; ')}` : ''}
             </p>
             <table class="grid" data-testid="projections">
-              <thead>
-                <tr>
-                  <th scope="col">Projection</th>
-                  <th scope="col">State</th>
-                  <th scope="col" class="num">Position</th>
-                  <th scope="col" class="num">Events behind</th>
-                  <th scope="col" class="num">Seconds behind</th>
-                  <th scope="col">Lease owner</th>
-                  <th scope="col">Lease expires</th>
-                  <th scope="col">Last failure</th>
-                </tr>
-              </thead>
+              <Head columns={['Projection', 'State', ['Position', 'num'], ['Events behind', 'num'], ['Seconds behind', 'num'], 'Lease owner', 'Lease expires', 'Last failure']} />
               <tbody>
                 {ready.data.projections.map((p) => (
                   <tr key={p.name}>
@@ -121,16 +110,7 @@ const ApiKeys = () => {
       ) : null}
       <ProblemBox problem={problem ?? keys.problem} />
       <table class="grid" data-testid="keys">
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Role</th>
-            <th scope="col">Created</th>
-            <th scope="col">Last used</th>
-            <th scope="col">Revoked</th>
-            <th scope="col">Action</th>
-          </tr>
-        </thead>
+        <Head columns={['Name', 'Role', 'Created', 'Last used', 'Revoked', 'Action']} />
         <tbody>
           {keys.data?.items.map((k) => (
             <tr key={k.id}>

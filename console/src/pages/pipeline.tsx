@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { command, get, query, type Accepted, type Page, type Problem } from '../api.ts';
 import { href } from '../router.ts';
 import { DEAL_STAGES, type Deal } from '../types.ts';
-import { can, CommandForm, day, Loading, money, pct, ProblemBox, problemOf, text, numberOf, useLoad } from '../ui.tsx';
+import { can, CommandForm, day, Loading, money, pct, ProblemBox, problemOf, text, numberOf, useLoad, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 interface PipelineRow {
@@ -145,15 +145,7 @@ export const PipelinePage = ({ role }: { role: Role }) => {
       <section aria-labelledby="closed-title">
         <h2 id="closed-title">Recently won and lost</h2>
         <table class="grid" data-testid="closed-deals">
-          <thead>
-            <tr>
-              <th scope="col">Deal</th>
-              <th scope="col">Outcome</th>
-              <th scope="col" class="num">Amount</th>
-              <th scope="col">Reason</th>
-              <th scope="col">Closed</th>
-            </tr>
-          </thead>
+          <Head columns={['Deal', 'Outcome', ['Amount', 'num'], 'Reason', 'Closed']} />
           <tbody>
             {closed.data?.items
               .filter((d) => d.status !== 'open')
@@ -177,14 +169,7 @@ const Totals = ({ title, rows }: { title: string; rows: PipelineRow[] | undefine
   <section aria-label={title}>
     <h2>{title}</h2>
     <table class="grid">
-      <thead>
-        <tr>
-          <th scope="col">Key</th>
-          <th scope="col" class="num">Deals</th>
-          <th scope="col" class="num">Amount</th>
-          <th scope="col" class="num">Weighted</th>
-        </tr>
-      </thead>
+      <Head columns={['Key', ['Deals', 'num'], ['Amount', 'num'], ['Weighted', 'num']]} />
       <tbody>
         {rows?.map((r) => (
           <tr key={`${r.key}-${r.currency}`}>

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { command, get, query, type Accepted, type Page } from '../api.ts';
 import { href } from '../router.ts';
 import type { Feedback } from '../types.ts';
-import { ActionPanel, allowed, can, CommandForm, Loading, numberOf, pct, ProblemBox, Stat, text, useLoad, when } from '../ui.tsx';
+import { ActionPanel, allowed, can, CommandForm, Loading, numberOf, pct, ProblemBox, Stat, text, useLoad, when, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 const PRIORITIES = ['low', 'normal', 'high', 'urgent'] as const;
@@ -47,15 +47,7 @@ export const ServicePage = ({ role, selected }: { role: Role; selected: string |
           <ProblemBox problem={queue.problem} />
           {queue.loading && !queue.data ? <Loading what="the queue" /> : null}
           <table class="grid" data-testid="queue">
-            <thead>
-              <tr>
-                <th scope="col">Subject</th>
-                <th scope="col">Priority</th>
-                <th scope="col">Status</th>
-                <th scope="col">Assignee</th>
-                <th scope="col">Resolution SLA</th>
-              </tr>
-            </thead>
+            <Head columns={['Subject', 'Priority', 'Status', 'Assignee', 'Resolution SLA']} />
             <tbody>
               {queue.data?.map((f) => (
                 <tr key={f.id} class={f.id === selected ? 'selected' : undefined}>
