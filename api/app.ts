@@ -36,6 +36,7 @@ import { feedbackRoutes } from './routes/feedback.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { registerPublisherMetrics } from '../integration/metrics.ts';
+import { consoleRoutes } from './console.ts';
 
 export interface RegisteredRoute {
   method: string;
@@ -221,6 +222,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await app.register(analyticsRoutes, context);
   await app.register(auditRoutes, context);
   if (deps.integration) await app.register(webhookRoutes, { integration: deps.integration });
+  // The web console (static assets at / and /console/*), over the same public API.
+  await app.register(consoleRoutes);
 
   await app.ready();
   return app as unknown as CrmApp;

@@ -41,6 +41,8 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /openapi.json', access: 'public', summary: 'OpenAPI 3.1 document' },
   { route: 'GET /docs/*', access: 'public', summary: 'Swagger UI' },
   { route: 'GET /docs', access: 'public', summary: 'Swagger UI' },
+  { route: 'GET /', access: 'public', summary: 'web console (its screens are hash routes: /#/customers)' },
+  { route: 'GET /console/*', access: 'public', summary: 'web console assets' },
   // Customers.
   { route: 'POST /customers', access: WRITE_CUSTOMERS, summary: 'register a customer (body may carry a client-chosen id)' },
   { route: 'PATCH /customers/:id', access: WRITE_CUSTOMERS, summary: 'change contact details or marketing consent', ifMatch: 'required' },

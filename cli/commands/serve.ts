@@ -69,6 +69,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
       run.out(`CRM is running on ${describeDatabase(config)}${config.eventStore.kind === 'eventstoredb' ? ' with events in EventStoreDB' : ''}.`);
       run.out(`  API:   ${url}`);
       run.out(`  Docs:  ${url}/docs  (OpenAPI: ${url}/openapi.json)`);
+      run.out(`  Console: ${url}/  (the web console; sign in with an API key)`);
       if (admin.generatedKey) {
         run.out(`  Admin key (generated on first start, shown only now; store it): ${admin.generatedKey}`);
       } else if (config.adminKey) {

@@ -1,0 +1,134 @@
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { useKey, whenUnauthenticated } from './api.ts';
+import { AnalyticsPage } from './pages/analytics.tsx';
+import { AuditPage } from './pages/audit.tsx';
+import { CampaignPage, CampaignsPage } from './pages/campaigns.tsx';
+import { CustomerPage } from './pages/customer.tsx';
+import { CustomersPage } from './pages/customers.tsx';
+import { OperationsPage } from './pages/operations.tsx';
+import { PipelinePage } from './pages/pipeline.tsx';
+import { ServicePage } from './pages/service.tsx';
+import { SignIn } from './pages/sign-in.tsx';
+import { href, useRoute } from './router.ts';
+import { loadSession, saveSession, type Session } from './session.ts';
+import { can, seesNames } from './ui.tsx';
+import './style.css';
+
+interface Screen {
+  path: string;
+  label: string;
+  /** The API route the screen reads first: shown only to roles allowed to call it. */
+  reads: string;
+}
+const SCREENS: Screen[] = [
+  { path: 'customers', label: 'Customers', reads: 'GET /customers' },
+  { path: 'pipeline', label: 'Pipeline', reads: 'GET /deals' },
+  { path: 'campaigns', label: 'Campaigns', reads: 'GET /campaigns' },
+  { path: 'service', label: 'Service desk', reads: 'GET /feedback' },
+  { path: 'analytics', label: 'Analytics', reads: 'GET /analytics/models/latest' },
+  { path: 'audit', label: 'Audit', reads: 'GET /audit/events' },
+  { path: 'operations', label: 'Operations', reads: 'GET /ready' },
+];
+
+const App = () => {
+  const [session, setSession] = useState<Session | null>(loadSession);
+  const [notice, setNotice] = useState<string | null>(null);
+  const route = useRoute();
+  useKey(session?.key ?? '');
+  useEffect(() => {
+    whenUnauthenticated((problem) => {
+      saveSession(null);
+      setSession(null);
+      setNotice(problem.detail ?? 'The API key is no longer accepted.');
+    });
+  }, []);
+  useEffect(() => {
+    const [first] = route.path;
+    const screen = SCREENS.find((s) => s.path === first);
+    document.title = `${screen?.label ?? 'Customer'} · CRM console`;
+  }, [route]);
+
+  if (!session) {
+    return (
+      <SignIn
+        notice={notice}
+        onSignedIn={(s) => {
+          saveSession(s);
+          useKey(s.key);
+          setNotice(null);
+          setSession(s);
+          if (!location.hash || location.hash === '#/') location.hash = href('customers');
+        }}
+      />
+    );
+  }
+  const role = session.role;
+  const screens = SCREENS.filter((s) => can(role, s.reads));
+  const [first = screens[0]?.path ?? 'customers', second] = route.path;
+  const signOut = () => {
+    saveSession(null);
+    useKey('');
+    setSession(null);
+    location.hash = '';
+  };
+  let page;
+  switch (first) {
+    case 'customers':
+      page = second ? <CustomerPage id={second} role={role} /> : <CustomersPage role={role} params={route.params} />;
+      break;
+    case 'pipeline':
+      page = <PipelinePage role={role} />;
+      break;
+    case 'campaigns':
+      page = second ? <CampaignPage id={second} role={role} /> : <CampaignsPage role={role} />;
+      break;
+    case 'service':
+      page = <ServicePage role={role} selected={second} />;
+      break;
+    case 'analytics':
+      page = <AnalyticsPage role={role} />;
+      break;
+    case 'audit':
+      page = <AuditPage role={role} params={route.params} />;
+      break;
+    case 'operations':
+      page = <OperationsPage role={role} />;
+      break;
+    default:
+      page = <p>No such screen. Choose one above.</p>;
+  }
+  return (
+    <>
+      <a class="skip" href="#main">
+        Skip to content
+      </a>
+      <header class="top">
+        <span class="brand">CRM console</span>
+        <nav aria-label="Screens">
+          <ul>
+            {screens.map((s) => (
+              <li key={s.path}>
+                <a href={href(s.path)} aria-current={s.path === first ? 'page' : undefined}>
+                  {s.label}
+                </a>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <span class="who">
+          Role: <strong data-testid="role">{role}</strong>
+          {seesNames(role) ? null : <span class="badge">personal data masked</span>}
+          <button type="button" onClick={signOut}>
+            Sign out
+          </button>
+        </span>
+      </header>
+      <main id="main" tabIndex={-1}>
+        {page}
+      </main>
+    </>
+  );
+};
+
+render(<App />, document.getElementById('app')!);

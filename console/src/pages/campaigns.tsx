@@ -1,0 +1,198 @@
+import { useState } from 'preact/hooks';
+import { command, get, query, type Accepted, type Page } from '../api.ts';
+import { href, navigate } from '../router.ts';
+import { CURRENCIES, type Campaign } from '../types.ts';
+import { ActionPanel, can, CommandForm, day, isoFromLocal, Loading, money, numberOf, pct, ProblemBox, Stat, text, useLoad, usePager, Pager, type FieldSpec, type FormValues, Head } from '../ui.tsx';
+import type { Role } from '../../../api/roles.ts';
+
+const CHANNELS = ['email', 'sms', 'social', 'event', 'ads'] as const;
+const RESPONSES = ['sent', 'opened', 'clicked', 'converted', 'unsubscribed'] as const;
+
+export const CampaignsPage = ({ role }: { role: Role }) => {
+  const [status, setStatus] = useState('');
+  const [creating, setCreating] = useState(false);
+  const pager = usePager([status]);
+  const list = useLoad((signal) => get<Page<Campaign>>(`/campaigns${query({ status, sort: '-createdAt', limit: 25, cursor: pager.cursor })}`, { signal }), [status, pager.cursor]);
+  return (
+    <section aria-labelledby="campaigns-title">
+      <h1 id="campaigns-title">Campaigns</h1>
+      <div class="filters">
+        <div class="field">
+          <label for="campaign-status">Status</label>
+          <select id="campaign-status" value={status} onChange={(e) => setStatus(e.currentTarget.value)}>
+            <option value="">any</option>
+            {['draft', 'scheduled', 'active', 'paused', 'completed', 'cancelled'].map((s) => (
+              <option key={s}>{s}</option>
+            ))}
+          </select>
+        </div>
+        {can(role, 'POST /campaigns') ? (
+          <button type="button" aria-expanded={creating} onClick={() => setCreating(!creating)}>
+            New campaign
+          </button>
+        ) : null}
+      </div>
+      {creating ? (
+        <CommandForm
+          title="Create a campaign"
+          submitLabel="Create"
+          onCancel={() => setCreating(false)}
+          fields={[
+            { name: 'name', label: 'Name', required: true },
+            { name: 'channel', label: 'Channel', type: 'select', options: CHANNELS, value: 'email', required: true },
+            { name: 'budget', label: 'Budget', type: 'number', step: '0.01', required: true },
+            { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: 'EUR', required: true },
+          ]}
+          submit={async (v) => {
+            const accepted = await command('/campaigns', { name: text(v.name), channel: v.channel, budget: numberOf(v.budget), currency: v.currency });
+            navigate(`campaigns/${accepted.id}`);
+          }}
+        />
+      ) : null}
+      <ProblemBox problem={list.problem} />
+      {list.loading && !list.data ? <Loading what="campaigns" /> : null}
+      <table class="grid">
+        <Head columns={['Name', 'Channel', 'Status', ['Budget', 'num'], ['Costs', 'num'], ['Responses', 'num'], ['Conversions', 'num'], ['Revenue', 'num'], ['ROI', 'num']]} />
+        <tbody>
+          {list.data?.items.map((c) => (
+            <tr key={c.id}>
+              <td>
+                <a href={href(`campaigns/${c.id}`)}>{c.name}</a>
+              </td>
+              <td>{c.channel}</td>
+              <td>{c.status}</td>
+              <td class="num">{money(c.budget, c.currency)}</td>
+              <td class="num">{money(c.costs, c.currency)}</td>
+              <td class="num">{Object.values(c.responses).reduce((a, b) => a + b, 0)}</td>
+              <td class="num">{c.conversions}</td>
+              <td class="num">{money(c.revenue, c.currency)}</td>
+              <td class="num">{pct(c.roi, 0)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {list.data ? <Pager page={pager.page} nextCursor={list.data.nextCursor} next={pager.next} previous={pager.previous} /> : null}
+    </section>
+  );
+};
+
+/** Which lifecycle commands the campaign's status allows (the decider refuses the others anyway). */
+const LIFECYCLE: Record<string, string[]> = {
+  draft: ['schedule', 'launch', 'cancel'],
+  scheduled: ['launch', 'cancel'],
+  active: ['pause', 'complete', 'cancel'],
+  paused: ['resume', 'complete', 'cancel'],
+};
+const LIFECYCLE_FIELDS: Record<string, FieldSpec[]> = {
+  schedule: [
+    { name: 'startsAt', label: 'Starts', type: 'datetime-local', required: true },
+    { name: 'endsAt', label: 'Ends', type: 'datetime-local' },
+  ],
+  pause: [{ name: 'reason', label: 'Reason' }],
+  cancel: [{ name: 'reason', label: 'Reason' }],
+};
+const lifecycleBody = (action: string, v: FormValues): Record<string, unknown> => {
+  const body: Record<string, unknown> = {};
+  if (isoFromLocal(v.startsAt)) body.startsAt = isoFromLocal(v.startsAt);
+  if (isoFromLocal(v.endsAt)) body.endsAt = isoFromLocal(v.endsAt);
+  if (text(v.reason) && action !== 'schedule') body.reason = text(v.reason);
+  return body;
+};
+
+export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
+  const [waitFor, setWaitFor] = useState<string | undefined>();
+  const campaign = useLoad((signal) => get<Campaign>(`/campaigns/${id}${query({ waitFor })}`, { signal }), [id, waitFor]);
+  if (campaign.problem) return <ProblemBox problem={campaign.problem} />;
+  const c = campaign.data;
+  if (!c) return <Loading what="the campaign" />;
+  const path = `/campaigns/${c.id}`;
+  const done = async (p: Promise<Accepted>, close: () => void) => {
+    setWaitFor((await p).position);
+    close();
+  };
+  const actions = [
+    ...(LIFECYCLE[c.status] ?? [])
+      .filter((action) => can(role, `POST /campaigns/:id/${action}`))
+      .map((action) => ({
+        label: action[0]!.toUpperCase() + action.slice(1),
+        form: (close: () => void) => (
+          <CommandForm
+            title={`${action[0]!.toUpperCase()}${action.slice(1)} "${c.name}"`}
+            submitLabel={action[0]!.toUpperCase() + action.slice(1)}
+            onCancel={close}
+            fields={LIFECYCLE_FIELDS[action] ?? []}
+            submit={(v) => done(command(`${path}/${action}`, lifecycleBody(action, v), { ifMatch: c.revision }), close)}
+          />
+        ),
+      })),
+    ...(can(role, 'POST /campaigns/:id/costs')
+      ? [
+          {
+            label: 'Record cost',
+            form: (close: () => void) => (
+              <CommandForm
+                title="Record a cost"
+                submitLabel="Record cost"
+                onCancel={close}
+                fields={[
+                  { name: 'amount', label: 'Amount', type: 'number', step: '0.01', required: true },
+                  { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: c.currency, required: true },
+                  { name: 'description', label: 'Description' },
+                ]}
+                submit={(v) => done(command(`${path}/costs`, { amount: numberOf(v.amount), currency: v.currency, ...(text(v.description) ? { description: text(v.description) } : {}) }), close)}
+              />
+            ),
+          },
+          {
+            label: 'Record response',
+            form: (close: () => void) => (
+              <CommandForm
+                title="Record a customer's response"
+                submitLabel="Record response"
+                onCancel={close}
+                fields={[
+                  { name: 'customerId', label: 'Customer id', required: true },
+                  { name: 'kind', label: 'Response', type: 'select', options: RESPONSES, value: 'opened', required: true },
+                  { name: 'revenue', label: 'Revenue (conversions)', type: 'number', step: '0.01' },
+                ]}
+                submit={(v) =>
+                  done(
+                    command(`${path}/responses`, {
+                      customerId: text(v.customerId),
+                      kind: v.kind,
+                      ...(numberOf(v.revenue) !== undefined ? { revenue: numberOf(v.revenue), currency: c.currency } : {}),
+                    }),
+                    close,
+                  )
+                }
+              />
+            ),
+          },
+        ]
+      : []),
+  ];
+  return (
+    <article aria-labelledby="campaign-title">
+      <p>
+        <a href={href('campaigns')}>← Campaigns</a>
+      </p>
+      <h1 id="campaign-title">{c.name}</h1>
+      <p class="muted">
+        {c.channel} · {c.status} · revision {c.revision}
+      </p>
+      <dl class="stats">
+        <Stat label="Budget" value={money(c.budget, c.currency)} />
+        <Stat label="Costs" value={money(c.costs, c.currency)} />
+        <Stat label="Revenue" value={money(c.revenue, c.currency)} />
+        <Stat label="ROI" value={pct(c.roi, 1)} />
+        <Stat label="Conversions" value={c.conversions} />
+        <Stat label="Conversion rate" value={pct(c.conversionRate, 1)} />
+        <Stat label="Runs" value={`${day(c.startsAt)} → ${day(c.endsAt)}`} />
+        {RESPONSES.map((r) => (
+          <Stat key={r} label={r} value={c.responses[r] ?? 0} />
+        ))}
+      </dl>
+      {actions.length ? <ActionPanel actions={actions} /> : <p class="muted">No actions for the {role} role in this state.</p>}
+    </article>
+  );
+};

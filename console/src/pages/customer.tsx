@@ -1,0 +1,307 @@
+import { useState } from 'preact/hooks';
+import { command, get, query, type Accepted, type Page } from '../api.ts';
+import { href, parseHash } from '../router.ts';
+import { CURRENCIES, type Customer, type CustomerAnalytics, type Deal, type Feedback, type TimelineItem } from '../types.ts';
+import { ActionPanel, allowed, can, CommandForm, day, Loading, money, num, numberOf, pct, ProblemBox, Stat, text, useLoad, when, type FormValues, Head } from '../ui.tsx';
+import type { Role } from '../../../api/roles.ts';
+
+const PURCHASE_TYPES = /^(Purchase|Refund)/;
+
+export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
+  // After a command, every section reads at least up to the position it returned (read your writes).
+  const [waitFor, setWaitFor] = useState<string | undefined>(() => parseHash(location.hash).params.get('waitFor') ?? undefined);
+  const done = (accepted: Accepted) => setWaitFor(accepted.position);
+  const customer = useLoad((signal) => get<Customer>(`/customers/${id}${query({ waitFor })}`, { signal }), [id, waitFor]);
+  const timeline = useLoad((signal) => get<Page<TimelineItem>>(`/customers/${id}/timeline${query({ order: 'desc', limit: 100, waitFor })}`, { signal }), [id, waitFor]);
+  const deals = useLoad((signal) => get<Page<Deal>>(`/deals${query({ customerId: id, limit: 100, waitFor })}`, { signal }), [id, waitFor]);
+  const feedback = useLoad((signal) => get<Page<Feedback>>(`/feedback${query({ customerId: id, limit: 100, waitFor })}`, { signal }), [id, waitFor]);
+  const showsAnalytics = can(role, 'GET /analytics/customers/:id');
+  const analytics = useLoad(
+    (signal) => (showsAnalytics ? get<CustomerAnalytics>(`/analytics/customers/${id}`, { signal }) : Promise.resolve(undefined)),
+    [id, waitFor],
+  );
+
+  if (customer.problem) return <ProblemBox problem={customer.problem} />;
+  const c = customer.data;
+  if (!c) return <Loading what="the customer" />;
+  const purchases = timeline.data?.items.filter((t) => PURCHASE_TYPES.test(t.type)) ?? [];
+  return (
+    <article aria-labelledby="customer-title">
+      <p>
+        <a href={href('customers')}>← Customers</a>
+      </p>
+      <h1 id="customer-title">{c.name}</h1>
+      <p class="muted">
+        {c.status} · revision {c.revision} · registered {day(c.registeredAt)} ·{' '}
+        {can(role, 'GET /audit/streams/:stream') ? <a href={href('audit', { stream: `customer-${c.id}` })}>audit history</a> : null}
+      </p>
+      <div class="columns">
+        <section aria-labelledby="contact-title">
+          <h2 id="contact-title">Contact details</h2>
+          <dl class="stats">
+            <Stat label="Email" value={c.email} />
+            <Stat label="Phone" value={c.phone ?? '—'} />
+            <Stat label="Company" value={c.company ?? '—'} />
+            <Stat label="Source" value={c.source ?? '—'} />
+            <Stat label="Tags" value={c.tags.join(', ') || '—'} />
+            <Stat label="Marketing consent" value={c.marketingConsent ? 'yes' : 'no'} />
+            <Stat label="Orders" value={c.orderCount} />
+            <Stat label="Revenue" value={money(c.revenue, c.currency)} />
+            <Stat label="Refunded" value={money(c.refunded, c.currency)} />
+          </dl>
+        </section>
+        <section aria-labelledby="analytics-title">
+          <h2 id="analytics-title">Analytics</h2>
+          {!showsAnalytics ? (
+            <p class="muted">The {role} role does not read analytics.</p>
+          ) : analytics.problem ? (
+            <ProblemBox problem={analytics.problem} />
+          ) : analytics.data && analytics.data.modelVersion === null ? (
+            <p class="muted">No model is fitted yet: the scores appear after a fit (Analytics screen).</p>
+          ) : analytics.data ? (
+            <dl class="stats">
+              <Stat label="CLV" value={money(analytics.data.clv, c.currency)} />
+              <Stat label="P(alive)" value={pct(analytics.data.pAlive)} />
+              <Stat label="Churn score" value={pct(analytics.data.churnScore)} />
+              <Stat label="Segment" value={analytics.data.segment} />
+              <Stat label="Expected purchases" value={num(analytics.data.expectedPurchases)} />
+              <RfmStats rfm={analytics.data.rfm} />
+              <Stat label="Cohort" value={analytics.data.cohort} />
+            </dl>
+          ) : (
+            <Loading what="analytics" />
+          )}
+        </section>
+      </div>
+      <CustomerActions customer={c} role={role} done={done} feedbackCount={feedback.data?.items.length ?? 0} />
+      <section aria-labelledby="purchases-title">
+        <h2 id="purchases-title">Purchases and refunds</h2>
+        {timeline.loading ? <Loading what="purchases" /> : null}
+        <table class="grid" data-testid="purchases">
+          <Head columns={['When', 'What']} />
+          <tbody>
+            {purchases.map((p) => (
+              <tr key={p.eventId}>
+                <td>{when(p.occurredAt)}</td>
+                <td>{p.summary}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+      <div class="columns">
+        <section aria-labelledby="deals-title">
+          <h2 id="deals-title">Deals</h2>
+          <ul class="plain">
+            {deals.data?.items.map((d) => (
+              <li key={d.id}>
+                <a href={href('pipeline')}>{d.title}</a> · {d.stage} · {money(d.amount, d.currency)} · {d.ownerId}
+              </li>
+            ))}
+          </ul>
+          {deals.data?.items.length === 0 ? <p class="muted">No deals.</p> : null}
+        </section>
+        <section aria-labelledby="feedback-title">
+          <h2 id="feedback-title">Feedback</h2>
+          <ul class="plain">
+            {feedback.data?.items.map((f) => (
+              <li key={f.id}>
+                <a href={href(`service/${f.id}`)}>{f.subject}</a> · {f.kind} · {f.status}
+                {f.breached ? <span class="badge warn">SLA breached</span> : null}
+              </li>
+            ))}
+          </ul>
+          {feedback.data?.items.length === 0 ? <p class="muted">No feedback.</p> : null}
+        </section>
+      </div>
+      <section aria-labelledby="timeline-title">
+        <h2 id="timeline-title">Timeline</h2>
+        <ol class="timeline">
+          {timeline.data?.items.map((t) => (
+            <li key={t.eventId}>
+              <time dateTime={t.occurredAt}>{when(t.occurredAt)}</time> <strong>{t.type}</strong> {t.summary} <span class="muted">by {t.actor}</span>
+            </li>
+          ))}
+        </ol>
+      </section>
+    </article>
+  );
+};
+
+/** RFM figures; a customer without a repeat purchase in the fitted window has none. */
+const RfmStats = ({ rfm }: { rfm: CustomerAnalytics['rfm'] | null | undefined }) =>
+  rfm ? (
+    <>
+      <Stat label={`RFM (${rfm.timeUnit}s)`} value={`F ${rfm.frequency} · R ${num(rfm.recency, 1)} · T ${num(rfm.T, 1)} · M ${num(rfm.monetary)}`} />
+      <Stat label="RFM scores" value={rfm.scores ? `${rfm.scores.r}-${rfm.scores.f}-${rfm.scores.m}` : '—'} />
+    </>
+  ) : (
+    <Stat label="RFM" value="—" />
+  );
+
+const orderId = () => `ORD-${Date.now().toString(36).toUpperCase()}`;
+const changed = (v: FormValues, c: Customer): Record<string, unknown> => {
+  const body: Record<string, unknown> = {};
+  for (const field of ['name', 'email', 'phone', 'company'] as const) {
+    const value = text(v[field]);
+    if (value !== undefined && value !== (c[field] ?? undefined)) body[field] = value;
+  }
+  if (v.marketingConsent !== c.marketingConsent) body.marketingConsent = v.marketingConsent === true;
+  return body;
+};
+
+const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Accepted) => void; feedbackCount: number }) => {
+  const { customer: c, role, done } = props;
+  const path = `/customers/${c.id}`;
+  const act = (close: () => void) => async (p: Promise<Accepted>) => {
+    done(await p);
+    close();
+  };
+  const actions = allowed([
+    can(role, 'PATCH /customers/:id') && {
+      label: 'Edit details',
+      form: (close: () => void) => (
+        <CommandForm
+          title="Edit contact details"
+          submitLabel="Save"
+          onCancel={close}
+          fields={[
+            { name: 'name', label: 'Name', value: c.name, required: true },
+            { name: 'email', label: 'Email', type: 'email', value: c.email, required: true },
+            { name: 'phone', label: 'Phone', value: c.phone ?? '' },
+            { name: 'company', label: 'Company', value: c.company ?? '' },
+            { name: 'marketingConsent', label: 'Marketing consent', type: 'checkbox', value: c.marketingConsent },
+          ]}
+          // If-Match: the revision on screen; a change made meanwhile is refused with 409, not overwritten.
+          submit={async (v) => act(close)(command(path, changed(v, c), { method: 'PATCH', ifMatch: c.revision }))}
+        />
+      ),
+    },
+    can(role, 'POST /customers/:id/purchases') && {
+      label: 'Record purchase',
+      form: (close: () => void) => (
+        <CommandForm
+          title="Record a purchase"
+          submitLabel="Record purchase"
+          onCancel={close}
+          fields={[
+            { name: 'orderId', label: 'Order id', value: orderId(), required: true },
+            { name: 'amount', label: 'Amount', type: 'number', step: '0.01', required: true },
+            { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: c.currency ?? 'EUR', required: true },
+            { name: 'occurredAt', label: 'When (blank: now)', type: 'datetime-local' },
+          ]}
+          submit={async (v) =>
+            act(close)(
+              command(`${path}/purchases`, {
+                orderId: text(v.orderId),
+                amount: numberOf(v.amount),
+                currency: v.currency,
+                ...(text(v.occurredAt) ? { occurredAt: new Date(String(v.occurredAt)).toISOString() } : {}),
+              }),
+            )
+          }
+        />
+      ),
+    },
+    can(role, 'POST /customers/:id/refunds') && {
+      label: 'Refund',
+      form: (close: () => void) => (
+        <CommandForm
+          title="Refund a purchase"
+          submitLabel="Refund"
+          onCancel={close}
+          fields={[
+            { name: 'orderId', label: 'Order id', required: true },
+            { name: 'amount', label: 'Amount', type: 'number', step: '0.01', required: true },
+            { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: c.currency ?? 'EUR', required: true },
+            { name: 'reason', label: 'Reason' },
+          ]}
+          submit={async (v) =>
+            act(close)(command(`${path}/refunds`, { orderId: text(v.orderId), amount: numberOf(v.amount), currency: v.currency, ...(text(v.reason) ? { reason: text(v.reason) } : {}) }))
+          }
+        />
+      ),
+    },
+    can(role, 'POST /customers/:id/tags') && {
+      label: 'Tag',
+      form: (close: () => void) => (
+        <CommandForm
+          title="Tag or untag"
+          submitLabel="Add tag"
+          onCancel={close}
+          fields={[{ name: 'tag', label: 'Tag', required: true, hint: `Current: ${c.tags.join(', ') || 'none'}. To remove one, tick "remove".` }, { name: 'remove', label: 'Remove this tag instead', type: 'checkbox' }]}
+          submit={async (v) => act(close)(command(`${path}/${v.remove ? 'untag' : 'tags'}`, { tag: text(v.tag) }))}
+        />
+      ),
+    },
+    can(role, 'POST /customers/:id/merge') && {
+      label: 'Merge duplicate',
+      form: (close: () => void) => (
+        <CommandForm
+          title="Merge a duplicate into this customer"
+          submitLabel="Merge"
+          onCancel={close}
+          fields={[{ name: 'duplicateId', label: 'Duplicate customer id', required: true, hint: 'Its purchases, deals and feedback count for this customer from now on; the duplicate is marked merged.' }]}
+          submit={async (v) => act(close)(command(`${path}/merge`, { duplicateId: text(v.duplicateId) }, { ifMatch: c.revision }))}
+        />
+      ),
+    },
+    can(role, `POST /customers/:id/${c.status === 'inactive' ? 'reactivate' : 'deactivate'}`) &&
+      c.status !== 'forgotten' && {
+        label: c.status === 'inactive' ? 'Reactivate' : 'Deactivate',
+        form: (close: () => void) => (
+          <CommandForm
+            title={c.status === 'inactive' ? 'Reactivate the customer' : 'Deactivate the customer'}
+            submitLabel={c.status === 'inactive' ? 'Reactivate' : 'Deactivate'}
+            onCancel={close}
+            fields={c.status === 'inactive' ? [] : [{ name: 'reason', label: 'Reason' }]}
+            submit={async (v) =>
+              act(close)(command(`${path}/${c.status === 'inactive' ? 'reactivate' : 'deactivate'}`, text(v.reason) ? { reason: text(v.reason) } : {}, { ifMatch: c.revision }))
+            }
+          />
+        ),
+      },
+    can(role, 'POST /customers/:id/forget') &&
+      c.status !== 'forgotten' && {
+        label: 'Forget…',
+        form: (close: () => void) => (
+          <CommandForm
+            title={`Forget ${c.name}`}
+            submitLabel="Forget this customer for good"
+            danger
+            onCancel={close}
+            fields={[{ name: 'confirm', label: `I understand that this erases ${c.name}'s personal data and cannot be undone`, type: 'checkbox', required: true }]}
+            submit={async (v) => {
+              if (v.confirm !== true) throw new Error('Tick the confirmation first.');
+              await act(close)(command(`${path}/forget`, {}, { ifMatch: c.revision }));
+            }}
+          >
+            <div class="warning">
+              <p>Forgetting deletes this customer's encryption key (crypto-shredding). Erased for good, in every event and read model:</p>
+              <ul>
+                <li>
+                  name <strong>{c.name}</strong>, email <strong>{c.email}</strong>
+                  {c.phone ? (
+                    <>
+                      , phone <strong>{c.phone}</strong>
+                    </>
+                  ) : null}
+                </li>
+                <li>the subject and text of {props.feedbackCount} feedback item(s) and the staff replies to them</li>
+              </ul>
+              <p>Kept: purchases, refunds, deals and amounts (anonymous), and the audit history, whose hash chains stay verifiable.</p>
+            </div>
+          </CommandForm>
+        ),
+      },
+  ]);
+  if (actions.length === 0) return <p class="muted">The {role} role has no actions on customers.</p>;
+  return (
+    <section aria-labelledby="customer-actions-title">
+      <h2 id="customer-actions-title" class="sr-only">
+        Actions
+      </h2>
+      <ActionPanel actions={actions} />
+    </section>
+  );
+};

@@ -1,0 +1,134 @@
+import { useState } from 'preact/hooks';
+import { command, get, query, type Page } from '../api.ts';
+import { href, navigate } from '../router.ts';
+import type { Customer } from '../types.ts';
+import { can, CommandForm, day, Loading, money, Pager, ProblemBox, seesNames, text, useLoad, usePager, Head } from '../ui.tsx';
+import type { Role } from '../../../api/roles.ts';
+
+const SORTS = [
+  ['-createdAt', 'Newest first'],
+  ['name', 'Name A–Z'],
+  ['-revenue', 'Revenue, highest first'],
+  ['-lastPurchaseAt', 'Last purchase, latest first'],
+  ['-orderCount', 'Orders, most first'],
+] as const;
+
+export const CustomersPage = ({ role, params }: { role: Role; params: URLSearchParams }) => {
+  const [search, setSearch] = useState(params.get('search') ?? '');
+  const [tag, setTag] = useState(params.get('tag') ?? '');
+  const [status, setStatus] = useState('');
+  const [sort, setSort] = useState('-createdAt');
+  const [applied, setApplied] = useState({ search, tag, status, sort });
+  const [creating, setCreating] = useState(false);
+  const pager = usePager([applied]);
+  const list = useLoad(
+    (signal) => get<Page<Customer>>(`/customers${query({ ...applied, limit: 25, cursor: pager.cursor })}`, { signal }),
+    [JSON.stringify(applied), pager.cursor],
+  );
+  const names = seesNames(role);
+  const apply = (event: Event) => {
+    event.preventDefault();
+    setApplied({ search: names ? search.trim() : '', tag: tag.trim(), status, sort });
+  };
+  return (
+    <section aria-labelledby="customers-title">
+      <h1 id="customers-title">Customers</h1>
+      <form class="filters" role="search" onSubmit={apply}>
+        {names ? (
+          <div class="field">
+            <label for="customer-search">Name or email</label>
+            <input id="customer-search" type="search" value={search} onInput={(e) => setSearch(e.currentTarget.value)} />
+          </div>
+        ) : (
+          <p class="muted">Search by name or email is not offered to the {role} role: names and emails are masked.</p>
+        )}
+        <div class="field">
+          <label for="customer-tag">Tag</label>
+          <input id="customer-tag" value={tag} onInput={(e) => setTag(e.currentTarget.value)} />
+        </div>
+        <div class="field">
+          <label for="customer-status">Status</label>
+          <select id="customer-status" value={status} onChange={(e) => setStatus(e.currentTarget.value)}>
+            <option value="">any</option>
+            {['active', 'inactive', 'merged', 'forgotten'].map((s) => (
+              <option key={s}>{s}</option>
+            ))}
+          </select>
+        </div>
+        <div class="field">
+          <label for="customer-sort">Sort</label>
+          <select id="customer-sort" value={sort} onChange={(e) => setSort(e.currentTarget.value)}>
+            {SORTS.map(([value, label]) => (
+              <option key={value} value={value}>
+                {label}
+              </option>
+            ))}
+          </select>
+        </div>
+        <button type="submit" class="primary">
+          Search
+        </button>
+        {can(role, 'POST /customers') ? (
+          <button type="button" onClick={() => setCreating(!creating)} aria-expanded={creating}>
+            New customer
+          </button>
+        ) : null}
+      </form>
+      {creating ? (
+        <CommandForm
+          title="Register a customer"
+          submitLabel="Register"
+          onCancel={() => setCreating(false)}
+          fields={[
+            { name: 'name', label: 'Name', required: true },
+            { name: 'email', label: 'Email', type: 'email', required: true },
+            { name: 'phone', label: 'Phone' },
+            { name: 'company', label: 'Company' },
+            { name: 'tags', label: 'Tags (comma separated)' },
+            { name: 'marketingConsent', label: 'Marketing consent', type: 'checkbox' },
+          ]}
+          submit={async (v) => {
+            const tags = text(v.tags)?.split(',').map((t) => t.trim()).filter(Boolean);
+            const accepted = await command('/customers', {
+              name: text(v.name),
+              email: text(v.email),
+              ...(text(v.phone) ? { phone: text(v.phone) } : {}),
+              ...(text(v.company) ? { company: text(v.company) } : {}),
+              ...(tags?.length ? { tags } : {}),
+              marketingConsent: v.marketingConsent === true,
+            });
+            navigate(`customers/${accepted.id}`, { waitFor: accepted.position });
+          }}
+        />
+      ) : null}
+      <ProblemBox problem={list.problem} />
+      {list.loading ? <Loading what="customers" /> : null}
+      {list.data ? (
+        <>
+          <table class="grid">
+            <caption class="sr-only">Customers</caption>
+            <Head columns={['Name', 'Email', 'Company', 'Tags', 'Status', ['Orders', 'num'], ['Revenue', 'num'], 'Last purchase']} />
+            <tbody>
+              {list.data.items.map((c) => (
+                <tr key={c.id}>
+                  <td>
+                    <a href={href(`customers/${c.id}`)}>{c.name}</a>
+                  </td>
+                  <td>{c.email}</td>
+                  <td>{c.company ?? ''}</td>
+                  <td>{c.tags.join(', ')}</td>
+                  <td>{c.status}</td>
+                  <td class="num">{c.orderCount}</td>
+                  <td class="num">{money(c.revenue, c.currency)}</td>
+                  <td>{day(c.lastPurchaseAt)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          {list.data.items.length === 0 ? <p>No customer matches.</p> : null}
+          <Pager page={pager.page} nextCursor={list.data.nextCursor} next={pager.next} previous={pager.previous} />
+        </>
+      ) : null}
+    </section>
+  );
+};

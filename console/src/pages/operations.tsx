@@ -1,0 +1,135 @@
+import { useState } from 'preact/hooks';
+import { get, request } from '../api.ts';
+import { can, CommandForm, Loading, ProblemBox, problemOf, text, useLoad, when, Head } from '../ui.tsx';
+import { ROLES, type Role } from '../../../api/roles.ts';
+import type { Problem } from '../api.ts';
+
+interface Ready {
+  status: string;
+  head: string;
+  reasons: string[];
+  projections: { name: string; position: string; eventsBehind: number | null; secondsBehind: number | null; state: string; lastError: string | null; owner: string | null; leaseExpiresAt: string | null }[];
+}
+interface ApiKey {
+  id: string;
+  name: string;
+  role: string;
+  createdAt: string;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
+
+/** `/ready` answers 503 with the same body when not ready: both are a report to show. */
+const readiness = async (signal: AbortSignal): Promise<Ready> => {
+  const response = await fetch('/ready', { signal });
+  return (await response.json()) as Ready;
+};
+
+export const OperationsPage = ({ role }: { role: Role }) => {
+  const [tick, setTick] = useState(0);
+  const ready = useLoad(readiness, [tick]);
+  return (
+    <section aria-labelledby="ops-title">
+      <h1 id="ops-title">Operations</h1>
+      <section aria-labelledby="projections-title">
+        <h2 id="projections-title">
+          Projections{' '}
+          <button type="button" onClick={() => setTick(tick + 1)}>
+            Refresh
+          </button>
+        </h2>
+        <ProblemBox problem={ready.problem} />
+        {ready.data ? (
+          <>
+            <p role="status">
+              Status: <strong>{ready.data.status}</strong> · store head {ready.data.head}
+              {ready.data.reasons.length ? ` · ${ready.data.reasons.join('; ')}` : ''}
+            </p>
+            <table class="grid" data-testid="projections">
+              <Head columns={['Projection', 'State', ['Position', 'num'], ['Events behind', 'num'], ['Seconds behind', 'num'], 'Lease owner', 'Lease expires', 'Last failure']} />
+              <tbody>
+                {ready.data.projections.map((p) => (
+                  <tr key={p.name}>
+                    <td>{p.name}</td>
+                    <td class={p.state === 'failed' ? 'overdue' : undefined}>{p.state}</td>
+                    <td class="num">{p.position}</td>
+                    <td class="num">{p.eventsBehind ?? '—'}</td>
+                    <td class="num">{p.secondsBehind === null ? '—' : p.secondsBehind.toFixed(1)}</td>
+                    <td>{p.owner ?? '—'}</td>
+                    <td>{when(p.leaseExpiresAt)}</td>
+                    <td>{p.lastError ?? '—'}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </>
+        ) : (
+          <Loading what="projections" />
+        )}
+      </section>
+      {can(role, 'GET /admin/api-keys') ? <ApiKeys /> : null}
+    </section>
+  );
+};
+
+const ApiKeys = () => {
+  const [tick, setTick] = useState(0);
+  const [created, setCreated] = useState<{ name: string; key: string } | null>(null);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const keys = useLoad((signal) => get<{ items: ApiKey[] }>('/admin/api-keys', { signal }), [tick]);
+  const revoke = async (key: ApiKey) => {
+    if (!confirm(`Revoke the key "${key.name}" (${key.role})? Programs using it stop working at once.`)) return;
+    setProblem(null);
+    try {
+      await request(`/admin/api-keys/${key.id}`, { method: 'DELETE' });
+      setTick(tick + 1);
+    } catch (error) {
+      setProblem(problemOf(error));
+    }
+  };
+  return (
+    <section aria-labelledby="keys-title">
+      <h2 id="keys-title">API keys</h2>
+      <CommandForm
+        title="Create a key"
+        submitLabel="Create key"
+        fields={[
+          { name: 'name', label: 'Name (who or what uses it)', required: true },
+          { name: 'role', label: 'Role', type: 'select', options: ROLES, value: 'analyst', required: true },
+        ]}
+        submit={async (v) => {
+          const body = (await (await request('/admin/api-keys', { method: 'POST', body: { name: text(v.name), role: v.role } })).json()) as { name: string; key: string };
+          setCreated(body);
+          setTick(tick + 1);
+        }}
+      />
+      {created ? (
+        <p class="notice" role="status">
+          Key for {created.name}, shown only now: <code data-testid="new-key">{created.key}</code>
+        </p>
+      ) : null}
+      <ProblemBox problem={problem ?? keys.problem} />
+      <table class="grid" data-testid="keys">
+        <Head columns={['Name', 'Role', 'Created', 'Last used', 'Revoked', 'Action']} />
+        <tbody>
+          {keys.data?.items.map((k) => (
+            <tr key={k.id}>
+              <td>{k.name}</td>
+              <td>{k.role}</td>
+              <td>{when(k.createdAt)}</td>
+              <td>{when(k.lastUsedAt)}</td>
+              <td>{when(k.revokedAt)}</td>
+              <td>
+                {k.revokedAt ? null : (
+                  <button type="button" onClick={() => void revoke(k)} aria-label={`Revoke ${k.name}`}>
+                    Revoke
+                  </button>
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+};

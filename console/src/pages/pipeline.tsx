@@ -1,0 +1,185 @@
+import { useState } from 'preact/hooks';
+import { command, get, query, type Accepted, type Page, type Problem } from '../api.ts';
+import { href } from '../router.ts';
+import { DEAL_STAGES, type Deal } from '../types.ts';
+import { can, CommandForm, day, Loading, money, pct, ProblemBox, problemOf, text, numberOf, useLoad, Head } from '../ui.tsx';
+import type { Role } from '../../../api/roles.ts';
+
+interface PipelineRow {
+  key: string;
+  currency: string;
+  dealCount: number;
+  amount: number;
+  weightedAmount: number;
+}
+interface Pipeline {
+  totals: PipelineRow[];
+  byStage: PipelineRow[];
+  byOwner: PipelineRow[];
+  byMonth: PipelineRow[];
+}
+
+export const PipelinePage = ({ role }: { role: Role }) => {
+  const [waitFor, setWaitFor] = useState<string | undefined>();
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [closing, setClosing] = useState<{ deal: Deal; outcome: 'won' | 'lost' } | null>(null);
+  const deals = useLoad((signal) => get<Page<Deal>>(`/deals${query({ status: 'open', limit: 500, sort: 'expectedCloseDate', waitFor })}`, { signal }), [waitFor]);
+  const closed = useLoad((signal) => get<Page<Deal>>(`/deals${query({ sort: '-updatedAt', limit: 100, waitFor })}`, { signal }), [waitFor]);
+  const summary = useLoad((signal) => get<Pipeline>(`/pipeline${query({ waitFor })}`, { signal }), [waitFor]);
+  const mayMove = can(role, 'POST /deals/:id/stage');
+  const mayClose = can(role, 'POST /deals/:id/won');
+  const run = async (p: Promise<Accepted>) => {
+    setProblem(null);
+    try {
+      setWaitFor((await p).position);
+      return true;
+    } catch (error) {
+      setProblem(problemOf(error));
+      return false;
+    }
+  };
+  const move = (deal: Deal, stage: string) => (stage !== deal.stage ? run(command(`/deals/${deal.id}/stage`, { stage }, { ifMatch: deal.revision })) : undefined);
+  const byId = new Map(deals.data?.items.map((d) => [d.id, d]));
+
+  return (
+    <section aria-labelledby="pipeline-title">
+      <h1 id="pipeline-title">Pipeline</h1>
+      <p class="muted">
+        Open deals by stage.{' '}
+        {mayMove ? 'Move a deal with its "Move to" menu or drag its card to another column; mark it won or lost with its buttons.' : `The ${role} role can look but not change deals.`}
+      </p>
+      <ProblemBox problem={problem ?? deals.problem} />
+      {closing ? (
+        <CommandForm
+          title={`Mark "${closing.deal.title}" ${closing.outcome}`}
+          submitLabel={`Mark ${closing.outcome}`}
+          onCancel={() => setClosing(null)}
+          fields={
+            closing.outcome === 'won'
+              ? [{ name: 'amount', label: `Final amount (${closing.deal.currency}; blank: ${closing.deal.amount})`, type: 'number', step: '0.01' }]
+              : [{ name: 'reason', label: 'Reason lost', required: true }]
+          }
+          submit={async (v) => {
+            const body = closing.outcome === 'won' ? (numberOf(v.amount) !== undefined ? { amount: numberOf(v.amount) } : {}) : { reason: text(v.reason) };
+            setWaitFor((await command(`/deals/${closing.deal.id}/${closing.outcome}`, body, { ifMatch: closing.deal.revision })).position);
+            setClosing(null);
+          }}
+        />
+      ) : null}
+      {deals.loading && !deals.data ? <Loading what="deals" /> : null}
+      <div class="board">
+        {DEAL_STAGES.map((stage) => {
+          const inStage = deals.data?.items.filter((d) => d.stage === stage) ?? [];
+          const total = summary.data?.byStage.filter((r) => r.key === stage) ?? [];
+          return (
+            <section
+              key={stage}
+              class="column"
+              aria-labelledby={`stage-${stage}`}
+              data-stage={stage}
+              onDragOver={(e) => mayMove && e.preventDefault()}
+              onDrop={(e) => {
+                e.preventDefault();
+                const deal = byId.get(e.dataTransfer?.getData('text/plain') ?? '');
+                if (deal) void move(deal, stage);
+              }}
+            >
+              <h2 id={`stage-${stage}`}>
+                {stage} <span class="muted">({inStage.length})</span>
+              </h2>
+              <p class="muted">
+                {total.map((t) => `${money(t.amount, t.currency)} · weighted ${money(t.weightedAmount, t.currency)}`).join('; ') || '—'}
+              </p>
+              <ul class="cards">
+                {inStage.map((d) => (
+                  <li
+                    key={d.id}
+                    class="card"
+                    draggable={mayMove}
+                    onDragStart={(e) => e.dataTransfer?.setData('text/plain', d.id)}
+                    aria-label={`${d.title}, ${money(d.amount, d.currency)}`}
+                  >
+                    <strong>{d.title}</strong>
+                    <div>
+                      {money(d.amount, d.currency)} · {pct(d.probability, 0)}
+                    </div>
+                    <div class="muted">
+                      {d.ownerId} · closes {day(d.expectedCloseDate)} · {d.daysInStage} d in stage
+                    </div>
+                    <a href={href(`customers/${d.customerId}`)}>customer</a>
+                    {mayMove ? (
+                      <div class="buttons">
+                        <label class="sr-only" for={`move-${d.id}`}>
+                          Move {d.title} to
+                        </label>
+                        <select id={`move-${d.id}`} value={d.stage} onChange={(e) => void move(d, e.currentTarget.value)}>
+                          {DEAL_STAGES.map((s) => (
+                            <option key={s} value={s}>
+                              {s === d.stage ? `Move to… (${s})` : s}
+                            </option>
+                          ))}
+                        </select>
+                        {mayClose ? (
+                          <>
+                            <button type="button" onClick={() => setClosing({ deal: d, outcome: 'won' })}>
+                              Won
+                            </button>
+                            <button type="button" onClick={() => setClosing({ deal: d, outcome: 'lost' })}>
+                              Lost
+                            </button>
+                          </>
+                        ) : null}
+                      </div>
+                    ) : null}
+                  </li>
+                ))}
+              </ul>
+            </section>
+          );
+        })}
+      </div>
+      <div class="columns">
+        <Totals title="Weighted by owner" rows={summary.data?.byOwner} />
+        <Totals title="Weighted by close month" rows={summary.data?.byMonth} />
+      </div>
+      <section aria-labelledby="closed-title">
+        <h2 id="closed-title">Recently won and lost</h2>
+        <table class="grid" data-testid="closed-deals">
+          <Head columns={['Deal', 'Outcome', ['Amount', 'num'], 'Reason', 'Closed']} />
+          <tbody>
+            {closed.data?.items
+              .filter((d) => d.status !== 'open')
+              .map((d) => (
+                <tr key={d.id}>
+                  <td>{d.title}</td>
+                  <td>{d.status}</td>
+                  <td class="num">{money(d.amount, d.currency)}</td>
+                  <td>{d.wonReason ?? d.lostReason ?? ''}</td>
+                  <td>{day(d.closedAt)}</td>
+                </tr>
+              ))}
+          </tbody>
+        </table>
+      </section>
+    </section>
+  );
+};
+
+const Totals = ({ title, rows }: { title: string; rows: PipelineRow[] | undefined }) => (
+  <section aria-label={title}>
+    <h2>{title}</h2>
+    <table class="grid">
+      <Head columns={['Key', ['Deals', 'num'], ['Amount', 'num'], ['Weighted', 'num']]} />
+      <tbody>
+        {rows?.map((r) => (
+          <tr key={`${r.key}-${r.currency}`}>
+            <td>{r.key}</td>
+            <td class="num">{r.dealCount}</td>
+            <td class="num">{money(r.amount, r.currency)}</td>
+            <td class="num">{money(r.weightedAmount, r.currency)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  </section>
+);

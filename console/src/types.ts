@@ -1,0 +1,44 @@
+/**
+ * The read models as the API answers them: the query side's own view types (type-only imports, so
+ * nothing of the server lands in the bundle), and the audit and analytics answers the screens use.
+ */
+import type { CampaignView } from '../../projections/queries/campaigns.ts';
+import type { CustomerView, TimelineEntry } from '../../projections/queries/customers.ts';
+import type { DealView } from '../../projections/queries/deals.ts';
+import type { FeedbackView } from '../../projections/queries/feedback.ts';
+
+export type Customer = CustomerView;
+export type Deal = DealView;
+export type Feedback = FeedbackView & { body?: string };
+export type Campaign = CampaignView;
+export type TimelineItem = TimelineEntry;
+export interface CustomerAnalytics {
+  modelVersion: number | null;
+  clv: number;
+  expectedPurchases: number;
+  pAlive: number;
+  churnScore: number;
+  segment: string;
+  cluster: number | null;
+  cohort: string;
+  rfm: null | { frequency: number; recency: number; T: number; monetary: number; timeUnit: string; scores: { r: number; f: number; m: number } | null };
+}
+export interface AuditEvent {
+  position: string;
+  stream: string;
+  revision: number;
+  id: string;
+  type: string;
+  data: Record<string, unknown>;
+  actor: string;
+  roles: string[];
+  correlationId: string;
+  causationId: string | null;
+  command: string | null;
+  reason: string | null;
+  occurredAt: string;
+  recordedAt: string;
+}
+
+export const DEAL_STAGES = ['lead', 'qualified', 'proposal', 'negotiation'] as const;
+export const CURRENCIES = ['EUR', 'USD', 'GBP', 'CHF', 'SEK', 'JPY'] as const;

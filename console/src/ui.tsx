@@ -1,0 +1,259 @@
+import type { ComponentChildren } from 'preact';
+import { useCallback, useEffect, useId, useState } from 'preact/hooks';
+import { ApiError, type Problem } from './api.ts';
+import { isAllowed, ruleFor, seesPersonalData, type Role } from '../../api/roles.ts';
+
+/** The server's own role matrix decides which actions a screen offers: one table, no second copy. */
+export const can = (role: Role, route: string): boolean => {
+  const [method = 'GET', url = '/'] = route.split(' ');
+  return isAllowed(ruleFor(method, url), role);
+};
+export const seesNames = seesPersonalData;
+
+export const problemOf = (error: unknown): Problem =>
+  error instanceof ApiError ? error.problem : { status: 0, title: 'Unexpected error', detail: String((error as Error)?.message ?? error) };
+
+/** An API refusal, as the API worded it: title, detail and the fields it names. */
+export const ProblemBox = ({ problem }: { problem: Problem | null | undefined }) => {
+  if (!problem) return null;
+  const extra = (['currentRevision', 'role', 'allowedRoles'] as const).filter((k) => problem[k] !== undefined);
+  return (
+    <div class="problem" role="alert">
+      <strong>{problem.title ?? 'Refused'}</strong>
+      {problem.status ? <span class="muted"> (HTTP {problem.status})</span> : null}
+      {problem.detail ? <p>{problem.detail}</p> : null}
+      {problem.errors?.length ? (
+        <ul>
+          {problem.errors.map((e) => (
+            <li key={e.field}>
+              <code>{e.field}</code>: {e.message}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+      {extra.length ? <p class="muted">{extra.map((k) => `${k}: ${JSON.stringify(problem[k])}`).join(' · ')}</p> : null}
+    </div>
+  );
+};
+
+export interface Loaded<T> {
+  data: T | undefined;
+  problem: Problem | undefined;
+  loading: boolean;
+  reload: () => void;
+}
+
+/** Loads once per change of `deps`; a newer load wins over an older one still in flight. */
+export const useLoad = <T,>(load: (signal: AbortSignal) => Promise<T>, deps: unknown[]): Loaded<T> => {
+  const [state, setState] = useState<{ data?: T; problem?: Problem; loading: boolean }>({ loading: true });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    const controller = new AbortController();
+    setState((s) => ({ ...s, loading: true }));
+    load(controller.signal).then(
+      (data) => !controller.signal.aborted && setState({ data, loading: false }),
+      (error: unknown) => !controller.signal.aborted && setState({ problem: problemOf(error), loading: false }),
+    );
+    return () => controller.abort();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [...deps, tick]);
+  const reload = useCallback(() => setTick((t) => t + 1), []);
+  return { data: state.data, problem: state.problem, loading: state.loading, reload };
+};
+
+export const Loading = ({ what }: { what: string }) => (
+  <p class="muted" role="status">
+    Loading {what}…
+  </p>
+);
+
+export interface FieldSpec {
+  name: string;
+  label: string;
+  type?: 'text' | 'number' | 'date' | 'datetime-local' | 'select' | 'textarea' | 'checkbox' | 'email';
+  options?: readonly string[];
+  required?: boolean;
+  value?: string | boolean;
+  step?: string;
+  hint?: string;
+}
+export type FormValues = Record<string, string | boolean>;
+
+/**
+ * A command as a form: labelled fields, one submit button, the API's refusal shown in place with
+ * the fields it names. `submit` resolves when the command is accepted (and read back).
+ */
+export const CommandForm = (props: {
+  title: string;
+  fields: FieldSpec[];
+  submitLabel: string;
+  submit: (values: FormValues) => Promise<void>;
+  onCancel?: () => void;
+  children?: ComponentChildren;
+  danger?: boolean;
+}) => {
+  const id = useId();
+  const initial = () => Object.fromEntries(props.fields.map((f) => [f.name, f.value ?? (f.type === 'checkbox' ? false : '')]));
+  const [values, setValues] = useState<FormValues>(initial);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [busy, setBusy] = useState(false);
+  const named = new Set(problem?.errors?.map((e) => e.field) ?? []);
+  const onSubmit = async (event: Event) => {
+    event.preventDefault();
+    setBusy(true);
+    setProblem(null);
+    try {
+      await props.submit(values);
+    } catch (error) {
+      setProblem(problemOf(error));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="command" onSubmit={onSubmit} aria-labelledby={`${id}-title`}>
+      <h3 id={`${id}-title`}>{props.title}</h3>
+      {props.children}
+      {props.fields.map((f) => {
+        const fieldId = `${id}-${f.name}`;
+        const value = values[f.name];
+        const set = (v: string | boolean) => setValues((all) => ({ ...all, [f.name]: v }));
+        const common = { id: fieldId, name: f.name, required: f.required, 'aria-invalid': named.has(f.name) || undefined };
+        return (
+          <div class={`field${f.type === 'checkbox' ? ' check' : ''}`} key={f.name}>
+            <label for={fieldId}>{f.label}</label>
+            {f.type === 'select' ? (
+              <select {...common} value={String(value)} onChange={(e) => set(e.currentTarget.value)}>
+                {f.required ? null : <option value="">—</option>}
+                {f.options?.map((o) => (
+                  <option key={o} value={o}>
+                    {o}
+                  </option>
+                ))}
+              </select>
+            ) : f.type === 'textarea' ? (
+              <textarea {...common} value={String(value)} onInput={(e) => set(e.currentTarget.value)} rows={3} />
+            ) : f.type === 'checkbox' ? (
+              <input {...common} type="checkbox" checked={value === true} onChange={(e) => set(e.currentTarget.checked)} />
+            ) : (
+              <input {...common} type={(f.type ?? 'text') as 'text'} step={f.step} value={String(value)} onInput={(e) => set(e.currentTarget.value)} />
+            )}
+            {f.hint ? <small class="muted">{f.hint}</small> : null}
+          </div>
+        );
+      })}
+      <ProblemBox problem={problem} />
+      <div class="buttons">
+        <button type="submit" class={props.danger ? 'danger' : 'primary'} disabled={busy}>
+          {busy ? 'Working…' : props.submitLabel}
+        </button>
+        {props.onCancel ? (
+          <button type="button" onClick={props.onCancel}>
+            Cancel
+          </button>
+        ) : null}
+      </div>
+    </form>
+  );
+};
+
+export interface Action {
+  label: string;
+  form: (close: () => void) => ComponentChildren;
+}
+/** The actions a role and a state allow: the others are given as `false` and left out. */
+export const allowed = (actions: (Action | false)[]): Action[] => actions.filter((a): a is Action => a !== false);
+
+/** A button that opens a command form in place (one open at a time per owner). */
+export const ActionPanel = (props: { actions: Action[] }) => {
+  const [open, setOpen] = useState<number | null>(null);
+  if (props.actions.length === 0) return null;
+  const close = () => setOpen(null);
+  return (
+    <div class="actions">
+      <div class="buttons" role="toolbar" aria-label="Actions">
+        {props.actions.map((a, i) => (
+          <button key={a.label} type="button" aria-expanded={open === i} onClick={() => setOpen(open === i ? null : i)}>
+            {a.label}
+          </button>
+        ))}
+      </div>
+      {open !== null ? props.actions[open]?.form(close) : null}
+    </div>
+  );
+};
+
+const moneyFormats = new Map<string, Intl.NumberFormat>();
+export const money = (amount: number | null | undefined, currency: string | null | undefined): string => {
+  if (amount === null || amount === undefined) return '—';
+  const code = currency ?? 'EUR';
+  let format = moneyFormats.get(code);
+  if (!format) {
+    format = new Intl.NumberFormat('en-GB', { style: 'currency', currency: code, maximumFractionDigits: 2 });
+    moneyFormats.set(code, format);
+  }
+  return format.format(amount);
+};
+export const num = (value: number | null | undefined, digits = 2): string =>
+  value === null || value === undefined || Number.isNaN(value) ? '—' : value.toLocaleString('en-GB', { maximumFractionDigits: digits });
+export const pct = (value: number | null | undefined, digits = 1): string =>
+  value === null || value === undefined ? '—' : `${(value * 100).toFixed(digits)}%`;
+export const when = (iso: string | null | undefined): string => (iso ? new Date(iso).toISOString().replace('T', ' ').slice(0, 16) : '—');
+export const day = (iso: string | null | undefined): string => (iso ? iso.slice(0, 10) : '—');
+
+/** A `datetime-local` value (local wall time) as an ISO instant, or undefined when empty. */
+export const isoFromLocal = (value: string | boolean | undefined): string | undefined =>
+  typeof value === 'string' && value ? new Date(value).toISOString() : undefined;
+export const text = (value: string | boolean | undefined): string | undefined => (typeof value === 'string' && value.trim() ? value.trim() : undefined);
+export const numberOf = (value: string | boolean | undefined): number | undefined =>
+  typeof value === 'string' && value.trim() !== '' ? Number(value) : undefined;
+
+/** A list that pages with the API's cursors: the stack of cursors seen gives "previous". */
+export const usePager = (reset: unknown[]) => {
+  const [cursors, setCursors] = useState<string[]>([]);
+  useEffect(() => setCursors([]), reset);
+  return {
+    cursor: cursors[cursors.length - 1],
+    page: cursors.length + 1,
+    next: (cursor: string) => setCursors((c) => [...c, cursor]),
+    previous: () => setCursors((c) => c.slice(0, -1)),
+  };
+};
+
+export const Pager = (props: { page: number; nextCursor: string | null | undefined; next: (c: string) => void; previous: () => void }) => (
+  <nav class="pager" aria-label="Pages">
+    <button type="button" disabled={props.page === 1} onClick={props.previous}>
+      ← Previous
+    </button>
+    <span>Page {props.page}</span>
+    <button type="button" disabled={!props.nextCursor} onClick={() => props.nextCursor && props.next(props.nextCursor)}>
+      Next →
+    </button>
+  </nav>
+);
+
+export const Stat = ({ label, value }: { label: string; value: ComponentChildren }) => (
+  <div class="stat">
+    <dt>{label}</dt>
+    <dd>{value}</dd>
+  </div>
+);
+
+/** A table's column headers; `[label, 'num']` right-aligns a numeric column. */
+export const Head = ({ columns }: { columns: (string | [string, 'num'])[] }) => (
+  <thead>
+    <tr>
+      {columns.map((c) =>
+        typeof c === 'string' ? (
+          <th scope="col" key={c}>
+            {c}
+          </th>
+        ) : (
+          <th scope="col" class="num" key={c[0]}>
+            {c[0]}
+          </th>
+        ),
+      )}
+    </tr>
+  </thead>
+);

@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { poll } from '../cli/support.ts';
+import { hasChromium, launchChromium, screenshot, signIn, startConsoleServer, type ConsoleServer } from './support.ts';
+
+/**
+ * The web console end to end: a real `crm serve` on PostgreSQL with demo data, driven in Debian's
+ * Chromium. One browser and one page for the file (Chromium is heavy on 2 cores); the tests run in
+ * order and build on each other (the customer of the purchase is the one audited later).
+ */
+/** Condition-based waits with a bound generous enough for a loaded 2-core machine. */
+const eventually = <T,>(read: () => Promise<T>, options: { timeout?: number } = {}) => expect.poll(read, { timeout: options.timeout ?? 60_000, interval: 250 });
+
+if (!hasChromium()) console.warn('test/console: skipped, /usr/bin/chromium is missing (apt-get install chromium; .ci/run installs it)');
+
+describe.skipIf(!hasChromium())('the web console in Chromium', () => {
+  let crm: ConsoleServer;
+  let browser: Browser;
+  let page: Page;
+  const pageErrors: string[] = [];
+  let customer: { id: string; name: string; orderCount: number };
+  const orderId = `E2E-${randomUUID().slice(0, 8)}`;
+
+  beforeAll(async () => {
+    [crm, browser] = await Promise.all([startConsoleServer('console', 150), launchChromium()]);
+    page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+    page.setDefaultTimeout(45_000);
+    page.on('pageerror', (error) => pageErrors.push(String(error)));
+  }, 300_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await crm?.stop();
+  }, 60_000);
+
+  it('serves the console at / with its own CSP, and every API path as before', async () => {
+    const home = await fetch(`${crm.url}/`);
+    expect(home.status).toBe(200);
+    expect(home.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(home.headers.get('content-security-policy')).toContain("script-src 'self'");
+    const html = await home.text();
+    const script = /src="(\/console\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    expect(script).toBeDefined();
+    const asset = await fetch(`${crm.url}${script}`);
+    expect(asset.status).toBe(200);
+    expect(asset.headers.get('cache-control')).toContain('immutable');
+
+    expect((await crm.api('/health', '')).body).toEqual({ status: 'ok' });
+    const refused = await fetch(`${crm.url}/customers`);
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    // The API's own policy is unchanged: JSON answers allow nothing to run.
+    const customers = await fetch(`${crm.url}/customers?limit=1`, { headers: { authorization: `Bearer ${crm.adminKey}` } });
+    expect(customers.headers.get('content-security-policy')).toContain("default-src 'none'");
+    expect((await fetch(`${crm.url}/docs`)).status).toBe(200);
+    expect((await fetch(`${crm.url}/openapi.json`)).status).toBe(200);
+    expect((await fetch(`${crm.url}/console/assets/nope.js`)).status).toBe(404);
+  });
+
+  it('refuses an unknown key with the API problem, then signs in with the admin key', async () => {
+    await page.goto(`${crm.url}/`);
+    await screenshot(page, 'sign-in');
+    await page.getByLabel('API key').fill('crm_not_a_real_key_000000000000');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await eventually(() => page.getByRole('alert').innerText()).toContain('unknown or revoked');
+    await signIn(page, crm.url, crm.adminKey);
+    expect(await page.getByTestId('role').innerText()).toBe('admin');
+    // Kept in session storage (this tab only), not in a cookie or local storage.
+    expect(await page.evaluate<string | null>("sessionStorage.getItem('crm.console.session')")).toContain(crm.adminKey);
+    expect(await page.evaluate<string>('document.cookie + localStorage.length')).toBe('0');
+  });
+
+  it('finds a demo customer by name and records a purchase that appears on the customer page', async () => {
+    const top = await crm.api<{ items: { id: string; name: string; orderCount: number }[] }>('/customers?status=active&sort=-revenue&limit=1');
+    customer = top.body.items[0]!;
+    await page.goto(`${crm.url}/#/customers`);
+    await page.getByLabel('Name or email').fill(customer.name);
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.locator(`a[href="#/customers/${customer.id}"]`).click();
+    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(customer.name);
+    await screenshot(page, 'customers-search');
+
+    // A refused command shows the API's problem, naming the field.
+    await page.getByRole('button', { name: 'Record purchase' }).click();
+    await page.getByLabel('Order id').fill(orderId);
+    await page.getByLabel('Amount').fill('-5');
+    await page.locator('form.command').getByRole('button', { name: 'Record purchase' }).click();
+    const problem = page.locator('form.command [role=alert]');
+    await eventually(() => problem.innerText()).toContain('amount');
+    expect(await problem.innerText()).toContain('HTTP 400');
+
+    await page.getByLabel('Amount').fill('123.45');
+    await page.locator('form.command').getByRole('button', { name: 'Record purchase' }).click();
+    await eventually(() => page.getByTestId('purchases').innerText()).toContain(orderId);
+    await eventually(() => page.locator('.stat', { hasText: 'Orders' }).locator('dd').innerText()).toBe(String(customer.orderCount + 1));
+    await screenshot(page, 'customer');
+    const stored = await crm.api<{ orderCount: number }>(`/customers/${customer.id}`);
+    expect(stored.body.orderCount).toBe(customer.orderCount + 1);
+  });
+
+  it('moves a deal along the board (menu, then drag) and marks it won', async () => {
+    // A fresh lead of our own: the small demo data set may have no open deal left.
+    const opened = await crm.api<{ id: string }>('/deals', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ customerId: customer.id, title: 'Console test deal', amount: 5000, currency: 'EUR', ownerId: 'e2e.owner', expectedCloseDate: '2027-03-31' }),
+    });
+    expect(opened.status).toBe(201);
+    const dealId = opened.body.id;
+    await page.goto(`${crm.url}/#/pipeline`);
+    const select = page.locator(`#move-${dealId}`);
+    // Read your writes: the board may load before the projection has the new deal; reload until it has.
+    await eventually(async () => {
+      if ((await select.count()) === 0) await page.reload();
+      return select.count();
+    }).toBe(1);
+    const [byMenu, byDrag] = ['qualified', 'proposal'] as const;
+    await select.selectOption(byMenu);
+    const card = (stage: string) => page.locator(`[data-stage=${stage}] .card`, { has: page.locator(`#move-${dealId}`) });
+    await card(byMenu).waitFor();
+    await card(byMenu).dragTo(page.locator(`[data-stage=${byDrag}]`));
+    await card(byDrag).waitFor();
+    await screenshot(page, 'pipeline');
+    await card(byDrag).getByRole('button', { name: 'Won' }).click();
+    await page.locator('form.command').getByRole('button', { name: 'Mark won' }).click();
+    await eventually(() => page.locator(`#move-${dealId}`).count()).toBe(0);
+    const deal = await crm.api<{ status: string; stage: string }>(`/deals/${dealId}`);
+    expect(deal.body.status).toBe('won');
+    const history = await crm.api<{ items: { type: string }[] }>(`/audit/streams/deal-${dealId}`);
+    expect(history.body.items.map((e) => e.type).slice(-3)).toEqual(['DealStageChanged', 'DealStageChanged', 'DealWon']);
+    await eventually(() => page.getByTestId('closed-deals').innerText()).toContain('won');
+  });
+
+  it('answers a feedback item from the service desk queue', async () => {
+    await page.goto(`${crm.url}/#/service`);
+    const first = page.getByTestId('queue').locator('tbody a').first();
+    const feedbackId = (await first.getAttribute('href'))!.split('/').pop()!;
+    await first.click();
+    await page.locator('.detail').getByRole('button', { name: 'Respond' }).click();
+    await page.getByLabel('Message').fill('Thank you, we are on it.');
+    await page.locator('form.command').getByRole('button', { name: 'Respond' }).click();
+    await eventually(() => page.locator('.detail .stat', { hasText: 'First responded' }).locator('dd').innerText()).not.toBe('—');
+    await screenshot(page, 'service-desk');
+    const item = await crm.api<{ firstRespondedAt: string | null }>(`/feedback/${feedbackId}`);
+    expect(item.body.firstRespondedAt).not.toBeNull();
+  });
+
+  it('fits a model and renders every chart', async () => {
+    await page.goto(`${crm.url}/#/analytics`);
+    await page.getByRole('button', { name: 'Fit models' }).click();
+    await page.locator('[data-model-version]').waitFor({ timeout: 120_000 });
+    for (const chart of ['clv', 'segments', 'forecast', 'roc', 'calibration']) {
+      const figure = page.locator(`[data-chart=${chart}]`);
+      const canvas = figure.locator('canvas');
+      await canvas.waitFor();
+      expect(Number(await figure.getAttribute('data-points')), chart).toBeGreaterThan(1);
+      // Drawn, not just axes: the canvas has pixels of the first series' colour.
+      const color = (await figure.getAttribute('data-color'))!;
+      const [r, g, b] = [1, 3, 5].map((i) => parseInt(color.slice(i, i + 2), 16));
+      const inked = await canvas.evaluate(
+        (c: any, [r, g, b]: number[]) => {
+          const pixels: Uint8ClampedArray = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let count = 0;
+          for (let i = 0; i < pixels.length; i += 4) {
+            if (pixels[i + 3]! > 200 && Math.abs(pixels[i]! - r!) < 40 && Math.abs(pixels[i + 1]! - g!) < 40 && Math.abs(pixels[i + 2]! - b!) < 40) count += 1;
+          }
+          return count;
+        },
+        [r!, g!, b!],
+      );
+      expect(inked, chart).toBeGreaterThan(30);
+    }
+    for (const heat of ['p-alive', 'retention']) expect(await page.locator(`[data-chart=${heat}] tbody td`).count(), heat).toBeGreaterThan(8);
+    const model = await crm.api<{ version: number; customers: number }>('/analytics/models/latest');
+    expect(await page.locator('[data-model-version]').getAttribute('data-model-version')).toBe(String(model.body.version));
+    await eventually(() => page.getByTestId('model-stats').innerText()).toContain(`Customers\n${model.body.customers}`);
+    await screenshot(page, 'analytics');
+    await page.locator('[data-chart=forecast]').scrollIntoViewIfNeeded();
+    await screenshot(page, 'analytics-charts');
+  }, 180_000);
+
+  it('opens the audit history of the customer and shows it as it stood before the purchase', async () => {
+    await page.goto(`${crm.url}/#/customers/${customer.id}`);
+    await page.getByRole('link', { name: 'audit history' }).click();
+    const rows = page.getByTestId('history').locator('tbody tr');
+    await eventually(() => rows.last().innerText()).toContain(orderId);
+    expect(await rows.last().innerText()).toContain('PurchaseRecorded');
+    const before = (await rows.count()) - 2;
+    await page.getByRole('button', { name: `Show the record as of revision ${before}` }).click();
+    const asOf = page.getByTestId('as-of');
+    await eventually(() => asOf.locator('caption').innerText()).toContain(`revision ${before} (current: revision ${before + 1})`);
+    const orders = await asOf.locator('tr', { has: page.locator('th', { hasText: /^orderCount/ }) }).innerText();
+    expect(orders).toContain('changed');
+    expect(orders).toContain(`${customer.orderCount}\t${customer.orderCount + 1}`);
+    await screenshot(page, 'audit');
+
+    await page.getByRole('button', { name: 'Verify hash chains' }).click();
+    await eventually(() => page.getByTestId('verification').innerText(), { timeout: 120_000 }).toContain('passed');
+  }, 180_000);
+
+  it('shows projections with their lag and lets an admin manage API keys', async () => {
+    await page.goto(`${crm.url}/#/operations`);
+    await eventually(() => page.getByTestId('projections').locator('tbody tr').count()).toBeGreaterThan(0);
+    expect(await page.getByTestId('projections').innerText()).toMatch(/running|caught|live/i);
+    await page.getByLabel('Name (who or what uses it)').fill('reporting robot');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    await eventually(() => page.getByTestId('new-key').innerText()).toMatch(/^crm_/);
+    await eventually(() => page.getByTestId('keys').innerText()).toContain('reporting robot');
+    await screenshot(page, 'operations');
+  });
+
+  it('gives an analyst masked names and no actions, and signs out', async () => {
+    const analystKey = await crm.createKey('analyst');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    expect(await page.evaluate<string | null>("sessionStorage.getItem('crm.console.session')")).toBeNull();
+    await signIn(page, crm.url, analystKey);
+    expect(await page.getByTestId('role').innerText()).toBe('analyst');
+    await page.goto(`${crm.url}/#/customers`);
+    const names = page.locator('table.grid tbody tr td:first-child');
+    await eventually(() => names.count()).toBeGreaterThan(0);
+    expect(new Set(await names.allInnerTexts())).toEqual(new Set(['[masked]']));
+    expect(await page.getByLabel('Name or email').count()).toBe(0);
+    expect(await page.getByRole('button', { name: 'New customer' }).count()).toBe(0);
+    await screenshot(page, 'analyst-customers');
+    expect(await page.getByRole('navigation', { name: 'Screens' }).innerText()).not.toContain('Audit');
+
+    await page.goto(`${crm.url}/#/customers/${customer.id}`);
+    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('[masked]');
+    expect(await page.getByRole('toolbar', { name: 'Actions' }).count()).toBe(0);
+    expect(await page.getByText('The analyst role has no actions on customers.').count()).toBe(1);
+    await page.goto(`${crm.url}/#/pipeline`);
+    await page.locator('[data-stage=lead]').waitFor();
+    expect(await page.getByRole('button', { name: 'Won' }).count()).toBe(0);
+    expect(await page.locator('.card select').count()).toBe(0);
+    expect(pageErrors).toEqual([]);
+  });
+});
