@@ -26,7 +26,7 @@ for (const name of names) {
     ignoreStatic: true,
     mutate: module.mutate,
     concurrency: module.concurrency,
-    timeoutMS: 30_000,
+    timeoutMS: 60_000,
     reporters: ['clear-text', 'progress', 'html', 'json'],
     htmlReporter: { fileName: `reports/mutation/${name}.html` },
     jsonReporter: { fileName: `reports/mutation/${name}.json` },

@@ -11,7 +11,8 @@ export default defineConfig({
     include: include.length > 0 ? include : ['test/**/*.test.ts'],
     pool: 'forks',
     maxWorkers: 1,
-    testTimeout: 60_000,
+    // Instrumented code runs several times slower than the plain suite.
+    testTimeout: 240_000,
     hookTimeout: 120_000,
   },
 });
