@@ -526,7 +526,12 @@ export function eventStoreContract(harness: EngineHarness): void {
         const seen: RecordedEvent[] = [];
         let caughtUpOnce = false;
         const done = new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`subscriber saw ${seen.length} of ${total} events`)), 120_000);
+          // Fires before the test's own timeout, so a failure says which events never arrived.
+          const timer = setTimeout(() => {
+            const delivered = new Set(seen.map((e) => e.id));
+            const missing = sent.filter((id) => !delivered.has(id));
+            reject(new Error(`subscriber saw ${seen.length} of ${total} events; ${missing.length} sent ones never arrived, e.g. ${missing.slice(0, 5).join(', ')}`));
+          }, 100_000);
           const subscription = store.subscribeToAll({ filter: { streamPrefixes: [`${name}-`] } }).subscribe({
             next: (message) => {
               if (message.kind === 'caughtUp') caughtUpOnce = true;
@@ -570,7 +575,7 @@ export function eventStoreContract(harness: EngineHarness): void {
         const feed = await store.readAll({ filter: { streamPrefixes: [`${name}-`] } });
         expect(feed.map((e) => e.id)).toEqual(seen.map((e) => e.id));
         await store.close();
-      });
+      }, 150_000);
     });
   });
 }

@@ -126,15 +126,19 @@ describe('postgres engine specifics', () => {
     const otherDatabase = connectPostgres(schemas.url, { max: 2 });
     // Polling once a minute: only a notification can deliver the event within the test's time.
     const reader = await createPostgresEventStore(otherDatabase, { schema, pollInterval: 60_000 });
+    let listening!: () => void;
+    const caughtUp = new Promise<void>((resolve) => (listening = resolve));
     const received = new Promise<string>((resolve) => {
       const subscription = reader.subscribeToAll().subscribe((m) => {
+        // The subscription registers its LISTEN before its first read, so caughtUp means it listens.
+        if (m.kind === 'caughtUp') listening();
         if (m.kind === 'event') {
           subscription.unsubscribe();
           resolve(m.event.type);
         }
       });
     });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await caughtUp;
     await writer.appendToStream('customer-1', [newEvent('Notified')]);
     expect(await received).toBe('Notified');
     await reader.close();

@@ -14,7 +14,8 @@ import { createHarness, type Harness } from './support.ts';
 let h: Harness;
 const projections = readModelProjections();
 const names = projections.map((p) => p.name);
-const LEASE_SECONDS = 2;
+// Long enough that a renewal (every 200 ms) late by seconds on a loaded machine does not hand a lease over mid-test.
+const LEASE_SECONDS = 6;
 
 beforeAll(async () => {
   h = await createHarness('leases');
@@ -153,7 +154,7 @@ describe('projection leases', () => {
       await b.crash();
       bStopped = true;
       await runScenario(h, 'second-');
-      await eventually(() => a.leases.ownsAll(), 'the takeover', 10_000);
+      await eventually(() => a.leases.ownsAll(), 'the takeover', LEASE_SECONDS * 1_000 + 15_000);
       await waitForCheckpoints(h.database.db, schema, h.lastPosition(), { timeoutMs: 15_000 });
       await expectEqualToReplay(schema, 'ref2');
       const after = await appliedBy(schema);

@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { catchUp } from '../../projections/catch-up.ts';
+import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
+import { createReadModelQueries } from '../../projections/queries/index.ts';
+import { readModelProjections } from '../../projections/read-models/index.ts';
+import { createHarness, type Harness } from './support.ts';
+
+let h: Harness;
+const projections = readModelProjections();
+
+beforeAll(async () => {
+  h = await createHarness('forget');
+  await migrateCheckpoints(h.database.db, h.schemas.read);
+  for (const p of projections) {
+    await p.migrate(h.database.db, h.schemas.read);
+    await ensureCheckpoint(h.database.db, h.schemas.read, p);
+  }
+});
+
+afterAll(async () => {
+  await h?.close();
+});
+
+const project = () => catchUp({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: h.codec });
+
+/**
+ * The order is forced, not left to a live runner's timing: the read models hold the plaintext
+ * before the forget is applied, so only the projections' own handling of CustomerForgotten can
+ * erase it. (Projected after the forget, the registration already decodes as `[erased]`.)
+ */
+describe('forgetting a customer the read models already show', () => {
+  it('erases every personal field the read models hold, in each table, once the forget is applied', async () => {
+    const customerId = randomUUID();
+    const feedbackId = randomUUID();
+    const dealId = randomUUID();
+    await h.run({ type: 'RegisterCustomer', customerId, name: 'Dora Plain', email: 'dora@plain.example', phone: '+49 30 123456', company: 'Plain GmbH', tags: ['vip'] });
+    await h.run({ type: 'RecordPurchase', customerId, orderId: 'd-1', amount: 42, currency: 'EUR' });
+    await h.run({ type: 'SubmitFeedback', feedbackId, customerId, kind: 'complaint', channel: 'email', subject: 'Dora cannot log in', body: 'Call Dora on +49 30 123456', priority: 'normal', csat: null, nps: null });
+    await h.run({ type: 'OpenDeal', dealId, customerId, title: 'Dora renewal', amount: 100, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2026-06-30' });
+    await project();
+
+    const q = createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
+    // Precondition: the plaintext really is in the read models now.
+    expect(await q.getCustomer(customerId)).toMatchObject({ name: 'Dora Plain', email: 'dora@plain.example' });
+    const plaintext = /Dora Plain|dora@plain\.example|123456/;
+    const dump = async () => {
+      const out: string[] = [];
+      for (const table of projections.flatMap((p) => p.tables)) {
+        const { rows } = await sql<Record<string, unknown>>`SELECT * FROM ${sql.id(h.schemas.read, table)}`.execute(h.database.db);
+        out.push(...rows.map((row) => `${table}: ${JSON.stringify(row)}`));
+      }
+      return out;
+    };
+    expect((await dump()).some((row) => plaintext.test(row))).toBe(true);
+
+    await h.run({ type: 'ForgetCustomer', customerId });
+    await project();
+    expect(await q.getCustomer(customerId)).toMatchObject({ name: '[erased]', email: '[erased]', phone: '[erased]', status: 'forgotten' });
+    expect((await dump()).filter((row) => plaintext.test(row))).toEqual([]);
+  });
+});
