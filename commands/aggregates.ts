@@ -21,7 +21,7 @@ export interface AggregateStates {
 }
 
 /** The fold side of a decider, erased to what loading needs. */
-interface Folder<S> {
+export interface Folder<S> {
   prefix: string;
   initialState: () => S;
   evolve: (state: S, event: CrmEvent) => S;
@@ -80,7 +80,7 @@ export const refOf = (r: RecordedEvent): EventRef => ({
   commandHash: typeof r.metadata.commandHash === 'string' ? r.metadata.commandHash : undefined,
 });
 
-const foldInto = async <S>(deps: StreamLoaderDeps, folder: Folder<S>, base: LoadedStream<S>, recorded: RecordedEvent[]): Promise<LoadedStream<S>> => {
+export const foldInto = async <S>(deps: StreamLoaderDeps, folder: Folder<S>, base: LoadedStream<S>, recorded: RecordedEvent[]): Promise<LoadedStream<S>> => {
   const decoded: ProjectedEvent[] = [];
   for (const r of recorded) decoded.push(await decodeRecordedEvent(r, deps.personalData));
   let { state } = base;
@@ -94,7 +94,7 @@ const foldInto = async <S>(deps: StreamLoaderDeps, folder: Folder<S>, base: Load
   return { state, ids: base.ids, revision: last?.revision ?? base.revision, position: last?.position ?? base.position };
 };
 
-const emptyStream = <S>(folder: Folder<S>): LoadedStream<S> => ({ state: folder.initialState(), revision: -1, position: 0n, ids: new Map() });
+export const emptyStream = <S>(folder: Folder<S>): LoadedStream<S> => ({ state: folder.initialState(), revision: -1, position: 0n, ids: new Map() });
 
 /** Folds a stream from its start, optionally up to a revision or instant (point-in-time queries). */
 export const loadStream = async <K extends AggregateKind>(

@@ -1,20 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
 import { eventSchemas, schemaVersionOf, type CrmEventType } from '../domain/catalogue.ts';
-import { campaignDecider } from '../domain/campaign/decider.ts';
 import type { MergeCustomer } from '../domain/customer/commands.ts';
-import { customerDecider, customerSnapshot, decideMerge, type CustomerSnapshot } from '../domain/customer/decider.ts';
-import { dealDecider } from '../domain/deal/decider.ts';
-import { createFeedbackDecider } from '../domain/feedback/decider.ts';
+import { customerSnapshot, decideMerge, type CustomerSnapshot } from '../domain/customer/decider.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata, type Actor } from '../domain/metadata.ts';
 import type { EventStore, NewEvent } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
-import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
-import { invalidState } from '../domain/errors.ts';
+import { type PersonalData } from '../eventstore/personal-data.ts';
 import { aggregateFolders, createStreamCache, loadStream, refOf, streamOf, type AggregateStates, type EventRef, type LoadedStream, type LoadOptions } from './aggregates.ts';
-import { commandHash, createdIdFor, eventIdFor, uuidV5 } from './ids.ts';
-import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
+import { eventIdFor } from './ids.ts';
+import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type DomainEventList } from './prepare.ts';
+import type { AggregateKind, CrmCommand } from './schemas.ts';
 
 export { commandSchemas, commandTargets, commandTypes, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
 export { streamOf, type AggregateStates, type LoadOptions } from './aggregates.ts';
@@ -62,16 +58,12 @@ export interface CrmCommandDeps {
   cachedStreams?: number;
 }
 
-type DomainEventList = { type: string; data: unknown }[];
-
-const invalid = (path: string, message: string, input: unknown) =>
-  new z.ZodError([{ code: 'custom', path: [path], message, input }]);
 
 /**
  * The first result of a command retried with the same idempotency key: the events whose ids derive
  * from (stream, key, index). The key used before for a different request is a conflict, not a retry.
  */
-const firstResult = (
+export const firstResult = (
   id: string,
   stream: string,
   ids: Map<string, EventRef>,
@@ -92,20 +84,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   const sla = deps.sla ?? defaultSlaPolicy;
   const clock = deps.clock ?? (() => new Date());
   const folders = aggregateFolders(sla);
-  const feedbackDecider = createFeedbackDecider(sla);
-  const decide = (kind: AggregateKind, command: unknown, state: unknown): DomainEventList => {
-    // The route table guarantees that `command` belongs to `kind`; the casts only erase the union.
-    switch (kind) {
-      case 'customer':
-        return customerDecider.decide(command as never, state as never);
-      case 'deal':
-        return dealDecider.decide(command as never, state as never);
-      case 'campaign':
-        return campaignDecider.decide(command as never, state as never);
-      case 'feedback':
-        return feedbackDecider.decide(command as never, state as never);
-    }
-  };
+  const decide = createDecide(sla);
 
   const cache = createStreamCache({ store, personalData, folders }, deps.cachedStreams ?? 10_000);
   /** Current state through the cache; a past state (asOf) folded afresh. */
@@ -114,16 +93,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
 
   const customerOf = async (customerId: string): Promise<CustomerSnapshot> => customerSnapshot((await load('customer', customerId)).state);
 
-  /** A customer forgotten between our read and this write (a race) is refused like any forgotten customer. */
-  const protect = async (type: CrmEventType, data: unknown): Promise<unknown> => {
-    try {
-      return await personalData.protect(type, data);
-    } catch (error) {
-      if (error instanceof PersonalDataForgotten)
-        throw invalidState('customer.forgotten', `Customer ${error.customerId} has been forgotten`, 'customerId', { customerId: error.customerId });
-      throw error;
-    }
-  };
+  const protect = (type: CrmEventType, data: unknown): Promise<unknown> => protectForCommand(personalData, type, data);
 
   const assertExpected = (stream: string, ctx: CommandContext, actual: number): void => {
     if (ctx.expectedRevision !== undefined && ctx.expectedRevision !== actual)
@@ -207,31 +177,9 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   };
 
   const execute = async (input: { type: string; [field: string]: unknown }, ctx: CommandContext): Promise<CommandResult> => {
-    const { type, ...fields } = input;
-    if (!isCommandType(type)) throw invalid('type', `Unknown command type ${JSON.stringify(type)}`, type);
-    const payload = commandSchemas[type].parse(fields) as Record<string, unknown>;
-    const target = commandTargets[type];
-    const key = ctx.idempotencyKey;
-    const now = clock().toISOString();
-    // A purchase or refund carries its own business time (imports of past orders); else the context's.
-    const occurredAt = (payload.occurredAt as string | undefined) ?? ctx.occurredAt ?? now;
-    const metadata = EventMetadata.omit({ schemaVersion: true }).parse({
-      actor: ctx.actor,
-      correlationId: ctx.correlationId,
-      causationId: ctx.causationId ?? null,
-      occurredAt,
-      command: type,
-      ...(key !== undefined ? { idempotencyKey: key, commandHash: commandHash({ type, ...payload }) } : {}),
-      ...(ctx.reason !== undefined ? { reason: ctx.reason } : {}),
-    });
-    const id =
-      (payload[target.idField] as string | undefined) ?? (key ? createdIdFor(type, key) : randomUUID());
-    const stream = streamOf(target.kind, id);
-    /** Ids the handler fills so that `decide` stays pure; stable across retries of the same key. */
-    const derived = (what: string) => (key ? uuidV5(`${what}\n${stream}\n${key}`) : randomUUID());
-    const command: Record<string, unknown> = { ...payload, type, occurredAt, [target.idField]: id };
-
-    switch (type as CommandType) {
+    const prepared = prepareCommand(input, ctx, clock());
+    const { type, id, metadata, command } = prepared;
+    switch (type) {
       case 'MergeCustomer':
         return merge(command as unknown as MergeCustomer, ctx, metadata);
       case 'ForgetCustomer': {
@@ -240,24 +188,11 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         await personalData.forget(id);
         return result;
       }
-      case 'RefundPurchase':
-        command.refundId ??= derived('refund');
-        break;
-      case 'RecordCampaignCost':
-        command.costId ??= derived('cost');
-        break;
-      case 'RespondToFeedback':
-        command.responderId ??= ctx.actor.userId;
-        break;
-      case 'OpenDeal':
-      case 'SubmitFeedback':
-      case 'RecordCampaignResponse':
-        command.customer = await customerOf(payload.customerId as string);
-        break;
       default:
-        break;
+        fillDerivedIds(prepared, ctx.actor.userId);
+        if (needsCustomerSnapshot(type)) command.customer = await customerOf(command.customerId as string);
     }
-    return run(target.kind, id, ctx, metadata, command);
+    return run(prepared.kind, id, ctx, metadata, command);
   };
 
   return {
