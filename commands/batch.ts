@@ -3,7 +3,7 @@ import { customerSnapshot } from '../domain/customer/decider.ts';
 import { DomainError, invalidState } from '../domain/errors.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { MAX_STREAMS_PER_APPEND, type EventStore, type NewEvent, type StreamAppend } from '../eventstore/contract.ts';
-import { IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../eventstore/errors.ts';
+import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
 import { personalSubjectOf, type PersonalData } from '../eventstore/personal-data.ts';
 import { aggregateFolders, emptyStream, foldInto, streamOf, type EventRef, type Folder, type LoadedStream } from './aggregates.ts';
 import { eventIdFor } from './ids.ts';
@@ -100,8 +100,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       let w = working.get(stream);
       if (!w) {
         const base = cache.get(stream)!;
-        // A copy: the cached state must stay as stored until the append succeeds.
-        w = { kind, base, state: structuredClone(base.state), events: [], newIds: new Map() };
+        // Not a copy (some folds update in place): a failed append evicts every stream it decided on.
+        w = { kind, base, state: base.state, events: [], newIds: new Map() };
         working.set(stream, w);
       }
       return w;
@@ -110,8 +110,9 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       if (!p) return;
       try {
         const w = workOn(p.kind, p.stream);
-        const ids = w.newIds.size === 0 ? w.base.ids : new Map([...w.base.ids, ...w.newIds]);
-        const first = firstResult(p.id, p.stream, ids, p.metadata);
+        // Stored ids and the ones decided in this batch, without copying either.
+        const ids = { has: (id: string) => w.newIds.has(id) || w.base.ids.has(id), get: (id: string) => w.newIds.get(id) ?? w.base.ids.get(id) };
+        const first = firstResult(p.id, p.stream, ids as Map<string, EventRef>, p.metadata);
         if (first) {
           outcomes[i] = { ok: true, stream: p.stream, eventIds: first.eventIds, alreadyDone: true };
           return;
@@ -125,17 +126,16 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         const key = p.metadata.idempotencyKey!;
         const eventIds: string[] = [];
         const folder = folders[p.kind] as Folder<unknown>;
-        let state = w.state;
         const events: NewEvent[] = decided.map((event, index) => {
           const type = event.type as CrmEventType;
           // A safety net: nothing the catalogue would refuse on read is ever stored.
           const data = eventSchemas[type].parse(event.data);
-          state = folder.evolve(state, { type, data } as CrmEvent);
           const id = eventIdFor(p.stream, key, index);
           eventIds.push(id);
           return { id, type, data, metadata: { ...p.metadata, schemaVersion: schemaVersionOf(type) } };
         });
-        w.state = state;
+        // Evolved only once every event passed its schema, so a refused command leaves the state as it was.
+        for (const e of events) w.state = folder.evolve(w.state, { type: e.type, data: e.data } as CrmEvent);
         const base = w.base.revision + w.events.length;
         events.forEach((e, index) => w.newIds.set(e.id, { revision: base + index + 1, position: 0n, commandHash: p.metadata.commandHash }));
         w.events.push(...events);
@@ -195,18 +195,11 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         return outcomes;
       } catch (error) {
         // Someone else wrote (or a crashed earlier run stored) some of these streams: read them again and decide again.
-        const stale =
-          error instanceof WrongExpectedRevisions ? error.conflicts.map((c) => c.stream)
-          : error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict ? [error.stream]
-          : undefined;
-        if (!stale) {
-          // e.g. a customer forgotten meanwhile: refused like the API would; decide again on fresh states.
-          if (!(error instanceof DomainError) || attempt >= maxAttempts) throw error;
-          for (const stream of appending.map(([s]) => s)) cache.delete(stream);
-        } else {
-          if (attempt >= maxAttempts) throw error;
-          for (const stream of stale) cache.delete(stream);
-        }
+        const stale = error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict;
+        // The states of this batch were evolved in place: read every one of them again.
+        for (const [stream] of appending) cache.delete(stream);
+        // A DomainError here is a customer forgotten meanwhile: decided again, the decider refuses the row as the API would.
+        if (!(stale || error instanceof DomainError) || attempt >= maxAttempts) throw error;
         await new Promise((resolve) => setTimeout(resolve, Math.min(200, 2 ** attempt)));
       }
     }

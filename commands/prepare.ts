@@ -35,6 +35,9 @@ export interface PreparedCommand {
   derived: (what: string) => string;
 }
 
+// Built once: zod compiles a schema on first use, and `omit` makes a new one each call.
+const StoredMetadataSchema = EventMetadata.omit({ schemaVersion: true });
+
 const invalid = (path: string, message: string, input: unknown) => new z.ZodError([{ code: 'custom', path: [path], message, input }]);
 
 /** Validates the payload (throws ZodError naming the field) and builds the metadata and ids. */
@@ -46,7 +49,7 @@ export const prepareCommand = (input: { type: string; [field: string]: unknown }
   const key = ctx.idempotencyKey;
   // A purchase or refund carries its own business time (imports of past orders); else the context's.
   const occurredAt = (payload.occurredAt as string | undefined) ?? ctx.occurredAt ?? now.toISOString();
-  const metadata = EventMetadata.omit({ schemaVersion: true }).parse({
+  const metadata = StoredMetadataSchema.parse({
     actor: ctx.actor,
     correlationId: ctx.correlationId,
     causationId: ctx.causationId ?? null,
