@@ -28,6 +28,7 @@ import { campaignRoutes } from './routes/campaigns.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { dealRoutes } from './routes/deals.ts';
 import { feedbackRoutes } from './routes/feedback.ts';
+import { importRoutes } from './routes/imports.ts';
 import { opsRoutes } from './routes/ops.ts';
 
 export interface RegisteredRoute {
@@ -212,6 +213,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await app.register(campaignRoutes, context);
   await app.register(feedbackRoutes, context);
   // Written by the analytics and audit engineers; they get the same context as ours.
+  if (resolved.imports) await app.register(importRoutes, { ...context, imports: resolved.imports, maxBytes: resolved.importMaxBytes ?? 1024 ** 3 });
   await app.register(analyticsRoutes, context);
   await app.register(auditRoutes, context);
 

@@ -3,6 +3,7 @@ import type { EventStore } from '../eventstore/contract.ts';
 import type { SqlDatabase } from '../eventstore/postgres/database.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
 import type { CommandContext, CommandResult } from '../commands/index.ts';
+import type { ImportJobs } from '../commands/import/jobs.ts';
 
 /**
  * What the HTTP API needs, passed in by the composition root (cli/). The API reads no environment;
@@ -115,4 +116,8 @@ export interface ApiDeps {
   benchNoopRoute?: boolean;
   /** Published in the OpenAPI document. */
   version?: string;
+  /** Bulk imports (`POST /imports`); the routes are left out without it. */
+  imports?: ImportJobs;
+  /** Largest import body accepted (413 above). Default 1 GiB. */
+  importMaxBytes?: number;
 }

@@ -83,6 +83,9 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'POST /feedback/:id/rating', access: SUPPORT, summary: "record the customer's rating of the resolution", ifMatch: 'optional' },
   { route: 'GET /feedback', access: ALL, summary: 'list feedback' },
   { route: 'GET /feedback/:id', access: ALL, summary: 'one feedback item' },
+  // Bulk import (api/routes/imports.ts): each kind also checks the roles of its command.
+  { route: 'POST /imports', access: WRITE_CUSTOMERS, summary: 'import a CSV or NDJSON file (the roles of the matching command)' },
+  { route: 'GET /imports/:id', access: WRITE_CUSTOMERS, summary: "progress and bad-row report of one's own import" },
   // Analytics (served by api/routes/analytics.ts).
   { route: 'POST /analytics/models', access: ['admin', 'analyst'], summary: 'fit every model' },
   { route: 'GET /analytics/*', access: ANALYTICS_READ, summary: 'analytics figures and fitted models' },

@@ -22,6 +22,11 @@ import { readModelProjections } from '../projections/read-models/index.ts';
 import { migrateLeases, ProjectionLeases } from '../projections/leases.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
+import { createBatchCommands } from '../commands/batch.ts';
+import { createImportJobs } from '../commands/import/jobs.ts';
+
+/** Largest `POST /imports` body (spooled to a temporary file, never held in memory). */
+const IMPORT_MAX_BYTES = 1024 ** 3;
 import { describeDatabase, type CrmConfig } from './config.ts';
 
 /**
@@ -323,7 +328,12 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         else await waitForCheckpoints(database.db, config.schemas.read, head, { timeoutMs: 300_000, names: ['analytics'], pollMs: 200 });
       },
     });
+    // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
+    const imports = createImportJobs({ batch: createBatchCommands({ store, personalData }), maxBytes: IMPORT_MAX_BYTES });
+    closers.push(() => imports.close());
     const apiDeps: Omit<ApiDeps, 'logger'> = {
+      imports,
+      importMaxBytes: IMPORT_MAX_BYTES,
       store,
       commands,
       database,

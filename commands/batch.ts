@@ -44,6 +44,8 @@ export interface BatchCommandDeps {
   clock?: () => Date;
   /** Current states kept between batches (a purchases file revisits its customers). Default 20 000. */
   cachedStreams?: number;
+  /** ... holding at most this many events together (a state grows with its stream). Default 100 000. */
+  cachedEvents?: number;
   /** Re-decisions after conflicts before a batch gives up. Default 50. */
   maxAttempts?: number;
 }
@@ -66,20 +68,37 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   const folders = aggregateFolders(deps.sla ?? defaultSlaPolicy);
   const decide = createDecide(deps.sla ?? defaultSlaPolicy);
   const maxCached = deps.cachedStreams ?? 20_000;
+  const maxEvents = deps.cachedEvents ?? 100_000;
+  let cachedEvents = 0;
   const maxAttempts = deps.maxAttempts ?? 50;
   // Least recently used first (Map order): bounded, so memory stays flat over a file of any length.
   const cache = new Map<string, LoadedStream<unknown>>();
 
-  const remember = (stream: string, loaded: LoadedStream<unknown>): void => {
+  const forget = (stream: string): void => {
+    cachedEvents -= cache.get(stream)?.ids.size ?? 0;
     cache.delete(stream);
+  };
+  const remember = (stream: string, loaded: LoadedStream<unknown>): void => {
+    forget(stream);
     cache.set(stream, loaded);
-    while (cache.size > maxCached) cache.delete(cache.keys().next().value!);
+    cachedEvents += loaded.ids.size;
+    // The one just stored stays, whatever its size: the batch in hand needs it.
+    while ((cache.size > maxCached || cachedEvents > maxEvents) && cache.size > 1) forget(cache.keys().next().value!);
   };
 
-  /** Reads every stream not cached in one query, with the keys of their customers in another. */
-  const load = async (wanted: Map<string, AggregateKind>): Promise<void> => {
-    const missing = [...wanted.keys()].filter((stream) => !cache.has(stream));
-    if (missing.length === 0) return;
+  /**
+   * The batch's streams: cached ones, and the others read in one query (with the keys of their
+   * customers in another). Held by the batch, so that the cache bound never drops one in use.
+   */
+  const load = async (wanted: Map<string, AggregateKind>): Promise<Map<string, LoadedStream<unknown>>> => {
+    const streams = new Map<string, LoadedStream<unknown>>();
+    const missing: string[] = [];
+    for (const stream of wanted.keys()) {
+      const cached = cache.get(stream);
+      if (cached) streams.set(stream, cached);
+      else missing.push(stream);
+    }
+    if (missing.length === 0) return streams;
     const read = await store.readStreams(missing);
     const subjects: string[] = [];
     for (const events of read.values()) for (const e of events) {
@@ -89,17 +108,20 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     await personalData.loadKeys(subjects);
     for (const stream of missing) {
       const folder = folders[wanted.get(stream)!] as Folder<unknown>;
-      remember(stream, await foldInto({ store, personalData, folders }, folder, emptyStream(folder), read.get(stream) ?? []));
+      const loaded = await foldInto({ store, personalData, folders }, folder, emptyStream(folder), read.get(stream) ?? []);
+      streams.set(stream, loaded);
+      remember(stream, loaded);
     }
+    return streams;
   };
 
   /** One pass: decide every command on the current states; returns the appends and the outcomes. */
-  const decideAll = (prepared: (PreparedCommand | undefined)[], items: BatchItem[], outcomes: BatchOutcome[]): Map<string, Working> => {
+  const decideAll = (streams: Map<string, LoadedStream<unknown>>, prepared: (PreparedCommand | undefined)[], outcomes: BatchOutcome[]): Map<string, Working> => {
     const working = new Map<string, Working>();
     const workOn = (kind: AggregateKind, stream: string): Working => {
       let w = working.get(stream);
       if (!w) {
-        const base = cache.get(stream)!;
+        const base = streams.get(stream)!;
         // Not a copy (some folds update in place): a failed append evicts every stream it decided on.
         w = { kind, base, state: base.state, events: [], newIds: new Map() };
         working.set(stream, w);
@@ -173,8 +195,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     }
 
     for (let attempt = 1; ; attempt++) {
-      await load(wanted);
-      const working = decideAll(prepared, items, outcomes);
+      const working = decideAll(await load(wanted), prepared, outcomes);
       const appending = [...working.entries()].filter(([, w]) => w.events.length > 0);
       if (appending.length === 0) return outcomes;
       const subjects = appending.flatMap(([, w]) => w.events.map((e) => personalSubjectOf(e.type, e.data)).filter((s): s is string => s !== undefined));
@@ -189,6 +210,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         const results = await store.appendToStreams(appends);
         appending.forEach(([stream, w], i) => {
           const ids = w.base.ids;
+          forget(stream);
           for (const [id, ref] of w.newIds) ids.set(id, { ...ref, position: results[i]!.position });
           remember(stream, { state: w.state, revision: results[i]!.nextExpectedRevision, position: results[i]!.position, ids });
         });
@@ -197,7 +219,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         // Someone else wrote (or a crashed earlier run stored) some of these streams: read them again and decide again.
         const stale = error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict;
         // The states of this batch were evolved in place: read every one of them again.
-        for (const [stream] of appending) cache.delete(stream);
+        for (const [stream] of appending) forget(stream);
         // A DomainError here is a customer forgotten meanwhile: decided again, the decider refuses the row as the API would.
         if (!(stale || error instanceof DomainError) || attempt >= maxAttempts) throw error;
         await new Promise((resolve) => setTimeout(resolve, Math.min(200, 2 ** attempt)));

@@ -3,6 +3,8 @@ import { buildApp, type CrmApp } from '../../api/app.ts';
 import type { ApiDeps, ReadModelProgress } from '../../api/deps.ts';
 import { ROLES, type Role } from '../../api/roles.ts';
 import { createCrmCommands } from '../../commands/index.ts';
+import { createBatchCommands } from '../../commands/batch.ts';
+import { createImportJobs } from '../../commands/import/jobs.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
@@ -66,6 +68,8 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
     projections: progressOf(runner),
     // Generous: on a loaded 2-core machine the projections can fall seconds behind; tests assert effects, not speed.
     waitForTimeoutMs: 15_000,
+    // Bulk imports, built as the composition root builds them (bounded like `importMaxBytes`).
+    imports: createImportJobs({ batch: createBatchCommands({ store, personalData }), maxBytes: overrides.importMaxBytes ?? 1024 ** 3 }),
     ...overrides,
   };
   const app = await buildApp(deps);
@@ -81,6 +85,7 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
     keys,
     auth: (role) => ({ authorization: `Bearer ${keys[role]}` }),
     close: async () => {
+      await deps.imports?.close();
       await app.close();
       await runner.stop();
       await store.close();
