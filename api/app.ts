@@ -28,6 +28,7 @@ import { campaignRoutes } from './routes/campaigns.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { dealRoutes } from './routes/deals.ts';
 import { feedbackRoutes } from './routes/feedback.ts';
+import { exportRoutes } from './routes/exports.ts';
 import { importRoutes } from './routes/imports.ts';
 import { opsRoutes } from './routes/ops.ts';
 
@@ -208,6 +209,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     benchNoopRoute: deps.benchNoopRoute ?? false,
   });
   await app.register(adminRoutes, { keys });
+  // Before the :id routes' plugins only for readability: fastify prefers static segments (/customers/export) anyway.
+  await app.register(exportRoutes, context);
   await app.register(customerRoutes, context);
   await app.register(dealRoutes, context);
   await app.register(campaignRoutes, context);
