@@ -33,6 +33,8 @@ import { campaignRoutes } from './routes/campaigns.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { dealRoutes } from './routes/deals.ts';
 import { feedbackRoutes } from './routes/feedback.ts';
+import { exportRoutes } from './routes/exports.ts';
+import { importRoutes } from './routes/imports.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { registerPublisherMetrics } from '../integration/metrics.ts';
@@ -214,11 +216,14 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     publishers: deps.integration,
   });
   await app.register(adminRoutes, { keys });
+  // Before the :id routes' plugins only for readability: fastify prefers static segments (/customers/export) anyway.
+  await app.register(exportRoutes, context);
   await app.register(customerRoutes, context);
   await app.register(dealRoutes, context);
   await app.register(campaignRoutes, context);
   await app.register(feedbackRoutes, context);
   // Written by the analytics and audit engineers; they get the same context as ours.
+  if (resolved.imports) await app.register(importRoutes, { ...context, imports: resolved.imports, maxBytes: resolved.importMaxBytes ?? 1024 ** 3 });
   await app.register(analyticsRoutes, context);
   await app.register(auditRoutes, context);
   if (deps.integration) await app.register(webhookRoutes, { integration: deps.integration });

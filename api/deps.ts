@@ -8,6 +8,7 @@ import type { BackPressureOptions } from './back-pressure.ts';
 import type { RateLimitOptions } from './rate-limit.ts';
 
 export type { RateLimitOptions } from './rate-limit.ts';
+import type { ImportJobs } from '../commands/import/jobs.ts';
 
 /**
  * What the HTTP API needs, passed in by the composition root (cli/). The API reads no environment;
@@ -133,4 +134,8 @@ export interface ApiDeps {
   benchNoopRoute?: boolean;
   /** Published in the OpenAPI document. */
   version?: string;
+  /** Bulk imports (`POST /imports`); the routes are left out without it. */
+  imports?: ImportJobs;
+  /** Largest import body accepted (413 above). Default 1 GiB. */
+  importMaxBytes?: number;
 }

@@ -64,6 +64,17 @@ export interface ListRouteSpec<Q extends z.ZodRawShape> {
   fetch: (queries: ReadModelQueries, query: Record<string, unknown>, request: FastifyRequest) => Promise<Page>;
 }
 
+/** A role that sees personal data masked may not filter on it either (a search would reveal it). */
+export const refusePersonalFilters = (request: FastifyRequest, query: Record<string, unknown>, personalFilters: readonly string[]): void => {
+  const role = request.apiKey?.role;
+  const refused = personalFilters.filter((name) => query[name] !== undefined);
+  if (role !== undefined && !seesPersonalData(role) && refused.length > 0) {
+    throw new ProblemError('forbidden', `The ${role} role sees personal data masked and may not filter on it (${refused.join(', ')}).`, {
+      errors: refused.map((field) => ({ field, message: 'filters on personal data' })),
+    });
+  }
+};
+
 export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context: RouteContext, spec: ListRouteSpec<Q>): void => {
   app.withTypeProvider<ZodTypeProvider>().get(
     spec.url,
@@ -78,13 +89,7 @@ export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context
     },
     async (request) => {
       const { waitFor, ...query } = request.query as Record<string, unknown> & { waitFor?: string };
-      const role = request.apiKey?.role;
-      const refused = (spec.personalFilters ?? []).filter((name) => query[name] !== undefined);
-      if (role !== undefined && !seesPersonalData(role) && refused.length > 0) {
-        throw new ProblemError('forbidden', `The ${role} role sees personal data masked and may not filter on it (${refused.join(', ')}).`, {
-          errors: refused.map((field) => ({ field, message: 'filters on personal data' })),
-        });
-      }
+      refusePersonalFilters(request, query, spec.personalFilters ?? []);
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const { cursor, ...filters } = query;
       const scope = `GET ${spec.url} sort=${String(query.sort ?? '')}`;

@@ -56,6 +56,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'POST /customers/:id/reactivate', access: ['admin', 'sales', 'support'], summary: 'reactivate the customer', ifMatch: 'required' },
   { route: 'GET /customers', access: ALL, summary: 'list, filter, search, sort, cursor' },
   { route: 'GET /customers/duplicates', access: ALL, summary: 'likely duplicates (same email, phone or name) for a merge' },
+  { route: 'GET /customers/export', access: ALL, summary: 'every customer as CSV or NDJSON (masked for analysts)' },
   { route: 'GET /customers/:id', access: ALL, summary: 'one customer (also ?asOf=)' },
   { route: 'GET /customers/:id/timeline', access: ALL, summary: 'what happened to a customer' },
   { route: 'GET /customers/:id/export', access: ['admin', 'support', 'auditor'], summary: 'subject access request export' },
@@ -67,6 +68,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'POST /deals/:id/lost', access: SALES, summary: 'mark lost (reason required)', ifMatch: 'required' },
   { route: 'POST /deals/:id/reopen', access: SALES, summary: 'reopen a won or lost deal', ifMatch: 'required' },
   { route: 'GET /deals', access: ALL, summary: 'list deals' },
+  { route: 'GET /deals/export', access: ALL, summary: 'every deal as CSV or NDJSON' },
   { route: 'GET /deals/:id', access: ALL, summary: 'one deal' },
   { route: 'GET /pipeline', access: ALL, summary: 'pipeline summary by stage, owner, close month' },
   // Campaigns.
@@ -86,7 +88,11 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'POST /feedback/:id/respond', access: SUPPORT, summary: 'respond to the customer', ifMatch: 'optional' },
   { route: 'POST /feedback/:id/rating', access: SUPPORT, summary: "record the customer's rating of the resolution", ifMatch: 'optional' },
   { route: 'GET /feedback', access: ALL, summary: 'list feedback' },
+  { route: 'GET /feedback/export', access: ALL, summary: 'every feedback item as CSV or NDJSON (masked for analysts)' },
   { route: 'GET /feedback/:id', access: ALL, summary: 'one feedback item' },
+  // Bulk import (api/routes/imports.ts): each kind also checks the roles of its command.
+  { route: 'POST /imports', access: WRITE_CUSTOMERS, summary: 'import a CSV or NDJSON file (the roles of the matching command)' },
+  { route: 'GET /imports/:id', access: WRITE_CUSTOMERS, summary: "progress and bad-row report of one's own import" },
   // Analytics (served by api/routes/analytics.ts).
   { route: 'POST /analytics/models', access: ['admin', 'analyst'], summary: 'fit every model' },
   { route: 'GET /analytics/*', access: ANALYTICS_READ, summary: 'analytics figures and fitted models' },

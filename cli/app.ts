@@ -27,8 +27,13 @@ import { isRunning, migrateLeases, ProjectionLeases } from '../projections/lease
 import { ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { createIntegration, type Integration } from '../integration/index.ts';
+import { createBatchCommands } from '../commands/batch.ts';
+import { createImportJobs } from '../commands/import/jobs.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
 import { connectRedis } from './redis.ts';
+
+/** Largest `POST /imports` body (spooled to a temporary file, never held in memory). */
+const IMPORT_MAX_BYTES = 1024 ** 3;
 
 /**
  * The composition root: the one place that turns configuration into running services.
@@ -385,8 +390,13 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     });
     const redis = config.rateLimit.redisUrl ? connectRedis(config.rateLimit.redisUrl, (message) => console.error(message)) : undefined;
     if (redis) closers.push(() => redis.quit().then(() => undefined));
+    // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
+    const imports = createImportJobs({ batch: createBatchCommands({ store, personalData }), maxBytes: IMPORT_MAX_BYTES });
+    closers.push(() => imports.close());
     const apiDeps: Omit<ApiDeps, 'logger'> = {
       rateLimit: { max: config.rateLimit.perMinute, perRole: config.rateLimit.perRole, timeWindowMs: 60_000, redis },
+      imports,
+      importMaxBytes: IMPORT_MAX_BYTES,
       store,
       commands,
       database,

@@ -1,27 +1,24 @@
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
 import { eventSchemas, schemaVersionOf, type CrmEventType } from '../domain/catalogue.ts';
-import { campaignDecider } from '../domain/campaign/decider.ts';
 import type { MergeCustomer } from '../domain/customer/commands.ts';
-import { customerDecider, customerSnapshot, decideMerge, type CustomerSnapshot } from '../domain/customer/decider.ts';
-import { dealDecider } from '../domain/deal/decider.ts';
-import { createFeedbackDecider } from '../domain/feedback/decider.ts';
+import { customerSnapshot, decideMerge, type CustomerSnapshot } from '../domain/customer/decider.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata, type Actor } from '../domain/metadata.ts';
 import type { EventStore, NewEvent } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
-import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
+import { type PersonalData } from '../eventstore/personal-data.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
-import { invalidState } from '../domain/errors.ts';
 import { aggregateFolders, loadStream, refOf, streamOf, type AggregateStates, type EventRef, type LoadedStream, type LoadOptions } from './aggregates.ts';
 import { createStreamCache, type AppendedEvent } from './stream-cache.ts';
 import { createStreamQueue, type StreamQueue, type StreamQueueOptions } from './stream-queue.ts';
 import { withEmailClaim } from './email-uniqueness.ts';
-import { commandHash, createdIdFor, eventIdFor, uuidV5 } from './ids.ts';
-import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
+import { eventIdFor } from './ids.ts';
+import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type DomainEventList, type PreparedCommand } from './prepare.ts';
+import type { AggregateKind, CrmCommand } from './schemas.ts';
 
 export { commandSchemas, commandTargets, commandTypes, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
 export { streamOf, type AggregateStates, type LoadOptions } from './aggregates.ts';
+export { BUSINESS_TIME_SKEW_MS } from './prepare.ts';
 export { CommandsBusy, type StreamQueueOptions } from './stream-queue.ts';
 export { defaultSlaPolicy, SlaPolicy } from '../domain/feedback/sla.ts';
 
@@ -38,10 +35,6 @@ export interface CommandContext {
   /** Why, in the actor's words (recorded in every event's metadata). */
   reason?: string;
 }
-
-/** The reason an auditor reads in the metadata: the command's own (a refund's, a lost deal's) first, else the caller's. */
-const reasonOf = (payload: Record<string, unknown>, ctx: CommandContext): string | undefined =>
-  typeof payload.reason === 'string' && payload.reason.trim() !== '' ? payload.reason : ctx.reason;
 
 export interface CommandResult {
   /** Id of the aggregate addressed (the primary for a merge). */
@@ -77,19 +70,12 @@ export interface CrmCommandDeps {
   queue?: Partial<StreamQueueOptions>;
 }
 
-type DomainEventList = { type: string; data: unknown }[];
-
-/** How far a command's `occurredAt` may run ahead of our clock (clients' clocks drift a little). */
-export const BUSINESS_TIME_SKEW_MS = 5 * 60_000;
-
-const invalid = (path: string, message: string, input: unknown) =>
-  new z.ZodError([{ code: 'custom', path: [path], message, input }]);
 
 /**
  * The first result of a command retried with the same idempotency key: the events whose ids derive
  * from (stream, key, index). The key used before for a different request is a conflict, not a retry.
  */
-const firstResult = (
+export const firstResult = (
   id: string,
   stream: string,
   ids: Map<string, EventRef>,
@@ -110,20 +96,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   const sla = deps.sla ?? defaultSlaPolicy;
   const clock = deps.clock ?? (() => new Date());
   const folders = aggregateFolders(sla);
-  const feedbackDecider = createFeedbackDecider(sla);
-  const decide = (kind: AggregateKind, command: unknown, state: unknown): DomainEventList => {
-    // The route table guarantees that `command` belongs to `kind`; the casts only erase the union.
-    switch (kind) {
-      case 'customer':
-        return customerDecider.decide(command as never, state as never);
-      case 'deal':
-        return dealDecider.decide(command as never, state as never);
-      case 'campaign':
-        return campaignDecider.decide(command as never, state as never);
-      case 'feedback':
-        return feedbackDecider.decide(command as never, state as never);
-    }
-  };
+  const decide = createDecide(sla);
 
   const cache = createStreamCache({ store, personalData, folders }, deps.cachedStreams ?? 10_000);
   const queue: StreamQueue = createStreamQueue(deps.queue);
@@ -133,16 +106,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
 
   const customerOf = async (customerId: string): Promise<CustomerSnapshot> => customerSnapshot((await load('customer', customerId)).state);
 
-  /** A customer forgotten between our read and this write (a race) is refused like any forgotten customer. */
-  const protect = async (type: CrmEventType, data: unknown): Promise<unknown> => {
-    try {
-      return await personalData.protect(type, data);
-    } catch (error) {
-      if (error instanceof PersonalDataForgotten)
-        throw invalidState('customer.forgotten', `Customer ${error.customerId} has been forgotten`, 'customerId', { customerId: error.customerId });
-      throw error;
-    }
-  };
+  const protect = (type: CrmEventType, data: unknown): Promise<unknown> => protectForCommand(personalData, type, data);
 
   const assertExpected = (stream: string, ctx: CommandContext, actual: number): void => {
     if (ctx.expectedRevision !== undefined && ctx.expectedRevision !== actual)
@@ -236,44 +200,13 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   };
 
   const execute = async (input: { type: string; [field: string]: unknown }, ctx: CommandContext): Promise<CommandResult> => {
-    const { type, ...fields } = input;
-    if (!isCommandType(type)) throw invalid('type', `Unknown command type ${JSON.stringify(type)}`, type);
-    const payload = commandSchemas[type].parse(fields) as Record<string, unknown>;
-    const target = commandTargets[type];
-    const key = ctx.idempotencyKey;
-    const now = clock().toISOString();
-    // A command may carry its own business time (imports of past history); else the context's.
-    if (typeof payload.occurredAt === 'string' && Date.parse(payload.occurredAt) > Date.parse(now) + BUSINESS_TIME_SKEW_MS)
-      throw invalid('occurredAt', `must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`, payload.occurredAt);
-    const occurredAt = (payload.occurredAt as string | undefined) ?? ctx.occurredAt ?? now;
-    const metadata = EventMetadata.omit({ schemaVersion: true }).parse({
-      actor: ctx.actor,
-      correlationId: ctx.correlationId,
-      causationId: ctx.causationId ?? null,
-      occurredAt,
-      command: type,
-      ...(key !== undefined ? { idempotencyKey: key, commandHash: commandHash({ type, ...payload }) } : {}),
-      ...(reasonOf(payload, ctx) !== undefined ? { reason: reasonOf(payload, ctx) } : {}),
-    });
-    const id =
-      (payload[target.idField] as string | undefined) ?? (key ? createdIdFor(type, key) : randomUUID());
-    const stream = streamOf(target.kind, id);
-    /** Ids the handler fills so that `decide` stays pure; stable across retries of the same key. */
-    const derived = (what: string) => (key ? uuidV5(`${what}\n${stream}\n${key}`) : randomUUID());
-    const command: Record<string, unknown> = { ...payload, type, occurredAt, [target.idField]: id };
+    const prepared = prepareCommand(input, ctx, clock());
     // Queued behind this process's earlier commands on the stream; decided again after a lost race.
-    return queue.run(stream, ctx.expectedRevision !== undefined ? stream : undefined, () => decideAndAppend(type, id, ctx, metadata, command, derived));
+    return queue.run(prepared.stream, ctx.expectedRevision !== undefined ? prepared.stream : undefined, () => decideAndAppend(prepared, ctx));
   };
 
-  const decideAndAppend = async (
-    type: CommandType,
-    id: string,
-    ctx: CommandContext,
-    metadata: Omit<EventMetadata, 'schemaVersion'>,
-    command: Record<string, unknown>,
-    derived: (what: string) => string,
-  ): Promise<CommandResult> => {
-    const target = commandTargets[type];
+  const decideAndAppend = async (prepared: PreparedCommand, ctx: CommandContext): Promise<CommandResult> => {
+    const { type, id, metadata, command } = prepared;
     switch (type) {
       case 'MergeCustomer':
         return merge(command as unknown as MergeCustomer, ctx, metadata);
@@ -299,26 +232,13 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       }
       case 'RegisterCustomer':
       case 'ChangeCustomerDetails':
-        if (deps.emailIndex) return withEmailClaim(deps.emailIndex, command, () => run(target.kind, id, ctx, metadata, command), customerOf);
-        break;
-      case 'RefundPurchase':
-        command.refundId ??= derived('refund');
-        break;
-      case 'RecordCampaignCost':
-        command.costId ??= derived('cost');
-        break;
-      case 'RespondToFeedback':
-        command.responderId ??= ctx.actor.userId;
-        break;
-      case 'OpenDeal':
-      case 'SubmitFeedback':
-      case 'RecordCampaignResponse':
-        command.customer = await customerOf(command.customerId as string);
+        if (deps.emailIndex) return withEmailClaim(deps.emailIndex, command, () => run(prepared.kind, id, ctx, metadata, command), customerOf);
         break;
       default:
-        break;
+        fillDerivedIds(prepared, ctx.actor.userId);
+        if (needsCustomerSnapshot(type)) command.customer = await customerOf(command.customerId as string);
     }
-    return run(target.kind, id, ctx, metadata, command);
+    return run(prepared.kind, id, ctx, metadata, command);
   };
 
   return {

@@ -45,6 +45,17 @@ export interface AppendResult {
   position: bigint;
 }
 
+/** One stream's part of a multi-stream append. */
+export interface StreamAppend {
+  stream: string;
+  events: NewEvent[];
+  /** Defaults to `'any'`. */
+  expectedRevision?: ExpectedRevision;
+}
+
+/** Streams per `appendToStreams` call: each holds a lock until the batch commits. */
+export const MAX_STREAMS_PER_APPEND = 1_000;
+
 export interface ReadStreamOptions {
   /** Inclusive. Defaults to 0 forwards, to the last revision backwards. */
   fromRevision?: number;
@@ -99,8 +110,19 @@ export type EngineName = 'postgres' | 'pglite' | 'eventstoredb';
 export interface EventStore {
   readonly engine: EngineName;
   appendToStream(stream: string, events: NewEvent[], options?: AppendOptions): Promise<AppendResult>;
+  /**
+   * Several streams at once, each with its own expected revision (bulk import); results in input
+   * order. PostgreSQL and PGlite: one round trip, atomic: a wrong revision on any stream throws
+   * `WrongExpectedRevisions` naming every conflicting stream, an id reused with other content throws
+   * `IdempotencyConflict`, and either way nothing is appended. A stream whose events are all stored
+   * already (same ids and content) counts as done, as a retried single append does. EventStoreDB
+   * appends stream by stream: each stream is atomic, the batch is not (see eventstore/README.md).
+   */
+  appendToStreams(appends: StreamAppend[]): Promise<AppendResult[]>;
   /** Events of one stream; an empty array when the stream does not exist. */
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
+  /** Whole streams in one read (bulk decisions); a missing stream maps to an empty array. */
+  readStreams(streams: string[]): Promise<Map<string, RecordedEvent[]>>;
   readAll(options?: ReadAllOptions): Promise<RecordedEvent[]>;
   /** Catch-up then live subscription in global order. Unsubscribing releases every resource. */
   subscribeToAll(options?: SubscribeOptions): Observable<SubscriptionMessage>;

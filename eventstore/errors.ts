@@ -19,6 +19,15 @@ export class WrongExpectedRevision extends EventStoreError {
   }
 }
 
+/** A multi-stream append found one or more streams not at their expected revision; nothing was appended. */
+export class WrongExpectedRevisions extends WrongExpectedRevision {
+  constructor(readonly conflicts: { stream: string; expected: ExpectedRevision; actual: number }[]) {
+    const first = conflicts[0]!;
+    super(first.stream, first.expected, first.actual);
+    this.message = `${conflicts.length} stream(s) not at their expected revision, first: ${this.message}`;
+  }
+}
+
 /** An event id that was already appended came back with different content. */
 export class IdempotencyConflict extends EventStoreError {
   constructor(

@@ -32,7 +32,20 @@ export interface PersonalData {
    * the cache. Publishers call it before decoding a page, so nothing is delivered from a stale key.
    */
   refreshForgotten(customerIds: readonly string[]): Promise<void>;
+  /**
+   * Bulk import: reads the keys of many customers in one query (creating the missing ones in one
+   * insert when `create`), so that the following protect/reveal calls need no round trip.
+   */
+  loadKeys(customerIds: string[], options?: { create?: boolean }): Promise<void>;
 }
+
+/** The customer an event's personal fields belong to, if it has any. */
+export const personalSubjectOf = (type: string, data: unknown): string | undefined => {
+  const spec = personalSpec(type);
+  if (!spec || !isRecord(data)) return undefined;
+  const subject = data[spec.subject];
+  return typeof subject === 'string' ? subject : undefined;
+};
 
 /** Refused: personal data for a customer whose key was deleted cannot be stored any more. */
 export class PersonalDataForgotten extends Error {
@@ -243,6 +256,29 @@ export async function createPersonalData(db: Kysely<any>, options: PersonalDataO
       const { rows } = await sql<{ customer_id: string }>`
         SELECT customer_id FROM ${table} WHERE customer_id = ANY(${cached}::text[]) AND data_key IS NULL`.execute(db);
       for (const row of rows) cache.set(row.customer_id, null);
+    },
+
+    async loadKeys(customerIds, options = {}) {
+      const read = async (ids: string[]): Promise<string[]> => {
+        if (ids.length === 0) return [];
+        const { rows } = await sql<{ customer_id: string; data_key: Buffer | null }>`
+          SELECT customer_id, data_key FROM ${table} WHERE customer_id = ANY (${ids}::text[])`.execute(db);
+        for (const row of rows) cache.set(row.customer_id, row.data_key ? unwrapKey(masterKey, row.customer_id, Buffer.from(row.data_key)) : null);
+        return ids.filter((id) => !cache.has(id));
+      };
+      const missing = await read([...new Set(customerIds)].filter((id) => !cache.has(id)));
+      if (!options.create || missing.length === 0) return;
+      const keys = missing.map((id) => {
+        const fresh = randomBytes(KEY_BYTES);
+        return (masterKey ? wrapKey(masterKey, id, fresh) : fresh).toString('hex');
+      });
+      // Keys travel as hex text: both drivers (pg, PGlite) bind text arrays alike.
+      await sql`
+        INSERT INTO ${table} (customer_id, data_key)
+        SELECT u.id, decode(u.key, 'hex') FROM unnest(${missing}::text[], ${keys}::text[]) AS u(id, key)
+        ON CONFLICT (customer_id) DO NOTHING`.execute(db);
+      // Re-read: a concurrent writer may have won an insert, or a customer may be a tombstone.
+      await read(missing);
     },
   };
 }

@@ -1,12 +1,14 @@
 import {
   MAX_APPEND_BYTES,
   MAX_EVENT_BYTES,
+  MAX_STREAMS_PER_APPEND,
   NO_STREAM_REVISION,
   STREAM_NAME_PATTERN,
   type ExpectedRevision,
   type NewEvent,
   type ReadAllOptions,
   type ReadStreamOptions,
+  type StreamAppend,
 } from './contract.ts';
 import { InvalidAppend, InvalidReadOptions } from './errors.ts';
 
@@ -133,4 +135,26 @@ export const checkReadAllOptions = (options: ReadAllOptions): void => {
   if (options.direction !== undefined && options.direction !== 'forwards' && options.direction !== 'backwards') {
     throw new InvalidReadOptions(`direction must be 'forwards' or 'backwards', got ${String(options.direction)}`);
   }
+};
+
+/** A multi-stream append checked as a whole: each part as a single append, each stream once, ids unique across the batch. */
+export const prepareStreamAppends = (appends: unknown): { stream: string; expected: ExpectedRevision; events: PreparedEvent[] }[] => {
+  if (!Array.isArray(appends) || appends.length === 0) throw new InvalidAppend('empty_event_list', 'A multi-stream append needs at least one stream');
+  if (appends.length > MAX_STREAMS_PER_APPEND) {
+    throw new InvalidAppend('payload_too_large', `A multi-stream append takes at most ${MAX_STREAMS_PER_APPEND} streams, got ${appends.length}`);
+  }
+  const streams = new Set<string>();
+  const ids = new Set<string>();
+  return appends.map((candidate: unknown, index) => {
+    const part = (candidate ?? {}) as Partial<StreamAppend>;
+    const events = prepareAppend(part.stream, part.events);
+    const stream = part.stream as string;
+    if (streams.has(stream)) throw new InvalidAppend('invalid_event', `appends[${index}]: stream ${stream} appears twice in one append`);
+    streams.add(stream);
+    for (const event of events) {
+      if (ids.has(event.id)) throw new InvalidAppend('invalid_event', `appends[${index}]: event id ${event.id} appears twice in one append`);
+      ids.add(event.id);
+    }
+    return { stream, expected: normalizeExpectedRevision(part.expectedRevision), events };
+  });
 };

@@ -1,49 +1,56 @@
 import { existsSync } from 'node:fs';
 import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
-import type { ImportKind } from '../import.ts';
+import { importColumns, importKinds, isImportKind } from '../../commands/import/rows.ts';
 import { createProgress } from '../progress.ts';
 
 const options: Record<string, OptionWithHelp> = {
-  kind: { type: 'string', description: 'customers or purchases (default: detected from the header)' },
+  kind: { type: 'string', description: `${importKinds.join(', ')} (default: detected from the header)` },
+  'batch-size': { type: 'string', description: 'rows per transaction (default 500)' },
   report: { type: 'string', description: 'where bad rows are listed (default: import-report-<file>.csv)' },
 };
 
 export const importCommand: CliCommand = {
   name: 'import',
-  summary: 'Import customers or purchases from a CSV file (bad rows go to a report; re-running is harmless)',
-  usage: 'import <file.csv> [--kind customers|purchases] [--report <path>]',
+  summary: 'Import customers, purchases, refunds, deals, campaigns, responses or feedback from a CSV or NDJSON file (bad rows go to a report; re-running is harmless)',
+  usage: `import <file.csv|file.ndjson> [--kind ${importKinds.join('|')}] [--report <path>] [--batch-size <n>]`,
   details: `
-Rows are read as a stream, validated one by one with the same rules as the API, and recorded through
-the command handlers. Rows that fail are listed in the report file with their line number and the
-reason; the others go in. Importing the same file again appends nothing twice (each row's idempotency
-key comes from the file kind and the email or order id), so an interrupted import is simply re-run.
+Rows are streamed, validated with the same schemas and rules as the API, decided in memory in
+batches and appended many customers per transaction. Rows that fail are listed in the report file
+with their line number and the reason; the others go in. Importing the same file again appends
+nothing twice (each row's idempotency key comes from the file kind and its natural key: email,
+order id, ...), so an interrupted or crashed import is resumed by running it again. Afterwards run
+\`crm project\` (or keep \`crm serve\` running) to bring the read models up to date.
 
-customers.csv columns: name, email, phone, company, tags (separated by ;), source, marketing_consent,
-  id (optional UUID; derived from the email when absent).
-purchases.csv columns: order_id, amount, currency (default EUR), occurred_at (ISO time or date),
-  customer_id or customer_email (of a customer imported from a customers file).`,
+Columns (ISO times or plain dates for the times; a file refers to customers by customer_id or by the
+customer_email of a customer imported from a customers file):
+${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
   options,
   async run(run) {
     const file = run.positionals[0];
-    if (!file) throw new UsageError('import needs a CSV file (see crm import --help)');
+    if (!file) throw new UsageError('import needs a CSV or NDJSON file (see crm import --help)');
     if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
     const kind = stringValue(run, 'kind');
-    if (kind !== undefined && kind !== 'customers' && kind !== 'purchases') throw new UsageError('--kind must be customers or purchases');
+    if (kind !== undefined && !isImportKind(kind)) throw new UsageError(`--kind must be one of ${importKinds.join(', ')}`);
+    const batchSize = stringValue(run, 'batch-size');
+    if (batchSize !== undefined && !(Number.isSafeInteger(Number(batchSize)) && Number(batchSize) >= 1 && Number(batchSize) <= 500))
+      throw new UsageError('--batch-size must be a whole number from 1 to 500');
     const { openCrm } = await import('../app.ts');
-    const { importCsv } = await import('../import.ts');
+    const { importFile } = await import('../import.ts');
+    const { createBatchCommands } = await import('../../commands/batch.ts');
     const runtime = await openCrm(run.config);
     try {
       const progress = createProgress({ label: 'import', unit: 'rows' });
-      const result = await importCsv(runtime.commands, {
+      const result = await importFile(createBatchCommands({ store: runtime.store, personalData: runtime.personalData }), {
         file,
-        ...(kind ? { kind: kind as ImportKind } : {}),
+        ...(kind ? { kind } : {}),
+        ...(batchSize ? { batchSize: Number(batchSize) } : {}),
         ...(stringValue(run, 'report') ? { reportPath: stringValue(run, 'report') } : {}),
         progress,
         signal: run.signal,
       });
       progress.done(`${result.imported} imported, ${result.rejected} rejected`);
       run.out(
-        `${result.kind}: ${result.rows} rows read, ${result.imported} imported (already present ones count as imported), ` +
+        `${result.kind}: ${result.rows} rows read, ${result.imported} imported (${result.alreadyPresent} of them already present), ` +
           `${result.rejected} rejected${result.rejected ? ` (see ${result.reportPath})` : ''}.` +
           (result.interrupted ? ' Interrupted: run the same command again to finish.' : ''),
       );

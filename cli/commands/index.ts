@@ -1,6 +1,7 @@
 import type { CliCommand } from '../command.ts';
 import { apiKeyCommand } from './api-key.ts';
 import { demoCommand } from './demo.ts';
+import { exportCommand } from './export.ts';
 import { fitCommand } from './fit.ts';
 import { importCommand } from './import.ts';
 import { masterKeyCommand } from './master-key.ts';
@@ -22,6 +23,7 @@ export const commands: readonly CliCommand[] = [
   replayCommand,
   verifyCommand,
   importCommand,
+  exportCommand,
   demoCommand,
   fitCommand,
   apiKeyCommand,

@@ -23,10 +23,11 @@ import type {
   ReadStreamOptions,
   RecordedEvent,
   SubscribeOptions,
+  StreamAppend,
   SubscriptionMessage,
 } from '../contract.ts';
-import { EventStoreError, IdempotencyConflict, WrongExpectedRevision } from '../errors.ts';
-import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend, type PreparedEvent } from '../validation.ts';
+import { EventStoreError, IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../errors.ts';
+import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend, prepareStreamAppends, type PreparedEvent } from '../validation.ts';
 import { connectEventStoreDbClient, type ClientRead, type EventStoreDbClientPort } from './client.ts';
 import { assertSupportedServer, parseConnectionString } from './connection.ts';
 import { actualRevision, isStreamNotFound, mapEventStoreDbError } from './errors.ts';
@@ -283,10 +284,37 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
     });
   };
 
+  /**
+   * Stream by stream, in order: each stream's append is atomic, the batch is not. A conflict on a
+   * later stream leaves the earlier ones appended; appending the same batch again skips them (same
+   * event ids), so a caller that retries after re-deciding the conflicting streams ends complete.
+   */
+  const appendToStreams = async (appends: StreamAppend[]): Promise<AppendResult[]> => {
+    const parts = prepareStreamAppends(appends);
+    const results: AppendResult[] = [];
+    for (const part of parts) {
+      try {
+        results.push(await appendToStream(part.stream, appends[results.length]!.events, { expectedRevision: part.expected }));
+      } catch (error) {
+        if (error instanceof WrongExpectedRevision) throw new WrongExpectedRevisions([{ stream: error.stream, expected: error.expected, actual: error.actual }]);
+        throw error;
+      }
+    }
+    return results;
+  };
+
+  const readStreams = async (streams: string[]): Promise<Map<string, RecordedEvent[]>> => {
+    const found = new Map<string, RecordedEvent[]>();
+    for (const stream of streams) found.set(stream, await readStream(stream));
+    return found;
+  };
+
   return {
     engine: 'eventstoredb',
     appendToStream,
+    appendToStreams,
     readStream,
+    readStreams,
     readAll,
     subscribeToAll,
     headPosition,

@@ -52,12 +52,16 @@ const initialSchema = (schema: string): Migration => {
  * refused append costs no exception handling on either side. The common single-event, new-ids
  * path runs as few statements as possible: it is the hot path of every command.
  */
+/** One link of a stream's hash chain (audit/chain.ts recomputes it): previous hash + the event's fields. */
+const chainLink = (prev: string, stream: string, id: string, rev: string, pos: string, type: string, data: string, metadata: string) =>
+  `sha256(coalesce(${prev}, ''::bytea) || sha256(convert_to(
+              ${id}::text || '|' || ${stream} || '|' || ${rev}::text || '|' || ${pos}::text || '|' ||
+              ${type} || '|' || ${data}::text || '|' || ${metadata}::text || '|' || v_micros, 'UTF8')))`;
+
 const appendFunctionSql = (schema: string): string => {
   const s = quote(schema);
   const hashOf = (id: string, rev: string, pos: string, type: string, data: string, metadata: string) =>
-    `sha256(coalesce(v_prev, ''::bytea) || sha256(convert_to(
-              ${id}::text || '|' || p_stream || '|' || ${rev}::text || '|' || ${pos}::text || '|' ||
-              ${type} || '|' || ${data}::text || '|' || ${metadata}::text || '|' || v_micros, 'UTF8')))`;
+    chainLink('v_prev', 'p_stream', id, rev, pos, type, data, metadata);
   return `
     CREATE FUNCTION ${s}.append_events(
       p_stream text,
@@ -198,11 +202,185 @@ const appendCustomPlans = (schema: string): Migration => ({
   },
 });
 
+/**
+ * Several streams in one call (bulk import): the same steps as `append_events` for every stream,
+ * all or nothing. Stream locks are taken in lock-key order, so two batches sharing streams cannot
+ * deadlock, and all of them before the first write, so the transaction id (hence every position)
+ * comes after each stream's previous append committed. Returns one row per input stream; when any
+ * stream is refused (wrong revision, reused id), nothing is written and the others read `skipped`.
+ */
+const appendStreamsFunctionSql = (schema: string): string => {
+  const s = quote(schema);
+  return `
+    CREATE FUNCTION ${s}.append_streams(
+      p_streams text[],
+      p_expected bigint[],        -- per stream: >= 0 exact, -1 no_stream, -2 any, -3 exists
+      p_counts int[],             -- per stream: how many of the following events are its own, in order
+      p_ids uuid[],
+      p_types text[],
+      p_data jsonb[],
+      p_metadata jsonb[]
+    ) RETURNS TABLE (stream text, outcome text, revision bigint, last_position bigint, conflict_id uuid)
+    LANGUAGE plpgsql AS $fn$
+    DECLARE
+      m int := cardinality(p_streams);
+      n int := cardinality(p_ids);
+      v_now timestamptz := date_trunc('milliseconds', now());
+      v_micros text := ((extract(epoch from v_now) * 1000000)::bigint)::text;
+      v_key bigint;
+      v_sidx int[] := array_fill(0, ARRAY[n]);
+      v_current bigint[];
+      v_prevs bytea[];
+      v_last bigint[];
+      v_found boolean[];
+      v_outcome text[] := array_fill('appended'::text, ARRAY[m]);
+      v_conflict uuid[] := array_fill(NULL::uuid, ARRAY[m]);
+      v_rev_out bigint[];
+      v_pos_out bigint[];
+      v_failed boolean := false;
+      v_total int := 0;
+      v_ordinal int;
+      v_base bigint;
+      v_next bigint;
+      v_prev bytea;
+      v_rev bigint;
+      v_pos bigint;
+      v_positions bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+      v_revisions bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+      v_names text[] := array_fill(NULL::text, ARRAY[n]);
+      v_hashes bytea[] := array_fill(NULL::bytea, ARRAY[n]);
+      j int;
+      k int := 0;
+      r record;
+    BEGIN
+      FOR v_key IN SELECT DISTINCT hashtextextended(${literal(schema + '/')} || x, 0) FROM unnest(p_streams) x ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(v_key);
+      END LOOP;
+      FOR j IN 1..m LOOP
+        FOR i IN 1..p_counts[j] LOOP
+          k := k + 1;
+          v_sidx[k] := j;
+        END LOOP;
+      END LOOP;
+      IF k <> n THEN
+        RAISE EXCEPTION 'append_streams: counts add up to % events, % given', k, n;
+      END IF;
+
+      SELECT array_agg(coalesce(st.revision, -1) ORDER BY i.ord), array_agg(st.last_hash ORDER BY i.ord),
+             array_agg(st.last_position ORDER BY i.ord), array_agg(st.stream IS NOT NULL ORDER BY i.ord)
+        INTO v_current, v_prevs, v_last, v_found
+        FROM unnest(p_streams) WITH ORDINALITY AS i(name, ord)
+        LEFT JOIN ${s}.streams st ON st.stream = i.name;
+      v_rev_out := v_current;
+      v_pos_out := v_last;
+
+      -- Idempotency per stream, under the locks, as in append_events.
+      IF EXISTS (SELECT 1 FROM ${s}.events e WHERE e.event_id = ANY (p_ids)) THEN
+        FOR r IN
+          SELECT i.sidx, count(*)::int AS existing,
+                 (count(*) FILTER (WHERE e.stream = p_streams[i.sidx] AND e.type = i.type AND e.data = i.data))::int AS same,
+                 max(e.revision) AS rev, max(e.position) AS pos,
+                 (array_agg(e.event_id ORDER BY i.ord) FILTER (WHERE e.stream <> p_streams[i.sidx] OR e.type <> i.type OR e.data <> i.data))[1] AS conflict
+            FROM unnest(v_sidx, p_ids, p_types, p_data) WITH ORDINALITY AS i(sidx, id, type, data, ord)
+            JOIN ${s}.events e ON e.event_id = i.id
+           GROUP BY i.sidx
+        LOOP
+          IF r.existing = p_counts[r.sidx] AND r.same = r.existing THEN
+            v_outcome[r.sidx] := 'duplicate'; v_rev_out[r.sidx] := r.rev; v_pos_out[r.sidx] := r.pos;
+          ELSE
+            v_outcome[r.sidx] := 'idempotency_conflict'; v_failed := true;
+            -- A partial overlap has no differing event: name the first stored one.
+            v_conflict[r.sidx] := coalesce(r.conflict,
+              (SELECT e.event_id FROM unnest(v_sidx, p_ids) AS u(sidx, id) JOIN ${s}.events e ON e.event_id = u.id
+                WHERE u.sidx = r.sidx LIMIT 1));
+          END IF;
+        END LOOP;
+      END IF;
+
+      FOR j IN 1..m LOOP
+        CONTINUE WHEN v_outcome[j] <> 'appended';
+        IF NOT (p_expected[j] = -2
+                OR (p_expected[j] = -1 AND v_current[j] = -1)
+                OR (p_expected[j] = -3 AND v_current[j] >= 0)
+                OR p_expected[j] = v_current[j]) THEN
+          v_outcome[j] := 'wrong_revision'; v_failed := true;
+        ELSE
+          v_total := v_total + p_counts[j];
+        END IF;
+      END LOOP;
+
+      IF v_failed OR v_total = 0 THEN
+        FOR j IN 1..m LOOP
+          IF v_outcome[j] = 'appended' THEN v_outcome[j] := 'skipped'; END IF;
+        END LOOP;
+        RETURN QUERY SELECT u.stream, u.outcome, u.rev, u.pos, u.conflict
+          FROM unnest(p_streams, v_outcome, v_rev_out, v_pos_out, v_conflict) AS u(stream, outcome, rev, pos, conflict);
+        RETURN;
+      END IF;
+
+      v_ordinal := coalesce(nullif(current_setting('crm_eventstore.tx_ordinal', true), ''), '0')::int;
+      IF v_ordinal + v_total > ${2 ** ORDINAL_BITS} THEN
+        RAISE EXCEPTION 'too many events in one transaction (limit ${2 ** ORDINAL_BITS})';
+      END IF;
+      PERFORM set_config('crm_eventstore.tx_ordinal', (v_ordinal + v_total)::text, true);
+      v_base := (pg_current_xact_id()::text::bigint << ${ORDINAL_BITS}) + v_ordinal;
+      FOR j IN 1..m LOOP
+        IF v_outcome[j] = 'appended' AND v_last[j] IS NOT NULL AND v_last[j] >= v_base THEN
+          RAISE EXCEPTION 'append to % would be ordered before the stream''s previous event; retry the transaction', p_streams[j]
+            USING ERRCODE = '40001';
+        END IF;
+      END LOOP;
+
+      v_next := v_base;
+      FOR k IN 1..n LOOP
+        j := v_sidx[k];
+        CONTINUE WHEN v_outcome[j] <> 'appended';
+        v_rev := v_rev_out[j] + 1;
+        v_pos := v_next;
+        v_next := v_next + 1;
+        v_prev := v_prevs[j];
+        v_prev := ${chainLink('v_prev', 'p_streams[j]', 'p_ids[k]', 'v_rev', 'v_pos', 'p_types[k]', 'p_data[k]', 'p_metadata[k]')};
+        v_prevs[j] := v_prev;
+        v_rev_out[j] := v_rev;
+        v_pos_out[j] := v_pos;
+        v_positions[k] := v_pos;
+        v_revisions[k] := v_rev;
+        v_names[k] := p_streams[j];
+        v_hashes[k] := v_prev;
+      END LOOP;
+
+      INSERT INTO ${s}.events (position, stream, revision, event_id, type, data, metadata, recorded_at, hash)
+        SELECT u.pos, u.name, u.rev, u.id, u.type, u.data, u.metadata, v_now, u.hash
+          FROM unnest(v_positions, v_names, v_revisions, p_ids, p_types, p_data, p_metadata, v_hashes)
+               AS u(pos, name, rev, id, type, data, metadata, hash)
+         WHERE u.pos IS NOT NULL;
+      INSERT INTO ${s}.streams AS st (stream, revision, last_hash, last_position)
+        SELECT u.name, u.rev, u.hash, u.pos
+          FROM unnest(p_streams, v_outcome, v_rev_out, v_prevs, v_pos_out) AS u(name, outcome, rev, hash, pos)
+         WHERE u.outcome = 'appended'
+        ON CONFLICT ON CONSTRAINT streams_pkey DO UPDATE
+          SET revision = excluded.revision, last_hash = excluded.last_hash, last_position = excluded.last_position;
+      RETURN QUERY SELECT u.stream, u.outcome, u.rev, u.pos, u.conflict
+        FROM unnest(p_streams, v_outcome, v_rev_out, v_pos_out, v_conflict) AS u(stream, outcome, rev, pos, conflict);
+    END
+    $fn$`;
+};
+
+const appendStreamsFunction = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    await sql.raw(appendStreamsFunctionSql(schema)).execute(db);
+    await sql
+      .raw(`ALTER FUNCTION ${quote(schema)}.append_streams(text[], bigint[], int[], uuid[], text[], jsonb[], jsonb[]) SET plan_cache_mode = force_custom_plan`)
+      .execute(db);
+  },
+});
+
 const migrationsFor = (schema: string): Record<string, Migration> => ({
   // The name is kept from when it also created the first append function.
   '0001_events_streams_append': initialSchema(schema),
   '0002_append_function': appendFunction(schema),
   '0003_append_custom_plans': appendCustomPlans(schema),
+  '0004_append_streams': appendStreamsFunction(schema),
 });
 
 class InCodeMigrations implements MigrationProvider {

@@ -11,11 +11,12 @@ import type {
   ReadAllOptions,
   ReadStreamOptions,
   RecordedEvent,
+  StreamAppend,
   SubscribeOptions,
   SubscriptionMessage,
 } from '../contract.ts';
-import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, WrongExpectedRevision } from '../errors.ts';
-import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend } from '../validation.ts';
+import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../errors.ts';
+import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend, prepareStreamAppends } from '../validation.ts';
 import type { SqlDatabase } from './database.ts';
 import { ORDINAL_BITS, migrateEventStore, quoteIdentifier } from './migrations.ts';
 import { createWakeup } from './wakeup.ts';
@@ -42,6 +43,14 @@ interface EventRow {
 
 interface AppendRow {
   outcome: 'appended' | 'duplicate' | 'wrong_revision' | 'idempotency_conflict';
+  revision: string | number;
+  last_position: string | null;
+  conflict_id: string | null;
+}
+
+interface StreamsAppendRow {
+  stream: string;
+  outcome: AppendRow['outcome'] | 'skipped';
   revision: string | number;
   last_position: string | null;
   conflict_id: string | null;
@@ -171,6 +180,50 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
         throw new WrongExpectedRevision(stream, expected, Number(row.revision));
       case 'idempotency_conflict':
         throw new IdempotencyConflict(row.conflict_id ?? prepared[0]!.id, stream);
+    }
+  };
+
+  const appendToStreams = async (appends: StreamAppend[]): Promise<AppendResult[]> => {
+    const parts = prepareStreamAppends(appends);
+    assertOpen();
+    const events = parts.flatMap((part) => part.events);
+    let rows: StreamsAppendRow[];
+    try {
+      ({ rows } = await sql<StreamsAppendRow>`
+        SELECT stream, outcome, revision, last_position::text AS last_position, conflict_id::text AS conflict_id
+        FROM ${s}.append_streams(${parts.map((p) => p.stream)}::text[], ${parts.map((p) => expectedCode(p.expected))}::bigint[],
+          ${parts.map((p) => p.events.length)}::int[], ${events.map((e) => e.id)}::uuid[], ${events.map((e) => e.type)}::text[],
+          ${events.map((e) => e.dataJson)}::text[]::jsonb[], ${events.map((e) => e.metadataJson)}::text[]::jsonb[])`.execute(db));
+    } catch (error) {
+      if (isUniqueViolation(error, 'events_event_id_unique')) {
+        const id = /\(event_id\)=\(([^)]+)\)/.exec((error as { detail?: string }).detail ?? '')?.[1];
+        const owner = parts.find((p) => p.events.some((e) => e.id === id)) ?? parts[0]!;
+        throw new IdempotencyConflict(id ?? owner.events[0]!.id, owner.stream);
+      }
+      throw mapError(error);
+    }
+    if (rows.length !== parts.length) throw new EventStoreError(`append_streams returned ${rows.length} rows for ${parts.length} streams`);
+    const reused = rows.find((row) => row.outcome === 'idempotency_conflict');
+    if (reused) throw new IdempotencyConflict(reused.conflict_id ?? '', reused.stream);
+    const conflicts = rows.flatMap((row, i) =>
+      row.outcome === 'wrong_revision' ? [{ stream: row.stream, expected: parts[i]!.expected, actual: Number(row.revision) }] : [],
+    );
+    if (conflicts.length > 0) throw new WrongExpectedRevisions(conflicts);
+    if (rows.some((row) => row.outcome === 'appended')) wakeup.appended();
+    return rows.map((row) => ({ nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position ?? '0') }));
+  };
+
+  const readStreams = async (streams: string[]): Promise<Map<string, RecordedEvent[]>> => {
+    assertOpen();
+    const found = new Map<string, RecordedEvent[]>(streams.map((stream) => [stream, []]));
+    if (streams.length === 0) return found;
+    try {
+      const result = await sql<EventRow>`
+        SELECT ${COLUMNS} FROM ${s}.events WHERE stream = ANY (${streams}::text[]) ORDER BY stream, revision`.execute(db);
+      for (const row of result.rows) found.get(row.stream)?.push(toRecorded(row));
+      return found;
+    } catch (error) {
+      throw mapError(error);
     }
   };
 
@@ -368,7 +421,9 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
   return {
     engine: database.kind,
     appendToStream,
+    appendToStreams,
     readStream,
+    readStreams,
     readAll,
     subscribeToAll,
     headPosition,

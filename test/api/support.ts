@@ -3,6 +3,8 @@ import { buildApp, type CrmApp } from '../../api/app.ts';
 import type { ApiDeps, ReadModelProgress } from '../../api/deps.ts';
 import { ROLES, type Role } from '../../api/roles.ts';
 import { createCrmCommands } from '../../commands/index.ts';
+import { createBatchCommands } from '../../commands/batch.ts';
+import { createImportJobs } from '../../commands/import/jobs.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { createEmailIndex } from '../../eventstore/email-index.ts';
@@ -70,6 +72,8 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
     integration: createIntegration({ db: database.db, store, personalData, schemas: { events: schemas.events, read: schemas.read }, workerId: 'test', leaseSeconds: 15 }).services,
     // Generous: on a loaded 2-core machine the projections can fall seconds behind; tests assert effects, not speed.
     waitForTimeoutMs: 15_000,
+    // Bulk imports, built as the composition root builds them (bounded like `importMaxBytes`).
+    imports: createImportJobs({ batch: createBatchCommands({ store, personalData }), maxBytes: overrides.importMaxBytes ?? 1024 ** 3 }),
     ...overrides,
   };
   const app = await buildApp(deps);
@@ -85,6 +89,7 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
     keys,
     auth: (role) => ({ authorization: `Bearer ${keys[role]}` }),
     close: async () => {
+      await deps.imports?.close();
       await app.close();
       await runner.stop();
       await store.close();

@@ -18,6 +18,7 @@ import {
   InvalidAppend,
   InvalidReadOptions,
   WrongExpectedRevision,
+  WrongExpectedRevisions,
 } from '../../eventstore/errors.ts';
 import { storedEventSize } from '../../eventstore/validation.ts';
 
@@ -42,6 +43,8 @@ export interface EngineHarness {
   isolatedFeed?: boolean;
   /** False when the engine can only detect a reused event id within one stream (EventStoreDB). */
   globalEventIds?: boolean;
+  /** False when `appendToStreams` appends stream by stream (EventStoreDB): the batch is then not all or nothing. */
+  atomicMultiStream?: boolean;
 }
 
 export const newEvent = (type = 'CustomerRegistered', data: unknown = { name: 'Ada' }, metadata: Record<string, unknown> = {}): NewEvent => ({
@@ -228,6 +231,148 @@ export function eventStoreContract(harness: EngineHarness): void {
         // The true retries still answer with the original result.
         expect((await store.appendToStream(stream, [second], { expectedRevision: 0 })).nextExpectedRevision).toBe(1);
         expect((await store.readStream(stream)).map((e) => e.data)).toEqual([{ name: 'Ada' }, { name: 'Ada L.' }]);
+        await store.close();
+      });
+    });
+
+    describe('appendToStreams', () => {
+      const atomic = harness.atomicMultiStream ?? true;
+
+      it('appends several streams with their own expected revisions, in input order, and reads them back in one call', async () => {
+        const store = await harness.createStore();
+        const [a, b, c] = [`${aggregate()}-1`, `${aggregate()}-2`, `${aggregate()}-3`];
+        await store.appendToStream(b, [newEvent(), newEvent()], { expectedRevision: 'no_stream' });
+        const batch = [
+          { stream: a, events: [newEvent(), newEvent()], expectedRevision: 'no_stream' as const },
+          { stream: b, events: [newEvent()], expectedRevision: 1 },
+          { stream: c, events: [newEvent()] },
+        ];
+        const results = await store.appendToStreams(batch);
+        expect(results.map((r) => r.nextExpectedRevision)).toEqual([1, 2, 0]);
+        const read = await store.readStreams([a, b, c, `${aggregate()}-missing`]);
+        expect(read.get(a)!.map((e) => e.id)).toEqual(batch[0]!.events.map((e) => e.id));
+        expect(read.get(b)!.map((e) => e.revision)).toEqual([0, 1, 2]);
+        expect(read.get(b)![2]!.id).toBe(batch[1]!.events[0]!.id);
+        expect(read.get(c)!.map((e) => e.position)).toEqual([results[2]!.position]);
+        expect([...read.values()].at(-1)).toEqual([]);
+        // Within each stream, revision order is position order.
+        for (const events of read.values()) {
+          for (let i = 1; i < events.length; i++) expect(events[i]!.position).toBeGreaterThan(events[i - 1]!.position);
+        }
+        await store.close();
+      });
+
+      it.skipIf(!atomic)('a conflict on one stream fails the whole batch and appends nothing, naming every conflicting stream', async () => {
+        const store = await harness.createStore();
+        const [a, b, c] = [`${aggregate()}-1`, `${aggregate()}-2`, `${aggregate()}-3`];
+        await store.appendToStream(b, [newEvent()], { expectedRevision: 'no_stream' });
+        await store.appendToStream(c, [newEvent()], { expectedRevision: 'no_stream' });
+        const error = await caught(
+          store.appendToStreams([
+            { stream: a, events: [newEvent()], expectedRevision: 'no_stream' },
+            { stream: b, events: [newEvent()], expectedRevision: 'no_stream' },
+            { stream: c, events: [newEvent()], expectedRevision: 3 },
+          ]),
+        );
+        expect(error).toBeInstanceOf(WrongExpectedRevisions);
+        expect(error).toBeInstanceOf(WrongExpectedRevision);
+        expect((error as WrongExpectedRevisions).conflicts).toEqual([
+          { stream: b, expected: 'no_stream', actual: 0 },
+          { stream: c, expected: 3, actual: 0 },
+        ]);
+        const read = await store.readStreams([a, b, c]);
+        expect([read.get(a)!.length, read.get(b)!.length, read.get(c)!.length]).toEqual([0, 1, 1]);
+        // A reused id with other content refuses the batch too.
+        const known = (await store.readStream(b))[0]!;
+        const reused = await caught(
+          store.appendToStreams([
+            { stream: a, events: [newEvent()] },
+            { stream: b, events: [{ id: known.id, type: known.type, data: { name: 'Eve' }, metadata: known.metadata }] },
+          ]),
+        );
+        expect(reused).toBeInstanceOf(IdempotencyConflict);
+        expect((await store.readStream(a)).length).toBe(0);
+        await store.close();
+      });
+
+      it('is idempotent: the same batch again appends nothing and answers as the first time', async () => {
+        const store = await harness.createStore();
+        const [a, b] = [`${aggregate()}-1`, `${aggregate()}-2`];
+        const batch = [
+          { stream: a, events: [newEvent(), newEvent()], expectedRevision: 'no_stream' as const },
+          { stream: b, events: [newEvent()], expectedRevision: 'no_stream' as const },
+        ];
+        const first = await store.appendToStreams(batch);
+        const retry = await store.appendToStreams(batch);
+        expect(retry).toEqual(first);
+        // A batch mixing a stored stream and a new one appends only the new one.
+        const c = `${aggregate()}-3`;
+        const mixed = await store.appendToStreams([batch[1]!, { stream: c, events: [newEvent()], expectedRevision: 'no_stream' }]);
+        expect(mixed[0]).toEqual(first[1]);
+        expect(mixed[1]!.nextExpectedRevision).toBe(0);
+        const read = await store.readStreams([a, b, c]);
+        expect([read.get(a)!.length, read.get(b)!.length, read.get(c)!.length]).toEqual([2, 1, 1]);
+        await store.close();
+      });
+
+      it('refuses an empty batch, a stream named twice and an id used twice before storing anything', async () => {
+        const store = await harness.createStore();
+        const a = `${aggregate()}-1`;
+        expect(await caught(store.appendToStreams([]))).toBeInstanceOf(InvalidAppend);
+        expect(await caught(store.appendToStreams([{ stream: a, events: [newEvent()] }, { stream: a, events: [newEvent()] }]))).toBeInstanceOf(InvalidAppend);
+        const event = newEvent();
+        expect(await caught(store.appendToStreams([{ stream: a, events: [event] }, { stream: `${aggregate()}-2`, events: [event] }]))).toBeInstanceOf(InvalidAppend);
+        expect(await caught(store.appendToStreams([{ stream: 'Not A Stream', events: [newEvent()] }]))).toBeInstanceOf(InvalidAppend);
+        expect((await store.readStream(a)).length).toBe(0);
+        await store.close();
+      });
+
+      it('stays correct beside concurrent single appends and overlapping batches on the same streams', async () => {
+        const store = await harness.createStore();
+        const streams = Array.from({ length: 6 }, (_, i) => `${aggregate()}-${i}`);
+        const appended = new Set<string>();
+        // Each writer re-reads and retries on a conflict, as the importer does; every event must land exactly once.
+        const withRetry = async (attempt: () => Promise<unknown>): Promise<void> => {
+          for (let tries = 0; ; tries++) {
+            try {
+              await attempt();
+              return;
+            } catch (error) {
+              if (!(error instanceof WrongExpectedRevision) || tries > 200) throw error;
+            }
+          }
+        };
+        const revisionOf = async (stream: string) => (await store.readStream(stream, { direction: 'backwards', maxCount: 1 }))[0]?.revision ?? -1;
+        const batchWriter = async (offset: number) => {
+          for (let round = 0; round < 15; round++) {
+            const picked = [streams[(round + offset) % 6]!, streams[(round + offset + 2) % 6]!, streams[(round + offset + 4) % 6]!];
+            const events = picked.map(() => newEvent());
+            events.forEach((e) => appended.add(e.id));
+            await withRetry(async () => {
+              const revisions = await Promise.all(picked.map(revisionOf));
+              await store.appendToStreams(picked.map((stream, i) => ({ stream, events: [events[i]!], expectedRevision: revisions[i]! < 0 ? ('no_stream' as const) : revisions[i]! })));
+            });
+          }
+        };
+        const singleWriter = async (stream: string) => {
+          for (let round = 0; round < 15; round++) {
+            const event = newEvent();
+            appended.add(event.id);
+            await withRetry(async () => {
+              const revision = await revisionOf(stream);
+              await store.appendToStream(stream, [event], { expectedRevision: revision < 0 ? 'no_stream' : revision });
+            });
+          }
+        };
+        await Promise.all([batchWriter(0), batchWriter(1), batchWriter(3), singleWriter(streams[0]!), singleWriter(streams[3]!)]);
+        const read = await store.readStreams(streams);
+        const ids = [...read.values()].flat().map((e) => e.id);
+        expect(ids.length).toBe(appended.size);
+        expect(new Set(ids)).toEqual(appended);
+        for (const events of read.values()) {
+          expect(events.map((e) => e.revision)).toEqual(events.map((_, i) => i));
+          for (let i = 1; i < events.length; i++) expect(events[i]!.position).toBeGreaterThan(events[i - 1]!.position);
+        }
         await store.close();
       });
     });

@@ -32,7 +32,13 @@ describe('pglite engine specifics', () => {
     expect(store.engine).toBe('pglite');
     await store.appendToStream('customer-1', [newEvent(), newEvent()]);
     await store.appendToStream('customer-1', [newEvent()], { expectedRevision: 1 });
-    expect(await verifyStreamChains(database, { schema: `events_${created}` })).toEqual({ ok: true, checked: 3 });
+    // Multi-stream appends extend the same chains (including the stream written singly before).
+    await store.appendToStreams([
+      { stream: 'customer-1', events: [newEvent(), newEvent()], expectedRevision: 2 },
+      { stream: 'customer-2', events: [newEvent()], expectedRevision: 'no_stream' },
+    ]);
+    await store.appendToStream('customer-2', [newEvent()], { expectedRevision: 0 });
+    expect(await verifyStreamChains(database, { schema: `events_${created}` })).toEqual({ ok: true, checked: 7 });
     await store.close();
   });
 });

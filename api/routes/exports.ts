@@ -1,0 +1,59 @@
+import { Readable } from 'node:stream';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { exportLines, type ExportFormat } from '../../projections/queries/export.ts';
+import type { RouteContext } from '../app.ts';
+import type { ReadModelQueries } from '../deps.ts';
+import { CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
+import { ProblemError, problemResponses } from '../problems.ts';
+import { refusePersonalFilters } from '../query-route.ts';
+import { CustomerListFilters } from './customers.ts';
+import { DealListFilters } from './deals.ts';
+import { FeedbackListFilters } from './feedback.ts';
+
+/**
+ * `GET /customers/export`, `/deals/export`, `/feedback/export`: the whole list (with the list's
+ * filters) as CSV or NDJSON, streamed page by page, personal fields masked as the caller's list is.
+ */
+
+const CONTENT_TYPES: Record<ExportFormat, string> = { csv: 'text/csv; charset=utf-8', ndjson: 'application/x-ndjson' };
+
+const formatOf = (request: FastifyRequest, asked: ExportFormat | undefined): ExportFormat => {
+  if (asked) return asked;
+  const accept = request.headers.accept ?? '';
+  return /ndjson|jsonl/.test(accept) ? 'ndjson' : 'csv';
+};
+
+const exportsOf: { url: string; filters: Record<string, z.ZodType>; personalFields: readonly string[]; personalFilters: string[]; list: (q: ReadModelQueries) => ReadModelQueries['listCustomers'] }[] = [
+  { url: '/customers/export', filters: CustomerListFilters, personalFields: CUSTOMER_PERSONAL_FIELDS, personalFilters: ['search'], list: (q) => (query) => q.listCustomers(query) },
+  { url: '/deals/export', filters: DealListFilters, personalFields: [], personalFilters: [], list: (q) => (query) => q.listDeals(query) },
+  { url: '/feedback/export', filters: FeedbackListFilters, personalFields: FEEDBACK_PERSONAL_FIELDS, personalFilters: [], list: (q) => (query) => q.listFeedback(query) },
+];
+
+export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, context) => {
+  const app = plugin.withTypeProvider<ZodTypeProvider>();
+  for (const spec of exportsOf) {
+    app.get(spec.url, {
+      schema: {
+        tags: [spec.url.split('/')[1]!],
+        summary: `Every ${spec.url.split('/')[1]} record as CSV or NDJSON (Accept: text/csv or application/x-ndjson, or ?format=)`,
+        description: 'Streamed; takes the filters of the list. Personal fields are masked for roles that may not see them.',
+        querystring: z.strictObject({ ...spec.filters, format: z.enum(['csv', 'ndjson']).optional() }),
+        response: problemResponses(400, 401, 403, 429, 503),
+      },
+      handler: async (request, reply) => {
+        const queries = context.deps.queries;
+        if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
+        const { format: asked, ...query } = request.query as Record<string, unknown> & { format?: ExportFormat };
+        refusePersonalFilters(request, query, spec.personalFilters);
+        const format = formatOf(request, asked);
+        const lines = exportLines(spec.list(queries), query, format, (page) => forCaller(request, page, spec.personalFields));
+        return reply
+          .type(CONTENT_TYPES[format])
+          .header('content-disposition', `attachment; filename="${spec.url.split('/')[1]}.${format === 'csv' ? 'csv' : 'ndjson'}"`)
+          .send(Readable.from(lines) as never);
+      },
+    });
+  }
+};

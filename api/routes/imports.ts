@@ -1,0 +1,121 @@
+import type { Readable } from 'node:stream';
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { ImportJobs } from '../../commands/import/jobs.ts';
+import { importKinds, type ImportKind } from '../../commands/import/rows.ts';
+import type { RouteContext } from '../app.ts';
+import { callerRole } from '../auth/guard.ts';
+import { IdParams } from '../http.ts';
+import { ProblemError, problemResponses } from '../problems.ts';
+import { isAllowed, ruleFor } from '../roles.ts';
+
+/**
+ * `POST /imports?kind=...` (CSV or NDJSON body, streamed to disk, bounded) and `GET /imports/:id`.
+ * A kind may be imported by the roles that may send its command one at a time.
+ */
+
+/** The command route whose roles an import of each kind takes. */
+const commandRouteOf: Record<ImportKind, [string, string]> = {
+  customers: ['POST', '/customers'],
+  purchases: ['POST', '/customers/:id/purchases'],
+  refunds: ['POST', '/customers/:id/refunds'],
+  deals: ['POST', '/deals'],
+  campaigns: ['POST', '/campaigns'],
+  responses: ['POST', '/campaigns/:id/responses'],
+  feedback: ['POST', '/feedback'],
+};
+
+const FORMATS: Record<string, 'csv' | 'ndjson'> = {
+  'text/csv': 'csv',
+  'application/x-ndjson': 'ndjson',
+  'application/ndjson': 'ndjson',
+  'application/jsonl': 'ndjson',
+};
+
+const ImportQuery = z.strictObject({ kind: z.enum(importKinds) });
+
+const ImportCounts = z.object({
+  kind: z.enum(importKinds).optional(),
+  rows: z.number(),
+  imported: z.number(),
+  alreadyPresent: z.number(),
+  rejected: z.number(),
+});
+
+const ImportJobSchema = z.object({
+  id: z.string(),
+  kind: z.enum(importKinds),
+  format: z.enum(['csv', 'ndjson']),
+  status: z.enum(['running', 'done', 'failed']),
+  bytes: z.number(),
+  counts: ImportCounts,
+  rejectedRows: z.array(z.object({ line: z.number(), reason: z.string() })),
+  rejectedRowsTruncated: z.boolean(),
+  error: z.string().nullable(),
+  startedAt: z.string(),
+  finishedAt: z.string().nullable(),
+});
+
+export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJobs; maxBytes: number }> = async (plugin, options) => {
+  const app = plugin.withTypeProvider<ZodTypeProvider>();
+  const { imports, maxBytes } = options;
+  // The body stays a stream: it is spooled to disk by the import service, never held in memory.
+  app.addContentTypeParser(Object.keys(FORMATS), (_request, payload, done) => done(null, payload));
+
+  app.post('/imports', {
+    schema: {
+      tags: ['imports'],
+      summary: 'Import a CSV or NDJSON file (202, then poll GET /imports/:id)',
+      description:
+        `Body: text/csv (header row) or application/x-ndjson (one object per line), at most ${maxBytes} bytes (413 above). ` +
+        'Each row is validated as the matching command; bad rows are listed with their line numbers. Sending the same file again appends nothing twice. ' +
+        'Roles: those of the matching command (customers: POST /customers, purchases: POST /customers/:id/purchases, ...). One import per key at a time (409).',
+      querystring: ImportQuery,
+      response: { 202: z.object({ id: z.string() }), ...problemResponses(400, 401, 403, 409, 413, 415, 429, 503) },
+    },
+    handler: async (request, reply) => {
+      const { kind } = request.query;
+      const [method, route] = commandRouteOf[kind];
+      const rule = ruleFor(method, route);
+      const role = callerRole(request);
+      if (!isAllowed(rule, role)) {
+        throw new ProblemError('forbidden', `The ${role} role may not import ${kind} (as for ${rule.route}).`, { role, allowedRoles: [...(rule.access as readonly string[])] });
+      }
+      const format = FORMATS[(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()];
+      if (!format) throw new ProblemError('unsupported_media_type', 'Send text/csv or application/x-ndjson.');
+      const declared = Number(request.headers['content-length']);
+      const body = request.body as Readable;
+      if (Number.isFinite(declared) && declared > maxBytes) {
+        body.resume();
+        throw new ProblemError('payload_too_large', `The body is ${declared} bytes; the limit is ${maxBytes}.`);
+      }
+      const key = request.apiKey!;
+      try {
+        const job = await imports.start({ kind, format, body, actor: { userId: `api-key:${key.id}`, roles: [key.role] }, owner: key.id });
+        return reply.code(202).header('location', `/imports/${job.id}`).send({ id: job.id });
+      } catch (error) {
+        const name = (error as Error).name;
+        if (name === 'ImportTooLarge') throw new ProblemError('payload_too_large', `The body is larger than ${maxBytes} bytes.`);
+        if (name === 'ImportBusy') throw new ProblemError('invalid_state', (error as Error).message);
+        throw error;
+      }
+    },
+  });
+
+  app.get('/imports/:id', {
+    schema: {
+      tags: ['imports'],
+      summary: 'Progress, counts and the bad-row report of an import',
+      params: IdParams,
+      response: { 200: ImportJobSchema, ...problemResponses(401, 403, 404, 429) },
+    },
+    handler: async (request) => {
+      const job = imports.get(request.params.id);
+      // Another key's import is not shown (nor said to exist), except to an admin.
+      if (!job || (job.owner !== request.apiKey!.id && callerRole(request) !== 'admin')) throw new ProblemError('not_found', 'No such import.');
+      const { owner: _owner, ...view } = job;
+      return view;
+    },
+  });
+};

@@ -1,0 +1,206 @@
+/**
+ * Bulk import (issue 16): `crm import` rates for customers and purchases files beside raw batched
+ * INSERTs of the same rows in the same run (target >= 0.25x), a CDNOW-sized history (23,570
+ * customers, 69,659 purchases) imported and every projection caught up (target < 60 s), and the
+ * peak memory (VmHWM) of a `crm import` process on a large purchases file (target < 300 MB for 1M rows;
+ * the suite imports 200,000 x scale rows to stay within minutes, `--scale 5` is the 1M run), with the
+ * old-space cap the README recommends for large files (NODE_OPTIONS, reported beside the figure).
+ * `--scale` multiplies the CDNOW sizes and the memory file.
+ */
+import { spawn } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { openCrm } from '../../cli/app.ts';
+import { loadConfig } from '../../cli/config.ts';
+import { importFile } from '../../cli/import.ts';
+import { createBatchCommands } from '../../commands/batch.ts';
+import { rate, ratio, round, type BenchContext } from '../report.ts';
+
+const CRM_BIN = fileURLToPath(new URL('../../cli/crm.js', import.meta.url));
+const CDNOW = { customers: 23_570, purchases: 69_659 };
+const day = 86_400_000;
+const START = Date.parse('1997-01-01T00:00:00Z');
+
+/** A small deterministic generator, so every run imports the same files. */
+const random = (seed: number) => () => {
+  seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+  return seed / 2 ** 31;
+};
+
+const writeLines = async (path: string, header: string, count: number, line: (i: number) => string): Promise<void> => {
+  const out = createWriteStream(path);
+  out.write(`${header}\n`);
+  for (let i = 0; i < count; i++) if (!out.write(`${line(i)}\n`)) await once(out, 'drain');
+  out.end();
+  await once(out, 'close');
+};
+
+const writeCustomers = (path: string, count: number) =>
+  writeLines(path, 'name,email,phone,registered_at', count, (i) => `Customer ${i},c${i}@example.com,+1 555 ${String(i % 10_000).padStart(4, '0')},${new Date(START + (i % 84) * day).toISOString().slice(0, 10)}`);
+
+const writePurchases = (path: string, count: number, customers: number) => {
+  const next = random(7);
+  return writeLines(path, 'order_id,customer_email,amount,currency,occurred_at', count, (i) => {
+    const customer = Math.floor(next() * customers);
+    // Purchases after the customer's first day, spread over 1997-1998 as in CDNOW.
+    const at = START + (customer % 84) * day + Math.floor(next() * 540) * day;
+    return `o${i},c${customer}@example.com,${(5 + next() * 95).toFixed(2)},USD,${new Date(at).toISOString()}`;
+  });
+};
+
+/** The baseline: the same purchases rows as plain rows, 1,000 per INSERT ... SELECT unnest. */
+const rawInsertRate = async (ctx: BenchContext, rows: number): Promise<number> => {
+  const schema = await ctx.freshSchema('import_raw');
+  const client = new pg.Client({ connectionString: ctx.databaseUrl });
+  await client.connect();
+  try {
+    await client.query(`CREATE TABLE ${pg.escapeIdentifier(schema)}.purchases (id bigint PRIMARY KEY, customer text, order_id text, amount numeric, currency text, occurred_at timestamptz, data jsonb)`);
+    const next = random(11);
+    const started = performance.now();
+    for (let from = 0; from < rows; from += 1_000) {
+      const n = Math.min(1_000, rows - from);
+      const ids = Array.from({ length: n }, (_, i) => from + i);
+      const customers = ids.map((i) => `c${i % 5_000}@example.com`);
+      const amounts = ids.map(() => (5 + next() * 95).toFixed(2));
+      const times = ids.map((i) => new Date(START + (i % 540) * day).toISOString());
+      const data = ids.map((i) => JSON.stringify({ orderId: `o${i}`, customer: customers[i - from], amount: amounts[i - from], currency: 'USD' }));
+      await client.query(
+        `INSERT INTO ${pg.escapeIdentifier(schema)}.purchases SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::timestamptz[], $7::jsonb[])`,
+        [ids, customers, ids.map((i) => `o${i}`), amounts, ids.map(() => 'USD'), times, data],
+      );
+    }
+    return rate(rows, performance.now() - started);
+  } finally {
+    await client.end();
+  }
+};
+
+const crmEnv = async (ctx: BenchContext) => ({
+  DATABASE_URL: ctx.databaseUrl,
+  CRM_EVENTS_SCHEMA: await ctx.freshSchema('import_events'),
+  CRM_READ_SCHEMA: await ctx.freshSchema('import_read'),
+  CRM_REPORTING_SCHEMA: await ctx.freshSchema('import_reporting'),
+  CRM_PROJECTIONS: 'off',
+  LOG_LEVEL: 'warn',
+});
+
+/** Peak resident memory of a `crm import` process (VmHWM, read until it exits). */
+const importPeakMemory = (args: string[], env: Record<string, string>): Promise<{ peakMb: number; ms: number; stdout: string; code: number | null }> =>
+  new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, [CRM_BIN, 'import', ...args], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), ...env } });
+    let stdout = '';
+    let peakKb = 0;
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.resume();
+    const sample = () => {
+      try {
+        const kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0);
+        peakKb = Math.max(peakKb, kb);
+      } catch {
+        // The process has ended between two samples.
+      }
+    };
+    const timer = setInterval(sample, 100);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearInterval(timer);
+      resolve({ peakMb: round(peakKb / 1024, 0), ms: Math.round(performance.now() - started), stdout, code });
+    });
+  });
+
+export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
+  const folder = mkdtempSync(join(tmpdir(), 'crm-bench-import-'));
+  const customers = Math.round(CDNOW.customers * ctx.scale);
+  const purchases = Math.round(CDNOW.purchases * ctx.scale);
+  const memoryRows = Math.round(200_000 * ctx.scale);
+  const memoryNodeOptions = '--max-old-space-size=160';
+  const load = { before: loadavg().map((v) => round(v, 2)) };
+  try {
+    const customersFile = join(folder, 'customers.csv');
+    const purchasesFile = join(folder, 'purchases.csv');
+    await writeCustomers(customersFile, customers);
+    await writePurchases(purchasesFile, purchases, customers);
+
+    ctx.log(`raw batched INSERTs of ${purchases} rows`);
+    const rawRowsPerSecond = await rawInsertRate(ctx, purchases);
+
+    const env = await crmEnv(ctx);
+    const runtime = await openCrm(loadConfig(env, folder));
+    let customersMs: number, purchasesMs: number, catchUpMs: number;
+    let imported: Record<string, unknown>;
+    try {
+      const batch = createBatchCommands({ store: runtime.store, personalData: runtime.personalData });
+      ctx.log(`import of ${customers} customers`);
+      let started = performance.now();
+      const c = await importFile(batch, { file: customersFile, reportPath: join(folder, 'customers-report.csv') });
+      customersMs = performance.now() - started;
+      ctx.log(`import of ${purchases} purchases`);
+      started = performance.now();
+      const p = await importFile(batch, { file: purchasesFile, reportPath: join(folder, 'purchases-report.csv') });
+      purchasesMs = performance.now() - started;
+      imported = { customers: c.imported, customersRejected: c.rejected, purchases: p.imported, purchasesRejected: p.rejected };
+      ctx.log('catch-up of every projection');
+      started = performance.now();
+      const head = await runtime.store.headPosition();
+      await runtime.startProjections();
+      await runtime.runner.waitForPosition(head, 600_000);
+      catchUpMs = performance.now() - started;
+    } finally {
+      await runtime.close();
+    }
+    const customersPerSecond = rate(customers, customersMs);
+    const purchasesPerSecond = rate(purchases, purchasesMs);
+
+    ctx.log(`peak memory of crm import on ${memoryRows} purchases (over 20,000 customers)`);
+    const memoryEnv = await crmEnv(ctx);
+    const memoryCustomers = join(folder, 'memory-customers.csv');
+    const memoryPurchases = join(folder, 'memory-purchases.csv');
+    await writeCustomers(memoryCustomers, 20_000);
+    await writePurchases(memoryPurchases, memoryRows, 20_000);
+    const withCap = { ...memoryEnv, NODE_OPTIONS: memoryNodeOptions };
+    const customersRun = await importPeakMemory([memoryCustomers, '--report', join(folder, 'm1.csv')], withCap);
+    const purchasesRun = await importPeakMemory([memoryPurchases, '--report', join(folder, 'm2.csv')], withCap);
+
+    return {
+      load: { ...load, after: loadavg().map((v) => round(v, 2)) },
+      rawInsert: { rows: purchases, rowsPerSecond: rawRowsPerSecond },
+      customers: { rows: customers, ms: Math.round(customersMs), rowsPerSecond: customersPerSecond, ratioToRawInsert: ratio(customersPerSecond, rawRowsPerSecond) },
+      purchases: { rows: purchases, ms: Math.round(purchasesMs), rowsPerSecond: purchasesPerSecond, ratioToRawInsert: ratio(purchasesPerSecond, rawRowsPerSecond) },
+      imported,
+      cdnow: { importMs: Math.round(customersMs + purchasesMs), catchUpMs: Math.round(catchUpMs), totalMs: Math.round(customersMs + purchasesMs + catchUpMs), targetMs: 60_000 },
+      memory: {
+        rows: memoryRows,
+        nodeOptions: memoryNodeOptions,
+        peakMb: purchasesRun.peakMb,
+        targetMb: 300,
+        ms: purchasesRun.ms,
+        rowsPerSecond: rate(memoryRows, purchasesRun.ms),
+        exitCode: purchasesRun.code,
+        summary: purchasesRun.stdout.trim(),
+        customersPeakMb: customersRun.peakMb,
+      },
+    };
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+export const summarize = (result: Record<string, unknown>): string[] => {
+  const r = result as {
+    rawInsert: { rowsPerSecond: number };
+    customers: { rowsPerSecond: number; ratioToRawInsert: number };
+    purchases: { rowsPerSecond: number; ratioToRawInsert: number };
+    cdnow: { importMs: number; catchUpMs: number; totalMs: number };
+    memory: { rows: number; peakMb: number; rowsPerSecond: number };
+  };
+  return [
+    `raw batched INSERT ${r.rawInsert.rowsPerSecond} rows/s; import customers ${r.customers.rowsPerSecond}/s (${r.customers.ratioToRawInsert}x), purchases ${r.purchases.rowsPerSecond}/s (${r.purchases.ratioToRawInsert}x)`,
+    `CDNOW-sized: import ${round(r.cdnow.importMs / 1000, 1)} s + catch-up ${round(r.cdnow.catchUpMs / 1000, 1)} s = ${round(r.cdnow.totalMs / 1000, 1)} s (target < 60 s)`,
+    `crm import of ${r.memory.rows} purchases: peak ${r.memory.peakMb} MB (target < 300 MB), ${r.memory.rowsPerSecond} rows/s`,
+  ];
+};

@@ -1,0 +1,231 @@
+import { eventSchemas, schemaVersionOf, type CrmEvent, type CrmEventType } from '../domain/catalogue.ts';
+import { customerSnapshot } from '../domain/customer/decider.ts';
+import { DomainError, invalidState } from '../domain/errors.ts';
+import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
+import { MAX_STREAMS_PER_APPEND, type EventStore, type NewEvent, type StreamAppend } from '../eventstore/contract.ts';
+import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
+import { personalSubjectOf, type PersonalData } from '../eventstore/personal-data.ts';
+import { aggregateFolders, emptyStream, foldInto, streamOf, type EventRef, type Folder, type LoadedStream } from './aggregates.ts';
+import { eventIdFor } from './ids.ts';
+import { firstResult, type CommandContext } from './index.ts';
+import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type PreparedCommand } from './prepare.ts';
+import type { AggregateKind } from './schemas.ts';
+
+/**
+ * Many commands decided in memory and appended many streams per transaction (bulk import). Each
+ * command goes through the same schema, metadata and decider as one sent to the API
+ * (commands/prepare.ts); what changes is the I/O: the streams of a batch are read in one query,
+ * personal-data keys are loaded and created in one query each, and the decided events of every
+ * stream go out in one `appendToStreams` call with each stream's expected revision. A conflict
+ * (someone else wrote one of those streams meanwhile) re-reads the conflicting streams and decides
+ * the whole batch again, so a concurrent write is never lost and never surfaces as an error.
+ * Commands carry idempotency keys: a command whose events are already stored is answered as done.
+ */
+
+export interface BatchItem {
+  command: { type: string; [field: string]: unknown };
+  ctx: CommandContext;
+}
+
+export type BatchOutcome =
+  /** `alreadyDone`: the command's events were stored before (a re-import, or a resumed one). */
+  | { ok: true; stream: string; eventIds: string[]; alreadyDone: boolean }
+  | { ok: false; error: unknown };
+
+export interface BatchCommands {
+  /** Outcomes in input order; bad commands are outcomes, not exceptions. Throws only for store faults. */
+  executeBatch(items: BatchItem[]): Promise<BatchOutcome[]>;
+}
+
+export interface BatchCommandDeps {
+  store: EventStore;
+  personalData: PersonalData;
+  sla?: SlaPolicy;
+  clock?: () => Date;
+  /** Current states kept between batches (a purchases file revisits its customers). Default 20 000. */
+  cachedStreams?: number;
+  /** ... holding at most this many events together (a state grows with its stream). Default 100 000. */
+  cachedEvents?: number;
+  /** Re-decisions after conflicts before a batch gives up. Default 50. */
+  maxAttempts?: number;
+}
+
+/** Commands a batch refuses: they touch two streams or delete keys, which only the one-at-a-time handler does. */
+const NOT_IN_BATCH = new Set(['MergeCustomer', 'ForgetCustomer']);
+
+interface Working {
+  kind: AggregateKind;
+  base: LoadedStream<unknown>;
+  state: unknown;
+  events: NewEvent[];
+  /** Ids decided in this batch (a file may repeat a row). */
+  newIds: Map<string, EventRef>;
+}
+
+export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
+  const { store, personalData } = deps;
+  const clock = deps.clock ?? (() => new Date());
+  const folders = aggregateFolders(deps.sla ?? defaultSlaPolicy);
+  const decide = createDecide(deps.sla ?? defaultSlaPolicy);
+  const maxCached = deps.cachedStreams ?? 20_000;
+  const maxEvents = deps.cachedEvents ?? 100_000;
+  let cachedEvents = 0;
+  const maxAttempts = deps.maxAttempts ?? 50;
+  // Least recently used first (Map order): bounded, so memory stays flat over a file of any length.
+  const cache = new Map<string, LoadedStream<unknown>>();
+
+  const forget = (stream: string): void => {
+    cachedEvents -= cache.get(stream)?.ids.size ?? 0;
+    cache.delete(stream);
+  };
+  const remember = (stream: string, loaded: LoadedStream<unknown>): void => {
+    forget(stream);
+    cache.set(stream, loaded);
+    cachedEvents += loaded.ids.size;
+    // The one just stored stays, whatever its size: the batch in hand needs it.
+    while ((cache.size > maxCached || cachedEvents > maxEvents) && cache.size > 1) forget(cache.keys().next().value!);
+  };
+
+  /**
+   * The batch's streams: cached ones, and the others read in one query (with the keys of their
+   * customers in another). Held by the batch, so that the cache bound never drops one in use.
+   */
+  const load = async (wanted: Map<string, AggregateKind>): Promise<Map<string, LoadedStream<unknown>>> => {
+    const streams = new Map<string, LoadedStream<unknown>>();
+    const missing: string[] = [];
+    for (const stream of wanted.keys()) {
+      const cached = cache.get(stream);
+      if (cached) streams.set(stream, cached);
+      else missing.push(stream);
+    }
+    if (missing.length === 0) return streams;
+    const read = await store.readStreams(missing);
+    const subjects: string[] = [];
+    for (const events of read.values()) for (const e of events) {
+      const subject = personalSubjectOf(e.type, e.data);
+      if (subject) subjects.push(subject);
+    }
+    await personalData.loadKeys(subjects);
+    for (const stream of missing) {
+      const folder = folders[wanted.get(stream)!] as Folder<unknown>;
+      const loaded = await foldInto({ store, personalData, folders }, folder, emptyStream(folder), read.get(stream) ?? []);
+      streams.set(stream, loaded);
+      remember(stream, loaded);
+    }
+    return streams;
+  };
+
+  /** One pass: decide every command on the current states; returns the appends and the outcomes. */
+  const decideAll = (streams: Map<string, LoadedStream<unknown>>, prepared: (PreparedCommand | undefined)[], outcomes: BatchOutcome[]): Map<string, Working> => {
+    const working = new Map<string, Working>();
+    const workOn = (kind: AggregateKind, stream: string): Working => {
+      let w = working.get(stream);
+      if (!w) {
+        const base = streams.get(stream)!;
+        // Not a copy (some folds update in place): a failed append evicts every stream it decided on.
+        w = { kind, base, state: base.state, events: [], newIds: new Map() };
+        working.set(stream, w);
+      }
+      return w;
+    };
+    prepared.forEach((p, i) => {
+      if (!p) return;
+      try {
+        const w = workOn(p.kind, p.stream);
+        // Stored ids and the ones decided in this batch, without copying either.
+        const ids = { has: (id: string) => w.newIds.has(id) || w.base.ids.has(id), get: (id: string) => w.newIds.get(id) ?? w.base.ids.get(id) };
+        const first = firstResult(p.id, p.stream, ids as Map<string, EventRef>, p.metadata);
+        if (first) {
+          outcomes[i] = { ok: true, stream: p.stream, eventIds: first.eventIds, alreadyDone: true };
+          return;
+        }
+        const command = { ...p.command };
+        if (needsCustomerSnapshot(p.type)) {
+          const customer = workOn('customer', streamOf('customer', command.customerId as string));
+          command.customer = customerSnapshot(customer.state as never);
+        }
+        const decided = decide(p.kind, command, w.state);
+        const key = p.metadata.idempotencyKey!;
+        const eventIds: string[] = [];
+        const folder = folders[p.kind] as Folder<unknown>;
+        const events: NewEvent[] = decided.map((event, index) => {
+          const type = event.type as CrmEventType;
+          // A safety net: nothing the catalogue would refuse on read is ever stored.
+          const data = eventSchemas[type].parse(event.data);
+          const id = eventIdFor(p.stream, key, index);
+          eventIds.push(id);
+          return { id, type, data, metadata: { ...p.metadata, schemaVersion: schemaVersionOf(type) } };
+        });
+        // Evolved only once every event passed its schema, so a refused command leaves the state as it was.
+        for (const e of events) w.state = folder.evolve(w.state, { type: e.type, data: e.data } as CrmEvent);
+        const base = w.base.revision + w.events.length;
+        events.forEach((e, index) => w.newIds.set(e.id, { revision: base + index + 1, position: 0n, commandHash: p.metadata.commandHash }));
+        w.events.push(...events);
+        outcomes[i] = { ok: true, stream: p.stream, eventIds, alreadyDone: false };
+      } catch (error) {
+        outcomes[i] = { ok: false, error };
+      }
+    });
+    return working;
+  };
+
+  const executeBatch = async (items: BatchItem[]): Promise<BatchOutcome[]> => {
+    const outcomes: BatchOutcome[] = new Array(items.length);
+    const now = clock();
+    const prepared = items.map((item, i): PreparedCommand | undefined => {
+      try {
+        if (!item.ctx.idempotencyKey) throw new TypeError('A batch command needs an idempotency key (its events ids derive from it)');
+        const p = prepareCommand(item.command, item.ctx, now);
+        if (NOT_IN_BATCH.has(p.type)) throw invalidState('command.not_in_batch', `${p.type} cannot be run in a batch; send it on its own`, 'type');
+        fillDerivedIds(p, item.ctx.actor.userId);
+        return p;
+      } catch (error) {
+        outcomes[i] = { ok: false, error };
+        return undefined;
+      }
+    });
+    const wanted = new Map<string, AggregateKind>();
+    for (const p of prepared) {
+      if (!p) continue;
+      wanted.set(p.stream, p.kind);
+      if (needsCustomerSnapshot(p.type)) wanted.set(streamOf('customer', p.command.customerId as string), 'customer');
+    }
+    if (wanted.size > MAX_STREAMS_PER_APPEND) {
+      throw new RangeError(`A batch addresses ${wanted.size} streams; the limit is ${MAX_STREAMS_PER_APPEND}`);
+    }
+
+    for (let attempt = 1; ; attempt++) {
+      const working = decideAll(await load(wanted), prepared, outcomes);
+      const appending = [...working.entries()].filter(([, w]) => w.events.length > 0);
+      if (appending.length === 0) return outcomes;
+      const subjects = appending.flatMap(([, w]) => w.events.map((e) => personalSubjectOf(e.type, e.data)).filter((s): s is string => s !== undefined));
+      await personalData.loadKeys(subjects, { create: true });
+      const appends: StreamAppend[] = [];
+      try {
+        for (const [stream, w] of appending) {
+          const events: NewEvent[] = [];
+          for (const e of w.events) events.push({ ...e, data: await protectForCommand(personalData, e.type as CrmEventType, e.data) });
+          appends.push({ stream, events, expectedRevision: w.base.revision < 0 ? 'no_stream' : w.base.revision });
+        }
+        const results = await store.appendToStreams(appends);
+        appending.forEach(([stream, w], i) => {
+          const ids = w.base.ids;
+          forget(stream);
+          for (const [id, ref] of w.newIds) ids.set(id, { ...ref, position: results[i]!.position });
+          remember(stream, { state: w.state, revision: results[i]!.nextExpectedRevision, position: results[i]!.position, ids });
+        });
+        return outcomes;
+      } catch (error) {
+        // Someone else wrote (or a crashed earlier run stored) some of these streams: read them again and decide again.
+        const stale = error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict;
+        // The states of this batch were evolved in place: read every one of them again.
+        for (const [stream] of appending) forget(stream);
+        // A DomainError here is a customer forgotten meanwhile: decided again, the decider refuses the row as the API would.
+        if (!(stale || error instanceof DomainError) || attempt >= maxAttempts) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(200, 2 ** attempt)));
+      }
+    }
+  };
+
+  return { executeBatch };
+}

@@ -1,0 +1,159 @@
+import { ZodError } from 'zod';
+import { DomainError } from '../../domain/errors.ts';
+import type { Actor } from '../../domain/metadata.ts';
+import { IdempotencyConflict } from '../../eventstore/errors.ts';
+import type { BatchCommands, BatchItem } from '../batch.ts';
+import type { ImportRecord } from './parse.ts';
+import { detectKind, importKinds, RowRejected, rowCommands, type ImportKind } from './rows.ts';
+
+/**
+ * The import loop shared by `crm import` and `POST /imports`: records in, batches of commands
+ * through the batch handler, a line-numbered reason out for every bad row. Memory holds one batch
+ * (plus the handler's bounded stream cache), whatever the file's length. Stopping (signal) happens
+ * between batches: every batch is appended whole or not at all, and a rerun skips what is stored.
+ */
+
+export interface ImportCounts {
+  kind: ImportKind | undefined;
+  /** Data rows read so far. */
+  rows: number;
+  /** Rows whose commands are stored (including `alreadyPresent`). */
+  imported: number;
+  /** Rows stored by an earlier run of the same file (or an interrupted one). */
+  alreadyPresent: number;
+  rejected: number;
+}
+
+export interface RejectedRow {
+  line: number;
+  reason: string;
+}
+
+export interface ImportOptions {
+  kind?: ImportKind;
+  actor: Actor;
+  /** Commands per batch (one multi-stream append each). Default 500. */
+  batchSize?: number;
+  signal?: AbortSignal;
+  onRejected: (row: RejectedRow) => void | Promise<void>;
+  /** After each batch is stored. */
+  onProgress?: (counts: ImportCounts) => void;
+}
+
+export interface ImportOutcome extends ImportCounts {
+  kind: ImportKind;
+  interrupted: boolean;
+}
+
+/** The file's kind cannot be told (no `--kind`/`?kind=` and an unknown header). */
+export class UnknownImportKind extends Error {}
+
+const describeIssues = (error: ZodError): string =>
+  error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'row'}: ${i.message}`).join('; ');
+
+/** Why a row was refused, naming the field; anything else is a fault and propagates. */
+export const rowReason = (error: unknown): string | undefined => {
+  if (error instanceof RowRejected) return error.message;
+  if (error instanceof ZodError) return describeIssues(error);
+  if (error instanceof DomainError) return `${error.field ? `${error.field}: ` : ''}${error.message}`;
+  if (error instanceof IdempotencyConflict) return 'row: imported before with different values (a row key is imported once; change it through the API)';
+  return undefined;
+};
+
+interface PendingRow {
+  line: number;
+  items: BatchItem[];
+}
+
+export async function runImport(batch: BatchCommands, records: AsyncIterable<ImportRecord>, options: ImportOptions): Promise<ImportOutcome> {
+  const batchSize = options.batchSize ?? 500;
+  const counts: ImportCounts = { kind: options.kind, rows: 0, imported: 0, alreadyPresent: 0, rejected: 0 };
+  let pending: PendingRow[] = [];
+  let pendingItems = 0;
+  // Rejections are written in line order: refusals found while reading wait for the batch before them.
+  let early: RejectedRow[] = [];
+
+  const reject = async (row: RejectedRow) => {
+    counts.rejected += 1;
+    await options.onRejected(row);
+  };
+
+  const flush = async (): Promise<void> => {
+    const rows = pending;
+    const waiting = early;
+    pending = [];
+    pendingItems = 0;
+    early = [];
+    const outcomes = rows.length > 0 ? await batch.executeBatch(rows.flatMap((r) => r.items)) : [];
+    const refusals: RejectedRow[] = [...waiting];
+    let at = 0;
+    for (const row of rows) {
+      const mine = outcomes.slice(at, at + row.items.length);
+      at += row.items.length;
+      const failed = mine.find((o) => !o.ok);
+      if (failed && !failed.ok) {
+        const reason = rowReason(failed.error);
+        if (reason === undefined) throw failed.error;
+        refusals.push({ line: row.line, reason });
+      } else {
+        counts.imported += 1;
+        if (mine.every((o) => o.ok && o.alreadyDone)) counts.alreadyPresent += 1;
+      }
+    }
+    refusals.sort((a, b) => a.line - b.line);
+    for (const refusal of refusals) await reject(refusal);
+    options.onProgress?.(counts);
+  };
+
+  let interrupted = false;
+  for await (const record of records) {
+    if (options.signal?.aborted) {
+      interrupted = true;
+      break;
+    }
+    if (!counts.kind) {
+      counts.kind = 'row' in record ? detectKind(Object.keys(record.row)) : undefined;
+      if (!counts.kind) {
+        throw new UnknownImportKind(
+          `Cannot tell the kind of file from its columns; name it (one of ${importKinds.join(', ')}). ` +
+            'Customers need "name" and "email", purchases "order_id" and "amount".',
+        );
+      }
+    }
+    counts.rows += 1;
+    if (!('row' in record)) {
+      early.push({ line: record.line, reason: record.unreadable });
+      continue;
+    }
+    const kind = counts.kind;
+    let items: BatchItem[];
+    try {
+      items = rowCommands[kind](record.row).map((c) => ({
+        command: c.command,
+        ctx: {
+          actor: options.actor,
+          correlationId: `import:${kind}:line-${record.line}`,
+          idempotencyKey: c.key,
+          ...(c.occurredAt ? { occurredAt: c.occurredAt } : {}),
+          reason: `import of ${kind} (line ${record.line})`,
+        },
+      }));
+    } catch (error) {
+      const reason = rowReason(error);
+      if (reason === undefined) throw error;
+      early.push({ line: record.line, reason });
+      continue;
+    }
+    // A row's commands stay in one batch, so its outcome is decided in one place.
+    if (pendingItems + items.length > batchSize) await flush();
+    pending.push({ line: record.line, items });
+    pendingItems += items.length;
+  }
+  if (!interrupted) await flush();
+  else if (early.length > 0) {
+    // Refusals read before the stop are reported; the unsent batch is not (the rerun decides it).
+    pending = [];
+    await flush();
+  }
+  return { ...counts, kind: counts.kind ?? options.kind ?? 'customers', interrupted };
+}

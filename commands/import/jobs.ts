@@ -1,0 +1,165 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Actor } from '../../domain/metadata.ts';
+import type { BatchCommands } from '../batch.ts';
+import { runImport, type ImportCounts, type RejectedRow } from './importer.ts';
+import { parseRecords, type ImportFormat } from './parse.ts';
+import type { ImportKind } from './rows.ts';
+
+/**
+ * Imports sent over HTTP (`POST /imports`): the body is spooled to a temporary file as it arrives
+ * (bounded: over `maxBytes` the upload stops), then imported in the background by the same loop as
+ * `crm import`. Jobs live in this process's memory (the latest `keepJobs`); a job cut short by a
+ * restart is finished by sending the same file again, which appends nothing twice.
+ */
+
+export interface ImportJob {
+  id: string;
+  kind: ImportKind;
+  format: ImportFormat;
+  /** Who started it (an API key id): one import at a time per owner. */
+  owner: string;
+  status: 'running' | 'done' | 'failed';
+  bytes: number;
+  counts: ImportCounts;
+  /** Bad rows with their line numbers, the first `maxReportedRows` of them. */
+  rejectedRows: RejectedRow[];
+  rejectedRowsTruncated: boolean;
+  error: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+export class ImportTooLarge extends Error {
+  constructor(readonly maxBytes: number) {
+    super(`The import body is larger than ${maxBytes} bytes`);
+    this.name = 'ImportTooLarge';
+  }
+}
+
+export class ImportBusy extends Error {
+  constructor(readonly runningId: string) {
+    super(`Import ${runningId} of the same key is still running; wait for it to finish`);
+    this.name = 'ImportBusy';
+  }
+}
+
+export interface ImportJobs {
+  /** Receives the whole body (throws ImportTooLarge / ImportBusy), then starts the import and returns at once. */
+  start(input: { kind: ImportKind; format: ImportFormat; body: Readable; actor: Actor; owner: string }): Promise<ImportJob>;
+  get(id: string): ImportJob | undefined;
+  /** Stops running imports between batches and waits for them. */
+  close(): Promise<void>;
+}
+
+export interface ImportJobsOptions {
+  batch: BatchCommands;
+  maxBytes: number;
+  keepJobs?: number;
+  maxReportedRows?: number;
+}
+
+const byteLimit = (maxBytes: number, counted: (n: number) => void) => {
+  let total = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      total += chunk.length;
+      counted(total);
+      if (total > maxBytes) done(new ImportTooLarge(maxBytes));
+      else done(null, chunk);
+    },
+  });
+};
+
+export function createImportJobs(options: ImportJobsOptions): ImportJobs {
+  const keepJobs = options.keepJobs ?? 100;
+  const maxReported = options.maxReportedRows ?? 10_000;
+  const jobs = new Map<string, ImportJob>();
+  const running = new Map<string, { job: ImportJob; stop: AbortController; done: Promise<void> }>();
+
+  const keep = (job: ImportJob) => {
+    jobs.set(job.id, job);
+    for (const [id, old] of jobs) {
+      if (jobs.size <= keepJobs) break;
+      if (old.status !== 'running') jobs.delete(id);
+    }
+  };
+
+  return {
+    async start({ kind, format, body, actor, owner }) {
+      const busy = [...running.values()].find((r) => r.job.owner === owner);
+      if (busy) {
+        body.resume();
+        throw new ImportBusy(busy.job.id);
+      }
+      const job: ImportJob = {
+        id: randomUUID(),
+        kind,
+        format,
+        owner,
+        status: 'running',
+        bytes: 0,
+        counts: { kind, rows: 0, imported: 0, alreadyPresent: 0, rejected: 0 },
+        rejectedRows: [],
+        rejectedRowsTruncated: false,
+        error: null,
+        startedAt: new Date().toISOString(),
+        finishedAt: null,
+      };
+      // Claimed before the upload, so two uploads of one key cannot both start.
+      const stop = new AbortController();
+      let finish!: () => void;
+      const entry = { job, stop, done: new Promise<void>((resolve) => (finish = resolve)) };
+      running.set(job.id, entry);
+      const folder = await mkdtemp(join(tmpdir(), 'crm-import-'));
+      const file = join(folder, `body.${format}`);
+      try {
+        await pipeline(body, byteLimit(options.maxBytes, (n) => (job.bytes = n)), createWriteStream(file));
+      } catch (error) {
+        running.delete(job.id);
+        finish();
+        await rm(folder, { recursive: true, force: true });
+        throw error;
+      }
+      keep(job);
+      void runImport(options.batch, parseRecords(createReadStream(file), format), {
+        kind,
+        actor,
+        signal: stop.signal,
+        onRejected: (row) => {
+          if (job.rejectedRows.length < maxReported) job.rejectedRows.push(row);
+          else job.rejectedRowsTruncated = true;
+        },
+        onProgress: (counts) => (job.counts = { ...counts }),
+      })
+        .then(
+          (outcome) => {
+            job.counts = { kind: outcome.kind, rows: outcome.rows, imported: outcome.imported, alreadyPresent: outcome.alreadyPresent, rejected: outcome.rejected };
+            job.status = outcome.interrupted ? 'failed' : 'done';
+            if (outcome.interrupted) job.error = 'stopped by a shutdown: send the same file again to finish (nothing is appended twice)';
+          },
+          (error: unknown) => {
+            job.status = 'failed';
+            job.error = error instanceof Error ? error.message : String(error);
+          },
+        )
+        .finally(async () => {
+          job.finishedAt = new Date().toISOString();
+          running.delete(job.id);
+          await rm(folder, { recursive: true, force: true }).catch(() => undefined);
+          finish();
+        });
+      return job;
+    },
+    get: (id) => jobs.get(id),
+    async close() {
+      for (const r of running.values()) r.stop.abort();
+      await Promise.all([...running.values()].map((r) => r.done));
+    },
+  };
+}

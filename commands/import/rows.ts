@@ -1,0 +1,255 @@
+import { createHash } from 'node:crypto';
+import { createdIdFor } from '../ids.ts';
+import { commandSchemas, type CommandType } from '../schemas.ts';
+
+/**
+ * File rows -> commands. A row's columns are mapped to a command's fields and nothing more: every
+ * check (required fields, formats, NUL characters, ranges) is the command schema's and the
+ * decider's, so a file refuses exactly what the API refuses. Each command carries an idempotency key
+ * derived from the file kind and the row's natural key (email, order id, ...), so importing a file
+ * again, or resuming an interrupted import, appends nothing twice.
+ */
+
+export const importKinds = ['customers', 'purchases', 'refunds', 'deals', 'campaigns', 'responses', 'feedback'] as const;
+export type ImportKind = (typeof importKinds)[number];
+export const isImportKind = (kind: unknown): kind is ImportKind => importKinds.includes(kind as ImportKind);
+
+/** What one row asks for: usually one command, two when a row also records an outcome (a won deal). */
+export interface RowCommand {
+  command: { type: CommandType; [field: string]: unknown };
+  key: string;
+  /** Business time from the file, when the command's schema does not take it as a field. */
+  occurredAt?: string;
+}
+
+export type Row = Record<string, unknown>;
+
+/** A row that cannot become a command; the message names the column or field. */
+export class RowRejected extends Error {}
+
+export const normalizeHeader = (header: string) => header.trim().toLowerCase().replace(/[\s-]+/g, '_');
+
+/** Which file is it, from its columns (the first row of an NDJSON file). */
+export const detectKind = (headers: string[]): ImportKind | undefined => {
+  const h = new Set(headers.map(normalizeHeader));
+  if (h.has('refund_id') || (h.has('order_id') && h.has('refund_reason'))) return 'refunds';
+  if (h.has('order_id') && h.has('amount')) return 'purchases';
+  if (h.has('title') && h.has('expected_close_date')) return 'deals';
+  if (h.has('campaign_id') && (h.has('response') || h.has('kind')) && (h.has('customer_id') || h.has('customer_email'))) return 'responses';
+  if (h.has('channel') && h.has('budget')) return 'campaigns';
+  if (h.has('subject') && h.has('body')) return 'feedback';
+  if (h.has('email') && h.has('name')) return 'customers';
+  return undefined;
+};
+
+const hash = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** A stable customer id for an email, so other files can refer to customers by email. */
+export const customerIdForEmail = (email: string): string => {
+  const h = hash(`crm-import:customer:${email.trim().toLowerCase()}`);
+  const variant = ((parseInt(h[16] as string, 16) & 0x3) | 0x8).toString(16);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+};
+
+/** Text of a cell; NDJSON values that are not strings (numbers, booleans) are kept as they are. */
+const cell = (row: Row, ...names: string[]): unknown => {
+  for (const name of names) {
+    const value = row[name];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'string') return value;
+    if (value.trim() !== '') return value.trim();
+  }
+  return undefined;
+};
+const text = (row: Row, ...names: string[]): string | undefined => {
+  const value = cell(row, ...names);
+  return value === undefined ? undefined : typeof value === 'string' ? value : JSON.stringify(value);
+};
+
+const parseBoolean = (value: unknown): unknown => {
+  if (typeof value !== 'string') return value;
+  const v = value.toLowerCase();
+  if (['true', 'yes', 'y', '1'].includes(v)) return true;
+  if (['false', 'no', 'n', '0'].includes(v)) return false;
+  return value; // left as text: the schema names the field and refuses it
+};
+
+const parseNumber = (value: unknown): unknown => {
+  if (typeof value !== 'string') return value;
+  const n = Number(value);
+  return Number.isFinite(n) && /^-?\d+(\.\d+)?$/.test(value) ? n : value;
+};
+
+/** A full ISO time, or a plain date taken as midnight UTC. */
+const parseTime = (value: string | undefined): string | undefined =>
+  value !== undefined && /^\d{4}-\d{2}-\d{2}$/.test(value) ? `${value}T00:00:00.000Z` : value;
+
+const list = (value: string | undefined): string[] | undefined =>
+  value
+    ?.split(/[;|]/)
+    .map((t) => t.trim())
+    .filter(Boolean);
+
+/** The customer a row is about: its id, or the id derived from the email of an imported customer. */
+const customerOf = (row: Row): string => {
+  const id = text(row, 'customer_id');
+  if (id) return id;
+  const email = text(row, 'customer_email', 'email');
+  if (email) return customerIdForEmail(email);
+  throw new RowRejected('customer_id: required (or customer_email of an imported customer)');
+};
+
+/** Business time goes in the payload where the schema takes it (purchases), else in the metadata. */
+const withTime = (type: CommandType, fields: Record<string, unknown>, time: string | undefined, key: string): RowCommand => {
+  const takesTime = 'occurredAt' in (commandSchemas[type] as unknown as { shape: object }).shape;
+  if (takesTime || time === undefined) return { command: { type, ...fields, ...(takesTime && time !== undefined ? { occurredAt: time } : {}) }, key };
+  return { command: { type, ...fields }, key, occurredAt: time };
+};
+
+const keyOf = (kind: ImportKind, ...parts: string[]) => `import:${kind}:${hash(parts.join(':')).slice(0, 40)}`;
+
+const customers = (row: Row): RowCommand[] => {
+  const email = text(row, 'email');
+  const fields = {
+    customerId: text(row, 'id', 'customer_id') ?? (email ? customerIdForEmail(email) : undefined),
+    name: text(row, 'name'),
+    email,
+    phone: text(row, 'phone') ?? null,
+    company: text(row, 'company') ?? null,
+    tags: list(text(row, 'tags')) ?? [],
+    source: text(row, 'source') ?? 'import',
+    marketingConsent: parseBoolean(cell(row, 'marketing_consent', 'consent')) ?? false,
+  };
+  // The same key as before business time existed, so files imported earlier stay idempotent.
+  return [withTime('RegisterCustomer', fields, parseTime(text(row, 'registered_at', 'customer_since')), keyOf('customers', email ?? ''))];
+};
+
+const purchases = (row: Row): RowCommand[] => {
+  const customerId = customerOf(row);
+  const orderId = text(row, 'order_id');
+  const fields = { customerId, orderId, amount: parseNumber(cell(row, 'amount')), currency: text(row, 'currency')?.toUpperCase() ?? 'EUR' };
+  return [withTime('RecordPurchase', fields, parseTime(text(row, 'occurred_at', 'date', 'purchased_at')), keyOf('purchases', `${customerId}:${orderId}`))];
+};
+
+const refunds = (row: Row): RowCommand[] => {
+  const customerId = customerOf(row);
+  const orderId = text(row, 'order_id');
+  const refundId = text(row, 'refund_id');
+  const time = parseTime(text(row, 'occurred_at', 'date', 'refunded_at'));
+  const fields = {
+    customerId,
+    orderId,
+    ...(refundId ? { refundId } : {}),
+    amount: parseNumber(cell(row, 'amount')),
+    currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
+    reason: text(row, 'reason', 'refund_reason') ?? null,
+  };
+  return [withTime('RefundPurchase', fields, time, keyOf('refunds', `${customerId}:${orderId}:${refundId ?? `${String(fields.amount)}@${time ?? ''}`}`))];
+};
+
+const deals = (row: Row): RowCommand[] => {
+  const customerId = customerOf(row);
+  const dealId = text(row, 'deal_id', 'id');
+  const natural = dealId ?? `${customerId}:${text(row, 'title') ?? ''}:${text(row, 'opened_at') ?? ''}`;
+  const probability = parseNumber(cell(row, 'probability'));
+  const open = withTime(
+    'OpenDeal',
+    {
+      ...(dealId ? { dealId } : {}),
+      customerId,
+      title: text(row, 'title'),
+      amount: parseNumber(cell(row, 'amount')),
+      currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
+      ownerId: text(row, 'owner_id', 'owner') ?? 'import',
+      expectedCloseDate: text(row, 'expected_close_date'),
+      ...(text(row, 'stage') ? { stage: text(row, 'stage') } : {}),
+      ...(probability !== undefined ? { probabilityOverride: probability } : {}),
+    },
+    parseTime(text(row, 'opened_at', 'created_at')),
+    keyOf('deals', natural),
+  );
+  const status = text(row, 'status')?.toLowerCase();
+  if (status === undefined || status === 'open') return [open];
+  // The outcome addresses the deal the first command creates (its id derives from that key when the file gives none).
+  const closedAt = parseTime(text(row, 'closed_at'));
+  const target = { dealId: dealId ?? createdIdFor('OpenDeal', open.key) };
+  if (status === 'won') return [open, withTime('WinDeal', target, closedAt, `${open.key}:won`)];
+  if (status === 'lost') return [open, withTime('LoseDeal', { ...target, reason: text(row, 'lost_reason', 'reason') ?? 'lost' }, closedAt, `${open.key}:lost`)];
+  throw new RowRejected(`status: expected open, won or lost, got ${JSON.stringify(status)}`);
+};
+
+const campaigns = (row: Row): RowCommand[] => {
+  const campaignId = text(row, 'campaign_id', 'id');
+  const natural = campaignId ?? text(row, 'name') ?? '';
+  const startsAt = parseTime(text(row, 'starts_at'));
+  const create = withTime(
+    'CreateCampaign',
+    {
+      ...(campaignId ? { campaignId } : {}),
+      name: text(row, 'name'),
+      channel: text(row, 'channel'),
+      budget: parseNumber(cell(row, 'budget')),
+      currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
+      ...(startsAt ? { schedule: { startsAt, endsAt: parseTime(text(row, 'ends_at')) ?? null } } : {}),
+    },
+    parseTime(text(row, 'created_at')),
+    keyOf('campaigns', natural),
+  );
+  // Campaigns from a past system ran: they are launched (and completed when the file says so) so that their responses can come in.
+  const status = text(row, 'status')?.toLowerCase() ?? 'active';
+  const target = { campaignId: campaignId ?? createdIdFor('CreateCampaign', create.key) };
+  const launch = withTime('LaunchCampaign', target, startsAt, `${create.key}:launched`);
+  if (status === 'draft') return [create];
+  if (status === 'active') return [create, launch];
+  if (status === 'completed') return [create, launch, withTime('CompleteCampaign', target, parseTime(text(row, 'ends_at')), `${create.key}:completed`)];
+  throw new RowRejected(`status: expected draft, active or completed, got ${JSON.stringify(status)}`);
+};
+
+const responses = (row: Row): RowCommand[] => {
+  const customerId = customerOf(row);
+  const campaignId = text(row, 'campaign_id');
+  const kind = text(row, 'response', 'kind');
+  const revenue = parseNumber(cell(row, 'revenue'));
+  const fields = {
+    campaignId,
+    customerId,
+    kind,
+    ...(revenue !== undefined ? { revenue } : {}),
+    ...(text(row, 'currency') ? { currency: text(row, 'currency')!.toUpperCase() } : {}),
+  };
+  return [withTime('RecordCampaignResponse', fields, parseTime(text(row, 'occurred_at', 'date')), keyOf('responses', `${campaignId}:${customerId}:${kind}`))];
+};
+
+const feedback = (row: Row): RowCommand[] => {
+  const customerId = customerOf(row);
+  const feedbackId = text(row, 'feedback_id', 'id');
+  const submittedAt = parseTime(text(row, 'submitted_at', 'occurred_at', 'date'));
+  const csat = parseNumber(cell(row, 'csat'));
+  const nps = parseNumber(cell(row, 'nps'));
+  const fields = {
+    ...(feedbackId ? { feedbackId } : {}),
+    customerId,
+    kind: text(row, 'kind'),
+    channel: text(row, 'channel') ?? 'web',
+    subject: text(row, 'subject'),
+    body: text(row, 'body'),
+    ...(text(row, 'priority') ? { priority: text(row, 'priority') } : {}),
+    ...(csat !== undefined ? { csat } : {}),
+    ...(nps !== undefined ? { nps } : {}),
+  };
+  const natural = feedbackId ?? `${customerId}:${submittedAt ?? ''}:${String(fields.subject ?? '')}`;
+  return [withTime('SubmitFeedback', fields, submittedAt, keyOf('feedback', natural))];
+};
+
+export const rowCommands: Record<ImportKind, (row: Row) => RowCommand[]> = { customers, purchases, refunds, deals, campaigns, responses, feedback };
+
+/** Columns each kind reads (the CLI's help and the README list them). */
+export const importColumns: Record<ImportKind, string> = {
+  customers: 'name, email, phone, company, tags (separated by ;), source, marketing_consent, registered_at, id (optional)',
+  purchases: 'order_id, amount, currency (default EUR), occurred_at, customer_id or customer_email',
+  refunds: 'order_id, amount, currency, reason, refund_id (optional), occurred_at, customer_id or customer_email',
+  deals: 'title, amount, currency, owner_id, expected_close_date, stage, probability, opened_at, status (open|won|lost), closed_at, lost_reason, deal_id (optional), customer_id or customer_email',
+  campaigns: 'name, channel, budget, currency, starts_at, ends_at, status (draft|active|completed, default active), created_at, campaign_id (optional)',
+  responses: 'campaign_id, response (sent|opened|clicked|converted|unsubscribed), revenue, currency, occurred_at, customer_id or customer_email',
+  feedback: 'kind, channel, subject, body, priority, csat, nps, submitted_at, feedback_id (optional), customer_id or customer_email',
+};

@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { campaignDecider } from '../domain/campaign/decider.ts';
+import type { CrmEventType } from '../domain/catalogue.ts';
+import { customerDecider } from '../domain/customer/decider.ts';
+import { dealDecider } from '../domain/deal/decider.ts';
+import { invalidState } from '../domain/errors.ts';
+import { createFeedbackDecider } from '../domain/feedback/decider.ts';
+import type { SlaPolicy } from '../domain/feedback/sla.ts';
+import { EventMetadata } from '../domain/metadata.ts';
+import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
+import { streamOf } from './aggregates.ts';
+import { commandHash, createdIdFor, uuidV5 } from './ids.ts';
+import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType } from './schemas.ts';
+import type { CommandContext } from './index.ts';
+
+/**
+ * The steps every command takes before its stream is read, shared by the one-at-a-time handler
+ * (commands/index.ts) and the batch handler (commands/batch.ts), so both validate and stamp alike.
+ */
+
+export type DomainEventList = { type: string; data: unknown }[];
+export type StoredMetadata = Omit<EventMetadata, 'schemaVersion'>;
+
+export interface PreparedCommand {
+  type: CommandType;
+  kind: AggregateKind;
+  /** Id of the aggregate addressed. */
+  id: string;
+  stream: string;
+  metadata: StoredMetadata;
+  /** The validated payload plus the type, the business time and the aggregate id: what `decide` takes. */
+  command: Record<string, unknown>;
+  /** Ids the handler fills so that `decide` stays pure; stable across retries of the same key. */
+  derived: (what: string) => string;
+}
+
+// Built once: zod compiles a schema on first use, and `omit` makes a new one each call.
+const StoredMetadataSchema = EventMetadata.omit({ schemaVersion: true });
+
+const invalid = (path: string, message: string, input: unknown) => new z.ZodError([{ code: 'custom', path: [path], message, input }]);
+
+/** How far a command's `occurredAt` may run ahead of our clock (clients' clocks drift a little). */
+export const BUSINESS_TIME_SKEW_MS = 5 * 60_000;
+
+/** The reason an auditor reads in the metadata: the command's own (a refund's, a lost deal's) first, else the caller's. */
+const reasonOf = (payload: Record<string, unknown>, ctx: CommandContext): string | undefined =>
+  typeof payload.reason === 'string' && payload.reason.trim() !== '' ? payload.reason : ctx.reason;
+
+/** Validates the payload (throws ZodError naming the field) and builds the metadata and ids. */
+export const prepareCommand = (input: { type: string; [field: string]: unknown }, ctx: CommandContext, now: Date): PreparedCommand => {
+  const { type, ...fields } = input;
+  if (!isCommandType(type)) throw invalid('type', `Unknown command type ${JSON.stringify(type)}`, type);
+  const payload = commandSchemas[type].parse(fields) as Record<string, unknown>;
+  const target = commandTargets[type];
+  const key = ctx.idempotencyKey;
+  // A command may carry its own business time (imports of past history); else the context's.
+  if (typeof payload.occurredAt === 'string' && Date.parse(payload.occurredAt) > now.getTime() + BUSINESS_TIME_SKEW_MS)
+    throw invalid('occurredAt', `must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`, payload.occurredAt);
+  const occurredAt = (payload.occurredAt as string | undefined) ?? ctx.occurredAt ?? now.toISOString();
+  const metadata = StoredMetadataSchema.parse({
+    actor: ctx.actor,
+    correlationId: ctx.correlationId,
+    causationId: ctx.causationId ?? null,
+    occurredAt,
+    command: type,
+    ...(key !== undefined ? { idempotencyKey: key, commandHash: commandHash({ type, ...payload }) } : {}),
+    ...(reasonOf(payload, ctx) !== undefined ? { reason: reasonOf(payload, ctx) } : {}),
+  });
+  const id = (payload[target.idField] as string | undefined) ?? (key ? createdIdFor(type, key) : randomUUID());
+  const stream = streamOf(target.kind, id);
+  const derived = (what: string) => (key ? uuidV5(`${what}\n${stream}\n${key}`) : randomUUID());
+  const command: Record<string, unknown> = { ...payload, type, occurredAt, [target.idField]: id };
+  return { type, kind: target.kind, id, stream, metadata, command, derived };
+};
+
+/** Fills the ids a command leaves to the handler (refund, cost, responder). */
+export const fillDerivedIds = (prepared: PreparedCommand, actorId: string): void => {
+  const { command } = prepared;
+  if (prepared.type === 'RefundPurchase') command.refundId ??= prepared.derived('refund');
+  else if (prepared.type === 'RecordCampaignCost') command.costId ??= prepared.derived('cost');
+  else if (prepared.type === 'RespondToFeedback') command.responderId ??= actorId;
+};
+
+/** Commands whose decider needs a snapshot of the customer they name (`command.customer`). */
+export const needsCustomerSnapshot = (type: CommandType): boolean =>
+  type === 'OpenDeal' || type === 'SubmitFeedback' || type === 'RecordCampaignResponse';
+
+/** The decide side of the four deciders, erased to one call. */
+export const createDecide = (sla: SlaPolicy) => {
+  const feedbackDecider = createFeedbackDecider(sla);
+  return (kind: AggregateKind, command: unknown, state: unknown): DomainEventList => {
+    // The route table guarantees that `command` belongs to `kind`; the casts only erase the union.
+    switch (kind) {
+      case 'customer':
+        return customerDecider.decide(command as never, state as never);
+      case 'deal':
+        return dealDecider.decide(command as never, state as never);
+      case 'campaign':
+        return campaignDecider.decide(command as never, state as never);
+      case 'feedback':
+        return feedbackDecider.decide(command as never, state as never);
+    }
+  };
+};
+
+/** Encrypts personal fields; a customer forgotten between our read and this write (a race) is refused like any forgotten customer. */
+export const protectForCommand = async (personalData: PersonalData, type: CrmEventType, data: unknown): Promise<unknown> => {
+  try {
+    return await personalData.protect(type, data);
+  } catch (error) {
+    if (error instanceof PersonalDataForgotten)
+      throw invalidState('customer.forgotten', `Customer ${error.customerId} has been forgotten`, 'customerId', { customerId: error.customerId });
+    throw error;
+  }
+};

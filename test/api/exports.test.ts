@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApi, type ApiHarness } from './support.ts';
+
+/** `GET /customers/export`, `/deals/export`, `/feedback/export` on the real API over PostgreSQL. */
+let api: ApiHarness;
+
+beforeAll(async () => {
+  api = await startApi('api_exports');
+  const csv = ['name,email,phone,registered_at', ...Array.from({ length: 620 }, (_, i) => `Person ${i},person${i}@example.com,+1 555 ${1000 + i},1997-01-02`)].join('\n');
+  const started = await api.app.inject({ method: 'POST', url: '/imports?kind=customers', headers: { ...api.auth('admin'), 'content-type': 'text/csv' }, payload: csv });
+  expect(started.statusCode).toBe(202);
+  const deadline = Date.now() + 60_000;
+  while ((await api.app.inject({ method: 'GET', url: `/imports/${started.json().id}`, headers: api.auth('admin') })).json().status === 'running') {
+    if (Date.now() > deadline) throw new Error('import did not finish');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await api.runner.waitForPosition(await api.store.headPosition(), 60_000);
+}, 120_000);
+
+afterAll(async () => {
+  await api?.close();
+});
+
+describe('exports', () => {
+  it('streams every customer (more than one page) as CSV, with personal data for a role that may see it', async () => {
+    const response = await api.app.inject({ method: 'GET', url: '/customers/export', headers: { ...api.auth('sales'), accept: 'text/csv' } });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toContain('text/csv');
+    const lines = response.body.trim().split('\n');
+    expect(lines.length).toBe(621);
+    expect(lines[0]).toContain('email');
+    expect(response.body).toContain('person619@example.com');
+  });
+
+  it('shows a masked analyst no personal data, in CSV or NDJSON, and refuses a search on it', async () => {
+    for (const [url, headers] of [
+      ['/customers/export?format=csv', {}],
+      ['/customers/export', { accept: 'application/x-ndjson' }],
+    ] as const) {
+      const response = await api.app.inject({ method: 'GET', url, headers: { ...api.auth('analyst'), ...headers } });
+      expect(response.statusCode).toBe(200);
+      expect(response.body).not.toMatch(/@example\.com|Person \d|\+1 555/);
+      expect(response.body).toContain('[masked]');
+      if (url.includes('csv')) expect(response.body.trim().split('\n').length).toBe(621);
+      else {
+        const records = response.body.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+        expect(records.length).toBe(620);
+        expect(records.every((r) => r.email === '[masked]' && r.name === '[masked]')).toBe(true);
+      }
+    }
+    expect((await api.app.inject({ method: 'GET', url: '/customers/export?search=person1', headers: api.auth('analyst') })).statusCode).toBe(403);
+  });
+
+  it('exports deals and feedback (empty lists give an empty body) and refuses an unknown format', async () => {
+    for (const url of ['/deals/export?format=ndjson', '/feedback/export']) {
+      const response = await api.app.inject({ method: 'GET', url, headers: api.auth('analyst') });
+      expect(response.statusCode).toBe(200);
+      expect(response.body).toBe('');
+    }
+    expect((await api.app.inject({ method: 'GET', url: '/deals/export?format=xlsx', headers: api.auth('admin') })).statusCode).toBe(400);
+  });
+});
