@@ -36,6 +36,8 @@ const tag = acceptedBy(
 const segmentText = (list: 'tags' | 'rfmSegments' | 'sources') =>
   acceptedBy((SegmentCriteria.shape[list] as z.ZodOptional<z.ZodArray<z.ZodType>>).unwrap().element, unicodeText({ maxLength: 20 }));
 const instant = fc.date({ min: new Date('1900-01-01T00:00:00.000Z'), max: new Date('2200-12-31T23:59:59.999Z'), noInvalidDate: true }).map((d) => d.toISOString());
+/** When a fact happened: the business years, but not after now (commands refuse facts in the future). */
+const pastInstant = fc.date({ min: new Date('1900-01-01T00:00:00.000Z'), max: new Date(), noInvalidDate: true }).map((d) => d.toISOString());
 
 const scenario = fc.record({
   name: text('RegisterCustomer', 'name'),
@@ -45,7 +47,7 @@ const scenario = fc.record({
   tags: fc.uniqueArray(tag, { maxLength: 3, selector: (t) => t.trim() }),
   tag,
   orderId: text('RecordPurchase', 'orderId'),
-  purchasedAt: instant,
+  purchasedAt: pastInstant,
   refundReason: text('RefundPurchase', 'reason', 200),
   dealTitle: text('OpenDeal', 'title'),
   owner: text('OpenDeal', 'ownerId'),

@@ -40,7 +40,7 @@ describe('integration envelope', () => {
       aggregate: { kind: 'customer', id: 'c1' },
       data: { customerId: 'c1', name: 'Ada', email: 'ada@example.com', phone: null, company: 'ACME' },
     });
-    expect(toIntegrationEvent(e, 'analyst').data).toEqual({ customerId: 'c1', name: '[masked]', email: '[masked]', phone: null, company: 'ACME' });
+    expect(toIntegrationEvent(e, 'analyst').data).toEqual({ customerId: 'c1', name: '[masked]', email: '[masked]', phone: null, company: '[masked]' });
     const forgotten = projected('FeedbackSubmitted', { feedbackId: 'f1', customerId: 'c1', subject: ERASED, body: ERASED }, 'feedback-f1');
     expect(toIntegrationEvent(forgotten, 'support').data).toMatchObject({ subject: ERASED, body: ERASED });
     expect(toIntegrationEvent(forgotten, 'analyst').aggregate).toEqual({ kind: 'feedback', id: 'f1' });

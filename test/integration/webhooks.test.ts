@@ -91,7 +91,7 @@ describe('webhook subscriptions over HTTP', () => {
     expect(Object.keys(envelope.properties).sort()).toEqual(['aggregate', 'data', 'id', 'occurredAt', 'position', 'recordedAt', 'type', 'version']);
     expect(envelope.properties.type.enum).toContain('PurchaseRecorded');
     const types = json(await h.app.inject({ method: 'GET', url: '/webhooks/event-types', headers: h.auth('admin') }));
-    expect(types.items.find((t: any) => t.type === 'CustomerRegistered')).toMatchObject({ aggregate: 'customer', natsSubject: 'crm.customer.CustomerRegistered', personalFields: ['name', 'email', 'phone'] });
+    expect(types.items.find((t: any) => t.type === 'CustomerRegistered')).toMatchObject({ aggregate: 'customer', natsSubject: 'crm.customer.CustomerRegistered', personalFields: ['name', 'email', 'phone', 'company'] });
   });
 
   it('shows publishers in /ready (without affecting readiness) and in /metrics', async () => {
