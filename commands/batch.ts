@@ -3,7 +3,7 @@ import { customerSnapshot } from '../domain/customer/decider.ts';
 import { DomainError, invalidState } from '../domain/errors.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { MAX_STREAMS_PER_APPEND, type EventStore, type NewEvent, type StreamAppend } from '../eventstore/contract.ts';
-import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
+import { IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../eventstore/errors.ts';
 import { personalSubjectOf, type PersonalData } from '../eventstore/personal-data.ts';
 import { aggregateFolders, emptyStream, foldInto, streamOf, type EventRef, type Folder, type LoadedStream } from './aggregates.ts';
 import { eventIdFor } from './ids.ts';
@@ -194,8 +194,11 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       throw new RangeError(`A batch addresses ${wanted.size} streams; the limit is ${MAX_STREAMS_PER_APPEND}`);
     }
 
+    // Items whose stream was appended by a partial append below: their outcome stands as decided then.
+    const settled = new Map<number, BatchOutcome>();
     for (let attempt = 1; ; attempt++) {
       const working = decideAll(await load(wanted), prepared, outcomes);
+      for (const [i, outcome] of settled) outcomes[i] = outcome;
       const appending = [...working.entries()].filter(([, w]) => w.events.length > 0);
       if (appending.length === 0) return outcomes;
       const subjects = appending.flatMap(([, w]) => w.events.map((e) => personalSubjectOf(e.type, e.data)).filter((s): s is string => s !== undefined));
@@ -222,6 +225,21 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         for (const [stream] of appending) forget(stream);
         // A DomainError here is a customer forgotten meanwhile: decided again, the decider refuses the row as the API would.
         if (!(stale || error instanceof DomainError) || attempt >= maxAttempts) throw error;
+        // Streams that others keep writing (API clients during an import) must not hold the rest of the
+        // batch back: the streams that were not in conflict are appended now, the others decided again.
+        if (error instanceof WrongExpectedRevisions) {
+          const conflicted = new Set(error.conflicts.map((c) => c.stream));
+          const rest = appends.filter((a) => !conflicted.has(a.stream));
+          if (rest.length > 0 && rest.length < appends.length) {
+            const appended = await store.appendToStreams(rest).then(() => true, () => false);
+            if (appended) {
+              const done = new Set(rest.map((a) => a.stream));
+              prepared.forEach((p, i) => {
+                if (p && done.has(p.stream) && outcomes[i]) settled.set(i, outcomes[i]!);
+              });
+            }
+          }
+        }
         await new Promise((resolve) => setTimeout(resolve, Math.min(200, 2 ** attempt)));
       }
     }

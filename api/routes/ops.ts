@@ -79,7 +79,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
     async (_request, reply) => {
       const reasons: string[] = [];
       // Both probes run at once, each bounded: a stalled database makes /ready say so, not hang.
-      const [head, statuses] = await Promise.all([
+      const [head, statuses, publishers] = await Promise.all([
         withDeadline(options.store.headPosition(), PROBE_DEADLINE_MS, 'the event store').catch((error: unknown) => {
           reasons.push(`event store: ${(error as Error).message}`);
           return 0n;
@@ -90,6 +90,8 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
               return [];
             })
           : (reasons.push('projections are not running in this process'), []),
+        // Shown only, and bounded like the probes: never a reason for not-ready, never a reason to hang.
+        options.publishers ? withDeadline(options.publishers.status(), PROBE_DEADLINE_MS, 'the publisher status').catch(() => []) : undefined,
       ]);
       for (const p of statuses) {
         if (p.state === 'failed' || p.state === 'stopped') reasons.push(`projection ${p.name} is ${p.state}${describePoison(p)}${p.lastError ? `: ${p.lastError}` : ''}`);
@@ -97,7 +99,6 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
           reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)`);
         }
       }
-      const publishers = options.publishers ? await options.publishers.status().catch(() => []) : undefined;
       const ready = reasons.length === 0;
       return reply.code(ready ? 200 : 503).send({
         status: ready ? 'ready' : 'not_ready',

@@ -84,7 +84,9 @@ const pathId = fc.oneof(fc.uuid(), fc.constantFrom('not-a-uuid', '123', '%20', '
 describe('fuzzing every command route', () => {
   it('covers every command route the app registers', () => {
     const registered = h.app.routeList
-      .filter((r) => (r.method === 'POST' || r.method === 'PATCH') && !/^\/(admin|analytics|audit|bench)/.test(r.url))
+      // Not commands: administration, model fits, audit jobs, webhook subscriptions and bulk imports have
+      // their own validation tests, and the hostile-input corpus sends every write route broken bodies.
+      .filter((r) => (r.method === 'POST' || r.method === 'PATCH') && !/^\/(admin|analytics|audit|bench|webhooks|imports)/.test(r.url))
       .map((r) => `${r.method} ${r.url}`)
       .sort();
     expect(targets.map((t) => `${t.method} ${t.url}`).sort()).toEqual(registered);
