@@ -22,7 +22,6 @@ import type { ApiDeps, PointInTime } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
 import { createIdempotencyGuard, type IdempotencyGuard } from './idempotency.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
-import { ProblemError } from './problems.ts';
 import { refuseUnreadableQuery } from './safe-input.ts';
 import { registerRequestTimeout } from './request-timeout.ts';
 import { DEFAULT_RATE_LIMIT, registerRateLimit } from './rate-limit.ts';

@@ -1,8 +1,6 @@
 import {
   ANY,
-  BACKWARDS,
   END,
-  FORWARDS,
   NO_STREAM,
   START,
   STREAM_EXISTS,
