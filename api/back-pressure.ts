@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ProblemError } from './problems.ts';
 
@@ -44,19 +44,26 @@ export interface PressureGauges {
 }
 
 /**
- * Mean event-loop delay over the last 100 ms (as @fastify/under-pressure measures it, except that an
- * interval without samples reads as no delay rather than as infinite: a process starting up under
- * load would otherwise refuse its first commands).
+ * Event-loop delay over the last 100 ms: the histogram's mean (as @fastify/under-pressure measures
+ * it, except that an interval without samples reads as no delay rather than as infinite: a process
+ * starting up under load would otherwise refuse its first commands), or how late this sampler's own
+ * tick ran, whichever is larger. The histogram's timer and this one both fire once a blocked loop
+ * frees up, in an order Node does not promise; the sampler's own lateness sees the block either way.
  */
+const SAMPLE_EVERY_MS = 100;
 const sampleEventLoopDelay = () => {
   const histogram = monitorEventLoopDelay({ resolution: 10 });
   histogram.enable();
   let delayMs = 0;
+  let lastTick = performance.now();
   const timer = setInterval(() => {
+    const now = performance.now();
+    const lateness = Math.max(0, now - lastTick - SAMPLE_EVERY_MS);
+    lastTick = now;
     const mean = histogram.mean / 1e6 - 10;
-    delayMs = Number.isFinite(mean) ? Math.max(0, mean) : 0;
+    delayMs = Math.max(lateness, Number.isFinite(mean) ? Math.max(0, mean) : 0);
     histogram.reset();
-  }, 100);
+  }, SAMPLE_EVERY_MS);
   timer.unref();
   return {
     current: () => delayMs,
