@@ -26,6 +26,7 @@ import { refuseUnreadableQuery } from './safe-input.ts';
 import { registerRequestTimeout } from './request-timeout.ts';
 import { DEFAULT_RATE_LIMIT, registerRateLimit } from './rate-limit.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { activeUserRole, userRoutes } from './routes/users.ts';
 import analyticsRoutes from './routes/analytics.ts';
 import auditRoutes from './routes/audit.ts';
 import { campaignRoutes } from './routes/campaigns.ts';
@@ -114,7 +115,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     frameworkErrors: (error, request, reply) => problemErrorHandler(error, request, reply),
   }).withTypeProvider<ZodTypeProvider>();
 
-  const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events });
+  const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events, readSchema: deps.schemas.read });
   await keys.migrate();
   const idempotency = createIdempotencyGuard(deps.database.db, { schema: deps.schemas.events });
   await idempotency.migrate();
@@ -150,6 +151,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   app.decorate('metrics', metrics);
   app.decorateRequest('apiKey', null);
   app.decorateRequest('routeRule', null);
+  app.decorateRequest('viewer', null);
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -214,7 +216,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     benchNoopRoute: deps.benchNoopRoute ?? false,
     publishers: deps.integration,
   });
-  await app.register(adminRoutes, { keys });
+  await app.register(adminRoutes, { keys, userRole: (userId) => activeUserRole(context, userId) });
+  await app.register(userRoutes, context);
   // Before the :id routes' plugins only for readability: fastify prefers static segments (/customers/export) anyway.
   await app.register(exportRoutes, context);
   await app.register(customerRoutes, context);

@@ -76,18 +76,27 @@ export type ReadRecord = Record<string, unknown>;
  * schema; each function returns plain JSON-able records (money in major units as numbers).
  */
 export interface ReadModelQueries {
-  listCustomers(query: Record<string, unknown>): Promise<Page>;
-  getCustomer(id: string): Promise<ReadRecord | undefined>;
-  customerTimeline(id: string, query: Record<string, unknown>): Promise<Page | undefined>;
+  listCustomers(query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page>;
+  getCustomer(id: string, scope?: ReadScope | null): Promise<ReadRecord | undefined>;
+  customerTimeline(id: string, query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page | undefined>;
   /** `GET /customers/duplicates` (projections/queries/duplicates.ts). */
-  likelyDuplicates(query: { limit?: number }): Promise<{ items: unknown[] }>;
-  listDeals(query: Record<string, unknown>): Promise<Page>;
-  getDeal(id: string): Promise<ReadRecord | undefined>;
-  pipeline(query: Record<string, unknown>): Promise<ReadRecord>;
+  likelyDuplicates(query: { limit?: number }, scope?: ReadScope | null): Promise<{ items: unknown[] }>;
+  listDeals(query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page>;
+  getDeal(id: string, scope?: ReadScope | null): Promise<ReadRecord | undefined>;
+  pipeline(query: Record<string, unknown>, scope?: ReadScope | null): Promise<ReadRecord>;
   listCampaigns(query: Record<string, unknown>): Promise<Page>;
   getCampaign(id: string): Promise<ReadRecord | undefined>;
-  listFeedback(query: Record<string, unknown>): Promise<Page>;
-  getFeedback(id: string): Promise<ReadRecord | undefined>;
+  listFeedback(query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page>;
+  getFeedback(id: string, scope?: ReadScope | null): Promise<ReadRecord | undefined>;
+}
+
+/**
+ * What the caller may see (api/auth/viewer.ts): the user ids whose customers, deals and feedback are
+ * visible. Null or absent: everything (service keys, users with `all` visibility). The queries turn
+ * it into an SQL condition, so lists, counts, totals and keyset pages stay index-backed.
+ */
+export interface ReadScope {
+  owners: readonly string[];
 }
 
 /** Point-in-time state (audit issue): a record folded from its events up to `asOf`. */

@@ -86,7 +86,9 @@ export const commandContext = (request: FastifyRequest, call: CommandCall): Comm
   const idempotencyKey = headers['idempotency-key'];
   const causationId = headers['x-causation-id'];
   return {
-    actor: { userId: `api-key:${key.id}`, name: key.name, roles: [key.role] },
+    // A user's key acts as the user: history names the person; a service key names itself.
+    actor: { userId: key.userId ?? `api-key:${key.id}`, name: key.name, roles: [key.role] },
+    ...(request.viewer?.scope ? { scope: request.viewer.scope } : {}),
     correlationId: request.id,
     causationId: typeof causationId === 'string' ? causationId : null,
     ...(typeof idempotencyKey === 'string' ? { idempotencyKey } : {}),

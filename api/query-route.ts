@@ -9,6 +9,7 @@ import { awaitReadModels, etagOf, IdParams, WaitForQuery } from './http.ts';
 import { forCaller } from './mask.ts';
 import { ProblemError, problemResponses } from './problems.ts';
 import { ruleFor, seesPersonalData } from './roles.ts';
+import { scopeOf } from './auth/viewer.ts';
 
 /** Page parameters of every list. The cursor is opaque: pass back `nextCursor`. */
 export const PageQuery = {
@@ -107,7 +108,7 @@ export interface GetRouteSpec {
   summary: string;
   kind: AggregateKind;
   personalFields: readonly string[];
-  fetch: (queries: ReadModelQueries, id: string) => Promise<ReadRecord | undefined>;
+  fetch: (queries: ReadModelQueries, id: string, request: FastifyRequest) => Promise<ReadRecord | undefined>;
 }
 
 /** One record by id, with `?waitFor=` and `?asOf=` (the record as it stood then, folded from its events). */
@@ -133,6 +134,8 @@ export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetR
       let record: ReadRecord | undefined;
       let revision: unknown;
       if (asOf !== undefined) {
+        // A restricted caller sees the past of records in their scope now, and nothing of the others.
+        if (scopeOf(request) && !(await spec.fetch(readModels(context), id, request))) throw new ProblemError('not_found', `No ${spec.kind} ${id} as of ${asOf}.`);
         const history = context.deps.pointInTime;
         if (!history) throw new ProblemError('unavailable', 'Point-in-time reads are not configured in this process.');
         const past = await history.stateAt(spec.kind, id, new Date(asOf));
@@ -140,7 +143,7 @@ export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetR
         revision = past?.revision;
       } else {
         await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
-        record = await spec.fetch(readModels(context), id);
+        record = await spec.fetch(readModels(context), id, request);
         revision = record?.revision;
       }
       if (!record) throw new ProblemError('not_found', `No ${spec.kind} ${id}${asOf ? ` as of ${asOf}` : ''}.`);

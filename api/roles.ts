@@ -54,6 +54,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'POST /customers/:id/untag', access: WRITE_CUSTOMERS, summary: 'remove a tag', ifMatch: 'optional' },
   { route: 'POST /customers/:id/deactivate', access: ['admin', 'sales', 'support'], summary: 'deactivate the customer', ifMatch: 'required' },
   { route: 'POST /customers/:id/reactivate', access: ['admin', 'sales', 'support'], summary: 'reactivate the customer', ifMatch: 'required' },
+  { route: 'POST /customers/:id/owner', access: WRITE_CUSTOMERS, summary: 'assign the account owner (a user)', ifMatch: 'optional' },
   { route: 'GET /customers', access: ALL, summary: 'list, filter, search, sort, cursor' },
   { route: 'GET /customers/duplicates', access: ALL, summary: 'likely duplicates (same email, phone or name) for a merge' },
   { route: 'GET /customers/export', access: ALL, summary: 'every customer as CSV or NDJSON (masked for analysts)' },
@@ -112,6 +113,12 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'POST /admin/api-keys', access: ['admin'], summary: 'create an API key (shown once)' },
   { route: 'GET /admin/api-keys', access: ['admin'], summary: 'list API keys' },
   { route: 'DELETE /admin/api-keys/:id', access: ['admin'], summary: 'revoke an API key' },
+  { route: 'POST /admin/teams', access: ['admin'], summary: 'create a team' },
+  { route: 'GET /admin/teams', access: ['admin'], summary: 'list teams and their members' },
+  { route: 'POST /admin/users', access: ['admin'], summary: 'register a user (role, teams, visibility own/team/all)' },
+  { route: 'GET /admin/users', access: ['admin'], summary: 'list users' },
+  { route: 'GET /admin/users/:id', access: ['admin'], summary: 'one user' },
+  { route: 'PATCH /admin/users/:id', access: ['admin'], summary: "change a user's details, role, teams, visibility; deactivate", ifMatch: 'optional' },
 ];
 
 const exact = new Map(routeRules.filter((r) => !r.route.endsWith('/*')).map((r) => [r.route, r]));

@@ -8,6 +8,10 @@ import { DealStreamPrefix } from '../domain/deal/events.ts';
 import { createFeedbackDecider, type FeedbackState } from '../domain/feedback/decider.ts';
 import { FeedbackStreamPrefix } from '../domain/feedback/events.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
+import { teamDecider, type TeamState } from '../domain/team/decider.ts';
+import { TeamStreamPrefix } from '../domain/team/events.ts';
+import { userDecider, type UserState } from '../domain/user/decider.ts';
+import { UserStreamPrefix } from '../domain/user/events.ts';
 import type { EventStore, ReadStreamOptions, RecordedEvent } from '../eventstore/contract.ts';
 import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
@@ -18,6 +22,8 @@ export interface AggregateStates {
   deal: DealState;
   campaign: CampaignState;
   feedback: FeedbackState;
+  team: TeamState;
+  user: UserState;
 }
 
 /** The fold side of a decider, erased to what loading needs. */
@@ -32,6 +38,8 @@ export const streamPrefixes: Record<AggregateKind, string> = {
   deal: DealStreamPrefix,
   campaign: CampaignStreamPrefix,
   feedback: FeedbackStreamPrefix,
+  team: TeamStreamPrefix,
+  user: UserStreamPrefix,
 };
 
 export const streamOf = (kind: AggregateKind, id: string): string => `${streamPrefixes[kind]}${id}`;
@@ -43,6 +51,8 @@ export const aggregateFolders = (sla: SlaPolicy = defaultSlaPolicy): { [K in Agg
     deal: { prefix: DealStreamPrefix, initialState: dealDecider.initialState, evolve: dealDecider.evolve as Folder<DealState>['evolve'] },
     campaign: { prefix: CampaignStreamPrefix, initialState: campaignDecider.initialState, evolve: campaignDecider.evolve as Folder<CampaignState>['evolve'] },
     feedback: { prefix: FeedbackStreamPrefix, initialState: feedback.initialState, evolve: feedback.evolve as Folder<FeedbackState>['evolve'] },
+    team: { prefix: TeamStreamPrefix, initialState: teamDecider.initialState, evolve: teamDecider.evolve as Folder<TeamState>['evolve'] },
+    user: { prefix: UserStreamPrefix, initialState: userDecider.initialState, evolve: userDecider.evolve as Folder<UserState>['evolve'] },
   };
 };
 

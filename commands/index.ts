@@ -12,8 +12,11 @@ import { aggregateFolders, loadStream, refOf, streamOf, type AggregateStates, ty
 import { createStreamCache, type AppendedEvent } from './stream-cache.ts';
 import { createStreamQueue, type StreamQueue, type StreamQueueOptions } from './stream-queue.ts';
 import { withEmailClaim } from './email-uniqueness.ts';
+import { commandTargets } from './schemas.ts';
+import { notFound, ruleViolated } from '../domain/errors.ts';
 import { eventIdFor } from './ids.ts';
-import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type DomainEventList, type PreparedCommand } from './prepare.ts';
+import { userSnapshot } from '../domain/user/decider.ts';
+import { createDecide, fillDerivedIds, needsCustomerSnapshot, needsKnownTeams, needsOwnerSnapshot, prepareCommand, protectForCommand, type DomainEventList, type PreparedCommand } from './prepare.ts';
 import type { AggregateKind, CrmCommand } from './schemas.ts';
 
 export { commandSchemas, commandTargets, commandTypes, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
@@ -34,6 +37,11 @@ export interface CommandContext {
   occurredAt?: string;
   /** Why, in the actor's words (recorded in every event's metadata). */
   reason?: string;
+  /**
+   * What the caller may see (the user ids whose records are visible); absent: everything. A command
+   * on a record outside it is refused as not found before deciding, as if the record did not exist.
+   */
+  scope?: { owners: readonly string[] } | null;
 }
 
 export interface CommandResult {
@@ -105,6 +113,52 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     options?.asOf === undefined ? cache.load(kind, id, 'fresh') : loadStream({ store, personalData, folders }, kind, id, options);
 
   const customerOf = async (customerId: string): Promise<CustomerSnapshot> => customerSnapshot((await load('customer', customerId)).state);
+
+  /** Snapshots a command's decider needs of other streams (a customer's owner, a user's teams), filled before deciding. */
+  const fillReferences = async (prepared: PreparedCommand): Promise<void> => {
+    const { command, type } = prepared;
+    if (needsOwnerSnapshot(type) && typeof command.ownerId === 'string') command.owner = userSnapshot((await load('user', command.ownerId)).state);
+    if (needsKnownTeams(type) && Array.isArray(command.teamIds)) {
+      const teams = [...new Set(command.teamIds as string[])];
+      const exists = await Promise.all(teams.map(async (t) => (await load('team', t)).state.exists));
+      command.knownTeams = teams.filter((_, i) => exists[i]);
+    } else if (needsKnownTeams(type)) command.knownTeams = [];
+  };
+
+  /**
+   * Refuses, as not found, a command on a record outside the caller's scope, and a reference (a deal's
+   * or feedback's customer) to a customer outside it: the caller cannot tell it from a missing one.
+   */
+  const assertVisible = async (prepared: PreparedCommand, scope: CommandContext['scope']): Promise<void> => {
+    if (!scope) return;
+    const owns = (ownerId: string | null) => ownerId !== null && scope.owners.includes(ownerId);
+    const customerVisible = async (customerId: string) => owns((await load('customer', customerId)).state.ownerId);
+    const { kind, id, command } = prepared;
+    const referenced = typeof command.customerId === 'string' && kind !== 'customer' ? command.customerId : undefined;
+    const creates = commandTargets[prepared.type].creates;
+    if (creates && referenced !== undefined && !(await customerVisible(referenced)))
+      throw ruleViolated('customer.not_found', `Customer ${referenced} does not exist`, 'customerId', { customerId: referenced });
+    if (creates) return;
+    let visible = true;
+    if (kind === 'customer') {
+      visible = await customerVisible(id);
+      if (visible && prepared.type === 'MergeCustomer') visible = await customerVisible(command.duplicateId as string);
+      if (!visible && prepared.type === 'MergeCustomer' && (await customerVisible(id)))
+        throw ruleViolated('customer.not_found', `Customer ${String(command.duplicateId)} does not exist`, 'duplicateId');
+    } else if (kind === 'deal') {
+      const { state } = await load('deal', id);
+      visible = state.exists && (owns(state.ownerId) || (state.customerId !== null && (await customerVisible(state.customerId))));
+    } else if (kind === 'feedback') {
+      const { state } = await load('feedback', id);
+      visible = state.exists && (owns(state.assigneeId) || (state.customerId !== null && (await customerVisible(state.customerId))));
+    } else if (kind === 'campaign') {
+      // Campaigns have no owner: visible to every role that may read them; a response's customer was checked above.
+      if (referenced !== undefined && !(await customerVisible(referenced)))
+        throw ruleViolated('customer.not_found', `Customer ${referenced} does not exist`, 'customerId', { customerId: referenced });
+    }
+    // Users and teams are administration (admin-only routes), not records with an owner.
+    if (!visible) throw notFound(`${kind}.not_found`, `${kind[0]!.toUpperCase()}${kind.slice(1)} ${id} does not exist`, `${kind}Id`, { [`${kind}Id`]: id });
+  };
 
   const protect = (type: CrmEventType, data: unknown): Promise<unknown> => protectForCommand(personalData, type, data);
 
@@ -207,6 +261,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
 
   const decideAndAppend = async (prepared: PreparedCommand, ctx: CommandContext): Promise<CommandResult> => {
     const { type, id, metadata, command } = prepared;
+    await assertVisible(prepared, ctx.scope);
     switch (type) {
       case 'MergeCustomer':
         return merge(command as unknown as MergeCustomer, ctx, metadata);
@@ -221,7 +276,8 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         for (const duplicateId of (await load('customer', id)).state.mergedDuplicates) {
           const forgotten = await execute(
             { type: 'ForgetCustomer', customerId: duplicateId },
-            { ...ctx, ...(ctx.idempotencyKey !== undefined ? { idempotencyKey: `${ctx.idempotencyKey}\nforget-duplicate\n${duplicateId}` } : {}) },
+            // The duplicate is the same person: forgotten whoever owned its record (the caller could see the primary).
+            { ...ctx, scope: null, ...(ctx.idempotencyKey !== undefined ? { idempotencyKey: `${ctx.idempotencyKey}\nforget-duplicate\n${duplicateId}` } : {}) },
           );
           if (forgotten.position > position) position = forgotten.position;
           eventIds.push(...forgotten.eventIds);
@@ -232,10 +288,12 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       }
       case 'RegisterCustomer':
       case 'ChangeCustomerDetails':
+        await fillReferences(prepared);
         if (deps.emailIndex) return withEmailClaim(deps.emailIndex, command, () => run(prepared.kind, id, ctx, metadata, command), customerOf);
         break;
       default:
         fillDerivedIds(prepared, ctx.actor.userId);
+        await fillReferences(prepared);
         if (needsCustomerSnapshot(type)) command.customer = await customerOf(command.customerId as string);
     }
     return run(prepared.kind, id, ctx, metadata, command);

@@ -7,6 +7,8 @@ import { dealDecider } from '../domain/deal/decider.ts';
 import { invalidState } from '../domain/errors.ts';
 import { createFeedbackDecider } from '../domain/feedback/decider.ts';
 import type { SlaPolicy } from '../domain/feedback/sla.ts';
+import { teamDecider } from '../domain/team/decider.ts';
+import { userDecider } from '../domain/user/decider.ts';
 import { EventMetadata } from '../domain/metadata.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { streamOf } from './aggregates.ts';
@@ -86,6 +88,13 @@ export const fillDerivedIds = (prepared: PreparedCommand, actorId: string): void
 export const needsCustomerSnapshot = (type: CommandType): boolean =>
   type === 'OpenDeal' || type === 'SubmitFeedback' || type === 'RecordCampaignResponse';
 
+/** Commands whose decider needs the named owner's snapshot (`command.owner`) when `ownerId` is given. */
+export const needsOwnerSnapshot = (type: CommandType): boolean =>
+  type === 'RegisterCustomer' || type === 'ChangeCustomerDetails' || type === 'AssignCustomerOwner';
+
+/** Commands whose decider needs to know which of the named teams exist (`command.knownTeams`). */
+export const needsKnownTeams = (type: CommandType): boolean => type === 'RegisterUser' || type === 'ChangeUser';
+
 /** The decide side of the four deciders, erased to one call. */
 export const createDecide = (sla: SlaPolicy) => {
   const feedbackDecider = createFeedbackDecider(sla);
@@ -100,6 +109,10 @@ export const createDecide = (sla: SlaPolicy) => {
         return campaignDecider.decide(command as never, state as never);
       case 'feedback':
         return feedbackDecider.decide(command as never, state as never);
+      case 'team':
+        return teamDecider.decide(command as never, state as never);
+      case 'user':
+        return userDecider.decide(command as never, state as never);
     }
   };
 };

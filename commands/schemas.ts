@@ -3,6 +3,8 @@ import { campaignCommandSchemas } from '../domain/campaign/commands.ts';
 import { customerCommandSchemas } from '../domain/customer/commands.ts';
 import { dealCommandSchemas } from '../domain/deal/commands.ts';
 import { feedbackCommandSchemas } from '../domain/feedback/commands.ts';
+import { teamCommandSchemas } from '../domain/team/commands.ts';
+import { userCommandSchemas } from '../domain/user/commands.ts';
 
 /**
  * One strict zod schema per command, keyed by command type. Path ids are fields of the payload
@@ -13,6 +15,8 @@ export const commandSchemas = {
   ...dealCommandSchemas,
   ...campaignCommandSchemas,
   ...feedbackCommandSchemas,
+  ...teamCommandSchemas,
+  ...userCommandSchemas,
 } as const;
 
 export type CommandType = keyof typeof commandSchemas;
@@ -23,7 +27,7 @@ export const isCommandType = (type: unknown): type is CommandType => typeof type
 export type CrmCommand = { [K in CommandType]: { type: K } & z.input<(typeof commandSchemas)[K]> }[CommandType];
 export type CommandPayload<K extends CommandType> = z.infer<(typeof commandSchemas)[K]>;
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback';
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'team' | 'user';
 
 /** Which aggregate each command addresses, and the payload field naming it. */
 export const commandTargets: Record<CommandType, { kind: AggregateKind; idField: string; creates: boolean }> = {
@@ -60,4 +64,9 @@ export const commandTargets: Record<CommandType, { kind: AggregateKind; idField:
   ReopenFeedback: { kind: 'feedback', idField: 'feedbackId', creates: false },
   CloseFeedback: { kind: 'feedback', idField: 'feedbackId', creates: false },
   RateFeedback: { kind: 'feedback', idField: 'feedbackId', creates: false },
+  AssignCustomerOwner: { kind: 'customer', idField: 'customerId', creates: false },
+  CreateTeam: { kind: 'team', idField: 'teamId', creates: true },
+  RenameTeam: { kind: 'team', idField: 'teamId', creates: false },
+  RegisterUser: { kind: 'user', idField: 'userId', creates: true },
+  ChangeUser: { kind: 'user', idField: 'userId', creates: false },
 };

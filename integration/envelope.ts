@@ -14,7 +14,7 @@ export type SubscriberRole = 'admin' | 'sales' | 'marketing' | 'support' | 'anal
 /** What a personal field reads as for subscribers whose role may not see personal data. */
 export const MASKED = '[masked]';
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback';
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'user' | 'team';
 
 export interface IntegrationEvent {
   /** The event id (UUID): receivers dedupe by it (it is also the `webhook-id` and the `Nats-Msg-Id`). */
@@ -44,6 +44,9 @@ const customer = (summary: string, personal: readonly string[] = []): PublicType
 const deal = (summary: string): PublicType => ({ kind: 'deal', version: 1, summary, personal: [] });
 const campaign = (summary: string): PublicType => ({ kind: 'campaign', version: 1, summary, personal: [] });
 const feedback = (summary: string, personal: readonly string[] = []): PublicType => ({ kind: 'feedback', version: 1, summary, personal });
+/** Staff and teams (administration): who could see what, when. A user's name and email are masked for analysts. */
+const user = (summary: string, personal: readonly string[] = []): PublicType => ({ kind: 'user', version: 1, summary, personal });
+const team = (summary: string): PublicType => ({ kind: 'team', version: 1, summary, personal: [] });
 
 /** Every public type: the per-type mapping and its documentation (README, OpenAPI). */
 export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
@@ -59,6 +62,7 @@ export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
   CustomerDeactivated: customer('The customer was deactivated.'),
   CustomerReactivated: customer('The customer was reactivated.'),
   CustomerForgotten: customer("The customer was forgotten (crypto-shredding)."),
+  CustomerOwnerAssigned: customer('The account owner (a user) changed.'),
   DealOpened: deal('A deal was opened.'),
   DealTitleChanged: deal('The title changed.'),
   DealAmountChanged: deal('The amount changed.'),
@@ -86,6 +90,16 @@ export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
   FeedbackReopened: feedback('Feedback was reopened.'),
   FeedbackClosed: feedback('Feedback was closed.'),
   FeedbackRated: feedback("The customer's rating of the resolution."),
+  TeamCreated: team('A team was created.'),
+  TeamRenamed: team('A team was renamed.'),
+  UserRegistered: user('A user was registered (role, visibility).', ['name', 'email']),
+  UserChanged: user("A user's name or email changed.", ['name', 'email']),
+  UserRoleChanged: user("A user's role changed."),
+  UserVisibilityChanged: user("A user's visibility (own, team, all) changed."),
+  UserJoinedTeam: user('A user joined a team.'),
+  UserLeftTeam: user('A user left a team.'),
+  UserDeactivated: user("A user was deactivated (their keys stop working)."),
+  UserReactivated: user('A user was reactivated.'),
 };
 
 export const PUBLIC_EVENT_TYPE_NAMES = Object.keys(PUBLIC_EVENT_TYPES) as CrmEventType[];

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { ROLES, type Role } from '../roles.ts';
+import { loadUserViewer, serviceViewer, type Viewer } from './viewer.ts';
 
 /**
  * API keys, stored hashed in `api_keys` in the events schema. A key is 32 random bytes (base64url)
@@ -11,9 +12,16 @@ export interface ApiKeyRecord {
   id: string;
   name: string;
   role: Role;
+  /** The user the key acts as (with the user's current role and visibility); null for a service key. */
+  userId: string | null;
   createdAt: string;
   revokedAt: string | null;
   lastUsedAt: string | null;
+}
+
+/** A live key as authentication answers it: for a user's key, `role` is the user's role now. */
+export interface AuthenticatedKey extends ApiKeyRecord {
+  viewer: Viewer;
 }
 
 /** The one moment a key's secret exists outside its holder: the answer to its creation. */
@@ -23,15 +31,18 @@ export interface CreatedApiKey extends ApiKeyRecord {
 
 export interface ApiKeyStore {
   migrate(): Promise<void>;
-  create(input: { name: string; role: Role }): Promise<CreatedApiKey>;
+  /** With `userId`, `role` is the user's role at creation (stored for the list); requests use the user's current role. */
+  create(input: { name: string; role: Role; userId?: string | null }): Promise<CreatedApiKey>;
   /** Stores a key the caller already holds (the CRM_ADMIN_KEY case); no-op when its hash is known. */
   import(input: { name: string; role: Role; key: string }): Promise<ApiKeyRecord>;
   list(): Promise<ApiKeyRecord[]>;
   /** Returns the revoked record, or undefined when there is no such key. Idempotent. */
   revoke(id: string): Promise<ApiKeyRecord | undefined>;
   /** The live key a bearer token belongs to, or undefined (unknown or revoked). */
-  authenticate(token: string): Promise<ApiKeyRecord | undefined>;
+  authenticate(token: string): Promise<AuthenticatedKey | undefined>;
   hasActiveAdmin(): Promise<boolean>;
+  /** Forgets cached lookups, so that a change of users or teams applies to the next request. */
+  invalidate(): void;
 }
 
 export const KEY_PREFIX = 'crm_';
@@ -42,6 +53,7 @@ interface Row {
   id: string;
   name: string;
   role: string;
+  user_id: string | null;
   hash: string;
   created_at: Date;
   revoked_at: Date | null;
@@ -52,6 +64,7 @@ const toRecord = (row: Row): ApiKeyRecord => ({
   id: row.id,
   name: row.name,
   role: row.role as Role,
+  userId: row.user_id ?? null,
   createdAt: row.created_at.toISOString(),
   revokedAt: row.revoked_at?.toISOString() ?? null,
   lastUsedAt: row.last_used_at?.toISOString() ?? null,
@@ -65,6 +78,8 @@ export interface ApiKeyStoreOptions {
   /** last_used_at is written at most this often per key, so authentication is not a write per request. */
   touchEveryMs?: number;
   clock?: () => number;
+  /** The read schema, where `users` and `team_members` resolve a user's key; without it, user keys are refused. */
+  readSchema?: string;
 }
 
 export function createApiKeyStore(db: Kysely<any>, options: ApiKeyStoreOptions): ApiKeyStore {
@@ -73,7 +88,15 @@ export function createApiKeyStore(db: Kysely<any>, options: ApiKeyStoreOptions):
   const touchEveryMs = options.touchEveryMs ?? 60_000;
   const now = options.clock ?? Date.now;
   const table = () => db.withSchema(schema).selectFrom('api_keys');
-  const cache = new Map<string, { record: ApiKeyRecord | undefined; until: number }>();
+  const cache = new Map<string, { record: AuthenticatedKey | undefined; until: number }>();
+
+  /** A service key acts with its own role on everything; a user's key as the user, while the user is active. */
+  const resolve = async (record: ApiKeyRecord): Promise<AuthenticatedKey | undefined> => {
+    if (record.userId === null) return { ...record, viewer: serviceViewer(record.role) };
+    if (options.readSchema === undefined) return undefined;
+    const viewer = await loadUserViewer(db, options.readSchema, record.userId);
+    return viewer ? { ...record, role: viewer.role, viewer } : undefined;
+  };
   const lastTouched = new Map<string, number>();
 
   const touch = (id: string): void => {
@@ -103,14 +126,17 @@ export function createApiKeyStore(db: Kysely<any>, options: ApiKeyStoreOptions):
           revoked_at timestamptz,
           last_used_at timestamptz
         )`.execute(db);
+      // Keys may belong to a user (added later: existing keys stay service keys).
+      await sql`ALTER TABLE ${sql.id(schema, 'api_keys')} ADD COLUMN IF NOT EXISTS user_id uuid`.execute(db);
+      await sql`CREATE INDEX IF NOT EXISTS api_keys_user_idx ON ${sql.id(schema, 'api_keys')} (user_id) WHERE user_id IS NOT NULL`.execute(db);
     },
 
-    async create({ name, role }) {
+    async create({ name, role, userId }) {
       const key = generateKey();
       const row = (await db
         .withSchema(schema)
         .insertInto('api_keys')
-        .values({ id: randomUUID(), name, role, hash: hashKey(key) })
+        .values({ id: randomUUID(), name, role, hash: hashKey(key), user_id: userId ?? null })
         .returningAll()
         .executeTakeFirstOrThrow()) as Row;
       return { ...toRecord(row), key };
@@ -151,14 +177,14 @@ export function createApiKeyStore(db: Kysely<any>, options: ApiKeyStoreOptions):
       const hash = hashKey(token);
       const at = now();
       const cached = cache.get(hash);
-      let record: ApiKeyRecord | undefined;
+      let record: AuthenticatedKey | undefined;
       if (cached && cached.until > at) {
         record = cached.record;
       } else {
         const row = (await table().selectAll().where('hash', '=', hash).executeTakeFirst()) as Row | undefined;
         // The index lookup already matched; the constant-time compare keeps timing independent of the stored value.
-        record =
-          row && timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash)) && row.revoked_at === null ? toRecord(row) : undefined;
+        const live = row && timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash)) && row.revoked_at === null ? toRecord(row) : undefined;
+        record = live ? await resolve(live) : undefined;
         if (cache.size > 10_000) cache.clear();
         cache.set(hash, { record, until: at + cacheMs });
       }
@@ -167,8 +193,13 @@ export function createApiKeyStore(db: Kysely<any>, options: ApiKeyStoreOptions):
     },
 
     async hasActiveAdmin() {
-      const row = await table().select('id').where('role', '=', 'admin').where('revoked_at', 'is', null).executeTakeFirst();
+      // A user's key is not counted: its user's role may change or the user be deactivated.
+      const row = await table().select('id').where('role', '=', 'admin').where('revoked_at', 'is', null).where('user_id', 'is', null).executeTakeFirst();
       return row !== undefined;
+    },
+
+    invalidate() {
+      cache.clear();
     },
   };
 }

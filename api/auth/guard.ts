@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError } from '../problems.ts';
 import { isAllowed, ruleFor, type Role, type RouteRule } from '../roles.ts';
 import type { ApiKeyRecord, ApiKeyStore } from './api-keys.ts';
+import type { Viewer } from './viewer.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -9,6 +10,8 @@ declare module 'fastify' {
     apiKey: ApiKeyRecord | null;
     /** The matrix rule of the matched route. */
     routeRule: RouteRule | null;
+    /** What the caller may see (api/auth/viewer.ts); null on public routes. */
+    viewer: Viewer | null;
   }
 }
 
@@ -38,7 +41,9 @@ export const createAuthGuard =
     if (!match?.[1]) throw unauthenticated('The Authorization header must be "Bearer <key>".');
     const key = await keys.authenticate(match[1]);
     if (!key) throw unauthenticated('The API key is unknown or revoked.');
-    request.apiKey = key;
+    const { viewer, ...record } = key;
+    request.apiKey = record;
+    request.viewer = viewer;
     if (!isAllowed(rule, key.role)) {
       throw new ProblemError('forbidden', `The ${key.role} role may not call ${rule.route}.`, {
         role: key.role,

@@ -4,29 +4,36 @@ import { SafeText } from '../../domain/shared.ts';
 import type { ApiKeyStore } from '../auth/api-keys.ts';
 import { IdParams } from '../http.ts';
 import { ProblemError } from '../problems.ts';
-import { ROLES } from '../roles.ts';
+import { ROLES, type Role } from '../roles.ts';
 
 export const ApiKeyView = z
   .object({
     id: z.uuid(),
     name: z.string(),
     role: z.enum(ROLES),
+    userId: z.uuid().nullable().describe("The user the key acts as (with the user's role now); null for a service key"),
     createdAt: z.string(),
     revokedAt: z.string().nullable(),
     lastUsedAt: z.string().nullable(),
   })
   .meta({ id: 'ApiKey' });
 
-const CreateApiKey = z.strictObject({
-  name: SafeText.trim().min(1).max(200).describe('Who or what holds the key'),
-  role: z.enum(ROLES),
-});
+const CreateApiKey = z
+  .strictObject({
+    name: SafeText.trim().min(1).max(200).describe('Who or what holds the key'),
+    role: z.enum(ROLES).optional().describe("A service key's role (whole-company visibility); not with userId"),
+    userId: z.uuid().optional().describe("The user the key acts as, with the user's role and visibility"),
+  })
+  .superRefine((body, ctx) => {
+    if (body.userId !== undefined && body.role !== undefined) ctx.addIssue({ code: 'custom', path: ['role'], message: "a user's key takes the user's role; send role or userId, not both" });
+    if (body.userId === undefined && body.role === undefined) ctx.addIssue({ code: 'custom', path: ['role'], message: 'required (or userId for a user\'s key)' });
+  });
 
 const CreatedApiKey = ApiKeyView.extend({
   key: z.string().describe('The secret. Shown only in this response: store it now.'),
 }).meta({ id: 'CreatedApiKey' });
 
-export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore }> = async (app, { keys }) => {
+export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: (userId: string) => Promise<string | undefined> }> = async (app, { keys, userRole }) => {
   app.post(
     '/admin/api-keys',
     {
@@ -38,8 +45,16 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore }> = async (
       },
     },
     async (request, reply) => {
-      const created = await keys.create(request.body);
-      request.log.info({ apiKeyId: created.id, role: created.role }, 'API key created');
+      const { name, role, userId } = request.body;
+      let keyRole = role;
+      if (userId !== undefined) {
+        // Stored for the list; requests use the user's role at the time.
+        const current = userId !== undefined && userRole ? await userRole(userId) : undefined;
+        if (current === undefined) throw new ProblemError('rule_violated', `No active user ${userId}.`, { errors: [{ field: 'userId', message: 'no active user' }] });
+        keyRole = current as Role;
+      }
+      const created = await keys.create({ name, role: keyRole!, userId: userId ?? null });
+      request.log.info({ apiKeyId: created.id, role: created.role, userId: created.userId }, 'API key created');
       return reply.code(201).header('cache-control', 'no-store').send(created);
     },
   );
@@ -62,8 +77,9 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore }> = async (
     },
     async (request) => {
       const target = (await keys.list()).find((k) => k.id === request.params.id);
-      if (target && target.role === 'admin' && target.revokedAt === null) {
-        const liveAdmins = (await keys.list()).filter((k) => k.role === 'admin' && k.revokedAt === null);
+      if (target && target.role === 'admin' && target.revokedAt === null && target.userId === null) {
+        // Only service keys count: a user's admin key stops with the user's role or deactivation.
+        const liveAdmins = (await keys.list()).filter((k) => k.role === 'admin' && k.revokedAt === null && k.userId === null);
         if (liveAdmins.length === 1) {
           throw new ProblemError('invalid_state', 'This is the last live admin key: create another admin key before revoking it.', {
             code: 'api_key.last_admin',

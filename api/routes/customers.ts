@@ -7,6 +7,7 @@ import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, IdParams } from '../http.ts';
 import { CUSTOMER_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { ProblemError, ProblemSchema } from '../problems.ts';
+import { scopeOf } from '../auth/viewer.ts';
 import { getRoute, listRoute, PageQuery, PageSchema, sealedPage } from '../query-route.ts';
 
 const tags = ['customers'];
@@ -89,6 +90,16 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
   commandRoute(app, context, { method: 'POST', url: '/customers/:id/tags', type: 'TagCustomer', payload: s.TagCustomer, idField: 'customerId', tags, summary: 'Tag the customer' });
   commandRoute(app, context, { method: 'POST', url: '/customers/:id/untag', type: 'UntagCustomer', payload: s.UntagCustomer, idField: 'customerId', tags, summary: 'Remove a tag' });
   commandRoute(app, context, { method: 'POST', url: '/customers/:id/deactivate', type: 'DeactivateCustomer', payload: s.DeactivateCustomer, idField: 'customerId', tags, summary: 'Deactivate the customer' });
+  commandRoute(app, context, {
+    method: 'POST',
+    url: '/customers/:id/owner',
+    type: 'AssignCustomerOwner',
+    payload: s.AssignCustomerOwner,
+    idField: 'customerId',
+    tags,
+    summary: 'Assign the account owner (a registered, active user)',
+    description: 'Who may see the customer under own/team visibility follows its owner: handing a customer to someone outside your scope hides it from you.',
+  });
   commandRoute(app, context, { method: 'POST', url: '/customers/:id/reactivate', type: 'ReactivateCustomer', payload: s.ReactivateCustomer, idField: 'customerId', tags, summary: 'Reactivate the customer' });
 
   listRoute(app, context, {
@@ -98,7 +109,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     filters: CustomerListFilters,
     personalFields: CUSTOMER_PERSONAL_FIELDS,
     personalFilters: ['search'],
-    fetch: (queries, query) => queries.listCustomers(query),
+    fetch: (queries, query, request) => queries.listCustomers(query, scopeOf(request)),
   });
   getRoute(app, context, {
     url: '/customers/:id',
@@ -106,7 +117,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     summary: 'One customer',
     kind: 'customer',
     personalFields: CUSTOMER_PERSONAL_FIELDS,
-    fetch: (queries, id) => queries.getCustomer(id),
+    fetch: (queries, id, request) => queries.getCustomer(id, scopeOf(request)),
   });
 
   app.withTypeProvider<ZodTypeProvider>().get(
@@ -125,7 +136,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
       await awaitReadModels(context.deps.projections, request.query.waitFor, context.waitForTimeoutMs);
       const queries = context.deps.queries;
       if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
-      return forCaller(request, await queries.likelyDuplicates({ limit: request.query.limit }), CUSTOMER_PERSONAL_FIELDS) as { items: { reason: 'email' | 'phone' | 'name'; customers: Record<string, unknown>[] }[] };
+      return forCaller(request, await queries.likelyDuplicates({ limit: request.query.limit }, scopeOf(request)), CUSTOMER_PERSONAL_FIELDS) as { items: { reason: 'email' | 'phone' | 'name'; customers: Record<string, unknown>[] }[] };
     },
   );
 
@@ -148,7 +159,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
       const { cursor, ...order } = query;
       const scope = `GET /customers/${request.params.id}/timeline order=${order.order}`;
       const page = await sealedPage(context, scope, cursor, (position) =>
-        queries.customerTimeline(request.params.id, position === undefined ? order : { ...order, cursor: position }),
+        queries.customerTimeline(request.params.id, position === undefined ? order : { ...order, cursor: position }, scopeOf(request)),
       );
       if (!page) throw new ProblemError('not_found', `No customer ${request.params.id}.`);
       return forCaller(request, page, CUSTOMER_PERSONAL_FIELDS);

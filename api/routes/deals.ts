@@ -8,6 +8,7 @@ import { awaitReadModels, WaitForQuery } from '../http.ts';
 import { IsoDate } from '../../domain/shared.ts';
 import { ProblemError, ProblemSchema } from '../problems.ts';
 import { getRoute, listRoute } from '../query-route.ts';
+import { scopeOf } from '../auth/viewer.ts';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 
 const tags = ['deals'];
@@ -34,8 +35,8 @@ export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context)
   commandRoute(app, context, { ...base, method: 'POST', url: '/deals/:id/lost', type: 'LoseDeal', payload: s.LoseDeal, summary: 'Mark the deal lost (a reason is required)' });
   commandRoute(app, context, { ...base, method: 'POST', url: '/deals/:id/reopen', type: 'ReopenDeal', payload: s.ReopenDeal, summary: 'Reopen a won or lost deal' });
 
-  listRoute(app, context, { url: '/deals', tags, summary: 'List deals', filters: DealListFilters, personalFields: [], fetch: (q, query) => q.listDeals(query) });
-  getRoute(app, context, { url: '/deals/:id', tags, summary: 'One deal', kind: 'deal', personalFields: [], fetch: (q, id) => q.getDeal(id) });
+  listRoute(app, context, { url: '/deals', tags, summary: 'List deals', filters: DealListFilters, personalFields: [], fetch: (q, query, request) => q.listDeals(query, scopeOf(request)) });
+  getRoute(app, context, { url: '/deals/:id', tags, summary: 'One deal', kind: 'deal', personalFields: [], fetch: (q, id, request) => q.getDeal(id, scopeOf(request)) });
 
   app.withTypeProvider<ZodTypeProvider>().get(
     '/pipeline',
@@ -51,7 +52,7 @@ export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context)
       const { waitFor, ...query } = request.query;
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       if (!context.deps.queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
-      return context.deps.queries.pipeline(query);
+      return context.deps.queries.pipeline(query, scopeOf(request));
     },
   );
 };

@@ -4,7 +4,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { exportLines, type ExportFormat } from '../../projections/queries/export.ts';
 import type { RouteContext } from '../app.ts';
-import type { ReadModelQueries } from '../deps.ts';
+import type { ReadModelQueries, ReadScope } from '../deps.ts';
+import { scopeOf } from '../auth/viewer.ts';
 import { CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
 import { refusePersonalFilters } from '../query-route.ts';
@@ -25,10 +26,11 @@ const formatOf = (request: FastifyRequest, asked: ExportFormat | undefined): Exp
   return /ndjson|jsonl/.test(accept) ? 'ndjson' : 'csv';
 };
 
-const exportsOf: { url: string; filters: Record<string, z.ZodType>; personalFields: readonly string[]; personalFilters: string[]; list: (q: ReadModelQueries) => ReadModelQueries['listCustomers'] }[] = [
-  { url: '/customers/export', filters: CustomerListFilters, personalFields: CUSTOMER_PERSONAL_FIELDS, personalFilters: ['search'], list: (q) => (query) => q.listCustomers(query) },
-  { url: '/deals/export', filters: DealListFilters, personalFields: [], personalFilters: [], list: (q) => (query) => q.listDeals(query) },
-  { url: '/feedback/export', filters: FeedbackListFilters, personalFields: FEEDBACK_PERSONAL_FIELDS, personalFilters: [], list: (q) => (query) => q.listFeedback(query) },
+type Scope = ReadScope | null;
+const exportsOf: { url: string; filters: Record<string, z.ZodType>; personalFields: readonly string[]; personalFilters: string[]; list: (q: ReadModelQueries, scope: Scope) => (query: Record<string, unknown>) => ReturnType<ReadModelQueries['listCustomers']> }[] = [
+  { url: '/customers/export', filters: CustomerListFilters, personalFields: CUSTOMER_PERSONAL_FIELDS, personalFilters: ['search'], list: (q, scope) => (query) => q.listCustomers(query, scope) },
+  { url: '/deals/export', filters: DealListFilters, personalFields: [], personalFilters: [], list: (q, scope) => (query) => q.listDeals(query, scope) },
+  { url: '/feedback/export', filters: FeedbackListFilters, personalFields: FEEDBACK_PERSONAL_FIELDS, personalFilters: [], list: (q, scope) => (query) => q.listFeedback(query, scope) },
 ];
 
 export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, context) => {
@@ -48,7 +50,8 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         const { format: asked, ...query } = request.query as Record<string, unknown> & { format?: ExportFormat };
         refusePersonalFilters(request, query, spec.personalFilters);
         const format = formatOf(request, asked);
-        const lines = exportLines(spec.list(queries), query, format, (page) => forCaller(request, page, spec.personalFields));
+        // The caller's scope: an export holds exactly the records their list shows.
+        const lines = exportLines(spec.list(queries, scopeOf(request)), query, format, (page) => forCaller(request, page, spec.personalFields));
         return reply
           .type(CONTENT_TYPES[format])
           .header('content-disposition', `attachment; filename="${spec.url.split('/')[1]}.${format === 'csv' ? 'csv' : 'ndjson'}"`)

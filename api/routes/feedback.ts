@@ -6,6 +6,7 @@ import type { RouteContext } from '../app.ts';
 import { commandRoute } from '../command-route.ts';
 import { FEEDBACK_PERSONAL_FIELDS } from '../mask.ts';
 import { BooleanQuery, getRoute, listRoute } from '../query-route.ts';
+import { scopeOf } from '../auth/viewer.ts';
 
 const tags = ['feedback'];
 
@@ -32,6 +33,6 @@ export const feedbackRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
   commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/close', type: 'CloseFeedback', payload: s.CloseFeedback, summary: 'Close' });
   commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/rating', type: 'RateFeedback', payload: s.RateFeedback, summary: "Record the customer's rating of the resolution (CSAT 1-5)" });
 
-  listRoute(app, context, { url: '/feedback', tags, summary: 'List feedback', filters: FeedbackListFilters, personalFields: FEEDBACK_PERSONAL_FIELDS, fetch: (q, query) => q.listFeedback(query) });
-  getRoute(app, context, { url: '/feedback/:id', tags, summary: 'One feedback item', kind: 'feedback', personalFields: FEEDBACK_PERSONAL_FIELDS, fetch: (q, id) => q.getFeedback(id) });
+  listRoute(app, context, { url: '/feedback', tags, summary: 'List feedback', filters: FeedbackListFilters, personalFields: FEEDBACK_PERSONAL_FIELDS, fetch: (q, query, request) => q.listFeedback(query, scopeOf(request)) });
+  getRoute(app, context, { url: '/feedback/:id', tags, summary: 'One feedback item', kind: 'feedback', personalFields: FEEDBACK_PERSONAL_FIELDS, fetch: (q, id, request) => q.getFeedback(id, scopeOf(request)) });
 };

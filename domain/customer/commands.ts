@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Amount, Currency } from '../money.ts';
+import type { UserSnapshot } from '../user/decider.ts';
 import { Id, IsoDateTime, SafeText, ShortText, Tag, withBusinessTime } from '../shared.ts';
 
 /**
@@ -28,6 +29,8 @@ export const RegisterCustomerPayload = z
     marketingConsent: z.boolean().optional(),
     /** Register even though another customer has this email (normally refused with 409 naming that customer). */
     allowDuplicate: z.boolean().optional(),
+    /** The account owner: a registered, active user (the calling user's own id when a user's key registers without one). */
+    ownerId: Id.optional(),
   })
   .strict();
 
@@ -39,6 +42,8 @@ export const ChangeCustomerDetailsPayload = z
     phone: Phone.nullable().optional(),
     company: Company.nullable().optional(),
     marketingConsent: z.boolean().optional(),
+    /** A new account owner (a registered, active user). */
+    ownerId: Id.optional(),
   })
   .strict()
   .refine((c) => Object.keys(c).some((k) => k !== 'customerId'), { message: 'at least one field to change' });
@@ -75,6 +80,8 @@ export const MergeCustomerPayload = z.object({ customerId: Id, duplicateId: Id }
 export const DeactivateCustomerPayload = z.object({ customerId: Id, reason: Reason.nullable().optional() }).strict();
 export const ReactivateCustomerPayload = z.object({ customerId: Id }).strict();
 export const ForgetCustomerPayload = z.object({ customerId: Id }).strict();
+/** `POST /customers/:id/owner`: the account owner, a registered, active user. */
+export const AssignCustomerOwnerPayload = z.object({ customerId: Id, ownerId: Id }).strict();
 
 /** Every command takes `occurredAt` (business time), but merging and forgetting (they happen now). */
 export const customerCommandSchemas = withBusinessTime({
@@ -88,14 +95,18 @@ export const customerCommandSchemas = withBusinessTime({
   DeactivateCustomer: DeactivateCustomerPayload,
   ReactivateCustomer: ReactivateCustomerPayload,
   ForgetCustomer: ForgetCustomerPayload,
+  AssignCustomerOwner: AssignCustomerOwnerPayload,
 } as const, ['MergeCustomer', 'ForgetCustomer'] as const);
 
 type P<K extends keyof typeof customerCommandSchemas> = z.infer<(typeof customerCommandSchemas)[K]>;
 /** Every command reaches `decide` with its business time, filled by the handler. */
 type Cmd<K extends string, Payload> = { type: K; occurredAt: string } & Payload;
 
-export type RegisterCustomer = Cmd<'RegisterCustomer', Omit<P<'RegisterCustomer'>, 'customerId'> & { customerId: string }>;
-export type ChangeCustomerDetails = Cmd<'ChangeCustomerDetails', P<'ChangeCustomerDetails'>>;
+/** `owner`: the named owner's snapshot, filled by the handler when `ownerId` is given. */
+type WithOwner = { owner?: UserSnapshot };
+export type RegisterCustomer = Cmd<'RegisterCustomer', Omit<P<'RegisterCustomer'>, 'customerId'> & { customerId: string } & WithOwner>;
+export type ChangeCustomerDetails = Cmd<'ChangeCustomerDetails', P<'ChangeCustomerDetails'> & WithOwner>;
+export type AssignCustomerOwner = Cmd<'AssignCustomerOwner', P<'AssignCustomerOwner'> & WithOwner>;
 export type TagCustomer = Cmd<'TagCustomer', P<'TagCustomer'>>;
 export type UntagCustomer = Cmd<'UntagCustomer', P<'UntagCustomer'>>;
 export type RecordPurchase = Cmd<'RecordPurchase', Omit<P<'RecordPurchase'>, 'occurredAt'>>;
@@ -115,4 +126,5 @@ export type CustomerCommand =
   | RefundPurchase
   | DeactivateCustomer
   | ReactivateCustomer
-  | ForgetCustomer;
+  | ForgetCustomer
+  | AssignCustomerOwner;

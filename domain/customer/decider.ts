@@ -5,6 +5,7 @@ import { fromMinor, toMinor } from '../money.ts';
 import { ERASED } from '../shared.ts';
 import { normaliseEmail, type CustomerCommand, type MergeCustomer } from './commands.ts';
 import type { CustomerEvent } from './events.ts';
+import { assertOwnerUsable, type UserSnapshot } from '../user/decider.ts';
 
 export interface CustomerOrder {
   amount: number;
@@ -39,6 +40,8 @@ export interface CustomerState {
   /** Duplicates this customer absorbed. */
   mergedDuplicates: string[];
   forgotten: boolean;
+  /** The account owner (a user id), null until one is assigned. */
+  ownerId: string | null;
 }
 
 export const initialCustomerState = (): CustomerState => ({
@@ -58,6 +61,7 @@ export const initialCustomerState = (): CustomerState => ({
   mergedInto: null,
   mergedDuplicates: [],
   forgotten: false,
+  ownerId: null,
 });
 
 export const evolveCustomer = (state: CustomerState, event: CustomerEvent): CustomerState => {
@@ -116,6 +120,8 @@ export const evolveCustomer = (state: CustomerState, event: CustomerEvent): Cust
       return { ...state, status: 'inactive', deactivationReason: event.data.reason };
     case 'CustomerReactivated':
       return { ...state, status: 'active', deactivationReason: null };
+    case 'CustomerOwnerAssigned':
+      return { ...state, ownerId: event.data.ownerId };
     case 'CustomerForgotten':
       return { ...state, forgotten: true, name: ERASED, email: ERASED, phone: state.phone === null ? null : ERASED };
   }
@@ -141,7 +147,15 @@ const decideRegister = (c: Extract<CustomerCommand, { type: 'RegisterCustomer' }
         marketingConsent: c.marketingConsent ?? false,
       },
     },
+    ...decideOwner(c.customerId, c.ownerId, c.owner, s.ownerId),
   ];
+};
+
+/** The owner events of a command naming `ownerId`: none when absent or unchanged; refused when not an active user. */
+const decideOwner = (customerId: string, ownerId: string | undefined, owner: UserSnapshot | undefined, current: string | null): CustomerEvent[] => {
+  if (ownerId === undefined || ownerId === current) return [];
+  assertOwnerUsable(owner ?? { exists: false, active: false }, ownerId);
+  return [{ type: 'CustomerOwnerAssigned', data: { customerId, ownerId, previousOwnerId: current } }];
 };
 
 const decideDetails = (c: Extract<CustomerCommand, { type: 'ChangeCustomerDetails' }>, s: CustomerState): CustomerEvent[] => {
@@ -155,6 +169,7 @@ const decideDetails = (c: Extract<CustomerCommand, { type: 'ChangeCustomerDetail
   if (Object.keys(changed).length > 0) events.push({ type: 'CustomerContactDetailsChanged', data: { customerId: c.customerId, ...changed } });
   if (c.marketingConsent !== undefined && c.marketingConsent !== s.marketingConsent)
     events.push({ type: 'CustomerMarketingConsentChanged', data: { customerId: c.customerId, marketingConsent: c.marketingConsent } });
+  events.push(...decideOwner(c.customerId, c.ownerId, c.owner, s.ownerId));
   return events;
 };
 
@@ -240,6 +255,8 @@ export const decideCustomer = (command: CustomerCommand, state: CustomerState): 
     case 'DeactivateCustomer':
       if (state.status === 'inactive') throw invalidState('customer.already_inactive', `Customer ${command.customerId} is already inactive`);
       return [{ type: 'CustomerDeactivated', data: { customerId: command.customerId, reason: command.reason ?? null } }];
+    case 'AssignCustomerOwner':
+      return decideOwner(command.customerId, command.ownerId, command.owner, state.ownerId);
     case 'ReactivateCustomer':
       if (state.status === 'active') throw invalidState('customer.already_active', `Customer ${command.customerId} is already active`);
       return [{ type: 'CustomerReactivated', data: { customerId: command.customerId } }];

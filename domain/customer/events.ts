@@ -58,6 +58,8 @@ export const CustomerDeactivated = z.object({ customerId: Id, reason: SafeText.m
 export const CustomerReactivated = z.object({ customerId: Id });
 /** The customer's data key was deleted: personal fields in every event now read as `[erased]`. */
 export const CustomerForgotten = z.object({ customerId: Id });
+/** The account owner (a user) changed; who may see the customer under `own`/`team` visibility follows it. */
+export const CustomerOwnerAssigned = z.object({ customerId: Id, ownerId: Id, previousOwnerId: Id.nullable() });
 
 export const customerEventSchemas = {
   CustomerRegistered,
@@ -72,6 +74,7 @@ export const customerEventSchemas = {
   CustomerDeactivated,
   CustomerReactivated,
   CustomerForgotten,
+  CustomerOwnerAssigned,
 } as const;
 
 type Schemas = typeof customerEventSchemas;

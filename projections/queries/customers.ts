@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { customerInScope, scoped, type ReadScope } from './scope.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CustomerView = {
@@ -25,6 +26,8 @@ export type CustomerView = {
   dealsWon: number;
   dealsLost: number;
   forgottenAt: string | null;
+  /** The account owner (a user id), null when none is assigned. */
+  ownerId: string | null;
   revision: number;
   updatedAt: string;
   /** Global position of the last event applied to this row (a string: it can exceed 2^53). */
@@ -67,6 +70,7 @@ export const toCustomerView = (r: Record<string, any>): CustomerView => ({
   dealsWon: Number(r.deals_won),
   dealsLost: Number(r.deals_lost),
   forgottenAt: iso(r.forgotten_at),
+  ownerId: r.owner_id ?? null,
   revision: Number(r.revision),
   updatedAt: iso(r.last_event_at)!,
   position: String(r.last_position),
@@ -84,8 +88,8 @@ const sorts: Record<string, SortSpec> = {
 const likePattern = (text: string) => `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 /** `GET /customers`: filters, search by name or email (case-insensitive, partial), sort, cursor pages. */
-export async function listCustomers(source: ReadModelSource, query: CustomerListQuery = {}): Promise<Page<CustomerView>> {
-  const where = [];
+export async function listCustomers(source: ReadModelSource, query: CustomerListQuery = {}, scope?: ReadScope | null): Promise<Page<CustomerView>> {
+  const where = scoped(scope, customerInScope);
   if (query.search) {
     const pattern = likePattern(query.search);
     where.push(sql`(lower(t.name) LIKE ${pattern} OR t.email_search LIKE ${pattern})`);
@@ -99,8 +103,8 @@ export async function listCustomers(source: ReadModelSource, query: CustomerList
 }
 
 /** `GET /customers/:id`; undefined when unknown. */
-export async function getCustomer(source: ReadModelSource, id: string): Promise<CustomerView | undefined> {
-  const row = await rowById(source, 'customers', 'customer_id', id);
+export async function getCustomer(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<CustomerView | undefined> {
+  const row = await rowById(source, 'customers', 'customer_id', id, [], scoped(scope, customerInScope));
   return row ? toCustomerView(row) : undefined;
 }
 
@@ -122,8 +126,9 @@ export async function customerTimeline(
   source: ReadModelSource,
   id: string,
   query: { limit?: number; cursor?: string; order?: 'asc' | 'desc' } = {},
+  scope?: ReadScope | null,
 ): Promise<Page<TimelineEntry> | undefined> {
-  if (!(await getCustomer(source, id))) return undefined;
+  if (!(await getCustomer(source, id, scope))) return undefined;
   return listOf(
     {
       source,

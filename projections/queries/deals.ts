@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { dealInScope, scoped, type ReadScope } from './scope.ts';
 import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type DealView = {
@@ -71,8 +72,8 @@ const sorts: Record<string, SortSpec> = {
 };
 
 /** `GET /deals`: filters by stage, status, owner, customer and expected-close range. */
-export async function listDeals(source: ReadModelSource, query: DealListQuery = {}): Promise<Page<DealView>> {
-  const where = [];
+export async function listDeals(source: ReadModelSource, query: DealListQuery = {}, scope?: ReadScope | null): Promise<Page<DealView>> {
+  const where = scoped(scope, (s) => dealInScope(source, s));
   if (query.stage) where.push(sql`t.stage = ${query.stage}`);
   if (query.status === 'open') where.push(sql`t.stage NOT IN ('won', 'lost')`);
   else if (query.status) where.push(sql`t.stage = ${query.status}`);
@@ -84,8 +85,8 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
 }
 
 /** `GET /deals/:id`; undefined when unknown. */
-export async function getDeal(source: ReadModelSource, id: string): Promise<DealView | undefined> {
-  const row = await rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE]);
+export async function getDeal(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<DealView | undefined> {
+  const row = await rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE], scoped(scope, (s) => dealInScope(source, s)));
   return row ? toDealView(row) : undefined;
 }
 
@@ -111,8 +112,9 @@ export type Pipeline = {
 const STAGE_ORDER = sql`array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], t.stage)`;
 
 /** `GET /pipeline`: open deals by stage, by owner and by expected-close month, per currency. */
-export async function pipeline(source: ReadModelSource, query: { ownerId?: string; currency?: string } = {}): Promise<Pipeline> {
-  const where = [sql`t.stage NOT IN ('won', 'lost')`];
+export async function pipeline(source: ReadModelSource, query: { ownerId?: string; currency?: string } = {}, scope?: ReadScope | null): Promise<Pipeline> {
+  // The caller's scope applies to every total: figures of deals they may not see are not shown either.
+  const where = [sql`t.stage NOT IN ('won', 'lost')`, ...scoped(scope, (s) => dealInScope(source, s))];
   if (query.ownerId) where.push(sql`t.owner_id = ${query.ownerId}`);
   if (query.currency) where.push(sql`t.currency = ${query.currency}`);
   const from = sql`FROM ${sql.id(source.schema, 'deals')} t WHERE ${sql.join(where, sql` AND `)}`;

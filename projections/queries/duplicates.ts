@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { ReadModelSource } from './page.ts';
+import type { ReadScope } from './scope.ts';
 
 export type DuplicateReason = 'email' | 'phone' | 'name';
 
@@ -15,7 +16,9 @@ export interface DuplicateGroup {
  * merge. Computed from the read model (which holds the decrypted profile until a forget erases it);
  * a full scan grouped three ways, which suits an occasional clean-up report, not a hot path.
  */
-export async function likelyDuplicates(source: ReadModelSource, query: { limit?: number } = {}): Promise<{ items: DuplicateGroup[] }> {
+export async function likelyDuplicates(source: ReadModelSource, query: { limit?: number } = {}, scope?: ReadScope | null): Promise<{ items: DuplicateGroup[] }> {
+  // Only customers the caller may see are compared: a group never reveals a customer outside their scope.
+  const visible = scope ? sql`AND owner_id = ANY(CAST(${[...scope.owners]} AS uuid[]))` : sql``;
   const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
   const t = sql.id(source.schema, 'customers');
   const { rows } = await sql<{ reason: DuplicateReason; ids: string[] }>`
@@ -25,7 +28,7 @@ export async function likelyDuplicates(source: ReadModelSource, query: { limit?:
         regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') AS phone_key,
         array_to_string(ARRAY(SELECT w FROM unnest(regexp_split_to_array(lower(regexp_replace(name, '[^[:alnum:][:space:]]', ' ', 'g')), '[[:space:]]+')) AS w
           WHERE w <> '' ORDER BY w), ' ') AS name_key
-      FROM ${t} WHERE status IN ('active', 'inactive')
+      FROM ${t} WHERE status IN ('active', 'inactive') ${visible}
     ), groups AS (
       SELECT 'email' AS reason, array_agg(customer_id::text ORDER BY registered_at, customer_id) AS ids FROM c GROUP BY email_key HAVING count(*) > 1
       UNION ALL

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { feedbackInScope, scoped, type ReadScope } from './scope.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type FeedbackView = {
@@ -89,8 +90,8 @@ const sorts: Record<string, SortSpec> = {
 };
 
 /** `GET /feedback`: filters by status, priority, kind, channel, customer, assignee and SLA breach. */
-export async function listFeedback(source: ReadModelSource, query: FeedbackListQuery = {}): Promise<Page<FeedbackView>> {
-  const where = [];
+export async function listFeedback(source: ReadModelSource, query: FeedbackListQuery = {}, scope?: ReadScope | null): Promise<Page<FeedbackView>> {
+  const where = scoped(scope, (s) => feedbackInScope(source, s));
   if (query.status) where.push(sql`t.status = ${query.status}`);
   if (query.priority) where.push(sql`t.priority = ${query.priority}`);
   if (query.kind) where.push(sql`t.kind = ${query.kind}`);
@@ -103,7 +104,7 @@ export async function listFeedback(source: ReadModelSource, query: FeedbackListQ
 }
 
 /** `GET /feedback/:id`; undefined when unknown. */
-export async function getFeedback(source: ReadModelSource, id: string): Promise<FeedbackView | undefined> {
-  const row = await rowById(source, 'feedback', 'feedback_id', id, BREACH_COLUMNS);
+export async function getFeedback(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<FeedbackView | undefined> {
+  const row = await rowById(source, 'feedback', 'feedback_id', id, BREACH_COLUMNS, scoped(scope, (s) => feedbackInScope(source, s)));
   return row ? toFeedbackView(row) : undefined;
 }

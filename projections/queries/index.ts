@@ -4,6 +4,7 @@ import { getDeal, listDeals, pipeline } from './deals.ts';
 import { likelyDuplicates } from './duplicates.ts';
 import { getFeedback, listFeedback } from './feedback.ts';
 import type { ReadModelSource } from './page.ts';
+import type { ReadScope } from './scope.ts';
 
 export * from './campaigns.ts';
 export * from './customers.ts';
@@ -11,6 +12,7 @@ export * from './deals.ts';
 export * from './duplicates.ts';
 export * from './feedback.ts';
 export { type Page, type ReadModelSource } from './page.ts';
+export { type ReadScope } from './scope.ts';
 
 /**
  * The query functions bound to one read schema: the shape `api/deps.ts` ReadModelQueries expects.
@@ -18,16 +20,16 @@ export { type Page, type ReadModelSource } from './page.ts';
  */
 export function createReadModelQueries(source: ReadModelSource) {
   return {
-    listCustomers: (query: Record<string, unknown> = {}) => listCustomers(source, query),
-    getCustomer: (id: string) => getCustomer(source, id),
-    customerTimeline: (id: string, query: Record<string, unknown> = {}) => customerTimeline(source, id, query),
-    likelyDuplicates: (query: { limit?: number } = {}) => likelyDuplicates(source, query),
-    listDeals: (query: Record<string, unknown> = {}) => listDeals(source, query),
-    getDeal: (id: string) => getDeal(source, id),
-    pipeline: (query: Record<string, unknown> = {}) => pipeline(source, query),
+    listCustomers: (query: Record<string, unknown> = {}, scope?: ReadScope | null) => listCustomers(source, query, scope),
+    getCustomer: (id: string, scope?: ReadScope | null) => getCustomer(source, id, scope),
+    customerTimeline: (id: string, query: Record<string, unknown> = {}, scope?: ReadScope | null) => customerTimeline(source, id, query, scope),
+    likelyDuplicates: (query: { limit?: number } = {}, scope?: ReadScope | null) => likelyDuplicates(source, query, scope),
+    listDeals: (query: Record<string, unknown> = {}, scope?: ReadScope | null) => listDeals(source, query, scope),
+    getDeal: (id: string, scope?: ReadScope | null) => getDeal(source, id, scope),
+    pipeline: (query: Record<string, unknown> = {}, scope?: ReadScope | null) => pipeline(source, query, scope),
     listCampaigns: (query: Record<string, unknown> = {}) => listCampaigns(source, query),
     getCampaign: (id: string) => getCampaign(source, id),
-    listFeedback: (query: Record<string, unknown> = {}) => listFeedback(source, query),
-    getFeedback: (id: string) => getFeedback(source, id),
+    listFeedback: (query: Record<string, unknown> = {}, scope?: ReadScope | null) => listFeedback(source, query, scope),
+    getFeedback: (id: string, scope?: ReadScope | null) => getFeedback(source, id, scope),
   };
 }

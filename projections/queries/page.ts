@@ -126,16 +126,20 @@ export async function listOf<T>(
   return { items: page.items.map((row) => toView(row)), nextCursor: page.nextCursor };
 }
 
-/** One read-model row by its uuid key, with the `extra` computed columns; undefined when there is none. */
+/**
+ * One read-model row by its uuid key, with the `extra` computed columns; undefined when there is none,
+ * or when it is outside the caller's scope (`where`): the caller cannot tell the two apart.
+ */
 export async function rowById(
   source: ReadModelSource,
   table: string,
   key: string,
   id: string,
   extra: RawBuilder<unknown>[] = [],
+  where: RawBuilder<unknown>[] = [],
 ): Promise<Record<string, any> | undefined> {
   const { rows } = await sql<Record<string, any>>`SELECT t.* ${sql.join([sql``, ...extra], sql`, `)}
-    FROM ${sql.id(source.schema, table)} t WHERE ${sql.ref(`t.${key}`)} = ${uuidOf(id)}`.execute(source.db);
+    FROM ${sql.id(source.schema, table)} t WHERE ${sql.join([sql`${sql.ref(`t.${key}`)} = ${uuidOf(id)}`, ...where], sql` AND `)}`.execute(source.db);
   return rows[0];
 }
 

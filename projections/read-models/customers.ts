@@ -42,6 +42,7 @@ export const CUSTOMERS: TableSpec = {
     'revision',
     'last_event_at',
     'last_position',
+    'owner_id',
   ],
 };
 
@@ -86,6 +87,12 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     last_event_at timestamptz NOT NULL,
     last_position bigint NOT NULL
   ) WITH (fillfactor = 80)`.execute(db);
+  // The account owner (a user) came later: added in place, without a rebuild, because no event before
+  // it assigned an owner (every existing row's owner is null, exactly what a replay gives).
+  await sql`ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS owner_id uuid`.execute(db);
+  // Visibility (own/team) filters lists by owner: owner first, then each list's default order, so a
+  // restricted page is an index range scan too.
+  await sql`CREATE INDEX IF NOT EXISTS customers_owner_idx ON ${t} (owner_id, registered_at, customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_status_idx ON ${t} (status)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_tags_idx ON ${t} USING gin (tags)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_email_search_idx ON ${t} (email_search text_pattern_ops)`.execute(db);
@@ -176,6 +183,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
           deals_won: 0,
           deals_lost: 0,
           forgotten_at: null,
+          owner_id: null,
           revision: e.revision,
           last_event_at: at,
           last_position: e.position.toString(),
@@ -254,6 +262,9 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         touch(event.data.customerId, (row) => {
           if (row.status === 'inactive') row.status = 'active';
         }, true);
+        break;
+      case 'CustomerOwnerAssigned':
+        touch(event.data.customerId, (row) => (row.owner_id = event.data.ownerId), true);
         break;
       case 'CustomerForgotten':
         // Later events decode as erased too; this clears what was decrypted before the forget.

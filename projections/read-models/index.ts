@@ -4,8 +4,9 @@ import { customersProjection } from './customers.ts';
 import { dealsProjection } from './deals.ts';
 import { feedbackProjection } from './feedback.ts';
 import { timelineProjection } from './timeline.ts';
+import { usersProjection } from './users.ts';
 
-export { campaignsProjection, customersProjection, dealsProjection, feedbackProjection, timelineProjection };
+export { campaignsProjection, customersProjection, dealsProjection, feedbackProjection, timelineProjection, usersProjection };
 
 /** The CRM's read models, in the order they are applied. Analytics projections are added by the composition root. */
 export const readModelProjections = (): Projection[] => [
@@ -14,4 +15,5 @@ export const readModelProjections = (): Projection[] => [
   dealsProjection,
   campaignsProjection,
   feedbackProjection,
+  usersProjection,
 ];

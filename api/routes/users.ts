@@ -1,0 +1,170 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { sql } from 'kysely';
+import { z } from 'zod';
+import { teamCommandSchemas } from '../../domain/team/commands.ts';
+import { userCommandSchemas } from '../../domain/user/commands.ts';
+import type { RouteContext } from '../app.ts';
+import { VISIBILITIES } from '../auth/viewer.ts';
+import type { ApiCommand } from '../deps.ts';
+import { CommandAccepted, CommandHeaders, etagOf, executeCommand, IdParams } from '../http.ts';
+import { ProblemError, problemResponses } from '../problems.ts';
+import { ROLES } from '../roles.ts';
+
+/**
+ * Users and teams (administration). Each change is a command, so the audit log shows who could see
+ * what, when. A change answers once this process's read models include it (bounded wait) and the
+ * key cache is cleared: the user's keys act with the new role, teams and visibility from the next request.
+ */
+
+const tags = ['admin'];
+
+export const UserView = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    email: z.string(),
+    role: z.enum(ROLES),
+    visibility: z.enum(VISIBILITIES),
+    active: z.boolean(),
+    teamIds: z.array(z.uuid()),
+    registeredAt: z.string(),
+    revision: z.number().int(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: 'User' });
+type UserView = z.infer<typeof UserView>;
+
+export const TeamView = z
+  .object({ id: z.uuid(), name: z.string(), memberIds: z.array(z.uuid()), createdAt: z.string(), revision: z.number().int() })
+  .meta({ id: 'Team' });
+
+const strictBody = (schema: z.ZodObject, without: string) => {
+  const shape: Record<string, z.core.$ZodType> = { ...schema.shape };
+  delete shape[without];
+  return z.strictObject(shape);
+};
+
+const errors = problemResponses(400, 401, 403, 404, 409, 422, 428, 429, 503);
+
+export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, context) => {
+  const app = plugin.withTypeProvider<ZodTypeProvider>();
+  const { db } = context.deps.database;
+  const read = context.deps.schemas.read;
+
+  /** Runs an administration command, waits (bounded) for the read models, and drops cached key lookups. */
+  const run = async (request: FastifyRequest, reply: FastifyReply, command: ApiCommand, status: 200 | 201, location: (id: string) => string) => {
+    const accepted = await executeCommand(request, reply, { commands: context.deps.commands, metrics: context.metrics, idempotency: context.idempotency }, {
+      command,
+      status,
+      ifMatch: status === 201 ? 'forbidden' : 'optional',
+      location,
+    });
+    await context.deps.projections?.waitForPosition(BigInt(accepted.position), context.waitForTimeoutMs);
+    context.keys.invalidate();
+    return accepted;
+  };
+
+  const userById = async (id: string): Promise<UserView | undefined> => {
+    const { rows } = await sql<Record<string, any>>`SELECT u.*, ARRAY(SELECT m.team_id::text FROM ${sql.id(read, 'team_members')} m
+      WHERE m.user_id = u.user_id ORDER BY m.joined_at, m.team_id) AS team_ids
+      FROM ${sql.id(read, 'users')} u WHERE u.user_id = ${id}::uuid`.execute(db);
+    const r = rows[0];
+    if (!r) return undefined;
+    return {
+      id: r.user_id,
+      name: r.name,
+      email: r.email,
+      role: r.role,
+      visibility: r.visibility,
+      active: r.active,
+      teamIds: r.team_ids,
+      registeredAt: new Date(r.registered_at).toISOString(),
+      revision: Number(r.revision),
+      updatedAt: new Date(r.last_event_at).toISOString(),
+    };
+  };
+
+  app.post(
+    '/admin/teams',
+    { schema: { tags, summary: 'Create a team', headers: CommandHeaders, body: strictBody(teamCommandSchemas.CreateTeam, 'teamId').extend({ id: z.uuid().optional() }), response: { 201: CommandAccepted, ...errors } } },
+    async (request, reply) => {
+      const { id, ...body } = request.body as { id?: string; name: string };
+      return run(request, reply, { type: 'CreateTeam', ...body, ...(id ? { teamId: id } : {}) }, 201, (teamId) => `/admin/teams/${teamId}`);
+    },
+  );
+
+  app.get(
+    '/admin/teams',
+    { schema: { tags, summary: 'List teams with their members', response: { 200: z.object({ items: z.array(TeamView) }), ...errors } } },
+    async () => {
+      const { rows } = await sql<Record<string, any>>`SELECT t.*, ARRAY(SELECT m.user_id::text FROM ${sql.id(read, 'team_members')} m
+        WHERE m.team_id = t.team_id ORDER BY m.user_id) AS member_ids FROM ${sql.id(read, 'teams')} t ORDER BY t.name, t.team_id`.execute(db);
+      return {
+        items: rows.map((r) => ({ id: r.team_id, name: r.name, memberIds: r.member_ids, createdAt: new Date(r.created_at).toISOString(), revision: Number(r.revision) })),
+      };
+    },
+  );
+
+  app.post(
+    '/admin/users',
+    {
+      schema: {
+        tags,
+        summary: 'Register a user: role, teams and visibility (own, team (default), all)',
+        headers: CommandHeaders,
+        body: strictBody(userCommandSchemas.RegisterUser, 'userId').extend({ id: z.uuid().optional() }),
+        response: { 201: CommandAccepted, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { id, ...body } = request.body as Record<string, unknown> & { id?: string };
+      return run(request, reply, { type: 'RegisterUser', ...body, ...(id ? { userId: id } : {}) }, 201, (userId) => `/admin/users/${userId}`);
+    },
+  );
+
+  app.get(
+    '/admin/users',
+    { schema: { tags, summary: 'List users', response: { 200: z.object({ items: z.array(UserView) }), ...errors } } },
+    async () => {
+      const { rows } = await sql<{ user_id: string }>`SELECT user_id::text FROM ${sql.id(read, 'users')} ORDER BY name, user_id`.execute(db);
+      const items = await Promise.all(rows.map((r) => userById(r.user_id)));
+      return { items: items.filter((u) => u !== undefined) };
+    },
+  );
+
+  app.get(
+    '/admin/users/:id',
+    { schema: { tags, summary: 'One user (the ETag is the revision to send as If-Match)', params: IdParams, response: { 200: UserView, ...errors } } },
+    async (request, reply) => {
+      const user = await userById(request.params.id);
+      if (!user) throw new ProblemError('not_found', `No user ${request.params.id}.`);
+      reply.header('etag', etagOf(user.revision));
+      return user;
+    },
+  );
+
+  app.patch(
+    '/admin/users/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Change name, email, role, teams (the whole set), visibility, or deactivate (active: false)',
+        description: "Applies to the user's keys from the next request: a deactivated user's keys stop working.",
+        params: IdParams,
+        headers: CommandHeaders,
+        body: strictBody(userCommandSchemas.ChangeUser, 'userId'),
+        response: { 200: CommandAccepted, ...errors },
+      },
+    },
+    async (request, reply) =>
+      run(request, reply, { type: 'ChangeUser', ...(request.body as Record<string, unknown>), userId: request.params.id }, 200, (userId) => `/admin/users/${userId}`),
+  );
+};
+
+/** The user a key is created for, from the read model: undefined when unknown or deactivated. */
+export const activeUserRole = async (context: RouteContext, userId: string): Promise<string | undefined> => {
+  const { rows } = await sql<{ role: string }>`SELECT role FROM ${sql.id(context.deps.schemas.read, 'users')}
+    WHERE user_id = ${userId}::uuid AND active`.execute(context.deps.database.db);
+  return rows[0]?.role;
+};

@@ -1,0 +1,107 @@
+import { sql, type Kysely } from 'kysely';
+import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
+import { occurredAt } from './common.ts';
+import { ensureSchema } from './rows.ts';
+
+/**
+ * `users`, `teams` and `team_members`: who the CRM's staff are, their role and visibility, and which
+ * teams they belong to. Authentication reads them on every (uncached) key lookup to resolve what the
+ * caller may see, and the reporting roles' scope function reads `team_members`. Administration is
+ * rare, so events are applied one statement at a time, in order.
+ */
+async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+  await ensureSchema(db, schema);
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'users')} (
+    user_id uuid PRIMARY KEY,
+    name text NOT NULL,
+    email text NOT NULL,
+    role text NOT NULL,
+    visibility text NOT NULL CHECK (visibility IN ('own', 'team', 'all')),
+    active boolean NOT NULL,
+    registered_at timestamptz NOT NULL,
+    revision integer NOT NULL,
+    last_event_at timestamptz NOT NULL
+  )`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'teams')} (
+    team_id uuid PRIMARY KEY,
+    name text NOT NULL,
+    created_at timestamptz NOT NULL,
+    revision integer NOT NULL,
+    last_event_at timestamptz NOT NULL
+  )`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'team_members')} (
+    team_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    joined_at timestamptz NOT NULL,
+    PRIMARY KEY (team_id, user_id)
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS team_members_user_idx ON ${sql.id(schema, 'team_members')} (user_id, team_id)`.execute(db);
+}
+
+async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
+  const users = sql.id(schema, 'users');
+  const teams = sql.id(schema, 'teams');
+  const members = sql.id(schema, 'team_members');
+  for (const e of events) {
+    const at = occurredAt(e);
+    const { event } = e;
+    /** Every event of a user's stream moves its revision and last change. */
+    const touchUser = (userId: string) => sql`UPDATE ${users} SET revision = ${e.revision}, last_event_at = ${at}::timestamptz WHERE user_id = ${userId}::uuid`;
+    switch (event.type) {
+      case 'TeamCreated':
+        await sql`INSERT INTO ${teams} (team_id, name, created_at, revision, last_event_at)
+          VALUES (${event.data.teamId}::uuid, ${event.data.name}, ${at}::timestamptz, ${e.revision}, ${at}::timestamptz)
+          ON CONFLICT (team_id) DO NOTHING`.execute(trx);
+        break;
+      case 'TeamRenamed':
+        await sql`UPDATE ${teams} SET name = ${event.data.name}, revision = ${e.revision}, last_event_at = ${at}::timestamptz
+          WHERE team_id = ${event.data.teamId}::uuid`.execute(trx);
+        break;
+      case 'UserRegistered': {
+        const d = event.data;
+        await sql`INSERT INTO ${users} (user_id, name, email, role, visibility, active, registered_at, revision, last_event_at)
+          VALUES (${d.userId}::uuid, ${d.name}, ${d.email}, ${d.role}, ${d.visibility}, true, ${at}::timestamptz, ${e.revision}, ${at}::timestamptz)
+          ON CONFLICT (user_id) DO NOTHING`.execute(trx);
+        break;
+      }
+      case 'UserChanged':
+        if (event.data.name !== undefined) await sql`UPDATE ${users} SET name = ${event.data.name} WHERE user_id = ${event.data.userId}::uuid`.execute(trx);
+        if (event.data.email !== undefined) await sql`UPDATE ${users} SET email = ${event.data.email} WHERE user_id = ${event.data.userId}::uuid`.execute(trx);
+        await touchUser(event.data.userId).execute(trx);
+        break;
+      case 'UserRoleChanged':
+        await sql`UPDATE ${users} SET role = ${event.data.role} WHERE user_id = ${event.data.userId}::uuid`.execute(trx);
+        await touchUser(event.data.userId).execute(trx);
+        break;
+      case 'UserVisibilityChanged':
+        await sql`UPDATE ${users} SET visibility = ${event.data.visibility} WHERE user_id = ${event.data.userId}::uuid`.execute(trx);
+        await touchUser(event.data.userId).execute(trx);
+        break;
+      case 'UserJoinedTeam':
+        await sql`INSERT INTO ${members} (team_id, user_id, joined_at) VALUES (${event.data.teamId}::uuid, ${event.data.userId}::uuid, ${at}::timestamptz)
+          ON CONFLICT DO NOTHING`.execute(trx);
+        await touchUser(event.data.userId).execute(trx);
+        break;
+      case 'UserLeftTeam':
+        await sql`DELETE FROM ${members} WHERE team_id = ${event.data.teamId}::uuid AND user_id = ${event.data.userId}::uuid`.execute(trx);
+        await touchUser(event.data.userId).execute(trx);
+        break;
+      case 'UserDeactivated':
+      case 'UserReactivated':
+        await sql`UPDATE ${users} SET active = ${event.type === 'UserReactivated'} WHERE user_id = ${event.data.userId}::uuid`.execute(trx);
+        await touchUser(event.data.userId).execute(trx);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+export const usersProjection: Projection = {
+  name: 'users',
+  version: 1,
+  tables: ['users', 'teams', 'team_members'],
+  filter: { streamPrefixes: ['user-', 'team-'] },
+  migrate,
+  apply,
+};
