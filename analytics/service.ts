@@ -290,6 +290,8 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     maxChurnScore?: number;
     limit?: number;
     offset?: number;
+    /** The caller's scope (api/auth/viewer.ts): only customers whose account owner is one of these users; absent: all. */
+    owners?: readonly string[] | null;
   }
 
   async function scores(filters: ScoreFilters, orderBy: 'clv' | 'churn_score') {
@@ -301,6 +303,9 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     if (filters.maxClv !== undefined) where.push(sql`s.clv <= ${filters.maxClv}`);
     if (filters.minChurnScore !== undefined) where.push(sql`s.churn_score >= ${filters.minChurnScore}`);
     if (filters.maxChurnScore !== undefined) where.push(sql`s.churn_score <= ${filters.maxChurnScore}`);
+    // Ranked lists name customers: a restricted caller's list and totals hold only their scope's.
+    if (filters.owners)
+      where.push(sql`s.customer_id IN (SELECT v.customer_id FROM ${t('customers')} v WHERE v.owner_id = ANY(CAST(${[...filters.owners]} AS uuid[])))`);
     const condition = sql.join(where, sql` AND `);
     const from = sql`${m('analytics_scores')} s LEFT JOIN ${t('analytics_customer')} c USING (customer_id)`;
     const limit = filters.limit ?? 50;

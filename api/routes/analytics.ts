@@ -14,7 +14,7 @@
  * - GET  /analytics/forecast          monthly revenue forecast with backtest errors
  * Definitions: analytics/ANALYTICS.md.
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { IsoDate } from '../../domain/shared.ts';
@@ -23,6 +23,7 @@ import { TIME_UNITS } from '../../analytics/models/time.ts';
 import { RFM_SEGMENTS } from '../../analytics/models/segments.ts';
 import { FeedbackChannel } from '../../domain/feedback/events.ts';
 import type { RouteContext } from '../app.ts';
+import { scopeOf } from '../auth/viewer.ts';
 import { awaitReadModels, IdParams, WaitForQuery } from '../http.ts';
 import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
 
@@ -182,6 +183,10 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
       const { asOf, model } = request.query;
       if (model !== undefined && asOf === undefined) throw validationProblem([{ field: 'model', message: 'only with asOf' }]);
       await wait(request.query.waitFor);
+      // A customer outside the caller's scope has no figures for them (404, as an unknown customer).
+      const scope = scopeOf(request);
+      if (scope && !(await context.deps.queries?.getCustomer(request.params.id, scope)))
+        throw new ProblemError('not_found', `No analytics for customer ${request.params.id} (unknown, or no analytics event yet).`);
       if (asOf !== undefined) {
         if (model !== undefined && !(await analytics.model(model))) throw new ProblemError('not_found', `No model version ${model}.`);
         const past = await analytics.customerAsOf(request.params.id, asOf, model);
@@ -202,7 +207,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     url: string,
     summary: string,
     querystring: S,
-    answer: (filters: Omit<z.output<S>, 'waitFor'>) => Promise<z.output<typeof Loose>>,
+    answer: (filters: Omit<z.output<S>, 'waitFor'>, request: FastifyRequest) => Promise<z.output<typeof Loose>>,
     range?: readonly [keyof z.output<S> & string, keyof z.output<S> & string],
   ) =>
     app.get(url, { schema: { tags, summary, querystring, response: { 200: Loose, ...errors } } }, async (request) => {
@@ -213,14 +218,14 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
         ordered(bounds[fromField], bounds[toField], fromField, toField);
       }
       await wait(waitFor);
-      return answer(filters);
+      return answer(filters, request);
     });
 
   figures(
     '/analytics/clv',
     'Customers ranked by CLV (BG/NBD + Gamma-Gamma over the model horizon), with totals',
     z.strictObject({ ...ScoreFilters, minClv: z.coerce.number().optional(), maxClv: z.coerce.number().optional() }),
-    (filters) => analytics.clv(filters),
+    (filters, request) => analytics.clv({ ...filters, owners: scopeOf(request)?.owners ?? null }),
     ['minClv', 'maxClv'],
   );
 
@@ -228,7 +233,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     '/analytics/churn',
     'Customers ranked by churn score, with the churn model metrics (AUC, log loss, calibration, model comparison)',
     z.strictObject({ ...ScoreFilters, minChurnScore: Score.optional(), maxChurnScore: Score.optional() }),
-    (filters) => analytics.churn(filters),
+    (filters, request) => analytics.churn({ ...filters, owners: scopeOf(request)?.owners ?? null }),
     ['minChurnScore', 'maxChurnScore'],
   );
 

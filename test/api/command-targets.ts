@@ -33,6 +33,7 @@ export const commandTargets = (customerId: () => string): Target[] => [
   { method: 'POST', url: '/customers/:id/untag', payload: c.UntagCustomer, idField: 'customerId', valid: () => ({ tag: 't' }) },
   { method: 'POST', url: '/customers/:id/deactivate', payload: c.DeactivateCustomer, idField: 'customerId', valid: () => ({}) },
   { method: 'POST', url: '/customers/:id/reactivate', payload: c.ReactivateCustomer, idField: 'customerId', valid: () => ({}) },
+  { method: 'POST', url: '/customers/:id/owner', payload: c.AssignCustomerOwner, idField: 'customerId', valid: () => ({ ownerId: randomUUID() }) },
   {
     method: 'POST',
     url: '/deals',

@@ -1,0 +1,337 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ruleFor } from '../../api/roles.ts';
+import { commandTargets } from './command-targets.ts';
+import { eventCount, expectProblem, json, projectionsSettled, startApi, type ApiHarness } from './support.ts';
+
+/**
+ * Record-level visibility on every route, for users with `own`, `team` and `all` visibility and for a
+ * service key (a key without a user). The routes come from the app's own route list, checked against
+ * the role matrix (api/roles.ts), so a route added later must be classified here or this test fails.
+ */
+
+let h: ApiHarness;
+type Viewer = 'own' | 'team' | 'all' | 'service';
+const VIEWERS: Viewer[] = ['own', 'team', 'all', 'service'];
+const bearer: Record<Viewer, Record<string, string>> = {} as never;
+const users: Record<string, string> = {};
+const teams: Record<string, string> = {};
+/** The four customers: owned by the `own` user, by a team-mate, by someone of another team, and by nobody. */
+type Owner = 'mine' | 'mate' | 'other' | 'none';
+const OWNERS: Owner[] = ['mine', 'mate', 'other', 'none'];
+const customer = {} as Record<Owner, string>;
+const deal = {} as Record<Owner, string>;
+const feedback = {} as Record<Owner, string>;
+const visibleTo: Record<Viewer, Owner[]> = { own: ['mine'], team: ['mine', 'mate'], all: OWNERS, service: OWNERS };
+
+const admin = () => h.auth('admin');
+const post = async (url: string, payload: unknown, headers: Record<string, string> = admin()) => {
+  const res = await h.app.inject({ method: 'POST', url, payload: payload as object, headers });
+  if (res.statusCode >= 300) throw new Error(`POST ${url} -> ${res.statusCode}: ${res.body}`);
+  return json(res);
+};
+const get = (url: string, viewer: Viewer) => h.app.inject({ method: 'GET', url, headers: bearer[viewer] });
+
+const registerUser = async (name: string, body: Record<string, unknown>): Promise<string> => {
+  const { id } = await post('/admin/users', { name, email: `${name}-${randomUUID()}@crm.example`, ...body });
+  users[name] = id;
+  return id;
+};
+const keyFor = async (userId: string): Promise<Record<string, string>> => {
+  const { key } = await post('/admin/api-keys', { userId, name: `key of ${userId}` });
+  return { authorization: `Bearer ${key}` };
+};
+
+beforeAll(async () => {
+  h = await startApi('api_visibility');
+  teams.a = (await post('/admin/teams', { name: 'Team A' })).id;
+  teams.b = (await post('/admin/teams', { name: 'Team B' })).id;
+  // Admin-role users, so that every route is open to them by role and only visibility differs.
+  await registerUser('own', { role: 'admin', teamIds: [teams.a], visibility: 'own' });
+  await registerUser('team', { role: 'admin', teamIds: [teams.a] });
+  await registerUser('all', { role: 'admin', visibility: 'all' });
+  await registerUser('mate', { role: 'sales', teamIds: [teams.a] });
+  await registerUser('other', { role: 'sales', teamIds: [teams.b] });
+  for (const v of ['own', 'team', 'all'] as const) bearer[v] = await keyFor(users[v]!);
+  bearer.service = admin();
+  const ownerOf: Record<Owner, string | undefined> = { mine: users.own, mate: users.mate, other: users.other, none: undefined };
+  for (const o of OWNERS) {
+    // The same name for all four: the duplicates report groups them.
+    customer[o] = (await post('/customers', { name: 'Vis Ibility', email: `${o}-${randomUUID()}@example.com`, ...(ownerOf[o] ? { ownerId: ownerOf[o] } : {}) })).id;
+    await post(`/customers/${customer[o]}/purchases`, { orderId: `o-${o}`, amount: 100, currency: 'CHF', occurredAt: '2026-01-05T10:00:00Z' });
+    deal[o] = (await post('/deals', { customerId: customer[o], title: `deal ${o}`, amount: 10, currency: 'CHF', ownerId: ownerOf[o] ?? 'nobody', expectedCloseDate: '2026-12-31' })).id;
+    feedback[o] = (await post('/feedback', { customerId: customer[o], kind: 'question', channel: 'web', subject: 's', body: 'b' })).id;
+  }
+  await projectionsSettled(h);
+}, 180_000);
+afterAll(async () => h?.close());
+
+const idOf = { customers: customer, deals: deal, feedback } as const;
+type Collection = keyof typeof idOf;
+const expectedIds = (collection: Collection, viewer: Viewer) => visibleTo[viewer].map((o) => idOf[collection][o]).sort();
+const ours = (collection: Collection, ids: string[]) => ids.filter((id) => Object.values(idOf[collection]).includes(id)).sort();
+
+/** A concrete URL of a route for one record (or none, for routes without a record in the path). */
+const concrete = (url: string, o: Owner): string =>
+  url
+    .replace('/audit/streams/:stream', `/audit/streams/customer-${customer[o]}`)
+    .replace('/audit/state/:kind/:id', `/audit/state/customer/${customer[o]}`)
+    .replace(/^\/(customers|deals|feedback)\/:id/, (_m, c: Collection) => `/${c}/${idOf[c][o]}`)
+    .replace('/analytics/customers/:id', `/analytics/customers/${customer[o]}`);
+
+/**
+ * How each registered route treats visibility. `record`: one record's route (404 outside the scope);
+ * `list`: a list, export or total filtered to the scope; `company`: a restricted non-auditor is refused
+ * (403) because the answer spans every record; `unowned`: nothing in it belongs to an owner (campaigns,
+ * administration, operations, model fits, aggregate analytics), the same for every viewer.
+ */
+type Kind = 'record' | 'list' | 'company' | 'unowned';
+const classify = (method: string, url: string): Kind | undefined => {
+  if (/^\/(customers|deals|feedback)\/:id/.test(url)) return 'record';
+  if (['/audit/streams/:stream', '/audit/streams/:stream/export', '/audit/state/:kind/:id', '/analytics/customers/:id'].includes(url)) return 'record';
+  if (method === 'GET' && ['/customers', '/deals', '/feedback', '/customers/export', '/deals/export', '/feedback/export', '/customers/duplicates', '/pipeline', '/analytics/clv', '/analytics/churn'].includes(url))
+    return 'list';
+  if (url.startsWith('/audit/')) return 'company';
+  if (['POST /customers', 'POST /deals', 'POST /feedback'].includes(`${method} ${url}`)) return 'record'; // creations: the referenced customer must be visible
+  if (/^\/(campaigns|admin|webhooks|imports|console)(\/|$)/.test(url) || url.startsWith('/analytics/')) return 'unowned';
+  if (['/', '/health', '/ready', '/metrics', '/openapi.json', '/bench/noop'].includes(url)) return 'unowned';
+  return undefined;
+};
+const apiRoutes = () =>
+  h.app.routeList.filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS' && !r.url.startsWith('/docs'));
+
+describe('visibility: every route is classified', () => {
+  it('names every registered route, each one in the role matrix', () => {
+    const unclassified = apiRoutes().filter((r) => classify(r.method, r.url) === undefined).map((r) => `${r.method} ${r.url}`);
+    expect(unclassified).toEqual([]);
+    const outsideMatrix = apiRoutes().filter((r) => ruleFor(r.method, r.url).summary.startsWith('(not in the matrix')).map((r) => `${r.method} ${r.url}`);
+    expect(outsideMatrix).toEqual([]);
+  });
+});
+
+describe('visibility: reads of one record', () => {
+  it('answer 404 outside the scope and 200 inside it, on every record route, for every viewer', async () => {
+    const failures: string[] = [];
+    const reads = apiRoutes().filter((r) => r.method === 'GET' && classify(r.method, r.url) === 'record');
+    expect(reads.length).toBeGreaterThanOrEqual(9);
+    for (const route of reads) {
+      for (const viewer of VIEWERS) {
+        for (const o of OWNERS) {
+          const url = concrete(route.url, o);
+          const res = await get(url, viewer);
+          const visible = visibleTo[viewer].includes(o);
+          const expected = visible ? 200 : 404;
+          if (res.statusCode !== expected) failures.push(`${viewer} GET ${url} (${o}) -> ${res.statusCode}, expected ${expected}`);
+          if (!visible && res.statusCode === 404) expectProblem(res, 404, 'not-found');
+        }
+      }
+    }
+    expect(failures).toEqual([]);
+  }, 180_000);
+
+  it('a record outside the scope reads like one that does not exist (same status and problem type)', async () => {
+    const outside = json(await get(`/customers/${customer.other}`, 'own'));
+    const missing = json(await get(`/customers/${randomUUID()}`, 'own'));
+    expect(outside.status).toBe(missing.status);
+    expect(outside.type).toBe(missing.type);
+    expect(outside.title).toBe(missing.title);
+  });
+
+  it('?asOf= of a record outside the scope is 404 too', async () => {
+    const res = await get(`/customers/${customer.other}?asOf=${encodeURIComponent(new Date().toISOString())}`, 'team');
+    expectProblem(res, 404, 'not-found');
+    expect((await get(`/customers/${customer.mate}?asOf=${encodeURIComponent(new Date().toISOString())}`, 'team')).statusCode).toBe(200);
+  });
+});
+
+describe('visibility: commands on one record', () => {
+  it('answer 404 outside the scope and append nothing; inside it they reach the record (a stale If-Match is a 409)', async () => {
+    const targets = commandTargets(() => customer.mine).filter((t) => t.url.includes('/:id'));
+    const registered = apiRoutes().filter((r) => (r.method === 'POST' || r.method === 'PATCH') && /^\/(customers|deals|feedback)\/:id/.test(r.url));
+    // Every command route on a record has a valid body here.
+    expect(registered.map((r) => `${r.method} ${r.url}`).filter((k) => !targets.some((t) => `${t.method} ${t.url}` === k))).toEqual([]);
+    const failures: string[] = [];
+    for (const t of targets) {
+      if (!/^\/(customers|deals|feedback)\//.test(t.url)) continue;
+      for (const viewer of VIEWERS) {
+        for (const o of OWNERS) {
+          const before = await eventCount(h);
+          const url = concrete(t.url, o);
+          const res = await h.app.inject({ method: t.method, url, payload: t.valid(), headers: { ...bearer[viewer], 'if-match': '"999"' } });
+          const visible = visibleTo[viewer].includes(o);
+          if (visible ? res.statusCode === 404 || res.statusCode >= 500 : res.statusCode !== 404) failures.push(`${viewer} ${t.method} ${url} (${o}) -> ${res.statusCode}: ${res.body.slice(0, 160)}`);
+          if (res.statusCode < 300) failures.push(`${viewer} ${t.method} ${url} was accepted despite a stale If-Match`);
+          if ((await eventCount(h)) !== before) failures.push(`${viewer} ${t.method} ${url} appended events`);
+        }
+      }
+    }
+    expect(failures).toEqual([]);
+  }, 300_000);
+
+  it('refuses a deal, feedback or campaign response naming a customer outside the scope, as an unknown customer (422)', async () => {
+    const before = await eventCount(h);
+    const refused = [
+      { url: '/deals', payload: { customerId: customer.other, title: 't', amount: 1, currency: 'EUR', ownerId: users.own, expectedCloseDate: '2026-12-31' } },
+      { url: '/feedback', payload: { customerId: customer.mate, kind: 'question', channel: 'web', subject: 's', body: 'b' } },
+    ];
+    for (const { url, payload } of refused) {
+      const res = await h.app.inject({ method: 'POST', url, payload, headers: bearer.own });
+      const problem = expectProblem(res, 422);
+      expect(problem.errors?.[0]?.field).toBe('customerId');
+    }
+    expect(await eventCount(h)).toBe(before);
+  });
+
+  it("a user's own registration is owned by them and visible to them at once", async () => {
+    const { id, position } = await post('/customers', { name: 'Mine Too', email: `mine-${randomUUID()}@example.com` }, bearer.own);
+    const res = await get(`/customers/${id}?waitFor=${position}`, 'own');
+    expect(res.statusCode).toBe(200);
+    expect(json(res).ownerId).toBe(users.own);
+    expect((await get(`/customers/${id}?waitFor=${position}`, 'team')).statusCode).toBe(200);
+  });
+});
+
+describe('visibility: lists, exports, totals', () => {
+  it('lists hold only the scope, for every viewer', async () => {
+    for (const viewer of VIEWERS) {
+      for (const collection of ['customers', 'deals', 'feedback'] as const) {
+        const page = json((await get(`/${collection}?limit=500`, viewer)));
+        expect(ours(collection, page.items.map((i: { id: string }) => i.id)), `${viewer} ${collection}`).toEqual(expectedIds(collection, viewer));
+        const ndjson = (await get(`/${collection}/export?format=ndjson`, viewer)).body.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l).id as string);
+        expect(ours(collection, ndjson), `${viewer} ${collection}/export`).toEqual(expectedIds(collection, viewer));
+      }
+    }
+  });
+
+  it('keyset pages of a restricted list neither skip nor leak', async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { items: { id: string }[]; nextCursor: string | null } = json(await get(`/customers?limit=1${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, 'team'));
+      seen.push(...page.items.map((i) => i.id));
+      cursor = page.nextCursor;
+    } while (cursor);
+    expect(ours('customers', seen)).toEqual(expectedIds('customers', 'team'));
+    expect(new Set(seen).size).toBe(seen.length);
+  });
+
+  it("the pipeline's totals count only the scope's deals", async () => {
+    for (const viewer of VIEWERS) {
+      const pipeline = json(await get('/pipeline?currency=CHF', viewer));
+      const total = pipeline.totals.find((t: { currency: string }) => t.currency === 'CHF');
+      expect(total?.dealCount ?? 0, viewer).toBe(visibleTo[viewer].length);
+      expect(total?.amount ?? 0, viewer).toBe(10 * visibleTo[viewer].length);
+    }
+  });
+
+  it('the duplicates report groups only customers in the scope', async () => {
+    for (const viewer of VIEWERS) {
+      const { items } = json(await get('/customers/duplicates?limit=500', viewer));
+      const ids = items.flatMap((g: { customers: { id: string }[] }) => g.customers.map((c) => c.id));
+      const expected = visibleTo[viewer].length >= 2 ? expectedIds('customers', viewer) : [];
+      expect(ours('customers', [...new Set<string>(ids)]), viewer).toEqual(expected);
+    }
+  });
+
+  it('analytics rankings name only customers in the scope', async () => {
+    for (const viewer of VIEWERS) {
+      for (const url of ['/analytics/clv?limit=500', '/analytics/churn?limit=500']) {
+        const res = await get(url, viewer);
+        expect(res.statusCode, `${viewer} ${url}: ${res.body.slice(0, 200)}`).toBe(200);
+        const ids = json(res).items.map((i: { customerId: string }) => i.customerId);
+        expect(ours('customers', ids).every((id: string) => expectedIds('customers', viewer).includes(id)), `${viewer} ${url}`).toBe(true);
+      }
+    }
+  });
+});
+
+describe('visibility: audit', () => {
+  it('company-wide audit queries are refused to restricted non-auditors, open to all-visibility and service keys', async () => {
+    const routes = apiRoutes().filter((r) => classify(r.method, r.url) === 'company' && r.method === 'GET' && !r.url.includes(':'));
+    expect(routes.length).toBeGreaterThan(0);
+    for (const route of routes) {
+      for (const viewer of ['own', 'team'] as const) expectProblem(await get(route.url, viewer), 403, 'forbidden');
+      for (const viewer of ['all', 'service'] as const) expect((await get(route.url, viewer)).statusCode, `${viewer} ${route.url}`).not.toBe(403);
+    }
+  });
+
+  it("an auditor with own visibility still reads every record's history", async () => {
+    const auditor = await registerUser('auditor', { role: 'auditor', teamIds: [teams.b], visibility: 'own' });
+    const key = await keyFor(auditor);
+    expect((await h.app.inject({ method: 'GET', url: `/audit/streams/customer-${customer.mine}`, headers: key })).statusCode).toBe(200);
+    expect((await h.app.inject({ method: 'GET', url: '/audit/events?limit=5', headers: key })).statusCode).toBe(200);
+  });
+
+  it('users, teams and memberships are events: the audit log shows who could see what, when', async () => {
+    const res = await get(`/audit/streams/user-${users.team}`, 'service');
+    const types = json(res).items.map((e: { type: string }) => e.type);
+    expect(types).toEqual(['UserRegistered', 'UserJoinedTeam']);
+    expect(json(res).items[0].data.visibility).toBe('team');
+  });
+});
+
+describe("a user's key", () => {
+  it("acts with the user's current role and visibility: changes apply without a new key", async () => {
+    const id = await registerUser('changing', { role: 'sales', teamIds: [teams.a], visibility: 'own' });
+    const key = await keyFor(id);
+    expectProblem(await h.app.inject({ method: 'GET', url: '/admin/users', headers: key }), 403, 'forbidden');
+    const asSales = json(await h.app.inject({ method: 'GET', url: '/customers?limit=500', headers: key }));
+    expect(ours('customers', asSales.items.map((i: { id: string }) => i.id))).toEqual([]);
+    const patched = await h.app.inject({ method: 'PATCH', url: `/admin/users/${id}`, payload: { role: 'admin', visibility: 'team' }, headers: admin() });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect((await h.app.inject({ method: 'GET', url: '/admin/users', headers: key })).statusCode).toBe(200);
+    const asTeam = json(await h.app.inject({ method: 'GET', url: '/customers?limit=500', headers: key }));
+    expect(ours('customers', asTeam.items.map((i: { id: string }) => i.id))).toEqual(expectedIds('customers', 'team'));
+    const user = json(await h.app.inject({ method: 'GET', url: `/admin/users/${id}`, headers: admin() }));
+    expect(user).toMatchObject({ role: 'admin', visibility: 'team', teamIds: [teams.a], active: true });
+  });
+
+  it("stops working when the user is deactivated, and works again on reactivation", async () => {
+    const id = await registerUser('leaving', { role: 'support' });
+    const key = await keyFor(id);
+    expect((await h.app.inject({ method: 'GET', url: '/feedback', headers: key })).statusCode).toBe(200);
+    await h.app.inject({ method: 'PATCH', url: `/admin/users/${id}`, payload: { active: false }, headers: admin() });
+    expectProblem(await h.app.inject({ method: 'GET', url: '/feedback', headers: key }), 401, 'unauthenticated');
+    await h.app.inject({ method: 'PATCH', url: `/admin/users/${id}`, payload: { active: true }, headers: admin() });
+    expect((await h.app.inject({ method: 'GET', url: '/feedback', headers: key })).statusCode).toBe(200);
+  });
+
+  it('is listed with its user; a service key keeps its own role and sees the whole company', async () => {
+    const { items } = json(await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: admin() }));
+    expect(items.some((k: { userId: string | null }) => k.userId === users.own)).toBe(true);
+    expect(items.find((k: { name: string }) => k.name === 'test sales').userId).toBeNull();
+    const sales = json(await h.app.inject({ method: 'GET', url: '/customers?limit=500', headers: h.auth('sales') }));
+    expect(ours('customers', sales.items.map((i: { id: string }) => i.id))).toEqual(expectedIds('customers', 'service'));
+  });
+
+  it('refuses bad user and key requests with 4xx naming the field, appending nothing', async () => {
+    const before = await eventCount(h);
+    const cases: [string, string, unknown, number, string][] = [
+      ['POST', '/admin/api-keys', { userId: randomUUID(), name: 'ghost' }, 422, 'userId'],
+      ['POST', '/admin/api-keys', { userId: users.own, name: 'both', role: 'admin' }, 400, 'role'],
+      ['POST', '/admin/users', { name: 'x', email: 'x@crm.example', role: 'sales', visibility: 'everyone' }, 400, 'visibility'],
+      ['POST', '/admin/users', { name: 'x', email: 'x@crm.example', role: 'sales', teamIds: [randomUUID()] }, 422, 'teamIds'],
+      ['POST', '/admin/users', { name: 'x', email: 'not-an-email', role: 'sales' }, 400, 'email'],
+      ['PATCH', `/admin/users/${users.own}`, { role: 'boss' }, 400, 'role'],
+      ['POST', `/customers/${customer.mine}/owner`, { ownerId: randomUUID() }, 422, 'ownerId'],
+    ];
+    for (const [method, url, payload, status, field] of cases) {
+      const res = await h.app.inject({ method: method as 'POST', url, payload: payload as object, headers: admin() });
+      const problem = expectProblem(res, status);
+      expect(JSON.stringify(problem.errors ?? problem), `${method} ${url}`).toContain(field);
+    }
+    expect(await eventCount(h)).toBe(before);
+    expectProblem(await h.app.inject({ method: 'GET', url: `/admin/users/${randomUUID()}`, headers: admin() }), 404, 'not-found');
+  });
+
+  it('an owner change moves the customer between scopes', async () => {
+    const { id } = await post('/customers', { name: 'Handed Over', email: `ho-${randomUUID()}@example.com`, ownerId: users.other });
+    await projectionsSettled(h);
+    expect((await get(`/customers/${id}`, 'team')).statusCode).toBe(404);
+    const { position } = await post(`/customers/${id}/owner`, { ownerId: users.mate });
+    expect((await get(`/customers/${id}?waitFor=${position}`, 'team')).statusCode).toBe(200);
+    expect((await get(`/customers/${id}`, 'own')).statusCode).toBe(404);
+    const history = json(await get(`/audit/streams/customer-${id}`, 'service')).items.map((e: { type: string; data: Record<string, unknown> }) => [e.type, e.data.ownerId ?? null]);
+    expect(history).toEqual([['CustomerRegistered', null], ['CustomerOwnerAssigned', users.other], ['CustomerOwnerAssigned', users.mate]]);
+  });
+});
