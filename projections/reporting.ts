@@ -2,6 +2,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import { CHECKPOINT_TABLE } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 import { ensureSchema } from './read-models/rows.ts';
+import { grantTeamRoles, scopeCondition, scopeStatements } from './reporting-roles.ts';
 
 /**
  * The `reporting` schema: documented views over the read models, the stable interface for BI tools
@@ -15,7 +16,9 @@ export interface ReportingView {
   description: string;
   columns: readonly [name: string, description: string][];
   /** SELECT over the read schema, columns in the order of `columns`. */
-  select: (readSchema: string) => string;
+  select: (readSchema: string, reportingSchema: string) => string;
+  /** Rows follow a team reporting role's scope (projections/reporting-roles.ts): a security-barrier view. */
+  scoped?: boolean;
 }
 
 const q = (schema: string, table: string) => `"${schema.replace(/"/g, '""')}"."${table}"`;
@@ -48,10 +51,12 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['deals_lost', 'Lost deals'],
       ['forgotten_at', 'Business time the customer was forgotten'],
       ['updated_at', 'Business time of the last event applied'],
+      ['owner_id', 'Account owner (user id), null when none is assigned'],
     ],
-    select: (s) => `SELECT customer_id, name, email, company, source, tags, status, merged_into, marketing_consent, registered_at,
+    scoped: true,
+    select: (s, r) => `SELECT customer_id, name, email, company, source, tags, status, merged_into, marketing_consent, registered_at,
       first_purchase_at, last_purchase_at, order_count, revenue, refunded, currency, open_feedback_count, deals_open, deals_won,
-      deals_lost, forgotten_at, last_event_at AS updated_at FROM ${q(s, 'customers')}`,
+      deals_lost, forgotten_at, last_event_at AS updated_at, owner_id FROM ${q(s, 'customers')} WHERE ${scopeCondition.customers(s, r)}`,
   },
   {
     name: 'customer_timeline',
@@ -68,7 +73,9 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['stream', 'Stream of the event, e.g. deal-<uuid>'],
       ['position', 'Global position in the event store'],
     ],
-    select: (s) => `SELECT customer_id, occurred_at, recorded_at, actor, event_type, summary, event_id, stream, position FROM ${q(s, 'customer_timeline')}`,
+    scoped: true,
+    select: (s, r) => `SELECT customer_id, occurred_at, recorded_at, actor, event_type, summary, event_id, stream, position FROM ${q(s, 'customer_timeline')}
+      WHERE ${scopeCondition.customer_timeline(s, r)}`,
   },
   {
     name: 'deals',
@@ -94,10 +101,11 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['won_reason', "Reason given when won (the command's reason)"],
       ['lost_reason', 'Reason given when lost'],
     ],
-    select: (s) => `SELECT deal_id, customer_id, title, stage, stage NOT IN ('won', 'lost') AS is_open, amount, currency, owner_id,
+    scoped: true,
+    select: (s, r) => `SELECT deal_id, customer_id, title, stage, stage NOT IN ('won', 'lost') AS is_open, amount, currency, owner_id,
       probability, weighted_amount, expected_close_date, to_char(expected_close_date, 'YYYY-MM') AS expected_close_month,
       stage_entered_at, GREATEST(0, floor(extract(epoch FROM (now() - stage_entered_at)) / 86400))::integer AS days_in_stage,
-      opened_at, closed_at, won_reason, lost_reason FROM ${q(s, 'deals')}`,
+      opened_at, closed_at, won_reason, lost_reason FROM ${q(s, 'deals')} WHERE ${scopeCondition.deals(s, r)}`,
   },
   {
     name: 'pipeline_summary',
@@ -112,9 +120,10 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['amount', 'Sum of amounts (numeric)'],
       ['weighted_amount', 'Sum of weighted amounts (numeric)'],
     ],
-    select: (s) => `SELECT stage, owner_id, to_char(expected_close_date, 'YYYY-MM') AS expected_close_month, currency,
+    scoped: true,
+    select: (s, r) => `SELECT stage, owner_id, to_char(expected_close_date, 'YYYY-MM') AS expected_close_month, currency,
       count(*)::integer AS deal_count, sum(amount) AS amount, sum(weighted_amount) AS weighted_amount
-      FROM ${q(s, 'deals')} WHERE stage NOT IN ('won', 'lost') GROUP BY 1, 2, 3, 4`,
+      FROM ${q(s, 'deals')} WHERE stage NOT IN ('won', 'lost') AND ${scopeCondition.deals(s, r)} GROUP BY 1, 2, 3, 4`,
   },
   {
     name: 'campaigns',
@@ -175,12 +184,13 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['csat', 'CSAT 1-5 (latest rating)'],
       ['nps', 'NPS 0-10 given at submission'],
     ],
-    select: (s) => `SELECT feedback_id, customer_id, kind, channel, priority, status, assignee_id, submitted_at, first_response_due_at,
+    scoped: true,
+    select: (s, r) => `SELECT feedback_id, customer_id, kind, channel, priority, status, assignee_id, submitted_at, first_response_due_at,
       resolution_due_at, first_responded_at, resolved_at, closed_at, round((first_response_seconds / 3600)::numeric, 3) AS first_response_hours,
       round((resolution_seconds / 3600)::numeric, 3) AS resolution_hours,
       COALESCE(first_response_breached, false) OR (first_responded_at IS NULL AND status IN ('open', 'in_progress') AND now() > first_response_due_at) AS first_response_breached,
       COALESCE(resolution_breached, false) OR (status IN ('open', 'in_progress') AND now() > resolution_due_at) AS resolution_breached,
-      escalation_count, reopen_count, csat, nps FROM ${q(s, 'feedback')}`,
+      escalation_count, reopen_count, csat, nps FROM ${q(s, 'feedback')} WHERE ${scopeCondition.feedback(s, r)}`,
   },
 ];
 
@@ -218,7 +228,7 @@ export function viewStatements(view: ReportingView, readSchema: string, reportin
   const name = q(reportingSchema, view.name);
   return [
     `DROP VIEW IF EXISTS ${name} CASCADE`,
-    `CREATE VIEW ${name} (${view.columns.map(([c]) => `"${c}"`).join(', ')}) AS ${view.select(readSchema)}`,
+    `CREATE VIEW ${name} (${view.columns.map(([c]) => `"${c}"`).join(', ')})${view.scoped ? ' WITH (security_barrier)' : ''} AS ${view.select(readSchema, reportingSchema)}`,
     `COMMENT ON VIEW ${name} IS ${literal(view.description)}`,
     ...view.columns.map(([c, d]) => `COMMENT ON COLUMN ${name}."${c}" IS ${literal(d)}`),
   ];
@@ -235,8 +245,12 @@ export async function createReportingViews(
   await ensureSchema(db, options.reportingSchema);
   const names = { readSchema: options.readSchema, reportingSchema: options.reportingSchema };
   const statements = [
+    // The team roles' scope function first: the scoped views call it.
+    ...scopeStatements(options.readSchema, options.reportingSchema),
     ...viewStatements(PROJECTION_STATUS_VIEW, options.readSchema, options.reportingSchema),
     ...options.projections.flatMap((p) => p.reportingViews?.(names) ?? []),
   ];
   for (const statement of statements) await sql.raw(statement).execute(db);
+  // Recreated views lost their grants: team reporting roles get theirs back.
+  await grantTeamRoles(db, options.reportingSchema);
 }

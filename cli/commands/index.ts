@@ -9,6 +9,7 @@ import { projectCommand } from './project.ts';
 import { publishCommand } from './publish.ts';
 import { projectionsCommand } from './projections.ts';
 import { rebuildCommand } from './rebuild.ts';
+import { reportingRoleCommand } from './reporting-role.ts';
 import { replayCommand } from './replay.ts';
 import { serveCommand } from './serve.ts';
 import { verifyCommand } from './verify.ts';
@@ -30,4 +31,5 @@ export const commands: readonly CliCommand[] = [
   masterKeyCommand,
   webhooksCommand,
   publishCommand,
+  reportingRoleCommand,
 ];
