@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { customerInScope, scoped, type ReadScope } from './scope.ts';
+import { customerInScope, listScope, scoped, type ReadScope } from './scope.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CustomerView = {
@@ -89,7 +89,7 @@ const likePattern = (text: string) => `%${text.toLowerCase().replace(/[\\%_]/g, 
 
 /** `GET /customers`: filters, search by name or email (case-insensitive, partial), sort, cursor pages. */
 export async function listCustomers(source: ReadModelSource, query: CustomerListQuery = {}, scope?: ReadScope | null): Promise<Page<CustomerView>> {
-  const where = scoped(scope, customerInScope);
+  const where = [];
   if (query.search) {
     const pattern = likePattern(query.search);
     where.push(sql`(lower(t.name) LIKE ${pattern} OR t.email_search LIKE ${pattern})`);
@@ -99,7 +99,7 @@ export async function listCustomers(source: ReadModelSource, query: CustomerList
   if (query.source) where.push(sql`t.source = ${query.source}`);
   if (query.minRevenue !== undefined) where.push(sql`t.revenue >= ${String(query.minRevenue)}::numeric`);
   if (query.maxRevenue !== undefined) where.push(sql`t.revenue <= ${String(query.maxRevenue)}::numeric`);
-  return listOf({ source, table: 'customers', key: 'customer_id', where, sorts, defaultSort: '-createdAt' }, query, toCustomerView);
+  return listOf({ source, table: 'customers', key: 'customer_id', where, ...listScope(scope, customerInScope), sorts, defaultSort: '-createdAt' }, query, toCustomerView);
 }
 
 /** `GET /customers/:id`; undefined when unknown. */

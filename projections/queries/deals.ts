@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { dealInScope, scoped, type ReadScope } from './scope.ts';
+import { dealInScope, listScope, scoped, type ReadScope } from './scope.ts';
 import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type DealView = {
@@ -73,7 +73,7 @@ const sorts: Record<string, SortSpec> = {
 
 /** `GET /deals`: filters by stage, status, owner, customer and expected-close range. */
 export async function listDeals(source: ReadModelSource, query: DealListQuery = {}, scope?: ReadScope | null): Promise<Page<DealView>> {
-  const where = scoped(scope, (s) => dealInScope(source, s));
+  const where = [];
   if (query.stage) where.push(sql`t.stage = ${query.stage}`);
   if (query.status === 'open') where.push(sql`t.stage NOT IN ('won', 'lost')`);
   else if (query.status) where.push(sql`t.stage = ${query.status}`);
@@ -81,7 +81,7 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
   if (query.customerId) where.push(sql`t.customer_id = ${uuidOf(query.customerId)}`);
   if (query.expectedCloseFrom) where.push(sql`t.expected_close_date >= ${query.expectedCloseFrom}::date`);
   if (query.expectedCloseTo) where.push(sql`t.expected_close_date <= ${query.expectedCloseTo}::date`);
-  return listOf({ source, table: 'deals', key: 'deal_id', extra: [DAYS_IN_STAGE], where, sorts, defaultSort: '-createdAt' }, query, toDealView);
+  return listOf({ source, table: 'deals', key: 'deal_id', extra: [DAYS_IN_STAGE], where, ...listScope(scope, (s) => dealInScope(source, s)), sorts, defaultSort: '-createdAt' }, query, toDealView);
 }
 
 /** `GET /deals/:id`; undefined when unknown. */

@@ -73,6 +73,13 @@ export interface PageRequest {
   /** Extra selected expressions (computed at query time), `expr AS name`. */
   extra?: RawBuilder<unknown>[];
   where: RawBuilder<unknown>[];
+  /** The caller's visibility (projections/queries/scope.ts), over alias `t`. */
+  scope?: RawBuilder<unknown>;
+  /**
+   * Read the scope's rows first, behind an optimisation fence (`OFFSET 0`), then filter, order and
+   * page them: for a scope that holds a small share of the table.
+   */
+  fenced?: boolean;
   sorts: Record<string, SortSpec>;
   /** `field` or `-field` (descending). */
   sort: string;
@@ -101,9 +108,12 @@ export async function pageOf(request: PageRequest): Promise<Page<Record<string, 
     where.push(desc ? sql`(${spec.expr}, ${key}) < (${cast}, ${keyValue})` : sql`(${spec.expr}, ${key}) > (${cast}, ${keyValue})`);
   }
   const direction = sql.raw(desc ? 'DESC' : 'ASC');
+  const table = sql.id(request.source.schema, request.table);
+  if (request.scope && !request.fenced) where.push(request.scope);
+  const from = request.scope && request.fenced ? sql`(SELECT * FROM ${table} t WHERE ${request.scope} OFFSET 0)` : table;
   const { rows } = await sql<Record<string, any>>`
     SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
-    FROM ${sql.id(request.source.schema, request.table)} t
+    FROM ${from} t
     ${where.length > 0 ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``}
     ORDER BY ${spec.expr} ${direction}, ${key} ${direction}
     LIMIT ${limit + 1}`.execute(request.source.db);
