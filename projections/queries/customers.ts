@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { customerInScope, listScope, scoped, type ReadScope } from './scope.ts';
+import { customerInScope, listScope, scoped, SMALL_SCOPE_OWNERS, type ReadScope } from './scope.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CustomerView = {
@@ -84,6 +84,13 @@ const sorts: Record<string, SortSpec> = {
   orderCount: { expr: sql`t.order_count`, type: 'integer' },
 };
 
+/**
+ * A small scope pages through the owner-prefixed sort indexes (projections/read-models/customers.ts),
+ * one range per owner; a large one filters the sort index walk.
+ */
+const customerListScope = (scope: ReadScope | null | undefined) =>
+  scope && scope.owners.length <= SMALL_SCOPE_OWNERS ? { perOwner: { column: 'owner_id', owners: scope.owners, type: 'uuid' as const } } : listScope(scope, customerInScope);
+
 /** Escapes LIKE wildcards so a search for `50%` means the characters. */
 const likePattern = (text: string) => `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
@@ -99,7 +106,7 @@ export async function listCustomers(source: ReadModelSource, query: CustomerList
   if (query.source) where.push(sql`t.source = ${query.source}`);
   if (query.minRevenue !== undefined) where.push(sql`t.revenue >= ${String(query.minRevenue)}::numeric`);
   if (query.maxRevenue !== undefined) where.push(sql`t.revenue <= ${String(query.maxRevenue)}::numeric`);
-  return listOf({ source, table: 'customers', key: 'customer_id', where, ...listScope(scope, customerInScope), sorts, defaultSort: '-createdAt' }, query, toCustomerView);
+  return listOf({ source, table: 'customers', key: 'customer_id', where, ...customerListScope(scope), sorts, defaultSort: '-createdAt' }, query, toCustomerView);
 }
 
 /** `GET /customers/:id`; undefined when unknown. */

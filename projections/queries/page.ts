@@ -80,6 +80,12 @@ export interface PageRequest {
    * page them: for a scope that holds a small share of the table.
    */
   fenced?: boolean;
+  /**
+   * The scope as owners of an owner column with an index per sort key that starts with it: the page
+   * is merged from one ordered index range per owner (each at most a page long), so a restricted page
+   * reads about a page per owner, not every row of the scope. Replaces `scope`.
+   */
+  perOwner?: { column: string; owners: readonly string[]; type: 'uuid' | 'text' };
   sorts: Record<string, SortSpec>;
   /** `field` or `-field` (descending). */
   sort: string;
@@ -109,19 +115,35 @@ export async function pageOf(request: PageRequest): Promise<Page<Record<string, 
   }
   const direction = sql.raw(desc ? 'DESC' : 'ASC');
   const table = sql.id(request.source.schema, request.table);
+  const order = sql`ORDER BY ${spec.expr} ${direction}, ${key} ${direction} LIMIT ${limit + 1}`;
+  const owners = request.perOwner;
+  if (owners) {
+    // One ordered range per owner, each limited to a page; the outer query merges them into the page.
+    const { rows } = await sql<Record<string, any>>`
+      SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
+      FROM unnest(CAST(${[...owners.owners]} AS ${sql.raw(owners.type)}[])) AS scope_owner(id)
+      CROSS JOIN LATERAL (SELECT * FROM ${table} t
+        WHERE ${sql.join([sql`${sql.ref(`t.${owners.column}`)} = scope_owner.id`, ...where], sql` AND `)} ${order}) t
+      ${order}`.execute(request.source.db);
+    return pageFrom(rows, limit, request.key);
+  }
   if (request.scope && !request.fenced) where.push(request.scope);
   const from = request.scope && request.fenced ? sql`(SELECT * FROM ${table} t WHERE ${request.scope} OFFSET 0)` : table;
   const { rows } = await sql<Record<string, any>>`
     SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
     FROM ${from} t
     ${where.length > 0 ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``}
-    ORDER BY ${spec.expr} ${direction}, ${key} ${direction}
-    LIMIT ${limit + 1}`.execute(request.source.db);
+    ${order}`.execute(request.source.db);
+  return pageFrom(rows, limit, request.key);
+}
+
+/** The page of `limit` rows and the cursor after its last row, when more follow. */
+const pageFrom = (rows: Record<string, any>[], limit: number, keyColumn: string): Page<Record<string, any>> => {
   const more = rows.length > limit;
   const items = more ? rows.slice(0, limit) : rows;
   const last = items[items.length - 1];
-  return { items, nextCursor: more && last ? encodeCursor(String(last.__sort), String(last[request.key])) : null };
-}
+  return { items, nextCursor: more && last ? encodeCursor(String(last.__sort), String(last[keyColumn])) : null };
+};
 
 /** One read model's list: what `pageOf` needs besides the caller's sort, limit and cursor. */
 export type ListSpec = Omit<PageRequest, 'sort' | 'limit' | 'cursor'>;

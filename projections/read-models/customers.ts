@@ -93,6 +93,11 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   // Visibility (own/team) filters lists by owner: owner first, then each list's default order, so a
   // restricted page is an index range scan too.
   await sql`CREATE INDEX IF NOT EXISTS customers_owner_idx ON ${t} (owner_id, registered_at, customer_id)`.execute(db);
+  // The other sort keys of GET /customers behind the owner: a restricted page merges one range per owner.
+  await sql`CREATE INDEX IF NOT EXISTS customers_owner_name_idx ON ${t} (owner_id, lower(name), customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_owner_revenue_idx ON ${t} (owner_id, revenue, customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_owner_last_purchase_idx ON ${t} (owner_id, (COALESCE(last_purchase_at, '-infinity'::timestamptz)), customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_owner_order_count_idx ON ${t} (owner_id, order_count, customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_status_idx ON ${t} (status)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_tags_idx ON ${t} USING gin (tags)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_email_search_idx ON ${t} (email_search text_pattern_ops)`.execute(db);

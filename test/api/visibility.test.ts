@@ -203,16 +203,25 @@ describe('visibility: lists, exports, totals', () => {
     }
   });
 
-  it('keyset pages of a restricted list neither skip nor leak', async () => {
-    const seen: string[] = [];
-    let cursor: string | null = null;
-    do {
-      const page: { items: { id: string }[]; nextCursor: string | null } = json(await get(`/customers?limit=1${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, 'team'));
-      seen.push(...page.items.map((i) => i.id));
-      cursor = page.nextCursor;
-    } while (cursor);
-    expect(ours('customers', seen)).toEqual(expectedIds('customers', 'team'));
-    expect(new Set(seen).size).toBe(seen.length);
+  it('keyset pages of a restricted list neither skip nor leak, in every sort order, and keep the order of the whole list', async () => {
+    for (const sort of ['-createdAt', 'createdAt', 'name', '-name', 'revenue', '-lastPurchaseAt', 'orderCount']) {
+      for (const collection of ['customers', 'deals'] as const) {
+        if (collection === 'deals' && !['-createdAt', 'createdAt'].includes(sort)) continue;
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const url = `/${collection}?limit=1&sort=${sort}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+          const page: { items: { id: string }[]; nextCursor: string | null } = json(await get(url, 'team'));
+          seen.push(...page.items.map((i) => i.id));
+          cursor = page.nextCursor;
+        } while (cursor);
+        expect(ours(collection, seen), `${collection} ${sort}`).toEqual(expectedIds(collection, 'team'));
+        expect(new Set(seen).size).toBe(seen.length);
+        // The restricted order is the unrestricted order with the others left out.
+        const all = json(await get(`/${collection}?limit=500&sort=${sort}`, 'service')).items.map((i: { id: string }) => i.id);
+        expect(seen, `${collection} ${sort}`).toEqual(all.filter((id: string) => seen.includes(id)));
+      }
+    }
   });
 
   it("the pipeline's totals count only the scope's deals", async () => {
