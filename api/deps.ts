@@ -68,7 +68,7 @@ export interface Page<T = Record<string, unknown>> {
   nextCursor: string | null;
 }
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback';
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity';
 export type ReadRecord = Record<string, unknown>;
 
 /**

@@ -7,6 +7,8 @@ import { dealDecider, type DealState } from '../domain/deal/decider.ts';
 import { DealStreamPrefix } from '../domain/deal/events.ts';
 import { createFeedbackDecider, type FeedbackState } from '../domain/feedback/decider.ts';
 import { FeedbackStreamPrefix } from '../domain/feedback/events.ts';
+import { activityDecider, type ActivityState } from '../domain/activity/decider.ts';
+import { ActivityStreamPrefix } from '../domain/activity/events.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import type { EventStore, ReadStreamOptions, RecordedEvent } from '../eventstore/contract.ts';
 import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
@@ -18,6 +20,7 @@ export interface AggregateStates {
   deal: DealState;
   campaign: CampaignState;
   feedback: FeedbackState;
+  activity: ActivityState;
 }
 
 /** The fold side of a decider, erased to what loading needs. */
@@ -32,6 +35,7 @@ export const streamPrefixes: Record<AggregateKind, string> = {
   deal: DealStreamPrefix,
   campaign: CampaignStreamPrefix,
   feedback: FeedbackStreamPrefix,
+  activity: ActivityStreamPrefix,
 };
 
 export const streamOf = (kind: AggregateKind, id: string): string => `${streamPrefixes[kind]}${id}`;
@@ -43,6 +47,7 @@ export const aggregateFolders = (sla: SlaPolicy = defaultSlaPolicy): { [K in Agg
     deal: { prefix: DealStreamPrefix, initialState: dealDecider.initialState, evolve: dealDecider.evolve as Folder<DealState>['evolve'] },
     campaign: { prefix: CampaignStreamPrefix, initialState: campaignDecider.initialState, evolve: campaignDecider.evolve as Folder<CampaignState>['evolve'] },
     feedback: { prefix: FeedbackStreamPrefix, initialState: feedback.initialState, evolve: feedback.evolve as Folder<FeedbackState>['evolve'] },
+    activity: { prefix: ActivityStreamPrefix, initialState: activityDecider.initialState, evolve: activityDecider.evolve as Folder<ActivityState>['evolve'] },
   };
 };
 

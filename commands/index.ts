@@ -12,6 +12,7 @@ import { aggregateFolders, loadStream, refOf, streamOf, type AggregateStates, ty
 import { createStreamCache, type AppendedEvent } from './stream-cache.ts';
 import { createStreamQueue, type StreamQueue, type StreamQueueOptions } from './stream-queue.ts';
 import { withEmailClaim } from './email-uniqueness.ts';
+import { resolveActivityParent } from './activity-parent.ts';
 import { eventIdFor } from './ids.ts';
 import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type DomainEventList, type PreparedCommand } from './prepare.ts';
 import type { AggregateKind, CrmCommand } from './schemas.ts';
@@ -237,6 +238,13 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       default:
         fillDerivedIds(prepared, ctx.actor.userId);
         if (needsCustomerSnapshot(type)) command.customer = await customerOf(command.customerId as string);
+        if (prepared.kind === 'activity') {
+          await resolveActivityParent(prepared, {
+            customer: async (customerId) => (await load('customer', customerId)).state,
+            deal: async (dealId) => (await load('deal', dealId)).state,
+            activity: async (activityId) => (await load('activity', activityId)).state,
+          });
+        }
     }
     return run(prepared.kind, id, ctx, metadata, command);
   };

@@ -6,6 +6,7 @@ import { customerDecider } from '../domain/customer/decider.ts';
 import { dealDecider } from '../domain/deal/decider.ts';
 import { invalidState } from '../domain/errors.ts';
 import { createFeedbackDecider } from '../domain/feedback/decider.ts';
+import { activityDecider } from '../domain/activity/decider.ts';
 import type { SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata } from '../domain/metadata.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
@@ -100,6 +101,8 @@ export const createDecide = (sla: SlaPolicy) => {
         return campaignDecider.decide(command as never, state as never);
       case 'feedback':
         return feedbackDecider.decide(command as never, state as never);
+      case 'activity':
+        return activityDecider.decide(command as never, state as never);
     }
   };
 };

@@ -3,6 +3,7 @@ import { customerEventSchemas, CustomerRegisteredV1, type CustomerEvent } from '
 import { dealEventSchemas, type DealEvent } from './deal/events.ts';
 import { campaignEventSchemas, type CampaignEvent } from './campaign/events.ts';
 import { feedbackEventSchemas, type FeedbackEvent } from './feedback/events.ts';
+import { activityEventSchemas, type ActivityEvent } from './activity/events.ts';
 
 /**
  * The event catalogue: every event type the CRM records, its current schema and version,
@@ -14,10 +15,11 @@ export const eventSchemas = {
   ...dealEventSchemas,
   ...campaignEventSchemas,
   ...feedbackEventSchemas,
+  ...activityEventSchemas,
 } as const;
 
 export type CrmEventType = keyof typeof eventSchemas;
-export type CrmEvent = CustomerEvent | DealEvent | CampaignEvent | FeedbackEvent;
+export type CrmEvent = CustomerEvent | DealEvent | CampaignEvent | FeedbackEvent | ActivityEvent;
 export type EventOfType<T extends CrmEventType> = Extract<CrmEvent, { type: T }>;
 
 export const isCrmEventType = (type: string): type is CrmEventType => Object.hasOwn(eventSchemas, type);
@@ -38,6 +40,9 @@ export const personalFields: Partial<Record<CrmEventType, { subject: string; fie
   FeedbackSubmitted: { subject: 'customerId', fields: ['subject', 'body'] },
   // Staff replies quote the customer; forgetting the customer erases them too.
   FeedbackResponded: { subject: 'customerId', fields: ['message'] },
+  // An activity's body (what was said, what to do) is about the customer, on a deal too (the deal's customer).
+  ActivityLogged: { subject: 'customerId', fields: ['body'] },
+  ActivityChanged: { subject: 'customerId', fields: ['body'] },
 };
 
 type Upcaster = (data: unknown) => unknown;

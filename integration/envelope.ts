@@ -14,7 +14,7 @@ export type SubscriberRole = 'admin' | 'sales' | 'marketing' | 'support' | 'anal
 /** What a personal field reads as for subscribers whose role may not see personal data. */
 export const MASKED = '[masked]';
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback';
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity';
 
 export interface IntegrationEvent {
   /** The event id (UUID): receivers dedupe by it (it is also the `webhook-id` and the `Nats-Msg-Id`). */
@@ -44,6 +44,7 @@ const customer = (summary: string, personal: readonly string[] = []): PublicType
 const deal = (summary: string): PublicType => ({ kind: 'deal', version: 1, summary, personal: [] });
 const campaign = (summary: string): PublicType => ({ kind: 'campaign', version: 1, summary, personal: [] });
 const feedback = (summary: string, personal: readonly string[] = []): PublicType => ({ kind: 'feedback', version: 1, summary, personal });
+const activity = (summary: string, personal: readonly string[] = []): PublicType => ({ kind: 'activity', version: 1, summary, personal });
 
 /** Every public type: the per-type mapping and its documentation (README, OpenAPI). */
 export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
@@ -86,6 +87,9 @@ export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
   FeedbackReopened: feedback('Feedback was reopened.'),
   FeedbackClosed: feedback('Feedback was closed.'),
   FeedbackRated: feedback("The customer's rating of the resolution."),
+  ActivityLogged: activity('A note, call, meeting or task was logged on a customer or a deal.', ['body']),
+  ActivityChanged: activity("An activity's subject, body, due time or assignee changed.", ['body']),
+  ActivityCompleted: activity('A task was completed.'),
 };
 
 export const PUBLIC_EVENT_TYPE_NAMES = Object.keys(PUBLIC_EVENT_TYPES) as CrmEventType[];
