@@ -88,6 +88,11 @@ export interface ReadModelQueries {
   getCampaign(id: string): Promise<ReadRecord | undefined>;
   listFeedback(query: Record<string, unknown>): Promise<Page>;
   getFeedback(id: string): Promise<ReadRecord | undefined>;
+  /** Activities (projections/queries/activities.ts); the per-parent lists answer undefined for an unknown parent. */
+  listActivities(query: Record<string, unknown>): Promise<Page>;
+  customerActivities(id: string, query: Record<string, unknown>): Promise<Page | undefined>;
+  dealActivities(id: string, query: Record<string, unknown>): Promise<Page | undefined>;
+  getActivity(id: string): Promise<ReadRecord | undefined>;
 }
 
 /** Point-in-time state (audit issue): a record folded from its events up to `asOf`. */

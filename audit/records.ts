@@ -5,6 +5,7 @@ import { ERASED } from '../domain/shared.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
 import type { CampaignView } from '../projections/queries/campaigns.ts';
 import type { DealView } from '../projections/queries/deals.ts';
+import type { ActivityView } from '../projections/queries/activities.ts';
 
 /**
  * Records as they stood, folded in memory from decoded events. The fields follow the read-model
@@ -15,7 +16,7 @@ import type { DealView } from '../projections/queries/deals.ts';
  * stream's own history and are absent here.
  */
 
-export const RECORD_KINDS = ['customer', 'deal', 'campaign', 'feedback'] as const;
+export const RECORD_KINDS = ['customer', 'deal', 'campaign', 'feedback', 'activity'] as const;
 export type RecordKind = (typeof RECORD_KINDS)[number];
 
 export interface CustomerRecord {
@@ -79,7 +80,13 @@ export interface FeedbackRecord {
   updatedAt: string;
 }
 
-export type AnyRecord = CustomerRecord | DealRecord | CampaignRecord | FeedbackRecord;
+/**
+ * The activity view's fields (projections/queries/activities.ts) but `overdue` (the clock at query
+ * time), `loggedBy` (metadata, shown in the stream's history) and `revision` (reported beside the record).
+ */
+export type ActivityRecord = Omit<ActivityView, 'overdue' | 'loggedBy' | 'revision' | 'body'> & { body: unknown };
+
+export type AnyRecord = CustomerRecord | DealRecord | CampaignRecord | FeedbackRecord | ActivityRecord;
 
 type Folder<R> = (record: R | null, event: CrmEvent, at: string) => R | null;
 
@@ -410,11 +417,50 @@ const feedbackFold: Folder<FeedbackRecord> = (record, event, at) => {
   }
 };
 
+const activityFold: Folder<ActivityRecord> = (record, event, at) => {
+  if (event.type === 'ActivityLogged') {
+    const d = event.data;
+    return {
+      id: d.activityId,
+      customerId: d.customerId,
+      dealId: d.dealId,
+      kind: d.kind,
+      subject: d.subject,
+      body: d.body,
+      dueAt: d.dueAt,
+      assigneeId: d.assigneeId,
+      occurredAt: at,
+      completedAt: null,
+      open: d.kind === 'task',
+      updatedAt: at,
+    };
+  }
+  if (!record) return record;
+  const r: ActivityRecord = { ...record, updatedAt: at };
+  switch (event.type) {
+    case 'ActivityChanged': {
+      const d = event.data;
+      if (d.subject !== undefined) r.subject = d.subject;
+      if (d.body !== undefined) r.body = d.body;
+      if (d.dueAt !== undefined) r.dueAt = d.dueAt;
+      if (d.assigneeId !== undefined) r.assigneeId = d.assigneeId;
+      return r;
+    }
+    case 'ActivityCompleted':
+      r.completedAt = at;
+      r.open = false;
+      return r;
+    default:
+      return r;
+  }
+};
+
 const folders: { [K in RecordKind]: Folder<AnyRecord> } = {
   customer: customerFold as Folder<AnyRecord>,
   deal: dealFold as Folder<AnyRecord>,
   campaign: campaignFold as Folder<AnyRecord>,
   feedback: feedbackFold as Folder<AnyRecord>,
+  activity: activityFold as Folder<AnyRecord>,
 };
 
 /**

@@ -1,3 +1,4 @@
+import { customerActivities, dealActivities, getActivity, listActivities } from './activities.ts';
 import { getCampaign, listCampaigns } from './campaigns.ts';
 import { customerTimeline, getCustomer, listCustomers } from './customers.ts';
 import { getDeal, listDeals, pipeline } from './deals.ts';
@@ -5,6 +6,7 @@ import { likelyDuplicates } from './duplicates.ts';
 import { getFeedback, listFeedback } from './feedback.ts';
 import type { ReadModelSource } from './page.ts';
 
+export * from './activities.ts';
 export * from './campaigns.ts';
 export * from './customers.ts';
 export * from './deals.ts';
@@ -29,5 +31,9 @@ export function createReadModelQueries(source: ReadModelSource) {
     getCampaign: (id: string) => getCampaign(source, id),
     listFeedback: (query: Record<string, unknown> = {}) => listFeedback(source, query),
     getFeedback: (id: string) => getFeedback(source, id),
+    listActivities: (query: Record<string, unknown> = {}) => listActivities(source, query),
+    customerActivities: (id: string, query: Record<string, unknown> = {}) => customerActivities(source, id, query),
+    dealActivities: (id: string, query: Record<string, unknown> = {}) => dealActivities(source, id, query),
+    getActivity: (id: string) => getActivity(source, id),
   };
 }

@@ -1,11 +1,12 @@
 import type { Projection } from '../projection.ts';
+import { activitiesProjection } from './activities.ts';
 import { campaignsProjection } from './campaigns.ts';
 import { customersProjection } from './customers.ts';
 import { dealsProjection } from './deals.ts';
 import { feedbackProjection } from './feedback.ts';
 import { timelineProjection } from './timeline.ts';
 
-export { campaignsProjection, customersProjection, dealsProjection, feedbackProjection, timelineProjection };
+export { activitiesProjection, campaignsProjection, customersProjection, dealsProjection, feedbackProjection, timelineProjection };
 
 /** The CRM's read models, in the order they are applied. Analytics projections are added by the composition root. */
 export const readModelProjections = (): Projection[] => [
@@ -14,4 +15,5 @@ export const readModelProjections = (): Projection[] => [
   dealsProjection,
   campaignsProjection,
   feedbackProjection,
+  activitiesProjection,
 ];
