@@ -52,6 +52,9 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   // The three lists (projections/queries/activities.ts), each in its order with the id as tie-breaker.
   await sql`CREATE INDEX IF NOT EXISTS activities_customer_idx ON ${t} (customer_id, occurred_at, activity_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS activities_deal_idx ON ${t} (deal_id, occurred_at, activity_id) WHERE deal_id IS NOT NULL`.execute(db);
+  // GET /activities without a parent: newest first, all or per assignee.
+  await sql`CREATE INDEX IF NOT EXISTS activities_occurred_idx ON ${t} (occurred_at, activity_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS activities_assignee_idx ON ${t} (assignee_id, occurred_at, activity_id) WHERE assignee_id IS NOT NULL`.execute(db);
   // Open tasks per assignee, soonest due first (so overdue first); tasks without a due time last.
   await sql`CREATE INDEX IF NOT EXISTS activities_open_tasks_idx ON ${t} (assignee_id, (COALESCE(due_at, 'infinity'::timestamptz)), activity_id)
     WHERE kind = 'task' AND completed_at IS NULL`.execute(db);
