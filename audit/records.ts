@@ -6,6 +6,7 @@ import type { ProjectedEvent } from '../projections/projection.ts';
 import type { CampaignView } from '../projections/queries/campaigns.ts';
 import type { DealView } from '../projections/queries/deals.ts';
 import type { ActivityView } from '../projections/queries/activities.ts';
+import { changesOf } from '../domain/activity/events.ts';
 
 /**
  * Records as they stood, folded in memory from decoded events. The fields follow the read-model
@@ -419,33 +420,14 @@ const feedbackFold: Folder<FeedbackRecord> = (record, event, at) => {
 
 const activityFold: Folder<ActivityRecord> = (record, event, at) => {
   if (event.type === 'ActivityLogged') {
-    const d = event.data;
-    return {
-      id: d.activityId,
-      customerId: d.customerId,
-      dealId: d.dealId,
-      kind: d.kind,
-      subject: d.subject,
-      body: d.body,
-      dueAt: d.dueAt,
-      assigneeId: d.assigneeId,
-      occurredAt: at,
-      completedAt: null,
-      open: d.kind === 'task',
-      updatedAt: at,
-    };
+    const { activityId, ...logged } = event.data;
+    return { id: activityId, ...logged, occurredAt: at, completedAt: null, open: logged.kind === 'task', updatedAt: at };
   }
   if (!record) return record;
   const r: ActivityRecord = { ...record, updatedAt: at };
   switch (event.type) {
-    case 'ActivityChanged': {
-      const d = event.data;
-      if (d.subject !== undefined) r.subject = d.subject;
-      if (d.body !== undefined) r.body = d.body;
-      if (d.dueAt !== undefined) r.dueAt = d.dueAt;
-      if (d.assigneeId !== undefined) r.assigneeId = d.assigneeId;
-      return r;
-    }
+    case 'ActivityChanged':
+      return { ...r, ...changesOf(event.data) };
     case 'ActivityCompleted':
       r.completedAt = at;
       r.open = false;

@@ -2,7 +2,7 @@ import { assertCustomerUsable, type CustomerSnapshot } from '../customer/decider
 import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import type { ActivityCommand } from './commands.ts';
-import type { ActivityEvent, ActivityKind } from './events.ts';
+import { changesOf, type ActivityChanges, type ActivityEvent, type ActivityKind } from './events.ts';
 
 /**
  * Activities: notes, calls, meetings and tasks on a customer or a deal. Notes, calls and meetings are
@@ -38,31 +38,10 @@ export const initialActivityState = (): ActivityState => ({
 
 export const evolveActivity = (state: ActivityState, event: ActivityEvent): ActivityState => {
   switch (event.type) {
-    case 'ActivityLogged': {
-      const d = event.data;
-      return {
-        exists: true,
-        activityId: d.activityId,
-        customerId: d.customerId,
-        dealId: d.dealId,
-        kind: d.kind,
-        subject: d.subject,
-        body: d.body,
-        dueAt: d.dueAt,
-        assigneeId: d.assigneeId,
-        completed: false,
-      };
-    }
-    case 'ActivityChanged': {
-      const d = event.data;
-      return {
-        ...state,
-        ...(d.subject !== undefined ? { subject: d.subject } : {}),
-        ...(d.body !== undefined ? { body: d.body } : {}),
-        ...(d.dueAt !== undefined ? { dueAt: d.dueAt } : {}),
-        ...(d.assigneeId !== undefined ? { assigneeId: d.assigneeId } : {}),
-      };
-    }
+    case 'ActivityLogged':
+      return { ...event.data, exists: true, completed: false };
+    case 'ActivityChanged':
+      return { ...state, ...changesOf(event.data) };
     case 'ActivityCompleted':
       return { ...state, completed: true };
   }
@@ -114,7 +93,7 @@ export const decideActivity = (command: ActivityCommand, state: ActivityState): 
       assertNotForgotten(command.customer, state.customerId);
       if (command.dueAt != null && state.kind !== 'task')
         throw ruleViolated('activity.not_a_task', `Only a task has a due time, not a ${state.kind}`, 'dueAt', { kind: state.kind });
-      const change: { subject?: string; body?: string | null; dueAt?: string | null; assigneeId?: string | null } = {};
+      const change: ActivityChanges = {};
       if (command.subject !== undefined && command.subject !== state.subject) change.subject = command.subject;
       if (command.body !== undefined && command.body !== state.body) change.body = command.body;
       if (command.dueAt !== undefined && !sameInstant(command.dueAt, state.dueAt)) change.dueAt = command.dueAt;

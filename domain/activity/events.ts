@@ -34,6 +34,14 @@ export const ActivityChanged = z.object({
   dueAt: IsoDateTime.nullable().optional(),
   assigneeId: Id.nullable().optional(),
 });
+
+/** What a change can set: the fields of an activity other than its identity, kind and parent. */
+export type ActivityChanges = Partial<Pick<z.infer<typeof ActivityLogged>, 'subject' | 'body' | 'dueAt' | 'assigneeId'>>;
+const CHANGEABLE = ['subject', 'body', 'dueAt', 'assigneeId'] as const;
+/** The fields an `ActivityChanged` sets (`null` included); absent ones stay as they were. */
+export const changesOf = (data: z.infer<typeof ActivityChanged>): ActivityChanges =>
+  Object.fromEntries(CHANGEABLE.filter((field) => data[field] !== undefined).map((field) => [field, data[field]]));
+
 /** A task was done; its business time is the completion time. */
 export const ActivityCompleted = z.object({ activityId: Id, customerId: Id });
 

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { changesOf, type ActivityChanges } from '../../domain/activity/events.ts';
 import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
@@ -60,6 +61,8 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     WHERE kind = 'task' AND completed_at IS NULL`.execute(db);
 }
 
+const COLUMN_OF: Record<keyof ActivityChanges, string> = { subject: 'subject', body: 'body', dueAt: 'due_at', assigneeId: 'assignee_id' };
+
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const activities = new RowSet(trx, schema, ACTIVITIES);
   await activities.load(idsOf(events, 'activityId'));
@@ -100,13 +103,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         const row = activities.get(event.data.activityId);
         if (!row) continue;
         if (event.type === 'ActivityCompleted') row.completed_at = at;
-        else {
-          const d = event.data;
-          if (d.subject !== undefined) row.subject = d.subject;
-          if (d.body !== undefined) row.body = d.body;
-          if (d.dueAt !== undefined) row.due_at = d.dueAt;
-          if (d.assigneeId !== undefined) row.assignee_id = d.assigneeId;
-        }
+        else for (const [field, value] of Object.entries(changesOf(event.data))) row[COLUMN_OF[field as keyof ActivityChanges]] = value;
         row.revision = e.revision;
         row.last_event_at = at;
         activities.touch(event.data.activityId);

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { changesOf } from '../../domain/activity/events.ts';
 import type { CrmEvent } from '../../domain/catalogue.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
@@ -123,9 +124,7 @@ export function summarize(event: CrmEvent): string {
       return `${what}${d.dueAt ? `, due ${d.dueAt}` : ''}${d.assigneeId ? `, assigned to ${d.assigneeId}` : ''}`;
     }
     case 'ActivityChanged': {
-      const d = event.data;
-      const fields = (['subject', 'body', 'dueAt', 'assigneeId'] as const).filter((f) => d[f] !== undefined);
-      return `Activity ${d.activityId} changed: ${fields.join(', ')}`;
+      return `Activity ${event.data.activityId} changed: ${Object.keys(changesOf(event.data)).join(', ')}`;
     }
     case 'ActivityCompleted':
       return `Task ${event.data.activityId} completed`;
