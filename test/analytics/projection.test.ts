@@ -222,7 +222,14 @@ describe('activities as engagement', () => {
       expect(asOf.get(quiet)).toMatchObject({ activities: 0, lastActivityDay: null });
       const now = await aggregatesAsOf(db, schema, day, engaged);
       expect(now.get(engaged)).toMatchObject({ activities: 3, lastActivityDay: dayOf('2024-03-01T00:00:00Z') });
+
+      // BI tools see the same counts.
+      await createAnalyticsReportingViews(db, { readSchema: schema, reportingSchema: `${schema}_rv` });
+      const view = await sql.raw(`SELECT customer_id::text AS id, activities, to_char(last_activity_day, 'YYYY-MM-DD') AS last
+        FROM "${schema}_rv".analytics_customers ORDER BY activities`).execute(db);
+      expect(view.rows).toEqual([{ id: quiet, activities: 0, last: null }, { id: engaged, activities: 3, last: '2024-03-01' }]);
     } finally {
+      await sql`DROP SCHEMA IF EXISTS ${sql.id(`${schema}_rv`)} CASCADE`.execute(db);
       await sql`DROP SCHEMA IF EXISTS ${sql.id(schema)} CASCADE`.execute(db);
     }
   });
