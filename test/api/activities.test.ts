@@ -296,8 +296,12 @@ describe('forgetting the customer', () => {
     ).id;
     const call = await log('customers', customer, { kind: 'call', subject: 'Complaint call', body: 'Her husband Jan answered, 0170 999' });
     const task = await log('deals', deal, { kind: 'task', subject: 'Follow up', body: 'Ask Jan about the invoice', dueAt: hoursFromNow(24), assigneeId: ANN });
-    // Precondition: the plaintext is shown.
+    // Precondition: the plaintext is shown, and the subject access export carries it (the person's own data).
     expect(await read(`/activities/${call.id}`)).toMatchObject({ body: 'Her husband Jan answered, 0170 999' });
+    const access = await send('support', 'GET', `/customers/${customer}/export`);
+    expect(access.statusCode, access.body.slice(0, 300)).toBe(200);
+    expect(access.body).toContain('Her husband Jan answered, 0170 999');
+    expect(access.body).toContain('Ask Jan about the invoice');
     const before = new Date().toISOString();
 
     ok(await send('support', 'POST', `/customers/${customer}/forget`, {}));
@@ -312,6 +316,7 @@ describe('forgetting the customer', () => {
       ok(await send('auditor', 'GET', `/audit/streams/activity-${call.id}`)),
       ok(await send('auditor', 'GET', `/audit/streams/activity-${task.id}`)),
       ok(await send('auditor', 'GET', `/audit/state/activity/${task.id}`)),
+      ok(await send('support', 'GET', `/customers/${customer}/export`)),
     ];
     for (const answer of shown) expect(JSON.stringify(answer)).not.toMatch(/Jan|0170/);
     expect(shown[0]).toMatchObject({ subject: 'Complaint call', body: '[erased]' });
