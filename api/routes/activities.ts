@@ -12,8 +12,7 @@ import type { Page, ReadModelQueries } from '../deps.ts';
 import { awaitReadModels, CommandAccepted, CommandHeaders, executeCommand, IdParams } from '../http.ts';
 import { ACTIVITY_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
-import { BooleanQuery, getRoute, PageQuery, PageSchema, sealedPage } from '../query-route.ts';
-import { ruleFor } from '../roles.ts';
+import { BooleanQuery, getRoute, PageQuery, PageSchema, readModels, rolesNote, sealedPage } from '../query-route.ts';
 
 const tags = ['activities'];
 
@@ -37,17 +36,6 @@ const LogActivityBody = z.strictObject({
   activityId: Id.optional().describe('Alias of `id`'),
 });
 
-const roles = (method: string, url: string): string => {
-  const rule = ruleFor(method, url);
-  return `Roles: ${rule.access === 'public' ? 'public' : rule.access.join(', ')}.`;
-};
-
-const readModels = (context: RouteContext): ReadModelQueries => {
-  const { queries } = context.deps;
-  if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
-  return queries;
-};
-
 /** `POST /customers/:id/activities`, `POST /deals/:id/activities`: a creation (201, Location /activities/:id) under its parent. */
 const logRoute = (app: FastifyInstance, context: RouteContext, url: string, parentField: 'customerId' | 'dealId', summary: string): void => {
   app.route({
@@ -56,7 +44,7 @@ const logRoute = (app: FastifyInstance, context: RouteContext, url: string, pare
     schema: {
       tags,
       summary,
-      description: `Kinds: note, call, meeting (past facts; \`occurredAt\` is when it happened, default now) and task (open until completed; \`dueAt\`, tasks only). \`body\` is personal data. ${roles('POST', url)}`,
+      description: `Kinds: note, call, meeting (past facts; \`occurredAt\` is when it happened, default now) and task (open until completed; \`dueAt\`, tasks only). \`body\` is personal data. ${rolesNote('POST', url)}`,
       params: IdParams,
       headers: CommandHeaders,
       body: LogActivityBody,
@@ -93,7 +81,7 @@ const parentListRoute = (
       schema: {
         tags,
         summary: `Activities of one ${parent}, newest first by default`,
-        description: roles('GET', url),
+        description: rolesNote('GET', url),
         params: IdParams,
         querystring: z.strictObject({ ...ActivityListFilters, ...PageQuery }),
         response: { 200: PageSchema, ...problemResponses(400, 401, 403, 404, 429, 503) },
@@ -153,7 +141,7 @@ export const activityRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
       schema: {
         tags,
         summary: 'Activities by assignee: `?assigneeId=me&open=true` are my open tasks, overdue first',
-        description: `\`assigneeId\` is a user id, or \`me\` for the user the API key belongs to (400 for a key of no user). ${roles('GET', '/activities')}`,
+        description: `\`assigneeId\` is a user id, or \`me\` for the user the API key belongs to (400 for a key of no user). ${rolesNote('GET', '/activities')}`,
         querystring: z.strictObject({
           ...ActivityListFilters,
           assigneeId: z.union([z.literal('me'), z.uuid()]).optional().describe('A user id, or `me`'),
