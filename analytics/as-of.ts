@@ -23,6 +23,7 @@ export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: numbe
       a = {
         customerId: id, purchases: null, refunds: 0, complaints: 0, complaintsOpen: 0, complaintsResolved: 0, resolutionSeconds: 0,
         responsesOpened: 0, responsesClicked: 0, responsesConverted: 0, responsesUnsubscribed: 0, dealsOpen: 0, dealsWon: 0, dealsLost: 0,
+        activities: 0, lastActivityDay: null,
       };
       result.set(id, a);
     }
@@ -47,6 +48,15 @@ export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: numbe
     else if (r.kind === 'clicked') a.responsesClicked = r.n;
     else if (r.kind === 'converted') a.responsesConverted = r.n;
     else if (r.kind === 'unsubscribed') a.responsesUnsubscribed = r.n;
+  }
+  const engagement = await sql<{ id: string; n: number; last_day: unknown }>`
+    SELECT customer_id::text AS id, sum(count)::int AS n, max(day) AS last_day FROM ${t('analytics_activity')}
+     WHERE kind = 'engagement' AND day <= ${cutoff}::date AND ${only} GROUP BY 1`.execute(db);
+  for (const r of engagement.rows) {
+    const a = result.get(r.id);
+    if (!a) continue;
+    a.activities = r.n;
+    a.lastActivityDay = dayOfDate(r.last_day);
   }
   const complaints = await sql<Record<string, unknown>>`
     SELECT customer_id::text AS id, count(*)::int AS complaints,

@@ -37,12 +37,13 @@ export async function mergeCustomers(trx: Transaction<any>, schema: string, prim
   const counters = [
     'orders', 'refunds', 'refund_value', 'complaints', 'complaints_open', 'complaints_resolved', 'resolution_seconds', 'feedback_count',
     'csat_count', 'csat_sum', 'nps_count', 'nps_sum', 'responses_sent', 'responses_opened', 'responses_clicked', 'responses_converted',
-    'responses_unsubscribed', 'deals_open', 'deals_won', 'deals_lost',
+    'responses_unsubscribed', 'deals_open', 'deals_won', 'deals_lost', 'activities',
   ];
   await sql`UPDATE ${t('analytics_customer')} p SET
       ${sql.join(counters.map((c) => sql`${sql.id(c)} = p.${sql.id(c)} + d.${sql.id(c)}`))},
       currency = coalesce(p.currency, d.currency),
       registered_at = least(p.registered_at, d.registered_at),
+      last_activity_day = greatest(p.last_activity_day, d.last_activity_day),
       last_event_at = greatest(p.last_event_at, d.last_event_at)
     FROM ${t('analytics_customer')} d WHERE p.customer_id = ${primaryId}::uuid AND d.customer_id = ${duplicateId}::uuid`.execute(trx);
   // The purchase summary from the merged days (first/last day, days, net value, first day's value).

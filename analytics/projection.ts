@@ -16,6 +16,7 @@ import { mergeCustomers } from './merge.ts';
 export const ANALYTICS_EVENT_TYPES = [
   'CustomerRegistered', 'CustomerMerged', 'PurchaseRecorded', 'PurchaseRefunded', 'FeedbackSubmitted', 'FeedbackResolved', 'FeedbackClosed',
   'FeedbackReopened', 'FeedbackRated', 'CampaignResponseRecorded', 'DealOpened', 'DealWon', 'DealLost', 'DealReopened',
+  'ActivityLogged',
 ] as const;
 
 const STATE_ID = 'observation';
@@ -55,6 +56,8 @@ export function aggregateFromRow(row: Row): CustomerAggregate {
     dealsOpen: num(row.deals_open),
     dealsWon: num(row.deals_won),
     dealsLost: num(row.deals_lost),
+    activities: num(row.activities),
+    lastActivityDay: row.last_activity_day === null || row.last_activity_day === undefined ? null : dayOfDate(row.last_activity_day),
   };
 }
 
@@ -83,7 +86,7 @@ const newCustomer = (customerId: string): Row => ({
   orders: 0, total_value: '0.0000', first_day_value: '0.0000', refunds: 0, refund_value: '0.0000', complaints: 0,
   complaints_open: 0, complaints_resolved: 0, resolution_seconds: 0, feedback_count: 0, csat_count: 0, csat_sum: 0, nps_count: 0,
   nps_sum: 0, responses_sent: 0, responses_opened: 0, responses_clicked: 0, responses_converted: 0, responses_unsubscribed: 0,
-  deals_open: 0, deals_won: 0, deals_lost: 0, last_event_at: null,
+  deals_open: 0, deals_won: 0, deals_lost: 0, last_event_at: null, activities: 0, last_activity_day: null,
 });
 
 class Tables {
@@ -311,6 +314,15 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
       await activity(d.customerId, d.kind);
       break;
     }
+    case 'ActivityLogged': {
+      // Staff engagement: every note, call, meeting or task logged on the customer (or their deal).
+      const d = event.data;
+      const c = await customer(d.customerId);
+      c.activities = num(c.activities) + 1;
+      if (!c.last_activity_day || day > dayOfDate(c.last_activity_day)) c.last_activity_day = isoDay;
+      await activity(d.customerId, 'engagement');
+      break;
+    }
     case 'DealOpened': {
       const d = event.data;
       if (await t.row(DEAL, d.dealId)) break;
@@ -392,6 +404,9 @@ async function preload(t: Tables, events: ProjectedEvent[]): Promise<void> {
       case 'CampaignResponseRecorded':
         want(ACTIVITY, `${d.customerId}|${day}|${String(d.kind)}`);
         break;
+      case 'ActivityLogged':
+        want(ACTIVITY, `${d.customerId}|${day}|engagement`);
+        break;
     }
   }
   await t.preload(FEEDBACK, keys.get(FEEDBACK) ?? []);
@@ -417,8 +432,8 @@ export interface AnalyticsProjectionOptions {
 export function createAnalyticsProjection(options: AnalyticsProjectionOptions = {}): Projection {
   return {
     name: 'analytics',
-    // 2: merges fold the duplicate into the primary.
-    version: 2,
+    // 2: merges fold the duplicate into the primary. 3: activities count as engagement.
+    version: 3,
     tables: AGGREGATE_TABLES,
     filter: { eventTypes: [...ANALYTICS_EVENT_TYPES] },
     async migrate(db: Kysely<any>, schema: string) {

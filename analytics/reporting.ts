@@ -23,7 +23,8 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
         c.deals_open, c.deals_won, c.deals_lost,
         CASE WHEN c.csat_count > 0 THEN c.csat_sum::float / c.csat_count END AS mean_csat,
         s.model_version, s.observation_end AS scored_at, s.frequency, s.recency, s.t, s.monetary, s.clv,
-        s.expected_purchases, s.p_alive, s.expected_spend, s.churn_score, s.r_score, s.f_score, s.m_score, s.segment, s.cluster
+        s.expected_purchases, s.p_alive, s.expected_spend, s.churn_score, s.r_score, s.f_score, s.m_score, s.segment, s.cluster,
+        c.activities, c.last_activity_day
       FROM ${r('analytics_customer')} c LEFT JOIN ${r('analytics_scores')} s USING (customer_id)`,
     `CREATE OR REPLACE VIEW ${v('analytics_revenue_monthly')} AS
       SELECT to_char(day, 'YYYY-MM') AS month, sum(purchases)::int AS purchases, sum(revenue) AS revenue,

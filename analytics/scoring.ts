@@ -43,6 +43,10 @@ export interface CustomerAggregate {
   dealsOpen: number;
   dealsWon: number;
   dealsLost: number;
+  /** Activities (notes, calls, meetings, tasks) logged on the customer or their deals. */
+  activities: number;
+  /** Calendar day of the latest one; null when there was none. */
+  lastActivityDay: number | null;
 }
 
 export const rfmValuesOf = (p: PurchaseSummary, day: number): RfmValues => ({
@@ -69,6 +73,9 @@ export function churnFeaturesOf(a: CustomerAggregate & { purchases: PurchaseSumm
     dealsOpen: a.dealsOpen,
     dealsWon: a.dealsWon,
     dealsLost: a.dealsLost,
+    activities: a.activities,
+    // Without any activity, the customer has gone without staff contact since they first bought.
+    daysSinceLastActivity: Math.max(0, day - (a.lastActivityDay ?? p.firstDay)),
   };
 }
 

@@ -17,9 +17,10 @@ export const CUSTOMER: TableSpec = {
     'customer_id', 'registered_at', 'currency', 'cohort', 'first_day', 'last_day', 'purchase_days', 'orders', 'total_value',
     'first_day_value', 'refunds', 'refund_value', 'complaints', 'complaints_open', 'complaints_resolved', 'resolution_seconds',
     'feedback_count', 'csat_count', 'csat_sum', 'nps_count', 'nps_sum', 'responses_sent', 'responses_opened', 'responses_clicked',
-    'responses_converted', 'responses_unsubscribed', 'deals_open', 'deals_won', 'deals_lost', 'last_event_at',
+    'responses_converted', 'responses_unsubscribed', 'deals_open', 'deals_won', 'deals_lost', 'last_event_at', 'activities',
+    'last_activity_day',
   ],
-  dateColumns: ['first_day', 'last_day'],
+  dateColumns: ['first_day', 'last_day', 'last_activity_day'],
 };
 
 /** Net purchase value per customer and calendar day (UTC): what RFM is computed from, at any cutoff. */
@@ -38,7 +39,10 @@ export const ORDER: TableSpec = {
   dateColumns: ['day'],
 };
 
-/** Dated activity counts per customer: refunds, complaints and campaign responses by kind (for as-of features). */
+/**
+ * Dated activity counts per customer: refunds, complaints, campaign responses by kind, and
+ * `engagement` (notes, calls, meetings and tasks logged by staff), for as-of features.
+ */
 export const ACTIVITY: TableSpec = {
   table: 'analytics_activity',
   key: 'activity_id',
@@ -125,8 +129,14 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
     deals_open integer NOT NULL DEFAULT 0,
     deals_won integer NOT NULL DEFAULT 0,
     deals_lost integer NOT NULL DEFAULT 0,
-    last_event_at timestamptz
+    last_event_at timestamptz,
+    activities integer NOT NULL DEFAULT 0,
+    last_activity_day date
   )`.execute(db);
+  // Engagement (activities) came with version 3 of the projection: tables made before gain the columns
+  // (the version bump then rebuilds them from the events).
+  await sql`ALTER TABLE ${t('analytics_customer')} ADD COLUMN IF NOT EXISTS activities integer NOT NULL DEFAULT 0`.execute(db);
+  await sql`ALTER TABLE ${t('analytics_customer')} ADD COLUMN IF NOT EXISTS last_activity_day date`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS analytics_customer_cohort_idx ON ${t('analytics_customer')} (cohort)`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_purchase_day')} (
     purchase_day_id text PRIMARY KEY,

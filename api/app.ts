@@ -34,6 +34,7 @@ import { campaignRoutes } from './routes/campaigns.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { dealRoutes } from './routes/deals.ts';
 import { feedbackRoutes } from './routes/feedback.ts';
+import { activityRoutes } from './routes/activities.ts';
 import { exportRoutes } from './routes/exports.ts';
 import { importRoutes } from './routes/imports.ts';
 import { opsRoutes } from './routes/ops.ts';
@@ -227,6 +228,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await app.register(dealRoutes, context);
   await app.register(campaignRoutes, context);
   await app.register(feedbackRoutes, context);
+  await app.register(activityRoutes, context);
   // Written by the analytics and audit engineers; they get the same context as ours.
   if (resolved.imports) await app.register(importRoutes, { ...context, imports: resolved.imports, maxBytes: resolved.importMaxBytes ?? 1024 ** 3 });
   await app.register(analyticsRoutes, context);

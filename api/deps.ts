@@ -68,7 +68,7 @@ export interface Page<T = Record<string, unknown>> {
   nextCursor: string | null;
 }
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback';
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity';
 export type ReadRecord = Record<string, unknown>;
 
 /**
@@ -88,6 +88,11 @@ export interface ReadModelQueries {
   getCampaign(id: string): Promise<ReadRecord | undefined>;
   listFeedback(query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page>;
   getFeedback(id: string, scope?: ReadScope | null): Promise<ReadRecord | undefined>;
+  /** Activities (projections/queries/activities.ts); the per-parent lists answer undefined for an unknown (or invisible) parent. */
+  listActivities(query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page>;
+  customerActivities(id: string, query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page | undefined>;
+  dealActivities(id: string, query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page | undefined>;
+  getActivity(id: string, scope?: ReadScope | null): Promise<ReadRecord | undefined>;
 }
 
 /**

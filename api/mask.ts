@@ -7,6 +7,8 @@ export const MASKED = '[masked]';
 // `company` too: a sole trader's business name is their name.
 export const CUSTOMER_PERSONAL_FIELDS = ['name', 'email', 'phone', 'company'] as const;
 export const FEEDBACK_PERSONAL_FIELDS = ['subject', 'body'] as const;
+/** What was said or is to be done: about the customer. */
+export const ACTIVITY_PERSONAL_FIELDS = ['body'] as const;
 
 /** Deep copy of `value` with every non-null value under one of `fields` replaced by MASKED. */
 export const maskFields = <T>(value: T, fields: readonly string[]): T => {

@@ -91,6 +91,17 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /feedback', access: ALL, summary: 'list feedback' },
   { route: 'GET /feedback/export', access: ALL, summary: 'every feedback item as CSV or NDJSON (masked for analysts)' },
   { route: 'GET /feedback/:id', access: ALL, summary: 'one feedback item' },
+  // Activities: every role that works with customers logs notes, calls, meetings and tasks on them;
+  // on deals, those who may change deals. Whoever may log may correct and complete (there are no
+  // per-user records here); analysts read them with the body masked.
+  { route: 'POST /customers/:id/activities', access: WRITE_CUSTOMERS, summary: 'log a note, call, meeting or task on a customer' },
+  { route: 'POST /deals/:id/activities', access: SALES, summary: 'log a note, call, meeting or task on a deal' },
+  { route: 'PATCH /activities/:id', access: WRITE_CUSTOMERS, summary: 'change subject, body, due time or assignee', ifMatch: 'required' },
+  { route: 'POST /activities/:id/complete', access: WRITE_CUSTOMERS, summary: 'complete a task', ifMatch: 'optional' },
+  { route: 'GET /customers/:id/activities', access: ALL, summary: "a customer's activities (body masked for analysts)" },
+  { route: 'GET /deals/:id/activities', access: ALL, summary: "a deal's activities (body masked for analysts)" },
+  { route: 'GET /activities', access: ALL, summary: 'activities by assignee; ?assigneeId=me&open=true: my open tasks, overdue first' },
+  { route: 'GET /activities/:id', access: ALL, summary: 'one activity (also ?asOf=)' },
   // Bulk import (api/routes/imports.ts): each kind also checks the roles of its command.
   { route: 'POST /imports', access: WRITE_CUSTOMERS, summary: 'import a CSV or NDJSON file (the roles of the matching command)' },
   { route: 'GET /imports/:id', access: WRITE_CUSTOMERS, summary: "progress and bad-row report of one's own import" },

@@ -33,6 +33,8 @@ const KIND_ALIASES: Record<string, RecordKind> = {
   campaign: 'campaign',
   campaigns: 'campaign',
   feedback: 'feedback',
+  activity: 'activity',
+  activities: 'activity',
 };
 
 export const parseRecordKind = (kind: string): RecordKind => {

@@ -5,6 +5,8 @@ import { ERASED } from '../domain/shared.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
 import type { CampaignView } from '../projections/queries/campaigns.ts';
 import type { DealView } from '../projections/queries/deals.ts';
+import type { ActivityView } from '../projections/queries/activities.ts';
+import { changesOf } from '../domain/activity/events.ts';
 
 /**
  * Records as they stood, folded in memory from decoded events. The fields follow the read-model
@@ -15,7 +17,7 @@ import type { DealView } from '../projections/queries/deals.ts';
  * stream's own history and are absent here.
  */
 
-export const RECORD_KINDS = ['customer', 'deal', 'campaign', 'feedback'] as const;
+export const RECORD_KINDS = ['customer', 'deal', 'campaign', 'feedback', 'activity'] as const;
 export type RecordKind = (typeof RECORD_KINDS)[number];
 
 export interface CustomerRecord {
@@ -79,7 +81,13 @@ export interface FeedbackRecord {
   updatedAt: string;
 }
 
-export type AnyRecord = CustomerRecord | DealRecord | CampaignRecord | FeedbackRecord;
+/**
+ * The activity view's fields (projections/queries/activities.ts) but `overdue` (the clock at query
+ * time), `loggedBy` (metadata, shown in the stream's history) and `revision` (reported beside the record).
+ */
+export type ActivityRecord = Omit<ActivityView, 'overdue' | 'loggedBy' | 'revision' | 'body'> & { body: unknown };
+
+export type AnyRecord = CustomerRecord | DealRecord | CampaignRecord | FeedbackRecord | ActivityRecord;
 
 type Folder<R> = (record: R | null, event: CrmEvent, at: string) => R | null;
 
@@ -410,11 +418,31 @@ const feedbackFold: Folder<FeedbackRecord> = (record, event, at) => {
   }
 };
 
+const activityFold: Folder<ActivityRecord> = (record, event, at) => {
+  if (event.type === 'ActivityLogged') {
+    const { activityId, ...logged } = event.data;
+    return { id: activityId, ...logged, occurredAt: at, completedAt: null, open: logged.kind === 'task', updatedAt: at };
+  }
+  if (!record) return record;
+  const r: ActivityRecord = { ...record, updatedAt: at };
+  switch (event.type) {
+    case 'ActivityChanged':
+      return { ...r, ...changesOf(event.data) };
+    case 'ActivityCompleted':
+      r.completedAt = at;
+      r.open = false;
+      return r;
+    default:
+      return r;
+  }
+};
+
 const folders: { [K in RecordKind]: Folder<AnyRecord> } = {
   customer: customerFold as Folder<AnyRecord>,
   deal: dealFold as Folder<AnyRecord>,
   campaign: campaignFold as Folder<AnyRecord>,
   feedback: feedbackFold as Folder<AnyRecord>,
+  activity: activityFold as Folder<AnyRecord>,
 };
 
 /**

@@ -35,7 +35,7 @@ export interface SubjectAccessExport {
 }
 
 /** Event types that open a stream belonging to the customer named in them. */
-const OWNED_STREAM_OPENERS = ['DealOpened', 'FeedbackSubmitted'];
+const OWNED_STREAM_OPENERS = ['DealOpened', 'FeedbackSubmitted', 'ActivityLogged'];
 /** Data fields through which an event names a customer. */
 const CUSTOMER_FIELDS = ['customerId', 'duplicateId', 'primaryId'];
 

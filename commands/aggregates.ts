@@ -7,6 +7,8 @@ import { dealDecider, type DealState } from '../domain/deal/decider.ts';
 import { DealStreamPrefix } from '../domain/deal/events.ts';
 import { createFeedbackDecider, type FeedbackState } from '../domain/feedback/decider.ts';
 import { FeedbackStreamPrefix } from '../domain/feedback/events.ts';
+import { activityDecider, type ActivityState } from '../domain/activity/decider.ts';
+import { ActivityStreamPrefix } from '../domain/activity/events.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { teamDecider, type TeamState } from '../domain/team/decider.ts';
 import { TeamStreamPrefix } from '../domain/team/events.ts';
@@ -24,6 +26,7 @@ export interface AggregateStates {
   feedback: FeedbackState;
   team: TeamState;
   user: UserState;
+  activity: ActivityState;
 }
 
 /** The fold side of a decider, erased to what loading needs. */
@@ -40,6 +43,7 @@ export const streamPrefixes: Record<AggregateKind, string> = {
   feedback: FeedbackStreamPrefix,
   team: TeamStreamPrefix,
   user: UserStreamPrefix,
+  activity: ActivityStreamPrefix,
 };
 
 export const streamOf = (kind: AggregateKind, id: string): string => `${streamPrefixes[kind]}${id}`;
@@ -53,6 +57,7 @@ export const aggregateFolders = (sla: SlaPolicy = defaultSlaPolicy): { [K in Agg
     feedback: { prefix: FeedbackStreamPrefix, initialState: feedback.initialState, evolve: feedback.evolve as Folder<FeedbackState>['evolve'] },
     team: { prefix: TeamStreamPrefix, initialState: teamDecider.initialState, evolve: teamDecider.evolve as Folder<TeamState>['evolve'] },
     user: { prefix: UserStreamPrefix, initialState: userDecider.initialState, evolve: userDecider.evolve as Folder<UserState>['evolve'] },
+    activity: { prefix: ActivityStreamPrefix, initialState: activityDecider.initialState, evolve: activityDecider.evolve as Folder<ActivityState>['evolve'] },
   };
 };
 

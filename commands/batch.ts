@@ -50,8 +50,11 @@ export interface BatchCommandDeps {
   maxAttempts?: number;
 }
 
-/** Commands a batch refuses: they touch two streams or delete keys, which only the one-at-a-time handler does. */
-const NOT_IN_BATCH = new Set(['MergeCustomer', 'ForgetCustomer']);
+/**
+ * Commands a batch refuses: they touch two streams or delete keys, or (activities) read a parent
+ * deal and customer first, which only the one-at-a-time handler does.
+ */
+const NOT_IN_BATCH = new Set(['MergeCustomer', 'ForgetCustomer', 'LogActivity', 'ChangeActivity', 'CompleteActivity']);
 
 interface Working {
   kind: AggregateKind;

@@ -14,6 +14,7 @@ import { createStreamQueue, type StreamQueue, type StreamQueueOptions } from './
 import { withEmailClaim } from './email-uniqueness.ts';
 import { commandTargets } from './schemas.ts';
 import { notFound, ruleViolated } from '../domain/errors.ts';
+import { resolveActivityParent } from './activity-parent.ts';
 import { eventIdFor } from './ids.ts';
 import { userSnapshot } from '../domain/user/decider.ts';
 import { createDecide, fillDerivedIds, needsCustomerSnapshot, needsKnownTeams, needsOwnerSnapshot, prepareCommand, protectForCommand, type DomainEventList, type PreparedCommand } from './prepare.ts';
@@ -136,6 +137,19 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     const { kind, id, command } = prepared;
     const referenced = typeof command.customerId === 'string' && kind !== 'customer' ? command.customerId : undefined;
     const creates = commandTargets[prepared.type].creates;
+    const dealVisible = async (dealId: string) => {
+      const { state } = await load('deal', dealId);
+      return state.exists && (owns(state.ownerId) || (state.customerId !== null && (await customerVisible(state.customerId))));
+    };
+    if (prepared.type === 'LogActivity') {
+      // Logged under its parent's path: a parent outside the scope answers as a missing one would (404).
+      if (typeof command.dealId === 'string') {
+        if (!(await dealVisible(command.dealId))) throw notFound('deal.not_found', `Deal ${command.dealId} does not exist`, 'dealId', { dealId: command.dealId });
+      } else if (referenced !== undefined && !(await customerVisible(referenced))) {
+        throw notFound('customer.not_found', `Customer ${referenced} does not exist`, 'customerId', { customerId: referenced });
+      }
+      return;
+    }
     if (creates && referenced !== undefined && !(await customerVisible(referenced)))
       throw ruleViolated('customer.not_found', `Customer ${referenced} does not exist`, 'customerId', { customerId: referenced });
     if (creates) return;
@@ -146,8 +160,13 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       if (!visible && prepared.type === 'MergeCustomer' && (await customerVisible(id)))
         throw ruleViolated('customer.not_found', `Customer ${String(command.duplicateId)} does not exist`, 'duplicateId');
     } else if (kind === 'deal') {
-      const { state } = await load('deal', id);
-      visible = state.exists && (owns(state.ownerId) || (state.customerId !== null && (await customerVisible(state.customerId))));
+      visible = await dealVisible(id);
+    } else if (kind === 'activity') {
+      // As the read side: assigned to the scope, or on a customer or deal of the scope.
+      const { state } = await load('activity', id);
+      visible =
+        state.exists &&
+        (owns(state.assigneeId) || (state.customerId !== null && (await customerVisible(state.customerId))) || (state.dealId !== null && (await dealVisible(state.dealId))));
     } else if (kind === 'feedback') {
       const { state } = await load('feedback', id);
       visible = state.exists && (owns(state.assigneeId) || (state.customerId !== null && (await customerVisible(state.customerId))));
@@ -295,6 +314,13 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         fillDerivedIds(prepared, ctx.actor.userId);
         await fillReferences(prepared);
         if (needsCustomerSnapshot(type)) command.customer = await customerOf(command.customerId as string);
+        if (prepared.kind === 'activity') {
+          await resolveActivityParent(prepared, {
+            customer: async (customerId) => (await load('customer', customerId)).state,
+            deal: async (dealId) => (await load('deal', dealId)).state,
+            activity: async (activityId) => (await load('activity', activityId)).state,
+          });
+        }
     }
     return run(prepared.kind, id, ctx, metadata, command);
   };

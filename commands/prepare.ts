@@ -6,6 +6,7 @@ import { customerDecider } from '../domain/customer/decider.ts';
 import { dealDecider } from '../domain/deal/decider.ts';
 import { invalidState } from '../domain/errors.ts';
 import { createFeedbackDecider } from '../domain/feedback/decider.ts';
+import { activityDecider } from '../domain/activity/decider.ts';
 import type { SlaPolicy } from '../domain/feedback/sla.ts';
 import { teamDecider } from '../domain/team/decider.ts';
 import { userDecider } from '../domain/user/decider.ts';
@@ -113,6 +114,8 @@ export const createDecide = (sla: SlaPolicy) => {
         return teamDecider.decide(command as never, state as never);
       case 'user':
         return userDecider.decide(command as never, state as never);
+      case 'activity':
+        return activityDecider.decide(command as never, state as never);
     }
   };
 };

@@ -5,6 +5,7 @@ import { dealCommandSchemas } from '../domain/deal/commands.ts';
 import { feedbackCommandSchemas } from '../domain/feedback/commands.ts';
 import { teamCommandSchemas } from '../domain/team/commands.ts';
 import { userCommandSchemas } from '../domain/user/commands.ts';
+import { activityCommandSchemas } from '../domain/activity/commands.ts';
 
 /**
  * One strict zod schema per command, keyed by command type. Path ids are fields of the payload
@@ -17,6 +18,7 @@ export const commandSchemas = {
   ...feedbackCommandSchemas,
   ...teamCommandSchemas,
   ...userCommandSchemas,
+  ...activityCommandSchemas,
 } as const;
 
 export type CommandType = keyof typeof commandSchemas;
@@ -27,7 +29,7 @@ export const isCommandType = (type: unknown): type is CommandType => typeof type
 export type CrmCommand = { [K in CommandType]: { type: K } & z.input<(typeof commandSchemas)[K]> }[CommandType];
 export type CommandPayload<K extends CommandType> = z.infer<(typeof commandSchemas)[K]>;
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'team' | 'user';
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity' | 'team' | 'user';
 
 /** Which aggregate each command addresses, and the payload field naming it. */
 export const commandTargets: Record<CommandType, { kind: AggregateKind; idField: string; creates: boolean }> = {
@@ -69,4 +71,7 @@ export const commandTargets: Record<CommandType, { kind: AggregateKind; idField:
   RenameTeam: { kind: 'team', idField: 'teamId', creates: false },
   RegisterUser: { kind: 'user', idField: 'userId', creates: true },
   ChangeUser: { kind: 'user', idField: 'userId', creates: false },
+  LogActivity: { kind: 'activity', idField: 'activityId', creates: true },
+  ChangeActivity: { kind: 'activity', idField: 'activityId', creates: false },
+  CompleteActivity: { kind: 'activity', idField: 'activityId', creates: false },
 };

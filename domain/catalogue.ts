@@ -5,6 +5,7 @@ import { campaignEventSchemas, type CampaignEvent } from './campaign/events.ts';
 import { feedbackEventSchemas, type FeedbackEvent } from './feedback/events.ts';
 import { teamEventSchemas, type TeamEvent } from './team/events.ts';
 import { userEventSchemas, type UserEvent } from './user/events.ts';
+import { activityEventSchemas, type ActivityEvent } from './activity/events.ts';
 
 /**
  * The event catalogue: every event type the CRM records, its current schema and version,
@@ -18,10 +19,11 @@ export const eventSchemas = {
   ...feedbackEventSchemas,
   ...teamEventSchemas,
   ...userEventSchemas,
+  ...activityEventSchemas,
 } as const;
 
 export type CrmEventType = keyof typeof eventSchemas;
-export type CrmEvent = CustomerEvent | DealEvent | CampaignEvent | FeedbackEvent | TeamEvent | UserEvent;
+export type CrmEvent = CustomerEvent | DealEvent | CampaignEvent | FeedbackEvent | TeamEvent | UserEvent | ActivityEvent;
 export type EventOfType<T extends CrmEventType> = Extract<CrmEvent, { type: T }>;
 
 export const isCrmEventType = (type: string): type is CrmEventType => Object.hasOwn(eventSchemas, type);
@@ -42,6 +44,9 @@ export const personalFields: Partial<Record<CrmEventType, { subject: string; fie
   FeedbackSubmitted: { subject: 'customerId', fields: ['subject', 'body'] },
   // Staff replies quote the customer; forgetting the customer erases them too.
   FeedbackResponded: { subject: 'customerId', fields: ['message'] },
+  // An activity's body (what was said, what to do) is about the customer, on a deal too (the deal's customer).
+  ActivityLogged: { subject: 'customerId', fields: ['body'] },
+  ActivityChanged: { subject: 'customerId', fields: ['body'] },
 };
 
 type Upcaster = (data: unknown) => unknown;

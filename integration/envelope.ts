@@ -14,7 +14,7 @@ export type SubscriberRole = 'admin' | 'sales' | 'marketing' | 'support' | 'anal
 /** What a personal field reads as for subscribers whose role may not see personal data. */
 export const MASKED = '[masked]';
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'user' | 'team';
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity' | 'user' | 'team';
 
 export interface IntegrationEvent {
   /** The event id (UUID): receivers dedupe by it (it is also the `webhook-id` and the `Nats-Msg-Id`). */
@@ -47,6 +47,7 @@ const feedback = (summary: string, personal: readonly string[] = []): PublicType
 /** Staff and teams (administration): who could see what, when. A user's name and email are masked for analysts. */
 const user = (summary: string, personal: readonly string[] = []): PublicType => ({ kind: 'user', version: 1, summary, personal });
 const team = (summary: string): PublicType => ({ kind: 'team', version: 1, summary, personal: [] });
+const activity = (summary: string, personal: readonly string[] = []): PublicType => ({ kind: 'activity', version: 1, summary, personal });
 
 /** Every public type: the per-type mapping and its documentation (README, OpenAPI). */
 export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
@@ -100,6 +101,9 @@ export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
   UserLeftTeam: user('A user left a team.'),
   UserDeactivated: user("A user was deactivated (their keys stop working)."),
   UserReactivated: user('A user was reactivated.'),
+  ActivityLogged: activity('A note, call, meeting or task was logged on a customer or a deal.', ['body']),
+  ActivityChanged: activity("An activity's subject, body, due time or assignee changed.", ['body']),
+  ActivityCompleted: activity('A task was completed.'),
 };
 
 export const PUBLIC_EVENT_TYPE_NAMES = Object.keys(PUBLIC_EVENT_TYPES) as CrmEventType[];

@@ -15,6 +15,7 @@ import type { Projection } from './projection.ts';
 export const PERSONAL_COLUMNS: Readonly<Record<string, readonly string[]>> = {
   customers: ['name', 'email', 'email_search', 'phone', 'company'],
   feedback: ['subject'],
+  activities: ['body'],
 };
 
 const COPIES_TABLE = 'read_model_copies';

@@ -192,6 +192,29 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       COALESCE(resolution_breached, false) OR (status IN ('open', 'in_progress') AND now() > resolution_due_at) AS resolution_breached,
       escalation_count, reopen_count, csat, nps FROM ${q(s, 'feedback')} WHERE ${scopeCondition.feedback(s, r)}`,
   },
+  {
+    name: 'activities',
+    projection: 'activities',
+    description: 'One row per note, call, meeting or task on a customer or a deal, with open and overdue flags for tasks (no body: personal data).',
+    columns: [
+      ['activity_id', 'Activity id'],
+      ['customer_id', "Customer id (a deal's activity: the deal's customer)"],
+      ['deal_id', 'Deal id when logged on a deal'],
+      ['kind', 'note | call | meeting | task'],
+      ['subject', 'Subject (short label)'],
+      ['assignee_id', 'Assignee (user id)'],
+      ['occurred_at', 'Business time: when the note, call or meeting happened, when the task was set'],
+      ['due_at', 'Due time (tasks only)'],
+      ['completed_at', 'Business time the task was completed'],
+      ['is_open', 'A task not completed yet'],
+      ['is_overdue', 'An open task past its due time, at query time'],
+      ['logged_by', 'User id of who logged it'],
+      ['updated_at', 'Business time of the last event applied'],
+    ],
+    select: (s) => `SELECT activity_id, customer_id, deal_id, kind, subject, assignee_id, occurred_at, due_at, completed_at,
+      kind = 'task' AND completed_at IS NULL AS is_open, kind = 'task' AND completed_at IS NULL AND COALESCE(now() > due_at, false) AS is_overdue,
+      logged_by, last_event_at AS updated_at FROM ${q(s, 'activities')}`,
+  },
 ];
 
 /** Always present: the projections' health, for dashboards. */

@@ -27,6 +27,10 @@ export interface ChurnFeatures {
   dealsOpen: number;
   dealsWon: number;
   dealsLost: number;
+  /** Activities (notes, calls, meetings, tasks) logged on the customer or their deals: staff engagement. */
+  activities: number;
+  /** Days from the latest activity (or, without any, from the first purchase) to the cutoff. */
+  daysSinceLastActivity: number;
 }
 
 export const CHURN_FEATURES = [
@@ -45,6 +49,8 @@ export const CHURN_FEATURES = [
   'dealsOpen',
   'dealsWon',
   'dealsLost',
+  'activities',
+  'daysSinceLastActivity',
 ] as const satisfies readonly (keyof ChurnFeatures)[];
 
 export const featureVector = (f: ChurnFeatures): number[] => CHURN_FEATURES.map((k) => f[k]);
@@ -63,8 +69,9 @@ export interface ChurnModel {
   logistic: LogisticModel;
 }
 
+/** Scores with the model's own feature list, so a model stored before a feature was added still scores. */
 export const churnScore = (model: ChurnModel, features: ChurnFeatures): number =>
-  predictLogistic(model.logistic, standardise(model.standardiser, featureVector(features)));
+  predictLogistic(model.logistic, standardise(model.standardiser, model.featureNames.map((k) => features[k as keyof ChurnFeatures] ?? 0)));
 
 export interface ClassifierMetrics {
   auc: number;

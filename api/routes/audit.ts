@@ -265,7 +265,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
         tags,
         summary: 'A record as it stood at an instant, folded from its events, with the revision it reflects',
         description: '`asOf` is record time: what the CRM knew then (a back-dated event recorded later is not included). Defaults to now.',
-        params: z.strictObject({ kind: z.enum(['customer', 'customers', 'deal', 'deals', 'campaign', 'campaigns', 'feedback']), id: z.uuid() }),
+        params: z.strictObject({ kind: z.enum(['customer', 'customers', 'deal', 'deals', 'campaign', 'campaigns', 'feedback', 'activity', 'activities']), id: z.uuid() }),
         querystring: z.strictObject({ asOf: IsoDateTime.optional() }),
         response: { 200: z.looseObject({}), ...errors },
       },

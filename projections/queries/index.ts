@@ -1,3 +1,4 @@
+import { customerActivities, dealActivities, getActivity, listActivities } from './activities.ts';
 import { getCampaign, listCampaigns } from './campaigns.ts';
 import { customerTimeline, getCustomer, listCustomers } from './customers.ts';
 import { getDeal, listDeals, pipeline } from './deals.ts';
@@ -6,6 +7,7 @@ import { getFeedback, listFeedback } from './feedback.ts';
 import type { ReadModelSource } from './page.ts';
 import type { ReadScope } from './scope.ts';
 
+export * from './activities.ts';
 export * from './campaigns.ts';
 export * from './customers.ts';
 export * from './deals.ts';
@@ -31,5 +33,9 @@ export function createReadModelQueries(source: ReadModelSource) {
     getCampaign: (id: string) => getCampaign(source, id),
     listFeedback: (query: Record<string, unknown> = {}, scope?: ReadScope | null) => listFeedback(source, query, scope),
     getFeedback: (id: string, scope?: ReadScope | null) => getFeedback(source, id, scope),
+    listActivities: (query: Record<string, unknown> = {}, scope?: ReadScope | null) => listActivities(source, query, scope),
+    customerActivities: (id: string, query: Record<string, unknown> = {}, scope?: ReadScope | null) => customerActivities(source, id, query, scope),
+    dealActivities: (id: string, query: Record<string, unknown> = {}, scope?: ReadScope | null) => dealActivities(source, id, query, scope),
+    getActivity: (id: string, scope?: ReadScope | null) => getActivity(source, id, scope),
   };
 }

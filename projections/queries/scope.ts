@@ -33,6 +33,14 @@ export const feedbackInScope = (source: ReadModelSource, scope: ReadScope): RawB
   sql`(t.assignee_id = ANY(${ownersText(scope)}) OR t.customer_id = ANY(${ownedCustomers(source, scope)}))`;
 
 /**
+ * Activities of the scope: assigned to one of its users, on a customer one of them owns, or on a deal
+ * one of them owns (an activity follows the record it was logged on, and reaches whoever must act on it).
+ */
+export const activityInScope = (source: ReadModelSource, scope: ReadScope): RawBuilder<unknown> =>
+  sql`(t.assignee_id = ANY(${ownersUuid(scope)}) OR t.customer_id = ANY(${ownedCustomers(source, scope)})
+    OR t.deal_id = ANY(ARRAY(SELECT d.deal_id FROM ${sql.id(source.schema, 'deals')} d WHERE d.owner_id = ANY(${ownersText(scope)}))))`;
+
+/**
  * Up to this many owners, a list reads the scope's rows first (through the owner indexes) and orders
  * them after; beyond, it lets PostgreSQL walk the sort index and filter. A team of a few people owns
  * a small share of the rows, which the planner under-rates on a sort-index walk (it scanned 5,000

@@ -1,4 +1,5 @@
 import type { Projection } from '../projection.ts';
+import { activitiesProjection } from './activities.ts';
 import { campaignsProjection } from './campaigns.ts';
 import { customersProjection } from './customers.ts';
 import { dealsProjection } from './deals.ts';
@@ -6,7 +7,7 @@ import { feedbackProjection } from './feedback.ts';
 import { timelineProjection } from './timeline.ts';
 import { usersProjection } from './users.ts';
 
-export { campaignsProjection, customersProjection, dealsProjection, feedbackProjection, timelineProjection, usersProjection };
+export { activitiesProjection, campaignsProjection, customersProjection, dealsProjection, feedbackProjection, timelineProjection, usersProjection };
 
 /** The CRM's read models, in the order they are applied. Analytics projections are added by the composition root. */
 export const readModelProjections = (): Projection[] => [
@@ -16,4 +17,5 @@ export const readModelProjections = (): Projection[] => [
   campaignsProjection,
   feedbackProjection,
   usersProjection,
+  activitiesProjection,
 ];

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { changesOf } from '../../domain/activity/events.ts';
 import type { CrmEvent } from '../../domain/catalogue.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
@@ -8,8 +9,8 @@ import { ensureSchema, insertRows, RowSet, type Row, type TableSpec } from './ro
 /**
  * `customer_timeline`: every event about a customer (their own, and the deal, feedback and campaign
  * events that name them) as a readable entry. Summaries hold no personal data and no free text, so
- * forgetting a customer leaves no plaintext behind here.
- * `timeline_subjects`: which customer each deal and feedback item belongs to.
+ * forgetting a customer leaves no plaintext behind here (an activity shows its kind, never its subject or body).
+ * `timeline_subjects`: which customer each deal, feedback item and activity belongs to.
  */
 export const TIMELINE: TableSpec = {
   table: 'customer_timeline',
@@ -117,6 +118,16 @@ export function summarize(event: CrmEvent): string {
       return `Feedback ${event.data.feedbackId} closed`;
     case 'FeedbackRated':
       return `Feedback ${event.data.feedbackId} rated CSAT ${event.data.csat}/5`;
+    case 'ActivityLogged': {
+      const d = event.data;
+      const what = `${d.kind[0]!.toUpperCase()}${d.kind.slice(1)} ${d.activityId} logged${d.dealId ? ` on deal ${d.dealId}` : ''}`;
+      return `${what}${d.dueAt ? `, due ${d.dueAt}` : ''}${d.assigneeId ? `, assigned to ${d.assigneeId}` : ''}`;
+    }
+    case 'ActivityChanged': {
+      return `Activity ${event.data.activityId} changed: ${Object.keys(changesOf(event.data)).join(', ')}`;
+    }
+    case 'ActivityCompleted':
+      return `Task ${event.data.activityId} completed`;
     case 'CampaignResponseRecorded':
       return `Campaign ${event.data.campaignId} response: ${event.data.kind}${
         event.data.revenue !== null ? ` (revenue ${money(event.data.revenue, event.data.currency ?? '')})`.replace(' )', ')') : ''
@@ -126,17 +137,26 @@ export function summarize(event: CrmEvent): string {
   }
 }
 
-/** The deal or feedback id an event is about, for events that do not name the customer. */
+/** The deal, feedback or activity id an event is about, for events that do not name the customer. */
 const subjectOf = (event: CrmEvent): string | undefined => {
   const data = event.data as Record<string, unknown>;
+  if (typeof data.activityId === 'string') return data.activityId;
   if (typeof data.dealId === 'string') return data.dealId;
   if (typeof data.feedbackId === 'string') return data.feedbackId;
   return undefined;
 };
 
+const isActivity = (event: CrmEvent): boolean => event.type.startsWith('Activity');
+
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const subjects = new RowSet(trx, schema, TIMELINE_SUBJECTS);
-  await subjects.load(events.filter((e) => !('customerId' in (e.event.data as object))).map((e) => subjectOf(e.event)).filter((s): s is string => !!s));
+  // An activity names its customer, but follows its subject row too: after a merge it belongs to the primary.
+  await subjects.load(
+    events
+      .filter((e) => !('customerId' in (e.event.data as object)) || isActivity(e.event))
+      .map((e) => subjectOf(e.event))
+      .filter((s): s is string => !!s),
+  );
   const entries: Row[] = [];
   for (const e of events) {
     const { event } = e;
@@ -144,11 +164,11 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
     const data = event.data as Record<string, unknown>;
     let customerId = typeof data.customerId === 'string' ? data.customerId : undefined;
     const subject = subjectOf(event);
-    if (event.type === 'DealOpened' || event.type === 'FeedbackSubmitted') {
+    if (event.type === 'DealOpened' || event.type === 'FeedbackSubmitted' || event.type === 'ActivityLogged') {
       subjects.put({ subject_id: subject, customer_id: customerId });
-    } else if (!customerId && subject) {
+    } else if ((!customerId || isActivity(event)) && subject) {
       const row = subjects.get(subject);
-      customerId = row ? String(row.customer_id) : undefined;
+      customerId = row ? String(row.customer_id) : customerId;
     }
     if (!customerId) continue;
     const entry: Row = {
@@ -195,7 +215,7 @@ export const timelineProjection: Projection = {
   // 2: a primary's timeline includes its merged duplicates' history.
   version: 2,
   tables: ['customer_timeline', 'timeline_subjects'],
-  filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-', 'campaign-'] },
+  filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-', 'campaign-', 'activity-'] },
   migrate,
   apply,
   reportingViews: viewsOf('customer_timeline'),

@@ -95,6 +95,9 @@ export function simulateChurnExamples(n: number, seed: number): ChurnExample[] {
       dealsOpen: random.next() < 0.2 ? 1 : 0,
       dealsWon: random.next() < 0.1 ? 1 : 0,
       dealsLost: random.next() < 0.1 ? 1 : 0,
+      // Noise the truth below ignores, drawn without the generator so the other draws stay as they were.
+      activities: i % 4,
+      daysSinceLastActivity: (i * 37) % 200,
     };
     const z = -1 + 0.02 * features.daysSinceLastPurchase - 0.3 * features.frequency + 0.5 * features.complaints + 1.5 * features.unsubscribes;
     return { customerId: `c-${seed}-${i}`, features, churned: random.next() < sigmoid(z) ? 1 : 0 };

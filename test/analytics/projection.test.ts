@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createAnalyticsProjection, aggregateFromRow } from '../../analytics/projection.ts';
 import { saveModel } from '../../analytics/model-store.ts';
-import { scoreCustomer, type ModelParams } from '../../analytics/scoring.ts';
+import { churnFeaturesOf, scoreCustomer, type ModelParams } from '../../analytics/scoring.ts';
+import { aggregatesAsOf } from '../../analytics/as-of.ts';
 import { rfmOf, summarisePurchases } from '../../analytics/models/rfm.ts';
 import { dayOf } from '../../analytics/models/time.ts';
 import { CHURN_FEATURES } from '../../analytics/models/churn.ts';
@@ -171,6 +172,65 @@ describe('analytics projection', () => {
     for (const [table, order] of [['analytics_customer', 'customer_id'], ['analytics_purchase_day', 'purchase_day_id'], ['analytics_activity', 'activity_id'],
       ['analytics_feedback', 'feedback_id'], ['analytics_state', 'id']] as const) {
       expect(await rowsOf(split, table, order)).toEqual(await rowsOf(one, table, order));
+    }
+  });
+});
+
+describe('activities as engagement', () => {
+  it("count for the customer they were logged on (or their deal's), and change the engaged customer's churn features only", async () => {
+    const schema = `${schemas.read}_engaged`;
+    const engaged = randomUUID();
+    const quiet = randomUUID();
+    const dealId = randomUUID();
+    const logged = (customerId: string, at: string, extra: Record<string, unknown> = {}) =>
+      projected(
+        { type: 'ActivityLogged', data: { activityId: randomUUID(), customerId, dealId: null, kind: 'call', subject: 's', body: 'b', dueAt: null, assigneeId: null, ...extra } },
+        at,
+      );
+    const history = [
+      registered(engaged, '2024-01-01T09:00:00Z'),
+      registered(quiet, '2024-01-01T09:00:00Z'),
+      purchase(engaged, 'e1', 100, '2024-01-10T10:00:00Z'),
+      purchase(quiet, 'q1', 100, '2024-01-10T10:00:00Z'),
+      logged(engaged, '2024-02-01T10:00:00Z'),
+      logged(engaged, '2024-02-01T15:00:00Z', { kind: 'note' }),
+      logged(engaged, '2024-03-01T10:00:00Z', { kind: 'task', dealId, dueAt: '2024-03-08T10:00:00Z' }),
+    ];
+    try {
+      await run(schema, [history.slice(0, 5), history.slice(5)]);
+      const rows = await rowsOf(schema, 'analytics_customer', 'customer_id');
+      const row = (id: string) => aggregateFromRow(rows.find((r) => r.customer_id === id)!);
+      expect(row(engaged)).toMatchObject({ activities: 3, lastActivityDay: dayOf('2024-03-01T00:00:00Z') });
+      expect(row(quiet)).toMatchObject({ activities: 0, lastActivityDay: null });
+
+      // Live features on 2024-04-01: the engaged customer was last contacted a month ago; the quiet one never (since the first purchase).
+      const day = dayOf('2024-04-01T00:00:00Z');
+      const features = (id: string) => {
+        const a = row(id);
+        return churnFeaturesOf({ ...a, purchases: a.purchases! }, day);
+      };
+      expect(features(engaged)).toMatchObject({ activities: 3, daysSinceLastActivity: 31 });
+      expect(features(quiet)).toMatchObject({ activities: 0, daysSinceLastActivity: 82 });
+      // Everything else is the same for the two customers.
+      const { activities: _a, daysSinceLastActivity: _d, ...engagedRest } = features(engaged);
+      const { activities: _b, daysSinceLastActivity: _e, ...quietRest } = features(quiet);
+      expect(engagedRest).toEqual(quietRest);
+
+      // As of a day (what fitting sees): only activities up to and including it.
+      const asOf = await aggregatesAsOf(db, schema, dayOf('2024-02-15T00:00:00Z'));
+      expect(asOf.get(engaged)).toMatchObject({ activities: 2, lastActivityDay: dayOf('2024-02-01T00:00:00Z') });
+      expect(asOf.get(quiet)).toMatchObject({ activities: 0, lastActivityDay: null });
+      const now = await aggregatesAsOf(db, schema, day, engaged);
+      expect(now.get(engaged)).toMatchObject({ activities: 3, lastActivityDay: dayOf('2024-03-01T00:00:00Z') });
+
+      // BI tools see the same counts.
+      await createAnalyticsReportingViews(db, { readSchema: schema, reportingSchema: `${schema}_rv` });
+      const view = await sql.raw(`SELECT customer_id::text AS id, activities, to_char(last_activity_day, 'YYYY-MM-DD') AS last
+        FROM "${schema}_rv".analytics_customers ORDER BY activities`).execute(db);
+      expect(view.rows).toEqual([{ id: quiet, activities: 0, last: null }, { id: engaged, activities: 3, last: '2024-03-01' }]);
+    } finally {
+      await sql`DROP SCHEMA IF EXISTS ${sql.id(`${schema}_rv`)} CASCADE`.execute(db);
+      await sql`DROP SCHEMA IF EXISTS ${sql.id(schema)} CASCADE`.execute(db);
     }
   });
 });

@@ -165,7 +165,7 @@ describe('analytics routes', () => {
     for (const p of upTo) byDay.set(p.day, (byDay.get(p.day) ?? 0) + p.amount);
     const days = [...byDay.keys()].sort((a, b) => a - b);
     const summary = { firstDay: days[0]!, lastDay: days.at(-1)!, purchaseDays: days.length, totalValue: upTo.reduce((s, p) => s + p.amount, 0), firstDayValue: byDay.get(days[0]!)! };
-    const none = { refunds: 0, complaints: 0, complaintsOpen: 0, complaintsResolved: 0, resolutionSeconds: 0, responsesOpened: 0, responsesClicked: 0, responsesConverted: 0, responsesUnsubscribed: 0, dealsOpen: 0, dealsWon: 0, dealsLost: 0 };
+    const none = { refunds: 0, complaints: 0, complaintsOpen: 0, complaintsResolved: 0, resolutionSeconds: 0, responsesOpened: 0, responsesClicked: 0, responsesConverted: 0, responsesUnsubscribed: 0, dealsOpen: 0, dealsWon: 0, dealsLost: 0, activities: 0, lastActivityDay: null };
     const expected = scoreCustomer(model, { customerId: id, purchases: summary, ...none }, day)!;
 
     const response = await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${asOf}`, headers: auth('analyst') });

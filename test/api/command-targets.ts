@@ -4,6 +4,7 @@ import { campaignCommandSchemas } from '../../domain/campaign/commands.ts';
 import { customerCommandSchemas } from '../../domain/customer/commands.ts';
 import { dealCommandSchemas } from '../../domain/deal/commands.ts';
 import { feedbackCommandSchemas } from '../../domain/feedback/commands.ts';
+import { activityCommandSchemas } from '../../domain/activity/commands.ts';
 import { ruleFor, type Role } from '../../api/roles.ts';
 
 export type Payload = z.ZodObject<z.ZodRawShape>;
@@ -21,6 +22,7 @@ const c = customerCommandSchemas;
 const d = dealCommandSchemas;
 const k = campaignCommandSchemas;
 const f = feedbackCommandSchemas;
+const a = activityCommandSchemas;
 /** Every command route, with a valid body whose references point at `customerId()`. */
 export const commandTargets = (customerId: () => string): Target[] => [
   { method: 'POST', url: '/customers', payload: c.RegisterCustomer, idField: 'customerId', valid: () => ({ name: 'A', email: 'a@example.com' }) },
@@ -66,6 +68,11 @@ export const commandTargets = (customerId: () => string): Target[] => [
   { method: 'POST', url: '/feedback/:id/reopen', payload: f.ReopenFeedback, idField: 'feedbackId', valid: () => ({}) },
   { method: 'POST', url: '/feedback/:id/close', payload: f.CloseFeedback, idField: 'feedbackId', valid: () => ({}) },
   { method: 'POST', url: '/feedback/:id/rating', payload: f.RateFeedback, idField: 'feedbackId', valid: () => ({ csat: 4 }) },
+  // The parent (customerId, dealId) is the path: sent in the body it is an unknown field, named as such.
+  { method: 'POST', url: '/customers/:id/activities', payload: a.LogActivity, idField: 'activityId', valid: () => ({ kind: 'task', subject: 's', body: 'b', dueAt: '2026-01-01T00:00:00Z' }) },
+  { method: 'POST', url: '/deals/:id/activities', payload: a.LogActivity, idField: 'activityId', valid: () => ({ kind: 'note', subject: 's', body: 'b' }) },
+  { method: 'PATCH', url: '/activities/:id', payload: a.ChangeActivity, idField: 'activityId', valid: () => ({ subject: 's2', body: 'b2', dueAt: '2026-02-01T00:00:00Z' }) },
+  { method: 'POST', url: '/activities/:id/complete', payload: a.CompleteActivity, idField: 'activityId', valid: () => ({}) },
 ];
 
 /** A role the route admits (admin where it may). */

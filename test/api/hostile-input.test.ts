@@ -17,7 +17,7 @@ import { eventCount, expectReady, json, projectionsSettled, startApi, type ApiHa
  * accepted one and /ready is ready at the end.
  */
 let h: ApiHarness;
-const ids = { customer: '', customer2: '', deal: '', deal2: '', campaign: '', campaign2: '', feedback: '', feedback2: '' };
+const ids = { customer: '', customer2: '', deal: '', deal2: '', campaign: '', campaign2: '', feedback: '', feedback2: '', activity: '' };
 
 const send = (role: Role | null, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: unknown, headers: Record<string, string> = {}) =>
   h.app.inject({ method, url, headers: { ...(role ? h.auth(role) : {}), ...headers }, ...(payload === undefined ? {} : { payload: payload as object }) });
@@ -30,7 +30,7 @@ const accepted = async (res: LightMyRequestResponse): Promise<{ id: string; posi
 /** The stream revision, so a route that requires If-Match reaches validation with a current one. */
 const revisionOf = async (kind: string, id: string): Promise<number> => (await h.store.readStream(`${kind}-${id}`)).length - 1;
 
-const kindOf = (url: string) => ({ customers: 'customer', deals: 'deal', campaigns: 'campaign', feedback: 'feedback' })[url.split('/')[1]!]!;
+const kindOf = (url: string) => ({ customers: 'customer', deals: 'deal', campaigns: 'campaign', feedback: 'feedback', activities: 'activity' })[url.split('/')[1]!]!;
 
 /** Sends a command to a real record of its kind, with If-Match where the route requires it. */
 const command = async (t: Target, body: unknown): Promise<LightMyRequestResponse> => {
@@ -66,6 +66,8 @@ beforeAll(async () => {
   for (const key of ['feedback', 'feedback2'] as const) {
     ids[key] = (await accepted(await send('support', 'POST', '/feedback', { customerId: ids.customer, kind: 'question', channel: 'web', subject: key, body: 'b' }))).id;
   }
+  ids.activity = (await accepted(await send('sales', 'POST', `/customers/${ids.customer}/activities`, { kind: 'task', subject: 'Call back', body: 'b' }))).id;
+  await accepted(await send('sales', 'POST', `/deals/${ids.deal}/activities`, { kind: 'call', subject: 'Intro', body: 'b' }));
   await projectionsSettled(h);
 });
 afterAll(async () => h?.close());
@@ -93,6 +95,9 @@ describe('texts PostgreSQL cannot store', () => {
         nested.push([at('/campaigns'), { ...at('/campaigns').valid(), targetSegment: { [list]: [text] } }, `targetSegment.${list}.0`]);
       }
       nested.push([at('/campaigns'), { ...at('/campaigns').valid(), schedule: { startsAt: text } }, 'schedule.startsAt']);
+      // The client-chosen id of an activity, under both names.
+      nested.push([at('/customers/:id/activities'), { ...at('/customers/:id/activities').valid(), id: text }, 'id']);
+      nested.push([at('/customers/:id/activities'), { ...at('/customers/:id/activities').valid(), activityId: text }, 'activityId']);
     }
     for (const [t, body, field] of nested) {
       expectRefused(await command(t, body), field, `${t.url} ${JSON.stringify(body)}`);
@@ -132,6 +137,15 @@ describe('business times', () => {
         await send('marketing', 'POST', '/campaigns', { name: 'c', channel: 'email', budget: 1, currency: 'EUR', schedule: { startsAt: '2026-01-01T00:00:00Z', endsAt: occurredAt } }),
         'schedule.endsAt',
         `campaign ending ${occurredAt}`,
+      );
+    }
+    for (const dueAt of ['0000-01-01T00:00:00Z', '1899-12-31T23:59:59.999Z', '2201-01-01T00:00:00Z']) {
+      expectRefused(await send('sales', 'POST', `/customers/${ids.customer}/activities`, { kind: 'task', subject: 's', dueAt }), 'dueAt', `task due ${dueAt}`);
+      expectRefused(await send('sales', 'POST', `/customers/${ids.customer}/activities`, { kind: 'call', subject: 's', occurredAt: dueAt }), 'occurredAt', `call at ${dueAt}`);
+      expectRefused(
+        await send('sales', 'PATCH', `/activities/${ids.activity}`, { dueAt }, { 'if-match': `"${await revisionOf('activity', ids.activity)}"` }),
+        'dueAt',
+        `task moved to ${dueAt}`,
       );
     }
     for (const day of ['0000-01-01', '1899-12-31', '2201-01-01']) {
@@ -196,6 +210,9 @@ describe('query strings', () => {
       ['/deals?ownerId=%00', 'ownerId'],
       ['/deals/pipeline?ownerId=%00', 'ownerId'],
       ['/feedback?assigneeId=%C0%80', 'assigneeId'],
+      ['/activities?assigneeId=%00', 'assigneeId'],
+      ['/activities?assigneeId=bob', 'assigneeId'],
+      [`/customers/${ids.customer}/activities?kind=%ED%A0%80`, 'kind'],
       ['/audit/events?actor=%00', 'actor'],
       ['/audit/events?actor=a%ED%B0%80', 'actor'],
       ['/audit/events?type=Customer%00Registered', 'type'],
@@ -231,6 +248,7 @@ describe('list cursors', () => {
     '/deals': ['expectedCloseDate', 'amount', 'updatedAt', 'createdAt'],
     '/feedback': ['submittedAt', 'resolutionDueAt', 'priority'],
     '/campaigns': ['name', 'createdAt', 'roi', 'revenue'],
+    '/activities': ['occurredAt', 'dueAt'],
   };
   const oldStyle = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
   const forgeries = (genuine: string, key: string): string[] => {

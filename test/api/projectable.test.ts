@@ -70,6 +70,14 @@ const scenario = fc.record({
   comment: text('RateFeedback', 'comment', 200),
   reopenReason: text('ReopenFeedback', 'reason', 200),
   deactivation: text('DeactivateCustomer', 'reason', 200),
+  activityKind: fc.constantFrom('note', 'call', 'meeting', 'task'),
+  activitySubject: text('LogActivity', 'subject'),
+  activityBody: text('LogActivity', 'body', 500),
+  dealNoteBody: text('LogActivity', 'body', 500),
+  changedSubject: text('ChangeActivity', 'subject'),
+  changedBody: text('ChangeActivity', 'body', 500),
+  activityAt: pastInstant,
+  dueAt: instant,
 });
 type Scenario = typeof scenario extends fc.Arbitrary<infer T> ? T : never;
 
@@ -131,6 +139,16 @@ const run = async (x: Scenario): Promise<void> => {
   await accept('POST', '/feedback/:id/resolve', feedback.id, { resolution: x.resolution });
   await accept('POST', '/feedback/:id/rating', feedback.id, { csat: 4, comment: x.comment });
   await accept('POST', '/feedback/:id/reopen', feedback.id, { reason: x.reopenReason });
+  const activity = await accept('POST', '/customers/:id/activities', c, {
+    kind: x.activityKind,
+    subject: x.activitySubject,
+    body: x.activityBody,
+    occurredAt: x.activityAt,
+    ...(x.activityKind === 'task' ? { dueAt: x.dueAt } : {}),
+  });
+  await accept('PATCH', '/activities/:id', activity.id, { subject: x.changedSubject, body: x.changedBody });
+  if (x.activityKind === 'task') await accept('POST', '/activities/:id/complete', activity.id, {});
+  await accept('POST', '/deals/:id/activities', deal.id, { kind: 'note', subject: x.activitySubject, body: x.dealNoteBody });
   const last = await accept('POST', '/customers/:id/deactivate', c, { reason: x.deactivation });
 
   await projectionsSettled(h);
@@ -142,6 +160,10 @@ const run = async (x: Scenario): Promise<void> => {
   expect(dealRead).toMatchObject({ title: x.dealTitle.trim(), ownerId: x.newOwner.trim() });
   const feedbackRead = json(await h.app.inject({ method: 'GET', url: `/feedback/${feedback.id}`, headers: h.auth('admin') }));
   expect(feedbackRead).toMatchObject({ subject: x.subject.trim(), assigneeId: x.assignee.trim() });
+  const activityRead = json(await h.app.inject({ method: 'GET', url: `/activities/${activity.id}`, headers: h.auth('admin') }));
+  expect(activityRead).toMatchObject({ subject: x.changedSubject.trim(), body: x.changedBody, kind: x.activityKind, open: false });
+  const dealActivities = json(await h.app.inject({ method: 'GET', url: `/deals/${deal.id}/activities`, headers: h.auth('admin') }));
+  expect(dealActivities.items).toMatchObject([{ body: x.dealNoteBody, customerId: c }]);
 };
 
 describe('accepted means projectable', () => {

@@ -15,6 +15,7 @@ const customerId = randomUUID();
 const dealId = randomUUID();
 const campaignId = randomUUID();
 const feedbackId = randomUUID();
+const activityId = randomUUID();
 const day = (n: number) => new Date(Date.UTC(2026, 0, n, 10)).toISOString();
 
 beforeAll(async () => {
@@ -67,6 +68,11 @@ beforeAll(async () => {
   await h.record(f, 'FeedbackResolved', { feedbackId, resolution: 'Replaced' }, { occurredAt: day(5) });
   await h.record(f, 'FeedbackReopened', { feedbackId, reason: null, resolutionDueAt: day(9) }, { occurredAt: day(6) });
   await h.record(f, 'FeedbackRated', { feedbackId, csat: 4, comment: null }, { occurredAt: day(6) });
+  const a = `activity-${activityId}`;
+  const assignee = randomUUID();
+  await h.record(a, 'ActivityLogged', { activityId, customerId, dealId, kind: 'task', subject: 'Quote', body: 'Three options', dueAt: day(9), assigneeId: null }, { occurredAt: day(3) });
+  await h.record(a, 'ActivityChanged', { activityId, customerId, body: 'Two options', assigneeId: assignee }, { occurredAt: day(4) });
+  await h.record(a, 'ActivityCompleted', { activityId, customerId }, { occurredAt: day(8) });
   await projectAll(h, projections);
 });
 
@@ -97,6 +103,7 @@ describe('as-of records read like the live views', () => {
     ['deal', () => dealId, (id: string) => queries().getDeal(id), 8],
     ['campaign', () => campaignId, (id: string) => queries().getCampaign(id), 10],
     ['feedback', () => feedbackId, (id: string) => queries().getFeedback(id), 10],
+    ['activity', () => activityId, (id: string) => queries().getActivity(id), 12],
   ] as const;
   for (const [kind, id, fetch, minShared] of cases) {
     it(`${kind}`, async () => {

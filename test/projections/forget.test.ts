@@ -23,6 +23,7 @@ afterAll(async () => {
   await h?.close();
 });
 
+const q0 = () => createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
 const project = () => catchUp({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: h.codec });
 
 /**
@@ -39,7 +40,12 @@ describe('forgetting a customer the read models already show', () => {
     await h.run({ type: 'RecordPurchase', customerId, orderId: 'd-1', amount: 42, currency: 'EUR' });
     await h.run({ type: 'SubmitFeedback', feedbackId, customerId, kind: 'complaint', channel: 'email', subject: 'Dora cannot log in', body: 'Call Dora on +49 30 123456', priority: 'normal', csat: null, nps: null });
     await h.run({ type: 'OpenDeal', dealId, customerId, title: 'Dora renewal', amount: 100, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2026-06-30' });
+    const callId = randomUUID();
+    const taskId = randomUUID();
+    await h.run({ type: 'LogActivity', activityId: callId, customerId, kind: 'call', subject: 'Support call', body: 'Dora Plain rang from +49 30 123456' });
+    await h.run({ type: 'LogActivity', activityId: taskId, dealId, kind: 'task', subject: 'Send the renewal quote', body: 'Mail dora@plain.example', dueAt: '2026-06-01T09:00:00Z' });
     await project();
+    expect(await q0().getActivity(taskId)).toMatchObject({ body: 'Mail dora@plain.example', customerId, dealId });
 
     const q = createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
     // Precondition: the plaintext really is in the read models now.
@@ -59,5 +65,8 @@ describe('forgetting a customer the read models already show', () => {
     await project();
     expect(await q.getCustomer(customerId)).toMatchObject({ name: '[erased]', email: '[erased]', phone: '[erased]', status: 'forgotten' });
     expect((await dump()).filter((row) => plaintext.test(row))).toEqual([]);
+    // Activities keep what is not personal: kind, subject, due time; the body reads erased.
+    expect(await q.getActivity(callId)).toMatchObject({ kind: 'call', subject: 'Support call', body: '[erased]' });
+    expect(await q.getActivity(taskId)).toMatchObject({ kind: 'task', subject: 'Send the renewal quote', body: '[erased]', dueAt: '2026-06-01T09:00:00.000Z', open: true });
   });
 });

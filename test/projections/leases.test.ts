@@ -130,10 +130,10 @@ describe('projection leases', () => {
     const b = await startWorker(schema, 'worker-b');
     let bStopped = false;
     try {
-      // a releases the excess once it sees b alive; b claims it: ceil(5 / 2) and the rest.
-      await eventually(() => a.leases.heldNames().length + b.leases.heldNames().length === names.length && b.leases.heldNames().length >= 2, 'the split');
+      // a releases the excess once it sees b alive; b claims it: ceil(6 / 2) and the rest.
+      await eventually(() => a.leases.heldNames().length + b.leases.heldNames().length === names.length && b.leases.heldNames().length >= 3, 'the split');
       const held = [a.leases.heldNames(), b.leases.heldNames()].map((l) => l.length).sort();
-      expect(held).toEqual([2, 3]);
+      expect(held).toEqual([3, 3]);
       expect(a.leases.heldNames().filter((n) => b.leases.owns(n))).toEqual([]);
       const holders = await readLeaseHolders(h.database.db, schema);
       for (const n of names) expect(holders.get(n)?.owner).toBe(a.leases.owns(n) ? 'worker-a' : 'worker-b');

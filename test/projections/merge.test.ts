@@ -19,6 +19,8 @@ const primary = randomUUID();
 const duplicate = randomUUID();
 const deal = randomUUID();
 const feedback = randomUUID();
+const task = randomUUID();
+const dealNote = randomUUID();
 
 beforeAll(async () => {
   h = await createHarness('merge_read_models');
@@ -34,7 +36,11 @@ beforeAll(async () => {
   await run({ type: 'RefundPurchase', customerId: duplicate, orderId: 'd-1', refundId: 'r-1', amount: 10.25, currency: 'EUR' });
   await run({ type: 'OpenDeal', dealId: deal, customerId: duplicate, title: 'Compiler', amount: 900, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2026-06-30' });
   await run({ type: 'SubmitFeedback', feedbackId: feedback, customerId: duplicate, kind: 'question', channel: 'email', subject: 'Manual', body: 'Where is it?' });
+  await run({ type: 'LogActivity', activityId: task, customerId: duplicate, kind: 'task', subject: 'Send the manual' });
   await run({ type: 'MergeCustomer', customerId: primary, duplicateId: duplicate });
+  // After the merge: the duplicate's task is completed, and a note is logged on its deal (it goes to the primary).
+  await run({ type: 'CompleteActivity', activityId: task });
+  await run({ type: 'LogActivity', activityId: dealNote, dealId: deal, kind: 'note', subject: 'Signed' });
   // After the merge: the duplicate's deal is won and its feedback resolved.
   await run({ type: 'WinDeal', dealId: deal });
   await run({ type: 'ResolveFeedback', feedbackId: feedback, resolution: 'Sent the manual' });
@@ -70,6 +76,15 @@ describe('a merge in the read models', () => {
     expect(types.filter((t) => t === 'PurchaseRecorded')).toHaveLength(3);
     expect(types).toEqual(expect.arrayContaining(['PurchaseRefunded', 'DealOpened', 'FeedbackSubmitted', 'CustomerMerged', 'DealWon', 'FeedbackResolved']));
     expect(timeline!.items.filter((e) => e.type === 'CustomerRegistered')).toHaveLength(2);
+    // The duplicate's task, its completion after the merge, and the note on the duplicate's deal.
+    expect(timeline!.items.filter((e) => e.stream === `activity-${task}`).map((e) => e.type)).toEqual(['ActivityLogged', 'ActivityCompleted']);
+    expect(timeline!.items.filter((e) => e.stream === `activity-${dealNote}`).map((e) => e.type)).toEqual(['ActivityLogged']);
+  });
+
+  it("logs an activity on a merged duplicate's deal for the primary", async () => {
+    expect(await q.getActivity(dealNote)).toMatchObject({ customerId: primary, dealId: deal });
+    expect((await q.customerActivities(primary))!.items.map((a) => a.id)).toContain(dealNote);
+    expect(await q.getActivity(task)).toMatchObject({ customerId: duplicate, open: false });
   });
 
   it('shows the same figures in the reporting view', async () => {

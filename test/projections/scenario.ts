@@ -14,6 +14,9 @@ export interface ScenarioIds {
   feedbackLifecycle: string;
   feedbackLate: string;
   feedbackOfCarol: string;
+  callWithAlice: string;
+  taskOnDeal: string;
+  noteOfCarol: string;
 }
 
 /**
@@ -36,6 +39,9 @@ export async function runScenario(h: Harness, prefix = ''): Promise<ScenarioIds>
     feedbackLifecycle: randomUUID(),
     feedbackLate: randomUUID(),
     feedbackOfCarol: randomUUID(),
+    callWithAlice: randomUUID(),
+    taskOnDeal: randomUUID(),
+    noteOfCarol: randomUUID(),
   };
   const { run } = h;
   await run({ type: 'RegisterCustomer', customerId: ids.alice, name: `${prefix}Alice Archer`, email: `${prefix}Alice@Example.com`, phone: '+44 20 1234', company: 'Archer Ltd', tags: ['vip'], source: 'web', marketingConsent: false });
@@ -98,6 +104,13 @@ export async function runScenario(h: Harness, prefix = ''): Promise<ScenarioIds>
   await run({ type: 'SubmitFeedback', feedbackId: ids.feedbackLate, customerId: ids.alice, kind: 'question', channel: 'chat', subject: 'Opening hours', body: '?', priority: 'urgent' }, at('2026-02-05T09:00:00Z'));
   await run({ type: 'RespondToFeedback', feedbackId: ids.feedbackLate, message: 'Sorry for the wait' }, at('2026-02-05T12:00:00Z'));
   await run({ type: 'SubmitFeedback', feedbackId: ids.feedbackOfCarol, customerId: ids.carol, kind: 'request', channel: 'web', subject: 'Carol wants a callback', body: 'call me' }, at('2026-02-06T09:00:00Z'));
+
+  // Activities: a call with Alice, a task on her won deal changed and completed, a note on Carol's deal before she is forgotten.
+  await run({ type: 'LogActivity', activityId: ids.callWithAlice, customerId: ids.alice, kind: 'call', subject: 'Renewal call', body: 'Alice asked for an invoice per site' }, at('2026-02-07T09:00:00Z'));
+  await run({ type: 'LogActivity', activityId: ids.taskOnDeal, dealId: ids.dealWon, kind: 'task', subject: 'Send licence keys', body: 'Two sites', dueAt: '2026-02-10T17:00:00Z', assigneeId: '0b8f7a52-5a43-4d8c-9a57-3e3b6f0f2c11' }, at('2026-02-07T10:00:00Z'));
+  await run({ type: 'ChangeActivity', activityId: ids.taskOnDeal, body: 'Three sites', dueAt: '2026-02-12T17:00:00Z' }, at('2026-02-08T10:00:00Z'));
+  await run({ type: 'CompleteActivity', activityId: ids.taskOnDeal }, at('2026-02-11T10:00:00Z'));
+  await run({ type: 'LogActivity', activityId: ids.noteOfCarol, dealId: ids.dealOpen, kind: 'note', subject: 'Pilot scope', body: 'Carol needs it by March' }, at('2026-02-07T11:00:00Z'));
   await run({ type: 'ForgetCustomer', customerId: ids.carol });
   return ids;
 }

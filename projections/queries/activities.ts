@@ -1,0 +1,105 @@
+import { sql } from 'kysely';
+import { activityInScope, customerInScope, dealInScope, listScope, scoped, type ReadScope } from './scope.ts';
+import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
+
+export type ActivityView = {
+  id: string;
+  customerId: string;
+  dealId: string | null;
+  kind: 'note' | 'call' | 'meeting' | 'task';
+  subject: string;
+  /** Personal data: '[erased]' once the customer is forgotten. */
+  body: string | null;
+  dueAt: string | null;
+  assigneeId: string | null;
+  /** Business time: when the note, call or meeting happened; when the task was set. */
+  occurredAt: string;
+  completedAt: string | null;
+  /** A task not completed yet. */
+  open: boolean;
+  /** An open task past its due time, at query time. */
+  overdue: boolean;
+  loggedBy: string;
+  revision: number;
+  updatedAt: string;
+};
+
+export interface ActivityListQuery {
+  kind?: string;
+  /** Open tasks (true), or everything else (false). */
+  open?: boolean;
+  assigneeId?: string;
+  /** occurredAt | dueAt, `-` for descending. Default: `dueAt` for open tasks (overdue first), else `-occurredAt`. */
+  sort?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+const OPEN = sql`(t.kind = 'task' AND t.completed_at IS NULL)`;
+/** The only place the clock is read. */
+const OVERDUE_COLUMN = [sql`(${OPEN} AND COALESCE(now() > t.due_at, false)) AS overdue_now`];
+
+const sorts: Record<string, SortSpec> = {
+  occurredAt: { expr: sql`t.occurred_at`, type: 'timestamptz' },
+  // Ascending: overdue tasks (the earliest due times) first; tasks without a due time last.
+  dueAt: { expr: sql`COALESCE(t.due_at, 'infinity'::timestamptz)`, type: 'timestamptz' },
+};
+
+/** The order a list answers in when the caller names none; part of what a cursor is valid for. */
+export const activitySort = (query: ActivityListQuery): string => query.sort ?? (query.open === true ? 'dueAt' : '-occurredAt');
+
+const toActivityView = (r: Record<string, any>): ActivityView => ({
+  id: r.activity_id,
+  customerId: r.customer_id,
+  dealId: r.deal_id ?? null,
+  kind: r.kind,
+  subject: r.subject,
+  body: r.body ?? null,
+  dueAt: iso(r.due_at),
+  assigneeId: r.assignee_id ?? null,
+  occurredAt: iso(r.occurred_at)!,
+  completedAt: iso(r.completed_at),
+  open: r.kind === 'task' && r.completed_at === null,
+  overdue: r.overdue_now === true,
+  loggedBy: r.logged_by,
+  revision: Number(r.revision),
+  updatedAt: iso(r.last_event_at)!,
+});
+
+const list = (source: ReadModelSource, where: ReturnType<typeof sql>[], query: ActivityListQuery, scope: ReadScope | null | undefined): Promise<Page<ActivityView>> => {
+  const filters = [...where];
+  if (query.kind) filters.push(sql`t.kind = ${query.kind}`);
+  if (query.open === true) filters.push(OPEN);
+  if (query.open === false) filters.push(sql`NOT ${OPEN}`);
+  if (query.assigneeId) filters.push(sql`t.assignee_id = ${uuidOf(query.assigneeId)}`);
+  return listOf(
+    { source, table: 'activities', key: 'activity_id', extra: OVERDUE_COLUMN, where: filters, ...listScope(scope, (s) => activityInScope(source, s)), sorts, defaultSort: '-occurredAt' },
+    { ...query, sort: activitySort(query) },
+    toActivityView,
+  );
+};
+
+/** `GET /activities`: by assignee, open tasks, kind. */
+export const listActivities = (source: ReadModelSource, query: ActivityListQuery = {}, scope?: ReadScope | null): Promise<Page<ActivityView>> =>
+  list(source, [], query, scope);
+
+/**
+ * `GET /customers/:id/activities`; undefined when the customer is unknown or outside the scope. A
+ * visible customer shows all of its activities (its owner sees what colleagues logged on it).
+ */
+export async function customerActivities(source: ReadModelSource, customerId: string, query: ActivityListQuery = {}, scope?: ReadScope | null): Promise<Page<ActivityView> | undefined> {
+  if (!(await rowById(source, 'customers', 'customer_id', customerId, [], scoped(scope, customerInScope)))) return undefined;
+  return list(source, [sql`t.customer_id = ${uuidOf(customerId)}`], query, null);
+}
+
+/** `GET /deals/:id/activities`; undefined when the deal is unknown or outside the scope. */
+export async function dealActivities(source: ReadModelSource, dealId: string, query: ActivityListQuery = {}, scope?: ReadScope | null): Promise<Page<ActivityView> | undefined> {
+  if (!(await rowById(source, 'deals', 'deal_id', dealId, [], scoped(scope, (s) => dealInScope(source, s))))) return undefined;
+  return list(source, [sql`t.deal_id = ${uuidOf(dealId)}`], query, null);
+}
+
+/** `GET /activities/:id`; undefined when unknown or outside the scope. */
+export async function getActivity(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<ActivityView | undefined> {
+  const row = await rowById(source, 'activities', 'activity_id', id, OVERDUE_COLUMN, scoped(scope, (s) => activityInScope(source, s)));
+  return row ? toActivityView(row) : undefined;
+}

@@ -1,0 +1,132 @@
+import { sql, type Kysely } from 'kysely';
+import { changesOf, type ActivityChanges } from '../../domain/activity/events.ts';
+import { ERASED } from '../../domain/shared.ts';
+import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
+import { viewsOf } from '../reporting.ts';
+import { idsOf, occurredAt } from './common.ts';
+import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
+
+/**
+ * `activities`: one row per note, call, meeting or task, on a customer (and, when logged on a deal,
+ * that deal). `body` is personal data: it reads '[erased]' once the customer is forgotten. A task is
+ * open while `kind = 'task' AND completed_at IS NULL`; overdue is decided at query time (`now() > due_at`).
+ */
+export const ACTIVITIES: TableSpec = {
+  table: 'activities',
+  key: 'activity_id',
+  columns: [
+    'activity_id',
+    'customer_id',
+    'deal_id',
+    'kind',
+    'subject',
+    'body',
+    'due_at',
+    'assignee_id',
+    'occurred_at',
+    'completed_at',
+    'logged_by',
+    'revision',
+    'last_event_at',
+  ],
+  keyType: 'uuid',
+};
+
+async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+  await ensureSchema(db, schema);
+  const t = sql.id(schema, 'activities');
+  await sql`CREATE TABLE IF NOT EXISTS ${t} (
+    activity_id uuid PRIMARY KEY,
+    customer_id uuid NOT NULL,
+    deal_id uuid,
+    kind text NOT NULL CHECK (kind IN ('note', 'call', 'meeting', 'task')),
+    subject text NOT NULL,
+    body text,
+    due_at timestamptz,
+    assignee_id uuid,
+    occurred_at timestamptz NOT NULL,
+    completed_at timestamptz,
+    logged_by text NOT NULL,
+    revision integer NOT NULL,
+    last_event_at timestamptz NOT NULL
+  ) WITH (fillfactor = 90)`.execute(db);
+  // The three lists (projections/queries/activities.ts), each in its order with the id as tie-breaker.
+  await sql`CREATE INDEX IF NOT EXISTS activities_customer_idx ON ${t} (customer_id, occurred_at, activity_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS activities_deal_idx ON ${t} (deal_id, occurred_at, activity_id) WHERE deal_id IS NOT NULL`.execute(db);
+  // GET /activities without a parent: newest first, all or per assignee.
+  await sql`CREATE INDEX IF NOT EXISTS activities_occurred_idx ON ${t} (occurred_at, activity_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS activities_assignee_idx ON ${t} (assignee_id, occurred_at, activity_id) WHERE assignee_id IS NOT NULL`.execute(db);
+  // Open tasks per assignee, soonest due first (so overdue first); tasks without a due time last.
+  await sql`CREATE INDEX IF NOT EXISTS activities_open_tasks_idx ON ${t} (assignee_id, (COALESCE(due_at, 'infinity'::timestamptz)), activity_id)
+    WHERE kind = 'task' AND completed_at IS NULL`.execute(db);
+}
+
+const COLUMN_OF: Record<keyof ActivityChanges, string> = { subject: 'subject', body: 'body', dueAt: 'due_at', assigneeId: 'assignee_id' };
+
+async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
+  const activities = new RowSet(trx, schema, ACTIVITIES);
+  await activities.load(idsOf(events, 'activityId'));
+  const forgotten: string[] = [];
+  for (const e of events) {
+    const { event } = e;
+    const at = occurredAt(e);
+    switch (event.type) {
+      case 'CustomerForgotten': {
+        forgotten.push(event.data.customerId);
+        for (const row of activities.find((r) => r.customer_id === event.data.customerId && r.body !== null)) {
+          row.body = ERASED;
+          activities.touch(String(row.activity_id));
+        }
+        continue;
+      }
+      case 'ActivityLogged': {
+        const d = event.data;
+        activities.put({
+          activity_id: d.activityId,
+          customer_id: d.customerId,
+          deal_id: d.dealId,
+          kind: d.kind,
+          subject: d.subject,
+          body: d.body,
+          due_at: d.dueAt,
+          assignee_id: d.assigneeId,
+          occurred_at: at,
+          completed_at: null,
+          logged_by: e.metadata.actor.userId,
+          revision: e.revision,
+          last_event_at: at,
+        });
+        continue;
+      }
+      case 'ActivityChanged':
+      case 'ActivityCompleted': {
+        const row = activities.get(event.data.activityId);
+        if (!row) continue;
+        if (event.type === 'ActivityCompleted') row.completed_at = at;
+        else for (const [field, value] of Object.entries(changesOf(event.data))) row[COLUMN_OF[field as keyof ActivityChanges]] = value;
+        row.revision = e.revision;
+        row.last_event_at = at;
+        activities.touch(event.data.activityId);
+        continue;
+      }
+      default:
+        continue;
+    }
+  }
+  await activities.flush();
+  // Rows of earlier batches that this batch did not load.
+  if (forgotten.length > 0) {
+    await sql`UPDATE ${sql.id(schema, 'activities')} SET body = ${ERASED}
+      WHERE customer_id = ANY(${forgotten}::uuid[]) AND body IS NOT NULL AND body <> ${ERASED}`.execute(trx);
+  }
+}
+
+export const activitiesProjection: Projection = {
+  name: 'activities',
+  version: 1,
+  tables: ['activities'],
+  filter: { eventTypes: ['ActivityLogged', 'ActivityChanged', 'ActivityCompleted', 'CustomerForgotten'] },
+  migrate,
+  apply,
+  reportingViews: viewsOf('activities'),
+};
