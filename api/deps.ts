@@ -88,6 +88,8 @@ export interface ReadModelQueries {
   getCampaign(id: string): Promise<ReadRecord | undefined>;
   listFeedback(query: Record<string, unknown>): Promise<Page>;
   getFeedback(id: string): Promise<ReadRecord | undefined>;
+  /** `GET /exchange-rates` (projections/queries/exchange-rates.ts). */
+  exchangeRates?(query: { currency?: string; at?: string }): Promise<ReadRecord>;
 }
 
 /** Point-in-time state (audit issue): a record folded from its events up to `asOf`. */
@@ -134,6 +136,8 @@ export interface ApiDeps {
   benchNoopRoute?: boolean;
   /** Published in the OpenAPI document. */
   version?: string;
+  /** ISO 4217 base currency (CRM_BASE_CURRENCY): rates are set against it. Default EUR. */
+  baseCurrency?: string;
   /** Bulk imports (`POST /imports`); the routes are left out without it. */
   imports?: ImportJobs;
   /** Largest import body accepted (413 above). Default 1 GiB. */

@@ -90,6 +90,9 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /feedback', access: ALL, summary: 'list feedback' },
   { route: 'GET /feedback/export', access: ALL, summary: 'every feedback item as CSV or NDJSON (masked for analysts)' },
   { route: 'GET /feedback/:id', access: ALL, summary: 'one feedback item' },
+  // Exchange rates to the base currency: every figure in the base currency depends on them, so only admins set them.
+  { route: 'POST /exchange-rates', access: ['admin'], summary: 'set or correct the rate of a currency from a business time' },
+  { route: 'GET /exchange-rates', access: ALL, summary: 'the rates valid at ?at=, or every rate and correction of ?currency=' },
   // Bulk import (api/routes/imports.ts): each kind also checks the roles of its command.
   { route: 'POST /imports', access: WRITE_CUSTOMERS, summary: 'import a CSV or NDJSON file (the roles of the matching command)' },
   { route: 'GET /imports/:id', access: WRITE_CUSTOMERS, summary: "progress and bad-row report of one's own import" },

@@ -8,6 +8,8 @@ import { DealStreamPrefix } from '../domain/deal/events.ts';
 import { createFeedbackDecider, type FeedbackState } from '../domain/feedback/decider.ts';
 import { FeedbackStreamPrefix } from '../domain/feedback/events.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
+import { exchangeRateDecider, type ExchangeRateState } from '../domain/exchange-rate/decider.ts';
+import { ExchangeRateStreamPrefix } from '../domain/exchange-rate/events.ts';
 import type { EventStore, ReadStreamOptions, RecordedEvent } from '../eventstore/contract.ts';
 import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
@@ -18,6 +20,7 @@ export interface AggregateStates {
   deal: DealState;
   campaign: CampaignState;
   feedback: FeedbackState;
+  exchangeRate: ExchangeRateState;
 }
 
 /** The fold side of a decider, erased to what loading needs. */
@@ -32,6 +35,7 @@ export const streamPrefixes: Record<AggregateKind, string> = {
   deal: DealStreamPrefix,
   campaign: CampaignStreamPrefix,
   feedback: FeedbackStreamPrefix,
+  exchangeRate: ExchangeRateStreamPrefix,
 };
 
 export const streamOf = (kind: AggregateKind, id: string): string => `${streamPrefixes[kind]}${id}`;
@@ -43,6 +47,7 @@ export const aggregateFolders = (sla: SlaPolicy = defaultSlaPolicy): { [K in Agg
     deal: { prefix: DealStreamPrefix, initialState: dealDecider.initialState, evolve: dealDecider.evolve as Folder<DealState>['evolve'] },
     campaign: { prefix: CampaignStreamPrefix, initialState: campaignDecider.initialState, evolve: campaignDecider.evolve as Folder<CampaignState>['evolve'] },
     feedback: { prefix: FeedbackStreamPrefix, initialState: feedback.initialState, evolve: feedback.evolve as Folder<FeedbackState>['evolve'] },
+    exchangeRate: { prefix: ExchangeRateStreamPrefix, initialState: exchangeRateDecider.initialState, evolve: exchangeRateDecider.evolve as Folder<ExchangeRateState>['evolve'] },
   };
 };
 

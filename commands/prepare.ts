@@ -7,6 +7,7 @@ import { dealDecider } from '../domain/deal/decider.ts';
 import { invalidState } from '../domain/errors.ts';
 import { createFeedbackDecider } from '../domain/feedback/decider.ts';
 import type { SlaPolicy } from '../domain/feedback/sla.ts';
+import { exchangeRateDecider } from '../domain/exchange-rate/decider.ts';
 import { EventMetadata } from '../domain/metadata.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { streamOf } from './aggregates.ts';
@@ -100,6 +101,8 @@ export const createDecide = (sla: SlaPolicy) => {
         return campaignDecider.decide(command as never, state as never);
       case 'feedback':
         return feedbackDecider.decide(command as never, state as never);
+      case 'exchangeRate':
+        return exchangeRateDecider.decide(command as never, state as never);
     }
   };
 };

@@ -3,6 +3,7 @@ import { campaignCommandSchemas } from '../domain/campaign/commands.ts';
 import { customerCommandSchemas } from '../domain/customer/commands.ts';
 import { dealCommandSchemas } from '../domain/deal/commands.ts';
 import { feedbackCommandSchemas } from '../domain/feedback/commands.ts';
+import { exchangeRateCommandSchemas } from '../domain/exchange-rate/commands.ts';
 
 /**
  * One strict zod schema per command, keyed by command type. Path ids are fields of the payload
@@ -13,6 +14,7 @@ export const commandSchemas = {
   ...dealCommandSchemas,
   ...campaignCommandSchemas,
   ...feedbackCommandSchemas,
+  ...exchangeRateCommandSchemas,
 } as const;
 
 export type CommandType = keyof typeof commandSchemas;
@@ -23,7 +25,7 @@ export const isCommandType = (type: unknown): type is CommandType => typeof type
 export type CrmCommand = { [K in CommandType]: { type: K } & z.input<(typeof commandSchemas)[K]> }[CommandType];
 export type CommandPayload<K extends CommandType> = z.infer<(typeof commandSchemas)[K]>;
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback';
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'exchangeRate';
 
 /** Which aggregate each command addresses, and the payload field naming it. */
 export const commandTargets: Record<CommandType, { kind: AggregateKind; idField: string; creates: boolean }> = {
@@ -60,4 +62,5 @@ export const commandTargets: Record<CommandType, { kind: AggregateKind; idField:
   ReopenFeedback: { kind: 'feedback', idField: 'feedbackId', creates: false },
   CloseFeedback: { kind: 'feedback', idField: 'feedbackId', creates: false },
   RateFeedback: { kind: 'feedback', idField: 'feedbackId', creates: false },
+  SetExchangeRate: { kind: 'exchangeRate', idField: 'currency', creates: false },
 };

@@ -3,6 +3,7 @@ import { customerEventSchemas, CustomerRegisteredV1, type CustomerEvent } from '
 import { dealEventSchemas, type DealEvent } from './deal/events.ts';
 import { campaignEventSchemas, type CampaignEvent } from './campaign/events.ts';
 import { feedbackEventSchemas, type FeedbackEvent } from './feedback/events.ts';
+import { exchangeRateEventSchemas, type ExchangeRateEvent } from './exchange-rate/events.ts';
 
 /**
  * The event catalogue: every event type the CRM records, its current schema and version,
@@ -14,10 +15,11 @@ export const eventSchemas = {
   ...dealEventSchemas,
   ...campaignEventSchemas,
   ...feedbackEventSchemas,
+  ...exchangeRateEventSchemas,
 } as const;
 
 export type CrmEventType = keyof typeof eventSchemas;
-export type CrmEvent = CustomerEvent | DealEvent | CampaignEvent | FeedbackEvent;
+export type CrmEvent = CustomerEvent | DealEvent | CampaignEvent | FeedbackEvent | ExchangeRateEvent;
 export type EventOfType<T extends CrmEventType> = Extract<CrmEvent, { type: T }>;
 
 export const isCrmEventType = (type: string): type is CrmEventType => Object.hasOwn(eventSchemas, type);

@@ -14,7 +14,7 @@ export type SubscriberRole = 'admin' | 'sales' | 'marketing' | 'support' | 'anal
 /** What a personal field reads as for subscribers whose role may not see personal data. */
 export const MASKED = '[masked]';
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback';
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'exchangeRate';
 
 export interface IntegrationEvent {
   /** The event id (UUID): receivers dedupe by it (it is also the `webhook-id` and the `Nats-Msg-Id`). */
@@ -86,6 +86,7 @@ export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
   FeedbackReopened: feedback('Feedback was reopened.'),
   FeedbackClosed: feedback('Feedback was closed.'),
   FeedbackRated: feedback("The customer's rating of the resolution."),
+  ExchangeRateSet: { kind: 'exchangeRate', version: 1, summary: 'An exchange rate to the base currency was set or corrected (same validFrom).', personal: [] },
 };
 
 export const PUBLIC_EVENT_TYPE_NAMES = Object.keys(PUBLIC_EVENT_TYPES) as CrmEventType[];

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf } from './exchange-rates.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CustomerView = {
@@ -98,10 +99,49 @@ export async function listCustomers(source: ReadModelSource, query: CustomerList
   return listOf({ source, table: 'customers', key: 'customer_id', where, sorts, defaultSort: '-createdAt' }, query, toCustomerView);
 }
 
+/** A customer's revenue in every currency and in the base currency (GET /customers/:id). */
+export type CustomerRevenue = {
+  /** Purchases net of refunds per currency paid in (merged duplicates included), major units. */
+  revenueByCurrency: Record<string, number>;
+  baseCurrency: string;
+  /** Every purchase and refund converted at the rate valid at its business time; null while a rate is missing. */
+  revenueBase: number | null;
+  /** Currency and month ('JPY 2026-03') of amounts no rate covers yet. */
+  missingRates: string[];
+};
+
+/**
+ * Revenue of a customer and of the duplicates merged into it (chains followed, bounded), per currency
+ * and in the base currency.
+ */
+export async function customerRevenue(source: ReadModelSource, id: string): Promise<CustomerRevenue> {
+  const l = sql`l`;
+  const converted = sql`SELECT l.currency, l.amount, ${inBase(source, sql`l.amount`, sql`l.currency`, sql`l.occurred_at`)} AS base_amount, l.occurred_at
+    FROM ${sql.id(source.schema, 'revenue_lines')} ${l}
+    WHERE l.customer_id IN (
+      WITH RECURSIVE members(id, depth) AS (
+        SELECT ${uuidOf(id)}, 0
+        UNION ALL SELECT c.customer_id, m.depth + 1 FROM ${sql.id(source.schema, 'customers')} c JOIN members m ON c.merged_into = m.id WHERE m.depth < 16
+      ) SELECT id FROM members)`;
+  const lines = sql`(SELECT x.*, CASE WHEN x.base_amount IS NULL THEN ${missingLabel(sql`x.currency`, sql`x.occurred_at`)} END AS missing FROM (${converted}) x) y`;
+  const [byCurrency, base] = await Promise.all([
+    sql<Record<string, any>>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS revenue FROM ${lines} GROUP BY 1 ORDER BY 1`.execute(source.db),
+    sql<Record<string, any>>`SELECT ${baseSums(['base_amount'])}, count(*)::integer AS line_count FROM ${lines}`.execute(source.db),
+  ]);
+  const totals = base.rows[0] ?? {};
+  return {
+    revenueByCurrency: Object.fromEntries(byCurrency.rows.map((r) => [r.currency, Number(r.revenue)])),
+    baseCurrency: baseCurrencyOf(source),
+    // No purchase at all is 0 in every currency, the base one included.
+    revenueBase: Number(totals.line_count ?? 0) === 0 ? 0 : baseAmount(totals.base_amount),
+    missingRates: missingRatesOf(totals.missing_rates),
+  };
+}
+
 /** `GET /customers/:id`; undefined when unknown. */
-export async function getCustomer(source: ReadModelSource, id: string): Promise<CustomerView | undefined> {
+export async function getCustomer(source: ReadModelSource, id: string): Promise<(CustomerView & CustomerRevenue) | undefined> {
   const row = await rowById(source, 'customers', 'customer_id', id);
-  return row ? toCustomerView(row) : undefined;
+  return row ? { ...toCustomerView(row), ...(await customerRevenue(source, id)) } : undefined;
 }
 
 export type TimelineEntry = {

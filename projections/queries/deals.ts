@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf } from './exchange-rates.ts';
 import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type DealView = {
@@ -106,7 +107,22 @@ export type Pipeline = {
   byOwner: (PipelineGroup & { ownerId: string })[];
   /** Expected-close month as 'YYYY-MM'. */
   byMonth: (PipelineGroup & { month: string })[];
+  /**
+   * The same figures across currencies in the base currency: each deal's amount converted at the rate
+   * valid when the amount was stated (`amountAt`), rounded to 4 decimals; weighted = converted amount x
+   * probability, rounded to 4 decimals. A group whose deals need a rate nobody has set has null sums
+   * and names the missing rates ('JPY 2026-03').
+   */
+  base: {
+    currency: string;
+    totals: PipelineBaseGroup;
+    byStage: (PipelineBaseGroup & { key: string; stage: string })[];
+    byOwner: (PipelineBaseGroup & { key: string; ownerId: string })[];
+    byMonth: (PipelineBaseGroup & { key: string; month: string })[];
+  };
 }
+
+export type PipelineBaseGroup = { dealCount: number; amount: number | null; weightedAmount: number | null; missingRates: string[] };
 
 const STAGE_ORDER = sql`array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], t.stage)`;
 
@@ -134,6 +150,40 @@ export async function pipeline(source: ReadModelSource, query: { ownerId?: strin
     currency: query.currency ?? null,
     ownerId: query.ownerId ?? null,
     totals: totals.rows.map(group),
+    byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
+    byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
+    byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),
+    base: await pipelineInBase(source, where),
+  };
+}
+
+/** The pipeline's groups in the base currency (see `Pipeline.base`). */
+async function pipelineInBase(source: ReadModelSource, where: ReturnType<typeof sql>[]): Promise<Pipeline['base']> {
+  const converted = sql`SELECT t.stage, t.owner_id, to_char(t.expected_close_date, 'YYYY-MM') AS month, t.currency, t.amount_at, t.probability,
+      ${inBase(source, sql`t.amount`, sql`t.currency`, sql`t.amount_at`)} AS amount_base
+    FROM ${sql.id(source.schema, 'deals')} t WHERE ${sql.join(where, sql` AND `)}`;
+  const from = sql`FROM (SELECT x.*, round(x.amount_base * x.probability, 4) AS weighted_base,
+      CASE WHEN x.amount_base IS NULL THEN ${missingLabel(sql`x.currency`, sql`x.amount_at`)} END AS missing FROM (${converted}) x) y`;
+  const sums = sql`count(*)::integer AS deal_count, ${baseSums(['amount_base', 'weighted_base'])}`;
+  const group = (r: Record<string, any>): PipelineBaseGroup => ({
+    dealCount: Number(r.deal_count),
+    amount: baseAmount(r.amount_base),
+    weightedAmount: baseAmount(r.weighted_base),
+    missingRates: missingRatesOf(r.missing_rates),
+  });
+  const [totals, byStage, byOwner, byMonth] = await Promise.all([
+    sql<Record<string, any>>`SELECT ${sums} ${from}`.execute(source.db),
+    sql<Record<string, any>>`SELECT y.stage AS key, ${sums} ${from} GROUP BY y.stage
+      ORDER BY array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], y.stage)`.execute(source.db),
+    sql<Record<string, any>>`SELECT y.owner_id AS key, ${sums} ${from} GROUP BY y.owner_id ORDER BY y.owner_id`.execute(source.db),
+    sql<Record<string, any>>`SELECT y.month AS key, ${sums} ${from} GROUP BY y.month ORDER BY y.month`.execute(source.db),
+  ]);
+  const total = totals.rows[0] ?? { deal_count: 0, amount_base: null, weighted_base: null, missing_rates: [] };
+  // No open deal at all sums to 0, not to "unknown".
+  const empty = Number(total.deal_count) === 0;
+  return {
+    currency: baseCurrencyOf(source),
+    totals: empty ? { dealCount: 0, amount: 0, weightedAmount: 0, missingRates: [] } : group(total),
     byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
     byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
     byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),

@@ -1,6 +1,7 @@
 import { getCampaign, listCampaigns } from './campaigns.ts';
 import { customerTimeline, getCustomer, listCustomers } from './customers.ts';
 import { getDeal, listDeals, pipeline } from './deals.ts';
+import { exchangeRates } from './exchange-rates.ts';
 import { likelyDuplicates } from './duplicates.ts';
 import { getFeedback, listFeedback } from './feedback.ts';
 import type { ReadModelSource } from './page.ts';
@@ -8,6 +9,7 @@ import type { ReadModelSource } from './page.ts';
 export * from './campaigns.ts';
 export * from './customers.ts';
 export * from './deals.ts';
+export * from './exchange-rates.ts';
 export * from './duplicates.ts';
 export * from './feedback.ts';
 export { type Page, type ReadModelSource } from './page.ts';
@@ -29,5 +31,6 @@ export function createReadModelQueries(source: ReadModelSource) {
     getCampaign: (id: string) => getCampaign(source, id),
     listFeedback: (query: Record<string, unknown> = {}) => listFeedback(source, query),
     getFeedback: (id: string) => getFeedback(source, id),
+    exchangeRates: (query: { currency?: string; at?: string } = {}) => exchangeRates(source, query),
   };
 }

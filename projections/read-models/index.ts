@@ -2,10 +2,12 @@ import type { Projection } from '../projection.ts';
 import { campaignsProjection } from './campaigns.ts';
 import { customersProjection } from './customers.ts';
 import { dealsProjection } from './deals.ts';
+import { exchangeRatesProjection } from './exchange-rates.ts';
 import { feedbackProjection } from './feedback.ts';
 import { timelineProjection } from './timeline.ts';
 
 export { campaignsProjection, customersProjection, dealsProjection, feedbackProjection, timelineProjection };
+export { exchangeRatesProjection };
 
 /** The CRM's read models, in the order they are applied. Analytics projections are added by the composition root. */
 export const readModelProjections = (): Projection[] => [
@@ -14,4 +16,5 @@ export const readModelProjections = (): Projection[] => [
   dealsProjection,
   campaignsProjection,
   feedbackProjection,
+  exchangeRatesProjection,
 ];

@@ -1,0 +1,148 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Role } from '../../api/roles.ts';
+import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
+
+/**
+ * Base currency EUR (the default). Every expected base figure below is computed by hand in the
+ * comments: each amount times the rate valid at its business time, rounded to 4 decimals, summed.
+ */
+let h: ApiHarness;
+beforeAll(async () => {
+  h = await startApi('api_fx');
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const send = async (role: Role, url: string, payload: unknown) => {
+  const res = await h.app.inject({ method: 'POST', url, headers: h.auth(role), payload: payload as object });
+  if (res.statusCode >= 300) throw new Error(`POST ${url} -> ${res.statusCode}: ${res.body}`);
+  return json<{ id: string; revision: number; position: string }>(res);
+};
+const get = async (url: string, position: string) => {
+  const res = await h.app.inject({ method: 'GET', url: `${url}${url.includes('?') ? '&' : '?'}waitFor=${position}`, headers: h.auth('analyst') });
+  expect(res.statusCode, res.body).toBe(200);
+  return json(res);
+};
+const setRate = (currency: string, rate: number | string, validFrom: string, reason?: string) =>
+  send('admin', '/exchange-rates', { currency, rate, validFrom, ...(reason ? { reason } : {}) });
+
+describe('exchange rates: set, read at a time, correct', () => {
+  it('answers the rate valid at a business time, and keeps a correction beside the rate it supersedes', async () => {
+    await setRate('CHF', 1.05, '2026-01-01T00:00:00Z');
+    await setRate('CHF', '0.95', '2026-02-15T00:00:00Z');
+    const before = await get('/exchange-rates?currency=CHF&at=2025-12-31T23:59:59Z', '0');
+    expect(before.rates).toEqual([]);
+    const jan = await setRate('CHF', 1.05, '2026-01-01T00:00:00Z');
+    expect(jan.revision).toBe(1); // the same rate again records nothing
+    expect((await get('/exchange-rates?currency=CHF&at=2026-02-14T23:59:59Z', jan.position)).rates[0]).toMatchObject({ rate: 1.05, baseCurrency: 'EUR' });
+    expect((await get('/exchange-rates?currency=CHF&at=2026-02-15T00:00:00Z', jan.position)).rates[0]).toMatchObject({ rate: 0.95, rateDecimal: '0.95' });
+
+    // A correction of the rate from 15 February (the same instant, spelt with an offset).
+    const fixed = await setRate('CHF', 0.9512, '2026-02-15T01:00:00+01:00', 'typo in the bank feed');
+    const all = await get('/exchange-rates?currency=CHF', fixed.position);
+    expect(all.rates.map((r: { rate: number }) => r.rate)).toEqual([1.05, 0.9512]);
+    expect(all.rates[1]).toMatchObject({ previousRate: 0.95, corrections: 1, validFrom: '2026-02-15T00:00:00.000Z' });
+    expect(all.history.map((r: { rate: number }) => r.rate)).toEqual([1.05, 0.95, 0.9512]);
+    expect(all.history[2]).toMatchObject({ reason: 'typo in the bank feed', previousRate: 0.95 });
+  });
+
+  it('refuses bad rates with a problem naming the field, and only admins set rates', async () => {
+    const bad = async (payload: Record<string, unknown>, status: number, field: string) => {
+      const res = await h.app.inject({ method: 'POST', url: '/exchange-rates', headers: h.auth('admin'), payload });
+      const problem = expectProblem(res, status);
+      expect(problem.errors?.map((e) => e.field) ?? [problem.field], res.body).toContain(field);
+    };
+    const ok = { currency: 'SEK', rate: 0.088, validFrom: '2026-01-01T00:00:00Z' };
+    await bad({ ...ok, currency: 'EUR' }, 422, 'currency');
+    await bad({ ...ok, currency: 'sek' }, 400, 'currency');
+    await bad({ ...ok, rate: 0 }, 400, 'rate');
+    await bad({ ...ok, rate: -1 }, 400, 'rate');
+    await bad({ ...ok, rate: '0.00000000001' }, 400, 'rate');
+    await bad({ ...ok, rate: 1e12 }, 400, 'rate');
+    await bad({ ...ok, rate: 'NaN' }, 400, 'rate');
+    await bad({ ...ok, validFrom: '2026-13-01T00:00:00Z' }, 400, 'validFrom');
+    await bad({ currency: 'SEK', rate: 0.088 }, 400, 'validFrom');
+    await bad({ ...ok, extra: 1 }, 400, 'extra');
+    const sales = await h.app.inject({ method: 'POST', url: '/exchange-rates', headers: h.auth('sales'), payload: ok });
+    expectProblem(sales, 403);
+    expectProblem(await h.app.inject({ method: 'GET', url: '/exchange-rates?at=yesterday', headers: h.auth('analyst') }), 400);
+  });
+});
+
+describe('customer revenue in the base currency', () => {
+  it('converts each purchase and refund at the rate valid at its business time, flags a missing rate, and heals when it arrives', async () => {
+    await setRate('USD', 0.9, '2026-01-01T00:00:00Z');
+    await setRate('USD', 0.8, '2026-02-15T00:00:00Z');
+    const c = await send('sales', '/customers', { name: 'Fx Buyer', email: `fx-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    const buy = (orderId: string, amount: number, currency: string, occurredAt: string) =>
+      send('sales', `/customers/${c.id}/purchases`, { orderId, amount, currency, occurredAt });
+    await buy('E-1', 100, 'EUR', '2026-01-10T10:00:00Z'); // 100
+    await buy('U-1', 50, 'USD', '2026-02-01T10:00:00Z'); // 50 x 0.9 = 45
+    await buy('U-2', 30.5, 'USD', '2026-02-20T10:00:00Z'); // 30.5 x 0.8 = 24.4
+    let last = await send('sales', `/customers/${c.id}/refunds`, { orderId: 'U-2', amount: 10, currency: 'USD', occurredAt: '2026-02-25T10:00:00Z' }); // -10 x 0.8 = -8
+    let customer = await get(`/customers/${c.id}`, last.position);
+    expect(customer).toMatchObject({ baseCurrency: 'EUR', revenueBase: 161.4, missingRates: [], revenueByCurrency: { EUR: 100, USD: 70.5 } });
+    // The amount in its own currency is unchanged: the first purchase's currency.
+    expect(customer).toMatchObject({ revenue: 100, currency: 'EUR' });
+
+    last = await buy('J-1', 1000, 'JPY', '2026-03-05T10:00:00Z');
+    customer = await get(`/customers/${c.id}`, last.position);
+    expect(customer).toMatchObject({ revenueBase: null, missingRates: ['JPY 2026-03'], revenueByCurrency: { EUR: 100, USD: 70.5, JPY: 1000 } });
+
+    last = await setRate('JPY', 0.0061, '2026-03-01T00:00:00Z'); // 1000 x 0.0061 = 6.1
+    customer = await get(`/customers/${c.id}`, last.position);
+    expect(customer).toMatchObject({ revenueBase: 167.5, missingRates: [] });
+
+    last = await setRate('JPY', 0.0062, '2026-03-01T00:00:00Z'); // corrected: 6.2
+    expect((await get(`/customers/${c.id}`, last.position)).revenueBase).toBe(167.6);
+  });
+});
+
+describe('pipeline in the base currency', () => {
+  it('totals by stage, owner and month equal the hand computation, and name the missing rate until it is set', async () => {
+    // USD 0.9 from 1 January, 0.8 from 15 February (set above; set again, nothing is recorded).
+    await setRate('USD', 0.9, '2026-01-01T00:00:00Z');
+    await setRate('USD', 0.8, '2026-02-15T00:00:00Z');
+    const c = await send('sales', '/customers', { name: 'Pipeline Fx', email: `pfx-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    const owner = (name: string) => `${name}-${c.id.slice(0, 8)}`;
+    const open = (amount: number, currency: string, ownerId: string, stage: string, expectedCloseDate: string, occurredAt: string) =>
+      send('sales', '/deals', { customerId: c.id, title: `${currency} deal`, amount, currency, ownerId, stage, expectedCloseDate, occurredAt });
+    await open(1000, 'EUR', owner('alice'), 'lead', '2026-04-30', '2026-01-20T09:00:00Z'); // 1000, weighted 0.1 -> 100
+    await open(2000, 'USD', owner('bob'), 'proposal', '2026-04-15', '2026-02-01T09:00:00Z'); // 1800, 0.5 -> 900
+    await open(500, 'USD', owner('alice'), 'proposal', '2026-05-10', '2026-02-20T09:00:00Z'); // 400, 0.5 -> 200
+    let last = await open(300, 'GBP', owner('bob'), 'lead', '2026-05-01', '2026-03-02T09:00:00Z'); // no GBP rate yet
+
+    // Scoped to this test's owners: the schema is shared with the other tests of the file.
+    const pipelineOf = async (position: string) => {
+      const byOwner = await Promise.all(['alice', 'bob'].map(async (o) => (await get(`/pipeline?ownerId=${owner(o)}`, position)).base));
+      return byOwner;
+    };
+    let [alice, bob] = await pipelineOf(last.position);
+    expect(alice.totals).toEqual({ dealCount: 2, amount: 1400, weightedAmount: 300, missingRates: [] });
+    expect(bob.totals).toEqual({ dealCount: 2, amount: null, weightedAmount: null, missingRates: ['GBP 2026-03'] });
+    expect(bob.byStage).toEqual([
+      { key: 'lead', stage: 'lead', dealCount: 1, amount: null, weightedAmount: null, missingRates: ['GBP 2026-03'] },
+      { key: 'proposal', stage: 'proposal', dealCount: 1, amount: 1800, weightedAmount: 900, missingRates: [] },
+    ]);
+
+    last = await setRate('GBP', 1.15, '2026-01-01T00:00:00Z'); // 300 x 1.15 = 345, weighted 34.5
+    [alice, bob] = await pipelineOf(last.position);
+    expect(bob.totals).toEqual({ dealCount: 2, amount: 2145, weightedAmount: 934.5, missingRates: [] });
+    expect(bob.byMonth.map((m: { month: string; amount: number }) => [m.month, m.amount])).toEqual([['2026-04', 1800], ['2026-05', 345]]);
+    expect(alice.byMonth.map((m: { month: string; amount: number }) => [m.month, m.amount])).toEqual([['2026-04', 1000], ['2026-05', 400]]);
+
+    // Both owners together: by stage and in total.
+    const lead = [alice, bob].flatMap((p) => p.byStage).filter((g: { stage: string }) => g.stage === 'lead');
+    expect(lead.reduce((s: number, g: { amount: number }) => s + g.amount, 0)).toBe(1345);
+    expect(alice.totals.amount + bob.totals.amount).toBe(3545);
+    expect(alice.totals.weightedAmount + bob.totals.weightedAmount).toBe(1234.5);
+    // The figures per currency are still there, unchanged.
+    const own = await get(`/pipeline?ownerId=${owner('bob')}`, last.position);
+    expect(own.totals).toEqual([
+      { currency: 'GBP', dealCount: 1, amount: 300, weightedAmount: 30 },
+      { currency: 'USD', dealCount: 1, amount: 2000, weightedAmount: 1000 },
+    ]);
+  });
+});
