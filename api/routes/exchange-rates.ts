@@ -44,7 +44,7 @@ export const exchangeRateRoutes: FastifyPluginAsync<RouteContext> = async (app, 
         description: `Base currency: ${baseCurrency} (CRM_BASE_CURRENCY). Setting the same rate again records nothing. Roles: admin.`,
         headers: CommandHeaders,
         body: SetRateBody,
-        response: { 201: RateAccepted, ...problemResponses(400, 401, 403, 409, 422, 428, 429, 503) },
+        response: { 201: RateAccepted, ...problemResponses(400, 401, 403, 409, 422, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -52,7 +52,8 @@ export const exchangeRateRoutes: FastifyPluginAsync<RouteContext> = async (app, 
       const accepted = await executeCommand(request, reply, { commands: context.deps.commands, metrics: context.metrics, idempotency: context.idempotency }, {
         command: { type: 'SetExchangeRate', ...body, baseCurrency, ...(reason !== undefined ? { reason } : {}) },
         status: 201,
-        ifMatch: 'optional',
+        // Like a creation: rates are facts added to the currency's history, not edits of a record read before.
+        ifMatch: 'forbidden',
         location: (currency) => `/exchange-rates?currency=${currency}`,
       });
       return { ...accepted, currency: body.currency, baseCurrency };

@@ -4,6 +4,7 @@ import { campaignCommandSchemas } from '../../domain/campaign/commands.ts';
 import { customerCommandSchemas } from '../../domain/customer/commands.ts';
 import { dealCommandSchemas } from '../../domain/deal/commands.ts';
 import { feedbackCommandSchemas } from '../../domain/feedback/commands.ts';
+import { SetExchangeRatePayload } from '../../domain/exchange-rate/commands.ts';
 import { ruleFor, type Role } from '../../api/roles.ts';
 
 export type Payload = z.ZodObject<z.ZodRawShape>;
@@ -65,6 +66,8 @@ export const commandTargets = (customerId: () => string): Target[] => [
   { method: 'POST', url: '/feedback/:id/reopen', payload: f.ReopenFeedback, idField: 'feedbackId', valid: () => ({}) },
   { method: 'POST', url: '/feedback/:id/close', payload: f.CloseFeedback, idField: 'feedbackId', valid: () => ({}) },
   { method: 'POST', url: '/feedback/:id/rating', payload: f.RateFeedback, idField: 'feedbackId', valid: () => ({ csat: 4 }) },
+  // The base currency comes from the configuration, never from the body.
+  { method: 'POST', url: '/exchange-rates', payload: SetExchangeRatePayload.omit({ baseCurrency: true }), idField: 'baseCurrency', valid: () => ({ currency: 'JPY', rate: 0.0061, validFrom: '2026-01-01T00:00:00Z' }) },
 ];
 
 /** A role the route admits (admin where it may). */

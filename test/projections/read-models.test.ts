@@ -232,12 +232,12 @@ describe('read-your-writes', () => {
     expect((await q.getCustomer(ids.alice))!.tags).toContain('fresh');
     const error = await runner.waitForPosition(result.position + (1n << 40n), 50).catch((e) => e);
     expect(error).toBeInstanceOf(ReadModelTimeout);
-    expect(error.behind.length).toBe(5);
+    expect(error.behind.length).toBe(6);
   });
 
   it('reports status with lag for /ready and /metrics', async () => {
     const status = await runner.status();
-    expect(status.map((s) => s.name).sort()).toEqual(['campaigns', 'customer_timeline', 'customers', 'deals', 'feedback']);
+    expect(status.map((s) => s.name).sort()).toEqual(['campaigns', 'customer_timeline', 'customers', 'deals', 'exchange_rates', 'feedback']);
     for (const s of status) expect(s).toMatchObject({ state: 'running', eventsBehind: 0, secondsBehind: 0 });
   });
 });
