@@ -146,3 +146,34 @@ describe('pipeline in the base currency', () => {
     ]);
   });
 });
+
+describe('campaign revenue and ROI in the base currency', () => {
+  it('accepts a conversion paid in another currency and converts it, flagging a missing rate until it is set', async () => {
+    await setRate('USD', 0.9, '2026-01-01T00:00:00Z');
+    const c = await send('marketing', '/customers', { name: 'Campaign Fx', email: `cfx-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    const campaign = await send('marketing', '/campaigns', { name: 'Fx launch', channel: 'email', budget: 1000, currency: 'EUR', occurredAt: '2026-01-05T00:00:00Z' });
+    const act = async (path: string, body: Record<string, unknown>) => {
+      const res = await h.app.inject({ method: 'POST', url: `/campaigns/${campaign.id}/${path}`, headers: { ...h.auth('marketing') }, payload: body });
+      if (res.statusCode >= 300) throw new Error(`${path} -> ${res.statusCode}: ${res.body}`);
+      return json<{ position: string; revision: number }>(res);
+    };
+    const launched = await h.app.inject({ method: 'POST', url: `/campaigns/${campaign.id}/launch`, headers: { ...h.auth('marketing'), 'if-match': `"${campaign.revision}"` }, payload: { occurredAt: '2026-01-06T00:00:00Z' } });
+    expect(launched.statusCode, launched.body).toBe(200);
+    await act('costs', { amount: 100, currency: 'EUR', occurredAt: '2026-01-07T00:00:00Z' }); // 100
+    await act('responses', { customerId: c.id, kind: 'converted', revenue: 50, currency: 'USD', occurredAt: '2026-02-01T00:00:00Z' }); // 45
+    let last = await act('responses', { customerId: c.id, kind: 'sent', occurredAt: '2026-01-08T00:00:00Z' });
+    let view = await get(`/campaigns/${campaign.id}`, last.position);
+    // Revenue in the campaign's own currency counts conversions in that currency only, as before.
+    expect(view).toMatchObject({ revenue: 0, costs: 100, currency: 'EUR' });
+    expect(view).toMatchObject({ baseCurrency: 'EUR', revenueBase: 45, costsBase: 100, roiBase: -0.55, missingRates: [], revenueByCurrency: { USD: 50 } });
+
+    const other = await send('marketing', '/customers', { name: 'Campaign Fx 2', email: `cfx2-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    last = await act('responses', { customerId: other.id, kind: 'converted', revenue: 2000, currency: 'NOK', occurredAt: '2026-03-10T00:00:00Z' });
+    view = await get(`/campaigns/${campaign.id}`, last.position);
+    expect(view).toMatchObject({ revenueBase: null, roiBase: null, costsBase: 100, missingRates: ['NOK 2026-03'] });
+
+    last = await setRate('NOK', '0.0855', '2026-03-01T00:00:00Z'); // 2000 x 0.0855 = 171
+    view = await get(`/campaigns/${campaign.id}`, last.position);
+    expect(view).toMatchObject({ revenueBase: 216, costsBase: 100, roiBase: 1.16, missingRates: [] });
+  });
+});
