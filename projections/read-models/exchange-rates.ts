@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { DEFAULT_BASE_CURRENCY } from '../../domain/exchange-rate/events.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
 import { occurredAt } from './common.ts';
@@ -57,7 +58,29 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     reason text,
     position bigint NOT NULL
   )`.execute(db);
+  await ensureBaseCurrencyTable(db, schema);
   await sql`CREATE INDEX IF NOT EXISTS exchange_rate_history_currency_idx ON ${sql.id(schema, 'exchange_rate_history')} (currency, position)`.execute(db);
+}
+
+/**
+ * `base_currency`: the configured base currency, for the reporting views. Not event-sourced: the
+ * composition root records CRM_BASE_CURRENCY here at start (EUR until then); outside the projection's
+ * `tables`, so rebuilds and swaps leave it in place.
+ */
+async function ensureBaseCurrencyTable(db: Kysely<any>, schema: string): Promise<void> {
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'base_currency')} (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    currency char(3) NOT NULL
+  )`.execute(db);
+  await sql`INSERT INTO ${sql.id(schema, 'base_currency')} (currency) VALUES (${DEFAULT_BASE_CURRENCY}) ON CONFLICT DO NOTHING`.execute(db);
+}
+
+/** Records the configured base currency where the reporting views read it (cli/app.ts, at start). */
+export async function recordBaseCurrency(db: Kysely<any>, schema: string, currency: string): Promise<void> {
+  await ensureSchema(db, schema);
+  await ensureBaseCurrencyTable(db, schema);
+  await sql`INSERT INTO ${sql.id(schema, 'base_currency')} (only_row, currency) VALUES (true, ${currency})
+    ON CONFLICT (only_row) DO UPDATE SET currency = EXCLUDED.currency`.execute(db);
 }
 
 /** One row per (base, currency, instant): '+01:00' and 'Z' spellings of one instant are the same rate. */

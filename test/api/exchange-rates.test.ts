@@ -1,13 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Role } from '../../api/roles.ts';
-import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
+import { sql } from 'kysely';
+import { readModelProjections } from '../../projections/read-models/index.ts';
+import { recordBaseCurrency } from '../../projections/read-models/exchange-rates.ts';
+import { createReportingViews } from '../../projections/reporting.ts';
+import { expectProblem, json, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 
 /**
  * Base currency EUR (the default). Every expected base figure below is computed by hand in the
  * comments: each amount times the rate valid at its business time, rounded to 4 decimals, summed.
  */
 let h: ApiHarness;
+/** What the reporting test reads back: ids made by the tests above it. */
+const made = { customerId: '', bob: '', campaignId: '' };
 beforeAll(async () => {
   h = await startApi('api_fx');
 });
@@ -76,6 +82,7 @@ describe('customer revenue in the base currency', () => {
     await setRate('USD', 0.9, '2026-01-01T00:00:00Z');
     await setRate('USD', 0.8, '2026-02-15T00:00:00Z');
     const c = await send('sales', '/customers', { name: 'Fx Buyer', email: `fx-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    made.customerId = c.id;
     const buy = (orderId: string, amount: number, currency: string, occurredAt: string) =>
       send('sales', `/customers/${c.id}/purchases`, { orderId, amount, currency, occurredAt });
     await buy('E-1', 100, 'EUR', '2026-01-10T10:00:00Z'); // 100
@@ -107,6 +114,7 @@ describe('pipeline in the base currency', () => {
     await setRate('USD', 0.8, '2026-02-15T00:00:00Z');
     const c = await send('sales', '/customers', { name: 'Pipeline Fx', email: `pfx-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
     const owner = (name: string) => `${name}-${c.id.slice(0, 8)}`;
+    made.bob = owner('bob');
     const open = (amount: number, currency: string, ownerId: string, stage: string, expectedCloseDate: string, occurredAt: string) =>
       send('sales', '/deals', { customerId: c.id, title: `${currency} deal`, amount, currency, ownerId, stage, expectedCloseDate, occurredAt });
     await open(1000, 'EUR', owner('alice'), 'lead', '2026-04-30', '2026-01-20T09:00:00Z'); // 1000, weighted 0.1 -> 100
@@ -152,6 +160,7 @@ describe('campaign revenue and ROI in the base currency', () => {
     await setRate('USD', 0.9, '2026-01-01T00:00:00Z');
     const c = await send('marketing', '/customers', { name: 'Campaign Fx', email: `cfx-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
     const campaign = await send('marketing', '/campaigns', { name: 'Fx launch', channel: 'email', budget: 1000, currency: 'EUR', occurredAt: '2026-01-05T00:00:00Z' });
+    made.campaignId = campaign.id;
     const act = async (path: string, body: Record<string, unknown>) => {
       const res = await h.app.inject({ method: 'POST', url: `/campaigns/${campaign.id}/${path}`, headers: { ...h.auth('marketing') }, payload: body });
       if (res.statusCode >= 300) throw new Error(`${path} -> ${res.statusCode}: ${res.body}`);
@@ -175,5 +184,37 @@ describe('campaign revenue and ROI in the base currency', () => {
     last = await setRate('NOK', '0.0855', '2026-03-01T00:00:00Z'); // 2000 x 0.0855 = 171
     view = await get(`/campaigns/${campaign.id}`, last.position);
     expect(view).toMatchObject({ revenueBase: 216, costsBase: 100, roiBase: 1.16, missingRates: [] });
+  });
+});
+
+describe('reporting views carry the original and the base-currency columns', () => {
+  it('gives the same base figures as the API, in the recorded base currency', async () => {
+    await projectionsSettled(h);
+    const reporting = h.schemas.reporting;
+    await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: reporting, projections: readModelProjections() });
+    const rows = async (query: string) => (await sql.raw<Record<string, any>>(query).execute(h.database.db)).rows;
+    const [customer] = await rows(`SELECT revenue, currency, base_currency, revenue_base FROM "${reporting}".customers WHERE customer_id = '${made.customerId}'`);
+    // 100 + 45 + 24.4 - 8 + 1000 x 0.0062 (corrected JPY rate)
+    expect(customer).toEqual({ revenue: '100.0000', currency: 'EUR', base_currency: 'EUR', revenue_base: '167.6000' });
+    const bob = await rows(`SELECT stage, currency, amount, amount_base, weighted_amount_base FROM "${reporting}".pipeline_summary WHERE owner_id = '${made.bob}' ORDER BY stage`);
+    expect(bob).toEqual([
+      { stage: 'lead', currency: 'GBP', amount: '300.0000', amount_base: '345.0000', weighted_amount_base: '34.5000' },
+      { stage: 'proposal', currency: 'USD', amount: '2000.0000', amount_base: '1800.0000', weighted_amount_base: '900.0000' },
+    ]);
+    const [campaign] = await rows(`SELECT revenue, costs_base, revenue_base, roi_base FROM "${reporting}".campaigns WHERE campaign_id = '${made.campaignId}'`);
+    expect(campaign).toEqual({ revenue: '0.0000', costs_base: '100.0000', revenue_base: '216.0000', roi_base: '1.160000' });
+    const months = await rows(`SELECT month, currency, revenue, revenue_base, missing_rate FROM "${reporting}".revenue_monthly WHERE month = '2026-03' AND currency = 'JPY'`);
+    expect(months).toEqual([{ month: '2026-03', currency: 'JPY', revenue: '1000.0000', revenue_base: '6.2000', missing_rate: null }]);
+    const chf = await rows(`SELECT rate, valid_until, corrections FROM "${reporting}".exchange_rates WHERE currency = 'CHF' ORDER BY valid_from`);
+    expect(chf.map((r) => [r.rate, r.valid_until?.toISOString() ?? null, r.corrections])).toEqual([
+      ['1.0500000000', '2026-02-15T00:00:00.000Z', 0],
+      ['0.9512000000', null, 1],
+    ]);
+
+    // Another base currency recorded: the base columns follow it (no USD rate against USD, so the EUR lines lack one).
+    await recordBaseCurrency(h.database.db, h.schemas.read, 'USD');
+    const [inUsd] = await rows(`SELECT base_currency, revenue_base FROM "${reporting}".customers WHERE customer_id = '${made.customerId}'`);
+    expect(inUsd).toEqual({ base_currency: 'USD', revenue_base: null });
+    await recordBaseCurrency(h.database.db, h.schemas.read, 'EUR');
   });
 });
