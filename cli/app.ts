@@ -383,6 +383,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const analytics = createAnalyticsService({
       db: longWork.db,
       schema: config.schemas.read,
+      baseCurrency: config.baseCurrency,
       // Fits see every event recorded before they start: wait for the analytics projection to reach the head.
       catchUp: async () => {
         const head = await store.headPosition();

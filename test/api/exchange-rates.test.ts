@@ -218,3 +218,25 @@ describe('reporting views carry the original and the base-currency columns', () 
     await recordBaseCurrency(h.database.db, h.schemas.read, 'EUR');
   });
 });
+
+describe('the revenue forecast in the base currency', () => {
+  it('counts purchases in every currency at their rates, names a missing rate, and follows once it is set', async () => {
+    const c = await send('sales', '/customers', { name: 'Forecast Fx', email: `ffx-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    await send('sales', `/customers/${c.id}/purchases`, { orderId: 'D-1', amount: 500, currency: 'DKK', occurredAt: '2026-03-20T00:00:00Z' });
+    // A purchase in April closes March (the running month is left out of forecasts); no rate is needed for it.
+    let last = await send('sales', `/customers/${c.id}/purchases`, { orderId: 'A-1', amount: 10, currency: 'EUR', occurredAt: '2026-04-02T00:00:00Z' });
+    await projectionsSettled(h);
+    let forecast = await get('/analytics/forecast', last.position);
+    expect(forecast.base).toMatchObject({ currency: 'EUR', missingRates: ['DKK 2026-03'], history: null, methods: null });
+
+    last = await setRate('DKK', '0.134', '2026-03-01T00:00:00Z'); // 500 x 0.134 = 67
+    await projectionsSettled(h);
+    forecast = await get('/analytics/forecast', last.position);
+    expect(forecast.base.missingRates).toEqual([]);
+    // By hand, from the purchases and refunds of this file: January 100 (EUR); February 50 x 0.9 + 30.5 x 0.8 - 10 x 0.8 = 61.4;
+    // March 1000 JPY x 0.0062 + 500 DKK x 0.134 = 6.2 + 67 = 73.2; April is the running month, left out.
+    const history = new Map(forecast.base.history.map((m: { month: string; value: number }) => [m.month, m.value]));
+    expect([history.get('2026-01'), history.get('2026-02'), history.get('2026-03'), history.get('2026-04')]).toEqual([100, 61.4, 73.2, undefined]);
+    expect(forecast.base.methods.length).toBeGreaterThan(0);
+  });
+});
