@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Role } from '../../api/roles.ts';
 import { sql } from 'kysely';
+import type { AuditDeps } from '../../audit/deps.ts';
+import { verifyReadModels } from '../../audit/verify.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { recordBaseCurrency } from '../../projections/read-models/exchange-rates.ts';
 import { createReportingViews } from '../../projections/reporting.ts';
@@ -238,5 +240,18 @@ describe('the revenue forecast in the base currency', () => {
     const history = new Map(forecast.base.history.map((m: { month: string; value: number }) => [m.month, m.value]));
     expect([history.get('2026-01'), history.get('2026-02'), history.get('2026-03'), history.get('2026-04')]).toEqual([100, 61.4, 73.2, undefined]);
     expect(forecast.base.methods.length).toBeGreaterThan(0);
+  });
+});
+
+describe('rebuild invariance', () => {
+  it('replaying every event gives the same rows: rates, corrections, revenue and campaign lines, deals', async () => {
+    await projectionsSettled(h);
+    const result = await verifyReadModels(h.deps as unknown as AuditDeps, { projections: readModelProjections() });
+    const tables = new Map(result.tables.map((t) => [t.table, t]));
+    for (const table of ['exchange_rates', 'exchange_rate_history', 'revenue_lines', 'campaign_money_lines', 'deals', 'customers', 'campaigns']) {
+      expect(tables.get(table), table).toMatchObject({ equal: true });
+      expect(tables.get(table)!.liveRows, table).toBeGreaterThan(0);
+    }
+    expect(result.differences).toBe(0);
   });
 });
