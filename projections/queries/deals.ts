@@ -71,8 +71,34 @@ const sorts: Record<string, SortSpec> = {
   createdAt: { expr: sql`t.opened_at`, type: 'timestamptz' },
 };
 
+/** A deal's amount in the base currency, at the rate valid when the amount was stated (`amountAt`). */
+export type DealInBase = {
+  amountAt: string;
+  baseCurrency: string;
+  /** null while no rate covers `amountAt`. */
+  amountBase: number | null;
+  weightedAmountBase: number | null;
+  missingRates: string[];
+};
+
+const AMOUNT_BASE = (source: ReadModelSource) => sql`${inBase(source, sql`t.amount`, sql`t.currency`, sql`t.amount_at`)} AS amount_base,
+  round(${inBase(source, sql`t.amount`, sql`t.currency`, sql`t.amount_at`)} * t.probability, 4) AS weighted_base`;
+const MISSING_LABEL = sql`${missingLabel(sql`t.currency`, sql`t.amount_at`)} AS missing_label`;
+
+const withBase = (source: ReadModelSource, r: Record<string, any>): DealView & DealInBase => {
+  const amountBase = baseAmount(r.amount_base);
+  return {
+    ...toDealView(r),
+    amountAt: iso(r.amount_at)!,
+    baseCurrency: baseCurrencyOf(source),
+    amountBase,
+    weightedAmountBase: baseAmount(r.weighted_base),
+    missingRates: amountBase === null ? [String(r.missing_label)] : [],
+  };
+};
+
 /** `GET /deals`: filters by stage, status, owner, customer and expected-close range. */
-export async function listDeals(source: ReadModelSource, query: DealListQuery = {}): Promise<Page<DealView>> {
+export async function listDeals(source: ReadModelSource, query: DealListQuery = {}): Promise<Page<DealView & DealInBase>> {
   const where = [];
   if (query.stage) where.push(sql`t.stage = ${query.stage}`);
   if (query.status === 'open') where.push(sql`t.stage NOT IN ('won', 'lost')`);
@@ -81,13 +107,14 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
   if (query.customerId) where.push(sql`t.customer_id = ${uuidOf(query.customerId)}`);
   if (query.expectedCloseFrom) where.push(sql`t.expected_close_date >= ${query.expectedCloseFrom}::date`);
   if (query.expectedCloseTo) where.push(sql`t.expected_close_date <= ${query.expectedCloseTo}::date`);
-  return listOf({ source, table: 'deals', key: 'deal_id', extra: [DAYS_IN_STAGE], where, sorts, defaultSort: '-createdAt' }, query, toDealView);
+  const extra = [DAYS_IN_STAGE, AMOUNT_BASE(source), MISSING_LABEL];
+  return listOf({ source, table: 'deals', key: 'deal_id', extra, where, sorts, defaultSort: '-createdAt' }, query, (r) => withBase(source, r));
 }
 
 /** `GET /deals/:id`; undefined when unknown. */
-export async function getDeal(source: ReadModelSource, id: string): Promise<DealView | undefined> {
-  const row = await rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE]);
-  return row ? toDealView(row) : undefined;
+export async function getDeal(source: ReadModelSource, id: string): Promise<(DealView & DealInBase) | undefined> {
+  const row = await rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE, AMOUNT_BASE(source), MISSING_LABEL]);
+  return row ? withBase(source, row) : undefined;
 }
 
 export type PipelineGroup = {

@@ -132,6 +132,8 @@ describe('pipeline in the base currency', () => {
     let [alice, bob] = await pipelineOf(last.position);
     expect(alice.totals).toEqual({ dealCount: 2, amount: 1400, weightedAmount: 300, missingRates: [] });
     expect(bob.totals).toEqual({ dealCount: 2, amount: null, weightedAmount: null, missingRates: ['GBP 2026-03'] });
+    const gbp = (await get(`/deals?ownerId=${owner('bob')}&stage=lead`, last.position)).items[0];
+    expect(gbp).toMatchObject({ amountAt: '2026-03-02T09:00:00.000Z', baseCurrency: 'EUR', amountBase: null, weightedAmountBase: null, missingRates: ['GBP 2026-03'] });
     expect(bob.byStage).toEqual([
       { key: 'lead', stage: 'lead', dealCount: 1, amount: null, weightedAmount: null, missingRates: ['GBP 2026-03'] },
       { key: 'proposal', stage: 'proposal', dealCount: 1, amount: 1800, weightedAmount: 900, missingRates: [] },
@@ -148,6 +150,12 @@ describe('pipeline in the base currency', () => {
     expect(lead.reduce((s: number, g: { amount: number }) => s + g.amount, 0)).toBe(1345);
     expect(alice.totals.amount + bob.totals.amount).toBe(3545);
     expect(alice.totals.weightedAmount + bob.totals.weightedAmount).toBe(1234.5);
+    // Each deal too: GBP 300 at 1.15, weighted at 0.1 (lead).
+    const deals = (await get(`/deals?ownerId=${owner('bob')}&sort=amount`, last.position)).items;
+    expect(deals.map((d: Record<string, unknown>) => [d.currency, d.amount, d.amountBase, d.weightedAmountBase, d.missingRates])).toEqual([
+      ['GBP', 300, 345, 34.5, []],
+      ['USD', 2000, 1800, 900, []],
+    ]);
     // The figures per currency are still there, unchanged.
     const own = await get(`/pipeline?ownerId=${owner('bob')}`, last.position);
     expect(own.totals).toEqual([
