@@ -68,9 +68,14 @@ export type ExchangeRates = {
   currency: string | null;
   at: string | null;
   rates: ExchangeRateView[];
-  /** Without `at`: every fact recorded, corrections and superseded rates included, oldest first. */
+  /** Without `at`: every fact recorded, corrections and superseded rates included, oldest first (the first 10 000). */
   history?: ExchangeRateFact[];
+  /** False when the history has more facts than were returned: ask for one `currency` at a time. */
+  historyComplete?: boolean;
 };
+
+/** Facts of the history in one answer (bounded; per currency it is rarely more than a few thousand). */
+const HISTORY_LIMIT = 10_000;
 
 const rateText = (value: unknown): string => {
   const text = String(value);
@@ -102,14 +107,15 @@ export async function exchangeRates(source: ReadModelSource, query: ExchangeRate
   const [rates, history] = await Promise.all([
     sql<Record<string, any>>`SELECT r.* FROM ${t} r WHERE r.base_currency = ${base} ${byCurrency} ORDER BY r.currency, r.valid_from`.execute(source.db),
     sql<Record<string, any>>`SELECT r.* FROM ${sql.id(source.schema, 'exchange_rate_history')} r
-      WHERE r.base_currency = ${base} ${byCurrency} ORDER BY r.position LIMIT 10000`.execute(source.db),
+      WHERE r.base_currency = ${base} ${byCurrency} ORDER BY r.position LIMIT ${HISTORY_LIMIT + 1}`.execute(source.db),
   ]);
   return {
     baseCurrency: base,
     currency: query.currency ?? null,
     at: null,
     rates: rates.rows.map(toRate),
-    history: history.rows.map((r) => {
+    historyComplete: history.rows.length <= HISTORY_LIMIT,
+    history: history.rows.slice(0, HISTORY_LIMIT).map((r) => {
       const { corrections: _c, ...view } = toRate({ ...r, corrections: 0 });
       return { ...view, actor: r.actor, reason: r.reason ?? null, position: String(r.position), eventId: r.event_id };
     }),

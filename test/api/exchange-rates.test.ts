@@ -54,6 +54,7 @@ describe('exchange rates: set, read at a time, correct', () => {
     expect(all.rates[1]).toMatchObject({ previousRate: 0.95, corrections: 1, validFrom: '2026-02-15T00:00:00.000Z' });
     expect(all.history.map((r: { rate: number }) => r.rate)).toEqual([1.05, 0.95, 0.9512]);
     expect(all.history[2]).toMatchObject({ reason: 'typo in the bank feed', previousRate: 0.95 });
+    expect(all.historyComplete).toBe(true);
   });
 
   it('refuses bad rates with a problem naming the field, and only admins set rates', async () => {
