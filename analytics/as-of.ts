@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { dayOfDate } from './projection.ts';
 import type { CustomerAggregate } from './scoring.ts';
 import { dayToIsoDate } from './models/time.ts';
-import { baseSums, inBase, missingLabel, missingRatesOf } from '../projections/queries/exchange-rates.ts';
+import { baseSums, convertedLines, missingRatesOf } from '../projections/queries/exchange-rates.ts';
 
 /**
  * Customer aggregates as they stood at the end of a calendar day, rebuilt from the dated detail
@@ -113,11 +113,9 @@ export async function monthlyBaseRevenueUpTo(
   baseCurrency: string,
 ): Promise<{ months: { month: string; value: number }[]; missingRates: string[] }> {
   const source = { db, schema, baseCurrency };
-  const converted = sql`SELECT l.currency, l.occurred_at, ${inBase(source, sql`l.amount`, sql`l.currency`, sql`l.occurred_at`)} AS base_amount
-    FROM ${sql.id(schema, 'revenue_lines')} l WHERE l.occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`;
+  const lines = convertedLines(source, 'revenue_lines', sql`l.occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`);
   const { rows } = await sql<Record<string, any>>`SELECT to_char(y.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, ${baseSums(['base_amount'])}
-    FROM (SELECT x.*, CASE WHEN x.base_amount IS NULL THEN ${missingLabel(sql`x.currency`, sql`x.occurred_at`)} END AS missing FROM (${converted}) x) y
-    GROUP BY 1 ORDER BY 1`.execute(db);
+    FROM ${lines} GROUP BY 1 ORDER BY 1`.execute(db);
   return {
     months: rows.map((r) => ({ month: r.month, value: Number(r.base_amount ?? 0) })),
     missingRates: [...new Set(rows.flatMap((r) => missingRatesOf(r.missing_rates)))].sort(),

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf } from './exchange-rates.ts';
+import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf } from './exchange-rates.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CampaignView = {
@@ -93,9 +93,7 @@ export type CampaignInBase = {
 };
 
 export async function campaignInBase(source: ReadModelSource, id: string): Promise<CampaignInBase> {
-  const lines = sql`(SELECT x.*, CASE WHEN x.base_amount IS NULL THEN ${missingLabel(sql`x.currency`, sql`x.occurred_at`)} END AS missing
-    FROM (SELECT l.kind, l.currency, l.amount, l.occurred_at, ${inBase(source, sql`l.amount`, sql`l.currency`, sql`l.occurred_at`)} AS base_amount
-      FROM ${sql.id(source.schema, 'campaign_money_lines')} l WHERE l.campaign_id = ${uuidOf(id)}) x) y`;
+  const lines = convertedLines(source, 'campaign_money_lines', sql`l.campaign_id = ${uuidOf(id)}`);
   const [byKind, byCurrency] = await Promise.all([
     sql<Record<string, any>>`SELECT y.kind, ${baseSums(['base_amount'])} FROM ${lines} GROUP BY y.kind`.execute(source.db),
     sql<Record<string, any>>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS amount FROM ${lines} WHERE y.kind = 'revenue' GROUP BY 1 ORDER BY 1`.execute(source.db),

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf } from './exchange-rates.ts';
+import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf } from './exchange-rates.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CustomerView = {
@@ -115,15 +115,15 @@ export type CustomerRevenue = {
  * and in the base currency.
  */
 export async function customerRevenue(source: ReadModelSource, id: string): Promise<CustomerRevenue> {
-  const l = sql`l`;
-  const converted = sql`SELECT l.currency, l.amount, ${inBase(source, sql`l.amount`, sql`l.currency`, sql`l.occurred_at`)} AS base_amount, l.occurred_at
-    FROM ${sql.id(source.schema, 'revenue_lines')} ${l}
-    WHERE l.customer_id IN (
+  const lines = convertedLines(
+    source,
+    'revenue_lines',
+    sql`l.customer_id IN (
       WITH RECURSIVE members(id, depth) AS (
         SELECT ${uuidOf(id)}, 0
         UNION ALL SELECT c.customer_id, m.depth + 1 FROM ${sql.id(source.schema, 'customers')} c JOIN members m ON c.merged_into = m.id WHERE m.depth < 16
-      ) SELECT id FROM members)`;
-  const lines = sql`(SELECT x.*, CASE WHEN x.base_amount IS NULL THEN ${missingLabel(sql`x.currency`, sql`x.occurred_at`)} END AS missing FROM (${converted}) x) y`;
+      ) SELECT id FROM members)`,
+  );
   const [byCurrency, base] = await Promise.all([
     sql<Record<string, any>>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS revenue FROM ${lines} GROUP BY 1 ORDER BY 1`.execute(source.db),
     sql<Record<string, any>>`SELECT ${baseSums(['base_amount'])}, count(*)::integer AS line_count FROM ${lines}`.execute(source.db),

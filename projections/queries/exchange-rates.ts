@@ -26,6 +26,15 @@ export const inBase = (source: ReadModelSource, amount: RawBuilder<unknown>, cur
 export const missingLabel = (currency: RawBuilder<unknown>, at: RawBuilder<unknown>): RawBuilder<unknown> =>
   sql`(rtrim(${currency}) || ' ' || to_char(${at} AT TIME ZONE 'UTC', 'YYYY-MM'))`;
 
+/**
+ * Rows of a lines table (`revenue_lines`, `campaign_money_lines`: amount, currency, occurred_at) as
+ * the subquery `y`, each with `base_amount` (NULL: no rate) and `missing` (its 'JPY 2026-03' label then).
+ */
+export const convertedLines = (source: ReadModelSource, table: string, where: RawBuilder<unknown>): RawBuilder<unknown> =>
+  sql`(SELECT x.*, CASE WHEN x.base_amount IS NULL THEN ${missingLabel(sql`x.currency`, sql`x.occurred_at`)} END AS missing
+    FROM (SELECT l.*, ${inBase(source, sql`l.amount`, sql`l.currency`, sql`l.occurred_at`)} AS base_amount
+      FROM ${sql.id(source.schema, table)} l WHERE ${where}) x) y`;
+
 /** Aggregates over rows that carry `base_amount` (NULL: missing rate) and `missing`: the sum, or NULL when any rate is missing, and the labels. */
 export const baseSums = (columns: string[]): RawBuilder<unknown> =>
   sql.join(
