@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf } from './exchange-rates.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
@@ -85,7 +85,10 @@ const sorts: Record<string, SortSpec> = {
 const likePattern = (text: string) => `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 /** `GET /customers`: filters, search by name or email (case-insensitive, partial), sort, cursor pages. */
-export async function listCustomers(source: ReadModelSource, query: CustomerListQuery = {}): Promise<Page<CustomerView>> {
+export async function listCustomers(
+  source: ReadModelSource,
+  query: CustomerListQuery = {},
+): Promise<Page<CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'>>> {
   const where = [];
   if (query.search) {
     const pattern = likePattern(query.search);
@@ -96,7 +99,8 @@ export async function listCustomers(source: ReadModelSource, query: CustomerList
   if (query.source) where.push(sql`t.source = ${query.source}`);
   if (query.minRevenue !== undefined) where.push(sql`t.revenue >= ${String(query.minRevenue)}::numeric`);
   if (query.maxRevenue !== undefined) where.push(sql`t.revenue <= ${String(query.maxRevenue)}::numeric`);
-  return listOf({ source, table: 'customers', key: 'customer_id', where, sorts, defaultSort: '-createdAt' }, query, toCustomerView);
+  const extra = LIST_REVENUE_BASE(source);
+  return listOf({ source, table: 'customers', key: 'customer_id', extra, where, sorts, defaultSort: '-createdAt' }, query, (r) => toListedCustomer(source, r));
 }
 
 /** A customer's revenue in every currency and in the base currency (GET /customers/:id). */
@@ -110,20 +114,38 @@ export type CustomerRevenue = {
   missingRates: string[];
 };
 
+/** Lines (alias `l`) of a customer and of the duplicates merged into it, chains followed (bounded). */
+const ofCustomerAndMerged = (source: ReadModelSource, id: RawBuilder<unknown>): RawBuilder<unknown> =>
+  sql`l.customer_id IN (
+      WITH RECURSIVE members(id, depth) AS (
+        SELECT ${id}, 0
+        UNION ALL SELECT c.customer_id, m.depth + 1 FROM ${sql.id(source.schema, 'customers')} c JOIN members m ON c.merged_into = m.id WHERE m.depth < 16
+      ) SELECT id FROM members)`;
+
+/** The base-currency revenue of each listed customer (alias `t`), as `getCustomer` computes it. */
+const LIST_REVENUE_BASE = (source: ReadModelSource): RawBuilder<unknown>[] => {
+  const lines = convertedLines(source, 'revenue_lines', ofCustomerAndMerged(source, sql`t.customer_id`));
+  return [
+    // No purchase at all is 0; a missing rate makes the sum unknown (NULL).
+    sql`(SELECT CASE WHEN count(*) = 0 THEN 0 WHEN bool_and(y.base_amount IS NOT NULL) THEN sum(y.base_amount) END FROM ${lines})::text AS revenue_base`,
+    sql`(SELECT COALESCE(array_agg(DISTINCT y.missing ORDER BY y.missing) FILTER (WHERE y.missing IS NOT NULL), '{}') FROM ${lines}) AS missing_rates`,
+  ];
+};
+
+/** A listed customer with its base-currency revenue (`customerRevenue` without the per-currency split). */
+const toListedCustomer = (source: ReadModelSource, r: Record<string, any>): CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'> => ({
+  ...toCustomerView(r),
+  baseCurrency: baseCurrencyOf(source),
+  revenueBase: baseAmount(r.revenue_base),
+  missingRates: missingRatesOf(r.missing_rates),
+});
+
 /**
  * Revenue of a customer and of the duplicates merged into it (chains followed, bounded), per currency
  * and in the base currency.
  */
 export async function customerRevenue(source: ReadModelSource, id: string): Promise<CustomerRevenue> {
-  const lines = convertedLines(
-    source,
-    'revenue_lines',
-    sql`l.customer_id IN (
-      WITH RECURSIVE members(id, depth) AS (
-        SELECT ${uuidOf(id)}, 0
-        UNION ALL SELECT c.customer_id, m.depth + 1 FROM ${sql.id(source.schema, 'customers')} c JOIN members m ON c.merged_into = m.id WHERE m.depth < 16
-      ) SELECT id FROM members)`,
-  );
+  const lines = convertedLines(source, 'revenue_lines', ofCustomerAndMerged(source, uuidOf(id)));
   const [byCurrency, base] = await Promise.all([
     sql<Record<string, any>>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS revenue FROM ${lines} GROUP BY 1 ORDER BY 1`.execute(source.db),
     sql<Record<string, any>>`SELECT ${baseSums(['base_amount'])}, count(*)::integer AS line_count FROM ${lines}`.execute(source.db),

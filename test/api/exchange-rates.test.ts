@@ -28,8 +28,8 @@ const send = async (role: Role, url: string, payload: unknown) => {
   if (res.statusCode >= 300) throw new Error(`POST ${url} -> ${res.statusCode}: ${res.body}`);
   return json<{ id: string; revision: number; position: string }>(res);
 };
-const get = async (url: string, position: string) => {
-  const res = await h.app.inject({ method: 'GET', url: `${url}${url.includes('?') ? '&' : '?'}waitFor=${position}`, headers: h.auth('analyst') });
+const get = async (url: string, position: string, role: Role = 'analyst') => {
+  const res = await h.app.inject({ method: 'GET', url: `${url}${url.includes('?') ? '&' : '?'}waitFor=${position}`, headers: h.auth(role) });
   expect(res.statusCode, res.body).toBe(200);
   return json(res);
 };
@@ -84,7 +84,8 @@ describe('customer revenue in the base currency', () => {
   it('converts each purchase and refund at the rate valid at its business time, flags a missing rate, and heals when it arrives', async () => {
     await setRate('USD', 0.9, '2026-01-01T00:00:00Z');
     await setRate('USD', 0.8, '2026-02-15T00:00:00Z');
-    const c = await send('sales', '/customers', { name: 'Fx Buyer', email: `fx-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    const email = `fx-${randomUUID()}@example.com`;
+    const c = await send('sales', '/customers', { name: 'Fx Buyer', email, occurredAt: '2026-01-02T00:00:00Z' });
     made.customerId = c.id;
     const buy = (orderId: string, amount: number, currency: string, occurredAt: string) =>
       send('sales', `/customers/${c.id}/purchases`, { orderId, amount, currency, occurredAt });
@@ -100,6 +101,8 @@ describe('customer revenue in the base currency', () => {
     last = await buy('J-1', 1000, 'JPY', '2026-03-05T10:00:00Z');
     customer = await get(`/customers/${c.id}`, last.position);
     expect(customer).toMatchObject({ revenueBase: null, missingRates: ['JPY 2026-03'], revenueByCurrency: { EUR: 100, USD: 70.5, JPY: 1000 } });
+    const listed = async (position: string) => (await get(`/customers?search=${encodeURIComponent(email)}`, position, 'sales')).items[0];
+    expect(await listed(last.position)).toMatchObject({ id: c.id, baseCurrency: 'EUR', revenueBase: null, missingRates: ['JPY 2026-03'] });
 
     last = await setRate('JPY', 0.0061, '2026-03-01T00:00:00Z'); // 1000 x 0.0061 = 6.1
     customer = await get(`/customers/${c.id}`, last.position);
@@ -107,6 +110,7 @@ describe('customer revenue in the base currency', () => {
 
     last = await setRate('JPY', 0.0062, '2026-03-01T00:00:00Z'); // corrected: 6.2
     expect((await get(`/customers/${c.id}`, last.position)).revenueBase).toBe(167.6);
+    expect(await listed(last.position)).toMatchObject({ revenueBase: 167.6, missingRates: [] });
   });
 });
 
