@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { dayOfDate } from './projection.ts';
 import type { CustomerAggregate } from './scoring.ts';
 import { dayToIsoDate } from './models/time.ts';
+import { baseSums, convertedLines, missingRatesOf } from '../projections/queries/exchange-rates.ts';
 
 /**
  * Customer aggregates as they stood at the end of a calendar day, rebuilt from the dated detail
@@ -107,4 +108,26 @@ export async function monthlyRevenueUpTo(db: Kysely<any>, schema: string, day: n
   const { rows } = await sql<{ month: string; value: number }>`SELECT to_char(day, 'YYYY-MM') AS month, (sum(revenue) - sum(refunds))::float AS value
     FROM ${sql.id(schema, 'analytics_revenue_day')} WHERE day <= ${dayToIsoDate(day)}::date GROUP BY 1 ORDER BY 1`.execute(db);
   return rows.map((r) => ({ month: r.month, value: Number(r.value) }));
+}
+
+/**
+ * Revenue net of refunds per month up to a day in the base currency: every purchase and refund of the
+ * customers read model (`revenue_lines`, all currencies) converted at the rate valid at its business
+ * time (projections/queries/exchange-rates.ts). Months an amount of which lacks a rate are named in
+ * `missingRates` ('JPY 2026-03').
+ */
+export async function monthlyBaseRevenueUpTo(
+  db: Kysely<any>,
+  schema: string,
+  day: number,
+  baseCurrency: string,
+): Promise<{ months: { month: string; value: number }[]; missingRates: string[] }> {
+  const source = { db, schema, baseCurrency };
+  const lines = convertedLines(source, 'revenue_lines', sql`l.occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`);
+  const { rows } = await sql<Record<string, any>>`SELECT to_char(y.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, ${baseSums(['base_amount'])}
+    FROM ${lines} GROUP BY 1 ORDER BY 1`.execute(db);
+  return {
+    months: rows.map((r) => ({ month: r.month, value: Number(r.base_amount ?? 0) })),
+    missingRates: [...new Set(rows.flatMap((r) => missingRatesOf(r.missing_rates)))].sort(),
+  };
 }

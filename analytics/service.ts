@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Row } from '../projections/read-models/rows.ts';
-import { aggregatesAsOf, customersBuyingBetween, monthlyRevenueUpTo, purchaseDaysUpTo } from './as-of.ts';
+import { aggregatesAsOf, customersBuyingBetween, monthlyBaseRevenueUpTo, monthlyRevenueUpTo, purchaseDaysUpTo } from './as-of.ts';
+import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import { loadLatestModel, loadModelRecord, saveModel, type ModelRecord } from './model-store.ts';
 import { aggregateFromRow, dayOfDate, scoreRow } from './projection.ts';
 import { churnFeaturesOf, rfmValuesOf, scoreCustomer, type CustomerAggregate, type ModelParams, type StoredModel } from './scoring.ts';
@@ -53,6 +54,8 @@ export interface AnalyticsServiceOptions {
   catchUp?: () => Promise<void>;
   /** fitted_at of a model (the composition root passes the real clock; tests a fixed one). */
   clock?: () => Date;
+  /** ISO 4217 base currency (CRM_BASE_CURRENCY) of the base-currency forecast. Default EUR. */
+  baseCurrency?: string;
 }
 
 export type ModelSummary = ReturnType<typeof summarise>;
@@ -410,7 +413,37 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const { months, partialMonth } = completeMonths(await monthlyRevenueUpTo(db, schema, end), end, dayOf(clock()));
     const monthly = months.filter((h) => !filters.from || h.month >= filters.from);
     // Fitted and backtested on complete months only; the running month is named, not used.
-    return { ...forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout), lastCompleteMonth: months.at(-1)?.month ?? null, partialMonth };
+    return {
+      ...forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout),
+      lastCompleteMonth: months.at(-1)?.month ?? null,
+      partialMonth,
+      base: await baseForecast(end, filters),
+    };
+  }
+
+  /**
+   * The same forecast on every purchase and refund, whatever its currency, in the base currency. While
+   * a rate is missing the history cannot be summed: `history` and `methods` are null and
+   * `missingRates` names what to set (POST /exchange-rates); the figures follow once it is set.
+   */
+  async function baseForecast(end: number, filters: { horizon?: number; holdout?: number; from?: string }) {
+    const currency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
+    let base: Awaited<ReturnType<typeof monthlyBaseRevenueUpTo>>;
+    try {
+      base = await monthlyBaseRevenueUpTo(db, schema, end, currency);
+    } catch (error) {
+      // Analytics running without the CRM's read models beside them (revenue_lines, exchange_rates): nothing to convert.
+      if ((error as { code?: string }).code === '42P01') return null;
+      throw error;
+    }
+    const { months: rows, missingRates } = base;
+    const { months } = completeMonths(rows, end, dayOf(clock()));
+    const monthly = months.filter((h) => !filters.from || h.month >= filters.from);
+    // Only the months the forecast uses need their rates (not the running month, nor those before `from`).
+    const used = new Set(monthly.map((h) => h.month));
+    const missing = missingRates.filter((label) => used.has(label.slice(4)));
+    if (missing.length > 0) return { currency, missingRates: missing, history: null, methods: null };
+    return { currency, missingRates: missing, ...forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout) };
   }
 
   return { fitModels, latestModel, model: (version: number) => latestModel(version), customer, customerAsOf, clv, churn, retention, satisfaction, segments, forecast, observationEndDay };

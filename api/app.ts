@@ -33,6 +33,7 @@ import auditRoutes from './routes/audit.ts';
 import { campaignRoutes } from './routes/campaigns.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { dealRoutes } from './routes/deals.ts';
+import { exchangeRateRoutes } from './routes/exchange-rates.ts';
 import { feedbackRoutes } from './routes/feedback.ts';
 import { activityRoutes } from './routes/activities.ts';
 import { exportRoutes } from './routes/exports.ts';
@@ -133,7 +134,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   const resolved: ApiDeps = {
     ...deps,
     audit,
-    queries: deps.queries ?? createReadModelQueries({ db: deps.database.db, schema: deps.schemas.read }),
+    queries: deps.queries ?? createReadModelQueries({ db: deps.database.db, schema: deps.schemas.read, baseCurrency: deps.baseCurrency }),
     pointInTime: deps.pointInTime ?? pointInTimeOf(audit),
   };
   const context: RouteContext = { deps: resolved, metrics, keys, idempotency, cursors, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
@@ -229,6 +230,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await app.register(campaignRoutes, context);
   await app.register(feedbackRoutes, context);
   await app.register(activityRoutes, context);
+  await app.register(exchangeRateRoutes, context);
   // Written by the analytics and audit engineers; they get the same context as ours.
   if (resolved.imports) await app.register(importRoutes, { ...context, imports: resolved.imports, maxBytes: resolved.importMaxBytes ?? 1024 ** 3 });
   await app.register(analyticsRoutes, context);

@@ -93,6 +93,8 @@ export interface ReadModelQueries {
   customerActivities(id: string, query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page | undefined>;
   dealActivities(id: string, query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page | undefined>;
   getActivity(id: string, scope?: ReadScope | null): Promise<ReadRecord | undefined>;
+  /** `GET /exchange-rates` (projections/queries/exchange-rates.ts). */
+  exchangeRates?(query: { currency?: string; at?: string }): Promise<ReadRecord>;
 }
 
 /**
@@ -148,6 +150,8 @@ export interface ApiDeps {
   benchNoopRoute?: boolean;
   /** Published in the OpenAPI document. */
   version?: string;
+  /** ISO 4217 base currency (CRM_BASE_CURRENCY): rates are set against it. Default EUR. */
+  baseCurrency?: string;
   /** Bulk imports (`POST /imports`); the routes are left out without it. */
   imports?: ImportJobs;
   /** Largest import body accepted (413 above). Default 1 GiB. */

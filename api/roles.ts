@@ -102,6 +102,9 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /deals/:id/activities', access: ALL, summary: "a deal's activities (body masked for analysts)" },
   { route: 'GET /activities', access: ALL, summary: 'activities by assignee; ?assigneeId=me&open=true: my open tasks, overdue first' },
   { route: 'GET /activities/:id', access: ALL, summary: 'one activity (also ?asOf=)' },
+  // Exchange rates to the base currency: every figure in the base currency depends on them, so only admins set them.
+  { route: 'POST /exchange-rates', access: ['admin'], summary: 'set or correct the rate of a currency from a business time' },
+  { route: 'GET /exchange-rates', access: ALL, summary: 'the rates valid at ?at=, or every rate and correction of ?currency=' },
   // Bulk import (api/routes/imports.ts): each kind also checks the roles of its command.
   { route: 'POST /imports', access: WRITE_CUSTOMERS, summary: 'import a CSV or NDJSON file (the roles of the matching command)' },
   { route: 'GET /imports/:id', access: WRITE_CUSTOMERS, summary: "progress and bad-row report of one's own import" },

@@ -338,7 +338,8 @@ const campaignFold: Folder<CampaignRecord> = (record, event, at) => {
       r.responses[event.data.kind] += 1;
       if (event.data.kind === 'converted') {
         r.conversions += 1;
-        r.revenue = fromMinor(toMinor(r.revenue) + toMinor(event.data.revenue ?? 0));
+        // As the read model: `revenue` counts conversions in the campaign's currency (others are in the base-currency figures).
+        if (event.data.currency === null || event.data.currency === r.currency) r.revenue = fromMinor(toMinor(r.revenue) + toMinor(event.data.revenue ?? 0));
       }
       break;
     default:

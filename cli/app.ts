@@ -19,6 +19,7 @@ import { waitForCheckpoints } from '../projections/status.ts';
 import { migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
 import { rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts';
 import { createReportingViews } from '../projections/reporting.ts';
+import { recordBaseCurrency } from '../projections/read-models/exchange-rates.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
@@ -328,6 +329,8 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       // A projection whose version changed is left to the runner, which rebuilds it in a shadow schema.
       const current = projections.filter((p) => (checkpoints.get(p.name)?.version ?? p.version) === p.version);
       for (const p of current) await p.migrate(database.db, config.schemas.read);
+      // The reporting views give base-currency columns in the configured currency.
+      await recordBaseCurrency(database.db, config.schemas.read, config.baseCurrency);
       return current;
     };
     const prepareReadModels = async () => {
@@ -380,6 +383,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const analytics = createAnalyticsService({
       db: longWork.db,
       schema: config.schemas.read,
+      baseCurrency: config.baseCurrency,
       // Fits see every event recorded before they start: wait for the analytics projection to reach the head.
       catchUp: async () => {
         const head = await store.headPosition();
@@ -403,7 +407,8 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       schemas: config.schemas,
       personalData,
       projections: progress,
-      queries: createReadModelQueries({ db: database.db, schema: config.schemas.read }),
+      queries: createReadModelQueries({ db: database.db, schema: config.schemas.read, baseCurrency: config.baseCurrency }),
+      baseCurrency: config.baseCurrency,
       pointInTime: audit.pointInTime,
       audit,
       analytics,

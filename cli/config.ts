@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ROLES } from '../api/roles.ts';
 import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
+import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts, type DatabaseTimeouts } from './timeouts.ts';
 
 /**
@@ -83,6 +84,11 @@ const EnvSchema = z.object({
   /** Requests per minute per API key; 0 turns the limit off. */
   CRM_RATE_LIMIT: z.preprocess(emptyAsUnset, requestsPerMinute.default(6_000)),
   ...Object.fromEntries(ROLES.map((role) => [rateLimitVariable(role), z.preprocess(emptyAsUnset, requestsPerMinute.optional())])),
+  /** The one currency money figures are also given in (ISO 4217). */
+  CRM_BASE_CURRENCY: z.preprocess(
+    emptyAsUnset,
+    z.string().regex(/^[A-Z]{3}$/, 'an ISO 4217 currency code in capitals, such as EUR or USD').default(DEFAULT_BASE_CURRENCY),
+  ),
   /** Shared rate-limit counters for every replica. */
   REDIS_URL: z.preprocess(
     emptyAsUnset,
@@ -113,6 +119,8 @@ export interface CrmConfig {
   timeouts: DatabaseTimeouts;
   /** Requests per minute per API key (0: off), per role where set; counted in Redis when `redisUrl` is set. */
   rateLimit: { perMinute: number; perRole: Record<string, number>; redisUrl: string | undefined };
+  /** ISO 4217 code of the base currency: exchange rates are set against it, base-currency figures are given in it. */
+  baseCurrency: string;
 }
 
 /**
@@ -213,6 +221,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     nats: e.CRM_NATS_URL ? { url: e.CRM_NATS_URL, stream: e.CRM_NATS_STREAM, role: e.CRM_NATS_ROLE } : undefined,
     timeouts: databaseTimeouts(e),
     rateLimit: { perMinute: e.CRM_RATE_LIMIT, perRole, redisUrl: e.REDIS_URL },
+    baseCurrency: e.CRM_BASE_CURRENCY,
   };
 }
 
@@ -260,5 +269,6 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   { name: 'CRM_NATS_URL', default: '(unset: no NATS publishing)', meaning: 'NATS with JetStream: every integration event is published to the stream' },
   { name: 'CRM_NATS_STREAM', default: 'CRM_EVENTS', meaning: 'JetStream stream of the integration events (subjects crm.<aggregate>.<EventType>)' },
   { name: 'CRM_NATS_ROLE', default: 'analyst', meaning: "whose view of personal data the stream carries: analyst masks it, any other role sees it" },
+  { name: 'CRM_BASE_CURRENCY', default: 'EUR', meaning: 'ISO 4217 base currency: exchange rates are set against it and money figures are also given in it' },
   ...DATABASE_TIMEOUT_DOCS,
 ];

@@ -14,6 +14,8 @@ import { teamDecider, type TeamState } from '../domain/team/decider.ts';
 import { TeamStreamPrefix } from '../domain/team/events.ts';
 import { userDecider, type UserState } from '../domain/user/decider.ts';
 import { UserStreamPrefix } from '../domain/user/events.ts';
+import { exchangeRateDecider, type ExchangeRateState } from '../domain/exchange-rate/decider.ts';
+import { ExchangeRateStreamPrefix } from '../domain/exchange-rate/events.ts';
 import type { EventStore, ReadStreamOptions, RecordedEvent } from '../eventstore/contract.ts';
 import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
@@ -27,6 +29,7 @@ export interface AggregateStates {
   team: TeamState;
   user: UserState;
   activity: ActivityState;
+  exchangeRate: ExchangeRateState;
 }
 
 /** The fold side of a decider, erased to what loading needs. */
@@ -44,6 +47,7 @@ export const streamPrefixes: Record<AggregateKind, string> = {
   team: TeamStreamPrefix,
   user: UserStreamPrefix,
   activity: ActivityStreamPrefix,
+  exchangeRate: ExchangeRateStreamPrefix,
 };
 
 export const streamOf = (kind: AggregateKind, id: string): string => `${streamPrefixes[kind]}${id}`;
@@ -58,6 +62,7 @@ export const aggregateFolders = (sla: SlaPolicy = defaultSlaPolicy): { [K in Agg
     team: { prefix: TeamStreamPrefix, initialState: teamDecider.initialState, evolve: teamDecider.evolve as Folder<TeamState>['evolve'] },
     user: { prefix: UserStreamPrefix, initialState: userDecider.initialState, evolve: userDecider.evolve as Folder<UserState>['evolve'] },
     activity: { prefix: ActivityStreamPrefix, initialState: activityDecider.initialState, evolve: activityDecider.evolve as Folder<ActivityState>['evolve'] },
+    exchangeRate: { prefix: ExchangeRateStreamPrefix, initialState: exchangeRateDecider.initialState, evolve: exchangeRateDecider.evolve as Folder<ExchangeRateState>['evolve'] },
   };
 };
 

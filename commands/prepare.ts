@@ -10,6 +10,7 @@ import { activityDecider } from '../domain/activity/decider.ts';
 import type { SlaPolicy } from '../domain/feedback/sla.ts';
 import { teamDecider } from '../domain/team/decider.ts';
 import { userDecider } from '../domain/user/decider.ts';
+import { exchangeRateDecider } from '../domain/exchange-rate/decider.ts';
 import { EventMetadata } from '../domain/metadata.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { streamOf } from './aggregates.ts';
@@ -116,6 +117,8 @@ export const createDecide = (sla: SlaPolicy) => {
         return userDecider.decide(command as never, state as never);
       case 'activity':
         return activityDecider.decide(command as never, state as never);
+      case 'exchangeRate':
+        return exchangeRateDecider.decide(command as never, state as never);
     }
   };
 };

@@ -6,6 +6,7 @@ import { feedbackCommandSchemas } from '../domain/feedback/commands.ts';
 import { teamCommandSchemas } from '../domain/team/commands.ts';
 import { userCommandSchemas } from '../domain/user/commands.ts';
 import { activityCommandSchemas } from '../domain/activity/commands.ts';
+import { exchangeRateCommandSchemas } from '../domain/exchange-rate/commands.ts';
 
 /**
  * One strict zod schema per command, keyed by command type. Path ids are fields of the payload
@@ -19,6 +20,7 @@ export const commandSchemas = {
   ...teamCommandSchemas,
   ...userCommandSchemas,
   ...activityCommandSchemas,
+  ...exchangeRateCommandSchemas,
 } as const;
 
 export type CommandType = keyof typeof commandSchemas;
@@ -29,7 +31,7 @@ export const isCommandType = (type: unknown): type is CommandType => typeof type
 export type CrmCommand = { [K in CommandType]: { type: K } & z.input<(typeof commandSchemas)[K]> }[CommandType];
 export type CommandPayload<K extends CommandType> = z.infer<(typeof commandSchemas)[K]>;
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity' | 'team' | 'user';
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity' | 'team' | 'user' | 'exchangeRate';
 
 /** Which aggregate each command addresses, and the payload field naming it. */
 export const commandTargets: Record<CommandType, { kind: AggregateKind; idField: string; creates: boolean }> = {
@@ -74,4 +76,5 @@ export const commandTargets: Record<CommandType, { kind: AggregateKind; idField:
   LogActivity: { kind: 'activity', idField: 'activityId', creates: true },
   ChangeActivity: { kind: 'activity', idField: 'activityId', creates: false },
   CompleteActivity: { kind: 'activity', idField: 'activityId', creates: false },
+  SetExchangeRate: { kind: 'exchangeRate', idField: 'currency', creates: false },
 };

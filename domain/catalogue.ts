@@ -6,6 +6,7 @@ import { feedbackEventSchemas, type FeedbackEvent } from './feedback/events.ts';
 import { teamEventSchemas, type TeamEvent } from './team/events.ts';
 import { userEventSchemas, type UserEvent } from './user/events.ts';
 import { activityEventSchemas, type ActivityEvent } from './activity/events.ts';
+import { exchangeRateEventSchemas, type ExchangeRateEvent } from './exchange-rate/events.ts';
 
 /**
  * The event catalogue: every event type the CRM records, its current schema and version,
@@ -20,10 +21,11 @@ export const eventSchemas = {
   ...teamEventSchemas,
   ...userEventSchemas,
   ...activityEventSchemas,
+  ...exchangeRateEventSchemas,
 } as const;
 
 export type CrmEventType = keyof typeof eventSchemas;
-export type CrmEvent = CustomerEvent | DealEvent | CampaignEvent | FeedbackEvent | TeamEvent | UserEvent | ActivityEvent;
+export type CrmEvent = CustomerEvent | DealEvent | CampaignEvent | FeedbackEvent | TeamEvent | UserEvent | ActivityEvent | ExchangeRateEvent;
 export type EventOfType<T extends CrmEventType> = Extract<CrmEvent, { type: T }>;
 
 export const isCrmEventType = (type: string): type is CrmEventType => Object.hasOwn(eventSchemas, type);

@@ -14,7 +14,7 @@ export type SubscriberRole = 'admin' | 'sales' | 'marketing' | 'support' | 'anal
 /** What a personal field reads as for subscribers whose role may not see personal data. */
 export const MASKED = '[masked]';
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity' | 'user' | 'team';
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity' | 'user' | 'team' | 'exchangeRate';
 
 export interface IntegrationEvent {
   /** The event id (UUID): receivers dedupe by it (it is also the `webhook-id` and the `Nats-Msg-Id`). */
@@ -104,6 +104,7 @@ export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
   ActivityLogged: activity('A note, call, meeting or task was logged on a customer or a deal.', ['body']),
   ActivityChanged: activity("An activity's subject, body, due time or assignee changed.", ['body']),
   ActivityCompleted: activity('A task was completed.'),
+  ExchangeRateSet: { kind: 'exchangeRate', version: 1, summary: 'An exchange rate to the base currency was set or corrected (same validFrom).', personal: [] },
 };
 
 export const PUBLIC_EVENT_TYPE_NAMES = Object.keys(PUBLIC_EVENT_TYPES) as CrmEventType[];

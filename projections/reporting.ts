@@ -23,6 +23,23 @@ export interface ReportingView {
 
 const q = (schema: string, table: string) => `"${schema.replace(/"/g, '""')}"."${table}"`;
 
+/**
+ * Base-currency columns: the same rule as the API (projections/queries/exchange-rates.ts). The base
+ * currency is the one recorded in `base_currency` (CRM_BASE_CURRENCY); an amount is converted at the
+ * latest rate whose valid_from is at or before its business time, rounded to 4 decimals; NULL while no
+ * rate covers it.
+ */
+const baseOf = (s: string) => `(SELECT b.currency FROM ${q(s, 'base_currency')} b)`;
+/** `amount`, `currency` and `at` must be qualified (`t.currency`): `exchange_rates` has a `currency` column too. */
+const inBaseSql = (s: string, amount: string, currency: string, at: string) =>
+  `(CASE WHEN ${currency} = ${baseOf(s)} THEN ${amount} ELSE round(${amount} * (SELECT r.rate FROM ${q(s, 'exchange_rates')} r
+    WHERE r.base_currency = ${baseOf(s)} AND r.currency = ${currency} AND r.valid_from <= ${at} ORDER BY r.valid_from DESC LIMIT 1), 4) END)`;
+/** Sum of converted amounts, NULL when any of them lacks a rate. */
+const baseSumSql = (expr: string) => `CASE WHEN bool_and(${expr} IS NOT NULL) THEN sum(${expr}) END`;
+/** A table's lines converted: its columns plus base_amount. */
+const convertedLines = (s: string, table: string, where = 'true') =>
+  `(SELECT l.*, ${inBaseSql(s, 'l.amount', 'l.currency', 'l.occurred_at')} AS base_amount FROM ${q(s, table)} l WHERE ${where})`;
+
 export const REPORTING_VIEWS: readonly ReportingView[] = [
   {
     name: 'customers',
@@ -52,11 +69,15 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['forgotten_at', 'Business time the customer was forgotten'],
       ['updated_at', 'Business time of the last event applied'],
       ['owner_id', 'Account owner (user id), null when none is assigned'],
+      ['base_currency', 'ISO 4217 code of the base currency (CRM_BASE_CURRENCY)'],
+      ['revenue_base', "The customer's own purchases minus refunds in every currency, each converted at the rate valid at its business time; null while a rate is missing (merged duplicates are their own rows)"],
     ],
     scoped: true,
-    select: (s, r) => `SELECT customer_id, name, email, company, source, tags, status, merged_into, marketing_consent, registered_at,
-      first_purchase_at, last_purchase_at, order_count, revenue, refunded, currency, open_feedback_count, deals_open, deals_won,
-      deals_lost, forgotten_at, last_event_at AS updated_at, owner_id FROM ${q(s, 'customers')} WHERE ${scopeCondition.customers(s, r)}`,
+    select: (s, r) => `SELECT c.customer_id, c.name, c.email, c.company, c.source, c.tags, c.status, c.merged_into, c.marketing_consent, c.registered_at,
+      c.first_purchase_at, c.last_purchase_at, c.order_count, c.revenue, c.refunded, c.currency, c.open_feedback_count, c.deals_open, c.deals_won,
+      c.deals_lost, c.forgotten_at, c.last_event_at AS updated_at, c.owner_id, ${baseOf(s)} AS base_currency,
+      (SELECT ${baseSumSql('x.base_amount')} FROM ${convertedLines(s, 'revenue_lines', 'l.customer_id = c.customer_id')} x) AS revenue_base
+      FROM ${q(s, 'customers')} c WHERE ${scopeCondition.customers(s, r)}`,
   },
   {
     name: 'customer_timeline',
@@ -100,12 +121,20 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['closed_at', 'Business time it was won or lost (null while open)'],
       ['won_reason', "Reason given when won (the command's reason)"],
       ['lost_reason', 'Reason given when lost'],
+      ['amount_at', 'Business time the amount was stated (opened, changed, won): its conversion date'],
+      ['base_currency', 'ISO 4217 code of the base currency'],
+      ['amount_base', 'Amount in the base currency at the rate valid at amount_at; null while no rate covers it'],
+      ['weighted_amount_base', 'amount_base x probability'],
     ],
     scoped: true,
-    select: (s, r) => `SELECT deal_id, customer_id, title, stage, stage NOT IN ('won', 'lost') AS is_open, amount, currency, owner_id,
+    select: (s, r) => `SELECT deal_id, customer_id, title, stage, is_open, amount, currency, owner_id, probability, weighted_amount, expected_close_date,
+      expected_close_month, stage_entered_at, days_in_stage, opened_at, closed_at, won_reason, lost_reason, amount_at, base_currency, amount_base,
+      round(amount_base * probability, 4) AS weighted_amount_base FROM (
+      SELECT deal_id, customer_id, title, stage, stage NOT IN ('won', 'lost') AS is_open, amount, currency, owner_id,
       probability, weighted_amount, expected_close_date, to_char(expected_close_date, 'YYYY-MM') AS expected_close_month,
       stage_entered_at, GREATEST(0, floor(extract(epoch FROM (now() - stage_entered_at)) / 86400))::integer AS days_in_stage,
-      opened_at, closed_at, won_reason, lost_reason FROM ${q(s, 'deals')} WHERE ${scopeCondition.deals(s, r)}`,
+      opened_at, closed_at, won_reason, lost_reason, amount_at, ${baseOf(s)} AS base_currency,
+      ${inBaseSql(s, 't.amount', 't.currency', 't.amount_at')} AS amount_base FROM ${q(s, 'deals')} t) d WHERE ${scopeCondition.deals(s, r)}`,
   },
   {
     name: 'pipeline_summary',
@@ -119,11 +148,18 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['deal_count', 'Number of deals'],
       ['amount', 'Sum of amounts (numeric)'],
       ['weighted_amount', 'Sum of weighted amounts (numeric)'],
+      ['base_currency', 'ISO 4217 code of the base currency'],
+      ['amount_base', 'Sum of the amounts in the base currency, each at the rate valid when it was stated; null while a rate is missing'],
+      ['weighted_amount_base', 'Sum of the weighted amounts in the base currency; null while a rate is missing'],
     ],
     scoped: true,
-    select: (s, r) => `SELECT stage, owner_id, to_char(expected_close_date, 'YYYY-MM') AS expected_close_month, currency,
-      count(*)::integer AS deal_count, sum(amount) AS amount, sum(weighted_amount) AS weighted_amount
-      FROM ${q(s, 'deals')} WHERE stage NOT IN ('won', 'lost') AND ${scopeCondition.deals(s, r)} GROUP BY 1, 2, 3, 4`,
+    select: (s, r) => `SELECT stage, owner_id, expected_close_month, currency, count(*)::integer AS deal_count, sum(amount) AS amount,
+      sum(weighted_amount) AS weighted_amount, ${baseOf(s)} AS base_currency, ${baseSumSql('amount_base')} AS amount_base,
+      ${baseSumSql('round(amount_base * probability, 4)')} AS weighted_amount_base
+      FROM (SELECT stage, owner_id, customer_id, to_char(expected_close_date, 'YYYY-MM') AS expected_close_month, currency, amount, weighted_amount, probability,
+        ${inBaseSql(s, 't.amount', 't.currency', 't.amount_at')} AS amount_base FROM ${q(s, 'deals')} t WHERE stage NOT IN ('won', 'lost')) d
+      WHERE ${scopeCondition.deals(s, r)}
+      GROUP BY 1, 2, 3, 4`,
   },
   {
     name: 'campaigns',
@@ -152,10 +188,55 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['launched_at', 'First launch'],
       ['completed_at', 'Completion'],
       ['cancelled_at', 'Cancellation'],
+      ['base_currency', 'ISO 4217 code of the base currency'],
+      ['costs_base', 'Costs in the base currency, each at the rate valid when recorded; null while a rate is missing'],
+      ['revenue_base', 'Revenue of every conversion, whatever its currency, in the base currency; null while a rate is missing'],
+      ['roi_base', '(revenue_base - costs_base) / costs_base; null without costs or while a rate is missing'],
     ],
-    select: (s) => `SELECT campaign_id, name, channel, status, budget, currency, starts_at, ends_at, costs, sent_count, opened_count,
-      clicked_count, converted_count, unsubscribed_count, revenue, roi, conversion_rate, over_budget, created_at, launched_at, completed_at,
-      cancelled_at FROM ${q(s, 'campaigns')}`,
+    select: (s) => `SELECT *, CASE WHEN costs_base > 0 THEN round((revenue_base - costs_base) / costs_base, 6) END AS roi_base FROM (
+      SELECT c.campaign_id, c.name, c.channel, c.status, c.budget, c.currency, c.starts_at, c.ends_at, c.costs, c.sent_count, c.opened_count,
+      c.clicked_count, c.converted_count, c.unsubscribed_count, c.revenue, c.roi, c.conversion_rate, c.over_budget, c.created_at, c.launched_at, c.completed_at,
+      c.cancelled_at, ${baseOf(s)} AS base_currency,
+      COALESCE((SELECT ${baseSumSql('x.base_amount')} FROM ${convertedLines(s, 'campaign_money_lines', "l.campaign_id = c.campaign_id AND l.kind = 'cost'")} x), 0) AS costs_base,
+      COALESCE((SELECT ${baseSumSql('x.base_amount')} FROM ${convertedLines(s, 'campaign_money_lines', "l.campaign_id = c.campaign_id AND l.kind = 'revenue'")} x), 0) AS revenue_base
+      FROM ${q(s, 'campaigns')} c) v`,
+  },
+  {
+    name: 'revenue_monthly',
+    projection: 'customers',
+    description: 'Purchases net of refunds per month (business time, UTC) and currency, beside the same in the base currency.',
+    columns: [
+      ['month', "'YYYY-MM' (UTC)"],
+      ['currency', 'ISO 4217 code the amounts were paid in'],
+      ['purchases', 'Purchases recorded'],
+      ['revenue', 'Purchases minus refunds in `currency` (numeric)'],
+      ['base_currency', 'ISO 4217 code of the base currency'],
+      ['revenue_base', 'The same in the base currency, each amount at the rate valid at its business time; null while a rate is missing'],
+      ['missing_rate', "'JPY 2026-03' when amounts of the month lack a rate, else null"],
+    ],
+    select: (s) => `SELECT to_char(x.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, rtrim(x.currency) AS currency,
+      (count(*) FILTER (WHERE x.kind = 'purchase'))::integer AS purchases, sum(x.amount) AS revenue, ${baseOf(s)} AS base_currency,
+      ${baseSumSql('x.base_amount')} AS revenue_base,
+      CASE WHEN bool_and(x.base_amount IS NOT NULL) THEN NULL ELSE rtrim(x.currency) || ' ' || to_char(x.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') END AS missing_rate
+      FROM ${convertedLines(s, 'revenue_lines')} x GROUP BY 1, 2, to_char(x.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM')`,
+  },
+  {
+    name: 'exchange_rates',
+    projection: 'exchange_rates',
+    description: 'Rates to the base currency in force from each valid_from until the next (corrections replace the rate they correct).',
+    columns: [
+      ['base_currency', 'ISO 4217 code the rate is expressed in'],
+      ['currency', 'ISO 4217 code the rate is for'],
+      ['valid_from', 'Business time from which the rate applies'],
+      ['valid_until', 'valid_from of the next rate of the currency (null: still in force)'],
+      ['rate', 'Units of base_currency per unit of currency (numeric(20,10))'],
+      ['previous_rate', 'The rate this one corrected (same valid_from), if any'],
+      ['corrections', 'How many times the rate of this valid_from was corrected'],
+      ['set_at', 'Business time the rate was set (or last corrected)'],
+    ],
+    select: (s) => `SELECT base_currency, currency, valid_from,
+      lead(valid_from) OVER (PARTITION BY base_currency, currency ORDER BY valid_from) AS valid_until, rate, previous_rate, corrections, set_at
+      FROM ${q(s, 'exchange_rates')}`,
   },
   {
     name: 'feedback',

@@ -4,6 +4,7 @@ import { demoCommand } from './demo.ts';
 import { exportCommand } from './export.ts';
 import { fitCommand } from './fit.ts';
 import { importCommand } from './import.ts';
+import { importRatesCommand } from './import-rates.ts';
 import { masterKeyCommand } from './master-key.ts';
 import { projectCommand } from './project.ts';
 import { publishCommand } from './publish.ts';
@@ -24,6 +25,7 @@ export const commands: readonly CliCommand[] = [
   replayCommand,
   verifyCommand,
   importCommand,
+  importRatesCommand,
   exportCommand,
   demoCommand,
   fitCommand,

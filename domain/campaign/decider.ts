@@ -216,11 +216,8 @@ export const decideCampaign = (command: CampaignCommand, state: CampaignState): 
         throw ruleViolated('campaign.revenue_required', 'A conversion carries its revenue', 'revenue');
       if (!converted && command.revenue !== undefined && command.revenue !== null)
         throw ruleViolated('campaign.revenue_only_for_conversion', 'Only a conversion carries revenue', 'revenue');
-      // Revenue is compared with the budget and costs (ROI): one currency per campaign, as for costs.
-      if (converted && command.currency !== undefined && command.currency !== null && command.currency !== state.currency)
-        throw ruleViolated('campaign.currency_mismatch', `Campaign ${campaignId} is budgeted in ${state.currency}`, 'currency', {
-          expected: state.currency,
-        });
+      // A conversion may be paid in another currency than the campaign's: it is recorded as paid and
+      // converted to the base currency for revenue and ROI (projections/queries/campaigns.ts).
       return [
         {
           type: 'CampaignResponseRecorded',

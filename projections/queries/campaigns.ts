@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
-import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec } from './page.ts';
+import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf } from './exchange-rates.ts';
+import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CampaignView = {
   id: string;
@@ -78,8 +79,42 @@ export async function listCampaigns(
   return listOf({ source, table: 'campaigns', key: 'campaign_id', where, sorts, defaultSort: '-createdAt' }, query, toCampaignView);
 }
 
+/** A campaign's money in the base currency (GET /campaigns/:id). */
+export type CampaignInBase = {
+  baseCurrency: string;
+  /** Revenue of conversions in every currency they were paid in, major units. */
+  revenueByCurrency: Record<string, number>;
+  /** Each cost and conversion converted at the rate valid at its business time; null while a rate is missing. */
+  costsBase: number | null;
+  revenueBase: number | null;
+  /** (revenueBase - costsBase) / costsBase, 6 decimals; null without costs or while a rate is missing. */
+  roiBase: number | null;
+  missingRates: string[];
+};
+
+export async function campaignInBase(source: ReadModelSource, id: string): Promise<CampaignInBase> {
+  const lines = convertedLines(source, 'campaign_money_lines', sql`l.campaign_id = ${uuidOf(id)}`);
+  const [byKind, byCurrency] = await Promise.all([
+    sql<Record<string, any>>`SELECT y.kind, ${baseSums(['base_amount'])} FROM ${lines} GROUP BY y.kind`.execute(source.db),
+    sql<Record<string, any>>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS amount FROM ${lines} WHERE y.kind = 'revenue' GROUP BY 1 ORDER BY 1`.execute(source.db),
+  ]);
+  const kind = (k: string) => byKind.rows.find((r) => r.kind === k);
+  // Nothing recorded of a kind sums to 0.
+  const total = (k: string) => (kind(k) ? baseAmount(kind(k)!.base_amount) : 0);
+  const costs = total('cost');
+  const revenue = total('revenue');
+  return {
+    baseCurrency: baseCurrencyOf(source),
+    revenueByCurrency: Object.fromEntries(byCurrency.rows.map((r) => [r.currency, Number(r.amount)])),
+    costsBase: costs,
+    revenueBase: revenue,
+    roiBase: costs === null || revenue === null || costs === 0 ? null : Math.round(((revenue - costs) / costs) * 1e6) / 1e6,
+    missingRates: [...new Set(byKind.rows.flatMap((r) => missingRatesOf(r.missing_rates)))].sort(),
+  };
+}
+
 /** `GET /campaigns/:id`; undefined when unknown. */
-export async function getCampaign(source: ReadModelSource, id: string): Promise<CampaignView | undefined> {
+export async function getCampaign(source: ReadModelSource, id: string): Promise<(CampaignView & CampaignInBase) | undefined> {
   const row = await rowById(source, 'campaigns', 'campaign_id', id);
-  return row ? toCampaignView(row) : undefined;
+  return row ? { ...toCampaignView(row), ...(await campaignInBase(source, id)) } : undefined;
 }

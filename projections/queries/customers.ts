@@ -1,5 +1,6 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { customerInScope, listScope, scoped, SMALL_SCOPE_OWNERS, type ReadScope } from './scope.ts';
+import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf } from './exchange-rates.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CustomerView = {
@@ -95,7 +96,11 @@ const customerListScope = (scope: ReadScope | null | undefined) =>
 const likePattern = (text: string) => `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 /** `GET /customers`: filters, search by name or email (case-insensitive, partial), sort, cursor pages. */
-export async function listCustomers(source: ReadModelSource, query: CustomerListQuery = {}, scope?: ReadScope | null): Promise<Page<CustomerView>> {
+export async function listCustomers(
+  source: ReadModelSource,
+  query: CustomerListQuery = {},
+  scope?: ReadScope | null,
+): Promise<Page<CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'>>> {
   const where = [];
   if (query.search) {
     const pattern = likePattern(query.search);
@@ -106,13 +111,73 @@ export async function listCustomers(source: ReadModelSource, query: CustomerList
   if (query.source) where.push(sql`t.source = ${query.source}`);
   if (query.minRevenue !== undefined) where.push(sql`t.revenue >= ${String(query.minRevenue)}::numeric`);
   if (query.maxRevenue !== undefined) where.push(sql`t.revenue <= ${String(query.maxRevenue)}::numeric`);
-  return listOf({ source, table: 'customers', key: 'customer_id', where, ...customerListScope(scope), sorts, defaultSort: '-createdAt' }, query, toCustomerView);
+  const extra = LIST_REVENUE_BASE(source);
+  return listOf({ source, table: 'customers', key: 'customer_id', extra, where, ...customerListScope(scope), sorts, defaultSort: '-createdAt' }, query, (r) =>
+    toListedCustomer(source, r),
+  );
 }
 
-/** `GET /customers/:id`; undefined when unknown. */
-export async function getCustomer(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<CustomerView | undefined> {
+/** A customer's revenue in every currency and in the base currency (GET /customers/:id). */
+export type CustomerRevenue = {
+  /** Purchases net of refunds per currency paid in (merged duplicates included), major units. */
+  revenueByCurrency: Record<string, number>;
+  baseCurrency: string;
+  /** Every purchase and refund converted at the rate valid at its business time; null while a rate is missing. */
+  revenueBase: number | null;
+  /** Currency and month ('JPY 2026-03') of amounts no rate covers yet. */
+  missingRates: string[];
+};
+
+/** Lines (alias `l`) of a customer and of the duplicates merged into it, chains followed (bounded). */
+const ofCustomerAndMerged = (source: ReadModelSource, id: RawBuilder<unknown>): RawBuilder<unknown> =>
+  sql`l.customer_id IN (
+      WITH RECURSIVE members(id, depth) AS (
+        SELECT ${id}, 0
+        UNION ALL SELECT c.customer_id, m.depth + 1 FROM ${sql.id(source.schema, 'customers')} c JOIN members m ON c.merged_into = m.id WHERE m.depth < 16
+      ) SELECT id FROM members)`;
+
+/** The base-currency revenue of each listed customer (alias `t`), as `getCustomer` computes it. */
+const LIST_REVENUE_BASE = (source: ReadModelSource): RawBuilder<unknown>[] => {
+  const lines = convertedLines(source, 'revenue_lines', ofCustomerAndMerged(source, sql`t.customer_id`));
+  return [
+    // No purchase at all is 0; a missing rate makes the sum unknown (NULL).
+    sql`(SELECT CASE WHEN count(*) = 0 THEN 0 WHEN bool_and(y.base_amount IS NOT NULL) THEN sum(y.base_amount) END FROM ${lines})::text AS revenue_base`,
+    sql`(SELECT COALESCE(array_agg(DISTINCT y.missing ORDER BY y.missing) FILTER (WHERE y.missing IS NOT NULL), '{}') FROM ${lines}) AS missing_rates`,
+  ];
+};
+
+/** A listed customer with its base-currency revenue (`customerRevenue` without the per-currency split). */
+const toListedCustomer = (source: ReadModelSource, r: Record<string, any>): CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'> => ({
+  ...toCustomerView(r),
+  baseCurrency: baseCurrencyOf(source),
+  revenueBase: baseAmount(r.revenue_base),
+  missingRates: missingRatesOf(r.missing_rates),
+});
+
+/**
+ * Revenue of a customer and of the duplicates merged into it (chains followed, bounded), per currency
+ * and in the base currency.
+ */
+export async function customerRevenue(source: ReadModelSource, id: string): Promise<CustomerRevenue> {
+  const lines = convertedLines(source, 'revenue_lines', ofCustomerAndMerged(source, uuidOf(id)));
+  const [byCurrency, base] = await Promise.all([
+    sql<Record<string, any>>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS revenue FROM ${lines} GROUP BY 1 ORDER BY 1`.execute(source.db),
+    sql<Record<string, any>>`SELECT ${baseSums(['base_amount'])}, count(*)::integer AS line_count FROM ${lines}`.execute(source.db),
+  ]);
+  const totals = base.rows[0] ?? {};
+  return {
+    revenueByCurrency: Object.fromEntries(byCurrency.rows.map((r) => [r.currency, Number(r.revenue)])),
+    baseCurrency: baseCurrencyOf(source),
+    // No purchase at all is 0 in every currency, the base one included.
+    revenueBase: Number(totals.line_count ?? 0) === 0 ? 0 : baseAmount(totals.base_amount),
+    missingRates: missingRatesOf(totals.missing_rates),
+  };
+}
+
+/** `GET /customers/:id`; undefined when unknown or outside the scope. */
+export async function getCustomer(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<(CustomerView & CustomerRevenue) | undefined> {
   const row = await rowById(source, 'customers', 'customer_id', id, [], scoped(scope, customerInScope));
-  return row ? toCustomerView(row) : undefined;
+  return row ? { ...toCustomerView(row), ...(await customerRevenue(source, id)) } : undefined;
 }
 
 export type TimelineEntry = {

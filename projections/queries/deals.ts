@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { dealInScope, listScope, scoped, type ReadScope } from './scope.ts';
+import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf } from './exchange-rates.ts';
 import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type DealView = {
@@ -71,8 +72,34 @@ const sorts: Record<string, SortSpec> = {
   createdAt: { expr: sql`t.opened_at`, type: 'timestamptz' },
 };
 
+/** A deal's amount in the base currency, at the rate valid when the amount was stated (`amountAt`). */
+export type DealInBase = {
+  amountAt: string;
+  baseCurrency: string;
+  /** null while no rate covers `amountAt`. */
+  amountBase: number | null;
+  weightedAmountBase: number | null;
+  missingRates: string[];
+};
+
+const AMOUNT_BASE = (source: ReadModelSource) => sql`${inBase(source, sql`t.amount`, sql`t.currency`, sql`t.amount_at`)} AS amount_base,
+  round(${inBase(source, sql`t.amount`, sql`t.currency`, sql`t.amount_at`)} * t.probability, 4) AS weighted_base`;
+const MISSING_LABEL = sql`${missingLabel(sql`t.currency`, sql`t.amount_at`)} AS missing_label`;
+
+const withBase = (source: ReadModelSource, r: Record<string, any>): DealView & DealInBase => {
+  const amountBase = baseAmount(r.amount_base);
+  return {
+    ...toDealView(r),
+    amountAt: iso(r.amount_at)!,
+    baseCurrency: baseCurrencyOf(source),
+    amountBase,
+    weightedAmountBase: baseAmount(r.weighted_base),
+    missingRates: amountBase === null ? [String(r.missing_label)] : [],
+  };
+};
+
 /** `GET /deals`: filters by stage, status, owner, customer and expected-close range. */
-export async function listDeals(source: ReadModelSource, query: DealListQuery = {}, scope?: ReadScope | null): Promise<Page<DealView>> {
+export async function listDeals(source: ReadModelSource, query: DealListQuery = {}, scope?: ReadScope | null): Promise<Page<DealView & DealInBase>> {
   const where = [];
   if (query.stage) where.push(sql`t.stage = ${query.stage}`);
   if (query.status === 'open') where.push(sql`t.stage NOT IN ('won', 'lost')`);
@@ -81,13 +108,16 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
   if (query.customerId) where.push(sql`t.customer_id = ${uuidOf(query.customerId)}`);
   if (query.expectedCloseFrom) where.push(sql`t.expected_close_date >= ${query.expectedCloseFrom}::date`);
   if (query.expectedCloseTo) where.push(sql`t.expected_close_date <= ${query.expectedCloseTo}::date`);
-  return listOf({ source, table: 'deals', key: 'deal_id', extra: [DAYS_IN_STAGE], where, ...listScope(scope, (s) => dealInScope(source, s)), sorts, defaultSort: '-createdAt' }, query, toDealView);
+  const extra = [DAYS_IN_STAGE, AMOUNT_BASE(source), MISSING_LABEL];
+  return listOf({ source, table: 'deals', key: 'deal_id', extra, where, ...listScope(scope, (s) => dealInScope(source, s)), sorts, defaultSort: '-createdAt' }, query, (r) =>
+    withBase(source, r),
+  );
 }
 
-/** `GET /deals/:id`; undefined when unknown. */
-export async function getDeal(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<DealView | undefined> {
-  const row = await rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE], scoped(scope, (s) => dealInScope(source, s)));
-  return row ? toDealView(row) : undefined;
+/** `GET /deals/:id`; undefined when unknown or outside the scope. */
+export async function getDeal(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<(DealView & DealInBase) | undefined> {
+  const row = await rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE, AMOUNT_BASE(source), MISSING_LABEL], scoped(scope, (s) => dealInScope(source, s)));
+  return row ? withBase(source, row) : undefined;
 }
 
 export type PipelineGroup = {
@@ -107,7 +137,22 @@ export type Pipeline = {
   byOwner: (PipelineGroup & { ownerId: string })[];
   /** Expected-close month as 'YYYY-MM'. */
   byMonth: (PipelineGroup & { month: string })[];
+  /**
+   * The same figures across currencies in the base currency: each deal's amount converted at the rate
+   * valid when the amount was stated (`amountAt`), rounded to 4 decimals; weighted = converted amount x
+   * probability, rounded to 4 decimals. A group whose deals need a rate nobody has set has null sums
+   * and names the missing rates ('JPY 2026-03').
+   */
+  base: {
+    currency: string;
+    totals: PipelineBaseGroup;
+    byStage: (PipelineBaseGroup & { key: string; stage: string })[];
+    byOwner: (PipelineBaseGroup & { key: string; ownerId: string })[];
+    byMonth: (PipelineBaseGroup & { key: string; month: string })[];
+  };
 }
+
+export type PipelineBaseGroup = { dealCount: number; amount: number | null; weightedAmount: number | null; missingRates: string[] };
 
 const STAGE_ORDER = sql`array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], t.stage)`;
 
@@ -136,6 +181,40 @@ export async function pipeline(source: ReadModelSource, query: { ownerId?: strin
     currency: query.currency ?? null,
     ownerId: query.ownerId ?? null,
     totals: totals.rows.map(group),
+    byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
+    byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
+    byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),
+    base: await pipelineInBase(source, where),
+  };
+}
+
+/** The pipeline's groups in the base currency (see `Pipeline.base`). */
+async function pipelineInBase(source: ReadModelSource, where: ReturnType<typeof sql>[]): Promise<Pipeline['base']> {
+  const converted = sql`SELECT t.stage, t.owner_id, to_char(t.expected_close_date, 'YYYY-MM') AS month, t.currency, t.amount_at, t.probability,
+      ${inBase(source, sql`t.amount`, sql`t.currency`, sql`t.amount_at`)} AS amount_base
+    FROM ${sql.id(source.schema, 'deals')} t WHERE ${sql.join(where, sql` AND `)}`;
+  const from = sql`FROM (SELECT x.*, round(x.amount_base * x.probability, 4) AS weighted_base,
+      CASE WHEN x.amount_base IS NULL THEN ${missingLabel(sql`x.currency`, sql`x.amount_at`)} END AS missing FROM (${converted}) x) y`;
+  const sums = sql`count(*)::integer AS deal_count, ${baseSums(['amount_base', 'weighted_base'])}`;
+  const group = (r: Record<string, any>): PipelineBaseGroup => ({
+    dealCount: Number(r.deal_count),
+    amount: baseAmount(r.amount_base),
+    weightedAmount: baseAmount(r.weighted_base),
+    missingRates: missingRatesOf(r.missing_rates),
+  });
+  const [totals, byStage, byOwner, byMonth] = await Promise.all([
+    sql<Record<string, any>>`SELECT ${sums} ${from}`.execute(source.db),
+    sql<Record<string, any>>`SELECT y.stage AS key, ${sums} ${from} GROUP BY y.stage
+      ORDER BY array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], y.stage)`.execute(source.db),
+    sql<Record<string, any>>`SELECT y.owner_id AS key, ${sums} ${from} GROUP BY y.owner_id ORDER BY y.owner_id`.execute(source.db),
+    sql<Record<string, any>>`SELECT y.month AS key, ${sums} ${from} GROUP BY y.month ORDER BY y.month`.execute(source.db),
+  ]);
+  const total = totals.rows[0] ?? { deal_count: 0, amount_base: null, weighted_base: null, missing_rates: [] };
+  // No open deal at all sums to 0, not to "unknown".
+  const empty = Number(total.deal_count) === 0;
+  return {
+    currency: baseCurrencyOf(source),
+    totals: empty ? { dealCount: 0, amount: 0, weightedAmount: 0, missingRates: [] } : group(total),
     byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
     byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
     byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),

@@ -2,6 +2,7 @@ import { customerActivities, dealActivities, getActivity, listActivities } from 
 import { getCampaign, listCampaigns } from './campaigns.ts';
 import { customerTimeline, getCustomer, listCustomers } from './customers.ts';
 import { getDeal, listDeals, pipeline } from './deals.ts';
+import { exchangeRates } from './exchange-rates.ts';
 import { likelyDuplicates } from './duplicates.ts';
 import { getFeedback, listFeedback } from './feedback.ts';
 import type { ReadModelSource } from './page.ts';
@@ -11,6 +12,7 @@ export * from './activities.ts';
 export * from './campaigns.ts';
 export * from './customers.ts';
 export * from './deals.ts';
+export * from './exchange-rates.ts';
 export * from './duplicates.ts';
 export * from './feedback.ts';
 export { type Page, type ReadModelSource } from './page.ts';
@@ -37,5 +39,6 @@ export function createReadModelQueries(source: ReadModelSource) {
     customerActivities: (id: string, query: Record<string, unknown> = {}, scope?: ReadScope | null) => customerActivities(source, id, query, scope),
     dealActivities: (id: string, query: Record<string, unknown> = {}, scope?: ReadScope | null) => dealActivities(source, id, query, scope),
     getActivity: (id: string, scope?: ReadScope | null) => getActivity(source, id, scope),
+    exchangeRates: (query: { currency?: string; at?: string } = {}) => exchangeRates(source, query),
   };
 }

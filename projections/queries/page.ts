@@ -5,6 +5,8 @@ import { z } from 'zod';
 export interface ReadModelSource {
   db: Kysely<any>;
   schema: string;
+  /** ISO 4217 code base-currency figures are given in (CRM_BASE_CURRENCY); default EUR. */
+  baseCurrency?: string;
 }
 
 export interface Page<T = Record<string, unknown>> {

@@ -3,7 +3,19 @@ import type { ProjectedEvent, Projection, ProjectionContext } from '../projectio
 import { viewsOf } from '../reporting.ts';
 import { idsOf, occurredAt } from './common.ts';
 import { addMoney, MONEY_TYPE, numericOf, minorOf } from './money.ts';
-import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
+import { ensureSchema, insertRows, RowSet, type Row, type TableSpec } from './rows.ts';
+
+/**
+ * `campaign_money_lines`: every cost and every conversion's revenue in its own currency with its
+ * business time, so revenue, costs and ROI can be given in the base currency, each line converted at
+ * the rate valid then (projections/queries/exchange-rates.ts). Append-only.
+ */
+export const CAMPAIGN_MONEY_LINES: TableSpec = {
+  table: 'campaign_money_lines',
+  key: 'event_id',
+  keyType: 'uuid',
+  columns: ['event_id', 'campaign_id', 'kind', 'currency', 'amount', 'occurred_at'],
+};
 
 /**
  * `campaigns`: one row per campaign with its spend and results. ROI and conversion rate are
@@ -77,10 +89,21 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await sql`CREATE INDEX IF NOT EXISTS campaigns_sort_name_idx ON ${t} (lower(name), campaign_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS campaigns_sort_revenue_idx ON ${t} (revenue, campaign_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS campaigns_sort_roi_idx ON ${t} ((COALESCE(roi, -1e30)), campaign_id)`.execute(db);
+  const lines = sql.id(schema, 'campaign_money_lines');
+  await sql`CREATE TABLE IF NOT EXISTS ${lines} (
+    event_id uuid PRIMARY KEY,
+    campaign_id uuid NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('cost', 'revenue')),
+    currency char(3) NOT NULL,
+    amount ${sql.raw(MONEY_TYPE)} NOT NULL,
+    occurred_at timestamptz NOT NULL
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS campaign_money_lines_campaign_idx ON ${lines} (campaign_id)`.execute(db);
 }
 
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const campaigns = new RowSet(trx, schema, CAMPAIGNS);
+  const moneyLines: Row[] = [];
   await campaigns.load(idsOf(events, 'campaignId'));
   for (const e of events) {
     const { event } = e;
@@ -142,6 +165,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         break;
       case 'CampaignCostRecorded':
         row.costs = addMoney(row.costs, event.data.amount);
+        moneyLines.push({ event_id: e.id, campaign_id: id, kind: 'cost', currency: event.data.currency, amount: numericOf(minorOf(event.data.amount)), occurred_at: at });
         break;
       case 'CampaignResponseRecorded': {
         const d = event.data;
@@ -149,6 +173,10 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         row[column] = Number(row[column]) + 1;
         if (d.revenue !== null && (d.currency === null || d.currency === String(row.currency).trim())) {
           row.revenue = addMoney(row.revenue, d.revenue);
+        }
+        if (d.revenue !== null) {
+          const currency = d.currency ?? String(row.currency).trim();
+          moneyLines.push({ event_id: e.id, campaign_id: id, kind: 'revenue', currency, amount: numericOf(minorOf(d.revenue)), occurred_at: at });
         }
         break;
       }
@@ -160,13 +188,15 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
     campaigns.touch(id);
   }
   await campaigns.flush();
+  if (moneyLines.length > 0) await insertRows(trx, schema, CAMPAIGN_MONEY_LINES, moneyLines);
 }
 
 export const campaignsProjection: Projection = {
   name: 'campaigns',
   // 2: the over_budget column.
-  version: 2,
-  tables: ['campaigns'],
+  // 3: `campaign_money_lines` (costs and revenue in every currency, for base-currency figures).
+  version: 3,
+  tables: ['campaigns', 'campaign_money_lines'],
   filter: { streamPrefixes: ['campaign-'] },
   migrate,
   apply,

@@ -3,8 +3,8 @@ import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
 import { earliest, latest, occurredAt } from './common.ts';
-import { addMoney, minorOfNumeric, MONEY_TYPE, numericOf, subtractMoney } from './money.ts';
-import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
+import { addMoney, minorOf, minorOfNumeric, MONEY_TYPE, numericOf, subtractMoney } from './money.ts';
+import { ensureSchema, insertRows, RowSet, type Row, type TableSpec } from './rows.ts';
 
 /**
  * `customers`: one row per customer, the profile (decrypted, or '[erased]' once forgotten) with the
@@ -50,6 +50,19 @@ export const CUSTOMER_LINKS: TableSpec = {
   table: 'customer_links',
   key: 'link_id',
   columns: ['link_id', 'kind', 'customer_id', 'state'],
+};
+
+/**
+ * `revenue_lines`: every purchase (positive) and refund (negative) in its own currency with its
+ * business time, whatever the currency: the base-currency revenue converts each line at the rate
+ * valid then (projections/queries/exchange-rates.ts). Append-only; a merged duplicate's lines count
+ * for its primary through `customers.merged_into`.
+ */
+export const REVENUE_LINES: TableSpec = {
+  table: 'revenue_lines',
+  key: 'event_id',
+  keyType: 'uuid',
+  columns: ['event_id', 'customer_id', 'kind', 'order_id', 'currency', 'amount', 'occurred_at'],
 };
 
 export type CustomerStatus = 'active' | 'inactive' | 'merged' | 'forgotten';
@@ -115,6 +128,21 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     customer_id uuid NOT NULL,
     state text NOT NULL
   )`.execute(db);
+  const lines = sql.id(schema, 'revenue_lines');
+  await sql`CREATE TABLE IF NOT EXISTS ${lines} (
+    event_id uuid PRIMARY KEY,
+    customer_id uuid NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('purchase', 'refund')),
+    order_id text NOT NULL,
+    currency char(3) NOT NULL,
+    amount ${sql.raw(MONEY_TYPE)} NOT NULL,
+    occurred_at timestamptz NOT NULL
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS revenue_lines_customer_idx ON ${lines} (customer_id)`.execute(db);
+  // Monthly revenue reads lines by business time.
+  await sql`CREATE INDEX IF NOT EXISTS revenue_lines_occurred_idx ON ${lines} (occurred_at)`.execute(db);
+  // A customer's revenue includes the duplicates merged into it.
+  await sql`CREATE INDEX IF NOT EXISTS customers_merged_into_idx ON ${t} (merged_into) WHERE merged_into IS NOT NULL`.execute(db);
 }
 
 const DEAL_LINKED = new Set(['DealWon', 'DealLost', 'DealReopened']);
@@ -125,6 +153,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   const links = new RowSet(trx, schema, CUSTOMER_LINKS);
   const linkIds = new Set<string>();
   const customerIds = new Set<string>();
+  const revenueLines: Row[] = [];
   for (const { event } of events) {
     const data = event.data as Record<string, unknown>;
     if (DEAL_LINKED.has(event.type)) linkIds.add(String(data.dealId));
@@ -235,12 +264,14 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
           // Revenue is kept in the customer's first purchase currency; other currencies count as orders only.
           row.currency ??= d.currency;
           if (String(row.currency) === d.currency) row.revenue = addMoney(row.revenue, d.amount);
+          revenueLines.push({ event_id: e.id, customer_id: d.customerId, kind: 'purchase', order_id: d.orderId, currency: d.currency, amount: numericOf(minorOf(d.amount)), occurred_at: at });
         }, true);
         break;
       }
       case 'PurchaseRefunded': {
         const d = event.data;
         touch(d.customerId, (row) => {
+          revenueLines.push({ event_id: e.id, customer_id: d.customerId, kind: 'refund', order_id: d.orderId, currency: d.currency, amount: numericOf(-minorOf(d.amount)), occurred_at: at });
           if (String(row.currency) !== d.currency) return;
           row.revenue = subtractMoney(row.revenue, d.amount);
           row.refunded = addMoney(row.refunded, d.amount);
@@ -325,6 +356,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   }
   await links.flush();
   await customers.flush();
+  if (revenueLines.length > 0) await insertRows(trx, schema, REVENUE_LINES, revenueLines);
 }
 
 /** Figures of the duplicate's history that the primary takes over on a merge (counted once, at the merge). */
@@ -379,8 +411,9 @@ async function loadWithPrimaries(customers: RowSet, ids: Iterable<string>): Prom
 export const customersProjection: Projection = {
   name: 'customers',
   // 2: forgetting erases `company` too (personal data for sole traders); a primary absorbs its merged duplicates' figures.
-  version: 2,
-  tables: ['customers', 'customer_links'],
+  // 3: `revenue_lines` (purchases and refunds in every currency, for base-currency revenue).
+  version: 3,
+  tables: ['customers', 'customer_links', 'revenue_lines'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,
   apply,

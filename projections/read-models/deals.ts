@@ -8,7 +8,8 @@ import { MONEY_TYPE, numericOf, minorOf } from './money.ts';
 import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
 
 /**
- * `deals`: one row per deal. `weighted_amount` (amount x probability) is a generated column so it
+ * `deals`: one row per deal. `amount_at` is the business time the amount was last stated (opened,
+ * changed, won): the base-currency figures convert it at the rate valid then. `weighted_amount` (amount x probability) is a generated column so it
  * can never disagree with its parts; days in stage is computed at query time from `stage_entered_at`.
  */
 export const DEALS: TableSpec = {
@@ -21,6 +22,7 @@ export const DEALS: TableSpec = {
     'stage',
     'amount',
     'currency',
+    'amount_at',
     'owner_id',
     'probability',
     'probability_override',
@@ -46,6 +48,7 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     stage text NOT NULL CHECK (stage IN ('lead', 'qualified', 'proposal', 'negotiation', 'won', 'lost')),
     amount ${sql.raw(MONEY_TYPE)} NOT NULL,
     currency char(3) NOT NULL,
+    amount_at timestamptz NOT NULL,
     owner_id text NOT NULL,
     probability numeric(5,4) NOT NULL,
     probability_override numeric(5,4),
@@ -89,6 +92,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         stage: d.stage,
         amount: numericOf(minorOf(d.amount)),
         currency: d.currency,
+        amount_at: at,
         owner_id: d.ownerId,
         probability: probabilityOf(d.stage, d.probabilityOverride),
         probability_override: d.probabilityOverride,
@@ -118,6 +122,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       case 'DealAmountChanged':
         row.amount = numericOf(minorOf(event.data.amount));
         row.currency = event.data.currency;
+        row.amount_at = at;
         break;
       case 'DealOwnerChanged':
         row.owner_id = event.data.ownerId;
@@ -136,6 +141,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         enterStage('won');
         row.amount = numericOf(minorOf(event.data.amount));
         row.currency = event.data.currency;
+        row.amount_at = at;
         row.closed_at = at;
         row.won_reason = e.metadata.reason ?? null;
         row.lost_reason = null;
@@ -165,7 +171,8 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
 export const dealsProjection: Projection = {
   name: 'deals',
   // 2: titles change (DealTitleChanged).
-  version: 2,
+  // 3: `amount_at`, the business time the amount was stated (its base-currency conversion date).
+  version: 3,
   tables: ['deals'],
   filter: { streamPrefixes: ['deal-'] },
   migrate,

@@ -5,6 +5,7 @@ import { customerCommandSchemas } from '../../domain/customer/commands.ts';
 import { dealCommandSchemas } from '../../domain/deal/commands.ts';
 import { feedbackCommandSchemas } from '../../domain/feedback/commands.ts';
 import { activityCommandSchemas } from '../../domain/activity/commands.ts';
+import { SetExchangeRatePayload } from '../../domain/exchange-rate/commands.ts';
 import { ruleFor, type Role } from '../../api/roles.ts';
 
 export type Payload = z.ZodObject<z.ZodRawShape>;
@@ -73,6 +74,8 @@ export const commandTargets = (customerId: () => string): Target[] => [
   { method: 'POST', url: '/deals/:id/activities', payload: a.LogActivity, idField: 'activityId', valid: () => ({ kind: 'note', subject: 's', body: 'b' }) },
   { method: 'PATCH', url: '/activities/:id', payload: a.ChangeActivity, idField: 'activityId', valid: () => ({ subject: 's2', body: 'b2', dueAt: '2026-02-01T00:00:00Z' }) },
   { method: 'POST', url: '/activities/:id/complete', payload: a.CompleteActivity, idField: 'activityId', valid: () => ({}) },
+  // The base currency comes from the configuration, never from the body.
+  { method: 'POST', url: '/exchange-rates', payload: SetExchangeRatePayload.omit({ baseCurrency: true }), idField: 'baseCurrency', valid: () => ({ currency: 'JPY', rate: 0.0061, validFrom: '2026-01-01T00:00:00Z' }) },
 ];
 
 /** A role the route admits (admin where it may). */

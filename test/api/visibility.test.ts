@@ -96,7 +96,7 @@ const classify = (method: string, url: string): Kind | undefined => {
     return 'list';
   if (url.startsWith('/audit/')) return 'company';
   if (['POST /customers', 'POST /deals', 'POST /feedback'].includes(`${method} ${url}`)) return 'record'; // creations: the referenced customer must be visible
-  if (/^\/(campaigns|admin|webhooks|imports|console)(\/|$)/.test(url) || url.startsWith('/analytics/')) return 'unowned';
+  if (/^\/(campaigns|admin|webhooks|imports|console|exchange-rates)(\/|$)/.test(url) || url.startsWith('/analytics/')) return 'unowned';
   if (['/', '/health', '/ready', '/metrics', '/openapi.json', '/bench/noop'].includes(url)) return 'unowned';
   return undefined;
 };

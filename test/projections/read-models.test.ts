@@ -237,7 +237,7 @@ describe('read-your-writes', () => {
 
   it('reports status with lag for /ready and /metrics', async () => {
     const status = await runner.status();
-    expect(status.map((s) => s.name).sort()).toEqual(['activities', 'campaigns', 'customer_timeline', 'customers', 'deals', 'feedback', 'users']);
+    expect(status.map((s) => s.name).sort()).toEqual(['activities', 'campaigns', 'customer_timeline', 'customers', 'deals', 'exchange_rates', 'feedback', 'users']);
     for (const s of status) expect(s).toMatchObject({ state: 'running', eventsBehind: 0, secondsBehind: 0 });
   });
 });

@@ -1,0 +1,54 @@
+import { z } from 'zod';
+import { Currency } from '../money.ts';
+import { IsoDateTime, SafeText } from '../shared.ts';
+import { MAX_RATE, RATE_DECIMALS, RateDecimal } from './events.ts';
+
+/** A JS number as a plain decimal string (no exponent), or undefined when it has more than 10 decimals. */
+const decimalOfNumber = (n: number): string | undefined => {
+  const fixed = n.toFixed(RATE_DECIMALS);
+  if (Math.abs(Number(fixed) - n) > Number.EPSILON * Math.max(1, n)) return undefined;
+  return fixed.replace(/\.?0+$/, '');
+};
+
+/** '001.2500' -> '1.25': one spelling per value, so a re-import of the same rate is recognised. */
+export const canonicalRate = (text: string): string => {
+  const [whole = '0', fraction = ''] = text.split('.');
+  const w = whole.replace(/^0+(?=\d)/, '');
+  const f = fraction.replace(/0+$/, '');
+  return f === '' ? w : `${w}.${f}`;
+};
+
+/**
+ * A rate as clients send it: a JSON number (1.0842) or a decimal string ('1.0842'), positive, at most
+ * 10 decimals and 10 whole digits. Becomes the canonical decimal string the event stores.
+ */
+export const ExchangeRateInput = z
+  .union([
+    z.number().finite().positive().max(MAX_RATE),
+    SafeText.trim().regex(/^\d{1,10}(\.\d{1,20})?$/, 'a positive decimal such as 1.0842'),
+  ])
+  .transform((value, ctx) => {
+    const text = typeof value === 'number' ? decimalOfNumber(value) : canonicalRate(value);
+    if (text === undefined || !RateDecimal.safeParse(text).success) {
+      ctx.addIssue({ code: 'custom', message: `a positive decimal with at most ${RATE_DECIMALS} decimals` });
+      return z.NEVER;
+    }
+    return text;
+  });
+
+export const SetExchangeRatePayload = z
+  .object({
+    currency: Currency,
+    rate: ExchangeRateInput,
+    validFrom: IsoDateTime,
+    /** Filled by the caller from the configuration (CRM_BASE_CURRENCY), never by the client. */
+    baseCurrency: Currency,
+    /** Why (a correction's reason is what an auditor reads). */
+    reason: SafeText.trim().min(1).max(2000).optional(),
+  })
+  .strict();
+
+export const exchangeRateCommandSchemas = { SetExchangeRate: SetExchangeRatePayload } as const;
+
+export type SetExchangeRate = { type: 'SetExchangeRate'; occurredAt: string } & z.infer<typeof SetExchangeRatePayload>;
+export type ExchangeRateCommand = SetExchangeRate;

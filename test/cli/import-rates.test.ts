@@ -1,0 +1,88 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { testSchemas } from '../support/postgres.ts';
+import { runCrm } from './support.ts';
+
+/** `crm import-rates` against the real PostgreSQL (one schema set for this file), run as a child process. */
+const schemas = testSchemas('cli_import_rates');
+const folder = mkdtempSync(join(tmpdir(), 'crm-import-rates-'));
+const env = {
+  DATABASE_URL: schemas.url,
+  CRM_EVENTS_SCHEMA: schemas.events,
+  CRM_READ_SCHEMA: schemas.read,
+  CRM_REPORTING_SCHEMA: schemas.reporting,
+  CRM_BASE_CURRENCY: 'USD',
+  LOG_LEVEL: 'warn',
+};
+
+afterAll(async () => {
+  await schemas.dropSchemas();
+  rmSync(folder, { recursive: true, force: true });
+});
+
+const rateEvents = async (): Promise<{ stream: string; data: Record<string, unknown> }[]> => {
+  const client = new pg.Client({ connectionString: schemas.url });
+  await client.connect();
+  try {
+    const { rows } = await client.query(`SELECT stream, data FROM "${schemas.events}".events WHERE stream LIKE 'exchangerate-%' ORDER BY position`);
+    return rows.map((r) => ({ stream: r.stream, data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data }));
+  } finally {
+    await client.end();
+  }
+};
+
+describe('crm import-rates', () => {
+  const file = join(folder, 'rates.csv');
+  const report = join(folder, 'rates-report.csv');
+
+  it('records good rows, reports bad ones by line, and re-importing records nothing twice', async () => {
+    writeFileSync(
+      file,
+      [
+        'currency,rate,valid_from',
+        'EUR,1.0842,2026-01-01', // line 2
+        'JPY,0.0066,2026-03-01T00:00:00Z', // line 3
+        'USD,1,2026-01-01', // line 4: the base currency
+        'GBP,-1,2026-01-01', // line 5
+        'CHF,1.12,someday', // line 6
+        'SEK,,2026-01-01', // line 7
+        'EUR,1.0901,2026-02-01', // line 8
+      ].join('\n'),
+    );
+    const first = await runCrm(['import-rates', file, '--report', report], { cwd: folder, env, timeoutMs: 90_000 });
+    expect(first.code, first.stderr).toBe(3);
+    expect(first.stdout).toContain('7 rows read, 3 recorded, 0 already set, 4 rejected');
+    const lines = readFileSync(report, 'utf8').trim().split('\n').slice(1);
+    expect(lines.map((l) => Number(l.split(',')[0]))).toEqual([4, 5, 6, 7]);
+    expect(lines[0]).toContain('currency');
+    expect(lines[1]).toContain('rate');
+    expect(lines[2]).toContain('valid_from');
+    expect(lines[3]).toContain('rate: required');
+    const events = await rateEvents();
+    expect(events.map((e) => [e.stream, e.data.rate, e.data.baseCurrency])).toEqual([
+      ['exchangerate-EUR', '1.0842', 'USD'],
+      ['exchangerate-JPY', '0.0066', 'USD'],
+      ['exchangerate-EUR', '1.0901', 'USD'],
+    ]);
+
+    // The same file again: nothing new. A corrected row: one correction, the earlier rate named.
+    const again = await runCrm(['import-rates', file, '--report', report], { cwd: folder, env, timeoutMs: 90_000 });
+    expect(again.stdout).toContain('7 rows read, 0 recorded, 3 already set, 4 rejected');
+    writeFileSync(file, 'currency,rate,valid_from,reason\nJPY,0.0067,2026-03-01,central bank fixing corrected\n');
+    const corrected = await runCrm(['import-rates', file, '--report', report], { cwd: folder, env, timeoutMs: 90_000 });
+    expect(corrected.code, corrected.stderr).toBe(0);
+    const after = await rateEvents();
+    expect(after).toHaveLength(4);
+    expect(after[3]!.data).toMatchObject({ currency: 'JPY', rate: '0.0067', previousRate: '0.0066' });
+  });
+
+  it('explains itself with --help', async () => {
+    const help = await runCrm(['import-rates', '--help'], { cwd: folder, env });
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('currency, rate');
+    expect(help.stdout).toContain('valid_from');
+  });
+});

@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { commandSchemas } from '../../commands/schemas.ts';
+import type { SetExchangeRate } from '../../domain/exchange-rate/commands.ts';
+import { exchangeRateDecider } from '../../domain/exchange-rate/decider.ts';
+import type { ExchangeRateEvent } from '../../domain/exchange-rate/events.ts';
+import { deciderSpec } from '../support/decider-spec.ts';
+
+const spec = deciderSpec(exchangeRateDecider);
+const set = (rate: string, validFrom = '2026-03-01T00:00:00Z', currency = 'JPY'): SetExchangeRate => ({
+  type: 'SetExchangeRate',
+  occurredAt: '2026-03-02T08:00:00Z',
+  currency,
+  rate,
+  validFrom,
+  baseCurrency: 'EUR',
+});
+const wasSet = (rate: string, previousRate: string | null = null, validFrom = '2026-03-01T00:00:00Z'): ExchangeRateEvent => ({
+  type: 'ExchangeRateSet',
+  data: { currency: 'JPY', baseCurrency: 'EUR', rate, validFrom, previousRate },
+});
+
+describe('exchange rate: set and correct', () => {
+  it('sets a rate from a business time', () => {
+    spec.given([]).when(set('0.0061')).then([wasSet('0.0061')]);
+  });
+  it('a new validFrom is a new rate, not a correction', () => {
+    spec.given([wasSet('0.0061')]).when(set('0.0063', '2026-04-01T00:00:00Z')).then([wasSet('0.0063', null, '2026-04-01T00:00:00Z')]);
+  });
+  it('the same validFrom with another rate is a correction that names the rate it supersedes', () => {
+    spec.given([wasSet('0.0061')]).when(set('0.0062')).then([wasSet('0.0062', '0.0061')]);
+    // The same instant spelt with an offset is the same validFrom.
+    spec.given([wasSet('0.0061')]).when(set('0.0062', '2026-03-01T09:00:00+09:00')).then([wasSet('0.0062', '0.0061', '2026-03-01T09:00:00+09:00')]);
+    // Corrected twice: the latest fact is the one superseded.
+    spec.given([wasSet('0.0061'), wasSet('0.0062', '0.0061')]).when(set('0.0061')).then([wasSet('0.0061', '0.0062')]);
+  });
+  it('the same rate again records nothing (a re-import)', () => {
+    spec.given([wasSet('0.0061')]).when(set('0.0061')).thenNothing();
+  });
+  it('refuses a rate for the base currency itself', () => {
+    const error = spec.given([]).when(set('1', '2026-03-01T00:00:00Z', 'EUR')).thenRefused('exchange_rate.base_currency', 'currency');
+    expect(error.kind).toBe('rule_violated');
+  });
+});
+
+describe('exchange rate: the command schema', () => {
+  const parse = (rate: unknown) => commandSchemas.SetExchangeRate.safeParse({ currency: 'JPY', rate, validFrom: '2026-03-01T00:00:00Z', baseCurrency: 'EUR' });
+  it('keeps a rate as a canonical decimal string, from a number or a string', () => {
+    expect(parse(0.0061).data?.rate).toBe('0.0061');
+    expect(parse(1e-7).data?.rate).toBe('0.0000001');
+    expect(parse('001.2500').data?.rate).toBe('1.25');
+    expect(parse(150).data?.rate).toBe('150');
+    expect(parse('0.0000000001').data?.rate).toBe('0.0000000001');
+    expect(parse(9_999_999_999).data?.rate).toBe('9999999999');
+  });
+  it('refuses zero, negatives, more than 10 decimals, too large and non-decimals', () => {
+    for (const rate of [0, -1, '0', '0.0000', '0.00000000001', 1e-11, 10_000_000_000, '12345678901', '1e3', 'NaN', '', ' ', null, Number.POSITIVE_INFINITY]) {
+      expect(parse(rate).success, String(rate)).toBe(false);
+    }
+  });
+  it('refuses a lower-case or unknown-shaped currency and a bad validFrom', () => {
+    const base = { currency: 'JPY', rate: 1, validFrom: '2026-03-01T00:00:00Z', baseCurrency: 'EUR' };
+    expect(commandSchemas.SetExchangeRate.safeParse({ ...base, currency: 'jpy' }).success).toBe(false);
+    expect(commandSchemas.SetExchangeRate.safeParse({ ...base, validFrom: '2026-03-01' }).success).toBe(false);
+    expect(commandSchemas.SetExchangeRate.safeParse({ ...base, validFrom: '0000-01-01T00:00:00Z' }).success).toBe(false);
+  });
+});
