@@ -91,9 +91,9 @@ const classify = (method: string, url: string): Kind | undefined => {
   if (['/audit/streams/:stream', '/audit/streams/:stream/export', '/audit/state/:kind/:id', '/analytics/customers/:id'].includes(url)) return 'record';
   if (method === 'GET' && ['/customers', '/deals', '/feedback', '/customers/export', '/deals/export', '/feedback/export', '/customers/duplicates', '/pipeline', '/analytics/clv', '/analytics/churn'].includes(url))
     return 'list';
-  if (url.startsWith('/audit/')) return 'company';
+  if (url.startsWith('/audit/') || url.startsWith('/webhooks') || `${method} ${url}` === 'POST /imports') return 'company';
   if (['POST /customers', 'POST /deals', 'POST /feedback'].includes(`${method} ${url}`)) return 'record'; // creations: the referenced customer must be visible
-  if (/^\/(campaigns|admin|webhooks|imports|console)(\/|$)/.test(url) || url.startsWith('/analytics/')) return 'unowned';
+  if (/^\/(campaigns|admin|imports|console)(\/|$)/.test(url) || url.startsWith('/analytics/')) return 'unowned';
   if (['/', '/health', '/ready', '/metrics', '/openapi.json', '/bench/noop'].includes(url)) return 'unowned';
   return undefined;
 };
@@ -262,6 +262,17 @@ describe('visibility: audit', () => {
       for (const viewer of ['own', 'team'] as const) expectProblem(await get(route.url, viewer), 403, 'forbidden');
       for (const viewer of ['all', 'service'] as const) expect((await get(route.url, viewer)).statusCode, `${viewer} ${route.url}`).not.toBe(403);
     }
+  });
+
+  it('webhook subscriptions and bulk imports (they act on every record) are refused to restricted callers', async () => {
+    for (const viewer of ['own', 'team'] as const) {
+      expectProblem(await get('/webhooks', viewer), 403, 'forbidden');
+      const before = await eventCount(h);
+      const res = await h.app.inject({ method: 'POST', url: '/imports?kind=customers', payload: 'name,email\nX,x@example.com\n', headers: { ...bearer[viewer], 'content-type': 'text/csv' } });
+      expectProblem(res, 403, 'forbidden');
+      expect(await eventCount(h)).toBe(before);
+    }
+    expect((await get('/webhooks', 'all')).statusCode).toBe(200);
   });
 
   it("an auditor with own visibility still reads every record's history", async () => {
