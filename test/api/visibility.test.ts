@@ -353,5 +353,8 @@ describe("a user's key", () => {
     expect((await get(`/customers/${id}`, 'own')).statusCode).toBe(404);
     const history = json(await get(`/audit/streams/customer-${id}`, 'service')).items.map((e: { type: string; data: Record<string, unknown> }) => [e.type, e.data.ownerId ?? null]);
     expect(history).toEqual([['CustomerRegistered', null], ['CustomerOwnerAssigned', users.other], ['CustomerOwnerAssigned', users.mate]]);
+    // The record as it stood (folded from its events) names the owner too.
+    const past = json(await get(`/customers/${id}?asOf=${encodeURIComponent(new Date().toISOString())}`, 'service'));
+    expect(past.ownerId).toBe(users.mate);
   });
 });
