@@ -13,7 +13,7 @@ import {
 } from 'fastify-type-provider-zod';
 import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
 import { createAuthGuard } from './auth/guard.ts';
-import { createAuditScopeGuard } from './auth/audit-scope.ts';
+import { createScopeGuard } from './auth/scope-guard.ts';
 import { loadServerSecret } from './auth/server-secret.ts';
 import { DEFAULT_BACK_PRESSURE, registerBackPressure } from './back-pressure.ts';
 import { createAuditServices } from '../audit/index.ts';
@@ -168,8 +168,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   });
   app.addHook('onRequest', createAuthGuard(keys));
   app.addHook('onRequest', refuseUnreadableQuery);
-  // Audit routes: restricted callers see the history of their scope's records only (after validation: params are parsed).
-  app.addHook('preHandler', createAuditScopeGuard(() => resolved.queries));
+  // Restricted callers: audit of their scope's records only; no webhooks or bulk imports (after validation: params are parsed).
+  app.addHook('preHandler', createScopeGuard(() => resolved.queries));
   // Action commands (launch, close, ...) may come without a body: validate them as `{}`.
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && (request.method === 'POST' || request.method === 'PATCH')) request.body = {};

@@ -43,6 +43,8 @@ export interface CustomerRecord {
   revenueByCurrency: Record<string, number>;
   registeredAt: string | null;
   forgottenAt: string | null;
+  /** The account owner (a user id), as in the read model. */
+  ownerId: string | null;
   updatedAt: string;
 }
 
@@ -121,6 +123,7 @@ const customerFold: Folder<CustomerRecord> = (record, event, at) => {
       revenueByCurrency: {},
       registeredAt: at,
       forgottenAt: null,
+      ownerId: null,
       updatedAt: at,
     };
   }
@@ -172,6 +175,9 @@ const customerFold: Folder<CustomerRecord> = (record, event, at) => {
       return r;
     case 'CustomerReactivated':
       r.status = 'active';
+      return r;
+    case 'CustomerOwnerAssigned':
+      r.ownerId = event.data.ownerId;
       return r;
     case 'CustomerForgotten':
       // As the customers read model: a company stored before it was encrypted is erased here.

@@ -16,7 +16,7 @@ const overview = (): string =>
     'With no configuration it runs on an embedded PostgreSQL (PGlite) in ./.crm-data.',
     '',
     'Commands:',
-    ...commands.map((c) => `  ${c.name.padEnd(13)}${c.summary}`),
+    ...commands.map((c) => `  ${c.name.padEnd(Math.max(13, ...commands.map((n) => n.name.length + 1)))}${c.summary}`),
     '',
     'Run `crm <command> --help` for a command\'s options. Configuration: environment variables (README.md).',
   ].join('\n');

@@ -171,7 +171,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       const { state } = await load('feedback', id);
       visible = state.exists && (owns(state.assigneeId) || (state.customerId !== null && (await customerVisible(state.customerId))));
     } else if (kind === 'campaign') {
-      // Campaigns have no owner: visible to every role that may read them; a response's customer was checked above.
+      // Campaigns have no owner: visible to every role that may read them; a response must name a customer in the scope.
       if (referenced !== undefined && !(await customerVisible(referenced)))
         throw ruleViolated('customer.not_found', `Customer ${referenced} does not exist`, 'customerId', { customerId: referenced });
     }

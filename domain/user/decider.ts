@@ -1,5 +1,6 @@
 import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
+import { normaliseEmail } from '../customer/commands.ts';
 import type { UserCommand } from './commands.ts';
 import type { UserEvent, UserRole, UserVisibility } from './events.ts';
 
@@ -47,8 +48,6 @@ export const evolveUser = (state: UserState, event: UserEvent): UserState => {
       return { ...state, active: true };
   }
 };
-
-const normaliseEmail = (email: string): string => email.trim().toLowerCase();
 
 /** A team named in `teamIds` must exist; an unknown one is bad input (422 naming the field). */
 const assertTeamsKnown = (teamIds: readonly string[], knownTeams: readonly string[]): void => {

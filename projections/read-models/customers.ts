@@ -102,7 +102,8 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   ) WITH (fillfactor = 80)`.execute(db);
   // The account owner (a user) came later: added in place, without a rebuild, because no event before
   // it assigned an owner (every existing row's owner is null, exactly what a replay gives).
-  await sql`ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS owner_id uuid`.execute(db);
+  const { rows: owner } = await sql`SELECT 1 FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = 'customers' AND column_name = 'owner_id'`.execute(db);
+  if (owner.length === 0) await sql`ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS owner_id uuid`.execute(db);
   // Visibility (own/team) filters lists by owner: owner first, then each list's default order, so a
   // restricted page is an index range scan too.
   await sql`CREATE INDEX IF NOT EXISTS customers_owner_idx ON ${t} (owner_id, registered_at, customer_id)`.execute(db);

@@ -94,9 +94,9 @@ const classify = (method: string, url: string): Kind | undefined => {
   if (['/audit/streams/:stream', '/audit/streams/:stream/export', '/audit/state/:kind/:id', '/analytics/customers/:id'].includes(url)) return 'record';
   if (method === 'GET' && ['/customers', '/deals', '/feedback', '/customers/export', '/deals/export', '/feedback/export', '/customers/duplicates', '/activities', '/pipeline', '/analytics/clv', '/analytics/churn'].includes(url))
     return 'list';
-  if (url.startsWith('/audit/')) return 'company';
+  if (url.startsWith('/audit/') || url.startsWith('/webhooks') || `${method} ${url}` === 'POST /imports') return 'company';
   if (['POST /customers', 'POST /deals', 'POST /feedback'].includes(`${method} ${url}`)) return 'record'; // creations: the referenced customer must be visible
-  if (/^\/(campaigns|admin|webhooks|imports|console|exchange-rates)(\/|$)/.test(url) || url.startsWith('/analytics/')) return 'unowned';
+  if (/^\/(campaigns|admin|imports|console|exchange-rates)(\/|$)/.test(url) || url.startsWith('/analytics/')) return 'unowned';
   if (['/', '/health', '/ready', '/metrics', '/openapi.json', '/bench/noop'].includes(url)) return 'unowned';
   return undefined;
 };
@@ -278,6 +278,17 @@ describe('visibility: audit', () => {
     }
   });
 
+  it('webhook subscriptions and bulk imports (they act on every record) are refused to restricted callers', async () => {
+    for (const viewer of ['own', 'team'] as const) {
+      expectProblem(await get('/webhooks', viewer), 403, 'forbidden');
+      const before = await eventCount(h);
+      const res = await h.app.inject({ method: 'POST', url: '/imports?kind=customers', payload: 'name,email\nX,x@example.com\n', headers: { ...bearer[viewer], 'content-type': 'text/csv' } });
+      expectProblem(res, 403, 'forbidden');
+      expect(await eventCount(h)).toBe(before);
+    }
+    expect((await get('/webhooks', 'all')).statusCode).toBe(200);
+  });
+
   it("an auditor with own visibility still reads every record's history", async () => {
     const auditor = await registerUser('auditor', { role: 'auditor', teamIds: [teams.b], visibility: 'own' });
     const key = await keyFor(auditor);
@@ -356,5 +367,8 @@ describe("a user's key", () => {
     expect((await get(`/customers/${id}`, 'own')).statusCode).toBe(404);
     const history = json(await get(`/audit/streams/customer-${id}`, 'service')).items.map((e: { type: string; data: Record<string, unknown> }) => [e.type, e.data.ownerId ?? null]);
     expect(history).toEqual([['CustomerRegistered', null], ['CustomerOwnerAssigned', users.other], ['CustomerOwnerAssigned', users.mate]]);
+    // The record as it stood (folded from its events) names the owner too.
+    const past = json(await get(`/customers/${id}?asOf=${encodeURIComponent(new Date().toISOString())}`, 'service'));
+    expect(past.ownerId).toBe(users.mate);
   });
 });

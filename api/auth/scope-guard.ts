@@ -8,17 +8,25 @@ import { scopeOf } from './viewer.ts';
  * with `own` or `team`): a record's history or past state answers 404 outside their scope, as the
  * record itself does; company-wide audit queries (the event log, verification, the hash chain) are
  * refused, because the log would show records outside it. Auditors see every record's history.
- * A customer's subject access export follows the customer.
+ * A customer's subject access export follows the customer. Webhooks and bulk imports, which act on
+ * every record, are refused to restricted callers.
  */
-export const createAuditScopeGuard =
+export const createScopeGuard =
   (queries: () => ReadModelQueries | undefined) =>
   async (request: FastifyRequest): Promise<void> => {
     const url = request.routeOptions.url;
+    if (url === undefined) return;
+    const scope = scopeOf(request);
+    if (!scope) return;
+    // Company-wide channels a restricted caller could read or write every record through: webhook
+    // subscriptions export every event; a bulk import runs commands without record-level checks.
+    if (url.startsWith('/webhooks') || (url === '/imports' && request.method === 'POST')) {
+      throw new ProblemError('forbidden', 'Webhooks and bulk imports act on every record: they need visibility "all" (or a service key).', {});
+    }
     // The subject access export (served by the audit routes) is a customer's record too.
     const subjectAccess = url === '/customers/:id/export';
-    if (!url?.startsWith('/audit/') && !subjectAccess) return;
-    const scope = scopeOf(request);
-    if (!scope || request.apiKey?.role === 'auditor') return;
+    if (!url.startsWith('/audit/') && !subjectAccess) return;
+    if (request.apiKey?.role === 'auditor') return;
     const params = (request.params ?? {}) as { stream?: string; kind?: string; id?: string };
     let kind: string | undefined;
     let id: string | undefined;
