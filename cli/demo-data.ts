@@ -271,6 +271,15 @@ export function buildDemoPlan(options: DemoOptions): DemoAction[] {
         ownerId: owner,
         expectedCloseDate: isoDate(t + between(random, 30, 120) * DAY),
       });
+      // A discovery call the next day: staff engagement, one of the churn model's features.
+      add(`${label}:call`, t + DAY, seller, {
+        type: 'LogActivity',
+        activityId: demoId(seed, `${label}-call`),
+        dealId,
+        kind: 'call',
+        subject: 'Discovery call',
+        body: 'Went through needs, budget and timing',
+      });
       const path = ['qualified', 'proposal', 'negotiation'] as const;
       let stage: string = 'lead';
       let closed = false;

@@ -28,7 +28,7 @@ describe('the demo plan', () => {
   it('covers the whole CRM: customers, purchases, refunds, the pipeline, campaigns and feedback', () => {
     const counts = summarizePlan(plan);
     expect(counts.RegisterCustomer).toBeGreaterThanOrEqual(300);
-    for (const type of ['RecordPurchase', 'RefundPurchase', 'OpenDeal', 'MoveDealStage', 'WinDeal', 'LoseDeal', 'CreateCampaign', 'LaunchCampaign', 'RecordCampaignResponse', 'SubmitFeedback', 'ResolveFeedback', 'RateFeedback']) {
+    for (const type of ['RecordPurchase', 'RefundPurchase', 'OpenDeal', 'MoveDealStage', 'WinDeal', 'LoseDeal', 'CreateCampaign', 'LaunchCampaign', 'RecordCampaignResponse', 'SubmitFeedback', 'ResolveFeedback', 'RateFeedback', 'LogActivity']) {
       expect(counts[type] ?? 0, type).toBeGreaterThan(0);
     }
     const kinds = new Set(plan.filter((a) => a.command.type === 'RecordCampaignResponse').map((a) => a.command.kind));
