@@ -1,5 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
-import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf } from './exchange-rates.ts';
+import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CustomerView = {
@@ -89,7 +89,7 @@ export async function listCustomers(
   source: ReadModelSource,
   query: CustomerListQuery = {},
 ): Promise<Page<CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'>>> {
-  const where = [];
+  const where: RawBuilder<unknown>[] = [];
   if (query.search) {
     const pattern = likePattern(query.search);
     where.push(sql`(lower(t.name) LIKE ${pattern} OR t.email_search LIKE ${pattern})`);
@@ -99,8 +99,10 @@ export async function listCustomers(
   if (query.source) where.push(sql`t.source = ${query.source}`);
   if (query.minRevenue !== undefined) where.push(sql`t.revenue >= ${String(query.minRevenue)}::numeric`);
   if (query.maxRevenue !== undefined) where.push(sql`t.revenue <= ${String(query.maxRevenue)}::numeric`);
-  const extra = LIST_REVENUE_BASE(source);
-  return listOf({ source, table: 'customers', key: 'customer_id', extra, where, sorts, defaultSort: '-createdAt' }, query, (r) => toListedCustomer(source, r));
+  const list = (extra: RawBuilder<unknown>[]) =>
+    listOf({ source, table: 'customers', key: 'customer_id', extra, where, sorts, defaultSort: '-createdAt' }, query, (r) => toListedCustomer(source, r));
+  // Without the base figures (null) while the read models are being rebuilt after an upgrade.
+  return unlessRebuilding(() => list(LIST_REVENUE_BASE(source)), () => list([]));
 }
 
 /** A customer's revenue in every currency and in the base currency (GET /customers/:id). */
@@ -163,7 +165,12 @@ export async function customerRevenue(source: ReadModelSource, id: string): Prom
 /** `GET /customers/:id`; undefined when unknown. */
 export async function getCustomer(source: ReadModelSource, id: string): Promise<(CustomerView & CustomerRevenue) | undefined> {
   const row = await rowById(source, 'customers', 'customer_id', id);
-  return row ? { ...toCustomerView(row), ...(await customerRevenue(source, id)) } : undefined;
+  if (!row) return undefined;
+  const revenue = await unlessRebuilding(
+    () => customerRevenue(source, id),
+    (): CustomerRevenue => ({ revenueByCurrency: {}, baseCurrency: baseCurrencyOf(source), revenueBase: null, missingRates: [] }),
+  );
+  return { ...toCustomerView(row), ...revenue };
 }
 
 export type TimelineEntry = {
