@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Row } from '../projections/read-models/rows.ts';
 import { aggregatesAsOf, customersBuyingBetween, monthlyBaseRevenueUpTo, monthlyRevenueUpTo, purchaseDaysUpTo } from './as-of.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
+import { unlessRebuilding } from '../projections/queries/exchange-rates.ts';
 import { loadLatestModel, loadModelRecord, saveModel, type ModelRecord } from './model-store.ts';
 import { aggregateFromRow, dayOfDate, scoreRow } from './projection.ts';
 import { churnFeaturesOf, rfmValuesOf, scoreCustomer, type CustomerAggregate, type ModelParams, type StoredModel } from './scoring.ts';
@@ -428,14 +429,9 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
    */
   async function baseForecast(end: number, filters: { horizon?: number; holdout?: number; from?: string }) {
     const currency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
-    let base: Awaited<ReturnType<typeof monthlyBaseRevenueUpTo>>;
-    try {
-      base = await monthlyBaseRevenueUpTo(db, schema, end, currency);
-    } catch (error) {
-      // Analytics running without the CRM's read models beside them (revenue_lines, exchange_rates): nothing to convert.
-      if ((error as { code?: string }).code === '42P01') return null;
-      throw error;
-    }
+    // Null when the CRM's read models are not beside the analytics (or are being rebuilt): nothing to convert.
+    const base = await unlessRebuilding(() => monthlyBaseRevenueUpTo(db, schema, end, currency), () => null);
+    if (base === null) return null;
     const { months: rows, missingRates } = base;
     const { months } = completeMonths(rows, end, dayOf(clock()));
     const monthly = months.filter((h) => !filters.from || h.month >= filters.from);

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf } from './exchange-rates.ts';
+import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CampaignView = {
@@ -116,5 +116,10 @@ export async function campaignInBase(source: ReadModelSource, id: string): Promi
 /** `GET /campaigns/:id`; undefined when unknown. */
 export async function getCampaign(source: ReadModelSource, id: string): Promise<(CampaignView & CampaignInBase) | undefined> {
   const row = await rowById(source, 'campaigns', 'campaign_id', id);
-  return row ? { ...toCampaignView(row), ...(await campaignInBase(source, id)) } : undefined;
+  if (!row) return undefined;
+  const base = await unlessRebuilding(
+    () => campaignInBase(source, id),
+    (): CampaignInBase => ({ baseCurrency: baseCurrencyOf(source), revenueByCurrency: {}, costsBase: null, revenueBase: null, roiBase: null, missingRates: [] }),
+  );
+  return { ...toCampaignView(row), ...base };
 }

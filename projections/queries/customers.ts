@@ -1,6 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { customerInScope, listScope, scoped, SMALL_SCOPE_OWNERS, type ReadScope } from './scope.ts';
-import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf } from './exchange-rates.ts';
+import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CustomerView = {
@@ -101,7 +101,7 @@ export async function listCustomers(
   query: CustomerListQuery = {},
   scope?: ReadScope | null,
 ): Promise<Page<CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'>>> {
-  const where = [];
+  const where: RawBuilder<unknown>[] = [];
   if (query.search) {
     const pattern = likePattern(query.search);
     where.push(sql`(lower(t.name) LIKE ${pattern} OR t.email_search LIKE ${pattern})`);
@@ -111,10 +111,12 @@ export async function listCustomers(
   if (query.source) where.push(sql`t.source = ${query.source}`);
   if (query.minRevenue !== undefined) where.push(sql`t.revenue >= ${String(query.minRevenue)}::numeric`);
   if (query.maxRevenue !== undefined) where.push(sql`t.revenue <= ${String(query.maxRevenue)}::numeric`);
-  const extra = LIST_REVENUE_BASE(source);
-  return listOf({ source, table: 'customers', key: 'customer_id', extra, where, ...customerListScope(scope), sorts, defaultSort: '-createdAt' }, query, (r) =>
-    toListedCustomer(source, r),
-  );
+  const list = (extra: RawBuilder<unknown>[]) =>
+    listOf({ source, table: 'customers', key: 'customer_id', extra, where, ...customerListScope(scope), sorts, defaultSort: '-createdAt' }, query, (r) =>
+      toListedCustomer(source, r),
+    );
+  // Without the base figures (null) while the read models are being rebuilt after an upgrade.
+  return unlessRebuilding(() => list(LIST_REVENUE_BASE(source)), () => list([]));
 }
 
 /** A customer's revenue in every currency and in the base currency (GET /customers/:id). */
@@ -177,7 +179,12 @@ export async function customerRevenue(source: ReadModelSource, id: string): Prom
 /** `GET /customers/:id`; undefined when unknown or outside the scope. */
 export async function getCustomer(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<(CustomerView & CustomerRevenue) | undefined> {
   const row = await rowById(source, 'customers', 'customer_id', id, [], scoped(scope, customerInScope));
-  return row ? { ...toCustomerView(row), ...(await customerRevenue(source, id)) } : undefined;
+  if (!row) return undefined;
+  const revenue = await unlessRebuilding(
+    () => customerRevenue(source, id),
+    (): CustomerRevenue => ({ revenueByCurrency: {}, baseCurrency: baseCurrencyOf(source), revenueBase: null, missingRates: [] }),
+  );
+  return { ...toCustomerView(row), ...revenue };
 }
 
 export type TimelineEntry = {

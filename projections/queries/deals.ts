@@ -1,6 +1,6 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { dealInScope, listScope, scoped, type ReadScope } from './scope.ts';
-import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf } from './exchange-rates.ts';
+import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type DealView = {
@@ -90,17 +90,18 @@ const withBase = (source: ReadModelSource, r: Record<string, any>): DealView & D
   const amountBase = baseAmount(r.amount_base);
   return {
     ...toDealView(r),
-    amountAt: iso(r.amount_at)!,
+    // Absent only from the tables of the previous version, while they are rebuilt.
+    amountAt: iso(r.amount_at) ?? iso(r.last_event_at)!,
     baseCurrency: baseCurrencyOf(source),
     amountBase,
     weightedAmountBase: baseAmount(r.weighted_base),
-    missingRates: amountBase === null ? [String(r.missing_label)] : [],
+    missingRates: amountBase === null && r.missing_label ? [String(r.missing_label)] : [],
   };
 };
 
 /** `GET /deals`: filters by stage, status, owner, customer and expected-close range. */
 export async function listDeals(source: ReadModelSource, query: DealListQuery = {}, scope?: ReadScope | null): Promise<Page<DealView & DealInBase>> {
-  const where = [];
+  const where: RawBuilder<unknown>[] = [];
   if (query.stage) where.push(sql`t.stage = ${query.stage}`);
   if (query.status === 'open') where.push(sql`t.stage NOT IN ('won', 'lost')`);
   else if (query.status) where.push(sql`t.stage = ${query.status}`);
@@ -108,15 +109,22 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
   if (query.customerId) where.push(sql`t.customer_id = ${uuidOf(query.customerId)}`);
   if (query.expectedCloseFrom) where.push(sql`t.expected_close_date >= ${query.expectedCloseFrom}::date`);
   if (query.expectedCloseTo) where.push(sql`t.expected_close_date <= ${query.expectedCloseTo}::date`);
-  const extra = [DAYS_IN_STAGE, AMOUNT_BASE(source), MISSING_LABEL];
-  return listOf({ source, table: 'deals', key: 'deal_id', extra, where, ...listScope(scope, (s) => dealInScope(source, s)), sorts, defaultSort: '-createdAt' }, query, (r) =>
-    withBase(source, r),
-  );
+  const list = (extra: RawBuilder<unknown>[]) =>
+    listOf(
+      { source, table: 'deals', key: 'deal_id', extra: [DAYS_IN_STAGE, ...extra], where, ...listScope(scope, (s) => dealInScope(source, s)), sorts, defaultSort: '-createdAt' },
+      query,
+      (r) => withBase(source, r),
+    );
+  return unlessRebuilding(() => list([AMOUNT_BASE(source), MISSING_LABEL]), () => list([]));
 }
 
 /** `GET /deals/:id`; undefined when unknown or outside the scope. */
 export async function getDeal(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<(DealView & DealInBase) | undefined> {
-  const row = await rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE, AMOUNT_BASE(source), MISSING_LABEL], scoped(scope, (s) => dealInScope(source, s)));
+  const inScope = scoped(scope, (s) => dealInScope(source, s));
+  const row = await unlessRebuilding(
+    () => rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE, AMOUNT_BASE(source), MISSING_LABEL], inScope),
+    () => rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE], inScope),
+  );
   return row ? withBase(source, row) : undefined;
 }
 
@@ -141,9 +149,9 @@ export type Pipeline = {
    * The same figures across currencies in the base currency: each deal's amount converted at the rate
    * valid when the amount was stated (`amountAt`), rounded to 4 decimals; weighted = converted amount x
    * probability, rounded to 4 decimals. A group whose deals need a rate nobody has set has null sums
-   * and names the missing rates ('JPY 2026-03').
+   * and names the missing rates ('JPY 2026-03'). Null only while the read models are rebuilt after an upgrade.
    */
-  base: {
+  base: null | {
     currency: string;
     totals: PipelineBaseGroup;
     byStage: (PipelineBaseGroup & { key: string; stage: string })[];
@@ -184,7 +192,7 @@ export async function pipeline(source: ReadModelSource, query: { ownerId?: strin
     byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
     byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
     byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),
-    base: await pipelineInBase(source, where),
+    base: await unlessRebuilding(() => pipelineInBase(source, where), () => null),
   };
 }
 

@@ -45,6 +45,21 @@ export const baseSums = (columns: string[]): RawBuilder<unknown> =>
     sql`, `,
   );
 
+/**
+ * Runs a base-currency query, or answers `fallback()` while the read models it needs are not there
+ * yet: after an upgrade the old tables keep serving while the new ones (with `revenue_lines`,
+ * `amount_at`, ...) are rebuilt in a shadow schema, and queries must keep working meanwhile (invariant 6).
+ */
+export async function unlessRebuilding<T>(work: () => Promise<T>, fallback: () => T | Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    // undefined_table, undefined_column: the tables of the previous version.
+    if (['42P01', '42703'].includes((error as { code?: string }).code ?? '')) return fallback();
+    throw error;
+  }
+}
+
 /** A base figure as JSON: a number, or null when a rate is missing. */
 export const baseAmount = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));
 export const missingRatesOf = (value: unknown): string[] => (Array.isArray(value) ? value.map(String) : []);
