@@ -65,6 +65,8 @@ export interface PersonalDataOptions {
   schema: string;
   /** 32 bytes that wrap every data key at rest (from the composition root, e.g. a secret manager). */
   masterKey?: Uint8Array;
+  /** Data keys kept in memory (the least recently stored leave first). Default 50 000, about 10 MB. */
+  cachedKeys?: number;
 }
 
 const wrapKey = (master: Uint8Array, customerId: string, key: Buffer): Buffer => {
@@ -184,8 +186,16 @@ export async function createPersonalData(db: Kysely<any>, options: PersonalDataO
   await checkMasterKey(db, options.schema, masterKey);
 
   // Keys never change once created and a forgotten customer stays forgotten, so both cache safely;
-  // another process forgetting a customer is seen after `evict`.
+  // another process forgetting a customer is seen after `evict`. Bounded (least recently stored
+  // first out), so a service or an import over millions of customers keeps a flat memory: an evicted
+  // key is read again when next needed.
   const cache = new Map<string, Buffer | null>();
+  const maxKeys = options.cachedKeys ?? 50_000;
+  const remember = (customerId: string, key: Buffer | null): void => {
+    cache.delete(customerId);
+    cache.set(customerId, key);
+    if (cache.size > maxKeys) cache.delete(cache.keys().next().value!);
+  };
 
   const lookup = async (customerId: string): Promise<KeyLookup> => {
     if (cache.has(customerId)) return cache.get(customerId);
@@ -194,7 +204,7 @@ export async function createPersonalData(db: Kysely<any>, options: PersonalDataO
     const row = rows[0];
     if (!row) return undefined;
     const key = row.data_key ? unwrapKey(masterKey, customerId, Buffer.from(row.data_key)) : null;
-    cache.set(customerId, key);
+    remember(customerId, key);
     return key;
   };
 
@@ -243,7 +253,7 @@ export async function createPersonalData(db: Kysely<any>, options: PersonalDataO
       await sql`
         INSERT INTO ${table} AS k (customer_id, data_key, forgotten_at) VALUES (${customerId}, NULL, now())
         ON CONFLICT (customer_id) DO UPDATE SET data_key = NULL, forgotten_at = COALESCE(k.forgotten_at, now())`.execute(db);
-      cache.set(customerId, null);
+      remember(customerId, null);
     },
 
     evict(customerId) {
@@ -255,7 +265,7 @@ export async function createPersonalData(db: Kysely<any>, options: PersonalDataO
       if (cached.length === 0) return;
       const { rows } = await sql<{ customer_id: string }>`
         SELECT customer_id FROM ${table} WHERE customer_id = ANY(${cached}::text[]) AND data_key IS NULL`.execute(db);
-      for (const row of rows) cache.set(row.customer_id, null);
+      for (const row of rows) remember(row.customer_id, null);
     },
 
     async loadKeys(customerIds, options = {}) {
@@ -263,7 +273,7 @@ export async function createPersonalData(db: Kysely<any>, options: PersonalDataO
         if (ids.length === 0) return [];
         const { rows } = await sql<{ customer_id: string; data_key: Buffer | null }>`
           SELECT customer_id, data_key FROM ${table} WHERE customer_id = ANY (${ids}::text[])`.execute(db);
-        for (const row of rows) cache.set(row.customer_id, row.data_key ? unwrapKey(masterKey, row.customer_id, Buffer.from(row.data_key)) : null);
+        for (const row of rows) remember(row.customer_id, row.data_key ? unwrapKey(masterKey, row.customer_id, Buffer.from(row.data_key)) : null);
         return ids.filter((id) => !cache.has(id));
       };
       const missing = await read([...new Set(customerIds)].filter((id) => !cache.has(id)));

@@ -78,7 +78,7 @@ export const IntegrationEventSchema = z
     occurredAt: z.string().describe('Business time (ISO 8601)'),
     recordedAt: z.string().describe('When the CRM recorded it (ISO 8601)'),
     position: z.string().describe('Global position (decimal string); increases in delivery order'),
-    aggregate: z.object({ kind: z.enum(['customer', 'deal', 'campaign', 'feedback']), id: z.string() }),
+    aggregate: z.object({ kind: z.enum(['customer', 'deal', 'campaign', 'feedback', 'exchangeRate']), id: z.string() }),
     data: z.record(z.string(), z.unknown()).describe("The type's fields; personal fields read '[masked]' for analyst-level subscriptions and '[erased]' once the customer is forgotten"),
   })
   .meta({ id: 'IntegrationEvent' });

@@ -92,6 +92,22 @@ describe('personal data', () => {
     expect(await personalData.reveal('CustomerRegistered', stored)).toMatchObject({ email: ERASED });
   });
 
+  it('a bounded key cache reads an evicted key again, and a forget made elsewhere is seen once the key left the cache', async () => {
+    const small = await createPersonalData(database.db, { schema: schemas.events, cachedKeys: 2 });
+    const ids = [randomUUID(), randomUUID(), randomUUID()];
+    const stored = [];
+    for (const id of ids) stored.push((await small.protect('CustomerRegistered', customerRegistered(id))) as Record<string, unknown>);
+    // Three keys through a cache of two: the first was evicted and is read from the table again.
+    for (const [i, id] of ids.entries()) expect(await small.reveal('CustomerRegistered', stored[i])).toEqual(customerRegistered(id));
+    await small.loadKeys(ids);
+    // Another process forgets the first customer; once its key was pushed out, this one sees the erasure.
+    await personalData.forget(ids[0]!);
+    await small.loadKeys([ids[1]!, ids[2]!]);
+    await small.reveal('CustomerRegistered', stored[1]);
+    await small.reveal('CustomerRegistered', stored[2]);
+    expect((await small.reveal('CustomerRegistered', stored[0])) as Record<string, unknown>).toMatchObject({ name: ERASED, email: ERASED });
+  });
+
   it('decodes a stored v1 CustomerRegistered: decrypts fullName, upcasts to v2 and validates metadata', async () => {
     const id = randomUUID();
     const v1 = { customerId: id, fullName: 'Grace Hopper', email: 'grace@example.com' };
