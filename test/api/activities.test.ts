@@ -55,8 +55,9 @@ beforeAll(async () => {
     await send('sales', 'POST', '/deals', { customerId, title: 'Fleet renewal', amount: 100, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2026-12-31' }),
     201,
   ).id;
-  ANN = ok<{ id: string }>(await send('admin', 'POST', '/admin/users', { name: 'Ann', email: `ann-${randomUUID()}@crm.example`, role: 'sales', visibility: 'all' }), 201).id;
-  annKey = ok<{ key: string }>(await send('admin', 'POST', '/admin/api-keys', { userId: ANN, name: 'key of ann' }), 201).key;
+  const admin = (url: string, payload: object) => h.app.inject({ method: 'POST', url, headers: h.auth('admin'), payload });
+  ANN = ok<{ id: string }>(await admin('/admin/users', { name: 'Ann', email: `ann-${randomUUID()}@crm.example`, role: 'sales', visibility: 'all' }), 201).id;
+  annKey = ok<{ key: string }>(await admin('/admin/api-keys', { userId: ANN, name: 'key of ann' }), 201).key;
 }, 120_000);
 afterAll(async () => h?.close());
 
