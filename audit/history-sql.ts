@@ -51,6 +51,10 @@ export const eventLogWhere = (filter: EventLogFilter, after: bigint | undefined,
   if (filter.stream !== undefined) {
     clauses.push(filter.stream.endsWith('-') ? sql`stream LIKE ${likePrefix(filter.stream)}` : sql`stream = ${filter.stream}`);
   }
+  if (filter.within) {
+    const { streams, prefixes } = filter.within;
+    clauses.push(sql`(${sql.join([sql`stream = ANY(${[...streams]}::text[])`, ...prefixes.map((p) => sql`stream LIKE ${likePrefix(p)}`)], sql` OR `)})`);
+  }
   if (filter.actor !== undefined) clauses.push(sql`metadata -> 'actor' ->> 'userId' = ${filter.actor}`);
   if (filter.from) clauses.push(sql`recorded_at >= ${filter.from.toISOString()}::timestamptz`);
   if (filter.to) clauses.push(sql`recorded_at <= ${filter.to.toISOString()}::timestamptz`);

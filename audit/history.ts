@@ -35,6 +35,11 @@ export interface EventLogFilter {
   stream?: string;
   from?: Date;
   to?: Date;
+  /**
+   * Only these streams (exact names) and streams with these prefixes: the log of a caller with
+   * restricted visibility, who sees only their scope's records (api/auth/scope-guard.ts).
+   */
+  within?: { streams: readonly string[]; prefixes: readonly string[] };
 }
 
 export interface EventLogQuery extends EventLogFilter {
@@ -91,7 +96,8 @@ export async function streamHistory(deps: AuditDeps, stream: string, query: Stre
 }
 
 export const matchesStream = (filter: EventLogFilter, stream: string): boolean =>
-  filter.stream === undefined || (filter.stream.endsWith('-') ? stream.startsWith(filter.stream) : stream === filter.stream);
+  (filter.stream === undefined || (filter.stream.endsWith('-') ? stream.startsWith(filter.stream) : stream === filter.stream)) &&
+  (filter.within === undefined || filter.within.streams.includes(stream) || filter.within.prefixes.some((p) => stream.startsWith(p)));
 
 /** The filter every engine applies in memory; the SQL path applies the same in its WHERE clause. */
 export const matchesFilter = (filter: EventLogFilter, event: RecordedEvent): boolean => {

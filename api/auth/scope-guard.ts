@@ -2,12 +2,15 @@ import type { FastifyRequest } from 'fastify';
 import type { ReadModelQueries } from '../deps.ts';
 import { ProblemError } from '../problems.ts';
 import { scopeOf } from './viewer.ts';
+import { streamsInScope } from '../../projections/queries/scope.ts';
+import type { ReadModelSource } from '../../projections/queries/page.ts';
 
 /**
  * Audit queries for callers whose visibility is restricted and who are not auditors (an admin user
  * with `own` or `team`): a record's history or past state answers 404 outside their scope, as the
- * record itself does; company-wide audit queries (the event log, verification, the hash chain) are
- * refused, because the log would show records outside it. Auditors see every record's history.
+ * record itself does; the event log holds only the events of their scope's records (and of campaigns,
+ * users and teams, which have no owner); verification and the hash chain, which span every record,
+ * are refused. Auditors see every record's history.
  * A customer's subject access export follows the customer. Webhooks and bulk imports, which act on
  * every record, are refused to restricted callers.
  */
@@ -35,6 +38,9 @@ export const createScopeGuard =
       [kind, id] = dash > 0 ? [params.stream.slice(0, dash), params.stream.slice(dash + 1)] : [params.stream, ''];
     } else if (subjectAccess) {
       [kind, id] = ['customer', params.id];
+    } else if (url === '/audit/events' || url === '/audit/events/export') {
+      // The log itself is filtered to the scope's streams by the route (auditWithin below).
+      return;
     } else if (url === '/audit/state/:kind/:id') {
       kind = params.kind?.replace(/s$/, '');
       id = params.id;
@@ -52,3 +58,19 @@ export const createScopeGuard =
       : undefined;
     if (!found) throw new ProblemError('not_found', `No ${params.stream ?? `${params.kind} ${params.id}`}.`);
   };
+
+/** Streams without an owner: every caller who may read the log sees them. */
+const UNOWNED_STREAM_PREFIXES = ['campaign-', 'user-', 'team-'] as const;
+
+/**
+ * The event-log restriction of a caller (audit/history.ts `EventLogFilter.within`): undefined for
+ * auditors and unrestricted callers, else the streams of their scope's records and the unowned ones.
+ */
+export const auditWithin = async (
+  request: FastifyRequest,
+  source: ReadModelSource,
+): Promise<{ streams: readonly string[]; prefixes: readonly string[] } | undefined> => {
+  const scope = scopeOf(request);
+  if (!scope || request.apiKey?.role === 'auditor') return undefined;
+  return { streams: await streamsInScope(source, scope), prefixes: UNOWNED_STREAM_PREFIXES };
+};

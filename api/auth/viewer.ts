@@ -54,3 +54,16 @@ export async function loadUserViewer(db: Kysely<any>, readSchema: string, userId
   }
   return { userId, role: user.role as Role, visibility: user.visibility, teamIds, scope };
 }
+
+/** The role of an active user (for a key created for them); undefined when unknown, deactivated, or no uuid. */
+export async function activeUserRoleIn(db: Kysely<any>, readSchema: string, userId: string): Promise<Role | undefined> {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(userId)) return undefined;
+  const { rows } = await sql<{ role: string }>`SELECT role FROM ${sql.id(readSchema, 'users')} WHERE user_id = ${userId}::uuid AND active`
+    .execute(db)
+    .catch((error: { code?: string }) => {
+      if (error.code === '42P01') return { rows: [] as { role: string }[] };
+      throw error;
+    });
+  const role = rows[0]?.role;
+  return role !== undefined && (ROLES as readonly string[]).includes(role) ? (role as Role) : undefined;
+}

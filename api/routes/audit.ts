@@ -34,6 +34,7 @@ import { IsoDate, IsoDateTime } from '../../domain/shared.ts';
 import { STREAM_NAME_PATTERN } from '../../eventstore/contract.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import type { RouteContext } from '../app.ts';
+import { auditWithin } from '../auth/scope-guard.ts';
 import { IdParams } from '../http.ts';
 import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
 import { seesPersonalData } from '../roles.ts';
@@ -163,6 +164,8 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
   const app = instance.withTypeProvider<ZodTypeProvider>();
   const audit = await servicesFor(context);
   const deps = audit.deps;
+  /** The read models, for the scope of a restricted caller's event log. */
+  const readSource = { db: context.deps.database.db, schema: context.deps.schemas.read };
 
   app.get(
     '/audit/streams/:stream',
@@ -223,7 +226,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     },
     async (request, reply) => {
       const { limit, cursor, direction, format, ...filters } = request.query;
-      const filter = logFilter(filters);
+      const filter = { ...logFilter(filters), within: await auditWithin(request, readSource) };
       const mode = personalDataMode(request);
       const chosen = negotiate(request, format, 'json');
       if (chosen !== 'json') {
@@ -253,7 +256,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
         reply,
         chosen === 'json' ? 'ndjson' : chosen,
         'events',
-        iterateEventLog(deps, { ...logFilter(filters), direction, personalData: personalDataMode(request) }),
+        iterateEventLog(deps, { ...logFilter(filters), within: await auditWithin(request, readSource), direction, personalData: personalDataMode(request) }),
       );
     },
   );

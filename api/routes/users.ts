@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { teamCommandSchemas } from '../../domain/team/commands.ts';
 import { userCommandSchemas } from '../../domain/user/commands.ts';
 import type { RouteContext } from '../app.ts';
-import { VISIBILITIES } from '../auth/viewer.ts';
+import { activeUserRoleIn, VISIBILITIES } from '../auth/viewer.ts';
 import type { ApiCommand } from '../deps.ts';
 import { CommandAccepted, CommandHeaders, etagOf, executeCommand, IdParams } from '../http.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
@@ -163,8 +163,5 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
 };
 
 /** The user a key is created for, from the read model: undefined when unknown or deactivated. */
-export const activeUserRole = async (context: RouteContext, userId: string): Promise<string | undefined> => {
-  const { rows } = await sql<{ role: string }>`SELECT role FROM ${sql.id(context.deps.schemas.read, 'users')}
-    WHERE user_id = ${userId}::uuid AND active`.execute(context.deps.database.db);
-  return rows[0]?.role;
-};
+export const activeUserRole = (context: RouteContext, userId: string): Promise<string | undefined> =>
+  activeUserRoleIn(context.deps.database.db, context.deps.schemas.read, userId);

@@ -3,20 +3,22 @@ import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '.
 
 const options: Record<string, OptionWithHelp> = {
   name: { type: 'string', description: 'create: a label for the key (who or what uses it)' },
-  role: { type: 'string', description: 'create: admin, sales, marketing, support, analyst or auditor' },
+  role: { type: 'string', description: 'create: admin, sales, marketing, support, analyst or auditor (a service key)' },
+  user: { type: 'string', description: "create: the user (id) the key acts as, with the user's role and visibility; instead of --role" },
   json: { type: 'boolean', description: 'print JSON instead of text' },
 };
 
 export const apiKeyCommand: CliCommand = {
   name: 'api-key',
   summary: 'Create, list or revoke API keys (stored hashed; a new key is shown once)',
-  usage: 'api-key create --name <label> --role <role> | api-key list | api-key revoke <id>',
+  usage: 'api-key create --name <label> (--role <role> | --user <id>) | api-key list | api-key revoke <id>',
   details: `
 Keys authenticate API clients (Authorization: Bearer <key>). Only a key's hash is stored: the key
 itself is printed once, when it is created. Revoking takes effect within seconds in running servers.
 
 Examples:
   crm api-key create --name "reporting bot" --role analyst
+  crm api-key create --name "Ada's laptop" --user 2f1c...
   crm api-key list
   crm api-key revoke 2f1c...`,
   options,
@@ -42,16 +44,26 @@ Examples:
         else if (list.length === 0) run.out('No API keys.');
         else
           for (const k of list) {
-            run.out(`${k.id}  ${k.role.padEnd(9)} ${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'.padEnd(32)}  ${k.name}`);
+            run.out(`${k.id}  ${k.role.padEnd(9)} ${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'.padEnd(32)}  ${k.name}${k.userId ? `  (user ${k.userId})` : ''}`);
           }
         return 0;
       }
       if (action === 'create') {
         const name = stringValue(run, 'name');
-        const role = stringValue(run, 'role');
+        const user = stringValue(run, 'user');
+        let role = stringValue(run, 'role');
         if (!name) throw new UsageError('--name is required');
-        if (!role || !(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
-        const created = await keys.create({ name, role: role as Role });
+        if (user !== undefined && role !== undefined) throw new UsageError("--user takes the user's role: give --role or --user, not both");
+        if (user !== undefined) {
+          const { activeUserRoleIn } = await import('../../api/auth/viewer.ts');
+          role = await activeUserRoleIn(database.db, run.config.schemas.read, user);
+          if (role === undefined) {
+            run.err(`No active user ${user} (see GET /admin/users).`);
+            return 1;
+          }
+        }
+        if (!role || !(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')} (or --user <id>)`);
+        const created = await keys.create({ name, role: role as Role, userId: user ?? null });
         if (run.values.json) run.out(JSON.stringify(created, null, 2));
         else run.out(`Created ${created.role} key ${created.id} (${created.name}).\nKey (shown once, store it now): ${created.key}`);
         return 0;

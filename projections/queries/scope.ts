@@ -58,3 +58,17 @@ export const listScope = (
 /** The scope's condition, or none for an unrestricted caller. */
 export const scoped = (scope: ReadScope | null | undefined, condition: (scope: ReadScope) => RawBuilder<unknown>): RawBuilder<unknown>[] =>
   scope ? [condition(scope)] : [];
+
+/**
+ * The event streams of the records in the scope (`customer-<id>`, `deal-<id>`, `feedback-<id>`), for
+ * the audit log of a restricted caller. Campaigns, users and teams have no owner: their streams are
+ * left to the caller's prefixes.
+ */
+export async function streamsInScope(source: ReadModelSource, scope: ReadScope): Promise<string[]> {
+  const { rows } = await sql<{ stream: string }>`
+    SELECT 'customer-' || t.customer_id AS stream FROM ${sql.id(source.schema, 'customers')} t WHERE ${customerInScope(scope)}
+    UNION ALL SELECT 'deal-' || t.deal_id FROM ${sql.id(source.schema, 'deals')} t WHERE ${dealInScope(source, scope)}
+    UNION ALL SELECT 'feedback-' || t.feedback_id FROM ${sql.id(source.schema, 'feedback')} t WHERE ${feedbackInScope(source, scope)}
+    UNION ALL SELECT 'activity-' || t.activity_id FROM ${sql.id(source.schema, 'activities')} t WHERE ${activityInScope(source, scope)}`.execute(source.db);
+  return rows.map((r) => r.stream);
+}

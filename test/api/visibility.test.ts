@@ -92,7 +92,7 @@ type Kind = 'record' | 'list' | 'company' | 'unowned';
 const classify = (method: string, url: string): Kind | undefined => {
   if (/^\/(customers|deals|feedback|activities)\/:id/.test(url)) return 'record';
   if (['/audit/streams/:stream', '/audit/streams/:stream/export', '/audit/state/:kind/:id', '/analytics/customers/:id'].includes(url)) return 'record';
-  if (method === 'GET' && ['/customers', '/deals', '/feedback', '/customers/export', '/deals/export', '/feedback/export', '/customers/duplicates', '/activities', '/pipeline', '/analytics/clv', '/analytics/churn'].includes(url))
+  if (method === 'GET' && ['/customers', '/deals', '/feedback', '/customers/export', '/deals/export', '/feedback/export', '/customers/duplicates', '/activities', '/pipeline', '/analytics/clv', '/analytics/churn', '/audit/events', '/audit/events/export'].includes(url))
     return 'list';
   if (url.startsWith('/audit/') || url.startsWith('/webhooks') || `${method} ${url}` === 'POST /imports') return 'company';
   if (['POST /customers', 'POST /deals', 'POST /feedback'].includes(`${method} ${url}`)) return 'record'; // creations: the referenced customer must be visible
@@ -269,7 +269,28 @@ describe('visibility: lists, exports, totals', () => {
 });
 
 describe('visibility: audit', () => {
-  it('company-wide audit queries are refused to restricted non-auditors, open to all-visibility and service keys', async () => {
+  it("the event log (and its export) holds only the scope's records' events for restricted non-auditors", async () => {
+    const streamsOf = (viewer: Viewer) => [
+      ...visibleTo[viewer].flatMap((o) => [`customer-${customer[o]}`, `deal-${deal[o]}`, `feedback-${feedback[o]}`]),
+    ];
+    const hidden = (viewer: Viewer) => OWNERS.filter((o) => !visibleTo[viewer].includes(o)).flatMap((o) => [`customer-${customer[o]}`, `deal-${deal[o]}`, `feedback-${feedback[o]}`]);
+    for (const viewer of VIEWERS) {
+      const seen = new Set<string>();
+      let cursor: string | null = null;
+      do {
+        const page: { items: { stream: string }[]; nextCursor: string | null } = json(await get(`/audit/events?limit=500${cursor ? `&cursor=${cursor}` : ''}`, viewer));
+        for (const e of page.items) seen.add(e.stream);
+        cursor = page.nextCursor;
+      } while (cursor);
+      for (const stream of streamsOf(viewer)) expect(seen.has(stream), `${viewer} sees ${stream}`).toBe(true);
+      for (const stream of hidden(viewer)) expect(seen.has(stream), `${viewer} does not see ${stream}`).toBe(false);
+      expect([...seen].some((s) => s.startsWith('user-')), viewer).toBe(true);
+      const exported = (await get('/audit/events/export?format=ndjson', viewer)).body.trim().split('\n').map((l) => JSON.parse(l).stream as string);
+      expect(new Set(exported)).toEqual(seen);
+    }
+  });
+
+  it('verification and the hash chain (they span every record) are refused to restricted non-auditors, open to all-visibility and service keys', async () => {
     const routes = apiRoutes().filter((r) => classify(r.method, r.url) === 'company' && r.method === 'GET' && !r.url.includes(':'));
     expect(routes.length).toBeGreaterThan(0);
     for (const route of routes) {

@@ -125,6 +125,20 @@ describe('crm reporting-role', () => {
     expect(rows[0]!.n).toBe(4);
   });
 
+  it("crm api-key create --user makes a key that acts as the user, with the user's visibility", async () => {
+    const created = await crm(['api-key', 'create', '--name', 'alice cli', '--user', ids.alice, '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const { key, userId, role: keyRole } = JSON.parse(created.stdout);
+    expect({ userId, keyRole }).toEqual({ userId: ids.alice, keyRole: 'sales' });
+    const res = await h.app.inject({ method: 'GET', url: '/customers?limit=500', headers: { authorization: `Bearer ${key}` } });
+    const seen = json(res).items.map((c: { id: string }) => c.id).filter((id: string) => Object.values(customers).includes(id)).sort();
+    // Alice's team (EMEA) now holds Alice, Bob and Carol (the membership test above).
+    expect(seen).toEqual([customers.alice, customers.bob, customers.carol].sort());
+    const ghost = await crm(['api-key', 'create', '--name', 'ghost', '--user', randomUUID()]);
+    expect(ghost.code).toBe(1);
+    expect(ghost.stderr).toContain('No active user');
+  });
+
   it('answers clear errors: unknown team, bad name, a role that is not a team role, missing options', async () => {
     const unknown = await crm(['reporting-role', '--team', randomUUID(), '--name', `${role}_x`]);
     expect(unknown.code).toBe(1);
