@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { IsoDateTime } from '../domain/shared.ts';
-import type { RouteContext } from './app.ts';
+import type { RouteContext } from './route-context.ts';
 import { MAX_CURSOR_LENGTH } from './cursor-seal.ts';
 import type { AggregateKind, Page, ReadModelQueries, ReadRecord } from './deps.ts';
 import { awaitReadModels, etagOf, IdParams, WaitForQuery } from './http.ts';

@@ -1,7 +1,7 @@
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
 import { stateAsOf, type RecordAsOf } from './as-of.ts';
-import { sealChain, startChainSealer, verifyChains, type ChainSealer, type ChainsVerification } from './chain.ts';
+import { sealChain, startChainSealer, verifyChains, type ChainSealer, type ChainsVerification } from './sql/chain.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import type { PersonalDataMode } from './event-view.ts';
 import { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
@@ -13,7 +13,7 @@ export { stateAsOf, type RecordAsOf } from './as-of.ts';
 export { eventLog, streamHistory, iterateEventLog, iterateStreamHistory, InvalidAuditQuery } from './history.ts';
 export { exportStream, type ExportFormat } from './export.ts';
 export { verifyReadModels, type ReadModelVerification } from './verify.ts';
-export { sealChain, startChainSealer, verifyChains, verifyGlobalChain, type ChainsVerification } from './chain.ts';
+export { sealChain, startChainSealer, verifyChains, verifyGlobalChain, type ChainsVerification } from './sql/chain.ts';
 export { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
 export { describeChainsVerification, describeReadModelVerification } from './summary.ts';
 

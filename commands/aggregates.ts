@@ -10,7 +10,7 @@ import { FeedbackStreamPrefix } from '../domain/feedback/events.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import type { EventStore, ReadStreamOptions, RecordedEvent } from '../eventstore/contract.ts';
 import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
-import type { ProjectedEvent } from '../projections/projection.ts';
+import type { ProjectedEvent } from '../shared/events.ts';
 import type { AggregateKind } from './schemas.ts';
 
 export interface AggregateStates {

@@ -38,7 +38,7 @@ export interface Integration {
   stop(): Promise<void>;
 }
 
-/** Wiring for the composition root (cli/app.ts): services for every process, publishers for workers. */
+/** Wiring for the composition root (runtime/crm.ts): services for every process, publishers for workers. */
 export function createIntegration(options: IntegrationOptions): Integration {
   const tables = integrationTables(options.db, options.schemas.events);
   const services: IntegrationServices = {

@@ -21,7 +21,7 @@ operator's export holds personal data unmasked: keep the file as carefully as th
     if (!KINDS.includes(kind as (typeof KINDS)[number])) throw new UsageError(`export needs one of ${KINDS.join(', ')}`);
     const format = stringValue(run, 'format') ?? 'csv';
     if (format !== 'csv' && format !== 'ndjson') throw new UsageError('--format must be csv or ndjson');
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const { exportLines } = await import('../../projections/queries/export.ts');
     const runtime = await openCrm(run.config);
     const outputPath = stringValue(run, 'output');

@@ -26,7 +26,7 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
     if (discountRate !== undefined && !(discountRate >= 0 && discountRate < 1)) throw new UsageError('--discount-rate must be a number from 0 to 1');
     const horizon = stringValue(run, 'horizon') === undefined ? undefined : intValue(run, 'horizon', 52, 1, 10_000);
 
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const { InsufficientData } = await import('../../analytics/service.ts');
     const runtime = await openCrm(run.config, { holdSetUpLock: true });
     try {

@@ -42,7 +42,7 @@ Rotation:
     const newKey = parseMasterKey(text);
     if (typeof newKey === 'string') throw new UsageError(`--new-key-file must hold ${newKey}`);
     // Loaded on use, so that `--help` stays instant.
-    const { openDatabase } = await import('../app.ts');
+    const { openDatabase } = await import('../../runtime/crm.ts');
     const { createPersonalData, rewrapDataKeys } = await import('../../eventstore/personal-data.ts');
     const database = await openDatabase(run.config);
     try {

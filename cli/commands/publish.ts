@@ -16,7 +16,7 @@ works from any machine. Exit code 1 when a publisher is failing (paused after it
   options,
   async run(run) {
     if (!run.values.status) throw new UsageError('publish needs --status');
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const runtime = await openCrm(run.config);
     try {
       const services = runtime.integration.services;

@@ -30,7 +30,7 @@ Examples:
     const [action = 'list', id] = run.positionals;
     if (!ACTIONS.includes(action)) throw new UsageError(`webhooks: unknown action "${action}" (one of ${ACTIONS.join(', ')})`);
     if (action !== 'list' && action !== 'create' && !id) throw new UsageError(`webhooks ${action} needs the subscription id (see crm webhooks)`);
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const runtime = await openCrm(run.config);
     try {
       const services = runtime.integration.services;
@@ -42,7 +42,7 @@ Examples:
   },
 };
 
-type Services = Awaited<ReturnType<typeof import('../app.ts').openCrm>>['integration']['services'];
+type Services = Awaited<ReturnType<typeof import('../../runtime/crm.ts').openCrm>>['integration']['services'];
 
 async function perform(run: CommandRun, action: string, id: string | undefined, services: Services): Promise<number> {
   const { tables } = services;

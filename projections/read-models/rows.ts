@@ -133,12 +133,5 @@ export async function insertRows(trx: Transaction<any>, schema: string, spec: Ta
   }
 }
 
-/** Creates the schema if needed; every read model's migrate starts with it. */
-export async function ensureSchema(db: Kysely<any> | Transaction<any>, schema: string): Promise<void> {
-  try {
-    await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
-  } catch (error) {
-    // Two processes creating it at once: the loser sees a unique violation; the schema exists.
-    if (!['23505', '42P06'].includes((error as { code?: string }).code ?? '')) throw error;
-  }
-}
+/** Kept here for the read models that import it beside `RowSet`; it lives in shared/sql.ts. */
+export { ensureSchema } from '../../shared/sql.ts';

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, type CrmApp } from '../../api/app.ts';
+import type { CrmApp } from '../../api/app.ts';
 import { ensureAdminKey } from '../../api/auth/api-keys.ts';
-import { openCrm, type CrmRuntime } from '../../cli/app.ts';
+import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { poll, runCrm } from '../cli/support.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -31,7 +31,7 @@ let app: CrmApp;
 beforeAll(async () => {
   runtime = await openCrm(loadConfig(env, tmpdir()));
   await runtime.startProjections();
-  app = await buildApp({ ...runtime.apiDeps, logger: false });
+  app = await runtime.buildApi({ logger: false });
   await ensureAdminKey(app.keys, { adminKey: ADMIN_KEY });
 });
 

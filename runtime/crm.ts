@@ -10,6 +10,7 @@ import { createEmailIndex } from '../eventstore/email-index.ts';
 import { connectPostgres, createPostgresEventStore, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
 import { toUnavailable, type PoolTimeouts } from '../eventstore/postgres/database.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
+import type { CrmApp } from '../api/app.ts';
 import type { ApiDeps, ReadModelProgress } from '../api/deps.ts';
 import { createAnalyticsProjection } from '../analytics/projection.ts';
 import { createAuditServices, type AuditServices } from '../audit/index.ts';
@@ -36,8 +37,10 @@ import { connectRedis } from './redis.ts';
 const IMPORT_MAX_BYTES = 1024 ** 3;
 
 /**
- * The composition root: the one place that turns configuration into running services.
- * Every subcommand opens the CRM through `openCrm` and closes it when done.
+ * The composition root: the one place that turns configuration into running services (store,
+ * personal-data codec, commands, projections, analytics, audit, integration, the HTTP API).
+ * Every subcommand opens the CRM through `openCrm` and closes it when done; the tests and the
+ * benchmarks start it the same way, with `OpenOptions.overrides` for what they vary.
  */
 export interface CrmRuntime {
   config: CrmConfig;
@@ -67,6 +70,8 @@ export interface CrmRuntime {
   prepareReadModels: () => Promise<void>;
   /** Everything the HTTP API needs except its logger. */
   apiDeps: Omit<ApiDeps, 'logger'>;
+  /** Builds the HTTP API on `apiDeps` (closed by the caller: `app.close()` closes only the HTTP side). */
+  buildApi(options?: ApiOptions): Promise<CrmApp>;
   /** Closes everything opened, in reverse order; safe to call twice. */
   close(): Promise<void>;
 }
@@ -135,7 +140,7 @@ const defaultWorkerId = (config: CrmConfig): string => {
   return `${hostname()}-${digest}`;
 };
 
-export async function openDatabase(config: CrmConfig): Promise<SqlDatabase> {
+export async function openDatabase(config: CrmConfig, options: { poolMax?: number } = {}): Promise<SqlDatabase> {
   if (config.database.kind === 'pglite') {
     const { dataDir } = config.database;
     mkdirSync(dataDir, { recursive: true });
@@ -157,7 +162,7 @@ export async function openDatabase(config: CrmConfig): Promise<SqlDatabase> {
       throw error;
     }
   }
-  const database = connectPostgres(config.database.url, { timeouts: apiTimeouts(config) });
+  const database = connectPostgres(config.database.url, { timeouts: apiTimeouts(config), ...(options.poolMax ? { max: options.poolMax } : {}) });
   // The pool connects lazily: probe now so an unreachable server is reported before anything starts.
   try {
     await sql`SELECT 1`.execute(database.db);
@@ -227,15 +232,32 @@ export interface OpenOptions {
   holdSetUpLock?: boolean;
   /** Names this process in the projection leases (`crm project --worker-id`); default host name and database. */
   workerId?: string;
+  /** What tests and benchmarks vary; production leaves it unset. */
+  overrides?: RuntimeOverrides;
 }
 
+export interface RuntimeOverrides {
+  /** Connections of the main pool (PostgreSQL; default 10). */
+  poolMax?: number;
+  /** Start the integration publishers with the projections (default true; delivery tests start their own). */
+  publishers?: boolean;
+  /** Seal the global hash chain in the background with the projections (default true). */
+  chainSealer?: boolean;
+  /** Largest `POST /imports` body (default 1 GiB). */
+  importMaxBytes?: number;
+}
+
+/** What the HTTP API takes beyond the runtime's services: its logger and the bounds a caller may tune. */
+export type ApiOptions = Partial<ApiDeps>;
+
 export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Promise<CrmRuntime> {
+  const overrides = options.overrides ?? {};
   const closers: (() => Promise<void>)[] = [];
   const close = async () => {
     while (closers.length > 0) await closers.pop()!().catch(() => undefined);
   };
   try {
-    const database = await openDatabase(config);
+    const database = await openDatabase(config, { poolMax: overrides.poolMax });
     closers.push(() => database.close());
     const setUpLockKey = `crm-set-up:${config.schemas.events}:${config.schemas.read}`;
     let releaseSetUpLock: (() => Promise<void>) | undefined = await acquireStartupLock(database, setUpLockKey);
@@ -348,15 +370,17 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       await runner.start();
       closers.push(() => runner.stop());
       // Publishers follow the feed like projections, under their own lease partition.
-      await integration.start();
-      closers.push(() => integration.stop());
+      if (overrides.publishers !== false) {
+        await integration.start();
+        closers.push(() => integration.stop());
+      }
       // Tables exist now: (re)create the documented views BI tools read.
       await underSetUpLock(() =>
         createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections }),
       );
       // The global hash chain is sealed by the process that follows the feed (tamper evidence; PostgreSQL engine only).
       // Its loop catches every failure and tries again on the next tick (a database away is no reason to stop).
-      const sealer = audit.startChainSealer({
+      const sealer = overrides.chainSealer === false ? undefined : audit.startChainSealer({
         onError: (error) => {
           if (config.logLevel !== 'silent') process.stderr.write(`${new Date().toISOString()} chain sealer: ${(error as Error).message}\n`);
         },
@@ -382,7 +406,11 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       schema: config.schemas.read,
       // Fits see every event recorded before they start: wait for the analytics projection to reach the head.
       catchUp: async () => {
-        const head = await store.headPosition();
+        // The newest event readers can see. A backwards read waits (briefly) for events committed
+        // before the call to become final, which headPosition() does not: right after an append, or
+        // while another transaction in the database is open, headPosition() can still be behind.
+        const [newest] = await store.readAll({ direction: 'backwards', maxCount: 1 });
+        const head = newest?.position ?? (await store.headPosition());
         if (head === 0n) return;
         if (started && leases.owns('analytics')) await runner.waitForPosition(head, 300_000, ['analytics']);
         else await waitForCheckpoints(database.db, config.schemas.read, head, { timeoutMs: 300_000, names: ['analytics'], pollMs: 200 });
@@ -391,17 +419,17 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const redis = config.rateLimit.redisUrl ? connectRedis(config.rateLimit.redisUrl, (message) => console.error(message)) : undefined;
     if (redis) closers.push(() => redis.quit().then(() => undefined));
     // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
-    const imports = createImportJobs({ batch: createBatchCommands({ store, personalData }), maxBytes: IMPORT_MAX_BYTES });
+    const importMaxBytes = overrides.importMaxBytes ?? IMPORT_MAX_BYTES;
+    const imports = createImportJobs({ batch: createBatchCommands({ store, personalData }), maxBytes: importMaxBytes });
     closers.push(() => imports.close());
     const apiDeps: Omit<ApiDeps, 'logger'> = {
       rateLimit: { max: config.rateLimit.perMinute, perRole: config.rateLimit.perRole, timeWindowMs: 60_000, redis },
       imports,
-      importMaxBytes: IMPORT_MAX_BYTES,
+      importMaxBytes,
       store,
       commands,
       database,
       schemas: config.schemas,
-      personalData,
       projections: progress,
       queries: createReadModelQueries({ db: database.db, schema: config.schemas.read }),
       pointInTime: audit.pointInTime,
@@ -410,7 +438,9 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       integration: integration.services,
       requestTimeoutMs: config.timeouts.requestMs,
     };
-    return { config, database, store, personalData, commands, projections, runner, leases, audit, analytics, integration, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, close };
+    // Loaded on use: commands that serve no HTTP (import, verify, fit) do not load fastify.
+    const buildApi = async (api: ApiOptions = {}) => (await import('../api/app.ts')).buildApp({ ...apiDeps, ...api });
+    return { config, database, store, personalData, commands, projections, runner, leases, audit, analytics, integration, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, buildApi, close };
   } catch (error) {
     await close();
     throw error;
