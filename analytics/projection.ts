@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projections/projection.ts';
 import { ms } from '../projections/read-models/common.ts';
 import { addMoney, subtractMoney } from '../shared/money.ts';

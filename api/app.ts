@@ -85,8 +85,8 @@ const loggerOptions = (logger: ApiDeps['logger']): FastifyServerOptions['logger'
   return {
     ...base,
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-    serializers: { req: requestSerializer as never, ...((base.serializers as object | undefined) ?? {}) },
-  } as FastifyServerOptions['logger'];
+    serializers: { req: requestSerializer, ...((base.serializers as object | undefined) ?? {}) },
+  };
 };
 
 /**
@@ -102,7 +102,9 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     // While shutting down, new requests get a 503 so a load balancer retries them elsewhere.
     return503OnClosing: true,
     // Bad URL encoding and over-long path parameters are answered before routing: as problems too.
-    frameworkErrors: (error, request, reply) => problemErrorHandler(error, request, reply),
+    frameworkErrors: (error, request, reply) => {
+      problemErrorHandler(error, request, reply);
+    },
   }).withTypeProvider<ZodTypeProvider>();
 
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events });

@@ -3,7 +3,7 @@ import { eventSchemas, schemaVersionOf, type CrmEventType } from '../domain/cata
 import type { MergeCustomer } from '../domain/customer/commands.ts';
 import { customerSnapshot, decideMerge, type CustomerSnapshot } from '../domain/customer/decider.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
-import { EventMetadata, type Actor } from '../domain/metadata.ts';
+import { EventMetadata } from '../domain/metadata.ts';
 import type { EventStore, NewEvent } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
 import { type PersonalData } from '../eventstore/personal-data.ts';

@@ -46,7 +46,7 @@ type Services = Awaited<ReturnType<typeof import('../../runtime/crm.ts').openCrm
 
 async function perform(run: CommandRun, action: string, id: string | undefined, services: Services): Promise<number> {
   const { tables } = services;
-  const print = (value: unknown, text: () => string) => run.out(run.values.json ? JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) : text());
+  const print = (value: unknown, text: () => string) => run.out(run.values.json ? JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) : text());
   if (action === 'list') {
     const [subscriptions, statuses] = await Promise.all([tables.listSubscriptions(), services.status()]);
     const rows = subscriptions.map((s) => ({ ...s, status: statuses.find((p) => p.name === `webhook:${s.id}`) }));

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 
 /**
  * Batch-friendly row access for projections: load the rows a batch touches in one query, fold the
@@ -57,7 +57,7 @@ export class RowSet {
     const { rows } = await sql<Row>`SELECT ${sql.join(this.spec.columns.map((c) => sql.id(c)))}
       FROM ${sql.id(this.schema, this.spec.table)} WHERE ${sql.id(this.spec.key)} = ANY(CAST(${wanted} AS ${sql.raw(keyType)}[]))`.execute(this.trx);
     for (const row of rows) {
-      for (const c of this.spec.dateColumns ?? []) if (row[c] instanceof Date) row[c] = localDate(row[c] as Date);
+      for (const c of this.spec.dateColumns ?? []) if (row[c] instanceof Date) row[c] = localDate(row[c]);
       this.rows.set(String(row[this.spec.key]), row);
     }
   }

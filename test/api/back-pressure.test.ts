@@ -102,7 +102,7 @@ describe('back-pressure on commands', () => {
     let backlog = 50_000;
     const app = await buildApp({
       ...h.deps,
-      projections: { ...h.deps.projections!, backlog: () => backlog },
+      projections: { ...h.deps.projections, backlog: () => backlog },
       backPressure: { ...off, maxProjectionBacklog: 10_000 },
     });
     apps.push(app);
