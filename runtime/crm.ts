@@ -178,6 +178,13 @@ export async function openDatabase(config: CrmConfig, options: { poolMax?: numbe
   return database;
 }
 
+/**
+ * The personal-data keys (beside the events in SQL, even with EventStoreDB: forgetting must be able to
+ * delete them). Opening checks the configured master key against the stored keys.
+ */
+export const openPersonalData = (config: CrmConfig, database: SqlDatabase): Promise<PersonalData> =>
+  createPersonalData(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
+
 async function openEventStore(config: CrmConfig, database: SqlDatabase): Promise<EventStore> {
   if (config.eventStore.kind === 'eventstoredb') {
     const { createEventStoreDbStore } = await import('./eventstoredb.ts');
@@ -281,8 +288,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     };
     const store = await openEventStore(config, database);
     closers.push(() => store.close());
-    // Keys live beside the events in SQL even with EventStoreDB: forgetting must be able to delete them.
-    const personalData = await createPersonalData(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
+    const personalData = await openPersonalData(config, database);
     const emailIndex = await createEmailIndex(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
     const commands = createCrmCommands({ store, personalData, emailIndex });
     if (!options.holdSetUpLock) await setUpDone();
