@@ -26,9 +26,8 @@ export class ChainNotAvailable extends Error {
 }
 
 /**
- * The auditor's services bound to one deployment. The composition root builds one and passes it
- * as `ApiDeps.audit` (and to `crm verify`); the audit route plugin builds its own from the API's
- * dependencies when none is given.
+ * The auditor's services bound to one deployment. The composition root (runtime/crm.ts) builds
+ * one and passes it as `ApiDeps.audit` (and to `crm verify`).
  */
 export interface AuditServices {
   readonly deps: AuditDeps;
