@@ -28,7 +28,7 @@ import { isRunning, migrateLeases, ProjectionLeases } from '../projections/lease
 import { ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { createIntegration, type Integration } from '../integration/index.ts';
-import { createBatchCommands } from '../commands/batch.ts';
+import { createBatchCommands, type BatchCommands } from '../commands/batch.ts';
 import { createImportJobs } from '../commands/import/jobs.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
 import { connectRedis } from './redis.ts';
@@ -49,6 +49,8 @@ export interface CrmRuntime {
   store: EventStore;
   personalData: PersonalData;
   commands: CrmCommands;
+  /** The batch handler of bulk imports (`crm import`, `POST /imports`). */
+  batch: BatchCommands;
   /** Every projection the CRM maintains: read models, then analytics. */
   projections: readonly Projection[];
   runner: ProjectionRunner;
@@ -426,7 +428,8 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     if (redis) closers.push(() => redis.quit().then(() => undefined));
     // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
     const importMaxBytes = overrides.importMaxBytes ?? IMPORT_MAX_BYTES;
-    const imports = createImportJobs({ batch: createBatchCommands({ store, personalData }), maxBytes: importMaxBytes });
+    const batch = createBatchCommands({ store, personalData });
+    const imports = createImportJobs({ batch, maxBytes: importMaxBytes });
     closers.push(() => imports.close());
     const apiDeps: Omit<ApiDeps, 'logger'> = {
       rateLimit: { max: config.rateLimit.perMinute, perRole: config.rateLimit.perRole, timeWindowMs: 60_000, redis },
@@ -446,7 +449,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     };
     // Loaded on use: commands that serve no HTTP (import, verify, fit) do not load fastify.
     const buildApi = async (api: ApiOptions = {}) => (await import('../api/app.ts')).buildApp({ ...apiDeps, ...api });
-    return { config, database, store, personalData, commands, projections, runner, leases, audit, analytics, integration, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, buildApi, close };
+    return { config, database, store, personalData, commands, batch, projections, runner, leases, audit, analytics, integration, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, buildApi, close };
   } catch (error) {
     await close();
     throw error;

@@ -124,7 +124,43 @@ const importsOf = (file: string): Import[] => {
 
 const topFolder = (path: string): string => path.split('/')[0]!;
 
+/** Names called (`name(...)`) or constructed (`new Name(...)`) in a file. */
+const callsOf = (file: string): string[] => {
+  const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, false, file.endsWith('x') ? ts.ScriptKind.TSX : ts.ScriptKind.TS);
+  const names: string[] = [];
+  const visit = (node: ts.Node) => {
+    if ((ts.isCallExpression(node) || ts.isNewExpression(node)) && ts.isIdentifier(node.expression)) names.push(node.expression.text);
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return names;
+};
+
 const allImports = SOURCE_FOLDERS.flatMap(sourceFiles).flatMap(importsOf);
+const SERVER_FILES = Object.keys(MAY_IMPORT).flatMap(sourceFiles);
+
+/** What the composition root wires; anywhere else in the server, building one is a second wiring. */
+const SERVICE_CONSTRUCTORS = [
+  'createPostgresEventStore',
+  'createEventStoreDbStore',
+  'createPersonalData',
+  'createEmailIndex',
+  'createCrmCommands',
+  'createBatchCommands',
+  'ProjectionRunner',
+  'ProjectionLeases',
+  'createAuditServices',
+  'createAnalyticsService',
+  'createIntegration',
+  'createReadModelQueries',
+  'createImportJobs',
+  'buildApp',
+];
+/** Where one is built on purpose outside runtime/: inside the module family that owns it. */
+const BUILT_BESIDE: Record<string, readonly string[]> = {
+  // The integration module starts its publishers' own lease partition.
+  ProjectionLeases: ['integration/index.ts'],
+};
 
 describe('the code map (README.md "Code map")', () => {
   it('reads the imports of every source file', () => {
@@ -156,6 +192,17 @@ describe('the code map (README.md "Code map")', () => {
       ),
     );
     expect(broken).toEqual([]);
+  });
+
+  it('services are built in the composition root only (runtime/), never in the API or a route', () => {
+    const built = SERVER_FILES.flatMap((file) => {
+      const path = repoPath(file);
+      if (path.startsWith('runtime/')) return [];
+      return callsOf(file)
+        .filter((name) => SERVICE_CONSTRUCTORS.includes(name) && !(BUILT_BESIDE[name] ?? []).includes(path))
+        .map((name) => `${path} builds ${name}(...): services come from runtime/crm.ts (ApiDeps and the other ports)`);
+    });
+    expect(built).toEqual([]);
   });
 
   it('no circle between folders', () => {
