@@ -1,6 +1,6 @@
 import type { LightMyRequestResponse } from 'fastify';
 import type { CrmApp } from '../../api/app.ts';
-import type { ApiDeps, ReadModelProgress } from '../../api/deps.ts';
+import type { ApiDeps } from '../../api/deps.ts';
 import { ROLES, type Role } from '../../api/roles.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import type { SqlDatabase } from '../../eventstore/postgres/database.ts';
@@ -24,16 +24,6 @@ export interface ApiHarness {
   auth(role: Role): { authorization: string };
   close(): Promise<void>;
 }
-
-/** The runner as the API sees it (the same adapter the composition root uses). */
-export const progressOf = (runner: ProjectionRunner): ReadModelProgress => ({
-  waitForPosition: (position, timeoutMs) =>
-    runner.waitForPosition(position, timeoutMs).then(
-      () => true,
-      () => false,
-    ),
-  status: () => runner.status(),
-});
 
 /**
  * The API on real PostgreSQL schemas of its own, started through the composition root as `crm serve`
