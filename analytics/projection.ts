@@ -1,7 +1,7 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projections/projection.ts';
 import { ms } from '../projections/read-models/common.ts';
-import { addMoney, subtractMoney } from '../projections/read-models/money.ts';
+import { addMoney, subtractMoney } from '../shared/money.ts';
 import { RowSet, type Row, type TableSpec } from '../projections/read-models/rows.ts';
 import { dayOf, dayToIsoDate, monthOfDay } from './models/time.ts';
 import { scoreCustomer, type CustomerAggregate, type StoredModel } from './scoring.ts';

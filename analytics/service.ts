@@ -83,8 +83,6 @@ function summarise(record: ModelRecord) {
   };
 }
 
-const round = (x: number, digits = 6) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
-
 export function createAnalyticsService(options: AnalyticsServiceOptions) {
   const { db, schema } = options;
   const modelSchema = options.modelSchema ?? schema;
@@ -152,7 +150,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const atTraining = await aggregatesAsOf(db, schema, trainingCutoff);
     const retained = await customersBuyingBetween(db, schema, trainingCutoff, asOfDay);
     const examples: ChurnExample[] = [...atTraining.values()].flatMap((a) =>
-      a.purchases ? [{ customerId: a.customerId, features: churnFeaturesOf({ ...a, purchases: a.purchases }, trainingCutoff), churned: retained.has(a.customerId) ? 0 : 1 } as ChurnExample] : [],
+      a.purchases ? [{ customerId: a.customerId, features: churnFeaturesOf({ ...a, purchases: a.purchases }, trainingCutoff), churned: retained.has(a.customerId) ? 0 : 1 }] : [],
     );
     let training: ChurnTraining;
     try {
@@ -489,7 +487,7 @@ function baseRateChurn(examples: readonly ChurnExample[], reason: string): Churn
       logistic: { weights: [Math.log(clipped / (1 - clipped)), ...CHURN_FEATURES.map(() => 0)] },
     },
     metrics: { ...(none as object), trainSize: examples.length, testSize: 0, churnRate: rate, calibration: [], newtonMaxWeightGap: 0, unavailable: reason } as unknown as ChurnTraining['metrics'],
-    comparison: { decisionTree: { ...none, trainSize: 0 }, naiveBayes: none, mlNaiveBayesDisagreement: 0 } as unknown as ChurnTraining['comparison'],
+    comparison: { decisionTree: { ...none, trainSize: 0 }, naiveBayes: none, mlNaiveBayesDisagreement: 0 },
   };
 }
 

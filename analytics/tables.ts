@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
-import { MONEY_TYPE } from '../projections/read-models/money.ts';
-import { ensureSchema, type TableSpec } from '../projections/read-models/rows.ts';
+import { MONEY_TYPE } from '../shared/money.ts';
+import { ensureSchema } from '../shared/sql.ts';
+import type { TableSpec } from '../projections/read-models/rows.ts';
 
 /**
  * Analytics read-model tables (in the read schema). The aggregate tables are the projection's own

@@ -16,12 +16,10 @@ import { createAuthGuard } from './auth/guard.ts';
 import { createScopeGuard } from './auth/scope-guard.ts';
 import { loadServerSecret } from './auth/server-secret.ts';
 import { DEFAULT_BACK_PRESSURE, registerBackPressure } from './back-pressure.ts';
-import { createAuditServices } from '../audit/index.ts';
-import { createReadModelQueries } from '../projections/queries/index.ts';
-import { createCursorSeal, type CursorSeal } from './cursor-seal.ts';
-import type { ApiDeps, PointInTime } from './deps.ts';
+import { createCursorSeal } from './cursor-seal.ts';
+import type { ApiDeps } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
-import { createIdempotencyGuard, type IdempotencyGuard } from './idempotency.ts';
+import { createIdempotencyGuard } from './idempotency.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { refuseUnreadableQuery } from './safe-input.ts';
 import { registerRequestTimeout } from './request-timeout.ts';
@@ -42,6 +40,7 @@ import { opsRoutes } from './routes/ops.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { registerPublisherMetrics } from '../integration/metrics.ts';
 import { consoleRoutes } from './console.ts';
+import type { RouteContext } from './route-context.ts';
 
 export interface RegisteredRoute {
   method: string;
@@ -49,15 +48,7 @@ export interface RegisteredRoute {
 }
 export type CrmApp = FastifyInstance & { keys: ApiKeyStore; metrics: ApiMetrics; routeList: RegisteredRoute[] };
 
-/** Everything a route plugin (ours, analytics, audit) receives as options. */
-export interface RouteContext {
-  deps: ApiDeps;
-  metrics: ApiMetrics;
-  keys: ApiKeyStore;
-  waitForTimeoutMs: number;
-  idempotency: IdempotencyGuard;
-  cursors: CursorSeal;
-}
+export type { RouteContext } from './route-context.ts';
 
 /** Paths pino must never print: keys, and personal data should a body ever be logged. */
 export const REDACTED_PATHS = [
@@ -98,8 +89,8 @@ const loggerOptions = (logger: ApiDeps['logger']): FastifyServerOptions['logger'
   return {
     ...base,
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-    serializers: { req: requestSerializer as never, ...((base.serializers as object | undefined) ?? {}) },
-  } as FastifyServerOptions['logger'];
+    serializers: { req: requestSerializer, ...((base.serializers as object | undefined) ?? {}) },
+  };
 };
 
 /**
@@ -115,7 +106,9 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     // While shutting down, new requests get a 503 so a load balancer retries them elsewhere.
     return503OnClosing: true,
     // Bad URL encoding and over-long path parameters are answered before routing: as problems too.
-    frameworkErrors: (error, request, reply) => problemErrorHandler(error, request, reply),
+    frameworkErrors: (error, request, reply) => {
+      problemErrorHandler(error, request, reply);
+    },
   }).withTypeProvider<ZodTypeProvider>();
 
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events, readSchema: deps.schemas.read });
@@ -124,20 +117,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await idempotency.migrate();
   const metrics = createApiMetrics({ projections: deps.projections });
   const cursors = createCursorSeal(await loadServerSecret(deps.database.db, deps.schemas.events, 'list-cursors'));
-  if (deps.integration) registerPublisherMetrics(metrics.registry, deps.integration);
-  // The auditor's services: given by the composition root, else built from the same dependencies.
-  const audit =
-    deps.audit ??
-    (deps.personalData
-      ? createAuditServices({ store: deps.store, database: deps.database, personalData: deps.personalData, schemas: deps.schemas })
-      : undefined);
-  const resolved: ApiDeps = {
-    ...deps,
-    audit,
-    queries: deps.queries ?? createReadModelQueries({ db: deps.database.db, schema: deps.schemas.read, baseCurrency: deps.baseCurrency }),
-    pointInTime: deps.pointInTime ?? pointInTimeOf(audit),
-  };
-  const context: RouteContext = { deps: resolved, metrics, keys, idempotency, cursors, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
+  registerPublisherMetrics(metrics.registry, deps.integration);
+  const context: RouteContext = { deps, metrics, keys, idempotency, cursors, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
@@ -164,12 +145,12 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   // Before the key is looked up: a saturated service refuses new commands at once.
   await registerBackPressure(app, { ...DEFAULT_BACK_PRESSURE, ...deps.backPressure }, {
     poolWaiting: deps.database.waiting,
-    projectionBacklog: deps.projections?.backlog?.bind(deps.projections),
+    projectionBacklog: deps.projections.backlog?.bind(deps.projections),
   });
   app.addHook('onRequest', createAuthGuard(keys));
   app.addHook('onRequest', refuseUnreadableQuery);
   // Restricted callers: audit of their scope's records only; no webhooks or bulk imports (after validation: params are parsed).
-  app.addHook('preHandler', createScopeGuard(() => resolved.queries));
+  app.addHook('preHandler', createScopeGuard(() => deps.queries));
   // Action commands (launch, close, ...) may come without a body: validate them as `{}`.
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && (request.method === 'POST' || request.method === 'PATCH')) request.body = {};
@@ -232,19 +213,13 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await app.register(activityRoutes, context);
   await app.register(exchangeRateRoutes, context);
   // Written by the analytics and audit engineers; they get the same context as ours.
-  if (resolved.imports) await app.register(importRoutes, { ...context, imports: resolved.imports, maxBytes: resolved.importMaxBytes ?? 1024 ** 3 });
+  await app.register(importRoutes, { ...context, imports: deps.imports, maxBytes: deps.importMaxBytes ?? 1024 ** 3 });
   await app.register(analyticsRoutes, context);
   await app.register(auditRoutes, context);
-  if (deps.integration) await app.register(webhookRoutes, { integration: deps.integration });
+  await app.register(webhookRoutes, { integration: deps.integration });
   // The web console (static assets at / and /console/*), over the same public API.
   await app.register(consoleRoutes);
 
   await app.ready();
   return app as unknown as CrmApp;
 }
-
-/** The audit services' adapter (audit/index.ts `AuditServices.pointInTime`), when given. */
-const pointInTimeOf = (audit: unknown): PointInTime | undefined => {
-  const candidate = (audit as { pointInTime?: PointInTime } | undefined)?.pointInTime;
-  return typeof candidate?.stateAt === 'function' ? candidate : undefined;
-};

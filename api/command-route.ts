@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { Id } from '../domain/shared.ts';
-import type { RouteContext } from './app.ts';
+import type { RouteContext } from './route-context.ts';
 import { CommandAccepted, CommandHeaders, executeCommand, IdParams, type IfMatchPolicy } from './http.ts';
 import { problemResponses, validationProblem } from './problems.ts';
 import { ruleFor } from './roles.ts';

@@ -1,9 +1,10 @@
 import type { FastifyServerOptions } from 'fastify';
 import type { EventStore } from '../eventstore/contract.ts';
-import type { SqlDatabase } from '../eventstore/postgres/database.ts';
-import type { PersonalData } from '../eventstore/personal-data.ts';
+import type { SqlDatabase } from '../shared/sql.ts';
 import type { CommandContext, CommandResult } from '../commands/index.ts';
 import type { IntegrationServices } from '../integration/index.ts';
+import type { AnalyticsService } from '../analytics/service.ts';
+import type { AuditServices } from '../audit/index.ts';
 import type { BackPressureOptions } from './back-pressure.ts';
 import type { RateLimitOptions } from './rate-limit.ts';
 
@@ -11,7 +12,7 @@ export type { RateLimitOptions } from './rate-limit.ts';
 import type { ImportJobs } from '../commands/import/jobs.ts';
 
 /**
- * What the HTTP API needs, passed in by the composition root (cli/). The API reads no environment;
+ * What the HTTP API needs, passed in by the composition root (runtime/crm.ts). The API reads no environment;
  * every port below is narrow on purpose so the composition root can adapt the real services.
  */
 
@@ -118,17 +119,17 @@ export interface ApiDeps {
   /** Read models and the api_keys table always live here, whatever the event engine. */
   database: SqlDatabase;
   schemas: { events: string; read: string; reporting?: string };
-  personalData?: PersonalData;
-  projections?: ReadModelProgress;
-  /** Default: projections/queries bound to `database` and `schemas.read`. */
-  queries?: ReadModelQueries;
-  /** Default: `audit.pointInTime` when the audit services are given. */
-  pointInTime?: PointInTime;
-  /** Services for api/routes/analytics.ts and api/routes/audit.ts; passed to those plugins as is. */
-  analytics?: unknown;
-  audit?: unknown;
-  /** Webhook subscriptions and publisher status (integration/); without it /webhooks is not served. */
-  integration?: IntegrationServices;
+  projections: ReadModelProgress;
+  /** projections/queries bound to `database` and `schemas.read`. */
+  queries: ReadModelQueries;
+  /** `audit.pointInTime` (`GET /customers/:id?asOf=` and friends). */
+  pointInTime: PointInTime;
+  /** The analytics services (api/routes/analytics.ts). */
+  analytics: AnalyticsService;
+  /** The auditor's services (api/routes/audit.ts). */
+  audit: AuditServices;
+  /** Webhook subscriptions and publisher status (integration/). */
+  integration: IntegrationServices;
   /** Fastify/pino logger options; false (the default) keeps tests quiet. */
   logger?: FastifyServerOptions['logger'];
   /** Bounds past which new commands get 503 (api/back-pressure.ts); defaults there. */
@@ -152,8 +153,8 @@ export interface ApiDeps {
   version?: string;
   /** ISO 4217 base currency (CRM_BASE_CURRENCY): rates are set against it. Default EUR. */
   baseCurrency?: string;
-  /** Bulk imports (`POST /imports`); the routes are left out without it. */
-  imports?: ImportJobs;
+  /** Bulk imports (`POST /imports`). */
+  imports: ImportJobs;
   /** Largest import body accepted (413 above). Default 1 GiB. */
   importMaxBytes?: number;
 }

@@ -57,7 +57,7 @@ export function createIdempotencyGuard(db: Kysely<any>, options: { schema: strin
         .selectFrom('idempotency_keys')
         .select(['fingerprint', 'route'])
         .where('key', '=', key)
-        .executeTakeFirst()) as { fingerprint: string; route: string } | undefined;
+        .executeTakeFirst());
       if (existing && existing.fingerprint !== fingerprint) {
         throw new ProblemError(
           'idempotency_conflict',

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { IsoDateTime } from '../domain/shared.ts';
-import type { RouteContext } from './app.ts';
+import type { RouteContext } from './route-context.ts';
 import { MAX_CURSOR_LENGTH } from './cursor-seal.ts';
 import type { AggregateKind, Page, ReadModelQueries, ReadRecord } from './deps.ts';
 import { awaitReadModels, etagOf, IdParams, WaitForQuery } from './http.ts';
@@ -93,7 +93,7 @@ export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context
       refusePersonalFilters(request, query, spec.personalFilters ?? []);
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const { cursor, ...filters } = query;
-      const scope = `GET ${spec.url} sort=${String(query.sort ?? '')}`;
+      const scope = `GET ${spec.url} sort=${typeof query.sort === 'string' ? query.sort : ''}`;
       const page = await sealedPage(context, scope, cursor as string | undefined, (position) =>
         spec.fetch(readModels(context), position === undefined ? filters : { ...filters, cursor: position }, request),
       );
@@ -129,8 +129,8 @@ export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetR
       },
     },
     async (request, reply) => {
-      const { id } = request.params as { id: string };
-      const { waitFor, asOf } = request.query as { waitFor?: string; asOf?: string };
+      const { id } = request.params;
+      const { waitFor, asOf } = request.query;
       let record: ReadRecord | undefined;
       let revision: unknown;
       if (asOf !== undefined) {

@@ -63,7 +63,7 @@ const maskingPersonalData = (inner: PersonalData): PersonalData => ({
  */
 export async function stateAsOf(
   deps: AuditDeps,
-  kind: RecordKind | string,
+  kind: string,
   id: string,
   asOf: Date | string,
   options: { personalData?: PersonalDataMode } = {},

@@ -1,5 +1,5 @@
 import type { EventStore } from '../eventstore/contract.ts';
-import type { SqlDatabase } from '../eventstore/postgres/database.ts';
+import type { SqlDatabase } from '../shared/sql.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
 
 /** What the auditor's services need; wired once by the composition root. */

@@ -30,7 +30,7 @@ export const CSV_COLUMNS = [
 ] as const;
 
 /** RFC 4180: quote when the value holds a comma, quote, CR or LF; double the quotes. */
-export const csvField = (value: unknown): string => {
+export const csvField = (value: string | number | null | undefined): string => {
   if (value === null || value === undefined) return '';
   const text = typeof value === 'string' ? value : String(value);
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;

@@ -1,7 +1,8 @@
-import type { RecordedEvent } from '../eventstore/contract.ts';
+import type { RecordedEvent } from '../shared/events.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import { toAuditEvent, type AuditEvent, type PersonalDataMode } from './event-view.ts';
-import { readEventLogSql } from './history-sql.ts';
+import type { EventLogFilter } from './log-filter.ts';
+import { readEventLogSql } from './sql/history.ts';
 
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
@@ -22,25 +23,7 @@ export interface StreamHistoryQuery {
   personalData: PersonalDataMode;
 }
 
-/**
- * Filters of the global log. `from`/`to` bound record time (inclusive), the time the store accepted
- * the event; business time (`occurredAt`) is a claim inside the event and is shown, not filtered on.
- */
-export interface EventLogFilter {
-  /** `metadata.actor.userId`. */
-  actor?: string;
-  /** Any of these event types. */
-  types?: string[];
-  /** Exact stream name, or a prefix when it ends with `-` (`deal-` = every deal). */
-  stream?: string;
-  from?: Date;
-  to?: Date;
-  /**
-   * Only these streams (exact names) and streams with these prefixes: the log of a caller with
-   * restricted visibility, who sees only their scope's records (api/auth/scope-guard.ts).
-   */
-  within?: { streams: readonly string[]; prefixes: readonly string[] };
-}
+export type { EventLogFilter } from './log-filter.ts';
 
 export interface EventLogQuery extends EventLogFilter {
   /** Exclusive position in the reading direction, from a previous page's `nextCursor`. */

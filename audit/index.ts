@@ -1,7 +1,7 @@
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
 import { stateAsOf, type RecordAsOf } from './as-of.ts';
-import { sealChain, startChainSealer, verifyChains, type ChainSealer, type ChainsVerification } from './chain.ts';
+import { sealChain, startChainSealer, verifyChains, type ChainSealer, type ChainsVerification } from './sql/chain.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import type { PersonalDataMode } from './event-view.ts';
 import { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
@@ -13,7 +13,7 @@ export { stateAsOf, type RecordAsOf } from './as-of.ts';
 export { eventLog, streamHistory, iterateEventLog, iterateStreamHistory, InvalidAuditQuery } from './history.ts';
 export { exportStream, type ExportFormat } from './export.ts';
 export { verifyReadModels, type ReadModelVerification } from './verify.ts';
-export { sealChain, startChainSealer, verifyChains, verifyGlobalChain, type ChainsVerification } from './chain.ts';
+export { sealChain, startChainSealer, verifyChains, verifyGlobalChain, type ChainsVerification } from './sql/chain.ts';
 export { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
 export { describeChainsVerification, describeReadModelVerification } from './summary.ts';
 
@@ -26,9 +26,8 @@ export class ChainNotAvailable extends Error {
 }
 
 /**
- * The auditor's services bound to one deployment. The composition root builds one and passes it
- * as `ApiDeps.audit` (and to `crm verify`); the audit route plugin builds its own from the API's
- * dependencies when none is given.
+ * The auditor's services bound to one deployment. The composition root (runtime/crm.ts) builds
+ * one and passes it as `ApiDeps.audit` (and to `crm verify`).
  */
 export interface AuditServices {
   readonly deps: AuditDeps;

@@ -7,6 +7,7 @@ import type { CampaignView } from '../projections/queries/campaigns.ts';
 import type { DealView } from '../projections/queries/deals.ts';
 import type { ActivityView } from '../projections/queries/activities.ts';
 import { changesOf } from '../domain/activity/events.ts';
+import { evolveFeedback, type FeedbackState, type Instant } from '../projections/read-models/feedback-fold.ts';
 
 /**
  * Records as they stood, folded in memory from decoded events. The fields follow the read-model
@@ -354,76 +355,7 @@ const campaignFold: Folder<CampaignRecord> = (record, event, at) => {
   return withCampaignFigures(r);
 };
 
-const feedbackFold: Folder<FeedbackRecord> = (record, event, at) => {
-  if (event.type === 'FeedbackSubmitted') {
-    const d = event.data;
-    return {
-      id: d.feedbackId,
-      customerId: d.customerId,
-      kind: d.kind,
-      channel: d.channel,
-      subject: d.subject,
-      body: d.body,
-      priority: d.priority,
-      status: 'open',
-      assigneeId: null,
-      csat: d.csat,
-      nps: d.nps,
-      firstResponseDueAt: d.firstResponseDueAt,
-      resolutionDueAt: d.resolutionDueAt,
-      firstRespondedAt: null,
-      resolvedAt: null,
-      closedAt: null,
-      resolution: null,
-      escalationCount: 0,
-      reopenCount: 0,
-      ratedAt: null,
-      submittedAt: at,
-      updatedAt: at,
-    };
-  }
-  if (!record) return record;
-  const r: FeedbackRecord = { ...record, updatedAt: at };
-  switch (event.type) {
-    case 'FeedbackAssigned':
-      r.assigneeId = event.data.assigneeId;
-      if (r.status === 'open') r.status = 'in_progress';
-      return r;
-    case 'FeedbackResponded':
-      r.firstRespondedAt ??= at;
-      if (r.status === 'open') r.status = 'in_progress';
-      return r;
-    case 'FeedbackEscalated':
-      r.escalationCount += 1;
-      r.priority = event.data.priority;
-      r.firstResponseDueAt = event.data.firstResponseDueAt;
-      r.resolutionDueAt = event.data.resolutionDueAt;
-      return r;
-    case 'FeedbackResolved':
-      r.status = 'resolved';
-      r.resolution = event.data.resolution;
-      r.resolvedAt = at;
-      return r;
-    case 'FeedbackReopened':
-      r.status = 'open';
-      r.reopenCount += 1;
-      r.closedAt = null;
-      r.resolvedAt = null;
-      r.resolution = null;
-      r.resolutionDueAt = event.data.resolutionDueAt;
-      return r;
-    case 'FeedbackClosed':
-      r.status = 'closed';
-      r.closedAt = at;
-      return r;
-    case 'FeedbackRated':
-      r.csat = event.data.csat;
-      r.ratedAt = at;
-      return r;
-    default:
-      return r;
-  }
-};
+const isoOf = (value: Instant): string => (value instanceof Date ? value.toISOString() : value);
 
 const activityFold: Folder<ActivityRecord> = (record, event, at) => {
   if (event.type === 'ActivityLogged') {
@@ -444,11 +376,39 @@ const activityFold: Folder<ActivityRecord> = (record, event, at) => {
   }
 };
 
-const folders: { [K in RecordKind]: Folder<AnyRecord> } = {
+/** The auditor's view of a feedback item: the read model's own fold (feedback-fold.ts), named as the API names it. */
+const feedbackRecordOf = (state: FeedbackState | undefined): FeedbackRecord | null =>
+  state
+    ? {
+        id: state.feedback_id,
+        customerId: state.customer_id,
+        kind: state.kind,
+        channel: state.channel,
+        subject: state.subject,
+        body: state.body,
+        priority: state.priority,
+        status: state.status,
+        assigneeId: state.assignee_id,
+        csat: state.csat,
+        nps: state.nps,
+        firstResponseDueAt: isoOf(state.first_response_due_at),
+        resolutionDueAt: isoOf(state.resolution_due_at),
+        firstRespondedAt: state.first_responded_at === null ? null : isoOf(state.first_responded_at),
+        resolvedAt: state.resolved_at === null ? null : isoOf(state.resolved_at),
+        closedAt: state.closed_at === null ? null : isoOf(state.closed_at),
+        resolution: state.resolution ?? null,
+        escalationCount: state.escalation_count,
+        reopenCount: state.reopen_count,
+        ratedAt: state.rated_at === null ? null : isoOf(state.rated_at),
+        submittedAt: isoOf(state.submitted_at),
+        updatedAt: isoOf(state.last_event_at),
+      }
+    : null;
+
+const folders: { [K in Exclude<RecordKind, 'feedback'>]: Folder<AnyRecord> } = {
   customer: customerFold as Folder<AnyRecord>,
   deal: dealFold as Folder<AnyRecord>,
   campaign: campaignFold as Folder<AnyRecord>,
-  feedback: feedbackFold as Folder<AnyRecord>,
   activity: activityFold as Folder<AnyRecord>,
 };
 
@@ -456,5 +416,8 @@ const folders: { [K in RecordKind]: Folder<AnyRecord> } = {
  * Folds one stream's decoded events into its record. Times are business times (`occurredAt`), as
  * in the read models; which events count is decided by the caller (record time, see as-of.ts).
  */
-export const foldRecord = (kind: RecordKind, events: readonly ProjectedEvent[]): AnyRecord | null =>
-  events.reduce<AnyRecord | null>((record, e) => folders[kind](record, e.event, e.metadata.occurredAt), null);
+export const foldRecord = (kind: RecordKind, events: readonly ProjectedEvent[]): AnyRecord | null => {
+  if (kind === 'feedback') return feedbackRecordOf(events.reduce<FeedbackState | undefined>(evolveFeedback, undefined));
+  const fold = folders[kind];
+  return events.reduce<AnyRecord | null>((record, e) => fold(record, e.event, e.metadata.occurredAt), null);
+};

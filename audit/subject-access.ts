@@ -1,9 +1,10 @@
 import { sql } from 'kysely';
-import type { RecordedEvent } from '../eventstore/contract.ts';
+import type { RecordedEvent } from '../shared/events.ts';
 import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import { auditEventToJson, toAuditEvent, type AuditEventJson } from './event-view.ts';
-import { EVENT_ROW_COLUMNS, rowToRecorded, type EventRow } from './history-sql.ts';
+import { subjectEventsSql } from './sql/subject-events.ts';
+import { namesCustomer, OWNED_STREAM_OPENERS, withMergedDuplicates, type SubjectEvents } from './subjects.ts';
 import { foldRecord, type CustomerRecord } from './records.ts';
 
 /**
@@ -32,47 +33,6 @@ export interface SubjectAccessExport {
   events: AuditEventJson[];
   readModels: Record<string, Record<string, unknown>[]>;
   analytics: Record<string, Record<string, unknown>[]>;
-}
-
-/** Event types that open a stream belonging to the customer named in them. */
-const OWNED_STREAM_OPENERS = ['DealOpened', 'FeedbackSubmitted', 'ActivityLogged'];
-/** Data fields through which an event names a customer. */
-const CUSTOMER_FIELDS = ['customerId', 'duplicateId', 'primaryId'];
-
-const namesCustomer = (event: RecordedEvent, customerId: string): boolean => {
-  const data = event.data as Record<string, unknown> | null;
-  return typeof data === 'object' && data !== null && CUSTOMER_FIELDS.some((f) => data[f] === customerId);
-};
-
-/** The customer and every customer merged into them, through chains of merges, from the `CustomerMerged` events. */
-async function withMergedDuplicates(customerId: string, duplicatesOf: (id: string) => Promise<string[]>): Promise<string[]> {
-  const ids = [customerId];
-  for (let i = 0; i < ids.length; i++) {
-    for (const duplicate of await duplicatesOf(ids[i]!)) if (!ids.includes(duplicate)) ids.push(duplicate);
-  }
-  return ids;
-}
-
-async function subjectEventsSql(deps: AuditDeps, customerId: string): Promise<SubjectEvents> {
-  const events = sql.id(deps.schemas.events, 'events');
-  const customers = await withMergedDuplicates(customerId, async (id) => {
-    const { rows } = await sql<{ id: string }>`
-      SELECT DISTINCT e.data ->> 'duplicateId' AS id FROM ${events} e
-       WHERE e.stream = ${`customer-${id}`} AND e.type = 'CustomerMerged'`.execute(deps.database.db);
-    return rows.map((r) => r.id);
-  });
-  const { rows: opened } = await sql<{ stream: string }>`
-    SELECT DISTINCT stream FROM ${events}
-     WHERE type = ANY(${OWNED_STREAM_OPENERS}::text[]) AND data ->> 'customerId' = ANY(${customers}::text[])`.execute(deps.database.db);
-  const streams = [...customers.map((id) => `customer-${id}`), ...opened.map((r) => r.stream)];
-  const { rows } = await sql<EventRow>`
-    SELECT ${EVENT_ROW_COLUMNS}
-      FROM ${events} e
-     WHERE e.stream = ANY(${streams}::text[])
-        OR e.data ->> 'customerId' = ANY(${customers}::text[]) OR e.data ->> 'duplicateId' = ANY(${customers}::text[])
-        OR e.data ->> 'primaryId' = ANY(${customers}::text[])
-     ORDER BY e.position`.execute(deps.database.db);
-  return { customers, streams, events: rows.map(rowToRecorded) };
 }
 
 /** Every event of the log, page by page. */
@@ -106,12 +66,6 @@ async function subjectEventsGeneric(deps: AuditDeps, customerId: string): Promis
   return { customers, streams: [...streams], events };
 }
 
-interface SubjectEvents {
-  /** The customer first, then the duplicates merged into them. */
-  customers: string[];
-  streams: string[];
-  events: RecordedEvent[];
-}
 
 /** Rows of every table in the read schema that has a `customer_id` column, by table. */
 async function rowsAbout(deps: AuditDeps, customers: string[]): Promise<Record<string, Record<string, unknown>[]>> {
@@ -130,13 +84,6 @@ async function rowsAbout(deps: AuditDeps, customers: string[]): Promise<Record<s
   return out;
 }
 
-const isForgotten = async (deps: AuditDeps, customerId: string): Promise<boolean> => {
-  const { rows } = await sql<{ forgotten: boolean }>`
-    SELECT forgotten_at IS NOT NULL AS forgotten FROM ${sql.id(deps.schemas.events, 'customer_keys')} WHERE customer_id = ${customerId}`
-    .execute(deps.database.db)
-    .catch(() => ({ rows: [] as { forgotten: boolean }[] }));
-  return rows[0]?.forgotten ?? false;
-};
 
 /** The whole export, or undefined when the CRM holds nothing about this customer id. */
 export async function subjectAccessExport(deps: AuditDeps, customerId: string): Promise<SubjectAccessExport | undefined> {
@@ -157,7 +104,7 @@ export async function subjectAccessExport(deps: AuditDeps, customerId: string): 
   return {
     customerId,
     exportedAt: new Date().toISOString(),
-    forgotten: await isForgotten(deps, customerId),
+    forgotten: await deps.personalData.isForgotten(customerId),
     profile: (foldRecord('customer', decoded) as CustomerRecord | null) ?? null,
     mergedDuplicates: customers.slice(1),
     streams: streams.filter((s) => events.some((e) => e.stream === s)),

@@ -1,5 +1,5 @@
 import type { ProjectionSkip } from '../projections/skips.ts';
-import type { ChainsVerification } from './chain.ts';
+import type { ChainsVerification } from './sql/chain.ts';
 import type { ReadModelVerification } from './verify.ts';
 
 /** Human summaries for `crm verify` (one line each; the CLI prints them and exits 1 unless `ok`). */

@@ -51,7 +51,9 @@ async function main(): Promise<void> {
   try {
     await admin.connect();
   } catch (error) {
-    throw new Error(`Cannot reach PostgreSQL at ${describeUrl(databaseUrl)}: ${(error as Error).message}. Check DATABASE_URL and that PostgreSQL is running.`);
+    throw new Error(`Cannot reach PostgreSQL at ${describeUrl(databaseUrl)}: ${(error as Error).message}. Check DATABASE_URL and that PostgreSQL is running.`, {
+      cause: error,
+    });
   }
   const runId = randomBytes(3).toString('hex');
   const created: string[] = [];

@@ -4,11 +4,12 @@ import { z } from 'zod';
 import { ROLES } from '../api/roles.ts';
 import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
-import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts, type DatabaseTimeouts } from './timeouts.ts';
+import type { CrmConfig } from '../runtime/config.ts';
+import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts } from './timeouts.ts';
 
 /**
  * The program's configuration, read from the environment once at start and validated with zod.
- * This module and `cli/app.ts` are the composition root: nothing else reads `process.env`.
+ * Nothing else reads `process.env`; the composition root (runtime/crm.ts) builds the CRM from the result.
  */
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -98,30 +99,8 @@ const EnvSchema = z.object({
 
 export type Engine = 'pglite' | 'postgres';
 
-export interface CrmConfig {
-  /** Where read models live (and events, unless EventStoreDB is configured). */
-  database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string };
-  eventStore: { kind: 'sql' } | { kind: 'eventstoredb'; url: string };
-  http: { host: string; port: number };
-  adminKey: string | undefined;
-  /** Whether demo data may be loaded on start: embedded defaults to yes, a configured server to no. */
-  demo: { enabled: boolean; seed: number; customers: number; until: Date };
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  schemas: { events: string; read: string; reporting: string };
-  projections: 'inline' | 'off';
-  /** Lease length of projection workers (projections/leases.ts), seconds. */
-  projectionLeaseSeconds: number;
-  /** 32 bytes wrapping the per-customer data keys at rest (CRM_MASTER_KEY or CRM_MASTER_KEY_FILE); undefined: stored bare. */
-  masterKey?: Uint8Array | undefined;
-  /** JetStream publishing of integration events (integration/nats-publisher.ts); unset: off. */
-  nats: { url: string; stream: string; role: 'admin' | 'sales' | 'marketing' | 'support' | 'analyst' | 'auditor' } | undefined;
-  /** Bounds on every database wait and on each HTTP request (cli/timeouts.ts). */
-  timeouts: DatabaseTimeouts;
-  /** Requests per minute per API key (0: off), per role where set; counted in Redis when `redisUrl` is set. */
-  rateLimit: { perMinute: number; perRole: Record<string, number>; redisUrl: string | undefined };
-  /** ISO 4217 code of the base currency: exchange rates are set against it, base-currency figures are given in it. */
-  baseCurrency: string;
-}
+/** The typed configuration (runtime/config.ts); this module is the one place that reads it from the environment. */
+export type { CrmConfig } from '../runtime/config.ts';
 
 /**
  * A master key as written in CRM_MASTER_KEY or its file: 32 bytes as base64 (`openssl rand -base64 32`,
@@ -233,16 +212,7 @@ const describeValue = (variable: string, value: string | undefined): string => {
   return ` (got "${value.length > 60 ? `${value.slice(0, 60)}...` : value}")`;
 };
 
-/** Where the engine's data lives, for messages. Never shows a password. */
-export const describeDatabase = (config: CrmConfig): string => {
-  if (config.database.kind === 'pglite') return `embedded PostgreSQL (PGlite) in ${config.database.dataDir}`;
-  try {
-    const url = new URL(config.database.url);
-    return `PostgreSQL at ${url.hostname}:${url.port || '5432'}${url.pathname}`;
-  } catch {
-    return 'PostgreSQL (DATABASE_URL)';
-  }
-};
+export { describeDatabase } from '../runtime/config.ts';
 
 /** The variables this program reads, for the README and `--help`. */
 export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning: string }[] = [

@@ -1,23 +1,7 @@
 import { z } from 'zod';
+import type { DatabaseTimeouts } from '../runtime/config.ts';
 
-/**
- * Every wait on the database is bounded (DESIGN invariant 12): PostgreSQL cancels a statement or a
- * lock wait past these bounds, the client gives up on a connection that does not answer, and the
- * HTTP layer answers 503 for a request that has not finished in time. API work gets a few seconds;
- * rebuilds, replays, verification and model fits run on their own connections with a longer bound.
- */
-export interface DatabaseTimeouts {
-  /** statement_timeout of API and projection connections (ms). */
-  statementMs: number;
-  /** statement_timeout of rebuild, replay, verification and fit connections (ms). */
-  longStatementMs: number;
-  /** lock_timeout of every connection (ms). */
-  lockMs: number;
-  /** Longest wait for a connection: opening one, or a free one from the pool (ms). */
-  connectMs: number;
-  /** Longest an HTTP request may take before it is answered 503 (ms). */
-  requestMs: number;
-}
+export type { DatabaseTimeouts } from '../runtime/config.ts';
 
 const millis = (min: number, max: number, fallback: number) =>
   z.preprocess(

@@ -18,7 +18,7 @@ import { exchangeRateDecider, type ExchangeRateState } from '../domain/exchange-
 import { ExchangeRateStreamPrefix } from '../domain/exchange-rate/events.ts';
 import type { EventStore, ReadStreamOptions, RecordedEvent } from '../eventstore/contract.ts';
 import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
-import type { ProjectedEvent } from '../projections/projection.ts';
+import type { ProjectedEvent } from '../shared/events.ts';
 import type { AggregateKind } from './schemas.ts';
 
 export interface AggregateStates {

@@ -173,7 +173,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   };
 
   const executeBatch = async (items: BatchItem[]): Promise<BatchOutcome[]> => {
-    const outcomes: BatchOutcome[] = new Array(items.length);
+    const outcomes = new Array<BatchOutcome>(items.length);
     const now = clock();
     const prepared = items.map((item, i): PreparedCommand | undefined => {
       try {
@@ -238,7 +238,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
             if (appended) {
               const done = new Set(rest.map((a) => a.stream));
               prepared.forEach((p, i) => {
-                if (p && done.has(p.stream) && outcomes[i]) settled.set(i, outcomes[i]!);
+                if (p && done.has(p.stream) && outcomes[i]) settled.set(i, outcomes[i]);
               });
             }
           }

@@ -3,7 +3,7 @@ import { eventSchemas, schemaVersionOf, type CrmEventType } from '../domain/cata
 import type { MergeCustomer } from '../domain/customer/commands.ts';
 import { customerSnapshot, decideMerge, type CustomerSnapshot } from '../domain/customer/decider.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
-import { EventMetadata, type Actor } from '../domain/metadata.ts';
+import { EventMetadata } from '../domain/metadata.ts';
 import type { EventStore, NewEvent } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
 import { type PersonalData } from '../eventstore/personal-data.ts';
@@ -26,36 +26,9 @@ export { BUSINESS_TIME_SKEW_MS } from './prepare.ts';
 export { CommandsBusy, type StreamQueueOptions } from './stream-queue.ts';
 export { defaultSlaPolicy, SlaPolicy } from '../domain/feedback/sla.ts';
 
-export interface CommandContext {
-  actor: Actor;
-  correlationId: string;
-  causationId?: string | null;
-  /** A retried command with the same key appends nothing and returns the first result. */
-  idempotencyKey?: string;
-  /** The stream revision the caller last saw (HTTP If-Match); a mismatch is a WrongExpectedRevision. */
-  expectedRevision?: number;
-  /** Business time; defaults to the clock. */
-  occurredAt?: string;
-  /** Why, in the actor's words (recorded in every event's metadata). */
-  reason?: string;
-  /**
-   * What the caller may see (the user ids whose records are visible); absent: everything. A command
-   * on a record outside it is refused as not found before deciding, as if the record did not exist.
-   */
-  scope?: { owners: readonly string[] } | null;
-}
+import type { CommandContext, CommandResult } from './context.ts';
 
-export interface CommandResult {
-  /** Id of the aggregate addressed (the primary for a merge). */
-  id: string;
-  stream: string;
-  /** The stream's revision after the command (unchanged when nothing was appended). */
-  revision: number;
-  /** Global position of the last event appended (or of the stream's last event when nothing was appended). */
-  position: bigint;
-  /** Events appended by this command (for a merge: the duplicate's, then the primary's). */
-  eventIds: string[];
-}
+export type { CommandContext, CommandResult } from './context.ts';
 
 export interface CrmCommands {
   /** Validates, decides and appends. Throws ZodError (bad input), DomainError (refused), WrongExpectedRevision (conflict). */

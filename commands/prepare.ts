@@ -16,7 +16,7 @@ import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal
 import { streamOf } from './aggregates.ts';
 import { commandHash, createdIdFor, uuidV5 } from './ids.ts';
 import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType } from './schemas.ts';
-import type { CommandContext } from './index.ts';
+import type { CommandContext } from './context.ts';
 
 /**
  * The steps every command takes before its stream is read, shared by the one-at-a-time handler

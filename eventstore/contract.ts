@@ -10,8 +10,10 @@ import type { Observable } from 'rxjs';
 
 export type ExpectedRevision = number | 'no_stream' | 'exists' | 'any';
 
-/** Metadata is opaque to the store; its shape is defined in `domain/metadata.ts`. */
-export type EventMetadataRecord = Record<string, unknown>;
+import type { EventMetadataRecord, RecordedEvent } from '../shared/events.ts';
+
+/** Metadata is opaque to the store (shared/events.ts); its shape is defined in `domain/metadata.ts`. */
+export type { EventMetadataRecord, RecordedEvent } from '../shared/events.ts';
 
 export interface NewEvent {
   /** UUID; the idempotency key of the append. */
@@ -19,18 +21,6 @@ export interface NewEvent {
   type: string;
   data: unknown;
   metadata: EventMetadataRecord;
-}
-
-export interface RecordedEvent {
-  id: string;
-  type: string;
-  data: unknown;
-  metadata: EventMetadataRecord;
-  stream: string;
-  revision: number;
-  position: bigint;
-  /** When the store recorded the event (record time, as opposed to business time in metadata). */
-  recordedAt: Date;
 }
 
 export interface AppendOptions {

@@ -3,8 +3,7 @@ import { sql, type Kysely } from 'kysely';
 import { isCrmEventType, parseEvent, personalFields } from '../domain/catalogue.ts';
 import { EventMetadata } from '../domain/metadata.ts';
 import { ERASED } from '../domain/shared.ts';
-import type { ProjectedEvent } from '../projections/projection.ts';
-import type { RecordedEvent } from './contract.ts';
+import type { ProjectedEvent, RecordedEvent } from '../shared/events.ts';
 import { MasterKeyMismatch } from './errors.ts';
 
 /**
@@ -25,6 +24,8 @@ export interface PersonalData {
   reveal(type: string, data: unknown): Promise<unknown>;
   /** Deletes the customer's key (crypto-shredding). */
   forget(customerId: string): Promise<void>;
+  /** Whether the customer's key was deleted (by any process): the subject access export says so. */
+  isForgotten(customerId: string): Promise<boolean>;
   /** Drop cached keys of a customer (projections call it when they see CustomerForgotten). */
   evict(customerId: string): void;
   /**
@@ -256,6 +257,12 @@ export async function createPersonalData(db: Kysely<any>, options: PersonalDataO
       remember(customerId, null);
     },
 
+    async isForgotten(customerId) {
+      const { rows } = await sql<{ forgotten: boolean }>`
+        SELECT forgotten_at IS NOT NULL AS forgotten FROM ${table} WHERE customer_id = ${customerId}`.execute(db);
+      return rows[0]?.forgotten ?? false;
+    },
+
     evict(customerId) {
       cache.delete(customerId);
     },
@@ -293,7 +300,7 @@ export async function createPersonalData(db: Kysely<any>, options: PersonalDataO
   };
 }
 
-/** RecordedEvent -> ProjectedEvent (projections/projection.ts): reveal, upcast (domain parseEvent), validate metadata. */
+/** RecordedEvent -> ProjectedEvent (shared/events.ts): reveal, upcast (domain parseEvent), validate metadata. */
 export async function decodeRecordedEvent(recorded: RecordedEvent, personalData: PersonalData): Promise<ProjectedEvent> {
   const metadata = EventMetadata.parse(recorded.metadata);
   const data = await personalData.reveal(recorded.type, recorded.data);

@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import {
   MAX_APPEND_BYTES,
   MAX_EVENT_BYTES,
@@ -101,7 +102,7 @@ export const prepareAppend = (stream: unknown, events: unknown): PreparedEvent[]
       throw new InvalidAppend('payload_too_large', `events[${index}] is ${size} bytes; the limit is ${MAX_EVENT_BYTES} bytes per event`);
     }
     total += size;
-    return { id, type: event.type, data: event.data, metadata: metadata as Record<string, unknown>, dataJson, metadataJson };
+    return { id, type: event.type, data: event.data, metadata: metadata, dataJson, metadataJson };
   });
   if (total > MAX_APPEND_BYTES) {
     throw new InvalidAppend('payload_too_large', `The append is ${total} bytes; the limit is ${MAX_APPEND_BYTES} bytes per append`);
@@ -111,7 +112,7 @@ export const prepareAppend = (stream: unknown, events: unknown): PreparedEvent[]
 
 const assertCount = (value: unknown, name: string, min: number): void => {
   if (value !== undefined && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min)) {
-    throw new InvalidReadOptions(`${name} must be an integer >= ${min}, got ${String(value)}`);
+    throw new InvalidReadOptions(`${name} must be an integer >= ${min}, got ${inspect(value)}`);
   }
 };
 

@@ -38,7 +38,7 @@ export interface Integration {
   stop(): Promise<void>;
 }
 
-/** Wiring for the composition root (cli/app.ts): services for every process, publishers for workers. */
+/** Wiring for the composition root (runtime/crm.ts): services for every process, publishers for workers. */
 export function createIntegration(options: IntegrationOptions): Integration {
   const tables = integrationTables(options.db, options.schemas.events);
   const services: IntegrationServices = {
@@ -55,7 +55,6 @@ export function createIntegration(options: IntegrationOptions): Integration {
     services,
     async start() {
       if (running) return;
-      let publishers!: IntegrationPublishers;
       // The projection workers' leases (same tables, same worker id), one more partition: two workers never both publish.
       const leases = new ProjectionLeases({
         db: options.db,
@@ -66,7 +65,7 @@ export function createIntegration(options: IntegrationOptions): Integration {
         onChange: () => void publishers.reconcile(),
         log: options.log,
       });
-      publishers = new IntegrationPublishers({
+      const publishers = new IntegrationPublishers({
         db: options.db,
         schema: options.schemas.events,
         store: options.store,

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { ensureSchema } from '../projections/read-models/rows.ts';
+import { ensureSchema } from '../shared/sql.ts';
 import { viewStatements, type ReportingView } from '../projections/reporting.ts';
 import { PUBLISHERS } from './tables.ts';
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
-import { ensureSchema } from '../projections/read-models/rows.ts';
+import { ensureSchema } from '../shared/sql.ts';
 import type { SubscriberRole } from './envelope.ts';
 
 /**

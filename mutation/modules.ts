@@ -38,7 +38,7 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     concurrency: 2,
   },
   'audit-chain': {
-    mutate: ['audit/chain.ts', 'eventstore/postgres/chain.ts'],
+    mutate: ['audit/sql/chain.ts', 'eventstore/postgres/chain.ts'],
     tests: ['test/audit/chain.test.ts'],
     concurrency: 1,
   },

@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Projection } from './projection.ts';
-import { ensureSchema } from './read-models/rows.ts';
+import { ensureSchema } from '../shared/sql.ts';
 
 /** Where each projection stands: the checkpoint (committed with its read-model changes) and its health. */
 export type ProjectionState = 'running' | 'stopped' | 'failed' | 'rebuilding';

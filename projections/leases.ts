@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { createBackoff } from '../eventstore/backoff.ts';
-import { ensureSchema } from './read-models/rows.ts';
+import { ensureSchema } from '../shared/sql.ts';
 
 /**
  * Projection work split across workers (DESIGN, scale-out): each projection is a partition held by
@@ -83,7 +83,7 @@ export interface ProjectionLeasesOptions {
   db: Kysely<any>;
   schema: string;
   /**
-   * Stable across restarts by default (host and database, cli/app.ts), so that a process restarted
+   * Stable across restarts by default (host and database, runtime/crm.ts), so that a process restarted
    * after a crash takes its own leases back at once: the claim gives them a new fencing token, which
    * fences off anything the dead process might still try to commit.
    */

@@ -1,18 +1,9 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { CrmEvent } from '../domain/catalogue.ts';
-import type { EventMetadata } from '../domain/metadata.ts';
 import type { EventFilter } from '../eventstore/contract.ts';
+import type { ProjectedEvent } from '../shared/events.ts';
 
-/** A decoded event as projections see it: decrypted, upcast and validated, with its store envelope. */
-export interface ProjectedEvent<E extends CrmEvent = CrmEvent> {
-  event: E;
-  id: string;
-  stream: string;
-  revision: number;
-  position: bigint;
-  recordedAt: Date;
-  metadata: EventMetadata;
-}
+/** The decoded event (shared/events.ts), re-exported here for the read models that import it beside `Projection`. */
+export type { ProjectedEvent } from '../shared/events.ts';
 
 /** Where a projection writes: the transaction of the batch and the schema it must use for every table. */
 export interface ProjectionContext {

@@ -7,7 +7,7 @@ import { recordFeedEngine } from './feed-engine.ts';
 import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints, setState } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 import { createReportingViews } from './reporting.ts';
-import { ensureSchema } from './read-models/rows.ts';
+import { ensureSchema } from '../shared/sql.ts';
 
 export interface ReadSideDeps {
   db: Kysely<any>;

@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { CHECKPOINT_TABLE } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
-import { ensureSchema } from './read-models/rows.ts';
+import { ensureSchema } from '../shared/sql.ts';
 import { grantTeamRoles, scopeCondition, scopeStatements } from './reporting-roles.ts';
 
 /**

@@ -47,7 +47,7 @@ export const createAuthGuard =
     if (!isAllowed(rule, key.role)) {
       throw new ProblemError('forbidden', `The ${key.role} role may not call ${rule.route}.`, {
         role: key.role,
-        allowedRoles: [...(rule.access as readonly Role[])],
+        allowedRoles: [...(rule.access)],
       });
     }
   };

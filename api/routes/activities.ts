@@ -5,7 +5,7 @@ import { activityCommandSchemas } from '../../domain/activity/commands.ts';
 import { ActivityKind } from '../../domain/activity/events.ts';
 import { Id } from '../../domain/shared.ts';
 import { activitySort } from '../../projections/queries/activities.ts';
-import type { RouteContext } from '../app.ts';
+import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import type { Page, ReadModelQueries, ReadScope } from '../deps.ts';

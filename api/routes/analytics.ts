@@ -18,11 +18,11 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { IsoDate } from '../../domain/shared.ts';
-import { createAnalyticsService, InsufficientData, type AnalyticsService } from '../../analytics/service.ts';
+import { InsufficientData } from '../../analytics/service.ts';
 import { TIME_UNITS } from '../../analytics/models/time.ts';
 import { RFM_SEGMENTS } from '../../analytics/models/segments.ts';
 import { FeedbackChannel } from '../../domain/feedback/events.ts';
-import type { RouteContext } from '../app.ts';
+import type { RouteContext } from '../route-context.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { awaitReadModels, IdParams, WaitForQuery } from '../http.ts';
 import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
@@ -79,34 +79,9 @@ const ordered = (from: string | number | undefined, to: string | number | undefi
   if (from !== undefined && to !== undefined && from > to) throw validationProblem([{ field: `query.${fromField}`, message: `${fromField} must not be after ${toField}` }]);
 };
 
-/** Services from `ApiDeps.analytics` when the composition root built them, else from the API's own dependencies. */
-const serviceFor = (context: RouteContext): AnalyticsService => {
-  const given = context.deps.analytics as AnalyticsService | undefined;
-  if (given && typeof given === 'object' && 'fitModels' in given) return given;
-  const { database, schemas, store, projections } = context.deps;
-  return createAnalyticsService({
-    db: database.db,
-    schema: schemas.read,
-    // "Fits every model on the events recorded before the request": wait for the projections to reach the head.
-    catchUp: async () => {
-      if (!projections) return;
-      // The newest event readers can see. A backwards read waits (briefly) for events committed
-      // before the call to become final, which headPosition() does not: right after an append, or
-      // while another transaction in the database is open, headPosition() can still be behind.
-      const [newest] = await store.readAll({ direction: 'backwards', maxCount: 1 });
-      const head = newest?.position ?? (await store.headPosition());
-      if (head === 0n) return;
-      const reached = await projections.waitForPosition(head, Math.max(context.waitForTimeoutMs, 30_000));
-      if (!reached) {
-        throw new ProblemError('read_model_timeout', `The analytics projection has not reached position ${head} yet; retry shortly.`, {}, { 'retry-after': '1' });
-      }
-    },
-  });
-};
-
 const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) => {
   const app = instance.withTypeProvider<ZodTypeProvider>();
-  const analytics = serviceFor(context);
+  const analytics = context.deps.analytics;
   const wait = (waitFor: string | undefined) => awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
 
   app.post(

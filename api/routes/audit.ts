@@ -6,8 +6,8 @@
  * NOTE for the HTTP engineer: this plugin also serves `GET /customers/:id/export` (the subject
  * access request export, roles admin, support and auditor in the matrix) — it lives here because
  * it is built by audit/subject-access.ts. Point-in-time reads (`GET /customers/:id?asOf=` and the
- * deal, campaign and feedback equivalents) stay in the query routes: wire
- * `ApiDeps.pointInTime = createAuditServices(...).pointInTime`.
+ * deal, campaign and feedback equivalents) stay in the query routes, through `ApiDeps.pointInTime`
+ * (the composition root passes `audit.pointInTime`).
  *
  * Routes:
  * - GET  /audit/streams/:stream            one stream's history, paged (`?format=ndjson|csv` streams it all)
@@ -24,16 +24,14 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { parseRecordKind } from '../../audit/as-of.ts';
-import type { AuditDeps } from '../../audit/deps.ts';
 import { auditEventToJson, type PersonalDataMode } from '../../audit/event-view.ts';
 import { EXPORT_CONTENT_TYPES, exportStream, type ExportFormat } from '../../audit/export.ts';
 import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory, type EventLogFilter } from '../../audit/history.ts';
-import { ChainNotAvailable, createAuditServices, type AuditServices } from '../../audit/index.ts';
+import { ChainNotAvailable } from '../../audit/index.ts';
 import { jsonSafe } from '../../audit/verification-jobs.ts';
 import { IsoDate, IsoDateTime } from '../../domain/shared.ts';
 import { STREAM_NAME_PATTERN } from '../../eventstore/contract.ts';
-import { createPersonalData } from '../../eventstore/personal-data.ts';
-import type { RouteContext } from '../app.ts';
+import type { RouteContext } from '../route-context.ts';
 import { auditWithin } from '../auth/scope-guard.ts';
 import { IdParams } from '../http.ts';
 import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
@@ -150,19 +148,9 @@ const sendExport = (reply: FastifyReply, format: ExportFormat, name: string, eve
     .send(exportStream(events, format));
 };
 
-/** Services from `ApiDeps.audit` when the composition root built them, else from the API's own dependencies. */
-const servicesFor = async (context: RouteContext): Promise<AuditServices> => {
-  const given = context.deps.audit as AuditServices | undefined;
-  if (given && typeof given === 'object' && 'stateAsOf' in given) return given;
-  const { store, database, schemas } = context.deps;
-  const personalData = context.deps.personalData ?? (await createPersonalData(database.db, { schema: schemas.events }));
-  const deps: AuditDeps = { store, database, personalData, schemas: { events: schemas.events, read: schemas.read } };
-  return createAuditServices(deps);
-};
-
 const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) => {
   const app = instance.withTypeProvider<ZodTypeProvider>();
-  const audit = await servicesFor(context);
+  const audit = context.deps.audit;
   const deps = audit.deps;
   /** The read models, for the scope of a restricted caller's event log. */
   const readSource = { db: context.deps.database.db, schema: context.deps.schemas.read };

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { campaignCommandSchemas } from '../../domain/campaign/commands.ts';
 import { CampaignChannel, CampaignStatus } from '../../domain/campaign/events.ts';
-import type { RouteContext } from '../app.ts';
+import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { getRoute, listRoute } from '../query-route.ts';
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { customerCommandSchemas } from '../../domain/customer/commands.ts';
-import type { RouteContext } from '../app.ts';
+import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, IdParams } from '../http.ts';
 import { CUSTOMER_PERSONAL_FIELDS, forCaller } from '../mask.ts';

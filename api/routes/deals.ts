@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { dealCommandSchemas } from '../../domain/deal/commands.ts';
 import { DealStage } from '../../domain/deal/events.ts';
-import type { RouteContext } from '../app.ts';
+import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, WaitForQuery } from '../http.ts';
 import { IsoDate } from '../../domain/shared.ts';

@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DEFAULT_BASE_CURRENCY } from '../../domain/exchange-rate/events.ts';
 import { IsoDateTime, SafeText } from '../../domain/shared.ts';
-import type { RouteContext } from '../app.ts';
+import type { RouteContext } from '../route-context.ts';
 import { awaitReadModels, CommandHeaders, executeCommand, PositionString, WaitForQuery } from '../http.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
 

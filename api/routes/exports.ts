@@ -3,7 +3,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { exportLines, type ExportFormat } from '../../projections/queries/export.ts';
-import type { RouteContext } from '../app.ts';
+import type { RouteContext } from '../route-context.ts';
 import type { ReadModelQueries, ReadScope } from '../deps.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { feedbackCommandSchemas } from '../../domain/feedback/commands.ts';
 import { FeedbackChannel, FeedbackKind, FeedbackPriority, FeedbackStatus } from '../../domain/feedback/events.ts';
-import type { RouteContext } from '../app.ts';
+import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { FEEDBACK_PERSONAL_FIELDS } from '../mask.ts';
 import { BooleanQuery, getRoute, listRoute } from '../query-route.ts';

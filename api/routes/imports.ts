@@ -4,7 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ImportJobs } from '../../commands/import/jobs.ts';
 import { importKinds, type ImportKind } from '../../commands/import/rows.ts';
-import type { RouteContext } from '../app.ts';
+import type { RouteContext } from '../route-context.ts';
 import { callerRole } from '../auth/guard.ts';
 import { IdParams } from '../http.ts';
 import { ProblemError, problemResponses } from '../problems.ts';

@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { z } from 'zod';
 import { teamCommandSchemas } from '../../domain/team/commands.ts';
 import { userCommandSchemas } from '../../domain/user/commands.ts';
-import type { RouteContext } from '../app.ts';
+import type { RouteContext } from '../route-context.ts';
 import { activeUserRoleIn, VISIBILITIES } from '../auth/viewer.ts';
 import type { ApiCommand } from '../deps.ts';
 import { CommandAccepted, CommandHeaders, etagOf, executeCommand, IdParams } from '../http.ts';

@@ -44,16 +44,16 @@ export async function servePeer(config: PeerConfig): Promise<{ ready: PeerReady;
         );
       }
     },
-  } as never);
+  });
   const store = emmettPostgres.getPostgreSQLEventStore(url, {
     projections: emmett.projections.inline([revenue as never]),
-  } as never) as unknown as Parameters<ReturnType<typeof emmett.CommandHandler>>[0] & {
+  }) as unknown as Parameters<ReturnType<typeof emmett.CommandHandler>>[0] & {
     close(): Promise<void>;
     appendToStream(stream: string, events: PeerEvent[]): Promise<unknown>;
   };
   const handle = emmett.CommandHandler({
     evolve: customerDecider.evolve as never,
-    initialState: customerDecider.initialState as never,
+    initialState: customerDecider.initialState,
     // Emmett's own answer to a lost race: retry the handler on a version conflict.
     retry: { onVersionConflict: 10 },
   });

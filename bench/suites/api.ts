@@ -28,6 +28,7 @@ interface ServerConfig {
   databaseUrl: string;
   events: string;
   read: string;
+  reporting: string;
   customers: number;
   /** 'inline': the API process runs the projections; 'off': a separate worker does (`project`). */
   projections: 'inline' | 'off';
@@ -43,53 +44,31 @@ interface ServerReady {
 
 const FIXED_RATE = 500;
 
-/** The child: builds the app as the composition root does, seeds customers, serves until told to stop. */
-async function serve(config: ServerConfig): Promise<void> {
-  const { buildApp } = await import('../../api/app.ts');
-  const { createCrmCommands } = await import('../../commands/index.ts');
-  const { createPersonalData } = await import('../../eventstore/personal-data.ts');
-  const { connectPostgres, createPostgresEventStore } = await import('../../eventstore/postgres/index.ts');
-  const { personalDataCodec } = await import('../../projections/codec.ts');
-  const { readModelProjections } = await import('../../projections/read-models/index.ts');
-  const { createAnalyticsProjection } = await import('../../analytics/projection.ts');
-  const { ProjectionRunner } = await import('../../projections/runner.ts');
-
-  const { waitForCheckpoints, readProjectionStatus } = await import('../../projections/status.ts');
-
-  const database = connectPostgres(config.databaseUrl, { max: 10 });
-  const store = await createPostgresEventStore(database, { schema: config.events });
-  const personalData = await createPersonalData(database.db, { schema: config.events });
-  const commands = createCrmCommands({ store, personalData });
-  const runner =
-    config.projections === 'inline'
-      ? new ProjectionRunner({
-          db: database.db,
-          store,
-          schema: config.read,
-          projections: [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.read })],
-          codec: personalDataCodec(personalData),
-          concurrent: true,
-        })
-      : undefined;
-  await runner?.start();
-  // Without a runner here, through the checkpoints the worker writes (as cli/app.ts does).
-  const waitForPosition = (position: bigint, timeoutMs: number): Promise<void> =>
-    runner ? runner.waitForPosition(position, timeoutMs) : waitForCheckpoints(database.db, config.read, position, { timeoutMs });
-  const app = await buildApp({
-    store,
-    commands,
-    database,
-    personalData,
-    schemas: { events: config.events, read: config.read },
-    projections: {
-      waitForPosition: (position, timeoutMs) => waitForPosition(position, timeoutMs).then(() => true, () => false),
-      status: () => (runner ? runner.status() : readProjectionStatus(database.db, config.read, store)),
-    },
-    benchNoopRoute: true,
+/** The CRM as `crm serve` opens it (runtime/crm.ts), in the benchmark's schemas; publishers off. */
+async function openBenchCrm(config: ServerConfig, projections: ServerConfig['projections']) {
+  const { tmpdir } = await import('node:os');
+  const { loadConfig } = await import('../../cli/config.ts');
+  const { openCrm } = await import('../../runtime/crm.ts');
+  const env = {
+    DATABASE_URL: config.databaseUrl,
+    CRM_EVENTS_SCHEMA: config.events,
+    CRM_READ_SCHEMA: config.read,
+    CRM_REPORTING_SCHEMA: config.reporting,
+    CRM_PROJECTIONS: projections,
+    LOG_LEVEL: 'silent',
     // The benchmark measures the stack, not the limiter's refusals.
-    rateLimit: { max: 0, timeWindowMs: 60_000 },
-    ...(config.backPressure ? { backPressure: config.backPressure } : {}),
-  });
+    CRM_RATE_LIMIT: '0',
+  };
+  return openCrm(loadConfig(env, tmpdir()), { overrides: { publishers: false } });
+}
+
+/** The child: the API as `crm serve` builds it, seeds customers, serves until told to stop. */
+async function serve(config: ServerConfig): Promise<void> {
+  const crm = await openBenchCrm(config, config.projections);
+  // Without projections here, the progress port follows the checkpoints the worker writes.
+  if (config.projections === 'inline') await crm.startProjections();
+  else await crm.prepareReadModels();
+  const app = await crm.buildApi({ benchNoopRoute: true, ...(config.backPressure ? { backPressure: config.backPressure } : {}) });
   const { key } = await app.keys.create({ name: 'bench', role: 'admin' });
   const customerIds: string[] = [];
   let last = '0';
@@ -104,42 +83,21 @@ async function serve(config: ServerConfig): Promise<void> {
     customerIds.push(body.id);
     last = body.position;
   }
-  await waitForPosition(BigInt(last), 60_000);
+  await crm.apiDeps.projections.waitForPosition(BigInt(last), 60_000);
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   process.send?.({ url, key, customerIds } satisfies ServerReady);
   await new Promise<void>((resolve) => process.once('message', () => resolve()));
   await app.close();
-  await runner?.stop();
-  await store.close();
-  await database.close();
+  await crm.close();
 }
 
-/** The projection worker of the split mode: only the runner, as `crm project` does; ready once migrated. */
+/** The projection worker of the split mode, as `crm project` runs it; ready once migrated. */
 async function project(config: ServerConfig): Promise<void> {
-  const { createPersonalData } = await import('../../eventstore/personal-data.ts');
-  const { connectPostgres, createPostgresEventStore } = await import('../../eventstore/postgres/index.ts');
-  const { personalDataCodec } = await import('../../projections/codec.ts');
-  const { readModelProjections } = await import('../../projections/read-models/index.ts');
-  const { createAnalyticsProjection } = await import('../../analytics/projection.ts');
-  const { ProjectionRunner } = await import('../../projections/runner.ts');
-
-  const database = connectPostgres(config.databaseUrl, { max: 10 });
-  const store = await createPostgresEventStore(database, { schema: config.events });
-  const personalData = await createPersonalData(database.db, { schema: config.events });
-  const runner = new ProjectionRunner({
-    db: database.db,
-    store,
-    schema: config.read,
-    projections: [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.read })],
-    codec: personalDataCodec(personalData),
-    concurrent: true,
-  });
-  await runner.start();
+  const crm = await openBenchCrm(config, 'inline');
+  await crm.startProjections();
   process.send?.('projecting');
   await new Promise<void>((resolve) => process.once('message', () => resolve()));
-  await runner.stop();
-  await store.close();
-  await database.close();
+  await crm.close();
 }
 
 interface Scenario {
@@ -468,6 +426,7 @@ const freshConfig = async (ctx: BenchContext, projections: ServerConfig['project
   databaseUrl: ctx.databaseUrl,
   events: await ctx.freshSchema(projections === 'inline' ? 'api_events' : 'api_split_events'),
   read: await ctx.freshSchema(projections === 'inline' ? 'api_read' : 'api_split_read'),
+  reporting: await ctx.freshSchema(projections === 'inline' ? 'api_reporting' : 'api_split_reporting'),
   customers: Math.round(200 * ctx.scale),
   projections,
 });

@@ -64,7 +64,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
             // Whole database: other sessions' commits count too (a loaded machine inflates this).
             commitsPerPurchase: round(((await commits()) - commitsBefore - 1) / total, 2),
           };
-          if (!best[name] || measured.purchasesPerSecond > best[name]!.purchasesPerSecond) best[name] = measured;
+          if (!best[name] || measured.purchasesPerSecond > best[name].purchasesPerSecond) best[name] = measured;
         }
       }
       results[`history${history}`] = best;

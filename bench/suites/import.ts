@@ -14,7 +14,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { openCrm } from '../../cli/app.ts';
+import { openCrm } from '../../runtime/crm.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { importFile } from '../../cli/import.ts';
 import { createBatchCommands } from '../../commands/batch.ts';

@@ -30,7 +30,7 @@ Examples:
     // Loaded on use, so that `--help` stays instant.
     const { createApiKeyStore, ensureAdminKey } = await import('../../api/auth/api-keys.ts');
     const { ROLES } = await import('../../api/roles.ts');
-    const { openDatabase } = await import('../app.ts');
+    const { openDatabase } = await import('../../runtime/crm.ts');
     const database = await openDatabase(run.config);
     try {
       const keys = createApiKeyStore(database.db, { schema: run.config.schemas.events });

@@ -29,7 +29,7 @@ idempotency key: running it again (for example after Ctrl-C) appends nothing twi
       for (const [type, count] of Object.entries(summarizePlan(plan)).sort((a, b) => b[1] - a[1])) run.out(`  ${type.padEnd(24)} ${count}`);
       return 0;
     }
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const runtime = await openCrm(run.config);
     try {
       const progress = createProgress({ label: 'demo', total: plan.length, unit: 'commands' });

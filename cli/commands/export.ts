@@ -21,14 +21,14 @@ operator's export holds personal data unmasked: keep the file as carefully as th
     if (!KINDS.includes(kind as (typeof KINDS)[number])) throw new UsageError(`export needs one of ${KINDS.join(', ')}`);
     const format = stringValue(run, 'format') ?? 'csv';
     if (format !== 'csv' && format !== 'ndjson') throw new UsageError('--format must be csv or ndjson');
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const { exportLines } = await import('../../projections/queries/export.ts');
     const runtime = await openCrm(run.config);
     const outputPath = stringValue(run, 'output');
     const out = outputPath ? createWriteStream(outputPath) : process.stdout;
     try {
       await runtime.prepareReadModels();
-      const queries = runtime.apiDeps.queries!;
+      const queries = runtime.apiDeps.queries;
       // The filters' defaults (the sort order) as the HTTP export applies them to a request without filters.
       const { z } = await import('zod');
       const { CustomerListFilters } = await import('../../api/routes/customers.ts');
@@ -38,7 +38,7 @@ operator's export holds personal data unmasked: keep the file as carefully as th
         kind === 'customers' ? [(q: Record<string, unknown>) => queries.listCustomers(q), CustomerListFilters]
         : kind === 'deals' ? [(q: Record<string, unknown>) => queries.listDeals(q), DealListFilters]
         : [(q: Record<string, unknown>) => queries.listFeedback(q), FeedbackListFilters];
-      const query = z.object(filters as Record<string, import('zod').ZodType>).parse({}) as Record<string, unknown>;
+      const query = z.object(filters).parse({}) as Record<string, unknown>;
       for await (const chunk of exportLines(list, query, format)) if (!out.write(chunk)) await once(out, 'drain');
       return 0;
     } finally {

@@ -26,7 +26,7 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
     if (discountRate !== undefined && !(discountRate >= 0 && discountRate < 1)) throw new UsageError('--discount-rate must be a number from 0 to 1');
     const horizon = stringValue(run, 'horizon') === undefined ? undefined : intValue(run, 'horizon', 52, 1, 10_000);
 
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const { InsufficientData } = await import('../../analytics/service.ts');
     const runtime = await openCrm(run.config, { holdSetUpLock: true });
     try {
@@ -50,7 +50,7 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
         run.out(JSON.stringify(summary, null, 2));
         return 0;
       }
-      const f = (x: unknown) => (typeof x === 'number' ? Number(x.toPrecision(4)) : x);
+      const f = (x: number | null) => (x === null ? 'null' : String(Number(x.toPrecision(4))));
       run.out(`Model version ${summary.version} fitted on ${summary.customers} customers as of ${summary.asOf} (${summary.timeUnit}s) in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
       run.out(`  BG/NBD:      r=${f(summary.bgnbd.r)} alpha=${f(summary.bgnbd.alpha)} a=${f(summary.bgnbd.a)} b=${f(summary.bgnbd.b)}`);
       run.out(`  Gamma-Gamma: p=${f(summary.gammaGamma.p)} q=${f(summary.gammaGamma.q)} v=${f(summary.gammaGamma.v)}`);

@@ -31,7 +31,7 @@ Example:
     if (!file) throw new UsageError('import-rates needs a CSV file (see crm import-rates --help)');
     if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
     const reportPath = stringValue(run, 'report') ?? `import-rates-report-${basename(file, extname(file))}.csv`;
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const { importRates } = await import('../import-rates.ts');
     const runtime = await openCrm(run.config);
     try {

@@ -34,13 +34,12 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
     const batchSize = stringValue(run, 'batch-size');
     if (batchSize !== undefined && !(Number.isSafeInteger(Number(batchSize)) && Number(batchSize) >= 1 && Number(batchSize) <= 500))
       throw new UsageError('--batch-size must be a whole number from 1 to 500');
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const { importFile } = await import('../import.ts');
-    const { createBatchCommands } = await import('../../commands/batch.ts');
     const runtime = await openCrm(run.config);
     try {
       const progress = createProgress({ label: 'import', unit: 'rows' });
-      const result = await importFile(createBatchCommands({ store: runtime.store, personalData: runtime.personalData }), {
+      const result = await importFile(runtime.batch, {
         file,
         ...(kind ? { kind } : {}),
         ...(batchSize ? { batchSize: Number(batchSize) } : {}),

@@ -42,12 +42,12 @@ Rotation:
     const newKey = parseMasterKey(text);
     if (typeof newKey === 'string') throw new UsageError(`--new-key-file must hold ${newKey}`);
     // Loaded on use, so that `--help` stays instant.
-    const { openDatabase } = await import('../app.ts');
-    const { createPersonalData, rewrapDataKeys } = await import('../../eventstore/personal-data.ts');
+    const { openDatabase, openPersonalData } = await import('../../runtime/crm.ts');
+    const { rewrapDataKeys } = await import('../../eventstore/personal-data.ts');
     const database = await openDatabase(run.config);
     try {
       // Opening checks the current master key against the stored keys before anything is rewritten.
-      await createPersonalData(database.db, { schema: run.config.schemas.events, ...(run.config.masterKey ? { masterKey: run.config.masterKey } : {}) });
+      await openPersonalData(run.config, database);
       const count = await rewrapDataKeys(database.db, {
         schema: run.config.schemas.events,
         ...(run.config.masterKey ? { from: run.config.masterKey } : {}),

@@ -23,7 +23,7 @@ a lease (paused, cut off) cannot commit: every batch checks the lease in its tra
     if (workerId !== undefined && !WORKER_ID.test(workerId)) {
       throw new UsageError(`--worker-id must be 1 to 128 letters, digits or . _ : @ - (got "${workerId.slice(0, 60)}")`);
     }
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const runtime = await openCrm(run.config, { holdSetUpLock: true, workerId });
     try {
       await runtime.startProjections();

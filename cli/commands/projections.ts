@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { stringValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
-import type { CrmRuntime } from '../app.ts';
+import type { CrmRuntime } from '../../runtime/crm.ts';
 
 const POSITION = /^(0|[1-9][0-9]{0,19})$/;
 
@@ -63,7 +63,7 @@ Exit code of list: 1 when a projection is failed.`,
       if (!reason) throw new UsageError('skip needs --reason "<why>": it is recorded for auditors');
       if (reason.length > 2000) throw new UsageError('--reason is at most 2000 characters');
     }
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const { ProjectionOperationRefused, retryProjection, skipPoisonEvent } = await import('../../projections/skips.ts');
     const { uuidV5 } = await import('../../commands/ids.ts');
     const runtime = await openCrm(run.config);

@@ -16,13 +16,13 @@ works from any machine. Exit code 1 when a publisher is failing (paused after it
   options,
   async run(run) {
     if (!run.values.status) throw new UsageError('publish needs --status');
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const runtime = await openCrm(run.config);
     try {
       const services = runtime.integration.services;
       await services.tables.migrate();
       const statuses = await services.status();
-      if (run.values.json) run.out(JSON.stringify(statuses, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
+      if (run.values.json) run.out(JSON.stringify(statuses, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2));
       else if (statuses.length === 0) run.out(`No publishers yet (NATS ${run.config.nats ? `to ${run.config.nats.stream}` : 'off: CRM_NATS_URL is not set'}; no webhook subscriptions).`);
       else
         for (const p of statuses) {

@@ -17,7 +17,7 @@ Examples:
     list: { type: 'boolean', description: 'list the projections and exit' },
   } satisfies Record<string, OptionWithHelp>,
   async run(run) {
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const { rebuildProjections } = await import('../../projections/rebuild.ts');
     const runtime = await openCrm(run.config);
     try {

@@ -32,7 +32,7 @@ Example:
     if ([schemas.events, schemas.read, schemas.reporting].includes(schema)) {
       throw new UsageError(`--schema ${schema} is one of the live schemas; choose a new name`);
     }
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const { replayInto } = await import('../../projections/rebuild.ts');
     const { registerReadModelCopy } = await import('../../projections/read-model-copies.ts');
     const runtime = await openCrm(run.config);

@@ -40,7 +40,7 @@ Examples:
       run.err('reporting-role needs a PostgreSQL server (DATABASE_URL): the embedded database accepts no other logins.');
       return 1;
     }
-    const { openDatabase } = await import('../app.ts');
+    const { openDatabase } = await import('../../runtime/crm.ts');
     const database = await openDatabase(run.config);
     try {
       const result = await createTeamReportingRole(database.db, {

@@ -1,4 +1,4 @@
-import type { CrmRuntime } from '../app.ts';
+import type { CrmRuntime } from '../../runtime/crm.ts';
 import { intValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
 import { describeDatabase } from '../config.ts';
 import { demoPlan, demoState, loadDemo } from '../demo.ts';
@@ -39,8 +39,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
     const config = run.config;
     const port = intValue(run, 'port', config.http.port, 0, 65535);
     // Loaded on use, so that `--help` stays instant.
-    const { openCrm } = await import('../app.ts');
-    const { buildApp } = await import('../../api/app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const { ensureAdminKey } = await import('../../api/auth/api-keys.ts');
     const runtime = await openCrm(config, { holdSetUpLock: true });
     try {
@@ -50,10 +49,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
       // quicker than following thousands of single commands (one connection on PGlite).
       if (inline && !demo) await runtime.startProjections();
       else await runtime.prepareReadModels();
-      const app = await buildApp({
-        ...runtime.apiDeps,
-        logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
-      });
+      const app = await runtime.buildApi({ logger: config.logLevel === 'silent' ? false : { level: config.logLevel } });
       const admin = await ensureAdminKey(app.keys, { adminKey: config.adminKey });
       await runtime.setUpDone();
       const address = await app.listen({ host: config.http.host, port }).catch((error: NodeJS.ErrnoException) => {

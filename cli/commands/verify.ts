@@ -1,5 +1,5 @@
 import type { CliCommand, CommandRun, OptionWithHelp } from '../command.ts';
-import type { CrmRuntime } from '../app.ts';
+import type { CrmRuntime } from '../../runtime/crm.ts';
 import { createProgress } from '../progress.ts';
 import { describeSkips } from '../../audit/summary.ts';
 
@@ -60,7 +60,7 @@ link instead. Read-only either way: interrupting it changes nothing.`,
     chain: { type: 'boolean', description: 'verify the hash chains of the events instead of the read models' },
   } satisfies Record<string, OptionWithHelp>,
   async run(run) {
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const runtime = await openCrm(run.config);
     try {
       return run.values.chain ? await verifyChains(runtime, run) : await verifyReadModels(runtime, run);

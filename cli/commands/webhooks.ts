@@ -30,7 +30,7 @@ Examples:
     const [action = 'list', id] = run.positionals;
     if (!ACTIONS.includes(action)) throw new UsageError(`webhooks: unknown action "${action}" (one of ${ACTIONS.join(', ')})`);
     if (action !== 'list' && action !== 'create' && !id) throw new UsageError(`webhooks ${action} needs the subscription id (see crm webhooks)`);
-    const { openCrm } = await import('../app.ts');
+    const { openCrm } = await import('../../runtime/crm.ts');
     const runtime = await openCrm(run.config);
     try {
       const services = runtime.integration.services;
@@ -42,11 +42,11 @@ Examples:
   },
 };
 
-type Services = Awaited<ReturnType<typeof import('../app.ts').openCrm>>['integration']['services'];
+type Services = Awaited<ReturnType<typeof import('../../runtime/crm.ts').openCrm>>['integration']['services'];
 
 async function perform(run: CommandRun, action: string, id: string | undefined, services: Services): Promise<number> {
   const { tables } = services;
-  const print = (value: unknown, text: () => string) => run.out(run.values.json ? JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) : text());
+  const print = (value: unknown, text: () => string) => run.out(run.values.json ? JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) : text());
   if (action === 'list') {
     const [subscriptions, statuses] = await Promise.all([tables.listSubscriptions(), services.status()]);
     const rows = subscriptions.map((s) => ({ ...s, status: statuses.find((p) => p.name === `webhook:${s.id}`) }));

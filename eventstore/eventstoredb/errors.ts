@@ -34,7 +34,7 @@ interface ClientErrorShape {
   leader?: { address?: string; port?: number };
 }
 
-const shape = (error: unknown): ClientErrorShape => (error && typeof error === 'object' ? (error as ClientErrorShape) : {});
+const shape = (error: unknown): ClientErrorShape => (error && typeof error === 'object' ? (error) : {});
 const messageOf = (error: unknown): string => String(shape(error).message ?? error);
 
 /** Shows the connection string without its password. */

@@ -5,25 +5,10 @@ import pg from 'pg';
 import { createBackoff } from '../backoff.ts';
 import { EventStoreUnavailable, OutcomeUnknown } from '../errors.ts';
 
-/**
- * The one handle every module uses to reach PostgreSQL, whether a server (pg pool) or the
- * embedded PGlite. Read models, projections and the event store all share it.
- */
-export interface SqlDatabase {
-  readonly kind: 'postgres' | 'pglite';
-  /** Pooled (pg) or the single PGlite connection. */
-  readonly db: Kysely<any>;
-  /** LISTEN on a channel; resolves to a function that stops listening. */
-  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
-  /**
-   * Optional fast path for hot statements: runs `text` as a named prepared statement (parsed and
-   * planned once per connection). Only the pg pool offers it; callers fall back to `db`.
-   */
-  readonly prepared?: <R>(name: string, text: string, params: unknown[]) => Promise<R[]>;
-  /** Queries waiting for a pooled connection now (pg pool only): back-pressure reads it. */
-  readonly waiting?: () => number;
-  close(): Promise<void>;
-}
+import type { SqlDatabase } from '../../shared/sql.ts';
+
+/** The handle type is neutral (shared/sql.ts); this module opens one on each engine. */
+export type { SqlDatabase } from '../../shared/sql.ts';
 
 const CONNECTION_ERROR_CODES = new Set([
   'ECONNREFUSED',

@@ -52,7 +52,7 @@ const initialSchema = (schema: string): Migration => {
  * refused append costs no exception handling on either side. The common single-event, new-ids
  * path runs as few statements as possible: it is the hot path of every command.
  */
-/** One link of a stream's hash chain (audit/chain.ts recomputes it): previous hash + the event's fields. */
+/** One link of a stream's hash chain (audit/sql/chain.ts recomputes it): previous hash + the event's fields. */
 const chainLink = (prev: string, stream: string, id: string, rev: string, pos: string, type: string, data: string, metadata: string) =>
   `sha256(coalesce(${prev}, ''::bytea) || sha256(convert_to(
               ${id}::text || '|' || ${stream} || '|' || ${rev}::text || '|' || ${pos}::text || '|' ||

@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
 import { idsOf, occurredAt } from './common.ts';
-import { addMoney, MONEY_TYPE, numericOf, minorOf } from './money.ts';
+import { addMoney, MONEY_TYPE, numericOf, minorOf } from '../../shared/money.ts';
 import { ensureSchema, insertRows, RowSet, type Row, type TableSpec } from './rows.ts';
 
 /**

@@ -3,7 +3,7 @@ import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
 import { earliest, latest, occurredAt } from './common.ts';
-import { addMoney, minorOf, minorOfNumeric, MONEY_TYPE, numericOf, subtractMoney } from './money.ts';
+import { addMoney, minorOf, minorOfNumeric, MONEY_TYPE, numericOf, subtractMoney } from '../../shared/money.ts';
 import { ensureSchema, insertRows, RowSet, type Row, type TableSpec } from './rows.ts';
 
 /**

@@ -4,7 +4,7 @@ import type { DealStage } from '../../domain/deal/events.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
 import { idsOf, occurredAt } from './common.ts';
-import { MONEY_TYPE, numericOf, minorOf } from './money.ts';
+import { MONEY_TYPE, numericOf, minorOf } from '../../shared/money.ts';
 import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
 
 /**

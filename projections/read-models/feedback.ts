@@ -2,11 +2,13 @@ import { sql, type Kysely } from 'kysely';
 import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
-import { idsOf, ms, occurredAt, secondsBetween } from './common.ts';
-import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
+import { idsOf } from './common.ts';
+import { evolveFeedback, type FeedbackState } from './feedback-fold.ts';
+import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
 
 /**
- * `feedback`: one row per feedback item with its SLA clock. Breach flags are decided from event
+ * `feedback`: one row per feedback item with its SLA clock, folded by `evolveFeedback`
+ * (feedback-fold.ts), the same fold the auditor's point-in-time record reads. Breach flags are decided from event
  * times whenever the events settle them (a response or resolution after its due time, or any later
  * event seen past a due time): NULL means "not decided by the events yet"; queries add the clock for
  * items still open. `subject` is personal data: it reads '[erased]' once the customer is forgotten.
@@ -82,22 +84,12 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await sql`CREATE INDEX IF NOT EXISTS feedback_sort_priority_idx ON ${t} ((array_position(ARRAY['low','normal','high','urgent']::text[], priority)), feedback_id)`.execute(db);
 }
 
-/** Any event seen after a due time settles a breach that the missing response/resolution implies. */
-const settleBreaches = (row: Row, at: string) => {
-  if (row.first_responded_at === null && row.first_response_breached === null && ms(at) > ms(row.first_response_due_at)) {
-    row.first_response_breached = true;
-  }
-  const unresolved = row.status === 'open' || row.status === 'in_progress';
-  if (unresolved && row.resolution_breached === null && ms(at) > ms(row.resolution_due_at)) row.resolution_breached = true;
-};
-
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const feedback = new RowSet(trx, schema, FEEDBACK);
   await feedback.load(idsOf(events, 'feedbackId'));
   const forgotten: string[] = [];
   for (const e of events) {
     const { event } = e;
-    const at = occurredAt(e);
     if (event.type === 'CustomerForgotten') {
       forgotten.push(event.data.customerId);
       for (const row of feedback.find((r) => r.customer_id === event.data.customerId)) {
@@ -106,91 +98,12 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       }
       continue;
     }
-    if (event.type === 'FeedbackSubmitted') {
-      const d = event.data;
-      feedback.put({
-        feedback_id: d.feedbackId,
-        customer_id: d.customerId,
-        kind: d.kind,
-        channel: d.channel,
-        subject: d.subject,
-        priority: d.priority,
-        status: 'open',
-        assignee_id: null,
-        submitted_at: at,
-        first_response_due_at: d.firstResponseDueAt,
-        resolution_due_at: d.resolutionDueAt,
-        first_responded_at: null,
-        resolved_at: null,
-        closed_at: null,
-        first_response_seconds: null,
-        resolution_seconds: null,
-        first_response_breached: null,
-        resolution_breached: null,
-        escalation_count: 0,
-        reopen_count: 0,
-        csat: d.csat,
-        nps: d.nps,
-        rated_at: null,
-        revision: e.revision,
-        last_event_at: at,
-      });
-      continue;
-    }
     const id = (event.data as { feedbackId?: string }).feedbackId;
-    const row = id ? feedback.get(id) : undefined;
-    if (!row || !id) continue;
-    settleBreaches(row, at);
-    switch (event.type) {
-      case 'FeedbackAssigned':
-        row.assignee_id = event.data.assigneeId;
-        if (row.status === 'open') row.status = 'in_progress';
-        break;
-      case 'FeedbackResponded':
-        if (row.first_responded_at === null) {
-          row.first_responded_at = at;
-          row.first_response_seconds = secondsBetween(row.submitted_at, at);
-          row.first_response_breached = ms(at) > ms(row.first_response_due_at);
-        }
-        if (row.status === 'open') row.status = 'in_progress';
-        break;
-      case 'FeedbackEscalated':
-        row.priority = event.data.priority;
-        row.first_response_due_at = event.data.firstResponseDueAt;
-        row.resolution_due_at = event.data.resolutionDueAt;
-        row.escalation_count = Number(row.escalation_count) + 1;
-        break;
-      case 'FeedbackResolved':
-        row.status = 'resolved';
-        row.resolved_at = at;
-        row.resolution_seconds = secondsBetween(row.submitted_at, at);
-        row.resolution_breached = ms(at) > ms(row.resolution_due_at);
-        // Resolving without a response answers the customer too.
-        if (row.first_response_breached === null) row.first_response_breached = ms(at) > ms(row.first_response_due_at);
-        break;
-      case 'FeedbackReopened':
-        row.status = 'open';
-        row.resolution_due_at = event.data.resolutionDueAt;
-        row.resolved_at = null;
-        row.resolution_seconds = null;
-        row.resolution_breached = null;
-        row.closed_at = null;
-        row.reopen_count = Number(row.reopen_count) + 1;
-        break;
-      case 'FeedbackClosed':
-        row.status = 'closed';
-        row.closed_at = at;
-        break;
-      case 'FeedbackRated':
-        row.csat = event.data.csat;
-        row.rated_at = at;
-        break;
-      default:
-        continue;
-    }
-    row.revision = e.revision;
-    row.last_event_at = at;
-    feedback.touch(id);
+    if (!id) continue;
+    // A loaded row holds the table's columns (FEEDBACK), which is the fold's typed row.
+    const before = feedback.get(id) as FeedbackState | undefined;
+    const after = evolveFeedback(before, e);
+    if (after && after !== before) feedback.put(after);
   }
   await feedback.flush();
   if (forgotten.length > 0) {

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 
 /**
  * Batch-friendly row access for projections: load the rows a batch touches in one query, fold the
@@ -57,7 +57,7 @@ export class RowSet {
     const { rows } = await sql<Row>`SELECT ${sql.join(this.spec.columns.map((c) => sql.id(c)))}
       FROM ${sql.id(this.schema, this.spec.table)} WHERE ${sql.id(this.spec.key)} = ANY(CAST(${wanted} AS ${sql.raw(keyType)}[]))`.execute(this.trx);
     for (const row of rows) {
-      for (const c of this.spec.dateColumns ?? []) if (row[c] instanceof Date) row[c] = localDate(row[c] as Date);
+      for (const c of this.spec.dateColumns ?? []) if (row[c] instanceof Date) row[c] = localDate(row[c]);
       this.rows.set(String(row[this.spec.key]), row);
     }
   }
@@ -133,12 +133,5 @@ export async function insertRows(trx: Transaction<any>, schema: string, spec: Ta
   }
 }
 
-/** Creates the schema if needed; every read model's migrate starts with it. */
-export async function ensureSchema(db: Kysely<any> | Transaction<any>, schema: string): Promise<void> {
-  try {
-    await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
-  } catch (error) {
-    // Two processes creating it at once: the loser sees a unique violation; the schema exists.
-    if (!['23505', '42P06'].includes((error as { code?: string }).code ?? '')) throw error;
-  }
-}
+/** Kept here for the read models that import it beside `RowSet`; it lives in shared/sql.ts. */
+export { ensureSchema } from '../../shared/sql.ts';

@@ -137,7 +137,7 @@ describe('churn training', () => {
     // Calibrated probabilities, not only a ranking: better than the base rate for everyone, and than its raw posteriors.
     const p = training.metrics.churnRate;
     expect(naiveBayes.logLoss).toBeLessThan(-(p * Math.log(p) + (1 - p) * Math.log(1 - p)));
-    expect(naiveBayes.uncalibrated.logLoss).toBeGreaterThan(naiveBayes.logLoss as number);
+    expect(naiveBayes.uncalibrated.logLoss).toBeGreaterThan(naiveBayes.logLoss);
     expect(mlNaiveBayesDisagreement).toBeGreaterThanOrEqual(0);
     console.log('churn comparison', JSON.stringify({ logistic: { auc: training.metrics.auc, logLoss: training.metrics.logLoss }, decisionTree, naiveBayes, mlNaiveBayesDisagreement }));
   });

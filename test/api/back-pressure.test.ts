@@ -31,7 +31,7 @@ const narrowApp = async (backPressure: Partial<BackPressureOptions>) => {
   databases.push(database);
   const store = await createPostgresEventStore(database, { schema: h.schemas.events });
   const personalData = await createPersonalData(database.db, { schema: h.schemas.events });
-  const app = await buildApp({ ...h.deps, database, store, personalData, commands: createCrmCommands({ store, personalData }), backPressure: { ...off, ...backPressure } });
+  const app = await buildApp({ ...h.deps, database, store, commands: createCrmCommands({ store, personalData }), backPressure: { ...off, ...backPressure } });
   apps.push(app);
   /** Holds the pool's only connection until the returned function is called. */
   const hold = async (): Promise<() => Promise<void>> => {
@@ -102,7 +102,7 @@ describe('back-pressure on commands', () => {
     let backlog = 50_000;
     const app = await buildApp({
       ...h.deps,
-      projections: { ...h.deps.projections!, backlog: () => backlog },
+      projections: { ...h.deps.projections, backlog: () => backlog },
       backPressure: { ...off, maxProjectionBacklog: 10_000 },
     });
     apps.push(app);

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type CrmApp } from '../../api/app.ts';
 import type { RateLimitOptions } from '../../api/rate-limit.ts';
 import { ConfigError, loadConfig } from '../../cli/config.ts';
-import { connectRedis } from '../../cli/redis.ts';
+import { connectRedis } from '../../runtime/redis.ts';
 import { expectProblem, startApi, type ApiHarness } from './support.ts';
 
 /** Real Redis on this machine (`.ci/run` starts it where it is missing). */

@@ -1,24 +1,18 @@
 import type { LightMyRequestResponse } from 'fastify';
-import { buildApp, type CrmApp } from '../../api/app.ts';
-import type { ApiDeps, ReadModelProgress } from '../../api/deps.ts';
+import type { CrmApp } from '../../api/app.ts';
+import type { ApiDeps } from '../../api/deps.ts';
 import { ROLES, type Role } from '../../api/roles.ts';
-import { createCrmCommands } from '../../commands/index.ts';
-import { createBatchCommands } from '../../commands/batch.ts';
-import { createImportJobs } from '../../commands/import/jobs.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
-import { createPersonalData } from '../../eventstore/personal-data.ts';
-import { createEmailIndex } from '../../eventstore/email-index.ts';
-import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
-import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
-import { createAnalyticsProjection } from '../../analytics/projection.ts';
-import { personalDataCodec } from '../../projections/codec.ts';
-import { readModelProjections } from '../../projections/read-models/index.ts';
-import { ProjectionRunner } from '../../projections/runner.ts';
-import { createIntegration } from '../../integration/index.ts';
+import type { SqlDatabase } from '../../eventstore/postgres/database.ts';
+import type { ProjectionRunner } from '../../projections/runner.ts';
+import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
+import { testConfig } from '../support/runtime.ts';
 
 export interface ApiHarness {
   app: CrmApp;
+  /** The CRM as the composition root started it (runtime/crm.ts). */
+  crm: CrmRuntime;
   store: EventStore;
   database: SqlDatabase;
   schemas: TestSchemas;
@@ -31,72 +25,52 @@ export interface ApiHarness {
   close(): Promise<void>;
 }
 
-/** The runner as the API sees it (the same adapter the composition root uses). */
-export const progressOf = (runner: ProjectionRunner): ReadModelProgress => ({
-  waitForPosition: (position, timeoutMs) =>
-    runner.waitForPosition(position, timeoutMs).then(
-      () => true,
-      () => false,
-    ),
-  status: () => runner.status(),
-});
-
 /**
- * The API on real PostgreSQL schemas of its own: event store, command layer and the read-model
- * projections running in-process, with a key for every role.
+ * The API on real PostgreSQL schemas of its own, started through the composition root as `crm serve`
+ * starts it (event store, command layer, read-model and analytics projections in-process), with a
+ * key for every role. `overrides` replace API ports or bounds; publishers and the background chain
+ * sealer stay off (tests of delivery and sealing start their own).
  */
 export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}): Promise<ApiHarness> => {
   const schemas = testSchemas(label);
-  const database = connectPostgres(schemas.url, { max: 8 });
-  const store = await createPostgresEventStore(database, { schema: schemas.events });
-  const personalData = await createPersonalData(database.db, { schema: schemas.events });
-  const commands = createCrmCommands({ store, personalData, emailIndex: await createEmailIndex(database.db, { schema: schemas.events }) });
-  const runner = new ProjectionRunner({
-    db: database.db,
-    store,
-    schema: schemas.read,
-    // The same projections as the composition root (cli/app.ts): read models and analytics.
-    projections: [...readModelProjections(), createAnalyticsProjection({ modelSchema: schemas.read })],
-    codec: personalDataCodec(personalData),
-    concurrent: true,
+  const crm = await openCrm(testConfig(schemas), {
+    overrides: { poolMax: 8, publishers: false, chainSealer: false, ...(overrides.importMaxBytes ? { importMaxBytes: overrides.importMaxBytes } : {}) },
   });
-  await runner.start();
-  const deps: ApiDeps = {
-    store,
-    database,
-    personalData,
-    schemas: { events: schemas.events, read: schemas.read },
-    commands,
-    projections: progressOf(runner),
-    // The /webhooks routes and publisher status (no publishers run: tests of delivery start their own).
-    integration: createIntegration({ db: database.db, store, personalData, schemas: { events: schemas.events, read: schemas.read }, workerId: 'test', leaseSeconds: 15 }).services,
-    // Generous: on a loaded 2-core machine the projections can fall seconds behind; tests assert effects, not speed.
-    waitForTimeoutMs: 15_000,
-    // Bulk imports, built as the composition root builds them (bounded like `importMaxBytes`).
-    imports: createImportJobs({ batch: createBatchCommands({ store, personalData }), maxBytes: overrides.importMaxBytes ?? 1024 ** 3 }),
-    ...overrides,
-  };
-  const app = await buildApp(deps);
-  const keys = {} as Record<Role, string>;
-  for (const role of ROLES) keys[role] = (await app.keys.create({ name: `test ${role}`, role })).key;
-  return {
-    app,
-    store,
-    database,
-    schemas,
-    runner,
-    deps,
-    keys,
-    auth: (role) => ({ authorization: `Bearer ${keys[role]}` }),
-    close: async () => {
-      await deps.imports?.close();
-      await app.close();
-      await runner.stop();
-      await store.close();
-      await database.close();
-      await schemas.dropSchemas();
-    },
-  };
+  let app: CrmApp | undefined;
+  try {
+    await crm.startProjections();
+    const deps: ApiDeps = {
+      ...crm.apiDeps,
+      // Generous: on a loaded 2-core machine the projections can fall seconds behind; tests assert effects, not speed.
+      waitForTimeoutMs: 15_000,
+      ...overrides,
+    };
+    app = await crm.buildApi(deps);
+    const built = app;
+    const keys = {} as Record<Role, string>;
+    for (const role of ROLES) keys[role] = (await built.keys.create({ name: `test ${role}`, role })).key;
+    return {
+      app: built,
+      crm,
+      store: crm.store,
+      database: crm.database,
+      schemas,
+      runner: crm.runner,
+      deps,
+      keys,
+      auth: (role) => ({ authorization: `Bearer ${keys[role]}` }),
+      close: async () => {
+        await built.close();
+        await crm.close();
+        await schemas.dropSchemas();
+      },
+    };
+  } catch (error) {
+    await app?.close();
+    await crm.close();
+    await schemas.dropSchemas();
+    throw error;
+  }
 };
 
 export const json = <T = any>(response: LightMyRequestResponse): T => JSON.parse(response.body) as T;

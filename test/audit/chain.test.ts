@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sealChain, verifyChains, verifyGlobalChain } from '../../audit/chain.ts';
+import { sealChain, verifyChains, verifyGlobalChain } from '../../audit/sql/chain.ts';
 import { streamHistory } from '../../audit/history.ts';
 import { describeChainsVerification } from '../../audit/summary.ts';
 import { ERASED } from '../../domain/shared.ts';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openCrm, type CrmRuntime } from '../../cli/app.ts';
+import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { PERSONAL_VALUE } from '../../audit/verification-jobs.ts';
 import { runCrm } from '../cli/support.ts';

@@ -4,7 +4,6 @@ import type { AuditDeps } from '../../audit/deps.ts';
 import { MASKED } from '../../audit/event-view.ts';
 import { exportStream } from '../../audit/export.ts';
 import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory } from '../../audit/history.ts';
-import type { EventStore } from '../../eventstore/contract.ts';
 import { ERASED } from '../../domain/shared.ts';
 import { campaignCreated, customerRegistered, dealOpened, openAuditHarness, sleep, type AuditHarness } from './support.ts';
 
@@ -51,7 +50,7 @@ afterAll(async () => {
 /** The same deps seen as an engine without SQL access, to exercise the generic readAll path. */
 const genericDeps = (): AuditDeps => ({
   ...h.deps,
-  store: new Proxy(h.store, { get: (target, prop) => (prop === 'engine' ? 'eventstoredb' : Reflect.get(target, prop)) }) as EventStore,
+  store: new Proxy(h.store, { get: (target, prop) => (prop === 'engine' ? 'eventstoredb' : Reflect.get(target, prop)) }),
 });
 
 const collect = async <T>(iterable: AsyncIterable<T>): Promise<T[]> => {

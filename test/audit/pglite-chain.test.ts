@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, type CrmApp } from '../../api/app.ts';
-import { openCrm, type CrmRuntime } from '../../cli/app.ts';
+import type { CrmApp } from '../../api/app.ts';
+import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { demoPlan, loadDemo } from '../../cli/demo.ts';
 import { eventLog } from '../../audit/history.ts';
@@ -44,7 +44,7 @@ beforeAll(async () => {
   const config = loadConfig({ CRM_DATA_DIR: folder, LOG_LEVEL: 'silent' }, folder);
   crm = await openCrm(config);
   await crm.prepareReadModels();
-  app = await buildApp({ ...crm.apiDeps, logger: false });
+  app = await crm.buildApi({ logger: false });
   adminKey = (await app.keys.create({ name: 'auditor on duty', role: 'admin' })).key;
   // The background sealer runs from here on, every second, as in `crm serve`.
   await crm.startProjections();

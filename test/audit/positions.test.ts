@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sealChain, verifyChains, verifyGlobalChain } from '../../audit/chain.ts';
+import { sealChain, verifyChains, verifyGlobalChain } from '../../audit/sql/chain.ts';
 import { eventLog } from '../../audit/history.ts';
 import { subjectAccessExport } from '../../audit/subject-access.ts';
 import { connectPostgres } from '../../eventstore/postgres/database.ts';

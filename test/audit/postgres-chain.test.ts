@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { buildApp, type CrmApp } from '../../api/app.ts';
-import { openCrm, type CrmRuntime } from '../../cli/app.ts';
+import type { CrmApp } from '../../api/app.ts';
+import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { demoPlan, loadDemo } from '../../cli/demo.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -17,7 +17,7 @@ beforeAll(async () => {
   const env = { DATABASE_URL: schemas.url, CRM_EVENTS_SCHEMA: schemas.events, CRM_READ_SCHEMA: schemas.read, CRM_REPORTING_SCHEMA: schemas.reporting, LOG_LEVEL: 'silent' };
   crm = await openCrm(loadConfig(env, tmpdir()));
   await crm.prepareReadModels();
-  app = await buildApp({ ...crm.apiDeps, logger: false });
+  app = await crm.buildApi({ logger: false });
   adminKey = (await app.keys.create({ name: 'auditor on duty', role: 'admin' })).key;
   await crm.startProjections();
   await loadDemo(crm.commands, demoPlan({ seed: 42, customers: 15, until: new Date('2026-10-31T18:00:00.000Z') }));

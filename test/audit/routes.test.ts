@@ -1,16 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PointInTime } from '../../api/deps.ts';
 import type { Role } from '../../api/roles.ts';
-import { createAuditServices, type AuditServices } from '../../audit/index.ts';
-import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { expectProblem, json, startApi, type ApiHarness } from '../api/support.ts';
 import { sleep } from './support.ts';
 
 let h: ApiHarness;
-let audit: AuditServices;
-const pointInTime: PointInTime = { stateAt: (kind, id, asOf) => audit.pointInTime.stateAt(kind, id, asOf) };
 const customerId = randomUUID();
 let firstPosition: string;
 let betweenChanges: string;
@@ -34,13 +29,8 @@ const waitForJob = async (id: string, role: Role = 'auditor') => {
 };
 
 beforeAll(async () => {
-  h = await startApi('audit_routes', { pointInTime });
-  audit = createAuditServices({
-    store: h.store,
-    database: h.database,
-    personalData: await createPersonalData(h.database.db, { schema: h.schemas.events }),
-    schemas: { events: h.schemas.events, read: h.schemas.read },
-  });
+  // The audit services and point-in-time reads as the composition root wires them.
+  h = await startApi('audit_routes');
   const registered = await send('sales', 'POST', '/customers', { customerId, name: 'Ada Lovelace', email: 'ada@example.com', tags: ['vip'] }, { 'x-request-id': 'req-ada-1' });
   expect(registered.statusCode).toBe(201);
   firstPosition = json(registered).position;

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
-import { migrateChainSeals } from '../../audit/chain.ts';
+import { migrateChainSeals } from '../../audit/sql/chain.ts';
 import { migrateVerificationJobs } from '../../audit/verification-jobs.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { testSchemas } from '../support/postgres.ts';

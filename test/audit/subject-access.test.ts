@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { subjectAccessExport } from '../../audit/subject-access.ts';
 import type { AuditDeps } from '../../audit/deps.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
-import type { EventStore } from '../../eventstore/contract.ts';
 import { ERASED } from '../../domain/shared.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { campaignCreated, customerRegistered, dealOpened, migrateReadModels, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
@@ -99,7 +98,7 @@ describe('subject access export', () => {
     await project();
     const generic: AuditDeps = {
       ...h.deps,
-      store: new Proxy(h.store, { get: (target, prop) => (prop === 'engine' ? 'eventstoredb' : Reflect.get(target, prop)) }) as EventStore,
+      store: new Proxy(h.store, { get: (target, prop) => (prop === 'engine' ? 'eventstoredb' : Reflect.get(target, prop)) }),
     };
     for (const deps of [h.deps, generic]) {
       const result = (await subjectAccessExport(deps, grace))!;
@@ -119,7 +118,7 @@ describe('subject access export', () => {
   it('finds the same events through the generic engine path', async () => {
     const generic: AuditDeps = {
       ...h.deps,
-      store: new Proxy(h.store, { get: (target, prop) => (prop === 'engine' ? 'eventstoredb' : Reflect.get(target, prop)) }) as EventStore,
+      store: new Proxy(h.store, { get: (target, prop) => (prop === 'engine' ? 'eventstoredb' : Reflect.get(target, prop)) }),
     };
     const viaSql = (await subjectAccessExport(h.deps, ada))!;
     const viaScan = (await subjectAccessExport(generic, ada))!;

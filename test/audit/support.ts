@@ -2,19 +2,19 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { expect } from 'vitest';
 import type { CrmApp } from '../../api/app.ts';
-import type { CrmRuntime } from '../../cli/app.ts';
+import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import type { AuditDeps } from '../../audit/deps.ts';
 import type { AppendResult, EventStore } from '../../eventstore/contract.ts';
 import { eventHash } from '../../eventstore/postgres/chain.ts';
-import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
-import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
-import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
+import type { SqlDatabase } from '../../eventstore/postgres/database.ts';
+import type { PersonalData } from '../../eventstore/personal-data.ts';
 import { schemaVersionOf, type CrmEventType } from '../../domain/catalogue.ts';
 import { catchUp } from '../../projections/catch-up.ts';
 import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
 import type { Projection } from '../../projections/projection.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
+import { testConfig } from '../support/runtime.ts';
 
 /** Metadata of a test event; what is left out gets the command layer's usual values. */
 export interface RecordMeta {
@@ -83,22 +83,23 @@ const withMigrationRetry = async <T>(open: () => Promise<T>): Promise<T> => {
   }
 };
 
+/**
+ * Opens the CRM through the composition root (runtime/crm.ts) in the file's own schemas, without
+ * starting the projections: a test plays the projection process itself (`projectAll`).
+ */
 export async function openAuditHarness(label: string): Promise<AuditHarness> {
   const schemas = testSchemas(label);
-  const database = connectPostgres(schemas.url, { max: 4 });
-  const store = await withMigrationRetry(() => createPostgresEventStore(database, { schema: schemas.events }));
-  const personalData = await createPersonalData(database.db, { schema: schemas.events });
-  const deps: AuditDeps = { store, personalData, database, schemas: { events: schemas.events, read: schemas.read } };
+  const crm = await withMigrationRetry(() => openCrm(testConfig(schemas), { overrides: { poolMax: 4, publishers: false, chainSealer: false } }));
+  const { store, personalData, database } = crm;
   return {
     schemas,
     database,
     store,
     personalData,
-    deps,
+    deps: crm.audit.deps,
     record: (stream, type, data, meta) => recordEvent(store, personalData, stream, type, data, meta),
     async close() {
-      await store.close();
-      await database.close();
+      await crm.close();
       await schemas.dropSchemas();
     },
   };

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openCrm, type CrmRuntime } from '../../cli/app.ts';
+import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { importFile } from '../../cli/import.ts';
 import { createBatchCommands } from '../../commands/batch.ts';

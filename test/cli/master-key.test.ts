@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openCrm } from '../../cli/app.ts';
+import { openCrm } from '../../runtime/crm.ts';
 import { ConfigError, loadConfig } from '../../cli/config.ts';
 import { MasterKeyMismatch } from '../../eventstore/errors.ts';
 import { testSchemas } from '../support/postgres.ts';

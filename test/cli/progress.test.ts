@@ -24,6 +24,7 @@ describe('the progress bar', () => {
     const { writes, stream } = sink(true);
     const bar = createProgress({ label: 'demo', total: 4, unit: 'commands', stream });
     bar.tick(); // first draw
+    // eslint-disable-next-line no-control-regex -- the terminal's escape sequence is what is checked
     expect(writes[0]).toMatch(/^\r\x1b\[2Kdemo \[#{7}\.{21}\] 1\/4 commands \(25%\)/);
     const { writes: open, stream: openStream } = sink(false);
     const counter = createProgress({ label: 'rebuild', unit: 'events', stream: openStream, plainEveryMs: 0 });

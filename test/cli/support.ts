@@ -82,7 +82,7 @@ export const poll = async <T>(what: string, fn: () => Promise<T | undefined>, ti
     } catch (error) {
       last = error;
     }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${last instanceof Error ? last.message : JSON.stringify(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 };

@@ -70,7 +70,7 @@ describe('duplicate registrations', () => {
     expect(won).toHaveLength(1);
     const winner = (won[0] as PromiseFulfilledResult<{ id: string }>).value.id;
     for (const r of results.filter((r) => r.status === 'rejected'))
-      expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'customer.email_taken', details: { customerId: winner } });
+      expect((r).reason).toMatchObject({ code: 'customer.email_taken', details: { customerId: winner } });
   });
 
   it('a retry with the same idempotency key is the same registration, not a duplicate', async () => {

@@ -104,7 +104,7 @@ describe('command handling on PostgreSQL', () => {
         commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'o-1', refundId: `r-${i}`, amount: 10, currency: 'EUR' }, ctx()),
       ),
     );
-    const rejected = outcomes.filter((o) => o.status === 'rejected') as PromiseRejectedResult[];
+    const rejected = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
     for (const r of rejected) expect(r.reason instanceof WrongExpectedRevision || r.reason instanceof DomainError).toBe(true);
     const { state } = await commands.loadAggregate('customer', id);
     const fulfilled = outcomes.filter((o) => o.status === 'fulfilled').length;

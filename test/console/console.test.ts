@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { poll } from '../cli/support.ts';
 import { hasChromium, launchChromium, screenshot, signIn, startConsoleServer, type ConsoleServer } from './support.ts';
 
 /**

@@ -88,7 +88,7 @@ const nextMessages = (source: Observable<SubscriptionMessage>, count: number, ti
       },
       (error: unknown) => {
         clearTimeout(timer);
-        reject(error);
+        reject(error instanceof Error ? error : new Error('the subscription failed', { cause: error }));
       },
     );
   });

@@ -75,6 +75,7 @@ export class RecordedClientDouble implements EventStoreDbClientPort {
     const error = this.failNext.get(method);
     if (error !== undefined) {
       this.failNext.delete(method);
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- the double throws exactly what the test scripted, as the gRPC client would
       throw error;
     }
   }
@@ -122,6 +123,7 @@ export class RecordedClientDouble implements EventStoreDbClientPort {
   }
 
   private finite<E>(items: E[]): ClientRead<E> {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the async generator below has a `this` of its own
     const double = this;
     return {
       async *[Symbol.asyncIterator]() {

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, type CrmApp } from '../../api/app.ts';
+import type { CrmApp } from '../../api/app.ts';
 import { ensureAdminKey } from '../../api/auth/api-keys.ts';
-import { openCrm, type CrmRuntime } from '../../cli/app.ts';
+import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { poll, runCrm } from '../cli/support.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -31,7 +31,7 @@ let app: CrmApp;
 beforeAll(async () => {
   runtime = await openCrm(loadConfig(env, tmpdir()));
   await runtime.startProjections();
-  app = await buildApp({ ...runtime.apiDeps, logger: false });
+  app = await runtime.buildApi({ logger: false });
   await ensureAdminKey(app.keys, { adminKey: ADMIN_KEY });
 });
 
@@ -46,13 +46,14 @@ const auth = { authorization: `Bearer ${ADMIN_KEY}` };
 const post = async (url: string, body: unknown) => {
   const response = await app.inject({ method: 'POST', url, headers: { ...auth, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
   expect(response.statusCode, response.body).toBeLessThan(300);
-  return response.json() as { id: string; position: string };
+  return response.json<{ id: string; position: string }>();
 };
-const ready = async () => (await app.inject({ method: 'GET', url: '/ready' })).json() as {
-  status: string;
-  reasons: string[];
-  projections: { name: string; state: string; position: string; failedPosition: string | null; failedStream: string | null; failedEventId: string | null }[];
-};
+const ready = async () =>
+  (await app.inject({ method: 'GET', url: '/ready' })).json<{
+    status: string;
+    reasons: string[];
+    projections: { name: string; state: string; position: string; failedPosition: string | null; failedStream: string | null; failedEventId: string | null }[];
+  }>();
 const checkpoint = async (name: string) =>
   (await sql.query(`SELECT state, position::text AS position, failed_position::text AS failed_position FROM "${schemas.read}".projection_checkpoints WHERE name = $1`, [name]))
     .rows[0] as { state: string; position: string; failed_position: string | null };

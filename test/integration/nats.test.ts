@@ -76,8 +76,8 @@ const env = {
 const startWorker = () => {
   const child = spawn(process.execPath, [CRM_BIN, 'project', '--worker-id', 'publisher-test'], { cwd: tmpdir(), env: cleanEnv(env) });
   let output = '';
-  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   workers.push(child);
   return { child, output: () => output };
 };

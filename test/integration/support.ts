@@ -99,7 +99,7 @@ export async function eventually<T>(check: () => Promise<T | undefined | false> 
   const until = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
-    if (value !== undefined && value !== false) return value as T;
+    if (value !== undefined && value !== false) return value;
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms: ${describe()}`);
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -54,6 +54,7 @@ interface Worker {
 }
 
 async function startWorker(schema: string, workerId: string): Promise<Worker> {
+  // eslint-disable-next-line prefer-const -- assigned after the leases start, whose callback may run first
   let runner: ProjectionRunner | undefined;
   const leases = new ProjectionLeases({
     db: h.database.db,
@@ -82,12 +83,12 @@ async function startWorker(schema: string, workerId: string): Promise<Worker> {
     leases,
     runner,
     stop: async () => {
-      await runner!.stop();
+      await runner.stop();
       await leases.stop();
     },
     crash: async () => {
       await leases.stop({ release: false });
-      await runner!.stop();
+      await runner.stop();
     },
   };
 }

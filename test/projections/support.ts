@@ -42,7 +42,7 @@ export async function createHarness(label: string): Promise<Harness> {
     codec: personalDataCodec(personalData),
     commands,
     run: async (command, ctx = {}) => {
-      const result = await commands.execute(command as never, {
+      const result = await commands.execute(command, {
         actor: { userId: 'ann', roles: ['sales'] },
         correlationId: randomUUID(),
         ...ctx,

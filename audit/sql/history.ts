@@ -1,7 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
-import type { RecordedEvent } from '../eventstore/contract.ts';
-import type { AuditDeps } from './deps.ts';
-import type { EventLogFilter } from './history.ts';
+import type { RecordedEvent } from '../../shared/events.ts';
+import type { AuditDeps } from '../deps.ts';
+import type { EventLogFilter } from '../log-filter.ts';
 
 /**
  * The global log straight from `<events schema>.events` (PostgreSQL and PGlite): the filter becomes

@@ -10,6 +10,7 @@ import { createEmailIndex } from '../eventstore/email-index.ts';
 import { connectPostgres, createPostgresEventStore, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
 import { toUnavailable, type PoolTimeouts } from '../eventstore/postgres/database.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
+import type { CrmApp } from '../api/app.ts';
 import type { ApiDeps, ReadModelProgress } from '../api/deps.ts';
 import { createAnalyticsProjection } from '../analytics/projection.ts';
 import { createAuditServices, type AuditServices } from '../audit/index.ts';
@@ -28,7 +29,7 @@ import { isRunning, migrateLeases, ProjectionLeases } from '../projections/lease
 import { ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { createIntegration, type Integration } from '../integration/index.ts';
-import { createBatchCommands } from '../commands/batch.ts';
+import { createBatchCommands, type BatchCommands } from '../commands/batch.ts';
 import { createImportJobs } from '../commands/import/jobs.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
 import { connectRedis } from './redis.ts';
@@ -37,8 +38,10 @@ import { connectRedis } from './redis.ts';
 const IMPORT_MAX_BYTES = 1024 ** 3;
 
 /**
- * The composition root: the one place that turns configuration into running services.
- * Every subcommand opens the CRM through `openCrm` and closes it when done.
+ * The composition root: the one place that turns configuration into running services (store,
+ * personal-data codec, commands, projections, analytics, audit, integration, the HTTP API).
+ * Every subcommand opens the CRM through `openCrm` and closes it when done; the tests and the
+ * benchmarks start it the same way, with `OpenOptions.overrides` for what they vary.
  */
 export interface CrmRuntime {
   config: CrmConfig;
@@ -47,6 +50,8 @@ export interface CrmRuntime {
   store: EventStore;
   personalData: PersonalData;
   commands: CrmCommands;
+  /** The batch handler of bulk imports (`crm import`, `POST /imports`). */
+  batch: BatchCommands;
   /** Every projection the CRM maintains: read models, then analytics. */
   projections: readonly Projection[];
   runner: ProjectionRunner;
@@ -68,6 +73,8 @@ export interface CrmRuntime {
   prepareReadModels: () => Promise<void>;
   /** Everything the HTTP API needs except its logger. */
   apiDeps: Omit<ApiDeps, 'logger'>;
+  /** Builds the HTTP API on `apiDeps` (closed by the caller: `app.close()` closes only the HTTP side). */
+  buildApi(options?: ApiOptions): Promise<CrmApp>;
   /** Closes everything opened, in reverse order; safe to call twice. */
   close(): Promise<void>;
 }
@@ -136,7 +143,7 @@ const defaultWorkerId = (config: CrmConfig): string => {
   return `${hostname()}-${digest}`;
 };
 
-export async function openDatabase(config: CrmConfig): Promise<SqlDatabase> {
+export async function openDatabase(config: CrmConfig, options: { poolMax?: number } = {}): Promise<SqlDatabase> {
   if (config.database.kind === 'pglite') {
     const { dataDir } = config.database;
     mkdirSync(dataDir, { recursive: true });
@@ -158,7 +165,7 @@ export async function openDatabase(config: CrmConfig): Promise<SqlDatabase> {
       throw error;
     }
   }
-  const database = connectPostgres(config.database.url, { timeouts: apiTimeouts(config) });
+  const database = connectPostgres(config.database.url, { timeouts: apiTimeouts(config), ...(options.poolMax ? { max: options.poolMax } : {}) });
   // The pool connects lazily: probe now so an unreachable server is reported before anything starts.
   try {
     await sql`SELECT 1`.execute(database.db);
@@ -173,6 +180,13 @@ export async function openDatabase(config: CrmConfig): Promise<SqlDatabase> {
   }
   return database;
 }
+
+/**
+ * The personal-data keys (beside the events in SQL, even with EventStoreDB: forgetting must be able to
+ * delete them). Opening checks the configured master key against the stored keys.
+ */
+export const openPersonalData = (config: CrmConfig, database: SqlDatabase): Promise<PersonalData> =>
+  createPersonalData(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
 
 async function openEventStore(config: CrmConfig, database: SqlDatabase): Promise<EventStore> {
   if (config.eventStore.kind === 'eventstoredb') {
@@ -228,15 +242,32 @@ export interface OpenOptions {
   holdSetUpLock?: boolean;
   /** Names this process in the projection leases (`crm project --worker-id`); default host name and database. */
   workerId?: string;
+  /** What tests and benchmarks vary; production leaves it unset. */
+  overrides?: RuntimeOverrides;
 }
 
+export interface RuntimeOverrides {
+  /** Connections of the main pool (PostgreSQL; default 10). */
+  poolMax?: number;
+  /** Start the integration publishers with the projections (default true; delivery tests start their own). */
+  publishers?: boolean;
+  /** Seal the global hash chain in the background with the projections (default true). */
+  chainSealer?: boolean;
+  /** Largest `POST /imports` body (default 1 GiB). */
+  importMaxBytes?: number;
+}
+
+/** What the HTTP API takes beyond the runtime's services: its logger and the bounds a caller may tune. */
+export type ApiOptions = Partial<ApiDeps>;
+
 export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Promise<CrmRuntime> {
+  const overrides = options.overrides ?? {};
   const closers: (() => Promise<void>)[] = [];
   const close = async () => {
     while (closers.length > 0) await closers.pop()!().catch(() => undefined);
   };
   try {
-    const database = await openDatabase(config);
+    const database = await openDatabase(config, { poolMax: overrides.poolMax });
     closers.push(() => database.close());
     const setUpLockKey = `crm-set-up:${config.schemas.events}:${config.schemas.read}`;
     let releaseSetUpLock: (() => Promise<void>) | undefined = await acquireStartupLock(database, setUpLockKey);
@@ -260,8 +291,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     };
     const store = await openEventStore(config, database);
     closers.push(() => store.close());
-    // Keys live beside the events in SQL even with EventStoreDB: forgetting must be able to delete them.
-    const personalData = await createPersonalData(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
+    const personalData = await openPersonalData(config, database);
     const emailIndex = await createEmailIndex(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
     const commands = createCrmCommands({ store, personalData, emailIndex });
     if (!options.holdSetUpLock) await setUpDone();
@@ -351,15 +381,17 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       await runner.start();
       closers.push(() => runner.stop());
       // Publishers follow the feed like projections, under their own lease partition.
-      await integration.start();
-      closers.push(() => integration.stop());
+      if (overrides.publishers !== false) {
+        await integration.start();
+        closers.push(() => integration.stop());
+      }
       // Tables exist now: (re)create the documented views BI tools read.
       await underSetUpLock(() =>
         createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections }),
       );
       // The global hash chain is sealed by the process that follows the feed (tamper evidence; PostgreSQL engine only).
       // Its loop catches every failure and tries again on the next tick (a database away is no reason to stop).
-      const sealer = audit.startChainSealer({
+      const sealer = overrides.chainSealer === false ? undefined : audit.startChainSealer({
         onError: (error) => {
           if (config.logLevel !== 'silent') process.stderr.write(`${new Date().toISOString()} chain sealer: ${(error as Error).message}\n`);
         },
@@ -386,7 +418,11 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       baseCurrency: config.baseCurrency,
       // Fits see every event recorded before they start: wait for the analytics projection to reach the head.
       catchUp: async () => {
-        const head = await store.headPosition();
+        // The newest event readers can see. A backwards read waits (briefly) for events committed
+        // before the call to become final, which headPosition() does not: right after an append, or
+        // while another transaction in the database is open, headPosition() can still be behind.
+        const [newest] = await store.readAll({ direction: 'backwards', maxCount: 1 });
+        const head = newest?.position ?? (await store.headPosition());
         if (head === 0n) return;
         if (started && leases.owns('analytics')) await runner.waitForPosition(head, 300_000, ['analytics']);
         else await waitForCheckpoints(database.db, config.schemas.read, head, { timeoutMs: 300_000, names: ['analytics'], pollMs: 200 });
@@ -395,17 +431,18 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const redis = config.rateLimit.redisUrl ? connectRedis(config.rateLimit.redisUrl, (message) => console.error(message)) : undefined;
     if (redis) closers.push(() => redis.quit().then(() => undefined));
     // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
-    const imports = createImportJobs({ batch: createBatchCommands({ store, personalData }), maxBytes: IMPORT_MAX_BYTES });
+    const importMaxBytes = overrides.importMaxBytes ?? IMPORT_MAX_BYTES;
+    const batch = createBatchCommands({ store, personalData });
+    const imports = createImportJobs({ batch, maxBytes: importMaxBytes });
     closers.push(() => imports.close());
     const apiDeps: Omit<ApiDeps, 'logger'> = {
       rateLimit: { max: config.rateLimit.perMinute, perRole: config.rateLimit.perRole, timeWindowMs: 60_000, redis },
       imports,
-      importMaxBytes: IMPORT_MAX_BYTES,
+      importMaxBytes,
       store,
       commands,
       database,
       schemas: config.schemas,
-      personalData,
       projections: progress,
       queries: createReadModelQueries({ db: database.db, schema: config.schemas.read, baseCurrency: config.baseCurrency }),
       baseCurrency: config.baseCurrency,
@@ -415,7 +452,9 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       integration: integration.services,
       requestTimeoutMs: config.timeouts.requestMs,
     };
-    return { config, database, store, personalData, commands, projections, runner, leases, audit, analytics, integration, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, close };
+    // Loaded on use: commands that serve no HTTP (import, verify, fit) do not load fastify.
+    const buildApi = async (api: ApiOptions = {}) => (await import('../api/app.ts')).buildApp({ ...apiDeps, ...api });
+    return { config, database, store, personalData, commands, batch, projections, runner, leases, audit, analytics, integration, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, buildApi, close };
   } catch (error) {
     await close();
     throw error;

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import { verifyStreamChains, type ChainVerification } from '../eventstore/postgres/chain.ts';
-import { ORDINAL_BITS } from '../eventstore/postgres/migrations.ts';
-import type { SqlDatabase } from '../eventstore/postgres/database.ts';
-import { createTableOnce } from './create-table.ts';
+import { verifyStreamChains, type ChainVerification } from '../../eventstore/postgres/chain.ts';
+import { ORDINAL_BITS } from '../../eventstore/postgres/migrations.ts';
+import type { SqlDatabase } from '../../shared/sql.ts';
+import { createTableOnce } from '../create-table.ts';
 
 /**
  * Global tamper evidence for the PostgreSQL engine.

@@ -1,0 +1,34 @@
+import type { Actor } from '../domain/metadata.ts';
+
+/** Who issues a command and how, and what it returns: their own module, shared by index.ts and prepare.ts without a circle. */
+
+export interface CommandContext {
+  actor: Actor;
+  correlationId: string;
+  causationId?: string | null;
+  /** A retried command with the same key appends nothing and returns the first result. */
+  idempotencyKey?: string;
+  /** The stream revision the caller last saw (HTTP If-Match); a mismatch is a WrongExpectedRevision. */
+  expectedRevision?: number;
+  /** Business time; defaults to the clock. */
+  occurredAt?: string;
+  /** Why, in the actor's words (recorded in every event's metadata). */
+  reason?: string;
+  /**
+   * What the caller may see (the user ids whose records are visible); absent: everything. A command
+   * on a record outside it is refused as not found before deciding, as if the record did not exist.
+   */
+  scope?: { owners: readonly string[] } | null;
+}
+
+export interface CommandResult {
+  /** Id of the aggregate addressed (the primary for a merge). */
+  id: string;
+  stream: string;
+  /** The stream's revision after the command (unchanged when nothing was appended). */
+  revision: number;
+  /** Global position of the last event appended (or of the stream's last event when nothing was appended). */
+  position: bigint;
+  /** Events appended by this command (for a merge: the duplicate's, then the primary's). */
+  eventIds: string[];
+}

@@ -1,0 +1,59 @@
+/**
+ * The typed configuration the composition root (runtime/crm.ts) builds the CRM from. Only
+ * cli/config.ts reads it from the environment; tests and benchmarks load it the same way.
+ */
+
+/**
+ * Every wait on the database is bounded (DESIGN invariant 12): PostgreSQL cancels a statement or a
+ * lock wait past these bounds, the client gives up on a connection that does not answer, and the
+ * HTTP layer answers 503 for a request that has not finished in time. API work gets a few seconds;
+ * rebuilds, replays, verification and model fits run on their own connections with a longer bound.
+ */
+export interface DatabaseTimeouts {
+  /** statement_timeout of API and projection connections (ms). */
+  statementMs: number;
+  /** statement_timeout of rebuild, replay, verification and fit connections (ms). */
+  longStatementMs: number;
+  /** lock_timeout of every connection (ms). */
+  lockMs: number;
+  /** Longest wait for a connection: opening one, or a free one from the pool (ms). */
+  connectMs: number;
+  /** Longest an HTTP request may take before it is answered 503 (ms). */
+  requestMs: number;
+}
+
+export interface CrmConfig {
+  /** Where read models live (and events, unless EventStoreDB is configured). */
+  database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string };
+  eventStore: { kind: 'sql' } | { kind: 'eventstoredb'; url: string };
+  http: { host: string; port: number };
+  adminKey: string | undefined;
+  /** Whether demo data may be loaded on start: embedded defaults to yes, a configured server to no. */
+  demo: { enabled: boolean; seed: number; customers: number; until: Date };
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  schemas: { events: string; read: string; reporting: string };
+  projections: 'inline' | 'off';
+  /** Lease length of projection workers (projections/leases.ts), seconds. */
+  projectionLeaseSeconds: number;
+  /** 32 bytes wrapping the per-customer data keys at rest (CRM_MASTER_KEY or CRM_MASTER_KEY_FILE); undefined: stored bare. */
+  masterKey?: Uint8Array | undefined;
+  /** JetStream publishing of integration events (integration/nats-publisher.ts); unset: off. */
+  nats: { url: string; stream: string; role: 'admin' | 'sales' | 'marketing' | 'support' | 'analyst' | 'auditor' } | undefined;
+  /** Bounds on every database wait and on each HTTP request (cli/timeouts.ts). */
+  timeouts: DatabaseTimeouts;
+  /** Requests per minute per API key (0: off), per role where set; counted in Redis when `redisUrl` is set. */
+  rateLimit: { perMinute: number; perRole: Record<string, number>; redisUrl: string | undefined };
+  /** ISO 4217 code of the base currency: exchange rates are set against it, base-currency figures are given in it. */
+  baseCurrency: string;
+}
+
+/** Where the engine's data lives, for messages. Never shows a password. */
+export const describeDatabase = (config: CrmConfig): string => {
+  if (config.database.kind === 'pglite') return `embedded PostgreSQL (PGlite) in ${config.database.dataDir}`;
+  try {
+    const url = new URL(config.database.url);
+    return `PostgreSQL at ${url.hostname}:${url.port || '5432'}${url.pathname}`;
+  } catch {
+    return 'PostgreSQL (DATABASE_URL)';
+  }
+};

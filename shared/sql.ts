@@ -1,0 +1,34 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+
+/**
+ * The one handle every module uses to reach PostgreSQL, whether a server (pg pool) or the
+ * embedded PGlite. Read models, projections and the event store all share it; the engines that
+ * open one live in eventstore/postgres/database.ts.
+ */
+export interface SqlDatabase {
+  readonly kind: 'postgres' | 'pglite';
+  /** Pooled (pg) or the single PGlite connection. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- one handle for every schema and module; each module's tables are not declared yet (README "Code map", next steps)
+  readonly db: Kysely<any>;
+  /** LISTEN on a channel; resolves to a function that stops listening. */
+  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
+  /**
+   * Optional fast path for hot statements: runs `text` as a named prepared statement (parsed and
+   * planned once per connection). Only the pg pool offers it; callers fall back to `db`.
+   */
+  readonly prepared?: <R>(name: string, text: string, params: unknown[]) => Promise<R[]>;
+  /** Queries waiting for a pooled connection now (pg pool only): back-pressure reads it. */
+  readonly waiting?: () => number;
+  close(): Promise<void>;
+}
+
+/** Creates the schema if needed; every module's migrate starts with it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- takes any module's handle or transaction (no table is touched)
+export async function ensureSchema(db: Kysely<any> | Transaction<any>, schema: string): Promise<void> {
+  try {
+    await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
+  } catch (error) {
+    // Two processes creating it at once: the loser sees a unique violation; the schema exists.
+    if (!['23505', '42P06'].includes((error as { code?: string }).code ?? '')) throw error;
+  }
+}
