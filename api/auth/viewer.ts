@@ -31,7 +31,7 @@ export const scopeOf = (request: FastifyRequest): ReadScope | null => request.vi
  * The viewer of an active user, from the `users` and `team_members` read models; undefined when the
  * user is unknown or deactivated (their keys then stop working).
  */
-export async function loadUserViewer(db: Kysely<any>, readSchema: string, userId: string): Promise<Viewer | undefined> {
+export async function loadUserViewer(db: Kysely<unknown>, readSchema: string, userId: string): Promise<Viewer | undefined> {
   let user: { role: string; visibility: Visibility; active: boolean } | undefined;
   try {
     ({ rows: [user] } = await sql<{ role: string; visibility: Visibility; active: boolean }>`SELECT role, visibility, active
@@ -56,7 +56,7 @@ export async function loadUserViewer(db: Kysely<any>, readSchema: string, userId
 }
 
 /** The role of an active user (for a key created for them); undefined when unknown, deactivated, or no uuid. */
-export async function activeUserRoleIn(db: Kysely<any>, readSchema: string, userId: string): Promise<Role | undefined> {
+export async function activeUserRoleIn(db: Kysely<unknown>, readSchema: string, userId: string): Promise<Role | undefined> {
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(userId)) return undefined;
   const { rows } = await sql<{ role: string }>`SELECT role FROM ${sql.id(readSchema, 'users')} WHERE user_id = ${userId}::uuid AND active`
     .execute(db)

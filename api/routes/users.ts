@@ -5,11 +5,11 @@ import { z } from 'zod';
 import { teamCommandSchemas } from '../../domain/team/commands.ts';
 import { userCommandSchemas } from '../../domain/user/commands.ts';
 import type { RouteContext } from '../route-context.ts';
-import { activeUserRoleIn, VISIBILITIES } from '../auth/viewer.ts';
+import { activeUserRoleIn, VISIBILITIES, type Visibility } from '../auth/viewer.ts';
 import type { ApiCommand } from '../deps.ts';
 import { CommandAccepted, CommandHeaders, etagOf, executeCommand, IdParams } from '../http.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
-import { ROLES } from '../roles.ts';
+import { ROLES, type Role } from '../roles.ts';
 
 /**
  * Users and teams (administration). Each change is a command, so the audit log shows who could see
@@ -18,6 +18,27 @@ import { ROLES } from '../roles.ts';
  */
 
 const tags = ['admin'];
+
+/** Rows of the users projection's tables (projections/read-models/users.ts), as read here. */
+interface UserRow {
+  user_id: string;
+  name: string;
+  email: string;
+  role: Role;
+  visibility: Visibility;
+  active: boolean;
+  team_ids: string[];
+  registered_at: Date;
+  revision: number;
+  last_event_at: Date;
+}
+interface TeamRow {
+  team_id: string;
+  name: string;
+  member_ids: string[];
+  created_at: Date;
+  revision: number;
+}
 
 export const UserView = z
   .object({
@@ -66,7 +87,7 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
   };
 
   const userById = async (id: string): Promise<UserView | undefined> => {
-    const { rows } = await sql<Record<string, any>>`SELECT u.*, ARRAY(SELECT m.team_id::text FROM ${sql.id(read, 'team_members')} m
+    const { rows } = await sql<UserRow>`SELECT u.*, ARRAY(SELECT m.team_id::text FROM ${sql.id(read, 'team_members')} m
       WHERE m.user_id = u.user_id ORDER BY m.joined_at, m.team_id) AS team_ids
       FROM ${sql.id(read, 'users')} u WHERE u.user_id = ${id}::uuid`.execute(db);
     const r = rows[0];
@@ -98,7 +119,7 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
     '/admin/teams',
     { schema: { tags, summary: 'List teams with their members', response: { 200: z.object({ items: z.array(TeamView) }), ...errors } } },
     async () => {
-      const { rows } = await sql<Record<string, any>>`SELECT t.*, ARRAY(SELECT m.user_id::text FROM ${sql.id(read, 'team_members')} m
+      const { rows } = await sql<TeamRow>`SELECT t.*, ARRAY(SELECT m.user_id::text FROM ${sql.id(read, 'team_members')} m
         WHERE m.team_id = t.team_id ORDER BY m.user_id) AS member_ids FROM ${sql.id(read, 'teams')} t ORDER BY t.name, t.team_id`.execute(db);
       return {
         items: rows.map((r) => ({ id: r.team_id, name: r.name, memberIds: r.member_ids, createdAt: new Date(r.created_at).toISOString(), revision: Number(r.revision) })),

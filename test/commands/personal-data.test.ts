@@ -96,7 +96,7 @@ describe('personal data', () => {
     const small = await createPersonalData(database.db, { schema: schemas.events, cachedKeys: 2 });
     const ids = [randomUUID(), randomUUID(), randomUUID()];
     const stored = [];
-    for (const id of ids) stored.push((await small.protect('CustomerRegistered', customerRegistered(id))) as Record<string, unknown>);
+    for (const id of ids) stored.push((await small.protect('CustomerRegistered', customerRegistered(id))));
     // Three keys through a cache of two: the first was evicted and is read from the table again.
     for (const [i, id] of ids.entries()) expect(await small.reveal('CustomerRegistered', stored[i])).toEqual(customerRegistered(id));
     await small.loadKeys(ids);
