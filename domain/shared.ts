@@ -60,3 +60,6 @@ export const Tag = SafeText.trim().min(1).max(50).regex(/^[\p{L}\p{N}_:.\- ]+$/u
 
 /** What a personal field reads as once its customer has been forgotten (crypto-shredded). */
 export const ERASED = '[erased]';
+
+/** Emails compare trimmed and in lower case (customers and users alike). */
+export const normaliseEmail = (email: string): string => email.trim().toLowerCase();

@@ -10,7 +10,7 @@ import { Id, IsoDateTime, SafeText, ShortText, Tag, withBusinessTime } from '../
 /** Compared and stored normalised (the decider normalises it). */
 const Email = z.email().max(320);
 /** Emails compare trimmed and case-insensitively: `GRACE@navy.example` is `grace@navy.example`. */
-export const normaliseEmail = (email: string): string => email.trim().toLowerCase();
+export { normaliseEmail } from '../shared.ts';
 const Phone = SafeText.trim().min(3).max(50).regex(/^[+0-9 ()./-]+$/, 'digits, spaces and + ( ) . / -');
 const Company = SafeText.trim().min(1).max(200);
 const OrderId = SafeText.trim().min(1).max(100);

@@ -1,6 +1,6 @@
 import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
-import { normaliseEmail } from '../customer/commands.ts';
+import { normaliseEmail } from '../shared.ts';
 import type { UserCommand } from './commands.ts';
 import type { UserEvent, UserRole, UserVisibility } from './events.ts';
 
