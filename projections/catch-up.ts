@@ -32,6 +32,8 @@ export interface CatchUpOptions {
   onProgress?: (progress: CatchUpProgress) => void;
   /** Passed to `applyBatch` (e.g. `shouldRetry: () => false` to stop on a lost connection). */
   applyOptions?: ApplyOptions;
+  /** Longest wait for events before the target that the feed does not show yet (open writers elsewhere). Default 30 s. */
+  horizonWaitMs?: number;
 }
 
 /**
@@ -56,8 +58,26 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
   // waits for the previous page's only when that page holds a CustomerForgotten, whose key eviction
   // must precede every later decryption). Each projection applies the pages in order at its own
   // pace, so the slowest one sets the total time, not the slowest of each page.
-  const readPage = async (fromPosition: bigint): Promise<RecordedEvent[]> =>
-    fromPosition >= headPosition ? [] : (await store.readAll({ fromPosition, maxCount: pageSize })).filter((e) => e.position <= headPosition);
+  // An empty read before the target is the feed's horizon, not its end (the target is an event's
+  // position): the PostgreSQL feed shows an event only once every transaction that began writing
+  // before it has ended (gap-free order), so a writer still open anywhere in the database holds it
+  // back for a moment. Ending there would leave a replay short of the position it was asked for.
+  const horizonWaitMs = options.horizonWaitMs ?? 30_000;
+  const readPage = async (fromPosition: bigint): Promise<RecordedEvent[]> => {
+    if (fromPosition >= headPosition) return [];
+    const deadline = Date.now() + horizonWaitMs;
+    for (let pause = 5; ; pause = Math.min(pause * 2, 200)) {
+      const page = await store.readAll({ fromPosition, maxCount: pageSize });
+      if (page.length > 0) return page.filter((e) => e.position <= headPosition);
+      if (stopped) return [];
+      if (Date.now() >= deadline) {
+        throw new Error(
+          `The event feed stayed behind position ${fromPosition} for ${horizonWaitMs / 1000} s while later events exist: a transaction that wrote events is still open. Run the command again once it ended.`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  };
   const decodePage = (page: RecordedEvent[]) =>
     decodeBatch(codec, options.untilTime ? page.filter((e) => e.recordedAt.getTime() <= options.untilTime!.getTime()) : page, wanted);
   interface Prepared {

@@ -24,7 +24,8 @@ afterAll(async () => {
 });
 
 const q0 = () => createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
-const project = () => catchUp({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: h.codec });
+/** Up to the last command's events, even while a writer elsewhere holds the feed's horizon back. */
+const project = () => catchUp({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: h.codec, untilPosition: h.lastPosition() });
 
 /**
  * The order is forced, not left to a live runner's timing: the read models hold the plaintext
