@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Row } from '../projections/read-models/rows.ts';
-import { aggregatesAsOf, customersBuyingBetween, monthlyBaseRevenueUpTo, monthlyRevenueUpTo, purchaseDaysUpTo } from './as-of.ts';
+import { aggregatesAsOf, customersBuyingBetween, customersWithMissingRates, monthlyBaseRevenueUpTo, monthlyRevenueUpTo, purchaseDaysUpTo } from './as-of.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import { unlessRebuilding } from '../projections/queries/exchange-rates.ts';
 import { loadLatestModel, loadModelRecord, saveModel, type ModelRecord } from './model-store.ts';
@@ -142,7 +142,10 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
 
     const bgnbd = fitBgNbd(rfm);
     lap('bgnbdMs');
-    const spend = rfm.filter(usableForSpend);
+    // Spend is fitted only on customers whose every amount has its rate: a pending amount (valued 0) would understate it.
+    const pending = await customersWithMissingRates(db, schema, asOfDay);
+    const spend = rfm.filter((r, i) => usableForSpend(r) && !pending.has(buyers[i]!.customerId));
+    const leftOutMissingRates = buyers.filter((b) => pending.has(b.customerId)).length;
     if (spend.length < 3) throw new InsufficientData('Fewer than 3 customers with repeat purchases of positive value: Gamma-Gamma cannot be fitted.');
     const gammaGamma = fitGammaGamma(spend);
     lap('gammaGammaMs');
@@ -187,7 +190,11 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       customers: buyers.length,
       fits: {
         bgnbd: { logLikelihood: bgnbd.logLikelihood, standardErrors: bgnbd.standardErrors, customers: bgnbd.customers, converged: bgnbd.converged },
-        gammaGamma: { logLikelihood: gammaGamma.logLikelihood, standardErrors: gammaGamma.standardErrors, customers: gammaGamma.customers, converged: gammaGamma.converged },
+        gammaGamma: {
+          logLikelihood: gammaGamma.logLikelihood, standardErrors: gammaGamma.standardErrors, customers: gammaGamma.customers, converged: gammaGamma.converged,
+          // Customers left out because an amount of theirs still waits for a rate (named by GET /analytics/customers/:id).
+          leftOutMissingRates, baseCurrency: options.baseCurrency ?? DEFAULT_BASE_CURRENCY,
+        },
       },
       churn: {
         ...training.metrics,
@@ -247,6 +254,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       modelVersion: model?.version ?? null,
       observationEnd: end ? dayToIsoDate(end) : null,
       ...figuresOf(model, aggregate, end),
+      ...(await moneyIn([customerId])).get(customerId)!,
       cohort: (row.cohort as string | null) ?? null,
       refunds: aggregate.refunds,
       complaints: aggregate.complaints,
@@ -267,7 +275,22 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     if (version !== undefined && !model) return null;
     const day = dayOf(`${asOf}T00:00:00Z`);
     const aggregate = (await aggregatesAsOf(db, schema, day, customerId)).get(customerId);
-    return { customerId, asOf, modelVersion: model?.version ?? null, ...figuresOf(model, aggregate, day) };
+    return { customerId, asOf, modelVersion: model?.version ?? null, ...figuresOf(model, aggregate, day), ...(await moneyIn([customerId], day)).get(customerId)! };
+  }
+
+  /**
+   * The currency of the customers' money figures (the base currency) and, per customer, the amounts
+   * still waiting for a rate ('JPY 2026-03'), counted as purchases but valued 0 until the rate is set
+   * (up to the end of `day` when given). Index-backed: only pending amounts are read.
+   */
+  async function moneyIn(customerIds: readonly string[], day?: number): Promise<Map<string, { baseCurrency: string; missingRates: string[] }>> {
+    const baseCurrency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
+    const upTo = day === undefined ? sql`true` : sql`occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`;
+    const { rows } = customerIds.length === 0 ? { rows: [] } : await sql<{ id: string; missing: string[] }>`SELECT customer_id::text AS id,
+        array_agg(DISTINCT rtrim(currency) || ' ' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') ORDER BY rtrim(currency) || ' ' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM')) AS missing
+      FROM ${t('analytics_amount')} WHERE base_value IS NULL AND customer_id = ANY(CAST(${[...customerIds]} AS uuid[])) AND ${upTo} GROUP BY 1`.execute(db);
+    const missing = new Map(rows.map((r) => [r.id, r.missing.map(String)]));
+    return new Map(customerIds.map((id) => [id, { baseCurrency, missingRates: missing.get(id) ?? [] }]));
   }
 
   const scoreItem = (r: Row) => ({
@@ -319,8 +342,10 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const summary = await sql<Row>`SELECT count(*)::int AS customers, coalesce(sum(s.clv), 0)::float AS total_clv, avg(s.clv)::float AS mean_clv,
       avg(s.churn_score)::float AS mean_churn_score, avg(s.p_alive)::float AS mean_p_alive FROM ${from} WHERE ${condition}`.execute(db);
     const sRow = summary.rows[0]!;
+    const money = await moneyIn(rows.map((r) => String(r.customer_id)));
     return {
-      items: rows.map(scoreItem),
+      baseCurrency: options.baseCurrency ?? DEFAULT_BASE_CURRENCY,
+      items: rows.map((r) => ({ ...scoreItem(r), missingRates: money.get(String(r.customer_id))!.missingRates })),
       total: Number(sRow.customers),
       limit,
       offset,

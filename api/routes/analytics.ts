@@ -87,6 +87,7 @@ const serviceFor = (context: RouteContext): AnalyticsService => {
   return createAnalyticsService({
     db: database.db,
     schema: schemas.read,
+    ...(context.deps.baseCurrency ? { baseCurrency: context.deps.baseCurrency } : {}),
     // "Fits every model on the events recorded before the request": wait for the projections to reach the head.
     catchUp: async () => {
       if (!projections) return;
