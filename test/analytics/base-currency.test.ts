@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { aggregateFromRow, createAnalyticsProjection } from '../../analytics/projection.ts';
 import { createAnalyticsService } from '../../analytics/service.ts';
+import { createAnalyticsReportingViews } from '../../analytics/reporting.ts';
 import { rfmOf } from '../../analytics/models/rfm.ts';
 import { dayOf } from '../../analytics/models/time.ts';
 import type { ProjectedEvent } from '../../projections/projection.ts';
@@ -102,6 +103,14 @@ describe('analytics in the base currency', () => {
     expect(b.currency).toBe('USD');
     expect(b.pending_amounts).toBe(0);
     expect((await service().customer(bob))!.missingRates).toEqual([]);
+    // The reporting view carries the same, in its columns added at the end.
+    await createAnalyticsReportingViews(db, { readSchema: schemas.read, reportingSchema: schemas.reporting });
+    const view = (await sql<Record<string, any>>`SELECT customer_id::text AS id, net_value::text AS net_value, currency, base_currency, pending_amounts, missing_rates
+      FROM ${sql.id(schemas.reporting, 'analytics_customers')} ORDER BY analytics_customers.net_value`.execute(db)).rows;
+    expect(view).toEqual([
+      { id: bob, net_value: '46.5000', currency: 'USD', base_currency: 'EUR', pending_amounts: 0, missing_rates: [] },
+      { id: alice, net_value: '173.5000', currency: 'EUR', base_currency: 'EUR', pending_amounts: 1, missing_rates: ['JPY 2024-03'] },
+    ]);
   });
 
   it('converts the pending amount once the rate arrives, and again when it is corrected', async () => {
