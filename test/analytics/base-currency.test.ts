@@ -172,4 +172,30 @@ describe('analytics in the base currency', () => {
     // EUR 10 + JPY 1000 x 0.5.
     expect(p.total_value).toBe('510.0000');
   });
+
+  it('fitting leaves customers with a missing rate out of Gamma-Gamma and says how many; the rate brings them in', async () => {
+    const schema = `${schemas.read}_fit`;
+    const fit = () => createAnalyticsService({ db, schema, baseCurrency: 'EUR', clock: () => new Date('2024-07-01T00:00:00Z') });
+    const euro = Array.from({ length: 12 }, () => randomUUID());
+    const yen = [randomUUID(), randomUUID()];
+    const day = (month: number, d: number) => `2024-${String(month).padStart(2, '0')}-${String(d).padStart(2, '0')}T10:00:00Z`;
+    // 12 repeat buyers in EUR, 2 in JPY with no JPY rate yet: each buys three times (values vary by customer).
+    const buying = [...euro, ...yen].flatMap((id, i) => {
+      const currency = i < euro.length ? 'EUR' : 'JPY';
+      const scale = currency === 'JPY' ? 100 : 1;
+      return [buy(id, `${i}-a`, (20 + i) * scale, currency, day(1, 1 + i)), buy(id, `${i}-b`, (30 + 2 * i) * scale, currency, day(2 + (i % 3), 3 + i)), buy(id, `${i}-c`, (25 + i) * scale, currency, day(5, 1 + i))];
+    });
+    await run(schema, [buying]);
+    const before = await fit().fitModels({ timeUnit: 'week' });
+    expect(before.customers).toBe(14);
+    expect(before.fits.gammaGamma).toMatchObject({ customers: 12, leftOutMissingRates: 2, baseCurrency: 'EUR' });
+    const list = await fit().clv({ limit: 50 });
+    expect(list.baseCurrency).toBe('EUR');
+    expect(list.items.filter((item) => item.missingRates.length > 0).map((item) => item.customerId).sort()).toEqual([...yen].sort());
+    expect(list.items.find((item) => item.customerId === yen[0])!.missingRates).toEqual(['JPY 2024-01', 'JPY 2024-02', 'JPY 2024-05']);
+
+    await run(schema, [[rate('JPY', '0.01', '2023-12-01T00:00:00Z', '2024-06-01T00:00:00Z')]]);
+    const after = await fit().fitModels({ timeUnit: 'week' });
+    expect(after.fits.gammaGamma).toMatchObject({ customers: 14, leftOutMissingRates: 0 });
+  });
 });
