@@ -129,6 +129,10 @@ export const SCORES: TableSpec = {
 export async function migrateAggregates(db: Kysely<any>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   const money = sql.raw(MONEY_TYPE);
+  // Values in the base currency: an accepted amount (up to 9e11) times an accepted rate (up to 1e10),
+  // summed over many purchases, can pass numeric(28,4)'s 24 whole digits. Unbounded numeric keeps
+  // them exact (4 decimals, rounded by the projection) so no accepted event can jam the projection.
+  const base = sql.raw('numeric');
   const t = (name: string) => sql.id(schema, name);
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_customer')} (
     customer_id uuid PRIMARY KEY,
@@ -139,10 +143,10 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
     last_day date,
     purchase_days integer NOT NULL DEFAULT 0,
     orders integer NOT NULL DEFAULT 0,
-    total_value ${money} NOT NULL DEFAULT 0,
-    first_day_value ${money} NOT NULL DEFAULT 0,
+    total_value ${base} NOT NULL DEFAULT 0.0000,
+    first_day_value ${base} NOT NULL DEFAULT 0.0000,
     refunds integer NOT NULL DEFAULT 0,
-    refund_value ${money} NOT NULL DEFAULT 0,
+    refund_value ${base} NOT NULL DEFAULT 0.0000,
     complaints integer NOT NULL DEFAULT 0,
     complaints_open integer NOT NULL DEFAULT 0,
     complaints_resolved integer NOT NULL DEFAULT 0,
@@ -176,7 +180,7 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
     customer_id uuid NOT NULL,
     day date NOT NULL,
     orders integer NOT NULL,
-    value ${money} NOT NULL
+    value ${base} NOT NULL
   )`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS analytics_purchase_day_customer_idx ON ${t('analytics_purchase_day')} (customer_id, day)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS analytics_purchase_day_day_idx ON ${t('analytics_purchase_day')} (day)`.execute(db);
@@ -184,8 +188,8 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
     order_key text PRIMARY KEY,
     customer_id uuid NOT NULL,
     day date NOT NULL,
-    value ${money} NOT NULL,
-    refunded ${money} NOT NULL DEFAULT 0
+    value ${base} NOT NULL,
+    refunded ${base} NOT NULL DEFAULT 0
   )`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_activity')} (
     activity_id text PRIMARY KEY,
@@ -220,8 +224,8 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_revenue_day')} (
     day date PRIMARY KEY,
     purchases integer NOT NULL,
-    revenue ${money} NOT NULL,
-    refunds ${money} NOT NULL
+    revenue ${base} NOT NULL,
+    refunds ${base} NOT NULL
   )`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_satisfaction')} (
     satisfaction_id text PRIMARY KEY,
@@ -256,7 +260,7 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
     occurred_at timestamptz NOT NULL,
     currency char(3) NOT NULL,
     amount ${money} NOT NULL,
-    base_value ${money}
+    base_value ${base}
   )`.execute(db);
   // A rate converts again the amounts of its currency from its valid_from to the next rate's.
   await sql`CREATE INDEX IF NOT EXISTS analytics_amount_currency_idx ON ${t('analytics_amount')} (currency, occurred_at)`.execute(db);

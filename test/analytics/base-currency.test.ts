@@ -198,4 +198,18 @@ describe('analytics in the base currency', () => {
     const after = await fit().fitModels({ timeUnit: 'week' });
     expect(after.fits.gammaGamma).toMatchObject({ customers: 14, leftOutMissingRates: 0 });
   });
+
+  it('the largest accepted amounts at the largest accepted rate are stored exactly (no overflow jams the projection)', async () => {
+    const schema = `${schemas.read}_large`;
+    const whale = randomUUID();
+    const largest = 900_000_000_000;
+    const purchases = Array.from({ length: 150 }, (_, i) => buy(whale, `w${i}`, largest, 'JPY', `2024-01-${String(1 + (i % 28)).padStart(2, '0')}T10:00:00Z`));
+    await run(schema, [[rate('JPY', '9999999999.9999999999', '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z'), ...purchases]]);
+    // 900 000 000 000 x 9 999 999 999.9999999999 = 9e21 - 90 each; 150 of them: 1.35e24 - 13 500.
+    const each = 900_000_000_000n * 99_999_999_999_999_999_999n; // in ten-billionths of the base currency
+    const total = 150n * each;
+    const expected = `${total / 10_000_000_000n}.${String((total % 10_000_000_000n) / 1_000_000n).padStart(4, '0')}`;
+    expect(expected).toBe('1349999999999999999986500.0000');
+    expect((await customerRow(schema, whale)).total_value).toBe(expected);
+  });
 });
