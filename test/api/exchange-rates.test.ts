@@ -256,6 +256,24 @@ describe('the revenue forecast in the base currency', () => {
   });
 });
 
+describe('customer analytics in the base currency', () => {
+  it('count a purchase without a rate, name the rate, and value it once the rate is set', async () => {
+    const c = await send('sales', '/customers', { name: 'Analytics Fx', email: `afx-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    await send('sales', `/customers/${c.id}/purchases`, { orderId: 'E-1', amount: 20, currency: 'EUR', occurredAt: '2026-05-02T00:00:00Z' });
+    let last = await send('sales', `/customers/${c.id}/purchases`, { orderId: 'S-1', amount: 1000, currency: 'SEK', occurredAt: '2026-05-10T00:00:00Z' });
+    let figures = await get(`/analytics/customers/${c.id}`, last.position);
+    // Two purchase days: one repeat purchase, whatever its currency; the SEK one is valued 0 until its rate is set.
+    expect(figures).toMatchObject({ baseCurrency: 'EUR', missingRates: ['SEK 2026-05'], netValue: 20, firstPurchaseDay: '2026-05-02', lastPurchaseDay: '2026-05-10' });
+    expect(figures.rfm.frequency).toBe(1);
+
+    last = await setRate('SEK', '0.0875', '2026-05-01T00:00:00Z'); // 1000 x 0.0875 = 87.5
+    figures = await get(`/analytics/customers/${c.id}`, last.position);
+    expect(figures).toMatchObject({ baseCurrency: 'EUR', missingRates: [], netValue: 107.5 });
+    const asOf = await get(`/analytics/customers/${c.id}?asOf=2026-05-05`, last.position);
+    expect(asOf).toMatchObject({ baseCurrency: 'EUR', missingRates: [], netValue: 20 });
+  });
+});
+
 describe('rebuild invariance', () => {
   it('replaying every event gives the same rows: rates, corrections, revenue and campaign lines, deals', async () => {
     await projectionsSettled(h);
