@@ -1,27 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
-import { aggregateFromRow, createAnalyticsProjection } from '../../analytics/projection.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { aggregateFromRow } from '../../analytics/projection.ts';
 import { createAnalyticsService } from '../../analytics/service.ts';
 import { createAnalyticsReportingViews } from '../../analytics/reporting.ts';
 import { rfmOf } from '../../analytics/models/rfm.ts';
 import { dayOf } from '../../analytics/models/time.ts';
-import type { ProjectedEvent } from '../../projections/projection.ts';
-import { testSchemas } from '../support/postgres.ts';
-import { projected } from './support.ts';
+import { analyticsTestDatabase, projected } from './support.ts';
 
-const schemas = testSchemas('analytics_base_currency');
-let database: SqlDatabase;
+const harness = analyticsTestDatabase('analytics_base_currency', { baseCurrency: 'EUR' });
+const { schemas, run } = harness;
 let db: Kysely<any>;
-
-beforeAll(async () => {
-  database = connectPostgres(schemas.url, { max: 3 });
-  db = database.db;
-});
-afterAll(async () => {
-  await database?.close();
-  await schemas.dropSchemas();
+beforeAll(() => {
+  db = harness.db;
 });
 
 const buy = (customerId: string, orderId: string, amount: number, currency: string, at: string) =>
@@ -30,12 +21,6 @@ const refund = (customerId: string, orderId: string, amount: number, currency: s
   projected({ type: 'PurchaseRefunded', data: { customerId, orderId, refundId: `r-${orderId}`, amount, currency, reason: null } }, at);
 const rate = (currency: string, value: string, validFrom: string, at: string, previousRate: string | null = null, baseCurrency = 'EUR') =>
   projected({ type: 'ExchangeRateSet', data: { currency, baseCurrency, rate: value, validFrom, previousRate } }, at);
-
-async function run(schema: string, batches: ProjectedEvent[][]) {
-  const projection = createAnalyticsProjection({ baseCurrency: 'EUR' });
-  await projection.migrate(db, schema);
-  for (const batch of batches) await db.transaction().execute((trx) => projection.apply({ trx, schema }, batch));
-}
 
 const customerRow = async (schema: string, id: string) =>
   (await sql<Record<string, any>>`SELECT * FROM ${sql.id(schema, 'analytics_customer')} WHERE customer_id = ${id}::uuid`.execute(db)).rows[0]!;
