@@ -143,7 +143,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const bgnbd = fitBgNbd(rfm);
     lap('bgnbdMs');
     // Spend is fitted only on customers whose every amount has its rate: a pending amount (valued 0) would understate it.
-    const pending = await customersWithMissingRates(db, schema, asOfDay);
+    const pending = await unlessRebuilding(() => customersWithMissingRates(db, schema, asOfDay), () => new Set<string>());
     const spend = rfm.filter((r, i) => usableForSpend(r) && !pending.has(buyers[i]!.customerId));
     const leftOutMissingRates = buyers.filter((b) => pending.has(b.customerId)).length;
     if (spend.length < 3) throw new InsufficientData('Fewer than 3 customers with repeat purchases of positive value: Gamma-Gamma cannot be fitted.');
@@ -254,7 +254,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       modelVersion: model?.version ?? null,
       observationEnd: end ? dayToIsoDate(end) : null,
       ...figuresOf(model, aggregate, end),
-      ...(await moneyIn([customerId])).get(customerId)!,
+      ...(await moneyOf(customerId)),
       cohort: (row.cohort as string | null) ?? null,
       refunds: aggregate.refunds,
       complaints: aggregate.complaints,
@@ -275,23 +275,36 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     if (version !== undefined && !model) return null;
     const day = dayOf(`${asOf}T00:00:00Z`);
     const aggregate = (await aggregatesAsOf(db, schema, day, customerId)).get(customerId);
-    return { customerId, asOf, modelVersion: model?.version ?? null, ...figuresOf(model, aggregate, day), ...(await moneyIn([customerId], day)).get(customerId)! };
+    return { customerId, asOf, modelVersion: model?.version ?? null, ...figuresOf(model, aggregate, day), ...(await moneyOf(customerId, day)) };
   }
 
   /**
-   * The currency of the customers' money figures (the base currency) and, per customer, the amounts
-   * still waiting for a rate ('JPY 2026-03'), counted as purchases but valued 0 until the rate is set
-   * (up to the end of `day` when given). Index-backed: only pending amounts are read.
+   * The currency of the customers' money figures (the base currency; null while the previous
+   * version's tables serve during a rebuild) and, per customer, the amounts still waiting for a rate
+   * ('JPY 2026-03'), counted as purchases but valued 0 until the rate is set (up to the end of `day`
+   * when given). Index-backed: only pending amounts are read.
    */
-  async function moneyIn(customerIds: readonly string[], day?: number): Promise<Map<string, { baseCurrency: string; missingRates: string[] }>> {
+  async function moneyIn(customerIds: readonly string[], day?: number): Promise<{ baseCurrency: string | null; missingRates: (customerId: string) => string[] }> {
     const baseCurrency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
     const upTo = day === undefined ? sql`true` : sql`occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`;
-    const { rows } = customerIds.length === 0 ? { rows: [] } : await sql<{ id: string; missing: string[] }>`SELECT customer_id::text AS id,
-        array_agg(DISTINCT rtrim(currency) || ' ' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') ORDER BY rtrim(currency) || ' ' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM')) AS missing
-      FROM ${t('analytics_amount')} WHERE base_value IS NULL AND customer_id = ANY(CAST(${[...customerIds]} AS uuid[])) AND ${upTo} GROUP BY 1`.execute(db);
-    const missing = new Map(rows.map((r) => [r.id, r.missing.map(String)]));
-    return new Map(customerIds.map((id) => [id, { baseCurrency, missingRates: missing.get(id) ?? [] }]));
+    const label = sql`rtrim(currency) || ' ' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM')`;
+    const missing = await unlessRebuilding(
+      async () => {
+        if (customerIds.length === 0) return new Map<string, string[]>();
+        const { rows } = await sql<{ id: string; missing: string[] }>`SELECT customer_id::text AS id, array_agg(DISTINCT ${label} ORDER BY ${label}) AS missing
+          FROM ${t('analytics_amount')} WHERE base_value IS NULL AND customer_id = ANY(CAST(${[...customerIds]} AS uuid[])) AND ${upTo} GROUP BY 1`.execute(db);
+        return new Map(rows.map((r) => [r.id, r.missing.map(String)]));
+      },
+      // The previous version's tables serve while the analytics rebuild: their values are not in the base currency.
+      () => null,
+    );
+    return { baseCurrency: missing ? baseCurrency : null, missingRates: (id) => missing?.get(id) ?? [] };
   }
+
+  const moneyOf = async (customerId: string, day?: number) => {
+    const money = await moneyIn([customerId], day);
+    return { baseCurrency: money.baseCurrency, missingRates: money.missingRates(customerId) };
+  };
 
   const scoreItem = (r: Row) => ({
     customerId: String(r.customer_id),
@@ -344,8 +357,8 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const sRow = summary.rows[0]!;
     const money = await moneyIn(rows.map((r) => String(r.customer_id)));
     return {
-      baseCurrency: options.baseCurrency ?? DEFAULT_BASE_CURRENCY,
-      items: rows.map((r) => ({ ...scoreItem(r), missingRates: money.get(String(r.customer_id))!.missingRates })),
+      baseCurrency: money.baseCurrency,
+      items: rows.map((r) => ({ ...scoreItem(r), missingRates: money.missingRates(String(r.customer_id)) })),
       total: Number(sRow.customers),
       limit,
       offset,

@@ -197,4 +197,14 @@ describe('analytics in the base currency', () => {
     expect(expected).toBe('1349999999999999999986500.0000');
     expect((await customerRow(schema, whale)).total_value).toBe(expected);
   });
+
+  it('while the previous version\'s tables serve (a rebuild), figures answer without a base currency instead of failing', async () => {
+    const schema = `${schemas.read}_previous`;
+    const dave = randomUUID();
+    await run(schema, [[buy(dave, 'd1', 10, 'EUR', '2024-01-10T00:00:00Z')]]);
+    // Version 3 had no table of amounts.
+    await sql`DROP TABLE ${sql.id(schema, 'analytics_amount')}`.execute(db);
+    const figures = (await createAnalyticsService({ db, schema, baseCurrency: 'EUR' }).customer(dave))!;
+    expect(figures).toMatchObject({ baseCurrency: null, missingRates: [], netValue: 10 });
+  });
 });
