@@ -533,7 +533,8 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
           }
           t = tables();
           await applyReconverted(t, changes, touched);
-          await preload(t, events.slice(i + 1));
+          // A run of rates (an import) preloads the rest of the batch once, after its last rate.
+          if (events[i + 1]?.event.type !== 'ExchangeRateSet') await preload(t, events.slice(i + 1));
           // A rate is not customer behaviour: it leaves the observation end alone.
           if (e.event.type === 'CustomerMerged') await recordObservation(t, e.metadata.occurredAt);
           continue;
