@@ -527,7 +527,8 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
             await mergeCustomers(trx, schema, e.event.data.customerId, e.event.data.duplicateId, modelSchema);
             touched.delete(e.event.data.duplicateId);
             touched.add(e.event.data.customerId);
-          } else if (e.event.data.baseCurrency === baseCurrency) {
+          } else if (e.event.data.baseCurrency === baseCurrency && e.event.data.currency !== baseCurrency) {
+            // Rates against another base are not ours; the base currency itself always converts at 1.
             const d = e.event.data;
             changes = await setRate(trx, schema, d.currency, d.validFrom, d.rate);
           }
