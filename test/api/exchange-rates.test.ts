@@ -5,6 +5,7 @@ import { sql } from 'kysely';
 import type { AuditDeps } from '../../audit/deps.ts';
 import { verifyReadModels } from '../../audit/verify.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
+import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import { recordBaseCurrency } from '../../projections/read-models/exchange-rates.ts';
 import { createReportingViews } from '../../projections/reporting.ts';
 import { expectProblem, json, projectionsSettled, startApi, type ApiHarness } from './support.ts';
@@ -275,6 +276,17 @@ describe('customer analytics in the base currency', () => {
 });
 
 describe('rebuild invariance', () => {
+  it('replaying every event gives the same analytics rows: amounts converted, healed and corrected as the rates arrived', async () => {
+    await projectionsSettled(h);
+    const result = await verifyReadModels(h.deps as unknown as AuditDeps, { projections: [createAnalyticsProjection()] });
+    const tables = new Map(result.tables.map((t) => [t.table, t]));
+    for (const table of ['analytics_amount', 'analytics_rate', 'analytics_customer', 'analytics_purchase_day', 'analytics_revenue_day']) {
+      expect(tables.get(table), table).toMatchObject({ equal: true });
+      expect(tables.get(table)!.liveRows, table).toBeGreaterThan(0);
+    }
+    expect(result.differences).toBe(0);
+  });
+
   it('replaying every event gives the same rows: rates, corrections, revenue and campaign lines, deals', async () => {
     await projectionsSettled(h);
     const result = await verifyReadModels(h.deps as unknown as AuditDeps, { projections: readModelProjections() });
