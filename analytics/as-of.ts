@@ -96,6 +96,13 @@ export async function customersBuyingBetween(db: Kysely<any>, schema: string, fr
   return new Set(rows.map((r) => r.id));
 }
 
+/** Customers with an amount up to the end of a day still waiting for a rate (its value counts 0 until then). */
+export async function customersWithMissingRates(db: Kysely<any>, schema: string, day: number): Promise<Set<string>> {
+  const { rows } = await sql<{ id: string }>`SELECT DISTINCT customer_id::text AS id FROM ${sql.id(schema, 'analytics_amount')}
+    WHERE base_value IS NULL AND value_day <= ${dayToIsoDate(day)}::date`.execute(db);
+  return new Set(rows.map((r) => r.id));
+}
+
 /** Every customer's purchase days up to a day (retention tables). */
 export async function purchaseDaysUpTo(db: Kysely<any>, schema: string, day: number): Promise<{ days: number[] }[]> {
   const { rows } = await sql<{ days: number[] }>`SELECT array_agg(day - DATE '1970-01-01' ORDER BY day) AS days

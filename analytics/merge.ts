@@ -33,11 +33,13 @@ export async function mergeCustomers(trx: Transaction<any>, schema: string, prim
   // and the primary's stream does not know those orders. Feedback and deals move to the primary.
   await sql`UPDATE ${t('analytics_feedback')} SET customer_id = ${primaryId}::uuid WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
   await sql`UPDATE ${t('analytics_deal')} SET customer_id = ${primaryId}::uuid WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
+  // The duplicate's amounts count for the primary now: a rate set later converts them into the primary's figures.
+  await sql`UPDATE ${t('analytics_amount')} SET customer_id = ${primaryId}::uuid WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
 
   const counters = [
     'orders', 'refunds', 'refund_value', 'complaints', 'complaints_open', 'complaints_resolved', 'resolution_seconds', 'feedback_count',
     'csat_count', 'csat_sum', 'nps_count', 'nps_sum', 'responses_sent', 'responses_opened', 'responses_clicked', 'responses_converted',
-    'responses_unsubscribed', 'deals_open', 'deals_won', 'deals_lost', 'activities',
+    'responses_unsubscribed', 'deals_open', 'deals_won', 'deals_lost', 'activities', 'pending_amounts',
   ];
   await sql`UPDATE ${t('analytics_customer')} p SET
       ${sql.join(counters.map((c) => sql`${sql.id(c)} = p.${sql.id(c)} + d.${sql.id(c)}`))},

@@ -1,14 +1,15 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projections/projection.ts';
 import { ms } from '../projections/read-models/common.ts';
-import { addMoney, subtractMoney } from '../shared/money.ts';
+import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import { RowSet, type Row, type TableSpec } from '../projections/read-models/rows.ts';
 import { dayOf, dayToIsoDate, monthOfDay } from './models/time.ts';
 import { scoreCustomer, type CustomerAggregate, type StoredModel } from './scoring.ts';
 import {
-  ACTIVITY, AGGREGATE_TABLES, CUSTOMER, DEAL, FEEDBACK, migrateAggregates, migrateModels, ORDER, PURCHASE_DAY, REVENUE_DAY,
+  ACTIVITY, AGGREGATE_TABLES, AMOUNT, CUSTOMER, DEAL, FEEDBACK, migrateAggregates, migrateModels, ORDER, PURCHASE_DAY, REVENUE_DAY,
   SATISFACTION, STATE, upsertScores,
 } from './tables.ts';
+import { convertAmount, minusMoney, plusMoney, RateBook, setRate, type Reconverted } from './rates.ts';
 import { analyticsReportingViews } from './reporting.ts';
 import { loadLatestModel } from './model-store.ts';
 import { mergeCustomers } from './merge.ts';
@@ -16,7 +17,7 @@ import { mergeCustomers } from './merge.ts';
 export const ANALYTICS_EVENT_TYPES = [
   'CustomerRegistered', 'CustomerMerged', 'PurchaseRecorded', 'PurchaseRefunded', 'FeedbackSubmitted', 'FeedbackResolved', 'FeedbackClosed',
   'FeedbackReopened', 'FeedbackRated', 'CampaignResponseRecorded', 'DealOpened', 'DealWon', 'DealLost', 'DealReopened',
-  'ActivityLogged',
+  'ActivityLogged', 'ExchangeRateSet',
 ] as const;
 
 const STATE_ID = 'observation';
@@ -86,15 +87,21 @@ const newCustomer = (customerId: string): Row => ({
   orders: 0, total_value: '0.0000', first_day_value: '0.0000', refunds: 0, refund_value: '0.0000', complaints: 0,
   complaints_open: 0, complaints_resolved: 0, resolution_seconds: 0, feedback_count: 0, csat_count: 0, csat_sum: 0, nps_count: 0,
   nps_sum: 0, responses_sent: 0, responses_opened: 0, responses_clicked: 0, responses_converted: 0, responses_unsubscribed: 0,
-  deals_open: 0, deals_won: 0, deals_lost: 0, last_event_at: null, activities: 0, last_activity_day: null,
+  deals_open: 0, deals_won: 0, deals_lost: 0, last_event_at: null, activities: 0, last_activity_day: null, pending_amounts: 0,
 });
 
 class Tables {
   readonly sets = new Map<string, RowSet>();
   /** Keys already looked up in this batch (found or not): a miss is not queried twice. */
   private readonly looked = new Map<string, Set<string>>();
-  constructor(private readonly trx: Transaction<any>, private readonly schema: string) {
-    for (const spec of [CUSTOMER, PURCHASE_DAY, ORDER, ACTIVITY, FEEDBACK, DEAL, REVENUE_DAY, SATISFACTION, STATE]) {
+  constructor(
+    private readonly trx: Transaction<any>,
+    private readonly schema: string,
+    /** The base currency and the rates in force over the batch's business times. */
+    readonly baseCurrency: string,
+    readonly rates: RateBook,
+  ) {
+    for (const spec of [CUSTOMER, PURCHASE_DAY, ORDER, ACTIVITY, FEEDBACK, DEAL, REVENUE_DAY, SATISFACTION, STATE, AMOUNT]) {
       this.sets.set(spec.table, new RowSet(trx, schema, spec));
     }
   }
@@ -131,6 +138,12 @@ class Tables {
   }
   async flush(): Promise<void> {
     for (const set of this.sets.values()) await set.flush();
+  }
+  /** `amount` in the base currency at `at`: itself in the base currency, null while no rate is set. */
+  async inBase(amount: number, currency: string, at: string): Promise<string | null> {
+    if (currency === this.baseCurrency) return convertAmount(amount, '1');
+    const rate = await this.rates.rateAt(currency, at);
+    return rate === null ? null : convertAmount(amount, rate);
   }
 }
 
@@ -185,20 +198,20 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
     case 'PurchaseRecorded': {
       const d = event.data;
       const c = await customer(d.customerId);
-      // Values are kept in the customer's first purchase currency (no FX rates in the CRM); others are left out.
+      // Every purchase counts, whatever its currency; its value is in the base currency (0 while its rate is missing).
       c.currency ??= d.currency;
-      if (String(c.currency).trim() !== d.currency) break;
+      const amount = await recordAmount(t, c, e, 'purchase', `${d.customerId}|${d.orderId}`, isoDay, d.currency, d.amount);
       await t.row(ORDER, `${d.customerId}|${d.orderId}`, () => ({
         order_key: `${d.customerId}|${d.orderId}`, customer_id: d.customerId, day: isoDay, value: '0.0000', refunded: '0.0000',
-      })).then((o) => (o!.value = addMoney(o!.value, d.amount)));
+      })).then((o) => (o!.value = plusMoney(o!.value, amount)));
       const pd = (await t.row(PURCHASE_DAY, `${d.customerId}|${isoDay}`, () => ({
         purchase_day_id: `${d.customerId}|${isoDay}`, customer_id: d.customerId, day: isoDay, orders: 0, value: '0.0000',
       })))!;
       const newDay = num(pd.orders) === 0;
       pd.orders = num(pd.orders) + 1;
-      pd.value = addMoney(pd.value, d.amount);
+      pd.value = plusMoney(pd.value, amount);
       c.orders = num(c.orders) + 1;
-      c.total_value = addMoney(c.total_value, d.amount);
+      c.total_value = plusMoney(c.total_value, amount);
       if (newDay) c.purchase_days = num(c.purchase_days) + 1;
       const firstDay = c.first_day ? dayOfDate(c.first_day) : null;
       if (firstDay === null || day < firstDay) {
@@ -207,31 +220,32 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
         c.first_day_value = pd.value;
         c.cohort = month;
       } else if (day === firstDay) {
-        c.first_day_value = addMoney(c.first_day_value, d.amount);
+        c.first_day_value = plusMoney(c.first_day_value, amount);
       }
       if (!c.last_day || day > dayOfDate(c.last_day)) c.last_day = isoDay;
       const r = await revenueDay(isoDay);
       r.purchases = num(r.purchases) + 1;
-      r.revenue = addMoney(r.revenue, d.amount);
+      r.revenue = plusMoney(r.revenue, amount);
       break;
     }
     case 'PurchaseRefunded': {
       const d = event.data;
       const c = await customer(d.customerId);
-      if (String(c.currency ?? '').trim() !== d.currency) break;
       const order = await t.row(ORDER, `${d.customerId}|${d.orderId}`);
       if (!order) break;
-      order.refunded = addMoney(order.refunded, d.amount);
+      // Converted at the refund's own business time, like every amount.
+      const amount = await recordAmount(t, c, e, 'refund', String(order.order_key), String(order.day), d.currency, d.amount);
+      order.refunded = plusMoney(order.refunded, amount);
       // The refund lowers the value of the day the order was placed on (RFM), and counts as dated activity.
       const pd = await t.row(PURCHASE_DAY, `${d.customerId}|${String(order.day)}`);
-      if (pd) pd.value = subtractMoney(pd.value, d.amount);
-      if (String(order.day) === String(c.first_day)) c.first_day_value = subtractMoney(c.first_day_value, d.amount);
-      c.total_value = subtractMoney(c.total_value, d.amount);
+      if (pd) pd.value = minusMoney(pd.value, amount);
+      if (String(order.day) === String(c.first_day)) c.first_day_value = minusMoney(c.first_day_value, amount);
+      c.total_value = minusMoney(c.total_value, amount);
       c.refunds = num(c.refunds) + 1;
-      c.refund_value = addMoney(c.refund_value, d.amount);
+      c.refund_value = plusMoney(c.refund_value, amount);
       await activity(d.customerId, 'refund');
       const r = await revenueDay(isoDay);
-      r.refunds = addMoney(r.refunds, d.amount);
+      r.refunds = plusMoney(r.refunds, amount);
       break;
     }
     case 'FeedbackSubmitted': {
@@ -363,9 +377,58 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
 
 /** Every applied event moves the observation end (latest business time seen) and the event count. */
 async function recordObservation(t: Tables, at: string): Promise<void> {
-  const state = (await t.row(STATE, STATE_ID, () => ({ id: STATE_ID, observation_end: null, events: 0 })))!;
+  const state = (await t.row(STATE, STATE_ID, () => ({ id: STATE_ID, observation_end: null, events: 0, base_currency: t.baseCurrency })))!;
   state.observation_end = latestOf(state.observation_end, at);
   state.events = num(state.events) + 1;
+  state.base_currency = t.baseCurrency;
+}
+
+/**
+ * Keeps a purchase or refund amount with its base value and answers that value ('0.0000' while its
+ * rate is missing: the amount is then pending, counted on the customer until a rate converts it).
+ */
+async function recordAmount(t: Tables, c: Row, e: ProjectedEvent, kind: 'purchase' | 'refund', orderKey: string, valueDay: string, currency: string, amount: number): Promise<string> {
+  const at = e.metadata.occurredAt;
+  const base = await t.inBase(amount, currency, at);
+  t.set(AMOUNT).put({
+    amount_id: e.id, customer_id: c.customer_id, kind, order_key: orderKey, value_day: valueDay, occurred_at: new Date(at).toISOString(),
+    currency, amount: convertAmount(amount, '1'), base_value: base,
+  });
+  if (base === null) c.pending_amounts = num(c.pending_amounts) + 1;
+  return base ?? '0.0000';
+}
+
+/**
+ * A rate set or corrected: each amount it converted again moves the aggregates it counts in by the
+ * difference (purchase day, first day, net and refund value, order, revenue of its own day), and an
+ * amount that was pending no longer is. Rows are loaded per key set, a few queries per rate.
+ */
+async function applyReconverted(t: Tables, changes: readonly Reconverted[], touched: Set<string>): Promise<void> {
+  await t.preload(CUSTOMER, changes.map((a) => a.customerId));
+  await t.preload(PURCHASE_DAY, changes.map((a) => `${a.customerId}|${a.valueDay}`));
+  await t.preload(ORDER, changes.map((a) => a.orderKey));
+  await t.preload(REVENUE_DAY, changes.map((a) => dayToIsoDate(dayOf(a.occurredAt))));
+  for (const a of changes) {
+    const c = await t.row(CUSTOMER, a.customerId);
+    if (!c) continue;
+    touched.add(a.customerId);
+    if (a.wasPending) c.pending_amounts = num(c.pending_amounts) - 1;
+    const sign = a.kind === 'purchase' ? plusMoney : minusMoney;
+    c.total_value = sign(c.total_value, a.delta);
+    if (String(c.first_day) === a.valueDay) c.first_day_value = sign(c.first_day_value, a.delta);
+    const pd = await t.row(PURCHASE_DAY, `${a.customerId}|${a.valueDay}`);
+    if (pd) pd.value = sign(pd.value, a.delta);
+    const order = await t.row(ORDER, a.orderKey);
+    const revenue = await t.row(REVENUE_DAY, dayToIsoDate(dayOf(a.occurredAt)));
+    if (a.kind === 'purchase') {
+      if (order) order.value = plusMoney(order.value, a.delta);
+      if (revenue) revenue.revenue = plusMoney(revenue.revenue, a.delta);
+    } else {
+      c.refund_value = plusMoney(c.refund_value, a.delta);
+      if (order) order.refunded = plusMoney(order.refunded, a.delta);
+      if (revenue) revenue.refunds = plusMoney(revenue.refunds, a.delta);
+    }
+  }
 }
 
 /**
@@ -427,13 +490,16 @@ export interface AnalyticsProjectionOptions {
    * Defaults to the schema the projection writes to.
    */
   modelSchema?: string;
+  /** ISO 4217 base currency (CRM_BASE_CURRENCY) of every analytics money figure. Default EUR. */
+  baseCurrency?: string;
 }
 
 export function createAnalyticsProjection(options: AnalyticsProjectionOptions = {}): Projection {
   return {
     name: 'analytics',
-    // 2: merges fold the duplicate into the primary. 3: activities count as engagement.
-    version: 3,
+    // 2: merges fold the duplicate into the primary. 3: activities count as engagement. 4: money in the
+    // base currency, purchases in every currency counted.
+    version: 4,
     tables: AGGREGATE_TABLES,
     filter: { eventTypes: [...ANALYTICS_EVENT_TYPES] },
     async migrate(db: Kysely<any>, schema: string) {
@@ -445,19 +511,33 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
     },
     async apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]) {
       const modelSchema = options.modelSchema ?? schema;
-      let t = new Tables(trx, schema);
+      const baseCurrency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
+      const times = events.map((e) => new Date(e.metadata.occurredAt).getTime());
+      const span = [new Date(times.reduce((x, y) => Math.min(x, y))).toISOString(), new Date(times.reduce((x, y) => Math.max(x, y))).toISOString()] as const;
+      const tables = () => new Tables(trx, schema, baseCurrency, new RateBook(trx, schema, ...span));
+      let t = tables();
       await preload(t, events);
       const touched = new Set<string>();
       for (const [i, e] of events.entries()) {
-        if (e.event.type === 'CustomerMerged') {
-          // Set-based SQL over the flushed tables, then a fresh row cache for the rest of the batch.
+        if (e.event.type === 'CustomerMerged' || e.event.type === 'ExchangeRateSet') {
+          // Set-based SQL over the flushed tables, then a fresh row cache (and rates) for the rest of the batch.
           await t.flush();
-          await mergeCustomers(trx, schema, e.event.data.customerId, e.event.data.duplicateId, modelSchema);
-          touched.delete(e.event.data.duplicateId);
-          touched.add(e.event.data.customerId);
-          t = new Tables(trx, schema);
-          await preload(t, events.slice(i + 1));
-          await recordObservation(t, e.metadata.occurredAt);
+          let changes: Reconverted[] = [];
+          if (e.event.type === 'CustomerMerged') {
+            await mergeCustomers(trx, schema, e.event.data.customerId, e.event.data.duplicateId, modelSchema);
+            touched.delete(e.event.data.duplicateId);
+            touched.add(e.event.data.customerId);
+          } else if (e.event.data.baseCurrency === baseCurrency && e.event.data.currency !== baseCurrency) {
+            // Rates against another base are not ours; the base currency itself always converts at 1.
+            const d = e.event.data;
+            changes = await setRate(trx, schema, d.currency, d.validFrom, d.rate);
+          }
+          t = tables();
+          await applyReconverted(t, changes, touched);
+          // A run of rates (an import) preloads the rest of the batch once, after its last rate.
+          if (events[i + 1]?.event.type !== 'ExchangeRateSet') await preload(t, events.slice(i + 1));
+          // A rate is not customer behaviour: it leaves the observation end alone.
+          if (e.event.type === 'CustomerMerged') await recordObservation(t, e.metadata.occurredAt);
           continue;
         }
         await applyEvent(t, e, touched);

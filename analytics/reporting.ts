@@ -24,7 +24,11 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
         CASE WHEN c.csat_count > 0 THEN c.csat_sum::float / c.csat_count END AS mean_csat,
         s.model_version, s.observation_end AS scored_at, s.frequency, s.recency, s.t, s.monetary, s.clv,
         s.expected_purchases, s.p_alive, s.expected_spend, s.churn_score, s.r_score, s.f_score, s.m_score, s.segment, s.cluster,
-        c.activities, c.last_activity_day
+        c.activities, c.last_activity_day,
+        (SELECT st.base_currency FROM ${r('analytics_state')} st WHERE st.id = 'observation') AS base_currency,
+        c.pending_amounts,
+        ARRAY(SELECT DISTINCT rtrim(a.currency) || ' ' || to_char(a.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') FROM ${r('analytics_amount')} a
+          WHERE a.customer_id = c.customer_id AND a.base_value IS NULL ORDER BY 1) AS missing_rates
       FROM ${r('analytics_customer')} c LEFT JOIN ${r('analytics_scores')} s USING (customer_id)`,
     `CREATE OR REPLACE VIEW ${v('analytics_revenue_monthly')} AS
       SELECT to_char(day, 'YYYY-MM') AS month, sum(purchases)::int AS purchases, sum(revenue) AS revenue,
@@ -60,8 +64,9 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
       SELECT method, month, kind, revenue FROM ${r('analytics_forecast')} WHERE model_version = ${latest}`,
   ];
   const descriptions: Record<string, string> = {
-    analytics_customers: 'One row per customer: running aggregates and the latest scores (CLV, expected purchases, P(alive), churn, RFM, segment, cluster). Definitions: analytics/ANALYTICS.md',
-    analytics_revenue_monthly: 'Purchases, revenue, refunds and net revenue per month (business time, UTC)',
+    analytics_customers:
+      'One row per customer: running aggregates and the latest scores (CLV, expected purchases, P(alive), churn, RFM, segment, cluster). Money (net_value, refund_value, monetary, clv) is in base_currency; currency is the first purchase currency; amounts still without a rate count 0 and are named in missing_rates. Definitions: analytics/ANALYTICS.md',
+    analytics_revenue_monthly: 'Purchases, revenue, refunds and net revenue per month (business time, UTC), in the base currency (amounts without a rate count 0)',
     analytics_satisfaction: 'CSAT (share of 4-5 on 1-5) and NPS (promoters 9-10 minus detractors 0-6, points) per month and feedback channel',
     analytics_segments: 'Customers, CLV (BG/NBD and discounted-retention) and churn per RFM segment (latest scores)',
     analytics_clv_retention:

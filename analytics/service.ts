@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Row } from '../projections/read-models/rows.ts';
-import { aggregatesAsOf, customersBuyingBetween, monthlyBaseRevenueUpTo, monthlyRevenueUpTo, purchaseDaysUpTo } from './as-of.ts';
+import { aggregatesAsOf, customersBuyingBetween, customersWithMissingRates, monthlyBaseRevenueUpTo, monthlyRevenueUpTo, purchaseDaysUpTo } from './as-of.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import { unlessRebuilding } from '../projections/queries/exchange-rates.ts';
 import { loadLatestModel, loadModelRecord, saveModel, type ModelRecord } from './model-store.ts';
@@ -140,7 +140,10 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
 
     const bgnbd = fitBgNbd(rfm);
     lap('bgnbdMs');
-    const spend = rfm.filter(usableForSpend);
+    // Spend is fitted only on customers whose every amount has its rate: a pending amount (valued 0) would understate it.
+    const pending = await unlessRebuilding(() => customersWithMissingRates(db, schema, asOfDay), () => new Set<string>());
+    const spend = rfm.filter((r, i) => usableForSpend(r) && !pending.has(buyers[i]!.customerId));
+    const leftOutMissingRates = buyers.filter((b) => pending.has(b.customerId)).length;
     if (spend.length < 3) throw new InsufficientData('Fewer than 3 customers with repeat purchases of positive value: Gamma-Gamma cannot be fitted.');
     const gammaGamma = fitGammaGamma(spend);
     lap('gammaGammaMs');
@@ -185,7 +188,11 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       customers: buyers.length,
       fits: {
         bgnbd: { logLikelihood: bgnbd.logLikelihood, standardErrors: bgnbd.standardErrors, customers: bgnbd.customers, converged: bgnbd.converged },
-        gammaGamma: { logLikelihood: gammaGamma.logLikelihood, standardErrors: gammaGamma.standardErrors, customers: gammaGamma.customers, converged: gammaGamma.converged },
+        gammaGamma: {
+          logLikelihood: gammaGamma.logLikelihood, standardErrors: gammaGamma.standardErrors, customers: gammaGamma.customers, converged: gammaGamma.converged,
+          // Customers left out because an amount of theirs still waits for a rate (named by GET /analytics/customers/:id).
+          leftOutMissingRates, baseCurrency: options.baseCurrency ?? DEFAULT_BASE_CURRENCY,
+        },
       },
       churn: {
         ...training.metrics,
@@ -245,6 +252,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       modelVersion: model?.version ?? null,
       observationEnd: end ? dayToIsoDate(end) : null,
       ...figuresOf(model, aggregate, end),
+      ...(await moneyOf(customerId)),
       cohort: (row.cohort as string | null) ?? null,
       refunds: aggregate.refunds,
       complaints: aggregate.complaints,
@@ -265,8 +273,36 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     if (version !== undefined && !model) return null;
     const day = dayOf(`${asOf}T00:00:00Z`);
     const aggregate = (await aggregatesAsOf(db, schema, day, customerId)).get(customerId);
-    return { customerId, asOf, modelVersion: model?.version ?? null, ...figuresOf(model, aggregate, day) };
+    return { customerId, asOf, modelVersion: model?.version ?? null, ...figuresOf(model, aggregate, day), ...(await moneyOf(customerId, day)) };
   }
+
+  /**
+   * The currency of the customers' money figures (the base currency; null while the previous
+   * version's tables serve during a rebuild) and, per customer, the amounts still waiting for a rate
+   * ('JPY 2026-03'), counted as purchases but valued 0 until the rate is set (up to the end of `day`
+   * when given). Index-backed: only pending amounts are read.
+   */
+  async function moneyIn(customerIds: readonly string[], day?: number): Promise<{ baseCurrency: string | null; missingRates: (customerId: string) => string[] }> {
+    const baseCurrency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
+    const upTo = day === undefined ? sql`true` : sql`occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`;
+    const label = sql`rtrim(currency) || ' ' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM')`;
+    const missing = await unlessRebuilding(
+      async () => {
+        if (customerIds.length === 0) return new Map<string, string[]>();
+        const { rows } = await sql<{ id: string; missing: string[] }>`SELECT customer_id::text AS id, array_agg(DISTINCT ${label} ORDER BY ${label}) AS missing
+          FROM ${t('analytics_amount')} WHERE base_value IS NULL AND customer_id = ANY(CAST(${[...customerIds]} AS uuid[])) AND ${upTo} GROUP BY 1`.execute(db);
+        return new Map(rows.map((r) => [r.id, r.missing.map(String)]));
+      },
+      // The previous version's tables serve while the analytics rebuild: their values are not in the base currency.
+      () => null,
+    );
+    return { baseCurrency: missing ? baseCurrency : null, missingRates: (id) => missing?.get(id) ?? [] };
+  }
+
+  const moneyOf = async (customerId: string, day?: number) => {
+    const money = await moneyIn([customerId], day);
+    return { baseCurrency: money.baseCurrency, missingRates: money.missingRates(customerId) };
+  };
 
   const scoreItem = (r: Row) => ({
     customerId: String(r.customer_id),
@@ -317,8 +353,10 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const summary = await sql<Row>`SELECT count(*)::int AS customers, coalesce(sum(s.clv), 0)::float AS total_clv, avg(s.clv)::float AS mean_clv,
       avg(s.churn_score)::float AS mean_churn_score, avg(s.p_alive)::float AS mean_p_alive FROM ${from} WHERE ${condition}`.execute(db);
     const sRow = summary.rows[0]!;
+    const money = await moneyIn(rows.map((r) => String(r.customer_id)));
     return {
-      items: rows.map(scoreItem),
+      baseCurrency: money.baseCurrency,
+      items: rows.map((r) => ({ ...scoreItem(r), missingRates: money.missingRates(String(r.customer_id)) })),
       total: Number(sRow.customers),
       limit,
       offset,

@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { MONEY_TYPE } from '../shared/money.ts';
 import { ensureSchema } from '../shared/sql.ts';
 import type { TableSpec } from '../projections/read-models/rows.ts';
+import { RATE_TYPE } from '../projections/read-models/exchange-rates.ts';
 
 /**
  * Analytics read-model tables (in the read schema). The aggregate tables are the projection's own
@@ -10,7 +11,11 @@ import type { TableSpec } from '../projections/read-models/rows.ts';
  * aggregates but are not part of the projection's swap/verify set (see projection.ts).
  */
 
-/** Per-customer aggregates, each updated in O(1) per event. Money is net, in the customer's first purchase currency. */
+/**
+ * Per-customer aggregates, each updated in O(1) per event. Money is net, in the base currency (every
+ * purchase and refund converted at the rate valid at its business time); `currency` is the currency of
+ * the first purchase; `pending_amounts` counts amounts still waiting for a rate (valued 0 until then).
+ */
 export const CUSTOMER: TableSpec = {
   table: 'analytics_customer',
   key: 'customer_id',
@@ -19,7 +24,7 @@ export const CUSTOMER: TableSpec = {
     'first_day_value', 'refunds', 'refund_value', 'complaints', 'complaints_open', 'complaints_resolved', 'resolution_seconds',
     'feedback_count', 'csat_count', 'csat_sum', 'nps_count', 'nps_sum', 'responses_sent', 'responses_opened', 'responses_clicked',
     'responses_converted', 'responses_unsubscribed', 'deals_open', 'deals_won', 'deals_lost', 'last_event_at', 'activities',
-    'last_activity_day',
+    'last_activity_day', 'pending_amounts',
   ],
   dateColumns: ['first_day', 'last_day', 'last_activity_day'],
 };
@@ -82,10 +87,36 @@ export const SATISFACTION: TableSpec = {
 export const STATE: TableSpec = {
   table: 'analytics_state',
   key: 'id',
-  columns: ['id', 'observation_end', 'events'],
+  columns: ['id', 'observation_end', 'events', 'base_currency'],
 };
 
-export const AGGREGATE_TABLES = [CUSTOMER, PURCHASE_DAY, ORDER, ACTIVITY, FEEDBACK, DEAL, REVENUE_DAY, SATISFACTION, STATE].map((t) => t.table);
+/**
+ * Rates to the base currency as the log has set them so far, folded from `ExchangeRateSet` by this
+ * projection itself (not read from `exchange_rates`), so that its rows do not depend on how far
+ * another projection has got: a replay gives the same rows. A correction replaces the rate.
+ */
+export const RATE: TableSpec = {
+  table: 'analytics_rate',
+  key: 'rate_id',
+  keyType: 'text',
+  columns: ['rate_id', 'currency', 'valid_from', 'rate'],
+};
+
+/**
+ * Every purchase and refund amount (keyed by its event id) with its value in the base currency,
+ * NULL while no rate is set for its currency at its business time. A rate set or corrected later
+ * converts the amounts it governs again (analytics/rates.ts), through the (currency, occurred_at) index.
+ * `value_day` is the purchase day the amount counts on (for a refund, its order's day).
+ */
+export const AMOUNT: TableSpec = {
+  table: 'analytics_amount',
+  key: 'amount_id',
+  keyType: 'text',
+  columns: ['amount_id', 'customer_id', 'kind', 'order_key', 'value_day', 'occurred_at', 'currency', 'amount', 'base_value'],
+  dateColumns: ['value_day'],
+};
+
+export const AGGREGATE_TABLES = [CUSTOMER, PURCHASE_DAY, ORDER, ACTIVITY, FEEDBACK, DEAL, REVENUE_DAY, SATISFACTION, STATE, RATE, AMOUNT].map((t) => t.table);
 
 export const SCORES: TableSpec = {
   table: 'analytics_scores',
@@ -99,6 +130,10 @@ export const SCORES: TableSpec = {
 export async function migrateAggregates(db: Kysely<any>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   const money = sql.raw(MONEY_TYPE);
+  // Values in the base currency: an accepted amount (up to 9e11) times an accepted rate (up to 1e10),
+  // summed over many purchases, can pass numeric(28,4)'s 24 whole digits. Unbounded numeric keeps
+  // them exact (4 decimals, rounded by the projection) so no accepted event can jam the projection.
+  const base = sql.raw('numeric');
   const t = (name: string) => sql.id(schema, name);
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_customer')} (
     customer_id uuid PRIMARY KEY,
@@ -109,10 +144,10 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
     last_day date,
     purchase_days integer NOT NULL DEFAULT 0,
     orders integer NOT NULL DEFAULT 0,
-    total_value ${money} NOT NULL DEFAULT 0,
-    first_day_value ${money} NOT NULL DEFAULT 0,
+    total_value ${base} NOT NULL DEFAULT 0.0000,
+    first_day_value ${base} NOT NULL DEFAULT 0.0000,
     refunds integer NOT NULL DEFAULT 0,
-    refund_value ${money} NOT NULL DEFAULT 0,
+    refund_value ${base} NOT NULL DEFAULT 0.0000,
     complaints integer NOT NULL DEFAULT 0,
     complaints_open integer NOT NULL DEFAULT 0,
     complaints_resolved integer NOT NULL DEFAULT 0,
@@ -138,13 +173,15 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
   // (the version bump then rebuilds them from the events).
   await sql`ALTER TABLE ${t('analytics_customer')} ADD COLUMN IF NOT EXISTS activities integer NOT NULL DEFAULT 0`.execute(db);
   await sql`ALTER TABLE ${t('analytics_customer')} ADD COLUMN IF NOT EXISTS last_activity_day date`.execute(db);
+  // Base-currency values came with version 4: amounts waiting for a rate, and the base currency itself.
+  await sql`ALTER TABLE ${t('analytics_customer')} ADD COLUMN IF NOT EXISTS pending_amounts integer NOT NULL DEFAULT 0`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS analytics_customer_cohort_idx ON ${t('analytics_customer')} (cohort)`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_purchase_day')} (
     purchase_day_id text PRIMARY KEY,
     customer_id uuid NOT NULL,
     day date NOT NULL,
     orders integer NOT NULL,
-    value ${money} NOT NULL
+    value ${base} NOT NULL
   )`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS analytics_purchase_day_customer_idx ON ${t('analytics_purchase_day')} (customer_id, day)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS analytics_purchase_day_day_idx ON ${t('analytics_purchase_day')} (day)`.execute(db);
@@ -152,8 +189,8 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
     order_key text PRIMARY KEY,
     customer_id uuid NOT NULL,
     day date NOT NULL,
-    value ${money} NOT NULL,
-    refunded ${money} NOT NULL DEFAULT 0
+    value ${base} NOT NULL,
+    refunded ${base} NOT NULL DEFAULT 0
   )`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_activity')} (
     activity_id text PRIMARY KEY,
@@ -188,8 +225,8 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_revenue_day')} (
     day date PRIMARY KEY,
     purchases integer NOT NULL,
-    revenue ${money} NOT NULL,
-    refunds ${money} NOT NULL
+    revenue ${base} NOT NULL,
+    refunds ${base} NOT NULL
   )`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_satisfaction')} (
     satisfaction_id text PRIMARY KEY,
@@ -204,8 +241,32 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_state')} (
     id text PRIMARY KEY,
     observation_end timestamptz,
-    events bigint NOT NULL
+    events bigint NOT NULL,
+    base_currency char(3)
   )`.execute(db);
+  await sql`ALTER TABLE ${t('analytics_state')} ADD COLUMN IF NOT EXISTS base_currency char(3)`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_rate')} (
+    rate_id text PRIMARY KEY,
+    currency char(3) NOT NULL,
+    valid_from timestamptz NOT NULL,
+    rate ${sql.raw(RATE_TYPE)} NOT NULL
+  )`.execute(db);
+  await sql`CREATE UNIQUE INDEX IF NOT EXISTS analytics_rate_lookup_idx ON ${t('analytics_rate')} (currency, valid_from)`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_amount')} (
+    amount_id text PRIMARY KEY,
+    customer_id uuid NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('purchase', 'refund')),
+    order_key text NOT NULL,
+    value_day date NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    currency char(3) NOT NULL,
+    amount ${money} NOT NULL,
+    base_value ${base}
+  )`.execute(db);
+  // A rate converts again the amounts of its currency from its valid_from to the next rate's.
+  await sql`CREATE INDEX IF NOT EXISTS analytics_amount_currency_idx ON ${t('analytics_amount')} (currency, occurred_at)`.execute(db);
+  // A customer's missing rates: their amounts still without a base value.
+  await sql`CREATE INDEX IF NOT EXISTS analytics_amount_pending_idx ON ${t('analytics_amount')} (customer_id) WHERE base_value IS NULL`.execute(db);
 }
 
 export async function migrateModels(db: Kysely<any>, schema: string): Promise<void> {

@@ -296,10 +296,10 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const commands = createCrmCommands({ store, personalData, emailIndex });
     if (!options.holdSetUpLock) await setUpDone();
     // Live only: forgetting reaches the registered copies (`crm replay`) through `forget_in_copies`.
-    const projections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.schemas.read }), forgetInCopiesProjection];
+    const projections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.schemas.read, baseCurrency: config.baseCurrency }), forgetInCopiesProjection];
     // Replays into other schemas (verify, `crm replay`) must leave the live tables alone: without
     // `modelSchema` the analytics projection keeps its model and score tables in the target schema.
-    const isolatedProjections: Projection[] = [...readModelProjections(), createAnalyticsProjection()];
+    const isolatedProjections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ baseCurrency: config.baseCurrency })];
     const longWork = openLongWorkDatabase(config, database);
     if (longWork !== database) closers.push(() => longWork.close());
     const audit = createAuditServices(

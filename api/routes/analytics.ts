@@ -144,7 +144,9 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
         tags,
         summary: "A customer's CLV, expected purchases, P(alive), churn score, segment and RFM, at the latest business time seen or at the end of `asOf`",
         description:
-          'With `asOf=YYYY-MM-DD`: the figures at the end of that day, from events with business time up to it, scored with the latest model or `model=<version>`.',
+          'With `asOf=YYYY-MM-DD`: the figures at the end of that day, from events with business time up to it, scored with the latest model or `model=<version>`. ' +
+          'Money (netValue, rfm.monetary, clv, expectedSpend) is in `baseCurrency` (CRM_BASE_CURRENCY): every purchase and refund, whatever its currency, at the rate valid at its business time; ' +
+          '`missingRates` names amounts still without a rate (counted as purchases, valued 0 until the rate is set).',
         params: IdParams,
         querystring: z.strictObject({
           asOf: IsoDate.optional().describe('Day (YYYY-MM-DD): the scores at its end'),

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
-import { createAnalyticsProjection, aggregateFromRow } from '../../analytics/projection.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { aggregateFromRow } from '../../analytics/projection.ts';
 import { saveModel } from '../../analytics/model-store.ts';
 import { churnFeaturesOf, scoreCustomer, type ModelParams } from '../../analytics/scoring.ts';
 import { aggregatesAsOf } from '../../analytics/as-of.ts';
@@ -10,28 +9,14 @@ import { rfmOf, summarisePurchases } from '../../analytics/models/rfm.ts';
 import { dayOf } from '../../analytics/models/time.ts';
 import { CHURN_FEATURES } from '../../analytics/models/churn.ts';
 import { createAnalyticsReportingViews } from '../../analytics/reporting.ts';
-import type { ProjectedEvent } from '../../projections/projection.ts';
-import { testSchemas } from '../support/postgres.ts';
-import { projected, purchase, refund, registered } from './support.ts';
+import { analyticsTestDatabase, projected, purchase, refund, registered } from './support.ts';
 
-const schemas = testSchemas('analytics_projection');
-let database: SqlDatabase;
+const harness = analyticsTestDatabase('analytics_projection');
+const { schemas, run } = harness;
 let db: Kysely<any>;
-
-beforeAll(async () => {
-  database = connectPostgres(schemas.url, { max: 3 });
-  db = database.db;
+beforeAll(() => {
+  db = harness.db;
 });
-afterAll(async () => {
-  await database?.close();
-  await schemas.dropSchemas();
-});
-
-async function run(schema: string, batches: ProjectedEvent[][]) {
-  const projection = createAnalyticsProjection();
-  await projection.migrate(db, schema);
-  for (const batch of batches) await db.transaction().execute((trx) => projection.apply({ trx, schema }, batch));
-}
 
 const rowsOf = async (schema: string, table: string, order: string) =>
   (await sql.raw<Record<string, any>>(`SELECT * FROM "${schema}"."${table}" ORDER BY ${order}`).execute(db)).rows;

@@ -1,6 +1,37 @@
 import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import { afterAll, beforeAll } from 'vitest';
+import { createAnalyticsProjection, type AnalyticsProjectionOptions } from '../../analytics/projection.ts';
 import type { CrmEvent } from '../../domain/catalogue.ts';
+import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import type { ProjectedEvent } from '../../projections/projection.ts';
+import { testSchemas } from '../support/postgres.ts';
+
+/**
+ * One test file's PostgreSQL: its own schemas (dropped after the file), `db` once connected, and
+ * `run`, which migrates a schema and applies the analytics projection to it batch by batch.
+ */
+export function analyticsTestDatabase(label: string, options: AnalyticsProjectionOptions = {}) {
+  let database: SqlDatabase | undefined;
+  const harness = {
+    schemas: testSchemas(label),
+    db: undefined as unknown as Kysely<any>,
+    async run(schema: string, batches: ProjectedEvent[][]) {
+      const projection = createAnalyticsProjection(options);
+      await projection.migrate(harness.db, schema);
+      for (const batch of batches) await harness.db.transaction().execute((trx) => projection.apply({ trx, schema }, batch));
+    },
+  };
+  beforeAll(() => {
+    database = connectPostgres(harness.schemas.url, { max: 3 });
+    harness.db = database.db;
+  });
+  afterAll(async () => {
+    await database?.close();
+    await harness.schemas.dropSchemas();
+  });
+  return harness;
+}
 
 let position = 0n;
 

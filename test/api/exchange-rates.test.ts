@@ -5,6 +5,7 @@ import { sql } from 'kysely';
 import type { AuditDeps } from '../../audit/deps.ts';
 import { verifyReadModels } from '../../audit/verify.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
+import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import { recordBaseCurrency } from '../../projections/read-models/exchange-rates.ts';
 import { createReportingViews } from '../../projections/reporting.ts';
 import { expectProblem, json, projectionsSettled, startApi, type ApiHarness } from './support.ts';
@@ -256,7 +257,36 @@ describe('the revenue forecast in the base currency', () => {
   });
 });
 
+describe('customer analytics in the base currency', () => {
+  it('count a purchase without a rate, name the rate, and value it once the rate is set', async () => {
+    const c = await send('sales', '/customers', { name: 'Analytics Fx', email: `afx-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    await send('sales', `/customers/${c.id}/purchases`, { orderId: 'E-1', amount: 20, currency: 'EUR', occurredAt: '2026-05-02T00:00:00Z' });
+    let last = await send('sales', `/customers/${c.id}/purchases`, { orderId: 'S-1', amount: 1000, currency: 'SEK', occurredAt: '2026-05-10T00:00:00Z' });
+    let figures = await get(`/analytics/customers/${c.id}`, last.position);
+    // Two purchase days: one repeat purchase, whatever its currency; the SEK one is valued 0 until its rate is set.
+    expect(figures).toMatchObject({ baseCurrency: 'EUR', missingRates: ['SEK 2026-05'], netValue: 20, firstPurchaseDay: '2026-05-02', lastPurchaseDay: '2026-05-10' });
+    expect(figures.rfm.frequency).toBe(1);
+
+    last = await setRate('SEK', '0.0875', '2026-05-01T00:00:00Z'); // 1000 x 0.0875 = 87.5
+    figures = await get(`/analytics/customers/${c.id}`, last.position);
+    expect(figures).toMatchObject({ baseCurrency: 'EUR', missingRates: [], netValue: 107.5 });
+    const asOf = await get(`/analytics/customers/${c.id}?asOf=2026-05-05`, last.position);
+    expect(asOf).toMatchObject({ baseCurrency: 'EUR', missingRates: [], netValue: 20 });
+  });
+});
+
 describe('rebuild invariance', () => {
+  it('replaying every event gives the same analytics rows: amounts converted, healed and corrected as the rates arrived', async () => {
+    await projectionsSettled(h);
+    const result = await verifyReadModels(h.deps as unknown as AuditDeps, { projections: [createAnalyticsProjection()] });
+    const tables = new Map(result.tables.map((t) => [t.table, t]));
+    for (const table of ['analytics_amount', 'analytics_rate', 'analytics_customer', 'analytics_purchase_day', 'analytics_revenue_day']) {
+      expect(tables.get(table), table).toMatchObject({ equal: true });
+      expect(tables.get(table)!.liveRows, table).toBeGreaterThan(0);
+    }
+    expect(result.differences).toBe(0);
+  });
+
   it('replaying every event gives the same rows: rates, corrections, revenue and campaign lines, deals', async () => {
     await projectionsSettled(h);
     const deps: AuditDeps = { store: h.store, database: h.database, personalData: h.crm.personalData, schemas: h.schemas };
