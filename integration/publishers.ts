@@ -6,7 +6,7 @@ import type { LeaseGuard } from '../projections/leases.ts';
 import { lagBehind } from '../projections/status.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { createIntegrationFeed, type IntegrationFeed } from './feed.ts';
-import { NatsPublisher } from './nats-publisher.ts';
+import type { NatsPublisher } from './nats-publisher.ts';
 import { integrationTables, NATS_PUBLISHER, type IntegrationTables, type PublisherRow } from './tables.ts';
 import { DEFAULT_DELIVERY_POLICY, unfenced, WebhookLoop, type DeliveryPolicy, type Fenced } from './webhook-loop.ts';
 
@@ -115,7 +115,10 @@ export class IntegrationPublishers {
     }
     const { nats } = this.options;
     if (nats && held && !this.nats) {
-      this.nats = new NatsPublisher({ ...nats, tables: this.tables, feed: this.feed, fenced: this.fenced, log: this.options.log });
+      // The NATS client is loaded only where publishing to NATS is configured (it costs memory to load).
+      const { NatsPublisher: Publisher } = await import('./nats-publisher.ts');
+      if (this.stopped || this.nats) return;
+      this.nats = new Publisher({ ...nats, tables: this.tables, feed: this.feed, fenced: this.fenced, log: this.options.log });
       this.nats.start();
     } else if (this.nats && !held) {
       const publisher = this.nats;

@@ -32,7 +32,6 @@ import { createIntegration, type Integration } from '../integration/index.ts';
 import { createBatchCommands, type BatchCommands } from '../commands/batch.ts';
 import { createImportJobs } from '../commands/import/jobs.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
-import { connectRedis } from './redis.ts';
 
 /** Largest `POST /imports` body (spooled to a temporary file, never held in memory). */
 const IMPORT_MAX_BYTES = 1024 ** 3;
@@ -428,7 +427,10 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         else await waitForCheckpoints(database.db, config.schemas.read, head, { timeoutMs: 300_000, names: ['analytics'], pollMs: 200 });
       },
     });
-    const redis = config.rateLimit.redisUrl ? connectRedis(config.rateLimit.redisUrl, (message) => console.error(message)) : undefined;
+    // The Redis client is loaded only where shared rate limits are configured.
+    const redis = config.rateLimit.redisUrl
+      ? (await import('./redis.ts')).connectRedis(config.rateLimit.redisUrl, (message) => console.error(message))
+      : undefined;
     if (redis) closers.push(() => redis.quit().then(() => undefined));
     // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
     const importMaxBytes = overrides.importMaxBytes ?? IMPORT_MAX_BYTES;

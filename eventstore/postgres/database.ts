@@ -1,6 +1,5 @@
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
-import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import { createBackoff } from '../backoff.ts';
 import { EventStoreUnavailable, OutcomeUnknown } from '../errors.ts';
@@ -294,9 +293,12 @@ export function connectPostgres(url: string, options: { max?: number; timeouts?:
 
 /** The embedded PostgreSQL: in memory when `dataDir` is undefined, else persisted in that folder. */
 export async function openPglite(dataDir?: string): Promise<SqlDatabase> {
+  // Loaded here, not at the top: the embedded engine costs about 55 MB of memory to load, which a
+  // process on a PostgreSQL server (API, projection worker, bulk import) never needs.
+  const [{ PGlite: Engine }, { PGliteDialect }] = await Promise.all([import('@electric-sql/pglite'), import('kysely-pglite-dialect')]);
   let pglite: PGlite;
   try {
-    pglite = await PGlite.create(dataDir);
+    pglite = await Engine.create(dataDir);
   } catch (error) {
     throw new EventStoreUnavailable(
       `Cannot open the embedded PostgreSQL (PGlite)${dataDir ? ` in ${dataDir}` : ''}: ${(error as Error).message}. ` +
