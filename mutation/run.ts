@@ -5,7 +5,25 @@ import { MUTATION_MODULES } from './modules.ts';
 /**
  * `npm run mutation -- <module> [<module> ...]` (no module: all of them, one after another).
  * Reports: reports/mutation/<module>.html and .json (kept out of git).
+ * Options: `--concurrency=N` overrides the module's number of parallel test runners (1 on a shared
+ * machine); `--incremental` reuses the results of the module's previous run
+ * (reports/mutation/<module>.incremental.json) for mutants whose code and covering tests did not change;
+ * `--timeout-ms=N` is the grace added to a mutant's expected test time before it counts as timed out.
  */
+const options = process.argv.slice(2).filter((arg) => arg.startsWith('-'));
+const concurrencyOption = options.find((arg) => arg.startsWith('--concurrency='));
+const concurrency = concurrencyOption === undefined ? undefined : Number(concurrencyOption.split('=')[1]);
+if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency >= 1)) {
+  console.error(`--concurrency needs a whole number of at least 1, got ${concurrencyOption}`);
+  process.exit(2);
+}
+const incremental = options.includes('--incremental');
+const timeoutOption = options.find((arg) => arg.startsWith('--timeout-ms='));
+const timeoutMS = timeoutOption === undefined ? 60_000 : Number(timeoutOption.split('=')[1]);
+if (!(Number.isInteger(timeoutMS) && timeoutMS >= 1_000)) {
+  console.error(`--timeout-ms needs a whole number of milliseconds, at least 1000, got ${timeoutOption}`);
+  process.exit(2);
+}
 const requested = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));
 const unknown = requested.filter((name) => !(name in MUTATION_MODULES));
 if (unknown.length > 0) {
@@ -25,8 +43,12 @@ for (const name of names) {
     // in a fresh process, most of the run's time. They are left out of the score and listed in the report.
     ignoreStatic: true,
     mutate: module.mutate,
-    concurrency: module.concurrency,
-    timeoutMS: 60_000,
+    concurrency: concurrency ?? module.concurrency,
+    incremental,
+    incrementalFile: `reports/mutation/${name}.incremental.json`,
+    // Added to the covering tests' own time before a mutant counts as timed out (an endless loop):
+    // every such mutant costs this much, so a smaller value shortens runs with many of them.
+    timeoutMS,
     reporters: ['clear-text', 'progress', 'html', 'json'],
     htmlReporter: { fileName: `reports/mutation/${name}.html` },
     jsonReporter: { fileName: `reports/mutation/${name}.json` },
