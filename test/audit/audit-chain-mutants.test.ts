@@ -4,7 +4,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sealChain, startChainSealer, verifyChains, verifyGlobalChain } from '../../audit/chain.ts';
 import { verifyStreamChains } from '../../eventstore/postgres/chain.ts';
-import { customerRegistered, openAuditHarness, rechainStream, sleep, type AuditHarness } from './support.ts';
+import { customerRegistered, openAuditHarness, rechainStream, sealAll, sleep, type AuditHarness } from './support.ts';
 
 /**
  * The stream and global chains at the places test/audit/chain.test.ts does not reach: every reason a
@@ -15,17 +15,6 @@ const open: AuditHarness[] = [];
 afterEach(async () => {
   while (open.length > 0) await open.pop()!.close();
 });
-
-/** Seals until nothing final is left (sealing stops below the oldest transaction open in the cluster). */
-const sealAll = async (h: AuditHarness): Promise<number> => {
-  let total = 0;
-  for (let attempt = 0; attempt < 600; attempt++) {
-    total += await sealChain(h.database, h.schemas.events);
-    if ((await verifyGlobalChain(h.database, h.schemas.events)).unsealed === 0) return total;
-    await sleep(50);
-  }
-  return total;
-};
 
 /** Waits until `check` holds, polling; fails after `timeoutMs`. */
 const until = async (check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> => {
