@@ -106,6 +106,14 @@ describe('stream chains: heads and order', () => {
     expect((await verifyStreamChains(g.h.database, { schema: g.h.schemas.events })).firstBroken).toMatchObject({ stream: ghost, reason: 'stream has a head but no events' });
   });
 
+  it('a broken head is found on the stream walked last as on the one walked first', async () => {
+    const f = await fixture(false);
+    const [, last] = firstAndSecond(f);
+    await sql`UPDATE ${f.streams} SET last_hash = sha256('x'::bytea) WHERE stream = ${last}`.execute(f.h.database.db);
+    const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
+    expect(result).toEqual({ ok: false, checked: 6, firstBroken: { stream: last, revision: 2, position: await positionOf(f, last, 2), reason: 'stream head hash differs from the last event' } });
+  });
+
   it('a revision below the expected one is named as unexpected, at its position', async () => {
     const f = await fixture(false);
     const [first] = firstAndSecond(f);
@@ -180,8 +188,9 @@ describe('global chain: seals, paging and the sealer', () => {
       const progress: number[] = [];
       const result = await verifyGlobalChain(f.h.database, f.h.schemas.events, { pageSize, onProgress: (n) => progress.push(n) });
       expect(result, `page size ${pageSize}`).toEqual({ ok: true, checked: 6, sealedThrough: positions[5], unsealed: 0 });
-      expect(progress.at(-1)).toBe(6);
-      expect(progress).toEqual([...progress].sort((a, b) => a - b));
+      // One report per page of seals.
+      const pages = Array.from({ length: Math.ceil(6 / pageSize) }, (_, i) => Math.min(6, (i + 1) * pageSize));
+      expect(progress, `page size ${pageSize}`).toEqual(pages);
     }
     await sql`UPDATE ${f.seals} SET global_hash = sha256('x'::bytea) WHERE position = ${positions[4]!.toString()}::bigint`.execute(f.h.database.db);
     for (const pageSize of [1, 2, 5]) {
@@ -199,6 +208,15 @@ describe('global chain: seals, paging and the sealer', () => {
     expect(result.firstBroken).toEqual({ chain: 'global', stream: f.bob, revision: 1, position, reason: `sealed as ${f.bob} revision 7: event moved` });
     await sql`UPDATE ${f.seals} SET revision = 1, stream = ${f.ada} WHERE position = ${position.toString()}::bigint`.execute(f.h.database.db);
     expect((await verifyChains(f.h.database, f.h.schemas.events)).firstBroken).toMatchObject({ chain: 'global', stream: f.bob, reason: `sealed as ${f.ada} revision 1: event moved` });
+  });
+
+  it('reports progress of both phases when verifying both chains', async () => {
+    const f = await fixture();
+    const progress: { phase: string; checked: number }[] = [];
+    expect((await verifyChains(f.h.database, f.h.schemas.events, { onProgress: (p) => progress.push(p) })).ok).toBe(true);
+    expect(progress.filter((p) => p.phase === 'streams').at(-1)).toEqual({ phase: 'streams', checked: 6 });
+    expect(progress.filter((p) => p.phase === 'global').at(-1)).toEqual({ phase: 'global', checked: 6 });
+    expect(progress.map((p) => p.phase)).toEqual([...progress.filter((p) => p.phase === 'streams'), ...progress.filter((p) => p.phase === 'global')].map((p) => p.phase));
   });
 
   it('an event hash changed in the seal only is reported as rewritten', async () => {
@@ -267,6 +285,14 @@ describe('global chain: seals, paging and the sealer', () => {
     } finally {
       await sealer.stop();
     }
+    // Stopped: a new event stays unsealed (ten intervals later, a running sealer would have sealed it).
+    await f.h.record(f.ada, 'CustomerTagged', { customerId: f.ada.slice('customer-'.length), tag: 'late' });
+    await sleep(200);
+    expect((await verifyGlobalChain(f.h.database, f.h.schemas.events)).unsealed).toBe(1);
+    // Without onError, a failing seal still resolves (with 0) instead of throwing.
+    const silent = startChainSealer(f.h.database, `no_such_schema_${randomUUID().slice(0, 8)}`, { intervalMs: 60_000 });
+    expect(await silent.sealNow()).toBe(0);
+    await silent.stop();
     const errors: unknown[] = [];
     const broken = startChainSealer(f.h.database, `no_such_schema_${randomUUID().slice(0, 8)}`, { intervalMs: 60_000, onError: (e) => errors.push(e) });
     expect(await broken.sealNow()).toBe(0);
