@@ -37,6 +37,8 @@ describe('name-based ids', () => {
     expect(commandHash({ type: 'TagCustomer', customerId: 'c', tag: 'vip', nested: { b: 1, a: [2, 1] } })).not.toBe(base);
     expect(commandHash({ type: 'TagCustomer', customerId: 'c', tag: 'vip', nested: { b: 2, a: [1, 2] } })).not.toBe(base);
     expect(commandHash({ type: 'TagCustomer', customerId: 'c', tag: 'vip', nested: { b: 1, a: [1, 2] }, extra: null })).not.toBe(base);
+    // An array and an object with the same entries are different requests.
+    expect(commandHash({ tags: ['a', 'b'] })).not.toBe(commandHash({ tags: { 0: 'a', 1: 'b' } }));
     // base64url of a SHA-256: 43 characters.
     expect(base).toMatch(/^[A-Za-z0-9_-]{43}$/);
   });
@@ -55,7 +57,7 @@ describe('command preparation', () => {
         }
       })();
       expect(error).toBeInstanceOf(ZodError);
-      expect((error as ZodError).issues[0]!.path).toEqual(['type']);
+      expect((error as ZodError).issues[0]).toMatchObject({ code: 'custom', path: ['type'], message: `Unknown command type ${JSON.stringify(type)}` });
     }
   });
 
@@ -64,7 +66,10 @@ describe('command preparation', () => {
     const edge = prepareCommand({ type: 'RecordPurchase', customerId, orderId: 'o', amount: 1, currency: 'EUR', occurredAt: at(BUSINESS_TIME_SKEW_MS) }, ctx({ occurredAt: '2020-01-01T00:00:00.000Z' }), NOW);
     expect(edge.metadata.occurredAt).toBe(at(BUSINESS_TIME_SKEW_MS));
     expect(edge.command.occurredAt).toBe(at(BUSINESS_TIME_SKEW_MS));
-    expect(() => prepareCommand({ type: 'RecordPurchase', customerId, orderId: 'o', amount: 1, currency: 'EUR', occurredAt: at(BUSINESS_TIME_SKEW_MS + 1) }, ctx(), NOW)).toThrow(ZodError);
+    expect(() => prepareCommand({ type: 'RecordPurchase', customerId, orderId: 'o', amount: 1, currency: 'EUR', occurredAt: at(BUSINESS_TIME_SKEW_MS + 1) }, ctx(), NOW)).toThrow(
+      `must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`,
+    );
+    expect(BUSINESS_TIME_SKEW_MS / 60_000).toBe(5);
     expect(prepareCommand({ type: 'TagCustomer', customerId, tag: 'vip' }, ctx({ occurredAt: '2020-01-01T00:00:00.000Z' }), NOW).metadata.occurredAt).toBe('2020-01-01T00:00:00.000Z');
     expect(prepareCommand({ type: 'TagCustomer', customerId, tag: 'vip' }, ctx(), NOW).metadata.occurredAt).toBe(NOW.toISOString());
   });
@@ -170,7 +175,7 @@ describe('the per-stream queue', () => {
     const held = [queue.run('a', undefined, () => blocker), queue.run('b', undefined, () => blocker)];
     const refused = await queue.run('c', undefined, async () => 'never').catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(CommandsBusy);
-    expect(refused).toMatchObject({ reason: 'queue_full', stream: 'c', retryAfterSeconds: 3 });
+    expect(refused).toMatchObject({ reason: 'queue_full', stream: 'c', retryAfterSeconds: 3, message: '2 commands are already waiting in this process; retry shortly.' });
     release();
     await Promise.all(held);
     expect(await queue.run('c', undefined, async () => 'now')).toBe('now');
@@ -196,6 +201,37 @@ describe('the per-stream queue', () => {
     expect(await first).toBe('first');
     expect(await third).toBe('third');
     expect(queue.pending()).toBe(0);
+  });
+
+  it('after a command gave up waiting, the commands queued later still run one at a time', async () => {
+    const queue = createStreamQueue({ windowMs: 1_000 });
+    const order: string[] = [];
+    const gate = () => {
+      let open!: () => void;
+      const opened = new Promise<void>((resolve) => (open = resolve));
+      return { open, opened };
+    };
+    const firstGate = gate();
+    const thirdGate = gate();
+    const first = queue.run('s', undefined, () => firstGate.opened);
+    await queue.run('s', undefined, async () => 'starved').catch(() => undefined);
+    const third = queue.run('s', undefined, async () => {
+      order.push('third starts');
+      await thirdGate.opened;
+      order.push('third ends');
+    });
+    firstGate.open();
+    await first;
+    await tick();
+    expect(order).toEqual(['third starts']);
+    const fourth = queue.run('s', undefined, async () => {
+      order.push('fourth starts');
+    });
+    await tick();
+    expect(order).toEqual(['third starts']);
+    thirdGate.open();
+    await Promise.all([third, fourth]);
+    expect(order).toEqual(['third starts', 'third ends', 'fourth starts']);
   });
 
   it('decides again after a lost race on an unclaimed stream, gives a claimed conflict back as is, and counts re-decisions', async () => {
@@ -242,7 +278,7 @@ describe('the per-stream queue', () => {
       attempts++;
       throw new WrongExpectedRevision('s', 0, 1);
     }).catch((e: unknown) => e);
-    expect(busy).toMatchObject({ reason: 'contention', stream: 's', retryAfterSeconds: 1 });
+    expect(busy).toMatchObject({ reason: 'contention', stream: 's', retryAfterSeconds: 1, message: 's kept changing under this command for 30 ms; retry shortly.' });
     expect(attempts).toBeGreaterThan(1);
     expect(queue.pending()).toBe(0);
   });
