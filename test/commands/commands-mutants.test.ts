@@ -77,8 +77,12 @@ describe('command preparation', () => {
   it("records the command's own reason, else the caller's, and none when neither is given", () => {
     const own = prepareCommand({ type: 'DeactivateCustomer', customerId, reason: 'moved abroad' }, ctx({ reason: 'cleanup' }), NOW);
     expect(own.metadata.reason).toBe('moved abroad');
-    const blank = prepareCommand({ type: 'DeactivateCustomer', customerId }, ctx({ reason: 'cleanup' }), NOW);
-    expect(blank.metadata.reason).toBe('cleanup');
+    const absent = prepareCommand({ type: 'DeactivateCustomer', customerId }, ctx({ reason: 'cleanup' }), NOW);
+    expect(absent.metadata.reason).toBe('cleanup');
+    for (const reason of ['', '   ', null]) {
+      const blank = prepareCommand({ type: 'DeactivateCustomer', customerId, reason }, ctx({ reason: 'cleanup' }), NOW);
+      expect(blank.metadata.reason, JSON.stringify(reason)).toBe('cleanup');
+    }
     const none = prepareCommand({ type: 'DeactivateCustomer', customerId }, ctx(), NOW);
     expect('reason' in none.metadata).toBe(false);
   });

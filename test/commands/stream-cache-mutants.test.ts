@@ -2,7 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { aggregateFolders, streamOf } from '../../commands/aggregates.ts';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
+import { protectForCommand } from '../../commands/prepare.ts';
 import { createStreamCache } from '../../commands/stream-cache.ts';
+import { DomainError } from '../../domain/errors.ts';
+import { customerRegistered } from '../support/fixtures.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
 import { countingStreamReads } from '../../eventstore/read-counter.ts';
@@ -154,5 +157,21 @@ describe('the stream cache', () => {
     const loads = await Promise.all([cache.load('customer', id, 'fresh'), cache.load('customer', id, 'fresh'), cache.load('customer', id, 'cached')]);
     expect(rowsRead.n - before).toBe(4);
     expect(loads.map((l) => l.revision)).toEqual([3, 3, 3]);
+  });
+
+  it('personal data of a forgotten customer is refused as a domain error naming the customer; other failures pass through', async () => {
+    const id = randomUUID();
+    expect(await protectForCommand(personalData, 'CustomerRegistered', customerRegistered(id))).not.toEqual(customerRegistered(id));
+    await personalData.forget(id);
+    const refused = await protectForCommand(personalData, 'CustomerRegistered', customerRegistered(id)).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(DomainError);
+    expect(refused).toMatchObject({ kind: 'invalid_state', code: 'customer.forgotten', message: `Customer ${id} has been forgotten`, field: 'customerId', details: { customerId: id } });
+    // Not a forgotten customer (the database gone): the error is not turned into a refusal.
+    const closing = connectPostgres(schemas.url, { max: 1 });
+    const unreachable = await createPersonalData(closing.db, { schema: schemas.events });
+    await closing.close();
+    const other = await protectForCommand(unreachable, 'CustomerRegistered', customerRegistered(randomUUID())).catch((e: unknown) => e);
+    expect(other).toBeInstanceOf(Error);
+    expect(other).not.toBeInstanceOf(DomainError);
   });
 });
