@@ -117,7 +117,11 @@ export function createStreamQueue(options: Partial<StreamQueueOptions> = {}): St
       } finally {
         pending--;
         release();
-        if (tails.get(stream) === tail) tails.delete(stream);
+        // Forgotten only once every earlier command is done too: one that gave up waiting must not let
+        // the next command start beside a command still running.
+        void tail.then(() => {
+          if (tails.get(stream) === tail) tails.delete(stream);
+        });
       }
     },
   };

@@ -5,7 +5,28 @@ import { MUTATION_MODULES } from './modules.ts';
 /**
  * `npm run mutation -- <module> [<module> ...]` (no module: all of them, one after another).
  * Reports: reports/mutation/<module>.html and .json (kept out of git).
+ * Options: `--concurrency=N` overrides the module's number of parallel test runners (1 on a shared
+ * machine); `--incremental` reuses the results of the module's previous run
+ * (reports/mutation/<module>.incremental.json) for mutants whose code and covering tests did not change;
+ * `--timeout-ms=N` is the grace added to a mutant's expected test time before it counts as timed out;
+ * `--mutate=a.ts,b.ts` mutates only those files of the module (a partial run, against the same tests).
  */
+const options = process.argv.slice(2).filter((arg) => arg.startsWith('-'));
+const concurrencyOption = options.find((arg) => arg.startsWith('--concurrency='));
+const concurrency = concurrencyOption === undefined ? undefined : Number(concurrencyOption.split('=')[1]);
+if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency >= 1)) {
+  console.error(`--concurrency needs a whole number of at least 1, got ${concurrencyOption}`);
+  process.exit(2);
+}
+const incremental = options.includes('--incremental');
+const timeoutOption = options.find((arg) => arg.startsWith('--timeout-ms='));
+const timeoutMS = timeoutOption === undefined ? 60_000 : Number(timeoutOption.split('=')[1]);
+if (!(Number.isInteger(timeoutMS) && timeoutMS >= 1_000)) {
+  console.error(`--timeout-ms needs a whole number of milliseconds, at least 1000, got ${timeoutOption}`);
+  process.exit(2);
+}
+const mutateOption = options.find((arg) => arg.startsWith('--mutate='));
+const mutateOnly = mutateOption?.slice('--mutate='.length).split(',').filter(Boolean);
 const requested = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));
 const unknown = requested.filter((name) => !(name in MUTATION_MODULES));
 if (unknown.length > 0) {
@@ -16,7 +37,7 @@ const names = requested.length > 0 ? requested : Object.keys(MUTATION_MODULES);
 let failed = 0;
 for (const name of names) {
   const module = MUTATION_MODULES[name]!;
-  console.log(`\n== mutation testing ${name}: ${module.mutate.join(' ')} against ${module.tests.join(' ')}`);
+  console.log(`\n== mutation testing ${name}: ${(mutateOnly ?? module.mutate).join(' ')} against ${module.tests.join(' ')}`);
   const config = {
     testRunner: 'vitest',
     vitest: { configFile: 'mutation/vitest.config.ts', related: false },
@@ -24,9 +45,13 @@ for (const name of names) {
     // Module-level code (zod schemas, constant tables) runs once per process: its mutants need every test re-run
     // in a fresh process, most of the run's time. They are left out of the score and listed in the report.
     ignoreStatic: true,
-    mutate: module.mutate,
-    concurrency: module.concurrency,
-    timeoutMS: 60_000,
+    mutate: mutateOnly ?? module.mutate,
+    concurrency: concurrency ?? module.concurrency,
+    incremental,
+    incrementalFile: `reports/mutation/${name}.incremental.json`,
+    // Added to the covering tests' own time before a mutant counts as timed out (an endless loop):
+    // every such mutant costs this much, so a smaller value shortens runs with many of them.
+    timeoutMS,
     reporters: ['clear-text', 'progress', 'html', 'json'],
     htmlReporter: { fileName: `reports/mutation/${name}.html` },
     jsonReporter: { fileName: `reports/mutation/${name}.json` },

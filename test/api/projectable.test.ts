@@ -27,10 +27,16 @@ const field = <K extends keyof typeof s>(command: K, name: string): z.ZodType =>
 /** Only what the command side accepts for that field: the property is about accepted input. */
 const acceptedBy = (schema: z.ZodType, arbitrary: fc.Arbitrary<string>) => arbitrary.filter((value) => schema.safeParse(value).success);
 const text = (command: keyof typeof s, name: string, maxLength = 40) => acceptedBy(field(command, name), unicodeText({ minLength: 1, maxLength }));
-/** Tags are letters and digits of any script (astral ones too), space, `_ : . -`. */
+/**
+ * Tags are letters and digits of any script (astral ones too), space, `_ : . -`: full-Unicode draws
+ * rarely pass, so an alphabet of those characters beside them.
+ */
 const tag = acceptedBy(
   field('TagCustomer', 'tag'),
-  fc.string({ unit: fc.constantFrom('a', 'Z', 'é', 'ß', 'ж', 'ع', 'ש', '日', '한', '𠜎', '𝔘', '7', '٣', '_', ':', '.', '-', ' '), minLength: 1, maxLength: 20 }),
+  fc.oneof(
+    fc.string({ unit: fc.constantFrom('a', 'Z', 'é', 'ß', 'ж', 'ع', 'ש', '日', '한', '𠜎', '𝔘', '7', '٣', '_', ':', '.', '-', ' '), minLength: 1, maxLength: 20 }),
+    unicodeText({ minLength: 1, maxLength: 20 }),
+  ),
 );
 /** An entry of a campaign's target segment list (`tags`, `rfmSegments`, `sources`). */
 const segmentText = (list: 'tags' | 'rfmSegments' | 'sources') =>
@@ -42,6 +48,7 @@ const pastInstant = fc.date({ min: new Date('1900-01-01T00:00:00.000Z'), max: ne
 const scenario = fc.record({
   name: text('RegisterCustomer', 'name'),
   renamed: text('ChangeCustomerDetails', 'name'),
+  renamedCompany: text('ChangeCustomerDetails', 'company'),
   company: text('RegisterCustomer', 'company'),
   source: text('RegisterCustomer', 'source'),
   tags: fc.uniqueArray(tag, { maxLength: 3, selector: (t) => t.trim() }),
@@ -49,9 +56,11 @@ const scenario = fc.record({
   orderId: text('RecordPurchase', 'orderId'),
   purchasedAt: pastInstant,
   refundReason: text('RefundPurchase', 'reason', 200),
+  refundId: text('RefundPurchase', 'refundId'),
   dealTitle: text('OpenDeal', 'title'),
   owner: text('OpenDeal', 'ownerId'),
   newOwner: text('ChangeDeal', 'ownerId'),
+  retitled: text('ChangeDeal', 'title'),
   closeDay: instant.map((iso) => iso.slice(0, 10)),
   lostReason: text('LoseDeal', 'reason', 200),
   campaignName: text('CreateCampaign', 'name'),
@@ -61,10 +70,12 @@ const scenario = fc.record({
   costId: text('RecordCampaignCost', 'costId'),
   costDescription: text('RecordCampaignCost', 'description', 200),
   pauseReason: text('PauseCampaign', 'reason', 200),
+  cancelReason: text('CancelCampaign', 'reason', 200),
   subject: text('SubmitFeedback', 'subject'),
   body: text('SubmitFeedback', 'body', 500),
   assignee: text('AssignFeedback', 'assigneeId'),
   message: text('RespondToFeedback', 'message', 500),
+  responder: text('RespondToFeedback', 'responderId'),
   escalation: text('EscalateFeedback', 'reason', 200),
   resolution: text('ResolveFeedback', 'resolution', 500),
   comment: text('RateFeedback', 'comment', 200),
@@ -110,13 +121,13 @@ const run = async (x: Scenario): Promise<void> => {
     marketingConsent: true,
   });
   const c = customer.id;
-  await accept('PATCH', '/customers/:id', c, { name: x.renamed });
+  await accept('PATCH', '/customers/:id', c, { name: x.renamed, company: x.renamedCompany });
   await accept('POST', '/customers/:id/tags', c, { tag: x.tag });
   await accept('POST', '/customers/:id/purchases', c, { orderId: x.orderId, amount: 10, currency: 'EUR', occurredAt: x.purchasedAt });
-  await accept('POST', '/customers/:id/refunds', c, { orderId: x.orderId, amount: 4, currency: 'EUR', reason: x.refundReason });
+  await accept('POST', '/customers/:id/refunds', c, { orderId: x.orderId, amount: 4, currency: 'EUR', reason: x.refundReason, refundId: x.refundId });
 
   const deal = await accept('POST', '/deals', undefined, { customerId: c, title: x.dealTitle, amount: 5, currency: 'EUR', ownerId: x.owner, expectedCloseDate: x.closeDay });
-  await accept('PATCH', '/deals/:id', deal.id, { ownerId: x.newOwner });
+  await accept('PATCH', '/deals/:id', deal.id, { ownerId: x.newOwner, title: x.retitled });
   await accept('POST', '/deals/:id/lost', deal.id, { reason: x.lostReason });
 
   const campaign = await accept('POST', '/campaigns', undefined, {
@@ -131,10 +142,11 @@ const run = async (x: Scenario): Promise<void> => {
   await accept('POST', '/campaigns/:id/launch', campaign.id, {});
   await accept('POST', '/campaigns/:id/responses', campaign.id, { customerId: c, kind: 'converted', revenue: 7 });
   await accept('POST', '/campaigns/:id/pause', campaign.id, { reason: x.pauseReason });
+  await accept('POST', '/campaigns/:id/cancel', campaign.id, { reason: x.cancelReason });
 
   const feedback = await accept('POST', '/feedback', undefined, { customerId: c, kind: 'complaint', channel: 'web', subject: x.subject, body: x.body });
   await accept('POST', '/feedback/:id/assign', feedback.id, { assigneeId: x.assignee });
-  await accept('POST', '/feedback/:id/respond', feedback.id, { message: x.message });
+  await accept('POST', '/feedback/:id/respond', feedback.id, { message: x.message, responderId: x.responder });
   await accept('POST', '/feedback/:id/escalate', feedback.id, { reason: x.escalation });
   await accept('POST', '/feedback/:id/resolve', feedback.id, { resolution: x.resolution });
   await accept('POST', '/feedback/:id/rating', feedback.id, { csat: 4, comment: x.comment });
@@ -154,10 +166,10 @@ const run = async (x: Scenario): Promise<void> => {
   await projectionsSettled(h);
   // The texts read back exactly as sent (trimmed where the schema trims).
   const read = json(await h.app.inject({ method: 'GET', url: `/customers/${c}?waitFor=${last.position}`, headers: h.auth('admin') }));
-  expect(read).toMatchObject({ name: x.renamed.trim(), company: x.company.trim(), source: x.source.trim(), status: 'inactive', orderCount: 1 });
+  expect(read).toMatchObject({ name: x.renamed.trim(), company: x.renamedCompany.trim(), source: x.source.trim(), status: 'inactive', orderCount: 1 });
   expect([...read.tags].sort()).toEqual([...new Set([...x.tags.map((t: string) => t.trim()), x.tag.trim()])].sort());
   const dealRead = json(await h.app.inject({ method: 'GET', url: `/deals/${deal.id}`, headers: h.auth('admin') }));
-  expect(dealRead).toMatchObject({ title: x.dealTitle.trim(), ownerId: x.newOwner.trim() });
+  expect(dealRead).toMatchObject({ title: x.retitled.trim(), ownerId: x.newOwner.trim() });
   const feedbackRead = json(await h.app.inject({ method: 'GET', url: `/feedback/${feedback.id}`, headers: h.auth('admin') }));
   expect(feedbackRead).toMatchObject({ subject: x.subject.trim(), assigneeId: x.assignee.trim() });
   const activityRead = json(await h.app.inject({ method: 'GET', url: `/activities/${activity.id}`, headers: h.auth('admin') }));

@@ -6,7 +6,7 @@ import { sealChain, verifyChains, verifyGlobalChain } from '../../audit/sql/chai
 import { streamHistory } from '../../audit/history.ts';
 import { describeChainsVerification } from '../../audit/summary.ts';
 import { ERASED } from '../../domain/shared.ts';
-import { customerRegistered, openAuditHarness, rechainStream, type AuditHarness } from './support.ts';
+import { customerRegistered, openAuditHarness, rechainStream, sealAll, type AuditHarness } from './support.ts';
 
 /**
  * Tampering behind the store's back with raw SQL, one fresh event store per case so that each case
@@ -16,20 +16,6 @@ const open: AuditHarness[] = [];
 afterEach(async () => {
   while (open.length > 0) await open.pop()!.close();
 });
-
-/**
- * Seals until nothing is left. Sealing stops below the oldest transaction open anywhere in the
- * cluster, and other test files share it, so one pass may legitimately seal less.
- */
-const sealAll = async (h: AuditHarness): Promise<number> => {
-  let total = 0;
-  for (let attempt = 0; attempt < 600; attempt++) {
-    total += await sealChain(h.database, h.schemas.events);
-    if ((await verifyGlobalChain(h.database, h.schemas.events)).unsealed === 0) return total;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return total;
-};
 
 interface Fixture {
   h: AuditHarness;

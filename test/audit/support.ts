@@ -4,6 +4,7 @@ import { expect } from 'vitest';
 import type { CrmApp } from '../../api/app.ts';
 import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import type { AuditDeps } from '../../audit/deps.ts';
+import { sealChain, verifyGlobalChain } from '../../audit/sql/chain.ts';
 import type { AppendResult, EventStore } from '../../eventstore/contract.ts';
 import { eventHash } from '../../eventstore/postgres/chain.ts';
 import type { SqlDatabase } from '../../eventstore/postgres/database.ts';
@@ -143,6 +144,20 @@ export async function migrateReadModels(db: Kysely<any>, schema: string, project
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Seals until nothing is left. Sealing stops below the oldest transaction open anywhere in the
+ * cluster, and other test files share it, so one pass may legitimately seal less.
+ */
+export async function sealAll(h: AuditHarness): Promise<number> {
+  let total = 0;
+  for (let attempt = 0; attempt < 600; attempt++) {
+    total += await sealChain(h.database, h.schemas.events);
+    if ((await verifyGlobalChain(h.database, h.schemas.events)).unsealed === 0) return total;
+    await sleep(50);
+  }
+  return total;
+}
 
 /**
  * Plays the projection process: brings the live read models up to everything appended so far. The

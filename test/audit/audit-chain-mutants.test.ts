@@ -1,0 +1,303 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { sealChain, startChainSealer, verifyChains, verifyGlobalChain } from '../../audit/sql/chain.ts';
+import { verifyStreamChains } from '../../eventstore/postgres/chain.ts';
+import { customerRegistered, openAuditHarness, rechainStream, sealAll, sleep, type AuditHarness } from './support.ts';
+
+/**
+ * The stream and global chains at the places test/audit/chain.test.ts does not reach: every reason a
+ * stream's head or order can break, paging, partial and locked seals, and the periodic sealer.
+ * Each case tampers with its own fresh event store.
+ */
+const open: AuditHarness[] = [];
+afterEach(async () => {
+  while (open.length > 0) await open.pop()!.close();
+});
+
+/** Waits until `check` holds, polling; fails after `timeoutMs`. */
+const until = async (check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(20);
+  }
+};
+
+interface Fixture {
+  h: AuditHarness;
+  ada: string;
+  bob: string;
+  events: ReturnType<typeof sql.id>;
+  streams: ReturnType<typeof sql.id>;
+  seals: ReturnType<typeof sql.id>;
+}
+
+/** Ada and Bob, three events each, interleaved; sealed unless told otherwise. */
+const fixture = async (seal = true): Promise<Fixture> => {
+  const h = await openAuditHarness('audit_chain_mut');
+  open.push(h);
+  const ada = `customer-${randomUUID()}`;
+  const bob = `customer-${randomUUID()}`;
+  for (const stream of [ada, bob]) await h.record(stream, 'CustomerRegistered', customerRegistered(stream.slice('customer-'.length)));
+  for (const stream of [ada, bob]) {
+    const customerId = stream.slice('customer-'.length);
+    await h.record(stream, 'PurchaseRecorded', { customerId, orderId: 'o-1', amount: 10, currency: 'EUR' });
+    await h.record(stream, 'PurchaseRecorded', { customerId, orderId: 'o-2', amount: 20, currency: 'EUR' });
+  }
+  if (seal) expect(await sealAll(h)).toBe(6);
+  return {
+    h,
+    ada,
+    bob,
+    events: sql.id(h.schemas.events, 'events'),
+    streams: sql.id(h.schemas.events, 'streams'),
+    seals: sql.id(h.schemas.events, 'event_chain_seals'),
+  };
+};
+
+const positionOf = async (f: Fixture, stream: string, revision: number): Promise<bigint> => {
+  const { rows } = await sql<{ p: string }>`SELECT position::text AS p FROM ${f.events} WHERE stream = ${stream} AND revision = ${revision}`.execute(f.h.database.db);
+  return BigInt(rows[0]!.p);
+};
+
+const allPositions = async (f: Fixture): Promise<bigint[]> => {
+  const { rows } = await sql<{ p: string }>`SELECT position::text AS p FROM ${f.events} ORDER BY position`.execute(f.h.database.db);
+  return rows.map((r) => BigInt(r.p));
+};
+
+/** The stream that `verifyStreamChains` walks first (ordered by stream name). */
+const firstAndSecond = (f: Fixture): [string, string] => (f.ada < f.bob ? [f.ada, f.bob] : [f.bob, f.ada]);
+
+describe('stream chains: heads and order', () => {
+  it('a stream missing from the streams table is named with its last revision and position', async () => {
+    const f = await fixture(false);
+    await sql`DELETE FROM ${f.streams} WHERE stream = ${f.bob}`.execute(f.h.database.db);
+    const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
+    expect(result.ok).toBe(false);
+    expect(result.firstBroken).toEqual({ stream: f.bob, revision: 2, position: await positionOf(f, f.bob, 2), reason: 'stream missing from the streams table' });
+  });
+
+  it('a head claiming more events than there are is named with the revision it claims', async () => {
+    const f = await fixture(false);
+    await sql`UPDATE ${f.streams} SET revision = 5 WHERE stream = ${f.ada}`.execute(f.h.database.db);
+    const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
+    expect(result.firstBroken).toEqual({ stream: f.ada, revision: 5, position: null, reason: 'stream head says revision 5, events end at 2' });
+  });
+
+  it('a head hash that is not the last event hash is caught', async () => {
+    const f = await fixture(false);
+    await sql`UPDATE ${f.streams} SET last_hash = sha256('x'::bytea) WHERE stream = ${f.ada}`.execute(f.h.database.db);
+    const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
+    expect(result.firstBroken).toEqual({ stream: f.ada, revision: 2, position: await positionOf(f, f.ada, 2), reason: 'stream head hash differs from the last event' });
+    await sql`UPDATE ${f.streams} SET last_hash = NULL WHERE stream = ${f.ada}`.execute(f.h.database.db);
+    expect((await verifyStreamChains(f.h.database, { schema: f.h.schemas.events })).firstBroken?.reason).toBe('stream head hash differs from the last event');
+  });
+
+  it('a head whose events are all gone, and a head at revision 0 with no event, are caught', async () => {
+    const f = await fixture(false);
+    await sql`DELETE FROM ${f.events} WHERE stream = ${f.ada}`.execute(f.h.database.db);
+    const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
+    expect(result).toEqual({ ok: false, checked: 3, firstBroken: { stream: f.ada, revision: 0, position: null, reason: 'stream has a head but no events' } });
+    const g = await fixture(false);
+    const ghost = `customer-${randomUUID()}`;
+    await sql`INSERT INTO ${g.streams} (stream, revision, last_hash) VALUES (${ghost}, 0, sha256('x'::bytea))`.execute(g.h.database.db);
+    expect((await verifyStreamChains(g.h.database, { schema: g.h.schemas.events })).firstBroken).toMatchObject({ stream: ghost, reason: 'stream has a head but no events' });
+  });
+
+  it('a broken head is found on the stream walked last as on the one walked first', async () => {
+    const f = await fixture(false);
+    const [, last] = firstAndSecond(f);
+    await sql`UPDATE ${f.streams} SET last_hash = sha256('x'::bytea) WHERE stream = ${last}`.execute(f.h.database.db);
+    const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
+    expect(result).toEqual({ ok: false, checked: 6, firstBroken: { stream: last, revision: 2, position: await positionOf(f, last, 2), reason: 'stream head hash differs from the last event' } });
+  });
+
+  it('a revision below the expected one is named as unexpected, at its position', async () => {
+    const f = await fixture(false);
+    const [first] = firstAndSecond(f);
+    const position = await positionOf(f, first, 0);
+    await sql`UPDATE ${f.events} SET revision = -1 WHERE stream = ${first} AND revision = 0`.execute(f.h.database.db);
+    const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
+    expect(result).toEqual({ ok: false, checked: 0, firstBroken: { stream: first, revision: 0, position, reason: 'unexpected revision -1' } });
+  });
+
+  it('a gap at the start of a stream is named as a missing event with no position', async () => {
+    const f = await fixture(false);
+    const [first] = firstAndSecond(f);
+    await sql`DELETE FROM ${f.events} WHERE stream = ${first} AND revision = 0`.execute(f.h.database.db);
+    const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
+    expect(result).toEqual({ ok: false, checked: 0, firstBroken: { stream: first, revision: 0, position: null, reason: 'event missing (revision gap)' } });
+  });
+
+  it('events of a re-chained stream whose positions go backwards are caught', async () => {
+    const f = await fixture(false);
+    const [first] = firstAndSecond(f);
+    const p1 = await positionOf(f, first, 1);
+    const p2 = await positionOf(f, first, 2);
+    // Swap the positions of revisions 1 and 2 (through a negative one, positions are unique).
+    await sql`UPDATE ${f.events} SET position = -1 WHERE position = ${p1.toString()}::bigint`.execute(f.h.database.db);
+    await sql`UPDATE ${f.events} SET position = ${p1.toString()}::bigint WHERE position = ${p2.toString()}::bigint`.execute(f.h.database.db);
+    await sql`UPDATE ${f.events} SET position = ${p2.toString()}::bigint WHERE position = -1`.execute(f.h.database.db);
+    // Re-chained as a forger who knows the formula would: every hash fits, only the order is wrong.
+    await rechainStream(f.h.database.db, f.h.schemas.events, first);
+    const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
+    expect(result).toEqual({ ok: false, checked: 2, firstBroken: { stream: first, revision: 2, position: p1, reason: 'position out of order' } });
+  });
+
+  it('pages of any size walk the same events, report progress, and find a break on a page boundary', async () => {
+    const f = await fixture(false);
+    for (const pageSize of [1, 2, 3, 5, 6, 7]) {
+      const progress: number[] = [];
+      const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events, pageSize, onProgress: (n) => progress.push(n) });
+      expect(result, `page size ${pageSize}`).toEqual({ ok: true, checked: 6 });
+      expect(progress.at(-1)).toBe(6);
+      expect(progress.length).toBeGreaterThanOrEqual(Math.ceil(6 / pageSize));
+      expect(progress).toEqual([...progress].sort((a, b) => a - b));
+    }
+    const [, second] = firstAndSecond(f);
+    await sql`UPDATE ${f.events} SET data = jsonb_set(data, '{amount}', '99') WHERE stream = ${second} AND revision = 1`.execute(f.h.database.db);
+    for (const pageSize of [1, 3, 4]) {
+      const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events, pageSize });
+      expect(result, `page size ${pageSize}`).toMatchObject({ ok: false, checked: 4, firstBroken: { stream: second, revision: 1, reason: expect.stringContaining('hash mismatch') } });
+    }
+  });
+});
+
+describe('global chain: seals, paging and the sealer', () => {
+  it('before any seal: nothing checked, nothing sealed through, every event unsealed', async () => {
+    const f = await fixture(false);
+    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events)).toEqual({ ok: true, checked: 0, sealedThrough: null, unsealed: 6 });
+  });
+
+  it('seals at most maxEvents, in position order, and the next seal continues from there', async () => {
+    const f = await fixture(false);
+    const positions = await allPositions(f);
+    expect(await sealChain(f.h.database, f.h.schemas.events, { maxEvents: 0 })).toBe(0);
+    await until(async () => (await sealChain(f.h.database, f.h.schemas.events, { maxEvents: 2 })) === 2, 'two events are final');
+    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events)).toEqual({ ok: true, checked: 2, sealedThrough: positions[1], unsealed: 4 });
+    expect(await sealAll(f.h)).toBe(4);
+    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events)).toEqual({ ok: true, checked: 6, sealedThrough: positions[5], unsealed: 0 });
+  });
+
+  it('walks the seals in pages of any size with progress, and names a break on a later page', async () => {
+    const f = await fixture();
+    const positions = await allPositions(f);
+    for (const pageSize of [1, 2, 4, 6, 10]) {
+      const progress: number[] = [];
+      const result = await verifyGlobalChain(f.h.database, f.h.schemas.events, { pageSize, onProgress: (n) => progress.push(n) });
+      expect(result, `page size ${pageSize}`).toEqual({ ok: true, checked: 6, sealedThrough: positions[5], unsealed: 0 });
+      // One report per page of seals.
+      const pages = Array.from({ length: Math.ceil(6 / pageSize) }, (_, i) => Math.min(6, (i + 1) * pageSize));
+      expect(progress, `page size ${pageSize}`).toEqual(pages);
+    }
+    await sql`UPDATE ${f.seals} SET global_hash = sha256('x'::bytea) WHERE position = ${positions[4]!.toString()}::bigint`.execute(f.h.database.db);
+    for (const pageSize of [1, 2, 5]) {
+      const result = await verifyGlobalChain(f.h.database, f.h.schemas.events, { pageSize });
+      expect(result, `page size ${pageSize}`).toMatchObject({ ok: false, checked: 4, firstBroken: { position: positions[4], reason: expect.stringContaining('seal altered') } });
+    }
+  });
+
+  it('an event whose seal names another stream or revision is reported as moved, with the event as found', async () => {
+    const f = await fixture();
+    const position = await positionOf(f, f.bob, 1);
+    await sql`UPDATE ${f.seals} SET revision = 7 WHERE position = ${position.toString()}::bigint`.execute(f.h.database.db);
+    const result = await verifyChains(f.h.database, f.h.schemas.events);
+    expect(result.streams.ok).toBe(true);
+    expect(result.firstBroken).toEqual({ chain: 'global', stream: f.bob, revision: 1, position, reason: `sealed as ${f.bob} revision 7: event moved` });
+    await sql`UPDATE ${f.seals} SET revision = 1, stream = ${f.ada} WHERE position = ${position.toString()}::bigint`.execute(f.h.database.db);
+    expect((await verifyChains(f.h.database, f.h.schemas.events)).firstBroken).toMatchObject({ chain: 'global', stream: f.bob, reason: `sealed as ${f.ada} revision 1: event moved` });
+  });
+
+  it('reports progress of both phases when verifying both chains', async () => {
+    const f = await fixture();
+    const progress: { phase: string; checked: number }[] = [];
+    expect((await verifyChains(f.h.database, f.h.schemas.events, { onProgress: (p) => progress.push(p) })).ok).toBe(true);
+    expect(progress.filter((p) => p.phase === 'streams').at(-1)).toEqual({ phase: 'streams', checked: 6 });
+    expect(progress.filter((p) => p.phase === 'global').at(-1)).toEqual({ phase: 'global', checked: 6 });
+    expect(progress.map((p) => p.phase)).toEqual([...progress.filter((p) => p.phase === 'streams'), ...progress.filter((p) => p.phase === 'global')].map((p) => p.phase));
+  });
+
+  it('an event hash changed in the seal only is reported as rewritten', async () => {
+    const f = await fixture();
+    const position = await positionOf(f, f.ada, 2);
+    await sql`UPDATE ${f.seals} SET event_hash = sha256('x'::bytea) WHERE position = ${position.toString()}::bigint`.execute(f.h.database.db);
+    const result = await verifyChains(f.h.database, f.h.schemas.events);
+    expect(result.streams.ok).toBe(true);
+    expect(result.firstBroken).toEqual({ chain: 'global', stream: f.ada, revision: 2, position, reason: 'event hash differs from the sealed hash: event rewritten' });
+  });
+
+  it('a seal waiting for the lock of another process seals once it is released; one that does not wait seals nothing', async () => {
+    const f = await fixture(false);
+    await until(async () => (await verifyGlobalChain(f.h.database, f.h.schemas.events)).unsealed === 6, 'the fixture is visible');
+    const client = new pg.Client({ connectionString: f.h.schemas.url });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`crm.event_chain_seals:${f.h.schemas.events}`]);
+      expect(await sealChain(f.h.database, f.h.schemas.events)).toBe(0);
+      let settled = false;
+      const waiting = sealChain(f.h.database, f.h.schemas.events, { wait: true }).finally(() => {
+        settled = true;
+      });
+      // The waiting seal shows up as an ungranted advisory lock.
+      await until(async () => {
+        const { rows } = await client.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`);
+        return rows[0].n > 0;
+      }, 'the seal waits for the lock');
+      expect(settled).toBe(false);
+      await client.query('COMMIT');
+      // The lock holder's transaction was the oldest open one: once it ends, all six are final.
+      let sealed = await waiting;
+      for (let attempt = 0; sealed < 6 && attempt < 600; attempt++) {
+        sealed += await sealChain(f.h.database, f.h.schemas.events, { wait: true });
+        if (sealed < 6) await sleep(50);
+      }
+      expect(sealed).toBe(6);
+    } finally {
+      await client.end();
+    }
+    expect(await verifyChains(f.h.database, f.h.schemas.events)).toMatchObject({ ok: true, global: { checked: 6, unsealed: 0 } });
+  });
+
+  it('two seals at once in one process seal every event once', async () => {
+    const f = await fixture(false);
+    await until(async () => (await verifyGlobalChain(f.h.database, f.h.schemas.events)).unsealed === 6, 'the fixture is visible');
+    let total = 0;
+    for (let attempt = 0; total < 6 && attempt < 600; attempt++) {
+      const counts = await Promise.all([sealChain(f.h.database, f.h.schemas.events), sealChain(f.h.database, f.h.schemas.events, { wait: true })]);
+      total += counts[0] + counts[1];
+      if (total < 6) await sleep(50);
+    }
+    expect(total).toBe(6);
+    expect(await verifyChains(f.h.database, f.h.schemas.events)).toMatchObject({ ok: true, global: { checked: 6 } });
+  });
+
+  it('the periodic sealer seals new events by itself, on demand too, reports errors instead of throwing, and stops', async () => {
+    const f = await fixture(false);
+    const sealer = startChainSealer(f.h.database, f.h.schemas.events, { intervalMs: 20 });
+    try {
+      await until(async () => (await verifyGlobalChain(f.h.database, f.h.schemas.events)).unsealed === 0, 'the sealer sealed the fixture');
+      await f.h.record(f.ada, 'CustomerTagged', { customerId: f.ada.slice('customer-'.length), tag: 'gold' });
+      await until(async () => (await verifyGlobalChain(f.h.database, f.h.schemas.events)).checked === 7, 'the sealer sealed the new event');
+      expect(await sealer.sealNow()).toBe(0);
+    } finally {
+      await sealer.stop();
+    }
+    // Stopped: a new event stays unsealed (ten intervals later, a running sealer would have sealed it).
+    await f.h.record(f.ada, 'CustomerTagged', { customerId: f.ada.slice('customer-'.length), tag: 'late' });
+    await sleep(200);
+    expect((await verifyGlobalChain(f.h.database, f.h.schemas.events)).unsealed).toBe(1);
+    // Without onError, a failing seal still resolves (with 0) instead of throwing.
+    const silent = startChainSealer(f.h.database, `no_such_schema_${randomUUID().slice(0, 8)}`, { intervalMs: 60_000 });
+    expect(await silent.sealNow()).toBe(0);
+    await silent.stop();
+    const errors: unknown[] = [];
+    const broken = startChainSealer(f.h.database, `no_such_schema_${randomUUID().slice(0, 8)}`, { intervalMs: 60_000, onError: (e) => errors.push(e) });
+    expect(await broken.sealNow()).toBe(0);
+    await broken.stop();
+    expect(errors).toHaveLength(1);
+    expect(String(errors[0])).toMatch(/schema|exist/i);
+  });
+});
