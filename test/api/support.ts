@@ -43,6 +43,10 @@ export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}):
       ...crm.apiDeps,
       // Generous: on a loaded 2-core machine the projections can fall seconds behind; tests assert effects, not speed.
       waitForTimeoutMs: 15_000,
+      // The event-loop bound is off: these tests share their process with the API (inject), so their own
+      // synchronous work (a megabyte header, a big fuzz batch) and a busy machine would otherwise turn
+      // commands into 503s that say nothing about what is tested. test/api/back-pressure.test.ts turns it on.
+      backPressure: { ...crm.apiDeps.backPressure, maxEventLoopDelayMs: 0 },
       ...overrides,
     };
     app = await crm.buildApi(deps);
