@@ -11,7 +11,7 @@
  */
 import { sql } from 'kysely';
 import { connectPostgres } from '../../eventstore/postgres/database.ts';
-import { customersProjection, dealsProjection, usersProjection } from '../../projections/read-models/index.ts';
+import { customersProjection, dealsProjection, exchangeRatesProjection, usersProjection } from '../../projections/read-models/index.ts';
 import { listCustomers, listDeals, pipeline } from '../../projections/queries/index.ts';
 import type { ReadScope } from '../../projections/queries/scope.ts';
 import { percentile, ratio, type BenchContext } from '../report.ts';
@@ -28,7 +28,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const database = connectPostgres(ctx.databaseUrl, { max: 4, timeouts: { statementMs: 600_000, lockMs: 60_000, connectMs: 10_000 } });
   const db = database.db;
   try {
-    for (const p of [customersProjection, dealsProjection, usersProjection]) await p.migrate(db, schema);
+    for (const p of [customersProjection, dealsProjection, usersProjection, exchangeRatesProjection]) await p.migrate(db, schema);
     const t = (name: string) => sql.id(schema, name);
     ctx.log(`seeding ${users} users in teams of ${teamSize}, ${customers} customers, ${deals} deals`);
     // Deterministic ids (md5 of a label) so a run is repeatable.
@@ -48,11 +48,12 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       FROM generate_series(1, ${customers}) g`.execute(db);
     // Most deals are owned by their customer's owner; one in five by someone else.
     await sql`INSERT INTO ${t('deals')} (deal_id, customer_id, title, stage, amount, currency, owner_id, probability, expected_close_date,
-        stage_entered_at, opened_at, revision, last_event_at)
+        stage_entered_at, opened_at, amount_at, revision, last_event_at)
       SELECT md5('deal-' || g)::uuid, md5('customer-' || (1 + (g * 2) % ${customers}))::uuid, 'Deal ' || g,
         (ARRAY['lead','qualified','proposal','negotiation','won','lost'])[1 + g % 6], (100 + g % 5000)::numeric, 'EUR',
         (CASE WHEN g % 5 = 0 THEN ${uid(`1 + (g::bigint * 104729) % ${users}`)} ELSE coalesce(c.owner_id, ${uid('1')}) END)::text,
-        0.25, date '2026-01-01' + (g % 365), now(), timestamptz '2021-01-01' + (g || ' minutes')::interval, 0, now()
+        0.25, date '2026-01-01' + (g % 365), now(), timestamptz '2021-01-01' + (g || ' minutes')::interval,
+        timestamptz '2021-01-01' + (g || ' minutes')::interval, 0, now()
       FROM generate_series(1, ${deals}) g JOIN ${t('customers')} c ON c.customer_id = md5('customer-' || (1 + (g * 2) % ${customers}))::uuid`.execute(db);
     // The steady state autovacuum keeps: statistics, and a visibility map that lets the owner index
     // answer a scope's customer ids without reading the table (index-only scans).
