@@ -239,7 +239,10 @@ async function trySwap(options: RebuildOptions, selected: Projection[], shadow: 
   } catch (error) {
     // A live batch holding a table this swap drops while waiting for its checkpoint: PostgreSQL breaks
     // the deadlock by aborting one side; either way, catch up again and retry.
-    if ((error as { code?: string }).code === '40P01') return undefined;
+    // 55P03: a lock not granted within the swap's lock_timeout (a reader or a batch holds it): likewise.
+    // The pool reports a lock timeout as EventStoreUnavailable; PostgreSQL's code is on its cause.
+    const failure = error as { code?: string; cause?: { code?: string } };
+    if (['40P01', '55P03'].includes(failure.code ?? failure.cause?.code ?? '')) return undefined;
     throw error;
   }
 }
@@ -249,6 +252,11 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
   const swapped = await db
     .transaction()
     .execute(async (trx) => {
+      // A query that reads several tables (a customer with its revenue lines and the exchange rates)
+      // may hold one of them while it waits for another this swap holds: a deadlock that PostgreSQL
+      // breaks after deadlock_timeout (1 s) by aborting whichever side checks first, sometimes the
+      // query. Waiting at most this long for each lock, the swap gives way first (55P03), and is retried.
+      await sql`SET LOCAL lock_timeout = '400ms'`.execute(trx);
       // Lock in the order readers take locks (a reporting view, then the table under it), views first,
       // so a query arriving mid-swap waits instead of deadlocking with the DROP ... CASCADE below.
       const { rows: views } = await sql<{ name: string }>`SELECT viewname AS name FROM pg_views

@@ -155,6 +155,24 @@ describe('rebuild', () => {
   });
 });
 
+describe('rebuild beside a long reader', () => {
+  it('gives way to a reader holding a table (lock timeout), retries, and swaps once the reader is done', async () => {
+    // A reader inside a transaction holds the customers table as long as it likes: the swap must not
+    // wait on it for ever (nor deadlock a reader that wants a second table): it gives up that attempt.
+    const reader = await h.database.db.connection().execute(async (connection) => {
+      await sql`BEGIN`.execute(connection);
+      await sql`SELECT count(*) FROM ${sql.id(h.schemas.read, 'customers')}`.execute(connection);
+      const rebuilding = rebuildProjections({ ...deps(), projections: [projections.find((p) => p.name === 'customers')!], schema: h.schemas.read, reportingSchema: h.schemas.reporting, runner });
+      // Long enough for several attempts to meet the held lock.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await sql`COMMIT`.execute(connection);
+      return rebuilding;
+    });
+    expect(reader.swapAttempts).toBeGreaterThan(1);
+    expect(reader.names).toEqual(['customers']);
+  });
+});
+
 describe('rebuild under steady writes', () => {
   it('swaps within a few attempts while three writers never pause, equal to a fresh replay', async () => {
     // The multi-table projections: their live batches hold one table while writing the next.
