@@ -42,19 +42,20 @@ export const createScopeGuard =
       // The log itself is filtered to the scope's streams by the route (auditWithin below).
       return;
     } else if (url === '/audit/state/:kind/:id') {
-      kind = params.kind?.replace(/s$/, '');
+      kind = params.kind === 'activities' ? 'activity' : params.kind?.replace(/s$/, '');
       id = params.id;
     } else {
       throw new ProblemError('forbidden', 'Company-wide audit queries need visibility "all" or the auditor role; a record\'s own history is open to you.', {});
     }
-    // Campaigns have no owner; users and teams are administration (admin-only already).
-    if (kind === 'campaign' || kind === 'user' || kind === 'team') return;
+    // Campaigns have no owner; users and teams are administration (admin-only already); exchange rates are company-wide.
+    if (kind === 'campaign' || kind === 'user' || kind === 'team' || kind === 'exchangerate' || kind === 'exchangeRate') return;
     const read = queries();
     const found =
       !read || !id ? undefined
       : kind === 'customer' ? await read.getCustomer(id, scope)
       : kind === 'deal' ? await read.getDeal(id, scope)
       : kind === 'feedback' ? await read.getFeedback(id, scope)
+      : kind === 'activity' ? await read.getActivity(id, scope)
       : undefined;
     if (!found) throw new ProblemError('not_found', `No ${params.stream ?? `${params.kind} ${params.id}`}.`);
   };

@@ -147,6 +147,21 @@ describe('visibility: reads of one record', () => {
   });
 });
 
+describe('visibility: audit of activities and exchange rates', () => {
+  it("a restricted non-auditor reads an activity's history and past state only inside the scope; exchange rates are company-wide", async () => {
+    const asOf = encodeURIComponent(new Date(Date.now() + 60_000).toISOString());
+    await post('/exchange-rates', { currency: 'JPY', rate: 0.0061, validFrom: '2026-01-01T00:00:00Z' });
+    for (const viewer of VIEWERS) {
+      for (const o of OWNERS) {
+        const expected = visibleTo[viewer].includes(o) ? 200 : 404;
+        expect((await get(`/audit/streams/activity-${activity[o]}`, viewer)).statusCode, `${viewer} history of ${o}'s activity`).toBe(expected);
+        expect((await get(`/audit/state/activities/${activity[o]}?asOf=${asOf}`, viewer)).statusCode, `${viewer} state of ${o}'s activity`).toBe(expected);
+      }
+      expect((await get('/audit/streams/exchangerate-JPY', viewer)).statusCode, `${viewer} exchange rates`).toBe(200);
+    }
+  });
+});
+
 describe('visibility: commands on one record', () => {
   it('answer 404 outside the scope and append nothing; inside it they reach the record (a stale If-Match is a 409)', async () => {
     const targets = commandTargets(() => customer.mine).filter((t) => t.url.includes('/:id'));
