@@ -1,13 +1,27 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Tests that stall PostgreSQL connections mid-transaction hold back the feed horizon of the whole
+ * cluster (the oldest open transaction id is cluster-wide), so every other file's projections would
+ * wait for them. They run on their own, after the rest.
+ */
+const stallsTheDatabase = ['test/faults/database-faults.test.ts'];
+
+const shared = {
+  // Each test file gets its own PostgreSQL schemas.
+  pool: 'forks',
+  testTimeout: 60_000,
+  hookTimeout: 120_000,
+} as const;
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    // Each test file gets its own PostgreSQL schemas; files run in parallel on the 2-core machines.
-    pool: 'forks',
+    // Files run in parallel on the 2-core machines.
     maxWorkers: 2,
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
     reporters: ['default'],
+    projects: [
+      { test: { ...shared, name: 'crm', include: ['test/**/*.test.ts'], exclude: stallsTheDatabase, sequence: { groupOrder: 0 } } },
+      { test: { ...shared, name: 'faults', include: stallsTheDatabase, fileParallelism: false, sequence: { groupOrder: 1 } } },
+    ],
   },
 });

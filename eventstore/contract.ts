@@ -72,9 +72,9 @@ export interface ReadAllOptions {
   /** Defaults to `'forwards'`. Backwards reads return events strictly before `fromPosition` (default: the head), newest first. */
   direction?: 'forwards' | 'backwards';
   /**
-   * PostgreSQL engine: how long a short forwards page may wait for events committed behind an older
-   * open transaction to become readable (default 3000 ms). Followers that poll anyway (publishers)
-   * pass 0 and take what is final now.
+   * PostgreSQL engine: how long a short forwards page, or a backwards read, may wait for events
+   * committed behind an older open transaction to become readable (default 3000 ms). Followers that
+   * poll anyway (publishers) pass 0 and take what is final now.
    */
   settleMs?: number;
 }

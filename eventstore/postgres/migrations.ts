@@ -1,4 +1,4 @@
-import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { sql, type Kysely, type Migration } from 'kysely';
 import { EventStoreError } from '../errors.ts';
 
 /**
@@ -383,13 +383,6 @@ const migrationsFor = (schema: string): Record<string, Migration> => ({
   '0004_append_streams': appendStreamsFunction(schema),
 });
 
-class InCodeMigrations implements MigrationProvider {
-  constructor(private readonly schema: string) {}
-  async getMigrations(): Promise<Record<string, Migration>> {
-    return migrationsFor(this.schema);
-  }
-}
-
 /** Names of the migrations already applied in `schema` (none when the schema is new). */
 const appliedMigrations = async (db: Kysely<any>, schema: string): Promise<Set<string>> => {
   try {
@@ -401,48 +394,34 @@ const appliedMigrations = async (db: Kysely<any>, schema: string): Promise<Set<s
 };
 
 /**
- * kysely's Migrator introspects every table of the database, which fails now and then while
- * another process drops a schema (catalog rows vanish mid-query): such failures are retried.
+ * Creates or upgrades the event store's tables in `schema`; safe to call from several processes.
+ * One transaction under an advisory lock per schema: a second process waits, then finds the work
+ * done. (kysely's Migrator introspects every table of the database first, which fails while another
+ * process drops an unrelated schema.) The bookkeeping table keeps the Migrator's columns, so stores
+ * it created upgrade in place.
  */
-const isCatalogRace = (error: unknown): boolean => {
-  const cause = (error as { cause?: unknown })?.cause ?? error;
-  const code = (cause as { code?: string })?.code;
-  return code === '3F000' || code === '42P01' || code === 'XX000' || code === '23505' || /cache lookup failed|does not exist/.test(String((cause as Error)?.message));
-};
-
-/** Creates or upgrades the event store's tables in `schema`; safe to call from several processes. */
 export const migrateEventStore = async (db: Kysely<any>, schema: string): Promise<void> => {
-  const wanted = Object.keys(migrationsFor(schema));
-  // Up to date (every start after the first): skip the Migrator and its whole-database introspection.
+  const migrations = Object.entries(migrationsFor(schema)).sort(([a], [b]) => a.localeCompare(b));
+  // Up to date (every start after the first): no lock, no transaction.
   const applied = await appliedMigrations(db, schema);
-  if (wanted.every((name) => applied.has(name))) return;
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      await runMigrator(db, schema);
-      return;
-    } catch (error) {
-      if (attempt >= 5 || !isCatalogRace(error)) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+  if (migrations.every(([name]) => applied.has(name))) return;
+  await db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_advisory_xact_lock(hashtext(${`crm-eventstore-migrations:${schema}`}))`.execute(trx);
+    await sql.raw(`CREATE SCHEMA IF NOT EXISTS ${quote(schema)}`).execute(trx);
+    await sql
+      .raw(`CREATE TABLE IF NOT EXISTS ${quote(schema)}.eventstore_migration (name varchar(255) PRIMARY KEY, timestamp varchar(255) NOT NULL)`)
+      .execute(trx);
+    const done = await appliedMigrations(trx, schema);
+    for (const [name, migration] of migrations) {
+      if (done.has(name)) continue;
+      try {
+        await migration.up(trx);
+      } catch (error) {
+        throw new EventStoreError(`Event store migration ${name} failed in schema ${schema}: ${(error as Error).message}`, { cause: error });
+      }
+      await sql`INSERT INTO ${sql.id(schema, 'eventstore_migration')} (name, timestamp) VALUES (${name}, ${new Date().toISOString()})`.execute(trx);
     }
-  }
-};
-
-const runMigrator = async (db: Kysely<any>, schema: string): Promise<void> => {
-  await sql.raw(`CREATE SCHEMA IF NOT EXISTS ${quote(schema)}`).execute(db);
-  const migrator = new Migrator({
-    db,
-    provider: new InCodeMigrations(schema),
-    migrationTableSchema: schema,
-    migrationTableName: 'eventstore_migration',
-    migrationLockTableName: 'eventstore_migration_lock',
   });
-  const { error, results } = await migrator.migrateToLatest();
-  if (error) {
-    const failed = results?.find((result) => result.status === 'Error')?.migrationName;
-    throw new EventStoreError(`Event store migration ${failed ?? ''} failed in schema ${schema}: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
 };
 
 export const quoteIdentifier = quote;

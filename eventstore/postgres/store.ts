@@ -301,7 +301,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     try {
       if (options.direction === 'backwards') {
         const { bound, committedHead } = await currentBound();
-        await settle(committedHead, bound);
+        await settle(committedHead, bound, options.settleMs);
         const before = options.fromPosition !== undefined ? sql`AND position < ${options.fromPosition.toString()}::bigint` : sql``;
         const result = await sql<EventRow>`
           SELECT ${COLUMNS} FROM ${s}.events

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApi, type ApiHarness } from './support.ts';
+import { newestPosition } from '../support/events.ts';
 
 /** `GET /customers/export`, `/deals/export`, `/feedback/export` on the real API over PostgreSQL. */
 let api: ApiHarness;
@@ -15,12 +16,10 @@ beforeAll(async () => {
     if (Date.now() > deadline) throw new Error('import did not finish');
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  // Until the read models hold every imported customer: headPosition() is the last *final* position,
-  // which a writer open elsewhere in the database (another test file) can hold behind the import.
+  // Until the read models hold every imported customer.
   const until = Date.now() + 60_000;
   for (;;) {
-    const [newest] = await api.store.readAll({ direction: 'backwards', maxCount: 1 });
-    await api.runner.waitForPosition(newest?.position ?? 0n, 10_000);
+    await api.runner.waitForPosition(await newestPosition(api.store), 10_000);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(api.schemas.read, 'customers')}`.execute(api.database.db);
     if (rows[0]!.n >= 620) break;
     if (Date.now() > until) throw new Error(`the read models hold ${rows[0]!.n} of the 620 imported customers after 60 s`);

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApi, type ApiHarness } from './support.ts';
+import { storedEvents } from '../support/events.ts';
 
 /** `POST /imports` and `GET /imports/:id` on the real API over PostgreSQL. */
 const MAX_BYTES = 4_000;
@@ -51,7 +52,7 @@ describe('HTTP import', () => {
   });
 
   it('answers 413 for a body over the bound and imports nothing of it; 400 for an unknown kind, 415 for another type', async () => {
-    const before = (await api.store.readAll()).length;
+    const before = (await storedEvents(api.store)).length;
     const rows = ['name,email', ...Array.from({ length: 400 }, (_, i) => `Person ${i},p${i}@example.com`)].join('\n');
     expect(rows.length).toBeGreaterThan(MAX_BYTES);
     const tooLarge = await api.app.inject({ method: 'POST', url: '/imports?kind=customers', headers: { ...api.auth('admin'), 'content-type': 'text/csv' }, payload: rows });
@@ -63,6 +64,6 @@ describe('HTTP import', () => {
     const ok = await api.app.inject({ method: 'POST', url: '/imports?kind=customers', headers: { ...api.auth('admin'), 'content-type': 'text/csv' }, payload: 'name,email\nLin,lin@example.com' });
     expect(ok.statusCode).toBe(202);
     await waitForJob(ok.json().id);
-    expect((await api.store.readAll()).length).toBe(before + 1);
+    expect((await storedEvents(api.store)).length).toBe(before + 1);
   });
 });

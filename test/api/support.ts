@@ -8,6 +8,7 @@ import type { ProjectionRunner } from '../../projections/runner.ts';
 import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 import { testConfig } from '../support/runtime.ts';
+import { newestPosition } from '../support/events.ts';
 
 export interface ApiHarness {
   app: CrmApp;
@@ -113,8 +114,8 @@ export const eventCount = async (h: ApiHarness): Promise<number> => {
  */
 export const projectionsSettled = async (h: ApiHarness, timeoutMs = 90_000): Promise<void> => {
   const deadline = Date.now() + timeoutMs;
+  const head = await newestPosition(h.store);
   for (;;) {
-    const head = await h.store.headPosition();
     const status = await h.runner.status();
     const failed = status.filter((p) => p.state === 'failed');
     if (failed.length > 0) throw new Error(`projection failed: ${failed.map((p) => `${p.name} at ${String(p.failedPosition)}: ${p.lastError}`).join('; ')}`);

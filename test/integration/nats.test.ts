@@ -14,6 +14,7 @@ import { matchesPatterns } from '../../integration/envelope.ts';
 import { CRM_BIN, cleanEnv } from '../cli/support.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { eventually, Receiver, verifySignature } from './support.ts';
+import { storedEvents } from '../support/events.ts';
 
 /**
  * The publishing process (`crm project` with CRM_NATS_URL) killed mid-stream and restarted: nothing
@@ -86,7 +87,7 @@ const ctx = (): CommandContext => ({ actor: { userId: 'nats-test', roles: ['admi
 
 const streamMessages = async (): Promise<number> => (await jsm.streams.info(stream).catch(() => undefined))?.state.messages ?? 0;
 
-const storedIds = async () => (await store.readAll({})).map((e) => ({ id: e.id, type: e.type, position: e.position }));
+const storedIds = async () => (await storedEvents(store)).map((e) => ({ id: e.id, type: e.type, position: e.position }));
 
 describe.skipIf(unavailable !== undefined)('JetStream and webhook publishing across a crash of the publishing process', () => {
   it('publishes every event once, in order, and delivers every webhook event after kill -9 and restart', async () => {

@@ -7,6 +7,7 @@ import { IntegrationPublishers } from '../../integration/publishers.ts';
 import type { DeliveryPolicy } from '../../integration/webhook-loop.ts';
 import { expectProblem, json, startApi, type ApiHarness } from '../api/support.ts';
 import { eventually, Receiver, verifySignature, type Received } from './support.ts';
+import { newestPosition, storedEvents } from '../support/events.ts';
 
 let h: ApiHarness;
 let commands: CrmCommands;
@@ -56,7 +57,7 @@ const webhook = async (id: string) => json(await h.app.inject({ method: 'GET', u
 
 /** The stored events a subscription with these patterns must receive, in position order, after `after`. */
 const expectedEvents = async (patterns: string[], after: bigint) =>
-  (await h.store.readAll({ fromPosition: after })).filter((e) => matchesPatterns(patterns, e.type));
+  (await storedEvents(h.store, { fromPosition: after })).filter((e) => matchesPatterns(patterns, e.type));
 
 const registerWithPurchase = async (i: number) => {
   const { id } = await commands.execute({ type: 'RegisterCustomer', name: `Customer ${i}`, email: `c${i}-${randomUUID()}@example.com` }, ctx());
@@ -131,7 +132,7 @@ describe('delivery', () => {
     const flaky = await receiver((n) => (n < 3 ? { status: 500 } : n < 8 ? { status: 200, delayMs: 300 } : n < 10 ? { status: 200, delayMs: 1_500 } : { status: 204 }));
     const dead = await receiver(() => 'hang');
     const patterns = ['CustomerRegistered', 'Purchase*'];
-    const start = await h.store.headPosition();
+    const start = await newestPosition(h.store);
     const good = await subscribe({ url: flaky.url, events: patterns, role: 'admin' });
     const stuck = await subscribe({ url: dead.url, events: ['*'], role: 'admin' });
     const publishers = await startPublishers({ timeoutMs: 800, firstRetryMs: 50, maxRetryMs: 400, retryForMs: 60_000 });
@@ -191,7 +192,7 @@ describe('delivery', () => {
   it('pauses a subscription as failing when retries run out, keeps its place, and resumes when enabled again', async () => {
     let healthy = false;
     const r = await receiver(() => (healthy ? { status: 200 } : { status: 503 }));
-    const start = await h.store.headPosition();
+    const start = await newestPosition(h.store);
     const sub = await subscribe({ url: r.url, events: ['CustomerRegistered'] });
     const publishers = await startPublishers({ timeoutMs: 800, firstRetryMs: 50, maxRetryMs: 200, retryForMs: 1_000 });
     try {
@@ -226,7 +227,7 @@ describe('delivery', () => {
   it('after a forget, deliveries (replays included) carry no plaintext of the customer; analyst-level subscriptions see personal data masked', async () => {
     const r = await receiver();
     const analystReceiver = await receiver();
-    const start = await h.store.headPosition();
+    const start = await newestPosition(h.store);
     const admin = await subscribe({ url: r.url, events: ['Customer*', 'Feedback*'], role: 'admin' });
     const analyst = await subscribe({ url: analystReceiver.url, events: ['Customer*'] });
     const publishers = await startPublishers({ timeoutMs: 2_000, firstRetryMs: 50, maxRetryMs: 200, retryForMs: 60_000 });

@@ -9,6 +9,7 @@ import { compareSchemas, replayInto, tablesOf } from '../../projections/rebuild.
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { runScenario, type ScenarioIds } from './scenario.ts';
 import { createHarness, type Harness } from './support.ts';
+import { storedEvents } from '../support/events.ts';
 
 let h: Harness;
 let ids: ScenarioIds;
@@ -121,7 +122,7 @@ describe('crash at every statement of a catch-up', () => {
     // One projection with counters (a double-applied purchase shows in orderCount and revenue) and a prefix
     // of the scenario keep the sweep short: a few batches of three events.
     const projections = readModelProjections().filter((p) => p.name === 'customers');
-    const prefix = await h.store.readAll({ maxCount: 24 });
+    const prefix = await storedEvents(h.store, { maxCount: 24 });
     const until = prefix.at(-1)!.position;
     const reference = await replayInto({ db: h.database.db, store: h.store, codec: h.codec, projections, schema: `${h.schemas.read}_sweepref`, untilPosition: until });
     const life = (schema: string, db: typeof h.database.db) =>
@@ -186,7 +187,7 @@ describe('poison events', () => {
     try {
       // Read-your-writes does not wait for a failed projection.
       await runner.waitForPosition(h.lastPosition(), 10_000);
-      const [lost] = (await h.store.readAll()).filter((e) => e.type === 'DealLost');
+      const [lost] = (await storedEvents(h.store)).filter((e) => e.type === 'DealLost');
       const status = Object.fromEntries((await runner.status()).map((s) => [s.name, s]));
       expect(status.deals).toMatchObject({ state: 'failed', failedEventId: lost!.id, failedPosition: lost!.position });
       expect(status.deals!.lastError).toContain('cannot handle DealLost');

@@ -10,6 +10,7 @@ import { ProjectionRunner } from '../../projections/runner.ts';
 import { waitForCheckpoints } from '../../projections/status.ts';
 import { runScenario } from './scenario.ts';
 import { createHarness, type Harness } from './support.ts';
+import { storedEvents } from '../support/events.ts';
 
 let h: Harness;
 const projections = readModelProjections();
@@ -144,7 +145,7 @@ describe('projection leases', () => {
       await waitForCheckpoints(h.database.db, schema, h.lastPosition(), { timeoutMs: 15_000 });
       await expectEqualToReplay(schema, 'ref1');
       // Exactly once: every event a projection wants was committed once, by its lease holder alone.
-      const events = await h.store.readAll();
+      const events = await storedEvents(h.store);
       const applied = await appliedBy(schema);
       for (const p of projections) {
         const wanted = events.filter((e) => matchesFilter(p.filter, e)).length;
@@ -162,7 +163,7 @@ describe('projection leases', () => {
       await waitForCheckpoints(h.database.db, schema, h.lastPosition(), { timeoutMs: 15_000 });
       await expectEqualToReplay(schema, 'ref2');
       const after = await appliedBy(schema);
-      const all = await h.store.readAll();
+      const all = await storedEvents(h.store);
       for (const p of projections) {
         const wanted = all.filter((e) => matchesFilter(p.filter, e)).length;
         expect(after.get(p.name)?.events ?? 0, p.name).toBe(wanted);
@@ -236,7 +237,7 @@ describe('projection leases', () => {
     await paused.start();
     expect(paused.owns('customers')).toBe(true);
 
-    const events = await h.store.readAll();
+    const events = await storedEvents(h.store);
     const end = events[events.length - 1]!.position;
     const items = await decodeBatch(h.codec, events, () => true);
     let resume!: () => void;
@@ -307,7 +308,7 @@ describe('projection leases', () => {
     const successor = leaseOf('successor');
     await successor.start();
     expect(successor.owns('customers')).toBe(true);
-    const events = (await h.store.readAll()).filter((e) => matchesFilter(customers.filter, e)).slice(0, 3);
+    const events = (await storedEvents(h.store)).filter((e) => matchesFilter(customers.filter, e)).slice(0, 3);
     const items = await decodeBatch(h.codec, events, () => true);
     const lag = { eventsBehind: 0, secondsBehind: 0 };
     const end = events[events.length - 1]!.position;

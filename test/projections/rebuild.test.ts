@@ -8,6 +8,7 @@ import { createReportingViews, REPORTING_VIEWS } from '../../projections/reporti
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { runScenario, type ScenarioIds } from './scenario.ts';
 import { createHarness, type Harness } from './support.ts';
+import { storedEvents } from '../support/events.ts';
 
 let h: Harness;
 let ids: ScenarioIds;
@@ -38,7 +39,7 @@ describe('replay and compare', () => {
     const b = await replayInto({ ...deps(), schema: `${h.schemas.read}_b`, untilPosition: position });
     expect(a.failed).toEqual([]);
     // Every event counted once, the position where every projection stands.
-    expect(a.events).toBe((await h.store.readAll()).filter((e) => e.position <= position).length);
+    expect(a.events).toBe((await storedEvents(h.store)).filter((e) => e.position <= position).length);
     expect(a.position).toBe(position);
     const ab = await compareSchemas(h.database.db, a.schema, b.schema, tables);
     expect(ab.filter((t) => !t.equal)).toEqual([]);
@@ -62,7 +63,7 @@ describe('replay and compare', () => {
   });
 
   it('builds the read models as of an instant (record time)', async () => {
-    const [deactivated] = (await h.store.readAll()).filter((e) => e.type === 'CustomerDeactivated');
+    const [deactivated] = (await storedEvents(h.store)).filter((e) => e.type === 'CustomerDeactivated');
     const asOf = await replayInto({ ...deps(), schema: `${h.schemas.read}_asof`, untilTime: deactivated!.recordedAt, reportingSchema: `${h.schemas.read}_asof_reporting` });
     const past = createReadModelQueries({ db: h.database.db, schema: asOf.schema });
     expect(await past.getCustomer(ids.alice)).toMatchObject({ status: 'inactive', dealsWon: 0 });
