@@ -10,6 +10,7 @@ import type { RateLimitOptions } from './rate-limit.ts';
 
 export type { RateLimitOptions } from './rate-limit.ts';
 import type { ImportJobs } from '../commands/import/jobs.ts';
+import type { RecordKind } from '../audit/records.ts';
 
 /**
  * What the HTTP API needs, passed in by the composition root (runtime/crm.ts). The API reads no environment;
@@ -69,7 +70,6 @@ export interface Page<T = Record<string, unknown>> {
   nextCursor: string | null;
 }
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity';
 export type ReadRecord = Record<string, unknown>;
 
 /**
@@ -109,7 +109,7 @@ export interface ReadScope {
 
 /** Point-in-time state (audit issue): a record folded from its events up to `asOf`. */
 export interface PointInTime {
-  stateAt(kind: AggregateKind, id: string, asOf: Date): Promise<{ state: ReadRecord; revision: number } | undefined>;
+  stateAt(kind: RecordKind, id: string, asOf: Date): Promise<{ state: ReadRecord; revision: number } | undefined>;
 }
 
 

@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { IsoDateTime } from '../domain/shared.ts';
 import type { RouteContext } from './route-context.ts';
 import { MAX_CURSOR_LENGTH } from './cursor-seal.ts';
-import type { AggregateKind, Page, ReadModelQueries, ReadRecord } from './deps.ts';
+import type { RecordKind } from '../audit/records.ts';
+import type { Page, ReadModelQueries, ReadRecord } from './deps.ts';
 import { awaitReadModels, etagOf, IdParams, WaitForQuery } from './http.ts';
 import { forCaller } from './mask.ts';
 import { ProblemError, problemResponses } from './problems.ts';
@@ -106,7 +107,7 @@ export interface GetRouteSpec {
   url: string;
   tags: string[];
   summary: string;
-  kind: AggregateKind;
+  kind: RecordKind;
   personalFields: readonly string[];
   fetch: (queries: ReadModelQueries, id: string, request: FastifyRequest) => Promise<ReadRecord | undefined>;
 }

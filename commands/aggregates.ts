@@ -1,6 +1,7 @@
 import { campaignDecider, type CampaignState } from '../domain/campaign/decider.ts';
 import { CampaignStreamPrefix } from '../domain/campaign/events.ts';
 import type { CrmEvent } from '../domain/catalogue.ts';
+import type { Decider } from '../domain/decider.ts';
 import { customerDecider, type CustomerState } from '../domain/customer/decider.ts';
 import { CustomerStreamPrefix } from '../domain/customer/events.ts';
 import { dealDecider, type DealState } from '../domain/deal/decider.ts';
@@ -39,32 +40,43 @@ export interface Folder<S> {
   evolve: (state: S, event: CrmEvent) => S;
 }
 
-export const streamPrefixes: Record<AggregateKind, string> = {
-  customer: CustomerStreamPrefix,
-  deal: DealStreamPrefix,
-  campaign: CampaignStreamPrefix,
-  feedback: FeedbackStreamPrefix,
-  team: TeamStreamPrefix,
-  user: UserStreamPrefix,
-  activity: ActivityStreamPrefix,
-  exchangeRate: ExchangeRateStreamPrefix,
-};
+/** An aggregate kind on the command side: its stream prefix and its decider, with the event union erased. */
+export interface AggregateEntry<S> extends Folder<S> {
+  /** The command belongs to this kind (the route table guarantees it); the type only erases the union. */
+  decide: (command: never, state: S) => { type: string; data: unknown }[];
+}
+
+const entry = <C, E, S>(prefix: string, decider: Decider<C, E, S>): AggregateEntry<S> => ({
+  prefix,
+  initialState: decider.initialState,
+  evolve: decider.evolve as unknown as Folder<S>['evolve'],
+  decide: decider.decide as unknown as AggregateEntry<S>['decide'],
+});
+
+/**
+ * Every aggregate kind, once: loading folds with it, deciding decides with it, stream names come
+ * from it. A new kind is added here (and to `AggregateKind`) and nowhere else on the command side.
+ */
+export const aggregateRegistry = (sla: SlaPolicy = defaultSlaPolicy): { [K in AggregateKind]: AggregateEntry<AggregateStates[K]> } => ({
+  customer: entry(CustomerStreamPrefix, customerDecider),
+  deal: entry(DealStreamPrefix, dealDecider),
+  campaign: entry(CampaignStreamPrefix, campaignDecider),
+  feedback: entry(FeedbackStreamPrefix, createFeedbackDecider(sla)),
+  team: entry(TeamStreamPrefix, teamDecider),
+  user: entry(UserStreamPrefix, userDecider),
+  activity: entry(ActivityStreamPrefix, activityDecider),
+  exchangeRate: entry(ExchangeRateStreamPrefix, exchangeRateDecider),
+});
+
+const prefixesOf = (registry: ReturnType<typeof aggregateRegistry>): Record<AggregateKind, string> =>
+  Object.fromEntries(Object.entries(registry).map(([kind, { prefix }]) => [kind, prefix])) as Record<AggregateKind, string>;
+
+export const streamPrefixes: Record<AggregateKind, string> = prefixesOf(aggregateRegistry());
 
 export const streamOf = (kind: AggregateKind, id: string): string => `${streamPrefixes[kind]}${id}`;
 
-export const aggregateFolders = (sla: SlaPolicy = defaultSlaPolicy): { [K in AggregateKind]: Folder<AggregateStates[K]> } => {
-  const feedback = createFeedbackDecider(sla);
-  return {
-    customer: { prefix: CustomerStreamPrefix, initialState: customerDecider.initialState, evolve: customerDecider.evolve as Folder<CustomerState>['evolve'] },
-    deal: { prefix: DealStreamPrefix, initialState: dealDecider.initialState, evolve: dealDecider.evolve as Folder<DealState>['evolve'] },
-    campaign: { prefix: CampaignStreamPrefix, initialState: campaignDecider.initialState, evolve: campaignDecider.evolve as Folder<CampaignState>['evolve'] },
-    feedback: { prefix: FeedbackStreamPrefix, initialState: feedback.initialState, evolve: feedback.evolve as Folder<FeedbackState>['evolve'] },
-    team: { prefix: TeamStreamPrefix, initialState: teamDecider.initialState, evolve: teamDecider.evolve as Folder<TeamState>['evolve'] },
-    user: { prefix: UserStreamPrefix, initialState: userDecider.initialState, evolve: userDecider.evolve as Folder<UserState>['evolve'] },
-    activity: { prefix: ActivityStreamPrefix, initialState: activityDecider.initialState, evolve: activityDecider.evolve as Folder<ActivityState>['evolve'] },
-    exchangeRate: { prefix: ExchangeRateStreamPrefix, initialState: exchangeRateDecider.initialState, evolve: exchangeRateDecider.evolve as Folder<ExchangeRateState>['evolve'] },
-  };
-};
+/** The fold side of every kind (loading needs no decide). */
+export const aggregateFolders = (sla: SlaPolicy = defaultSlaPolicy): { [K in AggregateKind]: Folder<AggregateStates[K]> } => aggregateRegistry(sla);
 
 /** What the handler keeps of each event: enough to answer a retried command with its first result. */
 export interface EventRef {

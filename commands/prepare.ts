@@ -1,19 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { campaignDecider } from '../domain/campaign/decider.ts';
 import type { CrmEventType } from '../domain/catalogue.ts';
-import { customerDecider } from '../domain/customer/decider.ts';
-import { dealDecider } from '../domain/deal/decider.ts';
 import { invalidState } from '../domain/errors.ts';
-import { createFeedbackDecider } from '../domain/feedback/decider.ts';
-import { activityDecider } from '../domain/activity/decider.ts';
 import type { SlaPolicy } from '../domain/feedback/sla.ts';
-import { teamDecider } from '../domain/team/decider.ts';
-import { userDecider } from '../domain/user/decider.ts';
-import { exchangeRateDecider } from '../domain/exchange-rate/decider.ts';
 import { EventMetadata } from '../domain/metadata.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
-import { streamOf } from './aggregates.ts';
+import { aggregateRegistry, streamOf } from './aggregates.ts';
 import { commandHash, createdIdFor, uuidV5 } from './ids.ts';
 import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType } from './schemas.ts';
 import type { CommandContext } from './context.ts';
@@ -97,30 +89,11 @@ export const needsOwnerSnapshot = (type: CommandType): boolean =>
 /** Commands whose decider needs to know which of the named teams exist (`command.knownTeams`). */
 export const needsKnownTeams = (type: CommandType): boolean => type === 'RegisterUser' || type === 'ChangeUser';
 
-/** The decide side of the four deciders, erased to one call. */
+/** The decide side of every kind's decider, erased to one call. */
 export const createDecide = (sla: SlaPolicy) => {
-  const feedbackDecider = createFeedbackDecider(sla);
-  return (kind: AggregateKind, command: unknown, state: unknown): DomainEventList => {
-    // The route table guarantees that `command` belongs to `kind`; the casts only erase the union.
-    switch (kind) {
-      case 'customer':
-        return customerDecider.decide(command as never, state as never);
-      case 'deal':
-        return dealDecider.decide(command as never, state as never);
-      case 'campaign':
-        return campaignDecider.decide(command as never, state as never);
-      case 'feedback':
-        return feedbackDecider.decide(command as never, state as never);
-      case 'team':
-        return teamDecider.decide(command as never, state as never);
-      case 'user':
-        return userDecider.decide(command as never, state as never);
-      case 'activity':
-        return activityDecider.decide(command as never, state as never);
-      case 'exchangeRate':
-        return exchangeRateDecider.decide(command as never, state as never);
-    }
-  };
+  const registry = aggregateRegistry(sla);
+  return (kind: AggregateKind, command: unknown, state: unknown): DomainEventList =>
+    (registry[kind].decide as (command: unknown, state: unknown) => DomainEventList)(command, state);
 };
 
 /** Encrypts personal fields; a customer forgotten between our read and this write (a race) is refused like any forgotten customer. */

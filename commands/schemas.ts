@@ -7,6 +7,7 @@ import { teamCommandSchemas } from '../domain/team/commands.ts';
 import { userCommandSchemas } from '../domain/user/commands.ts';
 import { activityCommandSchemas } from '../domain/activity/commands.ts';
 import { exchangeRateCommandSchemas } from '../domain/exchange-rate/commands.ts';
+import type { AggregateKind } from '../domain/catalogue.ts';
 
 /**
  * One strict zod schema per command, keyed by command type. Path ids are fields of the payload
@@ -31,7 +32,7 @@ export const isCommandType = (type: unknown): type is CommandType => typeof type
 export type CrmCommand = { [K in CommandType]: { type: K } & z.input<(typeof commandSchemas)[K]> }[CommandType];
 export type CommandPayload<K extends CommandType> = z.infer<(typeof commandSchemas)[K]>;
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity' | 'team' | 'user' | 'exchangeRate';
+export type { AggregateKind };
 
 /** Which aggregate each command addresses, and the payload field naming it. */
 export const commandTargets: Record<CommandType, { kind: AggregateKind; idField: string; creates: boolean }> = {

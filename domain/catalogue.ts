@@ -24,6 +24,9 @@ export const eventSchemas = {
   ...exchangeRateEventSchemas,
 } as const;
 
+/** The kinds of stream the CRM writes, one decider each (commands/aggregates.ts maps them). */
+export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity' | 'team' | 'user' | 'exchangeRate';
+
 export type CrmEventType = keyof typeof eventSchemas;
 export type CrmEvent = CustomerEvent | DealEvent | CampaignEvent | FeedbackEvent | TeamEvent | UserEvent | ActivityEvent | ExchangeRateEvent;
 export type EventOfType<T extends CrmEventType> = Extract<CrmEvent, { type: T }>;

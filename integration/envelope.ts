@@ -1,6 +1,7 @@
 import { eventSchemas, personalFields, type CrmEventType } from '../domain/catalogue.ts';
 import { ERASED } from '../domain/shared.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
+import type { AggregateKind } from '../domain/catalogue.ts';
 
 /**
  * Public integration events: what webhooks and NATS carry. A contract of its own, separate from the
@@ -14,7 +15,7 @@ export type SubscriberRole = 'admin' | 'sales' | 'marketing' | 'support' | 'anal
 /** What a personal field reads as for subscribers whose role may not see personal data. */
 export const MASKED = '[masked]';
 
-export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'activity' | 'user' | 'team' | 'exchangeRate';
+export type { AggregateKind };
 
 export interface IntegrationEvent {
   /** The event id (UUID): receivers dedupe by it (it is also the `webhook-id` and the `Nats-Msg-Id`). */
