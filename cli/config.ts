@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_BACK_PRESSURE } from '../api/back-pressure.ts';
 import { ROLES } from '../api/roles.ts';
 import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
@@ -34,6 +35,11 @@ const requestsPerMinute = z.coerce
   .number({ error: 'a whole number of requests per minute (0 turns the limit off)' })
   .int('a whole number of requests per minute (0 turns the limit off)')
   .min(0, 'a whole number of requests per minute (0 turns the limit off)');
+const bound = (what: string) =>
+  z.coerce
+    .number({ error: `a whole number of ${what} (0 turns the bound off)` })
+    .int(`a whole number of ${what} (0 turns the bound off)`)
+    .min(0, `a whole number of ${what} (0 turns the bound off)`);
 const rateLimitVariable = (role: string) => `CRM_RATE_LIMIT_${role.toUpperCase()}`;
 
 const EnvSchema = z.object({
@@ -90,6 +96,11 @@ const EnvSchema = z.object({
     emptyAsUnset,
     z.string().regex(/^[A-Z]{3}$/, 'an ISO 4217 currency code in capitals, such as EUR or USD').default(DEFAULT_BASE_CURRENCY),
   ),
+  /** Back-pressure on commands (api/back-pressure.ts): past a bound a command gets 503 with Retry-After; 0 turns that bound off. */
+  CRM_MAX_COMMANDS_IN_FLIGHT: z.preprocess(emptyAsUnset, bound('commands handled at once').default(DEFAULT_BACK_PRESSURE.maxCommandsInFlight)),
+  CRM_MAX_EVENT_LOOP_DELAY_MS: z.preprocess(emptyAsUnset, bound('milliseconds of event-loop delay').default(DEFAULT_BACK_PRESSURE.maxEventLoopDelayMs)),
+  CRM_MAX_POOL_WAITING: z.preprocess(emptyAsUnset, bound('queries waiting for a database connection').default(DEFAULT_BACK_PRESSURE.maxPoolWaiting)),
+  CRM_MAX_PROJECTION_BACKLOG: z.preprocess(emptyAsUnset, bound('events the projections have yet to apply').default(DEFAULT_BACK_PRESSURE.maxProjectionBacklog)),
   /** Shared rate-limit counters for every replica. */
   REDIS_URL: z.preprocess(
     emptyAsUnset,
@@ -200,6 +211,12 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     nats: e.CRM_NATS_URL ? { url: e.CRM_NATS_URL, stream: e.CRM_NATS_STREAM, role: e.CRM_NATS_ROLE } : undefined,
     timeouts: databaseTimeouts(e),
     rateLimit: { perMinute: e.CRM_RATE_LIMIT, perRole, redisUrl: e.REDIS_URL },
+    backPressure: {
+      maxCommandsInFlight: e.CRM_MAX_COMMANDS_IN_FLIGHT,
+      maxEventLoopDelayMs: e.CRM_MAX_EVENT_LOOP_DELAY_MS,
+      maxPoolWaiting: e.CRM_MAX_POOL_WAITING,
+      maxProjectionBacklog: e.CRM_MAX_PROJECTION_BACKLOG,
+    },
     baseCurrency: e.CRM_BASE_CURRENCY,
   };
 }

@@ -1,3 +1,4 @@
+import type { BackPressureOptions } from '../api/back-pressure.ts';
 /**
  * The typed configuration the composition root (runtime/crm.ts) builds the CRM from. Only
  * cli/config.ts reads it from the environment; tests and benchmarks load it the same way.
@@ -43,6 +44,8 @@ export interface CrmConfig {
   timeouts: DatabaseTimeouts;
   /** Requests per minute per API key (0: off), per role where set; counted in Redis when `redisUrl` is set. */
   rateLimit: { perMinute: number; perRole: Record<string, number>; redisUrl: string | undefined };
+  /** Bounds past which commands are refused with 503 (api/back-pressure.ts; 0 turns one off). */
+  backPressure: Omit<BackPressureOptions, 'retryAfterSeconds'>;
   /** ISO 4217 code of the base currency: exchange rates are set against it, base-currency figures are given in it. */
   baseCurrency: string;
 }

@@ -439,6 +439,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     closers.push(() => imports.close());
     const apiDeps: Omit<ApiDeps, 'logger'> = {
       rateLimit: { max: config.rateLimit.perMinute, perRole: config.rateLimit.perRole, timeWindowMs: 60_000, redis },
+      backPressure: config.backPressure,
       imports,
       importMaxBytes,
       store,

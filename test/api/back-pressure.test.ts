@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type CrmApp } from '../../api/app.ts';
-import type { BackPressureOptions } from '../../api/back-pressure.ts';
+import { DEFAULT_BACK_PRESSURE, type BackPressureOptions } from '../../api/back-pressure.ts';
+import { ConfigError, loadConfig } from '../../cli/config.ts';
+import { openCrm } from '../../runtime/crm.ts';
 import { createCrmCommands } from '../../commands/index.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
@@ -131,5 +133,50 @@ describe('back-pressure on commands', () => {
     }
     expectBusy(command, /event loop delayed \d+ ms/);
     expect(query.statusCode).toBe(200);
+  });
+});
+
+describe('configuration', () => {
+  const base = { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/test' };
+  const variables = ['CRM_MAX_COMMANDS_IN_FLIGHT', 'CRM_MAX_EVENT_LOOP_DELAY_MS', 'CRM_MAX_POOL_WAITING', 'CRM_MAX_PROJECTION_BACKLOG'] as const;
+
+  it('reads each bound from the environment (0 turns it off), with the documented defaults', () => {
+    const { retryAfterSeconds: _, ...defaults } = DEFAULT_BACK_PRESSURE;
+    expect(loadConfig(base, '/tmp').backPressure).toEqual(defaults);
+    const set = loadConfig({ ...base, CRM_MAX_COMMANDS_IN_FLIGHT: '16', CRM_MAX_EVENT_LOOP_DELAY_MS: '0', CRM_MAX_POOL_WAITING: '8', CRM_MAX_PROJECTION_BACKLOG: '1000' }, '/tmp');
+    expect(set.backPressure).toEqual({ maxCommandsInFlight: 16, maxEventLoopDelayMs: 0, maxPoolWaiting: 8, maxProjectionBacklog: 1_000 });
+  });
+
+  it('names the variable of a bad value', () => {
+    for (const variable of variables) {
+      for (const value of ['-1', 'many', '2.5']) {
+        let error: unknown;
+        try {
+          loadConfig({ ...base, [variable]: value }, '/tmp');
+        } catch (e) {
+          error = e;
+        }
+        expect(error, `${variable}=${value}`).toBeInstanceOf(ConfigError);
+        expect((error as ConfigError).problems[0]!.variable).toBe(variable);
+      }
+    }
+  });
+
+  it('reaches the API of the running CRM: with one command allowed in flight, the second of two at once is refused', async () => {
+    const narrow = await openCrm(loadConfig({ ...base, DATABASE_URL: h.schemas.url, CRM_EVENTS_SCHEMA: h.schemas.events, CRM_READ_SCHEMA: h.schemas.read, CRM_REPORTING_SCHEMA: h.schemas.reporting, CRM_PROJECTIONS: 'off', CRM_MAX_COMMANDS_IN_FLIGHT: '1', CRM_MAX_EVENT_LOOP_DELAY_MS: '0', CRM_RATE_LIMIT: '0', LOG_LEVEL: 'silent' }, '/tmp'));
+    const app = await narrow.buildApi({ logger: false });
+    try {
+      expect(narrow.apiDeps.backPressure).toMatchObject({ maxCommandsInFlight: 1, maxEventLoopDelayMs: 0 });
+      const key = (await app.keys.create({ name: 'narrow', role: 'sales' })).key;
+      const register = (i: number) =>
+        app.inject({ method: 'POST', url: '/customers', headers: { authorization: `Bearer ${key}` }, payload: { name: `Narrow ${i}`, email: `narrow-${i}-${randomUUID()}@example.com` } });
+      const answers = await Promise.all(Array.from({ length: 4 }, (_, i) => register(i)));
+      const codes = answers.map((a) => a.statusCode).sort();
+      expect(codes[0]).toBe(201);
+      expect(codes).toContain(503);
+    } finally {
+      await app.close();
+      await narrow.close();
+    }
   });
 });

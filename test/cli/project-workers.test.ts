@@ -114,7 +114,8 @@ describe('crm project workers', () => {
 
   it('the embedded single process holds every lease under a fixed id, and takes them back at once after a crash', async () => {
     const folder = mkdtempSync(join(tmpdir(), 'crm-leases-'));
-    const embedded = { PORT: '0', LOG_LEVEL: 'warn', CRM_DEMO: '0', CRM_ADMIN_KEY: env.CRM_ADMIN_KEY };
+    // Leases of 10 minutes: a restarted process that waited them out could not answer within the test's bounds.
+    const embedded = { PORT: '0', LOG_LEVEL: 'warn', CRM_DEMO: '0', CRM_ADMIN_KEY: env.CRM_ADMIN_KEY, CRM_PROJECTION_LEASE_SECONDS: '600', CRM_MAX_EVENT_LOOP_DELAY_MS: '0' };
     try {
       const first = new Server(folder, embedded);
       processes.push(first);
@@ -126,9 +127,13 @@ describe('crm project workers', () => {
       const [, url] = await second.waitFor(/API:\s+(http:\/\/\S+)/);
       const headers = { authorization: `Bearer ${env.CRM_ADMIN_KEY}`, 'content-type': 'application/json' };
       const created = await fetch(`${url}/customers`, { method: 'POST', headers, body: JSON.stringify({ name: 'Ada Lovelace', email: 'ada@example.com' }) });
+      expect(created.status, second.stderr).toBe(201);
       const { id, position } = (await created.json()) as { id: string; position: string };
-      // Read-your-writes answers within its 5 s bound: the projections did not wait out the 15 s leases.
-      const read = await fetch(`${url}/customers/${id}?waitFor=${position}`, { headers });
+      // Read-your-writes answers long before the leases of the killed process would run out: the restarted
+      // process took them back at once. (Each ?waitFor= waits up to 5 s; a loaded machine may need a few.)
+      const deadline = Date.now() + 90_000;
+      let read = await fetch(`${url}/customers/${id}?waitFor=${position}`, { headers });
+      while (read.status === 503 && Date.now() < deadline) read = await fetch(`${url}/customers/${id}?waitFor=${position}`, { headers });
       expect(read.status, second.stderr).toBe(200);
       const projections = ((await (await fetch(`${url}/ready`)).json()) as { projections: ReadyProjection[] }).projections;
       expect(projections.map((p) => p.owner)).toEqual(projections.map(() => 'embedded'));

@@ -42,6 +42,8 @@ export const startConsoleServer = async (label: string, customers = 60): Promise
     CRM_DEMO: '1',
     CRM_DEMO_CUSTOMERS: String(customers),
     CRM_ADMIN_KEY: adminKey,
+    // The browser and the server share a loaded CI machine: commands are not refused for a slow event loop here (test/api/back-pressure.test.ts tests that bound).
+    CRM_MAX_EVENT_LOOP_DELAY_MS: '0',
     PORT: '0',
     LOG_LEVEL: 'warn',
   });
