@@ -1,21 +1,24 @@
 import type { CrmEvent } from '../domain/catalogue.ts';
 import { dealProbability } from '../domain/deal/decider.ts';
-import { fromMinor, toMinor } from '../domain/money.ts';
-import { ERASED } from '../domain/shared.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
 import type { CampaignView } from '../projections/queries/campaigns.ts';
 import type { DealView } from '../projections/queries/deals.ts';
 import type { ActivityView } from '../projections/queries/activities.ts';
 import { changesOf } from '../domain/activity/events.ts';
-import { evolveFeedback, type FeedbackState, type Instant } from '../projections/read-models/feedback-fold.ts';
+import { evolveCampaign, type CampaignRow } from '../projections/read-models/campaign-fold.ts';
+import { isoOf, type Instant } from '../projections/read-models/common.ts';
+import { evolveCustomer, revenueLineOf, type CustomerRow } from '../projections/read-models/customer-fold.ts';
+import { evolveFeedback, type FeedbackState } from '../projections/read-models/feedback-fold.ts';
+import { minorOfNumeric, numericOf } from '../shared/money.ts';
 
 /**
  * Records as they stood, folded in memory from decoded events. The fields follow the read-model
  * views (projections/queries: camelCase, money in major units) so a record `asOf` an instant reads
- * like today's record; they are derived here rather than from the decider state because the
- * deciders keep only what rules need (no personal data, no counters). Figures the read models
- * gather from other streams (a customer's open feedback and deal counts) are not part of a
- * stream's own history and are absent here.
+ * like today's record; they are derived from the read models' own folds where one exists
+ * (customers, campaigns, feedback: projections/read-models/*-fold.ts), not from the decider state,
+ * because the deciders keep only what rules need (no personal data, no counters). Figures the read
+ * models gather from other streams (a customer's open feedback and deal counts, a merged
+ * duplicate's purchases) are not part of a stream's own history and are absent here.
  */
 
 export const RECORD_KINDS = ['customer', 'deal', 'campaign', 'feedback', 'activity'] as const;
@@ -94,101 +97,49 @@ export type AnyRecord = CustomerRecord | DealRecord | CampaignRecord | FeedbackR
 
 type Folder<R> = (record: R | null, event: CrmEvent, at: string) => R | null;
 
-const customerFold: Folder<CustomerRecord> = (record, event, at) => {
-  // Minor units keep the running sums exact; the record shows major units.
-  const addRevenue = (r: CustomerRecord, currency: string, delta: number) => {
-    r.revenueByCurrency[currency] = fromMinor(toMinor(r.revenueByCurrency[currency] ?? 0) + delta);
-    r.currency ??= currency;
-    if (currency === r.currency) r.revenue = fromMinor(toMinor(r.revenue) + delta);
-  };
-  if (event.type === 'CustomerRegistered') {
-    const d = event.data;
-    return {
-      id: d.customerId,
-      name: d.name,
-      email: d.email,
-      phone: d.phone,
-      company: d.company,
-      tags: [...d.tags],
-      source: d.source,
-      marketingConsent: d.marketingConsent,
-      status: 'active',
-      mergedInto: null,
-      mergedDuplicates: [],
-      firstPurchaseAt: null,
-      lastPurchaseAt: null,
-      orderCount: 0,
-      revenue: 0,
-      refunded: 0,
-      currency: null,
-      revenueByCurrency: {},
-      registeredAt: at,
-      forgottenAt: null,
-      ownerId: null,
-      updatedAt: at,
-    };
+const isoOrNull = (value: Instant | null): string | null => (value === null ? null : isoOf(value));
+
+/**
+ * The auditor's view of a customer: the read model's own fold (customer-fold.ts), named as the API
+ * names it, with what the stream tells beyond the row: the duplicates it absorbed and its net revenue
+ * in every currency (the revenue lines the read model keeps, summed).
+ */
+const customerRecordOf = (events: readonly ProjectedEvent[]): CustomerRecord | null => {
+  let row: CustomerRow | undefined;
+  const mergedDuplicates: string[] = [];
+  const byCurrency = new Map<string, bigint>();
+  for (const e of events) {
+    row = evolveCustomer(row, e);
+    if (!row) continue;
+    if (e.event.type === 'CustomerMerged') mergedDuplicates.push(e.event.data.duplicateId);
+    const line = revenueLineOf(e);
+    if (line) byCurrency.set(line.currency, (byCurrency.get(line.currency) ?? 0n) + minorOfNumeric(line.amount));
   }
-  if (!record) return record;
-  const r: CustomerRecord = {
-    ...record,
-    tags: [...record.tags],
-    revenueByCurrency: { ...record.revenueByCurrency },
-    mergedDuplicates: [...record.mergedDuplicates],
-    updatedAt: at,
+  if (!row) return null;
+  return {
+    id: row.customer_id,
+    name: row.name,
+    email: row.email,
+    phone: row.phone,
+    company: row.company,
+    tags: row.tags,
+    source: row.source,
+    marketingConsent: row.marketing_consent,
+    status: row.status,
+    mergedInto: row.merged_into,
+    mergedDuplicates,
+    firstPurchaseAt: isoOrNull(row.first_purchase_at),
+    lastPurchaseAt: isoOrNull(row.last_purchase_at),
+    orderCount: row.order_count,
+    revenue: Number(row.revenue),
+    refunded: Number(row.refunded),
+    currency: row.currency,
+    revenueByCurrency: Object.fromEntries([...byCurrency].map(([currency, minor]) => [currency, Number(numericOf(minor))])),
+    registeredAt: isoOf(row.registered_at),
+    forgottenAt: isoOrNull(row.forgotten_at),
+    ownerId: row.owner_id,
+    updatedAt: isoOf(row.last_event_at),
   };
-  switch (event.type) {
-    case 'CustomerContactDetailsChanged': {
-      const d = event.data;
-      if (d.name !== undefined) r.name = d.name;
-      if (d.email !== undefined) r.email = d.email;
-      if (d.phone !== undefined) r.phone = d.phone;
-      if (d.company !== undefined) r.company = d.company;
-      return r;
-    }
-    case 'CustomerTagged':
-      if (!r.tags.includes(event.data.tag)) r.tags.push(event.data.tag);
-      return r;
-    case 'CustomerUntagged':
-      r.tags = r.tags.filter((t) => t !== event.data.tag);
-      return r;
-    case 'CustomerMarketingConsentChanged':
-      r.marketingConsent = event.data.marketingConsent;
-      return r;
-    case 'PurchaseRecorded':
-      r.orderCount += 1;
-      addRevenue(r, event.data.currency, toMinor(event.data.amount));
-      r.firstPurchaseAt ??= at;
-      r.lastPurchaseAt = at;
-      return r;
-    case 'PurchaseRefunded':
-      addRevenue(r, event.data.currency, -toMinor(event.data.amount));
-      if (event.data.currency === r.currency) r.refunded = fromMinor(toMinor(r.refunded) + toMinor(event.data.amount));
-      return r;
-    case 'CustomerMerged':
-      r.mergedDuplicates.push(event.data.duplicateId);
-      return r;
-    case 'CustomerMergedInto':
-      r.mergedInto = event.data.primaryId;
-      r.status = 'merged';
-      return r;
-    case 'CustomerDeactivated':
-      r.status = 'inactive';
-      return r;
-    case 'CustomerReactivated':
-      r.status = 'active';
-      return r;
-    case 'CustomerOwnerAssigned':
-      r.ownerId = event.data.ownerId;
-      return r;
-    case 'CustomerForgotten':
-      // As the customers read model: a company stored before it was encrypted is erased here.
-      if (r.company !== null) r.company = ERASED;
-      r.status = 'forgotten';
-      r.forgottenAt = at;
-      return r;
-    default:
-      return r;
-  }
 };
 
 /** PostgreSQL's `round(numeric, places)`: half away from zero, so folded figures equal the read model's generated columns. */
@@ -278,84 +229,33 @@ const dealFold: Folder<DealRecord> = (record, event, at) => {
   return withDealFigures(r);
 };
 
-const withCampaignFigures = (r: CampaignRecord): CampaignRecord => ({
-  ...r,
-  roi: r.costs > 0 ? roundAsNumeric((r.revenue - r.costs) / r.costs, 6) : null,
-  conversionRate: r.responses.sent > 0 ? roundAsNumeric(r.responses.converted / r.responses.sent, 6) : null,
-  overBudget: r.costs > r.budget,
-});
-
-const campaignFold: Folder<CampaignRecord> = (record, event, at) => {
-  if (event.type === 'CampaignCreated') {
-    const d = event.data;
-    return withCampaignFigures({
-      id: d.campaignId,
-      name: d.name,
-      channel: d.channel,
-      budget: d.budget,
-      currency: d.currency,
-      startsAt: d.schedule?.startsAt ?? null,
-      endsAt: d.schedule?.endsAt ?? null,
-      targetSegment: d.targetSegment,
-      status: 'draft',
-      costs: 0,
-      responses: { sent: 0, opened: 0, clicked: 0, converted: 0, unsubscribed: 0 },
-      conversions: 0,
-      revenue: 0,
-      roi: null,
-      conversionRate: null,
-      overBudget: false,
-      createdAt: at,
-      launchedAt: null,
-      completedAt: null,
-      cancelledAt: null,
-      updatedAt: at,
-    });
-  }
-  if (!record) return record;
-  const r: CampaignRecord = { ...record, responses: { ...record.responses }, updatedAt: at };
-  switch (event.type) {
-    case 'CampaignScheduled':
-      r.startsAt = event.data.startsAt;
-      r.endsAt = event.data.endsAt;
-      r.status = 'scheduled';
-      break;
-    case 'CampaignLaunched':
-      r.status = 'active';
-      r.launchedAt ??= at;
-      break;
-    case 'CampaignResumed':
-      r.status = 'active';
-      break;
-    case 'CampaignPaused':
-      r.status = 'paused';
-      break;
-    case 'CampaignCompleted':
-      r.status = 'completed';
-      r.completedAt = at;
-      break;
-    case 'CampaignCancelled':
-      r.status = 'cancelled';
-      r.cancelledAt = at;
-      break;
-    case 'CampaignCostRecorded':
-      r.costs = fromMinor(toMinor(r.costs) + toMinor(event.data.amount));
-      break;
-    case 'CampaignResponseRecorded':
-      r.responses[event.data.kind] += 1;
-      if (event.data.kind === 'converted') {
-        r.conversions += 1;
-        // As the read model: `revenue` counts conversions in the campaign's currency (others are in the base-currency figures).
-        if (event.data.currency === null || event.data.currency === r.currency) r.revenue = fromMinor(toMinor(r.revenue) + toMinor(event.data.revenue ?? 0));
+/** The auditor's view of a campaign: the read model's own fold (campaign-fold.ts), named as the API names it. */
+const campaignRecordOf = (row: CampaignRow | undefined): CampaignRecord | null =>
+  row
+    ? {
+        id: row.campaign_id,
+        name: row.name,
+        channel: row.channel,
+        budget: Number(row.budget),
+        currency: row.currency,
+        startsAt: isoOrNull(row.starts_at),
+        endsAt: isoOrNull(row.ends_at),
+        targetSegment: row.target_segment,
+        status: row.status,
+        costs: Number(row.costs),
+        responses: { sent: row.sent_count, opened: row.opened_count, clicked: row.clicked_count, converted: row.converted_count, unsubscribed: row.unsubscribed_count },
+        conversions: row.converted_count,
+        revenue: Number(row.revenue),
+        roi: row.roi === null ? null : Number(row.roi),
+        conversionRate: row.conversion_rate === null ? null : Number(row.conversion_rate),
+        overBudget: row.over_budget,
+        createdAt: isoOf(row.created_at),
+        launchedAt: isoOrNull(row.launched_at),
+        completedAt: isoOrNull(row.completed_at),
+        cancelledAt: isoOrNull(row.cancelled_at),
+        updatedAt: isoOf(row.last_event_at),
       }
-      break;
-    default:
-      break;
-  }
-  return withCampaignFigures(r);
-};
-
-const isoOf = (value: Instant): string => (value instanceof Date ? value.toISOString() : value);
+    : null;
 
 const activityFold: Folder<ActivityRecord> = (record, event, at) => {
   if (event.type === 'ActivityLogged') {
@@ -393,22 +293,20 @@ const feedbackRecordOf = (state: FeedbackState | undefined): FeedbackRecord | nu
         nps: state.nps,
         firstResponseDueAt: isoOf(state.first_response_due_at),
         resolutionDueAt: isoOf(state.resolution_due_at),
-        firstRespondedAt: state.first_responded_at === null ? null : isoOf(state.first_responded_at),
-        resolvedAt: state.resolved_at === null ? null : isoOf(state.resolved_at),
-        closedAt: state.closed_at === null ? null : isoOf(state.closed_at),
+        firstRespondedAt: isoOrNull(state.first_responded_at),
+        resolvedAt: isoOrNull(state.resolved_at),
+        closedAt: isoOrNull(state.closed_at),
         resolution: state.resolution ?? null,
         escalationCount: state.escalation_count,
         reopenCount: state.reopen_count,
-        ratedAt: state.rated_at === null ? null : isoOf(state.rated_at),
+        ratedAt: isoOrNull(state.rated_at),
         submittedAt: isoOf(state.submitted_at),
         updatedAt: isoOf(state.last_event_at),
       }
     : null;
 
-const folders: { [K in Exclude<RecordKind, 'feedback'>]: Folder<AnyRecord> } = {
-  customer: customerFold as Folder<AnyRecord>,
+const folders: { [K in 'deal' | 'activity']: Folder<AnyRecord> } = {
   deal: dealFold as Folder<AnyRecord>,
-  campaign: campaignFold as Folder<AnyRecord>,
   activity: activityFold as Folder<AnyRecord>,
 };
 
@@ -418,6 +316,8 @@ const folders: { [K in Exclude<RecordKind, 'feedback'>]: Folder<AnyRecord> } = {
  */
 export const foldRecord = (kind: RecordKind, events: readonly ProjectedEvent[]): AnyRecord | null => {
   if (kind === 'feedback') return feedbackRecordOf(events.reduce<FeedbackState | undefined>(evolveFeedback, undefined));
+  if (kind === 'customer') return customerRecordOf(events);
+  if (kind === 'campaign') return campaignRecordOf(events.reduce<CampaignRow | undefined>(evolveCampaign, undefined));
   const fold = folders[kind];
   return events.reduce<AnyRecord | null>((record, e) => fold(record, e.event, e.metadata.occurredAt), null);
 };

@@ -3,11 +3,17 @@ import type { ProjectedEvent } from '../projection.ts';
 /** Business time of an event (metadata.occurredAt): read models never read the clock. */
 export const occurredAt = (e: ProjectedEvent): string => e.metadata.occurredAt;
 
+/** A timestamp as an event carries it (ISO string) or as a loaded row holds it (Date). */
+export type Instant = string | Date;
+
 /** Milliseconds of a timestamp held as a Date (loaded row) or an ISO string (from an event). */
 export const ms = (value: unknown): number => (value instanceof Date ? value.getTime() : Date.parse(String(value)));
 
-export const earliest = (a: unknown, b: string): unknown => (a === null || a === undefined || ms(b) < ms(a) ? b : a);
-export const latest = (a: unknown, b: string): unknown => (a === null || a === undefined || ms(b) > ms(a) ? b : a);
+export const earliest = (a: Instant | null, b: string): Instant => (a === null || ms(b) < ms(a) ? b : a);
+export const latest = (a: Instant | null, b: string): Instant => (a === null || ms(b) > ms(a) ? b : a);
+
+/** A timestamp as the API shows it: an event's string as given, a loaded Date as ISO. */
+export const isoOf = (value: Instant): string => (value instanceof Date ? value.toISOString() : value);
 
 /** Seconds between two timestamps, whole milliseconds kept (3 decimals). */
 export const secondsBetween = (from: unknown, to: unknown): number => Math.round(ms(to) - ms(from)) / 1000;

@@ -2,17 +2,22 @@ import { sql, type Kysely } from 'kysely';
 import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
-import { earliest, latest, occurredAt } from './common.ts';
-import { addMoney, minorOf, minorOfNumeric, MONEY_TYPE, numericOf, subtractMoney } from '../../shared/money.ts';
-import { ensureSchema, insertRows, RowSet, type Row, type TableSpec } from './rows.ts';
+import { earliest, isoOf, latest, occurredAt } from './common.ts';
+import { MONEY_TYPE, minorOfNumeric, numericOf } from '../../shared/money.ts';
+import { evolveCustomer, revenueLineOf, type CustomerRow, type RevenueLine } from './customer-fold.ts';
+import { ensureSchema, insertRows, RowSet, type TableSpec } from './rows.ts';
+
+export type { CustomerStatus } from './customer-fold.ts';
 
 /**
  * `customers`: one row per customer, the profile (decrypted, or '[erased]' once forgotten) with the
- * figures a CRM screen shows: purchases, revenue net of refunds, open feedback, deal counts.
+ * figures a CRM screen shows: purchases, revenue net of refunds, open feedback, deal counts. The
+ * customer's own stream is folded by `evolveCustomer` (customer-fold.ts), the same fold the auditor's
+ * point-in-time record reads; what other streams add is applied here.
  * `customer_links`: which customer each deal and feedback item belongs to (their later events
  * carry only their own id), and whether it is open, won, lost or closed.
  */
-export const CUSTOMERS: TableSpec = {
+export const CUSTOMERS: TableSpec<CustomerRow> = {
   table: 'customers',
   key: 'customer_id',
   columns: [
@@ -46,7 +51,15 @@ export const CUSTOMERS: TableSpec = {
   ],
 };
 
-export const CUSTOMER_LINKS: TableSpec = {
+export type CustomerLink = {
+  link_id: string;
+  kind: 'deal' | 'feedback';
+  customer_id: string;
+  /** A deal's: open | won | lost; a feedback item's: open | resolved | closed. */
+  state: string;
+};
+
+export const CUSTOMER_LINKS: TableSpec<CustomerLink> = {
   table: 'customer_links',
   key: 'link_id',
   columns: ['link_id', 'kind', 'customer_id', 'state'],
@@ -58,16 +71,21 @@ export const CUSTOMER_LINKS: TableSpec = {
  * valid then (projections/queries/exchange-rates.ts). Append-only; a merged duplicate's lines count
  * for its primary through `customers.merged_into`.
  */
-export const REVENUE_LINES: TableSpec = {
+export const REVENUE_LINES: TableSpec<RevenueLine> = {
   table: 'revenue_lines',
   key: 'event_id',
   keyType: 'uuid',
   columns: ['event_id', 'customer_id', 'kind', 'order_id', 'currency', 'amount', 'occurred_at'],
 };
 
-export type CustomerStatus = 'active' | 'inactive' | 'merged' | 'forgotten';
+/** The tables this projection owns, for kysely. */
+export interface CustomerTables {
+  customers: CustomerRow;
+  customer_links: CustomerLink;
+  revenue_lines: RevenueLine;
+}
 
-async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   // Purchases change only unindexed columns (no index on revenue or purchase dates on purpose), so
   // with free space on each page (fillfactor) their updates stay HOT: no index entries to write.
@@ -149,12 +167,15 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
 const DEAL_LINKED = new Set(['DealWon', 'DealLost', 'DealReopened']);
 const FEEDBACK_LINKED = new Set(['FeedbackResolved', 'FeedbackClosed', 'FeedbackReopened']);
 
+type DealCounter = 'deals_open' | 'deals_won' | 'deals_lost';
+const dealCounter = (state: string): DealCounter => (state === 'won' ? 'deals_won' : state === 'lost' ? 'deals_lost' : 'deals_open');
+
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const customers = new RowSet(trx, schema, CUSTOMERS);
   const links = new RowSet(trx, schema, CUSTOMER_LINKS);
   const linkIds = new Set<string>();
   const customerIds = new Set<string>();
-  const revenueLines: Row[] = [];
+  const revenueLines: RevenueLine[] = [];
   for (const { event } of events) {
     const data = event.data as Record<string, unknown>;
     if (DEAL_LINKED.has(event.type)) linkIds.add(String(data.dealId));
@@ -165,161 +186,37 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   await links.load(linkIds);
   for (const id of linkIds) {
     const link = links.get(id);
-    if (link) customerIds.add(String(link.customer_id));
+    if (link) customerIds.add(link.customer_id);
   }
   await loadWithPrimaries(customers, customerIds);
 
   for (const e of events) {
     const { event } = e;
     const at = occurredAt(e);
-    /** The customer row an event changes; undefined when the customer is unknown (nothing to update). */
-    const touch = (customerId: string, update: (row: Row) => void, ownStream = false) => {
+    /** An event of another stream (a deal, a feedback item) changes the customer's counters; unknown customers are skipped. */
+    const count = (customerId: string, update: (row: CustomerRow) => void) => {
       const row = customers.get(customerId);
       if (!row) return;
       update(row);
-      if (ownStream) row.revision = e.revision;
       row.last_event_at = latest(row.last_event_at, at);
       row.last_position = e.position.toString();
       customers.touch(customerId);
     };
-    const linkState = (id: string, state: string, counter: (row: Row, from: string, to: string) => void) => {
+    const linkState = (id: string, state: string, counter: (row: CustomerRow, from: string, to: string) => void) => {
       const link = links.get(id);
       if (!link || link.state === state) return;
-      const from = String(link.state);
+      const from = link.state;
       link.state = state;
       links.touch(id);
       // A merged duplicate's deals and feedback count for the customer that absorbed it.
-      touch(ownerOf(customers, String(link.customer_id)), (row) => counter(row, from, state));
+      count(ownerOf(customers, link.customer_id), (row) => counter(row, from, state));
     };
     switch (event.type) {
-      case 'CustomerRegistered': {
-        const d = event.data;
-        customers.put({
-          customer_id: d.customerId,
-          name: d.name,
-          email: d.email,
-          email_search: d.email.toLowerCase(),
-          phone: d.phone,
-          company: d.company,
-          source: d.source,
-          tags: [...new Set(d.tags)],
-          status: 'active',
-          merged_into: null,
-          marketing_consent: d.marketingConsent,
-          registered_at: at,
-          first_purchase_at: null,
-          last_purchase_at: null,
-          order_count: 0,
-          revenue: '0.0000',
-          refunded: '0.0000',
-          currency: null,
-          open_feedback_count: 0,
-          deals_open: 0,
-          deals_won: 0,
-          deals_lost: 0,
-          forgotten_at: null,
-          owner_id: null,
-          revision: e.revision,
-          last_event_at: at,
-          last_position: e.position.toString(),
-        });
-        break;
-      }
-      case 'CustomerContactDetailsChanged': {
-        const d = event.data;
-        touch(
-          d.customerId,
-          (row) => {
-            if (d.name !== undefined) row.name = d.name;
-            if (d.email !== undefined) {
-              row.email = d.email;
-              row.email_search = d.email.toLowerCase();
-            }
-            if (d.phone !== undefined) row.phone = d.phone;
-            if (d.company !== undefined) row.company = d.company;
-          },
-          true,
-        );
-        break;
-      }
-      case 'CustomerTagged':
-        touch(event.data.customerId, (row) => {
-          const tags = row.tags as string[];
-          if (!tags.includes(event.data.tag)) row.tags = [...tags, event.data.tag];
-        }, true);
-        break;
-      case 'CustomerUntagged':
-        touch(event.data.customerId, (row) => {
-          row.tags = (row.tags as string[]).filter((t) => t !== event.data.tag);
-        }, true);
-        break;
-      case 'CustomerMarketingConsentChanged':
-        touch(event.data.customerId, (row) => (row.marketing_consent = event.data.marketingConsent), true);
-        break;
-      case 'PurchaseRecorded': {
-        const d = event.data;
-        touch(d.customerId, (row) => {
-          row.order_count = Number(row.order_count) + 1;
-          row.first_purchase_at = earliest(row.first_purchase_at, at);
-          row.last_purchase_at = latest(row.last_purchase_at, at);
-          // Revenue is kept in the customer's first purchase currency; other currencies count as orders only.
-          row.currency ??= d.currency;
-          if (String(row.currency) === d.currency) row.revenue = addMoney(row.revenue, d.amount);
-          revenueLines.push({ event_id: e.id, customer_id: d.customerId, kind: 'purchase', order_id: d.orderId, currency: d.currency, amount: numericOf(minorOf(d.amount)), occurred_at: at });
-        }, true);
-        break;
-      }
-      case 'PurchaseRefunded': {
-        const d = event.data;
-        touch(d.customerId, (row) => {
-          revenueLines.push({ event_id: e.id, customer_id: d.customerId, kind: 'refund', order_id: d.orderId, currency: d.currency, amount: numericOf(-minorOf(d.amount)), occurred_at: at });
-          if (String(row.currency) !== d.currency) return;
-          row.revenue = subtractMoney(row.revenue, d.amount);
-          row.refunded = addMoney(row.refunded, d.amount);
-        }, true);
-        break;
-      }
-      case 'CustomerMerged': {
-        const duplicate = customers.get(event.data.duplicateId);
-        touch(event.data.customerId, (row) => duplicate && absorb(row, duplicate), true);
-        break;
-      }
-      case 'CustomerMergedInto':
-        touch(event.data.customerId, (row) => {
-          row.merged_into = event.data.primaryId;
-          if (row.status !== 'forgotten') row.status = 'merged';
-        }, true);
-        break;
-      case 'CustomerDeactivated':
-        touch(event.data.customerId, (row) => {
-          if (row.status === 'active') row.status = 'inactive';
-        }, true);
-        break;
-      case 'CustomerReactivated':
-        touch(event.data.customerId, (row) => {
-          if (row.status === 'inactive') row.status = 'active';
-        }, true);
-        break;
-      case 'CustomerOwnerAssigned':
-        touch(event.data.customerId, (row) => (row.owner_id = event.data.ownerId), true);
-        break;
-      case 'CustomerForgotten':
-        // Later events decode as erased too; this clears what was decrypted before the forget.
-        touch(event.data.customerId, (row) => {
-          row.name = ERASED;
-          row.email = ERASED;
-          row.email_search = ERASED;
-          row.phone = row.phone === null ? null : ERASED;
-          row.company = row.company === null ? null : ERASED;
-          row.status = 'forgotten';
-          row.forgotten_at = at;
-        }, true);
-        break;
       case 'DealOpened': {
         const d = event.data;
         if (links.get(d.dealId)) break;
         links.put({ link_id: d.dealId, kind: 'deal', customer_id: d.customerId, state: 'open' });
-        touch(d.customerId, (row) => (row.deals_open = Number(row.deals_open) + 1));
+        count(d.customerId, (row) => (row.deals_open += 1));
         break;
       }
       case 'DealWon':
@@ -327,9 +224,8 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       case 'DealReopened': {
         const to = event.type === 'DealWon' ? 'won' : event.type === 'DealLost' ? 'lost' : 'open';
         linkState(event.data.dealId, to, (row, from, state) => {
-          const column = (s: string) => (s === 'won' ? 'deals_won' : s === 'lost' ? 'deals_lost' : 'deals_open');
-          row[column(from)] = Number(row[column(from)]) - 1;
-          row[column(state)] = Number(row[column(state)]) + 1;
+          row[dealCounter(from)] -= 1;
+          row[dealCounter(state)] += 1;
         });
         break;
       }
@@ -337,7 +233,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         const d = event.data;
         if (links.get(d.feedbackId)) break;
         links.put({ link_id: d.feedbackId, kind: 'feedback', customer_id: d.customerId, state: 'open' });
-        touch(d.customerId, (row) => (row.open_feedback_count = Number(row.open_feedback_count) + 1));
+        count(d.customerId, (row) => (row.open_feedback_count += 1));
         break;
       }
       case 'FeedbackResolved':
@@ -347,12 +243,27 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         linkState(event.data.feedbackId, to, (row, from, state) => {
           const wasOpen = from === 'open';
           const isOpen = state === 'open';
-          if (wasOpen !== isOpen) row.open_feedback_count = Number(row.open_feedback_count) + (isOpen ? 1 : -1);
+          if (wasOpen !== isOpen) row.open_feedback_count += isOpen ? 1 : -1;
         });
         break;
       }
-      default:
+      default: {
+        // The customer's own stream: its fold, then what spans rows.
+        const id = (event.data as { customerId?: string }).customerId;
+        const before = id === undefined ? undefined : customers.get(id);
+        const after = evolveCustomer(before, e);
+        if (!after || after === before) break;
+        if (event.type === 'CustomerMerged') {
+          const duplicate = customers.get(event.data.duplicateId);
+          if (duplicate) absorb(after, duplicate);
+        }
+        // Later events decode as erased too; this clears what the row decrypted before the forget.
+        if (event.type === 'CustomerForgotten') eraseDecrypted(after);
+        customers.put(after);
+        const line = revenueLineOf(e);
+        if (line) revenueLines.push(line);
         break;
+      }
     }
   }
   await links.flush();
@@ -360,8 +271,15 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   if (revenueLines.length > 0) await insertRows(trx, schema, REVENUE_LINES, revenueLines);
 }
 
+const eraseDecrypted = (row: CustomerRow): void => {
+  row.name = ERASED;
+  row.email = ERASED;
+  row.email_search = ERASED;
+  if (row.phone !== null) row.phone = ERASED;
+};
+
 /** Figures of the duplicate's history that the primary takes over on a merge (counted once, at the merge). */
-const ABSORBED_COUNTS = ['order_count', 'open_feedback_count', 'deals_open', 'deals_won', 'deals_lost'] as const;
+const ABSORBED_COUNTS = ['order_count', 'open_feedback_count', 'deals_open', 'deals_won', 'deals_lost'] as const satisfies readonly (keyof CustomerRow)[];
 
 /**
  * The primary absorbs a merged duplicate's purchases, refunds, feedback and deals, as the analytics do
@@ -370,40 +288,38 @@ const ABSORBED_COUNTS = ['order_count', 'open_feedback_count', 'deals_open', 'de
  * count as orders only, as for a customer's own purchases. The duplicate's row keeps its figures as they
  * stood at the merge, marked `merged`.
  */
-function absorb(primary: Row, duplicate: Row): void {
-  for (const c of ABSORBED_COUNTS) primary[c] = Number(primary[c]) + Number(duplicate[c]);
+function absorb(primary: CustomerRow, duplicate: CustomerRow): void {
+  for (const c of ABSORBED_COUNTS) primary[c] += duplicate[c];
   if (duplicate.first_purchase_at !== null) primary.first_purchase_at = earliest(primary.first_purchase_at, isoOf(duplicate.first_purchase_at));
   if (duplicate.last_purchase_at !== null) primary.last_purchase_at = latest(primary.last_purchase_at, isoOf(duplicate.last_purchase_at));
   if (duplicate.currency === null) return;
   primary.currency ??= duplicate.currency;
-  if (String(primary.currency) !== String(duplicate.currency)) return;
+  if (primary.currency !== duplicate.currency) return;
   primary.revenue = numericOf(minorOfNumeric(primary.revenue) + minorOfNumeric(duplicate.revenue));
   primary.refunded = numericOf(minorOfNumeric(primary.refunded) + minorOfNumeric(duplicate.refunded));
 }
 
-const isoOf = (value: unknown): string => (value instanceof Date ? value.toISOString() : String(value));
-
 /** The customer whose figures a record of `customerId` counts for: itself, or the primary it was merged into. */
-function ownerOf(customers: RowSet, customerId: string): string {
+function ownerOf(customers: RowSet<CustomerRow>, customerId: string): string {
   let id = customerId;
   // Merges form chains (B into A, later A into C); bounded in case of a cycle no command can create.
   for (let hop = 0; hop < 16; hop++) {
     const next = customers.get(id)?.merged_into;
-    if (typeof next !== 'string' || !customers.get(next)) return id;
+    if (!next || !customers.get(next)) return id;
     id = next;
   }
   return id;
 }
 
 /** Loads these customers and the primaries they were merged into (following chains). */
-async function loadWithPrimaries(customers: RowSet, ids: Iterable<string>): Promise<void> {
+async function loadWithPrimaries(customers: RowSet<CustomerRow>, ids: Iterable<string>): Promise<void> {
   let wanted = new Set(ids);
   for (let hop = 0; hop < 16 && wanted.size > 0; hop++) {
     await customers.load(wanted);
     const next = new Set<string>();
     for (const id of wanted) {
       const primary = customers.get(id)?.merged_into;
-      if (typeof primary === 'string' && !customers.get(primary)) next.add(primary);
+      if (primary && !customers.get(primary)) next.add(primary);
     }
     wanted = next;
   }

@@ -7,11 +7,12 @@ import { sql, type Transaction } from 'kysely';
  */
 export type Row = Record<string, unknown>;
 
-export interface TableSpec {
+/** A table's layout; `R`, when given, is its typed row, so the compiler checks the column names. */
+export interface TableSpec<R extends object = Row> {
   table: string;
-  key: string;
+  key: keyof R & string;
   /** Writable columns in table order (generated columns excluded). */
-  columns: readonly string[];
+  columns: readonly (keyof R & string)[];
   /** SQL type of the key column (e.g. 'uuid', 'text'); looked up in the catalog when absent. */
   keyType?: string;
   /** Columns of SQL type `date`: pg parses them as local-midnight Dates; keep them as 'YYYY-MM-DD'. */
@@ -24,7 +25,7 @@ const localDate = (d: Date): string =>
 /** SQL type of each table's key column, looked up once (the same in live, shadow and replay schemas). */
 const keyTypes = new Map<string, string>();
 
-async function keyTypeOf(trx: Transaction<any>, schema: string, spec: TableSpec): Promise<string> {
+async function keyTypeOf(trx: Transaction<any>, schema: string, spec: { table: string; key: string; keyType?: string | undefined }): Promise<string> {
   if (spec.keyType) return spec.keyType;
   const cacheKey = `${spec.table}.${spec.key}`;
   let type = keyTypes.get(cacheKey);
@@ -37,15 +38,15 @@ async function keyTypeOf(trx: Transaction<any>, schema: string, spec: TableSpec)
   return type;
 }
 
-export class RowSet {
-  private readonly rows = new Map<string, Row>();
+export class RowSet<R extends object = Row> {
+  private readonly rows = new Map<string, R>();
   private readonly dirty = new Set<string>();
   private readonly deleted = new Set<string>();
 
   constructor(
     private readonly trx: Transaction<any>,
     private readonly schema: string,
-    private readonly spec: TableSpec,
+    private readonly spec: TableSpec<R>,
   ) {}
 
   /** Loads the rows with these keys (those already loaded are kept). */
@@ -58,16 +59,17 @@ export class RowSet {
       FROM ${sql.id(this.schema, this.spec.table)} WHERE ${sql.id(this.spec.key)} = ANY(CAST(${wanted} AS ${sql.raw(keyType)}[]))`.execute(this.trx);
     for (const row of rows) {
       for (const c of this.spec.dateColumns ?? []) if (row[c] instanceof Date) row[c] = localDate(row[c]);
-      this.rows.set(String(row[this.spec.key]), row);
+      // The columns selected are the spec's, which are R's keys.
+      this.rows.set(String(row[this.spec.key]), row as R);
     }
   }
 
-  get(key: string): Row | undefined {
+  get(key: string): R | undefined {
     return this.rows.get(key);
   }
 
   /** Inserts or replaces the row and marks it for writing. */
-  put(row: Row): void {
+  put(row: R): void {
     const key = String(row[this.spec.key]);
     this.rows.set(key, row);
     this.deleted.delete(key);
@@ -80,7 +82,7 @@ export class RowSet {
   }
 
   /** Keys of loaded rows matching a predicate (rows not loaded are not seen). */
-  find(predicate: (row: Row) => boolean): Row[] {
+  find(predicate: (row: R) => boolean): R[] {
     return [...this.rows.values()].filter(predicate);
   }
 
@@ -97,11 +99,11 @@ export class RowSet {
  * type: no per-value parameters to build or bind, and PostgreSQL converts each JSON value to the
  * column's type (arrays, numerics as strings, ISO timestamps, jsonb) exactly as a literal would.
  */
-const rowsAsRecordset = (schema: string, spec: TableSpec, rows: Row[]) =>
+const rowsAsRecordset = <R extends object>(schema: string, spec: TableSpec<R>, rows: readonly R[]) =>
   sql`SELECT ${sql.join(spec.columns.map((c) => sql.id(c)))}
       FROM jsonb_populate_recordset(NULL::${sql.id(schema, spec.table)}, ${JSON.stringify(rows.map((r) => pick(r, spec.columns)))}::jsonb)`;
 
-const pick = (row: Row, columns: readonly string[]): Row => {
+const pick = <R extends object>(row: R, columns: readonly (keyof R & string)[]): Row => {
   const out: Row = {};
   for (const c of columns) out[c] = row[c] ?? null;
   return out;
@@ -111,7 +113,7 @@ const pick = (row: Row, columns: readonly string[]): Row => {
 const CHUNK_ROWS = 5_000;
 
 /** Multi-row `INSERT ... ON CONFLICT (key) DO UPDATE` over every writable column. */
-export async function upsertRows(trx: Transaction<any>, schema: string, spec: TableSpec, rows: Row[]): Promise<void> {
+export async function upsertRows<R extends object>(trx: Transaction<any>, schema: string, spec: TableSpec<R>, rows: readonly R[]): Promise<void> {
   const cols = spec.columns;
   const updates = cols.filter((c) => c !== spec.key).map((c) => sql`${sql.id(c)} = EXCLUDED.${sql.id(c)}`);
   for (let i = 0; i < rows.length; i += CHUNK_ROWS) {
@@ -125,7 +127,7 @@ export async function upsertRows(trx: Transaction<any>, schema: string, spec: Ta
  * Multi-row plain insert for append-only tables (the timeline). No ON CONFLICT: the checkpoint in the
  * same transaction means an event is never applied twice, so a duplicate key is a bug and fails loudly.
  */
-export async function insertRows(trx: Transaction<any>, schema: string, spec: TableSpec, rows: Row[]): Promise<void> {
+export async function insertRows<R extends object>(trx: Transaction<any>, schema: string, spec: TableSpec<R>, rows: readonly R[]): Promise<void> {
   const cols = spec.columns;
   for (let i = 0; i < rows.length; i += CHUNK_ROWS) {
     await sql`INSERT INTO ${sql.id(schema, spec.table)} (${sql.join(cols.map((c) => sql.id(c)))})

@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { decodeBatch } from '../../projections/apply-batch.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
+import { ratioOf } from '../../projections/read-models/campaign-fold.ts';
+import { minorOfNumeric } from '../../shared/money.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { ReadModelTimeout } from '../../projections/errors.ts';
 import { runScenario, type ScenarioIds } from './scenario.ts';
@@ -175,6 +178,29 @@ describe('campaigns', () => {
     });
     expect(await q.getCampaign(ids.cancelledCampaign)).toMatchObject({ status: 'cancelled', roi: null, conversionRate: null });
     expect((await q.listCampaigns({ status: 'completed' })).items.map((c) => c.id)).toEqual([ids.campaign]);
+  });
+
+  it('computes ROI and conversion rate in the fold exactly as the SQL generated columns did', async () => {
+    // The columns' former definitions, run by PostgreSQL, against the fold's `ratioOf`: ties at the
+    // seventh decimal, repeating decimals, losses, and a spread of amounts from a fixed seed.
+    let seed = 17;
+    const next = () => (seed = (seed * 48_271) % 2_147_483_647);
+    const money = () => `${next() % 1_000_000}.${String(next() % 10_000).padStart(4, '0')}`;
+    const pairs: [string, string][] = [['200.0001', '200.0000'], ['199.9999', '200.0000'], ['120.0000', '70.0000'], ['0.0000', '3.0000'], ['1.0000', '0.0001']];
+    for (let i = 0; i < 300; i++) pairs.push([money(), money()]);
+    const counts: [number, number][] = [[1, 3], [2, 3], [1, 7], [5, 2_000_000], [0, 9]];
+    const { rows } = await sql<{ roi: string | null; rate: string }>`SELECT
+        CASE WHEN p.costs > 0 THEN round((p.revenue - p.costs) / p.costs, 6) END::text AS roi,
+        round(c.converted::numeric / c.sent, 6)::text AS rate
+      FROM unnest(${pairs.map((p) => p[0])}::numeric(28,4)[], ${pairs.map((p) => p[1])}::numeric(28,4)[]) WITH ORDINALITY AS p(revenue, costs, i)
+      LEFT JOIN unnest(${counts.map((c) => c[0])}::int[], ${counts.map((c) => c[1])}::int[]) WITH ORDINALITY AS c(converted, sent, i) USING (i)
+      ORDER BY i`.execute(h.database.db);
+    const folded = pairs.map(([revenue, costs]) => {
+      const c = minorOfNumeric(costs);
+      return c > 0n ? ratioOf(minorOfNumeric(revenue) - c, c) : null;
+    });
+    expect(folded).toEqual(rows.map((r) => r.roi));
+    expect(counts.map(([converted, sent]) => ratioOf(BigInt(converted), BigInt(sent)))).toEqual(rows.slice(0, counts.length).map((r) => r.rate));
   });
 });
 

@@ -1,0 +1,194 @@
+import { ERASED } from '../../domain/shared.ts';
+import type { ProjectedEvent } from '../../shared/events.ts';
+import { addMoney, minorOf, numericOf, subtractMoney } from '../../shared/money.ts';
+import { earliest, latest, occurredAt, type Instant } from './common.ts';
+
+/**
+ * A customer folded from its own stream, written once: the live projection (customers.ts), rebuild
+ * and replay store it as the `customers` row, and the auditor's point-in-time record
+ * (audit/records.ts) is read from it.
+ *
+ * What other streams add stays the projection's, as it spans rows: the open feedback and deal
+ * counters (through `customer_links`), `last_event_at` stamped by those streams' events, a primary
+ * absorbing a merged duplicate's figures, and clearing the personal data a row decrypted before the
+ * forget (events decode as erased once the key is deleted, so a fold of decoded events needs no such
+ * step).
+ */
+
+export type CustomerStatus = 'active' | 'inactive' | 'merged' | 'forgotten';
+
+/** The `customers` table's columns, typed (CUSTOMERS in customers.ts lists them in table order). */
+export type CustomerRow = {
+  customer_id: string;
+  /** Personal data (name, email, email_search, phone, company): '[erased]' once forgotten. */
+  name: string;
+  email: string;
+  email_search: string;
+  phone: string | null;
+  company: string | null;
+  source: string | null;
+  tags: string[];
+  status: CustomerStatus;
+  merged_into: string | null;
+  marketing_consent: boolean;
+  registered_at: Instant;
+  first_purchase_at: Instant | null;
+  last_purchase_at: Instant | null;
+  order_count: number;
+  /** Money: numeric(28,4), purchases net of refunds in `currency` (the first purchase's). */
+  revenue: string;
+  refunded: string;
+  currency: string | null;
+  open_feedback_count: number;
+  deals_open: number;
+  deals_won: number;
+  deals_lost: number;
+  forgotten_at: Instant | null;
+  revision: number;
+  last_event_at: Instant;
+  /** bigint as PostgreSQL returns it: a string (it can exceed 2^53). */
+  last_position: string;
+  owner_id: string | null;
+};
+
+/** A `revenue_lines` row: a purchase (positive) or refund (negative) in its own currency. */
+export type RevenueLine = {
+  event_id: string;
+  customer_id: string;
+  kind: 'purchase' | 'refund';
+  order_id: string;
+  currency: string;
+  /** Money: numeric(28,4). */
+  amount: string;
+  occurred_at: Instant;
+};
+
+/**
+ * The customer after one event of its own stream; undefined before registration. Events of other
+ * streams (a deal, a feedback item) leave it as it is (the same object). Pure: times are business
+ * times, and the row it is given is not changed.
+ */
+export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent): CustomerRow | undefined {
+  const { event } = e;
+  const at = occurredAt(e);
+  if (event.type === 'CustomerRegistered') {
+    const d = event.data;
+    return {
+      customer_id: d.customerId,
+      name: d.name,
+      email: d.email,
+      email_search: d.email.toLowerCase(),
+      phone: d.phone,
+      company: d.company,
+      source: d.source,
+      tags: [...new Set(d.tags)],
+      status: 'active',
+      merged_into: null,
+      marketing_consent: d.marketingConsent,
+      registered_at: at,
+      first_purchase_at: null,
+      last_purchase_at: null,
+      order_count: 0,
+      revenue: '0.0000',
+      refunded: '0.0000',
+      currency: null,
+      open_feedback_count: 0,
+      deals_open: 0,
+      deals_won: 0,
+      deals_lost: 0,
+      forgotten_at: null,
+      revision: e.revision,
+      last_event_at: at,
+      last_position: e.position.toString(),
+      owner_id: null,
+    };
+  }
+  if (!state) return state;
+  const row: CustomerRow = { ...state };
+  switch (event.type) {
+    case 'CustomerContactDetailsChanged': {
+      const d = event.data;
+      if (d.name !== undefined) row.name = d.name;
+      if (d.email !== undefined) {
+        row.email = d.email;
+        row.email_search = d.email.toLowerCase();
+      }
+      if (d.phone !== undefined) row.phone = d.phone;
+      if (d.company !== undefined) row.company = d.company;
+      break;
+    }
+    case 'CustomerTagged':
+      if (!row.tags.includes(event.data.tag)) row.tags = [...row.tags, event.data.tag];
+      break;
+    case 'CustomerUntagged':
+      row.tags = row.tags.filter((t) => t !== event.data.tag);
+      break;
+    case 'CustomerMarketingConsentChanged':
+      row.marketing_consent = event.data.marketingConsent;
+      break;
+    case 'PurchaseRecorded': {
+      const d = event.data;
+      row.order_count += 1;
+      row.first_purchase_at = earliest(row.first_purchase_at, at);
+      row.last_purchase_at = latest(row.last_purchase_at, at);
+      // Revenue is kept in the customer's first purchase currency; other currencies count as orders only.
+      row.currency ??= d.currency;
+      if (row.currency === d.currency) row.revenue = addMoney(row.revenue, d.amount);
+      break;
+    }
+    case 'PurchaseRefunded': {
+      const d = event.data;
+      if (row.currency === d.currency) {
+        row.revenue = subtractMoney(row.revenue, d.amount);
+        row.refunded = addMoney(row.refunded, d.amount);
+      }
+      break;
+    }
+    case 'CustomerMerged':
+      // The duplicate's figures are another row's: the projection adds them (customers.ts, `absorb`).
+      break;
+    case 'CustomerMergedInto':
+      row.merged_into = event.data.primaryId;
+      if (row.status !== 'forgotten') row.status = 'merged';
+      break;
+    case 'CustomerDeactivated':
+      if (row.status === 'active') row.status = 'inactive';
+      break;
+    case 'CustomerReactivated':
+      if (row.status === 'inactive') row.status = 'active';
+      break;
+    case 'CustomerOwnerAssigned':
+      row.owner_id = event.data.ownerId;
+      break;
+    case 'CustomerForgotten':
+      // Recorded before companies were encrypted, a company decodes as stored: erased here.
+      if (row.company !== null) row.company = ERASED;
+      row.status = 'forgotten';
+      row.forgotten_at = at;
+      break;
+    default:
+      // Not an event of the customer's own stream.
+      return state;
+  }
+  row.revision = e.revision;
+  row.last_event_at = latest(row.last_event_at, at);
+  row.last_position = e.position.toString();
+  return row;
+}
+
+/** The revenue line a purchase or refund adds, in its own currency (refunds negative); undefined for other events. */
+export function revenueLineOf(e: ProjectedEvent): RevenueLine | undefined {
+  const { event } = e;
+  if (event.type !== 'PurchaseRecorded' && event.type !== 'PurchaseRefunded') return undefined;
+  const d = event.data;
+  const minor = minorOf(d.amount);
+  return {
+    event_id: e.id,
+    customer_id: d.customerId,
+    kind: event.type === 'PurchaseRecorded' ? 'purchase' : 'refund',
+    order_id: d.orderId,
+    currency: d.currency,
+    amount: numericOf(event.type === 'PurchaseRecorded' ? minor : -minor),
+    occurred_at: occurredAt(e),
+  };
+}
