@@ -104,7 +104,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       deals,
       iterations: ITERATIONS,
       seeding: 'read-model rows inserted directly with SQL into the projections\' own tables (a query benchmark)',
-      notes: 'Measured while other engineers loaded the 2-core machine: absolute figures are noisy; the ratios compare runs interleaved in the same moments.',
+      notes: 'Absolute figures follow the load of the shared 2-core machine (loadAverage in the report); the ratios compare runs interleaved in the same moments.',
       cases: results,
       worstRatio: worst,
       withinBound: worst <= 1.5,
