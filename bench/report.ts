@@ -26,6 +26,8 @@ export interface BenchReport {
   node: string;
   database: string;
   scale: number;
+  /** The machine's load average (1, 5 and 15 minutes) when the run started and ended: how quiet it was. */
+  loadAverage: { atStart: number[]; atEnd: number[] };
   suites: Record<string, { durationMs: number; result?: Record<string, unknown>; error?: string }>;
 }
 

@@ -4,6 +4,7 @@
  * This file is the benchmark's composition root: it alone reads DATABASE_URL.
  */
 import { randomBytes } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -35,6 +36,8 @@ const parseArguments = (argv: string[]): Arguments => {
   }
   return { suites, scale };
 };
+
+const loadAverage = (): number[] => loadavg().map((l) => Math.round(l * 100) / 100);
 
 const describeUrl = (url: string): string => url.replace(/\/\/([^:@/]*)(:[^@/]*)?@/, '//$1@');
 
@@ -76,6 +79,7 @@ async function main(): Promise<void> {
     node: process.version,
     database: describeUrl(databaseUrl),
     scale,
+    loadAverage: { atStart: loadAverage(), atEnd: [] },
     suites: {},
   };
   const summaries: string[] = [];
@@ -100,6 +104,8 @@ async function main(): Promise<void> {
     await admin.end();
   }
   report.finishedAt = new Date().toISOString();
+  report.loadAverage.atEnd = loadAverage();
+  summaries.push(`load average (1, 5, 15 min): ${report.loadAverage.atStart.join(' ')} at the start, ${report.loadAverage.atEnd.join(' ')} at the end`);
   const file = await writeReport(join(here, 'results'), report);
   console.log(summaries.join('\n'));
   console.log(`report: ${file} (and bench/results/latest.json)`);

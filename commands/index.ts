@@ -107,12 +107,21 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     if (!scope) return;
     const owns = (ownerId: string | null) => ownerId !== null && scope.owners.includes(ownerId);
     const customerVisible = async (customerId: string) => owns((await load('customer', customerId)).state.ownerId);
+    /**
+     * A deal, feedback item or activity follows its customer's owner, after a merge the primary's (the
+     * end of the chain), as the read models keep it (`customer_owner_id`, projections/read-models/customer-owners.ts).
+     */
+    const accountVisible = async (customerId: string) => {
+      let { state } = await load('customer', customerId);
+      for (let hop = 0; hop < 16 && state.mergedInto; hop++) ({ state } = await load('customer', state.mergedInto));
+      return owns(state.ownerId);
+    };
     const { kind, id, command } = prepared;
     const referenced = typeof command.customerId === 'string' && kind !== 'customer' ? command.customerId : undefined;
     const creates = commandTargets[prepared.type].creates;
     const dealVisible = async (dealId: string) => {
       const { state } = await load('deal', dealId);
-      return state.exists && (owns(state.ownerId) || (state.customerId !== null && (await customerVisible(state.customerId))));
+      return state.exists && (owns(state.ownerId) || (state.customerId !== null && (await accountVisible(state.customerId))));
     };
     if (prepared.type === 'LogActivity') {
       // Logged under its parent's path: a parent outside the scope answers as a missing one would (404).
@@ -139,10 +148,10 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       const { state } = await load('activity', id);
       visible =
         state.exists &&
-        (owns(state.assigneeId) || (state.customerId !== null && (await customerVisible(state.customerId))) || (state.dealId !== null && (await dealVisible(state.dealId))));
+        (owns(state.assigneeId) || (state.customerId !== null && (await accountVisible(state.customerId))) || (state.dealId !== null && (await dealVisible(state.dealId))));
     } else if (kind === 'feedback') {
       const { state } = await load('feedback', id);
-      visible = state.exists && (owns(state.assigneeId) || (state.customerId !== null && (await customerVisible(state.customerId))));
+      visible = state.exists && (owns(state.assigneeId) || (state.customerId !== null && (await accountVisible(state.customerId))));
     } else if (kind === 'campaign') {
       // Campaigns have no owner: visible to every role that may read them; a response must name a customer in the scope.
       if (referenced !== undefined && !(await customerVisible(referenced)))

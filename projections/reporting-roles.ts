@@ -26,16 +26,19 @@ const q = (schema: string, name: string) => `"${schema.replace(/"/g, '""')}"."${
  */
 export const scopeOwners = (reportingSchema: string) => `(SELECT ${q(reportingSchema, 'scope_owners')}())::text[]`;
 
-/** Customers of the caller's team (or every customer): for views whose rows follow their customer's owner. */
+/** Customers of the caller's team (or every customer): for the timeline, whose rows follow their customer's owner. */
 const teamCustomers = (readSchema: string, reportingSchema: string) =>
   `SELECT c.customer_id FROM ${q(readSchema, 'customers')} c WHERE c.owner_id = ANY(${scopeOwners(reportingSchema)}::uuid[])`;
 
-/** The WHERE condition of each scoped view, over its table's columns (no alias). */
+/**
+ * The WHERE condition of each scoped view, over its table's columns (no alias). Deals and feedback
+ * carry their customer's owner (`customer_owner_id`, the primary's after a merge), as the API reads it.
+ */
 export const scopeCondition = {
   customers: (read: string, rep: string) => `(${scopeOwners(rep)} IS NULL OR owner_id = ANY(${scopeOwners(rep)}::uuid[]))`,
   customer_timeline: (read: string, rep: string) => `(${scopeOwners(rep)} IS NULL OR customer_id IN (${teamCustomers(read, rep)}))`,
-  deals: (read: string, rep: string) => `(${scopeOwners(rep)} IS NULL OR owner_id = ANY(${scopeOwners(rep)}) OR customer_id IN (${teamCustomers(read, rep)}))`,
-  feedback: (read: string, rep: string) => `(${scopeOwners(rep)} IS NULL OR assignee_id = ANY(${scopeOwners(rep)}) OR customer_id IN (${teamCustomers(read, rep)}))`,
+  deals: (read: string, rep: string) => `(${scopeOwners(rep)} IS NULL OR owner_id = ANY(${scopeOwners(rep)}) OR customer_owner_id = ANY(${scopeOwners(rep)}::uuid[]))`,
+  feedback: (read: string, rep: string) => `(${scopeOwners(rep)} IS NULL OR assignee_id = ANY(${scopeOwners(rep)}) OR customer_owner_id = ANY(${scopeOwners(rep)}::uuid[]))`,
 } as const;
 
 /**

@@ -134,7 +134,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       probability, weighted_amount, expected_close_date, to_char(expected_close_date, 'YYYY-MM') AS expected_close_month,
       stage_entered_at, GREATEST(0, floor(extract(epoch FROM (now() - stage_entered_at)) / 86400))::integer AS days_in_stage,
       opened_at, closed_at, won_reason, lost_reason, amount_at, ${baseOf(s)} AS base_currency,
-      ${inBaseSql(s, 't.amount', 't.currency', 't.amount_at')} AS amount_base FROM ${q(s, 'deals')} t) d WHERE ${scopeCondition.deals(s, r)}`,
+      ${inBaseSql(s, 't.amount', 't.currency', 't.amount_at')} AS amount_base, customer_owner_id FROM ${q(s, 'deals')} t) d WHERE ${scopeCondition.deals(s, r)}`,
   },
   {
     name: 'pipeline_summary',
@@ -156,7 +156,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
     select: (s, r) => `SELECT stage, owner_id, expected_close_month, currency, count(*)::integer AS deal_count, sum(amount) AS amount,
       sum(weighted_amount) AS weighted_amount, ${baseOf(s)} AS base_currency, ${baseSumSql('amount_base')} AS amount_base,
       ${baseSumSql('round(amount_base * probability, 4)')} AS weighted_amount_base
-      FROM (SELECT stage, owner_id, customer_id, to_char(expected_close_date, 'YYYY-MM') AS expected_close_month, currency, amount, weighted_amount, probability,
+      FROM (SELECT stage, owner_id, customer_owner_id, to_char(expected_close_date, 'YYYY-MM') AS expected_close_month, currency, amount, weighted_amount, probability,
         ${inBaseSql(s, 't.amount', 't.currency', 't.amount_at')} AS amount_base FROM ${q(s, 'deals')} t WHERE stage NOT IN ('won', 'lost')) d
       WHERE ${scopeCondition.deals(s, r)}
       GROUP BY 1, 2, 3, 4`,

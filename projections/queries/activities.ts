@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { activityInScope, customerInScope, dealInScope, listScope, scoped, type ReadScope } from './scope.ts';
+import { activityInScope, byCustomerOwner, customerInScope, dealInScope, listScope, scoped, type ReadScope } from './scope.ts';
 import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type ActivityView = {
@@ -72,10 +72,12 @@ const list = (source: ReadModelSource, where: ReturnType<typeof sql>[], query: A
   if (query.open === true) filters.push(OPEN);
   if (query.open === false) filters.push(sql`NOT ${OPEN}`);
   if (query.assigneeId) filters.push(sql`t.assignee_id = ${uuidOf(query.assigneeId)}`);
-  return listOf(
-    { source, table: 'activities', key: 'activity_id', extra: OVERDUE_COLUMN, where: filters, ...listScope(scope, (s) => activityInScope(source, s)), sorts, defaultSort: '-occurredAt' },
-    { ...query, sort: activitySort(query) },
-    toActivityView,
+  return byCustomerOwner(scope, (lookup) =>
+    listOf(
+      { source, table: 'activities', key: 'activity_id', extra: OVERDUE_COLUMN, where: filters, ...listScope(scope, (s) => activityInScope(source, s, lookup)), sorts, defaultSort: '-occurredAt' },
+      { ...query, sort: activitySort(query) },
+      toActivityView,
+    ),
   );
 };
 
@@ -94,12 +96,12 @@ export async function customerActivities(source: ReadModelSource, customerId: st
 
 /** `GET /deals/:id/activities`; undefined when the deal is unknown or outside the scope. */
 export async function dealActivities(source: ReadModelSource, dealId: string, query: ActivityListQuery = {}, scope?: ReadScope | null): Promise<Page<ActivityView> | undefined> {
-  if (!(await rowById(source, 'deals', 'deal_id', dealId, [], scoped(scope, (s) => dealInScope(source, s))))) return undefined;
+  if (!(await byCustomerOwner(scope, (lookup) => rowById(source, 'deals', 'deal_id', dealId, [], scoped(scope, (s) => dealInScope(source, s, lookup)))))) return undefined;
   return list(source, [sql`t.deal_id = ${uuidOf(dealId)}`], query, null);
 }
 
 /** `GET /activities/:id`; undefined when unknown or outside the scope. */
 export async function getActivity(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<ActivityView | undefined> {
-  const row = await rowById(source, 'activities', 'activity_id', id, OVERDUE_COLUMN, scoped(scope, (s) => activityInScope(source, s)));
+  const row = await byCustomerOwner(scope, (lookup) => rowById(source, 'activities', 'activity_id', id, OVERDUE_COLUMN, scoped(scope, (s) => activityInScope(source, s, lookup))));
   return row ? toActivityView(row) : undefined;
 }

@@ -90,7 +90,7 @@ const sorts: Record<string, SortSpec> = {
  * one range per owner; a large one filters the sort index walk.
  */
 const customerListScope = (scope: ReadScope | null | undefined) =>
-  scope && scope.owners.length <= SMALL_SCOPE_OWNERS ? { perOwner: { column: 'owner_id', owners: scope.owners, type: 'uuid' as const } } : listScope(scope, customerInScope);
+  scope && scope.owners.length <= SMALL_SCOPE_OWNERS ? { perOwner: { owners: scope.owners, columns: [{ column: 'owner_id', type: 'uuid' as const }] } } : listScope(scope, customerInScope);
 
 /** Escapes LIKE wildcards so a search for `50%` means the characters. */
 const likePattern = (text: string) => `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;

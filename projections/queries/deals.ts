@@ -1,5 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
-import { dealInScope, listScope, scoped, type ReadScope } from './scope.ts';
+import { byCustomerOwner, type CustomerOwnerLookup, dealInScope, ownedOrCustomerListScope, scoped, type ReadScope } from './scope.ts';
 import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
@@ -109,22 +109,33 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
   if (query.customerId) where.push(sql`t.customer_id = ${uuidOf(query.customerId)}`);
   if (query.expectedCloseFrom) where.push(sql`t.expected_close_date >= ${query.expectedCloseFrom}::date`);
   if (query.expectedCloseTo) where.push(sql`t.expected_close_date <= ${query.expectedCloseTo}::date`);
-  const list = (extra: RawBuilder<unknown>[]) =>
+  const list = (extra: RawBuilder<unknown>[], lookup: CustomerOwnerLookup) =>
     listOf(
-      { source, table: 'deals', key: 'deal_id', extra: [DAYS_IN_STAGE, ...extra], where, ...listScope(scope, (s) => dealInScope(source, s)), sorts, defaultSort: '-createdAt' },
+      {
+        source,
+        table: 'deals',
+        key: 'deal_id',
+        extra: [DAYS_IN_STAGE, ...extra],
+        where,
+        ...ownedOrCustomerListScope(scope, { column: 'owner_id', type: 'text' }, lookup, (s) => dealInScope(source, s, lookup)),
+        sorts,
+        defaultSort: '-createdAt',
+      },
       query,
       (r) => withBase(source, r),
     );
-  return unlessRebuilding(() => list([AMOUNT_BASE(source), MISSING_LABEL]), () => list([]));
+  return byCustomerOwner(scope, (lookup) => unlessRebuilding(() => list([AMOUNT_BASE(source), MISSING_LABEL], lookup), () => list([], lookup)));
 }
 
 /** `GET /deals/:id`; undefined when unknown or outside the scope. */
 export async function getDeal(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<(DealView & DealInBase) | undefined> {
-  const inScope = scoped(scope, (s) => dealInScope(source, s));
-  const row = await unlessRebuilding(
-    () => rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE, AMOUNT_BASE(source), MISSING_LABEL], inScope),
-    () => rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE], inScope),
-  );
+  const row = await byCustomerOwner(scope, (lookup) => {
+    const inScope = scoped(scope, (s) => dealInScope(source, s, lookup));
+    return unlessRebuilding(
+      () => rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE, AMOUNT_BASE(source), MISSING_LABEL], inScope),
+      () => rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE], inScope),
+    );
+  });
   return row ? withBase(source, row) : undefined;
 }
 
@@ -166,8 +177,12 @@ const STAGE_ORDER = sql`array_position(ARRAY['lead','qualified','proposal','nego
 
 /** `GET /pipeline`: open deals by stage, by owner and by expected-close month, per currency. */
 export async function pipeline(source: ReadModelSource, query: { ownerId?: string; currency?: string } = {}, scope?: ReadScope | null): Promise<Pipeline> {
+  return byCustomerOwner(scope, (lookup) => pipelineWith(source, query, scope, lookup));
+}
+
+async function pipelineWith(source: ReadModelSource, query: { ownerId?: string; currency?: string }, scope: ReadScope | null | undefined, lookup: CustomerOwnerLookup): Promise<Pipeline> {
   // The caller's scope applies to every total: figures of deals they may not see are not shown either.
-  const where = [sql`t.stage NOT IN ('won', 'lost')`, ...scoped(scope, (s) => dealInScope(source, s))];
+  const where = [sql`t.stage NOT IN ('won', 'lost')`, ...scoped(scope, (s) => dealInScope(source, s, lookup))];
   if (query.ownerId) where.push(sql`t.owner_id = ${query.ownerId}`);
   if (query.currency) where.push(sql`t.currency = ${query.currency}`);
   const from = sql`FROM ${sql.id(source.schema, 'deals')} t WHERE ${sql.join(where, sql` AND `)}`;

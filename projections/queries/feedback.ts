@@ -1,5 +1,5 @@
-import { sql } from 'kysely';
-import { feedbackInScope, listScope, scoped, type ReadScope } from './scope.ts';
+import { sql, type RawBuilder } from 'kysely';
+import { byCustomerOwner, feedbackInScope, ownedOrCustomerListScope, scoped, type ReadScope } from './scope.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type FeedbackView = {
@@ -91,7 +91,7 @@ const sorts: Record<string, SortSpec> = {
 
 /** `GET /feedback`: filters by status, priority, kind, channel, customer, assignee and SLA breach. */
 export async function listFeedback(source: ReadModelSource, query: FeedbackListQuery = {}, scope?: ReadScope | null): Promise<Page<FeedbackView>> {
-  const where = [];
+  const where: RawBuilder<unknown>[] = [];
   if (query.status) where.push(sql`t.status = ${query.status}`);
   if (query.priority) where.push(sql`t.priority = ${query.priority}`);
   if (query.kind) where.push(sql`t.kind = ${query.kind}`);
@@ -100,11 +100,26 @@ export async function listFeedback(source: ReadModelSource, query: FeedbackListQ
   if (query.assigneeId) where.push(sql`t.assignee_id = ${query.assigneeId}`);
   if (query.breached === true) where.push(sql`(${FIRST_RESPONSE_BREACHED} OR ${RESOLUTION_BREACHED})`);
   if (query.breached === false) where.push(sql`NOT (${FIRST_RESPONSE_BREACHED} OR ${RESOLUTION_BREACHED})`);
-  return listOf({ source, table: 'feedback', key: 'feedback_id', extra: BREACH_COLUMNS, where, ...listScope(scope, (s) => feedbackInScope(source, s)), sorts, defaultSort: '-submittedAt' }, query, toFeedbackView);
+  return byCustomerOwner(scope, (lookup) =>
+    listOf(
+      {
+        source,
+        table: 'feedback',
+        key: 'feedback_id',
+        extra: BREACH_COLUMNS,
+        where,
+        ...ownedOrCustomerListScope(scope, { column: 'assignee_id', type: 'text' }, lookup, (s) => feedbackInScope(source, s, lookup)),
+        sorts,
+        defaultSort: '-submittedAt',
+      },
+      query,
+      toFeedbackView,
+    ),
+  );
 }
 
 /** `GET /feedback/:id`; undefined when unknown. */
 export async function getFeedback(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<FeedbackView | undefined> {
-  const row = await rowById(source, 'feedback', 'feedback_id', id, BREACH_COLUMNS, scoped(scope, (s) => feedbackInScope(source, s)));
+  const row = await byCustomerOwner(scope, (lookup) => rowById(source, 'feedback', 'feedback_id', id, BREACH_COLUMNS, scoped(scope, (s) => feedbackInScope(source, s, lookup))));
   return row ? toFeedbackView(row) : undefined;
 }

@@ -83,11 +83,12 @@ export interface PageRequest {
    */
   fenced?: boolean;
   /**
-   * The scope as owners of an owner column with an index per sort key that starts with it: the page
-   * is merged from one ordered index range per owner (each at most a page long), so a restricted page
-   * reads about a page per owner, not every row of the scope. Replaces `scope`.
+   * The scope as owners of one or more owner columns (a row is in the scope when any of them names one
+   * of the owners), each with an index per sort key that starts with it: the page is merged from one
+   * ordered index range per owner and column (each at most a page long), so a restricted page reads
+   * about a page per owner and column, not every row of the scope. Replaces `scope`.
    */
-  perOwner?: { column: string; owners: readonly string[]; type: 'uuid' | 'text' };
+  perOwner?: { owners: readonly string[]; columns: readonly { column: string; type: 'uuid' | 'text' }[] };
   sorts: Record<string, SortSpec>;
   /** `field` or `-field` (descending). */
   sort: string;
@@ -120,13 +121,20 @@ export async function pageOf(request: PageRequest): Promise<Page<Record<string, 
   const order = sql`ORDER BY ${spec.expr} ${direction}, ${key} ${direction} LIMIT ${limit + 1}`;
   const owners = request.perOwner;
   if (owners) {
-    // One ordered range per owner, each limited to a page; the outer query merges them into the page.
+    // One ordered range per owner and column, each limited to a page; the middle query merges them into
+    // the page (a row reached through two columns once), the outer one computes the extra columns for
+    // the page's rows only.
+    const ranges = owners.columns.map(
+      ({ column, type }) => sql`(SELECT * FROM ${table} t
+        WHERE ${sql.join([sql`${sql.ref(`t.${column}`)} = CAST(scope_owner.id AS ${sql.raw(type)})`, ...where], sql` AND `)} ${order})`,
+    );
+    const distinct = owners.columns.length > 1 ? sql`DISTINCT ON (${spec.expr}, ${key})` : sql``;
     const { rows } = await sql<Record<string, any>>`
       SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
-      FROM unnest(CAST(${[...owners.owners]} AS ${sql.raw(owners.type)}[])) AS scope_owner(id)
-      CROSS JOIN LATERAL (SELECT * FROM ${table} t
-        WHERE ${sql.join([sql`${sql.ref(`t.${owners.column}`)} = scope_owner.id`, ...where], sql` AND `)} ${order}) t
-      ${order}`.execute(request.source.db);
+      FROM (SELECT ${distinct} t.* FROM unnest(CAST(${[...owners.owners]} AS text[])) AS scope_owner(id)
+        CROSS JOIN LATERAL (${sql.join(ranges, sql` UNION ALL `)}) t
+        ${order}) t
+      ORDER BY ${spec.expr} ${direction}, ${key} ${direction}`.execute(request.source.db);
     return pageFrom(rows, limit, request.key);
   }
   if (request.scope && !request.fenced) where.push(request.scope);

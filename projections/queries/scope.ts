@@ -1,5 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
-import type { ReadModelSource } from './page.ts';
+import type { PageRequest, ReadModelSource } from './page.ts';
 
 /**
  * What a caller may see, as the API resolved it from their key (api/auth/viewer.ts): the user ids
@@ -17,27 +17,51 @@ const ownersText = (scope: ReadScope) => sql`CAST(${[...scope.owners]} AS text[]
 export const customerInScope = (scope: ReadScope): RawBuilder<unknown> => sql`t.owner_id = ANY(${ownersUuid(scope)})`;
 
 /**
- * Customer ids owned within the scope, as an array computed once per query (an InitPlan): with
- * `customer_id = ANY(ARRAY(...))` each side of the OR below can use its index (a BitmapOr), where
- * `IN (sub-select)` made PostgreSQL test every row against a hashed sub-plan.
+ * Where a scope finds the owner of a record's customer. `column`: the record's own `customer_owner_id`,
+ * kept current by its projection (projections/read-models/customer-owners.ts), indexed behind each
+ * sort key. `customers`: a look-up in `customers`, only for the tables of the previous versions (without
+ * the column), which keep serving while the new ones are rebuilt after an upgrade.
  */
-const ownedCustomers = (source: ReadModelSource, scope: ReadScope) =>
-  sql`ARRAY(SELECT c.customer_id FROM ${sql.id(source.schema, 'customers')} c WHERE c.owner_id = ANY(${ownersUuid(scope)}))`;
+export type CustomerOwnerLookup = 'column' | 'customers';
+
+/**
+ * Runs a scoped query with the `column` look-up, and again with `customers` when the tables of the
+ * previous version answer that the column does not exist. Unscoped queries never read the column.
+ */
+export async function byCustomerOwner<T>(scope: ReadScope | null | undefined, work: (lookup: CustomerOwnerLookup) => Promise<T>): Promise<T> {
+  if (!scope) return work('column');
+  try {
+    return await work('column');
+  } catch (error) {
+    if ((error as { code?: string }).code === '42703') return work('customers');
+    throw error;
+  }
+}
+
+/**
+ * The record's customer is owned within the scope. With `customers`, the owned customer ids as an
+ * array computed once per query (an InitPlan), so that `customer_id = ANY(ARRAY(...))` can use an index.
+ * After a merge the record follows the primary's owner with `column`, the duplicate's with `customers`.
+ */
+const customerOwnedIn = (source: ReadModelSource, scope: ReadScope, lookup: CustomerOwnerLookup) =>
+  lookup === 'column'
+    ? sql`t.customer_owner_id = ANY(${ownersUuid(scope)})`
+    : sql`t.customer_id = ANY(ARRAY(SELECT c.customer_id FROM ${sql.id(source.schema, 'customers')} c WHERE c.owner_id = ANY(${ownersUuid(scope)})))`;
 
 /** Deals of the scope: its users own the deal, or own the deal's customer (the account owner sees the account's deals). */
-export const dealInScope = (source: ReadModelSource, scope: ReadScope): RawBuilder<unknown> =>
-  sql`(t.owner_id = ANY(${ownersText(scope)}) OR t.customer_id = ANY(${ownedCustomers(source, scope)}))`;
+export const dealInScope = (source: ReadModelSource, scope: ReadScope, lookup: CustomerOwnerLookup): RawBuilder<unknown> =>
+  sql`(t.owner_id = ANY(${ownersText(scope)}) OR ${customerOwnedIn(source, scope, lookup)})`;
 
 /** Feedback of the scope: assigned to one of its users, or about a customer one of them owns. */
-export const feedbackInScope = (source: ReadModelSource, scope: ReadScope): RawBuilder<unknown> =>
-  sql`(t.assignee_id = ANY(${ownersText(scope)}) OR t.customer_id = ANY(${ownedCustomers(source, scope)}))`;
+export const feedbackInScope = (source: ReadModelSource, scope: ReadScope, lookup: CustomerOwnerLookup): RawBuilder<unknown> =>
+  sql`(t.assignee_id = ANY(${ownersText(scope)}) OR ${customerOwnedIn(source, scope, lookup)})`;
 
 /**
  * Activities of the scope: assigned to one of its users, on a customer one of them owns, or on a deal
  * one of them owns (an activity follows the record it was logged on, and reaches whoever must act on it).
  */
-export const activityInScope = (source: ReadModelSource, scope: ReadScope): RawBuilder<unknown> =>
-  sql`(t.assignee_id = ANY(${ownersUuid(scope)}) OR t.customer_id = ANY(${ownedCustomers(source, scope)})
+export const activityInScope = (source: ReadModelSource, scope: ReadScope, lookup: CustomerOwnerLookup): RawBuilder<unknown> =>
+  sql`(t.assignee_id = ANY(${ownersUuid(scope)}) OR ${customerOwnedIn(source, scope, lookup)}
     OR t.deal_id = ANY(ARRAY(SELECT d.deal_id FROM ${sql.id(source.schema, 'deals')} d WHERE d.owner_id = ANY(${ownersText(scope)}))))`;
 
 /**
@@ -55,6 +79,21 @@ export const listScope = (
 ): { scope?: RawBuilder<unknown>; fenced?: boolean } =>
   scope ? { scope: condition(scope), fenced: scope.owners.length <= SMALL_SCOPE_OWNERS } : {};
 
+/**
+ * The scope of a list of records in a scope through a column of their own (a deal's owner, a feedback
+ * item's assignee) or their customer's owner: a small scope merges one index range per owner and
+ * column (`pageOf`'s `perOwner`), a large one (or the previous version's tables) filters.
+ */
+export const ownedOrCustomerListScope = (
+  scope: ReadScope | null | undefined,
+  own: { column: string; type: 'uuid' | 'text' },
+  lookup: CustomerOwnerLookup,
+  condition: (scope: ReadScope) => RawBuilder<unknown>,
+): { scope?: RawBuilder<unknown>; fenced?: boolean; perOwner?: PageRequest['perOwner'] } =>
+  scope && lookup === 'column' && scope.owners.length <= SMALL_SCOPE_OWNERS
+    ? { perOwner: { owners: scope.owners, columns: [own, { column: 'customer_owner_id', type: 'uuid' }] } }
+    : listScope(scope, condition);
+
 /** The scope's condition, or none for an unrestricted caller. */
 export const scoped = (scope: ReadScope | null | undefined, condition: (scope: ReadScope) => RawBuilder<unknown>): RawBuilder<unknown>[] =>
   scope ? [condition(scope)] : [];
@@ -65,10 +104,10 @@ export const scoped = (scope: ReadScope | null | undefined, condition: (scope: R
  * left to the caller's prefixes.
  */
 export async function streamsInScope(source: ReadModelSource, scope: ReadScope): Promise<string[]> {
-  const { rows } = await sql<{ stream: string }>`
+  const { rows } = await byCustomerOwner(scope, (lookup) => sql<{ stream: string }>`
     SELECT 'customer-' || t.customer_id AS stream FROM ${sql.id(source.schema, 'customers')} t WHERE ${customerInScope(scope)}
-    UNION ALL SELECT 'deal-' || t.deal_id FROM ${sql.id(source.schema, 'deals')} t WHERE ${dealInScope(source, scope)}
-    UNION ALL SELECT 'feedback-' || t.feedback_id FROM ${sql.id(source.schema, 'feedback')} t WHERE ${feedbackInScope(source, scope)}
-    UNION ALL SELECT 'activity-' || t.activity_id FROM ${sql.id(source.schema, 'activities')} t WHERE ${activityInScope(source, scope)}`.execute(source.db);
+    UNION ALL SELECT 'deal-' || t.deal_id FROM ${sql.id(source.schema, 'deals')} t WHERE ${dealInScope(source, scope, lookup)}
+    UNION ALL SELECT 'feedback-' || t.feedback_id FROM ${sql.id(source.schema, 'feedback')} t WHERE ${feedbackInScope(source, scope, lookup)}
+    UNION ALL SELECT 'activity-' || t.activity_id FROM ${sql.id(source.schema, 'activities')} t WHERE ${activityInScope(source, scope, lookup)}`.execute(source.db));
   return rows.map((r) => r.stream);
 }

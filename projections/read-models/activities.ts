@@ -4,12 +4,15 @@ import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
 import { idsOf, occurredAt } from './common.ts';
+import { CUSTOMER_OWNER_EVENTS, CustomerOwners, customerOwnersTable, migrateCustomerOwners } from './customer-owners.ts';
 import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
 
 /**
  * `activities`: one row per note, call, meeting or task, on a customer (and, when logged on a deal,
  * that deal). `body` is personal data: it reads '[erased]' once the customer is forgotten. A task is
  * open while `kind = 'task' AND completed_at IS NULL`; overdue is decided at query time (`now() > due_at`).
+ * `customer_owner_id` is the account owner of the activity's customer (of the primary after a merge),
+ * kept current from the customers' events (customer-owners.ts) for `own`/`team` visibility.
  */
 export const ACTIVITIES: TableSpec = {
   table: 'activities',
@@ -28,9 +31,12 @@ export const ACTIVITIES: TableSpec = {
     'logged_by',
     'revision',
     'last_event_at',
+    'customer_owner_id',
   ],
   keyType: 'uuid',
 };
+
+export const ACTIVITY_CUSTOMER_OWNERS = customerOwnersTable('activity');
 
 async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
@@ -48,7 +54,8 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     completed_at timestamptz,
     logged_by text NOT NULL,
     revision integer NOT NULL,
-    last_event_at timestamptz NOT NULL
+    last_event_at timestamptz NOT NULL,
+    customer_owner_id uuid
   ) WITH (fillfactor = 90)`.execute(db);
   // The three lists (projections/queries/activities.ts), each in its order with the id as tie-breaker.
   await sql`CREATE INDEX IF NOT EXISTS activities_customer_idx ON ${t} (customer_id, occurred_at, activity_id)`.execute(db);
@@ -59,17 +66,25 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   // Open tasks per assignee, soonest due first (so overdue first); tasks without a due time last.
   await sql`CREATE INDEX IF NOT EXISTS activities_open_tasks_idx ON ${t} (assignee_id, (COALESCE(due_at, 'infinity'::timestamptz)), activity_id)
     WHERE kind = 'task' AND completed_at IS NULL`.execute(db);
+  // Visibility: activities on the customers a scope's users own, in the list's two orders.
+  await sql`CREATE INDEX IF NOT EXISTS activities_customer_owner_idx ON ${t} (customer_owner_id, occurred_at, activity_id) WHERE customer_owner_id IS NOT NULL`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS activities_customer_owner_open_tasks_idx ON ${t} (customer_owner_id, (COALESCE(due_at, 'infinity'::timestamptz)), activity_id)
+    WHERE kind = 'task' AND completed_at IS NULL AND customer_owner_id IS NOT NULL`.execute(db);
+  await migrateCustomerOwners(db, schema, ACTIVITY_CUSTOMER_OWNERS);
 }
 
 const COLUMN_OF: Record<keyof ActivityChanges, string> = { subject: 'subject', body: 'body', dueAt: 'due_at', assigneeId: 'assignee_id' };
 
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const activities = new RowSet(trx, schema, ACTIVITIES);
+  const owners = new CustomerOwners(trx, schema, ACTIVITY_CUSTOMER_OWNERS);
   await activities.load(idsOf(events, 'activityId'));
+  await owners.load(events, ({ event }) => (event.type === 'ActivityLogged' ? event.data.customerId : undefined));
   const forgotten: string[] = [];
   for (const e of events) {
     const { event } = e;
     const at = occurredAt(e);
+    if (owners.apply(e)) continue;
     switch (event.type) {
       case 'CustomerForgotten': {
         forgotten.push(event.data.customerId);
@@ -95,6 +110,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
           logged_by: e.metadata.actor.userId,
           revision: e.revision,
           last_event_at: at,
+          customer_owner_id: owners.ownerOf(d.customerId),
         });
         continue;
       }
@@ -114,6 +130,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
     }
   }
   await activities.flush();
+  await owners.flush('activities');
   // Rows of earlier batches that this batch did not load.
   if (forgotten.length > 0) {
     await sql`UPDATE ${sql.id(schema, 'activities')} SET body = ${ERASED}
@@ -123,9 +140,10 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
 
 export const activitiesProjection: Projection = {
   name: 'activities',
-  version: 1,
-  tables: ['activities'],
-  filter: { eventTypes: ['ActivityLogged', 'ActivityChanged', 'ActivityCompleted', 'CustomerForgotten'] },
+  // 2: `customer_owner_id` (visibility by the customer's owner without a join) and `activity_customer_owners`.
+  version: 2,
+  tables: ['activities', ACTIVITY_CUSTOMER_OWNERS.table],
+  filter: { eventTypes: ['ActivityLogged', 'ActivityChanged', 'ActivityCompleted', 'CustomerForgotten', ...CUSTOMER_OWNER_EVENTS] },
   migrate,
   apply,
   reportingViews: viewsOf('activities'),

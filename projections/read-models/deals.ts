@@ -1,9 +1,10 @@
 import { sql, type Kysely } from 'kysely';
 import { dealProbability } from '../../domain/deal/decider.ts';
-import type { DealStage } from '../../domain/deal/events.ts';
+import { dealEventSchemas, type DealStage } from '../../domain/deal/events.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
 import { idsOf, occurredAt } from './common.ts';
+import { CUSTOMER_OWNER_EVENTS, CustomerOwners, customerOwnersTable, migrateCustomerOwners } from './customer-owners.ts';
 import { MONEY_TYPE, numericOf, minorOf } from '../../shared/money.ts';
 import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
 
@@ -11,6 +12,8 @@ import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
  * `deals`: one row per deal. `amount_at` is the business time the amount was last stated (opened,
  * changed, won): the base-currency figures convert it at the rate valid then. `weighted_amount` (amount x probability) is a generated column so it
  * can never disagree with its parts; days in stage is computed at query time from `stage_entered_at`.
+ * `customer_owner_id` is the account owner of the deal's customer (of the primary after a merge), kept
+ * current from the customers' events (customer-owners.ts) for `own`/`team` visibility.
  */
 export const DEALS: TableSpec = {
   table: 'deals',
@@ -34,9 +37,15 @@ export const DEALS: TableSpec = {
     'lost_reason',
     'revision',
     'last_event_at',
+    'customer_owner_id',
   ],
   dateColumns: ['expected_close_date'],
 };
+
+/** The columns GET /deals sorts by (projections/queries/deals.ts), by index name. */
+const SORT_COLUMNS = { opened: 'opened_at', expected_close: 'expected_close_date', amount: 'amount', updated: 'last_event_at' } as const;
+
+export const DEAL_CUSTOMER_OWNERS = customerOwnersTable('deal');
 
 async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
@@ -60,10 +69,10 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     won_reason text,
     lost_reason text,
     revision integer NOT NULL,
-    last_event_at timestamptz NOT NULL
+    last_event_at timestamptz NOT NULL,
+    customer_owner_id uuid
   ) WITH (fillfactor = 80)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_stage_idx ON ${t} (stage)`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS deals_owner_idx ON ${t} (owner_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_customer_idx ON ${t} (customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_expected_close_idx ON ${t} (expected_close_date)`.execute(db);
   // Sort keys of GET /deals (projections/queries/deals.ts) with the id as tie-breaker: keyset pages use the index.
@@ -71,6 +80,14 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await sql`CREATE INDEX IF NOT EXISTS deals_sort_amount_idx ON ${t} (amount, deal_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_sort_updated_idx ON ${t} (last_event_at, deal_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_sort_opened_idx ON ${t} (opened_at, deal_id)`.execute(db);
+  // Visibility: a deal is in a scope through its owner or its customer's owner. Each sort key behind
+  // either owner column, so a restricted page merges one index range per owner and column.
+  for (const owner of ['owner_id', 'customer_owner_id']) {
+    for (const [name, sort] of Object.entries(SORT_COLUMNS)) {
+      await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`deals_${owner.replace('_id', '')}_${name}_idx`)} ON ${t} (${sql.id(owner)}, ${sql.id(sort)}, deal_id)`.execute(db);
+    }
+  }
+  await migrateCustomerOwners(db, schema, DEAL_CUSTOMER_OWNERS);
 }
 
 /** The domain's rule (won 1, lost 0, else the override or the stage default), as a numeric literal. */
@@ -79,10 +96,13 @@ const probabilityOf = (stage: DealStage, override: unknown): string =>
 
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const deals = new RowSet(trx, schema, DEALS);
+  const owners = new CustomerOwners(trx, schema, DEAL_CUSTOMER_OWNERS);
   await deals.load(idsOf(events, 'dealId'));
+  await owners.load(events, ({ event }) => (event.type === 'DealOpened' ? event.data.customerId : undefined));
   for (const e of events) {
     const { event } = e;
     const at = occurredAt(e);
+    if (owners.apply(e)) continue;
     if (event.type === 'DealOpened') {
       const d = event.data;
       deals.put({
@@ -104,6 +124,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         lost_reason: null,
         revision: e.revision,
         last_event_at: at,
+        customer_owner_id: owners.ownerOf(d.customerId),
       });
       continue;
     }
@@ -166,15 +187,17 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
     deals.touch(id);
   }
   await deals.flush();
+  await owners.flush('deals');
 }
 
 export const dealsProjection: Projection = {
   name: 'deals',
   // 2: titles change (DealTitleChanged).
   // 3: `amount_at`, the business time the amount was stated (its base-currency conversion date).
-  version: 3,
-  tables: ['deals'],
-  filter: { streamPrefixes: ['deal-'] },
+  // 4: `customer_owner_id` (visibility by the customer's owner without a join) and `deal_customer_owners`.
+  version: 4,
+  tables: ['deals', DEAL_CUSTOMER_OWNERS.table],
+  filter: { eventTypes: [...Object.keys(dealEventSchemas), ...CUSTOMER_OWNER_EVENTS] },
   migrate,
   apply,
   reportingViews: viewsOf('deals'),

@@ -40,6 +40,11 @@ export type FeedbackRow = {
   rated_at: Instant | null;
   revision: number;
   last_event_at: Instant;
+  /**
+   * The account owner of the item's customer (of the primary after a merge), for visibility: set by the
+   * projection from the customers' events (customer-owners.ts); this fold starts it at null and carries it along.
+   */
+  customer_owner_id: string | null;
 };
 
 /**
@@ -98,6 +103,7 @@ export function evolveFeedback(state: FeedbackState | undefined, e: ProjectedEve
       rated_at: null,
       revision: e.revision,
       last_event_at: at,
+      customer_owner_id: null,
       body: d.body,
       resolution: null,
     };

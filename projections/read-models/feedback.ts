@@ -3,6 +3,7 @@ import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
 import { idsOf } from './common.ts';
+import { CustomerOwners, customerOwnersTable, migrateCustomerOwners } from './customer-owners.ts';
 import { evolveFeedback, type FeedbackState } from './feedback-fold.ts';
 import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
 
@@ -12,6 +13,8 @@ import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
  * times whenever the events settle them (a response or resolution after its due time, or any later
  * event seen past a due time): NULL means "not decided by the events yet"; queries add the clock for
  * items still open. `subject` is personal data: it reads '[erased]' once the customer is forgotten.
+ * `customer_owner_id` is the account owner of the item's customer (of the primary after a merge), kept
+ * current from the customers' events (customer-owners.ts) for `own`/`team` visibility.
  */
 export const FEEDBACK: TableSpec = {
   table: 'feedback',
@@ -42,8 +45,18 @@ export const FEEDBACK: TableSpec = {
     'rated_at',
     'revision',
     'last_event_at',
+    'customer_owner_id',
   ],
 };
+
+export const FEEDBACK_CUSTOMER_OWNERS = customerOwnersTable('feedback');
+
+/** The sort keys of GET /feedback (projections/queries/feedback.ts), by index name. */
+const SORT_KEYS = {
+  submitted: sql`submitted_at`,
+  resolution_due: sql`resolution_due_at`,
+  priority: sql`(array_position(ARRAY['low','normal','high','urgent']::text[], priority))`,
+} as const;
 
 async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
@@ -73,23 +86,34 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     nps smallint,
     rated_at timestamptz,
     revision integer NOT NULL,
-    last_event_at timestamptz NOT NULL
+    last_event_at timestamptz NOT NULL,
+    customer_owner_id uuid
   ) WITH (fillfactor = 80)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS feedback_status_idx ON ${t} (status, priority)`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS feedback_assignee_idx ON ${t} (assignee_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS feedback_customer_idx ON ${t} (customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS feedback_submitted_idx ON ${t} (submitted_at, feedback_id)`.execute(db);
   // Sort keys of GET /feedback (projections/queries/feedback.ts) with the id as tie-breaker.
   await sql`CREATE INDEX IF NOT EXISTS feedback_sort_resolution_due_idx ON ${t} (resolution_due_at, feedback_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS feedback_sort_priority_idx ON ${t} ((array_position(ARRAY['low','normal','high','urgent']::text[], priority)), feedback_id)`.execute(db);
+  // Visibility: an item is in a scope through its assignee or its customer's owner. Each sort key
+  // behind either column, so a restricted page merges one index range per owner and column.
+  for (const owner of ['assignee_id', 'customer_owner_id']) {
+    for (const [name, sort] of Object.entries(SORT_KEYS)) {
+      await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`feedback_${owner.replace('_id', '')}_${name}_idx`)} ON ${t} (${sql.id(owner)}, ${sort}, feedback_id)`.execute(db);
+    }
+  }
+  await migrateCustomerOwners(db, schema, FEEDBACK_CUSTOMER_OWNERS);
 }
 
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const feedback = new RowSet(trx, schema, FEEDBACK);
+  const owners = new CustomerOwners(trx, schema, FEEDBACK_CUSTOMER_OWNERS);
   await feedback.load(idsOf(events, 'feedbackId'));
+  await owners.load(events, ({ event }) => (event.type === 'FeedbackSubmitted' ? event.data.customerId : undefined));
   const forgotten: string[] = [];
   for (const e of events) {
     const { event } = e;
+    if (owners.apply(e)) continue;
     if (event.type === 'CustomerForgotten') {
       forgotten.push(event.data.customerId);
       for (const row of feedback.find((r) => r.customer_id === event.data.customerId)) {
@@ -103,9 +127,13 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
     // A loaded row holds the table's columns (FEEDBACK), which is the fold's typed row.
     const before = feedback.get(id) as FeedbackState | undefined;
     const after = evolveFeedback(before, e);
-    if (after && after !== before) feedback.put(after);
+    if (!after || after === before) continue;
+    // The fold keeps the item's own stream; the customer's owner comes from the customer's events.
+    if (event.type === 'FeedbackSubmitted') after.customer_owner_id = owners.ownerOf(after.customer_id);
+    feedback.put(after);
   }
   await feedback.flush();
+  await owners.flush('feedback');
   if (forgotten.length > 0) {
     await sql`UPDATE ${sql.id(schema, 'feedback')} SET subject = ${ERASED}
       WHERE customer_id = ANY(${forgotten}::uuid[]) AND subject <> ${ERASED}`.execute(trx);
@@ -114,8 +142,9 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
 
 export const feedbackProjection: Projection = {
   name: 'feedback',
-  version: 1,
-  tables: ['feedback'],
+  // 2: `customer_owner_id` (visibility by the customer's owner without a join) and `feedback_customer_owners`.
+  version: 2,
+  tables: ['feedback', FEEDBACK_CUSTOMER_OWNERS.table],
   filter: { streamPrefixes: ['feedback-', 'customer-'] },
   migrate,
   apply,

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ruleFor } from '../../api/roles.ts';
 import { commandTargets } from './command-targets.ts';
@@ -406,5 +407,106 @@ describe("a user's key", () => {
     // The record as it stood (folded from its events) names the owner too.
     const past = json(await get(`/customers/${id}?asOf=${encodeURIComponent(new Date().toISOString())}`, 'service'));
     expect(past.ownerId).toBe(users.mate);
+  });
+});
+
+describe("visibility follows the customer's owner onto its deals, feedback and activities", () => {
+  type Records = Record<'deals' | 'feedback' | 'activities', string>;
+  /** A customer owned by `ownerId` (or by nobody), with a deal owned by a user of the other team, a feedback item and an unassigned note. */
+  const account = async (label: string, ownerId?: string): Promise<{ customerId: string; records: Records }> => {
+    const customerId = (await post('/customers', { name: `Account ${label}`, email: `${label}-${randomUUID()}@example.com`, ...(ownerId ? { ownerId } : {}) })).id;
+    const deals = (await post('/deals', { customerId, title: `deal ${label}`, amount: 5, currency: 'EUR', ownerId: users.other, expectedCloseDate: '2026-11-30' })).id;
+    const feedbackId = (await post('/feedback', { customerId, kind: 'question', channel: 'web', subject: 's', body: 'b' })).id;
+    const activities = (await post(`/customers/${customerId}/activities`, { kind: 'note', subject: `note ${label}`, body: 'b' })).id;
+    return { customerId, records: { deals, feedback: feedbackId, activities } };
+  };
+  const SORTS = { deals: ['-createdAt', 'expectedCloseDate', '-amount', '-updatedAt'], feedback: ['-submittedAt', 'resolutionDueAt', '-priority'], activities: ['-occurredAt'] };
+  /** A command on the record, with a stale If-Match: 404 outside the scope, 409 inside it (nothing is appended either way). */
+  const COMMANDS = { deals: ['stage', { stage: 'qualified' }], feedback: ['respond', { message: 'm' }], activities: ['complete', {}] } as const;
+  /**
+   * Whether the viewer's lists (in every sort) and record routes show each record; its lists, its
+   * record route and the commands on it must agree.
+   */
+  const shown = async (viewer: Viewer, records: Records): Promise<Record<keyof Records, boolean>> => {
+    const result = {} as Record<keyof Records, boolean>;
+    for (const collection of ['deals', 'feedback', 'activities'] as const) {
+      const id = records[collection];
+      const status = (await get(`/${collection}/${id}`, viewer)).statusCode;
+      for (const sort of SORTS[collection]) {
+        const listed = json(await get(`/${collection}?limit=500&sort=${sort}`, viewer)).items.some((i: { id: string }) => i.id === id);
+        expect(listed, `${viewer} ${collection} sorted ${sort} lists ${id} as GET answers ${status}`).toBe(status === 200);
+      }
+      const [action, payload] = COMMANDS[collection];
+      const command = await h.app.inject({ method: 'POST', url: `/${collection}/${id}/${action}`, payload, headers: { ...bearer[viewer], 'if-match': '"999"' } });
+      expect(command.statusCode, `${viewer} POST /${collection}/${id}/${action} as GET answers ${status}: ${command.body.slice(0, 160)}`).toBe(status === 200 ? 409 : 404);
+      result[collection] = status === 200;
+    }
+    return result;
+  };
+  const everywhere = { deals: true, feedback: true, activities: true };
+  const nowhere = { deals: false, feedback: false, activities: false };
+  const assignOwner = (customerId: string, ownerId: string) => post(`/customers/${customerId}/owner`, { ownerId });
+  const merge = async (primaryId: string, duplicateId: string) => {
+    const { revision } = json(await get(`/customers/${primaryId}`, 'service'));
+    return post(`/customers/${primaryId}/merge`, { duplicateId }, { ...admin(), 'if-match': `"${revision}"` });
+  };
+
+  it("an owner change moves the customer's existing records between scopes, both ways", async () => {
+    const { customerId, records } = await account('handover', users.other);
+    await projectionsSettled(h);
+    expect(await shown('team', records)).toEqual(nowhere);
+    expect(await shown('service', records)).toEqual(everywhere);
+    await assignOwner(customerId, users.mate!);
+    await projectionsSettled(h);
+    expect(await shown('team', records)).toEqual(everywhere);
+    expect(await shown('own', records)).toEqual(nowhere);
+    await assignOwner(customerId, users.other!);
+    await projectionsSettled(h);
+    expect(await shown('team', records)).toEqual(nowhere);
+  });
+
+  it("a merge moves the duplicate's records to the primary's owner, also when the primary gets its owner after the merge", async () => {
+    const primary = await account('primary', users.mate);
+    const duplicate = await account('duplicate', users.other);
+    await projectionsSettled(h);
+    expect(await shown('team', primary.records)).toEqual(everywhere);
+    expect(await shown('team', duplicate.records)).toEqual(nowhere);
+    await merge(primary.customerId, duplicate.customerId);
+    await projectionsSettled(h);
+    expect(await shown('team', duplicate.records)).toEqual(everywhere);
+    expect(await shown('own', duplicate.records)).toEqual(nowhere);
+
+    // A chain: the duplicate's records follow whoever owns the end of it, whenever that owner comes.
+    const unowned = (await post('/customers', { name: 'Account unowned', email: `unowned-${randomUUID()}@example.com` })).id;
+    const later = await account('later', users.mate);
+    await projectionsSettled(h);
+    expect(await shown('team', later.records)).toEqual(everywhere);
+    await merge(unowned, later.customerId);
+    await projectionsSettled(h);
+    expect(await shown('team', later.records)).toEqual(nowhere);
+    await merge(primary.customerId, unowned);
+    await projectionsSettled(h);
+    expect(await shown('team', later.records)).toEqual(everywhere);
+    await assignOwner(primary.customerId, users.other!);
+    await projectionsSettled(h);
+    expect(await shown('team', later.records)).toEqual(nowhere);
+    expect(await shown('team', duplicate.records)).toEqual(nowhere);
+  });
+});
+
+describe('during the rebuild after an upgrade', () => {
+  it("keeps every list and record in the scope while the previous version's tables serve (last: it drops the new column)", async () => {
+    await projectionsSettled(h);
+    const read = h.schemas.read;
+    await sql.raw(['deals', 'feedback', 'activities'].map((t) => `ALTER TABLE "${read}".${t} DROP COLUMN customer_owner_id CASCADE`).join('; ')).execute(h.database.db);
+    for (const viewer of VIEWERS) {
+      for (const collection of ['deals', 'feedback', 'activities'] as const) {
+        const page = json(await get(`/${collection}?limit=500`, viewer));
+        expect(ours(collection, page.items.map((i: { id: string }) => i.id)), `${viewer} ${collection}`).toEqual(expectedIds(collection, viewer));
+        for (const o of OWNERS) expect((await get(`/${collection}/${idOf[collection][o]}`, viewer)).statusCode, `${viewer} ${collection} of ${o}`).toBe(visibleTo[viewer].includes(o) ? 200 : 404);
+      }
+      const total = json(await get('/pipeline?currency=CHF', viewer)).totals.find((t: { currency: string }) => t.currency === 'CHF');
+      expect(total?.dealCount ?? 0, viewer).toBe(visibleTo[viewer].length);
+    }
   });
 });

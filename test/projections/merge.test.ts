@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { createReportingViews } from '../../projections/reporting.ts';
+import { compareSchemas, dropSchema, replayInto } from '../../projections/rebuild.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { createHarness, type Harness } from './support.ts';
 
@@ -13,6 +14,7 @@ import { createHarness, type Harness } from './support.ts';
  * duplicate's deal closing after the merge counts for the primary.
  */
 let h: Harness;
+const projections = readModelProjections();
 let runner: ProjectionRunner;
 let q: ReturnType<typeof createReadModelQueries>;
 const primary = randomUUID();
@@ -21,10 +23,11 @@ const deal = randomUUID();
 const feedback = randomUUID();
 const task = randomUUID();
 const dealNote = randomUUID();
+const alice = randomUUID();
+const bob = randomUUID();
 
 beforeAll(async () => {
   h = await createHarness('merge_read_models');
-  const projections = readModelProjections();
   runner = new ProjectionRunner({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: h.codec, concurrent: true });
   await runner.start();
   const { run } = h;
@@ -37,6 +40,10 @@ beforeAll(async () => {
   await run({ type: 'OpenDeal', dealId: deal, customerId: duplicate, title: 'Compiler', amount: 900, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2026-06-30' });
   await run({ type: 'SubmitFeedback', feedbackId: feedback, customerId: duplicate, kind: 'question', channel: 'email', subject: 'Manual', body: 'Where is it?' });
   await run({ type: 'LogActivity', activityId: task, customerId: duplicate, kind: 'task', subject: 'Send the manual' });
+  // Owners in an awkward order: the duplicate gets one after its records exist, the primary only after the merge.
+  await run({ type: 'RegisterUser', userId: alice, name: 'Alice', email: 'alice@crm.example', role: 'sales' });
+  await run({ type: 'RegisterUser', userId: bob, name: 'Bob', email: 'bob@crm.example', role: 'sales' });
+  await run({ type: 'AssignCustomerOwner', customerId: duplicate, ownerId: alice });
   await run({ type: 'MergeCustomer', customerId: primary, duplicateId: duplicate });
   // After the merge: the duplicate's task is completed, and a note is logged on its deal (it goes to the primary).
   await run({ type: 'CompleteActivity', activityId: task });
@@ -44,6 +51,7 @@ beforeAll(async () => {
   // After the merge: the duplicate's deal is won and its feedback resolved.
   await run({ type: 'WinDeal', dealId: deal });
   await run({ type: 'ResolveFeedback', feedbackId: feedback, resolution: 'Sent the manual' });
+  await run({ type: 'AssignCustomerOwner', customerId: primary, ownerId: bob });
   await runner.waitForPosition(h.lastPosition(), 30_000);
   await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections });
   q = createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
@@ -92,5 +100,36 @@ describe('a merge in the read models', () => {
       FROM ${sql.id(h.schemas.reporting, 'customers')} WHERE customer_id = ${primary}::uuid`.execute(h.database.db);
     expect(rows[0]).toMatchObject({ order_count: 3, deals_won: 1 });
     expect(Number(rows[0]!.revenue)).toBe(120);
+  });
+});
+
+describe("the customer's owner on the records (visibility)", () => {
+  const ownersOf = async (schema: string) => {
+    const t = (table: string) => sql.id(schema, table);
+    const { rows } = await sql<{ id: string; owner: string | null }>`
+      SELECT deal_id::text AS id, customer_owner_id::text AS owner FROM ${t('deals')} WHERE deal_id = ${deal}::uuid
+      UNION ALL SELECT feedback_id::text, customer_owner_id::text FROM ${t('feedback')} WHERE feedback_id = ${feedback}::uuid
+      UNION ALL SELECT activity_id::text, customer_owner_id::text FROM ${t('activities')} WHERE activity_id = ANY(${[task, dealNote]}::uuid[])`.execute(h.database.db);
+    return Object.fromEntries(rows.map((r) => [r.id, r.owner]));
+  };
+
+  it("is the primary's owner on the duplicate's deal, feedback and activities, assigned after the merge", async () => {
+    expect(await ownersOf(h.schemas.read)).toEqual({ [deal]: bob, [feedback]: bob, [task]: bob, [dealNote]: bob });
+  });
+
+  it('is the same whatever the batches: a replay one event per batch and one in a single batch equal the live rows', async () => {
+    const tables = ['deals', 'deal_customer_owners', 'feedback', 'feedback_customer_owners', 'activities', 'activity_customer_owners'];
+    expect(projections.flatMap((p) => p.tables)).toEqual(expect.arrayContaining(tables));
+    for (const pageSize of [1, 5_000]) {
+      const schema = `${h.schemas.read}_p${pageSize}`;
+      try {
+        await replayInto({ db: h.database.db, store: h.store, codec: h.codec, projections, schema, pageSize, untilPosition: h.lastPosition() });
+        expect(await ownersOf(schema), `batches of ${pageSize}`).toEqual(await ownersOf(h.schemas.read));
+        const compared = await compareSchemas(h.database.db, h.schemas.read, schema, tables);
+        expect(compared.filter((c) => !c.equal).map((c) => ({ table: c.table, differences: c.differences })), `batches of ${pageSize}`).toEqual([]);
+      } finally {
+        await dropSchema(h.database.db, schema);
+      }
+    }
   });
 });
