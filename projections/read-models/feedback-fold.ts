@@ -1,6 +1,6 @@
 import type { FeedbackPriority, FeedbackStatus } from '../../domain/feedback/events.ts';
 import type { ProjectedEvent } from '../../shared/events.ts';
-import { ms, occurredAt, secondsBetween } from './common.ts';
+import { ms, occurredAt, secondsBetween, type Instant } from './common.ts';
 
 /**
  * A feedback item folded from its stream, written once: the live projection (feedback.ts), rebuild
@@ -8,8 +8,7 @@ import { ms, occurredAt, secondsBetween } from './common.ts';
  * (audit/records.ts) is read from it. The pattern for the other read models (issue 17, item 3).
  */
 
-/** A timestamp as an event carries it (ISO string) or as a loaded row holds it (Date). */
-export type Instant = string | Date;
+export type { Instant };
 
 /** The `feedback` table's columns, typed (FEEDBACK in feedback.ts lists them in table order). */
 export type FeedbackRow = {
