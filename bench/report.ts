@@ -9,6 +9,8 @@ export interface BenchContext {
   freshSchema(label: string): Promise<string>;
   /** Workload multiplier (`--scale N`, default 1): suites multiply their case sizes by it. */
   scale: number;
+  /** Suite settings given as `--option name=value` (each suite documents the names it reads). */
+  options: Record<string, string>;
   /** Progress line on stderr, so that stdout keeps the summary. */
   log(message: string): void;
 }
@@ -28,6 +30,7 @@ export interface BenchReport {
   scale: number;
   /** The machine's load average (1, 5 and 15 minutes) when the run started and ended: how quiet it was. */
   loadAverage: { atStart: number[]; atEnd: number[] };
+  options?: Record<string, string>;
   suites: Record<string, { durationMs: number; result?: Record<string, unknown>; error?: string }>;
 }
 

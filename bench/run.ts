@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- suite ...] [--scale N]`: runs every `bench/suites/*.ts` (or the named ones)
+ * `npm run bench [-- suite ...] [--scale N] [--option name=value ...]`: runs every `bench/suites/*.ts` (or the named ones)
  * against one PostgreSQL database and writes a JSON report to `bench/results/`.
  * This file is the benchmark's composition root: it alone reads DATABASE_URL.
  */
@@ -17,24 +17,33 @@ const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test';
 interface Arguments {
   suites: string[];
   scale: number;
+  options: Record<string, string>;
 }
 
 const parseArguments = (argv: string[]): Arguments => {
   const suites: string[] = [];
+  const options: Record<string, string> = {};
   let scale = 1;
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
+    const option = arg === '--option' ? argv[(i += 1)] : arg.startsWith('--option=') ? arg.slice('--option='.length) : undefined;
+    if (option !== undefined) {
+      const match = /^([a-z][a-z0-9-]*)=(.*)$/.exec(option);
+      if (!match) throw new Error(`--option needs name=value, got ${option}`);
+      options[match[1]!] = match[2]!;
+      continue;
+    }
     const scaleValue = arg === '--scale' ? argv[(i += 1)] : arg.startsWith('--scale=') ? arg.slice('--scale='.length) : undefined;
     if (scaleValue !== undefined) {
       scale = Number(scaleValue);
       if (!Number.isFinite(scale) || scale <= 0) throw new Error(`--scale needs a positive number, got ${scaleValue}`);
     } else if (arg.startsWith('-')) {
-      throw new Error(`Unknown option ${arg}. Usage: npm run bench -- [suite ...] [--scale N]`);
+      throw new Error(`Unknown option ${arg}. Usage: npm run bench -- [suite ...] [--scale N] [--option name=value ...]`);
     } else {
       suites.push(arg);
     }
   }
-  return { suites, scale };
+  return { suites, scale, options };
 };
 
 const loadAverage = (): number[] => loadavg().map((l) => Math.round(l * 100) / 100);
@@ -42,7 +51,7 @@ const loadAverage = (): number[] => loadavg().map((l) => Math.round(l * 100) / 1
 const describeUrl = (url: string): string => url.replace(/\/\/([^:@/]*)(:[^@/]*)?@/, '//$1@');
 
 async function main(): Promise<void> {
-  const { suites: wanted, scale } = parseArguments(process.argv.slice(2));
+  const { suites: wanted, scale, options } = parseArguments(process.argv.slice(2));
   const databaseUrl = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
   const suiteDirectory = join(here, 'suites');
   const available = (await readdir(suiteDirectory)).filter((file) => file.endsWith('.ts')).map((file) => basename(file, '.ts')).sort();
@@ -63,6 +72,7 @@ async function main(): Promise<void> {
   const ctx: BenchContext = {
     databaseUrl,
     scale,
+    options,
     log: (message) => process.stderr.write(`  ${message}\n`),
     freshSchema: async (label) => {
       const name = `bench_${runId}_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${created.length}`.slice(0, 63);
@@ -80,6 +90,7 @@ async function main(): Promise<void> {
     database: describeUrl(databaseUrl),
     scale,
     loadAverage: { atStart: loadAverage(), atEnd: [] },
+    ...(Object.keys(options).length > 0 ? { options } : {}),
     suites: {},
   };
   const summaries: string[] = [];

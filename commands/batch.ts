@@ -32,9 +32,17 @@ export type BatchOutcome =
   | { ok: true; stream: string; eventIds: string[]; alreadyDone: boolean }
   | { ok: false; error: unknown };
 
+/**
+ * A command validated and stamped, ready to be decided (or why it was refused). Preparing needs no
+ * I/O and no stream state, so the importer prepares the next batch while the previous one is stored.
+ */
+export type PreparedItem = { prepared: PreparedCommand; firstEventId: string } | { refused: unknown };
+
 export interface BatchCommands {
+  /** Schema, metadata and ids of one command, as the API would give them; never throws. */
+  prepare(item: BatchItem): PreparedItem;
   /** Outcomes in input order; bad commands are outcomes, not exceptions. Throws only for store faults. */
-  executeBatch(items: BatchItem[]): Promise<BatchOutcome[]>;
+  executeBatch(items: (BatchItem | PreparedItem)[]): Promise<BatchOutcome[]>;
 }
 
 export interface BatchCommandDeps {
@@ -119,7 +127,12 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   };
 
   /** One pass: decide every command on the current states; returns the appends and the outcomes. */
-  const decideAll = (streams: Map<string, LoadedStream<unknown>>, prepared: (PreparedCommand | undefined)[], outcomes: BatchOutcome[]): Map<string, Working> => {
+  const decideAll = (
+    streams: Map<string, LoadedStream<unknown>>,
+    prepared: (PreparedCommand | undefined)[],
+    firstEventIds: (string | undefined)[],
+    outcomes: BatchOutcome[],
+  ): Map<string, Working> => {
     const working = new Map<string, Working>();
     const workOn = (kind: AggregateKind, stream: string): Working => {
       let w = working.get(stream);
@@ -137,7 +150,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         const w = workOn(p.kind, p.stream);
         // Stored ids and the ones decided in this batch, without copying either.
         const ids = { has: (id: string) => w.newIds.has(id) || w.base.ids.has(id), get: (id: string) => w.newIds.get(id) ?? w.base.ids.get(id) };
-        const first = firstResult(p.id, p.stream, ids as Map<string, EventRef>, p.metadata);
+        // A command seen before has stored its first event: only then is the rest of its result looked up.
+        const first = ids.has(firstEventIds[i]!) ? firstResult(p.id, p.stream, ids as Map<string, EventRef>, p.metadata) : undefined;
         if (first) {
           outcomes[i] = { ok: true, stream: p.stream, eventIds: first.eventIds, alreadyDone: true };
           return;
@@ -155,7 +169,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           const type = event.type as CrmEventType;
           // A safety net: nothing the catalogue would refuse on read is ever stored.
           const data = eventSchemas[type].parse(event.data);
-          const id = eventIdFor(p.stream, key, index);
+          const id = index === 0 ? firstEventIds[i]! : eventIdFor(p.stream, key, index);
           eventIds.push(id);
           return { id, type, data, metadata: { ...p.metadata, schemaVersion: schemaVersionOf(type) } };
         });
@@ -172,21 +186,28 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     return working;
   };
 
-  const executeBatch = async (items: BatchItem[]): Promise<BatchOutcome[]> => {
+  const prepare = (item: BatchItem): PreparedItem => {
+    try {
+      const key = item.ctx.idempotencyKey;
+      if (!key) throw new TypeError('A batch command needs an idempotency key (its events ids derive from it)');
+      const p = prepareCommand(item.command, item.ctx, clock());
+      if (NOT_IN_BATCH.has(p.type)) throw invalidState('command.not_in_batch', `${p.type} cannot be run in a batch; send it on its own`, 'type');
+      fillDerivedIds(p, item.ctx.actor.userId);
+      return { prepared: p, firstEventId: eventIdFor(p.stream, key, 0) };
+    } catch (error) {
+      return { refused: error };
+    }
+  };
+
+  const executeBatch = async (items: (BatchItem | PreparedItem)[]): Promise<BatchOutcome[]> => {
     const outcomes = new Array<BatchOutcome>(items.length);
-    const now = clock();
-    const prepared = items.map((item, i): PreparedCommand | undefined => {
-      try {
-        if (!item.ctx.idempotencyKey) throw new TypeError('A batch command needs an idempotency key (its events ids derive from it)');
-        const p = prepareCommand(item.command, item.ctx, now);
-        if (NOT_IN_BATCH.has(p.type)) throw invalidState('command.not_in_batch', `${p.type} cannot be run in a batch; send it on its own`, 'type');
-        fillDerivedIds(p, item.ctx.actor.userId);
-        return p;
-      } catch (error) {
-        outcomes[i] = { ok: false, error };
-        return undefined;
-      }
+    const ready = items.map((item) => ('command' in item ? prepare(item) : item));
+    const prepared = ready.map((item, i): PreparedCommand | undefined => {
+      if ('prepared' in item) return item.prepared;
+      outcomes[i] = { ok: false, error: item.refused };
+      return undefined;
     });
+    const firstEventIds = ready.map((item) => ('prepared' in item ? item.firstEventId : undefined));
     const wanted = new Map<string, AggregateKind>();
     for (const p of prepared) {
       if (!p) continue;
@@ -200,7 +221,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     // Items whose stream was appended by a partial append below: their outcome stands as decided then.
     const settled = new Map<number, BatchOutcome>();
     for (let attempt = 1; ; attempt++) {
-      const working = decideAll(await load(wanted), prepared, outcomes);
+      const working = decideAll(await load(wanted), prepared, firstEventIds, outcomes);
       for (const [i, outcome] of settled) outcomes[i] = outcome;
       const appending = [...working.entries()].filter(([, w]) => w.events.length > 0);
       if (appending.length === 0) return outcomes;
@@ -248,5 +269,5 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     }
   };
 
-  return { executeBatch };
+  return { prepare, executeBatch };
 }

@@ -3,9 +3,10 @@
  * INSERTs of the same rows in the same run (target >= 0.25x), a CDNOW-sized history (23,570
  * customers, 69,659 purchases) imported and every projection caught up (target < 60 s), and the
  * peak memory (VmHWM) of a `crm import` process on a large purchases file (target < 300 MB for 1M rows;
- * the suite imports 200,000 x scale rows to stay within minutes, `--scale 5` is the 1M run), with the
- * old-space cap the README recommends for large files (NODE_OPTIONS, reported beside the figure).
- * `--scale` multiplies the CDNOW sizes and the memory file.
+ * the suite imports 200,000 x scale rows to stay within minutes; `--option memory-rows=1000000` is the
+ * 1M run without scaling the rest), with the old-space cap the README recommends for large files
+ * (NODE_OPTIONS, reported beside the figure). `--scale` multiplies the CDNOW sizes and the memory file;
+ * `--option memory-only=1` measures only the memory.
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -113,78 +114,87 @@ const importPeakMemory = (args: string[], env: Record<string, string>): Promise<
     });
   });
 
-export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
-  const folder = mkdtempSync(join(tmpdir(), 'crm-bench-import-'));
+/** Rates beside the raw INSERT baseline, and the CDNOW-sized import with every projection caught up. */
+const measureSpeed = async (ctx: BenchContext, folder: string): Promise<Record<string, unknown>> => {
   const customers = Math.round(CDNOW.customers * ctx.scale);
   const purchases = Math.round(CDNOW.purchases * ctx.scale);
-  const memoryRows = Math.round(200_000 * ctx.scale);
+  const customersFile = join(folder, 'customers.csv');
+  const purchasesFile = join(folder, 'purchases.csv');
+  await writeCustomers(customersFile, customers);
+  await writePurchases(purchasesFile, purchases, customers);
+
+  ctx.log(`raw batched INSERTs of ${purchases} rows`);
+  const rawRowsPerSecond = await rawInsertRate(ctx, purchases);
+
+  const env = await crmEnv(ctx);
+  const runtime = await openCrm(loadConfig(env, folder));
+  let customersMs: number, purchasesMs: number, catchUpMs: number;
+  let imported: Record<string, unknown>;
+  try {
+    const batch = createBatchCommands({ store: runtime.store, personalData: runtime.personalData });
+    ctx.log(`import of ${customers} customers`);
+    let started = performance.now();
+    const c = await importFile(batch, { file: customersFile, reportPath: join(folder, 'customers-report.csv') });
+    customersMs = performance.now() - started;
+    ctx.log(`import of ${purchases} purchases`);
+    started = performance.now();
+    const p = await importFile(batch, { file: purchasesFile, reportPath: join(folder, 'purchases-report.csv') });
+    purchasesMs = performance.now() - started;
+    imported = { customers: c.imported, customersRejected: c.rejected, purchases: p.imported, purchasesRejected: p.rejected };
+    ctx.log('catch-up of every projection');
+    started = performance.now();
+    const head = await runtime.store.headPosition();
+    await runtime.startProjections();
+    await runtime.runner.waitForPosition(head, 600_000);
+    catchUpMs = performance.now() - started;
+  } finally {
+    await runtime.close();
+  }
+  const customersPerSecond = rate(customers, customersMs);
+  const purchasesPerSecond = rate(purchases, purchasesMs);
+  return {
+    rawInsert: { rows: purchases, rowsPerSecond: rawRowsPerSecond },
+    customers: { rows: customers, ms: Math.round(customersMs), rowsPerSecond: customersPerSecond, ratioToRawInsert: ratio(customersPerSecond, rawRowsPerSecond) },
+    purchases: { rows: purchases, ms: Math.round(purchasesMs), rowsPerSecond: purchasesPerSecond, ratioToRawInsert: ratio(purchasesPerSecond, rawRowsPerSecond) },
+    imported,
+    cdnow: { importMs: Math.round(customersMs + purchasesMs), catchUpMs: Math.round(catchUpMs), totalMs: Math.round(customersMs + purchasesMs + catchUpMs), targetMs: 60_000 },
+  };
+};
+
+/** Peak memory of `crm import` processes: 20,000 customers, then `rows` purchases about them. */
+const measureMemory = async (ctx: BenchContext, folder: string, rows: number): Promise<Record<string, unknown>> => {
   const memoryNodeOptions = '--max-old-space-size=160';
+  ctx.log(`peak memory of crm import on ${rows} purchases (over 20,000 customers)`);
+  const memoryEnv = await crmEnv(ctx);
+  const memoryCustomers = join(folder, 'memory-customers.csv');
+  const memoryPurchases = join(folder, 'memory-purchases.csv');
+  await writeCustomers(memoryCustomers, 20_000);
+  await writePurchases(memoryPurchases, rows, 20_000);
+  const withCap = { ...memoryEnv, NODE_OPTIONS: memoryNodeOptions };
+  const customersRun = await importPeakMemory([memoryCustomers, '--report', join(folder, 'm1.csv')], withCap);
+  const purchasesRun = await importPeakMemory([memoryPurchases, '--report', join(folder, 'm2.csv')], withCap);
+  return {
+    rows,
+    nodeOptions: memoryNodeOptions,
+    peakMb: purchasesRun.peakMb,
+    targetMb: 300,
+    ms: purchasesRun.ms,
+    rowsPerSecond: rate(rows, purchasesRun.ms),
+    exitCode: purchasesRun.code,
+    summary: purchasesRun.stdout.trim(),
+    customersPeakMb: customersRun.peakMb,
+  };
+};
+
+export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
+  const folder = mkdtempSync(join(tmpdir(), 'crm-bench-import-'));
+  const memoryRows = ctx.options['memory-rows'] !== undefined ? Number(ctx.options['memory-rows']) : Math.round(200_000 * ctx.scale);
+  if (!Number.isSafeInteger(memoryRows) || memoryRows < 1) throw new Error(`memory-rows must be a whole number >= 1, got ${ctx.options['memory-rows']}`);
   const load = { before: loadavg().map((v) => round(v, 2)) };
   try {
-    const customersFile = join(folder, 'customers.csv');
-    const purchasesFile = join(folder, 'purchases.csv');
-    await writeCustomers(customersFile, customers);
-    await writePurchases(purchasesFile, purchases, customers);
-
-    ctx.log(`raw batched INSERTs of ${purchases} rows`);
-    const rawRowsPerSecond = await rawInsertRate(ctx, purchases);
-
-    const env = await crmEnv(ctx);
-    const runtime = await openCrm(loadConfig(env, folder));
-    let customersMs: number, purchasesMs: number, catchUpMs: number;
-    let imported: Record<string, unknown>;
-    try {
-      const batch = createBatchCommands({ store: runtime.store, personalData: runtime.personalData });
-      ctx.log(`import of ${customers} customers`);
-      let started = performance.now();
-      const c = await importFile(batch, { file: customersFile, reportPath: join(folder, 'customers-report.csv') });
-      customersMs = performance.now() - started;
-      ctx.log(`import of ${purchases} purchases`);
-      started = performance.now();
-      const p = await importFile(batch, { file: purchasesFile, reportPath: join(folder, 'purchases-report.csv') });
-      purchasesMs = performance.now() - started;
-      imported = { customers: c.imported, customersRejected: c.rejected, purchases: p.imported, purchasesRejected: p.rejected };
-      ctx.log('catch-up of every projection');
-      started = performance.now();
-      const head = await runtime.store.headPosition();
-      await runtime.startProjections();
-      await runtime.runner.waitForPosition(head, 600_000);
-      catchUpMs = performance.now() - started;
-    } finally {
-      await runtime.close();
-    }
-    const customersPerSecond = rate(customers, customersMs);
-    const purchasesPerSecond = rate(purchases, purchasesMs);
-
-    ctx.log(`peak memory of crm import on ${memoryRows} purchases (over 20,000 customers)`);
-    const memoryEnv = await crmEnv(ctx);
-    const memoryCustomers = join(folder, 'memory-customers.csv');
-    const memoryPurchases = join(folder, 'memory-purchases.csv');
-    await writeCustomers(memoryCustomers, 20_000);
-    await writePurchases(memoryPurchases, memoryRows, 20_000);
-    const withCap = { ...memoryEnv, NODE_OPTIONS: memoryNodeOptions };
-    const customersRun = await importPeakMemory([memoryCustomers, '--report', join(folder, 'm1.csv')], withCap);
-    const purchasesRun = await importPeakMemory([memoryPurchases, '--report', join(folder, 'm2.csv')], withCap);
-
-    return {
-      load: { ...load, after: loadavg().map((v) => round(v, 2)) },
-      rawInsert: { rows: purchases, rowsPerSecond: rawRowsPerSecond },
-      customers: { rows: customers, ms: Math.round(customersMs), rowsPerSecond: customersPerSecond, ratioToRawInsert: ratio(customersPerSecond, rawRowsPerSecond) },
-      purchases: { rows: purchases, ms: Math.round(purchasesMs), rowsPerSecond: purchasesPerSecond, ratioToRawInsert: ratio(purchasesPerSecond, rawRowsPerSecond) },
-      imported,
-      cdnow: { importMs: Math.round(customersMs + purchasesMs), catchUpMs: Math.round(catchUpMs), totalMs: Math.round(customersMs + purchasesMs + catchUpMs), targetMs: 60_000 },
-      memory: {
-        rows: memoryRows,
-        nodeOptions: memoryNodeOptions,
-        peakMb: purchasesRun.peakMb,
-        targetMb: 300,
-        ms: purchasesRun.ms,
-        rowsPerSecond: rate(memoryRows, purchasesRun.ms),
-        exitCode: purchasesRun.code,
-        summary: purchasesRun.stdout.trim(),
-        customersPeakMb: customersRun.peakMb,
-      },
-    };
+    const speed = ctx.options['memory-only'] === '1' ? {} : await measureSpeed(ctx, folder);
+    const memory = await measureMemory(ctx, folder, memoryRows);
+    return { load: { ...load, after: loadavg().map((v) => round(v, 2)) }, ...speed, memory };
   } finally {
     rmSync(folder, { recursive: true, force: true });
   }
@@ -192,15 +202,17 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
 
 export const summarize = (result: Record<string, unknown>): string[] => {
   const r = result as {
-    rawInsert: { rowsPerSecond: number };
+    rawInsert?: { rowsPerSecond: number };
     customers: { rowsPerSecond: number; ratioToRawInsert: number };
     purchases: { rowsPerSecond: number; ratioToRawInsert: number };
     cdnow: { importMs: number; catchUpMs: number; totalMs: number };
     memory: { rows: number; peakMb: number; rowsPerSecond: number };
   };
+  const memory = `crm import of ${r.memory.rows} purchases: peak ${r.memory.peakMb} MB (target < 300 MB), ${r.memory.rowsPerSecond} rows/s`;
+  if (!r.rawInsert) return [memory];
   return [
     `raw batched INSERT ${r.rawInsert.rowsPerSecond} rows/s; import customers ${r.customers.rowsPerSecond}/s (${r.customers.ratioToRawInsert}x), purchases ${r.purchases.rowsPerSecond}/s (${r.purchases.ratioToRawInsert}x)`,
     `CDNOW-sized: import ${round(r.cdnow.importMs / 1000, 1)} s + catch-up ${round(r.cdnow.catchUpMs / 1000, 1)} s = ${round(r.cdnow.totalMs / 1000, 1)} s (target < 60 s)`,
-    `crm import of ${r.memory.rows} purchases: peak ${r.memory.peakMb} MB (target < 300 MB), ${r.memory.rowsPerSecond} rows/s`,
+    memory,
   ];
 };

@@ -2,15 +2,19 @@ import { ZodError } from 'zod';
 import { DomainError } from '../../domain/errors.ts';
 import type { Actor } from '../../domain/metadata.ts';
 import { IdempotencyConflict } from '../../eventstore/errors.ts';
-import type { BatchCommands, BatchItem } from '../batch.ts';
+import type { BatchCommands, PreparedItem } from '../batch.ts';
 import type { ImportRecord } from './parse.ts';
 import { detectKind, importKinds, RowRejected, rowCommands, type ImportKind } from './rows.ts';
 
 /**
  * The import loop shared by `crm import` and `POST /imports`: records in, batches of commands
- * through the batch handler, a line-numbered reason out for every bad row. Memory holds one batch
+ * through the batch handler, a line-numbered reason out for every bad row. Memory holds two batches
  * (plus the handler's bounded stream cache), whatever the file's length. Stopping (signal) happens
  * between batches: every batch is appended whole or not at all, and a rerun skips what is stored.
+ *
+ * The rows of the next batch are read, validated and stamped while the store writes the one before
+ * (that needs no stream state); batches are still decided and stored one after the other, so each
+ * is decided on the states its predecessor left.
  */
 
 export interface ImportCounts {
@@ -62,7 +66,7 @@ export const rowReason = (error: unknown): string | undefined => {
 
 interface PendingRow {
   line: number;
-  items: BatchItem[];
+  items: PreparedItem[];
 }
 
 export async function runImport(batch: BatchCommands, records: AsyncIterable<ImportRecord>, options: ImportOptions): Promise<ImportOutcome> {
@@ -78,12 +82,8 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     await options.onRejected(row);
   };
 
-  const flush = async (): Promise<void> => {
-    const rows = pending;
-    const waiting = early;
-    pending = [];
-    pendingItems = 0;
-    early = [];
+  /** Stores the pending batch and reports its refusals (in line order, after those of the batches before). */
+  const store = async (rows: PendingRow[], waiting: RejectedRow[]): Promise<void> => {
     const outcomes = rows.length > 0 ? await batch.executeBatch(rows.flatMap((r) => r.items)) : [];
     const refusals: RejectedRow[] = [...waiting];
     let at = 0;
@@ -105,55 +105,88 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     options.onProgress?.(counts);
   };
 
-  let interrupted = false;
-  for await (const record of records) {
-    if (options.signal?.aborted) {
-      interrupted = true;
-      break;
-    }
-    if (!counts.kind) {
-      counts.kind = 'row' in record ? detectKind(Object.keys(record.row)) : undefined;
-      if (!counts.kind) {
-        throw new UnknownImportKind(
-          `Cannot tell the kind of file from its columns; name it (one of ${importKinds.join(', ')}). ` +
-            'Customers need "name" and "email", purchases "order_id" and "amount".',
-        );
-      }
-    }
-    counts.rows += 1;
-    if (!('row' in record)) {
-      early.push({ line: record.line, reason: record.unreadable });
-      continue;
-    }
-    const kind = counts.kind;
-    let items: BatchItem[];
-    try {
-      items = rowCommands[kind](record.row).map((c) => ({
-        command: c.command,
-        ctx: {
-          actor: options.actor,
-          correlationId: `import:${kind}:line-${record.line}`,
-          idempotencyKey: c.key,
-          ...(c.occurredAt ? { occurredAt: c.occurredAt } : {}),
-          reason: `import of ${kind} (line ${record.line})`,
-        },
-      }));
-    } catch (error) {
-      const reason = rowReason(error);
-      if (reason === undefined) throw error;
-      early.push({ line: record.line, reason });
-      continue;
-    }
-    // A row's commands stay in one batch, so its outcome is decided in one place.
-    if (pendingItems + items.length > batchSize) await flush();
-    pending.push({ line: record.line, items });
-    pendingItems += items.length;
-  }
-  if (!interrupted) await flush();
-  else if (early.length > 0) {
-    // Refusals read before the stop are reported; the unsent batch is not (the rerun decides it).
+  // The batch being stored while the next one is read; its failure is kept until the loop waits for it.
+  let storing: Promise<void> = Promise.resolve();
+  let failure: { error: unknown } | undefined;
+  const stored = async (): Promise<void> => {
+    await storing;
+    if (failure) throw failure.error;
+  };
+  const flush = async (): Promise<void> => {
+    await stored();
+    const rows = pending;
+    const waiting = early;
     pending = [];
-    await flush();
+    pendingItems = 0;
+    early = [];
+    storing = store(rows, waiting).catch((error: unknown) => {
+      failure = { error };
+    });
+  };
+
+  let interrupted = false;
+  try {
+    for await (const record of records) {
+      if (options.signal?.aborted) {
+        interrupted = true;
+        break;
+      }
+      if (!counts.kind) {
+        counts.kind = 'row' in record ? detectKind(Object.keys(record.row)) : undefined;
+        if (!counts.kind) {
+          throw new UnknownImportKind(
+            `Cannot tell the kind of file from its columns; name it (one of ${importKinds.join(', ')}). ` +
+              'Customers need "name" and "email", purchases "order_id" and "amount".',
+          );
+        }
+      }
+      counts.rows += 1;
+      if (!('row' in record)) {
+        early.push({ line: record.line, reason: record.unreadable });
+        continue;
+      }
+      const kind = counts.kind;
+      let items: PreparedItem[];
+      try {
+        items = rowCommands[kind](record.row).map((c) =>
+          batch.prepare({
+            command: c.command,
+            ctx: {
+              actor: options.actor,
+              correlationId: `import:${kind}:line-${record.line}`,
+              idempotencyKey: c.key,
+              ...(c.occurredAt ? { occurredAt: c.occurredAt } : {}),
+              reason: `import of ${kind} (line ${record.line})`,
+            },
+          }),
+        );
+      } catch (error) {
+        const reason = rowReason(error);
+        if (reason === undefined) throw error;
+        early.push({ line: record.line, reason });
+        continue;
+      }
+      // A row's commands stay in one batch, so its outcome is decided in one place.
+      if (pendingItems + items.length > batchSize) {
+        // A stop asked for while the batch before was stored: this one is not sent.
+        await stored();
+        if (options.signal?.aborted) {
+          interrupted = true;
+          break;
+        }
+        await flush();
+      }
+      pending.push({ line: record.line, items });
+      pendingItems += items.length;
+    }
+  } catch (error) {
+    // The batch in flight still reports its refusals before the caller closes the report.
+    await storing;
+    throw error;
   }
+  // Refusals read before a stop are reported; the unsent batch is not (the rerun decides it).
+  if (interrupted) pending = [];
+  if (!interrupted || early.length > 0) await flush();
+  await stored();
   return { ...counts, kind: counts.kind ?? options.kind ?? 'customers', interrupted };
 }

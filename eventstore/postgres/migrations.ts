@@ -208,9 +208,14 @@ const appendCustomPlans = (schema: string): Migration => ({
  * deadlock, and all of them before the first write, so the transaction id (hence every position)
  * comes after each stream's previous append committed. Returns one row per input stream; when any
  * stream is refused (wrong revision, reused id), nothing is written and the others read `skipped`.
+ *
+ * `input`: the first version took data and metadata as `jsonb[]`; since 0005 they arrive as two
+ * JSON arrays (`jsonb`), which the client sends as they are and PostgreSQL parses in one pass,
+ * instead of an array literal with every quote escaped (a third of the import's time went there).
  */
-const appendStreamsFunctionSql = (schema: string): string => {
+const appendStreamsFunctionSql = (schema: string, input: 'arrays' | 'json' = 'arrays'): string => {
   const s = quote(schema);
+  const json = input === 'json';
   return `
     CREATE FUNCTION ${s}.append_streams(
       p_streams text[],
@@ -218,11 +223,11 @@ const appendStreamsFunctionSql = (schema: string): string => {
       p_counts int[],             -- per stream: how many of the following events are its own, in order
       p_ids uuid[],
       p_types text[],
-      p_data jsonb[],
-      p_metadata jsonb[]
+      ${json ? 'p_data_list jsonb,          -- a JSON array: the events\' data, in order' : 'p_data jsonb[],'}
+      ${json ? 'p_metadata_list jsonb       -- a JSON array: their metadata' : 'p_metadata jsonb[]'}
     ) RETURNS TABLE (stream text, outcome text, revision bigint, last_position bigint, conflict_id uuid)
     LANGUAGE plpgsql AS $fn$
-    DECLARE
+    DECLARE${json ? '\n      p_data jsonb[];\n      p_metadata jsonb[];' : ''}
       m int := cardinality(p_streams);
       n int := cardinality(p_ids);
       v_now timestamptz := date_trunc('milliseconds', now());
@@ -252,7 +257,16 @@ const appendStreamsFunctionSql = (schema: string): string => {
       j int;
       k int := 0;
       r record;
-    BEGIN
+    BEGIN${
+      json
+        ? `
+      SELECT coalesce(array_agg(u.data ORDER BY u.ord), '{}'), coalesce(array_agg(u.metadata ORDER BY u.ord), '{}') INTO p_data, p_metadata
+        FROM ROWS FROM (jsonb_array_elements(p_data_list), jsonb_array_elements(p_metadata_list)) WITH ORDINALITY AS u(data, metadata, ord);
+      IF cardinality(p_data) <> n OR jsonb_array_length(p_data_list) <> n OR jsonb_array_length(p_metadata_list) <> n THEN
+        RAISE EXCEPTION 'append_streams: % events, % data and % metadata given', n, jsonb_array_length(p_data_list), jsonb_array_length(p_metadata_list);
+      END IF;`
+        : ''
+    }
       FOR v_key IN SELECT DISTINCT hashtextextended(${literal(schema + '/')} || x, 0) FROM unnest(p_streams) x ORDER BY 1 LOOP
         PERFORM pg_advisory_xact_lock(v_key);
       END LOOP;
@@ -375,12 +389,24 @@ const appendStreamsFunction = (schema: string): Migration => ({
   },
 });
 
+/** The JSON-array inputs of `append_streams` (see appendStreamsFunctionSql), replacing the `jsonb[]` version. */
+const appendStreamsJsonInput = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    await sql.raw(`DROP FUNCTION ${quote(schema)}.append_streams(text[], bigint[], int[], uuid[], text[], jsonb[], jsonb[])`).execute(db);
+    await sql.raw(appendStreamsFunctionSql(schema, 'json')).execute(db);
+    await sql
+      .raw(`ALTER FUNCTION ${quote(schema)}.append_streams(text[], bigint[], int[], uuid[], text[], jsonb, jsonb) SET plan_cache_mode = force_custom_plan`)
+      .execute(db);
+  },
+});
+
 const migrationsFor = (schema: string): Record<string, Migration> => ({
   // The name is kept from when it also created the first append function.
   '0001_events_streams_append': initialSchema(schema),
   '0002_append_function': appendFunction(schema),
   '0003_append_custom_plans': appendCustomPlans(schema),
   '0004_append_streams': appendStreamsFunction(schema),
+  '0005_append_streams_json_input': appendStreamsJsonInput(schema),
 });
 
 /** Names of the migrations already applied in `schema` (none when the schema is new). */

@@ -74,6 +74,9 @@ const toRecorded = (row: EventRow): RecordedEvent => ({
   recordedAt: new Date(Number(row.recorded_ms)),
 });
 
+/** JSON texts joined into one JSON array: sent as one text, without the escaping of an array literal. */
+const jsonList = (texts: string[]): string => `[${texts.join(',')}]`;
+
 const escapeLike = (prefix: string): string => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 const filterSql = (filter: EventFilter | undefined): RawBuilder<unknown> => {
@@ -193,7 +196,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
         SELECT stream, outcome, revision, last_position::text AS last_position, conflict_id::text AS conflict_id
         FROM ${s}.append_streams(${parts.map((p) => p.stream)}::text[], ${parts.map((p) => expectedCode(p.expected))}::bigint[],
           ${parts.map((p) => p.events.length)}::int[], ${events.map((e) => e.id)}::uuid[], ${events.map((e) => e.type)}::text[],
-          ${events.map((e) => e.dataJson)}::text[]::jsonb[], ${events.map((e) => e.metadataJson)}::text[]::jsonb[])`.execute(db));
+          ${jsonList(events.map((e) => e.dataJson))}::jsonb, ${jsonList(events.map((e) => e.metadataJson))}::jsonb)`.execute(db));
     } catch (error) {
       if (isUniqueViolation(error, 'events_event_id_unique')) {
         const id = /\(event_id\)=\(([^)]+)\)/.exec((error as { detail?: string }).detail ?? '')?.[1];

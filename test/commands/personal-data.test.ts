@@ -108,6 +108,23 @@ describe('personal data', () => {
     expect((await small.reveal('CustomerRegistered', stored[0])) as Record<string, unknown>).toMatchObject({ name: ERASED, email: ERASED });
   });
 
+  it('loadKeys with create keeps stored keys, creates the missing ones once, and leaves a forgotten customer forgotten', async () => {
+    const [existing, forgotten, fresh] = [randomUUID(), randomUUID(), randomUUID()];
+    const stored = await personalData.protect('CustomerRegistered', customerRegistered(existing));
+    await personalData.forget(forgotten);
+    const bulk = await createPersonalData(database.db, { schema: schemas.events });
+    await bulk.loadKeys([existing, forgotten, fresh, fresh], { create: true });
+    // The stored key was kept (not replaced by a new one): what was encrypted before still reads.
+    expect(await bulk.reveal('CustomerRegistered', stored)).toEqual(customerRegistered(existing));
+    const created = await bulk.protect('CustomerRegistered', customerRegistered(fresh));
+    expect(await (await createPersonalData(database.db, { schema: schemas.events })).reveal('CustomerRegistered', created)).toEqual(customerRegistered(fresh));
+    await expect(bulk.protect('CustomerRegistered', customerRegistered(forgotten))).rejects.toBeInstanceOf(PersonalDataForgotten);
+    const { rows } = await sql<{ customer_id: string; data_key: Buffer | null }>`
+      SELECT customer_id, data_key FROM ${sql.table(`${schemas.events}.customer_keys`)}
+       WHERE customer_id IN (${existing}, ${forgotten}, ${fresh}) ORDER BY customer_id`.execute(database.db);
+    expect(rows.map((r) => [r.customer_id, r.data_key === null]).sort()).toEqual([[existing, false], [forgotten, true], [fresh, false]].sort());
+  });
+
   it('decodes a stored v1 CustomerRegistered: decrypts fullName, upcasts to v2 and validates metadata', async () => {
     const id = randomUUID();
     const v1 = { customerId: id, fullName: 'Grace Hopper', email: 'grace@example.com' };
