@@ -17,6 +17,3 @@ export interface DomainEvent<Type extends string = string, Data = unknown> {
   type: Type;
   data: Data;
 }
-
-export const fold = <Command, Event, State>(decider: Decider<Command, Event, State>, events: Event[]): State =>
-  events.reduce(decider.evolve, decider.initialState());

@@ -34,6 +34,13 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     tests: ['test/projections/crash-safety.test.ts', 'test/projections/leases.test.ts', 'test/projections/read-models.test.ts'],
     concurrency: 1,
   },
+  'projections-batch': {
+    // The batch transaction and its checkpoint (invariant 5) against the crash-safety tests alone: the
+    // whole `projections` module runs three slow database test files for every mutant.
+    mutate: ['projections/checkpoints.ts', 'projections/apply-batch.ts'],
+    tests: ['test/projections/crash-safety.test.ts'],
+    concurrency: 1,
+  },
   'analytics-models': {
     // The customer-value chain (BG/NBD, Gamma-Gamma, CLV and their special functions): the whole folder
     // (1,596 mutants) projected to 45 minutes at one runner on the shared machine.

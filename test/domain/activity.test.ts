@@ -119,3 +119,51 @@ describe('activity: complete', () => {
     spec.given([logged()]).when(cmd('CompleteActivity', { customer: { ...customer, forgotten: true } })).thenRefused('customer.forgotten', 'customerId');
   });
 });
+
+describe('activity: what a change compares', () => {
+  it('the current values again, the due time spelt otherwise, record nothing', () => {
+    spec.given([logged()]).when(cmd('ChangeActivity', { body: 'Prices for 40 seats', assigneeId: USER, dueAt: '2026-03-09T18:00:00+01:00', customer })).thenNothing();
+    // A call has no due time: clearing it again is no change.
+    spec.given([call]).when(cmd('ChangeActivity', { dueAt: null, subject: 'Intro call', customer })).thenNothing();
+  });
+  it('a call takes changes other than a due time', () => {
+    spec.given([call]).when(cmd('ChangeActivity', { subject: 'Intro call, 30 min', customer })).then([
+      { type: 'ActivityChanged', data: { activityId: A, customerId: CUST, subject: 'Intro call, 30 min' } },
+    ]);
+  });
+  it('a change without the customer snapshot is decided on the activity alone', () => {
+    spec.given([logged()]).when(cmd('ChangeActivity', { subject: 'Quote v2' })).then([
+      { type: 'ActivityChanged', data: { activityId: A, customerId: CUST, subject: 'Quote v2' } },
+    ]);
+  });
+});
+
+describe('activity: refusals name what is wrong', () => {
+  it('a deal the handler did not find, with or without a snapshot, is not found', () => {
+    spec.given([]).when(logCall({ customerId: undefined, dealId: DEAL })).thenRefused('deal.not_found', 'dealId', { dealId: DEAL });
+    spec.given([]).when(logCall({ customerId: undefined, dealId: DEAL, deal: { exists: false, customerId: null } })).thenRefused('deal.not_found', 'dealId', { dealId: DEAL });
+  });
+  it('a deal without a customer resolved is refused naming customerId', () => {
+    const refused = spec.given([]).when(logCall({ customerId: undefined, dealId: DEAL, deal: { exists: true, customerId: null } })).thenRefused('customer.not_found', 'customerId');
+    expect(refused.kind).toBe('not_found');
+  });
+  it("on a deal, the deal's unknown customer is bad input (422), not a missing resource", () => {
+    const refused = spec
+      .given([])
+      .when(logCall({ customerId: CUST, dealId: DEAL, deal: { exists: true, customerId: CUST }, customer: { ...customer, exists: false } }))
+      .thenRefused('customer.not_found', 'customerId', { customerId: CUST });
+    expect(refused.kind).toBe('rule_violated');
+  });
+  it('not-a-task refusals name the kind; unknown activities and forgotten customers their id', () => {
+    spec.given([]).when(logCall({ dueAt: due })).thenRefused('activity.not_a_task', 'dueAt', { kind: 'call' });
+    spec.given([call]).when(cmd('ChangeActivity', { dueAt: due, customer })).thenRefused('activity.not_a_task', 'dueAt', { kind: 'call' });
+    spec.given([call]).when(cmd('CompleteActivity', { customer })).thenRefused('activity.not_a_task', 'activityId', { kind: 'call' });
+    spec.given([]).when(cmd('CompleteActivity', { customer })).thenRefused('activity.not_found', 'activityId', { activityId: A });
+    spec.given([logged()]).when(cmd('CompleteActivity', { customer: { ...customer, forgotten: true } })).thenRefused('customer.forgotten', 'customerId', { customerId: CUST });
+  });
+  it('schema: a task may have a due time, and any kind may send a null one', () => {
+    const base = { customerId: CUST, subject: 'S' };
+    expect(commandSchemas.LogActivity.safeParse({ ...base, kind: 'task', dueAt: due }).success).toBe(true);
+    expect(commandSchemas.LogActivity.safeParse({ ...base, kind: 'meeting', dueAt: null }).success).toBe(true);
+  });
+});

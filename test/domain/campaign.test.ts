@@ -60,26 +60,29 @@ describe('campaign: create', () => {
 });
 
 describe('campaign: state machine', () => {
-  const transitions: { command: CampaignCommand; allowedFrom: CampaignStatus[]; event: CampaignEvent }[] = [
-    { command: cmd('ScheduleCampaign', { startsAt: '2026-04-01T00:00:00.000Z' }), allowedFrom: ['draft', 'scheduled'], event: scheduled },
-    { command: cmd('LaunchCampaign', {}), allowedFrom: ['draft', 'scheduled'], event: e('CampaignLaunched') },
-    { command: cmd('PauseCampaign', { reason: 'budget review' }), allowedFrom: ['active'], event: e('CampaignPaused', { reason: 'budget review' }) },
-    { command: cmd('ResumeCampaign', {}), allowedFrom: ['paused'], event: e('CampaignResumed') },
-    { command: cmd('CompleteCampaign', {}), allowedFrom: ['active', 'paused'], event: e('CampaignCompleted') },
-    { command: cmd('CancelCampaign', {}), allowedFrom: ['draft', 'scheduled', 'active', 'paused'], event: e('CampaignCancelled', { reason: null }) },
+  // `action`: the verb the refusal's message uses for the command.
+  const transitions: { command: CampaignCommand; action: string; allowedFrom: CampaignStatus[]; event: CampaignEvent }[] = [
+    { command: cmd('ScheduleCampaign', { startsAt: '2026-04-01T00:00:00.000Z' }), action: 'schedule', allowedFrom: ['draft', 'scheduled'], event: scheduled },
+    { command: cmd('LaunchCampaign', {}), action: 'launch', allowedFrom: ['draft', 'scheduled'], event: e('CampaignLaunched') },
+    { command: cmd('PauseCampaign', { reason: 'budget review' }), action: 'pause', allowedFrom: ['active'], event: e('CampaignPaused', { reason: 'budget review' }) },
+    { command: cmd('ResumeCampaign', {}), action: 'resume', allowedFrom: ['paused'], event: e('CampaignResumed') },
+    { command: cmd('CompleteCampaign', {}), action: 'complete', allowedFrom: ['active', 'paused'], event: e('CampaignCompleted') },
+    { command: cmd('CancelCampaign', {}), action: 'cancel', allowedFrom: ['draft', 'scheduled', 'active', 'paused'], event: e('CampaignCancelled', { reason: null }) },
   ];
-  for (const { command, allowedFrom, event } of transitions) {
+  for (const { command, action, allowedFrom, event } of transitions) {
     for (const status of Object.keys(histories) as CampaignStatus[]) {
       if (allowedFrom.includes(status)) {
         it(`${command.type} from ${status} is accepted`, () => spec.given(histories[status]).when(command).then([event]));
       } else {
         it(`${command.type} from ${status} is refused`, () => {
-          const error = spec.given(histories[status]).when(command).thenRefused('campaign.invalid_transition');
-          expect(error.details).toMatchObject({ status });
+          const error = spec.given(histories[status]).when(command).thenRefused('campaign.invalid_transition', 'campaignId', { status, allowedFrom });
+          // The client reads which action was refused and why.
+          expect(error.message).toContain(action);
+          expect(error.message).toContain(status);
         });
       }
     }
-    it(`${command.type} on an unknown campaign is not found`, () => spec.given([]).when(command).thenRefused('campaign.not_found', 'campaignId'));
+    it(`${command.type} on an unknown campaign is not found`, () => spec.given([]).when(command).thenRefused('campaign.not_found', 'campaignId', { campaignId: K }));
   }
   it('refuses a schedule that ends before it starts', () => {
     spec.given([created]).when(cmd('ScheduleCampaign', { startsAt: at, endsAt: at })).thenRefused('campaign.invalid_schedule', 'endsAt');
@@ -154,5 +157,67 @@ describe('campaign: responses', () => {
   it('refers to customers who exist and were not merged away', () => {
     spec.given(histories.active).when(respond('sent', {}, CUST, { ...customer, exists: false })).thenRefused('customer.not_found', 'customerId');
     spec.given(histories.active).when(respond('sent', {}, CUST, { ...customer, mergedInto: CUST2 })).thenRefused('customer.merged', 'customerId');
+  });
+});
+
+describe('campaign: schedules and segments', () => {
+  const create = (extra: Record<string, unknown>) => cmd('CreateCampaign', { name: 'Spring', channel: 'email', budget: 1000, currency: 'EUR', ...extra });
+  const createdWith = (data: Record<string, unknown>) => ({ ...created, data: { ...created.data, targetSegment: {}, ...data } }) as CampaignEvent;
+  it('creates with a schedule, open-ended or with an end after its start, and the state reads it back', () => {
+    const state = spec
+      .given([])
+      .when(create({ schedule: { startsAt: '2026-04-01T00:00:00.000Z', endsAt: '2026-04-30T00:00:00.000Z' } }))
+      .then([createdWith({ schedule: { startsAt: '2026-04-01T00:00:00.000Z', endsAt: '2026-04-30T00:00:00.000Z' } })]);
+    expect(state).toMatchObject({ status: 'draft', startsAt: '2026-04-01T00:00:00.000Z', endsAt: '2026-04-30T00:00:00.000Z' });
+    spec.given([]).when(create({ schedule: { startsAt: '2026-04-01T00:00:00.000Z' } })).then([createdWith({ schedule: { startsAt: '2026-04-01T00:00:00.000Z', endsAt: null } })]);
+  });
+  it('schedules with an end after the start', () => {
+    const state = spec
+      .given([created])
+      .when(cmd('ScheduleCampaign', { startsAt: '2026-04-01T00:00:00.000Z', endsAt: '2026-04-02T00:00:00.000Z' }))
+      .then([e('CampaignScheduled', { startsAt: '2026-04-01T00:00:00.000Z', endsAt: '2026-04-02T00:00:00.000Z' })]);
+    expect(state).toMatchObject({ status: 'scheduled', endsAt: '2026-04-02T00:00:00.000Z' });
+  });
+  it('a revenue range may be open on either side or a single value; only an inverted one is refused', () => {
+    for (const targetSegment of [{ minRevenue: 10 }, { maxRevenue: 5 }, { minRevenue: 5, maxRevenue: 5 }, { minRevenue: 5, maxRevenue: 10 }])
+      spec.given([]).when(create({ targetSegment })).then([createdWith({ targetSegment })]);
+    spec.given([]).when(create({ targetSegment: { minRevenue: 10, maxRevenue: 5 } })).thenRefused('campaign.invalid_segment', 'targetSegment.maxRevenue');
+  });
+});
+
+describe('campaign: state after lifecycle events', () => {
+  it('a resumed campaign is active again: it can be paused once more', () => {
+    const resumed = [...histories.paused, e('CampaignResumed')];
+    spec.given(resumed).when(cmd('PauseCampaign', {})).then([e('CampaignPaused', { reason: null })]);
+  });
+  it('keeps each kind of response once per customer', () => {
+    const recorded = (kind: string) => e('CampaignResponseRecorded', { customerId: CUST, kind, revenue: null, currency: null });
+    const state = [...histories.active, recorded('opened'), recorded('opened'), recorded('clicked')].reduce(campaignDecider.evolve, campaignDecider.initialState());
+    expect(state.responses).toEqual({ [CUST]: ['opened', 'clicked'] });
+  });
+});
+
+describe('campaign: response rules', () => {
+  const respond = (kind: string, extra: Record<string, unknown> = {}, snapshot = customer) =>
+    cmd('RecordCampaignResponse', { customerId: CUST, kind, customer: snapshot, ...extra } as never);
+  const response = (kind: string) => e('CampaignResponseRecorded', { customerId: CUST, kind, revenue: null, currency: null });
+  it('a deactivated customer still opens and clicks', () => {
+    spec.given(histories.active).when(respond('opened', {}, { ...customer, active: false })).then([response('opened')]);
+  });
+  it('on a consent-only campaign, only sending needs consent: a customer without it may still open or unsubscribe', () => {
+    const consentOnly = { ...created, data: { ...created.data, targetSegment: { marketingConsentOnly: true } } } as CampaignEvent;
+    const noConsent = { ...customer, marketingConsent: false };
+    spec.given([consentOnly, e('CampaignLaunched')]).when(respond('opened', {}, noConsent)).then([response('opened')]);
+    spec.given([consentOnly, e('CampaignLaunched')]).when(respond('unsubscribed', {}, noConsent)).then([response('unsubscribed')]);
+  });
+  it('a null revenue is no revenue: refused on a conversion, accepted elsewhere', () => {
+    spec.given(histories.active).when(respond('converted', { revenue: null })).thenRefused('campaign.revenue_required', 'revenue');
+    spec.given(histories.active).when(respond('clicked', { revenue: null })).then([response('clicked')]);
+  });
+  it('refusals carry the facts: status, expected currency, recorded amount', () => {
+    spec.given(histories.draft).when(respond('sent')).thenRefused('campaign.not_running', 'campaignId', { status: 'draft' });
+    spec.given([created]).when(cmd('RecordCampaignCost', { costId: 'c', amount: 1, currency: 'USD' })).thenRefused('campaign.currency_mismatch', 'currency', { expected: 'EUR' });
+    const invoice = e('CampaignCostRecorded', { costId: 'inv-1', amount: 250, currency: 'EUR', description: null });
+    spec.given([created, invoice]).when(cmd('RecordCampaignCost', { costId: 'inv-1', amount: 300, currency: 'EUR' })).thenRefused('campaign.cost_conflict', 'amount', { costId: 'inv-1', recordedAmount: 250 });
   });
 });

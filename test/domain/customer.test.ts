@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { commandSchemas } from '../../commands/schemas.ts';
 import type { CustomerCommand } from '../../domain/customer/commands.ts';
-import { customerDecider, decideMerge, initialCustomerState, type CustomerState } from '../../domain/customer/decider.ts';
+import { assertCustomerUsable, customerDecider, customerSnapshot, decideMerge, initialCustomerState, type CustomerState } from '../../domain/customer/decider.ts';
 import type { CustomerEvent } from '../../domain/customer/events.ts';
 import { DomainError } from '../../domain/errors.ts';
 import { ERASED } from '../../domain/shared.ts';
@@ -85,8 +85,9 @@ describe('customer: contact details, consent and tags', () => {
   it('records nothing when nothing changes', () => {
     spec.given([registered()]).when(cmd('ChangeCustomerDetails', { name: 'Ada', marketingConsent: false })).thenNothing();
   });
-  it('schema refuses a change with no field', () => {
+  it('schema refuses a change with no field, and takes one with a field', () => {
     expect(commandSchemas.ChangeCustomerDetails.safeParse({ customerId: C }).success).toBe(false);
+    expect(commandSchemas.ChangeCustomerDetails.safeParse({ customerId: C, name: 'Ada L.' }).success).toBe(true);
   });
   it('tags once; untags only a present tag', () => {
     spec.given([registered()]).when(cmd('TagCustomer', { tag: 'gold' })).then([{ type: 'CustomerTagged', data: { customerId: C, tag: 'gold' } }]);
@@ -115,6 +116,9 @@ describe('customer: purchases', () => {
     const base = { customerId: C, orderId: 'o', currency: 'EUR' };
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: -1 }).success).toBe(false);
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1.00001 }).success).toBe(false);
+    // Ten decimals are refused however small (1e-10 is 1e-6 ten-thousandths, exactly at the tolerance).
+    expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1e-10 }).success).toBe(false);
+    expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 0.0001 }).success).toBe(true);
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1, currency: 'eur' }).success).toBe(false);
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1, occurredAt: 'yesterday' }).success).toBe(false);
   });
@@ -183,6 +187,7 @@ describe('customer: merge', () => {
     expect(error).toBeInstanceOf(DomainError);
     expect((error as DomainError).code).toBe(code);
     if (field) expect((error as DomainError).field).toBe(field);
+    expect((error as DomainError).message).not.toBe('');
     return error as DomainError;
   };
   const primary = fold([registered(C)]);
@@ -249,5 +254,130 @@ describe('customer: forget', () => {
   });
   it('the folded state reads personal fields as erased and keeps the history', () => {
     expect(fold(forgotten)).toMatchObject({ forgotten: true, name: ERASED, email: ERASED, phone: null, orders: { 'o-1': { amount: 10 } } });
+  });
+});
+
+describe('customer: what the folded state remembers', () => {
+  const details = (data: Record<string, unknown>): CustomerEvent => ({ type: 'CustomerContactDetailsChanged', data: { customerId: C, ...data } });
+  it('a details change replaces only the fields it names; a null phone or company clears it', () => {
+    const withPhone = fold([registered(), details({ phone: '+1 555 0100', company: 'ACME' })]);
+    expect(withPhone).toMatchObject({ name: 'Ada', email: 'ada@example.com', phone: '+1 555 0100', company: 'ACME' });
+    expect(fold([registered(), details({ phone: '+1 555 0100', company: 'ACME' }), details({ name: 'Ada L.' })])).toMatchObject({
+      name: 'Ada L.',
+      email: 'ada@example.com',
+      phone: '+1 555 0100',
+      company: 'ACME',
+    });
+    expect(fold([registered(), details({ phone: '+1 555 0100', company: 'ACME' }), details({ phone: null, company: null })])).toMatchObject({
+      name: 'Ada',
+      phone: null,
+      company: null,
+    });
+  });
+  it('a recorded change is not recorded again: the same command afterwards decides nothing', () => {
+    const change = cmd('ChangeCustomerDetails', { name: 'Ada L.', email: 'ada.l@example.com', phone: '+1 555 0100', company: 'ACME' });
+    const changed = spec
+      .given([registered()])
+      .when(change)
+      .then([details({ name: 'Ada L.', email: 'ada.l@example.com', phone: '+1 555 0100', company: 'ACME' })]);
+    expect(customerDecider.decide(change, changed)).toEqual([]);
+    // The current values again, the email in another case: nothing.
+    const after = [registered(), details({ phone: '+1 555 0100', company: 'ACME' })];
+    spec.given(after).when(cmd('ChangeCustomerDetails', { name: 'Ada', email: ' ADA@example.com ', phone: '+1 555 0100', company: 'ACME' })).thenNothing();
+  });
+  it('keeps its tags: tagged once, untagged leaves the others', () => {
+    const tagged = (tag: string): CustomerEvent => ({ type: 'CustomerTagged', data: { customerId: C, tag } });
+    const untagged = (tag: string): CustomerEvent => ({ type: 'CustomerUntagged', data: { customerId: C, tag } });
+    expect(fold([registered(), tagged('gold'), tagged('gold')]).tags).toEqual(['vip', 'gold']);
+    expect(fold([registered(), tagged('gold'), untagged('vip')]).tags).toEqual(['gold']);
+    spec.given([registered(), tagged('gold'), untagged('vip')]).when(cmd('TagCustomer', { tag: 'vip' })).then([tagged('vip')]);
+    spec.given([registered(), tagged('gold'), untagged('vip')]).when(cmd('TagCustomer', { tag: 'gold' })).thenNothing();
+  });
+  it('a reactivated customer is active again, without the old reason, and may be deactivated again', () => {
+    const history: CustomerEvent[] = [
+      registered(),
+      { type: 'CustomerDeactivated', data: { customerId: C, reason: 'moved away' } },
+      { type: 'CustomerReactivated', data: { customerId: C } },
+    ];
+    expect(fold(history)).toMatchObject({ status: 'active', deactivationReason: null });
+    expect(customerSnapshot(fold(history)).active).toBe(true);
+    spec.given(history).when(cmd('DeactivateCustomer', {})).then([{ type: 'CustomerDeactivated', data: { customerId: C, reason: null } }]);
+  });
+  it('a forgotten customer with a phone number reads it as erased', () => {
+    const state = fold([registered(), details({ phone: '+1 555 0100' }), { type: 'CustomerForgotten', data: { customerId: C } }]);
+    expect(state).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED });
+  });
+  it('lists the duplicates it absorbed, each once', () => {
+    expect(fold([registered()]).mergedDuplicates).toEqual([]);
+    const absorbed: CustomerEvent = { type: 'CustomerMerged', data: { customerId: C, duplicateId: D } };
+    expect(fold([registered(), absorbed, absorbed]).mergedDuplicates).toEqual([D]);
+  });
+});
+
+describe('customer: what other aggregates see of it', () => {
+  it('the snapshot tells an active from a deactivated customer, and a deactivated one is refused where activity is required', () => {
+    const active = customerSnapshot(fold([registered()]));
+    expect(active).toEqual({ exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: false });
+    const inactive = customerSnapshot(fold([registered(), { type: 'CustomerDeactivated', data: { customerId: C, reason: null } }]));
+    expect(inactive.active).toBe(false);
+    expect(() => assertCustomerUsable(active, C, { requireActive: true })).not.toThrow();
+    let error: unknown;
+    try {
+      assertCustomerUsable(inactive, C, { requireActive: true });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toMatchObject({ code: 'customer.inactive', field: 'customerId', details: { customerId: C } });
+    expect((error as DomainError).message).toContain(C);
+  });
+  it('refusals name the customer in their details', () => {
+    const refused = (snapshot: ReturnType<typeof customerSnapshot>) => {
+      try {
+        assertCustomerUsable(snapshot, D, { requireActive: false, field: 'duplicateId' });
+      } catch (e) {
+        return e as DomainError;
+      }
+      throw new Error('not refused');
+    };
+    const known = customerSnapshot(fold([registered(D)]));
+    expect(refused({ ...known, exists: false })).toMatchObject({ code: 'customer.not_found', kind: 'rule_violated', field: 'duplicateId', details: { customerId: D } });
+    expect(refused({ ...known, forgotten: true })).toMatchObject({ code: 'customer.forgotten', field: 'duplicateId', details: { customerId: D } });
+    expect(refused({ ...known, mergedInto: E })).toMatchObject({ code: 'customer.merged', details: { customerId: D, primaryId: E } });
+  });
+});
+
+describe('customer: refusals carry the facts a client needs', () => {
+  const paid = [registered(), purchase('o-1', 10)];
+  it('an order conflict names the order as it was recorded', () => {
+    const recorded = { orderId: 'o-1', recordedAmount: 10, recordedCurrency: 'EUR' };
+    spec.given(paid).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 11, currency: 'EUR' })).thenRefused('purchase.order_conflict', 'amount', recorded);
+    spec.given(paid).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'USD' })).thenRefused('purchase.order_conflict', 'currency', recorded);
+  });
+  it('a refund id reused for another order or another currency is a conflict, not a retry', () => {
+    const other = [...paid, purchase('o-2', 10), refund('o-1', 'r-1', 5)];
+    spec.given(other).when(cmd('RefundPurchase', { orderId: 'o-2', refundId: 'r-1', amount: 5, currency: 'EUR' })).thenRefused('refund.refund_conflict', 'refundId', { refundId: 'r-1' });
+    spec.given(other).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 5, currency: 'USD' })).thenRefused('refund.refund_conflict', 'refundId', { refundId: 'r-1' });
+  });
+  it('a refund of an unknown order or in another currency names what was expected', () => {
+    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-9', refundId: 'r', amount: 1, currency: 'EUR' })).thenRefused('purchase.not_found', 'orderId', { orderId: 'o-9' });
+    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 1, currency: 'USD' })).thenRefused('refund.currency_mismatch', 'currency', { expected: 'EUR' });
+  });
+  it('a refusal is a DomainError by name too, as logs and serialised errors show it', () => {
+    const refused = spec.given([]).when(cmd('TagCustomer', { tag: 'x' })).thenRefused('customer.not_found');
+    expect(refused.name).toBe('DomainError');
+  });
+  it('a merge refusal names the customers involved', () => {
+    const merge = { type: 'MergeCustomer' as const, occurredAt: at, customerId: C, duplicateId: D };
+    const refusal = (primary: CustomerState, duplicate: CustomerState) => {
+      try {
+        decideMerge(merge, primary, duplicate);
+      } catch (e) {
+        return e as DomainError;
+      }
+      throw new Error('not refused');
+    };
+    expect(refusal(fold([registered(C)]), initialCustomerState()).details).toEqual({ customerId: D });
+    const elsewhere = fold([registered(D), { type: 'CustomerMergedInto', data: { customerId: D, primaryId: E } }]);
+    expect(refusal(fold([registered(C)]), elsewhere)).toMatchObject({ code: 'customer.already_merged', details: { primaryId: E } });
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { commandSchemas } from '../../commands/schemas.ts';
 import type { CustomerSnapshot } from '../../domain/customer/decider.ts';
 import type { DealCommand } from '../../domain/deal/commands.ts';
-import { dealDecider, defaultWinProbability, initialDealState } from '../../domain/deal/decider.ts';
+import { dealDecider, dealProbability, defaultWinProbability, initialDealState } from '../../domain/deal/decider.ts';
 import type { DealEvent, DealStage, OpenDealStage } from '../../domain/deal/events.ts';
 import { deciderSpec } from '../support/decider-spec.ts';
 
@@ -51,6 +51,10 @@ describe('deal: open', () => {
     expect(commandSchemas.OpenDeal.safeParse({ ...base, expectedCloseDate: '2026-13-01' }).success).toBe(false);
     expect(commandSchemas.OpenDeal.safeParse({ ...base, probabilityOverride: 1.5 }).success).toBe(false);
     expect(commandSchemas.OpenDeal.safeParse({ ...base, stage: 'won' }).success).toBe(false);
+  });
+  it('schema: a change needs a field beside the deal id', () => {
+    expect(commandSchemas.ChangeDeal.safeParse({ dealId: DEAL, title: 'Renewal 2027' }).success).toBe(true);
+    expect(commandSchemas.ChangeDeal.safeParse({ dealId: DEAL }).success).toBe(false);
   });
 });
 
@@ -146,5 +150,67 @@ describe('deal: win probability', () => {
     expect(fold(history).probability).toBe(0.6);
     expect(fold([...history, { type: 'DealProbabilityOverridden', data: { dealId: DEAL, probabilityOverride: null } }]).probability).toBe(0.5);
     expect(fold([...history, lost]).probability).toBe(0);
+  });
+});
+
+describe('deal: what the folded state remembers', () => {
+  it('an opened deal reads back every field it was opened with', () => {
+    expect(fold([opened('qualified', 0.4)])).toEqual({
+      exists: true,
+      dealId: DEAL,
+      customerId: CUST,
+      title: 'Renewal',
+      amount: 5000,
+      currency: 'EUR',
+      ownerId: 'bob',
+      expectedCloseDate: '2026-06-30',
+      stage: 'qualified',
+      lastOpenStage: 'qualified',
+      probabilityOverride: 0.4,
+      probability: 0.4,
+      lostReason: null,
+    });
+  });
+  it('commercial changes are read back, so the same change afterwards decides nothing', () => {
+    const change = cmd('ChangeDeal', { amount: 6000, currency: 'USD', ownerId: 'carol', expectedCloseDate: '2026-07-31', probabilityOverride: 0.3 });
+    const state = spec
+      .given([opened()])
+      .when(change)
+      .then([
+        { type: 'DealAmountChanged', data: { dealId: DEAL, amount: 6000, currency: 'USD' } },
+        { type: 'DealOwnerChanged', data: { dealId: DEAL, ownerId: 'carol' } },
+        { type: 'DealExpectedCloseChanged', data: { dealId: DEAL, expectedCloseDate: '2026-07-31' } },
+        { type: 'DealProbabilityOverridden', data: { dealId: DEAL, probabilityOverride: 0.3 } },
+      ]);
+    expect(state).toMatchObject({ amount: 6000, currency: 'USD', ownerId: 'carol', expectedCloseDate: '2026-07-31', probabilityOverride: 0.3, probability: 0.3 });
+    expect(dealDecider.decide(change, state)).toEqual([]);
+  });
+  it('the current close date and override again record nothing', () => {
+    spec.given([opened('lead', 0.4)]).when(cmd('ChangeDeal', { expectedCloseDate: '2026-06-30', probabilityOverride: 0.4 })).thenNothing();
+  });
+  it('a reopened deal is open again at its stage, without the lost reason, and takes stage moves', () => {
+    const reopened: DealEvent = { type: 'DealReopened', data: { dealId: DEAL, from: 'lost', to: 'qualified' } };
+    expect(fold([opened(), lost, reopened])).toMatchObject({ stage: 'qualified', lastOpenStage: 'qualified', lostReason: null, probability: 0.25 });
+    spec.given([opened(), lost, reopened]).when(cmd('MoveDealStage', { stage: 'proposal' })).then([moved('qualified', 'proposal')]);
+  });
+  it('a deal that does not exist yet has no chance of being won, whatever the override', () => {
+    expect(dealProbability(null, 0.4)).toBe(0);
+    expect(dealProbability(null, null)).toBe(0);
+  });
+});
+
+describe('deal: refusals name the deal', () => {
+  it('a closed deal names its stage; an unknown one its id', () => {
+    spec.given([opened(), won]).when(cmd('MoveDealStage', { stage: 'lead' })).thenRefused('deal.closed', 'dealId', { stage: 'won' });
+    spec.given([opened(), lost]).when(cmd('ChangeDeal', { amount: 1 })).thenRefused('deal.closed', 'dealId', { stage: 'lost' });
+    spec.given([]).when(cmd('MoveDealStage', { stage: 'lead' })).thenRefused('deal.not_found', 'dealId', { dealId: DEAL });
+    spec.given([]).when(cmd('ChangeDeal', { title: 'x' })).thenRefused('deal.not_found', 'dealId', { dealId: DEAL });
+    spec.given([]).when(cmd('ReopenDeal', {})).thenRefused('deal.not_found', 'dealId', { dealId: DEAL });
+    spec.given([opened()]).when(cmd('ReopenDeal', {})).thenRefused('deal.not_closed', 'dealId');
+  });
+  it('an unusable customer is named in the refusal', () => {
+    spec.given([]).when(openCmd({ ...activeCustomer, exists: false })).thenRefused('customer.not_found', 'customerId', { customerId: CUST });
+    spec.given([]).when(openCmd({ ...activeCustomer, active: false })).thenRefused('customer.inactive', 'customerId', { customerId: CUST });
+    spec.given([]).when(openCmd({ ...activeCustomer, forgotten: true })).thenRefused('customer.forgotten', 'customerId', { customerId: CUST });
   });
 });

@@ -51,6 +51,16 @@ describe('exchange rate: the command schema', () => {
     expect(parse(150).data?.rate).toBe('150');
     expect(parse('0.0000000001').data?.rate).toBe('0.0000000001');
     expect(parse(9_999_999_999).data?.rate).toBe('9999999999');
+    // Strings take the same canonical spelling: whole numbers, inner zeros kept.
+    expect(parse('150').data?.rate).toBe('150');
+    expect(parse('0150').data?.rate).toBe('150');
+    expect(parse('102.5').data?.rate).toBe('102.5');
+    expect(parse('100.00').data?.rate).toBe('100');
+  });
+  it('a number with more than 10 decimals is refused with the rule, not rounded', () => {
+    const refused = parse(1.00000000001);
+    expect(refused.success).toBe(false);
+    expect(refused.error?.issues[0]).toMatchObject({ code: 'custom', message: 'a positive decimal with at most 10 decimals' });
   });
   it('refuses zero, negatives, more than 10 decimals, too large and non-decimals', () => {
     for (const rate of [0, -1, '0', '0.0000', '0.00000000001', 1e-11, 10_000_000_000, '12345678901', '1e3', 'NaN', '', ' ', null, Number.POSITIVE_INFINITY]) {

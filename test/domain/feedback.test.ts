@@ -160,3 +160,53 @@ describe('feedback: rating', () => {
     expect(commandSchemas.RateFeedback.safeParse({ feedbackId: F, csat: 4.5 }).success).toBe(false);
   });
 });
+
+describe('feedback: status and priority as the state reads them', () => {
+  const fold = (events: FeedbackEvent[]) => events.reduce(feedbackDecider.evolve, feedbackDecider.initialState());
+  const assigned = ev('FeedbackAssigned', { assigneeId: 'sam' });
+  it('submitted is open; assigned or answered is in progress; a resolved case assigned again stays resolved', () => {
+    expect(fold([normal]).status).toBe('open');
+    expect(fold([normal, assigned])).toMatchObject({ status: 'in_progress', assigneeId: 'sam' });
+    expect(fold([normal, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })])).toMatchObject({ status: 'in_progress', responded: true });
+    spec.given([normal, resolved]).when(cmd('AssignFeedback', { assigneeId: 'sam' })).then([assigned]);
+    expect(fold([normal, resolved, assigned]).status).toBe('resolved');
+    expect(fold([normal, resolved, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })]).status).toBe('resolved');
+  });
+  it('a reopened case is in progress again and can be resolved', () => {
+    const reopened = ev('FeedbackReopened', { reason: null, resolutionDueAt: later });
+    expect(fold([normal, resolved, reopened])).toMatchObject({ status: 'in_progress', resolution: null, resolutionDueAt: later });
+    spec.given([normal, resolved, reopened]).when(cmd('ResolveFeedback', { resolution: 'Resent' })).then([ev('FeedbackResolved', { resolution: 'Resent' })]);
+  });
+  it('escalates one step at a time: low to normal, then high, then urgent, and no further', () => {
+    const low = submitted('low', '2026-03-03T10:00:00.000Z', '2026-03-07T10:00:00.000Z');
+    // Escalated at 13:00: normal allows 8 h / 72 h from then.
+    const toNormal = ev('FeedbackEscalated', { reason: 'r', priority: 'normal', firstResponseDueAt: '2026-03-02T21:00:00.000Z', resolutionDueAt: '2026-03-05T13:00:00.000Z' });
+    spec.given([low]).when(cmd('EscalateFeedback', { reason: 'r' })).then([toNormal]);
+    expect(fold([low, toNormal])).toMatchObject({ priority: 'normal', firstResponseDueAt: '2026-03-02T21:00:00.000Z', resolutionDueAt: '2026-03-05T13:00:00.000Z' });
+    const toHigh = ev('FeedbackEscalated', { reason: 'r', priority: 'high', firstResponseDueAt: '2026-03-02T17:00:00.000Z', resolutionDueAt: '2026-03-03T13:00:00.000Z' });
+    spec.given([low, toNormal]).when(cmd('EscalateFeedback', { reason: 'r' })).then([toHigh]);
+    const toUrgent = ev('FeedbackEscalated', { reason: 'r', priority: 'urgent', firstResponseDueAt: '2026-03-02T14:00:00.000Z', resolutionDueAt: '2026-03-02T21:00:00.000Z' });
+    spec.given([low, toNormal, toHigh]).when(cmd('EscalateFeedback', { reason: 'r' })).then([toUrgent]);
+    spec.given([low, toNormal, toHigh, toUrgent]).when(cmd('EscalateFeedback', { reason: 'r' })).thenRefused('feedback.already_urgent', 'priority');
+  });
+  it('a reopen restarts the resolution clock at the current priority', () => {
+    const urgent = submitted('urgent', '2026-03-02T11:00:00.000Z', '2026-03-02T18:00:00.000Z');
+    spec.given([urgent, resolved]).when(cmd('ReopenFeedback', {})).then([ev('FeedbackReopened', { reason: null, resolutionDueAt: '2026-03-02T21:00:00.000Z' })]);
+  });
+});
+
+describe('feedback: refusals name the case and the facts', () => {
+  it('every refusal about the case names feedbackId', () => {
+    spec.given([]).when(cmd('CloseFeedback', {})).thenRefused('feedback.not_found', 'feedbackId', { feedbackId: F });
+    spec.given([normal, resolved]).when(cmd('ResolveFeedback', { resolution: 'x' })).thenRefused('feedback.resolved', 'feedbackId');
+    spec.given([normal, closed]).when(cmd('ResolveFeedback', { resolution: 'x' })).thenRefused('feedback.closed', 'feedbackId');
+    spec.given([normal, closed]).when(cmd('AssignFeedback', { assigneeId: 'sam' })).thenRefused('feedback.closed', 'feedbackId');
+    spec.given([normal, resolved, closed]).when(cmd('ReopenFeedback', {})).thenRefused('feedback.closed', 'feedbackId');
+    spec.given([normal]).when(cmd('ReopenFeedback', {})).thenRefused('feedback.not_resolved', 'feedbackId');
+    spec.given([normal, closed]).when(cmd('CloseFeedback', {})).thenRefused('feedback.closed', 'feedbackId');
+    spec.given([normal]).when(cmd('RateFeedback', { csat: 4 })).thenRefused('feedback.not_resolved', 'feedbackId', { status: 'open' });
+  });
+  it('an escalation that does not raise the priority names the current one', () => {
+    spec.given([normal]).when(cmd('EscalateFeedback', { reason: 'r', priority: 'low' })).thenRefused('feedback.priority_not_raised', 'priority', { current: 'normal' });
+  });
+});

@@ -22,5 +22,9 @@ describe('upcasting on read', () => {
   it('refuses a malformed v1 and unknown types', () => {
     expect(() => parseEvent('CustomerRegistered', 1, { customerId: C, name: 'Ada', email: 'a@b.co' })).toThrow();
     expect(() => parseEvent('CustomerTeleported', 1, {})).toThrow(UnknownEventType);
+    expect(() => parseEvent('CustomerTeleported', 1, {})).toThrow('Unknown event type CustomerTeleported');
+  });
+  it('a stored version with no upcaster (below 1, a corrupt row) is refused naming the type and version', () => {
+    expect(() => parseEvent('PurchaseRecorded', 0, { customerId: C, orderId: 'o', amount: 1, currency: 'EUR' })).toThrow('No upcaster for PurchaseRecorded v0');
   });
 });

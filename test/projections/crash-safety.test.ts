@@ -1,14 +1,15 @@
 import { sql, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs, type QueryResult, type RootOperationNode, type UnknownRow } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catchUp } from '../../projections/catch-up.ts';
-import { ensureCheckpoint, migrateCheckpoints, readCheckpoints } from '../../projections/checkpoints.ts';
-import type { Projection } from '../../projections/projection.ts';
+import { applyBatch, decodeBatch } from '../../projections/apply-batch.ts';
+import { ensureCheckpoint, migrateCheckpoints, readCheckpoints, setState } from '../../projections/checkpoints.ts';
+import type { ProjectedEvent, Projection } from '../../projections/projection.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { compareSchemas, replayInto, tablesOf } from '../../projections/rebuild.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { runScenario, type ScenarioIds } from './scenario.ts';
-import { createHarness, type Harness } from './support.ts';
+import { createHarness, tableRows, type Harness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
 let h: Harness;
@@ -204,6 +205,47 @@ describe('poison events', () => {
       expect(rows[0]!.state).toBe('failed');
     } finally {
       await runner.stop();
+    }
+  });
+});
+
+describe('one batch against its checkpoint', () => {
+  const noLag = { eventsBehind: 0, secondsBehind: 0 };
+  it('a stopped or failed projection takes no batch: nothing applied, the checkpoint stays where it was', async () => {
+    const customers = projections.find((p) => p.name === 'customers')!;
+    const events = await storedEvents(h.store, { maxCount: 12 });
+    const items = await decodeBatch(h.codec, events, () => true);
+    for (const state of ['stopped', 'failed'] as const) {
+      const schema = `${h.schemas.read}_held_${state}`;
+      await migrateCheckpoints(h.database.db, schema);
+      await customers.migrate(h.database.db, schema);
+      await ensureCheckpoint(h.database.db, schema, customers);
+      await setState(h.database.db, schema, customers.name, state);
+      const outcome = await applyBatch(h.database.db, schema, customers, items, events.at(-1)!.position, noLag);
+      expect(outcome).toEqual({ kind: 'skipped', position: 0n, state });
+      expect(await tableRows(h.database, schema, 'customers')).toEqual([]);
+      expect((await readCheckpoints(h.database.db, schema)).get(customers.name)).toMatchObject({ state, position: 0n });
+    }
+  });
+  it('a filtered projection is given only the events it wants, and its checkpoint still reaches the end of the batch', async () => {
+    const events = await storedEvents(h.store);
+    const items = await decodeBatch(h.codec, events, () => true);
+    const end = events.at(-1)!.position;
+    const filters = [
+      { name: 'by_type', filter: { eventTypes: ['PurchaseRecorded'] }, wanted: (e: { type: string; stream: string }) => e.type === 'PurchaseRecorded' },
+      { name: 'by_stream', filter: { streamPrefixes: ['deal-'] }, wanted: (e: { type: string; stream: string }) => e.stream.startsWith('deal-') },
+    ];
+    for (const { name, filter, wanted } of filters) {
+      const seen: ProjectedEvent[] = [];
+      const watcher: Projection = { name, version: 1, tables: [], filter, migrate: async () => {}, apply: async (_ctx, batch) => void seen.push(...batch) };
+      const schema = `${h.schemas.read}_filter_${name}`;
+      await migrateCheckpoints(h.database.db, schema);
+      await ensureCheckpoint(h.database.db, schema, watcher);
+      expect(await applyBatch(h.database.db, schema, watcher, items, end, noLag)).toEqual({ kind: 'applied', position: end });
+      const expected = events.filter(wanted).map((e) => e.id);
+      expect(expected.length, name).toBeGreaterThan(0);
+      expect(seen.map((e) => e.id), name).toEqual(expected);
+      expect((await readCheckpoints(h.database.db, schema)).get(name)).toMatchObject({ state: 'running', position: end });
     }
   });
 });

@@ -20,7 +20,11 @@ export const deciderSpec = <C, E extends { type: string; data: unknown }, S>(dec
           return decided.reduce(decider.evolve, state);
         },
         thenNothing: () => expect(decider.decide(command, state)).toEqual([]),
-        thenRefused: (code: string, field?: string): DomainError => {
+        /**
+         * Refused with `code`, naming `field` and carrying exactly `details` when given. Every refusal
+         * explains itself in words too: its message becomes the problem's `detail` for the client.
+         */
+        thenRefused: (code: string, field?: string, details?: Record<string, unknown>): DomainError => {
           let error: unknown;
           try {
             decider.decide(command, state);
@@ -30,6 +34,8 @@ export const deciderSpec = <C, E extends { type: string; data: unknown }, S>(dec
           expect(error, `expected refusal ${code}`).toBeInstanceOf(DomainError);
           expect((error as DomainError).code).toBe(code);
           if (field !== undefined) expect((error as DomainError).field).toBe(field);
+          if (details !== undefined) expect((error as DomainError).details).toEqual(details);
+          expect((error as DomainError).message, `refusal ${code} has no message`).not.toBe('');
           return error as DomainError;
         },
       }),
