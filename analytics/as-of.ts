@@ -22,9 +22,22 @@ export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: numbe
     let a = result.get(id);
     if (!a) {
       a = {
-        customerId: id, purchases: null, refunds: 0, complaints: 0, complaintsOpen: 0, complaintsResolved: 0, resolutionSeconds: 0,
-        responsesOpened: 0, responsesClicked: 0, responsesConverted: 0, responsesUnsubscribed: 0, dealsOpen: 0, dealsWon: 0, dealsLost: 0,
-        activities: 0, lastActivityDay: null,
+        customerId: id,
+        purchases: null,
+        refunds: 0,
+        complaints: 0,
+        complaintsOpen: 0,
+        complaintsResolved: 0,
+        resolutionSeconds: 0,
+        responsesOpened: 0,
+        responsesClicked: 0,
+        responsesConverted: 0,
+        responsesUnsubscribed: 0,
+        dealsOpen: 0,
+        dealsWon: 0,
+        dealsLost: 0,
+        activities: 0,
+        lastActivityDay: null,
       };
       result.set(id, a);
     }
@@ -36,11 +49,17 @@ export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: numbe
     FROM ${t('analytics_purchase_day')} WHERE day <= ${cutoff}::date AND ${only} GROUP BY customer_id`.execute(db);
   for (const r of purchases.rows) {
     get(String(r.id)).purchases = {
-      firstDay: dayOfDate(r.first_day), lastDay: dayOfDate(r.last_day), purchaseDays: Number(r.days), totalValue: Number(r.total), firstDayValue: Number(r.first_value),
+      firstDay: dayOfDate(r.first_day),
+      lastDay: dayOfDate(r.last_day),
+      purchaseDays: Number(r.days),
+      totalValue: Number(r.total),
+      firstDayValue: Number(r.first_value),
     };
   }
   const activity = await sql<{ id: string; kind: string; n: number }>`
-    SELECT customer_id::text AS id, kind, sum(count)::int AS n FROM ${t('analytics_activity')} WHERE day <= ${cutoff}::date AND ${only} GROUP BY 1, 2`.execute(db);
+    SELECT customer_id::text AS id, kind, sum(count)::int AS n FROM ${t('analytics_activity')} WHERE day <= ${cutoff}::date AND ${only} GROUP BY 1, 2`.execute(
+    db,
+  );
   for (const r of activity.rows) {
     const a = result.get(r.id);
     if (!a) continue; // activity of customers who never bought is not modelled

@@ -37,9 +37,28 @@ export async function mergeCustomers(trx: Transaction<any>, schema: string, prim
   await sql`UPDATE ${t('analytics_amount')} SET customer_id = ${primaryId}::uuid WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
 
   const counters = [
-    'orders', 'refunds', 'refund_value', 'complaints', 'complaints_open', 'complaints_resolved', 'resolution_seconds', 'feedback_count',
-    'csat_count', 'csat_sum', 'nps_count', 'nps_sum', 'responses_sent', 'responses_opened', 'responses_clicked', 'responses_converted',
-    'responses_unsubscribed', 'deals_open', 'deals_won', 'deals_lost', 'activities', 'pending_amounts',
+    'orders',
+    'refunds',
+    'refund_value',
+    'complaints',
+    'complaints_open',
+    'complaints_resolved',
+    'resolution_seconds',
+    'feedback_count',
+    'csat_count',
+    'csat_sum',
+    'nps_count',
+    'nps_sum',
+    'responses_sent',
+    'responses_opened',
+    'responses_clicked',
+    'responses_converted',
+    'responses_unsubscribed',
+    'deals_open',
+    'deals_won',
+    'deals_lost',
+    'activities',
+    'pending_amounts',
   ];
   await sql`UPDATE ${t('analytics_customer')} p SET
       ${sql.join(counters.map((c) => sql`${sql.id(c)} = p.${sql.id(c)} + d.${sql.id(c)}`))},

@@ -6,8 +6,20 @@ import { RowSet, type Row, type TableSpec } from '../projections/read-models/row
 import { dayOf, dayToIsoDate, monthOfDay } from './models/time.ts';
 import { scoreCustomer, type CustomerAggregate, type StoredModel } from './scoring.ts';
 import {
-  ACTIVITY, AGGREGATE_TABLES, AMOUNT, CUSTOMER, DEAL, FEEDBACK, migrateAggregates, migrateModels, ORDER, PURCHASE_DAY, REVENUE_DAY,
-  SATISFACTION, STATE, upsertScores,
+  ACTIVITY,
+  AGGREGATE_TABLES,
+  AMOUNT,
+  CUSTOMER,
+  DEAL,
+  FEEDBACK,
+  migrateAggregates,
+  migrateModels,
+  ORDER,
+  PURCHASE_DAY,
+  REVENUE_DAY,
+  SATISFACTION,
+  STATE,
+  upsertScores,
 } from './tables.ts';
 import { convertAmount, minusMoney, plusMoney, RateBook, setRate, type Reconverted } from './rates.ts';
 import { analyticsReportingViews } from './reporting.ts';
@@ -15,9 +27,22 @@ import { loadLatestModel } from './model-store.ts';
 import { mergeCustomers } from './merge.ts';
 
 export const ANALYTICS_EVENT_TYPES = [
-  'CustomerRegistered', 'CustomerMerged', 'PurchaseRecorded', 'PurchaseRefunded', 'FeedbackSubmitted', 'FeedbackResolved', 'FeedbackClosed',
-  'FeedbackReopened', 'FeedbackRated', 'CampaignResponseRecorded', 'DealOpened', 'DealWon', 'DealLost', 'DealReopened',
-  'ActivityLogged', 'ExchangeRateSet',
+  'CustomerRegistered',
+  'CustomerMerged',
+  'PurchaseRecorded',
+  'PurchaseRefunded',
+  'FeedbackSubmitted',
+  'FeedbackResolved',
+  'FeedbackClosed',
+  'FeedbackReopened',
+  'FeedbackRated',
+  'CampaignResponseRecorded',
+  'DealOpened',
+  'DealWon',
+  'DealLost',
+  'DealReopened',
+  'ActivityLogged',
+  'ExchangeRateSet',
 ] as const;
 
 const STATE_ID = 'observation';
@@ -83,11 +108,39 @@ export const scoreRow = (s: NonNullable<ReturnType<typeof scoreCustomer>>): Row 
 });
 
 const newCustomer = (customerId: string): Row => ({
-  customer_id: customerId, registered_at: null, currency: null, cohort: null, first_day: null, last_day: null, purchase_days: 0,
-  orders: 0, total_value: '0.0000', first_day_value: '0.0000', refunds: 0, refund_value: '0.0000', complaints: 0,
-  complaints_open: 0, complaints_resolved: 0, resolution_seconds: 0, feedback_count: 0, csat_count: 0, csat_sum: 0, nps_count: 0,
-  nps_sum: 0, responses_sent: 0, responses_opened: 0, responses_clicked: 0, responses_converted: 0, responses_unsubscribed: 0,
-  deals_open: 0, deals_won: 0, deals_lost: 0, last_event_at: null, activities: 0, last_activity_day: null, pending_amounts: 0,
+  customer_id: customerId,
+  registered_at: null,
+  currency: null,
+  cohort: null,
+  first_day: null,
+  last_day: null,
+  purchase_days: 0,
+  orders: 0,
+  total_value: '0.0000',
+  first_day_value: '0.0000',
+  refunds: 0,
+  refund_value: '0.0000',
+  complaints: 0,
+  complaints_open: 0,
+  complaints_resolved: 0,
+  resolution_seconds: 0,
+  feedback_count: 0,
+  csat_count: 0,
+  csat_sum: 0,
+  nps_count: 0,
+  nps_sum: 0,
+  responses_sent: 0,
+  responses_opened: 0,
+  responses_clicked: 0,
+  responses_converted: 0,
+  responses_unsubscribed: 0,
+  deals_open: 0,
+  deals_won: 0,
+  deals_lost: 0,
+  last_event_at: null,
+  activities: 0,
+  last_activity_day: null,
+  pending_amounts: 0,
 });
 
 class Tables {
@@ -166,7 +219,11 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
   };
   const activity = async (customerId: string, kind: string, activityDay = isoDay) => {
     const row = (await t.row(ACTIVITY, `${customerId}|${activityDay}|${kind}`, () => ({
-      activity_id: `${customerId}|${activityDay}|${kind}`, customer_id: customerId, day: activityDay, kind, count: 0,
+      activity_id: `${customerId}|${activityDay}|${kind}`,
+      customer_id: customerId,
+      day: activityDay,
+      kind,
+      count: 0,
     })))!;
     row.count = num(row.count) + 1;
   };
@@ -174,7 +231,14 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
     (await t.row(REVENUE_DAY, isoDate, () => ({ day: isoDate, purchases: 0, revenue: '0.0000', refunds: '0.0000' })))!;
   const satisfaction = async (period: string, channel: string) =>
     (await t.row(SATISFACTION, `${period}|${channel}`, () => ({
-      satisfaction_id: `${period}|${channel}`, period, channel, csat_responses: 0, csat_satisfied: 0, nps_responses: 0, promoters: 0, detractors: 0,
+      satisfaction_id: `${period}|${channel}`,
+      period,
+      channel,
+      csat_responses: 0,
+      csat_satisfied: 0,
+      nps_responses: 0,
+      promoters: 0,
+      detractors: 0,
     })))!;
   const countCsat = async (period: string, channel: string, csat: number, sign: 1 | -1) => {
     const s = await satisfaction(period, channel);
@@ -201,11 +265,21 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
       // Every purchase counts, whatever its currency; its value is in the base currency (0 while its rate is missing).
       c.currency ??= d.currency;
       const amount = await recordAmount(t, c, e, 'purchase', `${d.customerId}|${d.orderId}`, isoDay, d.currency, d.amount);
-      await t.row(ORDER, `${d.customerId}|${d.orderId}`, () => ({
-        order_key: `${d.customerId}|${d.orderId}`, customer_id: d.customerId, day: isoDay, value: '0.0000', refunded: '0.0000',
-      })).then((o) => (o!.value = plusMoney(o!.value, amount)));
+      await t
+        .row(ORDER, `${d.customerId}|${d.orderId}`, () => ({
+          order_key: `${d.customerId}|${d.orderId}`,
+          customer_id: d.customerId,
+          day: isoDay,
+          value: '0.0000',
+          refunded: '0.0000',
+        }))
+        .then((o) => (o!.value = plusMoney(o!.value, amount)));
       const pd = (await t.row(PURCHASE_DAY, `${d.customerId}|${isoDay}`, () => ({
-        purchase_day_id: `${d.customerId}|${isoDay}`, customer_id: d.customerId, day: isoDay, orders: 0, value: '0.0000',
+        purchase_day_id: `${d.customerId}|${isoDay}`,
+        customer_id: d.customerId,
+        day: isoDay,
+        orders: 0,
+        value: '0.0000',
       })))!;
       const newDay = num(pd.orders) === 0;
       pd.orders = num(pd.orders) + 1;
@@ -252,8 +326,17 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
       const d = event.data;
       if (await t.row(FEEDBACK, d.feedbackId)) break;
       t.set(FEEDBACK).put({
-        feedback_id: d.feedbackId, customer_id: d.customerId, kind: d.kind, channel: d.channel, submitted_at: at, resolved_at: null,
-        resolution_seconds: null, csat: d.csat, csat_period: d.csat === null ? null : month, nps: d.nps, nps_period: d.nps === null ? null : month,
+        feedback_id: d.feedbackId,
+        customer_id: d.customerId,
+        kind: d.kind,
+        channel: d.channel,
+        submitted_at: at,
+        resolved_at: null,
+        resolution_seconds: null,
+        csat: d.csat,
+        csat_period: d.csat === null ? null : month,
+        nps: d.nps,
+        nps_period: d.nps === null ? null : month,
       });
       const c = await customer(d.customerId);
       c.feedback_count = num(c.feedback_count) + 1;
@@ -387,12 +470,28 @@ async function recordObservation(t: Tables, at: string): Promise<void> {
  * Keeps a purchase or refund amount with its base value and answers that value ('0.0000' while its
  * rate is missing: the amount is then pending, counted on the customer until a rate converts it).
  */
-async function recordAmount(t: Tables, c: Row, e: ProjectedEvent, kind: 'purchase' | 'refund', orderKey: string, valueDay: string, currency: string, amount: number): Promise<string> {
+async function recordAmount(
+  t: Tables,
+  c: Row,
+  e: ProjectedEvent,
+  kind: 'purchase' | 'refund',
+  orderKey: string,
+  valueDay: string,
+  currency: string,
+  amount: number,
+): Promise<string> {
   const at = e.metadata.occurredAt;
   const base = await t.inBase(amount, currency, at);
   t.set(AMOUNT).put({
-    amount_id: e.id, customer_id: c.customer_id, kind, order_key: orderKey, value_day: valueDay, occurred_at: new Date(at).toISOString(),
-    currency, amount: convertAmount(amount, '1'), base_value: base,
+    amount_id: e.id,
+    customer_id: c.customer_id,
+    kind,
+    order_key: orderKey,
+    value_day: valueDay,
+    occurred_at: new Date(at).toISOString(),
+    currency,
+    amount: convertAmount(amount, '1'),
+    base_value: base,
   });
   if (base === null) c.pending_amounts = num(c.pending_amounts) + 1;
   return base ?? '0.0000';
@@ -404,10 +503,22 @@ async function recordAmount(t: Tables, c: Row, e: ProjectedEvent, kind: 'purchas
  * amount that was pending no longer is. Rows are loaded per key set, a few queries per rate.
  */
 async function applyReconverted(t: Tables, changes: readonly Reconverted[], touched: Set<string>): Promise<void> {
-  await t.preload(CUSTOMER, changes.map((a) => a.customerId));
-  await t.preload(PURCHASE_DAY, changes.map((a) => `${a.customerId}|${a.valueDay}`));
-  await t.preload(ORDER, changes.map((a) => a.orderKey));
-  await t.preload(REVENUE_DAY, changes.map((a) => dayToIsoDate(dayOf(a.occurredAt))));
+  await t.preload(
+    CUSTOMER,
+    changes.map((a) => a.customerId),
+  );
+  await t.preload(
+    PURCHASE_DAY,
+    changes.map((a) => `${a.customerId}|${a.valueDay}`),
+  );
+  await t.preload(
+    ORDER,
+    changes.map((a) => a.orderKey),
+  );
+  await t.preload(
+    REVENUE_DAY,
+    changes.map((a) => dayToIsoDate(dayOf(a.occurredAt))),
+  );
   for (const a of changes) {
     const c = await t.row(CUSTOMER, a.customerId);
     if (!c) continue;
@@ -567,4 +678,3 @@ async function rescoreCustomers(trx: Transaction<any>, schema: string, modelSche
   }
   if (rows.length) await upsertScores(trx, modelSchema, rows);
 }
-

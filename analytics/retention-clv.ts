@@ -22,8 +22,16 @@ const DAYS_PER_MONTH = 365.25 / 12;
 const UNITS_PER_MONTH: Record<TimeUnit, number> = { day: DAYS_PER_MONTH, week: DAYS_PER_MONTH / 7, month: 1 };
 
 /** The parameters of a fit; null when the fit has no retention period to average (one month of history). */
-export function retentionClvParams(periods: readonly { crr: number | null }[], marginRate: number, discountRate: number, unit: TimeUnit): RetentionClvParams | null {
-  const crr = periods.map((p) => p.crr).filter((c): c is number => c !== null && Number.isFinite(c)).slice(-12);
+export function retentionClvParams(
+  periods: readonly { crr: number | null }[],
+  marginRate: number,
+  discountRate: number,
+  unit: TimeUnit,
+): RetentionClvParams | null {
+  const crr = periods
+    .map((p) => p.crr)
+    .filter((c): c is number => c !== null && Number.isFinite(c))
+    .slice(-12);
   if (crr.length === 0) return null;
   // Bounded below 1: the series must converge, and a perfect month is not a perfect future.
   const retentionRate = Math.min(0.99, Math.max(0, crr.reduce((s, c) => s + c, 0) / crr.length));

@@ -141,7 +141,10 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const bgnbd = fitBgNbd(rfm);
     lap('bgnbdMs');
     // Spend is fitted only on customers whose every amount has its rate: a pending amount (valued 0) would understate it.
-    const pending = await unlessRebuilding(() => customersWithMissingRates(db, schema, asOfDay), () => new Set<string>());
+    const pending = await unlessRebuilding(
+      () => customersWithMissingRates(db, schema, asOfDay),
+      () => new Set<string>(),
+    );
     const spend = rfm.filter((r, i) => usableForSpend(r) && !pending.has(buyers[i]!.customerId));
     const leftOutMissingRates = buyers.filter((b) => pending.has(b.customerId)).length;
     if (spend.length < 3) throw new InsufficientData('Fewer than 3 customers with repeat purchases of positive value: Gamma-Gamma cannot be fitted.');
@@ -153,7 +156,15 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const atTraining = await aggregatesAsOf(db, schema, trainingCutoff);
     const retained = await customersBuyingBetween(db, schema, trainingCutoff, asOfDay);
     const examples: ChurnExample[] = [...atTraining.values()].flatMap((a) =>
-      a.purchases ? [{ customerId: a.customerId, features: churnFeaturesOf({ ...a, purchases: a.purchases }, trainingCutoff), churned: retained.has(a.customerId) ? 0 : 1 }] : [],
+      a.purchases
+        ? [
+            {
+              customerId: a.customerId,
+              features: churnFeaturesOf({ ...a, purchases: a.purchases }, trainingCutoff),
+              churned: retained.has(a.customerId) ? 0 : 1,
+            },
+          ]
+        : [],
     );
     let training: ChurnTraining;
     try {
@@ -183,15 +194,30 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     lap('retentionForecastMs');
 
     const clvRetention = retentionClvParams(periods, fit.marginRate ?? 1, discountRate, timeUnit);
-    const params: ModelParams = { timeUnit, horizon, discountRate, churnWindowDays, bgnbd: bgnbd.params, gammaGamma: gammaGamma.params, churn: training.model, rfmCutoffs, clusters, clvRetention };
+    const params: ModelParams = {
+      timeUnit,
+      horizon,
+      discountRate,
+      churnWindowDays,
+      bgnbd: bgnbd.params,
+      gammaGamma: gammaGamma.params,
+      churn: training.model,
+      rfmCutoffs,
+      clusters,
+      clvRetention,
+    };
     const metrics = {
       customers: buyers.length,
       fits: {
         bgnbd: { logLikelihood: bgnbd.logLikelihood, standardErrors: bgnbd.standardErrors, customers: bgnbd.customers, converged: bgnbd.converged },
         gammaGamma: {
-          logLikelihood: gammaGamma.logLikelihood, standardErrors: gammaGamma.standardErrors, customers: gammaGamma.customers, converged: gammaGamma.converged,
+          logLikelihood: gammaGamma.logLikelihood,
+          standardErrors: gammaGamma.standardErrors,
+          customers: gammaGamma.customers,
+          converged: gammaGamma.converged,
           // Customers left out because an amount of theirs still waits for a rate (named by GET /analytics/customers/:id).
-          leftOutMissingRates, baseCurrency: options.baseCurrency ?? DEFAULT_BASE_CURRENCY,
+          leftOutMissingRates,
+          baseCurrency: options.baseCurrency ?? DEFAULT_BASE_CURRENCY,
         },
       },
       churn: {
@@ -204,20 +230,54 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
         comparison: training.comparison,
       },
       segments: { rfmCutoffs, clusters: clusters.profiles.map((p, i) => ({ cluster: i, customers: clusters.sizes[i], ...p })) },
-      retention: { cohorts: cohorts.length, periods: periods.length, activeWindowDays: fit.activeWindowDays ?? 365, lastCrr: periods[periods.length - 1]?.crr ?? null },
-      forecast: { months: monthly.length, lastCompleteMonth: monthly.at(-1)?.month ?? null, partialMonth, methods: forecast.methods.map((f) => ({ method: f.method, backtest: f.backtest, parameters: f.parameters })) },
+      retention: {
+        cohorts: cohorts.length,
+        periods: periods.length,
+        activeWindowDays: fit.activeWindowDays ?? 365,
+        lastCrr: periods[periods.length - 1]?.crr ?? null,
+      },
+      forecast: {
+        months: monthly.length,
+        lastCompleteMonth: monthly.at(-1)?.month ?? null,
+        partialMonth,
+        methods: forecast.methods.map((f) => ({ method: f.method, backtest: f.backtest, parameters: f.parameters })),
+      },
     };
 
     const version = await db.transaction().execute(async (trx) => {
       const v = await saveModel(trx, modelSchema, { fittedAt: clock().toISOString(), asOf: dayToIsoDate(asOfDay), params, metrics });
-      const retentionRows = periods.map((p) => ({ model_version: v, period: p.period, customers_start: p.S, customers_end: p.E, customers_new: p.N, crr: p.crr }));
-      const cohortRows = cohorts.flatMap((c) => c.active.map((a, k) => ({ model_version: v, cohort: c.cohort, period_offset: k, cohort_size: c.size, active_customers: a, retention_rate: c.retention[k] })));
+      const retentionRows = periods.map((p) => ({
+        model_version: v,
+        period: p.period,
+        customers_start: p.S,
+        customers_end: p.E,
+        customers_new: p.N,
+        crr: p.crr,
+      }));
+      const cohortRows = cohorts.flatMap((c) =>
+        c.active.map((a, k) => ({
+          model_version: v,
+          cohort: c.cohort,
+          period_offset: k,
+          cohort_size: c.size,
+          active_customers: a,
+          retention_rate: c.retention[k],
+        })),
+      );
       const forecastRows = forecast.methods.flatMap((f) => [
         ...monthly.map((h) => ({ model_version: v, method: f.method, month: h.month, kind: 'actual', revenue: h.value })),
         ...f.forecast.map((h) => ({ model_version: v, method: f.method, month: h.month, kind: 'forecast', revenue: h.value })),
       ]);
-      for (const [table, rows] of [['analytics_retention', retentionRows], ['analytics_cohorts', cohortRows], ['analytics_forecast', forecastRows]] as const) {
-        for (let i = 0; i < rows.length; i += 2000) await trx.insertInto(`${modelSchema}.${table}`).values(rows.slice(i, i + 2000) as Row[]).execute();
+      for (const [table, rows] of [
+        ['analytics_retention', retentionRows],
+        ['analytics_cohorts', cohortRows],
+        ['analytics_forecast', forecastRows],
+      ] as const) {
+        for (let i = 0; i < rows.length; i += 2000)
+          await trx
+            .insertInto(`${modelSchema}.${table}`)
+            .values(rows.slice(i, i + 2000) as Row[])
+            .execute();
       }
       return v;
     });
@@ -282,7 +342,10 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
    * ('JPY 2026-03'), counted as purchases but valued 0 until the rate is set (up to the end of `day`
    * when given). Index-backed: only pending amounts are read.
    */
-  async function moneyIn(customerIds: readonly string[], day?: number): Promise<{ baseCurrency: string | null; missingRates: (customerId: string) => string[] }> {
+  async function moneyIn(
+    customerIds: readonly string[],
+    day?: number,
+  ): Promise<{ baseCurrency: string | null; missingRates: (customerId: string) => string[] }> {
     const baseCurrency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
     const upTo = day === undefined ? sql`true` : sql`occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`;
     const label = sql`rtrim(currency) || ' ' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM')`;
@@ -360,13 +423,24 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       total: Number(sRow.customers),
       limit,
       offset,
-      summary: { totalClv: Number(sRow.total_clv), meanClv: sRow.mean_clv === null ? null : Number(sRow.mean_clv), meanChurnScore: sRow.mean_churn_score === null ? null : Number(sRow.mean_churn_score), meanPAlive: sRow.mean_p_alive === null ? null : Number(sRow.mean_p_alive) },
+      summary: {
+        totalClv: Number(sRow.total_clv),
+        meanClv: sRow.mean_clv === null ? null : Number(sRow.mean_clv),
+        meanChurnScore: sRow.mean_churn_score === null ? null : Number(sRow.mean_churn_score),
+        meanPAlive: sRow.mean_p_alive === null ? null : Number(sRow.mean_p_alive),
+      },
     };
   }
 
   async function clv(filters: ScoreFilters = {}) {
     const model = await latestModel();
-    return { modelVersion: model?.version ?? null, timeUnit: model?.timeUnit ?? null, horizon: model?.horizon ?? null, discountRate: model?.discountRate ?? null, ...(await scores(filters, 'clv')) };
+    return {
+      modelVersion: model?.version ?? null,
+      timeUnit: model?.timeUnit ?? null,
+      horizon: model?.horizon ?? null,
+      discountRate: model?.discountRate ?? null,
+      ...(await scores(filters, 'clv')),
+    };
   }
 
   async function churn(filters: ScoreFilters = {}) {
@@ -387,7 +461,13 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
   }
 
   async function satisfaction(
-    filters: { from?: string; to?: string; channel?: string; groupBy?: 'period' | 'channel' | 'period_channel'; granularity?: 'month' | 'quarter' | 'year' } = {},
+    filters: {
+      from?: string;
+      to?: string;
+      channel?: string;
+      groupBy?: 'period' | 'channel' | 'period_channel';
+      granularity?: 'month' | 'quarter' | 'year';
+    } = {},
   ) {
     const where = [sql`true`];
     if (filters.from) where.push(sql`period >= ${filters.from}`);
@@ -397,18 +477,39 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     // Periods are stored per month (YYYY-MM); quarters read YYYY-Qn, years YYYY.
     const granularity = filters.granularity ?? 'month';
     const period =
-      granularity === 'year' ? sql`substr(period, 1, 4)` : granularity === 'quarter' ? sql`substr(period, 1, 4) || '-Q' || ((substr(period, 6, 2)::int + 2) / 3)` : sql`period`;
-    const keys = groupBy === 'period' ? sql`${period} AS period, 'all'::text AS channel` : groupBy === 'channel' ? sql`'all'::text AS period, channel` : sql`${period} AS period, channel`;
+      granularity === 'year'
+        ? sql`substr(period, 1, 4)`
+        : granularity === 'quarter'
+          ? sql`substr(period, 1, 4) || '-Q' || ((substr(period, 6, 2)::int + 2) / 3)`
+          : sql`period`;
+    const keys =
+      groupBy === 'period'
+        ? sql`${period} AS period, 'all'::text AS channel`
+        : groupBy === 'channel'
+          ? sql`'all'::text AS period, channel`
+          : sql`${period} AS period, channel`;
     const group = groupBy === 'period' ? sql`1` : groupBy === 'channel' ? sql`channel` : sql`1, channel`;
     const { rows } = await sql<Row>`SELECT ${keys}, sum(csat_responses)::int AS csat_responses, sum(csat_satisfied)::int AS csat_satisfied,
       sum(nps_responses)::int AS nps_responses, sum(promoters)::int AS promoters, sum(detractors)::int AS detractors
       FROM ${t('analytics_satisfaction')} WHERE ${sql.join(where, sql` AND `)} GROUP BY ${group} ORDER BY 1, 2`.execute(db);
     const items = rows.map((r) => {
-      const counts = { csatResponses: Number(r.csat_responses), csatSatisfied: Number(r.csat_satisfied), npsResponses: Number(r.nps_responses), promoters: Number(r.promoters), detractors: Number(r.detractors) };
+      const counts = {
+        csatResponses: Number(r.csat_responses),
+        csatSatisfied: Number(r.csat_satisfied),
+        npsResponses: Number(r.nps_responses),
+        promoters: Number(r.promoters),
+        detractors: Number(r.detractors),
+      };
       return { period: String(r.period), channel: String(r.channel), ...counts, csat: csat(counts), nps: nps(counts) };
     });
     const total = items.reduce(
-      (s, i) => ({ csatResponses: s.csatResponses + i.csatResponses, csatSatisfied: s.csatSatisfied + i.csatSatisfied, npsResponses: s.npsResponses + i.npsResponses, promoters: s.promoters + i.promoters, detractors: s.detractors + i.detractors }),
+      (s, i) => ({
+        csatResponses: s.csatResponses + i.csatResponses,
+        csatSatisfied: s.csatSatisfied + i.csatSatisfied,
+        npsResponses: s.npsResponses + i.npsResponses,
+        promoters: s.promoters + i.promoters,
+        detractors: s.detractors + i.detractors,
+      }),
       { csatResponses: 0, csatSatisfied: 0, npsResponses: 0, promoters: 0, detractors: 0 },
     );
     return { items, total: { ...total, csat: csat(total), nps: nps(total) } };
@@ -423,7 +524,10 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       FROM ${m('analytics_scores')} s JOIN ${t('analytics_customer')} c USING (customer_id)
       LEFT JOIN ${sql.raw(RETENTION_CLV_SQL.params(`${quoteId(modelSchema)}.analytics_models`, String(model?.version ?? 0)))} ON true
       GROUP BY s.segment ORDER BY customers DESC, s.segment`.execute(db);
-    const clusters = await sql<Row>`SELECT cluster, count(*)::int AS customers, avg(clv)::float AS mean_clv FROM ${m('analytics_scores')} GROUP BY cluster ORDER BY cluster`.execute(db);
+    const clusters =
+      await sql<Row>`SELECT cluster, count(*)::int AS customers, avg(clv)::float AS mean_clv FROM ${m('analytics_scores')} GROUP BY cluster ORDER BY cluster`.execute(
+        db,
+      );
     return {
       modelVersion: model?.version ?? null,
       rfmCutoffs: model?.params.rfmCutoffs ?? null,
@@ -466,7 +570,10 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
   async function baseForecast(end: number, filters: { horizon?: number; holdout?: number; from?: string }) {
     const currency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
     // Null when the CRM's read models are not beside the analytics (or are being rebuilt): nothing to convert.
-    const base = await unlessRebuilding(() => monthlyBaseRevenueUpTo(db, schema, end, currency), () => null);
+    const base = await unlessRebuilding(
+      () => monthlyBaseRevenueUpTo(db, schema, end, currency),
+      () => null,
+    );
     if (base === null) return null;
     const { months: rows, missingRates } = base;
     const { months } = completeMonths(rows, end, dayOf(clock()));
@@ -478,7 +585,20 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     return { currency, missingRates: missing, ...forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout) };
   }
 
-  return { fitModels, latestModel, model: (version: number) => latestModel(version), customer, customerAsOf, clv, churn, retention, satisfaction, segments, forecast, observationEndDay };
+  return {
+    fitModels,
+    latestModel,
+    model: (version: number) => latestModel(version),
+    customer,
+    customerAsOf,
+    clv,
+    churn,
+    retention,
+    satisfaction,
+    segments,
+    forecast,
+    observationEndDay,
+  };
 }
 
 export type AnalyticsService = ReturnType<typeof createAnalyticsService>;
@@ -524,7 +644,15 @@ function baseRateChurn(examples: readonly ChurnExample[], reason: string): Churn
       standardiser: { means: CHURN_FEATURES.map(() => 0), sds: CHURN_FEATURES.map(() => 1) },
       logistic: { weights: [Math.log(clipped / (1 - clipped)), ...CHURN_FEATURES.map(() => 0)] },
     },
-    metrics: { ...(none as object), trainSize: examples.length, testSize: 0, churnRate: rate, calibration: [], newtonMaxWeightGap: 0, unavailable: reason } as unknown as ChurnTraining['metrics'],
+    metrics: {
+      ...(none as object),
+      trainSize: examples.length,
+      testSize: 0,
+      churnRate: rate,
+      calibration: [],
+      newtonMaxWeightGap: 0,
+      unavailable: reason,
+    } as unknown as ChurnTraining['metrics'],
     comparison: { decisionTree: { ...none, trainSize: 0 }, naiveBayes: none, mlNaiveBayesDisagreement: 0 },
   };
 }

@@ -4,13 +4,7 @@ import fastifyHelmet from '@fastify/helmet';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import {
-  jsonSchemaTransform,
-  jsonSchemaTransformObject,
-  serializerCompiler,
-  validatorCompiler,
-  type ZodTypeProvider,
-} from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
 import { createAuthGuard } from './auth/guard.ts';
 import { createScopeGuard } from './auth/scope-guard.ts';
@@ -143,14 +137,21 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   // A backstop beyond the bounded waits a route does on purpose (`?waitFor=`), never shorter than them.
   registerRequestTimeout(app, Math.max(deps.requestTimeoutMs ?? 10_000, context.waitForTimeoutMs + 2_000));
   // Before the key is looked up: a saturated service refuses new commands at once.
-  await registerBackPressure(app, { ...DEFAULT_BACK_PRESSURE, ...deps.backPressure }, {
-    poolWaiting: deps.database.waiting,
-    projectionBacklog: deps.projections.backlog?.bind(deps.projections),
-  });
+  await registerBackPressure(
+    app,
+    { ...DEFAULT_BACK_PRESSURE, ...deps.backPressure },
+    {
+      poolWaiting: deps.database.waiting,
+      projectionBacklog: deps.projections.backlog?.bind(deps.projections),
+    },
+  );
   app.addHook('onRequest', createAuthGuard(keys));
   app.addHook('onRequest', refuseUnreadableQuery);
   // Restricted callers: audit of their scope's records only; no webhooks or bulk imports (after validation: params are parsed).
-  app.addHook('preHandler', createScopeGuard(() => deps.queries));
+  app.addHook(
+    'preHandler',
+    createScopeGuard(() => deps.queries),
+  );
   // Action commands (launch, close, ...) may come without a body: validate them as `{}`.
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && (request.method === 'POST' || request.method === 'PATCH')) request.body = {};

@@ -112,7 +112,6 @@ export interface PointInTime {
   stateAt(kind: RecordKind, id: string, asOf: Date): Promise<{ state: ReadRecord; revision: number } | undefined>;
 }
 
-
 export interface ApiDeps {
   store: EventStore;
   commands: CommandPort;

@@ -2,14 +2,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DomainError } from '../domain/errors.ts';
-import {
-  EventStoreUnavailable,
-  IdempotencyConflict,
-  OutcomeUnknown,
-  InvalidAppend,
-  InvalidReadOptions,
-  WrongExpectedRevision,
-} from '../eventstore/errors.ts';
+import { EventStoreUnavailable, IdempotencyConflict, OutcomeUnknown, InvalidAppend, InvalidReadOptions, WrongExpectedRevision } from '../eventstore/errors.ts';
 import { PROBLEM_CONTENT_TYPE, ProblemError, validationProblem, type FieldError } from './problems.ts';
 
 /** Where a failing value sat: `body`, `query`, `params` or `headers` (fastify's validation contexts). */
@@ -18,8 +11,7 @@ const locationOf = (context: string | undefined): Location =>
   context === 'querystring' ? 'query' : context === 'params' ? 'params' : context === 'headers' ? 'headers' : 'body';
 
 /** A field path as clients write it: `amount`, `targetSegment.tags.0`; the whole input is named after its location. */
-const fieldName = (path: readonly PropertyKey[], location: Location): string =>
-  path.length === 0 ? location : path.map(String).join('.');
+const fieldName = (path: readonly PropertyKey[], location: Location): string => (path.length === 0 ? location : path.map(String).join('.'));
 
 /** Zod issues -> field errors; an unknown field becomes one error per unknown key, named by the key. */
 export const fieldErrorsFromZod = (
@@ -119,13 +111,12 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
     return new ProblemError('idempotency_conflict', 'This Idempotency-Key was already used for a different request.');
   }
   if (error instanceof InvalidAppend) {
-    return error.reason === 'payload_too_large'
-      ? new ProblemError('payload_too_large', error.message)
-      : validationProblem([], error.message);
+    return error.reason === 'payload_too_large' ? new ProblemError('payload_too_large', error.message) : validationProblem([], error.message);
   }
   // Positions reach the store only from cursors and `fromPosition`: one it refuses was forged or is another engine's.
   if (error instanceof InvalidReadOptions) return validationProblem([{ field: 'cursor', message: error.message }]);
-  if (error instanceof OutcomeUnknown && request && isCommand(request)) return outcomeUnknown('The connection to the database was lost while the command was being recorded');
+  if (error instanceof OutcomeUnknown && request && isCommand(request))
+    return outcomeUnknown('The connection to the database was lost while the command was being recorded');
   if (error instanceof EventStoreUnavailable) {
     return new ProblemError('unavailable', 'The database cannot be reached right now; retry shortly.', {}, { 'retry-after': RETRY_AFTER_SECONDS });
   }

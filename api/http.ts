@@ -26,14 +26,15 @@ export const CommandAccepted = z
   .meta({ id: 'CommandAccepted' });
 export type CommandAccepted = z.infer<typeof CommandAccepted>;
 
-const HeaderText = z.string().min(1).max(200).regex(/^[\x21-\x7e][\x20-\x7e]*$/, 'printable ASCII');
+const HeaderText = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[\x21-\x7e][\x20-\x7e]*$/, 'printable ASCII');
 
 /** Headers every command route reads. Other headers pass (the object is loose on purpose). */
 export const CommandHeaders = z.looseObject({
-  'if-match': z
-    .string()
-    .optional()
-    .describe('Expected revision, as the ETag a read or command returned ("3"). Required on routes marked so.'),
+  'if-match': z.string().optional().describe('Expected revision, as the ETag a read or command returned ("3"). Required on routes marked so.'),
   'idempotency-key': HeaderText.optional().describe('Retrying with the same key appends nothing and returns the first result.'),
   'x-request-id': HeaderText.optional().describe('Correlation id, echoed back; generated when absent.'),
   'x-causation-id': HeaderText.optional().describe('Id of the message or event that caused this command (recorded as causationId).'),
@@ -77,11 +78,9 @@ export const commandContext = (request: FastifyRequest, call: CommandCall): Comm
   const headers = request.headers;
   const ifMatch = typeof headers['if-match'] === 'string' ? headers['if-match'] : undefined;
   if (ifMatch === undefined && call.ifMatch === 'required') {
-    throw new ProblemError(
-      'precondition_required',
-      'This command changes an existing record: send If-Match with the ETag you last read, e.g. If-Match: "3".',
-      { errors: [{ field: 'if-match', message: 'required' }] },
-    );
+    throw new ProblemError('precondition_required', 'This command changes an existing record: send If-Match with the ETag you last read, e.g. If-Match: "3".', {
+      errors: [{ field: 'if-match', message: 'required' }],
+    });
   }
   const idempotencyKey = headers['idempotency-key'];
   const causationId = headers['x-causation-id'];
@@ -135,11 +134,7 @@ export const WaitForQuery = {
 };
 
 /** Waits for the read models to reach `position`, or throws a 503 problem after `timeoutMs`. */
-export const awaitReadModels = async (
-  projections: ReadModelProgress | undefined,
-  position: string | undefined,
-  timeoutMs: number,
-): Promise<void> => {
+export const awaitReadModels = async (projections: ReadModelProgress | undefined, position: string | undefined, timeoutMs: number): Promise<void> => {
   if (position === undefined) return;
   if (!projections) throw new ProblemError('unavailable', 'The read models are not running in this process.');
   const reached = await projections.waitForPosition(BigInt(position), timeoutMs);

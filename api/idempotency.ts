@@ -52,12 +52,7 @@ export function createIdempotencyGuard(db: Kysely<any>, options: { schema: strin
         .returning('key')
         .executeTakeFirst();
       if (inserted) return;
-      const existing = (await db
-        .withSchema(schema)
-        .selectFrom('idempotency_keys')
-        .select(['fingerprint', 'route'])
-        .where('key', '=', key)
-        .executeTakeFirst());
+      const existing = await db.withSchema(schema).selectFrom('idempotency_keys').select(['fingerprint', 'route']).where('key', '=', key).executeTakeFirst();
       if (existing && existing.fingerprint !== fingerprint) {
         throw new ProblemError(
           'idempotency_conflict',

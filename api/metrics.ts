@@ -38,8 +38,7 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
   if (projections) {
     // Read at scrape time: one status call fills every projection's gauges.
     let pending: ReturnType<ReadModelProgress['status']> | undefined;
-    const status = () =>
-      (pending ??= withDeadline(projections.status(), PROBE_DEADLINE_MS, 'the projection status').finally(() => (pending = undefined)));
+    const status = () => (pending ??= withDeadline(projections.status(), PROBE_DEADLINE_MS, 'the projection status').finally(() => (pending = undefined)));
     new Gauge({
       name: 'crm_projection_lag_events',
       help: 'Events between the store head and the projection checkpoint',
@@ -62,7 +61,7 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
     });
     new Gauge({
       name: 'crm_projection_failed',
-      help: 'Whether the projection stopped on a poison event (1), with the event\'s position, stream and id; 0 while it runs',
+      help: "Whether the projection stopped on a poison event (1), with the event's position, stream and id; 0 while it runs",
       labelNames: ['projection', 'position', 'stream', 'event_id'] as const,
       registers: [registry],
       async collect() {

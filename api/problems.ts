@@ -107,7 +107,7 @@ export const ProblemSchema = z
 const STATUS_DESCRIPTIONS: Record<number, string> = {
   400: 'Invalid request: `errors` names each failing field',
   401: 'No valid API key',
-  403: 'The key\'s role may not call this route',
+  403: "The key's role may not call this route",
   404: 'No such resource',
   409: 'Revision conflict (with `currentRevision`) or not possible in the current state',
   413: 'Request too large',

@@ -136,7 +136,8 @@ export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetR
       let revision: unknown;
       if (asOf !== undefined) {
         // A restricted caller sees the past of records in their scope now, and nothing of the others.
-        if (scopeOf(request) && !(await spec.fetch(readModels(context), id, request))) throw new ProblemError('not_found', `No ${spec.kind} ${id} as of ${asOf}.`);
+        if (scopeOf(request) && !(await spec.fetch(readModels(context), id, request)))
+          throw new ProblemError('not_found', `No ${spec.kind} ${id} as of ${asOf}.`);
         const history = context.deps.pointInTime;
         if (!history) throw new ProblemError('unavailable', 'Point-in-time reads are not configured in this process.');
         const past = await history.stateAt(spec.kind, id, new Date(asOf));

@@ -74,18 +74,24 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /pipeline', access: ALL, summary: 'pipeline summary by stage, owner, close month' },
   // Campaigns.
   { route: 'POST /campaigns', access: MARKETING, summary: 'create a campaign' },
-  ...(['schedule', 'launch', 'pause', 'resume', 'complete', 'cancel'] as const).map(
-    (action): RouteRule => ({ route: `POST /campaigns/:id/${action}`, access: MARKETING, summary: `${action} the campaign`, ifMatch: 'required' }),
-  ),
+  ...(['schedule', 'launch', 'pause', 'resume', 'complete', 'cancel'] as const).map((action): RouteRule => ({
+    route: `POST /campaigns/:id/${action}`,
+    access: MARKETING,
+    summary: `${action} the campaign`,
+    ifMatch: 'required',
+  })),
   { route: 'POST /campaigns/:id/costs', access: MARKETING, summary: 'record a cost', ifMatch: 'optional' },
   { route: 'POST /campaigns/:id/responses', access: MARKETING, summary: "record a customer's response", ifMatch: 'optional' },
   { route: 'GET /campaigns', access: ALL, summary: 'list campaigns' },
   { route: 'GET /campaigns/:id', access: ALL, summary: 'one campaign' },
   // Feedback.
   { route: 'POST /feedback', access: SUPPORT, summary: 'submit feedback' },
-  ...(['assign', 'escalate', 'resolve', 'reopen', 'close'] as const).map(
-    (action): RouteRule => ({ route: `POST /feedback/:id/${action}`, access: SUPPORT, summary: `${action} the feedback`, ifMatch: 'required' }),
-  ),
+  ...(['assign', 'escalate', 'resolve', 'reopen', 'close'] as const).map((action): RouteRule => ({
+    route: `POST /feedback/:id/${action}`,
+    access: SUPPORT,
+    summary: `${action} the feedback`,
+    ifMatch: 'required',
+  })),
   { route: 'POST /feedback/:id/respond', access: SUPPORT, summary: 'respond to the customer', ifMatch: 'optional' },
   { route: 'POST /feedback/:id/rating', access: SUPPORT, summary: "record the customer's rating of the resolution", ifMatch: 'optional' },
   { route: 'GET /feedback', access: ALL, summary: 'list feedback' },
@@ -152,5 +158,4 @@ export const ruleFor = (method: string, url: string): RouteRule => {
   return found ?? { route: key, access: ['admin'], summary: '(not in the matrix: admin only)' };
 };
 
-export const isAllowed = (rule: RouteRule, role: Role | undefined): boolean =>
-  rule.access === 'public' || (role !== undefined && rule.access.includes(role));
+export const isAllowed = (rule: RouteRule, role: Role | undefined): boolean => rule.access === 'public' || (role !== undefined && rule.access.includes(role));

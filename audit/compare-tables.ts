@@ -99,11 +99,7 @@ const tableExists = async (db: Handle, schema: string, table: string): Promise<b
   return rows[0]?.found ?? false;
 };
 
-export async function compareTable(
-  live: { db: Handle; schema: string },
-  replayed: { db: Handle; schema: string },
-  table: string,
-): Promise<TableComparison> {
+export async function compareTable(live: { db: Handle; schema: string }, replayed: { db: Handle; schema: string }, table: string): Promise<TableComparison> {
   const pk = await primaryKey(replayed.db, replayed.schema, table);
   if (!(await tableExists(live.db, live.schema, table))) {
     const replayedSum = await tableHash(replayed.db, replayed.schema, table, pk);

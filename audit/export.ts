@@ -69,5 +69,4 @@ async function* lines(events: AsyncIterable<AuditEvent>, format: ExportFormat): 
  * A byte stream of the events, pulled page by page as the client reads: back-pressure from the
  * socket pauses the database reads, so an export of the whole log never sits in memory.
  */
-export const exportStream = (events: AsyncIterable<AuditEvent>, format: ExportFormat): Readable =>
-  Readable.from(lines(events, format), { objectMode: false });
+export const exportStream = (events: AsyncIterable<AuditEvent>, format: ExportFormat): Readable => Readable.from(lines(events, format), { objectMode: false });

@@ -44,8 +44,7 @@ export class InvalidAuditQuery extends Error {
   }
 }
 
-const clampLimit = (limit: number | undefined): number =>
-  Math.min(MAX_PAGE_SIZE, Math.max(1, Math.trunc(limit ?? DEFAULT_PAGE_SIZE)));
+const clampLimit = (limit: number | undefined): number => Math.min(MAX_PAGE_SIZE, Math.max(1, Math.trunc(limit ?? DEFAULT_PAGE_SIZE)));
 
 const parseRevisionCursor = (cursor: string | null | undefined): number | undefined => {
   if (cursor === undefined || cursor === null || cursor === '') return undefined;
@@ -135,9 +134,7 @@ const readEventLog = (
   limit: number,
   direction: 'forwards' | 'backwards',
 ): Promise<RecordedEvent[]> =>
-  eventsInSql(deps)
-    ? readEventLogSql(deps, filter, after, limit, direction)
-    : readEventLogGeneric(deps, filter, after, limit, direction);
+  eventsInSql(deps) ? readEventLogSql(deps, filter, after, limit, direction) : readEventLogGeneric(deps, filter, after, limit, direction);
 
 /** The global log, filtered and paged by position; each item carries its global position. */
 export async function eventLog(deps: AuditDeps, query: EventLogQuery): Promise<Page<AuditEvent>> {
@@ -161,11 +158,7 @@ export async function* iterateEventLog(deps: AuditDeps, query: Omit<EventLogQuer
 }
 
 /** One stream's whole history, page by page, for exports. */
-export async function* iterateStreamHistory(
-  deps: AuditDeps,
-  stream: string,
-  query: Omit<StreamHistoryQuery, 'limit'>,
-): AsyncGenerator<AuditEvent> {
+export async function* iterateStreamHistory(deps: AuditDeps, stream: string, query: Omit<StreamHistoryQuery, 'limit'>): AsyncGenerator<AuditEvent> {
   let cursor = query.cursor ?? null;
   do {
     const page = await streamHistory(deps, stream, { ...query, cursor, limit: MAX_PAGE_SIZE });

@@ -66,7 +66,6 @@ async function subjectEventsGeneric(deps: AuditDeps, customerId: string): Promis
   return { customers, streams: [...streams], events };
 }
 
-
 /** Rows of every table in the read schema that has a `customer_id` column, by table. */
 async function rowsAbout(deps: AuditDeps, customers: string[]): Promise<Record<string, Record<string, unknown>[]>> {
   const { rows: tables } = await sql<{ table_name: string }>`
@@ -83,7 +82,6 @@ async function rowsAbout(deps: AuditDeps, customers: string[]): Promise<Record<s
   }
   return out;
 }
-
 
 /** The whole export, or undefined when the CRM holds nothing about this customer id. */
 export async function subjectAccessExport(deps: AuditDeps, customerId: string): Promise<SubjectAccessExport | undefined> {

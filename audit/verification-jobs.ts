@@ -119,8 +119,7 @@ export async function createVerificationJobs(db: Kysely<any>, schema: string): P
   await migrateVerificationJobs(db, schema);
   const table = sql.id(schema, 'audit_verifications');
 
-  const update = (id: string, set: ReturnType<typeof sql>) =>
-    sql`UPDATE ${table} SET ${set}, heartbeat_at = now() WHERE id = ${id}`.execute(db);
+  const update = (id: string, set: ReturnType<typeof sql>) => sql`UPDATE ${table} SET ${set}, heartbeat_at = now() WHERE id = ${id}`.execute(db);
 
   return {
     async start(kind, requestedBy, run) {
@@ -158,10 +157,7 @@ export async function createVerificationJobs(db: Kysely<any>, schema: string): P
         try {
           const outcome = await run(onProgress);
           await pending;
-          await update(
-            id,
-            sql`status = ${outcome.ok ? 'passed' : 'failed'}, finished_at = now(), result = ${JSON.stringify(outcome, storedResult)}::jsonb`,
-          );
+          await update(id, sql`status = ${outcome.ok ? 'passed' : 'failed'}, finished_at = now(), result = ${JSON.stringify(outcome, storedResult)}::jsonb`);
         } catch (error) {
           await pending;
           await update(id, sql`status = 'error', finished_at = now(), error = ${error instanceof Error ? error.message : String(error)}`).catch(
@@ -198,9 +194,7 @@ function storedResult(this: unknown, key: string, value: unknown): unknown {
   if (key === 'columns' && Array.isArray(value) && typeof table === 'string') {
     const personal = PERSONAL_COLUMNS[table] ?? [];
     return value.map((c: { column: string; live: unknown; replayed: unknown }) =>
-      personal.includes(c.column)
-        ? { ...c, live: c.live === null ? null : PERSONAL_VALUE, replayed: c.replayed === null ? null : PERSONAL_VALUE }
-        : c,
+      personal.includes(c.column) ? { ...c, live: c.live === null ? null : PERSONAL_VALUE, replayed: c.replayed === null ? null : PERSONAL_VALUE } : c,
     );
   }
   return jsonSafe(key, value);

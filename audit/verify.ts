@@ -168,7 +168,14 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
         live = after;
       }
     }
-    const skipped = [...(await readSkips(deps.store, projections.map((p) => p.name))).values()]
+    const skipped = [
+      ...(
+        await readSkips(
+          deps.store,
+          projections.map((p) => p.name),
+        )
+      ).values(),
+    ]
       .flat()
       .filter((skip) => skip.position <= (positions.get(skip.projection) ?? 0n));
     const differences = tables.reduce((n, t) => n + t.differences, 0);

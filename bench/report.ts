@@ -34,8 +34,7 @@ export interface BenchReport {
   suites: Record<string, { durationMs: number; result?: Record<string, unknown>; error?: string }>;
 }
 
-const toJson = (report: BenchReport): string =>
-  JSON.stringify(report, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value), 2);
+const toJson = (report: BenchReport): string => JSON.stringify(report, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value), 2);
 
 /** Writes `bench/results/<timestamp>.json` and `bench/results/latest.json`; returns the first path. */
 export const writeReport = async (directory: string, report: BenchReport): Promise<string> => {

@@ -54,7 +54,10 @@ async function main(): Promise<void> {
   const { suites: wanted, scale, options } = parseArguments(process.argv.slice(2));
   const databaseUrl = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
   const suiteDirectory = join(here, 'suites');
-  const available = (await readdir(suiteDirectory)).filter((file) => file.endsWith('.ts')).map((file) => basename(file, '.ts')).sort();
+  const available = (await readdir(suiteDirectory))
+    .filter((file) => file.endsWith('.ts'))
+    .map((file) => basename(file, '.ts'))
+    .sort();
   const unknown = wanted.filter((name) => !available.includes(name));
   if (unknown.length > 0) throw new Error(`Unknown suite(s) ${unknown.join(', ')}; available: ${available.join(', ')}`);
   const selected = wanted.length > 0 ? available.filter((name) => wanted.includes(name)) : available;

@@ -15,10 +15,7 @@ import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts } f
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const schemaName = (fallback: string) =>
-  z
-    .string()
-    .regex(SCHEMA_NAME, 'a lower-case PostgreSQL identifier (letters, digits, _; at most 63 characters)')
-    .default(fallback);
+  z.string().regex(SCHEMA_NAME, 'a lower-case PostgreSQL identifier (letters, digits, _; at most 63 characters)').default(fallback);
 
 /** `1`/`true`/`yes`/`on` and `0`/`false`/`no`/`off`; unset stays undefined (the default then depends on the engine). */
 const flag = z
@@ -57,22 +54,32 @@ const EnvSchema = z.object({
       .regex(/^esdb(\+discover)?:\/\/.+/, 'an EventStoreDB URL such as esdb://localhost:2113?tls=false')
       .optional(),
   ),
-  PORT: z.preprocess(emptyAsUnset, z.coerce.number({ error: 'a port number from 0 to 65535' }).int('a port number from 0 to 65535').min(0, 'a port number from 0 to 65535').max(65535, 'a port number from 0 to 65535').default(3000)),
-  HOST: z.preprocess(emptyAsUnset, z.string().min(1).default('127.0.0.1')),
-  CRM_ADMIN_KEY: z.preprocess(
+  PORT: z.preprocess(
     emptyAsUnset,
-    z.string().min(16, 'at least 16 characters').max(200).regex(/^\S+$/, 'no spaces').optional(),
+    z.coerce
+      .number({ error: 'a port number from 0 to 65535' })
+      .int('a port number from 0 to 65535')
+      .min(0, 'a port number from 0 to 65535')
+      .max(65535, 'a port number from 0 to 65535')
+      .default(3000),
   ),
+  HOST: z.preprocess(emptyAsUnset, z.string().min(1).default('127.0.0.1')),
+  CRM_ADMIN_KEY: z.preprocess(emptyAsUnset, z.string().min(16, 'at least 16 characters').max(200).regex(/^\S+$/, 'no spaces').optional()),
   CRM_DATA_DIR: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
   CRM_MASTER_KEY: z.preprocess(emptyAsUnset, z.string().optional()),
   CRM_MASTER_KEY_FILE: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
   CRM_DEMO: z.preprocess(emptyAsUnset, flag),
-  CRM_DEMO_SEED: z.preprocess(emptyAsUnset, z.coerce.number().int().min(0).max(2 ** 31 - 1).default(42)),
-  CRM_DEMO_CUSTOMERS: z.preprocess(emptyAsUnset, z.coerce.number().int().min(1).max(1_000_000).default(1000)),
-  LOG_LEVEL: z.preprocess(
+  CRM_DEMO_SEED: z.preprocess(
     emptyAsUnset,
-    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31 - 1)
+      .default(42),
   ),
+  CRM_DEMO_CUSTOMERS: z.preprocess(emptyAsUnset, z.coerce.number().int().min(1).max(1_000_000).default(1000)),
+  LOG_LEVEL: z.preprocess(emptyAsUnset, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   CRM_EVENTS_SCHEMA: z.preprocess(emptyAsUnset, schemaName('crm_events')),
   CRM_READ_SCHEMA: z.preprocess(emptyAsUnset, schemaName('crm')),
   CRM_REPORTING_SCHEMA: z.preprocess(emptyAsUnset, schemaName('reporting')),
@@ -81,11 +88,27 @@ const EnvSchema = z.object({
   /** Lease of a projection worker on each projection: how long a crashed worker's projections wait for a taker. */
   CRM_PROJECTION_LEASE_SECONDS: z.preprocess(
     emptyAsUnset,
-    z.coerce.number({ error: 'a number of seconds from 1 to 3600' }).min(1, 'a number of seconds from 1 to 3600').max(3600, 'a number of seconds from 1 to 3600').default(15),
+    z.coerce
+      .number({ error: 'a number of seconds from 1 to 3600' })
+      .min(1, 'a number of seconds from 1 to 3600')
+      .max(3600, 'a number of seconds from 1 to 3600')
+      .default(15),
   ),
   /** NATS with JetStream: every integration event is published there when set (integration/). */
-  CRM_NATS_URL: z.preprocess(emptyAsUnset, z.string().regex(/^(nats|tls|wss?):\/\/.+/, 'a NATS URL such as nats://127.0.0.1:4222').optional()),
-  CRM_NATS_STREAM: z.preprocess(emptyAsUnset, z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a JetStream stream name (letters, digits, _ and -)').default('CRM_EVENTS')),
+  CRM_NATS_URL: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^(nats|tls|wss?):\/\/.+/, 'a NATS URL such as nats://127.0.0.1:4222')
+      .optional(),
+  ),
+  CRM_NATS_STREAM: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, 'a JetStream stream name (letters, digits, _ and -)')
+      .default('CRM_EVENTS'),
+  ),
   CRM_NATS_ROLE: z.preprocess(emptyAsUnset, z.enum(['admin', 'sales', 'marketing', 'support', 'analyst', 'auditor']).default('analyst')),
   ...DATABASE_TIMEOUT_VARIABLES,
   /** Requests per minute per API key; 0 turns the limit off. */
@@ -94,7 +117,10 @@ const EnvSchema = z.object({
   /** The one currency money figures are also given in (ISO 4217). */
   CRM_BASE_CURRENCY: z.preprocess(
     emptyAsUnset,
-    z.string().regex(/^[A-Z]{3}$/, 'an ISO 4217 currency code in capitals, such as EUR or USD').default(DEFAULT_BASE_CURRENCY),
+    z
+      .string()
+      .regex(/^[A-Z]{3}$/, 'an ISO 4217 currency code in capitals, such as EUR or USD')
+      .default(DEFAULT_BASE_CURRENCY),
   ),
   /** Back-pressure on commands (api/back-pressure.ts): past a bound a command gets 503 with Retry-After; 0 turns that bound off. */
   CRM_MAX_COMMANDS_IN_FLIGHT: z.preprocess(emptyAsUnset, bound('commands handled at once').default(DEFAULT_BACK_PRESSURE.maxCommandsInFlight)),
@@ -104,7 +130,10 @@ const EnvSchema = z.object({
   /** Shared rate-limit counters for every replica. */
   REDIS_URL: z.preprocess(
     emptyAsUnset,
-    z.string().regex(/^rediss?:\/\/.+/, 'a Redis URL such as redis://127.0.0.1:6379').optional(),
+    z
+      .string()
+      .regex(/^rediss?:\/\/.+/, 'a Redis URL such as redis://127.0.0.1:6379')
+      .optional(),
   ),
 });
 
@@ -145,7 +174,9 @@ const readMasterKey = (value: string | undefined, file: string | undefined, cwd:
   const key = parseMasterKey(text!);
   if (typeof key === 'string') {
     // Never echo the value: it is the secret that protects every customer's data.
-    throw new ConfigError([{ variable: file !== undefined ? 'CRM_MASTER_KEY_FILE' : 'CRM_MASTER_KEY', message: `${key} (got ${text!.trim().length} characters)` }]);
+    throw new ConfigError([
+      { variable: file !== undefined ? 'CRM_MASTER_KEY_FILE' : 'CRM_MASTER_KEY', message: `${key} (got ${text!.trim().length} characters)` },
+    ]);
   }
   return key;
 };
@@ -184,9 +215,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
   const schemas = { events: e.CRM_EVENTS_SCHEMA, read: e.CRM_READ_SCHEMA, reporting: e.CRM_REPORTING_SCHEMA };
   const clash = Object.entries(schemas).find(([, name], i, all) => all.findIndex(([, other]) => other === name) !== i);
   if (clash) {
-    throw new ConfigError([
-      { variable: `CRM_${clash[0].toUpperCase()}_SCHEMA`, message: `"${clash[1]}" is used for two schemas; each needs its own name` },
-    ]);
+    throw new ConfigError([{ variable: `CRM_${clash[0].toUpperCase()}_SCHEMA`, message: `"${clash[1]}" is used for two schemas; each needs its own name` }]);
   }
   const database: CrmConfig['database'] = e.DATABASE_URL
     ? { kind: 'postgres', url: e.DATABASE_URL }
@@ -239,7 +268,11 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   { name: 'HOST', default: '127.0.0.1', meaning: 'HTTP interface (0.0.0.0 in containers)' },
   { name: 'CRM_ADMIN_KEY', default: '(generated on first start, printed once)', meaning: 'the first admin API key' },
   { name: 'CRM_DATA_DIR', default: '.crm-data', meaning: 'folder of the embedded database' },
-  { name: 'CRM_MASTER_KEY', default: '(unset: data keys stored bare)', meaning: '32-byte key (base64 or hex) wrapping the per-customer data keys; see "Where personal data lives"' },
+  {
+    name: 'CRM_MASTER_KEY',
+    default: '(unset: data keys stored bare)',
+    meaning: '32-byte key (base64 or hex) wrapping the per-customer data keys; see "Where personal data lives"',
+  },
   { name: 'CRM_MASTER_KEY_FILE', default: '(unset)', meaning: 'file holding the master key instead (a mounted secret); not with CRM_MASTER_KEY' },
   { name: 'CRM_DEMO', default: '1 embedded, 0 with DATABASE_URL', meaning: 'load demo data on the first start' },
   { name: 'CRM_DEMO_SEED', default: '42', meaning: 'seed of the demo data set' },
@@ -252,10 +285,14 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   { name: 'CRM_RATE_LIMIT', default: '6000', meaning: 'requests per minute per API key (0 turns the limit off)' },
   { name: 'CRM_RATE_LIMIT_<ROLE>', default: '(CRM_RATE_LIMIT)', meaning: 'the same for keys of one role, e.g. CRM_RATE_LIMIT_SALES=30000' },
   { name: 'REDIS_URL', default: '(unset: counted per process)', meaning: 'Redis that holds the rate-limit counters shared by every replica' },
-  { name: 'CRM_PROJECTION_LEASE_SECONDS', default: '15', meaning: 'lease of a projection worker on its projections; a crashed worker\'s are taken over after it' },
+  {
+    name: 'CRM_PROJECTION_LEASE_SECONDS',
+    default: '15',
+    meaning: "lease of a projection worker on its projections; a crashed worker's are taken over after it",
+  },
   { name: 'CRM_NATS_URL', default: '(unset: no NATS publishing)', meaning: 'NATS with JetStream: every integration event is published to the stream' },
   { name: 'CRM_NATS_STREAM', default: 'CRM_EVENTS', meaning: 'JetStream stream of the integration events (subjects crm.<aggregate>.<EventType>)' },
-  { name: 'CRM_NATS_ROLE', default: 'analyst', meaning: "whose view of personal data the stream carries: analyst masks it, any other role sees it" },
+  { name: 'CRM_NATS_ROLE', default: 'analyst', meaning: 'whose view of personal data the stream carries: analyst masks it, any other role sees it' },
   { name: 'CRM_BASE_CURRENCY', default: 'EUR', meaning: 'ISO 4217 base currency: exchange rates are set against it and money figures are also given in it' },
   ...DATABASE_TIMEOUT_DOCS,
 ];

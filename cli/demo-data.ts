@@ -87,9 +87,98 @@ const SEASON = [0.8, 0.7, 0.9, 0.95, 0.95, 0.8, 0.55, 0.55, 0.9, 1, 1.9, 2.4] as
 const SEASON_MAX = 2.4;
 const season = (t: number) => SEASON[new Date(t).getUTCMonth()] as number;
 
-const FIRST_NAMES = ['Ada', 'Ben', 'Chloé', 'David', 'Elif', 'Farid', 'Grace', 'Hugo', 'Ines', 'Jonas', 'Kira', 'Luca', 'Maya', 'Noah', 'Olga', 'Pablo', 'Qing', 'Rosa', 'Sami', 'Tara', 'Uma', 'Victor', 'Wen', 'Ximena', 'Yusuf', 'Zoe', 'Amara', 'Bruno', 'Carmen', 'Dmitri', 'Emma', 'Felix', 'Giulia', 'Hana', 'Ivan', 'Julia', 'Kenji', 'Lea', 'Marco', 'Nina'] as const;
-const LAST_NAMES = ['Adler', 'Bauer', 'Costa', 'Dubois', 'Eriksen', 'Fischer', 'García', 'Hansen', 'Ito', 'Jansen', 'Kowalski', 'Laurent', 'Müller', 'Novak', 'Okafor', 'Petrov', 'Quinn', 'Rossi', 'Schmidt', 'Tanaka', 'Urban', 'Varga', 'Weber', 'Xu', 'Yilmaz', 'Zimmermann', 'Andersson', 'Brown', 'Chen', 'Dias'] as const;
-const COMPANIES = ['Acme Tools', 'Blue Harbor', 'Cedar Labs', 'Delta Foods', 'Evergreen Hotels', 'Fjord Logistics', 'Granite Works', 'Helios Energy', 'Iris Design', 'Juniper Health', 'Kite Media', 'Lumen Retail', 'Maple Finance', 'Nimbus Cloud', 'Orchid Spa', 'Pioneer Farms'] as const;
+const FIRST_NAMES = [
+  'Ada',
+  'Ben',
+  'Chloé',
+  'David',
+  'Elif',
+  'Farid',
+  'Grace',
+  'Hugo',
+  'Ines',
+  'Jonas',
+  'Kira',
+  'Luca',
+  'Maya',
+  'Noah',
+  'Olga',
+  'Pablo',
+  'Qing',
+  'Rosa',
+  'Sami',
+  'Tara',
+  'Uma',
+  'Victor',
+  'Wen',
+  'Ximena',
+  'Yusuf',
+  'Zoe',
+  'Amara',
+  'Bruno',
+  'Carmen',
+  'Dmitri',
+  'Emma',
+  'Felix',
+  'Giulia',
+  'Hana',
+  'Ivan',
+  'Julia',
+  'Kenji',
+  'Lea',
+  'Marco',
+  'Nina',
+] as const;
+const LAST_NAMES = [
+  'Adler',
+  'Bauer',
+  'Costa',
+  'Dubois',
+  'Eriksen',
+  'Fischer',
+  'García',
+  'Hansen',
+  'Ito',
+  'Jansen',
+  'Kowalski',
+  'Laurent',
+  'Müller',
+  'Novak',
+  'Okafor',
+  'Petrov',
+  'Quinn',
+  'Rossi',
+  'Schmidt',
+  'Tanaka',
+  'Urban',
+  'Varga',
+  'Weber',
+  'Xu',
+  'Yilmaz',
+  'Zimmermann',
+  'Andersson',
+  'Brown',
+  'Chen',
+  'Dias',
+] as const;
+const COMPANIES = [
+  'Acme Tools',
+  'Blue Harbor',
+  'Cedar Labs',
+  'Delta Foods',
+  'Evergreen Hotels',
+  'Fjord Logistics',
+  'Granite Works',
+  'Helios Energy',
+  'Iris Design',
+  'Juniper Health',
+  'Kite Media',
+  'Lumen Retail',
+  'Maple Finance',
+  'Nimbus Cloud',
+  'Orchid Spa',
+  'Pioneer Farms',
+] as const;
 const SOURCES = ['web', 'web', 'web', 'referral', 'referral', 'event', 'ads', 'ads', 'partner'] as const;
 const SALES = ['ana.silva', 'ben.okoro', 'carla.meyer', 'dan.wu'] as const;
 const SUPPORT = ['eva.lind', 'finn.berg', 'gina.ross'] as const;
@@ -154,19 +243,18 @@ export function buildDemoPlan(options: DemoOptions): DemoAction[] {
     const business = chance(random, 0.3);
     const company = business ? pick(random, COMPANIES) : null;
     const consent = chance(random, 0.7);
-    const tags = [
-      ...(business ? ['b2b'] : []),
-      ...(consent && chance(random, 0.5) ? ['newsletter'] : []),
-      ...(chance(random, 0.05) ? ['vip'] : []),
-    ];
+    const tags = [...(business ? ['b2b'] : []), ...(consent && chance(random, 0.5) ? ['newsletter'] : []), ...(chance(random, 0.05) ? ['vip'] : [])];
     const sim: SimCustomer = { id, index: i, since, consent, business, purchases: [] };
     sims.push(sim);
     add(`customer-${i}:register`, since, web, {
       type: 'RegisterCustomer',
       customerId: id,
       name: `${first} ${last}`,
-      // eslint-disable-next-line no-control-regex -- keeps ASCII only: the range starts at NUL on purpose
-      email: `${first}.${last}.${i}@example.com`.toLowerCase().normalize('NFD').replace(/[^\x00-\x7f]/g, ''),
+      email: `${first}.${last}.${i}@example.com`
+        .toLowerCase()
+        .normalize('NFD')
+        // eslint-disable-next-line no-control-regex -- keeps ASCII only: the range starts at NUL on purpose
+        .replace(/[^\x00-\x7f]/g, ''),
       phone: chance(random, 0.6) ? `+49 30 ${String(1_000_000 + Math.floor(random() * 8_999_999))}` : null,
       company,
       tags,
@@ -402,18 +490,23 @@ export function buildDemoPlan(options: DemoOptions): DemoAction[] {
       const agent = pick(random, SUPPORT);
       const support = staff(agent, 'support');
       const survey = kind === 'survey';
-      add(`${label}:submit`, t, { userId: `customer:${sim.index}`, roles: ['system'] }, {
-        type: 'SubmitFeedback',
-        feedbackId,
-        customerId: sim.id,
-        kind,
-        channel: pick(random, ['email', 'email', 'phone', 'chat', 'web', 'social'] as const),
-        subject: pick(random, FEEDBACK_SUBJECTS[kind] as readonly string[]),
-        body: `Customer ${sim.index} wrote about "${kind}" (demo text).`,
-        priority,
-        csat: survey ? 1 + Math.min(4, Math.floor(gamma(random, 6, 0.6))) : null,
-        nps: survey ? Math.min(10, Math.floor(between(random, 3, 11))) : null,
-      });
+      add(
+        `${label}:submit`,
+        t,
+        { userId: `customer:${sim.index}`, roles: ['system'] },
+        {
+          type: 'SubmitFeedback',
+          feedbackId,
+          customerId: sim.id,
+          kind,
+          channel: pick(random, ['email', 'email', 'phone', 'chat', 'web', 'social'] as const),
+          subject: pick(random, FEEDBACK_SUBJECTS[kind] as readonly string[]),
+          body: `Customer ${sim.index} wrote about "${kind}" (demo text).`,
+          priority,
+          csat: survey ? 1 + Math.min(4, Math.floor(gamma(random, 6, 0.6))) : null,
+          nps: survey ? Math.min(10, Math.floor(between(random, 3, 11))) : null,
+        },
+      );
       const [responseHours, resolutionHours] = SLA_HOURS[priority];
       // Most tickets are answered in time; about one in six misses its first-response target.
       const late = chance(random, 0.17);
@@ -434,14 +527,23 @@ export function buildDemoPlan(options: DemoOptions): DemoAction[] {
       const resolveLate = late ? chance(random, 0.6) : chance(random, 0.08);
       t += (resolveLate ? between(random, 1.1, 2.5) : between(random, 0.2, 0.9)) * resolutionHours * HOUR;
       if (t > end) continue;
-      add(`${label}:resolve`, t, support, { type: 'ResolveFeedback', feedbackId, resolution: pick(random, ['Refund issued', 'Replacement sent', 'Question answered', 'Account updated', 'Explained the policy']) });
+      add(`${label}:resolve`, t, support, {
+        type: 'ResolveFeedback',
+        feedbackId,
+        resolution: pick(random, ['Refund issued', 'Replacement sent', 'Question answered', 'Account updated', 'Explained the policy']),
+      });
       if (chance(random, 0.55)) {
-        add(`${label}:rate`, t + between(random, 2, 48) * HOUR, { userId: `customer:${sim.index}`, roles: ['system'] }, {
-          type: 'RateFeedback',
-          feedbackId,
-          csat: late ? pick(random, [1, 2, 2, 3, 3, 4]) : pick(random, [3, 4, 4, 5, 5, 5]),
-          comment: null,
-        });
+        add(
+          `${label}:rate`,
+          t + between(random, 2, 48) * HOUR,
+          { userId: `customer:${sim.index}`, roles: ['system'] },
+          {
+            type: 'RateFeedback',
+            feedbackId,
+            csat: late ? pick(random, [1, 2, 2, 3, 3, 4]) : pick(random, [3, 4, 4, 5, 5, 5]),
+            comment: null,
+          },
+        );
       }
       if (chance(random, 0.8)) add(`${label}:close`, t + between(random, 3, 7) * DAY, support, { type: 'CloseFeedback', feedbackId });
     }

@@ -18,7 +18,7 @@ const overview = (): string =>
     'Commands:',
     ...commands.map((c) => `  ${c.name.padEnd(Math.max(13, ...commands.map((n) => n.name.length + 1)))}${c.summary}`),
     '',
-    'Run `crm <command> --help` for a command\'s options. Configuration: environment variables (README.md).',
+    "Run `crm <command> --help` for a command's options. Configuration: environment variables (README.md).",
   ].join('\n');
 
 async function main(argv: string[]): Promise<number> {

@@ -40,5 +40,9 @@ export const DATABASE_TIMEOUT_DOCS: readonly { name: string; default: string; me
   { name: 'CRM_DB_LONG_STATEMENT_TIMEOUT_MS', default: '600000', meaning: 'statement_timeout of rebuild, replay, verify and fit connections' },
   { name: 'CRM_DB_LOCK_TIMEOUT_MS', default: '2000', meaning: 'lock_timeout of every connection' },
   { name: 'CRM_DB_CONNECT_TIMEOUT_MS', default: '3000', meaning: 'longest wait to open a connection or get a free one from the pool' },
-  { name: 'CRM_REQUEST_TIMEOUT_MS', default: '10000', meaning: 'an HTTP request not answered by then gets 503 (commands: outcome unknown, retry with the same Idempotency-Key)' },
+  {
+    name: 'CRM_REQUEST_TIMEOUT_MS',
+    default: '10000',
+    meaning: 'an HTTP request not answered by then gets 503 (commands: outcome unknown, retry with the same Idempotency-Key)',
+  },
 ];

@@ -29,8 +29,7 @@ export interface BatchItem {
 
 export type BatchOutcome =
   /** `alreadyDone`: the command's events were stored before (a re-import, or a resumed one). */
-  | { ok: true; stream: string; eventIds: string[]; alreadyDone: boolean }
-  | { ok: false; error: unknown };
+  { ok: true; stream: string; eventIds: string[]; alreadyDone: boolean } | { ok: false; error: unknown };
 
 /**
  * A command validated and stamped, ready to be decided (or why it was refused). Preparing needs no
@@ -112,10 +111,11 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     if (missing.length === 0) return streams;
     const read = await store.readStreams(missing);
     const subjects: string[] = [];
-    for (const events of read.values()) for (const e of events) {
-      const subject = personalSubjectOf(e.type, e.data);
-      if (subject) subjects.push(subject);
-    }
+    for (const events of read.values())
+      for (const e of events) {
+        const subject = personalSubjectOf(e.type, e.data);
+        if (subject) subjects.push(subject);
+      }
     await personalData.loadKeys(subjects);
     for (const stream of missing) {
       const folder = folders[wanted.get(stream)!] as Folder<unknown>;
@@ -255,7 +255,10 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           const conflicted = new Set(error.conflicts.map((c) => c.stream));
           const rest = appends.filter((a) => !conflicted.has(a.stream));
           if (rest.length > 0 && rest.length < appends.length) {
-            const appended = await store.appendToStreams(rest).then(() => true, () => false);
+            const appended = await store.appendToStreams(rest).then(
+              () => true,
+              () => false,
+            );
             if (appended) {
               const done = new Set(rest.map((a) => a.stream));
               prepared.forEach((p, i) => {

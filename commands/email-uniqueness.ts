@@ -21,7 +21,8 @@ export async function claimEmail(
   if (result.claimed) return { fresh: result.fresh };
   const holder = await customerOf(result.holder);
   // Abandoned (never registered) or forgotten in a race with this claim: the address is free.
-  if ((!holder.exists || holder.forgotten) && (await index.takeOver(email, result.holder, customerId, holder.forgotten ? 0 : ABANDONED_CLAIM_SECONDS))) return { fresh: true };
+  if ((!holder.exists || holder.forgotten) && (await index.takeOver(email, result.holder, customerId, holder.forgotten ? 0 : ABANDONED_CLAIM_SECONDS)))
+    return { fresh: true };
   const existing = holder.mergedInto ?? result.holder;
   throw invalidState('customer.email_taken', `Customer ${existing} already has this email address`, 'email', {
     customerId: existing,

@@ -15,8 +15,7 @@ export const uuidV5 = (name: string): string => {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 };
 
-export const eventIdFor = (stream: string, idempotencyKey: string, index: number): string =>
-  uuidV5(`event\n${stream}\n${idempotencyKey}\n${index}`);
+export const eventIdFor = (stream: string, idempotencyKey: string, index: number): string => uuidV5(`event\n${stream}\n${idempotencyKey}\n${index}`);
 
 /** Id of an aggregate created by a command that carried no id: stable across retries of the same key. */
 export const createdIdFor = (commandType: string, idempotencyKey: string): string => uuidV5(`create\n${commandType}\n${idempotencyKey}`);
@@ -24,10 +23,17 @@ export const createdIdFor = (commandType: string, idempotencyKey: string): strin
 const canonical = (value: unknown): unknown => {
   if (Array.isArray(value)) return value.map(canonical);
   if (value && typeof value === 'object')
-    return Object.fromEntries(Object.keys(value).sort().filter((k) => (value as Record<string, unknown>)[k] !== undefined).map((k) => [k, canonical((value as Record<string, unknown>)[k])]));
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
+    );
   return value;
 };
 
 /** SHA-256 of the command's canonical JSON (keys sorted): equal for a retry, different for another request. */
 export const commandHash = (command: unknown): string =>
-  createHash('sha256').update(JSON.stringify(canonical(command))).digest('base64url');
+  createHash('sha256')
+    .update(JSON.stringify(canonical(command)))
+    .digest('base64url');

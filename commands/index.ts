@@ -17,7 +17,17 @@ import { notFound, ruleViolated } from '../domain/errors.ts';
 import { resolveActivityParent } from './activity-parent.ts';
 import { eventIdFor } from './ids.ts';
 import { userSnapshot } from '../domain/user/decider.ts';
-import { createDecide, fillDerivedIds, needsCustomerSnapshot, needsKnownTeams, needsOwnerSnapshot, prepareCommand, protectForCommand, type DomainEventList, type PreparedCommand } from './prepare.ts';
+import {
+  createDecide,
+  fillDerivedIds,
+  needsCustomerSnapshot,
+  needsKnownTeams,
+  needsOwnerSnapshot,
+  prepareCommand,
+  protectForCommand,
+  type DomainEventList,
+  type PreparedCommand,
+} from './prepare.ts';
 import type { AggregateKind, CrmCommand } from './schemas.ts';
 
 export { commandSchemas, commandTargets, commandTypes, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
@@ -51,7 +61,6 @@ export interface CrmCommandDeps {
   /** Per-stream queue and the time bound on waiting and re-deciding (stream-queue.ts). */
   queue?: Partial<StreamQueueOptions>;
 }
-
 
 /**
  * The first result of a command retried with the same idempotency key: the events whose ids derive
@@ -126,7 +135,8 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     if (prepared.type === 'LogActivity') {
       // Logged under its parent's path: a parent outside the scope answers as a missing one would (404).
       if (typeof command.dealId === 'string') {
-        if (!(await dealVisible(command.dealId))) throw notFound('deal.not_found', `Deal ${command.dealId} does not exist`, 'dealId', { dealId: command.dealId });
+        if (!(await dealVisible(command.dealId)))
+          throw notFound('deal.not_found', `Deal ${command.dealId} does not exist`, 'dealId', { dealId: command.dealId });
       } else if (referenced !== undefined && !(await customerVisible(referenced))) {
         throw notFound('customer.not_found', `Customer ${referenced} does not exist`, 'customerId', { customerId: referenced });
       }
@@ -148,7 +158,9 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       const { state } = await load('activity', id);
       visible =
         state.exists &&
-        (owns(state.assigneeId) || (state.customerId !== null && (await accountVisible(state.customerId))) || (state.dealId !== null && (await dealVisible(state.dealId))));
+        (owns(state.assigneeId) ||
+          (state.customerId !== null && (await accountVisible(state.customerId))) ||
+          (state.dealId !== null && (await dealVisible(state.dealId))));
     } else if (kind === 'feedback') {
       const { state } = await load('feedback', id);
       visible = state.exists && (owns(state.assigneeId) || (state.customerId !== null && (await accountVisible(state.customerId))));
@@ -164,8 +176,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   const protect = (type: CrmEventType, data: unknown): Promise<unknown> => protectForCommand(personalData, type, data);
 
   const assertExpected = (stream: string, ctx: CommandContext, actual: number): void => {
-    if (ctx.expectedRevision !== undefined && ctx.expectedRevision !== actual)
-      throw new WrongExpectedRevision(stream, ctx.expectedRevision, actual);
+    if (ctx.expectedRevision !== undefined && ctx.expectedRevision !== actual) throw new WrongExpectedRevision(stream, ctx.expectedRevision, actual);
   };
 
   /** Validates, encrypts and appends decided events at `revision`; a concurrent retry of the same key returns the first result. */
@@ -245,8 +256,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     }
     assertExpected(primaryStream, ctx, primary.revision);
     const decided = decideMerge(command, primary.state, duplicate.state);
-    const duplicateResult =
-      decided.duplicate.length > 0 ? await append('customer', command.duplicateId, decided.duplicate, duplicate, metadata) : undefined;
+    const duplicateResult = decided.duplicate.length > 0 ? await append('customer', command.duplicateId, decided.duplicate, duplicate, metadata) : undefined;
     const primaryResult =
       decided.primary.length > 0
         ? await append('customer', command.customerId, decided.primary, primary, metadata)
@@ -317,4 +327,3 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     },
   };
 }
-

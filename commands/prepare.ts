@@ -79,8 +79,7 @@ export const fillDerivedIds = (prepared: PreparedCommand, actorId: string): void
 };
 
 /** Commands whose decider needs a snapshot of the customer they name (`command.customer`). */
-export const needsCustomerSnapshot = (type: CommandType): boolean =>
-  type === 'OpenDeal' || type === 'SubmitFeedback' || type === 'RecordCampaignResponse';
+export const needsCustomerSnapshot = (type: CommandType): boolean => type === 'OpenDeal' || type === 'SubmitFeedback' || type === 'RecordCampaignResponse';
 
 /** Commands whose decider needs the named owner's snapshot (`command.owner`) when `ownerId` is given. */
 export const needsOwnerSnapshot = (type: CommandType): boolean =>

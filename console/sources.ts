@@ -11,9 +11,7 @@ export const BUILD_STAMP = 'build.json';
 const BUNDLED = ['vite', 'preact', 'uplot'];
 
 const filesUnder = (dir: string): string[] =>
-  readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory() ? filesUnder(join(dir, entry.name)) : [join(dir, entry.name)],
-  );
+  readdirSync(dir, { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? filesUnder(join(dir, entry.name)) : [join(dir, entry.name)]));
 
 /**
  * A hash of everything the built console is made from: its sources, its build configuration and the
@@ -22,7 +20,12 @@ const filesUnder = (dir: string): string[] =>
  */
 export const consoleSourcesHash = (): string => {
   const hash = createHash('sha256');
-  const files = [join(CONSOLE_ROOT, 'index.html'), join(CONSOLE_ROOT, 'vite.config.ts'), join(CONSOLE_ROOT, 'sources.ts'), ...filesUnder(join(CONSOLE_ROOT, 'src'))];
+  const files = [
+    join(CONSOLE_ROOT, 'index.html'),
+    join(CONSOLE_ROOT, 'vite.config.ts'),
+    join(CONSOLE_ROOT, 'sources.ts'),
+    ...filesUnder(join(CONSOLE_ROOT, 'src')),
+  ];
   for (const file of files.sort()) {
     hash.update(relative(CONSOLE_ROOT, file).replaceAll('\\', '/')).update('\0').update(readFileSync(file)).update('\0');
   }

@@ -39,7 +39,8 @@ export const IsoDateTime = z.iso.datetime({ offset: true }).refine(isBusinessIns
  */
 export const BusinessTime = IsoDateTime;
 
-type WithBusinessTime<S> = S extends z.ZodObject<infer Shape, infer Config> ? z.ZodObject<Omit<Shape, 'occurredAt'> & { occurredAt: z.ZodOptional<typeof BusinessTime> }, Config> : S;
+type WithBusinessTime<S> =
+  S extends z.ZodObject<infer Shape, infer Config> ? z.ZodObject<Omit<Shape, 'occurredAt'> & { occurredAt: z.ZodOptional<typeof BusinessTime> }, Config> : S;
 
 /**
  * A command catalogue whose commands each accept `occurredAt` (business time), but those in `except`
@@ -56,7 +57,10 @@ export const withBusinessTime = <T extends Record<string, z.ZodObject>, X extend
 export const IsoDate = z.iso.date().refine(isBusinessDate, BUSINESS_YEARS_RULE);
 export const ShortText = SafeText.trim().min(1).max(200);
 export const LongText = SafeText.max(10_000);
-export const Tag = SafeText.trim().min(1).max(50).regex(/^[\p{L}\p{N}_:.\- ]+$/u, 'letters, digits, space, _ : . -');
+export const Tag = SafeText.trim()
+  .min(1)
+  .max(50)
+  .regex(/^[\p{L}\p{N}_:.\- ]+$/u, 'letters, digits, space, _ : . -');
 
 /** What a personal field reads as once its customer has been forgotten (crypto-shredded). */
 export const ERASED = '[erased]';

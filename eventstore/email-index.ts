@@ -35,7 +35,6 @@ export interface EmailIndex {
   forget(customerId: string): Promise<void>;
 }
 
-
 export interface EmailIndexOptions {
   /** Events schema: the index lives beside the events and the customers' data keys. */
   schema: string;
@@ -52,7 +51,9 @@ export async function createEmailIndex(db: Kysely<any>, options: EmailIndexOptio
     claimed_at timestamptz NOT NULL DEFAULT now()
   )`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customer_email_index_customer_idx ON ${table} (customer_id)`.execute(db);
-  const key = options.masterKey ? Buffer.from(hkdfSync('sha256', options.masterKey, Buffer.alloc(0), 'crm email lookup v1', 32)) : await storedKey(db, options.schema);
+  const key = options.masterKey
+    ? Buffer.from(hkdfSync('sha256', options.masterKey, Buffer.alloc(0), 'crm email lookup v1', 32))
+    : await storedKey(db, options.schema);
   const hmac = (email: string): Buffer => createHmac('sha256', key).update(normaliseEmail(email)).digest();
 
   const holder = async (email: string) => {

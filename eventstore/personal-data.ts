@@ -129,8 +129,7 @@ const decrypt = (key: Buffer, customerId: string, field: string, stored: string)
 
 const personalSpec = (type: string) => (isCrmEventType(type) ? personalFields[type] : undefined);
 
-const isRecord = (data: unknown): data is Record<string, unknown> =>
-  typeof data === 'object' && data !== null && !Array.isArray(data);
+const isRecord = (data: unknown): data is Record<string, unknown> => typeof data === 'object' && data !== null && !Array.isArray(data);
 
 /** `undefined` = no key row yet; `null` = forgotten (the key was deleted). */
 type KeyLookup = Buffer | null | undefined;
@@ -324,7 +323,9 @@ export async function createPersonalData(db: Kysely<any>, options: PersonalDataO
         )
         SELECT customer_id, data_key FROM created
         UNION ALL
-        SELECT customer_id, data_key FROM ${table} WHERE customer_id = ANY (${unknown}::text[]) AND customer_id NOT IN (SELECT customer_id FROM created)`.execute(db);
+        SELECT customer_id, data_key FROM ${table} WHERE customer_id = ANY (${unknown}::text[]) AND customer_id NOT IN (SELECT customer_id FROM created)`.execute(
+        db,
+      );
       learn(rows);
       // A key committed by a concurrent writer after this statement began is not in its snapshot: read it now.
       await read(unknown.filter((id) => !cache.has(id)));

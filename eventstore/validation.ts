@@ -29,10 +29,7 @@ const MAX_TYPE_LENGTH = 200;
 
 export const assertStreamName = (stream: unknown): string => {
   if (typeof stream !== 'string' || !STREAM_NAME_PATTERN.test(stream)) {
-    throw new InvalidAppend(
-      'invalid_stream_name',
-      `Invalid stream name ${JSON.stringify(stream)}: expected <aggregate>-<id> (e.g. customer-<uuid>)`,
-    );
+    throw new InvalidAppend('invalid_stream_name', `Invalid stream name ${JSON.stringify(stream)}: expected <aggregate>-<id> (e.g. customer-<uuid>)`);
   }
   return stream;
 };

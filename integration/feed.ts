@@ -35,7 +35,11 @@ const subjectOf = (e: RecordedEvent): string | undefined => {
   return typeof value === 'string' ? value : undefined;
 };
 
-export function createIntegrationFeed(store: EventStore, personalData: PersonalData, log?: (message: string, details?: Record<string, unknown>) => void): IntegrationFeed {
+export function createIntegrationFeed(
+  store: EventStore,
+  personalData: PersonalData,
+  log?: (message: string, details?: Record<string, unknown>) => void,
+): IntegrationFeed {
   const waiters = new Set<() => void>();
   const ring = () => {
     for (const wake of [...waiters]) wake();

@@ -21,7 +21,11 @@ export function registerPublisherMetrics(registry: Registry, integration: Pick<I
     });
   gauge('crm_publisher_lag_events', 'Events recorded after the publisher checkpoint (capped)', (p) => p.eventsBehind);
   gauge('crm_publisher_lag_seconds', 'Age of the oldest event the publisher has not delivered yet', (p) => p.secondsBehind);
-  gauge('crm_publisher_deliveries_total', 'Events delivered (webhook 2xx answers, JetStream acknowledgements) since the publisher was created', (p) => p.delivered);
+  gauge(
+    'crm_publisher_deliveries_total',
+    'Events delivered (webhook 2xx answers, JetStream acknowledgements) since the publisher was created',
+    (p) => p.delivered,
+  );
   gauge('crm_publisher_failures_total', 'Failed attempts (receiver errors, timeouts, NATS errors) since the publisher was created', (p) => p.failures);
   gauge('crm_publisher_failing', '1 when the publisher is paused as failing (retries ran out), else 0', (p) => (p.state === 'failing' ? 1 : 0));
 }

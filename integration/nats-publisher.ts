@@ -74,7 +74,9 @@ export class NatsPublisher {
         failures++;
         const message = describeError(error);
         this.options.log?.('NATS publisher error; retrying', { error: message });
-        await this.options.tables.recordFailure(NATS_PUBLISHER, { error: message, status: null, latencyMs: 0, nextRetryAt: null, pause: false }).catch(() => undefined);
+        await this.options.tables
+          .recordFailure(NATS_PUBLISHER, { error: message, status: null, latencyMs: 0, nextRetryAt: null, pause: false })
+          .catch(() => undefined);
         await this.options.feed.wait(Math.min(30_000, 250 * 2 ** Math.min(failures, 7)), this.controller.signal);
       }
     }
@@ -116,7 +118,9 @@ export class NatsPublisher {
     // A poison event stops the publisher where it is (retried with back-off, shown in its status).
     const undecodable = page.items.find((i) => !i.projected);
     if (undecodable) {
-      throw new Error(`event ${undecodable.recorded.id} at position ${undecodable.recorded.position} cannot be decoded: ${describeError(undecodable.decodeError)}`);
+      throw new Error(
+        `event ${undecodable.recorded.id} at position ${undecodable.recorded.position} cannot be decoded: ${describeError(undecodable.decodeError)}`,
+      );
     }
     const started = performance.now();
     // Sent in order on one connection, acknowledged together: JetStream stores them in this order.

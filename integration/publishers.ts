@@ -86,9 +86,11 @@ export class IntegrationPublishers {
 
   /** Starts loops for new subscriptions, refreshes changed ones, stops deleted ones; everything stops when the lease is gone. */
   reconcile(): Promise<void> {
-    this.reconciling = this.reconciling.then(() => this.reconcileOnce()).catch((error) => {
-      this.options.log?.('integration publishers: reconcile failed; retrying', { error: describeError(error) });
-    });
+    this.reconciling = this.reconciling
+      .then(() => this.reconcileOnce())
+      .catch((error) => {
+        this.options.log?.('integration publishers: reconcile failed; retrying', { error: describeError(error) });
+      });
     return this.reconciling;
   }
 
@@ -109,7 +111,14 @@ export class IntegrationPublishers {
     }
     for (const subscription of subscriptions) {
       if (this.loops.has(subscription.id)) continue;
-      const loop = new WebhookLoop({ tables: this.tables, feed: this.feed, subscriptionId: subscription.id, policy: this.policy, fenced: this.fenced, log: this.options.log });
+      const loop = new WebhookLoop({
+        tables: this.tables,
+        feed: this.feed,
+        subscriptionId: subscription.id,
+        policy: this.policy,
+        fenced: this.fenced,
+        log: this.options.log,
+      });
       this.loops.set(subscription.id, { loop, generation: subscription.generation });
       loop.start();
     }

@@ -166,7 +166,9 @@ export function integrationTables(db: Kysely<any>, schema: string) {
       return db.transaction().execute(async (trx) => {
         const { rows } = await sql<Record<string, any>>`INSERT INTO ${subs} (id, url, events, description, role, secret)
           VALUES (${id}, ${input.url}, ${input.events}::text[], ${input.description}, ${input.role}, ${input.secret}) RETURNING *`.execute(trx);
-        await sql`INSERT INTO ${pubs} (name, kind, position) VALUES (${webhookPublisherName(id)}, 'webhook', ${input.startPosition.toString()}::bigint)`.execute(trx);
+        await sql`INSERT INTO ${pubs} (name, kind, position) VALUES (${webhookPublisherName(id)}, 'webhook', ${input.startPosition.toString()}::bigint)`.execute(
+          trx,
+        );
         return toSubscription(rows[0]!);
       });
     },
@@ -188,7 +190,10 @@ export function integrationTables(db: Kysely<any>, schema: string) {
     },
 
     /** Changes url, events and/or enabled; enabling a failing subscription resumes it where it stopped. */
-    async updateSubscription(id: string, change: { url?: string; events?: string[]; enabled?: boolean; description?: string | null }): Promise<WebhookSubscription | undefined> {
+    async updateSubscription(
+      id: string,
+      change: { url?: string; events?: string[]; enabled?: boolean; description?: string | null },
+    ): Promise<WebhookSubscription | undefined> {
       return db.transaction().execute(async (trx) => {
         const { rows } = await sql<Record<string, any>>`UPDATE ${subs} SET
             url = COALESCE(${change.url ?? null}, url),
@@ -249,7 +254,15 @@ export function integrationTables(db: Kysely<any>, schema: string) {
      * Moves the checkpoint after the receiver (or JetStream) acknowledged, counting deliveries; false
      * when the row changed under us (replayed, deleted, or the lease fence failed): the loop starts over.
      */
-    async advance(trx: Transaction<any>, name: string, from: bigint, to: bigint, delivered: number, latencyMs: number | null, status: number | null): Promise<boolean> {
+    async advance(
+      trx: Transaction<any>,
+      name: string,
+      from: bigint,
+      to: bigint,
+      delivered: number,
+      latencyMs: number | null,
+      status: number | null,
+    ): Promise<boolean> {
       const { rows } = await sql`UPDATE ${pubs} SET position = ${to.toString()}::bigint, delivered = delivered + ${delivered},
           last_latency_ms = COALESCE(${latencyMs}::double precision, last_latency_ms), last_status = COALESCE(${status}::integer, last_status),
           next_retry_at = NULL, updated_at = now()
@@ -257,7 +270,10 @@ export function integrationTables(db: Kysely<any>, schema: string) {
       return rows.length === 1;
     },
 
-    async recordFailure(name: string, failure: { error: string; status: number | null; latencyMs: number; nextRetryAt: Date | null; pause: boolean }): Promise<void> {
+    async recordFailure(
+      name: string,
+      failure: { error: string; status: number | null; latencyMs: number; nextRetryAt: Date | null; pause: boolean },
+    ): Promise<void> {
       await sql`UPDATE ${pubs} SET failures = failures + 1, last_error = ${failure.error}, last_status = ${failure.status},
           last_latency_ms = ${failure.latencyMs}, next_retry_at = ${failure.nextRetryAt},
           state = CASE WHEN ${failure.pause} AND state = 'running' THEN 'failing' ELSE state END, updated_at = now()
@@ -268,14 +284,19 @@ export function integrationTables(db: Kysely<any>, schema: string) {
     async logAttempts(executor: Db, subscriptionId: string, attempts: readonly Omit<DeliveryAttempt, 'at'>[]): Promise<void> {
       if (attempts.length === 0) return;
       const values = attempts.map(
-        (a) => sql`(${subscriptionId}, ${a.eventId}, ${a.position.toString()}::bigint, ${a.attempt}, ${a.statusCode}::integer, ${a.latencyMs}::double precision, ${a.error}, ${a.nextRetryAt}::timestamptz)`,
+        (a) =>
+          sql`(${subscriptionId}, ${a.eventId}, ${a.position.toString()}::bigint, ${a.attempt}, ${a.statusCode}::integer, ${a.latencyMs}::double precision, ${a.error}, ${a.nextRetryAt}::timestamptz)`,
       );
-      const { rows } = await sql<{ id: string }>`INSERT INTO ${deliveries} (subscription_id, event_id, position, attempt, status_code, latency_ms, error, next_retry_at)
+      const { rows } = await sql<{
+        id: string;
+      }>`INSERT INTO ${deliveries} (subscription_id, event_id, position, attempt, status_code, latency_ms, error, next_retry_at)
         VALUES ${sql.join(values)} RETURNING id::text AS id`.execute(executor);
       // Pruned now and then (when an id crosses a multiple of 100), not on every insert.
       if (rows.some((r) => BigInt(r.id) % 100n === 0n)) {
         await sql`DELETE FROM ${deliveries} WHERE subscription_id = ${subscriptionId} AND id < (
-          SELECT min(id) FROM (SELECT id FROM ${deliveries} WHERE subscription_id = ${subscriptionId} ORDER BY id DESC LIMIT ${DELIVERY_LOG_KEEP}) AS recent)`.execute(executor);
+          SELECT min(id) FROM (SELECT id FROM ${deliveries} WHERE subscription_id = ${subscriptionId} ORDER BY id DESC LIMIT ${DELIVERY_LOG_KEEP}) AS recent)`.execute(
+          executor,
+        );
       }
     },
 

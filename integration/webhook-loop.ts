@@ -200,7 +200,9 @@ export class WebhookLoop {
       const nextRetryAt = pause ? null : new Date(Date.now() + delay);
       const error = answer.error ?? `HTTP ${answer.status}`;
       if (attempt === 1) await save();
-      await tables.logAttempts(tables.db, subscription.id, [{ eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error, nextRetryAt }]);
+      await tables.logAttempts(tables.db, subscription.id, [
+        { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error, nextRetryAt },
+      ]);
       await tables.recordFailure(this.name, { error, status: answer.status, latencyMs, nextRetryAt, pause });
       if (pause) {
         this.deps.log?.('webhook subscription paused: retries ran out', { subscription: subscription.id, eventId, error });

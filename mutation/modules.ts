@@ -44,7 +44,13 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
   'analytics-models': {
     // The customer-value chain (BG/NBD, Gamma-Gamma, CLV and their special functions): the whole folder
     // (1,596 mutants) projected to 45 minutes at one runner on the shared machine.
-    mutate: ['analytics/models/bgnbd.ts', 'analytics/models/gamma-gamma.ts', 'analytics/models/clv.ts', 'analytics/models/customer-value.ts', 'analytics/models/special.ts'],
+    mutate: [
+      'analytics/models/bgnbd.ts',
+      'analytics/models/gamma-gamma.ts',
+      'analytics/models/clv.ts',
+      'analytics/models/customer-value.ts',
+      'analytics/models/special.ts',
+    ],
     tests: ['test/analytics/customer-base-models.test.ts', 'test/analytics/bgnbd-validation.test.ts', 'test/analytics/analytics-models-mutants.test.ts'],
     concurrency: 1,
   },

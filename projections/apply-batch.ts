@@ -92,7 +92,11 @@ async function applyOnce(db: Kysely<any>, schema: string, projection: Projection
     const fresh = items.filter((i) => i.recorded.position > checkpoint.position && matchesFilter(projection.filter, i.recorded));
     const undecodable = fresh.find((i) => !i.projected);
     if (undecodable) throw new BatchItemError(undecodable, undecodable.decodeError);
-    if (fresh.length > 0) await projection.apply({ trx, schema }, fresh.map((i) => i.projected!));
+    if (fresh.length > 0)
+      await projection.apply(
+        { trx, schema },
+        fresh.map((i) => i.projected!),
+      );
     const position = endPosition > checkpoint.position ? endPosition : checkpoint.position;
     // Last, so the lease row stays locked only from here to the commit (projections/leases.ts).
     await fence?.(trx);

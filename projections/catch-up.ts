@@ -49,11 +49,17 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
   const failed = new Set(projections.filter((p) => checkpoints.get(p.name)?.state === 'failed').map((p) => p.name));
   const headPosition = options.untilPosition ?? (await store.headPosition());
   // Events an operator skipped (projections/skips.ts) are skipped by every replay too.
-  const skipped = new Map([...(await readSkips(store, projections.map((p) => p.name)))].map(([name, list]) => [name, new Set(list.map((s) => s.position))]));
+  const skipped = new Map(
+    [
+      ...(await readSkips(
+        store,
+        projections.map((p) => p.name),
+      )),
+    ].map(([name, list]) => [name, new Set(list.map((s) => s.position))]),
+  );
   let from = [...positions.values()].reduce((a, b) => (b < a ? b : a), headPosition);
   let events = 0;
-  const wanted = (e: RecordedEvent) =>
-    projections.some((p) => !failed.has(p.name) && e.position > positions.get(p.name)! && matchesFilter(p.filter, e));
+  const wanted = (e: RecordedEvent) => projections.some((p) => !failed.has(p.name) && e.position > positions.get(p.name)! && matchesFilter(p.filter, e));
   // A reader runs ahead by up to READ_AHEAD pages, each page decoded as soon as it is read (decoding
   // waits for the previous page's only when that page holds a CustomerForgotten, whose key eviction
   // must precede every later decryption). Each projection applies the pages in order at its own

@@ -37,8 +37,7 @@ export class CheckpointMoved extends Error {
   }
 }
 
-export const describeError = (error: unknown): string =>
-  error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+export const describeError = (error: unknown): string => (error instanceof Error ? `${error.name}: ${error.message}` : String(error));
 
 /**
  * Failures that say nothing about the event (connection lost, server restarting, deadlock,
@@ -46,7 +45,10 @@ export const describeError = (error: unknown): string =>
  */
 export const isTransient = (error: unknown): boolean => {
   const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && (/^08/.test(code) || ['40001', '40P01', '57P01', '57P02', '57P03', '53300', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))) {
+  if (
+    typeof code === 'string' &&
+    (/^08/.test(code) || ['40001', '40P01', '57P01', '57P02', '57P03', '53300', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))
+  ) {
     return true;
   }
   if (error instanceof EventStoreUnavailable || error instanceof CheckpointMoved) return true;

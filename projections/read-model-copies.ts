@@ -53,7 +53,9 @@ export async function eraseInCopies(db: Kysely<any>, readSchema: string, custome
       JOIN information_schema.tables t ON t.table_schema = c.schema_name AND t.table_name = ANY(${Object.keys(PERSONAL_COLUMNS)}::text[])
      ORDER BY c.schema_name, t.table_name`.execute(db);
   for (const { schema_name, table_name } of tables) {
-    const assignments = PERSONAL_COLUMNS[table_name]!.map((column) => sql`${sql.id(column)} = CASE WHEN ${sql.id(column)} IS NULL THEN NULL ELSE ${ERASED} END`);
+    const assignments = PERSONAL_COLUMNS[table_name]!.map(
+      (column) => sql`${sql.id(column)} = CASE WHEN ${sql.id(column)} IS NULL THEN NULL ELSE ${ERASED} END`,
+    );
     await sql`
       UPDATE ${sql.id(schema_name, table_name)} SET ${sql.join(assignments)}
        WHERE customer_id::text = ANY(${customerIds}::text[])`.execute(db);

@@ -147,10 +147,18 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
     }
     const attempts = options.maxSwapAttempts ?? 20;
     for (let attempt = 1; ; attempt++) {
-      const more = await catchUp({ db, store: options.store, schema: shadow, projections: selected, codec: options.codec, concurrent: options.concurrent,
-        onProgress: (p) => progress('catching-up', p) });
+      const more = await catchUp({
+        db,
+        store: options.store,
+        schema: shadow,
+        projections: selected,
+        codec: options.codec,
+        concurrent: options.concurrent,
+        onProgress: (p) => progress('catching-up', p),
+      });
       events += more.events;
-      if (more.failed.length > 0) throw new Error(`Rebuild stopped: ${more.failed.join(', ')} failed while catching up. The live tables were left as they were.`);
+      if (more.failed.length > 0)
+        throw new Error(`Rebuild stopped: ${more.failed.join(', ')} failed while catching up. The live tables were left as they were.`);
       // A pool: hold the feed so the live runner cannot get ahead of the shadow, then close the last gap
       // and swap. One connection (PGlite) cannot hold a transaction open beside others: the swap is retried.
       const swapped = options.concurrent
@@ -225,10 +233,13 @@ async function applyFinalGap(options: RebuildOptions, selected: Projection[], sh
   const wanted = (e: RecordedEvent) => selected.some((p) => e.position > positions.get(p.name)! && matchesFilter(p.filter, e));
   const items = await decodeBatch(codec, gap, wanted);
   const outcomes = await Promise.all(
-    selected.filter((p) => positions.get(p.name)! < cursor).map(async (p) => [p.name, await applyBatch(db, shadow, p, items, cursor, { eventsBehind: 0, secondsBehind: 0 })] as const),
+    selected
+      .filter((p) => positions.get(p.name)! < cursor)
+      .map(async (p) => [p.name, await applyBatch(db, shadow, p, items, cursor, { eventsBehind: 0, secondsBehind: 0 })] as const),
   );
   const failed = outcomes.filter(([, o]) => o.kind !== 'applied').map(([name]) => name);
-  if (failed.length > 0) throw new Error(`Rebuild stopped: ${failed.join(', ')} failed on the last events before the swap. The live tables were left as they were.`);
+  if (failed.length > 0)
+    throw new Error(`Rebuild stopped: ${failed.join(', ')} failed on the last events before the swap. The live tables were left as they were.`);
   return gap.length;
 }
 
@@ -249,57 +260,57 @@ async function trySwap(options: RebuildOptions, selected: Projection[], shadow: 
 
 async function swapOnce(options: RebuildOptions, selected: Projection[], shadow: string): Promise<bigint | undefined> {
   const { db, schema } = options;
-  const swapped = await db
-    .transaction()
-    .execute(async (trx) => {
-      // A query that reads several tables (a customer with its revenue lines and the exchange rates)
-      // may hold one of them while it waits for another this swap holds: a deadlock that PostgreSQL
-      // breaks after deadlock_timeout (1 s) by aborting whichever side checks first, sometimes the
-      // query. Waiting at most this long for each lock, the swap gives way first (55P03), and is retried.
-      await sql`SET LOCAL lock_timeout = '400ms'`.execute(trx);
-      // Lock in the order readers take locks (a reporting view, then the table under it), views first,
-      // so a query arriving mid-swap waits instead of deadlocking with the DROP ... CASCADE below.
-      const { rows: views } = await sql<{ name: string }>`SELECT viewname AS name FROM pg_views
+  const swapped = await db.transaction().execute(async (trx) => {
+    // A query that reads several tables (a customer with its revenue lines and the exchange rates)
+    // may hold one of them while it waits for another this swap holds: a deadlock that PostgreSQL
+    // breaks after deadlock_timeout (1 s) by aborting whichever side checks first, sometimes the
+    // query. Waiting at most this long for each lock, the swap gives way first (55P03), and is retried.
+    await sql`SET LOCAL lock_timeout = '400ms'`.execute(trx);
+    // Lock in the order readers take locks (a reporting view, then the table under it), views first,
+    // so a query arriving mid-swap waits instead of deadlocking with the DROP ... CASCADE below.
+    const { rows: views } = await sql<{ name: string }>`SELECT viewname AS name FROM pg_views
         WHERE schemaname = ${options.reportingSchema} ORDER BY viewname`.execute(trx);
-      if (views.length > 0) {
-        await sql`LOCK TABLE ${sql.join(views.map((v) => sql.id(options.reportingSchema, v.name)))} IN ACCESS EXCLUSIVE MODE`.execute(trx);
-      }
-      // Tables before checkpoints: a live batch writes its tables and moves its checkpoint last, so it
-      // finishes before these locks or waits for them; locking the checkpoints first deadlocked with
-      // every batch in flight. Declaration order; a batch writing a projection's tables in another
-      // order can still deadlock with this (PostgreSQL aborts one side; the swap is then retried).
-      const { rows: existing } = await sql<{ name: string }>`SELECT tablename AS name FROM pg_tables
+    if (views.length > 0) {
+      await sql`LOCK TABLE ${sql.join(views.map((v) => sql.id(options.reportingSchema, v.name)))} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+    }
+    // Tables before checkpoints: a live batch writes its tables and moves its checkpoint last, so it
+    // finishes before these locks or waits for them; locking the checkpoints first deadlocked with
+    // every batch in flight. Declaration order; a batch writing a projection's tables in another
+    // order can still deadlock with this (PostgreSQL aborts one side; the swap is then retried).
+    const { rows: existing } = await sql<{ name: string }>`SELECT tablename AS name FROM pg_tables
         WHERE schemaname = ${schema} AND tablename = ANY(${selected.flatMap((p) => p.tables)}::text[])`.execute(trx);
-      const liveTables = selected.flatMap((p) => p.tables).filter((t) => existing.some((e) => e.name === t));
-      if (liveTables.length > 0) {
-        await sql`LOCK TABLE ${sql.join(liveTables.map((t) => sql.id(schema, t)))} IN ACCESS EXCLUSIVE MODE`.execute(trx);
-      }
-      // Lock the live checkpoints: the live runner cannot move them now.
-      const names = selected.map((p) => p.name).sort();
-      const { rows: liveRows } = await sql<{ name: string; position: string }>`SELECT name, position::text FROM ${sql.id(schema, CHECKPOINT_TABLE)}
+    const liveTables = selected.flatMap((p) => p.tables).filter((t) => existing.some((e) => e.name === t));
+    if (liveTables.length > 0) {
+      await sql`LOCK TABLE ${sql.join(liveTables.map((t) => sql.id(schema, t)))} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+    }
+    // Lock the live checkpoints: the live runner cannot move them now.
+    const names = selected.map((p) => p.name).sort();
+    const { rows: liveRows } = await sql<{ name: string; position: string }>`SELECT name, position::text FROM ${sql.id(schema, CHECKPOINT_TABLE)}
         WHERE name = ANY(${names}::text[]) ORDER BY name FOR UPDATE`.execute(trx);
-      const shadowCheckpoints = await readCheckpoints(trx, shadow);
-      for (const row of liveRows) {
-        if ((shadowCheckpoints.get(row.name)?.position ?? 0n) < BigInt(row.position)) return undefined;
+    const shadowCheckpoints = await readCheckpoints(trx, shadow);
+    for (const row of liveRows) {
+      if ((shadowCheckpoints.get(row.name)?.position ?? 0n) < BigInt(row.position)) return undefined;
+    }
+    let position = 0n;
+    for (const p of selected) {
+      const cp = shadowCheckpoints.get(p.name)!;
+      if (cp.position > position) position = cp.position;
+      for (const table of p.tables) {
+        await sql`DROP TABLE IF EXISTS ${sql.id(schema, table)} CASCADE`.execute(trx);
+        await sql`ALTER TABLE ${sql.id(shadow, table)} SET SCHEMA ${sql.id(schema)}`.execute(trx);
       }
-      let position = 0n;
-      for (const p of selected) {
-        const cp = shadowCheckpoints.get(p.name)!;
-        if (cp.position > position) position = cp.position;
-        for (const table of p.tables) {
-          await sql`DROP TABLE IF EXISTS ${sql.id(schema, table)} CASCADE`.execute(trx);
-          await sql`ALTER TABLE ${sql.id(shadow, table)} SET SCHEMA ${sql.id(schema)}`.execute(trx);
-        }
-        await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version, position, state)
+      await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version, position, state)
           VALUES (${p.name}, ${p.version}, ${cp.position.toString()}::bigint, 'running')
           ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position, state = 'running',
-            last_error = NULL, failed_event_id = NULL, failed_position = NULL, failed_stream = NULL, events_behind = 0, seconds_behind = 0, updated_at = now()`.execute(trx);
-      }
-      // Every checkpoint now holds a position of this store (a rebuild is how read models move to another engine).
-      if (selected.length === options.projections.length) await recordFeedEngine(trx, schema, options.store.engine);
-      await createReportingViews(trx, { readSchema: schema, reportingSchema: options.reportingSchema, projections: options.projections });
-      return position;
-    });
+            last_error = NULL, failed_event_id = NULL, failed_position = NULL, failed_stream = NULL, events_behind = 0, seconds_behind = 0, updated_at = now()`.execute(
+        trx,
+      );
+    }
+    // Every checkpoint now holds a position of this store (a rebuild is how read models move to another engine).
+    if (selected.length === options.projections.length) await recordFeedEngine(trx, schema, options.store.engine);
+    await createReportingViews(trx, { readSchema: schema, reportingSchema: options.reportingSchema, projections: options.projections });
+    return position;
+  });
   return swapped;
 }
 
@@ -357,7 +368,13 @@ export async function compareSchemas(
     let differences: TableDifference[] = [];
     let truncated = false;
     if (!equal) {
-      const join = keys.length > 0 ? sql.join(keys.map((k) => sql`a.j->${k} = b.j->${k}`), sql` AND `) : sql`a.h = b.h`;
+      const join =
+        keys.length > 0
+          ? sql.join(
+              keys.map((k) => sql`a.j->${k} = b.j->${k}`),
+              sql` AND `,
+            )
+          : sql`a.h = b.h`;
       const { rows } = await sql<{ live: Record<string, unknown> | null; other: Record<string, unknown> | null }>`
         WITH a AS (SELECT md5(t::text) AS h, to_jsonb(t) AS j FROM ${live} t),
              b AS (SELECT md5(t::text) AS h, to_jsonb(t) AS j FROM ${other} t)

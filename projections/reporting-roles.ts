@@ -37,8 +37,10 @@ const teamCustomers = (readSchema: string, reportingSchema: string) =>
 export const scopeCondition = {
   customers: (read: string, rep: string) => `(${scopeOwners(rep)} IS NULL OR owner_id = ANY(${scopeOwners(rep)}::uuid[]))`,
   customer_timeline: (read: string, rep: string) => `(${scopeOwners(rep)} IS NULL OR customer_id IN (${teamCustomers(read, rep)}))`,
-  deals: (read: string, rep: string) => `(${scopeOwners(rep)} IS NULL OR owner_id = ANY(${scopeOwners(rep)}) OR customer_owner_id = ANY(${scopeOwners(rep)}::uuid[]))`,
-  feedback: (read: string, rep: string) => `(${scopeOwners(rep)} IS NULL OR assignee_id = ANY(${scopeOwners(rep)}) OR customer_owner_id = ANY(${scopeOwners(rep)}::uuid[]))`,
+  deals: (read: string, rep: string) =>
+    `(${scopeOwners(rep)} IS NULL OR owner_id = ANY(${scopeOwners(rep)}) OR customer_owner_id = ANY(${scopeOwners(rep)}::uuid[]))`,
+  feedback: (read: string, rep: string) =>
+    `(${scopeOwners(rep)} IS NULL OR assignee_id = ANY(${scopeOwners(rep)}) OR customer_owner_id = ANY(${scopeOwners(rep)}::uuid[]))`,
 } as const;
 
 /**
@@ -111,12 +113,15 @@ export async function createTeamReportingRole(
     const existing = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_roles WHERE rolname = ${role}`.execute(trx);
     const ours = await sql<{ team_id: string }>`SELECT team_id::text FROM ${sql.id(reportingSchema, 'role_teams')} WHERE role_name = ${role}`.execute(trx);
     const created = existing.rows[0]!.n === 0;
-    if (!created && ours.rows.length === 0) throw new ReportingRoleError(`Role ${role} already exists and is not a team reporting role: choose another --name.`);
+    if (!created && ours.rows.length === 0)
+      throw new ReportingRoleError(`Role ${role} already exists and is not a team reporting role: choose another --name.`);
     if (created) {
-      await sql`CREATE ROLE ${sql.id(role)} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE`.execute(trx).catch((error: { code?: string; message?: string }) => {
-        if (error.code === '42501') throw new ReportingRoleError(`The database user may not create roles (CREATEROLE needed): ${error.message}`);
-        throw error;
-      });
+      await sql`CREATE ROLE ${sql.id(role)} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE`
+        .execute(trx)
+        .catch((error: { code?: string; message?: string }) => {
+          if (error.code === '42501') throw new ReportingRoleError(`The database user may not create roles (CREATEROLE needed): ${error.message}`);
+          throw error;
+        });
     }
     await sql`INSERT INTO ${sql.id(reportingSchema, 'role_teams')} (role_name, team_id) VALUES (${role}, ${teamId}::uuid)
       ON CONFLICT (role_name) DO UPDATE SET team_id = EXCLUDED.team_id`.execute(trx);

@@ -70,7 +70,10 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['updated_at', 'Business time of the last event applied'],
       ['owner_id', 'Account owner (user id), null when none is assigned'],
       ['base_currency', 'ISO 4217 code of the base currency (CRM_BASE_CURRENCY)'],
-      ['revenue_base', "The customer's own purchases minus refunds in every currency, each converted at the rate valid at its business time; null while a rate is missing (merged duplicates are their own rows)"],
+      [
+        'revenue_base',
+        "The customer's own purchases minus refunds in every currency, each converted at the rate valid at its business time; null while a rate is missing (merged duplicates are their own rows)",
+      ],
     ],
     scoped: true,
     select: (s, r) => `SELECT c.customer_id, c.name, c.email, c.company, c.source, c.tags, c.status, c.merged_into, c.marketing_consent, c.registered_at,

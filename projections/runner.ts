@@ -209,7 +209,12 @@ export class ProjectionRunner {
 
   /** Lag and state of every projection, for /ready and /metrics. */
   status(): Promise<ProjectionStatus[]> {
-    return readProjectionStatus(this.options.db, this.options.schema, this.options.store, this.options.projections.map((p) => p.name));
+    return readProjectionStatus(
+      this.options.db,
+      this.options.schema,
+      this.options.store,
+      this.options.projections.map((p) => p.name),
+    );
   }
 
   /**
@@ -263,10 +268,13 @@ export class ProjectionRunner {
       if (this.options.leases) return [...this.positions.values()].reduce((max, p) => (p > max ? p : max), this.knownHead);
       return this.knownHead;
     }
-    return active.reduce((min, p) => {
-      const pos = this.positions.get(p.name) ?? 0n;
-      return pos < min ? pos : min;
-    }, this.positions.get(active[0]!.name) ?? 0n);
+    return active.reduce(
+      (min, p) => {
+        const pos = this.positions.get(p.name) ?? 0n;
+        return pos < min ? pos : min;
+      },
+      this.positions.get(active[0]!.name) ?? 0n,
+    );
   }
 
   private pendingEvents(): number {
@@ -376,7 +384,8 @@ export class ProjectionRunner {
         }
         const seen = this.stillSince.get(p.name);
         if (!seen || seen.position !== cp.position) this.stillSince.set(p.name, { position: cp.position, since: now });
-        else if (now - seen.since >= stallMs) restart ??= `projection ${p.name} has not moved from ${cp.position} for ${now - seen.since} ms while the head is ${head}`;
+        else if (now - seen.since >= stallMs)
+          restart ??= `projection ${p.name} has not moved from ${cp.position} for ${now - seen.since} ms while the head is ${head}`;
       }
       if (restart && this.running && !this.recovering) {
         this.options.log?.('projection watchdog restarts the feed', { reason: restart });
@@ -403,7 +412,9 @@ export class ProjectionRunner {
     if (endPosition > this.knownHead) this.knownHead = endPosition;
     const from = this.feedFrom;
     if (endPosition > from) this.feedFrom = endPosition;
-    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && this.follows(p, from) && (this.positions.get(p.name) ?? 0n) < endPosition);
+    const active = this.options.projections.filter(
+      (p) => !this.failed.has(p.name) && this.follows(p, from) && (this.positions.get(p.name) ?? 0n) < endPosition,
+    );
     if (active.length === 0) return undefined;
     const items = await decodeBatch(this.options.codec, events, (e) =>
       active.some((p) => e.position > (this.positions.get(p.name) ?? 0n) && matchesFilter(p.filter, e)),
@@ -413,7 +424,9 @@ export class ProjectionRunner {
 
   private async applyDecoded({ from, events, items, endPosition }: DecodedBatch): Promise<void> {
     if (!this.running) return;
-    const active = this.options.projections.filter((p) => !this.failed.has(p.name) && this.follows(p, from) && (this.positions.get(p.name) ?? 0n) < endPosition);
+    const active = this.options.projections.filter(
+      (p) => !this.failed.has(p.name) && this.follows(p, from) && (this.positions.get(p.name) ?? 0n) < endPosition,
+    );
     if (active.length === 0) return;
     const last = events[events.length - 1];
     const lag: Lag = {

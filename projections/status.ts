@@ -59,12 +59,7 @@ export async function lagBehind(store: EventStore, position: bigint, head: bigin
  * or in a separate `crm project` worker. O(1) in the lag: the head position against each checkpoint,
  * and one indexed row (the oldest unapplied event) per distinct checkpoint for the age.
  */
-export async function readProjectionStatus(
-  db: Kysely<any>,
-  schema: string,
-  store: EventStore,
-  names?: readonly string[],
-): Promise<ProjectionStatus[]> {
+export async function readProjectionStatus(db: Kysely<any>, schema: string, store: EventStore, names?: readonly string[]): Promise<ProjectionStatus[]> {
   const [checkpoints, head, holders] = await Promise.all([readCheckpoints(db, schema), store.headPosition(), readLeaseHolders(db, schema)]);
   const selected = [...checkpoints.values()].filter((cp) => !names || names.includes(cp.name));
   const oldest = new Map<bigint, Promise<Date | undefined>>();

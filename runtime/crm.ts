@@ -172,10 +172,9 @@ export async function openDatabase(config: CrmConfig, options: { poolMax?: numbe
     await database.close().catch(() => undefined);
     const mapped = toUnavailable(error, config.database.url);
     if (mapped instanceof EventStoreUnavailable) throw mapped;
-    throw new EventStoreUnavailable(
-      `PostgreSQL at ${describeDatabase(config)} refused the connection: ${(error as Error).message}. Check DATABASE_URL.`,
-      { cause: error },
-    );
+    throw new EventStoreUnavailable(`PostgreSQL at ${describeDatabase(config)} refused the connection: ${(error as Error).message}. Check DATABASE_URL.`, {
+      cause: error,
+    });
   }
   return database;
 }
@@ -295,7 +294,11 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const commands = createCrmCommands({ store, personalData, emailIndex });
     if (!options.holdSetUpLock) await setUpDone();
     // Live only: forgetting reaches the registered copies (`crm replay`) through `forget_in_copies`.
-    const projections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ modelSchema: config.schemas.read, baseCurrency: config.baseCurrency }), forgetInCopiesProjection];
+    const projections: Projection[] = [
+      ...readModelProjections(),
+      createAnalyticsProjection({ modelSchema: config.schemas.read, baseCurrency: config.baseCurrency }),
+      forgetInCopiesProjection,
+    ];
     // Replays into other schemas (verify, `crm replay`) must leave the live tables alone: without
     // `modelSchema` the analytics projection keeps its model and score tables in the target schema.
     const isolatedProjections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ baseCurrency: config.baseCurrency })];
@@ -344,7 +347,10 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       concurrent,
       leases,
       // Faults and poison events reach the operator (the HTTP logger is not built yet here).
-      log: config.logLevel === 'silent' ? undefined : (message, details) => process.stderr.write(`${new Date().toISOString()} projections: ${message} ${JSON.stringify(details ?? {})}\n`),
+      log:
+        config.logLevel === 'silent'
+          ? undefined
+          : (message, details) => process.stderr.write(`${new Date().toISOString()} projections: ${message} ${JSON.stringify(details ?? {})}\n`),
       // A projection whose code changed is rebuilt in a shadow schema while the old tables keep serving.
       onVersionChange: async (names) => {
         await rebuildProjections({ ...readSide, schema: config.schemas.read, reportingSchema: config.schemas.reporting, names, runner });
@@ -390,17 +396,23 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       );
       // The global hash chain is sealed by the process that follows the feed (tamper evidence; PostgreSQL engine only).
       // Its loop catches every failure and tries again on the next tick (a database away is no reason to stop).
-      const sealer = overrides.chainSealer === false ? undefined : audit.startChainSealer({
-        onError: (error) => {
-          if (config.logLevel !== 'silent') process.stderr.write(`${new Date().toISOString()} chain sealer: ${(error as Error).message}\n`);
-        },
-      });
+      const sealer =
+        overrides.chainSealer === false
+          ? undefined
+          : audit.startChainSealer({
+              onError: (error) => {
+                if (config.logLevel !== 'silent') process.stderr.write(`${new Date().toISOString()} chain sealer: ${(error as Error).message}\n`);
+              },
+            });
       if (sealer) closers.push(() => sealer.stop());
     };
     const progress: ReadModelProgress = {
       // In this process's runner when it runs the projections; else through the checkpoints another process writes.
       waitForPosition: (position, timeoutMs) =>
-        (started && leases.ownsAll() ? runner.waitForPosition(position, timeoutMs) : waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs })).then(
+        (started && leases.ownsAll()
+          ? runner.waitForPosition(position, timeoutMs)
+          : waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs })
+        ).then(
           () => true,
           () => false,
         ),
@@ -457,7 +469,28 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     };
     // Loaded on use: commands that serve no HTTP (import, verify, fit) do not load fastify.
     const buildApi = async (api: ApiOptions = {}) => (await import('../api/app.ts')).buildApp({ ...apiDeps, ...api });
-    return { config, database, store, personalData, commands, batch, projections, runner, leases, audit, analytics, integration, readSide, replaySide, startProjections, prepareReadModels, setUpDone, apiDeps, buildApi, close };
+    return {
+      config,
+      database,
+      store,
+      personalData,
+      commands,
+      batch,
+      projections,
+      runner,
+      leases,
+      audit,
+      analytics,
+      integration,
+      readSide,
+      replaySide,
+      startProjections,
+      prepareReadModels,
+      setUpDone,
+      apiDeps,
+      buildApi,
+      close,
+    };
   } catch (error) {
     await close();
     throw error;

@@ -8,10 +8,7 @@ export async function createEventStoreDbStore(url: string): Promise<EventStore> 
   const shown = url.replace(/\/\/[^@/]*@/, '//***@');
   // The client connects lazily: probe now, so an unreachable server is reported before anything starts.
   try {
-    await Promise.race([
-      store.headPosition(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 10 s')), 10_000).unref()),
-    ]);
+    await Promise.race([store.headPosition(), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 10 s')), 10_000).unref())]);
   } catch (error) {
     await store.close().catch(() => undefined);
     if (error instanceof EventStoreUnavailable) throw error;

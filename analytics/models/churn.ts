@@ -71,7 +71,13 @@ export interface ChurnModel {
 
 /** Scores with the model's own feature list, so a model stored before a feature was added still scores. */
 export const churnScore = (model: ChurnModel, features: ChurnFeatures): number =>
-  predictLogistic(model.logistic, standardise(model.standardiser, model.featureNames.map((k) => features[k as keyof ChurnFeatures] ?? 0)));
+  predictLogistic(
+    model.logistic,
+    standardise(
+      model.standardiser,
+      model.featureNames.map((k) => features[k as keyof ChurnFeatures] ?? 0),
+    ),
+  );
 
 export interface ClassifierMetrics {
   auc: number;
@@ -112,7 +118,10 @@ const metricsOf = (labels: number[], scores: number[]): ClassifierMetrics => ({
   auc: auc(labels, scores),
   logLoss: logLoss(labels, scores),
   brier: brier(labels, scores),
-  accuracy: accuracy(labels, scores.map((s) => (s >= 0.5 ? 1 : 0))),
+  accuracy: accuracy(
+    labels,
+    scores.map((s) => (s >= 0.5 ? 1 : 0)),
+  ),
 });
 
 export interface ChurnTrainingOptions {
@@ -149,15 +158,26 @@ export function trainChurnModels(examples: readonly ChurnExample[], options: Chu
     return Array.from({ length: limit }, (_, i) => Math.floor(i * step));
   };
   const lrRows = stride(cap(options.maxLogisticRows, 3_000));
-  const logistic = fitLogisticMl(lrRows.map((i) => Xtrain[i]!), lrRows.map((i) => labelsTrain[i]!), { steps: options.logisticSteps ?? 1000 });
-  const newton = fitLogisticNewton(lrRows.map((i) => Xtrain[i]!), lrRows.map((i) => labelsTrain[i]!), { ridge: 1e-6 });
+  const logistic = fitLogisticMl(
+    lrRows.map((i) => Xtrain[i]!),
+    lrRows.map((i) => labelsTrain[i]!),
+    { steps: options.logisticSteps ?? 1000 },
+  );
+  const newton = fitLogisticNewton(
+    lrRows.map((i) => Xtrain[i]!),
+    lrRows.map((i) => labelsTrain[i]!),
+    { ridge: 1e-6 },
+  );
   const newtonMaxWeightGap = Math.max(...logistic.weights.map((w, j) => Math.abs(w - newton.weights[j]!)));
   const model: ChurnModel = { featureNames: CHURN_FEATURES, standardiser, logistic };
   const lrScores = Xtest.map((x) => predictLogistic(logistic, x));
 
   const treeRows = stride(cap(options.maxTreeRows, 1_000));
   const tree = new DecisionTreeClassifier({ maxDepth: 6, minNumSamples: 10 });
-  tree.train(treeRows.map((i) => Xtrain[i]!), treeRows.map((i) => labelsTrain[i]!));
+  tree.train(
+    treeRows.map((i) => Xtrain[i]!),
+    treeRows.map((i) => labelsTrain[i]!),
+  );
   const treeScores = Xtest.map((x) => {
     const distribution = tree.root.classify(x);
     return distribution.columns > 1 ? distribution.get(0, 1) : 0;

@@ -41,7 +41,10 @@ export function regressionForecast(values: readonly number[], firstMonthOfYear: 
   const seasonal = values.length >= 2 * SEASON;
   if (values.length < 2) return { forecast: new Array<number>(horizon).fill(values[0] ?? 0) };
   const x = values.map((_, t) => regressionRow(t, (firstMonthOfYear + t) % SEASON, seasonal));
-  const model = new MultivariateLinearRegression(x, values.map((v) => [v]));
+  const model = new MultivariateLinearRegression(
+    x,
+    values.map((v) => [v]),
+  );
   const forecast = Array.from({ length: horizon }, (_, h) => {
     const t = values.length + h;
     return model.predict(regressionRow(t, (firstMonthOfYear + t) % SEASON, seasonal))[0]!;

@@ -23,8 +23,7 @@ export interface SpendHistory {
 /** Log-likelihood of the mean spend m̄ of x transactions (x > 0, m̄ > 0). */
 export function gammaGammaLogLikelihood({ p, q, v }: GammaGammaParams, { frequency: x, monetary: m }: SpendHistory): number {
   return (
-    logGamma(p * x + q) - logGamma(p * x) - logGamma(q) + q * Math.log(v) + (p * x - 1) * Math.log(m) + p * x * Math.log(x) -
-    (p * x + q) * Math.log(x * m + v)
+    logGamma(p * x + q) - logGamma(p * x) - logGamma(q) + q * Math.log(v) + (p * x - 1) * Math.log(m) + p * x * Math.log(x) - (p * x + q) * Math.log(x * m + v)
   );
 }
 

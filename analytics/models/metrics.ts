@@ -4,7 +4,7 @@
 export function auc(labels: readonly number[], scores: readonly number[]): number {
   const order = scores.map((s, i) => i).sort((i, j) => scores[i]! - scores[j]!);
   const ranks = new Array<number>(scores.length);
-  for (let i = 0; i < order.length; ) {
+  for (let i = 0; i < order.length;) {
     let j = i;
     while (j + 1 < order.length && scores[order[j + 1]!] === scores[order[i]!]) j++;
     const rank = (i + j) / 2 + 1;
@@ -60,5 +60,4 @@ export function calibration(labels: readonly number[], scores: readonly number[]
 }
 
 /** Brier score: mean squared error of the probabilities. */
-export const brier = (labels: readonly number[], scores: readonly number[]): number =>
-  labels.reduce((s, y, i) => s + (scores[i]! - y) ** 2, 0) / labels.length;
+export const brier = (labels: readonly number[], scores: readonly number[]): number => labels.reduce((s, y, i) => s + (scores[i]! - y) ** 2, 0) / labels.length;

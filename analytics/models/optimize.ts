@@ -11,11 +11,7 @@ export interface Minimum {
  * Nelder-Mead simplex minimisation (standard coefficients 1, 2, 0.5, 0.5). The models call it on
  * log-parameters so every positive parameter stays positive without constraints.
  */
-export function nelderMead(
-  f: (x: number[]) => number,
-  start: number[],
-  options: { step?: number; tolerance?: number; maxIterations?: number } = {},
-): Minimum {
+export function nelderMead(f: (x: number[]) => number, start: number[], options: { step?: number; tolerance?: number; maxIterations?: number } = {}): Minimum {
   const n = start.length;
   const step = options.step ?? 0.5;
   const tolerance = options.tolerance ?? 1e-10;

@@ -28,8 +28,7 @@ export function countNps(counts: SatisfactionCounts, nps: number, sign: 1 | -1 =
 
 export const csat = (c: SatisfactionCounts): number | null => (c.csatResponses > 0 ? c.csatSatisfied / c.csatResponses : null);
 
-export const nps = (c: SatisfactionCounts): number | null =>
-  c.npsResponses > 0 ? (100 * (c.promoters - c.detractors)) / c.npsResponses : null;
+export const nps = (c: SatisfactionCounts): number | null => (c.npsResponses > 0 ? (100 * (c.promoters - c.detractors)) / c.npsResponses : null);
 
 export const addCounts = (a: SatisfactionCounts, b: SatisfactionCounts): SatisfactionCounts => ({
   csatResponses: a.csatResponses + b.csatResponses,

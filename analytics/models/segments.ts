@@ -93,7 +93,11 @@ export interface ClusterModel {
 }
 
 /** Skewed counts and money are log-transformed before standardising, so a few whales do not make their own clusters. */
-const clusterInput = (v: RfmValues): number[] => [Math.log1p(Math.max(0, v.daysSinceLastPurchase)), Math.log1p(v.purchaseDays), Math.log1p(Math.max(0, v.meanValue))];
+const clusterInput = (v: RfmValues): number[] => [
+  Math.log1p(Math.max(0, v.daysSinceLastPurchase)),
+  Math.log1p(v.purchaseDays),
+  Math.log1p(Math.max(0, v.meanValue)),
+];
 
 export function fitClusters(values: readonly RfmValues[], k = 4, seed = 42): ClusterModel {
   const raw = values.map(clusterInput);

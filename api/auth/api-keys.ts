@@ -128,7 +128,8 @@ export function createApiKeyStore(db: Kysely<any>, options: ApiKeyStoreOptions):
         )`.execute(db);
       // Keys may belong to a user (added later: existing keys stay service keys). Checked first, so a
       // start does not take the table's exclusive lock when the column is there.
-      const { rows } = await sql`SELECT 1 FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = 'api_keys' AND column_name = 'user_id'`.execute(db);
+      const { rows } =
+        await sql`SELECT 1 FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = 'api_keys' AND column_name = 'user_id'`.execute(db);
       if (rows.length === 0) await sql`ALTER TABLE ${sql.id(schema, 'api_keys')} ADD COLUMN IF NOT EXISTS user_id uuid`.execute(db);
       await sql`CREATE INDEX IF NOT EXISTS api_keys_user_idx ON ${sql.id(schema, 'api_keys')} (user_id) WHERE user_id IS NOT NULL`.execute(db);
     },

@@ -17,8 +17,7 @@ declare module 'fastify' {
 
 const BEARER = /^Bearer[ ]+([^\s]{1,500})$/i;
 
-const unauthenticated = (detail: string): ProblemError =>
-  new ProblemError('unauthenticated', detail, {}, { 'www-authenticate': 'Bearer realm="crm"' });
+const unauthenticated = (detail: string): ProblemError => new ProblemError('unauthenticated', detail, {}, { 'www-authenticate': 'Bearer realm="crm"' });
 
 /** The role of the caller; only meaningful after the guard ran on a non-public route. */
 export const callerRole = (request: FastifyRequest): Role | undefined => request.apiKey?.role;
@@ -47,7 +46,7 @@ export const createAuthGuard =
     if (!isAllowed(rule, key.role)) {
       throw new ProblemError('forbidden', `The ${key.role} role may not call ${rule.route}.`, {
         role: key.role,
-        allowedRoles: [...(rule.access)],
+        allowedRoles: [...rule.access],
       });
     }
   };

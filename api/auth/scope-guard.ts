@@ -51,12 +51,17 @@ export const createScopeGuard =
     if (kind === 'campaign' || kind === 'user' || kind === 'team' || kind === 'exchangerate' || kind === 'exchangeRate') return;
     const read = queries();
     const found =
-      !read || !id ? undefined
-      : kind === 'customer' ? await read.getCustomer(id, scope)
-      : kind === 'deal' ? await read.getDeal(id, scope)
-      : kind === 'feedback' ? await read.getFeedback(id, scope)
-      : kind === 'activity' ? await read.getActivity(id, scope)
-      : undefined;
+      !read || !id
+        ? undefined
+        : kind === 'customer'
+          ? await read.getCustomer(id, scope)
+          : kind === 'deal'
+            ? await read.getDeal(id, scope)
+            : kind === 'feedback'
+              ? await read.getFeedback(id, scope)
+              : kind === 'activity'
+                ? await read.getActivity(id, scope)
+                : undefined;
     if (!found) throw new ProblemError('not_found', `No ${params.stream ?? `${params.kind} ${params.id}`}.`);
   };
 

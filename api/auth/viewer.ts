@@ -34,7 +34,9 @@ export const scopeOf = (request: FastifyRequest): ReadScope | null => request.vi
 export async function loadUserViewer(db: Kysely<unknown>, readSchema: string, userId: string): Promise<Viewer | undefined> {
   let user: { role: string; visibility: Visibility; active: boolean } | undefined;
   try {
-    ({ rows: [user] } = await sql<{ role: string; visibility: Visibility; active: boolean }>`SELECT role, visibility, active
+    ({
+      rows: [user],
+    } = await sql<{ role: string; visibility: Visibility; active: boolean }>`SELECT role, visibility, active
       FROM ${sql.id(readSchema, 'users')} WHERE user_id = ${userId}::uuid`.execute(db));
   } catch (error) {
     // The read models are not created yet (a fresh start): no user is known.

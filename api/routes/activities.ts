@@ -56,13 +56,23 @@ const logRoute = (app: FastifyInstance, context: RouteContext, url: string, pare
         throw validationProblem([{ field: 'id', message: 'differs from activityId; send one of them' }]);
       }
       const chosen = id ?? activityId;
-      return executeCommand(request, reply, { commands: context.deps.commands, metrics: context.metrics, idempotency: context.idempotency }, {
-        command: { type: 'LogActivity', ...fields, ...(chosen !== undefined ? { activityId: chosen } : {}), [parentField]: (request.params as { id: string }).id },
-        status: 201,
-        ifMatch: 'forbidden',
-        occurredAt: typeof fields.occurredAt === 'string' ? fields.occurredAt : undefined,
-        location: (created) => `/activities/${created}`,
-      });
+      return executeCommand(
+        request,
+        reply,
+        { commands: context.deps.commands, metrics: context.metrics, idempotency: context.idempotency },
+        {
+          command: {
+            type: 'LogActivity',
+            ...fields,
+            ...(chosen !== undefined ? { activityId: chosen } : {}),
+            [parentField]: (request.params as { id: string }).id,
+          },
+          status: 201,
+          ifMatch: 'forbidden',
+          occurredAt: typeof fields.occurredAt === 'string' ? fields.occurredAt : undefined,
+          location: (created) => `/activities/${created}`,
+        },
+      );
     },
   });
 };
@@ -144,7 +154,10 @@ export const activityRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
         description: `\`assigneeId\` is a user id, or \`me\` for the user the API key belongs to (400 for a key of no user). ${rolesNote('GET', '/activities')}`,
         querystring: z.strictObject({
           ...ActivityListFilters,
-          assigneeId: z.union([z.literal('me'), z.uuid()]).optional().describe('A user id, or `me`'),
+          assigneeId: z
+            .union([z.literal('me'), z.uuid()])
+            .optional()
+            .describe('A user id, or `me`'),
           ...PageQuery,
         }),
         response: { 200: PageSchema, ...problemResponses(400, 401, 403, 429, 503) },
@@ -155,11 +168,19 @@ export const activityRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
       const query = { ...filters, ...(assigneeId !== undefined ? { assigneeId: resolveAssignee(request, assigneeId) } : {}) };
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const scope = `GET /activities assignee=${query.assigneeId ?? ''} sort=${activitySort(query)} open=${String(query.open)}`;
-      const page = await sealedPage(context, scope, cursor, (position) => readModels(context).listActivities(position === undefined ? query : { ...query, cursor: position }, scopeOf(request)),
+      const page = await sealedPage(context, scope, cursor, (position) =>
+        readModels(context).listActivities(position === undefined ? query : { ...query, cursor: position }, scopeOf(request)),
       );
       return forCaller(request, page, ACTIVITY_PERSONAL_FIELDS);
     },
   );
 
-  getRoute(app, context, { url: '/activities/:id', tags, summary: 'One activity (also ?asOf=)', kind: 'activity', personalFields: ACTIVITY_PERSONAL_FIELDS, fetch: (q, id, request) => q.getActivity(id, scopeOf(request)) });
+  getRoute(app, context, {
+    url: '/activities/:id',
+    tags,
+    summary: 'One activity (also ?asOf=)',
+    kind: 'activity',
+    personalFields: ACTIVITY_PERSONAL_FIELDS,
+    fetch: (q, id, request) => q.getActivity(id, scopeOf(request)),
+  });
 };

@@ -25,15 +25,20 @@ const CreateApiKey = z
     userId: z.uuid().optional().describe("The user the key acts as, with the user's role and visibility"),
   })
   .superRefine((body, ctx) => {
-    if (body.userId !== undefined && body.role !== undefined) ctx.addIssue({ code: 'custom', path: ['role'], message: "a user's key takes the user's role; send role or userId, not both" });
-    if (body.userId === undefined && body.role === undefined) ctx.addIssue({ code: 'custom', path: ['role'], message: 'required (or userId for a user\'s key)' });
+    if (body.userId !== undefined && body.role !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['role'], message: "a user's key takes the user's role; send role or userId, not both" });
+    if (body.userId === undefined && body.role === undefined)
+      ctx.addIssue({ code: 'custom', path: ['role'], message: "required (or userId for a user's key)" });
   });
 
 const CreatedApiKey = ApiKeyView.extend({
   key: z.string().describe('The secret. Shown only in this response: store it now.'),
 }).meta({ id: 'CreatedApiKey' });
 
-export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: (userId: string) => Promise<string | undefined> }> = async (app, { keys, userRole }) => {
+export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: (userId: string) => Promise<string | undefined> }> = async (
+  app,
+  { keys, userRole },
+) => {
   app.post(
     '/admin/api-keys',
     {
@@ -50,7 +55,8 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
       if (userId !== undefined) {
         // Stored for the list; requests use the user's role at the time.
         const current = userId !== undefined && userRole ? await userRole(userId) : undefined;
-        if (current === undefined) throw new ProblemError('rule_violated', `No active user ${userId}.`, { errors: [{ field: 'userId', message: 'no active user' }] });
+        if (current === undefined)
+          throw new ProblemError('rule_violated', `No active user ${userId}.`, { errors: [{ field: 'userId', message: 'no active user' }] });
         keyRole = current as Role;
       }
       const created = await keys.create({ name, role: keyRole!, userId: userId ?? null });

@@ -36,13 +36,24 @@ export const FitModelsBody = z
   .strictObject({
     asOf: IsoDate.optional().describe('Cutoff day: fit on purchases up to the end of it (default: the latest business time seen)'),
     timeUnit: z.enum(TIME_UNITS).optional().describe('Unit of recency, T and the horizon (default week)'),
-    horizon: z.number().int().min(1).max(3650).optional().describe('CLV and expected-purchases horizon, in time units (default 52 weeks / 12 months / 365 days)'),
+    horizon: z
+      .number()
+      .int()
+      .min(1)
+      .max(3650)
+      .optional()
+      .describe('CLV and expected-purchases horizon, in time units (default 52 weeks / 12 months / 365 days)'),
     discountRate: z.number().min(0).max(1).optional().describe('Discount rate per time unit'),
     churnWindowDays: z.number().int().min(7).max(730).optional().describe('Churned = no purchase within this many days (default 90)'),
     clusters: z.number().int().min(2).max(12).optional().describe('k of k-means (default 4)'),
     forecastHorizon: z.number().int().min(1).max(36).optional().describe('Months to forecast (default 6)'),
     activeWindowDays: z.number().int().min(1).max(3650).optional().describe('Retention: active = a purchase within this many days (default 365)'),
-    marginRate: z.number().min(0).max(1).optional().describe('Share of revenue that is margin, for the discounted-retention CLV `clvRetention` (default 1: revenue)'),
+    marginRate: z
+      .number()
+      .min(0)
+      .max(1)
+      .optional()
+      .describe('Share of revenue that is margin, for the discounted-retention CLV `clvRetention` (default 1: revenue)'),
   })
   .nullish();
 
@@ -76,7 +87,8 @@ const Score = z.coerce.number().min(0).max(1);
 const Loose = z.looseObject({});
 
 const ordered = (from: string | number | undefined, to: string | number | undefined, fromField: string, toField: string) => {
-  if (from !== undefined && to !== undefined && from > to) throw validationProblem([{ field: `query.${fromField}`, message: `${fromField} must not be after ${toField}` }]);
+  if (from !== undefined && to !== undefined && from > to)
+    throw validationProblem([{ field: `query.${fromField}`, message: `${fromField} must not be after ${toField}` }]);
 };
 
 const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) => {
@@ -109,7 +121,14 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
 
   app.get(
     '/analytics/models/latest',
-    { schema: { tags, summary: 'The latest fitted model: parameters and evaluation metrics', querystring: z.strictObject({ ...WaitForQuery }), response: { 200: ModelSchema, ...errors } } },
+    {
+      schema: {
+        tags,
+        summary: 'The latest fitted model: parameters and evaluation metrics',
+        querystring: z.strictObject({ ...WaitForQuery }),
+        response: { 200: ModelSchema, ...errors },
+      },
+    },
     async (request) => {
       await wait(request.query.waitFor);
       const model = await analytics.latestModel();
@@ -242,11 +261,8 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     ['from', 'to'],
   );
 
-  figures(
-    '/analytics/segments',
-    'RFM segments and k-means clusters with sizes, CLV and churn',
-    z.strictObject({ ...WaitForQuery }),
-    () => analytics.segments(),
+  figures('/analytics/segments', 'RFM segments and k-means clusters with sizes, CLV and churn', z.strictObject({ ...WaitForQuery }), () =>
+    analytics.segments(),
   );
 
   figures(

@@ -54,7 +54,10 @@ const StreamParams = z.strictObject({
 
 const LogFilters = {
   actor: z.string().min(1).max(200).optional().describe('User id of the actor'),
-  type: z.union([z.string().min(1).max(2000), z.array(z.string().min(1).max(100)).max(50)]).optional().describe('Event type(s), comma-separated or repeated'),
+  type: z
+    .union([z.string().min(1).max(2000), z.array(z.string().min(1).max(100)).max(50)])
+    .optional()
+    .describe('Event type(s), comma-separated or repeated'),
   stream: z.string().min(1).max(220).optional().describe('Exact stream name, or an aggregate (`deal` or `deal-`: every deal)'),
   from: Instant.optional().describe('Record time from (inclusive), ISO 8601'),
   to: Instant.optional().describe('Record time to (inclusive), ISO 8601; a date alone includes that whole day'),
@@ -116,7 +119,14 @@ const instant = (value: string | undefined, end: boolean): Date | undefined => {
 };
 
 const logFilter = (query: { actor?: string; type?: string | string[]; stream?: string; from?: string; to?: string }): EventLogFilter => {
-  const types = query.type === undefined ? undefined : [query.type].flat().flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
+  const types =
+    query.type === undefined
+      ? undefined
+      : [query.type]
+          .flat()
+          .flatMap((t) => t.split(','))
+          .map((t) => t.trim())
+          .filter(Boolean);
   const from = instant(query.from, false);
   const to = instant(query.to, true);
   if (from && to && from > to) throw validationProblem([{ field: 'from', message: 'from must not be after to' }]);
@@ -256,7 +266,10 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
         tags,
         summary: 'A record as it stood at an instant, folded from its events, with the revision it reflects',
         description: '`asOf` is record time: what the CRM knew then (a back-dated event recorded later is not included). Defaults to now.',
-        params: z.strictObject({ kind: z.enum(['customer', 'customers', 'deal', 'deals', 'campaign', 'campaigns', 'feedback', 'activity', 'activities']), id: z.uuid() }),
+        params: z.strictObject({
+          kind: z.enum(['customer', 'customers', 'deal', 'deals', 'campaign', 'campaigns', 'feedback', 'activity', 'activities']),
+          id: z.uuid(),
+        }),
         querystring: z.strictObject({ asOf: IsoDateTime.optional() }),
         response: { 200: z.looseObject({}), ...errors },
       },

@@ -17,14 +17,70 @@ export const CampaignListFilters = {
 export const campaignRoutes: FastifyPluginAsync<RouteContext> = async (app, context) => {
   const s = campaignCommandSchemas;
   const base = { idField: 'campaignId', tags } as const;
-  commandRoute(app, context, { ...base, method: 'POST', url: '/campaigns', type: 'CreateCampaign', payload: s.CreateCampaign, summary: 'Create a campaign (draft)' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/campaigns/:id/schedule', type: 'ScheduleCampaign', payload: s.ScheduleCampaign, summary: 'Schedule the campaign' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/campaigns/:id/launch', type: 'LaunchCampaign', payload: s.LaunchCampaign, summary: 'Launch the campaign' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/campaigns/:id/pause', type: 'PauseCampaign', payload: s.PauseCampaign, summary: 'Pause the campaign' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/campaigns/:id/resume', type: 'ResumeCampaign', payload: s.ResumeCampaign, summary: 'Resume the campaign' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/campaigns/:id/complete', type: 'CompleteCampaign', payload: s.CompleteCampaign, summary: 'Complete the campaign' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/campaigns/:id/cancel', type: 'CancelCampaign', payload: s.CancelCampaign, summary: 'Cancel the campaign' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/campaigns/:id/costs', type: 'RecordCampaignCost', payload: s.RecordCampaignCost, summary: 'Record a cost (costId makes it idempotent)' });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/campaigns',
+    type: 'CreateCampaign',
+    payload: s.CreateCampaign,
+    summary: 'Create a campaign (draft)',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/campaigns/:id/schedule',
+    type: 'ScheduleCampaign',
+    payload: s.ScheduleCampaign,
+    summary: 'Schedule the campaign',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/campaigns/:id/launch',
+    type: 'LaunchCampaign',
+    payload: s.LaunchCampaign,
+    summary: 'Launch the campaign',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/campaigns/:id/pause',
+    type: 'PauseCampaign',
+    payload: s.PauseCampaign,
+    summary: 'Pause the campaign',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/campaigns/:id/resume',
+    type: 'ResumeCampaign',
+    payload: s.ResumeCampaign,
+    summary: 'Resume the campaign',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/campaigns/:id/complete',
+    type: 'CompleteCampaign',
+    payload: s.CompleteCampaign,
+    summary: 'Complete the campaign',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/campaigns/:id/cancel',
+    type: 'CancelCampaign',
+    payload: s.CancelCampaign,
+    summary: 'Cancel the campaign',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/campaigns/:id/costs',
+    type: 'RecordCampaignCost',
+    payload: s.RecordCampaignCost,
+    summary: 'Record a cost (costId makes it idempotent)',
+  });
   commandRoute(app, context, {
     ...base,
     method: 'POST',
@@ -34,6 +90,20 @@ export const campaignRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     summary: "Record a customer's response (each kind once per customer); conversions carry revenue",
   });
 
-  listRoute(app, context, { url: '/campaigns', tags, summary: 'List campaigns', filters: CampaignListFilters, personalFields: [], fetch: (q, query) => q.listCampaigns(query) });
-  getRoute(app, context, { url: '/campaigns/:id', tags, summary: 'One campaign with costs, responses, revenue and ROI', kind: 'campaign', personalFields: [], fetch: (q, id) => q.getCampaign(id) });
+  listRoute(app, context, {
+    url: '/campaigns',
+    tags,
+    summary: 'List campaigns',
+    filters: CampaignListFilters,
+    personalFields: [],
+    fetch: (q, query) => q.listCampaigns(query),
+  });
+  getRoute(app, context, {
+    url: '/campaigns/:id',
+    tags,
+    summary: 'One campaign with costs, responses, revenue and ROI',
+    kind: 'campaign',
+    personalFields: [],
+    fetch: (q, id) => q.getCampaign(id),
+  });
 };

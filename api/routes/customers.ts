@@ -39,7 +39,15 @@ export const CustomerListFilters = {
 
 export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, context) => {
   const s = customerCommandSchemas;
-  commandRoute(app, context, { method: 'POST', url: '/customers', type: 'RegisterCustomer', payload: s.RegisterCustomer, idField: 'customerId', tags, summary: 'Register a customer' });
+  commandRoute(app, context, {
+    method: 'POST',
+    url: '/customers',
+    type: 'RegisterCustomer',
+    payload: s.RegisterCustomer,
+    idField: 'customerId',
+    tags,
+    summary: 'Register a customer',
+  });
   commandRoute(app, context, {
     method: 'PATCH',
     url: '/customers/:id',
@@ -87,9 +95,33 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     tags,
     summary: "Forget the customer: their data key is deleted and personal fields read as '[erased]'",
   });
-  commandRoute(app, context, { method: 'POST', url: '/customers/:id/tags', type: 'TagCustomer', payload: s.TagCustomer, idField: 'customerId', tags, summary: 'Tag the customer' });
-  commandRoute(app, context, { method: 'POST', url: '/customers/:id/untag', type: 'UntagCustomer', payload: s.UntagCustomer, idField: 'customerId', tags, summary: 'Remove a tag' });
-  commandRoute(app, context, { method: 'POST', url: '/customers/:id/deactivate', type: 'DeactivateCustomer', payload: s.DeactivateCustomer, idField: 'customerId', tags, summary: 'Deactivate the customer' });
+  commandRoute(app, context, {
+    method: 'POST',
+    url: '/customers/:id/tags',
+    type: 'TagCustomer',
+    payload: s.TagCustomer,
+    idField: 'customerId',
+    tags,
+    summary: 'Tag the customer',
+  });
+  commandRoute(app, context, {
+    method: 'POST',
+    url: '/customers/:id/untag',
+    type: 'UntagCustomer',
+    payload: s.UntagCustomer,
+    idField: 'customerId',
+    tags,
+    summary: 'Remove a tag',
+  });
+  commandRoute(app, context, {
+    method: 'POST',
+    url: '/customers/:id/deactivate',
+    type: 'DeactivateCustomer',
+    payload: s.DeactivateCustomer,
+    idField: 'customerId',
+    tags,
+    summary: 'Deactivate the customer',
+  });
   commandRoute(app, context, {
     method: 'POST',
     url: '/customers/:id/owner',
@@ -100,7 +132,15 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     summary: 'Assign the account owner (a registered, active user)',
     description: 'Who may see the customer under own/team visibility follows its owner: handing a customer to someone outside your scope hides it from you.',
   });
-  commandRoute(app, context, { method: 'POST', url: '/customers/:id/reactivate', type: 'ReactivateCustomer', payload: s.ReactivateCustomer, idField: 'customerId', tags, summary: 'Reactivate the customer' });
+  commandRoute(app, context, {
+    method: 'POST',
+    url: '/customers/:id/reactivate',
+    type: 'ReactivateCustomer',
+    payload: s.ReactivateCustomer,
+    idField: 'customerId',
+    tags,
+    summary: 'Reactivate the customer',
+  });
 
   listRoute(app, context, {
     url: '/customers',
@@ -129,14 +169,22 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
         description:
           'Groups of active or inactive customers; `reason` is `email` (trimmed, case-insensitive), `phone` (same digits) or `name` (case, punctuation and word order ignored). Oldest registration first in each group.',
         querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(50), waitFor: PageQuery.waitFor }),
-        response: { 200: z.object({ items: z.array(z.object({ reason: z.enum(['email', 'phone', 'name']), customers: z.array(z.record(z.string(), z.unknown())) })) }), 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 503: ProblemSchema },
+        response: {
+          200: z.object({ items: z.array(z.object({ reason: z.enum(['email', 'phone', 'name']), customers: z.array(z.record(z.string(), z.unknown())) })) }),
+          400: ProblemSchema,
+          401: ProblemSchema,
+          403: ProblemSchema,
+          503: ProblemSchema,
+        },
       },
     },
     async (request) => {
       await awaitReadModels(context.deps.projections, request.query.waitFor, context.waitForTimeoutMs);
       const queries = context.deps.queries;
       if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
-      return forCaller(request, await queries.likelyDuplicates({ limit: request.query.limit }, scopeOf(request)), CUSTOMER_PERSONAL_FIELDS) as { items: { reason: 'email' | 'phone' | 'name'; customers: Record<string, unknown>[] }[] };
+      return forCaller(request, await queries.likelyDuplicates({ limit: request.query.limit }, scopeOf(request)), CUSTOMER_PERSONAL_FIELDS) as {
+        items: { reason: 'email' | 'phone' | 'name'; customers: Record<string, unknown>[] }[];
+      };
     },
   );
 

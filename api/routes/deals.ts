@@ -20,23 +20,70 @@ export const DealListFilters = {
   customerId: z.uuid().optional(),
   expectedCloseFrom: IsoDate.optional(),
   expectedCloseTo: IsoDate.optional(),
-  sort: z
-    .enum(['expectedCloseDate', '-expectedCloseDate', 'amount', '-amount', 'updatedAt', '-updatedAt', 'createdAt', '-createdAt'])
-    .default('-createdAt'),
+  sort: z.enum(['expectedCloseDate', '-expectedCloseDate', 'amount', '-amount', 'updatedAt', '-updatedAt', 'createdAt', '-createdAt']).default('-createdAt'),
 };
 
 export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context) => {
   const s = dealCommandSchemas;
   const base = { idField: 'dealId', tags } as const;
-  commandRoute(app, context, { ...base, method: 'POST', url: '/deals', type: 'OpenDeal', payload: s.OpenDeal, summary: 'Open a deal for an existing customer' });
-  commandRoute(app, context, { ...base, method: 'PATCH', url: '/deals/:id', type: 'ChangeDeal', payload: s.ChangeDeal, summary: 'Change amount, owner, expected close or probability while open' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/deals/:id/stage', type: 'MoveDealStage', payload: s.MoveDealStage, summary: 'Move the deal to another open stage' });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/deals',
+    type: 'OpenDeal',
+    payload: s.OpenDeal,
+    summary: 'Open a deal for an existing customer',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'PATCH',
+    url: '/deals/:id',
+    type: 'ChangeDeal',
+    payload: s.ChangeDeal,
+    summary: 'Change amount, owner, expected close or probability while open',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/deals/:id/stage',
+    type: 'MoveDealStage',
+    payload: s.MoveDealStage,
+    summary: 'Move the deal to another open stage',
+  });
   commandRoute(app, context, { ...base, method: 'POST', url: '/deals/:id/won', type: 'WinDeal', payload: s.WinDeal, summary: 'Mark the deal won' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/deals/:id/lost', type: 'LoseDeal', payload: s.LoseDeal, summary: 'Mark the deal lost (a reason is required)' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/deals/:id/reopen', type: 'ReopenDeal', payload: s.ReopenDeal, summary: 'Reopen a won or lost deal' });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/deals/:id/lost',
+    type: 'LoseDeal',
+    payload: s.LoseDeal,
+    summary: 'Mark the deal lost (a reason is required)',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/deals/:id/reopen',
+    type: 'ReopenDeal',
+    payload: s.ReopenDeal,
+    summary: 'Reopen a won or lost deal',
+  });
 
-  listRoute(app, context, { url: '/deals', tags, summary: 'List deals', filters: DealListFilters, personalFields: [], fetch: (q, query, request) => q.listDeals(query, scopeOf(request)) });
-  getRoute(app, context, { url: '/deals/:id', tags, summary: 'One deal', kind: 'deal', personalFields: [], fetch: (q, id, request) => q.getDeal(id, scopeOf(request)) });
+  listRoute(app, context, {
+    url: '/deals',
+    tags,
+    summary: 'List deals',
+    filters: DealListFilters,
+    personalFields: [],
+    fetch: (q, query, request) => q.listDeals(query, scopeOf(request)),
+  });
+  getRoute(app, context, {
+    url: '/deals/:id',
+    tags,
+    summary: 'One deal',
+    kind: 'deal',
+    personalFields: [],
+    fetch: (q, id, request) => q.getDeal(id, scopeOf(request)),
+  });
 
   app.withTypeProvider<ZodTypeProvider>().get(
     '/pipeline',
@@ -44,7 +91,14 @@ export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context)
       schema: {
         tags,
         summary: 'Pipeline summary: open deals by stage, owner and expected-close month, with weighted amounts',
-        querystring: z.strictObject({ ownerId: z.string().min(1).max(200).optional(), currency: z.string().regex(/^[A-Z]{3}$/).optional(), ...WaitForQuery }),
+        querystring: z.strictObject({
+          ownerId: z.string().min(1).max(200).optional(),
+          currency: z
+            .string()
+            .regex(/^[A-Z]{3}$/)
+            .optional(),
+          ...WaitForQuery,
+        }),
         response: { 200: z.looseObject({}), 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 503: ProblemSchema },
       },
     },

@@ -27,10 +27,28 @@ const formatOf = (request: FastifyRequest, asked: ExportFormat | undefined): Exp
 };
 
 type Scope = ReadScope | null;
-const exportsOf: { url: string; filters: Record<string, z.ZodType>; personalFields: readonly string[]; personalFilters: string[]; list: (q: ReadModelQueries, scope: Scope) => (query: Record<string, unknown>) => ReturnType<ReadModelQueries['listCustomers']> }[] = [
-  { url: '/customers/export', filters: CustomerListFilters, personalFields: CUSTOMER_PERSONAL_FIELDS, personalFilters: ['search'], list: (q, scope) => (query) => q.listCustomers(query, scope) },
+const exportsOf: {
+  url: string;
+  filters: Record<string, z.ZodType>;
+  personalFields: readonly string[];
+  personalFilters: string[];
+  list: (q: ReadModelQueries, scope: Scope) => (query: Record<string, unknown>) => ReturnType<ReadModelQueries['listCustomers']>;
+}[] = [
+  {
+    url: '/customers/export',
+    filters: CustomerListFilters,
+    personalFields: CUSTOMER_PERSONAL_FIELDS,
+    personalFilters: ['search'],
+    list: (q, scope) => (query) => q.listCustomers(query, scope),
+  },
   { url: '/deals/export', filters: DealListFilters, personalFields: [], personalFilters: [], list: (q, scope) => (query) => q.listDeals(query, scope) },
-  { url: '/feedback/export', filters: FeedbackListFilters, personalFields: FEEDBACK_PERSONAL_FIELDS, personalFilters: [], list: (q, scope) => (query) => q.listFeedback(query, scope) },
+  {
+    url: '/feedback/export',
+    filters: FeedbackListFilters,
+    personalFields: FEEDBACK_PERSONAL_FIELDS,
+    personalFilters: [],
+    list: (q, scope) => (query) => q.listFeedback(query, scope),
+  },
 ];
 
 export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, context) => {

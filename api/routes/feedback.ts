@@ -24,15 +24,71 @@ export const FeedbackListFilters = {
 export const feedbackRoutes: FastifyPluginAsync<RouteContext> = async (app, context) => {
   const s = feedbackCommandSchemas;
   const base = { idField: 'feedbackId', tags } as const;
-  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback', type: 'SubmitFeedback', payload: s.SubmitFeedback, summary: 'Submit feedback; SLA deadlines follow the priority' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/assign', type: 'AssignFeedback', payload: s.AssignFeedback, summary: 'Assign to a person' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/respond', type: 'RespondToFeedback', payload: s.RespondToFeedback, summary: 'Respond (the first response counts for the SLA)' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/escalate', type: 'EscalateFeedback', payload: s.EscalateFeedback, summary: 'Escalate to a higher priority' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/resolve', type: 'ResolveFeedback', payload: s.ResolveFeedback, summary: 'Resolve with a resolution' });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/feedback',
+    type: 'SubmitFeedback',
+    payload: s.SubmitFeedback,
+    summary: 'Submit feedback; SLA deadlines follow the priority',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/feedback/:id/assign',
+    type: 'AssignFeedback',
+    payload: s.AssignFeedback,
+    summary: 'Assign to a person',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/feedback/:id/respond',
+    type: 'RespondToFeedback',
+    payload: s.RespondToFeedback,
+    summary: 'Respond (the first response counts for the SLA)',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/feedback/:id/escalate',
+    type: 'EscalateFeedback',
+    payload: s.EscalateFeedback,
+    summary: 'Escalate to a higher priority',
+  });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/feedback/:id/resolve',
+    type: 'ResolveFeedback',
+    payload: s.ResolveFeedback,
+    summary: 'Resolve with a resolution',
+  });
   commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/reopen', type: 'ReopenFeedback', payload: s.ReopenFeedback, summary: 'Reopen' });
   commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/close', type: 'CloseFeedback', payload: s.CloseFeedback, summary: 'Close' });
-  commandRoute(app, context, { ...base, method: 'POST', url: '/feedback/:id/rating', type: 'RateFeedback', payload: s.RateFeedback, summary: "Record the customer's rating of the resolution (CSAT 1-5)" });
+  commandRoute(app, context, {
+    ...base,
+    method: 'POST',
+    url: '/feedback/:id/rating',
+    type: 'RateFeedback',
+    payload: s.RateFeedback,
+    summary: "Record the customer's rating of the resolution (CSAT 1-5)",
+  });
 
-  listRoute(app, context, { url: '/feedback', tags, summary: 'List feedback', filters: FeedbackListFilters, personalFields: FEEDBACK_PERSONAL_FIELDS, fetch: (q, query, request) => q.listFeedback(query, scopeOf(request)) });
-  getRoute(app, context, { url: '/feedback/:id', tags, summary: 'One feedback item', kind: 'feedback', personalFields: FEEDBACK_PERSONAL_FIELDS, fetch: (q, id, request) => q.getFeedback(id, scopeOf(request)) });
+  listRoute(app, context, {
+    url: '/feedback',
+    tags,
+    summary: 'List feedback',
+    filters: FeedbackListFilters,
+    personalFields: FEEDBACK_PERSONAL_FIELDS,
+    fetch: (q, query, request) => q.listFeedback(query, scopeOf(request)),
+  });
+  getRoute(app, context, {
+    url: '/feedback/:id',
+    tags,
+    summary: 'One feedback item',
+    kind: 'feedback',
+    personalFields: FEEDBACK_PERSONAL_FIELDS,
+    fetch: (q, id, request) => q.getFeedback(id, scopeOf(request)),
+  });
 };

@@ -80,7 +80,10 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
       const rule = ruleFor(method, route);
       const role = callerRole(request);
       if (!isAllowed(rule, role)) {
-        throw new ProblemError('forbidden', `The ${role} role may not import ${kind} (as for ${rule.route}).`, { role, allowedRoles: [...(rule.access as readonly string[])] });
+        throw new ProblemError('forbidden', `The ${role} role may not import ${kind} (as for ${rule.route}).`, {
+          role,
+          allowedRoles: [...(rule.access as readonly string[])],
+        });
       }
       const format = FORMATS[(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()];
       if (!format) throw new ProblemError('unsupported_media_type', 'Send text/csv or application/x-ndjson.');

@@ -59,11 +59,9 @@ const describePoison = (p: ProjectionStatus): string =>
 /** Probes and metrics: public, not rate limited, not logged per request. */
 export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, options) => {
   const quiet = { rateLimit: false } as const;
-  app.get(
-    '/health',
-    { config: quiet, logLevel: 'warn', schema: { tags: ['ops'], summary: 'Liveness', response: { 200: Health } } },
-    async () => ({ status: 'ok' as const }),
-  );
+  app.get('/health', { config: quiet, logLevel: 'warn', schema: { tags: ['ops'], summary: 'Liveness', response: { 200: Health } } }, async () => ({
+    status: 'ok' as const,
+  }));
 
   app.get(
     '/ready',
@@ -94,7 +92,8 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
         options.publishers ? withDeadline(options.publishers.status(), PROBE_DEADLINE_MS, 'the publisher status').catch(() => []) : undefined,
       ]);
       for (const p of statuses) {
-        if (p.state === 'failed' || p.state === 'stopped') reasons.push(`projection ${p.name} is ${p.state}${describePoison(p)}${p.lastError ? `: ${p.lastError}` : ''}`);
+        if (p.state === 'failed' || p.state === 'stopped')
+          reasons.push(`projection ${p.name} is ${p.state}${describePoison(p)}${p.lastError ? `: ${p.lastError}` : ''}`);
         else if ((p.secondsBehind ?? 0) > options.readyMaxLagSeconds) {
           reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)`);
         }

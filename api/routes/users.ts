@@ -75,12 +75,17 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
 
   /** Runs an administration command, waits (bounded) for the read models, and drops cached key lookups. */
   const run = async (request: FastifyRequest, reply: FastifyReply, command: ApiCommand, status: 200 | 201, location: (id: string) => string) => {
-    const accepted = await executeCommand(request, reply, { commands: context.deps.commands, metrics: context.metrics, idempotency: context.idempotency }, {
-      command,
-      status,
-      ifMatch: status === 201 ? 'forbidden' : 'optional',
-      location,
-    });
+    const accepted = await executeCommand(
+      request,
+      reply,
+      { commands: context.deps.commands, metrics: context.metrics, idempotency: context.idempotency },
+      {
+        command,
+        status,
+        ifMatch: status === 201 ? 'forbidden' : 'optional',
+        location,
+      },
+    );
     await context.deps.projections?.waitForPosition(BigInt(accepted.position), context.waitForTimeoutMs);
     context.keys.invalidate();
     return accepted;
@@ -108,7 +113,15 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
 
   app.post(
     '/admin/teams',
-    { schema: { tags, summary: 'Create a team', headers: CommandHeaders, body: strictBody(teamCommandSchemas.CreateTeam, 'teamId').extend({ id: z.uuid().optional() }), response: { 201: CommandAccepted, ...errors } } },
+    {
+      schema: {
+        tags,
+        summary: 'Create a team',
+        headers: CommandHeaders,
+        body: strictBody(teamCommandSchemas.CreateTeam, 'teamId').extend({ id: z.uuid().optional() }),
+        response: { 201: CommandAccepted, ...errors },
+      },
+    },
     async (request, reply) => {
       const { id, ...body } = request.body as { id?: string; name: string };
       return run(request, reply, { type: 'CreateTeam', ...body, ...(id ? { teamId: id } : {}) }, 201, (teamId) => `/admin/teams/${teamId}`);
@@ -122,7 +135,13 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
       const { rows } = await sql<TeamRow>`SELECT t.*, ARRAY(SELECT m.user_id::text FROM ${sql.id(read, 'team_members')} m
         WHERE m.team_id = t.team_id ORDER BY m.user_id) AS member_ids FROM ${sql.id(read, 'teams')} t ORDER BY t.name, t.team_id`.execute(db);
       return {
-        items: rows.map((r) => ({ id: r.team_id, name: r.name, memberIds: r.member_ids, createdAt: new Date(r.created_at).toISOString(), revision: Number(r.revision) })),
+        items: rows.map((r) => ({
+          id: r.team_id,
+          name: r.name,
+          memberIds: r.member_ids,
+          createdAt: new Date(r.created_at).toISOString(),
+          revision: Number(r.revision),
+        })),
       };
     },
   );
@@ -144,15 +163,11 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
     },
   );
 
-  app.get(
-    '/admin/users',
-    { schema: { tags, summary: 'List users', response: { 200: z.object({ items: z.array(UserView) }), ...errors } } },
-    async () => {
-      const { rows } = await sql<{ user_id: string }>`SELECT user_id::text FROM ${sql.id(read, 'users')} ORDER BY name, user_id`.execute(db);
-      const items = await Promise.all(rows.map((r) => userById(r.user_id)));
-      return { items: items.filter((u) => u !== undefined) };
-    },
-  );
+  app.get('/admin/users', { schema: { tags, summary: 'List users', response: { 200: z.object({ items: z.array(UserView) }), ...errors } } }, async () => {
+    const { rows } = await sql<{ user_id: string }>`SELECT user_id::text FROM ${sql.id(read, 'users')} ORDER BY name, user_id`.execute(db);
+    const items = await Promise.all(rows.map((r) => userById(r.user_id)));
+    return { items: items.filter((u) => u !== undefined) };
+  });
 
   app.get(
     '/admin/users/:id',
@@ -179,7 +194,13 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
       },
     },
     async (request, reply) =>
-      run(request, reply, { type: 'ChangeUser', ...(request.body as Record<string, unknown>), userId: request.params.id }, 200, (userId) => `/admin/users/${userId}`),
+      run(
+        request,
+        reply,
+        { type: 'ChangeUser', ...(request.body as Record<string, unknown>), userId: request.params.id },
+        200,
+        (userId) => `/admin/users/${userId}`,
+      ),
   );
 };
 

@@ -15,10 +15,7 @@ const CreateWebhook = z.strictObject({
   url: Url,
   events: Events,
   description: z.string().trim().max(500).optional(),
-  role: z
-    .enum(ROLES)
-    .default('analyst')
-    .describe("Whose view of personal data deliveries carry: 'analyst' (the default) masks it; any other role sees it"),
+  role: z.enum(ROLES).default('analyst').describe("Whose view of personal data deliveries carry: 'analyst' (the default) masks it; any other role sees it"),
 });
 
 const PatchWebhook = z.strictObject({
@@ -56,7 +53,9 @@ export const WebhookView = z
   })
   .meta({ id: 'Webhook' });
 
-const CreatedWebhook = z.object({ id: z.uuid(), secret: z.string().describe('whsec_<base64>: the signing secret, shown only in this response') }).meta({ id: 'CreatedWebhook' });
+const CreatedWebhook = z
+  .object({ id: z.uuid(), secret: z.string().describe('whsec_<base64>: the signing secret, shown only in this response') })
+  .meta({ id: 'CreatedWebhook' });
 
 const DeliveryView = z.object({
   eventId: z.uuid(),
@@ -79,7 +78,9 @@ export const IntegrationEventSchema = z
     recordedAt: z.string().describe('When the CRM recorded it (ISO 8601)'),
     position: z.string().describe('Global position (decimal string); increases in delivery order'),
     aggregate: z.object({ kind: z.enum(['customer', 'deal', 'campaign', 'feedback', 'exchangeRate']), id: z.string() }),
-    data: z.record(z.string(), z.unknown()).describe("The type's fields; personal fields read '[masked]' for analyst-level subscriptions and '[erased]' once the customer is forgotten"),
+    data: z
+      .record(z.string(), z.unknown())
+      .describe("The type's fields; personal fields read '[masked]' for analyst-level subscriptions and '[erased]' once the customer is forgotten"),
   })
   .meta({ id: 'IntegrationEvent' });
 
@@ -112,7 +113,12 @@ const view = (s: WebhookSubscription, status: PublisherStatus | undefined) => ({
   createdAt: s.createdAt.toISOString(),
 });
 
-const deliveryView = (d: DeliveryAttempt) => ({ ...d, position: d.position.toString(), nextRetryAt: d.nextRetryAt?.toISOString() ?? null, at: d.at.toISOString() });
+const deliveryView = (d: DeliveryAttempt) => ({
+  ...d,
+  position: d.position.toString(),
+  nextRetryAt: d.nextRetryAt?.toISOString() ?? null,
+  at: d.at.toISOString(),
+});
 
 /** Webhook subscriptions (integration/): admin only by default (api/roles.ts). */
 export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServices }> = async (app, { integration }) => {
@@ -141,7 +147,12 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
       },
     },
     async (request, reply) => {
-      const created = await integration.subscribe({ url: request.body.url, events: request.body.events, description: request.body.description ?? null, role: request.body.role });
+      const created = await integration.subscribe({
+        url: request.body.url,
+        events: request.body.events,
+        description: request.body.description ?? null,
+        role: request.body.role,
+      });
       request.log.info({ webhookId: created.id }, 'webhook subscription created');
       return reply.code(201).header('cache-control', 'no-store').header('location', `/webhooks/${created.id}`).send(created);
     },
@@ -159,15 +170,40 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     async () => ({
       items: PUBLIC_EVENT_TYPE_NAMES.map((type) => {
         const spec = PUBLIC_EVENT_TYPES[type];
-        return { type, version: spec.version, aggregate: spec.kind, summary: spec.summary, fields: publicFields(type), personalFields: [...spec.personal], natsSubject: `crm.${spec.kind}.${type}` };
+        return {
+          type,
+          version: spec.version,
+          aggregate: spec.kind,
+          summary: spec.summary,
+          fields: publicFields(type),
+          personalFields: [...spec.personal],
+          natsSubject: `crm.${spec.kind}.${type}`,
+        };
       }),
     }),
   );
 
-  app.get('/webhooks', { schema: { tags, summary: 'Webhook subscriptions with their delivery state (never their secrets)', response: { 200: z.object({ items: z.array(WebhookView) }) } } }, async () => {
-    const [subscriptions, statuses] = await Promise.all([tables.listSubscriptions(), integration.status()]);
-    return { items: subscriptions.map((s) => view(s, statuses.find((p) => p.name === webhookPublisherName(s.id)))) };
-  });
+  app.get(
+    '/webhooks',
+    {
+      schema: {
+        tags,
+        summary: 'Webhook subscriptions with their delivery state (never their secrets)',
+        response: { 200: z.object({ items: z.array(WebhookView) }) },
+      },
+    },
+    async () => {
+      const [subscriptions, statuses] = await Promise.all([tables.listSubscriptions(), integration.status()]);
+      return {
+        items: subscriptions.map((s) =>
+          view(
+            s,
+            statuses.find((p) => p.name === webhookPublisherName(s.id)),
+          ),
+        ),
+      };
+    },
+  );
 
   app.get('/webhooks/:id', { schema: { tags, summary: 'One webhook subscription', params: IdParams, response: { 200: WebhookView } } }, async (request) => {
     const subscription = await found(request.params.id);
@@ -176,7 +212,15 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
 
   app.patch(
     '/webhooks/:id',
-    { schema: { tags, summary: 'Change url, events or description; enable or disable (enabling resumes a failing subscription)', params: IdParams, body: PatchWebhook, response: { 200: WebhookView } } },
+    {
+      schema: {
+        tags,
+        summary: 'Change url, events or description; enable or disable (enabling resumes a failing subscription)',
+        params: IdParams,
+        body: PatchWebhook,
+        response: { 200: WebhookView },
+      },
+    },
     async (request) => {
       const updated = await tables.updateSubscription(request.params.id, {
         url: request.body.url,
@@ -189,10 +233,14 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     },
   );
 
-  app.delete('/webhooks/:id', { schema: { tags, summary: 'Delete a webhook subscription and its delivery log', params: IdParams, response: { 204: z.null() } } }, async (request, reply) => {
-    if (!(await tables.deleteSubscription(request.params.id))) throw new ProblemError('not_found', `No webhook ${request.params.id}.`);
-    return reply.code(204).send(null);
-  });
+  app.delete(
+    '/webhooks/:id',
+    { schema: { tags, summary: 'Delete a webhook subscription and its delivery log', params: IdParams, response: { 204: z.null() } } },
+    async (request, reply) => {
+      if (!(await tables.deleteSubscription(request.params.id))) throw new ProblemError('not_found', `No webhook ${request.params.id}.`);
+      return reply.code(204).send(null);
+    },
+  );
 
   app.get(
     '/webhooks/:id/deliveries',

@@ -66,8 +66,7 @@ const sha256 = (previous: Uint8Array | null, eventHash: Uint8Array): Buffer =>
     .update(eventHash)
     .digest();
 
-const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean =>
-  a !== null && b !== null && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean => a !== null && b !== null && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 
 const sealsTable = (schema: string) => sql.id(schema, 'event_chain_seals');
 const eventsTable = (schema: string) => sql.id(schema, 'events');
@@ -137,9 +136,11 @@ export function sealChain(database: SqlDatabase, schema: string, options: SealOp
   const previous = chains.get(schema) ?? Promise.resolve(0);
   const seal = previous.catch(() => 0).then(() => sealPending(database, schema, options));
   chains.set(schema, seal);
-  seal.finally(() => {
-    if (chains.get(schema) === seal) chains.delete(schema);
-  }).catch(() => undefined);
+  seal
+    .finally(() => {
+      if (chains.get(schema) === seal) chains.delete(schema);
+    })
+    .catch(() => undefined);
   return seal;
 }
 
@@ -202,10 +203,12 @@ export function startChainSealer(
   let running: Promise<number> = Promise.resolve(0);
   let stopped = false;
   const seal = () => {
-    running = running.then(() => sealChain(database, schema)).catch((error) => {
-      options.onError?.(error);
-      return 0;
-    });
+    running = running
+      .then(() => sealChain(database, schema))
+      .catch((error) => {
+        options.onError?.(error);
+        return 0;
+      });
     return running;
   };
   const timer = setInterval(() => {

@@ -74,7 +74,11 @@ export async function servePeer(config: PeerConfig): Promise<{ ready: PeerReady;
     if (!body.success) return reply.code(400).send({ title: 'invalid', errors: body.error.issues });
     const command = { type: 'RecordPurchase', customerId, ...body.data, occurredAt: body.data.occurredAt ?? new Date().toISOString() };
     try {
-      const result = await handle(store as never, `customer-${customerId}`, (state: unknown) => customerDecider.decide(command as never, state as never) as never);
+      const result = await handle(
+        store as never,
+        `customer-${customerId}`,
+        (state: unknown) => customerDecider.decide(command as never, state as never) as never,
+      );
       return { id: customerId, revision: Number((result as unknown as { nextExpectedStreamVersion: bigint }).nextExpectedStreamVersion) - 1 };
     } catch (error) {
       if (emmett.isExpectedVersionConflictError(error)) return reply.code(409).send({ title: 'conflict' });
@@ -86,11 +90,14 @@ export async function servePeer(config: PeerConfig): Promise<{ ready: PeerReady;
   const customerIds: string[] = [];
   for (let i = 0; i < config.customers; i++) {
     const customerId = crypto.randomUUID();
-    await handle(store as never, `customer-${customerId}`, (state: unknown) =>
-      customerDecider.decide(
-        { type: 'RegisterCustomer', customerId, name: `Peer Customer ${i}`, email: `peer${i}@example.com`, occurredAt: new Date().toISOString() } as never,
-        state as never,
-      ) as never,
+    await handle(
+      store as never,
+      `customer-${customerId}`,
+      (state: unknown) =>
+        customerDecider.decide(
+          { type: 'RegisterCustomer', customerId, name: `Peer Customer ${i}`, email: `peer${i}@example.com`, occurredAt: new Date().toISOString() } as never,
+          state as never,
+        ) as never,
     );
     customerIds.push(customerId);
   }

@@ -33,7 +33,14 @@ const projected = (event: ProjectedEvent['event'], at: number): ProjectedEvent =
   revision: 0,
   position: (position += 1n),
   recordedAt: new Date(at),
-  metadata: { actor: { userId: 'bench', roles: ['admin'] }, correlationId: 'bench', causationId: null, occurredAt: new Date(at).toISOString(), schemaVersion: 1, command: 'Bench' },
+  metadata: {
+    actor: { userId: 'bench', roles: ['admin'] },
+    correlationId: 'bench',
+    causationId: null,
+    occurredAt: new Date(at).toISOString(),
+    schemaVersion: 1,
+    command: 'Bench',
+  },
 });
 
 /** The uuid PostgreSQL's md5('c' || i)::uuid gives, so pre-loaded customers can be addressed by events. */
@@ -56,27 +63,95 @@ function eventMix(customers: string[], count: number, startAt: number, random: R
     at += Math.floor(random.next() * 600_000);
     const u = random.next();
     if (u < 0.6) {
-      events.push(projected({ type: 'PurchaseRecorded', data: { customerId: pick(), orderId: randomUUID(), amount: 10 + Math.round(random.next() * 9000) / 100, currency: 'EUR' } }, at));
+      events.push(
+        projected(
+          {
+            type: 'PurchaseRecorded',
+            data: { customerId: pick(), orderId: randomUUID(), amount: 10 + Math.round(random.next() * 9000) / 100, currency: 'EUR' },
+          },
+          at,
+        ),
+      );
     } else if (u < 0.7) {
       const customerId = randomUUID();
       customers.push(customerId);
-      events.push(projected({ type: 'CustomerRegistered', data: { customerId, name: 'x', email: 'x@example.com', phone: null, company: null, tags: [], source: null, marketingConsent: false } }, at));
+      events.push(
+        projected(
+          {
+            type: 'CustomerRegistered',
+            data: { customerId, name: 'x', email: 'x@example.com', phone: null, company: null, tags: [], source: null, marketingConsent: false },
+          },
+          at,
+        ),
+      );
     } else if (u < 0.8) {
       if (openFeedback.length > 0 && random.next() < 0.5) {
         events.push(projected({ type: 'FeedbackResolved', data: { feedbackId: openFeedback.pop()!, resolution: 'done' } }, at));
       } else {
         const feedbackId = randomUUID();
         openFeedback.push(feedbackId);
-        events.push(projected({ type: 'FeedbackSubmitted', data: { feedbackId, customerId: pick(), kind: 'complaint', channel: 'email', subject: 's', body: 'b', priority: 'normal', csat: 1 + Math.floor(random.next() * 5), nps: Math.floor(random.next() * 11), firstResponseDueAt: new Date(at + DAY).toISOString(), resolutionDueAt: new Date(at + 3 * DAY).toISOString() } }, at));
+        events.push(
+          projected(
+            {
+              type: 'FeedbackSubmitted',
+              data: {
+                feedbackId,
+                customerId: pick(),
+                kind: 'complaint',
+                channel: 'email',
+                subject: 's',
+                body: 'b',
+                priority: 'normal',
+                csat: 1 + Math.floor(random.next() * 5),
+                nps: Math.floor(random.next() * 11),
+                firstResponseDueAt: new Date(at + DAY).toISOString(),
+                resolutionDueAt: new Date(at + 3 * DAY).toISOString(),
+              },
+            },
+            at,
+          ),
+        );
       }
     } else if (u < 0.9) {
-      events.push(projected({ type: 'CampaignResponseRecorded', data: { campaignId: '00000000-0000-4000-8000-000000000001', customerId: pick(), kind: random.next() < 0.5 ? 'opened' : 'clicked', revenue: null, currency: null } }, at));
+      events.push(
+        projected(
+          {
+            type: 'CampaignResponseRecorded',
+            data: {
+              campaignId: '00000000-0000-4000-8000-000000000001',
+              customerId: pick(),
+              kind: random.next() < 0.5 ? 'opened' : 'clicked',
+              revenue: null,
+              currency: null,
+            },
+          },
+          at,
+        ),
+      );
     } else if (openDeals.length > 0 && random.next() < 0.5) {
       events.push(projected({ type: 'DealWon', data: { dealId: openDeals.pop()!, from: 'lead', amount: 100, currency: 'EUR' } }, at));
     } else {
       const dealId = randomUUID();
       openDeals.push(dealId);
-      events.push(projected({ type: 'DealOpened', data: { dealId, customerId: pick(), title: 'd', amount: 100, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2030-01-01', stage: 'lead', probabilityOverride: null } }, at));
+      events.push(
+        projected(
+          {
+            type: 'DealOpened',
+            data: {
+              dealId,
+              customerId: pick(),
+              title: 'd',
+              amount: 100,
+              currency: 'EUR',
+              ownerId: 'o',
+              expectedCloseDate: '2030-01-01',
+              stage: 'lead',
+              probabilityOverride: null,
+            },
+          },
+          at,
+        ),
+      );
     }
   }
   return events;
@@ -101,10 +176,25 @@ function initialHistory(customers: number, random: Random): { events: ProjectedE
     ids.push(customerId);
     const joined = EPOCH_2020 + Math.floor(random.next() * 180) * DAY;
     const history = simulateBgNbdCustomer({ r: 0.8, alpha: 3, a: 0.8, b: 2.5 }, 52, random);
-    timed.push({ at: joined - 1000, e: projected({ type: 'CustomerRegistered', data: { customerId, name: 'x', email: 'x@example.com', phone: null, company: null, tags: [], source: null, marketingConsent: false } }, joined - 1000) });
+    timed.push({
+      at: joined - 1000,
+      e: projected(
+        {
+          type: 'CustomerRegistered',
+          data: { customerId, name: 'x', email: 'x@example.com', phone: null, company: null, tags: [], source: null, marketingConsent: false },
+        },
+        joined - 1000,
+      ),
+    });
     for (const t of history.purchaseTimes) {
       const at = joined + Math.round(t * 7 * DAY);
-      timed.push({ at, e: projected({ type: 'PurchaseRecorded', data: { customerId, orderId: randomUUID(), amount: 5 + Math.round(random.gamma(3, 0.05) * 100) / 100, currency: 'EUR' } }, at) });
+      timed.push({
+        at,
+        e: projected(
+          { type: 'PurchaseRecorded', data: { customerId, orderId: randomUUID(), amount: 5 + Math.round(random.gamma(3, 0.05) * 100) / 100, currency: 'EUR' } },
+          at,
+        ),
+      });
     }
   }
   timed.sort((a, b) => a.at - b.at);
@@ -140,7 +230,9 @@ async function preloadMillion(db: Kysely<any>, schema: string): Promise<{ custom
   await sql`INSERT INTO ${t('analytics_revenue_day')} (day, purchases, revenue, refunds)
     SELECT day, count(*), sum(value), 0 FROM ${t('analytics_purchase_day')} GROUP BY day`.execute(db);
   await sql`INSERT INTO ${t('analytics_satisfaction')} (satisfaction_id, period, channel, csat_responses, csat_satisfied, nps_responses, promoters, detractors)
-    SELECT period || '|email', period, 'email', count(*), count(*), count(*), 0, 0 FROM (SELECT csat_period AS period FROM ${t('analytics_feedback')}) f GROUP BY period`.execute(db);
+    SELECT period || '|email', period, 'email', count(*), count(*), count(*), 0, 0 FROM (SELECT csat_period AS period FROM ${t('analytics_feedback')}) f GROUP BY period`.execute(
+    db,
+  );
   const lastAt = Date.parse('2021-03-05T00:00:00Z'); // first days run to 2020-12-30, last purchase 63 days later
   await sql`INSERT INTO ${t('analytics_state')} (id, observation_end, events) VALUES ('observation', ${new Date(lastAt).toISOString()}, 1000000)`.execute(db);
   // As a long-lived database would be: vacuumed (hint bits set, visibility map) and analysed, so the
@@ -171,26 +263,52 @@ async function fitHundredThousand(db: Kysely<any>, schema: string, customers: nu
       byDay.set(day, round((byDay.get(day) ?? 0) + 1 + random.gamma(4, nu), 2));
     }
     const days = [...byDay.keys()].sort((a, b) => a - b);
-    for (const d of days) dayRows.push({ purchase_day_id: `${customerId}|${dayToIsoDate(d)}`, customer_id: customerId, day: dayToIsoDate(d), orders: 1, value: byDay.get(d) });
+    for (const d of days)
+      dayRows.push({ purchase_day_id: `${customerId}|${dayToIsoDate(d)}`, customer_id: customerId, day: dayToIsoDate(d), orders: 1, value: byDay.get(d) });
     const total = [...byDay.values()].reduce((s, v) => s + v, 0);
     maxDay = Math.max(maxDay, days[days.length - 1]!);
     customerRows.push({
-      customer_id: customerId, currency: 'EUR', cohort: dayToIsoDate(firstDay).slice(0, 7), first_day: dayToIsoDate(firstDay), last_day: dayToIsoDate(days[days.length - 1]!),
-      purchase_days: days.length, orders: days.length, total_value: round(total, 2), first_day_value: byDay.get(firstDay),
+      customer_id: customerId,
+      currency: 'EUR',
+      cohort: dayToIsoDate(firstDay).slice(0, 7),
+      first_day: dayToIsoDate(firstDay),
+      last_day: dayToIsoDate(days[days.length - 1]!),
+      purchase_days: days.length,
+      orders: days.length,
+      total_value: round(total, 2),
+      first_day_value: byDay.get(firstDay),
     });
   }
   log(`fit: inserting ${customers} customers, ${dayRows.length} purchase days`);
-  for (let i = 0; i < customerRows.length; i += 3000) await db.insertInto(`${schema}.analytics_customer`).values(customerRows.slice(i, i + 3000)).execute();
-  for (let i = 0; i < dayRows.length; i += 5000) await db.insertInto(`${schema}.analytics_purchase_day`).values(dayRows.slice(i, i + 5000)).execute();
+  for (let i = 0; i < customerRows.length; i += 3000)
+    await db
+      .insertInto(`${schema}.analytics_customer`)
+      .values(customerRows.slice(i, i + 3000))
+      .execute();
+  for (let i = 0; i < dayRows.length; i += 5000)
+    await db
+      .insertInto(`${schema}.analytics_purchase_day`)
+      .values(dayRows.slice(i, i + 5000))
+      .execute();
   await sql`INSERT INTO ${sql.id(schema, 'analytics_revenue_day')} (day, purchases, revenue, refunds)
     SELECT day, count(*), sum(value), 0 FROM ${sql.id(schema, 'analytics_purchase_day')} GROUP BY day`.execute(db);
-  await sql`INSERT INTO ${sql.id(schema, 'analytics_state')} (id, observation_end, events) VALUES ('observation', ${`${dayToIsoDate(maxDay)}T12:00:00Z`}, 0)`.execute(db);
+  await sql`INSERT INTO ${sql.id(schema, 'analytics_state')} (id, observation_end, events) VALUES ('observation', ${`${dayToIsoDate(maxDay)}T12:00:00Z`}, 0)`.execute(
+    db,
+  );
   await sql`ANALYZE ${sql.id(schema, 'analytics_purchase_day')}`.execute(db);
   const service = createAnalyticsService({ db, schema });
   const started = performance.now();
   const model = await service.fitModels({ timeUnit: 'week', horizon: 52, discountRate: 0.002 });
   const ms = performance.now() - started;
-  return { customers, purchaseDays: dayRows.length, fitMs: Math.round(ms), phasesMs: model.timings, bgnbd: model.bgnbd, gammaGamma: model.gammaGamma, churnAuc: model.churn.auc };
+  return {
+    customers,
+    purchaseDays: dayRows.length,
+    fitMs: Math.round(ms),
+    phasesMs: model.timings,
+    bgnbd: model.bgnbd,
+    gammaGamma: model.gammaGamma,
+    churnAuc: model.churn.auc,
+  };
 }
 
 export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
@@ -235,8 +353,14 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const smallUs = median(smallRounds);
     const largeUs = median(largeRounds);
-    const counts = await sql<{ customers: number; days: number; scored: number }>`SELECT (SELECT count(*)::int FROM ${sql.id(large, 'analytics_customer')}) AS customers,
-      (SELECT count(*)::int FROM ${sql.id(large, 'analytics_purchase_day')}) AS days, (SELECT count(*)::int FROM ${sql.id(large, 'analytics_scores')}) AS scored`.execute(db);
+    const counts = await sql<{
+      customers: number;
+      days: number;
+      scored: number;
+    }>`SELECT (SELECT count(*)::int FROM ${sql.id(large, 'analytics_customer')}) AS customers,
+      (SELECT count(*)::int FROM ${sql.id(large, 'analytics_purchase_day')}) AS days, (SELECT count(*)::int FROM ${sql.id(large, 'analytics_scores')}) AS scored`.execute(
+      db,
+    );
 
     // --- fit time for 100k customers
     const fitSchema = await ctx.freshSchema('analytics_fit');

@@ -383,7 +383,14 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
         `SELECT count(*)::text AS n FROM ${pg.escapeIdentifier(config.events)}.events WHERE type = 'PurchaseRecorded' AND data->>'orderId' = ANY($1::text[])`,
         [orders],
       );
-      return { rate, backPressure: OVERLOAD_BACK_PRESSURE, ...result, accepted: orders.length, acceptedStored: Number(rows[0]!.n), acceptedLost: orders.length - Number(rows[0]!.n) };
+      return {
+        rate,
+        backPressure: OVERLOAD_BACK_PRESSURE,
+        ...result,
+        accepted: orders.length,
+        acceptedStored: Number(rows[0]!.n),
+        acceptedLost: orders.length - Number(rows[0]!.n),
+      };
     } finally {
       await client.end();
     }
@@ -521,18 +528,27 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
 export function summarize(result: Record<string, unknown>): string[] {
   const lines: string[] = [];
   const split = (result.split ?? {}) as Record<string, unknown>;
-  for (const [mode, source] of [['', result], [' (split)', split]] as const) for (const name of ['noop', 'purchase', 'getCustomer']) {
-    const r = source[name] as ScenarioResult | undefined;
-    if (!r) continue;
-    lines.push(
-      `api${mode} ${name}: paced ${FIXED_RATE}/s p50 ${r.paced500.p50Ms} ms p99 ${r.paced500.p99Ms} ms; ` +
-        (r.fixed500 ? `autocannon ${FIXED_RATE}/s p50 ${r.fixed500.p50Ms} ms p99 ${r.fixed500.p99Ms} ms; ` : '') +
-        `max ${r.max.requestsPerSecond} req/s (p50 ${r.max.p50Ms} ms, p99 ${r.max.p99Ms} ms, non-2xx ${r.max.non2xx})` +
-        (r.pacedHalfMax ? `; paced ${r.pacedHalfMax.rate}/s p50 ${r.pacedHalfMax.p50Ms} ms p99 ${r.pacedHalfMax.p99Ms} ms` : ''),
-    );
-  }
+  for (const [mode, source] of [
+    ['', result],
+    [' (split)', split],
+  ] as const)
+    for (const name of ['noop', 'purchase', 'getCustomer']) {
+      const r = source[name] as ScenarioResult | undefined;
+      if (!r) continue;
+      lines.push(
+        `api${mode} ${name}: paced ${FIXED_RATE}/s p50 ${r.paced500.p50Ms} ms p99 ${r.paced500.p99Ms} ms; ` +
+          (r.fixed500 ? `autocannon ${FIXED_RATE}/s p50 ${r.fixed500.p50Ms} ms p99 ${r.fixed500.p99Ms} ms; ` : '') +
+          `max ${r.max.requestsPerSecond} req/s (p50 ${r.max.p50Ms} ms, p99 ${r.max.p99Ms} ms, non-2xx ${r.max.non2xx})` +
+          (r.pacedHalfMax ? `; paced ${r.pacedHalfMax.rate}/s p50 ${r.pacedHalfMax.p50Ms} ms p99 ${r.pacedHalfMax.p99Ms} ms` : ''),
+      );
+    }
   const traffic = result.traffic as Record<string, number> | undefined;
-  if (traffic) lines.push(`api traffic: ${Object.entries(traffic).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  if (traffic)
+    lines.push(
+      `api traffic: ${Object.entries(traffic)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
   return lines;
 }
 

@@ -24,7 +24,8 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const personalData = await createPersonalData(database.db, { schema });
   const admin = new pg.Client({ connectionString: ctx.databaseUrl });
   await admin.connect();
-  const commits = async () => Number((await admin.query<{ n: string }>('SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()')).rows[0]!.n);
+  const commits = async () =>
+    Number((await admin.query<{ n: string }>('SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()')).rows[0]!.n);
   const ctxOf = () => ({ actor: { userId: 'bench', roles: ['sales'] }, correlationId: randomUUID() });
   const purchase = (commands: CrmCommands, customerId: string) =>
     commands.execute({ type: 'RecordPurchase', customerId, orderId: randomUUID(), amount: 10, currency: 'EUR' }, ctxOf());
@@ -53,9 +54,11 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
           rowsRead.n = 0;
           const commitsBefore = await commits();
           const started = performance.now();
-          await Promise.all(customers.map(async (id) => {
-            for (let k = 0; k < perWriter; k++) await purchase(commands, id);
-          }));
+          await Promise.all(
+            customers.map(async (id) => {
+              for (let k = 0; k < perWriter; k++) await purchase(commands, id);
+            }),
+          );
           const ms = performance.now() - started;
           const total = WRITERS * perWriter;
           const measured = {

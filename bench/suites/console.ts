@@ -52,7 +52,11 @@ const timeLoads = async (browser: Browser, url: string, ready: string, session?:
 export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const size = bundle();
   if (!hasChromium()) return { bundle: size, pageLoad: { skipped: `${CHROMIUM} is missing (apt-get install chromium)` } };
-  const [events, read, reporting] = [await ctx.freshSchema('console_events'), await ctx.freshSchema('console_read'), await ctx.freshSchema('console_reporting')];
+  const [events, read, reporting] = [
+    await ctx.freshSchema('console_events'),
+    await ctx.freshSchema('console_read'),
+    await ctx.freshSchema('console_reporting'),
+  ];
   const customers = Math.round(200 * ctx.scale);
   const server = new Server(process.cwd(), {
     DATABASE_URL: ctx.databaseUrl,
@@ -99,5 +103,8 @@ export function summarize(result: Record<string, unknown>): string[] {
   const p = result.pageLoad as { skipped?: string; signIn: { medianMs: number }; customers: { medianMs: number }; docsBaseline: { medianMs: number } };
   const size = `console bundle: ${(b.totalBytes / 1024).toFixed(1)} KiB, ${(b.totalGzipBytes / 1024).toFixed(1)} KiB gzip`;
   if (p.skipped) return [size, `page load skipped: ${p.skipped}`];
-  return [size, `page load (median, cold cache): sign-in ${p.signIn.medianMs} ms, customers list ${p.customers.medianMs} ms, Swagger UI ${p.docsBaseline.medianMs} ms`];
+  return [
+    size,
+    `page load (median, cold cache): sign-in ${p.signIn.medianMs} ms, customers list ${p.customers.medianMs} ms, Swagger UI ${p.docsBaseline.medianMs} ms`,
+  ];
 }

@@ -20,7 +20,11 @@ type Variant = 'ours' | 'raw' | 'peer';
 type Appender = (stream: string, events: NewEvent[], streamLength: number) => Promise<void>;
 
 interface PeerStore {
-  appendToStream(stream: string, events: { type: string; data: unknown; metadata?: unknown }[], options?: { expectedStreamVersion?: unknown }): Promise<unknown>;
+  appendToStream(
+    stream: string,
+    events: { type: string; data: unknown; metadata?: unknown }[],
+    options?: { expectedStreamVersion?: unknown },
+  ): Promise<unknown>;
   close(): Promise<void>;
 }
 
@@ -45,7 +49,11 @@ const measureAppends = async (append: Appender, label: string, writers: number, 
       // Streams of 10 appends each, every append with the expected revision a command handler would send.
       for (let i = 0; i < perWriter; i += 1) {
         const stream = `customer-${label}${writer}x${Math.floor(i / 10)}`;
-        await append(stream, Array.from({ length: batch }, (_e, k) => crmEvent(i * batch + k)), (i % 10) * batch);
+        await append(
+          stream,
+          Array.from({ length: batch }, (_e, k) => crmEvent(i * batch + k)),
+          (i % 10) * batch,
+        );
       }
     }),
   );
@@ -79,31 +87,37 @@ const rawAppender = (pool: pg.Pool, schema: string): Appender => {
   };
 };
 
-const ourAppender = (store: EventStore): Appender => async (stream, events, streamLength) => {
-  const expectedRevision: ExpectedRevision = streamLength === 0 ? 'no_stream' : streamLength - 1;
-  await store.appendToStream(stream, events, { expectedRevision });
-};
+const ourAppender =
+  (store: EventStore): Appender =>
+  async (stream, events, streamLength) => {
+    const expectedRevision: ExpectedRevision = streamLength === 0 ? 'no_stream' : streamLength - 1;
+    await store.appendToStream(stream, events, { expectedRevision });
+  };
 
 /**
  * The design this store avoids: the same append function plus a NOTIFY in the append's own
  * transaction (NOTIFY takes a global lock at commit). Measured to show what it would cost.
  */
-const notifyEachAppender = (database: SqlDatabase, schema: string): Appender => async (stream, events, streamLength) => {
-  const expected = streamLength === 0 ? -1 : streamLength - 1;
-  await sql`
+const notifyEachAppender =
+  (database: SqlDatabase, schema: string): Appender =>
+  async (stream, events, streamLength) => {
+    const expected = streamLength === 0 ? -1 : streamLength - 1;
+    await sql`
     SELECT a.outcome, pg_notify('bench_notify_each', '') FROM ${sql.id(schema)}.append_events(
       ${stream}, ${expected}::bigint, ${events.map((e) => e.id)}::uuid[], ${events.map((e) => e.type)}::text[],
       ${events.map((e) => JSON.stringify(e.data))}::text[]::jsonb[], ${events.map((e) => JSON.stringify(e.metadata))}::text[]::jsonb[]) a`.execute(database.db);
-};
+  };
 
-const peerAppender = (peer: PeerStore, constants: { STREAM_DOES_NOT_EXIST: unknown }): Appender => async (stream, events, streamLength) => {
-  await peer.appendToStream(
-    stream,
-    events.map((event) => ({ type: event.type, data: event.data, metadata: event.metadata })),
-    // Emmett's stream version counts events (1 after the first).
-    { expectedStreamVersion: streamLength === 0 ? constants.STREAM_DOES_NOT_EXIST : BigInt(streamLength) },
-  );
-};
+const peerAppender =
+  (peer: PeerStore, constants: { STREAM_DOES_NOT_EXIST: unknown }): Appender =>
+  async (stream, events, streamLength) => {
+    await peer.appendToStream(
+      stream,
+      events.map((event) => ({ type: event.type, data: event.data, metadata: event.metadata })),
+      // Emmett's stream version counts events (1 after the first).
+      { expectedStreamVersion: streamLength === 0 ? constants.STREAM_DOES_NOT_EXIST : BigInt(streamLength) },
+    );
+  };
 
 const withSearchPath = (url: string, schema: string): string =>
   `${url}${url.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
@@ -142,8 +156,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   }) as unknown as PeerStore;
   await peer.appendToStream('warmup-1', [{ type: 'Warmup', data: {} }]);
   const peerParsers = PARSED.map((oid) => pg.types.getTypeParser(oid));
-  const useParsers = (parsers: ((value: string) => unknown)[]) =>
-    PARSED.forEach((oid, i) => pg.types.setTypeParser(oid, parsers[i]!));
+  const useParsers = (parsers: ((value: string) => unknown)[]) => PARSED.forEach((oid, i) => pg.types.setTypeParser(oid, parsers[i]!));
   useParsers(defaultParsers);
   const asPeer = <T>(work: () => Promise<T>): Promise<T> => {
     useParsers(peerParsers);
@@ -153,11 +166,14 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const appenders: Record<Variant, Appender> = {
     ours: ourAppender(store),
     raw: rawAppender(rawPool, rawSchema),
-    peer: ((append: Appender): Appender => (stream, events, length) => {
-      // Concurrent peer writers only run beside each other, never beside ours or raw.
-      useParsers(peerParsers);
-      return append(stream, events, length);
-    })(peerAppender(peer, emmettCore)),
+    peer: (
+      (append: Appender): Appender =>
+      (stream, events, length) => {
+        // Concurrent peer writers only run beside each other, never beside ours or raw.
+        useParsers(peerParsers);
+        return append(stream, events, length);
+      }
+    )(peerAppender(peer, emmettCore)),
   };
   let runNumber = 0;
   /** Concurrent writers: each variant runs alone, `rounds` times interleaved; the best round counts. */
@@ -316,13 +332,23 @@ async function measureCatchUp(
       Array.from({ length: 4 }, async () => {
         while (next < appends) {
           const i = (next += 1);
-          await append(`customer-fill${i}`, Array.from({ length: perAppend }, (_e, k) => crmEvent(i * perAppend + k)));
+          await append(
+            `customer-fill${i}`,
+            Array.from({ length: perAppend }, (_e, k) => crmEvent(i * perAppend + k)),
+          );
         }
       }),
     );
   };
   await fill((stream, events) => store.appendToStream(stream, events, { expectedRevision: 'no_stream' }));
-  await asPeer(() => fill((stream, events) => peer.appendToStream(stream, events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata })))));
+  await asPeer(() =>
+    fill((stream, events) =>
+      peer.appendToStream(
+        stream,
+        events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata })),
+      ),
+    ),
+  );
 
   // Ours through the public subscription (catch-up until the first caughtUp) and through readAll pages.
   let t = performance.now();
@@ -483,7 +509,11 @@ export function summarize(result: Record<string, unknown>): string[] {
     batches100: { eventsPerSecond: Record<Variant, number>; oursToRaw: number; oursToPeer: number };
     notifyInsideEveryAppend16Writers: { eventsPerSecond: { ours: number; withNotify: number }; notifyEachToOurs: number };
     catchUp: { subscribeEventsPerSecond: Record<Variant, number | null>; readAllEventsPerSecond: number };
-    liveLag: { oursSameProcess: { p50: number; p95: number }; oursOtherConnection: { p50: number; p95: number }; rawInsertNotify: { p50: number; p95: number } };
+    liveLag: {
+      oursSameProcess: { p50: number; p95: number };
+      oursOtherConnection: { p50: number; p95: number };
+      rawInsertNotify: { p50: number; p95: number };
+    };
     targets: Record<string, boolean>;
   };
   const line = (name: string, c: typeof r.batches100) =>

@@ -41,7 +41,12 @@ const writeLines = async (path: string, header: string, count: number, line: (i:
 };
 
 const writeCustomers = (path: string, count: number) =>
-  writeLines(path, 'name,email,phone,registered_at', count, (i) => `Customer ${i},c${i}@example.com,+1 555 ${String(i % 10_000).padStart(4, '0')},${new Date(START + (i % 84) * day).toISOString().slice(0, 10)}`);
+  writeLines(
+    path,
+    'name,email,phone,registered_at',
+    count,
+    (i) => `Customer ${i},c${i}@example.com,+1 555 ${String(i % 10_000).padStart(4, '0')},${new Date(START + (i % 84) * day).toISOString().slice(0, 10)}`,
+  );
 
 const writePurchases = (path: string, count: number, customers: number) => {
   const next = random(7);
@@ -59,7 +64,9 @@ const rawInsertRate = async (ctx: BenchContext, rows: number): Promise<number> =
   const client = new pg.Client({ connectionString: ctx.databaseUrl });
   await client.connect();
   try {
-    await client.query(`CREATE TABLE ${pg.escapeIdentifier(schema)}.purchases (id bigint PRIMARY KEY, customer text, order_id text, amount numeric, currency text, occurred_at timestamptz, data jsonb)`);
+    await client.query(
+      `CREATE TABLE ${pg.escapeIdentifier(schema)}.purchases (id bigint PRIMARY KEY, customer text, order_id text, amount numeric, currency text, occurred_at timestamptz, data jsonb)`,
+    );
     const next = random(11);
     const started = performance.now();
     for (let from = 0; from < rows; from += 1_000) {
@@ -154,10 +161,25 @@ const measureSpeed = async (ctx: BenchContext, folder: string): Promise<Record<s
   const purchasesPerSecond = rate(purchases, purchasesMs);
   return {
     rawInsert: { rows: purchases, rowsPerSecond: rawRowsPerSecond },
-    customers: { rows: customers, ms: Math.round(customersMs), rowsPerSecond: customersPerSecond, ratioToRawInsert: ratio(customersPerSecond, rawRowsPerSecond) },
-    purchases: { rows: purchases, ms: Math.round(purchasesMs), rowsPerSecond: purchasesPerSecond, ratioToRawInsert: ratio(purchasesPerSecond, rawRowsPerSecond) },
+    customers: {
+      rows: customers,
+      ms: Math.round(customersMs),
+      rowsPerSecond: customersPerSecond,
+      ratioToRawInsert: ratio(customersPerSecond, rawRowsPerSecond),
+    },
+    purchases: {
+      rows: purchases,
+      ms: Math.round(purchasesMs),
+      rowsPerSecond: purchasesPerSecond,
+      ratioToRawInsert: ratio(purchasesPerSecond, rawRowsPerSecond),
+    },
     imported,
-    cdnow: { importMs: Math.round(customersMs + purchasesMs), catchUpMs: Math.round(catchUpMs), totalMs: Math.round(customersMs + purchasesMs + catchUpMs), targetMs: 60_000 },
+    cdnow: {
+      importMs: Math.round(customersMs + purchasesMs),
+      catchUpMs: Math.round(catchUpMs),
+      totalMs: Math.round(customersMs + purchasesMs + catchUpMs),
+      targetMs: 60_000,
+    },
   };
 };
 

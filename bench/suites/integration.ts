@@ -141,7 +141,14 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     // (3b) The same with a subscription whose receiver never answers (its loop waits out each 10 s timeout).
     const dead = await receiver('hang');
     closers.unshift(() => new Promise((r) => dead.server.close(r)).then(() => dead.server.closeAllConnections()));
-    const deadSub = await tables.createSubscription({ url: dead.url, events: ['*'], description: null, role: 'analyst', secret: newWebhookSecret(), startPosition: await store.headPosition() });
+    const deadSub = await tables.createSubscription({
+      url: dead.url,
+      events: ['*'],
+      description: null,
+      role: 'analyst',
+      secret: newWebhookSecret(),
+      startPosition: await store.headPosition(),
+    });
     const deadPublishers = await startPublishers();
     const withDead = await paced(commands, seeded.customerIds, commandRate, seconds);
     await deadPublishers.stop();
@@ -152,7 +159,14 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     const live = await receiver('answer');
     closers.unshift(() => new Promise((r) => live.server.close(r)).then(() => live.server.closeAllConnections()));
     const liveStart = await store.headPosition();
-    const liveSub = await tables.createSubscription({ url: live.url, events: ['*'], description: null, role: 'admin', secret: newWebhookSecret(), startPosition: liveStart });
+    const liveSub = await tables.createSubscription({
+      url: live.url,
+      events: ['*'],
+      description: null,
+      role: 'admin',
+      secret: newWebhookSecret(),
+      startPosition: liveStart,
+    });
     const livePublishers = await startPublishers();
     // When each event becomes readable in the gap-free feed: splits the lag into the feed's share (it
     // waits for every older transaction on the cluster, other users' included) and the publisher's.
@@ -168,7 +182,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     const seen = [...driven.appendedAt].filter(([p]) => visibleAt.has(p));
     const feedShares = seen.map(([p, t]) => visibleAt.get(p)! - t);
     const publisherShares = seen.map(([p]) => live.arrivals.get(p)! - visibleAt.get(p)!);
-    const deliveredPerSecond = rate(driven.appendedAt.size, (Math.max(...live.arrivals.values()) - Math.min(...[...driven.appendedAt.values()])));
+    const deliveredPerSecond = rate(driven.appendedAt.size, Math.max(...live.arrivals.values()) - Math.min(...[...driven.appendedAt.values()]));
     await livePublishers.stop();
     await tables.deleteSubscription(liveSub.id);
     ctx.log(`delivery lag p50 ${percentile(lags, 50)} ms, p99 ${percentile(lags, 99)} ms`);
@@ -176,7 +190,14 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     // (1b) The publisher alone: the same events as a backlog to a fresh subscription, no commands running.
     const backlogReceiver = await receiver('answer');
     closers.unshift(() => new Promise((r) => backlogReceiver.server.close(r)).then(() => backlogReceiver.server.closeAllConnections()));
-    const backlogSub = await tables.createSubscription({ url: backlogReceiver.url, events: ['*'], description: null, role: 'admin', secret: newWebhookSecret(), startPosition: liveStart });
+    const backlogSub = await tables.createSubscription({
+      url: backlogReceiver.url,
+      events: ['*'],
+      description: null,
+      role: 'admin',
+      secret: newWebhookSecret(),
+      startPosition: liveStart,
+    });
     const backlogStarted = performance.now();
     const backlogPublishers = await startPublishers();
     await waitUntil(() => [...driven.appendedAt.keys()].every((p) => backlogReceiver.arrivals.has(p)), 300_000, 'backlog delivered');
@@ -231,8 +252,18 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       commandLatencyWithDeadReceiver: {
         commandsPerSecond: commandRate,
         seconds,
-        none: { p50Ms: percentile(baseline.latencies, 50), p99Ms: percentile(baseline.latencies, 99), commands: baseline.latencies.length, skipped: baseline.skipped },
-        deadReceiver: { p50Ms: percentile(withDead.latencies, 50), p99Ms: percentile(withDead.latencies, 99), commands: withDead.latencies.length, skipped: withDead.skipped },
+        none: {
+          p50Ms: percentile(baseline.latencies, 50),
+          p99Ms: percentile(baseline.latencies, 99),
+          commands: baseline.latencies.length,
+          skipped: baseline.skipped,
+        },
+        deadReceiver: {
+          p50Ms: percentile(withDead.latencies, 50),
+          p99Ms: percentile(withDead.latencies, 99),
+          commands: withDead.latencies.length,
+          skipped: withDead.skipped,
+        },
         p50Ratio: ratio(percentile(withDead.latencies, 50), percentile(baseline.latencies, 50)),
         p99Ratio: ratio(percentile(withDead.latencies, 99), percentile(baseline.latencies, 99)),
       },
@@ -247,7 +278,9 @@ export function summarize(result: Record<string, any>): string[] {
   const cmd = result.commandLatencyWithDeadReceiver;
   return [
     `webhook delivery lag at ${lag.targetEventsPerSecond} events/s: p50 ${lag.p50Ms} ms, p99 ${lag.p99Ms} ms (${lag.deliveredPerSecond} delivered/s while commands ran, ${lag.backlogDeliveriesPerSecond}/s from a backlog alone; feed share p50 ${lag.feedShare.p50Ms} ms, publisher share p50 ${lag.publisherShare.p50Ms} ms, p99 ${lag.publisherShare.p99Ms} ms)`,
-    result.jetstream.eventsPerSecond ? `JetStream publish: ${result.jetstream.eventsPerSecond} events/s (${result.jetstream.events} events, ${result.jetstream.storedInStream} stored)` : `JetStream: ${result.jetstream.skipped}`,
+    result.jetstream.eventsPerSecond
+      ? `JetStream publish: ${result.jetstream.eventsPerSecond} events/s (${result.jetstream.events} events, ${result.jetstream.storedInStream} stored)`
+      : `JetStream: ${result.jetstream.skipped}`,
     `command latency with a dead receiver vs none: p50 ${cmd.deadReceiver.p50Ms} vs ${cmd.none.p50Ms} ms (x${cmd.p50Ratio}), p99 ${cmd.deadReceiver.p99Ms} vs ${cmd.none.p99Ms} ms (x${cmd.p99Ratio})`,
   ];
 }

@@ -53,18 +53,63 @@ export async function seed(store: EventStore, personalData: PersonalData, custom
         customerIds.push(customerId);
         const t0 = START + (i % 365) * day;
         const list: NewEvent[] = [];
-        list.push(await event('CustomerRegistered', { customerId, name: `Customer ${i}`, email: `c${i}@example.com`, phone: null, company: null, tags: ['bench'], source: 'import', marketingConsent: i % 2 === 0 }, 'RegisterCustomer', t0));
+        list.push(
+          await event(
+            'CustomerRegistered',
+            {
+              customerId,
+              name: `Customer ${i}`,
+              email: `c${i}@example.com`,
+              phone: null,
+              company: null,
+              tags: ['bench'],
+              source: 'import',
+              marketingConsent: i % 2 === 0,
+            },
+            'RegisterCustomer',
+            t0,
+          ),
+        );
         for (let k = 0; k < 10; k++) {
-          list.push(await event('PurchaseRecorded', { customerId, orderId: `o${i}-${k}`, amount: 10 + k + (i % 7) / 4, currency: 'EUR' }, 'RecordPurchase', t0 + (k + 1) * 7 * day));
+          list.push(
+            await event(
+              'PurchaseRecorded',
+              { customerId, orderId: `o${i}-${k}`, amount: 10 + k + (i % 7) / 4, currency: 'EUR' },
+              'RecordPurchase',
+              t0 + (k + 1) * 7 * day,
+            ),
+          );
         }
         list.push(await event('CustomerTagged', { customerId, tag: 'loyal' }, 'TagCustomer', t0 + 80 * day));
-        list.push(await event('PurchaseRefunded', { customerId, orderId: `o${i}-0`, refundId: `r${i}`, amount: 5, currency: 'EUR', reason: null }, 'RefundPurchase', t0 + 90 * day));
+        list.push(
+          await event(
+            'PurchaseRefunded',
+            { customerId, orderId: `o${i}-0`, refundId: `r${i}`, amount: 5, currency: 'EUR', reason: null },
+            'RefundPurchase',
+            t0 + 90 * day,
+          ),
+        );
         await store.appendToStream(`customer-${customerId}`, list, { expectedRevision: 'no_stream' });
         events += list.length;
         if (i % 2 === 0) {
           const dealId = randomUUID();
           const deal = [
-            await event('DealOpened', { dealId, customerId, title: `Deal ${i}`, amount: 1000 + i, currency: 'EUR', ownerId: `owner${i % 5}`, expectedCloseDate: '2025-06-30', stage: 'lead', probabilityOverride: null }, 'OpenDeal', t0 + day),
+            await event(
+              'DealOpened',
+              {
+                dealId,
+                customerId,
+                title: `Deal ${i}`,
+                amount: 1000 + i,
+                currency: 'EUR',
+                ownerId: `owner${i % 5}`,
+                expectedCloseDate: '2025-06-30',
+                stage: 'lead',
+                probabilityOverride: null,
+              },
+              'OpenDeal',
+              t0 + day,
+            ),
             await event('DealStageChanged', { dealId, from: 'lead', to: 'qualified' }, 'MoveDealStage', t0 + 2 * day),
             await event('DealAmountChanged', { dealId, amount: 1200 + i, currency: 'EUR' }, 'ChangeDeal', t0 + 3 * day),
             await event('DealStageChanged', { dealId, from: 'qualified', to: 'proposal' }, 'MoveDealStage', t0 + 4 * day),
@@ -76,9 +121,31 @@ export async function seed(store: EventStore, personalData: PersonalData, custom
           const feedbackId = randomUUID();
           const at = t0 + 10 * day;
           const feedback = [
-            await event('FeedbackSubmitted', { feedbackId, customerId, kind: 'complaint', channel: 'email', subject: `Issue ${i}`, body: 'text', priority: 'normal', csat: null, nps: i % 11, firstResponseDueAt: new Date(at + 8 * 3600_000).toISOString(), resolutionDueAt: new Date(at + 72 * 3600_000).toISOString() }, 'SubmitFeedback', at),
+            await event(
+              'FeedbackSubmitted',
+              {
+                feedbackId,
+                customerId,
+                kind: 'complaint',
+                channel: 'email',
+                subject: `Issue ${i}`,
+                body: 'text',
+                priority: 'normal',
+                csat: null,
+                nps: i % 11,
+                firstResponseDueAt: new Date(at + 8 * 3600_000).toISOString(),
+                resolutionDueAt: new Date(at + 72 * 3600_000).toISOString(),
+              },
+              'SubmitFeedback',
+              at,
+            ),
             await event('FeedbackAssigned', { feedbackId, assigneeId: 'agent' }, 'AssignFeedback', at + 600_000),
-            await event('FeedbackResponded', { feedbackId, responderId: 'agent', message: 'on it', firstResponse: true }, 'RespondToFeedback', at + (i % 12) * 3600_000),
+            await event(
+              'FeedbackResponded',
+              { feedbackId, responderId: 'agent', message: 'on it', firstResponse: true },
+              'RespondToFeedback',
+              at + (i % 12) * 3600_000,
+            ),
             await event('FeedbackResolved', { feedbackId, resolution: 'done' }, 'ResolveFeedback', at + 30 * 3600_000),
             await event('FeedbackClosed', { feedbackId }, 'CloseFeedback', at + 40 * 3600_000),
           ];
@@ -91,13 +158,37 @@ export async function seed(store: EventStore, personalData: PersonalData, custom
   for (let c = 0; c < Math.max(1, Math.floor(customers / 500)); c++) {
     const campaignId = randomUUID();
     const list: NewEvent[] = [
-      await event('CampaignCreated', { campaignId, name: `Campaign ${c}`, channel: 'email', budget: 5000, currency: 'EUR', schedule: null, targetSegment: {} }, 'CreateCampaign', START),
+      await event(
+        'CampaignCreated',
+        { campaignId, name: `Campaign ${c}`, channel: 'email', budget: 5000, currency: 'EUR', schedule: null, targetSegment: {} },
+        'CreateCampaign',
+        START,
+      ),
       await event('CampaignLaunched', { campaignId }, 'LaunchCampaign', START + day),
-      await event('CampaignCostRecorded', { campaignId, costId: `cost${c}`, amount: 300, currency: 'EUR', description: null }, 'RecordCampaignCost', START + day),
+      await event(
+        'CampaignCostRecorded',
+        { campaignId, costId: `cost${c}`, amount: 300, currency: 'EUR', description: null },
+        'RecordCampaignCost',
+        START + day,
+      ),
     ];
     for (const customerId of customerIds.slice(c * 200, c * 200 + 200)) {
-      list.push(await event('CampaignResponseRecorded', { campaignId, customerId, kind: 'sent', revenue: null, currency: null }, 'RecordCampaignResponse', START + 2 * day));
-      list.push(await event('CampaignResponseRecorded', { campaignId, customerId, kind: 'converted', revenue: 50, currency: 'EUR' }, 'RecordCampaignResponse', START + 3 * day));
+      list.push(
+        await event(
+          'CampaignResponseRecorded',
+          { campaignId, customerId, kind: 'sent', revenue: null, currency: null },
+          'RecordCampaignResponse',
+          START + 2 * day,
+        ),
+      );
+      list.push(
+        await event(
+          'CampaignResponseRecorded',
+          { campaignId, customerId, kind: 'converted', revenue: 50, currency: 'EUR' },
+          'RecordCampaignResponse',
+          START + 3 * day,
+        ),
+      );
     }
     await store.appendToStream(`campaign-${campaignId}`, list, { expectedRevision: 'no_stream' });
     events += list.length;
@@ -194,7 +285,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     await new Promise<void>((resolve) => {
       const timer = setInterval(() => {
         const due = Math.min(targetRate * seconds, Math.floor(((performance.now() - started) / 1000) * targetRate));
-        for (; issued + skipped < due; ) {
+        for (; issued + skipped < due;) {
           if (pending >= maxInFlight) {
             skipped++;
             continue;
@@ -206,7 +297,10 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
           const t0 = performance.now();
           inFlight.push(
             commands
-              .execute({ type: 'RecordPurchase', customerId, orderId: `live-${n}`, amount: 12.5, currency: 'EUR' }, { actor: { userId: 'bench', roles: ['sales'] }, correlationId: randomUUID() })
+              .execute(
+                { type: 'RecordPurchase', customerId, orderId: `live-${n}`, amount: 12.5, currency: 'EUR' },
+                { actor: { userId: 'bench', roles: ['sales'] }, correlationId: randomUUID() },
+              )
               .then(async (result) => {
                 const appended = performance.now();
                 pending--;

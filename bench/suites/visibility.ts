@@ -80,7 +80,11 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       // Warm up, then interleave the three so that load spikes hit each alike.
       for (const scope of [null, teamScope, ownScope]) for (let i = 0; i < 5; i++) await query(scope);
       for (let i = 0; i < ITERATIONS; i++) {
-        for (const [label, scope] of [['all', null], ['team', teamScope], ['own', ownScope]] as const) {
+        for (const [label, scope] of [
+          ['all', null],
+          ['team', teamScope],
+          ['own', ownScope],
+        ] as const) {
           const started = performance.now();
           await query(scope);
           times[label].push(performance.now() - started);
@@ -92,7 +96,12 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         withoutVisibility: all,
         team,
         own,
-        ratios: { teamP50: ratio(team.p50Ms, all.p50Ms), teamP99: ratio(team.p99Ms, all.p99Ms), ownP50: ratio(own.p50Ms, all.p50Ms), ownP99: ratio(own.p99Ms, all.p99Ms) },
+        ratios: {
+          teamP50: ratio(team.p50Ms, all.p50Ms),
+          teamP99: ratio(team.p99Ms, all.p99Ms),
+          ownP50: ratio(own.p50Ms, all.p50Ms),
+          ownP99: ratio(own.p99Ms, all.p99Ms),
+        },
       };
       ctx.log(`${name}: all p50 ${all.p50Ms} ms, team ${team.p50Ms} ms, own ${own.p50Ms} ms`);
     }
@@ -103,8 +112,9 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       teamSize,
       deals,
       iterations: ITERATIONS,
-      seeding: 'read-model rows inserted directly with SQL into the projections\' own tables (a query benchmark)',
-      notes: 'Absolute figures follow the load of the shared 2-core machine (loadAverage in the report); the ratios compare runs interleaved in the same moments.',
+      seeding: "read-model rows inserted directly with SQL into the projections' own tables (a query benchmark)",
+      notes:
+        'Absolute figures follow the load of the shared 2-core machine (loadAverage in the report); the ratios compare runs interleaved in the same moments.',
       cases: results,
       worstRatio: worst,
       withinBound: worst <= 1.5,
@@ -117,7 +127,9 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
 export const summarize = (result: Record<string, unknown>): string[] => {
   const cases = result.cases as Record<string, { ratios: Record<string, number> }>;
   return [
-    ...Object.entries(cases).map(([name, c]) => `${name}: team/all p50 ${c.ratios.teamP50}x p99 ${c.ratios.teamP99}x; own/all p50 ${c.ratios.ownP50}x p99 ${c.ratios.ownP99}x`),
+    ...Object.entries(cases).map(
+      ([name, c]) => `${name}: team/all p50 ${c.ratios.teamP50}x p99 ${c.ratios.teamP99}x; own/all p50 ${c.ratios.ownP50}x p99 ${c.ratios.ownP99}x`,
+    ),
     `worst ratio ${String(result.worstRatio)} (bound 1.5: ${result.withinBound ? 'within' : 'exceeded'})`,
   ];
 };

@@ -44,7 +44,9 @@ Examples:
         else if (list.length === 0) run.out('No API keys.');
         else
           for (const k of list) {
-            run.out(`${k.id}  ${k.role.padEnd(9)} ${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'.padEnd(32)}  ${k.name}${k.userId ? `  (user ${k.userId})` : ''}`);
+            run.out(
+              `${k.id}  ${k.role.padEnd(9)} ${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'.padEnd(32)}  ${k.name}${k.userId ? `  (user ${k.userId})` : ''}`,
+            );
           }
         return 0;
       }

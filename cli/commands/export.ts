@@ -35,9 +35,11 @@ operator's export holds personal data unmasked: keep the file as carefully as th
       const { DealListFilters } = await import('../../api/routes/deals.ts');
       const { FeedbackListFilters } = await import('../../api/routes/feedback.ts');
       const [list, filters] =
-        kind === 'customers' ? [(q: Record<string, unknown>) => queries.listCustomers(q), CustomerListFilters]
-        : kind === 'deals' ? [(q: Record<string, unknown>) => queries.listDeals(q), DealListFilters]
-        : [(q: Record<string, unknown>) => queries.listFeedback(q), FeedbackListFilters];
+        kind === 'customers'
+          ? [(q: Record<string, unknown>) => queries.listCustomers(q), CustomerListFilters]
+          : kind === 'deals'
+            ? [(q: Record<string, unknown>) => queries.listDeals(q), DealListFilters]
+            : [(q: Record<string, unknown>) => queries.listFeedback(q), FeedbackListFilters];
       const query = z.object(filters).parse({}) as Record<string, unknown>;
       for await (const chunk of exportLines(list, query, format)) if (!out.write(chunk)) await once(out, 'drain');
       return 0;

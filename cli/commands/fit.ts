@@ -51,12 +51,16 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
         return 0;
       }
       const f = (x: number | null) => (x === null ? 'null' : String(Number(x.toPrecision(4))));
-      run.out(`Model version ${summary.version} fitted on ${summary.customers} customers as of ${summary.asOf} (${summary.timeUnit}s) in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
+      run.out(
+        `Model version ${summary.version} fitted on ${summary.customers} customers as of ${summary.asOf} (${summary.timeUnit}s) in ${((Date.now() - started) / 1000).toFixed(1)} s.`,
+      );
       run.out(`  BG/NBD:      r=${f(summary.bgnbd.r)} alpha=${f(summary.bgnbd.alpha)} a=${f(summary.bgnbd.a)} b=${f(summary.bgnbd.b)}`);
       run.out(`  Gamma-Gamma: p=${f(summary.gammaGamma.p)} q=${f(summary.gammaGamma.q)} v=${f(summary.gammaGamma.v)}`);
       const spend = summary.fits.gammaGamma as { leftOutMissingRates?: number; baseCurrency?: string } | undefined;
       if (spend?.leftOutMissingRates)
-        run.out(`               ${spend.leftOutMissingRates} customers left out: an amount of theirs has no rate to ${spend.baseCurrency} yet (GET /analytics/customers/:id names it).`);
+        run.out(
+          `               ${spend.leftOutMissingRates} customers left out: an amount of theirs has no rate to ${spend.baseCurrency} yet (GET /analytics/customers/:id names it).`,
+        );
       run.out(`  Churn:       AUC=${f(summary.churn.auc)} log loss=${f(summary.churn.logLoss)}`);
       run.out(`  Scored ${summary.scored ?? 0} customers. Details: crm fit --json, or GET /analytics/models/latest.`);
       return 0;

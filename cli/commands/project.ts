@@ -16,7 +16,11 @@ live workers)) and runs only those. Ctrl-C releases the leases at once; a crashe
 out after CRM_PROJECTION_LEASE_SECONDS (default 15) and the others take them over. A worker that lost
 a lease (paused, cut off) cannot commit: every batch checks the lease in its transaction.`,
   options: {
-    'worker-id': { type: 'string', description: 'name of this worker in the leases (default: host name and a digest of the database; the same on every start, so a restart takes its leases back at once)' },
+    'worker-id': {
+      type: 'string',
+      description:
+        'name of this worker in the leases (default: host name and a digest of the database; the same on every start, so a restart takes its leases back at once)',
+    },
   },
   async run(run) {
     const workerId = stringValue(run, 'worker-id');
@@ -29,7 +33,9 @@ a lease (paused, cut off) cannot commit: every batch checks the lease in its tra
       await runtime.startProjections();
       await runtime.setUpDone();
       const held = runtime.leases.heldNames();
-      run.err(`Projections are running as worker ${runtime.leases.workerId} (holding ${held.length > 0 ? held.join(', ') : 'none yet'}). Press Ctrl-C to stop.`);
+      run.err(
+        `Projections are running as worker ${runtime.leases.workerId} (holding ${held.length > 0 ? held.join(', ') : 'none yet'}). Press Ctrl-C to stop.`,
+      );
       await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve(), { once: true }));
       return 0;
     } finally {

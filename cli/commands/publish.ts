@@ -23,7 +23,8 @@ works from any machine. Exit code 1 when a publisher is failing (paused after it
       await services.tables.migrate();
       const statuses = await services.status();
       if (run.values.json) run.out(JSON.stringify(statuses, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2));
-      else if (statuses.length === 0) run.out(`No publishers yet (NATS ${run.config.nats ? `to ${run.config.nats.stream}` : 'off: CRM_NATS_URL is not set'}; no webhook subscriptions).`);
+      else if (statuses.length === 0)
+        run.out(`No publishers yet (NATS ${run.config.nats ? `to ${run.config.nats.stream}` : 'off: CRM_NATS_URL is not set'}; no webhook subscriptions).`);
       else
         for (const p of statuses) {
           run.out(

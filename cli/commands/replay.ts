@@ -27,7 +27,8 @@ Example:
     const asOf = new Date(asOfText);
     if (Number.isNaN(asOf.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(asOfText)) throw new UsageError(`--as-of must be an ISO time (got "${asOfText}")`);
     if (!schema || !SCHEMA_NAME.test(schema)) throw new UsageError('--schema must be a lower-case PostgreSQL identifier');
-    if (reportingSchema !== undefined && !SCHEMA_NAME.test(reportingSchema)) throw new UsageError('--reporting-schema must be a lower-case PostgreSQL identifier');
+    if (reportingSchema !== undefined && !SCHEMA_NAME.test(reportingSchema))
+      throw new UsageError('--reporting-schema must be a lower-case PostgreSQL identifier');
     const { schemas } = run.config;
     if ([schemas.events, schemas.read, schemas.reporting].includes(schema)) {
       throw new UsageError(`--schema ${schema} is one of the live schemas; choose a new name`);

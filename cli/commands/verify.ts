@@ -33,7 +33,9 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
   });
   progress.done();
   for (const table of result.tables) {
-    run.out(`${table.equal ? 'ok  ' : 'DIFF'} ${table.table.padEnd(32)} live ${table.liveRows} rows, replayed ${table.replayedRows} rows${table.equal ? '' : `, ${table.differences} differing`}`);
+    run.out(
+      `${table.equal ? 'ok  ' : 'DIFF'} ${table.table.padEnd(32)} live ${table.liveRows} rows, replayed ${table.replayedRows} rows${table.equal ? '' : `, ${table.differences} differing`}`,
+    );
   }
   for (const line of describeSkips(result.skipped)) run.out(`Gap explained:${line.slice(1)}`);
   if (result.ok) {

@@ -14,7 +14,8 @@ const ACTIONS = ['list', 'create', 'enable', 'disable', 'delete', 'deliveries', 
 export const webhooksCommand: CliCommand = {
   name: 'webhooks',
   summary: 'List, create, enable, disable, delete or replay webhook subscriptions',
-  usage: 'webhooks [list] | webhooks create --url <url> --events <types> [--role <role>] | webhooks enable|disable|delete|deliveries <id> | webhooks replay <id> --from <position>',
+  usage:
+    'webhooks [list] | webhooks create --url <url> --events <types> [--role <role>] | webhooks enable|disable|delete|deliveries <id> | webhooks replay <id> --from <position>',
   details: `
 Webhook subscriptions receive integration events as signed POSTs (Standard Webhooks headers; see
 "Integration events" in README.md). The same operations as /webhooks in the API. The signing secret is
@@ -46,7 +47,8 @@ type Services = Awaited<ReturnType<typeof import('../../runtime/crm.ts').openCrm
 
 async function perform(run: CommandRun, action: string, id: string | undefined, services: Services): Promise<number> {
   const { tables } = services;
-  const print = (value: unknown, text: () => string) => run.out(run.values.json ? JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) : text());
+  const print = (value: unknown, text: () => string) =>
+    run.out(run.values.json ? JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) : text());
   if (action === 'list') {
     const [subscriptions, statuses] = await Promise.all([tables.listSubscriptions(), services.status()]);
     const rows = subscriptions.map((s) => ({ ...s, status: statuses.find((p) => p.name === `webhook:${s.id}`) }));
@@ -54,7 +56,10 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
       rows.length === 0
         ? 'No webhook subscriptions.'
         : rows
-            .map((r) => `${r.id}  ${(r.status?.state ?? '?').padEnd(8)} ${String(r.status?.eventsBehind ?? 0).padStart(6)} behind  ${String(r.status?.delivered ?? 0).padStart(8)} delivered  ${r.url}  [${r.events.join(', ')}] as ${r.role}${r.status?.lastError ? `\n    last error: ${r.status.lastError}` : ''}`)
+            .map(
+              (r) =>
+                `${r.id}  ${(r.status?.state ?? '?').padEnd(8)} ${String(r.status?.eventsBehind ?? 0).padStart(6)} behind  ${String(r.status?.delivered ?? 0).padStart(8)} delivered  ${r.url}  [${r.events.join(', ')}] as ${r.role}${r.status?.lastError ? `\n    last error: ${r.status.lastError}` : ''}`,
+            )
             .join('\n'),
     );
     return 0;
@@ -64,11 +69,21 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
     const { ROLES } = await import('../../api/roles.ts');
     const url = WebhookUrl.safeParse(stringValue(run, 'url') ?? '');
     if (!url.success) throw new UsageError(`--url: ${url.error.issues[0]?.message}`);
-    const events = EventPatterns.safeParse((stringValue(run, 'events') ?? '').split(',').map((e) => e.trim()).filter(Boolean));
+    const events = EventPatterns.safeParse(
+      (stringValue(run, 'events') ?? '')
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean),
+    );
     if (!events.success) throw new UsageError(`--events: ${events.error.issues[0]?.message}`);
     const role = stringValue(run, 'role') ?? 'analyst';
     if (!(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
-    const created = await services.subscribe({ url: url.data, events: events.data, description: stringValue(run, 'description') ?? null, role: role as (typeof ROLES)[number] });
+    const created = await services.subscribe({
+      url: url.data,
+      events: events.data,
+      description: stringValue(run, 'description') ?? null,
+      role: role as (typeof ROLES)[number],
+    });
     print(created, () => `Created webhook ${created.id}.\nSigning secret (shown once, store it now): ${created.secret}`);
     return 0;
   }
@@ -89,7 +104,10 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
       attempts.length === 0
         ? 'No delivery attempts yet.'
         : attempts
-            .map((a) => `${a.at.toISOString()}  ${a.eventId}  attempt ${a.attempt}  ${a.statusCode ?? '---'}  ${a.latencyMs} ms${a.error ? `  ${a.error}` : ''}${a.nextRetryAt ? `  retry ${a.nextRetryAt.toISOString()}` : ''}`)
+            .map(
+              (a) =>
+                `${a.at.toISOString()}  ${a.eventId}  attempt ${a.attempt}  ${a.statusCode ?? '---'}  ${a.latencyMs} ms${a.error ? `  ${a.error}` : ''}${a.nextRetryAt ? `  retry ${a.nextRetryAt.toISOString()}` : ''}`,
+            )
             .join('\n'),
     );
   } else {

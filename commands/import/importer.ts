@@ -52,8 +52,7 @@ export interface ImportOutcome extends ImportCounts {
 /** The file's kind cannot be told (no `--kind`/`?kind=` and an unknown header). */
 export class UnknownImportKind extends Error {}
 
-const describeIssues = (error: ZodError): string =>
-  error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'row'}: ${i.message}`).join('; ');
+const describeIssues = (error: ZodError): string => error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'row'}: ${i.message}`).join('; ');
 
 /** Why a row was refused, naming the field; anything else is a fault and propagates. */
 export const rowReason = (error: unknown): string | undefined => {

@@ -119,7 +119,11 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       const folder = await mkdtemp(join(tmpdir(), 'crm-import-'));
       const file = join(folder, `body.${format}`);
       try {
-        await pipeline(body, byteLimit(options.maxBytes, (n) => (job.bytes = n)), createWriteStream(file));
+        await pipeline(
+          body,
+          byteLimit(options.maxBytes, (n) => (job.bytes = n)),
+          createWriteStream(file),
+        );
       } catch (error) {
         running.delete(job.id);
         finish();
@@ -139,7 +143,13 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       })
         .then(
           (outcome) => {
-            job.counts = { kind: outcome.kind, rows: outcome.rows, imported: outcome.imported, alreadyPresent: outcome.alreadyPresent, rejected: outcome.rejected };
+            job.counts = {
+              kind: outcome.kind,
+              rows: outcome.rows,
+              imported: outcome.imported,
+              alreadyPresent: outcome.alreadyPresent,
+              rejected: outcome.rejected,
+            };
             job.status = outcome.interrupted ? 'failed' : 'done';
             if (outcome.interrupted) job.error = 'stopped by a shutdown: send the same file again to finish (nothing is appended twice)';
           },

@@ -27,7 +27,11 @@ export type Row = Record<string, unknown>;
 /** A row that cannot become a command; the message names the column or field. */
 export class RowRejected extends Error {}
 
-export const normalizeHeader = (header: string) => header.trim().toLowerCase().replace(/[\s-]+/g, '_');
+export const normalizeHeader = (header: string) =>
+  header
+    .trim()
+    .toLowerCase()
+    .replace(/[\s-]+/g, '_');
 
 /** Which file is it, from its columns (the first row of an NDJSON file). */
 export const detectKind = (headers: string[]): ImportKind | undefined => {
@@ -248,7 +252,8 @@ export const importColumns: Record<ImportKind, string> = {
   customers: 'name, email, phone, company, tags (separated by ;), source, marketing_consent, registered_at, id (optional)',
   purchases: 'order_id, amount, currency (default EUR), occurred_at, customer_id or customer_email',
   refunds: 'order_id, amount, currency, reason, refund_id (optional), occurred_at, customer_id or customer_email',
-  deals: 'title, amount, currency, owner_id, expected_close_date, stage, probability, opened_at, status (open|won|lost), closed_at, lost_reason, deal_id (optional), customer_id or customer_email',
+  deals:
+    'title, amount, currency, owner_id, expected_close_date, stage, probability, opened_at, status (open|won|lost), closed_at, lost_reason, deal_id (optional), customer_id or customer_email',
   campaigns: 'name, channel, budget, currency, starts_at, ends_at, status (draft|active|completed, default active), created_at, campaign_id (optional)',
   responses: 'campaign_id, response (sent|opened|clicked|converted|unsubscribed), revenue, currency, occurred_at, customer_id or customer_email',
   feedback: 'kind, channel, subject, body, priority, csat, nps, submitted_at, feedback_id (optional), customer_id or customer_email',

@@ -97,4 +97,6 @@ export const get = async <T>(path: string, options: Omit<RequestOptions, 'method
   (await (await request(path, options)).json()) as T;
 
 export const command = async (path: string, body: unknown = {}, options: { ifMatch?: number; method?: 'POST' | 'PATCH' } = {}): Promise<Accepted> =>
-  (await (await request(path, { method: options.method ?? 'POST', body, ...(options.ifMatch !== undefined ? { ifMatch: options.ifMatch } : {}) })).json()) as Accepted;
+  (await (
+    await request(path, { method: options.method ?? 'POST', body, ...(options.ifMatch !== undefined ? { ifMatch: options.ifMatch } : {}) })
+  ).json()) as Accepted;

@@ -30,12 +30,13 @@ export const Chart = (props: { id: string; title: string; summary: string; optio
 export const bars = (): uPlot.Series.PathBuilder => uPlot.paths.bars!({ size: [0.8, 60] });
 
 /** Axis labels from a list: x is the index. */
-export const indexAxis = (labels: string[]): uPlot.Axis => ({
-  values: (_u, ticks) => ticks.map((t) => (Number.isInteger(t) ? (labels[t] ?? '') : '')),
-  gap: 4,
-  rotate: labels.length > 6 ? -30 : 0,
-  size: labels.length > 6 ? 70 : 40,
-} as uPlot.Axis);
+export const indexAxis = (labels: string[]): uPlot.Axis =>
+  ({
+    values: (_u, ticks) => ticks.map((t) => (Number.isInteger(t) ? (labels[t] ?? '') : '')),
+    gap: 4,
+    rotate: labels.length > 6 ? -30 : 0,
+    size: labels.length > 6 ? 70 : 40,
+  }) as uPlot.Axis;
 
 /** White-to-blue for 0..1, with text that keeps a 4.5:1 contrast on it. */
 export const heat = (value: number | null): { background: string; color: string } => {
@@ -46,7 +47,14 @@ export const heat = (value: number | null): { background: string; color: string 
 };
 
 /** A heat map as a table: every cell is a number a keyboard and a screen reader can reach. */
-export const HeatTable = (props: { id: string; caption: string; rowHeader: string; columns: string[]; rows: { label: string; cells: (number | null)[] }[]; format: (v: number) => string }) => (
+export const HeatTable = (props: {
+  id: string;
+  caption: string;
+  rowHeader: string;
+  columns: string[];
+  rows: { label: string; cells: (number | null)[] }[];
+  format: (v: number) => string;
+}) => (
   <figure class="chart heat" data-chart={props.id}>
     <figcaption>{props.caption}</figcaption>
     <div class="scroll" tabIndex={0} role="region" aria-label={props.caption}>

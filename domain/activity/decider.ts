@@ -109,7 +109,9 @@ export const decideActivity = (command: ActivityCommand, state: ActivityState): 
       assertExists(state, activityId);
       assertNotForgotten(command.customer, state.customerId);
       if (state.kind !== 'task')
-        throw invalidState('activity.not_a_task', `Only a task can be completed; activity ${activityId} is a ${state.kind}`, 'activityId', { kind: state.kind });
+        throw invalidState('activity.not_a_task', `Only a task can be completed; activity ${activityId} is a ${state.kind}`, 'activityId', {
+          kind: state.kind,
+        });
       if (state.completed) return [];
       return [{ type: 'ActivityCompleted', data: { activityId, customerId: state.customerId! } }];
     }

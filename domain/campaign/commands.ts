@@ -19,9 +19,7 @@ export const CreateCampaignPayload = z
   })
   .strict();
 
-export const ScheduleCampaignPayload = z
-  .object({ campaignId: Id, startsAt: IsoDateTime, endsAt: IsoDateTime.nullable().optional() })
-  .strict();
+export const ScheduleCampaignPayload = z.object({ campaignId: Id, startsAt: IsoDateTime, endsAt: IsoDateTime.nullable().optional() }).strict();
 export const LaunchCampaignPayload = z.object({ campaignId: Id }).strict();
 export const PauseCampaignPayload = z.object({ campaignId: Id, reason: Reason.nullable().optional() }).strict();
 export const ResumeCampaignPayload = z.object({ campaignId: Id }).strict();

@@ -106,8 +106,7 @@ const assertWithinBudget = (state: CampaignState, amount: number, allowOverBudge
 };
 
 const assertExists = (state: CampaignState, campaignId: string): CampaignStatus => {
-  if (!state.exists || state.status === null)
-    throw notFound('campaign.not_found', `Campaign ${campaignId} does not exist`, 'campaignId', { campaignId });
+  if (!state.exists || state.status === null) throw notFound('campaign.not_found', `Campaign ${campaignId} does not exist`, 'campaignId', { campaignId });
   return state.status;
 };
 

@@ -11,7 +11,10 @@ import { Id, IsoDateTime, SafeText, ShortText, Tag, withBusinessTime } from '../
 const Email = z.email().max(320);
 /** Emails compare trimmed and case-insensitively: `GRACE@navy.example` is `grace@navy.example`. */
 export { normaliseEmail } from '../shared.ts';
-const Phone = SafeText.trim().min(3).max(50).regex(/^[+0-9 ()./-]+$/, 'digits, spaces and + ( ) . / -');
+const Phone = SafeText.trim()
+  .min(3)
+  .max(50)
+  .regex(/^[+0-9 ()./-]+$/, 'digits, spaces and + ( ) . / -');
 const Company = SafeText.trim().min(1).max(200);
 const OrderId = SafeText.trim().min(1).max(100);
 const Reason = SafeText.max(2000);
@@ -84,19 +87,22 @@ export const ForgetCustomerPayload = z.object({ customerId: Id }).strict();
 export const AssignCustomerOwnerPayload = z.object({ customerId: Id, ownerId: Id }).strict();
 
 /** Every command takes `occurredAt` (business time), but merging and forgetting (they happen now). */
-export const customerCommandSchemas = withBusinessTime({
-  RegisterCustomer: RegisterCustomerPayload,
-  ChangeCustomerDetails: ChangeCustomerDetailsPayload,
-  TagCustomer: TagCustomerPayload,
-  UntagCustomer: UntagCustomerPayload,
-  RecordPurchase: RecordPurchasePayload,
-  RefundPurchase: RefundPurchasePayload,
-  MergeCustomer: MergeCustomerPayload,
-  DeactivateCustomer: DeactivateCustomerPayload,
-  ReactivateCustomer: ReactivateCustomerPayload,
-  ForgetCustomer: ForgetCustomerPayload,
-  AssignCustomerOwner: AssignCustomerOwnerPayload,
-} as const, ['MergeCustomer', 'ForgetCustomer'] as const);
+export const customerCommandSchemas = withBusinessTime(
+  {
+    RegisterCustomer: RegisterCustomerPayload,
+    ChangeCustomerDetails: ChangeCustomerDetailsPayload,
+    TagCustomer: TagCustomerPayload,
+    UntagCustomer: UntagCustomerPayload,
+    RecordPurchase: RecordPurchasePayload,
+    RefundPurchase: RefundPurchasePayload,
+    MergeCustomer: MergeCustomerPayload,
+    DeactivateCustomer: DeactivateCustomerPayload,
+    ReactivateCustomer: ReactivateCustomerPayload,
+    ForgetCustomer: ForgetCustomerPayload,
+    AssignCustomerOwner: AssignCustomerOwnerPayload,
+  } as const,
+  ['MergeCustomer', 'ForgetCustomer'] as const,
+);
 
 type P<K extends keyof typeof customerCommandSchemas> = z.infer<(typeof customerCommandSchemas)[K]>;
 /** Every command reaches `decide` with its business time, filled by the handler. */

@@ -338,6 +338,5 @@ export const assertCustomerUsable = (
       customerId,
       primaryId: customer.mergedInto,
     });
-  if (options.requireActive && !customer.active)
-    throw invalidState('customer.inactive', `Customer ${customerId} is deactivated`, field, { customerId });
+  if (options.requireActive && !customer.active) throw invalidState('customer.inactive', `Customer ${customerId} is deactivated`, field, { customerId });
 };

@@ -98,8 +98,7 @@ export const evolveDeal = (state: DealState, event: DealEvent): DealState => {
 
 const assertOpen = (state: DealState, dealId: string): OpenDealStage => {
   if (!state.exists || state.stage === null) throw notFound('deal.not_found', `Deal ${dealId} does not exist`, 'dealId', { dealId });
-  if (isClosed(state.stage))
-    throw invalidState('deal.closed', `Deal ${dealId} is ${state.stage}; reopen it first`, 'dealId', { stage: state.stage });
+  if (isClosed(state.stage)) throw invalidState('deal.closed', `Deal ${dealId} is ${state.stage}; reopen it first`, 'dealId', { stage: state.stage });
   return state.stage;
 };
 

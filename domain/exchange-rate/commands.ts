@@ -23,10 +23,7 @@ export const canonicalRate = (text: string): string => {
  * 10 decimals and 10 whole digits. Becomes the canonical decimal string the event stores.
  */
 export const ExchangeRateInput = z
-  .union([
-    z.number().finite().positive().max(MAX_RATE),
-    SafeText.trim().regex(/^\d{1,10}(\.\d{1,20})?$/, 'a positive decimal such as 1.0842'),
-  ])
+  .union([z.number().finite().positive().max(MAX_RATE), SafeText.trim().regex(/^\d{1,10}(\.\d{1,20})?$/, 'a positive decimal such as 1.0842')])
   .transform((value, ctx) => {
     const text = typeof value === 'number' ? decimalOfNumber(value) : canonicalRate(value);
     if (text === undefined || !RateDecimal.safeParse(text).success) {

@@ -23,19 +23,13 @@ export const SubmitFeedbackPayload = z
 
 export const AssignFeedbackPayload = z.object({ feedbackId: Id, assigneeId: PersonId }).strict();
 /** `responderId` defaults to the acting user. */
-export const RespondToFeedbackPayload = z
-  .object({ feedbackId: Id, message: SafeText.trim().min(1).max(10_000), responderId: PersonId.optional() })
-  .strict();
+export const RespondToFeedbackPayload = z.object({ feedbackId: Id, message: SafeText.trim().min(1).max(10_000), responderId: PersonId.optional() }).strict();
 /** `priority` defaults to the next level up; it must be higher than the current one. */
-export const EscalateFeedbackPayload = z
-  .object({ feedbackId: Id, reason: SafeText.trim().min(1).max(2000), priority: FeedbackPriority.optional() })
-  .strict();
+export const EscalateFeedbackPayload = z.object({ feedbackId: Id, reason: SafeText.trim().min(1).max(2000), priority: FeedbackPriority.optional() }).strict();
 export const ResolveFeedbackPayload = z.object({ feedbackId: Id, resolution: SafeText.trim().min(1).max(10_000) }).strict();
 export const ReopenFeedbackPayload = z.object({ feedbackId: Id, reason: SafeText.max(2000).nullable().optional() }).strict();
 export const CloseFeedbackPayload = z.object({ feedbackId: Id }).strict();
-export const RateFeedbackPayload = z
-  .object({ feedbackId: Id, csat: Csat, comment: SafeText.max(2000).nullable().optional() })
-  .strict();
+export const RateFeedbackPayload = z.object({ feedbackId: Id, csat: Csat, comment: SafeText.max(2000).nullable().optional() }).strict();
 
 /** Every command takes `occurredAt` (business time). */
 export const feedbackCommandSchemas = withBusinessTime({
@@ -63,11 +57,4 @@ export type CloseFeedback = Cmd<'CloseFeedback', P<'CloseFeedback'>>;
 export type RateFeedback = Cmd<'RateFeedback', P<'RateFeedback'>>;
 
 export type FeedbackCommand =
-  | SubmitFeedback
-  | AssignFeedback
-  | RespondToFeedback
-  | EscalateFeedback
-  | ResolveFeedback
-  | ReopenFeedback
-  | CloseFeedback
-  | RateFeedback;
+  SubmitFeedback | AssignFeedback | RespondToFeedback | EscalateFeedback | ResolveFeedback | ReopenFeedback | CloseFeedback | RateFeedback;

@@ -79,8 +79,7 @@ export const evolveFeedback = (state: FeedbackState, event: FeedbackEvent): Feed
 };
 
 const assertExists = (state: FeedbackState, feedbackId: string): FeedbackStatus => {
-  if (!state.exists || state.status === null)
-    throw notFound('feedback.not_found', `Feedback ${feedbackId} does not exist`, 'feedbackId', { feedbackId });
+  if (!state.exists || state.status === null) throw notFound('feedback.not_found', `Feedback ${feedbackId} does not exist`, 'feedbackId', { feedbackId });
   return state.status;
 };
 

@@ -90,7 +90,10 @@ export const decideUser = (command: UserCommand, state: UserState): UserEvent[] 
     events.push({ type: 'UserVisibilityChanged', data: { userId, visibility: command.visibility, previousVisibility: state.visibility } });
   if (command.teamIds !== undefined) {
     // Teams being left need not exist any more; only the ones joined are checked.
-    assertTeamsKnown(command.teamIds.filter((t) => !state.teamIds.includes(t)), command.knownTeams);
+    assertTeamsKnown(
+      command.teamIds.filter((t) => !state.teamIds.includes(t)),
+      command.knownTeams,
+    );
     events.push(...membershipEvents(userId, state.teamIds, command.teamIds));
   }
   if (command.active === false && state.active) events.push({ type: 'UserDeactivated', data: { userId } });

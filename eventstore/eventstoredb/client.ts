@@ -74,7 +74,6 @@ export function connectEventStoreDbClient(connectionString: string): EventStoreD
   const client = EventStoreDBClient.connectionString(connectionString) as EventStoreDBClient & EventStoreDbClientPort;
   // The version comes from the client's own server-features call (made once per connection);
   // the accessor is protected in its typings, so it is reached through a narrow cast here only.
-  client.serverVersion = async () =>
-    (await (client as unknown as { capabilities: Promise<{ serverVersion: string }> }).capabilities).serverVersion;
+  client.serverVersion = async () => (await (client as unknown as { capabilities: Promise<{ serverVersion: string }> }).capabilities).serverVersion;
   return client;
 }

@@ -41,7 +41,11 @@ export function parseConnectionString(url: string): ConnectionSettings {
   return { appendCredentials: username ? { username, password } : { username: 'admin', password: 'changeit' } };
 }
 
-const numericParts = (version: string): number[] => version.split(/[.-]/).slice(0, 3).map((part) => Number.parseInt(part, 10));
+const numericParts = (version: string): number[] =>
+  version
+    .split(/[.-]/)
+    .slice(0, 3)
+    .map((part) => Number.parseInt(part, 10));
 
 /** True when `version` (as the server reports it, e.g. "24.10.0.0") is at least `minimum`. */
 export function versionAtLeast(version: string, minimum: string): boolean {

@@ -1,12 +1,6 @@
 import { NO_STREAM, type CurrentRevision } from '@eventstore/db-client';
 import type { ExpectedRevision } from '../contract.ts';
-import {
-  EventStoreError,
-  EventStoreUnavailable,
-  InvalidAppend,
-  InvalidReadOptions,
-  WrongExpectedRevision,
-} from '../errors.ts';
+import { EventStoreError, EventStoreUnavailable, InvalidAppend, InvalidReadOptions, WrongExpectedRevision } from '../errors.ts';
 
 /**
  * Every error the server or the client can raise, mapped once to the contract's typed errors, so
@@ -34,7 +28,7 @@ interface ClientErrorShape {
   leader?: { address?: string; port?: number };
 }
 
-const shape = (error: unknown): ClientErrorShape => (error && typeof error === 'object' ? (error) : {});
+const shape = (error: unknown): ClientErrorShape => (error && typeof error === 'object' ? error : {});
 const messageOf = (error: unknown): string => String(shape(error).message ?? error);
 
 /** Shows the connection string without its password. */
@@ -57,8 +51,7 @@ export const isTransientEventStoreDbError = (error: unknown): boolean => {
 export const isStreamNotFound = (error: unknown): boolean =>
   shape(error).type === 'stream-not-found' || (error as Error | null)?.name === 'StreamNotFoundError';
 
-export const actualRevision = (actual: CurrentRevision | undefined): number =>
-  actual === undefined || actual === NO_STREAM ? -1 : Number(actual);
+export const actualRevision = (actual: CurrentRevision | undefined): number => (actual === undefined || actual === NO_STREAM ? -1 : Number(actual));
 
 export function mapEventStoreDbError(error: unknown, url: string, context: { stream?: string; expected?: ExpectedRevision } = {}): unknown {
   if (error instanceof EventStoreError) return error;
@@ -91,15 +84,10 @@ export function mapEventStoreDbError(error: unknown, url: string, context: { str
         : `${where} refused the request: ${detail}`,
     );
   }
-  if (
-    isTransientEventStoreDbError(error) ||
-    type === 'cancelled' ||
-    code === GRPC.CANCELLED
-  ) {
-    return new EventStoreUnavailable(
-      `Cannot reach ${where} (${detail}). Check EVENTSTORE_URL (esdb://host:2113?tls=false) and that the server is running.`,
-      { cause: error },
-    );
+  if (isTransientEventStoreDbError(error) || type === 'cancelled' || code === GRPC.CANCELLED) {
+    return new EventStoreUnavailable(`Cannot reach ${where} (${detail}). Check EVENTSTORE_URL (esdb://host:2113?tls=false) and that the server is running.`, {
+      cause: error,
+    });
   }
   if (type === 'stream-deleted') {
     return new EventStoreError(`${where}: stream ${context.stream ?? ''} was deleted outside the CRM (${detail})`, { cause: error });

@@ -25,7 +25,14 @@ import type {
   SubscriptionMessage,
 } from '../contract.ts';
 import { EventStoreError, IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../errors.ts';
-import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend, prepareStreamAppends, type PreparedEvent } from '../validation.ts';
+import {
+  checkReadAllOptions,
+  checkReadStreamOptions,
+  normalizeExpectedRevision,
+  prepareAppend,
+  prepareStreamAppends,
+  type PreparedEvent,
+} from '../validation.ts';
 import { connectEventStoreDbClient, type ClientRead, type EventStoreDbClientPort } from './client.ts';
 import { assertSupportedServer, parseConnectionString } from './connection.ts';
 import { actualRevision, isStreamNotFound, mapEventStoreDbError } from './errors.ts';
@@ -99,7 +106,10 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
   /** Forwards from `fromRevision`, at most `maxCount` events; [] for a stream that does not exist. */
   const readRange = async (stream: string, fromRevision: number, maxCount?: number): Promise<RecordedEvent[]> => {
     try {
-      return await collect(client.readStream(stream, { direction: 'forwards', fromRevision: BigInt(fromRevision), maxCount }), (resolved) => toRecorded(resolved) ?? 'skip');
+      return await collect(
+        client.readStream(stream, { direction: 'forwards', fromRevision: BigInt(fromRevision), maxCount }),
+        (resolved) => toRecorded(resolved) ?? 'skip',
+      );
     } catch (error) {
       if (isStreamNotFound(error)) return [];
       throw error;
@@ -294,7 +304,8 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
       try {
         results.push(await appendToStream(part.stream, appends[results.length]!.events, { expectedRevision: part.expected }));
       } catch (error) {
-        if (error instanceof WrongExpectedRevision) throw new WrongExpectedRevisions([{ stream: error.stream, expected: error.expected, actual: error.actual }]);
+        if (error instanceof WrongExpectedRevision)
+          throw new WrongExpectedRevisions([{ stream: error.stream, expected: error.expected, actual: error.actual }]);
         throw error;
       }
     }

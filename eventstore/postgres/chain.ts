@@ -62,13 +62,10 @@ const sha256 = (...parts: (Uint8Array | string)[]): Buffer => {
 export const eventHash = (previous: Uint8Array | null, row: Omit<ChainRow, 'hash'>): Buffer =>
   sha256(
     previous ?? new Uint8Array(0),
-    sha256(
-      [row.event_id, row.stream, String(row.revision), row.position, row.type, row.data, row.metadata, row.micros].join('|'),
-    ),
+    sha256([row.event_id, row.stream, String(row.revision), row.position, row.type, row.data, row.metadata, row.micros].join('|')),
   );
 
-const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean =>
-  a !== null && b !== null && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean => a !== null && b !== null && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 
 /** Walks one stream's events in revision order and reports the first link that does not hold. */
 class StreamWalker {

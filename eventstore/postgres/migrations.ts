@@ -17,7 +17,9 @@ const initialSchema = (schema: string): Migration => {
   return {
     async up(db: Kysely<any>) {
       // One statement per call: PGlite prepares every query and refuses several commands in one.
-      await sql.raw(`
+      await sql
+        .raw(
+          `
         CREATE TABLE ${s}.streams (
           stream     text PRIMARY KEY,
           -- Revision of the stream's last event; a row exists once the stream has events.
@@ -26,8 +28,12 @@ const initialSchema = (schema: string): Migration => {
           last_hash  bytea,
           -- Position of the last event (guards the order of appends inside callers' transactions).
           last_position bigint
-        )`).execute(db);
-      await sql.raw(`
+        )`,
+        )
+        .execute(db);
+      await sql
+        .raw(
+          `
         CREATE TABLE ${s}.events (
           position       bigint PRIMARY KEY,
           transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
@@ -41,7 +47,9 @@ const initialSchema = (schema: string): Migration => {
           hash           bytea NOT NULL,
           CONSTRAINT events_event_id_unique UNIQUE (event_id),
           CONSTRAINT events_stream_revision_unique UNIQUE (stream, revision)
-        )`).execute(db);
+        )`,
+        )
+        .execute(db);
     },
   };
 };
@@ -223,7 +231,7 @@ const appendStreamsFunctionSql = (schema: string, input: 'arrays' | 'json' = 'ar
       p_counts int[],             -- per stream: how many of the following events are its own, in order
       p_ids uuid[],
       p_types text[],
-      ${json ? 'p_data_list jsonb,          -- a JSON array: the events\' data, in order' : 'p_data jsonb[],'}
+      ${json ? "p_data_list jsonb,          -- a JSON array: the events' data, in order" : 'p_data jsonb[],'}
       ${json ? 'p_metadata_list jsonb       -- a JSON array: their metadata' : 'p_metadata jsonb[]'}
     ) RETURNS TABLE (stream text, outcome text, revision bigint, last_position bigint, conflict_id uuid)
     LANGUAGE plpgsql AS $fn$

@@ -21,8 +21,7 @@ export interface Wakeup {
 const localSubscribers = new WeakMap<SqlDatabase, Map<string, Set<() => void>>>();
 
 /** Channel names are identifiers (max 63 bytes): derive a short stable one from the schema. */
-export const channelFor = (schema: string): string =>
-  `crm_events_${createHash('sha256').update(schema).digest('hex').slice(0, 16)}`;
+export const channelFor = (schema: string): string => `crm_events_${createHash('sha256').update(schema).digest('hex').slice(0, 16)}`;
 
 export const createWakeup = (database: SqlDatabase, schema: string, options: { interval?: number } = {}): Wakeup => {
   const channel = channelFor(schema);

@@ -66,7 +66,12 @@ const toActivityView = (r: Record<string, any>): ActivityView => ({
   updatedAt: iso(r.last_event_at)!,
 });
 
-const list = (source: ReadModelSource, where: ReturnType<typeof sql>[], query: ActivityListQuery, scope: ReadScope | null | undefined): Promise<Page<ActivityView>> => {
+const list = (
+  source: ReadModelSource,
+  where: ReturnType<typeof sql>[],
+  query: ActivityListQuery,
+  scope: ReadScope | null | undefined,
+): Promise<Page<ActivityView>> => {
   const filters = [...where];
   if (query.kind) filters.push(sql`t.kind = ${query.kind}`);
   if (query.open === true) filters.push(OPEN);
@@ -74,7 +79,16 @@ const list = (source: ReadModelSource, where: ReturnType<typeof sql>[], query: A
   if (query.assigneeId) filters.push(sql`t.assignee_id = ${uuidOf(query.assigneeId)}`);
   return byCustomerOwner(scope, (lookup) =>
     listOf(
-      { source, table: 'activities', key: 'activity_id', extra: OVERDUE_COLUMN, where: filters, ...listScope(scope, (s) => activityInScope(source, s, lookup)), sorts, defaultSort: '-occurredAt' },
+      {
+        source,
+        table: 'activities',
+        key: 'activity_id',
+        extra: OVERDUE_COLUMN,
+        where: filters,
+        ...listScope(scope, (s) => activityInScope(source, s, lookup)),
+        sorts,
+        defaultSort: '-occurredAt',
+      },
       { ...query, sort: activitySort(query) },
       toActivityView,
     ),
@@ -89,19 +103,50 @@ export const listActivities = (source: ReadModelSource, query: ActivityListQuery
  * `GET /customers/:id/activities`; undefined when the customer is unknown or outside the scope. A
  * visible customer shows all of its activities (its owner sees what colleagues logged on it).
  */
-export async function customerActivities(source: ReadModelSource, customerId: string, query: ActivityListQuery = {}, scope?: ReadScope | null): Promise<Page<ActivityView> | undefined> {
+export async function customerActivities(
+  source: ReadModelSource,
+  customerId: string,
+  query: ActivityListQuery = {},
+  scope?: ReadScope | null,
+): Promise<Page<ActivityView> | undefined> {
   if (!(await rowById(source, 'customers', 'customer_id', customerId, [], scoped(scope, customerInScope)))) return undefined;
   return list(source, [sql`t.customer_id = ${uuidOf(customerId)}`], query, null);
 }
 
 /** `GET /deals/:id/activities`; undefined when the deal is unknown or outside the scope. */
-export async function dealActivities(source: ReadModelSource, dealId: string, query: ActivityListQuery = {}, scope?: ReadScope | null): Promise<Page<ActivityView> | undefined> {
-  if (!(await byCustomerOwner(scope, (lookup) => rowById(source, 'deals', 'deal_id', dealId, [], scoped(scope, (s) => dealInScope(source, s, lookup)))))) return undefined;
+export async function dealActivities(
+  source: ReadModelSource,
+  dealId: string,
+  query: ActivityListQuery = {},
+  scope?: ReadScope | null,
+): Promise<Page<ActivityView> | undefined> {
+  if (
+    !(await byCustomerOwner(scope, (lookup) =>
+      rowById(
+        source,
+        'deals',
+        'deal_id',
+        dealId,
+        [],
+        scoped(scope, (s) => dealInScope(source, s, lookup)),
+      ),
+    ))
+  )
+    return undefined;
   return list(source, [sql`t.deal_id = ${uuidOf(dealId)}`], query, null);
 }
 
 /** `GET /activities/:id`; undefined when unknown or outside the scope. */
 export async function getActivity(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<ActivityView | undefined> {
-  const row = await byCustomerOwner(scope, (lookup) => rowById(source, 'activities', 'activity_id', id, OVERDUE_COLUMN, scoped(scope, (s) => activityInScope(source, s, lookup))));
+  const row = await byCustomerOwner(scope, (lookup) =>
+    rowById(
+      source,
+      'activities',
+      'activity_id',
+      id,
+      OVERDUE_COLUMN,
+      scoped(scope, (s) => activityInScope(source, s, lookup)),
+    ),
+  );
   return row ? toActivityView(row) : undefined;
 }

@@ -28,7 +28,7 @@ export type CampaignView = {
   cancelledAt: string | null;
   revision: number;
   updatedAt: string;
-}
+};
 
 const toCampaignView = (r: Record<string, any>): CampaignView => ({
   id: r.campaign_id,
@@ -96,7 +96,9 @@ export async function campaignInBase(source: ReadModelSource, id: string): Promi
   const lines = convertedLines(source, 'campaign_money_lines', sql`l.campaign_id = ${uuidOf(id)}`);
   const [byKind, byCurrency] = await Promise.all([
     sql<Record<string, any>>`SELECT y.kind, ${baseSums(['base_amount'])} FROM ${lines} GROUP BY y.kind`.execute(source.db),
-    sql<Record<string, any>>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS amount FROM ${lines} WHERE y.kind = 'revenue' GROUP BY 1 ORDER BY 1`.execute(source.db),
+    sql<
+      Record<string, any>
+    >`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS amount FROM ${lines} WHERE y.kind = 'revenue' GROUP BY 1 ORDER BY 1`.execute(source.db),
   ]);
   const kind = (k: string) => byKind.rows.find((r) => r.kind === k);
   // Nothing recorded of a kind sums to 0.
@@ -119,7 +121,14 @@ export async function getCampaign(source: ReadModelSource, id: string): Promise<
   if (!row) return undefined;
   const base = await unlessRebuilding(
     () => campaignInBase(source, id),
-    (): CampaignInBase => ({ baseCurrency: baseCurrencyOf(source), revenueByCurrency: {}, costsBase: null, revenueBase: null, roiBase: null, missingRates: [] }),
+    (): CampaignInBase => ({
+      baseCurrency: baseCurrencyOf(source),
+      revenueByCurrency: {},
+      costsBase: null,
+      revenueBase: null,
+      roiBase: null,
+      missingRates: [],
+    }),
   );
   return { ...toCampaignView(row), ...base };
 }

@@ -33,7 +33,7 @@ export type CustomerView = {
   updatedAt: string;
   /** Global position of the last event applied to this row (a string: it can exceed 2^53). */
   position: string;
-}
+};
 
 export interface CustomerListQuery {
   search?: string;
@@ -90,7 +90,9 @@ const sorts: Record<string, SortSpec> = {
  * one range per owner; a large one filters the sort index walk.
  */
 const customerListScope = (scope: ReadScope | null | undefined) =>
-  scope && scope.owners.length <= SMALL_SCOPE_OWNERS ? { perOwner: { owners: scope.owners, columns: [{ column: 'owner_id', type: 'uuid' as const }] } } : listScope(scope, customerInScope);
+  scope && scope.owners.length <= SMALL_SCOPE_OWNERS
+    ? { perOwner: { owners: scope.owners, columns: [{ column: 'owner_id', type: 'uuid' as const }] } }
+    : listScope(scope, customerInScope);
 
 /** Escapes LIKE wildcards so a search for `50%` means the characters. */
 const likePattern = (text: string) => `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
@@ -116,7 +118,10 @@ export async function listCustomers(
       toListedCustomer(source, r),
     );
   // Without the base figures (null) while the read models are being rebuilt after an upgrade.
-  return unlessRebuilding(() => list(LIST_REVENUE_BASE(source)), () => list([]));
+  return unlessRebuilding(
+    () => list(LIST_REVENUE_BASE(source)),
+    () => list([]),
+  );
 }
 
 /** A customer's revenue in every currency and in the base currency (GET /customers/:id). */
@@ -198,7 +203,7 @@ export type TimelineEntry = {
   stream: string;
   revision: number;
   position: string;
-}
+};
 
 /** `GET /customers/:id/timeline`: oldest first by global position; undefined when the customer is unknown. */
 export async function customerTimeline(

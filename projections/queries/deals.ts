@@ -25,7 +25,7 @@ export type DealView = {
   lostReason: string | null;
   revision: number;
   updatedAt: string;
-}
+};
 
 export interface DealListQuery {
   stage?: string;
@@ -124,7 +124,12 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
       query,
       (r) => withBase(source, r),
     );
-  return byCustomerOwner(scope, (lookup) => unlessRebuilding(() => list([AMOUNT_BASE(source), MISSING_LABEL], lookup), () => list([], lookup)));
+  return byCustomerOwner(scope, (lookup) =>
+    unlessRebuilding(
+      () => list([AMOUNT_BASE(source), MISSING_LABEL], lookup),
+      () => list([], lookup),
+    ),
+  );
 }
 
 /** `GET /deals/:id`; undefined when unknown or outside the scope. */
@@ -145,7 +150,7 @@ export type PipelineGroup = {
   dealCount: number;
   amount: number;
   weightedAmount: number;
-}
+};
 
 export type Pipeline = {
   /** Open deals only. Sums are exact in SQL (numeric), then converted to numbers. */
@@ -169,7 +174,7 @@ export type Pipeline = {
     byOwner: (PipelineBaseGroup & { key: string; ownerId: string })[];
     byMonth: (PipelineBaseGroup & { key: string; month: string })[];
   };
-}
+};
 
 export type PipelineBaseGroup = { dealCount: number; amount: number | null; weightedAmount: number | null; missingRates: string[] };
 
@@ -180,7 +185,12 @@ export async function pipeline(source: ReadModelSource, query: { ownerId?: strin
   return byCustomerOwner(scope, (lookup) => pipelineWith(source, query, scope, lookup));
 }
 
-async function pipelineWith(source: ReadModelSource, query: { ownerId?: string; currency?: string }, scope: ReadScope | null | undefined, lookup: CustomerOwnerLookup): Promise<Pipeline> {
+async function pipelineWith(
+  source: ReadModelSource,
+  query: { ownerId?: string; currency?: string },
+  scope: ReadScope | null | undefined,
+  lookup: CustomerOwnerLookup,
+): Promise<Pipeline> {
   // The caller's scope applies to every total: figures of deals they may not see are not shown either.
   const where = [sql`t.stage NOT IN ('won', 'lost')`, ...scoped(scope, (s) => dealInScope(source, s, lookup))];
   if (query.ownerId) where.push(sql`t.owner_id = ${query.ownerId}`);
@@ -195,8 +205,12 @@ async function pipelineWith(source: ReadModelSource, query: { ownerId?: string; 
   });
   const [totals, byStage, byOwner, byMonth] = await Promise.all([
     sql<Record<string, any>>`SELECT t.currency, ${sums} ${from} GROUP BY t.currency ORDER BY t.currency`.execute(source.db),
-    sql<Record<string, any>>`SELECT t.stage AS key, t.currency, ${sums} ${from} GROUP BY t.stage, t.currency ORDER BY min(${STAGE_ORDER}), t.currency`.execute(source.db),
-    sql<Record<string, any>>`SELECT t.owner_id AS key, t.currency, ${sums} ${from} GROUP BY t.owner_id, t.currency ORDER BY t.owner_id, t.currency`.execute(source.db),
+    sql<Record<string, any>>`SELECT t.stage AS key, t.currency, ${sums} ${from} GROUP BY t.stage, t.currency ORDER BY min(${STAGE_ORDER}), t.currency`.execute(
+      source.db,
+    ),
+    sql<Record<string, any>>`SELECT t.owner_id AS key, t.currency, ${sums} ${from} GROUP BY t.owner_id, t.currency ORDER BY t.owner_id, t.currency`.execute(
+      source.db,
+    ),
     sql<Record<string, any>>`SELECT to_char(t.expected_close_date, 'YYYY-MM') AS key, t.currency, ${sums} ${from}
       GROUP BY 1, t.currency ORDER BY 1, t.currency`.execute(source.db),
   ]);
@@ -207,7 +221,10 @@ async function pipelineWith(source: ReadModelSource, query: { ownerId?: string; 
     byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
     byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
     byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),
-    base: await unlessRebuilding(() => pipelineInBase(source, where), () => null),
+    base: await unlessRebuilding(
+      () => pipelineInBase(source, where),
+      () => null,
+    ),
   };
 }
 

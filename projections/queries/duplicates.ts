@@ -16,7 +16,11 @@ export interface DuplicateGroup {
  * merge. Computed from the read model (which holds the decrypted profile until a forget erases it);
  * a full scan grouped three ways, which suits an occasional clean-up report, not a hot path.
  */
-export async function likelyDuplicates(source: ReadModelSource, query: { limit?: number } = {}, scope?: ReadScope | null): Promise<{ items: DuplicateGroup[] }> {
+export async function likelyDuplicates(
+  source: ReadModelSource,
+  query: { limit?: number } = {},
+  scope?: ReadScope | null,
+): Promise<{ items: DuplicateGroup[] }> {
   // Only customers the caller may see are compared: a group never reveals a customer outside their scope.
   const visible = scope ? sql`AND owner_id = ANY(CAST(${[...scope.owners]} AS uuid[]))` : sql``;
   const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
@@ -39,8 +43,18 @@ export async function likelyDuplicates(source: ReadModelSource, query: { limit?:
     SELECT reason, ids FROM groups ORDER BY CASE reason WHEN 'email' THEN 0 WHEN 'phone' THEN 1 ELSE 2 END, ids[1] LIMIT ${limit}`.execute(source.db);
   const ids = [...new Set(rows.flatMap((r) => r.ids))];
   if (ids.length === 0) return { items: [] };
-  const { rows: customers } = await sql<{ customer_id: string; name: string; email: string; phone: string | null; status: string; registered_at: Date; order_count: number }>`
-    SELECT customer_id::text, name, email, phone, status, registered_at, order_count FROM ${t} WHERE customer_id = ANY(CAST(${ids} AS uuid[]))`.execute(source.db);
+  const { rows: customers } = await sql<{
+    customer_id: string;
+    name: string;
+    email: string;
+    phone: string | null;
+    status: string;
+    registered_at: Date;
+    order_count: number;
+  }>`
+    SELECT customer_id::text, name, email, phone, status, registered_at, order_count FROM ${t} WHERE customer_id = ANY(CAST(${ids} AS uuid[]))`.execute(
+    source.db,
+  );
   const byId = new Map(customers.map((c) => [c.customer_id, c]));
   return {
     items: rows.map((r) => ({

@@ -11,10 +11,13 @@ type Page = { items: Record<string, unknown>[]; nextCursor: string | null };
 const csvCell = (value: unknown): string => {
   if (value === null || value === undefined) return '';
   const text =
-    Array.isArray(value) && value.every((v) => typeof v === 'string') ? value.join(';')
-    : typeof value === 'object' && !(value instanceof Date) ? JSON.stringify(value)
-    : value instanceof Date ? value.toISOString()
-    : String(value);
+    Array.isArray(value) && value.every((v) => typeof v === 'string')
+      ? value.join(';')
+      : typeof value === 'object' && !(value instanceof Date)
+        ? JSON.stringify(value)
+        : value instanceof Date
+          ? value.toISOString()
+          : String(value);
   // Quoted when needed; a leading = + - @ is prefixed so that spreadsheets do not run it as a formula.
   const safe = /^[=+\-@\t\r]/.test(text) && !/^-?\d/.test(text) ? `'${text}` : text;
   return /[",\n\r;]/.test(safe) || safe !== text ? `"${safe.replace(/"/g, '""')}"` : safe;

@@ -31,7 +31,7 @@ export type FeedbackView = {
   ratedAt: string | null;
   revision: number;
   updatedAt: string;
-}
+};
 
 export interface FeedbackListQuery {
   status?: string;
@@ -120,6 +120,15 @@ export async function listFeedback(source: ReadModelSource, query: FeedbackListQ
 
 /** `GET /feedback/:id`; undefined when unknown. */
 export async function getFeedback(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<FeedbackView | undefined> {
-  const row = await byCustomerOwner(scope, (lookup) => rowById(source, 'feedback', 'feedback_id', id, BREACH_COLUMNS, scoped(scope, (s) => feedbackInScope(source, s, lookup))));
+  const row = await byCustomerOwner(scope, (lookup) =>
+    rowById(
+      source,
+      'feedback',
+      'feedback_id',
+      id,
+      BREACH_COLUMNS,
+      scoped(scope, (s) => feedbackInScope(source, s, lookup)),
+    ),
+  );
   return row ? toFeedbackView(row) : undefined;
 }

@@ -22,8 +22,7 @@ export interface SortSpec {
 }
 
 /** A cursor that cannot be decoded is bad input (400 naming `cursor`), never a 500. */
-const badCursor = (input: unknown) =>
-  new z.ZodError([{ code: 'custom', path: ['cursor'], message: 'not a cursor returned by this list', input }]);
+const badCursor = (input: unknown) => new z.ZodError([{ code: 'custom', path: ['cursor'], message: 'not a cursor returned by this list', input }]);
 
 /**
  * A keyset position: `[sort value as text, key]` in JSON. The API seals it before a client sees it
@@ -44,8 +43,7 @@ const inBigintRange = (v: string): boolean => /^-?\d{1,19}$/.test(v) && BigInt(v
 /** What PostgreSQL's `::text` of each sort type looks like; anything else would fail the cast back. */
 const SORT_VALUE_FORMATS: Record<SortSpec['type'], (value: string) => boolean> = {
   text: (v) => !v.includes('\u0000') && v.length <= 4_000,
-  timestamptz: (v) =>
-    /^-?infinity$/.test(v) || (/^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?[+-]\d{2}(:\d{2}){0,2}$/.test(v) && isDay(v)),
+  timestamptz: (v) => /^-?infinity$/.test(v) || (/^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?[+-]\d{2}(:\d{2}){0,2}$/.test(v) && isDay(v)),
   date: (v) => /^-?infinity$/.test(v) || (/^\d{4}-\d{2}-\d{2}$/.test(v) && isDay(v)),
   numeric: (v) => /^(-?\d{1,1000}(\.\d{1,1000})?|NaN|-?Infinity)$/.test(v),
   integer: (v) => /^-?\d{1,10}$/.test(v) && Math.abs(Number(v)) <= 2_147_483_647,

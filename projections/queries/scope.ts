@@ -76,8 +76,7 @@ export const SMALL_SCOPE_OWNERS = 64;
 export const listScope = (
   scope: ReadScope | null | undefined,
   condition: (scope: ReadScope) => RawBuilder<unknown>,
-): { scope?: RawBuilder<unknown>; fenced?: boolean } =>
-  scope ? { scope: condition(scope), fenced: scope.owners.length <= SMALL_SCOPE_OWNERS } : {};
+): { scope?: RawBuilder<unknown>; fenced?: boolean } => (scope ? { scope: condition(scope), fenced: scope.owners.length <= SMALL_SCOPE_OWNERS } : {});
 
 /**
  * The scope of a list of records in a scope through a column of their own (a deal's owner, a feedback
@@ -104,10 +103,14 @@ export const scoped = (scope: ReadScope | null | undefined, condition: (scope: R
  * left to the caller's prefixes.
  */
 export async function streamsInScope(source: ReadModelSource, scope: ReadScope): Promise<string[]> {
-  const { rows } = await byCustomerOwner(scope, (lookup) => sql<{ stream: string }>`
+  const { rows } = await byCustomerOwner(scope, (lookup) =>
+    sql<{ stream: string }>`
     SELECT 'customer-' || t.customer_id AS stream FROM ${sql.id(source.schema, 'customers')} t WHERE ${customerInScope(scope)}
     UNION ALL SELECT 'deal-' || t.deal_id FROM ${sql.id(source.schema, 'deals')} t WHERE ${dealInScope(source, scope, lookup)}
     UNION ALL SELECT 'feedback-' || t.feedback_id FROM ${sql.id(source.schema, 'feedback')} t WHERE ${feedbackInScope(source, scope, lookup)}
-    UNION ALL SELECT 'activity-' || t.activity_id FROM ${sql.id(source.schema, 'activities')} t WHERE ${activityInScope(source, scope, lookup)}`.execute(source.db));
+    UNION ALL SELECT 'activity-' || t.activity_id FROM ${sql.id(source.schema, 'activities')} t WHERE ${activityInScope(source, scope, lookup)}`.execute(
+      source.db,
+    ),
+  );
   return rows.map((r) => r.stream);
 }

@@ -67,7 +67,9 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await sql`CREATE INDEX IF NOT EXISTS activities_open_tasks_idx ON ${t} (assignee_id, (COALESCE(due_at, 'infinity'::timestamptz)), activity_id)
     WHERE kind = 'task' AND completed_at IS NULL`.execute(db);
   // Visibility: activities on the customers a scope's users own, in the list's two orders.
-  await sql`CREATE INDEX IF NOT EXISTS activities_customer_owner_idx ON ${t} (customer_owner_id, occurred_at, activity_id) WHERE customer_owner_id IS NOT NULL`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS activities_customer_owner_idx ON ${t} (customer_owner_id, occurred_at, activity_id) WHERE customer_owner_id IS NOT NULL`.execute(
+    db,
+  );
   await sql`CREATE INDEX IF NOT EXISTS activities_customer_owner_open_tasks_idx ON ${t} (customer_owner_id, (COALESCE(due_at, 'infinity'::timestamptz)), activity_id)
     WHERE kind = 'task' AND completed_at IS NULL AND customer_owner_id IS NOT NULL`.execute(db);
   await migrateCustomerOwners(db, schema, ACTIVITY_CUSTOMER_OWNERS);

@@ -120,7 +120,8 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   ) WITH (fillfactor = 80)`.execute(db);
   // The account owner (a user) came later: added in place, without a rebuild, because no event before
   // it assigned an owner (every existing row's owner is null, exactly what a replay gives).
-  const { rows: owner } = await sql`SELECT 1 FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = 'customers' AND column_name = 'owner_id'`.execute(db);
+  const { rows: owner } =
+    await sql`SELECT 1 FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = 'customers' AND column_name = 'owner_id'`.execute(db);
   if (owner.length === 0) await sql`ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS owner_id uuid`.execute(db);
   // Visibility (own/team) filters lists by owner: owner first, then each list's default order, so a
   // restricted page is an index range scan too.
@@ -128,7 +129,9 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   // The other sort keys of GET /customers behind the owner: a restricted page merges one range per owner.
   await sql`CREATE INDEX IF NOT EXISTS customers_owner_name_idx ON ${t} (owner_id, lower(name), customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_owner_revenue_idx ON ${t} (owner_id, revenue, customer_id)`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS customers_owner_last_purchase_idx ON ${t} (owner_id, (COALESCE(last_purchase_at, '-infinity'::timestamptz)), customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_owner_last_purchase_idx ON ${t} (owner_id, (COALESCE(last_purchase_at, '-infinity'::timestamptz)), customer_id)`.execute(
+    db,
+  );
   await sql`CREATE INDEX IF NOT EXISTS customers_owner_order_count_idx ON ${t} (owner_id, order_count, customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_status_idx ON ${t} (status)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_tags_idx ON ${t} USING gin (tags)`.execute(db);
@@ -139,7 +142,9 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   // expression and with the id as tie-breaker, so every page is an index range scan (keyset paging).
   await sql`CREATE INDEX IF NOT EXISTS customers_sort_name_idx ON ${t} (lower(name), customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_sort_revenue_idx ON ${t} (revenue, customer_id)`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS customers_sort_last_purchase_idx ON ${t} ((COALESCE(last_purchase_at, '-infinity'::timestamptz)), customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_sort_last_purchase_idx ON ${t} ((COALESCE(last_purchase_at, '-infinity'::timestamptz)), customer_id)`.execute(
+    db,
+  );
   await sql`CREATE INDEX IF NOT EXISTS customers_sort_order_count_idx ON ${t} (order_count, customer_id)`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'customer_links')} (
     link_id uuid PRIMARY KEY,

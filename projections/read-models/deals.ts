@@ -84,7 +84,9 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   // either owner column, so a restricted page merges one index range per owner and column.
   for (const owner of ['owner_id', 'customer_owner_id']) {
     for (const [name, sort] of Object.entries(SORT_COLUMNS)) {
-      await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`deals_${owner.replace('_id', '')}_${name}_idx`)} ON ${t} (${sql.id(owner)}, ${sql.id(sort)}, deal_id)`.execute(db);
+      await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`deals_${owner.replace('_id', '')}_${name}_idx`)} ON ${t} (${sql.id(owner)}, ${sql.id(sort)}, deal_id)`.execute(
+        db,
+      );
     }
   }
   await migrateCustomerOwners(db, schema, DEAL_CUSTOMER_OWNERS);

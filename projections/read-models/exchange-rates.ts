@@ -91,7 +91,8 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   const rates = new RowSet(trx, schema, EXCHANGE_RATES);
   const history: Row[] = [];
   const keys: string[] = [];
-  for (const { event } of events) if (event.type === 'ExchangeRateSet') keys.push(rateKeyOf(event.data.baseCurrency, event.data.currency, event.data.validFrom));
+  for (const { event } of events)
+    if (event.type === 'ExchangeRateSet') keys.push(rateKeyOf(event.data.baseCurrency, event.data.currency, event.data.validFrom));
   await rates.load(keys);
   for (const e of events) {
     if (e.event.type !== 'ExchangeRateSet') continue;

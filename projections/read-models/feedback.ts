@@ -94,12 +94,16 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await sql`CREATE INDEX IF NOT EXISTS feedback_submitted_idx ON ${t} (submitted_at, feedback_id)`.execute(db);
   // Sort keys of GET /feedback (projections/queries/feedback.ts) with the id as tie-breaker.
   await sql`CREATE INDEX IF NOT EXISTS feedback_sort_resolution_due_idx ON ${t} (resolution_due_at, feedback_id)`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS feedback_sort_priority_idx ON ${t} ((array_position(ARRAY['low','normal','high','urgent']::text[], priority)), feedback_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS feedback_sort_priority_idx ON ${t} ((array_position(ARRAY['low','normal','high','urgent']::text[], priority)), feedback_id)`.execute(
+    db,
+  );
   // Visibility: an item is in a scope through its assignee or its customer's owner. Each sort key
   // behind either column, so a restricted page merges one index range per owner and column.
   for (const owner of ['assignee_id', 'customer_owner_id']) {
     for (const [name, sort] of Object.entries(SORT_KEYS)) {
-      await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`feedback_${owner.replace('_id', '')}_${name}_idx`)} ON ${t} (${sql.id(owner)}, ${sort}, feedback_id)`.execute(db);
+      await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`feedback_${owner.replace('_id', '')}_${name}_idx`)} ON ${t} (${sql.id(owner)}, ${sort}, feedback_id)`.execute(
+        db,
+      );
     }
   }
   await migrateCustomerOwners(db, schema, FEEDBACK_CUSTOMER_OWNERS);

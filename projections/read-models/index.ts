@@ -8,7 +8,16 @@ import { feedbackProjection } from './feedback.ts';
 import { timelineProjection } from './timeline.ts';
 import { usersProjection } from './users.ts';
 
-export { activitiesProjection, campaignsProjection, customersProjection, dealsProjection, exchangeRatesProjection, feedbackProjection, timelineProjection, usersProjection };
+export {
+  activitiesProjection,
+  campaignsProjection,
+  customersProjection,
+  dealsProjection,
+  exchangeRatesProjection,
+  feedbackProjection,
+  timelineProjection,
+  usersProjection,
+};
 
 /** The CRM's read models, in the order they are applied. Analytics projections are added by the composition root. */
 export const readModelProjections = (): Projection[] => [

@@ -19,8 +19,7 @@ export interface TableSpec<R extends object = Row> {
   dateColumns?: readonly string[];
 }
 
-const localDate = (d: Date): string =>
-  `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+const localDate = (d: Date): string => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
 
 /** SQL type of each table's key column, looked up once (the same in live, shadow and replay schemas). */
 const keyTypes = new Map<string, string>();

@@ -127,12 +127,16 @@ describe('BG/NBD at its edges', () => {
 describe('Gamma-Gamma at its edges', () => {
   it('the likelihood of a mean spend equals the mixture integral over nu (integer shapes: factorials)', () => {
     const params = { p: 2, q: 3, v: 10 };
-    for (const [x, m] of [[3, 4], [1, 25], [5, 0.5]] as const) {
+    for (const [x, m] of [
+      [3, 4],
+      [1, 25],
+      [5, 0.5],
+    ] as const) {
       // Gamma(m; px, x nu) mixed over Gamma(nu; q, v).
       const px = params.p * x;
       const density = overLogScale(
         (nu) =>
-          ((x * nu) ** px * m ** (px - 1) * Math.exp(-x * nu * m)) / factorial(px - 1) *
+          (((x * nu) ** px * m ** (px - 1) * Math.exp(-x * nu * m)) / factorial(px - 1)) *
           ((params.v ** params.q * nu ** (params.q - 1) * Math.exp(-params.v * nu)) / factorial(params.q - 1)),
       );
       expect(Math.abs(gammaGammaLogLikelihood(params, { frequency: x, monetary: m }) - Math.log(density))).toBeLessThan(1e-8);
@@ -140,7 +144,11 @@ describe('Gamma-Gamma at its edges', () => {
   });
 
   it('expected spend is the posterior mean of p/nu, the population mean without repeats, the own mean when q <= 1', () => {
-    for (const [x, m] of [[1, 40], [4, 12], [10, 100]] as const) {
+    for (const [x, m] of [
+      [1, 40],
+      [4, 12],
+      [10, 100],
+    ] as const) {
       expect(relative(expectedSpend(GG, { frequency: x, monetary: m }), spendByIntegration(GG, x, m))).toBeLessThan(1e-8);
     }
     expect(relative(expectedSpend(GG, { frequency: 0, monetary: 55 }), (GG.p * GG.v) / (GG.q - 1))).toBeLessThan(1e-12);
@@ -156,8 +164,15 @@ describe('Gamma-Gamma at its edges', () => {
     expect(usableForSpend({ frequency: 2, monetary: -3 })).toBe(false);
     expect(usableForSpend({ frequency: 2, monetary: Infinity })).toBe(false);
     expect(usableForSpend({ frequency: 2, monetary: NaN })).toBe(false);
-    const good = [{ frequency: 1, monetary: 10 }, { frequency: 2, monetary: 14 }];
-    const unusable = [{ frequency: 0, monetary: 30 }, { frequency: 3, monetary: 0 }, { frequency: 2, monetary: NaN }];
+    const good = [
+      { frequency: 1, monetary: 10 },
+      { frequency: 2, monetary: 14 },
+    ];
+    const unusable = [
+      { frequency: 0, monetary: 30 },
+      { frequency: 3, monetary: 0 },
+      { frequency: 2, monetary: NaN },
+    ];
     expect(() => fitGammaGamma([...good, ...unusable])).toThrow('Gamma-Gamma needs at least 3 customers with repeat purchases');
     const fit = fitGammaGamma([...good, { frequency: 4, monetary: 9 }, ...unusable]);
     expect(fit.customers).toBe(3);

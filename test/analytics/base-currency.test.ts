@@ -25,13 +25,20 @@ const rate = (currency: string, value: string, validFrom: string, at: string, pr
 const customerRow = async (schema: string, id: string) =>
   (await sql<Record<string, any>>`SELECT * FROM ${sql.id(schema, 'analytics_customer')} WHERE customer_id = ${id}::uuid`.execute(db)).rows[0]!;
 const dayValues = async (schema: string, id: string) =>
-  (await sql<{ day: string; value: string }>`SELECT to_char(day, 'YYYY-MM-DD') AS day, value::text AS value FROM ${sql.id(schema, 'analytics_purchase_day')}
-    WHERE customer_id = ${id}::uuid ORDER BY day`.execute(db)).rows;
+  (
+    await sql<{ day: string; value: string }>`SELECT to_char(day, 'YYYY-MM-DD') AS day, value::text AS value FROM ${sql.id(schema, 'analytics_purchase_day')}
+    WHERE customer_id = ${id}::uuid ORDER BY day`.execute(db)
+  ).rows;
 const dump = async (schema: string) => {
   const out: Record<string, unknown[]> = {};
   for (const [table, order] of [
-    ['analytics_customer', 'customer_id'], ['analytics_purchase_day', 'purchase_day_id'], ['analytics_order', 'order_key'], ['analytics_revenue_day', 'day'],
-    ['analytics_amount', 'amount_id'], ['analytics_rate', 'rate_id'], ['analytics_state', 'id'],
+    ['analytics_customer', 'customer_id'],
+    ['analytics_purchase_day', 'purchase_day_id'],
+    ['analytics_order', 'order_key'],
+    ['analytics_revenue_day', 'day'],
+    ['analytics_amount', 'amount_id'],
+    ['analytics_rate', 'rate_id'],
+    ['analytics_state', 'id'],
   ] as const) {
     out[table] = (await sql.raw<Record<string, unknown>>(`SELECT * FROM "${schema}"."${table}" ORDER BY ${order}`).execute(db)).rows;
   }
@@ -90,8 +97,10 @@ describe('analytics in the base currency', () => {
     expect((await service().customer(bob))!.missingRates).toEqual([]);
     // The reporting view carries the same, in its columns added at the end.
     await createAnalyticsReportingViews(db, { readSchema: schemas.read, reportingSchema: schemas.reporting });
-    const view = (await sql<Record<string, any>>`SELECT customer_id::text AS id, net_value::text AS net_value, currency, base_currency, pending_amounts, missing_rates
-      FROM ${sql.id(schemas.reporting, 'analytics_customers')} ORDER BY analytics_customers.net_value`.execute(db)).rows;
+    const view = (
+      await sql<Record<string, any>>`SELECT customer_id::text AS id, net_value::text AS net_value, currency, base_currency, pending_amounts, missing_rates
+      FROM ${sql.id(schemas.reporting, 'analytics_customers')} ORDER BY analytics_customers.net_value`.execute(db)
+    ).rows;
     expect(view).toEqual([
       { id: bob, net_value: '46.5000', currency: 'USD', base_currency: 'EUR', pending_amounts: 0, missing_rates: [] },
       { id: alice, net_value: '173.5000', currency: 'EUR', base_currency: 'EUR', pending_amounts: 1, missing_rates: ['JPY 2024-03'] },
@@ -110,7 +119,9 @@ describe('analytics in the base currency', () => {
     // Corrected to 0.0062: 62; the late January rate governs nothing of March.
     expect(a.total_value).toBe('235.5000');
     expect((await dayValues(schemas.read, alice)).at(-1)).toEqual({ day: '2024-03-05', value: '62.0000' });
-    const revenue = (await sql<{ revenue: string }>`SELECT revenue::text AS revenue FROM ${sql.id(schemas.read, 'analytics_revenue_day')} WHERE day = '2024-03-05'`.execute(db)).rows[0]!;
+    const revenue = (
+      await sql<{ revenue: string }>`SELECT revenue::text AS revenue FROM ${sql.id(schemas.read, 'analytics_revenue_day')} WHERE day = '2024-03-05'`.execute(db)
+    ).rows[0]!;
     expect(revenue.revenue).toBe('62.0000');
     // RFM at 1 April (days): 3 repeat days, monetary = mean of the repeat days' base values.
     const rfm = rfmOf(aggregateFromRow(a).purchases!, dayOf('2024-04-01T00:00:00Z'), 'day');
@@ -122,7 +133,11 @@ describe('analytics in the base currency', () => {
     const schema = `${schemas.read}_late`;
     const carol = randomUUID();
     await run(schema, [
-      [rate('USD', '0.9', '2024-02-01T00:00:00Z', '2024-01-01T00:00:00Z'), buy(carol, 'c1', 10, 'USD', '2024-01-10T00:00:00Z'), buy(carol, 'c2', 10, 'USD', '2024-02-10T00:00:00Z')],
+      [
+        rate('USD', '0.9', '2024-02-01T00:00:00Z', '2024-01-01T00:00:00Z'),
+        buy(carol, 'c1', 10, 'USD', '2024-01-10T00:00:00Z'),
+        buy(carol, 'c2', 10, 'USD', '2024-02-10T00:00:00Z'),
+      ],
       [rate('USD', '0.8', '2024-01-01T00:00:00Z', '2024-03-01T00:00:00Z')],
     ]);
     // January at 0.8 (set late), February still at 0.9.
@@ -136,7 +151,10 @@ describe('analytics in the base currency', () => {
   it('gives identical rows on replay, whatever the batch boundaries', async () => {
     const all = [...first, ...healed, ...corrected];
     await run(`${schemas.read}_one`, [all]);
-    await run(`${schemas.read}_each`, all.map((e) => [e]));
+    await run(
+      `${schemas.read}_each`,
+      all.map((e) => [e]),
+    );
     const live = await dump(schemas.read);
     expect(await dump(`${schemas.read}_one`)).toEqual(live);
     expect(await dump(`${schemas.read}_each`)).toEqual(live);
@@ -168,7 +186,11 @@ describe('analytics in the base currency', () => {
     const buying = [...euro, ...yen].flatMap((id, i) => {
       const currency = i < euro.length ? 'EUR' : 'JPY';
       const scale = currency === 'JPY' ? 100 : 1;
-      return [buy(id, `${i}-a`, (20 + i) * scale, currency, day(1, 1 + i)), buy(id, `${i}-b`, (30 + 2 * i) * scale, currency, day(2 + (i % 3), 3 + i)), buy(id, `${i}-c`, (25 + i) * scale, currency, day(5, 1 + i))];
+      return [
+        buy(id, `${i}-a`, (20 + i) * scale, currency, day(1, 1 + i)),
+        buy(id, `${i}-b`, (30 + 2 * i) * scale, currency, day(2 + (i % 3), 3 + i)),
+        buy(id, `${i}-c`, (25 + i) * scale, currency, day(5, 1 + i)),
+      ];
     });
     await run(schema, [buying]);
     const before = await fit().fitModels({ timeUnit: 'week' });
@@ -176,7 +198,12 @@ describe('analytics in the base currency', () => {
     expect(before.fits.gammaGamma).toMatchObject({ customers: 12, leftOutMissingRates: 2, baseCurrency: 'EUR' });
     const list = await fit().clv({ limit: 50 });
     expect(list.baseCurrency).toBe('EUR');
-    expect(list.items.filter((item) => item.missingRates.length > 0).map((item) => item.customerId).sort()).toEqual([...yen].sort());
+    expect(
+      list.items
+        .filter((item) => item.missingRates.length > 0)
+        .map((item) => item.customerId)
+        .sort(),
+    ).toEqual([...yen].sort());
     expect(list.items.find((item) => item.customerId === yen[0])!.missingRates).toEqual(['JPY 2024-01', 'JPY 2024-02', 'JPY 2024-05']);
 
     await run(schema, [[rate('JPY', '0.01', '2023-12-01T00:00:00Z', '2024-06-01T00:00:00Z')]]);
@@ -198,7 +225,7 @@ describe('analytics in the base currency', () => {
     expect((await customerRow(schema, whale)).total_value).toBe(expected);
   });
 
-  it('while the previous version\'s tables serve (a rebuild), figures answer without a base currency instead of failing', async () => {
+  it("while the previous version's tables serve (a rebuild), figures answer without a base currency instead of failing", async () => {
     const schema = `${schemas.read}_previous`;
     const dave = randomUUID();
     await run(schema, [[buy(dave, 'd1', 10, 'EUR', '2024-01-10T00:00:00Z')]]);

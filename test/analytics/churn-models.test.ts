@@ -33,7 +33,7 @@ describe('logistic regression', () => {
     labels.push(random.next() < sigmoid(-0.5 + 1.5 * x1 - 1 * x2) ? 1 : 0);
   }
 
-  it('Newton/IRLS solves the score equations X\'(y - p) = 0', () => {
+  it("Newton/IRLS solves the score equations X'(y - p) = 0", () => {
     const { weights } = fitLogisticNewton(rows, labels);
     const score = [0, 0, 0];
     rows.forEach((r, i) => {
@@ -59,10 +59,19 @@ describe('Gaussian naive Bayes (own implementation)', () => {
     // class 0: x = (1, 10), (3, 14)   -> means (2, 12), ML variances (1, 4)
     // class 1: x = (6, 20), (8, 20), (7, 23) -> means (7, 21), variances (2/3, 2)
     const model = fitGaussianNaiveBayes(
-      [[1, 10], [3, 14], [6, 20], [8, 20], [7, 23]],
+      [
+        [1, 10],
+        [3, 14],
+        [6, 20],
+        [8, 20],
+        [7, 23],
+      ],
       [0, 0, 1, 1, 1],
     );
-    expect(model.means).toEqual([[2, 12], [7, 21]]);
+    expect(model.means).toEqual([
+      [2, 12],
+      [7, 21],
+    ]);
     expect(model.variances[0]).toEqual([1, 4]);
     expect(model.variances[1]![0]).toBeCloseTo(2 / 3, 12);
     expect(model.variances[1]![1]).toBeCloseTo(2, 12);
@@ -139,6 +148,9 @@ describe('churn training', () => {
     expect(naiveBayes.logLoss).toBeLessThan(-(p * Math.log(p) + (1 - p) * Math.log(1 - p)));
     expect(naiveBayes.uncalibrated.logLoss).toBeGreaterThan(naiveBayes.logLoss);
     expect(mlNaiveBayesDisagreement).toBeGreaterThanOrEqual(0);
-    console.log('churn comparison', JSON.stringify({ logistic: { auc: training.metrics.auc, logLoss: training.metrics.logLoss }, decisionTree, naiveBayes, mlNaiveBayesDisagreement }));
+    console.log(
+      'churn comparison',
+      JSON.stringify({ logistic: { auc: training.metrics.auc, logLoss: training.metrics.logLoss }, decisionTree, naiveBayes, mlNaiveBayesDisagreement }),
+    );
   });
 });

@@ -72,9 +72,12 @@ describe('BG/NBD', () => {
     const params = { r: 2, alpha: 3, a: 2, b: 3 };
     const c = { frequency: 2, recency: 4, T: 6 };
     const gammaPdf = (l: number) => Math.exp(params.r * Math.log(params.alpha) + (params.r - 1) * Math.log(l) - params.alpha * l - logGamma(params.r));
-    const betaPdf = (p: number) => Math.exp((params.a - 1) * Math.log(p) + (params.b - 1) * Math.log(1 - p) - (logGamma(params.a) + logGamma(params.b) - logGamma(params.a + params.b)));
+    const betaPdf = (p: number) =>
+      Math.exp((params.a - 1) * Math.log(p) + (params.b - 1) * Math.log(1 - p) - (logGamma(params.a) + logGamma(params.b) - logGamma(params.a + params.b)));
     let sum = 0;
-    const nl = 2000, np = 400, lmax = 8;
+    const nl = 2000,
+      np = 400,
+      lmax = 8;
     for (let i = 0; i < nl; i++) {
       const l = ((i + 0.5) / nl) * lmax;
       for (let j = 0; j < np; j++) {
@@ -87,8 +90,14 @@ describe('BG/NBD', () => {
   });
 
   it("Pfaff's transformation used for frequent customers gives the direct series' value", () => {
-    for (const [x, T, t] of [[3, 40, 10], [12, 60, 52], [40, 100, 52], [8, 20, 15]] as const) {
-      const direct = Math.pow((CDNOW.alpha + T) / (CDNOW.alpha + T + t), CDNOW.r + x) *
+    for (const [x, T, t] of [
+      [3, 40, 10],
+      [12, 60, 52],
+      [40, 100, 52],
+      [8, 20, 15],
+    ] as const) {
+      const direct =
+        Math.pow((CDNOW.alpha + T) / (CDNOW.alpha + T + t), CDNOW.r + x) *
         hyp2f1(CDNOW.r + x, CDNOW.b + x, CDNOW.a + CDNOW.b + x - 1, t / (CDNOW.alpha + T + t));
       expect(discountedHyp(CDNOW.r, CDNOW.alpha, CDNOW.a, CDNOW.b, x, T, t)).toBeCloseTo(direct, 12);
     }
@@ -144,7 +153,10 @@ describe('Gamma-Gamma', () => {
       return { frequency, monetary: simulateSpend(truth, frequency, random) };
     });
     const fit = fitGammaGamma(history);
-    expect(fit.logLikelihood).toBeCloseTo(history.reduce((s, c) => s + gammaGammaLogLikelihood(fit.params, c), 0), 6);
+    expect(fit.logLikelihood).toBeCloseTo(
+      history.reduce((s, c) => s + gammaGammaLogLikelihood(fit.params, c), 0),
+      6,
+    );
     for (const key of ['p', 'q', 'v'] as const) {
       expect(Math.abs(fit.params[key] - truth[key])).toBeLessThan(3 * fit.standardErrors[key]);
     }

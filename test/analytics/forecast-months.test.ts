@@ -13,7 +13,11 @@ describe('complete months for the forecast', () => {
   it('leaves out a month the data reach the last day of while the calendar is still in it, and names it', () => {
     // Events dated the 30th of November on the 30th of November: the month is not over.
     expect(completeMonths(rows, day('2026-11-30'), day('2026-11-30'))).toEqual({
-      months: [{ month: '2026-08', value: 100 }, { month: '2026-09', value: 0 }, { month: '2026-10', value: 120 }],
+      months: [
+        { month: '2026-08', value: 100 },
+        { month: '2026-09', value: 0 },
+        { month: '2026-10', value: 120 },
+      ],
       partialMonth: '2026-11',
     });
   });

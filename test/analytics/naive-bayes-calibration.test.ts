@@ -35,9 +35,18 @@ describe('naive Bayes probabilities', () => {
     expect(logLoss(test.labels, rawScores)).toBeGreaterThan(base);
     expect(logLoss(test.labels, scores)).toBeLessThan(base);
     const majority = Math.max(...[0, 1].map((c) => test.labels.filter((y) => y === c).length / test.labels.length));
-    expect(accuracy(test.labels, scores.map((s) => (s >= 0.5 ? 1 : 0)))).toBeGreaterThanOrEqual(majority);
+    expect(
+      accuracy(
+        test.labels,
+        scores.map((s) => (s >= 0.5 ? 1 : 0)),
+      ),
+    ).toBeGreaterThanOrEqual(majority);
     // Calibration changes probabilities, not the ranking.
-    const order = (s: number[]) => s.map((v, i) => [v, i] as const).sort((a, b) => a[0] - b[0]).map(([, i]) => i);
+    const order = (s: number[]) =>
+      s
+        .map((v, i) => [v, i] as const)
+        .sort((a, b) => a[0] - b[0])
+        .map(([, i]) => i);
     expect(order(scores)).toEqual(order(rawScores));
   });
 });

@@ -36,15 +36,71 @@ describe('analytics projection', () => {
     purchase(alice, 'o0', 30, '2024-01-05T10:00:00Z'), // back-dated: becomes the first purchase day
     refund(alice, 'o3', 15, '2024-02-05T10:00:00Z'),
     purchase(alice, 'o5', 70, '2024-03-01T10:00:00Z'),
-    projected({ type: 'FeedbackSubmitted', data: { feedbackId, customerId: alice, kind: 'complaint', channel: 'email', subject: 's', body: 'b', priority: 'normal', csat: 2, nps: 3, firstResponseDueAt: '2024-03-02T10:00:00Z', resolutionDueAt: '2024-03-05T10:00:00Z' } }, '2024-03-02T00:00:00Z'),
+    projected(
+      {
+        type: 'FeedbackSubmitted',
+        data: {
+          feedbackId,
+          customerId: alice,
+          kind: 'complaint',
+          channel: 'email',
+          subject: 's',
+          body: 'b',
+          priority: 'normal',
+          csat: 2,
+          nps: 3,
+          firstResponseDueAt: '2024-03-02T10:00:00Z',
+          resolutionDueAt: '2024-03-05T10:00:00Z',
+        },
+      },
+      '2024-03-02T00:00:00Z',
+    ),
     projected({ type: 'FeedbackResolved', data: { feedbackId, resolution: 'fixed' } }, '2024-03-04T00:00:00Z'),
     projected({ type: 'FeedbackReopened', data: { feedbackId, reason: null, resolutionDueAt: '2024-03-10T00:00:00Z' } }, '2024-03-05T00:00:00Z'),
     projected({ type: 'FeedbackResolved', data: { feedbackId, resolution: 'fixed again' } }, '2024-03-08T00:00:00Z'),
     projected({ type: 'FeedbackRated', data: { feedbackId, csat: 5, comment: null } }, '2024-04-01T00:00:00Z'),
-    projected({ type: 'CampaignResponseRecorded', data: { campaignId, customerId: alice, kind: 'opened', revenue: null, currency: null } }, '2024-03-03T00:00:00Z'),
-    projected({ type: 'CampaignResponseRecorded', data: { campaignId, customerId: alice, kind: 'clicked', revenue: null, currency: null } }, '2024-03-03T01:00:00Z'),
-    projected({ type: 'DealOpened', data: { dealId: dealA, customerId: alice, title: 'A', amount: 10, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2024-05-01', stage: 'lead', probabilityOverride: null } }, '2024-03-01T00:00:00Z'),
-    projected({ type: 'DealOpened', data: { dealId: dealB, customerId: alice, title: 'B', amount: 10, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2024-05-01', stage: 'lead', probabilityOverride: null } }, '2024-03-01T00:00:00Z'),
+    projected(
+      { type: 'CampaignResponseRecorded', data: { campaignId, customerId: alice, kind: 'opened', revenue: null, currency: null } },
+      '2024-03-03T00:00:00Z',
+    ),
+    projected(
+      { type: 'CampaignResponseRecorded', data: { campaignId, customerId: alice, kind: 'clicked', revenue: null, currency: null } },
+      '2024-03-03T01:00:00Z',
+    ),
+    projected(
+      {
+        type: 'DealOpened',
+        data: {
+          dealId: dealA,
+          customerId: alice,
+          title: 'A',
+          amount: 10,
+          currency: 'EUR',
+          ownerId: 'o',
+          expectedCloseDate: '2024-05-01',
+          stage: 'lead',
+          probabilityOverride: null,
+        },
+      },
+      '2024-03-01T00:00:00Z',
+    ),
+    projected(
+      {
+        type: 'DealOpened',
+        data: {
+          dealId: dealB,
+          customerId: alice,
+          title: 'B',
+          amount: 10,
+          currency: 'EUR',
+          ownerId: 'o',
+          expectedCloseDate: '2024-05-01',
+          stage: 'lead',
+          probabilityOverride: null,
+        },
+      },
+      '2024-03-01T00:00:00Z',
+    ),
     projected({ type: 'DealWon', data: { dealId: dealA, from: 'lead', amount: 10, currency: 'EUR' } }, '2024-03-10T00:00:00Z'),
     projected({ type: 'DealLost', data: { dealId: dealB, from: 'lead', reason: 'price' } }, '2024-03-11T00:00:00Z'),
     projected({ type: 'DealReopened', data: { dealId: dealB, from: 'lost', to: 'lead' } }, '2024-03-12T00:00:00Z'),
@@ -63,8 +119,21 @@ describe('analytics projection', () => {
     ])!;
     expect(aggregate.purchases).toEqual(expected);
     expect(rfmOf(aggregate.purchases!, d('2024-04-01T00:00:00Z'), 'day')).toEqual({ frequency: 3, recency: 56, T: 87, monetary: (150 + 85 + 70) / 3 });
-    expect(row).toMatchObject({ cohort: '2024-01', orders: 6, refunds: 1, complaints: 1, complaints_open: 0, complaints_resolved: 1,
-      responses_opened: 1, responses_clicked: 1, deals_open: 1, deals_won: 1, deals_lost: 0, csat_count: 1, csat_sum: 5 });
+    expect(row).toMatchObject({
+      cohort: '2024-01',
+      orders: 6,
+      refunds: 1,
+      complaints: 1,
+      complaints_open: 0,
+      complaints_resolved: 1,
+      responses_opened: 1,
+      responses_clicked: 1,
+      deals_open: 1,
+      deals_won: 1,
+      deals_lost: 0,
+      csat_count: 1,
+      csat_sum: 5,
+    });
     // Resolution time counts the last resolution only (6 days after submission).
     expect(Number(row!.resolution_seconds)).toBe(6 * 86_400);
     const satisfaction = await rowsOf(schemas.read, 'analytics_satisfaction', 'satisfaction_id');
@@ -79,27 +148,58 @@ describe('analytics projection', () => {
 
   it('gives identical rows whatever the batch boundaries (deterministic, order-only)', async () => {
     const other = `${schemas.read}_b`;
-    await run(other, events.map((e) => [e]));
-    for (const [table, order] of [['analytics_customer', 'customer_id'], ['analytics_purchase_day', 'purchase_day_id'], ['analytics_activity', 'activity_id'],
-      ['analytics_feedback', 'feedback_id'], ['analytics_deal', 'deal_id'], ['analytics_revenue_day', 'day'], ['analytics_satisfaction', 'satisfaction_id'], ['analytics_state', 'id']] as const) {
+    await run(
+      other,
+      events.map((e) => [e]),
+    );
+    for (const [table, order] of [
+      ['analytics_customer', 'customer_id'],
+      ['analytics_purchase_day', 'purchase_day_id'],
+      ['analytics_activity', 'activity_id'],
+      ['analytics_feedback', 'feedback_id'],
+      ['analytics_deal', 'deal_id'],
+      ['analytics_revenue_day', 'day'],
+      ['analytics_satisfaction', 'satisfaction_id'],
+      ['analytics_state', 'id'],
+    ] as const) {
       expect(await rowsOf(other, table, order)).toEqual(await rowsOf(schemas.read, table, order));
     }
   });
 
   it('scores a customer as their events arrive once a model exists, equal to scoring the aggregate directly', async () => {
     const params: ModelParams = {
-      timeUnit: 'week', horizon: 52, discountRate: 0.01, churnWindowDays: 90,
+      timeUnit: 'week',
+      horizon: 52,
+      discountRate: 0.01,
+      churnWindowDays: 90,
       bgnbd: { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 },
       gammaGamma: { p: 6.25, q: 3.74, v: 15.44 },
-      churn: { featureNames: CHURN_FEATURES, standardiser: { means: CHURN_FEATURES.map(() => 0), sds: CHURN_FEATURES.map(() => 100) }, logistic: { weights: [-1, 2, ...CHURN_FEATURES.slice(1).map(() => 0)] } },
+      churn: {
+        featureNames: CHURN_FEATURES,
+        standardiser: { means: CHURN_FEATURES.map(() => 0), sds: CHURN_FEATURES.map(() => 100) },
+        logistic: { weights: [-1, 2, ...CHURN_FEATURES.slice(1).map(() => 0)] },
+      },
       rfmCutoffs: { recency: [10, 20, 30, 40], frequency: [1, 2, 3, 4], monetary: [10, 20, 30, 40] },
-      clusters: { k: 2, standardiser: { means: [0, 0, 0], sds: [1, 1, 1] }, centroids: [[0, 0, 0], [5, 5, 5]], profiles: [], sizes: [1, 1] },
+      clusters: {
+        k: 2,
+        standardiser: { means: [0, 0, 0], sds: [1, 1, 1] },
+        centroids: [
+          [0, 0, 0],
+          [5, 5, 5],
+        ],
+        profiles: [],
+        sizes: [1, 1],
+      },
     };
-    const version = await db.transaction().execute((trx) => saveModel(trx, schemas.read, { fittedAt: '2024-04-01T00:00:00Z', asOf: '2024-04-01', params, metrics: {} }));
+    const version = await db
+      .transaction()
+      .execute((trx) => saveModel(trx, schemas.read, { fittedAt: '2024-04-01T00:00:00Z', asOf: '2024-04-01', params, metrics: {} }));
     const bob = randomUUID();
     await run(schemas.read, [[purchase(bob, 'b1', 20, '2024-04-02T00:00:00Z'), purchase(bob, 'b2', 30, '2024-04-20T00:00:00Z')]]);
-    const [scoreRow] = (await sql<Record<string, unknown>>`SELECT * FROM ${sql.id(schemas.read, 'analytics_scores')} WHERE customer_id = ${bob}`.execute(db)).rows;
-    const [aggRow] = (await sql<Record<string, unknown>>`SELECT * FROM ${sql.id(schemas.read, 'analytics_customer')} WHERE customer_id = ${bob}`.execute(db)).rows;
+    const [scoreRow] = (await sql<Record<string, unknown>>`SELECT * FROM ${sql.id(schemas.read, 'analytics_scores')} WHERE customer_id = ${bob}`.execute(db))
+      .rows;
+    const [aggRow] = (await sql<Record<string, unknown>>`SELECT * FROM ${sql.id(schemas.read, 'analytics_customer')} WHERE customer_id = ${bob}`.execute(db))
+      .rows;
     const expected = scoreCustomer({ version, params }, aggregateFromRow(aggRow!), dayOf('2024-04-20T00:00:00Z'))!;
     expect(scoreRow).toMatchObject({ model_version: version, frequency: 1, segment: expected.segment, cluster: expected.cluster });
     expect(Number(scoreRow!.clv)).toBeCloseTo(expected.clv, 9);
@@ -109,7 +209,9 @@ describe('analytics projection', () => {
     // A score of a newer model version (a fit that committed meanwhile) is never overwritten by an older one.
     await sql`UPDATE ${sql.id(schemas.read, 'analytics_scores')} SET model_version = ${version + 1}, clv = -1 WHERE customer_id = ${bob}`.execute(db);
     await run(schemas.read, [[purchase(bob, 'b3', 10, '2024-04-21T00:00:00Z')]]);
-    const [kept] = (await sql<Record<string, unknown>>`SELECT model_version, clv FROM ${sql.id(schemas.read, 'analytics_scores')} WHERE customer_id = ${bob}`.execute(db)).rows;
+    const [kept] = (
+      await sql<Record<string, unknown>>`SELECT model_version, clv FROM ${sql.id(schemas.read, 'analytics_scores')} WHERE customer_id = ${bob}`.execute(db)
+    ).rows;
     expect(kept).toEqual({ model_version: version + 1, clv: -1 });
     // Alice had no event since the model: not scored until her next event or a fit rescoring everyone.
     const count = await sql`SELECT count(*)::int AS n FROM ${sql.id(schemas.read, 'analytics_scores')}`.execute(db);
@@ -118,15 +220,22 @@ describe('analytics projection', () => {
 
   it('publishes reporting views that read the tables', async () => {
     await createAnalyticsReportingViews(db, { readSchema: schemas.read, reportingSchema: schemas.reporting });
-    const monthly = (await sql.raw(`SELECT month, purchases, net_revenue::float AS net FROM "${schemas.reporting}".analytics_revenue_monthly ORDER BY month`).execute(db)).rows;
+    const monthly = (
+      await sql.raw(`SELECT month, purchases, net_revenue::float AS net FROM "${schemas.reporting}".analytics_revenue_monthly ORDER BY month`).execute(db)
+    ).rows;
     expect(monthly[0]).toEqual({ month: '2024-01', purchases: 3, net: 180 });
-    const comment = (await sql.raw(`SELECT obj_description('"${schemas.reporting}".analytics_satisfaction'::regclass) AS c`).execute(db)).rows[0] as { c: string };
+    const comment = (await sql.raw(`SELECT obj_description('"${schemas.reporting}".analytics_satisfaction'::regclass) AS c`).execute(db)).rows[0] as {
+      c: string;
+    };
     expect(comment.c).toMatch(/CSAT/);
     const sat = (await sql.raw(`SELECT period, csat, nps FROM "${schemas.reporting}".analytics_satisfaction ORDER BY period`).execute(db)).rows;
-    expect(sat).toEqual([{ period: '2024-03', csat: null, nps: -100 }, { period: '2024-04', csat: 1, nps: null }]);
+    expect(sat).toEqual([
+      { period: '2024-03', csat: null, nps: -100 },
+      { period: '2024-04', csat: 1, nps: null },
+    ]);
   });
 
-  it('a merge adds the duplicate\'s history to the primary, the same whatever the batch boundaries', async () => {
+  it("a merge adds the duplicate's history to the primary, the same whatever the batch boundaries", async () => {
     const primary = randomUUID();
     const duplicate = randomUUID();
     const complaint = randomUUID();
@@ -135,7 +244,25 @@ describe('analytics projection', () => {
       purchase(primary, 'p2', 20, '2024-05-08T10:00:00Z'),
       purchase(duplicate, 'd1', 5, '2024-04-20T10:00:00Z'), // earlier: becomes the first day
       purchase(duplicate, 'd2', 7, '2024-05-08T15:00:00Z'), // same day as p2: one purchase day
-      projected({ type: 'FeedbackSubmitted', data: { feedbackId: complaint, customerId: duplicate, kind: 'complaint', channel: 'chat', subject: 's', body: 'b', priority: 'low', csat: null, nps: null, firstResponseDueAt: '2024-05-10T00:00:00Z', resolutionDueAt: '2024-05-12T00:00:00Z' } }, '2024-05-09T00:00:00Z'),
+      projected(
+        {
+          type: 'FeedbackSubmitted',
+          data: {
+            feedbackId: complaint,
+            customerId: duplicate,
+            kind: 'complaint',
+            channel: 'chat',
+            subject: 's',
+            body: 'b',
+            priority: 'low',
+            csat: null,
+            nps: null,
+            firstResponseDueAt: '2024-05-10T00:00:00Z',
+            resolutionDueAt: '2024-05-12T00:00:00Z',
+          },
+        },
+        '2024-05-09T00:00:00Z',
+      ),
       projected({ type: 'CustomerMerged', data: { customerId: primary, duplicateId: duplicate } }, '2024-05-10T00:00:00Z'),
       projected({ type: 'FeedbackResolved', data: { feedbackId: complaint, resolution: 'ok' } }, '2024-05-11T00:00:00Z'),
       purchase(primary, 'p3', 30, '2024-05-20T10:00:00Z'),
@@ -147,15 +274,22 @@ describe('analytics projection', () => {
     const rows = await rowsOf(one, 'analytics_customer', 'customer_id');
     expect(rows.map((r) => r.customer_id)).toEqual([primary]);
     const merged = aggregateFromRow(rows[0]!);
-    expect(merged.purchases).toEqual(summarisePurchases([
-      { day: dayOf('2024-04-20T00:00:00Z'), value: 5 },
-      { day: dayOf('2024-05-01T00:00:00Z'), value: 10 },
-      { day: dayOf('2024-05-08T00:00:00Z'), value: 27 },
-      { day: dayOf('2024-05-20T00:00:00Z'), value: 30 },
-    ]));
+    expect(merged.purchases).toEqual(
+      summarisePurchases([
+        { day: dayOf('2024-04-20T00:00:00Z'), value: 5 },
+        { day: dayOf('2024-05-01T00:00:00Z'), value: 10 },
+        { day: dayOf('2024-05-08T00:00:00Z'), value: 27 },
+        { day: dayOf('2024-05-20T00:00:00Z'), value: 30 },
+      ]),
+    );
     expect(rows[0]).toMatchObject({ orders: 5, complaints: 1, complaints_open: 0, complaints_resolved: 1, cohort: '2024-04' });
-    for (const [table, order] of [['analytics_customer', 'customer_id'], ['analytics_purchase_day', 'purchase_day_id'], ['analytics_activity', 'activity_id'],
-      ['analytics_feedback', 'feedback_id'], ['analytics_state', 'id']] as const) {
+    for (const [table, order] of [
+      ['analytics_customer', 'customer_id'],
+      ['analytics_purchase_day', 'purchase_day_id'],
+      ['analytics_activity', 'activity_id'],
+      ['analytics_feedback', 'feedback_id'],
+      ['analytics_state', 'id'],
+    ] as const) {
       expect(await rowsOf(split, table, order)).toEqual(await rowsOf(one, table, order));
     }
   });
@@ -169,7 +303,10 @@ describe('activities as engagement', () => {
     const dealId = randomUUID();
     const logged = (customerId: string, at: string, extra: Record<string, unknown> = {}) =>
       projected(
-        { type: 'ActivityLogged', data: { activityId: randomUUID(), customerId, dealId: null, kind: 'call', subject: 's', body: 'b', dueAt: null, assigneeId: null, ...extra } },
+        {
+          type: 'ActivityLogged',
+          data: { activityId: randomUUID(), customerId, dealId: null, kind: 'call', subject: 's', body: 'b', dueAt: null, assigneeId: null, ...extra },
+        },
         at,
       );
     const history = [
@@ -210,9 +347,16 @@ describe('activities as engagement', () => {
 
       // BI tools see the same counts.
       await createAnalyticsReportingViews(db, { readSchema: schema, reportingSchema: `${schema}_rv` });
-      const view = await sql.raw(`SELECT customer_id::text AS id, activities, to_char(last_activity_day, 'YYYY-MM-DD') AS last
-        FROM "${schema}_rv".analytics_customers ORDER BY activities`).execute(db);
-      expect(view.rows).toEqual([{ id: quiet, activities: 0, last: null }, { id: engaged, activities: 3, last: '2024-03-01' }]);
+      const view = await sql
+        .raw(
+          `SELECT customer_id::text AS id, activities, to_char(last_activity_day, 'YYYY-MM-DD') AS last
+        FROM "${schema}_rv".analytics_customers ORDER BY activities`,
+        )
+        .execute(db);
+      expect(view.rows).toEqual([
+        { id: quiet, activities: 0, last: null },
+        { id: engaged, activities: 3, last: '2024-03-01' },
+      ]);
     } finally {
       await sql`DROP SCHEMA IF EXISTS ${sql.id(`${schema}_rv`)} CASCADE`.execute(db);
       await sql`DROP SCHEMA IF EXISTS ${sql.id(schema)} CASCADE`.execute(db);

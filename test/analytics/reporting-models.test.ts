@@ -9,11 +9,7 @@ import { seededRandom } from '../../analytics/models/random.ts';
 const d = (iso: string) => dayOf(`${iso}T12:00:00Z`);
 
 describe('retention', () => {
-  const customers = [
-    { days: [d('2024-01-05'), d('2024-02-10'), d('2024-03-01')] },
-    { days: [d('2024-01-20')] },
-    { days: [d('2024-02-02'), d('2024-03-15')] },
-  ];
+  const customers = [{ days: [d('2024-01-05'), d('2024-02-10'), d('2024-03-01')] }, { days: [d('2024-01-20')] }, { days: [d('2024-02-02'), d('2024-03-15')] }];
   it('cohort table by first-purchase month', () => {
     expect(cohortTable(customers, '2024-03')).toEqual([
       { cohort: '2024-01', size: 2, active: [2, 1, 1], retention: [1, 0.5, 0.5] },

@@ -39,16 +39,29 @@ async function recordHistory(customers: number) {
     const joined = start + Math.floor(random.next() * 20) * week;
     const history = simulateBgNbdCustomer({ r: 0.8, alpha: 3, a: 0.8, b: 2.5 }, (Date.parse('2024-06-28T00:00:00Z') - joined) / week, random);
     const nu = random.gamma(3, 60); // Gamma-Gamma: each customer has their own spend level
-    return { i, joined, purchases: history.purchaseTimes.map((t) => ({ at: new Date(joined + Math.round(t * week)).toISOString(), amount: Math.round(random.gamma(4, nu) * 100) / 100 + 1 })) };
+    return {
+      i,
+      joined,
+      purchases: history.purchaseTimes.map((t) => ({
+        at: new Date(joined + Math.round(t * week)).toISOString(),
+        amount: Math.round(random.gamma(4, nu) * 100) / 100 + 1,
+      })),
+    };
   });
   const ids = new Array<string>(customers);
   const record = async ({ i, joined, purchases }: (typeof plans)[number]) => {
     // Fixed ids: the churn model's held-out split is a hash of the customer id, so the test stays deterministic.
     const customerId = `00000000-0000-4000-8000-${String(i + 1).padStart(12, '0')}`;
-    const registered = await commands.execute({ type: 'RegisterCustomer', customerId, name: `Customer ${i}`, email: `c${i}@example.com` }, ctx(new Date(joined - 3_600_000).toISOString()));
+    const registered = await commands.execute(
+      { type: 'RegisterCustomer', customerId, name: `Customer ${i}`, email: `c${i}@example.com` },
+      ctx(new Date(joined - 3_600_000).toISOString()),
+    );
     ids[i] = registered.id;
     for (const [k, p] of purchases.entries()) {
-      await commands.execute({ type: 'RecordPurchase', customerId: registered.id, orderId: `o-${k}`, amount: p.amount, currency: 'EUR', occurredAt: p.at }, ctx(p.at));
+      await commands.execute(
+        { type: 'RecordPurchase', customerId: registered.id, orderId: `o-${k}`, amount: p.amount, currency: 'EUR', occurredAt: p.at },
+        ctx(p.at),
+      );
     }
   };
   for (let i = 0; i < plans.length; i += 8) await Promise.all(plans.slice(i, i + 8).map(record));
@@ -75,9 +88,20 @@ describe('analytics routes', () => {
       expect(refused.statusCode, JSON.stringify(payload)).toBe(400);
       expect(refused.headers['content-type']).toMatch(/application\/problem\+json/);
     }
-    for (const url of ['/analytics/clv?minClv=abc', '/analytics/clv?limit=0', '/analytics/clv?minClv=1e400', '/analytics/churn?minChurnScore=2',
-      '/analytics/forecast?horizon=0', '/analytics/satisfaction?channel=fax', '/analytics/retention?from=2024-13', '/analytics/segments?x=1',
-      '/analytics/clv?cohort=May', '/analytics/clv?minClv=10&maxClv=1', '/analytics/models/0', '/analytics/models/abc']) {
+    for (const url of [
+      '/analytics/clv?minClv=abc',
+      '/analytics/clv?limit=0',
+      '/analytics/clv?minClv=1e400',
+      '/analytics/churn?minChurnScore=2',
+      '/analytics/forecast?horizon=0',
+      '/analytics/satisfaction?channel=fax',
+      '/analytics/retention?from=2024-13',
+      '/analytics/segments?x=1',
+      '/analytics/clv?cohort=May',
+      '/analytics/clv?minClv=10&maxClv=1',
+      '/analytics/models/0',
+      '/analytics/models/abc',
+    ]) {
       const refused = await app.inject({ method: 'GET', url, headers: auth('analyst') });
       expect(refused.statusCode, url).toBe(400);
       expect(refused.headers['content-type'], url).toMatch(/application\/problem\+json/);
@@ -90,7 +114,9 @@ describe('analytics routes', () => {
   it('POST /analytics/models fits on everything recorded before the request and GET /analytics/models/latest returns it', async () => {
     await recordHistory(80);
     const response = await app.inject({
-      method: 'POST', url: '/analytics/models', headers: auth('analyst'),
+      method: 'POST',
+      url: '/analytics/models',
+      headers: auth('analyst'),
       payload: { asOf: '2024-06-28', timeUnit: 'week', horizon: 52, discountRate: 0.01 },
     });
     expect(response.statusCode, response.body).toBe(201);
@@ -117,7 +143,9 @@ describe('analytics routes', () => {
     expect(typeof figures.segment).toBe('string');
     expect(figures.rfm).toMatchObject({ timeUnit: 'week' });
     expect((await app.inject({ method: 'GET', url: '/analytics/customers/not-a-uuid', headers: auth('analyst') })).statusCode).toBe(400);
-    expect((await app.inject({ method: 'GET', url: '/analytics/customers/00000000-0000-4000-9000-000000000000', headers: auth('analyst') })).statusCode).toBe(404);
+    expect((await app.inject({ method: 'GET', url: '/analytics/customers/00000000-0000-4000-9000-000000000000', headers: auth('analyst') })).statusCode).toBe(
+      404,
+    );
 
     const clv = (await app.inject({ method: 'GET', url: '/analytics/clv?limit=10', headers: auth('analyst') })).json();
     expect(clv.total).toBe(80);
@@ -137,7 +165,17 @@ describe('analytics routes', () => {
     expect(unknownFilter.statusCode).toBe(400);
     // Documented in the OpenAPI description, with the model's schema.
     const openapi = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
-    for (const path of ['/analytics/models', '/analytics/models/latest', '/analytics/customers/{id}', '/analytics/clv', '/analytics/churn', '/analytics/retention', '/analytics/satisfaction', '/analytics/segments', '/analytics/forecast']) {
+    for (const path of [
+      '/analytics/models',
+      '/analytics/models/latest',
+      '/analytics/customers/{id}',
+      '/analytics/clv',
+      '/analytics/churn',
+      '/analytics/retention',
+      '/analytics/satisfaction',
+      '/analytics/segments',
+      '/analytics/forecast',
+    ]) {
       expect(Object.keys(openapi.paths)).toContain(path);
     }
   });
@@ -164,8 +202,29 @@ describe('analytics routes', () => {
     const byDay = new Map<number, number>();
     for (const p of upTo) byDay.set(p.day, (byDay.get(p.day) ?? 0) + p.amount);
     const days = [...byDay.keys()].sort((a, b) => a - b);
-    const summary = { firstDay: days[0]!, lastDay: days.at(-1)!, purchaseDays: days.length, totalValue: upTo.reduce((s, p) => s + p.amount, 0), firstDayValue: byDay.get(days[0]!)! };
-    const none = { refunds: 0, complaints: 0, complaintsOpen: 0, complaintsResolved: 0, resolutionSeconds: 0, responsesOpened: 0, responsesClicked: 0, responsesConverted: 0, responsesUnsubscribed: 0, dealsOpen: 0, dealsWon: 0, dealsLost: 0, activities: 0, lastActivityDay: null };
+    const summary = {
+      firstDay: days[0]!,
+      lastDay: days.at(-1)!,
+      purchaseDays: days.length,
+      totalValue: upTo.reduce((s, p) => s + p.amount, 0),
+      firstDayValue: byDay.get(days[0]!)!,
+    };
+    const none = {
+      refunds: 0,
+      complaints: 0,
+      complaintsOpen: 0,
+      complaintsResolved: 0,
+      resolutionSeconds: 0,
+      responsesOpened: 0,
+      responsesClicked: 0,
+      responsesConverted: 0,
+      responsesUnsubscribed: 0,
+      dealsOpen: 0,
+      dealsWon: 0,
+      dealsLost: 0,
+      activities: 0,
+      lastActivityDay: null,
+    };
     const expected = scoreCustomer(model, { customerId: id, purchases: summary, ...none }, day)!;
 
     const response = await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${asOf}`, headers: auth('analyst') });
@@ -178,7 +237,9 @@ describe('analytics routes', () => {
     const now = (await app.inject({ method: 'GET', url: `/analytics/customers/${id}`, headers: auth('analyst') })).json();
     expect(now.rfm.frequency).toBeGreaterThan(2);
     // The same with the model named; an unknown version is 404, `model` without `asOf` is 400.
-    expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${asOf}&model=${model.version}`, headers: auth('analyst') })).json()).toEqual(past);
+    expect(
+      (await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${asOf}&model=${model.version}`, headers: auth('analyst') })).json(),
+    ).toEqual(past);
     expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${asOf}&model=99`, headers: auth('analyst') })).statusCode).toBe(404);
     expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?model=1`, headers: auth('analyst') })).statusCode).toBe(400);
     expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=2024-02-30`, headers: auth('analyst') })).statusCode).toBe(400);
@@ -217,11 +278,19 @@ describe('analytics routes', () => {
 
     const reporting = `${h.schemas.reporting}_analytics`;
     await createAnalyticsReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: reporting });
-    const { rows } = await sql<{ clv_retention: number; retention_rate: number; margin_rate: number; discount_rate: number }>`SELECT clv_retention, retention_rate, margin_rate, discount_rate
+    const { rows } = await sql<{
+      clv_retention: number;
+      retention_rate: number;
+      margin_rate: number;
+      discount_rate: number;
+    }>`SELECT clv_retention, retention_rate, margin_rate, discount_rate
       FROM ${sql.id(reporting, 'analytics_clv_retention')} WHERE customer_id = ${id}::uuid`.execute(h.database.db);
     expect(rows[0]!.clv_retention).toBeCloseTo(figures.clvRetention, 6);
     expect(rows[0]).toMatchObject({ retention_rate: params.retentionRate, margin_rate: 1 });
-    const bySegment = await sql<{ segment: string; mean_clv_retention: number }>`SELECT segment, mean_clv_retention FROM ${sql.id(reporting, 'analytics_segments')}`.execute(h.database.db);
+    const bySegment = await sql<{
+      segment: string;
+      mean_clv_retention: number;
+    }>`SELECT segment, mean_clv_retention FROM ${sql.id(reporting, 'analytics_segments')}`.execute(h.database.db);
     for (const s of segments.segments) expect(bySegment.rows.find((r) => r.segment === s.segment)!.mean_clv_retention).toBeCloseTo(s.meanClvRetention, 6);
   });
 });

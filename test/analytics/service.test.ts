@@ -73,7 +73,10 @@ describe('analytics service', () => {
     await apply([purchase(first!.customerId, 'late', 500, '2024-06-30T12:00:00Z')]);
     const after = await service.customer(first!.customerId);
     expect(after!.rfm!.frequency).toBe(before!.rfm!.frequency + 1);
-    const { rows } = await sql<{ frequency: number; p_alive: number }>`SELECT frequency, p_alive FROM ${sql.id(schemas.read, 'analytics_scores')} WHERE customer_id = ${first!.customerId}`.execute(db);
+    const { rows } = await sql<{
+      frequency: number;
+      p_alive: number;
+    }>`SELECT frequency, p_alive FROM ${sql.id(schemas.read, 'analytics_scores')} WHERE customer_id = ${first!.customerId}`.execute(db);
     expect(rows[0]!.frequency).toBe(after!.rfm!.frequency);
     expect(rows[0]!.p_alive).toBeCloseTo(after!.pAlive!, 9);
   });

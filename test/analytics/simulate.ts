@@ -38,8 +38,16 @@ export function simulatedHistory(customers: number, seed: number, params: BgNbdP
           {
             type: 'FeedbackSubmitted',
             data: {
-              feedbackId: uuidOf(seed, i, 2), customerId: id, kind: csat <= 2 ? 'complaint' : 'survey', channel: channels[i % 3]!, subject: 's', body: 'b',
-              priority: 'normal', csat, nps: Math.min(10, csat * 2 + Math.floor(random.next() * 2)), firstResponseDueAt: new Date(at + 86_400_000).toISOString(),
+              feedbackId: uuidOf(seed, i, 2),
+              customerId: id,
+              kind: csat <= 2 ? 'complaint' : 'survey',
+              channel: channels[i % 3]!,
+              subject: 's',
+              body: 'b',
+              priority: 'normal',
+              csat,
+              nps: Math.min(10, csat * 2 + Math.floor(random.next() * 2)),
+              firstResponseDueAt: new Date(at + 86_400_000).toISOString(),
               resolutionDueAt: new Date(at + 3 * 86_400_000).toISOString(),
             },
           },

@@ -64,6 +64,9 @@ export const refund = (customerId: string, orderId: string, amount: number, at: 
 
 export const registered = (customerId: string, at: string) =>
   projected(
-    { type: 'CustomerRegistered', data: { customerId, name: 'x', email: 'x@example.com', phone: null, company: null, tags: [], source: null, marketingConsent: true } },
+    {
+      type: 'CustomerRegistered',
+      data: { customerId, name: 'x', email: 'x@example.com', phone: null, company: null, tags: [], source: null, marketingConsent: true },
+    },
     at,
   );

@@ -42,17 +42,24 @@ const log = async (parent: 'customers' | 'deals', id: string, body: Record<strin
   const res = ok<{ id: string; revision: number; position: string }>(await send(caller, 'POST', `/${parent}/${id}/activities`, body), 201);
   return res;
 };
-const read = async (url: string, caller: Caller = 'sales') =>
-  ok(await send(caller, 'GET', `${url}${url.includes('?') ? '&' : '?'}waitFor=${lastPosition}`));
+const read = async (url: string, caller: Caller = 'sales') => ok(await send(caller, 'GET', `${url}${url.includes('?') ? '&' : '?'}waitFor=${lastPosition}`));
 const hoursFromNow = (hours: number) => new Date(Date.now() + hours * 3_600_000).toISOString();
 
 beforeAll(async () => {
   h = await startApi('api_activities');
-  const register = async (name: string) => ok<{ id: string }>(await send('sales', 'POST', '/customers', { name, email: `${randomUUID()}@example.com` }), 201).id;
+  const register = async (name: string) =>
+    ok<{ id: string }>(await send('sales', 'POST', '/customers', { name, email: `${randomUUID()}@example.com` }), 201).id;
   customerId = await register('Olga Activity');
   otherCustomerId = await register('Piet Other');
   dealId = ok<{ id: string }>(
-    await send('sales', 'POST', '/deals', { customerId, title: 'Fleet renewal', amount: 100, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2026-12-31' }),
+    await send('sales', 'POST', '/deals', {
+      customerId,
+      title: 'Fleet renewal',
+      amount: 100,
+      currency: 'EUR',
+      ownerId: 'ann',
+      expectedCloseDate: '2026-12-31',
+    }),
     201,
   ).id;
   const admin = (url: string, payload: object) => h.app.inject({ method: 'POST', url, headers: h.auth('admin'), payload });
@@ -64,7 +71,12 @@ afterAll(async () => h?.close());
 describe('logging', () => {
   it('a note, call, meeting or task on a customer: 201 with Location and ETag, read back as logged', async () => {
     const occurredAt = '2026-03-02T10:00:00.000Z';
-    const res = await send('support', 'POST', `/customers/${customerId}/activities`, { kind: 'call', subject: 'Intro call', body: 'Wants a demo in May', occurredAt });
+    const res = await send('support', 'POST', `/customers/${customerId}/activities`, {
+      kind: 'call',
+      subject: 'Intro call',
+      body: 'Wants a demo in May',
+      occurredAt,
+    });
     const created = ok<{ id: string; revision: number; position: string }>(res, 201);
     expect(res.headers.location).toBe(`/activities/${created.id}`);
     expect(res.headers.etag).toBe('"0"');
@@ -86,7 +98,9 @@ describe('logging', () => {
     // A client-chosen id, under either name; the same id twice is refused.
     const chosen = randomUUID();
     ok(await send('sales', 'POST', `/customers/${customerId}/activities`, { id: chosen, kind: 'note', subject: 'Met at the fair' }), 201);
-    expect(expectProblem(await send('sales', 'POST', `/customers/${customerId}/activities`, { activityId: chosen, kind: 'note', subject: 'Again' }), 409).code).toBe('activity.already_logged');
+    expect(
+      expectProblem(await send('sales', 'POST', `/customers/${customerId}/activities`, { activityId: chosen, kind: 'note', subject: 'Again' }), 409).code,
+    ).toBe('activity.already_logged');
   });
 
   it("on a deal: belongs to the deal's customer, listed under the deal and the customer", async () => {
@@ -119,7 +133,10 @@ describe('logging', () => {
     ];
     for (const [body, field] of cases) {
       const problem = expectProblem(await send('sales', 'POST', url, body), 400);
-      expect(problem.errors?.map((e) => e.field), JSON.stringify(body)).toContain(field);
+      expect(
+        problem.errors?.map((e) => e.field),
+        JSON.stringify(body),
+      ).toContain(field);
     }
     expect(await eventCount(h)).toBe(before);
   });
@@ -154,7 +171,9 @@ describe('changing and completing', () => {
     const note = await log('customers', customerId, { kind: 'note', subject: 'Prefers email' });
     const refused = expectProblem(await send('sales', 'POST', `/activities/${note.id}/complete`, {}), 409);
     expect(refused.code).toBe('activity.not_a_task');
-    expect(expectProblem(await send('sales', 'PATCH', `/activities/${note.id}`, { dueAt: hoursFromNow(1) }, { 'if-match': '"0"' }), 422).code).toBe('activity.not_a_task');
+    expect(expectProblem(await send('sales', 'PATCH', `/activities/${note.id}`, { dueAt: hoursFromNow(1) }, { 'if-match': '"0"' }), 422).code).toBe(
+      'activity.not_a_task',
+    );
 
     const task = await log('customers', customerId, { kind: 'task', subject: 'Call back', dueAt: hoursFromNow(-5), assigneeId: BOB });
     const completedAt = new Date(Date.now() - 60_000).toISOString();
@@ -165,7 +184,9 @@ describe('changing and completing', () => {
     expect(again.revision).toBe(1);
     expect(await eventCount(h)).toBe(before);
     expect(await read(`/activities/${task.id}`)).toMatchObject({ open: false, overdue: false, completedAt });
-    expect(expectProblem(await send('sales', 'PATCH', `/activities/${task.id}`, { assigneeId: ANN }, { 'if-match': '"1"' }), 409).code).toBe('activity.completed');
+    expect(expectProblem(await send('sales', 'PATCH', `/activities/${task.id}`, { assigneeId: ANN }, { 'if-match': '"1"' }), 409).code).toBe(
+      'activity.completed',
+    );
     ok(await send('sales', 'PATCH', `/activities/${task.id}`, { body: 'Reached her on the second try' }, { 'if-match': '"1"' }));
   });
 });
@@ -181,12 +202,17 @@ describe('lists', () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const page: { items: { id: string }[]; nextCursor: string | null } = await read(`/customers/${customer}/activities?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      const page: { items: { id: string }[]; nextCursor: string | null } = await read(
+        `/customers/${customer}/activities?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+      );
       seen.push(...page.items.map((a) => a.id));
       if (pages === 0) {
         // A cursor is valid for its own customer and order only.
         expectProblem(await send('sales', 'GET', `/customers/${otherCustomerId}/activities?limit=2&cursor=${encodeURIComponent(page.nextCursor!)}`), 400);
-        expectProblem(await send('sales', 'GET', `/customers/${customer}/activities?limit=2&sort=occurredAt&cursor=${encodeURIComponent(page.nextCursor!)}`), 400);
+        expectProblem(
+          await send('sales', 'GET', `/customers/${customer}/activities?limit=2&sort=occurredAt&cursor=${encodeURIComponent(page.nextCursor!)}`),
+          400,
+        );
       }
       cursor = page.nextCursor;
       pages++;
@@ -235,7 +261,12 @@ describe('lists', () => {
 
   it('analysts read bodies masked in every list and record, subjects as they are', async () => {
     const created = await log('deals', dealId, { kind: 'note', subject: 'Budget', body: 'CFO is Mrs Jansen, 0171 555' });
-    for (const url of [`/activities/${created.id}`, `/customers/${customerId}/activities?limit=500`, `/deals/${dealId}/activities?limit=500`, '/activities?limit=500']) {
+    for (const url of [
+      `/activities/${created.id}`,
+      `/customers/${customerId}/activities?limit=500`,
+      `/deals/${dealId}/activities?limit=500`,
+      '/activities?limit=500',
+    ]) {
       const answer = await read(url, 'analyst');
       const items = 'items' in answer ? answer.items : [answer];
       const mine = items.find((a: { id: string }) => a.id === created.id);
@@ -249,7 +280,13 @@ describe('lists', () => {
 describe('timeline, reporting view and audit', () => {
   it("appear on the customer's timeline, without subject or body", async () => {
     const customer = ok<{ id: string }>(await send('sales', 'POST', '/customers', { name: 'Timeline', email: `${randomUUID()}@example.com` }), 201).id;
-    const task = await log('customers', customer, { kind: 'task', subject: 'Secret subject', body: 'Secret body', dueAt: '2026-05-01T12:00:00Z', assigneeId: BOB });
+    const task = await log('customers', customer, {
+      kind: 'task',
+      subject: 'Secret subject',
+      body: 'Secret body',
+      dueAt: '2026-05-01T12:00:00Z',
+      assigneeId: BOB,
+    });
     ok(await send('sales', 'PATCH', `/activities/${task.id}`, { body: 'Another secret' }, { 'if-match': '"0"' }));
     ok(await send('sales', 'POST', `/activities/${task.id}/complete`, {}));
     const timeline = await read(`/customers/${customer}/timeline`);
@@ -268,7 +305,9 @@ describe('timeline, reporting view and audit', () => {
     await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: reporting, projections: readModelProjections() });
     try {
       await read('/activities?limit=1');
-      const { rows } = await sql<Record<string, unknown>>`SELECT * FROM ${sql.id(reporting, 'activities')} WHERE assignee_id = ${ANN}::uuid ORDER BY due_at`.execute(h.database.db);
+      const { rows } = await sql<
+        Record<string, unknown>
+      >`SELECT * FROM ${sql.id(reporting, 'activities')} WHERE assignee_id = ${ANN}::uuid ORDER BY due_at`.execute(h.database.db);
       expect(rows.length).toBeGreaterThanOrEqual(6);
       expect(Object.keys(rows[0]!)).not.toContain('body');
       const bySubject = new Map(rows.map((r) => [r.subject, r]));
@@ -286,7 +325,14 @@ describe('forgetting the customer', () => {
   it('erases bodies everywhere they are shown, and refuses new activities and changes', async () => {
     const customer = ok<{ id: string }>(await send('sales', 'POST', '/customers', { name: 'Forget Me', email: `${randomUUID()}@example.com` }), 201).id;
     const deal = ok<{ id: string }>(
-      await send('sales', 'POST', '/deals', { customerId: customer, title: 'Short-lived', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-12-31' }),
+      await send('sales', 'POST', '/deals', {
+        customerId: customer,
+        title: 'Short-lived',
+        amount: 1,
+        currency: 'EUR',
+        ownerId: 'o',
+        expectedCloseDate: '2026-12-31',
+      }),
       201,
     ).id;
     const call = await log('customers', customer, { kind: 'call', subject: 'Complaint call', body: 'Her husband Jan answered, 0170 999' });
@@ -320,7 +366,9 @@ describe('forgetting the customer', () => {
     expect(JSON.stringify(shown[7])).toContain('[erased]');
 
     const eventsBefore = await eventCount(h);
-    expect(expectProblem(await send('sales', 'POST', `/customers/${customer}/activities`, { kind: 'note', subject: 'x', body: 'y' }), 409).code).toBe('customer.forgotten');
+    expect(expectProblem(await send('sales', 'POST', `/customers/${customer}/activities`, { kind: 'note', subject: 'x', body: 'y' }), 409).code).toBe(
+      'customer.forgotten',
+    );
     expect(expectProblem(await send('sales', 'POST', `/deals/${deal}/activities`, { kind: 'note', subject: 'x' }), 409).code).toBe('customer.forgotten');
     expect(expectProblem(await send('sales', 'PATCH', `/activities/${call.id}`, { body: 'new' }, { 'if-match': '"0"' }), 409).code).toBe('customer.forgotten');
     expect(expectProblem(await send('sales', 'POST', `/activities/${task.id}/complete`, {}), 409).code).toBe('customer.forgotten');

@@ -59,7 +59,12 @@ const narrowApp = async (backPressure: Partial<BackPressureOptions>) => {
 };
 
 const purchase = (app: CrmApp) =>
-  app.inject({ method: 'POST', url: `/customers/${customerId}/purchases`, headers: h.auth('sales'), payload: { orderId: randomUUID(), amount: 5, currency: 'EUR' } });
+  app.inject({
+    method: 'POST',
+    url: `/customers/${customerId}/purchases`,
+    headers: h.auth('sales'),
+    payload: { orderId: randomUUID(), amount: 5, currency: 'EUR' },
+  });
 
 const until = async (condition: () => boolean, what: string) => {
   for (let i = 0; i < 1_000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -125,10 +130,7 @@ describe('back-pressure on commands', () => {
       const blockedUntil = Date.now() + 1_000;
       while (Date.now() < blockedUntil);
       await new Promise((resolve) => setTimeout(resolve, 0));
-      [command, query] = await Promise.all([
-        purchase(app),
-        app.inject({ method: 'GET', url: `/customers/${customerId}`, headers: h.auth('sales') }),
-      ]);
+      [command, query] = await Promise.all([purchase(app), app.inject({ method: 'GET', url: `/customers/${customerId}`, headers: h.auth('sales') })]);
       if (command.statusCode === 503) break;
     }
     expectBusy(command, /event loop delayed \d+ ms/);
@@ -143,7 +145,10 @@ describe('configuration', () => {
   it('reads each bound from the environment (0 turns it off), with the documented defaults', () => {
     const { retryAfterSeconds: _, ...defaults } = DEFAULT_BACK_PRESSURE;
     expect(loadConfig(base, '/tmp').backPressure).toEqual(defaults);
-    const set = loadConfig({ ...base, CRM_MAX_COMMANDS_IN_FLIGHT: '16', CRM_MAX_EVENT_LOOP_DELAY_MS: '0', CRM_MAX_POOL_WAITING: '8', CRM_MAX_PROJECTION_BACKLOG: '1000' }, '/tmp');
+    const set = loadConfig(
+      { ...base, CRM_MAX_COMMANDS_IN_FLIGHT: '16', CRM_MAX_EVENT_LOOP_DELAY_MS: '0', CRM_MAX_POOL_WAITING: '8', CRM_MAX_PROJECTION_BACKLOG: '1000' },
+      '/tmp',
+    );
     expect(set.backPressure).toEqual({ maxCommandsInFlight: 16, maxEventLoopDelayMs: 0, maxPoolWaiting: 8, maxProjectionBacklog: 1_000 });
   });
 
@@ -163,13 +168,34 @@ describe('configuration', () => {
   });
 
   it('reaches the API of the running CRM: with one command allowed in flight, the second of two at once is refused', async () => {
-    const narrow = await openCrm(loadConfig({ ...base, DATABASE_URL: h.schemas.url, CRM_EVENTS_SCHEMA: h.schemas.events, CRM_READ_SCHEMA: h.schemas.read, CRM_REPORTING_SCHEMA: h.schemas.reporting, CRM_PROJECTIONS: 'off', CRM_MAX_COMMANDS_IN_FLIGHT: '1', CRM_MAX_EVENT_LOOP_DELAY_MS: '0', CRM_RATE_LIMIT: '0', LOG_LEVEL: 'silent' }, '/tmp'));
+    const narrow = await openCrm(
+      loadConfig(
+        {
+          ...base,
+          DATABASE_URL: h.schemas.url,
+          CRM_EVENTS_SCHEMA: h.schemas.events,
+          CRM_READ_SCHEMA: h.schemas.read,
+          CRM_REPORTING_SCHEMA: h.schemas.reporting,
+          CRM_PROJECTIONS: 'off',
+          CRM_MAX_COMMANDS_IN_FLIGHT: '1',
+          CRM_MAX_EVENT_LOOP_DELAY_MS: '0',
+          CRM_RATE_LIMIT: '0',
+          LOG_LEVEL: 'silent',
+        },
+        '/tmp',
+      ),
+    );
     const app = await narrow.buildApi({ logger: false });
     try {
       expect(narrow.apiDeps.backPressure).toMatchObject({ maxCommandsInFlight: 1, maxEventLoopDelayMs: 0 });
       const key = (await app.keys.create({ name: 'narrow', role: 'sales' })).key;
       const register = (i: number) =>
-        app.inject({ method: 'POST', url: '/customers', headers: { authorization: `Bearer ${key}` }, payload: { name: `Narrow ${i}`, email: `narrow-${i}-${randomUUID()}@example.com` } });
+        app.inject({
+          method: 'POST',
+          url: '/customers',
+          headers: { authorization: `Bearer ${key}` },
+          payload: { name: `Narrow ${i}`, email: `narrow-${i}-${randomUUID()}@example.com` },
+        });
       const answers = await Promise.all(Array.from({ length: 4 }, (_, i) => register(i)));
       const codes = answers.map((a) => a.statusCode).sort();
       expect(codes[0]).toBe(201);

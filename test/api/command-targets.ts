@@ -28,8 +28,20 @@ const a = activityCommandSchemas;
 export const commandTargets = (customerId: () => string): Target[] => [
   { method: 'POST', url: '/customers', payload: c.RegisterCustomer, idField: 'customerId', valid: () => ({ name: 'A', email: 'a@example.com' }) },
   { method: 'PATCH', url: '/customers/:id', payload: c.ChangeCustomerDetails, idField: 'customerId', valid: () => ({ company: 'ACME' }) },
-  { method: 'POST', url: '/customers/:id/purchases', payload: c.RecordPurchase, idField: 'customerId', valid: () => ({ orderId: 'o', amount: 1, currency: 'EUR', occurredAt: '2026-01-01T00:00:00Z' }) },
-  { method: 'POST', url: '/customers/:id/refunds', payload: c.RefundPurchase, idField: 'customerId', valid: () => ({ orderId: 'o', amount: 1, currency: 'EUR' }) },
+  {
+    method: 'POST',
+    url: '/customers/:id/purchases',
+    payload: c.RecordPurchase,
+    idField: 'customerId',
+    valid: () => ({ orderId: 'o', amount: 1, currency: 'EUR', occurredAt: '2026-01-01T00:00:00Z' }),
+  },
+  {
+    method: 'POST',
+    url: '/customers/:id/refunds',
+    payload: c.RefundPurchase,
+    idField: 'customerId',
+    valid: () => ({ orderId: 'o', amount: 1, currency: 'EUR' }),
+  },
   { method: 'POST', url: '/customers/:id/merge', payload: c.MergeCustomer, idField: 'customerId', valid: () => ({ duplicateId: randomUUID() }) },
   { method: 'POST', url: '/customers/:id/forget', payload: c.ForgetCustomer, idField: 'customerId', valid: () => ({}) },
   { method: 'POST', url: '/customers/:id/tags', payload: c.TagCustomer, idField: 'customerId', valid: () => ({ tag: 't' }) },
@@ -49,12 +61,36 @@ export const commandTargets = (customerId: () => string): Target[] => [
   { method: 'POST', url: '/deals/:id/won', payload: d.WinDeal, idField: 'dealId', valid: () => ({}) },
   { method: 'POST', url: '/deals/:id/lost', payload: d.LoseDeal, idField: 'dealId', valid: () => ({ reason: 'r' }) },
   { method: 'POST', url: '/deals/:id/reopen', payload: d.ReopenDeal, idField: 'dealId', valid: () => ({}) },
-  { method: 'POST', url: '/campaigns', payload: k.CreateCampaign, idField: 'campaignId', valid: () => ({ name: 'n', channel: 'email', budget: 1, currency: 'EUR' }) },
+  {
+    method: 'POST',
+    url: '/campaigns',
+    payload: k.CreateCampaign,
+    idField: 'campaignId',
+    valid: () => ({ name: 'n', channel: 'email', budget: 1, currency: 'EUR' }),
+  },
   { method: 'POST', url: '/campaigns/:id/schedule', payload: k.ScheduleCampaign, idField: 'campaignId', valid: () => ({ startsAt: '2026-01-01T00:00:00Z' }) },
-  ...(['launch', 'resume', 'complete'] as const).map((a): Target => ({ method: 'POST', url: `/campaigns/:id/${a}`, payload: k.LaunchCampaign, idField: 'campaignId', valid: () => ({}) })),
-  ...(['pause', 'cancel'] as const).map((a): Target => ({ method: 'POST', url: `/campaigns/:id/${a}`, payload: k.PauseCampaign, idField: 'campaignId', valid: () => ({}) })),
+  ...(['launch', 'resume', 'complete'] as const).map((a): Target => ({
+    method: 'POST',
+    url: `/campaigns/:id/${a}`,
+    payload: k.LaunchCampaign,
+    idField: 'campaignId',
+    valid: () => ({}),
+  })),
+  ...(['pause', 'cancel'] as const).map((a): Target => ({
+    method: 'POST',
+    url: `/campaigns/:id/${a}`,
+    payload: k.PauseCampaign,
+    idField: 'campaignId',
+    valid: () => ({}),
+  })),
   { method: 'POST', url: '/campaigns/:id/costs', payload: k.RecordCampaignCost, idField: 'campaignId', valid: () => ({ amount: 1, currency: 'EUR' }) },
-  { method: 'POST', url: '/campaigns/:id/responses', payload: k.RecordCampaignResponse, idField: 'campaignId', valid: () => ({ customerId: customerId(), kind: 'opened' }) },
+  {
+    method: 'POST',
+    url: '/campaigns/:id/responses',
+    payload: k.RecordCampaignResponse,
+    idField: 'campaignId',
+    valid: () => ({ customerId: customerId(), kind: 'opened' }),
+  },
   {
     method: 'POST',
     url: '/feedback',
@@ -70,12 +106,30 @@ export const commandTargets = (customerId: () => string): Target[] => [
   { method: 'POST', url: '/feedback/:id/close', payload: f.CloseFeedback, idField: 'feedbackId', valid: () => ({}) },
   { method: 'POST', url: '/feedback/:id/rating', payload: f.RateFeedback, idField: 'feedbackId', valid: () => ({ csat: 4 }) },
   // The parent (customerId, dealId) is the path: sent in the body it is an unknown field, named as such.
-  { method: 'POST', url: '/customers/:id/activities', payload: a.LogActivity, idField: 'activityId', valid: () => ({ kind: 'task', subject: 's', body: 'b', dueAt: '2026-01-01T00:00:00Z' }) },
+  {
+    method: 'POST',
+    url: '/customers/:id/activities',
+    payload: a.LogActivity,
+    idField: 'activityId',
+    valid: () => ({ kind: 'task', subject: 's', body: 'b', dueAt: '2026-01-01T00:00:00Z' }),
+  },
   { method: 'POST', url: '/deals/:id/activities', payload: a.LogActivity, idField: 'activityId', valid: () => ({ kind: 'note', subject: 's', body: 'b' }) },
-  { method: 'PATCH', url: '/activities/:id', payload: a.ChangeActivity, idField: 'activityId', valid: () => ({ subject: 's2', body: 'b2', dueAt: '2026-02-01T00:00:00Z' }) },
+  {
+    method: 'PATCH',
+    url: '/activities/:id',
+    payload: a.ChangeActivity,
+    idField: 'activityId',
+    valid: () => ({ subject: 's2', body: 'b2', dueAt: '2026-02-01T00:00:00Z' }),
+  },
   { method: 'POST', url: '/activities/:id/complete', payload: a.CompleteActivity, idField: 'activityId', valid: () => ({}) },
   // The base currency comes from the configuration, never from the body.
-  { method: 'POST', url: '/exchange-rates', payload: SetExchangeRatePayload.omit({ baseCurrency: true }), idField: 'baseCurrency', valid: () => ({ currency: 'JPY', rate: 0.0061, validFrom: '2026-01-01T00:00:00Z' }) },
+  {
+    method: 'POST',
+    url: '/exchange-rates',
+    payload: SetExchangeRatePayload.omit({ baseCurrency: true }),
+    idField: 'baseCurrency',
+    valid: () => ({ currency: 'JPY', rate: 0.0061, validFrom: '2026-01-01T00:00:00Z' }),
+  },
 ];
 
 /** A role the route admits (admin where it may). */

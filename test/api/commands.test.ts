@@ -40,7 +40,11 @@ describe('customer commands', () => {
     const problem = expectProblem(await send('sales', 'POST', '/customers', { name: '', email: 'not-an-email', extra: true }), 400, 'validation');
     expect(problem.errors?.map((e) => e.field).sort()).toEqual(['email', 'extra', 'name']);
     expectProblem(await send('sales', 'POST', '/customers', { id: 'not-a-uuid', name: 'A', email: 'a@example.com' }), 400);
-    expectProblem(await h.app.inject({ method: 'POST', url: '/customers', headers: { ...h.auth('sales'), 'content-type': 'application/json' }, payload: '{"name":' }), 400, 'malformed');
+    expectProblem(
+      await h.app.inject({ method: 'POST', url: '/customers', headers: { ...h.auth('sales'), 'content-type': 'application/json' }, payload: '{"name":' }),
+      400,
+      'malformed',
+    );
     expect(await eventCount(h)).toBe(stored);
   });
 
@@ -67,7 +71,11 @@ describe('customer commands', () => {
     expect(again.revision).toBe(first.revision);
     const refund = accepted(await send('support', 'POST', `/customers/${id}/refunds`, { orderId: 'A-1', amount: 20.5, currency: 'EUR' }));
     expect(refund.revision).toBe(first.revision + 1);
-    const tooMuch = expectProblem(await send('sales', 'POST', `/customers/${id}/refunds`, { orderId: 'A-1', amount: 500, currency: 'EUR' }), 422, 'rule-violated');
+    const tooMuch = expectProblem(
+      await send('sales', 'POST', `/customers/${id}/refunds`, { orderId: 'A-1', amount: 500, currency: 'EUR' }),
+      422,
+      'rule-violated',
+    );
     expect(tooMuch.code).toBeTruthy();
     const negative = expectProblem(await send('sales', 'POST', `/customers/${id}/purchases`, { orderId: 'A-2', amount: -1, currency: 'EUR' }), 400);
     expect(negative.errors?.[0]?.field).toBe('amount');
@@ -101,7 +109,11 @@ describe('customer commands', () => {
     const headers = { 'idempotency-key': `reuse-${randomUUID()}` };
     accepted(await send('sales', 'POST', `/customers/${id}/purchases`, { orderId: 'R-1', amount: 10, currency: 'USD' }, headers));
     const stored = await eventCount(h);
-    const changed = expectProblem(await send('sales', 'POST', `/customers/${id}/purchases`, { orderId: 'R-2', amount: 10, currency: 'USD' }, headers), 422, 'idempotency-conflict');
+    const changed = expectProblem(
+      await send('sales', 'POST', `/customers/${id}/purchases`, { orderId: 'R-2', amount: 10, currency: 'USD' }, headers),
+      422,
+      'idempotency-conflict',
+    );
     expect(changed.errors?.[0]?.field).toBe('idempotency-key');
     expectProblem(await send('sales', 'POST', `/customers/${id}/refunds`, { orderId: 'R-1', amount: 1, currency: 'USD' }, headers), 422);
     // Field order does not matter: the same request retried is still the same request.
@@ -110,7 +122,13 @@ describe('customer commands', () => {
   });
 
   it('echoes X-Request-Id and records it as the correlation id of the events', async () => {
-    const res = await send('sales', 'POST', '/customers', { name: 'Corr', email: 'corr@example.com' }, { 'x-request-id': 'corr-42', 'x-causation-id': 'msg-7' });
+    const res = await send(
+      'sales',
+      'POST',
+      '/customers',
+      { name: 'Corr', email: 'corr@example.com' },
+      { 'x-request-id': 'corr-42', 'x-causation-id': 'msg-7' },
+    );
     expect(res.headers['x-request-id']).toBe('corr-42');
     const [event] = await h.store.readStream(`customer-${accepted(res, 201).id}`);
     expect(event?.metadata).toMatchObject({ correlationId: 'corr-42', causationId: 'msg-7', actor: { roles: ['sales'] } });
@@ -169,12 +187,22 @@ describe('deal commands', () => {
     accepted(await send('sales', 'POST', `/deals/${deal.id}/lost`, { reason: 'budget cut' }, { 'if-match': `"${rev}"` }));
     // A body naming a customer that does not exist: the resource addressed is fine, the reference is not.
     const unknownCustomer = expectProblem(
-      await send('sales', 'POST', '/deals', { customerId: randomUUID(), title: 'x', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-01-01' }),
+      await send('sales', 'POST', '/deals', {
+        customerId: randomUUID(),
+        title: 'x',
+        amount: 1,
+        currency: 'EUR',
+        ownerId: 'o',
+        expectedCloseDate: '2026-01-01',
+      }),
       422,
       'rule-violated',
     );
     expect(unknownCustomer.errors?.[0]?.field).toBe('customerId');
-    expectProblem(await send('sales', 'POST', '/deals', { customerId: customer.id, title: 'x', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-02-30' }), 400);
+    expectProblem(
+      await send('sales', 'POST', '/deals', { customerId: customer.id, title: 'x', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-02-30' }),
+      400,
+    );
   });
 });
 
@@ -189,7 +217,9 @@ describe('campaign commands', () => {
     rev = await step('pause', rev, { reason: 'fix typo' });
     await step('resume', rev);
     accepted(await send('marketing', 'POST', `/campaigns/${campaign.id}/costs`, { amount: 99.99, currency: 'EUR', costId: 'INV-1' }));
-    rev = accepted(await send('marketing', 'POST', `/campaigns/${campaign.id}/responses`, { customerId: customer.id, kind: 'converted', revenue: 50 })).revision;
+    rev = accepted(
+      await send('marketing', 'POST', `/campaigns/${campaign.id}/responses`, { customerId: customer.id, kind: 'converted', revenue: 50 }),
+    ).revision;
     rev = await step('complete', rev);
     expectProblem(await send('marketing', 'POST', `/campaigns/${campaign.id}/cancel`, {}, { 'if-match': `"${rev}"` }), 409, 'invalid-state');
     expectProblem(await send('marketing', 'POST', `/campaigns/${campaign.id}/launch`), 428);
@@ -204,7 +234,14 @@ describe('feedback commands', () => {
   it('submits, assigns, responds, escalates, resolves, rates, reopens and closes', async () => {
     const customer = await register();
     const fb = accepted(
-      await send('support', 'POST', '/feedback', { customerId: customer.id, kind: 'complaint', channel: 'email', subject: 'Broken', body: 'It broke', priority: 'high' }),
+      await send('support', 'POST', '/feedback', {
+        customerId: customer.id,
+        kind: 'complaint',
+        channel: 'email',
+        subject: 'Broken',
+        body: 'It broke',
+        priority: 'high',
+      }),
       201,
     );
     const step = async (action: string, rev: number | undefined, payload: unknown = {}) =>

@@ -10,8 +10,16 @@ const type = (suffix: string) => `https://crm.example/problems/${suffix}`;
 
 describe('every error the API can meet maps to a problem', () => {
   it('maps domain refusals by kind, keeping the code and the field', () => {
-    expect(toProblem(notFound('customer.not_found', 'No such customer')).body()).toMatchObject({ status: 404, type: type('not-found'), code: 'customer.not_found' });
-    expect(toProblem(invalidState('deal.terminal_stage', 'Deal is won')).body()).toMatchObject({ status: 409, type: type('invalid-state'), code: 'deal.terminal_stage' });
+    expect(toProblem(notFound('customer.not_found', 'No such customer')).body()).toMatchObject({
+      status: 404,
+      type: type('not-found'),
+      code: 'customer.not_found',
+    });
+    expect(toProblem(invalidState('deal.terminal_stage', 'Deal is won')).body()).toMatchObject({
+      status: 409,
+      type: type('invalid-state'),
+      code: 'deal.terminal_stage',
+    });
     const rule = toProblem(ruleViolated('refund.exceeds_paid', 'Too much', 'amount')).body();
     expect(rule).toMatchObject({ status: 422, type: type('rule-violated'), code: 'refund.exceeds_paid', errors: [{ field: 'amount', message: 'Too much' }] });
   });

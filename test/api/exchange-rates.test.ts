@@ -139,7 +139,13 @@ describe('pipeline in the base currency', () => {
     expect(alice.totals).toEqual({ dealCount: 2, amount: 1400, weightedAmount: 300, missingRates: [] });
     expect(bob.totals).toEqual({ dealCount: 2, amount: null, weightedAmount: null, missingRates: ['GBP 2026-03'] });
     const gbp = (await get(`/deals?ownerId=${owner('bob')}&stage=lead`, last.position)).items[0];
-    expect(gbp).toMatchObject({ amountAt: '2026-03-02T09:00:00.000Z', baseCurrency: 'EUR', amountBase: null, weightedAmountBase: null, missingRates: ['GBP 2026-03'] });
+    expect(gbp).toMatchObject({
+      amountAt: '2026-03-02T09:00:00.000Z',
+      baseCurrency: 'EUR',
+      amountBase: null,
+      weightedAmountBase: null,
+      missingRates: ['GBP 2026-03'],
+    });
     expect(bob.byStage).toEqual([
       { key: 'lead', stage: 'lead', dealCount: 1, amount: null, weightedAmount: null, missingRates: ['GBP 2026-03'] },
       { key: 'proposal', stage: 'proposal', dealCount: 1, amount: 1800, weightedAmount: 900, missingRates: [] },
@@ -148,8 +154,14 @@ describe('pipeline in the base currency', () => {
     last = await setRate('GBP', 1.15, '2026-01-01T00:00:00Z'); // 300 x 1.15 = 345, weighted 34.5
     [alice, bob] = await pipelineOf(last.position);
     expect(bob.totals).toEqual({ dealCount: 2, amount: 2145, weightedAmount: 934.5, missingRates: [] });
-    expect(bob.byMonth.map((m: { month: string; amount: number }) => [m.month, m.amount])).toEqual([['2026-04', 1800], ['2026-05', 345]]);
-    expect(alice.byMonth.map((m: { month: string; amount: number }) => [m.month, m.amount])).toEqual([['2026-04', 1000], ['2026-05', 400]]);
+    expect(bob.byMonth.map((m: { month: string; amount: number }) => [m.month, m.amount])).toEqual([
+      ['2026-04', 1800],
+      ['2026-05', 345],
+    ]);
+    expect(alice.byMonth.map((m: { month: string; amount: number }) => [m.month, m.amount])).toEqual([
+      ['2026-04', 1000],
+      ['2026-05', 400],
+    ]);
 
     // Both owners together: by stage and in total.
     const lead = [alice, bob].flatMap((p) => p.byStage).filter((g: { stage: string }) => g.stage === 'lead');
@@ -175,14 +187,25 @@ describe('campaign revenue and ROI in the base currency', () => {
   it('accepts a conversion paid in another currency and converts it, flagging a missing rate until it is set', async () => {
     await setRate('USD', 0.9, '2026-01-01T00:00:00Z');
     const c = await send('marketing', '/customers', { name: 'Campaign Fx', email: `cfx-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
-    const campaign = await send('marketing', '/campaigns', { name: 'Fx launch', channel: 'email', budget: 1000, currency: 'EUR', occurredAt: '2026-01-05T00:00:00Z' });
+    const campaign = await send('marketing', '/campaigns', {
+      name: 'Fx launch',
+      channel: 'email',
+      budget: 1000,
+      currency: 'EUR',
+      occurredAt: '2026-01-05T00:00:00Z',
+    });
     made.campaignId = campaign.id;
     const act = async (path: string, body: Record<string, unknown>) => {
       const res = await h.app.inject({ method: 'POST', url: `/campaigns/${campaign.id}/${path}`, headers: { ...h.auth('marketing') }, payload: body });
       if (res.statusCode >= 300) throw new Error(`${path} -> ${res.statusCode}: ${res.body}`);
       return json<{ position: string; revision: number }>(res);
     };
-    const launched = await h.app.inject({ method: 'POST', url: `/campaigns/${campaign.id}/launch`, headers: { ...h.auth('marketing'), 'if-match': `"${campaign.revision}"` }, payload: { occurredAt: '2026-01-06T00:00:00Z' } });
+    const launched = await h.app.inject({
+      method: 'POST',
+      url: `/campaigns/${campaign.id}/launch`,
+      headers: { ...h.auth('marketing'), 'if-match': `"${campaign.revision}"` },
+      payload: { occurredAt: '2026-01-06T00:00:00Z' },
+    });
     expect(launched.statusCode, launched.body).toBe(200);
     await act('costs', { amount: 100, currency: 'EUR', occurredAt: '2026-01-07T00:00:00Z' }); // 100
     await act('responses', { customerId: c.id, kind: 'converted', revenue: 50, currency: 'USD', occurredAt: '2026-02-01T00:00:00Z' }); // 45
@@ -192,7 +215,11 @@ describe('campaign revenue and ROI in the base currency', () => {
     expect(view).toMatchObject({ revenue: 0, costs: 100, currency: 'EUR' });
     expect(view).toMatchObject({ baseCurrency: 'EUR', revenueBase: 45, costsBase: 100, roiBase: -0.55, missingRates: [], revenueByCurrency: { USD: 50 } });
 
-    const other = await send('marketing', '/customers', { name: 'Campaign Fx 2', email: `cfx2-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    const other = await send('marketing', '/customers', {
+      name: 'Campaign Fx 2',
+      email: `cfx2-${randomUUID()}@example.com`,
+      occurredAt: '2026-01-02T00:00:00Z',
+    });
     last = await act('responses', { customerId: other.id, kind: 'converted', revenue: 2000, currency: 'NOK', occurredAt: '2026-03-10T00:00:00Z' });
     view = await get(`/campaigns/${campaign.id}`, last.position);
     expect(view).toMatchObject({ revenueBase: null, roiBase: null, costsBase: 100, missingRates: ['NOK 2026-03'] });
@@ -209,17 +236,23 @@ describe('reporting views carry the original and the base-currency columns', () 
     const reporting = h.schemas.reporting;
     await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: reporting, projections: readModelProjections() });
     const rows = async (query: string) => (await sql.raw<Record<string, any>>(query).execute(h.database.db)).rows;
-    const [customer] = await rows(`SELECT revenue, currency, base_currency, revenue_base FROM "${reporting}".customers WHERE customer_id = '${made.customerId}'`);
+    const [customer] = await rows(
+      `SELECT revenue, currency, base_currency, revenue_base FROM "${reporting}".customers WHERE customer_id = '${made.customerId}'`,
+    );
     // 100 + 45 + 24.4 - 8 + 1000 x 0.0062 (corrected JPY rate)
     expect(customer).toEqual({ revenue: '100.0000', currency: 'EUR', base_currency: 'EUR', revenue_base: '167.6000' });
-    const bob = await rows(`SELECT stage, currency, amount, amount_base, weighted_amount_base FROM "${reporting}".pipeline_summary WHERE owner_id = '${made.bob}' ORDER BY stage`);
+    const bob = await rows(
+      `SELECT stage, currency, amount, amount_base, weighted_amount_base FROM "${reporting}".pipeline_summary WHERE owner_id = '${made.bob}' ORDER BY stage`,
+    );
     expect(bob).toEqual([
       { stage: 'lead', currency: 'GBP', amount: '300.0000', amount_base: '345.0000', weighted_amount_base: '34.5000' },
       { stage: 'proposal', currency: 'USD', amount: '2000.0000', amount_base: '1800.0000', weighted_amount_base: '900.0000' },
     ]);
     const [campaign] = await rows(`SELECT revenue, costs_base, revenue_base, roi_base FROM "${reporting}".campaigns WHERE campaign_id = '${made.campaignId}'`);
     expect(campaign).toEqual({ revenue: '0.0000', costs_base: '100.0000', revenue_base: '216.0000', roi_base: '1.160000' });
-    const months = await rows(`SELECT month, currency, revenue, revenue_base, missing_rate FROM "${reporting}".revenue_monthly WHERE month = '2026-03' AND currency = 'JPY'`);
+    const months = await rows(
+      `SELECT month, currency, revenue, revenue_base, missing_rate FROM "${reporting}".revenue_monthly WHERE month = '2026-03' AND currency = 'JPY'`,
+    );
     expect(months).toEqual([{ month: '2026-03', currency: 'JPY', revenue: '1000.0000', revenue_base: '6.2000', missing_rate: null }]);
     const chf = await rows(`SELECT rate, valid_until, corrections FROM "${reporting}".exchange_rates WHERE currency = 'CHF' ORDER BY valid_from`);
     expect(chf.map((r) => [r.rate, r.valid_until?.toISOString() ?? null, r.corrections])).toEqual([
@@ -264,7 +297,13 @@ describe('customer analytics in the base currency', () => {
     let last = await send('sales', `/customers/${c.id}/purchases`, { orderId: 'S-1', amount: 1000, currency: 'SEK', occurredAt: '2026-05-10T00:00:00Z' });
     let figures = await get(`/analytics/customers/${c.id}`, last.position);
     // Two purchase days: one repeat purchase, whatever its currency; the SEK one is valued 0 until its rate is set.
-    expect(figures).toMatchObject({ baseCurrency: 'EUR', missingRates: ['SEK 2026-05'], netValue: 20, firstPurchaseDay: '2026-05-02', lastPurchaseDay: '2026-05-10' });
+    expect(figures).toMatchObject({
+      baseCurrency: 'EUR',
+      missingRates: ['SEK 2026-05'],
+      netValue: 20,
+      firstPurchaseDay: '2026-05-02',
+      lastPurchaseDay: '2026-05-10',
+    });
     expect(figures.rfm.frequency).toBe(1);
 
     last = await setRate('SEK', '0.0875', '2026-05-01T00:00:00Z'); // 1000 x 0.0875 = 87.5
@@ -305,7 +344,11 @@ describe('during the rebuild after an upgrade', () => {
   it('keeps answering from the tables of the previous version, base figures null (last: it drops the new tables)', async () => {
     await projectionsSettled(h);
     const read = h.schemas.read;
-    await sql.raw(`ALTER TABLE "${read}".deals DROP COLUMN amount_at CASCADE; DROP TABLE "${read}".revenue_lines CASCADE; DROP TABLE "${read}".campaign_money_lines CASCADE`).execute(h.database.db);
+    await sql
+      .raw(
+        `ALTER TABLE "${read}".deals DROP COLUMN amount_at CASCADE; DROP TABLE "${read}".revenue_lines CASCADE; DROP TABLE "${read}".campaign_money_lines CASCADE`,
+      )
+      .execute(h.database.db);
     const customer = await get(`/customers/${made.customerId}`, '0');
     expect(customer).toMatchObject({ id: made.customerId, revenue: 100, revenueBase: null, missingRates: [] });
     expect((await get(`/customers?search=Fx`, '0', 'sales')).items.length).toBeGreaterThan(0);

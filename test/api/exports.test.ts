@@ -8,8 +8,16 @@ let api: ApiHarness;
 
 beforeAll(async () => {
   api = await startApi('api_exports');
-  const csv = ['name,email,phone,registered_at', ...Array.from({ length: 620 }, (_, i) => `Person ${i},person${i}@example.com,+1 555 ${1000 + i},1997-01-02`)].join('\n');
-  const started = await api.app.inject({ method: 'POST', url: '/imports?kind=customers', headers: { ...api.auth('admin'), 'content-type': 'text/csv' }, payload: csv });
+  const csv = [
+    'name,email,phone,registered_at',
+    ...Array.from({ length: 620 }, (_, i) => `Person ${i},person${i}@example.com,+1 555 ${1000 + i},1997-01-02`),
+  ].join('\n');
+  const started = await api.app.inject({
+    method: 'POST',
+    url: '/imports?kind=customers',
+    headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
+    payload: csv,
+  });
   expect(started.statusCode).toBe(202);
   const deadline = Date.now() + 60_000;
   while ((await api.app.inject({ method: 'GET', url: `/imports/${started.json().id}`, headers: api.auth('admin') })).json().status === 'running') {
@@ -53,7 +61,10 @@ describe('exports', () => {
       expect(response.body).toContain('[masked]');
       if (url.includes('csv')) expect(response.body.trim().split('\n').length).toBe(621);
       else {
-        const records = response.body.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+        const records = response.body
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line) as Record<string, unknown>);
         expect(records.length).toBe(620);
         expect(records.every((r) => r.email === '[masked]' && r.name === '[masked]')).toBe(true);
       }

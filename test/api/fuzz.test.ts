@@ -54,15 +54,13 @@ const badBody = (t: Target): fc.Arbitrary<[unknown, string]> => {
   if (fields.length > 0) {
     // One field with a value its schema refuses (wrong type, huge string, bad date, negative amount, invalid UUID, ...).
     arbitraries.push(
-      fc
-        .constantFrom(...fields)
-        .chain((field) =>
-          wrongValue
-            // Judged as sent: JSON turns NaN and ±Infinity into null, which a nullable field accepts.
-            .map(asSent)
-            .filter((value) => value !== undefined && !schemaOf(t, field).safeParse(value).success)
-            .map((value): [unknown, string] => [{ ...t.valid(), [field]: value }, field]),
-        ),
+      fc.constantFrom(...fields).chain((field) =>
+        wrongValue
+          // Judged as sent: JSON turns NaN and ±Infinity into null, which a nullable field accepts.
+          .map(asSent)
+          .filter((value) => value !== undefined && !schemaOf(t, field).safeParse(value).success)
+          .map((value): [unknown, string] => [{ ...t.valid(), [field]: value }, field]),
+      ),
     );
   }
   if (required.length > 0) {
@@ -105,7 +103,8 @@ describe('fuzzing every command route', () => {
             headers: { ...h.auth(role), 'content-type': 'application/json', ...(ifMatch ? { 'if-match': ifMatch } : {}) },
             payload: JSON.stringify(body),
           });
-          if (res.statusCode < 400 || res.statusCode >= 500) throw new Error(`${res.statusCode} for ${JSON.stringify(body).slice(0, 300)} at ${url}: ${res.body.slice(0, 300)}`);
+          if (res.statusCode < 400 || res.statusCode >= 500)
+            throw new Error(`${res.statusCode} for ${JSON.stringify(body).slice(0, 300)} at ${url}: ${res.body.slice(0, 300)}`);
           expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
           // A `__proto__` key anywhere makes the whole body unreadable (fastify's secure JSON parser): `malformed`, no field.
           const prototypeKey = res.statusCode === 400 && JSON.parse(res.body).type.endsWith('/malformed') && JSON.stringify(body).includes('"__proto__":');
@@ -140,7 +139,23 @@ describe('If-Match on every command route that requires it', () => {
 });
 
 describe('fuzzing the query routes', () => {
-  const queryKeys = ['limit', 'cursor', 'waitFor', 'sort', 'search', 'status', 'tag', 'minRevenue', 'stage', 'breached', 'asOf', 'order', 'ownerId', 'customerId', 'bogus'];
+  const queryKeys = [
+    'limit',
+    'cursor',
+    'waitFor',
+    'sort',
+    'search',
+    'status',
+    'tag',
+    'minRevenue',
+    'stage',
+    'breached',
+    'asOf',
+    'order',
+    'ownerId',
+    'customerId',
+    'bogus',
+  ];
   const queryValue = fc.oneof(
     unicodeText({ maxLength: 20 }),
     fc.integer().map(String),

@@ -30,7 +30,8 @@ const accepted = async (res: LightMyRequestResponse): Promise<{ id: string; posi
 /** The stream revision, so a route that requires If-Match reaches validation with a current one. */
 const revisionOf = async (kind: string, id: string): Promise<number> => (await h.store.readStream(`${kind}-${id}`)).length - 1;
 
-const kindOf = (url: string) => ({ customers: 'customer', deals: 'deal', campaigns: 'campaign', feedback: 'feedback', activities: 'activity' })[url.split('/')[1]!]!;
+const kindOf = (url: string) =>
+  ({ customers: 'customer', deals: 'deal', campaigns: 'campaign', feedback: 'feedback', activities: 'activity' })[url.split('/')[1]!]!;
 
 /** Sends a command to a real record of its kind, with If-Match where the route requires it. */
 const command = async (t: Target, body: unknown): Promise<LightMyRequestResponse> => {
@@ -55,16 +56,31 @@ beforeAll(async () => {
   h = await startApi('api_hostile');
   for (const key of ['customer', 'customer2'] as const) {
     ids[key] = (await accepted(await send('admin', 'POST', '/customers', { name: `Hostile ${key}`, email: `${key}-${randomUUID()}@example.com` }))).id;
-    await accepted(await send('admin', 'POST', `/customers/${ids[key]}/purchases`, { orderId: `o-${key}`, amount: key === 'customer' ? 10 : 20, currency: 'EUR' }));
+    await accepted(
+      await send('admin', 'POST', `/customers/${ids[key]}/purchases`, { orderId: `o-${key}`, amount: key === 'customer' ? 10 : 20, currency: 'EUR' }),
+    );
   }
   for (const key of ['deal', 'deal2'] as const) {
-    ids[key] = (await accepted(await send('sales', 'POST', '/deals', { customerId: ids.customer, title: key, amount: 5, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-06-01' }))).id;
+    ids[key] = (
+      await accepted(
+        await send('sales', 'POST', '/deals', {
+          customerId: ids.customer,
+          title: key,
+          amount: 5,
+          currency: 'EUR',
+          ownerId: 'o',
+          expectedCloseDate: '2026-06-01',
+        }),
+      )
+    ).id;
   }
   for (const key of ['campaign', 'campaign2'] as const) {
     ids[key] = (await accepted(await send('marketing', 'POST', '/campaigns', { name: key, channel: 'email', budget: 100, currency: 'EUR' }))).id;
   }
   for (const key of ['feedback', 'feedback2'] as const) {
-    ids[key] = (await accepted(await send('support', 'POST', '/feedback', { customerId: ids.customer, kind: 'question', channel: 'web', subject: key, body: 'b' }))).id;
+    ids[key] = (
+      await accepted(await send('support', 'POST', '/feedback', { customerId: ids.customer, kind: 'question', channel: 'web', subject: key, body: 'b' }))
+    ).id;
   }
   ids.activity = (await accepted(await send('sales', 'POST', `/customers/${ids.customer}/activities`, { kind: 'task', subject: 'Call back', body: 'b' }))).id;
   await accepted(await send('sales', 'POST', `/deals/${ids.deal}/activities`, { kind: 'call', subject: 'Intro', body: 'b' }));
@@ -121,7 +137,14 @@ describe('business times', () => {
 
   it('are refused outside the years 1900-2200 (UTC), in every place a command takes one, appending nothing', async () => {
     const before = await eventCount(h);
-    for (const occurredAt of ['0000-01-01T00:00:00Z', '1899-12-31T23:59:59.999Z', '1900-01-01T00:30:00+01:00', '2201-01-01T00:00:00Z', '2200-12-31T23:30:00-01:00', '9999-12-31T23:59:59Z']) {
+    for (const occurredAt of [
+      '0000-01-01T00:00:00Z',
+      '1899-12-31T23:59:59.999Z',
+      '1900-01-01T00:30:00+01:00',
+      '2201-01-01T00:00:00Z',
+      '2200-12-31T23:30:00-01:00',
+      '9999-12-31T23:59:59Z',
+    ]) {
       expectRefused(await purchase(occurredAt), 'occurredAt', `purchase at ${occurredAt}`);
       expectRefused(
         await send('sales', 'POST', `/customers/${ids.customer}/refunds`, { orderId: 'o-customer', amount: 1, currency: 'EUR', occurredAt }),
@@ -129,19 +152,35 @@ describe('business times', () => {
         `refund at ${occurredAt}`,
       );
       expectRefused(
-        await send('marketing', 'POST', `/campaigns/${ids.campaign}/schedule`, { startsAt: occurredAt }, { 'if-match': `"${await revisionOf('campaign', ids.campaign)}"` }),
+        await send(
+          'marketing',
+          'POST',
+          `/campaigns/${ids.campaign}/schedule`,
+          { startsAt: occurredAt },
+          { 'if-match': `"${await revisionOf('campaign', ids.campaign)}"` },
+        ),
         'startsAt',
         `schedule at ${occurredAt}`,
       );
       expectRefused(
-        await send('marketing', 'POST', '/campaigns', { name: 'c', channel: 'email', budget: 1, currency: 'EUR', schedule: { startsAt: '2026-01-01T00:00:00Z', endsAt: occurredAt } }),
+        await send('marketing', 'POST', '/campaigns', {
+          name: 'c',
+          channel: 'email',
+          budget: 1,
+          currency: 'EUR',
+          schedule: { startsAt: '2026-01-01T00:00:00Z', endsAt: occurredAt },
+        }),
         'schedule.endsAt',
         `campaign ending ${occurredAt}`,
       );
     }
     for (const dueAt of ['0000-01-01T00:00:00Z', '1899-12-31T23:59:59.999Z', '2201-01-01T00:00:00Z']) {
       expectRefused(await send('sales', 'POST', `/customers/${ids.customer}/activities`, { kind: 'task', subject: 's', dueAt }), 'dueAt', `task due ${dueAt}`);
-      expectRefused(await send('sales', 'POST', `/customers/${ids.customer}/activities`, { kind: 'call', subject: 's', occurredAt: dueAt }), 'occurredAt', `call at ${dueAt}`);
+      expectRefused(
+        await send('sales', 'POST', `/customers/${ids.customer}/activities`, { kind: 'call', subject: 's', occurredAt: dueAt }),
+        'occurredAt',
+        `call at ${dueAt}`,
+      );
       expectRefused(
         await send('sales', 'PATCH', `/activities/${ids.activity}`, { dueAt }, { 'if-match': `"${await revisionOf('activity', ids.activity)}"` }),
         'dueAt',
@@ -183,7 +222,9 @@ describe('business times', () => {
       const before = await eventCount(h);
       expect((await send('sales', 'POST', `/customers/${ids.customer2}/purchases`, purchase)).statusCode).toBe(200);
       expect(await eventCount(h)).toBe(before);
-      expect((await send('sales', 'POST', `/customers/${ids.customer2}/refunds`, { orderId: id, refundId: id, amount: 1, currency: 'EUR' })).statusCode).toBe(200);
+      expect((await send('sales', 'POST', `/customers/${ids.customer2}/refunds`, { orderId: id, refundId: id, amount: 1, currency: 'EUR' })).statusCode).toBe(
+        200,
+      );
       expect((await send('marketing', 'POST', `/campaigns/${ids.campaign2}/costs`, { costId: id, amount: 1, currency: 'EUR' })).statusCode).toBe(200);
     }
     expect((await send('sales', 'POST', `/customers/${ids.customer2}/refunds`, { orderId: 'nonexistent', amount: 1, currency: 'EUR' })).statusCode).toBe(404);
@@ -191,7 +232,12 @@ describe('business times', () => {
   });
 
   it('in queries are refused the same way', async () => {
-    for (const url of [`/customers/${ids.customer}?asOf=0000-01-01T00:00:00Z`, '/deals?expectedCloseFrom=0000-01-01', '/deals?expectedCloseTo=2201-01-01', '/audit/events?from=0000-01-01']) {
+    for (const url of [
+      `/customers/${ids.customer}?asOf=0000-01-01T00:00:00Z`,
+      '/deals?expectedCloseFrom=0000-01-01',
+      '/deals?expectedCloseTo=2201-01-01',
+      '/audit/events?from=0000-01-01',
+    ]) {
       const res = await send('admin', 'GET', url);
       expect(res.statusCode, `${url}: ${res.body}`).toBe(400);
     }
@@ -226,7 +272,27 @@ describe('query strings', () => {
   it('never make any read route answer a 5xx', async () => {
     const routes = h.app.routeList.filter((r) => r.method === 'GET' && !r.url.startsWith('/docs'));
     const values = ['a%00b', '%ff', '%ED%A0%80', '%C0%AF', '%zz', '0000-01-01T00:00:00Z', '9999999999999999999999', '1e309'];
-    const params = ['search', 'tag', 'source', 'status', 'ownerId', 'assigneeId', 'actor', 'type', 'stream', 'from', 'to', 'asOf', 'cursor', 'sort', 'limit', 'waitFor', 'customerId', 'currency', 'month'];
+    const params = [
+      'search',
+      'tag',
+      'source',
+      'status',
+      'ownerId',
+      'assigneeId',
+      'actor',
+      'type',
+      'stream',
+      'from',
+      'to',
+      'asOf',
+      'cursor',
+      'sort',
+      'limit',
+      'waitFor',
+      'customerId',
+      'currency',
+      'month',
+    ];
     let sent = 0;
     for (const route of routes) {
       const path = route.url.replace(/:[a-zA-Z]+/g, route.url.startsWith('/audit/streams') ? `customer-${ids.customer}` : ids.customer);
@@ -234,7 +300,8 @@ describe('query strings', () => {
         for (const value of values) {
           const res = await send('admin', 'GET', `${path}?${param}=${value}`);
           sent++;
-          if (res.statusCode >= 500 && !(res.statusCode === 503 && param === 'waitFor')) throw new Error(`${res.statusCode} for ${path}?${param}=${value}: ${res.body.slice(0, 300)}`);
+          if (res.statusCode >= 500 && !(res.statusCode === 503 && param === 'waitFor'))
+            throw new Error(`${res.statusCode} for ${path}?${param}=${value}: ${res.body.slice(0, 300)}`);
         }
       }
     }
@@ -289,7 +356,11 @@ describe('list cursors', () => {
         expect(next.statusCode, next.body).toBe(200);
         expect(json(next).items[0].id).not.toBe(json(first).items[0].id);
         for (const forged of forgeries(cursor, json(first).items[0].id)) {
-          expectRefused(await send('admin', 'GET', `${list}?limit=1&sort=${sort}&cursor=${encodeURIComponent(forged)}`), 'cursor', `${list} sort=${sort} cursor=${forged.slice(0, 40)}`);
+          expectRefused(
+            await send('admin', 'GET', `${list}?limit=1&sort=${sort}&cursor=${encodeURIComponent(forged)}`),
+            'cursor',
+            `${list} sort=${sort} cursor=${forged.slice(0, 40)}`,
+          );
         }
       }
     }
@@ -307,7 +378,11 @@ describe('list cursors', () => {
     for (const [where, cursor] of all) {
       for (const [elsewhere] of all.filter(([other]) => other !== where)) {
         const [list, sort] = elsewhere.split(' ');
-        expectRefused(await send('admin', 'GET', `${list}?limit=1&sort=${sort}&cursor=${encodeURIComponent(cursor)}`), 'cursor', `${where} cursor on ${elsewhere}`);
+        expectRefused(
+          await send('admin', 'GET', `${list}?limit=1&sort=${sort}&cursor=${encodeURIComponent(cursor)}`),
+          'cursor',
+          `${where} cursor on ${elsewhere}`,
+        );
       }
     }
   }, 180_000);
@@ -316,10 +391,18 @@ describe('list cursors', () => {
     const first = json(await send('sales', 'GET', `/customers/${ids.customer}/timeline?limit=1`));
     expect(first.nextCursor).toEqual(expect.any(String));
     expect((await send('sales', 'GET', `/customers/${ids.customer}/timeline?limit=1&cursor=${first.nextCursor}`)).statusCode).toBe(200);
-    expectRefused(await send('sales', 'GET', `/customers/${ids.customer}/timeline?limit=1&order=desc&cursor=${first.nextCursor}`), 'cursor', 'timeline, other order');
+    expectRefused(
+      await send('sales', 'GET', `/customers/${ids.customer}/timeline?limit=1&order=desc&cursor=${first.nextCursor}`),
+      'cursor',
+      'timeline, other order',
+    );
     expectRefused(await send('sales', 'GET', `/customers/${ids.customer2}/timeline?limit=1&cursor=${first.nextCursor}`), 'cursor', 'timeline, other customer');
     for (const forged of [oldStyle(['abc', '1']), oldStyle(['99999999999999999999', '1']), `${first.nextCursor}A`]) {
-      expectRefused(await send('sales', 'GET', `/customers/${ids.customer}/timeline?limit=1&cursor=${encodeURIComponent(forged)}`), 'cursor', `timeline ${forged}`);
+      expectRefused(
+        await send('sales', 'GET', `/customers/${ids.customer}/timeline?limit=1&cursor=${encodeURIComponent(forged)}`),
+        'cursor',
+        `timeline ${forged}`,
+      );
     }
   });
 
@@ -333,7 +416,6 @@ describe('list cursors', () => {
     }
     expect(() => JSON.parse(bytes.toString('utf8'))).toThrow();
   });
-
 });
 
 /** A raw HTTP/1.1 exchange on a real socket (inject bypasses the HTTP parser): the status code answered. */
@@ -376,12 +458,21 @@ describe('headers and bodies', () => {
       ['huge header', await rawStatus(port, post([auth, 'Content-Type: application/json', `X-Filler: ${'a'.repeat(70_000)}`]))],
       ['thousands of headers', await rawStatus(port, post([auth, 'Content-Type: application/json', ...Array.from({ length: 3000 }, (_, i) => `X-H${i}: v`)]))],
       ['huge authorization', await rawStatus(port, post([`Authorization: Bearer ${'k'.repeat(10_000)}`, 'Content-Type: application/json']))],
-      ['two authorizations, the first bad', await rawStatus(port, post(['Authorization: Bearer crm_bad', auth, 'Content-Type: application/json'], '{"name":"A\\u0000"}'))],
-      ['two content types', await rawStatus(port, post([auth, 'Content-Type: application/json', 'Content-Type: text/plain'], '{"name":"A\\u0000","email":"a@example.com"}'))],
+      [
+        'two authorizations, the first bad',
+        await rawStatus(port, post(['Authorization: Bearer crm_bad', auth, 'Content-Type: application/json'], '{"name":"A\\u0000"}')),
+      ],
+      [
+        'two content types',
+        await rawStatus(port, post([auth, 'Content-Type: application/json', 'Content-Type: text/plain'], '{"name":"A\\u0000","email":"a@example.com"}')),
+      ],
       ['two If-Match', await rawStatus(port, patch(['If-Match: "0"', 'If-Match: "1"']))],
       ['If-Match with NUL escape', await rawStatus(port, patch(['If-Match: "0\\u0000"']))],
       ['control byte in a header', await rawStatus(port, patch(['If-Match: "0\u0001"']))],
-      ['latin-1 bytes in a header', await rawStatus(port, Buffer.from(patch(['X-Request-Id: caf\u00e9']).replace('{"company":"Dup"}', '{"company":"D\\u0000"}'), 'latin1'))],
+      [
+        'latin-1 bytes in a header',
+        await rawStatus(port, Buffer.from(patch(['X-Request-Id: caf\u00e9']).replace('{"company":"Dup"}', '{"company":"D\\u0000"}'), 'latin1')),
+      ],
     ];
     for (const [what, status] of statuses) expect(status, what).toBeGreaterThanOrEqual(400);
     for (const [what, status] of statuses) expect(status, what).toBeLessThan(500);
@@ -417,7 +508,11 @@ describe('headers and bodies', () => {
   }, 180_000);
 
   it('bytes that are not UTF-8 in a body read as U+FFFD: accepted, and projected', async () => {
-    const payload = Buffer.concat([Buffer.from('{"name":"Caf'), Buffer.from([0xe9, 0xff, 0xed, 0xa0, 0x80]), Buffer.from(`","email":"bytes-${randomUUID()}@example.com"}`)]);
+    const payload = Buffer.concat([
+      Buffer.from('{"name":"Caf'),
+      Buffer.from([0xe9, 0xff, 0xed, 0xa0, 0x80]),
+      Buffer.from(`","email":"bytes-${randomUUID()}@example.com"}`),
+    ]);
     const res = await send('sales', 'POST', '/customers', payload, { 'content-type': 'application/json' });
     expect(res.statusCode, res.body).toBeLessThan(500);
     await projectionsSettled(h);

@@ -29,7 +29,12 @@ const waitForJob = async (id: string, role: 'admin' | 'sales' = 'admin') => {
 describe('HTTP import', () => {
   it('accepts a CSV body with 202 { id }, then reports progress, counts and the bad rows with their lines', async () => {
     const body = ['name,email,registered_at', 'Ada,ada@example.com,1997-01-02', 'Bad,not-an-email,1997-01-02', 'Grace,grace@example.com,1997-01-03'].join('\n');
-    const response = await api.app.inject({ method: 'POST', url: '/imports?kind=customers', headers: { ...api.auth('sales'), 'content-type': 'text/csv' }, payload: body });
+    const response = await api.app.inject({
+      method: 'POST',
+      url: '/imports?kind=customers',
+      headers: { ...api.auth('sales'), 'content-type': 'text/csv' },
+      payload: body,
+    });
     expect(response.statusCode).toBe(202);
     const { id } = response.json();
     const job = await waitForJob(id, 'sales');
@@ -40,12 +45,30 @@ describe('HTTP import', () => {
   });
 
   it('takes NDJSON, and checks the role of the matching command', async () => {
-    const ndjson = [JSON.stringify({ order_id: 'A-1', customer_email: 'ada@example.com', amount: 12.5, currency: 'EUR', occurred_at: '1997-02-01' }), '{not json'].join('\n');
-    const denied = await api.app.inject({ method: 'POST', url: '/imports?kind=purchases', headers: { ...api.auth('marketing'), 'content-type': 'application/x-ndjson' }, payload: ndjson });
+    const ndjson = [
+      JSON.stringify({ order_id: 'A-1', customer_email: 'ada@example.com', amount: 12.5, currency: 'EUR', occurred_at: '1997-02-01' }),
+      '{not json',
+    ].join('\n');
+    const denied = await api.app.inject({
+      method: 'POST',
+      url: '/imports?kind=purchases',
+      headers: { ...api.auth('marketing'), 'content-type': 'application/x-ndjson' },
+      payload: ndjson,
+    });
     expect(denied.statusCode).toBe(403);
-    const analyst = await api.app.inject({ method: 'POST', url: '/imports?kind=customers', headers: { ...api.auth('analyst'), 'content-type': 'text/csv' }, payload: 'name,email\n' });
+    const analyst = await api.app.inject({
+      method: 'POST',
+      url: '/imports?kind=customers',
+      headers: { ...api.auth('analyst'), 'content-type': 'text/csv' },
+      payload: 'name,email\n',
+    });
     expect(analyst.statusCode).toBe(403);
-    const accepted = await api.app.inject({ method: 'POST', url: '/imports?kind=purchases', headers: { ...api.auth('sales'), 'content-type': 'application/x-ndjson' }, payload: ndjson });
+    const accepted = await api.app.inject({
+      method: 'POST',
+      url: '/imports?kind=purchases',
+      headers: { ...api.auth('sales'), 'content-type': 'application/x-ndjson' },
+      payload: ndjson,
+    });
     expect(accepted.statusCode).toBe(202);
     const job = await waitForJob(accepted.json().id, 'sales');
     expect(job).toMatchObject({ status: 'done', counts: { rows: 2, imported: 1, rejected: 1 }, rejectedRows: [{ line: 2 }] });
@@ -55,13 +78,35 @@ describe('HTTP import', () => {
     const before = (await storedEvents(api.store)).length;
     const rows = ['name,email', ...Array.from({ length: 400 }, (_, i) => `Person ${i},p${i}@example.com`)].join('\n');
     expect(rows.length).toBeGreaterThan(MAX_BYTES);
-    const tooLarge = await api.app.inject({ method: 'POST', url: '/imports?kind=customers', headers: { ...api.auth('admin'), 'content-type': 'text/csv' }, payload: rows });
+    const tooLarge = await api.app.inject({
+      method: 'POST',
+      url: '/imports?kind=customers',
+      headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
+      payload: rows,
+    });
     expect(tooLarge.statusCode).toBe(413);
     expect(tooLarge.headers['content-type']).toContain('application/problem+json');
-    expect((await api.app.inject({ method: 'POST', url: '/imports?kind=planets', headers: { ...api.auth('admin'), 'content-type': 'text/csv' }, payload: 'a\n' })).statusCode).toBe(400);
-    expect((await api.app.inject({ method: 'POST', url: '/imports?kind=customers', headers: { ...api.auth('admin'), 'content-type': 'application/xml' }, payload: '<a/>' })).statusCode).toBe(415);
+    expect(
+      (await api.app.inject({ method: 'POST', url: '/imports?kind=planets', headers: { ...api.auth('admin'), 'content-type': 'text/csv' }, payload: 'a\n' }))
+        .statusCode,
+    ).toBe(400);
+    expect(
+      (
+        await api.app.inject({
+          method: 'POST',
+          url: '/imports?kind=customers',
+          headers: { ...api.auth('admin'), 'content-type': 'application/xml' },
+          payload: '<a/>',
+        })
+      ).statusCode,
+    ).toBe(415);
     // The key is free again after a refused upload.
-    const ok = await api.app.inject({ method: 'POST', url: '/imports?kind=customers', headers: { ...api.auth('admin'), 'content-type': 'text/csv' }, payload: 'name,email\nLin,lin@example.com' });
+    const ok = await api.app.inject({
+      method: 'POST',
+      url: '/imports?kind=customers',
+      headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
+      payload: 'name,email\nLin,lin@example.com',
+    });
     expect(ok.statusCode).toBe(202);
     await waitForJob(ok.json().id);
     expect((await storedEvents(api.store)).length).toBe(before + 1);

@@ -63,7 +63,12 @@ describe('ops routes', () => {
       'unsupported-media-type',
     );
     expectProblem(
-      await h.app.inject({ method: 'POST', url: '/admin/api-keys', headers: { ...h.auth('admin'), 'content-type': 'application/json' }, payload: JSON.stringify({ name: 'x'.repeat(2_000_000), role: 'sales' }) }),
+      await h.app.inject({
+        method: 'POST',
+        url: '/admin/api-keys',
+        headers: { ...h.auth('admin'), 'content-type': 'application/json' },
+        payload: JSON.stringify({ name: 'x'.repeat(2_000_000), role: 'sales' }),
+      }),
       413,
       'payload-too-large',
     );
@@ -84,7 +89,12 @@ describe('authentication', () => {
   });
 
   it('creates a key shown once, stores only its hash, and revokes it', async () => {
-    const created = await h.app.inject({ method: 'POST', url: '/admin/api-keys', headers: h.auth('admin'), payload: { name: 'reporting bot', role: 'analyst' } });
+    const created = await h.app.inject({
+      method: 'POST',
+      url: '/admin/api-keys',
+      headers: h.auth('admin'),
+      payload: { name: 'reporting bot', role: 'analyst' },
+    });
     expect(created.statusCode).toBe(201);
     const { key, id, role } = json(created);
     expect(role).toBe('analyst');
@@ -97,7 +107,10 @@ describe('authentication', () => {
     expect(list.items.find((k: { id: string }) => k.id === id)).toMatchObject({ name: 'reporting bot', revokedAt: null });
     expect(JSON.stringify(list)).not.toContain(key);
 
-    expect((await h.app.inject({ method: 'GET', url: '/customers/00000000-0000-4000-8000-000000000000/timeline', headers: { authorization: `Bearer ${key}` } })).statusCode).not.toBe(401);
+    expect(
+      (await h.app.inject({ method: 'GET', url: '/customers/00000000-0000-4000-8000-000000000000/timeline', headers: { authorization: `Bearer ${key}` } }))
+        .statusCode,
+    ).not.toBe(401);
     const revoked = await h.app.inject({ method: 'DELETE', url: `/admin/api-keys/${id}`, headers: h.auth('admin') });
     expect(revoked.statusCode).toBe(200);
     expect(json(revoked).revokedAt).not.toBeNull();
@@ -106,10 +119,18 @@ describe('authentication', () => {
   });
 
   it('refuses to revoke the last live admin key', async () => {
-    const keys = json(await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: h.auth('admin') })).items as { id: string; role: string; revokedAt: string | null }[];
+    const keys = json(await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: h.auth('admin') })).items as {
+      id: string;
+      role: string;
+      revokedAt: string | null;
+    }[];
     const admins = keys.filter((k) => k.role === 'admin' && k.revokedAt === null);
     expect(admins).toHaveLength(1);
-    const problem = expectProblem(await h.app.inject({ method: 'DELETE', url: `/admin/api-keys/${admins[0]!.id}`, headers: h.auth('admin') }), 409, 'invalid-state');
+    const problem = expectProblem(
+      await h.app.inject({ method: 'DELETE', url: `/admin/api-keys/${admins[0]!.id}`, headers: h.auth('admin') }),
+      409,
+      'invalid-state',
+    );
     expect(problem.code).toBe('api_key.last_admin');
   });
 

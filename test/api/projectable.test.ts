@@ -34,14 +34,20 @@ const text = (command: keyof typeof s, name: string, maxLength = 40) => accepted
 const tag = acceptedBy(
   field('TagCustomer', 'tag'),
   fc.oneof(
-    fc.string({ unit: fc.constantFrom('a', 'Z', 'é', 'ß', 'ж', 'ع', 'ש', '日', '한', '𠜎', '𝔘', '7', '٣', '_', ':', '.', '-', ' '), minLength: 1, maxLength: 20 }),
+    fc.string({
+      unit: fc.constantFrom('a', 'Z', 'é', 'ß', 'ж', 'ع', 'ש', '日', '한', '𠜎', '𝔘', '7', '٣', '_', ':', '.', '-', ' '),
+      minLength: 1,
+      maxLength: 20,
+    }),
     unicodeText({ minLength: 1, maxLength: 20 }),
   ),
 );
 /** An entry of a campaign's target segment list (`tags`, `rfmSegments`, `sources`). */
 const segmentText = (list: 'tags' | 'rfmSegments' | 'sources') =>
   acceptedBy((SegmentCriteria.shape[list] as z.ZodOptional<z.ZodArray<z.ZodType>>).unwrap().element, unicodeText({ maxLength: 20 }));
-const instant = fc.date({ min: new Date('1900-01-01T00:00:00.000Z'), max: new Date('2200-12-31T23:59:59.999Z'), noInvalidDate: true }).map((d) => d.toISOString());
+const instant = fc
+  .date({ min: new Date('1900-01-01T00:00:00.000Z'), max: new Date('2200-12-31T23:59:59.999Z'), noInvalidDate: true })
+  .map((d) => d.toISOString());
 /** When a fact happened: the business years, but not after now (commands refuse facts in the future). */
 const pastInstant = fc.date({ min: new Date('1900-01-01T00:00:00.000Z'), max: new Date(), noInvalidDate: true }).map((d) => d.toISOString());
 
@@ -126,7 +132,14 @@ const run = async (x: Scenario): Promise<void> => {
   await accept('POST', '/customers/:id/purchases', c, { orderId: x.orderId, amount: 10, currency: 'EUR', occurredAt: x.purchasedAt });
   await accept('POST', '/customers/:id/refunds', c, { orderId: x.orderId, amount: 4, currency: 'EUR', reason: x.refundReason, refundId: x.refundId });
 
-  const deal = await accept('POST', '/deals', undefined, { customerId: c, title: x.dealTitle, amount: 5, currency: 'EUR', ownerId: x.owner, expectedCloseDate: x.closeDay });
+  const deal = await accept('POST', '/deals', undefined, {
+    customerId: c,
+    title: x.dealTitle,
+    amount: 5,
+    currency: 'EUR',
+    ownerId: x.owner,
+    expectedCloseDate: x.closeDay,
+  });
   await accept('PATCH', '/deals/:id', deal.id, { ownerId: x.newOwner, title: x.retitled });
   await accept('POST', '/deals/:id/lost', deal.id, { reason: x.lostReason });
 

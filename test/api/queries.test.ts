@@ -53,7 +53,8 @@ describe('read your writes through the query routes', () => {
   it('pages lists with a cursor, without repeats', async () => {
     const tag = `page${randomUUID().slice(0, 8)}`;
     let position = '0';
-    for (let i = 0; i < 3; i++) position = (await post('marketing', '/customers', { name: `Pager ${i}`, email: `p${i}-${tag}@example.com`, tags: [tag] })).position;
+    for (let i = 0; i < 3; i++)
+      position = (await post('marketing', '/customers', { name: `Pager ${i}`, email: `p${i}-${tag}@example.com`, tags: [tag] })).position;
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
@@ -89,10 +90,20 @@ describe('read your writes through the query routes', () => {
   it('serves deals, pipeline, campaigns and feedback', async () => {
     const customer = await post('sales', '/customers', { name: 'Deal Maker', email: `deal-${randomUUID()}@example.com` });
     const owner = `owner-${randomUUID()}`;
-    const deal = await post('sales', '/deals', { customerId: customer.id, title: 'Big one', amount: 1000.1, currency: 'EUR', ownerId: owner, expectedCloseDate: '2027-03-15' });
+    const deal = await post('sales', '/deals', {
+      customerId: customer.id,
+      title: 'Big one',
+      amount: 1000.1,
+      currency: 'EUR',
+      ownerId: owner,
+      expectedCloseDate: '2027-03-15',
+    });
     const campaign = await post('marketing', '/campaigns', { name: 'Launch', channel: 'social', budget: 500, currency: 'EUR' });
     const fb = await post('support', '/feedback', { customerId: customer.id, kind: 'question', channel: 'chat', subject: 'How?', body: 'How does it work?' });
-    const waitFor = [deal, campaign, fb].map((r) => BigInt(r.position)).reduce((a, b) => (a > b ? a : b)).toString();
+    const waitFor = [deal, campaign, fb]
+      .map((r) => BigInt(r.position))
+      .reduce((a, b) => (a > b ? a : b))
+      .toString();
 
     expect(json(await get('analyst', `/deals/${deal.id}?waitFor=${waitFor}`))).toMatchObject({ id: deal.id, stage: 'lead', amount: 1000.1, currency: 'EUR' });
     expect(json(await get('analyst', `/deals?ownerId=${owner}`)).items).toHaveLength(1);

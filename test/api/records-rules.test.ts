@@ -25,7 +25,10 @@ const customer = async (marketingConsent: boolean) =>
 describe('campaign rules', () => {
   it("refuses a 'sent' response to a customer without consent on a consent-only campaign (422 naming the rule)", async () => {
     const [consenting, refusing] = [await customer(true), await customer(false)];
-    const created = ok(await send('POST', '/campaigns', { name: 'Newsletter', channel: 'email', budget: 1000, currency: 'EUR', targetSegment: { marketingConsentOnly: true } }), 201);
+    const created = ok(
+      await send('POST', '/campaigns', { name: 'Newsletter', channel: 'email', budget: 1000, currency: 'EUR', targetSegment: { marketingConsentOnly: true } }),
+      201,
+    );
     const campaign = created.id;
     ok(await send('POST', `/campaigns/${campaign}/launch`, {}, { 'if-match': `"${created.revision}"` }));
     const problem = expectProblem(await send('POST', `/campaigns/${campaign}/responses`, { customerId: refusing, kind: 'sent' }), 422);
@@ -39,11 +42,18 @@ describe('campaign rules', () => {
     ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-1', amount: 800, currency: 'EUR' }));
     const problem = expectProblem(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-2', amount: 1400, currency: 'EUR' }), 422);
     expect(problem).toMatchObject({ code: 'campaign.over_budget', details: { budget: 1000, costs: 800, remaining: 200 } });
-    const within = ok(await send('GET', `/campaigns/${campaign}?waitFor=${ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-2', amount: 200, currency: 'EUR' })).position}`));
+    const within = ok(
+      await send(
+        'GET',
+        `/campaigns/${campaign}?waitFor=${ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-2', amount: 200, currency: 'EUR' })).position}`,
+      ),
+    );
     expect(within).toMatchObject({ costs: 1000, overBudget: false });
     const over = ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-3', amount: 1200, currency: 'EUR', allowOverBudget: true }));
     expect(ok(await send('GET', `/campaigns/${campaign}?waitFor=${over.position}`))).toMatchObject({ costs: 2200, overBudget: true });
-    const { rows } = await sql<{ over_budget: boolean }>`SELECT over_budget FROM ${sql.id(h.schemas.reporting, 'campaigns')} WHERE campaign_id = ${campaign}::uuid`.execute(h.database.db);
+    const { rows } = await sql<{
+      over_budget: boolean;
+    }>`SELECT over_budget FROM ${sql.id(h.schemas.reporting, 'campaigns')} WHERE campaign_id = ${campaign}::uuid`.execute(h.database.db);
     expect(rows).toEqual([{ over_budget: true }]);
   });
 });
@@ -51,7 +61,10 @@ describe('campaign rules', () => {
 describe('deal title', () => {
   it('PATCH /deals/:id {title} renames the deal as an event shown on the timeline and in the history', async () => {
     const customerId = await customer(true);
-    const deal = ok(await send('POST', '/deals', { customerId, title: 'Licnece', amount: 100, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2027-01-31' }), 201);
+    const deal = ok(
+      await send('POST', '/deals', { customerId, title: 'Licnece', amount: 100, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2027-01-31' }),
+      201,
+    );
     const renamed = ok(await send('PATCH', `/deals/${deal.id}`, { title: 'Licence' }, { 'if-match': `"${deal.revision}"` }));
     expect(renamed.revision).toBe(deal.revision + 1);
     expect(ok(await send('GET', `/deals/${deal.id}?waitFor=${renamed.position}`))).toMatchObject({ title: 'Licence' });

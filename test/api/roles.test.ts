@@ -13,8 +13,7 @@ afterAll(async () => h?.close());
 const SAMPLE_ID = '6f1c2a0e-8b5d-4c1e-9a7f-2d3b4c5d6e7f';
 const concrete = (url: string) => url.replace(/:[a-zA-Z]+/g, SAMPLE_ID);
 /** Routes a client calls (not HEAD/OPTIONS twins, Swagger UI assets or the benchmark route). */
-const apiRoutes = () =>
-  h.app.routeList.filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS' && !r.url.startsWith('/docs') && r.url !== '/bench/noop');
+const apiRoutes = () => h.app.routeList.filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS' && !r.url.startsWith('/docs') && r.url !== '/bench/noop');
 
 describe('role matrix', () => {
   it('names every registered route explicitly (nothing falls back to admin-only by accident)', () => {
@@ -48,7 +47,7 @@ describe('role matrix', () => {
         const res = await h.app.inject({ method: route.method as 'GET', url, headers: h.auth(role), ...(payload ? { payload } : {}) });
         const allowed = isAllowed(rule, role);
         const refused = res.statusCode === 403;
-        if (allowed === refused || res.statusCode === 401 || res.statusCode >= 500 && res.statusCode !== 503) {
+        if (allowed === refused || res.statusCode === 401 || (res.statusCode >= 500 && res.statusCode !== 503)) {
           failures.push(`${route.method} ${route.url} as ${role} -> ${res.statusCode} (allowed: ${allowed})`);
         }
         if (refused) expectProblem(res, 403, 'forbidden');

@@ -104,7 +104,11 @@ export const expectProblem = (response: LightMyRequestResponse, status: number, 
  * transaction is open (the gap-free feed), the count is exact right after an append.
  */
 export const eventCount = async (h: ApiHarness): Promise<number> => {
-  const row = await h.database.db.withSchema(h.schemas.events).selectFrom('events').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  const row = await h.database.db
+    .withSchema(h.schemas.events)
+    .selectFrom('events')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
   return Number(row.n);
 };
 
@@ -120,7 +124,8 @@ export const projectionsSettled = async (h: ApiHarness, timeoutMs = 90_000): Pro
     const failed = status.filter((p) => p.state === 'failed');
     if (failed.length > 0) throw new Error(`projection failed: ${failed.map((p) => `${p.name} at ${String(p.failedPosition)}: ${p.lastError}`).join('; ')}`);
     if (status.every((p) => p.position >= head)) return;
-    if (Date.now() > deadline) throw new Error(`projections did not reach ${head} in ${timeoutMs} ms: ${status.map((p) => `${p.name}@${p.position}`).join(', ')}`);
+    if (Date.now() > deadline)
+      throw new Error(`projections did not reach ${head} in ${timeoutMs} ms: ${status.map((p) => `${p.name}@${p.position}`).join(', ')}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 };

@@ -59,9 +59,20 @@ beforeAll(async () => {
   const ownerOf: Record<Owner, string | undefined> = { mine: users.own, mate: users.mate, other: users.other, none: undefined };
   for (const o of OWNERS) {
     // The same name for all four: the duplicates report groups them.
-    customer[o] = (await post('/customers', { name: 'Vis Ibility', email: `${o}-${randomUUID()}@example.com`, ...(ownerOf[o] ? { ownerId: ownerOf[o] } : {}) })).id;
+    customer[o] = (
+      await post('/customers', { name: 'Vis Ibility', email: `${o}-${randomUUID()}@example.com`, ...(ownerOf[o] ? { ownerId: ownerOf[o] } : {}) })
+    ).id;
     await post(`/customers/${customer[o]}/purchases`, { orderId: `o-${o}`, amount: 100, currency: 'CHF', occurredAt: '2026-01-05T10:00:00Z' });
-    deal[o] = (await post('/deals', { customerId: customer[o], title: `deal ${o}`, amount: 10, currency: 'CHF', ownerId: ownerOf[o] ?? 'nobody', expectedCloseDate: '2026-12-31' })).id;
+    deal[o] = (
+      await post('/deals', {
+        customerId: customer[o],
+        title: `deal ${o}`,
+        amount: 10,
+        currency: 'CHF',
+        ownerId: ownerOf[o] ?? 'nobody',
+        expectedCloseDate: '2026-12-31',
+      })
+    ).id;
     feedback[o] = (await post('/feedback', { customerId: customer[o], kind: 'question', channel: 'web', subject: 's', body: 'b' })).id;
     // Unassigned: the activity follows its customer's owner.
     activity[o] = (await post(`/customers/${customer[o]}/activities`, { kind: 'task', subject: `task ${o}`, body: 'b', dueAt: '2026-12-01T00:00:00Z' })).id;
@@ -93,7 +104,24 @@ type Kind = 'record' | 'list' | 'company' | 'unowned';
 const classify = (method: string, url: string): Kind | undefined => {
   if (/^\/(customers|deals|feedback|activities)\/:id/.test(url)) return 'record';
   if (['/audit/streams/:stream', '/audit/streams/:stream/export', '/audit/state/:kind/:id', '/analytics/customers/:id'].includes(url)) return 'record';
-  if (method === 'GET' && ['/customers', '/deals', '/feedback', '/customers/export', '/deals/export', '/feedback/export', '/customers/duplicates', '/activities', '/pipeline', '/analytics/clv', '/analytics/churn', '/audit/events', '/audit/events/export'].includes(url))
+  if (
+    method === 'GET' &&
+    [
+      '/customers',
+      '/deals',
+      '/feedback',
+      '/customers/export',
+      '/deals/export',
+      '/feedback/export',
+      '/customers/duplicates',
+      '/activities',
+      '/pipeline',
+      '/analytics/clv',
+      '/analytics/churn',
+      '/audit/events',
+      '/audit/events/export',
+    ].includes(url)
+  )
     return 'list';
   if (url.startsWith('/audit/') || url.startsWith('/webhooks') || `${method} ${url}` === 'POST /imports') return 'company';
   if (['POST /customers', 'POST /deals', 'POST /feedback'].includes(`${method} ${url}`)) return 'record'; // creations: the referenced customer must be visible
@@ -101,14 +129,17 @@ const classify = (method: string, url: string): Kind | undefined => {
   if (['/', '/health', '/ready', '/metrics', '/openapi.json', '/bench/noop'].includes(url)) return 'unowned';
   return undefined;
 };
-const apiRoutes = () =>
-  h.app.routeList.filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS' && !r.url.startsWith('/docs'));
+const apiRoutes = () => h.app.routeList.filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS' && !r.url.startsWith('/docs'));
 
 describe('visibility: every route is classified', () => {
   it('names every registered route, each one in the role matrix', () => {
-    const unclassified = apiRoutes().filter((r) => classify(r.method, r.url) === undefined).map((r) => `${r.method} ${r.url}`);
+    const unclassified = apiRoutes()
+      .filter((r) => classify(r.method, r.url) === undefined)
+      .map((r) => `${r.method} ${r.url}`);
     expect(unclassified).toEqual([]);
-    const outsideMatrix = apiRoutes().filter((r) => ruleFor(r.method, r.url).summary.startsWith('(not in the matrix')).map((r) => `${r.method} ${r.url}`);
+    const outsideMatrix = apiRoutes()
+      .filter((r) => ruleFor(r.method, r.url).summary.startsWith('(not in the matrix'))
+      .map((r) => `${r.method} ${r.url}`);
     expect(outsideMatrix).toEqual([]);
   });
 });
@@ -180,7 +211,8 @@ describe('visibility: commands on one record', () => {
           const url = concrete(t.url, o);
           const res = await h.app.inject({ method: t.method, url, payload: t.valid(), headers: { ...bearer[viewer], 'if-match': '"999"' } });
           const visible = visibleTo[viewer].includes(o);
-          if (visible ? res.statusCode === 404 || res.statusCode >= 500 : res.statusCode !== 404) failures.push(`${viewer} ${t.method} ${url} (${o}) -> ${res.statusCode}: ${res.body.slice(0, 160)}`);
+          if (visible ? res.statusCode === 404 || res.statusCode >= 500 : res.statusCode !== 404)
+            failures.push(`${viewer} ${t.method} ${url} (${o}) -> ${res.statusCode}: ${res.body.slice(0, 160)}`);
           if (res.statusCode < 300 && !creation) failures.push(`${viewer} ${t.method} ${url} was accepted despite a stale If-Match`);
           if ((await eventCount(h)) !== before && !(creation && visible)) failures.push(`${viewer} ${t.method} ${url} appended events`);
         }
@@ -216,9 +248,19 @@ describe('visibility: lists, exports, totals', () => {
   it('lists hold only the scope, for every viewer', async () => {
     for (const viewer of VIEWERS) {
       for (const collection of ['customers', 'deals', 'feedback'] as const) {
-        const page = json((await get(`/${collection}?limit=500`, viewer)));
-        expect(ours(collection, page.items.map((i: { id: string }) => i.id)), `${viewer} ${collection}`).toEqual(expectedIds(collection, viewer));
-        const ndjson = (await get(`/${collection}/export?format=ndjson`, viewer)).body.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l).id as string);
+        const page = json(await get(`/${collection}?limit=500`, viewer));
+        expect(
+          ours(
+            collection,
+            page.items.map((i: { id: string }) => i.id),
+          ),
+          `${viewer} ${collection}`,
+        ).toEqual(expectedIds(collection, viewer));
+        const ndjson = (await get(`/${collection}/export?format=ndjson`, viewer)).body
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l).id as string);
         expect(ours(collection, ndjson), `${viewer} ${collection}/export`).toEqual(expectedIds(collection, viewer));
       }
     }
@@ -227,9 +269,21 @@ describe('visibility: lists, exports, totals', () => {
   it('activity lists hold only the scope: all activities, and my open tasks', async () => {
     for (const viewer of VIEWERS) {
       const page = json(await get('/activities?limit=500', viewer));
-      expect(ours('activities', page.items.map((i: { id: string }) => i.id)), viewer).toEqual(expectedIds('activities', viewer));
+      expect(
+        ours(
+          'activities',
+          page.items.map((i: { id: string }) => i.id),
+        ),
+        viewer,
+      ).toEqual(expectedIds('activities', viewer));
       const open = json(await get('/activities?limit=500&open=true', viewer));
-      expect(ours('activities', open.items.map((i: { id: string }) => i.id)), `${viewer} open`).toEqual(expectedIds('activities', viewer));
+      expect(
+        ours(
+          'activities',
+          open.items.map((i: { id: string }) => i.id),
+        ),
+        `${viewer} open`,
+      ).toEqual(expectedIds('activities', viewer));
     }
   });
 
@@ -278,7 +332,10 @@ describe('visibility: lists, exports, totals', () => {
         const res = await get(url, viewer);
         expect(res.statusCode, `${viewer} ${url}: ${res.body.slice(0, 200)}`).toBe(200);
         const ids = json(res).items.map((i: { customerId: string }) => i.customerId);
-        expect(ours('customers', ids).every((id: string) => expectedIds('customers', viewer).includes(id)), `${viewer} ${url}`).toBe(true);
+        expect(
+          ours('customers', ids).every((id: string) => expectedIds('customers', viewer).includes(id)),
+          `${viewer} ${url}`,
+        ).toBe(true);
       }
     }
   });
@@ -286,22 +343,29 @@ describe('visibility: lists, exports, totals', () => {
 
 describe('visibility: audit', () => {
   it("the event log (and its export) holds only the scope's records' events for restricted non-auditors", async () => {
-    const streamsOf = (viewer: Viewer) => [
-      ...visibleTo[viewer].flatMap((o) => [`customer-${customer[o]}`, `deal-${deal[o]}`, `feedback-${feedback[o]}`]),
-    ];
-    const hidden = (viewer: Viewer) => OWNERS.filter((o) => !visibleTo[viewer].includes(o)).flatMap((o) => [`customer-${customer[o]}`, `deal-${deal[o]}`, `feedback-${feedback[o]}`]);
+    const streamsOf = (viewer: Viewer) => [...visibleTo[viewer].flatMap((o) => [`customer-${customer[o]}`, `deal-${deal[o]}`, `feedback-${feedback[o]}`])];
+    const hidden = (viewer: Viewer) =>
+      OWNERS.filter((o) => !visibleTo[viewer].includes(o)).flatMap((o) => [`customer-${customer[o]}`, `deal-${deal[o]}`, `feedback-${feedback[o]}`]);
     for (const viewer of VIEWERS) {
       const seen = new Set<string>();
       let cursor: string | null = null;
       do {
-        const page: { items: { stream: string }[]; nextCursor: string | null } = json(await get(`/audit/events?limit=500${cursor ? `&cursor=${cursor}` : ''}`, viewer));
+        const page: { items: { stream: string }[]; nextCursor: string | null } = json(
+          await get(`/audit/events?limit=500${cursor ? `&cursor=${cursor}` : ''}`, viewer),
+        );
         for (const e of page.items) seen.add(e.stream);
         cursor = page.nextCursor;
       } while (cursor);
       for (const stream of streamsOf(viewer)) expect(seen.has(stream), `${viewer} sees ${stream}`).toBe(true);
       for (const stream of hidden(viewer)) expect(seen.has(stream), `${viewer} does not see ${stream}`).toBe(false);
-      expect([...seen].some((s) => s.startsWith('user-')), viewer).toBe(true);
-      const exported = (await get('/audit/events/export?format=ndjson', viewer)).body.trim().split('\n').map((l) => JSON.parse(l).stream as string);
+      expect(
+        [...seen].some((s) => s.startsWith('user-')),
+        viewer,
+      ).toBe(true);
+      const exported = (await get('/audit/events/export?format=ndjson', viewer)).body
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).stream as string);
       expect(new Set(exported)).toEqual(seen);
     }
   });
@@ -319,7 +383,12 @@ describe('visibility: audit', () => {
     for (const viewer of ['own', 'team'] as const) {
       expectProblem(await get('/webhooks', viewer), 403, 'forbidden');
       const before = await eventCount(h);
-      const res = await h.app.inject({ method: 'POST', url: '/imports?kind=customers', payload: 'name,email\nX,x@example.com\n', headers: { ...bearer[viewer], 'content-type': 'text/csv' } });
+      const res = await h.app.inject({
+        method: 'POST',
+        url: '/imports?kind=customers',
+        payload: 'name,email\nX,x@example.com\n',
+        headers: { ...bearer[viewer], 'content-type': 'text/csv' },
+      });
       expectProblem(res, 403, 'forbidden');
       expect(await eventCount(h)).toBe(before);
     }
@@ -347,17 +416,27 @@ describe("a user's key", () => {
     const key = await keyFor(id);
     expectProblem(await h.app.inject({ method: 'GET', url: '/admin/users', headers: key }), 403, 'forbidden');
     const asSales = json(await h.app.inject({ method: 'GET', url: '/customers?limit=500', headers: key }));
-    expect(ours('customers', asSales.items.map((i: { id: string }) => i.id))).toEqual([]);
+    expect(
+      ours(
+        'customers',
+        asSales.items.map((i: { id: string }) => i.id),
+      ),
+    ).toEqual([]);
     const patched = await h.app.inject({ method: 'PATCH', url: `/admin/users/${id}`, payload: { role: 'admin', visibility: 'team' }, headers: admin() });
     expect(patched.statusCode, patched.body).toBe(200);
     expect((await h.app.inject({ method: 'GET', url: '/admin/users', headers: key })).statusCode).toBe(200);
     const asTeam = json(await h.app.inject({ method: 'GET', url: '/customers?limit=500', headers: key }));
-    expect(ours('customers', asTeam.items.map((i: { id: string }) => i.id))).toEqual(expectedIds('customers', 'team'));
+    expect(
+      ours(
+        'customers',
+        asTeam.items.map((i: { id: string }) => i.id),
+      ),
+    ).toEqual(expectedIds('customers', 'team'));
     const user = json(await h.app.inject({ method: 'GET', url: `/admin/users/${id}`, headers: admin() }));
     expect(user).toMatchObject({ role: 'admin', visibility: 'team', teamIds: [teams.a], active: true });
   });
 
-  it("stops working when the user is deactivated, and works again on reactivation", async () => {
+  it('stops working when the user is deactivated, and works again on reactivation', async () => {
     const id = await registerUser('leaving', { role: 'support' });
     const key = await keyFor(id);
     expect((await h.app.inject({ method: 'GET', url: '/feedback', headers: key })).statusCode).toBe(200);
@@ -372,7 +451,12 @@ describe("a user's key", () => {
     expect(items.some((k: { userId: string | null }) => k.userId === users.own)).toBe(true);
     expect(items.find((k: { name: string }) => k.name === 'test sales').userId).toBeNull();
     const sales = json(await h.app.inject({ method: 'GET', url: '/customers?limit=500', headers: h.auth('sales') }));
-    expect(ours('customers', sales.items.map((i: { id: string }) => i.id))).toEqual(expectedIds('customers', 'service'));
+    expect(
+      ours(
+        'customers',
+        sales.items.map((i: { id: string }) => i.id),
+      ),
+    ).toEqual(expectedIds('customers', 'service'));
   });
 
   it('refuses bad user and key requests with 4xx naming the field, appending nothing', async () => {
@@ -402,8 +486,15 @@ describe("a user's key", () => {
     const { position } = await post(`/customers/${id}/owner`, { ownerId: users.mate });
     expect((await get(`/customers/${id}?waitFor=${position}`, 'team')).statusCode).toBe(200);
     expect((await get(`/customers/${id}`, 'own')).statusCode).toBe(404);
-    const history = json(await get(`/audit/streams/customer-${id}`, 'service')).items.map((e: { type: string; data: Record<string, unknown> }) => [e.type, e.data.ownerId ?? null]);
-    expect(history).toEqual([['CustomerRegistered', null], ['CustomerOwnerAssigned', users.other], ['CustomerOwnerAssigned', users.mate]]);
+    const history = json(await get(`/audit/streams/customer-${id}`, 'service')).items.map((e: { type: string; data: Record<string, unknown> }) => [
+      e.type,
+      e.data.ownerId ?? null,
+    ]);
+    expect(history).toEqual([
+      ['CustomerRegistered', null],
+      ['CustomerOwnerAssigned', users.other],
+      ['CustomerOwnerAssigned', users.mate],
+    ]);
     // The record as it stood (folded from its events) names the owner too.
     const past = json(await get(`/customers/${id}?asOf=${encodeURIComponent(new Date().toISOString())}`, 'service'));
     expect(past.ownerId).toBe(users.mate);
@@ -414,13 +505,20 @@ describe("visibility follows the customer's owner onto its deals, feedback and a
   type Records = Record<'deals' | 'feedback' | 'activities', string>;
   /** A customer owned by `ownerId` (or by nobody), with a deal owned by a user of the other team, a feedback item and an unassigned note. */
   const account = async (label: string, ownerId?: string): Promise<{ customerId: string; records: Records }> => {
-    const customerId = (await post('/customers', { name: `Account ${label}`, email: `${label}-${randomUUID()}@example.com`, ...(ownerId ? { ownerId } : {}) })).id;
-    const deals = (await post('/deals', { customerId, title: `deal ${label}`, amount: 5, currency: 'EUR', ownerId: users.other, expectedCloseDate: '2026-11-30' })).id;
+    const customerId = (await post('/customers', { name: `Account ${label}`, email: `${label}-${randomUUID()}@example.com`, ...(ownerId ? { ownerId } : {}) }))
+      .id;
+    const deals = (
+      await post('/deals', { customerId, title: `deal ${label}`, amount: 5, currency: 'EUR', ownerId: users.other, expectedCloseDate: '2026-11-30' })
+    ).id;
     const feedbackId = (await post('/feedback', { customerId, kind: 'question', channel: 'web', subject: 's', body: 'b' })).id;
     const activities = (await post(`/customers/${customerId}/activities`, { kind: 'note', subject: `note ${label}`, body: 'b' })).id;
     return { customerId, records: { deals, feedback: feedbackId, activities } };
   };
-  const SORTS = { deals: ['-createdAt', 'expectedCloseDate', '-amount', '-updatedAt'], feedback: ['-submittedAt', 'resolutionDueAt', '-priority'], activities: ['-occurredAt'] };
+  const SORTS = {
+    deals: ['-createdAt', 'expectedCloseDate', '-amount', '-updatedAt'],
+    feedback: ['-submittedAt', 'resolutionDueAt', '-priority'],
+    activities: ['-occurredAt'],
+  };
   /** A command on the record, with a stale If-Match: 404 outside the scope, 409 inside it (nothing is appended either way). */
   const COMMANDS = { deals: ['stage', { stage: 'qualified' }], feedback: ['respond', { message: 'm' }], activities: ['complete', {}] } as const;
   /**
@@ -437,8 +535,15 @@ describe("visibility follows the customer's owner onto its deals, feedback and a
         expect(listed, `${viewer} ${collection} sorted ${sort} lists ${id} as GET answers ${status}`).toBe(status === 200);
       }
       const [action, payload] = COMMANDS[collection];
-      const command = await h.app.inject({ method: 'POST', url: `/${collection}/${id}/${action}`, payload, headers: { ...bearer[viewer], 'if-match': '"999"' } });
-      expect(command.statusCode, `${viewer} POST /${collection}/${id}/${action} as GET answers ${status}: ${command.body.slice(0, 160)}`).toBe(status === 200 ? 409 : 404);
+      const command = await h.app.inject({
+        method: 'POST',
+        url: `/${collection}/${id}/${action}`,
+        payload,
+        headers: { ...bearer[viewer], 'if-match': '"999"' },
+      });
+      expect(command.statusCode, `${viewer} POST /${collection}/${id}/${action} as GET answers ${status}: ${command.body.slice(0, 160)}`).toBe(
+        status === 200 ? 409 : 404,
+      );
       result[collection] = status === 200;
     }
     return result;
@@ -498,12 +603,23 @@ describe('during the rebuild after an upgrade', () => {
   it("keeps every list and record in the scope while the previous version's tables serve (last: it drops the new column)", async () => {
     await projectionsSettled(h);
     const read = h.schemas.read;
-    await sql.raw(['deals', 'feedback', 'activities'].map((t) => `ALTER TABLE "${read}".${t} DROP COLUMN customer_owner_id CASCADE`).join('; ')).execute(h.database.db);
+    await sql
+      .raw(['deals', 'feedback', 'activities'].map((t) => `ALTER TABLE "${read}".${t} DROP COLUMN customer_owner_id CASCADE`).join('; '))
+      .execute(h.database.db);
     for (const viewer of VIEWERS) {
       for (const collection of ['deals', 'feedback', 'activities'] as const) {
         const page = json(await get(`/${collection}?limit=500`, viewer));
-        expect(ours(collection, page.items.map((i: { id: string }) => i.id)), `${viewer} ${collection}`).toEqual(expectedIds(collection, viewer));
-        for (const o of OWNERS) expect((await get(`/${collection}/${idOf[collection][o]}`, viewer)).statusCode, `${viewer} ${collection} of ${o}`).toBe(visibleTo[viewer].includes(o) ? 200 : 404);
+        expect(
+          ours(
+            collection,
+            page.items.map((i: { id: string }) => i.id),
+          ),
+          `${viewer} ${collection}`,
+        ).toEqual(expectedIds(collection, viewer));
+        for (const o of OWNERS)
+          expect((await get(`/${collection}/${idOf[collection][o]}`, viewer)).statusCode, `${viewer} ${collection} of ${o}`).toBe(
+            visibleTo[viewer].includes(o) ? 200 : 404,
+          );
       }
       const total = json(await get('/pipeline?currency=CHF', viewer)).totals.find((t: { currency: string }) => t.currency === 'CHF');
       expect(total?.dealCount ?? 0, viewer).toBe(visibleTo[viewer].length);

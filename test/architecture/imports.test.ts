@@ -99,7 +99,13 @@ interface Import {
 
 /** Every module specifier of a file: import and export declarations, `import()` calls and import types. */
 const importsOf = (file: string): Import[] => {
-  const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, false, file.endsWith('x') ? ts.ScriptKind.TSX : ts.ScriptKind.TS);
+  const source = ts.createSourceFile(
+    file,
+    readFileSync(file, 'utf8'),
+    ts.ScriptTarget.Latest,
+    false,
+    file.endsWith('x') ? ts.ScriptKind.TSX : ts.ScriptKind.TS,
+  );
   const found: { specifier: string; typeOnly: boolean }[] = [];
   const visit = (node: ts.Node) => {
     if (ts.isImportDeclaration(node) && ts.isStringLiteral(node.moduleSpecifier)) {
@@ -109,7 +115,12 @@ const importsOf = (file: string): Import[] => {
       found.push({ specifier: node.moduleSpecifier.text, typeOnly });
     } else if (ts.isExportDeclaration(node) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
       found.push({ specifier: node.moduleSpecifier.text, typeOnly: node.isTypeOnly });
-    } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && node.arguments[0] && ts.isStringLiteral(node.arguments[0])) {
+    } else if (
+      ts.isCallExpression(node) &&
+      node.expression.kind === ts.SyntaxKind.ImportKeyword &&
+      node.arguments[0] &&
+      ts.isStringLiteral(node.arguments[0])
+    ) {
       found.push({ specifier: node.arguments[0].text, typeOnly: false });
     } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
       found.push({ specifier: node.argument.literal.text, typeOnly: true });
@@ -126,7 +137,13 @@ const topFolder = (path: string): string => path.split('/')[0]!;
 
 /** Names called (`name(...)`) or constructed (`new Name(...)`) in a file. */
 const callsOf = (file: string): string[] => {
-  const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, false, file.endsWith('x') ? ts.ScriptKind.TSX : ts.ScriptKind.TS);
+  const source = ts.createSourceFile(
+    file,
+    readFileSync(file, 'utf8'),
+    ts.ScriptTarget.Latest,
+    false,
+    file.endsWith('x') ? ts.ScriptKind.TSX : ts.ScriptKind.TS,
+  );
   const names: string[] = [];
   const visit = (node: ts.Node) => {
     if ((ts.isCallExpression(node) || ts.isNewExpression(node)) && ts.isIdentifier(node.expression)) names.push(node.expression.text);
@@ -181,7 +198,10 @@ describe('the code map (README.md "Code map")', () => {
         if (!allowed) return false; // a top-level file (vitest.config.ts, ...)
         return !allowed.includes(to);
       })
-      .map((i) => `${i.from} imports '${i.specifier}'${i.typeOnly ? ' (types)' : ''} (${topFolder(i.from)}/ may import ${MAY_IMPORT[topFolder(i.from)]!.join(', ') || 'no other folder'})`);
+      .map(
+        (i) =>
+          `${i.from} imports '${i.specifier}'${i.typeOnly ? ' (types)' : ''} (${topFolder(i.from)}/ may import ${MAY_IMPORT[topFolder(i.from)]!.join(', ') || 'no other folder'})`,
+      );
     expect(broken).toEqual([]);
   });
 

@@ -37,37 +37,52 @@ beforeAll(async () => {
   await h.record(d, 'DealStageChanged', { dealId, from: 'lead', to: 'proposal' }, { occurredAt: day(4) });
   await h.record(d, 'DealLost', { dealId, from: 'proposal', reason: 'budget' }, { occurredAt: day(7) });
   const k = `campaign-${campaignId}`;
-  await h.record(k, 'CampaignCreated', campaignCreated(campaignId, {
-    budget: 500,
-    schedule: { startsAt: day(10), endsAt: null },
-    targetSegment: { tags: ['gold'] },
-  }), { occurredAt: day(1) });
+  await h.record(
+    k,
+    'CampaignCreated',
+    campaignCreated(campaignId, {
+      budget: 500,
+      schedule: { startsAt: day(10), endsAt: null },
+      targetSegment: { tags: ['gold'] },
+    }),
+    { occurredAt: day(1) },
+  );
   await h.record(k, 'CampaignLaunched', { campaignId }, { occurredAt: day(10) });
   await h.record(k, 'CampaignCostRecorded', { campaignId, costId: 'c-1', amount: 70, currency: 'EUR', description: null }, { occurredAt: day(11) });
   // 70 against a revenue of 120 gives a repeating ROI (0.714285...): both sides must round it alike.
   for (const kind of ['sent', 'opened', 'converted'] as const) {
-    await h.record(k, 'CampaignResponseRecorded', {
-      campaignId,
-      customerId,
-      kind,
-      revenue: kind === 'converted' ? 120 : null,
-      currency: kind === 'converted' ? 'EUR' : null,
-    }, { occurredAt: day(12) });
+    await h.record(
+      k,
+      'CampaignResponseRecorded',
+      {
+        campaignId,
+        customerId,
+        kind,
+        revenue: kind === 'converted' ? 120 : null,
+        currency: kind === 'converted' ? 'EUR' : null,
+      },
+      { occurredAt: day(12) },
+    );
   }
   const f = `feedback-${feedbackId}`;
-  await h.record(f, 'FeedbackSubmitted', {
-    feedbackId,
-    customerId,
-    kind: 'complaint',
-    channel: 'email',
-    subject: 'Broken engine',
-    body: 'It does not compute',
-    priority: 'high',
-    csat: null,
-    nps: 3,
-    firstResponseDueAt: day(3),
-    resolutionDueAt: day(6),
-  }, { occurredAt: day(2) });
+  await h.record(
+    f,
+    'FeedbackSubmitted',
+    {
+      feedbackId,
+      customerId,
+      kind: 'complaint',
+      channel: 'email',
+      subject: 'Broken engine',
+      body: 'It does not compute',
+      priority: 'high',
+      csat: null,
+      nps: 3,
+      firstResponseDueAt: day(3),
+      resolutionDueAt: day(6),
+    },
+    { occurredAt: day(2) },
+  );
   await h.record(f, 'FeedbackAssigned', { feedbackId, assigneeId: 'sue@support' }, { occurredAt: day(2) });
   await h.record(f, 'FeedbackResponded', { feedbackId, responderId: 'sue@support', message: 'On it', firstResponse: true }, { occurredAt: day(3) });
   await h.record(f, 'FeedbackResolved', { feedbackId, resolution: 'Replaced' }, { occurredAt: day(5) });
@@ -75,7 +90,12 @@ beforeAll(async () => {
   await h.record(f, 'FeedbackRated', { feedbackId, csat: 4, comment: null }, { occurredAt: day(6) });
   const a = `activity-${activityId}`;
   const assignee = randomUUID();
-  await h.record(a, 'ActivityLogged', { activityId, customerId, dealId, kind: 'task', subject: 'Quote', body: 'Three options', dueAt: day(9), assigneeId: null }, { occurredAt: day(3) });
+  await h.record(
+    a,
+    'ActivityLogged',
+    { activityId, customerId, dealId, kind: 'task', subject: 'Quote', body: 'Three options', dueAt: day(9), assigneeId: null },
+    { occurredAt: day(3) },
+  );
   await h.record(a, 'ActivityChanged', { activityId, customerId, body: 'Two options', assigneeId: assignee }, { occurredAt: day(4) });
   await h.record(a, 'ActivityCompleted', { activityId, customerId }, { occurredAt: day(8) });
   await projectAll(h, projections);
@@ -86,8 +106,7 @@ afterAll(async () => {
 });
 
 /** Times compare as instants (the two sides may format them differently). */
-const normal = (value: unknown): unknown =>
-  typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(value) ? new Date(value).toISOString() : value;
+const normal = (value: unknown): unknown => (typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(value) ? new Date(value).toISOString() : value);
 
 /** The customers read model also stamps `updatedAt` for events of the customer's deals and feedback. */
 const crossStream: Record<string, string[]> = { customer: ['updatedAt'] };

@@ -58,7 +58,9 @@ const fixture = async (seal = true): Promise<Fixture> => {
 };
 
 const positionOf = async (f: Fixture, stream: string, revision: number): Promise<bigint> => {
-  const { rows } = await sql<{ p: string }>`SELECT position::text AS p FROM ${f.events} WHERE stream = ${stream} AND revision = ${revision}`.execute(f.h.database.db);
+  const { rows } = await sql<{ p: string }>`SELECT position::text AS p FROM ${f.events} WHERE stream = ${stream} AND revision = ${revision}`.execute(
+    f.h.database.db,
+  );
   return BigInt(rows[0]!.p);
 };
 
@@ -76,7 +78,12 @@ describe('stream chains: heads and order', () => {
     await sql`DELETE FROM ${f.streams} WHERE stream = ${f.bob}`.execute(f.h.database.db);
     const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
     expect(result.ok).toBe(false);
-    expect(result.firstBroken).toEqual({ stream: f.bob, revision: 2, position: await positionOf(f, f.bob, 2), reason: 'stream missing from the streams table' });
+    expect(result.firstBroken).toEqual({
+      stream: f.bob,
+      revision: 2,
+      position: await positionOf(f, f.bob, 2),
+      reason: 'stream missing from the streams table',
+    });
   });
 
   it('a head claiming more events than there are is named with the revision it claims', async () => {
@@ -90,7 +97,12 @@ describe('stream chains: heads and order', () => {
     const f = await fixture(false);
     await sql`UPDATE ${f.streams} SET last_hash = sha256('x'::bytea) WHERE stream = ${f.ada}`.execute(f.h.database.db);
     const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
-    expect(result.firstBroken).toEqual({ stream: f.ada, revision: 2, position: await positionOf(f, f.ada, 2), reason: 'stream head hash differs from the last event' });
+    expect(result.firstBroken).toEqual({
+      stream: f.ada,
+      revision: 2,
+      position: await positionOf(f, f.ada, 2),
+      reason: 'stream head hash differs from the last event',
+    });
     await sql`UPDATE ${f.streams} SET last_hash = NULL WHERE stream = ${f.ada}`.execute(f.h.database.db);
     expect((await verifyStreamChains(f.h.database, { schema: f.h.schemas.events })).firstBroken?.reason).toBe('stream head hash differs from the last event');
   });
@@ -103,7 +115,10 @@ describe('stream chains: heads and order', () => {
     const g = await fixture(false);
     const ghost = `customer-${randomUUID()}`;
     await sql`INSERT INTO ${g.streams} (stream, revision, last_hash) VALUES (${ghost}, 0, sha256('x'::bytea))`.execute(g.h.database.db);
-    expect((await verifyStreamChains(g.h.database, { schema: g.h.schemas.events })).firstBroken).toMatchObject({ stream: ghost, reason: 'stream has a head but no events' });
+    expect((await verifyStreamChains(g.h.database, { schema: g.h.schemas.events })).firstBroken).toMatchObject({
+      stream: ghost,
+      reason: 'stream has a head but no events',
+    });
   });
 
   it('a broken head is found on the stream walked last as on the one walked first', async () => {
@@ -111,7 +126,11 @@ describe('stream chains: heads and order', () => {
     const [, last] = firstAndSecond(f);
     await sql`UPDATE ${f.streams} SET last_hash = sha256('x'::bytea) WHERE stream = ${last}`.execute(f.h.database.db);
     const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events });
-    expect(result).toEqual({ ok: false, checked: 6, firstBroken: { stream: last, revision: 2, position: await positionOf(f, last, 2), reason: 'stream head hash differs from the last event' } });
+    expect(result).toEqual({
+      ok: false,
+      checked: 6,
+      firstBroken: { stream: last, revision: 2, position: await positionOf(f, last, 2), reason: 'stream head hash differs from the last event' },
+    });
   });
 
   it('a revision below the expected one is named as unexpected, at its position', async () => {
@@ -160,7 +179,11 @@ describe('stream chains: heads and order', () => {
     await sql`UPDATE ${f.events} SET data = jsonb_set(data, '{amount}', '99') WHERE stream = ${second} AND revision = 1`.execute(f.h.database.db);
     for (const pageSize of [1, 3, 4]) {
       const result = await verifyStreamChains(f.h.database, { schema: f.h.schemas.events, pageSize });
-      expect(result, `page size ${pageSize}`).toMatchObject({ ok: false, checked: 4, firstBroken: { stream: second, revision: 1, reason: expect.stringContaining('hash mismatch') } });
+      expect(result, `page size ${pageSize}`).toMatchObject({
+        ok: false,
+        checked: 4,
+        firstBroken: { stream: second, revision: 1, reason: expect.stringContaining('hash mismatch') },
+      });
     }
   });
 });
@@ -195,7 +218,11 @@ describe('global chain: seals, paging and the sealer', () => {
     await sql`UPDATE ${f.seals} SET global_hash = sha256('x'::bytea) WHERE position = ${positions[4]!.toString()}::bigint`.execute(f.h.database.db);
     for (const pageSize of [1, 2, 5]) {
       const result = await verifyGlobalChain(f.h.database, f.h.schemas.events, { pageSize });
-      expect(result, `page size ${pageSize}`).toMatchObject({ ok: false, checked: 4, firstBroken: { position: positions[4], reason: expect.stringContaining('seal altered') } });
+      expect(result, `page size ${pageSize}`).toMatchObject({
+        ok: false,
+        checked: 4,
+        firstBroken: { position: positions[4], reason: expect.stringContaining('seal altered') },
+      });
     }
   });
 
@@ -207,7 +234,11 @@ describe('global chain: seals, paging and the sealer', () => {
     expect(result.streams.ok).toBe(true);
     expect(result.firstBroken).toEqual({ chain: 'global', stream: f.bob, revision: 1, position, reason: `sealed as ${f.bob} revision 7: event moved` });
     await sql`UPDATE ${f.seals} SET revision = 1, stream = ${f.ada} WHERE position = ${position.toString()}::bigint`.execute(f.h.database.db);
-    expect((await verifyChains(f.h.database, f.h.schemas.events)).firstBroken).toMatchObject({ chain: 'global', stream: f.bob, reason: `sealed as ${f.ada} revision 1: event moved` });
+    expect((await verifyChains(f.h.database, f.h.schemas.events)).firstBroken).toMatchObject({
+      chain: 'global',
+      stream: f.bob,
+      reason: `sealed as ${f.ada} revision 1: event moved`,
+    });
   });
 
   it('reports progress of both phases when verifying both chains', async () => {
@@ -216,7 +247,9 @@ describe('global chain: seals, paging and the sealer', () => {
     expect((await verifyChains(f.h.database, f.h.schemas.events, { onProgress: (p) => progress.push(p) })).ok).toBe(true);
     expect(progress.filter((p) => p.phase === 'streams').at(-1)).toEqual({ phase: 'streams', checked: 6 });
     expect(progress.filter((p) => p.phase === 'global').at(-1)).toEqual({ phase: 'global', checked: 6 });
-    expect(progress.map((p) => p.phase)).toEqual([...progress.filter((p) => p.phase === 'streams'), ...progress.filter((p) => p.phase === 'global')].map((p) => p.phase));
+    expect(progress.map((p) => p.phase)).toEqual(
+      [...progress.filter((p) => p.phase === 'streams'), ...progress.filter((p) => p.phase === 'global')].map((p) => p.phase),
+    );
   });
 
   it('an event hash changed in the seal only is reported as rewritten', async () => {
@@ -225,7 +258,13 @@ describe('global chain: seals, paging and the sealer', () => {
     await sql`UPDATE ${f.seals} SET event_hash = sha256('x'::bytea) WHERE position = ${position.toString()}::bigint`.execute(f.h.database.db);
     const result = await verifyChains(f.h.database, f.h.schemas.events);
     expect(result.streams.ok).toBe(true);
-    expect(result.firstBroken).toEqual({ chain: 'global', stream: f.ada, revision: 2, position, reason: 'event hash differs from the sealed hash: event rewritten' });
+    expect(result.firstBroken).toEqual({
+      chain: 'global',
+      stream: f.ada,
+      revision: 2,
+      position,
+      reason: 'event hash differs from the sealed hash: event rewritten',
+    });
   });
 
   it('a seal waiting for the lock of another process seals once it is released; one that does not wait seals nothing', async () => {

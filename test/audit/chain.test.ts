@@ -170,7 +170,14 @@ describe('tamper evidence', () => {
       const event = {
         id: randomUUID(),
         data: { customerId: f.bob, tag: 'late' },
-        metadata: { actor: { userId: 'slow', roles: ['sales'] }, correlationId: 'c', causationId: null, occurredAt: new Date().toISOString(), schemaVersion: 1, command: 'Test' },
+        metadata: {
+          actor: { userId: 'slow', roles: ['sales'] },
+          correlationId: 'c',
+          causationId: null,
+          occurredAt: new Date().toISOString(),
+          schemaVersion: 1,
+          command: 'Test',
+        },
       };
       await client.query(`SELECT * FROM "${f.h.schemas.events}".append_events($1, -2, $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[])`, [
         `customer-${f.bob}`,

@@ -15,7 +15,13 @@ import { sleep } from './support.ts';
  * trader's name) is personal data: encrypted in the events, erased on forget.
  */
 const schemas = testSchemas('audit_forget_copies');
-const env = { DATABASE_URL: schemas.url, CRM_EVENTS_SCHEMA: schemas.events, CRM_READ_SCHEMA: schemas.read, CRM_REPORTING_SCHEMA: schemas.reporting, LOG_LEVEL: 'silent' };
+const env = {
+  DATABASE_URL: schemas.url,
+  CRM_EVENTS_SCHEMA: schemas.events,
+  CRM_READ_SCHEMA: schemas.read,
+  CRM_REPORTING_SCHEMA: schemas.reporting,
+  LOG_LEVEL: 'silent',
+};
 const copy = `${schemas.read}_copy`;
 const copyReporting = `${schemas.read}_copy_reporting`;
 const ada = randomUUID();
@@ -38,7 +44,9 @@ const everything = async (schema: string): Promise<string> => {
   expect(relations.length).toBeGreaterThan(0);
   let text = '';
   for (const { name } of relations) {
-    const { rows } = await sql<{ t: string }>`SELECT coalesce(string_agg(to_jsonb(r)::text, E'\\n'), '') AS t FROM ${sql.id(schema, name)} r`.execute(crm.database.db);
+    const { rows } = await sql<{ t: string }>`SELECT coalesce(string_agg(to_jsonb(r)::text, E'\\n'), '') AS t FROM ${sql.id(schema, name)} r`.execute(
+      crm.database.db,
+    );
     text += rows[0]!.t;
   }
   return text;
@@ -47,7 +55,10 @@ const everything = async (schema: string): Promise<string> => {
 beforeAll(async () => {
   crm = await openCrm(loadConfig(env, tmpdir()));
   await crm.startProjections();
-  await crm.commands.execute({ type: 'RegisterCustomer', customerId: ada, name: 'Ada Lovelace', email: 'ada@example.com', company: 'Lovelace Analytical Engines' }, ctx());
+  await crm.commands.execute(
+    { type: 'RegisterCustomer', customerId: ada, name: 'Ada Lovelace', email: 'ada@example.com', company: 'Lovelace Analytical Engines' },
+    ctx(),
+  );
   await crm.commands.execute({ type: 'RegisterCustomer', customerId: bob, name: 'Bob Builder', email: 'bob@example.com' }, ctx());
   await crm.commands.execute({ type: 'RegisterCustomer', customerId: adaAgain, name: 'A. A. Lovelace', email: 'countess@example.com' }, ctx());
   await crm.commands.execute({ type: 'MergeCustomer', customerId: ada, duplicateId: adaAgain }, ctx());
@@ -76,7 +87,9 @@ describe('forgetting reaches every copy', () => {
   });
 
   it('stores company encrypted in the events, like name and email', async () => {
-    const { rows } = await sql<{ t: string }>`SELECT data::text AS t FROM ${sql.id(schemas.events, 'events')} WHERE stream = ${`customer-${ada}`}`.execute(crm.database.db);
+    const { rows } = await sql<{ t: string }>`SELECT data::text AS t FROM ${sql.id(schemas.events, 'events')} WHERE stream = ${`customer-${ada}`}`.execute(
+      crm.database.db,
+    );
     expect(rows[0]!.t).not.toContain('Lovelace Analytical Engines');
   });
 
@@ -93,9 +106,10 @@ describe('forgetting reaches every copy', () => {
     expect(keys).toEqual([{ forgotten: true }]);
     // Bob was not forgotten: his copy stays as it was.
     expect(await everything(copy)).toContain('Bob Builder');
-    const { rows } = await sql<{ name: string; company: string | null }>`SELECT name, company FROM ${sql.id(copyReporting, 'customers')} WHERE customer_id = ${ada}`.execute(
-      crm.database.db,
-    );
+    const { rows } = await sql<{
+      name: string;
+      company: string | null;
+    }>`SELECT name, company FROM ${sql.id(copyReporting, 'customers')} WHERE customer_id = ${ada}`.execute(crm.database.db);
     expect(rows).toEqual([{ name: '[erased]', company: '[erased]' }]);
   });
 
@@ -105,7 +119,9 @@ describe('forgetting reaches every copy', () => {
     await job.done;
     let stored = '';
     for (let i = 0; i < 100 && !stored.includes('columns'); i++) {
-      const { rows } = await sql<{ r: string | null }>`SELECT result::text AS r FROM ${sql.id(schemas.read, 'audit_verifications')} WHERE id = ${job.id}`.execute(crm.database.db);
+      const { rows } = await sql<{
+        r: string | null;
+      }>`SELECT result::text AS r FROM ${sql.id(schemas.read, 'audit_verifications')} WHERE id = ${job.id}`.execute(crm.database.db);
       stored = rows[0]?.r ?? '';
       if (!stored.includes('columns')) await sleep(100);
     }

@@ -23,16 +23,26 @@ beforeAll(async () => {
     occurredAt: '2026-01-02T09:00:00.000Z',
     reason: 'met at the fair, "VIP", call back',
   });
-  await h.record(`customer-${ada}`, 'CustomerContactDetailsChanged', { customerId: ada, email: 'ada@engines.example' }, {
-    actor: 'sue@support',
-    roles: ['support'],
-    correlationId,
-    causationId: registered.id,
-  });
-  await h.record(`customer-${ada}`, 'PurchaseRecorded', { customerId: ada, orderId: 'o-1', amount: 120.5, currency: 'EUR' }, {
-    actor: 'sam@sales',
-    occurredAt: '2025-12-24T10:00:00.000Z',
-  });
+  await h.record(
+    `customer-${ada}`,
+    'CustomerContactDetailsChanged',
+    { customerId: ada, email: 'ada@engines.example' },
+    {
+      actor: 'sue@support',
+      roles: ['support'],
+      correlationId,
+      causationId: registered.id,
+    },
+  );
+  await h.record(
+    `customer-${ada}`,
+    'PurchaseRecorded',
+    { customerId: ada, orderId: 'o-1', amount: 120.5, currency: 'EUR' },
+    {
+      actor: 'sam@sales',
+      occurredAt: '2025-12-24T10:00:00.000Z',
+    },
+  );
   await h.record(`customer-${bob}`, 'CustomerRegistered', customerRegistered(bob, { name: 'Bob, "the builder"\nJr', email: 'bob@example.com' }), {
     actor: 'mia@marketing',
     roles: ['marketing'],
@@ -164,7 +174,10 @@ describe('exports', () => {
 
   it('streams the filtered log as NDJSON, one event per line', async () => {
     const text = await read(exportStream(iterateEventLog(h.deps, { stream: 'customer-', personalData: 'reveal' }), 'ndjson'));
-    const lines = text.trimEnd().split('\n').map((line) => JSON.parse(line));
+    const lines = text
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(lines).toHaveLength(4);
     expect(lines[0]).toMatchObject({ type: 'CustomerRegistered', actor: 'sam@sales', correlationId, revision: 0 });
     expect(lines[0].position).toMatch(/^\d+$/);
@@ -174,7 +187,9 @@ describe('exports', () => {
   it('streams a stream history as CSV with quoting that survives commas, quotes and newlines', async () => {
     const text = await read(exportStream(iterateStreamHistory(h.deps, `customer-${bob}`, { personalData: 'reveal' }), 'csv'));
     const [header, ...rest] = text.split('\r\n');
-    expect(header).toBe('position,stream,revision,id,type,schema_version,actor,roles,correlation_id,causation_id,command,reason,occurred_at,recorded_at,data,actor_name');
+    expect(header).toBe(
+      'position,stream,revision,id,type,schema_version,actor,roles,correlation_id,causation_id,command,reason,occurred_at,recorded_at,data,actor_name',
+    );
     expect(rest.filter((l) => l !== '')).toHaveLength(1);
     // `data` is followed by `actor_name` (empty: these events were recorded without a name).
     const dataField = rest[0]!.slice(rest[0]!.indexOf(',"{'), rest[0]!.lastIndexOf(','));
@@ -192,7 +207,14 @@ describe('exports', () => {
       id: randomUUID(),
       type: 'CampaignCostRecorded',
       data: { campaignId, costId: `c-${i}`, amount: 1, currency: 'EUR', description: null },
-      metadata: { actor: { userId: 'bulk', roles: ['marketing'] }, correlationId: 'bulk', causationId: null, occurredAt: new Date().toISOString(), schemaVersion: 1, command: 'Test' },
+      metadata: {
+        actor: { userId: 'bulk', roles: ['marketing'] },
+        correlationId: 'bulk',
+        causationId: null,
+        occurredAt: new Date().toISOString(),
+        schemaVersion: 1,
+        command: 'Test',
+      },
     }));
     await h.store.appendToStream(stream, events);
     const exported = await collect(iterateStreamHistory(h.deps, stream, { personalData: 'reveal' }));

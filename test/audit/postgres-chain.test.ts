@@ -14,7 +14,13 @@ let app: CrmApp;
 let adminKey: string;
 
 beforeAll(async () => {
-  const env = { DATABASE_URL: schemas.url, CRM_EVENTS_SCHEMA: schemas.events, CRM_READ_SCHEMA: schemas.read, CRM_REPORTING_SCHEMA: schemas.reporting, LOG_LEVEL: 'silent' };
+  const env = {
+    DATABASE_URL: schemas.url,
+    CRM_EVENTS_SCHEMA: schemas.events,
+    CRM_READ_SCHEMA: schemas.read,
+    CRM_REPORTING_SCHEMA: schemas.reporting,
+    LOG_LEVEL: 'silent',
+  };
   crm = await openCrm(loadConfig(env, tmpdir()));
   await crm.prepareReadModels();
   app = await crm.buildApi({ logger: false });

@@ -31,7 +31,13 @@ const waitForJob = async (id: string, role: Role = 'auditor') => {
 beforeAll(async () => {
   // The audit services and point-in-time reads as the composition root wires them.
   h = await startApi('audit_routes');
-  const registered = await send('sales', 'POST', '/customers', { customerId, name: 'Ada Lovelace', email: 'ada@example.com', tags: ['vip'] }, { 'x-request-id': 'req-ada-1' });
+  const registered = await send(
+    'sales',
+    'POST',
+    '/customers',
+    { customerId, name: 'Ada Lovelace', email: 'ada@example.com', tags: ['vip'] },
+    { 'x-request-id': 'req-ada-1' },
+  );
   expect(registered.statusCode).toBe(201);
   firstPosition = json(registered).position;
   await sleep(20);
@@ -98,7 +104,10 @@ describe('GET /audit/streams/:stream', () => {
     const ndjson = await send('auditor', 'GET', `/audit/streams/customer-${customerId}/export`);
     expect(ndjson.statusCode).toBe(200);
     expect(ndjson.headers['content-type']).toContain('application/x-ndjson');
-    const lines = ndjson.body.trimEnd().split('\n').map((l) => JSON.parse(l));
+    const lines = ndjson.body
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.map((l) => l.revision)).toEqual([0, 1, 2]);
     const csv = await send('auditor', 'GET', `/audit/streams/customer-${customerId}?format=csv`);
     expect(csv.headers['content-type']).toContain('text/csv');
@@ -150,7 +159,10 @@ describe('GET /audit/events', () => {
     expect(csv.headers['content-disposition']).toContain('attachment');
     expect(csv.body.trimEnd().split('\r\n')).toHaveLength(4);
     const ndjson = await send('auditor', 'GET', `/audit/events?format=ndjson&type=PurchaseRecorded`);
-    const lines = ndjson.body.trimEnd().split('\n').map((l) => JSON.parse(l));
+    const lines = ndjson.body
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ type: 'PurchaseRecorded', data: { amount: 120.5, currency: 'EUR' } });
   });
@@ -205,7 +217,9 @@ describe('verification jobs', () => {
   it('a chain verification fails naming the event edited behind the store', async () => {
     const events = sql.id(h.schemas.events, 'events');
     const stream = `customer-${customerId}`;
-    await sql`UPDATE ${events} SET metadata = jsonb_set(metadata, '{reason}', '"backdated by hand"') WHERE stream = ${stream} AND revision = 1`.execute(h.database.db);
+    await sql`UPDATE ${events} SET metadata = jsonb_set(metadata, '{reason}', '"backdated by hand"') WHERE stream = ${stream} AND revision = 1`.execute(
+      h.database.db,
+    );
     try {
       const { id } = json(await send('auditor', 'POST', '/audit/verify', { kind: 'chains' }));
       const job = await waitForJob(id);

@@ -87,7 +87,7 @@ describe('subject access export', () => {
     expect(JSON.stringify(result)).not.toContain('Ada writes');
   });
 
-  it("includes the registration of a duplicate merged into the customer (its name and email), on both engine paths", async () => {
+  it('includes the registration of a duplicate merged into the customer (its name and email), on both engine paths', async () => {
     const grace = randomUUID();
     const graceAgain = randomUUID();
     await h.record(`customer-${grace}`, 'CustomerRegistered', customerRegistered(grace, { name: 'Grace Hopper', email: 'grace@navy.example' }));

@@ -27,10 +27,14 @@ const controlledRun = () => {
     finish = resolve;
     fail = reject;
   });
-  return { finish, fail, run: async (onProgress: (p: { phase: string; done: number; total: number | null }) => void) => {
-    onProgress({ phase: 'replay', done: 42, total: null });
-    return outcome;
-  } };
+  return {
+    finish,
+    fail,
+    run: async (onProgress: (p: { phase: string; done: number; total: number | null }) => void) => {
+      onProgress({ phase: 'replay', done: 42, total: null });
+      return outcome;
+    },
+  };
 };
 
 const settle = async (id: string) => {
@@ -56,7 +60,14 @@ describe('verification jobs', () => {
 
     for (let i = 0; i < 100 && !(await jobs.get(first.id))?.progress; i++) await sleep(20);
     const running = await jobs.get(first.id);
-    expect(running).toMatchObject({ status: 'running', done: false, ok: null, kind: 'read_models', requestedBy: 'auditor-1', progress: { phase: 'replay', done: 42 } });
+    expect(running).toMatchObject({
+      status: 'running',
+      done: false,
+      ok: null,
+      kind: 'read_models',
+      requestedBy: 'auditor-1',
+      progress: { phase: 'replay', done: 42 },
+    });
 
     control.finish({ ok: false, differences: 1, position: 12n });
     await first.done;
@@ -73,7 +84,9 @@ describe('verification jobs', () => {
     const stuck = await jobs.start('read_models', null, controlledRun().run);
     // Let its first progress report (which refreshes the heartbeat) land before stopping the clock.
     for (let i = 0; i < 100 && !(await jobs.get(stuck.id))?.progress; i++) await sleep(20);
-    await sql`UPDATE ${sql.id(schemas.read, 'audit_verifications')} SET heartbeat_at = now() - interval '5 minutes' WHERE id = ${stuck.id}`.execute(database.db);
+    await sql`UPDATE ${sql.id(schemas.read, 'audit_verifications')} SET heartbeat_at = now() - interval '5 minutes' WHERE id = ${stuck.id}`.execute(
+      database.db,
+    );
     expect((await jobs.get(stuck.id))!.status).toBe('abandoned');
     const next = await jobs.start('read_models', null, async () => ({ ok: true }));
     expect(next.joined).toBe(false);

@@ -31,10 +31,7 @@ describe('configuration from the environment', () => {
   });
 
   it('takes EventStoreDB, port, data folder and schema names from their variables', () => {
-    const config = loadConfig(
-      { EVENTSTORE_URL: 'esdb://localhost:2113?tls=false', PORT: '8080', CRM_DATA_DIR: 'data', CRM_READ_SCHEMA: 'crm_read' },
-      '/srv',
-    );
+    const config = loadConfig({ EVENTSTORE_URL: 'esdb://localhost:2113?tls=false', PORT: '8080', CRM_DATA_DIR: 'data', CRM_READ_SCHEMA: 'crm_read' }, '/srv');
     expect(config.eventStore).toEqual({ kind: 'eventstoredb', url: 'esdb://localhost:2113?tls=false' });
     expect(config.http.port).toBe(8080);
     expect(config.database).toEqual({ kind: 'pglite', dataDir: '/srv/data' });

@@ -28,7 +28,21 @@ describe('the demo plan', () => {
   it('covers the whole CRM: customers, purchases, refunds, the pipeline, campaigns and feedback', () => {
     const counts = summarizePlan(plan);
     expect(counts.RegisterCustomer).toBeGreaterThanOrEqual(300);
-    for (const type of ['RecordPurchase', 'RefundPurchase', 'OpenDeal', 'MoveDealStage', 'WinDeal', 'LoseDeal', 'CreateCampaign', 'LaunchCampaign', 'RecordCampaignResponse', 'SubmitFeedback', 'ResolveFeedback', 'RateFeedback', 'LogActivity']) {
+    for (const type of [
+      'RecordPurchase',
+      'RefundPurchase',
+      'OpenDeal',
+      'MoveDealStage',
+      'WinDeal',
+      'LoseDeal',
+      'CreateCampaign',
+      'LaunchCampaign',
+      'RecordCampaignResponse',
+      'SubmitFeedback',
+      'ResolveFeedback',
+      'RateFeedback',
+      'LogActivity',
+    ]) {
       expect(counts[type] ?? 0, type).toBeGreaterThan(0);
     }
     const kinds = new Set(plan.filter((a) => a.command.type === 'RecordCampaignResponse').map((a) => a.command.kind));
@@ -38,7 +52,8 @@ describe('the demo plan', () => {
   it('sells more in November and December than in the months around them', () => {
     const big = buildDemoPlan({ seed: 1, customers: 1000, until: DEFAULT_DEMO_UNTIL });
     const perMonth: Record<string, number> = {};
-    for (const a of big) if (a.command.type === 'RecordPurchase') perMonth[a.at.toISOString().slice(0, 7)] = (perMonth[a.at.toISOString().slice(0, 7)] ?? 0) + 1;
+    for (const a of big)
+      if (a.command.type === 'RecordPurchase') perMonth[a.at.toISOString().slice(0, 7)] = (perMonth[a.at.toISOString().slice(0, 7)] ?? 0) + 1;
     const count = (month: string) => perMonth[month] ?? 0;
     // The customer base grows, so compare the season with its neighbours on both sides.
     const season = (count('2025-11') + count('2025-12')) / 2;
@@ -47,11 +62,13 @@ describe('the demo plan', () => {
   });
 
   it('answers some feedback after its first-response deadline', () => {
-    const late = plan.filter((a) => a.command.type === 'RespondToFeedback').filter((respond) => {
-      const submit = plan.find((a) => a.command.type === 'SubmitFeedback' && a.command.feedbackId === respond.command.feedbackId)!;
-      const hours = { urgent: 1, high: 4, normal: 8, low: 24 }[submit.command.priority as string]!;
-      return respond.at.getTime() - submit.at.getTime() > hours * 3_600_000;
-    });
+    const late = plan
+      .filter((a) => a.command.type === 'RespondToFeedback')
+      .filter((respond) => {
+        const submit = plan.find((a) => a.command.type === 'SubmitFeedback' && a.command.feedbackId === respond.command.feedbackId)!;
+        const hours = { urgent: 1, high: 4, normal: 8, low: 24 }[submit.command.priority as string]!;
+        return respond.at.getTime() - submit.at.getTime() > hours * 3_600_000;
+      });
     expect(late.length).toBeGreaterThan(0);
   });
 });

@@ -14,7 +14,9 @@ const events = async (): Promise<{ stream: string; revision: number; event_id: s
   const client = new pg.Client({ connectionString: schemas.url });
   await client.connect();
   try {
-    const { rows } = await client.query(`SELECT stream, revision::int AS revision, event_id::text AS event_id FROM "${schemas.events}".events ORDER BY stream, revision`);
+    const { rows } = await client.query(
+      `SELECT stream, revision::int AS revision, event_id::text AS event_id FROM "${schemas.events}".events ORDER BY stream, revision`,
+    );
     return rows;
   } finally {
     await client.end();

@@ -27,7 +27,14 @@ const open = async (label: string): Promise<CrmRuntime> => {
   const schemas = testSchemas(label);
   const runtime = await openCrm(
     loadConfig(
-      { DATABASE_URL: schemas.url, CRM_EVENTS_SCHEMA: schemas.events, CRM_READ_SCHEMA: schemas.read, CRM_REPORTING_SCHEMA: schemas.reporting, CRM_PROJECTIONS: 'off', LOG_LEVEL: 'warn' },
+      {
+        DATABASE_URL: schemas.url,
+        CRM_EVENTS_SCHEMA: schemas.events,
+        CRM_READ_SCHEMA: schemas.read,
+        CRM_REPORTING_SCHEMA: schemas.reporting,
+        CRM_PROJECTIONS: 'off',
+        LOG_LEVEL: 'warn',
+      },
       folder,
     ),
   );
@@ -46,21 +53,38 @@ afterAll(async () => {
 const admin = { userId: 'crm-import', roles: ['admin'] };
 
 const customersCsv = (n: number, bad: Set<number> = new Set()) =>
-  ['name,email,phone,company,tags,marketing_consent,registered_at', ...Array.from({ length: n }, (_, i) =>
-    bad.has(i) ? `Bad ${i},not-an-email-${i},,,,no,1997-01-02` : `Customer ${i},c${i}@example.com,+1 555 ${1000 + i},Co ${i % 3},vip;b2b,${i % 2 ? 'yes' : 'no'},1997-01-${String(1 + (i % 28)).padStart(2, '0')}`)].join('\n');
+  [
+    'name,email,phone,company,tags,marketing_consent,registered_at',
+    ...Array.from({ length: n }, (_, i) =>
+      bad.has(i)
+        ? `Bad ${i},not-an-email-${i},,,,no,1997-01-02`
+        : `Customer ${i},c${i}@example.com,+1 555 ${1000 + i},Co ${i % 3},vip;b2b,${i % 2 ? 'yes' : 'no'},1997-01-${String(1 + (i % 28)).padStart(2, '0')}`,
+    ),
+  ].join('\n');
 
 const purchasesCsv = (n: number, customers: number) =>
-  ['order_id,customer_email,amount,currency,occurred_at', ...Array.from({ length: n }, (_, i) =>
-    `o${i},c${(i * 7) % customers}@example.com,${(10 + (i % 13) * 1.25).toFixed(2)},USD,1997-${String(2 + (i % 10)).padStart(2, '0')}-15`)].join('\n');
+  [
+    'order_id,customer_email,amount,currency,occurred_at',
+    ...Array.from(
+      { length: n },
+      (_, i) => `o${i},c${(i * 7) % customers}@example.com,${(10 + (i % 13) * 1.25).toFixed(2)},USD,1997-${String(2 + (i % 10)).padStart(2, '0')}-15`,
+    ),
+  ].join('\n');
 
 const reportOf = (path: string) =>
-  readFileSync(path, 'utf8').trim().split('\n').slice(1).map((line) => ({ line: Number(line.split(',')[0]), reason: line.slice(line.indexOf(',') + 1) }));
+  readFileSync(path, 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((line) => ({ line: Number(line.split(',')[0]), reason: line.slice(line.indexOf(',') + 1) }));
 
 /** Every read-model table as sorted rows, without the columns that hold store positions or record times (they differ between two stores). */
 const readModels = async (runtime: CrmRuntime): Promise<Record<string, unknown[]>> => {
   const schema = runtime.config.schemas.read;
   const { rows: tables } = await sql<{ table_name: string }>`
-    SELECT table_name FROM information_schema.tables WHERE table_schema = ${schema} AND table_type = 'BASE TABLE' ORDER BY table_name`.execute(runtime.database.db);
+    SELECT table_name FROM information_schema.tables WHERE table_schema = ${schema} AND table_type = 'BASE TABLE' ORDER BY table_name`.execute(
+    runtime.database.db,
+  );
   const out: Record<string, unknown[]> = {};
   for (const { table_name } of tables) {
     if (/checkpoint|lease|migration|poison|projection_/.test(table_name)) continue;
@@ -96,7 +120,10 @@ describe('batch import', () => {
     // The same rows, one command at a time, with the keys and business times the importer gives them.
     const viaApi = await open('imp_eq_b');
     let apiRejected = 0;
-    for (const [kind, text] of [['customers', customers], ['purchases', purchases]] as const) {
+    for (const [kind, text] of [
+      ['customers', customers],
+      ['purchases', purchases],
+    ] as const) {
       for await (const record of parseRecords(Readable.from([text]), 'csv')) {
         if (!('row' in record)) continue;
         for (const rc of rowCommands[kind](record.row)) {
@@ -117,7 +144,9 @@ describe('batch import', () => {
     expect(apiRejected).toBe(c.rejected + p.rejected);
 
     const eventsOf = async (runtime: CrmRuntime) =>
-      (await storedEvents(runtime.store)).map((e) => ({ id: e.id, stream: e.stream, revision: e.revision, type: e.type, metadata: e.metadata })).sort((a, b) => a.id.localeCompare(b.id));
+      (await storedEvents(runtime.store))
+        .map((e) => ({ id: e.id, stream: e.stream, revision: e.revision, type: e.type, metadata: e.metadata }))
+        .sort((a, b) => a.id.localeCompare(b.id));
     const [a, b] = [await eventsOf(imported), await eventsOf(viaApi)];
     expect(a.length).toBe(38 + 114);
     expect(a).toEqual(b);
@@ -142,7 +171,11 @@ describe('batch import', () => {
     }
     const file = join(folder, 'bounds.csv');
     writeFileSync(file, lines.join('\n'));
-    const result = await importFile(createBatchCommands({ store: runtime.store, personalData: runtime.personalData }), { file, reportPath: join(folder, 'bounds-report.csv'), batchSize: 4 });
+    const result = await importFile(createBatchCommands({ store: runtime.store, personalData: runtime.personalData }), {
+      file,
+      reportPath: join(folder, 'bounds-report.csv'),
+      batchSize: 4,
+    });
     const report = reportOf(join(folder, 'bounds-report.csv'));
     // File line = row index + 2 (header on line 1).
     expect(report.map((r) => r.line)).toEqual([2, 5, 6, 10, 13, 21]);
@@ -211,9 +244,19 @@ describe('batch import', () => {
         },
       });
       const input = when === 'before' ? text : purchasesCsv(90, 10).replace(/^o(?=\d)/gm, 'p');
-      await expect(runImport(createBatchCommands({ store: crashing, personalData: runtime.personalData }), parseRecords(Readable.from([input]), 'csv'), { actor: admin, batchSize: 10, onRejected: () => undefined })).rejects.toThrow(/simulated crash/);
+      await expect(
+        runImport(createBatchCommands({ store: crashing, personalData: runtime.personalData }), parseRecords(Readable.from([input]), 'csv'), {
+          actor: admin,
+          batchSize: 10,
+          onRejected: () => undefined,
+        }),
+      ).rejects.toThrow(/simulated crash/);
       // A new process (a fresh batch handler, no cache) runs the same file again.
-      const rerun = await runImport(createBatchCommands({ store: runtime.store, personalData: runtime.personalData }), parseRecords(Readable.from([input]), 'csv'), { actor: admin, batchSize: 10, onRejected: () => undefined });
+      const rerun = await runImport(
+        createBatchCommands({ store: runtime.store, personalData: runtime.personalData }),
+        parseRecords(Readable.from([input]), 'csv'),
+        { actor: admin, batchSize: 10, onRejected: () => undefined },
+      );
       expect(rerun).toMatchObject({ rows: 90, imported: 90, rejected: 0, alreadyPresent: when === 'before' ? 20 : 30 });
     }
     const orders = (await storedEvents(runtime.store)).filter((e) => e.type === 'PurchaseRecorded').map((e) => (e.data as { orderId: string }).orderId);

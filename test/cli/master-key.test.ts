@@ -15,7 +15,13 @@ import { runCrm } from './support.ts';
  * rotated with `crm master-key rewrap`, on the real PostgreSQL.
  */
 const schemas = testSchemas('cli_master_key');
-const env = { DATABASE_URL: schemas.url, CRM_EVENTS_SCHEMA: schemas.events, CRM_READ_SCHEMA: schemas.read, CRM_REPORTING_SCHEMA: schemas.reporting, LOG_LEVEL: 'silent' };
+const env = {
+  DATABASE_URL: schemas.url,
+  CRM_EVENTS_SCHEMA: schemas.events,
+  CRM_READ_SCHEMA: schemas.read,
+  CRM_REPORTING_SCHEMA: schemas.reporting,
+  LOG_LEVEL: 'silent',
+};
 let folder: string;
 const oldKey = randomBytes(32).toString('base64');
 const newKey = randomBytes(32).toString('hex');
@@ -68,10 +74,13 @@ describe('the master key', () => {
   it('wraps the data keys it creates, reads them back, and refuses to start without it or with another key', async () => {
     const crm = await open({ CRM_MASTER_KEY: oldKey });
     try {
-      await crm.commands.execute({ type: 'RegisterCustomer', customerId, name: 'Ada Lovelace', email: 'ada@example.com' }, {
-        actor: { userId: 'test', roles: ['admin'] },
-        correlationId: randomUUID(),
-      });
+      await crm.commands.execute(
+        { type: 'RegisterCustomer', customerId, name: 'Ada Lovelace', email: 'ada@example.com' },
+        {
+          actor: { userId: 'test', roles: ['admin'] },
+          correlationId: randomUUID(),
+        },
+      );
       expect(await storedKeyLength(crm)).toBe(60);
       expect(await readName(crm)).toBe('Ada Lovelace');
     } finally {

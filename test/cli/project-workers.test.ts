@@ -68,11 +68,15 @@ describe('crm project workers', () => {
     await two.running();
     const ready = async () => ((await (await fetch(`${url}/ready`)).json()) as { projections: ReadyProjection[] }).projections;
 
-    const split = await poll('the split', async () => {
-      const projections = await ready();
-      const by = (id: string) => projections.filter((p) => p.owner === id).length;
-      return by('worker-one') + by('worker-two') === projections.length && by('worker-two') >= 2 ? projections : undefined;
-    }, 30_000);
+    const split = await poll(
+      'the split',
+      async () => {
+        const projections = await ready();
+        const by = (id: string) => projections.filter((p) => p.owner === id).length;
+        return by('worker-one') + by('worker-two') === projections.length && by('worker-two') >= 2 ? projections : undefined;
+      },
+      30_000,
+    );
     // Every read model, analytics and forget_in_copies, shared as evenly as two workers can.
     expect(split.length).toBe(readModelProjections().length + 2);
     expect(Math.abs(split.filter((p) => p.owner === 'worker-one').length - split.filter((p) => p.owner === 'worker-two').length)).toBe(split.length % 2);
@@ -115,7 +119,14 @@ describe('crm project workers', () => {
   it('the embedded single process holds every lease under a fixed id, and takes them back at once after a crash', async () => {
     const folder = mkdtempSync(join(tmpdir(), 'crm-leases-'));
     // Leases of 10 minutes: a restarted process that waited them out could not answer within the test's bounds.
-    const embedded = { PORT: '0', LOG_LEVEL: 'warn', CRM_DEMO: '0', CRM_ADMIN_KEY: env.CRM_ADMIN_KEY, CRM_PROJECTION_LEASE_SECONDS: '600', CRM_MAX_EVENT_LOOP_DELAY_MS: '0' };
+    const embedded = {
+      PORT: '0',
+      LOG_LEVEL: 'warn',
+      CRM_DEMO: '0',
+      CRM_ADMIN_KEY: env.CRM_ADMIN_KEY,
+      CRM_PROJECTION_LEASE_SECONDS: '600',
+      CRM_MAX_EVENT_LOOP_DELAY_MS: '0',
+    };
     try {
       const first = new Server(folder, embedded);
       processes.push(first);

@@ -25,7 +25,12 @@ const post = async (url: string, payload: unknown) => {
   if (res.statusCode >= 300) throw new Error(`POST ${url} -> ${res.statusCode}: ${res.body}`);
   return json(res);
 };
-const env = () => ({ DATABASE_URL: h.schemas.url, CRM_EVENTS_SCHEMA: h.schemas.events, CRM_READ_SCHEMA: h.schemas.read, CRM_REPORTING_SCHEMA: h.schemas.reporting });
+const env = () => ({
+  DATABASE_URL: h.schemas.url,
+  CRM_EVENTS_SCHEMA: h.schemas.events,
+  CRM_READ_SCHEMA: h.schemas.read,
+  CRM_REPORTING_SCHEMA: h.schemas.reporting,
+});
 const crm = (args: string[]) => runCrm(args, { cwd: tmpdir(), env: env() });
 
 /** A connection as the reporting role itself (trust authentication on this machine's server). */
@@ -41,7 +46,8 @@ const asRole = async <T>(fn: (client: pg.Client) => Promise<T>): Promise<T> => {
     await client.end();
   }
 };
-const column = async (client: pg.Client, sqlText: string): Promise<string[]> => (await client.query(sqlText)).rows.map((r) => String(Object.values(r)[0])).sort();
+const column = async (client: pg.Client, sqlText: string): Promise<string[]> =>
+  (await client.query(sqlText)).rows.map((r) => String(Object.values(r)[0])).sort();
 const rep = (view: string) => `"${h.schemas.reporting}"."${view}"`;
 
 beforeAll(async () => {
@@ -54,11 +60,29 @@ beforeAll(async () => {
   for (const who of ['alice', 'bob', 'carol', 'none'] as const) {
     const ownerId = who === 'none' ? undefined : ids[who];
     customers[who] = (await post('/customers', { name: `C ${who}`, email: `${who}-${randomUUID()}@example.com`, ...(ownerId ? { ownerId } : {}) })).id;
-    deals[who] = (await post('/deals', { customerId: customers[who], title: `D ${who}`, amount: 100, currency: 'EUR', ownerId: ownerId ?? 'nobody', expectedCloseDate: '2026-12-31' })).id;
+    deals[who] = (
+      await post('/deals', {
+        customerId: customers[who],
+        title: `D ${who}`,
+        amount: 100,
+        currency: 'EUR',
+        ownerId: ownerId ?? 'nobody',
+        expectedCloseDate: '2026-12-31',
+      })
+    ).id;
     feedback[who] = (await post('/feedback', { customerId: customers[who], kind: 'question', channel: 'web', subject: 's', body: 'b' })).id;
   }
   // Carol's deal on Alice's customer: the team sees it through the account owner.
-  deals.carol = (await post('/deals', { customerId: customers.alice, title: 'D carol on alice', amount: 5, currency: 'EUR', ownerId: ids.carol, expectedCloseDate: '2026-12-31' })).id;
+  deals.carol = (
+    await post('/deals', {
+      customerId: customers.alice,
+      title: 'D carol on alice',
+      amount: 5,
+      currency: 'EUR',
+      ownerId: ids.carol,
+      expectedCloseDate: '2026-12-31',
+    })
+  ).id;
   await post('/campaigns', { name: 'Spring', channel: 'email', budget: 10, currency: 'EUR' });
   await projectionsSettled(h);
   // What `crm serve` does once the tables exist.
@@ -105,7 +129,12 @@ describe('crm reporting-role', () => {
   });
 
   it('follows team membership at query time', async () => {
-    const patched = await h.app.inject({ method: 'PATCH', url: `/admin/users/${ids.carol}`, payload: { teamIds: [ids.teamA, ids.teamB] }, headers: h.auth('admin') });
+    const patched = await h.app.inject({
+      method: 'PATCH',
+      url: `/admin/users/${ids.carol}`,
+      payload: { teamIds: [ids.teamA, ids.teamB] },
+      headers: h.auth('admin'),
+    });
     expect(patched.statusCode, patched.body).toBe(200);
     await projectionsSettled(h);
     await asRole(async (client) => {
@@ -131,7 +160,10 @@ describe('crm reporting-role', () => {
     const { key, userId, role: keyRole } = JSON.parse(created.stdout);
     expect({ userId, keyRole }).toEqual({ userId: ids.alice, keyRole: 'sales' });
     const res = await h.app.inject({ method: 'GET', url: '/customers?limit=500', headers: { authorization: `Bearer ${key}` } });
-    const seen = json(res).items.map((c: { id: string }) => c.id).filter((id: string) => Object.values(customers).includes(id)).sort();
+    const seen = json(res)
+      .items.map((c: { id: string }) => c.id)
+      .filter((id: string) => Object.values(customers).includes(id))
+      .sort();
     // Alice's team (EMEA) now holds Alice, Bob and Carol (the membership test above).
     expect(seen).toEqual([customers.alice, customers.bob, customers.carol].sort());
     const ghost = await crm(['api-key', 'create', '--name', 'ghost', '--user', randomUUID()]);

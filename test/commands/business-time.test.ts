@@ -33,11 +33,23 @@ describe('business time on commands', () => {
     const when = '2016-05-04T10:00:00.000Z';
     const customer = await commands.execute({ type: 'RegisterCustomer', name: 'Ada', email: `ada-${randomUUID()}@example.com`, occurredAt: when }, ctx());
     const deal = await commands.execute(
-      { type: 'OpenDeal', customerId: customer.id, title: 'Licence', amount: 10, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2016-06-30', occurredAt: '2016-05-05T10:00:00.000Z' },
+      {
+        type: 'OpenDeal',
+        customerId: customer.id,
+        title: 'Licence',
+        amount: 10,
+        currency: 'EUR',
+        ownerId: 'ann',
+        expectedCloseDate: '2016-06-30',
+        occurredAt: '2016-05-05T10:00:00.000Z',
+      },
       ctx(),
     );
     await commands.execute({ type: 'MoveDealStage', dealId: deal.id, stage: 'proposal', occurredAt: '2016-05-06T10:00:00.000Z' }, ctx());
-    const campaign = await commands.execute({ type: 'CreateCampaign', name: 'Spring', channel: 'email', budget: 100, currency: 'EUR', occurredAt: '2016-04-01T08:00:00.000Z' }, ctx());
+    const campaign = await commands.execute(
+      { type: 'CreateCampaign', name: 'Spring', channel: 'email', budget: 100, currency: 'EUR', occurredAt: '2016-04-01T08:00:00.000Z' },
+      ctx(),
+    );
     const feedback = await commands.execute(
       { type: 'SubmitFeedback', customerId: customer.id, kind: 'question', channel: 'email', subject: 'Hi', body: '?', occurredAt: '2016-05-07T10:00:00.000Z' },
       ctx(),
@@ -74,7 +86,11 @@ describe('business time on commands', () => {
 
   it('refuses an occurredAt that is not an ISO date-time, and on forgetting (it happens now)', async () => {
     const customer = await commands.execute({ type: 'RegisterCustomer', name: 'Ada', email: `ada-${randomUUID()}@example.com` }, ctx());
-    await expect(commands.execute({ type: 'RegisterCustomer', name: 'Ada', email: `ada-${randomUUID()}@example.com`, occurredAt: 'yesterday' }, ctx())).rejects.toBeInstanceOf(z.ZodError);
-    await expect(commands.execute({ type: 'ForgetCustomer', customerId: customer.id, occurredAt: '2016-01-01T00:00:00Z' }, ctx())).rejects.toBeInstanceOf(z.ZodError);
+    await expect(
+      commands.execute({ type: 'RegisterCustomer', name: 'Ada', email: `ada-${randomUUID()}@example.com`, occurredAt: 'yesterday' }, ctx()),
+    ).rejects.toBeInstanceOf(z.ZodError);
+    await expect(commands.execute({ type: 'ForgetCustomer', customerId: customer.id, occurredAt: '2016-01-01T00:00:00Z' }, ctx())).rejects.toBeInstanceOf(
+      z.ZodError,
+    );
   });
 });

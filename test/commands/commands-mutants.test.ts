@@ -63,14 +63,20 @@ describe('command preparation', () => {
 
   it('accepts business time up to the skew ahead of the clock, refuses beyond it, and prefers the command time to the context', () => {
     const at = (ms: number) => new Date(NOW.getTime() + ms).toISOString();
-    const edge = prepareCommand({ type: 'RecordPurchase', customerId, orderId: 'o', amount: 1, currency: 'EUR', occurredAt: at(BUSINESS_TIME_SKEW_MS) }, ctx({ occurredAt: '2020-01-01T00:00:00.000Z' }), NOW);
+    const edge = prepareCommand(
+      { type: 'RecordPurchase', customerId, orderId: 'o', amount: 1, currency: 'EUR', occurredAt: at(BUSINESS_TIME_SKEW_MS) },
+      ctx({ occurredAt: '2020-01-01T00:00:00.000Z' }),
+      NOW,
+    );
     expect(edge.metadata.occurredAt).toBe(at(BUSINESS_TIME_SKEW_MS));
     expect(edge.command.occurredAt).toBe(at(BUSINESS_TIME_SKEW_MS));
-    expect(() => prepareCommand({ type: 'RecordPurchase', customerId, orderId: 'o', amount: 1, currency: 'EUR', occurredAt: at(BUSINESS_TIME_SKEW_MS + 1) }, ctx(), NOW)).toThrow(
-      `must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`,
-    );
+    expect(() =>
+      prepareCommand({ type: 'RecordPurchase', customerId, orderId: 'o', amount: 1, currency: 'EUR', occurredAt: at(BUSINESS_TIME_SKEW_MS + 1) }, ctx(), NOW),
+    ).toThrow(`must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`);
     expect(BUSINESS_TIME_SKEW_MS / 60_000).toBe(5);
-    expect(prepareCommand({ type: 'TagCustomer', customerId, tag: 'vip' }, ctx({ occurredAt: '2020-01-01T00:00:00.000Z' }), NOW).metadata.occurredAt).toBe('2020-01-01T00:00:00.000Z');
+    expect(prepareCommand({ type: 'TagCustomer', customerId, tag: 'vip' }, ctx({ occurredAt: '2020-01-01T00:00:00.000Z' }), NOW).metadata.occurredAt).toBe(
+      '2020-01-01T00:00:00.000Z',
+    );
     expect(prepareCommand({ type: 'TagCustomer', customerId, tag: 'vip' }, ctx(), NOW).metadata.occurredAt).toBe(NOW.toISOString());
   });
 
@@ -89,15 +95,29 @@ describe('command preparation', () => {
 
   it('stamps the actor, correlation, causation (null by default), the type, and a key with its hash', () => {
     const plain = prepareCommand({ type: 'TagCustomer', customerId, tag: 'vip' }, ctx(), NOW);
-    expect(plain.metadata).toEqual({ actor: { userId: 'sam@sales', roles: ['sales'] }, correlationId: 'corr-1', causationId: null, occurredAt: NOW.toISOString(), command: 'TagCustomer' });
+    expect(plain.metadata).toEqual({
+      actor: { userId: 'sam@sales', roles: ['sales'] },
+      correlationId: 'corr-1',
+      causationId: null,
+      occurredAt: NOW.toISOString(),
+      command: 'TagCustomer',
+    });
     expect(plain.stream).toBe(`customer-${customerId}`);
     expect(plain.kind).toBe('customer');
     const keyed = prepareCommand({ type: 'TagCustomer', customerId, tag: 'vip' }, ctx({ idempotencyKey: 'k-1', causationId: 'cause' }), NOW);
-    expect(keyed.metadata).toMatchObject({ idempotencyKey: 'k-1', causationId: 'cause', commandHash: commandHash({ type: 'TagCustomer', customerId, tag: 'vip' }) });
+    expect(keyed.metadata).toMatchObject({
+      idempotencyKey: 'k-1',
+      causationId: 'cause',
+      commandHash: commandHash({ type: 'TagCustomer', customerId, tag: 'vip' }),
+    });
   });
 
   it('gives a created aggregate a key-derived id with a key, a fresh one without, and keeps a given id', () => {
-    const keyed = prepareCommand({ type: 'OpenDeal', customerId, title: 'T', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-07-01' }, ctx({ idempotencyKey: 'k-2' }), NOW);
+    const keyed = prepareCommand(
+      { type: 'OpenDeal', customerId, title: 'T', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-07-01' },
+      ctx({ idempotencyKey: 'k-2' }),
+      NOW,
+    );
     expect(keyed.id).toBe(createdIdFor('OpenDeal', 'k-2'));
     expect(keyed.command.dealId).toBe(keyed.id);
     const a = prepareCommand({ type: 'RegisterCustomer', name: 'A', email: 'a@example.com' }, ctx(), NOW);
@@ -108,7 +128,11 @@ describe('command preparation', () => {
 
   it('derives refund and cost ids stably per key and stream, leaves given ones, and makes the actor the responder', () => {
     const refund = (key?: string, refundId?: string) => {
-      const p = prepareCommand({ type: 'RefundPurchase', customerId, orderId: 'o', amount: 1, currency: 'EUR', ...(refundId ? { refundId } : {}) }, ctx(key ? { idempotencyKey: key } : {}), NOW);
+      const p = prepareCommand(
+        { type: 'RefundPurchase', customerId, orderId: 'o', amount: 1, currency: 'EUR', ...(refundId ? { refundId } : {}) },
+        ctx(key ? { idempotencyKey: key } : {}),
+        NOW,
+      );
       fillDerivedIds(p, 'sam@sales');
       return p.command.refundId;
     };
@@ -179,7 +203,12 @@ describe('the per-stream queue', () => {
     const held = [queue.run('a', undefined, () => blocker), queue.run('b', undefined, () => blocker)];
     const refused = await queue.run('c', undefined, async () => 'never').catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(CommandsBusy);
-    expect(refused).toMatchObject({ reason: 'queue_full', stream: 'c', retryAfterSeconds: 3, message: '2 commands are already waiting in this process; retry shortly.' });
+    expect(refused).toMatchObject({
+      reason: 'queue_full',
+      stream: 'c',
+      retryAfterSeconds: 3,
+      message: '2 commands are already waiting in this process; retry shortly.',
+    });
     release();
     await Promise.all(held);
     expect(await queue.run('c', undefined, async () => 'now')).toBe('now');
@@ -250,10 +279,12 @@ describe('the per-stream queue', () => {
     expect(attempts).toBe(3);
     expect(queue.redecided()).toBe(2);
     let claimedAttempts = 0;
-    const conflict = await queue.run('s', 's', async () => {
-      claimedAttempts++;
-      throw new WrongExpectedRevision('s', 1, 2);
-    }).catch((e: unknown) => e);
+    const conflict = await queue
+      .run('s', 's', async () => {
+        claimedAttempts++;
+        throw new WrongExpectedRevision('s', 1, 2);
+      })
+      .catch((e: unknown) => e);
     expect(conflict).toBeInstanceOf(WrongExpectedRevision);
     expect(claimedAttempts).toBe(1);
     // A conflict on another stream than the claimed one (a merge's second stream) is decided again.
@@ -267,10 +298,12 @@ describe('the per-stream queue', () => {
     ).toBe('merged');
     // Other errors are not retried.
     let failures = 0;
-    await expect(queue.run('s', undefined, async () => {
-      failures++;
-      throw new Error('store down');
-    })).rejects.toThrow('store down');
+    await expect(
+      queue.run('s', undefined, async () => {
+        failures++;
+        throw new Error('store down');
+      }),
+    ).rejects.toThrow('store down');
     expect(failures).toBe(1);
     expect(queue.redecided()).toBe(3);
   });
@@ -278,11 +311,18 @@ describe('the per-stream queue', () => {
   it('gives up re-deciding as busy (contention) once the window has passed', async () => {
     const queue = createStreamQueue({ windowMs: 30 });
     let attempts = 0;
-    const busy = await queue.run('s', undefined, async () => {
-      attempts++;
-      throw new WrongExpectedRevision('s', 0, 1);
-    }).catch((e: unknown) => e);
-    expect(busy).toMatchObject({ reason: 'contention', stream: 's', retryAfterSeconds: 1, message: 's kept changing under this command for 30 ms; retry shortly.' });
+    const busy = await queue
+      .run('s', undefined, async () => {
+        attempts++;
+        throw new WrongExpectedRevision('s', 0, 1);
+      })
+      .catch((e: unknown) => e);
+    expect(busy).toMatchObject({
+      reason: 'contention',
+      stream: 's',
+      retryAfterSeconds: 1,
+      message: 's kept changing under this command for 30 ms; retry shortly.',
+    });
     expect(attempts).toBeGreaterThan(1);
     expect(queue.pending()).toBe(0);
   });

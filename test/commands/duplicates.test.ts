@@ -32,12 +32,19 @@ const ctx = (extra: Partial<CommandContext> = {}): CommandContext => ({ actor: {
 const register = (email: string, extra: Record<string, unknown> = {}) =>
   commands.execute({ type: 'RegisterCustomer', name: 'Grace Hopper', email, ...extra }, ctx());
 const refusal = async (work: Promise<unknown>): Promise<DomainError> => {
-  const error = await work.then(() => undefined, (e: unknown) => e);
+  const error = await work.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(DomainError);
   return error as DomainError;
 };
 const indexRows = async () =>
-  (await sql<{ email_hmac: Buffer; customer_id: string }>`SELECT email_hmac, customer_id FROM ${sql.id(schemas.events, 'customer_email_index')}`.execute(database.db)).rows;
+  (
+    await sql<{ email_hmac: Buffer; customer_id: string }>`SELECT email_hmac, customer_id FROM ${sql.id(schemas.events, 'customer_email_index')}`.execute(
+      database.db,
+    )
+  ).rows;
 
 describe('duplicate registrations', () => {
   it('refuses an email already taken, compared trimmed and case-insensitively, naming the existing customer', async () => {
@@ -70,7 +77,7 @@ describe('duplicate registrations', () => {
     expect(won).toHaveLength(1);
     const winner = (won[0] as PromiseFulfilledResult<{ id: string }>).value.id;
     for (const r of results.filter((r) => r.status === 'rejected'))
-      expect((r).reason).toMatchObject({ code: 'customer.email_taken', details: { customerId: winner } });
+      expect(r.reason).toMatchObject({ code: 'customer.email_taken', details: { customerId: winner } });
   });
 
   it('a retry with the same idempotency key is the same registration, not a duplicate', async () => {
@@ -123,7 +130,9 @@ describe('duplicate registrations', () => {
     await emailIndex.claim(email, ghost);
     // Young: it may be a registration in flight.
     expect(await refusal(register(email))).toMatchObject({ details: { customerId: ghost } });
-    await sql`UPDATE ${sql.id(schemas.events, 'customer_email_index')} SET claimed_at = now() - interval '1 hour' WHERE customer_id = ${ghost}`.execute(database.db);
+    await sql`UPDATE ${sql.id(schemas.events, 'customer_email_index')} SET claimed_at = now() - interval '1 hour' WHERE customer_id = ${ghost}`.execute(
+      database.db,
+    );
     const real = await register(email);
     expect(await emailIndex.holder(email)).toBe(real.id);
   });

@@ -36,10 +36,7 @@ const ctx = (extra: Partial<CommandContext> = {}): CommandContext => ({
 });
 
 const register = async (email = `${randomUUID()}@example.com`) => {
-  const result = await commands.execute(
-    { type: 'RegisterCustomer', name: 'Ada Lovelace', email, phone: '+44 20 7946 0000', tags: ['vip'] },
-    ctx(),
-  );
+  const result = await commands.execute({ type: 'RegisterCustomer', name: 'Ada Lovelace', email, phone: '+44 20 7946 0000', tags: ['vip'] }, ctx());
   return { ...result, email };
 };
 
@@ -87,9 +84,7 @@ describe('command handling on PostgreSQL', () => {
   it('refuses a stale expected revision with the current one, appending nothing', async () => {
     const { id } = await register();
     await commands.execute({ type: 'TagCustomer', customerId: id, tag: 'gold' }, ctx({ expectedRevision: 0 }));
-    const error = await commands
-      .execute({ type: 'TagCustomer', customerId: id, tag: 'silver' }, ctx({ expectedRevision: 0 }))
-      .catch((e: unknown) => e);
+    const error = await commands.execute({ type: 'TagCustomer', customerId: id, tag: 'silver' }, ctx({ expectedRevision: 0 })).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WrongExpectedRevision);
     expect((error as WrongExpectedRevision).actual).toBe(1);
     expect(await store.readStream(`customer-${id}`)).toHaveLength(2);
@@ -134,7 +129,9 @@ describe('command handling on PostgreSQL', () => {
     const key = randomUUID();
     const results = await Promise.all(
       Array.from({ length: 5 }, () =>
-        commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'x', amount: 1, currency: 'EUR' }, ctx({ idempotencyKey: key })).catch((e: unknown) => e),
+        commands
+          .execute({ type: 'RefundPurchase', customerId: id, orderId: 'x', amount: 1, currency: 'EUR' }, ctx({ idempotencyKey: key }))
+          .catch((e: unknown) => e),
       ),
     );
     // No purchase 'x': every attempt is refused the same way and nothing is appended.
@@ -142,7 +139,9 @@ describe('command handling on PostgreSQL', () => {
     await commands.execute({ type: 'RecordPurchase', customerId: id, orderId: 'x', amount: 5, currency: 'EUR' }, ctx());
     const tagKey = randomUUID();
     const tagged = await Promise.all(
-      Array.from({ length: 5 }, () => commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'x', amount: 1, currency: 'EUR' }, ctx({ idempotencyKey: tagKey }))),
+      Array.from({ length: 5 }, () =>
+        commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'x', amount: 1, currency: 'EUR' }, ctx({ idempotencyKey: tagKey })),
+      ),
     );
     expect(new Set(tagged.map((t) => t.eventIds.join()))).toHaveProperty('size', 1);
     const { state } = await commands.loadAggregate('customer', id);
@@ -172,13 +171,17 @@ describe('command handling on PostgreSQL', () => {
     expect((error as z.ZodError).issues[0]!.path).toEqual(['amount']);
     await expect(commands.execute({ type: 'Nope' }, ctx())).rejects.toBeInstanceOf(z.ZodError);
     await expect(commands.execute({ type: 'RegisterCustomer', name: 'X', email: 'x@example.com', extra: 1 }, ctx())).rejects.toBeInstanceOf(z.ZodError);
-    await expect(commands.execute({ type: 'RegisterCustomer', name: 'X', email: 'x@example.com' }, { ...ctx(), actor: { userId: '', roles: [] } })).rejects.toBeInstanceOf(z.ZodError);
+    await expect(
+      commands.execute({ type: 'RegisterCustomer', name: 'X', email: 'x@example.com' }, { ...ctx(), actor: { userId: '', roles: [] } }),
+    ).rejects.toBeInstanceOf(z.ZodError);
     expect(await storedEvents()).toBe(stored);
   });
 
   it('stores personal fields encrypted at rest: raw SQL shows no plaintext email', async () => {
     const { id, email } = await register();
-    const { rows } = await sql<{ data: unknown }>`SELECT data FROM ${sql.table(`${schemas.events}.events`)} WHERE stream = ${`customer-${id}`}`.execute(database.db);
+    const { rows } = await sql<{ data: unknown }>`SELECT data FROM ${sql.table(`${schemas.events}.events`)} WHERE stream = ${`customer-${id}`}`.execute(
+      database.db,
+    );
     expect(rows).toHaveLength(1);
     const raw = JSON.stringify(rows[0]!.data);
     expect(raw).not.toContain(email);
@@ -217,7 +220,13 @@ describe('command handling on PostgreSQL', () => {
     expect(state.orders['f-1']!.amount).toBe(20);
 
     expect((await refusal(commands.execute({ type: 'TagCustomer', customerId: id, tag: 'x' }, ctx()))).code).toBe('customer.forgotten');
-    expect((await refusal(commands.execute({ type: 'OpenDeal', customerId: id, title: 'T', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-06-01' }, ctx()))).code).toBe('customer.forgotten');
+    expect(
+      (
+        await refusal(
+          commands.execute({ type: 'OpenDeal', customerId: id, title: 'T', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-06-01' }, ctx()),
+        )
+      ).code,
+    ).toBe('customer.forgotten');
     // Forgetting again is a safe retry: nothing appended.
     expect((await commands.execute({ type: 'ForgetCustomer', customerId: id }, ctx())).eventIds).toEqual([]);
   });
@@ -248,7 +257,14 @@ describe('command handling on PostgreSQL', () => {
         id: randomUUID(),
         type: 'CustomerMergedInto',
         data: { customerId: duplicate.id, primaryId: primary.id },
-        metadata: { actor: { userId: 'alice', roles: [] }, correlationId: 'c', causationId: null, occurredAt: '2026-03-01T09:00:00Z', schemaVersion: 1, command: 'MergeCustomer' },
+        metadata: {
+          actor: { userId: 'alice', roles: [] },
+          correlationId: 'c',
+          causationId: null,
+          occurredAt: '2026-03-01T09:00:00Z',
+          schemaVersion: 1,
+          command: 'MergeCustomer',
+        },
       },
     ]);
     const retry = await commands.execute({ type: 'MergeCustomer', customerId: primary.id, duplicateId: duplicate.id }, ctx());
@@ -311,7 +327,9 @@ describe('command handling on PostgreSQL', () => {
     const key = randomUUID();
     await commands.execute({ type: 'TagCustomer', customerId: id, tag: 'a' }, ctx({ idempotencyKey: key }));
     await expect(commands.execute({ type: 'TagCustomer', customerId: id, tag: 'b' }, ctx({ idempotencyKey: key }))).rejects.toBeInstanceOf(IdempotencyConflict);
-    await expect(commands.execute({ type: 'UntagCustomer', customerId: id, tag: 'a' }, ctx({ idempotencyKey: key }))).rejects.toBeInstanceOf(IdempotencyConflict);
+    await expect(commands.execute({ type: 'UntagCustomer', customerId: id, tag: 'a' }, ctx({ idempotencyKey: key }))).rejects.toBeInstanceOf(
+      IdempotencyConflict,
+    );
     expect((await commands.loadAggregate('customer', id)).state.tags).toEqual(['vip', 'a']);
   });
 
@@ -324,7 +342,14 @@ describe('command handling on PostgreSQL', () => {
         id: randomUUID(),
         type: 'CustomerRegistered',
         data: v1,
-        metadata: { actor: { userId: 'import', roles: ['system'] }, correlationId: 'legacy', causationId: null, occurredAt: '2019-05-01T00:00:00Z', schemaVersion: 1, command: 'RegisterCustomer' },
+        metadata: {
+          actor: { userId: 'import', roles: ['system'] },
+          correlationId: 'legacy',
+          causationId: null,
+          occurredAt: '2019-05-01T00:00:00Z',
+          schemaVersion: 1,
+          command: 'RegisterCustomer',
+        },
       },
     ]);
     await commands.execute({ type: 'TagCustomer', customerId: id, tag: 'legacy' }, ctx({ expectedRevision: 0 }));
@@ -348,15 +373,20 @@ describe('command handling on PostgreSQL', () => {
     expect(await storedEvents()).toBe(stored);
   });
 
-  it('two processes with their own caches see each other\'s events before deciding', async () => {
+  it("two processes with their own caches see each other's events before deciding", async () => {
     const other = createCrmCommands({ store, personalData });
     const { id } = await register();
     await commands.execute({ type: 'RecordPurchase', customerId: id, orderId: 'p-1', amount: 100, currency: 'EUR' }, ctx());
     await other.execute({ type: 'RefundPurchase', customerId: id, orderId: 'p-1', refundId: 'a', amount: 70, currency: 'EUR' }, ctx());
     // `commands` cached the stream before the other refund; it must still refuse going over the paid amount.
-    const error = await refusal(commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'p-1', refundId: 'b', amount: 40, currency: 'EUR' }, ctx()));
+    const error = await refusal(
+      commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'p-1', refundId: 'b', amount: 40, currency: 'EUR' }, ctx()),
+    );
     expect(error.details).toMatchObject({ remaining: 30 });
-    await commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'p-1', refundId: 'b', amount: 30, currency: 'EUR' }, ctx({ expectedRevision: 2 }));
+    await commands.execute(
+      { type: 'RefundPurchase', customerId: id, orderId: 'p-1', refundId: 'b', amount: 30, currency: 'EUR' },
+      ctx({ expectedRevision: 2 }),
+    );
     await expect(other.execute({ type: 'TagCustomer', customerId: id, tag: 'x' }, ctx({ expectedRevision: 2 }))).rejects.toBeInstanceOf(WrongExpectedRevision);
     const uncached = createCrmCommands({ store, personalData, cachedStreams: 0 });
     expect(await other.loadAggregate('customer', id)).toEqual(await uncached.loadAggregate('customer', id));
@@ -392,9 +422,7 @@ describe('command handling on PostgreSQL', () => {
     await commands.loadAggregate('customer', id); // caches the stream and the key here
     const otherProcess = createCrmCommands({ store, personalData: await createPersonalData(database.db, { schema: schemas.events }) });
     await otherProcess.execute({ type: 'ForgetCustomer', customerId: id }, ctx());
-    const error = await refusal(
-      commands.execute({ type: 'SubmitFeedback', customerId: id, kind: 'question', channel: 'web', subject: 'S', body: 'B' }, ctx()),
-    );
+    const error = await refusal(commands.execute({ type: 'SubmitFeedback', customerId: id, kind: 'question', channel: 'web', subject: 'S', body: 'B' }, ctx()));
     expect(error.code).toBe('customer.forgotten');
     expect(await personalData.reveal('CustomerRegistered', registration!.data)).toMatchObject({ email: ERASED });
   });

@@ -96,7 +96,7 @@ describe('personal data', () => {
     const small = await createPersonalData(database.db, { schema: schemas.events, cachedKeys: 2 });
     const ids = [randomUUID(), randomUUID(), randomUUID()];
     const stored = [];
-    for (const id of ids) stored.push((await small.protect('CustomerRegistered', customerRegistered(id))));
+    for (const id of ids) stored.push(await small.protect('CustomerRegistered', customerRegistered(id)));
     // Three keys through a cache of two: the first was evicted and is read from the table again.
     for (const [i, id] of ids.entries()) expect(await small.reveal('CustomerRegistered', stored[i])).toEqual(customerRegistered(id));
     await small.loadKeys(ids);
@@ -122,7 +122,13 @@ describe('personal data', () => {
     const { rows } = await sql<{ customer_id: string; data_key: Buffer | null }>`
       SELECT customer_id, data_key FROM ${sql.table(`${schemas.events}.customer_keys`)}
        WHERE customer_id IN (${existing}, ${forgotten}, ${fresh}) ORDER BY customer_id`.execute(database.db);
-    expect(rows.map((r) => [r.customer_id, r.data_key === null]).sort()).toEqual([[existing, false], [forgotten, true], [fresh, false]].sort());
+    expect(rows.map((r) => [r.customer_id, r.data_key === null]).sort()).toEqual(
+      [
+        [existing, false],
+        [forgotten, true],
+        [fresh, false],
+      ].sort(),
+    );
   });
 
   it('decodes a stored v1 CustomerRegistered: decrypts fullName, upcasts to v2 and validates metadata', async () => {

@@ -118,10 +118,16 @@ describe('the stream cache', () => {
     const id = await customer(0);
     const base = await cache.load('customer', id, 'cached');
     const tagged = await writer.execute({ type: 'TagCustomer', customerId: id, tag: 'gold' }, ctx());
-    cache.appended('customer', id, base, [{ id: tagged.eventIds[0]!, event: { type: 'CustomerTagged', data: { customerId: id, tag: 'gold' } }, commandHash: 'h' }], {
-      revision: tagged.revision,
-      position: tagged.position,
-    });
+    cache.appended(
+      'customer',
+      id,
+      base,
+      [{ id: tagged.eventIds[0]!, event: { type: 'CustomerTagged', data: { customerId: id, tag: 'gold' } }, commandHash: 'h' }],
+      {
+        revision: tagged.revision,
+        position: tagged.position,
+      },
+    );
     expect(await rowsOf(() => cache.load('customer', id, 'cached'))).toBe(0);
     const after = await cache.load('customer', id, 'cached');
     expect(after).toMatchObject({ revision: 1, position: tagged.position });
@@ -131,10 +137,16 @@ describe('the stream cache', () => {
     // A revision that does not follow from the base (someone else wrote in between): marked stale.
     const skipped = await writer.execute({ type: 'TagCustomer', customerId: id, tag: 'vip' }, ctx());
     const third = await writer.execute({ type: 'TagCustomer', customerId: id, tag: 'new' }, ctx());
-    cache.appended('customer', id, after, [{ id: third.eventIds[0]!, event: { type: 'CustomerTagged', data: { customerId: id, tag: 'new' } }, commandHash: undefined }], {
-      revision: third.revision,
-      position: third.position,
-    });
+    cache.appended(
+      'customer',
+      id,
+      after,
+      [{ id: third.eventIds[0]!, event: { type: 'CustomerTagged', data: { customerId: id, tag: 'new' } }, commandHash: undefined }],
+      {
+        revision: third.revision,
+        position: third.position,
+      },
+    );
     expect(skipped.revision).toBe(2);
     expect(await rowsOf(() => cache.load('customer', id, 'cached'))).toBe(2);
     expect((await cache.load('customer', id, 'cached')).state.tags).toEqual(['gold', 'vip', 'new']);
@@ -142,10 +154,16 @@ describe('the stream cache', () => {
     // An append on a base that is no longer the entry: marked stale as well.
     const current = await cache.load('customer', id, 'cached');
     const fourth = await writer.execute({ type: 'UntagCustomer', customerId: id, tag: 'new' }, ctx());
-    cache.appended('customer', id, base, [{ id: fourth.eventIds[0]!, event: { type: 'CustomerUntagged', data: { customerId: id, tag: 'new' } }, commandHash: undefined }], {
-      revision: base.revision + 1,
-      position: fourth.position,
-    });
+    cache.appended(
+      'customer',
+      id,
+      base,
+      [{ id: fourth.eventIds[0]!, event: { type: 'CustomerUntagged', data: { customerId: id, tag: 'new' } }, commandHash: undefined }],
+      {
+        revision: base.revision + 1,
+        position: fourth.position,
+      },
+    );
     expect(current.revision).toBe(3);
     expect(await rowsOf(() => cache.load('customer', id, 'cached'))).toBe(1);
   });
@@ -165,7 +183,13 @@ describe('the stream cache', () => {
     await personalData.forget(id);
     const refused = await protectForCommand(personalData, 'CustomerRegistered', customerRegistered(id)).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(DomainError);
-    expect(refused).toMatchObject({ kind: 'invalid_state', code: 'customer.forgotten', message: `Customer ${id} has been forgotten`, field: 'customerId', details: { customerId: id } });
+    expect(refused).toMatchObject({
+      kind: 'invalid_state',
+      code: 'customer.forgotten',
+      message: `Customer ${id} has been forgotten`,
+      field: 'customerId',
+      details: { customerId: id },
+    });
     // Not a forgotten customer (the database gone): the error is not turned into a refusal.
     const closing = connectPostgres(schemas.url, { max: 1 });
     const unreachable = await createPersonalData(closing.db, { schema: schemas.events });

@@ -13,7 +13,10 @@ import { BUILD_STAMP, CONSOLE_ROOT, consoleSourcesHash } from '../../console/sou
  */
 const walk = (dir: string): string[] =>
   readdirSync(dir, { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? walk(join(dir, entry.name)) : [join(dir, entry.name)]));
-const files = (dir: string): string[] => walk(dir).map((file) => relative(dir, file)).sort();
+const files = (dir: string): string[] =>
+  walk(dir)
+    .map((file) => relative(dir, file))
+    .sort();
 
 const scratch = mkdtempSync(join(tmpdir(), 'crm-console-build-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -26,11 +29,15 @@ describe('the committed console build', () => {
 
   it('is byte for byte what `npm run build:console` makes now', async () => {
     const vite = join(CONSOLE_ROOT, '..', 'node_modules', 'vite', 'bin', 'vite.js');
-    await promisify(execFile)(process.execPath, [vite, 'build', '--config', join(CONSOLE_ROOT, 'vite.config.ts'), '--outDir', scratch, '--emptyOutDir', '--logLevel', 'error'], {
-      timeout: 120_000,
-      // As `npm run build:console` runs it: vitest's NODE_ENV=test would make a different bundle.
-      env: { ...process.env, NODE_ENV: 'production' },
-    });
+    await promisify(execFile)(
+      process.execPath,
+      [vite, 'build', '--config', join(CONSOLE_ROOT, 'vite.config.ts'), '--outDir', scratch, '--emptyOutDir', '--logLevel', 'error'],
+      {
+        timeout: 120_000,
+        // As `npm run build:console` runs it: vitest's NODE_ENV=test would make a different bundle.
+        env: { ...process.env, NODE_ENV: 'production' },
+      },
+    );
     const built = files(scratch);
     expect(files(CONSOLE_DIST)).toEqual(built);
     for (const file of built) expect(readFileSync(join(CONSOLE_DIST, file)).equals(readFileSync(join(scratch, file))), file).toBe(true);

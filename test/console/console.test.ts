@@ -9,7 +9,7 @@ import { hasChromium, launchChromium, screenshot, signIn, startConsoleServer, ty
  * order and build on each other (the customer of the purchase is the one audited later).
  */
 /** Condition-based waits with a bound generous enough for a loaded 2-core machine. */
-const eventually = <T,>(read: () => Promise<T>, options: { timeout?: number } = {}) => expect.poll(read, { timeout: options.timeout ?? 60_000, interval: 250 });
+const eventually = <T>(read: () => Promise<T>, options: { timeout?: number } = {}) => expect.poll(read, { timeout: options.timeout ?? 60_000, interval: 250 });
 
 if (!hasChromium()) console.warn('test/console: skipped, /usr/bin/chromium is missing (apt-get install chromium; .ci/run installs it)');
 
@@ -102,7 +102,14 @@ describe.skipIf(!hasChromium())('the web console in Chromium', () => {
     // A fresh lead of our own: the small demo data set may have no open deal left.
     const opened = await crm.api<{ id: string }>('/deals', crm.adminKey, {
       method: 'POST',
-      body: JSON.stringify({ customerId: customer.id, title: 'Console test deal', amount: 5000, currency: 'EUR', ownerId: 'e2e.owner', expectedCloseDate: '2027-03-31' }),
+      body: JSON.stringify({
+        customerId: customer.id,
+        title: 'Console test deal',
+        amount: 5000,
+        currency: 'EUR',
+        ownerId: 'e2e.owner',
+        expectedCloseDate: '2027-03-31',
+      }),
     });
     expect(opened.status).toBe(201);
     const dealId = opened.body.id;

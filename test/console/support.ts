@@ -50,19 +50,29 @@ export const startConsoleServer = async (label: string, customers = 60): Promise
   try {
     const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 120_000);
     await server.waitFor(/Demo data loaded/, 240_000);
-    const api = async <T,>(path: string, key = adminKey, init: RequestInit = {}) => {
-      const response = await fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${key}`, ...(init.body ? { 'content-type': 'application/json' } : {}), ...(init.headers ?? {}) } });
+    const api = async <T>(path: string, key = adminKey, init: RequestInit = {}) => {
+      const response = await fetch(`${url}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${key}`, ...(init.body ? { 'content-type': 'application/json' } : {}), ...(init.headers ?? {}) },
+      });
       const text = await response.text();
       return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
     };
-    await poll('the read models to catch up with the demo', async () => ((await api<{ status: string }>('/ready')).body.status === 'ready' ? true : undefined), 240_000);
+    await poll(
+      'the read models to catch up with the demo',
+      async () => ((await api<{ status: string }>('/ready')).body.status === 'ready' ? true : undefined),
+      240_000,
+    );
     return {
       url: url!,
       adminKey,
       schemas,
       api,
       createKey: async (role) => {
-        const created = await api<{ key: string }>('/admin/api-keys', adminKey, { method: 'POST', body: JSON.stringify({ name: `${role} in the browser`, role }) });
+        const created = await api<{ key: string }>('/admin/api-keys', adminKey, {
+          method: 'POST',
+          body: JSON.stringify({ name: `${role} in the browser`, role }),
+        });
         if (created.status !== 201) throw new Error(`creating a ${role} key: ${created.status} ${JSON.stringify(created.body)}`);
         return created.body.key;
       },

@@ -41,7 +41,10 @@ describe('campaign: create', () => {
       .then([created]);
   });
   it('refuses a second creation, an end before the start and an inverted revenue range', () => {
-    spec.given([created]).when(cmd('CreateCampaign', { name: 'X', channel: 'sms', budget: 1, currency: 'EUR' })).thenRefused('campaign.already_created', 'campaignId');
+    spec
+      .given([created])
+      .when(cmd('CreateCampaign', { name: 'X', channel: 'sms', budget: 1, currency: 'EUR' }))
+      .thenRefused('campaign.already_created', 'campaignId');
     spec
       .given([])
       .when(cmd('CreateCampaign', { name: 'X', channel: 'sms', budget: 1, currency: 'EUR', schedule: { startsAt: at, endsAt: '2026-02-01T00:00:00Z' } }))
@@ -64,10 +67,20 @@ describe('campaign: state machine', () => {
   const transitions: { command: CampaignCommand; action: string; allowedFrom: CampaignStatus[]; event: CampaignEvent }[] = [
     { command: cmd('ScheduleCampaign', { startsAt: '2026-04-01T00:00:00.000Z' }), action: 'schedule', allowedFrom: ['draft', 'scheduled'], event: scheduled },
     { command: cmd('LaunchCampaign', {}), action: 'launch', allowedFrom: ['draft', 'scheduled'], event: e('CampaignLaunched') },
-    { command: cmd('PauseCampaign', { reason: 'budget review' }), action: 'pause', allowedFrom: ['active'], event: e('CampaignPaused', { reason: 'budget review' }) },
+    {
+      command: cmd('PauseCampaign', { reason: 'budget review' }),
+      action: 'pause',
+      allowedFrom: ['active'],
+      event: e('CampaignPaused', { reason: 'budget review' }),
+    },
     { command: cmd('ResumeCampaign', {}), action: 'resume', allowedFrom: ['paused'], event: e('CampaignResumed') },
     { command: cmd('CompleteCampaign', {}), action: 'complete', allowedFrom: ['active', 'paused'], event: e('CampaignCompleted') },
-    { command: cmd('CancelCampaign', {}), action: 'cancel', allowedFrom: ['draft', 'scheduled', 'active', 'paused'], event: e('CampaignCancelled', { reason: null }) },
+    {
+      command: cmd('CancelCampaign', {}),
+      action: 'cancel',
+      allowedFrom: ['draft', 'scheduled', 'active', 'paused'],
+      event: e('CampaignCancelled', { reason: null }),
+    },
   ];
   for (const { command, action, allowedFrom, event } of transitions) {
     for (const status of Object.keys(histories) as CampaignStatus[]) {
@@ -82,10 +95,14 @@ describe('campaign: state machine', () => {
         });
       }
     }
-    it(`${command.type} on an unknown campaign is not found`, () => spec.given([]).when(command).thenRefused('campaign.not_found', 'campaignId', { campaignId: K }));
+    it(`${command.type} on an unknown campaign is not found`, () =>
+      spec.given([]).when(command).thenRefused('campaign.not_found', 'campaignId', { campaignId: K }));
   }
   it('refuses a schedule that ends before it starts', () => {
-    spec.given([created]).when(cmd('ScheduleCampaign', { startsAt: at, endsAt: at })).thenRefused('campaign.invalid_schedule', 'endsAt');
+    spec
+      .given([created])
+      .when(cmd('ScheduleCampaign', { startsAt: at, endsAt: at }))
+      .thenRefused('campaign.invalid_schedule', 'endsAt');
   });
 });
 
@@ -93,16 +110,32 @@ describe('campaign: costs', () => {
   const cost = (costId: string, amount: number) => cmd('RecordCampaignCost', { costId, amount, currency: 'EUR', description: 'ads' });
   const recorded = (costId: string, amount: number) => e('CampaignCostRecorded', { costId, amount, currency: 'EUR', description: 'ads' });
   it('records a cost in any status, even after cancellation', () => {
-    for (const history of Object.values(histories)) spec.given(history).when(cost('inv-1', 250)).then([recorded('inv-1', 250)]);
+    for (const history of Object.values(histories))
+      spec
+        .given(history)
+        .when(cost('inv-1', 250))
+        .then([recorded('inv-1', 250)]);
   });
   it('a cost id is idempotent; the same id with another amount is refused', () => {
-    spec.given([created, recorded('inv-1', 250)]).when(cost('inv-1', 250)).thenNothing();
-    spec.given([created, recorded('inv-1', 250)]).when(cost('inv-1', 300)).thenRefused('campaign.cost_conflict', 'amount');
+    spec
+      .given([created, recorded('inv-1', 250)])
+      .when(cost('inv-1', 250))
+      .thenNothing();
+    spec
+      .given([created, recorded('inv-1', 250)])
+      .when(cost('inv-1', 300))
+      .thenRefused('campaign.cost_conflict', 'amount');
   });
   it('refuses a cost beyond the budget unless allowOverBudget is given', () => {
     // Budget 1000: 800 + 200 is exactly the budget; 2,200 is refused naming the rule, then accepted when allowed.
-    spec.given([created, recorded('inv-1', 800)]).when(cost('inv-2', 200)).then([recorded('inv-2', 200)]);
-    const refused = spec.given([created, recorded('inv-1', 800)]).when(cost('inv-2', 200.01)).thenRefused('campaign.over_budget', 'amount');
+    spec
+      .given([created, recorded('inv-1', 800)])
+      .when(cost('inv-2', 200))
+      .then([recorded('inv-2', 200)]);
+    const refused = spec
+      .given([created, recorded('inv-1', 800)])
+      .when(cost('inv-2', 200.01))
+      .thenRefused('campaign.over_budget', 'amount');
     expect(refused.details).toEqual({ rule: 'budget', budget: 1000, costs: 800, remaining: 200 });
     spec.given([created]).when(cost('inv-1', 2200)).thenRefused('campaign.over_budget', 'amount');
     spec
@@ -111,52 +144,95 @@ describe('campaign: costs', () => {
       .then([recorded('inv-1', 2200)]);
   });
   it('refuses another currency than the budget, a zero cost and an unknown campaign', () => {
-    spec.given([created]).when(cmd('RecordCampaignCost', { costId: 'c', amount: 1, currency: 'USD' })).thenRefused('campaign.currency_mismatch', 'currency');
+    spec
+      .given([created])
+      .when(cmd('RecordCampaignCost', { costId: 'c', amount: 1, currency: 'USD' }))
+      .thenRefused('campaign.currency_mismatch', 'currency');
     spec.given([created]).when(cost('c', 0)).thenRefused('campaign.cost_not_positive', 'amount');
     spec.given([]).when(cost('c', 1)).thenRefused('campaign.not_found');
   });
 });
 
 describe('campaign: responses', () => {
-  const respond = (kind: 'sent' | 'opened' | 'clicked' | 'converted' | 'unsubscribed', extra: Record<string, unknown> = {}, customerId = CUST, snapshot = customer) =>
-    cmd('RecordCampaignResponse', { customerId, kind, customer: snapshot, ...extra });
+  const respond = (
+    kind: 'sent' | 'opened' | 'clicked' | 'converted' | 'unsubscribed',
+    extra: Record<string, unknown> = {},
+    customerId = CUST,
+    snapshot = customer,
+  ) => cmd('RecordCampaignResponse', { customerId, kind, customer: snapshot, ...extra });
   const response = (kind: string, customerId = CUST, revenue: number | null = null, currency: string | null = null) =>
     e('CampaignResponseRecorded', { customerId, kind, revenue, currency });
 
   it("a consent-only campaign refuses 'sent' to a customer without marketing consent, naming the rule", () => {
     const consentOnly = { ...created, data: { ...created.data, targetSegment: { marketingConsentOnly: true } } } as CampaignEvent;
     const noConsent = { ...customer, marketingConsent: false };
-    const refused = spec.given([consentOnly, e('CampaignLaunched')]).when(respond('sent', {}, CUST, noConsent)).thenRefused('campaign.marketing_consent_required', 'customerId');
+    const refused = spec
+      .given([consentOnly, e('CampaignLaunched')])
+      .when(respond('sent', {}, CUST, noConsent))
+      .thenRefused('campaign.marketing_consent_required', 'customerId');
     expect(refused.details).toMatchObject({ rule: 'marketingConsentOnly' });
     expect(refused.message).toContain('marketingConsentOnly');
-    spec.given([consentOnly, e('CampaignLaunched')]).when(respond('sent')).then([response('sent')]);
+    spec
+      .given([consentOnly, e('CampaignLaunched')])
+      .when(respond('sent'))
+      .then([response('sent')]);
     // Without the rule, consent is not required.
-    spec.given(histories.active).when(respond('sent', {}, CUST, noConsent)).then([response('sent')]);
+    spec
+      .given(histories.active)
+      .when(respond('sent', {}, CUST, noConsent))
+      .then([response('sent')]);
   });
   it('accepted while active, paused or completed', () => {
-    for (const status of ['active', 'paused', 'completed'] as const) spec.given(histories[status]).when(respond('opened')).then([response('opened')]);
+    for (const status of ['active', 'paused', 'completed'] as const)
+      spec
+        .given(histories[status])
+        .when(respond('opened'))
+        .then([response('opened')]);
   });
   it('refused before launch and after cancellation', () => {
-    for (const status of ['draft', 'scheduled', 'cancelled'] as const)
-      spec.given(histories[status]).when(respond('sent')).thenRefused('campaign.not_running');
+    for (const status of ['draft', 'scheduled', 'cancelled'] as const) spec.given(histories[status]).when(respond('sent')).thenRefused('campaign.not_running');
   });
   it('each kind once per customer per campaign', () => {
     const history = [...histories.active, response('opened')];
     spec.given(history).when(respond('opened')).thenRefused('campaign.response_already_recorded', 'kind');
-    spec.given(history).when(respond('clicked')).then([response('clicked')]);
-    spec.given(history).when(respond('opened', {}, CUST2)).then([response('opened', CUST2)]);
+    spec
+      .given(history)
+      .when(respond('clicked'))
+      .then([response('clicked')]);
+    spec
+      .given(history)
+      .when(respond('opened', {}, CUST2))
+      .then([response('opened', CUST2)]);
   });
   it('a conversion carries its revenue, in the campaign currency by default', () => {
-    spec.given(histories.active).when(respond('converted', { revenue: 49.9 })).then([response('converted', CUST, 49.9, 'EUR')]);
-    spec.given(histories.active).when(respond('converted', { revenue: 10, currency: 'EUR' })).then([response('converted', CUST, 10, 'EUR')]);
+    spec
+      .given(histories.active)
+      .when(respond('converted', { revenue: 49.9 }))
+      .then([response('converted', CUST, 49.9, 'EUR')]);
+    spec
+      .given(histories.active)
+      .when(respond('converted', { revenue: 10, currency: 'EUR' }))
+      .then([response('converted', CUST, 10, 'EUR')]);
     // Paid in another currency: recorded as paid (converted to the base currency by the read models), not refused.
-    spec.given(histories.active).when(respond('converted', { revenue: 10, currency: 'USD' })).then([response('converted', CUST, 10, 'USD')]);
+    spec
+      .given(histories.active)
+      .when(respond('converted', { revenue: 10, currency: 'USD' }))
+      .then([response('converted', CUST, 10, 'USD')]);
     spec.given(histories.active).when(respond('converted')).thenRefused('campaign.revenue_required', 'revenue');
-    spec.given(histories.active).when(respond('clicked', { revenue: 5 })).thenRefused('campaign.revenue_only_for_conversion', 'revenue');
+    spec
+      .given(histories.active)
+      .when(respond('clicked', { revenue: 5 }))
+      .thenRefused('campaign.revenue_only_for_conversion', 'revenue');
   });
   it('refers to customers who exist and were not merged away', () => {
-    spec.given(histories.active).when(respond('sent', {}, CUST, { ...customer, exists: false })).thenRefused('customer.not_found', 'customerId');
-    spec.given(histories.active).when(respond('sent', {}, CUST, { ...customer, mergedInto: CUST2 })).thenRefused('customer.merged', 'customerId');
+    spec
+      .given(histories.active)
+      .when(respond('sent', {}, CUST, { ...customer, exists: false }))
+      .thenRefused('customer.not_found', 'customerId');
+    spec
+      .given(histories.active)
+      .when(respond('sent', {}, CUST, { ...customer, mergedInto: CUST2 }))
+      .thenRefused('customer.merged', 'customerId');
   });
 });
 
@@ -169,7 +245,10 @@ describe('campaign: schedules and segments', () => {
       .when(create({ schedule: { startsAt: '2026-04-01T00:00:00.000Z', endsAt: '2026-04-30T00:00:00.000Z' } }))
       .then([createdWith({ schedule: { startsAt: '2026-04-01T00:00:00.000Z', endsAt: '2026-04-30T00:00:00.000Z' } })]);
     expect(state).toMatchObject({ status: 'draft', startsAt: '2026-04-01T00:00:00.000Z', endsAt: '2026-04-30T00:00:00.000Z' });
-    spec.given([]).when(create({ schedule: { startsAt: '2026-04-01T00:00:00.000Z' } })).then([createdWith({ schedule: { startsAt: '2026-04-01T00:00:00.000Z', endsAt: null } })]);
+    spec
+      .given([])
+      .when(create({ schedule: { startsAt: '2026-04-01T00:00:00.000Z' } }))
+      .then([createdWith({ schedule: { startsAt: '2026-04-01T00:00:00.000Z', endsAt: null } })]);
   });
   it('schedules with an end after the start', () => {
     const state = spec
@@ -180,19 +259,31 @@ describe('campaign: schedules and segments', () => {
   });
   it('a revenue range may be open on either side or a single value; only an inverted one is refused', () => {
     for (const targetSegment of [{ minRevenue: 10 }, { maxRevenue: 5 }, { minRevenue: 5, maxRevenue: 5 }, { minRevenue: 5, maxRevenue: 10 }])
-      spec.given([]).when(create({ targetSegment })).then([createdWith({ targetSegment })]);
-    spec.given([]).when(create({ targetSegment: { minRevenue: 10, maxRevenue: 5 } })).thenRefused('campaign.invalid_segment', 'targetSegment.maxRevenue');
+      spec
+        .given([])
+        .when(create({ targetSegment }))
+        .then([createdWith({ targetSegment })]);
+    spec
+      .given([])
+      .when(create({ targetSegment: { minRevenue: 10, maxRevenue: 5 } }))
+      .thenRefused('campaign.invalid_segment', 'targetSegment.maxRevenue');
   });
 });
 
 describe('campaign: state after lifecycle events', () => {
   it('a resumed campaign is active again: it can be paused once more', () => {
     const resumed = [...histories.paused, e('CampaignResumed')];
-    spec.given(resumed).when(cmd('PauseCampaign', {})).then([e('CampaignPaused', { reason: null })]);
+    spec
+      .given(resumed)
+      .when(cmd('PauseCampaign', {}))
+      .then([e('CampaignPaused', { reason: null })]);
   });
   it('keeps each kind of response once per customer', () => {
     const recorded = (kind: string) => e('CampaignResponseRecorded', { customerId: CUST, kind, revenue: null, currency: null });
-    const state = [...histories.active, recorded('opened'), recorded('opened'), recorded('clicked')].reduce(campaignDecider.evolve, campaignDecider.initialState());
+    const state = [...histories.active, recorded('opened'), recorded('opened'), recorded('clicked')].reduce(
+      campaignDecider.evolve,
+      campaignDecider.initialState(),
+    );
     expect(state.responses).toEqual({ [CUST]: ['opened', 'clicked'] });
   });
 });
@@ -202,22 +293,43 @@ describe('campaign: response rules', () => {
     cmd('RecordCampaignResponse', { customerId: CUST, kind, customer: snapshot, ...extra } as never);
   const response = (kind: string) => e('CampaignResponseRecorded', { customerId: CUST, kind, revenue: null, currency: null });
   it('a deactivated customer still opens and clicks', () => {
-    spec.given(histories.active).when(respond('opened', {}, { ...customer, active: false })).then([response('opened')]);
+    spec
+      .given(histories.active)
+      .when(respond('opened', {}, { ...customer, active: false }))
+      .then([response('opened')]);
   });
   it('on a consent-only campaign, only sending needs consent: a customer without it may still open or unsubscribe', () => {
     const consentOnly = { ...created, data: { ...created.data, targetSegment: { marketingConsentOnly: true } } } as CampaignEvent;
     const noConsent = { ...customer, marketingConsent: false };
-    spec.given([consentOnly, e('CampaignLaunched')]).when(respond('opened', {}, noConsent)).then([response('opened')]);
-    spec.given([consentOnly, e('CampaignLaunched')]).when(respond('unsubscribed', {}, noConsent)).then([response('unsubscribed')]);
+    spec
+      .given([consentOnly, e('CampaignLaunched')])
+      .when(respond('opened', {}, noConsent))
+      .then([response('opened')]);
+    spec
+      .given([consentOnly, e('CampaignLaunched')])
+      .when(respond('unsubscribed', {}, noConsent))
+      .then([response('unsubscribed')]);
   });
   it('a null revenue is no revenue: refused on a conversion, accepted elsewhere', () => {
-    spec.given(histories.active).when(respond('converted', { revenue: null })).thenRefused('campaign.revenue_required', 'revenue');
-    spec.given(histories.active).when(respond('clicked', { revenue: null })).then([response('clicked')]);
+    spec
+      .given(histories.active)
+      .when(respond('converted', { revenue: null }))
+      .thenRefused('campaign.revenue_required', 'revenue');
+    spec
+      .given(histories.active)
+      .when(respond('clicked', { revenue: null }))
+      .then([response('clicked')]);
   });
   it('refusals carry the facts: status, expected currency, recorded amount', () => {
     spec.given(histories.draft).when(respond('sent')).thenRefused('campaign.not_running', 'campaignId', { status: 'draft' });
-    spec.given([created]).when(cmd('RecordCampaignCost', { costId: 'c', amount: 1, currency: 'USD' })).thenRefused('campaign.currency_mismatch', 'currency', { expected: 'EUR' });
+    spec
+      .given([created])
+      .when(cmd('RecordCampaignCost', { costId: 'c', amount: 1, currency: 'USD' }))
+      .thenRefused('campaign.currency_mismatch', 'currency', { expected: 'EUR' });
     const invoice = e('CampaignCostRecorded', { costId: 'inv-1', amount: 250, currency: 'EUR', description: null });
-    spec.given([created, invoice]).when(cmd('RecordCampaignCost', { costId: 'inv-1', amount: 300, currency: 'EUR' })).thenRefused('campaign.cost_conflict', 'amount', { costId: 'inv-1', recordedAmount: 250 });
+    spec
+      .given([created, invoice])
+      .when(cmd('RecordCampaignCost', { costId: 'inv-1', amount: 300, currency: 'EUR' }))
+      .thenRefused('campaign.cost_conflict', 'amount', { costId: 'inv-1', recordedAmount: 250 });
   });
 });

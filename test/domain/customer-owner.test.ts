@@ -16,36 +16,69 @@ const registered: CustomerEvent = {
   type: 'CustomerRegistered',
   data: { customerId: CUST, name: 'Grace', email: 'grace@navy.example', phone: null, company: null, tags: [], source: null, marketingConsent: false },
 };
-const owned = (ownerId: string, previousOwnerId: string | null): CustomerEvent => ({ type: 'CustomerOwnerAssigned', data: { customerId: CUST, ownerId, previousOwnerId } });
+const owned = (ownerId: string, previousOwnerId: string | null): CustomerEvent => ({
+  type: 'CustomerOwnerAssigned',
+  data: { customerId: CUST, ownerId, previousOwnerId },
+});
 const cmd = (c: Record<string, unknown>) => ({ occurredAt: at, customerId: CUST, ...c }) as unknown as CustomerCommand;
 
 describe('customer: account owner', () => {
   it('is set at registration when named (an active user), and absent otherwise', () => {
-    spec.given([]).when(cmd({ type: 'RegisterCustomer', name: 'Grace', email: 'grace@navy.example', ownerId: ALICE, owner: active })).then([registered, owned(ALICE, null)]);
-    const state = spec.given([]).when(cmd({ type: 'RegisterCustomer', name: 'Grace', email: 'grace@navy.example' })).then([registered]);
+    spec
+      .given([])
+      .when(cmd({ type: 'RegisterCustomer', name: 'Grace', email: 'grace@navy.example', ownerId: ALICE, owner: active }))
+      .then([registered, owned(ALICE, null)]);
+    const state = spec
+      .given([])
+      .when(cmd({ type: 'RegisterCustomer', name: 'Grace', email: 'grace@navy.example' }))
+      .then([registered]);
     expect(state.ownerId).toBeNull();
   });
 
   it('is assigned by its own command, recording the previous owner; the same owner again records nothing', () => {
-    const state = spec.given([registered, owned(ALICE, null)]).when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB, owner: active })).then([owned(BOB, ALICE)]);
+    const state = spec
+      .given([registered, owned(ALICE, null)])
+      .when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB, owner: active }))
+      .then([owned(BOB, ALICE)]);
     expect(state.ownerId).toBe(BOB);
-    spec.given([registered, owned(ALICE, null)]).when(cmd({ type: 'AssignCustomerOwner', ownerId: ALICE, owner: active })).thenNothing();
+    spec
+      .given([registered, owned(ALICE, null)])
+      .when(cmd({ type: 'AssignCustomerOwner', ownerId: ALICE, owner: active }))
+      .thenNothing();
   });
 
   it('changes with the details (PATCH)', () => {
-    spec.given([registered]).when(cmd({ type: 'ChangeCustomerDetails', ownerId: BOB, owner: active })).then([owned(BOB, null)]);
+    spec
+      .given([registered])
+      .when(cmd({ type: 'ChangeCustomerDetails', ownerId: BOB, owner: active }))
+      .then([owned(BOB, null)]);
   });
 
   it('must be a registered, active user (422 naming ownerId)', () => {
-    const unknown = spec.given([registered]).when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB, owner: { exists: false, active: false } })).thenRefused('user.not_found', 'ownerId');
+    const unknown = spec
+      .given([registered])
+      .when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB, owner: { exists: false, active: false } }))
+      .thenRefused('user.not_found', 'ownerId');
     expect(unknown.kind).toBe('rule_violated');
-    spec.given([registered]).when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB, owner: { exists: true, active: false } })).thenRefused('user.inactive', 'ownerId');
+    spec
+      .given([registered])
+      .when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB, owner: { exists: true, active: false } }))
+      .thenRefused('user.inactive', 'ownerId');
     // Without the handler's snapshot, the owner is treated as unknown rather than trusted.
-    spec.given([registered]).when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB })).thenRefused('user.not_found', 'ownerId');
+    spec
+      .given([registered])
+      .when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB }))
+      .thenRefused('user.not_found', 'ownerId');
   });
 
   it('is refused on an unknown or forgotten customer like every command on it', () => {
-    spec.given([]).when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB, owner: active })).thenRefused('customer.not_found', 'customerId');
-    spec.given([registered, { type: 'CustomerForgotten', data: { customerId: CUST } }]).when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB, owner: active })).thenRefused('customer.forgotten');
+    spec
+      .given([])
+      .when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB, owner: active }))
+      .thenRefused('customer.not_found', 'customerId');
+    spec
+      .given([registered, { type: 'CustomerForgotten', data: { customerId: CUST } }])
+      .when(cmd({ type: 'AssignCustomerOwner', ownerId: BOB, owner: active }))
+      .thenRefused('customer.forgotten');
   });
 });

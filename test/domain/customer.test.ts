@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { commandSchemas } from '../../commands/schemas.ts';
 import type { CustomerCommand } from '../../domain/customer/commands.ts';
-import { assertCustomerUsable, customerDecider, customerSnapshot, decideMerge, initialCustomerState, type CustomerState } from '../../domain/customer/decider.ts';
+import {
+  assertCustomerUsable,
+  customerDecider,
+  customerSnapshot,
+  decideMerge,
+  initialCustomerState,
+  type CustomerState,
+} from '../../domain/customer/decider.ts';
 import type { CustomerEvent } from '../../domain/customer/events.ts';
 import { DomainError } from '../../domain/errors.ts';
 import { ERASED } from '../../domain/shared.ts';
@@ -25,8 +32,10 @@ const refund = (orderId: string, refundId: string, amount: number): CustomerEven
   type: 'PurchaseRefunded',
   data: { customerId: C, orderId, refundId, amount, currency: 'EUR', reason: null },
 });
-const cmd = <T extends CustomerCommand['type']>(type: T, fields: Omit<Extract<CustomerCommand, { type: T }>, 'type' | 'occurredAt' | 'customerId'> & { customerId?: string }) =>
-  ({ type, occurredAt: at, customerId: C, ...fields }) as unknown as Extract<CustomerCommand, { type: T }>;
+const cmd = <T extends CustomerCommand['type']>(
+  type: T,
+  fields: Omit<Extract<CustomerCommand, { type: T }>, 'type' | 'occurredAt' | 'customerId'> & { customerId?: string },
+) => ({ type, occurredAt: at, customerId: C, ...fields }) as unknown as Extract<CustomerCommand, { type: T }>;
 const fold = (events: CustomerEvent[]): CustomerState => events.reduce(customerDecider.evolve, initialCustomerState());
 
 describe('customer: register', () => {
@@ -42,7 +51,10 @@ describe('customer: register', () => {
       ]);
   });
   it('refuses a second registration of the same id', () => {
-    spec.given([registered()]).when(cmd('RegisterCustomer', { name: 'Ada', email: 'a@b.co' })).thenRefused('customer.already_registered', 'customerId');
+    spec
+      .given([registered()])
+      .when(cmd('RegisterCustomer', { name: 'Ada', email: 'a@b.co' }))
+      .thenRefused('customer.already_registered', 'customerId');
   });
   it('schema refuses an invalid email, unknown fields and a missing name', () => {
     expect(commandSchemas.RegisterCustomer.safeParse({ name: 'A', email: 'nope' }).success).toBe(false);
@@ -83,34 +95,64 @@ describe('customer: contact details, consent and tags', () => {
       ]);
   });
   it('records nothing when nothing changes', () => {
-    spec.given([registered()]).when(cmd('ChangeCustomerDetails', { name: 'Ada', marketingConsent: false })).thenNothing();
+    spec
+      .given([registered()])
+      .when(cmd('ChangeCustomerDetails', { name: 'Ada', marketingConsent: false }))
+      .thenNothing();
   });
   it('schema refuses a change with no field, and takes one with a field', () => {
     expect(commandSchemas.ChangeCustomerDetails.safeParse({ customerId: C }).success).toBe(false);
     expect(commandSchemas.ChangeCustomerDetails.safeParse({ customerId: C, name: 'Ada L.' }).success).toBe(true);
   });
   it('tags once; untags only a present tag', () => {
-    spec.given([registered()]).when(cmd('TagCustomer', { tag: 'gold' })).then([{ type: 'CustomerTagged', data: { customerId: C, tag: 'gold' } }]);
-    spec.given([registered()]).when(cmd('TagCustomer', { tag: 'vip' })).thenNothing();
-    spec.given([registered()]).when(cmd('UntagCustomer', { tag: 'vip' })).then([{ type: 'CustomerUntagged', data: { customerId: C, tag: 'vip' } }]);
-    spec.given([registered()]).when(cmd('UntagCustomer', { tag: 'gold' })).thenNothing();
+    spec
+      .given([registered()])
+      .when(cmd('TagCustomer', { tag: 'gold' }))
+      .then([{ type: 'CustomerTagged', data: { customerId: C, tag: 'gold' } }]);
+    spec
+      .given([registered()])
+      .when(cmd('TagCustomer', { tag: 'vip' }))
+      .thenNothing();
+    spec
+      .given([registered()])
+      .when(cmd('UntagCustomer', { tag: 'vip' }))
+      .then([{ type: 'CustomerUntagged', data: { customerId: C, tag: 'vip' } }]);
+    spec
+      .given([registered()])
+      .when(cmd('UntagCustomer', { tag: 'gold' }))
+      .thenNothing();
   });
 });
 
 describe('customer: purchases', () => {
   it('records a purchase', () => {
-    spec.given([registered()]).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 120.5, currency: 'EUR' })).then([purchase('o-1', 120.5)]);
+    spec
+      .given([registered()])
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 120.5, currency: 'EUR' }))
+      .then([purchase('o-1', 120.5)]);
   });
   it('accepts a zero-amount purchase (a free order is still an order)', () => {
-    spec.given([registered()]).when(cmd('RecordPurchase', { orderId: 'o-0', amount: 0, currency: 'EUR' })).then([purchase('o-0', 0)]);
+    spec
+      .given([registered()])
+      .when(cmd('RecordPurchase', { orderId: 'o-0', amount: 0, currency: 'EUR' }))
+      .then([purchase('o-0', 0)]);
   });
   it('the same order id with the same amount is idempotent (no event)', () => {
-    spec.given([registered(), purchase('o-1', 0.3)]).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 0.1 + 0.2, currency: 'EUR' })).thenNothing();
+    spec
+      .given([registered(), purchase('o-1', 0.3)])
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 0.1 + 0.2, currency: 'EUR' }))
+      .thenNothing();
   });
   it('the same order id with another amount or currency is refused', () => {
-    const e = spec.given([registered(), purchase('o-1', 10)]).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 11, currency: 'EUR' })).thenRefused('purchase.order_conflict', 'amount');
+    const e = spec
+      .given([registered(), purchase('o-1', 10)])
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 11, currency: 'EUR' }))
+      .thenRefused('purchase.order_conflict', 'amount');
     expect(e.kind).toBe('rule_violated');
-    spec.given([registered(), purchase('o-1', 10)]).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'USD' })).thenRefused('purchase.order_conflict', 'currency');
+    spec
+      .given([registered(), purchase('o-1', 10)])
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'USD' }))
+      .thenRefused('purchase.order_conflict', 'currency');
   });
   it('schema refuses negative amounts, more than 4 decimals and non-ISO currencies', () => {
     const base = { customerId: C, orderId: 'o', currency: 'EUR' };
@@ -127,15 +169,17 @@ describe('customer: purchases', () => {
 describe('customer: refunds', () => {
   const paid = [registered(), purchase('o-1', 100)];
   it('refunds part of a purchase', () => {
-    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 40, currency: 'EUR', reason: 'damaged' })).then([
-      { type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'r-1', amount: 40, currency: 'EUR', reason: 'damaged' } },
-    ]);
+    spec
+      .given(paid)
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 40, currency: 'EUR', reason: 'damaged' }))
+      .then([{ type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'r-1', amount: 40, currency: 'EUR', reason: 'damaged' } }]);
   });
   it('refunds the rest exactly, summing in minor units', () => {
     const tenths = [registered(), purchase('o-1', 0.3), refund('o-1', 'a', 0.1), refund('o-1', 'b', 0.1)];
-    spec.given(tenths).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'c', amount: 0.1, currency: 'EUR' })).then([
-      { type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'c', amount: 0.1, currency: 'EUR', reason: null } },
-    ]);
+    spec
+      .given(tenths)
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'c', amount: 0.1, currency: 'EUR' }))
+      .then([{ type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'c', amount: 0.1, currency: 'EUR', reason: null } }]);
   });
   it('never refunds more than was paid for the order', () => {
     const e = spec
@@ -145,13 +189,28 @@ describe('customer: refunds', () => {
     expect(e.details).toEqual({ remaining: 40, currency: 'EUR' });
   });
   it('refuses a refund of an unknown order, in another currency, or of zero', () => {
-    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-2', refundId: 'r', amount: 1, currency: 'EUR' })).thenRefused('purchase.not_found', 'orderId');
-    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 1, currency: 'USD' })).thenRefused('refund.currency_mismatch', 'currency');
-    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 0, currency: 'EUR' })).thenRefused('refund.amount_not_positive', 'amount');
+    spec
+      .given(paid)
+      .when(cmd('RefundPurchase', { orderId: 'o-2', refundId: 'r', amount: 1, currency: 'EUR' }))
+      .thenRefused('purchase.not_found', 'orderId');
+    spec
+      .given(paid)
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 1, currency: 'USD' }))
+      .thenRefused('refund.currency_mismatch', 'currency');
+    spec
+      .given(paid)
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 0, currency: 'EUR' }))
+      .thenRefused('refund.amount_not_positive', 'amount');
   });
   it('the same refund id is idempotent, but not with other values', () => {
-    spec.given([...paid, refund('o-1', 'r-1', 60)]).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 60, currency: 'EUR' })).thenNothing();
-    spec.given([...paid, refund('o-1', 'r-1', 60)]).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 10, currency: 'EUR' })).thenRefused('refund.refund_conflict', 'refundId');
+    spec
+      .given([...paid, refund('o-1', 'r-1', 60)])
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 60, currency: 'EUR' }))
+      .thenNothing();
+    spec
+      .given([...paid, refund('o-1', 'r-1', 60)])
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 10, currency: 'EUR' }))
+      .thenRefused('refund.refund_conflict', 'refundId');
   });
   it('evolve keeps the refunded sum per order', () => {
     expect(fold([...paid, refund('o-1', 'a', 12.34), refund('o-1', 'b', 0.66)]).orders['o-1']).toEqual({ amount: 100, currency: 'EUR', refunded: 13 });
@@ -161,17 +220,24 @@ describe('customer: refunds', () => {
 describe('customer: deactivate and reactivate', () => {
   const inactive = [registered(), { type: 'CustomerDeactivated', data: { customerId: C, reason: 'moved away' } } as CustomerEvent];
   it('deactivates an active customer and reactivates an inactive one', () => {
-    spec.given([registered()]).when(cmd('DeactivateCustomer', { reason: 'moved away' })).then([inactive[1]!]);
-    spec.given(inactive).when(cmd('ReactivateCustomer', {})).then([{ type: 'CustomerReactivated', data: { customerId: C } }]);
+    spec
+      .given([registered()])
+      .when(cmd('DeactivateCustomer', { reason: 'moved away' }))
+      .then([inactive[1]!]);
+    spec
+      .given(inactive)
+      .when(cmd('ReactivateCustomer', {}))
+      .then([{ type: 'CustomerReactivated', data: { customerId: C } }]);
   });
   it('refuses to deactivate twice or reactivate an active customer', () => {
     spec.given(inactive).when(cmd('DeactivateCustomer', {})).thenRefused('customer.already_inactive');
     spec.given([registered()]).when(cmd('ReactivateCustomer', {})).thenRefused('customer.already_active');
   });
   it('an inactive customer still records purchases (facts from billing are never lost)', () => {
-    spec.given(inactive).when(cmd('RecordPurchase', { orderId: 'late', amount: 5, currency: 'EUR' })).then([
-      { type: 'PurchaseRecorded', data: { customerId: C, orderId: 'late', amount: 5, currency: 'EUR' } },
-    ]);
+    spec
+      .given(inactive)
+      .when(cmd('RecordPurchase', { orderId: 'late', amount: 5, currency: 'EUR' }))
+      .then([{ type: 'PurchaseRecorded', data: { customerId: C, orderId: 'late', amount: 5, currency: 'EUR' } }]);
   });
 });
 
@@ -219,7 +285,10 @@ describe('customer: merge', () => {
   });
   it('completes a half-recorded merge and is a no-op once complete', () => {
     const pointing = fold([registered(D), { type: 'CustomerMergedInto', data: { customerId: D, primaryId: C } }]);
-    expect(decideMerge(merge(C, D), primary, pointing)).toEqual({ duplicate: [], primary: [{ type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }] });
+    expect(decideMerge(merge(C, D), primary, pointing)).toEqual({
+      duplicate: [],
+      primary: [{ type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }],
+    });
     const absorbed = fold([registered(C), { type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }]);
     expect(decideMerge(merge(C, D), absorbed, pointing)).toEqual({ duplicate: [], primary: [] });
   });
@@ -236,7 +305,10 @@ describe('customer: merge', () => {
 describe('customer: forget', () => {
   const forgotten: CustomerEvent[] = [registered(), purchase('o-1', 10), { type: 'CustomerForgotten', data: { customerId: C } }];
   it('records CustomerForgotten', () => {
-    spec.given([registered()]).when(cmd('ForgetCustomer', {})).then([{ type: 'CustomerForgotten', data: { customerId: C } }]);
+    spec
+      .given([registered()])
+      .when(cmd('ForgetCustomer', {}))
+      .then([{ type: 'CustomerForgotten', data: { customerId: C } }]);
   });
   it('forgetting again records nothing (a safe retry)', () => {
     spec.given(forgotten).when(cmd('ForgetCustomer', {})).thenNothing();
@@ -250,7 +322,10 @@ describe('customer: forget', () => {
       cmd('DeactivateCustomer', {}),
     ])
       spec.given(forgotten).when(c).thenRefused('customer.forgotten', 'customerId');
-    spec.given(forgotten).when(cmd('RegisterCustomer', { name: 'A', email: 'a@b.co' })).thenRefused('customer.already_registered');
+    spec
+      .given(forgotten)
+      .when(cmd('RegisterCustomer', { name: 'A', email: 'a@b.co' }))
+      .thenRefused('customer.already_registered');
   });
   it('the folded state reads personal fields as erased and keeps the history', () => {
     expect(fold(forgotten)).toMatchObject({ forgotten: true, name: ERASED, email: ERASED, phone: null, orders: { 'o-1': { amount: 10 } } });
@@ -283,15 +358,24 @@ describe('customer: what the folded state remembers', () => {
     expect(customerDecider.decide(change, changed)).toEqual([]);
     // The current values again, the email in another case: nothing.
     const after = [registered(), details({ phone: '+1 555 0100', company: 'ACME' })];
-    spec.given(after).when(cmd('ChangeCustomerDetails', { name: 'Ada', email: ' ADA@example.com ', phone: '+1 555 0100', company: 'ACME' })).thenNothing();
+    spec
+      .given(after)
+      .when(cmd('ChangeCustomerDetails', { name: 'Ada', email: ' ADA@example.com ', phone: '+1 555 0100', company: 'ACME' }))
+      .thenNothing();
   });
   it('keeps its tags: tagged once, untagged leaves the others', () => {
     const tagged = (tag: string): CustomerEvent => ({ type: 'CustomerTagged', data: { customerId: C, tag } });
     const untagged = (tag: string): CustomerEvent => ({ type: 'CustomerUntagged', data: { customerId: C, tag } });
     expect(fold([registered(), tagged('gold'), tagged('gold')]).tags).toEqual(['vip', 'gold']);
     expect(fold([registered(), tagged('gold'), untagged('vip')]).tags).toEqual(['gold']);
-    spec.given([registered(), tagged('gold'), untagged('vip')]).when(cmd('TagCustomer', { tag: 'vip' })).then([tagged('vip')]);
-    spec.given([registered(), tagged('gold'), untagged('vip')]).when(cmd('TagCustomer', { tag: 'gold' })).thenNothing();
+    spec
+      .given([registered(), tagged('gold'), untagged('vip')])
+      .when(cmd('TagCustomer', { tag: 'vip' }))
+      .then([tagged('vip')]);
+    spec
+      .given([registered(), tagged('gold'), untagged('vip')])
+      .when(cmd('TagCustomer', { tag: 'gold' }))
+      .thenNothing();
   });
   it('a reactivated customer is active again, without the old reason, and may be deactivated again', () => {
     const history: CustomerEvent[] = [
@@ -301,7 +385,10 @@ describe('customer: what the folded state remembers', () => {
     ];
     expect(fold(history)).toMatchObject({ status: 'active', deactivationReason: null });
     expect(customerSnapshot(fold(history)).active).toBe(true);
-    spec.given(history).when(cmd('DeactivateCustomer', {})).then([{ type: 'CustomerDeactivated', data: { customerId: C, reason: null } }]);
+    spec
+      .given(history)
+      .when(cmd('DeactivateCustomer', {}))
+      .then([{ type: 'CustomerDeactivated', data: { customerId: C, reason: null } }]);
   });
   it('a forgotten customer with a phone number reads it as erased', () => {
     const state = fold([registered(), details({ phone: '+1 555 0100' }), { type: 'CustomerForgotten', data: { customerId: C } }]);
@@ -340,7 +427,12 @@ describe('customer: what other aggregates see of it', () => {
       throw new Error('not refused');
     };
     const known = customerSnapshot(fold([registered(D)]));
-    expect(refused({ ...known, exists: false })).toMatchObject({ code: 'customer.not_found', kind: 'rule_violated', field: 'duplicateId', details: { customerId: D } });
+    expect(refused({ ...known, exists: false })).toMatchObject({
+      code: 'customer.not_found',
+      kind: 'rule_violated',
+      field: 'duplicateId',
+      details: { customerId: D },
+    });
     expect(refused({ ...known, forgotten: true })).toMatchObject({ code: 'customer.forgotten', field: 'duplicateId', details: { customerId: D } });
     expect(refused({ ...known, mergedInto: E })).toMatchObject({ code: 'customer.merged', details: { customerId: D, primaryId: E } });
   });
@@ -350,20 +442,41 @@ describe('customer: refusals carry the facts a client needs', () => {
   const paid = [registered(), purchase('o-1', 10)];
   it('an order conflict names the order as it was recorded', () => {
     const recorded = { orderId: 'o-1', recordedAmount: 10, recordedCurrency: 'EUR' };
-    spec.given(paid).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 11, currency: 'EUR' })).thenRefused('purchase.order_conflict', 'amount', recorded);
-    spec.given(paid).when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'USD' })).thenRefused('purchase.order_conflict', 'currency', recorded);
+    spec
+      .given(paid)
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 11, currency: 'EUR' }))
+      .thenRefused('purchase.order_conflict', 'amount', recorded);
+    spec
+      .given(paid)
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'USD' }))
+      .thenRefused('purchase.order_conflict', 'currency', recorded);
   });
   it('a refund id reused for another order or another currency is a conflict, not a retry', () => {
     const other = [...paid, purchase('o-2', 10), refund('o-1', 'r-1', 5)];
-    spec.given(other).when(cmd('RefundPurchase', { orderId: 'o-2', refundId: 'r-1', amount: 5, currency: 'EUR' })).thenRefused('refund.refund_conflict', 'refundId', { refundId: 'r-1' });
-    spec.given(other).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 5, currency: 'USD' })).thenRefused('refund.refund_conflict', 'refundId', { refundId: 'r-1' });
+    spec
+      .given(other)
+      .when(cmd('RefundPurchase', { orderId: 'o-2', refundId: 'r-1', amount: 5, currency: 'EUR' }))
+      .thenRefused('refund.refund_conflict', 'refundId', { refundId: 'r-1' });
+    spec
+      .given(other)
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 5, currency: 'USD' }))
+      .thenRefused('refund.refund_conflict', 'refundId', { refundId: 'r-1' });
   });
   it('a refund of an unknown order or in another currency names what was expected', () => {
-    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-9', refundId: 'r', amount: 1, currency: 'EUR' })).thenRefused('purchase.not_found', 'orderId', { orderId: 'o-9' });
-    spec.given(paid).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 1, currency: 'USD' })).thenRefused('refund.currency_mismatch', 'currency', { expected: 'EUR' });
+    spec
+      .given(paid)
+      .when(cmd('RefundPurchase', { orderId: 'o-9', refundId: 'r', amount: 1, currency: 'EUR' }))
+      .thenRefused('purchase.not_found', 'orderId', { orderId: 'o-9' });
+    spec
+      .given(paid)
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 1, currency: 'USD' }))
+      .thenRefused('refund.currency_mismatch', 'currency', { expected: 'EUR' });
   });
   it('a refusal is a DomainError by name too, as logs and serialised errors show it', () => {
-    const refused = spec.given([]).when(cmd('TagCustomer', { tag: 'x' })).thenRefused('customer.not_found');
+    const refused = spec
+      .given([])
+      .when(cmd('TagCustomer', { tag: 'x' }))
+      .thenRefused('customer.not_found');
     expect(refused.name).toBe('DomainError');
   });
   it('a merge refusal names the customers involved', () => {

@@ -20,7 +20,17 @@ const openCmd = (customer: CustomerSnapshot = activeCustomer, extra: Partial<Ext
 
 const opened = (stage: OpenDealStage = 'lead', probabilityOverride: number | null = null): DealEvent => ({
   type: 'DealOpened',
-  data: { dealId: DEAL, customerId: CUST, title: 'Renewal', amount: 5000, currency: 'EUR', ownerId: 'bob', expectedCloseDate: '2026-06-30', stage, probabilityOverride },
+  data: {
+    dealId: DEAL,
+    customerId: CUST,
+    title: 'Renewal',
+    amount: 5000,
+    currency: 'EUR',
+    ownerId: 'bob',
+    expectedCloseDate: '2026-06-30',
+    stage,
+    probabilityOverride,
+  },
 });
 const won: DealEvent = { type: 'DealWon', data: { dealId: DEAL, from: 'negotiation', amount: 5000, currency: 'EUR' } };
 const lost: DealEvent = { type: 'DealLost', data: { dealId: DEAL, from: 'proposal', reason: 'price' } };
@@ -32,15 +42,32 @@ describe('deal: open', () => {
     spec.given([]).when(openCmd()).then([opened()]);
   });
   it('opens at a given stage with a probability override', () => {
-    spec.given([]).when(openCmd(activeCustomer, { stage: 'qualified', probabilityOverride: 0.4 })).then([opened('qualified', 0.4)]);
+    spec
+      .given([])
+      .when(openCmd(activeCustomer, { stage: 'qualified', probabilityOverride: 0.4 }))
+      .then([opened('qualified', 0.4)]);
   });
   it('needs an existing, active, unmerged, unforgotten customer', () => {
     // A bad reference in the body is a 422-style rule violation, not a missing resource.
-    expect(spec.given([]).when(openCmd({ ...activeCustomer, exists: false })).thenRefused('customer.not_found', 'customerId').kind).toBe('rule_violated');
-    spec.given([]).when(openCmd({ ...activeCustomer, active: false })).thenRefused('customer.inactive', 'customerId');
-    const merged = spec.given([]).when(openCmd({ ...activeCustomer, mergedInto: PRIMARY })).thenRefused('customer.merged', 'customerId');
+    expect(
+      spec
+        .given([])
+        .when(openCmd({ ...activeCustomer, exists: false }))
+        .thenRefused('customer.not_found', 'customerId').kind,
+    ).toBe('rule_violated');
+    spec
+      .given([])
+      .when(openCmd({ ...activeCustomer, active: false }))
+      .thenRefused('customer.inactive', 'customerId');
+    const merged = spec
+      .given([])
+      .when(openCmd({ ...activeCustomer, mergedInto: PRIMARY }))
+      .thenRefused('customer.merged', 'customerId');
     expect(merged.details).toMatchObject({ primaryId: PRIMARY });
-    spec.given([]).when(openCmd({ ...activeCustomer, forgotten: true })).thenRefused('customer.forgotten', 'customerId');
+    spec
+      .given([])
+      .when(openCmd({ ...activeCustomer, forgotten: true }))
+      .thenRefused('customer.forgotten', 'customerId');
   });
   it('refuses opening the same deal twice', () => {
     spec.given([opened()]).when(openCmd()).thenRefused('deal.already_opened', 'dealId');
@@ -60,39 +87,81 @@ describe('deal: open', () => {
 
 describe('deal: stages', () => {
   it('moves forward and backward between open stages', () => {
-    spec.given([opened()]).when(cmd('MoveDealStage', { stage: 'proposal' })).then([moved('lead', 'proposal')]);
-    spec.given([opened(), moved('lead', 'negotiation')]).when(cmd('MoveDealStage', { stage: 'qualified' })).then([moved('negotiation', 'qualified')]);
+    spec
+      .given([opened()])
+      .when(cmd('MoveDealStage', { stage: 'proposal' }))
+      .then([moved('lead', 'proposal')]);
+    spec
+      .given([opened(), moved('lead', 'negotiation')])
+      .when(cmd('MoveDealStage', { stage: 'qualified' }))
+      .then([moved('negotiation', 'qualified')]);
   });
   it('refuses a move to the same stage', () => {
-    spec.given([opened('qualified')]).when(cmd('MoveDealStage', { stage: 'qualified' })).thenRefused('deal.same_stage', 'stage');
+    spec
+      .given([opened('qualified')])
+      .when(cmd('MoveDealStage', { stage: 'qualified' }))
+      .thenRefused('deal.same_stage', 'stage');
   });
   it('wins from an open stage, with the final amount when given', () => {
-    spec.given([opened(), moved('lead', 'negotiation')]).when(cmd('WinDeal', {})).then([won]);
-    spec.given([opened()]).when(cmd('WinDeal', { amount: 4500 })).then([{ type: 'DealWon', data: { dealId: DEAL, from: 'lead', amount: 4500, currency: 'EUR' } }]);
+    spec
+      .given([opened(), moved('lead', 'negotiation')])
+      .when(cmd('WinDeal', {}))
+      .then([won]);
+    spec
+      .given([opened()])
+      .when(cmd('WinDeal', { amount: 4500 }))
+      .then([{ type: 'DealWon', data: { dealId: DEAL, from: 'lead', amount: 4500, currency: 'EUR' } }]);
   });
   it('loses with a reason; the schema refuses a blank one', () => {
-    spec.given([opened(), moved('lead', 'proposal')]).when(cmd('LoseDeal', { reason: 'price' })).then([lost]);
+    spec
+      .given([opened(), moved('lead', 'proposal')])
+      .when(cmd('LoseDeal', { reason: 'price' }))
+      .then([lost]);
     expect(commandSchemas.LoseDeal.safeParse({ dealId: DEAL, reason: '  ' }).success).toBe(false);
     expect(commandSchemas.LoseDeal.safeParse({ dealId: DEAL }).success).toBe(false);
   });
-  for (const [name, closing] of [['won', won], ['lost', lost]] as const) {
+  for (const [name, closing] of [
+    ['won', won],
+    ['lost', lost],
+  ] as const) {
     it(`a ${name} deal is terminal until reopened`, () => {
       const history = [opened(), closing];
-      spec.given(history).when(cmd('MoveDealStage', { stage: 'lead' })).thenRefused('deal.closed');
+      spec
+        .given(history)
+        .when(cmd('MoveDealStage', { stage: 'lead' }))
+        .thenRefused('deal.closed');
       spec.given(history).when(cmd('WinDeal', {})).thenRefused('deal.closed');
-      spec.given(history).when(cmd('LoseDeal', { reason: 'x' })).thenRefused('deal.closed');
-      spec.given(history).when(cmd('ChangeDeal', { amount: 1 })).thenRefused('deal.closed');
+      spec
+        .given(history)
+        .when(cmd('LoseDeal', { reason: 'x' }))
+        .thenRefused('deal.closed');
+      spec
+        .given(history)
+        .when(cmd('ChangeDeal', { amount: 1 }))
+        .thenRefused('deal.closed');
     });
   }
   it('reopens to the stage it was closed from, or a chosen stage', () => {
-    spec.given([opened(), won]).when(cmd('ReopenDeal', {})).then([{ type: 'DealReopened', data: { dealId: DEAL, from: 'won', to: 'negotiation' } }]);
-    spec.given([opened(), lost]).when(cmd('ReopenDeal', { stage: 'lead' })).then([{ type: 'DealReopened', data: { dealId: DEAL, from: 'lost', to: 'lead' } }]);
+    spec
+      .given([opened(), won])
+      .when(cmd('ReopenDeal', {}))
+      .then([{ type: 'DealReopened', data: { dealId: DEAL, from: 'won', to: 'negotiation' } }]);
+    spec
+      .given([opened(), lost])
+      .when(cmd('ReopenDeal', { stage: 'lead' }))
+      .then([{ type: 'DealReopened', data: { dealId: DEAL, from: 'lost', to: 'lead' } }]);
   });
   it('refuses reopening an open deal', () => {
     spec.given([opened()]).when(cmd('ReopenDeal', {})).thenRefused('deal.not_closed');
   });
   it('every command on an unknown deal is not found', () => {
-    for (const c of [cmd('MoveDealStage', { stage: 'lead' }), cmd('WinDeal', {}), cmd('LoseDeal', { reason: 'x' }), cmd('ReopenDeal', {}), cmd('ChangeDeal', { ownerId: 'x' })])
+    for (const c of [
+      cmd('MoveDealStage', { stage: 'lead' }),
+      cmd('WinDeal', {}),
+      cmd('LoseDeal', { reason: 'x' }),
+      cmd('ReopenDeal', {}),
+      cmd('ChangeDeal', { ownerId: 'x' }),
+    ])
       spec.given([]).when(c).thenRefused('deal.not_found', 'dealId');
   });
 });
@@ -101,17 +170,26 @@ describe('deal: title', () => {
   const renamed = (title: string): DealEvent => ({ type: 'DealTitleChanged', data: { dealId: DEAL, title } });
   it('is changed by an event, at any stage, and read back by evolve', () => {
     for (const history of [[opened()], [opened(), won], [opened(), lost]]) {
-      const state = spec.given(history).when(cmd('ChangeDeal', { title: 'Annual licence 2027' })).then([renamed('Annual licence 2027')]);
+      const state = spec
+        .given(history)
+        .when(cmd('ChangeDeal', { title: 'Annual licence 2027' }))
+        .then([renamed('Annual licence 2027')]);
       expect(state.title).toBe('Annual licence 2027');
     }
   });
   it('the same title records nothing; an unknown deal is refused', () => {
     const title = fold([opened()]).title!;
     spec.given([opened()]).when(cmd('ChangeDeal', { title })).thenNothing();
-    spec.given([]).when(cmd('ChangeDeal', { title: 'x' })).thenRefused('deal.not_found', 'dealId');
+    spec
+      .given([])
+      .when(cmd('ChangeDeal', { title: 'x' }))
+      .thenRefused('deal.not_found', 'dealId');
   });
   it('a closed deal still refuses commercial changes beside a title', () => {
-    spec.given([opened(), won]).when(cmd('ChangeDeal', { title: 'x', amount: 1 })).thenRefused('deal.closed');
+    spec
+      .given([opened(), won])
+      .when(cmd('ChangeDeal', { title: 'x', amount: 1 }))
+      .thenRefused('deal.closed');
   });
 });
 
@@ -126,8 +204,14 @@ describe('deal: changes while open', () => {
         { type: 'DealExpectedCloseChanged', data: { dealId: DEAL, expectedCloseDate: '2026-07-31' } },
         { type: 'DealProbabilityOverridden', data: { dealId: DEAL, probabilityOverride: 0.3 } },
       ]);
-    spec.given([opened()]).when(cmd('ChangeDeal', { amount: 5000, ownerId: 'bob' })).thenNothing();
-    spec.given([opened()]).when(cmd('ChangeDeal', { currency: 'USD' })).then([{ type: 'DealAmountChanged', data: { dealId: DEAL, amount: 5000, currency: 'USD' } }]);
+    spec
+      .given([opened()])
+      .when(cmd('ChangeDeal', { amount: 5000, ownerId: 'bob' }))
+      .thenNothing();
+    spec
+      .given([opened()])
+      .when(cmd('ChangeDeal', { currency: 'USD' }))
+      .then([{ type: 'DealAmountChanged', data: { dealId: DEAL, amount: 5000, currency: 'USD' } }]);
   });
 });
 
@@ -182,16 +266,29 @@ describe('deal: what the folded state remembers', () => {
         { type: 'DealExpectedCloseChanged', data: { dealId: DEAL, expectedCloseDate: '2026-07-31' } },
         { type: 'DealProbabilityOverridden', data: { dealId: DEAL, probabilityOverride: 0.3 } },
       ]);
-    expect(state).toMatchObject({ amount: 6000, currency: 'USD', ownerId: 'carol', expectedCloseDate: '2026-07-31', probabilityOverride: 0.3, probability: 0.3 });
+    expect(state).toMatchObject({
+      amount: 6000,
+      currency: 'USD',
+      ownerId: 'carol',
+      expectedCloseDate: '2026-07-31',
+      probabilityOverride: 0.3,
+      probability: 0.3,
+    });
     expect(dealDecider.decide(change, state)).toEqual([]);
   });
   it('the current close date and override again record nothing', () => {
-    spec.given([opened('lead', 0.4)]).when(cmd('ChangeDeal', { expectedCloseDate: '2026-06-30', probabilityOverride: 0.4 })).thenNothing();
+    spec
+      .given([opened('lead', 0.4)])
+      .when(cmd('ChangeDeal', { expectedCloseDate: '2026-06-30', probabilityOverride: 0.4 }))
+      .thenNothing();
   });
   it('a reopened deal is open again at its stage, without the lost reason, and takes stage moves', () => {
     const reopened: DealEvent = { type: 'DealReopened', data: { dealId: DEAL, from: 'lost', to: 'qualified' } };
     expect(fold([opened(), lost, reopened])).toMatchObject({ stage: 'qualified', lastOpenStage: 'qualified', lostReason: null, probability: 0.25 });
-    spec.given([opened(), lost, reopened]).when(cmd('MoveDealStage', { stage: 'proposal' })).then([moved('qualified', 'proposal')]);
+    spec
+      .given([opened(), lost, reopened])
+      .when(cmd('MoveDealStage', { stage: 'proposal' }))
+      .then([moved('qualified', 'proposal')]);
   });
   it('a deal that does not exist yet has no chance of being won, whatever the override', () => {
     expect(dealProbability(null, 0.4)).toBe(0);
@@ -201,16 +298,37 @@ describe('deal: what the folded state remembers', () => {
 
 describe('deal: refusals name the deal', () => {
   it('a closed deal names its stage; an unknown one its id', () => {
-    spec.given([opened(), won]).when(cmd('MoveDealStage', { stage: 'lead' })).thenRefused('deal.closed', 'dealId', { stage: 'won' });
-    spec.given([opened(), lost]).when(cmd('ChangeDeal', { amount: 1 })).thenRefused('deal.closed', 'dealId', { stage: 'lost' });
-    spec.given([]).when(cmd('MoveDealStage', { stage: 'lead' })).thenRefused('deal.not_found', 'dealId', { dealId: DEAL });
-    spec.given([]).when(cmd('ChangeDeal', { title: 'x' })).thenRefused('deal.not_found', 'dealId', { dealId: DEAL });
+    spec
+      .given([opened(), won])
+      .when(cmd('MoveDealStage', { stage: 'lead' }))
+      .thenRefused('deal.closed', 'dealId', { stage: 'won' });
+    spec
+      .given([opened(), lost])
+      .when(cmd('ChangeDeal', { amount: 1 }))
+      .thenRefused('deal.closed', 'dealId', { stage: 'lost' });
+    spec
+      .given([])
+      .when(cmd('MoveDealStage', { stage: 'lead' }))
+      .thenRefused('deal.not_found', 'dealId', { dealId: DEAL });
+    spec
+      .given([])
+      .when(cmd('ChangeDeal', { title: 'x' }))
+      .thenRefused('deal.not_found', 'dealId', { dealId: DEAL });
     spec.given([]).when(cmd('ReopenDeal', {})).thenRefused('deal.not_found', 'dealId', { dealId: DEAL });
     spec.given([opened()]).when(cmd('ReopenDeal', {})).thenRefused('deal.not_closed', 'dealId');
   });
   it('an unusable customer is named in the refusal', () => {
-    spec.given([]).when(openCmd({ ...activeCustomer, exists: false })).thenRefused('customer.not_found', 'customerId', { customerId: CUST });
-    spec.given([]).when(openCmd({ ...activeCustomer, active: false })).thenRefused('customer.inactive', 'customerId', { customerId: CUST });
-    spec.given([]).when(openCmd({ ...activeCustomer, forgotten: true })).thenRefused('customer.forgotten', 'customerId', { customerId: CUST });
+    spec
+      .given([])
+      .when(openCmd({ ...activeCustomer, exists: false }))
+      .thenRefused('customer.not_found', 'customerId', { customerId: CUST });
+    spec
+      .given([])
+      .when(openCmd({ ...activeCustomer, active: false }))
+      .thenRefused('customer.inactive', 'customerId', { customerId: CUST });
+    spec
+      .given([])
+      .when(openCmd({ ...activeCustomer, forgotten: true }))
+      .thenRefused('customer.forgotten', 'customerId', { customerId: CUST });
   });
 });

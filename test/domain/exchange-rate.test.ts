@@ -21,23 +21,44 @@ const wasSet = (rate: string, previousRate: string | null = null, validFrom = '2
 
 describe('exchange rate: set and correct', () => {
   it('sets a rate from a business time', () => {
-    spec.given([]).when(set('0.0061')).then([wasSet('0.0061')]);
+    spec
+      .given([])
+      .when(set('0.0061'))
+      .then([wasSet('0.0061')]);
   });
   it('a new validFrom is a new rate, not a correction', () => {
-    spec.given([wasSet('0.0061')]).when(set('0.0063', '2026-04-01T00:00:00Z')).then([wasSet('0.0063', null, '2026-04-01T00:00:00Z')]);
+    spec
+      .given([wasSet('0.0061')])
+      .when(set('0.0063', '2026-04-01T00:00:00Z'))
+      .then([wasSet('0.0063', null, '2026-04-01T00:00:00Z')]);
   });
   it('the same validFrom with another rate is a correction that names the rate it supersedes', () => {
-    spec.given([wasSet('0.0061')]).when(set('0.0062')).then([wasSet('0.0062', '0.0061')]);
+    spec
+      .given([wasSet('0.0061')])
+      .when(set('0.0062'))
+      .then([wasSet('0.0062', '0.0061')]);
     // The same instant spelt with an offset is the same validFrom.
-    spec.given([wasSet('0.0061')]).when(set('0.0062', '2026-03-01T09:00:00+09:00')).then([wasSet('0.0062', '0.0061', '2026-03-01T09:00:00+09:00')]);
+    spec
+      .given([wasSet('0.0061')])
+      .when(set('0.0062', '2026-03-01T09:00:00+09:00'))
+      .then([wasSet('0.0062', '0.0061', '2026-03-01T09:00:00+09:00')]);
     // Corrected twice: the latest fact is the one superseded.
-    spec.given([wasSet('0.0061'), wasSet('0.0062', '0.0061')]).when(set('0.0061')).then([wasSet('0.0061', '0.0062')]);
+    spec
+      .given([wasSet('0.0061'), wasSet('0.0062', '0.0061')])
+      .when(set('0.0061'))
+      .then([wasSet('0.0061', '0.0062')]);
   });
   it('the same rate again records nothing (a re-import)', () => {
-    spec.given([wasSet('0.0061')]).when(set('0.0061')).thenNothing();
+    spec
+      .given([wasSet('0.0061')])
+      .when(set('0.0061'))
+      .thenNothing();
   });
   it('refuses a rate for the base currency itself', () => {
-    const error = spec.given([]).when(set('1', '2026-03-01T00:00:00Z', 'EUR')).thenRefused('exchange_rate.base_currency', 'currency');
+    const error = spec
+      .given([])
+      .when(set('1', '2026-03-01T00:00:00Z', 'EUR'))
+      .thenRefused('exchange_rate.base_currency', 'currency');
     expect(error.kind).toBe('rule_violated');
   });
 });

@@ -14,13 +14,32 @@ const F = '66666666-6666-4666-8666-666666666666';
 const CUST = '11111111-1111-4111-8111-111111111111';
 const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: true };
 
-const cmd = <T extends FeedbackCommand['type']>(type: T, fields: Omit<Extract<FeedbackCommand, { type: T }>, 'type' | 'occurredAt' | 'feedbackId'>, occurredAt = later) =>
-  ({ type, occurredAt, feedbackId: F, ...fields }) as unknown as Extract<FeedbackCommand, { type: T }>;
+const cmd = <T extends FeedbackCommand['type']>(
+  type: T,
+  fields: Omit<Extract<FeedbackCommand, { type: T }>, 'type' | 'occurredAt' | 'feedbackId'>,
+  occurredAt = later,
+) => ({ type, occurredAt, feedbackId: F, ...fields }) as unknown as Extract<FeedbackCommand, { type: T }>;
 const submit = (priority?: FeedbackPriority, snapshot = customer) =>
-  cmd('SubmitFeedback', { customerId: CUST, kind: 'complaint', channel: 'email', subject: 'Late', body: 'Parcel late', customer: snapshot, ...(priority ? { priority } : {}) }, submittedAt);
+  cmd(
+    'SubmitFeedback',
+    { customerId: CUST, kind: 'complaint', channel: 'email', subject: 'Late', body: 'Parcel late', customer: snapshot, ...(priority ? { priority } : {}) },
+    submittedAt,
+  );
 const submitted = (priority: FeedbackPriority, firstResponseDueAt: string, resolutionDueAt: string): FeedbackEvent => ({
   type: 'FeedbackSubmitted',
-  data: { feedbackId: F, customerId: CUST, kind: 'complaint', channel: 'email', subject: 'Late', body: 'Parcel late', priority, csat: null, nps: null, firstResponseDueAt, resolutionDueAt },
+  data: {
+    feedbackId: F,
+    customerId: CUST,
+    kind: 'complaint',
+    channel: 'email',
+    subject: 'Late',
+    body: 'Parcel late',
+    priority,
+    csat: null,
+    nps: null,
+    firstResponseDueAt,
+    resolutionDueAt,
+  },
 });
 const normal = submitted('normal', '2026-03-02T18:00:00.000Z', '2026-03-05T10:00:00.000Z');
 const ev = (type: FeedbackEvent['type'], extra: Record<string, unknown> = {}) => ({ type, data: { feedbackId: F, ...extra } }) as FeedbackEvent;
@@ -32,20 +51,38 @@ describe('feedback: submit and SLA deadlines', () => {
     spec.given([]).when(submit()).then([normal]);
   });
   it('takes deadlines from the priority', () => {
-    spec.given([]).when(submit('urgent')).then([submitted('urgent', '2026-03-02T11:00:00.000Z', '2026-03-02T18:00:00.000Z')]);
-    spec.given([]).when(submit('low')).then([submitted('low', '2026-03-03T10:00:00.000Z', '2026-03-07T10:00:00.000Z')]);
+    spec
+      .given([])
+      .when(submit('urgent'))
+      .then([submitted('urgent', '2026-03-02T11:00:00.000Z', '2026-03-02T18:00:00.000Z')]);
+    spec
+      .given([])
+      .when(submit('low'))
+      .then([submitted('low', '2026-03-03T10:00:00.000Z', '2026-03-07T10:00:00.000Z')]);
   });
   it('follows a configured policy', () => {
     const custom = deciderSpec(createFeedbackDecider({ ...defaultSlaPolicy, high: { firstResponseHours: 0.25, resolutionHours: 2 } }));
-    custom.given([]).when(submit('high')).then([submitted('high', '2026-03-02T10:15:00.000Z', '2026-03-02T12:00:00.000Z')]);
+    custom
+      .given([])
+      .when(submit('high'))
+      .then([submitted('high', '2026-03-02T10:15:00.000Z', '2026-03-02T12:00:00.000Z')]);
   });
   it('refuses a second submission and unusable customers', () => {
     spec.given([normal]).when(submit()).thenRefused('feedback.already_submitted', 'feedbackId');
-    spec.given([]).when(submit('normal', { ...customer, exists: false })).thenRefused('customer.not_found', 'customerId');
-    spec.given([]).when(submit('normal', { ...customer, forgotten: true })).thenRefused('customer.forgotten', 'customerId');
+    spec
+      .given([])
+      .when(submit('normal', { ...customer, exists: false }))
+      .thenRefused('customer.not_found', 'customerId');
+    spec
+      .given([])
+      .when(submit('normal', { ...customer, forgotten: true }))
+      .thenRefused('customer.forgotten', 'customerId');
   });
   it('an inactive customer may still complain', () => {
-    spec.given([]).when(submit(undefined, { ...customer, active: false })).then([normal]);
+    spec
+      .given([])
+      .when(submit(undefined, { ...customer, active: false }))
+      .then([normal]);
   });
   it('schema: CSAT 1-5, NPS 0-10, known kinds', () => {
     const base = { customerId: CUST, kind: 'survey', channel: 'web', subject: 'S', body: 'B' };
@@ -58,12 +95,21 @@ describe('feedback: submit and SLA deadlines', () => {
 
 describe('feedback: assign and respond', () => {
   it('assigns; the same assignee again records nothing', () => {
-    spec.given([normal]).when(cmd('AssignFeedback', { assigneeId: 'sam' })).then([ev('FeedbackAssigned', { assigneeId: 'sam' })]);
-    spec.given([normal, ev('FeedbackAssigned', { assigneeId: 'sam' })]).when(cmd('AssignFeedback', { assigneeId: 'sam' })).thenNothing();
+    spec
+      .given([normal])
+      .when(cmd('AssignFeedback', { assigneeId: 'sam' }))
+      .then([ev('FeedbackAssigned', { assigneeId: 'sam' })]);
+    spec
+      .given([normal, ev('FeedbackAssigned', { assigneeId: 'sam' })])
+      .when(cmd('AssignFeedback', { assigneeId: 'sam' }))
+      .thenNothing();
   });
   it('flags the first response only', () => {
     const reply = cmd('RespondToFeedback', { responderId: 'sam', message: 'Looking into it' });
-    spec.given([normal]).when(reply).then([ev('FeedbackResponded', { customerId: CUST, responderId: 'sam', message: 'Looking into it', firstResponse: true })]);
+    spec
+      .given([normal])
+      .when(reply)
+      .then([ev('FeedbackResponded', { customerId: CUST, responderId: 'sam', message: 'Looking into it', firstResponse: true })]);
     spec
       .given([normal, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })])
       .when(reply)
@@ -73,7 +119,10 @@ describe('feedback: assign and respond', () => {
     const reply = cmd('RespondToFeedback', { responderId: 'sam', message: 'x' });
     spec.given([normal, resolved]).when(reply).thenRefused('feedback.resolved');
     spec.given([normal, closed]).when(reply).thenRefused('feedback.closed');
-    spec.given([normal, closed]).when(cmd('AssignFeedback', { assigneeId: 'sam' })).thenRefused('feedback.closed');
+    spec
+      .given([normal, closed])
+      .when(cmd('AssignFeedback', { assigneeId: 'sam' }))
+      .thenRefused('feedback.closed');
   });
 });
 
@@ -83,35 +132,73 @@ describe('feedback: escalate', () => {
     spec
       .given([normal])
       .when(cmd('EscalateFeedback', { reason: 'VIP' }))
-      .then([ev('FeedbackEscalated', { reason: 'VIP', priority: 'high', firstResponseDueAt: '2026-03-02T17:00:00.000Z', resolutionDueAt: '2026-03-03T13:00:00.000Z' })]);
+      .then([
+        ev('FeedbackEscalated', {
+          reason: 'VIP',
+          priority: 'high',
+          firstResponseDueAt: '2026-03-02T17:00:00.000Z',
+          resolutionDueAt: '2026-03-03T13:00:00.000Z',
+        }),
+      ]);
   });
   it('never moves a deadline later', () => {
     const low = submitted('low', '2026-03-02T11:00:00.000Z', '2026-03-02T12:00:00.000Z');
     spec
       .given([low])
       .when(cmd('EscalateFeedback', { reason: 'r', priority: 'normal' }))
-      .then([ev('FeedbackEscalated', { reason: 'r', priority: 'normal', firstResponseDueAt: '2026-03-02T11:00:00.000Z', resolutionDueAt: '2026-03-02T12:00:00.000Z' })]);
+      .then([
+        ev('FeedbackEscalated', {
+          reason: 'r',
+          priority: 'normal',
+          firstResponseDueAt: '2026-03-02T11:00:00.000Z',
+          resolutionDueAt: '2026-03-02T12:00:00.000Z',
+        }),
+      ]);
   });
   it('refuses lowering or keeping the priority, and escalating an urgent case', () => {
-    spec.given([normal]).when(cmd('EscalateFeedback', { reason: 'r', priority: 'low' })).thenRefused('feedback.priority_not_raised', 'priority');
-    spec.given([normal]).when(cmd('EscalateFeedback', { reason: 'r', priority: 'normal' })).thenRefused('feedback.priority_not_raised', 'priority');
-    spec.given([submitted('urgent', later, later)]).when(cmd('EscalateFeedback', { reason: 'r' })).thenRefused('feedback.already_urgent', 'priority');
+    spec
+      .given([normal])
+      .when(cmd('EscalateFeedback', { reason: 'r', priority: 'low' }))
+      .thenRefused('feedback.priority_not_raised', 'priority');
+    spec
+      .given([normal])
+      .when(cmd('EscalateFeedback', { reason: 'r', priority: 'normal' }))
+      .thenRefused('feedback.priority_not_raised', 'priority');
+    spec
+      .given([submitted('urgent', later, later)])
+      .when(cmd('EscalateFeedback', { reason: 'r' }))
+      .thenRefused('feedback.already_urgent', 'priority');
   });
   it('refuses escalating resolved or closed cases; the schema needs a reason', () => {
-    spec.given([normal, resolved]).when(cmd('EscalateFeedback', { reason: 'r' })).thenRefused('feedback.resolved');
-    spec.given([normal, closed]).when(cmd('EscalateFeedback', { reason: 'r' })).thenRefused('feedback.closed');
+    spec
+      .given([normal, resolved])
+      .when(cmd('EscalateFeedback', { reason: 'r' }))
+      .thenRefused('feedback.resolved');
+    spec
+      .given([normal, closed])
+      .when(cmd('EscalateFeedback', { reason: 'r' }))
+      .thenRefused('feedback.closed');
     expect(commandSchemas.EscalateFeedback.safeParse({ feedbackId: F }).success).toBe(false);
   });
 });
 
 describe('feedback: resolve, reopen, close', () => {
   it('resolves with a resolution; the schema refuses a blank one', () => {
-    spec.given([normal]).when(cmd('ResolveFeedback', { resolution: 'Refunded shipping' })).then([resolved]);
+    spec
+      .given([normal])
+      .when(cmd('ResolveFeedback', { resolution: 'Refunded shipping' }))
+      .then([resolved]);
     expect(commandSchemas.ResolveFeedback.safeParse({ feedbackId: F, resolution: ' ' }).success).toBe(false);
   });
   it('refuses resolving twice or once closed', () => {
-    spec.given([normal, resolved]).when(cmd('ResolveFeedback', { resolution: 'x' })).thenRefused('feedback.resolved');
-    spec.given([normal, closed]).when(cmd('ResolveFeedback', { resolution: 'x' })).thenRefused('feedback.closed');
+    spec
+      .given([normal, resolved])
+      .when(cmd('ResolveFeedback', { resolution: 'x' }))
+      .thenRefused('feedback.resolved');
+    spec
+      .given([normal, closed])
+      .when(cmd('ResolveFeedback', { resolution: 'x' }))
+      .thenRefused('feedback.closed');
   });
   it('reopens a resolved case and restarts the resolution clock', () => {
     spec
@@ -145,15 +232,33 @@ describe('feedback: resolve, reopen, close', () => {
 describe('feedback: rating', () => {
   const rated = ev('FeedbackRated', { csat: 4, comment: null });
   it('only after resolve or close', () => {
-    spec.given([normal]).when(cmd('RateFeedback', { csat: 4 })).thenRefused('feedback.not_resolved');
-    spec.given([normal, resolved]).when(cmd('RateFeedback', { csat: 4 })).then([rated]);
-    spec.given([normal, closed]).when(cmd('RateFeedback', { csat: 4 })).then([rated]);
+    spec
+      .given([normal])
+      .when(cmd('RateFeedback', { csat: 4 }))
+      .thenRefused('feedback.not_resolved');
+    spec
+      .given([normal, resolved])
+      .when(cmd('RateFeedback', { csat: 4 }))
+      .then([rated]);
+    spec
+      .given([normal, closed])
+      .when(cmd('RateFeedback', { csat: 4 }))
+      .then([rated]);
   });
   it('once per resolution: a reopened and re-resolved case may be rated again', () => {
-    spec.given([normal, resolved, rated]).when(cmd('RateFeedback', { csat: 5 })).thenRefused('feedback.already_rated', 'csat');
+    spec
+      .given([normal, resolved, rated])
+      .when(cmd('RateFeedback', { csat: 5 }))
+      .thenRefused('feedback.already_rated', 'csat');
     const reopened = ev('FeedbackReopened', { reason: null, resolutionDueAt: later });
-    spec.given([normal, resolved, rated, reopened]).when(cmd('RateFeedback', { csat: 5 })).thenRefused('feedback.not_resolved');
-    spec.given([normal, resolved, rated, reopened, resolved]).when(cmd('RateFeedback', { csat: 5, comment: 'better' })).then([ev('FeedbackRated', { csat: 5, comment: 'better' })]);
+    spec
+      .given([normal, resolved, rated, reopened])
+      .when(cmd('RateFeedback', { csat: 5 }))
+      .thenRefused('feedback.not_resolved');
+    spec
+      .given([normal, resolved, rated, reopened, resolved])
+      .when(cmd('RateFeedback', { csat: 5, comment: 'better' }))
+      .then([ev('FeedbackRated', { csat: 5, comment: 'better' })]);
   });
   it('schema: CSAT is an integer from 1 to 5', () => {
     expect(commandSchemas.RateFeedback.safeParse({ feedbackId: F, csat: 0 }).success).toBe(false);
@@ -167,46 +272,104 @@ describe('feedback: status and priority as the state reads them', () => {
   it('submitted is open; assigned or answered is in progress; a resolved case assigned again stays resolved', () => {
     expect(fold([normal]).status).toBe('open');
     expect(fold([normal, assigned])).toMatchObject({ status: 'in_progress', assigneeId: 'sam' });
-    expect(fold([normal, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })])).toMatchObject({ status: 'in_progress', responded: true });
-    spec.given([normal, resolved]).when(cmd('AssignFeedback', { assigneeId: 'sam' })).then([assigned]);
+    expect(fold([normal, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })])).toMatchObject({
+      status: 'in_progress',
+      responded: true,
+    });
+    spec
+      .given([normal, resolved])
+      .when(cmd('AssignFeedback', { assigneeId: 'sam' }))
+      .then([assigned]);
     expect(fold([normal, resolved, assigned]).status).toBe('resolved');
     expect(fold([normal, resolved, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })]).status).toBe('resolved');
   });
   it('a reopened case is in progress again and can be resolved', () => {
     const reopened = ev('FeedbackReopened', { reason: null, resolutionDueAt: later });
     expect(fold([normal, resolved, reopened])).toMatchObject({ status: 'in_progress', resolution: null, resolutionDueAt: later });
-    spec.given([normal, resolved, reopened]).when(cmd('ResolveFeedback', { resolution: 'Resent' })).then([ev('FeedbackResolved', { resolution: 'Resent' })]);
+    spec
+      .given([normal, resolved, reopened])
+      .when(cmd('ResolveFeedback', { resolution: 'Resent' }))
+      .then([ev('FeedbackResolved', { resolution: 'Resent' })]);
   });
   it('escalates one step at a time: low to normal, then high, then urgent, and no further', () => {
     const low = submitted('low', '2026-03-03T10:00:00.000Z', '2026-03-07T10:00:00.000Z');
     // Escalated at 13:00: normal allows 8 h / 72 h from then.
-    const toNormal = ev('FeedbackEscalated', { reason: 'r', priority: 'normal', firstResponseDueAt: '2026-03-02T21:00:00.000Z', resolutionDueAt: '2026-03-05T13:00:00.000Z' });
-    spec.given([low]).when(cmd('EscalateFeedback', { reason: 'r' })).then([toNormal]);
-    expect(fold([low, toNormal])).toMatchObject({ priority: 'normal', firstResponseDueAt: '2026-03-02T21:00:00.000Z', resolutionDueAt: '2026-03-05T13:00:00.000Z' });
-    const toHigh = ev('FeedbackEscalated', { reason: 'r', priority: 'high', firstResponseDueAt: '2026-03-02T17:00:00.000Z', resolutionDueAt: '2026-03-03T13:00:00.000Z' });
-    spec.given([low, toNormal]).when(cmd('EscalateFeedback', { reason: 'r' })).then([toHigh]);
-    const toUrgent = ev('FeedbackEscalated', { reason: 'r', priority: 'urgent', firstResponseDueAt: '2026-03-02T14:00:00.000Z', resolutionDueAt: '2026-03-02T21:00:00.000Z' });
-    spec.given([low, toNormal, toHigh]).when(cmd('EscalateFeedback', { reason: 'r' })).then([toUrgent]);
-    spec.given([low, toNormal, toHigh, toUrgent]).when(cmd('EscalateFeedback', { reason: 'r' })).thenRefused('feedback.already_urgent', 'priority');
+    const toNormal = ev('FeedbackEscalated', {
+      reason: 'r',
+      priority: 'normal',
+      firstResponseDueAt: '2026-03-02T21:00:00.000Z',
+      resolutionDueAt: '2026-03-05T13:00:00.000Z',
+    });
+    spec
+      .given([low])
+      .when(cmd('EscalateFeedback', { reason: 'r' }))
+      .then([toNormal]);
+    expect(fold([low, toNormal])).toMatchObject({
+      priority: 'normal',
+      firstResponseDueAt: '2026-03-02T21:00:00.000Z',
+      resolutionDueAt: '2026-03-05T13:00:00.000Z',
+    });
+    const toHigh = ev('FeedbackEscalated', {
+      reason: 'r',
+      priority: 'high',
+      firstResponseDueAt: '2026-03-02T17:00:00.000Z',
+      resolutionDueAt: '2026-03-03T13:00:00.000Z',
+    });
+    spec
+      .given([low, toNormal])
+      .when(cmd('EscalateFeedback', { reason: 'r' }))
+      .then([toHigh]);
+    const toUrgent = ev('FeedbackEscalated', {
+      reason: 'r',
+      priority: 'urgent',
+      firstResponseDueAt: '2026-03-02T14:00:00.000Z',
+      resolutionDueAt: '2026-03-02T21:00:00.000Z',
+    });
+    spec
+      .given([low, toNormal, toHigh])
+      .when(cmd('EscalateFeedback', { reason: 'r' }))
+      .then([toUrgent]);
+    spec
+      .given([low, toNormal, toHigh, toUrgent])
+      .when(cmd('EscalateFeedback', { reason: 'r' }))
+      .thenRefused('feedback.already_urgent', 'priority');
   });
   it('a reopen restarts the resolution clock at the current priority', () => {
     const urgent = submitted('urgent', '2026-03-02T11:00:00.000Z', '2026-03-02T18:00:00.000Z');
-    spec.given([urgent, resolved]).when(cmd('ReopenFeedback', {})).then([ev('FeedbackReopened', { reason: null, resolutionDueAt: '2026-03-02T21:00:00.000Z' })]);
+    spec
+      .given([urgent, resolved])
+      .when(cmd('ReopenFeedback', {}))
+      .then([ev('FeedbackReopened', { reason: null, resolutionDueAt: '2026-03-02T21:00:00.000Z' })]);
   });
 });
 
 describe('feedback: refusals name the case and the facts', () => {
   it('every refusal about the case names feedbackId', () => {
     spec.given([]).when(cmd('CloseFeedback', {})).thenRefused('feedback.not_found', 'feedbackId', { feedbackId: F });
-    spec.given([normal, resolved]).when(cmd('ResolveFeedback', { resolution: 'x' })).thenRefused('feedback.resolved', 'feedbackId');
-    spec.given([normal, closed]).when(cmd('ResolveFeedback', { resolution: 'x' })).thenRefused('feedback.closed', 'feedbackId');
-    spec.given([normal, closed]).when(cmd('AssignFeedback', { assigneeId: 'sam' })).thenRefused('feedback.closed', 'feedbackId');
+    spec
+      .given([normal, resolved])
+      .when(cmd('ResolveFeedback', { resolution: 'x' }))
+      .thenRefused('feedback.resolved', 'feedbackId');
+    spec
+      .given([normal, closed])
+      .when(cmd('ResolveFeedback', { resolution: 'x' }))
+      .thenRefused('feedback.closed', 'feedbackId');
+    spec
+      .given([normal, closed])
+      .when(cmd('AssignFeedback', { assigneeId: 'sam' }))
+      .thenRefused('feedback.closed', 'feedbackId');
     spec.given([normal, resolved, closed]).when(cmd('ReopenFeedback', {})).thenRefused('feedback.closed', 'feedbackId');
     spec.given([normal]).when(cmd('ReopenFeedback', {})).thenRefused('feedback.not_resolved', 'feedbackId');
     spec.given([normal, closed]).when(cmd('CloseFeedback', {})).thenRefused('feedback.closed', 'feedbackId');
-    spec.given([normal]).when(cmd('RateFeedback', { csat: 4 })).thenRefused('feedback.not_resolved', 'feedbackId', { status: 'open' });
+    spec
+      .given([normal])
+      .when(cmd('RateFeedback', { csat: 4 }))
+      .thenRefused('feedback.not_resolved', 'feedbackId', { status: 'open' });
   });
   it('an escalation that does not raise the priority names the current one', () => {
-    spec.given([normal]).when(cmd('EscalateFeedback', { reason: 'r', priority: 'low' })).thenRefused('feedback.priority_not_raised', 'priority', { current: 'normal' });
+    spec
+      .given([normal])
+      .when(cmd('EscalateFeedback', { reason: 'r', priority: 'low' }))
+      .thenRefused('feedback.priority_not_raised', 'priority', { current: 'normal' });
   });
 });

@@ -70,14 +70,27 @@ describe('property: evolve accepts every sequence decide can produce', () => {
   it('customer', () => {
     // Client-chosen ids, prototype member names included (they are ids like any other).
     const orderId = fc.constantFrom('o-1', 'o-2', 'constructor', '__proto__');
-    const command: fc.Arbitrary<CustomerCommand> = fc.oneof(
-      fc.record({ type: fc.constant('RegisterCustomer' as const), name: fc.constantFrom('Ada', 'Bob'), email: fc.constantFrom('a@x.io', 'B@x.io'), tags: fc.array(fc.constantFrom('vip', 'new'), { maxLength: 3 }) }),
-      fc.record({ type: fc.constant('ChangeCustomerDetails' as const), name: fc.constantFrom('Ada', 'Eve'), marketingConsent: fc.boolean() }),
-      fc.record({ type: fc.constantFrom('TagCustomer' as const, 'UntagCustomer' as const), tag: fc.constantFrom('vip', 'gold') }),
-      fc.record({ type: fc.constant('RecordPurchase' as const), orderId, amount: money, currency }),
-      fc.record({ type: fc.constant('RefundPurchase' as const), orderId, refundId: fc.constantFrom('r-1', 'r-2', 'toString', '__proto__'), amount: smallMoney, currency }),
-      fc.record({ type: fc.constantFrom('DeactivateCustomer' as const, 'ReactivateCustomer' as const, 'ForgetCustomer' as const) }),
-    ).chain((c) => at.map((occurredAt) => ({ ...c, customerId: C, occurredAt })));
+    const command: fc.Arbitrary<CustomerCommand> = fc
+      .oneof(
+        fc.record({
+          type: fc.constant('RegisterCustomer' as const),
+          name: fc.constantFrom('Ada', 'Bob'),
+          email: fc.constantFrom('a@x.io', 'B@x.io'),
+          tags: fc.array(fc.constantFrom('vip', 'new'), { maxLength: 3 }),
+        }),
+        fc.record({ type: fc.constant('ChangeCustomerDetails' as const), name: fc.constantFrom('Ada', 'Eve'), marketingConsent: fc.boolean() }),
+        fc.record({ type: fc.constantFrom('TagCustomer' as const, 'UntagCustomer' as const), tag: fc.constantFrom('vip', 'gold') }),
+        fc.record({ type: fc.constant('RecordPurchase' as const), orderId, amount: money, currency }),
+        fc.record({
+          type: fc.constant('RefundPurchase' as const),
+          orderId,
+          refundId: fc.constantFrom('r-1', 'r-2', 'toString', '__proto__'),
+          amount: smallMoney,
+          currency,
+        }),
+        fc.record({ type: fc.constantFrom('DeactivateCustomer' as const, 'ReactivateCustomer' as const, 'ForgetCustomer' as const) }),
+      )
+      .chain((c) => at.map((occurredAt) => ({ ...c, customerId: C, occurredAt })));
     fc.assert(
       fc.property(fc.array(command, { maxLength: 40 }), (commands) => {
         runSequence(customerDecider, commands, (before, s) => {
@@ -94,14 +107,32 @@ describe('property: evolve accepts every sequence decide can produce', () => {
 
   it('deal', () => {
     const stage = fc.constantFrom('lead' as const, 'qualified' as const, 'proposal' as const, 'negotiation' as const);
-    const command: fc.Arbitrary<DealCommand> = fc.oneof(
-      fc.record({ type: fc.constant('OpenDeal' as const), customerId: fc.constant(C), title: fc.constant('T'), amount: money, currency, ownerId: fc.constant('o'), expectedCloseDate: fc.constant('2026-06-30'), stage: fc.option(stage, { nil: undefined }), probabilityOverride: fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: undefined }), customer: snapshot }),
-      fc.record({ type: fc.constant('ChangeDeal' as const), amount: fc.option(money, { nil: undefined }), ownerId: fc.option(fc.constantFrom('o', 'p'), { nil: undefined }), probabilityOverride: fc.option(fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: null }), { nil: undefined }) }),
-      fc.record({ type: fc.constant('MoveDealStage' as const), stage }),
-      fc.record({ type: fc.constant('WinDeal' as const), amount: fc.option(money, { nil: undefined }) }),
-      fc.record({ type: fc.constant('LoseDeal' as const), reason: fc.constant('price') }),
-      fc.record({ type: fc.constant('ReopenDeal' as const), stage: fc.option(stage, { nil: undefined }) }),
-    ).chain((c) => at.map((occurredAt) => ({ ...c, dealId: C, occurredAt })));
+    const command: fc.Arbitrary<DealCommand> = fc
+      .oneof(
+        fc.record({
+          type: fc.constant('OpenDeal' as const),
+          customerId: fc.constant(C),
+          title: fc.constant('T'),
+          amount: money,
+          currency,
+          ownerId: fc.constant('o'),
+          expectedCloseDate: fc.constant('2026-06-30'),
+          stage: fc.option(stage, { nil: undefined }),
+          probabilityOverride: fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: undefined }),
+          customer: snapshot,
+        }),
+        fc.record({
+          type: fc.constant('ChangeDeal' as const),
+          amount: fc.option(money, { nil: undefined }),
+          ownerId: fc.option(fc.constantFrom('o', 'p'), { nil: undefined }),
+          probabilityOverride: fc.option(fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: null }), { nil: undefined }),
+        }),
+        fc.record({ type: fc.constant('MoveDealStage' as const), stage }),
+        fc.record({ type: fc.constant('WinDeal' as const), amount: fc.option(money, { nil: undefined }) }),
+        fc.record({ type: fc.constant('LoseDeal' as const), reason: fc.constant('price') }),
+        fc.record({ type: fc.constant('ReopenDeal' as const), stage: fc.option(stage, { nil: undefined }) }),
+      )
+      .chain((c) => at.map((occurredAt) => ({ ...c, dealId: C, occurredAt })));
     fc.assert(
       fc.property(fc.array(command, { maxLength: 40 }), (commands) => {
         runSequence(dealDecider, commands, (_, s) => {
@@ -124,13 +155,35 @@ describe('property: evolve accepts every sequence decide can produce', () => {
       completed: [],
       cancelled: [],
     };
-    const command: fc.Arbitrary<CampaignCommand> = fc.oneof(
-      fc.record({ type: fc.constant('CreateCampaign' as const), name: fc.constant('C'), channel: fc.constant('email' as const), budget: money, currency: fc.constant('EUR') }),
-      fc.record({ type: fc.constant('ScheduleCampaign' as const), startsAt: at }),
-      fc.record({ type: fc.constantFrom('LaunchCampaign' as const, 'PauseCampaign' as const, 'ResumeCampaign' as const, 'CompleteCampaign' as const, 'CancelCampaign' as const) }),
-      fc.record({ type: fc.constant('RecordCampaignCost' as const), costId: fc.constantFrom('a', 'constructor', '__proto__'), amount: money, currency }),
-      fc.record({ type: fc.constant('RecordCampaignResponse' as const), customerId: fc.constantFrom(C, OTHER), kind: fc.constantFrom('sent' as const, 'opened' as const, 'converted' as const), revenue: fc.option(money, { nil: undefined }), customer: snapshot }),
-    ).chain((c) => at.map((occurredAt) => ({ ...c, campaignId: C, occurredAt })));
+    const command: fc.Arbitrary<CampaignCommand> = fc
+      .oneof(
+        fc.record({
+          type: fc.constant('CreateCampaign' as const),
+          name: fc.constant('C'),
+          channel: fc.constant('email' as const),
+          budget: money,
+          currency: fc.constant('EUR'),
+        }),
+        fc.record({ type: fc.constant('ScheduleCampaign' as const), startsAt: at }),
+        fc.record({
+          type: fc.constantFrom(
+            'LaunchCampaign' as const,
+            'PauseCampaign' as const,
+            'ResumeCampaign' as const,
+            'CompleteCampaign' as const,
+            'CancelCampaign' as const,
+          ),
+        }),
+        fc.record({ type: fc.constant('RecordCampaignCost' as const), costId: fc.constantFrom('a', 'constructor', '__proto__'), amount: money, currency }),
+        fc.record({
+          type: fc.constant('RecordCampaignResponse' as const),
+          customerId: fc.constantFrom(C, OTHER),
+          kind: fc.constantFrom('sent' as const, 'opened' as const, 'converted' as const),
+          revenue: fc.option(money, { nil: undefined }),
+          customer: snapshot,
+        }),
+      )
+      .chain((c) => at.map((occurredAt) => ({ ...c, campaignId: C, occurredAt })));
     fc.assert(
       fc.property(fc.array(command, { maxLength: 40 }), (commands) => {
         runSequence(campaignDecider, commands, (before, after) => {
@@ -146,15 +199,26 @@ describe('property: evolve accepts every sequence decide can produce', () => {
 
   it('feedback', () => {
     const priority = fc.constantFrom('low' as const, 'normal' as const, 'high' as const, 'urgent' as const);
-    const command: fc.Arbitrary<FeedbackCommand> = fc.oneof(
-      fc.record({ type: fc.constant('SubmitFeedback' as const), customerId: fc.constant(C), kind: fc.constant('complaint' as const), channel: fc.constant('web' as const), subject: fc.constant('S'), body: fc.constant('B'), priority: fc.option(priority, { nil: undefined }), customer: snapshot }),
-      fc.record({ type: fc.constant('AssignFeedback' as const), assigneeId: fc.constantFrom('a', 'b') }),
-      fc.record({ type: fc.constant('RespondToFeedback' as const), responderId: fc.constant('a'), message: fc.constant('m') }),
-      fc.record({ type: fc.constant('EscalateFeedback' as const), reason: fc.constant('r'), priority: fc.option(priority, { nil: undefined }) }),
-      fc.record({ type: fc.constant('ResolveFeedback' as const), resolution: fc.constant('done') }),
-      fc.record({ type: fc.constantFrom('ReopenFeedback' as const, 'CloseFeedback' as const) }),
-      fc.record({ type: fc.constant('RateFeedback' as const), csat: fc.integer({ min: 1, max: 5 }) }),
-    ).chain((c) => at.map((occurredAt) => ({ ...c, feedbackId: C, occurredAt })));
+    const command: fc.Arbitrary<FeedbackCommand> = fc
+      .oneof(
+        fc.record({
+          type: fc.constant('SubmitFeedback' as const),
+          customerId: fc.constant(C),
+          kind: fc.constant('complaint' as const),
+          channel: fc.constant('web' as const),
+          subject: fc.constant('S'),
+          body: fc.constant('B'),
+          priority: fc.option(priority, { nil: undefined }),
+          customer: snapshot,
+        }),
+        fc.record({ type: fc.constant('AssignFeedback' as const), assigneeId: fc.constantFrom('a', 'b') }),
+        fc.record({ type: fc.constant('RespondToFeedback' as const), responderId: fc.constant('a'), message: fc.constant('m') }),
+        fc.record({ type: fc.constant('EscalateFeedback' as const), reason: fc.constant('r'), priority: fc.option(priority, { nil: undefined }) }),
+        fc.record({ type: fc.constant('ResolveFeedback' as const), resolution: fc.constant('done') }),
+        fc.record({ type: fc.constantFrom('ReopenFeedback' as const, 'CloseFeedback' as const) }),
+        fc.record({ type: fc.constant('RateFeedback' as const), csat: fc.integer({ min: 1, max: 5 }) }),
+      )
+      .chain((c) => at.map((occurredAt) => ({ ...c, feedbackId: C, occurredAt })));
     fc.assert(
       fc.property(fc.array(command, { maxLength: 40 }), (commands) => {
         runSequence(feedbackDecider, commands, (before, s) => {

@@ -8,7 +8,8 @@ import { isBusinessDate, isBusinessInstant, isStorableText, IsoDate, IsoDateTime
 
 describe('a safe text', () => {
   it('is any Unicode PostgreSQL can store: no NUL, no unpaired surrogate', () => {
-    for (const text of ['', 'Zoë', 'محمد', 'e\u0301', '👩‍👩‍👧‍👦', '\ud83d\ude00', '𠜎', '\u202e', '\ufffd', '\u0001']) expect(isStorableText(text), JSON.stringify(text)).toBe(true);
+    for (const text of ['', 'Zoë', 'محمد', 'e\u0301', '👩‍👩‍👧‍👦', '\ud83d\ude00', '𠜎', '\u202e', '\ufffd', '\u0001'])
+      expect(isStorableText(text), JSON.stringify(text)).toBe(true);
     for (const text of ['\u0000', 'a\u0000', '\ud800', '\udc00', 'a\ud83d', '\ude00a', '\udc00\ud800', '\ud800\ud800\udc00\udc00']) {
       expect(isStorableText(text), JSON.stringify(text)).toBe(false);
       expect(SafeText.safeParse(text).success).toBe(false);
@@ -21,7 +22,14 @@ describe('a business time', () => {
     for (const ok of ['1900-01-01T00:00:00Z', '2200-12-31T23:59:59.999Z', '1900-01-01T01:00:00+01:00', '2026-06-01T12:00:00-05:00']) {
       expect(IsoDateTime.safeParse(ok).success, ok).toBe(true);
     }
-    for (const bad of ['0000-01-01T00:00:00Z', '1899-12-31T23:59:59Z', '1900-01-01T00:59:59+01:00', '2201-01-01T00:00:00Z', '2200-12-31T23:00:00-01:00', 'yesterday']) {
+    for (const bad of [
+      '0000-01-01T00:00:00Z',
+      '1899-12-31T23:59:59Z',
+      '1900-01-01T00:59:59+01:00',
+      '2201-01-01T00:00:00Z',
+      '2200-12-31T23:00:00-01:00',
+      'yesterday',
+    ]) {
       expect(IsoDateTime.safeParse(bad).success, bad).toBe(false);
     }
     expect(['1900-01-01', '2200-12-31'].every((d) => IsoDate.safeParse(d).success)).toBe(true);
@@ -89,7 +97,10 @@ describe('every command and event schema', () => {
   it('builds each text on SafeText and each time on the business-time rule, at any depth', () => {
     // The walk sees a plain text and a plain instant however deep they sit.
     const planted = z.object({ a: z.array(z.object({ b: z.string().nullable().optional() })), c: z.iso.datetime() });
-    expect(unsafeLeaves(planted, 'planted', [])).toEqual(['planted.a[].b (a text not built on SafeText)', 'planted.c (an instant without the business-years rule)']);
+    expect(unsafeLeaves(planted, 'planted', [])).toEqual([
+      'planted.a[].b (a text not built on SafeText)',
+      'planted.c (an instant without the business-years rule)',
+    ]);
     const unsafe: string[] = [];
     for (const [name, schema] of Object.entries(commandSchemas)) unsafeLeaves(schema, `command ${name}`, unsafe);
     for (const [name, schema] of Object.entries(eventSchemas)) unsafeLeaves(schema, `event ${name}`, unsafe);

@@ -75,8 +75,7 @@ const waitForHead = async (store: EventStore, position: bigint, timeoutMs = 10_0
   }
 };
 
-const eventsOf = (messages: SubscriptionMessage[]): RecordedEvent[] =>
-  messages.flatMap((message) => (message.kind === 'event' ? [message.event] : []));
+const eventsOf = (messages: SubscriptionMessage[]): RecordedEvent[] => messages.flatMap((message) => (message.kind === 'event' ? [message.event] : []));
 
 const nextMessages = (source: Observable<SubscriptionMessage>, count: number, timeoutMs = 10_000): Promise<SubscriptionMessage[]> =>
   new Promise((resolve, reject) => {
@@ -165,9 +164,7 @@ export function eventStoreContract(harness: EngineHarness): void {
         const store = await harness.createStore();
         const stream = `${aggregate()}-1`;
         await store.appendToStream(stream, [newEvent()], { expectedRevision: 'no_stream' });
-        const outcomes = await Promise.allSettled(
-          Array.from({ length: 20 }, () => store.appendToStream(stream, [newEvent()], { expectedRevision: 0 })),
-        );
+        const outcomes = await Promise.allSettled(Array.from({ length: 20 }, () => store.appendToStream(stream, [newEvent()], { expectedRevision: 0 })));
         const winners = outcomes.filter((o) => o.status === 'fulfilled');
         const losers = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
         expect(winners).toHaveLength(1);
@@ -225,9 +222,7 @@ export function eventStoreContract(harness: EngineHarness): void {
         expect(await caught(store.appendToStream(stream, [{ ...first, data: { name: 'Eve' } }], { expectedRevision: 'no_stream' }))).toBeInstanceOf(
           IdempotencyConflict,
         );
-        expect(await caught(store.appendToStream(stream, [{ ...second, data: { name: 'Eve' } }], { expectedRevision: 0 }))).toBeInstanceOf(
-          IdempotencyConflict,
-        );
+        expect(await caught(store.appendToStream(stream, [{ ...second, data: { name: 'Eve' } }], { expectedRevision: 0 }))).toBeInstanceOf(IdempotencyConflict);
         // The true retries still answer with the original result.
         expect((await store.appendToStream(stream, [second], { expectedRevision: 0 })).nextExpectedRevision).toBe(1);
         expect((await store.readStream(stream)).map((e) => e.data)).toEqual([{ name: 'Ada' }, { name: 'Ada L.' }]);
@@ -319,9 +314,23 @@ export function eventStoreContract(harness: EngineHarness): void {
         const store = await harness.createStore();
         const a = `${aggregate()}-1`;
         expect(await caught(store.appendToStreams([]))).toBeInstanceOf(InvalidAppend);
-        expect(await caught(store.appendToStreams([{ stream: a, events: [newEvent()] }, { stream: a, events: [newEvent()] }]))).toBeInstanceOf(InvalidAppend);
+        expect(
+          await caught(
+            store.appendToStreams([
+              { stream: a, events: [newEvent()] },
+              { stream: a, events: [newEvent()] },
+            ]),
+          ),
+        ).toBeInstanceOf(InvalidAppend);
         const event = newEvent();
-        expect(await caught(store.appendToStreams([{ stream: a, events: [event] }, { stream: `${aggregate()}-2`, events: [event] }]))).toBeInstanceOf(InvalidAppend);
+        expect(
+          await caught(
+            store.appendToStreams([
+              { stream: a, events: [event] },
+              { stream: `${aggregate()}-2`, events: [event] },
+            ]),
+          ),
+        ).toBeInstanceOf(InvalidAppend);
         expect(await caught(store.appendToStreams([{ stream: 'Not A Stream', events: [newEvent()] }]))).toBeInstanceOf(InvalidAppend);
         expect((await store.readStream(a)).length).toBe(0);
         await store.close();
@@ -350,7 +359,9 @@ export function eventStoreContract(harness: EngineHarness): void {
             events.forEach((e) => appended.add(e.id));
             await withRetry(async () => {
               const revisions = await Promise.all(picked.map(revisionOf));
-              await store.appendToStreams(picked.map((stream, i) => ({ stream, events: [events[i]!], expectedRevision: revisions[i]! < 0 ? ('no_stream' as const) : revisions[i]! })));
+              await store.appendToStreams(
+                picked.map((stream, i) => ({ stream, events: [events[i]!], expectedRevision: revisions[i]! < 0 ? ('no_stream' as const) : revisions[i]! })),
+              );
             });
           }
         };
@@ -394,7 +405,10 @@ export function eventStoreContract(harness: EngineHarness): void {
         const nearLimit = 'x'.repeat(Math.floor(MAX_EVENT_BYTES * 0.9));
         const count = Math.ceil(MAX_APPEND_BYTES / (MAX_EVENT_BYTES * 0.9)) + 1;
         await refusal(
-          store.appendToStream(stream, Array.from({ length: count }, () => newEvent('Big', { blob: nearLimit }))),
+          store.appendToStream(
+            stream,
+            Array.from({ length: count }, () => newEvent('Big', { blob: nearLimit })),
+          ),
           'payload_too_large',
         );
         // The append limit counts twice each type's length, as EventStoreDB does: an append exactly at the
@@ -406,7 +420,13 @@ export function eventStoreContract(harness: EngineHarness): void {
           const shares = [Math.floor(pad / 3), Math.floor(pad / 3), pad - 2 * Math.floor(pad / 3)];
           return events.map((e, i) => ({ ...e, data: { blob: 'y'.repeat(shares[i]!) } }));
         };
-        await refusal(store.appendToStream(stream, atLimit('Big').map((e) => ({ ...e, type: 'Bigger' }))), 'payload_too_large');
+        await refusal(
+          store.appendToStream(
+            stream,
+            atLimit('Big').map((e) => ({ ...e, type: 'Bigger' })),
+          ),
+          'payload_too_large',
+        );
         const limitStream = `${aggregate()}-limit`;
         await store.appendToStream(limitStream, atLimit('Big'));
         expect(await store.readStream(limitStream)).toHaveLength(3);
@@ -480,8 +500,7 @@ export function eventStoreContract(harness: EngineHarness): void {
       it('reads the global feed in position order with an exclusive start, counts, filters and both directions', async () => {
         const store = await harness.createStore();
         const [customer, deal] = [aggregate(), aggregate()];
-        const readAll = (options: ReadAllOptions = {}) =>
-          store.readAll({ ...options, filter: scoped([`${customer}-`, `${deal}-`], options.filter) });
+        const readAll = (options: ReadAllOptions = {}) => store.readAll({ ...options, filter: scoped([`${customer}-`, `${deal}-`], options.filter) });
         if (isolated) {
           expect(await store.headPosition()).toBe(0n);
           expect(await readAll()).toEqual([]);
@@ -502,22 +521,13 @@ export function eventStoreContract(harness: EngineHarness): void {
         expect((await readAll({ maxCount: 2 })).map((e) => e.position)).toEqual(positions.slice(0, 2));
         expect((await readAll({ fromPosition: positions[0], maxCount: 1 })).map((e) => e.position)).toEqual([positions[1]]);
         expect((await readAll({ filter: { streamPrefixes: [`${deal}-`] } })).map((e) => e.type)).toEqual(['DealOpened']);
-        expect((await readAll({ filter: { eventTypes: ['CustomerRegistered'] } })).map((e) => e.stream)).toEqual([
-          `${customer}-1`,
-          `${customer}-2`,
+        expect((await readAll({ filter: { eventTypes: ['CustomerRegistered'] } })).map((e) => e.stream)).toEqual([`${customer}-1`, `${customer}-2`]);
+        expect((await readAll({ filter: { streamPrefixes: [`${customer}-`], eventTypes: ['CustomerRenamed', 'DealOpened'] } })).map((e) => e.type)).toEqual([
+          'CustomerRenamed',
         ]);
-        expect(
-          (await readAll({ filter: { streamPrefixes: [`${customer}-`], eventTypes: ['CustomerRenamed', 'DealOpened'] } })).map(
-            (e) => e.type,
-          ),
-        ).toEqual(['CustomerRenamed']);
-        expect(
-          (await readAll({ filter: { streamPrefixes: [`${customer}-2`, `${deal}-`] } })).map((e) => e.stream),
-        ).toEqual([`${deal}-1`, `${customer}-2`]);
+        expect((await readAll({ filter: { streamPrefixes: [`${customer}-2`, `${deal}-`] } })).map((e) => e.stream)).toEqual([`${deal}-1`, `${customer}-2`]);
         expect((await readAll({ direction: 'backwards' })).map((e) => e.position)).toEqual([...positions].reverse());
-        expect((await readAll({ direction: 'backwards', fromPosition: positions[2], maxCount: 1 })).map((e) => e.position)).toEqual([
-          positions[1],
-        ]);
+        expect((await readAll({ direction: 'backwards', fromPosition: positions[2], maxCount: 1 })).map((e) => e.position)).toEqual([positions[1]]);
         await store.close();
       });
 
@@ -589,9 +599,7 @@ export function eventStoreContract(harness: EngineHarness): void {
 
         const byType = eventsOf(
           await nextMessages(
-            store
-              .subscribeToAll({ filter: scoped([`${deal}-`], { eventTypes: ['DealOpened', 'DealWon'] }) })
-              .pipe(rxFilter((m) => m.kind === 'event')),
+            store.subscribeToAll({ filter: scoped([`${deal}-`], { eventTypes: ['DealOpened', 'DealWon'] }) }).pipe(rxFilter((m) => m.kind === 'event')),
             2,
           ),
         );
@@ -604,7 +612,10 @@ export function eventStoreContract(harness: EngineHarness): void {
         const name = aggregate();
         const total = 3_000;
         for (let i = 0; i < total / 500; i++) {
-          await store.appendToStream(`${name}-${i}`, Array.from({ length: 500 }, () => newEvent('Backlog', { i })));
+          await store.appendToStream(
+            `${name}-${i}`,
+            Array.from({ length: 500 }, () => newEvent('Backlog', { i })),
+          );
         }
         const bound = 200;
         const queue: RecordedEvent[] = [];
@@ -675,7 +686,9 @@ export function eventStoreContract(harness: EngineHarness): void {
           const timer = setTimeout(() => {
             const delivered = new Set(seen.map((e) => e.id));
             const missing = sent.filter((id) => !delivered.has(id));
-            reject(new Error(`subscriber saw ${seen.length} of ${total} events; ${missing.length} sent ones never arrived, e.g. ${missing.slice(0, 5).join(', ')}`));
+            reject(
+              new Error(`subscriber saw ${seen.length} of ${total} events; ${missing.length} sent ones never arrived, e.g. ${missing.slice(0, 5).join(', ')}`),
+            );
           }, 100_000);
           const subscription = store.subscribeToAll({ filter: { streamPrefixes: [`${name}-`] } }).subscribe({
             next: (message) => {
@@ -693,7 +706,10 @@ export function eventStoreContract(harness: EngineHarness): void {
             error: reject,
           });
         });
-        const append = harness.slowAppend ?? ((s: EventStore, stream: string, event: NewEvent, expected: ExpectedRevision) => s.appendToStream(stream, [event], { expectedRevision: expected }).then(() => undefined));
+        const append =
+          harness.slowAppend ??
+          ((s: EventStore, stream: string, event: NewEvent, expected: ExpectedRevision) =>
+            s.appendToStream(stream, [event], { expectedRevision: expected }).then(() => undefined));
         const sent: string[] = [];
         await Promise.all(
           Array.from({ length: writers }, async (_, writer) => {

@@ -23,9 +23,16 @@ import { RecordedClientDouble } from './eventstoredb-client-double.ts';
 const URL = 'esdb://127.0.0.1:2113?tls=false';
 const event = (type = 'CustomerRegistered', data: unknown = { name: 'Ada' }): NewEvent => ({ id: randomUUID(), type, data, metadata: { actor: 'user-1' } });
 
-const open = (double = new RecordedClientDouble(), url = URL) => ({ double, store: createEventStoreDbStore(url, { client: double, resubscribeDelay: 5, maxResubscribeDelay: 20 }) });
+const open = (double = new RecordedClientDouble(), url = URL) => ({
+  double,
+  store: createEventStoreDbStore(url, { client: double, resubscribeDelay: 5, maxResubscribeDelay: 20 }),
+});
 
-const caught = (promise: Promise<unknown>): Promise<unknown> => promise.then(() => undefined, (error: unknown) => error);
+const caught = (promise: Promise<unknown>): Promise<unknown> =>
+  promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
 
 const until = async (condition: () => boolean, what: string, ms = 5_000): Promise<void> => {
   const deadline = Date.now() + ms;
@@ -58,7 +65,8 @@ describe('eventstoredb adapter: appends', () => {
     await store.appendToStream('customer-1', [event()], { expectedRevision: 0 });
     const appends = double.calls.filter((c) => c.method === 'appendToStream');
     expect(appends).toHaveLength(2);
-    for (const call of appends) expect((call.args as { options: { credentials: unknown } }).options.credentials).toEqual({ username: 'ops', password: 's3cret' });
+    for (const call of appends)
+      expect((call.args as { options: { credentials: unknown } }).options.credentials).toEqual({ username: 'ops', password: 's3cret' });
     expect(parseConnectionString(URL).appendCredentials.username).toBeTruthy();
     await store.close();
   });
@@ -155,7 +163,11 @@ describe('eventstoredb adapter: positions and reads', () => {
   it('sends maxCount: the head needs one short read, a selective page stops once full', async () => {
     const double = new RecordedClientDouble();
     const store = createEventStoreDbStore(URL, { client: double, readPageSize: 50 });
-    for (let i = 0; i < 20; i++) await store.appendToStream(`deal-${i}`, Array.from({ length: 50 }, () => event('DealOpened', {})));
+    for (let i = 0; i < 20; i++)
+      await store.appendToStream(
+        `deal-${i}`,
+        Array.from({ length: 50 }, () => event('DealOpened', {})),
+      );
     await store.appendToStream('customer-9', [event()]);
     double.eventsRead = 0;
     const head = await store.headPosition();
@@ -237,7 +249,11 @@ describe('eventstoredb adapter: subscriptions', () => {
 
   it('reads no further while the consumer asks it to pause, and signals caughtUp only after the buffered events', async () => {
     const { double, store } = open();
-    for (let i = 0; i < 10; i++) await store.appendToStream(`customer-${i}`, Array.from({ length: 100 }, () => event('Backlog', {})));
+    for (let i = 0; i < 10; i++)
+      await store.appendToStream(
+        `customer-${i}`,
+        Array.from({ length: 100 }, () => event('Backlog', {})),
+      );
     const queue: SubscriptionMessage[] = [];
     const bound = 50;
     const subscription = store.subscribeToAll({ shouldPause: () => queue.filter((m) => m.kind === 'event').length >= bound }).subscribe((m) => queue.push(m));

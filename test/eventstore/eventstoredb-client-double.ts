@@ -116,7 +116,11 @@ export class RecordedClientDouble implements EventStoreDbClientPort {
     }
     let last: StoredEvent | undefined;
     for (const event of events) {
-      last = this.record(streamId, { id: event.id, type: event.type, data: event.data, metadata: event.metadata }, { commit: this.nextPosition, prepare: this.nextPosition });
+      last = this.record(
+        streamId,
+        { id: event.id, type: event.type, data: event.data, metadata: event.metadata },
+        { commit: this.nextPosition, prepare: this.nextPosition },
+      );
       this.nextPosition += 100n;
     }
     return { success: true, nextExpectedRevision: last!.revision, position: last!.position };
@@ -168,7 +172,9 @@ export class RecordedClientDouble implements EventStoreDbClientPort {
       events = events.slice(index); // inclusive, as the server
     }
     return this.finite(
-      events.slice(0, options.maxCount ?? events.length).map((event) => ({ event: toClientEvent(event), commitPosition: event.position.commit }) as AllStreamResolvedEvent),
+      events
+        .slice(0, options.maxCount ?? events.length)
+        .map((event) => ({ event: toClientEvent(event), commitPosition: event.position.commit }) as AllStreamResolvedEvent),
     );
   }
 

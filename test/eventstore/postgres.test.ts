@@ -21,8 +21,7 @@ const createStore = async (options: { pollInterval?: number } = {}): Promise<Eve
   return store;
 };
 
-const expectedCode = (expected: ExpectedRevision): number =>
-  typeof expected === 'number' ? expected : { no_stream: -1, any: -2, exists: -3 }[expected];
+const expectedCode = (expected: ExpectedRevision): number => (typeof expected === 'number' ? expected : { no_stream: -1, any: -2, exists: -3 }[expected]);
 
 /** Calls the append function inside an explicit transaction that pauses a few ms before committing. */
 const slowAppend = async (store: EventStore, stream: string, event: NewEvent, expected: ExpectedRevision): Promise<void> => {

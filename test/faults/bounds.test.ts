@@ -27,7 +27,8 @@ describe('database faults and bounds as the API answers them', () => {
     expect(refused).not.toBeInstanceOf(OutcomeUnknown);
     expect(toProblem(refused, request('POST')).body()).toMatchObject({ status: 503, type: type('unavailable') });
     // statement_timeout and lock_timeout: nothing committed, the database is overloaded or locked.
-    for (const code of ['57014', '55P03']) expect(toUnavailable(Object.assign(new Error('canceling statement'), { code }), TEST_DATABASE_URL)).toBeInstanceOf(EventStoreUnavailable);
+    for (const code of ['57014', '55P03'])
+      expect(toUnavailable(Object.assign(new Error('canceling statement'), { code }), TEST_DATABASE_URL)).toBeInstanceOf(EventStoreUnavailable);
     // Other database errors stay what they are.
     const unique = Object.assign(new Error('duplicate key'), { code: '23505' });
     expect(toUnavailable(unique, TEST_DATABASE_URL, 'statement')).toBe(unique);
@@ -41,7 +42,9 @@ describe('database faults and bounds as the API answers them', () => {
   it('sets statement and lock timeouts on every connection, from the configuration', async () => {
     const database = connectPostgres(TEST_DATABASE_URL, { timeouts: { statementMs: 1_234, lockMs: 567, connectMs: 2_000 } });
     try {
-      const { rows } = await sql<{ s: string; l: string }>`SELECT current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l`.execute(database.db);
+      const { rows } = await sql<{ s: string; l: string }>`SELECT current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l`.execute(
+        database.db,
+      );
       expect(rows[0]).toEqual({ s: '1234ms', l: '567ms' });
       // A statement past the bound is cancelled by the server and reported as unavailable, not a 500.
       await expect(sql`SELECT pg_sleep(3)`.execute(database.db)).rejects.toBeInstanceOf(EventStoreUnavailable);
@@ -72,7 +75,6 @@ describe('database faults and bounds as the API answers them', () => {
     expect(backoff.next()).toBeLessThanOrEqual(100);
   });
 });
-
 
 describe('the request timeout', () => {
   it('answers a command that has not finished in time 503 outcome-unknown, and a read 503 unavailable, within the bound', async () => {

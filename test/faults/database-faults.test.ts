@@ -110,7 +110,10 @@ const assertExactlyOnce = async (schemas: ReturnType<typeof testSchemas>, writer
   const found = new Set(timeline.map((r) => r.event_id));
   const missing = acknowledgedIds.filter((id) => !found.has(id));
   const { rows: missingRows } = missing.length
-    ? await sql.query(`SELECT position::text, stream, revision, recorded_at FROM "${schemas.events}".events WHERE event_id = ANY($1::uuid[]) ORDER BY position`, [missing])
+    ? await sql.query(
+        `SELECT position::text, stream, revision, recorded_at FROM "${schemas.events}".events WHERE event_id = ANY($1::uuid[]) ORDER BY position`,
+        [missing],
+      )
     : { rows: [] };
   expect(
     timeline.length,
@@ -176,9 +179,10 @@ describe('crm serve through database faults', () => {
       // failing is measured again now, and the larger of the two sets the bound.
       const lagNow = await baselineLag(url, writers);
       const bound = recoveryBound(Math.max(baselineMs, lagNow));
-      expect(readModelsAtHeadMs, `${fault}: read models reached the head ${readModelsAtHeadMs} ms after recovery (baseline ${baselineMs} ms, ${lagNow} ms now)`).toBeLessThanOrEqual(
-        bound,
-      );
+      expect(
+        readModelsAtHeadMs,
+        `${fault}: read models reached the head ${readModelsAtHeadMs} ms after recovery (baseline ${baselineMs} ms, ${lagNow} ms now)`,
+      ).toBeLessThanOrEqual(bound);
     };
 
     for (let i = 1; i <= 3; i++) {
@@ -253,7 +257,13 @@ describe('crm serve killed (-9) mid-load and restarted', () => {
     const readModelsAtHeadMs = await readModelsReach(url, writers.customers[0]!, lastAcknowledged, restartedAt);
     await new Promise((r) => setTimeout(r, 1_000));
     const back = writers.firstAckAfter(restartedAt);
-    reports.push({ fault: 'kill -9', baselineMs, writesBackMs: back === undefined ? null : back - restartedAt, readModelsAtHeadMs, writers: writers.countsOf('kill -9') });
+    reports.push({
+      fault: 'kill -9',
+      baselineMs,
+      writesBackMs: back === undefined ? null : back - restartedAt,
+      readModelsAtHeadMs,
+      writers: writers.countsOf('kill -9'),
+    });
     writers.phase = 'after kill -9';
     await writers.stop();
     await readModelsReach(url, writers.customers[0]!, writers.head(), Date.now());

@@ -55,8 +55,12 @@ const ready = async () =>
     projections: { name: string; state: string; position: string; failedPosition: string | null; failedStream: string | null; failedEventId: string | null }[];
   }>();
 const checkpoint = async (name: string) =>
-  (await sql.query(`SELECT state, position::text AS position, failed_position::text AS failed_position FROM "${schemas.read}".projection_checkpoints WHERE name = $1`, [name]))
-    .rows[0] as { state: string; position: string; failed_position: string | null };
+  (
+    await sql.query(
+      `SELECT state, position::text AS position, failed_position::text AS failed_position FROM "${schemas.read}".projection_checkpoints WHERE name = $1`,
+      [name],
+    )
+  ).rows[0] as { state: string; position: string; failed_position: string | null };
 
 describe('a poison event', () => {
   const customerId = randomUUID();
@@ -76,21 +80,43 @@ describe('a poison event', () => {
         id: poisonId,
         type: 'CustomerTagged',
         data: { customerId: poisonCustomer, tag: { not: 'a string' } },
-        metadata: { actor: { userId: 'test', roles: ['admin'] }, correlationId: 'poison', causationId: null, occurredAt: new Date().toISOString(), schemaVersion: 1, command: 'TagCustomer' },
+        metadata: {
+          actor: { userId: 'test', roles: ['admin'] },
+          correlationId: 'poison',
+          causationId: null,
+          occurredAt: new Date().toISOString(),
+          schemaVersion: 1,
+          command: 'TagCustomer',
+        },
       },
     ]);
     poisonPosition = appended.position;
-    const status = await poll('the projections to stop', async () => {
-      const r = await ready();
-      return stoppedOnIt.every((name) => r.projections.find((p) => p.name === name)?.state === 'failed') ? r : undefined;
-    }, 30_000);
+    const status = await poll(
+      'the projections to stop',
+      async () => {
+        const r = await ready();
+        return stoppedOnIt.every((name) => r.projections.find((p) => p.name === name)?.state === 'failed') ? r : undefined;
+      },
+      30_000,
+    );
     expect(status.status).toBe('not_ready');
     for (const name of stoppedOnIt) {
-      expect(status.projections.find((p) => p.name === name)).toMatchObject({ failedPosition: String(poisonPosition), failedStream: poisonStream, failedEventId: poisonId });
+      expect(status.projections.find((p) => p.name === name)).toMatchObject({
+        failedPosition: String(poisonPosition),
+        failedStream: poisonStream,
+        failedEventId: poisonId,
+      });
       expect(status.reasons.join('\n')).toContain(`projection ${name} is failed at position ${poisonPosition} (stream ${poisonStream}, event ${poisonId})`);
     }
     // The others keep running: a deal opened after the poison event is applied.
-    const deal = await post('/deals', { customerId, title: 'Analytical engine', amount: 1000, currency: 'EUR', ownerId: 'owner-1', expectedCloseDate: '2027-01-31' });
+    const deal = await post('/deals', {
+      customerId,
+      title: 'Analytical engine',
+      amount: 1000,
+      currency: 'EUR',
+      ownerId: 'owner-1',
+      expectedCloseDate: '2027-01-31',
+    });
     await poll('the deals projection', async () => (BigInt((await checkpoint('deals')).position) >= BigInt(deal.position) ? true : undefined), 30_000);
     expect((await ready()).projections.find((p) => p.name === 'deals')?.state).toBe('running');
 
@@ -98,7 +124,9 @@ describe('a poison event', () => {
     expect(metrics).toContain(`crm_projection_failed{projection="customers",position="${poisonPosition}",stream="${poisonStream}",event_id="${poisonId}"} 1`);
     expect(metrics).toMatch(/crm_projection_failed\{projection="deals",position="",stream="",event_id=""\} 0/);
 
-    const { rows } = await sql.query(`SELECT state, failed_position::text AS failed_position, failed_stream, last_error FROM "${schemas.reporting}".projection_status WHERE name = 'customers'`);
+    const { rows } = await sql.query(
+      `SELECT state, failed_position::text AS failed_position, failed_stream, last_error FROM "${schemas.reporting}".projection_status WHERE name = 'customers'`,
+    );
     expect(rows[0]).toMatchObject({ state: 'failed', failed_position: String(poisonPosition), failed_stream: poisonStream });
     expect(rows[0].last_error).toMatch(/tag/);
   }, 120_000);
@@ -112,10 +140,16 @@ describe('a poison event', () => {
     expect(retried.code, retried.stderr).toBe(0);
     expect(retried.stdout).toContain('runs again');
     // The running process notices, retries the event and stops on it again: a newer failure, same event.
-    await poll('the retry to fail again', async () => {
-      const { rows } = await sql.query(`SELECT state, failed_position::text AS p, updated_at FROM "${schemas.read}".projection_checkpoints WHERE name = 'customers'`);
-      return rows[0].state === 'failed' && rows[0].updated_at > before && rows[0].p === String(poisonPosition) ? true : undefined;
-    }, 30_000);
+    await poll(
+      'the retry to fail again',
+      async () => {
+        const { rows } = await sql.query(
+          `SELECT state, failed_position::text AS p, updated_at FROM "${schemas.read}".projection_checkpoints WHERE name = 'customers'`,
+        );
+        return rows[0].state === 'failed' && rows[0].updated_at > before && rows[0].p === String(poisonPosition) ? true : undefined;
+      },
+      30_000,
+    );
   }, 120_000);
 
   it('crm projections skip records an audit fact, runs the projections again, and verification names the gap', async () => {
@@ -126,12 +160,18 @@ describe('a poison event', () => {
     expect(noReason.code).toBe(2);
 
     for (const name of stoppedOnIt) {
-      const skipped = await runCrm(['projections', 'skip', name, '--position', String(poisonPosition), '--reason', 'tag written by a bug in 0.9'], { cwd: tmpdir(), env });
+      const skipped = await runCrm(['projections', 'skip', name, '--position', String(poisonPosition), '--reason', 'tag written by a bug in 0.9'], {
+        cwd: tmpdir(),
+        env,
+      });
       expect(skipped.code, skipped.stderr).toBe(0);
     }
     const facts = await runtime.store.readStream('projection-customers');
     expect(facts).toHaveLength(1);
-    expect(facts[0]).toMatchObject({ type: 'ProjectionEventSkipped', data: { projection: 'customers', position: String(poisonPosition), eventId: poisonId, stream: poisonStream, reason: 'tag written by a bug in 0.9' } });
+    expect(facts[0]).toMatchObject({
+      type: 'ProjectionEventSkipped',
+      data: { projection: 'customers', position: String(poisonPosition), eventId: poisonId, stream: poisonStream, reason: 'tag written by a bug in 0.9' },
+    });
     expect((facts[0]!.metadata.actor as { userId: string }).userId).toMatch(/^cli:/);
 
     // Running again: a change after the poison event reaches the read model.
@@ -149,6 +189,8 @@ describe('a poison event', () => {
     const verified = await runCrm(['verify'], { cwd: tmpdir(), env });
     expect(verified.code, verified.stdout + verified.stderr).toBe(0);
     expect(verified.stdout).toContain(`Gap explained: skipped by cli:`);
-    expect(verified.stdout).toContain(`customers at position ${poisonPosition} (stream ${poisonStream}, event ${poisonId}), reason: tag written by a bug in 0.9`);
+    expect(verified.stdout).toContain(
+      `customers at position ${poisonPosition} (stream ${poisonStream}, event ${poisonId}), reason: tag written by a bug in 0.9`,
+    );
   }, 180_000);
 });

@@ -94,12 +94,7 @@ export class Writers {
       const orderId = `w${writer}-${n}-${randomUUID().slice(0, 8)}`;
       const purchase: Purchase = { customerId, orderId };
       this.attempted.set(orderId, purchase);
-      const answer = await this.send(
-        `/customers/${customerId}/purchases`,
-        { orderId, amount: 10, currency: 'EUR' },
-        `purchase-${orderId}`,
-        60_000,
-      );
+      const answer = await this.send(`/customers/${customerId}/purchases`, { orderId, amount: 10, currency: 'EUR' }, `purchase-${orderId}`, 60_000);
       if (answer) {
         purchase.position = BigInt(answer.position);
         this.acknowledged.set(orderId, purchase);

@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { eventSchemas } from '../../domain/catalogue.ts';
 import { ERASED } from '../../domain/shared.ts';
-import { matchesPatterns, patternMatchesSomething, PUBLIC_EVENT_TYPE_NAMES, PUBLIC_EVENT_TYPES, publicFields, toIntegrationEvent } from '../../integration/envelope.ts';
+import {
+  matchesPatterns,
+  patternMatchesSomething,
+  PUBLIC_EVENT_TYPE_NAMES,
+  PUBLIC_EVENT_TYPES,
+  publicFields,
+  toIntegrationEvent,
+} from '../../integration/envelope.ts';
 import { newWebhookSecret, signWebhook } from '../../integration/signing.ts';
 import { DEFAULT_DELIVERY_POLICY, retryDelay } from '../../integration/webhook-loop.ts';
 import type { ProjectedEvent } from '../../projections/projection.ts';

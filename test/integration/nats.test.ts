@@ -91,7 +91,14 @@ const storedIds = async () => (await storedEvents(store)).map((e) => ({ id: e.id
 
 describe.skipIf(unavailable !== undefined)('JetStream and webhook publishing across a crash of the publishing process', () => {
   it('publishes every event once, in order, and delivers every webhook event after kill -9 and restart', async () => {
-    const services = createIntegration({ db: database.db, store, personalData, schemas: { events: schemas.events, read: schemas.read }, workerId: 'test', leaseSeconds: 15 }).services;
+    const services = createIntegration({
+      db: database.db,
+      store,
+      personalData,
+      schemas: { events: schemas.events, read: schemas.read },
+      workerId: 'test',
+      leaseSeconds: 15,
+    }).services;
     await services.tables.migrate();
     const patterns = ['CustomerRegistered', 'PurchaseRecorded'];
     const subscription = await services.subscribe({ url: receiver.url, events: patterns, description: null, role: 'admin' });
@@ -104,10 +111,18 @@ describe.skipIf(unavailable !== undefined)('JetStream and webhook publishing acr
     };
     let worker = startWorker();
     await append(0, 40);
-    await eventually(async () => (await streamMessages()) >= 20, 90_000, () => `stream has ${'?'} messages; worker output:\n${worker.output()}`);
+    await eventually(
+      async () => (await streamMessages()) >= 20,
+      90_000,
+      () => `stream has ${'?'} messages; worker output:\n${worker.output()}`,
+    );
     // Mid-stream: appends go on while the publisher dies without any chance to clean up.
     const appending = append(40, 120);
-    await eventually(async () => (await streamMessages()) >= 60, 90_000, () => `worker output:\n${worker.output()}`);
+    await eventually(
+      async () => (await streamMessages()) >= 60,
+      90_000,
+      () => `worker output:\n${worker.output()}`,
+    );
     worker.child.kill('SIGKILL');
     await appending;
     const atKill = await streamMessages();
@@ -115,11 +130,23 @@ describe.skipIf(unavailable !== undefined)('JetStream and webhook publishing acr
 
     const all = await storedIds();
     expect(all.length).toBe(240);
-    await eventually(async () => (await streamMessages()) >= all.length, 120_000, () => `stream has fewer than ${all.length}; worker output:\n${worker.output()}`);
+    await eventually(
+      async () => (await streamMessages()) >= all.length,
+      120_000,
+      () => `stream has fewer than ${all.length}; worker output:\n${worker.output()}`,
+    );
     const expectedHook = all.filter((e) => matchesPatterns(patterns, e.type)).map((e) => e.id);
-    await eventually(() => new Set(receiver.accepted().map((r) => r.id)).size >= expectedHook.length, 120_000, () => `receiver accepted ${new Set(receiver.accepted().map((r) => r.id)).size} of ${expectedHook.length}`);
+    await eventually(
+      () => new Set(receiver.accepted().map((r) => r.id)).size >= expectedHook.length,
+      120_000,
+      () => `receiver accepted ${new Set(receiver.accepted().map((r) => r.id)).size} of ${expectedHook.length}`,
+    );
     // Let a publisher that would publish twice do so before counting.
-    await eventually(async () => (await services.status()).find((p) => p.name === 'nats')?.position === all.at(-1)!.position, 60_000, () => 'nats checkpoint at the head');
+    await eventually(
+      async () => (await services.status()).find((p) => p.name === 'nats')?.position === all.at(-1)!.position,
+      60_000,
+      () => 'nats checkpoint at the head',
+    );
     expect(atKill).toBeLessThan(all.length);
 
     // JetStream: each event once, in log order, subject crm.<kind>.<Type>, Nats-Msg-Id = event id.
@@ -149,10 +176,18 @@ describe.skipIf(unavailable !== undefined)('JetStream and webhook publishing acr
     worker.child.kill('SIGKILL');
     await sql`UPDATE ${sql.id(schemas.events, 'integration_publishers')} SET position = 0 WHERE name = 'nats'`.execute(database.db);
     worker = startWorker();
-    await eventually(async () => (await services.status()).find((p) => p.name === 'nats')?.position === all.at(-1)!.position, 60_000, () => `nats checkpoint back at the head; output:\n${worker.output()}`);
+    await eventually(
+      async () => (await services.status()).find((p) => p.name === 'nats')?.position === all.at(-1)!.position,
+      60_000,
+      () => `nats checkpoint back at the head; output:\n${worker.output()}`,
+    );
     expect(await streamMessages()).toBe(all.length);
     // Dashboards see the publishers in the reporting schema.
-    const { rows } = await sql<{ name: string; state: string; delivered: string }>`SELECT name, state, delivered FROM ${sql.id(schemas.reporting, 'publisher_status')} ORDER BY name`.execute(database.db);
+    const { rows } = await sql<{
+      name: string;
+      state: string;
+      delivered: string;
+    }>`SELECT name, state, delivered FROM ${sql.id(schemas.reporting, 'publisher_status')} ORDER BY name`.execute(database.db);
     expect(rows.map((r) => r.name)).toEqual(['nats', `webhook:${subscription.id}`]);
     // Counted as checkpointed: events acknowledged just before a kill are found in the stream on restart, not counted again.
     expect(Number(rows.find((r) => r.name === 'nats')!.delivered)).toBeGreaterThan(0);

@@ -95,7 +95,11 @@ export const verifySignature = (secret: string, r: Pick<Received, 'id' | 'timest
 };
 
 /** Polls `check` until it returns a value other than undefined/false, failing with `describe()` after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, describe: () => string): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs: number,
+  describe: () => string,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

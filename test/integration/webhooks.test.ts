@@ -71,7 +71,11 @@ const positionOf = (r: Received) => BigInt(JSON.parse(r.body).position as string
 describe('webhook subscriptions over HTTP', () => {
   it('refuses URLs that are not http(s) and patterns that match no event type, naming the field', async () => {
     for (const url of ['ftp://example.com/hook', 'file:///etc/passwd', 'javascript:alert(1)', 'not a url']) {
-      const problem = expectProblem(await h.app.inject({ method: 'POST', url: '/webhooks', headers: h.auth('admin'), payload: { url, events: ['*'] } }), 400, 'validation');
+      const problem = expectProblem(
+        await h.app.inject({ method: 'POST', url: '/webhooks', headers: h.auth('admin'), payload: { url, events: ['*'] } }),
+        400,
+        'validation',
+      );
       expect(problem.errors?.map((e) => e.field)).toContain('url');
     }
     const problem = expectProblem(
@@ -80,19 +84,28 @@ describe('webhook subscriptions over HTTP', () => {
       'validation',
     );
     expect(problem.errors?.[0]?.field).toMatch(/^events/);
-    expectProblem(await h.app.inject({ method: 'POST', url: '/webhooks', headers: h.auth('sales'), payload: { url: 'https://example.com/hook', events: ['*'] } }), 403, 'forbidden');
+    expectProblem(
+      await h.app.inject({ method: 'POST', url: '/webhooks', headers: h.auth('sales'), payload: { url: 'https://example.com/hook', events: ['*'] } }),
+      403,
+      'forbidden',
+    );
     const list = json(await h.app.inject({ method: 'GET', url: '/webhooks', headers: h.auth('admin') }));
     expect(list.items).toEqual([]);
   });
 
   it('documents the routes, the envelope and every event type in the OpenAPI document', async () => {
     const doc = json(await h.app.inject({ method: 'GET', url: '/openapi.json' }));
-    for (const path of ['/webhooks', '/webhooks/{id}', '/webhooks/{id}/deliveries', '/webhooks/{id}/replay', '/webhooks/event-types']) expect(Object.keys(doc.paths)).toContain(path);
+    for (const path of ['/webhooks', '/webhooks/{id}', '/webhooks/{id}/deliveries', '/webhooks/{id}/replay', '/webhooks/event-types'])
+      expect(Object.keys(doc.paths)).toContain(path);
     const envelope = doc.components.schemas.IntegrationEvent;
     expect(Object.keys(envelope.properties).sort()).toEqual(['aggregate', 'data', 'id', 'occurredAt', 'position', 'recordedAt', 'type', 'version']);
     expect(envelope.properties.type.enum).toContain('PurchaseRecorded');
     const types = json(await h.app.inject({ method: 'GET', url: '/webhooks/event-types', headers: h.auth('admin') }));
-    expect(types.items.find((t: any) => t.type === 'CustomerRegistered')).toMatchObject({ aggregate: 'customer', natsSubject: 'crm.customer.CustomerRegistered', personalFields: ['name', 'email', 'phone', 'company'] });
+    expect(types.items.find((t: any) => t.type === 'CustomerRegistered')).toMatchObject({
+      aggregate: 'customer',
+      natsSubject: 'crm.customer.CustomerRegistered',
+      personalFields: ['name', 'email', 'phone', 'company'],
+    });
   });
 
   it('shows publishers in /ready (without affecting readiness) and in /metrics', async () => {
@@ -129,7 +142,9 @@ describe('webhook subscriptions over HTTP', () => {
 describe('delivery', () => {
   it('delivers every event in order with valid signatures through failures, slow answers and an outage; duplicates only with the same webhook-id; a dead receiver holds back nobody else', async () => {
     // Fails the first three attempts, answers slowly, then twice too slowly (the attempt times out after the receiver took it: a duplicate).
-    const flaky = await receiver((n) => (n < 3 ? { status: 500 } : n < 8 ? { status: 200, delayMs: 300 } : n < 10 ? { status: 200, delayMs: 1_500 } : { status: 204 }));
+    const flaky = await receiver((n) =>
+      n < 3 ? { status: 500 } : n < 8 ? { status: 200, delayMs: 300 } : n < 10 ? { status: 200, delayMs: 1_500 } : { status: 204 },
+    );
     const dead = await receiver(() => 'hang');
     const patterns = ['CustomerRegistered', 'Purchase*'];
     const start = await newestPosition(h.store);
@@ -139,7 +154,11 @@ describe('delivery', () => {
     try {
       for (let i = 0; i < 6; i++) await registerWithPurchase(i);
       // Down for a while once it has accepted a few.
-      await eventually(() => flaky.accepted().length >= 6, 60_000, () => `accepted ${flaky.accepted().length}`);
+      await eventually(
+        () => flaky.accepted().length >= 6,
+        60_000,
+        () => `accepted ${flaky.accepted().length}`,
+      );
       await flaky.down();
       for (let i = 6; i < 12; i++) await registerWithPurchase(i);
       await new Promise((r) => setTimeout(r, 1_500));
@@ -148,7 +167,11 @@ describe('delivery', () => {
       const expected = await expectedEvents(patterns, start);
       expect(expected.length).toBe(24);
       const ids = expected.map((e) => e.id);
-      await eventually(() => new Set(flaky.accepted().map((r) => r.id)).size === ids.length && flaky.accepted(), 120_000, () => `accepted ${new Set(flaky.accepted().map((r) => r.id)).size} of ${ids.length}`);
+      await eventually(
+        () => new Set(flaky.accepted().map((r) => r.id)).size === ids.length && flaky.accepted(),
+        120_000,
+        () => `accepted ${new Set(flaky.accepted().map((r) => r.id)).size} of ${ids.length}`,
+      );
 
       // Every request (accepted or not) is signed with the subscription's secret.
       for (const r of flaky.requests) expect(verifySignature(good.secret, r), `signature of ${r.id}`).toBe(true);
@@ -174,10 +197,14 @@ describe('delivery', () => {
       const stuckView = await webhook(stuck.id);
       expect(stuckView.delivered).toBe(0);
       expect(stuckView.lastError).toMatch(/no answer within 800 ms/);
-      const goodView = await eventually(async () => {
-        const v = await webhook(good.id);
-        return v.delivered >= ids.length && v;
-      }, 10_000, () => 'delivered count');
+      const goodView = await eventually(
+        async () => {
+          const v = await webhook(good.id);
+          return v.delivered >= ids.length && v;
+        },
+        10_000,
+        () => 'delivered count',
+      );
       expect(goodView.state).toBe('running');
       expect(BigInt(goodView.position)).toBeGreaterThanOrEqual(expected.at(-1)!.position);
       const deliveries = json(await h.app.inject({ method: 'GET', url: `/webhooks/${good.id}/deliveries?limit=1000`, headers: h.auth('admin') }));
@@ -198,10 +225,14 @@ describe('delivery', () => {
     try {
       await registerWithPurchase(100);
       await registerWithPurchase(101);
-      const failing = await eventually(async () => {
-        const v = await webhook(sub.id);
-        return v.state === 'failing' && v;
-      }, 60_000, () => 'state failing');
+      const failing = await eventually(
+        async () => {
+          const v = await webhook(sub.id);
+          return v.state === 'failing' && v;
+        },
+        60_000,
+        () => 'state failing',
+      );
       expect(failing.lastError).toBe('HTTP 503');
       expect(failing.delivered).toBe(0);
       expect(BigInt(failing.position)).toBe(start);
@@ -216,7 +247,11 @@ describe('delivery', () => {
       expect(json(resumed).state).toBe('running');
       const expected = (await expectedEvents(['CustomerRegistered'], start)).map((e) => e.id);
       expect(expected.length).toBe(2);
-      await eventually(() => expected.every((id) => r.accepted().some((a) => a.id === id)), 60_000, () => `accepted ${r.accepted().length}`);
+      await eventually(
+        () => expected.every((id) => r.accepted().some((a) => a.id === id)),
+        60_000,
+        () => `accepted ${r.accepted().length}`,
+      );
       expect(r.accepted().map((a) => a.id)).toEqual(expected);
     } finally {
       await publishers.stop();
@@ -234,7 +269,11 @@ describe('delivery', () => {
     try {
       const email = `zelda-${randomUUID()}@example.com`;
       const { id } = await commands.execute({ type: 'RegisterCustomer', name: 'Zelda Plaintext', email, phone: '+44 20 7946 0999' }, ctx());
-      await eventually(() => r.accepted().length >= 1 && analystReceiver.accepted().length >= 1, 60_000, () => 'first deliveries');
+      await eventually(
+        () => r.accepted().length >= 1 && analystReceiver.accepted().length >= 1,
+        60_000,
+        () => 'first deliveries',
+      );
       // Before the forget the admin-level receiver sees the person; the analyst-level one never does.
       expect(r.accepted()[0]!.body).toContain('Zelda Plaintext');
       expect(JSON.parse(analystReceiver.accepted()[0]!.body).data).toMatchObject({ name: '[masked]', email: '[masked]', phone: '[masked]' });
@@ -246,12 +285,23 @@ describe('delivery', () => {
       // Its loop stops at the next reconcile (every 100 ms here); were it still running, it would only make this check weaker.
       await new Promise((res) => setTimeout(res, 500));
       await h.app.inject({ method: 'PATCH', url: `/webhooks/${admin.id}`, headers: h.auth('admin'), payload: { enabled: false } });
-      await eventually(async () => (await webhook(admin.id)).state === 'disabled', 10_000, () => 'disabled');
+      await eventually(
+        async () => (await webhook(admin.id)).state === 'disabled',
+        10_000,
+        () => 'disabled',
+      );
       await commands.execute({ type: 'ChangeCustomerDetails', customerId: id, name: 'Zelda Newname' }, ctx());
       await commands.execute({ type: 'ForgetCustomer', customerId: id }, ctx());
       await h.app.inject({ method: 'PATCH', url: `/webhooks/${admin.id}`, headers: h.auth('admin'), payload: { enabled: true } });
-      await eventually(() => r.accepted().some((a) => JSON.parse(a.body).type === 'CustomerForgotten'), 60_000, () => 'forget delivered');
-      const changed = r.accepted().map((a) => JSON.parse(a.body)).find((e) => e.type === 'CustomerContactDetailsChanged');
+      await eventually(
+        () => r.accepted().some((a) => JSON.parse(a.body).type === 'CustomerForgotten'),
+        60_000,
+        () => 'forget delivered',
+      );
+      const changed = r
+        .accepted()
+        .map((a) => JSON.parse(a.body))
+        .find((e) => e.type === 'CustomerContactDetailsChanged');
       expect(changed.data.name).toBe('[erased]');
       expect(r.requests.some((a) => a.body.includes('Newname'))).toBe(false);
       for (const a of analystReceiver.requests) {
@@ -260,9 +310,18 @@ describe('delivery', () => {
       }
       const before = r.requests.length;
       // A replay after the forget delivers the same events again: erased now.
-      const replay = await h.app.inject({ method: 'POST', url: `/webhooks/${admin.id}/replay`, headers: h.auth('admin'), payload: { fromPosition: (start + 1n).toString() } });
+      const replay = await h.app.inject({
+        method: 'POST',
+        url: `/webhooks/${admin.id}/replay`,
+        headers: h.auth('admin'),
+        payload: { fromPosition: (start + 1n).toString() },
+      });
       expect(replay.statusCode, replay.body).toBe(202);
-      await eventually(() => r.requests.length >= before + 3, 60_000, () => `replayed ${r.requests.length - before}`);
+      await eventually(
+        () => r.requests.length >= before + 3,
+        60_000,
+        () => `replayed ${r.requests.length - before}`,
+      );
       const later = r.requests.slice(before);
       for (const a of later) {
         expect(a.body).not.toContain('Zelda');

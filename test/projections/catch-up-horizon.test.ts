@@ -71,12 +71,7 @@ describe('catch-up behind the feed horizon', () => {
     await writer.release();
     const result = await running;
     expect(result.events).toBeGreaterThanOrEqual(1);
-    const rows = await h.database.db
-      .withSchema(h.schemas.read)
-      .selectFrom('customers')
-      .select('customer_id')
-      .where('customer_id', '=', customerId)
-      .execute();
+    const rows = await h.database.db.withSchema(h.schemas.read).selectFrom('customers').select('customer_id').where('customer_id', '=', customerId).execute();
     expect(rows).toHaveLength(1);
   });
 

@@ -1,4 +1,12 @@
-import { sql, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs, type QueryResult, type RootOperationNode, type UnknownRow } from 'kysely';
+import {
+  sql,
+  type KyselyPlugin,
+  type PluginTransformQueryArgs,
+  type PluginTransformResultArgs,
+  type QueryResult,
+  type RootOperationNode,
+  type UnknownRow,
+} from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catchUp } from '../../projections/catch-up.ts';
 import { applyBatch, decodeBatch } from '../../projections/apply-batch.ts';
@@ -56,7 +64,14 @@ const crashing = (p: Projection, random: () => number, crashes: { count: number 
 describe('crash safety', () => {
   it('rows equal a full replay after crashes at random points in batches, restart after restart', async () => {
     const until = h.lastPosition();
-    const reference = await replayInto({ db: h.database.db, store: h.store, codec: h.codec, projections, schema: `${h.schemas.read}_ref`, untilPosition: until });
+    const reference = await replayInto({
+      db: h.database.db,
+      store: h.store,
+      codec: h.codec,
+      projections,
+      schema: `${h.schemas.read}_ref`,
+      untilPosition: until,
+    });
     for (const seed of [1, 2, 3]) {
       const schema = `${h.schemas.read}_s${seed}`;
       await migrateCheckpoints(h.database.db, schema);
@@ -92,7 +107,10 @@ describe('crash safety', () => {
       const checkpoints = await readCheckpoints(h.database.db, schema);
       for (const p of projections) expect(checkpoints.get(p.name)).toMatchObject({ state: 'running', position: until });
       const comparison = await compareSchemas(h.database.db, reference.schema, schema, tablesOf(projections));
-      expect(comparison.filter((t) => !t.equal), `seed ${seed}`).toEqual([]);
+      expect(
+        comparison.filter((t) => !t.equal),
+        `seed ${seed}`,
+      ).toEqual([]);
     }
   });
 });
@@ -125,7 +143,14 @@ describe('crash at every statement of a catch-up', () => {
     const projections = readModelProjections().filter((p) => p.name === 'customers');
     const prefix = await storedEvents(h.store, { maxCount: 24 });
     const until = prefix.at(-1)!.position;
-    const reference = await replayInto({ db: h.database.db, store: h.store, codec: h.codec, projections, schema: `${h.schemas.read}_sweepref`, untilPosition: until });
+    const reference = await replayInto({
+      db: h.database.db,
+      store: h.store,
+      codec: h.codec,
+      projections,
+      schema: `${h.schemas.read}_sweepref`,
+      untilPosition: until,
+    });
     const life = (schema: string, db: typeof h.database.db) =>
       catchUp({ db, store: h.store, schema, projections, codec: h.codec, untilPosition: until, pageSize: 3, applyOptions: { shouldRetry: () => false } });
     const prepare = async (schema: string) => {
@@ -244,7 +269,10 @@ describe('one batch against its checkpoint', () => {
       expect(await applyBatch(h.database.db, schema, watcher, items, end, noLag)).toEqual({ kind: 'applied', position: end });
       const expected = events.filter(wanted).map((e) => e.id);
       expect(expected.length, name).toBeGreaterThan(0);
-      expect(seen.map((e) => e.id), name).toEqual(expected);
+      expect(
+        seen.map((e) => e.id),
+        name,
+      ).toEqual(expected);
       expect((await readCheckpoints(h.database.db, schema)).get(name)).toMatchObject({ state: 'running', position: end });
     }
   });

@@ -55,7 +55,14 @@ const fold = (events: ProjectedEvent[]): FeedbackState | undefined => events.red
 describe('the feedback fold', () => {
   it('settles a missed first response from the first event seen after its due time', () => {
     const row = fold([submitted, assigned])!;
-    expect(row).toMatchObject({ status: 'in_progress', assignee_id: 'sue@support', first_responded_at: null, first_response_breached: true, resolution_breached: null, revision: 1 });
+    expect(row).toMatchObject({
+      status: 'in_progress',
+      assignee_id: 'sue@support',
+      first_responded_at: null,
+      first_response_breached: true,
+      resolution_breached: null,
+      revision: 1,
+    });
   });
 
   it('measures the first response and the resolution against their due times', () => {
@@ -74,7 +81,16 @@ describe('the feedback fold', () => {
 
   it('reopening clears the resolution and its breach, and counts', () => {
     const row = fold([submitted, assigned, responded, resolved, reopened])!;
-    expect(row).toMatchObject({ status: 'open', resolved_at: null, resolution: null, resolution_seconds: null, resolution_breached: null, reopen_count: 1, resolution_due_at: at(9), revision: 4 });
+    expect(row).toMatchObject({
+      status: 'open',
+      resolved_at: null,
+      resolution: null,
+      resolution_seconds: null,
+      resolution_breached: null,
+      reopen_count: 1,
+      resolution_due_at: at(9),
+      revision: 4,
+    });
   });
 
   it('leaves the state alone (same object) for an event of another kind, and nothing exists before submission', () => {

@@ -37,14 +37,41 @@ describe('forgetting a customer the read models already show', () => {
     const customerId = randomUUID();
     const feedbackId = randomUUID();
     const dealId = randomUUID();
-    await h.run({ type: 'RegisterCustomer', customerId, name: 'Dora Plain', email: 'dora@plain.example', phone: '+49 30 123456', company: 'Plain GmbH', tags: ['vip'] });
+    await h.run({
+      type: 'RegisterCustomer',
+      customerId,
+      name: 'Dora Plain',
+      email: 'dora@plain.example',
+      phone: '+49 30 123456',
+      company: 'Plain GmbH',
+      tags: ['vip'],
+    });
     await h.run({ type: 'RecordPurchase', customerId, orderId: 'd-1', amount: 42, currency: 'EUR' });
-    await h.run({ type: 'SubmitFeedback', feedbackId, customerId, kind: 'complaint', channel: 'email', subject: 'Dora cannot log in', body: 'Call Dora on +49 30 123456', priority: 'normal', csat: null, nps: null });
+    await h.run({
+      type: 'SubmitFeedback',
+      feedbackId,
+      customerId,
+      kind: 'complaint',
+      channel: 'email',
+      subject: 'Dora cannot log in',
+      body: 'Call Dora on +49 30 123456',
+      priority: 'normal',
+      csat: null,
+      nps: null,
+    });
     await h.run({ type: 'OpenDeal', dealId, customerId, title: 'Dora renewal', amount: 100, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2026-06-30' });
     const callId = randomUUID();
     const taskId = randomUUID();
     await h.run({ type: 'LogActivity', activityId: callId, customerId, kind: 'call', subject: 'Support call', body: 'Dora Plain rang from +49 30 123456' });
-    await h.run({ type: 'LogActivity', activityId: taskId, dealId, kind: 'task', subject: 'Send the renewal quote', body: 'Mail dora@plain.example', dueAt: '2026-06-01T09:00:00Z' });
+    await h.run({
+      type: 'LogActivity',
+      activityId: taskId,
+      dealId,
+      kind: 'task',
+      subject: 'Send the renewal quote',
+      body: 'Mail dora@plain.example',
+      dueAt: '2026-06-01T09:00:00Z',
+    });
     await project();
     expect(await q0().getActivity(taskId)).toMatchObject({ body: 'Mail dora@plain.example', customerId, dealId });
 
@@ -68,6 +95,12 @@ describe('forgetting a customer the read models already show', () => {
     expect((await dump()).filter((row) => plaintext.test(row))).toEqual([]);
     // Activities keep what is not personal: kind, subject, due time; the body reads erased.
     expect(await q.getActivity(callId)).toMatchObject({ kind: 'call', subject: 'Support call', body: '[erased]' });
-    expect(await q.getActivity(taskId)).toMatchObject({ kind: 'task', subject: 'Send the renewal quote', body: '[erased]', dueAt: '2026-06-01T09:00:00.000Z', open: true });
+    expect(await q.getActivity(taskId)).toMatchObject({
+      kind: 'task',
+      subject: 'Send the renewal quote',
+      body: '[erased]',
+      dueAt: '2026-06-01T09:00:00.000Z',
+      open: true,
+    });
   });
 });

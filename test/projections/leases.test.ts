@@ -208,14 +208,22 @@ describe('projection leases', () => {
         expires_at = clock_timestamp() + interval '1 hour' WHERE projection = 'deals'`.execute(h.database.db);
       await eventually(() => !leases.owns('deals'), 'the loss of deals');
       await runScenario(h, 'gap2-'); // deals events the runner now passes over
-      await runner.waitForPosition(h.lastPosition(), 15_000, names.filter((n) => n !== 'deals'));
+      await runner.waitForPosition(
+        h.lastPosition(),
+        15_000,
+        names.filter((n) => n !== 'deals'),
+      );
       expect(leases.owns('deals')).toBe(false); // a live lease of another worker is not taken
       const { numAffectedRows } = await sql`UPDATE ${sql.id(schema, 'projection_leases')} SET expires_at = clock_timestamp()
         WHERE projection = 'deals' AND owner_id = 'ghost'`.execute(h.database.db);
       expect(numAffectedRows).toBe(1n); // the ghost still held it: nothing took it back early
       await eventually(() => leases.owns('deals'), 'deals taken back');
       await runScenario(h, 'gap3-');
-      await runner.waitForPosition(h.lastPosition(), 15_000, names.filter((n) => n !== 'deals'));
+      await runner.waitForPosition(
+        h.lastPosition(),
+        15_000,
+        names.filter((n) => n !== 'deals'),
+      );
       expect((await readCheckpoints(h.database.db, schema)).get('deals')!.position).toBe(before);
       await runner.restartSubscription();
       await runner.waitForPosition(h.lastPosition(), 15_000);

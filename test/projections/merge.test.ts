@@ -37,8 +37,25 @@ beforeAll(async () => {
   await run({ type: 'RecordPurchase', customerId: duplicate, orderId: 'd-1', amount: 50, currency: 'EUR', occurredAt: '2025-12-01T10:00:00Z' });
   await run({ type: 'RecordPurchase', customerId: duplicate, orderId: 'd-2', amount: 40.25, currency: 'EUR', occurredAt: '2026-01-04T10:00:00Z' });
   await run({ type: 'RefundPurchase', customerId: duplicate, orderId: 'd-1', refundId: 'r-1', amount: 10.25, currency: 'EUR' });
-  await run({ type: 'OpenDeal', dealId: deal, customerId: duplicate, title: 'Compiler', amount: 900, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2026-06-30' });
-  await run({ type: 'SubmitFeedback', feedbackId: feedback, customerId: duplicate, kind: 'question', channel: 'email', subject: 'Manual', body: 'Where is it?' });
+  await run({
+    type: 'OpenDeal',
+    dealId: deal,
+    customerId: duplicate,
+    title: 'Compiler',
+    amount: 900,
+    currency: 'EUR',
+    ownerId: 'ann',
+    expectedCloseDate: '2026-06-30',
+  });
+  await run({
+    type: 'SubmitFeedback',
+    feedbackId: feedback,
+    customerId: duplicate,
+    kind: 'question',
+    channel: 'email',
+    subject: 'Manual',
+    body: 'Where is it?',
+  });
   await run({ type: 'LogActivity', activityId: task, customerId: duplicate, kind: 'task', subject: 'Send the manual' });
   // Owners in an awkward order: the duplicate gets one after its records exist, the primary only after the merge.
   await run({ type: 'RegisterUser', userId: alice, name: 'Alice', email: 'alice@crm.example', role: 'sales' });
@@ -109,7 +126,9 @@ describe("the customer's owner on the records (visibility)", () => {
     const { rows } = await sql<{ id: string; owner: string | null }>`
       SELECT deal_id::text AS id, customer_owner_id::text AS owner FROM ${t('deals')} WHERE deal_id = ${deal}::uuid
       UNION ALL SELECT feedback_id::text, customer_owner_id::text FROM ${t('feedback')} WHERE feedback_id = ${feedback}::uuid
-      UNION ALL SELECT activity_id::text, customer_owner_id::text FROM ${t('activities')} WHERE activity_id = ANY(${[task, dealNote]}::uuid[])`.execute(h.database.db);
+      UNION ALL SELECT activity_id::text, customer_owner_id::text FROM ${t('activities')} WHERE activity_id = ANY(${[task, dealNote]}::uuid[])`.execute(
+      h.database.db,
+    );
     return Object.fromEntries(rows.map((r) => [r.id, r.owner]));
   };
 
@@ -126,7 +145,10 @@ describe("the customer's owner on the records (visibility)", () => {
         await replayInto({ db: h.database.db, store: h.store, codec: h.codec, projections, schema, pageSize, untilPosition: h.lastPosition() });
         expect(await ownersOf(schema), `batches of ${pageSize}`).toEqual(await ownersOf(h.schemas.read));
         const compared = await compareSchemas(h.database.db, h.schemas.read, schema, tables);
-        expect(compared.filter((c) => !c.equal).map((c) => ({ table: c.table, differences: c.differences })), `batches of ${pageSize}`).toEqual([]);
+        expect(
+          compared.filter((c) => !c.equal).map((c) => ({ table: c.table, differences: c.differences })),
+          `batches of ${pageSize}`,
+        ).toEqual([]);
       } finally {
         await dropSchema(h.database.db, schema);
       }

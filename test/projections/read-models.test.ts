@@ -20,7 +20,14 @@ let q: ReturnType<typeof createReadModelQueries>;
 
 beforeAll(async () => {
   h = await createHarness('read_models');
-  runner = new ProjectionRunner({ db: h.database.db, store: h.store, schema: h.schemas.read, projections: readModelProjections(), codec: h.codec, concurrent: true });
+  runner = new ProjectionRunner({
+    db: h.database.db,
+    store: h.store,
+    schema: h.schemas.read,
+    projections: readModelProjections(),
+    codec: h.codec,
+    concurrent: true,
+  });
   await runner.start();
   // Commands arrive while the runner follows the feed live.
   ids = await runScenario(h);
@@ -65,7 +72,15 @@ describe('customers', () => {
 
   it('erases a forgotten customer everywhere, feedback subject included', async () => {
     const carol = await q.getCustomer(ids.carol);
-    expect(carol).toMatchObject({ name: '[erased]', email: '[erased]', phone: '[erased]', status: 'forgotten', orderCount: 1, revenue: 99.99, currency: 'USD' });
+    expect(carol).toMatchObject({
+      name: '[erased]',
+      email: '[erased]',
+      phone: '[erased]',
+      status: 'forgotten',
+      orderCount: 1,
+      revenue: 99.99,
+      currency: 'USD',
+    });
     expect(carol!.forgottenAt).not.toBeNull();
     expect((await q.getFeedback(ids.feedbackOfCarol))!.subject).toBe('[erased]');
     const timeline = await q.customerTimeline(ids.carol, { limit: 100 });
@@ -99,11 +114,34 @@ describe('customer timeline', () => {
     const page = await q.customerTimeline(ids.alice, { limit: 500 });
     const types = page!.items.map((e) => e.type);
     for (const type of [
-      'CustomerRegistered', 'CustomerContactDetailsChanged', 'CustomerTagged', 'CustomerUntagged', 'CustomerMarketingConsentChanged',
-      'PurchaseRecorded', 'PurchaseRefunded', 'CustomerDeactivated', 'CustomerReactivated', 'CustomerMerged',
-      'DealOpened', 'DealAmountChanged', 'DealOwnerChanged', 'DealExpectedCloseChanged', 'DealProbabilityOverridden', 'DealStageChanged',
-      'DealWon', 'DealLost', 'DealReopened', 'CampaignResponseRecorded', 'FeedbackSubmitted', 'FeedbackAssigned', 'FeedbackResponded',
-      'FeedbackEscalated', 'FeedbackResolved', 'FeedbackReopened', 'FeedbackClosed', 'FeedbackRated',
+      'CustomerRegistered',
+      'CustomerContactDetailsChanged',
+      'CustomerTagged',
+      'CustomerUntagged',
+      'CustomerMarketingConsentChanged',
+      'PurchaseRecorded',
+      'PurchaseRefunded',
+      'CustomerDeactivated',
+      'CustomerReactivated',
+      'CustomerMerged',
+      'DealOpened',
+      'DealAmountChanged',
+      'DealOwnerChanged',
+      'DealExpectedCloseChanged',
+      'DealProbabilityOverridden',
+      'DealStageChanged',
+      'DealWon',
+      'DealLost',
+      'DealReopened',
+      'CampaignResponseRecorded',
+      'FeedbackSubmitted',
+      'FeedbackAssigned',
+      'FeedbackResponded',
+      'FeedbackEscalated',
+      'FeedbackResolved',
+      'FeedbackReopened',
+      'FeedbackClosed',
+      'FeedbackRated',
     ]) {
       expect(types, type).toContain(type);
     }
@@ -186,9 +224,21 @@ describe('campaigns', () => {
     let seed = 17;
     const next = () => (seed = (seed * 48_271) % 2_147_483_647);
     const money = () => `${next() % 1_000_000}.${String(next() % 10_000).padStart(4, '0')}`;
-    const pairs: [string, string][] = [['200.0001', '200.0000'], ['199.9999', '200.0000'], ['120.0000', '70.0000'], ['0.0000', '3.0000'], ['1.0000', '0.0001']];
+    const pairs: [string, string][] = [
+      ['200.0001', '200.0000'],
+      ['199.9999', '200.0000'],
+      ['120.0000', '70.0000'],
+      ['0.0000', '3.0000'],
+      ['1.0000', '0.0001'],
+    ];
     for (let i = 0; i < 300; i++) pairs.push([money(), money()]);
-    const counts: [number, number][] = [[1, 3], [2, 3], [1, 7], [5, 2_000_000], [0, 9]];
+    const counts: [number, number][] = [
+      [1, 3],
+      [2, 3],
+      [1, 7],
+      [5, 2_000_000],
+      [0, 9],
+    ];
     const { rows } = await sql<{ roi: string | null; rate: string }>`SELECT
         CASE WHEN p.costs > 0 THEN round((p.revenue - p.costs) / p.costs, 6) END::text AS roi,
         round(c.converted::numeric / c.sent, 6)::text AS rate
@@ -234,7 +284,7 @@ describe('feedback', () => {
 });
 
 describe('forget and cached keys', () => {
-  it('evicts a forgotten customer\'s cached key before decoding any later event of the batch', async () => {
+  it("evicts a forgotten customer's cached key before decoding any later event of the batch", async () => {
     // The runner's own key cache, as in a separate `crm project` process.
     const runnerKeys = await createPersonalData(h.database.db, { schema: h.schemas.events });
     const codec = personalDataCodec(runnerKeys);
@@ -263,7 +313,16 @@ describe('read-your-writes', () => {
 
   it('reports status with lag for /ready and /metrics', async () => {
     const status = await runner.status();
-    expect(status.map((s) => s.name).sort()).toEqual(['activities', 'campaigns', 'customer_timeline', 'customers', 'deals', 'exchange_rates', 'feedback', 'users']);
+    expect(status.map((s) => s.name).sort()).toEqual([
+      'activities',
+      'campaigns',
+      'customer_timeline',
+      'customers',
+      'deals',
+      'exchange_rates',
+      'feedback',
+      'users',
+    ]);
     for (const s of status) expect(s).toMatchObject({ state: 'running', eventsBehind: 0, secondsBehind: 0 });
   });
 });

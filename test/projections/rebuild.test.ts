@@ -64,7 +64,12 @@ describe('replay and compare', () => {
 
   it('builds the read models as of an instant (record time)', async () => {
     const [deactivated] = (await storedEvents(h.store)).filter((e) => e.type === 'CustomerDeactivated');
-    const asOf = await replayInto({ ...deps(), schema: `${h.schemas.read}_asof`, untilTime: deactivated!.recordedAt, reportingSchema: `${h.schemas.read}_asof_reporting` });
+    const asOf = await replayInto({
+      ...deps(),
+      schema: `${h.schemas.read}_asof`,
+      untilTime: deactivated!.recordedAt,
+      reportingSchema: `${h.schemas.read}_asof_reporting`,
+    });
     const past = createReadModelQueries({ db: h.database.db, schema: asOf.schema });
     expect(await past.getCustomer(ids.alice)).toMatchObject({ status: 'inactive', dealsWon: 0 });
     expect(await past.getCustomer(ids.bob)).toBeUndefined();
@@ -78,7 +83,10 @@ describe('reporting views', () => {
     for (const view of REPORTING_VIEWS) {
       const { rows } = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
         WHERE table_schema = ${h.schemas.reporting} AND table_name = ${view.name} ORDER BY ordinal_position`.execute(h.database.db);
-      expect(rows.map((r) => r.column_name), view.name).toEqual(view.columns.map(([c]) => c));
+      expect(
+        rows.map((r) => r.column_name),
+        view.name,
+      ).toEqual(view.columns.map(([c]) => c));
     }
     const { rows } = await sql<Record<string, unknown>>`SELECT * FROM ${sql.id(h.schemas.reporting, 'pipeline_summary')} ORDER BY stage`.execute(h.database.db);
     expect(rows.map((r) => [r.stage, r.currency, r.weighted_amount])).toEqual([
@@ -151,7 +159,9 @@ describe('rebuild', () => {
     expect(comparison.filter((t) => !t.equal)).toEqual([]);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(h.schemas.reporting, 'customers')}`.execute(h.database.db);
     expect(rows[0]!.n).toBe(3 + written.length);
-    const { rows: shadows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname LIKE ${`${h.schemas.read}_rb_%`}`.execute(h.database.db);
+    const { rows: shadows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname LIKE ${`${h.schemas.read}_rb_%`}`.execute(
+      h.database.db,
+    );
     expect(shadows[0]!.n).toBe(0);
   });
 });
@@ -163,7 +173,13 @@ describe('rebuild beside a long reader', () => {
     const reader = await h.database.db.connection().execute(async (connection) => {
       await sql`BEGIN`.execute(connection);
       await sql`SELECT count(*) FROM ${sql.id(h.schemas.read, 'customers')}`.execute(connection);
-      const rebuilding = rebuildProjections({ ...deps(), projections: [projections.find((p) => p.name === 'customers')!], schema: h.schemas.read, reportingSchema: h.schemas.reporting, runner });
+      const rebuilding = rebuildProjections({
+        ...deps(),
+        projections: [projections.find((p) => p.name === 'customers')!],
+        schema: h.schemas.read,
+        reportingSchema: h.schemas.reporting,
+        runner,
+      });
       // Long enough for several attempts to meet the held lock.
       await new Promise((resolve) => setTimeout(resolve, 1_500));
       await sql`COMMIT`.execute(connection);
@@ -234,7 +250,10 @@ describe('version change', () => {
     await second.start();
     try {
       expect(rebuilt).toEqual([['customers']]);
-      const { rows } = await sql<{ name: string; version: number }>`SELECT name, version FROM ${sql.id(schema, 'projection_checkpoints')} ORDER BY name`.execute(h.database.db);
+      const { rows } = await sql<{
+        name: string;
+        version: number;
+      }>`SELECT name, version FROM ${sql.id(schema, 'projection_checkpoints')} ORDER BY name`.execute(h.database.db);
       expect(rows.find((r) => r.name === 'customers')!.version).toBe(projections.find((p) => p.name === 'customers')!.version + 1);
       await second.waitForPosition(h.lastPosition(), 10_000);
       const reference = await replayInto({ ...deps(), schema: `${h.schemas.read}_vref`, untilPosition: h.lastPosition() });
@@ -261,7 +280,8 @@ describe('version change', () => {
     await sql`UPDATE ${sql.id(schema, 'projection_checkpoints')} SET version = 3 WHERE name = 'campaigns'`.execute(h.database.db);
     const queries = createReadModelQueries({ db: h.database.db, schema });
     const campaignIds = [ids.campaign, ids.cancelledCampaign];
-    const views = async () => JSON.stringify([await Promise.all(campaignIds.map((id) => queries.getCampaign(id))), await queries.listCampaigns({ sort: '-roi' })]);
+    const views = async () =>
+      JSON.stringify([await Promise.all(campaignIds.map((id) => queries.getCampaign(id))), await queries.listCampaigns({ sort: '-roi' })]);
     const before = await views();
     expect(before).toContain('"roi":1.5,"conversionRate":0.5,"overBudget":false');
     const generated = async () =>

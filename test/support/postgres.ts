@@ -29,10 +29,7 @@ export const testSchemas = (label: string): TestSchemas => {
       await client.connect();
       try {
         // Shadow and as-of schemas created by rebuild/replay share the prefix.
-        const { rows } = await client.query<{ nspname: string }>(
-          `SELECT nspname FROM pg_namespace WHERE nspname LIKE $1`,
-          [`${prefix}%`],
-        );
+        const { rows } = await client.query<{ nspname: string }>(`SELECT nspname FROM pg_namespace WHERE nspname LIKE $1`, [`${prefix}%`]);
         for (const { nspname } of rows) await client.query(`DROP SCHEMA IF EXISTS "${nspname}" CASCADE`);
       } finally {
         await client.end();

@@ -23,7 +23,17 @@ interface Model {
   /** Null when the data were too thin to fit. */
   bgnbd: { r: number; alpha: number; a: number; b: number } | null;
   gammaGamma: { p: number; q: number; v: number } | null;
-  churn: { auc: number | null; logLoss: number; brier: number; accuracy: number; trainSize: number; testSize: number; churnRate: number; windowDays: number; calibration: CalibrationBin[] };
+  churn: {
+    auc: number | null;
+    logLoss: number;
+    brier: number;
+    accuracy: number;
+    trainSize: number;
+    testSize: number;
+    churnRate: number;
+    windowDays: number;
+    calibration: CalibrationBin[];
+  };
   forecast?: { methods: { method: string; backtest: { mape: number; rmse: number; holdout: number } }[] };
 }
 interface ClvPage {
@@ -62,12 +72,20 @@ export const AnalyticsPage = ({ role }: { role: Role }) => {
             { name: 'horizon', label: 'Horizon (time units; blank: one year)', type: 'number' },
           ]}
           submit={async (v) => {
-            const fitted = await command('/analytics/models', { ...(text(v.asOf) ? { asOf: text(v.asOf) } : {}), timeUnit: v.timeUnit, ...(numberOf(v.horizon) ? { horizon: numberOf(v.horizon) } : {}) });
+            const fitted = await command('/analytics/models', {
+              ...(text(v.asOf) ? { asOf: text(v.asOf) } : {}),
+              timeUnit: v.timeUnit,
+              ...(numberOf(v.horizon) ? { horizon: numberOf(v.horizon) } : {}),
+            });
             setVersion((fitted as unknown as { version: number }).version);
           }}
         />
       ) : null}
-      {model.problem?.status === 404 ? <p>No model is fitted yet{can(role, 'POST /analytics/models') ? ': fit one above.' : '.'}</p> : <ProblemBox problem={model.problem} />}
+      {model.problem?.status === 404 ? (
+        <p>No model is fitted yet{can(role, 'POST /analytics/models') ? ': fit one above.' : '.'}</p>
+      ) : (
+        <ProblemBox problem={model.problem} />
+      )}
       {model.loading && !model.data ? <Loading what="the latest model" /> : null}
       {model.data ? <ModelView model={model.data} /> : null}
     </section>
@@ -76,15 +94,18 @@ export const AnalyticsPage = ({ role }: { role: Role }) => {
 
 const ModelView = ({ model }: { model: Model }) => {
   const v = model.version;
-  const clv = useLoad(async (signal) => {
-    const items: ClvPage['items'] = [];
-    for (let page = 0; page < MAX_CLV_PAGES; page++) {
-      const next = await get<ClvPage>(`/analytics/clv${query({ limit: 500, offset: page * 500 })}`, { signal });
-      items.push(...next.items);
-      if (items.length >= next.total || next.items.length === 0) return { items, total: next.total };
-    }
-    return { items, total: items.length };
-  }, [v]);
+  const clv = useLoad(
+    async (signal) => {
+      const items: ClvPage['items'] = [];
+      for (let page = 0; page < MAX_CLV_PAGES; page++) {
+        const next = await get<ClvPage>(`/analytics/clv${query({ limit: 500, offset: page * 500 })}`, { signal });
+        items.push(...next.items);
+        if (items.length >= next.total || next.items.length === 0) return { items, total: next.total };
+      }
+      return { items, total: items.length };
+    },
+    [v],
+  );
   const retention = useLoad((signal) => get<Retention>('/analytics/retention', { signal }), [v]);
   const segments = useLoad((signal) => get<Segments>('/analytics/segments', { signal }), [v]);
   const forecast = useLoad((signal) => get<Forecast>('/analytics/forecast', { signal }), [v]);
@@ -93,25 +114,37 @@ const ModelView = ({ model }: { model: Model }) => {
     <div data-model-version={v}>
       <section aria-labelledby="model-title">
         <h2 id="model-title">
-          Model version {v} <span class="muted">(as of {model.asOf}, fitted {model.fittedAt.slice(0, 16).replace('T', ' ')})</span>
+          Model version {v}{' '}
+          <span class="muted">
+            (as of {model.asOf}, fitted {model.fittedAt.slice(0, 16).replace('T', ' ')})
+          </span>
         </h2>
         <dl class="stats" data-testid="model-stats">
           <Stat label="Customers" value={model.customers} />
           <Stat label="Horizon" value={`${model.horizon} ${model.timeUnit}s`} />
           <Stat label="BG/NBD r, α" value={model.bgnbd ? `${num(model.bgnbd.r, 3)}, ${num(model.bgnbd.alpha, 3)}` : 'not fitted'} />
           <Stat label="BG/NBD a, b" value={model.bgnbd ? `${num(model.bgnbd.a, 3)}, ${num(model.bgnbd.b, 3)}` : 'not fitted'} />
-          <Stat label="Gamma-Gamma p, q, v" value={model.gammaGamma ? `${num(model.gammaGamma.p, 3)}, ${num(model.gammaGamma.q, 3)}, ${num(model.gammaGamma.v, 5)}` : 'not fitted'} />
+          <Stat
+            label="Gamma-Gamma p, q, v"
+            value={model.gammaGamma ? `${num(model.gammaGamma.p, 3)}, ${num(model.gammaGamma.q, 3)}, ${num(model.gammaGamma.v, 5)}` : 'not fitted'}
+          />
           <Stat label="Churn AUC" value={num(c.auc, 3)} />
           <Stat label="Churn log loss" value={num(c.logLoss, 3)} />
           <Stat label="Brier score" value={num(c.brier, 3)} />
           <Stat label="Accuracy" value={pct(c.accuracy)} />
           <Stat label="Train / test" value={`${c.trainSize} / ${c.testSize}`} />
           <Stat label="Churn window" value={`${c.windowDays} days`} />
-          {model.forecast?.methods.map((m) => <Stat key={m.method} label={`Forecast MAPE: ${m.method}`} value={`${num(m.backtest.mape, 1)}%`} />)}
+          {model.forecast?.methods.map((m) => (
+            <Stat key={m.method} label={`Forecast MAPE: ${m.method}`} value={`${num(m.backtest.mape, 1)}%`} />
+          ))}
         </dl>
       </section>
       <div class="charts">
-        {clv.data ? <ClvHistogram values={clv.data.items.map((i) => i.clv)} total={clv.data.total} unit={model.timeUnit} horizon={model.horizon} /> : <Loading what="CLV" />}
+        {clv.data ? (
+          <ClvHistogram values={clv.data.items.map((i) => i.clv)} total={clv.data.total} unit={model.timeUnit} horizon={model.horizon} />
+        ) : (
+          <Loading what="CLV" />
+        )}
         {model.bgnbd ? <PAliveMatrix bgnbd={model.bgnbd} horizon={model.horizon} timeUnit={model.timeUnit} /> : null}
         {retention.data ? <RetentionHeat retention={retention.data} /> : <ProblemBox problem={retention.problem} />}
         {segments.data ? <SegmentBars segments={segments.data} /> : <ProblemBox problem={segments.problem} />}
@@ -123,7 +156,8 @@ const ModelView = ({ model }: { model: Model }) => {
           </>
         ) : (
           <p class="muted" data-testid="churn-not-evaluated">
-            The churn model could not be evaluated on a held-out set (too few customers or a single outcome), so there is no ROC curve or calibration for this fit.
+            The churn model could not be evaluated on a held-out set (too few customers or a single outcome), so there is no ROC curve or calibration for this
+            fit.
           </p>
         )}
       </div>
@@ -147,9 +181,21 @@ const ClvHistogram = ({ values, total, unit, horizon }: { values: number[]; tota
       series: [{}, { label: 'customers', fill: '#2f6db5', stroke: '#1d4f8a', paths: bars(), points: { show: false } }],
       legend: { show: false },
     };
-    return { data: [x, counts] as uPlot.AlignedData, options, summary: `Histogram of ${values.length} customers' CLV; median ${num(sorted[Math.floor(sorted.length / 2)] ?? 0)}` };
+    return {
+      data: [x, counts] as uPlot.AlignedData,
+      options,
+      summary: `Histogram of ${values.length} customers' CLV; median ${num(sorted[Math.floor(sorted.length / 2)] ?? 0)}`,
+    };
   }, [values]);
-  return <Chart id="clv" title={`CLV distribution over ${horizon} ${unit}s (${values.length} of ${total} customers; last bar: top 1%)`} summary={summary} options={options} data={data} />;
+  return (
+    <Chart
+      id="clv"
+      title={`CLV distribution over ${horizon} ${unit}s (${values.length} of ${total} customers; last bar: top 1%)`}
+      summary={summary}
+      options={options}
+      data={data}
+    />
+  );
 };
 
 /** P(alive | x, t_x, T) of BG/NBD (Fader, Hardie and Lee 2005, eq. 11), from the fitted parameters. */
@@ -226,12 +272,16 @@ const RevenueForecast = ({ forecast }: { forecast: Forecast }) => {
       series.push({ label: method.method, stroke: COLORS[i % COLORS.length], dash: [6, 4], width: 2 });
     }
     // An approximate 95% interval for the best method: ± 1.96 × its backtest RMSE.
-    const band = (sign: 1 | -1) => months.map((m) => {
-      const point = best?.forecast.find((f) => f.month === m);
-      return point ? point.value + sign * 1.96 * best!.backtest.rmse : null;
-    });
+    const band = (sign: 1 | -1) =>
+      months.map((m) => {
+        const point = best?.forecast.find((f) => f.month === m);
+        return point ? point.value + sign * 1.96 * best!.backtest.rmse : null;
+      });
     columns.push(band(1), band(-1));
-    series.push({ label: '95% interval, upper (+1.96 RMSE)', stroke: 'rgba(0,0,0,0)', width: 0 }, { label: '95% interval, lower', stroke: 'rgba(0,0,0,0)', width: 0 });
+    series.push(
+      { label: '95% interval, upper (+1.96 RMSE)', stroke: 'rgba(0,0,0,0)', width: 0 },
+      { label: '95% interval, lower', stroke: 'rgba(0,0,0,0)', width: 0 },
+    );
     const upper = series.length - 2;
     const options: ChartOptions = {
       series,
@@ -278,7 +328,15 @@ const RocCurve = ({ bins, auc }: { bins: CalibrationBin[]; auc: number }) => {
     };
     return { data: [fpr, tpr, fpr] as uPlot.AlignedData, options };
   }, [bins]);
-  return <Chart id="roc" title={`Churn ROC curve on the held-out set (AUC ${num(auc, 3)})`} summary={`ROC curve with AUC ${num(auc, 3)}`} options={options} data={data} />;
+  return (
+    <Chart
+      id="roc"
+      title={`Churn ROC curve on the held-out set (AUC ${num(auc, 3)})`}
+      summary={`ROC curve with AUC ${num(auc, 3)}`}
+      options={options}
+      data={data}
+    />
+  );
 };
 
 const Calibration = ({ bins }: { bins: CalibrationBin[] }) => {
@@ -292,5 +350,13 @@ const Calibration = ({ bins }: { bins: CalibrationBin[] }) => {
     const x = sorted.map((b) => b.meanPredicted);
     return { data: [x, sorted.map((b) => b.observedRate), x] as uPlot.AlignedData, options };
   }, [bins]);
-  return <Chart id="calibration" title="Churn calibration (held-out set, by predicted-probability bin)" summary={bins.map((b) => `${pct(b.meanPredicted, 0)} predicted, ${pct(b.observedRate, 0)} observed, n=${b.count}`).join('; ')} options={options} data={data} />;
+  return (
+    <Chart
+      id="calibration"
+      title="Churn calibration (held-out set, by predicted-probability bin)"
+      summary={bins.map((b) => `${pct(b.meanPredicted, 0)} predicted, ${pct(b.observedRate, 0)} observed, n=${b.count}`).join('; ')}
+      options={options}
+      data={data}
+    />
+  );
 };

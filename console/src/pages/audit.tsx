@@ -149,7 +149,10 @@ const toLocalInput = (iso: string): string => {
 /** The record as it stood at an instant (record time), beside its current state, differences marked. */
 const AsOf = (props: { kind: string; id: string; asOf: string; setAsOf: (iso: string) => void }) => {
   const { kind, id, asOf } = props;
-  const then = useLoad((signal) => (asOf ? get<StateAt>(`/audit/state/${kind}/${id}${query({ asOf })}`, { signal }) : Promise.resolve(undefined)), [kind, id, asOf]);
+  const then = useLoad(
+    (signal) => (asOf ? get<StateAt>(`/audit/state/${kind}/${id}${query({ asOf })}`, { signal }) : Promise.resolve(undefined)),
+    [kind, id, asOf],
+  );
   const now = useLoad((signal) => get<StateAt>(`/audit/state/${kind}/${id}${query({ asOf: new Date().toISOString() })}`, { signal }), [kind, id]);
   const fields = [...new Set([...Object.keys(then.data?.record ?? {}), ...Object.keys(now.data?.record ?? {})])];
   return (
@@ -276,7 +279,10 @@ const GlobalLog = () => {
     from: filters.from ? new Date(filters.from).toISOString() : '',
     to: filters.to ? new Date(filters.to).toISOString() : '',
   };
-  const log = useLoad((signal) => get<History>(`/audit/events${query({ ...params, direction: 'backwards', limit: 50, cursor })}`, { signal }), [JSON.stringify(filters), cursor]);
+  const log = useLoad(
+    (signal) => get<History>(`/audit/events${query({ ...params, direction: 'backwards', limit: 50, cursor })}`, { signal }),
+    [JSON.stringify(filters), cursor],
+  );
   const download = async (format: 'csv' | 'ndjson') => {
     setProblem(null);
     try {

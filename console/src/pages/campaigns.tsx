@@ -2,7 +2,26 @@ import { useState } from 'preact/hooks';
 import { command, get, query, type Accepted, type Page } from '../api.ts';
 import { href, navigate } from '../router.ts';
 import { CURRENCIES, type Campaign } from '../types.ts';
-import { ActionPanel, can, CommandForm, day, isoFromLocal, Loading, money, numberOf, pct, ProblemBox, Stat, text, useLoad, usePager, Pager, type FieldSpec, type FormValues, Head } from '../ui.tsx';
+import {
+  ActionPanel,
+  can,
+  CommandForm,
+  day,
+  isoFromLocal,
+  Loading,
+  money,
+  numberOf,
+  pct,
+  ProblemBox,
+  Stat,
+  text,
+  useLoad,
+  usePager,
+  Pager,
+  type FieldSpec,
+  type FormValues,
+  Head,
+} from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 const CHANNELS = ['email', 'sms', 'social', 'event', 'ads'] as const;
@@ -12,7 +31,10 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
   const [status, setStatus] = useState('');
   const [creating, setCreating] = useState(false);
   const pager = usePager([status]);
-  const list = useLoad((signal) => get<Page<Campaign>>(`/campaigns${query({ status, sort: '-createdAt', limit: 25, cursor: pager.cursor })}`, { signal }), [status, pager.cursor]);
+  const list = useLoad(
+    (signal) => get<Page<Campaign>>(`/campaigns${query({ status, sort: '-createdAt', limit: 25, cursor: pager.cursor })}`, { signal }),
+    [status, pager.cursor],
+  );
   return (
     <section aria-labelledby="campaigns-title">
       <h1 id="campaigns-title">Campaigns</h1>
@@ -52,7 +74,19 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
       <ProblemBox problem={list.problem} />
       {list.loading && !list.data ? <Loading what="campaigns" /> : null}
       <table class="grid">
-        <Head columns={['Name', 'Channel', 'Status', ['Budget', 'num'], ['Costs', 'num'], ['Responses', 'num'], ['Conversions', 'num'], ['Revenue', 'num'], ['ROI', 'num']]} />
+        <Head
+          columns={[
+            'Name',
+            'Channel',
+            'Status',
+            ['Budget', 'num'],
+            ['Costs', 'num'],
+            ['Responses', 'num'],
+            ['Conversions', 'num'],
+            ['Revenue', 'num'],
+            ['ROI', 'num'],
+          ]}
+        />
         <tbody>
           {list.data?.items.map((c) => (
             <tr key={c.id}>
@@ -139,7 +173,16 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
                   { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: c.currency, required: true },
                   { name: 'description', label: 'Description' },
                 ]}
-                submit={(v) => done(command(`${path}/costs`, { amount: numberOf(v.amount), currency: v.currency, ...(text(v.description) ? { description: text(v.description) } : {}) }), close)}
+                submit={(v) =>
+                  done(
+                    command(`${path}/costs`, {
+                      amount: numberOf(v.amount),
+                      currency: v.currency,
+                      ...(text(v.description) ? { description: text(v.description) } : {}),
+                    }),
+                    close,
+                  )
+                }
               />
             ),
           },

@@ -2,7 +2,25 @@ import { useState } from 'preact/hooks';
 import { command, get, query, type Accepted, type Page } from '../api.ts';
 import { href, parseHash } from '../router.ts';
 import { CURRENCIES, type Customer, type CustomerAnalytics, type Deal, type Feedback, type TimelineItem } from '../types.ts';
-import { ActionPanel, allowed, can, CommandForm, day, Loading, money, num, numberOf, pct, ProblemBox, Stat, text, useLoad, when, type FormValues, Head } from '../ui.tsx';
+import {
+  ActionPanel,
+  allowed,
+  can,
+  CommandForm,
+  day,
+  Loading,
+  money,
+  num,
+  numberOf,
+  pct,
+  ProblemBox,
+  Stat,
+  text,
+  useLoad,
+  when,
+  type FormValues,
+  Head,
+} from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 const PURCHASE_TYPES = /^(Purchase|Refund)/;
@@ -12,7 +30,10 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
   const [waitFor, setWaitFor] = useState<string | undefined>(() => parseHash(location.hash).params.get('waitFor') ?? undefined);
   const done = (accepted: Accepted) => setWaitFor(accepted.position);
   const customer = useLoad((signal) => get<Customer>(`/customers/${id}${query({ waitFor })}`, { signal }), [id, waitFor]);
-  const timeline = useLoad((signal) => get<Page<TimelineItem>>(`/customers/${id}/timeline${query({ order: 'desc', limit: 100, waitFor })}`, { signal }), [id, waitFor]);
+  const timeline = useLoad(
+    (signal) => get<Page<TimelineItem>>(`/customers/${id}/timeline${query({ order: 'desc', limit: 100, waitFor })}`, { signal }),
+    [id, waitFor],
+  );
   const deals = useLoad((signal) => get<Page<Deal>>(`/deals${query({ customerId: id, limit: 100, waitFor })}`, { signal }), [id, waitFor]);
   const feedback = useLoad((signal) => get<Page<Feedback>>(`/feedback${query({ customerId: id, limit: 100, waitFor })}`, { signal }), [id, waitFor]);
   const showsAnalytics = can(role, 'GET /analytics/customers/:id');
@@ -217,7 +238,14 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
             { name: 'reason', label: 'Reason' },
           ]}
           submit={async (v) =>
-            act(close)(command(`${path}/refunds`, { orderId: text(v.orderId), amount: numberOf(v.amount), currency: v.currency, ...(text(v.reason) ? { reason: text(v.reason) } : {}) }))
+            act(close)(
+              command(`${path}/refunds`, {
+                orderId: text(v.orderId),
+                amount: numberOf(v.amount),
+                currency: v.currency,
+                ...(text(v.reason) ? { reason: text(v.reason) } : {}),
+              }),
+            )
           }
         />
       ),
@@ -229,7 +257,10 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
           title="Tag or untag"
           submitLabel="Add tag"
           onCancel={close}
-          fields={[{ name: 'tag', label: 'Tag', required: true, hint: `Current: ${c.tags.join(', ') || 'none'}. To remove one, tick "remove".` }, { name: 'remove', label: 'Remove this tag instead', type: 'checkbox' }]}
+          fields={[
+            { name: 'tag', label: 'Tag', required: true, hint: `Current: ${c.tags.join(', ') || 'none'}. To remove one, tick "remove".` },
+            { name: 'remove', label: 'Remove this tag instead', type: 'checkbox' },
+          ]}
           submit={async (v) => act(close)(command(`${path}/${v.remove ? 'untag' : 'tags'}`, { tag: text(v.tag) }))}
         />
       ),
@@ -241,7 +272,14 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
           title="Merge a duplicate into this customer"
           submitLabel="Merge"
           onCancel={close}
-          fields={[{ name: 'duplicateId', label: 'Duplicate customer id', required: true, hint: 'Its purchases, deals and feedback count for this customer from now on; the duplicate is marked merged.' }]}
+          fields={[
+            {
+              name: 'duplicateId',
+              label: 'Duplicate customer id',
+              required: true,
+              hint: 'Its purchases, deals and feedback count for this customer from now on; the duplicate is marked merged.',
+            },
+          ]}
           submit={async (v) => act(close)(command(`${path}/merge`, { duplicateId: text(v.duplicateId) }, { ifMatch: c.revision }))}
         />
       ),
@@ -256,7 +294,11 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
             onCancel={close}
             fields={c.status === 'inactive' ? [] : [{ name: 'reason', label: 'Reason' }]}
             submit={async (v) =>
-              act(close)(command(`${path}/${c.status === 'inactive' ? 'reactivate' : 'deactivate'}`, text(v.reason) ? { reason: text(v.reason) } : {}, { ifMatch: c.revision }))
+              act(close)(
+                command(`${path}/${c.status === 'inactive' ? 'reactivate' : 'deactivate'}`, text(v.reason) ? { reason: text(v.reason) } : {}, {
+                  ifMatch: c.revision,
+                }),
+              )
             }
           />
         ),
@@ -270,7 +312,9 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
             submitLabel="Forget this customer for good"
             danger
             onCancel={close}
-            fields={[{ name: 'confirm', label: `I understand that this erases ${c.name}'s personal data and cannot be undone`, type: 'checkbox', required: true }]}
+            fields={[
+              { name: 'confirm', label: `I understand that this erases ${c.name}'s personal data and cannot be undone`, type: 'checkbox', required: true },
+            ]}
             submit={async (v) => {
               if (v.confirm !== true) throw new Error('Tick the confirmation first.');
               await act(close)(command(`${path}/forget`, {}, { ifMatch: c.revision }));

@@ -88,7 +88,10 @@ export const CustomersPage = ({ role, params }: { role: Role; params: URLSearchP
             { name: 'marketingConsent', label: 'Marketing consent', type: 'checkbox' },
           ]}
           submit={async (v) => {
-            const tags = text(v.tags)?.split(',').map((t) => t.trim()).filter(Boolean);
+            const tags = text(v.tags)
+              ?.split(',')
+              .map((t) => t.trim())
+              .filter(Boolean);
             const accepted = await command('/customers', {
               name: text(v.name),
               email: text(v.email),

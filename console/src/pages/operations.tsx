@@ -8,7 +8,16 @@ interface Ready {
   status: string;
   head: string;
   reasons: string[];
-  projections: { name: string; position: string; eventsBehind: number | null; secondsBehind: number | null; state: string; lastError: string | null; owner: string | null; leaseExpiresAt: string | null }[];
+  projections: {
+    name: string;
+    position: string;
+    eventsBehind: number | null;
+    secondsBehind: number | null;
+    state: string;
+    lastError: string | null;
+    owner: string | null;
+    leaseExpiresAt: string | null;
+  }[];
 }
 interface ApiKey {
   id: string;
@@ -46,7 +55,18 @@ export const OperationsPage = ({ role }: { role: Role }) => {
               {ready.data.reasons.length ? ` · ${ready.data.reasons.join('; ')}` : ''}
             </p>
             <table class="grid" data-testid="projections">
-              <Head columns={['Projection', 'State', ['Position', 'num'], ['Events behind', 'num'], ['Seconds behind', 'num'], 'Lease owner', 'Lease expires', 'Last failure']} />
+              <Head
+                columns={[
+                  'Projection',
+                  'State',
+                  ['Position', 'num'],
+                  ['Events behind', 'num'],
+                  ['Seconds behind', 'num'],
+                  'Lease owner',
+                  'Lease expires',
+                  'Last failure',
+                ]}
+              />
               <tbody>
                 {ready.data.projections.map((p) => (
                   <tr key={p.name}>
@@ -98,7 +118,10 @@ const ApiKeys = () => {
           { name: 'role', label: 'Role', type: 'select', options: ROLES, value: 'analyst', required: true },
         ]}
         submit={async (v) => {
-          const body = (await (await request('/admin/api-keys', { method: 'POST', body: { name: text(v.name), role: v.role } })).json()) as { name: string; key: string };
+          const body = (await (await request('/admin/api-keys', { method: 'POST', body: { name: text(v.name), role: v.role } })).json()) as {
+            name: string;
+            key: string;
+          };
           setCreated(body);
           setTick(tick + 1);
         }}

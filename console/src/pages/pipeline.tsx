@@ -23,7 +23,10 @@ export const PipelinePage = ({ role }: { role: Role }) => {
   const [waitFor, setWaitFor] = useState<string | undefined>();
   const [problem, setProblem] = useState<Problem | null>(null);
   const [closing, setClosing] = useState<{ deal: Deal; outcome: 'won' | 'lost' } | null>(null);
-  const deals = useLoad((signal) => get<Page<Deal>>(`/deals${query({ status: 'open', limit: 500, sort: 'expectedCloseDate', waitFor })}`, { signal }), [waitFor]);
+  const deals = useLoad(
+    (signal) => get<Page<Deal>>(`/deals${query({ status: 'open', limit: 500, sort: 'expectedCloseDate', waitFor })}`, { signal }),
+    [waitFor],
+  );
   const closed = useLoad((signal) => get<Page<Deal>>(`/deals${query({ sort: '-updatedAt', limit: 100, waitFor })}`, { signal }), [waitFor]);
   const summary = useLoad((signal) => get<Pipeline>(`/pipeline${query({ waitFor })}`, { signal }), [waitFor]);
   const mayMove = can(role, 'POST /deals/:id/stage');
@@ -38,7 +41,8 @@ export const PipelinePage = ({ role }: { role: Role }) => {
       return false;
     }
   };
-  const move = (deal: Deal, stage: string) => (stage !== deal.stage ? run(command(`/deals/${deal.id}/stage`, { stage }, { ifMatch: deal.revision })) : undefined);
+  const move = (deal: Deal, stage: string) =>
+    stage !== deal.stage ? run(command(`/deals/${deal.id}/stage`, { stage }, { ifMatch: deal.revision })) : undefined;
   const byId = new Map(deals.data?.items.map((d) => [d.id, d]));
 
   return (
@@ -46,7 +50,9 @@ export const PipelinePage = ({ role }: { role: Role }) => {
       <h1 id="pipeline-title">Pipeline</h1>
       <p class="muted">
         Open deals by stage.{' '}
-        {mayMove ? 'Move a deal with its "Move to" menu or drag its card to another column; mark it won or lost with its buttons.' : `The ${role} role can look but not change deals.`}
+        {mayMove
+          ? 'Move a deal with its "Move to" menu or drag its card to another column; mark it won or lost with its buttons.'
+          : `The ${role} role can look but not change deals.`}
       </p>
       <ProblemBox problem={problem ?? deals.problem} />
       {closing ? (
@@ -87,9 +93,7 @@ export const PipelinePage = ({ role }: { role: Role }) => {
               <h2 id={`stage-${stage}`}>
                 {stage} <span class="muted">({inStage.length})</span>
               </h2>
-              <p class="muted">
-                {total.map((t) => `${money(t.amount, t.currency)} · weighted ${money(t.weightedAmount, t.currency)}`).join('; ') || '—'}
-              </p>
+              <p class="muted">{total.map((t) => `${money(t.amount, t.currency)} · weighted ${money(t.weightedAmount, t.currency)}`).join('; ') || '—'}</p>
               <ul class="cards">
                 {inStage.map((d) => (
                   <li

@@ -79,7 +79,14 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
   const f = item.data;
   if (!f) return <Loading what="the feedback item" />;
   const path = `/feedback/${f.id}`;
-  const form = (title: string, submitLabel: string, fields: Parameters<typeof CommandForm>[0]['fields'], body: (v: Record<string, string | boolean>) => unknown, action: string, ifMatch: boolean) =>
+  const form = (
+    title: string,
+    submitLabel: string,
+    fields: Parameters<typeof CommandForm>[0]['fields'],
+    body: (v: Record<string, string | boolean>) => unknown,
+    action: string,
+    ifMatch: boolean,
+  ) =>
     can(role, `POST /feedback/:id/${action}`) && {
       label: submitLabel,
       form: (close: () => void) => (
@@ -97,8 +104,24 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
     };
   const open = f.status === 'open' || f.status === 'in_progress';
   const actions = allowed([
-    open && form('Respond to the customer', 'Respond', [{ name: 'message', label: 'Message', type: 'textarea', required: true }], (v) => ({ message: text(v.message) }), 'respond', false),
-    open && form('Assign', 'Assign', [{ name: 'assigneeId', label: 'Assignee', required: true, value: f.assigneeId ?? '' }], (v) => ({ assigneeId: text(v.assigneeId) }), 'assign', true),
+    open &&
+      form(
+        'Respond to the customer',
+        'Respond',
+        [{ name: 'message', label: 'Message', type: 'textarea', required: true }],
+        (v) => ({ message: text(v.message) }),
+        'respond',
+        false,
+      ),
+    open &&
+      form(
+        'Assign',
+        'Assign',
+        [{ name: 'assigneeId', label: 'Assignee', required: true, value: f.assigneeId ?? '' }],
+        (v) => ({ assigneeId: text(v.assigneeId) }),
+        'assign',
+        true,
+      ),
     open &&
       form(
         'Escalate',
@@ -111,8 +134,17 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
         'escalate',
         true,
       ),
-    open && form('Resolve', 'Resolve', [{ name: 'resolution', label: 'Resolution', type: 'textarea', required: true }], (v) => ({ resolution: text(v.resolution) }), 'resolve', true),
-    (f.status === 'resolved' || f.status === 'closed') && form('Reopen', 'Reopen', [{ name: 'reason', label: 'Reason' }], (v) => (text(v.reason) ? { reason: text(v.reason) } : {}), 'reopen', true),
+    open &&
+      form(
+        'Resolve',
+        'Resolve',
+        [{ name: 'resolution', label: 'Resolution', type: 'textarea', required: true }],
+        (v) => ({ resolution: text(v.resolution) }),
+        'resolve',
+        true,
+      ),
+    (f.status === 'resolved' || f.status === 'closed') &&
+      form('Reopen', 'Reopen', [{ name: 'reason', label: 'Reason' }], (v) => (text(v.reason) ? { reason: text(v.reason) } : {}), 'reopen', true),
     f.status === 'resolved' && form('Close', 'Close', [], () => ({}), 'close', true),
     form(
       "Record the customer's rating",
@@ -168,10 +200,18 @@ const Satisfaction = () => {
         <thead>
           <tr>
             <th scope="col">{key}</th>
-            <th scope="col" class="num">CSAT</th>
-            <th scope="col" class="num">ratings</th>
-            <th scope="col" class="num">NPS</th>
-            <th scope="col" class="num">answers</th>
+            <th scope="col" class="num">
+              CSAT
+            </th>
+            <th scope="col" class="num">
+              ratings
+            </th>
+            <th scope="col" class="num">
+              NPS
+            </th>
+            <th scope="col" class="num">
+              answers
+            </th>
           </tr>
         </thead>
         <tbody>
