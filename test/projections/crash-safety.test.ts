@@ -276,4 +276,51 @@ describe('one batch against its checkpoint', () => {
       expect((await readCheckpoints(h.database.db, schema)).get(name)).toMatchObject({ state: 'running', position: end });
     }
   });
+
+  /** A projection that only records what it is given, on a schema of its own with a fresh checkpoint. */
+  const watching = async (name: string) => {
+    const seen: ProjectedEvent[] = [];
+    const watcher: Projection = { name, version: 1, tables: [], migrate: async () => {}, apply: async (_ctx, batch) => void seen.push(...batch) };
+    const schema = `${h.schemas.read}_${name}`;
+    await migrateCheckpoints(h.database.db, schema);
+    await ensureCheckpoint(h.database.db, schema, watcher);
+    const checkpoint = async () => (await readCheckpoints(h.database.db, schema)).get(name)!;
+    return { seen, watcher, schema, checkpoint };
+  };
+
+  it('a batch seen again after its checkpoint moved on (a restart, another worker) applies nothing and never moves the checkpoint back', async () => {
+    const events = await storedEvents(h.store);
+    const items = await decodeBatch(h.codec, events, () => true);
+    const end = events.at(-1)!.position;
+    const middle = Math.floor(events.length / 2);
+    const { seen, watcher, schema, checkpoint } = await watching('seen_again');
+    expect(await applyBatch(h.database.db, schema, watcher, items, end, noLag)).toEqual({ kind: 'applied', position: end });
+    expect(seen).toHaveLength(events.length);
+    // The first half again, ending below the checkpoint: nothing is applied twice, the checkpoint stays at the end.
+    expect(await applyBatch(h.database.db, schema, watcher, items.slice(0, middle), events[middle - 1]!.position, noLag)).toEqual({
+      kind: 'applied',
+      position: end,
+    });
+    expect(seen).toHaveLength(events.length);
+    expect(await checkpoint()).toMatchObject({ state: 'running', position: end });
+    // An overlapping batch applies only what lies beyond the checkpoint.
+    const { seen: second, watcher: w2, schema: s2, checkpoint: c2 } = await watching('overlap');
+    await applyBatch(h.database.db, s2, w2, items.slice(0, middle), events[middle - 1]!.position, noLag);
+    await applyBatch(h.database.db, s2, w2, items, end, noLag);
+    expect(second.map((e) => e.id)).toEqual(events.map((e) => e.id));
+    expect(await c2()).toMatchObject({ position: end });
+  });
+
+  it('an event that cannot be decoded fails the projection at that event: what came before it is applied, the checkpoint stops just before it', async () => {
+    const events = await storedEvents(h.store, { maxCount: 10 });
+    const items = await decodeBatch(h.codec, events, () => true);
+    const broken = 6;
+    items[broken] = { recorded: items[broken]!.recorded, decodeError: new Error('the data key is unreadable') };
+    const { seen, watcher, schema, checkpoint } = await watching('undecodable');
+    const outcome = await applyBatch(h.database.db, schema, watcher, items, events.at(-1)!.position, noLag);
+    expect(outcome).toMatchObject({ kind: 'poison', position: events[broken - 1]!.position });
+    expect(outcome.kind === 'poison' && outcome.failure.message).toContain('the data key is unreadable');
+    expect(seen.map((e) => e.id)).toEqual(events.slice(0, broken).map((e) => e.id));
+    expect(await checkpoint()).toMatchObject({ state: 'failed', position: events[broken - 1]!.position });
+  });
 });
