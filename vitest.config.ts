@@ -1,11 +1,12 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Tests that stall PostgreSQL connections mid-transaction hold back the feed horizon of the whole
- * cluster (the oldest open transaction id is cluster-wide), so every other file's projections would
- * wait for them. They run on their own, after the rest.
+ * Tests that keep a writing transaction open for seconds (stalled connections, a writer held open on
+ * purpose) hold back the feed horizon of the whole cluster (the oldest open transaction id is
+ * cluster-wide), so every other file's projections would wait for them. They run on their own, after
+ * the rest.
  */
-const stallsTheDatabase = ['test/faults/database-faults.test.ts'];
+const stallsTheDatabase = ['test/faults/database-faults.test.ts', 'test/projections/catch-up-horizon.test.ts'];
 
 const shared = {
   // Each test file gets its own PostgreSQL schemas.

@@ -7,7 +7,7 @@ import { openCrm } from '../../runtime/crm.ts';
 import { createCrmCommands } from '../../commands/index.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
-import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
+import { expectProblem, json, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 
 let h: ApiHarness;
 let customerId: string;
@@ -18,6 +18,8 @@ beforeAll(async () => {
   const res = await h.app.inject({ method: 'POST', url: '/customers', headers: h.auth('sales'), payload: { name: 'Busy Shop', email: 'busy@example.com' } });
   if (res.statusCode !== 201) throw new Error(res.body);
   customerId = json(res).id;
+  // The tests read the customer back as the query that keeps being served: it must be in the read model first.
+  await projectionsSettled(h);
 });
 afterAll(async () => {
   for (const app of apps) await app.close();
