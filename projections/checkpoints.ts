@@ -69,6 +69,15 @@ export async function ensureCheckpoint(db: Kysely<any> | Transaction<any>, schem
 }
 
 /** Locks the projection's checkpoint row for the batch transaction (two workers never apply the same batch). */
+/** Creates the tables of `projections` and their checkpoints in `schema` (a replay, a fresh schema). */
+export async function migrateProjections(db: Kysely<any>, schema: string, projections: readonly Projection[]): Promise<void> {
+  await migrateCheckpoints(db, schema);
+  for (const p of projections) {
+    await p.migrate(db, schema);
+    await ensureCheckpoint(db, schema, p);
+  }
+}
+
 export async function lockCheckpoint(trx: Transaction<any>, schema: string, name: string): Promise<Checkpoint | undefined> {
   // Same round trip: the batch commits without waiting for fsync. Rows and checkpoint still commit or
   // vanish together, so a crash losing the last batches only makes the runner apply them again.

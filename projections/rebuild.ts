@@ -4,7 +4,7 @@ import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply-batch.ts';
 import { catchUp, type CatchUpProgress } from './catch-up.ts';
 import { recordFeedEngine } from './feed-engine.ts';
-import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints, setState } from './checkpoints.ts';
+import { CHECKPOINT_TABLE, migrateCheckpoints, migrateProjections, readCheckpoints, setState } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 import { createReportingViews } from './reporting.ts';
 import { ensureSchema } from '../shared/sql.ts';
@@ -50,11 +50,7 @@ export async function replayInto(options: ReplayOptions): Promise<ReplayResult> 
   const { db, schema } = options;
   if (options.replace) await sql`DROP SCHEMA IF EXISTS ${sql.id(schema)} CASCADE`.execute(db);
   else await refuseExistingTables(db, schema, options.projections);
-  await migrateCheckpoints(db, schema);
-  for (const p of options.projections) {
-    await p.migrate(db, schema);
-    await ensureCheckpoint(db, schema, p);
-  }
+  await migrateProjections(db, schema, options.projections);
   const result = await catchUp({
     db,
     store: options.store,

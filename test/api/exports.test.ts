@@ -1,7 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApi, type ApiHarness } from './support.ts';
-import { newestPosition } from '../support/events.ts';
+import { importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 
 /** `GET /customers/export`, `/deals/export`, `/feedback/export` on the real API over PostgreSQL. */
 let api: ApiHarness;
@@ -19,20 +18,11 @@ beforeAll(async () => {
     payload: csv,
   });
   expect(started.statusCode).toBe(202);
-  const deadline = Date.now() + 60_000;
-  while ((await api.app.inject({ method: 'GET', url: `/imports/${started.json().id}`, headers: api.auth('admin') })).json().status === 'running') {
-    if (Date.now() > deadline) throw new Error('import did not finish');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await importEnded(api, started.json().id);
   // Until the read models hold every imported customer.
-  const until = Date.now() + 60_000;
-  for (;;) {
-    await api.runner.waitForPosition(await newestPosition(api.store), 10_000);
-    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(api.schemas.read, 'customers')}`.execute(api.database.db);
-    if (rows[0]!.n >= 620) break;
-    if (Date.now() > until) throw new Error(`the read models hold ${rows[0]!.n} of the 620 imported customers after 60 s`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await projectionsSettled(api);
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(api.schemas.read, 'customers')}`.execute(api.database.db);
+  expect(rows[0]!.n).toBe(620);
 }, 120_000);
 
 afterAll(async () => {

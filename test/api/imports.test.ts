@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApi, type ApiHarness } from './support.ts';
+import { importEnded, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
 /** `POST /imports` and `GET /imports/:id` on the real API over PostgreSQL. */
@@ -14,17 +14,7 @@ afterAll(async () => {
   await api?.close();
 });
 
-const waitForJob = async (id: string, role: 'admin' | 'sales' = 'admin') => {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const response = await api.app.inject({ method: 'GET', url: `/imports/${id}`, headers: api.auth(role) });
-    expect(response.statusCode).toBe(200);
-    const job = response.json();
-    if (job.status !== 'running') return job;
-    if (Date.now() > deadline) throw new Error(`import ${id} still running`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-};
+const waitForJob = (id: string, role: 'admin' | 'sales' = 'admin') => importEnded(api, id, role);
 
 describe('HTTP import', () => {
   it('accepts a CSV body with 202 { id }, then reports progress, counts and the bad rows with their lines', async () => {

@@ -130,6 +130,19 @@ export const projectionsSettled = async (h: ApiHarness, timeoutMs = 90_000): Pro
   }
 };
 
+/** Polls `GET /imports/:id` as `role` until the import has ended (bounded); answers the job. */
+export const importEnded = async (h: ApiHarness, id: string, role: Role = 'admin'): Promise<Record<string, any>> => {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const response = await h.app.inject({ method: 'GET', url: `/imports/${id}`, headers: h.auth(role) });
+    if (response.statusCode !== 200) throw new Error(`GET /imports/${id} answered ${response.statusCode}: ${response.body}`);
+    const job = response.json<Record<string, any>>();
+    if (job.status !== 'running') return job;
+    if (Date.now() > deadline) throw new Error(`import ${id} still running after 60 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+};
+
 /** `/ready` answers 200 within the bound (it may lag the projections by a poll). */
 export const expectReady = async (h: ApiHarness, timeoutMs = 30_000): Promise<void> => {
   const deadline = Date.now() + timeoutMs;

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stateAsOf } from '../../audit/as-of.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { campaignCreated, customerRegistered, dealOpened, migrateReadModels, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
+import { campaignCreated, customerRegistered, dealOpened, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
+import { migrateProjections } from '../../projections/checkpoints.ts';
 
 /**
  * A record folded `asOf` now must read like the live read-model view of the same record: same
@@ -23,7 +24,7 @@ const day = (n: number) => new Date(Date.UTC(2026, 0, n, 10)).toISOString();
 
 beforeAll(async () => {
   h = await openAuditHarness('audit_parity');
-  await migrateReadModels(h.database.db, h.schemas.read, projections);
+  await migrateProjections(h.database.db, h.schemas.read, projections);
   const c = `customer-${customerId}`;
   await h.record(c, 'CustomerRegistered', customerRegistered(customerId), { occurredAt: day(1) });
   await h.record(c, 'CustomerTagged', { customerId, tag: 'gold' }, { occurredAt: day(2) });

@@ -11,7 +11,8 @@ import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { catchUp } from '../../projections/catch-up.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { customerRegistered, migrateReadModels, recordEvent } from './support.ts';
+import { customerRegistered, recordEvent } from './support.ts';
+import { migrateProjections } from '../../projections/checkpoints.ts';
 
 /**
  * The embedded default (PGlite, one connection): the SQL paths of the audit services must work
@@ -34,7 +35,7 @@ beforeAll(async () => {
   store = await createPostgresEventStore(database, { schema: schemas.events });
   personalData = await createPersonalData(database.db, { schema: schemas.events });
   audit = createAuditServices({ store, personalData, database, schemas }, { projections });
-  await migrateReadModels(database.db, schemas.read, projections);
+  await migrateProjections(database.db, schemas.read, projections);
   await record(`customer-${ada}`, 'CustomerRegistered', customerRegistered(ada));
   await record(`customer-${ada}`, 'PurchaseRecorded', { customerId: ada, orderId: 'o-1', amount: 10, currency: 'EUR' });
   await record(`customer-${ada}`, 'CustomerTagged', { customerId: ada, tag: 'gold' });

@@ -5,7 +5,8 @@ import type { AuditDeps } from '../../audit/deps.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import { ERASED } from '../../domain/shared.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { campaignCreated, customerRegistered, dealOpened, migrateReadModels, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
+import { campaignCreated, customerRegistered, dealOpened, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
+import { migrateProjections } from '../../projections/checkpoints.ts';
 
 let h: AuditHarness;
 const projections = [...readModelProjections(), createAnalyticsProjection()];
@@ -19,7 +20,7 @@ const project = () => projectAll(h, projections);
 
 beforeAll(async () => {
   h = await openAuditHarness('audit_sar');
-  await migrateReadModels(h.database.db, h.schemas.read, projections);
+  await migrateProjections(h.database.db, h.schemas.read, projections);
   await h.record(`customer-${ada}`, 'CustomerRegistered', customerRegistered(ada));
   await h.record(`customer-${bob}`, 'CustomerRegistered', customerRegistered(bob, { name: 'Bob', email: 'bob@example.com' }));
   await h.record(`customer-${ada}`, 'PurchaseRecorded', { customerId: ada, orderId: 'o-1', amount: 42, currency: 'EUR' });

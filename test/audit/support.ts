@@ -11,7 +11,7 @@ import type { SqlDatabase } from '../../eventstore/postgres/database.ts';
 import type { PersonalData } from '../../eventstore/personal-data.ts';
 import { schemaVersionOf, type CrmEventType } from '../../domain/catalogue.ts';
 import { catchUp } from '../../projections/catch-up.ts';
-import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
+
 import { personalDataCodec } from '../../projections/codec.ts';
 import type { Projection } from '../../projections/projection.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
@@ -133,15 +133,6 @@ export const campaignCreated = (campaignId: string, overrides: Record<string, un
   targetSegment: {},
   ...overrides,
 });
-
-/** Creates the read-model tables of `projections` and their checkpoints in `schema`, as the runner does at start. */
-export async function migrateReadModels(db: Kysely<any>, schema: string, projections: readonly Projection[]): Promise<void> {
-  await migrateCheckpoints(db, schema);
-  for (const p of projections) {
-    await p.migrate(db, schema);
-    await ensureCheckpoint(db, schema, p);
-  }
-}
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -6,7 +6,8 @@ import { verifyReadModels, type VerifyProgress } from '../../audit/verify.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import type { Projection } from '../../projections/projection.ts';
-import { customerRegistered, dealOpened, migrateReadModels, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
+import { customerRegistered, dealOpened, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
+import { migrateProjections } from '../../projections/checkpoints.ts';
 
 let h: AuditHarness;
 // Analytics without `modelSchema`: a replay into the shadow schema then writes nowhere else.
@@ -19,7 +20,7 @@ const projectLive = () => projectAll(h, projections);
 
 beforeAll(async () => {
   h = await openAuditHarness('audit_verify');
-  await migrateReadModels(h.database.db, h.schemas.read, projections);
+  await migrateProjections(h.database.db, h.schemas.read, projections);
   for (const id of [ada, bob]) await h.record(`customer-${id}`, 'CustomerRegistered', customerRegistered(id, { email: `${id}@example.com` }));
   await h.record(`customer-${ada}`, 'PurchaseRecorded', { customerId: ada, orderId: 'o-1', amount: 120.5, currency: 'EUR' });
   await h.record(`deal-${dealId}`, 'DealOpened', dealOpened(dealId, ada));

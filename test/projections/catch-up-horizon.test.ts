@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catchUp } from '../../projections/catch-up.ts';
-import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
+import { migrateProjections } from '../../projections/checkpoints.ts';
 import { customersProjection } from '../../projections/read-models/index.ts';
 import { createHarness, type Harness } from './support.ts';
 
@@ -16,11 +16,7 @@ const projections = [customersProjection];
 
 beforeAll(async () => {
   h = await createHarness('catch_up_horizon');
-  await migrateCheckpoints(h.database.db, h.schemas.read);
-  for (const p of projections) {
-    await p.migrate(h.database.db, h.schemas.read);
-    await ensureCheckpoint(h.database.db, h.schemas.read, p);
-  }
+  await migrateProjections(h.database.db, h.schemas.read, projections);
 });
 afterAll(async () => h?.close());
 

@@ -10,7 +10,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catchUp } from '../../projections/catch-up.ts';
 import { applyBatch, decodeBatch } from '../../projections/apply-batch.ts';
-import { ensureCheckpoint, migrateCheckpoints, readCheckpoints, setState } from '../../projections/checkpoints.ts';
+import { ensureCheckpoint, migrateCheckpoints, migrateProjections, readCheckpoints, setState } from '../../projections/checkpoints.ts';
 import type { ProjectedEvent, Projection } from '../../projections/projection.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
@@ -74,11 +74,7 @@ describe('crash safety', () => {
     });
     for (const seed of [1, 2, 3]) {
       const schema = `${h.schemas.read}_s${seed}`;
-      await migrateCheckpoints(h.database.db, schema);
-      for (const p of projections) {
-        await p.migrate(h.database.db, schema);
-        await ensureCheckpoint(h.database.db, schema, p);
-      }
+      await migrateProjections(h.database.db, schema, projections);
       const random = prng(seed);
       const crashes = { count: 0 };
       let restarts = 0;
@@ -153,13 +149,7 @@ describe('crash at every statement of a catch-up', () => {
     });
     const life = (schema: string, db: typeof h.database.db) =>
       catchUp({ db, store: h.store, schema, projections, codec: h.codec, untilPosition: until, pageSize: 3, applyOptions: { shouldRetry: () => false } });
-    const prepare = async (schema: string) => {
-      await migrateCheckpoints(h.database.db, schema);
-      for (const p of projections) {
-        await p.migrate(h.database.db, schema);
-        await ensureCheckpoint(h.database.db, schema, p);
-      }
-    };
+    const prepare = (schema: string) => migrateProjections(h.database.db, schema, projections);
     // How many statements a whole catch-up sends: the sweep covers each of them.
     const counting = new CrashBeforeStatement(Number.MAX_SAFE_INTEGER);
     await prepare(`${h.schemas.read}_sweep0`);
@@ -236,15 +226,31 @@ describe('poison events', () => {
 
 describe('one batch against its checkpoint', () => {
   const noLag = { eventsBehind: 0, secondsBehind: 0 };
+  /** A projection that only records what it is given, on a schema of its own with a fresh checkpoint. */
+  const watching = async (name: string, filter?: Projection['filter']) => {
+    const seen: ProjectedEvent[] = [];
+    const watcher: Projection = {
+      name,
+      version: 1,
+      tables: [],
+      ...(filter ? { filter } : {}),
+      migrate: async () => {},
+      apply: async (_ctx, batch) => void seen.push(...batch),
+    };
+    const schema = `${h.schemas.read}_${name}`;
+    await migrateCheckpoints(h.database.db, schema);
+    await ensureCheckpoint(h.database.db, schema, watcher);
+    const checkpoint = async () => (await readCheckpoints(h.database.db, schema)).get(name)!;
+    return { seen, watcher, schema, checkpoint };
+  };
+
   it('a stopped or failed projection takes no batch: nothing applied, the checkpoint stays where it was', async () => {
     const customers = projections.find((p) => p.name === 'customers')!;
     const events = await storedEvents(h.store, { maxCount: 12 });
     const items = await decodeBatch(h.codec, events, () => true);
     for (const state of ['stopped', 'failed'] as const) {
       const schema = `${h.schemas.read}_held_${state}`;
-      await migrateCheckpoints(h.database.db, schema);
-      await customers.migrate(h.database.db, schema);
-      await ensureCheckpoint(h.database.db, schema, customers);
+      await migrateProjections(h.database.db, schema, [customers]);
       await setState(h.database.db, schema, customers.name, state);
       const outcome = await applyBatch(h.database.db, schema, customers, items, events.at(-1)!.position, noLag);
       expect(outcome).toEqual({ kind: 'skipped', position: 0n, state });
@@ -261,11 +267,7 @@ describe('one batch against its checkpoint', () => {
       { name: 'by_stream', filter: { streamPrefixes: ['deal-'] }, wanted: (e: { type: string; stream: string }) => e.stream.startsWith('deal-') },
     ];
     for (const { name, filter, wanted } of filters) {
-      const seen: ProjectedEvent[] = [];
-      const watcher: Projection = { name, version: 1, tables: [], filter, migrate: async () => {}, apply: async (_ctx, batch) => void seen.push(...batch) };
-      const schema = `${h.schemas.read}_filter_${name}`;
-      await migrateCheckpoints(h.database.db, schema);
-      await ensureCheckpoint(h.database.db, schema, watcher);
+      const { seen, watcher, schema, checkpoint } = await watching(`filter_${name}`, filter);
       expect(await applyBatch(h.database.db, schema, watcher, items, end, noLag)).toEqual({ kind: 'applied', position: end });
       const expected = events.filter(wanted).map((e) => e.id);
       expect(expected.length, name).toBeGreaterThan(0);
@@ -273,20 +275,9 @@ describe('one batch against its checkpoint', () => {
         seen.map((e) => e.id),
         name,
       ).toEqual(expected);
-      expect((await readCheckpoints(h.database.db, schema)).get(name)).toMatchObject({ state: 'running', position: end });
+      expect(await checkpoint()).toMatchObject({ state: 'running', position: end });
     }
   });
-
-  /** A projection that only records what it is given, on a schema of its own with a fresh checkpoint. */
-  const watching = async (name: string) => {
-    const seen: ProjectedEvent[] = [];
-    const watcher: Projection = { name, version: 1, tables: [], migrate: async () => {}, apply: async (_ctx, batch) => void seen.push(...batch) };
-    const schema = `${h.schemas.read}_${name}`;
-    await migrateCheckpoints(h.database.db, schema);
-    await ensureCheckpoint(h.database.db, schema, watcher);
-    const checkpoint = async () => (await readCheckpoints(h.database.db, schema)).get(name)!;
-    return { seen, watcher, schema, checkpoint };
-  };
 
   it('a batch seen again after its checkpoint moved on (a restart, another worker) applies nothing and never moves the checkpoint back', async () => {
     const events = await storedEvents(h.store);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catchUp } from '../../projections/catch-up.ts';
-import { ensureCheckpoint, migrateCheckpoints } from '../../projections/checkpoints.ts';
+import { migrateProjections } from '../../projections/checkpoints.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { createHarness, type Harness } from './support.ts';
@@ -12,11 +12,7 @@ const projections = readModelProjections();
 
 beforeAll(async () => {
   h = await createHarness('forget');
-  await migrateCheckpoints(h.database.db, h.schemas.read);
-  for (const p of projections) {
-    await p.migrate(h.database.db, h.schemas.read);
-    await ensureCheckpoint(h.database.db, h.schemas.read, p);
-  }
+  await migrateProjections(h.database.db, h.schemas.read, projections);
 });
 
 afterAll(async () => {

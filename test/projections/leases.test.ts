@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyBatch, decodeBatch, matchesFilter } from '../../projections/apply-batch.ts';
-import { ensureCheckpoint, migrateCheckpoints, readCheckpoints } from '../../projections/checkpoints.ts';
+import { migrateProjections, readCheckpoints } from '../../projections/checkpoints.ts';
 import { LeaseLost, ProjectionLeases, readLeaseHolders } from '../../projections/leases.ts';
 import type { Projection } from '../../projections/projection.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
@@ -95,11 +95,7 @@ async function startWorker(schema: string, workerId: string): Promise<Worker> {
 }
 
 async function prepareSchema(schema: string): Promise<void> {
-  await migrateCheckpoints(h.database.db, schema);
-  for (const p of projections) {
-    await p.migrate(h.database.db, schema);
-    await ensureCheckpoint(h.database.db, schema, p);
-  }
+  await migrateProjections(h.database.db, schema, projections);
   await sql`CREATE TABLE ${sql.id(schema, 'applied_log')} (projection text NOT NULL, worker text NOT NULL, events int NOT NULL)`.execute(h.database.db);
 }
 
