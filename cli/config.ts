@@ -28,15 +28,13 @@ const flag = z
 
 const emptyAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
 
-const requestsPerMinute = z.coerce
-  .number({ error: 'a whole number of requests per minute (0 turns the limit off)' })
-  .int('a whole number of requests per minute (0 turns the limit off)')
-  .min(0, 'a whole number of requests per minute (0 turns the limit off)');
-const bound = (what: string) =>
-  z.coerce
-    .number({ error: `a whole number of ${what} (0 turns the bound off)` })
-    .int(`a whole number of ${what} (0 turns the bound off)`)
-    .min(0, `a whole number of ${what} (0 turns the bound off)`);
+/** A count where 0 turns a limit off; every refusal says so in one message. */
+const countOrOff = (what: string, off: string) => {
+  const message = `a whole number of ${what} (0 turns ${off} off)`;
+  return z.coerce.number({ error: message }).int(message).min(0, message);
+};
+const requestsPerMinute = countOrOff('requests per minute', 'the limit');
+const bound = (what: string) => countOrOff(what, 'the bound');
 const rateLimitVariable = (role: string) => `CRM_RATE_LIMIT_${role.toUpperCase()}`;
 
 const EnvSchema = z.object({
