@@ -19,6 +19,7 @@ import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, WrongExpec
 import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend, prepareStreamAppends } from '../validation.ts';
 import type { SqlDatabase } from './database.ts';
 import { ORDINAL_BITS, migrateEventStore, quoteIdentifier } from './migrations.ts';
+import { createAppendGroups, type GroupOutcome, type PendingAppend } from './append-groups.ts';
 import { createWakeup } from './wakeup.ts';
 
 export interface PostgresEventStoreOptions {
@@ -28,6 +29,11 @@ export interface PostgresEventStoreOptions {
   pollInterval?: number;
   /** Events per catch-up read of a subscription. */
   pageSize?: number;
+  /**
+   * Group commit (append-groups.ts): appends to the database at once; those arriving meanwhile share
+   * the next call. 0 sends every append on its own (the baseline the benchmark compares with).
+   */
+  appendsInFlight?: number;
 }
 
 interface EventRow {
@@ -55,6 +61,9 @@ interface StreamsAppendRow {
   last_position: string | null;
   conflict_id: string | null;
 }
+
+/** Group commit's default: two calls at once keep both cores busy (one commits while the next is built). */
+const DEFAULT_APPENDS_IN_FLIGHT = 2;
 
 const EXPECTED_CODES = { no_stream: -1, any: -2, exists: -3 } as const;
 const expectedCode = (expected: ExpectedRevision): number => (typeof expected === 'number' ? expected : EXPECTED_CODES[expected]);
@@ -133,7 +142,11 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
   // The hot statement of every command, prepared once per connection where the engine allows.
   const appendStatement = `SELECT outcome, revision, last_position::text AS last_position, conflict_id::text AS conflict_id
     FROM ${quoteIdentifier(schema)}.append_events($1, $2::bigint, $3::uuid[], $4::text[], $5::text[]::jsonb[], $6::text[]::jsonb[])`;
-  const appendStatementName = `crm_es_append_${createHash('sha256').update(schema).digest('hex').slice(0, 16)}`;
+  const schemaKey = createHash('sha256').update(schema).digest('hex').slice(0, 16);
+  const appendStatementName = `crm_es_append_${schemaKey}`;
+  const appendStreamsStatement = `SELECT stream, outcome, revision, last_position::text AS last_position, conflict_id::text AS conflict_id
+    FROM ${quoteIdentifier(schema)}.append_streams($1::text[], $2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::jsonb, $7::jsonb)`;
+  const appendStreamsStatementName = `crm_es_append_streams_${schemaKey}`;
   const activeSubscriptions = new Set<() => void>();
   let closed = false;
 
@@ -141,9 +154,8 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     if (closed) throw new EventStoreError('The event store is closed');
   };
 
-  const appendToStream = async (stream: string, events: NewEvent[], options: AppendOptions = {}): Promise<AppendResult> => {
-    const prepared = prepareAppend(stream, events);
-    const expected = normalizeExpectedRevision(options.expectedRevision);
+  /** One stream's append in its own call: append_events, a prepared statement where the engine allows. */
+  const appendAlone = async ({ stream, expected, events: prepared }: PendingAppend): Promise<AppendResult> => {
     assertOpen();
     let row: AppendRow | undefined;
     const params = [
@@ -186,17 +198,70 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     }
   };
 
-  const appendToStreams = async (appends: StreamAppend[]): Promise<AppendResult[]> => {
-    const parts = prepareStreamAppends(appends);
+  /** Several streams in one append_streams call; errors of the call as a whole are thrown as they are. */
+  const callAppendStreams = async (parts: PendingAppend[]): Promise<StreamsAppendRow[]> => {
     assertOpen();
     const events = parts.flatMap((part) => part.events);
+    const params = [
+      parts.map((p) => p.stream),
+      parts.map((p) => expectedCode(p.expected)),
+      parts.map((p) => p.events.length),
+      events.map((e) => e.id),
+      events.map((e) => e.type),
+      jsonList(events.map((e) => e.dataJson)),
+      jsonList(events.map((e) => e.metadataJson)),
+    ];
+    const rows = database.prepared
+      ? await database.prepared<StreamsAppendRow>(appendStreamsStatementName, appendStreamsStatement, params)
+      : (
+          await sql<StreamsAppendRow>`
+            SELECT stream, outcome, revision, last_position::text AS last_position, conflict_id::text AS conflict_id
+            FROM ${s}.append_streams(${params[0]}::text[], ${params[1]}::bigint[], ${params[2]}::int[], ${params[3]}::uuid[],
+              ${params[4]}::text[], ${params[5]}::jsonb, ${params[6]}::jsonb)`.execute(db)
+        ).rows;
+    if (rows.length !== parts.length) throw new EventStoreError(`append_streams returned ${rows.length} rows for ${parts.length} streams`);
+    if (rows.some((row) => row.outcome === 'appended')) wakeup.appended();
+    return rows;
+  };
+
+  /** A group of single-stream appends (append-groups.ts): each keeps its own outcome. */
+  const appendGroup = async (parts: PendingAppend[]): Promise<GroupOutcome[]> => {
     let rows: StreamsAppendRow[];
     try {
-      ({ rows } = await sql<StreamsAppendRow>`
-        SELECT stream, outcome, revision, last_position::text AS last_position, conflict_id::text AS conflict_id
-        FROM ${s}.append_streams(${parts.map((p) => p.stream)}::text[], ${parts.map((p) => expectedCode(p.expected))}::bigint[],
-          ${parts.map((p) => p.events.length)}::int[], ${events.map((e) => e.id)}::uuid[], ${events.map((e) => e.type)}::text[],
-          ${jsonList(events.map((e) => e.dataJson))}::jsonb, ${jsonList(events.map((e) => e.metadataJson))}::jsonb)`.execute(db));
+      rows = await callAppendStreams(parts);
+    } catch (error) {
+      throw mapError(error);
+    }
+    return rows.map((row, i): GroupOutcome => {
+      const part = parts[i]!;
+      switch (row.outcome) {
+        case 'appended':
+        case 'duplicate':
+          return { kind: 'done', result: { nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position!) } };
+        case 'wrong_revision':
+          return { kind: 'refused', error: new WrongExpectedRevision(part.stream, part.expected, Number(row.revision)) };
+        case 'idempotency_conflict':
+          return { kind: 'refused', error: new IdempotencyConflict(row.conflict_id ?? part.events[0]!.id, part.stream) };
+        case 'skipped':
+          return { kind: 'skipped' };
+      }
+    });
+  };
+
+  const appendsInFlight = options.appendsInFlight ?? DEFAULT_APPENDS_IN_FLIGHT;
+  const groups = appendsInFlight > 0 ? createAppendGroups({ appendOne: appendAlone, appendGroup, maxInFlight: appendsInFlight, maxEvents: 1_000 }) : undefined;
+
+  const appendToStream = async (stream: string, events: NewEvent[], options: AppendOptions = {}): Promise<AppendResult> => {
+    const append: PendingAppend = { stream, events: prepareAppend(stream, events), expected: normalizeExpectedRevision(options.expectedRevision) };
+    assertOpen();
+    return groups ? groups.append(append) : appendAlone(append);
+  };
+
+  const appendToStreams = async (appends: StreamAppend[]): Promise<AppendResult[]> => {
+    const parts = prepareStreamAppends(appends);
+    let rows: StreamsAppendRow[];
+    try {
+      rows = await callAppendStreams(parts);
     } catch (error) {
       if (isUniqueViolation(error, 'events_event_id_unique')) {
         const id = /\(event_id\)=\(([^)]+)\)/.exec((error as { detail?: string }).detail ?? '')?.[1];
@@ -205,14 +270,12 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
       }
       throw mapError(error);
     }
-    if (rows.length !== parts.length) throw new EventStoreError(`append_streams returned ${rows.length} rows for ${parts.length} streams`);
     const reused = rows.find((row) => row.outcome === 'idempotency_conflict');
     if (reused) throw new IdempotencyConflict(reused.conflict_id ?? '', reused.stream);
     const conflicts = rows.flatMap((row, i) =>
       row.outcome === 'wrong_revision' ? [{ stream: row.stream, expected: parts[i]!.expected, actual: Number(row.revision) }] : [],
     );
     if (conflicts.length > 0) throw new WrongExpectedRevisions(conflicts);
-    if (rows.some((row) => row.outcome === 'appended')) wakeup.appended();
     return rows.map((row) => ({ nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position ?? '0') }));
   };
 
