@@ -1,6 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { EventFilter, RecordedEvent } from '../eventstore/contract.ts';
-import { relaxDurability } from './durability.ts';
 import { markFailed, moveCheckpoint, readCheckpointForBatch, readCheckpoints } from './checkpoints.ts';
 import { CheckpointMoved, describeError, isTransient, PoisonEvent } from './errors.ts';
 import { LeaseLost } from './leases.ts';
@@ -100,9 +99,8 @@ async function applyOnce(db: Kysely<any>, schema: string, projection: Projection
     const position = endPosition > checkpoint.position ? endPosition : checkpoint.position;
     // Last, so the lease row stays locked only from here to the commit (projections/leases.ts).
     await fence?.(trx);
+    // The commit does not wait for fsync: readCheckpointForBatch set synchronous_commit off for this transaction.
     if (!(await moveCheckpoint(trx, schema, projection.name, checkpoint.position, position, lag))) throw new CheckpointMoved(projection.name);
-    // Read at commit time, so set last: the lease check above is not delayed by it.
-    await relaxDurability(trx);
     return { kind: 'applied', position };
   });
 }

@@ -35,7 +35,7 @@ describe('group commit on PostgreSQL', () => {
       expect(stored!.position).toBe(results[i]!.position);
       expect(results[i]!.nextExpectedRevision).toBe(0);
     }
-    // Forty appends at once cannot all have gone alone: with two calls in flight, the rest waited and shared.
+    // Forty appends at once cannot all have gone alone: while the first call ran, the rest waited and shared.
     const transactions = new Set(results.map((result) => transactionOf(result.position)));
     expect(transactions.size).toBeLessThan(streams.length);
     expect(new Set(results.map((result) => result.position)).size).toBe(streams.length);
