@@ -186,12 +186,15 @@ export async function openDatabase(config: CrmConfig, options: { poolMax?: numbe
 export const openPersonalData = (config: CrmConfig, database: SqlDatabase): Promise<PersonalData> =>
   createPersonalData(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
 
-async function openEventStore(config: CrmConfig, database: SqlDatabase): Promise<EventStore> {
+async function openEventStore(config: CrmConfig, database: SqlDatabase, overrides: RuntimeOverrides): Promise<EventStore> {
   if (config.eventStore.kind === 'eventstoredb') {
     const { createEventStoreDbStore } = await import('./eventstoredb.ts');
     return createEventStoreDbStore(config.eventStore.url);
   }
-  return createPostgresEventStore(database, { schema: config.schemas.events });
+  return createPostgresEventStore(database, {
+    schema: config.schemas.events,
+    ...(overrides.appendsInFlight === undefined ? {} : { appendsInFlight: overrides.appendsInFlight }),
+  });
 }
 
 /**
@@ -253,6 +256,8 @@ export interface RuntimeOverrides {
   chainSealer?: boolean;
   /** Largest `POST /imports` body (default 1 GiB). */
   importMaxBytes?: number;
+  /** Group commit of the PostgreSQL store: calls in flight (default 1; 0 sends each append alone). */
+  appendsInFlight?: number;
 }
 
 /** What the HTTP API takes beyond the runtime's services: its logger and the bounds a caller may tune. */
@@ -287,7 +292,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         await release();
       }
     };
-    const store = await openEventStore(config, database);
+    const store = await openEventStore(config, database, overrides);
     closers.push(() => store.close());
     const personalData = await openPersonalData(config, database);
     const emailIndex = await createEmailIndex(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });

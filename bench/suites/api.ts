@@ -34,6 +34,8 @@ interface ServerConfig {
   projections: 'inline' | 'off';
   /** Bounds of the overload run (api/back-pressure.ts); the defaults otherwise. */
   backPressure?: Partial<BackPressureOptions>;
+  /** Group commit's calls in flight (runtime override); 0 sends every append alone (the baseline). */
+  appendsInFlight?: number;
 }
 
 interface ServerReady {
@@ -46,6 +48,7 @@ const FIXED_RATE = 500;
 
 /** The CRM as `crm serve` opens it (runtime/crm.ts), in the benchmark's schemas; publishers off. */
 async function openBenchCrm(config: ServerConfig, projections: ServerConfig['projections']) {
+  const appendsInFlight = config.appendsInFlight === undefined ? {} : { appendsInFlight: config.appendsInFlight };
   const { tmpdir } = await import('node:os');
   const { loadConfig } = await import('../../cli/config.ts');
   const { openCrm } = await import('../../runtime/crm.ts');
@@ -59,7 +62,7 @@ async function openBenchCrm(config: ServerConfig, projections: ServerConfig['pro
     // The benchmark measures the stack, not the limiter's refusals.
     CRM_RATE_LIMIT: '0',
   };
-  return openCrm(loadConfig(env, tmpdir()), { overrides: { publishers: false } });
+  return openCrm(loadConfig(env, tmpdir()), { overrides: { publishers: false, ...appendsInFlight } });
 }
 
 /** The child: the API as `crm serve` builds it, seeds customers, serves until told to stop. */
@@ -399,6 +402,23 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
   }
 };
 
+/**
+ * What group commit buys: the purchase maximum of the same server with every append sent alone
+ * (appendsInFlight 0), in the same run.
+ */
+const withoutGroupCommit = async (ctx: BenchContext, config: ServerConfig, seconds: number) => {
+  const server = startChild('--api-bench-server', { ...config, appendsInFlight: 0 });
+  try {
+    const ready = (await server.ready) as ServerReady;
+    await measure(ready, PURCHASE, { seconds: 2, connections: 10 });
+    await settle(ready);
+    ctx.log(`api: purchase with autocannon at max for ${seconds} s, group commit off`);
+    return { max: await measure(ready, PURCHASE, { seconds, connections: 20 }) };
+  } finally {
+    await stopChild(server.child);
+  }
+};
+
 /** The Emmett peer (bench/peer/emmett-service.ts), driven as our purchase route is. */
 const measurePeer = async (ctx: BenchContext, config: PeerConfig, seconds: number) => {
   const peer = startChild('--api-bench-peer', config);
@@ -458,6 +478,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const overloaded = await overload(ctx, await freshConfig(ctx, 'inline'), 2 * purchaseMax, seconds);
   const peer = await measurePeer(ctx, { databaseUrl: ctx.databaseUrl, schema: await ctx.freshSchema('api_peer'), customers: config.customers }, seconds);
   const unloadedP50 = results.purchase!.pacedHalfMax!.p50Ms;
+  const groupCommitOff = await withoutGroupCommit(ctx, await freshConfig(ctx, 'inline'), seconds);
 
   // Split mode: fresh schemas, the worker first (it creates the read-model tables), then the API.
   const splitConfig = await freshConfig(ctx, 'off');
@@ -503,8 +524,10 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     peer,
     hotStream: hot,
     overload: overloaded,
+    groupCommitOff,
     traffic: {
       purchaseMaxToPeerMax: ratio(purchaseMax, peer.max.requestsPerSecond),
+      purchaseMaxToGroupCommitOff: ratio(purchaseMax, groupCommitOff.max.requestsPerSecond),
       purchaseMaxToNoopMax: ratio(purchaseMax, results.noop!.max.requestsPerSecond),
       pacedHalfMaxP99ToP50: ratio(results.purchase!.pacedHalfMax!.p99Ms, results.purchase!.pacedHalfMax!.p50Ms),
       peerPacedHalfMaxP99ToP50: ratio(peer.pacedHalfMax.p99Ms, peer.pacedHalfMax.p50Ms),
