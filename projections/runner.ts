@@ -281,6 +281,11 @@ export class ProjectionRunner {
     return this.pending.reduce((count, window) => count + window.length, 0);
   }
 
+  private feedShouldPause(): boolean {
+    const waiting = this.pendingEvents();
+    return waiting >= 2 * this.batch.maxCoalescedEvents || (this.applying > 0 && waiting > 0);
+  }
+
   private subscribe(): void {
     // Two restarts at once (a lease change and the watchdog) must leave one subscription, not two.
     this.subscription?.unsubscribe();
@@ -288,8 +293,10 @@ export class ProjectionRunner {
     this.feedFrom = fromPosition;
     this.pending = [];
     this.subscription = this.options.store
-      // Two coalesced batches waiting are enough: beyond that the feed pauses (bounded memory on a large catch-up).
-      .subscribeToAll({ fromPosition, shouldPause: () => this.pendingEvents() >= 2 * this.batch.maxCoalescedEvents })
+      // The feed pauses when two coalesced batches wait (bounded memory on a large catch-up), and while
+      // a batch is being applied with the next window already waiting: what arrives meanwhile is then
+      // read in one page when the batch ends, instead of a page per append (each page is two statements).
+      .subscribeToAll({ fromPosition, shouldPause: () => this.feedShouldPause() })
       .pipe(
         bufferTime(this.batch.maxWaitMs, null, this.batch.maxEvents),
         filter((messages) => messages.length > 0),
