@@ -31,14 +31,20 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
   },
   projections: {
     mutate: ['projections/runner.ts', 'projections/apply-batch.ts', 'projections/checkpoints.ts', 'projections/leases.ts'],
-    tests: ['test/projections/crash-safety.test.ts', 'test/projections/leases.test.ts', 'test/projections/read-models.test.ts'],
+    tests: [
+      'test/projections/crash-safety.test.ts',
+      'test/projections/apply-batch.test.ts',
+      'test/projections/leases.test.ts',
+      'test/projections/read-models.test.ts',
+    ],
     concurrency: 1,
   },
   'projections-batch': {
-    // The batch transaction and its checkpoint (invariant 5) against the crash-safety tests alone: the
-    // whole `projections` module runs three slow database test files for every mutant.
+    // The batch transaction and its checkpoint (invariant 5) against the crash-safety tests and the direct
+    // tests of one batch (about 3 s): the whole `projections` module runs three slow database test files
+    // for every mutant.
     mutate: ['projections/checkpoints.ts', 'projections/apply-batch.ts'],
-    tests: ['test/projections/crash-safety.test.ts'],
+    tests: ['test/projections/crash-safety.test.ts', 'test/projections/apply-batch.test.ts'],
     concurrency: 1,
   },
   'analytics-models': {

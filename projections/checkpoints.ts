@@ -68,7 +68,6 @@ export async function ensureCheckpoint(db: Kysely<any> | Transaction<any>, schem
     ON CONFLICT (name) DO NOTHING`.execute(db);
 }
 
-/** Locks the projection's checkpoint row for the batch transaction (two workers never apply the same batch). */
 /** Creates the tables of `projections` and their checkpoints in `schema` (a replay, a fresh schema). */
 export async function migrateProjections(db: Kysely<any>, schema: string, projections: readonly Projection[]): Promise<void> {
   await migrateCheckpoints(db, schema);
@@ -76,14 +75,6 @@ export async function migrateProjections(db: Kysely<any>, schema: string, projec
     await p.migrate(db, schema);
     await ensureCheckpoint(db, schema, p);
   }
-}
-
-export async function lockCheckpoint(trx: Transaction<any>, schema: string, name: string): Promise<Checkpoint | undefined> {
-  // Same round trip: the batch commits without waiting for fsync. Rows and checkpoint still commit or
-  // vanish together, so a crash losing the last batches only makes the runner apply them again.
-  const { rows } = await sql<Record<string, any>>`SELECT *, set_config('synchronous_commit', 'off', true) AS async_commit
-    FROM ${sql.id(schema, CHECKPOINT_TABLE)} WHERE name = ${name} FOR UPDATE`.execute(trx);
-  return rows[0] ? toCheckpoint(rows[0]) : undefined;
 }
 
 /**
@@ -116,19 +107,6 @@ export async function moveCheckpoint(
     WHERE name = ${name} AND position = ${from.toString()}::bigint AND state IN ('running', 'rebuilding')
     RETURNING name`.execute(trx);
   return rows.length === 1;
-}
-
-export async function advanceCheckpoint(
-  trx: Transaction<any>,
-  schema: string,
-  name: string,
-  position: bigint,
-  lag: { eventsBehind: number; secondsBehind: number },
-): Promise<void> {
-  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
-    SET position = ${position.toString()}::bigint, events_behind = ${lag.eventsBehind}, seconds_behind = ${lag.secondsBehind},
-        updated_at = now()
-    WHERE name = ${name}`.execute(trx);
 }
 
 /**

@@ -3,11 +3,18 @@ import { Currency } from '../money.ts';
 import { IsoDateTime, SafeText } from '../shared.ts';
 import { MAX_RATE, RATE_DECIMALS, RateDecimal } from './events.ts';
 
-/** A JS number as a plain decimal string (no exponent), or undefined when it has more than 10 decimals. */
+/**
+ * A JSON number is a double: it is read as its shortest round-trip decimal spelling (`String(n)`, which
+ * writes an exponent below 1e-6) and spelled plainly, or undefined when that spelling has more than 10
+ * decimals. So 1.0842 is '1.0842', and the JSON number 98360.32418256872 (the double 98360.32418256871)
+ * is refused rather than rounded, however close it lies to a 10-decimal value. (The schema's `max`
+ * keeps `n` below 1e21, so no exponent is positive.)
+ */
 const decimalOfNumber = (n: number): string | undefined => {
-  const fixed = n.toFixed(RATE_DECIMALS);
-  if (Math.abs(Number(fixed) - n) > Number.EPSILON * Math.max(1, n)) return undefined;
-  return fixed.replace(/\.?0+$/, '');
+  const [digits = '', exponent = '0'] = String(n).split('e');
+  const decimals = (digits.split('.')[1] ?? '').length - Number(exponent);
+  // `toFixed` at exactly that many decimals gives back the same digits, without the exponent.
+  return decimals <= RATE_DECIMALS ? n.toFixed(decimals) : undefined;
 };
 
 /** '001.2500' -> '1.25': one spelling per value, so a re-import of the same rate is recognised. */

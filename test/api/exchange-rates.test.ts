@@ -68,6 +68,15 @@ describe('exchange rates: set, read at a time, correct', () => {
     await bad({ ...ok, currency: 'EUR' }, 422, 'currency');
     await bad({ ...ok, currency: 'sek' }, 400, 'currency');
     await bad({ ...ok, rate: 0 }, 400, 'rate');
+    // Sent as written: within a few units in the last place of a 10-decimal value, but 11 decimals.
+    const close = await h.app.inject({
+      method: 'POST',
+      url: '/exchange-rates',
+      headers: { ...h.auth('admin'), 'content-type': 'application/json' },
+      payload: '{"currency":"SEK","rate":98360.32418256872,"validFrom":"2026-01-01T00:00:00Z"}',
+    });
+    const problem = expectProblem(close, 400);
+    expect(problem.errors?.map((e) => e.field) ?? [problem.field], close.body).toContain('rate');
     await bad({ ...ok, rate: -1 }, 400, 'rate');
     await bad({ ...ok, rate: '0.00000000001' }, 400, 'rate');
     await bad({ ...ok, rate: 1e12 }, 400, 'rate');

@@ -1,9 +1,11 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { commandSchemas } from '../../commands/schemas.ts';
-import type { SetExchangeRate } from '../../domain/exchange-rate/commands.ts';
+import { canonicalRate, type SetExchangeRate } from '../../domain/exchange-rate/commands.ts';
 import { exchangeRateDecider } from '../../domain/exchange-rate/decider.ts';
 import type { ExchangeRateEvent } from '../../domain/exchange-rate/events.ts';
 import { deciderSpec } from '../support/decider-spec.ts';
+import { fuzzSeed } from '../support/fuzz.ts';
 
 const spec = deciderSpec(exchangeRateDecider);
 const set = (rate: string, validFrom = '2026-03-01T00:00:00Z', currency = 'JPY'): SetExchangeRate => ({
@@ -79,9 +81,30 @@ describe('exchange rate: the command schema', () => {
     expect(parse('100.00').data?.rate).toBe('100');
   });
   it('a number with more than 10 decimals is refused with the rule, not rounded', () => {
-    const refused = parse(1.00000000001);
-    expect(refused.success).toBe(false);
-    expect(refused.error?.issues[0]).toMatchObject({ code: 'custom', message: 'a positive decimal with at most 10 decimals' });
+    // The last two lie within a few units in the last place of a 10-decimal value (98360.3241825687, 0.0004882813):
+    // a JSON number is a double, read as its shortest spelling, which has 11 decimals.
+    for (const rate of [1.00000000001, JSON.parse('98360.32418256872') as number, 0.00048828125, 1.5e-11, 0.1 + 0.2]) {
+      const refused = parse(rate);
+      expect(refused.success, String(rate)).toBe(false);
+      expect(refused.error?.issues[0]).toMatchObject({ code: 'custom', path: ['rate'], message: 'a positive decimal with at most 10 decimals' });
+    }
+  });
+  it('a number is kept with exactly the digits it was written with (at most 15 significant digits, so the double holds them)', () => {
+    expect(parse(98360.3241825687).data?.rate).toBe('98360.3241825687');
+    expect(parse(1.5e-7).data?.rate).toBe('0.00000015');
+    expect(parse(1.2345e-10).success).toBe(false);
+    const rate = fc
+      .tuple(fc.integer({ min: 0, max: 10 }), fc.bigInt({ min: 1n, max: 999_999_999_999_999n }))
+      .map(([decimals, digits]) =>
+        canonicalRate(`${digits / 10n ** BigInt(decimals)}.${(digits % 10n ** BigInt(decimals)).toString().padStart(decimals, '0')}`),
+      )
+      .filter((text) => Number(text) <= 9_999_999_999);
+    fc.assert(
+      fc.property(rate, (text) => {
+        expect(parse(Number(text)).data?.rate).toBe(text);
+      }),
+      { numRuns: 5_000, seed: fuzzSeed('test/domain/exchange-rate.test.ts') },
+    );
   });
   it('refuses zero, negatives, more than 10 decimals, too large and non-decimals', () => {
     for (const rate of [0, -1, '0', '0.0000', '0.00000000001', 1e-11, 10_000_000_000, '12345678901', '1e3', 'NaN', '', ' ', null, Number.POSITIVE_INFINITY]) {
