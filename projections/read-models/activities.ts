@@ -4,7 +4,7 @@ import type { ProjectedEvent, Projection, ProjectionContext } from '../projectio
 import { viewsOf } from '../reporting.ts';
 import { evolveActivity, type ActivityRow } from './activity-fold.ts';
 import { idsOf } from './common.ts';
-import { CUSTOMER_OWNER_EVENTS, CustomerOwners, customerOwnersTable, migrateCustomerOwners } from './customer-owners.ts';
+import { CUSTOMER_OWNER_EVENTS, CustomerOwners, customerOwnersTable, migrateCustomerOwners, type CustomerOwnerRow } from './customer-owners.ts';
 import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
 
 /**
@@ -39,7 +39,13 @@ export const ACTIVITIES: TableSpec<ActivityRow> = {
 
 export const ACTIVITY_CUSTOMER_OWNERS = customerOwnersTable('activity');
 
-async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+/** The tables this projection owns, for kysely. */
+export interface ActivityTables {
+  activities: ActivityRow;
+  activity_customer_owners: CustomerOwnerRow;
+}
+
+async function migrate(db: Kysely<ActivityTables>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   const t = sql.id(schema, 'activities');
   await sql`CREATE TABLE IF NOT EXISTS ${t} (

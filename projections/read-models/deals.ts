@@ -3,7 +3,7 @@ import { dealEventSchemas } from '../../domain/deal/events.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
 import { idsOf } from './common.ts';
-import { CUSTOMER_OWNER_EVENTS, CustomerOwners, customerOwnersTable, migrateCustomerOwners } from './customer-owners.ts';
+import { CUSTOMER_OWNER_EVENTS, CustomerOwners, customerOwnersTable, migrateCustomerOwners, type CustomerOwnerRow } from './customer-owners.ts';
 import { MONEY_TYPE } from '../../shared/money.ts';
 import { evolveDeal, type DealRow } from './deal-fold.ts';
 import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
@@ -50,7 +50,13 @@ const SORT_COLUMNS = { opened: 'opened_at', expected_close: 'expected_close_date
 
 export const DEAL_CUSTOMER_OWNERS = customerOwnersTable('deal');
 
-async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+/** The tables this projection owns, for kysely. */
+export interface DealTables {
+  deals: DealRow;
+  deal_customer_owners: CustomerOwnerRow;
+}
+
+async function migrate(db: Kysely<DealTables>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   const t = sql.id(schema, 'deals');
   await sql`CREATE TABLE IF NOT EXISTS ${t} (
