@@ -1,9 +1,9 @@
-import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { sql, type QueryExecutorProvider, type RawBuilder } from 'kysely';
 import { z } from 'zod';
 
 /** Where the read models are: the handle and the (live) read schema. */
 export interface ReadModelSource {
-  db: Kysely<any>;
+  db: QueryExecutorProvider;
   schema: string;
   /** ISO 4217 code base-currency figures are given in (CRM_BASE_CURRENCY); default EUR. */
   baseCurrency?: string;
