@@ -64,7 +64,6 @@ export default tseslint.config(
       'analytics/projection.ts',
       'projections/queries/export.ts',
       'projections/queries/page.ts',
-      'projections/read-models/customers.ts',
       'shared/money.ts',
     ],
     rules: { '@typescript-eslint/no-base-to-string': 'off', '@typescript-eslint/restrict-template-expressions': 'off' },
