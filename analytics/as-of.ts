@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { dayOfDate } from './projection.ts';
 import type { CustomerAggregate } from './scoring.ts';
 import { dayToIsoDate } from './models/time.ts';
@@ -11,7 +11,7 @@ import { baseSums, convertedLines, missingRatesOf } from '../projections/queries
  * value of its order's day even when it came after the cutoff, and a complaint reopened after the
  * cutoff counts by its latest resolution.
  */
-export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: number, customerId?: string): Promise<Map<string, CustomerAggregate>> {
+export async function aggregatesAsOf(db: QueryExecutorProvider, schema: string, day: number, customerId?: string): Promise<Map<string, CustomerAggregate>> {
   const cutoff = dayToIsoDate(day);
   // One customer (GET /analytics/customers/:id?asOf=) or all of them (fitting).
   const only = customerId === undefined ? sql`true` : sql`customer_id = ${customerId}::uuid`;
@@ -109,28 +109,28 @@ export async function aggregatesAsOf(db: Kysely<any>, schema: string, day: numbe
 }
 
 /** Customers with a purchase day in (fromDay, toDay]: the "not churned" label of the training window. */
-export async function customersBuyingBetween(db: Kysely<any>, schema: string, fromDay: number, toDay: number): Promise<Set<string>> {
+export async function customersBuyingBetween(db: QueryExecutorProvider, schema: string, fromDay: number, toDay: number): Promise<Set<string>> {
   const { rows } = await sql<{ id: string }>`SELECT DISTINCT customer_id::text AS id FROM ${sql.id(schema, 'analytics_purchase_day')}
     WHERE day > ${dayToIsoDate(fromDay)}::date AND day <= ${dayToIsoDate(toDay)}::date`.execute(db);
   return new Set(rows.map((r) => r.id));
 }
 
 /** Customers with an amount up to the end of a day still waiting for a rate (its value counts 0 until then). */
-export async function customersWithMissingRates(db: Kysely<any>, schema: string, day: number): Promise<Set<string>> {
+export async function customersWithMissingRates(db: QueryExecutorProvider, schema: string, day: number): Promise<Set<string>> {
   const { rows } = await sql<{ id: string }>`SELECT DISTINCT customer_id::text AS id FROM ${sql.id(schema, 'analytics_amount')}
     WHERE base_value IS NULL AND value_day <= ${dayToIsoDate(day)}::date`.execute(db);
   return new Set(rows.map((r) => r.id));
 }
 
 /** Every customer's purchase days up to a day (retention tables). */
-export async function purchaseDaysUpTo(db: Kysely<any>, schema: string, day: number): Promise<{ days: number[] }[]> {
+export async function purchaseDaysUpTo(db: QueryExecutorProvider, schema: string, day: number): Promise<{ days: number[] }[]> {
   const { rows } = await sql<{ days: number[] }>`SELECT array_agg(day - DATE '1970-01-01' ORDER BY day) AS days
     FROM ${sql.id(schema, 'analytics_purchase_day')} WHERE day <= ${dayToIsoDate(day)}::date GROUP BY customer_id`.execute(db);
   return rows.map((r) => ({ days: r.days.map(Number) }));
 }
 
 /** Revenue net of refunds per month up to a day, zero-filled between the first and the last month. */
-export async function monthlyRevenueUpTo(db: Kysely<any>, schema: string, day: number): Promise<{ month: string; value: number }[]> {
+export async function monthlyRevenueUpTo(db: QueryExecutorProvider, schema: string, day: number): Promise<{ month: string; value: number }[]> {
   const { rows } = await sql<{ month: string; value: number }>`SELECT to_char(day, 'YYYY-MM') AS month, (sum(revenue) - sum(refunds))::float AS value
     FROM ${sql.id(schema, 'analytics_revenue_day')} WHERE day <= ${dayToIsoDate(day)}::date GROUP BY 1 ORDER BY 1`.execute(db);
   return rows.map((r) => ({ month: r.month, value: Number(r.value) }));
@@ -143,7 +143,7 @@ export async function monthlyRevenueUpTo(db: Kysely<any>, schema: string, day: n
  * `missingRates` ('JPY 2026-03').
  */
 export async function monthlyBaseRevenueUpTo(
-  db: Kysely<any>,
+  db: QueryExecutorProvider,
   schema: string,
   day: number,
   baseCurrency: string,

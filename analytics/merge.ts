@@ -1,4 +1,4 @@
-import { sql, type Transaction } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 
 /**
  * `CustomerMerged`: the primary absorbs the duplicate's analytics (they are one person). The
@@ -9,7 +9,7 @@ import { sql, type Transaction } from 'kysely';
  * This is the one event whose cost grows with history (the duplicate's days are moved); merges are
  * rare. Runs in SQL on flushed tables, so the caller must flush its row cache before and drop it after.
  */
-export async function mergeCustomers(trx: Transaction<any>, schema: string, primaryId: string, duplicateId: string, modelSchema: string): Promise<void> {
+export async function mergeCustomers(trx: QueryExecutorProvider, schema: string, primaryId: string, duplicateId: string, modelSchema: string): Promise<void> {
   if (primaryId === duplicateId) return;
   const t = (name: string) => sql.id(schema, name);
   const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${t('analytics_customer')} WHERE customer_id = ${duplicateId}::uuid`.execute(trx);

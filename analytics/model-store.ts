@@ -1,7 +1,5 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import type { ModelParams, StoredModel } from './scoring.ts';
-
-type Db = Kysely<any> | Transaction<any>;
 
 export interface ModelRecord extends StoredModel {
   fittedAt: string;
@@ -18,7 +16,7 @@ const cache = new Map<string, StoredModel>();
 const parseJson = (v: unknown): any => (typeof v === 'string' ? JSON.parse(v) : v);
 
 /** The latest model version in `schema`, or null before the first fit. One indexed query per call. */
-export async function loadLatestModel(db: Db, schema: string): Promise<StoredModel | null> {
+export async function loadLatestModel(db: QueryExecutorProvider, schema: string): Promise<StoredModel | null> {
   const { rows } = await sql<{ version: number }>`SELECT version FROM ${sql.id(schema, 'analytics_models')} ORDER BY version DESC LIMIT 1`.execute(db);
   const version = rows[0]?.version;
   if (version === undefined) return null;
@@ -32,7 +30,7 @@ export async function loadLatestModel(db: Db, schema: string): Promise<StoredMod
   return model;
 }
 
-export async function loadModelRecord(db: Db, schema: string, version?: number): Promise<ModelRecord | null> {
+export async function loadModelRecord(db: QueryExecutorProvider, schema: string, version?: number): Promise<ModelRecord | null> {
   const { rows } = await sql<Record<string, unknown>>`SELECT version, fitted_at, as_of::text AS as_of, time_unit, horizon, discount_rate, params, metrics
     FROM ${sql.id(schema, 'analytics_models')}
     ${version === undefined ? sql`` : sql`WHERE version = ${version}`}
@@ -53,7 +51,7 @@ export async function loadModelRecord(db: Db, schema: string, version?: number):
 
 /** Stores a new version (max + 1 under a table lock, so concurrent fits get distinct versions). */
 export async function saveModel(
-  trx: Transaction<any>,
+  trx: QueryExecutorProvider,
   schema: string,
   model: { fittedAt: string; asOf: string; params: ModelParams; metrics: Record<string, unknown> },
 ): Promise<number> {

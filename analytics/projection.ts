@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { QueryExecutorProvider } from 'kysely';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projections/projection.ts';
 import { ms } from '../projections/read-models/common.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
@@ -148,7 +148,7 @@ class Tables {
   /** Keys already looked up in this batch (found or not): a miss is not queried twice. */
   private readonly looked = new Map<string, Set<string>>();
   constructor(
-    private readonly trx: Transaction<any>,
+    private readonly trx: QueryExecutorProvider,
     private readonly schema: string,
     /** The base currency and the rates in force over the batch's business times. */
     readonly baseCurrency: string,
@@ -613,7 +613,7 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
     version: 4,
     tables: AGGREGATE_TABLES,
     filter: { eventTypes: [...ANALYTICS_EVENT_TYPES] },
-    async migrate(db: Kysely<any>, schema: string) {
+    async migrate(db: QueryExecutorProvider, schema: string) {
       await migrateAggregates(db, schema);
       // Empty model tables beside the aggregates too, so the reporting views also work over a
       // replay or shadow schema; the live ones are in `modelSchema`.
@@ -662,7 +662,7 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
 }
 
 /** Live scoring after a batch: each touched customer with purchases, with the latest model, at the stored observation end. */
-async function rescoreCustomers(trx: Transaction<any>, schema: string, modelSchema: string, t: Tables, touched: Set<string>): Promise<void> {
+async function rescoreCustomers(trx: QueryExecutorProvider, schema: string, modelSchema: string, t: Tables, touched: Set<string>): Promise<void> {
   if (touched.size === 0) return;
   const model: StoredModel | null = await loadLatestModel(trx, modelSchema);
   if (!model) return;

@@ -1,4 +1,4 @@
-import { sql, type Transaction } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { minorOf, minorOfNumeric, numericOf } from '../shared/money.ts';
 
 /**
@@ -45,7 +45,7 @@ type Rate = { from: number; rate: string };
 export class RateBook {
   private readonly byCurrency = new Map<string, Rate[]>();
   constructor(
-    private readonly trx: Transaction<any>,
+    private readonly trx: QueryExecutorProvider,
     private readonly schema: string,
     private readonly from: string,
     private readonly to: string,
@@ -86,7 +86,7 @@ export interface Reconverted {
  * converted at the rate this one supersedes. Returns each amount's change. The cost is the number of
  * those amounts (index range on currency, occurred_at), not the size of the history.
  */
-export async function setRate(trx: Transaction<any>, schema: string, currency: string, validFrom: string, rate: string): Promise<Reconverted[]> {
+export async function setRate(trx: QueryExecutorProvider, schema: string, currency: string, validFrom: string, rate: string): Promise<Reconverted[]> {
   const t = (name: string) => sql.id(schema, name);
   const from = new Date(validFrom).toISOString();
   await sql`INSERT INTO ${t('analytics_rate')} (rate_id, currency, valid_from, rate) VALUES (${`${currency}|${from}`}, ${currency}, ${from}::timestamptz, ${rate}::numeric)

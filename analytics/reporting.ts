@@ -3,7 +3,7 @@
  * Model-dependent views read the latest model version. Returned as SQL statements, as the
  * projection runner's `reportingViews` hook expects; `createAnalyticsReportingViews` runs them directly.
  */
-import { sql, type Kysely } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { RETENTION_CLV_SQL } from './retention-clv.ts';
 
 const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
@@ -85,7 +85,7 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
   });
 }
 
-export async function createAnalyticsReportingViews(db: Kysely<any>, names: { readSchema: string; reportingSchema: string }): Promise<void> {
+export async function createAnalyticsReportingViews(db: QueryExecutorProvider, names: { readSchema: string; reportingSchema: string }): Promise<void> {
   await sql.raw(`CREATE SCHEMA IF NOT EXISTS ${q(names.reportingSchema)}`).execute(db);
   for (const statement of analyticsReportingViews(names.readSchema, names.reportingSchema)) await sql.raw(statement).execute(db);
 }

@@ -15,7 +15,7 @@ import { forecastRevenue, type MonthlyValue } from './models/forecast.ts';
 import { rfmOf } from './models/rfm.ts';
 import { addMonths, dayOf, dayToIsoDate, monthOfDay, type TimeUnit } from './models/time.ts';
 import { csat, nps } from './models/satisfaction.ts';
-import { upsertScores } from './tables.ts';
+import { upsertScores, type AnalyticsCohortRow, type AnalyticsForecastRow, type AnalyticsModelTables, type AnalyticsRetentionRow } from './tables.ts';
 import { customerRetentionClv, RETENTION_CLV_SQL, retentionClvParams } from './retention-clv.ts';
 
 /** Not enough history to fit (too few customers, or no churned/retained customers to learn from). */
@@ -46,7 +46,7 @@ export interface FitOptions {
 }
 
 export interface AnalyticsServiceOptions {
-  db: Kysely<any>;
+  db: Kysely<unknown>;
   /** Schema of the analytics aggregate tables (the read schema). */
   schema: string;
   /** Schema of analytics_models / analytics_scores; defaults to `schema`. */
@@ -244,49 +244,60 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       },
     };
 
-    const version = await db.transaction().execute(async (trx) => {
-      const v = await saveModel(trx, modelSchema, { fittedAt: clock().toISOString(), asOf: dayToIsoDate(asOfDay), params, metrics });
-      const retentionRows = periods.map((p) => ({
-        model_version: v,
-        period: p.period,
-        customers_start: p.S,
-        customers_end: p.E,
-        customers_new: p.N,
-        crr: p.crr,
-      }));
-      const cohortRows = cohorts.flatMap((c) =>
-        c.active.map((a, k) => ({
+    const version = await db
+      .withTables<AnalyticsModelTables>()
+      .transaction()
+      .execute(async (trx) => {
+        const v = await saveModel(trx, modelSchema, { fittedAt: clock().toISOString(), asOf: dayToIsoDate(asOfDay), params, metrics });
+        const retentionRows = periods.map((p): AnalyticsRetentionRow => ({
           model_version: v,
-          cohort: c.cohort,
-          period_offset: k,
-          cohort_size: c.size,
-          active_customers: a,
-          retention_rate: c.retention[k],
-        })),
-      );
-      const forecastRows = forecast.methods.flatMap((f) => [
-        ...monthly.map((h) => ({ model_version: v, method: f.method, month: h.month, kind: 'actual', revenue: h.value })),
-        ...f.forecast.map((h) => ({ model_version: v, method: f.method, month: h.month, kind: 'forecast', revenue: h.value })),
-      ]);
-      for (const [table, rows] of [
-        ['analytics_retention', retentionRows],
-        ['analytics_cohorts', cohortRows],
-        ['analytics_forecast', forecastRows],
-      ] as const) {
-        for (let i = 0; i < rows.length; i += 2000)
-          await trx
-            .insertInto(`${modelSchema}.${table}`)
-            .values(rows.slice(i, i + 2000) as Row[])
+          period: p.period,
+          customers_start: p.S,
+          customers_end: p.E,
+          customers_new: p.N,
+          crr: p.crr,
+        }));
+        const cohortRows = cohorts.flatMap((c) =>
+          c.active.map((a, k): AnalyticsCohortRow => ({
+            model_version: v,
+            cohort: c.cohort,
+            period_offset: k,
+            cohort_size: c.size,
+            active_customers: a,
+            // `retention` is `active` over the size, index for index.
+            retention_rate: c.retention[k]!,
+          })),
+        );
+        const forecastRows = forecast.methods.flatMap((f): AnalyticsForecastRow[] => [
+          ...monthly.map((h) => ({ model_version: v, method: f.method, month: h.month, kind: 'actual' as const, revenue: h.value })),
+          ...f.forecast.map((h) => ({ model_version: v, method: f.method, month: h.month, kind: 'forecast' as const, revenue: h.value })),
+        ]);
+        const models = trx.withSchema(modelSchema);
+        for (let i = 0; i < retentionRows.length; i += 2000)
+          await models
+            .insertInto('analytics_retention')
+            .values(retentionRows.slice(i, i + 2000))
             .execute();
-      }
-      return v;
-    });
+        for (let i = 0; i < cohortRows.length; i += 2000)
+          await models
+            .insertInto('analytics_cohorts')
+            .values(cohortRows.slice(i, i + 2000))
+            .execute();
+        for (let i = 0; i < forecastRows.length; i += 2000)
+          await models
+            .insertInto('analytics_forecast')
+            .values(forecastRows.slice(i, i + 2000))
+            .execute();
+        return v;
+      });
     // Live scores use the latest business time seen, like the projection's incremental scoring.
     lap('storeMs');
     const scored = await rescoreAll({ version, params }, end);
     lap('rescoreMs');
     await db
-      .updateTable(`${modelSchema}.analytics_models`)
+      .withTables<AnalyticsModelTables>()
+      .withSchema(modelSchema)
+      .updateTable('analytics_models')
       .set({ metrics: sql`metrics || ${JSON.stringify({ timings, scored })}::jsonb` })
       .where('version', '=', version)
       .execute();

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { MONEY_TYPE } from '../shared/money.ts';
 import { ensureSchema } from '../shared/sql.ts';
 import type { TableSpec } from '../projections/read-models/rows.ts';
@@ -170,7 +170,7 @@ export const SCORES: TableSpec = {
   ],
 };
 
-export async function migrateAggregates(db: Kysely<any>, schema: string): Promise<void> {
+export async function migrateAggregates(db: QueryExecutorProvider, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   const money = sql.raw(MONEY_TYPE);
   // Values in the base currency: an accepted amount (up to 9e11) times an accepted rate (up to 1e10),
@@ -312,7 +312,57 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
   await sql`CREATE INDEX IF NOT EXISTS analytics_amount_pending_idx ON ${t('analytics_amount')} (customer_id) WHERE base_value IS NULL`.execute(db);
 }
 
-export async function migrateModels(db: Kysely<any>, schema: string): Promise<void> {
+/** An `analytics_models` row: one fit. */
+export type AnalyticsModelRow = {
+  version: number;
+  fitted_at: string | Date;
+  /** A `date`: 'YYYY-MM-DD' when written. */
+  as_of: string | Date;
+  time_unit: string;
+  horizon: number;
+  discount_rate: number;
+  params: unknown;
+  metrics: unknown;
+};
+
+/** An `analytics_retention` row: CRR = (E - N) / S of one period of a fit. */
+export type AnalyticsRetentionRow = {
+  model_version: number;
+  period: string;
+  customers_start: number;
+  customers_end: number;
+  customers_new: number;
+  crr: number | null;
+};
+
+/** An `analytics_cohorts` row: a first-purchase cohort `period_offset` months later. */
+export type AnalyticsCohortRow = {
+  model_version: number;
+  cohort: string;
+  period_offset: number;
+  cohort_size: number;
+  active_customers: number;
+  retention_rate: number;
+};
+
+/** An `analytics_forecast` row: a month's revenue, actual or forecast by one method. */
+export type AnalyticsForecastRow = {
+  model_version: number;
+  method: string;
+  month: string;
+  kind: 'actual' | 'forecast';
+  revenue: number;
+};
+
+/** The tables of a fit written through kysely's query builder (analytics/service.ts). */
+export type AnalyticsModelTables = {
+  analytics_models: AnalyticsModelRow;
+  analytics_retention: AnalyticsRetentionRow;
+  analytics_cohorts: AnalyticsCohortRow;
+  analytics_forecast: AnalyticsForecastRow;
+};
+
+export async function migrateModels(db: QueryExecutorProvider, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'analytics_models')} (
     version integer PRIMARY KEY,
@@ -384,7 +434,7 @@ export async function migrateModels(db: Kysely<any>, schema: string): Promise<vo
  * Writes scores, never replacing a score of a newer model version: a projection batch that loaded
  * the previous model just before a fit committed must not overwrite the fit's rescoring.
  */
-export async function upsertScores(db: Kysely<any>, schema: string, rows: Record<string, unknown>[]): Promise<void> {
+export async function upsertScores(db: QueryExecutorProvider, schema: string, rows: Record<string, unknown>[]): Promise<void> {
   const cols = SCORES.columns;
   const updates = cols.filter((c) => c !== SCORES.key).map((c) => sql`${sql.id(c)} = EXCLUDED.${sql.id(c)}`);
   const chunk = Math.floor(30_000 / cols.length);

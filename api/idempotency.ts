@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Generated, type Kysely } from 'kysely';
 import { ProblemError } from './problems.ts';
 
 /**
@@ -26,7 +26,20 @@ const canonical = (value: unknown): string => {
   return JSON.stringify(value) ?? 'null';
 };
 
-export function createIdempotencyGuard(db: Kysely<any>, options: { schema: string }): IdempotencyGuard {
+/** `idempotency_keys`, for kysely. */
+type IdempotencyTables = {
+  idempotency_keys: {
+    key: string;
+    /** sha256 of the route, resource and body. */
+    fingerprint: string;
+    /** `METHOD /route`. */
+    route: string;
+    created_at: Generated<Date>;
+  };
+};
+
+export function createIdempotencyGuard(handle: Kysely<unknown>, options: { schema: string }): IdempotencyGuard {
+  const db = handle.withTables<IdempotencyTables>();
   const { schema } = options;
   return {
     async migrate() {

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 
 /**
  * Compares one table in two schemas: whole-table hash first (one aggregate per side), and only when
@@ -7,7 +7,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
  * replayed side is read fresh (see verify.ts).
  */
 
-type Handle = Kysely<any> | Transaction<any>;
+type Handle = QueryExecutorProvider;
 
 export interface ColumnDifference {
   column: string;

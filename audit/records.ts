@@ -1,24 +1,23 @@
-import type { CrmEvent } from '../domain/catalogue.ts';
-import { dealProbability } from '../domain/deal/decider.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
 import type { CampaignView } from '../projections/queries/campaigns.ts';
 import type { DealView } from '../projections/queries/deals.ts';
 import type { ActivityView } from '../projections/queries/activities.ts';
-import { changesOf } from '../domain/activity/events.ts';
+import { evolveActivity, type ActivityRow } from '../projections/read-models/activity-fold.ts';
 import { evolveCampaign, type CampaignRow } from '../projections/read-models/campaign-fold.ts';
 import { isoOf, type Instant } from '../projections/read-models/common.ts';
 import { evolveCustomer, revenueLineOf, type CustomerRow } from '../projections/read-models/customer-fold.ts';
+import { evolveDeal, type DealRow } from '../projections/read-models/deal-fold.ts';
 import { evolveFeedback, type FeedbackState } from '../projections/read-models/feedback-fold.ts';
 import { minorOfNumeric, numericOf } from '../shared/money.ts';
 
 /**
  * Records as they stood, folded in memory from decoded events. The fields follow the read-model
  * views (projections/queries: camelCase, money in major units) so a record `asOf` an instant reads
- * like today's record; they are derived from the read models' own folds where one exists
- * (customers, campaigns, feedback: projections/read-models/*-fold.ts), not from the decider state,
- * because the deciders keep only what rules need (no personal data, no counters). Figures the read
- * models gather from other streams (a customer's open feedback and deal counts, a merged
- * duplicate's purchases) are not part of a stream's own history and are absent here.
+ * like today's record; they are read from the read models' own folds
+ * (projections/read-models/*-fold.ts), not from the decider state, because the deciders keep only
+ * what rules need (no personal data, no counters). Figures the read models gather from other
+ * streams (a customer's open feedback and deal counts, a merged duplicate's purchases) are not part
+ * of a stream's own history and are absent here.
  */
 
 export const RECORD_KINDS = ['customer', 'deal', 'campaign', 'feedback', 'activity'] as const;
@@ -53,9 +52,9 @@ export interface CustomerRecord {
 }
 
 /**
- * The deal view's fields (projections/queries/deals.ts), so an as-of deal reads like today's. Not
- * folded here: `daysInStage` (counted at query time), `wonReason` (the read model takes it from
- * the DealWon event's metadata) and `revision` (reported beside the record).
+ * The deal view's fields (projections/queries/deals.ts), so an as-of deal reads like today's, but
+ * `daysInStage` (counted at query time), `wonReason` (the command's reason, metadata, shown in the
+ * stream's history) and `revision` (reported beside the record).
  */
 export type DealRecord = Omit<DealView, 'daysInStage' | 'wonReason' | 'revision'>;
 
@@ -94,8 +93,6 @@ export interface FeedbackRecord {
 export type ActivityRecord = Omit<ActivityView, 'overdue' | 'loggedBy' | 'revision' | 'body'> & { body: unknown };
 
 export type AnyRecord = CustomerRecord | DealRecord | CampaignRecord | FeedbackRecord | ActivityRecord;
-
-type Folder<R> = (record: R | null, event: CrmEvent, at: string) => R | null;
 
 const isoOrNull = (value: Instant | null): string | null => (value === null ? null : isoOf(value));
 
@@ -142,92 +139,32 @@ const customerRecordOf = (events: readonly ProjectedEvent[]): CustomerRecord | n
   };
 };
 
-/** PostgreSQL's `round(numeric, places)`: half away from zero, so folded figures equal the read model's generated columns. */
-const roundAsNumeric = (value: number, places: number): number => {
-  const scale = 10 ** places;
-  return (Math.sign(value) * Math.round(Math.abs(value) * scale)) / scale;
-};
-
-const withDealFigures = (r: DealRecord): DealRecord => {
-  const probability = dealProbability(r.stage, r.probabilityOverride);
-  return {
-    ...r,
-    status: r.stage === 'won' || r.stage === 'lost' ? r.stage : 'open',
-    probability,
-    weightedAmount: roundAsNumeric(r.amount * probability, 4),
-  };
-};
-
-const dealFold: Folder<DealRecord> = (record, event, at) => {
-  if (event.type === 'DealOpened') {
-    const d = event.data;
-    return withDealFigures({
-      id: d.dealId,
-      customerId: d.customerId,
-      title: d.title,
-      amount: d.amount,
-      currency: d.currency,
-      ownerId: d.ownerId,
-      stage: d.stage,
-      status: 'open',
-      probability: 0,
-      probabilityOverride: d.probabilityOverride,
-      weightedAmount: 0,
-      expectedCloseDate: d.expectedCloseDate,
-      lostReason: null,
-      stageEnteredAt: at,
-      openedAt: at,
-      closedAt: null,
-      updatedAt: at,
-    });
-  }
-  if (!record) return record;
-  const r: DealRecord = { ...record, updatedAt: at };
-  switch (event.type) {
-    case 'DealTitleChanged':
-      r.title = event.data.title;
-      break;
-    case 'DealAmountChanged':
-      r.amount = event.data.amount;
-      r.currency = event.data.currency;
-      break;
-    case 'DealOwnerChanged':
-      r.ownerId = event.data.ownerId;
-      break;
-    case 'DealExpectedCloseChanged':
-      r.expectedCloseDate = event.data.expectedCloseDate;
-      break;
-    case 'DealProbabilityOverridden':
-      r.probabilityOverride = event.data.probabilityOverride;
-      break;
-    case 'DealStageChanged':
-      r.stage = event.data.to;
-      r.stageEnteredAt = at;
-      break;
-    case 'DealWon':
-      r.stage = 'won';
-      r.amount = event.data.amount;
-      r.currency = event.data.currency;
-      r.stageEnteredAt = at;
-      r.closedAt = at;
-      break;
-    case 'DealLost':
-      r.stage = 'lost';
-      r.lostReason = event.data.reason;
-      r.stageEnteredAt = at;
-      r.closedAt = at;
-      break;
-    case 'DealReopened':
-      r.stage = event.data.to;
-      r.lostReason = null;
-      r.stageEnteredAt = at;
-      r.closedAt = null;
-      break;
-    default:
-      break;
-  }
-  return withDealFigures(r);
-};
+/**
+ * The auditor's view of a deal: the read model's own fold (deal-fold.ts), named as the API names it;
+ * its probability and weighted amount are the row's, exact as stored.
+ */
+const dealRecordOf = (row: DealRow | undefined): DealRecord | null =>
+  row
+    ? {
+        id: row.deal_id,
+        customerId: row.customer_id,
+        title: row.title,
+        amount: Number(row.amount),
+        currency: row.currency,
+        ownerId: row.owner_id,
+        stage: row.stage,
+        status: row.stage === 'won' || row.stage === 'lost' ? row.stage : 'open',
+        probability: Number(row.probability),
+        probabilityOverride: row.probability_override === null ? null : Number(row.probability_override),
+        weightedAmount: Number(row.weighted_amount),
+        expectedCloseDate: row.expected_close_date,
+        lostReason: row.lost_reason,
+        stageEnteredAt: isoOf(row.stage_entered_at),
+        openedAt: isoOf(row.opened_at),
+        closedAt: isoOrNull(row.closed_at),
+        updatedAt: isoOf(row.last_event_at),
+      }
+    : null;
 
 /** The auditor's view of a campaign: the read model's own fold (campaign-fold.ts), named as the API names it. */
 const campaignRecordOf = (row: CampaignRow | undefined): CampaignRecord | null =>
@@ -263,24 +200,24 @@ const campaignRecordOf = (row: CampaignRow | undefined): CampaignRecord | null =
       }
     : null;
 
-const activityFold: Folder<ActivityRecord> = (record, event, at) => {
-  if (event.type === 'ActivityLogged') {
-    const { activityId, ...logged } = event.data;
-    return { id: activityId, ...logged, occurredAt: at, completedAt: null, open: logged.kind === 'task', updatedAt: at };
-  }
-  if (!record) return record;
-  const r: ActivityRecord = { ...record, updatedAt: at };
-  switch (event.type) {
-    case 'ActivityChanged':
-      return { ...r, ...changesOf(event.data) };
-    case 'ActivityCompleted':
-      r.completedAt = at;
-      r.open = false;
-      return r;
-    default:
-      return r;
-  }
-};
+/** The auditor's view of an activity: the read model's own fold (activity-fold.ts), named as the API names it. */
+const activityRecordOf = (row: ActivityRow | undefined): ActivityRecord | null =>
+  row
+    ? {
+        id: row.activity_id,
+        customerId: row.customer_id,
+        dealId: row.deal_id,
+        kind: row.kind,
+        subject: row.subject,
+        body: row.body,
+        dueAt: isoOrNull(row.due_at),
+        assigneeId: row.assignee_id,
+        occurredAt: isoOf(row.occurred_at),
+        completedAt: isoOrNull(row.completed_at),
+        open: row.kind === 'task' && row.completed_at === null,
+        updatedAt: isoOf(row.last_event_at),
+      }
+    : null;
 
 /** The auditor's view of a feedback item: the read model's own fold (feedback-fold.ts), named as the API names it. */
 const feedbackRecordOf = (state: FeedbackState | undefined): FeedbackRecord | null =>
@@ -311,19 +248,22 @@ const feedbackRecordOf = (state: FeedbackState | undefined): FeedbackRecord | nu
       }
     : null;
 
-const folders: { [K in 'deal' | 'activity']: Folder<AnyRecord> } = {
-  deal: dealFold as Folder<AnyRecord>,
-  activity: activityFold as Folder<AnyRecord>,
-};
-
 /**
- * Folds one stream's decoded events into its record. Times are business times (`occurredAt`), as
- * in the read models; which events count is decided by the caller (record time, see as-of.ts).
+ * Folds one stream's decoded events into its record, with the read model's own fold. Times are
+ * business times (`occurredAt`), as in the read models; which events count is decided by the caller
+ * (record time, see as-of.ts).
  */
 export const foldRecord = (kind: RecordKind, events: readonly ProjectedEvent[]): AnyRecord | null => {
-  if (kind === 'feedback') return feedbackRecordOf(events.reduce<FeedbackState | undefined>(evolveFeedback, undefined));
-  if (kind === 'customer') return customerRecordOf(events);
-  if (kind === 'campaign') return campaignRecordOf(events.reduce<CampaignRow | undefined>(evolveCampaign, undefined));
-  const fold = folders[kind];
-  return events.reduce<AnyRecord | null>((record, e) => fold(record, e.event, e.metadata.occurredAt), null);
+  switch (kind) {
+    case 'customer':
+      return customerRecordOf(events);
+    case 'deal':
+      return dealRecordOf(events.reduce<DealRow | undefined>(evolveDeal, undefined));
+    case 'campaign':
+      return campaignRecordOf(events.reduce<CampaignRow | undefined>(evolveCampaign, undefined));
+    case 'feedback':
+      return feedbackRecordOf(events.reduce<FeedbackState | undefined>(evolveFeedback, undefined));
+    case 'activity':
+      return activityRecordOf(events.reduce<ActivityRow | undefined>(evolveActivity, undefined));
+  }
 };

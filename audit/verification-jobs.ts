@@ -41,7 +41,7 @@ export const ABANDONED_AFTER_MS = 60_000;
 /** Progress is written at most this often, so a fast replay does not become a write storm. */
 const PROGRESS_INTERVAL_MS = 500;
 
-export async function migrateVerificationJobs(db: Kysely<any>, schema: string): Promise<void> {
+export async function migrateVerificationJobs(db: Kysely<unknown>, schema: string): Promise<void> {
   // Created on the first verification request, which several API replicas may receive at once.
   await createTableOnce(
     db,
@@ -115,7 +115,7 @@ export interface VerificationJobs {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export async function createVerificationJobs(db: Kysely<any>, schema: string): Promise<VerificationJobs> {
+export async function createVerificationJobs(db: Kysely<unknown>, schema: string): Promise<VerificationJobs> {
   await migrateVerificationJobs(db, schema);
   const table = sql.id(schema, 'audit_verifications');
 

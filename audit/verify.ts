@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { catchUp } from '../projections/catch-up.ts';
 import { ensureCheckpoint, migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
 import { personalDataCodec } from '../projections/codec.ts';
@@ -56,7 +56,7 @@ export interface VerifyOptions {
 
 const shadowName = (readSchema: string): string => `${readSchema}_verify_${randomBytes(4).toString('hex')}`;
 
-async function prepareShadow(db: Kysely<any>, schema: string, projections: readonly Projection[]): Promise<void> {
+async function prepareShadow(db: Kysely<unknown>, schema: string, projections: readonly Projection[]): Promise<void> {
   await migrateCheckpoints(db, schema);
   for (const projection of projections) {
     await projection.migrate(db, schema);
@@ -98,7 +98,7 @@ async function replayTo(
   return { events, failed: [...failed] };
 }
 
-const livePositions = async (db: Kysely<any> | Transaction<any>, schema: string, projections: readonly Projection[]) => {
+const livePositions = async (db: QueryExecutorProvider, schema: string, projections: readonly Projection[]) => {
   const checkpoints = await readCheckpoints(db, schema);
   return {
     positions: new Map(projections.map((p) => [p.name, checkpoints.get(p.name)?.position ?? 0n])),
@@ -110,8 +110,8 @@ const samePositions = (a: Map<string, bigint>, b: Map<string, bigint>): boolean 
   a.size === b.size && [...a].every(([name, position]) => b.get(name) === position);
 
 async function compareAll(
-  live: { db: Kysely<any> | Transaction<any>; schema: string },
-  replayed: { db: Kysely<any>; schema: string },
+  live: { db: QueryExecutorProvider; schema: string },
+  replayed: { db: QueryExecutorProvider; schema: string },
   projections: readonly Projection[],
   onProgress: (done: number, total: number) => void,
 ): Promise<TableComparison[]> {

@@ -20,7 +20,7 @@ export interface IntegrationServices {
 }
 
 export interface IntegrationOptions {
-  db: Kysely<any>;
+  db: Kysely<unknown>;
   store: EventStore;
   personalData: PersonalData;
   schemas: { events: string; read: string; reporting?: string };

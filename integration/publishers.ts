@@ -21,7 +21,7 @@ export interface NatsSettings {
 }
 
 export interface PublishersOptions {
-  db: Kysely<any>;
+  db: Kysely<unknown>;
   /** Events schema: where the integration tables live. */
   schema: string;
   store: EventStore;

@@ -26,7 +26,7 @@ export const PUBLISHER_STATUS_VIEW: ReportingView = {
 };
 
 /** (Re)creates the view; several processes may start at once, so under the integration set-up lock. */
-export async function createPublisherStatusView(db: Kysely<any>, eventsSchema: string, reportingSchema: string): Promise<void> {
+export async function createPublisherStatusView(db: Kysely<unknown>, eventsSchema: string, reportingSchema: string): Promise<void> {
   await ensureSchema(db, reportingSchema);
   await db.transaction().execute(async (trx) => {
     await sql`SELECT pg_advisory_xact_lock(hashtext(${`crm-integration:${eventsSchema}`}))`.execute(trx);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { ensureSchema } from '../shared/sql.ts';
 import type { SubscriberRole } from './envelope.ts';
 
@@ -62,11 +62,11 @@ export interface DeliveryAttempt {
 export const webhookPublisherName = (subscriptionId: string) => `webhook:${subscriptionId}`;
 export const NATS_PUBLISHER = 'nats';
 
-type Db = Kysely<any> | Transaction<any>;
+type Db = QueryExecutorProvider;
 const date = (v: unknown): Date => (v instanceof Date ? v : new Date(String(v)));
 const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : date(v));
 
-export async function migrateIntegrationTables(db: Kysely<any>, schema: string): Promise<void> {
+export async function migrateIntegrationTables(db: Kysely<unknown>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   // Several processes start at once (API replicas, workers): CREATE TABLE IF NOT EXISTS races on the catalogue.
   await db.transaction().execute(async (trx) => {
@@ -152,7 +152,7 @@ export interface NewSubscription {
  * The tables as the rest of integration/ uses them. Every statement is here, so the columns are
  * named in one file.
  */
-export function integrationTables(db: Kysely<any>, schema: string) {
+export function integrationTables(db: Kysely<unknown>, schema: string) {
   const subs = sql.id(schema, SUBSCRIPTIONS);
   const pubs = sql.id(schema, PUBLISHERS);
   const deliveries = sql.id(schema, DELIVERIES);
@@ -255,7 +255,7 @@ export function integrationTables(db: Kysely<any>, schema: string) {
      * when the row changed under us (replayed, deleted, or the lease fence failed): the loop starts over.
      */
     async advance(
-      trx: Transaction<any>,
+      trx: QueryExecutorProvider,
       name: string,
       from: bigint,
       to: bigint,

@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely, QueryExecutorProvider } from 'kysely';
 import type { BatchItem } from '../projections/apply-batch.ts';
 import { describeError } from '../projections/errors.ts';
 import { matchesPatterns, toIntegrationEvent } from './envelope.ts';
@@ -44,10 +44,10 @@ export const retryDelay = (policy: DeliveryPolicy, attempt: number, random = Mat
 };
 
 /** Runs one unit of checkpoint work inside a transaction fenced by the publishers' lease (throws when it was lost). */
-export type Fenced = <T>(work: (trx: Transaction<any>) => Promise<T>) => Promise<T>;
+export type Fenced = <T>(work: (trx: QueryExecutorProvider) => Promise<T>) => Promise<T>;
 
 export const unfenced =
-  (db: Kysely<any>): Fenced =>
+  (db: Kysely<unknown>): Fenced =>
   (work) =>
     db.transaction().execute(work);
 

@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely, QueryExecutorProvider } from 'kysely';
 import type { EventFilter, RecordedEvent } from '../eventstore/contract.ts';
 import { markFailed, moveCheckpoint, readCheckpointForBatch, readCheckpoints } from './checkpoints.ts';
 import { CheckpointMoved, describeError, isTransient, PoisonEvent } from './errors.ts';
@@ -81,7 +81,7 @@ export type ApplyOutcome =
  * (invariant 5). Events at or below the stored checkpoint are dropped, so a batch seen twice (restart,
  * a second worker, a swap by rebuild) is never applied twice.
  */
-async function applyOnce(db: Kysely<any>, schema: string, projection: Projection, items: BatchItem[], endPosition: bigint, lag: Lag, fence?: Fence) {
+async function applyOnce(db: Kysely<unknown>, schema: string, projection: Projection, items: BatchItem[], endPosition: bigint, lag: Lag, fence?: Fence) {
   return db.transaction().execute(async (trx): Promise<ApplyOutcome> => {
     const checkpoint = await readCheckpointForBatch(trx, schema, projection.name);
     if (!checkpoint) throw new Error(`Projection ${projection.name} has no checkpoint in ${schema}`);
@@ -115,7 +115,7 @@ class BatchItemError extends Error {
 }
 
 /** Throws `LeaseLost` inside the batch transaction when this worker may no longer commit for the projection. */
-type Fence = (trx: Transaction<any>) => Promise<void>;
+type Fence = (trx: QueryExecutorProvider) => Promise<void>;
 
 export interface ApplyOptions {
   /** Scale-out: checked inside the transaction before the checkpoint moves. */
@@ -131,7 +131,7 @@ export interface ApplyOptions {
  * failed with the event and the error, and the others carry on.
  */
 export async function applyBatch(
-  db: Kysely<any>,
+  db: Kysely<unknown>,
   schema: string,
   projection: Projection,
   items: BatchItem[],
@@ -161,7 +161,7 @@ export async function applyBatch(
 }
 
 async function isolatePoison(
-  db: Kysely<any>,
+  db: Kysely<unknown>,
   schema: string,
   projection: Projection,
   items: BatchItem[],

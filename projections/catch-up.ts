@@ -18,7 +18,7 @@ export interface CatchUpProgress {
 }
 
 export interface CatchUpOptions {
-  db: Kysely<any>;
+  db: Kysely<unknown>;
   store: EventStore;
   schema: string;
   projections: readonly Projection[];

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import type { Projection } from './projection.ts';
 import { ensureSchema } from '../shared/sql.ts';
 
@@ -22,7 +22,7 @@ export interface Checkpoint {
 
 export const CHECKPOINT_TABLE = 'projection_checkpoints';
 
-export async function migrateCheckpoints(db: Kysely<any>, schema: string): Promise<void> {
+export async function migrateCheckpoints(db: QueryExecutorProvider, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, CHECKPOINT_TABLE)} (
     name text PRIMARY KEY,
@@ -43,7 +43,23 @@ export async function migrateCheckpoints(db: Kysely<any>, schema: string): Promi
   if (rows.length === 0) await sql`ALTER TABLE ${sql.id(schema, CHECKPOINT_TABLE)} ADD COLUMN IF NOT EXISTS failed_stream text`.execute(db);
 }
 
-const toCheckpoint = (r: Record<string, any>): Checkpoint => ({
+/** A `projection_checkpoints` row as PostgreSQL returns it (bigint as a string). */
+export type CheckpointRow = {
+  name: string;
+  version: number;
+  position: string;
+  state: ProjectionState;
+  events_behind: string;
+  seconds_behind: number;
+  last_error: string | null;
+  failed_event_id: string | null;
+  failed_position: string | null;
+  /** A Date from pg; the text PGlite may give is parsed too. */
+  updated_at: Date | string;
+  failed_stream: string | null;
+};
+
+const toCheckpoint = (r: CheckpointRow): Checkpoint => ({
   name: r.name,
   version: Number(r.version),
   position: BigInt(r.position),
@@ -57,19 +73,19 @@ const toCheckpoint = (r: Record<string, any>): Checkpoint => ({
   updatedAt: r.updated_at instanceof Date ? r.updated_at : new Date(r.updated_at),
 });
 
-export async function readCheckpoints(db: Kysely<any> | Transaction<any>, schema: string): Promise<Map<string, Checkpoint>> {
-  const { rows } = await sql<Record<string, any>>`SELECT * FROM ${sql.id(schema, CHECKPOINT_TABLE)} ORDER BY name`.execute(db);
-  return new Map(rows.map((r) => [r.name as string, toCheckpoint(r)]));
+export async function readCheckpoints(db: QueryExecutorProvider, schema: string): Promise<Map<string, Checkpoint>> {
+  const { rows } = await sql<CheckpointRow>`SELECT * FROM ${sql.id(schema, CHECKPOINT_TABLE)} ORDER BY name`.execute(db);
+  return new Map(rows.map((r) => [r.name, toCheckpoint(r)]));
 }
 
 /** Registers a projection at position 0 unless it already has a checkpoint. */
-export async function ensureCheckpoint(db: Kysely<any> | Transaction<any>, schema: string, projection: Projection): Promise<void> {
+export async function ensureCheckpoint(db: QueryExecutorProvider, schema: string, projection: Projection): Promise<void> {
   await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version) VALUES (${projection.name}, ${projection.version})
     ON CONFLICT (name) DO NOTHING`.execute(db);
 }
 
 /** Creates the tables of `projections` and their checkpoints in `schema` (a replay, a fresh schema). */
-export async function migrateProjections(db: Kysely<any>, schema: string, projections: readonly Projection[]): Promise<void> {
+export async function migrateProjections(db: Kysely<unknown>, schema: string, projections: readonly Projection[]): Promise<void> {
   await migrateCheckpoints(db, schema);
   for (const p of projections) {
     await p.migrate(db, schema);
@@ -84,8 +100,8 @@ export async function migrateProjections(db: Kysely<any>, schema: string, projec
  * Same round trip: the batch commits without waiting for fsync (rows and checkpoint still commit or
  * vanish together, so a crash losing the last batches only makes the runner apply them again).
  */
-export async function readCheckpointForBatch(trx: Transaction<any>, schema: string, name: string): Promise<Checkpoint | undefined> {
-  const { rows } = await sql<Record<string, any>>`SELECT *, set_config('synchronous_commit', 'off', true) AS async_commit
+export async function readCheckpointForBatch(trx: QueryExecutorProvider, schema: string, name: string): Promise<Checkpoint | undefined> {
+  const { rows } = await sql<CheckpointRow>`SELECT *, set_config('synchronous_commit', 'off', true) AS async_commit
     FROM ${sql.id(schema, CHECKPOINT_TABLE)} WHERE name = ${name}`.execute(trx);
   return rows[0] ? toCheckpoint(rows[0]) : undefined;
 }
@@ -95,7 +111,7 @@ export async function readCheckpointForBatch(trx: Transaction<any>, schema: stri
  * transaction moved it (or stopped the projection) meanwhile: the caller rolls back and retries.
  */
 export async function moveCheckpoint(
-  trx: Transaction<any>,
+  trx: QueryExecutorProvider,
   schema: string,
   name: string,
   from: bigint,
@@ -114,7 +130,7 @@ export async function moveCheckpoint(
  * change, so no batch transaction, one statement for all of them. Never moves a checkpoint back.
  */
 export async function skipAhead(
-  db: Kysely<any>,
+  db: QueryExecutorProvider,
   schema: string,
   names: readonly string[],
   position: bigint,
@@ -128,7 +144,7 @@ export async function skipAhead(
 }
 
 export async function markFailed(
-  db: Kysely<any>,
+  db: QueryExecutorProvider,
   schema: string,
   name: string,
   failure: { error: string; eventId: string; position: bigint; stream: string | null },
@@ -139,12 +155,12 @@ export async function markFailed(
     WHERE name = ${name}`.execute(db);
 }
 
-export async function setState(db: Kysely<any> | Transaction<any>, schema: string, name: string, state: ProjectionState): Promise<void> {
+export async function setState(db: QueryExecutorProvider, schema: string, name: string, state: ProjectionState): Promise<void> {
   await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET state = ${state}, updated_at = now() WHERE name = ${name}`.execute(db);
 }
 
 /** A failed projection starts again from where it stopped (after its code or data was fixed). */
-export async function clearFailure(db: Kysely<any>, schema: string, name: string): Promise<void> {
+export async function clearFailure(db: QueryExecutorProvider, schema: string, name: string): Promise<void> {
   await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
     SET state = 'running', last_error = NULL, failed_event_id = NULL, failed_position = NULL, failed_stream = NULL, updated_at = now()
     WHERE name = ${name}`.execute(db);

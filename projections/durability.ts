@@ -1,4 +1,4 @@
-import { sql, type Transaction } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 
 /**
  * Read-model transactions commit without waiting for their WAL flush (`synchronous_commit = off`,
@@ -8,6 +8,6 @@ import { sql, type Transaction } from 'kysely';
  * events themselves are appended with the server's full durability. What it buys: a batch's commit
  * no longer waits for an fsync, which the command path's own commits were queueing behind.
  */
-export const relaxDurability = async (trx: Transaction<any>): Promise<void> => {
+export const relaxDurability = async (trx: QueryExecutorProvider): Promise<void> => {
   await sql`SET LOCAL synchronous_commit = off`.execute(trx);
 };

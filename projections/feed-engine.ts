@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import type { EngineName } from '../eventstore/contract.ts';
 import { CHECKPOINT_TABLE } from './checkpoints.ts';
 
@@ -33,7 +33,7 @@ export class FeedEngineMismatch extends Error {
  * Records this store's position scheme for the schema's checkpoints, or refuses when they belong
  * to another one. Checkpoints that are all at the start belong to nobody yet and are claimed.
  */
-export async function claimFeedEngine(db: Kysely<any>, schema: string, engine: EngineName): Promise<void> {
+export async function claimFeedEngine(db: Kysely<unknown>, schema: string, engine: EngineName): Promise<void> {
   const scheme = schemeOf(engine);
   await db.transaction().execute(async (trx) => {
     await createFeedEngineTable(trx, schema);
@@ -49,13 +49,13 @@ export async function claimFeedEngine(db: Kysely<any>, schema: string, engine: E
 }
 
 /** After a rebuild of every projection from `engine` (the swap's transaction): the checkpoints are now its positions. */
-export async function recordFeedEngine(db: Transaction<any>, schema: string, engine: EngineName): Promise<void> {
+export async function recordFeedEngine(db: QueryExecutorProvider, schema: string, engine: EngineName): Promise<void> {
   await createFeedEngineTable(db, schema);
   await sql`INSERT INTO ${sql.id(schema, FEED_ENGINE_TABLE)} (only_row, scheme) VALUES (true, ${schemeOf(engine)})
     ON CONFLICT (only_row) DO UPDATE SET scheme = EXCLUDED.scheme, recorded_at = now()`.execute(db);
 }
 
-async function createFeedEngineTable(db: Transaction<any>, schema: string): Promise<void> {
+async function createFeedEngineTable(db: QueryExecutorProvider, schema: string): Promise<void> {
   // Processes starting at once would race on the catalogue (pg_type duplicate key) without the lock.
   await sql`SELECT pg_advisory_xact_lock(hashtext(${`${schema}.${FEED_ENGINE_TABLE}`}))`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, FEED_ENGINE_TABLE)} (

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { createBackoff } from '../eventstore/backoff.ts';
 import { ensureSchema } from '../shared/sql.ts';
 
@@ -19,7 +19,7 @@ export const LEASE_TABLE = 'projection_leases';
 /** Heartbeats of running workers: how a worker that holds nothing yet counts in everyone's fair share. */
 export const WORKER_TABLE = 'projection_workers';
 
-export async function migrateLeases(db: Kysely<any>, schema: string): Promise<void> {
+export async function migrateLeases(db: QueryExecutorProvider, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, LEASE_TABLE)} (
     projection text PRIMARY KEY,
@@ -69,9 +69,9 @@ export interface LeaseGuard {
   /** This worker believes it holds the lease (a cheap in-memory answer; the fence is the real check). */
   owns(name: string): boolean;
   /** Inside a batch transaction: locks the lease rows and returns the names still held (others are dropped locally). */
-  fence(trx: Transaction<any>, names: readonly string[]): Promise<string[]>;
+  fence(trx: QueryExecutorProvider, names: readonly string[]): Promise<string[]>;
   /** `fence` for one projection: throws `LeaseLost` unless held. */
-  assertHeld(trx: Transaction<any>, name: string): Promise<void>;
+  assertHeld(trx: QueryExecutorProvider, name: string): Promise<void>;
 }
 
 export interface LeaseChange {
@@ -80,7 +80,7 @@ export interface LeaseChange {
 }
 
 export interface ProjectionLeasesOptions {
-  db: Kysely<any>;
+  db: QueryExecutorProvider;
   schema: string;
   /**
    * Stable across restarts by default (host and database, runtime/crm.ts), so that a process restarted
@@ -265,7 +265,7 @@ export class ProjectionLeases implements LeaseGuard {
     return change;
   }
 
-  async fence(trx: Transaction<any>, names: readonly string[]): Promise<string[]> {
+  async fence(trx: QueryExecutorProvider, names: readonly string[]): Promise<string[]> {
     const mine = names.filter((n) => this.held.has(n));
     if (mine.length === 0) return [];
     const tokens = mine.map((n) => `${n}:${this.held.get(n)}`);
@@ -280,7 +280,7 @@ export class ProjectionLeases implements LeaseGuard {
     return mine.filter((n) => still.has(n));
   }
 
-  async assertHeld(trx: Transaction<any>, name: string): Promise<void> {
+  async assertHeld(trx: QueryExecutorProvider, name: string): Promise<void> {
     const held = await this.fence(trx, [name]);
     if (held.length === 0) throw new LeaseLost(name, this.id);
   }
@@ -315,7 +315,7 @@ export interface LeaseHolder {
 }
 
 /** Who holds which projection, for /ready and status (empty when the table does not exist yet). */
-export async function readLeaseHolders(db: Kysely<any>, schema: string): Promise<Map<string, LeaseHolder>> {
+export async function readLeaseHolders(db: QueryExecutorProvider, schema: string): Promise<Map<string, LeaseHolder>> {
   try {
     const { rows } = await sql<Record<string, any>>`SELECT projection, owner_id, fencing_token, expires_at,
         expires_at IS NOT NULL AND expires_at > clock_timestamp() AS fresh

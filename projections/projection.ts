@@ -7,7 +7,7 @@ export type { ProjectedEvent } from '../shared/events.ts';
 
 /** Where a projection writes: the transaction of the batch and the schema it must use for every table. */
 export interface ProjectionContext {
-  trx: Transaction<any>;
+  trx: Transaction<unknown>;
   /** Read-model schema (the live one, or a shadow/as-of schema during rebuild and replay). */
   schema: string;
 }
@@ -26,7 +26,10 @@ export interface Projection {
   readonly tables: readonly string[];
   /** Only these events are delivered (everything else still advances the checkpoint). */
   readonly filter?: EventFilter;
-  /** Creates its tables and indexes in `schema`; idempotent. */
+  /**
+   * Creates its tables and indexes in `schema`; idempotent. Each read model takes the handle as its
+   * own tables (`Kysely<DealTables>`) or as `QueryExecutorProvider`, hence `any` here.
+   */
   migrate(db: Kysely<any>, schema: string): Promise<void>;
   apply(ctx: ProjectionContext, events: ProjectedEvent[]): Promise<void>;
   /**

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { ERASED } from '../domain/shared.ts';
 import type { Projection } from './projection.ts';
 
@@ -20,7 +20,7 @@ export const PERSONAL_COLUMNS: Readonly<Record<string, readonly string[]>> = {
 
 const COPIES_TABLE = 'read_model_copies';
 
-export async function migrateReadModelCopies(db: Kysely<any>, readSchema: string): Promise<void> {
+export async function migrateReadModelCopies(db: QueryExecutorProvider, readSchema: string): Promise<void> {
   await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(readSchema)}`.execute(db);
   await sql`
     CREATE TABLE IF NOT EXISTS ${sql.id(readSchema, COPIES_TABLE)} (
@@ -33,7 +33,7 @@ export async function migrateReadModelCopies(db: Kysely<any>, readSchema: string
 
 /** Records a copy before it is built, so that a copy interrupted half-way is covered too. */
 export async function registerReadModelCopy(
-  db: Kysely<any>,
+  db: QueryExecutorProvider,
   readSchema: string,
   copy: { schema: string; reportingSchema?: string; purpose: string },
 ): Promise<void> {
@@ -45,7 +45,7 @@ export async function registerReadModelCopy(
 }
 
 /** Erases the customers' personal columns in every registered copy that still exists. */
-export async function eraseInCopies(db: Kysely<any>, readSchema: string, customerIds: readonly string[]): Promise<void> {
+export async function eraseInCopies(db: QueryExecutorProvider, readSchema: string, customerIds: readonly string[]): Promise<void> {
   if (customerIds.length === 0) return;
   const { rows: tables } = await sql<{ schema_name: string; table_name: string }>`
     SELECT c.schema_name, t.table_name

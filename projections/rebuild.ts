@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply-batch.ts';
 import { catchUp, type CatchUpProgress } from './catch-up.ts';
@@ -10,7 +10,7 @@ import { createReportingViews } from './reporting.ts';
 import { ensureSchema } from '../shared/sql.ts';
 
 export interface ReadSideDeps {
-  db: Kysely<any>;
+  db: Kysely<unknown>;
   store: EventStore;
   codec: EventCodec;
   /** Every projection the deployment maintains (read models and analytics). */
@@ -69,7 +69,7 @@ export async function replayInto(options: ReplayOptions): Promise<ReplayResult> 
   return { schema, ...result };
 }
 
-async function refuseExistingTables(db: Kysely<any>, schema: string, projections: readonly Projection[]): Promise<void> {
+async function refuseExistingTables(db: QueryExecutorProvider, schema: string, projections: readonly Projection[]): Promise<void> {
   const tables = projections.flatMap((p) => p.tables);
   const { rows } = await sql<{ table_name: string }>`SELECT table_name FROM information_schema.tables
     WHERE table_schema = ${schema} AND table_name = ANY(${tables}::text[])`.execute(db);
@@ -191,7 +191,7 @@ const MAX_FINAL_GAP_EVENTS = 2_000;
  * Commands keep being stored; projections see them once the hold ends (milliseconds later).
  * An event store in another database is not held back: the swap then simply retries as before.
  */
-async function whileFeedHeld<T>(db: Kysely<any>, work: () => Promise<T>): Promise<T> {
+async function whileFeedHeld<T>(db: Kysely<unknown>, work: () => Promise<T>): Promise<T> {
   return db.transaction().execute(async (hold) => {
     const { rows } = await sql<{ xid: string }>`SELECT pg_current_xact_id()::text AS xid`.execute(hold);
     const own = BigInt(rows[0]!.xid);
@@ -337,7 +337,7 @@ export interface TableComparison {
  * matched by primary key. `crm verify` compares the live read models with a replay this way.
  */
 export async function compareSchemas(
-  db: Kysely<any>,
+  db: QueryExecutorProvider,
   liveSchema: string,
   otherSchema: string,
   tables: readonly string[],
@@ -402,7 +402,7 @@ export async function compareSchemas(
 export const tablesOf = (projections: readonly Projection[]): string[] => projections.flatMap((p) => p.tables);
 
 /** Drops a schema made by `replayInto` (verify's scratch schema). */
-export async function dropSchema(db: Kysely<any>, schema: string): Promise<void> {
+export async function dropSchema(db: QueryExecutorProvider, schema: string): Promise<void> {
   await sql`DROP SCHEMA IF EXISTS ${sql.id(schema)} CASCADE`.execute(db);
 }
 

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 
 /**
  * Team-scoped reporting roles (`crm reporting-role --team <id> --name <role>`): PostgreSQL logins whose
@@ -69,13 +69,13 @@ export function scopeStatements(readSchema: string, reportingSchema: string): st
 }
 
 /** Grants each registered team role its views again (dropping and recreating a view drops its grants). */
-export async function grantTeamRoles(db: Kysely<any> | Transaction<any>, reportingSchema: string): Promise<void> {
+export async function grantTeamRoles(db: QueryExecutorProvider, reportingSchema: string): Promise<void> {
   const { rows } = await sql<{ role_name: string }>`SELECT r.role_name FROM ${sql.id(reportingSchema, 'role_teams')} r
     JOIN pg_roles p ON p.rolname = r.role_name ORDER BY r.role_name`.execute(db);
   for (const { role_name } of rows) await grantViews(db, reportingSchema, role_name);
 }
 
-const grantViews = async (db: Kysely<any> | Transaction<any>, reportingSchema: string, role: string): Promise<void> => {
+const grantViews = async (db: QueryExecutorProvider, reportingSchema: string, role: string): Promise<void> => {
   await sql`GRANT USAGE ON SCHEMA ${sql.id(reportingSchema)} TO ${sql.id(role)}`.execute(db);
   const { rows } = await sql<{ name: string }>`SELECT viewname AS name FROM pg_views WHERE schemaname = ${reportingSchema}
     AND viewname = ANY(${[...TEAM_ROLE_VIEWS]}::text[])`.execute(db);
@@ -93,7 +93,7 @@ export const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
  * server's other authentication. A role that exists but is not a team role is refused.
  */
 export async function createTeamReportingRole(
-  db: Kysely<any>,
+  db: Kysely<unknown>,
   options: { readSchema: string; reportingSchema: string; teamId: string; role: string },
 ): Promise<{ role: string; teamId: string; teamName: string; created: boolean }> {
   const { readSchema, reportingSchema, teamId, role } = options;

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { CHECKPOINT_TABLE } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 import { ensureSchema } from '../shared/sql.ts';
@@ -346,7 +346,7 @@ export function viewStatements(view: ReportingView, readSchema: string, reportin
  * Pass a transaction to make it part of a swap: views are dropped with the tables they read.
  */
 export async function createReportingViews(
-  db: Kysely<any> | Transaction<any>,
+  db: QueryExecutorProvider,
   options: { readSchema: string; reportingSchema: string; projections: readonly Projection[] },
 ): Promise<void> {
   await ensureSchema(db, options.reportingSchema);

@@ -24,7 +24,7 @@ export const DEFAULT_BATCH: BatchOptions = { maxEvents: 500, maxWaitMs: 10, maxC
 
 export interface ProjectionRunnerOptions {
   /** Where the read models live (pg pool or PGlite). */
-  db: Kysely<any>;
+  db: Kysely<unknown>;
   store: EventStore;
   /** Read-model schema (checkpoints live there too). */
   schema: string;

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
 import { CHECKPOINT_TABLE, clearFailure, readCheckpoints, type Checkpoint } from './checkpoints.ts';
 
@@ -60,7 +60,7 @@ export async function readSkips(store: EventStore, projections: readonly string[
   return result;
 }
 
-const failedCheckpoint = async (db: Kysely<any>, schema: string, name: string): Promise<Checkpoint> => {
+const failedCheckpoint = async (db: QueryExecutorProvider, schema: string, name: string): Promise<Checkpoint> => {
   const checkpoint = (await readCheckpoints(db, schema)).get(name);
   if (!checkpoint) throw new ProjectionOperationRefused(`There is no projection "${name}" (crm projections list names them).`);
   if (checkpoint.state !== 'failed') {
@@ -70,14 +70,14 @@ const failedCheckpoint = async (db: Kysely<any>, schema: string, name: string): 
 };
 
 /** Runs the projection again from its checkpoint: the poison event is retried (after a fix of code or data). */
-export async function retryProjection(db: Kysely<any>, schema: string, name: string): Promise<Checkpoint> {
+export async function retryProjection(db: QueryExecutorProvider, schema: string, name: string): Promise<Checkpoint> {
   const checkpoint = await failedCheckpoint(db, schema, name);
   await clearFailure(db, schema, name);
   return checkpoint;
 }
 
 export interface SkipRequest {
-  db: Kysely<any>;
+  db: QueryExecutorProvider;
   schema: string;
   store: EventStore;
   projection: string;

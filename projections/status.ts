@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { QueryExecutorProvider } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
 import { readCheckpoints, type ProjectionState } from './checkpoints.ts';
 import { ReadModelTimeout } from './errors.ts';
@@ -59,7 +59,12 @@ export async function lagBehind(store: EventStore, position: bigint, head: bigin
  * or in a separate `crm project` worker. O(1) in the lag: the head position against each checkpoint,
  * and one indexed row (the oldest unapplied event) per distinct checkpoint for the age.
  */
-export async function readProjectionStatus(db: Kysely<any>, schema: string, store: EventStore, names?: readonly string[]): Promise<ProjectionStatus[]> {
+export async function readProjectionStatus(
+  db: QueryExecutorProvider,
+  schema: string,
+  store: EventStore,
+  names?: readonly string[],
+): Promise<ProjectionStatus[]> {
   const [checkpoints, head, holders] = await Promise.all([readCheckpoints(db, schema), store.headPosition(), readLeaseHolders(db, schema)]);
   const selected = [...checkpoints.values()].filter((cp) => !names || names.includes(cp.name));
   const oldest = new Map<bigint, Promise<Date | undefined>>();
@@ -105,7 +110,7 @@ export async function readProjectionStatus(db: Kysely<any>, schema: string, stor
  * every running projection (or those named) has passed `position`.
  */
 export async function waitForCheckpoints(
-  db: Kysely<any>,
+  db: QueryExecutorProvider,
   schema: string,
   position: bigint,
   options: { timeoutMs?: number; names?: readonly string[]; pollMs?: number } = {},

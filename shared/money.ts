@@ -25,6 +25,35 @@ export const numericOf = (minor: bigint): string => {
   return negative ? `-${text}` : text;
 };
 
+/**
+ * `numerator / denominator` rounded to a whole number half away from zero, as PostgreSQL rounds a
+ * numeric: exact on integers, never a float in between.
+ */
+export const divideRounded = (numerator: bigint, denominator: bigint): bigint => {
+  const negative = numerator < 0n !== denominator < 0n;
+  const n = numerator < 0n ? -numerator : numerator;
+  const d = denominator < 0n ? -denominator : denominator;
+  let quotient = n / d;
+  if (2n * (n % d) >= d) quotient += 1n;
+  return negative ? -quotient : quotient;
+};
+
+/**
+ * A JS number of any precision -> ten-thousandths, as a `numeric(p,4)` column stores it from its JSON
+ * text (the shortest decimal that reads back as the number): rounded half away from zero at the fifth
+ * decimal, on the decimal digits (a float product could land either side of a tie).
+ */
+export const roundedMinorOf = (value: number): bigint => {
+  const [mantissa = '0', exponent = '0'] = String(value).toLowerCase().split('e');
+  const negative = mantissa.startsWith('-');
+  const [whole = '0', fraction = ''] = mantissa.replace(/^[-+]/, '').split('.');
+  // value = digits x 10^(exponent - decimals), so ten-thousandths = digits x 10^shift.
+  const digits = BigInt(whole + fraction);
+  const shift = Number(exponent) - fraction.length + 4;
+  const minor = shift >= 0 ? digits * 10n ** BigInt(shift) : divideRounded(digits, 10n ** BigInt(-shift));
+  return negative ? -minor : minor;
+};
+
 /** Adds a JS amount to a stored numeric. */
 export const addMoney = (stored: unknown, amount: number): string => numericOf(minorOfNumeric(stored) + minorOf(amount));
 export const subtractMoney = (stored: unknown, amount: number): string => numericOf(minorOfNumeric(stored) - minorOf(amount));

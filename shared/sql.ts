@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 
 /**
  * The one handle every module uses to reach PostgreSQL, whether a server (pg pool) or the
@@ -8,7 +8,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 export interface SqlDatabase {
   readonly kind: 'postgres' | 'pglite';
   /** Pooled (pg) or the single PGlite connection. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- one handle for every schema and module; each module's tables are not declared yet (README "Code map", next steps)
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- one handle for every schema and module: functions take it as QueryExecutorProvider or Kysely<unknown> and name their own tables (README "Code map")
   readonly db: Kysely<any>;
   /** LISTEN on a channel; resolves to a function that stops listening. */
   listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
@@ -22,9 +22,12 @@ export interface SqlDatabase {
   close(): Promise<void>;
 }
 
-/** Creates the schema if needed; every module's migrate starts with it. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- takes any module's handle or transaction (no table is touched)
-export async function ensureSchema(db: Kysely<any> | Transaction<any>, schema: string): Promise<void> {
+/**
+ * Creates the schema if needed; every module's migrate starts with it. Like every function that only
+ * runs SQL text (`sql`...`.execute(db)`), it takes a `QueryExecutorProvider`: any module's handle or
+ * transaction, whatever tables that module declares (a `Kysely<Tables>` accepts only its own `Tables`).
+ */
+export async function ensureSchema(db: QueryExecutorProvider, schema: string): Promise<void> {
   try {
     await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
   } catch (error) {

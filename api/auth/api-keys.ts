@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Generated, type Kysely, type Selectable } from 'kysely';
 import { ROLES, type Role } from '../roles.ts';
 import { loadUserViewer, serviceViewer, type Viewer } from './viewer.ts';
 
@@ -49,21 +49,27 @@ export const KEY_PREFIX = 'crm_';
 export const generateKey = (): string => `${KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
 export const hashKey = (key: string): string => createHash('sha256').update(key, 'utf8').digest('hex');
 
-interface Row {
-  id: string;
-  name: string;
-  role: string;
-  user_id: string | null;
-  hash: string;
-  created_at: Date;
-  revoked_at: Date | null;
-  last_used_at: Date | null;
-}
+/** `api_keys`, for kysely. */
+type ApiKeyTables = {
+  api_keys: {
+    id: string;
+    name: string;
+    role: Role;
+    user_id: string | null;
+    /** sha256 of the key, hex. */
+    hash: string;
+    created_at: Generated<Date>;
+    revoked_at: Date | null;
+    last_used_at: Date | null;
+  };
+};
+
+type Row = Selectable<ApiKeyTables['api_keys']>;
 
 const toRecord = (row: Row): ApiKeyRecord => ({
   id: row.id,
   name: row.name,
-  role: row.role as Role,
+  role: row.role,
   userId: row.user_id ?? null,
   createdAt: row.created_at.toISOString(),
   revokedAt: row.revoked_at?.toISOString() ?? null,
@@ -82,7 +88,8 @@ export interface ApiKeyStoreOptions {
   readSchema?: string;
 }
 
-export function createApiKeyStore(db: Kysely<any>, options: ApiKeyStoreOptions): ApiKeyStore {
+export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreOptions): ApiKeyStore {
+  const db = handle.withTables<ApiKeyTables>();
   const { schema } = options;
   const cacheMs = options.cacheMs ?? 5_000;
   const touchEveryMs = options.touchEveryMs ?? 60_000;
@@ -136,12 +143,12 @@ export function createApiKeyStore(db: Kysely<any>, options: ApiKeyStoreOptions):
 
     async create({ name, role, userId }) {
       const key = generateKey();
-      const row = (await db
+      const row = await db
         .withSchema(schema)
         .insertInto('api_keys')
         .values({ id: randomUUID(), name, role, hash: hashKey(key), user_id: userId ?? null })
         .returningAll()
-        .executeTakeFirstOrThrow()) as Row;
+        .executeTakeFirstOrThrow();
       return { ...toRecord(row), key };
     },
 
@@ -153,23 +160,23 @@ export function createApiKeyStore(db: Kysely<any>, options: ApiKeyStoreOptions):
         .values({ id: randomUUID(), name, role, hash })
         .onConflict((oc) => oc.column('hash').doNothing())
         .execute();
-      const row = (await table().selectAll().where('hash', '=', hash).executeTakeFirstOrThrow()) as Row;
+      const row = await table().selectAll().where('hash', '=', hash).executeTakeFirstOrThrow();
       return toRecord(row);
     },
 
     async list() {
-      const rows = (await table().selectAll().orderBy('created_at').orderBy('id').execute()) as Row[];
+      const rows = await table().selectAll().orderBy('created_at').orderBy('id').execute();
       return rows.map(toRecord);
     },
 
     async revoke(id) {
-      const row = (await db
+      const row = await db
         .withSchema(schema)
         .updateTable('api_keys')
-        .set({ revoked_at: sql`coalesce(revoked_at, now())` })
+        .set({ revoked_at: sql<Date>`coalesce(revoked_at, now())` })
         .where('id', '=', id)
         .returningAll()
-        .executeTakeFirst()) as Row | undefined;
+        .executeTakeFirst();
       if (row) for (const [hash, entry] of cache) if (entry.record?.id === id) cache.delete(hash);
       return row ? toRecord(row) : undefined;
     },
@@ -184,7 +191,7 @@ export function createApiKeyStore(db: Kysely<any>, options: ApiKeyStoreOptions):
       if (cached && cached.until > at) {
         record = cached.record;
       } else {
-        const row = (await table().selectAll().where('hash', '=', hash).executeTakeFirst()) as Row | undefined;
+        const row = await table().selectAll().where('hash', '=', hash).executeTakeFirst();
         // The index lookup already matched; the constant-time compare keeps timing independent of the stored value.
         const live = row && timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash)) && row.revoked_at === null ? toRecord(row) : undefined;
         record = live ? await resolve(live) : undefined;

@@ -8,7 +8,7 @@ import { sql, type Kysely } from 'kysely';
  * not in the OpenAPI document. Rotating one: delete its row and restart every replica (cursors issued
  * before then become 400s; clients start their listing again).
  */
-export async function loadServerSecret(db: Kysely<any>, schema: string, name: string): Promise<Buffer> {
+export async function loadServerSecret(db: Kysely<unknown>, schema: string, name: string): Promise<Buffer> {
   return db.transaction().execute(async (trx) => {
     // Replicas starting at once: CREATE TABLE IF NOT EXISTS races on the catalogue (docs/TOOLCHAIN-NOTES.md).
     await sql`SELECT pg_advisory_xact_lock(hashtext(${`${schema}.server_secrets`}))`.execute(trx);

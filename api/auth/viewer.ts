@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import type { FastifyRequest } from 'fastify';
 import type { ReadScope } from '../deps.ts';
 import { ROLES, type Role } from '../roles.ts';
@@ -31,7 +31,7 @@ export const scopeOf = (request: FastifyRequest): ReadScope | null => request.vi
  * The viewer of an active user, from the `users` and `team_members` read models; undefined when the
  * user is unknown or deactivated (their keys then stop working).
  */
-export async function loadUserViewer(db: Kysely<unknown>, readSchema: string, userId: string): Promise<Viewer | undefined> {
+export async function loadUserViewer(db: QueryExecutorProvider, readSchema: string, userId: string): Promise<Viewer | undefined> {
   let user: { role: string; visibility: Visibility; active: boolean } | undefined;
   try {
     ({
@@ -58,7 +58,7 @@ export async function loadUserViewer(db: Kysely<unknown>, readSchema: string, us
 }
 
 /** The role of an active user (for a key created for them); undefined when unknown, deactivated, or no uuid. */
-export async function activeUserRoleIn(db: Kysely<unknown>, readSchema: string, userId: string): Promise<Role | undefined> {
+export async function activeUserRoleIn(db: QueryExecutorProvider, readSchema: string, userId: string): Promise<Role | undefined> {
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(userId)) return undefined;
   const { rows } = await sql<{ role: string }>`SELECT role FROM ${sql.id(readSchema, 'users')} WHERE user_id = ${userId}::uuid AND active`
     .execute(db)

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { verifyStreamChains, type ChainVerification } from '../../eventstore/postgres/chain.ts';
 import { ORDINAL_BITS } from '../../eventstore/postgres/migrations.ts';
 import type { SqlDatabase } from '../../shared/sql.ts';
@@ -100,7 +100,7 @@ export async function migrateChainSeals(database: SqlDatabase, schema: string): 
  * Last seal, or null before the first. Ordered by the bigint column `s.position`: the text alias
  * would sort "10000000000" before "9999999999" and hand the sealer an old head.
  */
-const lastSeal = async (db: Kysely<any>, schema: string) => {
+const lastSeal = async (db: QueryExecutorProvider, schema: string) => {
   const { rows } = await sql<{ position: string; global_hash: Uint8Array }>`
     SELECT s.position::text AS position, s.global_hash FROM ${sealsTable(schema)} s ORDER BY s.position DESC LIMIT 1`.execute(db);
   return rows[0] ? { position: BigInt(rows[0].position), globalHash: rows[0].global_hash } : null;

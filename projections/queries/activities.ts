@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { activityInScope, byCustomerOwner, customerInScope, dealInScope, listScope, scoped, type ReadScope } from './scope.ts';
 import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
+import type { ActivityRow } from '../read-models/activity-fold.ts';
 
 export type ActivityView = {
   id: string;
@@ -48,21 +49,24 @@ const sorts: Record<string, SortSpec> = {
 /** The order a list answers in when the caller names none; part of what a cursor is valid for. */
 export const activitySort = (query: ActivityListQuery): string => query.sort ?? (query.open === true ? 'dueAt' : '-occurredAt');
 
-const toActivityView = (r: Record<string, any>): ActivityView => ({
+/** An `activities` row as the queries read it: the fold's row and whether it is overdue now. */
+type ActivityQueryRow = ActivityRow & { overdue_now: boolean };
+
+const toActivityView = (r: ActivityQueryRow): ActivityView => ({
   id: r.activity_id,
   customerId: r.customer_id,
-  dealId: r.deal_id ?? null,
+  dealId: r.deal_id,
   kind: r.kind,
   subject: r.subject,
-  body: r.body ?? null,
+  body: r.body,
   dueAt: iso(r.due_at),
-  assigneeId: r.assignee_id ?? null,
+  assigneeId: r.assignee_id,
   occurredAt: iso(r.occurred_at)!,
   completedAt: iso(r.completed_at),
   open: r.kind === 'task' && r.completed_at === null,
-  overdue: r.overdue_now === true,
+  overdue: r.overdue_now,
   loggedBy: r.logged_by,
-  revision: Number(r.revision),
+  revision: r.revision,
   updatedAt: iso(r.last_event_at)!,
 });
 
@@ -139,7 +143,7 @@ export async function dealActivities(
 /** `GET /activities/:id`; undefined when unknown or outside the scope. */
 export async function getActivity(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<ActivityView | undefined> {
   const row = await byCustomerOwner(scope, (lookup) =>
-    rowById(
+    rowById<ActivityQueryRow>(
       source,
       'activities',
       'activity_id',

@@ -2,6 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import { byCustomerOwner, type CustomerOwnerLookup, dealInScope, ownedOrCustomerListScope, scoped, type ReadScope } from './scope.ts';
 import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
+import type { DealRow } from '../read-models/deal-fold.ts';
 
 export type DealView = {
   id: string;
@@ -42,26 +43,40 @@ export interface DealListQuery {
 
 const DAYS_IN_STAGE = sql`GREATEST(0, floor(extract(epoch FROM (now() - t.stage_entered_at)) / 86400))::integer AS days_in_stage`;
 
-const toDealView = (r: Record<string, any>): DealView => ({
+/**
+ * A `deals` row as the queries read it: the fold's row (a `date` as the driver gives it, a Date from pg)
+ * and the columns computed at query time; the base-currency ones are absent while the previous
+ * version's tables serve a rebuild, and so may `amount_at` be.
+ */
+type DealQueryRow = Omit<DealRow, 'expected_close_date' | 'amount_at'> & {
+  expected_close_date: Date | string;
+  amount_at?: DealRow['amount_at'];
+  days_in_stage: number;
+  amount_base?: string | null;
+  weighted_base?: string | null;
+  missing_label?: string | null;
+};
+
+const toDealView = (r: DealQueryRow): DealView => ({
   id: r.deal_id,
   customerId: r.customer_id,
   title: r.title,
   stage: r.stage,
   status: r.stage === 'won' || r.stage === 'lost' ? r.stage : 'open',
-  amount: num(r.amount)!,
-  currency: String(r.currency).trim(),
+  amount: Number(r.amount),
+  currency: r.currency.trim(),
   ownerId: r.owner_id,
-  probability: num(r.probability)!,
+  probability: Number(r.probability),
   probabilityOverride: num(r.probability_override),
-  weightedAmount: num(r.weighted_amount)!,
+  weightedAmount: Number(r.weighted_amount),
   expectedCloseDate: isoDate(r.expected_close_date)!,
   stageEnteredAt: iso(r.stage_entered_at)!,
-  daysInStage: Number(r.days_in_stage),
+  daysInStage: r.days_in_stage,
   openedAt: iso(r.opened_at)!,
   closedAt: iso(r.closed_at),
-  wonReason: r.won_reason ?? null,
-  lostReason: r.lost_reason ?? null,
-  revision: Number(r.revision),
+  wonReason: r.won_reason,
+  lostReason: r.lost_reason,
+  revision: r.revision,
   updatedAt: iso(r.last_event_at)!,
 });
 
@@ -86,7 +101,7 @@ const AMOUNT_BASE = (source: ReadModelSource) => sql`${inBase(source, sql`t.amou
   round(${inBase(source, sql`t.amount`, sql`t.currency`, sql`t.amount_at`)} * t.probability, 4) AS weighted_base`;
 const MISSING_LABEL = sql`${missingLabel(sql`t.currency`, sql`t.amount_at`)} AS missing_label`;
 
-const withBase = (source: ReadModelSource, r: Record<string, any>): DealView & DealInBase => {
+const withBase = (source: ReadModelSource, r: DealQueryRow): DealView & DealInBase => {
   const amountBase = baseAmount(r.amount_base);
   return {
     ...toDealView(r),
@@ -95,7 +110,7 @@ const withBase = (source: ReadModelSource, r: Record<string, any>): DealView & D
     baseCurrency: baseCurrencyOf(source),
     amountBase,
     weightedAmountBase: baseAmount(r.weighted_base),
-    missingRates: amountBase === null && r.missing_label ? [String(r.missing_label)] : [],
+    missingRates: amountBase === null && r.missing_label ? [r.missing_label] : [],
   };
 };
 
@@ -122,7 +137,7 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
         defaultSort: '-createdAt',
       },
       query,
-      (r) => withBase(source, r),
+      (r: DealQueryRow) => withBase(source, r),
     );
   return byCustomerOwner(scope, (lookup) =>
     unlessRebuilding(
@@ -137,8 +152,8 @@ export async function getDeal(source: ReadModelSource, id: string, scope?: ReadS
   const row = await byCustomerOwner(scope, (lookup) => {
     const inScope = scoped(scope, (s) => dealInScope(source, s, lookup));
     return unlessRebuilding(
-      () => rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE, AMOUNT_BASE(source), MISSING_LABEL], inScope),
-      () => rowById(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE], inScope),
+      () => rowById<DealQueryRow>(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE, AMOUNT_BASE(source), MISSING_LABEL], inScope),
+      () => rowById<DealQueryRow>(source, 'deals', 'deal_id', id, [DAYS_IN_STAGE], inScope),
     );
   });
   return row ? withBase(source, row) : undefined;
@@ -197,21 +212,23 @@ async function pipelineWith(
   if (query.currency) where.push(sql`t.currency = ${query.currency}`);
   const from = sql`FROM ${sql.id(source.schema, 'deals')} t WHERE ${sql.join(where, sql` AND `)}`;
   const sums = sql`count(*)::integer AS deal_count, sum(t.amount)::text AS amount, sum(t.weighted_amount)::text AS weighted_amount`;
-  const group = (r: Record<string, any>) => ({
-    currency: String(r.currency).trim(),
-    dealCount: Number(r.deal_count),
+  /** A group's sums: numeric sums as text, exact until converted here. */
+  type Sums = { currency: string; deal_count: number; amount: string; weighted_amount: string };
+  const group = (r: Sums) => ({
+    currency: r.currency.trim(),
+    dealCount: r.deal_count,
     amount: Number(r.amount),
     weightedAmount: Number(r.weighted_amount),
   });
   const [totals, byStage, byOwner, byMonth] = await Promise.all([
-    sql<Record<string, any>>`SELECT t.currency, ${sums} ${from} GROUP BY t.currency ORDER BY t.currency`.execute(source.db),
-    sql<Record<string, any>>`SELECT t.stage AS key, t.currency, ${sums} ${from} GROUP BY t.stage, t.currency ORDER BY min(${STAGE_ORDER}), t.currency`.execute(
+    sql<Sums>`SELECT t.currency, ${sums} ${from} GROUP BY t.currency ORDER BY t.currency`.execute(source.db),
+    sql<
+      Sums & { key: string }
+    >`SELECT t.stage AS key, t.currency, ${sums} ${from} GROUP BY t.stage, t.currency ORDER BY min(${STAGE_ORDER}), t.currency`.execute(source.db),
+    sql<Sums & { key: string }>`SELECT t.owner_id AS key, t.currency, ${sums} ${from} GROUP BY t.owner_id, t.currency ORDER BY t.owner_id, t.currency`.execute(
       source.db,
     ),
-    sql<Record<string, any>>`SELECT t.owner_id AS key, t.currency, ${sums} ${from} GROUP BY t.owner_id, t.currency ORDER BY t.owner_id, t.currency`.execute(
-      source.db,
-    ),
-    sql<Record<string, any>>`SELECT to_char(t.expected_close_date, 'YYYY-MM') AS key, t.currency, ${sums} ${from}
+    sql<Sums & { key: string }>`SELECT to_char(t.expected_close_date, 'YYYY-MM') AS key, t.currency, ${sums} ${from}
       GROUP BY 1, t.currency ORDER BY 1, t.currency`.execute(source.db),
   ]);
   return {
@@ -236,22 +253,24 @@ async function pipelineInBase(source: ReadModelSource, where: ReturnType<typeof 
   const from = sql`FROM (SELECT x.*, round(x.amount_base * x.probability, 4) AS weighted_base,
       CASE WHEN x.amount_base IS NULL THEN ${missingLabel(sql`x.currency`, sql`x.amount_at`)} END AS missing FROM (${converted}) x) y`;
   const sums = sql`count(*)::integer AS deal_count, ${baseSums(['amount_base', 'weighted_base'])}`;
-  const group = (r: Record<string, any>): PipelineBaseGroup => ({
-    dealCount: Number(r.deal_count),
+  /** A group's base-currency sums (text, null when a rate is missing) and the rates missing. */
+  type BaseSums = { deal_count: number; amount_base: string | null; weighted_base: string | null; missing_rates: string[] };
+  const group = (r: BaseSums): PipelineBaseGroup => ({
+    dealCount: r.deal_count,
     amount: baseAmount(r.amount_base),
     weightedAmount: baseAmount(r.weighted_base),
     missingRates: missingRatesOf(r.missing_rates),
   });
   const [totals, byStage, byOwner, byMonth] = await Promise.all([
-    sql<Record<string, any>>`SELECT ${sums} ${from}`.execute(source.db),
-    sql<Record<string, any>>`SELECT y.stage AS key, ${sums} ${from} GROUP BY y.stage
+    sql<BaseSums>`SELECT ${sums} ${from}`.execute(source.db),
+    sql<BaseSums & { key: string }>`SELECT y.stage AS key, ${sums} ${from} GROUP BY y.stage
       ORDER BY array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], y.stage)`.execute(source.db),
-    sql<Record<string, any>>`SELECT y.owner_id AS key, ${sums} ${from} GROUP BY y.owner_id ORDER BY y.owner_id`.execute(source.db),
-    sql<Record<string, any>>`SELECT y.month AS key, ${sums} ${from} GROUP BY y.month ORDER BY y.month`.execute(source.db),
+    sql<BaseSums & { key: string }>`SELECT y.owner_id AS key, ${sums} ${from} GROUP BY y.owner_id ORDER BY y.owner_id`.execute(source.db),
+    sql<BaseSums & { key: string }>`SELECT y.month AS key, ${sums} ${from} GROUP BY y.month ORDER BY y.month`.execute(source.db),
   ]);
   const total = totals.rows[0] ?? { deal_count: 0, amount_base: null, weighted_base: null, missing_rates: [] };
   // No open deal at all sums to 0, not to "unknown".
-  const empty = Number(total.deal_count) === 0;
+  const empty = total.deal_count === 0;
   return {
     currency: baseCurrencyOf(source),
     totals: empty ? { dealCount: 0, amount: 0, weightedAmount: 0, missingRates: [] } : group(total),

@@ -1,9 +1,9 @@
-import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { sql, type QueryExecutorProvider, type RawBuilder } from 'kysely';
 import { z } from 'zod';
 
 /** Where the read models are: the handle and the (live) read schema. */
 export interface ReadModelSource {
-  db: Kysely<any>;
+  db: QueryExecutorProvider;
   schema: string;
   /** ISO 4217 code base-currency figures are given in (CRM_BASE_CURRENCY); default EUR. */
   baseCurrency?: string;
@@ -64,11 +64,17 @@ const decodeCursor = (cursor: string, sortType: SortSpec['type'], keyType: keyof
   throw badCursor(cursor);
 };
 
-export interface PageRequest {
+/**
+ * A read-model row as a query reads it. Untyped by default; a list names its row type (`DealQueryRow`)
+ * so its view is mapped from typed columns.
+ */
+export type AnyRow = Record<string, any>;
+
+export interface PageRequest<R extends object = AnyRow> {
   source: ReadModelSource;
   table: string;
   /** Unique column that breaks ties in the order. */
-  key: string;
+  key: keyof R & string;
   keyType?: 'uuid' | 'bigint';
   /** Extra selected expressions (computed at query time), `expr AS name`. */
   extra?: RawBuilder<unknown>[];
@@ -99,7 +105,7 @@ export interface PageRequest {
  * Keyset pagination: rows after (sort value, key) of the cursor, in a stable order (the key breaks
  * ties), so pages neither skip nor repeat rows while new rows arrive.
  */
-export async function pageOf(request: PageRequest): Promise<Page<Record<string, any>>> {
+export async function pageOf<R extends object = AnyRow>(request: PageRequest<R>): Promise<Page<Sorted<R>>> {
   const limit = Math.min(Math.max(Math.trunc(request.limit ?? 50), 1), 500);
   const sortName = request.sort || request.defaultSort;
   const desc = sortName.startsWith('-');
@@ -127,7 +133,7 @@ export async function pageOf(request: PageRequest): Promise<Page<Record<string, 
         WHERE ${sql.join([sql`${sql.ref(`t.${column}`)} = CAST(scope_owner.id AS ${sql.raw(type)})`, ...where], sql` AND `)} ${order})`,
     );
     const distinct = owners.columns.length > 1 ? sql`DISTINCT ON (${spec.expr}, ${key})` : sql``;
-    const { rows } = await sql<Record<string, any>>`
+    const { rows } = await sql<Sorted<R>>`
       SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
       FROM (SELECT ${distinct} t.* FROM unnest(CAST(${[...owners.owners]} AS text[])) AS scope_owner(id)
         CROSS JOIN LATERAL (${sql.join(ranges, sql` UNION ALL `)}) t
@@ -137,7 +143,7 @@ export async function pageOf(request: PageRequest): Promise<Page<Record<string, 
   }
   if (request.scope && !request.fenced) where.push(request.scope);
   const from = request.scope && request.fenced ? sql`(SELECT * FROM ${table} t WHERE ${request.scope} OFFSET 0)` : table;
-  const { rows } = await sql<Record<string, any>>`
+  const { rows } = await sql<Sorted<R>>`
     SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
     FROM ${from} t
     ${where.length > 0 ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``}
@@ -145,24 +151,27 @@ export async function pageOf(request: PageRequest): Promise<Page<Record<string, 
   return pageFrom(rows, limit, request.key);
 }
 
+/** A row of a page: its columns and its sort value as text (`__sort`, for the cursor). */
+type Sorted<R> = R & { __sort: string };
+
 /** The page of `limit` rows and the cursor after its last row, when more follow. */
-const pageFrom = (rows: Record<string, any>[], limit: number, keyColumn: string): Page<Record<string, any>> => {
+const pageFrom = <R extends object>(rows: Sorted<R>[], limit: number, keyColumn: keyof R & string): Page<Sorted<R>> => {
   const more = rows.length > limit;
   const items = more ? rows.slice(0, limit) : rows;
   const last = items[items.length - 1];
-  return { items, nextCursor: more && last ? encodeCursor(String(last.__sort), String(last[keyColumn])) : null };
+  return { items, nextCursor: more && last ? encodeCursor(last.__sort, String(last[keyColumn])) : null };
 };
 
 /** One read model's list: what `pageOf` needs besides the caller's sort, limit and cursor. */
-export type ListSpec = Omit<PageRequest, 'sort' | 'limit' | 'cursor'>;
+export type ListSpec<R extends object = AnyRow> = Omit<PageRequest<R>, 'sort' | 'limit' | 'cursor'>;
 
 /** A page of a list: the caller's sort (else the list's default), limit and cursor; each row mapped to its view. */
-export async function listOf<T>(
-  spec: ListSpec,
+export async function listOf<T, R extends object = AnyRow>(
+  spec: ListSpec<NoInfer<R>>,
   query: { sort?: string; limit?: number; cursor?: string },
-  toView: (row: Record<string, any>) => T,
+  toView: (row: R) => T,
 ): Promise<Page<T>> {
-  const page = await pageOf({ ...spec, sort: query.sort ?? spec.defaultSort, limit: query.limit, cursor: query.cursor });
+  const page = await pageOf<R>({ ...spec, sort: query.sort ?? spec.defaultSort, limit: query.limit, cursor: query.cursor });
   return { items: page.items.map((row) => toView(row)), nextCursor: page.nextCursor };
 }
 
@@ -170,15 +179,15 @@ export async function listOf<T>(
  * One read-model row by its uuid key, with the `extra` computed columns; undefined when there is none,
  * or when it is outside the caller's scope (`where`): the caller cannot tell the two apart.
  */
-export async function rowById(
+export async function rowById<R extends object = AnyRow>(
   source: ReadModelSource,
   table: string,
-  key: string,
+  key: NoInfer<keyof R & string>,
   id: string,
   extra: RawBuilder<unknown>[] = [],
   where: RawBuilder<unknown>[] = [],
-): Promise<Record<string, any> | undefined> {
-  const { rows } = await sql<Record<string, any>>`SELECT t.* ${sql.join([sql``, ...extra], sql`, `)}
+): Promise<R | undefined> {
+  const { rows } = await sql<R>`SELECT t.* ${sql.join([sql``, ...extra], sql`, `)}
     FROM ${sql.id(source.schema, table)} t WHERE ${sql.join([sql`${sql.ref(`t.${key}`)} = ${uuidOf(id)}`, ...where], sql` AND `)}`.execute(source.db);
   return rows[0];
 }

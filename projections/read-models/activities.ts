@@ -1,20 +1,21 @@
 import { sql, type Kysely } from 'kysely';
-import { changesOf, type ActivityChanges } from '../../domain/activity/events.ts';
 import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
-import { idsOf, occurredAt } from './common.ts';
-import { CUSTOMER_OWNER_EVENTS, CustomerOwners, customerOwnersTable, migrateCustomerOwners } from './customer-owners.ts';
+import { evolveActivity, type ActivityRow } from './activity-fold.ts';
+import { idsOf } from './common.ts';
+import { CUSTOMER_OWNER_EVENTS, CustomerOwners, customerOwnersTable, migrateCustomerOwners, type CustomerOwnerRow } from './customer-owners.ts';
 import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
 
 /**
  * `activities`: one row per note, call, meeting or task, on a customer (and, when logged on a deal,
- * that deal). `body` is personal data: it reads '[erased]' once the customer is forgotten. A task is
+ * that deal), folded by `evolveActivity` (activity-fold.ts), the same fold the auditor's
+ * point-in-time record reads. `body` is personal data: it reads '[erased]' once the customer is forgotten. A task is
  * open while `kind = 'task' AND completed_at IS NULL`; overdue is decided at query time (`now() > due_at`).
  * `customer_owner_id` is the account owner of the activity's customer (of the primary after a merge),
  * kept current from the customers' events (customer-owners.ts) for `own`/`team` visibility.
  */
-export const ACTIVITIES: TableSpec = {
+export const ACTIVITIES: TableSpec<ActivityRow> = {
   table: 'activities',
   key: 'activity_id',
   columns: [
@@ -38,7 +39,13 @@ export const ACTIVITIES: TableSpec = {
 
 export const ACTIVITY_CUSTOMER_OWNERS = customerOwnersTable('activity');
 
-async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+/** The tables this projection owns, for kysely. */
+export interface ActivityTables {
+  activities: ActivityRow;
+  activity_customer_owners: CustomerOwnerRow;
+}
+
+async function migrate(db: Kysely<ActivityTables>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   const t = sql.id(schema, 'activities');
   await sql`CREATE TABLE IF NOT EXISTS ${t} (
@@ -75,8 +82,6 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
   await migrateCustomerOwners(db, schema, ACTIVITY_CUSTOMER_OWNERS);
 }
 
-const COLUMN_OF: Record<keyof ActivityChanges, string> = { subject: 'subject', body: 'body', dueAt: 'due_at', assigneeId: 'assignee_id' };
-
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const activities = new RowSet(trx, schema, ACTIVITIES);
   const owners = new CustomerOwners(trx, schema, ACTIVITY_CUSTOMER_OWNERS);
@@ -85,51 +90,23 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   const forgotten: string[] = [];
   for (const e of events) {
     const { event } = e;
-    const at = occurredAt(e);
     if (owners.apply(e)) continue;
-    switch (event.type) {
-      case 'CustomerForgotten': {
-        forgotten.push(event.data.customerId);
-        for (const row of activities.find((r) => r.customer_id === event.data.customerId && r.body !== null)) {
-          row.body = ERASED;
-          activities.touch(String(row.activity_id));
-        }
-        continue;
+    if (event.type === 'CustomerForgotten') {
+      forgotten.push(event.data.customerId);
+      for (const row of activities.find((r) => r.customer_id === event.data.customerId && r.body !== null)) {
+        row.body = ERASED;
+        activities.touch(row.activity_id);
       }
-      case 'ActivityLogged': {
-        const d = event.data;
-        activities.put({
-          activity_id: d.activityId,
-          customer_id: d.customerId,
-          deal_id: d.dealId,
-          kind: d.kind,
-          subject: d.subject,
-          body: d.body,
-          due_at: d.dueAt,
-          assignee_id: d.assigneeId,
-          occurred_at: at,
-          completed_at: null,
-          logged_by: e.metadata.actor.userId,
-          revision: e.revision,
-          last_event_at: at,
-          customer_owner_id: owners.ownerOf(d.customerId),
-        });
-        continue;
-      }
-      case 'ActivityChanged':
-      case 'ActivityCompleted': {
-        const row = activities.get(event.data.activityId);
-        if (!row) continue;
-        if (event.type === 'ActivityCompleted') row.completed_at = at;
-        else for (const [field, value] of Object.entries(changesOf(event.data))) row[COLUMN_OF[field as keyof ActivityChanges]] = value;
-        row.revision = e.revision;
-        row.last_event_at = at;
-        activities.touch(event.data.activityId);
-        continue;
-      }
-      default:
-        continue;
+      continue;
     }
+    const id = (event.data as { activityId?: string }).activityId;
+    if (!id) continue;
+    const before = activities.get(id);
+    const after = evolveActivity(before, e);
+    if (!after || after === before) continue;
+    // The fold keeps the activity's own stream; the customer's owner comes from the customer's events.
+    if (event.type === 'ActivityLogged') after.customer_owner_id = owners.ownerOf(after.customer_id);
+    activities.put(after);
   }
   await activities.flush();
   await owners.flush('activities');

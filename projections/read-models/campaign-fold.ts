@@ -1,6 +1,6 @@
 import type { CampaignStatus, ResponseKind } from '../../domain/campaign/events.ts';
 import type { ProjectedEvent } from '../../shared/events.ts';
-import { addMoney, minorOf, minorOfNumeric, numericOf } from '../../shared/money.ts';
+import { addMoney, divideRounded, minorOf, minorOfNumeric, numericOf } from '../../shared/money.ts';
 import { occurredAt, type Instant } from './common.ts';
 
 /**
@@ -64,13 +64,10 @@ const SCALE = 10n ** BigInt(PLACES);
  * '-1.000000'): the exact quotient rounded half away from zero, never a float in between.
  */
 export const ratioOf = (numerator: bigint, denominator: bigint): string => {
-  const negative = numerator < 0n !== denominator < 0n;
-  const n = numerator < 0n ? -numerator : numerator;
-  const d = denominator < 0n ? -denominator : denominator;
-  let scaled = (n * SCALE) / d;
-  if (2n * ((n * SCALE) % d) >= d) scaled += 1n;
-  const text = `${scaled / SCALE}.${String(scaled % SCALE).padStart(PLACES, '0')}`;
-  return negative && scaled !== 0n ? `-${text}` : text;
+  const scaled = divideRounded(numerator * SCALE, denominator);
+  const abs = scaled < 0n ? -scaled : scaled;
+  const text = `${abs / SCALE}.${String(abs % SCALE).padStart(PLACES, '0')}`;
+  return scaled < 0n ? `-${text}` : text;
 };
 
 /** The figures derived from the sums: written with every change so the row never holds stale ones. */

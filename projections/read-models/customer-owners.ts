@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import type { ProjectedEvent } from '../projection.ts';
 import { RowSet, type TableSpec } from './rows.ts';
 
@@ -17,15 +17,22 @@ import { RowSet, type TableSpec } from './rows.ts';
 /** The customer events that move a record's customer owner. */
 export const CUSTOMER_OWNER_EVENTS = ['CustomerOwnerAssigned', 'CustomerMergedInto'] as const;
 
-/** `<prefix>_customer_owners`: a customer's owner (null: none yet) and the primary it was merged into. */
-export const customerOwnersTable = (prefix: string): TableSpec => ({
+/** A `<prefix>_customer_owners` row: a customer's owner (null: none yet) and the primary it was merged into. */
+export type CustomerOwnerRow = {
+  customer_id: string;
+  owner_id: string | null;
+  merged_into: string | null;
+};
+
+/** `<prefix>_customer_owners`, one per projection that keeps `customer_owner_id`. */
+export const customerOwnersTable = (prefix: string): TableSpec<CustomerOwnerRow> => ({
   table: `${prefix}_customer_owners`,
   key: 'customer_id',
   keyType: 'uuid',
   columns: ['customer_id', 'owner_id', 'merged_into'],
 });
 
-export async function migrateCustomerOwners(db: Kysely<any>, schema: string, spec: TableSpec): Promise<void> {
+export async function migrateCustomerOwners(db: QueryExecutorProvider, schema: string, spec: TableSpec<CustomerOwnerRow>): Promise<void> {
   const t = sql.id(schema, spec.table);
   await sql`CREATE TABLE IF NOT EXISTS ${t} (
     customer_id uuid PRIMARY KEY,
@@ -48,14 +55,14 @@ const MAX_CHAIN = 16;
  * which a customer's and its records' events arrived.
  */
 export class CustomerOwners {
-  private readonly owners: RowSet;
+  private readonly owners: RowSet<CustomerOwnerRow>;
   /** Customers whose owner or primary changed in this batch. */
   private readonly changed = new Set<string>();
 
   constructor(
-    private readonly trx: Transaction<any>,
+    private readonly trx: QueryExecutorProvider,
     private readonly schema: string,
-    private readonly spec: TableSpec,
+    private readonly spec: TableSpec<CustomerOwnerRow>,
   ) {
     this.owners = new RowSet(trx, schema, spec);
   }
@@ -77,7 +84,7 @@ export class CustomerOwners {
       const next = new Set<string>();
       for (const id of wanted) {
         const primary = this.owners.get(id)?.merged_into;
-        if (typeof primary === 'string' && !this.owners.get(primary)) next.add(primary);
+        if (primary && !this.owners.get(primary)) next.add(primary);
       }
       wanted = next;
     }
@@ -97,11 +104,10 @@ export class CustomerOwners {
     let id = customerId;
     for (let hop = 0; hop < MAX_CHAIN; hop++) {
       const next = this.owners.get(id)?.merged_into;
-      if (typeof next !== 'string') break;
+      if (!next) break;
       id = next;
     }
-    const owner = this.owners.get(id)?.owner_id;
-    return typeof owner === 'string' ? owner : null;
+    return this.owners.get(id)?.owner_id ?? null;
   }
 
   /** Stores the owners, then brings `customer_owner_id` of `records` (rows with a `customer_id`) up to date. */
@@ -122,7 +128,7 @@ export class CustomerOwners {
       WHERE t.customer_id = m.customer_id AND t.customer_owner_id IS DISTINCT FROM m.owner_id`.execute(this.trx);
   }
 
-  private update(customerId: string, change: (row: Record<string, unknown>) => void): void {
+  private update(customerId: string, change: (row: CustomerOwnerRow) => void): void {
     const row = this.owners.get(customerId) ?? { customer_id: customerId, owner_id: null, merged_into: null };
     change(row);
     this.owners.put(row);

@@ -1,9 +1,9 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { DEFAULT_BASE_CURRENCY } from '../../domain/exchange-rate/events.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
-import { occurredAt } from './common.ts';
-import { ensureSchema, insertRows, RowSet, type Row, type TableSpec } from './rows.ts';
+import { occurredAt, type Instant } from './common.ts';
+import { ensureSchema, insertRows, RowSet, type TableSpec } from './rows.ts';
 
 /** SQL type of a rate: 10 whole and 10 fractional digits, exact (domain/exchange-rate/events.ts). */
 export const RATE_TYPE = 'numeric(20,10)';
@@ -15,21 +15,55 @@ export const RATE_TYPE = 'numeric(20,10)';
  * corrected reaches every figure at once and no other table depends on the order rates arrived in.
  * `exchange_rate_history`: every ExchangeRateSet, superseded ones included, for auditors.
  */
-export const EXCHANGE_RATES: TableSpec = {
+export type ExchangeRateRow = {
+  /** `base:currency:validFrom` (rateKeyOf). */
+  rate_key: string;
+  base_currency: string;
+  currency: string;
+  valid_from: Instant;
+  /** numeric(20,10): a decimal string. */
+  rate: string;
+  previous_rate: string | null;
+  corrections: number;
+  set_at: Instant;
+  event_id: string;
+  /** bigint as PostgreSQL returns it: a string. */
+  position: string;
+};
+
+export type ExchangeRateHistoryRow = Omit<ExchangeRateRow, 'rate_key' | 'corrections'> & {
+  actor: string;
+  reason: string | null;
+};
+
+/** `base_currency`: one row, the configured base currency (see `ensureBaseCurrencyTable`). */
+export type BaseCurrencyRow = {
+  only_row: boolean;
+  currency: string;
+};
+
+export const EXCHANGE_RATES: TableSpec<ExchangeRateRow> = {
   table: 'exchange_rates',
   key: 'rate_key',
   keyType: 'text',
   columns: ['rate_key', 'base_currency', 'currency', 'valid_from', 'rate', 'previous_rate', 'corrections', 'set_at', 'event_id', 'position'],
 };
 
-export const EXCHANGE_RATE_HISTORY: TableSpec = {
+export const EXCHANGE_RATE_HISTORY: TableSpec<ExchangeRateHistoryRow> = {
   table: 'exchange_rate_history',
   key: 'event_id',
   keyType: 'uuid',
   columns: ['event_id', 'base_currency', 'currency', 'valid_from', 'rate', 'previous_rate', 'set_at', 'actor', 'reason', 'position'],
 };
 
-async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+/** The tables this projection owns (and `base_currency`, see `ensureBaseCurrencyTable`), for kysely. */
+export interface ExchangeRateTables {
+  exchange_rates: ExchangeRateRow;
+  exchange_rate_history: ExchangeRateHistoryRow;
+  base_currency: BaseCurrencyRow;
+}
+
+async function migrate(db: Kysely<ExchangeRateTables>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   const t = sql.id(schema, 'exchange_rates');
   await sql`CREATE TABLE IF NOT EXISTS ${t} (
@@ -67,7 +101,7 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
  * composition root records CRM_BASE_CURRENCY here at start (EUR until then); outside the projection's
  * `tables`, so rebuilds and swaps leave it in place.
  */
-async function ensureBaseCurrencyTable(db: Kysely<any>, schema: string): Promise<void> {
+async function ensureBaseCurrencyTable(db: QueryExecutorProvider, schema: string): Promise<void> {
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'base_currency')} (
     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
     currency char(3) NOT NULL
@@ -76,7 +110,7 @@ async function ensureBaseCurrencyTable(db: Kysely<any>, schema: string): Promise
 }
 
 /** Records the configured base currency where the reporting views read it (cli/app.ts, at start). */
-export async function recordBaseCurrency(db: Kysely<any>, schema: string, currency: string): Promise<void> {
+export async function recordBaseCurrency(db: QueryExecutorProvider, schema: string, currency: string): Promise<void> {
   await ensureSchema(db, schema);
   await ensureBaseCurrencyTable(db, schema);
   await sql`INSERT INTO ${sql.id(schema, 'base_currency')} (only_row, currency) VALUES (true, ${currency})
@@ -89,7 +123,7 @@ export const rateKeyOf = (baseCurrency: string, currency: string, validFrom: str
 
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const rates = new RowSet(trx, schema, EXCHANGE_RATES);
-  const history: Row[] = [];
+  const history: ExchangeRateHistoryRow[] = [];
   const keys: string[] = [];
   for (const { event } of events)
     if (event.type === 'ExchangeRateSet') keys.push(rateKeyOf(event.data.baseCurrency, event.data.currency, event.data.validFrom));
@@ -106,7 +140,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       valid_from: new Date(d.validFrom).toISOString(),
       rate: d.rate,
       previous_rate: d.previousRate,
-      corrections: before ? Number(before.corrections) + 1 : 0,
+      corrections: before ? before.corrections + 1 : 0,
       set_at: occurredAt(e),
       event_id: e.id,
       position: e.position.toString(),

@@ -3,8 +3,8 @@ import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
 import { idsOf } from './common.ts';
-import { CustomerOwners, customerOwnersTable, migrateCustomerOwners } from './customer-owners.ts';
-import { evolveFeedback, type FeedbackState } from './feedback-fold.ts';
+import { CustomerOwners, customerOwnersTable, migrateCustomerOwners, type CustomerOwnerRow } from './customer-owners.ts';
+import { evolveFeedback, type FeedbackRow } from './feedback-fold.ts';
 import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
 
 /**
@@ -16,7 +16,7 @@ import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
  * `customer_owner_id` is the account owner of the item's customer (of the primary after a merge), kept
  * current from the customers' events (customer-owners.ts) for `own`/`team` visibility.
  */
-export const FEEDBACK: TableSpec = {
+export const FEEDBACK: TableSpec<FeedbackRow> = {
   table: 'feedback',
   key: 'feedback_id',
   columns: [
@@ -58,7 +58,13 @@ const SORT_KEYS = {
   priority: sql`(array_position(ARRAY['low','normal','high','urgent']::text[], priority))`,
 } as const;
 
-async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+/** The tables this projection owns, for kysely. */
+export interface FeedbackTables {
+  feedback: FeedbackRow;
+  feedback_customer_owners: CustomerOwnerRow;
+}
+
+async function migrate(db: Kysely<FeedbackTables>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   const t = sql.id(schema, 'feedback');
   await sql`CREATE TABLE IF NOT EXISTS ${t} (
@@ -122,14 +128,13 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       forgotten.push(event.data.customerId);
       for (const row of feedback.find((r) => r.customer_id === event.data.customerId)) {
         row.subject = ERASED;
-        feedback.touch(String(row.feedback_id));
+        feedback.touch(row.feedback_id);
       }
       continue;
     }
     const id = (event.data as { feedbackId?: string }).feedbackId;
     if (!id) continue;
-    // A loaded row holds the table's columns (FEEDBACK), which is the fold's typed row.
-    const before = feedback.get(id) as FeedbackState | undefined;
+    const before = feedback.get(id);
     const after = evolveFeedback(before, e);
     if (!after || after === before) continue;
     // The fold keeps the item's own stream; the customer's owner comes from the customer's events.

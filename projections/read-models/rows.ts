@@ -1,4 +1,4 @@
-import { sql, type Transaction } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 
 /**
  * Batch-friendly row access for projections: load the rows a batch touches in one query, fold the
@@ -24,7 +24,7 @@ const localDate = (d: Date): string => `${d.getFullYear()}-${String(d.getMonth()
 /** SQL type of each table's key column, looked up once (the same in live, shadow and replay schemas). */
 const keyTypes = new Map<string, string>();
 
-async function keyTypeOf(trx: Transaction<any>, schema: string, spec: { table: string; key: string; keyType?: string | undefined }): Promise<string> {
+async function keyTypeOf(trx: QueryExecutorProvider, schema: string, spec: { table: string; key: string; keyType?: string | undefined }): Promise<string> {
   if (spec.keyType) return spec.keyType;
   const cacheKey = `${spec.table}.${spec.key}`;
   let type = keyTypes.get(cacheKey);
@@ -43,7 +43,7 @@ export class RowSet<R extends object = Row> {
   private readonly deleted = new Set<string>();
 
   constructor(
-    private readonly trx: Transaction<any>,
+    private readonly trx: QueryExecutorProvider,
     private readonly schema: string,
     private readonly spec: TableSpec<R>,
   ) {}
@@ -112,7 +112,7 @@ const pick = <R extends object>(row: R, columns: readonly (keyof R & string)[]):
 const CHUNK_ROWS = 5_000;
 
 /** Multi-row `INSERT ... ON CONFLICT (key) DO UPDATE` over every writable column. */
-export async function upsertRows<R extends object>(trx: Transaction<any>, schema: string, spec: TableSpec<R>, rows: readonly R[]): Promise<void> {
+export async function upsertRows<R extends object>(trx: QueryExecutorProvider, schema: string, spec: TableSpec<R>, rows: readonly R[]): Promise<void> {
   const cols = spec.columns;
   const updates = cols.filter((c) => c !== spec.key).map((c) => sql`${sql.id(c)} = EXCLUDED.${sql.id(c)}`);
   for (let i = 0; i < rows.length; i += CHUNK_ROWS) {
@@ -126,7 +126,7 @@ export async function upsertRows<R extends object>(trx: Transaction<any>, schema
  * Multi-row plain insert for append-only tables (the timeline). No ON CONFLICT: the checkpoint in the
  * same transaction means an event is never applied twice, so a duplicate key is a bug and fails loudly.
  */
-export async function insertRows<R extends object>(trx: Transaction<any>, schema: string, spec: TableSpec<R>, rows: readonly R[]): Promise<void> {
+export async function insertRows<R extends object>(trx: QueryExecutorProvider, schema: string, spec: TableSpec<R>, rows: readonly R[]): Promise<void> {
   const cols = spec.columns;
   for (let i = 0; i < rows.length; i += CHUNK_ROWS) {
     await sql`INSERT INTO ${sql.id(schema, spec.table)} (${sql.join(cols.map((c) => sql.id(c)))})

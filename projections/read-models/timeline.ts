@@ -3,8 +3,8 @@ import { changesOf } from '../../domain/activity/events.ts';
 import type { CrmEvent } from '../../domain/catalogue.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
-import { occurredAt } from './common.ts';
-import { ensureSchema, insertRows, RowSet, type Row, type TableSpec } from './rows.ts';
+import { occurredAt, type Instant } from './common.ts';
+import { ensureSchema, insertRows, RowSet, type TableSpec } from './rows.ts';
 
 /**
  * `customer_timeline`: every event about a customer (their own, and the deal, feedback and campaign
@@ -12,19 +12,46 @@ import { ensureSchema, insertRows, RowSet, type Row, type TableSpec } from './ro
  * forgetting a customer leaves no plaintext behind here (an activity shows its kind, never its subject or body).
  * `timeline_subjects`: which customer each deal, feedback item and activity belongs to.
  */
-export const TIMELINE: TableSpec = {
+export type TimelineEntry = {
+  event_id: string;
+  customer_id: string;
+  /** bigint as PostgreSQL returns it: a string. */
+  position: string;
+  stream: string;
+  revision: number;
+  event_type: string;
+  /** Business time. */
+  occurred_at: Instant;
+  /** Record time. */
+  recorded_at: Instant;
+  actor: string;
+  summary: string;
+};
+
+export type TimelineSubject = {
+  subject_id: string;
+  customer_id: string;
+};
+
+export const TIMELINE: TableSpec<TimelineEntry> = {
   table: 'customer_timeline',
   key: 'event_id',
   columns: ['event_id', 'customer_id', 'position', 'stream', 'revision', 'event_type', 'occurred_at', 'recorded_at', 'actor', 'summary'],
 };
 
-export const TIMELINE_SUBJECTS: TableSpec = {
+export const TIMELINE_SUBJECTS: TableSpec<TimelineSubject> = {
   table: 'timeline_subjects',
   key: 'subject_id',
   columns: ['subject_id', 'customer_id'],
 };
 
-async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+/** The tables this projection owns, for kysely. */
+export interface TimelineTables {
+  customer_timeline: TimelineEntry;
+  timeline_subjects: TimelineSubject;
+}
+
+async function migrate(db: Kysely<TimelineTables>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   const t = sql.id(schema, 'customer_timeline');
   // One index only, the one the timeline is read by: positions are unique, so (customer, position) is
@@ -157,7 +184,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       .map((e) => subjectOf(e.event))
       .filter((s): s is string => !!s),
   );
-  const entries: Row[] = [];
+  const entries: TimelineEntry[] = [];
   for (const e of events) {
     const { event } = e;
     if (e.stream.startsWith('campaign-') && event.type !== 'CampaignResponseRecorded') continue;
@@ -165,13 +192,12 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
     let customerId = typeof data.customerId === 'string' ? data.customerId : undefined;
     const subject = subjectOf(event);
     if (event.type === 'DealOpened' || event.type === 'FeedbackSubmitted' || event.type === 'ActivityLogged') {
-      subjects.put({ subject_id: subject, customer_id: customerId });
+      if (subject && customerId) subjects.put({ subject_id: subject, customer_id: customerId });
     } else if ((!customerId || isActivity(event)) && subject) {
-      const row = subjects.get(subject);
-      customerId = row ? String(row.customer_id) : customerId;
+      customerId = subjects.get(subject)?.customer_id ?? customerId;
     }
     if (!customerId) continue;
-    const entry: Row = {
+    const entry: TimelineEntry = {
       event_id: e.id,
       customer_id: customerId,
       position: e.position.toString(),
@@ -189,7 +215,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       await insertRows(trx, schema, TIMELINE, entries.splice(0));
       await subjects.flush();
       await absorbTimeline(trx, schema, event.data.customerId, event.data.duplicateId);
-      for (const row of subjects.find((r) => String(r.customer_id) === event.data.duplicateId)) row.customer_id = event.data.customerId;
+      for (const row of subjects.find((r) => r.customer_id === event.data.duplicateId)) row.customer_id = event.data.customerId;
     }
   }
   await subjects.flush();

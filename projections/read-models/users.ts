@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
+import type { UserRole, UserVisibility } from '../../domain/user/events.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
-import { occurredAt } from './common.ts';
+import { occurredAt, type Instant } from './common.ts';
 import { ensureSchema } from './rows.ts';
 
 /**
@@ -9,7 +10,40 @@ import { ensureSchema } from './rows.ts';
  * caller may see, and the reporting roles' scope function reads `team_members`. Administration is
  * rare, so events are applied one statement at a time, in order.
  */
-async function migrate(db: Kysely<any>, schema: string): Promise<void> {
+export type UserRow = {
+  user_id: string;
+  name: string;
+  email: string;
+  role: UserRole;
+  visibility: UserVisibility;
+  active: boolean;
+  registered_at: Instant;
+  revision: number;
+  last_event_at: Instant;
+};
+
+export type TeamRow = {
+  team_id: string;
+  name: string;
+  created_at: Instant;
+  revision: number;
+  last_event_at: Instant;
+};
+
+export type TeamMemberRow = {
+  team_id: string;
+  user_id: string;
+  joined_at: Instant;
+};
+
+/** The tables this projection owns, for kysely. */
+export interface UserTables {
+  users: UserRow;
+  teams: TeamRow;
+  team_members: TeamMemberRow;
+}
+
+async function migrate(db: Kysely<UserTables>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'users')} (
     user_id uuid PRIMARY KEY,

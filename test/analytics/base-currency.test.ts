@@ -10,7 +10,7 @@ import { analyticsTestDatabase, projected } from './support.ts';
 
 const harness = analyticsTestDatabase('analytics_base_currency', { baseCurrency: 'EUR' });
 const { schemas, run } = harness;
-let db: Kysely<any>;
+let db: Kysely<unknown>;
 beforeAll(() => {
   db = harness.db;
 });

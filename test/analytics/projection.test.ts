@@ -13,7 +13,7 @@ import { analyticsTestDatabase, projected, purchase, refund, registered } from '
 
 const harness = analyticsTestDatabase('analytics_projection');
 const { schemas, run } = harness;
-let db: Kysely<any>;
+let db: Kysely<unknown>;
 beforeAll(() => {
   db = harness.db;
 });

@@ -9,7 +9,7 @@ import { purchase } from './support.ts';
 
 const schemas = testSchemas('analytics_service');
 let database: SqlDatabase;
-let db: Kysely<any>;
+let db: Kysely<unknown>;
 let service: AnalyticsService;
 const projection = createAnalyticsProjection();
 const events = simulatedHistory(600, 21);

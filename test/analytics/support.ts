@@ -15,7 +15,7 @@ export function analyticsTestDatabase(label: string, options: AnalyticsProjectio
   let database: SqlDatabase | undefined;
   const harness = {
     schemas: testSchemas(label),
-    db: undefined as unknown as Kysely<any>,
+    db: undefined as unknown as Kysely<unknown>,
     async run(schema: string, batches: ProjectedEvent[][]) {
       const projection = createAnalyticsProjection(options);
       await projection.migrate(harness.db, schema);

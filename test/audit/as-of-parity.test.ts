@@ -8,10 +8,12 @@ import { migrateProjections } from '../../projections/checkpoints.ts';
 
 /**
  * A record folded `asOf` now must read like the live read-model view of the same record: same
- * field names, same values, for every field both have. Customers, campaigns and feedback fold with
- * their read models' own folds (their figures are tested in test/projections/*-fold.test.ts), so
- * for them this guards the two namings of one row (the record's and the view's); deals and
- * activities still have a fold of their own in audit/records.ts.
+ * field names, same values, for every field both have. Every kind folds with its read model's own
+ * fold (projections/read-models/*-fold.ts, tested in test/projections/*-fold.test.ts), so this
+ * guards what is still written twice: the naming of one row, by audit/records.ts for the record and
+ * by projections/queries for the view (derived fields such as a deal's status or an activity's
+ * `open` included), and the row folded in memory against the same row stored and read back
+ * through PostgreSQL (numeric, date and time formats).
  */
 let h: AuditHarness;
 const projections = readModelProjections();

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { expect } from 'vitest';
 import type { CrmApp } from '../../api/app.ts';
 import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
@@ -198,7 +198,7 @@ export async function straddleDigitBoundary(database: SqlDatabase, schema: strin
  * Recomputes a stream's hash chain and head from its rows as they are now, the way `append_events`
  * hashes (what a forger who knows the formula would do).
  */
-export async function rechainStream(db: Kysely<any>, schema: string, stream: string): Promise<void> {
+export async function rechainStream(db: QueryExecutorProvider, schema: string, stream: string): Promise<void> {
   const events = sql.id(schema, 'events');
   const { rows } = await sql<any>`
     SELECT stream, revision, position::text AS position, event_id::text AS event_id, type, data::text AS data, metadata::text AS metadata,
