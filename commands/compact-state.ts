@@ -49,13 +49,18 @@ class Book {
     return out;
   }
 
+  /** The last key looked up and where it was found (a decider asks for one entry several times in a row). */
+  private last: { key: string; at: { start: number; valueAt: number; end: number } | undefined } | undefined;
+
   /** Start and end of the entry's value, or undefined. */
   private find(key: string): { start: number; valueAt: number; end: number } | undefined {
+    if (this.last?.key === key) return this.last.at;
     const head = `\n${JSON.stringify(key)}:`;
     const start = this.text.indexOf(head);
-    if (start < 0) return undefined;
-    const next = this.text.indexOf('\n', start + head.length);
-    return { start, valueAt: start + head.length, end: next < 0 ? this.text.length : next };
+    const next = start < 0 ? -1 : this.text.indexOf('\n', start + head.length);
+    const at = start < 0 ? undefined : { start, valueAt: start + head.length, end: next < 0 ? this.text.length : next };
+    this.last = { key, at };
+    return at;
   }
 
   has(key: string): boolean {
@@ -72,11 +77,13 @@ class Book {
     const at = this.find(key);
     // In place, so that the entries keep their order.
     this.text = at ? this.text.slice(0, at.start) + entry + this.text.slice(at.end) : this.text + entry;
+    this.last = undefined;
   }
 
   delete(key: string): void {
     const at = this.find(key);
     if (at) this.text = this.text.slice(0, at.start) + this.text.slice(at.end);
+    this.last = undefined;
   }
 
   keys(): string[] {
