@@ -4,7 +4,7 @@ import type { AggregateKind } from './schemas.ts';
  * Compact forms of what the batch handler keeps of a stream between batches (commands/batch.ts), so
  * that holding every customer of a large purchases file costs memory per stream, not per event the
  * way plain objects do (measured: 20,000 customer states with 50 orders each held 161 MB as objects;
- * as books and id lists below, about 55 bytes an order).
+ * as books and id lists below, 63 MB: about 27 bytes an order, 24 an event id and 580 a customer).
  *
  * - A book stands in for a dictionary of a state (a customer's orders and refunds): the same
  *   own-property reads and writes the deciders make (domain/entries.ts), kept as one string of JSON
@@ -19,10 +19,26 @@ const BOOKED: Partial<Record<AggregateKind, readonly string[]>> = { customer: ['
 const IS_BOOK = Symbol('compact book');
 
 /**
+ * One new sequential string. Strings grown with `+` are kept by V8 as trees of their pieces, even
+ * once searched (measured: 20,000 strings of 50 entries grown with `+=` held 94 MB for 26 million
+ * characters; joined, 26.5 MB).
+ */
+const flat = (parts: string[]): string => parts.join('');
+
+/**
  * Entries `\n<key as JSON>:<value>`, where the value is a JSON array of the fields of the book's
  * first value (most values share one shape) or, for another shape, a JSON object. JSON text holds no
  * raw line break, so a line break always starts an entry.
  */
+/** Field lists shared by every book whose values have them. */
+const shapes = new Map<string, string[]>();
+const shapeOf = (keys: string[]): string[] => {
+  const name = JSON.stringify(keys);
+  let shape = shapes.get(name);
+  if (!shape) shapes.set(name, (shape = keys));
+  return shape;
+};
+
 class Book {
   private text = '';
   private fields: string[] | undefined;
@@ -30,7 +46,7 @@ class Book {
   private encode(value: unknown): string {
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const keys = Object.keys(value);
-      this.fields ??= keys;
+      this.fields ??= shapeOf(keys);
       const fields = this.fields;
       const record = value as Record<string, unknown>;
       if (keys.length === fields.length && keys.every((k, i) => k === fields[i] && record[k] !== undefined)) {
@@ -76,13 +92,13 @@ class Book {
     const entry = `\n${JSON.stringify(key)}:${this.encode(value)}`;
     const at = this.find(key);
     // In place, so that the entries keep their order.
-    this.text = at ? this.text.slice(0, at.start) + entry + this.text.slice(at.end) : this.text + entry;
+    this.text = flat(at ? [this.text.slice(0, at.start), entry, this.text.slice(at.end)] : [this.text, entry]);
     this.last = undefined;
   }
 
   delete(key: string): void {
     const at = this.find(key);
-    if (at) this.text = this.text.slice(0, at.start) + this.text.slice(at.end);
+    if (at) this.text = flat([this.text.slice(0, at.start), this.text.slice(at.end)]);
     this.last = undefined;
   }
 
@@ -99,41 +115,44 @@ class Book {
   }
 }
 
+/** The book behind a dictionary object (on the proxy's target, under a symbol). */
+const BOOK = Symbol('book');
+type BookTarget = { [BOOK]: Book };
+
+/** One handler for every book (closures per book cost about 2 KB a customer). */
+const bookHandler: ProxyHandler<BookTarget> = {
+  get: (target, key, receiver) => {
+    if (key === IS_BOOK) return true;
+    if (typeof key === 'string' && target[BOOK].has(key)) return target[BOOK].get(key);
+    return typeof key === 'symbol' ? undefined : (Reflect.get(target, key, receiver) as unknown);
+  },
+  has: (target, key) => (typeof key === 'string' ? target[BOOK].has(key) || key in Object.prototype : false),
+  getOwnPropertyDescriptor: (target, key) => {
+    if (typeof key !== 'string' || !target[BOOK].has(key)) return undefined;
+    return { value: target[BOOK].get(key), writable: true, enumerable: true, configurable: true };
+  },
+  defineProperty: (target, key, descriptor) => {
+    if (typeof key !== 'string') return false;
+    target[BOOK].set(key, descriptor.value);
+    return true;
+  },
+  set: (target, key, value) => {
+    if (typeof key !== 'string') return false;
+    target[BOOK].set(key, value);
+    return true;
+  },
+  deleteProperty: (target, key) => {
+    if (typeof key === 'string') target[BOOK].delete(key);
+    return true;
+  },
+  ownKeys: (target) => target[BOOK].keys(),
+};
+
 /** A dictionary object backed by a book: own-property reads, writes, deletes and enumeration behave as on a plain object. */
 const bookObject = (entries: Record<string, unknown>): Record<string, unknown> => {
   const book = new Book();
   for (const key of Object.keys(entries)) book.set(key, entries[key]);
-  return new Proxy<Record<string | symbol, unknown>>(
-    {},
-    {
-      get: (target, key, receiver) => {
-        if (key === IS_BOOK) return true;
-        if (typeof key === 'string' && book.has(key)) return book.get(key);
-        return Reflect.get(target, key, receiver);
-      },
-      has: (target, key) => (typeof key === 'string' && book.has(key)) || Reflect.has(target, key),
-      getOwnPropertyDescriptor: (target, key) => {
-        if (typeof key !== 'string') return Reflect.getOwnPropertyDescriptor(target, key);
-        return book.has(key) ? { value: book.get(key), writable: true, enumerable: true, configurable: true } : undefined;
-      },
-      defineProperty: (target, key, descriptor) => {
-        if (typeof key !== 'string') return Reflect.defineProperty(target, key, descriptor);
-        book.set(key, descriptor.value);
-        return true;
-      },
-      set: (target, key, value) => {
-        if (typeof key !== 'string') return Reflect.set(target, key, value);
-        book.set(key, value);
-        return true;
-      },
-      deleteProperty: (target, key) => {
-        if (typeof key !== 'string') return Reflect.deleteProperty(target, key);
-        book.delete(key);
-        return true;
-      },
-      ownKeys: () => book.keys(),
-    },
-  );
+  return new Proxy<BookTarget>({ [BOOK]: book }, bookHandler);
 };
 
 const isBook = (value: unknown): boolean => typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[IS_BOOK] === true;
@@ -181,7 +200,7 @@ export class CompactIds {
 
   /** An event without a command hash is held too: a command whose key derives its id is then a conflict, never a repeat. */
   add(id: string, commandHash: string | undefined): void {
-    this.text += packId(id) + hashPrefix(commandHash);
+    this.text = flat([this.text, packId(id), hashPrefix(commandHash)]);
   }
 
   /** The stored prefix of the command hash of `id`, or undefined when the id is not held. */
