@@ -5,9 +5,11 @@ import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { MAX_STREAMS_PER_APPEND, type EventStore, type NewEvent, type StreamAppend } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../eventstore/errors.ts';
 import { personalSubjectOf, type PersonalData } from '../eventstore/personal-data.ts';
-import { aggregateFolders, emptyStream, foldInto, streamOf, type EventRef, type Folder, type LoadedStream } from './aggregates.ts';
+import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
+import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
+import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
 import { eventIdFor } from './ids.ts';
-import { firstResult, type CommandContext } from './index.ts';
+import type { CommandContext } from './index.ts';
 import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type PreparedCommand } from './prepare.ts';
 import type { AggregateKind } from './schemas.ts';
 
@@ -49,10 +51,11 @@ export interface BatchCommandDeps {
   personalData: PersonalData;
   sla?: SlaPolicy;
   clock?: () => Date;
-  /** Current states kept between batches (a purchases file revisits its customers). Default 20 000. */
+  /**
+   * Current states kept between batches (a purchases file revisits its customers), in compact form
+   * (commands/compact-state.ts), so the bound is a count of streams whatever their length. Default 50 000.
+   */
   cachedStreams?: number;
-  /** ... holding at most this many events together (a state grows with its stream). Default 100 000. */
-  cachedEvents?: number;
   /** Re-decisions after conflicts before a batch gives up. Default 50. */
   maxAttempts?: number;
 }
@@ -63,13 +66,21 @@ export interface BatchCommandDeps {
  */
 const NOT_IN_BATCH = new Set(['MergeCustomer', 'ForgetCustomer', 'LogActivity', 'ChangeActivity', 'CompleteActivity']);
 
+/** What is kept of a stream between batches: its state (with compact dictionaries) and its keyed event ids. */
+interface Held {
+  state: unknown;
+  /** Revision of the last event folded; -1 when the stream has no events. */
+  revision: number;
+  ids: CompactIds;
+}
+
 interface Working {
   kind: AggregateKind;
-  base: LoadedStream<unknown>;
+  base: Held;
   state: unknown;
   events: NewEvent[];
-  /** Ids decided in this batch (a file may repeat a row). */
-  newIds: Map<string, EventRef>;
+  /** Ids decided in this batch (a file may repeat a row), with their command hashes. */
+  newIds: Map<string, string | undefined>;
 }
 
 export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
@@ -77,36 +88,35 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   const clock = deps.clock ?? (() => new Date());
   const folders = aggregateFolders(deps.sla ?? defaultSlaPolicy);
   const decide = createDecide(deps.sla ?? defaultSlaPolicy);
-  const maxCached = deps.cachedStreams ?? 20_000;
-  const maxEvents = deps.cachedEvents ?? 100_000;
-  let cachedEvents = 0;
+  const maxCached = deps.cachedStreams ?? 50_000;
   const maxAttempts = deps.maxAttempts ?? 50;
   // Least recently used first (Map order): bounded, so memory stays flat over a file of any length.
-  const cache = new Map<string, LoadedStream<unknown>>();
+  const cache = new Map<string, Held>();
 
   const forget = (stream: string): void => {
-    cachedEvents -= cache.get(stream)?.ids.size ?? 0;
     cache.delete(stream);
   };
-  const remember = (stream: string, loaded: LoadedStream<unknown>): void => {
-    forget(stream);
-    cache.set(stream, loaded);
-    cachedEvents += loaded.ids.size;
-    // The one just stored stays, whatever its size: the batch in hand needs it.
-    while ((cache.size > maxCached || cachedEvents > maxEvents) && cache.size > 1) forget(cache.keys().next().value!);
+  const remember = (stream: string, held: Held): void => {
+    cache.delete(stream);
+    cache.set(stream, held);
+    while (cache.size > maxCached) cache.delete(cache.keys().next().value!);
   };
 
   /**
    * The batch's streams: cached ones, and the others read in one query (with the keys of their
    * customers in another). Held by the batch, so that the cache bound never drops one in use.
    */
-  const load = async (wanted: Map<string, AggregateKind>): Promise<Map<string, LoadedStream<unknown>>> => {
-    const streams = new Map<string, LoadedStream<unknown>>();
+  const load = async (wanted: Map<string, AggregateKind>): Promise<Map<string, Held>> => {
+    const streams = new Map<string, Held>();
     const missing: string[] = [];
     for (const stream of wanted.keys()) {
       const cached = cache.get(stream);
-      if (cached) streams.set(stream, cached);
-      else missing.push(stream);
+      if (cached) {
+        streams.set(stream, cached);
+        // Used again: last out.
+        cache.delete(stream);
+        cache.set(stream, cached);
+      } else missing.push(stream);
     }
     if (missing.length === 0) return streams;
     const read = await store.readStreams(missing);
@@ -118,17 +128,34 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       }
     await personalData.loadKeys(subjects);
     for (const stream of missing) {
-      const folder = folders[wanted.get(stream)!] as Folder<unknown>;
-      const loaded = await foldInto({ store, personalData, folders }, folder, emptyStream(folder), read.get(stream) ?? []);
-      streams.set(stream, loaded);
-      remember(stream, loaded);
+      const kind = wanted.get(stream)!;
+      const folder = folders[kind] as Folder<unknown>;
+      const recorded = read.get(stream) ?? [];
+      let state = folder.initialState();
+      const ids = new CompactIds();
+      for (const r of recorded) {
+        const e = await decodeRecordedEvent(r, personalData);
+        // Forgotten by another process: drop our cached key so nothing more is encrypted or read with it.
+        if (e.event.type === 'CustomerForgotten') personalData.evict(e.event.data.customerId);
+        state = folder.evolve(state, e.event);
+        ids.add(r.id, e.metadata.commandHash);
+      }
+      const held: Held = { state: compactState(kind, state), revision: recorded.at(-1)?.revision ?? -1, ids };
+      streams.set(stream, held);
+      remember(stream, held);
     }
     return streams;
   };
 
+  /** The command hash (prefix) stored or decided in this batch under an event id of the stream. */
+  const hashOf = (w: Working, id: string): string | undefined => {
+    if (w.newIds.has(id)) return hashPrefix(w.newIds.get(id));
+    return w.base.ids.hashOf(id);
+  };
+
   /** One pass: decide every command on the current states; returns the appends and the outcomes. */
   const decideAll = (
-    streams: Map<string, LoadedStream<unknown>>,
+    streams: Map<string, Held>,
     prepared: (PreparedCommand | undefined)[],
     firstEventIds: (string | undefined)[],
     outcomes: BatchOutcome[],
@@ -148,12 +175,15 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       if (!p) return;
       try {
         const w = workOn(p.kind, p.stream);
-        // Stored ids and the ones decided in this batch, without copying either.
-        const ids = { has: (id: string) => w.newIds.has(id) || w.base.ids.has(id), get: (id: string) => w.newIds.get(id) ?? w.base.ids.get(id) };
-        // A command seen before has stored its first event: only then is the rest of its result looked up.
-        const first = ids.has(firstEventIds[i]!) ? firstResult(p.id, p.stream, ids as Map<string, EventRef>, p.metadata) : undefined;
-        if (first) {
-          outcomes[i] = { ok: true, stream: p.stream, eventIds: first.eventIds, alreadyDone: true };
+        // A command seen before has stored its first event: its result is the events under its key
+        // (commands/index.ts firstResult), unless the key was used for a different command.
+        const firstHash = hashOf(w, firstEventIds[i]!);
+        if (firstHash !== undefined) {
+          if (!CompactIds.sameCommand(firstHash, p.metadata.commandHash)) throw new IdempotencyConflict(firstEventIds[i]!, p.stream);
+          const eventIds = [firstEventIds[i]!];
+          for (let n = 1; hashOf(w, eventIdFor(p.stream, p.metadata.idempotencyKey!, n)) !== undefined; n++)
+            eventIds.push(eventIdFor(p.stream, p.metadata.idempotencyKey!, n));
+          outcomes[i] = { ok: true, stream: p.stream, eventIds, alreadyDone: true };
           return;
         }
         const command = { ...p.command };
@@ -175,8 +205,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         });
         // Evolved only once every event passed its schema, so a refused command leaves the state as it was.
         for (const e of events) w.state = folder.evolve(w.state, { type: e.type, data: e.data } as CrmEvent);
-        const base = w.base.revision + w.events.length;
-        events.forEach((e, index) => w.newIds.set(e.id, { revision: base + index + 1, position: 0n, commandHash: p.metadata.commandHash }));
+        for (const e of events) w.newIds.set(e.id, p.metadata.commandHash);
         w.events.push(...events);
         outcomes[i] = { ok: true, stream: p.stream, eventIds, alreadyDone: false };
       } catch (error) {
@@ -237,9 +266,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         const results = await store.appendToStreams(appends);
         appending.forEach(([stream, w], i) => {
           const ids = w.base.ids;
-          forget(stream);
-          for (const [id, ref] of w.newIds) ids.set(id, { ...ref, position: results[i]!.position });
-          remember(stream, { state: w.state, revision: results[i]!.nextExpectedRevision, position: results[i]!.position, ids });
+          for (const [id, commandHash] of w.newIds) ids.add(id, commandHash);
+          remember(stream, { state: w.state, revision: results[i]!.nextExpectedRevision, ids });
         });
         return outcomes;
       } catch (error) {

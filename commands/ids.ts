@@ -1,17 +1,26 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** Namespace of the CRM's name-based ids (a fixed random UUID). */
 const NAMESPACE = Buffer.from('6f1c2a5e8b3d4f7a9c0e1b2d3f4a5b6c', 'hex');
+/** The namespace followed by the name being hashed (grown on demand). */
+let scratch = Buffer.concat([NAMESPACE, Buffer.alloc(496)]);
 
 /**
  * RFC 4122 version-5 UUID of `name`: the same name always gives the same id. Event ids derived from
  * (stream, idempotency key, index) make a retried command find its first result.
  */
 export const uuidV5 = (name: string): string => {
-  const hash = createHash('sha1').update(NAMESPACE).update(name, 'utf8').digest();
-  hash[6] = (hash[6]! & 0x0f) | 0x50;
-  hash[8] = (hash[8]! & 0x3f) | 0x80;
-  const hex = hash.subarray(0, 16).toString('hex');
+  // One-shot hashing over a reused buffer: a Hash object per id cost more than the digest (bulk import).
+  const length = NAMESPACE.length + Buffer.byteLength(name, 'utf8');
+  if (length > scratch.length) {
+    scratch = Buffer.alloc(Math.max(length, 2 * scratch.length));
+    NAMESPACE.copy(scratch);
+  }
+  scratch.write(name, NAMESPACE.length, 'utf8');
+  const digest = hash('sha1', scratch.subarray(0, length), 'buffer');
+  digest[6] = (digest[6]! & 0x0f) | 0x50;
+  digest[8] = (digest[8]! & 0x3f) | 0x80;
+  const hex = digest.subarray(0, 16).toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 };
 
@@ -20,20 +29,36 @@ export const eventIdFor = (stream: string, idempotencyKey: string, index: number
 /** Id of an aggregate created by a command that carried no id: stable across retries of the same key. */
 export const createdIdFor = (commandType: string, idempotencyKey: string): string => uuidV5(`create\n${commandType}\n${idempotencyKey}`);
 
-const canonical = (value: unknown): unknown => {
-  if (Array.isArray(value)) return value.map(canonical);
-  if (value && typeof value === 'object')
-    return Object.fromEntries(
-      Object.keys(value)
-        .sort()
-        .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
-    );
-  return value;
+/** Keys that objects list first, in numeric order, whatever the order they were added in. */
+const isArrayIndex = (key: string): boolean => {
+  const first = key.charCodeAt(0);
+  return first >= 48 && first <= 57 && /^(?:0|[1-9]\d{0,9})$/.test(key) && Number(key) < 4_294_967_295;
+};
+
+/**
+ * The command's JSON with object keys sorted and undefined members left out, written directly: the
+ * same text as `JSON.stringify` of a key-sorted copy (which this replaced, and which the stored
+ * hashes were made with), without building the copy. Like that copy, it lists keys that are array
+ * indices first, in numeric order (an object's own order), then the others sorted.
+ */
+export const canonicalJson = (value: unknown): string | undefined => {
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v) ?? 'null').join(',')}]`;
+  if (value && typeof value === 'object') {
+    const record = value as Record<string, unknown>;
+    // Object.keys lists index keys first, in numeric order.
+    const indices: string[] = [];
+    const names: string[] = [];
+    for (const key of Object.keys(record)) (isArrayIndex(key) ? indices : names).push(key);
+    names.sort();
+    let out = '';
+    for (const key of indices.length === 0 ? names : [...indices, ...names]) {
+      const member = record[key] === undefined ? undefined : canonicalJson(record[key]);
+      if (member !== undefined) out += `${out === '' ? '' : ','}${JSON.stringify(key)}:${member}`;
+    }
+    return `{${out}}`;
+  }
+  return JSON.stringify(value);
 };
 
 /** SHA-256 of the command's canonical JSON (keys sorted): equal for a retry, different for another request. */
-export const commandHash = (command: unknown): string =>
-  createHash('sha256')
-    .update(JSON.stringify(canonical(command)))
-    .digest('base64url');
+export const commandHash = (command: unknown): string => hash('sha256', canonicalJson(command) ?? 'undefined', 'base64url');

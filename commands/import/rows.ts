@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { createdIdFor } from '../ids.ts';
 import { commandSchemas, type CommandType } from '../schemas.ts';
 
@@ -46,7 +46,7 @@ export const detectKind = (headers: string[]): ImportKind | undefined => {
   return undefined;
 };
 
-const hash = (text: string) => createHash('sha256').update(text).digest('hex');
+const hash = (text: string) => digest('sha256', text, 'hex');
 
 /** A stable customer id for an email, so other files can refer to customers by email. */
 export const customerIdForEmail = (email: string): string => {

@@ -176,6 +176,29 @@ describe('postgres engine specifics', () => {
     await Promise.all([store.close(), otherStore.close(), third.close()]);
   });
 
+  it('chains the hashes of multi-stream appends like single appends, and two overlapping batches neither deadlock nor interleave a stream', async () => {
+    const store = await createStore();
+    const schema = storeSchemas.get(store)!;
+    await store.appendToStream('customer-1', [newEvent()]);
+    // Streams with one and with several events, listed out of key order; one already has a chain.
+    await store.appendToStreams([
+      { stream: 'customer-3', events: [newEvent(), newEvent(), newEvent()], expectedRevision: 'no_stream' },
+      { stream: 'customer-1', events: [newEvent(), newEvent()], expectedRevision: 0 },
+      { stream: 'customer-2', events: [newEvent()], expectedRevision: 'no_stream' },
+    ]);
+    // The same streams from two batches at once, in opposite orders: the locks serialise them.
+    const streams = Array.from({ length: 40 }, (_, i) => `deal-${i}`);
+    await Promise.all(
+      [streams, [...streams].reverse()].map((order) => store.appendToStreams(order.map((stream) => ({ stream, events: [newEvent(), newEvent()] })))),
+    );
+    expect(await verifyStreamChains(database, { schema })).toEqual({ ok: true, checked: 7 + 40 * 4 });
+    const { rows } = await sql<{ stream: string; revisions: string[] }>`
+      SELECT stream, array_agg(revision::text ORDER BY position) AS revisions FROM ${sql.id(schema)}.events GROUP BY stream`.execute(database.db);
+    // Revision order is position order in every stream.
+    for (const row of rows) expect(row.revisions).toEqual(row.revisions.map((_, i) => String(i)));
+    await store.close();
+  });
+
   it('reports an unreachable server as EventStoreUnavailable naming what to check', async () => {
     const unreachable = connectPostgres('postgres://postgres@127.0.0.1:1/test');
     const error = await createPostgresEventStore(unreachable, { schema: 'unused' }).catch((e: unknown) => e);
