@@ -25,6 +25,8 @@ import { convertAmount, minusMoney, plusMoney, RateBook, setRate, type Reconvert
 import { analyticsReportingViews } from './reporting.ts';
 import { loadLatestModel } from './model-store.ts';
 import { mergeCustomers } from './merge.ts';
+import { valuePerMonth } from './retention-clv.ts';
+import type { PurchaseSummary } from './models/rfm.ts';
 
 export const ANALYTICS_EVENT_TYPES = [
   'CustomerRegistered',
@@ -87,7 +89,8 @@ export function aggregateFromRow(row: Row): CustomerAggregate {
   };
 }
 
-export const scoreRow = (s: NonNullable<ReturnType<typeof scoreCustomer>>): Row => ({
+/** The stored score of a customer (analytics_scores), from the score and the aggregate it was computed on. */
+export const scoreRow = (s: NonNullable<ReturnType<typeof scoreCustomer>>, purchases: PurchaseSummary): Row => ({
   customer_id: s.customerId,
   model_version: s.modelVersion,
   observation_end: dayToIsoDate(s.observationEndDay),
@@ -105,6 +108,7 @@ export const scoreRow = (s: NonNullable<ReturnType<typeof scoreCustomer>>): Row 
   m_score: s.rfmScore.m,
   segment: s.segment,
   cluster: s.cluster,
+  value_per_month: valuePerMonth(purchases, s.observationEndDay),
 });
 
 const newCustomer = (customerId: string): Row => ({
@@ -673,8 +677,9 @@ async function rescoreCustomers(trx: Transaction<any>, schema: string, modelSche
   for (const id of touched) {
     const c = t.set(CUSTOMER).get(id);
     if (!c) continue;
-    const score = scoreCustomer(model, aggregateFromRow(c), observationEndDay);
-    if (score) rows.push(scoreRow(score));
+    const aggregate = aggregateFromRow(c);
+    const score = scoreCustomer(model, aggregate, observationEndDay);
+    if (score && aggregate.purchases) rows.push(scoreRow(score, aggregate.purchases));
   }
   if (rows.length) await upsertScores(trx, modelSchema, rows);
 }
