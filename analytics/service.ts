@@ -16,6 +16,7 @@ import { rfmOf } from './models/rfm.ts';
 import { addMonths, dayOf, dayToIsoDate, monthOfDay, type TimeUnit } from './models/time.ts';
 import { csat, nps } from './models/satisfaction.ts';
 import { SCORE_TOTALS, upsertScores } from './tables.ts';
+import { KEPT_ACTIVE_WINDOW_DAYS, keptRetention } from './retention-counts.ts';
 import { customerRetentionClv, retentionClvFactor, retentionClvParams } from './retention-clv.ts';
 
 /** Not enough history to fit (too few customers, or no churned/retained customers to learn from). */
@@ -469,12 +470,24 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     return { modelVersion: model?.version ?? null, model: model?.churn ?? null, ...(await scores(filters, 'churn_score')) };
   }
 
-  /** Cohorts and CRR computed now from the per-day purchases (always current, no fit needed). */
+  /**
+   * Cohorts and CRR, always current (no fit needed): for the kept activity window (365 days, the
+   * default) from the counts the projection keeps per month (analytics/retention-counts.ts), for
+   * another window computed now from every customer's purchase days.
+   */
   async function retention(filters: { from?: string; to?: string; activeWindowDays?: number } = {}) {
     const end = await observationEndDay();
     if (end === null) return { cohorts: [], periods: [], activeWindowDays: filters.activeWindowDays ?? 365 };
-    const customers = await purchaseDaysUpTo(db, schema, end);
     const to = filters.to && filters.to < monthOfDay(end) ? filters.to : monthOfDay(end);
+    if ((filters.activeWindowDays ?? KEPT_ACTIVE_WINDOW_DAYS) === KEPT_ACTIVE_WINDOW_DAYS) {
+      // Without the counts while the tables of the previous version serve (they are rebuilt after an upgrade).
+      const kept = await unlessRebuilding(
+        () => keptRetention(db, schema, to, filters.from),
+        () => null,
+      );
+      if (kept) return { activeWindowDays: KEPT_ACTIVE_WINDOW_DAYS, ...kept };
+    }
+    const customers = await purchaseDaysUpTo(db, schema, end);
     const cohorts = cohortTable(customers, to).filter((c) => !filters.from || c.cohort >= filters.from);
     const from = filters.from ?? cohorts[0]?.cohort ?? to;
     const activeWindowDays = filters.activeWindowDays ?? 365;

@@ -4,6 +4,7 @@ import { ensureSchema } from '../shared/sql.ts';
 import type { TableSpec } from '../projections/read-models/rows.ts';
 import { RATE_TYPE } from '../projections/read-models/exchange-rates.ts';
 import { RETENTION_CLV_SQL } from './retention-clv.ts';
+import { ACTIVE_AT, COHORT_ACTIVITY, migrateRetentionCounts } from './retention-counts.ts';
 
 /**
  * Analytics read-model tables (in the read schema). The aggregate tables are the projection's own
@@ -54,6 +55,7 @@ export const CUSTOMER: TableSpec = {
     'activities',
     'last_activity_day',
     'pending_amounts',
+    'purchase_months',
   ],
   dateColumns: ['first_day', 'last_day', 'last_activity_day'],
 };
@@ -145,7 +147,21 @@ export const AMOUNT: TableSpec = {
   dateColumns: ['value_day'],
 };
 
-export const AGGREGATE_TABLES = [CUSTOMER, PURCHASE_DAY, ORDER, ACTIVITY, FEEDBACK, DEAL, REVENUE_DAY, SATISFACTION, STATE, RATE, AMOUNT].map((t) => t.table);
+export const AGGREGATE_TABLES = [
+  CUSTOMER,
+  PURCHASE_DAY,
+  ORDER,
+  ACTIVITY,
+  FEEDBACK,
+  DEAL,
+  REVENUE_DAY,
+  SATISFACTION,
+  STATE,
+  RATE,
+  AMOUNT,
+  COHORT_ACTIVITY,
+  ACTIVE_AT,
+].map((t) => t.table);
 
 export const SCORES: TableSpec = {
   table: 'analytics_scores',
@@ -312,6 +328,8 @@ export async function migrateAggregates(db: Kysely<any>, schema: string): Promis
   await sql`CREATE INDEX IF NOT EXISTS analytics_amount_currency_idx ON ${t('analytics_amount')} (currency, occurred_at)`.execute(db);
   // A customer's missing rates: their amounts still without a base value.
   await sql`CREATE INDEX IF NOT EXISTS analytics_amount_pending_idx ON ${t('analytics_amount')} (customer_id) WHERE base_value IS NULL`.execute(db);
+  // Version 5: the retention counts (analytics/retention-counts.ts).
+  await migrateRetentionCounts(db, schema);
 }
 
 export async function migrateModels(db: Kysely<any>, schema: string): Promise<void> {
