@@ -75,6 +75,10 @@ export async function mergeCustomers(trx: QueryExecutorProvider, schema: string,
             (array_agg(value ORDER BY day))[1] AS first_value
           FROM ${t('analytics_purchase_day')} WHERE customer_id = ${primaryId}::uuid) s
     WHERE p.customer_id = ${primaryId}::uuid AND s.days > 0`.execute(trx);
+  // The last purchase day of each month, from the merged days (analytics/retention-counts.ts).
+  await sql`UPDATE ${t('analytics_customer')} SET purchase_months = coalesce((SELECT array_agg(m.last ORDER BY m.last)
+      FROM (SELECT max(day) - DATE '1970-01-01' AS last FROM ${t('analytics_purchase_day')} WHERE customer_id = ${primaryId}::uuid
+        GROUP BY to_char(day, 'YYYY-MM')) m), '{}') WHERE customer_id = ${primaryId}::uuid`.execute(trx);
   await sql`DELETE FROM ${t('analytics_customer')} WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
   await sql`DELETE FROM ${sql.id(modelSchema, 'analytics_scores')} WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
 }

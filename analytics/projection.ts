@@ -1,4 +1,4 @@
-import type { QueryExecutorProvider } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider, type Transaction } from 'kysely';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projections/projection.ts';
 import { ms } from '../projections/read-models/common.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
@@ -25,6 +25,9 @@ import { convertAmount, minusMoney, plusMoney, RateBook, setRate, type Reconvert
 import { analyticsReportingViews } from './reporting.ts';
 import { loadLatestModel } from './model-store.ts';
 import { mergeCustomers } from './merge.ts';
+import { valuePerMonth } from './retention-clv.ts';
+import { purchaseMonthsOf, RetentionDeltas, withPurchaseDay } from './retention-counts.ts';
+import type { PurchaseSummary } from './models/rfm.ts';
 
 export const ANALYTICS_EVENT_TYPES = [
   'CustomerRegistered',
@@ -87,7 +90,8 @@ export function aggregateFromRow(row: Row): CustomerAggregate {
   };
 }
 
-export const scoreRow = (s: NonNullable<ReturnType<typeof scoreCustomer>>): Row => ({
+/** The stored score of a customer (analytics_scores), from the score and the aggregate it was computed on. */
+export const scoreRow = (s: NonNullable<ReturnType<typeof scoreCustomer>>, purchases: PurchaseSummary): Row => ({
   customer_id: s.customerId,
   model_version: s.modelVersion,
   observation_end: dayToIsoDate(s.observationEndDay),
@@ -105,6 +109,7 @@ export const scoreRow = (s: NonNullable<ReturnType<typeof scoreCustomer>>): Row 
   m_score: s.rfmScore.m,
   segment: s.segment,
   cluster: s.cluster,
+  value_per_month: valuePerMonth(purchases, s.observationEndDay),
 });
 
 const newCustomer = (customerId: string): Row => ({
@@ -141,10 +146,13 @@ const newCustomer = (customerId: string): Row => ({
   activities: 0,
   last_activity_day: null,
   pending_amounts: 0,
+  purchase_months: [],
 });
 
 class Tables {
   readonly sets = new Map<string, RowSet>();
+  /** Customers whose `purchase_months` changed in this batch, with the list they had before it (analytics/retention-counts.ts). */
+  readonly monthsBefore = new Map<string, number[]>();
   /** Keys already looked up in this batch (found or not): a miss is not queried twice. */
   private readonly looked = new Map<string, Set<string>>();
   constructor(
@@ -189,7 +197,12 @@ class Tables {
     if (row) set.touch(key);
     return row;
   }
+  /** Writes the changed rows, and the retention counts' change from the customers' changed lists. */
   async flush(): Promise<void> {
+    const deltas = new RetentionDeltas();
+    for (const [id, before] of this.monthsBefore) deltas.change(before, purchaseMonthsOf(this.set(CUSTOMER).get(id)?.purchase_months));
+    this.monthsBefore.clear();
+    await deltas.apply(this.trx, this.schema);
     for (const set of this.sets.values()) await set.flush();
   }
   /** `amount` in the base currency at `at`: itself in the base currency, null while no rate is set. */
@@ -297,6 +310,12 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
         c.first_day_value = plusMoney(c.first_day_value, amount);
       }
       if (!c.last_day || day > dayOfDate(c.last_day)) c.last_day = isoDay;
+      const months = purchaseMonthsOf(c.purchase_months);
+      const nextMonths = withPurchaseDay(months, day);
+      if (nextMonths.length !== months.length || nextMonths.some((last, i) => last !== months[i])) {
+        if (!t.monthsBefore.has(d.customerId)) t.monthsBefore.set(d.customerId, months);
+        c.purchase_months = nextMonths;
+      }
       const r = await revenueDay(isoDay);
       r.purchases = num(r.purchases) + 1;
       r.revenue = plusMoney(r.revenue, amount);
@@ -609,11 +628,11 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
   return {
     name: 'analytics',
     // 2: merges fold the duplicate into the primary. 3: activities count as engagement. 4: money in the
-    // base currency, purchases in every currency counted.
-    version: 4,
+    // base currency, purchases in every currency counted. 5: retention counts (analytics/retention-counts.ts).
+    version: 5,
     tables: AGGREGATE_TABLES,
     filter: { eventTypes: [...ANALYTICS_EVENT_TYPES] },
-    async migrate(db: QueryExecutorProvider, schema: string) {
+    async migrate(db: Kysely<unknown>, schema: string) {
       await migrateAggregates(db, schema);
       // Empty model tables beside the aggregates too, so the reporting views also work over a
       // replay or shadow schema; the live ones are in `modelSchema`.
@@ -635,7 +654,14 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
           await t.flush();
           let changes: Reconverted[] = [];
           if (e.event.type === 'CustomerMerged') {
+            const ids = [e.event.data.customerId, e.event.data.duplicateId];
+            const before = await purchaseMonthsIn(trx, schema, ids);
             await mergeCustomers(trx, schema, e.event.data.customerId, e.event.data.duplicateId, modelSchema);
+            // The duplicate's months count for the primary now: the retention counts follow.
+            const after = await purchaseMonthsIn(trx, schema, ids);
+            const deltas = new RetentionDeltas();
+            for (const id of ids) deltas.change(before.get(id) ?? [], after.get(id) ?? []);
+            await deltas.apply(trx, schema);
             touched.delete(e.event.data.duplicateId);
             touched.add(e.event.data.customerId);
           } else if (e.event.data.baseCurrency === baseCurrency && e.event.data.currency !== baseCurrency) {
@@ -661,6 +687,13 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
   };
 }
 
+/** `purchase_months` of these customers as stored (absent: no row). */
+async function purchaseMonthsIn(trx: QueryExecutorProvider, schema: string, ids: readonly string[]): Promise<Map<string, number[]>> {
+  const { rows } = await sql<{ id: string; months: number[] }>`SELECT customer_id::text AS id, purchase_months AS months
+    FROM ${sql.id(schema, 'analytics_customer')} WHERE customer_id = ANY(CAST(${[...ids]} AS uuid[]))`.execute(trx);
+  return new Map(rows.map((r) => [r.id, purchaseMonthsOf(r.months)]));
+}
+
 /** Live scoring after a batch: each touched customer with purchases, with the latest model, at the stored observation end. */
 async function rescoreCustomers(trx: QueryExecutorProvider, schema: string, modelSchema: string, t: Tables, touched: Set<string>): Promise<void> {
   if (touched.size === 0) return;
@@ -673,8 +706,9 @@ async function rescoreCustomers(trx: QueryExecutorProvider, schema: string, mode
   for (const id of touched) {
     const c = t.set(CUSTOMER).get(id);
     if (!c) continue;
-    const score = scoreCustomer(model, aggregateFromRow(c), observationEndDay);
-    if (score) rows.push(scoreRow(score));
+    const aggregate = aggregateFromRow(c);
+    const score = scoreCustomer(model, aggregate, observationEndDay);
+    if (score && aggregate.purchases) rows.push(scoreRow(score, aggregate.purchases));
   }
   if (rows.length) await upsertScores(trx, modelSchema, rows);
 }

@@ -46,10 +46,24 @@ export function customerRetentionClv(params: RetentionClvParams, purchases: Purc
 }
 
 /**
+ * Net value per month since the first purchase, at the day of a score (its observation end): what
+ * `RETENTION_CLV_SQL.clv` multiplies by `retentionClvFactor`. Stored with each score
+ * (`analytics_scores.value_per_month`) so that a segment's mean is a sum kept per segment.
+ */
+export function valuePerMonth(purchases: PurchaseSummary, scoredDay: number): number {
+  return Math.max(0, purchases.totalValue) / Math.max(1, (scoredDay - purchases.firstDay) / DAYS_PER_MONTH);
+}
+
+/** margin / (1 + d - r): the CLV per unit of `valuePerMonth`. */
+export const retentionClvFactor = (params: RetentionClvParams): number => params.marginRate / (1 + params.discountRate - params.retentionRate);
+
+/**
  * The same figure in SQL over `analytics_customer c` and `analytics_scores s` (for the segment figures
  * and the reporting view), with the parameters as `p.retention_rate`, `p.margin_rate`, `p.discount_rate`.
  */
 export const RETENTION_CLV_SQL = {
+  /** `valuePerMonth` in SQL (the net value per month before the margin). */
+  valuePerMonth: `greatest(c.total_value, 0)::float / greatest(1.0, (s.observation_end - c.first_day) / ${DAYS_PER_MONTH})`,
   marginPerMonth: `greatest(c.total_value, 0)::float / greatest(1.0, (s.observation_end - c.first_day) / ${DAYS_PER_MONTH}) * p.margin_rate`,
   clv: `greatest(c.total_value, 0)::float / greatest(1.0, (s.observation_end - c.first_day) / ${DAYS_PER_MONTH}) * p.margin_rate / (1 + p.discount_rate - p.retention_rate)`,
   /** A one-row relation `p` with the parameters of a model version given as SQL (e.g. the latest). */

@@ -15,8 +15,16 @@ import { forecastRevenue, type MonthlyValue } from './models/forecast.ts';
 import { rfmOf } from './models/rfm.ts';
 import { addMonths, dayOf, dayToIsoDate, monthOfDay, type TimeUnit } from './models/time.ts';
 import { csat, nps } from './models/satisfaction.ts';
-import { upsertScores, type AnalyticsCohortRow, type AnalyticsForecastRow, type AnalyticsModelTables, type AnalyticsRetentionRow } from './tables.ts';
-import { customerRetentionClv, RETENTION_CLV_SQL, retentionClvParams } from './retention-clv.ts';
+import {
+  SCORE_TOTALS,
+  upsertScores,
+  type AnalyticsCohortRow,
+  type AnalyticsForecastRow,
+  type AnalyticsModelTables,
+  type AnalyticsRetentionRow,
+} from './tables.ts';
+import { KEPT_ACTIVE_WINDOW_DAYS, keptRetention } from './retention-counts.ts';
+import { customerRetentionClv, retentionClvFactor, retentionClvParams } from './retention-clv.ts';
 
 /** Not enough history to fit (too few customers, or no churned/retained customers to learn from). */
 export class InsufficientData extends Error {
@@ -105,8 +113,9 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
         ORDER BY customer_id LIMIT 5000`.execute(db);
       if (rows.length === 0) return scored;
       const scores = rows.flatMap((r) => {
-        const s = scoreCustomer(model, aggregateFromRow(r), day);
-        return s ? [scoreRow(s)] : [];
+        const aggregate = aggregateFromRow(r);
+        const s = scoreCustomer(model, aggregate, day);
+        return s && aggregate.purchases ? [scoreRow(s, aggregate.purchases)] : [];
       });
       await upsertScores(db, modelSchema, scores);
       scored += scores.length;
@@ -293,6 +302,8 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     // Live scores use the latest business time seen, like the projection's incremental scoring.
     lap('storeMs');
     const scored = await rescoreAll({ version, params }, end);
+    // Every score was just written: the ranked lists are planned on statistics of these rows (projections/statistics.ts).
+    await sql`ANALYZE ${m('analytics_scores')}`.execute(db);
     lap('rescoreMs');
     await db
       .withTables<AnalyticsModelTables>()
@@ -424,8 +435,26 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const offset = filters.offset ?? 0;
     const { rows } = await sql<Row>`SELECT s.*, c.cohort FROM ${from} WHERE ${condition}
       ORDER BY ${sql.ref(`s.${orderBy}`)} DESC, s.customer_id LIMIT ${limit} OFFSET ${offset}`.execute(db);
-    const summary = await sql<Row>`SELECT count(*)::int AS customers, coalesce(sum(s.clv), 0)::float AS total_clv, avg(s.clv)::float AS mean_clv,
-      avg(s.churn_score)::float AS mean_churn_score, avg(s.p_alive)::float AS mean_p_alive FROM ${from} WHERE ${condition}`.execute(db);
+    // Everyone, one segment or one cluster: the totals kept per segment and cluster (analytics/tables.ts);
+    // any other filter counts the matching scores.
+    const kept =
+      filters.cohort === undefined &&
+      [filters.minClv, filters.maxClv, filters.minChurnScore, filters.maxChurnScore].every((v) => v === undefined) &&
+      !filters.owners &&
+      (filters.segment === undefined || filters.cluster === undefined);
+    const summary = kept
+      ? await sql<Row>`SELECT coalesce(sum(customers), 0)::int AS customers, coalesce(sum(clv), 0)::float AS total_clv,
+          (sum(clv) / nullif(sum(customers), 0))::float AS mean_clv, (sum(churn_score) / nullif(sum(customers), 0))::float AS mean_churn_score,
+          (sum(p_alive) / nullif(sum(customers), 0))::float AS mean_p_alive
+          FROM ${m(SCORE_TOTALS)} WHERE ${
+            filters.cluster !== undefined
+              ? sql`kind = 'cluster' AND key = ${String(filters.cluster)}`
+              : filters.segment !== undefined
+                ? sql`kind = 'segment' AND key = ${filters.segment}`
+                : sql`kind = 'segment'`
+          }`.execute(db)
+      : await sql<Row>`SELECT count(*)::int AS customers, coalesce(sum(s.clv), 0)::float AS total_clv, avg(s.clv)::float AS mean_clv,
+          avg(s.churn_score)::float AS mean_churn_score, avg(s.p_alive)::float AS mean_p_alive FROM ${from} WHERE ${condition}`.execute(db);
     const sRow = summary.rows[0]!;
     const money = await moneyIn(rows.map((r) => String(r.customer_id)));
     return {
@@ -459,12 +488,24 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     return { modelVersion: model?.version ?? null, model: model?.churn ?? null, ...(await scores(filters, 'churn_score')) };
   }
 
-  /** Cohorts and CRR computed now from the per-day purchases (always current, no fit needed). */
+  /**
+   * Cohorts and CRR, always current (no fit needed): for the kept activity window (365 days, the
+   * default) from the counts the projection keeps per month (analytics/retention-counts.ts), for
+   * another window computed now from every customer's purchase days.
+   */
   async function retention(filters: { from?: string; to?: string; activeWindowDays?: number } = {}) {
     const end = await observationEndDay();
     if (end === null) return { cohorts: [], periods: [], activeWindowDays: filters.activeWindowDays ?? 365 };
-    const customers = await purchaseDaysUpTo(db, schema, end);
     const to = filters.to && filters.to < monthOfDay(end) ? filters.to : monthOfDay(end);
+    if ((filters.activeWindowDays ?? KEPT_ACTIVE_WINDOW_DAYS) === KEPT_ACTIVE_WINDOW_DAYS) {
+      // Without the counts while the tables of the previous version serve (they are rebuilt after an upgrade).
+      const kept = await unlessRebuilding(
+        () => keptRetention(db, schema, to, filters.from),
+        () => null,
+      );
+      if (kept) return { activeWindowDays: KEPT_ACTIVE_WINDOW_DAYS, ...kept };
+    }
+    const customers = await purchaseDaysUpTo(db, schema, end);
     const cohorts = cohortTable(customers, to).filter((c) => !filters.from || c.cohort >= filters.from);
     const from = filters.from ?? cohorts[0]?.cohort ?? to;
     const activeWindowDays = filters.activeWindowDays ?? 365;
@@ -529,30 +570,31 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
   async function segments() {
     const model = await loadModelRecord(db, modelSchema);
     const clvRetention = model?.params.clvRetention ?? null;
-    // With the latest model's parameters (null without them); scores of older versions count with today's parameters.
-    const { rows } = await sql<Row>`SELECT s.segment, count(*)::int AS customers, avg(s.clv)::float AS mean_clv, sum(s.clv)::float AS total_clv,
-      avg(s.churn_score)::float AS mean_churn_score, avg(${sql.raw(RETENTION_CLV_SQL.clv)})::float AS mean_clv_retention
-      FROM ${m('analytics_scores')} s JOIN ${t('analytics_customer')} c USING (customer_id)
-      LEFT JOIN ${sql.raw(RETENTION_CLV_SQL.params(`${quoteId(modelSchema)}.analytics_models`, String(model?.version ?? 0)))} ON true
-      GROUP BY s.segment ORDER BY customers DESC, s.segment`.execute(db);
-    const clusters =
-      await sql<Row>`SELECT cluster, count(*)::int AS customers, avg(clv)::float AS mean_clv FROM ${m('analytics_scores')} GROUP BY cluster ORDER BY cluster`.execute(
-        db,
-      );
+    // From the totals kept per segment and cluster (analytics/tables.ts), a few rows whatever the
+    // number of customers. The discounted-retention CLV with the latest model's parameters (null
+    // without them); scores of older versions count with today's parameters.
+    const factor = clvRetention ? retentionClvFactor(clvRetention) : null;
+    const { rows: totals } = await sql<Row>`SELECT kind, key, sum(customers)::int AS customers, (sum(clv) / sum(customers))::float AS mean_clv,
+      sum(clv)::float AS total_clv, (sum(churn_score) / sum(customers))::float AS mean_churn_score,
+      (sum(value_per_month) / sum(customers))::float AS mean_value_per_month
+      FROM ${m(SCORE_TOTALS)} GROUP BY kind, key HAVING sum(customers) > 0
+      ORDER BY kind DESC, CASE WHEN kind = 'segment' THEN -sum(customers) END, CASE WHEN kind = 'cluster' THEN key::int END, key`.execute(db);
+    const rows = totals.filter((r) => r.kind === 'segment');
+    const clusters = totals.filter((r) => r.kind === 'cluster');
     return {
       modelVersion: model?.version ?? null,
       rfmCutoffs: model?.params.rfmCutoffs ?? null,
       clvRetentionParameters: clvRetention,
       segments: rows.map((r) => ({
-        segment: String(r.segment),
+        segment: String(r.key),
         customers: Number(r.customers),
         meanClv: Number(r.mean_clv),
         totalClv: Number(r.total_clv),
-        meanClvRetention: r.mean_clv_retention === null ? null : Number(r.mean_clv_retention),
+        meanClvRetention: factor === null ? null : Number(r.mean_value_per_month) * factor,
         meanChurnScore: Number(r.mean_churn_score),
       })),
-      clusters: clusters.rows.map((r) => {
-        const i = Number(r.cluster);
+      clusters: clusters.map((r) => {
+        const i = Number(r.key);
         return { cluster: i, customers: Number(r.customers), meanClv: Number(r.mean_clv), centroid: model?.params.clusters.profiles[i] ?? null };
       }),
     };
@@ -634,8 +676,6 @@ function figuresOf(model: StoredModel | null, aggregate: CustomerAggregate | und
     netValue: p?.totalValue ?? 0,
   };
 }
-
-const quoteId = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 /** `clvRetention` beside the BG/NBD `clv`, with the parameters it used (nulls without a model that has them or without purchases). */
 function retentionClvOf(model: StoredModel | null, purchases: CustomerAggregate['purchases'], day: number) {

@@ -1,8 +1,10 @@
-import { sql, type QueryExecutorProvider } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { MONEY_TYPE } from '../shared/money.ts';
 import { ensureSchema } from '../shared/sql.ts';
 import type { TableSpec } from '../projections/read-models/rows.ts';
 import { RATE_TYPE } from '../projections/read-models/exchange-rates.ts';
+import { RETENTION_CLV_SQL } from './retention-clv.ts';
+import { ACTIVE_AT, COHORT_ACTIVITY, migrateRetentionCounts } from './retention-counts.ts';
 
 /**
  * Analytics read-model tables (in the read schema). The aggregate tables are the projection's own
@@ -53,6 +55,7 @@ export const CUSTOMER: TableSpec = {
     'activities',
     'last_activity_day',
     'pending_amounts',
+    'purchase_months',
   ],
   dateColumns: ['first_day', 'last_day', 'last_activity_day'],
 };
@@ -144,7 +147,21 @@ export const AMOUNT: TableSpec = {
   dateColumns: ['value_day'],
 };
 
-export const AGGREGATE_TABLES = [CUSTOMER, PURCHASE_DAY, ORDER, ACTIVITY, FEEDBACK, DEAL, REVENUE_DAY, SATISFACTION, STATE, RATE, AMOUNT].map((t) => t.table);
+export const AGGREGATE_TABLES = [
+  CUSTOMER,
+  PURCHASE_DAY,
+  ORDER,
+  ACTIVITY,
+  FEEDBACK,
+  DEAL,
+  REVENUE_DAY,
+  SATISFACTION,
+  STATE,
+  RATE,
+  AMOUNT,
+  COHORT_ACTIVITY,
+  ACTIVE_AT,
+].map((t) => t.table);
 
 export const SCORES: TableSpec = {
   table: 'analytics_scores',
@@ -167,6 +184,7 @@ export const SCORES: TableSpec = {
     'm_score',
     'segment',
     'cluster',
+    'value_per_month',
   ],
 };
 
@@ -310,6 +328,8 @@ export async function migrateAggregates(db: QueryExecutorProvider, schema: strin
   await sql`CREATE INDEX IF NOT EXISTS analytics_amount_currency_idx ON ${t('analytics_amount')} (currency, occurred_at)`.execute(db);
   // A customer's missing rates: their amounts still without a base value.
   await sql`CREATE INDEX IF NOT EXISTS analytics_amount_pending_idx ON ${t('analytics_amount')} (customer_id) WHERE base_value IS NULL`.execute(db);
+  // Version 5: the retention counts (analytics/retention-counts.ts).
+  await migrateRetentionCounts(db, schema);
 }
 
 /** An `analytics_models` row: one fit. */
@@ -362,7 +382,7 @@ export type AnalyticsModelTables = {
   analytics_forecast: AnalyticsForecastRow;
 };
 
-export async function migrateModels(db: QueryExecutorProvider, schema: string): Promise<void> {
+export async function migrateModels(db: Kysely<unknown>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'analytics_models')} (
     version integer PRIMARY KEY,
@@ -393,6 +413,7 @@ export async function migrateModels(db: QueryExecutorProvider, schema: string): 
     segment text NOT NULL,
     cluster smallint NOT NULL
   )`.execute(db);
+  await addValuePerMonth(db, schema);
   // Rescoring rewrites every row: vacuum and analyse after 2% of the rows changed (not the default
   // 20%), and leave room on each page so updates stay on their page (HOT) instead of bloating it.
   await sql`ALTER TABLE ${sql.id(schema, 'analytics_scores')} SET (autovacuum_vacuum_scale_factor = 0.02,
@@ -428,7 +449,106 @@ export async function migrateModels(db: QueryExecutorProvider, schema: string): 
   await sql`CREATE INDEX IF NOT EXISTS analytics_scores_segment_idx ON ${sql.id(schema, 'analytics_scores')} (segment)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS analytics_scores_clv_idx ON ${sql.id(schema, 'analytics_scores')} (clv DESC, customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS analytics_scores_churn_idx ON ${sql.id(schema, 'analytics_scores')} (churn_score DESC, customer_id)`.execute(db);
+  await migrateScoreTotals(db, schema);
 }
+
+/**
+ * `value_per_month`: the customer's net value per month since their first purchase at the score's
+ * observation end (analytics/retention-clv.ts `valuePerMonth`), kept with the score so that the
+ * discounted-retention CLV of a segment is a sum over the segment's scores. Tables made before it
+ * existed gain the column, filled from the aggregates as the reporting views compute it.
+ */
+async function addValuePerMonth(db: QueryExecutorProvider, schema: string): Promise<void> {
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.columns
+    WHERE table_schema = ${schema} AND table_name = 'analytics_scores' AND column_name = 'value_per_month'`.execute(db);
+  if (rows[0]!.n > 0) return;
+  const scores = sql.id(schema, 'analytics_scores');
+  await sql`ALTER TABLE ${scores} ADD COLUMN IF NOT EXISTS value_per_month double precision`.execute(db);
+  const { rows: aggregates } = await sql<{ name: string | null }>`SELECT to_regclass(${`${quoteId(schema)}.analytics_customer`})::text AS name`.execute(db);
+  if (aggregates[0]?.name)
+    await sql`UPDATE ${scores} s SET value_per_month = ${sql.raw(RETENTION_CLV_SQL.valuePerMonth)}
+      FROM ${sql.id(schema, 'analytics_customer')} c WHERE c.customer_id = s.customer_id AND s.value_per_month IS NULL`.execute(db);
+}
+
+/**
+ * Counts and sums of the scores per RFM segment and per k-means cluster (`kind`, `key`), so that
+ * GET /analytics/segments, and the totals of /analytics/clv and /analytics/churn over everyone, a
+ * segment or a cluster, read a few rows instead of aggregating every score.
+ *
+ * Kept by statement triggers on `analytics_scores`, in the transaction of the statement that changes
+ * the scores, whoever writes them (live scoring, a fit rescoring everyone, a merge dropping the
+ * duplicate's score). Each statement adds its change as delta rows (count and sums of the rows it
+ * inserted, minus those it replaced or deleted): rows are only ever inserted, so writers never wait
+ * for one another here. Past `SCORE_TOTALS_COMPACT_AT` rows, a writer folds the rows no other
+ * transaction holds (SKIP LOCKED, so again no waiting) into one per key. Readers sum the rows per
+ * key. Sums are numeric: a score counted and later taken out cancels exactly (float sums would
+ * drift); each double enters as its 15-digit decimal.
+ */
+export const SCORE_TOTALS = 'analytics_score_totals';
+export const SCORE_TOTALS_COMPACT_AT = 256;
+
+const SUMS = ['clv', 'churn_score', 'p_alive', 'value_per_month'] as const;
+
+async function migrateScoreTotals(db: Kysely<unknown>, schema: string): Promise<void> {
+  const scores = `${quoteId(schema)}.analytics_scores`;
+  const totals = `${quoteId(schema)}.${SCORE_TOTALS}`;
+  const delta = (rows: string) => `INSERT INTO ${totals} (kind, key, customers, ${SUMS.join(', ')})
+      SELECT g.kind, g.key, sum(d.n), ${SUMS.map((c) => `sum(d.n * coalesce(d.${c}, 0)::numeric)`).join(', ')}
+      FROM (${rows}) d CROSS JOIN LATERAL (VALUES ('segment', d.segment), ('cluster', d.cluster::text)) g(kind, key)
+      GROUP BY g.kind, g.key
+      HAVING sum(d.n) <> 0 OR ${SUMS.map((c) => `sum(d.n * coalesce(d.${c}, 0)::numeric) <> 0`).join(' OR ')};`;
+  const rowsOf = (sign: 1 | -1, table: string) => `SELECT ${sign} AS n, segment, cluster, ${SUMS.join(', ')} FROM ${table}`;
+  const fold = `INSERT INTO ${totals} (kind, key, customers, ${SUMS.join(', ')})
+      SELECT kind, key, sum(customers), ${SUMS.map((c) => `sum(${c})`).join(', ')} FROM gone GROUP BY kind, key
+      HAVING sum(customers) <> 0 OR ${SUMS.map((c) => `sum(${c}) <> 0`).join(' OR ')}`;
+  const body = `
+    BEGIN
+      IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM ${totals};
+        RETURN NULL;
+      ELSIF TG_OP = 'INSERT' THEN
+        ${delta(rowsOf(1, 'new_rows'))}
+      ELSIF TG_OP = 'UPDATE' THEN
+        ${delta(`${rowsOf(1, 'new_rows')} UNION ALL ${rowsOf(-1, 'old_rows')}`)}
+      ELSE
+        ${delta(rowsOf(-1, 'old_rows'))}
+      END IF;
+      IF (SELECT count(*) FROM ${totals}) > ${SCORE_TOTALS_COMPACT_AT} THEN
+        WITH held AS (SELECT ctid FROM ${totals} FOR UPDATE SKIP LOCKED),
+          gone AS (DELETE FROM ${totals} t USING held WHERE t.ctid = held.ctid RETURNING t.*)
+        ${fold};
+      END IF;
+      RETURN NULL;
+    END`;
+  if (body.includes('$fn$')) throw new Error(`Schema name ${schema} cannot be used in a function body`);
+  const fn = `${quoteId(schema)}.analytics_score_totals_keep`;
+  await db.transaction().execute(async (trx) => {
+    // Scores stand still while the table is filled from them and the triggers are created.
+    await sql`LOCK TABLE ${sql.raw(scores)} IN SHARE ROW EXCLUSIVE MODE`.execute(trx);
+    const { rows } = await sql<{ name: string | null }>`SELECT to_regclass(${totals})::text AS name`.execute(trx);
+    const created = !rows[0]?.name;
+    if (created) {
+      await sql`CREATE TABLE ${sql.raw(totals)} (
+        kind text NOT NULL CHECK (kind IN ('segment', 'cluster')),
+        key text NOT NULL,
+        customers bigint NOT NULL,
+        ${sql.raw(SUMS.map((c) => `${c} numeric NOT NULL`).join(', '))}
+      )`.execute(trx);
+      await sql.raw(delta(rowsOf(1, scores)).replace(/;$/, '')).execute(trx);
+    }
+    await sql.raw(`CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $fn$${body}$fn$`).execute(trx);
+    const { rows: triggers } = await sql<{ name: string }>`SELECT tgname AS name FROM pg_trigger WHERE tgrelid = to_regclass(${scores})`.execute(trx);
+    const has = new Set(triggers.map((t) => t.name));
+    const create = (name: string, clause: string) =>
+      has.has(name) ? undefined : sql.raw(`CREATE TRIGGER ${name} AFTER ${clause} EXECUTE FUNCTION ${fn}()`).execute(trx);
+    await create('analytics_score_totals_insert', `INSERT ON ${scores} REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT`);
+    await create('analytics_score_totals_update', `UPDATE ON ${scores} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT`);
+    await create('analytics_score_totals_delete', `DELETE ON ${scores} REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT`);
+    await create('analytics_score_totals_truncate', `TRUNCATE ON ${scores} FOR EACH STATEMENT`);
+  });
+}
+
+const quoteId = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 /**
  * Writes scores, never replacing a score of a newer model version: a projection batch that loaded

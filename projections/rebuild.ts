@@ -3,6 +3,7 @@ import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply-batch.ts';
 import { catchUp, type CatchUpProgress } from './catch-up.ts';
+import { analyzeTables } from './statistics.ts';
 import { recordFeedEngine } from './feed-engine.ts';
 import { CHECKPOINT_TABLE, migrateCheckpoints, migrateProjections, readCheckpoints, setState } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
@@ -141,6 +142,12 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       const detail = first.failed.map((n) => `${n} on event ${failed.get(n)?.failedEventId} (${failed.get(n)?.lastError})`).join('; ');
       throw new Error(`Rebuild stopped: ${detail}. The live tables were left as they were.`);
     }
+    // Swapped in, the tables are queried at once: with statistics, not as tables never analysed (projections/statistics.ts).
+    await analyzeTables(
+      db,
+      shadow,
+      selected.flatMap((p) => p.tables),
+    );
     const attempts = options.maxSwapAttempts ?? 20;
     for (let attempt = 1; ; attempt++) {
       const more = await catchUp({

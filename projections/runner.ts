@@ -10,6 +10,7 @@ import { LeaseLost, type LeaseGuard } from './leases.ts';
 import { createBackoff } from '../eventstore/backoff.ts';
 import type { Projection } from './projection.ts';
 import { readProjectionStatus, type ProjectionStatus } from './status.ts';
+import { AnalyzeSchedule, analyzeTables } from './statistics.ts';
 
 export interface BatchOptions {
   /** Most events per batch (bufferTime's count). */
@@ -52,6 +53,8 @@ export interface ProjectionRunnerOptions {
    */
   watchdogMs?: number;
   stallMs?: number;
+  /** Events a projection applies before its tables are first analysed (projections/statistics.ts); default 10 000. */
+  analyzeAfterEvents?: number;
 }
 
 interface DecodedBatch {
@@ -98,9 +101,13 @@ export class ProjectionRunner {
   private readonly stillSince = new Map<string, { position: bigint; since: number }>();
   /** Events of the batch being applied now (back-pressure reads the backlog). */
   private applying = 0;
+  /** Statistics of a projection's tables after bulk applies (projections/statistics.ts). */
+  private readonly analyzeSchedule: AnalyzeSchedule;
+  private readonly analyzing = new Map<string, Promise<void>>();
 
   constructor(private readonly options: ProjectionRunnerOptions) {
     this.batch = { ...DEFAULT_BATCH, ...options.batch };
+    this.analyzeSchedule = new AnalyzeSchedule(options.analyzeAfterEvents);
   }
 
   get projections(): readonly Projection[] {
@@ -159,6 +166,19 @@ export class ProjectionRunner {
     this.subscription = undefined;
     this.pending = [];
     await this.inFlight.catch(() => undefined);
+    await Promise.all(this.analyzing.values());
+  }
+
+  /**
+   * ANALYZE of the projection's tables after bulk applies, beside the batches that follow (it takes
+   * no lock that writers or readers wait for); a failure only leaves the statistics as they were.
+   */
+  private refreshStatistics(p: Projection): void {
+    if (this.analyzing.has(p.name)) return;
+    const work = analyzeTables(this.options.db, this.options.schema, p.tables)
+      .catch((error: unknown) => this.options.log?.('statistics of a projection not refreshed', { projection: p.name, error: describeError(error) }))
+      .finally(() => this.analyzing.delete(p.name));
+    this.analyzing.set(p.name, work);
   }
 
   /** Re-reads checkpoints (after a rebuild swapped tables in, or a failed projection was cleared). */
@@ -443,6 +463,8 @@ export class ProjectionRunner {
     };
     const leases = this.options.leases;
     const applyOne = async (p: Projection) => {
+      const before = this.positions.get(p.name) ?? 0n;
+      const applied = items.filter((i) => i.recorded.position > before && matchesFilter(p.filter, i.recorded)).length;
       const outcome = await applyBatch(this.options.db, this.options.schema, p, items, endPosition, lag, {
         fence: leases ? (trx) => leases.assertHeld(trx, p.name) : undefined,
         shouldRetry: () => this.running && this.owned(p),
@@ -458,6 +480,7 @@ export class ProjectionRunner {
       });
       if (!outcome) return;
       this.positions.set(p.name, outcome.position);
+      if (outcome.kind === 'applied' && this.analyzeSchedule.record(p.name, applied)) this.refreshStatistics(p);
       if (outcome.kind === 'poison') {
         this.failed.add(p.name);
         this.options.log?.('projection stopped on a poison event', {

@@ -135,13 +135,18 @@ export type CustomerRevenue = {
   missingRates: string[];
 };
 
-/** Lines (alias `l`) of a customer and of the duplicates merged into it, chains followed (bounded). */
+/**
+ * Lines (alias `l`) of a customer and of the duplicates merged into it, chains followed (bounded).
+ * The ids are collected into an array first, so the lines are always read through their customer
+ * index: as `IN (subquery)` the planner could join every line of the table instead (it did, for
+ * each listed customer, on tables without statistics yet).
+ */
 const ofCustomerAndMerged = (source: ReadModelSource, id: RawBuilder<unknown>): RawBuilder<unknown> =>
-  sql`l.customer_id IN (
+  sql`l.customer_id = ANY (ARRAY(
       WITH RECURSIVE members(id, depth) AS (
         SELECT ${id}, 0
         UNION ALL SELECT c.customer_id, m.depth + 1 FROM ${sql.id(source.schema, 'customers')} c JOIN members m ON c.merged_into = m.id WHERE m.depth < 16
-      ) SELECT id FROM members)`;
+      ) SELECT id FROM members))`;
 
 /** The base-currency revenue of each listed customer (alias `t`), as `getCustomer` computes it. */
 const LIST_REVENUE_BASE = (source: ReadModelSource): RawBuilder<unknown>[] => {

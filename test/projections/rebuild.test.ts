@@ -163,6 +163,10 @@ describe('rebuild', () => {
       h.database.db,
     );
     expect(shadows[0]!.n).toBe(0);
+    // Swapped in with planner statistics (gathered in the shadow), not as tables never analysed.
+    const { rows: statistics } = await sql<{ table: string }>`SELECT DISTINCT tablename AS table FROM pg_stats
+      WHERE schemaname = ${h.schemas.read} AND tablename IN ('customers', 'customer_timeline')`.execute(h.database.db);
+    expect(statistics.map((r) => r.table).sort()).toEqual(['customer_timeline', 'customers']);
   });
 });
 

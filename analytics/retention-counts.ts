@@ -1,0 +1,162 @@
+import { sql, type QueryExecutorProvider } from 'kysely';
+import { RowSet, type Row, type TableSpec } from '../projections/read-models/rows.ts';
+import { addMonths, dayOf, dayToIsoDate, monthOfDay, monthsBetween } from './models/time.ts';
+import type { CohortRow, RetentionPeriod } from './models/retention.ts';
+
+/**
+ * The counts behind GET /analytics/retention, kept by the analytics projection so that the cohort
+ * table and the CRR per month are read from a few rows per month instead of every customer's
+ * purchase days (what `cohortTable` and `retentionRates` in models/retention.ts fold, and still do
+ * for a fit as of a past day, and for an activity window other than the kept one).
+ *
+ * Each customer keeps, in `analytics_customer.purchase_months`, the last purchase day of every month
+ * they bought in (sorted). That is all the two counts need:
+ * - `analytics_cohort_activity`: customers of a cohort (first-purchase month) with a purchase in a
+ *   month; the cohort's size is its count in its own month;
+ * - `analytics_active_at`: customers active at the first day t of a month for the kept window W
+ *   (365 days), i.e. with a purchase day in [t - W, t). Within a month before t's, some day is at or
+ *   after t - W exactly when the month's last purchase day is.
+ * A customer's share of both is a function of their list; when the list changes (a purchase on a
+ * new day of a month, a merge), the projection adds the difference between the new share and the
+ * old. A share is bounded by the months a customer bought in, not by their number of purchases.
+ * Rows whose count falls to 0 are deleted, so the tables are the same whatever the batch boundaries.
+ */
+export const KEPT_ACTIVE_WINDOW_DAYS = 365;
+
+export const COHORT_ACTIVITY: TableSpec = {
+  table: 'analytics_cohort_activity',
+  key: 'cohort_month',
+  keyType: 'text',
+  columns: ['cohort_month', 'cohort', 'month', 'customers'],
+};
+
+export const ACTIVE_AT: TableSpec = {
+  table: 'analytics_active_at',
+  key: 'boundary',
+  keyType: 'date',
+  columns: ['boundary', 'customers'],
+  dateColumns: ['boundary'],
+};
+
+export async function migrateRetentionCounts(db: QueryExecutorProvider, schema: string): Promise<void> {
+  const t = (name: string) => sql.id(schema, name);
+  await sql`ALTER TABLE ${t('analytics_customer')} ADD COLUMN IF NOT EXISTS purchase_months integer[] NOT NULL DEFAULT '{}'`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t(COHORT_ACTIVITY.table)} (
+    cohort_month text PRIMARY KEY,
+    cohort text NOT NULL,
+    month text NOT NULL,
+    customers integer NOT NULL
+  )`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS ${t(ACTIVE_AT.table)} (
+    boundary date PRIMARY KEY,
+    customers integer NOT NULL
+  )`.execute(db);
+}
+
+/** The list with a purchase on `day` added: a new month, or a later last day of its month. */
+export function withPurchaseDay(list: readonly number[], day: number): number[] {
+  const month = monthOfDay(day);
+  const i = list.findIndex((d) => monthOfDay(d) >= month);
+  if (i === -1) return [...list, day];
+  if (monthOfDay(list[i]!) !== month) return [...list.slice(0, i), day, ...list.slice(i)];
+  return list[i]! >= day ? [...list] : [...list.slice(0, i), day, ...list.slice(i + 1)];
+}
+
+const firstDayOfMonth = (month: string): number => dayOf(`${month}-01T00:00:00Z`);
+
+/** A customer's share of the counts: keys of `analytics_cohort_activity` and boundaries (ISO dates) of `analytics_active_at`. */
+export function retentionShare(list: readonly number[]): { cohortMonths: string[]; boundaries: string[] } {
+  if (list.length === 0) return { cohortMonths: [], boundaries: [] };
+  const cohort = monthOfDay(list[0]!);
+  const boundaries = new Set<string>();
+  for (const last of list) {
+    // Month starts t with last < t <= last + W.
+    for (let month = addMonths(monthOfDay(last), 1); firstDayOfMonth(month) <= last + KEPT_ACTIVE_WINDOW_DAYS; month = addMonths(month, 1))
+      boundaries.add(dayToIsoDate(firstDayOfMonth(month)));
+  }
+  return { cohortMonths: list.map((d) => `${cohort}|${monthOfDay(d)}`), boundaries: [...boundaries] };
+}
+
+/** Count changes per key, from customers' lists before and after. */
+export class RetentionDeltas {
+  readonly cohortMonths = new Map<string, number>();
+  readonly boundaries = new Map<string, number>();
+
+  add(list: readonly number[], sign: 1 | -1): void {
+    const share = retentionShare(list);
+    for (const key of share.cohortMonths) this.cohortMonths.set(key, (this.cohortMonths.get(key) ?? 0) + sign);
+    for (const key of share.boundaries) this.boundaries.set(key, (this.boundaries.get(key) ?? 0) + sign);
+  }
+
+  change(before: readonly number[], after: readonly number[]): void {
+    this.add(before, -1);
+    this.add(after, 1);
+  }
+
+  /** Adds the changes to the tables (one load and one upsert per table) and deletes the rows left at 0. */
+  async apply(trx: QueryExecutorProvider, schema: string): Promise<void> {
+    for (const [spec, deltas, init] of [
+      [
+        COHORT_ACTIVITY,
+        this.cohortMonths,
+        (key: string) => ({ cohort_month: key, cohort: key.slice(0, key.indexOf('|')), month: key.slice(key.indexOf('|') + 1), customers: 0 }),
+      ],
+      [ACTIVE_AT, this.boundaries, (key: string) => ({ boundary: key, customers: 0 })],
+    ] as const) {
+      const changed = [...deltas].filter(([, delta]) => delta !== 0);
+      deltas.clear();
+      if (changed.length === 0) continue;
+      const rows = new RowSet(trx, schema, spec);
+      await rows.load(changed.map(([key]) => key));
+      for (const [key, delta] of changed) {
+        const row: Row = rows.get(key) ?? init(key);
+        row.customers = Number(row.customers) + delta;
+        rows.put(row);
+      }
+      await rows.flush();
+      const emptied = changed.filter(([key]) => rows.get(key)!.customers === 0).map(([key]) => key);
+      if (emptied.length > 0)
+        await sql`DELETE FROM ${sql.id(schema, spec.table)} WHERE ${sql.id(spec.key)} = ANY(CAST(${emptied} AS ${sql.raw(spec.keyType!)}[]))`.execute(trx);
+    }
+  }
+}
+
+/** The kept list of a customer row as the projection holds it (pg parses integer[] to numbers; a new row has []). */
+export const purchaseMonthsOf = (value: unknown): number[] => (Array.isArray(value) ? value.map(Number) : []);
+
+/**
+ * Cohort table and CRR per month from the kept counts, as `cohortTable` and `retentionRates` give
+ * them for the kept window over every customer's purchase days up to `lastMonth`.
+ */
+export async function keptRetention(
+  db: QueryExecutorProvider,
+  schema: string,
+  lastMonth: string,
+  fromMonth: string | undefined,
+): Promise<{ cohorts: CohortRow[]; periods: RetentionPeriod[] }> {
+  const t = (name: string) => sql.id(schema, name);
+  const { rows: activity } = await sql<{ cohort: string; month: string; customers: number }>`SELECT cohort, month, customers
+    FROM ${t(COHORT_ACTIVITY.table)} WHERE cohort <= ${lastMonth} AND month <= ${lastMonth} ORDER BY cohort, month`.execute(db);
+  const byCohort = new Map<string, number[]>();
+  for (const r of activity) {
+    let active = byCohort.get(r.cohort);
+    if (!active) byCohort.set(r.cohort, (active = new Array<number>(monthsBetween(r.cohort, lastMonth) + 1).fill(0)));
+    active[monthsBetween(r.cohort, r.month)] = Number(r.customers);
+  }
+  const all = [...byCohort.entries()].map(([cohort, active]) => ({ cohort, size: active[0]!, active, retention: active.map((a) => a / active[0]!) }));
+  const cohorts = all.filter((c) => !fromMonth || c.cohort >= fromMonth);
+  const from = fromMonth ?? cohorts[0]?.cohort ?? lastMonth;
+  if (from > lastMonth) return { cohorts, periods: [] };
+  const { rows: active } = await sql<{ boundary: string; customers: number }>`SELECT to_char(boundary, 'YYYY-MM-DD') AS boundary, customers
+    FROM ${t(ACTIVE_AT.table)} WHERE boundary >= ${`${from}-01`}::date AND boundary <= ${`${addMonths(lastMonth, 1)}-01`}::date`.execute(db);
+  const activeAt = new Map(active.map((r) => [r.boundary.slice(0, 7), Number(r.customers)]));
+  const sizes = new Map(all.map((c) => [c.cohort, c.size]));
+  const periods: RetentionPeriod[] = [];
+  for (let period = from; period <= lastMonth; period = addMonths(period, 1)) {
+    const S = activeAt.get(period) ?? 0;
+    const E = activeAt.get(addMonths(period, 1)) ?? 0;
+    const N = sizes.get(period) ?? 0;
+    periods.push({ period, S, E, N, crr: S > 0 ? (E - N) / S : null });
+  }
+  return { cohorts, periods };
+}
