@@ -1,5 +1,6 @@
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import type { Projection } from './projection.ts';
+import type { Bigint } from './read-models/common.ts';
 import { ensureSchema } from '../shared/sql.ts';
 
 /** Where each projection stands: the checkpoint (committed with its read-model changes) and its health. */
@@ -43,17 +44,17 @@ export async function migrateCheckpoints(db: QueryExecutorProvider, schema: stri
   if (rows.length === 0) await sql`ALTER TABLE ${sql.id(schema, CHECKPOINT_TABLE)} ADD COLUMN IF NOT EXISTS failed_stream text`.execute(db);
 }
 
-/** A `projection_checkpoints` row as PostgreSQL returns it (bigint as a string). */
+/** A `projection_checkpoints` row as the driver returns it (bigint: pg's text, PGlite's number). */
 export type CheckpointRow = {
   name: string;
   version: number;
-  position: string;
+  position: Bigint;
   state: ProjectionState;
-  events_behind: string;
+  events_behind: Bigint;
   seconds_behind: number;
   last_error: string | null;
   failed_event_id: string | null;
-  failed_position: string | null;
+  failed_position: Bigint | null;
   /** A Date from pg; the text PGlite may give is parsed too. */
   updated_at: Date | string;
   failed_stream: string | null;

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
+import type { CampaignRow } from '../read-models/campaign-fold.ts';
 
 export type CampaignView = {
   id: string;
@@ -30,34 +31,37 @@ export type CampaignView = {
   updatedAt: string;
 };
 
-const toCampaignView = (r: Record<string, any>): CampaignView => ({
+/** A `campaigns` row as the queries read it: the fold's row (jsonb, should a driver give it as text). */
+type CampaignQueryRow = Omit<CampaignRow, 'target_segment'> & { target_segment: CampaignRow['target_segment'] | string };
+
+const toCampaignView = (r: CampaignQueryRow): CampaignView => ({
   id: r.campaign_id,
   name: r.name,
   channel: r.channel,
   status: r.status,
-  budget: num(r.budget)!,
-  currency: String(r.currency).trim(),
+  budget: Number(r.budget),
+  currency: r.currency.trim(),
   startsAt: iso(r.starts_at),
   endsAt: iso(r.ends_at),
-  targetSegment: typeof r.target_segment === 'string' ? JSON.parse(r.target_segment) : (r.target_segment ?? {}),
-  costs: num(r.costs)!,
+  targetSegment: typeof r.target_segment === 'string' ? (JSON.parse(r.target_segment) as CampaignRow['target_segment']) : r.target_segment,
+  costs: Number(r.costs),
   responses: {
-    sent: Number(r.sent_count),
-    opened: Number(r.opened_count),
-    clicked: Number(r.clicked_count),
-    converted: Number(r.converted_count),
-    unsubscribed: Number(r.unsubscribed_count),
+    sent: r.sent_count,
+    opened: r.opened_count,
+    clicked: r.clicked_count,
+    converted: r.converted_count,
+    unsubscribed: r.unsubscribed_count,
   },
-  conversions: Number(r.converted_count),
-  revenue: num(r.revenue)!,
+  conversions: r.converted_count,
+  revenue: Number(r.revenue),
   roi: num(r.roi),
   conversionRate: num(r.conversion_rate),
-  overBudget: r.over_budget === true,
+  overBudget: r.over_budget,
   createdAt: iso(r.created_at)!,
   launchedAt: iso(r.launched_at),
   completedAt: iso(r.completed_at),
   cancelledAt: iso(r.cancelled_at),
-  revision: Number(r.revision),
+  revision: r.revision,
   updatedAt: iso(r.last_event_at)!,
 });
 
@@ -95,10 +99,15 @@ export type CampaignInBase = {
 export async function campaignInBase(source: ReadModelSource, id: string): Promise<CampaignInBase> {
   const lines = convertedLines(source, 'campaign_money_lines', sql`l.campaign_id = ${uuidOf(id)}`);
   const [byKind, byCurrency] = await Promise.all([
-    sql<Record<string, any>>`SELECT y.kind, ${baseSums(['base_amount'])} FROM ${lines} GROUP BY y.kind`.execute(source.db),
-    sql<
-      Record<string, any>
-    >`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS amount FROM ${lines} WHERE y.kind = 'revenue' GROUP BY 1 ORDER BY 1`.execute(source.db),
+    sql<{
+      kind: 'cost' | 'revenue';
+      base_amount: string | null;
+      missing_rates: string[];
+    }>`SELECT y.kind, ${baseSums(['base_amount'])} FROM ${lines} GROUP BY y.kind`.execute(source.db),
+    sql<{
+      currency: string;
+      amount: string;
+    }>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS amount FROM ${lines} WHERE y.kind = 'revenue' GROUP BY 1 ORDER BY 1`.execute(source.db),
   ]);
   const kind = (k: string) => byKind.rows.find((r) => r.kind === k);
   // Nothing recorded of a kind sums to 0.
@@ -117,7 +126,7 @@ export async function campaignInBase(source: ReadModelSource, id: string): Promi
 
 /** `GET /campaigns/:id`; undefined when unknown. */
 export async function getCampaign(source: ReadModelSource, id: string): Promise<(CampaignView & CampaignInBase) | undefined> {
-  const row = await rowById(source, 'campaigns', 'campaign_id', id);
+  const row = await rowById<CampaignQueryRow>(source, 'campaigns', 'campaign_id', id);
   if (!row) return undefined;
   const base = await unlessRebuilding(
     () => campaignInBase(source, id),

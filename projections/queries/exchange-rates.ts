@@ -1,6 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import { DEFAULT_BASE_CURRENCY } from '../../domain/exchange-rate/events.ts';
 import { iso, type ReadModelSource } from './page.ts';
+import type { ExchangeRateHistoryRow, ExchangeRateRow } from '../read-models/exchange-rates.ts';
 
 /**
  * Base-currency figures. Amounts stay in their own currency in the read models, each with its business
@@ -101,20 +102,18 @@ export type ExchangeRates = {
 /** Facts of the history in one answer (bounded; per currency it is rarely more than a few thousand). */
 const HISTORY_LIMIT = 10_000;
 
-const rateText = (value: unknown): string => {
-  const text = String(value);
-  return text.includes('.') ? text.replace(/0+$/, '').replace(/\.$/, '') : text;
-};
+/** A numeric(20,10) as its shortest decimal text ('1.0842000000' -> '1.0842'). */
+const rateText = (text: string): string => (text.includes('.') ? text.replace(/0+$/, '').replace(/\.$/, '') : text);
 
-const toRate = (r: Record<string, any>): ExchangeRateView => ({
-  currency: String(r.currency).trim(),
-  baseCurrency: String(r.base_currency).trim(),
+const toRate = (r: Omit<ExchangeRateRow, 'rate_key' | 'event_id' | 'position'>): ExchangeRateView => ({
+  currency: r.currency.trim(),
+  baseCurrency: r.base_currency.trim(),
   rate: Number(r.rate),
   rateDecimal: rateText(r.rate),
   validFrom: iso(r.valid_from)!,
   setAt: iso(r.set_at)!,
   previousRate: r.previous_rate === null ? null : Number(r.previous_rate),
-  corrections: Number(r.corrections),
+  corrections: r.corrections,
 });
 
 /** `GET /exchange-rates?currency=&at=`. */
@@ -123,14 +122,14 @@ export async function exchangeRates(source: ReadModelSource, query: ExchangeRate
   const t = sql.id(source.schema, 'exchange_rates');
   const byCurrency = query.currency ? sql`AND r.currency = ${query.currency}` : sql``;
   if (query.at) {
-    const { rows } = await sql<Record<string, any>>`SELECT DISTINCT ON (r.currency) r.* FROM ${t} r
+    const { rows } = await sql<ExchangeRateRow>`SELECT DISTINCT ON (r.currency) r.* FROM ${t} r
       WHERE r.base_currency = ${base} ${byCurrency} AND r.valid_from <= ${query.at}::timestamptz
       ORDER BY r.currency, r.valid_from DESC`.execute(source.db);
     return { baseCurrency: base, currency: query.currency ?? null, at: query.at, rates: rows.map(toRate) };
   }
   const [rates, history] = await Promise.all([
-    sql<Record<string, any>>`SELECT r.* FROM ${t} r WHERE r.base_currency = ${base} ${byCurrency} ORDER BY r.currency, r.valid_from`.execute(source.db),
-    sql<Record<string, any>>`SELECT r.* FROM ${sql.id(source.schema, 'exchange_rate_history')} r
+    sql<ExchangeRateRow>`SELECT r.* FROM ${t} r WHERE r.base_currency = ${base} ${byCurrency} ORDER BY r.currency, r.valid_from`.execute(source.db),
+    sql<ExchangeRateHistoryRow>`SELECT r.* FROM ${sql.id(source.schema, 'exchange_rate_history')} r
       WHERE r.base_currency = ${base} ${byCurrency} ORDER BY r.position LIMIT ${HISTORY_LIMIT + 1}`.execute(source.db),
   ]);
   return {
@@ -141,7 +140,7 @@ export async function exchangeRates(source: ReadModelSource, query: ExchangeRate
     historyComplete: history.rows.length <= HISTORY_LIMIT,
     history: history.rows.slice(0, HISTORY_LIMIT).map((r) => {
       const { corrections: _c, ...view } = toRate({ ...r, corrections: 0 });
-      return { ...view, actor: r.actor, reason: r.reason ?? null, position: String(r.position), eventId: r.event_id };
+      return { ...view, actor: r.actor, reason: r.reason, position: String(r.position), eventId: r.event_id };
     }),
   };
 }

@@ -1,6 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import { byCustomerOwner, feedbackInScope, ownedOrCustomerListScope, scoped, type ReadScope } from './scope.ts';
-import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
+import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
+import type { FeedbackRow } from '../read-models/feedback-fold.ts';
 
 export type FeedbackView = {
   id: string;
@@ -54,7 +55,10 @@ const RESOLUTION_BREACHED = sql`(COALESCE(t.resolution_breached, false) OR (t.st
   AND now() > t.resolution_due_at))`;
 const BREACH_COLUMNS = [sql`${FIRST_RESPONSE_BREACHED} AS first_response_breached_now`, sql`${RESOLUTION_BREACHED} AS resolution_breached_now`];
 
-const toFeedbackView = (r: Record<string, any>): FeedbackView => ({
+/** A `feedback` row as the queries read it: the fold's row and its breaches now (BREACH_COLUMNS). */
+type FeedbackQueryRow = FeedbackRow & { first_response_breached_now: boolean; resolution_breached_now: boolean };
+
+const toFeedbackView = (r: FeedbackQueryRow): FeedbackView => ({
   id: r.feedback_id,
   customerId: r.customer_id,
   kind: r.kind,
@@ -62,24 +66,24 @@ const toFeedbackView = (r: Record<string, any>): FeedbackView => ({
   subject: r.subject,
   priority: r.priority,
   status: r.status,
-  assigneeId: r.assignee_id ?? null,
+  assigneeId: r.assignee_id,
   submittedAt: iso(r.submitted_at)!,
   firstResponseDueAt: iso(r.first_response_due_at)!,
   resolutionDueAt: iso(r.resolution_due_at)!,
   firstRespondedAt: iso(r.first_responded_at),
   resolvedAt: iso(r.resolved_at),
   closedAt: iso(r.closed_at),
-  firstResponseSeconds: num(r.first_response_seconds),
-  resolutionSeconds: num(r.resolution_seconds),
-  firstResponseBreached: r.first_response_breached_now === true,
-  resolutionBreached: r.resolution_breached_now === true,
-  breached: r.first_response_breached_now === true || r.resolution_breached_now === true,
-  escalationCount: Number(r.escalation_count),
-  reopenCount: Number(r.reopen_count),
-  csat: num(r.csat),
-  nps: num(r.nps),
+  firstResponseSeconds: r.first_response_seconds,
+  resolutionSeconds: r.resolution_seconds,
+  firstResponseBreached: r.first_response_breached_now,
+  resolutionBreached: r.resolution_breached_now,
+  breached: r.first_response_breached_now || r.resolution_breached_now,
+  escalationCount: r.escalation_count,
+  reopenCount: r.reopen_count,
+  csat: r.csat,
+  nps: r.nps,
   ratedAt: iso(r.rated_at),
-  revision: Number(r.revision),
+  revision: r.revision,
   updatedAt: iso(r.last_event_at)!,
 });
 
@@ -121,7 +125,7 @@ export async function listFeedback(source: ReadModelSource, query: FeedbackListQ
 /** `GET /feedback/:id`; undefined when unknown. */
 export async function getFeedback(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<FeedbackView | undefined> {
   const row = await byCustomerOwner(scope, (lookup) =>
-    rowById(
+    rowById<FeedbackQueryRow>(
       source,
       'feedback',
       'feedback_id',

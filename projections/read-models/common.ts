@@ -6,6 +6,12 @@ export const occurredAt = (e: ProjectedEvent): string => e.metadata.occurredAt;
 /** A timestamp as an event carries it (ISO string) or as a loaded row holds it (Date). */
 export type Instant = string | Date;
 
+/**
+ * A `bigint` column as a loaded row holds it: pg returns its text (it can exceed 2^53), PGlite a
+ * number. Folds write it as text; read it through String() or BigInt().
+ */
+export type Bigint = string | number;
+
 /** Milliseconds of a timestamp held as a Date (loaded row) or an ISO string (from an event). */
 export const ms = (value: unknown): number => (value instanceof Date ? value.getTime() : Date.parse(String(value)));
 

@@ -1,7 +1,7 @@
 import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent } from '../../shared/events.ts';
 import { addMoney, minorOf, numericOf, subtractMoney } from '../../shared/money.ts';
-import { earliest, latest, occurredAt, type Instant } from './common.ts';
+import { earliest, latest, occurredAt, type Bigint, type Instant } from './common.ts';
 
 /**
  * A customer folded from its own stream, written once: the live projection (customers.ts), rebuild
@@ -46,8 +46,7 @@ export type CustomerRow = {
   forgotten_at: Instant | null;
   revision: number;
   last_event_at: Instant;
-  /** bigint as PostgreSQL returns it: a string (it can exceed 2^53). */
-  last_position: string;
+  last_position: Bigint;
   owner_id: string | null;
 };
 

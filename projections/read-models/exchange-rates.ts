@@ -2,7 +2,7 @@ import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { DEFAULT_BASE_CURRENCY } from '../../domain/exchange-rate/events.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
-import { occurredAt, type Instant } from './common.ts';
+import { occurredAt, type Bigint, type Instant } from './common.ts';
 import { ensureSchema, insertRows, RowSet, type TableSpec } from './rows.ts';
 
 /** SQL type of a rate: 10 whole and 10 fractional digits, exact (domain/exchange-rate/events.ts). */
@@ -27,8 +27,7 @@ export type ExchangeRateRow = {
   corrections: number;
   set_at: Instant;
   event_id: string;
-  /** bigint as PostgreSQL returns it: a string. */
-  position: string;
+  position: Bigint;
 };
 
 export type ExchangeRateHistoryRow = Omit<ExchangeRateRow, 'rate_key' | 'corrections'> & {

@@ -3,7 +3,7 @@ import { changesOf } from '../../domain/activity/events.ts';
 import type { CrmEvent } from '../../domain/catalogue.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
-import { occurredAt, type Instant } from './common.ts';
+import { occurredAt, type Bigint, type Instant } from './common.ts';
 import { ensureSchema, insertRows, RowSet, type TableSpec } from './rows.ts';
 
 /**
@@ -15,8 +15,7 @@ import { ensureSchema, insertRows, RowSet, type TableSpec } from './rows.ts';
 export type TimelineEntry = {
   event_id: string;
   customer_id: string;
-  /** bigint as PostgreSQL returns it: a string. */
-  position: string;
+  position: Bigint;
   stream: string;
   revision: number;
   event_type: string;

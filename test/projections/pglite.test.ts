@@ -67,4 +67,41 @@ describe('projections on PGlite', () => {
     const comparison = await compareSchemas(database.db, 'crm', replay.schema, tablesOf(projections));
     expect(comparison.filter((t) => !t.equal)).toEqual([]);
   });
+
+  it('queries answer as on PostgreSQL, though PGlite returns a bigint as a number', async () => {
+    await run({
+      type: 'SetExchangeRate',
+      currency: 'USD',
+      rate: '0.9',
+      validFrom: '2026-01-01T00:00:00Z',
+      baseCurrency: 'EUR',
+    });
+    const customerId = randomUUID();
+    await run({ type: 'RegisterCustomer', customerId, name: 'Lou Lite', email: 'lou@example.com', tags: [] });
+    const dealId = randomUUID();
+    await run({
+      type: 'OpenDeal',
+      dealId,
+      customerId,
+      title: 'Typed',
+      amount: 12345.0014,
+      currency: 'USD',
+      ownerId: 'ann',
+      expectedCloseDate: '2026-06-30',
+      stage: 'qualified',
+    });
+    await runner.waitForPosition(last, 10_000);
+    const q = createReadModelQueries({ db: database.db, schema: 'crm' });
+    const rates = await q.exchangeRates({ currency: 'USD' });
+    expect(rates.history).toHaveLength(1);
+    expect(typeof rates.history![0]!.position).toBe('string');
+    expect(rates.rates[0]).toMatchObject({ rate: 0.9, rateDecimal: '0.9', corrections: 0 });
+    expect(await q.getDeal(dealId)).toMatchObject({
+      expectedCloseDate: '2026-06-30',
+      probability: 0.25,
+      weightedAmount: 3086.2504,
+      daysInStage: 0,
+      revision: 0,
+    });
+  });
 });
