@@ -26,7 +26,7 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
   },
   'eventstore-postgres': {
     mutate: ['eventstore/postgres/**/*.ts', 'eventstore/validation.ts'],
-    tests: ['test/eventstore/postgres.test.ts'],
+    tests: ['test/eventstore/postgres.test.ts', 'test/eventstore/postgres-store.test.ts'],
     concurrency: 1,
   },
   projections: {

@@ -221,7 +221,9 @@ describe('applyBatch', () => {
     expect(failure).toBeInstanceOf(PoisonEvent);
     expect(failure).toMatchObject({ projection: 'recorder', eventId: 'e1', position: 1n });
     expect((failure.cause as Error).message).toBe(`Projection recorder has no checkpoint in ${r.schema}`);
-    // An empty range fails the same way, at no event.
+    // A range with none of its events fails at the range's last event; an empty range at no event.
+    const unwanted = await applyBatch(db, r.schema, { ...r.projection, filter: { eventTypes: ['DealOpened'] } }, itemsOf(events), 3n, noLag);
+    expect(unwanted).toMatchObject({ kind: 'poison', position: 0n, failure: { eventId: 'e3', position: 3n } });
     const empty = await applyBatch(db, r.schema, r.projection, [], 9n, noLag);
     expect(empty).toMatchObject({ kind: 'poison', position: 0n, failure: { eventId: 'unknown', position: 9n } });
     expect(await r.committed()).toEqual([]);

@@ -1,0 +1,261 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { EventStoreUnavailable, IdempotencyConflict, WrongExpectedRevision } from '../../eventstore/errors.ts';
+import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
+import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
+import { testSchemas } from '../support/postgres.ts';
+import { newEvent } from './contract.ts';
+
+/**
+ * The PostgreSQL engine's own paths that the engine contract (postgres.test.ts) does not reach: the
+ * append without prepared statements (PGlite's path), two appends of one event id racing on the
+ * unique index, and reads of several streams. Small and fast: no concurrency load.
+ */
+
+const schemas = testSchemas('es_pg_store');
+const database = connectPostgres(schemas.url, { max: 6 });
+let created = 0;
+
+const storeOn = async (on: SqlDatabase = database): Promise<{ store: EventStore; schema: string }> => {
+  const schema = `${schemas.events}_${(created += 1)}`;
+  return { store: await createPostgresEventStore(on, { schema }), schema };
+};
+
+afterAll(async () => {
+  await database.close();
+  await schemas.dropSchemas();
+});
+
+const caught = (promise: Promise<unknown>): Promise<unknown> =>
+  promise.then(
+    () => {
+      throw new Error('expected the call to fail');
+    },
+    (error: unknown) => error,
+  );
+
+/** Bounded wait until a statement of `schema` waits for a lock (the loser of a race on the unique index). */
+const waitForLockWait = async (schema: string): Promise<void> => {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE wait_event_type = 'Lock' AND position(${schema} IN query) > 0`.execute(database.db);
+    if (rows[0]!.n > 0) return;
+    if (Date.now() > deadline) throw new Error(`no statement of ${schema} waited for a lock within 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+};
+
+/** Appends `id` to `stream` in a transaction that commits only when `commit` is called. */
+const heldAppend = async (schema: string, stream: string, id: string) => {
+  let commit!: () => void;
+  const mayCommit = new Promise<void>((resolve) => (commit = resolve));
+  let inside!: () => void;
+  const appended = new Promise<void>((resolve) => (inside = resolve));
+  const done = database.db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{ outcome: string }>`SELECT outcome FROM ${sql.id(schema)}.append_events(${stream}, -2, ARRAY[${id}]::uuid[],
+      ARRAY['Held']::text[], ARRAY['{}']::jsonb[], ARRAY['{}']::jsonb[])`.execute(trx);
+    expect(rows[0]!.outcome).toBe('appended');
+    inside();
+    await mayCommit;
+  });
+  await appended;
+  return { commit: async () => (commit(), await done) };
+};
+
+describe('postgres engine: appends', () => {
+  it('without prepared statements (the path PGlite takes) appends, answers a retry, and refuses a wrong revision and a reused id alike', async () => {
+    const plain: SqlDatabase = {
+      kind: database.kind,
+      db: database.db,
+      listen: (channel, onNotify) => database.listen(channel, onNotify),
+      close: async () => {},
+    };
+    const { store } = await storeOn(plain);
+    const [first, second] = [newEvent('A'), newEvent('B')];
+    const appended = await store.appendToStream('customer-1', [first, second], { expectedRevision: 'no_stream' });
+    expect(appended.nextExpectedRevision).toBe(1);
+    expect(await store.appendToStream('customer-1', [first, second], { expectedRevision: 'no_stream' })).toEqual(appended);
+    const wrong = await caught(store.appendToStream('customer-1', [newEvent()], { expectedRevision: 0 }));
+    expect(wrong).toBeInstanceOf(WrongExpectedRevision);
+    expect(wrong).toMatchObject({ stream: 'customer-1', expected: 0, actual: 1 });
+    const reused = await caught(store.appendToStream('customer-1', [{ ...first, data: { other: true } }]));
+    expect(reused).toMatchObject({ eventId: first.id, stream: 'customer-1' });
+    expect((await store.readStream('customer-1')).map((e) => [e.type, e.revision, e.id])).toEqual([
+      ['A', 0, first.id],
+      ['B', 1, second.id],
+    ]);
+    expect((await store.readStream('customer-1'))[1]!.position).toBe(appended.position);
+    await store.close();
+  });
+
+  it('two appends of one event id to different streams at once: the one that commits second gets IdempotencyConflict naming that id and its own stream', async () => {
+    const { store, schema } = await storeOn();
+    const id = randomUUID();
+    const held = await heldAppend(schema, 'customer-1', id);
+    // The id is the second event, so that the conflict cannot be mistaken for the first one's.
+    const racing = caught(store.appendToStream('customer-2', [newEvent(), { ...newEvent(), id }]));
+    await waitForLockWait(schema);
+    await held.commit();
+    const conflict = await racing;
+    expect(conflict).toBeInstanceOf(IdempotencyConflict);
+    expect(conflict).toMatchObject({ eventId: id, stream: 'customer-2' });
+    expect(await store.readStream('customer-2')).toEqual([]);
+    await store.close();
+  });
+
+  it('the same race in a multi-stream append names the stream whose event reused the id', async () => {
+    const { store, schema } = await storeOn();
+    const id = randomUUID();
+    const held = await heldAppend(schema, 'customer-1', id);
+    const racing = caught(
+      store.appendToStreams([
+        { stream: 'deal-1', events: [newEvent()] },
+        { stream: 'customer-2', events: [newEvent(), { ...newEvent(), id }] },
+      ]),
+    );
+    await waitForLockWait(schema);
+    await held.commit();
+    const conflict = await racing;
+    expect(conflict).toBeInstanceOf(IdempotencyConflict);
+    expect(conflict).toMatchObject({ eventId: id, stream: 'customer-2' });
+    expect((await store.readStreams(['deal-1', 'customer-2'])).get('deal-1')).toEqual([]);
+    await store.close();
+  });
+});
+
+describe('postgres engine: appends, outcomes', () => {
+  it('an append that fails for another reason than a reused id (the stream held past lock_timeout) is not reported as a reused id', async () => {
+    const impatient = connectPostgres(schemas.url, { max: 2, timeouts: { statementMs: 5_000, lockMs: 200, connectMs: 3_000 } });
+    const { store, schema } = await storeOn(impatient);
+    let release!: () => void;
+    const mayRelease = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const held = new Promise<void>((resolve) => (locked = resolve));
+    // Another writer holds the stream's lock (the key append_events and append_streams take).
+    const holder = database.db.transaction().execute(async (trx) => {
+      await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`${schema}/`} || 'customer-1', 0))`.execute(trx);
+      locked();
+      await mayRelease;
+    });
+    try {
+      await held;
+      for (const append of [
+        () => store.appendToStream('customer-1', [newEvent()]),
+        () => store.appendToStreams([{ stream: 'customer-1', events: [newEvent()] }]),
+      ]) {
+        const error = await caught(append());
+        expect(error).not.toBeInstanceOf(IdempotencyConflict);
+        expect(error).toBeInstanceOf(EventStoreUnavailable);
+        expect((error as Error).message).toContain('55P03');
+      }
+    } finally {
+      release();
+      await holder;
+      await store.close();
+      await impatient.close();
+    }
+  });
+
+  it('prepares the append statement once per connection where the pool allows it', async () => {
+    const single = connectPostgres(schemas.url, { max: 1 });
+    try {
+      const { store } = await storeOn(single);
+      await store.appendToStream('customer-1', [newEvent()]);
+      // One connection: the statement prepared by the append is visible to the next query.
+      const { rows } = await sql<{ name: string }>`SELECT name FROM pg_prepared_statements WHERE name LIKE 'crm_es_append_%'`.execute(single.db);
+      expect(rows).toHaveLength(1);
+      await store.close();
+    } finally {
+      await single.close();
+    }
+  });
+
+  it('a reused id with other content names that id, wherever it stands in the append, single or multi-stream', async () => {
+    const { store } = await storeOn();
+    const kept = newEvent('Kept', { v: 1 });
+    await store.appendToStream('customer-1', [kept]);
+    const single = await caught(store.appendToStream('customer-1', [newEvent(), { ...kept, data: { v: 2 } }]));
+    expect(single).toBeInstanceOf(IdempotencyConflict);
+    expect(single).toMatchObject({ eventId: kept.id, stream: 'customer-1' });
+    const multi = await caught(
+      store.appendToStreams([
+        { stream: 'deal-1', events: [newEvent()] },
+        { stream: 'customer-1', events: [{ ...kept, data: { v: 3 } }] },
+      ]),
+    );
+    expect(multi).toBeInstanceOf(IdempotencyConflict);
+    expect(multi).toMatchObject({ eventId: kept.id, stream: 'customer-1' });
+    await store.close();
+  });
+
+  it('a multi-stream append that appends anything wakes the subscribers at once (they would otherwise poll once a minute)', async () => {
+    const schema = `${schemas.events}_${(created += 1)}`;
+    const store = await createPostgresEventStore(database, { schema, pollInterval: 60_000 });
+    const first = newEvent('First');
+    await store.appendToStream('customer-1', [first]);
+    const seen: string[] = [];
+    let caughtUp!: () => void;
+    const atHead = new Promise<void>((resolve) => (caughtUp = resolve));
+    let second!: (type: string) => void;
+    const next = new Promise<string>((resolve) => (second = resolve));
+    const subscription = store.subscribeToAll().subscribe((m) => {
+      if (m.kind === 'caughtUp') caughtUp();
+      if (m.kind === 'event') {
+        seen.push(m.event.type);
+        if (seen.length === 2) second(m.event.type);
+      }
+    });
+    try {
+      await atHead;
+      // One stream is a retry (nothing new), the other appends: the batch appended something.
+      await store.appendToStreams([
+        { stream: 'customer-1', events: [first] },
+        { stream: 'deal-1', events: [newEvent('Woken')] },
+      ]);
+      const bound = new Promise<string>((resolve) => setTimeout(() => resolve('not woken within 10 s'), 10_000).unref());
+      expect(await Promise.race([next, bound])).toBe('Woken');
+      // A batch where every stream appends wakes them too.
+      const third = new Promise<string>((resolve) => (second = resolve));
+      seen.length = 1;
+      await store.appendToStreams([
+        { stream: 'deal-2', events: [newEvent('Again')] },
+        { stream: 'deal-3', events: [newEvent('Also')] },
+      ]);
+      expect(await Promise.race([third, bound])).toBe('Again');
+    } finally {
+      subscription.unsubscribe();
+      await store.close();
+    }
+  });
+});
+
+describe('postgres engine: reads', () => {
+  it('reads several streams in one call, each in revision order; an unknown stream is empty and no stream reads nothing', async () => {
+    const { store } = await storeOn();
+    await store.appendToStream('customer-1', [newEvent('A1'), newEvent('A2')]);
+    await store.appendToStream('deal-1', [newEvent('B1')]);
+    await store.appendToStream('customer-1', [newEvent('A3')]);
+    const found = await store.readStreams(['deal-1', 'customer-9', 'customer-1']);
+    expect([...found.keys()]).toEqual(['deal-1', 'customer-9', 'customer-1']);
+    expect(found.get('customer-1')!.map((e) => [e.type, e.revision])).toEqual([
+      ['A1', 0],
+      ['A2', 1],
+      ['A3', 2],
+    ]);
+    expect(found.get('deal-1')!.map((e) => e.type)).toEqual(['B1']);
+    expect(found.get('customer-9')).toEqual([]);
+    expect(await store.readStreams([])).toEqual(new Map());
+    await store.close();
+  });
+
+  it('a read of several streams that fails reports the failure instead of answering empty streams', async () => {
+    const { store, schema } = await storeOn();
+    await store.appendToStream('customer-1', [newEvent()]);
+    await sql`DROP TABLE ${sql.id(schema, 'events')} CASCADE`.execute(database.db);
+    expect(await caught(store.readStreams(['customer-1']))).toMatchObject({ code: '42P01' });
+    await store.close();
+  });
+});
