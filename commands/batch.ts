@@ -39,6 +39,13 @@ export type BatchOutcome =
  */
 export type PreparedItem = { prepared: PreparedCommand; firstEventId: string } | { refused: unknown };
 
+/** The streams a prepared command reads or writes (its own, and the customer it needs a snapshot of). */
+export const streamsOf = (item: PreparedItem): string[] => {
+  if (!('prepared' in item)) return [];
+  const p = item.prepared;
+  return needsCustomerSnapshot(p.type) ? [p.stream, streamOf('customer', p.command.customerId as string)] : [p.stream];
+};
+
 export interface BatchCommands {
   /** Schema, metadata and ids of one command, as the API would give them; never throws. */
   prepare(item: BatchItem): PreparedItem;

@@ -5,7 +5,7 @@ import { createProgress } from '../progress.ts';
 
 const options: Record<string, OptionWithHelp> = {
   kind: { type: 'string', description: `${importKinds.join(', ')} (default: detected from the header)` },
-  'batch-size': { type: 'string', description: 'rows per transaction (default 500)' },
+  'batch-size': { type: 'string', description: 'rows per transaction (default 1000)' },
   report: { type: 'string', description: 'where bad rows are listed (default: import-report-<file>.csv)' },
 };
 
@@ -33,8 +33,8 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
     const kind = stringValue(run, 'kind');
     if (kind !== undefined && !isImportKind(kind)) throw new UsageError(`--kind must be one of ${importKinds.join(', ')}`);
     const batchSize = stringValue(run, 'batch-size');
-    if (batchSize !== undefined && !(Number.isSafeInteger(Number(batchSize)) && Number(batchSize) >= 1 && Number(batchSize) <= 500))
-      throw new UsageError('--batch-size must be a whole number from 1 to 500');
+    if (batchSize !== undefined && !(Number.isSafeInteger(Number(batchSize)) && Number(batchSize) >= 1 && Number(batchSize) <= 1000))
+      throw new UsageError('--batch-size must be a whole number from 1 to 1000');
     const { openCrm } = await import('../../runtime/crm.ts');
     const { importFile } = await import('../import.ts');
     const runtime = await openCrm(run.config);

@@ -2,7 +2,8 @@ import { ZodError } from 'zod';
 import { DomainError } from '../../domain/errors.ts';
 import type { Actor } from '../../domain/metadata.ts';
 import { IdempotencyConflict } from '../../eventstore/errors.ts';
-import type { BatchCommands, PreparedItem } from '../batch.ts';
+import { MAX_STREAMS_PER_APPEND } from '../../eventstore/contract.ts';
+import { streamsOf, type BatchCommands, type PreparedItem } from '../batch.ts';
 import type { ImportRecord } from './parse.ts';
 import { detectKind, importKinds, RowRejected, rowCommands, type ImportKind } from './rows.ts';
 
@@ -36,7 +37,10 @@ export interface RejectedRow {
 export interface ImportOptions {
   kind?: ImportKind;
   actor: Actor;
-  /** Commands per batch (one multi-stream append each). Default 500. */
+  /**
+   * Commands per batch (one multi-stream append each). Default 1,000; a batch also ends before it
+   * would address more streams than one append takes (MAX_STREAMS_PER_APPEND).
+   */
   batchSize?: number;
   signal?: AbortSignal;
   onRejected: (row: RejectedRow) => void | Promise<void>;
@@ -69,10 +73,12 @@ interface PendingRow {
 }
 
 export async function runImport(batch: BatchCommands, records: AsyncIterable<ImportRecord>, options: ImportOptions): Promise<ImportOutcome> {
-  const batchSize = options.batchSize ?? 500;
+  const batchSize = options.batchSize ?? 1_000;
   const counts: ImportCounts = { kind: options.kind, rows: 0, imported: 0, alreadyPresent: 0, rejected: 0 };
   let pending: PendingRow[] = [];
   let pendingItems = 0;
+  // Streams the pending batch addresses.
+  let pendingStreams = new Set<string>();
   // Rejections are written in line order: refusals found while reading wait for the batch before them.
   let early: RejectedRow[] = [];
 
@@ -117,6 +123,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     const waiting = early;
     pending = [];
     pendingItems = 0;
+    pendingStreams = new Set();
     early = [];
     storing = store(rows, waiting).catch((error: unknown) => {
       failure = { error };
@@ -166,7 +173,9 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         continue;
       }
       // A row's commands stay in one batch, so its outcome is decided in one place.
-      if (pendingItems + items.length > batchSize) {
+      const streams = items.flatMap(streamsOf);
+      const newStreams = streams.filter((stream) => !pendingStreams.has(stream)).length;
+      if (pendingItems + items.length > batchSize || pendingStreams.size + newStreams > MAX_STREAMS_PER_APPEND) {
         // A stop asked for while the batch before was stored: this one is not sent.
         await stored();
         if (options.signal?.aborted) {
@@ -177,6 +186,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
       }
       pending.push({ line: record.line, items });
       pendingItems += items.length;
+      for (const stream of streams) pendingStreams.add(stream);
     }
   } catch (error) {
     // The batch in flight still reports its refusals before the caller closes the report.
