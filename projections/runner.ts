@@ -303,7 +303,10 @@ export class ProjectionRunner {
 
   private feedShouldPause(): boolean {
     const waiting = this.pendingEvents();
-    return waiting >= 2 * this.batch.maxCoalescedEvents || (this.applying > 0 && waiting > 0);
+    if (waiting >= 2 * this.batch.maxCoalescedEvents) return true;
+    // Live (a small window waits): hold the feed until the batch ends. Catching up (a full window
+    // waits), keep reading ahead so the next batch is large.
+    return this.applying > 0 && waiting > 0 && waiting < this.batch.maxEvents;
   }
 
   private subscribe(): void {
@@ -313,9 +316,9 @@ export class ProjectionRunner {
     this.feedFrom = fromPosition;
     this.pending = [];
     this.subscription = this.options.store
-      // The feed pauses when two coalesced batches wait (bounded memory on a large catch-up), and while
-      // a batch is being applied with the next window already waiting: what arrives meanwhile is then
-      // read in one page when the batch ends, instead of a page per append (each page is two statements).
+      // The feed pauses when two coalesced batches wait (bounded memory on a large catch-up), and, live,
+      // while a batch is being applied with a small window already waiting: what arrives meanwhile is
+      // then read in one page when the batch ends, instead of a page per append (two statements each).
       .subscribeToAll({ fromPosition, shouldPause: () => this.feedShouldPause() })
       .pipe(
         bufferTime(this.batch.maxWaitMs, null, this.batch.maxEvents),
