@@ -184,8 +184,21 @@ describe('rebuild beside a long reader', () => {
         reportingSchema: h.schemas.reporting,
         runner,
       });
-      // Long enough for several attempts to meet the held lock.
-      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      // Until two swap attempts have met the held lock (each waits its lock_timeout, gives up, and
+      // retries): seen as a lock request on the table that is not granted, twice, with a gap between.
+      const table = `${h.schemas.read}.customers`;
+      let attemptsSeen = 0;
+      let waiting = false;
+      const deadline = Date.now() + 60_000;
+      while (attemptsSeen < 2 && Date.now() < deadline) {
+        const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks
+          WHERE NOT granted AND relation = to_regclass(${table})`.execute(h.database.db);
+        const now = rows[0]!.n > 0;
+        if (now && !waiting) attemptsSeen++;
+        waiting = now;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(attemptsSeen).toBe(2);
       await sql`COMMIT`.execute(connection);
       return rebuilding;
     });
