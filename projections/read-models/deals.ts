@@ -7,6 +7,7 @@ import { idsOf, occurredAt } from './common.ts';
 import { CUSTOMER_OWNER_EVENTS, CustomerOwners, customerOwnersTable, migrateCustomerOwners } from './customer-owners.ts';
 import { MONEY_TYPE, numericOf, minorOf } from '../../shared/money.ts';
 import { ensureSchema, RowSet, type Row, type TableSpec } from './rows.ts';
+import { applyPipelineChanges, migratePipeline, PIPELINE_MONTHS, PIPELINE_STAGES, pipelineShareOf } from './pipeline.ts';
 
 /**
  * `deals`: one row per deal. `amount_at` is the business time the amount was last stated (opened,
@@ -90,6 +91,7 @@ async function migrate(db: Kysely<any>, schema: string): Promise<void> {
     }
   }
   await migrateCustomerOwners(db, schema, DEAL_CUSTOMER_OWNERS);
+  await migratePipeline(db, schema);
 }
 
 /** The domain's rule (won 1, lost 0, else the override or the stage default), as a numeric literal. */
@@ -99,7 +101,14 @@ const probabilityOf = (stage: DealStage, override: unknown): string =>
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const deals = new RowSet(trx, schema, DEALS);
   const owners = new CustomerOwners(trx, schema, DEAL_CUSTOMER_OWNERS);
-  await deals.load(idsOf(events, 'dealId'));
+  const ids = idsOf(events, 'dealId');
+  await deals.load(ids);
+  // The pipeline counts follow each deal's share before and after the batch (pipeline.ts).
+  const sharesBefore = ids.flatMap((id) => {
+    const row = deals.get(id);
+    const share = row ? pipelineShareOf(row) : null;
+    return share ? [share] : [];
+  });
   await owners.load(events, ({ event }) => (event.type === 'DealOpened' ? event.data.customerId : undefined));
   for (const e of events) {
     const { event } = e;
@@ -190,6 +199,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   }
   await deals.flush();
   await owners.flush('deals');
+  await applyPipelineChanges(trx, schema, sharesBefore, ids);
 }
 
 export const dealsProjection: Projection = {
@@ -197,8 +207,9 @@ export const dealsProjection: Projection = {
   // 2: titles change (DealTitleChanged).
   // 3: `amount_at`, the business time the amount was stated (its base-currency conversion date).
   // 4: `customer_owner_id` (visibility by the customer's owner without a join) and `deal_customer_owners`.
-  version: 4,
-  tables: ['deals', DEAL_CUSTOMER_OWNERS.table],
+  // 5: the pipeline counts (pipeline.ts).
+  version: 5,
+  tables: ['deals', DEAL_CUSTOMER_OWNERS.table, PIPELINE_STAGES, PIPELINE_MONTHS],
   filter: { eventTypes: [...Object.keys(dealEventSchemas), ...CUSTOMER_OWNER_EVENTS] },
   migrate,
   apply,
