@@ -137,6 +137,32 @@ export async function monthlyRevenueUpTo(db: QueryExecutorProvider, schema: stri
 }
 
 /**
+ * The months of `monthlyBaseRevenueUpTo` from the analytics' own daily revenue, which is in the base
+ * currency already (every purchase and refund at the rate valid at its business time, converted again
+ * when a rate is set or corrected later), with the amounts still waiting for a rate named: a row per
+ * day and one per such amount, not one per purchase. A month whose amounts all have their rates sums to
+ * the same value; a month with a missing rate is named, and its value is not used. Null when the
+ * analytics were built in another base currency (the lines are converted then).
+ */
+export async function monthlyBaseRevenueKept(
+  db: QueryExecutorProvider,
+  schema: string,
+  day: number,
+  baseCurrency: string,
+): Promise<{ months: { month: string; value: number }[]; missingRates: string[] } | null> {
+  const t = (name: string) => sql.id(schema, name);
+  const { rows: state } = await sql<{ base: string | null }>`SELECT rtrim(base_currency) AS base FROM ${t('analytics_state')} WHERE id = 'observation'`.execute(
+    db,
+  );
+  if (state[0] && state[0].base !== baseCurrency) return null;
+  const months = await monthlyRevenueUpTo(db, schema, day);
+  // Through the index of the amounts without a base value.
+  const { rows } = await sql<{ label: string }>`SELECT DISTINCT rtrim(currency) || ' ' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS label
+    FROM ${t('analytics_amount')} WHERE base_value IS NULL AND occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`.execute(db);
+  return { months, missingRates: rows.map((r) => r.label).sort() };
+}
+
+/**
  * Revenue net of refunds per month up to a day in the base currency: every purchase and refund of the
  * customers read model (`revenue_lines`, all currencies) converted at the rate valid at its business
  * time (projections/queries/exchange-rates.ts). Months an amount of which lacks a rate are named in

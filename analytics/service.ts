@@ -1,6 +1,14 @@
 import { sql, type Kysely } from 'kysely';
 import type { Row } from '../projections/read-models/rows.ts';
-import { aggregatesAsOf, customersBuyingBetween, customersWithMissingRates, monthlyBaseRevenueUpTo, monthlyRevenueUpTo, purchaseDaysUpTo } from './as-of.ts';
+import {
+  aggregatesAsOf,
+  customersBuyingBetween,
+  customersWithMissingRates,
+  monthlyBaseRevenueKept,
+  monthlyBaseRevenueUpTo,
+  monthlyRevenueUpTo,
+  purchaseDaysUpTo,
+} from './as-of.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import { unlessRebuilding } from '../projections/queries/exchange-rates.ts';
 import { loadLatestModel, loadModelRecord, saveModel, type ModelRecord } from './model-store.ts';
@@ -622,9 +630,11 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
    */
   async function baseForecast(end: number, filters: { horizon?: number; holdout?: number; from?: string }) {
     const currency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
-    // Null when the CRM's read models are not beside the analytics (or are being rebuilt): nothing to convert.
+    // From the analytics' own daily revenue; converting every revenue line of the customers read model
+    // only when the analytics hold another base currency. Null when those read models are not beside the
+    // analytics (or are being rebuilt): nothing to convert.
     const base = await unlessRebuilding(
-      () => monthlyBaseRevenueUpTo(db, schema, end, currency),
+      async () => (await monthlyBaseRevenueKept(db, schema, end, currency)) ?? (await monthlyBaseRevenueUpTo(db, schema, end, currency)),
       () => null,
     );
     if (base === null) return null;

@@ -3,6 +3,7 @@ import { byCustomerOwner, type CustomerOwnerLookup, dealInScope, ownedOrCustomer
 import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import type { DealRow } from '../read-models/deal-fold.ts';
+import { PIPELINE_MONTHS, PIPELINE_STAGES } from '../read-models/pipeline.ts';
 
 export type DealView = {
   id: string;
@@ -195,9 +196,106 @@ export type PipelineBaseGroup = { dealCount: number; amount: number | null; weig
 
 const STAGE_ORDER = sql`array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], t.stage)`;
 
-/** `GET /pipeline`: open deals by stage, by owner and by expected-close month, per currency. */
+/**
+ * `GET /pipeline`: open deals by stage, by owner and by expected-close month, per currency. Without a
+ * scope, from the counts the deals projection keeps per owner, stage or month and currency
+ * (read-models/pipeline.ts), open deals in other currencies than the base one converted one by one;
+ * a restricted caller's figures, and all of them while the tables of a previous version serve, from
+ * the open deals themselves.
+ */
 export async function pipeline(source: ReadModelSource, query: { ownerId?: string; currency?: string } = {}, scope?: ReadScope | null): Promise<Pipeline> {
-  return byCustomerOwner(scope, (lookup) => pipelineWith(source, query, scope, lookup));
+  if (!scope) {
+    const kept = await unlessRebuilding(
+      () => keptPipeline(source, query),
+      () => null,
+    );
+    if (kept) return kept;
+  }
+  return pipelineFromDeals(source, query, scope);
+}
+
+/** The pipeline from the open deals themselves, the caller's scope applied (the path a restricted caller takes). */
+export const pipelineFromDeals = (source: ReadModelSource, query: { ownerId?: string; currency?: string }, scope: ReadScope | null | undefined) =>
+  byCustomerOwner(scope, (lookup) => pipelineWith(source, query, scope, lookup));
+
+/** The pipeline from the kept counts (see `pipeline`): the same figures, a few rows per owner and month. */
+async function keptPipeline(source: ReadModelSource, query: { ownerId?: string; currency?: string }): Promise<Pipeline> {
+  const filters = (alias: string) => {
+    const where = [sql`true`];
+    if (query.ownerId) where.push(sql`${sql.ref(`${alias}.owner_id`)} = ${query.ownerId}`);
+    if (query.currency) where.push(sql`${sql.ref(`${alias}.currency`)} = ${query.currency}`);
+    return sql.join(where, sql` AND `);
+  };
+  const stages = sql`${sql.id(source.schema, PIPELINE_STAGES)} p`;
+  const months = sql`${sql.id(source.schema, PIPELINE_MONTHS)} p`;
+  const sums = sql`sum(p.deal_count)::integer AS deal_count, sum(p.amount)::text AS amount, sum(p.weighted_amount)::text AS weighted_amount`;
+  const group = (r: Record<string, any>) => ({
+    currency: String(r.currency).trim(),
+    dealCount: Number(r.deal_count),
+    amount: Number(r.amount),
+    weightedAmount: Number(r.weighted_amount),
+  });
+  const [totals, byStage, byOwner, byMonth] = await Promise.all([
+    sql<Record<string, any>>`SELECT p.currency, ${sums} FROM ${stages} WHERE ${filters('p')} GROUP BY p.currency ORDER BY p.currency`.execute(source.db),
+    sql<Record<string, any>>`SELECT p.stage AS key, p.currency, ${sums} FROM ${stages} WHERE ${filters('p')} GROUP BY p.stage, p.currency
+      ORDER BY min(array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], p.stage)), p.currency`.execute(source.db),
+    sql<Record<string, any>>`SELECT p.owner_id AS key, p.currency, ${sums} FROM ${stages} WHERE ${filters('p')} GROUP BY p.owner_id, p.currency
+      ORDER BY p.owner_id, p.currency`.execute(source.db),
+    sql<Record<string, any>>`SELECT p.month AS key, p.currency, ${sums} FROM ${months} WHERE ${filters('p')} GROUP BY p.month, p.currency
+      ORDER BY 1, p.currency`.execute(source.db),
+  ]);
+  return {
+    currency: query.currency ?? null,
+    ownerId: query.ownerId ?? null,
+    totals: totals.rows.map(group),
+    byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
+    byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
+    byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),
+    base: await keptPipelineInBase(source, filters),
+  };
+}
+
+/**
+ * `Pipeline.base` from the kept counts: deals in the base currency need no rate (their amounts and
+ * weighted amounts are the counts' sums); open deals in other currencies are converted one by one, as
+ * `pipelineInBase` converts every deal, found through the open-deals currency index.
+ */
+async function keptPipelineInBase(source: ReadModelSource, filters: (alias: string) => RawBuilder<unknown>): Promise<Pipeline['base']> {
+  const base = baseCurrencyOf(source);
+  const foreign = sql`SELECT x.*, round(x.amount_base * x.probability, 4) AS weighted_base,
+      CASE WHEN x.amount_base IS NULL THEN ${missingLabel(sql`x.currency`, sql`x.amount_at`)} END AS missing
+    FROM (SELECT t.stage, t.owner_id, to_char(t.expected_close_date, 'YYYY-MM') AS month, t.currency, t.amount_at, t.probability,
+        ${inBase(source, sql`t.amount`, sql`t.currency`, sql`t.amount_at`)} AS amount_base
+      FROM ${sql.id(source.schema, 'deals')} t
+      WHERE t.stage NOT IN ('won', 'lost') AND (t.currency < ${base} OR t.currency > ${base}) AND ${filters('t')}) x`;
+  const kept = (table: string, key: string) => sql`SELECT ${sql.ref(`p.${key}`)} AS key, p.deal_count AS n, p.amount AS amount_base,
+      p.weighted_amount AS weighted_base, NULL::text AS missing FROM ${sql.id(source.schema, table)} p WHERE p.currency = ${base} AND ${filters('p')}`;
+  const rows = (table: string, key: string) =>
+    sql`(${kept(table, key)} UNION ALL SELECT ${sql.ref(`f.${key}`)}, 1, f.amount_base, f.weighted_base, f.missing FROM (${foreign}) f) y`;
+  const sums = sql`coalesce(sum(y.n), 0)::integer AS deal_count, ${baseSums(['amount_base', 'weighted_base'])}`;
+  const group = (r: Record<string, any>): PipelineBaseGroup => ({
+    dealCount: Number(r.deal_count),
+    amount: baseAmount(r.amount_base),
+    weightedAmount: baseAmount(r.weighted_base),
+    missingRates: missingRatesOf(r.missing_rates),
+  });
+  const [totals, byStage, byOwner, byMonth] = await Promise.all([
+    sql<Record<string, any>>`SELECT ${sums} FROM ${rows(PIPELINE_STAGES, 'stage')}`.execute(source.db),
+    sql<Record<string, any>>`SELECT y.key, ${sums} FROM ${rows(PIPELINE_STAGES, 'stage')} GROUP BY y.key
+      ORDER BY array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], y.key)`.execute(source.db),
+    sql<Record<string, any>>`SELECT y.key, ${sums} FROM ${rows(PIPELINE_STAGES, 'owner_id')} GROUP BY y.key ORDER BY y.key`.execute(source.db),
+    sql<Record<string, any>>`SELECT y.key, ${sums} FROM ${rows(PIPELINE_MONTHS, 'month')} GROUP BY y.key ORDER BY y.key`.execute(source.db),
+  ]);
+  const total = totals.rows[0] ?? { deal_count: 0, amount_base: null, weighted_base: null, missing_rates: [] };
+  // No open deal at all sums to 0, not to "unknown".
+  const empty = Number(total.deal_count) === 0;
+  return {
+    currency: base,
+    totals: empty ? { dealCount: 0, amount: 0, weightedAmount: 0, missingRates: [] } : group(total),
+    byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
+    byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
+    byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),
+  };
 }
 
 async function pipelineWith(

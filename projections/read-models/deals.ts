@@ -7,6 +7,7 @@ import { CUSTOMER_OWNER_EVENTS, CustomerOwners, customerOwnersTable, migrateCust
 import { MONEY_TYPE } from '../../shared/money.ts';
 import { evolveDeal, type DealRow } from './deal-fold.ts';
 import { ensureSchema, RowSet, type TableSpec } from './rows.ts';
+import { applyPipelineChanges, migratePipeline, PIPELINE_MONTHS, PIPELINE_STAGES, pipelineShareOf } from './pipeline.ts';
 
 /**
  * `deals`: one row per deal, folded by `evolveDeal` (deal-fold.ts), the same fold the auditor's
@@ -99,12 +100,20 @@ async function migrate(db: Kysely<DealTables>, schema: string): Promise<void> {
     }
   }
   await migrateCustomerOwners(db, schema, DEAL_CUSTOMER_OWNERS);
+  await migratePipeline(db, schema);
 }
 
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const deals = new RowSet(trx, schema, DEALS);
   const owners = new CustomerOwners(trx, schema, DEAL_CUSTOMER_OWNERS);
-  await deals.load(idsOf(events, 'dealId'));
+  const ids = idsOf(events, 'dealId');
+  await deals.load(ids);
+  // The pipeline counts follow each deal's share before and after the batch (pipeline.ts).
+  const sharesBefore = ids.flatMap((id) => {
+    const row = deals.get(id);
+    const share = row ? pipelineShareOf(row) : null;
+    return share ? [share] : [];
+  });
   await owners.load(events, ({ event }) => (event.type === 'DealOpened' ? event.data.customerId : undefined));
   for (const e of events) {
     if (owners.apply(e)) continue;
@@ -119,6 +128,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   }
   await deals.flush();
   await owners.flush('deals');
+  await applyPipelineChanges(trx, schema, sharesBefore, ids);
 }
 
 export const dealsProjection: Projection = {
@@ -126,9 +136,10 @@ export const dealsProjection: Projection = {
   // 2: titles change (DealTitleChanged).
   // 3: `amount_at`, the business time the amount was stated (its base-currency conversion date).
   // 4: `customer_owner_id` (visibility by the customer's owner without a join) and `deal_customer_owners`.
-  // 5: probability and weighted_amount written by the fold (deal-fold.ts); weighted_amount no longer generated.
+  // 5: probability and weighted_amount written by the fold (deal-fold.ts), weighted_amount no longer
+  // generated; the pipeline counts (pipeline.ts).
   version: 5,
-  tables: ['deals', DEAL_CUSTOMER_OWNERS.table],
+  tables: ['deals', DEAL_CUSTOMER_OWNERS.table, PIPELINE_STAGES, PIPELINE_MONTHS],
   filter: { eventTypes: [...Object.keys(dealEventSchemas), ...CUSTOMER_OWNER_EVENTS] },
   migrate,
   apply,
