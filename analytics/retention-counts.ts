@@ -1,6 +1,6 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { RowSet, type Row, type TableSpec } from '../projections/read-models/rows.ts';
-import { addMonths, dayOf, dayToIsoDate, monthOfDay, monthsBetween } from './models/time.ts';
+import { addMonths, dayOf, dayToIsoDate, monthsBetween } from './models/time.ts';
 import type { CohortRow, RetentionPeriod } from './models/retention.ts';
 
 /**
@@ -53,28 +53,53 @@ export async function migrateRetentionCounts(db: QueryExecutorProvider, schema: 
   )`.execute(db);
 }
 
+/**
+ * Calendar helpers on integers, memoised: shares are computed for every purchase a batch applies, and
+ * parsing dates there cost more than the rest of the projection (0.24 ms a change measured, most of it
+ * in Date). Days and months are bounded (business years 1900-2200), and so are the maps.
+ */
+const monthIndexes = new Map<number, number>();
+/** Months since year 0 of a calendar day (year x 12 + month - 1). */
+const monthIndexOf = (day: number): number => {
+  let index = monthIndexes.get(day);
+  if (index === undefined) {
+    const iso = dayToIsoDate(day);
+    index = Number(iso.slice(0, 4)) * 12 + Number(iso.slice(5, 7)) - 1;
+    monthIndexes.set(day, index);
+  }
+  return index;
+};
+const monthLabels = new Map<number, { month: string; firstDay: number; boundary: string }>();
+const monthOf = (index: number) => {
+  let month = monthLabels.get(index);
+  if (!month) {
+    const label = `${String(Math.floor(index / 12)).padStart(4, '0')}-${String((index % 12) + 1).padStart(2, '0')}`;
+    const firstDay = dayOf(`${label}-01T00:00:00Z`);
+    month = { month: label, firstDay, boundary: dayToIsoDate(firstDay) };
+    monthLabels.set(index, month);
+  }
+  return month;
+};
+
 /** The list with a purchase on `day` added: a new month, or a later last day of its month. */
 export function withPurchaseDay(list: readonly number[], day: number): number[] {
-  const month = monthOfDay(day);
-  const i = list.findIndex((d) => monthOfDay(d) >= month);
+  const month = monthIndexOf(day);
+  const i = list.findIndex((d) => monthIndexOf(d) >= month);
   if (i === -1) return [...list, day];
-  if (monthOfDay(list[i]!) !== month) return [...list.slice(0, i), day, ...list.slice(i)];
+  if (monthIndexOf(list[i]!) !== month) return [...list.slice(0, i), day, ...list.slice(i)];
   return list[i]! >= day ? [...list] : [...list.slice(0, i), day, ...list.slice(i + 1)];
 }
-
-const firstDayOfMonth = (month: string): number => dayOf(`${month}-01T00:00:00Z`);
 
 /** A customer's share of the counts: keys of `analytics_cohort_activity` and boundaries (ISO dates) of `analytics_active_at`. */
 export function retentionShare(list: readonly number[]): { cohortMonths: string[]; boundaries: string[] } {
   if (list.length === 0) return { cohortMonths: [], boundaries: [] };
-  const cohort = monthOfDay(list[0]!);
-  const boundaries = new Set<string>();
+  const cohort = monthOf(monthIndexOf(list[0]!)).month;
+  const boundaries = new Set<number>();
   for (const last of list) {
     // Month starts t with last < t <= last + W.
-    for (let month = addMonths(monthOfDay(last), 1); firstDayOfMonth(month) <= last + KEPT_ACTIVE_WINDOW_DAYS; month = addMonths(month, 1))
-      boundaries.add(dayToIsoDate(firstDayOfMonth(month)));
+    for (let index = monthIndexOf(last) + 1; monthOf(index).firstDay <= last + KEPT_ACTIVE_WINDOW_DAYS; index++) boundaries.add(index);
   }
-  return { cohortMonths: list.map((d) => `${cohort}|${monthOfDay(d)}`), boundaries: [...boundaries] };
+  return { cohortMonths: list.map((d) => `${cohort}|${monthOf(monthIndexOf(d)).month}`), boundaries: [...boundaries].map((index) => monthOf(index).boundary) };
 }
 
 /** Count changes per key, from customers' lists before and after. */

@@ -10,7 +10,7 @@ import { LeaseLost, type LeaseGuard } from './leases.ts';
 import { createBackoff } from '../eventstore/backoff.ts';
 import type { Projection } from './projection.ts';
 import { readProjectionStatus, type ProjectionStatus } from './status.ts';
-import { AnalyzeSchedule, analyzeTables } from './statistics.ts';
+import { ANALYZE_MIN_CHANGED_ROWS, AnalyzeSchedule, analyzeTables } from './statistics.ts';
 
 export interface BatchOptions {
   /** Most events per batch (bufferTime's count). */
@@ -53,8 +53,12 @@ export interface ProjectionRunnerOptions {
    */
   watchdogMs?: number;
   stallMs?: number;
-  /** Events a projection applies before its tables are first analysed (projections/statistics.ts); default 10 000. */
-  analyzeAfterEvents?: number;
+  /**
+   * When a projection's tables are analysed (projections/statistics.ts): first after `afterEvents`
+   * applied events (default 10 000), then each time that count has grown fourfold, the tables where at least
+   * `minChangedRows` rows changed (default 1 000) and half their size.
+   */
+  statistics?: { afterEvents?: number; minChangedRows?: number };
 }
 
 interface DecodedBatch {
@@ -107,7 +111,7 @@ export class ProjectionRunner {
 
   constructor(private readonly options: ProjectionRunnerOptions) {
     this.batch = { ...DEFAULT_BATCH, ...options.batch };
-    this.analyzeSchedule = new AnalyzeSchedule(options.analyzeAfterEvents);
+    this.analyzeSchedule = new AnalyzeSchedule(options.statistics?.afterEvents);
   }
 
   get projections(): readonly Projection[] {
@@ -175,7 +179,9 @@ export class ProjectionRunner {
    */
   private refreshStatistics(p: Projection): void {
     if (this.analyzing.has(p.name)) return;
-    const work = analyzeTables(this.options.db, this.options.schema, p.tables)
+    const work = analyzeTables(this.options.db, this.options.schema, p.tables, {
+      minChangedRows: this.options.statistics?.minChangedRows ?? ANALYZE_MIN_CHANGED_ROWS,
+    })
       .catch((error: unknown) => this.options.log?.('statistics of a projection not refreshed', { projection: p.name, error: describeError(error) }))
       .finally(() => this.analyzing.delete(p.name));
     this.analyzing.set(p.name, work);

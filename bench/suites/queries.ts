@@ -71,8 +71,8 @@ interface Seeded {
 }
 
 /**
- * The history of one size: per customer a registration (one in ten tagged `vip`, one in 500
- * `partner`), a lifetime and purchases within it (2.2 on average), a refund of one purchase in 50,
+ * The history of one size: per customer a registration (one in ten tagged `vip`, one in 40
+ * `regular`, one in 500 `partner`), a lifetime and purchases within it (2.2 on average), a refund of one purchase in 50,
  * a deal for one customer in four (half of them won or lost), feedback from one in eight (rated),
  * a campaign response from one in ten, and an activity logged on one in 33.
  */
@@ -95,7 +95,7 @@ function* history(customers: number): Generator<BatchItem> {
   for (let i = 0; i < customers; i++) {
     const id = customerId(i);
     const registered = START + Math.floor(next() * 540) * DAY + Math.floor(next() * DAY);
-    const tags = [...(i % 10 === 0 ? ['vip'] : []), ...(i % 500 === 3 ? ['partner'] : [])];
+    const tags = [...(i % 10 === 0 ? ['vip'] : []), ...(i % 40 === 11 ? ['regular'] : []), ...(i % 500 === 3 ? ['partner'] : [])];
     yield {
       command: { type: 'RegisterCustomer', customerId: id, name: `Customer ${i} ${(i * 7919) % 10_007}`, email: `c${i}@example.com`, tags, source: 'bench' },
       ctx: ctx(`customer-${i}`, registered),
@@ -293,6 +293,9 @@ const QUERIES: Query[] = [
   get('GET /customers?sort=-lastPurchaseAt', () => '/customers?sort=-lastPurchaseAt'),
   get('GET /customers?sort=-orderCount', () => '/customers?sort=-orderCount'),
   get('GET /customers?tag=vip (one in 10)', () => '/customers?tag=vip'),
+  // One in 40 fills a page of 50 at S already: beside the rarer tag (4 customers at S, a page of 50 at
+  // L), it shows what the page costs apart from finding the tagged customers.
+  get('GET /customers?tag=regular (one in 40)', () => '/customers?tag=regular'),
   get('GET /customers?tag=partner (one in 500)', () => '/customers?tag=partner'),
   get('GET /customers?tag=none (no customer)', () => '/customers?tag=none'),
   get('GET /customers?status=active', () => '/customers?status=active'),
@@ -356,6 +359,8 @@ const timed = async (size: Size, query: Query, i: number): Promise<{ ms: number;
 interface SizeFigures {
   p50Ms: number;
   p99Ms: number;
+  /** Items in the answer's page, for a list (a rare filter gives a shorter page at S than at L). */
+  pageItems: number | null;
   requests: number;
   /** Requests answered with an error (a statement timeout reads as 503): the query is then not met. */
   failed: number;
@@ -369,6 +374,15 @@ interface Figures {
   ratioP99: number;
   met: boolean;
 }
+
+/** How many items a list answers with (null for other answers). */
+const itemsOf = async (size: Size, query: Query): Promise<number | null> => {
+  const request = query.request(size, 0);
+  if (request.method !== 'GET') return null;
+  const response = await size.app.inject({ method: 'GET', url: request.url, headers: { authorization: `Bearer ${size.key}` } });
+  const body = response.json<{ items?: unknown }>();
+  return Array.isArray(body.items) ? body.items.length : null;
+};
 
 /** Past this p50 in the warm-ups, a query is measured 10 times, not `iterations` (a run must end). */
 const SLOW_MS = 1_000;
@@ -387,9 +401,11 @@ const measure = async (sizes: [Size, Size], query: Query, iterations: number): P
       if (failure) failures[k]!.push(failure);
     }
   }
+  const pageItems = await Promise.all(sizes.map((size) => itemsOf(size, query)));
   const [s, l] = times.map((ms, k) => ({
     p50Ms: percentile(ms, 50),
     p99Ms: percentile(ms, 99),
+    pageItems: pageItems[k]!,
     requests: ms.length,
     failed: failures[k]!.length,
     ...(failures[k]!.length > 0 ? { firstFailure: failures[k]![0] } : {}),
@@ -473,8 +489,8 @@ export const summarize = (result: Record<string, unknown>): string[] => {
     ...Object.entries(r.queries).map(
       ([name, f]) =>
         `${name}: p50 ${f.S.p50Ms} -> ${f.L.p50Ms} ms (L/S ${f.ratioP50}), p99 ${f.S.p99Ms} -> ${f.L.p99Ms} ms (${f.ratioP99}) ${f.met ? 'met' : 'NOT met'}${
-          f.S.failed + f.L.failed > 0 ? ` (failed: S ${f.S.failed}/${f.S.requests}, L ${f.L.failed}/${f.L.requests})` : ''
-        }`,
+          f.S.pageItems !== f.L.pageItems ? ` (page of ${f.S.pageItems} at S, ${f.L.pageItems} at L)` : ''
+        }${f.S.failed + f.L.failed > 0 ? ` (failed: S ${f.S.failed}/${f.S.requests}, L ${f.L.failed}/${f.L.requests})` : ''}`,
     ),
     `${Object.keys(r.queries).length - r.notMet.length} of ${Object.keys(r.queries).length} within L/S <= ${TARGET_RATIO}`,
   ];

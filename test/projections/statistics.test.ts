@@ -15,15 +15,15 @@ const hasStatistics = async (h: Harness, table: string): Promise<boolean> => {
 };
 
 describe('analyze schedule', () => {
-  it('is due after the first threshold, then each time the count doubles', () => {
+  it('is due after the first threshold, then each time the count has grown fourfold', () => {
     const schedule = new AnalyzeSchedule(100);
     expect(schedule.record('a', 60)).toBe(false);
-    expect(schedule.record('a', 40)).toBe(true); // 100
-    expect(schedule.record('a', 99)).toBe(false); // 199
-    expect(schedule.record('a', 1)).toBe(true); // 200
-    expect(schedule.record('a', 399)).toBe(true); // 599 >= 400: next at 1198
-    expect(schedule.record('a', 598)).toBe(false); // 1197
-    expect(schedule.record('a', 1)).toBe(true); // 1198
+    expect(schedule.record('a', 40)).toBe(true); // 100: next at 400
+    expect(schedule.record('a', 299)).toBe(false); // 399
+    expect(schedule.record('a', 1)).toBe(true); // 400: next at 1600
+    expect(schedule.record('a', 1399)).toBe(true); // 1799 >= 1600: next at 7196
+    expect(schedule.record('a', 5396)).toBe(false); // 7195
+    expect(schedule.record('a', 1)).toBe(true); // 7196
   });
 
   it('counts each projection apart, from 10,000 events by default', () => {
@@ -55,7 +55,7 @@ describe('runner', () => {
       projections: readModelProjections(),
       codec: h.codec,
       concurrent: true,
-      analyzeAfterEvents: 30,
+      statistics: { afterEvents: 30, minChangedRows: 30 },
     });
     await runner.start();
     await runScenario(h);
