@@ -65,38 +65,18 @@ export interface ReadModelProgress {
   backlog?(): number;
 }
 
-export interface Page<T = Record<string, unknown>> {
-  items: T[];
-  nextCursor: string | null;
-}
+export type { Page } from '../projections/queries/page.ts';
 
+/** A record as the routes pass it on (masking, ETags): any view's fields by name. */
 export type ReadRecord = Record<string, unknown>;
 
 /**
- * Read-model queries (projections/queries/*.ts). Filters arrive already validated by the route's
- * schema; each function returns plain JSON-able records (money in major units as numbers).
+ * Read-model queries (projections/queries/*.ts), typed by their views: filters arrive already
+ * validated by the route's schema; each function returns plain JSON-able records (money in major
+ * units as numbers).
  */
-export interface ReadModelQueries {
-  listCustomers(query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page>;
-  getCustomer(id: string, scope?: ReadScope | null): Promise<ReadRecord | undefined>;
-  customerTimeline(id: string, query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page | undefined>;
-  /** `GET /customers/duplicates` (projections/queries/duplicates.ts). */
-  likelyDuplicates(query: { limit?: number }, scope?: ReadScope | null): Promise<{ items: unknown[] }>;
-  listDeals(query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page>;
-  getDeal(id: string, scope?: ReadScope | null): Promise<ReadRecord | undefined>;
-  pipeline(query: Record<string, unknown>, scope?: ReadScope | null): Promise<ReadRecord>;
-  listCampaigns(query: Record<string, unknown>): Promise<Page>;
-  getCampaign(id: string): Promise<ReadRecord | undefined>;
-  listFeedback(query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page>;
-  getFeedback(id: string, scope?: ReadScope | null): Promise<ReadRecord | undefined>;
-  /** Activities (projections/queries/activities.ts); the per-parent lists answer undefined for an unknown (or invisible) parent. */
-  listActivities(query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page>;
-  customerActivities(id: string, query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page | undefined>;
-  dealActivities(id: string, query: Record<string, unknown>, scope?: ReadScope | null): Promise<Page | undefined>;
-  getActivity(id: string, scope?: ReadScope | null): Promise<ReadRecord | undefined>;
-  /** `GET /exchange-rates` (projections/queries/exchange-rates.ts). */
-  exchangeRates?(query: { currency?: string; at?: string }): Promise<ReadRecord>;
-}
+import type { ReadModelQueries } from '../projections/queries/index.ts';
+export type { ReadModelQueries };
 
 /**
  * What the caller may see (api/auth/viewer.ts): the user ids whose customers, deals and feedback are

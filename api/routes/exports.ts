@@ -4,7 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { exportLines, type ExportFormat } from '../../projections/queries/export.ts';
 import type { RouteContext } from '../route-context.ts';
-import type { ReadModelQueries, ReadScope } from '../deps.ts';
+import type { Page, ReadModelQueries, ReadRecord, ReadScope } from '../deps.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
@@ -32,7 +32,7 @@ const exportsOf: {
   filters: Record<string, z.ZodType>;
   personalFields: readonly string[];
   personalFilters: string[];
-  list: (q: ReadModelQueries, scope: Scope) => (query: Record<string, unknown>) => ReturnType<ReadModelQueries['listCustomers']>;
+  list: (q: ReadModelQueries, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
 }[] = [
   {
     url: '/customers/export',

@@ -1,7 +1,10 @@
 import { sql, type RawBuilder } from 'kysely';
 import { customerInScope, listScope, scoped, SMALL_SCOPE_OWNERS, type ReadScope } from './scope.ts';
 import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
-import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
+import type { CustomerRow } from '../read-models/customer-fold.ts';
+import { isoOf } from '../read-models/common.ts';
+import type { TimelineEntry as TimelineRow } from '../read-models/timeline.ts';
+import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
 export type CustomerView = {
   id: string;
@@ -48,7 +51,13 @@ export interface CustomerListQuery {
   cursor?: string;
 }
 
-export const toCustomerView = (r: Record<string, any>): CustomerView => ({
+/** A `customers` row as a query reads it (projections/read-models/customer-fold.ts). */
+type CustomerQueryRow = CustomerRow;
+
+/** A listed row, with its base-currency revenue computed at query time (absent while a rebuild runs). */
+type ListedCustomerRow = CustomerQueryRow & { revenue_base?: string | null; missing_rates?: string[] | null };
+
+export const toCustomerView = (r: CustomerQueryRow): CustomerView => ({
   id: r.customer_id,
   name: r.name,
   email: r.email,
@@ -59,21 +68,21 @@ export const toCustomerView = (r: Record<string, any>): CustomerView => ({
   status: r.status,
   mergedInto: r.merged_into ?? null,
   marketingConsent: r.marketing_consent,
-  registeredAt: iso(r.registered_at)!,
+  registeredAt: isoOf(r.registered_at),
   firstPurchaseAt: iso(r.first_purchase_at),
   lastPurchaseAt: iso(r.last_purchase_at),
-  orderCount: Number(r.order_count),
-  revenue: num(r.revenue)!,
-  refunded: num(r.refunded)!,
+  orderCount: r.order_count,
+  revenue: Number(r.revenue),
+  refunded: Number(r.refunded),
   currency: r.currency ?? null,
-  openFeedbackCount: Number(r.open_feedback_count),
-  dealsOpen: Number(r.deals_open),
-  dealsWon: Number(r.deals_won),
-  dealsLost: Number(r.deals_lost),
+  openFeedbackCount: r.open_feedback_count,
+  dealsOpen: r.deals_open,
+  dealsWon: r.deals_won,
+  dealsLost: r.deals_lost,
   forgottenAt: iso(r.forgotten_at),
   ownerId: r.owner_id ?? null,
-  revision: Number(r.revision),
-  updatedAt: iso(r.last_event_at)!,
+  revision: r.revision,
+  updatedAt: isoOf(r.last_event_at),
   position: String(r.last_position),
 });
 
@@ -114,8 +123,10 @@ export async function listCustomers(
   if (query.minRevenue !== undefined) where.push(sql`t.revenue >= ${String(query.minRevenue)}::numeric`);
   if (query.maxRevenue !== undefined) where.push(sql`t.revenue <= ${String(query.maxRevenue)}::numeric`);
   const list = (extra: RawBuilder<unknown>[]) =>
-    listOf({ source, table: 'customers', key: 'customer_id', extra, where, ...customerListScope(scope), sorts, defaultSort: '-createdAt' }, query, (r) =>
-      toListedCustomer(source, r),
+    listOf(
+      { source, table: 'customers', key: 'customer_id', extra, where, ...customerListScope(scope), sorts, defaultSort: '-createdAt' },
+      query,
+      (r: ListedCustomerRow) => toListedCustomer(source, r),
     );
   // Without the base figures (null) while the read models are being rebuilt after an upgrade.
   return unlessRebuilding(
@@ -159,7 +170,7 @@ const LIST_REVENUE_BASE = (source: ReadModelSource): RawBuilder<unknown>[] => {
 };
 
 /** A listed customer with its base-currency revenue (`customerRevenue` without the per-currency split). */
-const toListedCustomer = (source: ReadModelSource, r: Record<string, any>): CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'> => ({
+const toListedCustomer = (source: ReadModelSource, r: ListedCustomerRow): CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'> => ({
   ...toCustomerView(r),
   baseCurrency: baseCurrencyOf(source),
   revenueBase: baseAmount(r.revenue_base),
@@ -188,7 +199,7 @@ export async function customerRevenue(source: ReadModelSource, id: string): Prom
 
 /** `GET /customers/:id`; undefined when unknown or outside the scope. */
 export async function getCustomer(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<(CustomerView & CustomerRevenue) | undefined> {
-  const row = await rowById(source, 'customers', 'customer_id', id, [], scoped(scope, customerInScope));
+  const row = await rowById<CustomerQueryRow>(source, 'customers', 'customer_id', id, [], scoped(scope, customerInScope));
   if (!row) return undefined;
   const revenue = await unlessRebuilding(
     () => customerRevenue(source, id),
@@ -229,15 +240,15 @@ export async function customerTimeline(
       defaultSort: 'position',
     },
     { sort: query.order === 'desc' ? '-position' : 'position', limit: query.limit, cursor: query.cursor },
-    (r) => ({
+    (r: TimelineRow) => ({
       eventId: r.event_id,
-      occurredAt: iso(r.occurred_at)!,
-      recordedAt: iso(r.recorded_at)!,
+      occurredAt: isoOf(r.occurred_at),
+      recordedAt: isoOf(r.recorded_at),
       actor: r.actor,
       type: r.event_type,
       summary: r.summary,
       stream: r.stream,
-      revision: Number(r.revision),
+      revision: r.revision,
       position: String(r.position),
     }),
   );
