@@ -182,9 +182,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
       await awaitReadModels(context.deps.projections, request.query.waitFor, context.waitForTimeoutMs);
       const queries = context.deps.queries;
       if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
-      return forCaller(request, await queries.likelyDuplicates({ limit: request.query.limit }, scopeOf(request)), CUSTOMER_PERSONAL_FIELDS) as {
-        items: { reason: 'email' | 'phone' | 'name'; customers: Record<string, unknown>[] }[];
-      };
+      return forCaller(request, await queries.likelyDuplicates({ limit: request.query.limit }, scopeOf(request)), CUSTOMER_PERSONAL_FIELDS);
     },
   );
 
