@@ -52,7 +52,11 @@ export const activitySort = (query: ActivityListQuery): string => query.sort ?? 
 /** An `activities` row as the queries read it: the fold's row and whether it is overdue now. */
 type ActivityQueryRow = ActivityRow & { overdue_now: boolean };
 
-const toActivityView = (r: ActivityQueryRow): ActivityView => ({
+/** What an activity's own row says, named as the API names it: the view's fields but those of the clock and the metadata. */
+export type ActivityFields = Omit<ActivityView, 'overdue' | 'loggedBy' | 'revision'>;
+
+/** The one naming of an activity row's fields: the view reads it, and so does the auditor's record as of an instant. */
+export const activityFieldsOf = (r: ActivityRow): ActivityFields => ({
   id: r.activity_id,
   customerId: r.customer_id,
   dealId: r.deal_id,
@@ -64,11 +68,10 @@ const toActivityView = (r: ActivityQueryRow): ActivityView => ({
   occurredAt: iso(r.occurred_at)!,
   completedAt: iso(r.completed_at),
   open: r.kind === 'task' && r.completed_at === null,
-  overdue: r.overdue_now,
-  loggedBy: r.logged_by,
-  revision: r.revision,
   updatedAt: iso(r.last_event_at)!,
 });
+
+const toActivityView = (r: ActivityQueryRow): ActivityView => ({ ...activityFieldsOf(r), overdue: r.overdue_now, loggedBy: r.logged_by, revision: r.revision });
 
 const list = (
   source: ReadModelSource,

@@ -34,7 +34,11 @@ export type CampaignView = {
 /** A `campaigns` row as the queries read it: the fold's row (jsonb, should a driver give it as text). */
 type CampaignQueryRow = Omit<CampaignRow, 'target_segment'> & { target_segment: CampaignRow['target_segment'] | string };
 
-const toCampaignView = (r: CampaignQueryRow): CampaignView => ({
+/** What a campaign's own row says, named as the API names it: the view's fields but the revision. */
+export type CampaignFields = Omit<CampaignView, 'revision'>;
+
+/** The one naming of a campaign row's fields: the view reads it, and so does the auditor's record as of an instant. */
+export const campaignFieldsOf = (r: CampaignQueryRow): CampaignFields => ({
   id: r.campaign_id,
   name: r.name,
   channel: r.channel,
@@ -61,9 +65,10 @@ const toCampaignView = (r: CampaignQueryRow): CampaignView => ({
   launchedAt: iso(r.launched_at),
   completedAt: iso(r.completed_at),
   cancelledAt: iso(r.cancelled_at),
-  revision: r.revision,
   updatedAt: iso(r.last_event_at)!,
 });
+
+const toCampaignView = (r: CampaignQueryRow): CampaignView => ({ ...campaignFieldsOf(r), revision: r.revision });
 
 const sorts: Record<string, SortSpec> = {
   name: { expr: sql`lower(t.name)`, type: 'text' },

@@ -2,7 +2,6 @@ import { sql, type RawBuilder } from 'kysely';
 import { customerInScope, listScope, scoped, SMALL_SCOPE_OWNERS, type ReadScope } from './scope.ts';
 import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import type { CustomerRow } from '../read-models/customer-fold.ts';
-import { isoOf } from '../read-models/common.ts';
 import type { TimelineEntry as TimelineRow } from '../read-models/timeline.ts';
 import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 
@@ -57,7 +56,11 @@ type CustomerQueryRow = CustomerRow;
 /** A listed row, with its base-currency revenue computed at query time (absent while a rebuild runs). */
 type ListedCustomerRow = CustomerQueryRow & { revenue_base?: string | null; missing_rates?: string[] | null };
 
-export const toCustomerView = (r: CustomerQueryRow): CustomerView => ({
+/** What a customer's own row says, named as the API names it: the view's fields but the counters other streams keep, the revision and the position. */
+export type CustomerFields = Omit<CustomerView, 'openFeedbackCount' | 'dealsOpen' | 'dealsWon' | 'dealsLost' | 'revision' | 'position'>;
+
+/** The one naming of a customer row's fields: the view reads it, and so does the auditor's record as of an instant. */
+export const customerFieldsOf = (r: CustomerQueryRow): CustomerFields => ({
   id: r.customer_id,
   name: r.name,
   email: r.email,
@@ -68,21 +71,25 @@ export const toCustomerView = (r: CustomerQueryRow): CustomerView => ({
   status: r.status,
   mergedInto: r.merged_into ?? null,
   marketingConsent: r.marketing_consent,
-  registeredAt: isoOf(r.registered_at),
+  registeredAt: iso(r.registered_at)!,
   firstPurchaseAt: iso(r.first_purchase_at),
   lastPurchaseAt: iso(r.last_purchase_at),
   orderCount: r.order_count,
   revenue: Number(r.revenue),
   refunded: Number(r.refunded),
   currency: r.currency ?? null,
+  forgottenAt: iso(r.forgotten_at),
+  ownerId: r.owner_id ?? null,
+  updatedAt: iso(r.last_event_at)!,
+});
+
+export const toCustomerView = (r: CustomerQueryRow): CustomerView => ({
+  ...customerFieldsOf(r),
   openFeedbackCount: r.open_feedback_count,
   dealsOpen: r.deals_open,
   dealsWon: r.deals_won,
   dealsLost: r.deals_lost,
-  forgottenAt: iso(r.forgotten_at),
-  ownerId: r.owner_id ?? null,
   revision: r.revision,
-  updatedAt: isoOf(r.last_event_at),
   position: String(r.last_position),
 });
 
@@ -242,8 +249,8 @@ export async function customerTimeline(
     { sort: query.order === 'desc' ? '-position' : 'position', limit: query.limit, cursor: query.cursor },
     (r: TimelineRow) => ({
       eventId: r.event_id,
-      occurredAt: isoOf(r.occurred_at),
-      recordedAt: isoOf(r.recorded_at),
+      occurredAt: iso(r.occurred_at)!,
+      recordedAt: iso(r.recorded_at)!,
       actor: r.actor,
       type: r.event_type,
       summary: r.summary,

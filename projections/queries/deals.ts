@@ -49,16 +49,24 @@ const DAYS_IN_STAGE = sql`GREATEST(0, floor(extract(epoch FROM (now() - t.stage_
  * and the columns computed at query time; the base-currency ones are absent while the previous
  * version's tables serve a rebuild, and so may `amount_at` be.
  */
-type DealQueryRow = Omit<DealRow, 'expected_close_date' | 'amount_at'> & {
-  expected_close_date: Date | string;
-  amount_at?: DealRow['amount_at'];
+type DealQueryRow = DealStoredRow & {
   days_in_stage: number;
   amount_base?: string | null;
   weighted_base?: string | null;
   missing_label?: string | null;
 };
 
-const toDealView = (r: DealQueryRow): DealView => ({
+/** A `deals` row as folded (deal-fold.ts) or as stored and read back. */
+type DealStoredRow = Omit<DealRow, 'expected_close_date' | 'amount_at'> & {
+  expected_close_date: Date | string;
+  amount_at?: DealRow['amount_at'];
+};
+
+/** What a deal's own row says, named as the API names it: the view's fields but those of the query and the metadata. */
+export type DealFields = Omit<DealView, 'daysInStage' | 'wonReason' | 'revision'>;
+
+/** The one naming of a deal row's fields: the view reads it, and so does the auditor's record as of an instant. */
+export const dealFieldsOf = (r: DealStoredRow): DealFields => ({
   id: r.deal_id,
   customerId: r.customer_id,
   title: r.title,
@@ -72,14 +80,13 @@ const toDealView = (r: DealQueryRow): DealView => ({
   weightedAmount: Number(r.weighted_amount),
   expectedCloseDate: isoDate(r.expected_close_date)!,
   stageEnteredAt: iso(r.stage_entered_at)!,
-  daysInStage: r.days_in_stage,
   openedAt: iso(r.opened_at)!,
   closedAt: iso(r.closed_at),
-  wonReason: r.won_reason,
   lostReason: r.lost_reason,
-  revision: r.revision,
   updatedAt: iso(r.last_event_at)!,
 });
+
+const toDealView = (r: DealQueryRow): DealView => ({ ...dealFieldsOf(r), daysInStage: r.days_in_stage, wonReason: r.won_reason, revision: r.revision });
 
 const sorts: Record<string, SortSpec> = {
   expectedCloseDate: { expr: sql`t.expected_close_date`, type: 'date' },

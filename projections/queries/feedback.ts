@@ -58,7 +58,14 @@ const BREACH_COLUMNS = [sql`${FIRST_RESPONSE_BREACHED} AS first_response_breache
 /** A `feedback` row as the queries read it: the fold's row and its breaches now (BREACH_COLUMNS). */
 type FeedbackQueryRow = FeedbackRow & { first_response_breached_now: boolean; resolution_breached_now: boolean };
 
-const toFeedbackView = (r: FeedbackQueryRow): FeedbackView => ({
+/** What a feedback item's own row says, named as the API names it: the view's fields but the durations, the breaches (the clock) and the revision. */
+export type FeedbackFields = Omit<
+  FeedbackView,
+  'firstResponseSeconds' | 'resolutionSeconds' | 'firstResponseBreached' | 'resolutionBreached' | 'breached' | 'revision'
+>;
+
+/** The one naming of a feedback row's fields: the view reads it, and so does the auditor's record as of an instant. */
+export const feedbackFieldsOf = (r: FeedbackRow): FeedbackFields => ({
   id: r.feedback_id,
   customerId: r.customer_id,
   kind: r.kind,
@@ -73,18 +80,22 @@ const toFeedbackView = (r: FeedbackQueryRow): FeedbackView => ({
   firstRespondedAt: iso(r.first_responded_at),
   resolvedAt: iso(r.resolved_at),
   closedAt: iso(r.closed_at),
-  firstResponseSeconds: r.first_response_seconds,
-  resolutionSeconds: r.resolution_seconds,
-  firstResponseBreached: r.first_response_breached_now,
-  resolutionBreached: r.resolution_breached_now,
-  breached: r.first_response_breached_now || r.resolution_breached_now,
   escalationCount: r.escalation_count,
   reopenCount: r.reopen_count,
   csat: r.csat,
   nps: r.nps,
   ratedAt: iso(r.rated_at),
-  revision: r.revision,
   updatedAt: iso(r.last_event_at)!,
+});
+
+const toFeedbackView = (r: FeedbackQueryRow): FeedbackView => ({
+  ...feedbackFieldsOf(r),
+  firstResponseSeconds: r.first_response_seconds,
+  resolutionSeconds: r.resolution_seconds,
+  firstResponseBreached: r.first_response_breached_now,
+  resolutionBreached: r.resolution_breached_now,
+  breached: r.first_response_breached_now || r.resolution_breached_now,
+  revision: r.revision,
 });
 
 const sorts: Record<string, SortSpec> = {
