@@ -236,30 +236,16 @@ async function keptPipeline(source: ReadModelSource, query: { ownerId?: string; 
   const stages = sql`${sql.id(source.schema, PIPELINE_STAGES)} p`;
   const months = sql`${sql.id(source.schema, PIPELINE_MONTHS)} p`;
   const sums = sql`sum(p.deal_count)::integer AS deal_count, sum(p.amount)::text AS amount, sum(p.weighted_amount)::text AS weighted_amount`;
-  const group = (r: Record<string, any>) => ({
-    currency: String(r.currency).trim(),
-    dealCount: Number(r.deal_count),
-    amount: Number(r.amount),
-    weightedAmount: Number(r.weighted_amount),
-  });
-  const [totals, byStage, byOwner, byMonth] = await Promise.all([
-    sql<Record<string, any>>`SELECT p.currency, ${sums} FROM ${stages} WHERE ${filters('p')} GROUP BY p.currency ORDER BY p.currency`.execute(source.db),
-    sql<Record<string, any>>`SELECT p.stage AS key, p.currency, ${sums} FROM ${stages} WHERE ${filters('p')} GROUP BY p.stage, p.currency
+  const groups = await Promise.all([
+    sql<Sums>`SELECT p.currency, ${sums} FROM ${stages} WHERE ${filters('p')} GROUP BY p.currency ORDER BY p.currency`.execute(source.db),
+    sql<Keyed<Sums>>`SELECT p.stage AS key, p.currency, ${sums} FROM ${stages} WHERE ${filters('p')} GROUP BY p.stage, p.currency
       ORDER BY min(array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], p.stage)), p.currency`.execute(source.db),
-    sql<Record<string, any>>`SELECT p.owner_id AS key, p.currency, ${sums} FROM ${stages} WHERE ${filters('p')} GROUP BY p.owner_id, p.currency
+    sql<Keyed<Sums>>`SELECT p.owner_id AS key, p.currency, ${sums} FROM ${stages} WHERE ${filters('p')} GROUP BY p.owner_id, p.currency
       ORDER BY p.owner_id, p.currency`.execute(source.db),
-    sql<Record<string, any>>`SELECT p.month AS key, p.currency, ${sums} FROM ${months} WHERE ${filters('p')} GROUP BY p.month, p.currency
+    sql<Keyed<Sums>>`SELECT p.month AS key, p.currency, ${sums} FROM ${months} WHERE ${filters('p')} GROUP BY p.month, p.currency
       ORDER BY 1, p.currency`.execute(source.db),
   ]);
-  return {
-    currency: query.currency ?? null,
-    ownerId: query.ownerId ?? null,
-    totals: totals.rows.map(group),
-    byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
-    byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
-    byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),
-    base: await keptPipelineInBase(source, filters),
-  };
+  return pipelineOf(query, groups, await keptPipelineInBase(source, filters));
 }
 
 /**
@@ -280,29 +266,14 @@ async function keptPipelineInBase(source: ReadModelSource, filters: (alias: stri
   const rows = (table: string, key: string) =>
     sql`(${kept(table, key)} UNION ALL SELECT ${sql.ref(`f.${key}`)}, 1, f.amount_base, f.weighted_base, f.missing FROM (${foreign}) f) y`;
   const sums = sql`coalesce(sum(y.n), 0)::integer AS deal_count, ${baseSums(['amount_base', 'weighted_base'])}`;
-  const group = (r: Record<string, any>): PipelineBaseGroup => ({
-    dealCount: Number(r.deal_count),
-    amount: baseAmount(r.amount_base),
-    weightedAmount: baseAmount(r.weighted_base),
-    missingRates: missingRatesOf(r.missing_rates),
-  });
-  const [totals, byStage, byOwner, byMonth] = await Promise.all([
-    sql<Record<string, any>>`SELECT ${sums} FROM ${rows(PIPELINE_STAGES, 'stage')}`.execute(source.db),
-    sql<Record<string, any>>`SELECT y.key, ${sums} FROM ${rows(PIPELINE_STAGES, 'stage')} GROUP BY y.key
+  const groups = await Promise.all([
+    sql<BaseSums>`SELECT ${sums} FROM ${rows(PIPELINE_STAGES, 'stage')}`.execute(source.db),
+    sql<Keyed<BaseSums>>`SELECT y.key, ${sums} FROM ${rows(PIPELINE_STAGES, 'stage')} GROUP BY y.key
       ORDER BY array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], y.key)`.execute(source.db),
-    sql<Record<string, any>>`SELECT y.key, ${sums} FROM ${rows(PIPELINE_STAGES, 'owner_id')} GROUP BY y.key ORDER BY y.key`.execute(source.db),
-    sql<Record<string, any>>`SELECT y.key, ${sums} FROM ${rows(PIPELINE_MONTHS, 'month')} GROUP BY y.key ORDER BY y.key`.execute(source.db),
+    sql<Keyed<BaseSums>>`SELECT y.key, ${sums} FROM ${rows(PIPELINE_STAGES, 'owner_id')} GROUP BY y.key ORDER BY y.key`.execute(source.db),
+    sql<Keyed<BaseSums>>`SELECT y.key, ${sums} FROM ${rows(PIPELINE_MONTHS, 'month')} GROUP BY y.key ORDER BY y.key`.execute(source.db),
   ]);
-  const total = totals.rows[0] ?? { deal_count: 0, amount_base: null, weighted_base: null, missing_rates: [] };
-  // No open deal at all sums to 0, not to "unknown".
-  const empty = Number(total.deal_count) === 0;
-  return {
-    currency: base,
-    totals: empty ? { dealCount: 0, amount: 0, weightedAmount: 0, missingRates: [] } : group(total),
-    byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
-    byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
-    byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),
-  };
+  return pipelineInBaseOf(base, groups);
 }
 
 async function pipelineWith(
@@ -317,37 +288,20 @@ async function pipelineWith(
   if (query.currency) where.push(sql`t.currency = ${query.currency}`);
   const from = sql`FROM ${sql.id(source.schema, 'deals')} t WHERE ${sql.join(where, sql` AND `)}`;
   const sums = sql`count(*)::integer AS deal_count, sum(t.amount)::text AS amount, sum(t.weighted_amount)::text AS weighted_amount`;
-  /** A group's sums: numeric sums as text, exact until converted here. */
-  type Sums = { currency: string; deal_count: number; amount: string; weighted_amount: string };
-  const group = (r: Sums) => ({
-    currency: r.currency.trim(),
-    dealCount: r.deal_count,
-    amount: Number(r.amount),
-    weightedAmount: Number(r.weighted_amount),
-  });
-  const [totals, byStage, byOwner, byMonth] = await Promise.all([
+  const groups = await Promise.all([
     sql<Sums>`SELECT t.currency, ${sums} ${from} GROUP BY t.currency ORDER BY t.currency`.execute(source.db),
-    sql<
-      Sums & { key: string }
-    >`SELECT t.stage AS key, t.currency, ${sums} ${from} GROUP BY t.stage, t.currency ORDER BY min(${STAGE_ORDER}), t.currency`.execute(source.db),
-    sql<Sums & { key: string }>`SELECT t.owner_id AS key, t.currency, ${sums} ${from} GROUP BY t.owner_id, t.currency ORDER BY t.owner_id, t.currency`.execute(
+    sql<Keyed<Sums>>`SELECT t.stage AS key, t.currency, ${sums} ${from} GROUP BY t.stage, t.currency ORDER BY min(${STAGE_ORDER}), t.currency`.execute(
       source.db,
     ),
-    sql<Sums & { key: string }>`SELECT to_char(t.expected_close_date, 'YYYY-MM') AS key, t.currency, ${sums} ${from}
+    sql<Keyed<Sums>>`SELECT t.owner_id AS key, t.currency, ${sums} ${from} GROUP BY t.owner_id, t.currency ORDER BY t.owner_id, t.currency`.execute(source.db),
+    sql<Keyed<Sums>>`SELECT to_char(t.expected_close_date, 'YYYY-MM') AS key, t.currency, ${sums} ${from}
       GROUP BY 1, t.currency ORDER BY 1, t.currency`.execute(source.db),
   ]);
-  return {
-    currency: query.currency ?? null,
-    ownerId: query.ownerId ?? null,
-    totals: totals.rows.map(group),
-    byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
-    byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
-    byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),
-    base: await unlessRebuilding(
-      () => pipelineInBase(source, where),
-      () => null,
-    ),
-  };
+  const base = await unlessRebuilding(
+    () => pipelineInBase(source, where),
+    () => null,
+  );
+  return pipelineOf(query, groups, base);
 }
 
 /** The pipeline's groups in the base currency (see `Pipeline.base`). */
@@ -358,29 +312,59 @@ async function pipelineInBase(source: ReadModelSource, where: ReturnType<typeof 
   const from = sql`FROM (SELECT x.*, round(x.amount_base * x.probability, 4) AS weighted_base,
       CASE WHEN x.amount_base IS NULL THEN ${missingLabel(sql`x.currency`, sql`x.amount_at`)} END AS missing FROM (${converted}) x) y`;
   const sums = sql`count(*)::integer AS deal_count, ${baseSums(['amount_base', 'weighted_base'])}`;
-  /** A group's base-currency sums (text, null when a rate is missing) and the rates missing. */
-  type BaseSums = { deal_count: number; amount_base: string | null; weighted_base: string | null; missing_rates: string[] };
-  const group = (r: BaseSums): PipelineBaseGroup => ({
-    dealCount: r.deal_count,
-    amount: baseAmount(r.amount_base),
-    weightedAmount: baseAmount(r.weighted_base),
-    missingRates: missingRatesOf(r.missing_rates),
-  });
-  const [totals, byStage, byOwner, byMonth] = await Promise.all([
+  const groups = await Promise.all([
     sql<BaseSums>`SELECT ${sums} ${from}`.execute(source.db),
-    sql<BaseSums & { key: string }>`SELECT y.stage AS key, ${sums} ${from} GROUP BY y.stage
+    sql<Keyed<BaseSums>>`SELECT y.stage AS key, ${sums} ${from} GROUP BY y.stage
       ORDER BY array_position(ARRAY['lead','qualified','proposal','negotiation']::text[], y.stage)`.execute(source.db),
-    sql<BaseSums & { key: string }>`SELECT y.owner_id AS key, ${sums} ${from} GROUP BY y.owner_id ORDER BY y.owner_id`.execute(source.db),
-    sql<BaseSums & { key: string }>`SELECT y.month AS key, ${sums} ${from} GROUP BY y.month ORDER BY y.month`.execute(source.db),
+    sql<Keyed<BaseSums>>`SELECT y.owner_id AS key, ${sums} ${from} GROUP BY y.owner_id ORDER BY y.owner_id`.execute(source.db),
+    sql<Keyed<BaseSums>>`SELECT y.month AS key, ${sums} ${from} GROUP BY y.month ORDER BY y.month`.execute(source.db),
   ]);
-  const total = totals.rows[0] ?? { deal_count: 0, amount_base: null, weighted_base: null, missing_rates: [] };
-  // No open deal at all sums to 0, not to "unknown".
-  const empty = total.deal_count === 0;
-  return {
-    currency: baseCurrencyOf(source),
-    totals: empty ? { dealCount: 0, amount: 0, weightedAmount: 0, missingRates: [] } : group(total),
-    byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...group(r) })),
-    byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...group(r) })),
-    byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...group(r) })),
-  };
+  return pipelineInBaseOf(baseCurrencyOf(source), groups);
 }
+
+/** A group's sums: numeric sums as text, exact until converted here. */
+type Sums = { currency: string; deal_count: number; amount: string; weighted_amount: string };
+/** A group's base-currency sums (text, null when a rate is missing) and the rates missing. */
+type BaseSums = { deal_count: number; amount_base: string | null; weighted_base: string | null; missing_rates: string[] };
+type Keyed<T> = T & { key: string };
+/** The four result sets of a pipeline: totals, by stage, by owner, by month. */
+type Groups<T> = [{ rows: T[] }, { rows: Keyed<T>[] }, { rows: Keyed<T>[] }, { rows: Keyed<T>[] }];
+
+const groupOf = (r: Sums) => ({
+  currency: r.currency.trim(),
+  dealCount: r.deal_count,
+  amount: Number(r.amount),
+  weightedAmount: Number(r.weighted_amount),
+});
+
+const baseGroupOf = (r: BaseSums): PipelineBaseGroup => ({
+  dealCount: r.deal_count,
+  amount: baseAmount(r.amount_base),
+  weightedAmount: baseAmount(r.weighted_base),
+  missingRates: missingRatesOf(r.missing_rates),
+});
+
+/** The pipeline answer from its four result sets, whether they came from the kept counts or from the deals. */
+const pipelineOf = (query: { ownerId?: string; currency?: string }, [totals, byStage, byOwner, byMonth]: Groups<Sums>, base: Pipeline['base']): Pipeline => ({
+  currency: query.currency ?? null,
+  ownerId: query.ownerId ?? null,
+  totals: totals.rows.map(groupOf),
+  byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...groupOf(r) })),
+  byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...groupOf(r) })),
+  byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...groupOf(r) })),
+  base,
+});
+
+/** `Pipeline.base` from its four result sets (see `pipelineOf`). */
+const pipelineInBaseOf = (currency: string, [totals, byStage, byOwner, byMonth]: Groups<BaseSums>): NonNullable<Pipeline['base']> => {
+  const total = totals.rows[0];
+  // No open deal at all sums to 0, not to "unknown".
+  const empty = !total || total.deal_count === 0;
+  return {
+    currency,
+    totals: empty ? { dealCount: 0, amount: 0, weightedAmount: 0, missingRates: [] } : baseGroupOf(total),
+    byStage: byStage.rows.map((r) => ({ key: r.key, stage: r.key, ...baseGroupOf(r) })),
+    byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...baseGroupOf(r) })),
+    byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...baseGroupOf(r) })),
+  };
+};
