@@ -42,7 +42,7 @@ export interface EmailIndexOptions {
   masterKey?: Uint8Array;
 }
 
-export async function createEmailIndex(db: Kysely<any>, options: EmailIndexOptions): Promise<EmailIndex> {
+export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexOptions): Promise<EmailIndex> {
   const table = sql.id(options.schema, 'customer_email_index');
   await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(options.schema)}`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${table} (
@@ -92,7 +92,7 @@ export async function createEmailIndex(db: Kysely<any>, options: EmailIndexOptio
 }
 
 /** Without a master key: one random HMAC key per installation, created by the first process. */
-async function storedKey(db: Kysely<any>, schema: string): Promise<Buffer> {
+async function storedKey(db: Kysely<unknown>, schema: string): Promise<Buffer> {
   const table = sql.id(schema, 'email_lookup_key');
   await sql`CREATE TABLE IF NOT EXISTS ${table} (id integer PRIMARY KEY CHECK (id = 1), hmac_key bytea NOT NULL)`.execute(db);
   await sql`INSERT INTO ${table} (id, hmac_key) VALUES (1, ${randomBytes(32)}) ON CONFLICT (id) DO NOTHING`.execute(db);

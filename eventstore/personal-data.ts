@@ -140,7 +140,7 @@ const keysTable = (schema: string) => sql.table(`${schema}.customer_keys`);
  * Checks one wrapped key against the master key, so that a missing or wrong master key stops the
  * process at start with a clear message instead of failing every read of personal data later.
  */
-async function checkMasterKey(db: Kysely<any>, schema: string, masterKey: Uint8Array | undefined): Promise<void> {
+async function checkMasterKey(db: Kysely<unknown>, schema: string, masterKey: Uint8Array | undefined): Promise<void> {
   const { rows } = await sql<{ customer_id: string; data_key: Buffer }>`
     SELECT customer_id, data_key FROM ${keysTable(schema)} WHERE length(data_key) <> ${KEY_BYTES} LIMIT 1`.execute(db);
   const wrapped = rows[0];
@@ -162,7 +162,7 @@ async function checkMasterKey(db: Kysely<any>, schema: string, masterKey: Uint8A
  * master key; bare keys need none) and written back in one transaction, so a failure changes nothing.
  * Forgotten customers have no key to re-wrap. Returns how many keys were re-wrapped.
  */
-export async function rewrapDataKeys(db: Kysely<any>, options: { schema: string; from?: Uint8Array; to: Uint8Array }): Promise<number> {
+export async function rewrapDataKeys(db: Kysely<unknown>, options: { schema: string; from?: Uint8Array; to: Uint8Array }): Promise<number> {
   if (options.to.length !== KEY_BYTES) throw new Error(`The new master key must be ${KEY_BYTES} bytes, got ${options.to.length}`);
   const table = keysTable(options.schema);
   return db.transaction().execute(async (trx) => {
@@ -185,7 +185,7 @@ export async function rewrapDataKeys(db: Kysely<any>, options: { schema: string;
   });
 }
 
-export async function createPersonalData(db: Kysely<any>, options: PersonalDataOptions): Promise<PersonalData> {
+export async function createPersonalData(db: Kysely<unknown>, options: PersonalDataOptions): Promise<PersonalData> {
   const { masterKey } = options;
   if (masterKey && masterKey.length !== KEY_BYTES) throw new Error(`The master key must be ${KEY_BYTES} bytes, got ${masterKey.length}`);
   const table = keysTable(options.schema);

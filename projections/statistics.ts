@@ -28,7 +28,7 @@ export const ANALYZE_MIN_CHANGED_ROWS = 1_000;
  * a catch-up of 74,000 events about 12% slower (measured interleaved with main's runner); with this,
  * no slower than without.
  */
-export async function analyzeTables(db: Kysely<any>, schema: string, tables: readonly string[], options: { minChangedRows?: number } = {}): Promise<void> {
+export async function analyzeTables(db: Kysely<unknown>, schema: string, tables: readonly string[], options: { minChangedRows?: number } = {}): Promise<void> {
   const changed =
     options.minChangedRows !== undefined
       ? sql`AND (c.reltuples < 0 OR s.relid IS NULL OR s.n_mod_since_analyze >= greatest(${options.minChangedRows}, 0.5 * c.reltuples))`

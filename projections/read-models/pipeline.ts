@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type QueryExecutorProvider, type Transaction } from 'kysely';
 import type { Row } from './rows.ts';
 
 /**
@@ -14,7 +14,7 @@ export const PIPELINE_MONTHS = 'pipeline_months';
 
 const OPEN = `stage NOT IN ('won', 'lost')`;
 
-export async function migratePipeline(db: Kysely<any>, schema: string): Promise<void> {
+export async function migratePipeline(db: QueryExecutorProvider, schema: string): Promise<void> {
   for (const [table, group] of [
     [PIPELINE_STAGES, 'stage'],
     [PIPELINE_MONTHS, 'month'],
