@@ -191,16 +191,20 @@ const toListedCustomer = (source: ReadModelSource, r: ListedCustomerRow): Custom
 export async function customerRevenue(source: ReadModelSource, id: string): Promise<CustomerRevenue> {
   const lines = convertedLines(source, 'revenue_lines', ofCustomerAndMerged(source, uuidOf(id)));
   const [byCurrency, base] = await Promise.all([
-    sql<Record<string, any>>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS revenue FROM ${lines} GROUP BY 1 ORDER BY 1`.execute(source.db),
-    sql<Record<string, any>>`SELECT ${baseSums(['base_amount'])}, count(*)::integer AS line_count FROM ${lines}`.execute(source.db),
+    sql<{
+      currency: string;
+      revenue: string;
+    }>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS revenue FROM ${lines} GROUP BY 1 ORDER BY 1`.execute(source.db),
+    sql<{ base_amount: string | null; missing_rates: string[]; line_count: number }>`SELECT ${baseSums(['base_amount'])}, count(*)::integer AS line_count
+      FROM ${lines}`.execute(source.db),
   ]);
-  const totals = base.rows[0] ?? {};
+  const totals = base.rows[0];
   return {
     revenueByCurrency: Object.fromEntries(byCurrency.rows.map((r) => [r.currency, Number(r.revenue)])),
     baseCurrency: baseCurrencyOf(source),
     // No purchase at all is 0 in every currency, the base one included.
-    revenueBase: Number(totals.line_count ?? 0) === 0 ? 0 : baseAmount(totals.base_amount),
-    missingRates: missingRatesOf(totals.missing_rates),
+    revenueBase: !totals || totals.line_count === 0 ? 0 : baseAmount(totals.base_amount),
+    missingRates: missingRatesOf(totals?.missing_rates),
   };
 }
 
