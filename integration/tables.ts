@@ -112,7 +112,51 @@ export async function migrateIntegrationTables(db: Kysely<unknown>, schema: stri
   });
 }
 
-const toSubscription = (r: Record<string, any>): WebhookSubscription => ({
+/**
+ * The tables' rows as pg and PGlite give them: bigint columns as text (pg) or numbers (PGlite),
+ * timestamps as Dates.
+ */
+type SubscriptionRow = {
+  id: string;
+  url: string;
+  events: string[];
+  description: string | null;
+  role: SubscriberRole;
+  secret: string;
+  enabled: boolean;
+  generation: number;
+  created_at: Date;
+  updated_at: Date;
+};
+
+type PublisherTableRow = {
+  name: string;
+  kind: 'webhook' | 'nats';
+  position: string | number;
+  state: PublisherState;
+  delivered: string | number;
+  failures: string | number;
+  last_error: string | null;
+  last_status: number | null;
+  last_latency_ms: number | null;
+  next_retry_at: Date | null;
+  updated_at: Date;
+};
+
+type DeliveryRow = {
+  id: string | number;
+  subscription_id: string;
+  event_id: string;
+  position: string | number;
+  attempt: number;
+  status_code: number | null;
+  latency_ms: number;
+  error: string | null;
+  next_retry_at: Date | null;
+  at: Date;
+};
+
+const toSubscription = (r: SubscriptionRow): WebhookSubscription => ({
   id: r.id,
   url: r.url,
   events: r.events,
@@ -124,7 +168,7 @@ const toSubscription = (r: Record<string, any>): WebhookSubscription => ({
   generation: Number(r.generation),
 });
 
-const toPublisher = (r: Record<string, any>): PublisherRow => ({
+const toPublisher = (r: PublisherTableRow): PublisherRow => ({
   name: r.name,
   kind: r.kind,
   position: BigInt(r.position),
@@ -164,7 +208,7 @@ export function integrationTables(db: Kysely<unknown>, schema: string) {
     async createSubscription(input: NewSubscription): Promise<WebhookSubscription> {
       const id = randomUUID();
       return db.transaction().execute(async (trx) => {
-        const { rows } = await sql<Record<string, any>>`INSERT INTO ${subs} (id, url, events, description, role, secret)
+        const { rows } = await sql<SubscriptionRow>`INSERT INTO ${subs} (id, url, events, description, role, secret)
           VALUES (${id}, ${input.url}, ${input.events}::text[], ${input.description}, ${input.role}, ${input.secret}) RETURNING *`.execute(trx);
         await sql`INSERT INTO ${pubs} (name, kind, position) VALUES (${webhookPublisherName(id)}, 'webhook', ${input.startPosition.toString()}::bigint)`.execute(
           trx,
@@ -174,12 +218,12 @@ export function integrationTables(db: Kysely<unknown>, schema: string) {
     },
 
     async listSubscriptions(): Promise<WebhookSubscription[]> {
-      const { rows } = await sql<Record<string, any>>`SELECT * FROM ${subs} ORDER BY created_at, id`.execute(db);
+      const { rows } = await sql<SubscriptionRow>`SELECT * FROM ${subs} ORDER BY created_at, id`.execute(db);
       return rows.map(toSubscription);
     },
 
     async getSubscription(id: string): Promise<WebhookSubscription | undefined> {
-      const { rows } = await sql<Record<string, any>>`SELECT * FROM ${subs} WHERE id = ${id}`.execute(db);
+      const { rows } = await sql<SubscriptionRow>`SELECT * FROM ${subs} WHERE id = ${id}`.execute(db);
       return rows[0] ? toSubscription(rows[0]) : undefined;
     },
 
@@ -195,7 +239,7 @@ export function integrationTables(db: Kysely<unknown>, schema: string) {
       change: { url?: string; events?: string[]; enabled?: boolean; description?: string | null },
     ): Promise<WebhookSubscription | undefined> {
       return db.transaction().execute(async (trx) => {
-        const { rows } = await sql<Record<string, any>>`UPDATE ${subs} SET
+        const { rows } = await sql<SubscriptionRow>`UPDATE ${subs} SET
             url = COALESCE(${change.url ?? null}, url),
             events = COALESCE(${change.events ?? null}::text[], events),
             description = CASE WHEN ${change.description !== undefined} THEN ${change.description ?? null} ELSE description END,
@@ -241,12 +285,12 @@ export function integrationTables(db: Kysely<unknown>, schema: string) {
     },
 
     async publishers(): Promise<PublisherRow[]> {
-      const { rows } = await sql<Record<string, any>>`SELECT * FROM ${pubs} ORDER BY name`.execute(db);
+      const { rows } = await sql<PublisherTableRow>`SELECT * FROM ${pubs} ORDER BY name`.execute(db);
       return rows.map(toPublisher);
     },
 
     async publisher(name: string): Promise<PublisherRow | undefined> {
-      const { rows } = await sql<Record<string, any>>`SELECT * FROM ${pubs} WHERE name = ${name}`.execute(db);
+      const { rows } = await sql<PublisherTableRow>`SELECT * FROM ${pubs} WHERE name = ${name}`.execute(db);
       return rows[0] ? toPublisher(rows[0]) : undefined;
     },
 
@@ -301,7 +345,7 @@ export function integrationTables(db: Kysely<unknown>, schema: string) {
     },
 
     async deliveries(subscriptionId: string, limit: number): Promise<DeliveryAttempt[]> {
-      const { rows } = await sql<Record<string, any>>`SELECT * FROM ${deliveries} WHERE subscription_id = ${subscriptionId}
+      const { rows } = await sql<DeliveryRow>`SELECT * FROM ${deliveries} WHERE subscription_id = ${subscriptionId}
         ORDER BY id DESC LIMIT ${limit}`.execute(db);
       return rows.map((r) => ({
         eventId: r.event_id,
