@@ -176,7 +176,11 @@ export async function monthlyBaseRevenueUpTo(
 ): Promise<{ months: { month: string; value: number }[]; missingRates: string[] }> {
   const source = { db, schema, baseCurrency };
   const lines = convertedLines(source, 'revenue_lines', sql`l.occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`);
-  const { rows } = await sql<Record<string, any>>`SELECT to_char(y.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, ${baseSums(['base_amount'])}
+  const { rows } = await sql<{
+    month: string;
+    base_amount: string | null;
+    missing_rates: string[];
+  }>`SELECT to_char(y.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, ${baseSums(['base_amount'])}
     FROM ${lines} GROUP BY 1 ORDER BY 1`.execute(db);
   return {
     months: rows.map((r) => ({ month: r.month, value: Number(r.base_amount ?? 0) })),

@@ -91,7 +91,16 @@ export async function setRate(trx: QueryExecutorProvider, schema: string, curren
   const from = new Date(validFrom).toISOString();
   await sql`INSERT INTO ${t('analytics_rate')} (rate_id, currency, valid_from, rate) VALUES (${`${currency}|${from}`}, ${currency}, ${from}::timestamptz, ${rate}::numeric)
     ON CONFLICT (rate_id) DO UPDATE SET rate = EXCLUDED.rate`.execute(trx);
-  const { rows } = await sql<Record<string, any>>`WITH next AS (
+  const { rows } = await sql<{
+    customer_id: string;
+    kind: 'purchase' | 'refund';
+    order_key: string;
+    value_day: string;
+    occurred_at: Date | string;
+    delta: string;
+    was_pending: boolean;
+    amount_id: string;
+  }>`WITH next AS (
       SELECT min(valid_from) AS valid_from FROM ${t('analytics_rate')} WHERE currency = ${currency} AND valid_from > ${from}::timestamptz
     ), old AS (
       SELECT a.amount_id, a.base_value FROM ${t('analytics_amount')} a, next

@@ -78,7 +78,7 @@ export interface AnalyticsServiceOptions {
 export type ModelSummary = ReturnType<typeof summarise>;
 
 function summarise(record: ModelRecord) {
-  const m = record.metrics as Record<string, any>;
+  const m = record.metrics;
   return {
     version: record.version,
     fittedAt: record.fittedAt,
