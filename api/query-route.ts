@@ -28,11 +28,7 @@ const errorResponses = problemResponses(400, 401, 403, 404, 429, 503);
 /** `true`/`false` in a query string. */
 export const BooleanQuery = z.enum(['true', 'false']).transform((v) => v === 'true');
 
-export const readModels = (context: RouteContext): ReadModelQueries => {
-  const { queries } = context.deps;
-  if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
-  return queries;
-};
+export const readModels = (context: RouteContext): ReadModelQueries => context.deps.queries;
 
 export const rolesNote = (method: string, url: string): string => {
   const rule = ruleFor(method, url);

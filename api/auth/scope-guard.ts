@@ -15,7 +15,7 @@ import type { ReadModelSource } from '../../projections/queries/page.ts';
  * every record, are refused to restricted callers.
  */
 export const createScopeGuard =
-  (queries: () => ReadModelQueries | undefined) =>
+  (queries: () => ReadModelQueries) =>
   async (request: FastifyRequest): Promise<void> => {
     const url = request.routeOptions.url;
     if (url === undefined) return;
@@ -50,18 +50,17 @@ export const createScopeGuard =
     // Campaigns have no owner; users and teams are administration (admin-only already); exchange rates are company-wide.
     if (kind === 'campaign' || kind === 'user' || kind === 'team' || kind === 'exchangerate' || kind === 'exchangeRate') return;
     const read = queries();
-    const found =
-      !read || !id
-        ? undefined
-        : kind === 'customer'
-          ? await read.getCustomer(id, scope)
-          : kind === 'deal'
-            ? await read.getDeal(id, scope)
-            : kind === 'feedback'
-              ? await read.getFeedback(id, scope)
-              : kind === 'activity'
-                ? await read.getActivity(id, scope)
-                : undefined;
+    const found = !id
+      ? undefined
+      : kind === 'customer'
+        ? await read.getCustomer(id, scope)
+        : kind === 'deal'
+          ? await read.getDeal(id, scope)
+          : kind === 'feedback'
+            ? await read.getFeedback(id, scope)
+            : kind === 'activity'
+              ? await read.getActivity(id, scope)
+              : undefined;
     if (!found) throw new ProblemError('not_found', `No ${params.stream ?? `${params.kind} ${params.id}`}.`);
   };
 

@@ -181,7 +181,6 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     async (request) => {
       await awaitReadModels(context.deps.projections, request.query.waitFor, context.waitForTimeoutMs);
       const queries = context.deps.queries;
-      if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
       return forCaller(request, await queries.likelyDuplicates({ limit: request.query.limit }, scopeOf(request)), CUSTOMER_PERSONAL_FIELDS);
     },
   );
@@ -201,7 +200,6 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
       const { waitFor, ...query } = request.query;
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const queries = context.deps.queries;
-      if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
       const { cursor, ...order } = query;
       const scope = `GET /customers/${request.params.id}/timeline order=${order.order}`;
       const page = await sealedPage(context, scope, cursor, (position) =>

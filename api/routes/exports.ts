@@ -7,7 +7,7 @@ import type { RouteContext } from '../route-context.ts';
 import type { Page, ReadModelQueries, ReadRecord, ReadScope } from '../deps.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
-import { ProblemError, problemResponses } from '../problems.ts';
+import { problemResponses } from '../problems.ts';
 import { refusePersonalFilters } from '../query-route.ts';
 import { CustomerListFilters } from './customers.ts';
 import { DealListFilters } from './deals.ts';
@@ -64,7 +64,6 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
       },
       handler: async (request, reply) => {
         const queries = context.deps.queries;
-        if (!queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
         const { format: asked, ...query } = request.query as Record<string, unknown> & { format?: ExportFormat };
         refusePersonalFilters(request, query, spec.personalFilters);
         const format = formatOf(request, asked);
