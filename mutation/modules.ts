@@ -60,6 +60,27 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     tests: ['test/analytics/customer-base-models.test.ts', 'test/analytics/bgnbd-validation.test.ts', 'test/analytics/analytics-models-mutants.test.ts'],
     concurrency: 1,
   },
+  'analytics-models-rest': {
+    // The rest of the folder (RFM, metrics, satisfaction, retention, segments, forecast, the churn models and
+    // their optimiser, the random source, time units) against the tests without a database that reach it.
+    mutate: [
+      'analytics/models/*.ts',
+      '!analytics/models/bgnbd.ts',
+      '!analytics/models/gamma-gamma.ts',
+      '!analytics/models/clv.ts',
+      '!analytics/models/customer-value.ts',
+      '!analytics/models/special.ts',
+    ],
+    tests: [
+      'test/analytics/churn-models.test.ts',
+      'test/analytics/naive-bayes-calibration.test.ts',
+      'test/analytics/reporting-models.test.ts',
+      'test/analytics/customer-base-models.test.ts',
+      'test/analytics/forecast-months.test.ts',
+      'test/analytics/analytics-models-rest-mutants.test.ts',
+    ],
+    concurrency: 1,
+  },
   'audit-chain': {
     mutate: ['audit/sql/chain.ts', 'eventstore/postgres/chain.ts'],
     tests: ['test/audit/chain.test.ts', 'test/audit/audit-chain-mutants.test.ts'],
