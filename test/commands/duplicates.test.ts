@@ -137,6 +137,27 @@ describe('duplicate registrations', () => {
     const real = await register(email);
     expect(await emailIndex.holder(email)).toBe(real.id);
   });
+  it("a registered customer's address is never taken over, however old its claim; a take-over whose registration fails frees the address", async () => {
+    const email = `old-${randomUUID()}@navy.example`;
+    const holder = await register(email);
+    const age = (customerId: string) =>
+      sql`UPDATE ${sql.id(schemas.events, 'customer_email_index')} SET claimed_at = now() - interval '1 hour' WHERE customer_id = ${customerId}`.execute(
+        database.db,
+      );
+    await age(holder.id);
+    expect(await refusal(register(email))).toMatchObject({ code: 'customer.email_taken', details: { customerId: holder.id } });
+
+    const abandoned = `abandoned-${randomUUID()}@navy.example`;
+    const ghost = randomUUID();
+    await emailIndex.claim(abandoned, ghost);
+    await age(ghost);
+    // Taken over, then the registration fails (a stale If-Match): the address is nobody's.
+    await expect(commands.execute({ type: 'RegisterCustomer', name: 'Late', email: abandoned }, ctx({ expectedRevision: 0 }))).rejects.toBeInstanceOf(
+      WrongExpectedRevision,
+    );
+    expect(await emailIndex.holder(abandoned)).toBeUndefined();
+  });
+
   it('a claim held by a customer forgotten meanwhile is taken over at once, however young', async () => {
     const email = `forgotten-${randomUUID()}@navy.example`;
     const gone = await register(email);
