@@ -1,3 +1,4 @@
+import { types } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compactState, CompactIds, hashPrefix } from '../../commands/compact-state.ts';
@@ -102,6 +103,105 @@ describe('compact customer states', () => {
   });
 });
 
+describe('a book behind a dictionary', () => {
+  /** A compacted customer's orders, and a plain object that has been through the same writes. */
+  const pair = () => ({ book: compactState('customer', registered()).orders as Record<string, unknown>, plain: {} as Record<string, unknown> });
+
+  it('reads back every plain JSON value exactly: the common shape, another key order, missing, undefined or extra fields, arrays, null, numbers, strings', () => {
+    const values: unknown[] = [
+      { amount: 1, currency: 'EUR', refunded: 0 },
+      { currency: 'USD', amount: 2, refunded: 0 },
+      { amount: 3, currency: 'EUR' },
+      { amount: 4, currency: undefined, refunded: 0 },
+      { amount: 5, currency: 'EUR', refunded: 0, note: 'x' },
+      { amount: 6, currency: null, refunded: 0 },
+      [1, 'two'],
+      null,
+      7,
+      'eight',
+    ];
+    const { book, plain } = pair();
+    values.forEach((value, i) => {
+      setEntry(book, `k${i}`, value);
+      setEntry(plain, `k${i}`, value);
+    });
+    // JSON text keeps key order: a value is read back with its own keys, in its own order.
+    expect(JSON.stringify(book)).toBe(JSON.stringify(plain));
+    for (const key of Object.keys(plain)) expect(entryOf(book, key)).toStrictEqual(JSON.parse(JSON.stringify(entryOf(plain, key)) ?? 'null'));
+    expect(Object.hasOwn(entryOf(book, 'k3') as object, 'currency')).toBe(false);
+
+    // A book whose first value is an array keeps arrays as arrays.
+    const other = pair();
+    setEntry(other.book, 'a', [1, 2]);
+    setEntry(other.book, 'b', [3, 4]);
+    expect(entryOf(other.book, 'b')).toStrictEqual([3, 4]);
+  });
+
+  it('answers own-property questions as a plain object: in, hasOwn, descriptors, property names, inherited members', () => {
+    const { book, plain } = pair();
+    for (const target of [book, plain]) {
+      setEntry(target, 'o1', { amount: 1, currency: 'EUR', refunded: 0 });
+      target.o2 = { amount: 2, currency: 'EUR', refunded: 0 };
+    }
+    for (const key of ['o1', 'o2', 'missing', 'toString', 'constructor']) {
+      expect([key, key in book]).toEqual([key, key in plain]);
+      expect([key, Object.hasOwn(book, key)]).toEqual([key, Object.hasOwn(plain, key)]);
+      expect([key, Object.getOwnPropertyDescriptor(book, key)]).toEqual([key, Object.getOwnPropertyDescriptor(plain, key)]);
+    }
+    expect(Symbol.iterator in book).toBe(false);
+    expect(Object.getOwnPropertyNames(book)).toEqual(Object.getOwnPropertyNames(plain));
+    expect(Object.getOwnPropertyNames(book)).toEqual(['o1', 'o2']);
+    expect(book.toString).toBe(Object.prototype.toString);
+    expect(book.hasOwnProperty).toBe(Object.prototype.hasOwnProperty);
+    expect(book.o2).toEqual({ amount: 2, currency: 'EUR', refunded: 0 });
+  });
+
+  it('deletes an entry as a plain object does, keeping the order of the others; symbols are not entries', () => {
+    const { book, plain } = pair();
+    for (const target of [book, plain]) {
+      for (const id of ['a', 'b', 'c']) setEntry(target, id, { amount: 1, currency: 'EUR', refunded: 0 });
+      expect(delete target.b).toBe(true);
+      expect(delete target.missing).toBe(true);
+    }
+    expect(Object.keys(book)).toEqual(['a', 'c']);
+    expect(Object.hasOwn(book, 'b')).toBe(false);
+    expect(entryOf(book, 'c')).toEqual(entryOf(plain, 'c'));
+    const symbol = Symbol('not an entry');
+    expect(delete (book as Record<symbol, unknown>)[symbol]).toBe(true);
+    expect(() => ((book as Record<symbol, unknown>)[symbol] = 1)).toThrow(TypeError);
+    expect(() => Object.defineProperty(book, symbol, { value: 1, writable: true, enumerable: true, configurable: true })).toThrow(TypeError);
+    expect(Object.keys(book)).toEqual(['a', 'c']);
+    expect(JSON.stringify(book)).toBe(JSON.stringify(plain));
+  });
+});
+
+describe('compacting a state', () => {
+  const isBookObject = (value: unknown) => types.isProxy(value);
+
+  it("puts a customer's orders and refunds in books, keeps books already made, and leaves other states and missing dictionaries alone", () => {
+    const plain = registered();
+    const compacted = compactState('customer', plain);
+    expect(compacted).not.toBe(plain);
+    expect(isBookObject(compacted.orders) && isBookObject(compacted.refunds)).toBe(true);
+    expect(isBookObject(plain.orders)).toBe(false);
+    // A fold replaced the refunds with a new plain object: only they are compacted again.
+    const folded = { ...compacted, refunds: { r1: { orderId: 'o1', amount: 1, currency: 'EUR' } } } as unknown as CustomerState;
+    const again = compactState('customer', folded);
+    expect(again.orders).toBe(compacted.orders);
+    expect(isBookObject(again.refunds)).toBe(true);
+    expect(JSON.stringify(again.refunds)).toBe(JSON.stringify(folded.refunds));
+    // No dictionary to compact (null, absent), or no state at all: the same value back.
+    const without = { ...plain, orders: null, refunds: undefined } as unknown as CustomerState;
+    expect(compactState('customer', without)).toBe(without);
+    const halfNull = { ...plain, orders: null } as unknown as CustomerState;
+    const half = compactState('customer', halfNull);
+    expect(half.orders).toBeNull();
+    expect(isBookObject(half.refunds)).toBe(true);
+    expect(compactState('customer', null)).toBeNull();
+    expect(compactState('customer', undefined)).toBeUndefined();
+  });
+});
+
 describe('compact event ids', () => {
   it('finds each id with its command hash prefix, and only at a record boundary', () => {
     const ids = new CompactIds();
@@ -114,6 +214,9 @@ describe('compact event ids', () => {
       expect(CompactIds.sameCommand(ids.hashOf(id)!, `hash${i}`.padEnd(43, 'x'))).toBe(i % 7 !== 0);
     });
     expect(ids.hashOf(eventIdFor(stream, 'key-200', 0))).toBeUndefined();
+    // An event stored without a command hash holds spaces (never in base64url): no command is the same as it.
+    expect(hashPrefix(undefined)).toBe(' '.repeat(8));
+    expect(CompactIds.sameCommand(ids.hashOf(wanted[0]!)!, undefined)).toBe(false);
     // An id whose bytes span two records (the tail of one id and the hash prefix after it) is not held.
     const spanning = new CompactIds();
     spanning.add('00000000-0000-0000-0000-0000000000aa', 'AAAAAAAA');

@@ -129,6 +129,42 @@ describe('commands on one stream', () => {
   });
 });
 
+describe('a claimed revision (If-Match)', () => {
+  it('is checked against the store, not against a state this process cached before another wrote', async () => {
+    const inA = a.commands();
+    const inB = b.commands();
+    const id = await register(inA);
+    await inA.execute(purchase(id), ctx());
+    // The caller read revision 2 through B; A cached revision 1.
+    expect((await inB.execute(purchase(id), ctx())).revision).toBe(2);
+    const result = await inA.execute(purchase(id), ctx({ expectedRevision: 2 }));
+    expect(result.revision).toBe(3);
+  });
+
+  it('a keyed retry that loses the race to its own first attempt in another process gets the first answer, not a conflict', async () => {
+    const inA = a.commands();
+    const id = await register(inA);
+    const key = randomUUID();
+    // Personal data: encrypted afresh by each attempt, so the store cannot tell the two appends are one.
+    const command = { type: 'ChangeCustomerDetails', customerId: id, phone: '+44 20 7946 0002' };
+    let first: Promise<unknown> | undefined;
+    // B has read the stream and is about to append when A's attempt of the same key completes.
+    const racing: EventStore = {
+      ...b.store,
+      appendToStream: async (stream, events, options) => {
+        first ??= inA.execute(command, ctx({ idempotencyKey: key, expectedRevision: 0 }));
+        await first;
+        return b.store.appendToStream(stream, events, options);
+      },
+    };
+    const inB = createCrmCommands({ store: racing, personalData: b.personalData });
+    const retried = await inB.execute(command, ctx({ idempotencyKey: key, expectedRevision: 0 }));
+    expect(retried).toEqual(await first);
+    expect(retried.revision).toBe(1);
+    expect((await a.store.readStream(`customer-${id}`)).map((e) => e.type)).toEqual(['CustomerRegistered', 'CustomerContactDetailsChanged']);
+  });
+});
+
 describe('the stream cache', () => {
   it('reads the same number of rows per purchase whatever the length of the customer history', async () => {
     const commands = a.commands();
@@ -143,6 +179,28 @@ describe('the stream cache', () => {
     const long = await rowsPerPurchase(150);
     expect(long).toBe(short);
     expect(long).toBeLessThan(1);
+  });
+
+  it('keeps at most cachedStreams streams: the least recently used is read again', async () => {
+    const commands = a.commands({ cachedStreams: 1 });
+    const first = await register(commands);
+    const second = await register(commands);
+    a.rowsRead.n = 0;
+    await commands.execute(purchase(second), ctx());
+    expect(a.rowsRead.n).toBe(0);
+    await commands.execute(purchase(first), ctx());
+    expect(a.rowsRead.n).toBe(1);
+  });
+
+  it('a state read for another command or for a reader costs only what is new', async () => {
+    const commands = a.commands();
+    const id = await register(commands);
+    for (let i = 0; i < 20; i++) await commands.execute(purchase(id), ctx());
+    a.rowsRead.n = 0;
+    // The deal's decider needs the customer; the reader wants the current state.
+    await commands.execute({ type: 'OpenDeal', customerId: id, title: 'T', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-12-31' }, ctx());
+    expect((await commands.loadAggregate('customer', id)).revision).toBe(20);
+    expect(a.rowsRead.n).toBe(0);
   });
 
   it('after another process wrote, reads only the newer events', async () => {

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
 import { DomainError } from '../../domain/errors.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
+import { WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { createEmailIndex, type EmailIndex } from '../../eventstore/email-index.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
@@ -135,5 +136,76 @@ describe('duplicate registrations', () => {
     );
     const real = await register(email);
     expect(await emailIndex.holder(email)).toBe(real.id);
+  });
+  it("a registered customer's address is never taken over, however old its claim; a take-over whose registration fails frees the address", async () => {
+    const email = `old-${randomUUID()}@navy.example`;
+    const holder = await register(email);
+    const age = (customerId: string) =>
+      sql`UPDATE ${sql.id(schemas.events, 'customer_email_index')} SET claimed_at = now() - interval '1 hour' WHERE customer_id = ${customerId}`.execute(
+        database.db,
+      );
+    await age(holder.id);
+    expect(await refusal(register(email))).toMatchObject({ code: 'customer.email_taken', details: { customerId: holder.id } });
+
+    const abandoned = `abandoned-${randomUUID()}@navy.example`;
+    const ghost = randomUUID();
+    await emailIndex.claim(abandoned, ghost);
+    await age(ghost);
+    // Taken over, then the registration fails (a stale If-Match): the address is nobody's.
+    await expect(commands.execute({ type: 'RegisterCustomer', name: 'Late', email: abandoned }, ctx({ expectedRevision: 0 }))).rejects.toBeInstanceOf(
+      WrongExpectedRevision,
+    );
+    expect(await emailIndex.holder(abandoned)).toBeUndefined();
+  });
+
+  it('a claim held by a customer forgotten meanwhile is taken over at once, however young', async () => {
+    const email = `forgotten-${randomUUID()}@navy.example`;
+    const gone = await register(email);
+    await commands.execute({ type: 'ForgetCustomer', customerId: gone.id }, ctx());
+    // The forgotten customer's claim made again just now: a registration that raced the forget.
+    await emailIndex.claim(email, gone.id);
+    const next = await register(email);
+    expect(await emailIndex.holder(email)).toBe(next.id);
+  });
+
+  it('an address held by a merged duplicate is refused naming the primary', async () => {
+    const email = `merged-${randomUUID()}@navy.example`;
+    const duplicate = await register(email);
+    const primary = await register(`primary-${randomUUID()}@navy.example`);
+    await commands.execute({ type: 'MergeCustomer', customerId: primary.id, duplicateId: duplicate.id }, ctx());
+    const error = await refusal(register(email));
+    expect(error).toMatchObject({ kind: 'invalid_state', code: 'customer.email_taken', field: 'email', details: { customerId: primary.id } });
+    expect(error.message).toBe(`Customer ${primary.id} already has this email address`);
+  });
+
+  it("a command the customer's state refuses anyway is refused for that, not for the address, and claims nothing", async () => {
+    const takenEmail = `taken-${randomUUID()}@navy.example`;
+    const taken = await register(takenEmail);
+    const existing = await register(`existing-${randomUUID()}@navy.example`);
+    const forgotten = await register(`gone-${randomUUID()}@navy.example`);
+    await commands.execute({ type: 'ForgetCustomer', customerId: forgotten.id }, ctx());
+    const merged = await register(`dup-${randomUUID()}@navy.example`);
+    await commands.execute({ type: 'MergeCustomer', customerId: existing.id, duplicateId: merged.id }, ctx());
+    expect(await refusal(register(takenEmail, { customerId: existing.id }))).toMatchObject({ code: 'customer.already_registered' });
+    const unknown = randomUUID();
+    const change = (customerId: string, email: string) => commands.execute({ type: 'ChangeCustomerDetails', customerId, email }, ctx());
+    expect(await refusal(change(unknown, takenEmail))).toMatchObject({ code: 'customer.not_found', details: { customerId: unknown } });
+    expect(await refusal(change(forgotten.id, takenEmail))).toMatchObject({ code: 'customer.forgotten' });
+    expect(await refusal(change(merged.id, takenEmail))).toMatchObject({ code: 'customer.merged' });
+    const free = `free-${randomUUID()}@navy.example`;
+    for (const id of [unknown, forgotten.id, merged.id]) await refusal(change(id, free));
+    expect(await emailIndex.holder(free)).toBeUndefined();
+    expect(await emailIndex.holder(takenEmail)).toBe(taken.id);
+  });
+
+  it('a change without an address, or to the address already held, keeps the claim, also when the change fails', async () => {
+    const email = `keep-${randomUUID()}@navy.example`;
+    const customer = await register(email);
+    await commands.execute({ type: 'ChangeCustomerDetails', customerId: customer.id, phone: '+44 20 7946 0001' }, ctx());
+    await expect(
+      commands.execute({ type: 'ChangeCustomerDetails', customerId: customer.id, email, phone: '+1 555 0100' }, ctx({ expectedRevision: 0 })),
+    ).rejects.toBeInstanceOf(WrongExpectedRevision);
+    expect(await emailIndex.holder(email)).toBe(customer.id);
+    expect(await refusal(register(email))).toMatchObject({ details: { customerId: customer.id } });
   });
 });

@@ -124,6 +124,28 @@ describe('command handling on PostgreSQL', () => {
     expect(await store.readStream(first.stream)).toHaveLength(3);
   });
 
+  it('a keyed retry is answered from the stored events too (another process, no cache), with the stream position of a command that changed nothing', async () => {
+    const uncached = createCrmCommands({ store, personalData, cachedStreams: 0 });
+    const { id, stream } = await register();
+    const key = randomUUID();
+    const tag = { type: 'TagCustomer', customerId: id, tag: 'stored' } as const;
+    const first = await commands.execute(tag, ctx({ idempotencyKey: key }));
+    expect(await uncached.execute(tag, ctx({ idempotencyKey: key }))).toEqual(first);
+    await expect(uncached.execute({ ...tag, tag: 'other' }, ctx({ idempotencyKey: key }))).rejects.toBeInstanceOf(IdempotencyConflict);
+    // Tagged already: nothing appended, and the answer names the stream's last event.
+    const unchanged = await uncached.execute(tag, ctx());
+    expect(unchanged).toEqual({ id, stream, revision: first.revision, position: first.position, eventIds: [] });
+  });
+
+  it('a command without a key is never taken for a retry of one whose key reads "undefined"', async () => {
+    const { id } = await register();
+    const keyed = await commands.execute({ type: 'TagCustomer', customerId: id, tag: 'a' }, ctx({ idempotencyKey: 'undefined' }));
+    const unkeyed = await commands.execute({ type: 'TagCustomer', customerId: id, tag: 'b' }, ctx());
+    expect(unkeyed.eventIds).toHaveLength(1);
+    expect(unkeyed.revision).toBe(keyed.revision + 1);
+    expect((await commands.loadAggregate('customer', id)).state.tags).toEqual(['vip', 'a', 'b']);
+  });
+
   it('concurrent retries of one key append once', async () => {
     const { id } = await register();
     const key = randomUUID();
@@ -271,6 +293,31 @@ describe('command handling on PostgreSQL', () => {
     expect(retry.eventIds).toHaveLength(1);
     const { state } = await commands.loadAggregate('customer', primary.id);
     expect(state.mergedDuplicates).toEqual([duplicate.id]);
+  });
+
+  it('a keyed merge that only had the primary side left to record answers its retry the same way', async () => {
+    const primary = await register();
+    const duplicate = await register();
+    await store.appendToStream(duplicate.stream, [
+      {
+        id: randomUUID(),
+        type: 'CustomerMergedInto',
+        data: { customerId: duplicate.id, primaryId: primary.id },
+        metadata: {
+          actor: { userId: 'alice', roles: [] },
+          correlationId: 'c',
+          causationId: null,
+          occurredAt: '2026-03-01T09:00:00Z',
+          schemaVersion: 1,
+          command: 'MergeCustomer',
+        },
+      },
+    ]);
+    const key = randomUUID();
+    const merge = { type: 'MergeCustomer', customerId: primary.id, duplicateId: duplicate.id } as const;
+    const completed = await commands.execute(merge, ctx({ idempotencyKey: key }));
+    expect(completed.eventIds).toHaveLength(1);
+    expect(await commands.execute(merge, ctx({ idempotencyKey: key }))).toEqual(completed);
   });
 
   it('opens a deal only for an existing, active, unmerged customer', async () => {

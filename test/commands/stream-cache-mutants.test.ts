@@ -177,6 +177,38 @@ describe('the stream cache', () => {
     expect(loads.map((l) => l.revision)).toEqual([3, 3, 3]);
   });
 
+  it('a failed read surfaces as the store error and drops the entry, so the next load reads the stream again', async () => {
+    let down = false;
+    const flaky: EventStore = {
+      ...store,
+      readStream: async (stream, options) => {
+        if (down) throw new Error('the event store is unreachable');
+        return store.readStream(stream, options);
+      },
+    };
+    const cache = createStreamCache({ store: flaky, personalData, folders: aggregateFolders() }, 10);
+    const id = await customer(1);
+    await cache.load('customer', id, 'cached');
+    expect(cache.size()).toBe(1);
+    down = true;
+    await expect(cache.load('customer', id, 'fresh')).rejects.toThrow('the event store is unreachable');
+    expect(cache.size()).toBe(0);
+    down = false;
+    expect(await rowsOf(() => cache.load('customer', id, 'cached'))).toBe(2);
+  });
+
+  it('a keyed retry of a command that appended several events answers the revision of its last one', async () => {
+    const commands = createCrmCommands({ store, personalData });
+    const owner = (await writer.execute({ type: 'RegisterUser', name: 'Owner', email: `${randomUUID()}@example.com`, role: 'sales' }, ctx())).id;
+    const key = randomUUID();
+    const command = { type: 'RegisterCustomer', name: 'Owned', email: `${randomUUID()}@example.com`, ownerId: owner };
+    const first = await commands.execute(command, { ...ctx(), idempotencyKey: key });
+    expect(first.revision).toBe(1);
+    expect(first.eventIds).toHaveLength(2);
+    // Answered from what the cache folded in after the append: nothing is read.
+    expect(await rowsOf(async () => expect(await commands.execute(command, { ...ctx(), idempotencyKey: key })).toEqual(first))).toBe(0);
+  });
+
   it('personal data of a forgotten customer is refused as a domain error naming the customer; other failures pass through', async () => {
     const id = randomUUID();
     expect(await protectForCommand(personalData, 'CustomerRegistered', customerRegistered(id))).not.toEqual(customerRegistered(id));
