@@ -32,6 +32,7 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
       'test/eventstore/postgres-store.test.ts',
       'test/eventstore/group-commit.test.ts',
       'test/eventstore/postgres-database.test.ts',
+      'test/eventstore/postgres-migrations.test.ts',
       'test/eventstore/validation.test.ts',
     ],
     concurrency: 1,

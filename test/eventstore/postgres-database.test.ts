@@ -288,4 +288,57 @@ describe('subscribers on another pool (LISTEN/NOTIFY)', () => {
     await follower.stop();
     await writer.close();
   }, 30_000);
+
+  it('a subscriber keeps delivering after the server closed every connection of its pool, the LISTEN one included', async () => {
+    const schema = nextSchema();
+    const writer = await createPostgresEventStore(database, { schema });
+    const application = `crm_follower_${Date.now()}`;
+    const url = new URL(TEST_DATABASE_URL);
+    url.searchParams.set('application_name', application);
+    const reader = await createPostgresEventStore(open(url.toString(), { max: 2 }), { schema, pollInterval: 60_000 });
+    const seen: string[] = [];
+    const errors: unknown[] = [];
+    let caughtUp = 0;
+    const subscription = reader.subscribeToAll().subscribe({
+      next: (message) => (message.kind === 'caughtUp' ? (caughtUp += 1) : seen.push(message.event.type)),
+      error: (error: unknown) => errors.push(error),
+    });
+    await until('the follower caught up', () => caughtUp === 1);
+    const { rows } = await sql<{
+      n: number;
+    }>`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = ${application}`.execute(database.db);
+    expect(rows[0]!.n).toBeGreaterThanOrEqual(2);
+    await writer.appendToStream('customer-1', [newEvent('AfterTheCut')]);
+    await until('the follower saw the append', () => seen.length === 1);
+    expect(seen).toEqual(['AfterTheCut']);
+    expect(errors).toEqual([]);
+    subscription.unsubscribe();
+    await reader.close();
+    await writer.close();
+  }, 30_000);
+
+  it('a subscription whose server becomes unreachable ends with EventStoreUnavailable, and so do reads', async () => {
+    const schema = nextSchema();
+    const link = await relay();
+    try {
+      const reader = await createPostgresEventStore(open(link.url, { max: 2, timeouts: { statementMs: 1_000, lockMs: 500, connectMs: 1_000 } }), {
+        schema,
+        pollInterval: 20,
+      });
+      let failure: unknown;
+      let caughtUp = false;
+      reader.subscribeToAll().subscribe({ next: (message) => (caughtUp ||= message.kind === 'caughtUp'), error: (error: unknown) => (failure = error) });
+      await until('the subscriber caught up', () => caughtUp);
+      await link.close();
+      await until('the subscription failed', () => failure !== undefined);
+      expect(failure).toBeInstanceOf(EventStoreUnavailable);
+      expect((failure as Error).message).toContain(`PostgreSQL at 127.0.0.1:${new URL(link.url).port}/test`);
+      for (const read of [reader.readAll(), reader.readStream('customer-1'), reader.readStreams(['customer-1']), reader.headPosition()]) {
+        expect(await caught(read)).toBeInstanceOf(EventStoreUnavailable);
+      }
+      await reader.close();
+    } finally {
+      await link.close();
+    }
+  }, 30_000);
 });
