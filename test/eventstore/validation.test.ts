@@ -46,6 +46,8 @@ describe('append input', () => {
     expect(error.reason).toBe('invalid_stream_name');
     expect(error.message).toBe('Invalid stream name "Customer 42": expected <aggregate>-<id> (e.g. customer-<uuid>)');
     expect(refusal(() => assertStreamName(42)).message).toContain('Invalid stream name 42:');
+    // Not a string, even one that prints as a valid name (a JSON body may carry an array).
+    expect(refusal(() => assertStreamName(['customer-42'])).message).toContain('Invalid stream name ["customer-42"]:');
   });
 
   it('reads the expected revision: undefined is any, -1 is no_stream, the keywords and revisions pass, anything else is refused', () => {
@@ -91,6 +93,7 @@ describe('append input', () => {
       [[{ ...newEvent(), id: `x${newEvent().id}` }], 'invalid_event', 'events[0].id must be a UUID'],
       [[{ ...newEvent(), id: `${newEvent().id}0` }], 'invalid_event', 'events[0].id must be a UUID'],
       [[{ ...newEvent(), id: 7 }], 'invalid_event', 'events[0].id must be a UUID, got 7'],
+      [[{ ...newEvent(), id: ['a0b1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d'] }], 'invalid_event', 'events[0].id must be a UUID, got ["a0b1'],
       [[newEvent(), { ...newEvent(), type: '' }], 'invalid_event', 'events[1].type must be a non-empty string of at most 200 characters'],
       [[{ ...newEvent(), type: 'T'.repeat(201) }], 'invalid_event', 'events[0].type must be a non-empty string of at most 200 characters'],
       [[{ ...newEvent(), type: 5 }], 'invalid_event', 'events[0].type must be a non-empty string'],
