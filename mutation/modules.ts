@@ -37,6 +37,13 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     ],
     concurrency: 1,
   },
+  'eventstore-postgres-connections': {
+    // The database handle and the wake-ups of eventstore-postgres against their direct tests (about 8 s a
+    // pass): every test of the module opens connections, so with the whole list each survivor re-ran it.
+    mutate: ['eventstore/postgres/database.ts', 'eventstore/postgres/wakeup.ts'],
+    tests: ['test/eventstore/postgres-database.test.ts', 'test/eventstore/postgres-store.test.ts'],
+    concurrency: 1,
+  },
   projections: {
     mutate: ['projections/runner.ts', 'projections/apply-batch.ts', 'projections/checkpoints.ts', 'projections/leases.ts'],
     tests: [
