@@ -26,7 +26,22 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
   },
   'eventstore-postgres': {
     mutate: ['eventstore/postgres/**/*.ts', 'eventstore/validation.ts'],
-    tests: ['test/eventstore/postgres.test.ts', 'test/eventstore/postgres-store.test.ts'],
+    // Under MUTATION_TESTS the contract's stress test runs 4 writers x 100 appends (a pass of about 10 s).
+    tests: [
+      'test/eventstore/postgres.test.ts',
+      'test/eventstore/postgres-store.test.ts',
+      'test/eventstore/group-commit.test.ts',
+      'test/eventstore/postgres-database.test.ts',
+      'test/eventstore/postgres-migrations.test.ts',
+      'test/eventstore/validation.test.ts',
+    ],
+    concurrency: 1,
+  },
+  'eventstore-postgres-connections': {
+    // The database handle and the wake-ups of eventstore-postgres against their direct tests (about 8 s a
+    // pass): every test of the module opens connections, so with the whole list each survivor re-ran it.
+    mutate: ['eventstore/postgres/database.ts', 'eventstore/postgres/wakeup.ts'],
+    tests: ['test/eventstore/postgres-database.test.ts', 'test/eventstore/postgres-store.test.ts'],
     concurrency: 1,
   },
   projections: {

@@ -104,7 +104,10 @@ let position = 0n;
 const done = (): GroupOutcome => ({ kind: 'done', result: { nextExpectedRevision: 0, position: (position += 1n) } });
 
 /** A scheduler whose database calls wait until the test lets them go, recording what each call carried. */
-const gatedGroups = (decide: (appends: PendingAppend[]) => GroupOutcome[] | Error = (appends) => appends.map(() => done())) => {
+const gatedGroups = (
+  decide: (appends: PendingAppend[]) => GroupOutcome[] | Error = (appends) => appends.map(() => done()),
+  limits: { maxInFlight: number; maxEvents: number } = { maxInFlight: 1, maxEvents: 3 },
+) => {
   const calls: { kind: 'one' | 'group'; streams: string[]; release: () => void }[] = [];
   const gate = <T>(kind: 'one' | 'group', appends: PendingAppend[], answer: () => T) =>
     new Promise<T>((resolve, reject) => {
@@ -121,8 +124,7 @@ const gatedGroups = (decide: (appends: PendingAppend[]) => GroupOutcome[] | Erro
       });
     });
   const groups = createAppendGroups({
-    maxInFlight: 1,
-    maxEvents: 3,
+    ...limits,
     appendOne: (append) =>
       gate('one', [append], () => {
         const outcome = decide([append]);
@@ -139,7 +141,15 @@ const gatedGroups = (decide: (appends: PendingAppend[]) => GroupOutcome[] | Erro
         return outcome;
       }),
   });
-  const append = (stream: string) => groups.append({ stream, expected: 'any', events: prepareAppend('customer-any', [newEvent()]) });
+  const append = (stream: string, events = 1) =>
+    groups.append({
+      stream,
+      expected: 'any',
+      events: prepareAppend(
+        'customer-any',
+        Array.from({ length: events }, () => newEvent()),
+      ),
+    });
   /** Lets the oldest running call answer and waits until the scheduler has sent what it does next. */
   const releaseNext = async () => {
     const call = calls.find((candidate) => candidate.release !== noop)!;
@@ -222,5 +232,34 @@ describe('append groups (the scheduler)', () => {
       ['one', ['d']],
       ['group', ['e', 'f']],
     ]);
+  });
+
+  it('sends an append larger than a group on its own instead of leaving it waiting', async () => {
+    const { calls, append, releaseNext } = gatedGroups();
+    const answers = [append('a'), append('b', 5), append('c')];
+    await releaseNext();
+    // b alone exceeds maxEvents (3): it still goes, alone; c waits for the next call.
+    expect(calls.map((call) => [call.kind, call.streams])).toEqual([
+      ['one', ['a']],
+      ['one', ['b']],
+    ]);
+    await releaseNext();
+    await releaseNext();
+    expect(calls.map((call) => call.streams)).toEqual([['a'], ['b'], ['c']]);
+    await expect(Promise.all(answers)).resolves.toHaveLength(3);
+  });
+
+  it('with room for more calls, an append to a stream in flight waits for it, and no empty call is sent', async () => {
+    const { calls, append, releaseNext } = gatedGroups(undefined, { maxInFlight: 2, maxEvents: 3 });
+    const answers = [append('a'), append('a')];
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(calls.map((call) => [call.kind, call.streams])).toEqual([['one', ['a']]]);
+    await releaseNext();
+    expect(calls.map((call) => [call.kind, call.streams])).toEqual([
+      ['one', ['a']],
+      ['one', ['a']],
+    ]);
+    await releaseNext();
+    await expect(Promise.all(answers)).resolves.toHaveLength(2);
   });
 });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { EventStore } from '../../eventstore/contract.ts';
-import { EventStoreUnavailable, IdempotencyConflict, WrongExpectedRevision } from '../../eventstore/errors.ts';
+import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, InvalidReadOptions, WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -256,6 +256,111 @@ describe('postgres engine: reads', () => {
     await store.appendToStream('customer-1', [newEvent()]);
     await sql`DROP TABLE ${sql.id(schema, 'events')} CASCADE`.execute(database.db);
     expect(await caught(store.readStreams(['customer-1']))).toMatchObject({ code: '42P01' });
+    await store.close();
+  });
+});
+
+describe('postgres engine: the feed and subscriptions', () => {
+  /** An open transaction of another application: nothing committed after it starts is final until it ends. */
+  const olderTransaction = async (): Promise<{ end: () => Promise<void> }> => {
+    let finish!: () => void;
+    const mayEnd = new Promise<void>((resolve) => (finish = resolve));
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const done = database.db.transaction().execute(async (trx) => {
+      await sql`SELECT pg_current_xact_id()`.execute(trx);
+      started();
+      await mayEnd;
+    });
+    await running;
+    return { end: async () => (finish(), await done) };
+  };
+
+  it('refuses every call once the store is closed, naming why', async () => {
+    const { store } = await storeOn();
+    await store.close();
+    for (const call of [
+      store.appendToStream('customer-1', [newEvent()]),
+      store.appendToStreams([{ stream: 'customer-1', events: [newEvent()] }]),
+      store.readStream('customer-1'),
+      store.readStreams(['customer-1']),
+      store.readAll(),
+      store.headPosition(),
+    ]) {
+      const error = await caught(call);
+      expect(error).toBeInstanceOf(EventStoreError);
+      expect((error as Error).message).toBe('The event store is closed');
+    }
+  });
+
+  it('a read with settleMs 0 answers at once what is final; a longer one waits for the older transaction; backwards alike', async () => {
+    const { store } = await storeOn();
+    const older = await olderTransaction();
+    try {
+      const appended = await store.appendToStream('customer-1', [newEvent('Registered')]);
+      expect(await store.readAll({ settleMs: 0 })).toEqual([]);
+      // Gives up after its bound: what is final, a correct prefix (nothing here).
+      expect(await store.readAll({ settleMs: 50 })).toEqual([]);
+      expect(await store.readAll({ direction: 'backwards', settleMs: 50 })).toEqual([]);
+      expect(await store.headPosition()).toBe(0n);
+      // Other files' transactions on the shared server hold the bound too: wait as test/support/events.ts does.
+      const forwards = store.readAll({ settleMs: 60_000 });
+      const backwards = store.readAll({ direction: 'backwards', settleMs: 60_000 });
+      await older.end();
+      expect((await forwards).map((event) => event.position)).toEqual([appended.position]);
+      expect((await backwards).map((event) => event.position)).toEqual([appended.position]);
+      const deadline = Date.now() + 60_000;
+      while ((await store.headPosition()) !== appended.position && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(await store.headPosition()).toBe(appended.position);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a filtered subscriber whose streams have no events yet still catches up, at position 0, then gets its first event live', async () => {
+    const { store } = await storeOn();
+    for (let i = 0; i < 3; i += 1) await store.appendToStream(`deal-${i}`, [newEvent('DealOpened')]);
+    const messages: string[] = [];
+    const subscription = store
+      .subscribeToAll({ filter: { streamPrefixes: ['customer-'] } })
+      .subscribe((m) => messages.push(m.kind === 'caughtUp' ? `caughtUp ${m.position}` : m.event.type));
+    try {
+      const deadline = Date.now() + 10_000;
+      while (messages.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(messages).toEqual(['caughtUp 0']);
+      const registered = await store.appendToStream('customer-1', [newEvent('CustomerRegistered')]);
+      while (messages.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(messages).toEqual(['caughtUp 0', 'CustomerRegistered', `caughtUp ${registered.position}`]);
+    } finally {
+      subscription.unsubscribe();
+      await store.close();
+    }
+  });
+
+  it('reads a backlog page by page: every event once, in order, one caughtUp after the last', async () => {
+    const schema = `${schemas.events}_${(created += 1)}`;
+    const store = await createPostgresEventStore(database, { schema, pageSize: 2 });
+    const appended = await store.appendToStream('customer-1', [newEvent('A'), newEvent('B'), newEvent('C'), newEvent('D')]);
+    const messages: string[] = [];
+    const subscription = store.subscribeToAll().subscribe((m) => messages.push(m.kind === 'caughtUp' ? `caughtUp ${m.position}` : m.event.type));
+    try {
+      const deadline = Date.now() + 10_000;
+      while (messages.length < 5 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(messages).toEqual(['A', 'B', 'C', 'D', `caughtUp ${appended.position}`]);
+    } finally {
+      subscription.unsubscribe();
+      await store.close();
+    }
+  });
+
+  it('a subscription from an invalid position fails with InvalidReadOptions and delivers nothing', async () => {
+    const { store } = await storeOn();
+    const messages: unknown[] = [];
+    const error = await new Promise<unknown>((resolve) => {
+      store.subscribeToAll({ fromPosition: -1n }).subscribe({ next: (m) => messages.push(m), error: resolve });
+    });
+    expect(error).toBeInstanceOf(InvalidReadOptions);
+    expect(messages).toEqual([]);
     await store.close();
   });
 });

@@ -1,0 +1,344 @@
+import { createServer, Socket, type Server } from 'node:net';
+import { sql } from 'kysely';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { EventStore, RecordedEvent } from '../../eventstore/contract.ts';
+import { EventStoreUnavailable, OutcomeUnknown } from '../../eventstore/errors.ts';
+import { connectPostgres, isConnectionError, toUnavailable, type SqlDatabase } from '../../eventstore/postgres/database.ts';
+import { channelFor } from '../../eventstore/postgres/wakeup.ts';
+import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
+import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
+import { newEvent } from './contract.ts';
+
+/**
+ * The PostgreSQL handle as callers meet its failures: a statement over its bound, a connection lost
+ * mid-statement, a link that stalls without a word, an unreachable server, and the LISTEN connection
+ * lost under a live subscription. Real server throughout; a small TCP relay plays the stalled link.
+ */
+
+const schemas = testSchemas('es_pg_db');
+const database = connectPostgres(schemas.url, { max: 4 });
+const opened: SqlDatabase[] = [];
+const open = (url: string, options: Parameters<typeof connectPostgres>[1] = {}): SqlDatabase => {
+  const handle = connectPostgres(url, options);
+  opened.push(handle);
+  return handle;
+};
+let created = 0;
+const nextSchema = (): string => `${schemas.events}_${(created += 1)}`;
+
+afterAll(async () => {
+  for (const handle of opened) await handle.close();
+  await database.close();
+  await schemas.dropSchemas();
+});
+
+const caught = (promise: Promise<unknown>): Promise<unknown> =>
+  promise.then(
+    () => {
+      throw new Error('expected the call to fail');
+    },
+    (error: unknown) => error,
+  );
+
+const until = async (what: string, check: () => boolean | Promise<boolean>, withinMs = 10_000): Promise<void> => {
+  const deadline = Date.now() + withinMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${withinMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+};
+
+/** A TCP relay to the test server whose traffic can be held (a link that stalls without closing). */
+const relay = async (): Promise<{ url: string; hold(): void; pass(): void; close(): Promise<void> }> => {
+  const target = new URL(TEST_DATABASE_URL);
+  let held = false;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = new Socket();
+    upstream.connect(Number(target.port || '5432'), target.hostname);
+    sockets.add(client).add(upstream);
+    client.on('data', (chunk) => held || upstream.write(chunk));
+    upstream.on('data', (chunk) => held || client.write(chunk));
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  const url = new URL(TEST_DATABASE_URL);
+  url.host = `127.0.0.1:${port}`;
+  return {
+    url: url.toString(),
+    hold: () => (held = true),
+    pass: () => (held = false),
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+};
+
+describe('failures typed for callers', () => {
+  it('tells connection failures from statement errors, by code or by message', () => {
+    for (const code of ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH']) {
+      expect(isConnectionError(Object.assign(new Error('failed'), { code }))).toBe(true);
+    }
+    for (const code of ['08000', '08003', '08006', '08001', '08004', '28000', '28P01', '3D000', '53300', '57P01', '57P02', '57P03']) {
+      expect(isConnectionError(Object.assign(new Error('failed'), { code }))).toBe(true);
+    }
+    for (const message of [
+      'Connection terminated unexpectedly',
+      'timeout exceeded when trying to connect',
+      'Query read timeout',
+      'did not answer within 10 ms',
+    ]) {
+      expect(isConnectionError(new Error(message))).toBe(true);
+    }
+    expect(isConnectionError('Connection terminated')).toBe(true);
+    expect(isConnectionError(Object.assign(new Error('duplicate key'), { code: '23505' }))).toBe(false);
+    expect(isConnectionError(Object.assign(new Error('failed'), { code: 8000 }))).toBe(false);
+    expect(isConnectionError(null)).toBe(false);
+  });
+
+  it('names the server, the code and what to check, and says whether a statement may have committed', () => {
+    const refused = toUnavailable(
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6543'), { code: 'ECONNREFUSED' }),
+      'postgres://u:secret@db.example:6543/crm',
+    );
+    expect(refused).toBeInstanceOf(EventStoreUnavailable);
+    expect(refused).not.toBeInstanceOf(OutcomeUnknown);
+    expect((refused as Error).message).toBe(
+      'Cannot reach PostgreSQL at db.example:6543/crm (ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:6543). ' +
+        'Check DATABASE_URL (host, port, user, password, database name) and that PostgreSQL is running (pg_isready).',
+    );
+    expect((refused as Error).cause).toBeInstanceOf(Error);
+    // The password never appears; the default port is named; an unparsable URL is not echoed.
+    expect((toUnavailable(new Error('Connection terminated'), 'postgres://u:secret@db.example/crm') as Error).message).toMatch(
+      /^Cannot reach PostgreSQL at db\.example:5432\/crm \(Connection terminated\)\. /,
+    );
+    expect((toUnavailable(new Error('Connection terminated'), 'not a url: secret') as Error).message).toMatch(
+      /^Cannot reach PostgreSQL at the configured server \(/,
+    );
+
+    const lost = toUnavailable(Object.assign(new Error('terminating connection'), { code: '57P01' }), 'postgres://db.example:6543/crm', 'statement');
+    expect(lost).toBeInstanceOf(OutcomeUnknown);
+    expect((lost as Error).message).toBe(
+      'Lost the connection to PostgreSQL at db.example:6543/crm while a statement was running (57P01: terminating connection); it may or may not have committed.',
+    );
+    expect((toUnavailable(new Error('Connection terminated'), 'postgres://db.example/crm', 'statement') as Error).message).toContain(
+      'while a statement was running (Connection terminated); it may',
+    );
+
+    const timedOut = toUnavailable(
+      Object.assign(new Error('canceling statement due to lock timeout'), { code: '55P03' }),
+      'postgres://db.example/crm',
+      'statement',
+    );
+    expect(timedOut).toBeInstanceOf(EventStoreUnavailable);
+    expect(timedOut).not.toBeInstanceOf(OutcomeUnknown);
+    expect((timedOut as Error).message).toBe('PostgreSQL at db.example:5432/crm did not finish in time (55P03: canceling statement due to lock timeout).');
+
+    const already = new EventStoreUnavailable('already typed');
+    expect(toUnavailable(already, TEST_DATABASE_URL, 'statement')).toBe(already);
+    const other = Object.assign(new Error('syntax error'), { code: '42601' });
+    expect(toUnavailable(other, TEST_DATABASE_URL, 'statement')).toBe(other);
+  });
+});
+
+describe('a pool on a real server', () => {
+  it('answers a statement over statement_timeout, and one waiting past lock_timeout, as unavailable: nothing was committed', async () => {
+    const bounded = open(TEST_DATABASE_URL, { max: 2, timeouts: { statementMs: 300, lockMs: 200, connectMs: 3_000 } });
+    const slow = await caught(sql`SELECT pg_sleep(3)`.execute(bounded.db));
+    expect(slow).toBeInstanceOf(EventStoreUnavailable);
+    expect(slow).not.toBeInstanceOf(OutcomeUnknown);
+    expect((slow as Error).message).toMatch(/^PostgreSQL at 127\.0\.0\.1:5432\/test did not finish in time \(57014: /);
+
+    const table = sql.id(nextSchema());
+    await sql`CREATE TABLE ${table} (id int)`.execute(database.db);
+    const locked = database.db.transaction().execute(async (trx) => {
+      await sql`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+      const waiting = await caught(sql`SELECT * FROM ${table}`.execute(bounded.db));
+      expect(waiting).toBeInstanceOf(EventStoreUnavailable);
+      expect((waiting as Error).message).toContain('(55P03: ');
+    });
+    await locked;
+    // The pool still answers.
+    expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(bounded.db)).rows).toEqual([{ one: 1 }]);
+    await sql`DROP TABLE ${table}`.execute(database.db);
+  });
+
+  it('a connection killed mid-statement: outcome unknown, and the pool replaces the connection', async () => {
+    const single = open(TEST_DATABASE_URL, { max: 1 });
+    const marker = `killed_${Date.now()}`;
+    const running = caught(sql`SELECT pg_sleep(10), ${sql.lit(marker)}::text`.execute(single.db));
+    await until('the statement runs', async () => {
+      const { rows } = await sql<{
+        n: number;
+      }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE ${`%${marker}%`} AND pid <> pg_backend_pid()`.execute(database.db);
+      return rows[0]!.n > 0;
+    });
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE ${`%${marker}%`} AND pid <> pg_backend_pid()`.execute(database.db);
+    const error = await running;
+    expect(error).toBeInstanceOf(OutcomeUnknown);
+    expect((error as Error).message).toMatch(/^Lost the connection to PostgreSQL at 127\.0\.0\.1:5432\/test while a statement was running \(/);
+    expect((error as Error).message).toMatch(/it may or may not have committed\.$/);
+    // One connection at most: the next statement gets a new one instead of the dead one.
+    expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(single.db)).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('a link that stalls without closing is cut past statement_timeout plus a margin: outcome unknown, then a new connection', async () => {
+    const link = await relay();
+    try {
+      const stalled = open(link.url, { max: 1, timeouts: { statementMs: 200, lockMs: 200, connectMs: 3_000 } });
+      expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(stalled.db)).rows).toEqual([{ one: 1 }]);
+      link.hold();
+      const started = Date.now();
+      const error = await caught(sql`SELECT 2`.execute(stalled.db));
+      expect(error).toBeInstanceOf(OutcomeUnknown);
+      expect((error as Error).message).toMatch(
+        /^Lost the connection to PostgreSQL at 127\.0\.0\.1:\d+\/test while a statement was running \(.*\); it may or may not have committed\.$/,
+      );
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_150);
+      expect(Date.now() - started).toBeLessThan(8_000);
+      // The cut connection is not handed out again: with the link flowing, the next statement runs on a new one.
+      link.pass();
+      expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(stalled.db)).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await link.close();
+    }
+  });
+
+  it('an unreachable server is unavailable, naming it, before anything is sent', async () => {
+    const nowhere = open('postgres://postgres@127.0.0.1:1/crm', { timeouts: { statementMs: 1_000, lockMs: 500, connectMs: 1_000 } });
+    const error = await caught(sql`SELECT 1`.execute(nowhere.db));
+    expect(error).toBeInstanceOf(EventStoreUnavailable);
+    expect(error).not.toBeInstanceOf(OutcomeUnknown);
+    expect((error as Error).message).toMatch(/^Cannot reach PostgreSQL at 127\.0\.0\.1:1\/crm \(ECONNREFUSED: /);
+    const listening = await caught(nowhere.listen('crm_nowhere', () => undefined));
+    expect(listening).toBeInstanceOf(EventStoreUnavailable);
+  });
+
+  it('runs prepared statements with their parameters, and refuses to listen once closed', async () => {
+    const handle = connectPostgres(TEST_DATABASE_URL, { max: 1 });
+    expect(handle.kind).toBe('postgres');
+    expect(await handle.prepared!<{ sum: number }>('crm_test_sum', 'SELECT $1::int + $2::int AS sum', [2, 3])).toEqual([{ sum: 5 }]);
+    expect(await handle.prepared!<{ sum: number }>('crm_test_sum', 'SELECT $1::int + $2::int AS sum', [4, 3])).toEqual([{ sum: 7 }]);
+    expect(handle.waiting!()).toBe(0);
+    await handle.close();
+    await handle.close();
+    expect(await caught(handle.listen('crm_closed', () => undefined))).toBeInstanceOf(EventStoreUnavailable);
+  });
+});
+
+describe('subscribers on another pool (LISTEN/NOTIFY)', () => {
+  /** A store reading through its own pool, polling once a minute: only notifications deliver within the test. */
+  const followerOf = async (schema: string) => {
+    const other = open(TEST_DATABASE_URL, { max: 2 });
+    const reader = await createPostgresEventStore(other, { schema, pollInterval: 60_000 });
+    const seen: RecordedEvent[] = [];
+    let caughtUp = false;
+    const subscription = reader.subscribeToAll().subscribe((message) => {
+      if (message.kind === 'caughtUp') caughtUp = true;
+      else seen.push(message.event);
+    });
+    await until('the follower caught up', () => caughtUp);
+    return { seen, stop: async () => (subscription.unsubscribe(), await reader.close()) };
+  };
+
+  it('a burst of appends reaches a follower in full: a trailing notification follows the last append', async () => {
+    const schema = nextSchema();
+    const writer: EventStore = await createPostgresEventStore(database, { schema });
+    const follower = await followerOf(schema);
+    for (let i = 0; i < 6; i += 1) await writer.appendToStream(`customer-${i}`, [newEvent('Burst', { i })]);
+    await until('the follower saw the burst', () => follower.seen.length === 6);
+    expect(follower.seen.map((event) => (event.data as { i: number }).i)).toEqual([0, 1, 2, 3, 4, 5]);
+    // Later, after a quiet spell, a single append is notified again.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await writer.appendToStream('customer-9', [newEvent('Later')]);
+    await until('the follower saw the later append', () => follower.seen.length === 7);
+    await follower.stop();
+    await writer.close();
+  }, 30_000);
+
+  it('after the LISTEN connection is lost, it listens again and wakes its subscribers for what was appended meanwhile', async () => {
+    const schema = nextSchema();
+    const writer = await createPostgresEventStore(database, { schema });
+    const follower = await followerOf(schema);
+    const channel = channelFor(schema);
+    const listenerPid = async (): Promise<number | undefined> => {
+      const { rows } = await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${channel}"`}`.execute(database.db);
+      return rows[0]?.pid;
+    };
+    const lostPid = await listenerPid();
+    expect(lostPid).toBeDefined();
+    await sql`SELECT pg_terminate_backend(${lostPid}::int)`.execute(database.db);
+    await writer.appendToStream('customer-1', [newEvent('WhileLost')]);
+    // Delivered once the listener is back (a notification sent while it was away is lost: the reconnect wakes everyone).
+    await until('the follower saw the append made while its listener was away', () => follower.seen.length === 1);
+    await until('listening again on a new connection', async () => {
+      const pid = await listenerPid();
+      return pid !== undefined && pid !== lostPid;
+    });
+    await writer.appendToStream('customer-2', [newEvent('AfterReconnect')]);
+    await until('the follower saw the append after the reconnect', () => follower.seen.length === 2);
+    expect(follower.seen.map((event) => event.type)).toEqual(['WhileLost', 'AfterReconnect']);
+    await follower.stop();
+    await writer.close();
+  }, 30_000);
+
+  it('a subscriber keeps delivering after the server closed every connection of its pool, the LISTEN one included', async () => {
+    const schema = nextSchema();
+    const writer = await createPostgresEventStore(database, { schema });
+    const application = `crm_follower_${Date.now()}`;
+    const url = new URL(TEST_DATABASE_URL);
+    url.searchParams.set('application_name', application);
+    const reader = await createPostgresEventStore(open(url.toString(), { max: 2 }), { schema, pollInterval: 60_000 });
+    const seen: string[] = [];
+    const errors: unknown[] = [];
+    let caughtUp = 0;
+    const subscription = reader.subscribeToAll().subscribe({
+      next: (message) => (message.kind === 'caughtUp' ? (caughtUp += 1) : seen.push(message.event.type)),
+      error: (error: unknown) => errors.push(error),
+    });
+    await until('the follower caught up', () => caughtUp === 1);
+    const { rows } = await sql<{
+      n: number;
+    }>`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = ${application}`.execute(database.db);
+    expect(rows[0]!.n).toBeGreaterThanOrEqual(2);
+    await writer.appendToStream('customer-1', [newEvent('AfterTheCut')]);
+    await until('the follower saw the append', () => seen.length === 1);
+    expect(seen).toEqual(['AfterTheCut']);
+    expect(errors).toEqual([]);
+    subscription.unsubscribe();
+    await reader.close();
+    await writer.close();
+  }, 30_000);
+
+  it('a subscription whose server becomes unreachable ends with EventStoreUnavailable, and so do reads', async () => {
+    const schema = nextSchema();
+    const link = await relay();
+    try {
+      const reader = await createPostgresEventStore(open(link.url, { max: 2, timeouts: { statementMs: 1_000, lockMs: 500, connectMs: 1_000 } }), {
+        schema,
+        pollInterval: 20,
+      });
+      let failure: unknown;
+      let caughtUp = false;
+      reader.subscribeToAll().subscribe({ next: (message) => (caughtUp ||= message.kind === 'caughtUp'), error: (error: unknown) => (failure = error) });
+      await until('the subscriber caught up', () => caughtUp);
+      await link.close();
+      await until('the subscription failed', () => failure !== undefined);
+      expect(failure).toBeInstanceOf(EventStoreUnavailable);
+      expect((failure as Error).message).toContain(`PostgreSQL at 127.0.0.1:${new URL(link.url).port}/test`);
+      for (const read of [reader.readAll(), reader.readStream('customer-1'), reader.readStreams(['customer-1']), reader.headPosition()]) {
+        expect(await caught(read)).toBeInstanceOf(EventStoreUnavailable);
+      }
+      await reader.close();
+    } finally {
+      await link.close();
+    }
+  }, 30_000);
+});

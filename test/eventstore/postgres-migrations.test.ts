@@ -1,0 +1,176 @@
+import { sql } from 'kysely';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EventStoreError } from '../../eventstore/errors.ts';
+import { connectPostgres } from '../../eventstore/postgres/database.ts';
+import { migrateEventStore } from '../../eventstore/postgres/migrations.ts';
+import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
+import { testSchemas } from '../support/postgres.ts';
+import { newEvent } from './contract.ts';
+
+/**
+ * The event store's tables as an operator upgrades them: a schema made by an older version is
+ * brought up to date in place with its events kept, several processes may start at once, and a
+ * migration that cannot run says which one and where.
+ */
+
+const schemas = testSchemas('es_pg_migrate');
+const database = connectPostgres(schemas.url, { max: 6 });
+let created = 0;
+const nextSchema = (suffix = ''): string => `${schemas.events}_${(created += 1)}${suffix}`;
+
+afterAll(async () => {
+  await database.close();
+  await schemas.dropSchemas();
+});
+
+const applied = async (schema: string): Promise<string[]> => {
+  const { rows } = await sql<{ name: string }>`SELECT name FROM ${sql.id(schema, 'eventstore_migration')} ORDER BY name`.execute(database.db);
+  return rows.map((row) => row.name);
+};
+
+const ALL = [
+  '0001_events_streams_append',
+  '0002_append_function',
+  '0003_append_custom_plans',
+  '0004_append_streams',
+  '0005_append_streams_json_input',
+  '0006_append_streams_set_based_locks',
+];
+
+/**
+ * Takes a schema back to what the first version left: the tables without `streams.last_position`,
+ * a set-returning `append_events`, no `append_streams`, and only the first migration recorded.
+ */
+const backToFirstVersion = async (schema: string): Promise<void> => {
+  const s = sql.id(schema);
+  await sql`DROP FUNCTION ${s}.append_events(text, bigint, uuid[], text[], jsonb[], jsonb[])`.execute(database.db);
+  await sql`DROP FUNCTION ${s}.append_streams(text[], bigint[], int[], uuid[], text[], jsonb, jsonb)`.execute(database.db);
+  await sql`ALTER TABLE ${s}.streams DROP COLUMN last_position`.execute(database.db);
+  await sql`CREATE FUNCTION ${s}.append_events(text, bigint, uuid[], text[], jsonb[], jsonb[]) RETURNS SETOF bigint
+    LANGUAGE sql AS 'SELECT 1::bigint'`.execute(database.db);
+  await sql`DELETE FROM ${s}.eventstore_migration WHERE name <> '0001_events_streams_append'`.execute(database.db);
+};
+
+const settings = async (schema: string, name: string): Promise<string[][]> => {
+  const { rows } = await sql<{ config: string[] | null }>`SELECT p.proconfig AS config FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = ${schema} AND p.proname = ${name}`.execute(database.db);
+  return rows.map((row) => row.config ?? []);
+};
+
+describe('event store migrations', () => {
+  it('a new schema gets every migration once, recorded with its time; a second start changes nothing', async () => {
+    const schema = nextSchema();
+    const before = Date.now();
+    const store = await createPostgresEventStore(database, { schema });
+    expect(await applied(schema)).toEqual(ALL);
+    const { rows } = await sql<{ timestamp: string }>`SELECT timestamp FROM ${sql.id(schema, 'eventstore_migration')}`.execute(database.db);
+    for (const row of rows) expect(Date.parse(row.timestamp)).toBeGreaterThanOrEqual(before - 1_000);
+    // Both append functions keep custom plans (a generic plan scans the tables as they grow).
+    expect(await settings(schema, 'append_events')).toEqual([['plan_cache_mode=force_custom_plan']]);
+    expect(await settings(schema, 'append_streams')).toEqual([['plan_cache_mode=force_custom_plan']]);
+    await store.appendToStream('customer-1', [newEvent()]);
+    await migrateEventStore(database.db, schema);
+    const again = await createPostgresEventStore(database, { schema });
+    expect(await applied(schema)).toEqual(ALL);
+    expect(await again.readStream('customer-1')).toHaveLength(1);
+    await store.close();
+    await again.close();
+  });
+
+  it('several processes starting on a new schema at once: each finds the tables, the work is done once', async () => {
+    const schema = nextSchema();
+    const others = [connectPostgres(schemas.url, { max: 2 }), connectPostgres(schemas.url, { max: 2 })];
+    try {
+      const stores = await Promise.all([database, ...others].map((handle) => createPostgresEventStore(handle, { schema })));
+      expect(await applied(schema)).toEqual(ALL);
+      const results = await Promise.all(stores.map((store, i) => store.appendToStream(`customer-${i}`, [newEvent()])));
+      expect(results.map((result) => result.nextExpectedRevision)).toEqual([0, 0, 0]);
+      for (const store of stores) await store.close();
+    } finally {
+      for (const handle of others) await handle.close();
+    }
+  });
+
+  it('a schema made by the first version is upgraded in place: events kept, single and multi-stream appends work', async () => {
+    const schema = nextSchema();
+    const old = await createPostgresEventStore(database, { schema });
+    const first = await old.appendToStream('customer-1', [newEvent('Registered'), newEvent('Renamed')]);
+    await old.close();
+    await backToFirstVersion(schema);
+
+    const store = await createPostgresEventStore(database, { schema });
+    expect(await applied(schema)).toEqual(ALL);
+    expect(await settings(schema, 'append_events')).toEqual([['plan_cache_mode=force_custom_plan']]);
+    expect(await settings(schema, 'append_streams')).toEqual([['plan_cache_mode=force_custom_plan']]);
+    const next = await store.appendToStream('customer-1', [newEvent('Moved')], { expectedRevision: 1 });
+    expect(next.nextExpectedRevision).toBe(2);
+    expect(next.position).toBeGreaterThan(first.position);
+    const batch = await store.appendToStreams([
+      { stream: 'customer-1', events: [newEvent('Tagged')], expectedRevision: 2 },
+      { stream: 'customer-2', events: [newEvent('Registered'), newEvent('Tagged')], expectedRevision: 'no_stream' },
+    ]);
+    expect(batch.map((result) => result.nextExpectedRevision)).toEqual([3, 1]);
+    expect((await store.readStream('customer-1')).map((event) => event.type)).toEqual(['Registered', 'Renamed', 'Moved', 'Tagged']);
+    await store.close();
+  });
+
+  it('a schema at the multi-stream append of arrays (0004) gets the JSON inputs and the set-based locks', async () => {
+    const schema = nextSchema();
+    const old = await createPostgresEventStore(database, { schema });
+    await old.close();
+    const s = sql.id(schema);
+    // What 0004 left: append_streams taking jsonb[] (its body does not matter here: 0005 replaces it).
+    await sql`DROP FUNCTION ${s}.append_streams(text[], bigint[], int[], uuid[], text[], jsonb, jsonb)`.execute(database.db);
+    await sql`CREATE FUNCTION ${s}.append_streams(text[], bigint[], int[], uuid[], text[], jsonb[], jsonb[]) RETURNS SETOF bigint
+      LANGUAGE sql AS 'SELECT 1::bigint'`.execute(database.db);
+    await sql`DELETE FROM ${s}.eventstore_migration WHERE name > '0005'`.execute(database.db);
+
+    const store = await createPostgresEventStore(database, { schema });
+    expect(await applied(schema)).toEqual(ALL);
+    const { rows } = await sql<{ args: string }>`SELECT pg_get_function_identity_arguments(p.oid) AS args FROM pg_proc p
+      JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ${schema} AND p.proname = 'append_streams'`.execute(database.db);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.args).toMatch(/p_data_list jsonb, p_metadata_list jsonb$/);
+    expect(await settings(schema, 'append_streams')).toEqual([['plan_cache_mode=force_custom_plan']]);
+    const results = await store.appendToStreams([
+      { stream: 'customer-1', events: [newEvent()] },
+      { stream: 'customer-2', events: [newEvent()] },
+    ]);
+    expect(results.map((result) => result.nextExpectedRevision)).toEqual([0, 0]);
+    await store.close();
+  });
+
+  it('a migration that cannot run names itself and the schema, and records nothing', async () => {
+    const schema = nextSchema();
+    const old = await createPostgresEventStore(database, { schema });
+    await old.close();
+    // 0005 replaces a function this schema does not have.
+    await sql`DELETE FROM ${sql.id(schema, 'eventstore_migration')} WHERE name > '0005'`.execute(database.db);
+    const error = await createPostgresEventStore(database, { schema }).catch((failure: unknown) => failure);
+    expect(error).toBeInstanceOf(EventStoreError);
+    expect((error as Error).message).toMatch(
+      new RegExp(`^Event store migration 0005_append_streams_json_input failed in schema ${schema}: function .*append_streams.* does not exist$`),
+    );
+    expect(await applied(schema)).toEqual(ALL.slice(0, 4));
+  });
+
+  it('schema names with quotes are quoted in every statement, and stores of two such schemas keep their streams apart', async () => {
+    const quoted = nextSchema(`_o"it's`);
+    const other = nextSchema(`_o"it`);
+    const store = await createPostgresEventStore(database, { schema: quoted });
+    const neighbour = await createPostgresEventStore(database, { schema: other });
+    expect(await applied(quoted)).toEqual(ALL);
+    await store.appendToStream('customer-1', [newEvent('Quoted')]);
+    await store.appendToStreams([
+      { stream: 'customer-1', events: [newEvent('Again')], expectedRevision: 0 },
+      { stream: 'customer-2', events: [newEvent('Other')] },
+    ]);
+    await neighbour.appendToStream('customer-1', [newEvent('Neighbour')], { expectedRevision: 'no_stream' });
+    expect((await store.readStream('customer-1')).map((event) => event.type)).toEqual(['Quoted', 'Again']);
+    expect((await neighbour.readStream('customer-1')).map((event) => event.type)).toEqual(['Neighbour']);
+    await store.close();
+    await neighbour.close();
+    // dropSchemas (test/support) names schemas unquoted.
+    for (const schema of [quoted, other]) await sql`DROP SCHEMA ${sql.id(schema)} CASCADE`.execute(database.db);
+  });
+});
