@@ -62,6 +62,13 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     tests: ['test/projections/crash-safety.test.ts', 'test/projections/apply-batch.test.ts'],
     concurrency: 1,
   },
+  'projections-runner': {
+    // The runner and the leases against direct tests on a scripted feed and lease rounds driven by the
+    // test (a few seconds each): the tests through the whole read-model set take 30-50 s per pass.
+    mutate: ['projections/runner.ts', 'projections/leases.ts'],
+    tests: ['test/projections/runner-batches.test.ts', 'test/projections/lease-rounds.test.ts'],
+    concurrency: 1,
+  },
   'analytics-models': {
     // The customer-value chain (BG/NBD, Gamma-Gamma, CLV and their special functions): the whole folder
     // (1,596 mutants) projected to 45 minutes at one runner on the shared machine.
