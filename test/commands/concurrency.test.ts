@@ -141,6 +141,16 @@ describe('a claimed revision (If-Match)', () => {
     expect(result.revision).toBe(3);
   });
 
+  it('a keyed command that loses the race to another command, without a claimed revision, is decided again and appended', async () => {
+    const inA = a.commands();
+    const inB = b.commands();
+    const id = await register(inA);
+    await inA.execute(purchase(id), ctx());
+    await inB.execute(purchase(id), ctx());
+    const result = await inA.execute(purchase(id), ctx({ idempotencyKey: randomUUID() }));
+    expect(result).toMatchObject({ revision: 3, eventIds: [expect.any(String)] });
+  });
+
   it('a keyed retry that loses the race to its own first attempt in another process gets the first answer, not a conflict', async () => {
     const inA = a.commands();
     const id = await register(inA);

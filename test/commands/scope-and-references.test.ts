@@ -300,6 +300,16 @@ describe('the streams a command refers to', () => {
     expect(forgotten.position).toBe(lastOf.map((e) => e.position).reduce((a, b) => (a > b ? a : b)));
     expect(forgotten).toMatchObject({ id: primary, stream: streams[0], revision: lastOf[0]!.revision });
     expect(await commands.execute({ type: 'ForgetCustomer', customerId: primary }, asAnn({ idempotencyKey: key }))).toEqual(forgotten);
+    // Each duplicate's forget is a keyed command of its own (its retry is recognised), not the primary's key reused.
+    const keys = lastOf.map((e) => e.metadata.idempotencyKey);
+    expect(keys[0]).toBe(key);
+    expect(new Set(keys).size).toBe(3);
+    // Without a key, none of the forgets records one.
+    const other = await customerOf();
+    const otherDuplicate = await customerOf();
+    await commands.execute({ type: 'MergeCustomer', customerId: other, duplicateId: otherDuplicate }, admin());
+    await commands.execute({ type: 'ForgetCustomer', customerId: other }, admin());
+    for (const id of [other, otherDuplicate]) expect((await store.readStream(`customer-${id}`)).at(-1)!.metadata.idempotencyKey).toBeUndefined();
     for (const s of streams) expect((await store.readStream(s)).filter((e) => e.type === 'CustomerForgotten')).toHaveLength(1);
   });
 });

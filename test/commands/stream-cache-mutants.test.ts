@@ -168,6 +168,26 @@ describe('the stream cache', () => {
     expect(await rowsOf(() => cache.load('customer', id, 'cached'))).toBe(1);
   });
 
+  it('an append on a stream that has left the cache meanwhile is not folded in, and does not fail', async () => {
+    const cache = newCache(1);
+    const [a, b] = [await customer(0), await customer(0)];
+    const base = await cache.load('customer', a, 'cached');
+    await cache.load('customer', b, 'cached');
+    const tagged = await writer.execute({ type: 'TagCustomer', customerId: a, tag: 'gold' }, ctx());
+    cache.appended(
+      'customer',
+      a,
+      base,
+      [{ id: tagged.eventIds[0]!, event: { type: 'CustomerTagged', data: { customerId: a, tag: 'gold' } }, commandHash: undefined }],
+      {
+        revision: tagged.revision,
+        position: tagged.position,
+      },
+    );
+    expect(cache.size()).toBe(1);
+    expect((await cache.load('customer', a, 'cached')).state.tags).toEqual(['gold']);
+  });
+
   it('concurrent loads of one stream read it once', async () => {
     const cache = newCache(10);
     const id = await customer(3);
