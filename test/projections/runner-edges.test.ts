@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { EventCodec } from '../../projections/apply-batch.ts';
-import { CHECKPOINT_TABLE, migrateCheckpoints } from '../../projections/checkpoints.ts';
+import { CHECKPOINT_TABLE, migrateCheckpoints, setState } from '../../projections/checkpoints.ts';
 import { ProjectionLeases } from '../../projections/leases.ts';
 import { eventually, ScriptedStore, scriptedCodec, scriptedRunnerKit } from './scripted-runner.ts';
 
@@ -156,5 +156,97 @@ describe('after stop', () => {
     expect(store.current.from).toBe(0n);
     await runner.waitForPosition(4n);
     expect(await appliedIds(schema, 'deals')).toEqual(idsOf(1, 4));
+  });
+});
+
+describe('the watchdog, further', () => {
+  it('notices a projection stopped from another process', async () => {
+    const a = recording('customers');
+    const b = recording('deals');
+    const { runner, store, schema, logged } = await startRunner([a.projection, b.projection], { watchdogMs: 10 });
+    store.append(2);
+    await runner.waitForPosition(2n);
+    await setState(kit.db(), schema, 'deals', 'stopped');
+    await eventually(() => logged('projection watchdog restarts the feed').length > 0, 'the watchdog');
+    expect(logged('projection watchdog restarts the feed')[0]!.details).toEqual({ reason: 'projection deals is stopped in the checkpoint table' });
+  });
+
+  it('leaves a stopped projection behind the head alone', async () => {
+    const { schema, store, projections } = await stoppedAt({ deals: { position: 2, state: 'stopped' } });
+    const { runner, logged } = await startRunner(projections, { schema, store, watchdogMs: 5, stallMs: 1 });
+    store.append(2);
+    await runner.waitForPosition(14n);
+    let rounds = 0;
+    const headPosition = store.headPosition.bind(store);
+    store.headPosition = async () => ((rounds += 1), headPosition());
+    await eventually(() => rounds >= 10, 'watchdog rounds');
+    expect(logged('projection watchdog restarts the feed').filter((l) => String(l.details!.reason).includes('deals'))).toEqual([]);
+  });
+
+  it('still restarts a stalled feed after the feed failed and recovered once', async () => {
+    const p = recording('customers');
+    const { runner, store, logged } = await startRunner([p.projection], { watchdogMs: 10, stallMs: 100 });
+    store.append(2);
+    await runner.waitForPosition(2n);
+    store.current.fail(new Error('connection lost'));
+    await eventually(() => store.feeds.length === 2, 'the recovery');
+    store.current.stalled = true;
+    store.append(2);
+    await eventually(() => store.feeds.length === 3, 'the watchdog');
+    await runner.waitForPosition(4n);
+    expect(logged('projection watchdog restarts the feed')).toHaveLength(1);
+  });
+});
+
+describe('outcomes that stop a projection here', () => {
+  it('a projection stopped in the table after the start is not waited for once a batch finds it so', async () => {
+    const a = recording('customers');
+    const b = recording('deals');
+    const { runner, store, schema } = await startRunner([a.projection, b.projection]);
+    store.append(2);
+    await runner.waitForPosition(2n);
+    await setState(kit.db(), schema, 'deals', 'stopped');
+    store.append(2);
+    await runner.waitForPosition(4n, 5_000);
+    expect(runner.currentPositions().get('deals')).toBe(2n);
+    expect(b.calls).toEqual([2]);
+  });
+
+  it('a lease lost during a batch is not a feed failure', async () => {
+    const schema = freshSchema();
+    await migrateCheckpoints(kit.db(), schema);
+    const held = kit.gate();
+    let hold = true;
+    const a = recording('customers', {
+      before: async () => {
+        if (hold) {
+          hold = false;
+          await held.wait();
+        }
+      },
+    });
+    const leases = new ProjectionLeases({ db: kit.db(), schema, workerId: 'mine', projections: ['customers'], leaseSeconds: 30, renewEveryMs: 3_600_000 });
+    kit.stops.push(() => leases.stop());
+    await leases.start();
+    const { runner, store, logged } = await startRunner([a.projection], { schema, leases });
+    store.append(3);
+    await held.arrived;
+    await sql`UPDATE ${sql.id(schema, 'projection_leases')} SET owner_id = 'thief', fencing_token = fencing_token + 1`.execute(kit.db());
+    held.open();
+    await eventually(() => logged('projection lease lost; batch rolled back').length === 1, 'the fence');
+    // The batch has ended once the stop returns.
+    await runner.stop();
+    expect(logged('projection feed failed; resubscribing')).toEqual([]);
+    expect(store.feeds).toHaveLength(1);
+  });
+
+  it('names every projection whose version changed', async () => {
+    const schema = freshSchema();
+    await startRunner([recording('customers').projection, recording('deals').projection], { schema });
+    const refused = await startRunner([recording('customers', { version: 2 }).projection, recording('deals', { version: 2 }).projection], {
+      schema,
+      start: false,
+    });
+    await expect(refused.runner.start()).rejects.toThrow('Projections customers, deals changed version: rebuild them (crm rebuild)');
   });
 });
