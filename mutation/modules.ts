@@ -66,7 +66,7 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     // The runner and the leases against direct tests on a scripted feed and lease rounds driven by the
     // test (a few seconds each): the tests through the whole read-model set take 30-50 s per pass.
     mutate: ['projections/runner.ts', 'projections/leases.ts'],
-    tests: ['test/projections/runner-batches.test.ts', 'test/projections/lease-rounds.test.ts'],
+    tests: ['test/projections/runner-batches.test.ts', 'test/projections/lease-rounds.test.ts', 'test/projections/runner-edges.test.ts'],
     concurrency: 1,
   },
   'analytics-models': {

@@ -128,6 +128,14 @@ describe('lease tables', () => {
     }
   });
 
+  it('a lease set stopped before it started releases nothing and returns', async () => {
+    const schema = freshSchema();
+    await migrateLeases(db, schema);
+    const { leases } = worker(schema, 'never-started');
+    await expect(leases.stop()).resolves.toBeUndefined();
+    expect(await workerRows(schema)).toEqual([]);
+  });
+
   it('refuses a lease of no length', () => {
     expect(() => worker(freshSchema(), 'w', { leaseSeconds: 0 })).toThrow('leaseSeconds must be positive');
     expect(() => worker(freshSchema(), 'w', { leaseSeconds: Number.NaN })).toThrow('leaseSeconds must be positive');

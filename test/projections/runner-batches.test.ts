@@ -1,273 +1,17 @@
-import { sql, type Kysely } from 'kysely';
-import { Observable, type Subscriber } from 'rxjs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { EventStore, ReadAllOptions, RecordedEvent, SubscribeOptions, SubscriptionMessage } from '../../eventstore/contract.ts';
-import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/index.ts';
-import type { EventCodec } from '../../projections/apply-batch.ts';
-import { CHECKPOINT_TABLE, clearFailure, markFailed, migrateCheckpoints, readCheckpoints } from '../../projections/checkpoints.ts';
+import { sql } from 'kysely';
+import { describe, expect, it } from 'vitest';
+import { CHECKPOINT_TABLE, clearFailure, markFailed, migrateCheckpoints } from '../../projections/checkpoints.ts';
 import { ReadModelTimeout } from '../../projections/errors.ts';
 import { LEASE_TABLE, ProjectionLeases } from '../../projections/leases.ts';
-import type { ProjectedEvent, Projection } from '../../projections/projection.ts';
-import { ProjectionRunner, type ProjectionRunnerOptions } from '../../projections/runner.ts';
-import { ensureSchema } from '../../shared/sql.ts';
-import { testSchemas, type TestSchemas } from '../support/postgres.ts';
+import { eventually, ScriptedStore, scriptedRunnerKit } from './scripted-runner.ts';
 
 /**
- * The runner (projections/runner.ts) on a scripted feed: an event store double that keeps made-up
- * events in memory, delivers them page by page as a subscription does, asks the runner's
- * back-pressure before each page, and can be told to fail or to stall. The read models and
- * checkpoints are real tables: each projection writes every event it applies to a table keyed by
- * position, so an event applied twice fails loudly.
+ * The runner (projections/runner.ts) on the scripted feed of scripted-runner.ts, over real
+ * checkpoint and read-model tables.
  */
 
-let schemas: TestSchemas;
-let database: SqlDatabase;
-let db: Kysely<any>;
-let next = 0;
-
-beforeAll(() => {
-  schemas = testSchemas('runner_batches');
-  database = connectPostgres(schemas.url, { max: 6 });
-  db = database.db;
-});
-
-const stops: (() => Promise<unknown>)[] = [];
-/** Gates of the test: opened after it, so that a failed test does not leave a batch waiting forever. */
-const gates: (() => void)[] = [];
-afterEach(async () => {
-  for (const open of gates.splice(0)) open();
-  for (const stop of stops.splice(0)) await stop();
-});
-
-afterAll(async () => {
-  await database?.close();
-  await schemas?.dropSchemas();
-});
-
-const freshSchema = () => `${schemas.read}_${(next += 1)}`;
-
-async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-/** One subscription of the scripted feed. */
-interface Feed {
-  from: bigint;
-  shouldPause: (() => boolean) | undefined;
-  closed: boolean;
-  /** Delivers nothing more (a feed that hangs without failing). */
-  stalled: boolean;
-  /** Times the feed asked and was told to wait. */
-  pauses: number;
-  fail(error: Error): void;
-}
-
-const PAGE = 5;
-
-class ScriptedStore implements EventStore {
-  readonly engine = 'postgres' as const;
-  readonly events: RecordedEvent[] = [];
-  readonly feeds: Feed[] = [];
-  private readonly pumps = new Set<() => void>();
-
-  /** `caughtUp`: whether subscriptions say so when they reach the head (back-pressure tests count only events). */
-  constructor(private readonly options: { caughtUp?: boolean } = {}) {}
-
-  get current(): Feed {
-    return this.feeds.at(-1)!;
-  }
-
-  head(): bigint {
-    return this.events.at(-1)?.position ?? 0n;
-  }
-
-  /** Appends `count` events (event i on `shape(i)`'s stream), recorded `ageMs` ago. */
-  append(count: number, shape: (i: number) => { stream?: string; type?: string } = () => ({}), ageMs = 0): bigint {
-    for (let k = 0; k < count; k += 1) {
-      const i = this.events.length + 1;
-      const { stream = `customer-c${i}`, type = 'CustomerTagged' } = shape(i);
-      this.events.push({ id: `e${i}`, type, data: { n: i }, metadata: {}, stream, revision: 0, position: BigInt(i), recordedAt: new Date(Date.now() - ageMs) });
-    }
-    for (const pump of this.pumps) pump();
-    return this.head();
-  }
-
-  subscribeToAll(options: SubscribeOptions = {}): Observable<SubscriptionMessage> {
-    return new Observable<SubscriptionMessage>((subscriber: Subscriber<SubscriptionMessage>) => {
-      let delivered = options.fromPosition ?? 0n;
-      let scheduled = false;
-      let caughtUpAt = -1n;
-      const feed: Feed = {
-        from: delivered,
-        shouldPause: options.shouldPause,
-        closed: false,
-        stalled: false,
-        pauses: 0,
-        fail: (error) => subscriber.error(error),
-      };
-      this.feeds.push(feed);
-      const page = () => {
-        scheduled = false;
-        if (feed.closed || feed.stalled) return;
-        if (feed.shouldPause?.()) {
-          feed.pauses += 1;
-          return void setTimeout(pump, 2);
-        }
-        const events = this.events.filter((e) => e.position > delivered).slice(0, PAGE);
-        for (const event of events) {
-          delivered = event.position;
-          subscriber.next({ kind: 'event', event });
-        }
-        if (events.length > 0) pump();
-        else if (this.options.caughtUp !== false && caughtUpAt !== delivered) {
-          caughtUpAt = delivered;
-          subscriber.next({ kind: 'caughtUp', position: delivered });
-        }
-      };
-      const pump = () => {
-        if (scheduled || feed.closed) return;
-        scheduled = true;
-        setImmediate(page);
-      };
-      this.pumps.add(pump);
-      pump();
-      return () => {
-        feed.closed = true;
-        this.pumps.delete(pump);
-      };
-    });
-  }
-
-  async headPosition(): Promise<bigint> {
-    return this.head();
-  }
-
-  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
-    const from = options.fromPosition ?? 0n;
-    return this.events.filter((e) => e.position > from).slice(0, options.maxCount ?? Infinity);
-  }
-
-  appendToStream(): never {
-    throw new Error('not scripted');
-  }
-  appendToStreams(): never {
-    throw new Error('not scripted');
-  }
-  readStream(): never {
-    throw new Error('not scripted');
-  }
-  readStreams(): never {
-    throw new Error('not scripted');
-  }
-  async close(): Promise<void> {}
-}
-
-const codec: EventCodec = {
-  decode: async (r) =>
-    ({
-      event: { type: r.type, data: r.data },
-      id: r.id,
-      stream: r.stream,
-      revision: r.revision,
-      position: r.position,
-      recordedAt: r.recordedAt,
-      metadata: {},
-    }) as unknown as ProjectedEvent,
-  evict: () => undefined,
-};
-
-/** A gate an apply waits at until the test opens it. */
-const gate = () => {
-  let open!: () => void;
-  let reached!: () => void;
-  const opened = new Promise<void>((resolve) => (open = resolve));
-  const arrived = new Promise<void>((resolve) => (reached = resolve));
-  gates.push(() => open());
-  return { open, arrived, wait: () => (reached(), opened) };
-};
-
-interface Recording {
-  projection: Projection;
-  /** Sizes of the batches `apply` was given (rolled-back ones included). */
-  calls: number[];
-}
-
-/**
- * A projection writing each event it applies to `<name>_applied`. `before` runs first in each batch
- * (to fail or to hold the batch).
- */
-const recording = (
-  name: string,
-  options: { filter?: Projection['filter']; version?: number; before?: (events: ProjectedEvent[]) => Promise<void> | void } = {},
-): Recording => {
-  const calls: number[] = [];
-  const table = `${name}_applied`;
-  return {
-    calls,
-    projection: {
-      name,
-      version: options.version ?? 1,
-      tables: [table],
-      ...(options.filter ? { filter: options.filter } : {}),
-      migrate: async (m, s) => {
-        await ensureSchema(m, s);
-        await sql`CREATE TABLE IF NOT EXISTS ${sql.id(s, table)} (position bigint PRIMARY KEY, id text NOT NULL)`.execute(m);
-      },
-      apply: async ({ trx, schema }, events) => {
-        calls.push(events.length);
-        await options.before?.(events);
-        for (const e of events) await sql`INSERT INTO ${sql.id(schema, table)} (position, id) VALUES (${e.position.toString()}, ${e.id})`.execute(trx);
-      },
-    },
-  };
-};
-
-const appliedIds = async (schema: string, name: string): Promise<string[]> => {
-  const { rows } = await sql<{ id: string }>`SELECT id FROM ${sql.id(schema, `${name}_applied`)} ORDER BY position`.execute(db);
-  return rows.map((r) => r.id);
-};
-
-const idsOf = (from: number, to: number, keep: (i: number) => boolean = () => true) =>
-  Array.from({ length: to - from + 1 }, (_, k) => from + k)
-    .filter(keep)
-    .map((i) => `e${i}`);
-
-const checkpoint = async (schema: string, name: string) => (await readCheckpoints(db, schema)).get(name)!;
-
-interface Started {
-  runner: ProjectionRunner;
-  store: ScriptedStore;
-  schema: string;
-  logs: { message: string; details?: Record<string, unknown> }[];
-  logged(message: string): { message: string; details?: Record<string, unknown> }[];
-}
-
-const startRunner = async (
-  projections: Projection[],
-  options: Partial<ProjectionRunnerOptions> & { store?: ScriptedStore; start?: boolean } = {},
-): Promise<Started> => {
-  const schema = options.schema ?? freshSchema();
-  const store = options.store ?? new ScriptedStore();
-  const logs: Started['logs'] = [];
-  const runner = new ProjectionRunner({
-    db,
-    store,
-    schema,
-    projections,
-    codec,
-    batch: { maxEvents: 10, maxWaitMs: 5 },
-    watchdogMs: 3_600_000,
-    log: (message, details) => logs.push({ message, ...(details ? { details } : {}) }),
-    ...options,
-  });
-  stops.push(() => runner.stop());
-  if (options.start !== false) await runner.start();
-  return { runner, store, schema, logs, logged: (message) => logs.filter((l) => l.message === message) };
-};
+const kit = scriptedRunnerKit('runner_batches');
+const { freshSchema, gate, recording, appliedIds, idsOf, checkpoint, startRunner, stops } = kit;
 
 describe.each([{ concurrent: false }, { concurrent: true }])('following the feed (concurrent: $concurrent)', ({ concurrent }) => {
   it('catches up in batches of at most the coalescing limit, then follows live appends; skipped projections only move their checkpoint', async () => {
@@ -515,7 +259,7 @@ describe('failures', () => {
     store.append(3);
     await runner.waitForPosition(3n);
     // The checkpoints cannot be read for a while: each attempt fails and another is scheduled.
-    await sql`ALTER TABLE ${sql.id(schema, CHECKPOINT_TABLE)} RENAME TO hidden_checkpoints`.execute(db);
+    await sql`ALTER TABLE ${sql.id(schema, CHECKPOINT_TABLE)} RENAME TO hidden_checkpoints`.execute(kit.db());
     store.current.fail(new Error('connection lost'));
     expect(logged('projection feed failed; resubscribing')[0]).toEqual({
       message: 'projection feed failed; resubscribing',
@@ -524,7 +268,7 @@ describe('failures', () => {
     await eventually(() => logged('projection feed failed; resubscribing').length >= 3, 'attempts to resubscribe');
     expect(logged('projection feed failed; resubscribing')[1]!.details!.error).toMatch(/does not exist/);
     expect(store.feeds).toHaveLength(1);
-    await sql`ALTER TABLE ${sql.id(schema, 'hidden_checkpoints')} RENAME TO ${sql.id(CHECKPOINT_TABLE)}`.execute(db);
+    await sql`ALTER TABLE ${sql.id(schema, 'hidden_checkpoints')} RENAME TO ${sql.id(CHECKPOINT_TABLE)}`.execute(kit.db());
     await eventually(() => store.feeds.length === 2, 'a new subscription');
     expect(store.current.from).toBe(3n);
     store.append(2);
@@ -546,10 +290,10 @@ describe('failures', () => {
     store.append(2);
     await runner.waitForPosition(2n);
     // Neither apply nor marking the projection failed works while the table is away.
-    await sql`ALTER TABLE ${sql.id(schema, CHECKPOINT_TABLE)} RENAME TO hidden_checkpoints`.execute(db);
+    await sql`ALTER TABLE ${sql.id(schema, CHECKPOINT_TABLE)} RENAME TO hidden_checkpoints`.execute(kit.db());
     store.append(2);
     await eventually(() => logged('projection feed failed; resubscribing').length >= 1, 'the batch to fail');
-    await sql`ALTER TABLE ${sql.id(schema, 'hidden_checkpoints')} RENAME TO ${sql.id(CHECKPOINT_TABLE)}`.execute(db);
+    await sql`ALTER TABLE ${sql.id(schema, 'hidden_checkpoints')} RENAME TO ${sql.id(CHECKPOINT_TABLE)}`.execute(kit.db());
     await runner.waitForPosition(4n);
     expect(await appliedIds(schema, 'customers')).toEqual(idsOf(1, 4));
     expect(store.current.from).toBe(2n);
@@ -614,7 +358,7 @@ describe('start and stop', () => {
       schema,
       onVersionChange: async (names) => {
         rebuilt.push(names);
-        await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET version = 2 WHERE name = 'customers'`.execute(db);
+        await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET version = 2 WHERE name = 'customers'`.execute(kit.db());
       },
     });
     expect(rebuilt).toEqual([['customers']]);
@@ -630,10 +374,10 @@ describe('start and stop', () => {
     const schema = freshSchema();
     const a = recording('customers');
     const b = recording('deals');
-    await migrateCheckpoints(db, schema);
+    await migrateCheckpoints(kit.db(), schema);
     const first = await startRunner([a.projection, b.projection], { schema });
     await first.runner.stop();
-    await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET state = 'stopped' WHERE name = 'deals'`.execute(db);
+    await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET state = 'stopped' WHERE name = 'deals'`.execute(kit.db());
     const { runner, store } = await startRunner([a.projection, b.projection], { schema });
     store.append(3);
     await runner.waitForPosition(3n);
@@ -655,7 +399,7 @@ describe('the watchdog', () => {
     store.append(3);
     await eventually(async () => (await checkpoint(schema, 'fragile')).state === 'failed', 'the poison event');
     broken = false;
-    await clearFailure(db, schema, 'fragile');
+    await clearFailure(kit.db(), schema, 'fragile');
     await eventually(async () => (await checkpoint(schema, 'fragile')).position === 3n, 'the retried projection');
     expect(await appliedIds(schema, 'fragile')).toEqual(idsOf(1, 3));
     expect(logged('projection watchdog restarts the feed').map((l) => l.details!.reason)).toContain('projection fragile is running in the checkpoint table');
@@ -667,7 +411,7 @@ describe('the watchdog', () => {
     const { runner, store, schema, logged } = await startRunner([a.projection, b.projection], { watchdogMs: 10 });
     store.append(2);
     await runner.waitForPosition(2n);
-    await markFailed(db, schema, 'deals', { error: 'stopped by hand', eventId: 'e2', position: 2n, stream: null });
+    await markFailed(kit.db(), schema, 'deals', { error: 'stopped by hand', eventId: 'e2', position: 2n, stream: null });
     await eventually(() => logged('projection watchdog restarts the feed').length > 0, 'the watchdog');
     expect(logged('projection watchdog restarts the feed')[0]!.details).toEqual({ reason: 'projection deals is failed in the checkpoint table' });
     store.append(2);
@@ -713,7 +457,7 @@ describe('statistics', () => {
     const { runner, store, schema } = await startRunner([p.projection], { statistics: { afterEvents: 5, minChangedRows: 1 } });
     const reltuples = async () =>
       Number(
-        (await sql<{ reltuples: number }>`SELECT reltuples FROM pg_class WHERE oid = ${`"${schema}"."customers_applied"`}::regclass`.execute(db)).rows[0]!
+        (await sql<{ reltuples: number }>`SELECT reltuples FROM pg_class WHERE oid = ${`"${schema}"."customers_applied"`}::regclass`.execute(kit.db())).rows[0]!
           .reltuples,
       );
     store.append(3);
@@ -728,7 +472,15 @@ describe('statistics', () => {
 
 describe('with leases', () => {
   const leaseWorker = async (schema: string, workerId: string, projections: string[], onChange?: () => void) => {
-    const leases = new ProjectionLeases({ db, schema, workerId, projections, leaseSeconds: 30, renewEveryMs: 3_600_000, ...(onChange ? { onChange } : {}) });
+    const leases = new ProjectionLeases({
+      db: kit.db(),
+      schema,
+      workerId,
+      projections,
+      leaseSeconds: 30,
+      renewEveryMs: 3_600_000,
+      ...(onChange ? { onChange } : {}),
+    });
     stops.push(() => leases.stop());
     await leases.start();
     return leases;
@@ -736,7 +488,7 @@ describe('with leases', () => {
 
   it('applies only the projections whose lease it holds, and catches a newly leased one up from its checkpoint', async () => {
     const schema = freshSchema();
-    await migrateCheckpoints(db, schema);
+    await migrateCheckpoints(kit.db(), schema);
     const a = recording('customers');
     const b = recording('deals');
     const other = await leaseWorker(schema, 'other', ['deals']);
@@ -765,7 +517,7 @@ describe('with leases', () => {
 
   it('a projection with nothing to apply moves its checkpoint only while its lease is held', async () => {
     const schema = freshSchema();
-    await migrateCheckpoints(db, schema);
+    await migrateCheckpoints(kit.db(), schema);
     const a = recording('customers');
     const idle = recording('campaigns', { filter: { streamPrefixes: ['campaign-'] } });
     const mine = await leaseWorker(schema, 'mine', ['customers', 'campaigns']);
@@ -774,7 +526,7 @@ describe('with leases', () => {
     await runner.waitForPosition(3n);
     expect((await checkpoint(schema, 'campaigns')).position).toBe(3n);
     // Taken over behind this worker's back: its next skip is fenced off.
-    await sql`UPDATE ${sql.id(schema, LEASE_TABLE)} SET owner_id = 'thief', fencing_token = fencing_token + 1 WHERE projection = 'campaigns'`.execute(db);
+    await sql`UPDATE ${sql.id(schema, LEASE_TABLE)} SET owner_id = 'thief', fencing_token = fencing_token + 1 WHERE projection = 'campaigns'`.execute(kit.db());
     store.append(2);
     await runner.waitForPosition(5n, 5_000, ['customers']);
     expect((await checkpoint(schema, 'campaigns')).position).toBe(3n);
@@ -784,7 +536,7 @@ describe('with leases', () => {
 
   it('a batch whose lease was taken while it was being applied is rolled back and not retried', async () => {
     const schema = freshSchema();
-    await migrateCheckpoints(db, schema);
+    await migrateCheckpoints(kit.db(), schema);
     const held = gate();
     let hold = true;
     const a = recording('customers', {
@@ -799,7 +551,7 @@ describe('with leases', () => {
     const { runner, store, logged } = await startRunner([a.projection], { schema, leases: mine });
     store.append(3);
     await held.arrived;
-    await sql`UPDATE ${sql.id(schema, LEASE_TABLE)} SET owner_id = 'thief', fencing_token = fencing_token + 1`.execute(db);
+    await sql`UPDATE ${sql.id(schema, LEASE_TABLE)} SET owner_id = 'thief', fencing_token = fencing_token + 1`.execute(kit.db());
     held.open();
     await eventually(() => logged('projection lease lost; batch rolled back').length === 1, 'the fence');
     expect(logged('projection lease lost; batch rolled back')[0]!.details).toEqual({ projection: 'customers' });
@@ -811,7 +563,7 @@ describe('with leases', () => {
 
   it('a worker holding no lease follows the feed from the furthest checkpoint', async () => {
     const schema = freshSchema();
-    await migrateCheckpoints(db, schema);
+    await migrateCheckpoints(kit.db(), schema);
     const a = recording('customers');
     const b = recording('deals');
     const store = new ScriptedStore();
@@ -819,7 +571,7 @@ describe('with leases', () => {
     const first = await startRunner([a.projection, b.projection], { schema, store });
     await first.runner.waitForPosition(12n);
     await first.runner.stop();
-    await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET position = 7 WHERE name = 'customers'`.execute(db);
+    await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET position = 7 WHERE name = 'customers'`.execute(kit.db());
     await leaseWorker(schema, 'other', ['customers', 'deals']);
     const none = await leaseWorker(schema, 'none', ['customers', 'deals']);
     expect(none.heldNames()).toEqual([]);

@@ -1,0 +1,252 @@
+import { sql } from 'kysely';
+import { describe, expect, it } from 'vitest';
+import type { EventCodec } from '../../projections/apply-batch.ts';
+import { CHECKPOINT_TABLE, migrateCheckpoints, setState } from '../../projections/checkpoints.ts';
+import { ProjectionLeases } from '../../projections/leases.ts';
+import { eventually, ScriptedStore, scriptedCodec, scriptedRunnerKit } from './scripted-runner.ts';
+
+/**
+ * Edges of the runner on the scripted feed (see scripted-runner.ts): where it resubscribes from, the
+ * exact bound of its back-pressure, what it decodes, and transient failures while it stops.
+ */
+
+const kit = scriptedRunnerKit('runner_edges');
+const { recording, appliedIds, idsOf, checkpoint, startRunner, freshSchema } = kit;
+
+/** Runs customers and deals to the head of a 12-event store, then moves their checkpoints as given. */
+const stoppedAt = async (checkpoints: Record<string, { position: number; state?: string }>) => {
+  const schema = freshSchema();
+  const store = new ScriptedStore();
+  store.append(12);
+  const projections = [recording('customers').projection, recording('deals').projection];
+  const first = await startRunner(projections, { schema, store });
+  await first.runner.waitForPosition(12n);
+  await first.runner.stop();
+  for (const [name, { position, state = 'running' }] of Object.entries(checkpoints)) {
+    await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET position = ${position}, state = ${state} WHERE name = ${name}`.execute(kit.db());
+  }
+  return { schema, store, projections };
+};
+
+describe('where the runner follows the feed from', () => {
+  it.each(['stopped', 'failed'])('the lowest checkpoint of the running projections, passing over a %s one', async (state) => {
+    const { schema, store, projections } = await stoppedAt({ deals: { position: 3, state } });
+    const { runner } = await startRunner(projections, { schema, store });
+    expect(store.current.from).toBe(12n);
+    store.append(1);
+    await runner.waitForPosition(13n);
+    expect((await checkpoint(schema, 'deals')).position).toBe(3n);
+  });
+
+  it('the lowest checkpoint when both run', async () => {
+    const { schema, store, projections } = await stoppedAt({ customers: { position: 9 }, deals: { position: 5 } });
+    const { runner } = await startRunner(projections, { schema, store });
+    expect(store.current.from).toBe(5n);
+    await runner.waitForPosition(12n);
+    expect(await appliedIds(schema, 'deals')).toEqual(idsOf(1, 12));
+  });
+
+  it('holding no lease: the furthest checkpoint, whichever projection has it', async () => {
+    const { schema, store, projections } = await stoppedAt({ customers: { position: 12 }, deals: { position: 7 } });
+    const leases = (workerId: string) =>
+      new ProjectionLeases({ db: kit.db(), schema, workerId, projections: ['customers', 'deals'], leaseSeconds: 30, renewEveryMs: 3_600_000 });
+    const other = leases('other');
+    const none = leases('none');
+    kit.stops.push(
+      () => other.stop(),
+      () => none.stop(),
+    );
+    await other.start();
+    await none.start();
+    expect(none.heldNames()).toEqual([]);
+    await startRunner(projections, { schema, store, leases: none });
+    expect(store.current.from).toBe(12n);
+  });
+});
+
+describe('back-pressure bound', () => {
+  it('pauses the feed once exactly two coalesced batches wait', async () => {
+    const held = kit.gate();
+    let first = true;
+    const slow = recording('slow', {
+      before: async () => {
+        if (first) {
+          first = false;
+          await held.wait();
+        }
+      },
+    });
+    const { runner, store } = await startRunner([slow.projection], {
+      store: new ScriptedStore({ caughtUp: false }),
+      batch: { maxEvents: 5, maxWaitMs: 5, maxCoalescedEvents: 10 },
+    });
+    store.append(3);
+    await held.arrived;
+    store.append(20);
+    await eventually(() => runner.backlog() === 23, 'four full windows');
+    expect(store.current.shouldPause!()).toBe(true);
+    held.open();
+    await runner.waitForPosition(23n);
+  });
+});
+
+describe('decoding', () => {
+  it('decodes only the events some projection still wants', async () => {
+    const decoded: string[] = [];
+    const codec: EventCodec = { ...scriptedCodec, decode: (r) => (decoded.push(r.id), scriptedCodec.decode(r)) };
+    const deals = recording('deals', { filter: { streamPrefixes: ['deal-'] } });
+    const { runner, store, schema } = await startRunner([deals.projection], { codec });
+    store.append(9, (i) => (i % 3 === 0 ? { stream: `deal-d${i}` } : {}));
+    await runner.waitForPosition(9n);
+    expect(decoded).toEqual(['e3', 'e6', 'e9']);
+    expect(await appliedIds(schema, 'deals')).toEqual(['e3', 'e6', 'e9']);
+    store.append(3, (i) => (i === 12 ? { stream: 'deal-d12' } : {}));
+    await runner.waitForPosition(12n);
+    expect(decoded).toEqual(['e3', 'e6', 'e9', 'e12']);
+  });
+});
+
+describe('transient failures', () => {
+  it('are retried inside the batch: the feed goes on without resubscribing', async () => {
+    let failures = 2;
+    const flaky = recording('flaky', {
+      before: () => {
+        if (failures > 0) {
+          failures -= 1;
+          throw Object.assign(new Error('deadlock detected'), { code: '40P01' });
+        }
+      },
+    });
+    const { runner, store, schema, logged } = await startRunner([flaky.projection]);
+    store.append(3);
+    await runner.waitForPosition(3n);
+    expect(await appliedIds(schema, 'flaky')).toEqual(idsOf(1, 3));
+    expect(logged('transient error applying a batch; retrying')).toHaveLength(2);
+    expect(logged('projection feed failed; resubscribing')).toEqual([]);
+    expect(store.feeds).toHaveLength(1);
+  });
+
+  it('are given up when the runner stops: the stop returns, nothing is applied and the projection is not marked failed', async () => {
+    const down = recording('down', {
+      before: () => {
+        throw Object.assign(new Error('the database system is shutting down'), { code: '57P03' });
+      },
+    });
+    const { runner, store, schema, logged } = await startRunner([down.projection]);
+    store.append(2);
+    await eventually(() => logged('transient error applying a batch; retrying').length > 0, 'a first attempt');
+    await runner.stop();
+    expect(await appliedIds(schema, 'down')).toEqual([]);
+    expect(await checkpoint(schema, 'down')).toMatchObject({ position: 0n, state: 'running' });
+  });
+});
+
+describe('after stop', () => {
+  it('a projection created after the first start starts from the beginning of the feed', async () => {
+    const schema = freshSchema();
+    await migrateCheckpoints(kit.db(), schema);
+    const store = new ScriptedStore();
+    store.append(4);
+    const a = recording('customers');
+    const first = await startRunner([a.projection], { schema, store });
+    await first.runner.waitForPosition(4n);
+    await first.runner.stop();
+    const b = recording('deals');
+    const { runner } = await startRunner([a.projection, b.projection], { schema, store });
+    expect(store.current.from).toBe(0n);
+    await runner.waitForPosition(4n);
+    expect(await appliedIds(schema, 'deals')).toEqual(idsOf(1, 4));
+  });
+});
+
+describe('the watchdog, further', () => {
+  it('notices a projection stopped from another process', async () => {
+    const a = recording('customers');
+    const b = recording('deals');
+    const { runner, store, schema, logged } = await startRunner([a.projection, b.projection], { watchdogMs: 10 });
+    store.append(2);
+    await runner.waitForPosition(2n);
+    await setState(kit.db(), schema, 'deals', 'stopped');
+    await eventually(() => logged('projection watchdog restarts the feed').length > 0, 'the watchdog');
+    expect(logged('projection watchdog restarts the feed')[0]!.details).toEqual({ reason: 'projection deals is stopped in the checkpoint table' });
+  });
+
+  it('leaves a stopped projection behind the head alone', async () => {
+    const { schema, store, projections } = await stoppedAt({ deals: { position: 2, state: 'stopped' } });
+    const { runner, logged } = await startRunner(projections, { schema, store, watchdogMs: 5, stallMs: 1 });
+    store.append(2);
+    await runner.waitForPosition(14n);
+    let rounds = 0;
+    const headPosition = store.headPosition.bind(store);
+    store.headPosition = async () => ((rounds += 1), headPosition());
+    await eventually(() => rounds >= 10, 'watchdog rounds');
+    expect(logged('projection watchdog restarts the feed').filter((l) => String(l.details!.reason).includes('deals'))).toEqual([]);
+  });
+
+  it('still restarts a stalled feed after the feed failed and recovered once', async () => {
+    const p = recording('customers');
+    const { runner, store, logged } = await startRunner([p.projection], { watchdogMs: 10, stallMs: 100 });
+    store.append(2);
+    await runner.waitForPosition(2n);
+    store.current.fail(new Error('connection lost'));
+    await eventually(() => store.feeds.length === 2, 'the recovery');
+    store.current.stalled = true;
+    store.append(2);
+    await eventually(() => store.feeds.length === 3, 'the watchdog');
+    await runner.waitForPosition(4n);
+    expect(logged('projection watchdog restarts the feed')).toHaveLength(1);
+  });
+});
+
+describe('outcomes that stop a projection here', () => {
+  it('a projection stopped in the table after the start is not waited for once a batch finds it so', async () => {
+    const a = recording('customers');
+    const b = recording('deals');
+    const { runner, store, schema } = await startRunner([a.projection, b.projection]);
+    store.append(2);
+    await runner.waitForPosition(2n);
+    await setState(kit.db(), schema, 'deals', 'stopped');
+    store.append(2);
+    await runner.waitForPosition(4n, 5_000);
+    expect(runner.currentPositions().get('deals')).toBe(2n);
+    expect(b.calls).toEqual([2]);
+  });
+
+  it('a lease lost during a batch is not a feed failure', async () => {
+    const schema = freshSchema();
+    await migrateCheckpoints(kit.db(), schema);
+    const held = kit.gate();
+    let hold = true;
+    const a = recording('customers', {
+      before: async () => {
+        if (hold) {
+          hold = false;
+          await held.wait();
+        }
+      },
+    });
+    const leases = new ProjectionLeases({ db: kit.db(), schema, workerId: 'mine', projections: ['customers'], leaseSeconds: 30, renewEveryMs: 3_600_000 });
+    kit.stops.push(() => leases.stop());
+    await leases.start();
+    const { runner, store, logged } = await startRunner([a.projection], { schema, leases });
+    store.append(3);
+    await held.arrived;
+    await sql`UPDATE ${sql.id(schema, 'projection_leases')} SET owner_id = 'thief', fencing_token = fencing_token + 1`.execute(kit.db());
+    held.open();
+    await eventually(() => logged('projection lease lost; batch rolled back').length === 1, 'the fence');
+    // The batch has ended once the stop returns.
+    await runner.stop();
+    expect(logged('projection feed failed; resubscribing')).toEqual([]);
+    expect(store.feeds).toHaveLength(1);
+  });
+
+  it('names every projection whose version changed', async () => {
+    const schema = freshSchema();
+    await startRunner([recording('customers').projection, recording('deals').projection], { schema });
+    const refused = await startRunner([recording('customers', { version: 2 }).projection, recording('deals', { version: 2 }).projection], {
+      schema,
+      start: false,
+    });
+    await expect(refused.runner.start()).rejects.toThrow('Projections customers, deals changed version: rebuild them (crm rebuild)');
+  });
+});
