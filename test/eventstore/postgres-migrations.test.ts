@@ -151,6 +151,8 @@ describe('event store migrations', () => {
     expect((error as Error).message).toMatch(
       new RegExp(`^Event store migration 0005_append_streams_json_input failed in schema ${schema}: function .*append_streams.* does not exist$`),
     );
+    // The database's own error stays attached for the operator's logs (42883: undefined function).
+    expect((error as Error).cause).toMatchObject({ code: '42883' });
     expect(await applied(schema)).toEqual(ALL.slice(0, 4));
   });
 
