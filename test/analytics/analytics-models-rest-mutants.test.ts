@@ -635,9 +635,11 @@ describe('churn training at its edges', () => {
   it('reports each classifier’s metrics on the held-out customers, in range and better than chance', () => {
     const training = train();
     const { metrics, comparison } = training;
+    // Better than calling every customer the majority outcome.
+    const majority = Math.max(metrics.churnRate, 1 - metrics.churnRate);
     for (const m of [metrics, comparison.decisionTree, comparison.naiveBayes]) {
       expect(m.auc).toBeGreaterThan(0.6);
-      expect(m.accuracy).toBeGreaterThan(0.5);
+      expect(m.accuracy).toBeGreaterThan(majority);
       expect(m.accuracy).toBeLessThanOrEqual(1);
       expect(m.brier).toBeGreaterThan(0);
       expect(m.brier).toBeLessThan(1);
