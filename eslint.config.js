@@ -18,6 +18,9 @@ export default tseslint.config(
       'console/',
       // Stryker's set-up, outside the TypeScript project.
       'mutation/',
+      // Stryker's sandbox copy of the project while a mutation run is going (and its reports).
+      '.stryker-tmp/',
+      'reports/',
     ],
   },
   js.configs.recommended,
