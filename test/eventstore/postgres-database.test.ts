@@ -49,11 +49,13 @@ const until = async (what: string, check: () => boolean | Promise<boolean>, with
 };
 
 /** A TCP relay to the test server whose traffic can be held (a link that stalls without closing). */
-const relay = async (): Promise<{ url: string; hold(): void; pass(): void; close(): Promise<void> }> => {
+const relay = async (): Promise<{ url: string; hold(): void; pass(): void; accepted(): number; close(): Promise<void> }> => {
   const target = new URL(TEST_DATABASE_URL);
   let held = false;
+  let accepted = 0;
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
+    accepted += 1;
     const upstream = new Socket();
     upstream.connect(Number(target.port || '5432'), target.hostname);
     sockets.add(client).add(upstream);
@@ -74,6 +76,7 @@ const relay = async (): Promise<{ url: string; hold(): void; pass(): void; close
     url: url.toString(),
     hold: () => (held = true),
     pass: () => (held = false),
+    accepted: () => accepted,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
@@ -140,9 +143,15 @@ describe('failures typed for callers', () => {
     expect(timedOut).toBeInstanceOf(EventStoreUnavailable);
     expect(timedOut).not.toBeInstanceOf(OutcomeUnknown);
     expect((timedOut as Error).message).toBe('PostgreSQL at db.example:5432/crm did not finish in time (55P03: canceling statement due to lock timeout).');
+    // The server's own error stays reachable as the cause, for a timeout as for a lost statement.
+    expect((timedOut as Error).cause).toMatchObject({ code: '55P03' });
+    expect((lost as Error).cause).toMatchObject({ code: '57P01' });
 
     const already = new EventStoreUnavailable('already typed');
     expect(toUnavailable(already, TEST_DATABASE_URL, 'statement')).toBe(already);
+    // Typed once: an error already typed whose text reads like a lost connection is not wrapped again.
+    const typedLost = new OutcomeUnknown('Connection terminated unexpectedly');
+    expect(toUnavailable(typedLost, TEST_DATABASE_URL, 'statement')).toBe(typedLost);
     const other = Object.assign(new Error('syntax error'), { code: '42601' });
     expect(toUnavailable(other, TEST_DATABASE_URL, 'statement')).toBe(other);
   });
@@ -211,6 +220,32 @@ describe('a pool on a real server', () => {
     }
   });
 
+  it('appends cut off by a stalled link: the one sent is outcome unknown, the ones queued behind it fail together as unavailable', async () => {
+    const schema = nextSchema();
+    await (await createPostgresEventStore(database, { schema })).close();
+    const link = await relay();
+    try {
+      const timeouts = { statementMs: 300, lockMs: 200, connectMs: 1_000 };
+      const store = await createPostgresEventStore(open(link.url, { max: 1, timeouts }), { schema, appendsInFlight: 1 });
+      // The one connection opened before the stall (a read: an append would also send a NOTIFY that could hold it).
+      expect(await store.readStream('customer-1')).toEqual([]);
+      link.hold();
+      // One append in flight; the next two wait and then go together as one group call.
+      const sent = caught(store.appendToStream('customer-1', [newEvent('Sent')]));
+      const queued = [caught(store.appendToStream('customer-2', [newEvent('Queued')])), caught(store.appendToStream('customer-3', [newEvent('Queued')]))];
+      const error = await sent;
+      expect(error).toBeInstanceOf(OutcomeUnknown);
+      expect((error as Error).message).toMatch(/^Lost the connection to PostgreSQL at 127\.0\.0\.1:\d+\/test while a statement was running \(/);
+      // The group's call fails as a whole: both get its one error at once, not a retry each against the unreachable server.
+      const [second, third] = await Promise.all(queued);
+      expect(second).toBeInstanceOf(EventStoreUnavailable);
+      expect(third).toBe(second);
+      await store.close();
+    } finally {
+      await link.close();
+    }
+  }, 30_000);
+
   it('an unreachable server is unavailable, naming it, before anything is sent', async () => {
     const nowhere = open('postgres://postgres@127.0.0.1:1/crm', { timeouts: { statementMs: 1_000, lockMs: 500, connectMs: 1_000 } });
     const error = await caught(sql`SELECT 1`.execute(nowhere.db));
@@ -221,6 +256,21 @@ describe('a pool on a real server', () => {
     expect(listening).toBeInstanceOf(EventStoreUnavailable);
   });
 
+  it('a connection kept in a transaction past statement_timeout plus the margin is not cut: the stall bound runs only while a statement does', async () => {
+    const bounded = open(TEST_DATABASE_URL, { max: 1, timeouts: { statementMs: 300, lockMs: 200, connectMs: 3_000 } });
+    const pids = await bounded.db.transaction().execute(async (trx) => {
+      const seen = new Set<number>();
+      // Short statements on one connection for longer than the stall bound (1.3 s).
+      const endsAt = Date.now() + 2_000;
+      while (Date.now() < endsAt) {
+        seen.add((await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx)).rows[0]!.pid);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return seen;
+    });
+    expect(pids.size).toBe(1);
+  });
+
   it('runs prepared statements with their parameters, and refuses to listen once closed', async () => {
     const handle = connectPostgres(TEST_DATABASE_URL, { max: 1 });
     expect(handle.kind).toBe('postgres');
@@ -229,7 +279,9 @@ describe('a pool on a real server', () => {
     expect(handle.waiting!()).toBe(0);
     await handle.close();
     await handle.close();
-    expect(await caught(handle.listen('crm_closed', () => undefined))).toBeInstanceOf(EventStoreUnavailable);
+    const refused = await caught(handle.listen('crm_closed', () => undefined));
+    expect(refused).toBeInstanceOf(EventStoreUnavailable);
+    expect((refused as Error).message).toBe('The database handle is closed.');
   });
 });
 
@@ -247,6 +299,18 @@ describe('subscribers on another pool (LISTEN/NOTIFY)', () => {
     await until('the follower caught up', () => caughtUp);
     return { seen, stop: async () => (subscription.unsubscribe(), await reader.close()) };
   };
+
+  it('two subscribers to one channel on one handle are both notified', async () => {
+    const handle = open(TEST_DATABASE_URL, { max: 1 });
+    const channel = `crm_two_${Date.now()}`;
+    const woken = { first: 0, second: 0 };
+    const stopFirst = await handle.listen(channel, () => (woken.first += 1));
+    const stopSecond = await handle.listen(channel, () => (woken.second += 1));
+    await sql`SELECT pg_notify(${channel}, '')`.execute(database.db);
+    await until('both subscribers were notified', () => woken.first > 0 && woken.second > 0);
+    await stopFirst();
+    await stopSecond();
+  });
 
   it('a burst of appends reaches a follower in full: a trailing notification follows the last append', async () => {
     const schema = nextSchema();
@@ -287,6 +351,36 @@ describe('subscribers on another pool (LISTEN/NOTIFY)', () => {
     expect(follower.seen.map((event) => event.type)).toEqual(['WhileLost', 'AfterReconnect']);
     await follower.stop();
     await writer.close();
+  }, 30_000);
+
+  it('a LISTEN connection whose first reconnect fails tries again, and its subscriber is woken once the server answers', async () => {
+    const schema = nextSchema();
+    const writer = await createPostgresEventStore(database, { schema });
+    const link = await relay();
+    try {
+      const timeouts = { statementMs: 1_000, lockMs: 500, connectMs: 1_000 };
+      const reader = await createPostgresEventStore(open(link.url, { max: 2, timeouts }), { schema, pollInterval: 60_000 });
+      const seen: string[] = [];
+      let caughtUp = false;
+      const subscription = reader.subscribeToAll().subscribe((message) => (message.kind === 'caughtUp' ? (caughtUp = true) : seen.push(message.event.type)));
+      await until('the follower caught up', () => caughtUp);
+      const { rows } = await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${channelFor(schema)}"`}`.execute(database.db);
+      expect(rows).toHaveLength(1);
+      // The link stalls, so the reconnect after the cut times out; the next one must still come.
+      link.hold();
+      const before = link.accepted();
+      await sql`SELECT pg_terminate_backend(${rows[0]!.pid}::int)`.execute(database.db);
+      await until('a second reconnect after the first one failed', () => link.accepted() >= before + 2);
+      link.pass();
+      await writer.appendToStream('customer-1', [newEvent('AfterTheOutage')]);
+      await until('the follower saw the append', () => seen.length === 1);
+      expect(seen).toEqual(['AfterTheOutage']);
+      subscription.unsubscribe();
+      await reader.close();
+    } finally {
+      await link.close();
+      await writer.close();
+    }
   }, 30_000);
 
   it('a subscriber keeps delivering after the server closed every connection of its pool, the LISTEN one included', async () => {

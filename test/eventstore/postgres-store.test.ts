@@ -298,16 +298,21 @@ describe('postgres engine: the feed and subscriptions', () => {
     const older = await olderTransaction();
     try {
       const appended = await store.appendToStream('customer-1', [newEvent('Registered')]);
+      // A page shorter than maxCount may end where committed events still wait: it waits as well.
+      let limitedAnswered = false;
+      const limited = store.readAll({ maxCount: 10, settleMs: 60_000 }).finally(() => (limitedAnswered = true));
       expect(await store.readAll({ settleMs: 0 })).toEqual([]);
       // Gives up after its bound: what is final, a correct prefix (nothing here).
       expect(await store.readAll({ settleMs: 50 })).toEqual([]);
       expect(await store.readAll({ direction: 'backwards', settleMs: 50 })).toEqual([]);
       expect(await store.headPosition()).toBe(0n);
+      expect(limitedAnswered).toBe(false);
       // Other files' transactions on the shared server hold the bound too: wait as test/support/events.ts does.
       const forwards = store.readAll({ settleMs: 60_000 });
       const backwards = store.readAll({ direction: 'backwards', settleMs: 60_000 });
       await older.end();
       expect((await forwards).map((event) => event.position)).toEqual([appended.position]);
+      expect((await limited).map((event) => event.position)).toEqual([appended.position]);
       expect((await backwards).map((event) => event.position)).toEqual([appended.position]);
       const deadline = Date.now() + 60_000;
       while ((await store.headPosition()) !== appended.position && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
