@@ -4,6 +4,8 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sealChain, startChainSealer, verifyChains, verifyGlobalChain } from '../../audit/sql/chain.ts';
 import { verifyStreamChains } from '../../eventstore/postgres/chain.ts';
+import { newEvent } from '../eventstore/contract.ts';
+import { newestPosition } from '../support/events.ts';
 import { customerRegistered, openAuditHarness, rechainStream, sealAll, sleep, type AuditHarness } from './support.ts';
 
 /**
@@ -299,6 +301,20 @@ describe('global chain: seals, paging and the sealer', () => {
     }
     expect(await verifyChains(f.h.database, f.h.schemas.events)).toMatchObject({ ok: true, global: { checked: 6, unsealed: 0 } });
   });
+
+  it('one seal seals every final event, more than one batch (5,000) of them', async () => {
+    const h = await openAuditHarness('audit_chain_mut');
+    open.push(h);
+    const stream = `customer-${randomUUID()}`;
+    const appended = await h.store.appendToStream(
+      stream,
+      Array.from({ length: 5_001 }, (_, i) => newEvent('CustomerTagged', { customerId: stream.slice('customer-'.length), tag: `t${i}` })),
+    );
+    // Final (below every transaction open in the cluster) before the seal starts.
+    expect(await newestPosition(h.store)).toBe(appended.position);
+    expect(await sealChain(h.database, h.schemas.events)).toBe(5_001);
+    expect(await verifyGlobalChain(h.database, h.schemas.events)).toMatchObject({ ok: true, checked: 5_001, unsealed: 0 });
+  }, 90_000);
 
   it('two seals at once in one process seal every event once', async () => {
     const f = await fixture(false);
