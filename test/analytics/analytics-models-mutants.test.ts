@@ -124,6 +124,17 @@ describe('BG/NBD at its edges', () => {
   });
 });
 
+describe('BG/NBD on a sample that says nothing of dropout', () => {
+  it('still answers a fit when nobody bought again, with standard errors NaN (not a failure, not undefined)', () => {
+    // With no repeat purchase the likelihood does not depend on a and b: the information matrix is singular.
+    const customers = Array.from({ length: 50 }, (_, i) => ({ frequency: 0, recency: 0, T: 10 + (i % 5) * 4 }));
+    const fit = fitBgNbd(customers);
+    expect(fit.customers).toBe(50);
+    expect(Object.keys(fit.standardErrors).sort()).toEqual(['a', 'alpha', 'b', 'r']);
+    for (const se of Object.values(fit.standardErrors)) expect(se).toBeNaN();
+  });
+});
+
 describe('Gamma-Gamma at its edges', () => {
   it('the likelihood of a mean spend equals the mixture integral over nu (integer shapes: factorials)', () => {
     const params = { p: 2, q: 3, v: 10 };

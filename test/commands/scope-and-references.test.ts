@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
 import { DomainError } from '../../domain/errors.ts';
+import { OutcomeUnknown } from '../../eventstore/errors.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData, decodeRecordedEvent, type PersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
@@ -204,6 +205,20 @@ describe("commands within a caller's scope", () => {
     expect((await commands.execute({ type: 'LogActivity', kind: 'note', subject: 'Met', dealId: dealOnMine }, asAnn())).eventIds).toHaveLength(1);
   });
 
+  it("a deal's account is followed through at most 16 merges, as the read models bound a chain of them", async () => {
+    // c0 merged into c1, c1 into c2, ... c16 into c17: 17 merges. The bound stops at c16 (Ann's), as
+    // `customer_owner_id` does (projections/read-models/customer-owners.ts); the true end, c17, is Bob's.
+    const chain: string[] = [];
+    for (let i = 0; i <= 17; i++) chain.push(await customerOf(i === 16 ? ann : bob));
+    const dealOnFirst = await openDeal(chain[0]!, bob);
+    const dealOnSecond = await openDeal(chain[1]!, bob);
+    for (let i = 1; i <= 17; i++) await commands.execute({ type: 'MergeCustomer', customerId: chain[i]!, duplicateId: chain[i - 1]! }, admin());
+    expect((await commands.execute({ type: 'MoveDealStage', dealId: dealOnFirst, stage: 'proposal' }, asAnn())).eventIds).toHaveLength(1);
+    // From c1 the chain's 16 merges are within the bound: Bob's c17 decides and Ann is refused.
+    const error = await refusal(commands.execute({ type: 'MoveDealStage', dealId: dealOnSecond, stage: 'proposal' }, asAnn()));
+    expect(error).toMatchObject({ kind: 'not_found', code: 'deal.not_found', details: { dealId: dealOnSecond } });
+  });
+
   it('users and teams are administration: no scope applies to them', async () => {
     const team = (await commands.execute({ type: 'CreateTeam', name: 'North' }, admin())).id;
     expect((await commands.execute({ type: 'RenameTeam', teamId: team, name: 'South' }, asAnn())).eventIds).toHaveLength(1);
@@ -311,5 +326,31 @@ describe('the streams a command refers to', () => {
     await commands.execute({ type: 'ForgetCustomer', customerId: other }, admin());
     for (const id of [other, otherDuplicate]) expect((await store.readStream(`customer-${id}`)).at(-1)!.metadata.idempotencyKey).toBeUndefined();
     for (const s of streams) expect((await store.readStream(s)).filter((e) => e.type === 'CustomerForgotten')).toHaveLength(1);
+  });
+});
+
+describe('an append whose outcome is unknown', () => {
+  it('is given back to the caller even when it committed; the keyed retry then answers the committed result, appended once', async () => {
+    const customerId = await customerOf();
+    // The append commits, then the connection is lost before the answer (as `OutcomeUnknown` reports it).
+    const lostAnswer = new Proxy(store, {
+      get(target, prop) {
+        if (prop === 'appendToStream')
+          return async (...args: Parameters<EventStore['appendToStream']>) => {
+            await target.appendToStream(...args);
+            throw new OutcomeUnknown('Connection lost after the append was sent');
+          };
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const flaky = createCrmCommands({ store: lostAnswer, personalData });
+    const key = randomUUID();
+    const tag = { type: 'TagCustomer', customerId, tag: 'vip' } as const;
+    await expect(flaky.execute(tag, admin({ idempotencyKey: key }))).rejects.toBeInstanceOf(OutcomeUnknown);
+    const retried = await commands.execute(tag, admin({ idempotencyKey: key }));
+    const stored = await store.readStream(`customer-${customerId}`);
+    expect(stored.map((e) => e.type)).toEqual(['CustomerRegistered', 'CustomerTagged']);
+    expect(retried.eventIds).toEqual([stored[1]!.id]);
   });
 });

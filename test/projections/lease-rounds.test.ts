@@ -305,6 +305,25 @@ describe('two workers', () => {
     expect(alpha.leases.ownsAll()).toBe(true);
   });
 
+  it('a worker below its share takes only what it lacks, though more is free: the rest stays for the other worker', async () => {
+    const schema = freshSchema();
+    const alpha = worker(schema, 'alpha');
+    const beta = worker(schema, 'beta');
+    await alpha.leases.start();
+    await beta.leases.start();
+    await alpha.leases.tick();
+    expect(alpha.leases.heldNames()).toEqual(['customers', 'deals']);
+    // Alpha's lease on customers runs out: it holds one of its two, with three free (feedback and timeline not taken yet).
+    await expireLease(schema, 'customers');
+    const round = await alpha.leases.tick();
+    expect(round.lost).toEqual(['customers']);
+    expect(round.acquired).toHaveLength(1);
+    expect(alpha.leases.heldNames()).toHaveLength(2);
+    const rest = NAMES.filter((n) => !alpha.leases.owns(n));
+    expect(rest).toHaveLength(2);
+    expect([...(await beta.leases.tick()).acquired].sort()).toEqual(rest);
+  });
+
   it('an odd count rounds each share up, so that no projection is left without a worker', async () => {
     const schema = freshSchema();
     const three = ['customers', 'deals', 'feedback'];
