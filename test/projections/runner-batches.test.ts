@@ -11,7 +11,7 @@ import { eventually, ScriptedStore, scriptedRunnerKit } from './scripted-runner.
  */
 
 const kit = scriptedRunnerKit('runner_batches');
-const { freshSchema, gate, recording, appliedIds, idsOf, checkpoint, startRunner, stops } = kit;
+const { freshSchema, gate, recording, heldOnFirstBatch, appliedIds, idsOf, checkpoint, startRunner, stops } = kit;
 
 describe.each([{ concurrent: false }, { concurrent: true }])('following the feed (concurrent: $concurrent)', ({ concurrent }) => {
   it('catches up in batches of at most the coalescing limit, then follows live appends; skipped projections only move their checkpoint', async () => {
@@ -134,15 +134,7 @@ describe('waiting for a position', () => {
 describe('back-pressure', () => {
   it('live: holds the feed while a batch is applied and a small window waits, then applies what queued in one batch', async () => {
     const held = gate();
-    let first = true;
-    const slow = recording('slow', {
-      before: async () => {
-        if (first) {
-          first = false;
-          await held.wait();
-        }
-      },
-    });
+    const slow = heldOnFirstBatch('slow', held);
     const { runner, store, schema } = await startRunner([slow.projection], {
       store: new ScriptedStore({ caughtUp: false }),
       batch: { maxEvents: 10, maxWaitMs: 5 },
@@ -167,15 +159,7 @@ describe('back-pressure', () => {
 
   it('catching up: keeps reading ahead while full windows wait, up to two coalesced batches, and never applies more than one at once', async () => {
     const held = gate();
-    let first = true;
-    const slow = recording('slow', {
-      before: async () => {
-        if (first) {
-          first = false;
-          await held.wait();
-        }
-      },
-    });
+    const slow = heldOnFirstBatch('slow', held);
     const { runner, store, schema } = await startRunner([slow.projection], {
       store: new ScriptedStore({ caughtUp: false }),
       batch: { maxEvents: 5, maxWaitMs: 5, maxCoalescedEvents: 10 },
@@ -202,15 +186,7 @@ describe('back-pressure', () => {
 
   it('records how many delivered events wait behind each batch', async () => {
     const held = gate();
-    let first = true;
-    const slow = recording('slow', {
-      before: async () => {
-        if (first) {
-          first = false;
-          await held.wait();
-        }
-      },
-    });
+    const slow = heldOnFirstBatch('slow', held);
     const { runner, store, schema } = await startRunner([slow.projection], {
       store: new ScriptedStore({ caughtUp: false }),
       batch: { maxEvents: 5, maxWaitMs: 5, maxCoalescedEvents: 5 },
@@ -303,15 +279,7 @@ describe('failures', () => {
 describe('start and stop', () => {
   it('stop waits for the batch in flight to commit, then applies nothing more; a new runner carries on from the checkpoint', async () => {
     const held = gate();
-    let hold = true;
-    const p = recording('customers', {
-      before: async () => {
-        if (hold) {
-          hold = false;
-          await held.wait();
-        }
-      },
-    });
+    const p = heldOnFirstBatch('customers', held);
     const { runner, store, schema } = await startRunner([p.projection], { store: new ScriptedStore({ caughtUp: false }) });
     store.append(3);
     await held.arrived;
@@ -538,15 +506,7 @@ describe('with leases', () => {
     const schema = freshSchema();
     await migrateCheckpoints(kit.db(), schema);
     const held = gate();
-    let hold = true;
-    const a = recording('customers', {
-      before: async () => {
-        if (hold) {
-          hold = false;
-          await held.wait();
-        }
-      },
-    });
+    const a = heldOnFirstBatch('customers', held);
     const mine = await leaseWorker(schema, 'mine', ['customers']);
     const { runner, store, logged } = await startRunner([a.projection], { schema, leases: mine });
     store.append(3);

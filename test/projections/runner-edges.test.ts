@@ -67,15 +67,7 @@ describe('where the runner follows the feed from', () => {
 describe('back-pressure bound', () => {
   it('pauses the feed once exactly two coalesced batches wait', async () => {
     const held = kit.gate();
-    let first = true;
-    const slow = recording('slow', {
-      before: async () => {
-        if (first) {
-          first = false;
-          await held.wait();
-        }
-      },
-    });
+    const slow = kit.heldOnFirstBatch('slow', held);
     const { runner, store } = await startRunner([slow.projection], {
       store: new ScriptedStore({ caughtUp: false }),
       batch: { maxEvents: 5, maxWaitMs: 5, maxCoalescedEvents: 10 },
@@ -216,15 +208,7 @@ describe('outcomes that stop a projection here', () => {
     const schema = freshSchema();
     await migrateCheckpoints(kit.db(), schema);
     const held = kit.gate();
-    let hold = true;
-    const a = recording('customers', {
-      before: async () => {
-        if (hold) {
-          hold = false;
-          await held.wait();
-        }
-      },
-    });
+    const a = kit.heldOnFirstBatch('customers', held);
     const leases = new ProjectionLeases({ db: kit.db(), schema, workerId: 'mine', projections: ['customers'], leaseSeconds: 30, renewEveryMs: 3_600_000 });
     kit.stops.push(() => leases.stop());
     await leases.start();

@@ -267,5 +267,18 @@ export function scriptedRunnerKit(label: string) {
     return { runner, store, schema, logs, logged: (message) => logs.filter((l) => l.message === message) };
   };
 
-  return { db: () => db, freshSchema, gate, recording, appliedIds, idsOf, checkpoint, startRunner, stops };
+  /** A recording projection whose first batch waits at `held` until the test opens it; later batches go straight on. */
+  const heldOnFirstBatch = (name: string, held: { wait: () => Promise<void> }): Recording => {
+    let first = true;
+    return recording(name, {
+      before: async () => {
+        if (first) {
+          first = false;
+          await held.wait();
+        }
+      },
+    });
+  };
+
+  return { db: () => db, freshSchema, gate, recording, heldOnFirstBatch, appliedIds, idsOf, checkpoint, startRunner, stops };
 }
