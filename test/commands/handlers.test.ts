@@ -270,11 +270,9 @@ describe('command handling on PostgreSQL', () => {
     expect(error.message).toContain(primary.id);
   });
 
-  it('completes a merge interrupted after the duplicate side was recorded', async () => {
-    const primary = await register();
-    const duplicate = await register();
-    // Simulate the crash: only the duplicate's half is stored.
-    await store.appendToStream(duplicate.stream, [
+  /** A merge that crashed half way: only the duplicate's `CustomerMergedInto` is stored. */
+  const recordOnlyTheDuplicateSide = (primary: { id: string }, duplicate: { id: string; stream: string }) =>
+    store.appendToStream(duplicate.stream, [
       {
         id: randomUUID(),
         type: 'CustomerMergedInto',
@@ -289,6 +287,11 @@ describe('command handling on PostgreSQL', () => {
         },
       },
     ]);
+
+  it('completes a merge interrupted after the duplicate side was recorded', async () => {
+    const primary = await register();
+    const duplicate = await register();
+    await recordOnlyTheDuplicateSide(primary, duplicate);
     const retry = await commands.execute({ type: 'MergeCustomer', customerId: primary.id, duplicateId: duplicate.id }, ctx());
     expect(retry.eventIds).toHaveLength(1);
     const { state } = await commands.loadAggregate('customer', primary.id);
@@ -298,21 +301,7 @@ describe('command handling on PostgreSQL', () => {
   it('a keyed merge that only had the primary side left to record answers its retry the same way', async () => {
     const primary = await register();
     const duplicate = await register();
-    await store.appendToStream(duplicate.stream, [
-      {
-        id: randomUUID(),
-        type: 'CustomerMergedInto',
-        data: { customerId: duplicate.id, primaryId: primary.id },
-        metadata: {
-          actor: { userId: 'alice', roles: [] },
-          correlationId: 'c',
-          causationId: null,
-          occurredAt: '2026-03-01T09:00:00Z',
-          schemaVersion: 1,
-          command: 'MergeCustomer',
-        },
-      },
-    ]);
+    await recordOnlyTheDuplicateSide(primary, duplicate);
     const key = randomUUID();
     const merge = { type: 'MergeCustomer', customerId: primary.id, duplicateId: duplicate.id } as const;
     const completed = await commands.execute(merge, ctx({ idempotencyKey: key }));
