@@ -9,6 +9,7 @@ import { LeaseLost } from '../../projections/leases.ts';
 import type { ProjectedEvent, Projection } from '../../projections/projection.ts';
 import { ensureSchema } from '../../shared/sql.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
+import { projectedOf } from './scripted-runner.ts';
 
 /**
  * The batch transaction (projections/apply-batch.ts) and its checkpoint (projections/checkpoints.ts)
@@ -43,17 +44,6 @@ const recorded = (n: number, shape: (i: number) => { stream?: string; type?: str
     const { stream = `customer-c${i}`, type = 'CustomerTagged', data = { customerId: `c${i}` } } = shape(i);
     return { id: `e${i}`, type, data, metadata: {}, stream, revision: 0, position: BigInt(i), recordedAt: new Date(0) };
   });
-
-const projectedOf = (r: RecordedEvent): ProjectedEvent =>
-  ({
-    event: { type: r.type, data: r.data },
-    id: r.id,
-    stream: r.stream,
-    revision: r.revision,
-    position: r.position,
-    recordedAt: r.recordedAt,
-    metadata: {},
-  }) as unknown as ProjectedEvent;
 
 /** Decoded items, as `decodeBatch` hands them to `applyBatch`. */
 const itemsOf = (events: RecordedEvent[]): BatchItem[] => events.map((r) => ({ recorded: r, projected: projectedOf(r) }));
