@@ -210,15 +210,7 @@ describe('back-pressure', () => {
 
 describe('failures', () => {
   it('retries a batch that failed for a transient reason, applying it once', async () => {
-    let failures = 1;
-    const flaky = recording('flaky', {
-      before: () => {
-        if (failures > 0) {
-          failures -= 1;
-          throw Object.assign(new Error('could not serialize access'), { code: '40001' });
-        }
-      },
-    });
+    const flaky = kit.failingFirst('flaky', 1, { message: 'could not serialize access', code: '40001' });
     const { runner, store, schema, logged } = await startRunner([flaky.projection]);
     store.append(4);
     await runner.waitForPosition(4n);

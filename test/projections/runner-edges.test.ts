@@ -100,15 +100,7 @@ describe('decoding', () => {
 
 describe('transient failures', () => {
   it('are retried inside the batch: the feed goes on without resubscribing', async () => {
-    let failures = 2;
-    const flaky = recording('flaky', {
-      before: () => {
-        if (failures > 0) {
-          failures -= 1;
-          throw Object.assign(new Error('deadlock detected'), { code: '40P01' });
-        }
-      },
-    });
+    const flaky = kit.failingFirst('flaky', 2, { message: 'deadlock detected', code: '40P01' });
     const { runner, store, schema, logged } = await startRunner([flaky.projection]);
     store.append(3);
     await runner.waitForPosition(3n);

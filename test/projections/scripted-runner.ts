@@ -283,5 +283,18 @@ export function scriptedRunnerKit(label: string) {
     });
   };
 
-  return { db: () => db, freshSchema, gate, recording, heldOnFirstBatch, appliedIds, idsOf, checkpoint, startRunner, stops };
+  /** A recording projection whose first `times` batches fail with a PostgreSQL error of this `code` (a transient one, for retries). */
+  const failingFirst = (name: string, times: number, error: { message: string; code: string }): Recording => {
+    let failures = times;
+    return recording(name, {
+      before: () => {
+        if (failures > 0) {
+          failures -= 1;
+          throw Object.assign(new Error(error.message), { code: error.code });
+        }
+      },
+    });
+  };
+
+  return { db: () => db, freshSchema, gate, recording, heldOnFirstBatch, failingFirst, appliedIds, idsOf, checkpoint, startRunner, stops };
 }
