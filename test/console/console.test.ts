@@ -13,7 +13,10 @@ const eventually = <T>(read: () => Promise<T>, options: { timeout?: number } = {
 
 if (!hasChromium()) console.warn('test/console: skipped, /usr/bin/chromium is missing (apt-get install chromium; .ci/run installs it)');
 
-describe.skipIf(!hasChromium())('the web console in Chromium', () => {
+// Each test takes several browser steps, each bounded (45-60 s) on its own; a test's bound is three
+// steps' worth, so that a slow step fails with its own message (which locator, what it saw) rather
+// than the suite's bare 60 s timeout.
+describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_000 }, () => {
   let crm: ConsoleServer;
   let browser: Browser;
   let page: Page;

@@ -58,9 +58,15 @@ export const startConsoleServer = async (label: string, customers = 60): Promise
       const text = await response.text();
       return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
     };
+    // Caught up means every projection at the head: /ready alone also says ready while the read
+    // models are behind by less than its lag bound (seconds), which on a loaded machine can be nothing applied yet.
     await poll(
       'the read models to catch up with the demo',
-      async () => ((await api<{ status: string }>('/ready')).body.status === 'ready' ? true : undefined),
+      async () => {
+        const { body } = await api<{ status: string; head: string; projections: { position: string }[] }>('/ready');
+        const atHead = body.projections.length > 0 && body.projections.every((p) => BigInt(p.position) >= BigInt(body.head));
+        return body.status === 'ready' && atHead ? true : undefined;
+      },
       240_000,
     );
     return {
