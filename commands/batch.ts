@@ -2,7 +2,7 @@ import { eventSchemas, schemaVersionOf, type CrmEvent, type CrmEventType } from 
 import { customerSnapshot } from '../domain/customer/decider.ts';
 import { DomainError, invalidState } from '../domain/errors.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
-import { MAX_STREAMS_PER_APPEND, type EventStore, type NewEvent, type StreamAppend } from '../eventstore/contract.ts';
+import { MAX_STREAMS_PER_APPEND, type AppendResult, type EventStore, type NewEvent, type StreamAppend } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../eventstore/errors.ts';
 import { personalSubjectOf, type PersonalData } from '../eventstore/personal-data.ts';
 import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
@@ -46,9 +46,20 @@ export const streamsOf = (item: PreparedItem): string[] => {
   return needsCustomerSnapshot(p.type) ? [p.stream, streamOf('customer', p.command.customerId as string)] : [p.stream];
 };
 
+/** A batch decided and on its way to the store. */
+export interface SubmittedBatch {
+  /** Outcomes in input order, once the batch is stored; rejects only for store faults. */
+  outcomes: Promise<BatchOutcome[]>;
+}
+
 export interface BatchCommands {
   /** Schema, metadata and ids of one command, as the API would give them; never throws. */
   prepare(item: BatchItem): PreparedItem;
+  /**
+   * Decides a batch on the states the batches submitted before it leave, and resolves once it is
+   * decided: its append waits for theirs, so the caller decides the next batch while this one is stored.
+   */
+  submitBatch(items: (BatchItem | PreparedItem)[]): Promise<SubmittedBatch>;
   /** Outcomes in input order; bad commands are outcomes, not exceptions. Throws only for store faults. */
   executeBatch(items: (BatchItem | PreparedItem)[]): Promise<BatchOutcome[]>;
 }
@@ -235,7 +246,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     }
   };
 
-  const executeBatch = async (items: (BatchItem | PreparedItem)[]): Promise<BatchOutcome[]> => {
+  /** The batch's commands prepared, their first event ids and the streams they read or write. */
+  const readyBatch = (items: (BatchItem | PreparedItem)[]) => {
     const outcomes = new Array<BatchOutcome>(items.length);
     const ready = items.map((item) => ('command' in item ? prepare(item) : item));
     const prepared = ready.map((item, i): PreparedCommand | undefined => {
@@ -253,35 +265,56 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     if (wanted.size > MAX_STREAMS_PER_APPEND) {
       throw new RangeError(`A batch addresses ${wanted.size} streams; the limit is ${MAX_STREAMS_PER_APPEND}`);
     }
+    return { outcomes, prepared, firstEventIds, wanted };
+  };
+  type ReadyBatch = ReturnType<typeof readyBatch>;
 
+  /** The streams a pass decided on that have events to append, with their keys loaded and personal data encrypted. */
+  const appendsOf = async (working: Map<string, Working>): Promise<{ appending: [string, Working][]; appends: StreamAppend[] }> => {
+    const appending = [...working.entries()].filter(([, w]) => w.events.length > 0);
+    const subjects = appending.flatMap(([, w]) => w.events.map((e) => personalSubjectOf(e.type, e.data)).filter((s): s is string => s !== undefined));
+    if (subjects.length > 0) await personalData.loadKeys(subjects, { create: true });
+    const appends: StreamAppend[] = [];
+    for (const [stream, w] of appending) {
+      const events: NewEvent[] = [];
+      for (const e of w.events) events.push({ ...e, data: await protectForCommand(personalData, e.type as CrmEventType, e.data) });
+      appends.push({ stream, events, expectedRevision: w.base.revision < 0 ? 'no_stream' : w.base.revision });
+    }
+    return { appending, appends };
+  };
+
+  /** What the stream holds once a pass's events are stored: kept for the next batches. */
+  const rememberDecided = (stream: string, w: Working, revision: number): void => {
+    const ids = w.base.ids;
+    for (const [id, commandHash] of w.newIds) ids.add(id, commandHash);
+    remember(stream, { state: w.state, revision, ids });
+  };
+
+  /**
+   * Decides on the stored states (read again where a pass before failed) and appends, again after a
+   * conflict: a concurrent write is never lost and never surfaces as an error.
+   */
+  const decideAndAppend = async (batch: ReadyBatch): Promise<BatchOutcome[]> => {
+    const { outcomes, prepared, firstEventIds, wanted } = batch;
     // Items whose stream was appended by a partial append below: their outcome stands as decided then.
     const settled = new Map<number, BatchOutcome>();
     for (let attempt = 1; ; attempt++) {
       const working = decideAll(await load(wanted), prepared, firstEventIds, outcomes);
       for (const [i, outcome] of settled) outcomes[i] = outcome;
-      const appending = [...working.entries()].filter(([, w]) => w.events.length > 0);
-      if (appending.length === 0) return outcomes;
-      const subjects = appending.flatMap(([, w]) => w.events.map((e) => personalSubjectOf(e.type, e.data)).filter((s): s is string => s !== undefined));
-      await personalData.loadKeys(subjects, { create: true });
-      const appends: StreamAppend[] = [];
+      let appends: StreamAppend[] = [];
       try {
-        for (const [stream, w] of appending) {
-          const events: NewEvent[] = [];
-          for (const e of w.events) events.push({ ...e, data: await protectForCommand(personalData, e.type as CrmEventType, e.data) });
-          appends.push({ stream, events, expectedRevision: w.base.revision < 0 ? 'no_stream' : w.base.revision });
-        }
+        const decided = await appendsOf(working);
+        const { appending } = decided;
+        appends = decided.appends;
+        if (appending.length === 0) return outcomes;
         const results = await store.appendToStreams(appends);
-        appending.forEach(([stream, w], i) => {
-          const ids = w.base.ids;
-          for (const [id, commandHash] of w.newIds) ids.add(id, commandHash);
-          remember(stream, { state: w.state, revision: results[i]!.nextExpectedRevision, ids });
-        });
+        appending.forEach(([stream, w], i) => rememberDecided(stream, w, results[i]!.nextExpectedRevision));
         return outcomes;
       } catch (error) {
         // Someone else wrote (or a crashed earlier run stored) some of these streams: read them again and decide again.
         const stale = error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict;
         // The states of this batch were evolved in place: read every one of them again.
-        for (const [stream] of appending) forget(stream);
+        for (const [stream] of working) forget(stream);
         // A DomainError here is a customer forgotten meanwhile: decided again, the decider refuses the row as the API would.
         if (!(stale || error instanceof DomainError) || attempt >= maxAttempts) throw error;
         // Streams that others keep writing (API clients during an import) must not hold the rest of the
@@ -307,5 +340,111 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     }
   };
 
-  return { prepare, executeBatch };
+  /*
+   * Pipelining. A batch is decided on the states the batch before it decided, while that one is still
+   * being stored, and appended after it. Deciding runs one batch at a time (`exclusive`), and so does
+   * every pass that decides again. When an append fails, every batch submitted and not yet stored is
+   * marked `doomed`: it was (or is being) decided on states that may never be stored, so it forgets
+   * what it touched and is decided again on the stored states after the batches before it. Batches
+   * submitted while one is doomed are doomed too, so no state decided but unstored is ever read by a
+   * pass that decides again.
+   */
+  interface InFlight {
+    doomed: boolean;
+    /** A store fault of a batch before this one: this one is not stored either (as if the process had stopped there). */
+    fault?: { error: unknown };
+  }
+  const inFlight = new Set<InFlight>();
+  let tail: Promise<void> = Promise.resolve();
+  let lock: Promise<void> = Promise.resolve();
+  const exclusive = <T>(run: () => Promise<T>): Promise<T> => {
+    const result = lock.then(run);
+    lock = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  };
+  const doomAll = (fault?: { error: unknown }): void => {
+    for (const batch of inFlight) {
+      batch.doomed = true;
+      if (fault) batch.fault ??= fault;
+    }
+    cache.clear();
+  };
+
+  const submitBatch = async (items: (BatchItem | PreparedItem)[]): Promise<SubmittedBatch> => {
+    const batch = readyBatch(items);
+    const mine: InFlight = { doomed: [...inFlight].some((b) => b.doomed) };
+    inFlight.add(mine);
+    const previous = tail;
+    let done!: () => void;
+    tail = new Promise<void>((resolve) => (done = resolve));
+    const finish = (): void => {
+      inFlight.delete(mine);
+      done();
+    };
+    let first: { appending: [string, Working][]; appends: StreamAppend[] } | undefined;
+    if (!mine.doomed) {
+      try {
+        first = await exclusive(async () => {
+          const working = decideAll(await load(batch.wanted), batch.prepared, batch.firstEventIds, batch.outcomes);
+          let decided: Awaited<ReturnType<typeof appendsOf>> | undefined;
+          try {
+            decided = await appendsOf(working);
+          } catch (error) {
+            // A customer forgotten meanwhile: decided again, the decider refuses the row as the API would.
+            if (!(error instanceof DomainError)) throw error;
+          }
+          if (decided && !mine.doomed) {
+            // Kept as if stored: the next batch decides on them.
+            for (const [stream, w] of decided.appending) rememberDecided(stream, w, w.base.revision + w.events.length);
+            return decided;
+          }
+          // Evolved in place and not to be stored: read again by the pass that decides again.
+          for (const [stream] of working) forget(stream);
+          return undefined;
+        });
+      } catch (error) {
+        doomAll({ error });
+        // The next batch still waits for the ones before this one.
+        void previous.then(finish);
+        throw error;
+      }
+    }
+    const outcomes = (async (): Promise<BatchOutcome[]> => {
+      try {
+        await previous;
+        if (mine.fault) throw mine.fault.error;
+        if (!first || mine.doomed) return await exclusive(() => decideAndAppend(batch));
+        const { appending, appends } = first;
+        if (appends.length === 0) return batch.outcomes;
+        let results: AppendResult[];
+        try {
+          results = await store.appendToStreams(appends);
+        } catch (error) {
+          const stale = error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict;
+          if (!(stale || error instanceof DomainError)) throw error;
+          doomAll();
+          return await exclusive(() => decideAndAppend(batch));
+        }
+        // A stream found stored already (a crashed run's batch) may stand at another revision than
+        // decided: what was decided after it is decided again.
+        if (appending.some(([, w], i) => results[i]!.nextExpectedRevision !== w.base.revision + w.events.length)) doomAll();
+        return batch.outcomes;
+      } catch (error) {
+        doomAll({ error });
+        throw error;
+      } finally {
+        finish();
+      }
+    })();
+    // Outcomes are awaited by the caller; a rejection must not go unhandled meanwhile.
+    outcomes.catch(() => undefined);
+    return { outcomes };
+  };
+
+  const executeBatch = async (items: (BatchItem | PreparedItem)[]): Promise<BatchOutcome[]> => (await submitBatch(items)).outcomes;
+
+  return { prepare, submitBatch, executeBatch };
 }

@@ -419,7 +419,9 @@ export class ProjectionRunner {
           continue;
         }
         const seen = this.stillSince.get(p.name);
-        if (!seen || seen.position !== cp.position) this.stillSince.set(p.name, { position: cp.position, since: now });
+        // A batch being applied is progress, however long it takes (a large catch-up batch on a busy
+        // machine can take longer than stallMs): restarting then only read its events again.
+        if (!seen || seen.position !== cp.position || this.applying > 0) this.stillSince.set(p.name, { position: cp.position, since: now });
         else if (now - seen.since >= stallMs)
           restart ??= `projection ${p.name} has not moved from ${cp.position} for ${now - seen.since} ms while the head is ${head}`;
       }

@@ -3,19 +3,19 @@ import { DomainError } from '../../domain/errors.ts';
 import type { Actor } from '../../domain/metadata.ts';
 import { IdempotencyConflict } from '../../eventstore/errors.ts';
 import { MAX_STREAMS_PER_APPEND } from '../../eventstore/contract.ts';
-import { streamsOf, type BatchCommands, type PreparedItem } from '../batch.ts';
+import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem } from '../batch.ts';
 import type { ImportRecord } from './parse.ts';
 import { detectKind, importKinds, RowRejected, rowCommands, type ImportKind } from './rows.ts';
 
 /**
  * The import loop shared by `crm import` and `POST /imports`: records in, batches of commands
- * through the batch handler, a line-numbered reason out for every bad row. Memory holds two batches
+ * through the batch handler, a line-numbered reason out for every bad row. Memory holds three batches
  * (plus the handler's bounded stream cache), whatever the file's length. Stopping (signal) happens
  * between batches: every batch is appended whole or not at all, and a rerun skips what is stored.
  *
- * The rows of the next batch are read, validated and stamped while the store writes the one before
- * (that needs no stream state); batches are still decided and stored one after the other, so each
- * is decided on the states its predecessor left.
+ * The rows of the next batch are read, validated and stamped, then decided, while the store writes
+ * the one before (commands/batch.ts submitBatch): each batch is decided on the states its predecessor
+ * left, and stored after it.
  */
 
 export interface ImportCounts {
@@ -87,9 +87,8 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     await options.onRejected(row);
   };
 
-  /** Stores the pending batch and reports its refusals (in line order, after those of the batches before). */
-  const store = async (rows: PendingRow[], waiting: RejectedRow[]): Promise<void> => {
-    const outcomes = rows.length > 0 ? await batch.executeBatch(rows.flatMap((r) => r.items)) : [];
+  /** Reports a stored batch's refusals (in line order, after those of the batches before). */
+  const report = async (rows: PendingRow[], outcomes: BatchOutcome[], waiting: RejectedRow[]): Promise<void> => {
     const refusals: RejectedRow[] = [...waiting];
     let at = 0;
     for (const row of rows) {
@@ -110,24 +109,44 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     options.onProgress?.(counts);
   };
 
-  // The batch being stored while the next one is read; its failure is kept until the loop waits for it.
-  let storing: Promise<void> = Promise.resolve();
+  // Batches submitted and not yet reported, oldest first: at most two (one being stored, the next
+  // decided and waiting for it), so memory stays bounded. Each batch is decided once the one before
+  // it is decided, on the states it left. A failure is kept until the loop waits for the batches.
+  let inFlight: Promise<void>[] = [];
+  let decided: Promise<unknown> = Promise.resolve();
   let failure: { error: unknown } | undefined;
+  /** Room for one more batch: the last one decided and at most one being stored. */
+  const ready = async (): Promise<void> => {
+    await decided;
+    while (inFlight.length > 1) await inFlight.shift();
+    if (failure) throw failure.error;
+  };
   const stored = async (): Promise<void> => {
-    await storing;
+    await decided;
+    await Promise.all(inFlight);
+    inFlight = [];
     if (failure) throw failure.error;
   };
   const flush = async (): Promise<void> => {
-    await stored();
+    await ready();
     const rows = pending;
     const waiting = early;
     pending = [];
     pendingItems = 0;
     pendingStreams = new Set();
     early = [];
-    storing = store(rows, waiting).catch((error: unknown) => {
-      failure = { error };
-    });
+    const before = inFlight.at(-1) ?? Promise.resolve();
+    const submitted = rows.length > 0 ? batch.submitBatch(rows.flatMap((r) => r.items)) : Promise.resolve({ outcomes: Promise.resolve([]) });
+    decided = submitted.catch(() => undefined);
+    inFlight.push(
+      (async () => {
+        const outcomes = await (await submitted).outcomes;
+        await before;
+        await report(rows, outcomes, waiting);
+      })().catch((error: unknown) => {
+        failure ??= { error };
+      }),
+    );
   };
 
   let interrupted = false;
@@ -176,8 +195,8 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
       const streams = items.flatMap(streamsOf);
       const newStreams = streams.filter((stream) => !pendingStreams.has(stream)).length;
       if (pendingItems + items.length > batchSize || pendingStreams.size + newStreams > MAX_STREAMS_PER_APPEND) {
-        // A stop asked for while the batch before was stored: this one is not sent.
-        await stored();
+        // A stop asked for while the batch before was decided: this one is not sent.
+        await ready();
         if (options.signal?.aborted) {
           interrupted = true;
           break;
@@ -189,8 +208,8 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
       for (const stream of streams) pendingStreams.add(stream);
     }
   } catch (error) {
-    // The batch in flight still reports its refusals before the caller closes the report.
-    await storing;
+    // The batches in flight still report their refusals before the caller closes the report.
+    await Promise.all(inFlight);
     throw error;
   }
   // Refusals read before a stop are reported; the unsent batch is not (the rerun decides it).

@@ -13,16 +13,18 @@ import type { PersonalData } from '../../eventstore/personal-data.ts';
  */
 describe('import batches', () => {
   it('ends a batch before it would address more streams than one append takes', async () => {
-    // Preparing needs no store: only executeBatch does, and it is replaced here.
+    // Preparing needs no store: only storing does, and it is replaced here.
     const real = createBatchCommands({ store: {} as EventStore, personalData: {} as PersonalData });
     const batches: { items: number; streams: number }[] = [];
+    const outcomesOf = (items: unknown[]) => {
+      const prepared = items as PreparedItem[];
+      batches.push({ items: prepared.length, streams: new Set(prepared.flatMap(streamsOf)).size });
+      return Promise.resolve(prepared.map((): BatchOutcome => ({ ok: true, stream: '', eventIds: [], alreadyDone: false })));
+    };
     const batch: BatchCommands = {
       prepare: real.prepare,
-      executeBatch: (items) => {
-        const prepared = items as PreparedItem[];
-        batches.push({ items: prepared.length, streams: new Set(prepared.flatMap(streamsOf)).size });
-        return Promise.resolve(prepared.map((): BatchOutcome => ({ ok: true, stream: '', eventIds: [], alreadyDone: false })));
-      },
+      submitBatch: (items) => Promise.resolve({ outcomes: outcomesOf(items) }),
+      executeBatch: outcomesOf,
     };
     const rows = Array.from({ length: 700 }, (_, i) => `complaint,web,Late ${i},Where is my order?,${randomUUID()}`);
     const file = `kind,channel,subject,body,customer_id\n${rows.join('\n')}\n`;

@@ -35,6 +35,7 @@ const ALL = [
   '0004_append_streams',
   '0005_append_streams_json_input',
   '0006_append_streams_set_based_locks',
+  '0007_append_streams_heads_by_index',
 ];
 
 /**

@@ -402,6 +402,26 @@ describe('the watchdog', () => {
     );
   });
 
+  it('leaves the feed alone while a batch takes longer than the stall time, and restarts nothing after it', async () => {
+    const held = gate();
+    const p = heldOnFirstBatch('customers', held);
+    const { runner, store, schema, logged } = await startRunner([p.projection], { store: new ScriptedStore({ caughtUp: false }), watchdogMs: 5, stallMs: 20 });
+    store.append(3);
+    await held.arrived;
+    store.append(2);
+    const feed = store.current;
+    let rounds = 0;
+    const headPosition = store.headPosition.bind(store);
+    store.headPosition = async () => ((rounds += 1), headPosition());
+    // Many stall times pass while the first batch is held.
+    await eventually(() => rounds >= 20, 'watchdog rounds');
+    held.open();
+    await runner.waitForPosition(5n);
+    expect(store.current).toBe(feed);
+    expect(logged('projection watchdog restarts the feed')).toEqual([]);
+    expect(await appliedIds(schema, 'customers')).toEqual(idsOf(1, 5));
+  });
+
   it('leaves a projection alone that is at the head (an empty store), however long it stays there', async () => {
     const p = recording('customers');
     const { store, logged } = await startRunner([p.projection], { watchdogMs: 5, stallMs: 1 });
