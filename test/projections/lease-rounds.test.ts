@@ -471,6 +471,16 @@ describe('worker ids', () => {
     expect(isRunning(process.pid)).toBe(true);
     expect(isRunning(process.ppid)).toBe(true);
     expect(isRunning(deadPid())).toBe(false);
+    // The first process runs for every user: as root the probe succeeds, otherwise it answers EPERM.
+    expect(isRunning(1)).toBe(true);
+  });
+
+  it("counts a process the system refuses to signal (EPERM, another user's) as running, one it does not know as gone", () => {
+    const refusing = (code: string) => () => {
+      throw Object.assign(new Error(`kill: ${code}`), { code });
+    };
+    expect(isRunning(4242, refusing('EPERM'))).toBe(true);
+    expect(isRunning(4242, refusing('ESRCH'))).toBe(false);
   });
 });
 
