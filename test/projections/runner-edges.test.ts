@@ -182,6 +182,24 @@ describe('the watchdog, further', () => {
   });
 });
 
+describe('the watchdog, timings', () => {
+  it('runs at the interval and restarts after the stall time it is given, not the defaults (1 s and 5 s)', async () => {
+    const p = recording('customers');
+    const { runner, store } = await startRunner([p.projection], { watchdogMs: 10, stallMs: 100 });
+    let rounds = 0;
+    const headPosition = store.headPosition.bind(store);
+    store.headPosition = async () => ((rounds += 1), headPosition());
+    // Bounds far above the given timings and far below the defaults, so that load does not decide.
+    await eventually(() => rounds >= 8, 'eight watchdog rounds', 3_000);
+    store.append(2);
+    await runner.waitForPosition(2n);
+    store.current.stalled = true;
+    store.append(1);
+    await eventually(() => store.feeds.length === 2, 'the restart of the stalled feed', 4_000);
+    await runner.waitForPosition(3n);
+  });
+});
+
 describe('outcomes that stop a projection here', () => {
   it('a projection stopped in the table after the start is not waited for once a batch finds it so', async () => {
     const a = recording('customers');
