@@ -554,6 +554,25 @@ describe('minimisation and standard errors', () => {
     expect(result.value).toBeLessThan(1e-8);
   });
 
+  it('minimise restarts Nelder-Mead where it stalls on McKinnon’s function, until it reaches the minimum (0, -1/2)', () => {
+    // McKinnon's function (tau = 1, theta = 6, phi = 60): f >= y + y² >= -1/4, equal only at (0, -1/2). Its kink
+    // along x = 0 makes the simplex collapse there short of the minimum. From the first start one restart with
+    // the small step reaches it (the first step, 0.5, never does); from the second it takes two restarts.
+    const mckinnon = ([x, y]: number[]) => (x! <= 0 ? 360 * -x! : 6 * x!) + y! + y! * y!;
+    for (const start of [
+      [1.5, -1.93],
+      [1.86, -0.71],
+    ]) {
+      const once = nelderMead(mckinnon, start);
+      expect(once.converged).toBe(true);
+      expect(once.value).toBeGreaterThan(-0.2499);
+      const result = minimise(mckinnon, start);
+      expect(result.value).toBeCloseTo(-0.25, 9);
+      expect(result.x[0]).toBeCloseTo(0, 6);
+      expect(result.x[1]).toBeCloseTo(-0.5, 4);
+    }
+  });
+
   it('the numerical Hessian of a quadratic is its coefficient matrix', () => {
     const hessian = numericalHessian(([x, y, z]: number[]) => x! * x! + 3 * x! * y! + 2 * y! * y! - z! * x! + 5 * z!, [0.3, -1.2, 2]);
     const expected = [
