@@ -359,6 +359,16 @@ describe('revenue forecast on series with a known continuation', () => {
     expect(Math.abs(fit.forecast[0]! - 300)).toBeLessThan(30);
   });
 
+  it('the seasonal indices follow a season that moved: a spike in month 12 for two years, then in month 6', () => {
+    const values = Array.from({ length: 72 }, (_, t) => 100 + (t % 12 === (t < 24 ? 11 : 5) ? 30 : 0));
+    const { forecast, parameters } = smoothingForecast(values, 12);
+    // The history ends after a month 12; h = 5 is the next month 6, h = 11 the next month 12.
+    const peak = forecast.indexOf(Math.max(...forecast));
+    expect(peak).toBe(5);
+    expect(forecast[5]! - forecast[11]!).toBeGreaterThan(15);
+    expect(parameters.gamma).toBeGreaterThan(0.05);
+  });
+
   it('the regression puts each month-of-year dummy on its own calendar month', () => {
     // A spike every December only; the series starts in October. The regression must put the next
     // spike in December, 14 months after the history ends.
