@@ -664,6 +664,27 @@ describe('churn training at its edges', () => {
     expect(trainChurnModels(examples, { maxLogisticRows: 50, maxTreeRows: 50, logisticSteps: 10 }).metrics.testSize).toBe(defaultShare);
   });
 
+  it('trains on the other customers only: a customer hashing exactly at the test share trains, none is in both or neither', () => {
+    const share = (e: ChurnExample) => (fnv1a(e.customerId) % 10_000) / 10_000;
+    // The test share set to one customer's own hash share: that customer is not held out, so it trains.
+    const boundary = share(examples[7]!);
+    const held = examples.filter((e) => share(e) < boundary).length;
+    const training = trainChurnModels(examples, { testShare: boundary, maxLogisticRows: 10_000, maxTreeRows: 10_000, logisticSteps: 10 });
+    expect(training.metrics.testSize).toBe(held);
+    // No cap reached: the logistic and tree fits see every training customer.
+    expect(training.metrics.trainSize).toBe(examples.length - held);
+    expect(training.comparison.decisionTree.trainSize).toBe(examples.length - held);
+  });
+
+  it('reports the largest gap between the package fit and Newton: bounded below by how far a short fit is from a long one', () => {
+    const long = train();
+    const short = trainChurnModels(examples, { testShare: 0.3, maxLogisticRows: 120, maxTreeRows: 90, logisticSteps: 10 });
+    // Same rows, so the same Newton fit N: for every weight, |short - N| >= |short - long| - |long - N|.
+    const apart = Math.max(...short.model.logistic.weights.map((w, j) => Math.abs(w - long.model.logistic.weights[j]!)));
+    expect(apart - long.metrics.newtonMaxWeightGap).toBeGreaterThan(0.1);
+    expect(short.metrics.newtonMaxWeightGap).toBeGreaterThanOrEqual(apart - long.metrics.newtonMaxWeightGap);
+  });
+
   it('caps the training rows of the slow fitters, and the package fit agrees with Newton on them', () => {
     const training = train();
     expect(training.metrics.trainSize).toBe(120);
