@@ -392,9 +392,12 @@ describe('the watchdog', () => {
     expect(store.current.from).toBe(2n);
     await runner.waitForPosition(5n);
     expect(await appliedIds(schema, 'customers')).toEqual(idsOf(1, 5));
-    expect(logged('projection watchdog restarts the feed')[0]!.details!.reason).toMatch(
-      /^projection customers has not moved from 2 for \d+ ms while the head is 5$/,
-    );
+    const reason = String(logged('projection watchdog restarts the feed')[0]!.details!.reason);
+    expect(reason).toMatch(/^projection customers has not moved from 2 for \d+ ms while the head is 5$/);
+    // The time it stood still: at least the stall time, at most the time since the feed stalled.
+    const stillFor = Number(/for (\d+) ms/.exec(reason)![1]);
+    expect(stillFor).toBeGreaterThanOrEqual(300);
+    expect(stillFor).toBeLessThanOrEqual(Date.now() - stalledAt);
   });
 
   it('leaves a projection alone that is at the head (an empty store), however long it stays there', async () => {

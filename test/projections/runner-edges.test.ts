@@ -200,6 +200,38 @@ describe('the watchdog, timings', () => {
   });
 });
 
+describe('the watchdog and a slow projection', () => {
+  it('leaves a projection alone that keeps moving, though it takes three stall times to get anywhere', async () => {
+    let release: (() => void) | undefined;
+    let done = false;
+    const slow = recording('customers', { before: () => (done ? undefined : new Promise<void>((resolve) => (release = resolve))) });
+    const { store } = await startRunner([slow.projection], { watchdogMs: 10, stallMs: 500 });
+    let rounds = 0;
+    const headPosition = store.headPosition.bind(store);
+    store.headPosition = async () => ((rounds += 1), headPosition());
+    store.append(20);
+    try {
+      // Each small batch is let through after three watchdog rounds, and a few more events follow it, so the
+      // projection stays behind the head: its position moves far more often than the stall time, but the whole
+      // run lasts three of them.
+      const started = Date.now();
+      while (Date.now() - started < 1_500) {
+        await eventually(() => release !== undefined, 'the next batch');
+        const from = rounds;
+        await eventually(() => rounds >= from + 3, 'three watchdog rounds');
+        const open = release!;
+        release = undefined;
+        open();
+        store.append(5);
+      }
+      expect(store.feeds).toHaveLength(1);
+    } finally {
+      done = true;
+      release?.();
+    }
+  });
+});
+
 describe('outcomes that stop a projection here', () => {
   it('a projection stopped in the table after the start is not waited for once a batch finds it so', async () => {
     const a = recording('customers');
