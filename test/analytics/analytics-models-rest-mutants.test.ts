@@ -12,6 +12,7 @@ import { calibrateNaiveBayes, fitGaussianNaiveBayes, naiveBayesLogOdds, naiveBay
 import { minimise, nelderMead, numericalHessian, standardErrorsFromLogFit } from '../../analytics/models/optimize.ts';
 import { CHURN_FEATURES, churnScore, featureVector, trainChurnModels, type ChurnExample, type ChurnFeatures } from '../../analytics/models/churn.ts';
 import { seededRandom } from '../../analytics/models/random.ts';
+import { GaussianNB } from 'ml-naivebayes';
 
 /**
  * The analytics models outside the customer-value chain, at the edges the model tests did not reach.
@@ -717,6 +718,27 @@ describe('churn training at its edges', () => {
     expect(comparison.naiveBayes.uncalibrated.logLoss).toBeGreaterThan(0);
     expect(comparison.mlNaiveBayesDisagreement).toBeGreaterThanOrEqual(0);
     expect(comparison.mlNaiveBayesDisagreement).toBeLessThan(0.5);
+  });
+
+  it('the share of rows where ml-naivebayes disagrees is at least the gap between the two classifiers’ accuracies', () => {
+    const training = train();
+    // Two classifiers can differ in accuracy only on rows where they disagree. The package's accuracy is
+    // computed here on the same split (FNV-1a) and the model's own standardisation.
+    const share = (e: ChurnExample) => (fnv1a(e.customerId) % 10_000) / 10_000;
+    const rows = (keep: (e: ChurnExample) => boolean) => examples.filter(keep).map((e) => standardise(training.model.standardiser, featureVector(e.features)));
+    const trained = new GaussianNB();
+    trained.train(
+      rows((e) => share(e) >= 0.3),
+      examples.filter((e) => share(e) >= 0.3).map((e) => e.churned),
+    );
+    const predicted = trained.predict(rows((e) => share(e) < 0.3));
+    const packageAccuracy = accuracy(
+      examples.filter((e) => share(e) < 0.3).map((e) => e.churned),
+      predicted,
+    );
+    const gap = Math.abs(packageAccuracy - training.comparison.naiveBayes.uncalibrated.accuracy!);
+    expect(gap).toBeGreaterThan(0);
+    expect(training.comparison.mlNaiveBayesDisagreement).toBeGreaterThanOrEqual(gap - 1e-12);
   });
 
   it('refuses a training set without both outcomes, or an empty test set', () => {
