@@ -437,35 +437,20 @@ describe('statistics that cannot be refreshed', () => {
   it('a failed ANALYZE is logged and leaves the batches going; the next one due runs', async () => {
     const p = recording('customers');
     const { runner, store, schema, logged } = await startRunner([p.projection], { statistics: { afterEvents: 5, minChangedRows: 1 } });
-    const table = sql.id(schema, 'customers_applied');
     const reltuples = async () =>
       Number(
         (await sql<{ reltuples: number }>`SELECT reltuples FROM pg_class WHERE oid = ${`"${schema}"."customers_applied"`}::regclass`.execute(kit.db())).rows[0]!
           .reltuples,
       );
-    // ANALYZE takes this lock too (inserts do not): it waits for the pool's lock_timeout and fails.
-    let unlock!: () => void;
-    const unlocked = new Promise<void>((resolve) => (unlock = resolve));
-    let locked!: () => void;
-    const holding = new Promise<void>((resolve) => (locked = resolve));
-    const holder = kit
-      .db()
-      .transaction()
-      .execute(async (trx) => {
-        await sql`LOCK TABLE ${table} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
-        locked();
-        await unlocked;
-      });
+    const lock = await kit.holdAnalyzeLock(schema, 'customers_applied');
     try {
-      await holding;
       store.append(7);
       await runner.waitForPosition(7n);
       await eventually(() => logged('statistics of a projection not refreshed').length === 1, 'the failed ANALYZE');
       expect(logged('statistics of a projection not refreshed')[0]!.details).toEqual({ projection: 'customers', error: expect.stringMatching(/lock timeout/) });
       expect(await reltuples()).toBe(-1);
     } finally {
-      unlock();
-      await holder;
+      await lock.release();
     }
     // Due again after four times as many events: this one runs.
     store.append(21);

@@ -347,6 +347,25 @@ describe('without a log', () => {
     expect(store.feeds).toHaveLength(1);
   });
 
+  it('a statistics refresh that fails leaves the stop to return', async () => {
+    const p = recording('customers');
+    const { runner, store, schema } = await startRunner([p.projection], { ...quiet, statistics: { afterEvents: 5, minChangedRows: 1 } });
+    const lock = await kit.holdAnalyzeLock(schema, 'customers_applied');
+    try {
+      store.append(7);
+      await runner.waitForPosition(7n);
+      // The stop waits for the refresh, which fails at the pool's lock_timeout.
+      await eventually(async () => {
+        const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+          WHERE c.relname = 'customers_applied' AND l.mode = 'ShareUpdateExclusiveLock' AND NOT l.granted`.execute(kit.db());
+        return rows[0]!.n > 0;
+      }, 'the ANALYZE to wait for the lock');
+      await runner.stop();
+    } finally {
+      await lock.release();
+    }
+  });
+
   it('resubscribes after the feed failed, and the watchdog restarts a stalled feed', async () => {
     const p = recording('customers');
     const { runner, store, schema } = await startRunner([p.projection], { ...quiet, watchdogMs: 10, stallMs: 100 });
