@@ -373,6 +373,28 @@ describe('revenue forecast on series with a known continuation', () => {
     expect(Math.abs(fit.forecast[0]! - 300)).toBeLessThan(30);
   });
 
+  it('Holt’s constants are those of the grid with the least one-step squared error, by the textbook recurrences', () => {
+    // An accelerating series (no constants fit it exactly), short of two seasons: Holt's linear method.
+    const values = Array.from({ length: 14 }, (_, t) => 50 + 3 * t * t + (t % 3) * 7);
+    const oneStepError = (alpha: number, beta: number) => {
+      let level = values[0]!;
+      let trend = values[1]! - values[0]!;
+      let sse = 0;
+      for (const y of values.slice(1)) {
+        sse += (y - (level + trend)) ** 2;
+        const next = alpha * y + (1 - alpha) * (level + trend);
+        trend = beta * (next - level) + (1 - beta) * trend;
+        level = next;
+      }
+      return sse;
+    };
+    const grid = Array.from({ length: 10 }, (_, i) => 0.05 + i * 0.1);
+    const errors = grid.flatMap((alpha) => grid.map((beta) => ({ alpha, beta, sse: oneStepError(alpha, beta) })));
+    const least = errors.reduce((best, e) => (e.sse < best.sse ? e : best));
+    const { parameters } = smoothingForecast(values, 1);
+    expect(parameters).toEqual({ alpha: least.alpha, beta: least.beta });
+  });
+
   it('the seasonal indices follow a season that moved: a spike in month 12 for two years, then in month 6', () => {
     const values = Array.from({ length: 72 }, (_, t) => 100 + (t % 12 === (t < 24 ? 11 : 5) ? 30 : 0));
     const { forecast, parameters } = smoothingForecast(values, 12);
