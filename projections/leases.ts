@@ -43,10 +43,13 @@ export async function migrateLeases(db: QueryExecutorProvider, schema: string): 
   }
 }
 
-/** Whether a process with this id runs on this host (EPERM: it does, under another user). */
-export const isRunning = (pid: number): boolean => {
+/**
+ * Whether a process with this id runs on this host (EPERM: it does, under another user). `signal` is
+ * `process.kill` but for tests: the tests run as root, whom the system never answers EPERM.
+ */
+export const isRunning = (pid: number, signal: (pid: number, signal: 0) => void = (id, probe) => void process.kill(id, probe)): boolean => {
   try {
-    process.kill(pid, 0);
+    signal(pid, 0);
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';

@@ -79,6 +79,13 @@ describe('special functions at their edges', () => {
     expect(relative(hyp2f1(0.7, 2, 2, -0.6), 1.6 ** -0.7)).toBeLessThan(1e-12);
     expect(hyp2f1(3, 4, 5, 0)).toBe(1);
   });
+
+  it('2F1 stops its series relative to the sum, also where the sum is far below 1', () => {
+    // 2F1(a,b;b;z) = (1-z)^-a with a < 0: the terms after the first are negative and bring the sum from 1
+    // down to 0.001 and 0.00316; a tolerance of 1e-15 absolute stops them too early (relative errors of 1e-7 and 1e-9).
+    expect(relative(hyp2f1(-1.5, 2, 2, 0.99), 0.01 ** 1.5)).toBeLessThan(1e-12);
+    expect(relative(hyp2f1(-2.5, 2, 2, 0.9), 0.1 ** 2.5)).toBeLessThan(1e-12);
+  });
 });
 
 describe('BG/NBD at its edges', () => {

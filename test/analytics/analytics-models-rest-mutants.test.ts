@@ -12,6 +12,7 @@ import { calibrateNaiveBayes, fitGaussianNaiveBayes, naiveBayesLogOdds, naiveBay
 import { minimise, nelderMead, numericalHessian, standardErrorsFromLogFit } from '../../analytics/models/optimize.ts';
 import { CHURN_FEATURES, churnScore, featureVector, trainChurnModels, type ChurnExample, type ChurnFeatures } from '../../analytics/models/churn.ts';
 import { seededRandom } from '../../analytics/models/random.ts';
+import { GaussianNB } from 'ml-naivebayes';
 
 /**
  * The analytics models outside the customer-value chain, at the edges the model tests did not reach.
@@ -258,6 +259,19 @@ describe('RFM segments at their edges', () => {
     }
   });
 
+  it('k-means on customers without clear groups gives the same clusters every time for a seed', () => {
+    // Without separated groups, k-means++ ends in a different local optimum from each start: only the seed
+    // makes a refit (or a rebuild of the read models) give the same segments.
+    const random = seededRandom(5);
+    const values = Array.from({ length: 300 }, () => ({
+      daysSinceLastPurchase: Math.floor(400 * random.next()),
+      purchaseDays: 1 + Math.floor(30 * random.next()),
+      meanValue: 5 + 500 * random.next(),
+    }));
+    const fits = Array.from({ length: 6 }, () => fitClusters(values, 6));
+    for (const fit of fits.slice(1)) expect(fit.centroids).toEqual(fits[0]!.centroids);
+  });
+
   it('one cluster is the customers’ centre on the log scale; more clusters than customers give one each', () => {
     // log1p of (0, 3), (1, 7), (0, 8): means ln 2, ln 4, ln 3 -> back to 1, 3 and 2.
     const values = [
@@ -357,6 +371,38 @@ describe('revenue forecast on series with a known continuation', () => {
     const fit = smoothingForecast(shifted, 1);
     expect(fit.parameters.alpha).toBeGreaterThan(0.5);
     expect(Math.abs(fit.forecast[0]! - 300)).toBeLessThan(30);
+  });
+
+  it('Holt’s constants are those of the grid with the least one-step squared error, by the textbook recurrences', () => {
+    // An accelerating series (no constants fit it exactly), short of two seasons: Holt's linear method.
+    const values = Array.from({ length: 14 }, (_, t) => 50 + 3 * t * t + (t % 3) * 7);
+    const oneStepError = (alpha: number, beta: number) => {
+      let level = values[0]!;
+      let trend = values[1]! - values[0]!;
+      let sse = 0;
+      for (const y of values.slice(1)) {
+        sse += (y - (level + trend)) ** 2;
+        const next = alpha * y + (1 - alpha) * (level + trend);
+        trend = beta * (next - level) + (1 - beta) * trend;
+        level = next;
+      }
+      return sse;
+    };
+    const grid = Array.from({ length: 10 }, (_, i) => 0.05 + i * 0.1);
+    const errors = grid.flatMap((alpha) => grid.map((beta) => ({ alpha, beta, sse: oneStepError(alpha, beta) })));
+    const least = errors.reduce((best, e) => (e.sse < best.sse ? e : best));
+    const { parameters } = smoothingForecast(values, 1);
+    expect(parameters).toEqual({ alpha: least.alpha, beta: least.beta });
+  });
+
+  it('the seasonal indices follow a season that moved: a spike in month 12 for two years, then in month 6', () => {
+    const values = Array.from({ length: 72 }, (_, t) => 100 + (t % 12 === (t < 24 ? 11 : 5) ? 30 : 0));
+    const { forecast, parameters } = smoothingForecast(values, 12);
+    // The history ends after a month 12; h = 5 is the next month 6, h = 11 the next month 12.
+    const peak = forecast.indexOf(Math.max(...forecast));
+    expect(peak).toBe(5);
+    expect(forecast[5]! - forecast[11]!).toBeGreaterThan(15);
+    expect(parameters.gamma).toBeGreaterThan(0.05);
   });
 
   it('the regression puts each month-of-year dummy on its own calendar month', () => {
@@ -554,6 +600,25 @@ describe('minimisation and standard errors', () => {
     expect(result.value).toBeLessThan(1e-8);
   });
 
+  it('minimise restarts Nelder-Mead where it stalls on McKinnon’s function, until it reaches the minimum (0, -1/2)', () => {
+    // McKinnon's function (tau = 1, theta = 6, phi = 60): f >= y + y² >= -1/4, equal only at (0, -1/2). Its kink
+    // along x = 0 makes the simplex collapse there short of the minimum. From the first start one restart with
+    // the small step reaches it (the first step, 0.5, never does); from the second it takes two restarts.
+    const mckinnon = ([x, y]: number[]) => (x! <= 0 ? 360 * -x! : 6 * x!) + y! + y! * y!;
+    for (const start of [
+      [1.5, -1.93],
+      [1.86, -0.71],
+    ]) {
+      const once = nelderMead(mckinnon, start);
+      expect(once.converged).toBe(true);
+      expect(once.value).toBeGreaterThan(-0.2499);
+      const result = minimise(mckinnon, start);
+      expect(result.value).toBeCloseTo(-0.25, 9);
+      expect(result.x[0]).toBeCloseTo(0, 6);
+      expect(result.x[1]).toBeCloseTo(-0.5, 4);
+    }
+  });
+
   it('the numerical Hessian of a quadratic is its coefficient matrix', () => {
     const hessian = numericalHessian(([x, y, z]: number[]) => x! * x! + 3 * x! * y! + 2 * y! * y! - z! * x! + 5 * z!, [0.3, -1.2, 2]);
     const expected = [
@@ -622,6 +687,27 @@ describe('churn training at its edges', () => {
     expect(trainChurnModels(examples, { maxLogisticRows: 50, maxTreeRows: 50, logisticSteps: 10 }).metrics.testSize).toBe(defaultShare);
   });
 
+  it('trains on the other customers only: a customer hashing exactly at the test share trains, none is in both or neither', () => {
+    const share = (e: ChurnExample) => (fnv1a(e.customerId) % 10_000) / 10_000;
+    // The test share set to one customer's own hash share: that customer is not held out, so it trains.
+    const boundary = share(examples[7]!);
+    const held = examples.filter((e) => share(e) < boundary).length;
+    const training = trainChurnModels(examples, { testShare: boundary, maxLogisticRows: 10_000, maxTreeRows: 10_000, logisticSteps: 10 });
+    expect(training.metrics.testSize).toBe(held);
+    // No cap reached: the logistic and tree fits see every training customer.
+    expect(training.metrics.trainSize).toBe(examples.length - held);
+    expect(training.comparison.decisionTree.trainSize).toBe(examples.length - held);
+  });
+
+  it('reports the largest gap between the package fit and Newton: bounded below by how far a short fit is from a long one', () => {
+    const long = train();
+    const short = trainChurnModels(examples, { testShare: 0.3, maxLogisticRows: 120, maxTreeRows: 90, logisticSteps: 10 });
+    // Same rows, so the same Newton fit N: for every weight, |short - N| >= |short - long| - |long - N|.
+    const apart = Math.max(...short.model.logistic.weights.map((w, j) => Math.abs(w - long.model.logistic.weights[j]!)));
+    expect(apart - long.metrics.newtonMaxWeightGap).toBeGreaterThan(0.1);
+    expect(short.metrics.newtonMaxWeightGap).toBeGreaterThanOrEqual(apart - long.metrics.newtonMaxWeightGap);
+  });
+
   it('caps the training rows of the slow fitters, and the package fit agrees with Newton on them', () => {
     const training = train();
     expect(training.metrics.trainSize).toBe(120);
@@ -654,6 +740,27 @@ describe('churn training at its edges', () => {
     expect(comparison.naiveBayes.uncalibrated.logLoss).toBeGreaterThan(0);
     expect(comparison.mlNaiveBayesDisagreement).toBeGreaterThanOrEqual(0);
     expect(comparison.mlNaiveBayesDisagreement).toBeLessThan(0.5);
+  });
+
+  it('the share of rows where ml-naivebayes disagrees is at least the gap between the two classifiers’ accuracies', () => {
+    const training = train();
+    // Two classifiers can differ in accuracy only on rows where they disagree. The package's accuracy is
+    // computed here on the same split (FNV-1a) and the model's own standardisation.
+    const share = (e: ChurnExample) => (fnv1a(e.customerId) % 10_000) / 10_000;
+    const rows = (keep: (e: ChurnExample) => boolean) => examples.filter(keep).map((e) => standardise(training.model.standardiser, featureVector(e.features)));
+    const trained = new GaussianNB();
+    trained.train(
+      rows((e) => share(e) >= 0.3),
+      examples.filter((e) => share(e) >= 0.3).map((e) => e.churned),
+    );
+    const predicted = trained.predict(rows((e) => share(e) < 0.3));
+    const packageAccuracy = accuracy(
+      examples.filter((e) => share(e) < 0.3).map((e) => e.churned),
+      predicted,
+    );
+    const gap = Math.abs(packageAccuracy - training.comparison.naiveBayes.uncalibrated.accuracy!);
+    expect(gap).toBeGreaterThan(0);
+    expect(training.comparison.mlNaiveBayesDisagreement).toBeGreaterThanOrEqual(gap - 1e-12);
   });
 
   it('refuses a training set without both outcomes, or an empty test set', () => {

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sealChain, startChainSealer, verifyChains, verifyGlobalChain } from '../../audit/sql/chain.ts';
 import { verifyStreamChains } from '../../eventstore/postgres/chain.ts';
+import { connectPostgres, DEFAULT_POOL_TIMEOUTS } from '../../eventstore/postgres/database.ts';
 import { newEvent } from '../eventstore/contract.ts';
 import { newestPosition } from '../support/events.ts';
 import { customerRegistered, openAuditHarness, rechainStream, sealAll, sleep, type AuditHarness } from './support.ts';
@@ -300,6 +301,42 @@ describe('global chain: seals, paging and the sealer', () => {
       await client.end();
     }
     expect(await verifyChains(f.h.database, f.h.schemas.events)).toMatchObject({ ok: true, global: { checked: 6, unsealed: 0 } });
+  });
+
+  it("a waiting seal waits for the lock past the pool's lock_timeout: it sets its own", async () => {
+    const f = await fixture(false);
+    // The pool's lock_timeout (2 s by default) made short, so that a seal bound by it would give up at once.
+    const impatient = connectPostgres(f.h.schemas.url, { max: 2, timeouts: { ...DEFAULT_POOL_TIMEOUTS, lockMs: 200 } });
+    const client = new pg.Client({ connectionString: f.h.schemas.url });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`crm.event_chain_seals:${f.h.schemas.events}`]);
+      let failure: unknown;
+      let settled = false;
+      const waiting = sealChain(impatient, f.h.schemas.events, { wait: true })
+        .catch((error: unknown) => {
+          failure = error;
+          return -1;
+        })
+        .finally(() => {
+          settled = true;
+        });
+      // Still waiting (by the server's clock) five times the pool's lock_timeout after it asked for the lock.
+      await until(async () => {
+        if (settled) return true;
+        // Read outside the lock holder's transaction, whose view of pg_stat_activity stays as first read.
+        const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND NOT l.granted AND clock_timestamp() - a.query_start > interval '1 second'`.execute(f.h.database.db);
+        return rows[0]!.n > 0;
+      }, 'the seal has waited a second');
+      expect(failure).toBeUndefined();
+      await client.query('COMMIT');
+      expect(await waiting).toBeGreaterThanOrEqual(0);
+    } finally {
+      await client.end();
+      await impatient.close();
+    }
   });
 
   it('one seal seals every final event, more than one batch (5,000) of them', async () => {

@@ -87,6 +87,14 @@ describe('user', () => {
     spec.given([registered]).when(register()).thenRefused('user.already_registered', 'userId');
   });
 
+  it('names every unknown team in the refusal, apart, in the order given', () => {
+    const refusal = spec
+      .given([])
+      .when(register({ teamIds: [TEAM_B, TEAM_A], knownTeams: [] }))
+      .thenRefused('team.not_found', 'teamIds', { teamIds: [TEAM_B, TEAM_A] });
+    expect(refusal.message).toBe(`No team ${TEAM_B}, ${TEAM_A}`);
+  });
+
   it('records role and visibility changes with the previous value, and nothing when unchanged', () => {
     spec
       .given([registered, joinedA])

@@ -5,6 +5,7 @@ import type { EventStore } from '../../eventstore/contract.ts';
 import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, InvalidReadOptions, WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
+import { channelFor } from '../../eventstore/postgres/wakeup.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { newEvent } from './contract.ts';
 
@@ -367,5 +368,124 @@ describe('postgres engine: the feed and subscriptions', () => {
     expect(error).toBeInstanceOf(InvalidReadOptions);
     expect(messages).toEqual([]);
     await store.close();
+  });
+});
+
+describe('postgres engine: a subscriber at the edge of the feed', () => {
+  /** Polls `check` every 10 ms; fails after `timeoutMs`. */
+  const until = async (check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
+
+  /** Takes the pool's connection and keeps it until `release` is called. */
+  const holdConnection = (on: SqlDatabase) => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let taken!: () => void;
+    const held = new Promise<void>((resolve) => (taken = resolve));
+    const done = on.db.connection().execute(async () => {
+      taken();
+      await released;
+    });
+    return { held, release: async () => (release(), await done) };
+  };
+
+  it('an append that commits while a subscriber reads is read right after, not a poll interval (a minute) later', async () => {
+    const schema = `${schemas.events}_${(created += 1)}`;
+    // The subscriber's store on a pool of one connection, so that the test can hold its read between the
+    // statement that reads the bound and the one that reads the events; the writer on another pool.
+    const single = connectPostgres(schemas.url, { max: 1 });
+    const reader = await createPostgresEventStore(single, { schema, pollInterval: 60_000 });
+    const writer = await createPostgresEventStore(database, { schema });
+    const seen: string[] = [];
+    let caughtUp = 0;
+    const subscription = reader.subscribeToAll().subscribe((m) => (m.kind === 'caughtUp' ? (caughtUp += 1) : seen.push(m.event.type)));
+    let notifications = 0;
+    let unlisten: (() => Promise<void>) | undefined;
+    try {
+      await until(() => caughtUp === 1, 'the subscriber at the (empty) head');
+      // Registered after the subscriber's own: when this one hears a NOTIFY, the subscriber's wake-up has run.
+      unlisten = await single.listen(channelFor(schema), () => (notifications += 1));
+      const first = holdConnection(single);
+      await first.held;
+      await writer.appendToStream('customer-1', [newEvent('Wakes')]);
+      // Woken, the subscriber's read waits for the connection; a second hold queues behind it.
+      await until(() => single.waiting!() === 1, 'the read to wait for the connection');
+      const second = holdConnection(single);
+      await until(() => single.waiting!() === 2, 'the second hold to queue');
+      await first.release();
+      // The bound is read; the read of the events waits behind the second hold.
+      await second.held;
+      await until(() => single.waiting!() === 1, 'the read of the events to wait');
+      const heard = notifications;
+      await writer.appendToStream('customer-2', [newEvent('Late')]);
+      await until(() => notifications > heard, 'the NOTIFY of the late append');
+      await second.release();
+      // The read ends with Wakes only (Late committed after its bound); the wake-up during it makes it read again.
+      await until(() => seen.includes('Late'), 'the late append', 5_000);
+      expect(seen).toEqual(['Wakes', 'Late']);
+    } finally {
+      await unlisten?.();
+      subscription.unsubscribe();
+      await reader.close();
+      await writer.close();
+      await single.close();
+    }
+  });
+
+  it('a subscriber that skipped ahead to the bound still gets the first events of the oldest running transaction once it commits', async (ctx) => {
+    const schema = `${schemas.events}_${(created += 1)}`;
+    let statements = 0;
+    const counted: SqlDatabase = {
+      ...database,
+      db: database.db.withPlugin({ transformQuery: ({ node }) => ((statements += 1), node), transformResult: async ({ result }) => result }),
+    };
+    const store = await createPostgresEventStore(counted, { schema, pollInterval: 20 });
+    const seen: string[] = [];
+    let caughtUp = 0;
+    const subscription = store.subscribeToAll().subscribe((m) => (m.kind === 'caughtUp' ? (caughtUp += 1) : seen.push(m.event.type)));
+    let commit!: () => void;
+    const mayCommit = new Promise<void>((resolve) => (commit = resolve));
+    let appended!: (xid: string) => void;
+    const inside = new Promise<string>((resolve) => (appended = resolve));
+    const held = database.db.transaction().execute(async (trx) => {
+      await sql`SELECT outcome FROM ${sql.id(schema)}.append_events('customer-1', -2, ARRAY[${randomUUID()}, ${randomUUID()}]::uuid[],
+        ARRAY['First', 'Second']::text[], ARRAY['{}', '{}']::jsonb[], ARRAY['{}', '{}']::jsonb[])`.execute(trx);
+      const { rows } = await sql<{ xid: string }>`SELECT pg_current_xact_id()::text AS xid`.execute(trx);
+      appended(rows[0]!.xid);
+      await mayCommit;
+    });
+    try {
+      await until(() => caughtUp === 1, 'the subscriber at the (empty) head');
+      const xid = await inside;
+      // Once the transactions begun before it have ended, the held one is the oldest running (xids only grow),
+      // and every read's bound is its first position: the subscriber skips ahead to just below it.
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const { rows } = await sql<{ xmin: string }>`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin`.execute(database.db);
+        if (rows[0]!.xmin === xid) break;
+        if (Date.now() > deadline) {
+          console.warn('skipped: another session on this server kept a transaction older than the held append open for 20 s');
+          ctx.skip();
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const before = statements;
+      // Three reads of two statements each, all with that bound.
+      await until(() => statements >= before + 6, 'reads at the bound');
+      commit();
+      await held;
+      await until(() => seen.length === 2, 'the held events', 5_000);
+      expect(seen).toEqual(['First', 'Second']);
+    } finally {
+      commit();
+      await held.catch(() => undefined);
+      subscription.unsubscribe();
+      await store.close();
+    }
   });
 });

@@ -51,7 +51,7 @@ afterAll(async () => {
 const worker = (
   schema: string,
   workerId: string,
-  options: { projections?: string[]; leaseSeconds?: number; renewEveryMs?: number; fallbackWorkerId?: string } = {},
+  options: { projections?: string[]; leaseSeconds?: number; renewEveryMs?: number; fallbackWorkerId?: string; withoutLog?: boolean } = {},
 ) => {
   const changes: LeaseChange[] = [];
   const logs: { message: string; details?: Record<string, unknown> }[] = [];
@@ -64,7 +64,7 @@ const worker = (
     renewEveryMs: options.renewEveryMs ?? NEVER,
     ...(options.fallbackWorkerId ? { fallbackWorkerId: options.fallbackWorkerId } : {}),
     onChange: (change) => changes.push(change),
-    log: (message, details) => logs.push({ message, ...(details ? { details } : {}) }),
+    ...(options.withoutLog ? {} : { log: (message: string, details?: Record<string, unknown>) => logs.push({ message, ...(details ? { details } : {}) }) }),
   });
   workers.push(leases);
   return { leases, changes, logs };
@@ -238,6 +238,31 @@ describe('one worker', () => {
     await leases.tick();
     expect(await workerRows(schema)).toEqual([]);
     expect(logs.filter((l) => l.message === 'projection lease renewal failed')).toHaveLength(failures);
+  });
+
+  it('without a log, a failed round is retried all the same and raises nothing', async () => {
+    const schema = freshSchema();
+    let statements = 0;
+    const counted = db.withPlugin({ transformQuery: ({ node }) => ((statements += 1), node), transformResult: async ({ result }) => result });
+    const leases = new ProjectionLeases({ db: counted, schema, workerId: 'alpha', projections: ['deals'], leaseSeconds: 30, renewEveryMs: 40 });
+    workers.push(leases);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      await leases.start();
+      await sql`ALTER TABLE ${sql.id(schema, WORKER_TABLE)} RENAME TO hidden_workers`.execute(db);
+      // Each round's first statement fails while the table is hidden; the third begun means two failed.
+      const hiddenAt = statements;
+      await eventually(() => statements >= hiddenAt + 3, 'failed rounds');
+      await sql`ALTER TABLE ${sql.id(schema, 'hidden_workers')} RENAME TO ${sql.id(WORKER_TABLE)}`.execute(db);
+      await sql`DELETE FROM ${sql.id(schema, WORKER_TABLE)}`.execute(db);
+      await eventually(async () => (await workerRows(schema)).length === 1, 'the heartbeat again');
+      await leases.stop();
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
   });
 
   it('rounds asked for at once run one after the other: each lease is claimed once', async () => {
@@ -437,17 +462,22 @@ describe('worker ids', () => {
       sql`INSERT INTO ${sql.id(schema, WORKER_TABLE)} (worker_id, seen_at, expires_at, host, pid)
         VALUES ('host-a', clock_timestamp(), clock_timestamp() + ${expires}::interval, ${host}, ${pid})
         ON CONFLICT (worker_id) DO UPDATE SET expires_at = excluded.expires_at, host = excluded.host, pid = excluded.pid`.execute(db);
-    const idAfterStart = async () => {
-      const { leases, logs } = worker(schema, 'host-a', { projections: ['deals'], fallbackWorkerId: 'host-a-2' });
+    const idAfterStart = async (withoutLog = false) => {
+      const { leases, logs } = worker(schema, 'host-a', { projections: ['deals'], fallbackWorkerId: 'host-a-2', withoutLog });
       await leases.start();
       await leases.stop({ release: false });
-      return { id: leases.workerId, logs: logs.map((l) => l.message) };
+      return { id: leases.workerId, logs };
     };
 
     await heartbeat(process.ppid);
     const taken = await idAfterStart();
     expect(taken.id).toBe('host-a-2');
-    expect(taken.logs).toContain('worker id in use by a live process on this host; using another');
+    expect(taken.logs).toContainEqual({
+      message: 'worker id in use by a live process on this host; using another',
+      details: { workerId: 'host-a', instead: 'host-a-2' },
+    });
+    // A lease set without a log takes the fallback all the same.
+    expect((await idAfterStart(true)).id).toBe('host-a-2');
 
     // Not another live process here: the id is kept.
     await heartbeat(process.pid);
@@ -471,6 +501,16 @@ describe('worker ids', () => {
     expect(isRunning(process.pid)).toBe(true);
     expect(isRunning(process.ppid)).toBe(true);
     expect(isRunning(deadPid())).toBe(false);
+    // The first process runs for every user: as root the probe succeeds, otherwise it answers EPERM.
+    expect(isRunning(1)).toBe(true);
+  });
+
+  it("counts a process the system refuses to signal (EPERM, another user's) as running, one it does not know as gone", () => {
+    const refusing = (code: string) => () => {
+      throw Object.assign(new Error(`kill: ${code}`), { code });
+    };
+    expect(isRunning(4242, refusing('EPERM'))).toBe(true);
+    expect(isRunning(4242, refusing('ESRCH'))).toBe(false);
   });
 });
 

@@ -397,9 +397,12 @@ describe('the watchdog', () => {
     expect(store.current.from).toBe(2n);
     await runner.waitForPosition(5n);
     expect(await appliedIds(schema, 'customers')).toEqual(idsOf(1, 5));
-    expect(logged('projection watchdog restarts the feed')[0]!.details!.reason).toMatch(
-      /^projection customers has not moved from 2 for \d+ ms while the head is 5$/,
-    );
+    const reason = String(logged('projection watchdog restarts the feed')[0]!.details!.reason);
+    expect(reason).toMatch(/^projection customers has not moved from 2 for \d+ ms while the head is 5$/);
+    // The time it stood still: at least the stall time, at most the time since the feed stalled.
+    const stillFor = Number(/for (\d+) ms/.exec(reason)![1]);
+    expect(stillFor).toBeGreaterThanOrEqual(300);
+    expect(stillFor).toBeLessThanOrEqual(Date.now() - stalledAt);
   });
 
   it('leaves the feed alone while a batch takes longer than the stall time, and restarts nothing after it', async () => {
@@ -450,6 +453,33 @@ describe('statistics', () => {
     expect(await reltuples()).toBe(-1);
     store.append(4);
     await runner.waitForPosition(7n);
+    await eventually(async () => (await reltuples()) > 0, 'the statistics');
+    await runner.stop();
+  });
+});
+
+describe('statistics that cannot be refreshed', () => {
+  it('a failed ANALYZE is logged and leaves the batches going; the next one due runs', async () => {
+    const p = recording('customers');
+    const { runner, store, schema, logged } = await startRunner([p.projection], { statistics: { afterEvents: 5, minChangedRows: 1 } });
+    const reltuples = async () =>
+      Number(
+        (await sql<{ reltuples: number }>`SELECT reltuples FROM pg_class WHERE oid = ${`"${schema}"."customers_applied"`}::regclass`.execute(kit.db())).rows[0]!
+          .reltuples,
+      );
+    const lock = await kit.holdAnalyzeLock(schema, 'customers_applied');
+    try {
+      store.append(7);
+      await runner.waitForPosition(7n);
+      await eventually(() => logged('statistics of a projection not refreshed').length === 1, 'the failed ANALYZE');
+      expect(logged('statistics of a projection not refreshed')[0]!.details).toEqual({ projection: 'customers', error: expect.stringMatching(/lock timeout/) });
+      expect(await reltuples()).toBe(-1);
+    } finally {
+      await lock.release();
+    }
+    // Due again after four times as many events: this one runs.
+    store.append(21);
+    await runner.waitForPosition(28n);
     await eventually(async () => (await reltuples()) > 0, 'the statistics');
     await runner.stop();
   });

@@ -182,6 +182,56 @@ describe('the watchdog, further', () => {
   });
 });
 
+describe('the watchdog, timings', () => {
+  it('runs at the interval and restarts after the stall time it is given, not the defaults (1 s and 5 s)', async () => {
+    const p = recording('customers');
+    const { runner, store } = await startRunner([p.projection], { watchdogMs: 10, stallMs: 100 });
+    let rounds = 0;
+    const headPosition = store.headPosition.bind(store);
+    store.headPosition = async () => ((rounds += 1), headPosition());
+    // Bounds far above the given timings and far below the defaults, so that load does not decide.
+    await eventually(() => rounds >= 8, 'eight watchdog rounds', 3_000);
+    store.append(2);
+    await runner.waitForPosition(2n);
+    store.current.stalled = true;
+    store.append(1);
+    await eventually(() => store.feeds.length === 2, 'the restart of the stalled feed', 4_000);
+    await runner.waitForPosition(3n);
+  });
+});
+
+describe('the watchdog and a slow projection', () => {
+  it('leaves a projection alone that keeps moving, though it takes more than two stall times to get anywhere', async () => {
+    let release: (() => void) | undefined;
+    let done = false;
+    const slow = recording('customers', { before: () => (done ? undefined : new Promise<void>((resolve) => (release = resolve))) });
+    const { store } = await startRunner([slow.projection], { watchdogMs: 10, stallMs: 1_000 });
+    let rounds = 0;
+    const headPosition = store.headPosition.bind(store);
+    store.headPosition = async () => ((rounds += 1), headPosition());
+    store.append(20);
+    try {
+      // Each small batch is let through after two watchdog rounds, and a few more events follow it, so the
+      // projection stays behind the head: its position moves far more often than the stall time, but the whole
+      // run lasts two and a half of them.
+      const started = Date.now();
+      while (Date.now() - started < 2_500) {
+        await eventually(() => release !== undefined, 'the next batch');
+        const from = rounds;
+        await eventually(() => rounds >= from + 2, 'two watchdog rounds');
+        const open = release!;
+        release = undefined;
+        open();
+        store.append(5);
+      }
+      expect(store.feeds).toHaveLength(1);
+    } finally {
+      done = true;
+      release?.();
+    }
+  });
+});
+
 describe('outcomes that stop a projection here', () => {
   it('a projection stopped in the table after the start is not waited for once a batch finds it so', async () => {
     const a = recording('customers');
@@ -224,5 +274,109 @@ describe('outcomes that stop a projection here', () => {
       start: false,
     });
     await expect(refused.runner.start()).rejects.toThrow('Projections customers, deals changed version: rebuild them (crm rebuild)');
+  });
+});
+
+/**
+ * `log` is optional (a runner built without one logs nothing): each path that logs must go on the
+ * same way without it. Progress is read from the feeds and tables, since nothing is logged.
+ */
+describe('without a log', () => {
+  const quiet = { log: undefined };
+
+  it('rebuilds a projection whose version changed and starts', async () => {
+    const schema = freshSchema();
+    await startRunner([recording('customers').projection], { schema });
+    const rebuilt: string[][] = [];
+    const { runner, store } = await startRunner([recording('customers', { version: 2 }).projection], {
+      ...quiet,
+      schema,
+      onVersionChange: async (names) => {
+        rebuilt.push(names);
+        await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET version = 2 WHERE name = 'customers'`.execute(kit.db());
+      },
+    });
+    expect(rebuilt).toEqual([['customers']]);
+    store.append(2);
+    await runner.waitForPosition(2n);
+  });
+
+  it('retries a transient failure inside the batch and stops a projection at its poison event, on the same feed', async () => {
+    const flaky = kit.failingFirst('flaky', 1, { message: 'deadlock detected', code: '40P01' });
+    const fragile = recording('fragile', {
+      before: (events) => {
+        if (events.some((e) => e.id === 'e2')) throw new Error('cannot apply e2');
+      },
+    });
+    const { runner, store, schema } = await startRunner([flaky.projection, fragile.projection], quiet);
+    store.append(3);
+    await runner.waitForPosition(3n);
+    expect(await appliedIds(schema, 'flaky')).toEqual(idsOf(1, 3));
+    expect(await checkpoint(schema, 'fragile')).toMatchObject({ state: 'failed', failedEventId: 'e2' });
+    expect(store.feeds).toHaveLength(1);
+  });
+
+  it('rolls back a batch whose lease was lost, on the same feed', async () => {
+    const schema = freshSchema();
+    await migrateCheckpoints(kit.db(), schema);
+    const held = kit.gate();
+    const a = kit.heldOnFirstBatch('customers', held);
+    const b = recording('deals');
+    const leases = new ProjectionLeases({
+      db: kit.db(),
+      schema,
+      workerId: 'mine',
+      projections: ['customers', 'deals'],
+      leaseSeconds: 30,
+      renewEveryMs: 3_600_000,
+    });
+    kit.stops.push(() => leases.stop());
+    await leases.start();
+    const { runner, store } = await startRunner([a.projection, b.projection], { ...quiet, schema, leases });
+    store.append(3);
+    await held.arrived;
+    await sql`UPDATE ${sql.id(schema, 'projection_leases')} SET owner_id = 'thief', fencing_token = fencing_token + 1 WHERE projection = 'customers'`.execute(
+      kit.db(),
+    );
+    held.open();
+    // Deals, still held, goes on past the batch that was rolled back for customers.
+    store.append(2);
+    await runner.waitForPosition(5n, 5_000, ['deals']);
+    expect(await appliedIds(schema, 'deals')).toEqual(idsOf(1, 5));
+    expect(await appliedIds(schema, 'customers')).toEqual([]);
+    expect(store.feeds).toHaveLength(1);
+  });
+
+  it('a statistics refresh that fails leaves the stop to return', async () => {
+    const p = recording('customers');
+    const { runner, store, schema } = await startRunner([p.projection], { ...quiet, statistics: { afterEvents: 5, minChangedRows: 1 } });
+    const lock = await kit.holdAnalyzeLock(schema, 'customers_applied');
+    try {
+      store.append(7);
+      await runner.waitForPosition(7n);
+      // The stop waits for the refresh, which fails at the pool's lock_timeout.
+      await eventually(async () => {
+        const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+          WHERE c.relname = 'customers_applied' AND l.mode = 'ShareUpdateExclusiveLock' AND NOT l.granted`.execute(kit.db());
+        return rows[0]!.n > 0;
+      }, 'the ANALYZE to wait for the lock');
+      await runner.stop();
+    } finally {
+      await lock.release();
+    }
+  });
+
+  it('resubscribes after the feed failed, and the watchdog restarts a stalled feed', async () => {
+    const p = recording('customers');
+    const { runner, store, schema } = await startRunner([p.projection], { ...quiet, watchdogMs: 10, stallMs: 100 });
+    store.append(2);
+    await runner.waitForPosition(2n);
+    store.current.fail(new Error('connection lost'));
+    await eventually(() => store.feeds.length === 2, 'the recovery');
+    store.current.stalled = true;
+    store.append(2);
+    await eventually(() => store.feeds.length === 3, 'the watchdog');
+    await runner.waitForPosition(4n);
+    expect(await appliedIds(schema, 'customers')).toEqual(idsOf(1, 4));
   });
 });

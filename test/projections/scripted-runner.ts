@@ -296,5 +296,23 @@ export function scriptedRunnerKit(label: string) {
     });
   };
 
-  return { db: () => db, freshSchema, gate, recording, heldOnFirstBatch, failingFirst, appliedIds, idsOf, checkpoint, startRunner, stops };
+  /**
+   * Holds the lock ANALYZE takes (SHARE UPDATE EXCLUSIVE; inserts do not need it) on a projection's
+   * table until `release`: a statistics refresh then waits for the pool's lock_timeout and fails.
+   */
+  const holdAnalyzeLock = async (schema: string, table: string): Promise<{ release: () => Promise<void> }> => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const holding = new Promise<void>((resolve) => (locked = resolve));
+    const holder = db.transaction().execute(async (trx) => {
+      await sql`LOCK TABLE ${sql.id(schema, table)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
+      locked();
+      await released;
+    });
+    await holding;
+    return { release: async () => (release(), await holder) };
+  };
+
+  return { db: () => db, freshSchema, gate, recording, heldOnFirstBatch, failingFirst, appliedIds, idsOf, checkpoint, startRunner, holdAnalyzeLock, stops };
 }
