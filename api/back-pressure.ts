@@ -8,13 +8,23 @@ import { ProblemError } from './problems.ts';
  * (at twice the capacity, queueing turns every answer into seconds). Queries keep being served:
  * they are cheap, and reading is what a client does while it waits.
  *
- * The bounds: commands in flight in this process (the bounded command queue), the event loop's
- * delay (sampled every 100 ms), queries waiting for a pooled database connection, and
- * events delivered to this process's projections but not applied yet.
+ * The bounds: commands in flight in this process, how long a command may wait for one of those
+ * places (below), the event loop's delay (sampled every 100 ms), queries waiting for a pooled
+ * database connection, and events delivered to this process's projections but not applied yet.
  */
 export interface BackPressureOptions {
-  /** Commands being handled at once; the next is refused. 0: no bound. */
+  /** Commands being handled at once; the next waits for a place (maxCommandWaitMs). 0: no bound. */
   maxCommandsInFlight: number;
+  /**
+   * Longest a command waits for a place among those in flight, ms; one whose turn would come later
+   * is refused at once. 0: no waiting, a command finding every place taken is refused.
+   */
+  maxCommandWaitMs: number;
+  /**
+   * The same bound once commands have been waiting without a break for maxCommandWaitMs (sustained
+   * overload, not a burst): accepted commands then wait at most this long, the rest are refused.
+   */
+  overloadedCommandWaitMs: number;
   /** Mean event-loop delay over the last sample, ms. 0: not checked. */
   maxEventLoopDelayMs: number;
   /** Queries waiting for a pooled connection. 0: not checked. */
@@ -31,11 +41,111 @@ export interface BackPressureOptions {
  */
 export const DEFAULT_BACK_PRESSURE: BackPressureOptions = {
   maxCommandsInFlight: 128,
+  maxCommandWaitMs: 1_000,
+  overloadedCommandWaitMs: 100,
   maxEventLoopDelayMs: 500,
   maxPoolWaiting: 64,
   maxProjectionBacklog: 20_000,
   retryAfterSeconds: 1,
 };
+
+/** Why a command gets no place: said in the 503's detail. */
+export class NoPlace extends Error {}
+
+export interface CommandPlaces {
+  /** Takes a place at once (undefined), or a promise of one that rejects with NoPlace when its wait would pass the bound. */
+  enter(): Promise<void> | undefined;
+  /** Gives the place back (to the longest-waiting command), `heldMs` after it was taken. */
+  leave(heldMs: number): void;
+  /** Withdraws a command still waiting (its client went away: refused); false when it holds a place already. */
+  withdraw(waiting: Promise<void>): boolean;
+  inFlight(): number;
+  waiting(): number;
+}
+
+/**
+ * The places of commands in flight, with a wait bounded by time rather than by a count: a queue's
+ * length says little about how long its last entry will wait, and the time is what a client feels.
+ * As in CoDel and in Facebook's server queues: while the queue empties now and then (a burst), a
+ * command may wait up to `maxCommandWaitMs`; once it has not emptied for that long (overload), only
+ * up to `overloadedCommandWaitMs`, so what is accepted keeps a short wait and the excess is refused.
+ * A command whose turn would come after its bound, at the pace places were given back lately, is
+ * refused at once rather than when its timer runs out: refusals stay fast and hold nothing.
+ */
+export function createCommandPlaces(
+  options: Pick<BackPressureOptions, 'maxCommandsInFlight' | 'maxCommandWaitMs' | 'overloadedCommandWaitMs'>,
+  now: () => number = () => performance.now(),
+): CommandPlaces {
+  const { maxCommandsInFlight: places, maxCommandWaitMs, overloadedCommandWaitMs } = options;
+  interface Waiter {
+    admit(): void;
+    refuse(why: string): void;
+    timer: NodeJS.Timeout;
+  }
+  const queue = new Map<Promise<void>, Waiter>();
+  let inFlight = 0;
+  /** When the queue was last empty: it has not been since (overload) when this is long ago. */
+  let emptyAt = now();
+  /** How long a command holds its place, a moving average (ms). */
+  let heldMs = 0;
+
+  const refuse = (why: string) => new NoPlace(`${inFlight} commands in flight${queue.size > 0 ? `, ${queue.size} waiting` : ''}; ${why}`);
+  const bound = (at: number) => (queue.size > 0 && at - emptyAt > maxCommandWaitMs ? Math.min(overloadedCommandWaitMs, maxCommandWaitMs) : maxCommandWaitMs);
+
+  return {
+    inFlight: () => inFlight,
+    waiting: () => queue.size,
+    enter() {
+      if (places <= 0 || (inFlight < places && queue.size === 0)) {
+        inFlight++;
+        return undefined;
+      }
+      const at = now();
+      const limit = bound(at);
+      if (limit <= 0) throw refuse('no place free');
+      // Places free up `places` at a time every `heldMs` on average: the turn of the n-th in line.
+      const expected = ((queue.size + 1) * heldMs) / places;
+      if (expected > limit) throw refuse(`a turn expected in ${Math.round(expected)} ms, past the ${limit} ms a command may wait`);
+      let waiter!: Waiter;
+      const turn = new Promise<void>((resolve, reject) => {
+        waiter = {
+          admit: resolve,
+          refuse: (why) => reject(refuse(why)),
+          timer: setTimeout(() => {
+            queue.delete(turn);
+            if (queue.size === 0) emptyAt = now();
+            reject(refuse(`no turn within ${limit} ms`));
+          }, limit),
+        };
+      });
+      queue.set(turn, waiter);
+      return turn;
+    },
+    leave(held) {
+      heldMs = heldMs === 0 ? held : heldMs * 0.9 + held * 0.1;
+      const next = queue.entries().next();
+      if (next.done) {
+        inFlight--;
+        return;
+      }
+      // The place goes straight to the longest-waiting command (a Map keeps insertion order).
+      const [turn, waiter] = next.value;
+      queue.delete(turn);
+      if (queue.size === 0) emptyAt = now();
+      clearTimeout(waiter.timer);
+      waiter.admit();
+    },
+    withdraw(turn) {
+      const waiter = queue.get(turn);
+      if (!waiter) return false;
+      clearTimeout(waiter.timer);
+      queue.delete(turn);
+      if (queue.size === 0) emptyAt = now();
+      waiter.refuse('its client went away');
+      return true;
+    },
+  };
+}
 
 /** What the composition root can measure; each gauge is optional (another engine, projections elsewhere). */
 export interface PressureGauges {
@@ -85,24 +195,43 @@ export async function registerBackPressure(app: FastifyInstance, options: BackPr
   const loopDelay = options.maxEventLoopDelayMs > 0 ? sampleEventLoopDelay() : undefined;
   app.addHook('onClose', async () => loopDelay?.stop());
 
-  let inFlight = 0;
-  const counted = new WeakSet<FastifyRequest>();
+  const places = createCommandPlaces(options);
+  /** When each command in flight took its place. */
+  const holding = new WeakMap<FastifyRequest, number>();
+  /** Commands waiting for a place, so a client that goes away withdraws its command. */
+  const waiting = new WeakMap<FastifyRequest, Promise<void>>();
   app.addHook('onRequest', async (request) => {
     if (!isCommand(request)) return;
-    if (options.maxCommandsInFlight > 0 && inFlight >= options.maxCommandsInFlight) throw refuse(`${inFlight} commands in flight`);
     const delay = loopDelay?.current();
     if (over(options.maxEventLoopDelayMs, delay)) throw refuse(`event loop delayed ${Math.round(delay!)} ms`);
-    const waiting = gauges.poolWaiting?.();
-    if (over(options.maxPoolWaiting, waiting)) throw refuse(`${waiting} queries waiting for a database connection`);
+    const poolWaiting = gauges.poolWaiting?.();
+    if (over(options.maxPoolWaiting, poolWaiting)) throw refuse(`${poolWaiting} queries waiting for a database connection`);
     const backlog = gauges.projectionBacklog?.();
     if (over(options.maxProjectionBacklog, backlog)) throw refuse(`the read models are ${backlog} events behind`);
-    inFlight++;
-    counted.add(request);
+    try {
+      const turn = places.enter();
+      if (turn) {
+        waiting.set(request, turn);
+        await turn;
+        waiting.delete(request);
+      }
+    } catch (error) {
+      if (error instanceof NoPlace) throw refuse(error.message);
+      throw error;
+    }
+    holding.set(request, performance.now());
   });
-  // Every counted request gets a response, or its connection closes (onRequestAbort).
+  // Every command holding a place gets a response, or its connection closes (onRequestAbort).
   const release = async (request: FastifyRequest) => {
-    if (counted.delete(request)) inFlight--;
+    const since = holding.get(request);
+    if (since === undefined) return;
+    holding.delete(request);
+    places.leave(performance.now() - since);
   };
   app.addHook('onResponse', release);
-  app.addHook('onRequestAbort', release);
+  app.addHook('onRequestAbort', async (request) => {
+    const turn = waiting.get(request);
+    if (turn && places.withdraw(turn)) waiting.delete(request);
+    await release(request);
+  });
 }

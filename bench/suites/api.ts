@@ -377,8 +377,8 @@ const hotStream = async (ctx: BenchContext, ready: ServerReady, seconds: number)
   };
 };
 
-/** Bounds of the overload run: few commands in flight, so what is accepted is answered quickly. */
-const OVERLOAD_BACK_PRESSURE: Partial<BackPressureOptions> = { maxCommandsInFlight: 12 };
+/** Bounds of the overload run: few commands in flight and a short wait for a place, so what is accepted is answered quickly. */
+const OVERLOAD_BACK_PRESSURE: Partial<BackPressureOptions> = { maxCommandsInFlight: 12, maxCommandWaitMs: 20, overloadedCommandWaitMs: 5 };
 
 /**
  * Paced at twice the purchase maximum against a server with tight back-pressure: the accepted
