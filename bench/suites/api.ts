@@ -379,18 +379,20 @@ const hotStream = async (ctx: BenchContext, ready: ServerReady, seconds: number)
 
 /** Bounds of the overload run: few commands in flight and a short wait for a place, so what is accepted is answered quickly. */
 const OVERLOAD_BACK_PRESSURE: Partial<BackPressureOptions> = { maxCommandsInFlight: 12, maxCommandWaitMs: 20, overloadedCommandWaitMs: 5 };
+/** The same count with no wait for a place: a command finding every place taken is refused (the bound before waits were timed). */
+const OVERLOAD_COUNT_ONLY: Partial<BackPressureOptions> = { maxCommandsInFlight: 12, maxCommandWaitMs: 0 };
 
 /**
  * Paced at twice the purchase maximum against a server with tight back-pressure: the accepted
  * answers' latency, the refusals (count and latency), and whether every accepted purchase is stored.
  */
-const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, seconds: number) => {
-  const server = startChild('--api-bench-server', { ...config, backPressure: OVERLOAD_BACK_PRESSURE });
+const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, seconds: number, backPressure: Partial<BackPressureOptions>) => {
+  const server = startChild('--api-bench-server', { ...config, backPressure });
   try {
     const ready = (await server.ready) as ServerReady;
     await measure(ready, PURCHASE, { seconds: 2, connections: 10 });
     await settle(ready);
-    ctx.log(`api: purchase paced at ${rate} req/s (twice the maximum) for ${seconds} s, at most ${OVERLOAD_BACK_PRESSURE.maxCommandsInFlight} in flight`);
+    ctx.log(`api: purchase paced at ${rate} req/s (twice the maximum) for ${seconds} s, back-pressure ${JSON.stringify(backPressure)}`);
     const orders: string[] = [];
     const result = await paced(ready, PURCHASE, rate, seconds, (body) => orders.push((JSON.parse(body!) as { orderId: string }).orderId));
     const client = new pg.Client({ connectionString: config.databaseUrl });
@@ -402,7 +404,7 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
       );
       return {
         rate,
-        backPressure: OVERLOAD_BACK_PRESSURE,
+        backPressure,
         ...result,
         accepted: orders.length,
         acceptedStored: Number(rows[0]!.n),
@@ -502,8 +504,11 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   }
   const loadAfterInline = os.loadavg()[0]!;
   const purchase = results.purchase;
+  const overloadRate = 2 * (purchase?.max.requestsPerSecond ?? 0);
   const overloaded =
-    purchase && wanted('overload') ? await overload(ctx, await freshConfig(ctx, 'inline'), 2 * purchase.max.requestsPerSecond, seconds) : undefined;
+    purchase && wanted('overload') ? await overload(ctx, await freshConfig(ctx, 'inline'), overloadRate, seconds, OVERLOAD_BACK_PRESSURE) : undefined;
+  // The same rate against the count-only bound, right after: what bounding the wait by time buys, in one run.
+  const overloadedCountOnly = overloaded ? await overload(ctx, await freshConfig(ctx, 'inline'), overloadRate, seconds, OVERLOAD_COUNT_ONLY) : undefined;
   const loadAfterOverload = os.loadavg()[0]!;
   const peer = wanted('peer')
     ? await measurePeer(ctx, { databaseUrl: ctx.databaseUrl, schema: await ctx.freshSchema('api_peer'), customers: config.customers }, seconds)
@@ -562,6 +567,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     ...some('peer', peer),
     ...some('hotStream', hot),
     ...some('overload', overloaded),
+    ...some('overloadCountOnly', overloadedCountOnly),
     ...some('groupCommitOff', groupCommitOff),
     traffic: {
       ...(purchaseMax !== undefined && peer ? { purchaseMaxToPeerMax: ratio(purchaseMax, peer.max.requestsPerSecond) } : {}),
@@ -575,6 +581,13 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
             overloadAcceptedP99ToUnloadedP50: ratio(overloaded.acceptedP99Ms ?? Number.NaN, halfMax.p50Ms),
             overloadRefused: overloaded.non2xx,
             overloadAcceptedLost: overloaded.acceptedLost,
+          }
+        : {}),
+      ...(overloadedCountOnly && halfMax
+        ? {
+            overloadCountOnlyAcceptedP99ToUnloadedP50: ratio(overloadedCountOnly.acceptedP99Ms ?? Number.NaN, halfMax.p50Ms),
+            overloadCountOnlyAccepted: overloadedCountOnly.accepted,
+            overloadAccepted: overloaded!.accepted,
           }
         : {}),
     },
