@@ -1,6 +1,7 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ProblemError } from './problems.ts';
+import type { FastifyInstance, FastifyRequest, FastifyServerFactory } from 'fastify';
+import { PROBLEM_CONTENT_TYPE, ProblemError } from './problems.ts';
 
 /**
  * Back-pressure on commands: past a bound, a new command is refused with 503 and Retry-After before
@@ -57,6 +58,8 @@ export interface CommandPlaces {
   enter(): Promise<void> | undefined;
   /** Gives the place back (to the longest-waiting command), `heldMs` after it was taken. */
   leave(heldMs: number): void;
+  /** Why `enter` would refuse a command now (undefined: it would take a place or wait for one); changes nothing. */
+  refusal(): string | undefined;
   /** Withdraws a command still waiting (its client went away: refused); false when it holds a place already. */
   withdraw(waiting: Promise<void>): boolean;
   inFlight(): number;
@@ -89,28 +92,41 @@ export function createCommandPlaces(
   /** How long a command holds its place, a moving average (ms). */
   let heldMs = 0;
 
-  const refuse = (why: string) => new NoPlace(`${inFlight} commands in flight${queue.size > 0 ? `, ${queue.size} waiting` : ''}; ${why}`);
+  const describe = (why: string) => `${inFlight} commands in flight${queue.size > 0 ? `, ${queue.size} waiting` : ''}; ${why}`;
+  const refuse = (why: string) => new NoPlace(describe(why));
   const bound = (at: number) => (queue.size > 0 && at - emptyAt > maxCommandWaitMs ? Math.min(overloadedCommandWaitMs, maxCommandWaitMs) : maxCommandWaitMs);
+  const free = () => places <= 0 || (inFlight < places && queue.size === 0);
+  /** Why a command arriving at `at` is refused rather than given a place or a wait. */
+  const refusalNow = (at: number): string | undefined => {
+    if (free()) return undefined;
+    const limit = bound(at);
+    if (limit <= 0) return 'no place free';
+    // Places free up `places` at a time every `heldMs` on average: the turn of the n-th in line.
+    const expected = ((queue.size + 1) * heldMs) / places;
+    return expected > limit ? `a turn expected in ${Math.round(expected)} ms, past the ${limit} ms a command may wait` : undefined;
+  };
 
   return {
     inFlight: () => inFlight,
     waiting: () => queue.size,
+    refusal: () => {
+      const why = refusalNow(now());
+      return why === undefined ? undefined : describe(why);
+    },
     enter() {
-      if (places <= 0 || (inFlight < places && queue.size === 0)) {
+      if (free()) {
         inFlight++;
         return undefined;
       }
       const at = now();
+      const why = refusalNow(at);
+      if (why !== undefined) throw refuse(why);
       const limit = bound(at);
-      if (limit <= 0) throw refuse('no place free');
-      // Places free up `places` at a time every `heldMs` on average: the turn of the n-th in line.
-      const expected = ((queue.size + 1) * heldMs) / places;
-      if (expected > limit) throw refuse(`a turn expected in ${Math.round(expected)} ms, past the ${limit} ms a command may wait`);
       let waiter!: Waiter;
       const turn = new Promise<void>((resolve, reject) => {
         waiter = {
           admit: resolve,
-          refuse: (why) => reject(refuse(why)),
+          refuse: (reason) => reject(refuse(reason)),
           timer: setTimeout(() => {
             queue.delete(turn);
             if (queue.size === 0) emptyAt = now();
@@ -184,54 +200,107 @@ const sampleEventLoopDelay = () => {
   };
 };
 
-const isCommand = (request: FastifyRequest): boolean => request.method !== 'GET' && request.method !== 'HEAD' && request.method !== 'OPTIONS';
+/** Commands are every method but the reading ones. */
+const isCommand = (method: string | undefined): boolean => method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS';
 
 const over = (bound: number, value: number | undefined): boolean => bound > 0 && value !== undefined && value > bound;
 
-export async function registerBackPressure(app: FastifyInstance, options: BackPressureOptions, gauges: PressureGauges): Promise<void> {
-  const refuse = (why: string) =>
-    new ProblemError('unavailable', `The service is saturated (${why}); retry shortly.`, {}, { 'retry-after': String(options.retryAfterSeconds) });
+export interface BackPressure {
+  /**
+   * Fastify's `serverFactory`: the HTTP server, which answers a command that would be refused anyway
+   * before Fastify routes it (no hooks, no error handler, no metrics: a refusal costs little more
+   * than parsing its headers, which matters most when refusals are most of the traffic).
+   */
+  serverFactory: FastifyServerFactory;
+  /** The hooks that give each command its place (or its bounded wait for one) and take it back. */
+  register(app: FastifyInstance): void;
+}
 
+export function createBackPressure(
+  options: BackPressureOptions,
+  gauges: PressureGauges,
+  server: {
+    requestId: (request: IncomingMessage) => string;
+    /** Counts a command answered by the server alone (the hooks' metrics never see it). */
+    shed: (method: string, seconds: number) => void;
+  },
+): BackPressure {
   const loopDelay = options.maxEventLoopDelayMs > 0 ? sampleEventLoopDelay() : undefined;
-  app.addHook('onClose', async () => loopDelay?.stop());
-
   const places = createCommandPlaces(options);
-  /** When each command in flight took its place. */
-  const holding = new WeakMap<FastifyRequest, number>();
-  /** Commands waiting for a place, so a client that goes away withdraws its command. */
-  const waiting = new WeakMap<FastifyRequest, Promise<void>>();
-  app.addHook('onRequest', async (request) => {
-    if (!isCommand(request)) return;
+  const retryAfter = String(options.retryAfterSeconds);
+  const refuse = (why: string) => new ProblemError('unavailable', `The service is saturated (${why}); retry shortly.`, {}, { 'retry-after': retryAfter });
+
+  /** Why a new command is refused now, or undefined: it may take a place or wait for one. */
+  const pressure = (): string | undefined => {
     const delay = loopDelay?.current();
-    if (over(options.maxEventLoopDelayMs, delay)) throw refuse(`event loop delayed ${Math.round(delay!)} ms`);
+    if (over(options.maxEventLoopDelayMs, delay)) return `event loop delayed ${Math.round(delay!)} ms`;
     const poolWaiting = gauges.poolWaiting?.();
-    if (over(options.maxPoolWaiting, poolWaiting)) throw refuse(`${poolWaiting} queries waiting for a database connection`);
+    if (over(options.maxPoolWaiting, poolWaiting)) return `${poolWaiting} queries waiting for a database connection`;
     const backlog = gauges.projectionBacklog?.();
-    if (over(options.maxProjectionBacklog, backlog)) throw refuse(`the read models are ${backlog} events behind`);
-    try {
-      const turn = places.enter();
-      if (turn) {
-        waiting.set(request, turn);
-        await turn;
-        waiting.delete(request);
-      }
-    } catch (error) {
-      if (error instanceof NoPlace) throw refuse(error.message);
-      throw error;
-    }
-    holding.set(request, performance.now());
-  });
-  // Every command holding a place gets a response, or its connection closes (onRequestAbort).
-  const release = async (request: FastifyRequest) => {
-    const since = holding.get(request);
-    if (since === undefined) return;
-    holding.delete(request);
-    places.leave(performance.now() - since);
+    if (over(options.maxProjectionBacklog, backlog)) return `the read models are ${backlog} events behind`;
+    return places.refusal();
   };
-  app.addHook('onResponse', release);
-  app.addHook('onRequestAbort', async (request) => {
-    const turn = waiting.get(request);
-    if (turn && places.withdraw(turn)) waiting.delete(request);
-    await release(request);
-  });
+
+  const shed = (request: IncomingMessage, response: ServerResponse): boolean => {
+    if (!isCommand(request.method)) return false;
+    const started = performance.now();
+    const why = pressure();
+    if (why === undefined) return false;
+    // The answer the error handler would give (api/errors.ts), without Fastify.
+    const body = JSON.stringify(refuse(why).body(request.url?.split('?')[0]));
+    response.writeHead(503, {
+      'content-type': PROBLEM_CONTENT_TYPE,
+      'content-length': Buffer.byteLength(body),
+      'retry-after': retryAfter,
+      'x-request-id': server.requestId(request),
+    });
+    response.end(body);
+    server.shed(request.method ?? 'POST', (performance.now() - started) / 1000);
+    return true;
+  };
+
+  return {
+    serverFactory: (handler) =>
+      createServer((request, response) => {
+        if (!shed(request, response)) handler(request, response);
+      }),
+    register(app) {
+      app.addHook('onClose', async () => loopDelay?.stop());
+      /** When each command in flight took its place. */
+      const holding = new WeakMap<FastifyRequest, number>();
+      /** Commands waiting for a place, so a client that goes away withdraws its command. */
+      const waiting = new WeakMap<FastifyRequest, Promise<void>>();
+      // Checked again here: requests injected without the server (tests), and what changed since.
+      app.addHook('onRequest', async (request) => {
+        if (!isCommand(request.method)) return;
+        const why = pressure();
+        if (why !== undefined) throw refuse(why);
+        try {
+          const turn = places.enter();
+          if (turn) {
+            waiting.set(request, turn);
+            await turn;
+            waiting.delete(request);
+          }
+        } catch (error) {
+          if (error instanceof NoPlace) throw refuse(error.message);
+          throw error;
+        }
+        holding.set(request, performance.now());
+      });
+      // Every command holding a place gets a response, or its connection closes (onRequestAbort).
+      const release = async (request: FastifyRequest) => {
+        const since = holding.get(request);
+        if (since === undefined) return;
+        holding.delete(request);
+        places.leave(performance.now() - since);
+      };
+      app.addHook('onResponse', release);
+      app.addHook('onRequestAbort', async (request) => {
+        const turn = waiting.get(request);
+        if (turn && places.withdraw(turn)) waiting.delete(request);
+        await release(request);
+      });
+    },
+  };
 }

@@ -104,6 +104,36 @@ describe('back-pressure on commands', () => {
     expect((await purchase(app)).statusCode).toBe(200);
   });
 
+  it('answers a command that would be refused anyway before Fastify routes it, as the error handler would, and counts it', async () => {
+    const { app, database, hold } = await narrowApp({ maxCommandsInFlight: 1 });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    const release = await hold();
+    const post = (requestId: string) =>
+      fetch(`${url}/customers/${customerId}/purchases`, {
+        method: 'POST',
+        headers: { ...h.auth('sales'), 'content-type': 'application/json', 'x-request-id': requestId },
+        body: JSON.stringify({ orderId: randomUUID(), amount: 5, currency: 'EUR' }),
+      });
+    const first = post('first-of-two');
+    await until(() => (database.waiting?.() ?? 0) >= 1, 'the first command to wait for a connection');
+    const refused = await post('second-of-two');
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('content-type')).toBe('application/problem+json');
+    expect(refused.headers.get('retry-after')).toBe('2');
+    expect(refused.headers.get('x-request-id')).toBe('second-of-two');
+    expect(await refused.json()).toEqual({
+      type: 'https://crm.example/problems/unavailable',
+      title: 'Service unavailable',
+      status: 503,
+      detail: 'The service is saturated (1 commands in flight; no place free); retry shortly.',
+      instance: `/customers/${customerId}/purchases`,
+    });
+    await release();
+    expect((await first).status).toBe(200);
+    const metrics = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(metrics.body).toMatch(/crm_http_requests_total\{[^}]*route="refused before routing"[^}]*\} 1/);
+  });
+
   it('lets a command beyond the commands in flight wait for a place within its bound, and be stored', async () => {
     const { app, database, hold } = await narrowApp({ maxCommandsInFlight: 1, maxCommandWaitMs: 60_000, overloadedCommandWaitMs: 60_000 });
     const release = await hold();
