@@ -9,7 +9,7 @@ import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
 import { createAuthGuard } from './auth/guard.ts';
 import { createScopeGuard } from './auth/scope-guard.ts';
 import { loadServerSecret } from './auth/server-secret.ts';
-import { DEFAULT_BACK_PRESSURE, registerBackPressure } from './back-pressure.ts';
+import { createBackPressure, DEFAULT_BACK_PRESSURE } from './back-pressure.ts';
 import { createCursorSeal } from './cursor-seal.ts';
 import type { ApiDeps } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
@@ -92,7 +92,18 @@ const loggerOptions = (logger: ApiDeps['logger']): FastifyServerOptions['logger'
  * only the HTTP side. Call `ensureAdminKey` (api/auth/api-keys.ts) before serving.
  */
 export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
+  const metrics = createApiMetrics({ projections: deps.projections });
+  // Before the key is looked up, and for a command that would be refused anyway, before Fastify routes it.
+  const backPressure = createBackPressure(
+    { ...DEFAULT_BACK_PRESSURE, ...deps.backPressure },
+    {
+      poolWaiting: deps.database.waiting,
+      projectionBacklog: deps.projections.backlog?.bind(deps.projections),
+    },
+    { requestId, shed: (method, seconds) => metrics.observeRequest(method, 'refused before routing', 503, seconds) },
+  );
   const app = Fastify({
+    serverFactory: backPressure.serverFactory,
     logger: loggerOptions(deps.logger),
     genReqId: requestId,
     // An event is at most 512 KiB in the store (eventstore/contract.ts); a command body larger than 1 MiB is a 413.
@@ -109,7 +120,6 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   await keys.migrate();
   const idempotency = createIdempotencyGuard(deps.database.db, { schema: deps.schemas.events });
   await idempotency.migrate();
-  const metrics = createApiMetrics({ projections: deps.projections });
   const cursors = createCursorSeal(await loadServerSecret(deps.database.db, deps.schemas.events, 'list-cursors'));
   registerPublisherMetrics(metrics.registry, deps.integration);
   const context: RouteContext = { deps, metrics, keys, idempotency, cursors, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
@@ -137,14 +147,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   // A backstop beyond the bounded waits a route does on purpose (`?waitFor=`), never shorter than them.
   registerRequestTimeout(app, Math.max(deps.requestTimeoutMs ?? 10_000, context.waitForTimeoutMs + 2_000));
   // Before the key is looked up: a saturated service refuses new commands at once.
-  await registerBackPressure(
-    app,
-    { ...DEFAULT_BACK_PRESSURE, ...deps.backPressure },
-    {
-      poolWaiting: deps.database.waiting,
-      projectionBacklog: deps.projections.backlog?.bind(deps.projections),
-    },
-  );
+  backPressure.register(app);
   app.addHook('onRequest', createAuthGuard(keys));
   app.addHook('onRequest', refuseUnreadableQuery);
   // Restricted callers: audit of their scope's records only; no webhooks or bulk imports (after validation: params are parsed).

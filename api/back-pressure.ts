@@ -1,6 +1,7 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ProblemError } from './problems.ts';
+import type { FastifyInstance, FastifyRequest, FastifyServerFactory } from 'fastify';
+import { PROBLEM_CONTENT_TYPE, ProblemError } from './problems.ts';
 
 /**
  * Back-pressure on commands: past a bound, a new command is refused with 503 and Retry-After before
@@ -8,13 +9,23 @@ import { ProblemError } from './problems.ts';
  * (at twice the capacity, queueing turns every answer into seconds). Queries keep being served:
  * they are cheap, and reading is what a client does while it waits.
  *
- * The bounds: commands in flight in this process (the bounded command queue), the event loop's
- * delay (sampled every 100 ms), queries waiting for a pooled database connection, and
- * events delivered to this process's projections but not applied yet.
+ * The bounds: commands in flight in this process, how long a command may wait for one of those
+ * places (below), the event loop's delay (sampled every 100 ms), queries waiting for a pooled
+ * database connection, and events delivered to this process's projections but not applied yet.
  */
 export interface BackPressureOptions {
-  /** Commands being handled at once; the next is refused. 0: no bound. */
+  /** Commands being handled at once; the next waits for a place (maxCommandWaitMs). 0: no bound. */
   maxCommandsInFlight: number;
+  /**
+   * Longest a command waits for a place among those in flight, ms; one whose turn would come later
+   * is refused at once. 0: no waiting, a command finding every place taken is refused.
+   */
+  maxCommandWaitMs: number;
+  /**
+   * The same bound once commands have been waiting without a break for maxCommandWaitMs (sustained
+   * overload, not a burst): accepted commands then wait at most this long, the rest are refused.
+   */
+  overloadedCommandWaitMs: number;
   /** Mean event-loop delay over the last sample, ms. 0: not checked. */
   maxEventLoopDelayMs: number;
   /** Queries waiting for a pooled connection. 0: not checked. */
@@ -31,11 +42,126 @@ export interface BackPressureOptions {
  */
 export const DEFAULT_BACK_PRESSURE: BackPressureOptions = {
   maxCommandsInFlight: 128,
+  maxCommandWaitMs: 1_000,
+  overloadedCommandWaitMs: 100,
   maxEventLoopDelayMs: 500,
   maxPoolWaiting: 64,
   maxProjectionBacklog: 20_000,
   retryAfterSeconds: 1,
 };
+
+/** Why a command gets no place: said in the 503's detail. */
+export class NoPlace extends Error {}
+
+export interface CommandPlaces {
+  /** Takes a place at once (undefined), or a promise of one that rejects with NoPlace when its wait would pass the bound. */
+  enter(): Promise<void> | undefined;
+  /** Gives the place back (to the longest-waiting command), `heldMs` after it was taken. */
+  leave(heldMs: number): void;
+  /** Why `enter` would refuse a command now (undefined: it would take a place or wait for one); changes nothing. */
+  refusal(): string | undefined;
+  /** Withdraws a command still waiting (its client went away: refused); false when it holds a place already. */
+  withdraw(waiting: Promise<void>): boolean;
+  inFlight(): number;
+  waiting(): number;
+}
+
+/**
+ * The places of commands in flight, with a wait bounded by time rather than by a count: a queue's
+ * length says little about how long its last entry will wait, and the time is what a client feels.
+ * As in CoDel and in Facebook's server queues: while the queue empties now and then (a burst), a
+ * command may wait up to `maxCommandWaitMs`; once it has not emptied for that long (overload), only
+ * up to `overloadedCommandWaitMs`, so what is accepted keeps a short wait and the excess is refused.
+ * A command whose turn would come after its bound, at the pace places were given back lately, is
+ * refused at once rather than when its timer runs out: refusals stay fast and hold nothing.
+ */
+export function createCommandPlaces(
+  options: Pick<BackPressureOptions, 'maxCommandsInFlight' | 'maxCommandWaitMs' | 'overloadedCommandWaitMs'>,
+  now: () => number = () => performance.now(),
+): CommandPlaces {
+  const { maxCommandsInFlight: places, maxCommandWaitMs, overloadedCommandWaitMs } = options;
+  interface Waiter {
+    admit(): void;
+    refuse(why: string): void;
+    timer: NodeJS.Timeout;
+  }
+  const queue = new Map<Promise<void>, Waiter>();
+  let inFlight = 0;
+  /** When the queue was last empty: it has not been since (overload) when this is long ago. */
+  let emptyAt = now();
+  /** How long a command holds its place, a moving average (ms). */
+  let heldMs = 0;
+
+  const describe = (why: string) => `${inFlight} commands in flight${queue.size > 0 ? `, ${queue.size} waiting` : ''}; ${why}`;
+  const refuse = (why: string) => new NoPlace(describe(why));
+  const bound = (at: number) => (queue.size > 0 && at - emptyAt > maxCommandWaitMs ? Math.min(overloadedCommandWaitMs, maxCommandWaitMs) : maxCommandWaitMs);
+  const free = () => places <= 0 || (inFlight < places && queue.size === 0);
+  /** Why a command arriving at `at` is refused rather than given a place or a wait. */
+  const refusalNow = (at: number): string | undefined => {
+    if (free()) return undefined;
+    const limit = bound(at);
+    if (limit <= 0) return 'no place free';
+    // Places free up `places` at a time every `heldMs` on average: the turn of the n-th in line.
+    const expected = ((queue.size + 1) * heldMs) / places;
+    return expected > limit ? `a turn expected in ${Math.round(expected)} ms, past the ${limit} ms a command may wait` : undefined;
+  };
+
+  return {
+    inFlight: () => inFlight,
+    waiting: () => queue.size,
+    refusal: () => {
+      const why = refusalNow(now());
+      return why === undefined ? undefined : describe(why);
+    },
+    enter() {
+      if (free()) {
+        inFlight++;
+        return undefined;
+      }
+      const at = now();
+      const why = refusalNow(at);
+      if (why !== undefined) throw refuse(why);
+      const limit = bound(at);
+      let waiter!: Waiter;
+      const turn = new Promise<void>((resolve, reject) => {
+        waiter = {
+          admit: resolve,
+          refuse: (reason) => reject(refuse(reason)),
+          timer: setTimeout(() => {
+            queue.delete(turn);
+            if (queue.size === 0) emptyAt = now();
+            reject(refuse(`no turn within ${limit} ms`));
+          }, limit),
+        };
+      });
+      queue.set(turn, waiter);
+      return turn;
+    },
+    leave(held) {
+      heldMs = heldMs === 0 ? held : heldMs * 0.9 + held * 0.1;
+      const next = queue.entries().next();
+      if (next.done) {
+        inFlight--;
+        return;
+      }
+      // The place goes straight to the longest-waiting command (a Map keeps insertion order).
+      const [turn, waiter] = next.value;
+      queue.delete(turn);
+      if (queue.size === 0) emptyAt = now();
+      clearTimeout(waiter.timer);
+      waiter.admit();
+    },
+    withdraw(turn) {
+      const waiter = queue.get(turn);
+      if (!waiter) return false;
+      clearTimeout(waiter.timer);
+      queue.delete(turn);
+      if (queue.size === 0) emptyAt = now();
+      waiter.refuse('its client went away');
+      return true;
+    },
+  };
+}
 
 /** What the composition root can measure; each gauge is optional (another engine, projections elsewhere). */
 export interface PressureGauges {
@@ -74,35 +200,107 @@ const sampleEventLoopDelay = () => {
   };
 };
 
-const isCommand = (request: FastifyRequest): boolean => request.method !== 'GET' && request.method !== 'HEAD' && request.method !== 'OPTIONS';
+/** Commands are every method but the reading ones. */
+const isCommand = (method: string | undefined): boolean => method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS';
 
 const over = (bound: number, value: number | undefined): boolean => bound > 0 && value !== undefined && value > bound;
 
-export async function registerBackPressure(app: FastifyInstance, options: BackPressureOptions, gauges: PressureGauges): Promise<void> {
-  const refuse = (why: string) =>
-    new ProblemError('unavailable', `The service is saturated (${why}); retry shortly.`, {}, { 'retry-after': String(options.retryAfterSeconds) });
+export interface BackPressure {
+  /**
+   * Fastify's `serverFactory`: the HTTP server, which answers a command that would be refused anyway
+   * before Fastify routes it (no hooks, no error handler, no metrics: a refusal costs little more
+   * than parsing its headers, which matters most when refusals are most of the traffic).
+   */
+  serverFactory: FastifyServerFactory;
+  /** The hooks that give each command its place (or its bounded wait for one) and take it back. */
+  register(app: FastifyInstance): void;
+}
 
+export function createBackPressure(
+  options: BackPressureOptions,
+  gauges: PressureGauges,
+  server: {
+    requestId: (request: IncomingMessage) => string;
+    /** Counts a command answered by the server alone (the hooks' metrics never see it). */
+    shed: (method: string, seconds: number) => void;
+  },
+): BackPressure {
   const loopDelay = options.maxEventLoopDelayMs > 0 ? sampleEventLoopDelay() : undefined;
-  app.addHook('onClose', async () => loopDelay?.stop());
+  const places = createCommandPlaces(options);
+  const retryAfter = String(options.retryAfterSeconds);
+  const refuse = (why: string) => new ProblemError('unavailable', `The service is saturated (${why}); retry shortly.`, {}, { 'retry-after': retryAfter });
 
-  let inFlight = 0;
-  const counted = new WeakSet<FastifyRequest>();
-  app.addHook('onRequest', async (request) => {
-    if (!isCommand(request)) return;
-    if (options.maxCommandsInFlight > 0 && inFlight >= options.maxCommandsInFlight) throw refuse(`${inFlight} commands in flight`);
+  /** Why a new command is refused now, or undefined: it may take a place or wait for one. */
+  const pressure = (): string | undefined => {
     const delay = loopDelay?.current();
-    if (over(options.maxEventLoopDelayMs, delay)) throw refuse(`event loop delayed ${Math.round(delay!)} ms`);
-    const waiting = gauges.poolWaiting?.();
-    if (over(options.maxPoolWaiting, waiting)) throw refuse(`${waiting} queries waiting for a database connection`);
+    if (over(options.maxEventLoopDelayMs, delay)) return `event loop delayed ${Math.round(delay!)} ms`;
+    const poolWaiting = gauges.poolWaiting?.();
+    if (over(options.maxPoolWaiting, poolWaiting)) return `${poolWaiting} queries waiting for a database connection`;
     const backlog = gauges.projectionBacklog?.();
-    if (over(options.maxProjectionBacklog, backlog)) throw refuse(`the read models are ${backlog} events behind`);
-    inFlight++;
-    counted.add(request);
-  });
-  // Every counted request gets a response, or its connection closes (onRequestAbort).
-  const release = async (request: FastifyRequest) => {
-    if (counted.delete(request)) inFlight--;
+    if (over(options.maxProjectionBacklog, backlog)) return `the read models are ${backlog} events behind`;
+    return places.refusal();
   };
-  app.addHook('onResponse', release);
-  app.addHook('onRequestAbort', release);
+
+  const shed = (request: IncomingMessage, response: ServerResponse): boolean => {
+    if (!isCommand(request.method)) return false;
+    const started = performance.now();
+    const why = pressure();
+    if (why === undefined) return false;
+    // The answer the error handler would give (api/errors.ts), without Fastify.
+    const body = JSON.stringify(refuse(why).body(request.url?.split('?')[0]));
+    response.writeHead(503, {
+      'content-type': PROBLEM_CONTENT_TYPE,
+      'content-length': Buffer.byteLength(body),
+      'retry-after': retryAfter,
+      'x-request-id': server.requestId(request),
+    });
+    response.end(body);
+    server.shed(request.method ?? 'POST', (performance.now() - started) / 1000);
+    return true;
+  };
+
+  return {
+    serverFactory: (handler) =>
+      createServer((request, response) => {
+        if (!shed(request, response)) handler(request, response);
+      }),
+    register(app) {
+      app.addHook('onClose', async () => loopDelay?.stop());
+      /** When each command in flight took its place. */
+      const holding = new WeakMap<FastifyRequest, number>();
+      /** Commands waiting for a place, so a client that goes away withdraws its command. */
+      const waiting = new WeakMap<FastifyRequest, Promise<void>>();
+      // Checked again here: requests injected without the server (tests), and what changed since.
+      app.addHook('onRequest', async (request) => {
+        if (!isCommand(request.method)) return;
+        const why = pressure();
+        if (why !== undefined) throw refuse(why);
+        try {
+          const turn = places.enter();
+          if (turn) {
+            waiting.set(request, turn);
+            await turn;
+            waiting.delete(request);
+          }
+        } catch (error) {
+          if (error instanceof NoPlace) throw refuse(error.message);
+          throw error;
+        }
+        holding.set(request, performance.now());
+      });
+      // Every command holding a place gets a response, or its connection closes (onRequestAbort).
+      const release = async (request: FastifyRequest) => {
+        const since = holding.get(request);
+        if (since === undefined) return;
+        holding.delete(request);
+        places.leave(performance.now() - since);
+      };
+      app.addHook('onResponse', release);
+      app.addHook('onRequestAbort', async (request) => {
+        const turn = waiting.get(request);
+        if (turn && places.withdraw(turn)) waiting.delete(request);
+        await release(request);
+      });
+    },
+  };
 }

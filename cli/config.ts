@@ -122,6 +122,11 @@ const EnvSchema = z.object({
   ),
   /** Back-pressure on commands (api/back-pressure.ts): past a bound a command gets 503 with Retry-After; 0 turns that bound off. */
   CRM_MAX_COMMANDS_IN_FLIGHT: z.preprocess(emptyAsUnset, bound('commands handled at once').default(DEFAULT_BACK_PRESSURE.maxCommandsInFlight)),
+  CRM_MAX_COMMAND_WAIT_MS: z.preprocess(emptyAsUnset, bound('milliseconds a command may wait for a place').default(DEFAULT_BACK_PRESSURE.maxCommandWaitMs)),
+  CRM_OVERLOADED_COMMAND_WAIT_MS: z.preprocess(
+    emptyAsUnset,
+    bound('milliseconds a command may wait for a place under sustained overload').default(DEFAULT_BACK_PRESSURE.overloadedCommandWaitMs),
+  ),
   CRM_MAX_EVENT_LOOP_DELAY_MS: z.preprocess(emptyAsUnset, bound('milliseconds of event-loop delay').default(DEFAULT_BACK_PRESSURE.maxEventLoopDelayMs)),
   CRM_MAX_POOL_WAITING: z.preprocess(emptyAsUnset, bound('queries waiting for a database connection').default(DEFAULT_BACK_PRESSURE.maxPoolWaiting)),
   CRM_MAX_PROJECTION_BACKLOG: z.preprocess(emptyAsUnset, bound('events the projections have yet to apply').default(DEFAULT_BACK_PRESSURE.maxProjectionBacklog)),
@@ -240,6 +245,8 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     rateLimit: { perMinute: e.CRM_RATE_LIMIT, perRole, redisUrl: e.REDIS_URL },
     backPressure: {
       maxCommandsInFlight: e.CRM_MAX_COMMANDS_IN_FLIGHT,
+      maxCommandWaitMs: e.CRM_MAX_COMMAND_WAIT_MS,
+      overloadedCommandWaitMs: e.CRM_OVERLOADED_COMMAND_WAIT_MS,
       maxEventLoopDelayMs: e.CRM_MAX_EVENT_LOOP_DELAY_MS,
       maxPoolWaiting: e.CRM_MAX_POOL_WAITING,
       maxProjectionBacklog: e.CRM_MAX_PROJECTION_BACKLOG,

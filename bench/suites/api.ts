@@ -11,6 +11,10 @@
  * A second mode (`split` in the result) runs the API with the projections off and the projections in
  * a worker process of their own (as `crm serve` with CRM_PROJECTIONS=off beside `crm project`), to
  * tell whether the projection batches sharing the API's event loop make the latency tail.
+ *
+ * Options: `--option parts=purchase,overload,peer` runs only the named parts (noop, purchase,
+ * getCustomer, hot, overload, peer, groupoff, split; default all; overload needs purchase, whose
+ * maximum sets its rate), `--option seconds=N` the length of each measured run (default 8 at scale 1).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -319,9 +323,10 @@ const measureScenarios = async (
   ready: ServerReady,
   seconds: number,
   withAutocannonFixed: boolean,
+  wanted: (part: string) => boolean,
 ): Promise<Record<string, ScenarioResult>> => {
   const results: Record<string, ScenarioResult> = {};
-  for (const scenario of SCENARIOS) {
+  for (const scenario of SCENARIOS.filter((s) => wanted(s.name))) {
     // Purchases leave the projections with work: let them catch up so the next run measures its own route.
     await settle(ready);
     // Warm-up: JIT, connection pools, caches; not reported.
@@ -372,20 +377,27 @@ const hotStream = async (ctx: BenchContext, ready: ServerReady, seconds: number)
   };
 };
 
-/** Bounds of the overload run: few commands in flight, so what is accepted is answered quickly. */
-const OVERLOAD_BACK_PRESSURE: Partial<BackPressureOptions> = { maxCommandsInFlight: 12 };
+/**
+ * Bounds of the overload run: few commands in flight and no wait for a place, so what is accepted is
+ * answered quickly and the rest is refused by the HTTP server before routing. In A/B runs on the
+ * shared machine (load 5-13) this answered accepted commands faster, and accepted as many or more,
+ * than a short timed wait for a place (OVERLOAD_TIMED_WAIT, measured beside it).
+ */
+const OVERLOAD_BACK_PRESSURE: Partial<BackPressureOptions> = { maxCommandsInFlight: 12, maxCommandWaitMs: 0 };
+/** The same places with a wait for one of at most 20 ms, 5 ms under sustained overload. */
+const OVERLOAD_TIMED_WAIT: Partial<BackPressureOptions> = { maxCommandsInFlight: 12, maxCommandWaitMs: 20, overloadedCommandWaitMs: 5 };
 
 /**
  * Paced at twice the purchase maximum against a server with tight back-pressure: the accepted
  * answers' latency, the refusals (count and latency), and whether every accepted purchase is stored.
  */
-const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, seconds: number) => {
-  const server = startChild('--api-bench-server', { ...config, backPressure: OVERLOAD_BACK_PRESSURE });
+const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, seconds: number, backPressure: Partial<BackPressureOptions>) => {
+  const server = startChild('--api-bench-server', { ...config, backPressure });
   try {
     const ready = (await server.ready) as ServerReady;
     await measure(ready, PURCHASE, { seconds: 2, connections: 10 });
     await settle(ready);
-    ctx.log(`api: purchase paced at ${rate} req/s (twice the maximum) for ${seconds} s, at most ${OVERLOAD_BACK_PRESSURE.maxCommandsInFlight} in flight`);
+    ctx.log(`api: purchase paced at ${rate} req/s (twice the maximum) for ${seconds} s, back-pressure ${JSON.stringify(backPressure)}`);
     const orders: string[] = [];
     const result = await paced(ready, PURCHASE, rate, seconds, (body) => orders.push((JSON.parse(body!) as { orderId: string }).orderId));
     const client = new pg.Client({ connectionString: config.databaseUrl });
@@ -397,7 +409,7 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
       );
       return {
         rate,
-        backPressure: OVERLOAD_BACK_PRESSURE,
+        backPressure,
         ...result,
         accepted: orders.length,
         acceptedStored: Number(rows[0]!.n),
@@ -445,17 +457,21 @@ const measurePeer = async (ctx: BenchContext, config: PeerConfig, seconds: numbe
   }
 };
 
-const ratiosOf = (results: Record<string, ScenarioResult>) => ({
-  purchaseMaxToNoopMax: ratio(results.purchase!.max.requestsPerSecond, results.noop!.max.requestsPerSecond),
-  getCustomerMaxToNoopMax: ratio(results.getCustomer!.max.requestsPerSecond, results.noop!.max.requestsPerSecond),
-  purchaseP99ToNoopP99At500: ratio(results.purchase!.paced500.p99Ms, results.noop!.paced500.p99Ms),
-  getCustomerP99ToNoopP99At500: ratio(results.getCustomer!.paced500.p99Ms, results.noop!.paced500.p99Ms),
-});
+/** Ratios of the scenarios measured (a part left out by `parts` leaves its ratios out). */
+const ratiosOf = (results: Record<string, ScenarioResult>) => {
+  const { noop, purchase, getCustomer } = results;
+  return {
+    ...(purchase && noop ? { purchaseMaxToNoopMax: ratio(purchase.max.requestsPerSecond, noop.max.requestsPerSecond) } : {}),
+    ...(getCustomer && noop ? { getCustomerMaxToNoopMax: ratio(getCustomer.max.requestsPerSecond, noop.max.requestsPerSecond) } : {}),
+    ...(purchase && noop ? { purchaseP99ToNoopP99At500: ratio(purchase.paced500.p99Ms, noop.paced500.p99Ms) } : {}),
+    ...(getCustomer && noop ? { getCustomerP99ToNoopP99At500: ratio(getCustomer.paced500.p99Ms, noop.paced500.p99Ms) } : {}),
+  };
+};
 
 const targetOf = (results: Record<string, ScenarioResult>) => ({
   p99BelowMsAt500: 20,
-  purchaseMet: results.purchase!.paced500.p99Ms < 20,
-  getCustomerMet: results.getCustomer!.paced500.p99Ms < 20,
+  ...(results.purchase ? { purchaseMet: results.purchase.paced500.p99Ms < 20 } : {}),
+  ...(results.getCustomer ? { getCustomerMet: results.getCustomer.paced500.p99Ms < 20 } : {}),
 });
 
 const freshConfig = async (ctx: BenchContext, projections: ServerConfig['projections']): Promise<ServerConfig> => ({
@@ -467,50 +483,69 @@ const freshConfig = async (ctx: BenchContext, projections: ServerConfig['project
   projections,
 });
 
+const PARTS = ['noop', 'purchase', 'getCustomer', 'hot', 'overload', 'peer', 'groupoff', 'split'];
+
 export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
-  const seconds = Math.max(3, Math.round(8 * Math.min(ctx.scale, 4)));
+  const parts = ctx.options.parts?.split(',').map((p) => p.trim()) ?? PARTS;
+  const unknown = parts.filter((p) => !PARTS.includes(p));
+  if (unknown.length > 0) throw new Error(`--option parts: unknown ${unknown.join(', ')}; known: ${PARTS.join(', ')}`);
+  if (parts.includes('overload') && !parts.includes('purchase'))
+    throw new Error('--option parts: overload needs purchase (its rate is twice the purchase maximum)');
+  const wanted = (part: string) => parts.includes(part);
+  const seconds = ctx.options.seconds !== undefined ? Number(ctx.options.seconds) : Math.max(3, Math.round(8 * Math.min(ctx.scale, 4)));
+  if (!Number.isSafeInteger(seconds) || seconds < 1) throw new Error(`--option seconds needs a whole number >= 1, got ${ctx.options.seconds}`);
   const config = await freshConfig(ctx, 'inline');
   const loadBefore = os.loadavg()[0]!;
   ctx.log(`api: starting the server and registering ${config.customers} customers`);
   const inlineServer = startChild('--api-bench-server', config);
   let results: Record<string, ScenarioResult>;
-  let hot: Awaited<ReturnType<typeof hotStream>>;
+  let hot: Awaited<ReturnType<typeof hotStream>> | undefined;
   try {
     const ready = (await inlineServer.ready) as ServerReady;
-    results = await measureScenarios(ctx, 'inline', ready, seconds, true);
-    hot = await hotStream(ctx, ready, seconds);
+    results = await measureScenarios(ctx, 'inline', ready, seconds, true, wanted);
+    if (wanted('hot')) hot = await hotStream(ctx, ready, seconds);
   } finally {
     await stopChild(inlineServer.child);
   }
   const loadAfterInline = os.loadavg()[0]!;
-  const purchaseMax = results.purchase!.max.requestsPerSecond;
-  const overloaded = await overload(ctx, await freshConfig(ctx, 'inline'), 2 * purchaseMax, seconds);
-  const peer = await measurePeer(ctx, { databaseUrl: ctx.databaseUrl, schema: await ctx.freshSchema('api_peer'), customers: config.customers }, seconds);
-  const unloadedP50 = results.purchase!.pacedHalfMax!.p50Ms;
-  const groupCommitOff = await withoutGroupCommit(ctx, await freshConfig(ctx, 'inline'), seconds);
+  const purchase = results.purchase;
+  const overloadRate = 2 * (purchase?.max.requestsPerSecond ?? 0);
+  const overloaded =
+    purchase && wanted('overload') ? await overload(ctx, await freshConfig(ctx, 'inline'), overloadRate, seconds, OVERLOAD_BACK_PRESSURE) : undefined;
+  // The same rate with a timed wait for a place, right after: what waiting instead of refusing at once does, in one run.
+  const overloadedTimedWait = overloaded ? await overload(ctx, await freshConfig(ctx, 'inline'), overloadRate, seconds, OVERLOAD_TIMED_WAIT) : undefined;
+  const loadAfterOverload = os.loadavg()[0]!;
+  const peer = wanted('peer')
+    ? await measurePeer(ctx, { databaseUrl: ctx.databaseUrl, schema: await ctx.freshSchema('api_peer'), customers: config.customers }, seconds)
+    : undefined;
+  const groupCommitOff = wanted('groupoff') ? await withoutGroupCommit(ctx, await freshConfig(ctx, 'inline'), seconds) : undefined;
 
-  // Split mode: fresh schemas, the worker first (it creates the read-model tables), then the API.
-  const splitConfig = await freshConfig(ctx, 'off');
-  ctx.log(`api (split): starting the projection worker, then the server with projections off`);
-  const worker = startChild('--api-bench-projections', splitConfig);
-  let split: Record<string, ScenarioResult>;
-  const loadBeforeSplit = os.loadavg()[0]!;
-  try {
-    await worker.ready;
-    const splitServer = startChild('--api-bench-server', splitConfig);
+  let split: Record<string, ScenarioResult> | undefined;
+  let splitLoad: { before: number; after: number } | undefined;
+  if (wanted('split')) {
+    // Split mode: fresh schemas, the worker first (it creates the read-model tables), then the API.
+    const splitConfig = await freshConfig(ctx, 'off');
+    ctx.log(`api (split): starting the projection worker, then the server with projections off`);
+    const worker = startChild('--api-bench-projections', splitConfig);
+    const loadBeforeSplit = os.loadavg()[0]!;
     try {
-      split = await measureScenarios(ctx, 'split', (await splitServer.ready) as ServerReady, seconds, false);
+      await worker.ready;
+      const splitServer = startChild('--api-bench-server', splitConfig);
+      try {
+        split = await measureScenarios(ctx, 'split', (await splitServer.ready) as ServerReady, seconds, false, wanted);
+      } finally {
+        await stopChild(splitServer.child);
+      }
     } finally {
-      await stopChild(splitServer.child);
+      await stopChild(worker.child);
     }
-  } finally {
-    await stopChild(worker.child);
+    splitLoad = { before: round(loadBeforeSplit, 2), after: round(os.loadavg()[0]!, 2) };
   }
-  const loadAfterSplit = os.loadavg()[0]!;
 
   const side = (name: string) => {
-    const inline = results[name]!;
-    const apart = split[name]!;
+    const inline = results[name];
+    const apart = split?.[name];
+    if (!inline || !apart) return undefined;
     return {
       paced500P50Ms: { inline: inline.paced500.p50Ms, split: apart.paced500.p50Ms },
       paced500P99Ms: { inline: inline.paced500.p99Ms, split: apart.paced500.p99Ms },
@@ -518,10 +553,14 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       maxRequestsPerSecond: { inline: inline.max.requestsPerSecond, split: apart.max.requestsPerSecond },
     };
   };
+  const purchaseMax = purchase?.max.requestsPerSecond;
+  const halfMax = purchase?.pacedHalfMax;
+  const some = <T>(key: string, value: T | undefined) => (value === undefined ? {} : { [key]: value });
   return {
     fixedRate: FIXED_RATE,
+    parts,
     // Other work on the machine distorts latency: the 1-minute load average before and after.
-    loadAverage: { before: round(loadBefore, 2), after: round(loadAfterInline, 2), cpus: os.cpus().length },
+    loadAverage: { before: round(loadBefore, 2), after: round(loadAfterInline, 2), afterOverload: round(loadAfterOverload, 2), cpus: os.cpus().length },
     secondsPerRun: seconds,
     connections: 20,
     customers: config.customers,
@@ -530,30 +569,41 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     ratios: ratiosOf(results),
     target: targetOf(results),
     // Issue 15: the peer, the hot stream and the overload run, beside the figures above.
-    peer,
-    hotStream: hot,
-    overload: overloaded,
-    groupCommitOff,
+    ...some('peer', peer),
+    ...some('hotStream', hot),
+    ...some('overload', overloaded),
+    ...some('overloadTimedWait', overloadedTimedWait),
+    ...some('groupCommitOff', groupCommitOff),
     traffic: {
-      purchaseMaxToPeerMax: ratio(purchaseMax, peer.max.requestsPerSecond),
-      purchaseMaxToGroupCommitOff: ratio(purchaseMax, groupCommitOff.max.requestsPerSecond),
-      purchaseMaxToNoopMax: ratio(purchaseMax, results.noop!.max.requestsPerSecond),
-      pacedHalfMaxP99ToP50: ratio(results.purchase!.pacedHalfMax!.p99Ms, results.purchase!.pacedHalfMax!.p50Ms),
-      peerPacedHalfMaxP99ToP50: ratio(peer.pacedHalfMax.p99Ms, peer.pacedHalfMax.p50Ms),
-      hotStreamToSpread: hot.hotToSpread,
-      hotStreamNon2xx: hot.oneCustomer.non2xx,
-      overloadAcceptedP99ToUnloadedP50: ratio(overloaded.acceptedP99Ms ?? Number.NaN, unloadedP50),
-      overloadRefused: overloaded.non2xx,
-      overloadAcceptedLost: overloaded.acceptedLost,
+      ...(purchaseMax !== undefined && peer ? { purchaseMaxToPeerMax: ratio(purchaseMax, peer.max.requestsPerSecond) } : {}),
+      ...(purchaseMax !== undefined && groupCommitOff ? { purchaseMaxToGroupCommitOff: ratio(purchaseMax, groupCommitOff.max.requestsPerSecond) } : {}),
+      ...(purchaseMax !== undefined && results.noop ? { purchaseMaxToNoopMax: ratio(purchaseMax, results.noop.max.requestsPerSecond) } : {}),
+      ...(halfMax ? { pacedHalfMaxP99ToP50: ratio(halfMax.p99Ms, halfMax.p50Ms) } : {}),
+      ...(peer ? { peerPacedHalfMaxP99ToP50: ratio(peer.pacedHalfMax.p99Ms, peer.pacedHalfMax.p50Ms) } : {}),
+      ...(hot ? { hotStreamToSpread: hot.hotToSpread, hotStreamNon2xx: hot.oneCustomer.non2xx } : {}),
+      ...(overloaded && halfMax
+        ? {
+            overloadAcceptedP99ToUnloadedP50: ratio(overloaded.acceptedP99Ms ?? Number.NaN, halfMax.p50Ms),
+            overloadRefused: overloaded.non2xx,
+            overloadAcceptedLost: overloaded.acceptedLost,
+          }
+        : {}),
+      ...(overloadedTimedWait && halfMax
+        ? {
+            overloadTimedWaitAcceptedP99ToUnloadedP50: ratio(overloadedTimedWait.acceptedP99Ms ?? Number.NaN, halfMax.p50Ms),
+            overloadTimedWaitAccepted: overloadedTimedWait.accepted,
+            overloadTimedWaitAcceptedLost: overloadedTimedWait.acceptedLost,
+            overloadAccepted: overloaded!.accepted,
+          }
+        : {}),
     },
     // The split mode: API with projections off, projections in a worker process (no autocannon fixed-rate runs).
-    split: {
-      loadAverage: { before: round(loadBeforeSplit, 2), after: round(loadAfterSplit, 2), cpus: os.cpus().length },
-      ...split,
-      ratios: ratiosOf(split),
-      target: targetOf(split),
-    },
-    modes: { noop: side('noop'), purchase: side('purchase'), getCustomer: side('getCustomer') },
+    ...(split
+      ? {
+          split: { loadAverage: { ...splitLoad, cpus: os.cpus().length }, ...split, ratios: ratiosOf(split), target: targetOf(split) },
+          modes: Object.fromEntries(['noop', 'purchase', 'getCustomer'].flatMap((name) => (side(name) ? [[name, side(name)]] : []))),
+        }
+      : {}),
   };
 }
 

@@ -27,7 +27,15 @@ afterAll(async () => {
   await h?.close();
 });
 
-const off: BackPressureOptions = { maxCommandsInFlight: 0, maxEventLoopDelayMs: 0, maxPoolWaiting: 0, maxProjectionBacklog: 0, retryAfterSeconds: 2 };
+const off: BackPressureOptions = {
+  maxCommandsInFlight: 0,
+  maxCommandWaitMs: 0,
+  overloadedCommandWaitMs: 0,
+  maxEventLoopDelayMs: 0,
+  maxPoolWaiting: 0,
+  maxProjectionBacklog: 0,
+  retryAfterSeconds: 2,
+};
 
 /** An API over its own pool of ONE connection to the same schemas, so a test can hold that connection. */
 const narrowApp = async (backPressure: Partial<BackPressureOptions>) => {
@@ -96,6 +104,65 @@ describe('back-pressure on commands', () => {
     expect((await purchase(app)).statusCode).toBe(200);
   });
 
+  it('answers a command that would be refused anyway before Fastify routes it, as the error handler would, and counts it', async () => {
+    const { app, database, hold } = await narrowApp({ maxCommandsInFlight: 1 });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    const release = await hold();
+    const post = (requestId: string) =>
+      fetch(`${url}/customers/${customerId}/purchases`, {
+        method: 'POST',
+        headers: { ...h.auth('sales'), 'content-type': 'application/json', 'x-request-id': requestId },
+        body: JSON.stringify({ orderId: randomUUID(), amount: 5, currency: 'EUR' }),
+      });
+    const first = post('first-of-two');
+    await until(() => (database.waiting?.() ?? 0) >= 1, 'the first command to wait for a connection');
+    const refused = await post('second-of-two');
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('content-type')).toBe('application/problem+json');
+    expect(refused.headers.get('retry-after')).toBe('2');
+    expect(refused.headers.get('x-request-id')).toBe('second-of-two');
+    expect(await refused.json()).toEqual({
+      type: 'https://crm.example/problems/unavailable',
+      title: 'Service unavailable',
+      status: 503,
+      detail: 'The service is saturated (1 commands in flight; no place free); retry shortly.',
+      instance: `/customers/${customerId}/purchases`,
+    });
+    await release();
+    expect((await first).status).toBe(200);
+    const metrics = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(metrics.body).toMatch(/crm_http_requests_total\{[^}]*route="refused before routing"[^}]*\} 1/);
+  });
+
+  it('lets a command beyond the commands in flight wait for a place within its bound, and be stored', async () => {
+    const { app, database, hold } = await narrowApp({ maxCommandsInFlight: 1, maxCommandWaitMs: 60_000, overloadedCommandWaitMs: 60_000 });
+    const release = await hold();
+    const first = purchase(app);
+    await until(() => (database.waiting?.() ?? 0) >= 1, 'the first command to wait for a connection');
+    let secondAnswered = false;
+    const second = purchase(app).finally(() => (secondAnswered = true));
+    // The second waits for the first's place, not for the connection (only one query waits for it).
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(database.waiting?.()).toBe(1);
+    expect(secondAnswered).toBe(false);
+    await release();
+    const [a, b] = [json(await first), json(await second)];
+    expect(b.revision).toBe(a.revision + 1);
+  });
+
+  it('refuses a command whose wait for a place passes its bound, while the one in flight completes', async () => {
+    const { app, database, hold } = await narrowApp({ maxCommandsInFlight: 1, maxCommandWaitMs: 150, overloadedCommandWaitMs: 150 });
+    const release = await hold();
+    const first = purchase(app);
+    await until(() => (database.waiting?.() ?? 0) >= 1, 'the first command to wait for a connection');
+    const started = performance.now();
+    const refused = await purchase(app);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(140);
+    expectBusy(refused, /1 commands in flight; no turn within 150 ms/);
+    await release();
+    expect((await first).statusCode).toBe(200);
+  });
+
   it('refuses commands at once while queries wait for a database connection', async () => {
     const { app, database, hold } = await narrowApp({ maxPoolWaiting: 1 });
     const release = await hold();
@@ -142,16 +209,38 @@ describe('back-pressure on commands', () => {
 
 describe('configuration', () => {
   const base = { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/test' };
-  const variables = ['CRM_MAX_COMMANDS_IN_FLIGHT', 'CRM_MAX_EVENT_LOOP_DELAY_MS', 'CRM_MAX_POOL_WAITING', 'CRM_MAX_PROJECTION_BACKLOG'] as const;
+  const variables = [
+    'CRM_MAX_COMMANDS_IN_FLIGHT',
+    'CRM_MAX_COMMAND_WAIT_MS',
+    'CRM_OVERLOADED_COMMAND_WAIT_MS',
+    'CRM_MAX_EVENT_LOOP_DELAY_MS',
+    'CRM_MAX_POOL_WAITING',
+    'CRM_MAX_PROJECTION_BACKLOG',
+  ] as const;
 
   it('reads each bound from the environment (0 turns it off), with the documented defaults', () => {
     const { retryAfterSeconds: _, ...defaults } = DEFAULT_BACK_PRESSURE;
     expect(loadConfig(base, '/tmp').backPressure).toEqual(defaults);
     const set = loadConfig(
-      { ...base, CRM_MAX_COMMANDS_IN_FLIGHT: '16', CRM_MAX_EVENT_LOOP_DELAY_MS: '0', CRM_MAX_POOL_WAITING: '8', CRM_MAX_PROJECTION_BACKLOG: '1000' },
+      {
+        ...base,
+        CRM_MAX_COMMANDS_IN_FLIGHT: '16',
+        CRM_MAX_COMMAND_WAIT_MS: '250',
+        CRM_OVERLOADED_COMMAND_WAIT_MS: '20',
+        CRM_MAX_EVENT_LOOP_DELAY_MS: '0',
+        CRM_MAX_POOL_WAITING: '8',
+        CRM_MAX_PROJECTION_BACKLOG: '1000',
+      },
       '/tmp',
     );
-    expect(set.backPressure).toEqual({ maxCommandsInFlight: 16, maxEventLoopDelayMs: 0, maxPoolWaiting: 8, maxProjectionBacklog: 1_000 });
+    expect(set.backPressure).toEqual({
+      maxCommandsInFlight: 16,
+      maxCommandWaitMs: 250,
+      overloadedCommandWaitMs: 20,
+      maxEventLoopDelayMs: 0,
+      maxPoolWaiting: 8,
+      maxProjectionBacklog: 1_000,
+    });
   });
 
   it('names the variable of a bad value', () => {
@@ -180,6 +269,7 @@ describe('configuration', () => {
           CRM_REPORTING_SCHEMA: h.schemas.reporting,
           CRM_PROJECTIONS: 'off',
           CRM_MAX_COMMANDS_IN_FLIGHT: '1',
+          CRM_MAX_COMMAND_WAIT_MS: '0',
           CRM_MAX_EVENT_LOOP_DELAY_MS: '0',
           CRM_RATE_LIMIT: '0',
           LOG_LEVEL: 'silent',
@@ -189,7 +279,7 @@ describe('configuration', () => {
     );
     const app = await narrow.buildApi({ logger: false });
     try {
-      expect(narrow.apiDeps.backPressure).toMatchObject({ maxCommandsInFlight: 1, maxEventLoopDelayMs: 0 });
+      expect(narrow.apiDeps.backPressure).toMatchObject({ maxCommandsInFlight: 1, maxCommandWaitMs: 0, maxEventLoopDelayMs: 0 });
       const key = (await app.keys.create({ name: 'narrow', role: 'sales' })).key;
       const register = (i: number) =>
         app.inject({

@@ -1,0 +1,109 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createCommandPlaces, NoPlace } from '../../api/back-pressure.ts';
+
+/** The places against vitest's clock: `now` and the wait timers move together. */
+const places = (maxCommandsInFlight: number, maxCommandWaitMs: number, overloadedCommandWaitMs: number) =>
+  createCommandPlaces({ maxCommandsInFlight, maxCommandWaitMs, overloadedCommandWaitMs }, () => Date.now());
+
+const outcome = (turn: Promise<void> | undefined) => {
+  const seen = { admitted: false, refused: undefined as string | undefined };
+  void turn?.then(
+    () => (seen.admitted = true),
+    (error: Error) => (seen.refused = error.message),
+  );
+  return seen;
+};
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('command places', () => {
+  it('gives free places at once, then hands each freed place to the longest-waiting command', async () => {
+    const p = places(2, 1_000, 100);
+    expect(p.enter()).toBeUndefined();
+    expect(p.enter()).toBeUndefined();
+    const first = outcome(p.enter());
+    const second = outcome(p.enter());
+    expect(p.waiting()).toBe(2);
+    p.leave(5);
+    await vi.advanceTimersByTimeAsync(0);
+    expect([first.admitted, second.admitted]).toEqual([true, false]);
+    expect(p.inFlight()).toBe(2);
+    p.leave(5);
+    p.leave(5);
+    p.leave(5);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(second.admitted).toBe(true);
+    expect(p.inFlight()).toBe(0);
+  });
+
+  it('refuses a command that found no place within its bound, and only it', async () => {
+    const p = places(1, 200, 200);
+    expect(p.enter()).toBeUndefined();
+    const late = outcome(p.enter());
+    await vi.advanceTimersByTimeAsync(199);
+    expect(late.refused).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(late.refused).toMatch(/1 commands in flight; no turn within 200 ms/);
+    expect(p.waiting()).toBe(0);
+    // The place is still held by the first command; the next one waits anew.
+    expect(p.enter()).toBeInstanceOf(Promise);
+  });
+
+  it('with no wait allowed, refuses at once when every place is taken', () => {
+    const p = places(1, 0, 0);
+    expect(p.enter()).toBeUndefined();
+    expect(() => p.enter()).toThrow(NoPlace);
+    p.leave(1);
+    expect(p.enter()).toBeUndefined();
+  });
+
+  it('shortens the wait to the overloaded bound once the queue has not emptied for the normal bound', async () => {
+    const p = places(1, 300, 50);
+    expect(p.enter()).toBeUndefined();
+    // Keep the queue busy: each waiter is admitted as the previous holder leaves, 100 ms apart.
+    const waiters = [outcome(p.enter())];
+    for (let i = 0; i < 4; i++) {
+      await vi.advanceTimersByTimeAsync(100);
+      waiters.push(outcome(p.enter()));
+      p.leave(0);
+    }
+    await vi.advanceTimersByTimeAsync(0);
+    expect(waiters.slice(0, 4).every((w) => w.admitted)).toBe(true);
+    // Waiting without a break for 400 ms now: a new command gets 50 ms, not 300.
+    const overloaded = outcome(p.enter());
+    await vi.advanceTimersByTimeAsync(50);
+    expect(overloaded.refused).toMatch(/no turn within 50 ms/);
+  });
+
+  it('refuses at once a command whose turn would come after its bound at the pace places are given back', async () => {
+    const p = places(1, 100, 100);
+    expect(p.enter()).toBeUndefined();
+    // Places have been held 60 ms each lately.
+    p.leave(60);
+    expect(p.enter()).toBeUndefined();
+    const next = outcome(p.enter());
+    expect(() => p.enter()).toThrow(/a turn expected in 120 ms, past the 100 ms a command may wait/);
+    expect(next.refused).toBeUndefined();
+    expect(p.waiting()).toBe(1);
+  });
+
+  it('withdraws a waiting command whose client went away, refusing it, and keeps the place for the next', async () => {
+    const p = places(1, 1_000, 1_000);
+    expect(p.enter()).toBeUndefined();
+    const turn = p.enter()!;
+    const gone = outcome(turn);
+    const next = outcome(p.enter());
+    expect(p.withdraw(turn)).toBe(true);
+    expect(p.withdraw(turn)).toBe(false);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(gone.refused).toMatch(/its client went away/);
+    p.leave(1);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(next.admitted).toBe(true);
+  });
+});
