@@ -141,6 +141,20 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   app.decorateRequest('routeRule', null);
   app.decorateRequest('viewer', null);
 
+  // First of the hooks: every answer, refusals (401, 429, 503) included, carries the security and
+  // CORS headers, so a browser's page can read a refusal and its Retry-After.
+  await app.register(fastifyHelmet, {
+    // The API answers JSON only; Swagger UI sets its own CSP for /docs (staticCSP below).
+    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    crossOriginResourcePolicy: { policy: 'cross-origin' },
+  });
+  await app.register(fastifyCors, {
+    origin: deps.corsOrigins === undefined || deps.corsOrigins === '*' ? '*' : deps.corsOrigins,
+    methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
+    allowedHeaders: ['authorization', 'content-type', 'if-match', 'idempotency-key', 'x-request-id', 'x-causation-id'],
+    exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'],
+    maxAge: 600,
+  });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
@@ -164,18 +178,6 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
   });
 
-  await app.register(fastifyHelmet, {
-    // The API answers JSON only; Swagger UI sets its own CSP for /docs (staticCSP below).
-    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
-    crossOriginResourcePolicy: { policy: 'cross-origin' },
-  });
-  await app.register(fastifyCors, {
-    origin: deps.corsOrigins === undefined || deps.corsOrigins === '*' ? '*' : deps.corsOrigins,
-    methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
-    allowedHeaders: ['authorization', 'content-type', 'if-match', 'idempotency-key', 'x-request-id', 'x-causation-id'],
-    exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'],
-    maxAge: 600,
-  });
   await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT);
 
   await app.register(fastifySwagger, {

@@ -242,7 +242,9 @@ export function createBackPressure(
   };
 
   const shed = (request: IncomingMessage, response: ServerResponse): boolean => {
-    if (!isCommand(request.method)) return false;
+    // A browser's cross-origin request goes on to the hooks, which refuse it with the CORS headers
+    // (without them the page could read neither the 503 nor its Retry-After).
+    if (!isCommand(request.method) || request.headers.origin !== undefined) return false;
     const started = performance.now();
     const why = pressure();
     if (why === undefined) return false;
@@ -253,6 +255,9 @@ export function createBackPressure(
       'content-length': Buffer.byteLength(body),
       'retry-after': retryAfter,
       'x-request-id': server.requestId(request),
+      // As the API's other answers (helmet in api/app.ts): JSON that nothing may run or frame.
+      'content-security-policy': "default-src 'none';frame-ancestors 'none'",
+      'x-content-type-options': 'nosniff',
     });
     response.end(body);
     server.shed(request.method ?? 'POST', (performance.now() - started) / 1000);

@@ -121,6 +121,8 @@ describe('back-pressure on commands', () => {
     expect(refused.headers.get('content-type')).toBe('application/problem+json');
     expect(refused.headers.get('retry-after')).toBe('2');
     expect(refused.headers.get('x-request-id')).toBe('second-of-two');
+    expect(refused.headers.get('content-security-policy')).toContain("default-src 'none'");
+    expect(refused.headers.get('x-content-type-options')).toBe('nosniff');
     expect(await refused.json()).toEqual({
       type: 'https://crm.example/problems/unavailable',
       title: 'Service unavailable',
@@ -128,6 +130,16 @@ describe('back-pressure on commands', () => {
       detail: 'The service is saturated (1 commands in flight; no place free); retry shortly.',
       instance: `/customers/${customerId}/purchases`,
     });
+    // A browser's cross-origin command is refused by the hooks instead, with the CORS headers its page needs to read the 503.
+    const fromPage = await fetch(`${url}/customers/${customerId}/purchases`, {
+      method: 'POST',
+      headers: { ...h.auth('sales'), 'content-type': 'application/json', origin: 'https://app.example' },
+      body: JSON.stringify({ orderId: randomUUID(), amount: 5, currency: 'EUR' }),
+    });
+    expect(fromPage.status).toBe(503);
+    expect(fromPage.headers.get('access-control-allow-origin')).toBe('*');
+    expect(fromPage.headers.get('access-control-expose-headers')).toContain('retry-after');
+    expect(fromPage.headers.get('retry-after')).toBe('2');
     await release();
     expect((await first).status).toBe(200);
     const metrics = await app.inject({ method: 'GET', url: '/metrics' });

@@ -75,6 +75,13 @@ describe('role matrix', () => {
     expect(res.headers['access-control-allow-origin']).toBe('*');
   });
 
+  it('gives a refusal the CORS and security headers too, so a page on another origin can read it', async () => {
+    const res = await h.app.inject({ method: 'GET', url: '/customers', headers: { origin: 'https://app.example' } });
+    expect(res.statusCode).toBe(401);
+    expect(res.headers['access-control-allow-origin']).toBe('*');
+    expect(res.headers['content-security-policy']).toContain("default-src 'none'");
+  });
+
   it('api/ROLES.md is generated from the matrix and up to date', () => {
     const file = readFileSync(new URL('../../api/ROLES.md', import.meta.url), 'utf8');
     expect(file).toBe(rolesMarkdown());
