@@ -161,6 +161,10 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   await sql`CREATE INDEX IF NOT EXISTS customers_tags_idx ON ${t} USING gin (tags)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_email_search_idx ON ${t} (email_search text_pattern_ops)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_name_idx ON ${t} (lower(name) text_pattern_ops)`.execute(db);
+  // A search holding '@' (projections/queries/customers.ts): the end of the email's local part, and
+  // the few names holding '@'.
+  await sql`CREATE INDEX IF NOT EXISTS customers_email_local_idx ON ${t} (reverse(split_part(email_search, '@', 1)) text_pattern_ops)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_name_at_idx ON ${t} (customer_id) WHERE strpos(name, '@') > 0`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_registered_idx ON ${t} (registered_at, customer_id)`.execute(db);
   // One index per sort key of GET /customers (projections/queries/customers.ts), in the list's exact
   // expression and with the id as tie-breaker, so every page is an index range scan (keyset paging).

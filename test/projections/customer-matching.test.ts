@@ -5,6 +5,7 @@ import { createCrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { createPostgresEventStore, openPglite, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { listCustomers } from '../../projections/queries/customers.ts';
 import { groupsByNormalisingEveryCustomer, likelyDuplicates } from '../../projections/queries/duplicates.ts';
 import type { ReadScope } from '../../projections/queries/scope.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
@@ -15,7 +16,7 @@ import type { EventCodec } from '../../projections/apply-batch.ts';
 import { createHarness, tableRows } from './support.ts';
 
 /**
- * The duplicates report reads match keys the projection keeps. Before them it normalised every
+ * Finding customers by what identifies them. The duplicates report reads match keys the projection keeps. Before them it normalised every
  * customer on each request, and still does while the previous version's tables serve during the
  * rebuild that adds the keys: that is the reference. On a data set made to hit its edges (case,
  * spaces, punctuation, word order, short phones, statuses, contact changes moving a customer between
@@ -48,6 +49,11 @@ async function history(run: Run): Promise<Record<string, string>> {
   await register('alan2', 'Alan Turing', 'turing@example.com', '0123456789');
   await register('kurt', 'Kurt Gödel', 'kurt@example.com', '0123456789');
   await register('ada3', 'Ada Lovelace', 'countess@example.com');
+  // For the search by email: a local part ending the same, a longer domain, a wildcard character, a name holding '@'.
+  await register('xc33', 'Bob @ Home', 'xc33@example.com');
+  await register('c33', 'Carla Tee', 'c33@example.com.au');
+  await register('underscore', 'Una Score', 'c_3@example.com');
+  await register('cx3', 'Cy Three', 'cx3@example.com');
   // Inactive customers are still compared; merged and forgotten ones are not.
   await run({ type: 'DeactivateCustomer', customerId: ids.grace });
   await run({ type: 'ForgetCustomer', customerId: ids.grace3 });
@@ -62,6 +68,37 @@ async function history(run: Run): Promise<Record<string, string>> {
 /** What the report answers, as [reason, ids] (its customers' details come from the same rows either way). */
 const reported = async (db: SqlDatabase['db'], schema: string, scope?: ReadScope) =>
   (await likelyDuplicates({ db, schema }, { limit: 500 }, scope)).items.map((g): [string, string[]] => [g.reason, g.customers.map((c) => c.id)]);
+
+/**
+ * `search` finds a part of the name or the email; a search holding '@' is looked up through the end of
+ * the email's local part. Either way it must find what a plain substring test finds.
+ */
+async function expectSearchFindsEveryMatch(db: SqlDatabase['db'], schema: string, ids: Record<string, string>): Promise<void> {
+  const everyone = (await listCustomers({ db, schema }, { limit: 500 })).items;
+  const searches = [
+    'c33@example.com',
+    'C33@EXAMPLE.COM',
+    'c33@',
+    'c_3@',
+    '_3@example',
+    'b @ h',
+    '@example.com.au',
+    'xc33@example.com',
+    'ada@',
+    'nobody@example.com',
+  ];
+  for (const search of searches) {
+    const found = (await listCustomers({ db, schema }, { search, limit: 500 })).items.map((c) => c.id);
+    const text = search.toLowerCase();
+    const expected = everyone.filter((c) => c.name.toLowerCase().includes(text) || c.email.toLowerCase().includes(text)).map((c) => c.id);
+    expect(found, search).toEqual(expected);
+  }
+  // The data set does reach every branch: the local part's end, a longer domain, a name, a literal '_'.
+  const found = async (search: string) => (await listCustomers({ db, schema }, { search, limit: 500 })).items.map((c) => c.id).sort();
+  expect(await found('c33@example.com')).toEqual([ids.xc33, ids.c33].sort());
+  expect(await found('b @ h')).toEqual([ids.xc33]);
+  expect(await found('c_3@')).toEqual([ids.underscore]);
+}
 
 /** The same answers from the keys as from the former definition, unrestricted, in pages, and for an owner. */
 async function expectSameAnswers(db: SqlDatabase['db'], schema: string, ids: Record<string, string>): Promise<void> {
@@ -106,7 +143,7 @@ describe('the duplicates report on PostgreSQL', () => {
     await h?.close();
   });
 
-  it('finds the groups the former definition found, and a replay rebuilds the same groups', async () => {
+  it('finds the groups the former definition found, a replay rebuilds the same groups, and a search finds every match', async () => {
     const ids = await history(h.run);
     await runner.waitForPosition(h.lastPosition(), 10_000);
     const schema = `${h.schemas.read}_replay`;
@@ -119,6 +156,7 @@ describe('the duplicates report on PostgreSQL', () => {
       await dropSchema(h.database.db, schema);
     }
     await expectSameAnswers(h.database.db, h.schemas.read, ids);
+    await expectSearchFindsEveryMatch(h.database.db, h.schemas.read, ids);
   });
 
   it("keeps answering while the previous version's tables, without the keys, serve (last: it drops them)", async () => {
@@ -158,9 +196,10 @@ describe('the duplicates report on the embedded engine (PGlite)', () => {
     await database?.close();
   });
 
-  it('finds the groups the former definition found', async () => {
+  it('finds the groups the former definition found, and every customer a search matches', async () => {
     const ids = await history(run);
     await runner.waitForPosition(last, 10_000);
     await expectSameAnswers(database.db, 'crm', ids);
+    await expectSearchFindsEveryMatch(database.db, 'crm', ids);
   });
 });
