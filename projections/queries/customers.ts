@@ -123,7 +123,8 @@ const likePattern = (text: string) => `%${likeLiteral(text.toLowerCase())}%`;
  */
 function searchCondition(search: string): RawBuilder<unknown> {
   const pattern = likePattern(search);
-  const local = search.slice(0, search.indexOf('@')).toLowerCase();
+  const at = search.indexOf('@');
+  const local = search.slice(0, Math.max(at, 0)).toLowerCase();
   if (local === '') return sql`(lower(t.name) LIKE ${pattern} OR t.email_search LIKE ${pattern})`;
   const localEnd = likePrefix([...local].reverse().join(''));
   return sql`((strpos(t.name, '@') > 0 AND lower(t.name) LIKE ${pattern})

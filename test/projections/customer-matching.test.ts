@@ -76,6 +76,11 @@ const reported = async (db: SqlDatabase['db'], schema: string, scope?: ReadScope
 async function expectSearchFindsEveryMatch(db: SqlDatabase['db'], schema: string, ids: Record<string, string>): Promise<void> {
   const everyone = (await listCustomers({ db, schema }, { limit: 500 })).items;
   const searches = [
+    'lovelace',
+    'Grace H',
+    'zola',
+    'c3',
+    'example.com.au',
     'c33@example.com',
     'C33@EXAMPLE.COM',
     'c33@',
@@ -98,6 +103,7 @@ async function expectSearchFindsEveryMatch(db: SqlDatabase['db'], schema: string
   expect(await found('c33@example.com')).toEqual([ids.xc33, ids.c33].sort());
   expect(await found('b @ h')).toEqual([ids.xc33]);
   expect(await found('c_3@')).toEqual([ids.underscore]);
+  expect(await found('LOVELACE')).toEqual([ids.ada, ids.ada2, ids.ada3].sort());
 }
 
 /** The same answers from the keys as from the former definition, unrestricted, in pages, and for an owner. */
