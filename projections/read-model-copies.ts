@@ -1,6 +1,7 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { ERASED } from '../domain/shared.ts';
 import type { Projection } from './projection.ts';
+import { eraseMatchKeys } from './read-models/customers.ts';
 
 /**
  * Copies of the read models that live outside the live schema (`crm replay --schema s
@@ -53,6 +54,8 @@ export async function eraseInCopies(db: QueryExecutorProvider, readSchema: strin
       JOIN information_schema.tables t ON t.table_schema = c.schema_name AND t.table_name = ANY(${Object.keys(PERSONAL_COLUMNS)}::text[])
      ORDER BY c.schema_name, t.table_name`.execute(db);
   for (const { schema_name, table_name } of tables) {
+    // The keys likely duplicates share are personal data too: gone, with the groups they made (copies made before them have none).
+    if (table_name === 'customers' && (await hasDuplicateGroups(db, schema_name))) await eraseMatchKeys(db, schema_name, customerIds);
     const assignments = PERSONAL_COLUMNS[table_name]!.map(
       (column) => sql`${sql.id(column)} = CASE WHEN ${sql.id(column)} IS NULL THEN NULL ELSE ${ERASED} END`,
     );
@@ -61,6 +64,9 @@ export async function eraseInCopies(db: QueryExecutorProvider, readSchema: strin
        WHERE customer_id::text = ANY(${customerIds}::text[])`.execute(db);
   }
 }
+
+const hasDuplicateGroups = async (db: QueryExecutorProvider, schema: string): Promise<boolean> =>
+  (await sql`SELECT 1 FROM information_schema.tables WHERE table_schema = ${schema} AND table_name = 'customer_duplicate_groups'`.execute(db)).rows.length > 0;
 
 /** Follows `CustomerForgotten` into every registered copy. Owns no tables of its own to compare or swap. */
 export const forgetInCopiesProjection: Projection = {

@@ -35,3 +35,9 @@ export async function ensureSchema(db: QueryExecutorProvider, schema: string): P
     if (!['23505', '42P06'].includes((error as { code?: string }).code ?? '')) throw error;
   }
 }
+
+/** Escapes LIKE wildcards (and the escape character) so that the text matches as written. */
+export const likeLiteral = (text: string): string => text.replace(/[\\%_]/g, (c) => `\\${c}`);
+
+/** `LIKE` pattern matching a literal prefix. */
+export const likePrefix = (prefix: string): string => `${likeLiteral(prefix)}%`;

@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { RecordedEvent } from '../../shared/events.ts';
+import { likePrefix } from '../../shared/sql.ts';
 import type { AuditDeps } from '../deps.ts';
 import type { EventLogFilter } from '../log-filter.ts';
 
@@ -40,9 +41,6 @@ export const rowToRecorded = (row: EventRow): RecordedEvent => ({
  * "9999999999", which is every time positions gain a digit.
  */
 export const EVENT_ROW_COLUMNS = sql`e.position::text AS position, e.stream, e.revision::text AS revision, e.event_id::text AS event_id, e.type, e.data, e.metadata, e.recorded_at`;
-
-/** `LIKE` pattern matching a literal prefix. */
-const likePrefix = (prefix: string): string => prefix.replace(/[\\%_]/g, (c) => `\\${c}`) + '%';
 
 export const eventLogWhere = (filter: EventLogFilter, after: bigint | undefined, direction: 'forwards' | 'backwards'): RawBuilder<unknown> => {
   const clauses: RawBuilder<unknown>[] = [sql`TRUE`];

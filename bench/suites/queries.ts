@@ -74,7 +74,8 @@ interface Seeded {
  * The history of one size: per customer a registration (one in ten tagged `vip`, one in 40
  * `regular`, one in 500 `partner`), a lifetime and purchases within it (2.2 on average), a refund of one purchase in 50,
  * a deal for one customer in four (half of them won or lost), feedback from one in eight (rated),
- * a campaign response from one in ten, and an activity logged on one in 33.
+ * a campaign response from one in ten, and an activity logged on one in 33; one customer in 100 is
+ * registered a second time (a likely duplicate).
  */
 function* history(customers: number): Generator<BatchItem> {
   const next = random(42);
@@ -100,6 +101,23 @@ function* history(customers: number): Generator<BatchItem> {
       command: { type: 'RegisterCustomer', customerId: id, name: `Customer ${i} ${(i * 7919) % 10_007}`, email: `c${i}@example.com`, tags, source: 'bench' },
       ctx: ctx(`customer-${i}`, registered),
     };
+    // One in 100 registered again a day later, a likely duplicate (the same email in capitals, the
+    // name's words in another order), so that the duplicates report has groups to list at both sizes.
+    if (i % 100 === 7) {
+      const again = `customer-${i}-again`;
+      yield {
+        command: {
+          type: 'RegisterCustomer',
+          customerId: uuidOf(again),
+          name: `${(i * 7919) % 10_007} ${i} customer`,
+          email: `C${i}@EXAMPLE.COM`,
+          allowDuplicate: true,
+          tags: [],
+          source: 'bench',
+        },
+        ctx: ctx(again, registered + DAY),
+      };
+    }
     // A lifetime of about 300 days (some churn early, some stay to the end), purchases spread over it.
     const lifetime = Math.min(END - registered, Math.floor(-Math.log(1 - next()) * 300 * DAY));
     const purchases = Math.floor(-Math.log(1 - next()) * 2.2 + 0.5);

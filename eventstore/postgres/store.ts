@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
 import { Observable } from 'rxjs';
+import { likePrefix } from '../../shared/sql.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -90,13 +91,11 @@ const toRecorded = (row: EventRow): RecordedEvent => ({
 /** JSON texts joined into one JSON array: sent as one text, without the escaping of an array literal. */
 const jsonList = (texts: string[]): string => `[${texts.join(',')}]`;
 
-const escapeLike = (prefix: string): string => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-
 const filterSql = (filter: EventFilter | undefined): RawBuilder<unknown> => {
   const parts: RawBuilder<unknown>[] = [];
   // An empty list restricts nothing (callers often build filters from optional query parameters).
   if (filter?.streamPrefixes?.length) {
-    parts.push(sql`AND stream LIKE ANY (${filter.streamPrefixes.map(escapeLike)}::text[])`);
+    parts.push(sql`AND stream LIKE ANY (${filter.streamPrefixes.map(likePrefix)}::text[])`);
   }
   if (filter?.eventTypes?.length) parts.push(sql`AND type = ANY (${filter.eventTypes}::text[])`);
   return sql.join(parts, sql` `);

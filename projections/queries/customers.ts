@@ -4,6 +4,7 @@ import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf, u
 import type { CustomerRow } from '../read-models/customer-fold.ts';
 import type { TimelineEntry as TimelineRow } from '../read-models/timeline.ts';
 import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
+import { likeLiteral, likePrefix } from '../../shared/sql.ts';
 
 export type CustomerView = {
   id: string;
@@ -110,8 +111,25 @@ const customerListScope = (scope: ReadScope | null | undefined) =>
     ? { perOwner: { owners: scope.owners, columns: [{ column: 'owner_id', type: 'uuid' as const }] } }
     : listScope(scope, customerInScope);
 
-/** Escapes LIKE wildcards so a search for `50%` means the characters. */
-const likePattern = (text: string) => `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+/** A search for `50%` means the characters. */
+const likePattern = (text: string) => `%${likeLiteral(text.toLowerCase())}%`;
+
+/**
+ * `search`: a part of the name or of the email, anywhere in it, which no index finds: pages are read
+ * in list order until full, so a search few customers match reads them all. A search holding '@' is
+ * found by an index instead: it can only be part of an email (which has one '@'), so what comes
+ * before its '@' ends the email's local part, looked up reversed as a prefix
+ * (`customers_email_local_idx`); or part of one of the rare names holding '@' (`customers_name_at_idx`).
+ */
+function searchCondition(search: string): RawBuilder<unknown> {
+  const pattern = likePattern(search);
+  const at = search.indexOf('@');
+  const local = search.slice(0, Math.max(at, 0)).toLowerCase();
+  if (local === '') return sql`(lower(t.name) LIKE ${pattern} OR t.email_search LIKE ${pattern})`;
+  const localEnd = likePrefix([...local].reverse().join(''));
+  return sql`((strpos(t.name, '@') > 0 AND lower(t.name) LIKE ${pattern})
+    OR (reverse(split_part(t.email_search, '@', 1)) LIKE ${localEnd} AND t.email_search LIKE ${pattern}))`;
+}
 
 /** `GET /customers`: filters, search by name or email (case-insensitive, partial), sort, cursor pages. */
 export async function listCustomers(
@@ -120,10 +138,7 @@ export async function listCustomers(
   scope?: ReadScope | null,
 ): Promise<Page<CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'>>> {
   const where: RawBuilder<unknown>[] = [];
-  if (query.search) {
-    const pattern = likePattern(query.search);
-    where.push(sql`(lower(t.name) LIKE ${pattern} OR t.email_search LIKE ${pattern})`);
-  }
+  if (query.search) where.push(searchCondition(query.search));
   if (query.status) where.push(sql`t.status = ${query.status}`);
   if (query.tag) where.push(sql`t.tags @> ARRAY[${query.tag}]::text[]`);
   if (query.source) where.push(sql`t.source = ${query.source}`);

@@ -1,8 +1,11 @@
 import { sql } from 'kysely';
+import { unlessRebuilding } from './exchange-rates.ts';
+import { DUPLICATE_GROUP_ORDER } from '../read-models/customers.ts';
+import { DUPLICATE_REASONS, MATCH_KEY_COLUMN, type DuplicateReason } from '../read-models/match-keys.ts';
 import type { ReadModelSource } from './page.ts';
 import type { ReadScope } from './scope.ts';
 
-export type DuplicateReason = 'email' | 'phone' | 'name';
+export type { DuplicateReason };
 
 export interface DuplicateGroup {
   /** What the customers share: the normalised email, the phone's digits, or the same name (case, punctuation and word order ignored). */
@@ -11,28 +14,51 @@ export interface DuplicateGroup {
   customers: { id: string; name: string; email: string; phone: string | null; status: string; registeredAt: string; orderCount: number }[];
 }
 
+/** Only customers the caller may see are compared: a group never reveals a customer outside their scope. */
+const visibleTo = (scope: ReadScope | null | undefined) => (scope ? sql`AND owner_id = ANY(CAST(${[...scope.owners]} AS uuid[]))` : sql``);
+
+type Groups = { reason: DuplicateReason; ids: string[] }[];
+
+/** Ids in the report's order: email, phone, then name; within a reason, by the group's oldest customer. */
+const IN_REPORT_ORDER = sql`ORDER BY CASE reason WHEN 'email' THEN 0 WHEN 'phone' THEN 1 ELSE 2 END, ids[1]`;
+
 /**
- * `GET /customers/duplicates`: groups of active or inactive customers who are likely one person, for a
- * merge. Computed from the read model (which holds the decrypted profile until a forget erases it);
- * a full scan grouped three ways, which suits an occasional clean-up report, not a hot path.
+ * Unrestricted, every member is seen: the first groups in the index's order are the page. Restricted to a
+ * scope, each shared key is counted again among the members the caller may see.
  */
-export async function likelyDuplicates(
-  source: ReadModelSource,
-  query: { limit?: number } = {},
-  scope?: ReadScope | null,
-): Promise<{ items: DuplicateGroup[] }> {
-  // Only customers the caller may see are compared: a group never reveals a customer outside their scope.
-  const visible = scope ? sql`AND owner_id = ANY(CAST(${[...scope.owners]} AS uuid[]))` : sql``;
-  const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
-  const t = sql.id(source.schema, 'customers');
-  const { rows } = await sql<{ reason: DuplicateReason; ids: string[] }>`
+async function groupsByMatchKeys(source: ReadModelSource, limit: number, scope: ReadScope | null | undefined): Promise<Groups> {
+  const groups = sql.id(source.schema, 'customer_duplicate_groups');
+  const visible = visibleTo(scope);
+  const candidates = scope
+    ? sql`SELECT reason, match_key FROM ${groups}`
+    : sql`SELECT reason, match_key FROM ${groups} ORDER BY ${DUPLICATE_GROUP_ORDER} LIMIT ${limit}`;
+  const members = DUPLICATE_REASONS.map(
+    (reason) => sql`SELECT g.reason, g.match_key, c.customer_id, c.registered_at
+      FROM g JOIN ${sql.id(source.schema, 'customers')} c ON c.${sql.id(MATCH_KEY_COLUMN[reason])} = g.match_key WHERE g.reason = ${reason} ${visible}`,
+  );
+  const { rows } = await sql<Groups[number]>`
+    WITH g AS MATERIALIZED (${candidates}), m AS (${sql.join(members, sql` UNION ALL `)}), groups AS (
+      SELECT reason, CAST(array_agg(customer_id ORDER BY registered_at, customer_id) AS text[]) AS ids FROM m GROUP BY reason, match_key HAVING count(*) > 1
+    )
+    SELECT reason, ids FROM groups ${IN_REPORT_ORDER} LIMIT ${limit}`.execute(source.db);
+  return rows;
+}
+
+/**
+ * The report from the profiles alone, normalising every customer (a full scan): what answers while
+ * the previous version's tables, without the match keys, serve during the rebuild that adds them.
+ * The keys (read-models/match-keys.ts) are defined to give the same groups.
+ */
+export async function groupsByNormalisingEveryCustomer(source: ReadModelSource, limit: number, scope?: ReadScope | null): Promise<Groups> {
+  const visible = visibleTo(scope);
+  const { rows } = await sql<Groups[number]>`
     WITH c AS (
       SELECT customer_id, registered_at,
         lower(trim(email)) AS email_key,
         regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') AS phone_key,
         array_to_string(ARRAY(SELECT w FROM unnest(regexp_split_to_array(lower(regexp_replace(name, '[^[:alnum:][:space:]]', ' ', 'g')), '[[:space:]]+')) AS w
           WHERE w <> '' ORDER BY w), ' ') AS name_key
-      FROM ${t} WHERE status IN ('active', 'inactive') ${visible}
+      FROM ${sql.id(source.schema, 'customers')} WHERE status IN ('active', 'inactive') ${visible}
     ), groups AS (
       SELECT 'email' AS reason, array_agg(customer_id::text ORDER BY registered_at, customer_id) AS ids FROM c GROUP BY email_key HAVING count(*) > 1
       UNION ALL
@@ -40,7 +66,27 @@ export async function likelyDuplicates(
       UNION ALL
       SELECT 'name', array_agg(customer_id::text ORDER BY registered_at, customer_id) FROM c WHERE name_key <> '' GROUP BY name_key HAVING count(*) > 1
     )
-    SELECT reason, ids FROM groups ORDER BY CASE reason WHEN 'email' THEN 0 WHEN 'phone' THEN 1 ELSE 2 END, ids[1] LIMIT ${limit}`.execute(source.db);
+    SELECT reason, ids FROM groups ${IN_REPORT_ORDER} LIMIT ${limit}`.execute(source.db);
+  return rows;
+}
+
+/**
+ * `GET /customers/duplicates`: groups of active or inactive customers who are likely one person, for a
+ * merge, by email, then phone, then name, each reason's groups in the order of their oldest customer.
+ * The projection keeps each customer's match keys (read-models/match-keys.ts) and the keys two or
+ * more customers share (`customer_duplicate_groups`), so a page costs its own groups, not the table.
+ */
+export async function likelyDuplicates(
+  source: ReadModelSource,
+  query: { limit?: number } = {},
+  scope?: ReadScope | null,
+): Promise<{ items: DuplicateGroup[] }> {
+  const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
+  const t = sql.id(source.schema, 'customers');
+  const rows = await unlessRebuilding(
+    () => groupsByMatchKeys(source, limit, scope),
+    () => groupsByNormalisingEveryCustomer(source, limit, scope),
+  );
   const ids = [...new Set(rows.flatMap((r) => r.ids))];
   if (ids.length === 0) return { items: [] };
   const { rows: customers } = await sql<{

@@ -2,6 +2,7 @@ import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent } from '../../shared/events.ts';
 import { addMoney, minorOf, numericOf, subtractMoney } from '../../shared/money.ts';
 import { earliest, latest, occurredAt, type Bigint, type Instant } from './common.ts';
+import { matchKeysOf, type MatchKeys } from './match-keys.ts';
 
 /**
  * A customer folded from its own stream, written once: the live projection (customers.ts), rebuild
@@ -48,7 +49,7 @@ export type CustomerRow = {
   last_event_at: Instant;
   last_position: Bigint;
   owner_id: string | null;
-};
+} & MatchKeys;
 
 /** A `revenue_lines` row: a purchase (positive) or refund (negative) in its own currency. */
 export type RevenueLine = {
@@ -100,6 +101,7 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
       last_event_at: at,
       last_position: e.position.toString(),
       owner_id: null,
+      ...matchKeysOf({ name: d.name, email: d.email, phone: d.phone, status: 'active' }),
     };
   }
   if (!state) return state;
@@ -172,6 +174,8 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
   row.revision = e.revision;
   row.last_event_at = latest(row.last_event_at, at);
   row.last_position = e.position.toString();
+  // Most events (purchases, tags, owners) leave what the keys are made of as it was.
+  if (row.name !== state.name || row.email !== state.email || row.phone !== state.phone || row.status !== state.status) Object.assign(row, matchKeysOf(row));
   return row;
 }
 

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent, Projection, ProjectionContext } from '../projection.ts';
 import { viewsOf } from '../reporting.ts';
@@ -6,6 +6,7 @@ import { earliest, isoOf, latest, occurredAt } from './common.ts';
 import { MONEY_TYPE, minorOfNumeric, numericOf } from '../../shared/money.ts';
 import { evolveCustomer, revenueLineOf, type CustomerRow, type RevenueLine } from './customer-fold.ts';
 import { ensureSchema, insertRows, RowSet, type TableSpec } from './rows.ts';
+import { DUPLICATE_REASONS, MATCH_KEY_COLUMN, type DuplicateReason, type MatchKeys } from './match-keys.ts';
 
 export type { CustomerStatus } from './customer-fold.ts';
 
@@ -16,6 +17,7 @@ export type { CustomerStatus } from './customer-fold.ts';
  * point-in-time record reads; what other streams add is applied here.
  * `customer_links`: which customer each deal and feedback item belongs to (their later events
  * carry only their own id), and whether it is open, won, lost or closed.
+ * `customer_duplicate_groups`: the match keys (match-keys.ts) that two or more customers share.
  */
 export const CUSTOMERS: TableSpec<CustomerRow> = {
   table: 'customers',
@@ -47,6 +49,9 @@ export const CUSTOMERS: TableSpec<CustomerRow> = {
     'revision',
     'last_event_at',
     'last_position',
+    'email_key',
+    'phone_key',
+    'name_key',
     'owner_id',
   ],
 };
@@ -78,11 +83,27 @@ export const REVENUE_LINES: TableSpec<RevenueLine> = {
   columns: ['event_id', 'customer_id', 'kind', 'order_id', 'currency', 'amount', 'occurred_at'],
 };
 
+/**
+ * A `customer_duplicate_groups` row: a match key two or more customers share, with its oldest
+ * customer, so that the duplicates report pages through the groups in its order by an index.
+ */
+export type DuplicateGroupRow = {
+  reason: DuplicateReason;
+  match_key: string;
+  /** Registered first (ties by id): the usual primary of a merge, and the report's order within a reason. */
+  first_customer_id: string;
+  members: number;
+};
+
+/** The report's order of the groups: email, then phone, then name; the same expression indexes it. */
+export const DUPLICATE_GROUP_ORDER = sql`(CASE reason WHEN 'email' THEN 0 WHEN 'phone' THEN 1 ELSE 2 END), first_customer_id`;
+
 /** The tables this projection owns, for kysely. */
 export interface CustomerTables {
   customers: CustomerRow;
   customer_links: CustomerLink;
   revenue_lines: RevenueLine;
+  customer_duplicate_groups: DuplicateGroupRow;
 }
 
 async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void> {
@@ -116,7 +137,10 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
     forgotten_at timestamptz,
     revision integer NOT NULL,
     last_event_at timestamptz NOT NULL,
-    last_position bigint NOT NULL
+    last_position bigint NOT NULL,
+    email_key text,
+    phone_key text,
+    name_key text
   ) WITH (fillfactor = 80)`.execute(db);
   // The account owner (a user) came later: added in place, without a rebuild, because no event before
   // it assigned an owner (every existing row's owner is null, exactly what a replay gives).
@@ -134,9 +158,16 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   );
   await sql`CREATE INDEX IF NOT EXISTS customers_owner_order_count_idx ON ${t} (owner_id, order_count, customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_status_idx ON ${t} (status)`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS customers_tags_idx ON ${t} USING gin (tags)`.execute(db);
+  // Without fastupdate: new entries go into the index itself, not into a pending list that every tag
+  // lookup reads in full until a vacuum merges it (autovacuum may be off; a catch-up of 100,000
+  // customers left 2.7 MB there, read by each `?tag=` whatever the tag, even one nobody has).
+  await sql`CREATE INDEX IF NOT EXISTS customers_tags_idx ON ${t} USING gin (tags) WITH (fastupdate = off)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_email_search_idx ON ${t} (email_search text_pattern_ops)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_name_idx ON ${t} (lower(name) text_pattern_ops)`.execute(db);
+  // A search holding '@' (projections/queries/customers.ts): the end of the email's local part, and
+  // the few names holding '@'.
+  await sql`CREATE INDEX IF NOT EXISTS customers_email_local_idx ON ${t} (reverse(split_part(email_search, '@', 1)) text_pattern_ops)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_name_at_idx ON ${t} (customer_id) WHERE strpos(name, '@') > 0`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_registered_idx ON ${t} (registered_at, customer_id)`.execute(db);
   // One index per sort key of GET /customers (projections/queries/customers.ts), in the list's exact
   // expression and with the id as tie-breaker, so every page is an index range scan (keyset paging).
@@ -167,6 +198,21 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   await sql`CREATE INDEX IF NOT EXISTS revenue_lines_occurred_idx ON ${lines} (occurred_at)`.execute(db);
   // A customer's revenue includes the duplicates merged into it.
   await sql`CREATE INDEX IF NOT EXISTS customers_merged_into_idx ON ${t} (merged_into) WHERE merged_into IS NOT NULL`.execute(db);
+  // Likely duplicates: the customers sharing a key, oldest first (the members of a group, in its order).
+  for (const reason of DUPLICATE_REASONS) {
+    const column = MATCH_KEY_COLUMN[reason];
+    await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`customers_${column}_idx`)} ON ${t} (${sql.id(column)}, registered_at, customer_id)
+      WHERE ${sql.id(column)} IS NOT NULL`.execute(db);
+  }
+  const groups = sql.id(schema, 'customer_duplicate_groups');
+  await sql`CREATE TABLE IF NOT EXISTS ${groups} (
+    reason text NOT NULL CHECK (reason IN ('email', 'phone', 'name')),
+    match_key text NOT NULL,
+    first_customer_id uuid NOT NULL,
+    members integer NOT NULL CHECK (members > 1),
+    PRIMARY KEY (reason, match_key)
+  )`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customer_duplicate_groups_order_idx ON ${groups} (${DUPLICATE_GROUP_ORDER})`.execute(db);
 }
 
 const DEAL_LINKED = new Set(['DealWon', 'DealLost', 'DealReopened']);
@@ -177,6 +223,8 @@ const dealCounter = (state: string): DealCounter => (state === 'won' ? 'deals_wo
 
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const customers = new RowSet(trx, schema, CUSTOMERS);
+  /** Each changed customer's match keys as the batch found them, to tell which duplicate groups it changed. */
+  const keysBefore = new Map<string, MatchKeys>();
   const links = new RowSet(trx, schema, CUSTOMER_LINKS);
   const linkIds = new Set<string>();
   const customerIds = new Set<string>();
@@ -264,6 +312,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         }
         // Later events decode as erased too; this clears what the row decrypted before the forget.
         if (event.type === 'CustomerForgotten') eraseDecrypted(after);
+        if (!keysBefore.has(after.customer_id)) keysBefore.set(after.customer_id, before ? keysOf(before) : NO_KEYS);
         customers.put(after);
         const line = revenueLineOf(e);
         if (line) revenueLines.push(line);
@@ -273,7 +322,56 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   }
   await links.flush();
   await customers.flush();
+  await refreshDuplicateGroups(trx, schema, movedKeys(customers, keysBefore));
   if (revenueLines.length > 0) await insertRows(trx, schema, REVENUE_LINES, revenueLines);
+}
+
+const NO_KEYS: MatchKeys = { email_key: null, phone_key: null, name_key: null };
+const keysOf = (row: CustomerRow): MatchKeys => ({ email_key: row.email_key, phone_key: row.phone_key, name_key: row.name_key });
+
+/**
+ * A forget reaching a copy of the read models (read-model-copies.ts): the customers' match keys go,
+ * as a forget in the live tables takes them, and the groups they were in are counted again.
+ */
+export async function eraseMatchKeys(trx: QueryExecutorProvider, schema: string, customerIds: readonly string[]): Promise<void> {
+  const t = sql.id(schema, 'customers');
+  const { rows } = await sql<MatchKeys>`UPDATE ${t} c SET email_key = NULL, phone_key = NULL, name_key = NULL
+      FROM (SELECT customer_id, email_key, phone_key, name_key FROM ${t} WHERE customer_id::text = ANY(${customerIds}::text[]) FOR UPDATE) old
+     WHERE c.customer_id = old.customer_id
+    RETURNING old.email_key, old.phone_key, old.name_key`.execute(trx);
+  const keysBefore = new Map(rows.map((keys, i) => [String(i), keys]));
+  await refreshDuplicateGroups(trx, schema, movedKeys({ get: () => undefined }, keysBefore));
+}
+
+/** Per reason, the keys a customer of the batch left or joined: the only groups the batch can have changed. */
+function movedKeys(customers: Pick<RowSet<CustomerRow>, 'get'>, keysBefore: ReadonlyMap<string, MatchKeys>): Map<DuplicateReason, Set<string>> {
+  const moved = new Map<DuplicateReason, Set<string>>(DUPLICATE_REASONS.map((reason) => [reason, new Set<string>()]));
+  for (const [id, before] of keysBefore) {
+    const after = customers.get(id) ?? NO_KEYS;
+    for (const reason of DUPLICATE_REASONS) {
+      const column = MATCH_KEY_COLUMN[reason];
+      if (before[column] === after[column]) continue;
+      for (const key of [before[column], after[column]]) if (key !== null) moved.get(reason)!.add(key);
+    }
+  }
+  return moved;
+}
+
+/**
+ * Counts these groups again from the customers holding their keys (an index range each), after the
+ * batch's rows are written: a group of one is no group, and the oldest member may have left.
+ */
+async function refreshDuplicateGroups(trx: QueryExecutorProvider, schema: string, moved: ReadonlyMap<DuplicateReason, ReadonlySet<string>>): Promise<void> {
+  const groups = sql.id(schema, 'customer_duplicate_groups');
+  for (const [reason, keys] of moved) {
+    if (keys.size === 0) continue;
+    const column = sql.id(MATCH_KEY_COLUMN[reason]);
+    await sql`DELETE FROM ${groups} WHERE reason = ${reason} AND match_key = ANY(${[...keys]}::text[])`.execute(trx);
+    await sql`INSERT INTO ${groups} (reason, match_key, first_customer_id, members)
+      SELECT ${reason}, ${column}, (array_agg(customer_id ORDER BY registered_at, customer_id))[1], count(*)
+        FROM ${sql.id(schema, 'customers')} WHERE ${column} = ANY(${[...keys]}::text[])
+       GROUP BY ${column} HAVING count(*) > 1`.execute(trx);
+  }
 }
 
 const eraseDecrypted = (row: CustomerRow): void => {
@@ -334,8 +432,9 @@ export const customersProjection: Projection = {
   name: 'customers',
   // 2: forgetting erases `company` too (personal data for sole traders); a primary absorbs its merged duplicates' figures.
   // 3: `revenue_lines` (purchases and refunds in every currency, for base-currency revenue).
-  version: 3,
-  tables: ['customers', 'customer_links', 'revenue_lines'],
+  // 4: match keys on `customers` and `customer_duplicate_groups`, for the duplicates report.
+  version: 4,
+  tables: ['customers', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,
   apply,

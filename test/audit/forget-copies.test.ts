@@ -28,7 +28,16 @@ const ada = randomUUID();
 const bob = randomUUID();
 /** Ada registered twice; the second registration was merged into the first. */
 const adaAgain = randomUUID();
-const ADA_SECRETS = ['Ada Lovelace', 'ada@example.com', 'Lovelace Analytical Engines', 'My engine stopped', 'A. A. Lovelace', 'countess@example.com'];
+// The last: her name as the duplicates report matches it (lower-cased words, sorted).
+const ADA_SECRETS = [
+  'Ada Lovelace',
+  'ada@example.com',
+  'Lovelace Analytical Engines',
+  'My engine stopped',
+  'A. A. Lovelace',
+  'countess@example.com',
+  'ada lovelace',
+];
 let crm: CrmRuntime;
 
 const ctx = () => ({ actor: { userId: 'test', roles: ['admin'] }, correlationId: randomUUID() });

@@ -1,0 +1,44 @@
+import type { CustomerStatus } from './customer-fold.ts';
+
+/** What likely duplicates share, in the order `GET /customers/duplicates` lists their groups. */
+export const DUPLICATE_REASONS = ['email', 'phone', 'name'] as const;
+export type DuplicateReason = (typeof DUPLICATE_REASONS)[number];
+
+/**
+ * The `customers` columns that likely duplicates share, kept by the projection beside the profile
+ * so that the duplicates report reads indexed keys instead of normalising every customer on each
+ * request. Null when the customer takes no part (merged or forgotten, a phone of fewer than six
+ * digits, a name without a letter or digit).
+ */
+export type MatchKeys = { email_key: string | null; phone_key: string | null; name_key: string | null };
+
+/** The column of `customers` holding each reason's key. */
+export const MATCH_KEY_COLUMN = { email: 'email_key', phone: 'phone_key', name: 'name_key' } as const satisfies Record<DuplicateReason, keyof MatchKeys>;
+
+/** Customers who can still be merged: the ones the report compares. */
+const COMPARED: ReadonlySet<CustomerStatus> = new Set(['active', 'inactive']);
+
+/** Fewer digits than this is not a phone number worth matching on (an extension, a typo). */
+const MIN_PHONE_DIGITS = 6;
+
+/**
+ * The keys of a customer, as the report has always defined them: the email lower-cased without the
+ * spaces around it; the phone's digits; the name's words (letters and digits, lower-cased), sorted,
+ * so that case, punctuation and word order do not matter.
+ */
+export function matchKeysOf(customer: { name: string; email: string; phone: string | null; status: CustomerStatus }): MatchKeys {
+  if (!COMPARED.has(customer.status)) return { email_key: null, phone_key: null, name_key: null };
+  const digits = (customer.phone ?? '').replace(/[^0-9]/g, '');
+  const words = customer.name
+    .replace(/[^\p{L}\p{N}\s]/gu, ' ')
+    .toLowerCase()
+    .split(/\s+/u)
+    .filter((w) => w !== '')
+    .sort();
+  return {
+    // PostgreSQL's trim(), which the report used: spaces only, not every kind of white space.
+    email_key: customer.email.replace(/^ +| +$/g, '').toLowerCase(),
+    phone_key: digits.length >= MIN_PHONE_DIGITS ? digits : null,
+    name_key: words.length > 0 ? words.join(' ') : null,
+  };
+}
