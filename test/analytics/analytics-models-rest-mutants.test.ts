@@ -13,6 +13,7 @@ import { minimise, nelderMead, numericalHessian, standardErrorsFromLogFit } from
 import { CHURN_FEATURES, churnScore, featureVector, trainChurnModels, type ChurnExample, type ChurnFeatures } from '../../analytics/models/churn.ts';
 import { seededRandom } from '../../analytics/models/random.ts';
 import { GaussianNB } from 'ml-naivebayes';
+import { DecisionTreeClassifier } from 'ml-cart';
 
 /**
  * The analytics models outside the customer-value chain, at the edges the model tests did not reach.
@@ -761,6 +762,36 @@ describe('churn training at its edges', () => {
     const gap = Math.abs(packageAccuracy - training.comparison.naiveBayes.uncalibrated.accuracy!);
     expect(gap).toBeGreaterThan(0);
     expect(training.comparison.mlNaiveBayesDisagreement).toBeGreaterThanOrEqual(gap - 1e-12);
+  });
+
+  it('the decision tree is ml-cart’s with depth at most 6 and at least 10 rows to split, on the evenly spaced training rows', () => {
+    const training = train();
+    // The tree is trained here on the same rows (the split by FNV-1a, the model's standardisation, 90 rows
+    // evenly spaced), once with the report's options and once with the package's defaults, which differ on
+    // this data: the report's scores are those of the first.
+    const share = (e: ChurnExample) => (fnv1a(e.customerId) % 10_000) / 10_000;
+    const vector = (e: ChurnExample) => standardise(training.model.standardiser, featureVector(e.features));
+    const trainRows = examples.filter((e) => share(e) >= 0.3);
+    const testRows = examples.filter((e) => share(e) < 0.3);
+    const picked = Array.from({ length: 90 }, (_, i) => trainRows[Math.floor((i * trainRows.length) / 90)]!);
+    const treeAuc = (options?: { maxDepth: number; minNumSamples: number }): number => {
+      const tree = new DecisionTreeClassifier(options);
+      tree.train(
+        picked.map(vector),
+        picked.map((e) => e.churned),
+      );
+      const scores = testRows.map((e) => {
+        const distribution = tree.root.classify(vector(e));
+        return distribution.columns > 1 ? distribution.get(0, 1) : 0;
+      });
+      return auc(
+        testRows.map((e) => e.churned),
+        scores,
+      );
+    };
+    const withOptions = treeAuc({ maxDepth: 6, minNumSamples: 10 });
+    expect(treeAuc()).not.toBeCloseTo(withOptions, 6);
+    expect(training.comparison.decisionTree.auc).toBeCloseTo(withOptions, 12);
   });
 
   it('refuses a training set without both outcomes, or an empty test set', () => {
