@@ -396,6 +396,35 @@ describe('revenue forecast on series with a known continuation', () => {
     expect(parameters).toEqual({ alpha: least.alpha, beta: least.beta });
   });
 
+  it('Holt-Winters’ constants are those of the grid with the least one-step squared error, by the textbook recurrences', () => {
+    // Three years of an accelerating trend over a season (no constants fit it exactly): the additive
+    // method, started as the model documents it (level and trend from the first two seasons' means,
+    // indices from the first season's detrended deviations).
+    const values = Array.from({ length: 36 }, (_, t) => 200 + 0.4 * t * t + [0, 12, 30, 18, -5, -20, -26, -11, 4, 22, 35, 9][t % 12]! + (t % 5) * 3);
+    const first = values.slice(0, 12).reduce((a, b) => a + b, 0) / 12;
+    const second = values.slice(12, 24).reduce((a, b) => a + b, 0) / 12;
+    const oneStepError = (alpha: number, beta: number, gamma: number) => {
+      let trend = (second - first) / 12;
+      let level = first + trend * 5.5;
+      const season = values.slice(0, 12).map((y, i) => y - (first + trend * (i - 5.5)));
+      let sse = 0;
+      values.slice(12).forEach((y, i) => {
+        const s = season[i % 12]!;
+        sse += (y - (level + trend + s)) ** 2;
+        const next = alpha * (y - s) + (1 - alpha) * (level + trend);
+        trend = beta * (next - level) + (1 - beta) * trend;
+        level = next;
+        season[i % 12] = gamma * (y - level) + (1 - gamma) * s;
+      });
+      return sse;
+    };
+    const grid = Array.from({ length: 10 }, (_, i) => 0.05 + i * 0.1);
+    const errors = grid.flatMap((alpha) => grid.flatMap((beta) => grid.map((gamma) => ({ alpha, beta, gamma, sse: oneStepError(alpha, beta, gamma) }))));
+    const least = errors.reduce((best, e) => (e.sse < best.sse ? e : best));
+    const { parameters } = smoothingForecast(values, 1);
+    expect(parameters).toEqual({ alpha: least.alpha, beta: least.beta, gamma: least.gamma });
+  });
+
   it('the seasonal indices follow a season that moved: a spike in month 12 for two years, then in month 6', () => {
     const values = Array.from({ length: 72 }, (_, t) => 100 + (t % 12 === (t < 24 ? 11 : 5) ? 30 : 0));
     const { forecast, parameters } = smoothingForecast(values, 12);
