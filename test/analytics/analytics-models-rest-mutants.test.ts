@@ -772,7 +772,7 @@ describe('churn training at its edges', () => {
     expect(comparison.mlNaiveBayesDisagreement).toBeLessThan(0.5);
   });
 
-  it('the share of rows where ml-naivebayes disagrees is at least the gap between the two classifiers’ accuracies', () => {
+  it('the share of rows where ml-naivebayes disagrees is at least the gap between the two classifiers’ accuracies, at most the sum of their errors, and the share where their classes differ', () => {
     const training = train();
     // Two classifiers can differ in accuracy only on rows where they disagree. The package's accuracy is
     // computed here on the same split (FNV-1a) and the model's own standardisation.
@@ -791,6 +791,17 @@ describe('churn training at its edges', () => {
     const gap = Math.abs(packageAccuracy - training.comparison.naiveBayes.uncalibrated.accuracy!);
     expect(gap).toBeGreaterThan(0);
     expect(training.comparison.mlNaiveBayesDisagreement).toBeGreaterThanOrEqual(gap - 1e-12);
+    // And at most the sum of their error rates: where they disagree, one of them is wrong.
+    const errors = 1 - packageAccuracy + (1 - training.comparison.naiveBayes.uncalibrated.accuracy!);
+    expect(training.comparison.mlNaiveBayesDisagreement).toBeLessThanOrEqual(errors + 1e-12);
+    // Exactly: the share of held-out rows where the package's class differs from the uncalibrated
+    // textbook classifier's (fitted here on the same rows, churned when its score is at least 1/2).
+    const textbook = fitGaussianNaiveBayes(
+      rows((e) => share(e) >= 0.3),
+      examples.filter((e) => share(e) >= 0.3).map((e) => e.churned),
+    );
+    const differing = rows((e) => share(e) < 0.3).filter((x, i) => predicted[i] !== (naiveBayesScore(textbook, x) >= 0.5 ? 1 : 0)).length;
+    expect(training.comparison.mlNaiveBayesDisagreement).toBeCloseTo(differing / predicted.length, 12);
   });
 
   it('the decision tree is ml-cart’s with depth at most 6 and at least 10 rows to split, on the evenly spaced training rows', () => {
