@@ -40,8 +40,9 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
   'eventstore-postgres-connections': {
     // The database handle and the wake-ups of eventstore-postgres against their direct tests (about 8 s a
     // pass): every test of the module opens connections, so with the whole list each survivor re-ran it.
+    // PGlite's opening has its own file with one instance (about 10 s, most of it creating the instance).
     mutate: ['eventstore/postgres/database.ts', 'eventstore/postgres/wakeup.ts'],
-    tests: ['test/eventstore/postgres-database.test.ts', 'test/eventstore/postgres-store.test.ts'],
+    tests: ['test/eventstore/postgres-database.test.ts', 'test/eventstore/postgres-store.test.ts', 'test/eventstore/pglite-database.test.ts'],
     concurrency: 1,
   },
   'eventstore-postgres-migrations': {

@@ -143,6 +143,17 @@ describe('BG/NBD on a sample that says nothing of dropout', () => {
 });
 
 describe('Gamma-Gamma at its edges', () => {
+  it('still answers a fit when the information matrix cannot be inverted, with standard errors NaN', () => {
+    // Spends so small that x m + v rounds to v: the likelihood then sees q and v only as their ratio
+    // (for the huge q the fit reaches), so the Hessian is singular and its inverse is refused.
+    const customers = [1, 2, 3].map((i) => ({ frequency: 1, monetary: i * 1e-300 }));
+    const fit = fitGammaGamma(customers);
+    expect(fit.customers).toBe(3);
+    for (const value of Object.values(fit.params)) expect(Number.isFinite(value)).toBe(true);
+    expect(Object.keys(fit.standardErrors).sort()).toEqual(['p', 'q', 'v']);
+    for (const se of Object.values(fit.standardErrors)) expect(se).toBeNaN();
+  });
+
   it('the likelihood of a mean spend equals the mixture integral over nu (integer shapes: factorials)', () => {
     const params = { p: 2, q: 3, v: 10 };
     for (const [x, m] of [

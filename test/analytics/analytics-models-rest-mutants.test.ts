@@ -13,6 +13,7 @@ import { minimise, nelderMead, numericalHessian, standardErrorsFromLogFit } from
 import { CHURN_FEATURES, churnScore, featureVector, trainChurnModels, type ChurnExample, type ChurnFeatures } from '../../analytics/models/churn.ts';
 import { seededRandom } from '../../analytics/models/random.ts';
 import { GaussianNB } from 'ml-naivebayes';
+import { DecisionTreeClassifier } from 'ml-cart';
 
 /**
  * The analytics models outside the customer-value chain, at the edges the model tests did not reach.
@@ -395,6 +396,35 @@ describe('revenue forecast on series with a known continuation', () => {
     expect(parameters).toEqual({ alpha: least.alpha, beta: least.beta });
   });
 
+  it('Holt-Winters’ constants are those of the grid with the least one-step squared error, by the textbook recurrences', () => {
+    // Three years of an accelerating trend over a season (no constants fit it exactly): the additive
+    // method, started as the model documents it (level and trend from the first two seasons' means,
+    // indices from the first season's detrended deviations).
+    const values = Array.from({ length: 36 }, (_, t) => 200 + 0.4 * t * t + [0, 12, 30, 18, -5, -20, -26, -11, 4, 22, 35, 9][t % 12]! + (t % 5) * 3);
+    const first = values.slice(0, 12).reduce((a, b) => a + b, 0) / 12;
+    const second = values.slice(12, 24).reduce((a, b) => a + b, 0) / 12;
+    const oneStepError = (alpha: number, beta: number, gamma: number) => {
+      let trend = (second - first) / 12;
+      let level = first + trend * 5.5;
+      const season = values.slice(0, 12).map((y, i) => y - (first + trend * (i - 5.5)));
+      let sse = 0;
+      values.slice(12).forEach((y, i) => {
+        const s = season[i % 12]!;
+        sse += (y - (level + trend + s)) ** 2;
+        const next = alpha * (y - s) + (1 - alpha) * (level + trend);
+        trend = beta * (next - level) + (1 - beta) * trend;
+        level = next;
+        season[i % 12] = gamma * (y - level) + (1 - gamma) * s;
+      });
+      return sse;
+    };
+    const grid = Array.from({ length: 10 }, (_, i) => 0.05 + i * 0.1);
+    const errors = grid.flatMap((alpha) => grid.flatMap((beta) => grid.map((gamma) => ({ alpha, beta, gamma, sse: oneStepError(alpha, beta, gamma) }))));
+    const least = errors.reduce((best, e) => (e.sse < best.sse ? e : best));
+    const { parameters } = smoothingForecast(values, 1);
+    expect(parameters).toEqual({ alpha: least.alpha, beta: least.beta, gamma: least.gamma });
+  });
+
   it('the seasonal indices follow a season that moved: a spike in month 12 for two years, then in month 6', () => {
     const values = Array.from({ length: 72 }, (_, t) => 100 + (t % 12 === (t < 24 ? 11 : 5) ? 30 : 0));
     const { forecast, parameters } = smoothingForecast(values, 12);
@@ -742,7 +772,7 @@ describe('churn training at its edges', () => {
     expect(comparison.mlNaiveBayesDisagreement).toBeLessThan(0.5);
   });
 
-  it('the share of rows where ml-naivebayes disagrees is at least the gap between the two classifiers’ accuracies', () => {
+  it('the share of rows where ml-naivebayes disagrees is at least the gap between the two classifiers’ accuracies, at most the sum of their errors, and the share where their classes differ', () => {
     const training = train();
     // Two classifiers can differ in accuracy only on rows where they disagree. The package's accuracy is
     // computed here on the same split (FNV-1a) and the model's own standardisation.
@@ -761,6 +791,47 @@ describe('churn training at its edges', () => {
     const gap = Math.abs(packageAccuracy - training.comparison.naiveBayes.uncalibrated.accuracy!);
     expect(gap).toBeGreaterThan(0);
     expect(training.comparison.mlNaiveBayesDisagreement).toBeGreaterThanOrEqual(gap - 1e-12);
+    // And at most the sum of their error rates: where they disagree, one of them is wrong.
+    const errors = 1 - packageAccuracy + (1 - training.comparison.naiveBayes.uncalibrated.accuracy!);
+    expect(training.comparison.mlNaiveBayesDisagreement).toBeLessThanOrEqual(errors + 1e-12);
+    // Exactly: the share of held-out rows where the package's class differs from the uncalibrated
+    // textbook classifier's (fitted here on the same rows, churned when its score is at least 1/2).
+    const textbook = fitGaussianNaiveBayes(
+      rows((e) => share(e) >= 0.3),
+      examples.filter((e) => share(e) >= 0.3).map((e) => e.churned),
+    );
+    const differing = rows((e) => share(e) < 0.3).filter((x, i) => predicted[i] !== (naiveBayesScore(textbook, x) >= 0.5 ? 1 : 0)).length;
+    expect(training.comparison.mlNaiveBayesDisagreement).toBeCloseTo(differing / predicted.length, 12);
+  });
+
+  it('the decision tree is ml-cart’s with depth at most 6 and at least 10 rows to split, on the evenly spaced training rows', () => {
+    const training = train();
+    // The tree is trained here on the same rows (the split by FNV-1a, the model's standardisation, 90 rows
+    // evenly spaced), once with the report's options and once with the package's defaults, which differ on
+    // this data: the report's scores are those of the first.
+    const share = (e: ChurnExample) => (fnv1a(e.customerId) % 10_000) / 10_000;
+    const vector = (e: ChurnExample) => standardise(training.model.standardiser, featureVector(e.features));
+    const trainRows = examples.filter((e) => share(e) >= 0.3);
+    const testRows = examples.filter((e) => share(e) < 0.3);
+    const picked = Array.from({ length: 90 }, (_, i) => trainRows[Math.floor((i * trainRows.length) / 90)]!);
+    const treeAuc = (options?: { maxDepth: number; minNumSamples: number }): number => {
+      const tree = new DecisionTreeClassifier(options);
+      tree.train(
+        picked.map(vector),
+        picked.map((e) => e.churned),
+      );
+      const scores = testRows.map((e) => {
+        const distribution = tree.root.classify(vector(e));
+        return distribution.columns > 1 ? distribution.get(0, 1) : 0;
+      });
+      return auc(
+        testRows.map((e) => e.churned),
+        scores,
+      );
+    };
+    const withOptions = treeAuc({ maxDepth: 6, minNumSamples: 10 });
+    expect(treeAuc()).not.toBeCloseTo(withOptions, 6);
+    expect(training.comparison.decisionTree.auc).toBeCloseTo(withOptions, 12);
   });
 
   it('refuses a training set without both outcomes, or an empty test set', () => {
@@ -803,6 +874,35 @@ describe('the seeded random source', () => {
   // 1.63 / √N is the 1% critical value of the KS distance.
   const critical = 1.63 / Math.sqrt(N);
   const draw = (f: () => number) => Array.from({ length: N }, f);
+
+  it('draws Gamma by Marsaglia and Tsang’s method: the same draws as the published algorithm on the same uniforms', () => {
+    // Marsaglia & Tsang (2000): d = a - 1/3, c = 1/√(9d); v = (1 + c x)³ for a normal x with v > 0;
+    // accept d v when u < 1 - 0.0331 x⁴ or ln u < x²/2 + d (1 - v + ln v). Fed by a second source on the
+    // same seed, it must give the same draws, so a wider or narrower acceptance shows in the sequence.
+    const shape = 2.5;
+    const rate = 2;
+    const source = seededRandom(11);
+    const published = (): number => {
+      const d = shape - 1 / 3;
+      const c = 1 / Math.sqrt(9 * d);
+      for (;;) {
+        let x = source.normal();
+        let v = 1 + c * x;
+        while (v <= 0) {
+          x = source.normal();
+          v = 1 + c * x;
+        }
+        v = v ** 3;
+        const u = source.next();
+        if (u < 1 - 0.0331 * x ** 4) return (d * v) / rate;
+        if (Math.log(u) < 0.5 * x ** 2 + d * (1 - v + Math.log(v))) return (d * v) / rate;
+      }
+    };
+    const random = seededRandom(11);
+    const draws = Array.from({ length: 5_000 }, () => random.gamma(shape, rate));
+    const expected = Array.from({ length: 5_000 }, published);
+    draws.forEach((g, i) => expect(g, `draw ${i}`).toBeCloseTo(expected[i]!, 12));
+  });
 
   it('is uniform on [0, 1), reproducible by seed, and different seeds give different streams', () => {
     const random = seededRandom(123);
