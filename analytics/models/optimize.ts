@@ -79,15 +79,18 @@ export function nelderMead(f: (x: number[]) => number, start: number[], options:
   return { x: simplex[0]!, value: values[0]!, iterations, converged };
 }
 
+/** A local minimiser as `minimise` runs it: Nelder-Mead, or a scripted one in the tests of the restarts. */
+export type LocalMinimiser = (f: (x: number[]) => number, start: number[], options?: { step?: number }) => Minimum;
+
 /**
  * Minimises from the start, then restarts at the optimum until it stops moving (Nelder-Mead can
- * stall). Iterations are bounded: a likelihood that keeps improving towards a boundary (e.g.
+ * stall), at most three times. Iterations are bounded: a likelihood that keeps improving towards a boundary (e.g.
  * Gamma-Gamma with no spend heterogeneity, q and v -> infinity) ends with converged = false.
  */
-export function minimise(f: (x: number[]) => number, start: number[]): Minimum {
-  let result = nelderMead(f, start);
+export function minimise(f: (x: number[]) => number, start: number[], local: LocalMinimiser = nelderMead): Minimum {
+  let result = local(f, start);
   for (let round = 0; round < 3; round++) {
-    const again = nelderMead(f, result.x, { step: 0.1 });
+    const again = local(f, result.x, { step: 0.1 });
     const improved = result.value - again.value;
     result = again.value <= result.value ? again : result;
     if (improved < 1e-9) break;

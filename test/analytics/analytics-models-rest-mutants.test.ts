@@ -9,7 +9,7 @@ import { fitClusters, fitRfmCutoffs, nearestCluster, rfmScore, rfmSegment, type 
 import { backtestError, forecastRevenue, regressionForecast, smoothingForecast } from '../../analytics/models/forecast.ts';
 import { fitLogisticMl, fitLogisticNewton, predictLogistic, sigmoid } from '../../analytics/models/logistic.ts';
 import { calibrateNaiveBayes, fitGaussianNaiveBayes, naiveBayesLogOdds, naiveBayesPosterior, naiveBayesScore } from '../../analytics/models/naive-bayes.ts';
-import { minimise, nelderMead, numericalHessian, standardErrorsFromLogFit } from '../../analytics/models/optimize.ts';
+import { minimise, nelderMead, numericalHessian, standardErrorsFromLogFit, type LocalMinimiser, type Minimum } from '../../analytics/models/optimize.ts';
 import { CHURN_FEATURES, churnScore, featureVector, trainChurnModels, type ChurnExample, type ChurnFeatures } from '../../analytics/models/churn.ts';
 import { seededRandom } from '../../analytics/models/random.ts';
 import { GaussianNB } from 'ml-naivebayes';
@@ -647,6 +647,42 @@ describe('minimisation and standard errors', () => {
       expect(result.x[0]).toBeCloseTo(0, 6);
       expect(result.x[1]).toBeCloseTo(-0.5, 4);
     }
+  });
+
+  it('minimise restarts at most three times, at the best point so far with the small step, and stops once a restart gains less than 1e-9', () => {
+    // A scripted local minimiser: each run answers the next of the given values one unit to the right
+    // of its start, and says where and with which step it was started.
+    const scripted = (values: number[]) => {
+      const runs: { start: number[]; step: number | undefined }[] = [];
+      const local: LocalMinimiser = (_f, start, options) => {
+        runs.push({ start, step: options?.step });
+        // Restarts without end would never return: fail at once instead.
+        if (runs.length > values.length) throw new Error(`run ${runs.length} of ${values.length} scripted`);
+        return { x: [start[0]! + 1], value: values[runs.length - 1]!, iterations: 1, converged: true } satisfies Minimum;
+      };
+      return { local, runs };
+    };
+    const unused = () => 0;
+
+    // Every restart keeps gaining: three of them, no more.
+    const gaining = scripted([10, 9, 8, 7, 6, 5]);
+    expect(minimise(unused, [0], gaining.local)).toMatchObject({ x: [4], value: 7 });
+    expect(gaining.runs).toEqual([
+      { start: [0], step: undefined },
+      { start: [1], step: 0.1 },
+      { start: [2], step: 0.1 },
+      { start: [3], step: 0.1 },
+    ]);
+
+    // The first restart gains 1e-12: done, with its (better) point.
+    const settled = scripted([10, 10 - 1e-12, 5]);
+    expect(minimise(unused, [0], settled.local)).toMatchObject({ x: [2], value: 10 - 1e-12 });
+    expect(settled.runs).toHaveLength(2);
+
+    // A restart that ends worse is not kept, and stops the restarts.
+    const worse = scripted([10, 11, 5]);
+    expect(minimise(unused, [0], worse.local)).toMatchObject({ x: [1], value: 10 });
+    expect(worse.runs).toHaveLength(2);
   });
 
   it('the numerical Hessian of a quadratic is its coefficient matrix', () => {
