@@ -14,6 +14,21 @@ const kit = scriptedRunnerKit('runner_edges');
 const { recording, appliedIds, idsOf, checkpoint, startRunner, freshSchema } = kit;
 
 /** Runs customers and deals to the head of a 12-event store, then moves their checkpoints as given. */
+/**
+ * A feed that fails and recovers once, then stalls with two events waiting: the runner must resubscribe
+ * after the failure, and its watchdog must restart the stalled feed and apply them.
+ */
+const failThenStall = async ({ runner, store }: Awaited<ReturnType<typeof startRunner>>) => {
+  store.append(2);
+  await runner.waitForPosition(2n);
+  store.current.fail(new Error('connection lost'));
+  await eventually(() => store.feeds.length === 2, 'the recovery');
+  store.current.stalled = true;
+  store.append(2);
+  await eventually(() => store.feeds.length === 3, 'the watchdog');
+  await runner.waitForPosition(4n);
+};
+
 const stoppedAt = async (checkpoints: Record<string, { position: number; state?: string }>) => {
   const schema = freshSchema();
   const store = new ScriptedStore();
@@ -169,16 +184,9 @@ describe('the watchdog, further', () => {
 
   it('still restarts a stalled feed after the feed failed and recovered once', async () => {
     const p = recording('customers');
-    const { runner, store, logged } = await startRunner([p.projection], { watchdogMs: 10, stallMs: 100 });
-    store.append(2);
-    await runner.waitForPosition(2n);
-    store.current.fail(new Error('connection lost'));
-    await eventually(() => store.feeds.length === 2, 'the recovery');
-    store.current.stalled = true;
-    store.append(2);
-    await eventually(() => store.feeds.length === 3, 'the watchdog');
-    await runner.waitForPosition(4n);
-    expect(logged('projection watchdog restarts the feed')).toHaveLength(1);
+    const started = await startRunner([p.projection], { watchdogMs: 10, stallMs: 100 });
+    await failThenStall(started);
+    expect(started.logged('projection watchdog restarts the feed')).toHaveLength(1);
   });
 });
 
@@ -368,15 +376,8 @@ describe('without a log', () => {
 
   it('resubscribes after the feed failed, and the watchdog restarts a stalled feed', async () => {
     const p = recording('customers');
-    const { runner, store, schema } = await startRunner([p.projection], { ...quiet, watchdogMs: 10, stallMs: 100 });
-    store.append(2);
-    await runner.waitForPosition(2n);
-    store.current.fail(new Error('connection lost'));
-    await eventually(() => store.feeds.length === 2, 'the recovery');
-    store.current.stalled = true;
-    store.append(2);
-    await eventually(() => store.feeds.length === 3, 'the watchdog');
-    await runner.waitForPosition(4n);
-    expect(await appliedIds(schema, 'customers')).toEqual(idsOf(1, 4));
+    const started = await startRunner([p.projection], { ...quiet, watchdogMs: 10, stallMs: 100 });
+    await failThenStall(started);
+    expect(await appliedIds(started.schema, 'customers')).toEqual(idsOf(1, 4));
   });
 });
