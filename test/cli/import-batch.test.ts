@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { importFile } from '../../cli/import.ts';
 import { createBatchCommands } from '../../commands/batch.ts';
 import { runImport } from '../../commands/import/importer.ts';
 import { parseRecords } from '../../commands/import/parse.ts';
-import { customerIdForEmail, rowCommands } from '../../commands/import/rows.ts';
+import { customerIdForEmail, rowCommands, type ImportKind } from '../../commands/import/rows.ts';
 import { WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 import { Readable } from 'node:stream';
@@ -103,60 +104,154 @@ const catchUp = async (runtime: CrmRuntime) => {
   await runtime.runner.waitForPosition(newest, 120_000);
 };
 
-describe('batch import', () => {
-  it('leaves the same events, read models and analytics as the same rows sent one by one through the command handlers', async () => {
-    const customers = customersCsv(40, new Set([5, 17]));
-    const purchases = purchasesCsv(120, 40);
-    writeFileSync(join(folder, 'eq-customers.csv'), customers);
-    writeFileSync(join(folder, 'eq-purchases.csv'), purchases);
+/**
+ * Imports the files in order (each in batches of `batchSize`) into one store, and sends the same rows
+ * one command at a time through the command handlers, with the keys and business times the importer
+ * gives them, into another. Answers what the import counted and each store's events, with both
+ * stores' projections caught up.
+ */
+const importAndSendOneByOne = async (label: string, files: { kind: ImportKind; text: string }[], batchSize: number) => {
+  const imported = await open(`${label}_a`);
+  const batch = createBatchCommands({ store: imported.store, personalData: imported.personalData });
+  const counts: { imported: number; rejected: number }[] = [];
+  for (const [i, { kind, text }] of files.entries()) {
+    writeFileSync(join(folder, `${label}-${i}.csv`), text);
+    const outcome = await importFile(batch, { file: join(folder, `${label}-${i}.csv`), reportPath: join(folder, `${label}-r${i}.csv`), batchSize, kind });
+    counts.push({ imported: outcome.imported, rejected: outcome.rejected });
+  }
 
-    const imported = await open('imp_eq_a');
-    const batch = createBatchCommands({ store: imported.store, personalData: imported.personalData });
-    const c = await importFile(batch, { file: join(folder, 'eq-customers.csv'), reportPath: join(folder, 'eq-r1.csv'), batchSize: 7 });
-    const p = await importFile(batch, { file: join(folder, 'eq-purchases.csv'), reportPath: join(folder, 'eq-r2.csv'), batchSize: 9 });
-    // Customers 5 and 17 are refused (bad emails), and so are their 3 + 3 purchases (no such customer).
-    expect([c.imported, c.rejected, p.imported, p.rejected]).toEqual([38, 2, 114, 6]);
-
-    // The same rows, one command at a time, with the keys and business times the importer gives them.
-    const viaApi = await open('imp_eq_b');
-    let apiRejected = 0;
-    for (const [kind, text] of [
-      ['customers', customers],
-      ['purchases', purchases],
-    ] as const) {
-      for await (const record of parseRecords(Readable.from([text]), 'csv')) {
-        if (!('row' in record)) continue;
+  const viaApi = await open(`${label}_b`);
+  let apiRejected = 0;
+  for (const { kind, text } of files) {
+    for await (const record of parseRecords(Readable.from([text]), 'csv')) {
+      if (!('row' in record)) continue;
+      try {
         for (const rc of rowCommands[kind](record.row)) {
-          try {
-            await viaApi.commands.execute(rc.command, {
-              actor: admin,
-              correlationId: `import:${kind}:line-${record.line}`,
-              idempotencyKey: rc.key,
-              ...(rc.occurredAt ? { occurredAt: rc.occurredAt } : {}),
-              reason: `import of ${kind} (line ${record.line})`,
-            });
-          } catch {
-            apiRejected += 1;
-          }
+          await viaApi.commands.execute(rc.command, {
+            actor: admin,
+            correlationId: `import:${kind}:line-${record.line}`,
+            idempotencyKey: rc.key,
+            ...(rc.occurredAt ? { occurredAt: rc.occurredAt } : {}),
+            reason: `import of ${kind} (line ${record.line})`,
+          });
         }
+      } catch {
+        apiRejected += 1;
       }
     }
-    expect(apiRejected).toBe(c.rejected + p.rejected);
+  }
 
-    const eventsOf = async (runtime: CrmRuntime) =>
-      (await storedEvents(runtime.store))
-        .map((e) => ({ id: e.id, stream: e.stream, revision: e.revision, type: e.type, metadata: e.metadata }))
-        .sort((a, b) => a.id.localeCompare(b.id));
-    const [a, b] = [await eventsOf(imported), await eventsOf(viaApi)];
+  const eventsOf = async (runtime: CrmRuntime) =>
+    (await storedEvents(runtime.store))
+      .map((e) => ({ id: e.id, stream: e.stream, revision: e.revision, type: e.type, metadata: e.metadata }))
+      .sort((a, b) => a.id.localeCompare(b.id));
+  await catchUp(imported);
+  await catchUp(viaApi);
+  return { counts, apiRejected, imported, viaApi, events: [await eventsOf(imported), await eventsOf(viaApi)] as const };
+};
+
+describe('batch import', () => {
+  it('leaves the same events, read models and analytics as the same rows sent one by one through the command handlers', async () => {
+    const run = await importAndSendOneByOne(
+      'imp_eq',
+      [
+        { kind: 'customers', text: customersCsv(40, new Set([5, 17])) },
+        { kind: 'purchases', text: purchasesCsv(120, 40) },
+      ],
+      8,
+    );
+    // Customers 5 and 17 are refused (bad emails), and so are their 3 + 3 purchases (no such customer).
+    expect(run.counts).toEqual([
+      { imported: 38, rejected: 2 },
+      { imported: 114, rejected: 6 },
+    ]);
+    expect(run.apiRejected).toBe(8);
+    const [a, b] = run.events;
     expect(a.length).toBe(38 + 114);
     expect(a).toEqual(b);
 
-    await catchUp(imported);
-    await catchUp(viaApi);
-    const [modelsA, modelsB] = [await readModels(imported), await readModels(viaApi)];
+    const [modelsA, modelsB] = [await readModels(run.imported), await readModels(run.viaApi)];
     expect(Object.keys(modelsA).length).toBeGreaterThan(3);
     expect(Object.entries(modelsA).filter(([table, rows]) => table.startsWith('analytics_') && rows.length > 0).length).toBeGreaterThan(0);
     expect(modelsA).toEqual(modelsB);
+  });
+
+  it('imports refunds, deals, campaigns with their responses, and feedback as the same rows sent one by one would, each with its business time', async () => {
+    const [dealWon, dealLost, dealOpen, campaignDone, campaignActive, campaignDraft, feedbackId] = Array.from({ length: 7 }, () => randomUUID());
+    const run = await importAndSendOneByOne(
+      'imp_kinds',
+      [
+        { kind: 'customers', text: customersCsv(6) },
+        { kind: 'purchases', text: purchasesCsv(12, 6) },
+        {
+          kind: 'refunds',
+          text: [
+            'order_id,customer_email,amount,currency,refund_id,refund_reason,occurred_at',
+            'o0,c0@example.com,4.00,USD,r0,damaged,1997-06-01',
+            'o1,c1@example.com,-3,USD,r1,bad amount,1997-06-02',
+            'o7,c1@example.com,2.50,USD,,,1997-06-03',
+          ].join('\n'),
+        },
+        {
+          kind: 'deals',
+          text: [
+            'deal_id,customer_email,title,amount,currency,owner_id,expected_close_date,stage,probability,opened_at,status,closed_at,lost_reason',
+            `${dealWon},c0@example.com,Fleet renewal,12000,EUR,sam@sales,1997-09-30,proposal,0.6,1997-03-01,won,1997-08-15,`,
+            `${dealLost},c2@example.com,Pilot,3000,EUR,sam@sales,1997-07-31,qualified,,1997-04-01,lost,1997-06-20,price`,
+            `${dealOpen},c3@example.com,Upsell,800,USD,ana@sales,1998-01-31,lead,,1997-11-05,open,,`,
+            `,c4@example.com,No id,500,EUR,ana@sales,1998-02-28,lead,,1997-12-01,maybe,,`,
+          ].join('\n'),
+        },
+        {
+          kind: 'campaigns',
+          text: [
+            'campaign_id,name,channel,budget,currency,starts_at,ends_at,status,created_at',
+            `${campaignDone},Spring mailing,email,2500,EUR,1997-03-01,1997-03-31,completed,1997-02-15`,
+            `${campaignActive},Autumn ads,ads,9000,EUR,1997-09-01,,active,1997-08-20`,
+            `${campaignDraft},Winter idea,sms,100,EUR,,,draft,1997-10-01`,
+            `,Broken,carrier pigeon,10,EUR,,,active,1997-10-02`,
+          ].join('\n'),
+        },
+        {
+          kind: 'responses',
+          text: [
+            'campaign_id,customer_email,response,revenue,currency,occurred_at',
+            `${campaignDone},c0@example.com,opened,,,1997-03-03`,
+            `${campaignDone},c0@example.com,converted,120.50,EUR,1997-03-05`,
+            `${campaignActive},c1@example.com,clicked,,,1997-09-10`,
+            `${campaignDraft},c2@example.com,opened,,,1997-10-05`,
+          ].join('\n'),
+        },
+        {
+          kind: 'feedback',
+          text: [
+            'feedback_id,customer_email,kind,channel,subject,body,priority,csat,nps,submitted_at',
+            `${feedbackId},c0@example.com,complaint,email,Late delivery,The parcel came a week late,high,2,,1997-05-02`,
+            `,c1@example.com,survey,web,Quarterly survey,Fine,,5,9,1997-07-01`,
+            `,c2@example.com,rumour,web,Odd,Odd kind,,,,1997-07-02`,
+          ].join('\n'),
+        },
+      ],
+      2,
+    );
+    // Refused: a negative refund; a deal status and a campaign channel outside their lists; a response to
+    // a draft campaign; a feedback kind outside its list.
+    expect(run.counts.map((c) => c.rejected)).toEqual([0, 0, 1, 1, 1, 1, 1]);
+    expect(run.counts.map((c) => c.imported)).toEqual([6, 12, 2, 3, 3, 3, 2]);
+    expect(run.apiRejected).toBe(5);
+    const [a, b] = run.events;
+    expect(a).toEqual(b);
+    const types = a.map((e) => e.type);
+    for (const type of ['PurchaseRefunded', 'DealWon', 'DealLost', 'CampaignLaunched', 'CampaignCompleted', 'CampaignResponseRecorded', 'FeedbackSubmitted'])
+      expect(types, type).toContain(type);
+    // Business time from the files: in the payload where the command takes it, else in the metadata.
+    const stored = await storedEvents(run.imported.store);
+    const at = (type: string) => JSON.stringify(stored.filter((e) => e.type === type).map((e) => [e.data, e.metadata]));
+    expect(at('DealWon')).toContain('1997-08-15');
+    expect(at('DealLost')).toContain('1997-06-20');
+    expect(at('CampaignCompleted')).toContain('1997-03-31');
+    expect(at('FeedbackSubmitted')).toContain('1997-05-02');
+    expect(await readModels(run.imported)).toEqual(await readModels(run.viaApi));
   });
 
   it('reports each bad row at batch boundaries with its line, and appends every good row once', async () => {
