@@ -1,5 +1,3 @@
-import type { CustomerStatus } from './customer-fold.ts';
-
 /** What likely duplicates share, in the order `GET /customers/duplicates` lists their groups. */
 export const DUPLICATE_REASONS = ['email', 'phone', 'name'] as const;
 export type DuplicateReason = (typeof DUPLICATE_REASONS)[number];
@@ -15,8 +13,11 @@ export type MatchKeys = { email_key: string | null; phone_key: string | null; na
 /** The column of `customers` holding each reason's key. */
 export const MATCH_KEY_COLUMN = { email: 'email_key', phone: 'phone_key', name: 'name_key' } as const satisfies Record<DuplicateReason, keyof MatchKeys>;
 
-/** Customers who can still be merged: the ones the report compares. */
-const COMPARED: ReadonlySet<CustomerStatus> = new Set(['active', 'inactive']);
+/**
+ * Customers who can still be merged: the ones the report compares. Statuses are the fold's
+ * (`CustomerStatus` in customer-fold.ts, which imports this file, so they are named as text here).
+ */
+const COMPARED: ReadonlySet<string> = new Set(['active', 'inactive']);
 
 /** Fewer digits than this is not a phone number worth matching on (an extension, a typo). */
 const MIN_PHONE_DIGITS = 6;
@@ -26,7 +27,7 @@ const MIN_PHONE_DIGITS = 6;
  * spaces around it; the phone's digits; the name's words (letters and digits, lower-cased), sorted,
  * so that case, punctuation and word order do not matter.
  */
-export function matchKeysOf(customer: { name: string; email: string; phone: string | null; status: CustomerStatus }): MatchKeys {
+export function matchKeysOf(customer: { name: string; email: string; phone: string | null; status: string }): MatchKeys {
   if (!COMPARED.has(customer.status)) return { email_key: null, phone_key: null, name_key: null };
   const digits = (customer.phone ?? '').replace(/[^0-9]/g, '');
   const words = customer.name
