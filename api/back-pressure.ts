@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import type { FastifyInstance, FastifyRequest, FastifyServerFactory } from 'fastify';
+import type { FastifyInstance, FastifyRequest, FastifyServerFactory, FastifyServerOptions } from 'fastify';
 import { PROBLEM_CONTENT_TYPE, ProblemError } from './problems.ts';
 
 /**
@@ -265,10 +265,19 @@ export function createBackPressure(
   };
 
   return {
-    serverFactory: (handler) =>
-      createServer((request, response) => {
+    serverFactory: (handler, fastifyOptions) => {
+      const opts = fastifyOptions as Required<Pick<FastifyServerOptions, 'keepAliveTimeout' | 'requestTimeout' | 'connectionTimeout' | 'maxRequestsPerSocket'>>;
+      const server = createServer((request, response) => {
         if (!shed(request, response)) handler(request, response);
-      }),
+      });
+      // What Fastify sets on a server it makes itself: above all its 72 s keep-alive, longer than a
+      // load balancer's idle timeout (Node's own 5 s makes the balancer reuse closed connections: 502s).
+      server.keepAliveTimeout = opts.keepAliveTimeout;
+      server.requestTimeout = opts.requestTimeout;
+      server.setTimeout(opts.connectionTimeout);
+      if (opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket;
+      return server;
+    },
     register(app) {
       app.addHook('onClose', async () => loopDelay?.stop());
       /** When each command in flight took its place. */

@@ -107,6 +107,8 @@ describe('back-pressure on commands', () => {
   it('answers a command that would be refused anyway before Fastify routes it, as the error handler would, and counts it', async () => {
     const { app, database, hold } = await narrowApp({ maxCommandsInFlight: 1 });
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    // The server made here keeps what Fastify sets on its own: a keep-alive longer than a load balancer's idle timeout.
+    expect(app.server.keepAliveTimeout).toBe(72_000);
     const release = await hold();
     const post = (requestId: string) =>
       fetch(`${url}/customers/${customerId}/purchases`, {
