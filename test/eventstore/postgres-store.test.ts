@@ -469,8 +469,9 @@ describe('postgres engine: a subscriber at the edge of the feed', () => {
         const { rows } = await sql<{ xmin: string }>`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin`.execute(database.db);
         if (rows[0]!.xmin === xid) break;
         if (Date.now() > deadline) {
-          console.warn('skipped: another session on this server kept a transaction older than the held append open for 20 s');
-          ctx.skip();
+          const why = 'another session on this server kept a transaction older than the held append open for 20 s';
+          console.warn(`skipped: ${why}`);
+          ctx.skip(why);
         }
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
