@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { unlessRebuilding } from './exchange-rates.ts';
-import { DUPLICATE_GROUP_ORDER } from '../read-models/customers.ts';
+import { DUPLICATE_GROUP_ORDER, DUPLICATE_REASON_RANK } from '../read-models/customers.ts';
 import { DUPLICATE_REASONS, MATCH_KEY_COLUMN, type DuplicateReason } from '../read-models/match-keys.ts';
 import type { ReadModelSource } from './page.ts';
 import type { ReadScope } from './scope.ts';
@@ -20,7 +20,7 @@ const visibleTo = (scope: ReadScope | null | undefined) => (scope ? sql`AND owne
 type Groups = { reason: DuplicateReason; ids: string[] }[];
 
 /** Ids in the report's order: email, phone, then name; within a reason, by the group's oldest customer. */
-const IN_REPORT_ORDER = sql`ORDER BY CASE reason WHEN 'email' THEN 0 WHEN 'phone' THEN 1 ELSE 2 END, ids[1]`;
+const IN_REPORT_ORDER = sql`ORDER BY ${DUPLICATE_REASON_RANK}, ids[1]`;
 
 /**
  * Unrestricted, every member is seen: the first groups in the index's order are the page. Restricted to a

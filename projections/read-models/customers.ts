@@ -95,8 +95,11 @@ export type DuplicateGroupRow = {
   members: number;
 };
 
-/** The report's order of the groups: email, then phone, then name; the same expression indexes it. */
-export const DUPLICATE_GROUP_ORDER = sql`(CASE reason WHEN 'email' THEN 0 WHEN 'phone' THEN 1 ELSE 2 END), first_customer_id`;
+/** The report's order of the reasons: email, then phone, then name. */
+export const DUPLICATE_REASON_RANK = sql`(CASE reason WHEN 'email' THEN 0 WHEN 'phone' THEN 1 ELSE 2 END)`;
+
+/** The report's order of the groups: by reason, then by the group's oldest customer; the same expression indexes it. */
+export const DUPLICATE_GROUP_ORDER = sql`${DUPLICATE_REASON_RANK}, first_customer_id`;
 
 /** The tables this projection owns, for kysely. */
 export interface CustomerTables {
