@@ -1,6 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { customerInScope, listScope, scoped, SMALL_SCOPE_OWNERS, type ReadScope } from './scope.ts';
-import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
+import { baseAmount, baseCurrencyOf, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import type { CustomerRow } from '../read-models/customer-fold.ts';
 import type { TimelineEntry as TimelineRow } from '../read-models/timeline.ts';
 import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
@@ -181,7 +181,7 @@ const ofCustomerAndMerged = (source: ReadModelSource, id: RawBuilder<unknown>): 
         UNION ALL SELECT c.customer_id, m.depth + 1 FROM ${sql.id(source.schema, 'customers')} c JOIN members m ON c.merged_into = m.id WHERE m.depth < 16
       ) SELECT id FROM members))`;
 
-/** The base-currency revenue of each listed customer (alias `t`), as `getCustomer` computes it. */
+/** The base-currency revenue of the customer (alias `t`) and its merged duplicates: listed customers and `GET /customers/:id`. */
 const LIST_REVENUE_BASE = (source: ReadModelSource): RawBuilder<unknown>[] => {
   const lines = convertedLines(source, 'revenue_lines', ofCustomerAndMerged(source, sql`t.customer_id`));
   return [
@@ -191,7 +191,7 @@ const LIST_REVENUE_BASE = (source: ReadModelSource): RawBuilder<unknown>[] => {
   ];
 };
 
-/** A listed customer with its base-currency revenue (`customerRevenue` without the per-currency split). */
+/** A listed customer with its base-currency revenue (`getCustomer` adds the per-currency split). */
 const toListedCustomer = (source: ReadModelSource, r: ListedCustomerRow): CustomerView & Omit<CustomerRevenue, 'revenueByCurrency'> => ({
   ...toCustomerView(r),
   baseCurrency: baseCurrencyOf(source),
@@ -199,39 +199,32 @@ const toListedCustomer = (source: ReadModelSource, r: ListedCustomerRow): Custom
   missingRates: missingRatesOf(r.missing_rates),
 });
 
-/**
- * Revenue of a customer and of the duplicates merged into it (chains followed, bounded), per currency
- * and in the base currency.
- */
-export async function customerRevenue(source: ReadModelSource, id: string): Promise<CustomerRevenue> {
-  const lines = convertedLines(source, 'revenue_lines', ofCustomerAndMerged(source, uuidOf(id)));
-  const [byCurrency, base] = await Promise.all([
-    sql<{
-      currency: string;
-      revenue: string;
-    }>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS revenue FROM ${lines} GROUP BY 1 ORDER BY 1`.execute(source.db),
-    sql<{ base_amount: string | null; missing_rates: string[]; line_count: number }>`SELECT ${baseSums(['base_amount'])}, count(*)::integer AS line_count
-      FROM ${lines}`.execute(source.db),
-  ]);
-  const totals = base.rows[0];
-  return {
-    revenueByCurrency: Object.fromEntries(byCurrency.rows.map((r) => [r.currency, Number(r.revenue)])),
-    baseCurrency: baseCurrencyOf(source),
-    // No purchase at all is 0 in every currency, the base one included.
-    revenueBase: !totals || totals.line_count === 0 ? 0 : baseAmount(totals.base_amount),
-    missingRates: missingRatesOf(totals?.missing_rates),
-  };
-}
+/** The per-currency revenue of the customer (alias `t`) and its merged duplicates, as a JSON object of decimal texts. */
+const REVENUE_BY_CURRENCY = (source: ReadModelSource): RawBuilder<unknown> => {
+  const lines = convertedLines(source, 'revenue_lines', ofCustomerAndMerged(source, sql`t.customer_id`));
+  return sql`(SELECT COALESCE(json_object_agg(c.currency, c.revenue ORDER BY c.currency), '{}')
+    FROM (SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS revenue FROM ${lines} GROUP BY 1) c) AS revenue_by_currency`;
+};
 
-/** `GET /customers/:id`; undefined when unknown or outside the scope. */
+type CustomerWithRevenueRow = ListedCustomerRow & { revenue_by_currency?: Record<string, string> | null };
+
+/**
+ * `GET /customers/:id`, undefined when unknown or outside the scope: the profile and its revenue per
+ * currency and in the base currency (merged duplicates included) in one statement, so one round trip.
+ */
 export async function getCustomer(source: ReadModelSource, id: string, scope?: ReadScope | null): Promise<(CustomerView & CustomerRevenue) | undefined> {
-  const row = await rowById<CustomerQueryRow>(source, 'customers', 'customer_id', id, [], scoped(scope, customerInScope));
-  if (!row) return undefined;
-  const revenue = await unlessRebuilding(
-    () => customerRevenue(source, id),
-    (): CustomerRevenue => ({ revenueByCurrency: {}, baseCurrency: baseCurrencyOf(source), revenueBase: null, missingRates: [] }),
+  const read = (extra: RawBuilder<unknown>[]) => rowById<CustomerWithRevenueRow>(source, 'customers', 'customer_id', id, extra, scoped(scope, customerInScope));
+  // Without revenue (null in the base currency) while the read models are being rebuilt after an upgrade.
+  const row = await unlessRebuilding(
+    () => read([...LIST_REVENUE_BASE(source), REVENUE_BY_CURRENCY(source)]),
+    () => read([]),
   );
-  return { ...toCustomerView(row), ...revenue };
+  if (!row) return undefined;
+  const byCurrency = row.revenue_by_currency ?? {};
+  return {
+    ...toListedCustomer(source, row),
+    revenueByCurrency: Object.fromEntries(Object.entries(byCurrency).map(([currency, revenue]) => [currency, Number(revenue)])),
+  };
 }
 
 export type TimelineEntry = {
