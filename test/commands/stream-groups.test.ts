@@ -171,6 +171,35 @@ describe('commands waiting on one stream', () => {
     expect(await a.store.readStream(`customer-${id}`)).toHaveLength(2);
   });
 
+  it('refuse as busy a command whose turn does not come within its window, while the group before it completes', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let holding = false;
+    let started!: () => void;
+    const appendStarted = new Promise<void>((resolve) => (started = resolve));
+    const { store } = countingAppends(a.store, async () => {
+      if (!holding) return;
+      started();
+      await held;
+    });
+    const commands = createCrmCommands({ store, personalData: a.personalData, queue: { windowMs: 100 } });
+    const id = await register(commands);
+    // Given a purchase whose append is held up
+    holding = true;
+    const first = commands.execute(purchase(id), ctx());
+    await appendStarted;
+    // When another arrives and waits longer than its window for the stream
+    const error = await commands.execute(purchase(id), ctx()).catch((e: unknown) => e);
+    // Then it is refused as busy, not stored, and the held purchase completes
+    expect(error).toMatchObject({ name: 'CommandsBusy', reason: 'queue_wait', retryAfterSeconds: 1 });
+    holding = false;
+    release();
+    expect((await first).revision).toBe(1);
+    expect((await commands.execute(purchase(id), ctx())).revision).toBe(2);
+    expect(await a.store.readStream(`customer-${id}`)).toHaveLength(3);
+    expect(commands.pending()).toBe(0);
+  });
+
   it('are decided again on fresh state when another process wrote first, a claim then stale at its new turn refused', async () => {
     const inB = commandsOf(b);
     let race: (() => Promise<unknown>) | undefined;
