@@ -310,6 +310,8 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     const folder = folders[kind] as Folder<unknown>;
     // A claimed revision is checked against the store's; otherwise the cached state is decided on and
     // the append's expected revision catches a stale one (the queue then decides again).
+    // The members' checks await reads of other streams before deciding: a catch-up meanwhile means
+    // the store holds newer events, and the append below then fails on `base.revision`.
     const base: LoadedStream<unknown> = await cache.load(kind, id, members.some((m) => m.ctx.expectedRevision !== undefined) ? 'fresh' : 'cached');
     let state = base.state;
     /** Events of the group folded into `state`; done on a copy, since others read the cached state until the append is stored. */

@@ -15,8 +15,10 @@ import type { AggregateKind } from './schemas.ts';
  *   stream reads nothing at all.
  *
  * States handed out must be used before the next await (deciding is synchronous): a later catch-up
- * evolves them further. Commands on one stream are queued (stream-queue.ts), so one state is never
- * decided on twice at once.
+ * evolves them further, which only happens when the store holds newer events, so an append decided on
+ * a state caught up meanwhile still fails on its expected revision. Commands on one stream are queued
+ * (stream-queue.ts), so one state is never decided on twice at once; a group of them folds its own
+ * events into a copy, never into the state held here, until its append is stored.
  */
 export interface StreamCache {
   load<K extends AggregateKind>(kind: K, id: string, mode: 'fresh' | 'cached'): Promise<LoadedStream<AggregateStates[K]>>;
