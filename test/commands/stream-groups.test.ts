@@ -156,6 +156,28 @@ describe('commands waiting on one stream', () => {
     expect(await a.store.readStream(`customer-${id}`)).toHaveLength(4);
   });
 
+  it('check the caller’s scope on the record as the commands before it in the group leave it', async () => {
+    const commands = commandsOf(a);
+    const admin = ctx({ actor: { userId: 'root', roles: ['admin'] } });
+    const userOf = async (name: string) =>
+      (await commands.execute({ type: 'RegisterUser', name, email: `${name}-${randomUUID()}@example.com`, role: 'sales' }, admin)).id;
+    const [ann, bob] = [await userOf('ann'), await userOf('bob')];
+    const id = await register(commands);
+    await commands.execute({ type: 'AssignCustomerOwner', customerId: id, ownerId: ann }, admin);
+    const asAnn = () => ctx({ actor: { userId: ann, roles: ['sales'] }, scope: { owners: [ann] } });
+    // Given, at once: Ann's purchase, the customer handed to Bob, Ann's second purchase
+    const results = await Promise.allSettled([
+      commands.execute(purchase(id), asAnn()),
+      commands.execute({ type: 'AssignCustomerOwner', customerId: id, ownerId: bob }, admin),
+      commands.execute(purchase(id), asAnn()),
+    ]);
+    // Then the second purchase finds the customer outside Ann's scope, as if it did not exist
+    expect(valueOf(results[0]).revision).toBe(2);
+    expect(valueOf(results[1]).revision).toBe(3);
+    expect(results[2]).toMatchObject({ status: 'rejected', reason: { name: 'DomainError', code: 'customer.not_found' } });
+    expect(await a.store.readStream(`customer-${id}`)).toHaveLength(4);
+  });
+
   it('answer a retry sent beside its first attempt (same idempotency key) with the first answer, and a reused key with a conflict', async () => {
     const commands = commandsOf(a);
     const id = await register(commands);
