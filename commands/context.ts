@@ -27,7 +27,11 @@ export interface CommandResult {
   stream: string;
   /** The stream's revision after the command (unchanged when nothing was appended). */
   revision: number;
-  /** Global position of the last event appended (or of the stream's last event when nothing was appended). */
+  /**
+   * Global position of the last event appended (or of the stream's last event when nothing was appended).
+   * Commands decided together on one stream share one append and this position, the last of the append:
+   * a read that waits for it sees the command's events.
+   */
   position: bigint;
   /** Events appended by this command (for a merge: the duplicate's, then the primary's). */
   eventIds: string[];

@@ -4,13 +4,24 @@ import type { MergeCustomer } from '../domain/customer/commands.ts';
 import { customerSnapshot, decideMerge, type CustomerSnapshot } from '../domain/customer/decider.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata } from '../domain/metadata.ts';
-import type { EventStore, NewEvent } from '../eventstore/contract.ts';
+import { MAX_APPEND_BYTES, type AppendResult, type EventStore, type NewEvent } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
 import { type PersonalData } from '../eventstore/personal-data.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
-import { aggregateFolders, loadStream, refOf, streamOf, type AggregateStates, type EventRef, type LoadedStream, type LoadOptions } from './aggregates.ts';
+import { storedEventSize } from '../eventstore/validation.ts';
+import {
+  aggregateFolders,
+  loadStream,
+  refOf,
+  streamOf,
+  type AggregateStates,
+  type EventRef,
+  type Folder,
+  type LoadedStream,
+  type LoadOptions,
+} from './aggregates.ts';
 import { createStreamCache, type AppendedEvent } from './stream-cache.ts';
-import { createStreamQueue, type StreamQueue, type StreamQueueOptions } from './stream-queue.ts';
+import { createStreamQueue, type MemberOutcome, type StreamQueue, type StreamQueueOptions } from './stream-queue.ts';
 import { withEmailClaim } from './email-uniqueness.ts';
 import { commandTargets } from './schemas.ts';
 import { notFound, ruleViolated } from '../domain/errors.ts';
@@ -27,6 +38,7 @@ import {
   protectForCommand,
   type DomainEventList,
   type PreparedCommand,
+  type StoredMetadata,
 } from './prepare.ts';
 import type { AggregateKind, CrmCommand } from './schemas.ts';
 
@@ -82,6 +94,22 @@ export const firstResult = (
   return { id, stream, revision: last.revision, position: last.position, eventIds };
 };
 
+/** Current state of a stream, as a command's checks read it (through the cache, or a group's state in memory). */
+type Load = <K extends AggregateKind>(kind: K, id: string) => Promise<LoadedStream<AggregateStates[K]>>;
+
+/** A command waiting to be decided in a group on its stream (stream-queue.ts `join`). */
+interface Waiting {
+  prepared: PreparedCommand;
+  ctx: CommandContext;
+}
+
+/**
+ * Commands that keep one place in the queue each: a merge writes two streams, a forget deletes keys,
+ * and a registration or an email change holds an address in the email index around its append.
+ */
+const decidedAlone = (type: CrmCommand['type'], emailIndex: EmailIndex | undefined): boolean =>
+  type === 'MergeCustomer' || type === 'ForgetCustomer' || (emailIndex !== undefined && (type === 'RegisterCustomer' || type === 'ChangeCustomerDetails'));
+
 export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   const { store, personalData } = deps;
   const sla = deps.sla ?? defaultSlaPolicy;
@@ -95,15 +123,15 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   const load = <K extends AggregateKind>(kind: K, id: string, options?: LoadOptions): Promise<LoadedStream<AggregateStates[K]>> =>
     options?.asOf === undefined ? cache.load(kind, id, 'fresh') : loadStream({ store, personalData, folders }, kind, id, options);
 
-  const customerOf = async (customerId: string): Promise<CustomerSnapshot> => customerSnapshot((await load('customer', customerId)).state);
+  const customerOf = async (customerId: string, from: Load = load): Promise<CustomerSnapshot> => customerSnapshot((await from('customer', customerId)).state);
 
   /** Snapshots a command's decider needs of other streams (a customer's owner, a user's teams), filled before deciding. */
-  const fillReferences = async (prepared: PreparedCommand): Promise<void> => {
+  const fillReferences = async (prepared: PreparedCommand, from: Load): Promise<void> => {
     const { command, type } = prepared;
-    if (needsOwnerSnapshot(type) && typeof command.ownerId === 'string') command.owner = userSnapshot((await load('user', command.ownerId)).state);
+    if (needsOwnerSnapshot(type) && typeof command.ownerId === 'string') command.owner = userSnapshot((await from('user', command.ownerId)).state);
     if (needsKnownTeams(type) && Array.isArray(command.teamIds)) {
       const teams = [...new Set(command.teamIds as string[])];
-      const exists = await Promise.all(teams.map(async (t) => (await load('team', t)).state.exists));
+      const exists = await Promise.all(teams.map(async (t) => (await from('team', t)).state.exists));
       command.knownTeams = teams.filter((_, i) => exists[i]);
     } else if (needsKnownTeams(type)) command.knownTeams = [];
   };
@@ -112,24 +140,24 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
    * Refuses, as not found, a command on a record outside the caller's scope, and a reference (a deal's
    * or feedback's customer) to a customer outside it: the caller cannot tell it from a missing one.
    */
-  const assertVisible = async (prepared: PreparedCommand, scope: CommandContext['scope']): Promise<void> => {
+  const assertVisible = async (prepared: PreparedCommand, scope: CommandContext['scope'], from: Load = load): Promise<void> => {
     if (!scope) return;
     const owns = (ownerId: string | null) => ownerId !== null && scope.owners.includes(ownerId);
-    const customerVisible = async (customerId: string) => owns((await load('customer', customerId)).state.ownerId);
+    const customerVisible = async (customerId: string) => owns((await from('customer', customerId)).state.ownerId);
     /**
      * A deal, feedback item or activity follows its customer's owner, after a merge the primary's (the
      * end of the chain), as the read models keep it (`customer_owner_id`, projections/read-models/customer-owners.ts).
      */
     const accountVisible = async (customerId: string) => {
-      let { state } = await load('customer', customerId);
-      for (let hop = 0; hop < 16 && state.mergedInto; hop++) ({ state } = await load('customer', state.mergedInto));
+      let { state } = await from('customer', customerId);
+      for (let hop = 0; hop < 16 && state.mergedInto; hop++) ({ state } = await from('customer', state.mergedInto));
       return owns(state.ownerId);
     };
     const { kind, id, command } = prepared;
     const referenced = typeof command.customerId === 'string' && kind !== 'customer' ? command.customerId : undefined;
     const creates = commandTargets[prepared.type].creates;
     const dealVisible = async (dealId: string) => {
-      const { state } = await load('deal', dealId);
+      const { state } = await from('deal', dealId);
       return state.exists && (owns(state.ownerId) || (state.customerId !== null && (await accountVisible(state.customerId))));
     };
     if (prepared.type === 'LogActivity') {
@@ -155,14 +183,14 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       visible = await dealVisible(id);
     } else if (kind === 'activity') {
       // As the read side: assigned to the scope, or on a customer or deal of the scope.
-      const { state } = await load('activity', id);
+      const { state } = await from('activity', id);
       visible =
         state.exists &&
         (owns(state.assigneeId) ||
           (state.customerId !== null && (await accountVisible(state.customerId))) ||
           (state.dealId !== null && (await dealVisible(state.dealId))));
     } else if (kind === 'feedback') {
-      const { state } = await load('feedback', id);
+      const { state } = await from('feedback', id);
       visible = state.exists && (owns(state.assigneeId) || (state.customerId !== null && (await accountVisible(state.customerId))));
     } else if (kind === 'campaign') {
       // Campaigns have no owner: visible to every role that may read them; a response must name a customer in the scope.
@@ -179,16 +207,8 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     if (ctx.expectedRevision !== undefined && ctx.expectedRevision !== actual) throw new WrongExpectedRevision(stream, ctx.expectedRevision, actual);
   };
 
-  /** Validates, encrypts and appends decided events at `revision`; a concurrent retry of the same key returns the first result. */
-  const append = async (
-    kind: AggregateKind,
-    id: string,
-    decided: DomainEventList,
-    base: LoadedStream<unknown>,
-    metadata: Omit<EventMetadata, 'schemaVersion'>,
-  ): Promise<CommandResult> => {
-    const stream = streamOf(kind, id);
-    const revision = base.revision;
+  /** Validates and encrypts decided events: what is stored, and the plain events the cache folds. */
+  const encode = async (stream: string, decided: DomainEventList, metadata: StoredMetadata): Promise<{ events: NewEvent[]; plain: AppendedEvent[] }> => {
     const key = metadata.idempotencyKey;
     const events: NewEvent[] = [];
     const plain: AppendedEvent[] = [];
@@ -205,6 +225,21 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         metadata: { ...metadata, schemaVersion: schemaVersionOf(type) },
       });
     }
+    return { events, plain };
+  };
+
+  /** Validates, encrypts and appends decided events at `revision`; a concurrent retry of the same key returns the first result. */
+  const append = async (
+    kind: AggregateKind,
+    id: string,
+    decided: DomainEventList,
+    base: LoadedStream<unknown>,
+    metadata: Omit<EventMetadata, 'schemaVersion'>,
+  ): Promise<CommandResult> => {
+    const stream = streamOf(kind, id);
+    const revision = base.revision;
+    const key = metadata.idempotencyKey;
+    const { events, plain } = await encode(stream, decided, metadata);
     try {
       const result = await store.appendToStream(stream, events, { expectedRevision: revision < 0 ? 'no_stream' : revision });
       cache.appended(kind, id, base, plain, { revision: result.nextExpectedRevision, position: result.position });
@@ -264,19 +299,140 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     return { ...primaryResult, eventIds: [...(duplicateResult?.eventIds ?? []), ...primaryResult.eventIds] };
   };
 
-  const execute = async (input: { type: string; [field: string]: unknown }, ctx: CommandContext): Promise<CommandResult> => {
-    const prepared = prepareCommand(input, ctx, clock());
-    // Queued behind this process's earlier commands on the stream; decided again after a lost race.
-    return queue.run(prepared.stream, ctx.expectedRevision !== undefined ? prepared.stream : undefined, () => decideAndAppend(prepared, ctx));
+  /**
+   * Commands waiting on one stream, decided one after the other in memory (each on the state the ones
+   * before it leave, with its own checks and its own refusal) and appended in one append at the
+   * revision the first one read. A lost race stores nothing: the queue decides the group again on
+   * fresh state. Each command keeps its own answer: its refusal, or its own last revision and event ids.
+   */
+  const decideGroup = async (kind: AggregateKind, id: string, members: Waiting[]): Promise<'lost' | MemberOutcome<CommandResult>[]> => {
+    const stream = streamOf(kind, id);
+    const folder = folders[kind] as Folder<unknown>;
+    // A claimed revision is checked against the store's; otherwise the cached state is decided on and
+    // the append's expected revision catches a stale one (the queue then decides again).
+    // The members' checks await reads of other streams before deciding: a catch-up meanwhile means
+    // the store holds newer events, and the append below then fails on `base.revision`.
+    const base: LoadedStream<unknown> = await cache.load(kind, id, members.some((m) => m.ctx.expectedRevision !== undefined) ? 'fresh' : 'cached');
+    let state = base.state;
+    /** Events of the group folded into `state`; done on a copy, since others read the cached state until the append is stored. */
+    let folded = 0;
+    const events: NewEvent[] = [];
+    const plain: AppendedEvent[] = [];
+    let bytes = 0;
+    /** `decided`: answered once the append is stored. */
+    const outcomes: (MemberOutcome<CommandResult> | 'decided')[] = [];
+    /** Members that decided, by index: their revision and event ids (the position comes with the append). */
+    const decided = new Map<number, { revision: number; eventIds: string[] }>();
+    /** Idempotency keys decided in this group: a retry sent again meanwhile gets the first one's answer. */
+    const keys = new Map<string, { index: number; commandHash: string | undefined }>();
+    for (const [index, { prepared, ctx }] of members.entries()) {
+      if (folded < plain.length) {
+        if (folded === 0) state = structuredClone(state);
+        for (const e of plain.slice(folded)) state = folder.evolve(state, e.event);
+        folded = plain.length;
+      }
+      const revision = base.revision + plain.length;
+      const current: LoadedStream<unknown> = { state, revision, position: base.position, ids: base.ids };
+      // The command's checks read its own stream as the commands before it in the group leave it.
+      const from: Load = <K extends AggregateKind>(k: K, i: string) =>
+        streamOf(k, i) === stream ? Promise.resolve(current as LoadedStream<AggregateStates[K]>) : load(k, i);
+      try {
+        const { metadata, command } = prepared;
+        await readReferences(prepared, ctx, from);
+        const first = firstResult(id, stream, base.ids, metadata);
+        if (first) {
+          outcomes.push({ value: first });
+          continue;
+        }
+        const key = metadata.idempotencyKey;
+        const earlier = key !== undefined ? keys.get(key) : undefined;
+        if (key !== undefined && earlier) {
+          if (earlier.commandHash !== metadata.commandHash) throw new IdempotencyConflict(eventIdFor(stream, key, 0), stream);
+          decided.set(index, decided.get(earlier.index)!);
+          outcomes.push('decided');
+          continue;
+        }
+        assertExpected(stream, ctx, revision);
+        const encoded = await encode(stream, decide(kind, command, state), metadata);
+        const size = encoded.events.reduce((sum, e) => sum + storedEventSize(e.type, JSON.stringify(e.data), JSON.stringify(e.metadata)), 0);
+        if (plain.length > 0 && bytes + size > MAX_APPEND_BYTES) {
+          // The append is full: this command and the ones after it are decided in the next round.
+          while (outcomes.length < members.length) outcomes.push('later');
+          break;
+        }
+        bytes += size;
+        events.push(...encoded.events);
+        plain.push(...encoded.plain);
+        decided.set(index, { revision: base.revision + plain.length, eventIds: encoded.events.map((e) => e.id) });
+        if (key !== undefined && encoded.events.length > 0) keys.set(key, { index, commandHash: metadata.commandHash });
+        outcomes.push('decided');
+      } catch (error) {
+        outcomes.push({ error });
+      }
+    }
+    let appended: AppendResult | undefined;
+    if (events.length > 0) {
+      try {
+        appended = await store.appendToStream(stream, events, { expectedRevision: base.revision < 0 ? 'no_stream' : base.revision });
+      } catch (error) {
+        // Someone else wrote, or the outcome is unknown: the next load catches up from the store.
+        cache.stale(stream);
+        // Another process wrote (or stored a retry of one of these keys): nothing of the group is stored, decided again.
+        if (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict) return 'lost';
+        throw error;
+      }
+      cache.appended(
+        kind,
+        id,
+        base,
+        plain,
+        { revision: appended.nextExpectedRevision, position: appended.position },
+        folded > 0 ? { state, count: folded } : undefined,
+      );
+    }
+    return outcomes.map((outcome, index) => {
+      if (outcome !== 'decided') return outcome;
+      const mine = decided.get(index)!;
+      // Before any event of the group, the stream's last position; after, the append's (it covers every event up to it).
+      const position = appended && mine.revision > base.revision ? appended.position : base.position;
+      return { value: { id, stream, revision: mine.revision, position, eventIds: mine.eventIds } };
+    });
   };
 
-  const decideAndAppend = async (prepared: PreparedCommand, ctx: CommandContext): Promise<CommandResult> => {
+  /** What a command reads before its decider runs: the caller's scope, snapshots of the streams it refers to, derived ids. */
+  const readReferences = async (prepared: PreparedCommand, ctx: CommandContext, from: Load): Promise<void> => {
+    const { type, command } = prepared;
+    await assertVisible(prepared, ctx.scope, from);
+    fillDerivedIds(prepared, ctx.actor.userId);
+    await fillReferences(prepared, from);
+    if (needsCustomerSnapshot(type)) command.customer = await customerOf(command.customerId as string, from);
+    if (prepared.kind === 'activity') {
+      await resolveActivityParent(prepared, {
+        customer: async (customerId) => (await from('customer', customerId)).state,
+        deal: async (dealId) => (await from('deal', dealId)).state,
+        activity: async (activityId) => (await from('activity', activityId)).state,
+      });
+    }
+  };
+
+  const execute = async (input: { type: string; [field: string]: unknown }, ctx: CommandContext): Promise<CommandResult> => {
+    const prepared = prepareCommand(input, ctx, clock());
+    if (!decidedAlone(prepared.type, deps.emailIndex)) {
+      // Grouped with this process's other commands waiting on the stream; the group is decided again after a lost race.
+      return queue.join(prepared.stream, { prepared, ctx }, (members: Waiting[]) => decideGroup(prepared.kind, prepared.id, members));
+    }
+    // Queued behind this process's earlier commands on the stream; decided again after a lost race.
+    return queue.run(prepared.stream, ctx.expectedRevision !== undefined ? prepared.stream : undefined, () => decideAlone(prepared, ctx));
+  };
+
+  const decideAlone = async (prepared: PreparedCommand, ctx: CommandContext): Promise<CommandResult> => {
     const { type, id, metadata, command } = prepared;
-    await assertVisible(prepared, ctx.scope);
     switch (type) {
       case 'MergeCustomer':
+        await assertVisible(prepared, ctx.scope);
         return merge(command as unknown as MergeCustomer, ctx, metadata);
       case 'ForgetCustomer': {
+        await assertVisible(prepared, ctx.scope);
         const result = await run('customer', id, ctx, metadata, command);
         // After CustomerForgotten is stored; re-run on every retry so an interrupted forget completes.
         await personalData.forget(id);
@@ -297,24 +453,11 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         cache.evict(streamOf('customer', id));
         return { ...result, position, eventIds };
       }
-      case 'RegisterCustomer':
-      case 'ChangeCustomerDetails':
-        await fillReferences(prepared);
-        if (deps.emailIndex) return withEmailClaim(deps.emailIndex, command, () => run(prepared.kind, id, ctx, metadata, command), customerOf);
-        break;
       default:
-        fillDerivedIds(prepared, ctx.actor.userId);
-        await fillReferences(prepared);
-        if (needsCustomerSnapshot(type)) command.customer = await customerOf(command.customerId as string);
-        if (prepared.kind === 'activity') {
-          await resolveActivityParent(prepared, {
-            customer: async (customerId) => (await load('customer', customerId)).state,
-            deal: async (dealId) => (await load('deal', dealId)).state,
-            activity: async (activityId) => (await load('activity', activityId)).state,
-          });
-        }
+        // A registration or an email change, with the address held in the email index.
+        await readReferences(prepared, ctx, load);
+        return withEmailClaim(deps.emailIndex!, command, () => run(prepared.kind, id, ctx, metadata, command), customerOf);
     }
-    return run(prepared.kind, id, ctx, metadata, command);
   };
 
   return {

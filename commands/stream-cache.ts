@@ -15,16 +15,26 @@ import type { AggregateKind } from './schemas.ts';
  *   stream reads nothing at all.
  *
  * States handed out must be used before the next await (deciding is synchronous): a later catch-up
- * evolves them further. Commands on one stream are queued (stream-queue.ts), so one state is never
- * decided on twice at once.
+ * evolves them further, which only happens when the store holds newer events, so an append decided on
+ * a state caught up meanwhile still fails on its expected revision. Commands on one stream are queued
+ * (stream-queue.ts), so one state is never decided on twice at once; a group of them folds its own
+ * events into a copy, never into the state held here, until its append is stored.
  */
 export interface StreamCache {
   load<K extends AggregateKind>(kind: K, id: string, mode: 'fresh' | 'cached'): Promise<LoadedStream<AggregateStates[K]>>;
   /**
    * Folds events this process just appended at `base.revision + 1...`, when the entry is still `base`
-   * (else the entry is left to catch up on its next load).
+   * (else the entry is left to catch up on its next load). `folded`: the state the first `count` events
+   * were already folded into, on a copy (a group of commands decided one after the other).
    */
-  appended(kind: AggregateKind, id: string, base: LoadedStream<unknown>, events: AppendedEvent[], after: { revision: number; position: bigint }): void;
+  appended(
+    kind: AggregateKind,
+    id: string,
+    base: LoadedStream<unknown>,
+    events: AppendedEvent[],
+    after: { revision: number; position: bigint },
+    folded?: { state: unknown; count: number },
+  ): void;
   /** Someone else wrote (a conflict) or the append's outcome is unknown: catch up on the next load. */
   stale(stream: string): void;
   /** Forgets the stream's state entirely (a forgotten customer's decrypted data leaves memory). */
@@ -100,7 +110,7 @@ export function createStreamCache(deps: StreamLoaderDeps, maxStreams: number): S
         }
       }
     },
-    appended(kind, id, base, events, after) {
+    appended(kind, id, base, events, after, folded) {
       const stream = streamOf(kind, id);
       const entry = entries.get(stream);
       if (maxStreams <= 0 || !entry || entry.loaded !== base || after.revision !== base.revision + events.length) {
@@ -108,9 +118,9 @@ export function createStreamCache(deps: StreamLoaderDeps, maxStreams: number): S
         return;
       }
       const folder = deps.folders[kind] as Folder<unknown>;
-      let state = base.state;
+      let state = folded?.state ?? base.state;
       for (const [i, e] of events.entries()) {
-        state = folder.evolve(state, e.event);
+        if (i >= (folded?.count ?? 0)) state = folder.evolve(state, e.event);
         // Positions of the earlier events of one append are not returned: the last one stands for all.
         base.ids.set(e.id, { revision: base.revision + i + 1, position: after.position, commandHash: e.commandHash });
       }

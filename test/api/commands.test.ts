@@ -94,6 +94,20 @@ describe('customer commands', () => {
     expect(await h.store.readStream(`customer-${id}`)).toHaveLength(6);
   });
 
+  it('accepts 24 purchases sent at once on one customer, each with its own revision, and the read model totals all of them', async () => {
+    const { id } = await register();
+    const results = await Promise.all(
+      Array.from({ length: 24 }, (_, i) => send('sales', 'POST', `/customers/${id}/purchases`, { orderId: `H-${i}`, amount: i + 1, currency: 'EUR' })),
+    );
+    const bodies = results.map((r) => accepted(r));
+    expect(bodies.map((b) => b.revision).sort((x, y) => x - y)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
+    const newest = bodies.map((b) => BigInt(b.position)).reduce((x, y) => (y > x ? y : x));
+    const customer = json<{ orderCount: number; revenue: number; revision: number }>(
+      await h.app.inject({ method: 'GET', url: `/customers/${id}?waitFor=${newest}`, headers: h.auth('sales') }),
+    );
+    expect(customer).toMatchObject({ orderCount: 24, revenue: (24 * 25) / 2, revision: 24 });
+  });
+
   it('makes a retried command with the same Idempotency-Key append nothing and answer the first result', async () => {
     const { id } = await register();
     const headers = { 'idempotency-key': `retry-${randomUUID()}` };

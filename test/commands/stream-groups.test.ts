@@ -1,0 +1,254 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCrmCommands, type CommandContext, type CommandResult, type CrmCommands } from '../../commands/index.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { WrongExpectedRevision } from '../../eventstore/errors.ts';
+import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
+import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { testSchemas } from '../support/postgres.ts';
+
+/**
+ * Commands waiting on one stream in one process are decided one after the other in memory and
+ * appended together (commands/index.ts `decideGroup`, stream-queue.ts `join`): each keeps its own
+ * answer, and a hot stream costs fewer appends than commands. Two "processes" (two pools and stores
+ * on one database) make the lost race.
+ */
+const schemas = testSchemas('commands_stream_groups');
+
+interface Process {
+  database: SqlDatabase;
+  store: EventStore;
+  personalData: PersonalData;
+}
+
+const startProcess = async (): Promise<Process> => {
+  const database = connectPostgres(schemas.url, { max: 4 });
+  const store = await createPostgresEventStore(database, { schema: schemas.events });
+  const personalData = await createPersonalData(database.db, { schema: schemas.events });
+  return { database, store, personalData };
+};
+
+let a: Process;
+let b: Process;
+beforeAll(async () => {
+  a = await startProcess();
+  b = await startProcess();
+});
+afterAll(async () => {
+  for (const p of [a, b]) {
+    await p?.store.close();
+    await p?.database.close();
+  }
+  await schemas.dropSchemas();
+});
+
+/** The store with its appends counted (one append is one call to PostgreSQL, one transaction); `before` runs ahead of each. */
+const countingAppends = (store: EventStore, before: () => Promise<void> = async () => undefined) => {
+  const appends = { n: 0 };
+  const counted: EventStore = {
+    ...store,
+    engine: store.engine,
+    appendToStream: async (stream, events, options) => {
+      await before();
+      appends.n++;
+      return store.appendToStream(stream, events, options);
+    },
+  };
+  return { store: counted, appends };
+};
+
+const commandsOf = (p: Process, store: EventStore = p.store): CrmCommands =>
+  createCrmCommands({ store, personalData: p.personalData, queue: { windowMs: 60_000 } });
+
+const ctx = (extra: Partial<CommandContext> = {}): CommandContext => ({
+  actor: { userId: 'shop-feed', roles: ['sales'] },
+  correlationId: randomUUID(),
+  ...extra,
+});
+
+const purchase = (customerId: string, orderId: string = randomUUID(), amount = 10) => ({
+  type: 'RecordPurchase',
+  customerId,
+  orderId,
+  amount,
+  currency: 'EUR',
+});
+
+const register = async (commands: CrmCommands) =>
+  (await commands.execute({ type: 'RegisterCustomer', name: 'Hot Customer', email: `${randomUUID()}@example.com` }, ctx())).id;
+
+const valueOf = (r: PromiseSettledResult<CommandResult>): CommandResult => {
+  if (r.status === 'rejected') throw new Error(`expected an answer, got ${String(r.reason)}`);
+  return r.value;
+};
+
+describe('commands waiting on one stream', () => {
+  it('are all accepted, in fewer appends than commands, each answered with the revision of its own event', async () => {
+    const { store, appends } = countingAppends(a.store);
+    const commands = commandsOf(a, store);
+    const id = await register(commands);
+    appends.n = 0;
+    // Given 32 purchases sent at once on one customer, without a claimed revision
+    const results = (await Promise.allSettled(Array.from({ length: 32 }, () => commands.execute(purchase(id), ctx())))).map(valueOf);
+    // Then every one is stored once, at consecutive revisions, in fewer appends than purchases
+    expect(results.map((r) => r.revision).sort((x, y) => x - y)).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
+    expect(appends.n).toBeLessThan(32);
+    const stream = await a.store.readStream(`customer-${id}`);
+    expect(stream).toHaveLength(33);
+    const revisionOf = new Map(stream.map((e) => [e.id, e.revision]));
+    for (const result of results) {
+      expect(result.eventIds).toHaveLength(1);
+      expect(revisionOf.get(result.eventIds[0]!)).toBe(result.revision);
+      // The answer's position covers the command's own event: a read that waits for it sees the purchase.
+      expect(result.position).toBeGreaterThanOrEqual(stream.find((e) => e.id === result.eventIds[0])!.position);
+    }
+    expect(commands.pending()).toBe(0);
+    // And the state kept in memory is the stored one: the next purchase is decided on it
+    expect((await commands.execute(purchase(id), ctx())).revision).toBe(33);
+    expect((await commands.loadAggregate('customer', id)).state.orders).toEqual((await commandsOf(b).loadAggregate('customer', id)).state.orders);
+  });
+
+  it('answer each on its own: a refused command adds nothing and its neighbours see each other', async () => {
+    const { store, appends } = countingAppends(a.store);
+    const commands = commandsOf(a, store);
+    const id = await register(commands);
+    appends.n = 0;
+    // Given, at once: a purchase, the same order with another amount (refused), a refund of the first
+    // purchase (accepted only on the state the purchase leaves), the first purchase again (nothing to
+    // record) and a second purchase
+    const results = await Promise.allSettled([
+      commands.execute(purchase(id, 'O-1', 100), ctx()),
+      commands.execute(purchase(id, 'O-1', 999), ctx()),
+      commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'O-1', amount: 30, currency: 'EUR' }, ctx()),
+      commands.execute(purchase(id, 'O-1', 100), ctx()),
+      commands.execute(purchase(id, 'O-2', 50), ctx()),
+    ]);
+    // Then the refused one gets its own refusal and the others their own revisions
+    expect(results[1]).toMatchObject({ status: 'rejected', reason: { name: 'DomainError', code: 'purchase.order_conflict' } });
+    expect(valueOf(results[0]).revision).toBe(1);
+    expect(valueOf(results[2]).revision).toBe(2);
+    expect(valueOf(results[3])).toMatchObject({ revision: 2, eventIds: [] });
+    expect(valueOf(results[4]).revision).toBe(3);
+    expect(appends.n).toBe(1);
+    expect((await a.store.readStream(`customer-${id}`)).map((e) => e.type)).toEqual([
+      'CustomerRegistered',
+      'PurchaseRecorded',
+      'PurchaseRefunded',
+      'PurchaseRecorded',
+    ]);
+  });
+
+  it('check a claimed revision (If-Match) against the revision at the command’s own turn', async () => {
+    const commands = commandsOf(a);
+    const id = await register(commands);
+    // Given, at once on revision 0: a purchase without a claim, then claims of 1 (its turn: 1), 1 again (its turn: 2) and 2 (its turn: 2)
+    const results = await Promise.allSettled([
+      commands.execute(purchase(id), ctx()),
+      commands.execute(purchase(id), ctx({ expectedRevision: 1 })),
+      commands.execute(purchase(id), ctx({ expectedRevision: 1 })),
+      commands.execute(purchase(id), ctx({ expectedRevision: 2 })),
+    ]);
+    // Then the stale claim is a conflict naming both revisions; the others are accepted in turn
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value.revision : 'conflict'))).toEqual([1, 2, 'conflict', 3]);
+    const conflict = (results[2] as PromiseRejectedResult).reason as unknown;
+    expect(conflict).toBeInstanceOf(WrongExpectedRevision);
+    expect(conflict).toMatchObject({ expected: 1, actual: 2, stream: `customer-${id}` });
+    expect(await a.store.readStream(`customer-${id}`)).toHaveLength(4);
+  });
+
+  it('check the caller’s scope on the record as the commands before it in the group leave it', async () => {
+    const commands = commandsOf(a);
+    const admin = ctx({ actor: { userId: 'root', roles: ['admin'] } });
+    const userOf = async (name: string) =>
+      (await commands.execute({ type: 'RegisterUser', name, email: `${name}-${randomUUID()}@example.com`, role: 'sales' }, admin)).id;
+    const [ann, bob] = [await userOf('ann'), await userOf('bob')];
+    const id = await register(commands);
+    await commands.execute({ type: 'AssignCustomerOwner', customerId: id, ownerId: ann }, admin);
+    const asAnn = () => ctx({ actor: { userId: ann, roles: ['sales'] }, scope: { owners: [ann] } });
+    // Given, at once: Ann's purchase, the customer handed to Bob, Ann's second purchase
+    const results = await Promise.allSettled([
+      commands.execute(purchase(id), asAnn()),
+      commands.execute({ type: 'AssignCustomerOwner', customerId: id, ownerId: bob }, admin),
+      commands.execute(purchase(id), asAnn()),
+    ]);
+    // Then the second purchase finds the customer outside Ann's scope, as if it did not exist
+    expect(valueOf(results[0]).revision).toBe(2);
+    expect(valueOf(results[1]).revision).toBe(3);
+    expect(results[2]).toMatchObject({ status: 'rejected', reason: { name: 'DomainError', code: 'customer.not_found' } });
+    expect(await a.store.readStream(`customer-${id}`)).toHaveLength(4);
+  });
+
+  it('answer a retry sent beside its first attempt (same idempotency key) with the first answer, and a reused key with a conflict', async () => {
+    const commands = commandsOf(a);
+    const id = await register(commands);
+    const key = randomUUID();
+    const order = purchase(id, 'K-1');
+    const results = await Promise.allSettled([
+      commands.execute(order, ctx({ idempotencyKey: key })),
+      commands.execute(order, ctx({ idempotencyKey: key })),
+      commands.execute(purchase(id, 'K-2'), ctx({ idempotencyKey: key })),
+    ]);
+    expect(valueOf(results[1])).toEqual(valueOf(results[0]));
+    expect(results[2]).toMatchObject({ status: 'rejected', reason: { name: 'IdempotencyConflict' } });
+    expect(await a.store.readStream(`customer-${id}`)).toHaveLength(2);
+  });
+
+  it('refuse as busy a command whose turn does not come within its window, while the group before it completes', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let holding = false;
+    let started!: () => void;
+    const appendStarted = new Promise<void>((resolve) => (started = resolve));
+    const { store } = countingAppends(a.store, async () => {
+      if (!holding) return;
+      started();
+      await held;
+    });
+    const commands = createCrmCommands({ store, personalData: a.personalData, queue: { windowMs: 100 } });
+    const id = await register(commands);
+    // Given a purchase whose append is held up
+    holding = true;
+    const first = commands.execute(purchase(id), ctx());
+    await appendStarted;
+    // When another arrives and waits longer than its window for the stream
+    const error = await commands.execute(purchase(id), ctx()).catch((e: unknown) => e);
+    // Then it is refused as busy, not stored, and the held purchase completes
+    expect(error).toMatchObject({ name: 'CommandsBusy', reason: 'queue_wait', retryAfterSeconds: 1 });
+    holding = false;
+    release();
+    expect((await first).revision).toBe(1);
+    expect((await commands.execute(purchase(id), ctx())).revision).toBe(2);
+    expect(await a.store.readStream(`customer-${id}`)).toHaveLength(3);
+    expect(commands.pending()).toBe(0);
+  });
+
+  it('are decided again on fresh state when another process wrote first, a claim then stale at its new turn refused', async () => {
+    const inB = commandsOf(b);
+    let race: (() => Promise<unknown>) | undefined;
+    // Process A's appends: the first one lets process B write the stream just before it.
+    const { store, appends } = countingAppends(a.store, async () => {
+      const now = race;
+      race = undefined;
+      await now?.();
+    });
+    const inA = commandsOf(a, store);
+    const id = await register(inA);
+    await inA.execute(purchase(id), ctx());
+    appends.n = 0;
+    race = () => inB.execute(purchase(id, 'from-b'), ctx());
+    // Given four purchases at once in A, one claiming revision 2 (its turn before the race), while B records one
+    const results = await Promise.allSettled([
+      inA.execute(purchase(id), ctx()),
+      inA.execute(purchase(id), ctx({ expectedRevision: 2 })),
+      inA.execute(purchase(id), ctx()),
+      inA.execute(purchase(id), ctx()),
+    ]);
+    // Then A's first append lost, the group was decided again after B's purchase (revision 2) and stored in a second append
+    expect(appends.n).toBe(2);
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value.revision : 'conflict'))).toEqual([3, 'conflict', 4, 5]);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ name: 'WrongExpectedRevision', expected: 2, actual: 3 });
+    const stream = await a.store.readStream(`customer-${id}`);
+    expect(stream.map((e) => e.revision)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(stream[2]!.data).toMatchObject({ orderId: 'from-b' });
+  });
+});
