@@ -27,7 +27,15 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     // Bulk import against the tests that run it in this process (about 6 s in all): the CLI tests that
     // spawn `crm import` cannot see a mutant, which lives in the test process only.
     mutate: ['commands/batch.ts', 'commands/import/*.ts'],
-    tests: ['test/commands/import-batches.test.ts', 'test/cli/import-batch.test.ts', 'test/api/imports.test.ts'],
+    tests: [
+      'test/commands/import-batches.test.ts',
+      'test/cli/import-batch.test.ts',
+      'test/api/imports.test.ts',
+      // Rows, file reading and the HTTP import jobs directly (about 10 s in all).
+      'test/commands/import-rows.test.ts',
+      'test/commands/import-parse.test.ts',
+      'test/api/import-jobs.test.ts',
+    ],
     concurrency: 1,
   },
   'eventstore-postgres': {

@@ -33,8 +33,9 @@ async function* csvRecords(input: Readable): AsyncGenerator<ImportRecord> {
 
 /** One JSON object per line; keys are normalised like CSV headers (`registeredAt` stays as written, `registered_at` is the column name). */
 async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
+  // readline passes a source error on to its lines itself (it ends the loop below); passing it on a
+  // second time emitted an 'error' nobody listened to any more, an uncaught exception.
   const lines = createInterface({ input, crlfDelay: Infinity });
-  input.once('error', (error) => lines.emit('error', error));
   let line = 0;
   for await (const text of lines) {
     line += 1;

@@ -1,0 +1,390 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CrmApp } from '../../api/app.ts';
+import { ROLES, type Role } from '../../api/roles.ts';
+import type { BatchCommands } from '../../commands/batch.ts';
+import { createImportJobs, ImportBusy, ImportTooLarge, type ImportJob, type ImportJobs, type ImportJobsOptions } from '../../commands/import/jobs.ts';
+import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
+import { testSchemas, type TestSchemas } from '../support/postgres.ts';
+import { testConfig } from '../support/runtime.ts';
+
+/**
+ * The import jobs behind `POST /imports` and `GET /imports/:id`, on the real PostgreSQL: the body
+ * spooled and bounded, one import per key at a time, progress and the bad-row report, the jobs kept,
+ * a stop between batches; then the same over HTTP.
+ */
+const MAX_BYTES = 4_000;
+const actor = { userId: 'api-key:test', roles: ['admin'] };
+let schemas: TestSchemas;
+let crm: CrmRuntime;
+let app: CrmApp;
+const keys = {} as Record<Role, string>;
+let spool: string;
+const previousTmp = process.env.TMPDIR;
+const opened: ImportJobs[] = [];
+
+beforeAll(async () => {
+  // Spool folders go to a folder of this file's own, so that each one's removal can be checked.
+  spool = mkdtempSync(join(tmpdir(), 'crm-import-jobs-test-'));
+  process.env.TMPDIR = spool;
+  schemas = testSchemas('import_jobs');
+  crm = await openCrm(testConfig(schemas, { CRM_PROJECTIONS: 'off' }), { overrides: { importMaxBytes: MAX_BYTES, publishers: false, chainSealer: false } });
+  app = await crm.buildApi({ waitForTimeoutMs: 15_000, backPressure: { ...crm.apiDeps.backPressure, maxEventLoopDelayMs: 0 } });
+  for (const role of ROLES) keys[role] = (await app.keys.create({ name: `import ${role}`, role })).key;
+}, 120_000);
+
+afterAll(async () => {
+  // Bounded: a job that never finishes fails its own test, and must not hold up the rest of the file.
+  for (const jobs of opened) await Promise.race([jobs.close(), new Promise((resolve) => setTimeout(resolve, 5_000))]);
+  await app?.close();
+  await crm?.close();
+  await schemas?.dropSchemas();
+  if (previousTmp === undefined) delete process.env.TMPDIR;
+  else process.env.TMPDIR = previousTmp;
+  rmSync(spool, { recursive: true, force: true });
+});
+
+const jobsWith = (options: Partial<ImportJobsOptions> = {}): ImportJobs => {
+  const jobs = createImportJobs({ batch: crm.batch, maxBytes: 1_000_000, ...options });
+  opened.push(jobs);
+  return jobs;
+};
+
+/** A batch handler that holds the `n`th batch (counting from 1) until `open()`: the store stays the real one. */
+const held = (n = 1) => {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let submitted = 0;
+  const batch: BatchCommands = {
+    prepare: (item) => crm.batch.prepare(item),
+    executeBatch: (items) => crm.batch.executeBatch(items),
+    submitBatch: async (items) => {
+      submitted += 1;
+      if (submitted >= n) await gate;
+      return crm.batch.submitBatch(items);
+    },
+  };
+  return { batch, open, submitted: () => submitted };
+};
+
+const until = async (what: string, done: () => boolean, timeoutMs = 15_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs} ms for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+};
+const ended = (job: ImportJob) => until(`import ${job.id} to end`, () => job.status !== 'running');
+const spoolFolders = () => readdirSync(spool).filter((name) => name.startsWith('crm-import-'));
+
+const csv = (...lines: string[]) => Readable.from([lines.join('\n')]);
+const customers = (prefix: string, n: number) => ['name,email', ...Array.from({ length: n }, (_, i) => `Person ${i},${prefix}-${i}@example.com`)].join('\n');
+const start = (jobs: ImportJobs, body: Readable, owner = 'key-1', kind: 'customers' | 'purchases' = 'customers') =>
+  jobs.start({ kind, format: 'csv', body, actor, owner });
+
+describe('import jobs', () => {
+  it('answers a running job as soon as the body is in, then finishes it with its counts and bad rows', async () => {
+    const { batch, open } = held();
+    const jobs = jobsWith({ batch });
+    const body = 'name,email\nAda,ada@jobs.example\nBad,not-an-email\nGrace,grace@jobs.example';
+    const before = Date.now();
+    const job = await start(jobs, csv(body));
+    expect(job).toStrictEqual({
+      id: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/),
+      kind: 'customers',
+      format: 'csv',
+      owner: 'key-1',
+      status: 'running',
+      bytes: Buffer.byteLength(body),
+      counts: { kind: 'customers', rows: 0, imported: 0, alreadyPresent: 0, rejected: 0 },
+      rejectedRows: [],
+      rejectedRowsTruncated: false,
+      error: null,
+      startedAt: expect.any(String),
+      finishedAt: null,
+    });
+    expect(Date.parse(job.startedAt)).toBeGreaterThanOrEqual(before - 1);
+    expect(Date.parse(job.startedAt)).toBeLessThanOrEqual(Date.now());
+    expect(jobs.get(job.id)).toBe(job);
+    expect(jobs.get('00000000-0000-4000-8000-000000000000')).toBeUndefined();
+    expect(spoolFolders()).toHaveLength(1);
+    open();
+    await ended(job);
+    expect(job).toMatchObject({
+      status: 'done',
+      counts: { kind: 'customers', rows: 3, imported: 2, alreadyPresent: 0, rejected: 1 },
+      rejectedRowsTruncated: false,
+      error: null,
+    });
+    expect(job.rejectedRows).toEqual([{ line: 3, reason: expect.stringContaining('email') }]);
+    await until('the end of the job', () => job.finishedAt !== null && spoolFolders().length === 0);
+    expect(Date.parse(job.finishedAt!)).toBeGreaterThanOrEqual(Date.parse(job.startedAt));
+    expect(Date.parse(job.finishedAt!)).toBeLessThanOrEqual(Date.now());
+    // The same file again appends nothing twice.
+    const again = await start(jobs, csv(body));
+    await ended(again);
+    expect(again).toMatchObject({ status: 'done', counts: { rows: 3, imported: 2, alreadyPresent: 2, rejected: 1 } });
+    expect(again.id).not.toBe(job.id);
+  });
+
+  it('takes NDJSON', async () => {
+    const jobs = jobsWith();
+    const body = Readable.from([`${JSON.stringify({ name: 'Lin', email: 'lin@jobs.example' })}\n[1]\n`]);
+    const job = await jobs.start({ kind: 'customers', format: 'ndjson', body, actor, owner: 'key-1' });
+    expect(job.format).toBe('ndjson');
+    await ended(job);
+    expect(job).toMatchObject({
+      status: 'done',
+      counts: { rows: 2, imported: 1, rejected: 1 },
+      rejectedRows: [{ line: 2, reason: 'row: expected a JSON object' }],
+    });
+  });
+
+  it('shows the counts of each stored batch while the import runs', async () => {
+    const { batch, open } = held(2);
+    const jobs = jobsWith({ batch });
+    const job = await start(jobs, Readable.from([customers('progress', 1_001)]));
+    await until('the first batch in the counts', () => job.counts.imported === 1_000);
+    expect(job.status).toBe('running');
+    expect(job.counts).toEqual({ kind: 'customers', rows: 1_001, imported: 1_000, alreadyPresent: 0, rejected: 0 });
+    open();
+    await ended(job);
+    expect(job).toMatchObject({ status: 'done', counts: { kind: 'customers', rows: 1_001, imported: 1_001, alreadyPresent: 0, rejected: 0 } });
+  });
+
+  it('runs one import per key at a time: refused while its upload or its import runs, other keys go ahead', { timeout: 60_000 }, async () => {
+    const { batch, open } = held();
+    const jobs = jobsWith({ batch });
+    const upload = new PassThrough();
+    const first = start(jobs, upload);
+    upload.write('name,email\n');
+    // Claimed before the upload ends.
+    const refused = new PassThrough();
+    refused.end('name,email\nEve,eve@jobs.example\n');
+    const busy = await start(jobs, refused).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(busy).toBeInstanceOf(ImportBusy);
+    expect((busy as Error).name).toBe('ImportBusy');
+    // The refused body is read to its end, so the connection can answer.
+    expect(refused.readableFlowing).toBe(true);
+    const other = await start(jobs, csv('name,email'), 'key-2');
+    expect(other.owner).toBe('key-2');
+    upload.end('Tom,tom@jobs.example\n');
+    const job = await first;
+    const whileImporting = await start(jobs, csv('name,email'), 'key-1').catch((error: unknown) => error);
+    expect(whileImporting).toBeInstanceOf(ImportBusy);
+    expect((whileImporting as ImportBusy).runningId).toBe(job.id);
+    expect((whileImporting as Error).message).toBe(`Import ${job.id} of the same key is still running; wait for it to finish`);
+    open();
+    await ended(job);
+    await ended(other);
+    const next = await start(jobs, csv('name,email'), 'key-1');
+    await ended(next);
+    expect(next.status).toBe('done');
+  });
+
+  it('stops an upload over the bound, counting the bytes of every chunk, and frees the key', async () => {
+    const jobs = jobsWith({ maxBytes: 100 });
+    const exactly = await start(jobs, Readable.from([Buffer.alloc(50, 'a'), Buffer.alloc(50, 'b')]));
+    expect(exactly.bytes).toBe(100);
+    await ended(exactly);
+    const over = await start(jobs, Readable.from([Buffer.alloc(60, 'a'), Buffer.alloc(41, 'b')])).catch((error: unknown) => error);
+    expect(over).toBeInstanceOf(ImportTooLarge);
+    expect(over).toMatchObject({ name: 'ImportTooLarge', maxBytes: 100, message: 'The import body is larger than 100 bytes' });
+    expect(spoolFolders()).toEqual([]);
+    // Like a request body, which emits an error only to its listeners.
+    const failedSource = new PassThrough().on('error', () => undefined);
+    const failed = start(jobs, failedSource);
+    failedSource.write('name,email\n');
+    await until('the upload to be spooled', () => spoolFolders().length === 1);
+    failedSource.destroy(new Error('connection reset'));
+    await expect(failed).rejects.toThrow('connection reset');
+    expect(spoolFolders()).toEqual([]);
+    const next = await start(jobs, csv('name,email', 'Kim,kim@jobs.example'));
+    await ended(next);
+    expect(next).toMatchObject({ status: 'done', bytes: 'name,email\nKim,kim@jobs.example'.length, counts: { imported: 1 } });
+  });
+
+  it('reports the first bad rows up to its bound, and says when there were more', async () => {
+    const jobs = jobsWith({ maxReportedRows: 2 });
+    const three = await start(jobs, csv('name,email', 'a', 'b', 'c'));
+    await ended(three);
+    expect(three).toMatchObject({ counts: { rows: 3, rejected: 3 }, rejectedRowsTruncated: true });
+    expect(three.rejectedRows.map((r) => r.line)).toEqual([2, 3]);
+    const two = await start(jobs, csv('name,email', 'a', 'b'));
+    await ended(two);
+    expect(two).toMatchObject({ counts: { rows: 2, rejected: 2 }, rejectedRowsTruncated: false });
+    expect(two.rejectedRows.map((r) => r.line)).toEqual([2, 3]);
+    // By default, the first 10,000.
+    const defaults = jobsWith();
+    const many = await start(defaults, csv('name,email', ...Array.from({ length: 10_001 }, () => 'x')));
+    await ended(many);
+    expect(many).toMatchObject({ counts: { rejected: 10_001 }, rejectedRowsTruncated: true });
+    expect(many.rejectedRows).toHaveLength(10_000);
+    expect(many.rejectedRows.at(-1)!.line).toBe(10_001);
+    const bound = await start(defaults, csv('name,email', ...Array.from({ length: 10_000 }, () => 'x')));
+    await ended(bound);
+    expect(bound).toMatchObject({ counts: { rejected: 10_000 }, rejectedRowsTruncated: false });
+    expect(bound.rejectedRows).toHaveLength(10_000);
+  });
+
+  it('fails a job whose file cannot be read or whose store fails, with the reason, and frees the key', async () => {
+    const jobs = jobsWith();
+    const unreadable = await start(jobs, csv('name,email', '"Ada,ada@jobs.example'));
+    await ended(unreadable);
+    expect(unreadable.status).toBe('failed');
+    expect(unreadable.error).toMatch(/quote/i);
+    expect(unreadable.finishedAt).not.toBeNull();
+    const failing: BatchCommands = {
+      prepare: (item) => crm.batch.prepare(item),
+      executeBatch: () => Promise.reject(new Error('unused')),
+      // A fault that is not an Error object is reported as its text.
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the fault under test is not an Error
+      submitBatch: () => Promise.reject('the store is gone'),
+    };
+    const broken = jobsWith({ batch: failing });
+    const job = await start(broken, csv('name,email', 'Ada,ada@jobs.example'));
+    await ended(job);
+    expect(job).toMatchObject({ status: 'failed', error: 'the store is gone' });
+    const thrown = jobsWith({ batch: { ...failing, submitBatch: () => Promise.reject(new Error('connection terminated')) } });
+    const withError = await start(thrown, csv('name,email', 'Ada,ada@jobs.example'));
+    await ended(withError);
+    expect(withError).toMatchObject({ status: 'failed', error: 'connection terminated' });
+    await until('the key to be free', () => spoolFolders().length === 0);
+    const next = await start(broken, csv('name,email'));
+    await ended(next);
+    expect(next.status).toBe('done');
+  });
+
+  it('keeps the latest jobs, never dropping one that runs', async () => {
+    const { batch, open } = held();
+    const jobs = jobsWith({ batch, keepJobs: 1 });
+    const a = await start(jobs, csv('name,email', 'Ann,ann@jobs.example'), 'key-a');
+    const b = await start(jobs, csv('name,email', 'Ben,ben@jobs.example'), 'key-b');
+    expect(jobs.get(a.id)).toBe(a);
+    expect(jobs.get(b.id)).toBe(b);
+    open();
+    await ended(a);
+    await ended(b);
+    const c = await start(jobs, csv('name,email'), 'key-c');
+    expect(jobs.get(a.id)).toBeUndefined();
+    expect(jobs.get(b.id)).toBeUndefined();
+    expect(jobs.get(c.id)).toBe(c);
+    await ended(c);
+
+    const two = jobsWith({ keepJobs: 2 });
+    const first = await start(two, csv('name,email'));
+    await ended(first);
+    const second = await start(two, csv('name,email'));
+    await ended(second);
+    expect(two.get(first.id)).toBe(first);
+    expect(two.get(second.id)).toBe(second);
+    const third = await start(two, csv('name,email'));
+    await ended(third);
+    expect(two.get(first.id)).toBeUndefined();
+    expect([two.get(second.id), two.get(third.id)]).toEqual([second, third]);
+
+    // By default, the latest 100.
+    const defaults = jobsWith();
+    const started: ImportJob[] = [];
+    for (let i = 0; i < 101; i++) {
+      const job = await start(defaults, csv('name,email'));
+      started.push(job);
+      await ended(job);
+      if (i === 99) expect(defaults.get(started[0]!.id)).toBe(started[0]);
+    }
+    expect(defaults.get(started[0]!.id)).toBeUndefined();
+    expect(defaults.get(started[1]!.id)).toBe(started[1]);
+  });
+
+  it('on close, stops a running import between batches and waits for it; a rerun finishes it', async () => {
+    const { batch, open, submitted } = held();
+    const jobs = jobsWith({ batch });
+    // Two full batches: the stop is seen before the second is sent.
+    const file = customers('closing', 2_001);
+    const job = await start(jobs, Readable.from([file]));
+    await until('the first batch to be submitted', () => submitted() === 1);
+    let closed = false;
+    const closing = jobs.close().then(() => (closed = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(false);
+    open();
+    await closing;
+    expect(job).toMatchObject({
+      status: 'failed',
+      error: 'stopped by a shutdown: send the same file again to finish (nothing is appended twice)',
+      counts: { kind: 'customers', imported: 1_000, alreadyPresent: 0, rejected: 0 },
+    });
+    expect(job.finishedAt).not.toBeNull();
+    expect(spoolFolders()).toEqual([]);
+    const rerun = jobsWith();
+    const again = await start(rerun, Readable.from([file]));
+    await ended(again);
+    expect(again).toMatchObject({ status: 'done', counts: { rows: 2_001, imported: 2_001, alreadyPresent: 1_000 } });
+  });
+
+  it('on close, waits for an upload in progress to end', { timeout: 30_000 }, async () => {
+    const jobs = jobsWith();
+    const upload = new PassThrough().on('error', () => undefined);
+    const started = start(jobs, upload).catch((error: unknown) => error);
+    upload.write('name,email\n');
+    await until('the spool folder', () => spoolFolders().length === 1);
+    let closed = false;
+    const closing = jobs.close().then(() => (closed = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(false);
+    upload.destroy(new Error('connection reset'));
+    expect(await started).toMatchObject({ message: 'connection reset' });
+    await closing;
+    expect(closed).toBe(true);
+  });
+});
+
+describe('import jobs over HTTP', () => {
+  const auth = (role: Role) => ({ authorization: `Bearer ${keys[role]}` });
+  const post = (role: Role, payload: string | Readable, type = 'text/csv', kind = 'customers') =>
+    app.inject({ method: 'POST', url: `/imports?kind=${kind}`, headers: { ...auth(role), 'content-type': type }, payload });
+  const poll = async (id: string, role: Role) => {
+    for (const deadline = Date.now() + 30_000; ;) {
+      const response = await app.inject({ method: 'GET', url: `/imports/${id}`, headers: auth(role) });
+      expect(response.statusCode).toBe(200);
+      const job = response.json<Record<string, unknown>>();
+      if (job.status !== 'running') return job;
+      if (Date.now() > deadline) throw new Error(`import ${id} still running`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
+
+  it('answers 202 with the id and its address; the job is shown to its key and to an admin only, without its owner', async () => {
+    const response = await post('sales', 'name,email\nAda,ada@http.example\n');
+    expect(response.statusCode).toBe(202);
+    const { id } = response.json<{ id: string }>();
+    expect(response.headers.location).toBe(`/imports/${id}`);
+    const job = await poll(id, 'sales');
+    expect(job).toMatchObject({ id, kind: 'customers', format: 'csv', status: 'done', counts: { rows: 1, imported: 1 } });
+    expect(job).not.toHaveProperty('owner');
+    expect((await poll(id, 'admin')).id).toBe(id);
+    expect((await app.inject({ method: 'GET', url: `/imports/${id}`, headers: auth('support') })).statusCode).toBe(404);
+    const unknown = await app.inject({ method: 'GET', url: '/imports/00000000-0000-4000-8000-000000000000', headers: auth('admin') });
+    expect(unknown.statusCode).toBe(404);
+  });
+
+  it('takes NDJSON under each of its media types, and answers 413 to a declared length over the bound', async () => {
+    for (const [type, name] of [
+      ['application/x-ndjson', 'Spring'],
+      ['application/ndjson; charset=utf-8', 'Summer'],
+      ['application/jsonl', 'Autumn'],
+    ] as const) {
+      const accepted = await post('marketing', `${JSON.stringify({ name, channel: 'email', budget: 100 })}\n`, type, 'campaigns');
+      expect(accepted.statusCode).toBe(202);
+      expect(await poll(accepted.json<{ id: string }>().id, 'marketing')).toMatchObject({ status: 'done', format: 'ndjson', counts: { imported: 1 } });
+    }
+    const tooLarge = await post('admin', customers('large', 200));
+    expect(tooLarge.statusCode).toBe(413);
+  });
+});

@@ -1,0 +1,99 @@
+import { PassThrough, Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { parseRecords, type ImportFormat, type ImportRecord } from '../../commands/import/parse.ts';
+
+/** Reading import files: rows with the line each ends on, and the rows that cannot be read, with why. */
+const records = async (text: string | string[], format: ImportFormat): Promise<ImportRecord[]> => {
+  const read: ImportRecord[] = [];
+  for await (const record of parseRecords(Readable.from(Array.isArray(text) ? text : [text]), format)) read.push(record);
+  return read;
+};
+
+describe('CSV files', () => {
+  it('names the columns by their normalised headers and trims the cells, with the line of each row', async () => {
+    expect(await records('Name, E-Mail ,Customer Since\n Ada , ada@example.com ,1997-01-02\nGrace,grace@example.com,\n', 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', e_mail: 'ada@example.com', customer_since: '1997-01-02' } },
+      { line: 3, row: { name: 'Grace', e_mail: 'grace@example.com', customer_since: '' } },
+    ]);
+  });
+
+  it('skips a byte order mark before a quoted header', async () => {
+    expect(await records('\uFEFF"name","email"\nAda,ada@example.com\n', 'csv')).toEqual([{ line: 2, row: { name: 'Ada', email: 'ada@example.com' } }]);
+  });
+
+  it('skips empty lines, counting them in the line numbers', async () => {
+    expect(await records('name,email\n\nAda,ada@example.com\n\n\nGrace,grace@example.com', 'csv')).toEqual([
+      { line: 3, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 6, row: { name: 'Grace', email: 'grace@example.com' } },
+    ]);
+  });
+
+  it('reports each row with another number of fields than the header, and reads the rows after it', async () => {
+    const file = ['name,email', 'Ada,ada@example.com,extra', 'Grace,grace@example.com', 'Lin', 'Bob,bob@example.com', 'Eve,eve@example.com'].join('\n');
+    const unreadable = 'row: the number of fields differs from the header';
+    expect(await records(file, 'csv')).toEqual([
+      { line: 2, unreadable },
+      { line: 3, row: { name: 'Grace', email: 'grace@example.com' } },
+      { line: 4, unreadable },
+      { line: 5, row: { name: 'Bob', email: 'bob@example.com' } },
+      { line: 6, row: { name: 'Eve', email: 'eve@example.com' } },
+    ]);
+  });
+
+  it('gives a row with a quoted line break the line it ends on, and reads rows split across chunks', async () => {
+    expect(await records(['name,email,tags\n"Ada\nLovelace",ada@ex', 'ample.com,"a;b"\nGrace,grace@example.com,\n'], 'csv')).toEqual([
+      { line: 3, row: { name: 'Ada\nLovelace', email: 'ada@example.com', tags: 'a;b' } },
+      { line: 4, row: { name: 'Grace', email: 'grace@example.com', tags: '' } },
+    ]);
+  });
+
+  it('ends with the error of its source (a closed socket, a size bound)', { timeout: 10_000 }, async () => {
+    const source = new PassThrough();
+    const read = (async () => {
+      const seen: ImportRecord[] = [];
+      for await (const record of parseRecords(source, 'csv')) seen.push(record);
+      return seen;
+    })();
+    source.write('name,email\nAda,ada@example.com\n');
+    setImmediate(() => source.destroy(new Error('connection reset')));
+    await expect(read).rejects.toThrow('connection reset');
+  });
+});
+
+describe('NDJSON files', () => {
+  it('reads one object per line, its keys normalised like headers, blank lines counted and skipped', async () => {
+    const file = ['{"Name":"Ada","E-Mail":"ada@example.com","Marketing Consent":true}', '', '  ', '{"name":"Grace","amount":12.5}'].join('\n');
+    expect(await records(file, 'ndjson')).toEqual([
+      { line: 1, row: { name: 'Ada', e_mail: 'ada@example.com', marketing_consent: true } },
+      { line: 4, row: { name: 'Grace', amount: 12.5 } },
+    ]);
+  });
+
+  it('reads Windows line ends, split across chunks', async () => {
+    expect(await records(['{"name":"Ada"}\r', '\n{"name":"Grace"}\r\n'], 'ndjson')).toEqual([
+      { line: 1, row: { name: 'Ada' } },
+      { line: 2, row: { name: 'Grace' } },
+    ]);
+  });
+
+  it('reports a line that is not JSON, or JSON but not an object, and reads the lines after it', async () => {
+    const file = ['{not json', 'null', '3', '"text"', '[{"name":"Ada"}]', 'true', '{"name":"Lin"}'].join('\n');
+    const read = await records(file, 'ndjson');
+    expect(read).toHaveLength(7);
+    expect(read[0]).toMatchObject({ line: 1, unreadable: expect.stringMatching(/^row: not valid JSON \(.+\)$/) });
+    for (const line of [2, 3, 4, 5, 6]) expect(read[line - 1]).toEqual({ line, unreadable: 'row: expected a JSON object' });
+    expect(read[6]).toEqual({ line: 7, row: { name: 'Lin' } });
+  });
+
+  it('ends with the error of its source', { timeout: 10_000 }, async () => {
+    const source = new PassThrough();
+    const read = (async () => {
+      const seen: ImportRecord[] = [];
+      for await (const record of parseRecords(source, 'ndjson')) seen.push(record);
+      return seen;
+    })();
+    source.write('{"name":"Ada"}\n');
+    setImmediate(() => source.destroy(new Error('connection reset')));
+    await expect(read).rejects.toThrow('connection reset');
+  });
+});

@@ -1,0 +1,651 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { createdIdFor } from '../../commands/ids.ts';
+import {
+  customerIdForEmail,
+  detectKind,
+  importColumns,
+  importKinds,
+  isImportKind,
+  normalizeHeader,
+  rowCommands,
+  RowRejected,
+  type ImportKind,
+  type Row,
+} from '../../commands/import/rows.ts';
+import { commandSchemas, type CommandType } from '../../commands/schemas.ts';
+
+/**
+ * File rows to commands, without a store: every column a kind reads under each of its names, the
+ * optional columns present, absent and blank, the defaults, the idempotency keys, and the values left
+ * for the command schema to refuse (naming the field).
+ */
+
+/** The idempotency key of a row: the file kind and a digest of the row's natural key. */
+const keyFor = (kind: ImportKind, natural: string) => `import:${kind}:${createHash('sha256').update(natural).digest('hex').slice(0, 40)}`;
+const one = (kind: ImportKind, row: Row) => {
+  const commands = rowCommands[kind](row);
+  expect(commands).toHaveLength(1);
+  return commands[0]!;
+};
+/** The schema's refusal of a command, as field paths. */
+const refusedFields = (command: { type: CommandType; [field: string]: unknown }): string[] => {
+  const { type, ...payload } = command;
+  const parsed = (commandSchemas[type] as unknown as { safeParse(v: unknown): { success: boolean; error?: { issues: { path: PropertyKey[] }[] } } }).safeParse(
+    payload,
+  );
+  return parsed.success ? [] : [...new Set(parsed.error!.issues.map((i) => i.path.join('.')))];
+};
+const rejection = (kind: ImportKind, row: Row): string => {
+  try {
+    rowCommands[kind](row);
+  } catch (error) {
+    expect(error).toBeInstanceOf(RowRejected);
+    return (error as Error).message;
+  }
+  throw new Error('the row was not refused');
+};
+
+const ADA = 'ada@example.com';
+const CUSTOMER = '11111111-1111-4111-8111-111111111111';
+
+describe('import kinds and headers', () => {
+  it('knows the seven kinds, and nothing else', () => {
+    expect([...importKinds]).toEqual(['customers', 'purchases', 'refunds', 'deals', 'campaigns', 'responses', 'feedback']);
+    for (const kind of importKinds) expect(isImportKind(kind)).toBe(true);
+    for (const other of ['customer', 'Customers', '', 'planets', undefined, 3]) expect(isImportKind(other)).toBe(false);
+  });
+
+  it('normalises headers: trimmed, lower case, runs of spaces and dashes one underscore', () => {
+    expect(normalizeHeader('  Customer Email ')).toBe('customer_email');
+    expect(normalizeHeader('Expected-Close-Date')).toBe('expected_close_date');
+    expect(normalizeHeader('order - id')).toBe('order_id');
+    expect(normalizeHeader('refund\t\tID')).toBe('refund_id');
+    expect(normalizeHeader('registeredAt')).toBe('registeredat');
+    expect(normalizeHeader('a_b')).toBe('a_b');
+  });
+
+  it('tells each kind of file from its columns, and no kind from too few of them', () => {
+    const cases: [string[], ImportKind | undefined][] = [
+      [['refund_id', 'customer_id'], 'refunds'],
+      [['order_id', 'refund_reason'], 'refunds'],
+      [['order_id', 'amount', 'refund_reason'], 'refunds'],
+      [['Order ID', 'Amount'], 'purchases'],
+      [['order_id', 'amount'], 'purchases'],
+      [['order_id'], undefined],
+      [['refund_reason', 'amount'], undefined],
+      [['amount'], undefined],
+      [['title', 'expected_close_date'], 'deals'],
+      [['title'], undefined],
+      [['expected_close_date'], undefined],
+      [['campaign_id', 'response', 'customer_id'], 'responses'],
+      [['campaign_id', 'kind', 'customer_email'], 'responses'],
+      [['campaign_id', 'response'], undefined],
+      [['campaign_id', 'customer_id'], undefined],
+      [['response', 'customer_id'], undefined],
+      [['kind', 'customer_email'], undefined],
+      [['channel', 'budget'], 'campaigns'],
+      [['campaign_id', 'name', 'channel', 'budget'], 'campaigns'],
+      [['channel'], undefined],
+      [['budget'], undefined],
+      [['subject', 'body'], 'feedback'],
+      [['kind', 'channel', 'subject', 'body', 'customer_id'], 'feedback'],
+      [['subject'], undefined],
+      [['body'], undefined],
+      [['email', 'name'], 'customers'],
+      [[' Name ', 'EMAIL'], 'customers'],
+      [['email'], undefined],
+      [['name'], undefined],
+      [[], undefined],
+    ];
+    for (const [headers, kind] of cases) expect({ headers, kind: detectKind(headers) }).toEqual({ headers, kind });
+  });
+
+  it('derives a stable version-4 customer id from an email, trimmed and in any case', () => {
+    // Files imported by earlier versions refer to the same customers: the derivation may not change.
+    expect(customerIdForEmail(ADA)).toBe('e3a7480b-93a5-452a-be43-2b3995f7f951');
+    expect(customerIdForEmail('  ADA@Example.COM ')).toBe(customerIdForEmail(ADA));
+    const variants = new Set<string>();
+    for (let i = 0; i < 64; i++) {
+      const id = customerIdForEmail(`p${i}@example.com`);
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const digest = createHash('sha256').update(`crm-import:customer:p${i}@example.com`).digest('hex');
+      const plain = id.replaceAll('-', '');
+      expect(plain.slice(0, 12) + plain.slice(13, 16) + plain.slice(17)).toBe(digest.slice(0, 12) + digest.slice(13, 16) + digest.slice(17, 32));
+      expect(parseInt(plain[16]!, 16) & 0x3).toBe(parseInt(digest[16]!, 16) & 0x3);
+      variants.add(id[19]!);
+    }
+    expect([...variants].sort()).toEqual(['8', '9', 'a', 'b']);
+    expect(customerIdForEmail('grace@example.com')).not.toBe(customerIdForEmail(ADA));
+  });
+
+  it('lists in the help every column a kind reads under its first name', () => {
+    // Other names a column may have (aliases) are accepted but not listed.
+    const aliases: Record<ImportKind, string[]> = {
+      customers: ['customer_id', 'consent', 'customer_since'],
+      purchases: ['email', 'date', 'purchased_at'],
+      refunds: ['email', 'refund_reason', 'date', 'refunded_at'],
+      deals: ['email', 'id', 'owner', 'created_at', 'reason'],
+      campaigns: ['id'],
+      responses: ['email', 'kind', 'date'],
+      feedback: ['email', 'id', 'occurred_at', 'date'],
+    };
+    for (const kind of importKinds) {
+      const read = new Set<string>();
+      // Every column blank, so each alias is read in turn; then with a customer and each outcome, so the
+      // columns read after them are read too.
+      for (const given of [{}, { customer_id: 'c' }, { customer_id: 'c', status: 'won' }, { customer_id: 'c', status: 'lost' }, { status: 'completed' }]) {
+        const row = new Proxy(
+          {},
+          {
+            get: (_target, name) => {
+              if (typeof name === 'string') read.add(name);
+              return (given as Row)[name as string] ?? ' ';
+            },
+          },
+        );
+        try {
+          rowCommands[kind](row);
+        } catch (error) {
+          expect(error).toBeInstanceOf(RowRejected);
+        }
+      }
+      const listed = importColumns[kind]
+        .replace(/\([^)]*\)/g, '')
+        .split(',')
+        .flatMap((part) => part.trim().split(' or '))
+        .map((part) => part.trim().split(/[\s(]/)[0]!);
+      expect({ kind, listed: listed.sort() }).toEqual({ kind, listed: [...read].filter((c) => !aliases[kind].includes(c)).sort() });
+    }
+  });
+});
+
+describe('customer rows', () => {
+  it('maps every column, with the business time as a full ISO time', () => {
+    const row = {
+      id: CUSTOMER,
+      name: ' Ada Lovelace ',
+      email: ` ${ADA} `,
+      phone: '+44 20 7946 0000',
+      company: 'Analytical Engines',
+      tags: 'vip; gold|| beta ;',
+      source: 'fair',
+      marketing_consent: 'Yes',
+      registered_at: '1997-01-02',
+    };
+    expect(one('customers', row)).toStrictEqual({
+      command: {
+        type: 'RegisterCustomer',
+        customerId: CUSTOMER,
+        name: 'Ada Lovelace',
+        email: ADA,
+        phone: '+44 20 7946 0000',
+        company: 'Analytical Engines',
+        tags: ['vip', 'gold', 'beta'],
+        source: 'fair',
+        marketingConsent: true,
+        occurredAt: '1997-01-02T00:00:00.000Z',
+      },
+      key: keyFor('customers', ADA),
+    });
+  });
+
+  it('fills the optional columns when absent or blank, and derives the id from the email', () => {
+    const expected = {
+      command: {
+        type: 'RegisterCustomer',
+        customerId: customerIdForEmail(ADA),
+        name: 'Ada',
+        email: ADA,
+        phone: null,
+        company: null,
+        tags: [],
+        source: 'import',
+        marketingConsent: false,
+      },
+      key: keyFor('customers', ADA),
+    };
+    expect(one('customers', { name: 'Ada', email: ADA })).toStrictEqual(expected);
+    const blank = {
+      name: 'Ada',
+      email: ADA,
+      id: ' ',
+      customer_id: '',
+      phone: ' ',
+      company: '',
+      tags: ' ',
+      source: '  ',
+      marketing_consent: '',
+      registered_at: ' ',
+    };
+    expect(one('customers', blank)).toStrictEqual(expected);
+    const nulls = { name: 'Ada', email: ADA, id: null, phone: null, company: null, tags: null, source: null, marketing_consent: null, registered_at: null };
+    expect(one('customers', nulls)).toStrictEqual(expected);
+  });
+
+  it('takes the other names of the id, the consent and the registration time', () => {
+    const cmd = one('customers', { name: 'Ada', email: ADA, customer_id: CUSTOMER, consent: 'no', customer_since: '2001-02-03T04:05:06.000Z' });
+    expect(cmd.command).toMatchObject({ customerId: CUSTOMER, marketingConsent: false, occurredAt: '2001-02-03T04:05:06.000Z' });
+    // The first name wins over the others when both are given.
+    const both = one('customers', {
+      name: 'Ada',
+      email: ADA,
+      id: CUSTOMER,
+      customer_id: 'other',
+      marketing_consent: 'n',
+      consent: 'y',
+      registered_at: '1990-01-01',
+      customer_since: '2000-01-01',
+    });
+    expect(both.command).toMatchObject({ customerId: CUSTOMER, marketingConsent: false, occurredAt: '1990-01-01T00:00:00.000Z' });
+  });
+
+  it('reads consent as yes/no words in any case, keeps NDJSON booleans, and leaves other text for the schema to refuse', () => {
+    const consent = (value: unknown) => one('customers', { name: 'Ada', email: ADA, marketing_consent: value }).command.marketingConsent;
+    for (const yes of ['true', 'TRUE', 'yes', 'Yes', 'y', 'Y', '1', true]) expect({ yes, consent: consent(yes) }).toEqual({ yes, consent: true });
+    for (const no of ['false', 'False', 'no', 'NO', 'n', '0', false]) expect({ no, consent: consent(no) }).toEqual({ no, consent: false });
+    expect(consent('maybe')).toBe('maybe');
+    expect(consent(2)).toBe(2);
+    expect(refusedFields(one('customers', { name: 'Ada', email: ADA, marketing_consent: 'maybe' }).command)).toEqual(['marketingConsent']);
+  });
+
+  it('keys a customer row by its email alone, so the other columns may change', () => {
+    const a = one('customers', { name: 'Ada', email: ADA, phone: '123' });
+    const b = one('customers', { name: 'Ada L.', email: ADA });
+    expect(a.key).toBe(b.key);
+    expect(one('customers', { name: 'Grace', email: 'grace@example.com' }).key).toBe(keyFor('customers', 'grace@example.com'));
+    // Without an email: no id, the key of an empty email, and the schema names the field.
+    const none = one('customers', { name: 'Nobody' });
+    expect(none.key).toBe(keyFor('customers', ''));
+    expect(none.command.customerId).toBeUndefined();
+    expect(refusedFields(none.command)).toEqual(['email']);
+  });
+
+  it('keeps NDJSON values that are not text as they are, written out where text is expected', () => {
+    const cmd = one('customers', { name: 42, email: ADA, tags: 'a', marketing_consent: true, company: false });
+    expect(cmd.command).toMatchObject({ name: '42', company: 'false', marketingConsent: true, tags: ['a'] });
+  });
+
+  it('leaves bad values for the schema, which names each field', () => {
+    expect(refusedFields(one('customers', { name: 'Ada', email: 'not-an-email' }).command)).toEqual(['email']);
+    expect(refusedFields(one('customers', { name: 'Ada', email: ADA, phone: 'call me' }).command)).toEqual(['phone']);
+    expect(refusedFields(one('customers', { name: 'Ada', email: ADA, registered_at: '02/01/1997' }).command)).toEqual(['occurredAt']);
+    expect(refusedFields(one('customers', { name: 'Ada', email: ADA, id: 'not-an-id' }).command)).toEqual(['customerId']);
+  });
+});
+
+describe('purchase and refund rows', () => {
+  it('maps a purchase, its currency in upper case, its amount a number, its time in the payload', () => {
+    expect(one('purchases', { customer_id: CUSTOMER, order_id: ' A-1 ', amount: '12.50', currency: 'usd', occurred_at: '1997-02-01' })).toStrictEqual({
+      command: { type: 'RecordPurchase', customerId: CUSTOMER, orderId: 'A-1', amount: 12.5, currency: 'USD', occurredAt: '1997-02-01T00:00:00.000Z' },
+      key: keyFor('purchases', `${CUSTOMER}:A-1`),
+    });
+    expect(one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: 3 })).toStrictEqual({
+      command: { type: 'RecordPurchase', customerId: CUSTOMER, orderId: 'A-1', amount: 3, currency: 'EUR' },
+      key: keyFor('purchases', `${CUSTOMER}:A-1`),
+    });
+    expect(one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '3', currency: ' ', occurred_at: '' }).command).toStrictEqual({
+      type: 'RecordPurchase',
+      customerId: CUSTOMER,
+      orderId: 'A-1',
+      amount: 3,
+      currency: 'EUR',
+    });
+  });
+
+  it('finds the customer by id, else by customer_email or email, and names the column when there is none', () => {
+    const byEmail = customerIdForEmail(ADA);
+    const customerOf = (row: Row) => one('purchases', { order_id: 'A-1', amount: '1', ...row }).command.customerId;
+    expect(customerOf({ customer_id: CUSTOMER, customer_email: 'x@example.com' })).toBe(CUSTOMER);
+    expect(customerOf({ customer_email: ADA })).toBe(byEmail);
+    expect(customerOf({ email: ` ${ADA.toUpperCase()} ` })).toBe(byEmail);
+    expect(customerOf({ customer_id: ' ', customer_email: ADA, email: 'other@example.com' })).toBe(byEmail);
+    expect(customerOf({ customer_id: null, customer_email: '', email: ADA })).toBe(byEmail);
+    expect(rejection('purchases', { order_id: 'A-1', amount: '1' })).toBe('customer_id: required (or customer_email of an imported customer)');
+    expect(rejection('purchases', { order_id: 'A-1', amount: '1', customer_id: ' ', customer_email: '', email: null })).toMatch(/^customer_id: /);
+    for (const kind of ['refunds', 'deals', 'responses', 'feedback'] as const) expect(rejection(kind, { amount: '1' })).toMatch(/^customer_id: required/);
+  });
+
+  it('takes the purchase time under each of its names, the first one given winning', () => {
+    const timeOf = (row: Row) => one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '1', ...row }).command.occurredAt;
+    expect(timeOf({ occurred_at: '2001-01-01' })).toBe('2001-01-01T00:00:00.000Z');
+    expect(timeOf({ date: '2002-01-01' })).toBe('2002-01-01T00:00:00.000Z');
+    expect(timeOf({ purchased_at: '2003-01-01T10:11:12Z' })).toBe('2003-01-01T10:11:12Z');
+    expect(timeOf({ occurred_at: ' ', date: '2002-01-01', purchased_at: '2003-01-01' })).toBe('2002-01-01T00:00:00.000Z');
+  });
+
+  it('reads plain dates only as midnight UTC, and leaves other times as written', () => {
+    const timeOf = (value: string) => one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '1', occurred_at: value }).command.occurredAt;
+    expect(timeOf('1997-02-01')).toBe('1997-02-01T00:00:00.000Z');
+    for (const value of ['1997-02-01T10:00:00Z', '1997-2-01', '97-02-01', 'x1997-02-01', '1997-02-01x', '1997-02-011', '19970-02-01', '1997-002-01'])
+      expect(timeOf(value)).toBe(value);
+  });
+
+  it('reads amounts written as plain decimals only, and leaves anything else for the schema to refuse', () => {
+    const amountOf = (value: unknown) => one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: value }).command.amount;
+    expect(amountOf('12')).toBe(12);
+    expect(amountOf('-3')).toBe(-3);
+    expect(amountOf('12.50')).toBe(12.5);
+    expect(amountOf('0.125')).toBe(0.125);
+    expect(amountOf('1234567')).toBe(1234567);
+    expect(amountOf(7.25)).toBe(7.25);
+    for (const text of ['+12', '12.', '.5', '1e3', '0x1A', '12,5', '1 000', 'twelve', '--3', '1.2.3', 'Infinity', '9'.repeat(400)])
+      expect({ text, amount: amountOf(text) }).toEqual({ text, amount: text });
+    expect(refusedFields(one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '12,5' }).command)).toEqual(['amount']);
+  });
+
+  it('names the bad field of a purchase', () => {
+    expect(refusedFields(one('purchases', { customer_id: CUSTOMER, amount: '1' }).command)).toEqual(['orderId']);
+    expect(refusedFields(one('purchases', { customer_id: CUSTOMER, order_id: 'A-1' }).command)).toEqual(['amount']);
+    expect(refusedFields(one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '1', currency: 'euros' }).command)).toEqual(['currency']);
+  });
+
+  it('maps a refund with its id, reason and time; the key names the refund', () => {
+    const row = { customer_id: CUSTOMER, order_id: 'A-1', refund_id: 'R-1', amount: '5', currency: 'gbp', reason: 'broken', occurred_at: '1997-03-01' };
+    expect(one('refunds', row)).toStrictEqual({
+      command: {
+        type: 'RefundPurchase',
+        customerId: CUSTOMER,
+        orderId: 'A-1',
+        refundId: 'R-1',
+        amount: 5,
+        currency: 'GBP',
+        reason: 'broken',
+        occurredAt: '1997-03-01T00:00:00.000Z',
+      },
+      key: keyFor('refunds', `${CUSTOMER}:A-1:R-1`),
+    });
+  });
+
+  it('keys a refund without an id by its amount and time, with the defaults of the optional columns', () => {
+    expect(one('refunds', { customer_email: ADA, order_id: 'A-1', amount: '5', refund_id: ' ', reason: '' })).toStrictEqual({
+      command: { type: 'RefundPurchase', customerId: customerIdForEmail(ADA), orderId: 'A-1', amount: 5, currency: 'EUR', reason: null },
+      key: keyFor('refunds', `${customerIdForEmail(ADA)}:A-1:5@`),
+    });
+    const timed = one('refunds', { customer_id: CUSTOMER, order_id: 'A-1', amount: '5.5', date: '1997-03-02', refund_reason: 'late' });
+    expect(timed.key).toBe(keyFor('refunds', `${CUSTOMER}:A-1:5.5@1997-03-02T00:00:00.000Z`));
+    expect(timed.command).toMatchObject({ reason: 'late', occurredAt: '1997-03-02T00:00:00.000Z' });
+    expect(one('refunds', { customer_id: CUSTOMER, order_id: 'A-1', amount: '5', refunded_at: '1997-03-03' }).command.occurredAt).toBe(
+      '1997-03-03T00:00:00.000Z',
+    );
+    // The first name of a column wins.
+    const first = one('refunds', {
+      customer_id: CUSTOMER,
+      order_id: 'A-1',
+      amount: '5',
+      reason: 'a',
+      refund_reason: 'b',
+      occurred_at: '2001-01-01',
+      date: '2002-01-01',
+    });
+    expect(first.command).toMatchObject({ reason: 'a', occurredAt: '2001-01-01T00:00:00.000Z' });
+    expect(refusedFields(one('refunds', { customer_id: CUSTOMER, order_id: 'A-1', amount: 'five' }).command)).toEqual(['amount']);
+  });
+});
+
+describe('deal rows', () => {
+  const base = { customer_id: CUSTOMER, title: 'Engines', amount: '1000', expected_close_date: '1998-01-01' };
+
+  it('maps an open deal with its optional columns', () => {
+    const row = { ...base, deal_id: 'D-1', currency: 'usd', owner_id: 'u-1', stage: 'proposal', probability: '40', opened_at: '1997-05-01', status: 'Open' };
+    expect(rowCommands.deals(row)).toStrictEqual([
+      {
+        command: {
+          type: 'OpenDeal',
+          dealId: 'D-1',
+          customerId: CUSTOMER,
+          title: 'Engines',
+          amount: 1000,
+          currency: 'USD',
+          ownerId: 'u-1',
+          expectedCloseDate: '1998-01-01',
+          stage: 'proposal',
+          probabilityOverride: 40,
+          occurredAt: '1997-05-01T00:00:00.000Z',
+        },
+        key: keyFor('deals', 'D-1'),
+      },
+    ]);
+  });
+
+  it('fills the defaults when the optional columns are absent or blank, and keys the deal by customer, title and opening', () => {
+    const expected = [
+      {
+        command: {
+          type: 'OpenDeal',
+          customerId: CUSTOMER,
+          title: 'Engines',
+          amount: 1000,
+          currency: 'EUR',
+          ownerId: 'import',
+          expectedCloseDate: '1998-01-01',
+        },
+        key: keyFor('deals', `${CUSTOMER}:Engines:`),
+      },
+    ];
+    expect(rowCommands.deals(base)).toStrictEqual(expected);
+    expect(
+      rowCommands.deals({ ...base, deal_id: ' ', id: '', currency: ' ', owner_id: '', owner: ' ', stage: ' ', probability: null, opened_at: '', status: ' ' }),
+    ).toStrictEqual(expected);
+    expect(rowCommands.deals({ ...base, opened_at: '1997-05-01' })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}:Engines:1997-05-01`));
+    expect(rowCommands.deals({ customer_id: CUSTOMER })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}::`));
+  });
+
+  it('takes the other names of the deal id, the owner and the opening time', () => {
+    const [open] = rowCommands.deals({ ...base, id: 'D-2', owner: 'u-2', created_at: '1997-06-01' });
+    expect(open).toMatchObject({ command: { dealId: 'D-2', ownerId: 'u-2', occurredAt: '1997-06-01T00:00:00.000Z' }, key: keyFor('deals', 'D-2') });
+    const [first] = rowCommands.deals({ ...base, deal_id: 'D-1', id: 'D-2', owner_id: 'u-1', owner: 'u-2', opened_at: '1997-05-01', created_at: '1997-06-01' });
+    expect(first!.command).toMatchObject({ dealId: 'D-1', ownerId: 'u-1', occurredAt: '1997-05-01T00:00:00.000Z' });
+  });
+
+  it('keeps a probability of 0', () => {
+    expect(rowCommands.deals({ ...base, probability: '0' })[0]!.command.probabilityOverride).toBe(0);
+    expect(refusedFields(rowCommands.deals({ ...base, probability: 'high' })[0]!.command)).toEqual(['probabilityOverride']);
+  });
+
+  it('records a won deal as a second command on the deal the first creates, at its closing time', () => {
+    const [open, won] = rowCommands.deals({ ...base, status: 'WON', closed_at: '1997-12-01' });
+    expect(won).toStrictEqual({
+      command: { type: 'WinDeal', dealId: createdIdFor('OpenDeal', open!.key), occurredAt: '1997-12-01T00:00:00.000Z' },
+      key: `${open!.key}:won`,
+    });
+    const withId = rowCommands.deals({ ...base, deal_id: 'D-1', status: 'won' });
+    expect(withId[1]).toStrictEqual({ command: { type: 'WinDeal', dealId: 'D-1' }, key: `${keyFor('deals', 'D-1')}:won` });
+  });
+
+  it('records a lost deal with its reason under either name, "lost" when none', () => {
+    const [open, lost] = rowCommands.deals({ ...base, deal_id: 'D-1', status: 'lost', closed_at: '1997-12-02', lost_reason: 'price', reason: 'other' });
+    expect(lost).toStrictEqual({
+      command: { type: 'LoseDeal', dealId: 'D-1', reason: 'price', occurredAt: '1997-12-02T00:00:00.000Z' },
+      key: `${open!.key}:lost`,
+    });
+    expect(rowCommands.deals({ ...base, status: 'Lost', reason: 'timing' })[1]!.command).toMatchObject({ reason: 'timing' });
+    const [first, bare] = rowCommands.deals({ ...base, status: 'lost', lost_reason: ' ' });
+    expect(bare!.command).toStrictEqual({ type: 'LoseDeal', dealId: createdIdFor('OpenDeal', first!.key), reason: 'lost' });
+  });
+
+  it('refuses a status it does not know, naming the column', () => {
+    expect(rejection('deals', { ...base, status: 'Pending' })).toBe('status: expected open, won or lost, got "pending"');
+  });
+
+  it('names the bad fields of a deal', () => {
+    expect(refusedFields(rowCommands.deals({ customer_id: CUSTOMER, amount: '1', expected_close_date: '1998-01-01' })[0]!.command)).toEqual(['title']);
+    expect(refusedFields(rowCommands.deals({ ...base, amount: 'lots' })[0]!.command)).toEqual(['amount']);
+  });
+});
+
+describe('campaign rows', () => {
+  const base = { name: 'Spring', channel: 'email', budget: '500' };
+
+  it('creates and launches a campaign by default, with its schedule and times', () => {
+    const commands = rowCommands.campaigns({
+      ...base,
+      campaign_id: 'C-1',
+      currency: 'chf',
+      starts_at: '1997-04-01',
+      ends_at: '1997-05-01',
+      created_at: '1997-03-01',
+    });
+    const key = keyFor('campaigns', 'C-1');
+    expect(commands).toStrictEqual([
+      {
+        command: {
+          type: 'CreateCampaign',
+          campaignId: 'C-1',
+          name: 'Spring',
+          channel: 'email',
+          budget: 500,
+          currency: 'CHF',
+          schedule: { startsAt: '1997-04-01T00:00:00.000Z', endsAt: '1997-05-01T00:00:00.000Z' },
+          occurredAt: '1997-03-01T00:00:00.000Z',
+        },
+        key,
+      },
+      { command: { type: 'LaunchCampaign', campaignId: 'C-1', occurredAt: '1997-04-01T00:00:00.000Z' }, key: `${key}:launched` },
+    ]);
+  });
+
+  it('has no schedule without a start, an open end without an end, and keys by name without an id', () => {
+    const key = keyFor('campaigns', 'Spring');
+    const target = { campaignId: createdIdFor('CreateCampaign', key) };
+    expect(rowCommands.campaigns({ ...base, campaign_id: ' ', currency: '', starts_at: ' ', ends_at: '1997-05-01', created_at: '' })).toStrictEqual([
+      { command: { type: 'CreateCampaign', name: 'Spring', channel: 'email', budget: 500, currency: 'EUR' }, key },
+      { command: { type: 'LaunchCampaign', ...target }, key: `${key}:launched` },
+    ]);
+    expect(rowCommands.campaigns({ ...base, starts_at: '1997-04-01' })[0]!.command.schedule).toStrictEqual({
+      startsAt: '1997-04-01T00:00:00.000Z',
+      endsAt: null,
+    });
+    expect(rowCommands.campaigns({ ...base, id: 'C-2' })[0]).toMatchObject({ command: { campaignId: 'C-2' }, key: keyFor('campaigns', 'C-2') });
+    expect(rowCommands.campaigns({ ...base, campaign_id: 'C-1', id: 'C-2' })[0]!.command.campaignId).toBe('C-1');
+    expect(rowCommands.campaigns({ channel: 'email', budget: '1' })[0]!.key).toBe(keyFor('campaigns', ''));
+  });
+
+  it('leaves a draft campaign unlaunched and completes a completed one at its end', () => {
+    const draft = rowCommands.campaigns({ ...base, status: 'Draft' });
+    expect(draft.map((c) => c.command.type)).toEqual(['CreateCampaign']);
+    const [create, launch, complete] = rowCommands.campaigns({ ...base, status: 'COMPLETED', starts_at: '1997-04-01', ends_at: '1997-05-01' });
+    const target = { campaignId: createdIdFor('CreateCampaign', create!.key) };
+    expect(launch).toStrictEqual({ command: { type: 'LaunchCampaign', ...target, occurredAt: '1997-04-01T00:00:00.000Z' }, key: `${create!.key}:launched` });
+    expect(complete).toStrictEqual({
+      command: { type: 'CompleteCampaign', ...target, occurredAt: '1997-05-01T00:00:00.000Z' },
+      key: `${create!.key}:completed`,
+    });
+    expect(rowCommands.campaigns({ ...base, status: 'active' }).map((c) => c.command.type)).toEqual(['CreateCampaign', 'LaunchCampaign']);
+    expect(rowCommands.campaigns({ ...base, status: ' ' }).map((c) => c.command.type)).toEqual(['CreateCampaign', 'LaunchCampaign']);
+    expect(rejection('campaigns', { ...base, status: 'paused' })).toBe('status: expected draft, active or completed, got "paused"');
+  });
+
+  it('names the bad fields of a campaign', () => {
+    expect(refusedFields(rowCommands.campaigns({ ...base, budget: 'a lot' })[0]!.command)).toEqual(['budget']);
+    expect(refusedFields(rowCommands.campaigns({ ...base, starts_at: 'spring' })[0]!.command)).toEqual(['schedule.startsAt']);
+  });
+});
+
+describe('campaign response rows', () => {
+  const CAMPAIGN = '22222222-2222-4222-8222-222222222222';
+
+  it('maps a response with its revenue and currency', () => {
+    expect(
+      one('responses', { campaign_id: CAMPAIGN, customer_id: CUSTOMER, response: 'converted', revenue: '99.90', currency: 'usd', occurred_at: '1997-04-10' }),
+    ).toStrictEqual({
+      command: {
+        type: 'RecordCampaignResponse',
+        campaignId: CAMPAIGN,
+        customerId: CUSTOMER,
+        kind: 'converted',
+        revenue: 99.9,
+        currency: 'USD',
+        occurredAt: '1997-04-10T00:00:00.000Z',
+      },
+      key: keyFor('responses', `${CAMPAIGN}:${CUSTOMER}:converted`),
+    });
+  });
+
+  it('leaves out revenue and currency when absent or blank, and takes the other names of the kind and the time', () => {
+    const expected = {
+      command: {
+        type: 'RecordCampaignResponse',
+        campaignId: CAMPAIGN,
+        customerId: customerIdForEmail(ADA),
+        kind: 'opened',
+        occurredAt: '1997-04-11T00:00:00.000Z',
+      },
+      key: keyFor('responses', `${CAMPAIGN}:${customerIdForEmail(ADA)}:opened`),
+    };
+    expect(one('responses', { campaign_id: CAMPAIGN, customer_email: ADA, kind: 'opened', date: '1997-04-11' })).toStrictEqual(expected);
+    expect(
+      one('responses', { campaign_id: CAMPAIGN, customer_email: ADA, response: ' ', kind: 'opened', revenue: ' ', currency: '', date: '1997-04-11' }),
+    ).toStrictEqual(expected);
+    expect(one('responses', { campaign_id: CAMPAIGN, customer_id: CUSTOMER, response: 'sent', kind: 'opened', revenue: '0' }).command).toStrictEqual({
+      type: 'RecordCampaignResponse',
+      campaignId: CAMPAIGN,
+      customerId: CUSTOMER,
+      kind: 'sent',
+      revenue: 0,
+    });
+    expect(
+      one('responses', { campaign_id: CAMPAIGN, customer_id: CUSTOMER, response: 'sent', occurred_at: '2001-01-01', date: '2002-01-01' }).command.occurredAt,
+    ).toBe('2001-01-01T00:00:00.000Z');
+  });
+
+  it('names the bad fields of a response', () => {
+    expect(refusedFields(one('responses', { campaign_id: CAMPAIGN, customer_id: CUSTOMER, response: 'liked' }).command)).toEqual(['kind']);
+    expect(refusedFields(one('responses', { campaign_id: CAMPAIGN, customer_id: CUSTOMER, response: 'converted', revenue: 'much' }).command)).toEqual([
+      'revenue',
+    ]);
+  });
+});
+
+describe('feedback rows', () => {
+  const base = { customer_id: CUSTOMER, kind: 'complaint', subject: 'Late', body: 'Where is my order?' };
+
+  it('maps feedback with its optional columns', () => {
+    const row = { ...base, feedback_id: 'F-1', channel: 'email', priority: 'high', csat: '2', nps: '-1', submitted_at: '1997-07-01' };
+    expect(one('feedback', row)).toStrictEqual({
+      command: {
+        type: 'SubmitFeedback',
+        feedbackId: 'F-1',
+        customerId: CUSTOMER,
+        kind: 'complaint',
+        channel: 'email',
+        subject: 'Late',
+        body: 'Where is my order?',
+        priority: 'high',
+        csat: 2,
+        nps: -1,
+        occurredAt: '1997-07-01T00:00:00.000Z',
+      },
+      key: keyFor('feedback', 'F-1'),
+    });
+  });
+
+  it('fills the defaults when the optional columns are absent or blank, and keys by customer, time and subject', () => {
+    const expected = {
+      command: { type: 'SubmitFeedback', customerId: CUSTOMER, kind: 'complaint', channel: 'web', subject: 'Late', body: 'Where is my order?' },
+      key: keyFor('feedback', `${CUSTOMER}::Late`),
+    };
+    expect(one('feedback', base)).toStrictEqual(expected);
+    expect(one('feedback', { ...base, feedback_id: ' ', id: '', channel: ' ', priority: '', csat: null, nps: ' ', submitted_at: '' })).toStrictEqual(expected);
+    expect(one('feedback', { ...base, csat: '0', nps: '0' }).command).toMatchObject({ csat: 0, nps: 0 });
+    expect(one('feedback', { customer_id: CUSTOMER, body: 'x' }).key).toBe(keyFor('feedback', `${CUSTOMER}::`));
+  });
+
+  it('takes the other names of the id and the time, the first one given winning', () => {
+    const timed = one('feedback', { ...base, id: 'F-2', occurred_at: '1997-07-02' });
+    expect(timed).toMatchObject({ command: { feedbackId: 'F-2', occurredAt: '1997-07-02T00:00:00.000Z' }, key: keyFor('feedback', 'F-2') });
+    expect(one('feedback', { ...base, date: '1997-07-03' })).toMatchObject({
+      command: { occurredAt: '1997-07-03T00:00:00.000Z' },
+      key: keyFor('feedback', `${CUSTOMER}:1997-07-03T00:00:00.000Z:Late`),
+    });
+    const first = one('feedback', { ...base, feedback_id: 'F-1', id: 'F-2', submitted_at: '2001-01-01', occurred_at: '2002-01-01', date: '2003-01-01' });
+    expect(first.command).toMatchObject({ feedbackId: 'F-1', occurredAt: '2001-01-01T00:00:00.000Z' });
+    expect(one('feedback', { ...base, occurred_at: '2002-01-01', date: '2003-01-01' }).command.occurredAt).toBe('2002-01-01T00:00:00.000Z');
+  });
+
+  it('names the bad fields of feedback', () => {
+    expect(refusedFields(one('feedback', { ...base, csat: 'good' }).command)).toEqual(['csat']);
+    expect(refusedFields(one('feedback', { ...base, nps: '5.5.5' }).command)).toEqual(['nps']);
+    expect(refusedFields(one('feedback', { ...base, kind: 'rant' }).command)).toEqual(['kind']);
+  });
+});
