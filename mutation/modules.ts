@@ -27,7 +27,14 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     // Bulk import against the tests that run it in this process (about 6 s in all): the CLI tests that
     // spawn `crm import` cannot see a mutant, which lives in the test process only.
     mutate: ['commands/batch.ts', 'commands/import/*.ts'],
-    tests: ['test/commands/import-batches.test.ts', 'test/cli/import-batch.test.ts', 'test/api/imports.test.ts'],
+    // batch-commands and importer test the batch handler and the import loop directly (about 6 s more).
+    tests: [
+      'test/commands/import-batches.test.ts',
+      'test/commands/batch-commands.test.ts',
+      'test/commands/importer.test.ts',
+      'test/cli/import-batch.test.ts',
+      'test/api/imports.test.ts',
+    ],
     concurrency: 1,
   },
   'eventstore-postgres': {
