@@ -57,9 +57,9 @@ const registered = async (n: number): Promise<string[]> => {
 };
 
 /** A purchase by an API client (another writer of the customer's stream). */
-const apiPurchase = (customerId: string) =>
+const apiPurchase = (customerId: string, orderId = `api-${randomUUID()}`) =>
   api.execute(
-    { type: 'RecordPurchase', customerId, orderId: `api-${randomUUID()}`, amount: 5, currency: 'EUR' },
+    { type: 'RecordPurchase', customerId, orderId, amount: 5, currency: 'EUR' },
     { actor, correlationId: 'api', idempotencyKey: `api-${randomUUID()}` },
   );
 
@@ -218,6 +218,9 @@ describe('batch commands: deciding and storing', () => {
       { create: false, ids: [existing] },
       { create: true, ids: [fresh] },
     ]);
+    // A batch with no personal data to write and its streams held loads no keys.
+    expect(await batch.executeBatch([purchase(fresh, 'o3')])).toMatchObject([{ ok: true }]);
+    expect(keys.length).toBe(2);
   });
 
   it('answers a re-import as done with the first event ids, appends nothing, and refuses a key reused for other values', async () => {
@@ -453,6 +456,8 @@ describe('batch commands: concurrent writers and faults', () => {
     // A batch submitted after the conflict is decided on the stored stream.
     expect(await batch.executeBatch([purchase(a!, 'o3')])).toMatchObject([{ ok: true, alreadyDone: false }]);
     expect(w.appends.at(-1)).toEqual([{ stream: customerStream(a!), expected: 3, events: 1 }]);
+    // Read for the first decision and for deciding the first again; what that stored is held for the rest.
+    expect(w.reads.length).toBe(2);
   });
 
   it('a batch found stored by another process at another revision has the batches decided on it decided again before they are sent', async () => {
@@ -474,6 +479,72 @@ describe('batch commands: concurrent writers and faults', () => {
     expect((await ordersOf(a!)).slice(1)).toEqual(['warm-up', expect.stringMatching(/^api-/), 'o1', 'o2']);
   });
 
+  it('answers each row as the pass that stored it decided: a partial append that fails settles nothing', async () => {
+    for (const partialFails of [false, true]) {
+      const [a, b] = await registered(2);
+      // API clients: a purchase on A before the first append, the same order as the batch's (another amount) before
+      // the second; with partialFails, the same on B before the append of B alone.
+      const w = watched({
+        beforeAppend: async (call) => {
+          if (call === 1) await apiPurchase(a!);
+          if (call === 2) await apiPurchase(a!, 'o1');
+          if (call === 3 && partialFails) await apiPurchase(b!, 'o1');
+        },
+      });
+      const outcomes = await handler(w).executeBatch([purchase(a!, 'o1'), purchase(b!, 'o1')]);
+      expect(outcomes[0]).toMatchObject({ ok: false, error: { code: 'purchase.order_conflict' } });
+      if (partialFails) expect(outcomes[1]).toMatchObject({ ok: false, error: { code: 'purchase.order_conflict' } });
+      else expect(outcomes[1]).toMatchObject({ ok: true, alreadyDone: false });
+      expect(w.appends.map((call) => call.map((x) => x.stream))).toEqual([
+        [customerStream(a!), customerStream(b!)],
+        [customerStream(a!), customerStream(b!)],
+        [customerStream(b!)],
+      ]);
+    }
+  });
+
+  it('a batch submitted while the ones before it are decided again is decided after them, not on their unstored states', async () => {
+    const [a] = await registered(1);
+    const submitted = gate();
+    const redoing = gate();
+    const third = gate();
+    const w = watched({
+      beforeAppend: async (call) => {
+        if (call === 1) {
+          await submitted.opened;
+          await apiPurchase(a!);
+        }
+        if (call === 2) {
+          redoing.open();
+          await third.opened;
+        }
+      },
+    });
+    const batch = handler(w);
+    const first = await batch.submitBatch([purchase(a!, 'o1')]);
+    const second = await batch.submitBatch([purchase(a!, 'o2')]);
+    submitted.open();
+    await redoing.opened;
+    const last = await batch.submitBatch([purchase(a!, 'o3')]);
+    third.open();
+    for (const s of [first, second, last]) expect(await s.outcomes).toMatchObject([{ ok: true, alreadyDone: false }]);
+    expect(w.appends.map((call) => call.map((x) => x.expected))).toEqual([[0], [1], [2], [3]]);
+    expect((await ordersOf(a!)).slice(2)).toEqual(['o1', 'o2', 'o3']);
+  }, 20_000);
+
+  it('a store fault while deciding fails that batch only: the next one is decided and stored', async () => {
+    const [a] = await registered(1);
+    const w = watched({
+      afterRead: async (call) => {
+        if (call === 1) throw new Error('read failed');
+      },
+    });
+    const batch = handler(w);
+    await expect(batch.submitBatch([purchase(a!, 'o1')])).rejects.toThrow('read failed');
+    expect(await batch.executeBatch([purchase(a!, 'o2')])).toMatchObject([{ ok: true, alreadyDone: false }]);
+    expect(await ordersOf(a!)).toEqual(['CustomerRegistered', 'o2']);
+  }, 20_000);
+
   it('a customer forgotten while an import holds its state: the row is refused as the API refuses it, not a fault', async () => {
     const [held, readBeforeForget] = await registered(2);
     const evicted: string[] = [];
@@ -488,7 +559,8 @@ describe('batch commands: concurrent writers and faults', () => {
     await forget(held!);
     const outcomes = await batch.executeBatch([change(held!)]);
     expect(outcomes).toMatchObject([{ ok: false, error: { code: 'customer.forgotten' } }]);
-    expect(evicted).toContain(held);
+    // Only the forgotten customer's key is dropped (the others stay loaded).
+    expect(evicted).toEqual([held]);
 
     // Read, then forgotten before the append of a pass deciding again after a conflict.
     const [other] = await registered(1);

@@ -166,6 +166,53 @@ describe('import: rows, batches and counts', () => {
     expect(sizes).toEqual([3, 3, 1]);
   });
 
+  it('cuts batches of 1,000 commands unless told otherwise', async () => {
+    // Deciding is not needed to cut batches: the batch handler's outcomes are replaced here.
+    const real = createBatchCommands({ store, personalData });
+    const sizes: number[] = [];
+    const batch: BatchCommands = {
+      ...real,
+      submitBatch: (items) => {
+        sizes.push(items.length);
+        return Promise.resolve({ outcomes: Promise.resolve(items.map(() => ({ ok: true as const, stream: '', eventIds: [], alreadyDone: false }))) });
+      },
+    };
+    const rows = Array.from({ length: 1_001 }, (_, i) => `C ${i},c${i}@example.com`);
+    expect((await importing(batch, csv(['name,email', ...rows]))).outcome).toMatchObject({ rows: 1_001, imported: 1_001 });
+    expect(sizes).toEqual([1_000, 1]);
+  });
+
+  it('reports the refusals of a batch after those of the batch before, even when reporting them takes a while', async () => {
+    const real = createBatchCommands({ store, personalData });
+    const submitted: Promise<unknown>[] = [];
+    const batch: BatchCommands = {
+      ...real,
+      submitBatch: async (items) => {
+        const s = await real.submitBatch(items);
+        submitted.push(s.outcomes);
+        return s;
+      },
+    };
+    // Resolves once the second batch is stored and a turn of the event loop has passed: long enough for its report to run.
+    const secondStored = async () => {
+      while (submitted.length < 2) await new Promise((resolve) => setImmediate(resolve));
+      await submitted[1];
+      await new Promise((resolve) => setImmediate(resolve));
+    };
+    const lines: number[] = [];
+    const emails = Array.from({ length: 4 }, () => `${randomUUID()}@example.com`);
+    await runImport(batch, csv(['name,email', 'Bad,broken-1', `C,${emails[0]}`, 'Bad,broken-2', `C,${emails[1]}`, `C,${emails[2]}`, `C,${emails[3]}`]), {
+      actor,
+      batchSize: 2,
+      onRejected: async (row) => {
+        // The first refusal is written slowly: the next batch is stored meanwhile.
+        if (row.line === 2) await secondStored();
+        lines.push(row.line);
+      },
+    });
+    expect(lines).toEqual([2, 4]);
+  }, 20_000);
+
   it('keeps one batch being stored while the next is decided, and no more', async () => {
     const submits: number[] = [];
     let appends = 0;
@@ -274,6 +321,21 @@ describe('import: stops and faults', () => {
     expect(rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^email: /) }]);
     expect(await storedOf(emails[0]!)).toHaveLength(1);
     expect(await storedOf(emails[2]!)).toEqual([]);
+  });
+
+  it('a store fault on the last batch fails the import', async () => {
+    let calls = 0;
+    const failing: EventStore = {
+      ...store,
+      engine: store.engine,
+      appendToStreams: async (appends) => {
+        if ((calls += 1) === 1) throw new Error('disk full');
+        return store.appendToStreams(appends);
+      },
+    };
+    await expect(importing(createBatchCommands({ store: failing, personalData }), csv(['name,email', `Ada,${randomUUID()}@example.com`]))).rejects.toThrow(
+      'disk full',
+    );
   });
 
   it('a file that fails while read ends the import once the batches sent are reported', async () => {
