@@ -182,6 +182,23 @@ describe('import: rows, batches and counts', () => {
     expect(sizes).toEqual([1_000, 1]);
   });
 
+  it('counts the streams a batch addresses once: rows about streams already in the batch do not end it', async () => {
+    const real = createBatchCommands({ store, personalData });
+    const sizes: number[] = [];
+    const batch: BatchCommands = {
+      ...real,
+      submitBatch: (items) => {
+        sizes.push(items.length);
+        return Promise.resolve({ outcomes: Promise.resolve(items.map(() => ({ ok: true as const, stream: '', eventIds: [], alreadyDone: false }))) });
+      },
+    };
+    // 1,000 customers (as many streams as one append takes), then one more order of the first.
+    const ids = Array.from({ length: 1_000 }, () => randomUUID());
+    const rows = [...ids.map((id, i) => `o${i},${id},5`), `o-again,${ids[0]},5`];
+    expect((await importing(batch, csv(['order_id,customer_id,amount', ...rows]), { batchSize: 5_000 })).outcome).toMatchObject({ imported: 1_001 });
+    expect(sizes).toEqual([1_001]);
+  });
+
   it('reports the refusals of a batch after those of the batch before, even when reporting them takes a while', async () => {
     const real = createBatchCommands({ store, personalData });
     const submitted: Promise<unknown>[] = [];
@@ -254,6 +271,11 @@ describe('import: the kind of file', () => {
   it('tells the kind from the first row, or takes the one given, and refuses a file it cannot tell', async () => {
     const batch = createBatchCommands({ store, personalData });
     await expect(importing(batch, csv(['colour,size', 'red,9']))).rejects.toBeInstanceOf(UnknownImportKind);
+    await expect(importing(batch, csv(['colour,size', 'red,9']))).rejects.toHaveProperty(
+      'message',
+      'Cannot tell the kind of file from its columns; name it (one of customers, purchases, refunds, deals, campaigns, responses, feedback). ' +
+        'Customers need "name" and "email", purchases "order_id" and "amount".',
+    );
     await expect(importing(batch, records([{ line: 2, unreadable: 'row: not valid JSON' }]))).rejects.toBeInstanceOf(UnknownImportKind);
     const given = await importing(batch, csv(['colour,size', 'red,9']), { kind: 'customers' });
     expect(given.outcome).toMatchObject({ kind: 'customers', rows: 1, rejected: 1, imported: 0 });
@@ -317,7 +339,7 @@ describe('import: stops and faults', () => {
         batchSize: 2,
         onRejected: (row) => void rejected.push(row),
       }),
-    ).rejects.toThrow('disk full');
+    ).rejects.toHaveProperty('message', 'disk full');
     expect(rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^email: /) }]);
     expect(await storedOf(emails[0]!)).toHaveLength(1);
     expect(await storedOf(emails[2]!)).toEqual([]);
@@ -333,9 +355,9 @@ describe('import: stops and faults', () => {
         return store.appendToStreams(appends);
       },
     };
-    await expect(importing(createBatchCommands({ store: failing, personalData }), csv(['name,email', `Ada,${randomUUID()}@example.com`]))).rejects.toThrow(
-      'disk full',
-    );
+    await expect(
+      importing(createBatchCommands({ store: failing, personalData }), csv(['name,email', `Ada,${randomUUID()}@example.com`])),
+    ).rejects.toHaveProperty('message', 'disk full');
   });
 
   it('a file that fails while read ends the import once the batches sent are reported', async () => {
@@ -351,7 +373,7 @@ describe('import: stops and faults', () => {
     ]);
     await expect(
       runImport(createBatchCommands({ store, personalData }), failingFile, { actor, batchSize: 2, onRejected: (row) => void rejected.push(row) }),
-    ).rejects.toThrow('connection closed');
+    ).rejects.toHaveProperty('message', 'connection closed');
     expect(rejected.map((r) => r.line)).toEqual([2]);
     expect(await storedOf(emails[0]!)).toHaveLength(1);
   });
@@ -365,6 +387,6 @@ describe('import: stops and faults', () => {
         return { outcomes: submitted.outcomes.then((outcomes) => outcomes.map(() => ({ ok: false as const, error: new Error('unexpected') }))) };
       },
     };
-    await expect(importing(batch, csv(['name,email', `Ada,${randomUUID()}@example.com`]))).rejects.toThrow('unexpected');
+    await expect(importing(batch, csv(['name,email', `Ada,${randomUUID()}@example.com`]))).rejects.toHaveProperty('message', 'unexpected');
   });
 });
