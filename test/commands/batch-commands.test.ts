@@ -295,6 +295,27 @@ describe('batch commands: deciding and storing', () => {
     expect(w.appends[0]!.map((a) => a.stream)).not.toContain(customerStream(stored!));
   });
 
+  it('decides with the response-time policy of the deployment when given one', async () => {
+    const [customerId] = await registered(1);
+    const sla = {
+      urgent: { firstResponseHours: 1, resolutionHours: 2 },
+      high: { firstResponseHours: 1, resolutionHours: 2 },
+      normal: { firstResponseHours: 3, resolutionHours: 5 },
+      low: { firstResponseHours: 1, resolutionHours: 2 },
+    };
+    const feedbackId = randomUUID();
+    const submitted = '2024-02-01T09:00:00.000Z';
+    const outcomes = await createBatchCommands({ store, personalData, sla }).executeBatch([
+      item(
+        { type: 'SubmitFeedback', feedbackId, customerId, kind: 'complaint', channel: 'web', subject: 'Late', body: 'Where?', occurredAt: submitted },
+        randomUUID(),
+      ),
+    ]);
+    expect(outcomes).toMatchObject([{ ok: true }]);
+    const [event] = await store.readStream(`feedback-${feedbackId}`);
+    expect(event!.data).toMatchObject({ firstResponseDueAt: '2024-02-01T12:00:00.000Z', resolutionDueAt: '2024-02-01T14:00:00.000Z' });
+  });
+
   it('refuses a batch that addresses more streams than one append takes', async () => {
     const batch = createBatchCommands({ store, personalData });
     const purchases = (n: number) => Array.from({ length: n }, () => purchase(randomUUID(), 'o1'));

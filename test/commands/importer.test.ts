@@ -127,7 +127,7 @@ describe('import: rows, batches and counts', () => {
     });
   });
 
-  it('puts business time the command does not take in the metadata', async () => {
+  it('records the business time of a row as the time of its events', async () => {
     const email = `${randomUUID()}@example.com`;
     const { outcome } = await importing(createBatchCommands({ store, personalData }), csv(['name,email,registered_at', `Ada,${email},1997-01-02`]));
     expect(outcome).toMatchObject({ imported: 1 });
