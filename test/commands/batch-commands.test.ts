@@ -624,6 +624,27 @@ describe('batch commands: concurrent writers and faults', () => {
     expect(await ordersOf(a!)).toEqual(['CustomerRegistered']);
   });
 
+  it('one stream of a batch found stored at another revision is enough to decide the batches after it again', async () => {
+    const [a, b] = await registered(2);
+    const submitted = gate();
+    const w = watched({ beforeAppend: async (call) => void (call === 2 && (await submitted.opened)) });
+    const pipelined = handler(w);
+    await pipelined.executeBatch([purchase(a!, 'warm-up'), purchase(b!, 'warm-up')]);
+    // Another process stores an API purchase and this batch's row of A; B is as held.
+    await apiPurchase(a!);
+    expect(await createBatchCommands({ store, personalData }).executeBatch([purchase(a!, 'o1')])).toMatchObject([{ ok: true }]);
+    const first = await pipelined.submitBatch([purchase(a!, 'o1'), purchase(b!, 'o1')]);
+    const second = await pipelined.submitBatch([purchase(a!, 'o2'), purchase(b!, 'o2')]);
+    submitted.open();
+    await first.outcomes;
+    expect(await second.outcomes).toMatchObject([{ ok: true }, { ok: true }]);
+    expect(w.appends.map((call) => call.map((x) => x.expected))).toEqual([
+      [0, 0],
+      [1, 1],
+      [3, 2],
+    ]);
+  });
+
   it('a customer forgotten while an import holds its state: the row is refused as the API refuses it, not a fault', async () => {
     const [held, readBeforeForget] = await registered(2);
     const evicted: string[] = [];
