@@ -35,6 +35,9 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
       'test/commands/import-rows.test.ts',
       'test/commands/import-parse.test.ts',
       'test/api/import-jobs.test.ts',
+      // The batch handler and the import loop directly (about 8 s).
+      'test/commands/batch-commands.test.ts',
+      'test/commands/importer.test.ts',
     ],
     concurrency: 1,
   },

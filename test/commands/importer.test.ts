@@ -1,0 +1,392 @@
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { ZodError } from 'zod';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBatchCommands, type BatchCommands } from '../../commands/batch.ts';
+import { rowReason, runImport, UnknownImportKind, type ImportCounts, type ImportOptions, type RejectedRow } from '../../commands/import/importer.ts';
+import { parseRecords, type ImportRecord } from '../../commands/import/parse.ts';
+import { customerIdForEmail, RowRejected } from '../../commands/import/rows.ts';
+import { invalidState } from '../../domain/errors.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { IdempotencyConflict } from '../../eventstore/errors.ts';
+import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
+import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { testSchemas } from '../support/postgres.ts';
+
+/**
+ * The import loop against the real PostgreSQL: line-numbered reasons in line order across batches,
+ * rows of several commands, counts and progress after each batch, batches cut at their size, the
+ * file's kind, business time and metadata, stops between batches, and faults of the store or of the
+ * file ending the import after the batches before them are reported.
+ */
+const schemas = testSchemas('importer');
+let database: SqlDatabase;
+let store: EventStore;
+let personalData: PersonalData;
+
+beforeAll(async () => {
+  database = connectPostgres(schemas.url, { max: 4 });
+  store = await createPostgresEventStore(database, { schema: schemas.events });
+  personalData = await createPersonalData(database.db, { schema: schemas.events });
+});
+afterAll(async () => {
+  await store?.close();
+  await database?.close();
+  await schemas.dropSchemas();
+});
+
+const actor = { userId: 'crm-import', roles: ['admin'] };
+const csv = (lines: string[]) => parseRecords(Readable.from([lines.join('\n')]), 'csv');
+
+/** Runs an import, collecting its refusals and a copy of the counts after each batch. */
+const importing = async (batch: BatchCommands, records: AsyncIterable<ImportRecord>, options: Partial<ImportOptions> = {}) => {
+  const rejected: RejectedRow[] = [];
+  const progress: Omit<ImportCounts, 'rows' | 'kind'>[] = [];
+  const outcome = await runImport(batch, records, {
+    actor,
+    onRejected: (row) => void rejected.push(row),
+    onProgress: ({ imported, alreadyPresent, rejected }) => void progress.push({ imported, alreadyPresent, rejected }),
+    ...options,
+  });
+  return { outcome, rejected, progress };
+};
+
+/** Customers with unique emails, imported; answers their emails. */
+const customers = async (n: number): Promise<string[]> => {
+  const emails = Array.from({ length: n }, () => `${randomUUID()}@example.com`);
+  const { outcome } = await importing(createBatchCommands({ store, personalData }), csv(['name,email', ...emails.map((e, i) => `Customer ${i},${e}`)]));
+  expect(outcome).toMatchObject({ kind: 'customers', imported: n, rejected: 0 });
+  return emails;
+};
+
+const storedOf = async (email: string) => store.readStream(`customer-${customerIdForEmail(email)}`);
+
+async function* records(list: (ImportRecord | (() => void))[]): AsyncGenerator<ImportRecord> {
+  for (const entry of list) {
+    if (typeof entry === 'function') entry();
+    else yield entry;
+  }
+}
+
+describe('import: why a row is refused', () => {
+  it('names the field, or the row, for every refusal it can explain, and nothing else', () => {
+    expect(rowReason(new RowRejected('customer_id: required'))).toBe('customer_id: required');
+    const zod = new ZodError([
+      { code: 'custom', path: ['schedule', 'endsAt'], message: 'before the start', input: 1 },
+      { code: 'custom', path: [], message: 'at least one field to change', input: 1 },
+    ]);
+    expect(rowReason(zod)).toBe('schedule.endsAt: before the start; row: at least one field to change');
+    expect(rowReason(invalidState('deal.closed', 'Deal is closed', 'dealId'))).toBe('dealId: Deal is closed');
+    expect(rowReason(invalidState('deal.closed', 'Deal is closed'))).toBe('Deal is closed');
+    expect(rowReason(new IdempotencyConflict('e', 's'))).toBe(
+      'row: imported before with different values (a row key is imported once; change it through the API)',
+    );
+    expect(rowReason(new Error('disk full'))).toBeUndefined();
+  });
+});
+
+describe('import: rows, batches and counts', () => {
+  it('reports each refused row with its line and reason, in line order across batches, and counts rows after each batch', async () => {
+    const [c0, c1] = await customers(2);
+    const { outcome, rejected, progress } = await importing(
+      createBatchCommands({ store, personalData }),
+      csv([
+        'order_id,customer_email,amount,currency,occurred_at',
+        `o1,${c0},10.00,USD,2024-01-02`,
+        'o2,,5,USD,2024-01-02',
+        `o3,${c0},ten,USD,2024-01-02`,
+        'o4,nobody@example.com,5,USD,2024-01-02',
+        'short',
+        `o1,${c0},10.00,USD,2024-01-02`,
+        `o1,${c0},12.00,USD,2024-01-02`,
+        `o5,${c1},7,USD,2024-01-03`,
+      ]),
+      { batchSize: 2 },
+    );
+    expect(outcome).toEqual({ kind: 'purchases', rows: 8, imported: 3, alreadyPresent: 1, rejected: 5, interrupted: false });
+    expect(rejected.map((r) => r.line)).toEqual([3, 4, 5, 6, 8]);
+    expect(rejected[0]!.reason).toBe('customer_id: required (or customer_email of an imported customer)');
+    expect(rejected[1]!.reason).toMatch(/^amount: /);
+    expect(rejected[2]!.reason).toBe(`customerId: Customer ${customerIdForEmail('nobody@example.com')} does not exist`);
+    expect(rejected[3]!.reason).toBe('row: the number of fields differs from the header');
+    expect(rejected[4]!.reason).toBe(rowReason(new IdempotencyConflict('e', 's')));
+    expect(progress).toEqual([
+      { imported: 1, alreadyPresent: 0, rejected: 2 },
+      { imported: 2, alreadyPresent: 1, rejected: 4 },
+      { imported: 3, alreadyPresent: 1, rejected: 5 },
+    ]);
+    // Business time from the file, the line in the metadata.
+    const stored = await storedOf(c0!);
+    expect(stored.map((e) => e.type)).toEqual(['CustomerRegistered', 'PurchaseRecorded']);
+    expect(stored[1]!.data).toMatchObject({ orderId: 'o1', amount: 10, currency: 'USD' });
+    expect(stored[1]!.metadata).toMatchObject({
+      actor,
+      correlationId: 'import:purchases:line-2',
+      reason: 'import of purchases (line 2)',
+      occurredAt: '2024-01-02T00:00:00.000Z',
+    });
+  });
+
+  it('records the business time of a row as the time of its events', async () => {
+    const email = `${randomUUID()}@example.com`;
+    const { outcome } = await importing(createBatchCommands({ store, personalData }), csv(['name,email,registered_at', `Ada,${email},1997-01-02`]));
+    expect(outcome).toMatchObject({ imported: 1 });
+    const [registered] = await storedOf(email);
+    expect(registered!.metadata).toMatchObject({ occurredAt: '1997-01-02T00:00:00.000Z', correlationId: 'import:customers:line-2' });
+    expect(registered!.data).not.toHaveProperty('occurredAt');
+  });
+
+  it('imports a row of several commands when all are stored, and counts it present only when all were', async () => {
+    const [c0] = await customers(1);
+    const dealId = randomUUID();
+    const header = 'deal_id,customer_email,title,amount,currency,owner_id,expected_close_date,stage,opened_at,status,closed_at';
+    const open = `${dealId},${c0},Fleet,1200,EUR,sam,2027-09-30,proposal,2024-03-01,open,`;
+    const won = `${dealId},${c0},Fleet,1200,EUR,sam,2027-09-30,proposal,2024-03-01,won,2024-08-15`;
+    const unknown = `${randomUUID()},nobody@example.com,Pilot,300,EUR,sam,2027-07-31,lead,2024-04-01,won,2024-06-20`;
+    const batch = createBatchCommands({ store, personalData });
+    expect((await importing(batch, csv([header, open]))).outcome).toMatchObject({ kind: 'deals', imported: 1, alreadyPresent: 0 });
+    // The deal is stored; its outcome is new.
+    const second = await importing(batch, csv([header, won, unknown]));
+    expect(second.outcome).toMatchObject({ imported: 1, alreadyPresent: 0, rejected: 1 });
+    // Both commands of the unknown customer's row are refused: the reason is the first one's.
+    expect(second.rejected).toEqual([{ line: 3, reason: `customerId: Customer ${customerIdForEmail('nobody@example.com')} does not exist` }]);
+    const third = await importing(createBatchCommands({ store, personalData }), csv([header, won]));
+    expect(third.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
+    const deal = await store.readStream(`deal-${dealId}`);
+    expect(deal.map((e) => e.type)).toEqual(['DealOpened', 'DealWon']);
+  });
+
+  it('cuts batches at their size: a batch holds exactly batchSize commands', async () => {
+    const real = createBatchCommands({ store, personalData });
+    const sizes: number[] = [];
+    const batch: BatchCommands = { ...real, submitBatch: (items) => (sizes.push(items.length), real.submitBatch(items)) };
+    const emails = Array.from({ length: 7 }, () => `${randomUUID()}@example.com`);
+    const { outcome } = await importing(batch, csv(['name,email', ...emails.map((e) => `C,${e}`)]), { batchSize: 3 });
+    expect(outcome).toMatchObject({ rows: 7, imported: 7 });
+    expect(sizes).toEqual([3, 3, 1]);
+  });
+
+  it('cuts batches of 1,000 commands unless told otherwise', async () => {
+    // Deciding is not needed to cut batches: the batch handler's outcomes are replaced here.
+    const real = createBatchCommands({ store, personalData });
+    const sizes: number[] = [];
+    const batch: BatchCommands = {
+      ...real,
+      submitBatch: (items) => {
+        sizes.push(items.length);
+        return Promise.resolve({ outcomes: Promise.resolve(items.map(() => ({ ok: true as const, stream: '', eventIds: [], alreadyDone: false }))) });
+      },
+    };
+    const rows = Array.from({ length: 1_001 }, (_, i) => `C ${i},c${i}@example.com`);
+    expect((await importing(batch, csv(['name,email', ...rows]))).outcome).toMatchObject({ rows: 1_001, imported: 1_001 });
+    expect(sizes).toEqual([1_000, 1]);
+  });
+
+  it('counts the streams a batch addresses once: rows about streams already in the batch do not end it', async () => {
+    const real = createBatchCommands({ store, personalData });
+    const sizes: number[] = [];
+    const batch: BatchCommands = {
+      ...real,
+      submitBatch: (items) => {
+        sizes.push(items.length);
+        return Promise.resolve({ outcomes: Promise.resolve(items.map(() => ({ ok: true as const, stream: '', eventIds: [], alreadyDone: false }))) });
+      },
+    };
+    // 1,000 customers (as many streams as one append takes), then one more order of the first.
+    const ids = Array.from({ length: 1_000 }, () => randomUUID());
+    const rows = [...ids.map((id, i) => `o${i},${id},5`), `o-again,${ids[0]},5`];
+    expect((await importing(batch, csv(['order_id,customer_id,amount', ...rows]), { batchSize: 5_000 })).outcome).toMatchObject({ imported: 1_001 });
+    expect(sizes).toEqual([1_001]);
+  });
+
+  it('reports the refusals of a batch after those of the batch before, even when reporting them takes a while', async () => {
+    const real = createBatchCommands({ store, personalData });
+    const submitted: Promise<unknown>[] = [];
+    const batch: BatchCommands = {
+      ...real,
+      submitBatch: async (items) => {
+        const s = await real.submitBatch(items);
+        submitted.push(s.outcomes);
+        return s;
+      },
+    };
+    // Resolves once the second batch is stored and a turn of the event loop has passed: long enough for its report to run.
+    const secondStored = async () => {
+      while (submitted.length < 2) await new Promise((resolve) => setImmediate(resolve));
+      await submitted[1];
+      await new Promise((resolve) => setImmediate(resolve));
+    };
+    const lines: number[] = [];
+    const emails = Array.from({ length: 4 }, () => `${randomUUID()}@example.com`);
+    await runImport(batch, csv(['name,email', 'Bad,broken-1', `C,${emails[0]}`, 'Bad,broken-2', `C,${emails[1]}`, `C,${emails[2]}`, `C,${emails[3]}`]), {
+      actor,
+      batchSize: 2,
+      onRejected: async (row) => {
+        // The first refusal is written slowly: the next batch is stored meanwhile.
+        if (row.line === 2) await secondStored();
+        lines.push(row.line);
+      },
+    });
+    expect(lines).toEqual([2, 4]);
+  }, 20_000);
+
+  it('keeps one batch being stored while the next is decided, and no more', async () => {
+    const submits: number[] = [];
+    let appends = 0;
+    let stored = 0;
+    let submittedTwo!: () => void;
+    const two = new Promise<void>((resolve) => (submittedTwo = resolve));
+    const gated: EventStore = {
+      ...store,
+      engine: store.engine,
+      appendToStreams: async (appends_) => {
+        // The first append waits until the next batch is decided: it is decided while this one is stored.
+        if ((appends += 1) === 1) await two;
+        const results = await store.appendToStreams(appends_);
+        stored += 1;
+        return results;
+      },
+    };
+    const real = createBatchCommands({ store: gated, personalData });
+    const batch: BatchCommands = {
+      ...real,
+      submitBatch: async (items) => {
+        submits.push(stored);
+        const submitted = await real.submitBatch(items);
+        if (submits.length === 2) submittedTwo();
+        return submitted;
+      },
+    };
+    const emails = Array.from({ length: 8 }, () => `${randomUUID()}@example.com`);
+    const { outcome } = await importing(batch, csv(['name,email', ...emails.map((e) => `C,${e}`)]), { batchSize: 2 });
+    expect(outcome).toMatchObject({ rows: 8, imported: 8 });
+    // Batch n + 2 is submitted once batch n is stored.
+    expect(submits.length).toBe(4);
+    submits.forEach((storedBefore, n) => expect(storedBefore).toBeGreaterThanOrEqual(n - 1));
+    expect(submits[1]).toBe(0);
+  }, 20_000);
+});
+
+describe('import: the kind of file', () => {
+  it('tells the kind from the first row, or takes the one given, and refuses a file it cannot tell', async () => {
+    const batch = createBatchCommands({ store, personalData });
+    await expect(importing(batch, csv(['colour,size', 'red,9']))).rejects.toBeInstanceOf(UnknownImportKind);
+    await expect(importing(batch, csv(['colour,size', 'red,9']))).rejects.toHaveProperty(
+      'message',
+      'Cannot tell the kind of file from its columns; name it (one of customers, purchases, refunds, deals, campaigns, responses, feedback). ' +
+        'Customers need "name" and "email", purchases "order_id" and "amount".',
+    );
+    await expect(importing(batch, records([{ line: 2, unreadable: 'row: not valid JSON' }]))).rejects.toBeInstanceOf(UnknownImportKind);
+    const given = await importing(batch, csv(['colour,size', 'red,9']), { kind: 'customers' });
+    expect(given.outcome).toMatchObject({ kind: 'customers', rows: 1, rejected: 1, imported: 0 });
+    expect(given.rejected[0]!.reason).toMatch(/name|email/);
+    // An empty file: the kind given, else customers; one (empty) progress report.
+    expect((await importing(batch, records([]), { kind: 'purchases' })).outcome).toEqual({
+      kind: 'purchases',
+      rows: 0,
+      imported: 0,
+      alreadyPresent: 0,
+      rejected: 0,
+      interrupted: false,
+    });
+    const empty = await importing(batch, records([]));
+    expect(empty.outcome.kind).toBe('customers');
+    expect(empty.progress).toEqual([{ imported: 0, alreadyPresent: 0, rejected: 0 }]);
+  });
+});
+
+describe('import: stops and faults', () => {
+  it('stops on a signal before the next row: the refusals read so far are reported, the unsent rows are not stored', async () => {
+    const batch = createBatchCommands({ store, personalData });
+    const stopped = new AbortController();
+    stopped.abort();
+    const none = await importing(batch, csv(['name,email', `Ada,${randomUUID()}@example.com`]), { signal: stopped.signal });
+    expect(none.outcome).toMatchObject({ interrupted: true, rows: 0, imported: 0 });
+    expect(none.progress).toEqual([]);
+
+    const controller = new AbortController();
+    const email = `${randomUUID()}@example.com`;
+    const partial = await importing(
+      batch,
+      records([
+        { line: 2, unreadable: 'row: the number of fields differs from the header' },
+        { line: 3, row: { name: 'Ada', email } },
+        () => controller.abort(),
+        { line: 4, row: { name: 'Bob', email: `${randomUUID()}@example.com` } },
+      ]),
+      { kind: 'customers', signal: controller.signal },
+    );
+    expect(partial.outcome).toMatchObject({ interrupted: true, rows: 2, imported: 0, rejected: 1 });
+    expect(partial.rejected).toEqual([{ line: 2, reason: 'row: the number of fields differs from the header' }]);
+    expect(await storedOf(email)).toEqual([]);
+  });
+
+  it('a store fault ends the import after the batches before it are reported', async () => {
+    let calls = 0;
+    const failing: EventStore = {
+      ...store,
+      engine: store.engine,
+      appendToStreams: async (appends) => {
+        if ((calls += 1) === 2) throw new Error('disk full');
+        return store.appendToStreams(appends);
+      },
+    };
+    const rejected: RejectedRow[] = [];
+    const emails = Array.from({ length: 6 }, () => `${randomUUID()}@example.com`);
+    await expect(
+      runImport(createBatchCommands({ store: failing, personalData }), csv(['name,email', 'Bad,broken', ...emails.map((e) => `C,${e}`)]), {
+        actor,
+        batchSize: 2,
+        onRejected: (row) => void rejected.push(row),
+      }),
+    ).rejects.toHaveProperty('message', 'disk full');
+    expect(rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^email: /) }]);
+    expect(await storedOf(emails[0]!)).toHaveLength(1);
+    expect(await storedOf(emails[2]!)).toEqual([]);
+  });
+
+  it('a store fault on the last batch fails the import', async () => {
+    let calls = 0;
+    const failing: EventStore = {
+      ...store,
+      engine: store.engine,
+      appendToStreams: async (appends) => {
+        if ((calls += 1) === 1) throw new Error('disk full');
+        return store.appendToStreams(appends);
+      },
+    };
+    await expect(
+      importing(createBatchCommands({ store: failing, personalData }), csv(['name,email', `Ada,${randomUUID()}@example.com`])),
+    ).rejects.toHaveProperty('message', 'disk full');
+  });
+
+  it('a file that fails while read ends the import once the batches sent are reported', async () => {
+    const rejected: RejectedRow[] = [];
+    const emails = [`${randomUUID()}@example.com`, `${randomUUID()}@example.com`];
+    const failingFile = records([
+      { line: 2, row: { name: 'Bad', email: 'broken' } },
+      { line: 3, row: { name: 'Ada', email: emails[0] } },
+      { line: 4, row: { name: 'Bob', email: emails[1] } },
+      () => {
+        throw new Error('connection closed');
+      },
+    ]);
+    await expect(
+      runImport(createBatchCommands({ store, personalData }), failingFile, { actor, batchSize: 2, onRejected: (row) => void rejected.push(row) }),
+    ).rejects.toHaveProperty('message', 'connection closed');
+    expect(rejected.map((r) => r.line)).toEqual([2]);
+    expect(await storedOf(emails[0]!)).toHaveLength(1);
+  });
+
+  it('a refusal it cannot explain is a fault, not a refused row', async () => {
+    const real = createBatchCommands({ store, personalData });
+    const batch: BatchCommands = {
+      ...real,
+      submitBatch: async (items) => {
+        const submitted = await real.submitBatch(items);
+        return { outcomes: submitted.outcomes.then((outcomes) => outcomes.map(() => ({ ok: false as const, error: new Error('unexpected') }))) };
+      },
+    };
+    await expect(importing(batch, csv(['name,email', `Ada,${randomUUID()}@example.com`]))).rejects.toHaveProperty('message', 'unexpected');
+  });
+});
