@@ -166,32 +166,28 @@ describe('import: rows, batches and counts', () => {
     expect(sizes).toEqual([3, 3, 1]);
   });
 
-  it('cuts batches of 1,000 commands unless told otherwise', async () => {
-    // Deciding is not needed to cut batches: the batch handler's outcomes are replaced here.
-    const real = createBatchCommands({ store, personalData });
+  /** A batch handler that records each batch's size and answers every command as imported, deciding nothing. */
+  const batchSizesOnly = () => {
     const sizes: number[] = [];
     const batch: BatchCommands = {
-      ...real,
+      ...createBatchCommands({ store, personalData }),
       submitBatch: (items) => {
         sizes.push(items.length);
         return Promise.resolve({ outcomes: Promise.resolve(items.map(() => ({ ok: true as const, stream: '', eventIds: [], alreadyDone: false }))) });
       },
     };
+    return { batch, sizes };
+  };
+
+  it('cuts batches of 1,000 commands unless told otherwise', async () => {
+    const { batch, sizes } = batchSizesOnly();
     const rows = Array.from({ length: 1_001 }, (_, i) => `C ${i},c${i}@example.com`);
     expect((await importing(batch, csv(['name,email', ...rows]))).outcome).toMatchObject({ rows: 1_001, imported: 1_001 });
     expect(sizes).toEqual([1_000, 1]);
   });
 
   it('counts the streams a batch addresses once: rows about streams already in the batch do not end it', async () => {
-    const real = createBatchCommands({ store, personalData });
-    const sizes: number[] = [];
-    const batch: BatchCommands = {
-      ...real,
-      submitBatch: (items) => {
-        sizes.push(items.length);
-        return Promise.resolve({ outcomes: Promise.resolve(items.map(() => ({ ok: true as const, stream: '', eventIds: [], alreadyDone: false }))) });
-      },
-    };
+    const { batch, sizes } = batchSizesOnly();
     // 1,000 customers (as many streams as one append takes), then one more order of the first.
     const ids = Array.from({ length: 1_000 }, () => randomUUID());
     const rows = [...ids.map((id, i) => `o${i},${id},5`), `o-again,${ids[0]},5`];
