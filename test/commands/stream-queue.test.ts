@@ -72,4 +72,24 @@ describe('groups of commands on one stream', () => {
     await Promise.all([queue.join('customer-1', 'a', attempt), queue.join('customer-1', 'b', attempt), alone('merge'), queue.join('customer-1', 'c', attempt)]);
     expect(order).toEqual(['a+b', 'merge', 'c']);
   });
+  it('keep a group forming behind a command alone open to later commands while the group before it runs', async () => {
+    const queue = createStreamQueue({ windowMs: 60_000 });
+    const { calls, attempt } = recording((commands) => commands.map((c) => ({ value: c })));
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // Given a group, a command alone held up behind it, and a group forming behind that one
+    const first = queue.join('customer-1', 'a', attempt);
+    const alone = queue.run('customer-1', undefined, async () => {
+      await held;
+      return 'merge';
+    });
+    const forming = queue.join('customer-1', 'c', attempt);
+    // When the first group is done and another command arrives while the command alone still runs
+    expect(await first).toBe('a');
+    const late = queue.join('customer-1', 'd', attempt);
+    release();
+    // Then the late command joined the forming group: one attempt for both
+    expect(await Promise.all([alone, forming, late])).toEqual(['merge', 'c', 'd']);
+    expect(calls).toEqual([['a'], ['c', 'd']]);
+  });
 });
