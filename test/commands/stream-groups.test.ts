@@ -213,7 +213,12 @@ describe('commands waiting on one stream', () => {
     // When another arrives and waits longer than its window for the stream
     const error = await commands.execute(purchase(id), ctx()).catch((e: unknown) => e);
     // Then it is refused as busy, not stored, and the held purchase completes
-    expect(error).toMatchObject({ name: 'CommandsBusy', reason: 'queue_wait', retryAfterSeconds: 1 });
+    expect(error).toMatchObject({
+      name: 'CommandsBusy',
+      reason: 'queue_wait',
+      retryAfterSeconds: 1,
+      message: `Commands on customer-${id} did not get a turn within 100 ms; retry shortly.`,
+    });
     holding = false;
     release();
     expect((await first).revision).toBe(1);
