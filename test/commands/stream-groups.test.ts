@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCrmCommands, type CommandContext, type CommandResult, type CrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
-import { WrongExpectedRevision } from '../../eventstore/errors.ts';
+import { OutcomeUnknown, WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -213,7 +213,12 @@ describe('commands waiting on one stream', () => {
     // When another arrives and waits longer than its window for the stream
     const error = await commands.execute(purchase(id), ctx()).catch((e: unknown) => e);
     // Then it is refused as busy, not stored, and the held purchase completes
-    expect(error).toMatchObject({ name: 'CommandsBusy', reason: 'queue_wait', retryAfterSeconds: 1 });
+    expect(error).toMatchObject({
+      name: 'CommandsBusy',
+      reason: 'queue_wait',
+      retryAfterSeconds: 1,
+      message: `Commands on customer-${id} did not get a turn within 100 ms; retry shortly.`,
+    });
     holding = false;
     release();
     expect((await first).revision).toBe(1);
@@ -250,5 +255,78 @@ describe('commands waiting on one stream', () => {
     const stream = await a.store.readStream(`customer-${id}`);
     expect(stream.map((e) => e.revision)).toEqual([0, 1, 2, 3, 4, 5]);
     expect(stream[2]!.data).toMatchObject({ orderId: 'from-b' });
+  });
+  it('fill an append up to the store’s limit and append the rest of the group in the next one', async () => {
+    const { store, appends } = countingAppends(a.store);
+    const commands = commandsOf(a, store);
+    const customerId = await register(commands);
+    const feedbackId = randomUUID();
+    await commands.execute({ type: 'SubmitFeedback', feedbackId, customerId, kind: 'complaint', channel: 'web', subject: 'Late', body: 'Where is it?' }, ctx());
+    appends.n = 0;
+    // Given 120 responses of 10 000 characters at once: more than one append may carry (1 MiB)
+    const message = 'x'.repeat(10_000);
+    const results = (
+      await Promise.allSettled(Array.from({ length: 120 }, () => commands.execute({ type: 'RespondToFeedback', feedbackId, message }, ctx())))
+    ).map(valueOf);
+    // Then every one is stored, in arrival order, in two appends
+    expect(results.map((r) => r.revision)).toEqual(Array.from({ length: 120 }, (_, i) => i + 1));
+    expect(appends.n).toBe(2);
+    expect(await a.store.readStream(`feedback-${feedbackId}`)).toHaveLength(121);
+  });
+
+  it('answer a command that records nothing with the revision and position at its own turn, a keyed retry of it too', async () => {
+    const commands = commandsOf(a);
+    const id = await register(commands);
+    const stored = await commands.execute(purchase(id, 'O-1', 100), ctx());
+    const key = randomUUID();
+    // Given, at once: the stored purchase again (nothing to record), a second purchase, and the first again with the same key
+    const results = (
+      await Promise.allSettled([
+        commands.execute(purchase(id, 'O-1', 100), ctx({ idempotencyKey: key })),
+        commands.execute(purchase(id, 'O-2', 50), ctx()),
+        commands.execute(purchase(id, 'O-1', 100), ctx({ idempotencyKey: key })),
+      ])
+    ).map(valueOf);
+    // Then the first is answered before the group's event, the retry after it: each at its own turn
+    expect(results[0]).toMatchObject({ revision: 1, position: stored.position, eventIds: [] });
+    expect(results[1]!.revision).toBe(2);
+    expect(results[1]!.position).toBeGreaterThan(stored.position);
+    expect(results[2]).toMatchObject({ revision: 2, position: results[1]!.position, eventIds: [] });
+  });
+
+  it('check a claimed revision against the store when another process wrote since the state was kept', async () => {
+    const inA = commandsOf(a);
+    const id = await register(inA);
+    await inA.execute(purchase(id, 'O-1', 100), ctx());
+    // Given process B records a purchase after A kept the customer at revision 1
+    await commandsOf(b).execute(purchase(id, 'from-b'), ctx());
+    // When A gets, at once, the first purchase again (nothing to record) and a purchase claiming revision 2
+    const results = (
+      await Promise.allSettled([inA.execute(purchase(id, 'O-1', 100), ctx()), inA.execute(purchase(id, 'O-2'), ctx({ expectedRevision: 2 }))])
+    ).map(valueOf);
+    // Then the claim is checked against revision 2, B's, and accepted
+    expect(results[0]).toMatchObject({ revision: 2, eventIds: [] });
+    expect(results[1]!.revision).toBe(3);
+  });
+
+  it('give every member an append whose outcome is unknown as is, without deciding the group again', async () => {
+    let fail = true;
+    const { store, appends } = countingAppends(a.store, async () => {
+      if (!fail) return;
+      fail = false;
+      throw new OutcomeUnknown('the connection closed before the commit was acknowledged');
+    });
+    const commands = commandsOf(a, store);
+    fail = false;
+    const id = await register(commands);
+    appends.n = 0;
+    fail = true;
+    const results = await Promise.allSettled([commands.execute(purchase(id), ctx()), commands.execute(purchase(id), ctx())]);
+    expect(results).toMatchObject([
+      { status: 'rejected', reason: { name: 'OutcomeUnknown' } },
+      { status: 'rejected', reason: { name: 'OutcomeUnknown' } },
+    ]);
+    expect(appends.n).toBe(0);
+    expect(await a.store.readStream(`customer-${id}`)).toHaveLength(1);
   });
 });

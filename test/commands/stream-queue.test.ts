@@ -51,7 +51,10 @@ describe('groups of commands on one stream', () => {
     const always = recording(() => 'lost');
     const refused = await Promise.allSettled(['a', 'b'].map((c) => spent.join('customer-1', c, always.attempt)));
     expect(refused).toMatchObject([
-      { status: 'rejected', reason: { name: 'CommandsBusy', reason: 'contention' } },
+      {
+        status: 'rejected',
+        reason: { name: 'CommandsBusy', reason: 'contention', message: 'customer-1 kept changing under this command for 0 ms; retry shortly.' },
+      },
       { status: 'rejected', reason: { name: 'CommandsBusy', reason: 'contention' } },
     ]);
     expect(always.calls).toHaveLength(1);
@@ -71,5 +74,46 @@ describe('groups of commands on one stream', () => {
       });
     await Promise.all([queue.join('customer-1', 'a', attempt), queue.join('customer-1', 'b', attempt), alone('merge'), queue.join('customer-1', 'c', attempt)]);
     expect(order).toEqual(['a+b', 'merge', 'c']);
+  });
+  it('keep a group forming behind a command alone open to later commands while the group before it runs', async () => {
+    const queue = createStreamQueue({ windowMs: 60_000 });
+    const { calls, attempt } = recording((commands) => commands.map((c) => ({ value: c })));
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // Given a group, a command alone held up behind it, and a group forming behind that one
+    const first = queue.join('customer-1', 'a', attempt);
+    const alone = queue.run('customer-1', undefined, async () => {
+      await held;
+      return 'merge';
+    });
+    const forming = queue.join('customer-1', 'c', attempt);
+    // When the first group is done and another command arrives while the command alone still runs
+    expect(await first).toBe('a');
+    const late = queue.join('customer-1', 'd', attempt);
+    release();
+    // Then the late command joined the forming group: one attempt for both
+    expect(await Promise.all([alone, forming, late])).toEqual(['merge', 'c', 'd']);
+    expect(calls).toEqual([['a'], ['c', 'd']]);
+  });
+  it('refuse as busy every member, not only the first, whose window passes before the group’s turn', async () => {
+    const queue = createStreamQueue({ windowMs: 50 });
+    const { calls, attempt } = recording((commands) => commands.map((c) => ({ value: c })));
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // Given a command alone that runs longer than the window, and two commands grouped behind it
+    const alone = queue.run('customer-1', undefined, async () => {
+      await held;
+      return 'merge';
+    });
+    const waiting = Promise.allSettled([queue.join('customer-1', 'a', attempt), queue.join('customer-1', 'b', attempt)]);
+    // Then both are refused once their window passes, and neither is decided when the turn comes
+    expect(await waiting).toMatchObject([
+      { status: 'rejected', reason: { name: 'CommandsBusy', reason: 'queue_wait' } },
+      { status: 'rejected', reason: { name: 'CommandsBusy', reason: 'queue_wait' } },
+    ]);
+    release();
+    expect(await alone).toBe('merge');
+    expect(calls).toEqual([]);
+    expect(queue.pending()).toBe(0);
   });
 });
