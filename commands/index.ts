@@ -262,16 +262,28 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     ctx: CommandContext,
     metadata: Omit<EventMetadata, 'schemaVersion'>,
     command: Record<string, unknown>,
+    mode: 'fresh' | 'cached' = 'cached',
   ): Promise<CommandResult> => {
     const stream = streamOf(kind, id);
-    // A claimed revision is checked against the store's; otherwise the cached state is decided on and
-    // the append's expected revision catches a stale one (the queue then decides again).
-    const loaded = await cache.load(kind, id, ctx.expectedRevision !== undefined ? 'fresh' : 'cached');
-    const first = firstResult(id, stream, loaded.ids, metadata);
-    if (first) return first;
-    assertExpected(stream, ctx, loaded.revision);
-    const decided = decide(kind, command, loaded.state);
-    if (decided.length === 0) return { id, stream, revision: loaded.revision, position: loaded.position, eventIds: [] };
+    // Decided on the kept state: the append's expected revision catches a stale one (the queue then
+    // decides again), and an answer without an append (a refusal, a claim that does not match,
+    // nothing to record) is decided again on the store's state.
+    const loaded = await cache.load(kind, id, mode);
+    let decided: DomainEventList;
+    try {
+      const first = firstResult(id, stream, loaded.ids, metadata);
+      if (first) return first;
+      assertExpected(stream, ctx, loaded.revision);
+      decided = decide(kind, command, loaded.state);
+    } catch (error) {
+      // No append checks an answer without events: one decided on the kept state is decided again on the store's.
+      if (mode === 'cached') return run(kind, id, ctx, metadata, command, 'fresh');
+      throw error;
+    }
+    if (decided.length === 0) {
+      if (mode === 'cached') return run(kind, id, ctx, metadata, command, 'fresh');
+      return { id, stream, revision: loaded.revision, position: loaded.position, eventIds: [] };
+    }
     return append(kind, id, decided, loaded, metadata);
   };
 
@@ -308,11 +320,11 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   const decideGroup = async (kind: AggregateKind, id: string, members: Waiting[]): Promise<'lost' | MemberOutcome<CommandResult>[]> => {
     const stream = streamOf(kind, id);
     const folder = folders[kind] as Folder<unknown>;
-    // A claimed revision is checked against the store's; otherwise the cached state is decided on and
-    // the append's expected revision catches a stale one (the queue then decides again).
+    // Decided on the kept state: the append's expected revision catches a stale one (the queue then
+    // decides again), and answers without an append are checked below.
     // The members' checks await reads of other streams before deciding: a catch-up meanwhile means
     // the store holds newer events, and the append below then fails on `base.revision`.
-    const base: LoadedStream<unknown> = await cache.load(kind, id, members.some((m) => m.ctx.expectedRevision !== undefined) ? 'fresh' : 'cached');
+    const base: LoadedStream<unknown> = await cache.load(kind, id, 'cached');
     let state = base.state;
     /** Events of the group folded into `state`; done on a copy, since others read the cached state until the append is stored. */
     let folded = 0;
@@ -371,6 +383,11 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       }
     }
     let appended: AppendResult | undefined;
+    if (events.length === 0 && outcomes.some((o) => o === 'decided' || (typeof o === 'object' && 'error' in o))) {
+      // Refusals (a claim that does not match among them) and commands that record nothing have no
+      // append to check the kept state: if another process wrote since, they are decided again on the store's.
+      if ((await cache.load(kind, id, 'fresh')).revision !== base.revision) return 'lost';
+    }
     if (events.length > 0) {
       try {
         appended = await store.appendToStream(stream, events, { expectedRevision: base.revision < 0 ? 'no_stream' : base.revision });

@@ -309,6 +309,67 @@ describe('commands waiting on one stream', () => {
     expect(results[1]!.revision).toBe(3);
   });
 
+  it('decide a refusal and a command that records nothing again on the store’s state when another process wrote since the state was kept', async () => {
+    const inA = commandsOf(a);
+    const id = (await inA.execute({ type: 'RegisterCustomer', name: 'Ann', email: `${randomUUID()}@example.com` }, ctx())).id;
+    // Given process B records a purchase and renames the customer after A kept the customer at revision 0
+    const inB = commandsOf(b);
+    await inB.execute(purchase(id, 'O-1', 100), ctx());
+    await inB.execute({ type: 'ChangeCustomerDetails', customerId: id, name: 'Bob' }, ctx());
+    // When A gets, at once, a refund of B's order (refused on A's kept state) and the old name again (nothing to record on it)
+    const results = (
+      await Promise.allSettled([
+        inA.execute({ type: 'RefundPurchase', customerId: id, orderId: 'O-1', amount: 40, currency: 'EUR' }, ctx()),
+        inA.execute({ type: 'ChangeCustomerDetails', customerId: id, name: 'Ann' }, ctx()),
+      ])
+    ).map(valueOf);
+    // Then both are decided on the stored state: the refund is recorded and the name changed back, after B's events
+    expect(results.map((r) => r.revision)).toEqual([3, 4]);
+    const stream = await a.store.readStream(`customer-${id}`);
+    expect(stream.map((e) => e.type)).toEqual([
+      'CustomerRegistered',
+      'PurchaseRecorded',
+      'CustomerContactDetailsChanged',
+      'PurchaseRefunded',
+      'CustomerContactDetailsChanged',
+    ]);
+    expect((await inA.loadAggregate('customer', id)).state).toMatchObject({ name: 'Ann', orders: { 'O-1': { refunded: 40 } } });
+  });
+
+  it('check a refusal decided on the kept state with one read of what is newer, and keep it when nobody else wrote', async () => {
+    let reads = 0;
+    const commands = commandsOf(a, { ...a.store, engine: a.store.engine, readStream: (stream, options) => (reads++, a.store.readStream(stream, options)) });
+    const id = await register(commands);
+    reads = 0;
+    // A purchase on the kept state reads nothing: its append checks the revision
+    await commands.execute(purchase(id), ctx());
+    expect(reads).toBe(0);
+    // Given the customer kept at revision 1 and nobody else writing, a refund of an order that does not exist
+    await expect(commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'none', amount: 1, currency: 'EUR' }, ctx())).rejects.toMatchObject({
+      code: 'purchase.not_found',
+    });
+    // Then the stored state was checked once (nothing newer) and the refusal stands
+    expect(reads).toBe(1);
+    // And a keyed retry of a stored purchase is answered from the kept state, with nothing read
+    const key = randomUUID();
+    const first = await commands.execute(purchase(id, 'O-k'), ctx({ idempotencyKey: key }));
+    reads = 0;
+    expect(await commands.execute(purchase(id, 'O-k'), ctx({ idempotencyKey: key }))).toEqual(first);
+    expect(reads).toBe(0);
+  });
+
+  it('decide a command that records nothing again on the store’s state when another process wrote since the state was kept', async () => {
+    const inA = commandsOf(a);
+    const id = (await inA.execute({ type: 'RegisterCustomer', name: 'Ann', email: `${randomUUID()}@example.com` }, ctx())).id;
+    // Given process B renames the customer after A kept it as Ann
+    await commandsOf(b).execute({ type: 'ChangeCustomerDetails', customerId: id, name: 'Bob' }, ctx());
+    // When A renames it to Ann, nothing to record on A's kept state
+    const result = await inA.execute({ type: 'ChangeCustomerDetails', customerId: id, name: 'Ann' }, ctx());
+    // Then the rename is decided on the stored state and recorded after B's
+    expect(result.revision).toBe(2);
+    expect((await inA.loadAggregate('customer', id)).state.name).toBe('Ann');
+  });
+
   it('give every member an append whose outcome is unknown as is, without deciding the group again', async () => {
     let fail = true;
     const { store, appends } = countingAppends(a.store, async () => {
