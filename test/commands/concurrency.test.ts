@@ -1,23 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { CommandsBusy, createCrmCommands, type CommandContext, type CrmCommandDeps, type CrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { WrongExpectedRevision } from '../../eventstore/errors.ts';
-import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
 import { countingStreamReads } from '../../eventstore/read-counter.ts';
-import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
-import { testSchemas } from '../support/postgres.ts';
+import { processesOnOneDatabase, type CommandProcess } from '../support/processes.ts';
 
 /**
  * Concurrency of the command layer: per-stream queue in one process, re-deciding lost races across
  * processes (two stores, two pools, one database), the time bound, and the stream cache's reads.
  */
-const schemas = testSchemas('commands_concurrency');
+const processes = processesOnOneDatabase('commands_concurrency');
 
-interface Process {
-  database: SqlDatabase;
-  store: EventStore;
-  personalData: PersonalData;
+interface Process extends CommandProcess {
   /** Rows the store returned from readStream since the counter was last reset. */
   rowsRead: { n: number };
   commands: (options?: Partial<CrmCommandDeps>) => CrmCommands;
@@ -25,14 +20,12 @@ interface Process {
 
 /** One "process": its own pool, store and key cache over the shared schemas; reads are counted. */
 const startProcess = async (): Promise<Process> => {
-  const database = connectPostgres(schemas.url, { max: 4 });
-  const real = await createPostgresEventStore(database, { schema: schemas.events });
-  const { store, rowsRead } = countingStreamReads(real);
-  const personalData = await createPersonalData(database.db, { schema: schemas.events });
+  const started = await processes.start();
+  const { store, rowsRead } = countingStreamReads(started.store);
+  const { personalData } = started;
   return {
-    database,
+    ...started,
     store,
-    personalData,
     rowsRead,
     commands: (options = {}) => createCrmCommands({ store, personalData, queue: { windowMs: 60_000 }, ...options }),
   };
@@ -43,13 +36,6 @@ let b: Process;
 beforeAll(async () => {
   a = await startProcess();
   b = await startProcess();
-});
-afterAll(async () => {
-  for (const p of [a, b]) {
-    await p?.store.close();
-    await p?.database.close();
-  }
-  await schemas.dropSchemas();
 });
 
 const ctx = (extra: Partial<CommandContext> = {}): CommandContext => ({

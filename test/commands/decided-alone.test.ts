@@ -1,11 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
-import { createEmailIndex, type EmailIndex } from '../../eventstore/email-index.ts';
-import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
-import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
-import { testSchemas } from '../support/postgres.ts';
+import { countingAppends, countingReadCalls, processesOnOneDatabase, racingAppends, type CommandProcess } from '../support/processes.ts';
 
 /**
  * Commands that keep a place in the queue each (commands/index.ts `decidedAlone`): with an email
@@ -14,53 +11,16 @@ import { testSchemas } from '../support/postgres.ts';
  * by the append's expected revision, a lost race is decided again, and a claimed revision is checked
  * against the store. Two "processes" (two pools and stores on one database) make the races.
  */
-const schemas = testSchemas('commands_decided_alone');
+const processes = processesOnOneDatabase('commands_decided_alone');
 
-interface Process {
-  database: SqlDatabase;
-  store: EventStore;
-  personalData: PersonalData;
-  emailIndex: EmailIndex;
-}
-
-const startProcess = async (): Promise<Process> => {
-  const database = connectPostgres(schemas.url, { max: 4 });
-  const store = await createPostgresEventStore(database, { schema: schemas.events });
-  const personalData = await createPersonalData(database.db, { schema: schemas.events });
-  const emailIndex = await createEmailIndex(database.db, { schema: schemas.events });
-  return { database, store, personalData, emailIndex };
-};
-
-let a: Process;
-let b: Process;
+let a: CommandProcess;
+let b: CommandProcess;
 beforeAll(async () => {
-  a = await startProcess();
-  b = await startProcess();
-});
-afterAll(async () => {
-  for (const p of [a, b]) {
-    await p?.store.close();
-    await p?.database.close();
-  }
-  await schemas.dropSchemas();
+  a = await processes.start();
+  b = await processes.start();
 });
 
-/** The store with its appends counted; `before` runs ahead of each. */
-const countingAppends = (store: EventStore, before: () => Promise<void> = async () => undefined) => {
-  const appends = { n: 0 };
-  const counted: EventStore = {
-    ...store,
-    engine: store.engine,
-    appendToStream: async (stream, events, options) => {
-      await before();
-      appends.n++;
-      return store.appendToStream(stream, events, options);
-    },
-  };
-  return { store: counted, appends };
-};
-
-const commandsOf = (p: Process, store: EventStore = p.store, windowMs = 60_000): CrmCommands =>
+const commandsOf = (p: CommandProcess, store: EventStore = p.store, windowMs = 60_000): CrmCommands =>
   createCrmCommands({ store, personalData: p.personalData, emailIndex: p.emailIndex, queue: { windowMs } });
 
 const ctx = (extra: Partial<CommandContext> = {}): CommandContext => ({
@@ -98,12 +58,12 @@ describe('with an email index', () => {
   });
 
   it('a detail change is decided on the kept state, with nothing read, when this process wrote the stream last', async () => {
-    let reads = 0;
-    const inA = commandsOf(a, { ...a.store, engine: a.store.engine, readStream: (stream, options) => (reads++, a.store.readStream(stream, options)) });
+    const { store, reads } = countingReadCalls(a.store);
+    const inA = commandsOf(a, store);
     const id = await register(inA);
-    reads = 0;
+    reads.n = 0;
     expect((await inA.execute(rename(id, 'Fay'), ctx())).revision).toBe(1);
-    expect(reads).toBe(0);
+    expect(reads.n).toBe(0);
   });
 
   it('a detail change that records nothing on a kept state is decided again on the stored state', async () => {
@@ -128,19 +88,14 @@ describe('with an email index', () => {
 
   it('a keyed detail change whose twin another process stored just before its append gets the twin’s answer, even with a claimed revision', async () => {
     const inB = commandsOf(b);
-    let race: (() => Promise<unknown>) | undefined;
-    const { store, appends } = countingAppends(a.store, async () => {
-      const now = race;
-      race = undefined;
-      await now?.();
-    });
+    const { store, appends, raceNextAppend } = racingAppends(a.store);
     const inA = commandsOf(a, store);
     const id = await register(inA);
     const key = randomUUID();
     let twin: Awaited<ReturnType<CrmCommands['execute']>> | undefined;
-    race = async () => {
+    raceNextAppend(async () => {
       twin = await inB.execute(rename(id, 'Eve'), ctx({ idempotencyKey: key }));
-    };
+    });
     appends.n = 0;
     // When A's attempt, claiming revision 0, reaches its append after B stored the same command with the same key
     const result = await inA.execute(rename(id, 'Eve'), ctx({ idempotencyKey: key, expectedRevision: 0 }));

@@ -1,11 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createCrmCommands, type CommandContext, type CommandResult, type CrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { OutcomeUnknown, WrongExpectedRevision } from '../../eventstore/errors.ts';
-import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
-import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
-import { testSchemas } from '../support/postgres.ts';
+import { countingAppends, countingReadCalls, processesOnOneDatabase, racingAppends, type CommandProcess } from '../support/processes.ts';
 
 /**
  * Commands waiting on one stream in one process are decided one after the other in memory and
@@ -13,51 +11,16 @@ import { testSchemas } from '../support/postgres.ts';
  * answer, and a hot stream costs fewer appends than commands. Two "processes" (two pools and stores
  * on one database) make the lost race.
  */
-const schemas = testSchemas('commands_stream_groups');
+const processes = processesOnOneDatabase('commands_stream_groups');
 
-interface Process {
-  database: SqlDatabase;
-  store: EventStore;
-  personalData: PersonalData;
-}
-
-const startProcess = async (): Promise<Process> => {
-  const database = connectPostgres(schemas.url, { max: 4 });
-  const store = await createPostgresEventStore(database, { schema: schemas.events });
-  const personalData = await createPersonalData(database.db, { schema: schemas.events });
-  return { database, store, personalData };
-};
-
-let a: Process;
-let b: Process;
+let a: CommandProcess;
+let b: CommandProcess;
 beforeAll(async () => {
-  a = await startProcess();
-  b = await startProcess();
-});
-afterAll(async () => {
-  for (const p of [a, b]) {
-    await p?.store.close();
-    await p?.database.close();
-  }
-  await schemas.dropSchemas();
+  a = await processes.start();
+  b = await processes.start();
 });
 
-/** The store with its appends counted (one append is one call to PostgreSQL, one transaction); `before` runs ahead of each. */
-const countingAppends = (store: EventStore, before: () => Promise<void> = async () => undefined) => {
-  const appends = { n: 0 };
-  const counted: EventStore = {
-    ...store,
-    engine: store.engine,
-    appendToStream: async (stream, events, options) => {
-      await before();
-      appends.n++;
-      return store.appendToStream(stream, events, options);
-    },
-  };
-  return { store: counted, appends };
-};
-
-const commandsOf = (p: Process, store: EventStore = p.store): CrmCommands =>
+const commandsOf = (p: CommandProcess, store: EventStore = p.store): CrmCommands =>
   createCrmCommands({ store, personalData: p.personalData, queue: { windowMs: 60_000 } });
 
 const ctx = (extra: Partial<CommandContext> = {}): CommandContext => ({
@@ -229,18 +192,13 @@ describe('commands waiting on one stream', () => {
 
   it('are decided again on fresh state when another process wrote first, a claim then stale at its new turn refused', async () => {
     const inB = commandsOf(b);
-    let race: (() => Promise<unknown>) | undefined;
     // Process A's appends: the first one lets process B write the stream just before it.
-    const { store, appends } = countingAppends(a.store, async () => {
-      const now = race;
-      race = undefined;
-      await now?.();
-    });
+    const { store, appends, raceNextAppend } = racingAppends(a.store);
     const inA = commandsOf(a, store);
     const id = await register(inA);
     await inA.execute(purchase(id), ctx());
     appends.n = 0;
-    race = () => inB.execute(purchase(id, 'from-b'), ctx());
+    raceNextAppend(() => inB.execute(purchase(id, 'from-b'), ctx()));
     // Given four purchases at once in A, one claiming revision 2 (its turn before the race), while B records one
     const results = await Promise.allSettled([
       inA.execute(purchase(id), ctx()),
@@ -337,25 +295,25 @@ describe('commands waiting on one stream', () => {
   });
 
   it('check a refusal decided on the kept state with one read of what is newer, and keep it when nobody else wrote', async () => {
-    let reads = 0;
-    const commands = commandsOf(a, { ...a.store, engine: a.store.engine, readStream: (stream, options) => (reads++, a.store.readStream(stream, options)) });
+    const { store, reads } = countingReadCalls(a.store);
+    const commands = commandsOf(a, store);
     const id = await register(commands);
-    reads = 0;
+    reads.n = 0;
     // A purchase on the kept state reads nothing: its append checks the revision
     await commands.execute(purchase(id), ctx());
-    expect(reads).toBe(0);
+    expect(reads.n).toBe(0);
     // Given the customer kept at revision 1 and nobody else writing, a refund of an order that does not exist
     await expect(commands.execute({ type: 'RefundPurchase', customerId: id, orderId: 'none', amount: 1, currency: 'EUR' }, ctx())).rejects.toMatchObject({
       code: 'purchase.not_found',
     });
     // Then the stored state was checked once (nothing newer) and the refusal stands
-    expect(reads).toBe(1);
+    expect(reads.n).toBe(1);
     // And a keyed retry of a stored purchase is answered from the kept state, with nothing read
     const key = randomUUID();
     const first = await commands.execute(purchase(id, 'O-k'), ctx({ idempotencyKey: key }));
-    reads = 0;
+    reads.n = 0;
     expect(await commands.execute(purchase(id, 'O-k'), ctx({ idempotencyKey: key }))).toEqual(first);
-    expect(reads).toBe(0);
+    expect(reads.n).toBe(0);
   });
 
   it('decide a command that records nothing again on the store’s state when another process wrote since the state was kept', async () => {
