@@ -54,6 +54,10 @@ describe('with an email index', () => {
     await commandsOf(b).execute({ type: 'ForgetCustomer', customerId: id }, ctx());
     // Then A's rename, claiming no revision, loses the race on its append and is refused on the stored state
     await expect(inA.execute(rename(id, 'Carol'), ctx())).rejects.toMatchObject({ code: 'customer.forgotten' });
+    // And with an idempotency key too: the lost race finds no first result under it, so the command is decided again
+    const keyed = await register(inA);
+    await commandsOf(b).execute({ type: 'ForgetCustomer', customerId: keyed }, ctx());
+    await expect(inA.execute(rename(keyed, 'Carol'), ctx({ idempotencyKey: randomUUID() }))).rejects.toMatchObject({ code: 'customer.forgotten' });
     expect((await a.store.readStream(`customer-${id}`)).map((e) => e.type)).toEqual(['CustomerRegistered', 'CustomerForgotten']);
   });
 

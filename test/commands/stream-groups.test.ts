@@ -316,6 +316,23 @@ describe('commands waiting on one stream', () => {
     expect(reads.n).toBe(0);
   });
 
+  it('check a refusal against the store also when a keyed retry in its group was answered from the kept state', async () => {
+    const inA = commandsOf(a);
+    const id = await register(inA);
+    const key = randomUUID();
+    await inA.execute(purchase(id, 'O-a'), ctx({ idempotencyKey: key }));
+    // Given process B records an order after A kept the customer
+    await commandsOf(b).execute(purchase(id, 'O-b', 100), ctx());
+    // When A gets, at once, the keyed purchase again (answered from what A kept) and a refund of B's order
+    const results = await Promise.allSettled([
+      inA.execute(purchase(id, 'O-a'), ctx({ idempotencyKey: key })),
+      inA.execute({ type: 'RefundPurchase', customerId: id, orderId: 'O-b', amount: 10, currency: 'EUR' }, ctx()),
+    ]);
+    // Then the refund is decided on the stored state and recorded
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+    expect((await a.store.readStream(`customer-${id}`)).at(-1)!.type).toBe('PurchaseRefunded');
+  });
+
   it('decide a command that records nothing again on the store’s state when another process wrote since the state was kept', async () => {
     const inA = commandsOf(a);
     const id = (await inA.execute({ type: 'RegisterCustomer', name: 'Ann', email: `${randomUUID()}@example.com` }, ctx())).id;
