@@ -3,6 +3,7 @@ import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } f
 import pg from 'pg';
 import { createBackoff } from '../backoff.ts';
 import { EventStoreUnavailable, OutcomeUnknown } from '../errors.ts';
+import { isStalePlanError, StatementNames, type StatementNamesOptions } from './statement-names.ts';
 
 import type { SqlDatabase } from '../../shared/sql.ts';
 
@@ -119,11 +120,37 @@ const guardedQuery = async <R>(client: PgClient, state: { broken: boolean }, url
 };
 
 /**
+ * Runs a parameterised statement under its name (statement-names.ts). A named statement whose
+ * result columns changed under it (a rebuild swapped in a table with another column set, read with
+ * `SELECT t.*`) fails with 0A000 "cached plan must not change result type": outside a transaction it
+ * is run again unnamed on the same connection; inside one the transaction is already aborted, so
+ * it is reported as `EventStoreUnavailable` (retryable: the caller's retry reads the new table).
+ * Either way the connection is discarded on release, since its other prepared statements may be
+ * stale too.
+ */
+const namedQuery = async (client: PgClient, state: { stale: boolean }, name: string, text: string, params: unknown[]): Promise<pg.QueryResult> => {
+  const inTransaction = client.getTransactionStatus() !== 'I';
+  try {
+    return await client.query({ name, text, values: params });
+  } catch (error) {
+    if (!isStalePlanError(error)) throw error;
+    state.stale = true;
+    if (inTransaction) {
+      throw new EventStoreUnavailable(
+        'A prepared statement went stale inside a transaction (a read-model table was swapped by a rebuild); the transaction was rolled back and can be retried.',
+        { cause: error },
+      );
+    }
+    return client.query(text, params);
+  }
+};
+
+/**
  * A kysely pool that maps connection failures to `EventStoreUnavailable`, so every module sees one
  * typed error with advice instead of a bare ECONNREFUSED, and that never hands out a connection
- * known to be broken.
+ * known to be broken. With `names`, parameterised statements run named from their second execution.
  */
-const mappedPool = (pool: pg.Pool, url: string, timeouts: PoolTimeouts): PostgresPool => ({
+const mappedPool = (pool: pg.Pool, url: string, timeouts: PoolTimeouts, names: StatementNames | undefined): PostgresPool => ({
   connect: async () => {
     let client: PgClient;
     try {
@@ -131,15 +158,19 @@ const mappedPool = (pool: pg.Pool, url: string, timeouts: PoolTimeouts): Postgre
     } catch (error) {
       throw toUnavailable(error, url);
     }
-    const state = { broken: false };
+    const state = { broken: false, stale: false };
     const stallMs = timeouts.statementMs + STALL_MARGIN_MS;
+    const run = (text: unknown, params?: unknown[]) => {
+      const name = names && typeof text === 'string' && params && params.length > 0 ? names.nameFor(client, text) : undefined;
+      return name === undefined ? client.query(text as never, params) : namedQuery(client, state, name, text as string, params!);
+    };
     const wrapped = {
       // A cursor (streamed rows) is read by its owner; every other statement is guarded.
       query: (text: unknown, params?: unknown[]) =>
         typeof (text as { submit?: unknown }).submit === 'function'
           ? client.query(text as never)
-          : guardedQuery(client, state, url, stallMs, () => client.query(text as never, params)),
-      release: () => client.release(state.broken ? new Error('connection lost') : undefined),
+          : guardedQuery(client, state, url, stallMs, () => run(text, params)),
+      release: () => client.release(state.broken ? new Error('connection lost') : state.stale ? new Error('prepared statements stale') : undefined),
     };
     return wrapped as unknown as PostgresPoolClient;
   },
@@ -250,7 +281,17 @@ class PgListener {
 }
 
 /** A PostgreSQL server through a pg pool. Nothing connects until the first query. */
-export function connectPostgres(url: string, options: { max?: number; timeouts?: PoolTimeouts } = {}): SqlDatabase {
+export function connectPostgres(
+  url: string,
+  options: {
+    max?: number;
+    timeouts?: PoolTimeouts;
+    /** Run parameterised statements named from their second execution (default true; statement-names.ts). */
+    namedStatements?: boolean;
+    /** Bounds of the naming (tests). */
+    statementNames?: StatementNamesOptions;
+  } = {},
+): SqlDatabase {
   const timeouts = options.timeouts ?? DEFAULT_POOL_TIMEOUTS;
   const pool = new pg.Pool({
     connectionString: url,
@@ -268,7 +309,8 @@ export function connectPostgres(url: string, options: { max?: number; timeouts?:
   pool.on('error', () => undefined);
   // Nor one in use: its running statement fails (typed by `guardedQuery`), the 'error' event is a duplicate.
   pool.on('connect', (client) => client.on('error', () => undefined));
-  const kyselyPool = mappedPool(pool, url, timeouts);
+  const names = options.namedStatements === false ? undefined : new StatementNames(options.statementNames);
+  const kyselyPool = mappedPool(pool, url, timeouts, names);
   const db = new Kysely<any>({ dialect: new PostgresDialect({ pool: kyselyPool }) });
   const listener = new PgListener(url, timeouts.connectMs);
   let closed = false;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectPostgres } from '../../eventstore/postgres/database.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { compareSchemas, rebuildProjections, replayInto, tablesOf } from '../../projections/rebuild.ts';
@@ -167,6 +168,46 @@ describe('rebuild', () => {
     const { rows: statistics } = await sql<{ table: string }>`SELECT DISTINCT tablename AS table FROM pg_stats
       WHERE schemaname = ${h.schemas.read} AND tablename IN ('customers', 'customer_timeline')`.execute(h.database.db);
     expect(statistics.map((r) => r.table).sort()).toEqual(['customer_timeline', 'customers']);
+  });
+});
+
+describe('rebuild beside named statements', () => {
+  it('a pooled connection holding a prepared read of a table whose column set the swap changes answers the next read correctly', async () => {
+    // A connection of its own (pool of one) reads a customer twice: its statement is then prepared,
+    // its result type that of the live table, which here has a column the code no longer creates
+    // (as after an upgrade that dropped one). The rebuild swaps in the table without it.
+    const reader = connectPostgres(h.schemas.url, { max: 1 });
+    try {
+      const live = sql.id(h.schemas.read, 'customers');
+      await sql`ALTER TABLE ${live} ADD COLUMN retired_column text`.execute(h.database.db);
+      const queries = createReadModelQueries({ db: reader.db, schema: h.schemas.read });
+      const before = await queries.getCustomer(ids.alice);
+      expect(await queries.getCustomer(ids.alice)).toEqual(before);
+      const { rows: held } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name LIKE 'crm_s_%'`.execute(reader.db);
+      expect(held[0]!.n).toBeGreaterThan(0);
+
+      const result = await rebuildProjections({
+        ...deps(),
+        projections: [projections.find((p) => p.name === 'customers')!],
+        schema: h.schemas.read,
+        reportingSchema: h.schemas.reporting,
+        runner,
+      });
+      expect(result.names).toEqual(['customers']);
+      const { rows: columns } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.columns
+        WHERE table_schema = ${h.schemas.read} AND table_name = 'customers' AND column_name = 'retired_column'`.execute(h.database.db);
+      expect(columns[0]!.n).toBe(0);
+
+      expect(before).toMatchObject({ id: ids.alice });
+      expect(await queries.getCustomer(ids.alice)).toEqual(before);
+      expect(await queries.getCustomer(ids.alice)).toEqual(before);
+      // Inside a transaction the stale statement is a retryable unavailability, never a wrong answer:
+      // the connection that held it was discarded above, so this one prepares afresh and answers.
+      const inTransaction = await reader.db.transaction().execute((trx) => createReadModelQueries({ db: trx, schema: h.schemas.read }).getCustomer(ids.alice));
+      expect(inTransaction).toEqual(before);
+    } finally {
+      await reader.close();
+    }
   });
 });
 
