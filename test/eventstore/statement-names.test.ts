@@ -108,6 +108,23 @@ describe('the pg pool', () => {
     expect(await preparedNames(database)).toHaveLength(3);
   });
 
+  it('closes a connection past its lifetime, its prepared statements (and their generic plans) with it', async () => {
+    const database = open({ connectionLifetimeSeconds: 1 });
+    const query = () => sql<{ n: number }>`SELECT ${2}::int * 2 AS n`.execute(database.db);
+    await query();
+    await query();
+    expect(await preparedNames(database)).toHaveLength(1);
+    const pid = await backendPid(database);
+    // Bounded wait for the pool to retire the connection (1 s lifetime): a new backend, nothing prepared.
+    const deadline = Date.now() + 10_000;
+    while ((await backendPid(database)) === pid) {
+      if (Date.now() > deadline) throw new Error('the connection outlived its lifetime by 9 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(await preparedNames(database)).toEqual([]);
+    expect((await query()).rows[0]!.n).toBe(4);
+  });
+
   describe('a table swapped for one with another column set under a prepared `SELECT t.*`', () => {
     const swap = async (name: string, columns: string) => {
       await sql`DROP TABLE IF EXISTS ${table(name)}`.execute(admin.db);
