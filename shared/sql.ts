@@ -23,6 +23,17 @@ export interface SqlDatabase {
 }
 
 /**
+ * The comment that opens a statement the pg pool must not prepare (eventstore/postgres/statement-names.ts):
+ * a list whose filter values decide the plan (a tag one customer in 500 has, or none has, is found
+ * through the tags index; a common one by walking the sort order). A prepared statement's generic
+ * plan, made for the first values seen, would serve every later value alike.
+ */
+export const PLANNED_PER_RUN_MARK = '/* planned per run */';
+
+/** `PLANNED_PER_RUN_MARK` as a fragment to start a statement with. */
+export const plannedPerRun = sql.raw(`${PLANNED_PER_RUN_MARK} `);
+
+/**
  * Creates the schema if needed; every module's migrate starts with it. Like every function that only
  * runs SQL text (`sql`...`.execute(db)`), it takes a `QueryExecutorProvider`: any module's handle or
  * transaction, whatever tables that module declares (a `Kysely<Tables>` accepts only its own `Tables`).

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { PLANNED_PER_RUN_MARK } from '../../shared/sql.ts';
 
 /**
  * Names for the pool's parameterised statements, so that PostgreSQL parses, analyses and (after its
@@ -10,6 +11,8 @@ import { createHash } from 'node:crypto';
  *   report) costs a prepared statement on no connection.
  * - The name is a digest of the text, so one name always means one text (pg refuses a name reused
  *   for another text), whatever the connection.
+ * - A text that starts with `PLANNED_PER_RUN_MARK` (shared/sql.ts) is never named: its plan depends
+ *   on its values (list filters), which only an unnamed statement is planned for each time.
  * - Each connection keeps at most `perConnection` names; past that its new texts run unnamed. The
  *   texts counted are bounded too (`remembered`): the count restarts when full.
  *
@@ -54,6 +57,7 @@ export class StatementNames {
    * or the connection holds its quota of names already).
    */
   nameFor(connection: object, text: string): string | undefined {
+    if (text.startsWith(PLANNED_PER_RUN_MARK)) return undefined;
     let name = this.seen.get(text);
     if (name === undefined) {
       if (this.seen.size >= this.remembered) this.seen.clear();

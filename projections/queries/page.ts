@@ -1,5 +1,6 @@
 import { sql, type QueryExecutorProvider, type RawBuilder } from 'kysely';
 import { z } from 'zod';
+import { plannedPerRun } from '../../shared/sql.ts';
 
 /** Where the read models are: the handle and the (live) read schema. */
 export interface ReadModelSource {
@@ -133,8 +134,7 @@ export async function pageOf<R extends object = AnyRow>(request: PageRequest<R>)
         WHERE ${sql.join([sql`${sql.ref(`t.${column}`)} = CAST(scope_owner.id AS ${sql.raw(type)})`, ...where], sql` AND `)} ${order})`,
     );
     const distinct = owners.columns.length > 1 ? sql`DISTINCT ON (${spec.expr}, ${key})` : sql``;
-    const { rows } = await sql<Sorted<R>>`
-      SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
+    const { rows } = await sql<Sorted<R>>`${plannedPerRun}SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
       FROM (SELECT ${distinct} t.* FROM unnest(CAST(${[...owners.owners]} AS text[])) AS scope_owner(id)
         CROSS JOIN LATERAL (${sql.join(ranges, sql` UNION ALL `)}) t
         ${order}) t
@@ -143,8 +143,8 @@ export async function pageOf<R extends object = AnyRow>(request: PageRequest<R>)
   }
   if (request.scope && !request.fenced) where.push(request.scope);
   const from = request.scope && request.fenced ? sql`(SELECT * FROM ${table} t WHERE ${request.scope} OFFSET 0)` : table;
-  const { rows } = await sql<Sorted<R>>`
-    SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
+  // Planned on each run, never prepared: the filters' values decide the plan (shared/sql.ts).
+  const { rows } = await sql<Sorted<R>>`${plannedPerRun}SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
     FROM ${from} t
     ${where.length > 0 ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``}
     ${order}`.execute(request.source.db);

@@ -3,6 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { EventStoreUnavailable } from '../../eventstore/errors.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { isStalePlanError, STATEMENT_NAME_PREFIX, statementName, StatementNames } from '../../eventstore/postgres/statement-names.ts';
+import { PLANNED_PER_RUN_MARK, plannedPerRun } from '../../shared/sql.ts';
 import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
 
 /**
@@ -69,6 +70,12 @@ describe('StatementNames', () => {
     expect(names.nameFor(a, 'SELECT $1')).toBe(statementName('SELECT $1'));
   });
 
+  it('never names a text that starts with the planned-per-run mark', () => {
+    const names = new StatementNames();
+    const text = `${PLANNED_PER_RUN_MARK} SELECT $1`;
+    for (let i = 0; i < 3; i++) expect(names.nameFor({}, text)).toBeUndefined();
+  });
+
   it('tells the stale-plan error from other 0A000 errors', () => {
     expect(isStalePlanError(Object.assign(new Error('cached plan must not change result type'), { code: '0A000' }))).toBe(true);
     expect(isStalePlanError(Object.assign(new Error('FOR UPDATE is not allowed with aggregate functions'), { code: '0A000' }))).toBe(false);
@@ -87,6 +94,10 @@ describe('the pg pool', () => {
     expect(await preparedNames(named)).toEqual([statementName(text)]);
     // Runs on: the prepared statement is reused with other values.
     expect((await sql<{ n: number }>`SELECT ${1}::int + 1 AS n`.execute(named.db)).rows[0]!.n).toBe(2);
+    expect(await preparedNames(named)).toEqual([statementName(text)]);
+
+    // A list marked as planned per run (projections/queries/page.ts) stays unnamed however often it runs.
+    for (let i = 0; i < 3; i++) await sql`${plannedPerRun}SELECT ${i}::int AS n`.execute(named.db);
     expect(await preparedNames(named)).toEqual([statementName(text)]);
 
     const unnamed = open({ namedStatements: false });
