@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { isCrmEventType, parseEvent, personalFields } from '../domain/catalogue.ts';
 import { EventMetadata } from '../domain/metadata.ts';
@@ -108,11 +108,25 @@ const freshIv = (): Buffer => {
   return ivPool.subarray(ivTaken - IV_BYTES, ivTaken);
 };
 
+/**
+ * Data keys as key objects, made once per key: a cipher made from raw key bytes imports them every
+ * time (a customer's three or four personal fields are encrypted with one key).
+ */
+const keyObjects = new WeakMap<Buffer, KeyObject>();
+const keyObjectOf = (key: Buffer): KeyObject => {
+  let object = keyObjects.get(key);
+  if (!object) keyObjects.set(key, (object = createSecretKey(key)));
+  return object;
+};
+
 const encrypt = (key: Buffer, customerId: string, field: string, value: unknown): string => {
   const iv = freshIv();
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  const cipher = createCipheriv('aes-256-gcm', keyObjectOf(key), iv);
   cipher.setAAD(aad(customerId, field));
-  const ciphertext = Buffer.concat([cipher.update(JSON.stringify(value), 'utf8'), cipher.final()]);
+  const body = cipher.update(JSON.stringify(value), 'utf8');
+  // GCM holds nothing back, so `final` (which computes the tag) returns no bytes; joined only if it ever did.
+  const rest = cipher.final();
+  const ciphertext = rest.length === 0 ? body : Buffer.concat([body, rest]);
   const tag = cipher.getAuthTag();
   return `${PREFIX}${iv.toString('base64url')}:${tag.toString('base64url')}:${ciphertext.toString('base64url')}`;
 };
