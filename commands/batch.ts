@@ -1,4 +1,4 @@
-import { eventSchemas, schemaVersionOf, type CrmEvent, type CrmEventType } from '../domain/catalogue.ts';
+import { eventSchemas, personalFields, schemaVersionOf, type CrmEvent, type CrmEventType } from '../domain/catalogue.ts';
 import { customerSnapshot } from '../domain/customer/decider.ts';
 import { DomainError, invalidState } from '../domain/errors.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
@@ -277,7 +277,9 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     const appends: StreamAppend[] = [];
     for (const [stream, w] of appending) {
       const events: NewEvent[] = [];
-      for (const e of w.events) events.push({ ...e, data: await protectForCommand(personalData, e.type as CrmEventType, e.data) });
+      // Only events with personal fields are copied to be encrypted; the others go as decided.
+      for (const e of w.events)
+        events.push(personalFields[e.type as CrmEventType] ? { ...e, data: await protectForCommand(personalData, e.type as CrmEventType, e.data) } : e);
       appends.push({ stream, events, expectedRevision: w.base.revision < 0 ? 'no_stream' : w.base.revision });
     }
     return { appending, appends };

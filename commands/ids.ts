@@ -45,19 +45,38 @@ export const canonicalJson = (value: unknown): string | undefined => {
   if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v) ?? 'null').join(',')}]`;
   if (value && typeof value === 'object') {
     const record = value as Record<string, unknown>;
-    // Object.keys lists index keys first, in numeric order.
-    const indices: string[] = [];
-    const names: string[] = [];
-    for (const key of Object.keys(record)) (isArrayIndex(key) ? indices : names).push(key);
-    names.sort();
     let out = '';
-    for (const key of indices.length === 0 ? names : [...indices, ...names]) {
+    for (const [key, quoted] of memberOrder(Object.keys(record))) {
       const member = record[key] === undefined ? undefined : canonicalJson(record[key]);
-      if (member !== undefined) out += `${out === '' ? '' : ','}${JSON.stringify(key)}:${member}`;
+      if (member !== undefined) out += `${out === '' ? '' : ','}${quoted}:${member}`;
     }
     return `{${out}}`;
   }
   return JSON.stringify(value);
+};
+
+/**
+ * Member order of objects with these keys (in `Object.keys` order), each key with its JSON: worked
+ * out once per shape. A bulk import hashes thousands of commands of a few shapes, and sorting and
+ * quoting the keys of each was a third of the hash's allocations. Bounded: shapes past the bound are
+ * worked out every time.
+ */
+const memberOrders = new Map<string, [string, string][]>();
+const MAX_SHAPES = 1_000;
+const memberOrder = (keys: string[]): [string, string][] => {
+  // JSON of the key list: two different lists never share it.
+  const shape = JSON.stringify(keys);
+  let order = memberOrders.get(shape);
+  if (!order) {
+    // Object.keys lists index keys first, in numeric order.
+    const indices: string[] = [];
+    const names: string[] = [];
+    for (const key of keys) (isArrayIndex(key) ? indices : names).push(key);
+    names.sort();
+    order = [...indices, ...names].map((key): [string, string] => [key, JSON.stringify(key)]);
+    if (memberOrders.size < MAX_SHAPES) memberOrders.set(shape, order);
+  }
+  return order;
 };
 
 /** SHA-256 of the command's canonical JSON (keys sorted): equal for a retry, different for another request. */

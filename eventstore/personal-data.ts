@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { isCrmEventType, parseEvent, personalFields } from '../domain/catalogue.ts';
 import { EventMetadata } from '../domain/metadata.ts';
@@ -108,11 +108,25 @@ const freshIv = (): Buffer => {
   return ivPool.subarray(ivTaken - IV_BYTES, ivTaken);
 };
 
+/**
+ * Data keys as key objects, made once per key: a cipher made from raw key bytes imports them every
+ * time (a customer's three or four personal fields are encrypted with one key).
+ */
+const keyObjects = new WeakMap<Buffer, KeyObject>();
+const keyObjectOf = (key: Buffer): KeyObject => {
+  let object = keyObjects.get(key);
+  if (!object) keyObjects.set(key, (object = createSecretKey(key)));
+  return object;
+};
+
 const encrypt = (key: Buffer, customerId: string, field: string, value: unknown): string => {
   const iv = freshIv();
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  const cipher = createCipheriv('aes-256-gcm', keyObjectOf(key), iv);
   cipher.setAAD(aad(customerId, field));
-  const ciphertext = Buffer.concat([cipher.update(JSON.stringify(value), 'utf8'), cipher.final()]);
+  const body = cipher.update(JSON.stringify(value), 'utf8');
+  // GCM holds nothing back, so `final` (which computes the tag) returns no bytes; joined only if it ever did.
+  const rest = cipher.final();
+  const ciphertext = rest.length === 0 ? body : Buffer.concat([body, rest]);
   const tag = cipher.getAuthTag();
   return `${PREFIX}${iv.toString('base64url')}:${tag.toString('base64url')}:${ciphertext.toString('base64url')}`;
 };
@@ -213,6 +227,14 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
     if (cache.size > maxKeys) cache.delete(cache.keys().next().value!);
   };
 
+  /**
+   * The key rows of many customers, one index probe each (`k`): with `customer_id = ANY (...)` the
+   * index was scanned for the whole array at once, several times slower for a bulk import's
+   * 1,000 customers (a bitmap scan, 11.5 ms against 2 ms measured with psql at 23,570 keys).
+   */
+  const byProbes = (ids: string[]) =>
+    sql`unnest(${ids}::text[]) AS u(id) CROSS JOIN LATERAL (SELECT customer_id, data_key FROM ${table} WHERE customer_id = u.id LIMIT 1) k`;
+
   const lookup = async (customerId: string): Promise<KeyLookup> => {
     if (cache.has(customerId)) return cache.get(customerId);
     const { rows } = await sql<{ data_key: Buffer | null }>`
@@ -297,7 +319,7 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
       };
       const read = async (ids: string[]): Promise<string[]> => {
         if (ids.length === 0) return [];
-        const { rows } = await sql<KeyRow>`SELECT customer_id, data_key FROM ${table} WHERE customer_id = ANY (${ids}::text[])`.execute(db);
+        const { rows } = await sql<KeyRow>`SELECT k.customer_id, k.data_key FROM ${byProbes(ids)}`.execute(db);
         learn(rows);
         return ids.filter((id) => !cache.has(id));
       };
@@ -323,9 +345,7 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
         )
         SELECT customer_id, data_key FROM created
         UNION ALL
-        SELECT customer_id, data_key FROM ${table} WHERE customer_id = ANY (${unknown}::text[]) AND customer_id NOT IN (SELECT customer_id FROM created)`.execute(
-        db,
-      );
+        SELECT k.customer_id, k.data_key FROM ${byProbes(unknown)} WHERE k.customer_id NOT IN (SELECT customer_id FROM created)`.execute(db);
       learn(rows);
       // A key committed by a concurrent writer after this statement began is not in its snapshot: read it now.
       await read(unknown.filter((id) => !cache.has(id)));

@@ -94,13 +94,18 @@ export const prepareAppend = (stream: unknown, events: unknown): PreparedEvent[]
     }
     const dataJson = toJson(event.data, 'data', index);
     const metadataJson = toJson(metadata, 'metadata', index);
-    const size = storedEventSize(event.type, dataJson, metadataJson);
+    // A UTF-8 character takes at most 3 bytes per UTF-16 unit: the exact size is counted only when
+    // that bound passes the limit (counting every event's bytes cost more than its JSON's checks).
+    const bound = 3 * (dataJson.length + metadataJson.length) + 2 * event.type.length;
+    const size = bound > MAX_EVENT_BYTES ? storedEventSize(event.type, dataJson, metadataJson) : bound;
     if (size > MAX_EVENT_BYTES) {
       throw new InvalidAppend('payload_too_large', `events[${index}] is ${size} bytes; the limit is ${MAX_EVENT_BYTES} bytes per event`);
     }
     total += size;
     return { id, type: event.type, data: event.data, metadata: metadata, dataJson, metadataJson };
   });
+  // `total` adds bounds where the exact sizes were not counted: count them before refusing.
+  if (total > MAX_APPEND_BYTES) total = prepared.reduce((sum, e) => sum + storedEventSize(e.type, e.dataJson, e.metadataJson), 0);
   if (total > MAX_APPEND_BYTES) {
     throw new InvalidAppend('payload_too_large', `The append is ${total} bytes; the limit is ${MAX_APPEND_BYTES} bytes per append`);
   }

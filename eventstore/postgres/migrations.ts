@@ -221,9 +221,28 @@ const appendCustomPlans = (schema: string): Migration => ({
  * JSON arrays (`jsonb`), which the client sends as they are and PostgreSQL parses in one pass,
  * instead of an array literal with every quote escaped (a third of the import's time went there).
  */
-const appendStreamsFunctionSql = (schema: string, input: 'arrays' | 'json' = 'arrays', setBased = false, headsByIndex = false): string => {
+/**
+ * The heads of a batch's streams (`p_streams`), one index probe per stream (0008): the `LIMIT 1` keeps
+ * the lateral subquery from being pulled up into a plain join, which the planner turned into a hash
+ * join over the whole streams table (the lateral join of 0007 alone did not prevent it). Exported for
+ * the test that checks its plan.
+ */
+export const streamHeadsJoin = (s: string, names = 'p_streams'): string =>
+  `unnest(${names}) WITH ORDINALITY AS i(name, ord)
+        LEFT JOIN LATERAL (SELECT h.stream, h.revision, h.last_hash, h.last_position FROM ${s}.streams h WHERE h.stream = i.name LIMIT 1) st ON true`;
+
+/** Whether any of the events ids `ids` is stored, one index probe per id (0008; `= ANY` was a slower array scan of the index). */
+const anyEventStored = (s: string, ids: string): string =>
+  `EXISTS (SELECT 1 FROM unnest(${ids}) AS q(id) CROSS JOIN LATERAL (SELECT 1 FROM ${s}.events e WHERE e.event_id = q.id LIMIT 1) x)`;
+
+const appendStreamsFunctionSql = (schema: string, input: 'arrays' | 'json' = 'arrays', setBased = false, headsByIndex = false, probes = false): string => {
   const s = quote(schema);
   const json = input === 'json';
+  // The stored event of each id, looked up by a probe per id (0008) rather than a join the planner may hash.
+  const storedEvent = (id: string) =>
+    probes
+      ? `CROSS JOIN LATERAL (SELECT e.event_id, e.stream, e.type, e.data, e.revision, e.position FROM ${s}.events e WHERE e.event_id = ${id} LIMIT 1) e`
+      : `JOIN ${s}.events e ON e.event_id = ${id}`;
   return `
     CREATE FUNCTION ${s}.append_streams(
       p_streams text[],
@@ -301,24 +320,27 @@ const appendStreamsFunctionSql = (schema: string, input: 'arrays' | 'json' = 'ar
       SELECT array_agg(coalesce(st.revision, -1) ORDER BY i.ord), array_agg(st.last_hash ORDER BY i.ord),
              array_agg(st.last_position ORDER BY i.ord), array_agg(st.stream IS NOT NULL ORDER BY i.ord)
         INTO v_current, v_prevs, v_last, v_found
-        FROM unnest(p_streams) WITH ORDINALITY AS i(name, ord)
-        ${
-          headsByIndex
-            ? `LEFT JOIN LATERAL (SELECT h.stream, h.revision, h.last_hash, h.last_position FROM ${s}.streams h WHERE h.stream = i.name) st ON true;`
-            : `LEFT JOIN ${s}.streams st ON st.stream = i.name;`
+        FROM ${
+          probes
+            ? `${streamHeadsJoin(s)};`
+            : headsByIndex
+              ? `unnest(p_streams) WITH ORDINALITY AS i(name, ord)
+        LEFT JOIN LATERAL (SELECT h.stream, h.revision, h.last_hash, h.last_position FROM ${s}.streams h WHERE h.stream = i.name) st ON true;`
+              : `unnest(p_streams) WITH ORDINALITY AS i(name, ord)
+        LEFT JOIN ${s}.streams st ON st.stream = i.name;`
         }
       v_rev_out := v_current;
       v_pos_out := v_last;
 
       -- Idempotency per stream, under the locks, as in append_events.
-      IF EXISTS (SELECT 1 FROM ${s}.events e WHERE e.event_id = ANY (p_ids)) THEN
+      IF ${probes ? anyEventStored(s, 'p_ids') : `EXISTS (SELECT 1 FROM ${s}.events e WHERE e.event_id = ANY (p_ids))`} THEN
         FOR r IN
           SELECT i.sidx, count(*)::int AS existing,
                  (count(*) FILTER (WHERE e.stream = p_streams[i.sidx] AND e.type = i.type AND e.data = i.data))::int AS same,
                  max(e.revision) AS rev, max(e.position) AS pos,
                  (array_agg(e.event_id ORDER BY i.ord) FILTER (WHERE e.stream <> p_streams[i.sidx] OR e.type <> i.type OR e.data <> i.data))[1] AS conflict
             FROM unnest(v_sidx, p_ids, p_types, p_data) WITH ORDINALITY AS i(sidx, id, type, data, ord)
-            JOIN ${s}.events e ON e.event_id = i.id
+            ${storedEvent('i.id')}
            GROUP BY i.sidx
         LOOP
           IF r.existing = p_counts[r.sidx] AND r.same = r.existing THEN
@@ -327,7 +349,7 @@ const appendStreamsFunctionSql = (schema: string, input: 'arrays' | 'json' = 'ar
             v_outcome[r.sidx] := 'idempotency_conflict'; v_failed := true;
             -- A partial overlap has no differing event: name the first stored one.
             v_conflict[r.sidx] := coalesce(r.conflict,
-              (SELECT e.event_id FROM unnest(v_sidx, p_ids) AS u(sidx, id) JOIN ${s}.events e ON e.event_id = u.id
+              (SELECT e.event_id FROM unnest(v_sidx, p_ids) AS u(sidx, id) ${storedEvent('u.id')}
                 WHERE u.sidx = r.sidx LIMIT 1));
           END IF;
         END LOOP;
@@ -450,6 +472,20 @@ const appendStreamsHeadsByIndex = (schema: string): Migration => ({
   },
 });
 
+/**
+ * Bulk import lookups as index probes (0008; same inputs, outputs and checks): the heads of a batch's
+ * streams and the idempotency check of its event ids in `append_streams`. See eventstore/README.md
+ * for what they saved.
+ */
+const bulkImportProbes = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    await sql.raw(appendStreamsFunctionSql(schema, 'json', true, true, true).replace('CREATE FUNCTION', 'CREATE OR REPLACE FUNCTION')).execute(db);
+    await sql
+      .raw(`ALTER FUNCTION ${quote(schema)}.append_streams(text[], bigint[], int[], uuid[], text[], jsonb, jsonb) SET plan_cache_mode = force_custom_plan`)
+      .execute(db);
+  },
+});
+
 const migrationsFor = (schema: string): Record<string, Migration> => ({
   // The name is kept from when it also created the first append function.
   '0001_events_streams_append': initialSchema(schema),
@@ -459,6 +495,7 @@ const migrationsFor = (schema: string): Record<string, Migration> => ({
   '0005_append_streams_json_input': appendStreamsJsonInput(schema),
   '0006_append_streams_set_based_locks': appendStreamsSetBasedLocks(schema),
   '0007_append_streams_heads_by_index': appendStreamsHeadsByIndex(schema),
+  '0008_bulk_import_probes': bulkImportProbes(schema),
 });
 
 /** Names of the migrations already applied in `schema` (none when the schema is new). */

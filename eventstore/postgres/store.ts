@@ -88,6 +88,17 @@ const toRecorded = (row: EventRow): RecordedEvent => ({
   recordedAt: new Date(Number(row.recorded_ms)),
 });
 
+/** Array elements that need no quotes in an array literal (and none reads as NULL). */
+const PLAIN_ELEMENT = /^[A-Za-z0-9_.:@-]+$/;
+
+/**
+ * An array parameter written as its literal when no element needs quoting (ids, stream names, event
+ * types, numbers), else the array for the driver to serialise: pg quotes and escapes every element
+ * of an array parameter, a cost per event of a bulk import's batch.
+ */
+const arrayParam = <T extends string | number>(values: T[]): string | T[] =>
+  values.every((v) => typeof v === 'number' || (PLAIN_ELEMENT.test(v) && v.toLowerCase() !== 'null')) ? `{${values.join(',')}}` : values;
+
 /** JSON texts joined into one JSON array: sent as one text, without the escaping of an array literal. */
 const jsonList = (texts: string[]): string => `[${texts.join(',')}]`;
 
@@ -206,11 +217,11 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     assertOpen();
     const events = parts.flatMap((part) => part.events);
     const params = [
-      parts.map((p) => p.stream),
-      parts.map((p) => expectedCode(p.expected)),
-      parts.map((p) => p.events.length),
-      events.map((e) => e.id),
-      events.map((e) => e.type),
+      arrayParam(parts.map((p) => p.stream)),
+      arrayParam(parts.map((p) => expectedCode(p.expected))),
+      arrayParam(parts.map((p) => p.events.length)),
+      arrayParam(events.map((e) => e.id)),
+      arrayParam(events.map((e) => e.type)),
       jsonList(events.map((e) => e.dataJson)),
       jsonList(events.map((e) => e.metadataJson)),
     ];

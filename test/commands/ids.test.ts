@@ -60,4 +60,14 @@ describe('ids', () => {
       commandHashBefore({ a: [null, { z: 1 }], b: 1, type: 'RecordPurchase' }),
     );
   });
+
+  it('hashes commands of a shape seen before (member order kept per shape) and of more shapes than it keeps as before', () => {
+    const shaped = (i: number) => ({ type: 'RecordPurchase', customerId: `c${i}`, orderId: `o${i}`, amount: i, currency: 'USD', [`k${i % 1_500}`]: i });
+    for (let round = 0; round < 2; round++) for (let i = 0; i < 3_000; i += 7) expect(commandHash(shaped(i))).toBe(commandHashBefore(shaped(i)));
+    // Same keys in another insertion order, and keys that differ only where a joined list would not tell them apart.
+    expect(canonicalJson({ b: 1, a: 2 })).toBe('{"a":2,"b":1}');
+    expect(canonicalJson({ a: 2, b: 1 })).toBe('{"a":2,"b":1}');
+    expect(canonicalJson({ 'a,b': 1 })).toBe('{"a,b":1}');
+    expect(canonicalJson({ a: 1, b: 2 })).toBe('{"a":1,"b":2}');
+  });
 });

@@ -3,7 +3,15 @@ import { Readable } from 'node:stream';
 import { ZodError } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBatchCommands, type BatchCommands } from '../../commands/batch.ts';
-import { rowReason, runImport, UnknownImportKind, type ImportCounts, type ImportOptions, type RejectedRow } from '../../commands/import/importer.ts';
+import {
+  BATCHES_IN_FLIGHT,
+  rowReason,
+  runImport,
+  UnknownImportKind,
+  type ImportCounts,
+  type ImportOptions,
+  type RejectedRow,
+} from '../../commands/import/importer.ts';
 import { parseRecords, type ImportRecord } from '../../commands/import/parse.ts';
 import { customerIdForEmail, RowRejected } from '../../commands/import/rows.ts';
 import { invalidState } from '../../domain/errors.ts';
@@ -226,18 +234,18 @@ describe('import: rows, batches and counts', () => {
     expect(lines).toEqual([2, 4]);
   }, 20_000);
 
-  it('keeps one batch being stored while the next is decided, and no more', async () => {
+  it('keeps one batch being stored while the next ones are decided, and no more than BATCHES_IN_FLIGHT in all', async () => {
     const submits: number[] = [];
     let appends = 0;
     let stored = 0;
-    let submittedTwo!: () => void;
-    const two = new Promise<void>((resolve) => (submittedTwo = resolve));
+    let submittedAll!: () => void;
+    const all = new Promise<void>((resolve) => (submittedAll = resolve));
     const gated: EventStore = {
       ...store,
       engine: store.engine,
       appendToStreams: async (appends_) => {
-        // The first append waits until the next batch is decided: it is decided while this one is stored.
-        if ((appends += 1) === 1) await two;
+        // The first append waits until the next batches are decided: they are decided while this one is stored.
+        if ((appends += 1) === 1) await all;
         const results = await store.appendToStreams(appends_);
         stored += 1;
         return results;
@@ -249,17 +257,17 @@ describe('import: rows, batches and counts', () => {
       submitBatch: async (items) => {
         submits.push(stored);
         const submitted = await real.submitBatch(items);
-        if (submits.length === 2) submittedTwo();
+        if (submits.length === BATCHES_IN_FLIGHT) submittedAll();
         return submitted;
       },
     };
-    const emails = Array.from({ length: 8 }, () => `${randomUUID()}@example.com`);
+    const emails = Array.from({ length: 10 }, () => `${randomUUID()}@example.com`);
     const { outcome } = await importing(batch, csv(['name,email', ...emails.map((e) => `C,${e}`)]), { batchSize: 2 });
-    expect(outcome).toMatchObject({ rows: 8, imported: 8 });
-    // Batch n + 2 is submitted once batch n is stored.
-    expect(submits.length).toBe(4);
-    submits.forEach((storedBefore, n) => expect(storedBefore).toBeGreaterThanOrEqual(n - 1));
-    expect(submits[1]).toBe(0);
+    expect(outcome).toMatchObject({ rows: 10, imported: 10 });
+    // Batch n + BATCHES_IN_FLIGHT is submitted once batch n is stored; the ones before it while the first is stored.
+    expect(submits.length).toBe(5);
+    submits.forEach((storedBefore, n) => expect(storedBefore).toBeGreaterThanOrEqual(n - BATCHES_IN_FLIGHT + 1));
+    expect(submits.slice(0, BATCHES_IN_FLIGHT)).toEqual(Array(BATCHES_IN_FLIGHT).fill(0));
   }, 20_000);
 });
 

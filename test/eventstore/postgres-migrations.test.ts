@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EventStoreError } from '../../eventstore/errors.ts';
 import { connectPostgres } from '../../eventstore/postgres/database.ts';
-import { migrateEventStore } from '../../eventstore/postgres/migrations.ts';
+import { migrateEventStore, quoteIdentifier, streamHeadsJoin } from '../../eventstore/postgres/migrations.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { newEvent } from './contract.ts';
@@ -36,6 +36,7 @@ const ALL = [
   '0005_append_streams_json_input',
   '0006_append_streams_set_based_locks',
   '0007_append_streams_heads_by_index',
+  '0008_bulk_import_probes',
 ];
 
 /**
@@ -138,6 +139,27 @@ describe('event store migrations', () => {
       { stream: 'customer-2', events: [newEvent()] },
     ]);
     expect(results.map((result) => result.nextExpectedRevision)).toEqual([0, 0]);
+    await store.close();
+  });
+
+  it('the heads of a batch of streams are read by index probes, also on a table without statistics (a bulk import)', async () => {
+    const schema = nextSchema();
+    const store = await createPostgresEventStore(database, { schema });
+    const s = sql.id(schema);
+    await sql`INSERT INTO ${s}.streams (stream, revision) SELECT 'customer-' || g, 0 FROM generate_series(1, 20000) g`.execute(database.db);
+    const names = Array.from({ length: 1_000 }, (_, i) => `customer-${i * 7 + 1}`);
+    const plan = async (from: string): Promise<string> => {
+      const { rows } = await sql<{ 'QUERY PLAN': unknown }>`EXPLAIN (FORMAT JSON) SELECT st.revision FROM ${sql.raw(from)}`.execute(database.db);
+      return JSON.stringify(rows[0]!['QUERY PLAN']);
+    };
+    const probes = await plan(streamHeadsJoin(quoteIdentifier(schema), `'{${names.join(',')}}'::text[]`));
+    expect(probes).toContain('"Node Type":"Index Scan"');
+    expect(probes).not.toContain('Seq Scan');
+    // The lateral join of 0007 alone is pulled up into a plain join and hashed over the whole table.
+    const pulledUp = await plan(
+      `unnest('{${names.join(',')}}'::text[]) WITH ORDINALITY AS i(name, ord) LEFT JOIN LATERAL (SELECT h.revision FROM ${quoteIdentifier(schema)}.streams h WHERE h.stream = i.name) st ON true`,
+    );
+    expect(pulledUp).toContain('Seq Scan');
     await store.close();
   });
 

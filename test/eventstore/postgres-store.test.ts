@@ -233,6 +233,22 @@ describe('postgres engine: appends, outcomes', () => {
   });
 });
 
+describe('postgres engine: multi-stream append parameters', () => {
+  it('stores types and stream names exactly whether or not they could be sent as bare array elements (NULL, quotes, braces, commas)', async () => {
+    const { store } = await storeOn();
+    const plain = await store.appendToStreams([
+      { stream: 'customer-a.b:c@d', events: [newEvent('PurchaseRecorded'), newEvent('NULLish')], expectedRevision: 'no_stream' },
+      { stream: 'deal-1', events: [newEvent('Deal_Opened.v2')] },
+    ]);
+    expect(plain.map((r) => r.nextExpectedRevision)).toEqual([1, 0]);
+    const odd = ['NULL', 'null', 'with "quotes"', 'a,b', '{braces}', 'back\\slash', ' spaced '];
+    await store.appendToStreams([{ stream: 'customer-2', events: odd.map((type) => newEvent(type)), expectedRevision: 'no_stream' }]);
+    expect((await store.readStream('customer-2')).map((e) => e.type)).toEqual(odd);
+    expect((await store.readStream('customer-a.b:c@d')).map((e) => e.type)).toEqual(['PurchaseRecorded', 'NULLish']);
+    await store.close();
+  });
+});
+
 describe('postgres engine: reads', () => {
   it('reads several streams in one call, each in revision order; an unknown stream is empty and no stream reads nothing', async () => {
     const { store } = await storeOn();

@@ -133,6 +133,24 @@ describe('append input', () => {
     expect(over.reason).toBe('payload_too_large');
     expect(over.message).toBe(`The append is ${MAX_APPEND_BYTES + 1} bytes; the limit is ${MAX_APPEND_BYTES} bytes per append`);
   });
+
+  it('counts exact bytes wherever the quick bound (3 bytes a character) passes a limit: near the limits it refuses and accepts as the exact count says', () => {
+    // 2-byte characters: the bound (3 a character) is over the event limit, the exact size under it.
+    const accented = (chars: number): NewEvent => ({ ...newEvent('T', { text: 'é'.repeat(chars) }), metadata: {} });
+    const under = Math.floor((MAX_EVENT_BYTES - 100) / 2);
+    expect(prepareAppend(stream, [accented(under)])).toHaveLength(1);
+    const twoByteOver = refusal(() => prepareAppend(stream, [accented(MAX_EVENT_BYTES / 2)]));
+    expect(twoByteOver.message).toBe(
+      `events[0] is ${storedEventSize('T', JSON.stringify({ text: 'é'.repeat(MAX_EVENT_BYTES / 2) }), '{}')} bytes; the limit is ${MAX_EVENT_BYTES} bytes per event`,
+    );
+    // Bounds that add up past the append limit while the exact total stays under it: accepted.
+    const ascii = (chars: number): NewEvent => ({ ...newEvent('T', { text: 'x'.repeat(chars) }), metadata: {} });
+    const third = Math.floor(MAX_APPEND_BYTES / 3) - 100;
+    expect(prepareAppend(stream, [ascii(third), ascii(third), ascii(third)])).toHaveLength(3);
+    const total = refusal(() => prepareAppend(stream, [accented(under), accented(under), ascii(1_000)]));
+    expect(total.reason).toBe('payload_too_large');
+    expect(total.message).toMatch(/^The append is \d+ bytes; the limit is \d+ bytes per append$/);
+  });
 });
 
 describe('multi-stream append input', () => {
