@@ -83,6 +83,7 @@ const EnvSchema = z.object({
   CRM_REPORTING_SCHEMA: z.preprocess(emptyAsUnset, schemaName('reporting')),
   /** `inline`: the API process also runs the projections; `off`: API only (run `crm project` beside it). */
   CRM_PROJECTIONS: z.preprocess(emptyAsUnset, z.enum(['inline', 'off']).default('inline')),
+  CRM_PREPARED_STATEMENTS: z.preprocess(emptyAsUnset, flag),
   /** Lease of a projection worker on each projection: how long a crashed worker's projections wait for a taker. */
   CRM_PROJECTION_LEASE_SECONDS: z.preprocess(
     emptyAsUnset,
@@ -221,7 +222,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     throw new ConfigError([{ variable: `CRM_${clash[0].toUpperCase()}_SCHEMA`, message: `"${clash[1]}" is used for two schemas; each needs its own name` }]);
   }
   const database: CrmConfig['database'] = e.DATABASE_URL
-    ? { kind: 'postgres', url: e.DATABASE_URL }
+    ? { kind: 'postgres', url: e.DATABASE_URL, preparedStatements: e.CRM_PREPARED_STATEMENTS !== false }
     : { kind: 'pglite', dataDir: resolve(cwd, e.CRM_DATA_DIR ?? '.crm-data') };
   return {
     database,
@@ -287,6 +288,11 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   { name: 'CRM_READ_SCHEMA', default: 'crm', meaning: 'schema of the read models and checkpoints' },
   { name: 'CRM_REPORTING_SCHEMA', default: 'reporting', meaning: 'schema of the documented views for BI tools' },
   { name: 'CRM_PROJECTIONS', default: 'inline', meaning: 'inline: `crm serve` runs the projections; off: run `crm project` separately' },
+  {
+    name: 'CRM_PREPARED_STATEMENTS',
+    default: 'on',
+    meaning: 'with DATABASE_URL, repeated statements run prepared (planned once per connection); off behind a pooler in transaction mode',
+  },
   { name: 'CRM_RATE_LIMIT', default: '6000', meaning: 'requests per minute per API key (0 turns the limit off)' },
   { name: 'CRM_RATE_LIMIT_<ROLE>', default: '(CRM_RATE_LIMIT)', meaning: 'the same for keys of one role, e.g. CRM_RATE_LIMIT_SALES=30000' },
   { name: 'REDIS_URL', default: '(unset: counted per process)', meaning: 'Redis that holds the rate-limit counters shared by every replica' },

@@ -25,7 +25,10 @@ export interface DatabaseTimeouts {
 
 export interface CrmConfig {
   /** Where read models live (and events, unless EventStoreDB is configured). */
-  database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string };
+  database:
+    | { kind: 'pglite'; dataDir: string }
+    /** preparedStatements: the pool runs repeated statements named (off behind a pooler that cannot keep them). */
+    | { kind: 'postgres'; url: string; preparedStatements?: boolean };
   eventStore: { kind: 'sql' } | { kind: 'eventstoredb'; url: string };
   http: { host: string; port: number };
   adminKey: string | undefined;

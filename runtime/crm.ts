@@ -129,6 +129,7 @@ const openLongWorkDatabase = (config: CrmConfig, database: SqlDatabase): SqlData
     ? connectPostgres(config.database.url, {
         max: 4,
         timeouts: { statementMs: config.timeouts.longStatementMs, lockMs: config.timeouts.longStatementMs, connectMs: config.timeouts.connectMs },
+        namedStatements: config.database.preparedStatements !== false,
       })
     : database;
 
@@ -164,7 +165,11 @@ export async function openDatabase(config: CrmConfig, options: { poolMax?: numbe
       throw error;
     }
   }
-  const database = connectPostgres(config.database.url, { timeouts: apiTimeouts(config), ...(options.poolMax ? { max: options.poolMax } : {}) });
+  const database = connectPostgres(config.database.url, {
+    timeouts: apiTimeouts(config),
+    namedStatements: config.database.preparedStatements !== false,
+    ...(options.poolMax ? { max: options.poolMax } : {}),
+  });
   // The pool connects lazily: probe now so an unreachable server is reported before anything starts.
   try {
     await sql`SELECT 1`.execute(database.db);

@@ -331,15 +331,20 @@ export function connectPostgres(
     db,
     listen: (channel, onNotify) => listener.listen(channel, onNotify),
     waiting: () => pool.waitingCount,
-    prepared: async <R>(name: string, text: string, params: unknown[]) => {
-      const client = (await kyselyPool.connect()) as unknown as { query(q: unknown): Promise<pg.QueryResult>; release(): void };
-      try {
-        const result = await client.query({ name, text, values: params });
-        return result.rows as R[];
-      } finally {
-        client.release();
-      }
-    },
+    // Without named statements (a pooler that cannot keep them) the hot statements run unnamed too.
+    ...(named
+      ? {
+          prepared: async <R>(name: string, text: string, params: unknown[]) => {
+            const client = (await kyselyPool.connect()) as unknown as { query(q: unknown): Promise<pg.QueryResult>; release(): void };
+            try {
+              const result = await client.query({ name, text, values: params });
+              return result.rows as R[];
+            } finally {
+              client.release();
+            }
+          },
+        }
+      : {}),
     close: async () => {
       if (closed) return;
       closed = true;

@@ -27,7 +27,14 @@ describe('configuration from the environment', () => {
     expect(loadConfig({ DATABASE_URL: url }, '/x').demo.enabled).toBe(false);
     expect(loadConfig({ DATABASE_URL: url, CRM_DEMO: '1' }, '/x').demo.enabled).toBe(true);
     expect(loadConfig({ CRM_DEMO: 'false' }, '/x').demo.enabled).toBe(false);
-    expect(loadConfig({ DATABASE_URL: url }, '/x').database).toEqual({ kind: 'postgres', url });
+    expect(loadConfig({ DATABASE_URL: url }, '/x').database).toEqual({ kind: 'postgres', url, preparedStatements: true });
+  });
+
+  it('turns prepared statements off with CRM_PREPARED_STATEMENTS=off (a pooler in transaction mode) and names a bad value', () => {
+    const url = 'postgres://crm@db:5432/crm';
+    expect(loadConfig({ DATABASE_URL: url, CRM_PREPARED_STATEMENTS: 'off' }, '/x').database).toEqual({ kind: 'postgres', url, preparedStatements: false });
+    expect(loadConfig({ DATABASE_URL: url, CRM_PREPARED_STATEMENTS: '1' }, '/x').database).toMatchObject({ preparedStatements: true });
+    expect(problemsOf({ DATABASE_URL: url, CRM_PREPARED_STATEMENTS: 'sometimes' }).map((p) => p.variable)).toEqual(['CRM_PREPARED_STATEMENTS']);
   });
 
   it('takes EventStoreDB, port, data folder and schema names from their variables', () => {

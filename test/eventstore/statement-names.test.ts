@@ -1,8 +1,10 @@
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../cli/config.ts';
 import { EventStoreUnavailable } from '../../eventstore/errors.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { isStalePlanError, STATEMENT_NAME_PREFIX, statementName, StatementNames } from '../../eventstore/postgres/statement-names.ts';
+import { openDatabase } from '../../runtime/crm.ts';
 import { PLANNED_PER_RUN_MARK, plannedPerRun } from '../../shared/sql.ts';
 import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
 
@@ -103,6 +105,23 @@ describe('the pg pool', () => {
     const unnamed = open({ namedStatements: false });
     for (let i = 0; i < 3; i++) await query(unnamed);
     expect(await preparedNames(unnamed)).toEqual([]);
+    // The hand-named fast path goes too (the append of a command), so nothing is prepared at all.
+    expect(unnamed.prepared).toBeUndefined();
+    expect(named.prepared).toBeTypeOf('function');
+  });
+
+  it('follows the deployment setting: CRM_PREPARED_STATEMENTS=off leaves every connection without prepared statements', async () => {
+    const run = async (env: Record<string, string>): Promise<string[]> => {
+      const database = await openDatabase(loadConfig({ DATABASE_URL: TEST_DATABASE_URL, ...env }, '/tmp'), { poolMax: 1 });
+      try {
+        for (let i = 0; i < 3; i++) await sql`SELECT ${i}::int AS n`.execute(database.db);
+        return await preparedNames(database);
+      } finally {
+        await database.close();
+      }
+    };
+    expect(await run({})).toHaveLength(1);
+    expect(await run({ CRM_PREPARED_STATEMENTS: 'off' })).toEqual([]);
   });
 
   it('keeps at most the quota of prepared statements on a connection', async () => {
