@@ -48,6 +48,17 @@ export const personalSubjectOf = (type: string, data: unknown): string | undefin
   return typeof subject === 'string' ? subject : undefined;
 };
 
+/**
+ * The customer whose key decrypting this stored event needs: set only when one of its personal fields
+ * is encrypted (what `reveal` looks a key up for).
+ */
+export const encryptedSubjectOf = (type: string, data: unknown): string | undefined => {
+  const spec = personalSpec(type);
+  if (!spec || !isRecord(data)) return undefined;
+  const subject = data[spec.subject];
+  return typeof subject === 'string' && spec.fields.some((f) => isEncrypted(data[f])) ? subject : undefined;
+};
+
 /** Refused: personal data for a customer whose key was deleted cannot be stored any more. */
 export class PersonalDataForgotten extends Error {
   constructor(readonly customerId: string) {

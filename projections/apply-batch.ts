@@ -11,6 +11,11 @@ export interface EventCodec {
   decode(recorded: RecordedEvent): Promise<ProjectedEvent>;
   /** Drop a forgotten customer's cached key before later events are decoded. */
   evict(customerId: string): void;
+  /**
+   * Optional: fetch in bulk what decoding these events will need (the customers' keys), so that
+   * `decode` makes no round trip of its own. Called before each run of events between two forgets.
+   */
+  preload?(events: RecordedEvent[]): Promise<void>;
 }
 
 /** One event of a batch: decoded once, shared by every projection. */
@@ -48,6 +53,7 @@ export async function decodeBatch(codec: EventCodec, events: RecordedEvent[], wa
   };
   let segment: BatchItem[] = [];
   const flush = async () => {
+    if (segment.length > 0) await codec.preload?.(segment.map((i) => i.recorded));
     for (let i = 0; i < segment.length; i += DECODE_CONCURRENCY) await Promise.all(segment.slice(i, i + DECODE_CONCURRENCY).map(decodeOne));
     segment = [];
   };

@@ -66,6 +66,7 @@ const loggingCodec = (fail: (r: RecordedEvent) => Error | undefined = () => unde
       return projectedOf(r);
     },
     evict: (customerId) => void log.push(`evict ${customerId}`),
+    preload: async (events) => void log.push(`preload ${events.map((e) => e.id).join(',')}`),
   };
   return { codec, log, maxInFlight: () => maxInFlight };
 };
@@ -138,6 +139,9 @@ describe('decodeBatch', () => {
     const items = await decodeBatch(codec, events, wanted);
     const started = log.filter((l) => l.startsWith('start ')).map((l) => l.slice('start '.length));
     expect(started).toEqual(ids(events.filter(wanted)));
+    // The keys of the wanted events are fetched once, before any of them is decoded.
+    expect(log[0]).toBe(`preload ${ids(events.filter(wanted)).join(',')}`);
+    expect(log.filter((l) => l.startsWith('preload'))).toHaveLength(1);
     expect(maxInFlight()).toBe(32);
     expect(items.map((i) => i.recorded)).toEqual(events);
     for (const item of items) {
@@ -146,12 +150,13 @@ describe('decodeBatch', () => {
     }
   });
 
-  it("a CustomerForgotten is decoded after everything before it and evicts the customer's key before anything after it is decoded", async () => {
+  it("a CustomerForgotten is decoded after everything before it and evicts the customer's key before anything after it is preloaded or decoded", async () => {
     const events = recorded(6, (i) => (i === 3 ? { type: 'CustomerForgotten', data: { customerId: 'c1' } } : { data: { customerId: 'c1' } }));
     const { codec, log } = loggingCodec();
     const items = await decodeBatch(codec, events, () => true);
     // Events between two forgets are decoded together (both start before either ends).
     expect(log).toEqual([
+      'preload e1,e2',
       'start e1',
       'start e2',
       'end e1',
@@ -159,6 +164,7 @@ describe('decodeBatch', () => {
       'start e3',
       'end e3',
       'evict c1',
+      'preload e4,e5,e6',
       'start e4',
       'start e5',
       'start e6',
