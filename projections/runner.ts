@@ -31,8 +31,8 @@ export interface BatchOptions {
  * 50,000: 28 s, for 2.5 times the memory held in batches). The feed pauses at twice this many waiting
  * events, so at most about 60,000 events are held at once. Those count as the projection backlog of an
  * API process running the projections inline (`backlog()`, CRM_MAX_PROJECTION_BACKLOG, default
- * 20,000): during a catch-up it now passes that limit and commands get 503 until the projections are
- * within it; with 5,000 the count stopped near 15,500, below the default, however far behind they were.
+ * 20,000), so `crm serve` caps this batch to stay under that bound (`readAheadUnder` in
+ * runtime/crm.ts: 5,000 by default) and a catch-up alone does not refuse its commands.
  */
 export const DEFAULT_BATCH: BatchOptions = { maxEvents: 500, maxWaitMs: 10, maxCoalescedEvents: 20_000 };
 

@@ -26,7 +26,7 @@ import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
 import { forgetInCopiesProjection } from '../projections/read-model-copies.ts';
 import { isRunning, migrateLeases, ProjectionLeases } from '../projections/leases.ts';
-import { ProjectionRunner } from '../projections/runner.ts';
+import { DEFAULT_BATCH, ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { createIntegration, type Integration } from '../integration/index.ts';
 import { createBatchCommands, type BatchCommands } from '../commands/batch.ts';
@@ -248,6 +248,11 @@ export interface OpenOptions {
   holdSetUpLock?: boolean;
   /** Names this process in the projection leases (`crm project --worker-id`); default host name and database. */
   workerId?: string;
+  /**
+   * This process answers commands over HTTP (`crm serve`): the projections' read-ahead is kept under
+   * the back-pressure bound on their backlog, so a catch-up alone does not refuse commands.
+   */
+  servesCommands?: boolean;
   /** What tests and benchmarks vary; production leaves it unset. */
   overrides?: RuntimeOverrides;
 }
@@ -267,6 +272,17 @@ export interface RuntimeOverrides {
 
 /** What the HTTP API takes beyond the runtime's services: its logger and the bounds a caller may tune. */
 export type ApiOptions = Partial<ApiDeps>;
+
+/**
+ * The catch-up batch of a process that answers commands: the runner holds up to about three
+ * coalesced batches (one applied, two waiting), all counted as backlog by the back-pressure
+ * (CRM_MAX_PROJECTION_BACKLOG). A worker without the API (`crm project`) keeps the larger default.
+ */
+export const readAheadUnder = (maxProjectionBacklog: number): number =>
+  // 0 turns the bound off: nothing to stay under.
+  maxProjectionBacklog <= 0
+    ? DEFAULT_BATCH.maxCoalescedEvents
+    : Math.max(DEFAULT_BATCH.maxEvents, Math.min(DEFAULT_BATCH.maxCoalescedEvents, Math.floor(maxProjectionBacklog / 4)));
 
 export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Promise<CrmRuntime> {
   const overrides = options.overrides ?? {};
@@ -356,6 +372,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       codec,
       concurrent,
       leases,
+      ...(options.servesCommands ? { batch: { maxCoalescedEvents: readAheadUnder(config.backPressure.maxProjectionBacklog) } } : {}),
       // Faults and poison events reach the operator (the HTTP logger is not built yet here).
       log:
         config.logLevel === 'silent'

@@ -41,7 +41,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
     // Loaded on use, so that `--help` stays instant.
     const { openCrm } = await import('../../runtime/crm.ts');
     const { ensureAdminKey } = await import('../../api/auth/api-keys.ts');
-    const runtime = await openCrm(config, { holdSetUpLock: true });
+    const runtime = await openCrm(config, { holdSetUpLock: true, servesCommands: true });
     try {
       const demo = await demoToLoad(runtime, run);
       const inline = config.projections === 'inline';
