@@ -1,6 +1,6 @@
 import type { Kysely, QueryExecutorProvider } from 'kysely';
 import type { EventFilter, RecordedEvent } from '../eventstore/contract.ts';
-import { markFailed, moveCheckpoint, readCheckpointForBatch, readCheckpoints } from './checkpoints.ts';
+import { markFailed, moveCheckpoint, moveCheckpoints, readCheckpointForBatch, readCheckpoints, readCheckpointsForBatch, skipAhead } from './checkpoints.ts';
 import { CheckpointMoved, describeError, isTransient, PoisonEvent } from './errors.ts';
 import { LeaseLost } from './leases.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
@@ -108,6 +108,83 @@ async function applyOnce(db: Kysely<unknown>, schema: string, projection: Projec
     // The commit does not wait for fsync: readCheckpointForBatch set synchronous_commit off for this transaction.
     if (!(await moveCheckpoint(trx, schema, projection.name, checkpoint.position, position, lag))) throw new CheckpointMoved(projection.name);
     return { kind: 'applied', position };
+  });
+}
+
+/** `applyTogether` found a projection of the batch whose lease this worker no longer holds: nothing was committed. */
+export class SharedBatchFenced extends Error {
+  constructor(readonly projection: string) {
+    super(`The lease of projection ${projection} is no longer held; the shared batch was rolled back`);
+    this.name = 'SharedBatchFenced';
+  }
+}
+
+export interface SharedBatchResult {
+  outcomes: Map<string, ApplyOutcome>;
+  /** Of the `idle` projections, those whose checkpoint moved to the end of the batch (the lease ones still held). */
+  movedIdle: string[];
+}
+
+/**
+ * Applies a batch to several projections in ONE transaction: one begin, one checkpoint read, one
+ * lease check and one checkpoint update for all of them instead of one each. Each projection's rows
+ * still commit with its own checkpoint (invariant 5), each checkpoint is still moved only from the
+ * position the batch read (a batch seen twice is never applied twice), and each lease is still
+ * checked before the commit. `idle` projections (nothing to apply) only move their checkpoints.
+ *
+ * All or nothing: any failure (a poison event, a lost lease, a moved checkpoint, the database) rolls
+ * back every projection, and the caller applies the batch again one projection at a time with
+ * `applyBatch`, which isolates the failure to the projection it belongs to.
+ */
+export async function applyTogether(
+  db: Kysely<unknown>,
+  schema: string,
+  projections: readonly Projection[],
+  idle: readonly string[],
+  items: BatchItem[],
+  endPosition: bigint,
+  lag: Lag,
+  fence?: (trx: QueryExecutorProvider, names: readonly string[]) => Promise<string[]>,
+  /** Set to the projection being applied, so that a failure can be told to its projection. */
+  progress: { current?: string } = {},
+): Promise<SharedBatchResult> {
+  return db.transaction().execute(async (trx): Promise<SharedBatchResult> => {
+    // Sets synchronous_commit off for this transaction, as readCheckpointForBatch does.
+    const checkpoints = await readCheckpointsForBatch(trx, schema, [...projections.map((p) => p.name), ...idle]);
+    const outcomes = new Map<string, ApplyOutcome>();
+    const moves: { name: string; from: bigint; to: bigint }[] = [];
+    for (const projection of projections) {
+      progress.current = projection.name;
+      const checkpoint = checkpoints.get(projection.name);
+      if (!checkpoint) throw new Error(`Projection ${projection.name} has no checkpoint in ${schema}`);
+      if (checkpoint.state === 'failed' || checkpoint.state === 'stopped') {
+        outcomes.set(projection.name, { kind: 'skipped', position: checkpoint.position, state: checkpoint.state });
+        continue;
+      }
+      const fresh = items.filter((i) => i.recorded.position > checkpoint.position && matchesFilter(projection.filter, i.recorded));
+      const undecodable = fresh.find((i) => !i.projected);
+      if (undecodable) throw new BatchItemError(undecodable, undecodable.decodeError);
+      if (fresh.length > 0)
+        await projection.apply(
+          { trx, schema },
+          fresh.map((i) => i.projected!),
+        );
+      const position = endPosition > checkpoint.position ? endPosition : checkpoint.position;
+      moves.push({ name: projection.name, from: checkpoint.position, to: position });
+      outcomes.set(projection.name, { kind: 'applied', position });
+    }
+    progress.current = undefined;
+    let movedIdle = [...idle];
+    if (fence) {
+      // Last, so the lease rows stay locked only from here to the commit (projections/leases.ts).
+      const held = new Set(await fence(trx, [...moves.map((m) => m.name), ...idle]));
+      const lost = moves.find((m) => !held.has(m.name));
+      if (lost) throw new SharedBatchFenced(lost.name);
+      movedIdle = idle.filter((n) => held.has(n));
+    }
+    if (!(await moveCheckpoints(trx, schema, moves, lag))) throw new CheckpointMoved(moves.map((m) => m.name).join(', '));
+    await skipAhead(trx, schema, movedIdle, endPosition, lag);
+    return { outcomes, movedIdle };
   });
 }
 

@@ -107,6 +107,33 @@ export async function readCheckpointForBatch(trx: QueryExecutorProvider, schema:
   return rows[0] ? toCheckpoint(rows[0]) : undefined;
 }
 
+/** `readCheckpointForBatch` for several projections sharing one batch transaction: one round trip for all. */
+export async function readCheckpointsForBatch(trx: QueryExecutorProvider, schema: string, names: readonly string[]): Promise<Map<string, Checkpoint>> {
+  const { rows } = await sql<CheckpointRow>`SELECT *, set_config('synchronous_commit', 'off', true) AS async_commit
+    FROM ${sql.id(schema, CHECKPOINT_TABLE)} WHERE name = ANY(${[...names]}::text[])`.execute(trx);
+  return new Map(rows.map((r) => [r.name, toCheckpoint(r)]));
+}
+
+/**
+ * `moveCheckpoint` for several projections in one statement; false unless every one moved (another
+ * transaction moved or stopped one of them meanwhile): the caller rolls back the whole batch.
+ */
+export async function moveCheckpoints(
+  trx: QueryExecutorProvider,
+  schema: string,
+  moves: readonly { name: string; from: bigint; to: bigint }[],
+  lag: { eventsBehind: number; secondsBehind: number },
+): Promise<boolean> {
+  if (moves.length === 0) return true;
+  const { rows } = await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} c
+    SET position = m.to_position, events_behind = ${lag.eventsBehind}, seconds_behind = ${lag.secondsBehind}, updated_at = now()
+    FROM unnest(${moves.map((m) => m.name)}::text[], ${moves.map((m) => m.from.toString())}::bigint[], ${moves.map((m) => m.to.toString())}::bigint[])
+      AS m(name, from_position, to_position)
+    WHERE c.name = m.name AND c.position = m.from_position AND c.state IN ('running', 'rebuilding')
+    RETURNING c.name`.execute(trx);
+  return rows.length === moves.length;
+}
+
 /**
  * Moves the checkpoint from `from` to `to` at the end of the batch transaction; false when another
  * transaction moved it (or stopped the projection) meanwhile: the caller rolls back and retries.

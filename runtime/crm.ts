@@ -372,6 +372,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       codec,
       concurrent,
       leases,
+      sharedBatches: true,
       ...(options.servesCommands ? { batch: { maxCoalescedEvents: readAheadUnder(config.backPressure.maxProjectionBacklog) } } : {}),
       // Faults and poison events reach the operator (the HTTP logger is not built yet here).
       log:
