@@ -89,7 +89,9 @@ export interface ProjectionRunnerOptions {
    * once instead of once each), which is what an API process running its projections inline spends
    * its CPU on. The price: a projection's checkpoint moves only when the slowest one of the batch is
    * done. A batch that fails together is applied again one projection at a time, so a poison event
-   * still stops only its own projection.
+   * still stops only its own projection. Live batches only (at most `maxEvents` events): a catch-up's
+   * coalesced batches keep a transaction per projection, which run side by side with `concurrent`
+   * (one shared transaction would put all their PostgreSQL work on one backend).
    */
   sharedBatches?: boolean;
 }
@@ -549,7 +551,8 @@ export class ProjectionRunner {
       }
       for (const name of names) this.positions.set(name, endPosition);
     };
-    const separate = busy.length > 0 && this.options.sharedBatches ? await this.applyShared(busy, idle, items, endPosition, lag, appliedCount) : busy;
+    const shared = busy.length > 0 && this.options.sharedBatches && events.length <= this.batch.maxEvents;
+    const separate = shared ? await this.applyShared(busy, idle, items, endPosition, lag, appliedCount) : busy;
     if (separate === undefined) {
       this.notifyWaiters();
       return;

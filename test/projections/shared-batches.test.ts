@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { CHECKPOINT_TABLE, migrateCheckpoints } from '../../projections/checkpoints.ts';
 import { LEASE_TABLE, ProjectionLeases } from '../../projections/leases.ts';
-import { eventually, scriptedRunnerKit } from './scripted-runner.ts';
+import { eventually, ScriptedStore, scriptedRunnerKit } from './scripted-runner.ts';
 
 /**
  * The runner with `sharedBatches` (projections/runner.ts, `applyTogether` in projections/apply-batch.ts):
@@ -76,6 +76,37 @@ describe.each([{ concurrent: false }, { concurrent: true }])('one transaction pe
       { message: 'transient error applying a batch; retrying', details: { projection: 'flaky', error: 'Error: could not serialize access' } },
     ]);
     expect(logged('projection feed failed; resubscribing')).toEqual([]);
+  });
+});
+
+describe('one transaction per batch, live only', () => {
+  it('a catch-up batch coalesced past maxEvents keeps a transaction per projection', async () => {
+    const store = new ScriptedStore();
+    store.append(33);
+    // The first window (10 events, live-sized) is held until the rest has been delivered behind it,
+    // so the next batch coalesces two windows (20 events > maxEvents).
+    const held = gate();
+    const first = heldOnFirstBatch('first', held);
+    const second = recording('second');
+    const { runner, schema } = await startRunner([first.projection, second.projection], {
+      store,
+      concurrent: true,
+      sharedBatches: true,
+      batch: { maxEvents: 10, maxWaitMs: 250, maxCoalescedEvents: 20 },
+    });
+    await held.arrived;
+    await eventually(() => runner.backlog() >= 33, 'the catch-up delivered behind the first batch');
+    held.open();
+    await runner.waitForPosition(33n);
+    expect(first.calls).toEqual([10, 20, 3]);
+    // Live-sized batches (events 1-10, 31-33): one writer for both projections.
+    for (const position of [10, 33]) {
+      const where = sql`position = ${position}`;
+      expect(await writers(schema, 'second_applied', where)).toEqual(await writers(schema, 'first_applied', where));
+    }
+    // The coalesced one (events 11-30): one transaction each.
+    const coalesced = sql`position = 20`;
+    expect(await writers(schema, 'second_applied', coalesced)).not.toEqual(await writers(schema, 'first_applied', coalesced));
   });
 });
 
