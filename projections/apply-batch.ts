@@ -1,6 +1,15 @@
-import type { Kysely, QueryExecutorProvider } from 'kysely';
+import type { Kysely, QueryExecutorProvider, Transaction } from 'kysely';
 import type { EventFilter, RecordedEvent } from '../eventstore/contract.ts';
-import { markFailed, moveCheckpoint, moveCheckpoints, readCheckpointForBatch, readCheckpoints, readCheckpointsForBatch, skipAhead } from './checkpoints.ts';
+import {
+  markFailed,
+  moveCheckpoint,
+  moveCheckpoints,
+  readCheckpointForBatch,
+  readCheckpoints,
+  readCheckpointsForBatch,
+  skipAhead,
+  type Checkpoint,
+} from './checkpoints.ts';
 import { CheckpointMoved, describeError, isTransient, PoisonEvent } from './errors.ts';
 import { LeaseLost } from './leases.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
@@ -82,6 +91,38 @@ export type ApplyOutcome =
   | { kind: 'skipped'; position: bigint; state: string }
   | { kind: 'poison'; position: bigint; failure: PoisonEvent };
 
+const present = (checkpoint: Checkpoint | undefined, projection: Projection, schema: string): Checkpoint => {
+  if (!checkpoint) throw new Error(`Projection ${projection.name} has no checkpoint in ${schema}`);
+  return checkpoint;
+};
+
+/**
+ * The batch's events after the projection's checkpoint, applied inside the caller's transaction: the
+ * position its checkpoint moves to, or `skipped` for a failed or stopped projection. The checkpoint
+ * itself is moved by the caller, with its lease check, just before the commit.
+ */
+async function applyAfter(
+  trx: Transaction<unknown>,
+  schema: string,
+  projection: Projection,
+  checkpoint: Checkpoint,
+  items: BatchItem[],
+  endPosition: bigint,
+): Promise<Extract<ApplyOutcome, { kind: 'applied' | 'skipped' }>> {
+  if (checkpoint.state === 'failed' || checkpoint.state === 'stopped') {
+    return { kind: 'skipped', position: checkpoint.position, state: checkpoint.state };
+  }
+  const fresh = items.filter((i) => i.recorded.position > checkpoint.position && matchesFilter(projection.filter, i.recorded));
+  const undecodable = fresh.find((i) => !i.projected);
+  if (undecodable) throw new BatchItemError(undecodable, undecodable.decodeError);
+  if (fresh.length > 0)
+    await projection.apply(
+      { trx, schema },
+      fresh.map((i) => i.projected!),
+    );
+  return { kind: 'applied', position: endPosition > checkpoint.position ? endPosition : checkpoint.position };
+}
+
 /**
  * Applies a batch to one projection and advances its checkpoint to `endPosition`, in ONE transaction
  * (invariant 5). Events at or below the stored checkpoint are dropped, so a batch seen twice (restart,
@@ -89,20 +130,10 @@ export type ApplyOutcome =
  */
 async function applyOnce(db: Kysely<unknown>, schema: string, projection: Projection, items: BatchItem[], endPosition: bigint, lag: Lag, fence?: Fence) {
   return db.transaction().execute(async (trx): Promise<ApplyOutcome> => {
-    const checkpoint = await readCheckpointForBatch(trx, schema, projection.name);
-    if (!checkpoint) throw new Error(`Projection ${projection.name} has no checkpoint in ${schema}`);
-    if (checkpoint.state === 'failed' || checkpoint.state === 'stopped') {
-      return { kind: 'skipped', position: checkpoint.position, state: checkpoint.state };
-    }
-    const fresh = items.filter((i) => i.recorded.position > checkpoint.position && matchesFilter(projection.filter, i.recorded));
-    const undecodable = fresh.find((i) => !i.projected);
-    if (undecodable) throw new BatchItemError(undecodable, undecodable.decodeError);
-    if (fresh.length > 0)
-      await projection.apply(
-        { trx, schema },
-        fresh.map((i) => i.projected!),
-      );
-    const position = endPosition > checkpoint.position ? endPosition : checkpoint.position;
+    const checkpoint = present(await readCheckpointForBatch(trx, schema, projection.name), projection, schema);
+    const outcome = await applyAfter(trx, schema, projection, checkpoint, items, endPosition);
+    if (outcome.kind !== 'applied') return outcome;
+    const position = outcome.position;
     // Last, so the lease row stays locked only from here to the commit (projections/leases.ts).
     await fence?.(trx);
     // The commit does not wait for fsync: readCheckpointForBatch set synchronous_commit off for this transaction.
@@ -155,23 +186,10 @@ export async function applyTogether(
     const moves: { name: string; from: bigint; to: bigint }[] = [];
     for (const projection of projections) {
       progress.current = projection.name;
-      const checkpoint = checkpoints.get(projection.name);
-      if (!checkpoint) throw new Error(`Projection ${projection.name} has no checkpoint in ${schema}`);
-      if (checkpoint.state === 'failed' || checkpoint.state === 'stopped') {
-        outcomes.set(projection.name, { kind: 'skipped', position: checkpoint.position, state: checkpoint.state });
-        continue;
-      }
-      const fresh = items.filter((i) => i.recorded.position > checkpoint.position && matchesFilter(projection.filter, i.recorded));
-      const undecodable = fresh.find((i) => !i.projected);
-      if (undecodable) throw new BatchItemError(undecodable, undecodable.decodeError);
-      if (fresh.length > 0)
-        await projection.apply(
-          { trx, schema },
-          fresh.map((i) => i.projected!),
-        );
-      const position = endPosition > checkpoint.position ? endPosition : checkpoint.position;
-      moves.push({ name: projection.name, from: checkpoint.position, to: position });
-      outcomes.set(projection.name, { kind: 'applied', position });
+      const checkpoint = present(checkpoints.get(projection.name), projection, schema);
+      const outcome = await applyAfter(trx, schema, projection, checkpoint, items, endPosition);
+      outcomes.set(projection.name, outcome);
+      if (outcome.kind === 'applied') moves.push({ name: projection.name, from: checkpoint.position, to: outcome.position });
     }
     progress.current = undefined;
     let movedIdle = [...idle];
