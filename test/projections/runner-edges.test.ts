@@ -259,9 +259,7 @@ describe('outcomes that stop a projection here', () => {
     await migrateCheckpoints(kit.db(), schema);
     const held = kit.gate();
     const a = kit.heldOnFirstBatch('customers', held);
-    const leases = new ProjectionLeases({ db: kit.db(), schema, workerId: 'mine', projections: ['customers'], leaseSeconds: 30, renewEveryMs: 3_600_000 });
-    kit.stops.push(() => leases.stop());
-    await leases.start();
+    const leases = await kit.startLeases(schema, ['customers']);
     const { runner, store, logged } = await startRunner([a.projection], { schema, leases });
     store.append(3);
     await held.arrived;
@@ -330,16 +328,7 @@ describe('without a log', () => {
     const held = kit.gate();
     const a = kit.heldOnFirstBatch('customers', held);
     const b = recording('deals');
-    const leases = new ProjectionLeases({
-      db: kit.db(),
-      schema,
-      workerId: 'mine',
-      projections: ['customers', 'deals'],
-      leaseSeconds: 30,
-      renewEveryMs: 3_600_000,
-    });
-    kit.stops.push(() => leases.stop());
-    await leases.start();
+    const leases = await kit.startLeases(schema, ['customers', 'deals']);
     const { runner, store } = await startRunner([a.projection, b.projection], { ...quiet, schema, leases });
     store.append(3);
     await held.arrived;

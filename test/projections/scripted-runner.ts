@@ -5,6 +5,7 @@ import type { EventStore, ReadAllOptions, RecordedEvent, SubscribeOptions, Subsc
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import type { EventCodec } from '../../projections/apply-batch.ts';
 import { readCheckpoints } from '../../projections/checkpoints.ts';
+import { ProjectionLeases } from '../../projections/leases.ts';
 import type { ProjectedEvent, Projection } from '../../projections/projection.ts';
 import { ProjectionRunner, type ProjectionRunnerOptions } from '../../projections/runner.ts';
 import { ensureSchema } from '../../shared/sql.ts';
@@ -314,5 +315,27 @@ export function scriptedRunnerKit(label: string) {
     return { release: async () => (release(), await holder) };
   };
 
-  return { db: () => db, freshSchema, gate, recording, heldOnFirstBatch, failingFirst, appliedIds, idsOf, checkpoint, startRunner, holdAnalyzeLock, stops };
+  /** This worker's leases on the projections, taken now and not renewed during a test; stopped after it. */
+  const startLeases = async (schema: string, projections: string[]): Promise<ProjectionLeases> => {
+    const leases = new ProjectionLeases({ db, schema, workerId: 'mine', projections, leaseSeconds: 30, renewEveryMs: 3_600_000 });
+    stops.push(() => leases.stop());
+    await leases.start();
+    return leases;
+  };
+
+  return {
+    db: () => db,
+    freshSchema,
+    gate,
+    recording,
+    heldOnFirstBatch,
+    failingFirst,
+    appliedIds,
+    idsOf,
+    checkpoint,
+    startRunner,
+    startLeases,
+    holdAnalyzeLock,
+    stops,
+  };
 }

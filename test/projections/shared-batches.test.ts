@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { CHECKPOINT_TABLE, migrateCheckpoints } from '../../projections/checkpoints.ts';
-import { LEASE_TABLE, ProjectionLeases } from '../../projections/leases.ts';
+import { LEASE_TABLE } from '../../projections/leases.ts';
 import { eventually, ScriptedStore, scriptedRunnerKit } from './scripted-runner.ts';
 
 /**
@@ -10,7 +10,7 @@ import { eventually, ScriptedStore, scriptedRunnerKit } from './scripted-runner.
  */
 
 const kit = scriptedRunnerKit('shared_batches');
-const { freshSchema, gate, recording, heldOnFirstBatch, failingFirst, appliedIds, idsOf, checkpoint, startRunner, stops } = kit;
+const { freshSchema, gate, recording, heldOnFirstBatch, failingFirst, appliedIds, idsOf, checkpoint, startRunner } = kit;
 
 /** The transaction ids that wrote a table's rows (xmin), distinct. */
 const writers = async (schema: string, table: string, where = sql`true`): Promise<string[]> => {
@@ -117,16 +117,7 @@ describe('one transaction per batch, with leases', () => {
     const held = gate();
     const taken = heldOnFirstBatch('customers', held);
     const kept = recording('deals');
-    const leases = new ProjectionLeases({
-      db: kit.db(),
-      schema,
-      workerId: 'mine',
-      projections: ['customers', 'deals'],
-      leaseSeconds: 30,
-      renewEveryMs: 3_600_000,
-    });
-    stops.push(() => leases.stop());
-    await leases.start();
+    const leases = await kit.startLeases(schema, ['customers', 'deals']);
     const { runner, store, logged } = await startRunner([taken.projection, kept.projection], { schema, leases, sharedBatches: true });
     store.append(3);
     await held.arrived;
