@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import fastifyCors from '@fastify/cors';
-import fastifyHelmet from '@fastify/helmet';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
@@ -17,6 +16,7 @@ import { createIdempotencyGuard } from './idempotency.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { refuseUnreadableQuery } from './safe-input.ts';
 import { registerRequestTimeout } from './request-timeout.ts';
+import { registerSecurityHeaders } from './security-headers.ts';
 import { DEFAULT_RATE_LIMIT, registerRateLimit } from './rate-limit.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { activeUserRole, userRoutes } from './routes/users.ts';
@@ -143,7 +143,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
 
   // First of the hooks: every answer, refusals (401, 429, 503) included, carries the security and
   // CORS headers, so a browser's page can read a refusal and its Retry-After.
-  await app.register(fastifyHelmet, {
+  registerSecurityHeaders(app, {
     // The API answers JSON only; Swagger UI sets its own CSP for /docs (staticCSP below).
     contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
     crossOriginResourcePolicy: { policy: 'cross-origin' },

@@ -25,6 +25,7 @@ import { createStreamQueue, type MemberOutcome, type StreamQueue, type StreamQue
 import { withEmailClaim } from './email-uniqueness.ts';
 import { commandTargets } from './schemas.ts';
 import { notFound, ruleViolated } from '../domain/errors.ts';
+import { copyState } from '../domain/entries.ts';
 import { resolveActivityParent } from './activity-parent.ts';
 import { eventIdFor } from './ids.ts';
 import { userSnapshot } from '../domain/user/decider.ts';
@@ -339,7 +340,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     const keys = new Map<string, { index: number; commandHash: string | undefined }>();
     for (const [index, { prepared, ctx }] of members.entries()) {
       if (folded < plain.length) {
-        if (folded === 0) state = structuredClone(state);
+        if (folded === 0) state = copyState(state);
         for (const e of plain.slice(folded)) state = folder.evolve(state, e.event);
         folded = plain.length;
       }
@@ -483,7 +484,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     async loadAggregate(kind, id, options) {
       const { state, revision } = await load(kind, id, options);
       // A copy: the cached state keeps evolving with later commands.
-      return { state: structuredClone(state), revision };
+      return { state: copyState(state), revision };
     },
   };
 }

@@ -4,7 +4,7 @@
  *
  * `evolve` returns the next state but may add to the growing collections (orders, refunds, costs,
  * responses) of the state it is given rather than copying them, so that folding a stream of 100k
- * events stays linear. Treat a state passed to `evolve` as consumed; `structuredClone` it to keep it.
+ * events stays linear. Treat a state passed to `evolve` as consumed; `copyState` (entries.ts) it to keep it.
  */
 export interface Decider<Command, Event, State> {
   initialState: () => State;

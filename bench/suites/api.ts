@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import type { BackPressureOptions } from '../../api/back-pressure.ts';
+import { cpuMsPer, cpuSnapshot } from '../cpu.ts';
 import { servePeer, type PeerConfig } from '../peer/emmett-service.ts';
 import { percentile, round, type BenchContext } from '../report.ts';
 
@@ -46,6 +47,8 @@ interface ServerReady {
   url: string;
   key: string;
   customerIds: string[];
+  /** The serving child's process id (its CPU time is read around each run). */
+  pid?: number;
 }
 
 const FIXED_RATE = 500;
@@ -122,6 +125,8 @@ interface Measured {
   requests: number;
   non2xx: number;
   errors: number;
+  /** CPU ms per request of the serving process and of PostgreSQL (Linux, PostgreSQL on this machine). */
+  cpuMsPerRequest?: { process?: number; postgres?: number };
   /** Statuses of the non-2xx answers (paced runs). */
   statuses?: Record<string, number>;
   /** Paced runs: latency of the 2xx answers and of the refusals apart. */
@@ -137,6 +142,7 @@ const measure = async (
 ): Promise<Measured> => {
   const customers = options.customers ?? ready.customerIds;
   const pick = () => customers[Math.floor(Math.random() * customers.length)]!;
+  const cpuBefore = cpuSnapshot(ready.pid);
   const result = await autocannon({
     url: ready.url,
     connections: options.connections,
@@ -165,6 +171,7 @@ const measure = async (
     requests: result.requests.total,
     non2xx: result.non2xx,
     errors: result.errors,
+    cpuMsPerRequest: cpuMsPer(cpuBefore, cpuSnapshot(ready.pid), result.requests.total),
   };
 };
 
@@ -289,11 +296,11 @@ const SCENARIOS: Scenario[] = [
 /** Forks this file as a child in the given role and waits for its ready message. */
 const startChild = (role: '--api-bench-server' | '--api-bench-projections' | '--api-bench-peer', config: ServerConfig | PeerConfig) => {
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), [role], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--import', 'tsx', ...(process.env.BENCH_NODE_FLAGS?.split(' ') ?? [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const ready = new Promise<unknown>((resolve, reject) => {
-    child.once('message', resolve);
+    child.once('message', (message) => resolve({ ...(message as object), pid: child.pid }));
     child.once('exit', (code) => reject(new Error(`the ${role.slice('--api-bench-'.length)} child exited with code ${code}`)));
     child.send(config);
   });
@@ -607,6 +614,13 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   };
 }
 
+/** `, CPU per request: process 0.4 ms, postgres 0.3 ms` when it was read. */
+const cpuOf = (m: Measured): string => {
+  const { process, postgres } = m.cpuMsPerRequest ?? {};
+  const parts = [...(process === undefined ? [] : [`process ${process} ms`]), ...(postgres === undefined ? [] : [`postgres ${postgres} ms`])];
+  return parts.length === 0 ? '' : `, CPU per request: ${parts.join(', ')}`;
+};
+
 export function summarize(result: Record<string, unknown>): string[] {
   const lines: string[] = [];
   const split = (result.split ?? {}) as Record<string, unknown>;
@@ -620,10 +634,12 @@ export function summarize(result: Record<string, unknown>): string[] {
       lines.push(
         `api${mode} ${name}: paced ${FIXED_RATE}/s p50 ${r.paced500.p50Ms} ms p99 ${r.paced500.p99Ms} ms; ` +
           (r.fixed500 ? `autocannon ${FIXED_RATE}/s p50 ${r.fixed500.p50Ms} ms p99 ${r.fixed500.p99Ms} ms; ` : '') +
-          `max ${r.max.requestsPerSecond} req/s (p50 ${r.max.p50Ms} ms, p99 ${r.max.p99Ms} ms, non-2xx ${r.max.non2xx})` +
+          `max ${r.max.requestsPerSecond} req/s (p50 ${r.max.p50Ms} ms, p99 ${r.max.p99Ms} ms, non-2xx ${r.max.non2xx}${cpuOf(r.max)})` +
           (r.pacedHalfMax ? `; paced ${r.pacedHalfMax.rate}/s p50 ${r.pacedHalfMax.p50Ms} ms p99 ${r.pacedHalfMax.p99Ms} ms` : ''),
       );
     }
+  const peer = result.peer as { max: Measured } | undefined;
+  if (peer) lines.push(`api peer purchase: max ${peer.max.requestsPerSecond} req/s (p50 ${peer.max.p50Ms} ms, p99 ${peer.max.p99Ms} ms${cpuOf(peer.max)})`);
   const traffic = result.traffic as Record<string, number> | undefined;
   if (traffic)
     lines.push(

@@ -1,6 +1,6 @@
 import { assertCustomerUsable } from '../customer/decider.ts';
 import type { Decider } from '../decider.ts';
-import { entryOf, setEntry } from '../entries.ts';
+import { dictionary, entryOf, setEntry } from '../entries.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { fromMinor, toMinor } from '../money.ts';
 import { isBefore } from '../time.ts';
@@ -42,8 +42,8 @@ export const initialCampaignState = (): CampaignState => ({
   status: null,
   startsAt: null,
   endsAt: null,
-  costs: {},
-  responses: {},
+  costs: dictionary(),
+  responses: dictionary(),
   marketingConsentOnly: false,
 });
 

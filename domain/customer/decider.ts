@@ -1,5 +1,5 @@
 import type { Decider } from '../decider.ts';
-import { entryOf, setEntry } from '../entries.ts';
+import { dictionary, entryOf, setEntry } from '../entries.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { fromMinor, toMinor } from '../money.ts';
 import { ERASED } from '../shared.ts';
@@ -56,8 +56,8 @@ export const initialCustomerState = (): CustomerState => ({
   marketingConsent: false,
   status: 'active',
   deactivationReason: null,
-  orders: {},
-  refunds: {},
+  orders: dictionary(),
+  refunds: dictionary(),
   mergedInto: null,
   mergedDuplicates: [],
   forgotten: false,

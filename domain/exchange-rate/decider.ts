@@ -1,5 +1,5 @@
 import type { Decider } from '../decider.ts';
-import { entryOf, setEntry } from '../entries.ts';
+import { dictionary, entryOf, setEntry } from '../entries.ts';
 import { ruleViolated } from '../errors.ts';
 import type { ExchangeRateCommand } from './commands.ts';
 import type { ExchangeRateEvent } from './events.ts';
@@ -10,7 +10,7 @@ export interface ExchangeRateState {
   rates: Record<string, string>;
 }
 
-export const initialExchangeRateState = (): ExchangeRateState => ({ currency: null, rates: {} });
+export const initialExchangeRateState = (): ExchangeRateState => ({ currency: null, rates: dictionary() });
 
 /** `validFrom` spelt differently ('+01:00' or 'Z') is the same instant: keyed by base and epoch ms. */
 const keyOf = (baseCurrency: string, validFrom: string): string => `${baseCurrency}@${Date.parse(validFrom)}`;
