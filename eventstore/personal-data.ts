@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { isCrmEventType, parseEvent, personalFields } from '../domain/catalogue.ts';
 import { EventMetadata } from '../domain/metadata.ts';
@@ -129,21 +129,10 @@ const freshIv = (): Buffer => {
   return ivPool.subarray(ivTaken - IV_BYTES, ivTaken);
 };
 
-/**
- * Data keys as key objects, made once per key: a cipher made from raw key bytes imports them every
- * time (a customer's three or four personal fields are encrypted with one key).
- */
-const keyObjects = new WeakMap<Buffer, KeyObject>();
-const keyObjectOf = (key: Buffer): KeyObject => {
-  let object = keyObjects.get(key);
-  if (!object) keyObjects.set(key, (object = createSecretKey(key)));
-  return object;
-};
-
 /** Encrypts `fields` of `data` into `out` with one cipher (v2). */
 const encryptTogether = (key: Buffer, customerId: string, fields: readonly string[], data: Record<string, unknown>, out: Record<string, unknown>): void => {
   const iv = freshIv();
-  const cipher = createCipheriv('aes-256-gcm', keyObjectOf(key), iv);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(eventAad(customerId, fields));
   const parts = fields.map((field) => cipher.update(JSON.stringify(data[field]), 'utf8'));
   // GCM holds nothing back, so `final` (which computes the tag) returns no bytes; they would end the last field.
@@ -158,7 +147,7 @@ const decryptTogether = (key: Buffer, customerId: string, fields: readonly strin
   const [head, ...others] = fields.map((field) => (stored[field] as string).slice(V2.length).split(':'));
   const [iv, tag, first] = head!;
   if (first === undefined || head!.length !== 3 || others.some((parts) => parts.length !== 1)) throw new Error(`Malformed ciphertext in ${fields.join(', ')}`);
-  const decipher = createDecipheriv('aes-256-gcm', keyObjectOf(key), Buffer.from(iv!, 'base64url'));
+  const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv!, 'base64url'));
   decipher.setAAD(eventAad(customerId, fields));
   decipher.setAuthTag(Buffer.from(tag!, 'base64url'));
   const parts = [first, ...others.map((parts) => parts[0]!)].map((part) => decipher.update(Buffer.from(part, 'base64url')));
@@ -169,7 +158,7 @@ const decryptTogether = (key: Buffer, customerId: string, fields: readonly strin
 const decryptV1 = (key: Buffer, customerId: string, field: string, stored: string): unknown => {
   const [iv, tag, ciphertext] = stored.slice(V1.length).split(':');
   if (iv === undefined || tag === undefined || ciphertext === undefined) throw new Error(`Malformed ciphertext in ${field}`);
-  const decipher = createDecipheriv('aes-256-gcm', keyObjectOf(key), Buffer.from(iv, 'base64url'));
+  const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
   decipher.setAAD(aad(customerId, field));
   decipher.setAuthTag(Buffer.from(tag, 'base64url'));
   const plain = Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]);
