@@ -177,6 +177,8 @@ describe('personal data', () => {
     await expect(reveal({ ...stored, company: null })).rejects.toThrow();
     const other = (await personalData.protect('CustomerRegistered', customerRegistered(id, { email: 'lovelace@example.com' }))) as Record<string, string>;
     await expect(reveal({ ...stored, email: other.email })).rejects.toThrow();
+    // A field cannot join fields already encrypted together (reveal decrypts them as one group).
+    await expect(personalData.protect('CustomerRegistered', { ...stored, company: 'Difference Engines' })).rejects.toThrow(/encrypted together/);
     // Two events never share an IV.
     expect(other.name!.split(':')[2]).not.toBe(stored.name!.split(':')[2]);
     expect(await reveal(other)).toEqual(customerRegistered(id, { email: 'lovelace@example.com' }));
