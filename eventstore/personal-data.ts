@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { isCrmEventType, parseEvent, personalFields } from '../domain/catalogue.ts';
 import { EventMetadata } from '../domain/metadata.ts';
@@ -8,8 +8,12 @@ import { MasterKeyMismatch } from './errors.ts';
 
 /**
  * Crypto-shredding of personal data (invariant 9). Each customer has a random AES-256-GCM data key
- * in `<events schema>.customer_keys`; personal fields are stored as `enc:v1:<iv>:<tag>:<ciphertext>`
- * (base64url), so event JSON stays valid and hash chains cover ciphertext only. Forgetting sets the
+ * in `<events schema>.customer_keys`. An event's personal fields are encrypted together, one AES-GCM
+ * operation with a fresh IV per event (a cipher per field cost more than the encryption): each field
+ * keeps its own ciphertext bytes (GCM is a stream mode), the first one also the IV and tag, as
+ * `enc:v2:<iv>:<tag>:<ciphertext>`, the others `enc:v2:<ciphertext>` (base64url), so event JSON stays
+ * valid and hash chains cover ciphertext only. Events stored earlier hold `enc:v1:<iv>:<tag>:<ciphertext>`
+ * per field, one cipher each, and still read. Forgetting sets the
  * key to NULL and stamps `forgotten_at`: the row stays as a tombstone so no new key is ever created
  * for a forgotten customer.
  *
@@ -67,7 +71,10 @@ export class PersonalDataForgotten extends Error {
   }
 }
 
-const PREFIX = 'enc:v1:';
+/** One cipher per field: written before v2, still read (stored events are never rewritten). */
+const V1 = 'enc:v1:';
+/** One cipher per event. */
+const V2 = 'enc:v2:';
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 const KEY_BYTES = 32;
@@ -98,10 +105,13 @@ const unwrapKey = (master: Uint8Array | undefined, customerId: string, stored: B
   return Buffer.concat([decipher.update(stored.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
 };
 
-export const isEncrypted = (value: unknown): value is string => typeof value === 'string' && value.startsWith(PREFIX);
+export const isEncrypted = (value: unknown): value is string => typeof value === 'string' && (value.startsWith(V2) || value.startsWith(V1));
+const isEncryptedTogether = (value: unknown): value is string => typeof value === 'string' && value.startsWith(V2);
 
-/** Ciphertext is bound to customer and field name, so it cannot be moved to another field or person. */
+/** v1 ciphertext is bound to customer and field name, so it cannot be moved to another field or person. */
 const aad = (customerId: string, field: string) => Buffer.from(`${customerId}:${field}`, 'utf8');
+/** v2: bound to the customer and the fields encrypted together (in order), so none can be moved, dropped or swapped. */
+const eventAad = (customerId: string, fields: readonly string[]) => Buffer.from(`v2:${fields.join(',')}:${customerId}`, 'utf8');
 
 /**
  * IVs cut from one larger draw of the system's random generator: a `randomBytes` call per 12-byte IV
@@ -119,31 +129,34 @@ const freshIv = (): Buffer => {
   return ivPool.subarray(ivTaken - IV_BYTES, ivTaken);
 };
 
-/**
- * Data keys as key objects, made once per key: a cipher made from raw key bytes imports them every
- * time (a customer's three or four personal fields are encrypted with one key).
- */
-const keyObjects = new WeakMap<Buffer, KeyObject>();
-const keyObjectOf = (key: Buffer): KeyObject => {
-  let object = keyObjects.get(key);
-  if (!object) keyObjects.set(key, (object = createSecretKey(key)));
-  return object;
-};
-
-const encrypt = (key: Buffer, customerId: string, field: string, value: unknown): string => {
+/** Encrypts `fields` of `data` into `out` with one cipher (v2). */
+const encryptTogether = (key: Buffer, customerId: string, fields: readonly string[], data: Record<string, unknown>, out: Record<string, unknown>): void => {
   const iv = freshIv();
-  const cipher = createCipheriv('aes-256-gcm', keyObjectOf(key), iv);
-  cipher.setAAD(aad(customerId, field));
-  const body = cipher.update(JSON.stringify(value), 'utf8');
-  // GCM holds nothing back, so `final` (which computes the tag) returns no bytes; joined only if it ever did.
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(eventAad(customerId, fields));
+  const parts = fields.map((field) => cipher.update(JSON.stringify(data[field]), 'utf8'));
+  // GCM holds nothing back, so `final` (which computes the tag) returns no bytes; they would end the last field.
   const rest = cipher.final();
-  const ciphertext = rest.length === 0 ? body : Buffer.concat([body, rest]);
-  const tag = cipher.getAuthTag();
-  return `${PREFIX}${iv.toString('base64url')}:${tag.toString('base64url')}:${ciphertext.toString('base64url')}`;
+  if (rest.length > 0) parts[parts.length - 1] = Buffer.concat([parts.at(-1)!, rest]);
+  const head = `${V2}${iv.toString('base64url')}:${cipher.getAuthTag().toString('base64url')}:`;
+  fields.forEach((field, i) => (out[field] = `${i === 0 ? head : V2}${parts[i]!.toString('base64url')}`));
 };
 
-const decrypt = (key: Buffer, customerId: string, field: string, stored: string): unknown => {
-  const [iv, tag, ciphertext] = stored.slice(PREFIX.length).split(':');
+/** Decrypts the v2 `fields` of `stored` into `out`; nothing is written unless the tag verifies. */
+const decryptTogether = (key: Buffer, customerId: string, fields: readonly string[], stored: Record<string, unknown>, out: Record<string, unknown>): void => {
+  const [head, ...others] = fields.map((field) => (stored[field] as string).slice(V2.length).split(':'));
+  const [iv, tag, first] = head!;
+  if (first === undefined || head!.length !== 3 || others.some((parts) => parts.length !== 1)) throw new Error(`Malformed ciphertext in ${fields.join(', ')}`);
+  const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv!, 'base64url'));
+  decipher.setAAD(eventAad(customerId, fields));
+  decipher.setAuthTag(Buffer.from(tag!, 'base64url'));
+  const parts = [first, ...others.map((parts) => parts[0]!)].map((part) => decipher.update(Buffer.from(part, 'base64url')));
+  decipher.final();
+  fields.forEach((field, i) => (out[field] = JSON.parse(parts[i]!.toString('utf8'))));
+};
+
+const decryptV1 = (key: Buffer, customerId: string, field: string, stored: string): unknown => {
+  const [iv, tag, ciphertext] = stored.slice(V1.length).split(':');
   if (iv === undefined || tag === undefined || ciphertext === undefined) throw new Error(`Malformed ciphertext in ${field}`);
   const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
   decipher.setAAD(aad(customerId, field));
@@ -279,9 +292,12 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
       if (typeof customerId !== 'string') return data;
       const present = spec.fields.filter((f) => data[f] !== undefined && data[f] !== null && !isEncrypted(data[f]));
       if (present.length === 0) return data;
+      // One v2 group per event: reveal decrypts every v2 field of the event as one.
+      if (spec.fields.some((f) => isEncryptedTogether(data[f])))
+        throw new Error(`${type} already holds personal fields encrypted together; no more can join them`);
       const key = await keyForWriting(customerId);
       const out: Record<string, unknown> = { ...data };
-      for (const field of present) out[field] = encrypt(key, customerId, field, data[field]);
+      encryptTogether(key, customerId, present, data, out);
       return out;
     },
 
@@ -294,7 +310,13 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
       if (encrypted.length === 0) return data;
       const key = await lookup(customerId);
       const out: Record<string, unknown> = { ...data };
-      for (const field of encrypted) out[field] = key ? decrypt(key, customerId, field, data[field] as string) : ERASED;
+      if (!key) {
+        for (const field of encrypted) out[field] = ERASED;
+        return out;
+      }
+      const together = encrypted.filter((f) => isEncryptedTogether(data[f]));
+      if (together.length > 0) decryptTogether(key, customerId, together, data, out);
+      for (const field of encrypted) if (!isEncryptedTogether(data[field])) out[field] = decryptV1(key, customerId, field, data[field] as string);
       return out;
     },
 

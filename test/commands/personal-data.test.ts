@@ -166,6 +166,86 @@ describe('personal data', () => {
     await expect(decodeRecordedEvent(bad, personalData)).rejects.toThrow();
   });
 
+  it('encrypts the personal fields of an event together: one IV and tag, and no field can be dropped, swapped or moved alone', async () => {
+    const id = randomUUID();
+    const stored = (await personalData.protect('CustomerRegistered', customerRegistered(id))) as Record<string, string>;
+    // Catalogue order: the first field carries IV and tag, the others only their ciphertext.
+    expect(stored.name).toMatch(/^enc:v2:[\w-]{16}:[\w-]{22}:[\w-]+$/);
+    for (const field of ['email', 'phone', 'company']) expect(stored[field]).toMatch(/^enc:v2:[\w-]+$/);
+    const reveal = (data: Record<string, unknown>) => personalData.reveal('CustomerRegistered', data);
+    await expect(reveal({ ...stored, email: stored.phone, phone: stored.email })).rejects.toThrow();
+    await expect(reveal({ ...stored, company: null })).rejects.toThrow();
+    const other = (await personalData.protect('CustomerRegistered', customerRegistered(id, { email: 'lovelace@example.com' }))) as Record<string, string>;
+    await expect(reveal({ ...stored, email: other.email })).rejects.toThrow();
+    // A field cannot join fields already encrypted together (reveal decrypts them as one group).
+    await expect(personalData.protect('CustomerRegistered', { ...stored, company: 'Difference Engines' })).rejects.toThrow(/encrypted together/);
+    // Two events never share an IV.
+    expect(other.name!.split(':')[2]).not.toBe(stored.name!.split(':')[2]);
+    expect(await reveal(other)).toEqual(customerRegistered(id, { email: 'lovelace@example.com' }));
+  });
+
+  describe('events stored in the v1 format (one cipher per field), written by the code before v2', () => {
+    // The customer's bare data key and what the v1 code stored with it; stored events are never rewritten.
+    const customerId = '3f1c2a9e-7b4d-4e21-9c8a-5d6e7f801234';
+    const dataKey = Buffer.from('6a0c1b3f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29181706f5e4d3c2b1a090', 'hex');
+    const registered = {
+      customerId,
+      name: 'enc:v1:aNzI0OXzJ9Dk8vDt:TN8o2v-Qi5f8sd0H27M3Ag:DiFoDX6O26qxjK5YAoo',
+      email: 'enc:v1:6eYGvWXQl3xSnECM:3osEV1zgd1HkiifJun2WTw:09nWfpuWX-G0MHmEkncQ6VQ',
+      phone: 'enc:v1:iFCIXSQeITfOMIdc:wuD-iR9BCOr_OEhmNyxDjw:O6s4meoT5-2Pg29oqNznwRZW',
+      company: null,
+      tags: ['vip'],
+      source: 'web',
+      marketingConsent: true,
+    };
+    const registeredV1 = {
+      customerId,
+      fullName: 'enc:v1:FCnSATatQyUArjKa:Qbi1Cucb88iRjJT63jK-XA:MG1vqZLvmzMGCG69EzA',
+      email: 'enc:v1:PNxHohwcdboyM9s9:vm2oP84le18ZTkTOCuEMQw:DrNVg_OC2-2-fwnGtwZ2qajUFw',
+    };
+    const feedback = {
+      customerId,
+      subject: 'enc:v1:C_uUH0buK3VJ4ELk:Uu8ijt-tISihxjv9JWs-EQ:JE-EeXbcI9ne',
+      body: 'enc:v1:e4TYrikEM1C05ccd:Vbin_ybb8zhF1xHA_gtdmg:lF35OirUcK9NALwWvplC_mKOobstu3Nc784',
+    };
+    let reader: PersonalData;
+    beforeAll(async () => {
+      await sql`INSERT INTO ${sql.table(`${schemas.events}.customer_keys`)} (customer_id, data_key) VALUES (${customerId}, ${dataKey})`.execute(database.db);
+      reader = await createPersonalData(database.db, { schema: schemas.events });
+    });
+
+    it('decrypts them as before, through the projections decoder too (v1 schema upcast)', async () => {
+      expect(await reader.reveal('CustomerRegistered', registered)).toEqual({
+        ...registered,
+        name: 'Ada Lovelace',
+        email: 'ada@example.com',
+        phone: '+44 20 7946 0000',
+      });
+      expect(await reader.reveal('FeedbackSubmitted', feedback)).toEqual({ customerId, subject: 'Invoice', body: 'Ünïcode ✓ "quoted"' });
+      const decoded = await decodeRecordedEvent(recorded('CustomerRegistered', registeredV1, 1), reader);
+      expect(decoded.event.data).toMatchObject({ customerId, name: 'Grace Hopper', email: 'grace@example.com' });
+      // A v1 field still refuses ciphertext moved to another field.
+      await expect(reader.reveal('CustomerRegistered', { ...registered, email: registered.phone })).rejects.toThrow();
+    });
+
+    it('reads an event holding v1 fields beside fields encrypted together', async () => {
+      const mixed = (await reader.protect('CustomerRegistered', { ...registered, company: 'Analytical Engines' })) as Record<string, string>;
+      expect(mixed.name).toBe(registered.name);
+      expect(mixed.company).toMatch(/^enc:v2:/);
+      expect(await reader.reveal('CustomerRegistered', mixed)).toMatchObject({ name: 'Ada Lovelace', company: 'Analytical Engines' });
+    });
+
+    it('are erased once the customer is forgotten, like v2 ones', async () => {
+      const v2 = await reader.protect('FeedbackSubmitted', { customerId, subject: 'Later', body: 'after v2' });
+      await reader.forget(customerId);
+      expect(await reader.reveal('CustomerRegistered', registered)).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED, company: null });
+      expect(await reader.reveal('FeedbackSubmitted', feedback)).toEqual({ customerId, subject: ERASED, body: ERASED });
+      expect(await reader.reveal('FeedbackSubmitted', v2)).toEqual({ customerId, subject: ERASED, body: ERASED });
+      const fresh = await createPersonalData(database.db, { schema: schemas.events });
+      expect(await fresh.reveal('FeedbackSubmitted', feedback)).toEqual({ customerId, subject: ERASED, body: ERASED });
+    });
+  });
+
   it('with a master key, data keys are stored wrapped and still work; bare keys stored before still read', async () => {
     const masterKey = randomBytes(32);
     // Opened before any key was wrapped (a process started before the master key was configured).
