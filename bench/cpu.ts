@@ -18,38 +18,45 @@ const cpuMsOf = (pid: number | string): number | undefined => {
   }
 };
 
-/** CPU ms of every process named `postgres` (the server and its backends), when PostgreSQL runs here. */
-const postgresCpuMs = (): number | undefined => {
-  let total: number | undefined;
+/** CPU ms of every process named `postgres` (the server and its backends) by pid, when PostgreSQL runs here. */
+const postgresCpuMs = (): Map<string, number> => {
+  const byPid = new Map<string, number>();
   for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
     try {
       if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'postgres') continue;
     } catch {
       continue;
     }
-    total = (total ?? 0) + (cpuMsOf(pid) ?? 0);
+    const ms = cpuMsOf(pid);
+    if (ms !== undefined) byPid.set(pid, ms);
   }
-  return total;
+  return byPid;
 };
 
 export interface CpuSnapshot {
   process: number | undefined;
-  postgres: number | undefined;
+  postgres: Map<string, number>;
 }
 
 export const cpuSnapshot = (pid: number | undefined): CpuSnapshot => {
   try {
     return { process: pid === undefined ? undefined : cpuMsOf(pid), postgres: postgresCpuMs() };
   } catch {
-    return { process: undefined, postgres: undefined };
+    return { process: undefined, postgres: new Map() };
   }
 };
 
-/** CPU ms per unit of work between two snapshots, for what both could read. */
+/**
+ * CPU ms per unit of work between two snapshots, for what both could read. PostgreSQL's processes are
+ * summed over those alive at the end (one started meanwhile counts from zero; the time of one that
+ * ended meanwhile is lost, so that figure is a floor).
+ */
 export const cpuMsPer = (before: CpuSnapshot, after: CpuSnapshot, units: number): { process?: number; postgres?: number } => {
-  const per = (a: number | undefined, b: number | undefined) =>
-    a === undefined || b === undefined || units <= 0 ? undefined : Math.round(((b - a) / units) * 1000) / 1000;
-  const process = per(before.process, after.process);
-  const postgres = per(before.postgres, after.postgres);
+  if (units <= 0) return {};
+  const per = (ms: number) => Math.round((ms / units) * 1000) / 1000;
+  const process = before.process === undefined || after.process === undefined ? undefined : per(after.process - before.process);
+  let postgresMs = 0;
+  for (const [pid, ms] of after.postgres) postgresMs += ms - (before.postgres.get(pid) ?? 0);
+  const postgres = after.postgres.size === 0 ? undefined : per(postgresMs);
   return { ...(process === undefined ? {} : { process }), ...(postgres === undefined ? {} : { postgres }) };
 };
