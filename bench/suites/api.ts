@@ -296,7 +296,7 @@ const SCENARIOS: Scenario[] = [
 /** Forks this file as a child in the given role and waits for its ready message. */
 const startChild = (role: '--api-bench-server' | '--api-bench-projections' | '--api-bench-peer', config: ServerConfig | PeerConfig) => {
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), [role], {
-    execArgv: ['--import', 'tsx', ...(process.env.BENCH_NODE_FLAGS?.split(' ') ?? [])],
+    execArgv: ['--import', 'tsx', ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const ready = new Promise<unknown>((resolve, reject) => {
@@ -583,6 +583,10 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     ...some('groupCommitOff', groupCommitOff),
     traffic: {
       ...(purchaseMax !== undefined && peer ? { purchaseMaxToPeerMax: ratio(purchaseMax, peer.max.requestsPerSecond) } : {}),
+      // Less moved by other work on the machine than the maxima: the peer's CPU per purchase (its process and PostgreSQL) over ours.
+      ...(peer && results.purchase && cpuPerRequest(peer.max) && cpuPerRequest(results.purchase.max)
+        ? { peerCpuPerPurchaseToOurs: ratio(cpuPerRequest(peer.max)!, cpuPerRequest(results.purchase.max)!) }
+        : {}),
       ...(purchaseMax !== undefined && groupCommitOff ? { purchaseMaxToGroupCommitOff: ratio(purchaseMax, groupCommitOff.max.requestsPerSecond) } : {}),
       ...(purchaseMax !== undefined && results.noop ? { purchaseMaxToNoopMax: ratio(purchaseMax, results.noop.max.requestsPerSecond) } : {}),
       ...(halfMax ? { pacedHalfMaxP99ToP50: ratio(halfMax.p99Ms, halfMax.p50Ms) } : {}),
@@ -613,6 +617,12 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       : {}),
   };
 }
+
+/** CPU ms per request of the serving process and PostgreSQL together, when both were read. */
+const cpuPerRequest = (m: Measured): number | undefined => {
+  const { process, postgres } = m.cpuMsPerRequest ?? {};
+  return process === undefined || postgres === undefined ? undefined : process + postgres;
+};
 
 /** `, CPU per request: process 0.4 ms, postgres 0.3 ms` when it was read. */
 const cpuOf = (m: Measured): string => {
