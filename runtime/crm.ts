@@ -114,6 +114,9 @@ function lockDataDir(dataDir: string): () => void {
   throw new EventStoreUnavailable(`Cannot lock the embedded database in ${dataDir} (${path}).`);
 }
 
+/** Both pools run repeated statements named unless the config turns it off (a pooler that cannot keep them). */
+const namedStatements = (database: Extract<CrmConfig['database'], { kind: 'postgres' }>): boolean => database.preparedStatements !== false;
+
 const apiTimeouts = (config: CrmConfig): PoolTimeouts => ({
   statementMs: config.timeouts.statementMs,
   lockMs: config.timeouts.lockMs,
@@ -129,7 +132,7 @@ const openLongWorkDatabase = (config: CrmConfig, database: SqlDatabase): SqlData
     ? connectPostgres(config.database.url, {
         max: 4,
         timeouts: { statementMs: config.timeouts.longStatementMs, lockMs: config.timeouts.longStatementMs, connectMs: config.timeouts.connectMs },
-        namedStatements: config.database.preparedStatements !== false,
+        namedStatements: namedStatements(config.database),
       })
     : database;
 
@@ -167,7 +170,7 @@ export async function openDatabase(config: CrmConfig, options: { poolMax?: numbe
   }
   const database = connectPostgres(config.database.url, {
     timeouts: apiTimeouts(config),
-    namedStatements: config.database.preparedStatements !== false,
+    namedStatements: namedStatements(config.database),
     ...(options.poolMax ? { max: options.poolMax } : {}),
   });
   // The pool connects lazily: probe now so an unreachable server is reported before anything starts.
