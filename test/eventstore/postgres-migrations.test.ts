@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EventStoreError } from '../../eventstore/errors.ts';
 import { connectPostgres } from '../../eventstore/postgres/database.ts';
@@ -37,6 +39,7 @@ const ALL = [
   '0006_append_streams_set_based_locks',
   '0007_append_streams_heads_by_index',
   '0008_bulk_import_probes',
+  '0009_append_streams_generic_plans',
 ];
 
 /**
@@ -67,9 +70,10 @@ describe('event store migrations', () => {
     expect(await applied(schema)).toEqual(ALL);
     const { rows } = await sql<{ timestamp: string }>`SELECT timestamp FROM ${sql.id(schema, 'eventstore_migration')}`.execute(database.db);
     for (const row of rows) expect(Date.parse(row.timestamp)).toBeGreaterThanOrEqual(before - 1_000);
-    // Both append functions keep custom plans (a generic plan scans the tables as they grow).
+    // append_events keeps custom plans (its `= ANY` lookups would scan the tables as they grow);
+    // append_streams probes by key and keeps its cached plans (0009).
     expect(await settings(schema, 'append_events')).toEqual([['plan_cache_mode=force_custom_plan']]);
-    expect(await settings(schema, 'append_streams')).toEqual([['plan_cache_mode=force_custom_plan']]);
+    expect(await settings(schema, 'append_streams')).toEqual([[]]);
     await store.appendToStream('customer-1', [newEvent()]);
     await migrateEventStore(database.db, schema);
     const again = await createPostgresEventStore(database, { schema });
@@ -103,7 +107,7 @@ describe('event store migrations', () => {
     const store = await createPostgresEventStore(database, { schema });
     expect(await applied(schema)).toEqual(ALL);
     expect(await settings(schema, 'append_events')).toEqual([['plan_cache_mode=force_custom_plan']]);
-    expect(await settings(schema, 'append_streams')).toEqual([['plan_cache_mode=force_custom_plan']]);
+    expect(await settings(schema, 'append_streams')).toEqual([[]]);
     const next = await store.appendToStream('customer-1', [newEvent('Moved')], { expectedRevision: 1 });
     expect(next.nextExpectedRevision).toBe(2);
     expect(next.position).toBeGreaterThan(first.position);
@@ -133,7 +137,7 @@ describe('event store migrations', () => {
       JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ${schema} AND p.proname = 'append_streams'`.execute(database.db);
     expect(rows).toHaveLength(1);
     expect(rows[0]!.args).toMatch(/p_data_list jsonb, p_metadata_list jsonb$/);
-    expect(await settings(schema, 'append_streams')).toEqual([['plan_cache_mode=force_custom_plan']]);
+    expect(await settings(schema, 'append_streams')).toEqual([[]]);
     const results = await store.appendToStreams([
       { stream: 'customer-1', events: [newEvent()] },
       { stream: 'customer-2', events: [newEvent()] },
@@ -161,6 +165,73 @@ describe('event store migrations', () => {
     );
     expect(pulledUp).toContain('Seq Scan');
     await store.close();
+  });
+
+  it('append_streams keeps generic plans that probe by key: made on empty tables, none of them scans the events or the streams as they grow (0009)', async () => {
+    const schema = nextSchema();
+    const store = await createPostgresEventStore(database, { schema });
+    const client = new pg.Client({ connectionString: schemas.url });
+    await client.connect();
+    const plans: string[] = [];
+    client.on('notice', (notice) => {
+      if (/plan:/.test(notice.message ?? '')) plans.push(notice.message ?? '');
+    });
+    try {
+      // Every statement's plan, nested ones included, comes back as a notice; every plan is generic,
+      // made at the statement's first run and kept by the connection.
+      for (const setting of [
+        "LOAD 'auto_explain'",
+        'SET auto_explain.log_min_duration = 0',
+        'SET auto_explain.log_nested_statements = on',
+        'SET auto_explain.log_level = notice',
+        'SET client_min_messages = notice',
+        'SET plan_cache_mode = force_generic_plan',
+      ]) {
+        await client.query(setting);
+      }
+      const call = (streams: string[], expected: number[], ids = streams.map(() => randomUUID())) =>
+        client.query<{ outcome: string; revision: string }>(
+          `SELECT outcome, revision FROM ${quoteIdentifier(schema)}.append_streams($1::text[], $2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::jsonb, $7::jsonb)`,
+          [
+            streams,
+            expected,
+            streams.map(() => 1),
+            ids,
+            streams.map(() => 'Moved'),
+            JSON.stringify(streams.map(() => ({ city: 'Lyon' }))),
+            JSON.stringify(streams.map(() => ({}))),
+          ],
+        );
+      // The plans are made while the store is empty: a new installation's first appends.
+      await call(['customer-first'], [-1]);
+      // Both paths of the function, so that every statement has its plan: new events, then the same again.
+      const ids = [randomUUID()];
+      await call(['customer-first'], [0], ids);
+      await call(['customer-first'], [0], ids);
+      // The store grows (never analysed: autovacuum is off on some machines).
+      for (let batch = 0; batch < 10; batch++) {
+        await store.appendToStreams(Array.from({ length: 500 }, (_, i) => ({ stream: `customer-${batch}-${i}`, events: [newEvent(), newEvent('Renamed')] })));
+      }
+      plans.length = 0;
+      const streams = ['customer-3-7', 'customer-9-499', `customer-new-${randomUUID()}`];
+      const again = streams.map(() => randomUUID());
+      const appended = await call(streams, [1, -2, -1], again);
+      expect(appended.rows.map((row) => [row.outcome, Number(row.revision)])).toEqual([
+        ['appended', 2],
+        ['appended', 2],
+        ['appended', 0],
+      ]);
+      const repeated = await call(streams, [1, -2, -1], again);
+      expect(repeated.rows.map((row) => row.outcome)).toEqual(['duplicate', 'duplicate', 'duplicate']);
+      const nested = plans.join('\n');
+      expect(nested).toMatch(/Index (Only )?Scan using events_event_id_unique/);
+      expect(nested).toMatch(/Index (Only )?Scan using streams_pkey/);
+      expect(nested).not.toMatch(/Seq Scan on (events|streams)\b/);
+      expect(nested).not.toContain('Hash Join');
+    } finally {
+      await client.end();
+      await store.close();
+    }
   });
 
   it('a migration that cannot run names itself and the schema, and records nothing', async () => {
