@@ -40,6 +40,7 @@ const ALL = [
   '0007_append_streams_heads_by_index',
   '0008_bulk_import_probes',
   '0009_append_streams_generic_plans',
+  '0010_append_events_generic_plans',
 ];
 
 /**
@@ -70,9 +71,8 @@ describe('event store migrations', () => {
     expect(await applied(schema)).toEqual(ALL);
     const { rows } = await sql<{ timestamp: string }>`SELECT timestamp FROM ${sql.id(schema, 'eventstore_migration')}`.execute(database.db);
     for (const row of rows) expect(Date.parse(row.timestamp)).toBeGreaterThanOrEqual(before - 1_000);
-    // append_events keeps custom plans (its `= ANY` lookups would scan the tables as they grow);
-    // append_streams probes by key and keeps its cached plans (0009).
-    expect(await settings(schema, 'append_events')).toEqual([['plan_cache_mode=force_custom_plan']]);
+    // Both append functions probe by key and keep their cached plans (0009, 0010).
+    expect(await settings(schema, 'append_events')).toEqual([[]]);
     expect(await settings(schema, 'append_streams')).toEqual([[]]);
     await store.appendToStream('customer-1', [newEvent()]);
     await migrateEventStore(database.db, schema);
@@ -106,7 +106,7 @@ describe('event store migrations', () => {
 
     const store = await createPostgresEventStore(database, { schema });
     expect(await applied(schema)).toEqual(ALL);
-    expect(await settings(schema, 'append_events')).toEqual([['plan_cache_mode=force_custom_plan']]);
+    expect(await settings(schema, 'append_events')).toEqual([[]]);
     expect(await settings(schema, 'append_streams')).toEqual([[]]);
     const next = await store.appendToStream('customer-1', [newEvent('Moved')], { expectedRevision: 1 });
     expect(next.nextExpectedRevision).toBe(2);
@@ -167,7 +167,7 @@ describe('event store migrations', () => {
     await store.close();
   });
 
-  it('append_streams keeps generic plans that probe by key: made on empty tables, none of them scans the events or the streams as they grow (0009)', async () => {
+  it('both append functions keep generic plans that probe by key: made on empty tables, none of them scans the events or the streams as they grow (0009, 0010)', async () => {
     const schema = nextSchema();
     const store = await createPostgresEventStore(database, { schema });
     const client = new pg.Client({ connectionString: schemas.url });
@@ -189,9 +189,10 @@ describe('event store migrations', () => {
       ]) {
         await client.query(setting);
       }
-      const call = (streams: string[], expected: number[], ids = streams.map(() => randomUUID())) =>
+      const s = quoteIdentifier(schema);
+      const many = (streams: string[], expected: number[], ids: string[]) =>
         client.query<{ outcome: string; revision: string }>(
-          `SELECT outcome, revision FROM ${quoteIdentifier(schema)}.append_streams($1::text[], $2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::jsonb, $7::jsonb)`,
+          `SELECT outcome, revision FROM ${s}.append_streams($1::text[], $2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::jsonb, $7::jsonb)`,
           [
             streams,
             expected,
@@ -202,32 +203,51 @@ describe('event store migrations', () => {
             JSON.stringify(streams.map(() => ({}))),
           ],
         );
-      // The plans are made while the store is empty: a new installation's first appends.
-      await call(['customer-first'], [-1]);
-      // Both paths of the function, so that every statement has its plan: new events, then the same again.
-      const ids = [randomUUID()];
-      await call(['customer-first'], [0], ids);
-      await call(['customer-first'], [0], ids);
+      const one = (stream: string, expected: number, ids: string[]) =>
+        client.query<{ outcome: string; revision: string }>(
+          `SELECT outcome, revision FROM ${s}.append_events($1, $2::bigint, $3::uuid[], $4::text[], $5::text[]::jsonb[], $6::text[]::jsonb[])`,
+          [stream, expected, ids, ids.map(() => 'Moved'), ids.map(() => JSON.stringify({ city: 'Lyon' })), ids.map(() => '{}')],
+        );
+      // The plans are made while the store is empty, a new installation's first appends: both paths
+      // of each function (new events, then the same again), so that every statement has its plan.
+      const first = [randomUUID()];
+      await many(['customer-first'], [-1], first);
+      await many(['customer-first'], [-1], first);
+      const second = [randomUUID(), randomUUID()];
+      await one('customer-second', -1, second);
+      await one('customer-second', -1, second);
       // The store grows (never analysed: autovacuum is off on some machines).
       for (let batch = 0; batch < 10; batch++) {
         await store.appendToStreams(Array.from({ length: 500 }, (_, i) => ({ stream: `customer-${batch}-${i}`, events: [newEvent(), newEvent('Renamed')] })));
       }
-      plans.length = 0;
+      const plansOf = async (run: () => Promise<void>): Promise<string> => {
+        plans.length = 0;
+        await run();
+        return plans.join('\n');
+      };
       const streams = ['customer-3-7', 'customer-9-499', `customer-new-${randomUUID()}`];
-      const again = streams.map(() => randomUUID());
-      const appended = await call(streams, [1, -2, -1], again);
-      expect(appended.rows.map((row) => [row.outcome, Number(row.revision)])).toEqual([
-        ['appended', 2],
-        ['appended', 2],
-        ['appended', 0],
-      ]);
-      const repeated = await call(streams, [1, -2, -1], again);
-      expect(repeated.rows.map((row) => row.outcome)).toEqual(['duplicate', 'duplicate', 'duplicate']);
-      const nested = plans.join('\n');
-      expect(nested).toMatch(/Index (Only )?Scan using events_event_id_unique/);
-      expect(nested).toMatch(/Index (Only )?Scan using streams_pkey/);
-      expect(nested).not.toMatch(/Seq Scan on (events|streams)\b/);
-      expect(nested).not.toContain('Hash Join');
+      const ids = streams.map(() => randomUUID());
+      const multiPlans = await plansOf(async () => {
+        const appended = await many(streams, [1, -2, -1], ids);
+        expect(appended.rows.map((row) => [row.outcome, Number(row.revision)])).toEqual([
+          ['appended', 2],
+          ['appended', 2],
+          ['appended', 0],
+        ]);
+        const repeated = await many(streams, [1, -2, -1], ids);
+        expect(repeated.rows.map((row) => row.outcome)).toEqual(['duplicate', 'duplicate', 'duplicate']);
+      });
+      const single = [randomUUID(), randomUUID()];
+      const singlePlans = await plansOf(async () => {
+        expect((await one('customer-5-5', 1, single)).rows.map((row) => [row.outcome, Number(row.revision)])).toEqual([['appended', 3]]);
+        expect((await one('customer-5-5', 1, single)).rows.map((row) => row.outcome)).toEqual(['duplicate']);
+      });
+      for (const nested of [multiPlans, singlePlans]) {
+        expect(nested).toMatch(/Index (Only )?Scan using events_event_id_unique/);
+        expect(nested).toMatch(/Index (Only )?Scan using streams_pkey/);
+        expect(nested).not.toMatch(/Seq Scan on (events|streams)\b/);
+        expect(nested).not.toContain('Hash Join');
+      }
     } finally {
       await client.end();
       await store.close();
