@@ -46,6 +46,9 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         timestamptz '2020-01-01' + (g || ' minutes')::interval, g % 7, (g % 1000)::numeric, 0, now(), g,
         CASE WHEN g % 20 = 0 THEN NULL ELSE ${uid(`1 + (g::bigint * 7919) % ${users}`)} END
       FROM generate_series(1, ${customers}) g`.execute(db);
+    // Their purchase keys, as the customers projection keeps them beside each row.
+    await sql`INSERT INTO ${t('customer_purchase_keys')} (customer_id, owner_id, revenue, order_count, last_purchase_at)
+      SELECT customer_id, owner_id, revenue, order_count, last_purchase_at FROM ${t('customers')}`.execute(db);
     // Most deals are owned by their customer's owner; one in five by someone else. The customer's owner
     // is on the deal too, as the deals projection keeps it (`customer_owner_id`).
     await sql`INSERT INTO ${t('deals')} (deal_id, customer_id, title, stage, amount, currency, owner_id, probability, expected_close_date,
@@ -58,7 +61,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       FROM generate_series(1, ${deals}) g JOIN ${t('customers')} c ON c.customer_id = md5('customer-' || (1 + (g * 2) % ${customers}))::uuid`.execute(db);
     // The steady state autovacuum keeps: statistics, and a visibility map that lets the owner index
     // answer a scope's customer ids without reading the table (index-only scans).
-    for (const table of ['customers', 'deals', 'team_members']) await sql`VACUUM ANALYZE ${t(table)}`.execute(db);
+    for (const table of ['customers', 'customer_purchase_keys', 'deals', 'team_members']) await sql`VACUUM ANALYZE ${t(table)}`.execute(db);
 
     // The scopes as api/auth/viewer.ts resolves them: user 17's team (users 11-20) and user 17 alone.
     const member = async (n: number) => (await sql<{ id: string }>`SELECT md5(${`user-${n}`})::uuid::text AS id`.execute(db)).rows[0]!.id;

@@ -94,12 +94,38 @@ export const toCustomerView = (r: CustomerQueryRow): CustomerView => ({
   position: String(r.last_position),
 });
 
-const sorts: Record<string, SortSpec> = {
-  name: { expr: sql`lower(t.name)`, type: 'text' },
-  createdAt: { expr: sql`t.registered_at`, type: 'timestamptz' },
-  revenue: { expr: sql`t.revenue`, type: 'numeric' },
-  lastPurchaseAt: { expr: sql`COALESCE(t.last_purchase_at, '-infinity'::timestamptz)`, type: 'timestamptz' },
-  orderCount: { expr: sql`t.order_count`, type: 'integer' },
+/** Where the list reads the sort keys a purchase moves: see `purchaseKeys`. */
+type PurchaseKeysAt = 'customer_purchase_keys' | 'customers';
+
+/**
+ * The sort keys of GET /customers. Those a purchase, a refund, a merge or an owner change moves are read
+ * from `customer_purchase_keys` (alias `k`, joined by the customer id), where they are indexed: indexed
+ * on `customers`, they made each purchase's update of the wide row write all of its indexes. The tables
+ * of the previous version, which keep serving while the new ones are rebuilt, have them on `customers`.
+ */
+const sortsFrom = (at: PurchaseKeysAt): Record<string, SortSpec> => {
+  const joined = at === 'customer_purchase_keys';
+  const key = (column: string) => sql.ref(`${joined ? 'k' : 't'}.${column}`);
+  return {
+    name: { expr: sql`lower(t.name)`, type: 'text' },
+    createdAt: { expr: sql`t.registered_at`, type: 'timestamptz' },
+    revenue: { expr: sql`${key('revenue')}`, type: 'numeric', joined },
+    lastPurchaseAt: { expr: sql`COALESCE(${key('last_purchase_at')}, '-infinity'::timestamptz)`, type: 'timestamptz', joined },
+    orderCount: { expr: sql`${key('order_count')}`, type: 'integer', joined },
+  };
+};
+const SORTS: Record<PurchaseKeysAt, Record<string, SortSpec>> = {
+  customer_purchase_keys: sortsFrom('customer_purchase_keys'),
+  customers: sortsFrom('customers'),
+};
+
+/** `minRevenue`, `maxRevenue`: on the indexed revenue, so that a page sorted by revenue is one index range. */
+const revenueFilters = (query: CustomerListQuery, at: PurchaseKeysAt): RawBuilder<unknown>[] => {
+  const revenue = sql.ref(`${at === 'customer_purchase_keys' ? 'k' : 't'}.revenue`);
+  return [
+    ...(query.minRevenue !== undefined ? [sql`${revenue} >= ${String(query.minRevenue)}::numeric`] : []),
+    ...(query.maxRevenue !== undefined ? [sql`${revenue} <= ${String(query.maxRevenue)}::numeric`] : []),
+  ];
 };
 
 /**
@@ -142,18 +168,32 @@ export async function listCustomers(
   if (query.status) where.push(sql`t.status = ${query.status}`);
   if (query.tag) where.push(sql`t.tags @> ARRAY[${query.tag}]::text[]`);
   if (query.source) where.push(sql`t.source = ${query.source}`);
-  if (query.minRevenue !== undefined) where.push(sql`t.revenue >= ${String(query.minRevenue)}::numeric`);
-  if (query.maxRevenue !== undefined) where.push(sql`t.revenue <= ${String(query.maxRevenue)}::numeric`);
-  const list = (extra: RawBuilder<unknown>[]) =>
+  const list = (at: PurchaseKeysAt, extra: RawBuilder<unknown>[]) =>
     listOf(
-      { source, table: 'customers', key: 'customer_id', extra, where, ...customerListScope(scope), sorts, defaultSort: '-createdAt' },
+      {
+        source,
+        table: 'customers',
+        key: 'customer_id',
+        extra,
+        ...(at === 'customer_purchase_keys'
+          ? { where, joined: { table: at, where: revenueFilters(query, at) } }
+          : { where: [...where, ...revenueFilters(query, at)] }),
+        ...customerListScope(scope),
+        sorts: SORTS[at],
+        defaultSort: '-createdAt',
+      },
       query,
       (r: ListedCustomerRow) => toListedCustomer(source, r),
     );
-  // Without the base figures (null) while the read models are being rebuilt after an upgrade.
+  // While the read models are being rebuilt after an upgrade, the previous version's tables: without
+  // `customer_purchase_keys` (version 4), and before that without the base figures (null).
   return unlessRebuilding(
-    () => list(LIST_REVENUE_BASE(source)),
-    () => list([]),
+    () => list('customer_purchase_keys', LIST_REVENUE_BASE(source)),
+    () =>
+      unlessRebuilding(
+        () => list('customers', LIST_REVENUE_BASE(source)),
+        () => list('customers', []),
+      ),
   );
 }
 

@@ -20,6 +20,11 @@ export interface SortSpec {
   expr: RawBuilder<unknown>;
   /** SQL type to cast the cursor's text back to. */
   type: 'text' | 'timestamptz' | 'numeric' | 'integer' | 'bigint' | 'date';
+  /**
+   * The expression reads the list's `joined` table (alias `k`), not `t`: the page is then ordered by
+   * `k`'s key too, so that an index of `k` gives the order.
+   */
+  joined?: boolean;
 }
 
 /** A cursor that cannot be decoded is bad input (400 naming `cursor`), never a 500. */
@@ -94,6 +99,14 @@ export interface PageRequest<R extends object = AnyRow> {
    * about a page per owner and column, not every row of the scope. Replaces `scope`.
    */
   perOwner?: { owners: readonly string[]; columns: readonly { column: string; type: 'uuid' | 'text' }[] };
+  /**
+   * A table with the same key as `table`, one row per row of it, joined by that key as alias `k`: it
+   * holds values that change too often to be indexed on `table` itself (each such index makes every
+   * update of a row write all of `table`'s indexes), with their own sort indexes. Joined when the sort
+   * reads it (`SortSpec.joined`) or `where` holds conditions on it; when the page is merged per owner
+   * with such a sort, it holds the owner columns too.
+   */
+  joined?: { table: string; where: RawBuilder<unknown>[] };
   sorts: Record<string, SortSpec>;
   /** `field` or `-field` (descending). */
   sort: string;
@@ -112,8 +125,12 @@ export async function pageOf<R extends object = AnyRow>(request: PageRequest<R>)
   const desc = sortName.startsWith('-');
   const spec = request.sorts[desc ? sortName.slice(1) : sortName];
   if (!spec) throw new z.ZodError([{ code: 'custom', path: ['sort'], message: `unknown sort ${sortName}`, input: sortName }]);
-  const key = sql.ref(`t.${request.key}`);
-  const where = [...request.where];
+  if (spec.joined && !request.joined) throw new Error(`sort ${sortName} of ${request.table} reads a joined table the list does not name`);
+  const joined = request.joined && (spec.joined || request.joined.where.length > 0) ? request.joined : undefined;
+  // The alias whose index gives the order: its key breaks ties, and its owner columns scope a per-owner range.
+  const ordered = spec.joined ? 'k' : 't';
+  const key = sql.ref(`${ordered}.${request.key}`);
+  const where = [...request.where, ...(joined?.where ?? [])];
   if (request.cursor) {
     const keyType = request.keyType ?? 'uuid';
     const [value, id] = decodeCursor(request.cursor, spec.type, keyType);
@@ -123,29 +140,31 @@ export async function pageOf<R extends object = AnyRow>(request: PageRequest<R>)
   }
   const direction = sql.raw(desc ? 'DESC' : 'ASC');
   const table = sql.id(request.source.schema, request.table);
+  const join = joined ? sql`JOIN ${sql.id(request.source.schema, joined.table)} k ON ${sql.ref(`k.${request.key}`)} = ${sql.ref(`t.${request.key}`)}` : sql``;
   const order = sql`ORDER BY ${spec.expr} ${direction}, ${key} ${direction} LIMIT ${limit + 1}`;
   const owners = request.perOwner;
   if (owners) {
-    // One ordered range per owner and column, each limited to a page; the middle query merges them into
-    // the page (a row reached through two columns once), the outer one computes the extra columns for
-    // the page's rows only.
+    // One ordered range per owner and column, each limited to a page, with its sort value (`__sort_key`:
+    // the expression may read the joined table); the middle query merges them into the page (a row
+    // reached through two columns once), the outer one computes the extra columns for the page's rows only.
     const ranges = owners.columns.map(
-      ({ column, type }) => sql`(SELECT * FROM ${table} t
-        WHERE ${sql.join([sql`${sql.ref(`t.${column}`)} = CAST(scope_owner.id AS ${sql.raw(type)})`, ...where], sql` AND `)} ${order})`,
+      ({ column, type }) => sql`(SELECT t.*, ${spec.expr} AS __sort_key FROM ${table} t ${join}
+        WHERE ${sql.join([sql`${sql.ref(`${ordered}.${column}`)} = CAST(scope_owner.id AS ${sql.raw(type)})`, ...where], sql` AND `)} ${order})`,
     );
-    const distinct = owners.columns.length > 1 ? sql`DISTINCT ON (${spec.expr}, ${key})` : sql``;
-    const { rows } = await sql<Sorted<R>>`${plannedPerRun}SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
+    const merged = sql`t.__sort_key ${direction}, ${sql.ref(`t.${request.key}`)} ${direction}`;
+    const distinct = owners.columns.length > 1 ? sql`DISTINCT ON (t.__sort_key, ${sql.ref(`t.${request.key}`)})` : sql``;
+    const { rows } = await sql<Sorted<R>>`${plannedPerRun}SELECT t.*, t.__sort_key::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
       FROM (SELECT ${distinct} t.* FROM unnest(CAST(${[...owners.owners]} AS text[])) AS scope_owner(id)
         CROSS JOIN LATERAL (${sql.join(ranges, sql` UNION ALL `)}) t
-        ${order}) t
-      ORDER BY ${spec.expr} ${direction}, ${key} ${direction}`.execute(request.source.db);
+        ORDER BY ${merged} LIMIT ${limit + 1}) t
+      ORDER BY ${merged}`.execute(request.source.db);
     return pageFrom(rows, limit, request.key);
   }
   if (request.scope && !request.fenced) where.push(request.scope);
   const from = request.scope && request.fenced ? sql`(SELECT * FROM ${table} t WHERE ${request.scope} OFFSET 0)` : table;
   // Planned on each run, never prepared: the filters' values decide the plan (shared/sql.ts).
   const { rows } = await sql<Sorted<R>>`${plannedPerRun}SELECT t.*, (${spec.expr})::text AS __sort ${sql.join([sql``, ...(request.extra ?? [])], sql`, `)}
-    FROM ${from} t
+    FROM ${from} t ${join}
     ${where.length > 0 ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``}
     ${order}`.execute(request.source.db);
   return pageFrom(rows, limit, request.key);

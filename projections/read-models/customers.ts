@@ -5,7 +5,7 @@ import { viewsOf } from '../reporting.ts';
 import { earliest, isoOf, latest, occurredAt } from './common.ts';
 import { MONEY_TYPE, minorOfNumeric, numericOf } from '../../shared/money.ts';
 import { evolveCustomer, revenueLineOf, type CustomerRow, type RevenueLine } from './customer-fold.ts';
-import { ensureSchema, insertRows, RowSet, type TableSpec } from './rows.ts';
+import { ensureSchema, insertRows, RowSet, upsertRows, type TableSpec } from './rows.ts';
 import { DUPLICATE_REASONS, MATCH_KEY_COLUMN, type DuplicateReason, type MatchKeys } from './match-keys.ts';
 
 export type { CustomerStatus } from './customer-fold.ts';
@@ -56,6 +56,36 @@ export const CUSTOMERS: TableSpec<CustomerRow> = {
   ],
 };
 
+/**
+ * A `customer_purchase_keys` row: the sort keys of GET /customers that purchases, refunds, merges and
+ * owner changes move, beside the same values in `customers` (which the API and the auditor read).
+ * Indexed here, on a narrow row, rather than on `customers`: there each of their indexes made every
+ * purchase's update of the wide row write all of its ~20 indexes; without them that update is HOT.
+ */
+export type CustomerPurchaseKeys = Pick<CustomerRow, 'customer_id' | 'owner_id' | 'revenue' | 'order_count' | 'last_purchase_at'>;
+
+export const CUSTOMER_PURCHASE_KEYS: TableSpec<CustomerPurchaseKeys> = {
+  table: 'customer_purchase_keys',
+  key: 'customer_id',
+  keyType: 'uuid',
+  columns: ['customer_id', 'owner_id', 'revenue', 'order_count', 'last_purchase_at'],
+};
+
+const purchaseKeysOf = (row: CustomerRow): CustomerPurchaseKeys => ({
+  customer_id: row.customer_id,
+  owner_id: row.owner_id,
+  revenue: row.revenue,
+  order_count: row.order_count,
+  last_purchase_at: row.last_purchase_at,
+});
+
+/**
+ * The fold copies a row and changes only what an event changes, so a key that did not move is the
+ * very same value (a loaded Date stays the same object): a strict comparison finds every one that did.
+ */
+const samePurchaseKeys = (a: CustomerPurchaseKeys, b: CustomerRow): boolean =>
+  a.owner_id === b.owner_id && a.revenue === b.revenue && a.order_count === b.order_count && a.last_purchase_at === b.last_purchase_at;
+
 export type CustomerLink = {
   link_id: string;
   kind: 'deal' | 'feedback';
@@ -104,6 +134,7 @@ export const DUPLICATE_GROUP_ORDER = sql`${DUPLICATE_REASON_RANK}, first_custome
 /** The tables this projection owns, for kysely. */
 export interface CustomerTables {
   customers: CustomerRow;
+  customer_purchase_keys: CustomerPurchaseKeys;
   customer_links: CustomerLink;
   revenue_lines: RevenueLine;
   customer_duplicate_groups: DuplicateGroupRow;
@@ -111,9 +142,8 @@ export interface CustomerTables {
 
 async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void> {
   await ensureSchema(db, schema);
-  // Free space on each page (fillfactor) keeps updates of unindexed columns HOT. A purchase is not one
-  // of them: revenue, order count and last purchase are sort keys of GET /customers (indexes below),
-  // so its update writes every index; catch-ups keep such rewrites few with large batches (runner.ts).
+  // Free space on each page (fillfactor) keeps updates of unindexed columns HOT: a purchase's among
+  // them, since the sort keys it moves are indexed in `customer_purchase_keys`, not here.
   const t = sql.id(schema, 'customers');
   await sql`CREATE TABLE IF NOT EXISTS ${t} (
     customer_id uuid PRIMARY KEY,
@@ -156,11 +186,6 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   await sql`CREATE INDEX IF NOT EXISTS customers_owner_idx ON ${t} (owner_id, registered_at, customer_id)`.execute(db);
   // The other sort keys of GET /customers behind the owner: a restricted page merges one range per owner.
   await sql`CREATE INDEX IF NOT EXISTS customers_owner_name_idx ON ${t} (owner_id, lower(name), customer_id)`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS customers_owner_revenue_idx ON ${t} (owner_id, revenue, customer_id)`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS customers_owner_last_purchase_idx ON ${t} (owner_id, (COALESCE(last_purchase_at, '-infinity'::timestamptz)), customer_id)`.execute(
-    db,
-  );
-  await sql`CREATE INDEX IF NOT EXISTS customers_owner_order_count_idx ON ${t} (owner_id, order_count, customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_status_idx ON ${t} (status)`.execute(db);
   // Without fastupdate: new entries go into the index itself, not into a pending list that every tag
   // lookup reads in full until a vacuum merges it (autovacuum may be off; a catch-up of 100,000
@@ -175,12 +200,9 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   await sql`CREATE INDEX IF NOT EXISTS customers_registered_idx ON ${t} (registered_at, customer_id)`.execute(db);
   // One index per sort key of GET /customers (projections/queries/customers.ts), in the list's exact
   // expression and with the id as tie-breaker, so every page is an index range scan (keyset paging).
+  // The keys a purchase moves are indexed in `customer_purchase_keys`, below.
   await sql`CREATE INDEX IF NOT EXISTS customers_sort_name_idx ON ${t} (lower(name), customer_id)`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS customers_sort_revenue_idx ON ${t} (revenue, customer_id)`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS customers_sort_last_purchase_idx ON ${t} ((COALESCE(last_purchase_at, '-infinity'::timestamptz)), customer_id)`.execute(
-    db,
-  );
-  await sql`CREATE INDEX IF NOT EXISTS customers_sort_order_count_idx ON ${t} (order_count, customer_id)`.execute(db);
+  await migratePurchaseKeys(db, schema);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'customer_links')} (
     link_id uuid PRIMARY KEY,
     kind text NOT NULL CHECK (kind IN ('deal', 'feedback')),
@@ -219,6 +241,31 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   await sql`CREATE INDEX IF NOT EXISTS customer_duplicate_groups_order_idx ON ${groups} (${DUPLICATE_GROUP_ORDER})`.execute(db);
 }
 
+/**
+ * `customer_purchase_keys`, with the sort indexes of the keys it holds: alone and behind the owner
+ * (a restricted page merges one range per owner), in the list's exact expressions, the id breaking ties.
+ */
+async function migratePurchaseKeys(db: QueryExecutorProvider, schema: string): Promise<void> {
+  const k = sql.id(schema, 'customer_purchase_keys');
+  // Each purchase rewrites its customer's row here, and each rewrite adds an entry to every index (none
+  // can be HOT): vacuumed and analysed after 2% of the rows changed (not the default 20%), as
+  // `analytics_scores`, so the sort indexes do not fill with dead entries between vacuums.
+  await sql`CREATE TABLE IF NOT EXISTS ${k} (
+    customer_id uuid PRIMARY KEY,
+    owner_id uuid,
+    revenue ${sql.raw(MONEY_TYPE)} NOT NULL,
+    order_count integer NOT NULL,
+    last_purchase_at timestamptz
+  ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0)`.execute(db);
+  const lastPurchase = sql`(COALESCE(last_purchase_at, '-infinity'::timestamptz))`;
+  await sql`CREATE INDEX IF NOT EXISTS customer_purchase_keys_revenue_idx ON ${k} (revenue, customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customer_purchase_keys_last_purchase_idx ON ${k} (${lastPurchase}, customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customer_purchase_keys_order_count_idx ON ${k} (order_count, customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customer_purchase_keys_owner_revenue_idx ON ${k} (owner_id, revenue, customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customer_purchase_keys_owner_last_purchase_idx ON ${k} (owner_id, ${lastPurchase}, customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customer_purchase_keys_owner_order_count_idx ON ${k} (owner_id, order_count, customer_id)`.execute(db);
+}
+
 const DEAL_LINKED = new Set(['DealWon', 'DealLost', 'DealReopened']);
 const FEEDBACK_LINKED = new Set(['FeedbackResolved', 'FeedbackClosed', 'FeedbackReopened']);
 
@@ -229,6 +276,8 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   const customers = new RowSet(trx, schema, CUSTOMERS);
   /** Each changed customer's match keys as the batch found them, to tell which duplicate groups it changed. */
   const keysBefore = new Map<string, MatchKeys>();
+  /** Each changed customer's purchase keys as the batch found them (null: new), to write only those that moved. */
+  const purchaseKeysBefore = new Map<string, CustomerPurchaseKeys | null>();
   const links = new RowSet(trx, schema, CUSTOMER_LINKS);
   const linkIds = new Set<string>();
   const customerIds = new Set<string>();
@@ -317,6 +366,8 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
         // Later events decode as erased too; this clears what the row decrypted before the forget.
         if (event.type === 'CustomerForgotten') eraseDecrypted(after);
         if (!keysBefore.has(after.customer_id)) keysBefore.set(after.customer_id, before ? keysOf(before) : NO_KEYS);
+        // Only the customer's own events move its purchase keys: other streams' change counters.
+        if (!purchaseKeysBefore.has(after.customer_id)) purchaseKeysBefore.set(after.customer_id, before ? purchaseKeysOf(before) : null);
         customers.put(after);
         const line = revenueLineOf(e);
         if (line) revenueLines.push(line);
@@ -326,6 +377,11 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   }
   await links.flush();
   await customers.flush();
+  const movedPurchaseKeys = [...purchaseKeysBefore].flatMap(([id, before]) => {
+    const row = customers.get(id)!;
+    return before && samePurchaseKeys(before, row) ? [] : [row];
+  });
+  if (movedPurchaseKeys.length > 0) await upsertRows(trx, schema, CUSTOMER_PURCHASE_KEYS, movedPurchaseKeys);
   await refreshDuplicateGroups(trx, schema, movedKeys(customers, keysBefore));
   if (revenueLines.length > 0) await insertRows(trx, schema, REVENUE_LINES, revenueLines);
 }
@@ -437,8 +493,9 @@ export const customersProjection: Projection = {
   // 2: forgetting erases `company` too (personal data for sole traders); a primary absorbs its merged duplicates' figures.
   // 3: `revenue_lines` (purchases and refunds in every currency, for base-currency revenue).
   // 4: match keys on `customers` and `customer_duplicate_groups`, for the duplicates report.
-  version: 4,
-  tables: ['customers', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
+  // 5: the sort keys a purchase moves indexed in `customer_purchase_keys` instead of `customers`.
+  version: 5,
+  tables: ['customers', 'customer_purchase_keys', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,
   apply,

@@ -69,6 +69,25 @@ describe('read-model verification', () => {
     }
   });
 
+  it("names a customer's purchase keys that disagree with the events (the sort keys GET /customers pages by)", async () => {
+    const keys = sql.id(h.schemas.read, 'customer_purchase_keys');
+    expect((await verifyReadModels(h.deps, { projections })).tables.find((t) => t.table === 'customer_purchase_keys')).toMatchObject({
+      equal: true,
+      liveRows: 2,
+      replayedRows: 2,
+    });
+    await sql`UPDATE ${keys} SET revenue = 1 WHERE customer_id = ${ada}`.execute(h.database.db);
+    try {
+      const result = await verifyReadModels(h.deps, { projections });
+      expect(result.ok).toBe(false);
+      expect(result.differences).toBe(1);
+      expect(result.firstDifference).toMatchObject({ table: 'customer_purchase_keys', key: { customer_id: ada }, kind: 'changed' });
+      expect(result.firstDifference!.columns).toEqual([{ column: 'revenue', live: 1, replayed: 120.5 }]);
+    } finally {
+      await sql`UPDATE ${keys} SET revenue = 120.5 WHERE customer_id = ${ada}`.execute(h.database.db);
+    }
+  });
+
   it('names rows deleted from or added to the live tables', async () => {
     const { rows } = await sql<Record<string, unknown>>`SELECT * FROM ${sql.id(h.schemas.read, 'customers')} WHERE customer_id = ${bob}`.execute(h.database.db);
     await sql`DELETE FROM ${sql.id(h.schemas.read, 'customers')} WHERE customer_id = ${bob}`.execute(h.database.db);
