@@ -5,9 +5,9 @@ import { createReadModelQueries } from '../../projections/queries/index.ts';
 import type { CustomerListQuery } from '../../projections/queries/customers.ts';
 import type { ReadScope } from '../../projections/queries/scope.ts';
 import { customersProjection, readModelProjections } from '../../projections/read-models/index.ts';
-import { compareSchemas, rebuildProjections, replayInto } from '../../projections/rebuild.ts';
+import { compareSchemas, replayInto } from '../../projections/rebuild.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
-import { createHarness, type Harness } from './support.ts';
+import { createHarness, projectAll, rebuildingRunner, type Harness } from './support.ts';
 
 /**
  * `customer_purchase_keys`: the sort keys of GET /customers that purchases, refunds, merges and owner
@@ -245,10 +245,7 @@ describe('upgrade from version 4 (the purchase keys indexed on customers)', () =
   it('lists from the old tables while the new ones are rebuilt, then from customer_purchase_keys, the same pages', async () => {
     const schema = `${h.schemas.read}_v4`;
     const reportingSchema = `${h.schemas.read}_v4rep`;
-    const first = new ProjectionRunner({ db: h.database.db, store: h.store, schema, projections, codec: h.codec, concurrent: true });
-    await first.start();
-    await first.waitForPosition(h.lastPosition(), 30_000);
-    await first.stop();
+    await projectAll(h, schema, projections);
     // The tables as version 4 left them: no narrow table, the six indexes on customers.
     const t = sql.id(schema, 'customers');
     await sql`DROP TABLE ${sql.id(schema, 'customer_purchase_keys')}`.execute(h.database.db);
@@ -273,26 +270,7 @@ describe('upgrade from version 4 (the purchase keys indexed on customers)', () =
       expect(before[i], `${sort} ${JSON.stringify(filter)} ${scope}`).toEqual(await expectedIds(schema, sort, filter, SCOPES[scope]!));
     }
 
-    const second: ProjectionRunner = new ProjectionRunner({
-      db: h.database.db,
-      store: h.store,
-      schema,
-      projections,
-      codec: h.codec,
-      concurrent: true,
-      onVersionChange: (names) =>
-        rebuildProjections({
-          db: h.database.db,
-          store: h.store,
-          codec: h.codec,
-          projections,
-          concurrent: true,
-          schema,
-          reportingSchema,
-          names,
-          runner: second,
-        }).then(() => undefined),
-    });
+    const second = rebuildingRunner(h, schema, reportingSchema, projections);
     await second.start();
     try {
       const indexed = async (table: string) =>

@@ -6,6 +6,9 @@ import { createPersonalData, type PersonalData } from '../../eventstore/personal
 import { createEmailIndex } from '../../eventstore/email-index.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import type { EventCodec } from '../../projections/apply-batch.ts';
+import type { Projection } from '../../projections/projection.ts';
+import { rebuildProjections } from '../../projections/rebuild.ts';
+import { ProjectionRunner } from '../../projections/runner.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 
@@ -62,4 +65,29 @@ export async function createHarness(label: string): Promise<Harness> {
 export async function tableRows(database: SqlDatabase, schema: string, table: string): Promise<string[]> {
   const { rows } = await sql<{ r: string }>`SELECT t::text AS r FROM ${sql.id(schema, table)} t ORDER BY 1`.execute(database.db);
   return rows.map((r) => r.r);
+}
+
+/**
+ * Projects everything the harness stored into `schema`, then stops: the read models an earlier
+ * version left behind, for an upgrade test to take back to that version's shape.
+ */
+export async function projectAll(h: Harness, schema: string, projections: Projection[]): Promise<void> {
+  const runner = new ProjectionRunner({ db: h.database.db, store: h.store, schema, projections, codec: h.codec, concurrent: true });
+  await runner.start();
+  try {
+    await runner.waitForPosition(h.lastPosition(), 30_000);
+  } finally {
+    await runner.stop();
+  }
+}
+
+/** A runner on `schema` that rebuilds a projection whose version changed, as `crm serve` does on an upgrade. */
+export function rebuildingRunner(h: Harness, schema: string, reportingSchema: string, projections: Projection[]): ProjectionRunner {
+  const deps = { db: h.database.db, store: h.store, codec: h.codec, projections, concurrent: true };
+  const runner: ProjectionRunner = new ProjectionRunner({
+    ...deps,
+    schema,
+    onVersionChange: (names) => rebuildProjections({ ...deps, schema, reportingSchema, names, runner }).then(() => undefined),
+  });
+  return runner;
 }
