@@ -54,12 +54,6 @@ const initialSchema = (schema: string): Migration => {
   };
 };
 
-/**
- * One round trip per append: lock the stream, idempotency by event id, expected revision,
- * positions, the hash chain, insert and the stream head. Outcomes are returned, not raised, so a
- * refused append costs no exception handling on either side. The common single-event, new-ids
- * path runs as few statements as possible: it is the hot path of every command.
- */
 /** Whether any of the events ids `ids` is stored, one index probe per id (0008; `= ANY` was a slower array scan of the index). */
 const anyEventStored = (s: string, ids: string): string =>
   `EXISTS (SELECT 1 FROM unnest(${ids}) AS q(id) CROSS JOIN LATERAL (SELECT 1 FROM ${s}.events e WHERE e.event_id = q.id LIMIT 1) x)`;
@@ -74,6 +68,13 @@ const chainLink = (prev: string, stream: string, id: string, rev: string, pos: s
               ${id}::text || '|' || ${stream} || '|' || ${rev}::text || '|' || ${pos}::text || '|' ||
               ${type} || '|' || ${data}::text || '|' || ${metadata}::text || '|' || v_micros, 'UTF8')))`;
 
+/**
+ * One round trip per append: lock the stream, idempotency by event id, expected revision,
+ * positions, the hash chain, insert and the stream head. Outcomes are returned, not raised, so a
+ * refused append costs no exception handling on either side. The common single-event, new-ids
+ * path runs as few statements as possible: it is the hot path of every command. `probes` (0010): the
+ * idempotency lookups probe the events' unique index once per id, whatever the plan.
+ */
 const appendFunctionSql = (schema: string, probes = false): string => {
   const s = quote(schema);
   const hashOf = (id: string, rev: string, pos: string, type: string, data: string, metadata: string) =>
