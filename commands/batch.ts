@@ -9,6 +9,7 @@ import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
 import { eventIdFor } from './ids.ts';
+import { ioTurns } from './io-turns.ts';
 import type { CommandContext } from './index.ts';
 import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type PreparedCommand } from './prepare.ts';
 import type { AggregateKind } from './schemas.ts';
@@ -145,7 +146,9 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         if (subject) subjects.push(subject);
       }
     await personalData.loadKeys(subjects);
+    const turns = ioTurns();
     for (const stream of missing) {
+      if (turns.due()) await turns.give();
       const kind = wanted.get(stream)!;
       const folder = folders[kind] as Folder<unknown>;
       const recorded = read.get(stream) ?? [];
@@ -172,12 +175,12 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   };
 
   /** One pass: decide every command on the current states; returns the appends and the outcomes. */
-  const decideAll = (
+  const decideAll = async (
     streams: Map<string, Held>,
     prepared: (PreparedCommand | undefined)[],
     firstEventIds: (string | undefined)[],
     outcomes: BatchOutcome[],
-  ): Map<string, Working> => {
+  ): Promise<Map<string, Working>> => {
     const working = new Map<string, Working>();
     const workOn = (kind: AggregateKind, stream: string): Working => {
       let w = working.get(stream);
@@ -189,8 +192,12 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       }
       return w;
     };
-    prepared.forEach((p, i) => {
-      if (!p) return;
+    // The batch before is being stored meanwhile: its reply is read between commands (io-turns.ts).
+    const turns = ioTurns();
+    for (let i = 0; i < prepared.length; i++) {
+      const p = prepared[i];
+      if (!p) continue;
+      if (turns.due()) await turns.give();
       try {
         const w = workOn(p.kind, p.stream);
         // A command seen before has stored its first event: its result is the events under its key
@@ -202,7 +209,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           for (let n = 1; hashOf(w, eventIdFor(p.stream, p.metadata.idempotencyKey!, n)) !== undefined; n++)
             eventIds.push(eventIdFor(p.stream, p.metadata.idempotencyKey!, n));
           outcomes[i] = { ok: true, stream: p.stream, eventIds, alreadyDone: true };
-          return;
+          continue;
         }
         const command = { ...p.command };
         if (needsCustomerSnapshot(p.type)) {
@@ -229,7 +236,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       } catch (error) {
         outcomes[i] = { ok: false, error };
       }
-    });
+    }
     return working;
   };
 
@@ -301,7 +308,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     // Items whose stream was appended by a partial append below: their outcome stands as decided then.
     const settled = new Map<number, BatchOutcome>();
     for (let attempt = 1; ; attempt++) {
-      const working = decideAll(await load(wanted), prepared, firstEventIds, outcomes);
+      const working = await decideAll(await load(wanted), prepared, firstEventIds, outcomes);
       for (const [i, outcome] of settled) outcomes[i] = outcome;
       let appends: StreamAppend[] = [];
       try {
@@ -390,7 +397,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     if (!mine.doomed) {
       try {
         first = await exclusive(async () => {
-          const working = decideAll(await load(batch.wanted), batch.prepared, batch.firstEventIds, batch.outcomes);
+          const working = await decideAll(await load(batch.wanted), batch.prepared, batch.firstEventIds, batch.outcomes);
           let decided: Awaited<ReturnType<typeof appendsOf>> | undefined;
           try {
             decided = await appendsOf(working);

@@ -4,6 +4,7 @@ import type { Actor } from '../../domain/metadata.ts';
 import { IdempotencyConflict } from '../../eventstore/errors.ts';
 import { MAX_STREAMS_PER_APPEND } from '../../eventstore/contract.ts';
 import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem } from '../batch.ts';
+import { ioTurns } from '../io-turns.ts';
 import type { ImportRecord } from './parse.ts';
 import { detectKind, importKinds, RowRejected, rowCommands, type ImportKind } from './rows.ts';
 
@@ -160,8 +161,11 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   };
 
   let interrupted = false;
+  // Reading and preparing rows runs while a batch is stored: its reply is read between rows (io-turns.ts).
+  const turns = ioTurns();
   try {
     for await (const record of records) {
+      if (turns.due()) await turns.give();
       if (options.signal?.aborted) {
         interrupted = true;
         break;

@@ -463,6 +463,27 @@ describe('batch commands: concurrent writers and faults', () => {
     expect(await ordersOf(a!)).toEqual(['CustomerRegistered', 'o1', 'o2']);
   });
 
+  it('gives the event loop turns while it decides a long batch, so the reply of the batch being stored is read meanwhile', async () => {
+    const customers = await registered(200);
+    const batch = handler(watched());
+    // Every stream cached: deciding the next batch reads nothing, so no I/O gives the loop a turn by chance.
+    expect((await batch.executeBatch(customers.map((c) => purchase(c, 'warm-up')))).every((o) => o.ok)).toBe(true);
+    const items = Array.from({ length: 2_000 }, (_, i) => purchase(customers[i % customers.length]!, `turn-${i}`));
+    let deciding = true;
+    let turns = 0;
+    const turn = () => {
+      if (!deciding) return;
+      turns += 1;
+      setImmediate(turn);
+    };
+    setImmediate(turn);
+    const submitted = await batch.submitBatch(items);
+    deciding = false;
+    expect(turns).toBeGreaterThan(0);
+    const outcomes = await submitted.outcomes;
+    expect(outcomes.filter((o) => o.ok && !o.alreadyDone)).toHaveLength(2_000);
+  });
+
   it('a conflict on a pipelined batch decides it and the batches decided on it again, in order, losing nothing', async () => {
     const [a] = await registered(1);
     const submitted = gate();
