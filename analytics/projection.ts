@@ -28,6 +28,7 @@ import { mergeCustomers } from './merge.ts';
 import { valuePerMonth } from './retention-clv.ts';
 import { purchaseMonthsOf, RetentionDeltas, withPurchaseDay } from './retention-counts.ts';
 import type { PurchaseSummary } from './models/rfm.ts';
+import { ioTurns } from '../shared/io-turns.ts';
 
 export const ANALYTICS_EVENT_TYPES = [
   'CustomerRegistered',
@@ -648,7 +649,10 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
       let t = tables();
       await preload(t, events);
       const touched = new Set<string>();
+      // A catch-up batch holds thousands of events: requests are answered between them (shared/io-turns.ts).
+      const turns = ioTurns();
       for (const [i, e] of events.entries()) {
+        if (turns.due()) await turns.give();
         if (e.event.type === 'CustomerMerged' || e.event.type === 'ExchangeRateSet') {
           // Set-based SQL over the flushed tables, then a fresh row cache (and rates) for the rest of the batch.
           await t.flush();

@@ -9,7 +9,7 @@ import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
 import { eventIdFor } from './ids.ts';
-import { ioTurns } from './io-turns.ts';
+import { ioTurns } from '../shared/io-turns.ts';
 import type { CommandContext } from './index.ts';
 import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type PreparedCommand } from './prepare.ts';
 import type { AggregateKind } from './schemas.ts';

@@ -13,6 +13,7 @@ import {
 import { CheckpointMoved, describeError, isTransient, PoisonEvent } from './errors.ts';
 import { LeaseLost } from './leases.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
+import { ioTurns } from '../shared/io-turns.ts';
 import type { ProjectedEvent, Projection } from './projection.ts';
 
 /** How projections get from stored events to `ProjectedEvent`s: decryption, upcasting, validation. */
@@ -61,9 +62,14 @@ export async function decodeBatch(codec: EventCodec, events: RecordedEvent[], wa
     }
   };
   let segment: BatchItem[] = [];
+  // Thousands of events in a catch-up: requests are answered between them (shared/io-turns.ts).
+  const turns = ioTurns();
   const flush = async () => {
     if (segment.length > 0) await codec.preload?.(segment.map((i) => i.recorded));
-    for (let i = 0; i < segment.length; i += DECODE_CONCURRENCY) await Promise.all(segment.slice(i, i + DECODE_CONCURRENCY).map(decodeOne));
+    for (let i = 0; i < segment.length; i += DECODE_CONCURRENCY) {
+      if (turns.due()) await turns.give();
+      await Promise.all(segment.slice(i, i + DECODE_CONCURRENCY).map(decodeOne));
+    }
     segment = [];
   };
   for (const item of items) {

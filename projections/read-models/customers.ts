@@ -7,6 +7,7 @@ import { MONEY_TYPE, minorOfNumeric, numericOf } from '../../shared/money.ts';
 import { evolveCustomer, revenueLineOf, type CustomerRow, type RevenueLine } from './customer-fold.ts';
 import { ensureSchema, insertRows, RowSet, upsertRows, type TableSpec } from './rows.ts';
 import { DUPLICATE_REASONS, MATCH_KEY_COLUMN, type DuplicateReason, type MatchKeys } from './match-keys.ts';
+import { ioTurns } from '../../shared/io-turns.ts';
 
 export type { CustomerStatus } from './customer-fold.ts';
 
@@ -296,7 +297,10 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   }
   await loadWithPrimaries(customers, customerIds);
 
+  // A catch-up batch holds thousands of events: requests are answered between them (shared/io-turns.ts).
+  const turns = ioTurns();
   for (const e of events) {
+    if (turns.due()) await turns.give();
     const { event } = e;
     const at = occurredAt(e);
     /** An event of another stream (a deal, a feedback item) changes the customer's counters; unknown customers are skipped. */

@@ -185,6 +185,30 @@ describe('decodeBatch', () => {
     expect(items.filter((i) => i.projected).map((i) => i.recorded.id)).toEqual(['e1', 'e3', 'e4']);
   });
 
+  it('gives the event loop turns while it decodes a long batch, so requests are answered during a catch-up', async () => {
+    // Decoding that needs no I/O (keys cached) resolves at once: only a turn lets anything else run.
+    const busyCodec: EventCodec = {
+      decode: async (r) => {
+        const until = performance.now() + 0.05;
+        while (performance.now() < until);
+        return projectedOf(r);
+      },
+      evict: () => undefined,
+    };
+    let decoding = true;
+    let turns = 0;
+    const turn = () => {
+      if (!decoding) return;
+      turns += 1;
+      setImmediate(turn);
+    };
+    setImmediate(turn);
+    const items = await decodeBatch(busyCodec, recorded(2_000), () => true);
+    decoding = false;
+    expect(items.every((i) => i.projected)).toBe(true);
+    expect(turns).toBeGreaterThan(0);
+  });
+
   it('a transient failure (the database went away) ends the decode with that error instead of marking the event', async () => {
     const lost = Object.assign(new Error('Connection terminated unexpectedly'), { code: '08006' });
     const { codec } = loggingCodec((r) => (r.id === 'e2' ? lost : undefined));

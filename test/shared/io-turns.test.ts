@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ioTurns } from '../../commands/io-turns.ts';
+import { ioTurns } from '../../shared/io-turns.ts';
 
 const busy = (ms: number) => {
   const until = performance.now() + ms;
