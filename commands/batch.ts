@@ -192,7 +192,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       }
       return w;
     };
-    // The batch before is being stored meanwhile: its reply is read between commands (io-turns.ts).
+    // The batch before is being stored meanwhile: its reply is read between commands (shared/io-turns.ts).
     const turns = ioTurns();
     for (let i = 0; i < prepared.length; i++) {
       const p = prepared[i];

@@ -161,7 +161,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   };
 
   let interrupted = false;
-  // Reading and preparing rows runs while a batch is stored: its reply is read between rows (io-turns.ts).
+  // Reading and preparing rows runs while a batch is stored: its reply is read between rows (shared/io-turns.ts).
   const turns = ioTurns();
   try {
     for await (const record of records) {
