@@ -11,6 +11,7 @@ import { IdempotencyConflict, WrongExpectedRevision } from '../../eventstore/err
 import { createPersonalData, isEncrypted, type PersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { testSchemas } from '../support/postgres.ts';
+import { countTurns } from '../support/turns.ts';
 
 /**
  * The batch handler of bulk import against the real PostgreSQL: several rows for one stream in one
@@ -469,17 +470,9 @@ describe('batch commands: concurrent writers and faults', () => {
     // Every stream cached: deciding the next batch reads nothing, so no I/O gives the loop a turn by chance.
     expect((await batch.executeBatch(customers.map((c) => purchase(c, 'warm-up')))).every((o) => o.ok)).toBe(true);
     const items = Array.from({ length: 2_000 }, (_, i) => purchase(customers[i % customers.length]!, `turn-${i}`));
-    let deciding = true;
-    let turns = 0;
-    const turn = () => {
-      if (!deciding) return;
-      turns += 1;
-      setImmediate(turn);
-    };
-    setImmediate(turn);
+    const turns = countTurns();
     const submitted = await batch.submitBatch(items);
-    deciding = false;
-    expect(turns).toBeGreaterThan(0);
+    expect(turns.stop()).toBeGreaterThan(0);
     const outcomes = await submitted.outcomes;
     expect(outcomes.filter((o) => o.ok && !o.alreadyDone)).toHaveLength(2_000);
   });

@@ -9,6 +9,7 @@ import { LeaseLost } from '../../projections/leases.ts';
 import type { ProjectedEvent, Projection } from '../../projections/projection.ts';
 import { ensureSchema } from '../../shared/sql.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
+import { countTurns } from '../support/turns.ts';
 import { projectedOf } from './scripted-runner.ts';
 
 /**
@@ -195,18 +196,10 @@ describe('decodeBatch', () => {
       },
       evict: () => undefined,
     };
-    let decoding = true;
-    let turns = 0;
-    const turn = () => {
-      if (!decoding) return;
-      turns += 1;
-      setImmediate(turn);
-    };
-    setImmediate(turn);
+    const turns = countTurns();
     const items = await decodeBatch(busyCodec, recorded(2_000), () => true);
-    decoding = false;
+    expect(turns.stop()).toBeGreaterThan(0);
     expect(items.every((i) => i.projected)).toBe(true);
-    expect(turns).toBeGreaterThan(0);
   });
 
   it('a transient failure (the database went away) ends the decode with that error instead of marking the event', async () => {
