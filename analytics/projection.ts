@@ -707,7 +707,10 @@ async function rescoreCustomers(trx: QueryExecutorProvider, schema: string, mode
   if (!state?.observation_end) return;
   const observationEndDay = dayOf(new Date(ms(state.observation_end)));
   const rows: Row[] = [];
+  // Scoring thousands of customers after a catch-up batch: requests are answered between them.
+  const turns = ioTurns();
   for (const id of touched) {
+    if (turns.due()) await turns.give();
     const c = t.set(CUSTOMER).get(id);
     if (!c) continue;
     const aggregate = aggregateFromRow(c);

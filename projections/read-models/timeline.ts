@@ -5,6 +5,7 @@ import type { ProjectedEvent, Projection, ProjectionContext } from '../projectio
 import { viewsOf } from '../reporting.ts';
 import { occurredAt, type Bigint, type Instant } from './common.ts';
 import { ensureSchema, insertRows, RowSet, type TableSpec } from './rows.ts';
+import { ioTurns } from '../../shared/io-turns.ts';
 
 /**
  * `customer_timeline`: every event about a customer (their own, and the deal, feedback and campaign
@@ -184,7 +185,10 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       .filter((s): s is string => !!s),
   );
   const entries: TimelineEntry[] = [];
+  // A catch-up batch holds thousands of events: requests are answered between them (shared/io-turns.ts).
+  const turns = ioTurns();
   for (const e of events) {
+    if (turns.due()) await turns.give();
     const { event } = e;
     if (e.stream.startsWith('campaign-') && event.type !== 'CampaignResponseRecorded') continue;
     const data = event.data as Record<string, unknown>;
