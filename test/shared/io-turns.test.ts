@@ -8,9 +8,9 @@ const busy = (ms: number) => {
 
 describe('io turns', () => {
   it('is due once its interval has run, and a turn runs the callbacks waiting meanwhile before the stretch goes on', async () => {
-    const turns = ioTurns(5);
+    const turns = ioTurns(50);
     expect(turns.due()).toBe(false);
-    busy(6);
+    busy(55);
     expect(turns.due()).toBe(true);
     let ran = false;
     setImmediate(() => (ran = true));
