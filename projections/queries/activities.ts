@@ -1,5 +1,14 @@
 import { sql } from 'kysely';
-import { activityInScope, byCustomerOwner, customerInScope, dealInScope, listScope, scoped, type ReadScope } from './scope.ts';
+import {
+  ACTIVITY_OWNER_COLUMNS,
+  activityInScope,
+  byCustomerOwner,
+  customerInScope,
+  dealInScope,
+  ownerColumnsListScope,
+  scoped,
+  type ReadScope,
+} from './scope.ts';
 import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import type { ActivityRow } from '../read-models/activity-fold.ts';
 
@@ -92,7 +101,7 @@ const list = (
         key: 'activity_id',
         extra: OVERDUE_COLUMN,
         where: filters,
-        ...listScope(scope, (s) => activityInScope(source, s, lookup)),
+        ...ownerColumnsListScope(scope, ACTIVITY_OWNER_COLUMNS, lookup, (s) => activityInScope(source, s, lookup)),
         sorts,
         defaultSort: '-occurredAt',
       },

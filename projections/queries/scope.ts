@@ -59,10 +59,15 @@ export const feedbackInScope = (source: ReadModelSource, scope: ReadScope, looku
 /**
  * Activities of the scope: assigned to one of its users, on a customer one of them owns, or on a deal
  * one of them owns (an activity follows the record it was logged on, and reaches whoever must act on it).
+ * With `column` the deal's owner is the activity's own `deal_owner_id`; the previous version's tables
+ * look it up in `deals`.
  */
 export const activityInScope = (source: ReadModelSource, scope: ReadScope, lookup: CustomerOwnerLookup): RawBuilder<unknown> =>
-  sql`(t.assignee_id = ANY(${ownersUuid(scope)}) OR ${customerOwnedIn(source, scope, lookup)}
-    OR t.deal_id = ANY(ARRAY(SELECT d.deal_id FROM ${sql.id(source.schema, 'deals')} d WHERE d.owner_id = ANY(${ownersText(scope)}))))`;
+  sql`(t.assignee_id = ANY(${ownersUuid(scope)}) OR ${customerOwnedIn(source, scope, lookup)} OR ${
+    lookup === 'column'
+      ? sql`t.deal_owner_id = ANY(${ownersText(scope)})`
+      : sql`t.deal_id = ANY(ARRAY(SELECT d.deal_id FROM ${sql.id(source.schema, 'deals')} d WHERE d.owner_id = ANY(${ownersText(scope)})))`
+  })`;
 
 /**
  * Up to this many owners, a list reads the scope's rows first (through the owner indexes) and orders
@@ -78,20 +83,39 @@ export const listScope = (
   condition: (scope: ReadScope) => RawBuilder<unknown>,
 ): { scope?: RawBuilder<unknown>; fenced?: boolean } => (scope ? { scope: condition(scope), fenced: scope.owners.length <= SMALL_SCOPE_OWNERS } : {});
 
+/** A column of a record naming a user who sees it (owner, assignee), with its SQL type. */
+export interface OwnerColumn {
+  column: string;
+  type: 'uuid' | 'text';
+}
+
 /**
- * The scope of a list of records in a scope through a column of their own (a deal's owner, a feedback
- * item's assignee) or their customer's owner: a small scope merges one index range per owner and
- * column (`pageOf`'s `perOwner`), a large one (or the previous version's tables) filters.
+ * The scope of a list through owner columns of the records' own: a small scope merges one index range
+ * per owner and column (`pageOf`'s `perOwner`), a large one (or the previous version's tables) filters
+ * with `condition`.
  */
-export const ownedOrCustomerListScope = (
+export const ownerColumnsListScope = (
   scope: ReadScope | null | undefined,
-  own: { column: string; type: 'uuid' | 'text' },
+  columns: readonly OwnerColumn[],
   lookup: CustomerOwnerLookup,
   condition: (scope: ReadScope) => RawBuilder<unknown>,
 ): { scope?: RawBuilder<unknown>; fenced?: boolean; perOwner?: PageRequest['perOwner'] } =>
-  scope && lookup === 'column' && scope.owners.length <= SMALL_SCOPE_OWNERS
-    ? { perOwner: { owners: scope.owners, columns: [own, { column: 'customer_owner_id', type: 'uuid' }] } }
-    : listScope(scope, condition);
+  scope && lookup === 'column' && scope.owners.length <= SMALL_SCOPE_OWNERS ? { perOwner: { owners: scope.owners, columns } } : listScope(scope, condition);
+
+/** The scope of records in a scope through a column of their own (a deal's owner, a feedback item's assignee) or their customer's owner. */
+export const ownedOrCustomerListScope = (
+  scope: ReadScope | null | undefined,
+  own: OwnerColumn,
+  lookup: CustomerOwnerLookup,
+  condition: (scope: ReadScope) => RawBuilder<unknown>,
+) => ownerColumnsListScope(scope, [own, { column: 'customer_owner_id', type: 'uuid' }], lookup, condition);
+
+/** The owner columns of an activity (activityInScope), for a page merged per owner. */
+export const ACTIVITY_OWNER_COLUMNS: readonly OwnerColumn[] = [
+  { column: 'assignee_id', type: 'uuid' },
+  { column: 'customer_owner_id', type: 'uuid' },
+  { column: 'deal_owner_id', type: 'text' },
+];
 
 /** The scope's condition, or none for an unrestricted caller. */
 export const scoped = (scope: ReadScope | null | undefined, condition: (scope: ReadScope) => RawBuilder<unknown>): RawBuilder<unknown>[] =>

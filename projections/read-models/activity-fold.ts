@@ -32,6 +32,8 @@ export type ActivityRow = {
    * the projection from the customers' events (customer-owners.ts); this fold starts it at null and carries it along.
    */
   customer_owner_id: string | null;
+  /** The owner of the deal it was logged on, for visibility: set by the projection from the deals' events (deal-owners.ts); null here. */
+  deal_owner_id: string | null;
 };
 
 /**
@@ -58,6 +60,7 @@ export function evolveActivity(state: ActivityRow | undefined, e: ProjectedEvent
       revision: e.revision,
       last_event_at: at,
       customer_owner_id: null,
+      deal_owner_id: null,
     };
   }
   if (!state) return state;
