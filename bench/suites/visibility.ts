@@ -5,14 +5,14 @@
  * p50/p99 per query and as ratios with/without, measured interleaved in one run so that the load of
  * the machine weighs on both sides alike.
  *
- * Seeding: the read-model rows (users, teams, memberships, customers with owners, deals) are
+ * Seeding: the read-model rows (users, teams, memberships, customers with owners, deals, activities) are
  * inserted directly with SQL into tables created by the projections' own migrations: this measures
  * the queries, not the projections. Queries are the production ones (projections/queries/*.ts).
  */
 import { sql } from 'kysely';
 import { connectPostgres } from '../../eventstore/postgres/database.ts';
-import { customersProjection, dealsProjection, exchangeRatesProjection, usersProjection } from '../../projections/read-models/index.ts';
-import { listCustomers, listDeals, pipeline } from '../../projections/queries/index.ts';
+import { activitiesProjection, customersProjection, dealsProjection, exchangeRatesProjection, usersProjection } from '../../projections/read-models/index.ts';
+import { listActivities, listCustomers, listDeals, pipeline } from '../../projections/queries/index.ts';
 import type { ReadScope } from '../../projections/queries/scope.ts';
 import { percentile, ratio, type BenchContext } from '../report.ts';
 
@@ -28,7 +28,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const database = connectPostgres(ctx.databaseUrl, { max: 4, timeouts: { statementMs: 600_000, lockMs: 60_000, connectMs: 10_000 } });
   const db = database.db;
   try {
-    for (const p of [customersProjection, dealsProjection, usersProjection, exchangeRatesProjection]) await p.migrate(db, schema);
+    for (const p of [customersProjection, dealsProjection, usersProjection, exchangeRatesProjection, activitiesProjection]) await p.migrate(db, schema);
     const t = (name: string) => sql.id(schema, name);
     ctx.log(`seeding ${users} users in teams of ${teamSize}, ${customers} customers, ${deals} deals`);
     // Deterministic ids (md5 of a label) so a run is repeatable.
@@ -51,17 +51,36 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       SELECT customer_id, owner_id, revenue, order_count, last_purchase_at FROM ${t('customers')}`.execute(db);
     // Most deals are owned by their customer's owner; one in five by someone else. The customer's owner
     // is on the deal too, as the deals projection keeps it (`customer_owner_id`).
-    await sql`INSERT INTO ${t('deals')} (deal_id, customer_id, title, stage, amount, currency, owner_id, probability, expected_close_date,
+    await sql`INSERT INTO ${t('deals')} (deal_id, customer_id, title, stage, amount, currency, owner_id, probability, weighted_amount, expected_close_date,
         stage_entered_at, opened_at, amount_at, revision, last_event_at, customer_owner_id)
       SELECT md5('deal-' || g)::uuid, md5('customer-' || (1 + (g * 2) % ${customers}))::uuid, 'Deal ' || g,
         (ARRAY['lead','qualified','proposal','negotiation','won','lost'])[1 + g % 6], (100 + g % 5000)::numeric, 'EUR',
         (CASE WHEN g % 5 = 0 THEN ${uid(`1 + (g::bigint * 104729) % ${users}`)} ELSE coalesce(c.owner_id, ${uid('1')}) END)::text,
-        0.25, date '2026-01-01' + (g % 365), now(), timestamptz '2021-01-01' + (g || ' minutes')::interval,
+        0.25, (100 + g % 5000)::numeric * 0.25, date '2026-01-01' + (g % 365), now(), timestamptz '2021-01-01' + (g || ' minutes')::interval,
         timestamptz '2021-01-01' + (g || ' minutes')::interval, 0, now(), c.owner_id
       FROM generate_series(1, ${deals}) g JOIN ${t('customers')} c ON c.customer_id = md5('customer-' || (1 + (g * 2) % ${customers}))::uuid`.execute(db);
+    // Activities, four for every three customers on the customers and one for every three deals on the
+    // deals: notes, calls, meetings and tasks in turn, one task in three assigned to someone (anyone),
+    // nine tasks in ten completed; each with its customer's owner and, on a deal, the deal's owner (the
+    // columns the activities projection keeps).
+    const activity = (g: string, deal: boolean) =>
+      sql.raw(`md5('activity-${deal ? 'deal' : 'customer'}-' || ${g})::uuid, (ARRAY['note','call','meeting','task'])[1 + ${g} % 4], 'Activity ' || ${g},
+        CASE WHEN ${g} % 4 = 3 THEN timestamptz '2026-01-01' + (${g} % 400 || ' days')::interval END,
+        CASE WHEN ${g} % 12 = 3 THEN md5('user-' || (1 + (${g}::bigint * 31) % ${users})::text)::uuid END,
+        timestamptz '2021-01-01' + (${g} || ' minutes')::interval,
+        CASE WHEN ${g} % 4 = 3 AND ${g} % 10 <> 7 THEN timestamptz '2021-01-02' + (${g} || ' minutes')::interval END`);
+    const columns = sql`activity_id, kind, subject, due_at, assignee_id, occurred_at, completed_at, customer_id, deal_id, logged_by, revision, last_event_at, customer_owner_id, deal_owner_id`;
+    await sql`INSERT INTO ${t('activities')} (${columns})
+      SELECT ${activity('g', false)}, c.customer_id, NULL, 'seed', 0, now(), c.owner_id, NULL
+      FROM generate_series(1, ${Math.round((customers * 4) / 3)}) g JOIN ${t('customers')} c ON c.customer_id = md5('customer-' || (1 + (g * 3) % ${customers}))::uuid`.execute(
+      db,
+    );
+    await sql`INSERT INTO ${t('activities')} (${columns})
+      SELECT ${activity('g', true)}, d.customer_id, d.deal_id, 'seed', 0, now(), d.customer_owner_id, d.owner_id
+      FROM generate_series(1, ${Math.round(deals / 3)}) g JOIN ${t('deals')} d ON d.deal_id = md5('deal-' || (1 + (g * 3) % ${deals}))::uuid`.execute(db);
     // The steady state autovacuum keeps: statistics, and a visibility map that lets the owner index
     // answer a scope's customer ids without reading the table (index-only scans).
-    for (const table of ['customers', 'customer_purchase_keys', 'deals', 'team_members']) await sql`VACUUM ANALYZE ${t(table)}`.execute(db);
+    for (const table of ['customers', 'customer_purchase_keys', 'deals', 'team_members', 'activities']) await sql`VACUUM ANALYZE ${t(table)}`.execute(db);
 
     // The scopes as api/auth/viewer.ts resolves them: user 17's team (users 11-20) and user 17 alone.
     const member = async (n: number) => (await sql<{ id: string }>`SELECT md5(${`user-${n}`})::uuid::text AS id`.execute(db)).rows[0]!.id;
@@ -75,6 +94,8 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       'customers: search': (scope) => listCustomers(source, { limit: 50, search: 'customer 1' }, scope),
       'deals: first page, newest first': (scope) => listDeals(source, { limit: 50 }, scope),
       'deals: open, by expected close': (scope) => listDeals(source, { limit: 50, status: 'open', sort: 'expectedCloseDate' }, scope),
+      'activities: first page, newest first': (scope) => listActivities(source, { limit: 50 }, scope),
+      'activities: open tasks, soonest due': (scope) => listActivities(source, { limit: 50, open: true }, scope),
       pipeline: (scope) => pipeline(source, {}, scope),
     };
     const results: Record<string, unknown> = {};
