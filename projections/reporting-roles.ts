@@ -4,7 +4,8 @@ import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
  * Team-scoped reporting roles (`crm reporting-role --team <id> --name <role>`): PostgreSQL logins whose
  * queries on the `reporting` views see only the records of one team, by the rule the API applies to a
  * `team` user: customers owned by a member of the team, deals owned by a member or on such a customer,
- * feedback assigned to a member or about such a customer, the timelines of those customers.
+ * feedback assigned to a member or about such a customer, activities assigned to a member or on such a
+ * customer or on a deal a member owns, the timelines of those customers.
  *
  * How: the scoped views are security-barrier views (no leaky function of the caller's runs before
  * their condition) whose condition asks `scope_owners()`: NULL (everything) for a login that is not a
@@ -16,7 +17,7 @@ import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
  */
 
 /** The views a team role may read; all but `campaigns` are scoped. */
-export const TEAM_ROLE_VIEWS = ['customers', 'customer_timeline', 'deals', 'pipeline_summary', 'feedback', 'campaigns'] as const;
+export const TEAM_ROLE_VIEWS = ['customers', 'customer_timeline', 'deals', 'pipeline_summary', 'feedback', 'activities', 'campaigns'] as const;
 
 const q = (schema: string, name: string) => `"${schema.replace(/"/g, '""')}"."${name}"`;
 
@@ -31,8 +32,9 @@ const teamCustomers = (readSchema: string, reportingSchema: string) =>
   `SELECT c.customer_id FROM ${q(readSchema, 'customers')} c WHERE c.owner_id = ANY(${scopeOwners(reportingSchema)}::uuid[])`;
 
 /**
- * The WHERE condition of each scoped view, over its table's columns (no alias). Deals and feedback
- * carry their customer's owner (`customer_owner_id`, the primary's after a merge), as the API reads it.
+ * The WHERE condition of each scoped view, over its table's columns (no alias). Deals, feedback and
+ * activities carry their customer's owner (`customer_owner_id`, the primary's after a merge), and
+ * activities their deal's owner (`deal_owner_id`), as the API reads them.
  */
 export const scopeCondition = {
   customers: (read: string, rep: string) => `(${scopeOwners(rep)} IS NULL OR owner_id = ANY(${scopeOwners(rep)}::uuid[]))`,
@@ -41,6 +43,8 @@ export const scopeCondition = {
     `(${scopeOwners(rep)} IS NULL OR owner_id = ANY(${scopeOwners(rep)}) OR customer_owner_id = ANY(${scopeOwners(rep)}::uuid[]))`,
   feedback: (read: string, rep: string) =>
     `(${scopeOwners(rep)} IS NULL OR assignee_id = ANY(${scopeOwners(rep)}) OR customer_owner_id = ANY(${scopeOwners(rep)}::uuid[]))`,
+  activities: (read: string, rep: string) =>
+    `(${scopeOwners(rep)} IS NULL OR assignee_id = ANY(${scopeOwners(rep)}::uuid[]) OR customer_owner_id = ANY(${scopeOwners(rep)}::uuid[]) OR deal_owner_id = ANY(${scopeOwners(rep)}))`,
 } as const;
 
 /**

@@ -278,6 +278,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
   },
   {
     name: 'activities',
+    scoped: true,
     projection: 'activities',
     description: 'One row per note, call, meeting or task on a customer or a deal, with open and overdue flags for tasks (no body: personal data).',
     columns: [
@@ -295,9 +296,9 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['logged_by', 'User id of who logged it'],
       ['updated_at', 'Business time of the last event applied'],
     ],
-    select: (s) => `SELECT activity_id, customer_id, deal_id, kind, subject, assignee_id, occurred_at, due_at, completed_at,
+    select: (s, r) => `SELECT activity_id, customer_id, deal_id, kind, subject, assignee_id, occurred_at, due_at, completed_at,
       kind = 'task' AND completed_at IS NULL AS is_open, kind = 'task' AND completed_at IS NULL AND COALESCE(now() > due_at, false) AS is_overdue,
-      logged_by, last_event_at AS updated_at FROM ${q(s, 'activities')}`,
+      logged_by, last_event_at AS updated_at FROM ${q(s, 'activities')} WHERE ${scopeCondition.activities(s, r)}`,
   },
 ];
 

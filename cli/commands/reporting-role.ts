@@ -14,10 +14,11 @@ export const reportingRoleCommand: CliCommand = {
   usage: 'reporting-role --team <id> --name <role>',
   details: `
 The role may SELECT the reporting views customers, customer_timeline, deals, pipeline_summary,
-feedback and campaigns, and nothing else: no read-model table, no analytics view. The scoped views
-show only the team's records, by the rule the API applies to a user with "team" visibility:
-customers owned by a member of the team, deals owned by a member or on such a customer, feedback
-assigned to a member or about such a customer. Membership is read at query time, so people joining
+feedback, activities and campaigns, and nothing else: no read-model table, no analytics view. The
+scoped views show only the team's records, by the rule the API applies to a user with "team"
+visibility: customers owned by a member of the team, deals owned by a member or on such a customer,
+feedback assigned to a member or about such a customer, activities assigned to a member, on such a
+customer or on a deal a member owns. Membership is read at query time, so people joining
 or leaving the team change what the role sees at once. Campaigns have no owner and are not scoped.
 
 The role is created without a password: set one in psql (\\password <role>) or use the server's

@@ -17,8 +17,9 @@ let h: ApiHarness;
 const role = `t_rep_${randomBytes(4).toString('hex')}`;
 const ids = { teamA: '', teamB: '', alice: '', bob: '', carol: '' };
 const customers = { alice: '', bob: '', carol: '', none: '' };
-const deals = { ...customers };
+const deals = { ...customers, bobOnCarol: '' };
 const feedback = { ...customers };
+const activities: Record<string, string> = {};
 
 const post = async (url: string, payload: unknown) => {
   const res = await h.app.inject({ method: 'POST', url, payload: payload as object, headers: h.auth('admin') });
@@ -83,6 +84,23 @@ beforeAll(async () => {
       expectedCloseDate: '2026-12-31',
     })
   ).id;
+  // Activities: a note on each customer; Bob's deal on Carol's customer with a call on it (the team sees
+  // it through the deal's owner); a task on Carol's customer assigned to Alice (through the assignee).
+  for (const who of ['alice', 'bob', 'carol', 'none'] as const)
+    activities[who] = (await post(`/customers/${customers[who]}/activities`, { kind: 'note', subject: `note ${who}` })).id;
+  const bobOnCarol = (
+    await post('/deals', {
+      customerId: customers.carol,
+      title: 'D bob on carol',
+      amount: 7,
+      currency: 'EUR',
+      ownerId: ids.bob,
+      expectedCloseDate: '2026-12-31',
+    })
+  ).id;
+  deals.bobOnCarol = bobOnCarol;
+  activities.bobsDeal = (await post(`/deals/${bobOnCarol}/activities`, { kind: 'call', subject: "call on bob's deal" })).id;
+  activities.assignedToAlice = (await post(`/customers/${customers.carol}/activities`, { kind: 'task', subject: 'for alice', assigneeId: ids.alice })).id;
   await post('/campaigns', { name: 'Spring', channel: 'email', budget: 10, currency: 'EUR' });
   await projectionsSettled(h);
   // What `crm serve` does once the tables exist.
@@ -109,11 +127,14 @@ describe('crm reporting-role', () => {
   it("sees only its team's records in every scoped view, over a real connection", async () => {
     await asRole(async (client) => {
       expect(await column(client, `SELECT customer_id FROM ${rep('customers')}`)).toEqual([customers.alice, customers.bob].sort());
-      expect(await column(client, `SELECT deal_id FROM ${rep('deals')}`)).toEqual([deals.alice, deals.bob, deals.carol].sort());
+      expect(await column(client, `SELECT deal_id FROM ${rep('deals')}`)).toEqual([deals.alice, deals.bob, deals.carol, deals.bobOnCarol].sort());
       expect(await column(client, `SELECT feedback_id FROM ${rep('feedback')}`)).toEqual([feedback.alice, feedback.bob].sort());
       expect(await column(client, `SELECT DISTINCT customer_id FROM ${rep('customer_timeline')}`)).toEqual([customers.alice, customers.bob].sort());
       const pipeline = await client.query(`SELECT sum(deal_count)::int AS n, sum(amount)::text AS amount FROM ${rep('pipeline_summary')}`);
-      expect(pipeline.rows[0]).toEqual({ n: 3, amount: '205.0000' });
+      expect(pipeline.rows[0]).toEqual({ n: 4, amount: '212.0000' });
+      expect(await column(client, `SELECT activity_id FROM ${rep('activities')}`)).toEqual(
+        [activities.alice, activities.bob, activities.bobsDeal, activities.assignedToAlice].sort(),
+      );
       // Campaigns have no owner: granted unscoped.
       expect((await client.query(`SELECT count(*)::int AS n FROM ${rep('campaigns')}`)).rows[0].n).toBe(1);
     });
