@@ -5,9 +5,8 @@ import { listActivities, type ActivityListQuery } from '../../projections/querie
 import type { ReadModelSource } from '../../projections/queries/page.ts';
 import type { ReadScope } from '../../projections/queries/scope.ts';
 import { activitiesProjection, readModelProjections } from '../../projections/read-models/index.ts';
-import { compareSchemas, replayInto } from '../../projections/rebuild.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
-import { createHarness, projectAll, rebuildingRunner, type Harness } from './support.ts';
+import { createHarness, expectReplaysEqualLive, projectAll, rebuildingRunner, type Harness } from './support.ts';
 
 /**
  * `deal_owner_id`: the owner of the deal an activity was logged on, kept on the activity so that an
@@ -98,22 +97,7 @@ describe('activities follow the owner of their deal', () => {
       { subject: 'on the deal', deal_owner_id: bob },
       { subject: 'on the later deal', deal_owner_id: dan },
     ]);
-    for (const [label, pageSize] of [
-      ['one', 1],
-      ['all', 100_000],
-    ] as const) {
-      const replay = await replayInto({
-        db: h.database.db,
-        store: h.store,
-        codec: h.codec,
-        projections: [activitiesProjection],
-        schema: `${h.schemas.read}_${label}`,
-        untilPosition: h.lastPosition(),
-        pageSize,
-      });
-      const comparison = await compareSchemas(h.database.db, h.schemas.read, replay.schema, activitiesProjection.tables);
-      expect(comparison.filter((t) => !t.equal)).toEqual([]);
-    }
+    await expectReplaysEqualLive(h, activitiesProjection, activitiesProjection.tables);
   });
 });
 

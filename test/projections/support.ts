@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
+import { expect } from 'vitest';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
@@ -7,7 +8,7 @@ import { createEmailIndex } from '../../eventstore/email-index.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import type { EventCodec } from '../../projections/apply-batch.ts';
 import type { Projection } from '../../projections/projection.ts';
-import { rebuildProjections } from '../../projections/rebuild.ts';
+import { compareSchemas, rebuildProjections, replayInto } from '../../projections/rebuild.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
@@ -90,4 +91,31 @@ export function rebuildingRunner(h: Harness, schema: string, reportingSchema: st
     onVersionChange: (names) => rebuildProjections({ ...deps, schema, reportingSchema, names, runner }).then(() => undefined),
   });
   return runner;
+}
+
+/**
+ * Replays the harness's events into fresh schemas, one event per batch and all in one batch, and
+ * expects `tables` there to equal the live ones in `h.schemas.read`: batch boundaries must not matter.
+ */
+export async function expectReplaysEqualLive(h: Harness, projection: Projection, tables: readonly string[]): Promise<void> {
+  const untilPosition = h.lastPosition();
+  for (const [label, pageSize] of [
+    ['one', 1],
+    ['all', 100_000],
+  ] as const) {
+    const replay = await replayInto({
+      db: h.database.db,
+      store: h.store,
+      codec: h.codec,
+      projections: [projection],
+      schema: `${h.schemas.read}_${label}`,
+      untilPosition,
+      pageSize,
+    });
+    const comparison = await compareSchemas(h.database.db, h.schemas.read, replay.schema, [...tables]);
+    expect(
+      comparison.filter((t) => !t.equal),
+      `replayed ${label === 'one' ? 'one event per batch' : 'in one batch'}`,
+    ).toEqual([]);
+  }
 }
