@@ -102,7 +102,7 @@ describe('activities follow the owner of their deal', () => {
 });
 
 describe('upgrade from version 2 (no deal_owner_id)', () => {
-  it('lists the same from the old tables while the new ones are rebuilt, and after', async () => {
+  it('lists the same from the old tables before the rebuild and from the rebuilt ones after', async () => {
     const schema = `${h.schemas.read}_v2`;
     await projectAll(h, schema, projections);
     await sql`DROP TABLE ${sql.id(schema, 'activity_deal_owners')}`.execute(h.database.db);
