@@ -61,7 +61,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       FROM generate_series(1, ${deals}) g JOIN ${t('customers')} c ON c.customer_id = md5('customer-' || (1 + (g * 2) % ${customers}))::uuid`.execute(db);
     // Activities, four for every three customers on the customers and one for every three deals on the
     // deals: notes, calls, meetings and tasks in turn, one task in three assigned to someone (anyone),
-    // nine tasks in ten completed; each with its customer's owner and, on a deal, the deal's owner (the
+    // four tasks in five completed; each with its customer's owner and, on a deal, the deal's owner (the
     // columns the activities projection keeps).
     const activity = (g: string, deal: boolean) =>
       sql.raw(`md5('activity-${deal ? 'deal' : 'customer'}-' || ${g})::uuid, (ARRAY['note','call','meeting','task'])[1 + ${g} % 4], 'Activity ' || ${g},
