@@ -253,6 +253,17 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     }
   };
 
+  /** The streams these commands read or write, with the kind of aggregate each holds. */
+  const streamsWanted = (prepared: readonly (PreparedCommand | undefined)[]): Map<string, AggregateKind> => {
+    const wanted = new Map<string, AggregateKind>();
+    for (const p of prepared) {
+      if (!p) continue;
+      wanted.set(p.stream, p.kind);
+      if (needsCustomerSnapshot(p.type)) wanted.set(streamOf('customer', p.command.customerId as string), 'customer');
+    }
+    return wanted;
+  };
+
   /** The batch's commands prepared, their first event ids and the streams they read or write. */
   const readyBatch = (items: (BatchItem | PreparedItem)[]) => {
     const outcomes = new Array<BatchOutcome>(items.length);
@@ -263,12 +274,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       return undefined;
     });
     const firstEventIds = ready.map((item) => ('prepared' in item ? item.firstEventId : undefined));
-    const wanted = new Map<string, AggregateKind>();
-    for (const p of prepared) {
-      if (!p) continue;
-      wanted.set(p.stream, p.kind);
-      if (needsCustomerSnapshot(p.type)) wanted.set(streamOf('customer', p.command.customerId as string), 'customer');
-    }
+    const wanted = streamsWanted(prepared);
     if (wanted.size > MAX_STREAMS_PER_APPEND) {
       throw new RangeError(`A batch addresses ${wanted.size} streams; the limit is ${MAX_STREAMS_PER_APPEND}`);
     }
@@ -304,12 +310,15 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
    * conflict: a concurrent write is never lost and never surfaces as an error.
    */
   const decideAndAppend = async (batch: ReadyBatch): Promise<BatchOutcome[]> => {
-    const { outcomes, prepared, firstEventIds, wanted } = batch;
-    // Items whose stream was appended by a partial append below: their outcome stands as decided then.
-    const settled = new Map<number, BatchOutcome>();
+    const { outcomes, firstEventIds } = batch;
+    // The commands still to decide. Those of a stream a partial append below stored leave (their
+    // outcome stands as decided then), so a retry reads and decides only the streams still in
+    // conflict: re-reading every stream of the batch each time kept the window in which a busy
+    // writer could win again as long as a whole batch, and an import could lose 50 times running.
+    const pending = [...batch.prepared];
+    let wanted = batch.wanted;
     for (let attempt = 1; ; attempt++) {
-      const working = await decideAll(await load(wanted), prepared, firstEventIds, outcomes);
-      for (const [i, outcome] of settled) outcomes[i] = outcome;
+      const working = await decideAll(await load(wanted), pending, firstEventIds, outcomes);
       let appends: StreamAppend[] = [];
       try {
         const decided = await appendsOf(working);
@@ -338,9 +347,10 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
             );
             if (appended) {
               const done = new Set(rest.map((a) => a.stream));
-              prepared.forEach((p, i) => {
-                if (p && done.has(p.stream) && outcomes[i]) settled.set(i, outcomes[i]);
+              pending.forEach((p, i) => {
+                if (p && done.has(p.stream)) pending[i] = undefined;
               });
+              wanted = streamsWanted(pending);
             }
           }
         }
