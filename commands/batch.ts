@@ -20,8 +20,9 @@ import type { AggregateKind } from './schemas.ts';
  * (commands/prepare.ts); what changes is the I/O: the streams of a batch are read in one query,
  * personal-data keys are loaded and created in one query each, and the decided events of every
  * stream go out in one `appendToStreams` call with each stream's expected revision. A conflict
- * (someone else wrote one of those streams meanwhile) re-reads the conflicting streams and decides
- * the whole batch again, so a concurrent write is never lost and never surfaces as an error.
+ * (someone else wrote one of those streams meanwhile) stores the streams not in conflict and decides
+ * the others again on what was stored, so a concurrent write is never lost and never surfaces as an
+ * error.
  * Commands carry idempotency keys: a command whose events are already stored is answered as done.
  */
 
