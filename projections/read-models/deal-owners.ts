@@ -37,7 +37,7 @@ export async function migrateDealOwners(db: QueryExecutorProvider, schema: strin
  */
 export class DealOwners {
   private readonly owners: RowSet<DealOwnerRow>;
-  /** Deals whose owner changed in this batch. */
+  /** Deals whose owner changed in this batch (not those opened in it). */
   private readonly changed = new Set<string>();
 
   constructor(
@@ -63,7 +63,8 @@ export class DealOwners {
     const { event } = e;
     if (event.type !== 'DealOpened' && event.type !== 'DealOwnerChanged') return false;
     this.owners.put({ deal_id: event.data.dealId, owner_id: event.data.ownerId });
-    this.changed.add(event.data.dealId);
+    // A deal just opened has no stored activity to update: one is logged on a deal only after it exists.
+    if (event.type === 'DealOwnerChanged') this.changed.add(event.data.dealId);
     return true;
   }
 
