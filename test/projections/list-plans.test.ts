@@ -121,7 +121,6 @@ const cases = lists.flatMap(({ name, list, sorts, scoped }) =>
 describe('list orders come from indexes', () => {
   it.each(cases)('$label: read in index order', async ({ run }) => {
     const plans = await plansOf(run);
-    if (process.env.SHOW_PLAN) console.log(sent.map((q) => q.sql).join('\n'), JSON.stringify(plans, null, 1));
     expect(plans.flatMap(indexesOf).length).toBeGreaterThan(0);
     expect(plans.flatMap(unboundedSorts)).toEqual([]);
   });
