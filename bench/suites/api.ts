@@ -27,6 +27,7 @@ import pg from 'pg';
 import type { BackPressureOptions } from '../../api/back-pressure.ts';
 import { cpuMsPer, cpuSnapshot } from '../cpu.ts';
 import { servePeer, type PeerConfig } from '../peer/emmett-service.ts';
+import { tuneHeapForServing } from '../../runtime/heap-tuning.ts';
 import { percentile, round, type BenchContext } from '../report.ts';
 
 interface ServerConfig {
@@ -671,6 +672,9 @@ async function peerChild(config: PeerConfig): Promise<void> {
 }
 
 if (role === '--api-bench-server' || role === '--api-bench-projections' || role === '--api-bench-peer') {
+  // The API child starts as `crm serve` does (the projection worker as `crm project`, untuned); the
+  // peer runs as its stack ships.
+  if (role === '--api-bench-server') tuneHeapForServing();
   process.once('message', (config) => {
     (role === '--api-bench-peer' ? peerChild(config as PeerConfig) : (role === '--api-bench-server' ? serve : project)(config as ServerConfig)).then(
       () => process.exit(0),

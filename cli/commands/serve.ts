@@ -1,4 +1,5 @@
 import type { CrmRuntime } from '../../runtime/crm.ts';
+import { tuneHeapForServing } from '../../runtime/heap-tuning.ts';
 import { intValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
 import { describeDatabase } from '../config.ts';
 import { demoPlan, demoState, loadDemo } from '../demo.ts';
@@ -36,6 +37,7 @@ on the first start. The projections run in the same process unless CRM_PROJECTIO
 start and printed once. Ctrl-C stops it cleanly.`,
   options,
   async run(run) {
+    tuneHeapForServing();
     const config = run.config;
     const port = intValue(run, 'port', config.http.port, 0, 65535);
     // Loaded on use, so that `--help` stays instant.
