@@ -10,7 +10,7 @@ import v8 from 'node:v8';
  * created in the old generation and freed only by full collections, and young objects they pointed
  * to survived with them. Measured on `GET /bench/noop` at 500 requests/s: 3.4 MB promoted a second
  * and 12-20 ms scavenges with it on; nothing promoted and 2 ms scavenges with it off. At the purchase
- * maximum the API process spent about 12% less CPU per purchase.
+ * maximum the API process spent 11% and 26% less CPU per purchase (two alternating bench pairs).
  *
  * Batch work keeps V8's default: a bulk import holds each batch's rows across collections, which is
  * what pretenuring is for (the in-process import bench ran slower with the flag, docs/TOOLCHAIN-NOTES.md).
