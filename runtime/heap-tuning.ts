@@ -14,6 +14,7 @@ import v8 from 'node:v8';
  *
  * Batch work keeps V8's default: a bulk import holds each batch's rows across collections, which is
  * what pretenuring is for (the in-process import bench ran slower with the flag, docs/TOOLCHAIN-NOTES.md).
+ * An import sent with `POST /imports` runs here, so without it; `crm import` keeps the default.
  */
 export const SERVING_V8_FLAGS = ['--no-allocation-site-pretenuring'] as const;
 
