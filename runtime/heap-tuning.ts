@@ -16,8 +16,6 @@ import v8 from 'node:v8';
  * what pretenuring is for (the in-process import bench ran slower with the flag, docs/TOOLCHAIN-NOTES.md).
  * An import sent with `POST /imports` runs here, so without it; `crm import` keeps the default.
  */
-export const SERVING_V8_FLAGS = ['--no-allocation-site-pretenuring'] as const;
-
 export const tuneHeapForServing = (): void => {
-  for (const flag of SERVING_V8_FLAGS) v8.setFlagsFromString(flag);
+  v8.setFlagsFromString('--no-allocation-site-pretenuring');
 };
