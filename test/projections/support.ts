@@ -93,29 +93,50 @@ export function rebuildingRunner(h: Harness, schema: string, reportingSchema: st
   return runner;
 }
 
+export interface ReplayComparison {
+  /** The projections run side by side, as a runner with `concurrent` runs them. */
+  concurrent?: boolean;
+  /** Every compared table must hold rows: two empty tables are equal whatever the code does. */
+  nonEmpty?: boolean;
+  /** Further expectations on each replayed schema (`label` names its batches). */
+  alsoExpect?: (schema: string, label: string) => Promise<void>;
+}
+
 /**
  * Replays the harness's events into fresh schemas, one event per batch and all in one batch, and
  * expects `tables` there to equal the live ones in `h.schemas.read`: batch boundaries must not matter.
  */
-export async function expectReplaysEqualLive(h: Harness, projection: Projection, tables: readonly string[]): Promise<void> {
+export async function expectReplaysEqualLive(
+  h: Harness,
+  projections: Projection | readonly Projection[],
+  tables: readonly string[],
+  options: ReplayComparison = {},
+): Promise<void> {
   const untilPosition = h.lastPosition();
-  for (const [label, pageSize] of [
-    ['one', 1],
-    ['all', 100_000],
-  ] as const) {
+  for (const { label, pageSize, suffix } of [
+    { label: 'one event per batch', pageSize: 1, suffix: 'one' },
+    { label: 'all in one batch', pageSize: 100_000, suffix: 'all' },
+  ]) {
     const replay = await replayInto({
       db: h.database.db,
       store: h.store,
       codec: h.codec,
-      projections: [projection],
-      schema: `${h.schemas.read}_${label}`,
+      projections: Array.isArray(projections) ? [...projections] : [projections as Projection],
+      ...(options.concurrent ? { concurrent: true } : {}),
+      schema: `${h.schemas.read}_${suffix}`,
       untilPosition,
       pageSize,
     });
     const comparison = await compareSchemas(h.database.db, h.schemas.read, replay.schema, [...tables]);
     expect(
-      comparison.filter((t) => !t.equal),
-      `replayed ${label === 'one' ? 'one event per batch' : 'in one batch'}`,
+      comparison.filter((t) => !t.equal).map((t) => ({ table: t.table, differences: t.differences })),
+      `replayed ${label}`,
     ).toEqual([]);
+    if (options.nonEmpty)
+      expect(
+        comparison.filter((t) => t.liveRows === 0).map((t) => t.table),
+        `empty tables (${label})`,
+      ).toEqual([]);
+    await options.alsoExpect?.(replay.schema, label);
   }
 }
