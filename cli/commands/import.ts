@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
 import { importColumns, importKinds, isImportKind } from '../../commands/import/rows.ts';
 import { createProgress } from '../progress.ts';
+import { tuneHeapForImport } from '../../runtime/heap-tuning.ts';
 
 const options: Record<string, OptionWithHelp> = {
   kind: { type: 'string', description: `${importKinds.join(', ')} (default: detected from the header)` },
@@ -35,6 +36,7 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
     const batchSize = stringValue(run, 'batch-size');
     if (batchSize !== undefined && !(Number.isSafeInteger(Number(batchSize)) && Number(batchSize) >= 1 && Number(batchSize) <= 1000))
       throw new UsageError('--batch-size must be a whole number from 1 to 1000');
+    tuneHeapForImport();
     const { openCrm } = await import('../../runtime/crm.ts');
     const { importFile } = await import('../import.ts');
     const runtime = await openCrm(run.config);
