@@ -14,8 +14,8 @@ import v8 from 'node:v8';
  *
  * Batch work keeps V8's default: a bulk import holds each batch's rows across collections, which is
  * what pretenuring is for (the in-process import bench ran slower with the flag, docs/TOOLCHAIN-NOTES.md).
- * An import sent with `POST /imports` runs here, so without it; `crm import` keeps it (and sets the
- * growth step of `tuneHeapForImport` instead).
+ * An import sent with `POST /imports` runs here, so without it; `crm import` keeps pretenuring on and
+ * sets the growth step of `tuneHeapForImport` instead.
  */
 export const tuneHeapForServing = (): void => {
   v8.setFlagsFromString('--no-allocation-site-pretenuring');

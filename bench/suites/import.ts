@@ -5,8 +5,8 @@
  * peak memory (VmHWM) of a `crm import` process on a large purchases file (target < 300 MB for 1M rows;
  * the suite imports 200,000 x scale rows to stay within minutes; `--option memory-rows=1000000` is the
  * 1M run without scaling the rest), run as shipped: no NODE_OPTIONS (`--option node-options=...` sets
- * some, e.g. the `--max-old-space-size=160` earlier runs used). `--scale` multiplies the CDNOW sizes and the memory file;
- * `--option memory-only=1` measures only the memory.
+ * some, e.g. the `--max-old-space-size=160` earlier runs used). `--scale` multiplies the CDNOW sizes
+ * and the memory file; `--option memory-only=1` measures only the memory.
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
