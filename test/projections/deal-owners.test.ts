@@ -97,7 +97,7 @@ describe('activities follow the owner of their deal', () => {
       { subject: 'on the deal', deal_owner_id: bob },
       { subject: 'on the later deal', deal_owner_id: dan },
     ]);
-    await expectReplaysEqualLive(h, activitiesProjection, activitiesProjection.tables);
+    await expectReplaysEqualLive(h, [activitiesProjection], activitiesProjection.tables);
   });
 });
 

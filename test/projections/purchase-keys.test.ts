@@ -92,7 +92,7 @@ describe('customer_purchase_keys', () => {
   });
 
   it('is the same table replayed one event per batch and all in one batch', async () => {
-    await expectReplaysEqualLive(h, customersProjection, ['customers', 'customer_purchase_keys']);
+    await expectReplaysEqualLive(h, [customersProjection], ['customers', 'customer_purchase_keys']);
   });
 
   it('is written only when one of its values moves, in the same transaction as the customer row', async () => {

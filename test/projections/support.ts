@@ -108,7 +108,7 @@ export interface ReplayComparison {
  */
 export async function expectReplaysEqualLive(
   h: Harness,
-  projections: Projection | readonly Projection[],
+  projections: readonly Projection[],
   tables: readonly string[],
   options: ReplayComparison = {},
 ): Promise<void> {
@@ -121,8 +121,8 @@ export async function expectReplaysEqualLive(
       db: h.database.db,
       store: h.store,
       codec: h.codec,
-      projections: Array.isArray(projections) ? [...projections] : [projections as Projection],
-      ...(options.concurrent ? { concurrent: true } : {}),
+      projections: [...projections],
+      concurrent: options.concurrent ?? false,
       schema: `${h.schemas.read}_${suffix}`,
       untilPosition,
       pageSize,
