@@ -362,7 +362,10 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
         return;
       }
       if (unknown.length === 0) return;
-      // One round trip: a fresh key for each customer without a row, the stored key (or tombstone) of the others.
+      // A fresh key for each customer without a row. The rows that were there already (a re-import, a
+      // concurrent writer, a tombstone) are read by a second statement, only when there are any: probing
+      // every id in the same statement cost a bulk import of new customers about 5 µs of database CPU a
+      // row (12-15 µs a key with the probes, 7-8 without), for rows that could not be there.
       const random = randomBytes(KEY_BYTES * unknown.length);
       const keys = unknown.map((id, i) => {
         const fresh = random.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
@@ -370,17 +373,12 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
       });
       // Keys travel as hex text: both drivers (pg, PGlite) bind text arrays alike.
       const { rows } = await sql<KeyRow>`
-        WITH created AS (
-          INSERT INTO ${table} (customer_id, data_key)
-          SELECT u.id, decode(u.key, 'hex') FROM unnest(${unknown}::text[], ${keys}::text[]) AS u(id, key)
-          ON CONFLICT (customer_id) DO NOTHING
-          RETURNING customer_id, data_key
-        )
-        SELECT customer_id, data_key FROM created
-        UNION ALL
-        SELECT k.customer_id, k.data_key FROM ${byProbes(unknown)} WHERE k.customer_id NOT IN (SELECT customer_id FROM created)`.execute(db);
+        INSERT INTO ${table} (customer_id, data_key)
+        SELECT u.id, decode(u.key, 'hex') FROM unnest(${unknown}::text[], ${keys}::text[]) AS u(id, key)
+        ON CONFLICT (customer_id) DO NOTHING
+        RETURNING customer_id, data_key`.execute(db);
       learn(rows);
-      // A key committed by a concurrent writer after this statement began is not in its snapshot: read it now.
+      // Stored before (or by a concurrent writer after this statement began, so not in its snapshot): read now.
       await read(unknown.filter((id) => !cache.has(id)));
     },
   };
