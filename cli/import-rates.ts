@@ -67,6 +67,11 @@ export async function importRates(commands: Pick<CrmCommands, 'execute'>, option
         await reject(record.line, record.unreadable);
         continue;
       }
+      // The reason says that nothing after it is read.
+      if ('unreadableRest' in record) {
+        await reject(record.line, record.unreadableRest);
+        break;
+      }
       const missing = RATE_COLUMNS.filter((c) => record.row[c] === undefined || record.row[c] === '');
       if (missing.length > 0) {
         await reject(record.line, missing.map((c) => `${c}: required`).join('; '));

@@ -56,6 +56,10 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
           `${result.rejected} rejected${result.rejected ? ` (see ${result.reportPath})` : ''}.` +
           (result.interrupted ? ' Interrupted: run the same command again to finish.' : ''),
       );
+      if (result.unreadableFrom) {
+        run.err(`crm: line ${result.unreadableFrom.line}: ${result.unreadableFrom.reason}`);
+        return 65; // EX_DATAERR
+      }
       return result.interrupted ? 130 : result.rejected > 0 ? 3 : 0;
     } finally {
       await runtime.close();

@@ -52,6 +52,8 @@ export interface ImportOptions {
 export interface ImportOutcome extends ImportCounts {
   kind: ImportKind;
   interrupted: boolean;
+  /** Where the file stopped being readable (also reported as a refused row): nothing after it was read. */
+  unreadableFrom?: RejectedRow;
 }
 
 /** The file's kind cannot be told (no `--kind`/`?kind=` and an unknown header). */
@@ -161,6 +163,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   };
 
   let interrupted = false;
+  let unreadableFrom: RejectedRow | undefined;
   // Reading and preparing rows runs while a batch is stored: its reply is read between rows (shared/io-turns.ts).
   const turns = ioTurns();
   try {
@@ -168,6 +171,13 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
       if (turns.due()) await turns.give();
       if (options.signal?.aborted) {
         interrupted = true;
+        break;
+      }
+      // The rest of the file cannot be read: the rows before are stored as at the end of a file.
+      if ('unreadableRest' in record) {
+        counts.rows += 1;
+        unreadableFrom = { line: record.line, reason: record.unreadableRest };
+        early.push(unreadableFrom);
         break;
       }
       if (!counts.kind) {
@@ -230,5 +240,5 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   if (interrupted) pending = [];
   if (!interrupted || early.length > 0) await flush();
   await stored();
-  return { ...counts, kind: counts.kind ?? options.kind ?? 'customers', interrupted };
+  return { ...counts, kind: counts.kind ?? options.kind ?? 'customers', interrupted, ...(unreadableFrom ? { unreadableFrom } : {}) };
 }

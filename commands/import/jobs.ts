@@ -150,8 +150,9 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
               alreadyPresent: outcome.alreadyPresent,
               rejected: outcome.rejected,
             };
-            job.status = outcome.interrupted ? 'failed' : 'done';
+            job.status = outcome.interrupted || outcome.unreadableFrom ? 'failed' : 'done';
             if (outcome.interrupted) job.error = 'stopped by a shutdown: send the same file again to finish (nothing is appended twice)';
+            else if (outcome.unreadableFrom) job.error = `line ${outcome.unreadableFrom.line}: ${outcome.unreadableFrom.reason}`;
           },
           (error: unknown) => {
             job.status = 'failed';

@@ -1,10 +1,24 @@
-import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
-import { Parser } from 'csv-parse';
+import type { Readable, TransformCallback } from 'node:stream';
+import { CsvError, Parser } from 'csv-parse';
 import { normalizeHeader, type Row } from './rows.ts';
 
-/** One data row of a file, with the line it ends on (for the bad-row report), or why it could not be read. */
-export type ImportRecord = { line: number; row: Row } | { line: number; unreadable: string };
+/**
+ * One data row of a file, with the line it ends on (for the bad-row report), or why it could not be
+ * read; or, last, where the file stops being readable at all (`unreadableRest`: CSV the parser cannot
+ * find the next row in, such as an unclosed quote), with why.
+ */
+export type ImportRecord = { line: number; row: Row } | { line: number; unreadable: string } | { line: number; unreadableRest: string };
+
+/**
+ * The longest row read, in characters. Real rows are far shorter (the longest text a command takes is
+ * 10,000 characters); a longer one is a broken file (an unclosed quote swallowing the rest) or not a
+ * file of rows, and reading it whole held it all in memory: a 200 MB line took a CSV import to 553 MB
+ * and an NDJSON one to 772 MB before it was refused.
+ */
+export const MAX_ROW_CHARS = 1024 * 1024;
+
+const unreadableRest = (detail: string): string =>
+  `file: cannot be read from this line on (${detail}); the rows before it are imported, none from here: mend the file and import it again (rows already imported are skipped)`;
 
 export type ImportFormat = 'csv' | 'ndjson';
 
@@ -24,10 +38,31 @@ interface NumberedRecord {
  * csv-parse does the moment the record ends.
  */
 class NumberingParser extends Parser {
+  /**
+   * The CSV error that ended the parse. It ends the records instead of failing the stream: a failed
+   * stream drops the records parsed before the error and not yet read.
+   */
+  broken: CsvError | undefined;
+
   override push(record: unknown, encoding?: BufferEncoding): boolean {
     if (record === null) return super.push(null, encoding);
     const numbered: NumberedRecord = { record: record as Row, line: this.info.lines, invalidSoFar: this.info.invalid_field_length };
     return super.push(numbered, encoding);
+  }
+
+  override _transform(chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback): void {
+    super._transform(chunk, encoding, (error) => this.settle(error, callback));
+  }
+
+  override _flush(callback: TransformCallback): void {
+    super._flush((error) => this.settle(error, callback));
+  }
+
+  private settle(error: Error | null | undefined, callback: TransformCallback): void {
+    if (!(error instanceof CsvError)) return callback(error);
+    this.broken = error;
+    this.push(null);
+    callback();
   }
 }
 
@@ -39,30 +74,84 @@ async function* csvRecords(input: Readable): AsyncGenerator<ImportRecord> {
       columns: (headers: string[]) => headers.map(normalizeHeader),
       skip_empty_lines: true,
       relax_column_count: true,
+      // A quote inside an unquoted cell (`24" screen`) is text, as spreadsheets write it.
+      relax_quotes: true,
+      max_record_size: MAX_ROW_CHARS,
       trim: true,
     }),
   );
   // A source error (a socket closed, a size bound hit) must end the parse too.
   input.once('error', (error) => parser.destroy(error));
   let invalidSoFar = 0;
+  let lastLine = 0;
   for await (const numbered of parser as AsyncIterable<NumberedRecord>) {
     // A rise of the cumulative count means this row has the wrong number of fields.
     const wrongLength = numbered.invalidSoFar > invalidSoFar;
     invalidSoFar = numbered.invalidSoFar;
+    lastLine = numbered.line;
     yield wrongLength
       ? { line: numbered.line, unreadable: 'row: the number of fields differs from the header' }
       : { line: numbered.line, row: numbered.record };
   }
+  const { broken } = parser;
+  if (broken) {
+    // The parser cannot tell where the next row starts: nothing more is read.
+    input.unpipe(parser);
+    input.destroy();
+    const detail = broken.code === 'CSV_MAX_RECORD_SIZE' ? `a row longer than ${MAX_ROW_CHARS} characters, an unclosed quote?` : broken.message;
+    yield { line: lastLine + 1, unreadableRest: unreadableRest(detail) };
+  }
+}
+
+/**
+ * The lines of a text stream (line ends `\n`, `\r\n` or `\r`), each bounded: a line longer than
+ * `max` characters is `undefined`, and only `max` characters of it are ever held.
+ */
+async function* boundedLines(input: Readable, max: number): AsyncGenerator<string | undefined> {
+  input.setEncoding('utf8');
+  const breaks = /[\r\n]/g;
+  let partial = '';
+  // The line so far is longer than `max`: its rest is dropped up to the line end.
+  let tooLong = false;
+  // The last chunk ended with `\r`: a `\n` starting the next one belongs to the same line end.
+  let afterCr = false;
+  const end = (text: string): string | undefined => {
+    const line = tooLong || partial.length + text.length > max ? undefined : partial + text;
+    partial = '';
+    tooLong = false;
+    return line;
+  };
+  for await (const chunk of input as AsyncIterable<string>) {
+    let from = afterCr && chunk.startsWith('\n') ? 1 : 0;
+    afterCr = false;
+    breaks.lastIndex = from;
+    for (let match = breaks.exec(chunk); match; match = breaks.exec(chunk)) {
+      yield end(chunk.slice(from, match.index));
+      from = match.index + 1;
+      if (match[0] === '\r') {
+        if (from === chunk.length) afterCr = true;
+        else if (chunk[from] === '\n') from += 1;
+      }
+      breaks.lastIndex = from;
+    }
+    const rest = chunk.slice(from);
+    if (tooLong || partial.length + rest.length > max) {
+      tooLong = true;
+      partial = '';
+    } else partial += rest;
+  }
+  if (partial !== '' || tooLong) yield end('');
 }
 
 /** One JSON object per line; keys are normalised like CSV headers (`registeredAt` stays as written, `registered_at` is the column name). */
 async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
-  // readline passes a source error on to its lines itself (it ends the loop below); passing it on a
-  // second time emitted an 'error' nobody listened to any more, an uncaught exception.
-  const lines = createInterface({ input, crlfDelay: Infinity });
   let line = 0;
-  for await (const text of lines) {
+  for await (const text of boundedLines(input, MAX_ROW_CHARS)) {
     line += 1;
+    if (text === undefined) {
+      yield { line, unreadable: `row: longer than ${MAX_ROW_CHARS} characters` };
+      continue;
+    }
     if (text.trim() === '') continue;
     let value: unknown;
     try {

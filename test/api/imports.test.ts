@@ -34,6 +34,20 @@ describe('HTTP import', () => {
     expect((await api.app.inject({ method: 'GET', url: `/imports/${id}`, headers: api.auth('support') })).statusCode).toBe(404);
   });
 
+  it('fails a CSV body that cannot be read past a line, naming the line, with the rows before it imported', async () => {
+    const body = ['name,email', 'Ola,ola@example.com', '"Mo,mo@example.com', 'Nia,nia@example.com'].join('\n');
+    const response = await api.app.inject({
+      method: 'POST',
+      url: '/imports?kind=customers',
+      headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
+      payload: body,
+    });
+    expect(response.statusCode).toBe(202);
+    const job = await waitForJob(response.json().id);
+    expect(job).toMatchObject({ status: 'failed', counts: { rows: 2, imported: 1, rejected: 1 }, rejectedRows: [{ line: 3 }] });
+    expect(job.error).toMatch(/^line 3: file: cannot be read from this line on \(Quote Not Closed.*mend the file and import it again/);
+  });
+
   it('takes NDJSON, and checks the role of the matching command', async () => {
     const ndjson = [
       JSON.stringify({ order_id: 'A-1', customer_email: 'ada@example.com', amount: 12.5, currency: 'EUR', occurred_at: '1997-02-01' }),

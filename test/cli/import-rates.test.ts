@@ -79,6 +79,20 @@ describe('crm import-rates', () => {
     expect(after[3]!.data).toMatchObject({ currency: 'JPY', rate: '0.0067', previousRate: '0.0066' });
   });
 
+  it('stops at a line the file cannot be read past, reporting it, with the rows before it recorded', async () => {
+    const broken = join(folder, 'broken-rates.csv');
+    const brokenReport = join(folder, 'broken-rates-report.csv');
+    writeFileSync(broken, ['currency,rate,valid_from', 'NOK,0.094,2026-01-01', '"DKK,0.15,2026-01-01', 'PLN,0.25,2026-01-01'].join('\n'));
+    const result = await runCrm(['import-rates', broken, '--report', brokenReport], { cwd: folder, env, timeoutMs: 90_000 });
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    expect(result.code, result.stderr).toBe(3);
+    expect(result.stdout).toContain('2 rows read, 1 recorded');
+    const lines = readFileSync(brokenReport, 'utf8').trim().split('\n').slice(1);
+    expect(lines).toEqual([expect.stringMatching(/^3,"?file: cannot be read from this line on \(Quote Not Closed/)]);
+    expect((await rateEvents()).map((e) => e.stream)).toContain('exchangerate-NOK');
+    expect((await rateEvents()).map((e) => e.stream)).not.toContain('exchangerate-PLN');
+  });
+
   it('explains itself with --help', async () => {
     const help = await runCrm(['import-rates', '--help'], { cwd: folder, env });
     expect(help.code).toBe(0);

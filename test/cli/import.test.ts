@@ -97,6 +97,23 @@ describe('crm import', () => {
     expect(customerIdForEmail('Ada@Example.com')).toBe(customerIdForEmail('ada@example.com'));
   });
 
+  it('stops at a line the CSV cannot be read past (an unclosed quote), with the rows before it imported and what to do next', async () => {
+    const broken = join(folder, 'broken.csv');
+    const report = join(folder, 'broken-report.csv');
+    const before = await eventCount();
+    // Line 3's quote is never closed: the parser cannot tell where any later row starts.
+    writeFileSync(broken, ['name,email', 'Lin Screen 24" Ltd,lin@example.com', '"Mo,mo@example.com', 'Nia,nia@example.com'].join('\n'));
+    const result = await runCrm(['import', broken, '--report', report], { cwd: folder, env });
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    expect(result.code).toBe(65);
+    // Line 4 is inside the unclosed quote: never read.
+    expect(result.stdout).toContain('2 rows read, 1 imported');
+    expect(result.stderr).toMatch(/^crm: line 3: file: cannot be read from this line on \(Quote Not Closed.*\); .*mend the file and import it again/m);
+    expect(reportOf(report)).toEqual([{ line: 3, reason: expect.stringContaining('cannot be read from this line on') }]);
+    // The quote inside the unquoted cell of line 2 is text.
+    expect(await eventCount()).toBe(before + 1);
+  });
+
   it('appends nothing when the same files are imported again', async () => {
     const before = await eventCount();
     const again = await runCrm(['import', customers, '--report', customersReport], { cwd: folder, env });

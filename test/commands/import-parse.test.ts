@@ -1,6 +1,6 @@
 import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { parseRecords, type ImportFormat, type ImportRecord } from '../../commands/import/parse.ts';
+import { MAX_ROW_CHARS, parseRecords, type ImportFormat, type ImportRecord } from '../../commands/import/parse.ts';
 
 /** Reading import files: rows with the line each ends on, and the rows that cannot be read, with why. */
 const records = async (text: string | string[], format: ImportFormat): Promise<ImportRecord[]> => {
@@ -47,6 +47,32 @@ describe('CSV files', () => {
     ]);
   });
 
+  it('reads a quote inside an unquoted cell as text', async () => {
+    expect(await records('name,email\nScreen 24" Ltd,a@example.com\n', 'csv')).toEqual([{ line: 2, row: { name: 'Screen 24" Ltd', email: 'a@example.com' } }]);
+  });
+
+  it('ends at a row it cannot find the end of (an unclosed quote): the rows before it, then where the file stops being readable', async () => {
+    const read = await records(['name,email\nAda,ada@example.com\n\n"Grace,grace@example.com\n', 'Lin,lin@example.com\n'], 'csv');
+    expect(read).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      {
+        line: 3,
+        unreadableRest: expect.stringMatching(
+          /^file: cannot be read from this line on \(Quote Not Closed: .+\); the rows before it are imported, none from here/,
+        ),
+      },
+    ]);
+  });
+
+  it('ends at a row longer than MAX_ROW_CHARS instead of holding it whole', async () => {
+    const piece = 'x'.repeat(64 * 1024);
+    const chunks = ['name,email\nAda,ada@example.com\n"', ...Array.from({ length: Math.ceil(MAX_ROW_CHARS / piece.length) + 2 }, () => piece)];
+    expect(await records(chunks, 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 3, unreadableRest: expect.stringContaining(`a row longer than ${MAX_ROW_CHARS} characters, an unclosed quote?`) },
+    ]);
+  });
+
   it('ends with the error of its source (a closed socket, a size bound)', { timeout: 10_000 }, async () => {
     const source = new PassThrough();
     const read = (async () => {
@@ -73,6 +99,27 @@ describe('NDJSON files', () => {
     expect(await records(['{"name":"Ada"}\r', '\n{"name":"Grace"}\r\n'], 'ndjson')).toEqual([
       { line: 1, row: { name: 'Ada' } },
       { line: 2, row: { name: 'Grace' } },
+    ]);
+  });
+
+  it('reads old Mac line ends (a lone CR), a CR LF split across chunks, and a last line without a line end', async () => {
+    expect(await records(['{"name":"Ada"}\r{"name":"Bob"}\r', '\n{"na', 'me":"Grace"}'], 'ndjson')).toEqual([
+      { line: 1, row: { name: 'Ada' } },
+      { line: 2, row: { name: 'Bob' } },
+      { line: 3, row: { name: 'Grace' } },
+    ]);
+  });
+
+  it('reports a line longer than MAX_ROW_CHARS, held only up to the bound, and reads the lines after it', async () => {
+    const piece = 'x'.repeat(64 * 1024);
+    const long = ['{"name":"', ...Array.from({ length: Math.ceil(MAX_ROW_CHARS / piece.length) + 1 }, () => piece), '"}\n'];
+    const read = await records(['{"name":"Ada"}\n', ...long, '{"name":"Lin"}\n', `{"name":"${'y'.repeat(MAX_ROW_CHARS - 11)}"}`], 'ndjson');
+    expect(read.map((r) => ('row' in r ? { line: r.line, length: String(r.row.name).length } : r))).toEqual([
+      { line: 1, length: 3 },
+      { line: 2, unreadable: `row: longer than ${MAX_ROW_CHARS} characters` },
+      { line: 3, length: 3 },
+      // Exactly the bound is read.
+      { line: 4, length: MAX_ROW_CHARS - 11 },
     ]);
   });
 

@@ -382,6 +382,29 @@ describe('import: stops and faults', () => {
     expect(await storedOf(emails[0]!)).toHaveLength(1);
   });
 
+  it('a file that cannot be read past a line ends the import there: the rows before it are stored, the line is reported', async () => {
+    const emails = [`${randomUUID()}@example.com`, `${randomUUID()}@example.com`, `${randomUUID()}@example.com`];
+    const reason = 'file: cannot be read from this line on (Quote Not Closed)';
+    const { outcome, rejected } = await importing(
+      createBatchCommands({ store, personalData }),
+      records([
+        { line: 2, row: { name: 'Bad', email: 'broken' } },
+        { line: 3, row: { name: 'Ada', email: emails[0] } },
+        { line: 4, row: { name: 'Bob', email: emails[1] } },
+        { line: 5, unreadableRest: reason },
+        { line: 6, row: { name: 'Lin', email: emails[2] } },
+      ]),
+      { batchSize: 2 },
+    );
+    expect(outcome).toMatchObject({ interrupted: false, rows: 4, imported: 2, rejected: 2, unreadableFrom: { line: 5, reason } });
+    expect(rejected).toEqual([
+      { line: 2, reason: expect.stringMatching(/^email: /) },
+      { line: 5, reason },
+    ]);
+    expect(await storedOf(emails[1]!)).toHaveLength(1);
+    expect(await storedOf(emails[2]!)).toEqual([]);
+  });
+
   it('a refusal it cannot explain is a fault, not a refused row', async () => {
     const real = createBatchCommands({ store, personalData });
     const batch: BatchCommands = {
