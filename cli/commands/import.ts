@@ -39,6 +39,7 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
     tuneHeapForImport();
     const { openCrm } = await import('../../runtime/crm.ts');
     const { importFile } = await import('../import.ts');
+    const { UnknownImportKind } = await import('../../commands/import/importer.ts');
     const runtime = await openCrm(run.config);
     try {
       const progress = createProgress({ label: 'import', unit: 'rows' });
@@ -49,6 +50,9 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
         ...(stringValue(run, 'report') ? { reportPath: stringValue(run, 'report') } : {}),
         progress,
         signal: run.signal,
+      }).catch((error: unknown) => {
+        if (error instanceof UnknownImportKind) throw new UsageError(`${error.message} Give it with --kind.`);
+        throw error;
       });
       progress.done(`${result.imported} imported, ${result.rejected} rejected`);
       run.out(

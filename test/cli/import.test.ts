@@ -114,6 +114,15 @@ describe('crm import', () => {
     expect(await eventCount()).toBe(before + 1);
   });
 
+  it('asks for --kind when the columns do not tell the kind of file, without a stack trace', async () => {
+    const unknown = join(folder, 'unknown.csv');
+    writeFileSync(unknown, 'colour,size\nred,9\n');
+    const result = await runCrm(['import', unknown, '--report', join(folder, 'unknown-report.csv')], { cwd: folder, env });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^crm: Cannot tell the kind of file from its columns; .* Give it with --kind\.$/m);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
   it('appends nothing when the same files are imported again', async () => {
     const before = await eventCount();
     const again = await runCrm(['import', customers, '--report', customersReport], { cwd: folder, env });
