@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { basename, extname } from 'node:path';
 import type { BatchCommands } from '../commands/batch.ts';
 import { runImport, type ImportOutcome } from '../commands/import/importer.ts';
+import type { ImportEncoding } from '../commands/import/encoding.ts';
 import { parseRecords, type ImportFormat } from '../commands/import/parse.ts';
 import type { ImportKind } from '../commands/import/rows.ts';
 import type { Progress } from './progress.ts';
@@ -24,6 +25,8 @@ export interface ImportFileOptions {
   file: string;
   kind?: ImportKind;
   format?: ImportFormat;
+  /** UTF-8 unless told. */
+  encoding?: ImportEncoding;
   reportPath?: string;
   actor?: { userId: string; roles: string[] };
   batchSize?: number;
@@ -45,7 +48,7 @@ export async function importFile(batch: BatchCommands, options: ImportFileOption
   await write(report, 'line,reason\n');
   let done = 0;
   try {
-    const outcome = await runImport(batch, parseRecords(createReadStream(options.file), options.format ?? formatOfFile(options.file)), {
+    const outcome = await runImport(batch, parseRecords(createReadStream(options.file), options.format ?? formatOfFile(options.file), options.encoding), {
       ...(options.kind ? { kind: options.kind } : {}),
       actor: options.actor ?? { userId: 'crm-import', roles: ['admin'] },
       ...(options.batchSize ? { batchSize: options.batchSize } : {}),

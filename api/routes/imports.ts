@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { importEncodingNamed, importEncodings } from '../../commands/import/encoding.ts';
 import type { ImportJobs } from '../../commands/import/jobs.ts';
 import { importKinds, type ImportKind } from '../../commands/import/rows.ts';
 import type { RouteContext } from '../route-context.ts';
@@ -68,7 +69,8 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
       tags: ['imports'],
       summary: 'Import a CSV or NDJSON file (202, then poll GET /imports/:id)',
       description:
-        `Body: text/csv (header row) or application/x-ndjson (one object per line), at most ${maxBytes} bytes (413 above). ` +
+        `Body: text/csv (header row) or application/x-ndjson (one object per line), at most ${maxBytes} bytes (413 above); ` +
+        'UTF-8 unless the Content-Type says charset=windows-1252 (or iso-8859-1). ' +
         'Each row is validated as the matching command; bad rows are listed with their line numbers. Sending the same file again appends nothing twice. ' +
         'Roles: those of the matching command (customers: POST /customers, purchases: POST /customers/:id/purchases, ...). One import per key at a time (409).',
       querystring: ImportQuery,
@@ -85,8 +87,16 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
           allowedRoles: [...(rule.access as readonly string[])],
         });
       }
-      const format = FORMATS[(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()];
+      const [mediaType, ...parameters] = (request.headers['content-type'] ?? '').split(';');
+      const format = FORMATS[mediaType!.trim().toLowerCase()];
       if (!format) throw new ProblemError('unsupported_media_type', 'Send text/csv or application/x-ndjson.');
+      const charset = parameters
+        .map((p) => p.trim().split('='))
+        .find(([name]) => name!.trim().toLowerCase() === 'charset')?.[1]
+        ?.trim()
+        .replace(/^"(.*)"$/, '$1');
+      const encoding = charset === undefined ? 'utf-8' : importEncodingNamed(charset);
+      if (!encoding) throw new ProblemError('unsupported_media_type', `The charset ${charset} is not read; send ${importEncodings.join(' or ')}.`);
       const declared = Number(request.headers['content-length']);
       const body = request.body as Readable;
       if (Number.isFinite(declared) && declared > maxBytes) {
@@ -95,7 +105,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
       }
       const key = request.apiKey!;
       try {
-        const job = await imports.start({ kind, format, body, actor: { userId: `api-key:${key.id}`, roles: [key.role] }, owner: key.id });
+        const job = await imports.start({ kind, format, encoding, body, actor: { userId: `api-key:${key.id}`, roles: [key.role] }, owner: key.id });
         return reply.code(202).header('location', `/imports/${job.id}`).send({ id: job.id });
       } catch (error) {
         const name = (error as Error).name;

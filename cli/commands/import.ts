@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
+import { importEncodingNamed, importEncodings } from '../../commands/import/encoding.ts';
 import { importColumns, importKinds, isImportKind } from '../../commands/import/rows.ts';
 import { createProgress } from '../progress.ts';
 import { tuneHeapForImport } from '../../runtime/heap-tuning.ts';
@@ -7,6 +8,7 @@ import { tuneHeapForImport } from '../../runtime/heap-tuning.ts';
 const options: Record<string, OptionWithHelp> = {
   kind: { type: 'string', description: `${importKinds.join(', ')} (default: detected from the header)` },
   'batch-size': { type: 'string', description: 'rows per transaction (default 1000)' },
+  encoding: { type: 'string', description: 'utf-8 (default) or windows-1252 (also latin1, iso-8859-1): what a spreadsheet on Windows saves' },
   report: { type: 'string', description: 'where bad rows are listed (default: import-report-<file>.csv)' },
 };
 
@@ -14,13 +16,15 @@ export const importCommand: CliCommand = {
   name: 'import',
   summary:
     'Import customers, purchases, refunds, deals, campaigns, responses or feedback from a CSV or NDJSON file (bad rows go to a report; re-running is harmless)',
-  usage: `import <file.csv|file.ndjson> [--kind ${importKinds.join('|')}] [--report <path>] [--batch-size <n>]`,
+  usage: `import <file.csv|file.ndjson> [--kind ${importKinds.join('|')}] [--encoding ${importEncodings.join('|')}] [--report <path>] [--batch-size <n>]`,
   details: `
 Rows are streamed, validated with the same schemas and rules as the API, decided in memory in
 batches and appended many customers per transaction. Rows that fail are listed in the report file
 with their line number and the reason; the others go in. Importing the same file again appends
 nothing twice (each row's idempotency key comes from the file kind and its natural key: email,
-order id, ...), so an interrupted or crashed import is resumed by running it again. Afterwards run
+order id, ...), so an interrupted or crashed import is resumed by running it again. Files are read
+as UTF-8 unless --encoding says windows-1252 (what a spreadsheet on Windows saves); a file that
+cannot be read past a line (not in its encoding, or a quote never closed) stops there, exit code 65. Afterwards run
 \`crm project\` (or keep \`crm serve\` running) to bring the read models up to date.
 
 Columns (ISO times or plain dates for the times; a file refers to customers by customer_id or by the
@@ -33,6 +37,9 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
     if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
     const kind = stringValue(run, 'kind');
     if (kind !== undefined && !isImportKind(kind)) throw new UsageError(`--kind must be one of ${importKinds.join(', ')}`);
+    const encodingName = stringValue(run, 'encoding');
+    const encoding = encodingName === undefined ? undefined : importEncodingNamed(encodingName);
+    if (encodingName !== undefined && !encoding) throw new UsageError(`--encoding must be one of ${importEncodings.join(', ')}`);
     const batchSize = stringValue(run, 'batch-size');
     if (batchSize !== undefined && !(Number.isSafeInteger(Number(batchSize)) && Number(batchSize) >= 1 && Number(batchSize) <= 1000))
       throw new UsageError('--batch-size must be a whole number from 1 to 1000');
@@ -47,6 +54,7 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
         file,
         ...(kind ? { kind } : {}),
         ...(batchSize ? { batchSize: Number(batchSize) } : {}),
+        ...(encoding ? { encoding } : {}),
         ...(stringValue(run, 'report') ? { reportPath: stringValue(run, 'report') } : {}),
         progress,
         signal: run.signal,

@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Actor } from '../../domain/metadata.ts';
 import type { BatchCommands } from '../batch.ts';
 import { runImport, type ImportCounts, type RejectedRow } from './importer.ts';
+import type { ImportEncoding } from './encoding.ts';
 import { parseRecords, type ImportFormat } from './parse.ts';
 import type { ImportKind } from './rows.ts';
 
@@ -51,7 +52,7 @@ export class ImportBusy extends Error {
 
 export interface ImportJobs {
   /** Receives the whole body (throws ImportTooLarge / ImportBusy), then starts the import and returns at once. */
-  start(input: { kind: ImportKind; format: ImportFormat; body: Readable; actor: Actor; owner: string }): Promise<ImportJob>;
+  start(input: { kind: ImportKind; format: ImportFormat; encoding?: ImportEncoding; body: Readable; actor: Actor; owner: string }): Promise<ImportJob>;
   get(id: string): ImportJob | undefined;
   /** Stops running imports between batches and waits for them. */
   close(): Promise<void>;
@@ -91,7 +92,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
   };
 
   return {
-    async start({ kind, format, body, actor, owner }) {
+    async start({ kind, format, encoding, body, actor, owner }) {
       const busy = [...running.values()].find((r) => r.job.owner === owner);
       if (busy) {
         body.resume();
@@ -131,7 +132,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
         throw error;
       }
       keep(job);
-      void runImport(options.batch, parseRecords(createReadStream(file), format), {
+      void runImport(options.batch, parseRecords(createReadStream(file), format, encoding), {
         kind,
         actor,
         signal: stop.signal,

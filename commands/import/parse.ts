@@ -1,5 +1,6 @@
 import type { Readable, TransformCallback } from 'node:stream';
 import { CsvError, Parser } from 'csv-parse';
+import { utf8Text, type ImportEncoding } from './encoding.ts';
 import { normalizeHeader, type Row } from './rows.ts';
 
 /**
@@ -95,9 +96,7 @@ async function* csvRecords(input: Readable): AsyncGenerator<ImportRecord> {
   }
   const { broken } = parser;
   if (broken) {
-    // The parser cannot tell where the next row starts: nothing more is read.
-    input.unpipe(parser);
-    input.destroy();
+    // The parser cannot tell where the next row starts: nothing more is read (parseRecords closes the input).
     const detail = broken.code === 'CSV_MAX_RECORD_SIZE' ? `a row longer than ${MAX_ROW_CHARS} characters, an unclosed quote?` : broken.message;
     yield { line: lastLine + 1, unreadableRest: unreadableRest(detail) };
   }
@@ -168,5 +167,29 @@ async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
   }
 }
 
-export const parseRecords = (input: Readable, format: ImportFormat): AsyncGenerator<ImportRecord> =>
-  format === 'ndjson' ? ndjsonRecords(input) : csvRecords(input);
+/**
+ * The records of a file in `encoding` (UTF-8 unless told). Text that is not in it ends the records at
+ * its line, as a row the CSV parser cannot find the end of does. The input is closed when the records
+ * end, also when the reader stops early.
+ */
+export async function* parseRecords(input: Readable, format: ImportFormat, encoding: ImportEncoding = 'utf-8'): AsyncGenerator<ImportRecord> {
+  const text = utf8Text(input, encoding);
+  try {
+    let ended = false;
+    for await (const record of format === 'ndjson' ? ndjsonRecords(text.stream) : csvRecords(text.stream)) {
+      ended = 'unreadableRest' in record;
+      yield record;
+    }
+    const line = text.invalidLine();
+    if (line !== undefined && !ended) {
+      yield {
+        line,
+        unreadableRest: unreadableRest(
+          'it is not UTF-8 text: a file saved as Windows-1252 or Latin-1 is read with --encoding windows-1252, or sent with charset=windows-1252',
+        ),
+      };
+    }
+  } finally {
+    input.destroy();
+  }
+}

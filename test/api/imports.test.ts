@@ -48,6 +48,23 @@ describe('HTTP import', () => {
     expect(job.error).toMatch(/^line 3: file: cannot be read from this line on \(Quote Not Closed.*mend the file and import it again/);
   });
 
+  it('reads a body in the charset its Content-Type names (UTF-8 unless told), and refuses one it cannot read with 415', async () => {
+    const body = Buffer.from('name,email\nRenée,renee@example.com\n', 'latin1');
+    const post = (contentType: string) =>
+      api.app.inject({ method: 'POST', url: '/imports?kind=customers', headers: { ...api.auth('admin'), 'content-type': contentType }, payload: body });
+    const unknown = await post('text/csv; charset=ebcdic');
+    expect(unknown.statusCode).toBe(415);
+    expect(unknown.json().detail).toContain('utf-8 or windows-1252');
+    const asUtf8 = await waitForJob((await post('text/csv')).json().id);
+    expect(asUtf8).toMatchObject({ status: 'failed', counts: { imported: 0 }, error: expect.stringMatching(/^line 2: .*not UTF-8/) });
+    const asLatin1 = await waitForJob((await post('text/csv; charset="ISO-8859-1"')).json().id);
+    expect(asLatin1).toMatchObject({ status: 'done', counts: { rows: 1, imported: 1, rejected: 0 } });
+    const registered = await Promise.all(
+      (await storedEvents(api.store)).filter((e) => e.type === 'CustomerRegistered').map((e) => api.crm.personalData.reveal(e.type, e.data)),
+    );
+    expect(registered).toContainEqual(expect.objectContaining({ name: 'Renée', email: 'renee@example.com' }));
+  });
+
   it('takes NDJSON, and checks the role of the matching command', async () => {
     const ndjson = [
       JSON.stringify({ order_id: 'A-1', customer_email: 'ada@example.com', amount: 12.5, currency: 'EUR', occurred_at: '1997-02-01' }),

@@ -123,6 +123,24 @@ describe('crm import', () => {
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('stops at the first line that is not UTF-8 and says to give --encoding; reads the file with --encoding windows-1252', async () => {
+    const latin1 = join(folder, 'latin1.csv');
+    const report = join(folder, 'latin1-report.csv');
+    writeFileSync(latin1, Buffer.from('name,email\nAnne,anne@example.com\nJürgen,juergen@example.com\n', 'latin1'));
+    const before = await eventCount();
+    const utf8 = await runCrm(['import', latin1, '--report', report], { cwd: folder, env });
+    expect(utf8.code).toBe(65);
+    expect(utf8.stderr).toMatch(/^crm: line 3: file: cannot be read from this line on \(it is not UTF-8 text: .*--encoding windows-1252/m);
+    expect(await eventCount()).toBe(before + 1);
+    const windows = await runCrm(['import', latin1, '--encoding', 'latin1', '--report', report], { cwd: folder, env });
+    expect(windows.code, windows.stderr).toBe(0);
+    expect(windows.stdout).toContain('2 rows read, 2 imported (1 of them already present)');
+    expect(await eventCount()).toBe(before + 2);
+    const unknown = await runCrm(['import', latin1, '--encoding', 'ebcdic'], { cwd: folder, env });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('--encoding must be one of utf-8, windows-1252');
+  });
+
   it('appends nothing when the same files are imported again', async () => {
     const before = await eventCount();
     const again = await runCrm(['import', customers, '--report', customersReport], { cwd: folder, env });

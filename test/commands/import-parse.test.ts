@@ -1,13 +1,16 @@
 import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import type { ImportEncoding } from '../../commands/import/encoding.ts';
 import { MAX_ROW_CHARS, parseRecords, type ImportFormat, type ImportRecord } from '../../commands/import/parse.ts';
 
 /** Reading import files: rows with the line each ends on, and the rows that cannot be read, with why. */
-const records = async (text: string | string[], format: ImportFormat): Promise<ImportRecord[]> => {
+const records = async (text: string | (string | Buffer)[], format: ImportFormat, encoding?: ImportEncoding): Promise<ImportRecord[]> => {
   const read: ImportRecord[] = [];
-  for await (const record of parseRecords(Readable.from(Array.isArray(text) ? text : [text]), format)) read.push(record);
+  for await (const record of parseRecords(Readable.from(Array.isArray(text) ? text : [text]), format, encoding)) read.push(record);
   return read;
 };
+
+const latin1 = (text: string) => Buffer.from(text, 'latin1');
 
 describe('CSV files', () => {
   it('names the columns by their normalised headers and trims the cells, with the line of each row', async () => {
@@ -142,5 +145,50 @@ describe('NDJSON files', () => {
     source.write('{"name":"Ada"}\n');
     setImmediate(() => source.destroy(new Error('connection reset')));
     await expect(read).rejects.toThrow('connection reset');
+  });
+});
+
+describe('text encodings', () => {
+  const notUtf8 = expect.stringMatching(/^file: cannot be read from this line on \(it is not UTF-8 text: .*--encoding windows-1252.*charset=windows-1252\)/);
+
+  it('ends at the first line that is not UTF-8, after the rows before it, and says how to read such a file', async () => {
+    const file = [Buffer.from('name,email\nZoë,zoe@example.com\n\n'), latin1('Müller,mueller@example.com\nLin,lin@example.com\n')];
+    expect(await records(file, 'csv')).toEqual([
+      { line: 2, row: { name: 'Zoë', email: 'zoe@example.com' } },
+      { line: 4, unreadableRest: notUtf8 },
+    ]);
+  });
+
+  it('reads Windows-1252 and Latin-1 files when told: accented letters and the euro sign', async () => {
+    const file = [
+      Buffer.from('name,email,company\nM'),
+      Buffer.from([0xfc]),
+      Buffer.from('ller,mueller@example.com,'),
+      Buffer.from([0x80, 0x20, 0x41, 0x47, 0x0a]),
+    ];
+    expect(await records(file, 'csv', 'windows-1252')).toEqual([{ line: 2, row: { name: 'Müller', email: 'mueller@example.com', company: '€ AG' } }]);
+  });
+
+  it('reads a UTF-8 letter cut by the end of a chunk, and UTF-16 by its byte order mark', async () => {
+    const euro = Buffer.from('€');
+    const cut = [Buffer.from('name,email\nA'), euro.subarray(0, 1), euro.subarray(1, 2), Buffer.concat([euro.subarray(2), Buffer.from('B,ab@example.com\n')])];
+    expect(await records(cut, 'csv')).toEqual([{ line: 2, row: { name: 'A€B', email: 'ab@example.com' } }]);
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('name,email\nZoë,zoe@example.com\n', 'utf16le')]);
+    expect(await records([utf16], 'csv')).toEqual([{ line: 2, row: { name: 'Zoë', email: 'zoe@example.com' } }]);
+  });
+
+  it('ends at a letter cut short by the end of the file', async () => {
+    expect(await records([Buffer.from('name,email\nAda,ada@example.com\nB'), Buffer.from('€').subarray(0, 2)], 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 3, unreadableRest: notUtf8 },
+    ]);
+  });
+
+  it('ends an NDJSON file at its first line that is not UTF-8', async () => {
+    expect(await records([Buffer.from('{"name":"Ada"}\n'), latin1('{"name":"Müller"}\n{"name":"Lin"}\n')], 'ndjson')).toEqual([
+      { line: 1, row: { name: 'Ada' } },
+      { line: 2, unreadableRest: notUtf8 },
+    ]);
+    expect(await records([latin1('{"name":"Müller"}\n')], 'ndjson', 'windows-1252')).toEqual([{ line: 1, row: { name: 'Müller' } }]);
   });
 });
