@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { csvField } from '../shared/csv.ts';
 import { auditEventToJson, type AuditEvent } from './event-view.ts';
 
 export type ExportFormat = 'ndjson' | 'csv';
@@ -29,12 +30,8 @@ export const CSV_COLUMNS = [
   'actor_name',
 ] as const;
 
-/** RFC 4180: quote when the value holds a comma, quote, CR or LF; double the quotes. */
-export const csvField = (value: string | number | null | undefined): string => {
-  if (value === null || value === undefined) return '';
-  const text = typeof value === 'string' ? value : String(value);
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-};
+/** A column's value as a CSV field (shared/csv.ts: quoted, and never run as a formula). */
+const csvValue = (value: string | number | null | undefined): string => (value === null || value === undefined ? '' : csvField(String(value)));
 
 export const csvRow = (event: AuditEvent): string =>
   [
@@ -55,7 +52,7 @@ export const csvRow = (event: AuditEvent): string =>
     JSON.stringify(event.data),
     event.actorName,
   ]
-    .map(csvField)
+    .map(csvValue)
     .join(',') + '\r\n';
 
 export const ndjsonLine = (event: AuditEvent): string => JSON.stringify(auditEventToJson(event)) + '\n';

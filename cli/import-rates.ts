@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { CrmCommands } from '../commands/index.ts';
 import { rowReason } from '../commands/import/importer.ts';
 import { parseRecords } from '../commands/import/parse.ts';
+import { csvField } from '../shared/csv.ts';
 import type { Progress } from './progress.ts';
 
 /**
@@ -35,7 +36,6 @@ export interface RateImportOptions {
   signal?: AbortSignal;
 }
 
-const csvField = (text: string) => (/[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text);
 const write = async (out: WriteStream, text: string) => {
   if (!out.write(text)) await once(out, 'drain');
 };

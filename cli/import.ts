@@ -6,6 +6,7 @@ import { runImport, type ImportOutcome } from '../commands/import/importer.ts';
 import type { ImportEncoding } from '../commands/import/encoding.ts';
 import { parseRecords, type ImportFormat } from '../commands/import/parse.ts';
 import type { ImportKind } from '../commands/import/rows.ts';
+import { csvField } from '../shared/csv.ts';
 import type { Progress } from './progress.ts';
 
 export { customerIdForEmail, detectKind, type ImportKind } from '../commands/import/rows.ts';
@@ -33,8 +34,6 @@ export interface ImportFileOptions {
   progress?: Progress;
   signal?: AbortSignal;
 }
-
-const csvField = (text: string) => (/[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text);
 
 const write = async (out: WriteStream, text: string) => {
   if (!out.write(text)) await once(out, 'drain');

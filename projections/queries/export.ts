@@ -4,6 +4,8 @@
  * caller streams it and holds one page at a time.
  */
 
+import { csvField } from '../../shared/csv.ts';
+
 export type ExportFormat = 'csv' | 'ndjson';
 
 type Page = { items: Record<string, unknown>[]; nextCursor: string | null };
@@ -18,9 +20,7 @@ const csvCell = (value: unknown): string => {
         : value instanceof Date
           ? value.toISOString()
           : String(value);
-  // Quoted when needed; a leading = + - @ is prefixed so that spreadsheets do not run it as a formula.
-  const safe = /^[=+\-@\t\r]/.test(text) && !/^-?\d/.test(text) ? `'${text}` : text;
-  return /[",\n\r;]/.test(safe) || safe !== text ? `"${safe.replace(/"/g, '""')}"` : safe;
+  return csvField(text);
 };
 
 export async function* exportLines(

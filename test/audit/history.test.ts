@@ -199,6 +199,15 @@ describe('exports', () => {
     expect(rest[0]).toContain(`customer-${bob},0,`);
   });
 
+  it('streams CSV that no spreadsheet runs as a formula: a reason starting with = is prefixed with a quote', async () => {
+    const stream = `customer-${randomUUID()}`;
+    await h.record(stream, 'CustomerTagged', { customerId: stream.slice('customer-'.length), tag: 'vip' }, { reason: '=HYPERLINK("http://evil.example","x")' });
+    const text = await read(exportStream(iterateStreamHistory(h.deps, stream, { personalData: 'reveal' }), 'csv'));
+    expect(text).toContain(`,"'=HYPERLINK(""http://evil.example"",""x"")",`);
+    const ndjson = await read(exportStream(iterateStreamHistory(h.deps, stream, { personalData: 'reveal' }), 'ndjson'));
+    expect(JSON.parse(ndjson.trim()).reason).toBe('=HYPERLINK("http://evil.example","x")');
+  });
+
   it('pages through a log larger than one page without losing or repeating events', async () => {
     const stream = `campaign-${randomUUID()}`;
     const campaignId = stream.slice('campaign-'.length);

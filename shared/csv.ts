@@ -1,0 +1,15 @@
+/** A negative number is the one text starting with `-` that a spreadsheet reads as data (`-2+3` is a formula). */
+const NEGATIVE_NUMBER = /^-\d+(\.\d+)?([eE][-+]?\d+)?$/;
+
+/**
+ * One CSV field, the one way every CSV this CRM writes (exports, audit trails, import reports) quotes
+ * a value: RFC 4180 quoting (a field holding a comma, semicolon, quote, CR or LF is quoted, its quotes
+ * doubled), and a text a spreadsheet would run as a formula (one starting with `=`, `+`, `-`, `@`, a
+ * tab or a CR, unless it is a negative number) prefixed with `'`, as OWASP advises against CSV
+ * injection: a customer named `=HYPERLINK(...)` must not run in the spreadsheet of whoever opens the
+ * export. NDJSON is the exact form of the same data.
+ */
+export const csvField = (text: string): string => {
+  const safe = /^[=+\-@\t\r]/.test(text) && !NEGATIVE_NUMBER.test(text) ? `'${text}` : text;
+  return /[",;\n\r]/.test(safe) || safe !== text ? `"${safe.replaceAll('"', '""')}"` : safe;
+};
