@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { TextDecoder } from 'node:util';
 
 /**
  * The character encodings an import file may be in. Spreadsheets on Windows save "CSV" as
@@ -38,8 +39,8 @@ const MAX_HELD_BYTES = 4 * 1024 * 1024;
 /**
  * UTF-8 bytes passed on whole lines at a time, until a line that is not UTF-8: the lines before it
  * are passed on, then the text ends, and `invalidLine` says where. Nothing of the bad line is passed
- * on (a part of it would read as a shorter row). A file that starts with a UTF-16 byte order mark is
- * passed on untouched (the CSV parser reads UTF-16 by its mark).
+ * on (a part of it would read as a shorter row). A file that starts with a UTF-16 byte order mark
+ * (what spreadsheets call "Unicode text") is read as UTF-16 and passed on as UTF-8.
  */
 class Utf8Lines extends Transform {
   /** The line of the first byte that is not UTF-8, once one is found. */
@@ -49,15 +50,17 @@ class Utf8Lines extends Transform {
   /** The bytes after the last line end seen. */
   private held: Buffer | undefined;
   private first = true;
-  private utf16 = false;
+  private utf16: TextDecoder | undefined;
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (this.invalidLine !== undefined) return callback();
     if (this.first) {
       this.first = false;
-      this.utf16 = chunk.length >= 2 && ((chunk[0] === 0xff && chunk[1] === 0xfe) || (chunk[0] === 0xfe && chunk[1] === 0xff));
+      if (chunk[0] === 0xff && chunk[1] === 0xfe) this.utf16 = new TextDecoder('utf-16le');
+      else if (chunk[0] === 0xfe && chunk[1] === 0xff) this.utf16 = new TextDecoder('utf-16be');
     }
-    if (this.utf16) return callback(null, chunk);
+    // The decoder drops the mark and holds a code unit cut by the chunk's end for the next one.
+    if (this.utf16) return callback(null, Buffer.from(this.utf16.decode(chunk, { stream: true }), 'utf8'));
     const bytes = this.held ? Buffer.concat([this.held, chunk]) : chunk;
     // A line end is never inside a UTF-8 sequence: whole lines hold whole characters.
     let end = bytes.lastIndexOf(NEWLINE) + 1;
@@ -68,6 +71,7 @@ class Utf8Lines extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
+    if (this.utf16) return callback(null, Buffer.from(this.utf16.decode(), 'utf8'));
     if (this.held && this.invalidLine === undefined) this.pass(this.held);
     callback();
   }

@@ -145,12 +145,14 @@ async function* boundedLines(input: Readable, max: number): AsyncGenerator<strin
 /** One JSON object per line; keys are normalised like CSV headers (`registeredAt` stays as written, `registered_at` is the column name). */
 async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
   let line = 0;
-  for await (const text of boundedLines(input, MAX_ROW_CHARS)) {
+  for await (const read of boundedLines(input, MAX_ROW_CHARS)) {
     line += 1;
-    if (text === undefined) {
+    if (read === undefined) {
       yield { line, unreadable: `row: longer than ${MAX_ROW_CHARS} characters` };
       continue;
     }
+    // A byte order mark (some editors write one) is not JSON.
+    const text = line === 1 && read.startsWith('\uFEFF') ? read.slice(1) : read;
     if (text.trim() === '') continue;
     let value: unknown;
     try {

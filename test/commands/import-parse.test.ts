@@ -184,6 +184,17 @@ describe('text encodings', () => {
     ]);
   });
 
+  it('reads NDJSON with a byte order mark, in UTF-8 or UTF-16 (a code unit cut by the end of a chunk)', async () => {
+    expect(await records([Buffer.from('\uFEFF{"name":"Zoë"}\n')], 'ndjson')).toEqual([{ line: 1, row: { name: 'Zoë' } }]);
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"name":"Zoë"}\n{"name":"€"}\n', 'utf16le')]);
+    expect(await records([utf16.subarray(0, 7), utf16.subarray(7)], 'ndjson')).toEqual([
+      { line: 1, row: { name: 'Zoë' } },
+      { line: 2, row: { name: '€' } },
+    ]);
+    const bigEndian = Buffer.from('\uFEFF{"name":"Zoë"}\n', 'utf16le').swap16();
+    expect(await records([bigEndian], 'ndjson')).toEqual([{ line: 1, row: { name: 'Zoë' } }]);
+  });
+
   it('ends an NDJSON file at its first line that is not UTF-8', async () => {
     expect(await records([Buffer.from('{"name":"Ada"}\n'), latin1('{"name":"Müller"}\n{"name":"Lin"}\n')], 'ndjson')).toEqual([
       { line: 1, row: { name: 'Ada' } },
