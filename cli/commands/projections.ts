@@ -17,6 +17,9 @@ const operator = (): string => {
 };
 
 async function list(runtime: CrmRuntime, run: CommandRun): Promise<number> {
+  // A store no `crm serve` or `crm project` has run on yet has no checkpoint table (it was an
+  // unexpected error): the tables are made as `crm export` makes them, and every projection is listed.
+  await runtime.prepareReadModels();
   const statuses = await runtime.runner.status();
   for (const p of statuses) {
     const failure =
@@ -24,6 +27,12 @@ async function list(runtime: CrmRuntime, run: CommandRun): Promise<number> {
         ? ` at position ${p.failedPosition ?? '?'} (stream ${p.failedStream ?? '?'}, event ${p.failedEventId ?? '?'}): ${p.lastError ?? ''}`
         : '';
     run.out(`${p.name.padEnd(20)} ${p.state.padEnd(10)} position ${p.position} of ${p.headPosition}${failure}`);
+  }
+  const started = new Set(statuses.map((p) => p.name));
+  const notStarted = runtime.projections.filter((p) => !started.has(p.name));
+  if (notStarted.length > 0) {
+    const head = await runtime.store.headPosition();
+    for (const p of notStarted) run.out(`${p.name.padEnd(20)} ${'not run'.padEnd(10)} position 0 of ${head} (crm serve or crm project runs it)`);
   }
   return statuses.some((p) => p.state === 'failed') ? 1 : 0;
 }
