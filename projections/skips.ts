@@ -62,7 +62,11 @@ export async function readSkips(store: EventStore, projections: readonly string[
 
 const failedCheckpoint = async (db: QueryExecutorProvider, schema: string, name: string): Promise<Checkpoint> => {
   const checkpoint = (await readCheckpoints(db, schema)).get(name);
-  if (!checkpoint) throw new ProjectionOperationRefused(`There is no projection "${name}" (crm projections list names them).`);
+  if (!checkpoint) {
+    throw new ProjectionOperationRefused(
+      `Projection "${name}" has no checkpoint: it has not run yet, or there is no such projection (crm projections list names them).`,
+    );
+  }
   if (checkpoint.state !== 'failed') {
     throw new ProjectionOperationRefused(`Projection ${name} is ${checkpoint.state}, not failed: there is nothing to retry or skip.`);
   }

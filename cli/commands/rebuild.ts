@@ -26,6 +26,9 @@ Examples:
         return 0;
       }
       const names = run.positionals.length > 0 ? run.positionals : undefined;
+      // On a store no `crm serve` or `crm project` has run on, the tables the rebuild reads (the base
+      // currency) are made first, as `crm export` makes them.
+      await runtime.prepareReadModels();
       const head = await runtime.store.headPosition();
       const progress = createProgress({ label: 'rebuild', unit: 'events' });
       // Stop at the next page when interrupted: the shadow schema is dropped, the live tables stay.

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { testSchemas } from '../support/postgres.ts';
 import { runCrm } from './support.ts';
 
-/** `crm projections list` before any `crm serve` or `crm project` has run on the store. */
+/** `crm projections` and `crm rebuild` before any `crm serve` or `crm project` has run on the store (in this order). */
 const schemas = testSchemas('cli_projections');
 const env = {
   DATABASE_URL: schemas.url,
@@ -17,7 +17,7 @@ afterAll(async () => {
   await schemas.dropSchemas();
 });
 
-describe('crm projections list on a new store', () => {
+describe('crm projections and crm rebuild on a new store', () => {
   it('lists every projection as not run yet, instead of failing on the missing checkpoint table', async () => {
     const result = await runCrm(['projections', 'list'], { cwd: tmpdir(), env });
     expect(result.stderr).not.toMatch(/unexpected error|\n\s+at /);
@@ -27,5 +27,18 @@ describe('crm projections list on a new store', () => {
     for (const name of ['customers', 'deals', 'analytics']) {
       expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^${name} +not run +position 0 of 0 \\(crm serve or crm project runs it\\)$`)));
     }
+  });
+
+  it('refuses a skip of a projection that has not run, saying so', async () => {
+    const result = await runCrm(['projections', 'skip', 'customers', '--position', '5', '--reason', 'test'], { cwd: tmpdir(), env });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('Projection "customers" has no checkpoint: it has not run yet');
+  });
+
+  it('crm rebuild rebuilds every read model from an empty log instead of failing on the tables no run has made', async () => {
+    const result = await runCrm(['rebuild'], { cwd: tmpdir(), env, timeoutMs: 120_000 });
+    expect(result.stderr).not.toMatch(/unexpected error|\n\s+at /);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^Rebuilt customers, .*analytics.* from 0 events and swapped them in\.$/m);
   });
 });
