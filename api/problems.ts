@@ -18,6 +18,7 @@ export const problemTypes = {
   invalid_state: { status: 409, title: 'Not possible in the current state' },
   idempotency_conflict: { status: 422, title: 'The idempotency key was used for a different request' },
   rule_violated: { status: 422, title: 'A business rule refused the command' },
+  request_timeout: { status: 408, title: 'The request body stopped arriving' },
   payload_too_large: { status: 413, title: 'The request is too large' },
   uri_too_long: { status: 414, title: 'The URL is too long' },
   unsupported_media_type: { status: 415, title: 'Unsupported content type' },

@@ -269,6 +269,8 @@ export interface RuntimeOverrides {
   chainSealer?: boolean;
   /** Largest `POST /imports` body (default 1 GiB). */
   importMaxBytes?: number;
+  /** How long a `POST /imports` body may send nothing before it is cut with 408 (default 30 s). */
+  importIdleMs?: number;
   /** Group commit of the PostgreSQL store: calls in flight (default 1; 0 sends each append alone). */
   appendsInFlight?: number;
 }
@@ -478,7 +480,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
     const importMaxBytes = overrides.importMaxBytes ?? IMPORT_MAX_BYTES;
     const batch = createBatchCommands({ store, personalData });
-    const imports = createImportJobs({ batch, maxBytes: importMaxBytes });
+    const imports = createImportJobs({ batch, maxBytes: importMaxBytes, ...(overrides.importIdleMs ? { idleMs: overrides.importIdleMs } : {}) });
     closers.push(() => imports.close());
     const apiDeps: Omit<ApiDeps, 'logger'> = {
       rateLimit: { max: config.rateLimit.perMinute, perRole: config.rateLimit.perRole, timeWindowMs: 60_000, redis },

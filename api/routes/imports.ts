@@ -36,6 +36,9 @@ const FORMATS: Record<string, 'csv' | 'ndjson'> = {
 
 const ImportQuery = z.strictObject({ kind: z.enum(importKinds) });
 
+/** An upload refused part way: the rest of the body is not read, so the connection ends with the answer. */
+const CLOSE = { connection: 'close' };
+
 const ImportCounts = z.object({
   kind: z.enum(importKinds).optional(),
   rows: z.number(),
@@ -74,8 +77,11 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         'Each row is validated as the matching command; bad rows are listed with their line numbers. Sending the same file again appends nothing twice. ' +
         'Roles: those of the matching command (customers: POST /customers, purchases: POST /customers/:id/purchases, ...). One import per key at a time (409).',
       querystring: ImportQuery,
-      response: { 202: z.object({ id: z.string() }), ...problemResponses(400, 401, 403, 409, 413, 415, 429, 503) },
+      response: { 202: z.object({ id: z.string() }), ...problemResponses(400, 401, 403, 408, 409, 413, 415, 429, 503) },
     },
+    // A large file takes minutes on a slow link: the upload is bounded by its size and by how long it
+    // may send nothing (408), not by the request timeout, which cut it with a 503 while the job went on.
+    config: { longWork: true },
     handler: async (request, reply) => {
       const { kind } = request.query;
       const [method, route] = commandRouteOf[kind];
@@ -101,7 +107,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
       const body = request.body as Readable;
       if (Number.isFinite(declared) && declared > maxBytes) {
         body.resume();
-        throw new ProblemError('payload_too_large', `The body is ${declared} bytes; the limit is ${maxBytes}.`);
+        throw new ProblemError('payload_too_large', `The body is ${declared} bytes; the limit is ${maxBytes}.`, {}, CLOSE);
       }
       const key = request.apiKey!;
       try {
@@ -109,7 +115,10 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         return reply.code(202).header('location', `/imports/${job.id}`).send({ id: job.id });
       } catch (error) {
         const name = (error as Error).name;
-        if (name === 'ImportTooLarge') throw new ProblemError('payload_too_large', `The body is larger than ${maxBytes} bytes.`);
+        if (name === 'ImportTooLarge') throw new ProblemError('payload_too_large', `The body is larger than ${maxBytes} bytes.`, {}, CLOSE);
+        if (name === 'ImportStalled') {
+          throw new ProblemError('request_timeout', `${(error as Error).message}; nothing was imported: send the file again.`, {}, CLOSE);
+        }
         if (name === 'ImportBusy') throw new ProblemError('invalid_state', (error as Error).message);
         throw error;
       }

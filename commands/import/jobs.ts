@@ -43,6 +43,13 @@ export class ImportTooLarge extends Error {
   }
 }
 
+export class ImportStalled extends Error {
+  constructor(readonly idleMs: number) {
+    super(`The import body sent nothing for ${idleMs} ms`);
+    this.name = 'ImportStalled';
+  }
+}
+
 export class ImportBusy extends Error {
   constructor(readonly runningId: string) {
     super(`Import ${runningId} of the same key is still running; wait for it to finish`);
@@ -61,6 +68,11 @@ export interface ImportJobs {
 export interface ImportJobsOptions {
   batch: BatchCommands;
   maxBytes: number;
+  /**
+   * An upload that sends nothing for this long is cut (ImportStalled; default 30 s). Uploads are not
+   * bounded in time as a whole (a 1 GiB file takes minutes on a slow link), only by their size and this.
+   */
+  idleMs?: number;
   keepJobs?: number;
   maxReportedRows?: number;
 }
@@ -75,6 +87,31 @@ const byteLimit = (maxBytes: number, counted: (n: number) => void) => {
       else done(null, chunk);
     },
   });
+};
+
+/** Passes the body on, and fails it with ImportStalled when no chunk came for `idleMs`. */
+const idleBound = (idleMs: number) => {
+  let timer: NodeJS.Timeout | undefined;
+  const bound: Transform = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      arm();
+      done(null, chunk);
+    },
+    flush(done) {
+      clearTimeout(timer);
+      done();
+    },
+    destroy(error, done) {
+      clearTimeout(timer);
+      done(error);
+    },
+  });
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => bound.destroy(new ImportStalled(idleMs)), idleMs);
+  };
+  arm();
+  return bound;
 };
 
 export function createImportJobs(options: ImportJobsOptions): ImportJobs {
@@ -122,6 +159,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       try {
         await pipeline(
           body,
+          idleBound(options.idleMs ?? 30_000),
           byteLimit(options.maxBytes, (n) => (job.bytes = n)),
           createWriteStream(file),
         );

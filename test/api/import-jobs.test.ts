@@ -1,12 +1,21 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request as httpRequest } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CrmApp } from '../../api/app.ts';
 import { ROLES, type Role } from '../../api/roles.ts';
 import type { BatchCommands } from '../../commands/batch.ts';
-import { createImportJobs, ImportBusy, ImportTooLarge, type ImportJob, type ImportJobs, type ImportJobsOptions } from '../../commands/import/jobs.ts';
+import {
+  createImportJobs,
+  ImportBusy,
+  ImportStalled,
+  ImportTooLarge,
+  type ImportJob,
+  type ImportJobs,
+  type ImportJobsOptions,
+} from '../../commands/import/jobs.ts';
 import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 import { testConfig } from '../support/runtime.ts';
@@ -17,6 +26,8 @@ import { testConfig } from '../support/runtime.ts';
  * a stop between batches; then the same over HTTP.
  */
 const MAX_BYTES = 4_000;
+/** How long an upload may send nothing (the default is 30 s). */
+const IDLE_MS = 1_500;
 const actor = { userId: 'api-key:test', roles: ['admin'] };
 let schemas: TestSchemas;
 let crm: CrmRuntime;
@@ -31,7 +42,9 @@ beforeAll(async () => {
   spool = mkdtempSync(join(tmpdir(), 'crm-import-jobs-test-'));
   process.env.TMPDIR = spool;
   schemas = testSchemas('import_jobs');
-  crm = await openCrm(testConfig(schemas, { CRM_PROJECTIONS: 'off' }), { overrides: { importMaxBytes: MAX_BYTES, publishers: false, chainSealer: false } });
+  crm = await openCrm(testConfig(schemas, { CRM_PROJECTIONS: 'off' }), {
+    overrides: { importMaxBytes: MAX_BYTES, importIdleMs: IDLE_MS, publishers: false, chainSealer: false },
+  });
   app = await crm.buildApi({ waitForTimeoutMs: 15_000, backPressure: { ...crm.apiDeps.backPressure, maxEventLoopDelayMs: 0 } });
   for (const role of ROLES) keys[role] = (await app.keys.create({ name: `import ${role}`, role })).key;
 }, 120_000);
@@ -210,6 +223,18 @@ describe('import jobs', () => {
     expect(next).toMatchObject({ status: 'done', bytes: 'name,email\nKim,kim@jobs.example'.length, counts: { imported: 1 } });
   });
 
+  it('cuts an upload that sends nothing for its idle bound, imports nothing of it, and frees the key', async () => {
+    const jobs = jobsWith({ idleMs: 200 });
+    const body = new PassThrough();
+    body.write('name,email\nIdle,idle@jobs.example\n');
+    const started = performance.now();
+    await expect(jobs.start({ kind: 'customers', format: 'csv', body, actor, owner: 'idle' })).rejects.toBeInstanceOf(ImportStalled);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(190);
+    expect(readdirSync(spool).filter((f) => f.startsWith('crm-import-'))).toEqual([]);
+    const again = await jobs.start({ kind: 'customers', format: 'csv', body: Readable.from(['name,email\n']), actor, owner: 'idle' });
+    expect(again.status).toBe('running');
+  });
+
   it('reports the first bad rows up to its bound, and says when there were more', async () => {
     const jobs = jobsWith({ maxReportedRows: 2 });
     const three = await start(jobs, csv('name,email', 'a', 'b', 'c'));
@@ -386,5 +411,50 @@ describe('import jobs over HTTP', () => {
     }
     const tooLarge = await post('admin', customers('large', 200));
     expect(tooLarge.statusCode).toBe(413);
+  });
+
+  /** A chunked upload over a real socket: `rows` rows, one every `everyMs`, then the end (or nothing more when `stall`). */
+  const upload = (port: string, rows: number, everyMs: number, stall = false) =>
+    new Promise<{ status: number; connection: string | undefined; body: Record<string, unknown> }>((resolve, reject) => {
+      const request = httpRequest(
+        { host: '127.0.0.1', port, method: 'POST', path: '/imports?kind=customers', headers: { ...auth('admin'), 'content-type': 'text/csv' } },
+        (response) => {
+          let text = '';
+          response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          response.on('end', () =>
+            resolve({ status: response.statusCode!, connection: response.headers.connection, body: JSON.parse(text) as Record<string, unknown> }),
+          );
+        },
+      );
+      request.on('error', reject);
+      request.write('name,email\n');
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (sent === rows) {
+          clearInterval(timer);
+          if (!stall) request.end();
+          return;
+        }
+        request.write(`Slow ${sent},slow${sent}@upload.example\n`);
+        sent += 1;
+      }, everyMs);
+    });
+
+  it('takes an upload longer than the request timeout, and cuts one that stops sending with 408', { timeout: 30_000 }, async () => {
+    // A request timeout of 2.1 s (at least the read-model wait plus 2 s): the upload takes about 3 s.
+    const slow = await crm.buildApi({ waitForTimeoutMs: 100, requestTimeoutMs: 1_000, backPressure: { ...crm.apiDeps.backPressure, maxEventLoopDelayMs: 0 } });
+    try {
+      const { port } = new URL(await slow.listen({ port: 0, host: '127.0.0.1' }));
+      const accepted = await upload(port, 10, 300);
+      expect(accepted.status).toBe(202);
+      expect(await poll(accepted.body.id as string, 'admin')).toMatchObject({ status: 'done', counts: { rows: 10, imported: 10 } });
+      const stalled = await upload(port, 1, 50, true);
+      expect(stalled.status).toBe(408);
+      // The rest of the body is not read: the connection ends with the answer.
+      expect(stalled.connection).toBe('close');
+      expect(stalled.body).toMatchObject({ status: 408, detail: expect.stringContaining(`sent nothing for ${IDLE_MS} ms; nothing was imported`) });
+    } finally {
+      await slow.close();
+    }
   });
 });
