@@ -1,10 +1,11 @@
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { createReadStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { CrmCommands } from '../commands/index.ts';
 import { rowReason } from '../commands/import/importer.ts';
 import { parseRecords } from '../commands/import/parse.ts';
 import { csvField } from '../shared/csv.ts';
+import { openForWriting } from './files.ts';
 import type { Progress } from './progress.ts';
 
 /**
@@ -47,7 +48,7 @@ const columnOf = (reason: string) => reason.replace(/\bvalidFrom\b/g, 'valid_fro
 const businessTime = (value: unknown): unknown => (typeof value === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(value) ? `${value}T00:00:00Z` : value);
 
 export async function importRates(commands: Pick<CrmCommands, 'execute'>, options: RateImportOptions): Promise<RateImportResult> {
-  const report = createWriteStream(options.reportPath);
+  const report = await openForWriting(options.reportPath, 'the report');
   await write(report, 'line,reason\n');
   const result: RateImportResult = { rows: 0, recorded: 0, unchanged: 0, rejected: 0, reportPath: options.reportPath, interrupted: false };
   const reject = async (line: number, reason: string) => {

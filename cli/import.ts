@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { createReadStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { basename, extname } from 'node:path';
 import type { BatchCommands } from '../commands/batch.ts';
@@ -7,6 +7,7 @@ import type { ImportEncoding } from '../commands/import/encoding.ts';
 import { parseRecords, type ImportFormat } from '../commands/import/parse.ts';
 import type { ImportKind } from '../commands/import/rows.ts';
 import { csvField } from '../shared/csv.ts';
+import { openForWriting } from './files.ts';
 import type { Progress } from './progress.ts';
 
 export { customerIdForEmail, detectKind, type ImportKind } from '../commands/import/rows.ts';
@@ -43,7 +44,7 @@ export const formatOfFile = (file: string): ImportFormat => (/\.(nd)?jsonl?$|\.n
 
 export async function importFile(batch: BatchCommands, options: ImportFileOptions): Promise<ImportResult> {
   const reportPath = options.reportPath ?? `import-report-${basename(options.file, extname(options.file))}.csv`;
-  const report = createWriteStream(reportPath);
+  const report = await openForWriting(reportPath, 'the report');
   await write(report, 'line,reason\n');
   let done = 0;
   try {

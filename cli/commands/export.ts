@@ -1,8 +1,21 @@
-import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { stringValue, UsageError, type CliCommand } from '../command.ts';
+import { openForWriting } from '../files.ts';
+import type { CrmRuntime } from '../../runtime/crm.ts';
 
 const KINDS = ['customers', 'deals', 'feedback'] as const;
+
+/** Resolves once `out` drains, or fails (the failure is kept by its error listener). */
+const drained = (out: NodeJS.WritableStream): Promise<void> =>
+  new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      out.off('error', done);
+      resolve();
+    };
+    out.once('drain', done);
+    out.once('error', done);
+  });
 
 export const exportCommand: CliCommand = {
   name: 'export',
@@ -23,10 +36,20 @@ operator's export holds personal data unmasked: keep the file as carefully as th
     if (format !== 'csv' && format !== 'ndjson') throw new UsageError('--format must be csv or ndjson');
     const { openCrm } = await import('../../runtime/crm.ts');
     const { exportLines } = await import('../../projections/queries/export.ts');
-    const runtime = await openCrm(run.config);
     const outputPath = stringValue(run, 'output');
-    const out = outputPath ? createWriteStream(outputPath) : process.stdout;
+    // Opened before the CRM, so that a path that cannot be written costs no start-up.
+    const out = outputPath ? await openForWriting(outputPath, 'the export') : process.stdout;
+    // A reader that stops early (`crm export customers | head`) closes the pipe: the export stops there, quietly.
+    // Kept for the life of the process: a write still buffered at exit may fail the same way.
+    let readerGone = false;
+    let failure: Error | undefined;
+    out.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') readerGone = true;
+      else failure ??= error;
+    });
+    let runtime: CrmRuntime | undefined;
     try {
+      runtime = await openCrm(run.config);
       await runtime.prepareReadModels();
       const queries = runtime.apiDeps.queries;
       // The filters' defaults (the sort order) as the HTTP export applies them to a request without filters.
@@ -41,14 +64,18 @@ operator's export holds personal data unmasked: keep the file as carefully as th
             ? [(q: Record<string, unknown>) => queries.listDeals(q), DealListFilters]
             : [(q: Record<string, unknown>) => queries.listFeedback(q), FeedbackListFilters];
       const query = z.object(filters).parse({}) as Record<string, unknown>;
-      for await (const chunk of exportLines(list, query, format)) if (!out.write(chunk)) await once(out, 'drain');
+      for await (const chunk of exportLines(list, query, format)) {
+        if (readerGone || failure) break;
+        if (!out.write(chunk)) await drained(out);
+      }
+      if (failure) throw failure;
       return 0;
     } finally {
-      if (outputPath) {
+      if (outputPath && !out.destroyed) {
         out.end();
-        await once(out, 'close');
+        await once(out, 'close').catch(() => undefined);
       }
-      await runtime.close();
+      await runtime?.close();
     }
   },
 };

@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { stringValue, UsageError, type CliCommand } from '../command.ts';
+import { assertReadableFile } from '../files.ts';
 import { createProgress } from '../progress.ts';
 
 export const importRatesCommand: CliCommand = {
@@ -29,7 +29,7 @@ Example:
   async run(run) {
     const file = run.positionals[0];
     if (!file) throw new UsageError('import-rates needs a CSV file (see crm import-rates --help)');
-    if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
+    assertReadableFile(file, 'the file');
     const reportPath = stringValue(run, 'report') ?? `import-rates-report-${basename(file, extname(file))}.csv`;
     const { openCrm } = await import('../../runtime/crm.ts');
     const { importRates } = await import('../import-rates.ts');

@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
 import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
+import { assertReadableFile } from '../files.ts';
 import { importEncodingNamed, importEncodings } from '../../commands/import/encoding.ts';
 import { importColumns, importKinds, isImportKind } from '../../commands/import/rows.ts';
 import { createProgress } from '../progress.ts';
@@ -34,7 +34,7 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
   async run(run) {
     const file = run.positionals[0];
     if (!file) throw new UsageError('import needs a CSV or NDJSON file (see crm import --help)');
-    if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
+    assertReadableFile(file, 'the file');
     const kind = stringValue(run, 'kind');
     if (kind !== undefined && !isImportKind(kind)) throw new UsageError(`--kind must be one of ${importKinds.join(', ')}`);
     const encodingName = stringValue(run, 'encoding');

@@ -67,6 +67,19 @@ class NumberingParser extends Parser {
   }
 }
 
+/**
+ * The CSV this CRM writes puts `'` before a text a spreadsheet would run as a formula (shared/csv.ts):
+ * read back, the mark goes, so an export imports again (its phone numbers, `'+1 555 0100`, were all
+ * refused). Spreadsheets write such a text without the mark, so a CSV holds it only as this guard.
+ */
+const GUARDED = /^'[=+\-@\t\r]/;
+const unguard = (row: Row): void => {
+  for (const column in row) {
+    const value = row[column];
+    if (typeof value === 'string' && value.charCodeAt(0) === 0x27 && GUARDED.test(value)) row[column] = value.slice(1);
+  }
+};
+
 /** CSV with a header row; rows are streamed (backpressure reaches the file or socket). */
 async function* csvRecords(input: Readable): AsyncGenerator<ImportRecord> {
   const parser = input.pipe(
@@ -86,6 +99,7 @@ async function* csvRecords(input: Readable): AsyncGenerator<ImportRecord> {
   let invalidSoFar = 0;
   let lastLine = 0;
   for await (const numbered of parser as AsyncIterable<NumberedRecord>) {
+    unguard(numbered.record);
     // A rise of the cumulative count means this row has the wrong number of fields.
     const wrongLength = numbered.invalidSoFar > invalidSoFar;
     invalidSoFar = numbered.invalidSoFar;

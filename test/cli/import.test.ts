@@ -141,6 +141,17 @@ describe('crm import', () => {
     expect(unknown.stderr).toContain('--encoding must be one of utf-8, windows-1252');
   });
 
+  it('refuses a folder as its file, and a report it cannot write, naming them, without a stack trace', async () => {
+    const folderAsFile = await runCrm(['import', folder], { cwd: folder, env });
+    expect(folderAsFile.code).toBe(2);
+    expect(folderAsFile.stderr).toContain(`crm: the file ${folder} is not a file`);
+    const report = join(folder, 'missing', 'report.csv');
+    const noReport = await runCrm(['import', customers, '--report', report], { cwd: folder, env });
+    expect(noReport.code).toBe(2);
+    expect(noReport.stderr).toMatch(/^crm: cannot write the report to .*missing\/report\.csv: ENOENT/m);
+    for (const result of [folderAsFile, noReport]) expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
   it('appends nothing when the same files are imported again', async () => {
     const before = await eventCount();
     const again = await runCrm(['import', customers, '--report', customersReport], { cwd: folder, env });

@@ -50,6 +50,15 @@ describe('CSV files', () => {
     ]);
   });
 
+  it("drops the ' that CSV exports put before a text a spreadsheet would run as a formula, and only that", async () => {
+    const file = `name,phone,company\nAda,"'+1 555 0100","'=HYPERLINK(""x"")"\n'Tis Lin,"''+1",'-cmd\nO'Brien,'@home,'12\n`;
+    expect(await records(file, 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', phone: '+1 555 0100', company: '=HYPERLINK("x")' } },
+      { line: 3, row: { name: "'Tis Lin", phone: "''+1", company: '-cmd' } },
+      { line: 4, row: { name: "O'Brien", phone: '@home', company: "'12" } },
+    ]);
+  });
+
   it('reads a quote inside an unquoted cell as text', async () => {
     expect(await records('name,email\nScreen 24" Ltd,a@example.com\n', 'csv')).toEqual([{ line: 2, row: { name: 'Screen 24" Ltd', email: 'a@example.com' } }]);
   });
