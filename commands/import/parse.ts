@@ -156,7 +156,7 @@ async function* boundedLines(input: Readable, max: number): AsyncGenerator<strin
   if (partial !== '' || tooLong) yield end('');
 }
 
-/** One JSON object per line; keys are normalised like CSV headers (`registeredAt` stays as written, `registered_at` is the column name). */
+/** One JSON object per line; keys are normalised like CSV headers (`registeredAt` and `registered_at` name the same column). */
 async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
   let line = 0;
   for await (const read of boundedLines(input, MAX_ROW_CHARS)) {

@@ -27,9 +27,15 @@ export type Row = Record<string, unknown>;
 /** A row that cannot become a command; the message names the column or field. */
 export class RowRejected extends Error {}
 
+/**
+ * A column's name as the importer knows it: trimmed, lower case, words joined by one underscore. Words
+ * are told by spaces, dashes and camel case, so the API's and the exports' own names (`registeredAt`,
+ * `marketingConsent`, NDJSON keys) name the same columns as `registered_at`.
+ */
 export const normalizeHeader = (header: string) =>
   header
     .trim()
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
     .toLowerCase()
     .replace(/[\s-]+/g, '_');
 

@@ -29,17 +29,22 @@ afterAll(async () => {
 const carried = (csv: string): string[] => {
   const [header, ...lines] = csv.trim().split('\n');
   const columns = header!.split(',');
-  const at = ['id', 'name', 'email', 'phone', 'company'].map((c) => columns.indexOf(c));
+  const at = ['id', 'name', 'email', 'phone', 'company', 'source', 'marketingConsent', 'registeredAt'].map((c) => columns.indexOf(c));
+  expect(at).not.toContain(-1);
   // The values checked here hold no comma, so a plain split reads them.
   return lines.map((line) => at.map((i) => line.split(',')[i]).join(',')).sort();
 };
 
 describe('crm export', () => {
-  it('writes customers that import again as they were, phone numbers and formula-like names included', async () => {
+  it('writes customers that import again as they were (times, consent, phone numbers and formula-like names included)', async () => {
     const customers = join(folder, 'customers.csv');
     writeFileSync(
       customers,
-      ['name,email,phone,company', 'Ada,ada@export.example,+44 20 1234 5678,Analytical', '=Plus Minus,plus@export.example,+1 555 0100,-Minus Ltd'].join('\n'),
+      [
+        'name,email,phone,company,source,marketing_consent,registered_at',
+        'Ada,ada@export.example,+44 20 1234 5678,Analytical,fair,yes,1997-01-02',
+        '=Plus Minus,plus@export.example,+1 555 0100,-Minus Ltd,web,no,1998-03-04T05:06:07Z',
+      ].join('\n'),
     );
     expect((await crm(['import', customers, '--report', join(folder, 'r1.csv')], source)).code).toBe(0);
     expect((await crm(['rebuild', 'customers'], source)).code).toBe(0);

@@ -56,12 +56,15 @@ describe('import kinds and headers', () => {
     for (const other of ['customer', 'Customers', '', 'planets', undefined, 3]) expect(isImportKind(other)).toBe(false);
   });
 
-  it('normalises headers: trimmed, lower case, runs of spaces and dashes one underscore', () => {
+  it('normalises headers: trimmed, lower case, runs of spaces and dashes one underscore, camel case as words', () => {
     expect(normalizeHeader('  Customer Email ')).toBe('customer_email');
     expect(normalizeHeader('Expected-Close-Date')).toBe('expected_close_date');
     expect(normalizeHeader('order - id')).toBe('order_id');
     expect(normalizeHeader('refund\t\tID')).toBe('refund_id');
-    expect(normalizeHeader('registeredAt')).toBe('registeredat');
+    expect(normalizeHeader('registeredAt')).toBe('registered_at');
+    expect(normalizeHeader('marketingConsent')).toBe('marketing_consent');
+    expect(normalizeHeader('orderID')).toBe('order_id');
+    expect(normalizeHeader('ID')).toBe('id');
     expect(normalizeHeader('a_b')).toBe('a_b');
   });
 
