@@ -4,20 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
-import { CRM_BIN, cleanEnv, runCrm } from './support.ts';
+import { CRM_BIN, cleanEnv, runCrm, schemaEnv } from './support.ts';
 
 /** `crm export` against the real PostgreSQL: what leaves imports again, and the ways its output can fail. */
 const source = testSchemas('cli_export_from');
 const target = testSchemas('cli_export_to');
 const folder = mkdtempSync(join(tmpdir(), 'crm-export-'));
-const envOf = (schemas: TestSchemas) => ({
-  DATABASE_URL: schemas.url,
-  CRM_EVENTS_SCHEMA: schemas.events,
-  CRM_READ_SCHEMA: schemas.read,
-  CRM_REPORTING_SCHEMA: schemas.reporting,
-  LOG_LEVEL: 'warn',
-});
-const crm = (args: string[], schemas: TestSchemas) => runCrm(args, { cwd: folder, env: envOf(schemas), timeoutMs: 120_000 });
+const crm = (args: string[], schemas: TestSchemas) => runCrm(args, { cwd: folder, env: schemaEnv(schemas), timeoutMs: 120_000 });
 
 afterAll(async () => {
   await source.dropSchemas();
@@ -78,7 +71,7 @@ describe('crm export', () => {
     writeFileSync(many, ['name,email', ...Array.from({ length: 1_200 }, (_, i) => `Reader ${i},reader${i}@export.example`)].join('\n'));
     expect((await crm(['import', many, '--report', join(folder, 'r3.csv')], source)).code).toBe(0);
     expect((await crm(['rebuild', 'customers'], source)).code).toBe(0);
-    const child = spawn(process.execPath, [CRM_BIN, 'export', 'customers'], { cwd: folder, env: cleanEnv(envOf(source)) });
+    const child = spawn(process.execPath, [CRM_BIN, 'export', 'customers'], { cwd: folder, env: cleanEnv(schemaEnv(source)) });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     // The reader takes the first chunk and closes the pipe.

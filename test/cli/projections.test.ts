@@ -1,17 +1,11 @@
 import { tmpdir } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
 import { testSchemas } from '../support/postgres.ts';
-import { runCrm } from './support.ts';
+import { runCrm, schemaEnv } from './support.ts';
 
 /** `crm projections` and `crm rebuild` before any `crm serve` or `crm project` has run on the store (in this order). */
 const schemas = testSchemas('cli_projections');
-const env = {
-  DATABASE_URL: schemas.url,
-  CRM_EVENTS_SCHEMA: schemas.events,
-  CRM_READ_SCHEMA: schemas.read,
-  CRM_REPORTING_SCHEMA: schemas.reporting,
-  LOG_LEVEL: 'warn',
-};
+const env = schemaEnv(schemas);
 
 afterAll(async () => {
   await schemas.dropSchemas();

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { TestSchemas } from '../support/postgres.ts';
 
 /** The `crm` bin as package.json declares it: run exactly as a user's shell would. */
 export const CRM_BIN = fileURLToPath(new URL('../../cli/crm.js', import.meta.url));
@@ -8,6 +9,16 @@ export const CRM_BIN = fileURLToPath(new URL('../../cli/crm.js', import.meta.url
 export const cleanEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
   PATH: process.env.PATH ?? '/usr/bin:/bin',
   HOME: process.env.HOME ?? '/tmp',
+  ...extra,
+});
+
+/** The environment that points a `crm` process at a test file's schemas. */
+export const schemaEnv = (schemas: TestSchemas, extra: Record<string, string> = {}): Record<string, string> => ({
+  DATABASE_URL: schemas.url,
+  CRM_EVENTS_SCHEMA: schemas.events,
+  CRM_READ_SCHEMA: schemas.read,
+  CRM_REPORTING_SCHEMA: schemas.reporting,
+  LOG_LEVEL: 'warn',
   ...extra,
 });
 
