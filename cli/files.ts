@@ -32,3 +32,8 @@ export const openForWriting = async (path: string, what: string): Promise<WriteS
   }
   return stream;
 };
+
+/** Writes `text`, waiting for the stream to drain when its buffer is full (reports stay bounded in memory). */
+export const writeText = async (out: WriteStream, text: string): Promise<void> => {
+  if (!out.write(text)) await once(out, 'drain');
+};

@@ -1,11 +1,11 @@
-import { createReadStream, type WriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { CrmCommands } from '../commands/index.ts';
 import { rowReason } from '../commands/import/importer.ts';
 import { parseRecords } from '../commands/import/parse.ts';
 import { csvField } from '../shared/csv.ts';
-import { openForWriting } from './files.ts';
+import { openForWriting, writeText } from './files.ts';
 import type { Progress } from './progress.ts';
 
 /**
@@ -37,10 +37,6 @@ export interface RateImportOptions {
   signal?: AbortSignal;
 }
 
-const write = async (out: WriteStream, text: string) => {
-  if (!out.write(text)) await once(out, 'drain');
-};
-
 /** The command's field names, as the file spells them. */
 const columnOf = (reason: string) => reason.replace(/\bvalidFrom\b/g, 'valid_from');
 
@@ -49,11 +45,11 @@ const businessTime = (value: unknown): unknown => (typeof value === 'string' && 
 
 export async function importRates(commands: Pick<CrmCommands, 'execute'>, options: RateImportOptions): Promise<RateImportResult> {
   const report = await openForWriting(options.reportPath, 'the report');
-  await write(report, 'line,reason\n');
+  await writeText(report, 'line,reason\n');
   const result: RateImportResult = { rows: 0, recorded: 0, unchanged: 0, rejected: 0, reportPath: options.reportPath, interrupted: false };
   const reject = async (line: number, reason: string) => {
     result.rejected += 1;
-    await write(report, `${line},${csvField(reason)}\n`);
+    await writeText(report, `${line},${csvField(reason)}\n`);
   };
   const correlationId = `import-rates-${randomUUID()}`;
   try {

@@ -1,4 +1,4 @@
-import { createReadStream, type WriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
 import { basename, extname } from 'node:path';
 import type { BatchCommands } from '../commands/batch.ts';
@@ -7,7 +7,7 @@ import type { ImportEncoding } from '../commands/import/encoding.ts';
 import { parseRecords, type ImportFormat } from '../commands/import/parse.ts';
 import type { ImportKind } from '../commands/import/rows.ts';
 import { csvField } from '../shared/csv.ts';
-import { openForWriting } from './files.ts';
+import { openForWriting, writeText } from './files.ts';
 import type { Progress } from './progress.ts';
 
 export { customerIdForEmail, detectKind, type ImportKind } from '../commands/import/rows.ts';
@@ -36,16 +36,12 @@ export interface ImportFileOptions {
   signal?: AbortSignal;
 }
 
-const write = async (out: WriteStream, text: string) => {
-  if (!out.write(text)) await once(out, 'drain');
-};
-
 export const formatOfFile = (file: string): ImportFormat => (/\.(nd)?jsonl?$|\.ndjson$/i.test(file) ? 'ndjson' : 'csv');
 
 export async function importFile(batch: BatchCommands, options: ImportFileOptions): Promise<ImportResult> {
   const reportPath = options.reportPath ?? `import-report-${basename(options.file, extname(options.file))}.csv`;
   const report = await openForWriting(reportPath, 'the report');
-  await write(report, 'line,reason\n');
+  await writeText(report, 'line,reason\n');
   let done = 0;
   try {
     const outcome = await runImport(batch, parseRecords(createReadStream(options.file), options.format ?? formatOfFile(options.file), options.encoding), {
@@ -53,7 +49,7 @@ export async function importFile(batch: BatchCommands, options: ImportFileOption
       actor: options.actor ?? { userId: 'crm-import', roles: ['admin'] },
       ...(options.batchSize ? { batchSize: options.batchSize } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
-      onRejected: (row) => write(report, `${row.line},${csvField(row.reason)}\n`),
+      onRejected: (row) => writeText(report, `${row.line},${csvField(row.reason)}\n`),
       onProgress: (counts) => {
         options.progress?.tick(counts.rows - done);
         done = counts.rows;

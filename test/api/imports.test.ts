@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importEnded, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
+import type { Role } from '../../api/roles.ts';
 
 /** `POST /imports` and `GET /imports/:id` on the real API over PostgreSQL. */
 const MAX_BYTES = 4_000;
@@ -16,15 +17,14 @@ afterAll(async () => {
 
 const waitForJob = (id: string, role: 'admin' | 'sales' = 'admin') => importEnded(api, id, role);
 
+/** `POST /imports?kind=` as `role`, with a body of `contentType`. */
+const postImport = (role: Role, payload: string | Buffer, kind = 'customers', contentType = 'text/csv') =>
+  api.app.inject({ method: 'POST', url: `/imports?kind=${kind}`, headers: { ...api.auth(role), 'content-type': contentType }, payload });
+
 describe('HTTP import', () => {
   it('accepts a CSV body with 202 { id }, then reports progress, counts and the bad rows with their lines', async () => {
     const body = ['name,email,registered_at', 'Ada,ada@example.com,1997-01-02', 'Bad,not-an-email,1997-01-02', 'Grace,grace@example.com,1997-01-03'].join('\n');
-    const response = await api.app.inject({
-      method: 'POST',
-      url: '/imports?kind=customers',
-      headers: { ...api.auth('sales'), 'content-type': 'text/csv' },
-      payload: body,
-    });
+    const response = await postImport('sales', body);
     expect(response.statusCode).toBe(202);
     const { id } = response.json();
     const job = await waitForJob(id, 'sales');
@@ -36,12 +36,7 @@ describe('HTTP import', () => {
 
   it('fails a CSV body that cannot be read past a line, naming the line, with the rows before it imported', async () => {
     const body = ['name,email', 'Ola,ola@example.com', '"Mo,mo@example.com', 'Nia,nia@example.com'].join('\n');
-    const response = await api.app.inject({
-      method: 'POST',
-      url: '/imports?kind=customers',
-      headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
-      payload: body,
-    });
+    const response = await postImport('admin', body);
     expect(response.statusCode).toBe(202);
     const job = await waitForJob(response.json().id);
     expect(job).toMatchObject({ status: 'failed', counts: { rows: 2, imported: 1, rejected: 1 }, rejectedRows: [{ line: 3 }] });
@@ -50,8 +45,7 @@ describe('HTTP import', () => {
 
   it('reads a body in the charset its Content-Type names (UTF-8 unless told), and refuses one it cannot read with 415', async () => {
     const body = Buffer.from('name,email\nRenée,renee@example.com\n', 'latin1');
-    const post = (contentType: string) =>
-      api.app.inject({ method: 'POST', url: '/imports?kind=customers', headers: { ...api.auth('admin'), 'content-type': contentType }, payload: body });
+    const post = (contentType: string) => postImport('admin', body, 'customers', contentType);
     const unknown = await post('text/csv; charset=ebcdic');
     expect(unknown.statusCode).toBe(415);
     expect(unknown.json().detail).toContain('utf-8 or windows-1252');
@@ -70,26 +64,11 @@ describe('HTTP import', () => {
       JSON.stringify({ order_id: 'A-1', customer_email: 'ada@example.com', amount: 12.5, currency: 'EUR', occurred_at: '1997-02-01' }),
       '{not json',
     ].join('\n');
-    const denied = await api.app.inject({
-      method: 'POST',
-      url: '/imports?kind=purchases',
-      headers: { ...api.auth('marketing'), 'content-type': 'application/x-ndjson' },
-      payload: ndjson,
-    });
+    const denied = await postImport('marketing', ndjson, 'purchases', 'application/x-ndjson');
     expect(denied.statusCode).toBe(403);
-    const analyst = await api.app.inject({
-      method: 'POST',
-      url: '/imports?kind=customers',
-      headers: { ...api.auth('analyst'), 'content-type': 'text/csv' },
-      payload: 'name,email\n',
-    });
+    const analyst = await postImport('analyst', 'name,email\n');
     expect(analyst.statusCode).toBe(403);
-    const accepted = await api.app.inject({
-      method: 'POST',
-      url: '/imports?kind=purchases',
-      headers: { ...api.auth('sales'), 'content-type': 'application/x-ndjson' },
-      payload: ndjson,
-    });
+    const accepted = await postImport('sales', ndjson, 'purchases', 'application/x-ndjson');
     expect(accepted.statusCode).toBe(202);
     const job = await waitForJob(accepted.json().id, 'sales');
     expect(job).toMatchObject({ status: 'done', counts: { rows: 2, imported: 1, rejected: 1 }, rejectedRows: [{ line: 2 }] });
@@ -99,35 +78,13 @@ describe('HTTP import', () => {
     const before = (await storedEvents(api.store)).length;
     const rows = ['name,email', ...Array.from({ length: 400 }, (_, i) => `Person ${i},p${i}@example.com`)].join('\n');
     expect(rows.length).toBeGreaterThan(MAX_BYTES);
-    const tooLarge = await api.app.inject({
-      method: 'POST',
-      url: '/imports?kind=customers',
-      headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
-      payload: rows,
-    });
+    const tooLarge = await postImport('admin', rows);
     expect(tooLarge.statusCode).toBe(413);
     expect(tooLarge.headers['content-type']).toContain('application/problem+json');
-    expect(
-      (await api.app.inject({ method: 'POST', url: '/imports?kind=planets', headers: { ...api.auth('admin'), 'content-type': 'text/csv' }, payload: 'a\n' }))
-        .statusCode,
-    ).toBe(400);
-    expect(
-      (
-        await api.app.inject({
-          method: 'POST',
-          url: '/imports?kind=customers',
-          headers: { ...api.auth('admin'), 'content-type': 'application/xml' },
-          payload: '<a/>',
-        })
-      ).statusCode,
-    ).toBe(415);
+    expect((await postImport('admin', 'a\n', 'planets')).statusCode).toBe(400);
+    expect((await postImport('admin', '<a/>', 'customers', 'application/xml')).statusCode).toBe(415);
     // The key is free again after a refused upload.
-    const ok = await api.app.inject({
-      method: 'POST',
-      url: '/imports?kind=customers',
-      headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
-      payload: 'name,email\nLin,lin@example.com',
-    });
+    const ok = await postImport('admin', 'name,email\nLin,lin@example.com');
     expect(ok.statusCode).toBe(202);
     await waitForJob(ok.json().id);
     expect((await storedEvents(api.store)).length).toBe(before + 1);
