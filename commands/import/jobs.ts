@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -17,6 +17,10 @@ import type { ImportKind } from './rows.ts';
  * (bounded: over `maxBytes` the upload stops), then imported in the background by the same loop as
  * `crm import`. Jobs live in this process's memory (the latest `keepJobs`); a job cut short by a
  * restart is finished by sending the same file again, which appends nothing twice.
+ *
+ * A spool folder is named after the process that owns it (`crm-import-<pid>-...`): one left behind
+ * by a process that crashed mid-upload holds up to `maxBytes` on disk, and is removed when the next
+ * server starts, while the folders of processes still running (other replicas) are left alone.
  */
 
 export interface ImportJob {
@@ -114,11 +118,36 @@ const idleBound = (idleMs: number) => {
   return bound;
 };
 
+const SPOOL_FOLDER = /^crm-import-(\d+)-/;
+
+/** Whether a process with this id runs (EPERM: it does, under another user). */
+const processRuns = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/** Removes the spool folders in `folder` of processes that no longer run; returns their names. */
+export async function removeStaleSpools(folder = tmpdir()): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(folder).catch(() => [])) {
+    const pid = Number(SPOOL_FOLDER.exec(name)?.[1] ?? 0);
+    if (pid <= 0 || pid === process.pid || processRuns(pid)) continue;
+    await rm(join(folder, name), { recursive: true, force: true }).catch(() => undefined);
+    removed.push(name);
+  }
+  return removed;
+}
+
 export function createImportJobs(options: ImportJobsOptions): ImportJobs {
   const keepJobs = options.keepJobs ?? 100;
   const maxReported = options.maxReportedRows ?? 10_000;
   const jobs = new Map<string, ImportJob>();
   const running = new Map<string, { job: ImportJob; stop: AbortController; done: Promise<void> }>();
+  const staleSpoolsRemoved = removeStaleSpools();
 
   const keep = (job: ImportJob) => {
     jobs.set(job.id, job);
@@ -154,7 +183,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       let finish!: () => void;
       const entry = { job, stop, done: new Promise<void>((resolve) => (finish = resolve)) };
       running.set(job.id, entry);
-      const folder = await mkdtemp(join(tmpdir(), 'crm-import-'));
+      const folder = await mkdtemp(join(tmpdir(), `crm-import-${process.pid}-`));
       const file = join(folder, `body.${format}`);
       try {
         await pipeline(
@@ -208,6 +237,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
     },
     get: (id) => jobs.get(id),
     async close() {
+      await staleSpoolsRemoved;
       for (const r of running.values()) r.stop.abort();
       await Promise.all([...running.values()].map((r) => r.done));
     },

@@ -1,4 +1,5 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
@@ -123,7 +124,7 @@ describe('import jobs', () => {
     expect(Date.parse(job.startedAt)).toBeLessThanOrEqual(Date.now());
     expect(jobs.get(job.id)).toBe(job);
     expect(jobs.get('00000000-0000-4000-8000-000000000000')).toBeUndefined();
-    expect(spoolFolders()).toHaveLength(1);
+    expect(spoolFolders()).toEqual([expect.stringMatching(new RegExp(`^crm-import-${process.pid}-`))]);
     open();
     await ended(job);
     expect(job).toMatchObject({
@@ -233,6 +234,31 @@ describe('import jobs', () => {
     expect(readdirSync(spool).filter((f) => f.startsWith('crm-import-'))).toEqual([]);
     const again = await jobs.start({ kind: 'customers', format: 'csv', body: Readable.from(['name,email\n']), actor, owner: 'idle' });
     expect(again.status).toBe('running');
+  });
+
+  it('removes the spool folders left by processes that no longer run, and keeps those of running ones', async () => {
+    // A crash mid-upload leaves its body on disk (up to the size bound); the next server removes it.
+    const ended = spawnSync(process.execPath, ['-e', '']).pid;
+    const other = spawn('sleep', ['30']);
+    const stale = `crm-import-${ended}-a1b2c3`;
+    const live = `crm-import-${other.pid}-d4e5f6`;
+    const unrelated = 'crm-import-notes';
+    try {
+      for (const name of [stale, live, unrelated]) {
+        mkdirSync(join(spool, name));
+        writeFileSync(join(spool, name, 'body.csv'), 'name,email\n');
+      }
+      const jobs = jobsWith();
+      await jobs.close();
+      expect(
+        readdirSync(spool)
+          .filter((name) => [stale, live, unrelated].includes(name))
+          .sort(),
+      ).toEqual([live, unrelated].sort());
+    } finally {
+      other.kill();
+      for (const name of [stale, live, unrelated]) rmSync(join(spool, name), { recursive: true, force: true });
+    }
   });
 
   it('reports the first bad rows up to its bound, and says when there were more', async () => {
