@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { Id } from '../domain/shared.ts';
 import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
 import type { IdempotencyGuard } from './idempotency.ts';
 import type { ApiMetrics } from './metrics.ts';
@@ -40,7 +41,8 @@ export const CommandHeaders = z.looseObject({
   'x-causation-id': HeaderText.optional().describe('Id of the message or event that caused this command (recorded as causationId).'),
 });
 
-export const IdParams = z.strictObject({ id: z.uuid() });
+/** A record in the path: the domain's id (a UUID in any case, read in lower case). */
+export const IdParams = z.strictObject({ id: Id });
 
 export const etagOf = (revision: number): string => `"${revision}"`;
 

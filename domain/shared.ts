@@ -29,7 +29,13 @@ export const isBusinessInstant = (iso: string): boolean => inBusinessYears(new D
 /** An ISO calendar date whose year is within the business years. */
 export const isBusinessDate = (iso: string): boolean => inBusinessYears(Number(iso.slice(0, 4)));
 
-export const Id = z.uuid();
+/**
+ * An aggregate id: a UUID, in lower case. A UUID is case-insensitive (RFC 9562) and the read models
+ * store it as `uuid`, but a stream is named by its text: `customer-6F1C...` beside `customer-6f1c...`
+ * would be a second stream of the same row, so registering the upper-case spelling of another
+ * team's customer took that customer's row over.
+ */
+export const Id = z.uuid().toLowerCase();
 /** A business time: ISO 8601 with offset, years 1900-2200. Every accepted `occurredAt` and schedule uses it. */
 export const IsoDateTime = z.iso.datetime({ offset: true }).refine(isBusinessInstant, BUSINESS_YEARS_RULE);
 /**

@@ -96,6 +96,12 @@ export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreO
   const now = options.clock ?? Date.now;
   const table = () => db.withSchema(schema).selectFrom('api_keys');
   const cache = new Map<string, { record: AuthenticatedKey | undefined; until: number }>();
+  /**
+   * Moves on each change that drops cached lookups (invalidate, revoke). A lookup that read the key or
+   * its user before such a change and ends after it answers its own request but is not cached: else
+   * the state from before the change would serve the next requests for up to `cacheMs`.
+   */
+  let generation = 0;
 
   /** A service key acts with its own role on everything; a user's key as the user, while the user is active. */
   const resolve = async (record: ApiKeyRecord): Promise<AuthenticatedKey | undefined> => {
@@ -177,6 +183,7 @@ export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreO
         .where('id', '=', id)
         .returningAll()
         .executeTakeFirst();
+      generation += 1;
       if (row) for (const [hash, entry] of cache) if (entry.record?.id === id) cache.delete(hash);
       return row ? toRecord(row) : undefined;
     },
@@ -191,12 +198,13 @@ export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreO
       if (cached && cached.until > at) {
         record = cached.record;
       } else {
+        const readAt = generation;
         const row = await table().selectAll().where('hash', '=', hash).executeTakeFirst();
         // The index lookup already matched; the constant-time compare keeps timing independent of the stored value.
         const live = row && timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash)) && row.revoked_at === null ? toRecord(row) : undefined;
         record = live ? await resolve(live) : undefined;
         if (cache.size > 10_000) cache.clear();
-        cache.set(hash, { record, until: at + cacheMs });
+        if (generation === readAt) cache.set(hash, { record, until: at + cacheMs });
       }
       if (record) touch(record.id);
       return record;
@@ -209,6 +217,7 @@ export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreO
     },
 
     invalidate() {
+      generation += 1;
       cache.clear();
     },
   };

@@ -12,7 +12,8 @@ import type { ReadModelSource } from '../../projections/queries/page.ts';
  * users and teams, which have no owner); verification and the hash chain, which span every record,
  * are refused. Auditors see every record's history.
  * A customer's subject access export follows the customer. Webhooks and bulk imports, which act on
- * every record, are refused to restricted callers.
+ * every record, and changes to users, teams and keys, which decide what every key sees, are refused
+ * to restricted callers.
  */
 export const createScopeGuard =
   (queries: () => ReadModelQueries) =>
@@ -25,6 +26,11 @@ export const createScopeGuard =
     // subscriptions export every event; a bulk import runs commands without record-level checks.
     if (url.startsWith('/webhooks') || (url === '/imports' && request.method === 'POST')) {
       throw new ProblemError('forbidden', 'Webhooks and bulk imports act on every record: they need visibility "all" (or a service key).', {});
+    }
+    // Administration decides who sees what: a restricted admin who could change users and teams or
+    // create keys would widen their own scope (visibility "all", a service key) in one request.
+    if (url.startsWith('/admin/') && request.method !== 'GET') {
+      throw new ProblemError('forbidden', 'Users, teams and API keys decide what every key sees: changing them needs visibility "all" (or a service key).', {});
     }
     // The subject access export (served by the audit routes) is a customer's record too.
     const subjectAccess = url === '/customers/:id/export';
@@ -61,7 +67,7 @@ export const createScopeGuard =
             : kind === 'activity'
               ? await read.getActivity(id, scope)
               : undefined;
-    if (!found) throw new ProblemError('not_found', `No ${params.stream ?? `${params.kind} ${params.id}`}.`);
+    if (!found) throw new ProblemError('not_found', `No ${params.stream ?? `${kind} ${id}`}.`);
   };
 
 /** Streams without an owner: every caller who may read the log sees them. */

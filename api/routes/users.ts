@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { z } from 'zod';
 import { teamCommandSchemas } from '../../domain/team/commands.ts';
 import { userCommandSchemas } from '../../domain/user/commands.ts';
@@ -91,13 +91,16 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
     return accepted;
   };
 
-  const userById = async (id: string): Promise<UserView | undefined> => {
+  /**
+   * Users with their teams, in one query: the list is read whole, and one query per user (as before)
+   * queued thousands of queries on the pool at once, so the list of a few thousand users answered 503
+   * and held up every other request meanwhile.
+   */
+  const usersWhere = async (where: RawBuilder<unknown>): Promise<UserView[]> => {
     const { rows } = await sql<UserRow>`SELECT u.*, ARRAY(SELECT m.team_id::text FROM ${sql.id(read, 'team_members')} m
       WHERE m.user_id = u.user_id ORDER BY m.joined_at, m.team_id) AS team_ids
-      FROM ${sql.id(read, 'users')} u WHERE u.user_id = ${id}::uuid`.execute(db);
-    const r = rows[0];
-    if (!r) return undefined;
-    return {
+      FROM ${sql.id(read, 'users')} u WHERE ${where} ORDER BY u.name, u.user_id`.execute(db);
+    return rows.map((r) => ({
       id: r.user_id,
       name: r.name,
       email: r.email,
@@ -108,8 +111,9 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
       registeredAt: new Date(r.registered_at).toISOString(),
       revision: Number(r.revision),
       updatedAt: new Date(r.last_event_at).toISOString(),
-    };
+    }));
   };
+  const userById = async (id: string): Promise<UserView | undefined> => (await usersWhere(sql`u.user_id = ${id}::uuid`))[0];
 
   app.post(
     '/admin/teams',
@@ -163,11 +167,9 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
     },
   );
 
-  app.get('/admin/users', { schema: { tags, summary: 'List users', response: { 200: z.object({ items: z.array(UserView) }), ...errors } } }, async () => {
-    const { rows } = await sql<{ user_id: string }>`SELECT user_id::text FROM ${sql.id(read, 'users')} ORDER BY name, user_id`.execute(db);
-    const items = await Promise.all(rows.map((r) => userById(r.user_id)));
-    return { items: items.filter((u) => u !== undefined) };
-  });
+  app.get('/admin/users', { schema: { tags, summary: 'List users', response: { 200: z.object({ items: z.array(UserView) }), ...errors } } }, async () => ({
+    items: await usersWhere(sql`true`),
+  }));
 
   app.get(
     '/admin/users/:id',

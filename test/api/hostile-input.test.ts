@@ -244,6 +244,36 @@ describe('business times', () => {
   });
 });
 
+describe('ids spelled in upper case', () => {
+  // A UUID is case-insensitive and the read models store it as uuid, but streams are named by the
+  // text: an upper-case spelling once opened a second stream whose registration replaced the row.
+  it('name the same record: a second registration is refused, commands and reads reach the one stream', async () => {
+    const before = await eventCount(h);
+    const routes = { customer: '/customers', deal: '/deals', campaign: '/campaigns', feedback: '/feedback' } as const;
+    const bodies = {
+      customer: { name: 'Taken over', email: 'taken.over@example.com' },
+      deal: { customerId: ids.customer, title: 'Taken over', amount: 1, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-06-01' },
+      campaign: { name: 'Taken over', channel: 'email', budget: 1, currency: 'EUR' },
+      feedback: { customerId: ids.customer, kind: 'question', channel: 'web', subject: 'Taken over', body: 'b' },
+    };
+    for (const kind of ['customer', 'deal', 'campaign', 'feedback'] as const) {
+      const res = await send('admin', 'POST', routes[kind], { ...bodies[kind], id: ids[kind].toUpperCase() });
+      expect(res.statusCode, `${kind}: ${res.body}`).toBe(409);
+    }
+    expect(await eventCount(h)).toBe(before);
+    const upper = ids.customer.toUpperCase();
+    const res = await send('sales', 'POST', `/customers/${upper}/purchases`, { orderId: 'upper-case-path', amount: 3, currency: 'EUR' });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(json<{ id: string }>(res).id).toBe(ids.customer);
+    expect((await h.store.readStream(`customer-${ids.customer}`)).map((e) => (e.data as { orderId?: string }).orderId)).toContain('upper-case-path');
+    expect(await h.store.readStream(`customer-${upper}`)).toEqual([]);
+    await projectionsSettled(h);
+    const read = await send('admin', 'GET', `/customers/${upper}`);
+    expect(read.statusCode).toBe(200);
+    expect(json<{ id: string; name: string }>(read)).toMatchObject({ id: ids.customer, name: 'Hostile customer' });
+  });
+});
+
 describe('query strings', () => {
   it('with NUL, lone surrogates or bytes that are not UTF-8 are a 400 naming the parameter', async () => {
     const cases: [string, string][] = [

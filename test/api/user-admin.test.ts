@@ -1,0 +1,120 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventCount, expectProblem, json, startApi, type ApiHarness } from './support.ts';
+
+/**
+ * Administration of users and teams: ids as clients may spell them (a UUID in upper case is the same
+ * UUID), and who may administer (a restricted admin may not widen what keys see, their own included).
+ */
+
+let h: ApiHarness;
+const send = (method: 'POST' | 'PATCH' | 'DELETE' | 'GET', url: string, payload?: object, headers: Record<string, string> = h.auth('admin')) =>
+  h.app.inject({ method, url, ...(payload ? { payload } : {}), headers });
+const created = async (url: string, payload: object): Promise<string> => {
+  const res = await send('POST', url, payload);
+  expect(res.statusCode, res.body).toBe(201);
+  return json<{ id: string }>(res).id;
+};
+const user = (name: string, extra: object = {}) => ({ name, email: `${name}-${randomUUID()}@crm.example`, role: 'sales', ...extra });
+
+beforeAll(async () => {
+  h = await startApi('api_user_admin');
+}, 120_000);
+afterAll(async () => h?.close());
+
+describe('user and team ids are UUIDs whatever their case', () => {
+  it('a team created with an upper-case id is the team GET /admin/teams lists, and users join it by that id', async () => {
+    const upper = randomUUID().toUpperCase();
+    expect(await created('/admin/teams', { id: upper, name: 'Upper' })).toBe(upper.toLowerCase());
+    const { items } = json<{ items: { id: string }[] }>(await send('GET', '/admin/teams'));
+    expect(items.map((t) => t.id)).toContain(upper.toLowerCase());
+    const id = await created('/admin/users', user('joiner', { teamIds: [upper.toLowerCase()] }));
+    expect(json(await send('GET', `/admin/users/${id}`)).teamIds).toEqual([upper.toLowerCase()]);
+  });
+
+  it('one team named in both cases is joined once', async () => {
+    const team = await created('/admin/teams', { name: 'Both cases' });
+    const id = await created('/admin/users', user('twice', { teamIds: [team, team.toUpperCase()] }));
+    const res = await send('GET', `/audit/streams/user-${id}`);
+    expect(json<{ items: { type: string }[] }>(res).items.map((e) => e.type)).toEqual(['UserRegistered', 'UserJoinedTeam']);
+  });
+
+  it('registering a user again under the upper-case spelling of their id is refused, appending nothing', async () => {
+    const id = await created('/admin/users', user('once'));
+    const before = await eventCount(h);
+    const res = await send('POST', '/admin/users', { ...user('again'), id: id.toUpperCase() });
+    expect(expectProblem(res, 409, 'invalid-state').code).toBe('user.already_registered');
+    expect(await eventCount(h)).toBe(before);
+  });
+
+  it('a user is changed through the upper-case spelling of their id', async () => {
+    const id = await created('/admin/users', user('changed'));
+    const res = await send('PATCH', `/admin/users/${id.toUpperCase()}`, { role: 'support' });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(json(await send('GET', `/admin/users/${id}`)).role).toBe('support');
+  });
+});
+
+describe('a restricted admin (own or team visibility)', () => {
+  let restricted: Record<string, string>;
+  let self: string;
+  let anotherKey: string;
+  beforeAll(async () => {
+    const team = await created('/admin/teams', { name: 'Restricted admins' });
+    self = await created('/admin/users', user('restricted', { role: 'admin', teamIds: [team], visibility: 'own' }));
+    restricted = { authorization: `Bearer ${json<{ key: string }>(await send('POST', '/admin/api-keys', { userId: self, name: 'restricted' })).key}` };
+    anotherKey = json<{ id: string }>(await send('POST', '/admin/api-keys', { role: 'sales', name: 'someone else' })).id;
+  });
+
+  it("may not widen any key's scope: user, team and key changes are 403 and append nothing", async () => {
+    const other = await created('/admin/users', user('other'));
+    const before = await eventCount(h);
+    const attempts: [method: 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object][] = [
+      ['PATCH', `/admin/users/${self}`, { visibility: 'all' }],
+      ['PATCH', `/admin/users/${other}`, { role: 'admin' }],
+      ['POST', '/admin/users', user('accomplice', { role: 'admin', visibility: 'all' })],
+      ['POST', '/admin/teams', { name: 'Mine now' }],
+      ['POST', '/admin/api-keys', { role: 'admin', name: 'a service key sees the whole company' }],
+      ['DELETE', `/admin/api-keys/${anotherKey}`],
+    ];
+    for (const [method, url, payload] of attempts) expectProblem(await send(method, url, payload, restricted), 403, 'forbidden');
+    expect(await eventCount(h)).toBe(before);
+    const { items } = json<{ items: { id: string; name: string; revokedAt: string | null }[] }>(await send('GET', '/admin/api-keys'));
+    expect(items.find((k) => k.id === anotherKey)?.revokedAt).toBeNull();
+    expect(items.filter((k) => k.name === 'a service key sees the whole company')).toEqual([]);
+    expect(json(await send('GET', `/admin/users/${self}`)).visibility).toBe('own');
+  });
+
+  it('still reads the administration, and an admin with visibility all still administers', async () => {
+    expect((await send('GET', '/admin/users', undefined, restricted)).statusCode).toBe(200);
+    expect((await send('GET', '/admin/teams', undefined, restricted)).statusCode).toBe(200);
+    const all = await created('/admin/users', user('everything', { role: 'admin', visibility: 'all' }));
+    const key = { authorization: `Bearer ${json<{ key: string }>(await send('POST', '/admin/api-keys', { userId: all, name: 'all' })).key}` };
+    expect((await send('PATCH', `/admin/users/${self}`, { name: 'Renamed' }, key)).statusCode).toBe(200);
+  });
+
+  it('is told which customer is missing when a subject access export is outside the scope', async () => {
+    const customer = await created('/customers', { name: 'Not yours', email: `n-${randomUUID()}@example.com` });
+    const problem = expectProblem(await send('GET', `/customers/${customer}/export`, undefined, restricted), 404, 'not-found');
+    expect(problem.detail).toBe(`No customer ${customer}.`);
+  });
+});
+
+describe('the list of users', () => {
+  it('answers thousands of users at once, each with their teams', async () => {
+    const team = await created('/admin/teams', { name: 'Listed' });
+    const listed = await created('/admin/users', user('listed', { teamIds: [team] }));
+    // As many rows as the users projection holds after 5,000 registrations, written directly:
+    // registering them one by one through the API takes minutes on a small machine.
+    await sql`INSERT INTO ${sql.id(h.schemas.read, 'users')} (user_id, name, email, role, visibility, active, registered_at, revision, last_event_at)
+      SELECT gen_random_uuid(), 'user ' || g, 'bulk' || g || '@crm.example', 'sales', 'team', true, now(), 0, now()
+      FROM generate_series(1, 5000) g`.execute(h.database.db);
+    const res = await send('GET', '/admin/users');
+    expect(res.statusCode, res.body.slice(0, 300)).toBe(200);
+    const { items } = json<{ items: { id: string; teamIds: string[] }[] }>(res);
+    expect(items.length).toBeGreaterThan(5000);
+    expect(new Set(items.map((u) => u.id)).size).toBe(items.length);
+    expect(items.find((u) => u.id === listed)?.teamIds).toEqual([team]);
+  });
+});
