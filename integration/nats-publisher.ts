@@ -1,5 +1,6 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../projections/errors.ts';
 import { toIntegrationEvent, type SubscriberRole } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
@@ -39,6 +40,7 @@ export class NatsPublisher {
   private readonly controller = new AbortController();
   private running: Promise<void> | undefined;
   private connection: NatsConnection | undefined;
+  private clients: { js: JetStreamClient; jsm: JetStreamManager } | undefined;
 
   constructor(private readonly options: NatsPublisherOptions) {}
 
@@ -51,6 +53,7 @@ export class NatsPublisher {
     await this.running;
     await this.connection?.close().catch(() => undefined);
     this.connection = undefined;
+    this.clients = undefined;
   }
 
   private get stopped() {
@@ -60,9 +63,17 @@ export class NatsPublisher {
   private async run(): Promise<void> {
     let failures = 0;
     let resumed = false;
+    // The stream is looked up (created when missing) at start and again after every failure, not only on
+    // a new connection: a NATS server first reached before JetStream was on, or restarted without its
+    // storage, has no stream, and the client reconnects on its own, so the connection is not new.
+    let streamChecked = false;
     while (!this.stopped) {
       try {
         const { js, jsm } = await this.connect();
+        if (!streamChecked) {
+          await this.ensureStream(jsm);
+          streamChecked = true;
+        }
         if (!resumed) {
           await this.resumeAfterStream(jsm);
           resumed = true;
@@ -72,28 +83,39 @@ export class NatsPublisher {
         if (idleMs > 0) await this.options.feed.wait(idleMs, this.controller.signal);
       } catch (error) {
         failures++;
+        streamChecked = false;
         const message = describeError(error);
         this.options.log?.('NATS publisher error; retrying', { error: message });
         await this.options.tables
           .recordFailure(NATS_PUBLISHER, { error: message, status: null, latencyMs: 0, nextRetryAt: null, pause: false })
           .catch(() => undefined);
-        await this.options.feed.wait(Math.min(30_000, 250 * 2 ** Math.min(failures, 7)), this.controller.signal);
+        // A plain sleep, not `feed.wait`: that returns on every new event, so traffic would cut the back-off short
+        // (one failed attempt per event while NATS is away).
+        await sleep(Math.min(30_000, 250 * 2 ** Math.min(failures, 7)), undefined, { signal: this.controller.signal }).catch(() => undefined);
       }
     }
   }
 
+  /** The clients of the current connection, made once per connection (a JetStream manager asks the server on creation). */
   private async connect(): Promise<{ js: JetStreamClient; jsm: JetStreamManager }> {
     if (!this.connection || this.connection.isClosed()) {
+      this.clients = undefined;
       this.connection = await connect({ servers: this.options.url, timeout: 5_000, reconnect: true, maxReconnectAttempts: -1, name: 'crm-publisher' });
-      const jsm = await jetstreamManager(this.connection, { timeout: 5_000 });
-      try {
-        await jsm.streams.info(this.options.stream);
-      } catch {
-        // 2 minutes: JetStream's default duplicate window, stated so the behaviour does not hang on a server default.
-        await jsm.streams.add({ name: this.options.stream, subjects: ['crm.>'], duplicate_window: 120_000_000_000 });
-      }
     }
-    return { js: jetstream(this.connection, { timeout: this.options.ackTimeoutMs ?? 10_000 }), jsm: await jetstreamManager(this.connection) };
+    this.clients ??= {
+      js: jetstream(this.connection, { timeout: this.options.ackTimeoutMs ?? 10_000 }),
+      jsm: await jetstreamManager(this.connection, { timeout: 5_000 }),
+    };
+    return this.clients;
+  }
+
+  private async ensureStream(jsm: JetStreamManager): Promise<void> {
+    try {
+      await jsm.streams.info(this.options.stream);
+    } catch {
+      // 2 minutes: JetStream's default duplicate window, stated so the behaviour does not hang on a server default.
+      await jsm.streams.add({ name: this.options.stream, subjects: ['crm.>'], duplicate_window: 120_000_000_000 });
+    }
   }
 
   /** Moves the checkpoint past what the stream already holds from us (a crash after the acks, before the checkpoint). */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SafeText } from '../domain/shared.ts';
 import { EVENT_PATTERN, patternMatchesSomething } from './envelope.ts';
 
 /** Subscription input, checked the same way by the API and `crm webhooks`. */
@@ -13,7 +14,45 @@ const isHttpUrl = (value: string): boolean => {
   }
 };
 
-export const WebhookUrl = z.string().trim().max(2000).refine(isHttpUrl, 'an absolute http:// or https:// URL').describe('Where deliveries are POSTed');
+/**
+ * URL parsing drops tabs and newlines anywhere in the text (`http://host:41<TAB>50/` is port 4150), so
+ * the URL an operator reads would differ from where deliveries go: control characters are refused.
+ */
+// eslint-disable-next-line no-control-regex -- control characters are what is refused
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
+/**
+ * A password in the URL (`https://user:token@host/`) is a secret like the signing secret: it is shown
+ * masked, never again after creation. A URL given back with the mask is refused rather than stored with
+ * `***` as its password.
+ */
+const MASKED_PASSWORD = '***';
+
+export const displayUrl = (value: string): string => {
+  const url = URL.parse(value);
+  if (!url || url.password === '') return value;
+  url.password = MASKED_PASSWORD;
+  return url.href;
+};
+
+/** SafeText first: PostgreSQL stores no NUL, and an unpaired surrogate would be stored altered (U+FFFD). */
+export const WebhookUrl = SafeText.trim()
+  .max(2000)
+  .refine((value) => !CONTROL_CHARACTER.test(value), 'must not contain control characters (tab, newline, NUL)')
+  .refine(isHttpUrl, 'an absolute http:// or https:// URL')
+  .refine((value) => URL.parse(value)?.password !== MASKED_PASSWORD, `its password reads ${MASKED_PASSWORD} (masked when shown): give the real one`)
+  .describe('Where deliveries are POSTed; a password in it is shown masked');
+
+export const WebhookDescription = SafeText.trim().max(500).describe('What the subscription is for');
+
+/** The largest global position (PostgreSQL bigint). */
+const MAX_POSITION = 2n ** 63n - 1n;
+
+export const ReplayPosition = z
+  .string()
+  .regex(/^\d{1,19}$/, 'a global position as a decimal string')
+  .refine((value) => BigInt(value) <= MAX_POSITION, `at most ${MAX_POSITION}`)
+  .describe('Deliver again every matching event from this position (inclusive) on, in order');
 
 export const EventPatterns = z
   .array(

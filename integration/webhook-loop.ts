@@ -195,7 +195,9 @@ export class WebhookLoop {
       if (answer.ok) return { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error: null, nextRetryAt: null };
       if (this.stopped) return 'interrupted';
       firstFailureAt ??= Date.now();
-      const delay = retryDelay(policy, attempt);
+      // A receiver that says when to come back (429, 503 with Retry-After) is not asked sooner; the cap
+      // still holds, so a hostile or mistaken value cannot park the subscription beyond the usual back-off.
+      const delay = Math.max(retryDelay(policy, attempt), Math.min(answer.retryAfterMs ?? 0, policy.maxRetryMs));
       const pause = Date.now() + delay - firstFailureAt > policy.retryForMs;
       const nextRetryAt = pause ? null : new Date(Date.now() + delay);
       const error = answer.error ?? `HTTP ${answer.status}`;

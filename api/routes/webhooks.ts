@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { PUBLIC_EVENT_TYPE_NAMES, PUBLIC_EVENT_TYPES, publicFields } from '../../integration/envelope.ts';
+import { PUBLIC_EVENT_TYPE_NAMES, PUBLIC_EVENT_TYPES, publicFields, type AggregateKind } from '../../integration/envelope.ts';
 import type { IntegrationServices, PublisherStatus } from '../../integration/index.ts';
-import { EventPatterns, WebhookUrl } from '../../integration/validation.ts';
+import { displayUrl, EventPatterns, ReplayPosition, WebhookDescription, WebhookUrl } from '../../integration/validation.ts';
 import { webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
 import { IdParams } from '../http.ts';
 import { ProblemError } from '../problems.ts';
@@ -14,28 +14,25 @@ const Events = EventPatterns;
 const CreateWebhook = z.strictObject({
   url: Url,
   events: Events,
-  description: z.string().trim().max(500).optional(),
+  description: WebhookDescription.optional(),
   role: z.enum(ROLES).default('analyst').describe("Whose view of personal data deliveries carry: 'analyst' (the default) masks it; any other role sees it"),
 });
 
 const PatchWebhook = z.strictObject({
   url: Url.optional(),
   events: Events.optional(),
-  description: z.string().trim().max(500).nullable().optional(),
+  description: WebhookDescription.nullable().optional(),
   enabled: z.boolean().optional().describe('false switches deliveries off; true resumes them, also after the subscription was paused as failing'),
 });
 
 const Replay = z.strictObject({
-  fromPosition: z
-    .string()
-    .regex(/^\d{1,19}$/, 'a global position as a decimal string')
-    .describe('Deliver again every matching event from this position (inclusive) on, in order'),
+  fromPosition: ReplayPosition,
 });
 
 export const WebhookView = z
   .object({
     id: z.uuid(),
-    url: z.string(),
+    url: z.string().describe('A password in it reads ***'),
     events: z.array(z.string()),
     description: z.string().nullable(),
     role: z.enum(ROLES),
@@ -68,6 +65,9 @@ const DeliveryView = z.object({
   at: z.string(),
 });
 
+/** Every aggregate kind an integration event can name, from the public types themselves (a list written here fell behind). */
+const AGGREGATE_KINDS = [...new Set(Object.values(PUBLIC_EVENT_TYPES).map((spec) => spec.kind))] as [AggregateKind, ...AggregateKind[]];
+
 /** The public envelope every delivery (and every NATS message) carries: in the OpenAPI components as `IntegrationEvent`. */
 export const IntegrationEventSchema = z
   .object({
@@ -77,7 +77,7 @@ export const IntegrationEventSchema = z
     occurredAt: z.string().describe('Business time (ISO 8601)'),
     recordedAt: z.string().describe('When the CRM recorded it (ISO 8601)'),
     position: z.string().describe('Global position (decimal string); increases in delivery order'),
-    aggregate: z.object({ kind: z.enum(['customer', 'deal', 'campaign', 'feedback', 'exchangeRate']), id: z.string() }),
+    aggregate: z.object({ kind: z.enum(AGGREGATE_KINDS), id: z.string() }),
     data: z
       .record(z.string(), z.unknown())
       .describe("The type's fields; personal fields read '[masked]' for analyst-level subscriptions and '[erased]' once the customer is forgotten"),
@@ -96,7 +96,7 @@ const EventTypeView = z.object({
 
 const view = (s: WebhookSubscription, status: PublisherStatus | undefined) => ({
   id: s.id,
-  url: s.url,
+  url: displayUrl(s.url),
   events: s.events,
   description: s.description,
   role: s.role,

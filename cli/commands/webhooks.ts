@@ -47,11 +47,12 @@ type Services = Awaited<ReturnType<typeof import('../../runtime/crm.ts').openCrm
 
 async function perform(run: CommandRun, action: string, id: string | undefined, services: Services): Promise<number> {
   const { tables } = services;
+  const { displayUrl, EventPatterns, ReplayPosition, WebhookDescription, WebhookUrl } = await import('../../integration/validation.ts');
   const print = (value: unknown, text: () => string) =>
     run.out(run.values.json ? JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) : text());
   if (action === 'list') {
     const [subscriptions, statuses] = await Promise.all([tables.listSubscriptions(), services.status()]);
-    const rows = subscriptions.map((s) => ({ ...s, status: statuses.find((p) => p.name === `webhook:${s.id}`) }));
+    const rows = subscriptions.map((s) => ({ ...s, url: displayUrl(s.url), status: statuses.find((p) => p.name === `webhook:${s.id}`) }));
     print(rows, () =>
       rows.length === 0
         ? 'No webhook subscriptions.'
@@ -65,7 +66,6 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
     return 0;
   }
   if (action === 'create') {
-    const { EventPatterns, WebhookUrl } = await import('../../integration/validation.ts');
     const { ROLES } = await import('../../api/roles.ts');
     const url = WebhookUrl.safeParse(stringValue(run, 'url') ?? '');
     if (!url.success) throw new UsageError(`--url: ${url.error.issues[0]?.message}`);
@@ -76,12 +76,14 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
         .filter(Boolean),
     );
     if (!events.success) throw new UsageError(`--events: ${events.error.issues[0]?.message}`);
+    const description = WebhookDescription.optional().safeParse(stringValue(run, 'description'));
+    if (!description.success) throw new UsageError(`--description: ${description.error.issues[0]?.message}`);
     const role = stringValue(run, 'role') ?? 'analyst';
     if (!(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
     const created = await services.subscribe({
       url: url.data,
       events: events.data,
-      description: stringValue(run, 'description') ?? null,
+      description: description.data ?? null,
       role: role as (typeof ROLES)[number],
     });
     print(created, () => `Created webhook ${created.id}.\nSigning secret (shown once, store it now): ${created.secret}`);
@@ -94,7 +96,7 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
   }
   if (action === 'enable' || action === 'disable') {
     const updated = await tables.updateSubscription(subscriptionId, { enabled: action === 'enable' });
-    print(updated, () => `Webhook ${subscriptionId} ${action}d.`);
+    print(updated && { ...updated, url: displayUrl(updated.url) }, () => `Webhook ${subscriptionId} ${action}d.`);
   } else if (action === 'delete') {
     await tables.deleteSubscription(subscriptionId);
     run.out(`Deleted webhook ${subscriptionId}.`);
@@ -111,10 +113,10 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
             .join('\n'),
     );
   } else {
-    const from = stringValue(run, 'from');
-    if (!from || !/^\d{1,19}$/.test(from)) throw new UsageError('replay needs --from <position> (a whole number; 0 for the whole history)');
-    await tables.replay(subscriptionId, BigInt(from));
-    run.out(`Webhook ${subscriptionId} will deliver again from position ${from}.`);
+    const from = ReplayPosition.safeParse(stringValue(run, 'from') ?? '');
+    if (!from.success) throw new UsageError(`replay needs --from <position> (a whole number; 0 for the whole history): ${from.error.issues[0]?.message}`);
+    await tables.replay(subscriptionId, BigInt(from.data));
+    run.out(`Webhook ${subscriptionId} will deliver again from position ${from.data}.`);
   }
   return 0;
 }

@@ -10,10 +10,14 @@ export interface Received {
   body: string;
   /** What the receiver answered (null: it never answered). */
   answered: number | null;
+  /** When it arrived (Date.now()). */
+  at: number;
+  /** The Authorization header (credentials in the subscription URL). */
+  authorization: string | undefined;
 }
 
 /** What the receiver does with the n-th request (0-based): answer a status after a delay, or never answer. */
-export type Behaviour = (n: number) => { status: number; delayMs?: number } | 'hang';
+export type Behaviour = (n: number) => { status: number; delayMs?: number; headers?: Record<string, string> } | 'hang';
 
 /**
  * A real HTTP receiver on 127.0.0.1 whose behaviour the test scripts. `down()` closes the port
@@ -58,6 +62,8 @@ export class Receiver {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const n = this.requests.length;
     const entry: Received = {
+      at: Date.now(),
+      authorization: req.headers.authorization,
       id: String(req.headers['webhook-id']),
       timestamp: String(req.headers['webhook-timestamp']),
       signature: String(req.headers['webhook-signature']),
@@ -70,7 +76,7 @@ export class Receiver {
     if (plan.delayMs) await new Promise((r) => setTimeout(r, plan.delayMs));
     if (res.destroyed) return;
     entry.answered = plan.status;
-    res.writeHead(plan.status, { 'content-type': 'text/plain' }).end('ok');
+    res.writeHead(plan.status, { 'content-type': 'text/plain', ...plan.headers }).end('ok');
   }
 
   /** Requests the receiver answered with 2xx: what it accepted. */

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandContext, CrmCommands } from '../../commands/index.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
@@ -93,6 +94,44 @@ describe('webhook subscriptions over HTTP', () => {
     expect(list.items).toEqual([]);
   });
 
+  it('refuses text PostgreSQL cannot store, control characters in URLs and positions past bigint with a 400 naming the field, storing nothing', async () => {
+    const post = (payload: Record<string, unknown>) => h.app.inject({ method: 'POST', url: '/webhooks', headers: h.auth('admin'), payload });
+    const refused: [Record<string, unknown>, string][] = [
+      [{ url: 'https://example.com/hook', events: ['*'], description: 'a\u0000b' }, 'description'],
+      // Would be stored as U+FFFD: silently altered.
+      [{ url: 'https://example.com/hook', events: ['*'], description: 'a\ud800b' }, 'description'],
+      [{ url: 'https://example.com/h\u0000ook', events: ['*'] }, 'url'],
+      [{ url: 'https://example.com/h\udc00ook', events: ['*'] }, 'url'],
+      // URL parsing drops the tab: the stored URL would read differently from where deliveries go.
+      [{ url: 'http://127.0.0.1:41\t50/hook', events: ['*'] }, 'url'],
+    ];
+    for (const [payload, field] of refused) {
+      const problem = expectProblem(await post(payload), 400, 'validation');
+      expect(problem.errors?.map((e) => e.field)).toContain(field);
+    }
+    expect(json(await h.app.inject({ method: 'GET', url: '/webhooks', headers: h.auth('admin') })).items).toEqual([]);
+
+    const { id } = await subscribe({ url: 'https://example.com/hook', events: ['*'] });
+    try {
+      const patched = expectProblem(
+        await h.app.inject({ method: 'PATCH', url: `/webhooks/${id}`, headers: h.auth('admin'), payload: { description: 'x\u0000' } }),
+        400,
+        'validation',
+      );
+      expect(patched.errors?.map((e) => e.field)).toContain('description');
+      const replay = (fromPosition: string) =>
+        h.app.inject({ method: 'POST', url: `/webhooks/${id}/replay`, headers: h.auth('admin'), payload: { fromPosition } });
+      const tooFar = expectProblem(await replay('9999999999999999999'), 400, 'validation');
+      expect(tooFar.errors?.map((e) => e.field)).toContain('fromPosition');
+      expectProblem(await replay('9223372036854775808'), 400, 'validation');
+      // The largest bigint is a position like any other.
+      expect((await replay('9223372036854775807')).statusCode).toBe(202);
+      expect((await webhook(id)).position).toBe('9223372036854775806');
+    } finally {
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
+    }
+  });
+
   it('documents the routes, the envelope and every event type in the OpenAPI document', async () => {
     const doc = json(await h.app.inject({ method: 'GET', url: '/openapi.json' }));
     for (const path of ['/webhooks', '/webhooks/{id}', '/webhooks/{id}/deliveries', '/webhooks/{id}/replay', '/webhooks/event-types'])
@@ -101,6 +140,10 @@ describe('webhook subscriptions over HTTP', () => {
     expect(Object.keys(envelope.properties).sort()).toEqual(['aggregate', 'data', 'id', 'occurredAt', 'position', 'recordedAt', 'type', 'version']);
     expect(envelope.properties.type.enum).toContain('PurchaseRecorded');
     const types = json(await h.app.inject({ method: 'GET', url: '/webhooks/event-types', headers: h.auth('admin') }));
+    // Every aggregate an event type belongs to is a documented kind (clients generated from the document validate it).
+    const kinds = new Set(types.items.map((t: any) => t.aggregate));
+    expect([...kinds]).toEqual(expect.arrayContaining(['customer', 'user', 'team', 'activity', 'exchangeRate']));
+    expect([...envelope.properties.aggregate.properties.kind.enum].sort()).toEqual([...kinds].sort());
     expect(types.items.find((t: any) => t.type === 'CustomerRegistered')).toMatchObject({
       aggregate: 'customer',
       natsSubject: 'crm.customer.CustomerRegistered',
@@ -215,6 +258,136 @@ describe('delivery', () => {
       for (const id of [good.id, stuck.id]) await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
     }
   }, 240_000);
+
+  it('shows a password in the URL masked, refuses the mask given back as a password, and delivers with the real one', async () => {
+    const r = await receiver();
+    const password = `pw-${randomUUID()}`;
+    const url = `http://hooks:${password}@127.0.0.1:${r.port}/hook`;
+    const { id } = await subscribe({ url, events: ['CustomerRegistered'] });
+    const publishers = await startPublishers({ firstRetryMs: 50 });
+    try {
+      for (const res of [
+        await h.app.inject({ method: 'GET', url: `/webhooks/${id}`, headers: h.auth('admin') }),
+        await h.app.inject({ method: 'GET', url: '/webhooks', headers: h.auth('admin') }),
+        await h.app.inject({ method: 'PATCH', url: `/webhooks/${id}`, headers: h.auth('admin'), payload: { description: 'with basic auth' } }),
+      ]) {
+        expect(res.statusCode, res.body).toBe(200);
+        expect(res.body).not.toContain(password);
+      }
+      const shown = (await webhook(id)).url;
+      expect(shown).toBe(`http://hooks:***@127.0.0.1:${r.port}/hook`);
+      // Sent back as shown (to change something else): refused, not stored with *** as the password.
+      const problem = expectProblem(
+        await h.app.inject({ method: 'PATCH', url: `/webhooks/${id}`, headers: h.auth('admin'), payload: { url: shown } }),
+        400,
+        'validation',
+      );
+      expect(problem.errors?.map((e) => e.field)).toContain('url');
+
+      await commands.execute({ type: 'RegisterCustomer', name: 'Basic auth', email: `ba-${randomUUID()}@example.com` }, ctx());
+      const [first] = await eventually(
+        () => r.accepted().length > 0 && r.accepted(),
+        30_000,
+        () => 'a delivery',
+      );
+      expect(first!.authorization).toBe(`Basic ${Buffer.from(`hooks:${password}`).toString('base64')}`);
+    } finally {
+      await publishers.stop();
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
+    }
+  }, 60_000);
+
+  it('counts a 2xx as delivered even when its body is huge, never ends or breaks off, and does not send it again', async () => {
+    // Raw receivers: each answers 200 at once, then misbehaves in its body. Every request comes on a connection of its own (the body cuts it).
+    const answers: Record<string, (socket: Socket) => void> = {
+      huge: (socket) => {
+        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 1000000000\r\n\r\n');
+        const chunk = Buffer.alloc(64 * 1024, 120);
+        const pump = () => {
+          while (!socket.destroyed && socket.write(chunk));
+          if (!socket.destroyed) socket.once('drain', pump);
+        };
+        pump();
+      },
+      endless: (socket) => {
+        socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n');
+        const timer = setInterval(() => socket.write('1\r\nx\r\n'), 100);
+        socket.on('close', () => clearInterval(timer));
+      },
+      broken: (socket) => {
+        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc');
+        setTimeout(() => socket.destroy(), 50);
+      },
+    };
+    const requests: Record<string, number> = {};
+    const servers = await Promise.all(
+      Object.entries(answers).map(async ([name, answer]) => {
+        requests[name] = 0;
+        const server = createServer((socket) => {
+          socket.on('error', () => undefined);
+          socket.once('data', () => {
+            requests[name]!++;
+            answer(socket);
+          });
+        });
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        return { name, server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` };
+      }),
+    );
+    const ids = await Promise.all(servers.map(async (s) => ({ name: s.name, id: (await subscribe({ url: s.url, events: ['CustomerRegistered'] })).id })));
+    const publishers = await startPublishers({ timeoutMs: 1_000, firstRetryMs: 50, maxRetryMs: 200, retryForMs: 60_000 });
+    try {
+      for (let i = 0; i < 2; i++) await commands.execute({ type: 'RegisterCustomer', name: `Body ${i}`, email: `body-${randomUUID()}@example.com` }, ctx());
+      for (const { name, id } of ids) {
+        const view = await eventually(
+          async () => {
+            const v = await webhook(id);
+            return v.delivered >= 2 && v;
+          },
+          20_000,
+          () => `${name}: ${requests[name]} requests, no 2 deliveries`,
+        );
+        expect(view.failures, name).toBe(0);
+        expect(requests[name], name).toBe(2);
+      }
+    } finally {
+      await publishers.stop();
+      for (const { id } of ids) await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
+      for (const { server } of servers) server.close();
+    }
+  }, 60_000);
+
+  it('waits as long as a receiver asks with Retry-After (seconds or an HTTP date), never longer than the back-off cap', async () => {
+    const r = await receiver((n) =>
+      n === 0
+        ? { status: 429, headers: { 'retry-after': '2' } }
+        : n === 1
+          ? { status: 503, headers: { 'retry-after': new Date(Date.now() + 2_500).toUTCString() } }
+          : n === 2
+            ? { status: 429, headers: { 'retry-after': '3600' } }
+            : { status: 200 },
+    );
+    const { id } = await subscribe({ url: r.url, events: ['CustomerRegistered'] });
+    const publishers = await startPublishers({ timeoutMs: 2_000, firstRetryMs: 50, maxRetryMs: 3_000, retryForMs: 60_000 });
+    try {
+      await commands.execute({ type: 'RegisterCustomer', name: 'Rate limited', email: `rl-${randomUUID()}@example.com` }, ctx());
+      await eventually(
+        () => r.accepted().length === 1,
+        30_000,
+        () => `requests ${r.requests.map((q) => q.answered).join(',')}`,
+      );
+      const gaps = r.requests.slice(1).map((q, i) => q.at - r.requests[i]!.at);
+      // Without Retry-After these would be the 50-200 ms back-off.
+      expect(gaps[0]).toBeGreaterThanOrEqual(1_900);
+      expect(gaps[1]).toBeGreaterThanOrEqual(1_400);
+      // An hour asked for, the cap (3 s) given.
+      expect(gaps[2]).toBeGreaterThanOrEqual(2_900);
+      expect(gaps[2]).toBeLessThan(10_000);
+    } finally {
+      await publishers.stop();
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
+    }
+  }, 60_000);
 
   it('pauses a subscription as failing when retries run out, keeps its place, and resumes when enabled again', async () => {
     let healthy = false;

@@ -1,0 +1,184 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
+import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { POSITION_HEADER } from '../../integration/nats-publisher.ts';
+import { IntegrationPublishers } from '../../integration/publishers.ts';
+import { storedEvents } from '../support/events.ts';
+import { testSchemas } from '../support/postgres.ts';
+import { eventually } from './support.ts';
+
+/**
+ * A NATS server of this file's own (not the shared one on 4222), first without JetStream, then with it,
+ * then restarted without its storage: the stream is gone while the client reconnects by itself.
+ */
+/** Debian's package path, or the first on PATH (.ci/run installs the package where it is missing). */
+const NATS_BIN = ['/usr/sbin/nats-server', ...(process.env.PATH ?? '').split(':').map((dir) => join(dir, 'nats-server'))].find((path) => existsSync(path));
+if (!NATS_BIN) console.warn('NATS restart tests skipped: no nats-server binary (/usr/sbin/nats-server or on PATH) to run a server of their own');
+const PORT = 4151;
+const URL = `nats://127.0.0.1:${PORT}`;
+const STREAM = 'CRM_RESTART_TEST';
+const schemas = testSchemas('natsrestart');
+const dirs: string[] = [];
+let server: ChildProcess | undefined;
+let database: SqlDatabase;
+let store: EventStore;
+let commands: CrmCommands;
+let personalData: PersonalData;
+
+const startNats = async (jetStream: boolean) => {
+  const args = ['-a', '127.0.0.1', '-p', String(PORT)];
+  if (jetStream) {
+    const dir = mkdtempSync(join(tmpdir(), 'crm-nats-'));
+    dirs.push(dir);
+    args.push('-js', '-sd', dir);
+  }
+  const child = spawn(NATS_BIN!, args, { stdio: 'ignore' });
+  server = child;
+  // Listening: a plain connection succeeds.
+  await eventually(
+    async () => {
+      const nc = await connect({ servers: URL, timeout: 500 }).catch(() => undefined);
+      await nc?.close();
+      return nc !== undefined;
+    },
+    10_000,
+    () => `nats-server on ${PORT} did not start`,
+  );
+};
+
+const stopNats = async () => {
+  const child = server;
+  server = undefined;
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+};
+
+/** What the stream holds: message count and the last message's position, or undefined when there is no stream. */
+const streamState = async (): Promise<{ messages: number; lastPosition: string | undefined } | undefined> => {
+  const nc = await connect({ servers: URL, timeout: 2_000 });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info(STREAM).catch(() => undefined);
+    if (!info) return undefined;
+    const last = info.state.messages > 0 ? await jsm.streams.getMessage(STREAM, { seq: info.state.last_seq }) : null;
+    return { messages: info.state.messages, lastPosition: last?.header.get(POSITION_HEADER) };
+  } finally {
+    await nc.close();
+  }
+};
+
+beforeAll(async () => {
+  if (!NATS_BIN) return;
+  database = connectPostgres(schemas.url, { max: 4 });
+  store = await createPostgresEventStore(database, { schema: schemas.events });
+  personalData = await createPersonalData(database.db, { schema: schemas.events });
+  commands = createCrmCommands({ store, personalData });
+});
+afterAll(async () => {
+  await stopNats();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await store?.close();
+  await database?.close();
+  await schemas.dropSchemas();
+});
+
+const ctx = (): CommandContext => ({ actor: { userId: 'nats-restart', roles: ['admin'] }, correlationId: randomUUID() });
+const register = async (count: number) => {
+  for (let i = 0; i < count; i++) await commands.execute({ type: 'RegisterCustomer', name: `R ${i}`, email: `r${i}-${randomUUID()}@example.com` }, ctx());
+};
+
+describe.skipIf(!NATS_BIN)('NATS publisher when the stream is missing on a connection it already has', () => {
+  it('backs off after failures even while events keep coming (each new event does not cut the wait short)', async () => {
+    await startNats(false);
+    const publishers = new IntegrationPublishers({
+      db: database.db,
+      schema: schemas.events,
+      store,
+      personalData,
+      nats: { url: URL, stream: STREAM, role: 'analyst' },
+      reconcileEveryMs: 200,
+    });
+    await publishers.start();
+    try {
+      const nats = async () => (await publishers.status()).find((p) => p.name === 'nats');
+      await eventually(
+        async () => (await nats())?.lastError?.includes('jetstream'),
+        30_000,
+        () => 'a first failure',
+      );
+      const before = (await nats())!.failures;
+      const started = Date.now();
+      // About 4 s of steady traffic: the back-off (250 ms doubling) allows a handful of attempts, not one per event.
+      while (Date.now() - started < 4_000) await register(1);
+      const attempts = (await nats())!.failures - before;
+      expect(attempts).toBeGreaterThan(0);
+      expect(attempts).toBeLessThanOrEqual(6);
+    } finally {
+      await publishers.stop();
+      await stopNats();
+    }
+  }, 120_000);
+
+  it('creates the stream once JetStream is on, and again after the server lost it, without a restart of the publisher', async () => {
+    await startNats(false);
+    const publishers = new IntegrationPublishers({
+      db: database.db,
+      schema: schemas.events,
+      store,
+      personalData,
+      nats: { url: URL, stream: STREAM, role: 'analyst' },
+      reconcileEveryMs: 200,
+    });
+    await publishers.start();
+    try {
+      await register(3);
+      const nats = async () => (await publishers.status()).find((p) => p.name === 'nats');
+      await eventually(
+        async () => (await nats())?.lastError?.includes('jetstream'),
+        30_000,
+        () => 'the publisher reached the server without JetStream',
+      );
+
+      // Same port, now with JetStream: the client reconnects by itself; the stream must be created.
+      await stopNats();
+      await startNats(true);
+      const first = await storedEvents(store);
+      await eventually(
+        async () => (await streamState())?.messages === first.length,
+        60_000,
+        () => 'the stream holds every event after JetStream came on',
+      );
+
+      // Restarted without its storage: the stream is gone, and must be made again for what comes next.
+      await stopNats();
+      await startNats(true);
+      await register(2);
+      const all = await storedEvents(store);
+      await eventually(
+        async () => (await streamState())?.lastPosition === all.at(-1)!.position.toString(),
+        60_000,
+        () => 'the stream holds the events recorded after the restart',
+      );
+      expect((await streamState())?.messages).toBe(all.length - first.length);
+      // The checkpoint follows the acknowledgements.
+      await eventually(
+        async () => (await nats())?.position === all.at(-1)!.position,
+        10_000,
+        () => 'the checkpoint at the head',
+      );
+    } finally {
+      await publishers.stop();
+    }
+  }, 200_000);
+});

@@ -1,0 +1,36 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCrm, schemaEnv } from '../cli/support.ts';
+import { testSchemas } from '../support/postgres.ts';
+
+/** `crm webhooks` as an operator types it, against PostgreSQL schemas of this file's own. */
+const schemas = testSchemas('webhookscli');
+const cwd = mkdtempSync(join(tmpdir(), 'crm-webhooks-cli-'));
+const env = schemaEnv(schemas);
+afterAll(async () => {
+  await schemas.dropSchemas();
+  rmSync(cwd, { recursive: true, force: true });
+});
+
+const crm = (...args: string[]) => runCrm(['webhooks', ...args], { cwd, env, timeoutMs: 90_000 });
+
+describe('crm webhooks', () => {
+  it('masks a password in the URL when listing, and refuses a replay position past bigint as a usage error', async () => {
+    const created = await crm('create', '--url', 'https://hooks:pw-very-secret@example.com/crm', '--events', 'Deal*', '--json');
+    expect(created.code, created.stderr).toBe(0);
+    const { id } = JSON.parse(created.stdout) as { id: string };
+
+    const listed = await crm('list');
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('https://hooks:***@example.com/crm');
+    const disabled = await crm('disable', id, '--json');
+    expect(JSON.parse(disabled.stdout).url).toBe('https://hooks:***@example.com/crm');
+    for (const out of [listed.stdout, disabled.stdout]) expect(out).not.toContain('pw-very-secret');
+
+    const tooFar = await crm('replay', id, '--from', '9999999999999999999');
+    expect(tooFar.code, tooFar.stderr).toBe(2);
+    expect(tooFar.stderr).toContain('--from');
+  }, 300_000);
+});
