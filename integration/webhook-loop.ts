@@ -198,16 +198,23 @@ export class WebhookLoop {
       // A receiver that says when to come back (429, 503 with Retry-After) is not asked sooner; the cap
       // still holds, so a hostile or mistaken value cannot park the subscription beyond the usual back-off.
       const delay = Math.max(retryDelay(policy, attempt), Math.min(answer.retryAfterMs ?? 0, policy.maxRetryMs));
-      const pause = Date.now() + delay - firstFailureAt > policy.retryForMs;
+      // 410 Gone: the receiver says the endpoint will not come back (Standard Webhooks: stop sending), so
+      // the subscription pauses at once instead of retrying for `retryForMs`; enabling it resumes it.
+      const gone = answer.status === 410;
+      const pause = gone || Date.now() + delay - firstFailureAt > policy.retryForMs;
       const nextRetryAt = pause ? null : new Date(Date.now() + delay);
-      const error = answer.error ?? `HTTP ${answer.status}`;
+      const error = gone ? 'HTTP 410: the receiver says this endpoint is gone' : (answer.error ?? `HTTP ${answer.status}`);
       if (attempt === 1) await save();
       await tables.logAttempts(tables.db, subscription.id, [
         { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error, nextRetryAt },
       ]);
       await tables.recordFailure(this.name, { error, status: answer.status, latencyMs, nextRetryAt, pause });
       if (pause) {
-        this.deps.log?.('webhook subscription paused: retries ran out', { subscription: subscription.id, eventId, error });
+        this.deps.log?.(gone ? 'webhook subscription paused: the endpoint is gone' : 'webhook subscription paused: retries ran out', {
+          subscription: subscription.id,
+          eventId,
+          error,
+        });
         return 'paused';
       }
       // `wait` also returns early on new events: keep waiting out the delay unless interrupted.

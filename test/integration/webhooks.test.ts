@@ -389,6 +389,42 @@ describe('delivery', () => {
     }
   }, 60_000);
 
+  it('pauses a subscription at once when its receiver answers 410 Gone, and resumes when enabled again', async () => {
+    let gone = true;
+    const r = await receiver(() => (gone ? { status: 410 } : { status: 200 }));
+    const start = await newestPosition(h.store);
+    const sub = await subscribe({ url: r.url, events: ['CustomerRegistered'] });
+    // An hour of retries: only the 410 can pause it within the test.
+    const publishers = await startPublishers({ timeoutMs: 800, firstRetryMs: 50, maxRetryMs: 200, retryForMs: 3_600_000 });
+    try {
+      await registerWithPurchase(110);
+      const failing = await eventually(
+        async () => {
+          const v = await webhook(sub.id);
+          return v.state === 'failing' && v;
+        },
+        30_000,
+        () => 'state failing',
+      );
+      expect(failing.lastError).toBe('HTTP 410: the receiver says this endpoint is gone');
+      expect(BigInt(failing.position)).toBe(start);
+      await new Promise((res) => setTimeout(res, 500));
+      expect(r.requests.length).toBe(1);
+
+      gone = false;
+      await h.app.inject({ method: 'PATCH', url: `/webhooks/${sub.id}`, headers: h.auth('admin'), payload: { enabled: true } });
+      const expected = (await expectedEvents(['CustomerRegistered'], start)).map((e) => e.id);
+      await eventually(
+        () => expected.every((id) => r.accepted().some((a) => a.id === id)),
+        30_000,
+        () => `accepted ${r.accepted().length}`,
+      );
+    } finally {
+      await publishers.stop();
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${sub.id}`, headers: h.auth('admin') });
+    }
+  }, 90_000);
+
   it('pauses a subscription as failing when retries run out, keeps its place, and resumes when enabled again', async () => {
     let healthy = false;
     const r = await receiver(() => (healthy ? { status: 200 } : { status: 503 }));
