@@ -75,7 +75,8 @@ export const stringValue = (run: CommandRun, name: string): string | undefined =
 export const intValue = (run: CommandRun, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number => {
   const raw = stringValue(run, name);
   if (raw === undefined) return fallback;
-  const value = Number(raw);
+  // Digits only: Number() would read "" as 0 (`--port ""`: any free port), "0x50" as 80 and "1e3" as 1000.
+  const value = /^-?[0-9]+$/.test(raw) ? Number(raw) : Number.NaN;
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new UsageError(`--${name} must be a whole number between ${min} and ${max} (got "${raw}")`);
   }

@@ -5,7 +5,7 @@ import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply
 import { catchUp, type CatchUpProgress } from './catch-up.ts';
 import { analyzeTables } from './statistics.ts';
 import { recordFeedEngine } from './feed-engine.ts';
-import { CHECKPOINT_TABLE, migrateCheckpoints, migrateProjections, readCheckpoints, setState } from './checkpoints.ts';
+import { CHECKPOINT_TABLE, migrateCheckpoints, migrateProjections, readCheckpoints, setState, type Checkpoint } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 import { createReportingViews } from './reporting.ts';
 import { ensureSchema } from '../shared/sql.ts';
@@ -18,6 +18,12 @@ export interface ReadSideDeps {
   projections: readonly Projection[];
   /** Apply a batch to several projections at once (pg pool: yes; PGlite: no). */
   concurrent?: boolean;
+  /**
+   * Holds a session advisory lock on a connection of its own (not one of `db`'s, which the work needs)
+   * until the returned function is called: marks a rebuild's shadow as alive to other processes
+   * (`dropAbandonedRebuilds`). Needed wherever another process may rebuild or start beside this one.
+   */
+  sessionLock?: (key: string) => Promise<() => Promise<void>>;
 }
 
 export interface ReplayOptions extends ReadSideDeps {
@@ -93,6 +99,8 @@ export interface RebuildOptions extends ReadSideDeps {
   onProgress?: (progress: RebuildProgress) => void;
   /** The live runner in this process, told to re-read its checkpoints after the swap. */
   runner?: { reloadCheckpoints(): Promise<unknown> };
+  /** Ctrl-C: the rebuild stops at the next page or swap attempt with `RebuildInterrupted`, the live tables untouched. */
+  signal?: AbortSignal;
   /** Give up after this many swap attempts (each normally succeeds; retried after a deadlock or the like). */
   maxSwapAttempts?: number;
 }
@@ -105,7 +113,90 @@ export interface RebuildResult {
   swapAttempts: number;
 }
 
-const shadowName = (schema: string) => `${schema.slice(0, 48)}_rb_${randomBytes(4).toString('hex')}`;
+/** Shadow schemas of `schema` are named `<first 48 characters>_rb_<8 hex digits>`. */
+const shadowPrefix = (schema: string) => `${schema.slice(0, 48)}_rb_`;
+/** The rebuild stopped because its `signal` was aborted; its shadow is dropped and the live read models are as they were. */
+export class RebuildInterrupted extends Error {
+  constructor() {
+    super('The rebuild was interrupted; the live read models were left as they were');
+    this.name = 'RebuildInterrupted';
+  }
+}
+
+const shadowName = (schema: string) => `${shadowPrefix(schema)}${randomBytes(4).toString('hex')}`;
+const isShadowOf = (schema: string, name: string) => name.startsWith(shadowPrefix(schema)) && /^[0-9a-f]{8}$/.test(name.slice(shadowPrefix(schema).length));
+/** Session advisory lock a rebuild holds on its shadow while it works (`sessionLock`): a shadow nobody holds was left by a crash. */
+const shadowLockKey = (shadow: string) => `crm-rebuild:${shadow}`;
+/** Shadows of rebuilds running in this process (one connection, PGlite: advisory locks cannot tell them apart). */
+const ownShadows = new Set<string>();
+
+/**
+ * Claims a new shadow schema for this rebuild: created with the names of the projections it rebuilds as
+ * its comment, and held under `sessionLock` (when given) until the returned function drops it. A process
+ * killed mid-rebuild (`kill -9`, OOM) leaves its shadow behind with no lock held, which
+ * `dropAbandonedRebuilds` recognises.
+ */
+async function claimShadow(
+  db: Kysely<unknown>,
+  shadow: string,
+  names: readonly string[],
+  sessionLock: ReadSideDeps['sessionLock'],
+): Promise<() => Promise<void>> {
+  ownShadows.add(shadow);
+  let release: () => Promise<void> = async () => undefined;
+  try {
+    if (sessionLock) release = await sessionLock(shadowLockKey(shadow));
+    await ensureSchema(db, shadow);
+    await sql`COMMENT ON SCHEMA ${sql.id(shadow)} IS ${sql.lit(names.join(','))}`.execute(db);
+  } catch (error) {
+    await release().catch(() => undefined);
+    ownShadows.delete(shadow);
+    throw error;
+  }
+  return async () => {
+    try {
+      await sql`DROP SCHEMA IF EXISTS ${sql.id(shadow)} CASCADE`.execute(db);
+    } finally {
+      ownShadows.delete(shadow);
+      await release();
+    }
+  };
+}
+
+/**
+ * Recovers from rebuilds that died mid-way: drops their shadow schemas (a whole copy of the read models
+ * each, never dropped otherwise) and returns the projections they had marked `rebuilding` to the state
+ * they stand in (`failed` when a poison event is recorded, else `running`). Shadows of live rebuilds
+ * (locked through `ReadSideDeps.sessionLock` by their process, or running in this one) and the projections
+ * they name are left alone. `pool`: other processes may be rebuilding (a PostgreSQL server); without it
+ * (PGlite, one process per data folder) only this one can be.
+ */
+export async function dropAbandonedRebuilds(db: Kysely<unknown>, schema: string, options: { pool: boolean }): Promise<string[]> {
+  const { rows } = await sql<{ name: string }>`SELECT nspname AS name FROM pg_namespace
+    WHERE left(nspname, ${shadowPrefix(schema).length}) = ${shadowPrefix(schema)} ORDER BY nspname`.execute(db);
+  const dropped: string[] = [];
+  for (const { name } of rows) {
+    if (!isShadowOf(schema, name) || ownShadows.has(name)) continue;
+    const abandoned = options.pool
+      ? // Locked and dropped in one transaction: a live rebuild holds its lock from before its schema exists.
+        await db.transaction().execute(async (trx) => {
+          const { rows: lock } = await sql<{ free: boolean }>`SELECT pg_try_advisory_xact_lock(hashtext(${shadowLockKey(name)})) AS free`.execute(trx);
+          if (!lock[0]?.free) return false;
+          await sql`DROP SCHEMA IF EXISTS ${sql.id(name)} CASCADE`.execute(trx);
+          return true;
+        })
+      : await sql`DROP SCHEMA IF EXISTS ${sql.id(name)} CASCADE`.execute(db).then(() => true);
+    if (abandoned) dropped.push(name);
+  }
+  // Every shadow still there belongs to a live rebuild (or one that started meanwhile): its projections stay `rebuilding`.
+  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} c
+    SET state = CASE WHEN c.failed_event_id IS NULL THEN 'running' ELSE 'failed' END, updated_at = now()
+    WHERE c.state = 'rebuilding' AND NOT EXISTS (
+      SELECT 1 FROM pg_namespace n
+      WHERE left(n.nspname, ${shadowPrefix(schema).length}) = ${shadowPrefix(schema)}
+        AND c.name = ANY(string_to_array(obj_description(n.oid, 'pg_namespace'), ',')))`.execute(db);
+  return dropped;
+}
 
 /**
  * Rebuilds projections from position zero into a shadow schema while the live tables keep serving,
@@ -120,13 +211,24 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
   if (unknown.length > 0) throw new Error(`Unknown projections: ${unknown.join(', ')}`);
   const names = selected.map((p) => p.name);
   const shadow = shadowName(schema);
-  const progress = (phase: RebuildProgress['phase'], p: CatchUpProgress) => options.onProgress?.({ ...p, phase, names });
+  const checkSignal = () => {
+    if (options.signal?.aborted) throw new RebuildInterrupted();
+  };
+  const progress = (phase: RebuildProgress['phase'], p: CatchUpProgress) => {
+    checkSignal();
+    options.onProgress?.({ ...p, phase, names });
+  };
 
   await migrateCheckpoints(db, schema);
-  const live = await readCheckpoints(db, schema);
-  for (const p of selected) if (live.has(p.name)) await setState(db, schema, p.name, 'rebuilding');
+  // What an earlier rebuild killed mid-way left behind goes first; this one's shadow is claimed before
+  // any projection is marked `rebuilding`, so a crash from here on is recovered the same way.
+  await dropAbandonedRebuilds(db, schema, { pool: options.concurrent === true });
+  const dropShadow = await claimShadow(db, shadow, names, options.sessionLock);
+  let live = new Map<string, Checkpoint>();
   let events = 0;
   try {
+    live = await readCheckpoints(db, schema);
+    for (const p of selected) if (live.has(p.name)) await setState(db, schema, p.name, 'rebuilding');
     const first = await replayInto({
       db,
       store: options.store,
@@ -150,6 +252,8 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
     );
     const attempts = options.maxSwapAttempts ?? 20;
     for (let attempt = 1; ; attempt++) {
+      // A swap kept waiting (a long query holds a live table) is retried: each retry is a safe point.
+      checkSignal();
       const more = await catchUp({
         db,
         store: options.store,
@@ -181,7 +285,7 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
     for (const p of selected) if (live.has(p.name)) await setState(db, schema, p.name, live.get(p.name)!.state).catch(() => undefined);
     throw error;
   } finally {
-    await sql`DROP SCHEMA IF EXISTS ${sql.id(shadow)} CASCADE`.execute(db).catch(() => undefined);
+    await dropShadow().catch(() => undefined);
   }
 }
 

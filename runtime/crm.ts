@@ -18,7 +18,7 @@ import { createReadModelQueries } from '../projections/queries/index.ts';
 import { createAnalyticsService, type AnalyticsService } from '../analytics/service.ts';
 import { waitForCheckpoints } from '../projections/status.ts';
 import { migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
-import { rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts';
+import { dropAbandonedRebuilds, rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts';
 import { createReportingViews } from '../projections/reporting.ts';
 import { recordBaseCurrency } from '../projections/read-models/exchange-rates.ts';
 import { personalDataCodec } from '../projections/codec.ts';
@@ -82,15 +82,31 @@ export interface CrmRuntime {
 export const pgliteFolder = (dataDir: string) => join(dataDir, 'pgdata');
 
 /**
+ * When a process started (Linux: clock ticks since boot, field 22 of /proc/<pid>/stat); undefined
+ * where there is no /proc. With the pid it names one process: a pid reused after a restart differs.
+ */
+export const processStartTime = (pid: number): string | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+};
+
+/**
  * PGlite has no server to arbitrate: two processes on one data folder would corrupt it. A pid file
- * beside the data keeps a second `crm` out (a stale file of a dead process is taken over).
+ * beside the data keeps a second `crm` out (a stale file of a dead process is taken over). The file
+ * holds the pid and its start time: after a crash and a restart (a container, a reboot) the pid may
+ * belong to another program by then, which must not keep the folder locked.
  */
 function lockDataDir(dataDir: string): () => void {
   const path = join(dataDir, 'crm.pid');
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(path, 'wx');
-      writeSync(fd, String(process.pid));
+      writeSync(fd, `${process.pid} ${processStartTime(process.pid) ?? ''}`.trim());
       closeSync(fd);
       return () => {
         try {
@@ -101,11 +117,15 @@ function lockDataDir(dataDir: string): () => void {
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const pid = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isRunning(pid)) {
+      const [pidText = '', started] = readFileSync(path, 'utf8').trim().split(/\s+/);
+      const pid = Number(pidText);
+      // A file without a start time (older versions) names the process by its pid alone.
+      const sameProcess = started === undefined || processStartTime(pid) === undefined || processStartTime(pid) === started;
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isRunning(pid) && sameProcess) {
         throw new EventStoreUnavailable(
           `The embedded database in ${dataDir} is in use by another crm process (pid ${pid}). ` +
-            'Stop it first (the embedded database serves one process at a time), or run both against PostgreSQL with DATABASE_URL.',
+            'Stop it first (the embedded database serves one process at a time), or run both against PostgreSQL with DATABASE_URL. ' +
+            `If no crm process uses that folder (pid ${pid} is another program), delete ${path}.`,
         );
       }
       unlinkSync(path);
@@ -246,6 +266,32 @@ async function acquireStartupLock(database: SqlDatabase, key: string): Promise<(
   };
 }
 
+/**
+ * A session advisory lock on a connection of its own, held until the returned function is called: a
+ * rebuild marks its shadow schema as alive with it (projections/rebuild.ts) without taking one of the
+ * connections its work needs. PGlite serves one process: nothing to tell apart, no lock.
+ */
+const sessionLockFor = (config: CrmConfig): ReadSideDeps['sessionLock'] => {
+  const { database } = config;
+  if (database.kind !== 'postgres') return undefined;
+  return async (key) => {
+    const connection = connectPostgres(database.url, { max: 1, timeouts: apiTimeouts(config), namedStatements: false });
+    try {
+      const release = await acquireStartupLock(connection, key);
+      return async () => {
+        try {
+          await release();
+        } finally {
+          await connection.close();
+        }
+      };
+    } catch (error) {
+      await connection.close().catch(() => undefined);
+      throw error;
+    }
+  };
+};
+
 export interface OpenOptions {
   /** Keep the set-up lock until `setUpDone()` (serve and project migrate read models after opening). */
   holdSetUpLock?: boolean;
@@ -342,7 +388,8 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const codec = personalDataCodec(personalData);
     // PGlite has a single connection: applying projections side by side would only queue.
     const concurrent = database.kind === 'postgres';
-    const readSide: ReadSideDeps = { db: longWork.db, store, codec, projections, concurrent };
+    const sessionLock = sessionLockFor(config);
+    const readSide: ReadSideDeps = { db: longWork.db, store, codec, projections, concurrent, ...(sessionLock ? { sessionLock } : {}) };
     const replaySide: ReadSideDeps = { ...readSide, projections: isolatedProjections };
     // Each projection is run by the one worker holding its lease; alone, a process holds them all.
     const leases = new ProjectionLeases({
@@ -393,6 +440,8 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const migrateReadModels = async () => {
       await migrateCheckpoints(database.db, config.schemas.read);
       await migrateLeases(database.db, config.schemas.read);
+      // A rebuild killed mid-way (kill -9, OOM, a lost host) leaves its shadow schema and `rebuilding` marks.
+      await dropAbandonedRebuilds(database.db, config.schemas.read, { pool: database.kind === 'postgres' });
       const checkpoints = await readCheckpoints(database.db, config.schemas.read);
       // A projection whose version changed is left to the runner, which rebuilds it in a shadow schema.
       const current = projections.filter((p) => (checkpoints.get(p.name)?.version ?? p.version) === p.version);

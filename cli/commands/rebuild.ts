@@ -1,4 +1,4 @@
-import type { CliCommand, OptionWithHelp } from '../command.ts';
+import { UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
 import { createProgress } from '../progress.ts';
 
 export const rebuildCommand: CliCommand = {
@@ -8,7 +8,9 @@ export const rebuildCommand: CliCommand = {
   details: `
 Rebuilds one projection (or all) from position zero into a shadow schema while the live read
 models keep answering queries, then swaps the new tables in atomically once caught up.
-Interrupting it leaves the live read models untouched; run it again to start over.
+Interrupting it leaves the live read models untouched; run it again to start over. A rebuild
+killed outright (kill -9, a lost host) leaves its shadow schema behind: the next crm command that
+opens the read models (serve, project, rebuild, projections) drops it.
 
 Examples:
   crm rebuild              every read model and the analytics aggregates
@@ -18,7 +20,7 @@ Examples:
   } satisfies Record<string, OptionWithHelp>,
   async run(run) {
     const { openCrm } = await import('../../runtime/crm.ts');
-    const { rebuildProjections } = await import('../../projections/rebuild.ts');
+    const { rebuildProjections, RebuildInterrupted } = await import('../../projections/rebuild.ts');
     const runtime = await openCrm(run.config);
     try {
       if (run.values.list) {
@@ -26,22 +28,31 @@ Examples:
         return 0;
       }
       const names = run.positionals.length > 0 ? run.positionals : undefined;
+      const unknown = (names ?? []).filter((name) => !runtime.projections.some((p) => p.name === name));
+      if (unknown.length > 0) {
+        throw new UsageError(`no projection ${unknown.map((n) => `"${n}"`).join(', ')}: ${runtime.projections.map((p) => p.name).join(', ')}`);
+      }
       // On a store no `crm serve` or `crm project` has run on, the tables the rebuild reads (the base
       // currency) are made first, as `crm export` makes them.
       await runtime.prepareReadModels();
       const head = await runtime.store.headPosition();
       const progress = createProgress({ label: 'rebuild', unit: 'events' });
-      // Stop at the next page when interrupted: the shadow schema is dropped, the live tables stay.
+      // Ctrl-C stops it at the next page or swap attempt: the shadow schema is dropped, the live tables stay.
       const result = await rebuildProjections({
         ...runtime.readSide,
         schema: run.config.schemas.read,
         reportingSchema: run.config.schemas.reporting,
         ...(names ? { names } : {}),
-        onProgress: (p) => {
-          if (run.signal.aborted) throw new Error('interrupted');
-          progress.update(p.events);
-        },
+        signal: run.signal,
+        onProgress: (p) => progress.update(p.events),
+      }).catch((error: unknown) => {
+        if (error instanceof RebuildInterrupted) return undefined;
+        throw error;
       });
+      if (!result) {
+        run.err('\nInterrupted: the live read models were left as they were. Run the same command again to rebuild (it starts from the beginning).');
+        return 130;
+      }
       progress.done(`position ${result.position} of ${head}`);
       run.out(`Rebuilt ${result.names.join(', ')} from ${result.events} events and swapped them in.`);
       return 0;

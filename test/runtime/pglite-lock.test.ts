@@ -1,0 +1,55 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../cli/config.ts';
+import { EventStoreUnavailable } from '../../eventstore/errors.ts';
+import { openDatabase, processStartTime } from '../../runtime/crm.ts';
+
+/**
+ * The pid file that keeps a second process off an embedded database folder, as a crash leaves it:
+ * after a restart its pid may belong to another program, which must not keep the folder locked.
+ */
+const folders: string[] = [];
+const dataFolder = () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'crm-pid-'));
+  folders.push(cwd);
+  mkdirSync(join(cwd, '.crm-data'));
+  return { config: loadConfig({}, cwd), pidFile: join(cwd, '.crm-data', 'crm.pid') };
+};
+
+afterAll(() => {
+  for (const folder of folders) rmSync(folder, { recursive: true, force: true });
+});
+
+describe.skipIf(processStartTime(1) === undefined)('the embedded database folder lock', () => {
+  it('takes over a pid file whose pid now belongs to another program (started at another time)', async () => {
+    const { config, pidFile } = dataFolder();
+    // Pid 1 runs, but it is not the process that wrote this file: its start time differs.
+    writeFileSync(pidFile, `1 ${Number(processStartTime(1)) + 12345}`);
+    const database = await openDatabase(config);
+    try {
+      expect(readFileSync(pidFile, 'utf8')).toBe(`${process.pid} ${processStartTime(process.pid)}`);
+    } finally {
+      await database.close();
+    }
+    expect(existsSync(pidFile)).toBe(false);
+  }, 120_000);
+
+  it('keeps out a second process while the one named (pid and start time) runs, saying how to recover', async () => {
+    const { config, pidFile } = dataFolder();
+    const other = spawn('sleep', ['60']);
+    try {
+      writeFileSync(pidFile, `${other.pid} ${processStartTime(other.pid!)}`);
+      const opening = openDatabase(config);
+      await expect(opening).rejects.toBeInstanceOf(EventStoreUnavailable);
+      await expect(opening).rejects.toThrow(`is in use by another crm process (pid ${other.pid})`);
+      await expect(opening).rejects.toThrow(`delete ${pidFile}`);
+      // The file of the running process is left as it was.
+      expect(readFileSync(pidFile, 'utf8')).toBe(`${other.pid} ${processStartTime(other.pid!)}`);
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+});
