@@ -12,7 +12,7 @@ export type { AuditDeps } from './deps.ts';
 export { stateAsOf, type RecordAsOf } from './as-of.ts';
 export { eventLog, streamHistory, iterateEventLog, iterateStreamHistory, InvalidAuditQuery } from './history.ts';
 export { exportStream, type ExportFormat } from './export.ts';
-export { verifyReadModels, type ReadModelVerification } from './verify.ts';
+export { ReadModelsNotBuilt, verifyReadModels, type ReadModelVerification } from './verify.ts';
 export { sealChain, startChainSealer, verifyChains, verifyGlobalChain, type ChainsVerification } from './sql/chain.ts';
 export { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
 export { describeChainsVerification, describeReadModelVerification } from './summary.ts';

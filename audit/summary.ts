@@ -26,7 +26,23 @@ export function describeReadModelVerification(result: ReadModelVerification): st
   }
   if (result.failedProjections.length > 0) lines.push(`  failed projections: ${result.failedProjections.join(', ')}`);
   lines.push(...describeSkips(result.skipped ?? []));
+  const behind = describeLag(result);
+  if (behind) lines.push(`  ${behind}`);
   return lines;
+}
+
+/**
+ * Read models compared below the store's head: equal as far as they were projected, but the later
+ * events were not verified (a read model that was never projected compares "equal" at position 0).
+ */
+export function describeLag(result: Pick<ReadModelVerification, 'positions' | 'head'>): string | undefined {
+  const behind = Object.entries(result.positions).filter(([, position]) => position < result.head);
+  if (behind.length === 0) return undefined;
+  const lowest = behind.reduce((low, [, position]) => (position < low ? position : low), result.head);
+  return (
+    `not verified: the events after position ${lowest} (the store's head is ${result.head}): ` +
+    `${behind.map(([name]) => name).join(', ')} had not projected them yet; run verify again once the projections caught up (GET /ready)`
+  );
 }
 
 /** Skipped poison events explain a gap: live and replay both leave them out, by an operator's recorded decision. */

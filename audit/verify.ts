@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { catchUp } from '../projections/catch-up.ts';
-import { ensureCheckpoint, migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
+import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readSkips, type ProjectionSkip } from '../projections/skips.ts';
@@ -32,6 +32,11 @@ export interface ReadModelVerification {
   events: number;
   /** Live checkpoint of each projection: what was compared. */
   positions: Record<string, bigint>;
+  /**
+   * The store's last position when the check started. A live checkpoint below it means the read
+   * models were compared only as far as they had been projected: later events were not verified.
+   */
+  head: bigint;
   tables: TableComparison[];
   /** Differing rows over all tables. */
   differences: number;
@@ -53,6 +58,23 @@ export interface VerifyOptions {
   /** Keep the shadow schema for inspection instead of dropping it. */
   keepShadow?: boolean;
 }
+
+/**
+ * The live read models were never built in this schema (no checkpoints table: no `crm serve` or
+ * `crm project` has run against it yet), so there is nothing to compare a replay with.
+ */
+export class ReadModelsNotBuilt extends Error {
+  constructor(readonly schema: string) {
+    super(`No read models to verify in schema ${schema} yet: \`crm serve\` (or \`crm project\`) builds them; start it once, then verify again.`);
+    this.name = 'ReadModelsNotBuilt';
+  }
+}
+
+const checkpointsExist = async (db: QueryExecutorProvider, schema: string): Promise<boolean> => {
+  const { rows } = await sql<{ found: boolean }>`SELECT EXISTS (SELECT 1 FROM information_schema.tables
+    WHERE table_schema = ${schema} AND table_name = ${CHECKPOINT_TABLE}) AS found`.execute(db);
+  return rows[0]?.found === true;
+};
 
 const shadowName = (readSchema: string): string => `${readSchema}_verify_${randomBytes(4).toString('hex')}`;
 
@@ -132,6 +154,9 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
   const shadow = shadowName(readSchema);
   const progress = options.onProgress ?? (() => undefined);
   const onEvents = (events: number) => progress({ phase: 'replay', done: events, total: null });
+  // Checked first: reading the live checkpoints would otherwise fail with a bare "relation does not exist".
+  if (!(await checkpointsExist(db, readSchema))) throw new ReadModelsNotBuilt(readSchema);
+  const head = await deps.store.headPosition();
   await prepareShadow(db, shadow, projections);
   try {
     let events = 0;
@@ -184,6 +209,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       ok: differences === 0,
       events,
       positions: Object.fromEntries(positions),
+      head,
       tables,
       differences,
       ...(firstDifference ? { firstDifference } : {}),

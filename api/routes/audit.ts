@@ -183,8 +183,9 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       const mode = personalDataMode(request);
       const chosen = negotiate(request, format, 'json');
       if (chosen !== 'json') {
-        // Validate the cursor before the first byte goes out.
-        await guarded(() => streamHistory(deps, stream, { personalData: mode, limit: 1, direction, cursor: cursor ?? null }));
+        // Validate the cursor, and that the stream exists, before the first byte goes out.
+        const first = await guarded(() => streamHistory(deps, stream, { personalData: mode, limit: 1, direction, cursor: cursor ?? null }));
+        if (first.items.length === 0 && cursor === undefined) throw new ProblemError('not_found', `No stream ${stream}.`);
         return sendExport(reply, chosen, stream, iterateStreamHistory(deps, stream, { personalData: mode, direction, cursor: cursor ?? null }));
       }
       const page = await guarded(() => streamHistory(deps, stream, { personalData: mode, limit, direction, cursor: cursor ?? null }));
@@ -207,6 +208,9 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     async (request, reply) => {
       const { stream } = request.params;
       const chosen = negotiate(request, request.query.format, 'ndjson');
+      // As the paged history: a mistyped stream is a 404, not a download holding nothing.
+      if ((await streamHistory(deps, stream, { personalData: 'mask', limit: 1 })).items.length === 0)
+        throw new ProblemError('not_found', `No stream ${stream}.`);
       return sendExport(reply, chosen === 'json' ? 'ndjson' : chosen, stream, iterateStreamHistory(deps, stream, { personalData: personalDataMode(request) }));
     },
   );

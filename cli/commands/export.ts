@@ -17,6 +17,22 @@ const drained = (out: NodeJS.WritableStream): Promise<void> =>
     out.once('error', done);
   });
 
+/**
+ * Why the read model of `kind` may not hold every recorded event, or undefined when it is current.
+ * The export reads the read model as it stands; after `crm demo` or `crm import` with no projection
+ * running, that is an empty or stale file with exit code 0 unless the operator is told.
+ */
+const projectionLag = async (runtime: CrmRuntime, readSchema: string, kind: string): Promise<string | undefined> => {
+  const { readCheckpoints } = await import('../../projections/checkpoints.ts');
+  const checkpoint = (await readCheckpoints(runtime.database.db, readSchema)).get(kind);
+  const head = await runtime.store.headPosition();
+  const position = checkpoint?.position ?? 0n;
+  const advice = 'the file holds the read model as it stands; `crm serve` or `crm project` brings it up to date, `crm projections` shows its state';
+  if (checkpoint?.state === 'failed') return `the ${kind} projection is stopped on a failed event at position ${checkpoint.failedPosition}: ${advice}.`;
+  if (position < head) return `the ${kind} read model is behind the event store (projected up to position ${position}, head ${head}): ${advice}.`;
+  return undefined;
+};
+
 export const exportCommand: CliCommand = {
   name: 'export',
   summary: 'Write every customer, deal or feedback item of the read models as CSV or NDJSON',
@@ -30,8 +46,8 @@ operator's export holds personal data unmasked: keep the file as carefully as th
     output: { type: 'string', description: 'file to write (default: stdout)' },
   },
   async run(run) {
-    const kind = run.positionals[0];
-    if (!KINDS.includes(kind as (typeof KINDS)[number])) throw new UsageError(`export needs one of ${KINDS.join(', ')}`);
+    const kind = run.positionals[0] as (typeof KINDS)[number] | undefined;
+    if (kind === undefined || !KINDS.includes(kind)) throw new UsageError(`export needs one of ${KINDS.join(', ')}`);
     const format = stringValue(run, 'format') ?? 'csv';
     if (format !== 'csv' && format !== 'ndjson') throw new UsageError('--format must be csv or ndjson');
     const { openCrm } = await import('../../runtime/crm.ts');
@@ -51,6 +67,8 @@ operator's export holds personal data unmasked: keep the file as carefully as th
     try {
       runtime = await openCrm(run.config);
       await runtime.prepareReadModels();
+      const lag = await projectionLag(runtime, run.config.schemas.read, kind);
+      if (lag) run.err(`crm export: ${lag}`);
       const queries = runtime.apiDeps.queries;
       // The filters' defaults (the sort order) as the HTTP export applies them to a request without filters.
       const { z } = await import('zod');

@@ -1,7 +1,31 @@
+import type { Kysely } from 'kysely';
 import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
 import { createProgress } from '../progress.ts';
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Up to five objects in `schema` that no replay of this deployment made: a schema registered as a
+ * replay copy (`read_model_copies`, written before every replay) is ours to replace, and so is one
+ * that is empty or does not exist; anything else (another application's tables, another
+ * deployment's read models) would be dropped with it.
+ */
+async function foreignObjects(db: Kysely<unknown>, readSchema: string, schema: string, role: 'schema_name' | 'reporting_schema'): Promise<string[]> {
+  const { sql } = await import('kysely');
+  const { migrateReadModelCopies } = await import('../../projections/read-model-copies.ts');
+  await migrateReadModelCopies(db, readSchema);
+  const { rows } = await sql<{ name: string }>`
+    SELECT name FROM (
+      SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = ${schema} AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+      UNION ALL
+      SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ${schema}
+    ) found
+     WHERE NOT EXISTS (SELECT 1 FROM ${sql.id(readSchema, 'read_model_copies')} WHERE ${sql.ref(role)} = ${schema})
+     ORDER BY name
+     LIMIT 5`.execute(db);
+  return rows.map((r) => r.name);
+}
 
 export const replayCommand: CliCommand = {
   name: 'replay',
@@ -24,20 +48,48 @@ Example:
     const schema = stringValue(run, 'schema');
     const reportingSchema = stringValue(run, 'reporting-schema');
     if (!asOfText) throw new UsageError('--as-of is required (an ISO time such as 2026-06-30T23:59:59Z)');
+    // The schemas of every other instant (HTTP ?asOf=): `new Date` alone rolls 2024-02-30 over to
+    // March 1 and reads "2024-01-01junk" as a date, so a typo would silently build another instant.
+    const { IsoDate, IsoDateTime } = await import('../../domain/shared.ts');
+    if (!IsoDateTime.safeParse(asOfText).success && !IsoDate.safeParse(asOfText).success) {
+      throw new UsageError(
+        `--as-of must be an ISO time with an offset, e.g. 2026-06-30T23:59:59Z, or a date (its start, UTC), in the years 1900-2200 (got "${asOfText}")`,
+      );
+    }
     const asOf = new Date(asOfText);
-    if (Number.isNaN(asOf.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(asOfText)) throw new UsageError(`--as-of must be an ISO time (got "${asOfText}")`);
     if (!schema || !SCHEMA_NAME.test(schema)) throw new UsageError('--schema must be a lower-case PostgreSQL identifier');
     if (reportingSchema !== undefined && !SCHEMA_NAME.test(reportingSchema))
       throw new UsageError('--reporting-schema must be a lower-case PostgreSQL identifier');
     const { schemas } = run.config;
-    if ([schemas.events, schemas.read, schemas.reporting].includes(schema)) {
-      throw new UsageError(`--schema ${schema} is one of the live schemas; choose a new name`);
+    // Not the live schemas (nor the system's): the replay would replace them. A reporting schema of the
+    // live ones would silently point every dashboard's views at this past copy.
+    const taken = [schemas.events, schemas.read, schemas.reporting, 'public'];
+    for (const [option, name] of [
+      ['--schema', schema],
+      ['--reporting-schema', reportingSchema],
+    ] as const) {
+      if (name !== undefined && (taken.includes(name) || name.startsWith('pg_') || name === 'information_schema')) {
+        throw new UsageError(`${option} ${name} is one of the live or system schemas; choose a new name`);
+      }
     }
+    if (reportingSchema === schema) throw new UsageError('--reporting-schema must differ from --schema (its views are named as the tables)');
     const { openCrm } = await import('../../runtime/crm.ts');
     const { replayInto } = await import('../../projections/rebuild.ts');
     const { registerReadModelCopy } = await import('../../projections/read-model-copies.ts');
     const runtime = await openCrm(run.config);
     try {
+      for (const [option, name, role] of [
+        ['--schema', schema, 'schema_name'],
+        ['--reporting-schema', reportingSchema, 'reporting_schema'],
+      ] as const) {
+        if (name === undefined) continue;
+        const foreign = await foreignObjects(runtime.database.db, schemas.read, name, role);
+        if (foreign.length > 0) {
+          throw new UsageError(
+            `${option} ${name} already holds objects that no crm replay made (${foreign.join(', ')}); the replay would replace them. Choose a new name.`,
+          );
+        }
+      }
       // Registered first: a forget must reach this copy even if the replay is interrupted.
       await registerReadModelCopy(runtime.database.db, schemas.read, {
         schema,
@@ -57,7 +109,10 @@ Example:
         },
       });
       progress.done();
-      run.out(`Read models as of ${asOf.toISOString()} are in schema ${schema} (${result.events} events, up to position ${result.position}).`);
+      // The replay reads the whole log and folds only what was recorded by then: the count is of events read.
+      run.out(
+        `Read models as of ${asOf.toISOString()} are in schema ${schema} (${result.events} events read up to position ${result.position}; those recorded later left out).`,
+      );
       if (result.failed.length > 0) {
         run.err(`These projections stopped on an event they could not apply: ${result.failed.join(', ')} (see ${schema}.projection_checkpoints).`);
         return 1;

@@ -1,7 +1,8 @@
 import type { CliCommand, CommandRun, OptionWithHelp } from '../command.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { createProgress } from '../progress.ts';
-import { describeSkips } from '../../audit/summary.ts';
+import { describeLag, describeSkips } from '../../audit/summary.ts';
+import type { ReadModelVerification } from '../../audit/verify.ts';
 
 const json = (value: unknown) => JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
 
@@ -10,7 +11,18 @@ async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<numbe
   const result = await runtime.audit.verifyChains({ onProgress: (p) => progress.update(p.checked) });
   progress.done();
   if (result.ok) {
-    run.out('Hash chains intact: every stream chain and the global chain verify.');
+    const { streams, global } = result;
+    run.out(
+      `Hash chains intact: ${streams.checked} events on their stream chains, ${global.checked} on the global chain` +
+        ` (sealed through ${global.sealedThrough === null ? 'nothing yet' : `position ${global.sealedThrough}`}).`,
+    );
+    // The global chain alone catches a stream re-hashed end to end or truncated with its head: say what it does not cover yet.
+    if (global.unsealed > 0) {
+      run.out(
+        `Note: ${global.unsealed} events after the last seal are covered by their stream chains only until they are sealed ` +
+          '(`crm serve` and `crm project` seal every second; POST /audit/chain/seal seals now).',
+      );
+    }
     return 0;
   }
   const broken = result.firstBroken;
@@ -25,12 +37,21 @@ async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<numbe
 
 async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<number> {
   const progress = createProgress({ label: 'verify', unit: 'events' });
-  const result = await runtime.audit.verifyReadModels({
-    onProgress: (p) => {
-      if (run.signal.aborted) throw new Error('interrupted: nothing was changed; run it again');
-      progress.update(p.done, p.total ?? undefined);
-    },
-  });
+  const { ReadModelsNotBuilt } = await import('../../audit/verify.ts');
+  let result: ReadModelVerification;
+  try {
+    result = await runtime.audit.verifyReadModels({
+      onProgress: (p) => {
+        if (run.signal.aborted) throw new Error('interrupted: nothing was changed; run it again');
+        progress.update(p.done, p.total ?? undefined);
+      },
+    });
+  } catch (error) {
+    // A store whose read models were never built is a state to explain, not a crash to report.
+    if (!(error instanceof ReadModelsNotBuilt)) throw error;
+    run.err(`crm verify: ${error.message}`);
+    return 1;
+  }
   progress.done();
   for (const table of result.tables) {
     run.out(
@@ -38,11 +59,14 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
     );
   }
   for (const line of describeSkips(result.skipped)) run.out(`Gap explained:${line.slice(1)}`);
+  const lag = describeLag(result);
   if (result.ok) {
     run.out(`Read models equal a replay of ${result.events} events (${result.tables.length} tables, ${Math.round(result.durationMs)} ms).`);
+    if (lag) run.out(`Note: ${lag}.`);
     return 0;
   }
   run.out(`Read models DIFFER from a replay of the events: ${result.differences} rows.`);
+  if (lag) run.out(`Note: ${lag}.`);
   if (result.firstDifference) run.out(`First difference: ${json(result.firstDifference)}`);
   for (const table of result.tables.filter((t) => !t.equal)) for (const row of table.sample.slice(0, 5)) run.out(`  ${json(row)}`);
   if (result.failedProjections.length) run.out(`Failed projections: ${result.failedProjections.join(', ')}`);

@@ -115,6 +115,14 @@ describe('GET /audit/streams/:stream', () => {
     expect(rows[0]!.startsWith('position,stream,revision,id,type')).toBe(true);
     expect(rows).toHaveLength(4);
   });
+
+  it('answers 404 for a stream with no events on the exports too, as on the paged history', async () => {
+    const missing = `customer-${randomUUID()}`;
+    expect(expectProblem(await send('auditor', 'GET', `/audit/streams/${missing}/export`), 404).detail).toBe(`No stream ${missing}.`);
+    expectProblem(await send('auditor', 'GET', `/audit/streams/${missing}/export?format=csv`), 404);
+    expectProblem(await send('auditor', 'GET', `/audit/streams/${missing}?format=ndjson`), 404);
+    expectProblem(await send('auditor', 'GET', `/audit/streams/${missing}`, undefined, { accept: 'text/csv' }), 404);
+  });
 });
 
 describe('GET /audit/events', () => {

@@ -1,0 +1,108 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { testSchemas } from '../support/postgres.ts';
+import { runCrm, schemaEnv } from '../cli/support.ts';
+
+/**
+ * The auditor's and operator's commands on a store whose read models were never projected (events
+ * written by `crm import` or `crm demo` with no `crm serve` running yet): they say so instead of
+ * crashing with a stack trace or answering from empty tables as if they were complete.
+ */
+const schemas = testSchemas('audit_cli');
+const folder = mkdtempSync(join(tmpdir(), 'crm-audit-cli-'));
+// Several `crm` processes per test, each starting the CLI: generous on a busy 2-core machine.
+vi.setConfig({ testTimeout: 120_000 });
+const crm = (args: string[]) => runCrm(args, { cwd: folder, env: schemaEnv(schemas), timeoutMs: 120_000 });
+
+afterAll(async () => {
+  await schemas.dropSchemas();
+  rmSync(folder, { recursive: true, force: true });
+});
+
+describe('audit commands before the read models are built', () => {
+  it('crm verify names the missing read models and how to build them, without a stack trace', async () => {
+    const result = await crm(['verify']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`crm verify: No read models to verify in schema ${schemas.read} yet`);
+    expect(result.stderr).toContain('crm serve');
+    expect(result.stderr).not.toMatch(/unexpected error|does not exist|\n\s+at /);
+  });
+
+  it('crm export warns that the read model is behind the events, and stops warning once it caught up', async () => {
+    const customers = join(folder, 'customers.csv');
+    writeFileSync(customers, ['name,email', 'Ada,ada@audit-cli.example', 'Grace,grace@audit-cli.example'].join('\n'));
+    const imported = await crm(['import', customers, '--report', join(folder, 'report.csv')]);
+    expect(imported.code, imported.stderr).toBe(0);
+
+    const stale = await crm(['export', 'customers']);
+    expect(stale.code, stale.stderr).toBe(0);
+    expect(stale.stdout).toBe('');
+    expect(stale.stderr).toMatch(/crm export: the customers read model is behind the event store \(projected up to position 0, head \d+\)/);
+
+    // The export created the read-model tables: verify now runs, and says how far it could check.
+    const verified = await crm(['verify']);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(verified.stdout).toMatch(/Note: not verified: the events after position 0 \(the store's head is \d+\): customers/);
+
+    expect((await crm(['rebuild'])).code).toBe(0);
+    const current = await crm(['export', 'customers']);
+    expect(current.code, current.stderr).toBe(0);
+    expect(current.stderr).not.toContain('behind');
+    expect(current.stdout.trim().split('\n')).toHaveLength(3);
+    const caughtUp = await crm(['verify']);
+    expect(caughtUp.code, caughtUp.stdout + caughtUp.stderr).toBe(0);
+    expect(caughtUp.stdout).not.toContain('not verified');
+  }, 300_000);
+
+  it('crm verify --chain does not claim the global chain for events no seal covers yet', async () => {
+    // No `crm serve` or `crm project` ran, so nothing sealed the imported events.
+    const result = await crm(['verify', '--chain']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/Hash chains intact: [1-9]\d* events on their stream chains, 0 on the global chain \(sealed through nothing yet\)/);
+    expect(result.stdout).toMatch(/Note: [1-9]\d* events after the last seal are covered by their stream chains only/);
+    expect(result.stdout).not.toContain('the global chain verify');
+  });
+});
+
+describe('crm replay --schema and --reporting-schema', () => {
+  it('refuses the live reporting schema, whose views every dashboard reads', async () => {
+    const result = await crm(['replay', '--as-of', '2026-01-01T00:00:00Z', '--schema', `${schemas.read}_past`, '--reporting-schema', schemas.reporting]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`--reporting-schema ${schemas.reporting} is one of the live or system schemas`);
+  });
+
+  it('leaves a schema it did not make alone instead of dropping it with its tables', async () => {
+    // Named with the file's prefix, so dropSchemas removes it afterwards.
+    const billing = schemas.read.replace(/_read$/, '_billing');
+    const client = new pg.Client({ connectionString: schemas.url });
+    await client.connect();
+    try {
+      await client.query(`CREATE SCHEMA "${billing}"; CREATE TABLE "${billing}".invoices (id int PRIMARY KEY); INSERT INTO "${billing}".invoices VALUES (1)`);
+      const result = await crm(['replay', '--as-of', '2026-01-01T00:00:00Z', '--schema', billing]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(`--schema ${billing} already holds objects that no crm replay made (invoices)`);
+      expect((await client.query(`SELECT count(*)::int AS n FROM "${billing}".invoices`)).rows[0]).toEqual({ n: 1 });
+      // A copy a replay made is replaced as before.
+      const copy = `${schemas.read}_copy`;
+      expect((await crm(['replay', '--as-of', '2026-01-01T00:00:00Z', '--schema', copy])).code).toBe(0);
+      const again = await crm(['replay', '--as-of', '2026-01-01T00:00:00Z', '--schema', copy]);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stdout).toContain(`are in schema ${copy}`);
+    } finally {
+      await client.end();
+    }
+  });
+});
+
+describe('crm replay --as-of', () => {
+  it.each(['2024-02-30', '2024-01-01junk', '0000-01-01', '2024-01-01T12:00:00'])('refuses %s instead of replaying another instant', async (asOf) => {
+    const result = await crm(['replay', '--as-of', asOf, '--schema', `${schemas.read}_past`]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`--as-of must be an ISO time with an offset`);
+    expect(result.stderr).toContain(`(got "${asOf}")`);
+    expect(result.stdout).not.toContain('Read models as of');
+  });
+});
