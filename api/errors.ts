@@ -2,7 +2,15 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DomainError } from '../domain/errors.ts';
-import { EventStoreUnavailable, IdempotencyConflict, OutcomeUnknown, InvalidAppend, InvalidReadOptions, WrongExpectedRevision } from '../eventstore/errors.ts';
+import {
+  EventStoreUnavailable,
+  IdempotencyConflict,
+  OutcomeUnknown,
+  InvalidAppend,
+  InvalidReadOptions,
+  MasterKeyMismatch,
+  WrongExpectedRevision,
+} from '../eventstore/errors.ts';
 import { PROBLEM_CONTENT_TYPE, ProblemError, validationProblem, type FieldError } from './problems.ts';
 
 /** Where a failing value sat: `body`, `query`, `params` or `headers` (fastify's validation contexts). */
@@ -119,6 +127,16 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
     return outcomeUnknown('The connection to the database was lost while the command was being recorded');
   if (error instanceof EventStoreUnavailable) {
     return new ProblemError('unavailable', 'The database cannot be reached right now; retry shortly.', {}, { 'retry-after': RETRY_AFTER_SECONDS });
+  }
+  // The master key was rotated under this process: it stores no personal data until its operator restarts
+  // it (the advice is in the log), and the client only learns to come back later.
+  if (error instanceof MasterKeyMismatch) {
+    return new ProblemError(
+      'unavailable',
+      'The service cannot store personal data until its operator restarts it with the current master key; retry later.',
+      {},
+      { 'retry-after': RETRY_AFTER_SECONDS },
+    );
   }
   // A ZodError thrown past the route schema (command layer, query functions) is about the body of a
   // command or the query string of a read.

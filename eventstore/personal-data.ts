@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { isCrmEventType, parseEvent, personalFields } from '../domain/catalogue.ts';
 import { EventMetadata } from '../domain/metadata.ts';
@@ -175,6 +175,32 @@ type KeyLookup = Buffer | null | undefined;
 const keysTable = (schema: string) => sql.table(`${schema}.customer_keys`);
 
 /**
+ * Which master key new data keys are wrapped with, as a one-way fingerprint (one row). A process started
+ * before `crm master-key rewrap` still holds the old key: a data key it wrapped after the rewrap could
+ * never be unwrapped with the new one, and its customer's personal data would be lost. So a process with
+ * a master key stores a new data key only while the fingerprint names its key (the row is share-locked by
+ * the insert and locked for update by the rewrap, so neither slips past the other). Bare keys (no master
+ * key) read with any master key, so a process without one is neither guarded nor recorded.
+ */
+const masterKeyTable = (schema: string) => sql.table(`${schema}.master_key`);
+const fingerprintOf = (masterKey: Uint8Array): string => createHmac('sha256', masterKey).update('crm master key fingerprint').digest('hex');
+const recordMasterKey = (schema: string, masterKey: Uint8Array) => sql`
+  INSERT INTO ${masterKeyTable(schema)} (fingerprint) VALUES (${fingerprintOf(masterKey)})
+  ON CONFLICT (one) DO UPDATE SET fingerprint = excluded.fingerprint`;
+const masterKeyReplaced = () =>
+  new MasterKeyMismatch(
+    'The master key was replaced (crm master-key rewrap) while this process ran, so it cannot store new customer data keys: restart it with the new key (CRM_MASTER_KEY / CRM_MASTER_KEY_FILE).',
+  );
+
+async function migrateMasterKey(db: Kysely<unknown>, schema: string): Promise<void> {
+  await sql`
+    CREATE TABLE IF NOT EXISTS ${masterKeyTable(schema)} (
+      one boolean PRIMARY KEY DEFAULT true CHECK (one),
+      fingerprint text NOT NULL
+    )`.execute(db);
+}
+
+/**
  * Checks one wrapped key against the master key, so that a missing or wrong master key stops the
  * process at start with a clear message instead of failing every read of personal data later.
  */
@@ -203,7 +229,10 @@ async function checkMasterKey(db: Kysely<unknown>, schema: string, masterKey: Ui
 export async function rewrapDataKeys(db: Kysely<unknown>, options: { schema: string; from?: Uint8Array; to: Uint8Array }): Promise<number> {
   if (options.to.length !== KEY_BYTES) throw new Error(`The new master key must be ${KEY_BYTES} bytes, got ${options.to.length}`);
   const table = keysTable(options.schema);
+  await migrateMasterKey(db, options.schema);
   return db.transaction().execute(async (trx) => {
+    // First: waits for keys being stored under the old key, and keeps new ones out until this commits.
+    await recordMasterKey(options.schema, options.to).execute(trx);
     const { rows } = await sql<{ customer_id: string; data_key: Buffer }>`
       SELECT customer_id, data_key FROM ${table} WHERE data_key IS NOT NULL ORDER BY customer_id FOR UPDATE`.execute(trx);
     const ids: string[] = [];
@@ -238,6 +267,12 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
     )`.execute(db);
 
   await checkMasterKey(db, options.schema, masterKey);
+  // Checked above against the stored keys: from now on new keys are wrapped with this one.
+  await migrateMasterKey(db, options.schema);
+  if (masterKey) await recordMasterKey(options.schema, masterKey).execute(db);
+  const stillCurrent = masterKey
+    ? sql`EXISTS (SELECT 1 FROM ${masterKeyTable(options.schema)} WHERE fingerprint = ${fingerprintOf(masterKey)} FOR SHARE)`
+    : sql`true`;
 
   // Keys never change once created and a forgotten customer stays forgotten, so both cache safely;
   // another process forgetting a customer is seen after `evict`. Bounded (least recently stored
@@ -275,10 +310,12 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
     if (key === undefined) {
       const fresh = randomBytes(KEY_BYTES);
       await sql`
-        INSERT INTO ${table} (customer_id, data_key) VALUES (${customerId}, ${masterKey ? wrapKey(masterKey, customerId, fresh) : fresh})
+        INSERT INTO ${table} (customer_id, data_key)
+        SELECT ${customerId}, ${masterKey ? wrapKey(masterKey, customerId, fresh) : fresh} WHERE ${stillCurrent}
         ON CONFLICT (customer_id) DO NOTHING`.execute(db);
       // Re-read: a concurrent writer may have won the insert, or the customer may be a tombstone.
       key = await lookup(customerId);
+      if (key === undefined) throw masterKeyReplaced();
     }
     if (!key) throw new PersonalDataForgotten(customerId);
     return key;
@@ -354,7 +391,8 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
         if (ids.length === 0) return [];
         const { rows } = await sql<KeyRow>`SELECT k.customer_id, k.data_key FROM ${byProbes(ids)}`.execute(db);
         learn(rows);
-        return ids.filter((id) => !cache.has(id));
+        const found = new Set(rows.map((row) => row.customer_id));
+        return ids.filter((id) => !found.has(id));
       };
       const unknown = [...new Set(customerIds)].filter((id) => !cache.has(id));
       if (!options.create) {
@@ -375,11 +413,14 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
       const { rows } = await sql<KeyRow>`
         INSERT INTO ${table} (customer_id, data_key)
         SELECT u.id, decode(u.key, 'hex') FROM unnest(${unknown}::text[], ${keys}::text[]) AS u(id, key)
+         WHERE ${stillCurrent}
         ON CONFLICT (customer_id) DO NOTHING
         RETURNING customer_id, data_key`.execute(db);
       learn(rows);
       // Stored before (or by a concurrent writer after this statement began, so not in its snapshot): read now.
-      await read(unknown.filter((id) => !cache.has(id)));
+      const stored = new Set(rows.map((row) => row.customer_id));
+      const missing = await read(unknown.filter((id) => !stored.has(id)));
+      if (missing.length > 0) throw masterKeyReplaced();
     },
   };
 }

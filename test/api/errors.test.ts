@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { toProblem } from '../../api/errors.ts';
 import { CommandsBusy } from '../../commands/index.ts';
 import { invalidState, notFound, ruleViolated } from '../../domain/errors.ts';
-import { EventStoreUnavailable, IdempotencyConflict, InvalidAppend, WrongExpectedRevision } from '../../eventstore/errors.ts';
+import { EventStoreUnavailable, IdempotencyConflict, InvalidAppend, MasterKeyMismatch, WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { ReadModelTimeout } from '../../projections/errors.ts';
 
 const type = (suffix: string) => `https://crm.example/problems/${suffix}`;
@@ -39,6 +39,11 @@ describe('every error the API can meet maps to a problem', () => {
     expect(down.body()).toMatchObject({ status: 503, type: type('unavailable') });
     expect(down.message).not.toContain('db:5432'); // no infrastructure details to clients
     expect(down.headers['retry-after']).toBe('1');
+    // A process whose master key was rotated under it: unavailable until restarted, no key talk to clients.
+    const rotated = toProblem(new MasterKeyMismatch('The master key was replaced (crm master-key rewrap) while this process ran'));
+    expect(rotated.body()).toMatchObject({ status: 503, type: type('unavailable') });
+    expect(rotated.message).not.toContain('rewrap');
+    expect(rotated.headers['retry-after']).toBe('1');
   });
 
   it('maps a saturated command layer to 503 with Retry-After, never to a conflict', () => {

@@ -5,7 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERASED } from '../../domain/shared.ts';
 import type { RecordedEvent } from '../../eventstore/contract.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
-import { createPersonalData, decodeRecordedEvent, isEncrypted, PersonalDataForgotten, type PersonalData } from '../../eventstore/personal-data.ts';
+import {
+  createPersonalData,
+  decodeRecordedEvent,
+  isEncrypted,
+  PersonalDataForgotten,
+  rewrapDataKeys,
+  type PersonalData,
+} from '../../eventstore/personal-data.ts';
 import { customerRegistered } from '../support/fixtures.ts';
 import { testSchemas } from '../support/postgres.ts';
 
@@ -267,5 +274,34 @@ describe('personal data', () => {
     const oldStored = await bare.protect('CustomerRegistered', customerRegistered(oldId));
     expect(await again.reveal('CustomerRegistered', oldStored)).toEqual(customerRegistered(oldId));
     await expect(createPersonalData(database.db, { schema: schemas.events, masterKey: randomBytes(16) })).rejects.toThrow(/32 bytes/);
+  });
+
+  it('a process still holding the master key a rewrap replaced stores no new data key, one by one or in bulk, and says to restart', async () => {
+    // Its own schema: the keys above are wrapped with another master key.
+    const own = testSchemas('personal_data_rewrap');
+    try {
+      const oldKey = randomBytes(32);
+      const newKey = randomBytes(32);
+      const running = await createPersonalData(database.db, { schema: own.events, masterKey: oldKey });
+      const before = randomUUID();
+      const stored = await running.protect('CustomerRegistered', customerRegistered(before));
+      expect(await rewrapDataKeys(database.db, { schema: own.events, from: oldKey, to: newKey })).toBe(1);
+      // Wrapped with the old key now, this customer's data could never be read after the restart.
+      const after = randomUUID();
+      await expect(running.protect('CustomerRegistered', customerRegistered(after))).rejects.toThrow(/restart it with the new key/);
+      await expect(running.loadKeys([randomUUID(), randomUUID()], { create: true })).rejects.toBeInstanceOf(MasterKeyMismatch);
+      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.table(`${own.events}.customer_keys`)}`.execute(database.db);
+      expect(rows[0]!.n).toBe(1);
+      // Keys it already holds still serve it; restarted with the new key, everything reads and new keys are stored.
+      expect(await running.reveal('CustomerRegistered', stored)).toEqual(customerRegistered(before));
+      const restarted = await createPersonalData(database.db, { schema: own.events, masterKey: newKey });
+      expect(await restarted.reveal('CustomerRegistered', stored)).toEqual(customerRegistered(before));
+      const next = await restarted.protect('CustomerRegistered', customerRegistered(after));
+      expect(await restarted.reveal('CustomerRegistered', next)).toEqual(customerRegistered(after));
+      await restarted.loadKeys([randomUUID()], { create: true });
+      await expect(createPersonalData(database.db, { schema: own.events, masterKey: oldKey })).rejects.toBeInstanceOf(MasterKeyMismatch);
+    } finally {
+      await own.dropSchemas();
+    }
   });
 });
