@@ -17,7 +17,13 @@ export interface DemoActor {
   roles: string[];
 }
 
-/** One command of the plan. `key` is stable for a seed: it becomes the idempotency key. */
+/**
+ * The idempotency key of a plan's action. It names the seed and the size: the plans of one seed for
+ * two sizes share ids but not all commands, so a key of one must never stand for the other's action.
+ */
+export const demoKey = (seed: number, customers: number, label: string): string => `demo:${seed}:${customers}:${label}`;
+
+/** One command of the plan. `key` is stable for a seed and size: it becomes the idempotency key. */
 export interface DemoAction {
   key: string;
   at: Date;
@@ -225,7 +231,7 @@ export function buildDemoPlan(options: DemoOptions): DemoAction[] {
   const start = end - 730 * DAY;
   const random = rng(seed);
   const actions: DemoAction[] = [];
-  const key = (label: string) => `demo:${seed}:${label}`;
+  const key = (label: string) => demoKey(seed, customerCount, label);
   const add = (label: string, at: number, actor: DemoActor, command: DemoAction['command']) => {
     if (at <= end) actions.push({ key: key(label), at: new Date(Math.floor(at / 1000) * 1000), actor, command });
   };

@@ -2,7 +2,7 @@ import type { EventStore } from '../eventstore/contract.ts';
 import type { CommandPort } from '../api/deps.ts';
 import { ZodError } from 'zod';
 import { DomainError } from '../domain/errors.ts';
-import { buildDemoPlan, type DemoAction, type DemoOptions } from './demo-data.ts';
+import { buildDemoPlan, demoId, type DemoAction, type DemoOptions } from './demo-data.ts';
 import type { Progress } from './progress.ts';
 
 /**
@@ -39,13 +39,23 @@ const recorded = async (store: EventStore, action: DemoAction | undefined): Prom
 
 export const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-export type DemoState = 'absent' | 'partial' | 'complete';
+export type DemoState = 'absent' | 'partial' | 'complete' | 'another';
 
-/** Absent: never started; partial: interrupted (resume it); complete: nothing to do. */
-export async function demoState(store: EventStore, plan: DemoAction[]): Promise<DemoState> {
-  if (!(await recorded(store, plan[0]))) return 'absent';
-  // The plan's last actions all share the final instant; check the very last one.
-  return (await recorded(store, plan[plan.length - 1])) ? 'complete' : 'partial';
+/**
+ * Absent: never started; partial: interrupted (resume it); complete: nothing to do; another: the store
+ * holds the demo data set of this seed for another number of customers (or from before keys named the
+ * size). The two plans share ids but not all commands, so loading this one over it would collide.
+ */
+export async function demoState(store: EventStore, plan: DemoAction[], options: Pick<DemoOptions, 'seed' | 'customers'>): Promise<DemoState> {
+  if (await recorded(store, plan[0])) {
+    // The plan's last actions all share the final instant; check the very last one.
+    return (await recorded(store, plan[plan.length - 1])) ? 'complete' : 'partial';
+  }
+  // The first customer is in every plan of the seed, whatever its size.
+  const first = await store.readStream(`customer-${demoId(options.seed, 'customer-0')}`, { maxCount: 1 });
+  const key = first[0]?.metadata.idempotencyKey;
+  const ours = `demo:${options.seed}:${options.customers}:`;
+  return typeof key === 'string' && key.startsWith(`demo:${options.seed}:`) && !key.startsWith(ours) ? 'another' : 'absent';
 }
 
 export function demoPlan(options: DemoOptions): DemoAction[] {

@@ -1,5 +1,5 @@
 import { intValue, type CliCommand, type OptionWithHelp } from '../command.ts';
-import { demoPlan, loadDemo } from '../demo.ts';
+import { demoPlan, demoState, loadDemo } from '../demo.ts';
 import { summarizePlan } from '../demo-data.ts';
 import { createProgress } from '../progress.ts';
 
@@ -32,6 +32,13 @@ idempotency key: running it again (for example after Ctrl-C) appends nothing twi
     const { openCrm } = await import('../../runtime/crm.ts');
     const runtime = await openCrm(run.config);
     try {
+      if ((await demoState(runtime.store, plan, { seed, customers })) === 'another') {
+        run.err(
+          `crm demo: the store already holds the demo data set of seed ${seed} for another number of customers; ` +
+            'the two share ids, so this one would collide with it. Load it into an empty store (another CRM_DATA_DIR or database), or choose another --seed.',
+        );
+        return 1;
+      }
       const progress = createProgress({ label: 'demo', total: plan.length, unit: 'commands' });
       const result = await loadDemo(runtime.commands, plan, { progress, signal: run.signal });
       const refused = Object.entries(result.refused);

@@ -18,8 +18,9 @@ async function demoToLoad(runtime: CrmRuntime, run: CommandRun) {
   const { demo, database } = run.config;
   if (!demo.enabled || run.values['no-demo']) return undefined;
   const plan = demoPlan({ seed: demo.seed, customers: demo.customers, until: demo.until });
-  const state = await demoState(runtime.store, plan);
-  if (state === 'complete') return undefined;
+  const state = await demoState(runtime.store, plan, demo);
+  // Another size's demo data is there already: loading this plan over it would collide.
+  if (state === 'complete' || state === 'another') return undefined;
   // Embedded: only into a fresh store (someone who already has their own data gets no surprise).
   if (database.kind === 'pglite' && state === 'absent' && (await runtime.store.headPosition()) > 0n) return undefined;
   return { plan, state };

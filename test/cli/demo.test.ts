@@ -37,5 +37,12 @@ describe('crm demo', () => {
     const again = await runCrm(['demo', '--customers', '6', '--seed', '3'], { cwd: tmpdir(), env });
     expect(again.code).toBe(0);
     expect(await events()).toEqual(recorded);
+
+    // Another size of the same seed shares ids but not every command: refused, nothing recorded (it used
+    // to resume the other plan, failing on the first command whose key the smaller plan had used).
+    const bigger = await runCrm(['demo', '--customers', '9', '--seed', '3'], { cwd: tmpdir(), env });
+    expect(bigger.code).toBe(1);
+    expect(bigger.stderr).toContain('already holds the demo data set of seed 3 for another number of customers');
+    expect(await events()).toEqual(recorded);
   }, 120_000);
 });
