@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { exportLines, type ExportFormat } from '../../projections/queries/export.ts';
+import { EXPORT_COLUMNS, exportLines, type ExportFormat, type ExportKind } from '../../projections/queries/export.ts';
 import type { RouteContext } from '../route-context.ts';
 import type { Page, ReadModelQueries, ReadRecord, ReadScope } from '../deps.ts';
 import { scopeOf } from '../auth/viewer.ts';
@@ -28,6 +28,7 @@ const formatOf = (request: FastifyRequest, asked: ExportFormat | undefined): Exp
 
 type Scope = ReadScope | null;
 const exportsOf: {
+  kind: ExportKind;
   url: string;
   filters: Record<string, z.ZodType>;
   personalFields: readonly string[];
@@ -35,14 +36,23 @@ const exportsOf: {
   list: (q: ReadModelQueries, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
 }[] = [
   {
+    kind: 'customers',
     url: '/customers/export',
     filters: CustomerListFilters,
     personalFields: CUSTOMER_PERSONAL_FIELDS,
     personalFilters: ['search'],
     list: (q, scope) => (query) => q.listCustomers(query, scope),
   },
-  { url: '/deals/export', filters: DealListFilters, personalFields: [], personalFilters: [], list: (q, scope) => (query) => q.listDeals(query, scope) },
   {
+    kind: 'deals',
+    url: '/deals/export',
+    filters: DealListFilters,
+    personalFields: [],
+    personalFilters: [],
+    list: (q, scope) => (query) => q.listDeals(query, scope),
+  },
+  {
+    kind: 'feedback',
     url: '/feedback/export',
     filters: FeedbackListFilters,
     personalFields: FEEDBACK_PERSONAL_FIELDS,
@@ -68,7 +78,9 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         refusePersonalFilters(request, query, spec.personalFilters);
         const format = formatOf(request, asked);
         // The caller's scope: an export holds exactly the records their list shows.
-        const lines = exportLines(spec.list(queries, scopeOf(request)), query, format, (page) => forCaller(request, page, spec.personalFields));
+        const lines = exportLines(spec.list(queries, scopeOf(request)), query, format, EXPORT_COLUMNS[spec.kind], (page) =>
+          forCaller(request, page, spec.personalFields),
+        );
         return reply
           .type(CONTENT_TYPES[format])
           .header('content-disposition', `attachment; filename="${spec.url.split('/')[1]}.${format === 'csv' ? 'csv' : 'ndjson'}"`)

@@ -51,7 +51,7 @@ operator's export holds personal data unmasked: keep the file as carefully as th
     const format = stringValue(run, 'format') ?? 'csv';
     if (format !== 'csv' && format !== 'ndjson') throw new UsageError('--format must be csv or ndjson');
     const { openCrm } = await import('../../runtime/crm.ts');
-    const { exportLines } = await import('../../projections/queries/export.ts');
+    const { EXPORT_COLUMNS, exportLines } = await import('../../projections/queries/export.ts');
     const outputPath = stringValue(run, 'output');
     // Opened before the CRM, so that a path that cannot be written costs no start-up.
     const out = outputPath ? await openForWriting(outputPath, 'the export') : process.stdout;
@@ -82,7 +82,7 @@ operator's export holds personal data unmasked: keep the file as carefully as th
             ? [(q: Record<string, unknown>) => queries.listDeals(q), DealListFilters]
             : [(q: Record<string, unknown>) => queries.listFeedback(q), FeedbackListFilters];
       const query = z.object(filters).parse({}) as Record<string, unknown>;
-      for await (const chunk of exportLines(list, query, format)) {
+      for await (const chunk of exportLines(list, query, format, EXPORT_COLUMNS[kind])) {
         if (readerGone || failure) break;
         if (!out.write(chunk)) await drained(out);
       }

@@ -1,7 +1,8 @@
 /**
  * Read-model lists as files (`GET /customers/export`, `crm export customers`): every page of a list
- * query, one line per record, CSV (header from the first record) or NDJSON. A generator, so a
- * caller streams it and holds one page at a time.
+ * query, one line per record, CSV (a header row of the kind's columns, written first, so an export
+ * that matches nothing still says what it would hold) or NDJSON. A generator, so a caller streams it
+ * and holds one page at a time.
  */
 
 import { csvField } from '../../shared/csv.ts';
@@ -23,13 +24,37 @@ const csvCell = (value: unknown): string => {
   return csvField(text);
 };
 
+/** Whitespace-separated names, so that the lists below read as lists. */
+const fields = (names: string): readonly string[] => names.trim().split(/\s+/);
+
+/** The fields of a listed record of each kind, in file order (test/api/exports.test.ts holds them to the lists). */
+export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback', readonly string[]> = {
+  customers: fields(`
+    id name email phone company source tags status mergedInto marketingConsent registeredAt
+    firstPurchaseAt lastPurchaseAt orderCount revenue refunded currency forgottenAt ownerId updatedAt
+    openFeedbackCount dealsOpen dealsWon dealsLost revision position baseCurrency revenueBase
+    missingRates`),
+  deals: fields(`
+    id customerId title stage status amount currency ownerId probability probabilityOverride
+    weightedAmount expectedCloseDate stageEnteredAt openedAt closedAt lostReason updatedAt daysInStage
+    wonReason revision amountAt baseCurrency amountBase weightedAmountBase missingRates`),
+  feedback: fields(`
+    id customerId kind channel subject priority status assigneeId submittedAt firstResponseDueAt
+    resolutionDueAt firstRespondedAt resolvedAt closedAt escalationCount reopenCount csat nps ratedAt
+    updatedAt firstResponseSeconds resolutionSeconds firstResponseBreached resolutionBreached breached
+    revision`),
+};
+
+export type ExportKind = keyof typeof EXPORT_COLUMNS;
+
 export async function* exportLines(
   list: (query: Record<string, unknown>) => Promise<Page>,
   query: Record<string, unknown>,
   format: ExportFormat,
+  columns: readonly string[],
   shape: (page: Page) => Page = (page) => page,
 ): AsyncGenerator<string> {
-  let columns: string[] | undefined;
+  if (format === 'csv') yield `${columns.join(',')}\n`;
   let cursor: string | undefined;
   do {
     const page = shape(await list({ ...query, limit: 500, ...(cursor ? { cursor } : {}) }));
@@ -38,10 +63,6 @@ export async function* exportLines(
       if (format === 'ndjson') {
         chunk += `${JSON.stringify(item)}\n`;
         continue;
-      }
-      if (!columns) {
-        columns = Object.keys(item);
-        chunk += `${columns.join(',')}\n`;
       }
       chunk += `${columns.map((c) => csvCell(item[c])).join(',')}\n`;
     }

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXPORT_COLUMNS } from '../../projections/queries/export.ts';
 import { importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 
 /** `GET /customers/export`, `/deals/export`, `/feedback/export` on the real API over PostgreSQL. */
@@ -62,12 +63,46 @@ describe('exports', () => {
     expect((await api.app.inject({ method: 'GET', url: '/customers/export?search=person1', headers: api.auth('analyst') })).statusCode).toBe(403);
   });
 
-  it('exports deals and feedback (empty lists give an empty body) and refuses an unknown format', async () => {
-    for (const url of ['/deals/export?format=ndjson', '/feedback/export']) {
-      const response = await api.app.inject({ method: 'GET', url, headers: api.auth('analyst') });
-      expect(response.statusCode).toBe(200);
-      expect(response.body).toBe('');
+  it('exports an empty list as its header row in CSV (an empty body in NDJSON), and refuses an unknown format', async () => {
+    for (const [url, body] of [
+      ['/deals/export?format=ndjson', ''],
+      ['/feedback/export', `${EXPORT_COLUMNS.feedback.join(',')}\n`],
+      ['/deals/export', `${EXPORT_COLUMNS.deals.join(',')}\n`],
+      ['/customers/export?search=nobody-is-called-this', `${EXPORT_COLUMNS.customers.join(',')}\n`],
+    ] as const) {
+      const response = await api.app.inject({ method: 'GET', url, headers: api.auth('admin') });
+      expect(response.statusCode, url).toBe(200);
+      expect(response.body, url).toBe(body);
     }
     expect((await api.app.inject({ method: 'GET', url: '/deals/export?format=xlsx', headers: api.auth('admin') })).statusCode).toBe(400);
+  });
+
+  it("writes the CSV columns each kind's records hold, in order: every field of every record", async () => {
+    const customer = (await api.app.inject({ method: 'GET', url: '/customers?limit=1', headers: api.auth('admin') })).json().items[0].id as string;
+    const deal = await api.app.inject({
+      method: 'POST',
+      url: '/deals',
+      headers: api.auth('admin'),
+      payload: { customerId: customer, title: 'Columns', amount: 5, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-06-01' },
+    });
+    const feedback = await api.app.inject({
+      method: 'POST',
+      url: '/feedback',
+      headers: api.auth('admin'),
+      payload: { customerId: customer, kind: 'question', channel: 'web', subject: 'Columns', body: 'b' },
+    });
+    expect([deal.statusCode, feedback.statusCode]).toEqual([201, 201]);
+    await projectionsSettled(api);
+    for (const kind of ['customers', 'deals', 'feedback'] as const) {
+      const ndjson = await api.app.inject({ method: 'GET', url: `/${kind}/export?format=ndjson`, headers: api.auth('admin') });
+      const records = ndjson.body
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(records.length, kind).toBeGreaterThan(0);
+      for (const record of records) expect(Object.keys(record), kind).toEqual(EXPORT_COLUMNS[kind]);
+      const csv = await api.app.inject({ method: 'GET', url: `/${kind}/export?format=csv`, headers: api.auth('admin') });
+      expect(csv.body.split('\n')[0], kind).toBe(EXPORT_COLUMNS[kind].join(','));
+    }
   });
 });
