@@ -42,6 +42,14 @@ export class InsufficientData extends Error {
   }
 }
 
+/** The fit was stopped (its `signal`) before its model was stored: nothing changed. */
+export class FitInterrupted extends Error {
+  constructor() {
+    super('The fit was interrupted before its model was stored; nothing changed');
+    this.name = 'FitInterrupted';
+  }
+}
+
 export interface FitOptions {
   /** Cutoff (calendar day, `YYYY-MM-DD`): fits see purchases up to the end of that day. Default: the observation end. */
   asOf?: string;
@@ -59,6 +67,11 @@ export interface FitOptions {
   activeWindowDays?: number;
   /** Share of revenue that is margin, for the discounted-retention CLV (default 1: revenue). */
   marginRate?: number;
+  /**
+   * Ctrl-C: looked at between the fit's phases until the model is stored (FitInterrupted); once storing
+   * began, the fit completes, so a stored model always has its scores.
+   */
+  signal?: AbortSignal;
 }
 
 export interface AnalyticsServiceOptions {
@@ -132,13 +145,19 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
   }
 
   async function fitModels(fit: FitOptions = {}): Promise<ModelSummary> {
+    let storing = false;
+    const stopIfAsked = () => {
+      if (!storing && fit.signal?.aborted) throw new FitInterrupted();
+    };
     await options.catchUp?.();
+    stopIfAsked();
     const timings: Record<string, number> = {};
     let mark = performance.now();
     const lap = (name: string) => {
       const now = performance.now();
       timings[name] = Math.round(now - mark);
       mark = now;
+      stopIfAsked();
     };
     const end = await observationEndDay();
     if (end === null) throw new InsufficientData('No purchases recorded yet: nothing to fit.');
@@ -261,6 +280,8 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       },
     };
 
+    stopIfAsked();
+    storing = true;
     const version = await db
       .withTables<AnalyticsModelTables>()
       .transaction()

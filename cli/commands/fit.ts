@@ -27,7 +27,7 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
     const horizon = stringValue(run, 'horizon') === undefined ? undefined : intValue(run, 'horizon', 52, 1, 10_000);
 
     const { openCrm } = await import('../../runtime/crm.ts');
-    const { InsufficientData } = await import('../../analytics/service.ts');
+    const { FitInterrupted, InsufficientData } = await import('../../analytics/service.ts');
     const runtime = await openCrm(run.config, { holdSetUpLock: true });
     try {
       // This process follows the feed until the analytics projection has caught up, then fits.
@@ -41,11 +41,17 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
           ...(timeUnit ? { timeUnit: timeUnit as 'day' | 'week' | 'month' } : {}),
           ...(horizon !== undefined ? { horizon } : {}),
           ...(discountRate !== undefined ? { discountRate } : {}),
+          signal: run.signal,
         })
         .catch((error: unknown) => {
           if (error instanceof InsufficientData) throw new UsageError(error.message);
+          if (error instanceof FitInterrupted) return undefined;
           throw error;
         });
+      if (!summary) {
+        run.err('Interrupted before the model was stored: nothing changed. Run crm fit again to fit.');
+        return 130;
+      }
       if (run.values.json) {
         run.out(JSON.stringify(summary, null, 2));
         return 0;

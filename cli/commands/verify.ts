@@ -36,13 +36,20 @@ async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<numbe
 }
 
 async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<number> {
-  const progress = createProgress({ label: 'verify', unit: 'events' });
+  // Two phases, each counted in its own unit: events replayed, then tables compared.
+  let progress = createProgress({ label: 'verify: replay', unit: 'events' });
+  let comparing = false;
   const { ReadModelsNotBuilt } = await import('../../audit/verify.ts');
   let result: ReadModelVerification;
   try {
     result = await runtime.audit.verifyReadModels({
       onProgress: (p) => {
         if (run.signal.aborted) throw new Error('interrupted: nothing was changed; run it again');
+        if (p.phase === 'compare' && !comparing) {
+          comparing = true;
+          progress.done();
+          progress = createProgress({ label: 'verify: compare', unit: 'tables', ...(p.total !== null ? { total: p.total } : {}) });
+        }
         progress.update(p.done, p.total ?? undefined);
       },
     });

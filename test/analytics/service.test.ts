@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
-import { createAnalyticsService, InsufficientData, type AnalyticsService } from '../../analytics/service.ts';
+import { createAnalyticsService, FitInterrupted, InsufficientData, type AnalyticsService } from '../../analytics/service.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { simulatedHistory } from './simulate.ts';
 import { purchase } from './support.ts';
@@ -49,6 +49,20 @@ describe('analytics service', () => {
     const { rows } = await sql`SELECT count(*)::int AS n FROM ${sql.id(schemas.read, 'analytics_scores')}`.execute(db);
     expect(rows[0]).toEqual({ n: 600 });
     expect(await service.latestModel()).toEqual(model);
+  });
+
+  it('stores nothing when interrupted before its model is stored (Ctrl-C in crm fit)', async () => {
+    const versions = async () => (await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(schemas.read, 'analytics_models')}`.execute(db)).rows[0]!.n;
+    const before = await versions();
+    const stopped = new AbortController();
+    stopped.abort();
+    await expect(service.fitModels({ signal: stopped.signal })).rejects.toBeInstanceOf(FitInterrupted);
+    // Interrupted while it caught up: stopped before fitting anything.
+    const duringCatchUp = new AbortController();
+    const catchingUp = createAnalyticsService({ db, schema: schemas.read, catchUp: async () => duringCatchUp.abort() });
+    await expect(catchingUp.fitModels({ signal: duringCatchUp.signal })).rejects.toBeInstanceOf(FitInterrupted);
+    expect(await versions()).toBe(before);
+    expect((await service.latestModel())?.version).toBe(1);
   });
 
   it('answers per-customer figures and ranked lists', async () => {
