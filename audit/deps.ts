@@ -1,6 +1,7 @@
 import type { EventStore } from '../eventstore/contract.ts';
 import type { SqlDatabase } from '../shared/sql.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
+import type { SessionLock } from '../projections/shadows.ts';
 
 /** What the auditor's services need; wired once by the composition root. */
 export interface AuditDeps {
@@ -14,6 +15,8 @@ export interface AuditDeps {
     /** Read models, projection checkpoints and the `audit_verifications` table. */
     read: string;
   };
+  /** Marks a verification's shadow schema as in use to other processes (projections/shadows.ts). */
+  sessionLock?: SessionLock;
 }
 
 /** True when the events live in `database` under `schemas.events`, so SQL can answer audit queries. */

@@ -37,7 +37,7 @@ export interface AuditServices {
   pointInTime: {
     stateAt(kind: string, id: string, asOf: Date): Promise<{ state: Record<string, unknown>; revision: number } | undefined>;
   };
-  verifyReadModels(options?: { onProgress?: (progress: VerifyProgress) => void; keepShadow?: boolean }): Promise<ReadModelVerification>;
+  verifyReadModels(options?: { onProgress?: (progress: VerifyProgress) => void }): Promise<ReadModelVerification>;
   verifyChains(options?: { onProgress?: (progress: { phase: string; checked: number }) => void }): Promise<ChainsVerification>;
   /** Seals the global chain up to the final feed now; 0 on engines without one. */
   sealChain(): Promise<number>;

@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { catchUp } from '../projections/catch-up.ts';
 import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
 import { personalDataCodec } from '../projections/codec.ts';
+import { claimShadow, newShadowName } from '../projections/shadows.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readSkips, type ProjectionSkip } from '../projections/skips.ts';
 import type { AuditDeps } from './deps.ts';
@@ -55,8 +55,6 @@ export interface VerifyOptions {
   /** Every projection whose tables are compared (read models and analytics). */
   projections: readonly Projection[];
   onProgress?: (progress: VerifyProgress) => void;
-  /** Keep the shadow schema for inspection instead of dropping it. */
-  keepShadow?: boolean;
 }
 
 /**
@@ -75,8 +73,6 @@ const checkpointsExist = async (db: QueryExecutorProvider, schema: string): Prom
     WHERE table_schema = ${schema} AND table_name = ${CHECKPOINT_TABLE}) AS found`.execute(db);
   return rows[0]?.found === true;
 };
-
-const shadowName = (readSchema: string): string => `${readSchema}_verify_${randomBytes(4).toString('hex')}`;
 
 async function prepareShadow(db: Kysely<unknown>, schema: string, projections: readonly Projection[]): Promise<void> {
   await migrateCheckpoints(db, schema);
@@ -151,14 +147,16 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
   const { projections } = options;
   const db = deps.database.db;
   const readSchema = deps.schemas.read;
-  const shadow = shadowName(readSchema);
+  const shadow = newShadowName(readSchema, 'verify');
   const progress = options.onProgress ?? (() => undefined);
   const onEvents = (events: number) => progress({ phase: 'replay', done: events, total: null });
   // Checked first: reading the live checkpoints would otherwise fail with a bare "relation does not exist".
   if (!(await checkpointsExist(db, readSchema))) throw new ReadModelsNotBuilt(readSchema);
   const head = await deps.store.headPosition();
-  await prepareShadow(db, shadow, projections);
+  // Claimed: a process killed mid-check leaves a shadow that the next one to open the read models drops.
+  const dropShadow = await claimShadow(db, shadow, { sessionLock: deps.sessionLock });
   try {
+    await prepareShadow(db, shadow, projections);
     let events = 0;
     let failed: string[] = [];
     let positions: Map<string, bigint>;
@@ -218,6 +216,6 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       durationMs: Date.now() - started,
     };
   } finally {
-    if (!options.keepShadow) await sql`DROP SCHEMA IF EXISTS ${sql.id(shadow)} CASCADE`.execute(db);
+    await dropShadow();
   }
 }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply-batch.ts';
@@ -8,6 +7,7 @@ import { recordFeedEngine } from './feed-engine.ts';
 import { CHECKPOINT_TABLE, migrateCheckpoints, migrateProjections, readCheckpoints, setState, type Checkpoint } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 import { createReportingViews } from './reporting.ts';
+import { claimShadow, dropAbandonedShadows, newShadowName, type SessionLock } from './shadows.ts';
 import { ensureSchema } from '../shared/sql.ts';
 
 export interface ReadSideDeps {
@@ -18,12 +18,8 @@ export interface ReadSideDeps {
   projections: readonly Projection[];
   /** Apply a batch to several projections at once (pg pool: yes; PGlite: no). */
   concurrent?: boolean;
-  /**
-   * Holds a session advisory lock on a connection of its own (not one of `db`'s, which the work needs)
-   * until the returned function is called: marks a rebuild's shadow as alive to other processes
-   * (`dropAbandonedRebuilds`). Needed wherever another process may rebuild or start beside this one.
-   */
-  sessionLock?: (key: string) => Promise<() => Promise<void>>;
+  /** Marks a rebuild's shadow as in use to other processes (projections/shadows.ts). */
+  sessionLock?: SessionLock;
 }
 
 export interface ReplayOptions extends ReadSideDeps {
@@ -113,89 +109,12 @@ export interface RebuildResult {
   swapAttempts: number;
 }
 
-/** Shadow schemas of `schema` are named `<first 48 characters>_rb_<8 hex digits>`. */
-const shadowPrefix = (schema: string) => `${schema.slice(0, 48)}_rb_`;
 /** The rebuild stopped because its `signal` was aborted; its shadow is dropped and the live read models are as they were. */
 export class RebuildInterrupted extends Error {
   constructor() {
     super('The rebuild was interrupted; the live read models were left as they were');
     this.name = 'RebuildInterrupted';
   }
-}
-
-const shadowName = (schema: string) => `${shadowPrefix(schema)}${randomBytes(4).toString('hex')}`;
-const isShadowOf = (schema: string, name: string) => name.startsWith(shadowPrefix(schema)) && /^[0-9a-f]{8}$/.test(name.slice(shadowPrefix(schema).length));
-/** Session advisory lock a rebuild holds on its shadow while it works (`sessionLock`): a shadow nobody holds was left by a crash. */
-const shadowLockKey = (shadow: string) => `crm-rebuild:${shadow}`;
-/** Shadows of rebuilds running in this process (one connection, PGlite: advisory locks cannot tell them apart). */
-const ownShadows = new Set<string>();
-
-/**
- * Claims a new shadow schema for this rebuild: created with the names of the projections it rebuilds as
- * its comment, and held under `sessionLock` (when given) until the returned function drops it. A process
- * killed mid-rebuild (`kill -9`, OOM) leaves its shadow behind with no lock held, which
- * `dropAbandonedRebuilds` recognises.
- */
-async function claimShadow(
-  db: Kysely<unknown>,
-  shadow: string,
-  names: readonly string[],
-  sessionLock: ReadSideDeps['sessionLock'],
-): Promise<() => Promise<void>> {
-  ownShadows.add(shadow);
-  let release: () => Promise<void> = async () => undefined;
-  try {
-    if (sessionLock) release = await sessionLock(shadowLockKey(shadow));
-    await ensureSchema(db, shadow);
-    await sql`COMMENT ON SCHEMA ${sql.id(shadow)} IS ${sql.lit(names.join(','))}`.execute(db);
-  } catch (error) {
-    await release().catch(() => undefined);
-    ownShadows.delete(shadow);
-    throw error;
-  }
-  return async () => {
-    try {
-      await sql`DROP SCHEMA IF EXISTS ${sql.id(shadow)} CASCADE`.execute(db);
-    } finally {
-      ownShadows.delete(shadow);
-      await release();
-    }
-  };
-}
-
-/**
- * Recovers from rebuilds that died mid-way: drops their shadow schemas (a whole copy of the read models
- * each, never dropped otherwise) and returns the projections they had marked `rebuilding` to the state
- * they stand in (`failed` when a poison event is recorded, else `running`). Shadows of live rebuilds
- * (locked through `ReadSideDeps.sessionLock` by their process, or running in this one) and the projections
- * they name are left alone. `pool`: other processes may be rebuilding (a PostgreSQL server); without it
- * (PGlite, one process per data folder) only this one can be.
- */
-export async function dropAbandonedRebuilds(db: Kysely<unknown>, schema: string, options: { pool: boolean }): Promise<string[]> {
-  const { rows } = await sql<{ name: string }>`SELECT nspname AS name FROM pg_namespace
-    WHERE left(nspname, ${shadowPrefix(schema).length}) = ${shadowPrefix(schema)} ORDER BY nspname`.execute(db);
-  const dropped: string[] = [];
-  for (const { name } of rows) {
-    if (!isShadowOf(schema, name) || ownShadows.has(name)) continue;
-    const abandoned = options.pool
-      ? // Locked and dropped in one transaction: a live rebuild holds its lock from before its schema exists.
-        await db.transaction().execute(async (trx) => {
-          const { rows: lock } = await sql<{ free: boolean }>`SELECT pg_try_advisory_xact_lock(hashtext(${shadowLockKey(name)})) AS free`.execute(trx);
-          if (!lock[0]?.free) return false;
-          await sql`DROP SCHEMA IF EXISTS ${sql.id(name)} CASCADE`.execute(trx);
-          return true;
-        })
-      : await sql`DROP SCHEMA IF EXISTS ${sql.id(name)} CASCADE`.execute(db).then(() => true);
-    if (abandoned) dropped.push(name);
-  }
-  // Every shadow still there belongs to a live rebuild (or one that started meanwhile): its projections stay `rebuilding`.
-  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} c
-    SET state = CASE WHEN c.failed_event_id IS NULL THEN 'running' ELSE 'failed' END, updated_at = now()
-    WHERE c.state = 'rebuilding' AND NOT EXISTS (
-      SELECT 1 FROM pg_namespace n
-      WHERE left(n.nspname, ${shadowPrefix(schema).length}) = ${shadowPrefix(schema)}
-        AND c.name = ANY(string_to_array(obj_description(n.oid, 'pg_namespace'), ',')))`.execute(db);
-  return dropped;
 }
 
 /**
@@ -210,7 +129,7 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
   const unknown = (options.names ?? []).filter((n) => !options.projections.some((p) => p.name === n));
   if (unknown.length > 0) throw new Error(`Unknown projections: ${unknown.join(', ')}`);
   const names = selected.map((p) => p.name);
-  const shadow = shadowName(schema);
+  const shadow = newShadowName(schema, 'rebuild');
   const checkSignal = () => {
     if (options.signal?.aborted) throw new RebuildInterrupted();
   };
@@ -222,8 +141,8 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
   await migrateCheckpoints(db, schema);
   // What an earlier rebuild killed mid-way left behind goes first; this one's shadow is claimed before
   // any projection is marked `rebuilding`, so a crash from here on is recovered the same way.
-  await dropAbandonedRebuilds(db, schema, { pool: options.concurrent === true });
-  const dropShadow = await claimShadow(db, shadow, names, options.sessionLock);
+  await dropAbandonedShadows(db, schema, { pool: options.concurrent === true });
+  const dropShadow = await claimShadow(db, shadow, { rebuilding: names, sessionLock: options.sessionLock });
   let live = new Map<string, Checkpoint>();
   let events = 0;
   try {

@@ -18,7 +18,8 @@ import { createReadModelQueries } from '../projections/queries/index.ts';
 import { createAnalyticsService, type AnalyticsService } from '../analytics/service.ts';
 import { waitForCheckpoints } from '../projections/status.ts';
 import { migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
-import { dropAbandonedRebuilds, rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts';
+import { rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts';
+import { dropAbandonedShadows, type SessionLock } from '../projections/shadows.ts';
 import { createReportingViews } from '../projections/reporting.ts';
 import { recordBaseCurrency } from '../projections/read-models/exchange-rates.ts';
 import { personalDataCodec } from '../projections/codec.ts';
@@ -268,10 +269,10 @@ async function acquireStartupLock(database: SqlDatabase, key: string): Promise<(
 
 /**
  * A session advisory lock on a connection of its own, held until the returned function is called: a
- * rebuild marks its shadow schema as alive with it (projections/rebuild.ts) without taking one of the
+ * rebuild or a verification marks its shadow schema as in use with it (projections/shadows.ts) without taking one of the
  * connections its work needs. PGlite serves one process: nothing to tell apart, no lock.
  */
-const sessionLockFor = (config: CrmConfig): ReadSideDeps['sessionLock'] => {
+const sessionLockFor = (config: CrmConfig): SessionLock | undefined => {
   const { database } = config;
   if (database.kind !== 'postgres') return undefined;
   return async (key) => {
@@ -381,14 +382,20 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const isolatedProjections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ baseCurrency: config.baseCurrency })];
     const longWork = openLongWorkDatabase(config, database);
     if (longWork !== database) closers.push(() => longWork.close());
+    const sessionLock = sessionLockFor(config);
     const audit = createAuditServices(
-      { store, personalData, database: longWork, schemas: { events: config.schemas.events, read: config.schemas.read } },
+      {
+        store,
+        personalData,
+        database: longWork,
+        schemas: { events: config.schemas.events, read: config.schemas.read },
+        ...(sessionLock ? { sessionLock } : {}),
+      },
       { projections: isolatedProjections },
     );
     const codec = personalDataCodec(personalData);
     // PGlite has a single connection: applying projections side by side would only queue.
     const concurrent = database.kind === 'postgres';
-    const sessionLock = sessionLockFor(config);
     const readSide: ReadSideDeps = { db: longWork.db, store, codec, projections, concurrent, ...(sessionLock ? { sessionLock } : {}) };
     const replaySide: ReadSideDeps = { ...readSide, projections: isolatedProjections };
     // Each projection is run by the one worker holding its lease; alone, a process holds them all.
@@ -441,7 +448,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       await migrateCheckpoints(database.db, config.schemas.read);
       await migrateLeases(database.db, config.schemas.read);
       // A rebuild killed mid-way (kill -9, OOM, a lost host) leaves its shadow schema and `rebuilding` marks.
-      await dropAbandonedRebuilds(database.db, config.schemas.read, { pool: database.kind === 'postgres' });
+      await dropAbandonedShadows(database.db, config.schemas.read, { pool: database.kind === 'postgres' });
       const checkpoints = await readCheckpoints(database.db, config.schemas.read);
       // A projection whose version changed is left to the runner, which rebuilds it in a shadow schema.
       const current = projections.filter((p) => (checkpoints.get(p.name)?.version ?? p.version) === p.version);

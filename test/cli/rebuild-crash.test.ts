@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_DEMO_UNTIL } from '../../cli/demo-data.ts';
 import { demoPlan, loadDemo } from '../../cli/demo.ts';
 import { connectPostgres } from '../../eventstore/postgres/database.ts';
-import { dropAbandonedRebuilds } from '../../projections/rebuild.ts';
+import { dropAbandonedShadows } from '../../projections/shadows.ts';
 import { openCrm } from '../../runtime/crm.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { testConfig } from '../support/runtime.ts';
@@ -118,7 +118,7 @@ describe('crm rebuild stopped mid-way', () => {
       // The clean-up every crm command runs on opening must not take a live rebuild's shadow.
       const database = connectPostgres(schemas.url, { max: 2 });
       try {
-        expect(await dropAbandonedRebuilds(database.db, schemas.read, { pool: true })).toEqual([]);
+        expect(await dropAbandonedShadows(database.db, schemas.read, { pool: true })).toEqual([]);
       } finally {
         await database.close();
       }
