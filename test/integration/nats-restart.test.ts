@@ -98,18 +98,24 @@ const register = async (count: number) => {
   for (let i = 0; i < count; i++) await commands.execute({ type: 'RegisterCustomer', name: `R ${i}`, email: `r${i}-${randomUUID()}@example.com` }, ctx());
 };
 
+/** Publishers of this file's store to its own NATS server (the analyst view), started. */
+const startPublishers = async (): Promise<IntegrationPublishers> => {
+  const publishers = new IntegrationPublishers({
+    db: database.db,
+    schema: schemas.events,
+    store,
+    personalData,
+    nats: { url: URL, stream: STREAM, role: 'analyst' },
+    reconcileEveryMs: 200,
+  });
+  await publishers.start();
+  return publishers;
+};
+
 describe.skipIf(!NATS_BIN)('NATS publisher when the stream is missing on a connection it already has', () => {
   it('backs off after failures even while events keep coming (each new event does not cut the wait short)', async () => {
     await startNats(false);
-    const publishers = new IntegrationPublishers({
-      db: database.db,
-      schema: schemas.events,
-      store,
-      personalData,
-      nats: { url: URL, stream: STREAM, role: 'analyst' },
-      reconcileEveryMs: 200,
-    });
-    await publishers.start();
+    const publishers = await startPublishers();
     try {
       const nats = async () => (await publishers.status()).find((p) => p.name === 'nats');
       await eventually(
@@ -132,15 +138,7 @@ describe.skipIf(!NATS_BIN)('NATS publisher when the stream is missing on a conne
 
   it('creates the stream once JetStream is on, and again after the server lost it, without a restart of the publisher', async () => {
     await startNats(false);
-    const publishers = new IntegrationPublishers({
-      db: database.db,
-      schema: schemas.events,
-      store,
-      personalData,
-      nats: { url: URL, stream: STREAM, role: 'analyst' },
-      reconcileEveryMs: 200,
-    });
-    await publishers.start();
+    const publishers = await startPublishers();
     try {
       await register(3);
       const nats = async () => (await publishers.status()).find((p) => p.name === 'nats');

@@ -55,6 +55,16 @@ const subscribe = async (body: Record<string, unknown>) => {
 };
 
 const webhook = async (id: string) => json(await h.app.inject({ method: 'GET', url: `/webhooks/${id}`, headers: h.auth('admin') }));
+/** The subscription's view once it is paused as failing. */
+const untilFailing = (id: string, timeoutMs: number) =>
+  eventually(
+    async () => {
+      const v = await webhook(id);
+      return v.state === 'failing' && v;
+    },
+    timeoutMs,
+    () => 'state failing',
+  );
 
 /** The stored events a subscription with these patterns must receive, in position order, after `after`. */
 const expectedEvents = async (patterns: string[], after: bigint) =>
@@ -398,14 +408,7 @@ describe('delivery', () => {
     const publishers = await startPublishers({ timeoutMs: 800, firstRetryMs: 50, maxRetryMs: 200, retryForMs: 3_600_000 });
     try {
       await registerWithPurchase(110);
-      const failing = await eventually(
-        async () => {
-          const v = await webhook(sub.id);
-          return v.state === 'failing' && v;
-        },
-        30_000,
-        () => 'state failing',
-      );
+      const failing = await untilFailing(sub.id, 30_000);
       expect(failing.lastError).toBe('HTTP 410: the receiver says this endpoint is gone');
       expect(BigInt(failing.position)).toBe(start);
       await new Promise((res) => setTimeout(res, 500));
@@ -434,14 +437,7 @@ describe('delivery', () => {
     try {
       await registerWithPurchase(100);
       await registerWithPurchase(101);
-      const failing = await eventually(
-        async () => {
-          const v = await webhook(sub.id);
-          return v.state === 'failing' && v;
-        },
-        60_000,
-        () => 'state failing',
-      );
+      const failing = await untilFailing(sub.id, 60_000);
       expect(failing.lastError).toBe('HTTP 503');
       expect(failing.delivered).toBe(0);
       expect(BigInt(failing.position)).toBe(start);
