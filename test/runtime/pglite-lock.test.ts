@@ -23,7 +23,10 @@ afterAll(() => {
   for (const folder of folders) rmSync(folder, { recursive: true, force: true });
 });
 
-describe.skipIf(processStartTime(1) === undefined)('the embedded database folder lock', () => {
+const noProc = processStartTime(1) === undefined;
+if (noProc) console.warn('pid file tests skipped: no /proc here to read a process start time from');
+
+describe.skipIf(noProc)('the embedded database folder lock', () => {
   it('takes over a pid file whose pid now belongs to another program (started at another time)', async () => {
     const { config, pidFile } = dataFolder();
     // Pid 1 runs, but it is not the process that wrote this file: its start time differs.
