@@ -1,6 +1,6 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { pause } from '../eventstore/backoff.ts';
 import { describeError } from '../projections/errors.ts';
 import { toIntegrationEvent, type SubscriberRole } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
@@ -91,7 +91,7 @@ export class NatsPublisher {
           .catch(() => undefined);
         // A plain sleep, not `feed.wait`: that returns on every new event, so traffic would cut the back-off short
         // (one failed attempt per event while NATS is away).
-        await sleep(Math.min(30_000, 250 * 2 ** Math.min(failures, 7)), undefined, { signal: this.controller.signal }).catch(() => undefined);
+        await pause(Math.min(30_000, 250 * 2 ** Math.min(failures, 7)), this.controller.signal);
       }
     }
   }

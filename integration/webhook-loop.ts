@@ -1,5 +1,6 @@
 import type { Kysely, QueryExecutorProvider } from 'kysely';
 import type { BatchItem } from '../projections/apply-batch.ts';
+import { createBackoff, pause } from '../eventstore/backoff.ts';
 import { describeError } from '../projections/errors.ts';
 import { matchesPatterns, toIntegrationEvent } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
@@ -105,16 +106,19 @@ export class WebhookLoop {
   }
 
   private async run(): Promise<void> {
+    const backoff = createBackoff({ initialMs: 250, maxMs: 1_000 });
     while (!this.stopped) {
       this.stale = false;
       this.interrupt = new AbortController();
       try {
         const idleMs = await this.round();
+        backoff.reset();
         if (idleMs > 0) await this.deps.feed.wait(idleMs, this.interrupt.signal);
       } catch (error) {
         // Database away, lease lost, receiver misbehaving in a way we did not expect: back off and go again.
+        // A pause, not `feed.wait`: that returns on every new event, so traffic would turn this into a busy loop.
         this.deps.log?.('webhook loop error; retrying', { subscription: this.deps.subscriptionId, error: describeError(error) });
-        await this.deps.feed.wait(1_000, this.interrupt.signal);
+        await pause(backoff.next(), this.interrupt.signal);
       }
     }
   }
