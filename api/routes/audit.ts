@@ -29,7 +29,7 @@ import { EXPORT_CONTENT_TYPES, exportStream, type ExportFormat } from '../../aud
 import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory, type EventLogFilter } from '../../audit/history.ts';
 import { ChainNotAvailable } from '../../audit/index.ts';
 import { jsonSafe } from '../../audit/verification-jobs.ts';
-import { IsoDate, IsoDateTime } from '../../domain/shared.ts';
+import { Id, IsoDate, IsoDateTime } from '../../domain/shared.ts';
 import { STREAM_NAME_PATTERN } from '../../eventstore/contract.ts';
 import type { RouteContext } from '../route-context.ts';
 import { auditWithin } from '../auth/scope-guard.ts';
@@ -272,7 +272,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
         description: '`asOf` is record time: what the CRM knew then (a back-dated event recorded later is not included). Defaults to now.',
         params: z.strictObject({
           kind: z.enum(['customer', 'customers', 'deal', 'deals', 'campaign', 'campaigns', 'feedback', 'activity', 'activities']),
-          id: z.uuid(),
+          id: Id,
         }),
         querystring: z.strictObject({ asOf: IsoDateTime.optional() }),
         response: { 200: z.looseObject({}), ...errors },

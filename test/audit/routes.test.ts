@@ -183,6 +183,9 @@ describe('point in time', () => {
     expect(json(response)).toMatchObject({ email: 'ada@example.com', revision: 0, orderCount: 0 });
     const now = json(await send('auditor', 'GET', `/audit/state/customer/${customerId}`));
     expect(now).toMatchObject({ revision: 2, record: { email: 'ada@engines.example', orderCount: 1 } });
+    // The id in upper case names the same record.
+    const upper = json(await send('auditor', 'GET', `/audit/state/customer/${customerId.toUpperCase()}`));
+    expect(upper).toMatchObject({ id: customerId, stream: now.stream, revision: 2, record: now.record });
   });
 });
 
