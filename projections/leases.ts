@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { createBackoff } from '../eventstore/backoff.ts';
+import { isRunning } from '../shared/processes.ts';
 import { ensureSchema } from '../shared/sql.ts';
 
 /**
@@ -42,19 +43,6 @@ export async function migrateLeases(db: QueryExecutorProvider, schema: string): 
     await sql`ALTER TABLE ${sql.id(schema, WORKER_TABLE)} ADD COLUMN IF NOT EXISTS host text, ADD COLUMN IF NOT EXISTS pid integer`.execute(db);
   }
 }
-
-/**
- * Whether a process with this id runs on this host (EPERM: it does, under another user). `signal` is
- * `process.kill` but for tests: the tests run as root, whom the system never answers EPERM.
- */
-export const isRunning = (pid: number, signal: (pid: number, signal: 0) => void = (id, probe) => void process.kill(id, probe)): boolean => {
-  try {
-    signal(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
 
 /** The batch transaction found that this worker no longer holds the projection's lease: nothing was committed. */
 export class LeaseLost extends Error {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Actor } from '../../domain/metadata.ts';
+import { isRunning } from '../../shared/processes.ts';
 import type { BatchCommands } from '../batch.ts';
 import { runImport, type ImportCounts, type RejectedRow } from './importer.ts';
 import type { ImportEncoding } from './encoding.ts';
@@ -120,22 +121,12 @@ const idleBound = (idleMs: number) => {
 
 const SPOOL_FOLDER = /^crm-import-(\d+)-/;
 
-/** Whether a process with this id runs (EPERM: it does, under another user). */
-const processRuns = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
-
 /** Removes the spool folders in `folder` of processes that no longer run; returns their names. */
 export async function removeStaleSpools(folder = tmpdir()): Promise<string[]> {
   const removed: string[] = [];
   for (const name of await readdir(folder).catch(() => [])) {
     const pid = Number(SPOOL_FOLDER.exec(name)?.[1] ?? 0);
-    if (pid <= 0 || pid === process.pid || processRuns(pid)) continue;
+    if (pid <= 0 || pid === process.pid || isRunning(pid)) continue;
     await rm(join(folder, name), { recursive: true, force: true }).catch(() => undefined);
     removed.push(name);
   }

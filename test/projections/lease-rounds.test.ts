@@ -3,16 +3,8 @@ import { hostname } from 'node:os';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/index.ts';
-import {
-  isRunning,
-  LEASE_TABLE,
-  LeaseLost,
-  migrateLeases,
-  ProjectionLeases,
-  readLeaseHolders,
-  WORKER_TABLE,
-  type LeaseChange,
-} from '../../projections/leases.ts';
+import { LEASE_TABLE, LeaseLost, migrateLeases, ProjectionLeases, readLeaseHolders, WORKER_TABLE, type LeaseChange } from '../../projections/leases.ts';
+import { isRunning } from '../../shared/processes.ts';
 import { ensureSchema } from '../../shared/sql.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 
