@@ -1,3 +1,5 @@
+/** How a text a spreadsheet would run as a formula starts. */
+const FORMULA_START = /^[=+\-@\t\r]/;
 /** A negative number is the one text starting with `-` that a spreadsheet reads as data (`-2+3` is a formula). */
 const NEGATIVE_NUMBER = /^-\d+(\.\d+)?([eE][-+]?\d+)?$/;
 
@@ -10,6 +12,12 @@ const NEGATIVE_NUMBER = /^-\d+(\.\d+)?([eE][-+]?\d+)?$/;
  * export. NDJSON is the exact form of the same data.
  */
 export const csvField = (text: string): string => {
-  const safe = /^[=+\-@\t\r]/.test(text) && !NEGATIVE_NUMBER.test(text) ? `'${text}` : text;
+  const safe = FORMULA_START.test(text) && !NEGATIVE_NUMBER.test(text) ? `'${text}` : text;
   return /[",;\n\r]/.test(safe) || safe !== text ? `"${safe.replaceAll('"', '""')}"` : safe;
 };
+
+/**
+ * A field read back from a CSV: the `'` that `csvField` put before a formula-like text goes, so an
+ * export imports again. Spreadsheets write such a text without the mark, so a CSV holds it only as the guard.
+ */
+export const unguardedCsvField = (value: string): string => (value.charCodeAt(0) === 0x27 && FORMULA_START.test(value.slice(1)) ? value.slice(1) : value);

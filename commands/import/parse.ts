@@ -2,6 +2,7 @@ import type { Readable, TransformCallback } from 'node:stream';
 import { CsvError, Parser } from 'csv-parse';
 import { utf8Text, type ImportEncoding } from './encoding.ts';
 import { normalizeHeader, type Row } from './rows.ts';
+import { unguardedCsvField } from '../../shared/csv.ts';
 
 /**
  * One data row of a file, with the line it ends on (for the bad-row report), or why it could not be
@@ -67,16 +68,11 @@ class NumberingParser extends Parser {
   }
 }
 
-/**
- * The CSV this CRM writes puts `'` before a text a spreadsheet would run as a formula (shared/csv.ts):
- * read back, the mark goes, so an export imports again (its phone numbers, `'+1 555 0100`, were all
- * refused). Spreadsheets write such a text without the mark, so a CSV holds it only as this guard.
- */
-const GUARDED = /^'[=+\-@\t\r]/;
+/** The formula guard of the CSV this CRM writes goes (shared/csv.ts): an export's phone numbers, `'+1 555 0100`, were all refused. */
 const unguard = (row: Row): void => {
   for (const column in row) {
     const value = row[column];
-    if (typeof value === 'string' && value.charCodeAt(0) === 0x27 && GUARDED.test(value)) row[column] = value.slice(1);
+    if (typeof value === 'string') row[column] = unguardedCsvField(value);
   }
 };
 
