@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { EXPORT_COLUMNS, exportLines, type ExportFormat, type ExportKind } from '../../projections/queries/export.ts';
+import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type ExportFormat, type ExportKind } from '../../projections/queries/export.ts';
 import type { RouteContext } from '../route-context.ts';
 import type { Page, ReadModelQueries, ReadRecord, ReadScope } from '../deps.ts';
 import { scopeOf } from '../auth/viewer.ts';
@@ -27,47 +27,40 @@ const formatOf = (request: FastifyRequest, asked: ExportFormat | undefined): Exp
 };
 
 type Scope = ReadScope | null;
-const exportsOf: {
-  kind: ExportKind;
-  url: string;
-  filters: Record<string, z.ZodType>;
-  personalFields: readonly string[];
-  personalFilters: string[];
-  list: (q: ReadModelQueries, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
-}[] = [
+
+/** What each kind's export reads and masks: the routes here and `crm export` (unmasked, no scope) take it. */
+export const exportSpecs: Record<
+  ExportKind,
   {
-    kind: 'customers',
-    url: '/customers/export',
+    filters: Record<string, z.ZodType>;
+    personalFields: readonly string[];
+    personalFilters: string[];
+    list: (q: ReadModelQueries, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
+  }
+> = {
+  customers: {
     filters: CustomerListFilters,
     personalFields: CUSTOMER_PERSONAL_FIELDS,
     personalFilters: ['search'],
     list: (q, scope) => (query) => q.listCustomers(query, scope),
   },
-  {
-    kind: 'deals',
-    url: '/deals/export',
-    filters: DealListFilters,
-    personalFields: [],
-    personalFilters: [],
-    list: (q, scope) => (query) => q.listDeals(query, scope),
-  },
-  {
-    kind: 'feedback',
-    url: '/feedback/export',
+  deals: { filters: DealListFilters, personalFields: [], personalFilters: [], list: (q, scope) => (query) => q.listDeals(query, scope) },
+  feedback: {
     filters: FeedbackListFilters,
     personalFields: FEEDBACK_PERSONAL_FIELDS,
     personalFilters: [],
     list: (q, scope) => (query) => q.listFeedback(query, scope),
   },
-];
+};
 
 export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, context) => {
   const app = plugin.withTypeProvider<ZodTypeProvider>();
-  for (const spec of exportsOf) {
-    app.get(spec.url, {
+  for (const kind of EXPORT_KINDS) {
+    const spec = exportSpecs[kind];
+    app.get(`/${kind}/export`, {
       schema: {
-        tags: [spec.url.split('/')[1]!],
-        summary: `Every ${spec.url.split('/')[1]} record as CSV or NDJSON (Accept: text/csv or application/x-ndjson, or ?format=)`,
+        tags: [kind],
+        summary: `Every ${kind} record as CSV or NDJSON (Accept: text/csv or application/x-ndjson, or ?format=)`,
         description: 'Streamed; takes the filters of the list. Personal fields are masked for roles that may not see them.',
         querystring: z.strictObject({ ...spec.filters, format: z.enum(['csv', 'ndjson']).optional() }),
         response: problemResponses(400, 401, 403, 429, 503),
@@ -78,12 +71,12 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         refusePersonalFilters(request, query, spec.personalFilters);
         const format = formatOf(request, asked);
         // The caller's scope: an export holds exactly the records their list shows.
-        const lines = exportLines(spec.list(queries, scopeOf(request)), query, format, EXPORT_COLUMNS[spec.kind], (page) =>
+        const lines = exportLines(spec.list(queries, scopeOf(request)), query, format, EXPORT_COLUMNS[kind], (page) =>
           forCaller(request, page, spec.personalFields),
         );
         return reply
           .type(CONTENT_TYPES[format])
-          .header('content-disposition', `attachment; filename="${spec.url.split('/')[1]}.${format === 'csv' ? 'csv' : 'ndjson'}"`)
+          .header('content-disposition', `attachment; filename="${kind}.${format === 'csv' ? 'csv' : 'ndjson'}"`)
           .send(Readable.from(lines) as never);
       },
     });

@@ -2,8 +2,7 @@ import { once } from 'node:events';
 import { stringValue, UsageError, type CliCommand } from '../command.ts';
 import { openForWriting } from '../files.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
-
-const KINDS = ['customers', 'deals', 'feedback'] as const;
+import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type ExportKind } from '../../projections/queries/export.ts';
 
 /** Resolves once `out` drains, or fails (the failure is kept by its error listener). */
 const drained = (out: NodeJS.WritableStream): Promise<void> =>
@@ -46,12 +45,11 @@ operator's export holds personal data unmasked: keep the file as carefully as th
     output: { type: 'string', description: 'file to write (default: stdout)' },
   },
   async run(run) {
-    const kind = run.positionals[0] as (typeof KINDS)[number] | undefined;
-    if (kind === undefined || !KINDS.includes(kind)) throw new UsageError(`export needs one of ${KINDS.join(', ')}`);
+    const kind = run.positionals[0] as ExportKind | undefined;
+    if (kind === undefined || !EXPORT_KINDS.includes(kind)) throw new UsageError(`export needs one of ${EXPORT_KINDS.join(', ')}`);
     const format = stringValue(run, 'format') ?? 'csv';
     if (format !== 'csv' && format !== 'ndjson') throw new UsageError('--format must be csv or ndjson');
     const { openCrm } = await import('../../runtime/crm.ts');
-    const { EXPORT_COLUMNS, exportLines } = await import('../../projections/queries/export.ts');
     const outputPath = stringValue(run, 'output');
     // Opened before the CRM, so that a path that cannot be written costs no start-up.
     const out = outputPath ? await openForWriting(outputPath, 'the export') : process.stdout;
@@ -69,20 +67,13 @@ operator's export holds personal data unmasked: keep the file as carefully as th
       await runtime.prepareReadModels();
       const lag = await projectionLag(runtime, run.config.schemas.read, kind);
       if (lag) run.err(`crm export: ${lag}`);
-      const queries = runtime.apiDeps.queries;
-      // The filters' defaults (the sort order) as the HTTP export applies them to a request without filters.
+      // What the HTTP export reads, with no scope (an operator's export holds every record, unmasked) and
+      // the filters' defaults (the sort order) as for a request without filters.
       const { z } = await import('zod');
-      const { CustomerListFilters } = await import('../../api/routes/customers.ts');
-      const { DealListFilters } = await import('../../api/routes/deals.ts');
-      const { FeedbackListFilters } = await import('../../api/routes/feedback.ts');
-      const [list, filters] =
-        kind === 'customers'
-          ? [(q: Record<string, unknown>) => queries.listCustomers(q), CustomerListFilters]
-          : kind === 'deals'
-            ? [(q: Record<string, unknown>) => queries.listDeals(q), DealListFilters]
-            : [(q: Record<string, unknown>) => queries.listFeedback(q), FeedbackListFilters];
-      const query = z.object(filters).parse({}) as Record<string, unknown>;
-      for await (const chunk of exportLines(list, query, format, EXPORT_COLUMNS[kind])) {
+      const { exportSpecs } = await import('../../api/routes/exports.ts');
+      const spec = exportSpecs[kind];
+      const query = z.object(spec.filters).parse({}) as Record<string, unknown>;
+      for await (const chunk of exportLines(spec.list(runtime.apiDeps.queries, null), query, format, EXPORT_COLUMNS[kind])) {
         if (readerGone || failure) break;
         if (!out.write(chunk)) await drained(out);
       }

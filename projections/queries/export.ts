@@ -46,6 +46,7 @@ export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback', readonly
 };
 
 export type ExportKind = keyof typeof EXPORT_COLUMNS;
+export const EXPORT_KINDS = Object.keys(EXPORT_COLUMNS) as ExportKind[];
 
 export async function* exportLines(
   list: (query: Record<string, unknown>) => Promise<Page>,
