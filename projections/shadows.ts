@@ -76,7 +76,7 @@ export async function claimShadow(
 export async function dropAbandonedShadows(db: Kysely<unknown>, schema: string, options: { pool: boolean }): Promise<string[]> {
   const candidates = Object.values(prefixes).map((prefix) => prefix(schema));
   const { rows } = await sql<{ name: string }>`SELECT nspname AS name FROM pg_namespace
-    WHERE left(nspname, ${candidates[0]!.length}) = ${candidates[0]} OR left(nspname, ${candidates[1]!.length}) = ${candidates[1]}
+    WHERE EXISTS (SELECT 1 FROM unnest(${candidates}::text[]) AS p(prefix) WHERE left(nspname, length(p.prefix)) = p.prefix)
     ORDER BY nspname`.execute(db);
   const dropped: string[] = [];
   for (const { name } of rows) {
