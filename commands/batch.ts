@@ -10,6 +10,7 @@ import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
 import { eventIdFor } from './ids.ts';
 import { ioTurns } from '../shared/io-turns.ts';
+import { LruMap } from '../shared/lru.ts';
 import type { CommandContext } from './index.ts';
 import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type PreparedCommand } from './prepare.ts';
 import type { AggregateKind } from './schemas.ts';
@@ -110,17 +111,13 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   const decide = createDecide(deps.sla ?? defaultSlaPolicy);
   const maxCached = deps.cachedStreams ?? 50_000;
   const maxAttempts = deps.maxAttempts ?? 50;
-  // Least recently used first (Map order): bounded, so memory stays flat over a file of any length.
-  const cache = new Map<string, Held>();
+  // Bounded, so memory stays flat over a file of any length.
+  const cache = new LruMap<string, Held>(maxCached);
 
   const forget = (stream: string): void => {
     cache.delete(stream);
   };
-  const remember = (stream: string, held: Held): void => {
-    cache.delete(stream);
-    cache.set(stream, held);
-    while (cache.size > maxCached) cache.delete(cache.keys().next().value!);
-  };
+  const remember = (stream: string, held: Held): void => cache.set(stream, held);
 
   /**
    * The batch's streams: cached ones, and the others read in one query (with the keys of their
@@ -131,12 +128,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     const missing: string[] = [];
     for (const stream of wanted.keys()) {
       const cached = cache.get(stream);
-      if (cached) {
-        streams.set(stream, cached);
-        // Used again: last out.
-        cache.delete(stream);
-        cache.set(stream, cached);
-      } else missing.push(stream);
+      if (cached) streams.set(stream, cached);
+      else missing.push(stream);
     }
     if (missing.length === 0) return streams;
     const read = await store.readStreams(missing);

@@ -1,6 +1,7 @@
 import type { CrmEvent } from '../domain/catalogue.ts';
 import { emptyStream, foldInto, loadStream, streamOf, type AggregateStates, type Folder, type LoadedStream, type StreamLoaderDeps } from './aggregates.ts';
 import type { AggregateKind } from './schemas.ts';
+import { LruMap } from '../shared/lru.ts';
 
 /**
  * Folded states of recently used streams, by stream and revision (an LRU bounded by stream count),
@@ -55,15 +56,11 @@ interface Entry {
 }
 
 export function createStreamCache(deps: StreamLoaderDeps, maxStreams: number): StreamCache {
-  const entries = new Map<string, Entry>();
+  const entries = new LruMap<string, Entry>(maxStreams);
   // One catch-up per stream at a time: two folding into one cached state would apply events twice.
   const inFlight = new Map<string, Promise<unknown>>();
 
-  const remember = (stream: string, loaded: LoadedStream<unknown>) => {
-    entries.delete(stream);
-    entries.set(stream, { loaded, stale: false });
-    if (entries.size > maxStreams) entries.delete(entries.keys().next().value!);
-  };
+  const remember = (stream: string, loaded: LoadedStream<unknown>) => entries.set(stream, { loaded, stale: false });
 
   const catchUp = async <S>(stream: string, folder: Folder<S>): Promise<LoadedStream<S>> => {
     const cached = entries.get(stream)?.loaded as LoadedStream<S> | undefined;
@@ -96,11 +93,7 @@ export function createStreamCache(deps: StreamLoaderDeps, maxStreams: number): S
           continue;
         }
         const entry = entries.get(stream);
-        if (mode === 'cached' && entry && !entry.stale) {
-          entries.delete(stream);
-          entries.set(stream, entry);
-          return entry.loaded as LoadedStream<AggregateStates[K]>;
-        }
+        if (mode === 'cached' && entry && !entry.stale) return entry.loaded as LoadedStream<AggregateStates[K]>;
         const loading = catchUp(stream, folder);
         inFlight.set(stream, loading);
         try {
@@ -112,7 +105,7 @@ export function createStreamCache(deps: StreamLoaderDeps, maxStreams: number): S
     },
     appended(kind, id, base, events, after, folded) {
       const stream = streamOf(kind, id);
-      const entry = entries.get(stream);
+      const entry = entries.peek(stream);
       if (maxStreams <= 0 || !entry || entry.loaded !== base || after.revision !== base.revision + events.length) {
         if (entry) entry.stale = true;
         return;
@@ -127,7 +120,7 @@ export function createStreamCache(deps: StreamLoaderDeps, maxStreams: number): S
       remember(stream, { state, ids: base.ids, revision: after.revision, position: after.position });
     },
     stale(stream) {
-      const entry = entries.get(stream);
+      const entry = entries.peek(stream);
       if (entry) entry.stale = true;
     },
     evict(stream) {

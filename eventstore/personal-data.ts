@@ -4,6 +4,7 @@ import { isCrmEventType, parseEvent, personalFields } from '../domain/catalogue.
 import { EventMetadata } from '../domain/metadata.ts';
 import { ERASED } from '../domain/shared.ts';
 import type { ProjectedEvent, RecordedEvent } from '../shared/events.ts';
+import { LruMap } from '../shared/lru.ts';
 import { MasterKeyMismatch } from './errors.ts';
 
 /**
@@ -275,16 +276,11 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
     : sql`true`;
 
   // Keys never change once created and a forgotten customer stays forgotten, so both cache safely;
-  // another process forgetting a customer is seen after `evict`. Bounded (least recently stored
+  // another process forgetting a customer is seen after `evict`. Bounded (least recently used
   // first out), so a service or an import over millions of customers keeps a flat memory: an evicted
   // key is read again when next needed.
-  const cache = new Map<string, Buffer | null>();
-  const maxKeys = options.cachedKeys ?? 50_000;
-  const remember = (customerId: string, key: Buffer | null): void => {
-    cache.delete(customerId);
-    cache.set(customerId, key);
-    if (cache.size > maxKeys) cache.delete(cache.keys().next().value!);
-  };
+  const cache = new LruMap<string, Buffer | null>(options.cachedKeys ?? 50_000);
+  const remember = (customerId: string, key: Buffer | null): void => cache.set(customerId, key);
 
   /**
    * The key rows of many customers, one index probe each (`k`): with `customer_id = ANY (...)` the
