@@ -39,7 +39,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
   // Two phases, each counted in its own unit: events replayed, then tables compared.
   let progress = createProgress({ label: 'verify: replay', unit: 'events' });
   let comparing = false;
-  const { ReadModelsNotBuilt } = await import('../../audit/verify.ts');
+  const { ReadModelsMovedBack, ReadModelsNotBuilt } = await import('../../audit/verify.ts');
   let result: ReadModelVerification;
   try {
     result = await runtime.audit.verifyReadModels({
@@ -54,8 +54,8 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
       },
     });
   } catch (error) {
-    // A store whose read models were never built is a state to explain, not a crash to report.
-    if (!(error instanceof ReadModelsNotBuilt)) throw error;
+    // A store whose read models were never built, or were reset during the check, is a state to explain, not a crash to report.
+    if (!(error instanceof ReadModelsNotBuilt || error instanceof ReadModelsMovedBack)) throw error;
     run.err(`crm verify: ${error.message}`);
     return 1;
   }

@@ -119,6 +119,47 @@ describe('read-model verification', () => {
     expect(result.tables.find((t) => t.table === 'ghost_rows')).toMatchObject({ equal: true, liveMissing: true, replayedRows: 0 });
   });
 
+  it('holds no snapshot of the live read models while it replays (a long-open transaction stops PostgreSQL cleaning up every table)', async () => {
+    for (let i = 0; i < 150; i++) await h.record(`customer-${bob}`, 'CustomerTagged', { customerId: bob, tag: `t${i}` });
+    await projectLive();
+    // A connection idle inside a transaction whose last statement read the live checkpoints (not the
+    // shadow's, whose schema name starts with the live one's): the check's snapshot. Watched every few milliseconds beside the check.
+    const snapshotHeld = async () => {
+      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE state LIKE 'idle in transaction%' AND query LIKE ${`%"${h.schemas.read}"."projection_checkpoints"%`}`.execute(h.database.db);
+      return rows[0]!.n > 0;
+    };
+    let lastReplayed = 0;
+    let lastReplayAt = 0;
+    const heldAt: number[] = [];
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        if (await snapshotHeld()) heldAt.push(performance.now());
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    })();
+    try {
+      const result = await verifyReadModels(h.deps, {
+        projections,
+        onProgress: (p) => {
+          if (p.phase === 'replay' && p.done > lastReplayed) {
+            lastReplayed = p.done;
+            lastReplayAt = performance.now();
+          }
+        },
+      });
+      expect(result.ok).toBe(true);
+      expect(lastReplayed).toBeGreaterThanOrEqual(150);
+    } finally {
+      watching = false;
+      await watcher;
+    }
+    // The snapshot was seen (the comparison reads the live side in it), but only after the replay ended.
+    expect(heldAt.length).toBeGreaterThan(0);
+    expect(heldAt.filter((at) => at < lastReplayAt)).toEqual([]);
+  });
+
   it('compares live tables at their checkpoint while new events keep arriving', async () => {
     // Recorded but not yet projected: the replay stops at the live checkpoint, so nothing differs.
     await h.record(`customer-${ada}`, 'CustomerTagged', { customerId: ada, tag: 'gold' });
