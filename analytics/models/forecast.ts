@@ -8,6 +8,7 @@ import { addMonths } from './time.ts';
  * - Holt-Winters additive exponential smoothing (season 12) with at least two years, Holt's linear
  *   trend otherwise; smoothing constants chosen on a grid by one-step-ahead squared error.
  * Each is backtested: fitted without the last `holdout` months, then scored on them (MAPE, RMSE).
+ * Forecasts (and the backtests' predictions) are floored at zero.
  */
 export interface MonthlyValue {
   month: string;
@@ -132,20 +133,24 @@ export function forecastRevenue(history: readonly MonthlyValue[], horizon: numbe
   const canBacktest = hold >= 1 && values.length - hold >= 3;
   const train = values.slice(0, values.length - hold);
   const tail = values.slice(values.length - hold);
-  const regression = regressionForecast(values, firstMonth, horizon);
+  // Revenue does not go below zero: a trend fitted through a fall (a history that ends in empty
+  // months, an import that stopped before today) extrapolated to -1.6M a month before this floor.
+  const floor = (forecast: number[]): number[] => forecast.map((v) => Math.max(0, v));
+  const regression = { forecast: floor(regressionForecast(values, firstMonth, horizon).forecast) };
   const smoothing = smoothingForecast(values, horizon);
+  smoothing.forecast = floor(smoothing.forecast);
   return {
     history: [...history],
     methods: [
       {
         method: values.length >= 2 * SEASON ? 'linear trend + month-of-year dummies (ml-regression)' : 'linear trend (ml-regression)',
         forecast: label(regression.forecast),
-        backtest: canBacktest ? { holdout: hold, ...backtestError(tail, regressionForecast(train, firstMonth, hold).forecast) } : null,
+        backtest: canBacktest ? { holdout: hold, ...backtestError(tail, floor(regressionForecast(train, firstMonth, hold).forecast)) } : null,
       },
       {
         method: values.length >= 2 * SEASON ? 'Holt-Winters additive, season 12' : "Holt's linear exponential smoothing",
         forecast: label(smoothing.forecast),
-        backtest: canBacktest ? { holdout: hold, ...backtestError(tail, smoothingForecast(train, hold).forecast) } : null,
+        backtest: canBacktest ? { holdout: hold, ...backtestError(tail, floor(smoothingForecast(train, hold).forecast)) } : null,
         parameters: smoothing.parameters,
       },
     ],

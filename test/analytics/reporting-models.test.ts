@@ -92,6 +92,17 @@ describe('revenue forecast', () => {
       expect(Math.abs(m.forecast[2]!.value - (1760 + 200 * Math.sin((2 * Math.PI * 38) / 12)))).toBeLessThan(100);
     }
   });
+  it('never forecasts negative revenue, even after a history that falls to nothing', () => {
+    // Two years of steady sales, then eleven empty months (an imported history that ends before today).
+    const history = months.map((month, t) => ({ month, value: t < months.length - 11 ? 5000 + 100 * Math.sin((2 * Math.PI * t) / 12) : 0 }));
+    const result = forecastRevenue(history, 6);
+    for (const m of result.methods) {
+      expect(m.forecast).toHaveLength(6);
+      for (const f of m.forecast) expect(f.value).toBeGreaterThanOrEqual(0);
+    }
+    // Unfloored, the fall extrapolates below zero: the floor is what keeps it there.
+    expect(result.methods.some((m) => m.forecast.some((f) => f.value === 0))).toBe(true);
+  });
   it('backtest error by hand', () => {
     expect(backtestError([100, 200], [110, 180])).toEqual({ mape: 10, rmse: Math.sqrt((100 + 400) / 2) });
   });
