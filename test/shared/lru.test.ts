@@ -3,6 +3,15 @@ import { LruMap } from '../../shared/lru.ts';
 
 const keysOf = (lru: LruMap<string, number>, candidates: string[]) => candidates.filter((k) => lru.has(k));
 
+/** Capacity 3, holding a = 1, b = 2, c = 3 stored in that order. */
+const abc = () => {
+  const lru = new LruMap<string, number>(3);
+  lru.set('a', 1);
+  lru.set('b', 2);
+  lru.set('c', 3);
+  return lru;
+};
+
 /** The caches of stream states and personal-data keys: bounded, least recently used out first. */
 describe('a bounded least-recently-used map', () => {
   it('keeps at most its capacity, dropping the entry stored longest ago when none was read', () => {
@@ -17,13 +26,7 @@ describe('a bounded least-recently-used map', () => {
   });
 
   it('counts a read (get) or a new value (set) as a use; peek and has do not', () => {
-    const lru = new LruMap<string, number>(3);
-    for (const [k, v] of [
-      ['a', 1],
-      ['b', 2],
-      ['c', 3],
-    ] as const)
-      lru.set(k, v);
+    const lru = abc();
     expect(lru.get('a')).toBe(1);
     lru.set('d', 4); // drops b, the least recently used
     expect(keysOf(lru, ['a', 'b', 'c', 'd'])).toEqual(['a', 'c', 'd']);
@@ -44,13 +47,7 @@ describe('a bounded least-recently-used map', () => {
   });
 
   it('forgets deleted and cleared entries, and keeps its order consistent afterwards', () => {
-    const lru = new LruMap<string, number>(3);
-    for (const [k, v] of [
-      ['a', 1],
-      ['b', 2],
-      ['c', 3],
-    ] as const)
-      lru.set(k, v);
+    const lru = abc();
     expect(lru.delete('a')).toBe(true);
     expect(lru.delete('a')).toBe(false);
     lru.set('d', 4);
