@@ -6,8 +6,9 @@
  * Recency is a linked list beside the map, not the map's own insertion order. A `Map` touched by
  * delete-and-set and trimmed with `keys().next()` looks like an LRU, but V8 leaves deleted entries in
  * place until the table is rebuilt and every new iterator walks over them from the start: once full,
- * each eviction cost 16 µs at 50,000 entries and 5.6 µs at 10,000 (300,000 inserts in a loop; about
- * 1 µs here), a cost paid on every row of an import larger than its cache.
+ * each eviction cost 16 µs at 50,000 entries and 5.6 µs at 10,000 (300,000 inserts in a loop), a cost
+ * paid on every row of an import larger than its cache. The same loop run through this map, beside the
+ * old one under the same load: 2.7 against 27 µs at 50,000 entries, 0.9 against 9.6 µs at 10,000.
  */
 interface Entry<K, V> {
   key: K;
