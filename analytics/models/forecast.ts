@@ -128,17 +128,16 @@ export function forecastRevenue(history: readonly MonthlyValue[], horizon: numbe
   const values = history.map((h) => h.value);
   const firstMonth = history[0] ? Number(history[0].month.slice(5, 7)) - 1 : 0;
   const lastMonth = history[history.length - 1]?.month;
-  const label = (forecast: number[]): MonthlyValue[] => (lastMonth ? forecast.map((value, h) => ({ month: addMonths(lastMonth, h + 1), value })) : []);
+  // Revenue does not go below zero: a trend fitted through a fall (a history that ends in empty
+  // months, an import that stopped before today) extrapolated to -1.6M a month before this floor.
+  const floor = (forecast: number[]): number[] => forecast.map((v) => Math.max(0, v));
+  const label = (forecast: number[]): MonthlyValue[] => (lastMonth ? floor(forecast).map((value, h) => ({ month: addMonths(lastMonth, h + 1), value })) : []);
   const hold = holdout ?? Math.min(6, Math.floor(values.length / 4));
   const canBacktest = hold >= 1 && values.length - hold >= 3;
   const train = values.slice(0, values.length - hold);
   const tail = values.slice(values.length - hold);
-  // Revenue does not go below zero: a trend fitted through a fall (a history that ends in empty
-  // months, an import that stopped before today) extrapolated to -1.6M a month before this floor.
-  const floor = (forecast: number[]): number[] => forecast.map((v) => Math.max(0, v));
-  const regression = { forecast: floor(regressionForecast(values, firstMonth, horizon).forecast) };
+  const regression = regressionForecast(values, firstMonth, horizon);
   const smoothing = smoothingForecast(values, horizon);
-  smoothing.forecast = floor(smoothing.forecast);
   return {
     history: [...history],
     methods: [
