@@ -13,6 +13,7 @@ import { ioTurns } from '../shared/io-turns.ts';
 import { LruMap } from '../shared/lru.ts';
 import type { CommandContext } from './index.ts';
 import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type PreparedCommand } from './prepare.ts';
+import { createSnapshotCodec, SNAPSHOT_AFTER_EVENTS, type PendingSnapshot, type SavedState } from './snapshots.ts';
 import type { AggregateKind } from './schemas.ts';
 
 /**
@@ -23,7 +24,8 @@ import type { AggregateKind } from './schemas.ts';
  * stream go out in one `appendToStreams` call with each stream's expected revision. A conflict
  * (someone else wrote one of those streams meanwhile) stores the streams not in conflict and decides
  * the others again on what was stored, so a concurrent write is never lost and never surfaces as an
- * error.
+ * error. Where the store keeps saved states (commands/snapshots.ts), a long customer stream is read
+ * from its saved state on, and saved again once a batch appended to a stream that was costly to read.
  * Commands carry idempotency keys: a command whose events are already stored is answered as done.
  */
 
@@ -88,11 +90,9 @@ export interface BatchCommandDeps {
 const NOT_IN_BATCH = new Set(['MergeCustomer', 'ForgetCustomer', 'LogActivity', 'ChangeActivity', 'CompleteActivity']);
 
 /** What is kept of a stream between batches: its state (with compact dictionaries) and its keyed event ids. */
-interface Held {
-  state: unknown;
-  /** Revision of the last event folded; -1 when the stream has no events. */
-  revision: number;
-  ids: CompactIds;
+interface Held extends SavedState {
+  /** Events read from the store past its saved state when it was loaded: a costly read is saved once appended to. */
+  tail: number;
 }
 
 interface Working {
@@ -113,6 +113,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   const maxAttempts = deps.maxAttempts ?? 50;
   // Bounded, so memory stays flat over a file of any length.
   const cache = new LruMap<string, Held>(maxCached);
+  const snapshots = store.snapshots ? createSnapshotCodec(store.snapshots, personalData) : undefined;
 
   const forget = (stream: string): void => {
     cache.delete(stream);
@@ -132,7 +133,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       else missing.push(stream);
     }
     if (missing.length === 0) return streams;
-    const read = await store.readStreams(missing);
+    const saved = snapshots ? await snapshots.load(missing) : new Map<string, SavedState>();
+    const read = await store.readStreams(missing, { after: new Map([...saved].map(([stream, s]) => [stream, s.revision])) });
     const subjects: string[] = [];
     for (const events of read.values())
       for (const e of events) {
@@ -145,9 +147,11 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       if (turns.due()) await turns.give();
       const kind = wanted.get(stream)!;
       const folder = folders[kind] as Folder<unknown>;
-      const recorded = read.get(stream) ?? [];
-      let state = folder.initialState();
-      const ids = new CompactIds();
+      const from = saved.get(stream);
+      // Only what follows the saved state is folded on it, whatever the read returned.
+      const recorded = (read.get(stream) ?? []).filter((r) => !from || r.revision > from.revision);
+      let state = from ? from.state : folder.initialState();
+      const ids = from ? from.ids : new CompactIds();
       for (const r of recorded) {
         const e = await decodeRecordedEvent(r, personalData);
         // Forgotten by another process: drop our cached key so nothing more is encrypted or read with it.
@@ -155,7 +159,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         state = folder.evolve(state, e.event);
         ids.add(r.id, e.metadata.commandHash);
       }
-      const held: Held = { state: compactState(kind, state), revision: recorded.at(-1)?.revision ?? -1, ids };
+      const held: Held = { state: compactState(kind, state), revision: recorded.at(-1)?.revision ?? from?.revision ?? -1, ids, tail: recorded.length };
       streams.set(stream, held);
       remember(stream, held);
     }
@@ -292,11 +296,25 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     return { appending, appends };
   };
 
-  /** What the stream holds once a pass's events are stored: kept for the next batches. */
-  const rememberDecided = (stream: string, w: Working, revision: number): void => {
+  /**
+   * What the stream holds once a pass's events are stored: kept for the next batches. A stream that was
+   * costly to read is taken for saving (as text, since later batches change the state in place).
+   */
+  const rememberDecided = (stream: string, w: Working, revision: number): PendingSnapshot | undefined => {
     const ids = w.base.ids;
     for (const [id, commandHash] of w.newIds) ids.add(id, commandHash);
-    remember(stream, { state: w.state, revision, ids });
+    const held: Held = { state: w.state, revision, ids, tail: w.base.tail };
+    const taken = snapshots && held.tail >= SNAPSHOT_AFTER_EVENTS ? snapshots.take(stream, held) : undefined;
+    if (taken) held.tail = 0;
+    remember(stream, held);
+    return taken;
+  };
+
+  /** Saves states whose events are stored. A cache: a state not saved is folded from the events next time. */
+  const saveSnapshots = async (pending: (PendingSnapshot | undefined)[]): Promise<void> => {
+    const taken = pending.filter((p): p is PendingSnapshot => p !== undefined);
+    if (!snapshots || taken.length === 0) return;
+    await snapshots.save(taken).catch(() => undefined);
   };
 
   /**
@@ -320,7 +338,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         appends = decided.appends;
         if (appending.length === 0) return outcomes;
         const results = await store.appendToStreams(appends);
-        appending.forEach(([stream, w], i) => rememberDecided(stream, w, results[i]!.nextExpectedRevision));
+        await saveSnapshots(appending.map(([stream, w], i) => rememberDecided(stream, w, results[i]!.nextExpectedRevision)));
         return outcomes;
       } catch (error) {
         // Someone else wrote (or a crashed earlier run stored) some of these streams: read them again and decide again.
@@ -397,7 +415,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       inFlight.delete(mine);
       done();
     };
-    let first: { appending: [string, Working][]; appends: StreamAppend[] } | undefined;
+    let first: { appending: [string, Working][]; appends: StreamAppend[]; taken: (PendingSnapshot | undefined)[] } | undefined;
     if (!mine.doomed) {
       try {
         first = await exclusive(async () => {
@@ -411,8 +429,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           }
           if (decided && !mine.doomed) {
             // Kept as if stored: the next batch decides on them.
-            for (const [stream, w] of decided.appending) rememberDecided(stream, w, w.base.revision + w.events.length);
-            return decided;
+            const taken = decided.appending.map(([stream, w]) => rememberDecided(stream, w, w.base.revision + w.events.length));
+            return { ...decided, taken };
           }
           // Evolved in place and not to be stored: read again by the pass that decides again.
           for (const [stream] of working) forget(stream);
@@ -444,6 +462,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         // A stream found stored already (a crashed run's batch) may stand at another revision than
         // decided: what was decided after it is decided again.
         if (appending.some(([, w], i) => results[i]!.nextExpectedRevision !== w.base.revision + w.events.length)) doomAll();
+        else await saveSnapshots(first.taken);
         return batch.outcomes;
       } catch (error) {
         doomAll({ error });

@@ -43,6 +43,18 @@ class Book {
   private text = '';
   private fields: string[] | undefined;
 
+  /** The book as stored in a snapshot: its field list and its text (commands/snapshots.ts). */
+  raw(): [string[] | null, string] {
+    return [this.fields ?? null, this.text];
+  }
+
+  static fromRaw([fields, text]: [string[] | null, string]): Book {
+    const book = new Book();
+    book.fields = fields ? shapeOf(fields) : undefined;
+    book.text = text;
+    return book;
+  }
+
   private encode(value: unknown): string {
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const keys = Object.keys(value);
@@ -123,6 +135,7 @@ type BookTarget = { [BOOK]: Book };
 const bookHandler: ProxyHandler<BookTarget> = {
   get: (target, key, receiver) => {
     if (key === IS_BOOK) return true;
+    if (key === BOOK) return target[BOOK];
     if (typeof key === 'string' && target[BOOK].has(key)) return target[BOOK].get(key);
     return typeof key === 'symbol' ? undefined : (Reflect.get(target, key, receiver) as unknown);
   },
@@ -152,8 +165,10 @@ const bookHandler: ProxyHandler<BookTarget> = {
 const bookObject = (entries: Record<string, unknown>): Record<string, unknown> => {
   const book = new Book();
   for (const key of Object.keys(entries)) book.set(key, entries[key]);
-  return new Proxy<BookTarget>({ [BOOK]: book }, bookHandler);
+  return bookProxy(book);
 };
+
+const bookProxy = (book: Book): Record<string, unknown> => new Proxy<BookTarget>({ [BOOK]: book }, bookHandler);
 
 const isBook = (value: unknown): boolean => typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[IS_BOOK] === true;
 
@@ -173,6 +188,30 @@ export const compactState = <S>(kind: AggregateKind, state: S): S => {
     if (typeof value === 'object' && value !== null && !isBook(value)) out[f] = bookObject(value as Record<string, unknown>);
   }
   return out as S;
+};
+
+/**
+ * A compact state as JSON text (a stream snapshot, commands/snapshots.ts): the plain fields as they
+ * are, each book as its field list and text, so that neither writing nor reading it walks the entries.
+ */
+export const compactStateText = (kind: AggregateKind, state: unknown): string => {
+  const compact = compactState(kind, state) as Record<string, unknown>;
+  const plain: Record<string, unknown> = { ...compact };
+  const books: Record<string, [string[] | null, string]> = {};
+  for (const f of BOOKED[kind] ?? []) {
+    if (!isBook(compact[f])) continue;
+    books[f] = (compact[f] as Record<symbol, Book>)[BOOK]!.raw();
+    delete plain[f];
+  }
+  return JSON.stringify({ plain, books });
+};
+
+/** The compact state `compactStateText` wrote. */
+export const compactStateFromText = <S>(text: string): S => {
+  const { plain, books } = JSON.parse(text) as { plain: Record<string, unknown>; books: Record<string, [string[] | null, string]> };
+  const state: Record<string, unknown> = { ...plain };
+  for (const [f, raw] of Object.entries(books)) state[f] = bookProxy(Book.fromRaw(raw));
+  return state as S;
 };
 
 const ID_CHARS = 16;
@@ -201,6 +240,18 @@ export class CompactIds {
   /** An event without a command hash is held too: a command whose key derives its id is then a conflict, never a repeat. */
   add(id: string, commandHash: string | undefined): void {
     this.text = flat([this.text, packId(id), hashPrefix(commandHash)]);
+  }
+
+  /** The ids as text (base64) for a snapshot. */
+  toText(): string {
+    return Buffer.from(this.text, 'latin1').toString('base64');
+  }
+
+  static fromText(text: string): CompactIds {
+    const ids = new CompactIds();
+    ids.text = Buffer.from(text, 'base64').toString('latin1');
+    if (ids.text.length % RECORD !== 0) throw new Error('Malformed event ids in a snapshot');
+    return ids;
   }
 
   /** The stored prefix of the command hash of `id`, or undefined when the id is not held. */

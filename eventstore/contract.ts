@@ -111,14 +111,48 @@ export interface EventStore {
   appendToStreams(appends: StreamAppend[]): Promise<AppendResult[]>;
   /** Events of one stream; an empty array when the stream does not exist. */
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
-  /** Whole streams in one read (bulk decisions); a missing stream maps to an empty array. */
-  readStreams(streams: string[]): Promise<Map<string, RecordedEvent[]>>;
+  /**
+   * Whole streams in one read (bulk decisions); a missing stream maps to an empty array. A stream
+   * named in `after` is read from the revision after the one given (what a saved state leaves to read).
+   */
+  readStreams(streams: string[], options?: ReadStreamsOptions): Promise<Map<string, RecordedEvent[]>>;
   readAll(options?: ReadAllOptions): Promise<RecordedEvent[]>;
   /** Catch-up then live subscription in global order. Unsubscribing releases every resource. */
   subscribeToAll(options?: SubscribeOptions): Observable<SubscriptionMessage>;
   /** Position of the last event visible to readers (0n when empty). */
   headPosition(): Promise<bigint>;
   close(): Promise<void>;
+  /**
+   * Saved states of streams kept beside the events, where the engine has a place for them
+   * (PostgreSQL and PGlite); absent on EventStoreDB. A cache of folds: never read by audits or
+   * projections, and every saved state can be folded again from the events.
+   */
+  readonly snapshots?: StreamSnapshots;
+}
+
+export interface ReadStreamsOptions {
+  /** The last revision already known of some streams: only their events after it are read. */
+  after?: ReadonlyMap<string, number>;
+}
+
+/** A saved state: opaque text (the command layer's form, commands/snapshots.ts) as of `revision`. */
+export interface StreamSnapshot {
+  stream: string;
+  /** The revision of the last event folded into it. */
+  revision: number;
+  /** Which fold and encoding wrote it: a snapshot of another format is never read. */
+  format: string;
+  state: string;
+}
+
+export interface StreamSnapshots {
+  /**
+   * The saved states of these streams in `format`. A snapshot beyond its stream's last event (a store
+   * restored from an older backup beside newer snapshots) is not returned.
+   */
+  load(streams: string[], format: string): Promise<Map<string, StreamSnapshot>>;
+  /** Saves (or replaces) each stream's state; an older revision never replaces a newer one. */
+  save(snapshots: StreamSnapshot[]): Promise<void>;
 }
 
 export const START_POSITION = 0n;

@@ -43,6 +43,18 @@ export interface PersonalData {
    * insert when `create`), so that the following protect/reveal calls need no round trip.
    */
   loadKeys(customerIds: string[], options?: { create?: boolean }): Promise<void>;
+  /**
+   * Encrypts text derived from a customer's events (a saved state of their stream) under their data
+   * key, bound to `context`: forgetting the customer shreds it with their events. Throws
+   * PersonalDataForgotten for a forgotten customer.
+   */
+  seal(customerId: string, context: string, text: string): Promise<string>;
+  /**
+   * The text `seal` was given for the same customer and context; undefined when the customer was
+   * forgotten or has no key, or when the sealed text does not authenticate (altered, or moved to
+   * another customer or context).
+   */
+  open(customerId: string, context: string, sealed: string): Promise<string | undefined>;
 }
 
 /** The customer an event's personal fields belong to, if it has any. */
@@ -164,6 +176,32 @@ const decryptV1 = (key: Buffer, customerId: string, field: string, stored: strin
   decipher.setAuthTag(Buffer.from(tag, 'base64url'));
   const plain = Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]);
   return JSON.parse(plain.toString('utf8'));
+};
+
+/** Derived text (seal/open): `enc:s1:<iv>:<tag>:<ciphertext>`, bound to the customer and the caller's context. */
+const SEALED = 'enc:s1:';
+const sealAad = (customerId: string, context: string) => Buffer.from(`s1:${context}:${customerId}`, 'utf8');
+
+const sealText = (key: Buffer, customerId: string, context: string, text: string): string => {
+  const iv = freshIv();
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(sealAad(customerId, context));
+  const ciphertext = Buffer.concat([cipher.update(text, 'utf8'), cipher.final()]);
+  return `${SEALED}${iv.toString('base64url')}:${cipher.getAuthTag().toString('base64url')}:${ciphertext.toString('base64url')}`;
+};
+
+const openText = (key: Buffer, customerId: string, context: string, sealed: string): string | undefined => {
+  const [iv, tag, ciphertext, extra] = sealed.startsWith(SEALED) ? sealed.slice(SEALED.length).split(':') : [];
+  if (iv === undefined || tag === undefined || ciphertext === undefined || extra !== undefined) return undefined;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+    decipher.setAAD(sealAad(customerId, context));
+    decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+    return Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]).toString('utf8');
+  } catch {
+    // The tag does not verify (or a malformed IV or tag): not what was sealed here.
+    return undefined;
+  }
 };
 
 const personalSpec = (type: string) => (isCrmEventType(type) ? personalFields[type] : undefined);
@@ -368,6 +406,15 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
 
     evict(customerId) {
       cache.delete(customerId);
+    },
+
+    async seal(customerId, context, text) {
+      return sealText(await keyForWriting(customerId), customerId, context, text);
+    },
+
+    async open(customerId, context, sealed) {
+      const key = await lookup(customerId);
+      return key ? openText(key, customerId, context, sealed) : undefined;
     },
 
     async refreshForgotten(customerIds) {

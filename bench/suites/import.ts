@@ -8,6 +8,12 @@
  * 1M run without scaling the rest), run as shipped: no NODE_OPTIONS (`--option node-options=...` sets
  * some, e.g. the `--max-old-space-size=160` earlier runs used). `--scale` multiplies the CDNOW sizes
  * and the memory file; `--option memory-only=1` measures only the memory.
+ *
+ * `history`: a month of purchases imported into a store that already holds years of them (4,000
+ * customers with 40 purchases each), by a fresh handler as each `crm import` process is, with the
+ * store's saved states of customer streams (commands/snapshots.ts) and without them, alternating in
+ * the same run: the first month with them reads whole streams and saves their states, the next one
+ * reads the states. `--option history=0` leaves it out.
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -20,6 +26,7 @@ import { openCrm } from '../../runtime/crm.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { importFile } from '../../cli/import.ts';
 import { createBatchCommands } from '../../commands/batch.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
 import { rate, ratio, round, type BenchContext } from '../report.ts';
 
 const CRM_BIN = fileURLToPath(new URL('../../cli/crm.js', import.meta.url));
@@ -199,6 +206,58 @@ const measureSpeed = async (ctx: BenchContext, folder: string): Promise<Record<s
   };
 };
 
+/** A month of purchases into a store with history, with and without saved stream states (see the header). */
+const measureHistory = async (ctx: BenchContext, folder: string): Promise<Record<string, unknown>> => {
+  const customers = Math.round(4_000 * ctx.scale);
+  const perCustomer = 40;
+  const customersFile = join(folder, 'history-customers.csv');
+  const historyFile = join(folder, 'history-purchases.csv');
+  await writeCustomers(customersFile, customers);
+  await writePurchases(historyFile, customers * perCustomer, customers);
+  const months = ['a', 'b', 'c', 'd'].map((name) => join(folder, `month-${name}.csv`));
+  for (const [i, file] of months.entries())
+    await writeLines(file, 'order_id,customer_email,amount,currency,occurred_at', customers, (n) => {
+      const customer = (n * 7_919 + i * 104_729) % customers;
+      return `m${i}-${n},c${customer}@example.com,${(5 + (n % 95)).toFixed(2)},USD,1999-0${i + 1}-15T12:00:00.000Z`;
+    });
+  const env = await crmEnv(ctx);
+  const runtime = await openCrm(loadConfig(env, folder));
+  try {
+    const handler = (store: EventStore) => createBatchCommands({ store, personalData: runtime.personalData });
+    const withSnapshots = runtime.store;
+    const withoutSnapshots: EventStore = { ...runtime.store, engine: runtime.store.engine, snapshots: undefined };
+    ctx.log(`history: ${customers} customers with ${perCustomer} purchases each`);
+    await importFile(handler(withSnapshots), { file: customersFile, reportPath: join(folder, 'history-report.csv') });
+    await importFile(handler(withSnapshots), { file: historyFile, reportPath: join(folder, 'history-report.csv') });
+    const month = async (file: string, store: EventStore, label: string): Promise<number> => {
+      ctx.log(`history: a month of ${customers} purchases ${label}`);
+      const started = performance.now();
+      const outcome = await importFile(handler(store), { file, reportPath: join(folder, 'month-report.csv') });
+      if (outcome.imported !== customers) throw new Error(`history month ${file}: ${outcome.imported} of ${customers} rows imported`);
+      return rate(customers, performance.now() - started);
+    };
+    const [a, b, c, d] = [
+      await month(months[0]!, withoutSnapshots, 'without saved states'),
+      await month(months[1]!, withSnapshots, 'with saved states (first: reads whole streams, saves them)'),
+      await month(months[2]!, withSnapshots, 'with saved states'),
+      await month(months[3]!, withoutSnapshots, 'without saved states'),
+    ];
+    const baseline = Math.round((a + d) / 2);
+    return {
+      customers,
+      purchasesPerCustomer: perCustomer,
+      monthRows: customers,
+      withoutSnapshotsRowsPerSecond: [a, d],
+      firstMonthWithSnapshotsRowsPerSecond: b,
+      withSnapshotsRowsPerSecond: c,
+      ratioToWithout: ratio(c, baseline),
+      firstMonthRatioToWithout: ratio(b, baseline),
+    };
+  } finally {
+    await runtime.close();
+  }
+};
+
 /** Peak memory of `crm import` processes: 20,000 customers, then `rows` purchases about them. */
 const measureMemory = async (ctx: BenchContext, folder: string, rows: number): Promise<Record<string, unknown>> => {
   const memoryNodeOptions = ctx.options['node-options'] ?? '';
@@ -231,8 +290,9 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const load = { before: loadavg().map((v) => round(v, 2)) };
   try {
     const speed = ctx.options['memory-only'] === '1' ? {} : await measureSpeed(ctx, folder);
+    const history = ctx.options['memory-only'] === '1' || ctx.options.history === '0' ? {} : { history: await measureHistory(ctx, folder) };
     const memory = await measureMemory(ctx, folder, memoryRows);
-    return { load: { ...load, after: loadavg().map((v) => round(v, 2)) }, ...speed, memory };
+    return { load: { ...load, after: loadavg().map((v) => round(v, 2)) }, ...speed, ...history, memory };
   } finally {
     rmSync(folder, { recursive: true, force: true });
   }
@@ -245,12 +305,25 @@ export const summarize = (result: Record<string, unknown>): string[] => {
     purchases: { rowsPerSecond: number; ratioToRawInsert: number };
     cdnow: { importMs: number; catchUpMs: number; totalMs: number };
     memory: { rows: number; peakMb: number; rowsPerSecond: number; nodeOptions: string };
+    history?: {
+      customers: number;
+      purchasesPerCustomer: number;
+      withoutSnapshotsRowsPerSecond: number[];
+      firstMonthWithSnapshotsRowsPerSecond: number;
+      withSnapshotsRowsPerSecond: number;
+      ratioToWithout: number;
+    };
   };
   const memory = `crm import of ${r.memory.rows} purchases${r.memory.nodeOptions ? ` (NODE_OPTIONS=${r.memory.nodeOptions})` : ''}: peak ${r.memory.peakMb} MB (target < 300 MB), ${r.memory.rowsPerSecond} rows/s`;
   if (!r.rawInsert) return [memory];
   return [
     `raw batched INSERT ${r.rawInsert.rowsPerSecond} rows/s (before, between and after the imports: ${r.rawInsert.runs.join(', ')}); import customers ${r.customers.rowsPerSecond}/s (${r.customers.ratioToRawInsert}x), purchases ${r.purchases.rowsPerSecond}/s (${r.purchases.ratioToRawInsert}x)`,
     `CDNOW-sized: import ${round(r.cdnow.importMs / 1000, 1)} s + catch-up ${round(r.cdnow.catchUpMs / 1000, 1)} s = ${round(r.cdnow.totalMs / 1000, 1)} s (target < 60 s)`,
+    ...(r.history
+      ? [
+          `a month into ${r.history.customers} customers with ${r.history.purchasesPerCustomer} purchases each: ${r.history.withSnapshotsRowsPerSecond} rows/s with saved states (${r.history.ratioToWithout}x), ${r.history.withoutSnapshotsRowsPerSecond.join(' and ')} without, the first month with them ${r.history.firstMonthWithSnapshotsRowsPerSecond}`,
+        ]
+      : []),
     memory,
   ];
 };

@@ -19,6 +19,7 @@ import type {
   NewEvent,
   ReadAllOptions,
   ReadStreamOptions,
+  ReadStreamsOptions,
   RecordedEvent,
   SubscribeOptions,
   StreamAppend,
@@ -312,9 +313,12 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
     return results;
   };
 
-  const readStreams = async (streams: string[]): Promise<Map<string, RecordedEvent[]>> => {
+  const readStreams = async (streams: string[], options: ReadStreamsOptions = {}): Promise<Map<string, RecordedEvent[]>> => {
     const found = new Map<string, RecordedEvent[]>();
-    for (const stream of streams) found.set(stream, await readStream(stream));
+    for (const stream of streams) {
+      const after = options.after?.get(stream);
+      found.set(stream, await readStream(stream, after === undefined ? {} : { fromRevision: after + 1 }));
+    }
     return found;
   };
 

@@ -520,6 +520,28 @@ const appendEventsGenericPlans = (schema: string): Migration => ({
   },
 });
 
+/**
+ * Saved states of streams (0011; eventstore/postgres/snapshots.ts): a cache of folds beside the
+ * events, so that a command on a long stream reads the state and the events after it rather than the
+ * whole stream. Opaque text written by the command layer, encrypted there where it holds personal data.
+ */
+const streamSnapshots = (schema: string): Migration => ({
+  async up(db: Kysely<any>) {
+    await sql
+      .raw(
+        `
+      CREATE TABLE IF NOT EXISTS ${quote(schema)}.stream_snapshots (
+        stream    text PRIMARY KEY,
+        revision  bigint NOT NULL,
+        format    text NOT NULL,
+        state     text NOT NULL,
+        saved_at  timestamptz NOT NULL DEFAULT now()
+      )`,
+      )
+      .execute(db);
+  },
+});
+
 const migrationsFor = (schema: string): Record<string, Migration> => ({
   // The name is kept from when it also created the first append function.
   '0001_events_streams_append': initialSchema(schema),
@@ -532,6 +554,7 @@ const migrationsFor = (schema: string): Record<string, Migration> => ({
   '0008_bulk_import_probes': bulkImportProbes(schema),
   '0009_append_streams_generic_plans': appendStreamsGenericPlans(schema),
   '0010_append_events_generic_plans': appendEventsGenericPlans(schema),
+  '0011_stream_snapshots': streamSnapshots(schema),
 });
 
 /** Names of the migrations already applied in `schema` (none when the schema is new). */

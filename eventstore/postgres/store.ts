@@ -11,6 +11,7 @@ import type {
   NewEvent,
   ReadAllOptions,
   ReadStreamOptions,
+  ReadStreamsOptions,
   RecordedEvent,
   StreamAppend,
   SubscribeOptions,
@@ -22,6 +23,7 @@ import type { SqlDatabase } from './database.ts';
 import { ORDINAL_BITS, migrateEventStore, quoteIdentifier } from './migrations.ts';
 import { createAppendGroups, type GroupOutcome, type PendingAppend } from './append-groups.ts';
 import { createWakeup } from './wakeup.ts';
+import { createStreamSnapshots } from './snapshots.ts';
 
 export interface PostgresEventStoreOptions {
   /** Schema of the event store tables (created when missing). */
@@ -293,16 +295,18 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     return rows.map((row) => ({ nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position ?? '0') }));
   };
 
-  const readStreams = async (streams: string[]): Promise<Map<string, RecordedEvent[]>> => {
+  const readStreams = async (streams: string[], options: ReadStreamsOptions = {}): Promise<Map<string, RecordedEvent[]>> => {
     assertOpen();
     const found = new Map<string, RecordedEvent[]>(streams.map((stream) => [stream, []]));
     if (streams.length === 0) return found;
+    const unique = [...found.keys()];
+    const after = unique.map((stream) => options.after?.get(stream) ?? -1);
     try {
       // One index range per stream: with `stream = ANY (...)` a table without statistics yet (a bulk
       // import runs ahead of autovacuum's ANALYZE) was scanned whole for every batch.
       const result = await sql<EventRow>`
-        SELECT ${COLUMNS} FROM (SELECT DISTINCT unnest(${streams}::text[]) AS name) AS wanted
-          CROSS JOIN LATERAL (SELECT * FROM ${s}.events e WHERE e.stream = wanted.name ORDER BY e.revision) AS e
+        SELECT ${COLUMNS} FROM unnest(${unique}::text[], ${after}::bigint[]) AS wanted(name, after)
+          CROSS JOIN LATERAL (SELECT * FROM ${s}.events e WHERE e.stream = wanted.name AND e.revision > wanted.after ORDER BY e.revision) AS e
         ORDER BY e.stream, e.revision`.execute(db);
       for (const row of result.rows) found.get(row.stream)?.push(toRecorded(row));
       return found;
@@ -508,6 +512,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     appendToStreams,
     readStream,
     readStreams,
+    snapshots: createStreamSnapshots(db, schema),
     readAll,
     subscribeToAll,
     headPosition,

@@ -87,9 +87,9 @@ const watched = (hooks: { beforeAppend?: (call: number) => Promise<void>; afterR
         await hooks.beforeAppend?.(appends.length);
         return store.appendToStreams(list);
       },
-      readStreams: async (streams) => {
+      readStreams: async (streams, options) => {
         reads.push([...streams]);
-        const read = await store.readStreams(streams);
+        const read = await store.readStreams(streams, options);
         await hooks.afterRead?.(reads.length);
         return read;
       },

@@ -254,6 +254,16 @@ export function eventStoreContract(harness: EngineHarness): void {
         for (const events of read.values()) {
           for (let i = 1; i < events.length; i++) expect(events[i]!.position).toBeGreaterThan(events[i - 1]!.position);
         }
+        // From a known revision on (a saved state's): only the events after it; the other streams whole.
+        const after = await store.readStreams([a, b, c], {
+          after: new Map([
+            [b, 0],
+            [c, 0],
+          ]),
+        });
+        expect(after.get(a)!.map((e) => e.revision)).toEqual([0, 1]);
+        expect(after.get(b)!.map((e) => e.revision)).toEqual([1, 2]);
+        expect(after.get(c)).toEqual([]);
         await store.close();
       });
 

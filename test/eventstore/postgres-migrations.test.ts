@@ -41,6 +41,7 @@ const ALL = [
   '0008_bulk_import_probes',
   '0009_append_streams_generic_plans',
   '0010_append_events_generic_plans',
+  '0011_stream_snapshots',
 ];
 
 /**
@@ -52,6 +53,7 @@ const backToFirstVersion = async (schema: string): Promise<void> => {
   await sql`DROP FUNCTION ${s}.append_events(text, bigint, uuid[], text[], jsonb[], jsonb[])`.execute(database.db);
   await sql`DROP FUNCTION ${s}.append_streams(text[], bigint[], int[], uuid[], text[], jsonb, jsonb)`.execute(database.db);
   await sql`ALTER TABLE ${s}.streams DROP COLUMN last_position`.execute(database.db);
+  await sql`DROP TABLE ${s}.stream_snapshots`.execute(database.db);
   await sql`CREATE FUNCTION ${s}.append_events(text, bigint, uuid[], text[], jsonb[], jsonb[]) RETURNS SETOF bigint
     LANGUAGE sql AS 'SELECT 1::bigint'`.execute(database.db);
   await sql`DELETE FROM ${s}.eventstore_migration WHERE name <> '0001_events_streams_append'`.execute(database.db);
