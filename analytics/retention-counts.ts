@@ -146,18 +146,60 @@ export class RetentionDeltas {
   }
 }
 
+/** Customers active at each month start from `fromMonth` to the month after `lastMonth`, kept window. */
+async function keptActiveAt(db: QueryExecutorProvider, schema: string, fromMonth: string, lastMonth: string): Promise<Map<string, number>> {
+  const { rows } = await sql<{ boundary: string; customers: number }>`SELECT to_char(boundary, 'YYYY-MM-DD') AS boundary, customers
+    FROM ${sql.id(schema, ACTIVE_AT.table)} WHERE boundary >= ${`${fromMonth}-01`}::date AND boundary <= ${`${addMonths(lastMonth, 1)}-01`}::date`.execute(db);
+  return new Map(rows.map((r) => [r.boundary.slice(0, 7), Number(r.customers)]));
+}
+
 /** The kept list of a customer row as the projection holds it (pg parses integer[] to numbers; a new row has []). */
 export const purchaseMonthsOf = (value: unknown): number[] => (Array.isArray(value) ? value.map(Number) : []);
 
 /**
+ * Customers active at each month start from `fromMonth` to the month after `lastMonth` for a window
+ * other than the kept one, from the kept lists rather than every purchase day. A customer is active
+ * at t when a listed day m has t - W <= m < t. For t between a listed day m and the next one m' (m <
+ * t <= m'), m is the last listed day before t, so each listed day stands for the customer on
+ * (m, min(m + W, m')]: one interval per listed day, none overlapping another of the same customer.
+ * The database returns how many intervals open and close on each day; active(t) is the sum of those
+ * changes before t.
+ */
+async function activeAtForWindow(
+  db: QueryExecutorProvider,
+  schema: string,
+  activeWindowDays: number,
+  fromMonth: string,
+  lastMonth: string,
+): Promise<Map<string, number>> {
+  const { rows } = await sql<{ day: number; delta: number }>`
+    SELECT change.day, sum(change.delta)::int AS delta
+      FROM ${sql.id(schema, 'analytics_customer')} c
+     CROSS JOIN LATERAL unnest(c.purchase_months) WITH ORDINALITY AS listed(day, ord)
+     CROSS JOIN LATERAL (VALUES (listed.day, 1), (least(listed.day + ${activeWindowDays}::int, c.purchase_months[listed.ord + 1]), -1)) AS change(day, delta)
+     GROUP BY change.day ORDER BY change.day`.execute(db);
+  const active = new Map<string, number>();
+  let at = 0;
+  let running = 0;
+  for (let month = fromMonth; month <= addMonths(lastMonth, 1); month = addMonths(month, 1)) {
+    const firstDay = dayOf(`${month}-01T00:00:00Z`);
+    while (at < rows.length && Number(rows[at]!.day) < firstDay) running += Number(rows[at++]!.delta);
+    active.set(month, running);
+  }
+  return active;
+}
+
+/**
  * Cohort table and CRR per month from the kept counts, as `cohortTable` and `retentionRates` give
- * them for the kept window over every customer's purchase days up to `lastMonth`.
+ * them over every customer's purchase days up to `lastMonth`: for the kept window from the counts
+ * kept per month start, for another one (`activeWindowDays`) from the customers' kept lists.
  */
 export async function keptRetention(
   db: QueryExecutorProvider,
   schema: string,
   lastMonth: string,
   fromMonth: string | undefined,
+  activeWindowDays = KEPT_ACTIVE_WINDOW_DAYS,
 ): Promise<{ cohorts: CohortRow[]; periods: RetentionPeriod[] }> {
   const t = (name: string) => sql.id(schema, name);
   const { rows: activity } = await sql<{ cohort: string; month: string; customers: number }>`SELECT cohort, month, customers
@@ -172,9 +214,10 @@ export async function keptRetention(
   const cohorts = all.filter((c) => !fromMonth || c.cohort >= fromMonth);
   const from = fromMonth ?? cohorts[0]?.cohort ?? lastMonth;
   if (from > lastMonth) return { cohorts, periods: [] };
-  const { rows: active } = await sql<{ boundary: string; customers: number }>`SELECT to_char(boundary, 'YYYY-MM-DD') AS boundary, customers
-    FROM ${t(ACTIVE_AT.table)} WHERE boundary >= ${`${from}-01`}::date AND boundary <= ${`${addMonths(lastMonth, 1)}-01`}::date`.execute(db);
-  const activeAt = new Map(active.map((r) => [r.boundary.slice(0, 7), Number(r.customers)]));
+  const activeAt =
+    activeWindowDays === KEPT_ACTIVE_WINDOW_DAYS
+      ? await keptActiveAt(db, schema, from, lastMonth)
+      : await activeAtForWindow(db, schema, activeWindowDays, from, lastMonth);
   const sizes = new Map(all.map((c) => [c.cohort, c.size]));
   const periods: RetentionPeriod[] = [];
   for (let period = from; period <= lastMonth; period = addMonths(period, 1)) {

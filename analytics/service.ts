@@ -518,22 +518,22 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
   }
 
   /**
-   * Cohorts and CRR, always current (no fit needed): for the kept activity window (365 days, the
-   * default) from the counts the projection keeps per month (analytics/retention-counts.ts), for
-   * another window computed now from every customer's purchase days.
+   * Cohorts and CRR, always current (no fit needed), from what the projection keeps
+   * (analytics/retention-counts.ts): for the kept activity window (365 days, the default) the counts
+   * per month, for another window the customers' kept lists of monthly last purchase days. From every
+   * customer's purchase days only while those tables are being rebuilt.
    */
   async function retention(filters: { from?: string; to?: string; activeWindowDays?: number } = {}) {
     const end = await observationEndDay();
     if (end === null) return { cohorts: [], periods: [], activeWindowDays: filters.activeWindowDays ?? 365 };
     const to = filters.to && filters.to < monthOfDay(end) ? filters.to : monthOfDay(end);
-    if ((filters.activeWindowDays ?? KEPT_ACTIVE_WINDOW_DAYS) === KEPT_ACTIVE_WINDOW_DAYS) {
-      // Without the counts while the tables of the previous version serve (they are rebuilt after an upgrade).
-      const kept = await unlessRebuilding(
-        () => keptRetention(db, schema, to, filters.from),
-        () => null,
-      );
-      if (kept) return { activeWindowDays: KEPT_ACTIVE_WINDOW_DAYS, ...kept };
-    }
+    const window = filters.activeWindowDays ?? KEPT_ACTIVE_WINDOW_DAYS;
+    // Without the counts while the tables of the previous version serve (they are rebuilt after an upgrade).
+    const kept = await unlessRebuilding(
+      () => keptRetention(db, schema, to, filters.from, window),
+      () => null,
+    );
+    if (kept) return { activeWindowDays: window, ...kept };
     const customers = await purchaseDaysUpTo(db, schema, end);
     const cohorts = cohortTable(customers, to).filter((c) => !filters.from || c.cohort >= filters.from);
     const from = filters.from ?? cohorts[0]?.cohort ?? to;

@@ -341,6 +341,7 @@ const QUERIES: Query[] = [
   get('GET /analytics/clv?segment=Champions', () => '/analytics/clv?segment=Champions'),
   get('GET /analytics/churn', () => '/analytics/churn'),
   get('GET /analytics/retention', () => '/analytics/retention'),
+  get('GET /analytics/retention?activeWindowDays=30', () => '/analytics/retention?activeWindowDays=30'),
   get('GET /analytics/satisfaction', () => '/analytics/satisfaction'),
   get('GET /analytics/forecast', () => '/analytics/forecast'),
   get('GET /analytics/customers/:id', (s) => `/analytics/customers/${s.seeded.sample.customerId}`),

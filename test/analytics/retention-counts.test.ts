@@ -51,11 +51,11 @@ describe('a customer list of last purchase days per month', () => {
 
 describe('kept retention counts', () => {
   /** The cohort table and CRR as computed from every customer's purchase days (the path the counts replace). */
-  const fromPurchaseDays = async (schema: string, lastMonth: string, from?: string) => {
+  const fromPurchaseDays = async (schema: string, lastMonth: string, from?: string, window = KEPT_ACTIVE_WINDOW_DAYS) => {
     const customers = await purchaseDaysUpTo(h.db, schema, day('2100-01-01'));
     const cohorts = cohortTable(customers, lastMonth).filter((c) => !from || c.cohort >= from);
     const first = from ?? cohorts[0]!.cohort;
-    return { cohorts, periods: retentionRates(customers, first, lastMonth, KEPT_ACTIVE_WINDOW_DAYS) };
+    return { cohorts, periods: retentionRates(customers, first, lastMonth, window) };
   };
 
   const rowsOf = async (schema: string, table: string, order: string) =>
@@ -88,6 +88,12 @@ describe('kept retention counts', () => {
       expect(await keptRetention(h.db, schema, lastMonth, undefined)).toEqual(await fromPurchaseDays(schema, lastMonth));
       expect(await keptRetention(h.db, schema, '2024-02', '2023-09')).toEqual(await fromPurchaseDays(schema, '2024-02', '2023-09'));
     }
+    // Other windows from the kept lists: short ones (a customer lapses between two months), around the
+    // kept one and around a month's length (where merged intervals meet or not), and long ones.
+    for (const window of [1, 27, 28, 29, 30, 31, 45, 90, 364, 366, 800]) {
+      expect(await keptRetention(h.db, one, lastMonth, undefined, window)).toEqual(await fromPurchaseDays(one, lastMonth, undefined, window));
+      expect(await keptRetention(h.db, many, '2024-02', '2023-09', window)).toEqual(await fromPurchaseDays(many, '2024-02', '2023-09', window));
+    }
     // Rows are the same whatever the batch boundaries (a count back to 0 is no row), as a replay compares them.
     for (const [table, order] of [
       ['analytics_cohort_activity', 'cohort_month'],
@@ -99,7 +105,7 @@ describe('kept retention counts', () => {
     expect(rows[0]!.n).toBe(0);
   });
 
-  it('serve GET /analytics/retention for the kept window, another window from the purchase days', async () => {
+  it('serve GET /analytics/retention for the kept window, and for another window from the kept lists', async () => {
     const schema = `${h.schemas.read}_one`;
     const service = createAnalyticsService({ db: h.db, schema, clock: () => new Date('2024-07-01T00:00:00Z') });
     const kept = await service.retention({});
