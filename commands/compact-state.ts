@@ -190,25 +190,27 @@ export const compactState = <S>(kind: AggregateKind, state: S): S => {
   return out as S;
 };
 
-/**
- * A compact state as JSON text (a stream snapshot, commands/snapshots.ts): the plain fields as they
- * are, each book as its field list and text, so that neither writing nor reading it walks the entries.
- */
-export const compactStateText = (kind: AggregateKind, state: unknown): string => {
+/** A compact state in plain JSON values (a stream snapshot, commands/snapshots.ts): each book as its field list and text. */
+export interface CompactStateForm {
+  plain: Record<string, unknown>;
+  books: Record<string, [string[] | null, string]>;
+}
+
+/** The plain fields as they are and each book as its text, so that neither saving nor reading a state walks its entries. */
+export const compactStateForm = (kind: AggregateKind, state: unknown): CompactStateForm => {
   const compact = compactState(kind, state) as Record<string, unknown>;
   const plain: Record<string, unknown> = { ...compact };
-  const books: Record<string, [string[] | null, string]> = {};
+  const books: CompactStateForm['books'] = {};
   for (const f of BOOKED[kind] ?? []) {
     if (!isBook(compact[f])) continue;
     books[f] = (compact[f] as Record<symbol, Book>)[BOOK]!.raw();
     delete plain[f];
   }
-  return JSON.stringify({ plain, books });
+  return { plain, books };
 };
 
-/** The compact state `compactStateText` wrote. */
-export const compactStateFromText = <S>(text: string): S => {
-  const { plain, books } = JSON.parse(text) as { plain: Record<string, unknown>; books: Record<string, [string[] | null, string]> };
+/** The compact state `compactStateForm` gave. */
+export const compactStateFromForm = <S>({ plain, books }: CompactStateForm): S => {
   const state: Record<string, unknown> = { ...plain };
   for (const [f, raw] of Object.entries(books)) state[f] = bookProxy(Book.fromRaw(raw));
   return state as S;

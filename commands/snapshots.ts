@@ -1,7 +1,7 @@
 import { CustomerStreamPrefix } from '../domain/customer/events.ts';
 import type { StreamSnapshot, StreamSnapshots } from '../eventstore/contract.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
-import { CompactIds, compactStateFromText, compactStateText } from './compact-state.ts';
+import { CompactIds, compactStateForm, compactStateFromForm, type CompactStateForm } from './compact-state.ts';
 
 /**
  * Saved states of customer streams (stream snapshots), so that a bulk import over a store with years
@@ -66,7 +66,7 @@ export function createSnapshotCodec(snapshots: StreamSnapshots, personalData: Pe
   return {
     take(stream, saved) {
       if (!isSnapshotted(stream)) return undefined;
-      const text = JSON.stringify({ state: compactStateText('customer', saved.state), ids: saved.ids.toText() });
+      const text = JSON.stringify({ ...compactStateForm('customer', saved.state), ids: saved.ids.toText() });
       return { stream, revision: saved.revision, text };
     },
 
@@ -94,8 +94,8 @@ export function createSnapshotCodec(snapshots: StreamSnapshots, personalData: Pe
       for (const snapshot of stored.values()) {
         const text = await personalData.open(customerOf(snapshot.stream)!, contextOf(snapshot.stream, snapshot.revision), snapshot.state);
         if (text === undefined) continue;
-        const { state, ids } = JSON.parse(text) as { state: string; ids: string };
-        found.set(snapshot.stream, { state: compactStateFromText(state), revision: snapshot.revision, ids: CompactIds.fromText(ids) });
+        const { ids, ...form } = JSON.parse(text) as CompactStateForm & { ids: string };
+        found.set(snapshot.stream, { state: compactStateFromForm(form), revision: snapshot.revision, ids: CompactIds.fromText(ids) });
       }
       return found;
     },
