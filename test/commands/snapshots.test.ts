@@ -1,16 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createBatchCommands, type BatchItem } from '../../commands/batch.ts';
 import { compactState, compactStateForm } from '../../commands/compact-state.ts';
-import { createCrmCommands, type CrmCommands } from '../../commands/index.ts';
 import { SNAPSHOT_AFTER_EVENTS, SNAPSHOT_FORMAT } from '../../commands/snapshots.ts';
 import { customerDecider, type CustomerState } from '../../domain/customer/decider.ts';
 import type { CustomerEvent } from '../../domain/customer/events.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
-import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
-import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
-import { testSchemas } from '../support/postgres.ts';
+import { commandStoreFor } from '../support/command-store.ts';
 
 /**
  * Saved states of customer streams (commands/snapshots.ts): a batch that read a long stream saves its
@@ -18,23 +15,7 @@ import { testSchemas } from '../support/postgres.ts';
  * exactly as on the whole stream; a snapshot it cannot trust (forgotten customer, altered or moved
  * text, beyond its stream, another format) is passed over and the stream read whole.
  */
-const schemas = testSchemas('stream_snapshots');
-let database: SqlDatabase;
-let store: EventStore;
-let personalData: PersonalData;
-let api: CrmCommands;
-
-beforeAll(async () => {
-  database = connectPostgres(schemas.url, { max: 4 });
-  store = await createPostgresEventStore(database, { schema: schemas.events });
-  personalData = await createPersonalData(database.db, { schema: schemas.events });
-  api = createCrmCommands({ store, personalData });
-});
-afterAll(async () => {
-  await store?.close();
-  await database?.close();
-  await schemas.dropSchemas();
-});
+const h = commandStoreFor('stream_snapshots');
 
 const actor = { userId: 'crm-import', roles: ['admin'] };
 const item = (command: BatchItem['command'], key: string): BatchItem => ({ command, ctx: { actor, correlationId: `import:test:${key}`, idempotencyKey: key } });
@@ -48,10 +29,10 @@ const stream = (customerId: string) => `customer-${customerId}`;
 const counting = () => {
   const read = { events: 0 };
   const wrapped: EventStore = {
-    ...store,
-    engine: store.engine,
+    ...h.store,
+    engine: h.store.engine,
     readStreams: async (streams, options) => {
-      const found = await store.readStreams(streams, options);
+      const found = await h.store.readStreams(streams, options);
       for (const events of found.values()) read.events += events.length;
       return found;
     },
@@ -62,7 +43,7 @@ const counting = () => {
 /** A customer with a history longer than the snapshot threshold, written by a handler of its own. */
 const withHistory = async (orders = SNAPSHOT_AFTER_EVENTS + 4): Promise<string> => {
   const customerId = randomUUID();
-  const outcomes = await createBatchCommands({ store, personalData }).executeBatch([
+  const outcomes = await createBatchCommands({ store: h.store, personalData: h.personalData }).executeBatch([
     register(customerId),
     ...Array.from({ length: orders }, (_, i) => purchase(customerId, `h${i}`, 10 + i)),
   ]);
@@ -73,15 +54,15 @@ const withHistory = async (orders = SNAPSHOT_AFTER_EVENTS + 4): Promise<string> 
 const savedRow = async (customerId: string) =>
   (
     await sql<{ revision: string; format: string; state: string }>`
-      SELECT revision::text AS revision, format, state FROM ${sql.table(`${schemas.events}.stream_snapshots`)} WHERE stream = ${stream(customerId)}`.execute(
-      database.db,
+      SELECT revision::text AS revision, format, state FROM ${sql.table(`${h.schemas.events}.stream_snapshots`)} WHERE stream = ${stream(customerId)}`.execute(
+      h.database.db,
     )
   ).rows[0];
 
 /** Imports one purchase of `customerId` through a fresh handler (empty cache); its outcome and the events it read. */
 const freshPurchase = async (customerId: string, orderId: string, amount = 10, key?: string) => {
   const c = counting();
-  const [outcome] = await createBatchCommands({ store: c.store, personalData }).executeBatch([purchase(customerId, orderId, amount, key)]);
+  const [outcome] = await createBatchCommands({ store: c.store, personalData: h.personalData }).executeBatch([purchase(customerId, orderId, amount, key)]);
   return { outcome: outcome!, read: c.read.events };
 };
 
@@ -111,10 +92,10 @@ describe('stream snapshots', () => {
     expect(await freshPurchase(customerId, 'n1')).toMatchObject({ outcome: { ok: true, alreadyDone: true }, read: 0 });
 
     // An API client appends meanwhile: read after the snapshot, not before.
-    await api.execute({ type: 'RecordPurchase', customerId, orderId: 'api-1', amount: 5, currency: 'EUR' }, { actor, correlationId: 'api' });
+    await h.api.execute({ type: 'RecordPurchase', customerId, orderId: 'api-1', amount: 5, currency: 'EUR' }, { actor, correlationId: 'api' });
     const after = await freshPurchase(customerId, 'n2');
     expect(after).toMatchObject({ outcome: { ok: true, alreadyDone: false }, read: 1 });
-    const orders = (await store.readStream(stream(customerId)))
+    const orders = (await h.store.readStream(stream(customerId)))
       .filter((e) => e.type === 'PurchaseRecorded')
       .map((e) => (e.data as { orderId: string }).orderId);
     expect(orders.slice(-3)).toEqual(['n1', 'api-1', 'n2']);
@@ -131,7 +112,7 @@ describe('stream snapshots', () => {
     const customerId = await withHistory();
     await freshPurchase(customerId, 'n1');
     expect(await savedRow(customerId)).toBeDefined();
-    await api.execute({ type: 'ForgetCustomer', customerId }, { actor, correlationId: 'gdpr' });
+    await h.api.execute({ type: 'ForgetCustomer', customerId }, { actor, correlationId: 'gdpr' });
     const refused = await freshPurchase(customerId, 'n2');
     expect(refused.read).toBe(SNAPSHOT_AFTER_EVENTS + 7);
     expect(refused.outcome).toMatchObject({ ok: false, error: { code: 'customer.forgotten' } });
@@ -141,16 +122,16 @@ describe('stream snapshots', () => {
     const [a, b] = [await withHistory(), await withHistory(SNAPSHOT_AFTER_EVENTS + 6)];
     await freshPurchase(a, 'n1');
     await freshPurchase(b, 'n1');
-    const table = sql.table(`${schemas.events}.stream_snapshots`);
+    const table = sql.table(`${h.schemas.events}.stream_snapshots`);
     // b's state under a's name, at a's revision: it does not authenticate for a.
-    await sql`UPDATE ${table} SET state = (SELECT state FROM ${table} WHERE stream = ${stream(b)}) WHERE stream = ${stream(a)}`.execute(database.db);
+    await sql`UPDATE ${table} SET state = (SELECT state FROM ${table} WHERE stream = ${stream(b)}) WHERE stream = ${stream(a)}`.execute(h.database.db);
     const moved = await freshPurchase(a, 'h1', 11, 'another-feed:h1');
     expect(moved.read).toBe(SNAPSHOT_AFTER_EVENTS + 6);
     expect(moved.outcome).toMatchObject({ ok: true, eventIds: [] });
     // One character of b's ciphertext changed.
     const { state } = (await savedRow(b))!;
     const altered = state.slice(0, -3) + (state.at(-3) === 'A' ? 'B' : 'A') + state.slice(-2);
-    await sql`UPDATE ${table} SET state = ${altered} WHERE stream = ${stream(b)}`.execute(database.db);
+    await sql`UPDATE ${table} SET state = ${altered} WHERE stream = ${stream(b)}`.execute(h.database.db);
     const tampered = await freshPurchase(b, 'h2', 99, 'another-feed:h2');
     expect(tampered.read).toBe(SNAPSHOT_AFTER_EVENTS + 8);
     expect(tampered.outcome).toMatchObject({ ok: false, error: { code: 'purchase.order_conflict' } });
@@ -158,7 +139,7 @@ describe('stream snapshots', () => {
 
   it('a snapshot beyond its stream, or of another format, is not loaded; an older revision never replaces a newer one', async () => {
     const customerId = await withHistory();
-    const snapshots = store.snapshots!;
+    const snapshots = h.store.snapshots!;
     await snapshots.save([{ stream: stream(customerId), revision: 500, format: SNAPSHOT_FORMAT, state: 'beyond' }]);
     expect(await snapshots.load([stream(customerId)], SNAPSHOT_FORMAT)).toEqual(new Map());
     await snapshots.save([{ stream: stream(customerId), revision: 3, format: SNAPSHOT_FORMAT, state: 'older' }]);
