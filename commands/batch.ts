@@ -14,7 +14,7 @@ import { LruMap } from '../shared/lru.ts';
 import type { CommandContext } from './index.ts';
 import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type PreparedCommand } from './prepare.ts';
 import { createSnapshotCodec, SNAPSHOT_AFTER_EVENTS, type PendingSnapshot, type SavedState } from './snapshots.ts';
-import type { AggregateKind } from './schemas.ts';
+import { commandTargets, type AggregateKind } from './schemas.ts';
 
 /**
  * Many commands decided in memory and appended many streams per transaction (bulk import). Each
@@ -124,7 +124,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
    * The batch's streams: cached ones, and the others read in one query (with the keys of their
    * customers in another). Held by the batch, so that the cache bound never drops one in use.
    */
-  const load = async (wanted: Map<string, AggregateKind>): Promise<Map<string, Held>> => {
+  const load = async (wanted: Map<string, AggregateKind>, created: ReadonlySet<string>): Promise<Map<string, Held>> => {
     const streams = new Map<string, Held>();
     const missing: string[] = [];
     for (const stream of wanted.keys()) {
@@ -133,7 +133,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       else missing.push(stream);
     }
     if (missing.length === 0) return streams;
-    const saved = snapshots ? await snapshots.load(missing) : new Map<string, SavedState>();
+    // A stream that only registrations address is new (or the row a repeat, then read whole): no saved state looked up.
+    const saved = snapshots ? await snapshots.load(missing.filter((stream) => !created.has(stream))) : new Map<string, SavedState>();
     const read = await store.readStreams(missing, { after: new Map([...saved].map(([stream, s]) => [stream, s.revision])) });
     const subjects: string[] = [];
     for (const events of read.values())
@@ -262,6 +263,19 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     return wanted;
   };
 
+  /** The streams that only commands creating them address (registrations): new streams, save for a repeated row. */
+  const createdOnly = (prepared: readonly (PreparedCommand | undefined)[]): Set<string> => {
+    const created = new Set<string>();
+    const otherwise = new Set<string>();
+    for (const p of prepared) {
+      if (!p) continue;
+      (commandTargets[p.type].creates ? created : otherwise).add(p.stream);
+      if (needsCustomerSnapshot(p.type)) otherwise.add(streamOf('customer', p.command.customerId as string));
+    }
+    for (const stream of otherwise) created.delete(stream);
+    return created;
+  };
+
   /** The batch's commands prepared, their first event ids and the streams they read or write. */
   const readyBatch = (items: (BatchItem | PreparedItem)[]) => {
     const outcomes = new Array<BatchOutcome>(items.length);
@@ -276,7 +290,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     if (wanted.size > MAX_STREAMS_PER_APPEND) {
       throw new RangeError(`A batch addresses ${wanted.size} streams; the limit is ${MAX_STREAMS_PER_APPEND}`);
     }
-    return { outcomes, prepared, firstEventIds, wanted };
+    return { outcomes, prepared, firstEventIds, wanted, created: createdOnly(prepared) };
   };
   type ReadyBatch = ReturnType<typeof readyBatch>;
 
@@ -330,7 +344,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     const pending = [...batch.prepared];
     let wanted = batch.wanted;
     for (let attempt = 1; ; attempt++) {
-      const working = await decideAll(await load(wanted), pending, firstEventIds, outcomes);
+      const working = await decideAll(await load(wanted, batch.created), pending, firstEventIds, outcomes);
       let appends: StreamAppend[] = [];
       try {
         const decided = await appendsOf(working);
@@ -419,7 +433,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     if (!mine.doomed) {
       try {
         first = await exclusive(async () => {
-          const working = await decideAll(await load(batch.wanted), batch.prepared, batch.firstEventIds, batch.outcomes);
+          const working = await decideAll(await load(batch.wanted, batch.created), batch.prepared, batch.firstEventIds, batch.outcomes);
           let decided: Awaited<ReturnType<typeof appendsOf>> | undefined;
           try {
             decided = await appendsOf(working);

@@ -88,6 +88,12 @@ describe('stream snapshots', () => {
     const conflict = await freshPurchase(customerId, 'h3', 99, 'another-feed:h3:changed');
     expect(conflict.read).toBe(0);
     expect(conflict.outcome).toMatchObject({ ok: false, error: { code: 'purchase.order_conflict' } });
+    // A registration alone does not look a saved state up (its stream is new, as a rule): a repeated
+    // one reads the stream whole and is answered as done.
+    const c = counting();
+    const [registration] = await createBatchCommands({ store: c.store, personalData: h.personalData }).executeBatch([register(customerId)]);
+    expect(registration).toMatchObject({ ok: true, alreadyDone: true });
+    expect(c.read.events).toBe(events + 1);
     // A row imported before (same key) is answered as done from the saved ids.
     expect(await freshPurchase(customerId, 'n1')).toMatchObject({ outcome: { ok: true, alreadyDone: true }, read: 0 });
 
