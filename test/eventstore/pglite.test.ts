@@ -41,4 +41,19 @@ describe('pglite engine specifics', () => {
     expect(await verifyStreamChains(database, { schema: `events_${created}` })).toEqual({ ok: true, checked: 7 });
     await store.close();
   });
+
+  it('keeps saved states of streams: up to the stream head, in one format, the newest revision', async () => {
+    const store = await createStore();
+    await store.appendToStream('customer-1', [newEvent(), newEvent(), newEvent()]);
+    const snapshots = store.snapshots!;
+    await snapshots.save([
+      { stream: 'customer-1', revision: 2, format: 'f1', state: 'at 2' },
+      { stream: 'customer-2', revision: 0, format: 'f1', state: 'no events' },
+    ]);
+    await snapshots.save([{ stream: 'customer-1', revision: 1, format: 'f1', state: 'older' }]);
+    const loaded = await snapshots.load(['customer-1', 'customer-2', 'customer-3'], 'f1');
+    expect([...loaded.values()]).toEqual([{ stream: 'customer-1', revision: 2, format: 'f1', state: 'at 2' }]);
+    expect(await snapshots.load(['customer-1'], 'f2')).toEqual(new Map());
+    await store.close();
+  });
 });
