@@ -48,7 +48,7 @@ export interface PendingSnapshot {
 const customerOf = (stream: string): string | undefined => (stream.startsWith(CustomerStreamPrefix) ? stream.slice(CustomerStreamPrefix.length) : undefined);
 
 /** Whether saved states of this stream are kept. */
-export const isSnapshotted = (stream: string): boolean => customerOf(stream) !== undefined;
+const isSnapshotted = (stream: string): boolean => customerOf(stream) !== undefined;
 
 /** The AAD of a snapshot's seal: it cannot be moved to another stream, revision or format. */
 const contextOf = (stream: string, revision: number): string => `snapshot:${SNAPSHOT_FORMAT}:${stream}:${revision}`;
