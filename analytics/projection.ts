@@ -630,7 +630,8 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
     name: 'analytics',
     // 2: merges fold the duplicate into the primary. 3: activities count as engagement. 4: money in the
     // base currency, purchases in every currency counted. 5: retention counts (analytics/retention-counts.ts).
-    version: 5,
+    // 6: the gaps between listed days, for retention in any activity window.
+    version: 6,
     tables: AGGREGATE_TABLES,
     filter: { eventTypes: [...ANALYTICS_EVENT_TYPES] },
     async migrate(db: Kysely<unknown>, schema: string) {

@@ -1,5 +1,5 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
-import { RowSet, type Row, type TableSpec } from '../projections/read-models/rows.ts';
+import { addCounts, type Row, type TableSpec } from '../projections/read-models/rows.ts';
 import { addMonths, dayOf, dayToIsoDate, monthsBetween } from './models/time.ts';
 import type { CohortRow, RetentionPeriod } from './models/retention.ts';
 
@@ -7,16 +7,20 @@ import type { CohortRow, RetentionPeriod } from './models/retention.ts';
  * The counts behind GET /analytics/retention, kept by the analytics projection so that the cohort
  * table and the CRR per month are read from a few rows per month instead of every customer's
  * purchase days (what `cohortTable` and `retentionRates` in models/retention.ts fold, and still do
- * for a fit as of a past day, and for an activity window other than the kept one).
+ * for a fit as of a past day).
  *
  * Each customer keeps, in `analytics_customer.purchase_months`, the last purchase day of every month
- * they bought in (sorted). That is all the two counts need:
+ * they bought in (sorted). That is all the counts need:
  * - `analytics_cohort_activity`: customers of a cohort (first-purchase month) with a purchase in a
  *   month; the cohort's size is its count in its own month;
  * - `analytics_active_at`: customers active at the first day t of a month for the kept window W
  *   (365 days), i.e. with a purchase day in [t - W, t). Within a month before t's, some day is at or
  *   after t - W exactly when the month's last purchase day is.
- * A customer's share of both is a function of their list; when the list changes (a purchase on a
+ * - `analytics_listed_gap`: customers with a listed day m whose next listed day lies in the month
+ *   starting n (none: the last one), for any other window W: a customer is active at t from such an m
+ *   exactly when m < t <= min(m + W, n), since t is itself a month start. The count of (m, n) pairs
+ *   is bounded by the calendar (days x months), not by the number of customers.
+ * A customer's share of each is a function of their list; when the list changes (a purchase on a
  * new day of a month, a merge), the projection adds the difference between the new share and the
  * old. A share is bounded by the months a customer bought in, not by their number of purchases.
  * Rows whose count falls to 0 are deleted, so the tables are the same whatever the batch boundaries.
@@ -38,6 +42,13 @@ export const ACTIVE_AT: TableSpec = {
   dateColumns: ['boundary'],
 };
 
+export const LISTED_GAP: TableSpec = {
+  table: 'analytics_listed_gap',
+  key: 'gap',
+  keyType: 'text',
+  columns: ['gap', 'listed_day', 'next_month', 'customers'],
+};
+
 export async function migrateRetentionCounts(db: QueryExecutorProvider, schema: string): Promise<void> {
   const t = (name: string) => sql.id(schema, name);
   await sql`ALTER TABLE ${t('analytics_customer')} ADD COLUMN IF NOT EXISTS purchase_months integer[] NOT NULL DEFAULT '{}'`.execute(db);
@@ -51,6 +62,15 @@ export async function migrateRetentionCounts(db: QueryExecutorProvider, schema: 
     boundary date PRIMARY KEY,
     customers integer NOT NULL
   )`.execute(db);
+  // Days as in purchase_months (days since 1970-01-01); next_month is the first day of a month, null for none.
+  await sql`CREATE TABLE IF NOT EXISTS ${t(LISTED_GAP.table)} (
+    gap text PRIMARY KEY,
+    listed_day integer NOT NULL,
+    next_month integer,
+    customers integer NOT NULL
+  )`.execute(db);
+  // A query reads the pairs whose listed day falls in its months and the window before them.
+  await sql`CREATE INDEX IF NOT EXISTS analytics_listed_gap_day_idx ON ${t(LISTED_GAP.table)} (listed_day)`.execute(db);
 }
 
 /**
@@ -90,27 +110,45 @@ export function withPurchaseDay(list: readonly number[], day: number): number[] 
   return list[i]! >= day ? [...list] : [...list.slice(0, i), day, ...list.slice(i + 1)];
 }
 
-/** A customer's share of the counts: keys of `analytics_cohort_activity` and boundaries (ISO dates) of `analytics_active_at`. */
-export function retentionShare(list: readonly number[]): { cohortMonths: string[]; boundaries: string[] } {
-  if (list.length === 0) return { cohortMonths: [], boundaries: [] };
+/** A gap's key: the listed day, and the first day of the next listed day's month ('' for none). */
+const gapKey = (listed: number, next: number | undefined): string => `${listed}|${next === undefined ? '' : monthOf(monthIndexOf(next)).firstDay}`;
+
+/**
+ * A customer's share of the counts: keys of `analytics_cohort_activity`, boundaries (ISO dates) of
+ * `analytics_active_at` and keys of `analytics_listed_gap`.
+ */
+export function retentionShare(list: readonly number[]): { cohortMonths: string[]; boundaries: string[]; gaps: string[] } {
+  if (list.length === 0) return { cohortMonths: [], boundaries: [], gaps: [] };
   const cohort = monthOf(monthIndexOf(list[0]!)).month;
   const boundaries = new Set<number>();
   for (const last of list) {
     // Month starts t with last < t <= last + W.
     for (let index = monthIndexOf(last) + 1; monthOf(index).firstDay <= last + KEPT_ACTIVE_WINDOW_DAYS; index++) boundaries.add(index);
   }
-  return { cohortMonths: list.map((d) => `${cohort}|${monthOf(monthIndexOf(d)).month}`), boundaries: [...boundaries].map((index) => monthOf(index).boundary) };
+  return {
+    cohortMonths: list.map((d) => `${cohort}|${monthOf(monthIndexOf(d)).month}`),
+    boundaries: [...boundaries].map((index) => monthOf(index).boundary),
+    gaps: list.map((d, i) => gapKey(d, list[i + 1])),
+  };
 }
+
+/** A new `analytics_listed_gap` row from its key. */
+const gapRow = (key: string): Row => {
+  const [listed, next] = key.split('|');
+  return { gap: key, listed_day: Number(listed), next_month: next === '' ? null : Number(next) };
+};
 
 /** Count changes per key, from customers' lists before and after. */
 export class RetentionDeltas {
   readonly cohortMonths = new Map<string, number>();
   readonly boundaries = new Map<string, number>();
+  readonly gaps = new Map<string, number>();
 
   add(list: readonly number[], sign: 1 | -1): void {
     const share = retentionShare(list);
     for (const key of share.cohortMonths) this.cohortMonths.set(key, (this.cohortMonths.get(key) ?? 0) + sign);
     for (const key of share.boundaries) this.boundaries.set(key, (this.boundaries.get(key) ?? 0) + sign);
+    for (const key of share.gaps) this.gaps.set(key, (this.gaps.get(key) ?? 0) + sign);
   }
 
   change(before: readonly number[], after: readonly number[]): void {
@@ -118,30 +156,27 @@ export class RetentionDeltas {
     this.add(after, 1);
   }
 
-  /** Adds the changes to the tables (one load and one upsert per table) and deletes the rows left at 0. */
+  /** Adds the changes to the tables (one statement per table, and one more where a count comes to 0). */
   async apply(trx: QueryExecutorProvider, schema: string): Promise<void> {
     for (const [spec, deltas, init] of [
       [
         COHORT_ACTIVITY,
         this.cohortMonths,
-        (key: string) => ({ cohort_month: key, cohort: key.slice(0, key.indexOf('|')), month: key.slice(key.indexOf('|') + 1), customers: 0 }),
+        (key: string) => ({ cohort_month: key, cohort: key.slice(0, key.indexOf('|')), month: key.slice(key.indexOf('|') + 1) }),
       ],
-      [ACTIVE_AT, this.boundaries, (key: string) => ({ boundary: key, customers: 0 })],
+      [ACTIVE_AT, this.boundaries, (key: string) => ({ boundary: key })],
+      [LISTED_GAP, this.gaps, gapRow],
     ] as const) {
       const changed = [...deltas].filter(([, delta]) => delta !== 0);
       deltas.clear();
-      if (changed.length === 0) continue;
-      const rows = new RowSet(trx, schema, spec);
-      await rows.load(changed.map(([key]) => key));
-      for (const [key, delta] of changed) {
-        const row: Row = rows.get(key) ?? init(key);
-        row.customers = Number(row.customers) + delta;
-        rows.put(row);
-      }
-      await rows.flush();
-      const emptied = changed.filter(([key]) => rows.get(key)!.customers === 0).map(([key]) => key);
-      if (emptied.length > 0)
-        await sql`DELETE FROM ${sql.id(schema, spec.table)} WHERE ${sql.id(spec.key)} = ANY(CAST(${emptied} AS ${sql.raw(spec.keyType!)}[]))`.execute(trx);
+      if (changed.length > 0)
+        await addCounts(
+          trx,
+          schema,
+          spec,
+          'customers',
+          changed.map(([key, delta]) => ({ ...init(key), customers: delta })),
+        );
     }
   }
 }
@@ -158,12 +193,13 @@ export const purchaseMonthsOf = (value: unknown): number[] => (Array.isArray(val
 
 /**
  * Customers active at each month start from `fromMonth` to the month after `lastMonth` for a window
- * other than the kept one, from the kept lists rather than every purchase day. A customer is active
- * at t when a listed day m has t - W <= m < t. For t between a listed day m and the next one m' (m <
+ * other than the kept one, from the counted gaps rather than every customer. A customer is active at
+ * t when a listed day m has t - W <= m < t. For t between a listed day m and the next one m' (m <
  * t <= m'), m is the last listed day before t, so each listed day stands for the customer on
- * (m, min(m + W, m')]: one interval per listed day, none overlapping another of the same customer.
- * The database returns how many intervals open and close on each day; active(t) is the sum of those
- * changes before t.
+ * (m, min(m + W, m')]: one interval per listed day, none overlapping another of the same customer;
+ * as t is a month start, m' may be taken as its month's first day. The database returns how many
+ * customers' intervals open and close on each day; active(t) is the sum of those changes before t.
+ * Only the pairs open at some month start asked for are read (listed from W days before the first).
  */
 async function activeAtForWindow(
   db: QueryExecutorProvider,
@@ -172,11 +208,14 @@ async function activeAtForWindow(
   fromMonth: string,
   lastMonth: string,
 ): Promise<Map<string, number>> {
+  const firstBoundary = dayOf(`${fromMonth}-01T00:00:00Z`);
+  const lastBoundary = dayOf(`${addMonths(lastMonth, 1)}-01T00:00:00Z`);
   const { rows } = await sql<{ day: number; delta: number }>`
     SELECT change.day, sum(change.delta)::int AS delta
-      FROM ${sql.id(schema, 'analytics_customer')} c
-     CROSS JOIN LATERAL unnest(c.purchase_months) WITH ORDINALITY AS listed(day, ord)
-     CROSS JOIN LATERAL (VALUES (listed.day, 1), (least(listed.day + ${activeWindowDays}::int, c.purchase_months[listed.ord + 1]), -1)) AS change(day, delta)
+      FROM ${sql.id(schema, LISTED_GAP.table)} g
+     CROSS JOIN LATERAL (VALUES (g.listed_day, g.customers), (least(g.listed_day + ${activeWindowDays}::int, g.next_month), -g.customers)) AS change(day, delta)
+     WHERE g.listed_day >= ${firstBoundary - activeWindowDays}::int AND g.listed_day < ${lastBoundary}::int
+       AND (g.next_month IS NULL OR g.next_month >= ${firstBoundary}::int)
      GROUP BY change.day ORDER BY change.day`.execute(db);
   const active = new Map<string, number>();
   let at = 0;
@@ -192,7 +231,7 @@ async function activeAtForWindow(
 /**
  * Cohort table and CRR per month from the kept counts, as `cohortTable` and `retentionRates` give
  * them over every customer's purchase days up to `lastMonth`: for the kept window from the counts
- * kept per month start, for another one (`activeWindowDays`) from the customers' kept lists.
+ * kept per month start, for another one (`activeWindowDays`) from the counted gaps between listed days.
  */
 export async function keptRetention(
   db: QueryExecutorProvider,

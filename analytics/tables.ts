@@ -4,7 +4,7 @@ import { ensureSchema } from '../shared/sql.ts';
 import type { TableSpec } from '../projections/read-models/rows.ts';
 import { RATE_TYPE } from '../projections/read-models/exchange-rates.ts';
 import { RETENTION_CLV_SQL } from './retention-clv.ts';
-import { ACTIVE_AT, COHORT_ACTIVITY, migrateRetentionCounts } from './retention-counts.ts';
+import { ACTIVE_AT, COHORT_ACTIVITY, LISTED_GAP, migrateRetentionCounts } from './retention-counts.ts';
 
 /**
  * Analytics read-model tables (in the read schema). The aggregate tables are the projection's own
@@ -161,6 +161,7 @@ export const AGGREGATE_TABLES = [
   AMOUNT,
   COHORT_ACTIVITY,
   ACTIVE_AT,
+  LISTED_GAP,
 ].map((t) => t.table);
 
 export const SCORES: TableSpec = {
@@ -328,7 +329,7 @@ export async function migrateAggregates(db: QueryExecutorProvider, schema: strin
   await sql`CREATE INDEX IF NOT EXISTS analytics_amount_currency_idx ON ${t('analytics_amount')} (currency, occurred_at)`.execute(db);
   // A customer's missing rates: their amounts still without a base value.
   await sql`CREATE INDEX IF NOT EXISTS analytics_amount_pending_idx ON ${t('analytics_amount')} (customer_id) WHERE base_value IS NULL`.execute(db);
-  // Version 5: the retention counts (analytics/retention-counts.ts).
+  // Version 5: the retention counts (analytics/retention-counts.ts); version 6: their gaps between listed days.
   await migrateRetentionCounts(db, schema);
 }
 

@@ -118,7 +118,7 @@ const rowsAsRecordset = <R extends object>(schema: string, spec: TableSpec<R>, r
 const statementTexts = new WeakMap<object, Map<string, string>>();
 const statementText = (
   trx: QueryExecutorProvider,
-  kind: 'load' | 'upsert' | 'insert',
+  kind: 'load' | 'upsert' | 'insert' | 'add',
   schema: string,
   spec: object,
   build: (parameter: unknown) => RawBuilder<unknown>,
@@ -160,6 +160,41 @@ export async function upsertRows<R extends object>(trx: QueryExecutorProvider, s
   });
   for (let i = 0; i < rows.length; i += CHUNK_ROWS) {
     await trx.getExecutor().executeQuery(CompiledQuery.raw(text, [rowsJson(spec, rows.slice(i, i + CHUNK_ROWS))]));
+  }
+}
+
+/**
+ * Adds each row's `count` column to the stored row with its key (a new key is inserted as given) and
+ * deletes the rows whose count comes to 0: counters kept as differences, with no read before the write.
+ */
+export async function addCounts<R extends object>(
+  trx: QueryExecutorProvider,
+  schema: string,
+  spec: TableSpec<R>,
+  count: keyof R & string,
+  rows: readonly R[],
+): Promise<void> {
+  const cols = spec.columns;
+  const text = statementText(
+    trx,
+    'add',
+    schema,
+    spec,
+    (json) => sql`INSERT INTO ${sql.id(schema, spec.table)} AS stored (${sql.join(cols.map((c) => sql.id(c)))})
+      ${rowsAsRecordset(schema, spec, json)}
+      ON CONFLICT (${sql.id(spec.key)}) DO UPDATE SET ${sql.id(count)} = stored.${sql.id(count)} + EXCLUDED.${sql.id(count)}
+      RETURNING ${sql.id(spec.key)}::text AS key, ${sql.id(count)} = 0 AS emptied`,
+  );
+  const emptied: string[] = [];
+  for (let i = 0; i < rows.length; i += CHUNK_ROWS) {
+    const { rows: added } = await trx
+      .getExecutor()
+      .executeQuery<{ key: string; emptied: boolean }>(CompiledQuery.raw(text, [rowsJson(spec, rows.slice(i, i + CHUNK_ROWS))]));
+    for (const row of added) if (row.emptied) emptied.push(row.key);
+  }
+  if (emptied.length > 0) {
+    const keyType = await keyTypeOf(trx, schema, spec);
+    await sql`DELETE FROM ${sql.id(schema, spec.table)} WHERE ${sql.id(spec.key)} = ANY(CAST(${emptied} AS ${sql.raw(keyType)}[]))`.execute(trx);
   }
 }
 

@@ -45,7 +45,9 @@ describe('a customer list of last purchase days per month', () => {
         '2025-03',
       ].map((m) => `${m}-01`),
     );
-    expect(retentionShare([])).toEqual({ cohortMonths: [], boundaries: [] });
+    // Each listed day with the first day of the next one's month; the last with none.
+    expect(share.gaps).toEqual([`${day('2024-01-20')}|${day('2024-03-01')}`, `${day('2024-03-28')}|`]);
+    expect(retentionShare([])).toEqual({ cohortMonths: [], boundaries: [], gaps: [] });
   });
 });
 
@@ -98,11 +100,14 @@ describe('kept retention counts', () => {
     for (const [table, order] of [
       ['analytics_cohort_activity', 'cohort_month'],
       ['analytics_active_at', 'boundary'],
+      ['analytics_listed_gap', 'gap'],
       ['analytics_customer', 'customer_id'],
     ] as const)
       expect(await rowsOf(many, table, order)).toEqual(await rowsOf(one, table, order));
-    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(one, 'analytics_cohort_activity')} WHERE customers <= 0`.execute(h.db);
-    expect(rows[0]!.n).toBe(0);
+    for (const table of ['analytics_cohort_activity', 'analytics_listed_gap']) {
+      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(one, table)} WHERE customers <= 0`.execute(h.db);
+      expect(rows[0]!.n).toBe(0);
+    }
   });
 
   it('serve GET /analytics/retention for the kept window, and for another window from the kept lists', async () => {

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectPostgres } from '../../eventstore/postgres/index.ts';
-import { insertRows, RowSet, type TableSpec } from '../../projections/read-models/rows.ts';
+import { addCounts, insertRows, RowSet, type TableSpec } from '../../projections/read-models/rows.ts';
 import type { SqlDatabase } from '../../shared/sql.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 
@@ -78,5 +78,26 @@ describe('read-model rows (statements made once per table and schema)', () => {
     await expect(insertRows(database.db, shadow(), ACCOUNTS, [{ account_id: 'b-1', name: 'B', balance: '1', opened_on: null }])).rejects.toMatchObject({
       code: '23505',
     });
+  });
+
+  it('adds counts to the stored ones, inserts new keys and deletes a row whose count comes to 0', async () => {
+    const schema = live();
+    await sql`CREATE TABLE ${sql.id(schema, 'tallies')} (tally_id text PRIMARY KEY, label text, n integer NOT NULL)`.execute(database.db);
+    const TALLIES: TableSpec<{ tally_id: string; label: string; n: number }> = { table: 'tallies', key: 'tally_id', columns: ['tally_id', 'label', 'n'] };
+    const tallies = async () =>
+      (await sql<{ tally_id: string; n: number }>`SELECT tally_id, n FROM ${sql.id(schema, 'tallies')} ORDER BY tally_id`.execute(database.db)).rows;
+    await addCounts(database.db, schema, TALLIES, 'n', [
+      { tally_id: 'x', label: 'X', n: 2 },
+      { tally_id: 'y', label: 'Y', n: 1 },
+    ]);
+    await addCounts(database.db, schema, TALLIES, 'n', [
+      { tally_id: 'x', label: 'X', n: 3 },
+      { tally_id: 'y', label: 'Y', n: -1 },
+      { tally_id: 'z', label: 'Z', n: 4 },
+    ]);
+    expect(await tallies()).toEqual([
+      { tally_id: 'x', n: 5 },
+      { tally_id: 'z', n: 4 },
+    ]);
   });
 });
