@@ -110,7 +110,7 @@ describe('kept retention counts', () => {
     }
   });
 
-  it('serve GET /analytics/retention for the kept window, and for another window from the kept lists', async () => {
+  it('serve GET /analytics/retention for the kept window, and for another window from the counted gaps', async () => {
     const schema = `${h.schemas.read}_one`;
     const service = createAnalyticsService({ db: h.db, schema, clock: () => new Date('2024-07-01T00:00:00Z') });
     const kept = await service.retention({});
