@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { PoolTimeouts } from '../eventstore/postgres/database.ts';
 
 /** What every benchmark suite (`bench/suites/*.ts`) receives. */
 export interface BenchContext {
@@ -14,6 +15,12 @@ export interface BenchContext {
   /** Progress line on stderr, so that stdout keeps the summary. */
   log(message: string): void;
 }
+
+/**
+ * Bounds of a suite's own connection where it seeds or reads in bulk (hundreds of thousands of rows a
+ * statement), which takes longer than the API's 5 s statement bound.
+ */
+export const BULK_TIMEOUTS: PoolTimeouts = { statementMs: 600_000, lockMs: 60_000, connectMs: 10_000 };
 
 /** A suite module: `export async function run(ctx)` returning its figures (JSON-serializable; bigints become strings). */
 export interface BenchSuite {

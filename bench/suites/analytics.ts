@@ -20,7 +20,7 @@ import { createAnalyticsService } from '../../analytics/service.ts';
 import { seededRandom, type Random } from '../../analytics/models/random.ts';
 import { simulateBgNbdCustomer } from '../../analytics/models/bgnbd.ts';
 import { dayToIsoDate } from '../../analytics/models/time.ts';
-import { round, type BenchContext } from '../report.ts';
+import { BULK_TIMEOUTS, round, type BenchContext } from '../report.ts';
 
 const DAY = 86_400_000;
 const EPOCH_2020 = Date.parse('2020-01-01T00:00:00Z');
@@ -312,8 +312,8 @@ async function fitHundredThousand(db: Kysely<any>, schema: string, customers: nu
 }
 
 export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
-  // The 1M pre-load inserts 800k rows a statement and the fit reads 100k customers: longer than the API's bound.
-  const database = connectPostgres(ctx.databaseUrl, { max: 4, timeouts: { statementMs: 600_000, lockMs: 60_000, connectMs: 10_000 } });
+  // The 1M pre-load inserts 800k rows a statement and the fit reads 100k customers.
+  const database = connectPostgres(ctx.databaseUrl, { max: 4, timeouts: BULK_TIMEOUTS });
   const db = database.db;
   const measured = Math.round(7_500 * ctx.scale);
   try {

@@ -14,7 +14,7 @@ import { connectPostgres } from '../../eventstore/postgres/database.ts';
 import { activitiesProjection, customersProjection, dealsProjection, exchangeRatesProjection, usersProjection } from '../../projections/read-models/index.ts';
 import { listActivities, listCustomers, listDeals, pipeline } from '../../projections/queries/index.ts';
 import type { ReadScope } from '../../projections/queries/scope.ts';
-import { percentile, ratio, type BenchContext } from '../report.ts';
+import { BULK_TIMEOUTS, percentile, ratio, type BenchContext } from '../report.ts';
 
 const ITERATIONS = 120;
 
@@ -24,8 +24,8 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const teamSize = 10;
   const deals = Math.round(customers / 2);
   const schema = await ctx.freshSchema('visibility_read');
-  // Seeding 100k rows into indexed tables takes longer than the API's 5 s statement bound.
-  const database = connectPostgres(ctx.databaseUrl, { max: 4, timeouts: { statementMs: 600_000, lockMs: 60_000, connectMs: 10_000 } });
+  // Seeding 100k rows into indexed tables.
+  const database = connectPostgres(ctx.databaseUrl, { max: 4, timeouts: BULK_TIMEOUTS });
   const db = database.db;
   try {
     for (const p of [customersProjection, dealsProjection, usersProjection, exchangeRatesProjection, activitiesProjection]) await p.migrate(db, schema);
