@@ -6,8 +6,10 @@ import { MAX_STREAMS_PER_APPEND, type AppendResult, type EventStore, type NewEve
 import { IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../eventstore/errors.ts';
 import { personalSubjectOf, type PersonalData } from '../eventstore/personal-data.ts';
 import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
+import type { EmailIndex } from '../eventstore/email-index.ts';
 import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
+import { emailToClaim, takeOverOrRefuse } from './email-uniqueness.ts';
 import { eventIdFor } from './ids.ts';
 import { ioTurns } from '../shared/io-turns.ts';
 import { LruMap } from '../shared/lru.ts';
@@ -81,6 +83,11 @@ export interface BatchCommandDeps {
   cachedStreams?: number;
   /** Re-decisions after conflicts before a batch gives up. Default 50. */
   maxAttempts?: number;
+  /**
+   * Where registrations and email changes hold their addresses, as the API's do: without it a batch
+   * checks no address against other customers (tests of other concerns).
+   */
+  emailIndex?: EmailIndex;
 }
 
 /**
@@ -93,6 +100,16 @@ const NOT_IN_BATCH = new Set(['MergeCustomer', 'ForgetCustomer', 'LogActivity', 
 interface Held extends SavedState {
   /** Events read from the store past its saved state when it was loaded: a costly read is saved once appended to. */
   tail: number;
+}
+
+/** An address a row of the batch holds (by row), settled once the batch is stored. */
+interface HeldAddress {
+  email: string;
+  customerId: string;
+  /** Claimed by this batch (it was free): freed again if the row is not stored. */
+  fresh: boolean;
+  /** An email change: the customer's previous address is freed once it is stored. */
+  change: boolean;
 }
 
 interface Working {
@@ -165,6 +182,64 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       remember(stream, held);
     }
     return streams;
+  };
+
+  /** A customer's snapshot as stored (or as this handler keeps it), for the holder of a claimed address. */
+  const customerOf = async (customerId: string) => {
+    const stream = streamOf('customer', customerId);
+    return customerSnapshot((await load(new Map([[stream, 'customer']]), new Set())).get(stream)!.state as never);
+  };
+
+  /**
+   * Registrations and email changes hold their addresses before they are decided, as the API's do
+   * (commands/email-uniqueness.ts), in one round trip for the batch: a row whose address another
+   * customer holds is refused with 409 `customer.email_taken` and left out of the pass.
+   */
+  const claimEmails = async (
+    streams: Map<string, Held>,
+    prepared: (PreparedCommand | undefined)[],
+    outcomes: BatchOutcome[],
+    held: Map<number, HeldAddress>,
+  ): Promise<void> => {
+    const index = deps.emailIndex;
+    if (!index) return;
+    const rows: number[] = [];
+    const asked: { email: string; customerId: string }[] = [];
+    prepared.forEach((p, i) => {
+      if (p?.kind !== 'customer') return;
+      const email = emailToClaim(p.command, customerSnapshot(streams.get(p.stream)!.state as never));
+      if (email === undefined) return;
+      rows.push(i);
+      asked.push({ email, customerId: p.id });
+    });
+    if (rows.length === 0) return;
+    const answers = await index.claimMany(asked);
+    for (const [n, i] of rows.entries()) {
+      const answer = answers[n]!;
+      const { email, customerId } = asked[n]!;
+      try {
+        const fresh = answer.claimed ? answer.fresh : (await takeOverOrRefuse(index, email, customerId, answer.holder, customerOf)).fresh;
+        held.set(i, { email, customerId, fresh: fresh || held.get(i)?.fresh === true, change: prepared[i]!.type === 'ChangeCustomerDetails' });
+      } catch (error) {
+        outcomes[i] = { ok: false, error };
+        prepared[i] = undefined;
+      }
+    }
+  };
+
+  /**
+   * Once a batch is stored: an address claimed by a row that was refused is freed, and an email change
+   * frees the customer's previous address. A release that fails leaves a claim without a registration,
+   * which the next registration of that address takes over after a minute.
+   */
+  const settleAddresses = async (held: Map<number, HeldAddress>, outcomes: BatchOutcome[]): Promise<void> => {
+    const index = deps.emailIndex;
+    if (!index) return;
+    for (const [i, address] of held) {
+      if (!outcomes[i]?.ok) {
+        if (address.fresh) await index.release(address.email, address.customerId).catch(() => undefined);
+      } else if (address.change) await index.releaseOthers(address.customerId, address.email).catch(() => undefined);
+    }
   };
 
   /** The command hash (prefix) stored or decided in this batch under an event id of the stream. */
@@ -290,7 +365,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     if (wanted.size > MAX_STREAMS_PER_APPEND) {
       throw new RangeError(`A batch addresses ${wanted.size} streams; the limit is ${MAX_STREAMS_PER_APPEND}`);
     }
-    return { outcomes, prepared, firstEventIds, wanted, created: createdOnly(prepared) };
+    return { outcomes, prepared, firstEventIds, wanted, created: createdOnly(prepared), addresses: new Map<number, HeldAddress>() };
   };
   type ReadyBatch = ReturnType<typeof readyBatch>;
 
@@ -344,7 +419,9 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     const pending = [...batch.prepared];
     let wanted = batch.wanted;
     for (let attempt = 1; ; attempt++) {
-      const working = await decideAll(await load(wanted, batch.created), pending, firstEventIds, outcomes);
+      const streams = await load(wanted, batch.created);
+      await claimEmails(streams, pending, outcomes, batch.addresses);
+      const working = await decideAll(streams, pending, firstEventIds, outcomes);
       let appends: StreamAppend[] = [];
       try {
         const decided = await appendsOf(working);
@@ -433,7 +510,9 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     if (!mine.doomed) {
       try {
         first = await exclusive(async () => {
-          const working = await decideAll(await load(batch.wanted, batch.created), batch.prepared, batch.firstEventIds, batch.outcomes);
+          const streams = await load(batch.wanted, batch.created);
+          await claimEmails(streams, batch.prepared, batch.outcomes, batch.addresses);
+          const working = await decideAll(streams, batch.prepared, batch.firstEventIds, batch.outcomes);
           let decided: Awaited<ReturnType<typeof appendsOf>> | undefined;
           try {
             decided = await appendsOf(working);
@@ -485,9 +564,13 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         finish();
       }
     })();
+    const settled = outcomes.then(async (stored) => {
+      await settleAddresses(batch.addresses, stored);
+      return stored;
+    });
     // Outcomes are awaited by the caller; a rejection must not go unhandled meanwhile.
-    outcomes.catch(() => undefined);
-    return { outcomes };
+    settled.catch(() => undefined);
+    return { outcomes: settled };
   };
 
   const executeBatch = async (items: (BatchItem | PreparedItem)[]): Promise<BatchOutcome[]> => (await submitBatch(items)).outcomes;

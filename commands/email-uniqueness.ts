@@ -19,15 +19,43 @@ export async function claimEmail(
 ): Promise<{ fresh: boolean }> {
   const result = await index.claim(email, customerId);
   if (result.claimed) return { fresh: result.fresh };
-  const holder = await customerOf(result.holder);
+  return takeOverOrRefuse(index, email, customerId, result.holder, customerOf);
+}
+
+/**
+ * An address another customer's claim holds: taken over when that claim is abandoned (never
+ * registered) or its customer forgotten, else refused with 409 `customer.email_taken` naming the
+ * customer who has it (the primary, if that one was merged).
+ */
+export async function takeOverOrRefuse(
+  index: EmailIndex,
+  email: string,
+  customerId: string,
+  holderId: string,
+  customerOf: (id: string) => Promise<CustomerSnapshot>,
+): Promise<{ fresh: true }> {
+  const holder = await customerOf(holderId);
   // Abandoned (never registered) or forgotten in a race with this claim: the address is free.
-  if ((!holder.exists || holder.forgotten) && (await index.takeOver(email, result.holder, customerId, holder.forgotten ? 0 : ABANDONED_CLAIM_SECONDS)))
+  if ((!holder.exists || holder.forgotten) && (await index.takeOver(email, holderId, customerId, holder.forgotten ? 0 : ABANDONED_CLAIM_SECONDS)))
     return { fresh: true };
-  const existing = holder.mergedInto ?? result.holder;
+  const existing = holder.mergedInto ?? holderId;
   throw invalidState('customer.email_taken', `Customer ${existing} already has this email address`, 'email', {
     customerId: existing,
   });
 }
+
+/**
+ * The address a command must hold before it is appended, if any: a registration's (of a customer not
+ * yet registered) or an email change's (of a customer who can still change), unless `allowDuplicate`.
+ * Commands the decider will refuse anyway claim nothing, so they leave no claim behind.
+ */
+export const emailToClaim = (command: Record<string, unknown>, self: CustomerSnapshot): string | undefined => {
+  const email = command.email;
+  if (typeof email !== 'string' || command.allowDuplicate === true) return undefined;
+  if (command.type === 'RegisterCustomer') return self.exists ? undefined : email;
+  if (command.type === 'ChangeCustomerDetails') return !self.exists || self.forgotten || self.mergedInto ? undefined : email;
+  return undefined;
+};
 
 /**
  * Runs a registration or an email change with the address claimed first (unless `allowDuplicate`),
@@ -42,11 +70,10 @@ export async function withEmailClaim<R>(
   customerOf: (id: string) => Promise<CustomerSnapshot>,
 ): Promise<R> {
   const customerId = command.customerId as string;
-  const email = command.email as string | undefined;
-  if (email === undefined || command.allowDuplicate === true) return run();
-  const self = await customerOf(customerId);
+  if (typeof command.email !== 'string' || command.allowDuplicate === true) return run();
+  const email = emailToClaim(command, await customerOf(customerId));
+  if (email === undefined) return run();
   const registering = command.type === 'RegisterCustomer';
-  if (registering ? self.exists : !self.exists || self.forgotten || self.mergedInto) return run();
   const { fresh } = await claimEmail(index, email, customerId, customerOf);
   let result: R;
   try {

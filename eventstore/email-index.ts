@@ -20,7 +20,12 @@ export interface EmailIndex {
   /** The customer holding this address now (undefined when free). */
   holder(email: string): Promise<string | undefined>;
   /** Claims the address for the customer; answers the holder when someone else already holds it. */
-  claim(email: string, customerId: string): Promise<{ claimed: true; fresh: boolean } | { claimed: false; holder: string }>;
+  claim(email: string, customerId: string): Promise<EmailClaim>;
+  /**
+   * Claims many addresses in one round trip (bulk import), each answered as `claim` would. An address
+   * asked for twice goes to its first asker; a later asker for another customer is told that one holds it.
+   */
+  claimMany(claims: readonly { email: string; customerId: string }[]): Promise<EmailClaim[]>;
   /**
    * Replaces a holder whose registration never happened with this customer, if its claim is older than
    * `olderThanSeconds` (database clock: a younger claim may belong to a registration still in flight).
@@ -34,6 +39,9 @@ export interface EmailIndex {
   /** Deletes every row of the customer (forget). */
   forget(customerId: string): Promise<void>;
 }
+
+/** `fresh`: this claim took the address (it was free); otherwise the customer already held it. */
+export type EmailClaim = { claimed: true; fresh: boolean } | { claimed: false; holder: string };
 
 export interface EmailIndexOptions {
   /** Events schema: the index lives beside the events and the customers' data keys. */
@@ -60,19 +68,44 @@ export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexO
     const { rows } = await sql<{ customer_id: string }>`SELECT customer_id FROM ${table} WHERE email_hmac = ${hmac(email)}`.execute(db);
     return rows[0]?.customer_id;
   };
-  const claim = async (email: string, customerId: string): Promise<{ claimed: true; fresh: boolean } | { claimed: false; holder: string }> => {
-    for (;;) {
-      const { rows } = await sql<{ customer_id: string }>`INSERT INTO ${table} (email_hmac, customer_id) VALUES (${hmac(email)}, ${customerId})
-        ON CONFLICT (email_hmac) DO NOTHING RETURNING customer_id`.execute(db);
-      if (rows.length > 0) return { claimed: true, fresh: true };
-      const current = await holder(email);
-      // Freed between the insert and the read (a forget): try again.
-      if (current) return current === customerId ? { claimed: true, fresh: false } : { claimed: false, holder: current };
+  const claimMany = async (claims: readonly { email: string; customerId: string }[]): Promise<EmailClaim[]> => {
+    const keys = claims.map((c) => hmac(c.email));
+    const hex = keys.map((k) => k.toString('hex'));
+    const firstAsker = new Map<string, number>();
+    hex.forEach((h, i) => firstAsker.has(h) || firstAsker.set(h, i));
+    const results = new Array<EmailClaim>(claims.length);
+    let open = [...firstAsker.values()];
+    while (open.length > 0) {
+      const { rows: inserted } = await sql<{ email_hmac: Buffer }>`INSERT INTO ${table} (email_hmac, customer_id)
+        SELECT * FROM unnest(${open.map((i) => keys[i]!)}::bytea[], ${open.map((i) => claims[i]!.customerId)}::text[])
+        ON CONFLICT (email_hmac) DO NOTHING RETURNING email_hmac`.execute(db);
+      const taken = new Set(inserted.map((r) => Buffer.from(r.email_hmac).toString('hex')));
+      const held = open.filter((i) => !taken.has(hex[i]!));
+      for (const i of open) if (taken.has(hex[i]!)) results[i] = { claimed: true, fresh: true };
+      if (held.length === 0) break;
+      const { rows } = await sql<{ email_hmac: Buffer; customer_id: string }>`SELECT email_hmac, customer_id FROM ${table}
+        WHERE email_hmac = ANY(${held.map((i) => keys[i]!)}::bytea[])`.execute(db);
+      const holders = new Map(rows.map((r) => [Buffer.from(r.email_hmac).toString('hex'), r.customer_id]));
+      // An address freed between the insert and the read (a forget) is claimed again.
+      open = held.filter((i) => !holders.has(hex[i]!));
+      for (const i of held) {
+        const holder = holders.get(hex[i]!);
+        if (holder !== undefined) results[i] = holder === claims[i]!.customerId ? { claimed: true, fresh: false } : { claimed: false, holder };
+      }
     }
+    claims.forEach((c, i) => {
+      const first = firstAsker.get(hex[i]!)!;
+      if (first === i) return;
+      const answer = results[first]!;
+      const holder = answer.claimed ? claims[first]!.customerId : answer.holder;
+      results[i] = holder === c.customerId ? { claimed: true, fresh: false } : { claimed: false, holder };
+    });
+    return results;
   };
   return {
     holder,
-    claim,
+    claim: async (email, customerId) => (await claimMany([{ email, customerId }]))[0]!,
+    claimMany,
     async takeOver(email, staleHolder, customerId, olderThanSeconds) {
       const result = await sql`UPDATE ${table} SET customer_id = ${customerId}, claimed_at = now()
         WHERE email_hmac = ${hmac(email)} AND customer_id = ${staleHolder}

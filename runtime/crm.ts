@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
 import { EventStoreUnavailable } from '../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../eventstore/personal-data.ts';
-import { createEmailIndex } from '../eventstore/email-index.ts';
+import { createEmailIndex, type EmailIndex } from '../eventstore/email-index.ts';
 import { connectPostgres, createPostgresEventStore, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
 import { toUnavailable, type PoolTimeouts } from '../eventstore/postgres/database.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
@@ -50,6 +50,8 @@ export interface CrmRuntime {
   database: SqlDatabase;
   store: EventStore;
   personalData: PersonalData;
+  /** Which customer holds each email address (registrations and email changes claim theirs first). */
+  emailIndex: EmailIndex;
   commands: CrmCommands;
   /** The batch handler of bulk imports (`crm import`, `POST /imports`). */
   batch: BatchCommands;
@@ -536,7 +538,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     if (redis) closers.push(() => redis.quit().then(() => undefined));
     // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
     const importMaxBytes = overrides.importMaxBytes ?? IMPORT_MAX_BYTES;
-    const batch = createBatchCommands({ store, personalData });
+    const batch = createBatchCommands({ store, personalData, emailIndex });
     const imports = createImportJobs({ batch, maxBytes: importMaxBytes, ...(overrides.importIdleMs ? { idleMs: overrides.importIdleMs } : {}) });
     closers.push(() => imports.close());
     const apiDeps: Omit<ApiDeps, 'logger'> = {
@@ -564,6 +566,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       database,
       store,
       personalData,
+      emailIndex,
       commands,
       batch,
       projections,

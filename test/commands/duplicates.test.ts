@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBatchCommands, type BatchCommands, type BatchItem } from '../../commands/batch.ts';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
 import { DomainError } from '../../domain/errors.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
@@ -15,6 +16,8 @@ let database: SqlDatabase;
 let store: EventStore;
 let emailIndex: EmailIndex;
 let commands: CrmCommands;
+/** Bulk import's handler, holding addresses in the same index. */
+let batch: BatchCommands;
 
 beforeAll(async () => {
   database = connectPostgres(schemas.url, { max: 8 });
@@ -22,6 +25,7 @@ beforeAll(async () => {
   const personalData = await createPersonalData(database.db, { schema: schemas.events });
   emailIndex = await createEmailIndex(database.db, { schema: schemas.events });
   commands = createCrmCommands({ store, personalData, emailIndex });
+  batch = createBatchCommands({ store, personalData, emailIndex });
 });
 afterAll(async () => {
   await store.close();
@@ -207,5 +211,82 @@ describe('duplicate registrations', () => {
     ).rejects.toBeInstanceOf(WrongExpectedRevision);
     expect(await emailIndex.holder(email)).toBe(customer.id);
     expect(await refusal(register(email))).toMatchObject({ details: { customerId: customer.id } });
+  });
+});
+
+describe('addresses held by bulk imports', () => {
+  const row = (command: BatchItem['command']): BatchItem => ({
+    command,
+    ctx: { actor: { userId: 'crm-import', roles: ['admin'] }, correlationId: randomUUID(), idempotencyKey: `import:${randomUUID()}` },
+  });
+  const registration = (email: string, customerId = randomUUID(), extra: Record<string, unknown> = {}) =>
+    row({ type: 'RegisterCustomer', customerId, name: 'Imported', email, ...extra });
+  const streamLength = async (customerId: string) => (await store.readStream(`customer-${customerId}`)).length;
+
+  it('an imported customer holds its address against the API, and an imported row for an address the API holds is refused naming its customer', async () => {
+    const importedEmail = `imported-${randomUUID()}@navy.example`;
+    const imported = randomUUID();
+    expect(await batch.executeBatch([registration(importedEmail, imported)])).toMatchObject([{ ok: true }]);
+    expect(await emailIndex.holder(importedEmail)).toBe(imported);
+    expect(await refusal(register(importedEmail.toUpperCase()))).toMatchObject({ code: 'customer.email_taken', details: { customerId: imported } });
+
+    const apiEmail = `api-${randomUUID()}@navy.example`;
+    const viaApi = await register(apiEmail);
+    const late = randomUUID();
+    const [outcome] = await batch.executeBatch([registration(apiEmail, late)]);
+    expect(outcome).toMatchObject({ ok: false, error: { code: 'customer.email_taken', field: 'email', details: { customerId: viaApi.id } } });
+    expect(await streamLength(late)).toBe(0);
+    expect(await emailIndex.holder(apiEmail)).toBe(viaApi.id);
+  });
+
+  it('two rows of one batch with one address: the first registers, the other is refused naming it; the batch again refuses nothing new and appends nothing', async () => {
+    const email = `twice-${randomUUID()}@navy.example`;
+    const [first, second] = [randomUUID(), randomUUID()];
+    const rows = [registration(email, first), registration(email.toUpperCase(), second), registration(`other-${randomUUID()}@navy.example`)];
+    const outcomes = await batch.executeBatch(rows);
+    expect(outcomes).toMatchObject([{ ok: true }, { ok: false, error: { code: 'customer.email_taken', details: { customerId: first } } }, { ok: true }]);
+    expect(await streamLength(second)).toBe(0);
+    // A fresh handler (a new `crm import` process) running the same rows again.
+    const again = await createBatchCommands({
+      store,
+      personalData: await createPersonalData(database.db, { schema: schemas.events }),
+      emailIndex,
+    }).executeBatch(rows);
+    expect(again).toMatchObject([
+      { ok: true, alreadyDone: true },
+      { ok: false, error: { code: 'customer.email_taken' } },
+      { ok: true, alreadyDone: true },
+    ]);
+    expect(await streamLength(first)).toBe(1);
+    expect(await emailIndex.holder(email)).toBe(first);
+  });
+
+  it('a row refused after its address was claimed frees it; allowDuplicate claims nothing', async () => {
+    const email = `refused-${randomUUID()}@navy.example`;
+    // No such user: the decider refuses the owner after the address was claimed.
+    const [outcome] = await batch.executeBatch([registration(email, randomUUID(), { ownerId: randomUUID() })]);
+    expect(outcome).toMatchObject({ ok: false });
+    expect(await emailIndex.holder(email)).toBeUndefined();
+
+    const held = await register(`dup-allowed-${randomUUID()}@navy.example`);
+    const heldEmail = (await commands.loadAggregate('customer', held.id)).state.email!;
+    const duplicate = randomUUID();
+    expect(await batch.executeBatch([registration(heldEmail, duplicate, { allowDuplicate: true })])).toMatchObject([{ ok: true }]);
+    expect(await emailIndex.holder(heldEmail)).toBe(held.id);
+  });
+
+  it('an email change in a batch holds the new address and frees the old one, and is refused for an address another customer holds', async () => {
+    const oldEmail = `before-${randomUUID()}@navy.example`;
+    const customer = await register(oldEmail);
+    const taken = await register(`taken-${randomUUID()}@navy.example`);
+    const takenEmail = (await commands.loadAggregate('customer', taken.id)).state.email!;
+    const change = (email: string) => row({ type: 'ChangeCustomerDetails', customerId: customer.id, email });
+    expect(await batch.executeBatch([change(takenEmail)])).toMatchObject([
+      { ok: false, error: { code: 'customer.email_taken', details: { customerId: taken.id } } },
+    ]);
+    const newEmail = `after-${randomUUID()}@navy.example`;
+    expect(await batch.executeBatch([change(newEmail)])).toMatchObject([{ ok: true }]);
+    expect(await emailIndex.holder(newEmail)).toBe(customer.id);
+    expect(await emailIndex.holder(oldEmail)).toBeUndefined();
   });
 });
