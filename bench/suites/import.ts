@@ -1,7 +1,8 @@
 /**
  * Bulk import (issue 16): `crm import` rates for customers and purchases files beside raw batched
- * INSERTs of the same rows in the same run, measured before, between and after the imports (target
- * >= 0.25x of the mean of the two runs around each import), a CDNOW-sized history (23,570
+ * INSERTs of purchase-shaped rows in the same run, measured before, between and after the imports
+ * (target >= 0.25x of the mean of the two runs around each import); for customers also beside plain
+ * INSERTs of the very rows their import stored (see `storedRowsRate`); a CDNOW-sized history (23,570
  * customers, 69,659 purchases) imported and every projection caught up (target < 60 s), and the
  * peak memory (VmHWM) of a `crm import` process on a large purchases file (target < 300 MB for 1M rows;
  * the suite imports 200,000 x scale rows to stay within minutes; `--option memory-rows=1000000` is the
@@ -95,6 +96,85 @@ const rawInsertRate = async (ctx: BenchContext, rows: number): Promise<number> =
   }
 };
 
+/** The tables a customer row writes a row of (its stream, its event, its data key, an email claim). */
+const CUSTOMER_ROW_TABLES = ['streams', 'events', 'customer_keys', 'customer_email_index'];
+
+/** Rows of one table, every column as text, with the table they came from. */
+interface StoredRows {
+  from: string;
+  name: string;
+  columns: { name: string; type: string }[];
+  rows: (string | null)[][];
+}
+
+/** The rows the import stored in the tables a customer writes to, read once so that they can be inserted again. */
+const readStoredRows = async (ctx: BenchContext, source: string): Promise<StoredRows[]> => {
+  const client = new pg.Client({ connectionString: ctx.databaseUrl });
+  await client.connect();
+  try {
+    const stored: StoredRows[] = [];
+    for (const name of CUSTOMER_ROW_TABLES) {
+      const from = `${pg.escapeIdentifier(source)}.${pg.escapeIdentifier(name)}`;
+      const { rows: columns } = await client.query<{ name: string; type: string }>(
+        `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+          WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+        [from],
+      );
+      const list = columns.map((c) => `${pg.escapeIdentifier(c.name)}::text`).join(', ');
+      const { rows } = await client.query<(string | null)[]>({ text: `SELECT ${list} FROM ${from}`, rowMode: 'array' });
+      if (rows.length > 0) stored.push({ from, name, columns, rows });
+    }
+    return stored;
+  } finally {
+    await client.end();
+  }
+};
+
+/**
+ * A second baseline for customers: the very rows the customers import stored, inserted again by plain
+ * batched INSERTs (1,000 customers a transaction, every column sent as text and cast, as the store's
+ * own parameters are) into tables made `LIKE` the import's (same columns, constraints and indexes) in a
+ * fresh schema. A customer is not one narrow row as the purchases baseline is: it is a new stream, an
+ * event with its metadata and hash, and a data key, each with its indexes. It tells how much of the gap
+ * to the purchases-shaped baseline is the database writing those rows and how much is the import's own
+ * work. Customers a second.
+ */
+const storedRowsRate = async (ctx: BenchContext, stored: StoredRows[], customers: number): Promise<number> => {
+  const target = await ctx.freshSchema('import_stored_rows');
+  const client = new pg.Client({ connectionString: ctx.databaseUrl });
+  await client.connect();
+  try {
+    const statements = [];
+    for (const { from, name, columns } of stored) {
+      const into = `${pg.escapeIdentifier(target)}.${pg.escapeIdentifier(name)}`;
+      await client.query(`CREATE TABLE ${into} (LIKE ${from} INCLUDING ALL)`);
+      const names = columns.map((c) => pg.escapeIdentifier(c.name)).join(', ');
+      const casts = columns.map((c, i) => `c${i}::${c.type}`).join(', ');
+      const aliases = columns.map((_, i) => `c${i}`).join(', ');
+      const unnest = columns.map((_, i) => `$${i + 1}::text[]`).join(', ');
+      statements.push(`INSERT INTO ${into} (${names}) SELECT ${casts} FROM unnest(${unnest}) AS u(${aliases})`);
+    }
+    const batch = 1_000;
+    const total = Math.max(...stored.map((t) => t.rows.length));
+    const started = performance.now();
+    for (let first = 0; first < total; first += batch) {
+      await client.query('BEGIN');
+      for (const [t, { columns, rows }] of stored.entries()) {
+        const slice = rows.slice(first, first + batch);
+        if (slice.length > 0)
+          await client.query(
+            statements[t]!,
+            columns.map((_, i) => slice.map((row) => row[i])),
+          );
+      }
+      await client.query('COMMIT');
+    }
+    return rate(customers, performance.now() - started);
+  } finally {
+    await client.end();
+  }
+};
+
 const crmEnv = async (ctx: BenchContext) => ({
   DATABASE_URL: ctx.databaseUrl,
   CRM_EVENTS_SCHEMA: await ctx.freshSchema('import_events'),
@@ -152,20 +232,28 @@ const measureSpeed = async (ctx: BenchContext, folder: string): Promise<Record<s
   const runtime = await openCrm(loadConfig(env, folder));
   let customersMs: number, purchasesMs: number, catchUpMs: number;
   let imported: Record<string, unknown>;
+  // The stored-rows baseline runs right after the customers import and again at the end, and the import is compared with their mean.
+  const storedRuns: number[] = [];
+  let storedTables: Record<string, number>;
   try {
     // A handler per file, as each `crm import` process has its own: the purchases start with none of
     // the customers' states in memory (one handler for both files measured 2-9% more purchases a second).
-    const freshBatch = () => createBatchCommands({ store: runtime.store, personalData: runtime.personalData });
+    const freshBatch = () => createBatchCommands({ store: runtime.store, personalData: runtime.personalData, emailIndex: runtime.emailIndex });
     ctx.log(`import of ${customers} customers`);
     let started = performance.now();
     const c = await importFile(freshBatch(), { file: customersFile, reportPath: join(folder, 'customers-report.csv') });
     customersMs = performance.now() - started;
+    ctx.log(`the customers' stored rows inserted again by plain batched INSERTs`);
+    const stored = await readStoredRows(ctx, env.CRM_EVENTS_SCHEMA);
+    storedTables = Object.fromEntries(stored.map((t) => [t.name, t.rows.length]));
+    storedRuns.push(await storedRowsRate(ctx, stored, customers));
     rawRuns.push(await raw());
     ctx.log(`import of ${purchases} purchases`);
     started = performance.now();
     const p = await importFile(freshBatch(), { file: purchasesFile, reportPath: join(folder, 'purchases-report.csv') });
     purchasesMs = performance.now() - started;
     rawRuns.push(await raw());
+    storedRuns.push(await storedRowsRate(ctx, stored, customers));
     imported = { customers: c.imported, customersRejected: c.rejected, purchases: p.imported, purchasesRejected: p.rejected };
     ctx.log('catch-up of every projection');
     started = performance.now();
@@ -188,6 +276,8 @@ const measureSpeed = async (ctx: BenchContext, folder: string): Promise<Record<s
       rowsPerSecond: customersPerSecond,
       rawInsertRowsPerSecond: mean([before, between]),
       ratioToRawInsert: ratio(customersPerSecond, mean([before, between])),
+      storedRowsInsert: { customersPerSecond: mean(storedRuns), runs: storedRuns, rowsPerTable: storedTables },
+      ratioToStoredRowsInsert: ratio(customersPerSecond, mean(storedRuns)),
     },
     purchases: {
       rows: purchases,
@@ -223,7 +313,7 @@ const measureHistory = async (ctx: BenchContext, folder: string): Promise<Record
   const env = await crmEnv(ctx);
   const runtime = await openCrm(loadConfig(env, folder));
   try {
-    const handler = (store: EventStore) => createBatchCommands({ store, personalData: runtime.personalData });
+    const handler = (store: EventStore) => createBatchCommands({ store, personalData: runtime.personalData, emailIndex: runtime.emailIndex });
     const withSnapshots = runtime.store;
     const withoutSnapshots: EventStore = { ...runtime.store, engine: runtime.store.engine, snapshots: undefined };
     ctx.log(`history: ${customers} customers with ${perCustomer} purchases each`);
@@ -301,7 +391,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
 export const summarize = (result: Record<string, unknown>): string[] => {
   const r = result as {
     rawInsert?: { rowsPerSecond: number; runs: number[] };
-    customers: { rowsPerSecond: number; ratioToRawInsert: number };
+    customers: { rowsPerSecond: number; ratioToRawInsert: number; storedRowsInsert?: { customersPerSecond: number }; ratioToStoredRowsInsert?: number };
     purchases: { rowsPerSecond: number; ratioToRawInsert: number };
     cdnow: { importMs: number; catchUpMs: number; totalMs: number };
     memory: { rows: number; peakMb: number; rowsPerSecond: number; nodeOptions: string };
@@ -317,7 +407,7 @@ export const summarize = (result: Record<string, unknown>): string[] => {
   const memory = `crm import of ${r.memory.rows} purchases${r.memory.nodeOptions ? ` (NODE_OPTIONS=${r.memory.nodeOptions})` : ''}: peak ${r.memory.peakMb} MB (target < 300 MB), ${r.memory.rowsPerSecond} rows/s`;
   if (!r.rawInsert) return [memory];
   return [
-    `raw batched INSERT ${r.rawInsert.rowsPerSecond} rows/s (before, between and after the imports: ${r.rawInsert.runs.join(', ')}); import customers ${r.customers.rowsPerSecond}/s (${r.customers.ratioToRawInsert}x), purchases ${r.purchases.rowsPerSecond}/s (${r.purchases.ratioToRawInsert}x)`,
+    `raw batched INSERT ${r.rawInsert.rowsPerSecond} rows/s (before, between and after the imports: ${r.rawInsert.runs.join(', ')}); import customers ${r.customers.rowsPerSecond}/s (${r.customers.ratioToRawInsert}x${r.customers.storedRowsInsert ? `; ${r.customers.ratioToStoredRowsInsert}x the ${r.customers.storedRowsInsert.customersPerSecond}/s of plain INSERTs of the rows it stored` : ''}), purchases ${r.purchases.rowsPerSecond}/s (${r.purchases.ratioToRawInsert}x)`,
     `CDNOW-sized: import ${round(r.cdnow.importMs / 1000, 1)} s + catch-up ${round(r.cdnow.catchUpMs / 1000, 1)} s = ${round(r.cdnow.totalMs / 1000, 1)} s (target < 60 s)`,
     ...(r.history
       ? [
