@@ -9,7 +9,7 @@ import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
 import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
-import { emailToClaim, takeOverOrRefuse } from './email-uniqueness.ts';
+import { emailTaken, emailToClaim, takeOverOrRefuse } from './email-uniqueness.ts';
 import { eventIdFor } from './ids.ts';
 import { ioTurns } from '../shared/io-turns.ts';
 import { LruMap } from '../shared/lru.ts';
@@ -214,10 +214,16 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     });
     if (rows.length === 0) return;
     const answers = await index.claimMany(asked);
+    // The holders' streams read in one query, not one each.
+    const holders = answers.flatMap((a) => (a.claimed ? [] : [a.holder]));
+    if (holders.length > 0) await load(new Map(holders.map((h) => [streamOf('customer', h), 'customer'])), new Set());
+    const peers = new Set(asked.map((a) => a.customerId));
     for (const [n, i] of rows.entries()) {
       const answer = answers[n]!;
       const { email, customerId } = asked[n]!;
       try {
+        // Held by another row of this batch: never taken over (its claim may be old, from a run that stopped).
+        if (!answer.claimed && peers.has(answer.holder)) throw emailTaken(answer.holder);
         const fresh = answer.claimed ? answer.fresh : (await takeOverOrRefuse(index, email, customerId, answer.holder, customerOf)).fresh;
         held.set(i, { email, customerId, fresh: fresh || held.get(i)?.fresh === true, change: prepared[i]!.type === 'ChangeCustomerDetails' });
       } catch (error) {

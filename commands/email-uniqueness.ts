@@ -38,11 +38,12 @@ export async function takeOverOrRefuse(
   // Abandoned (never registered) or forgotten in a race with this claim: the address is free.
   if ((!holder.exists || holder.forgotten) && (await index.takeOver(email, holderId, customerId, holder.forgotten ? 0 : ABANDONED_CLAIM_SECONDS)))
     return { fresh: true };
-  const existing = holder.mergedInto ?? holderId;
-  throw invalidState('customer.email_taken', `Customer ${existing} already has this email address`, 'email', {
-    customerId: existing,
-  });
+  throw emailTaken(holder.mergedInto ?? holderId);
 }
+
+/** 409 `customer.email_taken`, naming the customer who has the address. */
+export const emailTaken = (customerId: string) =>
+  invalidState('customer.email_taken', `Customer ${customerId} already has this email address`, 'email', { customerId });
 
 /**
  * The address a command must hold before it is appended, if any: a registration's (of a customer not

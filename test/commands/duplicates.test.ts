@@ -261,6 +261,19 @@ describe('addresses held by bulk imports', () => {
     expect(await emailIndex.holder(email)).toBe(first);
   });
 
+  it('an old claim of a row of the batch (a run that stopped) is not taken over by another row of the same batch', async () => {
+    const email = `stopped-${randomUUID()}@navy.example`;
+    const [first, second] = [randomUUID(), randomUUID()];
+    await emailIndex.claim(email, first);
+    await sql`UPDATE ${sql.id(schemas.events, 'customer_email_index')} SET claimed_at = now() - interval '1 hour' WHERE customer_id = ${first}`.execute(
+      database.db,
+    );
+    const outcomes = await batch.executeBatch([registration(email, first), registration(email, second)]);
+    expect(outcomes).toMatchObject([{ ok: true }, { ok: false, error: { code: 'customer.email_taken', details: { customerId: first } } }]);
+    expect(await emailIndex.holder(email)).toBe(first);
+    expect(await streamLength(second)).toBe(0);
+  });
+
   it('a row refused after its address was claimed frees it; allowDuplicate claims nothing', async () => {
     const email = `refused-${randomUUID()}@navy.example`;
     // No such user: the decider refuses the owner after the address was claimed.
