@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { stringValue, UsageError, type CliCommand } from '../command.ts';
 import { openForWriting } from '../files.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
+import { projectionLag } from '../projection-lag.ts';
 import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type ExportKind } from '../../projections/queries/export.ts';
 
 /** Resolves once `out` drains, or fails (the failure is kept by its error listener). */
@@ -15,22 +16,6 @@ const drained = (out: NodeJS.WritableStream): Promise<void> =>
     out.once('drain', done);
     out.once('error', done);
   });
-
-/**
- * Why the read model of `kind` may not hold every recorded event, or undefined when it is current.
- * The export reads the read model as it stands; after `crm demo` or `crm import` with no projection
- * running, that is an empty or stale file with exit code 0 unless the operator is told.
- */
-const projectionLag = async (runtime: CrmRuntime, readSchema: string, kind: string): Promise<string | undefined> => {
-  const { readCheckpoints } = await import('../../projections/checkpoints.ts');
-  const checkpoint = (await readCheckpoints(runtime.database.db, readSchema)).get(kind);
-  const head = await runtime.store.headPosition();
-  const position = checkpoint?.position ?? 0n;
-  const advice = 'the file holds the read model as it stands; `crm serve` or `crm project` brings it up to date, `crm projections` shows its state';
-  if (checkpoint?.state === 'failed') return `the ${kind} projection is stopped on a failed event at position ${checkpoint.failedPosition}: ${advice}.`;
-  if (position < head) return `the ${kind} read model is behind the event store (projected up to position ${position}, head ${head}): ${advice}.`;
-  return undefined;
-};
 
 export const exportCommand: CliCommand = {
   name: 'export',
@@ -65,7 +50,7 @@ operator's export holds personal data unmasked: keep the file as carefully as th
     try {
       runtime = await openCrm(run.config);
       await runtime.prepareReadModels();
-      const lag = await projectionLag(runtime, run.config.schemas.read, kind);
+      const lag = await projectionLag(runtime, run.config.schemas.read, kind, 'the file holds the read model as it stands');
       if (lag) run.err(`crm export: ${lag}`);
       // What the HTTP export reads, with no scope (an operator's export holds every record, unmasked) and
       // the filters' defaults (the sort order) as for a request without filters.

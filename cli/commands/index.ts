@@ -1,5 +1,6 @@
 import type { CliCommand } from '../command.ts';
 import { apiKeyCommand } from './api-key.ts';
+import { claimEmailsCommand } from './claim-emails.ts';
 import { demoCommand } from './demo.ts';
 import { exportCommand } from './export.ts';
 import { fitCommand } from './fit.ts';
@@ -27,6 +28,7 @@ export const commands: readonly CliCommand[] = [
   importCommand,
   importRatesCommand,
   exportCommand,
+  claimEmailsCommand,
   demoCommand,
   fitCommand,
   apiKeyCommand,

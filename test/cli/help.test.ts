@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { runCrm } from './support.ts';
 
-const SUBCOMMANDS = ['serve', 'project', 'rebuild', 'replay', 'verify', 'import', 'demo', 'fit', 'api-key', 'master-key', 'reporting-role'];
+const SUBCOMMANDS = ['serve', 'project', 'rebuild', 'replay', 'verify', 'import', 'demo', 'fit', 'api-key', 'master-key', 'reporting-role', 'claim-emails'];
 const cwd = tmpdir();
 
 describe('the crm command', () => {

@@ -1,0 +1,90 @@
+import type { CliCommand } from '../command.ts';
+import { projectionLag } from '../projection-lag.ts';
+import type { CrmRuntime } from '../../runtime/crm.ts';
+
+/** Customers sharing an address listed in full before the summary only counts them. */
+const LISTED_SHARES = 20;
+
+export const claimEmailsCommand: CliCommand = {
+  name: 'claim-emails',
+  summary: "Hold each customer's email address in the duplicate check (customers from before it held theirs)",
+  usage: 'claim-emails',
+  details: `
+Registrations and email changes claim their address in crm_events.customer_email_index, so that a
+second customer with it is refused (409 customer.email_taken). Customers registered before that index
+existed, and customers imported before imports claimed their addresses (2026-12-02), hold no claim:
+the API would register a duplicate of them. This command claims the current address of every active
+or inactive customer, oldest registration first, from the customers read model, which must be caught
+up first (\`crm project\` or a running \`crm serve\`). Addresses already held stay with their holder; a
+customer whose address another customer holds is listed (GET /customers/duplicates shows the
+groups: merge them, or change one's email). Safe to run again and to interrupt.`,
+  options: {},
+  async run(run) {
+    const { openCrm } = await import('../../runtime/crm.ts');
+    const runtime = await openCrm(run.config);
+    try {
+      await runtime.prepareReadModels();
+      const lag = await projectionLag(
+        runtime,
+        run.config.schemas.read,
+        'customers',
+        'a customer it does not list yet would keep no claim, so nothing was claimed',
+      );
+      if (lag) {
+        run.err(`crm claim-emails: ${lag}`);
+        return 1;
+      }
+      const counts = await claimAll(runtime, run);
+      run.out(
+        `Claimed ${counts.claimed} address(es); ${counts.held} were already held by their customers; ` +
+          `${counts.shared} customer(s) have an address another customer holds${counts.shared > 0 ? " (GET /customers/duplicates shows them: merge, or change one's email)" : ''}.`,
+      );
+      return 0;
+    } finally {
+      await runtime.close();
+    }
+  },
+};
+
+/** Pages through the customers read model, oldest registration first, claiming each page's addresses at once. */
+const claimAll = async (runtime: CrmRuntime, run: { out: (line: string) => void; err: (line: string) => void; signal: AbortSignal }) => {
+  const { customerSnapshot } = await import('../../domain/customer/decider.ts');
+  const { takeOverOrRefuse } = await import('../../commands/email-uniqueness.ts');
+  const { DomainError } = await import('../../domain/errors.ts');
+  const customerOf = async (id: string) => customerSnapshot((await runtime.commands.loadAggregate('customer', id)).state);
+  const counts = { claimed: 0, held: 0, shared: 0, read: 0 };
+  let cursor: string | undefined;
+  do {
+    if (run.signal.aborted) {
+      run.err(`crm claim-emails: stopped after ${counts.read} customers; run it again to go on.`);
+      break;
+    }
+    const page = await runtime.apiDeps.queries.listCustomers({ sort: 'createdAt', limit: 500, ...(cursor ? { cursor } : {}) }, null);
+    counts.read += page.items.length;
+    const customers = page.items.flatMap((item) => {
+      const { id, email, status } = item as { id: string; email: string | null; status: string };
+      return email && (status === 'active' || status === 'inactive') ? [{ email, customerId: id }] : [];
+    });
+    const answers = customers.length > 0 ? await runtime.emailIndex.claimMany(customers) : [];
+    for (const [i, answer] of answers.entries()) {
+      const { email, customerId } = customers[i]!;
+      if (answer.claimed) {
+        counts[answer.fresh ? 'claimed' : 'held']++;
+        continue;
+      }
+      try {
+        // The same rules as a registration: an abandoned or forgotten holder's claim is taken over.
+        await takeOverOrRefuse(runtime.emailIndex, email, customerId, answer.holder, customerOf);
+        counts.claimed++;
+      } catch (error) {
+        if (!(error instanceof DomainError)) throw error;
+        counts.shared++;
+        const holder = (error.details as { customerId?: string } | undefined)?.customerId ?? answer.holder;
+        if (counts.shared <= LISTED_SHARES) run.out(`customer ${customerId}: its address is held by customer ${holder}`);
+      }
+    }
+    cursor = page.nextCursor ?? undefined;
+    run.err(`claim-emails: ${counts.read} customers read, ${counts.claimed} addresses claimed`);
+  } while (cursor);
+  return counts;
+};
