@@ -135,7 +135,7 @@ const readStoredRows = async (ctx: BenchContext, source: string): Promise<Stored
  * batched INSERTs (1,000 customers a transaction, every column sent as text and cast, as the store's
  * own parameters are) into tables made `LIKE` the import's (same columns, constraints and indexes) in a
  * fresh schema. A customer is not one narrow row as the purchases baseline is: it is a new stream, an
- * event with its metadata and hash, and a data key, each with its indexes. It tells how much of the gap
+ * event with its metadata and hash, a data key and an email claim, each with its indexes. It tells how much of the gap
  * to the purchases-shaped baseline is the database writing those rows and how much is the import's own
  * work. Customers a second.
  */
