@@ -9,7 +9,7 @@ import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
 import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
-import { emailTaken, emailToClaim, takeOverOrRefuse } from './email-uniqueness.ts';
+import { claimEmails, emailToClaim } from './email-uniqueness.ts';
 import { eventIdFor } from './ids.ts';
 import { ioTurns } from '../shared/io-turns.ts';
 import { LruMap } from '../shared/lru.ts';
@@ -195,7 +195,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
    * (commands/email-uniqueness.ts), in one round trip for the batch: a row whose address another
    * customer holds is refused with 409 `customer.email_taken` and left out of the pass.
    */
-  const claimEmails = async (
+  const holdAddresses = async (
     streams: Map<string, Held>,
     prepared: (PreparedCommand | undefined)[],
     outcomes: BatchOutcome[],
@@ -212,24 +212,18 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       rows.push(i);
       asked.push({ email, customerId: p.id });
     });
-    if (rows.length === 0) return;
-    const answers = await index.claimMany(asked);
-    // The holders' streams read in one query, not one each.
-    const holders = answers.flatMap((a) => (a.claimed ? [] : [a.holder]));
-    if (holders.length > 0) await load(new Map(holders.map((h) => [streamOf('customer', h), 'customer'])), new Set());
-    const peers = new Set(asked.map((a) => a.customerId));
+    const claims = await claimEmails(index, asked, customerOf, async (holders) => {
+      await load(new Map(holders.map((h) => [streamOf('customer', h), 'customer'])), new Set());
+    });
     for (const [n, i] of rows.entries()) {
-      const answer = answers[n]!;
-      const { email, customerId } = asked[n]!;
-      try {
-        // Held by another row of this batch: never taken over (its claim may be old, from a run that stopped).
-        if (!answer.claimed && peers.has(answer.holder)) throw emailTaken(answer.holder);
-        const fresh = answer.claimed ? answer.fresh : (await takeOverOrRefuse(index, email, customerId, answer.holder, customerOf)).fresh;
-        held.set(i, { email, customerId, fresh: fresh || held.get(i)?.fresh === true, change: prepared[i]!.type === 'ChangeCustomerDetails' });
-      } catch (error) {
-        outcomes[i] = { ok: false, error };
+      const claim = claims[n]!;
+      if ('refused' in claim) {
+        outcomes[i] = { ok: false, error: claim.refused };
         prepared[i] = undefined;
+        continue;
       }
+      const { email, customerId } = asked[n]!;
+      held.set(i, { email, customerId, fresh: claim.fresh || held.get(i)?.fresh === true, change: prepared[i]!.type === 'ChangeCustomerDetails' });
     }
   };
 
@@ -426,7 +420,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     let wanted = batch.wanted;
     for (let attempt = 1; ; attempt++) {
       const streams = await load(wanted, batch.created);
-      await claimEmails(streams, pending, outcomes, batch.addresses);
+      await holdAddresses(streams, pending, outcomes, batch.addresses);
       const working = await decideAll(streams, pending, firstEventIds, outcomes);
       let appends: StreamAppend[] = [];
       try {
@@ -517,7 +511,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       try {
         first = await exclusive(async () => {
           const streams = await load(batch.wanted, batch.created);
-          await claimEmails(streams, batch.prepared, batch.outcomes, batch.addresses);
+          await holdAddresses(streams, batch.prepared, batch.outcomes, batch.addresses);
           const working = await decideAll(streams, batch.prepared, batch.firstEventIds, batch.outcomes);
           let decided: Awaited<ReturnType<typeof appendsOf>> | undefined;
           try {

@@ -1,5 +1,5 @@
 import type { CustomerSnapshot } from '../domain/customer/decider.ts';
-import { invalidState } from '../domain/errors.ts';
+import { DomainError, invalidState } from '../domain/errors.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
 
 /** A claim younger than this may belong to a registration still being appended; older and unregistered, it is abandoned. */
@@ -41,9 +41,50 @@ export async function takeOverOrRefuse(
   throw emailTaken(holder.mergedInto ?? holderId);
 }
 
+/** A claim of `claimEmails`: held (`fresh` when it was free), or refused with `customer.email_taken`. */
+export type ClaimOutcome = { fresh: boolean } | { refused: DomainError };
+
+/**
+ * Many addresses claimed in one round trip (bulk import, `crm claim-emails`), each settled as
+ * `claimEmail` settles one. An address held by another customer of the same call is refused, never
+ * taken over: that customer's claim may be old (a run that stopped) and is theirs all the same.
+ * `readHolders` may read the holders' states in one go before `customerOf` asks for them one by one.
+ */
+export async function claimEmails(
+  index: EmailIndex,
+  claims: readonly { email: string; customerId: string }[],
+  customerOf: (id: string) => Promise<CustomerSnapshot>,
+  readHolders?: (ids: string[]) => Promise<void>,
+): Promise<ClaimOutcome[]> {
+  if (claims.length === 0) return [];
+  const answers = await index.claimMany(claims);
+  const holders = answers.flatMap((a) => (a.claimed ? [] : [a.holder]));
+  if (holders.length > 0 && readHolders) await readHolders(holders);
+  const askers = new Set(claims.map((c) => c.customerId));
+  const outcomes: ClaimOutcome[] = [];
+  for (const [i, answer] of answers.entries()) {
+    if (answer.claimed) {
+      outcomes.push({ fresh: answer.fresh });
+      continue;
+    }
+    try {
+      if (askers.has(answer.holder)) throw emailTaken(answer.holder);
+      outcomes.push(await takeOverOrRefuse(index, claims[i]!.email, claims[i]!.customerId, answer.holder, customerOf));
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      outcomes.push({ refused: error });
+    }
+  }
+  return outcomes;
+}
+
 /** 409 `customer.email_taken`, naming the customer who has the address. */
 export const emailTaken = (customerId: string) =>
   invalidState('customer.email_taken', `Customer ${customerId} already has this email address`, 'email', { customerId });
+
+/** The address a command names and means to hold (none with `allowDuplicate`), whatever the customer's state. */
+const addressOf = (command: Record<string, unknown>): string | undefined =>
+  typeof command.email === 'string' && command.allowDuplicate !== true ? command.email : undefined;
 
 /**
  * The address a command must hold before it is appended, if any: a registration's (of a customer not
@@ -51,8 +92,8 @@ export const emailTaken = (customerId: string) =>
  * Commands the decider will refuse anyway claim nothing, so they leave no claim behind.
  */
 export const emailToClaim = (command: Record<string, unknown>, self: CustomerSnapshot): string | undefined => {
-  const email = command.email;
-  if (typeof email !== 'string' || command.allowDuplicate === true) return undefined;
+  const email = addressOf(command);
+  if (email === undefined) return undefined;
   if (command.type === 'RegisterCustomer') return self.exists ? undefined : email;
   if (command.type === 'ChangeCustomerDetails') return !self.exists || self.forgotten || self.mergedInto ? undefined : email;
   return undefined;
@@ -71,7 +112,8 @@ export async function withEmailClaim<R>(
   customerOf: (id: string) => Promise<CustomerSnapshot>,
 ): Promise<R> {
   const customerId = command.customerId as string;
-  if (typeof command.email !== 'string' || command.allowDuplicate === true) return run();
+  // No address to hold: no need to read the customer.
+  if (addressOf(command) === undefined) return run();
   const email = emailToClaim(command, await customerOf(customerId));
   if (email === undefined) return run();
   const registering = command.type === 'RegisterCustomer';

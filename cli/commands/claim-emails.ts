@@ -49,8 +49,7 @@ groups: merge them, or change one's email). Safe to run again and to interrupt.`
 /** Pages through the customers read model, oldest registration first, claiming each page's addresses at once. */
 const claimAll = async (runtime: CrmRuntime, run: { out: (line: string) => void; err: (line: string) => void; signal: AbortSignal }) => {
   const { customerSnapshot } = await import('../../domain/customer/decider.ts');
-  const { takeOverOrRefuse } = await import('../../commands/email-uniqueness.ts');
-  const { DomainError } = await import('../../domain/errors.ts');
+  const { claimEmails } = await import('../../commands/email-uniqueness.ts');
   const customerOf = async (id: string) => customerSnapshot((await runtime.commands.loadAggregate('customer', id)).state);
   const counts = { claimed: 0, held: 0, shared: 0, read: 0 };
   let cursor: string | undefined;
@@ -65,23 +64,15 @@ const claimAll = async (runtime: CrmRuntime, run: { out: (line: string) => void;
       const { id, email, status } = item as { id: string; email: string | null; status: string };
       return email && (status === 'active' || status === 'inactive') ? [{ email, customerId: id }] : [];
     });
-    const answers = customers.length > 0 ? await runtime.emailIndex.claimMany(customers) : [];
-    for (const [i, answer] of answers.entries()) {
-      const { email, customerId } = customers[i]!;
-      if (answer.claimed) {
-        counts[answer.fresh ? 'claimed' : 'held']++;
+    // The same rules as a registration: an abandoned or forgotten holder's claim is taken over.
+    for (const [i, claim] of (await claimEmails(runtime.emailIndex, customers, customerOf)).entries()) {
+      if (!('refused' in claim)) {
+        counts[claim.fresh ? 'claimed' : 'held']++;
         continue;
       }
-      try {
-        // The same rules as a registration: an abandoned or forgotten holder's claim is taken over.
-        await takeOverOrRefuse(runtime.emailIndex, email, customerId, answer.holder, customerOf);
-        counts.claimed++;
-      } catch (error) {
-        if (!(error instanceof DomainError)) throw error;
-        counts.shared++;
-        const holder = (error.details as { customerId?: string } | undefined)?.customerId ?? answer.holder;
-        if (counts.shared <= LISTED_SHARES) run.out(`customer ${customerId}: its address is held by customer ${holder}`);
-      }
+      counts.shared++;
+      const holder = (claim.refused.details as { customerId?: string } | undefined)?.customerId;
+      if (counts.shared <= LISTED_SHARES) run.out(`customer ${customers[i]!.customerId}: its address is held by customer ${holder}`);
     }
     cursor = page.nextCursor ?? undefined;
     run.err(`claim-emails: ${counts.read} customers read, ${counts.claimed} addresses claimed`);
