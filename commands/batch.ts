@@ -9,7 +9,7 @@ import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
 import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
-import { claimEmails, emailToClaim } from './email-uniqueness.ts';
+import { addressOf, claimEmails, emailToClaim } from './email-uniqueness.ts';
 import { eventIdFor } from './ids.ts';
 import { ioTurns } from '../shared/io-turns.ts';
 import { LruMap } from '../shared/lru.ts';
@@ -206,7 +206,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     const rows: number[] = [];
     const asked: { email: string; customerId: string }[] = [];
     prepared.forEach((p, i) => {
-      if (p?.kind !== 'customer') return;
+      // Purchases and the like name no address: no snapshot of their customer is made for them.
+      if (p?.kind !== 'customer' || addressOf(p.command) === undefined) return;
       const email = emailToClaim(p.command, customerSnapshot(streams.get(p.stream)!.state as never));
       if (email === undefined) return;
       rows.push(i);

@@ -83,7 +83,7 @@ export const emailTaken = (customerId: string) =>
   invalidState('customer.email_taken', `Customer ${customerId} already has this email address`, 'email', { customerId });
 
 /** The address a command names and means to hold (none with `allowDuplicate`), whatever the customer's state. */
-const addressOf = (command: Record<string, unknown>): string | undefined =>
+export const addressOf = (command: Record<string, unknown>): string | undefined =>
   typeof command.email === 'string' && command.allowDuplicate !== true ? command.email : undefined;
 
 /**
