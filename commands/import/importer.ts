@@ -215,6 +215,14 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         early.push({ line: record.line, reason });
         continue;
       }
+      // A row refused by a schema sends none of its commands: a won deal whose outcome is refused must
+      // not come in open, nor a feedback item without its resolution.
+      const refusedItem = items.length > 1 ? items.find((item): item is { refused: unknown } => 'refused' in item) : undefined;
+      const refusal = refusedItem && rowReason(refusedItem.refused);
+      if (refusal !== undefined) {
+        early.push({ line: record.line, reason: refusal });
+        continue;
+      }
       // A row's commands stay in one batch, so its outcome is decided in one place.
       const streams = items.flatMap(streamsOf);
       const newStreams = streams.filter((stream) => !pendingStreams.has(stream)).length;

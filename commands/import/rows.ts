@@ -157,11 +157,23 @@ const refunds = (row: Row): RowCommand[] => {
   return [withTime('RefundPurchase', fields, time, keyOf('refunds', `${customerId}:${orderId}:${refundId ?? `${String(fields.amount)}@${time ?? ''}`}`))];
 };
 
+/** A deal's outcome: `status`, or an exported deal's `stage` (won and lost are stages in the deals read model). */
+const dealStatus = (row: Row): string | undefined => {
+  const status = text(row, 'status')?.toLowerCase();
+  const stage = text(row, 'stage')?.toLowerCase();
+  if (stage !== 'won' && stage !== 'lost') return status;
+  if (status !== undefined && status !== stage) throw new RowRejected(`stage: ${JSON.stringify(stage)} but status ${JSON.stringify(status)}`);
+  return stage;
+};
+
 const deals = (row: Row): RowCommand[] => {
   const customerId = customerOf(row);
   const dealId = text(row, 'deal_id', 'id');
   const natural = dealId ?? `${customerId}:${text(row, 'title') ?? ''}:${text(row, 'opened_at') ?? ''}`;
-  const probability = parseNumber(cell(row, 'probability'));
+  // An exported deal has both: its probability (the stage's, or the override) and the override alone.
+  const probability = parseNumber(cell(row, 'probability_override' in row ? 'probability_override' : 'probability'));
+  const status = dealStatus(row);
+  const stage = text(row, 'stage');
   const open = withTime(
     'OpenDeal',
     {
@@ -172,13 +184,12 @@ const deals = (row: Row): RowCommand[] => {
       currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
       ownerId: text(row, 'owner_id', 'owner') ?? 'import',
       expectedCloseDate: text(row, 'expected_close_date'),
-      ...(text(row, 'stage') ? { stage: text(row, 'stage') } : {}),
+      ...(stage && stage.toLowerCase() !== status ? { stage } : {}),
       ...(probability !== undefined ? { probabilityOverride: probability } : {}),
     },
     parseTime(text(row, 'opened_at', 'created_at')),
     keyOf('deals', natural),
   );
-  const status = text(row, 'status')?.toLowerCase();
   if (status === undefined || status === 'open') return [open];
   // The outcome addresses the deal the first command creates (its id derives from that key when the file gives none).
   const closedAt = parseTime(text(row, 'closed_at'));
@@ -230,10 +241,35 @@ const responses = (row: Row): RowCommand[] => {
   return [withTime('RecordCampaignResponse', fields, parseTime(text(row, 'occurred_at', 'date')), keyOf('responses', `${campaignId}:${customerId}:${kind}`))];
 };
 
+const FEEDBACK_STATUSES = ['open', 'in_progress', 'resolved', 'closed'] as const;
+/** What an imported item's response and resolution say when the file gives no text of its own. */
+export const IMPORTED_RESPONSE = 'Responded in the previous system (imported)';
+export const IMPORTED_RESOLUTION = 'Resolved in the previous system (imported)';
+
+/** Refuses a row whose `later` time comes before its `earlier` one (both given and readable). */
+const notBefore = (later: [string, string | undefined], earlier: [string, string | undefined]): void => {
+  const [laterName, laterTime] = later;
+  const [earlierName, earlierTime] = earlier;
+  if (laterTime === undefined || earlierTime === undefined) return;
+  if (Date.parse(laterTime) < Date.parse(earlierTime)) throw new RowRejected(`${laterName}: before ${earlierName} (${laterTime} < ${earlierTime})`);
+};
+
+/**
+ * Feedback from a past system comes in as it stood, not as new open items whose deadlines passed
+ * years ago: the assignee, the first response, the resolution, the closing and the rating each
+ * become the command the API would have received, at the time the file gives, so response and
+ * resolution times and breaches are the real ones. `status` may be left out (the times say it); a
+ * status the times contradict is refused.
+ */
 const feedback = (row: Row): RowCommand[] => {
   const customerId = customerOf(row);
   const feedbackId = text(row, 'feedback_id', 'id');
   const submittedAt = parseTime(text(row, 'submitted_at', 'occurred_at', 'date'));
+  const assigneeId = text(row, 'assignee_id', 'assignee');
+  const respondedAt = parseTime(text(row, 'first_responded_at', 'responded_at'));
+  const resolvedAt = parseTime(text(row, 'resolved_at'));
+  const closedAt = parseTime(text(row, 'closed_at'));
+  const ratedAt = parseTime(text(row, 'rated_at'));
   const csat = parseNumber(cell(row, 'csat'));
   const nps = parseNumber(cell(row, 'nps'));
   const fields = {
@@ -244,11 +280,74 @@ const feedback = (row: Row): RowCommand[] => {
     subject: text(row, 'subject'),
     body: text(row, 'body'),
     ...(text(row, 'priority') ? { priority: text(row, 'priority') } : {}),
-    ...(csat !== undefined ? { csat } : {}),
+    // A rating given after the resolution is recorded then (below), not with the submission.
+    ...(csat !== undefined && ratedAt === undefined ? { csat } : {}),
     ...(nps !== undefined ? { nps } : {}),
   };
   const natural = feedbackId ?? `${customerId}:${submittedAt ?? ''}:${String(fields.subject ?? '')}`;
-  return [withTime('SubmitFeedback', fields, submittedAt, keyOf('feedback', natural))];
+  const submit = withTime('SubmitFeedback', fields, submittedAt, keyOf('feedback', natural));
+
+  const given = (status: string): string => {
+    const named =
+      text(row, 'status')
+        ?.toLowerCase()
+        .replace(/[\s-]+/g, '_') ?? status;
+    if (!(FEEDBACK_STATUSES as readonly string[]).includes(named))
+      throw new RowRejected(`status: expected ${FEEDBACK_STATUSES.join(', ')}, got ${JSON.stringify(text(row, 'status'))}`);
+    return named;
+  };
+  const status = given(closedAt ? 'closed' : resolvedAt ? 'resolved' : assigneeId || respondedAt ? 'in_progress' : 'open');
+  const contradicting = (names: [string, unknown][]) => {
+    const present = names.filter(([, value]) => value !== undefined).map(([name]) => name);
+    if (present.length > 0) throw new RowRejected(`status: ${status}, yet the row gives ${present.join(', ')}`);
+  };
+  if (status === 'open')
+    contradicting([
+      ['assignee_id', assigneeId],
+      ['first_responded_at', respondedAt],
+      ['resolved_at', resolvedAt],
+      ['closed_at', closedAt],
+    ]);
+  if (status === 'in_progress') {
+    contradicting([
+      ['resolved_at', resolvedAt],
+      ['closed_at', closedAt],
+    ]);
+    if (!assigneeId && !respondedAt) throw new RowRejected('status: in_progress needs assignee_id or first_responded_at');
+  }
+  if (status === 'resolved') {
+    contradicting([['closed_at', closedAt]]);
+    if (!resolvedAt) throw new RowRejected('resolved_at: required when status is resolved');
+  }
+  if (status === 'closed' && !closedAt) throw new RowRejected('closed_at: required when status is closed');
+  if (ratedAt && status !== 'resolved' && status !== 'closed') throw new RowRejected(`rated_at: feedback is rated once resolved or closed, not ${status}`);
+  notBefore(['first_responded_at', respondedAt], ['submitted_at', submittedAt]);
+  notBefore(['resolved_at', resolvedAt], ['submitted_at', submittedAt]);
+  notBefore(['resolved_at', resolvedAt], ['first_responded_at', respondedAt]);
+  notBefore(['closed_at', closedAt], ['submitted_at', submittedAt]);
+  notBefore(['closed_at', closedAt], ['resolved_at', resolvedAt]);
+  notBefore(['rated_at', ratedAt], ['resolved_at', resolvedAt ?? closedAt]);
+
+  // The later commands address the item the first creates (its id derives from that key when the file gives none).
+  const target = { feedbackId: feedbackId ?? createdIdFor('SubmitFeedback', submit.key) };
+  const commands = [submit];
+  if (assigneeId) commands.push(withTime('AssignFeedback', { ...target, assigneeId }, submittedAt, `${submit.key}:assigned`));
+  if (respondedAt) {
+    const message = text(row, 'first_response', 'response') ?? IMPORTED_RESPONSE;
+    commands.push(
+      withTime('RespondToFeedback', { ...target, message, ...(assigneeId ? { responderId: assigneeId } : {}) }, respondedAt, `${submit.key}:responded`),
+    );
+  }
+  if (resolvedAt) {
+    const resolution = text(row, 'resolution') ?? IMPORTED_RESOLUTION;
+    commands.push(withTime('ResolveFeedback', { ...target, resolution }, resolvedAt, `${submit.key}:resolved`));
+  }
+  if (closedAt) commands.push(withTime('CloseFeedback', target, closedAt, `${submit.key}:closed`));
+  if (ratedAt) {
+    const comment = text(row, 'rating_comment');
+    commands.push(withTime('RateFeedback', { ...target, csat, ...(comment ? { comment } : {}) }, ratedAt, `${submit.key}:rated`));
+  }
+  return commands;
 };
 
 export const rowCommands: Record<ImportKind, (row: Row) => RowCommand[]> = { customers, purchases, refunds, deals, campaigns, responses, feedback };
@@ -259,8 +358,9 @@ export const importColumns: Record<ImportKind, string> = {
   purchases: 'order_id, amount, currency (default EUR), occurred_at, customer_id or customer_email',
   refunds: 'order_id, amount, currency, reason, refund_id (optional), occurred_at, customer_id or customer_email',
   deals:
-    'title, amount, currency, owner_id, expected_close_date, stage, probability, opened_at, status (open|won|lost), closed_at, lost_reason, deal_id (optional), customer_id or customer_email',
+    'title, amount, currency, owner_id, expected_close_date, stage, probability, probability_override (read instead of probability when the file has it, as an export does), opened_at, status (open|won|lost), closed_at, lost_reason, deal_id (optional), customer_id or customer_email',
   campaigns: 'name, channel, budget, currency, starts_at, ends_at, status (draft|active|completed, default active), created_at, campaign_id (optional)',
   responses: 'campaign_id, response (sent|opened|clicked|converted|unsubscribed), revenue, currency, occurred_at, customer_id or customer_email',
-  feedback: 'kind, channel, subject, body, priority, csat, nps, submitted_at, feedback_id (optional), customer_id or customer_email',
+  feedback:
+    'kind, channel, subject, body, priority, csat, nps, submitted_at, status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, feedback_id (optional), customer_id or customer_email',
 };

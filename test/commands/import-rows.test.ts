@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { createdIdFor } from '../../commands/ids.ts';
 import {
   customerIdForEmail,
+  IMPORTED_RESOLUTION,
+  IMPORTED_RESPONSE,
   detectKind,
   importColumns,
   importKinds,
@@ -131,19 +133,31 @@ describe('import kinds and headers', () => {
       deals: ['email', 'id', 'owner', 'created_at', 'reason'],
       campaigns: ['id'],
       responses: ['email', 'kind', 'date'],
-      feedback: ['email', 'id', 'occurred_at', 'date'],
+      feedback: ['email', 'id', 'occurred_at', 'date', 'assignee', 'responded_at', 'response'],
     };
     for (const kind of importKinds) {
       const read = new Set<string>();
       // Every column blank, so each alias is read in turn; then with a customer and each outcome, so the
       // columns read after them are read too.
-      for (const given of [{}, { customer_id: 'c' }, { customer_id: 'c', status: 'won' }, { customer_id: 'c', status: 'lost' }, { status: 'completed' }]) {
+      const history = { customer_id: 'c', first_responded_at: '2020-01-01', resolved_at: '2020-01-02', closed_at: '2020-01-03', rated_at: '2020-01-04' };
+      for (const given of [
+        {},
+        { customer_id: 'c' },
+        { customer_id: 'c', status: 'won' },
+        { customer_id: 'c', status: 'lost' },
+        { status: 'completed' },
+        history,
+      ]) {
         const row = new Proxy(
           {},
           {
             get: (_target, name) => {
               if (typeof name === 'string') read.add(name);
               return (given as Row)[name as string] ?? ' ';
+            },
+            has: (_target, name) => {
+              if (typeof name === 'string') read.add(name);
+              return name in given;
             },
           },
         );
@@ -467,6 +481,22 @@ describe('deal rows', () => {
     expect(bare!.command).toStrictEqual({ type: 'LoseDeal', dealId: createdIdFor('OpenDeal', first!.key), reason: 'lost' });
   });
 
+  it('reads an exported deal: a won or lost stage is its outcome, and its override, not its stage probability', () => {
+    const exported = { ...base, deal_id: 'D-1', stage: 'won', status: 'won', probability: '0.9', probability_override: '', closed_at: '1997-12-01' };
+    const [open, won] = rowCommands.deals(exported);
+    expect(open!.command).not.toHaveProperty('stage');
+    expect(open!.command).not.toHaveProperty('probabilityOverride');
+    expect(won).toStrictEqual({ command: { type: 'WinDeal', dealId: 'D-1', occurredAt: '1997-12-01T00:00:00.000Z' }, key: `${keyFor('deals', 'D-1')}:won` });
+    expect(rowCommands.deals({ ...exported, stage: 'Lost', status: '', lost_reason: 'price' }).map((c) => c.command.type)).toEqual(['OpenDeal', 'LoseDeal']);
+    expect(rowCommands.deals({ ...exported, stage: 'proposal', status: 'open', probability_override: '0.35' })).toStrictEqual([
+      {
+        command: expect.objectContaining({ stage: 'proposal', probabilityOverride: 0.35 }),
+        key: keyFor('deals', 'D-1'),
+      },
+    ]);
+    expect(rejection('deals', { ...exported, stage: 'won', status: 'lost' })).toBe('stage: "won" but status "lost"');
+  });
+
   it('refuses a status it does not know, naming the column', () => {
     expect(rejection('deals', { ...base, status: 'Pending' })).toBe('status: expected open, won or lost, got "pending"');
   });
@@ -644,6 +674,77 @@ describe('feedback rows', () => {
     const first = one('feedback', { ...base, feedback_id: 'F-1', id: 'F-2', submitted_at: '2001-01-01', occurred_at: '2002-01-01', date: '2003-01-01' });
     expect(first.command).toMatchObject({ feedbackId: 'F-1', occurredAt: '2001-01-01T00:00:00.000Z' });
     expect(one('feedback', { ...base, occurred_at: '2002-01-01', date: '2003-01-01' }).command.occurredAt).toBe('2002-01-01T00:00:00.000Z');
+  });
+
+  it('brings a resolved, closed and rated item in as it stood: each step the command the API takes, at its time', () => {
+    const row = {
+      ...base,
+      feedback_id: 'F-1',
+      submitted_at: '1997-07-01T09:00:00Z',
+      assignee_id: 'sue',
+      first_responded_at: '1997-07-01T10:00:00Z',
+      first_response: 'Looking into it',
+      resolved_at: '1997-07-02',
+      resolution: 'Sent a new one',
+      closed_at: '1997-07-03',
+      csat: '4',
+      nps: '9',
+      rated_at: '1997-07-04',
+      rating_comment: 'Quick',
+    };
+    const key = keyFor('feedback', 'F-1');
+    const target = { feedbackId: 'F-1' };
+    expect(rowCommands.feedback(row)).toStrictEqual([
+      {
+        command: expect.objectContaining({ type: 'SubmitFeedback', feedbackId: 'F-1', nps: 9, occurredAt: '1997-07-01T09:00:00Z' }),
+        key,
+      },
+      { command: { type: 'AssignFeedback', ...target, assigneeId: 'sue', occurredAt: '1997-07-01T09:00:00Z' }, key: `${key}:assigned` },
+      {
+        command: { type: 'RespondToFeedback', ...target, message: 'Looking into it', responderId: 'sue', occurredAt: '1997-07-01T10:00:00Z' },
+        key: `${key}:responded`,
+      },
+      { command: { type: 'ResolveFeedback', ...target, resolution: 'Sent a new one', occurredAt: '1997-07-02T00:00:00.000Z' }, key: `${key}:resolved` },
+      { command: { type: 'CloseFeedback', ...target, occurredAt: '1997-07-03T00:00:00.000Z' }, key: `${key}:closed` },
+      { command: { type: 'RateFeedback', ...target, csat: 4, comment: 'Quick', occurredAt: '1997-07-04T00:00:00.000Z' }, key: `${key}:rated` },
+    ]);
+    // Rated after its resolution: the score is the rating's, not the submission's.
+    expect(rowCommands.feedback(row)[0]!.command).not.toHaveProperty('csat');
+  });
+
+  it('tells the status from the times when the file gives none, and writes the texts it lacks', () => {
+    const types = (row: Row) => rowCommands.feedback({ ...base, submitted_at: '1997-07-01', ...row }).map((c) => c.command.type);
+    expect(types({})).toEqual(['SubmitFeedback']);
+    expect(types({ assignee: 'sue' })).toEqual(['SubmitFeedback', 'AssignFeedback']);
+    expect(types({ responded_at: '1997-07-02' })).toEqual(['SubmitFeedback', 'RespondToFeedback']);
+    expect(types({ resolved_at: '1997-07-02' })).toEqual(['SubmitFeedback', 'ResolveFeedback']);
+    expect(types({ closed_at: '1997-07-02' })).toEqual(['SubmitFeedback', 'CloseFeedback']);
+    expect(types({ status: 'In Progress', assignee_id: 'sue' })).toEqual(['SubmitFeedback', 'AssignFeedback']);
+    const [submit, respond, resolve] = rowCommands.feedback({ ...base, first_responded_at: '1997-07-02', resolved_at: '1997-07-03', csat: '5' });
+    const target = { feedbackId: createdIdFor('SubmitFeedback', submit!.key) };
+    expect(submit!.command).toMatchObject({ csat: 5 });
+    expect(respond!.command).toStrictEqual({ type: 'RespondToFeedback', ...target, message: IMPORTED_RESPONSE, occurredAt: '1997-07-02T00:00:00.000Z' });
+    expect(resolve!.command).toStrictEqual({ type: 'ResolveFeedback', ...target, resolution: IMPORTED_RESOLUTION, occurredAt: '1997-07-03T00:00:00.000Z' });
+    // The submission's key is the one it had before the history columns, so files imported earlier stay idempotent.
+    expect(submit!.key).toBe(keyFor('feedback', `${CUSTOMER}::Late`));
+  });
+
+  it('refuses a status the other columns contradict, a step without its time, and times that run backwards', () => {
+    const refused = (row: Row) => rejection('feedback', { ...base, submitted_at: '1997-07-02', ...row });
+    expect(refused({ status: 'pending' })).toBe('status: expected open, in_progress, resolved, closed, got "pending"');
+    expect(refused({ status: 'open', assignee_id: 'sue', resolved_at: '1997-07-03' })).toBe('status: open, yet the row gives assignee_id, resolved_at');
+    expect(refused({ status: 'in_progress' })).toBe('status: in_progress needs assignee_id or first_responded_at');
+    expect(refused({ status: 'in_progress', assignee_id: 'sue', closed_at: '1997-07-03' })).toBe('status: in_progress, yet the row gives closed_at');
+    expect(refused({ status: 'resolved' })).toBe('resolved_at: required when status is resolved');
+    expect(refused({ status: 'resolved', resolved_at: '1997-07-03', closed_at: '1997-07-04' })).toBe('status: resolved, yet the row gives closed_at');
+    expect(refused({ status: 'closed' })).toBe('closed_at: required when status is closed');
+    expect(refused({ assignee_id: 'sue', rated_at: '1997-07-03', csat: '3' })).toBe('rated_at: feedback is rated once resolved or closed, not in_progress');
+    expect(refused({ resolved_at: '1997-07-01' })).toBe('resolved_at: before submitted_at (1997-07-01T00:00:00.000Z < 1997-07-02T00:00:00.000Z)');
+    expect(refused({ first_responded_at: '1997-07-05', resolved_at: '1997-07-04' })).toMatch(/^resolved_at: before first_responded_at/);
+    expect(refused({ resolved_at: '1997-07-04', closed_at: '1997-07-03' })).toMatch(/^closed_at: before resolved_at/);
+    expect(refused({ closed_at: '1997-07-04', rated_at: '1997-07-03', csat: '3' })).toMatch(/^rated_at: before resolved_at/);
+    // A rating without its score is the schema's to refuse, naming the field.
+    expect(refusedFields(rowCommands.feedback({ ...base, resolved_at: '1997-07-03', rated_at: '1997-07-04' }).at(-1)!.command)).toEqual(['csat']);
   });
 
   it('names the bad fields of feedback', () => {

@@ -164,6 +164,59 @@ describe('import: rows, batches and counts', () => {
     expect(deal.map((e) => e.type)).toEqual(['DealOpened', 'DealWon']);
   });
 
+  it('stores none of a row whose later command a schema refuses: a lost deal does not come in open', async () => {
+    const [c0] = await customers(1);
+    const dealId = randomUUID();
+    const feedbackId = randomUUID();
+    const deals = await importing(
+      createBatchCommands({ store, personalData }),
+      csv([
+        'deal_id,customer_email,title,amount,owner_id,expected_close_date,status,lost_reason',
+        `${dealId},${c0},Fleet,1200,sam,2027-09-30,lost,"price\u0000"`,
+      ]),
+    );
+    expect(deals.outcome).toMatchObject({ kind: 'deals', imported: 0, rejected: 1 });
+    expect(deals.rejected[0]!.reason).toMatch(/^reason: /);
+    expect(await store.readStream(`deal-${dealId}`)).toEqual([]);
+    const feedback = await importing(
+      createBatchCommands({ store, personalData }),
+      csv([
+        'feedback_id,customer_email,kind,subject,body,resolved_at,resolution',
+        `${feedbackId},${c0},complaint,Late,Where is it,2024-01-02,${'x'.repeat(10_001)}`,
+      ]),
+    );
+    expect(feedback.outcome).toMatchObject({ kind: 'feedback', imported: 0, rejected: 1 });
+    expect(feedback.rejected[0]!.reason).toMatch(/^resolution: /);
+    expect(await store.readStream(`feedback-${feedbackId}`)).toEqual([]);
+  });
+
+  it('brings feedback in as it stood: each step of its history an event at the time the file gives, once', async () => {
+    const [c0] = await customers(1);
+    const [resolved, open] = [randomUUID(), randomUUID()];
+    const file = [
+      'feedback_id,customer_email,kind,channel,subject,body,priority,submitted_at,status,assignee_id,first_responded_at,resolved_at,closed_at,csat,rated_at',
+      `${resolved},${c0},complaint,email,Late,Where is it,high,2019-03-04T10:00:00Z,closed,sue,2019-03-04T12:00:00Z,2019-03-05T09:00:00Z,2019-03-06,4,2019-03-07`,
+      `${open},${c0},question,web,Sizes,Do you have XL,,2019-03-08,,,,,,,`,
+    ];
+    const batch = createBatchCommands({ store, personalData });
+    expect((await importing(batch, csv(file))).outcome).toMatchObject({ kind: 'feedback', imported: 2, rejected: 0 });
+    const history = await store.readStream(`feedback-${resolved}`);
+    expect(history.map((e) => [e.type, e.metadata.occurredAt])).toEqual([
+      ['FeedbackSubmitted', '2019-03-04T10:00:00Z'],
+      ['FeedbackAssigned', '2019-03-04T10:00:00Z'],
+      ['FeedbackResponded', '2019-03-04T12:00:00Z'],
+      ['FeedbackResolved', '2019-03-05T09:00:00Z'],
+      ['FeedbackClosed', '2019-03-06T00:00:00.000Z'],
+      ['FeedbackRated', '2019-03-07T00:00:00.000Z'],
+    ]);
+    expect(history[2]!.data).toMatchObject({ responderId: 'sue', firstResponse: true });
+    expect(history[5]!.data).toMatchObject({ csat: 4 });
+    expect((await store.readStream(`feedback-${open}`)).map((e) => e.type)).toEqual(['FeedbackSubmitted']);
+    // Again: every step already present, nothing appended.
+    expect((await importing(createBatchCommands({ store, personalData }), csv(file))).outcome).toMatchObject({ imported: 2, alreadyPresent: 2 });
+    expect(await store.readStream(`feedback-${resolved}`)).toHaveLength(6);
+  });
+
   it('cuts batches at their size: a batch holds exactly batchSize commands', async () => {
     const real = createBatchCommands({ store, personalData });
     const sizes: number[] = [];
