@@ -131,7 +131,25 @@ const customers = (row: Row): RowCommand[] => {
     marketingConsent: parseBoolean(cell(row, 'marketing_consent', 'consent')) ?? false,
   };
   // The same key as before business time existed, so files imported earlier stay idempotent.
-  return [withTime('RegisterCustomer', fields, parseTime(text(row, 'registered_at', 'customer_since')), keyOf('customers', email ?? ''))];
+  const register = withTime('RegisterCustomer', fields, parseTime(text(row, 'registered_at', 'customer_since')), keyOf('customers', email ?? ''));
+  // An exported file holds every customer: an inactive one comes in inactive; a merged or forgotten
+  // one is not a customer of its own any more (the merged one's history is its primary's).
+  const mergedInto = text(row, 'merged_into');
+  if (mergedInto) throw new RowRejected(`merged_into: merged into ${mergedInto}; a merged customer is not imported (merge through the API)`);
+  const status = text(row, 'status')?.toLowerCase() ?? 'active';
+  if (status === 'active') return [register];
+  if (status === 'inactive') {
+    const reason = text(row, 'deactivation_reason');
+    const deactivate = withTime(
+      'DeactivateCustomer',
+      { customerId: fields.customerId, ...(reason ? { reason } : {}) },
+      parseTime(text(row, 'deactivated_at')),
+      `${register.key}:deactivated`,
+    );
+    return [register, deactivate];
+  }
+  if (status === 'forgotten') throw new RowRejected('status: a forgotten customer is not imported (nothing of the person is left to import)');
+  throw new RowRejected(`status: expected active or inactive, got ${JSON.stringify(status)}`);
 };
 
 const purchases = (row: Row): RowCommand[] => {
@@ -354,7 +372,8 @@ export const rowCommands: Record<ImportKind, (row: Row) => RowCommand[]> = { cus
 
 /** Columns each kind reads (the CLI's help and the README list them). */
 export const importColumns: Record<ImportKind, string> = {
-  customers: 'name, email, phone, company, tags (separated by ;), source, marketing_consent, registered_at, id (optional)',
+  customers:
+    'name, email, phone, company, tags (separated by ;), source, marketing_consent, registered_at, status (active|inactive), deactivated_at, deactivation_reason, merged_into (such rows are refused), id (optional)',
   purchases: 'order_id, amount, currency (default EUR), occurred_at, customer_id or customer_email',
   refunds: 'order_id, amount, currency, reason, refund_id (optional), occurred_at, customer_id or customer_email',
   deals:

@@ -146,6 +146,7 @@ describe('import kinds and headers', () => {
         { customer_id: 'c', status: 'won' },
         { customer_id: 'c', status: 'lost' },
         { status: 'completed' },
+        { status: 'inactive' },
         history,
       ]) {
         const row = new Proxy(
@@ -281,6 +282,27 @@ describe('customer rows', () => {
   it('keeps NDJSON values that are not text as they are, written out where text is expected', () => {
     const cmd = one('customers', { name: 42, email: ADA, tags: 'a', marketing_consent: true, company: false });
     expect(cmd.command).toMatchObject({ name: '42', company: 'false', marketingConsent: true, tags: ['a'] });
+  });
+
+  it('brings an inactive customer in inactive, and refuses merged and forgotten ones with the reason', () => {
+    const row = { id: CUSTOMER, name: 'Ada', email: ADA, registered_at: '1997-01-02' };
+    const key = keyFor('customers', ADA);
+    expect(rowCommands.customers({ ...row, status: 'Active', merged_into: ' ' })).toHaveLength(1);
+    expect(rowCommands.customers({ ...row, status: 'inactive', deactivated_at: '1998-02-03', deactivation_reason: 'moved away' })[1]).toStrictEqual({
+      command: { type: 'DeactivateCustomer', customerId: CUSTOMER, reason: 'moved away', occurredAt: '1998-02-03T00:00:00.000Z' },
+      key: `${key}:deactivated`,
+    });
+    // Without a time, the deactivation is recorded when imported.
+    expect(rowCommands.customers({ ...row, status: 'INACTIVE' })[1]).toStrictEqual({
+      command: { type: 'DeactivateCustomer', customerId: CUSTOMER },
+      key: `${key}:deactivated`,
+    });
+    const other = '22222222-2222-4222-8222-222222222222';
+    expect(rejection('customers', { ...row, status: 'merged', merged_into: other })).toBe(
+      `merged_into: merged into ${other}; a merged customer is not imported (merge through the API)`,
+    );
+    expect(rejection('customers', { ...row, status: 'forgotten' })).toMatch(/^status: a forgotten customer is not imported/);
+    expect(rejection('customers', { ...row, status: 'vip' })).toBe('status: expected active or inactive, got "vip"');
   });
 
   it('leaves bad values for the schema, which names each field', () => {

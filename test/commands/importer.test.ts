@@ -217,6 +217,19 @@ describe('import: rows, batches and counts', () => {
     expect(await store.readStream(`feedback-${resolved}`)).toHaveLength(6);
   });
 
+  it('brings an inactive customer in inactive and refuses a merged one, as an exported customers file holds them', async () => {
+    const [inactive, merged] = [`${randomUUID()}@example.com`, `${randomUUID()}@example.com`];
+    const file = ['name,email,status,merged_into,deactivated_at', `Ida,${inactive},inactive,,2020-05-06`, `Max,${merged},merged,${randomUUID()},`];
+    const { outcome, rejected } = await importing(createBatchCommands({ store, personalData }), csv(file));
+    expect(outcome).toMatchObject({ kind: 'customers', imported: 1, rejected: 1 });
+    expect(rejected[0]).toMatchObject({ line: 3, reason: expect.stringMatching(/^merged_into: merged into /) });
+    expect((await storedOf(inactive)).map((e) => [e.type, e.metadata.occurredAt])).toEqual([
+      ['CustomerRegistered', expect.any(String)],
+      ['CustomerDeactivated', '2020-05-06T00:00:00.000Z'],
+    ]);
+    expect(await storedOf(merged)).toEqual([]);
+  });
+
   it('cuts batches at their size: a batch holds exactly batchSize commands', async () => {
     const real = createBatchCommands({ store, personalData });
     const sizes: number[] = [];
