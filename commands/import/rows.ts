@@ -94,11 +94,18 @@ const parseNumber = (value: unknown): unknown => {
 const parseTime = (value: string | undefined): string | undefined =>
   value !== undefined && /^\d{4}-\d{2}-\d{2}$/.test(value) ? `${value}T00:00:00.000Z` : value;
 
-const list = (value: string | undefined): string[] | undefined =>
-  value
+/**
+ * Items separated by `;` or `|` in a CSV cell, or an NDJSON array (the exports write tags as one)
+ * item by item: text trimmed, blanks dropped, anything else left for the schema to refuse by item.
+ */
+const list = (row: Row, name: string): unknown[] | undefined => {
+  const value = cell(row, name);
+  if (Array.isArray(value)) return value.map((item: unknown) => (typeof item === 'string' ? item.trim() : item)).filter((item) => item !== '');
+  return text(row, name)
     ?.split(/[;|]/)
     .map((t) => t.trim())
     .filter(Boolean);
+};
 
 /** The customer a row is about: its id, or the id derived from the email of an imported customer. */
 const customerOf = (row: Row): string => {
@@ -126,7 +133,7 @@ const customers = (row: Row): RowCommand[] => {
     email,
     phone: text(row, 'phone') ?? null,
     company: text(row, 'company') ?? null,
-    tags: list(text(row, 'tags')) ?? [],
+    tags: list(row, 'tags') ?? [],
     source: text(row, 'source') ?? 'import',
     marketingConsent: parseBoolean(cell(row, 'marketing_consent', 'consent')) ?? false,
   };

@@ -284,6 +284,12 @@ describe('customer rows', () => {
     expect(cmd.command).toMatchObject({ name: '42', company: 'false', marketingConsent: true, tags: ['a'] });
   });
 
+  it('reads tags given as an NDJSON array, as the exports write them', () => {
+    expect(one('customers', { name: 'Ada', email: ADA, tags: [' b2b ', 'newsletter', ''] }).command.tags).toEqual(['b2b', 'newsletter']);
+    expect(one('customers', { name: 'Ada', email: ADA, tags: [] }).command.tags).toEqual([]);
+    expect(refusedFields(one('customers', { name: 'Ada', email: ADA, tags: ['ok', { no: 1 }] }).command)).toEqual(['tags.1']);
+  });
+
   it('brings an inactive customer in inactive, and refuses merged and forgotten ones with the reason', () => {
     const row = { id: CUSTOMER, name: 'Ada', email: ADA, registered_at: '1997-01-02' };
     const key = keyFor('customers', ADA);
