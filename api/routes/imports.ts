@@ -5,27 +5,57 @@ import { z } from 'zod';
 import { importEncodingNamed, importEncodings } from '../../commands/import/encoding.ts';
 import type { ImportJobs } from '../../commands/import/jobs.ts';
 import { importKinds, type ImportKind } from '../../commands/import/rows.ts';
+import type { CommandType } from '../../commands/schemas.ts';
 import type { RouteContext } from '../route-context.ts';
 import { callerRole } from '../auth/guard.ts';
 import { IdParams } from '../http.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
-import { isAllowed, ruleFor } from '../roles.ts';
+import { isAllowed, ruleFor, type Role } from '../roles.ts';
 
 /**
  * `POST /imports?kind=...` (CSV or NDJSON body, streamed to disk, bounded) and `GET /imports/:id`.
  * A kind may be imported by the roles that may send its command one at a time.
  */
 
-/** The command route whose roles an import of each kind takes. */
-const commandRouteOf: Record<ImportKind, [string, string]> = {
-  customers: ['POST', '/customers'],
-  purchases: ['POST', '/customers/:id/purchases'],
-  refunds: ['POST', '/customers/:id/refunds'],
-  deals: ['POST', '/deals'],
-  campaigns: ['POST', '/campaigns'],
-  responses: ['POST', '/campaigns/:id/responses'],
-  feedback: ['POST', '/feedback'],
+/** The command every row of a kind starts with, and its route, whose roles an import of that kind takes. */
+const firstCommandOf: Record<ImportKind, { type: CommandType; route: [string, string] }> = {
+  customers: { type: 'RegisterCustomer', route: ['POST', '/customers'] },
+  purchases: { type: 'RecordPurchase', route: ['POST', '/customers/:id/purchases'] },
+  refunds: { type: 'RefundPurchase', route: ['POST', '/customers/:id/refunds'] },
+  deals: { type: 'OpenDeal', route: ['POST', '/deals'] },
+  campaigns: { type: 'CreateCampaign', route: ['POST', '/campaigns'] },
+  responses: { type: 'RecordCampaignResponse', route: ['POST', '/campaigns/:id/responses'] },
+  feedback: { type: 'SubmitFeedback', route: ['POST', '/feedback'] },
 };
+
+/**
+ * The routes of the commands a row may become after its first (an inactive customer is also
+ * deactivated, a won deal won, resolved feedback resolved): a row whose command the caller's role
+ * may not send one at a time is refused, so an import never grants more than the API does.
+ */
+const laterCommandRoutes: Partial<Record<CommandType, [string, string]>> = {
+  DeactivateCustomer: ['POST', '/customers/:id/deactivate'],
+  WinDeal: ['POST', '/deals/:id/won'],
+  LoseDeal: ['POST', '/deals/:id/lost'],
+  LaunchCampaign: ['POST', '/campaigns/:id/launch'],
+  CompleteCampaign: ['POST', '/campaigns/:id/complete'],
+  AssignFeedback: ['POST', '/feedback/:id/assign'],
+  RespondToFeedback: ['POST', '/feedback/:id/respond'],
+  ResolveFeedback: ['POST', '/feedback/:id/resolve'],
+  CloseFeedback: ['POST', '/feedback/:id/close'],
+  RateFeedback: ['POST', '/feedback/:id/rating'],
+};
+
+/** Why `role` may not send a command of `type` in an import of `kind`, if it may not. */
+const forbiddenFor =
+  (kind: ImportKind, role: Role | undefined) =>
+  (type: CommandType): string | undefined => {
+    if (type === firstCommandOf[kind].type) return undefined;
+    const route = laterCommandRoutes[type];
+    if (!route) return `row: ${type} is not sent by an import of ${kind}`;
+    const rule = ruleFor(...route);
+    return isAllowed(rule, role) ? undefined : `row: the ${role} role may not ${rule.summary} (as for ${rule.route}); leave that column out`;
+  };
 
 const FORMATS: Record<string, 'csv' | 'ndjson'> = {
   'text/csv': 'csv',
@@ -84,8 +114,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
     config: { longWork: true },
     handler: async (request, reply) => {
       const { kind } = request.query;
-      const [method, route] = commandRouteOf[kind];
-      const rule = ruleFor(method, route);
+      const rule = ruleFor(...firstCommandOf[kind].route);
       const role = callerRole(request);
       if (!isAllowed(rule, role)) {
         throw new ProblemError('forbidden', `The ${role} role may not import ${kind} (as for ${rule.route}).`, {
@@ -111,7 +140,15 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
       }
       const key = request.apiKey!;
       try {
-        const job = await imports.start({ kind, format, encoding, body, actor: { userId: `api-key:${key.id}`, roles: [key.role] }, owner: key.id });
+        const job = await imports.start({
+          kind,
+          format,
+          encoding,
+          body,
+          actor: { userId: `api-key:${key.id}`, roles: [key.role] },
+          owner: key.id,
+          forbidden: forbiddenFor(kind, role),
+        });
         return reply.code(202).header('location', `/imports/${job.id}`).send({ id: job.id });
       } catch (error) {
         const name = (error as Error).name;

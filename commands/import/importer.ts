@@ -7,6 +7,7 @@ import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem } f
 import { ioTurns } from '../../shared/io-turns.ts';
 import type { ImportRecord } from './parse.ts';
 import { detectKind, importKinds, RowRejected, rowCommands, type ImportKind } from './rows.ts';
+import type { CommandType } from '../schemas.ts';
 
 /**
  * The import loop shared by `crm import` and `POST /imports`: records in, batches of commands
@@ -45,6 +46,12 @@ export interface ImportOptions {
   batchSize?: number;
   signal?: AbortSignal;
   onRejected: (row: RejectedRow) => void | Promise<void>;
+  /**
+   * Why the caller may not send a command of this type, if it may not (an HTTP import checks each
+   * command a row becomes against the caller's role: a customers row of an inactive customer also
+   * deactivates it). A row with such a command is refused whole.
+   */
+  forbidden?: (type: CommandType) => string | undefined;
   /** After each batch is stored. */
   onProgress?: (counts: ImportCounts) => void;
 }
@@ -197,7 +204,10 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
       const kind = counts.kind;
       let items: PreparedItem[];
       try {
-        items = rowCommands[kind](record.row).map((c) =>
+        const commands = rowCommands[kind](record.row);
+        const forbidden = options.forbidden && commands.map((c) => options.forbidden!(c.command.type)).find((why) => why !== undefined);
+        if (forbidden) throw new RowRejected(forbidden);
+        items = commands.map((c) =>
           batch.prepare({
             command: c.command,
             ctx: {

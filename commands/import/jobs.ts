@@ -12,6 +12,7 @@ import { runImport, type ImportCounts, type RejectedRow } from './importer.ts';
 import type { ImportEncoding } from './encoding.ts';
 import { parseRecords, type ImportFormat } from './parse.ts';
 import type { ImportKind } from './rows.ts';
+import type { CommandType } from '../schemas.ts';
 
 /**
  * Imports sent over HTTP (`POST /imports`): the body is spooled to a temporary file as it arrives
@@ -64,7 +65,16 @@ export class ImportBusy extends Error {
 
 export interface ImportJobs {
   /** Receives the whole body (throws ImportTooLarge / ImportBusy), then starts the import and returns at once. */
-  start(input: { kind: ImportKind; format: ImportFormat; encoding?: ImportEncoding; body: Readable; actor: Actor; owner: string }): Promise<ImportJob>;
+  /** `forbidden`: why the caller may not send a command of a type a row becomes (ImportOptions.forbidden). */
+  start(input: {
+    kind: ImportKind;
+    format: ImportFormat;
+    encoding?: ImportEncoding;
+    body: Readable;
+    actor: Actor;
+    owner: string;
+    forbidden?: (type: CommandType) => string | undefined;
+  }): Promise<ImportJob>;
   get(id: string): ImportJob | undefined;
   /** Stops running imports between batches and waits for them. */
   close(): Promise<void>;
@@ -149,7 +159,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
   };
 
   return {
-    async start({ kind, format, encoding, body, actor, owner }) {
+    async start({ kind, format, encoding, body, actor, owner, forbidden }) {
       const busy = [...running.values()].find((r) => r.job.owner === owner);
       if (busy) {
         body.resume();
@@ -193,6 +203,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       void runImport(options.batch, parseRecords(createReadStream(file), format, encoding), {
         kind,
         actor,
+        ...(forbidden ? { forbidden } : {}),
         signal: stop.signal,
         onRejected: (row) => {
           if (job.rejectedRows.length < maxReported) job.rejectedRows.push(row);

@@ -15,7 +15,7 @@ afterAll(async () => {
   await api?.close();
 });
 
-const waitForJob = (id: string, role: 'admin' | 'sales' = 'admin') => importEnded(api, id, role);
+const waitForJob = (id: string, role: Role = 'admin') => importEnded(api, id, role);
 
 /** `POST /imports?kind=` as `role`, with a body of `contentType`. */
 const postImport = (role: Role, payload: string | Buffer, kind = 'customers', contentType = 'text/csv') =>
@@ -72,6 +72,28 @@ describe('HTTP import', () => {
     expect(accepted.statusCode).toBe(202);
     const job = await waitForJob(accepted.json().id, 'sales');
     expect(job).toMatchObject({ status: 'done', counts: { rows: 2, imported: 1, rejected: 1 }, rejectedRows: [{ line: 2 }] });
+  });
+
+  it('refuses a row that would send a command the caller may not send one at a time: marketing deactivates no one', async () => {
+    const body = ['name,email,status', 'Una,una@example.com,', 'Ines,ines@example.com,inactive'].join('\n');
+    const marketing = await waitForJob((await postImport('marketing', body)).json().id, 'marketing');
+    expect(marketing).toMatchObject({ status: 'done', counts: { rows: 2, imported: 1, rejected: 1 }, rejectedRows: [{ line: 3 }] });
+    expect(marketing.rejectedRows[0].reason).toBe(
+      'row: the marketing role may not deactivate the customer (as for POST /customers/:id/deactivate); leave that column out',
+    );
+    expect((await storedEvents(api.store)).filter((e) => e.type === 'CustomerDeactivated')).toHaveLength(0);
+    // A role that may deactivate imports the same row.
+    const sales = await waitForJob((await postImport('sales', body)).json().id, 'sales');
+    expect(sales).toMatchObject({ status: 'done', counts: { rows: 2, imported: 2, alreadyPresent: 1, rejected: 0 } });
+    expect((await storedEvents(api.store)).filter((e) => e.type === 'CustomerDeactivated')).toHaveLength(1);
+    // Support sends every step of a feedback item's history; sales sends none of it.
+    const feedback = [
+      'customer_email,kind,subject,body,submitted_at,assignee_id,first_responded_at,resolved_at,closed_at,csat,rated_at',
+      'una@example.com,complaint,Late,Where is it,1998-04-01,sue,1998-04-01T10:00:00Z,1998-04-02,1998-04-03,4,1998-04-04',
+    ].join('\n');
+    const support = await waitForJob((await postImport('support', feedback, 'feedback')).json().id, 'support');
+    expect(support).toMatchObject({ status: 'done', counts: { rows: 1, imported: 1, rejected: 0 } });
+    expect((await postImport('sales', feedback, 'feedback')).statusCode).toBe(403);
   });
 
   it('answers 413 for a body over the bound and imports nothing of it; 400 for an unknown kind, 415 for another type', async () => {
