@@ -312,16 +312,12 @@ const feedback = (row: Row): RowCommand[] => {
   const natural = feedbackId ?? `${customerId}:${submittedAt ?? ''}:${String(fields.subject ?? '')}`;
   const submit = withTime('SubmitFeedback', fields, submittedAt, keyOf('feedback', natural));
 
-  const given = (status: string): string => {
-    const named =
-      text(row, 'status')
-        ?.toLowerCase()
-        .replace(/[\s-]+/g, '_') ?? status;
-    if (!(FEEDBACK_STATUSES as readonly string[]).includes(named))
-      throw new RowRejected(`status: expected ${FEEDBACK_STATUSES.join(', ')}, got ${JSON.stringify(text(row, 'status'))}`);
-    return named;
-  };
-  const status = given(closedAt ? 'closed' : resolvedAt ? 'resolved' : assigneeId || respondedAt ? 'in_progress' : 'open');
+  const named = text(row, 'status')
+    ?.toLowerCase()
+    .replace(/[\s-]+/g, '_');
+  if (named !== undefined && !(FEEDBACK_STATUSES as readonly string[]).includes(named))
+    throw new RowRejected(`status: expected ${FEEDBACK_STATUSES.join(', ')}, got ${JSON.stringify(text(row, 'status'))}`);
+  const status = named ?? (closedAt ? 'closed' : resolvedAt ? 'resolved' : assigneeId || respondedAt ? 'in_progress' : 'open');
   const contradicting = (names: [string, unknown][]) => {
     const present = names.filter(([, value]) => value !== undefined).map(([name]) => name);
     if (present.length > 0) throw new RowRejected(`status: ${status}, yet the row gives ${present.join(', ')}`);
@@ -351,7 +347,7 @@ const feedback = (row: Row): RowCommand[] => {
   notBefore(['resolved_at', resolvedAt], ['first_responded_at', respondedAt]);
   notBefore(['closed_at', closedAt], ['submitted_at', submittedAt]);
   notBefore(['closed_at', closedAt], ['resolved_at', resolvedAt]);
-  notBefore(['rated_at', ratedAt], ['resolved_at', resolvedAt ?? closedAt]);
+  notBefore(['rated_at', ratedAt], resolvedAt ? ['resolved_at', resolvedAt] : ['closed_at', closedAt]);
 
   // The later commands address the item the first creates (its id derives from that key when the file gives none).
   const target = { feedbackId: feedbackId ?? createdIdFor('SubmitFeedback', submit.key) };

@@ -770,7 +770,8 @@ describe('feedback rows', () => {
     expect(refused({ resolved_at: '1997-07-01' })).toBe('resolved_at: before submitted_at (1997-07-01T00:00:00.000Z < 1997-07-02T00:00:00.000Z)');
     expect(refused({ first_responded_at: '1997-07-05', resolved_at: '1997-07-04' })).toMatch(/^resolved_at: before first_responded_at/);
     expect(refused({ resolved_at: '1997-07-04', closed_at: '1997-07-03' })).toMatch(/^closed_at: before resolved_at/);
-    expect(refused({ closed_at: '1997-07-04', rated_at: '1997-07-03', csat: '3' })).toMatch(/^rated_at: before resolved_at/);
+    expect(refused({ closed_at: '1997-07-04', rated_at: '1997-07-03', csat: '3' })).toMatch(/^rated_at: before closed_at/);
+    expect(refused({ resolved_at: '1997-07-05', closed_at: '1997-07-06', rated_at: '1997-07-04', csat: '3' })).toMatch(/^rated_at: before resolved_at/);
     // A rating without its score is the schema's to refuse, naming the field.
     expect(refusedFields(rowCommands.feedback({ ...base, resolved_at: '1997-07-03', rated_at: '1997-07-04' }).at(-1)!.command)).toEqual(['csat']);
   });
