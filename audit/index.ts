@@ -1,3 +1,4 @@
+import { feedbackBodies } from './feedback-bodies.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
 import { stateAsOf, type RecordAsOf } from './as-of.ts';
@@ -44,6 +45,8 @@ export interface AuditServices {
   /** Periodic sealer for the projection process (PostgreSQL engine only; undefined otherwise). */
   startChainSealer(options?: { intervalMs?: number; onError?: (error: unknown) => void }): ChainSealer | undefined;
   subjectAccess(customerId: string): Promise<SubjectAccessExport | undefined>;
+  /** What each feedback item said when submitted (the read model keeps no body): for the exports. */
+  feedbackBodies(feedbackIds: readonly string[]): Promise<Map<string, string>>;
   /** Starts a background verification recorded in `audit_verifications` (or joins the one of that kind already running); resolves with its id. */
   startVerification(kind: VerificationKind, requestedBy: string | null): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
   verificationJobs(): Promise<VerificationJobs>;
@@ -92,6 +95,7 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
     },
     startChainSealer: (opts) => (eventsInSql(deps) ? startChainSealer(deps.database, deps.schemas.events, opts) : undefined),
     subjectAccess: (customerId) => subjectAccessExport(deps, customerId),
+    feedbackBodies: (feedbackIds) => feedbackBodies(deps, feedbackIds),
     async startVerification(kind, requestedBy) {
       if (kind === 'chains') requireSqlEvents();
       const jobs = await verificationJobs();

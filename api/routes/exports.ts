@@ -3,6 +3,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type ExportFormat, type ExportKind } from '../../projections/queries/export.ts';
+import type { AuditServices } from '../../audit/index.ts';
 import type { RouteContext } from '../route-context.ts';
 import type { Page, ReadModelQueries, ReadRecord, ReadScope } from '../deps.ts';
 import { scopeOf } from '../auth/viewer.ts';
@@ -36,6 +37,8 @@ export const exportSpecs: Record<
     personalFields: readonly string[];
     personalFilters: string[];
     list: (q: ReadModelQueries, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
+    /** What a listed page lacks that a file should hold, read elsewhere (feedback: its body, from the events). */
+    complete?: (audit: Pick<AuditServices, 'feedbackBodies'>) => (page: Page<ReadRecord>) => Promise<Page<ReadRecord>>;
   }
 > = {
   customers: {
@@ -50,6 +53,14 @@ export const exportSpecs: Record<
     personalFields: FEEDBACK_PERSONAL_FIELDS,
     personalFilters: [],
     list: (q, scope) => (query) => q.listFeedback(query, scope),
+    complete: (audit) => async (page) => {
+      const bodies = await audit.feedbackBodies(page.items.map((item) => String(item.id)));
+      // In file order (the NDJSON keys are the CSV columns): the body beside the subject.
+      const items = page.items.map((item) =>
+        Object.fromEntries(EXPORT_COLUMNS.feedback.map((column) => [column, column === 'body' ? (bodies.get(String(item.id)) ?? null) : item[column]])),
+      );
+      return { ...page, items };
+    },
   },
 };
 
@@ -71,8 +82,9 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         refusePersonalFilters(request, query, spec.personalFilters);
         const format = formatOf(request, asked);
         // The caller's scope: an export holds exactly the records their list shows.
-        const lines = exportLines(spec.list(queries, scopeOf(request)), query, format, EXPORT_COLUMNS[kind], (page) =>
-          forCaller(request, page, spec.personalFields),
+        const complete = spec.complete?.(context.deps.audit);
+        const lines = exportLines(spec.list(queries, scopeOf(request)), query, format, EXPORT_COLUMNS[kind], async (page) =>
+          forCaller(request, complete ? await complete(page) : page, spec.personalFields),
         );
         return reply
           .type(CONTENT_TYPES[format])

@@ -58,7 +58,9 @@ operator's export holds personal data unmasked: keep the file as carefully as th
       const { exportSpecs } = await import('../../api/routes/exports.ts');
       const spec = exportSpecs[kind];
       const query = z.object(spec.filters).parse({}) as Record<string, unknown>;
-      for await (const chunk of exportLines(spec.list(runtime.apiDeps.queries, null), query, format, EXPORT_COLUMNS[kind])) {
+      const complete = spec.complete?.(runtime.apiDeps.audit);
+      const lines = exportLines(spec.list(runtime.apiDeps.queries, null), query, format, EXPORT_COLUMNS[kind], complete);
+      for await (const chunk of lines) {
         if (readerGone || failure) break;
         if (!out.write(chunk)) await drained(out);
       }

@@ -39,7 +39,7 @@ export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback', readonly
     weightedAmount expectedCloseDate stageEnteredAt openedAt closedAt lostReason updatedAt daysInStage
     wonReason revision amountAt baseCurrency amountBase weightedAmountBase missingRates`),
   feedback: fields(`
-    id customerId kind channel subject priority status assigneeId submittedAt firstResponseDueAt
+    id customerId kind channel subject body priority status assigneeId submittedAt firstResponseDueAt
     resolutionDueAt firstRespondedAt resolvedAt closedAt escalationCount reopenCount csat nps ratedAt
     updatedAt firstResponseSeconds resolutionSeconds firstResponseBreached resolutionBreached breached
     revision`),
@@ -53,12 +53,12 @@ export async function* exportLines(
   query: Record<string, unknown>,
   format: ExportFormat,
   columns: readonly string[],
-  shape: (page: Page) => Page = (page) => page,
+  shape: (page: Page) => Page | Promise<Page> = (page) => page,
 ): AsyncGenerator<string> {
   if (format === 'csv') yield `${columns.join(',')}\n`;
   let cursor: string | undefined;
   do {
-    const page = shape(await list({ ...query, limit: 500, ...(cursor ? { cursor } : {}) }));
+    const page = await shape(await list({ ...query, limit: 500, ...(cursor ? { cursor } : {}) }));
     let chunk = '';
     for (const item of page.items) {
       if (format === 'ndjson') {

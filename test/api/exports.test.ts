@@ -77,6 +77,42 @@ describe('exports', () => {
     expect((await api.app.inject({ method: 'GET', url: '/deals/export?format=xlsx', headers: api.auth('admin') })).statusCode).toBe(400);
   });
 
+  it("holds each feedback item's body, read from its events: masked for an analyst, erased once its customer is forgotten", async () => {
+    const [kept, forgotten] = (await api.app.inject({ method: 'GET', url: '/customers?limit=2', headers: api.auth('admin') })).json().items as { id: string }[];
+    const submit = async (customerId: string, body: string) => {
+      const response = await api.app.inject({
+        method: 'POST',
+        url: '/feedback',
+        headers: api.auth('support'),
+        payload: { customerId, kind: 'complaint', channel: 'email', subject: 'About the order', body },
+      });
+      expect(response.statusCode).toBe(201);
+      return response.json().id as string;
+    };
+    const keptId = await submit(kept!.id, 'The lid, again, "broken"');
+    const forgottenId = await submit(forgotten!.id, 'Please call me on +1 555 0199');
+    const forget = await api.app.inject({ method: 'POST', url: `/customers/${forgotten!.id}/forget`, headers: api.auth('support') });
+    expect(forget.statusCode).toBe(200);
+    await projectionsSettled(api);
+    const exported = async (role: 'support' | 'analyst') => {
+      const response = await api.app.inject({ method: 'GET', url: '/feedback/export?format=ndjson', headers: api.auth(role) });
+      expect(response.statusCode).toBe(200);
+      const records = response.body
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      return new Map(records.map((r) => [r.id, r.body]));
+    };
+    const bySupport = await exported('support');
+    expect(bySupport.get(keptId)).toBe('The lid, again, "broken"');
+    expect(bySupport.get(forgottenId)).toBe('[erased]');
+    const byAnalyst = await exported('analyst');
+    expect(byAnalyst.get(keptId)).toBe('[masked]');
+    // In CSV, quoted where it holds a comma or a quote.
+    const csv = await api.app.inject({ method: 'GET', url: '/feedback/export?format=csv', headers: api.auth('support') });
+    expect(csv.body).toContain(',"The lid, again, ""broken""",');
+  });
+
   it("writes the CSV columns each kind's records hold, in order: every field of every record", async () => {
     const customer = (await api.app.inject({ method: 'GET', url: '/customers?limit=1', headers: api.auth('admin') })).json().items[0].id as string;
     const deal = await api.app.inject({
