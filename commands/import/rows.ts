@@ -271,12 +271,12 @@ const FEEDBACK_STATUSES = ['open', 'in_progress', 'resolved', 'closed'] as const
 export const IMPORTED_RESPONSE = 'Responded in the previous system (imported)';
 export const IMPORTED_RESOLUTION = 'Resolved in the previous system (imported)';
 
-/** Refuses a row whose `later` time comes before its `earlier` one (both given and readable). */
-const notBefore = (later: [string, string | undefined], earlier: [string, string | undefined]): void => {
-  const [laterName, laterTime] = later;
-  const [earlierName, earlierTime] = earlier;
-  if (laterTime === undefined || earlierTime === undefined) return;
-  if (Date.parse(laterTime) < Date.parse(earlierTime)) throw new RowRejected(`${laterName}: before ${earlierName} (${laterTime} < ${earlierTime})`);
+/**
+ * Refuses a row whose `later` time comes before its `earlier` one. A time left out or unreadable
+ * parses as NaN, which compares false: nothing to refuse here (the schema names an unreadable one).
+ */
+const notBefore = ([laterName, laterTime]: [string, string | undefined], [earlierName, earlierTime]: [string, string | undefined]): void => {
+  if (Date.parse(laterTime ?? '') < Date.parse(earlierTime ?? '')) throw new RowRejected(`${laterName}: before ${earlierName} (${laterTime} < ${earlierTime})`);
 };
 
 /**

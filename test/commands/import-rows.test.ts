@@ -772,6 +772,17 @@ describe('feedback rows', () => {
     expect(refused({ resolved_at: '1997-07-04', closed_at: '1997-07-03' })).toMatch(/^closed_at: before resolved_at/);
     expect(refused({ closed_at: '1997-07-04', rated_at: '1997-07-03', csat: '3' })).toMatch(/^rated_at: before closed_at/);
     expect(refused({ resolved_at: '1997-07-05', closed_at: '1997-07-06', rated_at: '1997-07-04', csat: '3' })).toMatch(/^rated_at: before resolved_at/);
+    expect(refused({ status: 'open', first_responded_at: '1997-07-03' })).toBe('status: open, yet the row gives first_responded_at');
+    expect(refused({ status: 'open', closed_at: '1997-07-03' })).toBe('status: open, yet the row gives closed_at');
+    expect(refused({ status: 'in_progress', assignee_id: 'sue', resolved_at: '1997-07-03' })).toBe('status: in_progress, yet the row gives resolved_at');
+    expect(refused({ rated_at: '1997-07-03', csat: '3' })).toBe('rated_at: feedback is rated once resolved or closed, not open');
+    expect(refused({ first_responded_at: '1997-07-01' })).toMatch(/^first_responded_at: before submitted_at/);
+    expect(refused({ closed_at: '1997-07-01' })).toMatch(/^closed_at: before submitted_at/);
+    // The same instant is not before it; a time left out or unreadable is not compared (the schema refuses the latter).
+    expect(rowCommands.feedback({ ...base, submitted_at: '1997-07-02', resolved_at: '1997-07-02', closed_at: '1997-07-02' })).toHaveLength(3);
+    expect(rowCommands.feedback({ ...base, resolved_at: '1997-07-02' })).toHaveLength(2);
+    expect(rowCommands.feedback({ ...base, submitted_at: 'soon', resolved_at: '1997-07-02' })).toHaveLength(2);
+    expect(rowCommands.feedback({ ...base, status: 'In  -  Progress', assignee_id: 'sue' })).toHaveLength(2);
     // A rating without its score is the schema's to refuse, naming the field.
     expect(refusedFields(rowCommands.feedback({ ...base, resolved_at: '1997-07-03', rated_at: '1997-07-04' }).at(-1)!.command)).toEqual(['csat']);
   });
