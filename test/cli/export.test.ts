@@ -108,6 +108,7 @@ describe('crm export', () => {
         deals: ['id', 'stage', 'status', 'amount', 'probability', 'probabilityOverride', 'openedAt', 'closedAt', 'lostReason'],
         feedback: [
           'id',
+          'body',
           'status',
           'assigneeId',
           'firstRespondedAt',
