@@ -11,6 +11,7 @@ import type { RateLimitOptions } from './rate-limit.ts';
 export type { RateLimitOptions } from './rate-limit.ts';
 import type { ImportJobs } from '../commands/import/jobs.ts';
 import type { RecordKind } from '../audit/records.ts';
+import type { TimeAxis } from '../audit/as-of.ts';
 
 /**
  * What the HTTP API needs, passed in by the composition root (runtime/crm.ts). The API reads no environment;
@@ -87,9 +88,9 @@ export interface ReadScope {
   owners: readonly string[];
 }
 
-/** Point-in-time state (audit issue): a record folded from its events up to `asOf`. */
+/** Point-in-time state (audit issue): a record folded from its events up to `asOf` (record time unless `time` says business). */
 export interface PointInTime {
-  stateAt(kind: RecordKind, id: string, asOf: Date): Promise<{ state: ReadRecord; revision: number } | undefined>;
+  stateAt(kind: RecordKind, id: string, asOf: Date, time?: TimeAxis): Promise<{ state: ReadRecord; revision: number } | undefined>;
 }
 
 export interface ApiDeps {

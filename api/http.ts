@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { TIME_AXES } from '../audit/as-of.ts';
 import { Id } from '../domain/shared.ts';
 import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
 import type { IdempotencyGuard } from './idempotency.ts';
@@ -131,6 +132,12 @@ export const executeCommand = async (
 };
 
 /** `?waitFor=` on every query. */
+/** Which time `asOf` is read on (audit/as-of.ts). */
+export const AsOfTimeAxis = z
+  .enum(TIME_AXES)
+  .optional()
+  .describe("With asOf: 'record' (the default) reads it as record time, what the CRM knew then; 'business' as business time (occurredAt), imported or back-dated history as it happened");
+
 export const WaitForQuery = {
   waitFor: PositionString.optional().describe('Answer only once the read models include this position (bounded wait)'),
 };

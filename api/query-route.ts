@@ -6,9 +6,9 @@ import type { RouteContext } from './route-context.ts';
 import { MAX_CURSOR_LENGTH } from './cursor-seal.ts';
 import type { RecordKind } from '../audit/records.ts';
 import type { Page, ReadModelQueries, ReadRecord } from './deps.ts';
-import { awaitReadModels, etagOf, IdParams, WaitForQuery } from './http.ts';
+import { AsOfTimeAxis, awaitReadModels, etagOf, IdParams, WaitForQuery } from './http.ts';
 import { forCaller } from './mask.ts';
-import { ProblemError, problemResponses } from './problems.ts';
+import { ProblemError, problemResponses, validationProblem } from './problems.ts';
 import { ruleFor, seesPersonalData } from './roles.ts';
 import { scopeOf } from './auth/viewer.ts';
 
@@ -121,22 +121,24 @@ export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetR
         querystring: z.strictObject({
           ...WaitForQuery,
           asOf: IsoDateTime.optional().describe('ISO time: the record as it stood then'),
+          time: AsOfTimeAxis,
         }),
         response: { 200: RecordSchema, ...errorResponses },
       },
     },
     async (request, reply) => {
       const { id } = request.params;
-      const { waitFor, asOf } = request.query;
+      const { waitFor, asOf, time } = request.query;
+      if (time !== undefined && asOf === undefined) throw validationProblem([{ field: 'time', message: 'only with asOf' }]);
       let record: ReadRecord | undefined;
       let revision: unknown;
       if (asOf !== undefined) {
         // A restricted caller sees the past of records in their scope now, and nothing of the others.
         if (scopeOf(request) && !(await spec.fetch(readModels(context), id, request)))
-          throw new ProblemError('not_found', `No ${spec.kind} ${id} as of ${asOf}.`);
+          throw new ProblemError('not_found', `No ${spec.kind} ${id} as of ${asOf} (${time ?? 'record'} time).`);
         const history = context.deps.pointInTime;
         if (!history) throw new ProblemError('unavailable', 'Point-in-time reads are not configured in this process.');
-        const past = await history.stateAt(spec.kind, id, new Date(asOf));
+        const past = await history.stateAt(spec.kind, id, new Date(asOf), time);
         record = past ? { ...past.state, revision: past.revision, asOf } : undefined;
         revision = past?.revision;
       } else {
@@ -144,7 +146,7 @@ export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetR
         record = await spec.fetch(readModels(context), id, request);
         revision = record?.revision;
       }
-      if (!record) throw new ProblemError('not_found', `No ${spec.kind} ${id}${asOf ? ` as of ${asOf}` : ''}.`);
+      if (!record) throw new ProblemError('not_found', `No ${spec.kind} ${id}${asOf ? ` as of ${asOf} (${time ?? 'record'} time)` : ''}.`);
       if (typeof revision === 'number' && asOf === undefined) reply.header('etag', etagOf(revision));
       return forCaller(request, record, spec.personalFields);
     },

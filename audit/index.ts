@@ -1,7 +1,7 @@
 import { feedbackBodies } from './feedback-bodies.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
-import { stateAsOf, type RecordAsOf } from './as-of.ts';
+import { stateAsOf, type RecordAsOf, type TimeAxis } from './as-of.ts';
 import { sealChain, startChainSealer, verifyChains, type ChainSealer, type ChainsVerification } from './sql/chain.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import type { PersonalDataMode } from './event-view.ts';
@@ -10,7 +10,7 @@ import { createVerificationJobs, type VerificationJobs, type VerificationKind } 
 import { verifyReadModels, type ReadModelVerification, type VerifyProgress } from './verify.ts';
 
 export type { AuditDeps } from './deps.ts';
-export { stateAsOf, type RecordAsOf } from './as-of.ts';
+export { stateAsOf, TIME_AXES, type RecordAsOf, type TimeAxis } from './as-of.ts';
 export { eventLog, streamHistory, iterateEventLog, iterateStreamHistory, InvalidAuditQuery } from './history.ts';
 export { exportStream, type ExportFormat } from './export.ts';
 export { ReadModelsNotBuilt, verifyReadModels, type ReadModelVerification } from './verify.ts';
@@ -32,11 +32,11 @@ export class ChainNotAvailable extends Error {
  */
 export interface AuditServices {
   readonly deps: AuditDeps;
-  /** `GET /customers/:id?asOf=` and friends: the record as it stood at `asOf` (record time). */
-  stateAsOf(kind: string, id: string, asOf: Date | string, options?: { personalData?: PersonalDataMode }): Promise<RecordAsOf | null>;
-  /** Adapter for `ApiDeps.pointInTime` (api/deps.ts `PointInTime`). */
+  /** `GET /audit/state/:kind/:id?asOf=`: the record as it stood at `asOf` (record time unless `time` says business). */
+  stateAsOf(kind: string, id: string, asOf: Date | string, options?: { personalData?: PersonalDataMode; time?: TimeAxis }): Promise<RecordAsOf | null>;
+  /** Adapter for `ApiDeps.pointInTime` (api/deps.ts `PointInTime`): `GET /customers/:id?asOf=` and friends. */
   pointInTime: {
-    stateAt(kind: string, id: string, asOf: Date): Promise<{ state: Record<string, unknown>; revision: number } | undefined>;
+    stateAt(kind: string, id: string, asOf: Date, time?: TimeAxis): Promise<{ state: Record<string, unknown>; revision: number } | undefined>;
   };
   verifyReadModels(options?: { onProgress?: (progress: VerifyProgress) => void }): Promise<ReadModelVerification>;
   verifyChains(options?: { onProgress?: (progress: { phase: string; checked: number }) => void }): Promise<ChainsVerification>;
@@ -79,9 +79,9 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
     deps,
     stateAsOf: (kind, id, asOf, opts) => stateAsOf(deps, kind, id, asOf, opts),
     pointInTime: {
-      async stateAt(kind, id, asOf) {
-        const found = await stateAsOf(deps, kind, id, asOf);
-        return found ? { state: { ...found.record, recordedAt: found.recordedAt }, revision: found.revision } : undefined;
+      async stateAt(kind, id, asOf, time) {
+        const found = await stateAsOf(deps, kind, id, asOf, time ? { time } : {});
+        return found ? { state: { ...found.record, recordedAt: found.recordedAt, occurredAt: found.occurredAt, time: found.time }, revision: found.revision } : undefined;
       },
     },
     verifyReadModels: (opts = {}) => verifyReadModels(deps, { projections, ...opts }),

@@ -33,7 +33,7 @@ import { Id, IsoDate, IsoDateTime } from '../../domain/shared.ts';
 import { STREAM_NAME_PATTERN } from '../../eventstore/contract.ts';
 import type { RouteContext } from '../route-context.ts';
 import { auditWithin } from '../auth/scope-guard.ts';
-import { IdParams } from '../http.ts';
+import { AsOfTimeAxis, IdParams } from '../http.ts';
 import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
 import { seesPersonalData } from '../roles.ts';
 
@@ -269,20 +269,23 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       schema: {
         tags,
         summary: 'A record as it stood at an instant, folded from its events, with the revision it reflects',
-        description: '`asOf` is record time: what the CRM knew then (a back-dated event recorded later is not included). Defaults to now.',
+        description:
+          '`asOf` is record time by default: what the CRM knew then (a back-dated event recorded later is not included). ' +
+          'With `time=business` it is business time: every event that happened by then (`occurredAt`), imported history included. Defaults to now.',
         params: z.strictObject({
           kind: z.enum(['customer', 'customers', 'deal', 'deals', 'campaign', 'campaigns', 'feedback', 'activity', 'activities']),
           id: Id,
         }),
-        querystring: z.strictObject({ asOf: IsoDateTime.optional() }),
+        querystring: z.strictObject({ asOf: IsoDateTime.optional(), time: AsOfTimeAxis }),
         response: { 200: z.looseObject({}), ...errors },
       },
     },
     async (request) => {
       const { kind, id } = request.params;
       const asOf = request.query.asOf ?? new Date().toISOString();
-      const found = await guarded(() => audit.stateAsOf(parseRecordKind(kind), id, asOf, { personalData: personalDataMode(request) }));
-      if (!found) throw new ProblemError('not_found', `No ${kind} ${id} as of ${asOf}.`);
+      const time = request.query.time ?? 'record';
+      const found = await guarded(() => audit.stateAsOf(parseRecordKind(kind), id, asOf, { personalData: personalDataMode(request), time }));
+      if (!found) throw new ProblemError('not_found', `No ${kind} ${id} as of ${asOf} (${time} time).`);
       return found as unknown as Record<string, unknown>;
     },
   );

@@ -65,6 +65,16 @@ describe('state as of an instant', () => {
     expect(later.record.lastPurchaseAt).toBe(new Date(betweenChanges.getTime() - 86_400_000).toISOString());
   });
 
+  it('on the business axis folds what had happened by then, in stream order, whenever it was recorded', async () => {
+    const then = (await stateAsOf(h.deps, 'customer', customerId, betweenChanges, { time: 'business' })) as RecordAsOf<CustomerRecord>;
+    // The email change (revision 1) happened after the instant; the purchase (revision 2) a day before it.
+    expect(then).toMatchObject({ time: 'business', revision: 2, occurredAt: new Date(betweenChanges.getTime() - 86_400_000).toISOString() });
+    expect(then.record).toMatchObject({ email: 'ada@example.com', orderCount: 1, revenue: 99.9 });
+    const onRecordTime = (await stateAsOf(h.deps, 'customer', customerId, betweenChanges)) as RecordAsOf<CustomerRecord>;
+    expect(onRecordTime).toMatchObject({ time: 'record', revision: 0, record: { orderCount: 0 } });
+    expect(await stateAsOf(h.deps, 'customer', customerId, beforeRegistration, { time: 'business' })).toBeNull();
+  });
+
   it('folds deals too', async () => {
     const then = (await stateAsOf(h.deps, 'deal', dealId, betweenChanges)) as RecordAsOf<DealRecord>;
     expect(then).toMatchObject({ revision: 0, record: { stage: 'lead', amount: 1000 } });
