@@ -24,7 +24,9 @@ with their line number and the reason; the others go in. Importing the same file
 nothing twice (each row's idempotency key comes from the file kind and its natural key: email,
 order id, ...), so an interrupted or crashed import is resumed by running it again. Files are read
 as UTF-8 unless --encoding says windows-1252 (what a spreadsheet on Windows saves); a file that
-cannot be read past a line (not in its encoding, or a quote never closed) stops there, exit code 65. Afterwards run
+cannot be read past a line (not in its encoding, or a quote never closed) stops there, exit code 65.
+The header tells the delimiter (comma, or semicolon or tab when it holds more of those); in a semicolon
+file, as spreadsheets in decimal-comma locales save, numbers read 12,50 as 12.50. Afterwards run
 \`crm project\` (or keep \`crm serve\` running) to bring the read models up to date.
 
 Columns (ISO times or plain dates for the times; a file refers to customers by customer_id or by the

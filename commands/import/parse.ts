@@ -1,7 +1,7 @@
-import type { Readable, TransformCallback } from 'node:stream';
+import { Readable, type TransformCallback } from 'node:stream';
 import { CsvError, Parser } from 'csv-parse';
 import { utf8Text, type ImportEncoding } from './encoding.ts';
-import { normalizeHeader, type Row } from './rows.ts';
+import { normalizeHeader, NUMBER_COLUMNS, type Row } from './rows.ts';
 import { unguardedCsvField } from '../../shared/csv.ts';
 
 /**
@@ -76,11 +76,67 @@ const unguard = (row: Row): void => {
   }
 };
 
+/**
+ * The field delimiters a CSV file may use. A spreadsheet whose locale writes a decimal comma (German,
+ * French, Dutch, ...) saves "CSV" with semicolons, and a sheet copied as text is tab-separated: read
+ * with commas, such a file had one column and no row of it could be imported.
+ */
+export const CSV_DELIMITERS = [',', ';', '\t'] as const;
+
+/** The header decides: the delimiter it holds most of outside quotes; a comma when none is ahead. */
+export const delimiterOf = (header: string): string => {
+  const counts = new Map<string, number>(CSV_DELIMITERS.map((d) => [d, 0]));
+  let quoted = false;
+  for (const char of header) {
+    if (char === '"') quoted = !quoted;
+    else if (!quoted && counts.has(char)) counts.set(char, counts.get(char)! + 1);
+  }
+  let chosen: string = ',';
+  for (const d of CSV_DELIMITERS) if (counts.get(d)! > counts.get(chosen)!) chosen = d;
+  return chosen;
+};
+
+/** The first line of the input, read ahead (bounded), and the input again from its start. */
+const readingHeader = async (input: Readable): Promise<{ header: string; stream: Readable }> => {
+  const chunks = input[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+  const held: Buffer[] = [];
+  let size = 0;
+  for (;;) {
+    const next = await chunks.next();
+    if (next.done) break;
+    const chunk = typeof next.value === 'string' ? Buffer.from(next.value) : next.value;
+    held.push(chunk);
+    size += chunk.length;
+    if (chunk.includes(0x0a) || chunk.includes(0x0d) || size > MAX_ROW_CHARS) break;
+  }
+  const head = Buffer.concat(held);
+  const header = /^[^\r\n]*/.exec(head.toString('utf8'))![0];
+  async function* again(): AsyncGenerator<Buffer | string> {
+    if (head.length > 0) yield head;
+    for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+  }
+  return { header, stream: Readable.from(again(), { objectMode: false }) };
+};
+
+/** `12,50`: a number with a decimal comma (thousands separators are not read: `1.234,50` stays text, refused). */
+const DECIMAL_COMMA = /^-?\d+,\d+$/;
+
+/** A semicolon file's numbers are written with a decimal comma: read as the number they are. */
+const readDecimalCommas = (row: Row): void => {
+  for (const column of NUMBER_COLUMNS) {
+    const value = row[column];
+    if (typeof value === 'string' && DECIMAL_COMMA.test(value)) row[column] = value.replace(',', '.');
+  }
+};
+
 /** CSV with a header row; rows are streamed (backpressure reaches the file or socket). */
-async function* csvRecords(input: Readable): AsyncGenerator<ImportRecord> {
+async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
+  const { header, stream: input } = await readingHeader(file);
+  const delimiter = delimiterOf(header);
   const parser = input.pipe(
     new NumberingParser({
       bom: true,
+      delimiter,
       columns: (headers: string[]) => headers.map(normalizeHeader),
       skip_empty_lines: true,
       relax_column_count: true,
@@ -96,6 +152,7 @@ async function* csvRecords(input: Readable): AsyncGenerator<ImportRecord> {
   let lastLine = 0;
   for await (const numbered of parser as AsyncIterable<NumberedRecord>) {
     unguard(numbered.record);
+    if (delimiter === ';') readDecimalCommas(numbered.record);
     // A rise of the cumulative count means this row has the wrong number of fields.
     const wrongLength = numbered.invalidSoFar > invalidSoFar;
     invalidSoFar = numbered.invalidSoFar;

@@ -37,7 +37,9 @@ export const normalizeHeader = (header: string) =>
     .trim()
     .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
     .toLowerCase()
-    .replace(/[\s-]+/g, '_');
+    .replace(/[\s-]+/g, '_')
+    // `E-Mail` (as German and other spreadsheets head the column) is `email`, `Customer E-Mail` `customer_email`.
+    .replace(/(^|_)e_mail(?=_|$)/g, '$1email');
 
 /** Which file is it, from its columns (the first row of an NDJSON file). */
 export const detectKind = (headers: string[]): ImportKind | undefined => {
@@ -83,6 +85,12 @@ const parseBoolean = (value: unknown): unknown => {
   if (['false', 'no', 'n', '0'].includes(v)) return false;
   return value; // left as text: the schema names the field and refuses it
 };
+
+/**
+ * The columns read as numbers (parseNumber). A file in a decimal-comma locale writes them `12,50`
+ * (commands/import/parse.ts reads them so when the file's delimiter is a semicolon).
+ */
+export const NUMBER_COLUMNS: ReadonlySet<string> = new Set(['amount', 'budget', 'probability', 'probability_override', 'revenue', 'csat', 'nps']);
 
 const parseNumber = (value: unknown): unknown => {
   if (typeof value !== 'string') return value;

@@ -59,6 +59,18 @@ describe('HTTP import', () => {
     expect(registered).toContainEqual(expect.objectContaining({ name: 'Renée', email: 'renee@example.com' }));
   });
 
+  it('imports a spreadsheet saved in a decimal-comma locale: semicolons between fields, decimal commas in amounts', async () => {
+    const customers = ['Name;E-Mail;Registered At', 'Jürgen Weiß;jurgen@example.de;2019-03-01'].join('\r\n');
+    const registered = await waitForJob((await postImport('sales', customers)).json().id, 'sales');
+    expect(registered).toMatchObject({ status: 'done', counts: { rows: 1, imported: 1, rejected: 0 } });
+    const purchases = ['Order ID;Customer Email;Amount;Currency;Occurred At', 'DE-1;jurgen@example.de;12,50;EUR;2019-04-01', 'DE-2;jurgen@example.de;1.234,50;EUR;2019-05-01'].join('\r\n');
+    const job = await waitForJob((await postImport('sales', purchases, 'purchases')).json().id, 'sales');
+    // Thousands separators are not guessed at: that row is refused, naming the amount.
+    expect(job).toMatchObject({ status: 'done', counts: { rows: 2, imported: 1, rejected: 1 }, rejectedRows: [{ line: 3, reason: expect.stringContaining('amount') }] });
+    const recorded = (await storedEvents(api.store)).filter((e) => e.type === 'PurchaseRecorded' && (e.data as { orderId: string }).orderId === 'DE-1');
+    expect(recorded.map((e) => (e.data as { amount: number }).amount)).toEqual([12.5]);
+  });
+
   it('takes NDJSON, and checks the role of the matching command', async () => {
     const ndjson = [
       JSON.stringify({ order_id: 'A-1', customer_email: 'ada@example.com', amount: 12.5, currency: 'EUR', occurred_at: '1997-02-01' }),

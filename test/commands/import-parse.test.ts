@@ -15,9 +15,30 @@ const latin1 = (text: string) => Buffer.from(text, 'latin1');
 describe('CSV files', () => {
   it('names the columns by their normalised headers and trims the cells, with the line of each row', async () => {
     expect(await records('Name, E-Mail ,Customer Since\n Ada , ada@example.com ,1997-01-02\nGrace,grace@example.com,\n', 'csv')).toEqual([
-      { line: 2, row: { name: 'Ada', e_mail: 'ada@example.com', customer_since: '1997-01-02' } },
-      { line: 3, row: { name: 'Grace', e_mail: 'grace@example.com', customer_since: '' } },
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com', customer_since: '1997-01-02' } },
+      { line: 3, row: { name: 'Grace', email: 'grace@example.com', customer_since: '' } },
     ]);
+  });
+
+  it('reads the semicolons of a spreadsheet saved in a decimal-comma locale, and tab-separated text, told from the header', async () => {
+    expect(await records('\uFEFFName;E-Mail;Tags\r\nJürgen;jurgen@example.de;"vip;b2b"\r\n', 'csv')).toEqual([
+      { line: 2, row: { name: 'Jürgen', email: 'jurgen@example.de', tags: 'vip;b2b' } },
+    ]);
+    expect(await records('order_id\tamount\tcustomer_email\nA-1\t12.50\tada@example.com\n', 'csv')).toEqual([
+      { line: 2, row: { order_id: 'A-1', amount: '12.50', customer_email: 'ada@example.com' } },
+    ]);
+    // Its numbers are written with a decimal comma: read so in the number columns only, never in text.
+    expect(await records('amount;budget;subject\n12,50;-3,5;"Größe 3,5 passt nicht"\n1.234,50;7;x\n', 'csv')).toEqual([
+      { line: 2, row: { amount: '12.50', budget: '-3.5', subject: 'Größe 3,5 passt nicht' } },
+      { line: 3, row: { amount: '1.234,50', budget: '7', subject: 'x' } },
+    ]);
+    expect(await records('amount,subject\n"12,50",x\n', 'csv')).toEqual([{ line: 2, row: { amount: '12,50', subject: 'x' } }]);
+    // A comma file keeps commas, whatever its cells hold (tags separated by semicolons, a quoted header).
+    expect(await records('"name;alias",email,tags\nAda,ada@example.com,vip;b2b;x\n', 'csv')).toEqual([
+      { line: 2, row: { 'name;alias': 'Ada', email: 'ada@example.com', tags: 'vip;b2b;x' } },
+    ]);
+    // The header is told from its first line, however the file arrives in chunks.
+    expect(await records(['na', 'me;em', 'ail\nAda;ada@exa', 'mple.com\n'], 'csv')).toEqual([{ line: 2, row: { name: 'Ada', email: 'ada@example.com' } }]);
   });
 
   it('skips a byte order mark before a quoted header', async () => {
@@ -102,7 +123,7 @@ describe('NDJSON files', () => {
   it('reads one object per line, its keys normalised like headers, blank lines counted and skipped', async () => {
     const file = ['{"Name":"Ada","E-Mail":"ada@example.com","Marketing Consent":true}', '', '  ', '{"name":"Grace","amount":12.5}'].join('\n');
     expect(await records(file, 'ndjson')).toEqual([
-      { line: 1, row: { name: 'Ada', e_mail: 'ada@example.com', marketing_consent: true } },
+      { line: 1, row: { name: 'Ada', email: 'ada@example.com', marketing_consent: true } },
       { line: 4, row: { name: 'Grace', amount: 12.5 } },
     ]);
   });
