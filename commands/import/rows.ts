@@ -1,4 +1,5 @@
 import { hash as digest } from 'node:crypto';
+import { z } from 'zod';
 import { createdIdFor } from '../ids.ts';
 import { commandSchemas, type CommandType } from '../schemas.ts';
 
@@ -98,9 +99,57 @@ const parseNumber = (value: unknown): unknown => {
   return Number.isFinite(n) && /^-?\d+(\.\d+)?$/.test(value) ? n : value;
 };
 
-/** A full ISO time, or a plain date taken as midnight UTC. */
-const parseTime = (value: string | undefined): string | undefined =>
-  value !== undefined && /^\d{4}-\d{2}-\d{2}$/.test(value) ? `${value}T00:00:00.000Z` : value;
+/** A time as the API takes it: read as given, so files imported before keep their idempotency keys. */
+const ISO_TIME = z.iso.datetime({ offset: true });
+const PLAIN_DATE = /^\d{4}-\d{2}-\d{2}$/;
+/** `2019-12-31`, `2019/12/31`, with a time after a space or a `T`, with or without a zone (`Z`, `+02`, `+0200`, `+02:00`). */
+const YEAR_FIRST = /^(\d{4})([-/])(\d{1,2})\2(\d{1,2})(?:[T ]+(\d{1,2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+/** `31.12.2019` (day first wherever dots are written), with a time after a space. */
+const DAY_FIRST = /^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$/;
+/** `12/31/2019` or `31/12/2019`: month first in the US, day first elsewhere. */
+const SLASHED_YEAR_LAST = /^\d{1,2}\/\d{1,2}\/\d{4}/;
+
+const two = (n: string) => n.padStart(2, '0');
+
+/** An instant from its parts, if the calendar has it (no 31 April, no 25:00). */
+const instant = (column: string, value: string, y: string, mo: string, d: string, h = '0', mi = '0', sec = '0', fraction = '', zone = 'Z'): string => {
+  const offset = zone.toUpperCase() === 'Z' ? 'Z' : `${zone.slice(0, 3)}:${zone.length > 3 ? zone.slice(-2) : '00'}`;
+  const iso = `${y}-${two(mo)}-${two(d)}T${two(h)}:${two(mi)}:${two(sec)}${fraction || '.000'}${offset}`;
+  const check = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(sec)));
+  const real = check.getUTCMonth() === Number(mo) - 1 && check.getUTCDate() === Number(d) && check.getUTCHours() === Number(h) && Number(sec) < 60 && Number(mi) < 60;
+  if (!real) throw new RowRejected(`${column}: ${JSON.stringify(value)} is not a date in the calendar`);
+  return iso;
+};
+
+/**
+ * A time column as the ISO 8601 time the commands take. Exports of older systems and spreadsheets
+ * write times other ways, and each refused row of ten years of history is a row to mend by hand, so
+ * the ways that name one instant are read: a plain date (midnight UTC), a space for the `T`
+ * (`2019-12-31 10:00:00`, as SQL dumps write), no zone (UTC, as plain dates), `2019/12/31` and the
+ * day-first `31.12.2019`. A slashed date with the year last is refused: `03/04/2019` is 4 March in
+ * the US and 3 April elsewhere, and guessing would misdate a whole file.
+ */
+const timeOf = (row: Row, ...names: string[]): string | undefined => {
+  const column = names.find((name) => cell(row, name) !== undefined);
+  if (column === undefined) return undefined;
+  const value = text(row, column)!;
+  // The common case first, without the schema's cost of a refusal.
+  if (PLAIN_DATE.test(value)) return instant(column, value, value.slice(0, 4), value.slice(5, 7), value.slice(8, 10));
+  if (ISO_TIME.safeParse(value).success) return value;
+  const yearFirst = YEAR_FIRST.exec(value);
+  if (yearFirst) {
+    const [, y, , mo, d, h, mi, sec, fraction, zone] = yearFirst;
+    return instant(column, value, y!, mo!, d!, h, mi, sec, fraction, zone);
+  }
+  const dayFirst = DAY_FIRST.exec(value);
+  if (dayFirst) {
+    const [, d, mo, y, h, mi, sec] = dayFirst;
+    return instant(column, value, y!, mo!, d!, h, mi, sec);
+  }
+  if (SLASHED_YEAR_LAST.test(value))
+    throw new RowRejected(`${column}: ${JSON.stringify(value)} could be month/day or day/month; write the date as year-month-day (2019-12-31)`);
+  throw new RowRejected(`${column}: ${JSON.stringify(value)} is not a time; write 2019-12-31, 2019-12-31 10:00 (UTC) or 2019-12-31T10:00:00+02:00`);
+};
 
 /**
  * Items separated by `;` or `|` in a CSV cell, or an NDJSON array (the exports write tags as one)
@@ -146,7 +195,7 @@ const customers = (row: Row): RowCommand[] => {
     marketingConsent: parseBoolean(cell(row, 'marketing_consent', 'consent')) ?? false,
   };
   // The same key as before business time existed, so files imported earlier stay idempotent.
-  const register = withTime('RegisterCustomer', fields, parseTime(text(row, 'registered_at', 'customer_since')), keyOf('customers', email ?? ''));
+  const register = withTime('RegisterCustomer', fields, timeOf(row, 'registered_at', 'customer_since'), keyOf('customers', email ?? ''));
   // An exported file holds every customer: an inactive one comes in inactive; a merged or forgotten
   // one is not a customer of its own any more (the merged one's history is its primary's).
   const mergedInto = text(row, 'merged_into');
@@ -158,7 +207,7 @@ const customers = (row: Row): RowCommand[] => {
     const deactivate = withTime(
       'DeactivateCustomer',
       { customerId: fields.customerId, ...(reason ? { reason } : {}) },
-      parseTime(text(row, 'deactivated_at')),
+      timeOf(row, 'deactivated_at'),
       `${register.key}:deactivated`,
     );
     return [register, deactivate];
@@ -171,14 +220,14 @@ const purchases = (row: Row): RowCommand[] => {
   const customerId = customerOf(row);
   const orderId = text(row, 'order_id');
   const fields = { customerId, orderId, amount: parseNumber(cell(row, 'amount')), currency: text(row, 'currency')?.toUpperCase() ?? 'EUR' };
-  return [withTime('RecordPurchase', fields, parseTime(text(row, 'occurred_at', 'date', 'purchased_at')), keyOf('purchases', `${customerId}:${orderId}`))];
+  return [withTime('RecordPurchase', fields, timeOf(row, 'occurred_at', 'date', 'purchased_at'), keyOf('purchases', `${customerId}:${orderId}`))];
 };
 
 const refunds = (row: Row): RowCommand[] => {
   const customerId = customerOf(row);
   const orderId = text(row, 'order_id');
   const refundId = text(row, 'refund_id');
-  const time = parseTime(text(row, 'occurred_at', 'date', 'refunded_at'));
+  const time = timeOf(row, 'occurred_at', 'date', 'refunded_at');
   const fields = {
     customerId,
     orderId,
@@ -220,12 +269,12 @@ const deals = (row: Row): RowCommand[] => {
       ...(stage && stage.toLowerCase() !== status ? { stage } : {}),
       ...(probability !== undefined ? { probabilityOverride: probability } : {}),
     },
-    parseTime(text(row, 'opened_at', 'created_at')),
+    timeOf(row, 'opened_at', 'created_at'),
     keyOf('deals', natural),
   );
   if (status === undefined || status === 'open') return [open];
   // The outcome addresses the deal the first command creates (its id derives from that key when the file gives none).
-  const closedAt = parseTime(text(row, 'closed_at'));
+  const closedAt = timeOf(row, 'closed_at');
   const target = { dealId: dealId ?? createdIdFor('OpenDeal', open.key) };
   if (status === 'won') return [open, withTime('WinDeal', target, closedAt, `${open.key}:won`)];
   if (status === 'lost') return [open, withTime('LoseDeal', { ...target, reason: text(row, 'lost_reason', 'reason') ?? 'lost' }, closedAt, `${open.key}:lost`)];
@@ -235,7 +284,7 @@ const deals = (row: Row): RowCommand[] => {
 const campaigns = (row: Row): RowCommand[] => {
   const campaignId = text(row, 'campaign_id', 'id');
   const natural = campaignId ?? text(row, 'name') ?? '';
-  const startsAt = parseTime(text(row, 'starts_at'));
+  const startsAt = timeOf(row, 'starts_at');
   const create = withTime(
     'CreateCampaign',
     {
@@ -244,9 +293,9 @@ const campaigns = (row: Row): RowCommand[] => {
       channel: text(row, 'channel'),
       budget: parseNumber(cell(row, 'budget')),
       currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
-      ...(startsAt ? { schedule: { startsAt, endsAt: parseTime(text(row, 'ends_at')) ?? null } } : {}),
+      ...(startsAt ? { schedule: { startsAt, endsAt: timeOf(row, 'ends_at') ?? null } } : {}),
     },
-    parseTime(text(row, 'created_at')),
+    timeOf(row, 'created_at'),
     keyOf('campaigns', natural),
   );
   // Campaigns from a past system ran: they are launched (and completed when the file says so) so that their responses can come in.
@@ -255,7 +304,7 @@ const campaigns = (row: Row): RowCommand[] => {
   const launch = withTime('LaunchCampaign', target, startsAt, `${create.key}:launched`);
   if (status === 'draft') return [create];
   if (status === 'active') return [create, launch];
-  if (status === 'completed') return [create, launch, withTime('CompleteCampaign', target, parseTime(text(row, 'ends_at')), `${create.key}:completed`)];
+  if (status === 'completed') return [create, launch, withTime('CompleteCampaign', target, timeOf(row, 'ends_at'), `${create.key}:completed`)];
   throw new RowRejected(`status: expected draft, active or completed, got ${JSON.stringify(status)}`);
 };
 
@@ -271,7 +320,7 @@ const responses = (row: Row): RowCommand[] => {
     ...(revenue !== undefined ? { revenue } : {}),
     ...(text(row, 'currency') ? { currency: text(row, 'currency')!.toUpperCase() } : {}),
   };
-  return [withTime('RecordCampaignResponse', fields, parseTime(text(row, 'occurred_at', 'date')), keyOf('responses', `${campaignId}:${customerId}:${kind}`))];
+  return [withTime('RecordCampaignResponse', fields, timeOf(row, 'occurred_at', 'date'), keyOf('responses', `${campaignId}:${customerId}:${kind}`))];
 };
 
 const FEEDBACK_STATUSES = ['open', 'in_progress', 'resolved', 'closed'] as const;
@@ -297,12 +346,12 @@ const notBefore = ([laterName, laterTime]: [string, string | undefined], [earlie
 const feedback = (row: Row): RowCommand[] => {
   const customerId = customerOf(row);
   const feedbackId = text(row, 'feedback_id', 'id');
-  const submittedAt = parseTime(text(row, 'submitted_at', 'occurred_at', 'date'));
+  const submittedAt = timeOf(row, 'submitted_at', 'occurred_at', 'date');
   const assigneeId = text(row, 'assignee_id', 'assignee');
-  const respondedAt = parseTime(text(row, 'first_responded_at', 'responded_at'));
-  const resolvedAt = parseTime(text(row, 'resolved_at'));
-  const closedAt = parseTime(text(row, 'closed_at'));
-  const ratedAt = parseTime(text(row, 'rated_at'));
+  const respondedAt = timeOf(row, 'first_responded_at', 'responded_at');
+  const resolvedAt = timeOf(row, 'resolved_at');
+  const closedAt = timeOf(row, 'closed_at');
+  const ratedAt = timeOf(row, 'rated_at');
   const csat = parseNumber(cell(row, 'csat'));
   const nps = parseNumber(cell(row, 'nps'));
   const fields = {

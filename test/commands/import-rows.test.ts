@@ -314,7 +314,10 @@ describe('customer rows', () => {
   it('leaves bad values for the schema, which names each field', () => {
     expect(refusedFields(one('customers', { name: 'Ada', email: 'not-an-email' }).command)).toEqual(['email']);
     expect(refusedFields(one('customers', { name: 'Ada', email: ADA, phone: 'call me' }).command)).toEqual(['phone']);
-    expect(refusedFields(one('customers', { name: 'Ada', email: ADA, registered_at: '02/01/1997' }).command)).toEqual(['occurredAt']);
+    expect(rejection('customers', { name: 'Ada', email: ADA, registered_at: '02/01/1997' })).toBe(
+      'registered_at: "02/01/1997" could be month/day or day/month; write the date as year-month-day (2019-12-31)',
+    );
+    expect(refusedFields(one('customers', { name: 'Ada', email: ADA, registered_at: '1800-01-01' }).command)).toEqual(['occurredAt']);
     expect(refusedFields(one('customers', { name: 'Ada', email: ADA, id: 'not-an-id' }).command)).toEqual(['customerId']);
   });
 });
@@ -359,11 +362,33 @@ describe('purchase and refund rows', () => {
     expect(timeOf({ occurred_at: ' ', date: '2002-01-01', purchased_at: '2003-01-01' })).toBe('2002-01-01T00:00:00.000Z');
   });
 
-  it('reads plain dates only as midnight UTC, and leaves other times as written', () => {
-    const timeOf = (value: string) => one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '1', occurred_at: value }).command.occurredAt;
+  it('reads the ways files write one instant, leaves the API\'s times as written, and refuses the rest naming the column', () => {
+    const row = (value: string) => ({ customer_id: CUSTOMER, order_id: 'A-1', amount: '1', occurred_at: value });
+    const timeOf = (value: string) => one('purchases', row(value)).command.occurredAt;
+    // As the API takes them: as written, so a file imported before keeps its idempotency keys.
+    for (const value of ['1997-02-01T10:00:00Z', '1997-02-01T10:00:00.123456789Z', '1997-02-01T10:00:00.000+02:00']) expect(timeOf(value)).toBe(value);
     expect(timeOf('1997-02-01')).toBe('1997-02-01T00:00:00.000Z');
-    for (const value of ['1997-02-01T10:00:00Z', '1997-2-01', '97-02-01', 'x1997-02-01', '1997-02-01x', '1997-02-011', '19970-02-01', '1997-002-01'])
-      expect(timeOf(value)).toBe(value);
+    expect(timeOf('1997-2-1')).toBe('1997-02-01T00:00:00.000Z');
+    expect(timeOf('1997/02/01')).toBe('1997-02-01T00:00:00.000Z');
+    // SQL dumps and spreadsheets: a space for the T, no zone (UTC, as plain dates), a short offset.
+    expect(timeOf('1997-02-01 10:00')).toBe('1997-02-01T10:00:00.000Z');
+    expect(timeOf('1997-02-01 10:00:05.25')).toBe('1997-02-01T10:00:05.25Z');
+    expect(timeOf('1997-02-01T10:00:00')).toBe('1997-02-01T10:00:00.000Z');
+    expect(timeOf('1997-02-01 10:00:00+02')).toBe('1997-02-01T10:00:00.000+02:00');
+    expect(timeOf('1997-02-01T10:00:00 -0530')).toBe('1997-02-01T10:00:00.000-05:30');
+    // Day first wherever dots are written.
+    expect(timeOf('01.02.1997')).toBe('1997-02-01T00:00:00.000Z');
+    expect(timeOf('1.2.1997 9:30')).toBe('1997-02-01T09:30:00.000Z');
+    expect(rejection('purchases', row('02/01/1997'))).toMatch(/^occurred_at: "02\/01\/1997" could be month\/day or day\/month/);
+    for (const value of ['1997-02-30', '31.04.1997', '1997-02-01 24:00', '1997-02-01 10:60'])
+      expect(rejection('purchases', row(value))).toBe(`occurred_at: ${JSON.stringify(value)} is not a date in the calendar`);
+    for (const value of ['97-02-01', 'x1997-02-01', '1997-02-01x', '1997-02-011', '19970-02-01', '1997-002-01', 'yesterday'])
+      expect(rejection('purchases', row(value))).toBe(
+        `occurred_at: ${JSON.stringify(value)} is not a time; write 2019-12-31, 2019-12-31 10:00 (UTC) or 2019-12-31T10:00:00+02:00`,
+      );
+    for (const value of ['1997-02-01 10:00:05.25', '1997-02-01 10:00:00+02', '1.2.1997 9:30']) expect(refusedFields(one('purchases', row(value)).command)).toEqual([]);
+    // The column named is the one the time was read from.
+    expect(rejection('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '1', date: 'soon' })).toMatch(/^date: "soon" is not a time/);
   });
 
   it('reads amounts written as plain decimals only, and leaves anything else for the schema to refuse', () => {
@@ -599,7 +624,8 @@ describe('campaign rows', () => {
 
   it('names the bad fields of a campaign', () => {
     expect(refusedFields(rowCommands.campaigns({ ...base, budget: 'a lot' })[0]!.command)).toEqual(['budget']);
-    expect(refusedFields(rowCommands.campaigns({ ...base, starts_at: 'spring' })[0]!.command)).toEqual(['schedule.startsAt']);
+    expect(rejection('campaigns', { ...base, starts_at: 'spring' })).toMatch(/^starts_at: "spring" is not a time/);
+    expect(refusedFields(rowCommands.campaigns({ ...base, starts_at: '1800-01-01' })[0]!.command)).toEqual(['schedule.startsAt']);
   });
 });
 
@@ -778,10 +804,10 @@ describe('feedback rows', () => {
     expect(refused({ rated_at: '1997-07-03', csat: '3' })).toBe('rated_at: feedback is rated once resolved or closed, not open');
     expect(refused({ first_responded_at: '1997-07-01' })).toMatch(/^first_responded_at: before submitted_at/);
     expect(refused({ closed_at: '1997-07-01' })).toMatch(/^closed_at: before submitted_at/);
-    // The same instant is not before it; a time left out or unreadable is not compared (the schema refuses the latter).
+    // The same instant is not before it; a time left out is not compared, an unreadable one refused by its column.
     expect(rowCommands.feedback({ ...base, submitted_at: '1997-07-02', resolved_at: '1997-07-02', closed_at: '1997-07-02' })).toHaveLength(3);
     expect(rowCommands.feedback({ ...base, resolved_at: '1997-07-02' })).toHaveLength(2);
-    expect(rowCommands.feedback({ ...base, submitted_at: 'soon', resolved_at: '1997-07-02' })).toHaveLength(2);
+    expect(rejection('feedback', { ...base, submitted_at: 'soon', resolved_at: '1997-07-02' })).toMatch(/^submitted_at: "soon" is not a time/);
     expect(rowCommands.feedback({ ...base, status: 'In  -  Progress', assignee_id: 'sue' })).toHaveLength(2);
     // A rating without its score is the schema's to refuse, naming the field.
     expect(refusedFields(rowCommands.feedback({ ...base, resolved_at: '1997-07-03', rated_at: '1997-07-04' }).at(-1)!.command)).toEqual(['csat']);
