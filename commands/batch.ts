@@ -69,6 +69,8 @@ export interface BatchCommands {
   submitBatch(items: (BatchItem | PreparedItem)[]): Promise<SubmittedBatch>;
   /** Outcomes in input order; bad commands are outcomes, not exceptions. Throws only for store faults. */
   executeBatch(items: (BatchItem | PreparedItem)[]): Promise<BatchOutcome[]>;
+  /** The customers holding these addresses, by address as given (none without an email index). */
+  customersByEmail(emails: readonly string[]): Promise<Map<string, string>>;
 }
 
 export interface BatchCommandDeps {
@@ -576,5 +578,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
 
   const executeBatch = async (items: (BatchItem | PreparedItem)[]): Promise<BatchOutcome[]> => (await submitBatch(items)).outcomes;
 
-  return { prepare, submitBatch, executeBatch };
+  const customersByEmail = (emails: readonly string[]) => (deps.emailIndex ? deps.emailIndex.holders(emails) : Promise.resolve(new Map<string, string>()));
+
+  return { prepare, submitBatch, executeBatch, customersByEmail };
 }

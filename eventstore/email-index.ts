@@ -19,6 +19,8 @@ import { normaliseEmail } from '../domain/customer/commands.ts';
 export interface EmailIndex {
   /** The customer holding this address now (undefined when free). */
   holder(email: string): Promise<string | undefined>;
+  /** The customers holding these addresses now, by address as given (free ones left out), in one round trip. */
+  holders(emails: readonly string[]): Promise<Map<string, string>>;
   /** Claims the address for the customer; answers the holder when someone else already holds it. */
   claim(email: string, customerId: string): Promise<EmailClaim>;
   /**
@@ -64,9 +66,18 @@ export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexO
     : await storedKey(db, options.schema);
   const hmac = (email: string): Buffer => createHmac('sha256', key).update(normaliseEmail(email)).digest();
 
-  const holder = async (email: string) => {
-    const { rows } = await sql<{ customer_id: string }>`SELECT customer_id FROM ${table} WHERE email_hmac = ${hmac(email)}`.execute(db);
-    return rows[0]?.customer_id;
+  const holders = async (emails: readonly string[]): Promise<Map<string, string>> => {
+    const found = new Map<string, string>();
+    if (emails.length === 0) return found;
+    const keys = emails.map(hmac);
+    const { rows } = await sql<{ email_hmac: Buffer; customer_id: string }>`SELECT email_hmac, customer_id FROM ${table}
+      WHERE email_hmac = ANY(${keys}::bytea[])`.execute(db);
+    const byKey = new Map(rows.map((r) => [Buffer.from(r.email_hmac).toString('hex'), r.customer_id]));
+    emails.forEach((email, i) => {
+      const holder = byKey.get(keys[i]!.toString('hex'));
+      if (holder !== undefined) found.set(email, holder);
+    });
+    return found;
   };
   const claimMany = async (claims: readonly { email: string; customerId: string }[]): Promise<EmailClaim[]> => {
     const keys = claims.map((c) => hmac(c.email));
@@ -103,7 +114,8 @@ export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexO
     return results;
   };
   return {
-    holder,
+    holder: async (email) => (await holders([email])).get(email),
+    holders,
     claim: async (email, customerId) => (await claimMany([{ email, customerId }]))[0]!,
     claimMany,
     async takeOver(email, staleHolder, customerId, olderThanSeconds) {

@@ -30,8 +30,8 @@ file, as spreadsheets in decimal-comma locales save, numbers read 12,50 as 12.50
 \`crm project\` (or keep \`crm serve\` running) to bring the read models up to date.
 
 Columns (times as ISO 8601, 2019-12-31, 2019-12-31 10:00 or 31.12.2019, UTC unless a zone is given;
-12/31/2019 is refused as ambiguous; a file refers to customers by customer_id or by the customer_email
-of a customer imported from a customers file):
+12/31/2019 is refused as ambiguous; a file refers to customers by customer_id or by customer_email,
+the address of a customer registered through the API or imported):
 ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
   options,
   async run(run) {

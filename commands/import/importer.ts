@@ -5,8 +5,9 @@ import { IdempotencyConflict } from '../../eventstore/errors.ts';
 import { MAX_STREAMS_PER_APPEND } from '../../eventstore/contract.ts';
 import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem } from '../batch.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
+import { LruMap } from '../../shared/lru.ts';
 import type { ImportRecord } from './parse.ts';
-import { detectKind, importKinds, RowRejected, rowCommands, type ImportKind } from './rows.ts';
+import { customerEmailOf, customerIdForEmail, detectKind, importKinds, RowRejected, rowCommands, type ImportKind, type Row } from './rows.ts';
 import type { CommandType } from '../schemas.ts';
 
 /**
@@ -86,9 +87,17 @@ export const rowReason = (error: unknown): string | undefined => {
  */
 export const BATCHES_IN_FLIGHT = 3;
 
+/** Addresses whose holder an import keeps between batches. */
+const ADDRESSES_KEPT = 50_000;
+
 interface PendingRow {
   line: number;
   items: PreparedItem[];
+  /**
+   * A row that names its customer by address: its commands went to the customer imported with that
+   * address (the id derived from it) until the batch looks the address up (flush).
+   */
+  byEmail?: { row: Row; email: string };
 }
 
 export async function runImport(batch: BatchCommands, records: AsyncIterable<ImportRecord>, options: ImportOptions): Promise<ImportOutcome> {
@@ -104,6 +113,67 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   const reject = async (row: RejectedRow) => {
     counts.rejected += 1;
     await options.onRejected(row);
+  };
+
+  /** A row's commands, prepared; throws why the row is refused. */
+  const itemsOf = (kind: ImportKind, line: number, row: Row): PreparedItem[] => {
+    const commands = rowCommands[kind](row);
+    const forbidden = options.forbidden && commands.map((c) => options.forbidden!(c.command.type)).find((why) => why !== undefined);
+    if (forbidden) throw new RowRejected(forbidden);
+    const items = commands.map((c) =>
+      batch.prepare({
+        command: c.command,
+        ctx: {
+          actor: options.actor,
+          correlationId: `import:${kind}:line-${line}`,
+          idempotencyKey: c.key,
+          ...(c.occurredAt ? { occurredAt: c.occurredAt } : {}),
+          reason: `import of ${kind} (line ${line})`,
+        },
+      }),
+    );
+    // A row refused by a schema sends none of its commands: a won deal whose outcome is refused must
+    // not come in open, nor a feedback item without its resolution.
+    const refusedItem = items.length > 1 ? items.find((item): item is { refused: unknown } => 'refused' in item) : undefined;
+    if (refusedItem && rowReason(refusedItem.refused) !== undefined) throw refusedItem.refused;
+    return items;
+  };
+
+  /**
+   * Holders of the addresses looked up in this run (null: free), so a file that comes back to a customer
+   * looks it up once. Bounded, as the batch handler's states are.
+   */
+  const holdersSeen = new LruMap<string, string | null>(ADDRESSES_KEPT);
+
+  /**
+   * The batch's rows that name their customer by an address another customer holds (one registered
+   * through the API, with a random id) are prepared again for that customer: one lookup a batch. A
+   * customer imported by address holds it under the id derived from it, so its rows stay as they are.
+   */
+  const findCustomers = async (kind: ImportKind, rows: PendingRow[], refusals: RejectedRow[]): Promise<PendingRow[]> => {
+    const named = rows.filter((r) => r.byEmail !== undefined);
+    if (named.length === 0) return rows;
+    const unseen = [...new Set(named.map((r) => r.byEmail!.email))].filter((email) => holdersSeen.get(email) === undefined);
+    if (unseen.length > 0) {
+      const holders = await batch.customersByEmail(unseen);
+      for (const email of unseen) holdersSeen.set(email, holders.get(email) ?? null);
+    }
+    const found: PendingRow[] = [];
+    for (const pendingRow of rows) {
+      const holder = pendingRow.byEmail && holdersSeen.get(pendingRow.byEmail.email);
+      if (!holder || holder === customerIdForEmail(pendingRow.byEmail!.email)) {
+        found.push(pendingRow);
+        continue;
+      }
+      try {
+        found.push({ line: pendingRow.line, items: itemsOf(kind, pendingRow.line, { ...pendingRow.byEmail!.row, customer_id: holder }) });
+      } catch (error) {
+        const reason = rowReason(error);
+        if (reason === undefined) throw error;
+        refusals.push({ line: pendingRow.line, reason });
+      }
+    }
+    return found;
   };
 
   /** Reports a stored batch's refusals (in line order, after those of the batches before). */
@@ -149,17 +219,21 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   };
   const flush = async (): Promise<void> => {
     await ready();
-    const rows = pending;
     const waiting = early;
+    // Looked up and decided while the next rows are read: the next batch is submitted after this one.
+    const found = counts.kind ? findCustomers(counts.kind, pending, waiting) : Promise.resolve(pending);
     pending = [];
     pendingItems = 0;
     pendingStreams = new Set();
     early = [];
     const before = inFlight.at(-1) ?? Promise.resolve();
-    const submitted = rows.length > 0 ? batch.submitBatch(rows.flatMap((r) => r.items)) : Promise.resolve({ outcomes: Promise.resolve([]) });
+    const submitted = found.then((rows) =>
+      rows.length > 0 ? batch.submitBatch(rows.flatMap((r) => r.items)) : { outcomes: Promise.resolve<BatchOutcome[]>([]) },
+    );
     decided = submitted.catch(() => undefined);
     inFlight.push(
       (async () => {
+        const rows = await found;
         const outcomes = await (await submitted).outcomes;
         await before;
         await report(rows, outcomes, waiting);
@@ -201,38 +275,16 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         early.push({ line: record.line, reason: record.unreadable });
         continue;
       }
-      const kind = counts.kind;
       let items: PreparedItem[];
       try {
-        const commands = rowCommands[kind](record.row);
-        const forbidden = options.forbidden && commands.map((c) => options.forbidden!(c.command.type)).find((why) => why !== undefined);
-        if (forbidden) throw new RowRejected(forbidden);
-        items = commands.map((c) =>
-          batch.prepare({
-            command: c.command,
-            ctx: {
-              actor: options.actor,
-              correlationId: `import:${kind}:line-${record.line}`,
-              idempotencyKey: c.key,
-              ...(c.occurredAt ? { occurredAt: c.occurredAt } : {}),
-              reason: `import of ${kind} (line ${record.line})`,
-            },
-          }),
-        );
+        items = itemsOf(counts.kind, record.line, record.row);
       } catch (error) {
         const reason = rowReason(error);
         if (reason === undefined) throw error;
         early.push({ line: record.line, reason });
         continue;
       }
-      // A row refused by a schema sends none of its commands: a won deal whose outcome is refused must
-      // not come in open, nor a feedback item without its resolution.
-      const refusedItem = items.length > 1 ? items.find((item): item is { refused: unknown } => 'refused' in item) : undefined;
-      const refusal = refusedItem && rowReason(refusedItem.refused);
-      if (refusal !== undefined) {
-        early.push({ line: record.line, reason: refusal });
-        continue;
-      }
+      const email = customerEmailOf(counts.kind, record.row);
       // A row's commands stay in one batch, so its outcome is decided in one place.
       const streams = items.flatMap(streamsOf);
       const newStreams = streams.filter((stream) => !pendingStreams.has(stream)).length;
@@ -245,7 +297,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         }
         await flush();
       }
-      pending.push({ line: record.line, items });
+      pending.push({ line: record.line, items, ...(email ? { byEmail: { row: record.row, email } } : {}) });
       pendingItems += items.length;
       for (const stream of streams) pendingStreams.add(stream);
     }

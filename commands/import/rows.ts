@@ -164,14 +164,28 @@ const list = (row: Row, name: string): unknown[] | undefined => {
     .filter(Boolean);
 };
 
-/** The customer a row is about: its id, or the id derived from the email of an imported customer. */
+/**
+ * The customer a row is about: its id, or the id derived from its email, which a customer imported by
+ * email has (the importer has written the id of any other customer holding the address into the row).
+ */
 const customerOf = (row: Row): string => {
   const id = text(row, 'customer_id');
   if (id) return id;
   const email = text(row, 'customer_email', 'email');
   if (email) return customerIdForEmail(email);
-  throw new RowRejected('customer_id: required (or customer_email of an imported customer)');
+  throw new RowRejected('customer_id: required (or customer_email)');
 };
+
+/** The kinds of file whose rows are about a customer (customerOf). */
+const ABOUT_A_CUSTOMER: ReadonlySet<ImportKind> = new Set(['purchases', 'refunds', 'deals', 'responses', 'feedback']);
+
+/**
+ * The address a row names its customer by, when it gives no `customer_id`. The importer looks the
+ * addresses up in the email index and writes the holder's id into the row: a customer registered
+ * through the API (whose id is random) is found as one imported from a customers file is.
+ */
+export const customerEmailOf = (kind: ImportKind, row: Row): string | undefined =>
+  ABOUT_A_CUSTOMER.has(kind) && !text(row, 'customer_id') ? text(row, 'customer_email', 'email') : undefined;
 
 /** Business time goes in the payload where the schema takes it (purchases), else in the metadata. */
 const withTime = (type: CommandType, fields: Record<string, unknown>, time: string | undefined, key: string): RowCommand => {

@@ -74,6 +74,7 @@ const held = (n = 1) => {
   let submitted = 0;
   const batch: BatchCommands = {
     prepare: (item) => crm.batch.prepare(item),
+    customersByEmail: (emails) => crm.batch.customersByEmail(emails),
     executeBatch: (items) => crm.batch.executeBatch(items),
     submitBatch: async (items) => {
       submitted += 1;
@@ -293,6 +294,7 @@ describe('import jobs', () => {
     expect(unreadable.finishedAt).not.toBeNull();
     const failing: BatchCommands = {
       prepare: (item) => crm.batch.prepare(item),
+      customersByEmail: (emails) => crm.batch.customersByEmail(emails),
       executeBatch: () => Promise.reject(new Error('unused')),
       // A fault that is not an Error object is reported as its text.
       // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the fault under test is not an Error

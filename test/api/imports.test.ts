@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importEnded, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
@@ -69,6 +70,25 @@ describe('HTTP import', () => {
     expect(job).toMatchObject({ status: 'done', counts: { rows: 2, imported: 1, rejected: 1 }, rejectedRows: [{ line: 3, reason: expect.stringContaining('amount') }] });
     const recorded = (await storedEvents(api.store)).filter((e) => e.type === 'PurchaseRecorded' && (e.data as { orderId: string }).orderId === 'DE-1');
     expect(recorded.map((e) => (e.data as { amount: number }).amount)).toEqual([12.5]);
+  });
+
+  it('finds the customer a row names by email, also one registered through the API, and refuses an address no customer holds', async () => {
+    const email = `via-api-${randomUUID()}@example.com`;
+    const created = await api.app.inject({ method: 'POST', url: '/customers', headers: api.auth('sales'), payload: { name: 'Via Api', email } });
+    expect(created.statusCode).toBe(201);
+    const customerId: string = created.json().id;
+    const nobody = `nobody-${randomUUID()}@example.com`;
+    // The address as another system writes it: other case, spaces around it.
+    const file = ['order_id,customer_email,amount,currency,occurred_at', `API-1, ${email.toUpperCase()} ,25,EUR,2020-01-01`, `API-2,${nobody},5,EUR,2020-01-02`].join('\n');
+    const job = await waitForJob((await postImport('sales', file, 'purchases')).json().id, 'sales');
+    expect(job).toMatchObject({ status: 'done', counts: { rows: 2, imported: 1, rejected: 1 }, rejectedRows: [{ line: 3 }] });
+    expect(job.rejectedRows[0].reason).toContain('does not exist');
+    const recorded = (await storedEvents(api.store)).filter((e) => e.type === 'PurchaseRecorded' && (e.data as { orderId: string }).orderId === 'API-1');
+    expect(recorded.map((e) => e.stream)).toEqual([`customer-${customerId}`]);
+    // Importing the file again finds the same customer: nothing is appended twice.
+    const again = await waitForJob((await postImport('sales', file, 'purchases')).json().id, 'sales');
+    expect(again).toMatchObject({ status: 'done', counts: { imported: 1, alreadyPresent: 1, rejected: 1 } });
+    expect((await storedEvents(api.store)).filter((e) => e.type === 'PurchaseRecorded' && (e.data as { orderId: string }).orderId === 'API-1')).toHaveLength(1);
   });
 
   it('takes NDJSON, and checks the role of the matching command', async () => {

@@ -23,6 +23,7 @@ describe('import batches', () => {
     };
     const batch: BatchCommands = {
       prepare: real.prepare,
+      customersByEmail: real.customersByEmail,
       submitBatch: (items) => Promise.resolve({ outcomes: outcomesOf(items) }),
       executeBatch: outcomesOf,
     };

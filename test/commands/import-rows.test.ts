@@ -349,7 +349,7 @@ describe('purchase and refund rows', () => {
     expect(customerOf({ email: ` ${ADA.toUpperCase()} ` })).toBe(byEmail);
     expect(customerOf({ customer_id: ' ', customer_email: ADA, email: 'other@example.com' })).toBe(byEmail);
     expect(customerOf({ customer_id: null, customer_email: '', email: ADA })).toBe(byEmail);
-    expect(rejection('purchases', { order_id: 'A-1', amount: '1' })).toBe('customer_id: required (or customer_email of an imported customer)');
+    expect(rejection('purchases', { order_id: 'A-1', amount: '1' })).toBe('customer_id: required (or customer_email)');
     expect(rejection('purchases', { order_id: 'A-1', amount: '1', customer_id: ' ', customer_email: '', email: null })).toMatch(/^customer_id: /);
     for (const kind of ['refunds', 'deals', 'responses', 'feedback'] as const) expect(rejection(kind, { amount: '1' })).toMatch(/^customer_id: required/);
   });
