@@ -24,6 +24,9 @@ const unreadableRest = (detail: string): string =>
 
 export type ImportFormat = 'csv' | 'ndjson';
 
+/** A header that names a column twice: nothing of the file can be read as meant. */
+export class DuplicateColumn extends Error {}
+
 /** A parsed CSV record, with csv-parse's counters as they stood when the record ended. */
 interface NumberedRecord {
   record: Row;
@@ -44,7 +47,7 @@ class NumberingParser extends Parser {
    * The CSV error that ended the parse. It ends the records instead of failing the stream: a failed
    * stream drops the records parsed before the error and not yet read.
    */
-  broken: CsvError | undefined;
+  broken: CsvError | DuplicateColumn | undefined;
 
   override push(record: unknown, encoding?: BufferEncoding): boolean {
     if (record === null) return super.push(null, encoding);
@@ -61,7 +64,7 @@ class NumberingParser extends Parser {
   }
 
   private settle(error: Error | null | undefined, callback: TransformCallback): void {
-    if (!(error instanceof CsvError)) return callback(error);
+    if (!(error instanceof CsvError || error instanceof DuplicateColumn)) return callback(error);
     this.broken = error;
     this.push(null);
     callback();
@@ -83,8 +86,19 @@ const unguard = (row: Row): void => {
  */
 export const CSV_DELIMITERS = [',', ';', '\t'] as const;
 
-/** The header decides: the delimiter it holds most of outside quotes; a comma when none is ahead. */
-export const delimiterOf = (header: string): string => {
+/** `sep=;`: the line Excel writes (and reads) before the header to name the delimiter. */
+const SEPARATOR_LINE = /^\uFEFF?"?sep=(.)"?$/i;
+
+/**
+ * The delimiter, and whether the first line only names it: the header decides, by the delimiter it
+ * holds most of outside quotes (a comma when none is ahead).
+ */
+export const delimiterOf = (firstLine: string): { delimiter: string; separatorLine: boolean } => {
+  const named = SEPARATOR_LINE.exec(firstLine.trim());
+  return named ? { delimiter: named[1]!, separatorLine: true } : { delimiter: headerDelimiter(firstLine), separatorLine: false };
+};
+
+const headerDelimiter = (header: string): string => {
   const counts = new Map<string, number>(CSV_DELIMITERS.map((d) => [d, 0]));
   let quoted = false;
   for (const char of header) {
@@ -129,15 +143,29 @@ const readDecimalCommas = (row: Row): void => {
   }
 };
 
+/**
+ * The header's columns, normalised. A name given twice is refused: the parser kept the last cell
+ * under it, so a file with two `name` columns stored the second as every customer's name.
+ */
+const namedColumns = (headers: string[]): string[] => {
+  const names = headers.map(normalizeHeader);
+  const twice = names.find((name, i) => name !== '' && names.indexOf(name) !== i);
+  if (twice !== undefined) throw new DuplicateColumn(`the header names the column ${JSON.stringify(twice)} twice; rename or remove one of them`);
+  return names;
+};
+
 /** CSV with a header row; rows are streamed (backpressure reaches the file or socket). */
 async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
   const { header, stream: input } = await readingHeader(file);
-  const delimiter = delimiterOf(header);
+  const { delimiter, separatorLine } = delimiterOf(header);
   const parser = input.pipe(
     new NumberingParser({
       bom: true,
       delimiter,
-      columns: (headers: string[]) => headers.map(normalizeHeader),
+      columns: namedColumns,
+      ...(separatorLine ? { from_line: 2 } : {}),
+      // A row of delimiters only (`,,,`, as spreadsheets leave below the data) says nothing: skipped as a blank line.
+      skip_records_with_empty_values: true,
       skip_empty_lines: true,
       relax_column_count: true,
       // A quote inside an unquoted cell (`24" screen`) is text, as spreadsheets write it.
@@ -164,7 +192,7 @@ async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
   const { broken } = parser;
   if (broken) {
     // The parser cannot tell where the next row starts: nothing more is read (parseRecords closes the input).
-    const detail = broken.code === 'CSV_MAX_RECORD_SIZE' ? `a row longer than ${MAX_ROW_CHARS} characters, an unclosed quote?` : broken.message;
+    const detail = broken instanceof CsvError && broken.code === 'CSV_MAX_RECORD_SIZE' ? `a row longer than ${MAX_ROW_CHARS} characters, an unclosed quote?` : broken.message;
     yield { line: lastLine + 1, unreadableRest: unreadableRest(detail) };
   }
 }

@@ -41,6 +41,19 @@ describe('CSV files', () => {
     expect(await records(['na', 'me;em', 'ail\nAda;ada@exa', 'mple.com\n'], 'csv')).toEqual([{ line: 2, row: { name: 'Ada', email: 'ada@example.com' } }]);
   });
 
+  it('takes the delimiter from the sep= line Excel writes before the header, and skips rows of delimiters only', async () => {
+    expect(await records('\uFEFFsep=;\r\nname;email\r\nAda;ada@example.com\r\n;\r\nGrace;grace@example.com\r\n;;\r\n', 'csv')).toEqual([
+      { line: 3, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 5, row: { name: 'Grace', email: 'grace@example.com' } },
+    ]);
+    expect(await records('"sep=,"\nname,email\nAda,ada@example.com\n', 'csv')).toEqual([{ line: 3, row: { name: 'Ada', email: 'ada@example.com' } }]);
+  });
+
+  it('refuses a header that names a column twice, rather than keep one of the two cells', async () => {
+    const read = await records('name,email,Name\nAda,ada@example.com,Bob\n', 'csv');
+    expect(read).toEqual([{ line: 1, unreadableRest: expect.stringContaining('the header names the column "name" twice; rename or remove one of them') }]);
+  });
+
   it('skips a byte order mark before a quoted header', async () => {
     expect(await records('\uFEFF"name","email"\nAda,ada@example.com\n', 'csv')).toEqual([{ line: 2, row: { name: 'Ada', email: 'ada@example.com' } }]);
   });
