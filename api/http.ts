@@ -136,7 +136,9 @@ export const executeCommand = async (
 export const AsOfTimeAxis = z
   .enum(TIME_AXES)
   .optional()
-  .describe("With asOf: 'record' (the default) reads it as record time, what the CRM knew then; 'business' as business time (occurredAt), imported or back-dated history as it happened");
+  .describe(
+    "With asOf: 'record' (the default) reads it as record time, what the CRM knew then; 'business' as business time (occurredAt), imported or back-dated history as it happened",
+  );
 
 export const WaitForQuery = {
   waitFor: PositionString.optional().describe('Answer only once the read models include this position (bounded wait)'),

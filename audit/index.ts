@@ -81,7 +81,9 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
     pointInTime: {
       async stateAt(kind, id, asOf, time) {
         const found = await stateAsOf(deps, kind, id, asOf, time ? { time } : {});
-        return found ? { state: { ...found.record, recordedAt: found.recordedAt, occurredAt: found.occurredAt, time: found.time }, revision: found.revision } : undefined;
+        return found
+          ? { state: { ...found.record, recordedAt: found.recordedAt, occurredAt: found.occurredAt, time: found.time }, revision: found.revision }
+          : undefined;
       },
     },
     verifyReadModels: (opts = {}) => verifyReadModels(deps, { projections, ...opts }),

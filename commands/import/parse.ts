@@ -192,7 +192,10 @@ async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
   const { broken } = parser;
   if (broken) {
     // The parser cannot tell where the next row starts: nothing more is read (parseRecords closes the input).
-    const detail = broken instanceof CsvError && broken.code === 'CSV_MAX_RECORD_SIZE' ? `a row longer than ${MAX_ROW_CHARS} characters, an unclosed quote?` : broken.message;
+    const detail =
+      broken instanceof CsvError && broken.code === 'CSV_MAX_RECORD_SIZE'
+        ? `a row longer than ${MAX_ROW_CHARS} characters, an unclosed quote?`
+        : broken.message;
     yield { line: lastLine + 1, unreadableRest: unreadableRest(detail) };
   }
 }

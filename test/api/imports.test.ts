@@ -64,10 +64,18 @@ describe('HTTP import', () => {
     const customers = ['Name;E-Mail;Registered At', 'Jürgen Weiß;jurgen@example.de;2019-03-01'].join('\r\n');
     const registered = await waitForJob((await postImport('sales', customers)).json().id, 'sales');
     expect(registered).toMatchObject({ status: 'done', counts: { rows: 1, imported: 1, rejected: 0 } });
-    const purchases = ['Order ID;Customer Email;Amount;Currency;Occurred At', 'DE-1;jurgen@example.de;12,50;EUR;2019-04-01', 'DE-2;jurgen@example.de;1.234,50;EUR;2019-05-01'].join('\r\n');
+    const purchases = [
+      'Order ID;Customer Email;Amount;Currency;Occurred At',
+      'DE-1;jurgen@example.de;12,50;EUR;2019-04-01',
+      'DE-2;jurgen@example.de;1.234,50;EUR;2019-05-01',
+    ].join('\r\n');
     const job = await waitForJob((await postImport('sales', purchases, 'purchases')).json().id, 'sales');
     // Thousands separators are not guessed at: that row is refused, naming the amount.
-    expect(job).toMatchObject({ status: 'done', counts: { rows: 2, imported: 1, rejected: 1 }, rejectedRows: [{ line: 3, reason: expect.stringContaining('amount') }] });
+    expect(job).toMatchObject({
+      status: 'done',
+      counts: { rows: 2, imported: 1, rejected: 1 },
+      rejectedRows: [{ line: 3, reason: expect.stringContaining('amount') }],
+    });
     const recorded = (await storedEvents(api.store)).filter((e) => e.type === 'PurchaseRecorded' && (e.data as { orderId: string }).orderId === 'DE-1');
     expect(recorded.map((e) => (e.data as { amount: number }).amount)).toEqual([12.5]);
   });
@@ -79,7 +87,11 @@ describe('HTTP import', () => {
     const customerId: string = created.json().id;
     const nobody = `nobody-${randomUUID()}@example.com`;
     // The address as another system writes it: other case, spaces around it.
-    const file = ['order_id,customer_email,amount,currency,occurred_at', `API-1, ${email.toUpperCase()} ,25,EUR,2020-01-01`, `API-2,${nobody},5,EUR,2020-01-02`].join('\n');
+    const file = [
+      'order_id,customer_email,amount,currency,occurred_at',
+      `API-1, ${email.toUpperCase()} ,25,EUR,2020-01-01`,
+      `API-2,${nobody},5,EUR,2020-01-02`,
+    ].join('\n');
     const job = await waitForJob((await postImport('sales', file, 'purchases')).json().id, 'sales');
     expect(job).toMatchObject({ status: 'done', counts: { rows: 2, imported: 1, rejected: 1 }, rejectedRows: [{ line: 3 }] });
     expect(job.rejectedRows[0].reason).toContain('does not exist');

@@ -139,12 +139,24 @@ describe('read your writes through the query routes', () => {
     const endOf2019 = '2019-12-31T23:59:59.000Z';
 
     const then = json(await get('auditor', `/customers/${created.id}?asOf=${endOf2019}&time=business`));
-    expect(then).toMatchObject({ id: created.id, orderCount: 1, revenue: 40, time: 'business', asOf: endOf2019, revision: 1, occurredAt: '2019-06-01T12:00:00.000Z' });
+    expect(then).toMatchObject({
+      id: created.id,
+      orderCount: 1,
+      revenue: 40,
+      time: 'business',
+      asOf: endOf2019,
+      revision: 1,
+      occurredAt: '2019-06-01T12:00:00.000Z',
+    });
     const audited = json(await get('auditor', `/audit/state/customer/${created.id}?asOf=${endOf2019}&time=business`));
     expect(audited).toMatchObject({ time: 'business', revision: 1, occurredAt: '2019-06-01T12:00:00.000Z', record: { orderCount: 1, revenue: 40 } });
     // Before the registration's business time there was no customer; after the last purchase, both count.
     expectProblem(await get('auditor', `/customers/${created.id}?asOf=2019-01-01T00:00:00Z&time=business`), 404);
-    expect(json(await get('auditor', `/customers/${created.id}?asOf=2020-06-01T00:00:00Z&time=business`))).toMatchObject({ orderCount: 2, revenue: 100, revision: last.revision });
+    expect(json(await get('auditor', `/customers/${created.id}?asOf=2020-06-01T00:00:00Z&time=business`))).toMatchObject({
+      orderCount: 2,
+      revenue: 100,
+      revision: last.revision,
+    });
     // On record time (the default, and named) the CRM knew nothing of this customer in 2019.
     expectProblem(await get('auditor', `/customers/${created.id}?asOf=${endOf2019}`), 404);
     expectProblem(await get('auditor', `/customers/${created.id}?asOf=${endOf2019}&time=record`), 404);
