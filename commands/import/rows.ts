@@ -88,15 +88,24 @@ const parseBoolean = (value: unknown): unknown => {
 };
 
 /**
- * The columns read as numbers (parseNumber). A file in a decimal-comma locale writes them `12,50`
+ * The columns read as numbers (numberOf). A file in a decimal-comma locale writes them `12,50`
  * (commands/import/parse.ts reads them so when the file's delimiter is a semicolon).
  */
 export const NUMBER_COLUMNS: ReadonlySet<string> = new Set(['amount', 'budget', 'probability', 'probability_override', 'revenue', 'csat', 'nps']);
 
-const parseNumber = (value: unknown): unknown => {
+/**
+ * A number column: plain decimals (`12`, `-3`, `12.50`), or an NDJSON number as it is. Anything else
+ * is refused naming the column and how to write it: the schema's `expected number, received string`
+ * told a spreadsheet user nothing (every cell of a CSV file is text).
+ */
+const numberOf = (row: Row, column: string): unknown => {
+  const value = cell(row, column);
   if (typeof value !== 'string') return value;
   const n = Number(value);
-  return Number.isFinite(n) && /^-?\d+(\.\d+)?$/.test(value) ? n : value;
+  if (Number.isFinite(n) && /^-?\d+(\.\d+)?$/.test(value)) return n;
+  throw new RowRejected(
+    `${column}: ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)} is not a number; write it as 1234.50 (1234,50 in a file separated by semicolons), without thousands separators or a currency sign`,
+  );
 };
 
 /** A time as the API takes it: read as given, so files imported before keep their idempotency keys. */
@@ -116,7 +125,8 @@ const instant = (column: string, value: string, y: string, mo: string, d: string
   const offset = zone.toUpperCase() === 'Z' ? 'Z' : `${zone.slice(0, 3)}:${zone.length > 3 ? zone.slice(-2) : '00'}`;
   const iso = `${y}-${two(mo)}-${two(d)}T${two(h)}:${two(mi)}:${two(sec)}${fraction || '.000'}${offset}`;
   const check = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(sec)));
-  const real = check.getUTCMonth() === Number(mo) - 1 && check.getUTCDate() === Number(d) && check.getUTCHours() === Number(h) && Number(sec) < 60 && Number(mi) < 60;
+  const real =
+    check.getUTCMonth() === Number(mo) - 1 && check.getUTCDate() === Number(d) && check.getUTCHours() === Number(h) && Number(sec) < 60 && Number(mi) < 60;
   if (!real) throw new RowRejected(`${column}: ${JSON.stringify(value)} is not a date in the calendar`);
   return iso;
 };
@@ -233,7 +243,7 @@ const customers = (row: Row): RowCommand[] => {
 const purchases = (row: Row): RowCommand[] => {
   const customerId = customerOf(row);
   const orderId = text(row, 'order_id');
-  const fields = { customerId, orderId, amount: parseNumber(cell(row, 'amount')), currency: text(row, 'currency')?.toUpperCase() ?? 'EUR' };
+  const fields = { customerId, orderId, amount: numberOf(row, 'amount'), currency: text(row, 'currency')?.toUpperCase() ?? 'EUR' };
   return [withTime('RecordPurchase', fields, timeOf(row, 'occurred_at', 'date', 'purchased_at'), keyOf('purchases', `${customerId}:${orderId}`))];
 };
 
@@ -246,7 +256,7 @@ const refunds = (row: Row): RowCommand[] => {
     customerId,
     orderId,
     ...(refundId ? { refundId } : {}),
-    amount: parseNumber(cell(row, 'amount')),
+    amount: numberOf(row, 'amount'),
     currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
     reason: text(row, 'reason', 'refund_reason') ?? null,
   };
@@ -267,7 +277,7 @@ const deals = (row: Row): RowCommand[] => {
   const dealId = text(row, 'deal_id', 'id');
   const natural = dealId ?? `${customerId}:${text(row, 'title') ?? ''}:${text(row, 'opened_at') ?? ''}`;
   // An exported deal has both: its probability (the stage's, or the override) and the override alone.
-  const probability = parseNumber(cell(row, 'probability_override' in row ? 'probability_override' : 'probability'));
+  const probability = numberOf(row, 'probability_override' in row ? 'probability_override' : 'probability');
   const status = dealStatus(row);
   const stage = text(row, 'stage');
   const open = withTime(
@@ -276,7 +286,7 @@ const deals = (row: Row): RowCommand[] => {
       ...(dealId ? { dealId } : {}),
       customerId,
       title: text(row, 'title'),
-      amount: parseNumber(cell(row, 'amount')),
+      amount: numberOf(row, 'amount'),
       currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
       ownerId: text(row, 'owner_id', 'owner') ?? 'import',
       expectedCloseDate: text(row, 'expected_close_date'),
@@ -305,7 +315,7 @@ const campaigns = (row: Row): RowCommand[] => {
       ...(campaignId ? { campaignId } : {}),
       name: text(row, 'name'),
       channel: text(row, 'channel'),
-      budget: parseNumber(cell(row, 'budget')),
+      budget: numberOf(row, 'budget'),
       currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
       ...(startsAt ? { schedule: { startsAt, endsAt: timeOf(row, 'ends_at') ?? null } } : {}),
     },
@@ -326,7 +336,7 @@ const responses = (row: Row): RowCommand[] => {
   const customerId = customerOf(row);
   const campaignId = text(row, 'campaign_id');
   const kind = text(row, 'response', 'kind');
-  const revenue = parseNumber(cell(row, 'revenue'));
+  const revenue = numberOf(row, 'revenue');
   const fields = {
     campaignId,
     customerId,
@@ -366,8 +376,8 @@ const feedback = (row: Row): RowCommand[] => {
   const resolvedAt = timeOf(row, 'resolved_at');
   const closedAt = timeOf(row, 'closed_at');
   const ratedAt = timeOf(row, 'rated_at');
-  const csat = parseNumber(cell(row, 'csat'));
-  const nps = parseNumber(cell(row, 'nps'));
+  const csat = numberOf(row, 'csat');
+  const nps = numberOf(row, 'nps');
   const fields = {
     ...(feedbackId ? { feedbackId } : {}),
     customerId,
