@@ -61,6 +61,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /customers/:id', access: ALL, summary: 'one customer (also ?asOf=)' },
   { route: 'GET /customers/:id/timeline', access: ALL, summary: 'what happened to a customer' },
   { route: 'GET /customers/:id/export', access: ['admin', 'support', 'auditor'], summary: 'subject access request export' },
+  { route: 'GET /purchases/export', access: ALL, summary: 'every purchase (order id, customer, amount, currency, business time) as CSV or NDJSON' },
   // Deals.
   { route: 'POST /deals', access: SALES, summary: 'open a deal' },
   { route: 'PATCH /deals/:id', access: SALES, summary: 'change amount, owner, expected close, probability', ifMatch: 'required' },

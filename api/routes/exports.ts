@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { IsoDateTime } from '../../domain/shared.ts';
 import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type ExportFormat, type ExportKind } from '../../projections/queries/export.ts';
 import type { AuditServices } from '../../audit/index.ts';
 import type { RouteContext } from '../route-context.ts';
@@ -15,9 +16,17 @@ import { DealListFilters } from './deals.ts';
 import { FeedbackListFilters } from './feedback.ts';
 
 /**
- * `GET /customers/export`, `/deals/export`, `/feedback/export`: the whole list (with the list's
- * filters) as CSV or NDJSON, streamed page by page, personal fields masked as the caller's list is.
+ * `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`: the whole list
+ * (with the list's filters) as CSV or NDJSON, streamed page by page, personal fields masked as the
+ * caller's list is.
  */
+
+/** Purchases: of one customer (with the duplicates merged into it), in a business-time range. */
+const PurchaseListFilters = {
+  customerId: z.uuid().optional().describe("A customer's purchases, with those of the duplicates merged into it"),
+  from: IsoDateTime.optional().describe('Purchases at or after this business time'),
+  to: IsoDateTime.optional().describe('Purchases at or before this business time'),
+};
 
 const CONTENT_TYPES: Record<ExportFormat, string> = { csv: 'text/csv; charset=utf-8', ndjson: 'application/x-ndjson' };
 
@@ -34,6 +43,8 @@ export const exportSpecs: Record<
   ExportKind,
   {
     filters: Record<string, z.ZodType>;
+    /** The projection whose read model the export reads (`crm export` says when it is behind). */
+    projection: string;
     personalFields: readonly string[];
     personalFilters: string[];
     list: (q: ReadModelQueries, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
@@ -43,13 +54,15 @@ export const exportSpecs: Record<
 > = {
   customers: {
     filters: CustomerListFilters,
+    projection: 'customers',
     personalFields: CUSTOMER_PERSONAL_FIELDS,
     personalFilters: ['search'],
     list: (q, scope) => (query) => q.listCustomers(query, scope),
   },
-  deals: { filters: DealListFilters, personalFields: [], personalFilters: [], list: (q, scope) => (query) => q.listDeals(query, scope) },
+  deals: { filters: DealListFilters, projection: 'deals', personalFields: [], personalFilters: [], list: (q, scope) => (query) => q.listDeals(query, scope) },
   feedback: {
     filters: FeedbackListFilters,
+    projection: 'feedback',
     personalFields: FEEDBACK_PERSONAL_FIELDS,
     personalFilters: [],
     list: (q, scope) => (query) => q.listFeedback(query, scope),
@@ -61,6 +74,14 @@ export const exportSpecs: Record<
       );
       return { ...page, items };
     },
+  },
+  // The customers projection keeps `revenue_lines`. No personal data: a purchase names its customer by id.
+  purchases: {
+    filters: PurchaseListFilters,
+    projection: 'customers',
+    personalFields: [],
+    personalFilters: [],
+    list: (q, scope) => (query) => q.listPurchases(query, scope),
   },
 };
 

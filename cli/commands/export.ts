@@ -19,11 +19,12 @@ const drained = (out: NodeJS.WritableStream): Promise<void> =>
 
 export const exportCommand: CliCommand = {
   name: 'export',
-  summary: 'Write every customer, deal or feedback item of the read models as CSV or NDJSON',
-  usage: 'export <customers|deals|feedback> [--format csv|ndjson] [--output <file>]',
+  summary: 'Write every customer, deal, feedback item or purchase of the read models as CSV or NDJSON',
+  usage: `export <${EXPORT_KINDS.join('|')}> [--format csv|ndjson] [--output <file>]`,
   details: `
 Reads the read models page by page (memory stays flat) and writes one line per record to stdout or
---output: the same columns as GET /customers/export (and /deals/export, /feedback/export). An
+--output: the same columns as GET /customers/export (and /deals/export, /feedback/export,
+/purchases/export: a purchases file \`crm import\` reads back). An
 operator's export holds personal data unmasked: keep the file as carefully as the database.`,
   options: {
     format: { type: 'string', description: 'csv (default) or ndjson' },
@@ -50,13 +51,13 @@ operator's export holds personal data unmasked: keep the file as carefully as th
     try {
       runtime = await openCrm(run.config);
       await runtime.prepareReadModels();
-      const lag = await projectionLag(runtime, run.config.schemas.read, kind, 'the file holds the read model as it stands');
-      if (lag) run.err(`crm export: ${lag}`);
       // What the HTTP export reads, with no scope (an operator's export holds every record, unmasked) and
       // the filters' defaults (the sort order) as for a request without filters.
       const { z } = await import('zod');
       const { exportSpecs } = await import('../../api/routes/exports.ts');
       const spec = exportSpecs[kind];
+      const lag = await projectionLag(runtime, run.config.schemas.read, spec.projection, 'the file holds the read model as it stands');
+      if (lag) run.err(`crm export: ${lag}`);
       const query = z.object(spec.filters).parse({}) as Record<string, unknown>;
       const complete = spec.complete?.(runtime.apiDeps.audit);
       const lines = exportLines(spec.list(runtime.apiDeps.queries, null), query, format, EXPORT_COLUMNS[kind], complete);

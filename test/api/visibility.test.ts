@@ -113,6 +113,7 @@ const classify = (method: string, url: string): Kind | undefined => {
       '/customers/export',
       '/deals/export',
       '/feedback/export',
+      '/purchases/export',
       '/customers/duplicates',
       '/activities',
       '/pipeline',
@@ -263,6 +264,18 @@ describe('visibility: lists, exports, totals', () => {
           .map((l) => JSON.parse(l).id as string);
         expect(ours(collection, ndjson), `${viewer} ${collection}/export`).toEqual(expectedIds(collection, viewer));
       }
+    }
+  });
+
+  it("the purchases export holds the purchases of the scope's customers only", async () => {
+    for (const viewer of VIEWERS) {
+      const orders = (await get('/purchases/export?format=ndjson', viewer)).body
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { orderId: string; customerId: string })
+        .filter((p) => Object.values(customer).includes(p.customerId));
+      expect(orders.map((p) => p.orderId).sort(), viewer).toEqual(visibleTo[viewer].map((o) => `o-${o}`).sort());
     }
   });
 

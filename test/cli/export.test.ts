@@ -58,7 +58,7 @@ describe('crm export', () => {
     expect(carried(readFileSync(roundTrip, 'utf8'))).toEqual(carried(text));
   });
 
-  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body', async () => {
+  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body, purchases', async () => {
     const from = testSchemas('cli_export_history_from');
     const to = testSchemas('cli_export_history_to');
     try {
@@ -83,6 +83,12 @@ describe('crm export', () => {
           '6f1d0c0e-0000-4000-8000-000000000011,ada@history.example,complaint,Late,Where is it,high,1998-04-01T08:00:00Z,sue,1998-04-01T09:30:00Z,1998-04-02T08:00:00Z,1998-04-03,4,1998-04-04',
           '6f1d0c0e-0000-4000-8000-000000000012,ada@history.example,question,Sizes,Do you have XL,,1998-05-01,,,,,,',
         ]),
+        purchases: write('h-purchases.csv', [
+          'order_id,customer_email,amount,currency,occurred_at',
+          'H-1,ada@history.example,19.90,EUR,1998-01-10 10:00',
+          'H-2,ada@history.example,5,USD,1998-02-11',
+          'H-3,ida@history.example,42.5,EUR,1998-12-24T18:00:00+01:00',
+        ]),
       };
       for (const file of Object.values(files)) expect((await crm(['import', file, '--report', join(folder, 'h-report.csv')], from)).code).toBe(0);
       expect((await crm(['rebuild'], from)).code).toBe(0);
@@ -97,14 +103,29 @@ describe('crm export', () => {
           .trim()
           .split('\n')
           .map((line) => JSON.parse(line) as Record<string, unknown>);
-      for (const kind of ['customers', 'deals', 'feedback']) {
+      for (const kind of ['customers', 'deals', 'feedback', 'purchases']) {
         const file = await exported(from, kind);
         const imported = await crm(['import', file, '--kind', kind, '--report', join(folder, `h-${kind}-report.csv`)], to);
         expect(imported.code, imported.stdout + readFileSync(join(folder, `h-${kind}-report.csv`), 'utf8')).toBe(0);
       }
       expect((await crm(['rebuild'], to)).code).toBe(0);
       const kept = {
-        customers: ['id', 'name', 'email', 'tags', 'status', 'registeredAt', 'openFeedbackCount', 'dealsOpen', 'dealsWon', 'dealsLost'],
+        customers: [
+          'id',
+          'name',
+          'email',
+          'tags',
+          'status',
+          'registeredAt',
+          'openFeedbackCount',
+          'dealsOpen',
+          'dealsWon',
+          'dealsLost',
+          'orderCount',
+          'firstPurchaseAt',
+          'lastPurchaseAt',
+        ],
+        purchases: ['orderId', 'customerId', 'amount', 'currency', 'occurredAt'],
         deals: ['id', 'stage', 'status', 'amount', 'probability', 'probabilityOverride', 'openedAt', 'closedAt', 'lostReason'],
         feedback: [
           'id',
@@ -125,7 +146,7 @@ describe('crm export', () => {
         const view = async (schemas: TestSchemas) =>
           records(await exported(schemas, kind))
             .map((r) => Object.fromEntries(fields.map((f) => [f, r[f]])))
-            .sort((a, b) => String(a.id).localeCompare(String(b.id)));
+            .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
         const before = await view(from);
         expect(before.length).toBeGreaterThan(1);
         expect({ kind, records: await view(to) }).toEqual({ kind, records: before });
