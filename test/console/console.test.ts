@@ -203,6 +203,24 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     expect(orders).toContain(`${customer.orderCount}\t${customer.orderCount + 1}`);
     await screenshot(page, 'audit');
 
+    // A minute after the customer's registration in business time (the demo's history is in the past),
+    // the CRM had recorded nothing of it yet (record time), while on business time it stood registered.
+    const { registeredAt } = (await crm.api<{ registeredAt: string }>(`/customers/${customer.id}`)).body;
+    const local = await page.evaluate(
+      (iso) => {
+        const d = new Date(iso);
+        return new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 19);
+      },
+      new Date(Date.parse(registeredAt) + 60_000).toISOString(),
+    );
+    await page.getByLabel('As of (your local time)').fill(local);
+    const refused = page.locator('[aria-labelledby=asof-title] [role=alert]');
+    await eventually(() => refused.innerText()).toContain('(record time)');
+    await page.getByLabel('Time axis').selectOption('business');
+    await eventually(() => asOf.locator('caption').innerText()).toMatch(/\(business time\): revision \d+ \(current: revision/);
+    expect(await refused.count()).toBe(0);
+    await screenshot(page, 'audit-business-time');
+
     await page.getByRole('button', { name: 'Verify hash chains' }).click();
     await eventually(() => page.getByTestId('verification').innerText(), { timeout: 120_000 }).toContain('passed');
   }, 180_000);

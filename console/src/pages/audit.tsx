@@ -10,12 +10,16 @@ interface History {
   items: AuditEvent[];
   nextCursor: string | null;
 }
+/** Which time `asOf` is read on (GET /audit/state/:kind/:id?time=). */
+type TimeAxis = 'record' | 'business';
 interface StateAt {
   kind: string;
   id: string;
   asOf: string;
+  time: TimeAxis;
   revision: number;
   recordedAt: string;
+  occurredAt: string;
   record: Record<string, unknown>;
 }
 interface Verification {
@@ -69,6 +73,7 @@ const StreamHistory = ({ stream }: { stream: string }) => {
   const history = useLoad((signal) => get<History>(`/audit/streams/${encodeURIComponent(stream)}${query({ limit: 1000 })}`, { signal }), [stream]);
   const record = recordOf(stream);
   const [asOf, setAsOf] = useState('');
+  const [time, setTime] = useState<TimeAxis>('record');
   if (history.problem) return <ProblemBox problem={history.problem} />;
   if (!history.data) return <Loading what="the history" />;
   const events = history.data.items;
@@ -124,7 +129,15 @@ const StreamHistory = ({ stream }: { stream: string }) => {
                 </td>
                 {record ? (
                   <td>
-                    <button type="button" onClick={() => setAsOf(e.recordedAt)} aria-label={`Show the record as of revision ${e.revision}`}>
+                    <button
+                      type="button"
+                      // The revision as it was recorded: on record time, whatever axis was chosen before.
+                      onClick={() => {
+                        setTime('record');
+                        setAsOf(e.recordedAt);
+                      }}
+                      aria-label={`Show the record as of revision ${e.revision}`}
+                    >
                       View
                     </button>
                   </td>
@@ -134,7 +147,7 @@ const StreamHistory = ({ stream }: { stream: string }) => {
           </tbody>
         </table>
       </section>
-      {record ? <AsOf kind={record[0]} id={record[1]} asOf={asOf} setAsOf={setAsOf} /> : null}
+      {record ? <AsOf kind={record[0]} id={record[1]} asOf={asOf} setAsOf={setAsOf} time={time} setTime={setTime} /> : null}
     </>
   );
 };
@@ -146,12 +159,16 @@ const toLocalInput = (iso: string): string => {
   return local.toISOString().slice(0, 19);
 };
 
-/** The record as it stood at an instant (record time), beside its current state, differences marked. */
-const AsOf = (props: { kind: string; id: string; asOf: string; setAsOf: (iso: string) => void }) => {
-  const { kind, id, asOf } = props;
+/**
+ * The record as it stood at an instant, beside its current state, differences marked: on record time
+ * (what the CRM knew then) or business time (what had happened by then: imported history as it happened).
+ */
+const AsOf = (props: { kind: string; id: string; asOf: string; setAsOf: (iso: string) => void; time: TimeAxis; setTime: (time: TimeAxis) => void }) => {
+  const { kind, id, asOf, time } = props;
   const then = useLoad(
-    (signal) => (asOf ? get<StateAt>(`/audit/state/${kind}/${id}${query({ asOf })}`, { signal }) : Promise.resolve(undefined)),
-    [kind, id, asOf],
+    (signal) =>
+      asOf ? get<StateAt>(`/audit/state/${kind}/${id}${query({ asOf, ...(time === 'business' ? { time } : {}) })}`, { signal }) : Promise.resolve(undefined),
+    [kind, id, asOf, time],
   );
   const now = useLoad((signal) => get<StateAt>(`/audit/state/${kind}/${id}${query({ asOf: new Date().toISOString() })}`, { signal }), [kind, id]);
   const fields = [...new Set([...Object.keys(then.data?.record ?? {}), ...Object.keys(now.data?.record ?? {})])];
@@ -160,7 +177,14 @@ const AsOf = (props: { kind: string; id: string; asOf: string; setAsOf: (iso: st
       <h2 id="asof-title">The {kind} as it stood then</h2>
       <div class="filters">
         <div class="field">
-          <label for="asof-input">As of (your local time; record time)</label>
+          <label for="asof-time">Time axis</label>
+          <select id="asof-time" value={time} onChange={(e) => props.setTime(e.currentTarget.value as TimeAxis)}>
+            <option value="record">record time: what the CRM knew then</option>
+            <option value="business">business time: what had happened by then</option>
+          </select>
+        </div>
+        <div class="field">
+          <label for="asof-input">As of (your local time)</label>
           <input
             id="asof-input"
             type="datetime-local"
@@ -175,7 +199,8 @@ const AsOf = (props: { kind: string; id: string; asOf: string; setAsOf: (iso: st
       {then.data && now.data ? (
         <table class="grid" data-testid="as-of">
           <caption>
-            As of {when(then.data.asOf)}: revision {then.data.revision} (current: revision {now.data.revision}). Changed fields are marked.
+            As of {when(then.data.asOf)} ({then.data.time} time): revision {then.data.revision} (current: revision {now.data.revision}). Changed fields are
+            marked.
           </caption>
           <thead>
             <tr>
