@@ -7,20 +7,25 @@ import { storedEvents } from '../support/events.ts';
 /** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export` on the real API over PostgreSQL. */
 let api: ApiHarness;
 
+/** `POST /imports?kind=` of a CSV body as an admin, once it has ended. */
+const importCsv = async (kind: string, csv: string) => {
+  const started = await api.app.inject({
+    method: 'POST',
+    url: `/imports?kind=${kind}`,
+    headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
+    payload: csv,
+  });
+  expect(started.statusCode).toBe(202);
+  return importEnded(api, started.json().id);
+};
+
 beforeAll(async () => {
   api = await startApi('api_exports');
   const csv = [
     'name,email,phone,registered_at',
     ...Array.from({ length: 620 }, (_, i) => `Person ${i},person${i}@example.com,+1 555 ${1000 + i},1997-01-02`),
   ].join('\n');
-  const started = await api.app.inject({
-    method: 'POST',
-    url: '/imports?kind=customers',
-    headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
-    payload: csv,
-  });
-  expect(started.statusCode).toBe(202);
-  await importEnded(api, started.json().id);
+  await importCsv('customers', csv);
   // Until the read models hold every imported customer.
   await projectionsSettled(api);
   const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(api.schemas.read, 'customers')}`.execute(api.database.db);
@@ -102,14 +107,7 @@ describe('exports', () => {
     expect(csv.split('\n')[0]).toBe(EXPORT_COLUMNS.purchases.join(','));
     const purchases = async () => (await storedEvents(api.store)).filter((e) => e.type === 'PurchaseRecorded').length;
     const before = await purchases();
-    const job = await api.app.inject({
-      method: 'POST',
-      url: '/imports?kind=purchases',
-      headers: { ...api.auth('admin'), 'content-type': 'text/csv' },
-      payload: csv,
-    });
-    expect(job.statusCode).toBe(202);
-    const ended = await importEnded(api, job.json().id);
+    const ended = await importCsv('purchases', csv);
     expect(ended).toMatchObject({ status: 'done', counts: { rows: 3, imported: 2, rejected: 1 }, rejectedRows: [{ line: 2 }] });
     expect(ended.rejectedRows[0].reason).toContain(`merged into ${primary}`);
     expect(await purchases()).toBe(before);
