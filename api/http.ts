@@ -131,7 +131,6 @@ export const executeCommand = async (
   return toAccepted(result);
 };
 
-/** `?waitFor=` on every query. */
 /** Which time `asOf` is read on (audit/as-of.ts). */
 export const AsOfTimeAxis = z
   .enum(TIME_AXES)
@@ -140,6 +139,7 @@ export const AsOfTimeAxis = z
     "With asOf: 'record' (the default) reads it as record time, what the CRM knew then; 'business' as business time (occurredAt), imported or back-dated history as it happened",
   );
 
+/** `?waitFor=` on every query. */
 export const WaitForQuery = {
   waitFor: PositionString.optional().describe('Answer only once the read models include this position (bounded wait)'),
 };
