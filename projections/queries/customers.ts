@@ -209,13 +209,13 @@ export type CustomerRevenue = {
 };
 
 /**
- * Lines (alias `l`) of a customer and of the duplicates merged into it, chains followed (bounded).
- * The ids are collected into an array first, so the lines are always read through their customer
- * index: as `IN (subquery)` the planner could join every line of the table instead (it did, for
- * each listed customer, on tables without statistics yet).
+ * Lines (`line`: their customer column, `l.customer_id` by default) of a customer and of the
+ * duplicates merged into it, chains followed (bounded). The ids are collected into an array first, so
+ * the lines are always read through their customer index: as `IN (subquery)` the planner could join
+ * every line of the table instead (it did, for each listed customer, on tables without statistics yet).
  */
-const ofCustomerAndMerged = (source: ReadModelSource, id: RawBuilder<unknown>): RawBuilder<unknown> =>
-  sql`l.customer_id = ANY (ARRAY(
+export const ofCustomerAndMerged = (source: ReadModelSource, id: RawBuilder<unknown>, line: RawBuilder<unknown> = sql`l.customer_id`): RawBuilder<unknown> =>
+  sql`${line} = ANY (ARRAY(
       WITH RECURSIVE members(id, depth) AS (
         SELECT ${id}, 0
         UNION ALL SELECT c.customer_id, m.depth + 1 FROM ${sql.id(source.schema, 'customers')} c JOIN members m ON c.merged_into = m.id WHERE m.depth < 16

@@ -1,6 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
+import { ofCustomerAndMerged } from './customers.ts';
 import { iso, listOf, num, uuidOf, type Page, type ReadModelSource, type SortSpec } from './page.ts';
-import type { ReadScope } from './scope.ts';
+import { customerInScope, type ReadScope } from './scope.ts';
 
 /**
  * Purchases as a list (`GET /purchases/export`, `crm export purchases`), from `revenue_lines`: every
@@ -43,14 +44,12 @@ export async function listPurchases(source: ReadModelSource, query: PurchaseList
   // The customer the line counts for: its primary when it was merged.
   const primary = sql`coalesce(${mergedInto}, t.customer_id)`;
   const where: RawBuilder<unknown>[] = [sql`t.kind = 'purchase'`];
-  if (query.customerId) {
-    const id = uuidOf(query.customerId);
-    where.push(sql`(t.customer_id = ${id} OR t.customer_id IN (SELECT d.customer_id FROM ${customers} d WHERE d.merged_into = ${id}))`);
-  }
+  // The lines its revenue counts: its own and those of the duplicates merged into it.
+  if (query.customerId) where.push(ofCustomerAndMerged(source, uuidOf(query.customerId), sql`t.customer_id`));
   if (query.from) where.push(sql`t.occurred_at >= ${query.from}::timestamptz`);
   if (query.to) where.push(sql`t.occurred_at <= ${query.to}::timestamptz`);
   // A restricted caller sees the purchases of the customers they see (those their users own).
-  if (scope) where.push(sql`EXISTS (SELECT 1 FROM ${customers} c WHERE c.customer_id = ${primary} AND c.owner_id = ANY(CAST(${[...scope.owners]} AS uuid[])))`);
+  if (scope) where.push(sql`${primary} IN (SELECT t.customer_id FROM ${customers} t WHERE ${customerInScope(scope)})`);
   return listOf<PurchaseView, PurchaseRow>(
     { source, table: 'revenue_lines', key: 'event_id', extra: [sql`${mergedInto} AS merged_into`], where, sorts, defaultSort: 'occurredAt' },
     query,
