@@ -66,13 +66,17 @@ export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexO
     : await storedKey(db, options.schema);
   const hmac = (email: string): Buffer => createHmac('sha256', key).update(normaliseEmail(email)).digest();
 
+  /** The holders of these HMAC keys, by key in hex (free ones left out), in one query. */
+  const holdersOfKeys = async (keys: readonly Buffer[]): Promise<Map<string, string>> => {
+    const { rows } = await sql<{ email_hmac: Buffer; customer_id: string }>`SELECT email_hmac, customer_id FROM ${table}
+      WHERE email_hmac = ANY(${keys}::bytea[])`.execute(db);
+    return new Map(rows.map((r) => [Buffer.from(r.email_hmac).toString('hex'), r.customer_id]));
+  };
   const holders = async (emails: readonly string[]): Promise<Map<string, string>> => {
     const found = new Map<string, string>();
     if (emails.length === 0) return found;
     const keys = emails.map(hmac);
-    const { rows } = await sql<{ email_hmac: Buffer; customer_id: string }>`SELECT email_hmac, customer_id FROM ${table}
-      WHERE email_hmac = ANY(${keys}::bytea[])`.execute(db);
-    const byKey = new Map(rows.map((r) => [Buffer.from(r.email_hmac).toString('hex'), r.customer_id]));
+    const byKey = await holdersOfKeys(keys);
     emails.forEach((email, i) => {
       const holder = byKey.get(keys[i]!.toString('hex'));
       if (holder !== undefined) found.set(email, holder);
@@ -94,9 +98,7 @@ export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexO
       const held = open.filter((i) => !taken.has(hex[i]!));
       for (const i of open) if (taken.has(hex[i]!)) results[i] = { claimed: true, fresh: true };
       if (held.length === 0) break;
-      const { rows } = await sql<{ email_hmac: Buffer; customer_id: string }>`SELECT email_hmac, customer_id FROM ${table}
-        WHERE email_hmac = ANY(${held.map((i) => keys[i]!)}::bytea[])`.execute(db);
-      const holders = new Map(rows.map((r) => [Buffer.from(r.email_hmac).toString('hex'), r.customer_id]));
+      const holders = await holdersOfKeys(held.map((i) => keys[i]!));
       // An address freed between the insert and the read (a forget) is claimed again.
       open = held.filter((i) => !holders.has(hex[i]!));
       for (const i of held) {
