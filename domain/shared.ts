@@ -36,8 +36,10 @@ export const isBusinessDate = (iso: string): boolean => inBusinessYears(Number(i
  * team's customer took that customer's row over.
  */
 export const Id = z.uuid().toLowerCase();
+/** The ISO 8601 form every time the API takes is written in: with seconds, `Z` or a `+02:00` offset. */
+export const IsoDateTimeText = z.iso.datetime({ offset: true });
 /** A business time: ISO 8601 with offset, years 1900-2200. Every accepted `occurredAt` and schedule uses it. */
-export const IsoDateTime = z.iso.datetime({ offset: true }).refine(isBusinessInstant, BUSINESS_YEARS_RULE);
+export const IsoDateTime = IsoDateTimeText.refine(isBusinessInstant, BUSINESS_YEARS_RULE);
 /**
  * When a fact happened in the business (metadata.occurredAt), given on any command that records one,
  * e.g. to import history: the same schema as a purchase's `occurredAt`. Not in the future beyond a
