@@ -104,7 +104,7 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         const format = formatOf(request, asked);
         // The caller's scope: an export holds exactly the records their list shows.
         const complete = spec.complete?.(context.deps.audit);
-        const lines = exportLines(spec.list(queries, scopeOf(request)), query, format, EXPORT_COLUMNS[kind], async (page) =>
+        const lines = await exportLines(spec.list(queries, scopeOf(request)), query, format, EXPORT_COLUMNS[kind], async (page) =>
           forCaller(request, complete ? await complete(page) : page, spec.personalFields),
         );
         return reply

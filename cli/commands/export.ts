@@ -60,7 +60,7 @@ operator's export holds personal data unmasked: keep the file as carefully as th
       if (lag) run.err(`crm export: ${lag}`);
       const query = z.object(spec.filters).parse({}) as Record<string, unknown>;
       const complete = spec.complete?.(runtime.apiDeps.audit);
-      const lines = exportLines(spec.list(runtime.apiDeps.queries, null), query, format, EXPORT_COLUMNS[kind], complete);
+      const lines = await exportLines(spec.list(runtime.apiDeps.queries, null), query, format, EXPORT_COLUMNS[kind], complete);
       for await (const chunk of lines) {
         if (readerGone || failure) break;
         if (!out.write(chunk)) await drained(out);

@@ -51,26 +51,32 @@ export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purcha
 export type ExportKind = keyof typeof EXPORT_COLUMNS;
 export const EXPORT_KINDS = Object.keys(EXPORT_COLUMNS) as ExportKind[];
 
-export async function* exportLines(
+/**
+ * The file's lines. The first page is read before this resolves, so that a failure to read (the
+ * database away, a filter the query refuses) is an error the caller answers with, not a file that
+ * stops after its header and reads as complete. A later page that fails ends the iteration with the
+ * error (over HTTP, a response cut short).
+ */
+export async function exportLines(
   list: (query: Record<string, unknown>) => Promise<Page>,
   query: Record<string, unknown>,
   format: ExportFormat,
   columns: readonly string[],
   shape: (page: Page) => Page | Promise<Page> = (page) => page,
-): AsyncGenerator<string> {
-  if (format === 'csv') yield `${columns.join(',')}\n`;
-  let cursor: string | undefined;
-  do {
-    const page = await shape(await list({ ...query, limit: 500, ...(cursor ? { cursor } : {}) }));
+): Promise<AsyncGenerator<string>> {
+  const read = async (cursor: string | undefined) => shape(await list({ ...query, limit: 500, ...(cursor ? { cursor } : {}) }));
+  const linesOf = (page: Page): string => {
     let chunk = '';
-    for (const item of page.items) {
-      if (format === 'ndjson') {
-        chunk += `${JSON.stringify(item)}\n`;
-        continue;
-      }
-      chunk += `${columns.map((c) => csvCell(item[c])).join(',')}\n`;
+    for (const item of page.items) chunk += format === 'ndjson' ? `${JSON.stringify(item)}\n` : `${columns.map((c) => csvCell(item[c])).join(',')}\n`;
+    return chunk;
+  };
+  const first = await read(undefined);
+  return (async function* () {
+    if (format === 'csv') yield `${columns.join(',')}\n`;
+    for (let page = first; ; page = await read(page.nextCursor)) {
+      const chunk = linesOf(page);
+      if (chunk) yield chunk;
+      if (!page.nextCursor) return;
     }
-    if (chunk) yield chunk;
-    cursor = page.nextCursor ?? undefined;
-  } while (cursor);
+  })();
 }
