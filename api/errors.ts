@@ -63,6 +63,8 @@ const quote = (revision: number): string => `"${revision}"`;
 
 /** Retry-After of the 503s of a database fault: the service recovers within about a second of the database. */
 const RETRY_AFTER_SECONDS = '1';
+/** A rebuild takes seconds to minutes: come back in a while rather than at once. */
+const REBUILD_RETRY_AFTER_SECONDS = '10';
 
 /** Requests that record something (commands); the rest only read. */
 export const isCommand = (request: FastifyRequest): boolean => request.method !== 'GET' && request.method !== 'HEAD';
@@ -150,6 +152,9 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
     // commands/stream-queue.ts: the process is saturated or the stream kept changing; never a conflict.
     const seconds = Number((error as { retryAfterSeconds?: unknown }).retryAfterSeconds) || 1;
     return new ProblemError('unavailable', String(named.message), {}, { 'retry-after': String(seconds) });
+  }
+  if (named?.name === 'ReadModelRebuilding') {
+    return new ProblemError('unavailable', String(named.message), {}, { 'retry-after': REBUILD_RETRY_AFTER_SECONDS });
   }
   if (named?.name === 'ReadModelTimeout') {
     return new ProblemError('read_model_timeout', String(named.message), {}, { 'retry-after': '1' });

@@ -62,6 +62,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /customers/:id/timeline', access: ALL, summary: 'what happened to a customer' },
   { route: 'GET /customers/:id/export', access: ['admin', 'support', 'auditor'], summary: 'subject access request export' },
   { route: 'GET /purchases/export', access: ALL, summary: 'every purchase (order id, customer, amount, currency, business time) as CSV or NDJSON' },
+  { route: 'GET /refunds/export', access: ALL, summary: 'every refund (refund id, order id, customer, amount, reason, time) as CSV or NDJSON' },
   // Deals.
   { route: 'POST /deals', access: SALES, summary: 'open a deal' },
   { route: 'PATCH /deals/:id', access: SALES, summary: 'change amount, owner, expected close, probability', ifMatch: 'required' },

@@ -16,6 +16,17 @@ export class ReadModelTimeout extends Error {
   }
 }
 
+/**
+ * A query needs what only the new version of a projection holds, and the old tables still serve while
+ * it is rebuilt after an upgrade (invariant 6): the API answers 503, to be retried once the rebuild ends.
+ */
+export class ReadModelRebuilding extends Error {
+  constructor(readonly projection: string) {
+    super(`The ${projection} read model is being rebuilt after an upgrade; retry once the rebuild has finished (crm status shows it)`);
+    this.name = 'ReadModelRebuilding';
+  }
+}
+
 /** An event a projection cannot apply: the projection stops, the others go on. */
 export class PoisonEvent extends Error {
   constructor(

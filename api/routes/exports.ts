@@ -16,17 +16,17 @@ import { DealListFilters } from './deals.ts';
 import { FeedbackListFilters } from './feedback.ts';
 
 /**
- * `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`: the whole list
+ * `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`: the whole list
  * (with the list's filters) as CSV or NDJSON, streamed page by page, personal fields masked as the
  * caller's list is.
  */
 
-/** Purchases: of one customer (with the duplicates merged into it), in a business-time range. */
-const PurchaseListFilters = {
-  customerId: z.uuid().optional().describe("A customer's purchases, with those of the duplicates merged into it"),
-  from: IsoDateTime.optional().describe('Purchases at or after this business time'),
-  to: IsoDateTime.optional().describe('Purchases at or before this business time'),
-};
+/** Purchases (refunds): of one customer (with the duplicates merged into it), in a business-time range. */
+const orderHistoryFilters = (what: 'Purchases' | 'Refunds') => ({
+  customerId: z.uuid().optional().describe(`A customer's ${what.toLowerCase()}, with those of the duplicates merged into it`),
+  from: IsoDateTime.optional().describe(`${what} at or after this business time`),
+  to: IsoDateTime.optional().describe(`${what} at or before this business time`),
+});
 
 const CONTENT_TYPES: Record<ExportFormat, string> = { csv: 'text/csv; charset=utf-8', ndjson: 'application/x-ndjson' };
 
@@ -77,11 +77,19 @@ export const exportSpecs: Record<
   },
   // The customers projection keeps `revenue_lines`. No personal data: a purchase names its customer by id.
   purchases: {
-    filters: PurchaseListFilters,
+    filters: orderHistoryFilters('Purchases'),
     projection: 'customers',
     personalFields: [],
     personalFilters: [],
     list: (q, scope) => (query) => q.listPurchases(query, scope),
+  },
+  // A refund's reason is the staff's note on the order (not a personal field of the event catalogue).
+  refunds: {
+    filters: orderHistoryFilters('Refunds'),
+    projection: 'customers',
+    personalFields: [],
+    personalFilters: [],
+    list: (q, scope) => (query) => q.listRefunds(query, scope),
   },
 };
 

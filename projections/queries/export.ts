@@ -28,7 +28,7 @@ const csvCell = (value: unknown): string => {
 const fields = (names: string): readonly string[] => names.trim().split(/\s+/);
 
 /** The fields of a listed record of each kind, in file order (test/api/exports.test.ts holds them to the lists). */
-export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purchases', readonly string[]> = {
+export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purchases' | 'refunds', readonly string[]> = {
   customers: fields(`
     id name email phone company source tags status mergedInto marketingConsent registeredAt
     firstPurchaseAt lastPurchaseAt orderCount revenue refunded currency forgottenAt ownerId updatedAt
@@ -46,6 +46,8 @@ export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purcha
   // The columns a purchases import reads (camel case reads as order_id, customer_id, ...), and the
   // primary of a merged duplicate's purchase.
   purchases: fields(`orderId customerId amount currency occurredAt mergedInto`),
+  // The columns a refunds import reads (`refundId` tells the kind), and the primary as for purchases.
+  refunds: fields(`refundId orderId customerId amount currency reason occurredAt mergedInto`),
 };
 
 export type ExportKind = keyof typeof EXPORT_COLUMNS;

@@ -5,7 +5,7 @@ import { getDeal, listDeals, pipeline, type DealListQuery } from './deals.ts';
 import { exchangeRates, type ExchangeRateQuery } from './exchange-rates.ts';
 import { likelyDuplicates } from './duplicates.ts';
 import { getFeedback, listFeedback, type FeedbackListQuery } from './feedback.ts';
-import { listPurchases, type PurchaseListQuery } from './purchases.ts';
+import { listPurchases, listRefunds, type PurchaseListQuery } from './purchases.ts';
 import type { ReadModelSource } from './page.ts';
 import type { ReadScope } from './scope.ts';
 
@@ -42,6 +42,7 @@ export function createReadModelQueries(source: ReadModelSource) {
     listFeedback: (query: FeedbackListQuery = {}, scope?: ReadScope | null) => listFeedback(source, query, scope),
     getFeedback: (id: string, scope?: ReadScope | null) => getFeedback(source, id, scope),
     listPurchases: (query: PurchaseListQuery = {}, scope?: ReadScope | null) => listPurchases(source, query, scope),
+    listRefunds: (query: PurchaseListQuery = {}, scope?: ReadScope | null) => listRefunds(source, query, scope),
     listActivities: (query: ActivityListQuery = {}, scope?: ReadScope | null) => listActivities(source, query, scope),
     customerActivities: (id: string, query: ActivityListQuery = {}, scope?: ReadScope | null) => customerActivities(source, id, query, scope),
     dealActivities: (id: string, query: ActivityListQuery = {}, scope?: ReadScope | null) => dealActivities(source, id, query, scope),

@@ -61,6 +61,9 @@ export type RevenueLine = {
   /** Money: numeric(28,4). */
   amount: string;
   occurred_at: Instant;
+  /** A refund's own id and reason (null for a purchase), so that refunds can leave as a refunds file. */
+  refund_id: string | null;
+  reason: string | null;
 };
 
 /**
@@ -193,5 +196,7 @@ export function revenueLineOf(e: ProjectedEvent): RevenueLine | undefined {
     currency: d.currency,
     amount: numericOf(event.type === 'PurchaseRecorded' ? minor : -minor),
     occurred_at: occurredAt(e),
+    refund_id: event.type === 'PurchaseRefunded' ? event.data.refundId : null,
+    reason: event.type === 'PurchaseRefunded' ? event.data.reason : null,
   };
 }

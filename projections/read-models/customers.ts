@@ -111,7 +111,7 @@ export const REVENUE_LINES: TableSpec<RevenueLine> = {
   table: 'revenue_lines',
   key: 'event_id',
   keyType: 'uuid',
-  columns: ['event_id', 'customer_id', 'kind', 'order_id', 'currency', 'amount', 'occurred_at'],
+  columns: ['event_id', 'customer_id', 'kind', 'order_id', 'currency', 'amount', 'occurred_at', 'refund_id', 'reason'],
 };
 
 /**
@@ -218,7 +218,9 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
     order_id text NOT NULL,
     currency char(3) NOT NULL,
     amount ${sql.raw(MONEY_TYPE)} NOT NULL,
-    occurred_at timestamptz NOT NULL
+    occurred_at timestamptz NOT NULL,
+    refund_id text,
+    reason text
   )`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS revenue_lines_customer_idx ON ${lines} (customer_id)`.execute(db);
   // Monthly revenue reads lines by business time.
@@ -498,7 +500,8 @@ export const customersProjection: Projection = {
   // 3: `revenue_lines` (purchases and refunds in every currency, for base-currency revenue).
   // 4: match keys on `customers` and `customer_duplicate_groups`, for the duplicates report.
   // 5: the sort keys a purchase moves indexed in `customer_purchase_keys` instead of `customers`.
-  version: 5,
+  // 6: `revenue_lines` keeps a refund's id and reason (the refunds export).
+  version: 6,
   tables: ['customers', 'customer_purchase_keys', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,

@@ -4,7 +4,7 @@ import { EXPORT_COLUMNS } from '../../projections/queries/export.ts';
 import { importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
-/** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export` on the real API over PostgreSQL. */
+/** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export` on the real API over PostgreSQL. */
 let api: ApiHarness;
 
 /** `POST /imports?kind=` of a CSV body as an admin, once it has ended. */
@@ -113,6 +113,103 @@ describe('exports', () => {
     expect(await purchases()).toBe(before);
   });
 
+  it('exports refunds as a file a refunds import reads back: their ids and reasons, the amount refunded, filtered, nothing recorded twice', async () => {
+    const send = (method: 'GET' | 'POST', url: string, payload?: object, headers: Record<string, string> = {}) =>
+      api.app.inject({ method, url, headers: { ...api.auth('admin'), ...headers }, ...(payload ? { payload } : {}) });
+    const register = async (name: string) =>
+      (await send('POST', '/customers', { name, email: `${name.toLowerCase()}-${Date.now()}@example.com` })).json().id as string;
+    const [primary, duplicate] = [await register('Refunded'), await register('RefundedTwin')];
+    for (const [customer, orderId, amount] of [
+      [primary, 'RP-1', 50],
+      [duplicate, 'RD-1', 30],
+    ] as const)
+      expect(
+        (await send('POST', `/customers/${customer}/purchases`, { orderId, amount, currency: 'EUR', occurredAt: '2020-01-01T00:00:00Z' })).statusCode,
+      ).toBe(200);
+    for (const [customer, refund] of [
+      [primary, { orderId: 'RP-1', refundId: 'R-late', amount: 5, currency: 'EUR', reason: 'Late, "again"', occurredAt: '2021-01-01T00:00:00Z' }],
+      [primary, { orderId: 'RP-1', refundId: 'R-early', amount: 12.25, currency: 'EUR', occurredAt: '2020-02-01T00:00:00Z' }],
+      [duplicate, { orderId: 'RD-1', refundId: 'R-twin', amount: 30, currency: 'EUR', reason: 'Returned', occurredAt: '2020-03-01T00:00:00Z' }],
+    ] as const)
+      expect((await send('POST', `/customers/${customer}/refunds`, refund)).statusCode).toBe(200);
+    expect((await send('POST', `/customers/${primary}/merge`, { duplicateId: duplicate }, { 'if-match': '"3"' })).statusCode).toBe(200);
+    await projectionsSettled(api);
+
+    const ours = (body: string) =>
+      body
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .filter((r) => r.customerId === primary || r.customerId === duplicate);
+    expect(ours((await send('GET', '/refunds/export?format=ndjson')).body)).toEqual([
+      {
+        refundId: 'R-early',
+        orderId: 'RP-1',
+        customerId: primary,
+        amount: 12.25,
+        currency: 'EUR',
+        reason: null,
+        occurredAt: '2020-02-01T00:00:00.000Z',
+        mergedInto: null,
+      },
+      {
+        refundId: 'R-twin',
+        orderId: 'RD-1',
+        customerId: duplicate,
+        amount: 30,
+        currency: 'EUR',
+        reason: 'Returned',
+        occurredAt: '2020-03-01T00:00:00.000Z',
+        mergedInto: primary,
+      },
+      {
+        refundId: 'R-late',
+        orderId: 'RP-1',
+        customerId: primary,
+        amount: 5,
+        currency: 'EUR',
+        reason: 'Late, "again"',
+        occurredAt: '2021-01-01T00:00:00.000Z',
+        mergedInto: null,
+      },
+    ]);
+    // Purchases are not refunds, nor the other way round.
+    const purchases = ours((await send('GET', `/purchases/export?format=ndjson&customerId=${primary}`)).body);
+    expect(purchases.map((p) => p.orderId).sort()).toEqual(['RD-1', 'RP-1']);
+    const filtered = await send('GET', `/refunds/export?format=ndjson&customerId=${primary}&from=2020-02-15T00:00:00Z&to=2020-12-31T00:00:00Z`);
+    expect(ours(filtered.body).map((r) => r.refundId)).toEqual(['R-twin']);
+    expect((await send('GET', '/refunds/export?to=yesterday')).statusCode).toBe(400);
+
+    // The CSV is a refunds file: imported back, the refunds are repeats (nothing recorded twice) and the
+    // merged duplicate's row is refused as the API refuses a refund for a merged customer.
+    const csv = (await send('GET', `/refunds/export?format=csv&customerId=${primary}`)).body;
+    expect(csv.split('\n')[0]).toBe(EXPORT_COLUMNS.refunds.join(','));
+    expect(csv).toContain(',"Late, ""again""",');
+    const refunds = async () => (await storedEvents(api.store)).filter((e) => e.type === 'PurchaseRefunded').length;
+    const before = await refunds();
+    const ended = await importCsv('refunds', csv);
+    expect(ended).toMatchObject({ status: 'done', counts: { rows: 3, rejected: 1 }, rejectedRows: [{ line: 3 }] });
+    expect(ended.rejectedRows[0].reason).toContain(`merged into ${primary}`);
+    expect(await refunds()).toBe(before);
+  });
+
+  it('refuses the refunds export with 503 and Retry-After while the old read model (no refund ids) still serves an upgrade', async () => {
+    const lines = sql.id(api.schemas.read, 'revenue_lines');
+    // The table as version 5 of the customers projection left it, which serves until the rebuild ends.
+    await sql`ALTER TABLE ${lines} RENAME COLUMN refund_id TO refund_id_rebuilding`.execute(api.database.db);
+    try {
+      const response = await api.app.inject({ method: 'GET', url: '/refunds/export', headers: api.auth('admin') });
+      expect(response.statusCode).toBe(503);
+      expect(response.headers['retry-after']).toBe('10');
+      expect(response.json().detail).toContain('being rebuilt');
+      // Purchases need nothing new and keep being exported.
+      expect((await api.app.inject({ method: 'GET', url: '/purchases/export', headers: api.auth('admin') })).statusCode).toBe(200);
+    } finally {
+      await sql`ALTER TABLE ${lines} RENAME COLUMN refund_id_rebuilding TO refund_id`.execute(api.database.db);
+    }
+    expect((await api.app.inject({ method: 'GET', url: '/refunds/export', headers: api.auth('admin') })).statusCode).toBe(200);
+  });
+
   it('exports an empty list as its header row in CSV (an empty body in NDJSON), and refuses an unknown format', async () => {
     for (const [url, body] of [
       ['/deals/export?format=ndjson', ''],
@@ -182,7 +279,7 @@ describe('exports', () => {
     });
     expect([deal.statusCode, feedback.statusCode]).toEqual([201, 201]);
     await projectionsSettled(api);
-    for (const kind of ['customers', 'deals', 'feedback', 'purchases'] as const) {
+    for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds'] as const) {
       const ndjson = await api.app.inject({ method: 'GET', url: `/${kind}/export?format=ndjson`, headers: api.auth('admin') });
       const records = ndjson.body
         .trim()

@@ -63,6 +63,7 @@ beforeAll(async () => {
       await post('/customers', { name: 'Vis Ibility', email: `${o}-${randomUUID()}@example.com`, ...(ownerOf[o] ? { ownerId: ownerOf[o] } : {}) })
     ).id;
     await post(`/customers/${customer[o]}/purchases`, { orderId: `o-${o}`, amount: 100, currency: 'CHF', occurredAt: '2026-01-05T10:00:00Z' });
+    await post(`/customers/${customer[o]}/refunds`, { orderId: `o-${o}`, refundId: `r-${o}`, amount: 10, currency: 'CHF', occurredAt: '2026-01-06T10:00:00Z' });
     deal[o] = (
       await post('/deals', {
         customerId: customer[o],
@@ -114,6 +115,7 @@ const classify = (method: string, url: string): Kind | undefined => {
       '/deals/export',
       '/feedback/export',
       '/purchases/export',
+      '/refunds/export',
       '/customers/duplicates',
       '/activities',
       '/pipeline',
@@ -267,15 +269,19 @@ describe('visibility: lists, exports, totals', () => {
     }
   });
 
-  it("the purchases export holds the purchases of the scope's customers only", async () => {
-    for (const viewer of VIEWERS) {
-      const orders = (await get('/purchases/export?format=ndjson', viewer)).body
+  it("the purchases and refunds exports hold those of the scope's customers only", async () => {
+    const lines = async (url: string, viewer: Viewer) =>
+      (await get(url, viewer)).body
         .trim()
         .split('\n')
         .filter(Boolean)
-        .map((l) => JSON.parse(l) as { orderId: string; customerId: string })
+        .map((l) => JSON.parse(l) as { orderId: string; refundId?: string; customerId: string })
         .filter((p) => Object.values(customer).includes(p.customerId));
+    for (const viewer of VIEWERS) {
+      const orders = await lines('/purchases/export?format=ndjson', viewer);
       expect(orders.map((p) => p.orderId).sort(), viewer).toEqual(visibleTo[viewer].map((o) => `o-${o}`).sort());
+      const refunds = await lines('/refunds/export?format=ndjson', viewer);
+      expect(refunds.map((r) => r.refundId).sort(), viewer).toEqual(visibleTo[viewer].map((o) => `r-${o}`).sort());
     }
   });
 

@@ -58,7 +58,7 @@ describe('crm export', () => {
     expect(carried(readFileSync(roundTrip, 'utf8'))).toEqual(carried(text));
   });
 
-  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body, purchases', async () => {
+  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body, purchases, refunds', async () => {
     const from = testSchemas('cli_export_history_from');
     const to = testSchemas('cli_export_history_to');
     try {
@@ -89,6 +89,11 @@ describe('crm export', () => {
           'H-2,ada@history.example,5,USD,1998-02-11',
           'H-3,ida@history.example,42.5,EUR,1998-12-24T18:00:00+01:00',
         ]),
+        refunds: write('h-refunds.csv', [
+          'refund_id,order_id,customer_email,amount,currency,reason,occurred_at',
+          'R-1,H-1,ada@history.example,4.90,EUR,Arrived damaged,1998-01-20',
+          'R-2,H-3,ida@history.example,42.5,EUR,,1999-01-05',
+        ]),
       };
       for (const file of Object.values(files)) expect((await crm(['import', file, '--report', join(folder, 'h-report.csv')], from)).code).toBe(0);
       expect((await crm(['rebuild'], from)).code).toBe(0);
@@ -103,7 +108,7 @@ describe('crm export', () => {
           .trim()
           .split('\n')
           .map((line) => JSON.parse(line) as Record<string, unknown>);
-      for (const kind of ['customers', 'deals', 'feedback', 'purchases']) {
+      for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds']) {
         const file = await exported(from, kind);
         const imported = await crm(['import', file, '--kind', kind, '--report', join(folder, `h-${kind}-report.csv`)], to);
         expect(imported.code, imported.stdout + readFileSync(join(folder, `h-${kind}-report.csv`), 'utf8')).toBe(0);
@@ -124,8 +129,11 @@ describe('crm export', () => {
           'orderCount',
           'firstPurchaseAt',
           'lastPurchaseAt',
+          'revenue',
+          'refunded',
         ],
         purchases: ['orderId', 'customerId', 'amount', 'currency', 'occurredAt'],
+        refunds: ['refundId', 'orderId', 'customerId', 'amount', 'currency', 'reason', 'occurredAt'],
         deals: ['id', 'stage', 'status', 'amount', 'probability', 'probabilityOverride', 'openedAt', 'closedAt', 'lostReason'],
         feedback: [
           'id',

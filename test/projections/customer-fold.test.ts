@@ -142,8 +142,16 @@ describe('the customer fold', () => {
       currency: 'JPY',
       amount: '12.3456',
       occurred_at: at(3),
+      refund_id: null,
+      reason: null,
     });
-    expect(revenueLineOf(refund('o-9', 2, 'JPY', 4))).toMatchObject({ kind: 'refund', amount: '-2.0000' });
+    const refunded = on(
+      { type: 'PurchaseRefunded', data: { customerId, orderId: 'o-9', refundId: 'r-1', amount: 2, currency: 'JPY', reason: 'Broken on arrival' } },
+      at(4),
+    );
+    // A refund keeps its own id and reason: the refunds export reads them.
+    expect(revenueLineOf(refunded)).toMatchObject({ kind: 'refund', order_id: 'o-9', amount: '-2.0000', refund_id: 'r-1', reason: 'Broken on arrival' });
+    expect(revenueLineOf(refund('o-9', 2, 'JPY', 4))).toMatchObject({ kind: 'refund', amount: '-2.0000', reason: null });
     expect(revenueLineOf(registered)).toBeUndefined();
   });
 
