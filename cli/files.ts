@@ -1,5 +1,7 @@
 import { accessSync, constants, createWriteStream, statSync, type WriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import { once } from 'node:events';
+import { basename, dirname, join } from 'node:path';
 import { UsageError } from './command.ts';
 
 /**
@@ -22,15 +24,53 @@ export const assertReadableFile = (path: string, what: string): void => {
   if (!isFile) throw new UsageError(`${what} ${path} is not a file`);
 };
 
-/** A file opened (created or emptied) for writing, once it is open; `what` names it in the message. */
-export const openForWriting = async (path: string, what: string): Promise<WriteStream> => {
-  const stream = createWriteStream(path);
+/** `at` opened for writing, once it is open; the message names `path` (what the user gave) and `what`. */
+const open = async (at: string, path: string, what: string): Promise<WriteStream> => {
+  const stream = createWriteStream(at);
   try {
     await once(stream, 'open');
   } catch (error) {
-    throw new UsageError(`cannot write ${what} to ${path}: ${(error as Error).message}`);
+    throw new UsageError(`cannot write ${what} to ${path}: ${(error as Error).message.replace(at, path)}`);
   }
   return stream;
+};
+
+/** A file opened (created or emptied) for writing, once it is open; `what` names it in the message. */
+export const openForWriting = (path: string, what: string): Promise<WriteStream> => open(path, path, what);
+
+/** A file written whole or not at all (`openReplacing`). */
+export interface ReplacingFile {
+  stream: WriteStream;
+  /** Closes the file and moves it to its path, replacing what was there. */
+  commit(): Promise<void>;
+  /** Closes and removes what was written: the path keeps what it held. */
+  discard(): Promise<void>;
+}
+
+/**
+ * A file written beside `path` and moved there once complete (a rename within the folder), so that a
+ * run that fails half way (the database gone, Ctrl-C) leaves neither a truncated file nor an emptied
+ * earlier one under the name a reader trusts.
+ */
+export const openReplacing = async (path: string, what: string): Promise<ReplacingFile> => {
+  const partial = join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
+  const stream = await open(partial, path, what);
+  const close = async () => {
+    if (stream.closed) return;
+    stream.end();
+    await once(stream, 'close').catch(() => undefined);
+  };
+  return {
+    stream,
+    commit: async () => {
+      await close();
+      await rename(partial, path);
+    },
+    discard: async () => {
+      await close();
+      await rm(partial, { force: true });
+    },
+  };
 };
 
 /** Writes `text`, waiting for the stream to drain when its buffer is full (reports stay bounded in memory). */

@@ -1,6 +1,5 @@
-import { once } from 'node:events';
 import { stringValue, UsageError, type CliCommand } from '../command.ts';
-import { openForWriting } from '../files.ts';
+import { openReplacing } from '../files.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { projectionLag } from '../projection-lag.ts';
 import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type ExportKind } from '../../projections/queries/export.ts';
@@ -37,8 +36,10 @@ operator's export holds personal data unmasked: keep the file as carefully as th
     if (format !== 'csv' && format !== 'ndjson') throw new UsageError('--format must be csv or ndjson');
     const { openCrm } = await import('../../runtime/crm.ts');
     const outputPath = stringValue(run, 'output');
-    // Opened before the CRM, so that a path that cannot be written costs no start-up.
-    const out = outputPath ? await openForWriting(outputPath, 'the export') : process.stdout;
+    // Opened before the CRM, so that a path that cannot be written costs no start-up; written whole or
+    // not at all, so that a failed run leaves an earlier export under that name as it was.
+    const file = outputPath ? await openReplacing(outputPath, 'the export') : undefined;
+    const out = file?.stream ?? process.stdout;
     // A reader that stops early (`crm export customers | head`) closes the pipe: the export stops there, quietly.
     // Kept for the life of the process: a write still buffered at exit may fail the same way.
     let readerGone = false;
@@ -48,6 +49,7 @@ operator's export holds personal data unmasked: keep the file as carefully as th
       else failure ??= error;
     });
     let runtime: CrmRuntime | undefined;
+    let written = false;
     try {
       runtime = await openCrm(run.config);
       await runtime.prepareReadModels();
@@ -66,12 +68,11 @@ operator's export holds personal data unmasked: keep the file as carefully as th
         if (!out.write(chunk)) await drained(out);
       }
       if (failure) throw failure;
+      written = true;
       return 0;
     } finally {
-      if (outputPath && !out.destroyed) {
-        out.end();
-        await once(out, 'close').catch(() => undefined);
-      }
+      if (written) await file?.commit();
+      else await file?.discard();
       await runtime?.close();
     }
   },

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -173,6 +173,22 @@ describe('crm export', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/^crm: cannot write the export to .*missing\/out\.csv: ENOENT/m);
     expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('writes its file whole or not at all: a failed export leaves the file it would replace as it was, and no partial file', async () => {
+    const path = join(folder, 'kept.csv');
+    writeFileSync(path, 'the export of last week\n');
+    // Nothing listens on port 1: the CRM cannot open its database.
+    const env = { ...schemaEnv(source), DATABASE_URL: 'postgres://postgres@127.0.0.1:1/crm' };
+    const failed = await runCrm(['export', 'customers', '--output', path], { cwd: folder, env, timeoutMs: 60_000 });
+    expect(failed.code).toBe(69);
+    expect(failed.stderr).toMatch(/database is not available/);
+    expect(readFileSync(path, 'utf8')).toBe('the export of last week\n');
+    expect(readdirSync(folder).filter((name) => name.includes('kept.csv'))).toEqual(['kept.csv']);
+    // A run that succeeds replaces it.
+    expect((await crm(['export', 'customers', '--output', path], source)).code).toBe(0);
+    expect(readFileSync(path, 'utf8').split('\n')[0]).toMatch(/^id,name,email/);
+    expect(readdirSync(folder).filter((name) => name.includes('kept.csv'))).toEqual(['kept.csv']);
   });
 
   it('stops quietly when its reader goes away (crm export customers | head -1)', async () => {
