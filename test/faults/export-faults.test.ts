@@ -6,11 +6,13 @@ import { testConfig } from '../support/runtime.ts';
 import { FaultProxy } from './proxy.ts';
 
 /**
- * Exports with the database away: a file that cannot be read is a 503 problem the client can retry,
- * never a 200 that carries a header row (or nothing) and reads as an empty export. A real API over
- * HTTP, its database connections through a TCP proxy that refuses them.
+ * Exports with the database away or stalled: a file that cannot be read is a 503 problem the client
+ * can retry, within the request bound, never a 200 that carries a header row (or nothing) and reads as
+ * an empty export. A real API over HTTP, its database connections through a TCP proxy that refuses or
+ * stalls them.
  */
 const database = new URL(TEST_DATABASE_URL);
+const REQUEST_TIMEOUT_MS = 2_000;
 const schemas = testSchemas('export_faults');
 const proxy = new FaultProxy({ host: database.hostname, port: Number(database.port || 5432) });
 let crm: CrmRuntime;
@@ -26,7 +28,9 @@ beforeAll(async () => {
   const proxied = new URL(TEST_DATABASE_URL);
   proxied.hostname = '127.0.0.1';
   proxied.port = String(proxy.port);
-  crm = await openCrm(testConfig(schemas, { DATABASE_URL: proxied.toString(), CRM_RATE_LIMIT: '0' }), {
+  // A short request bound, so that the stalled case below is answered within seconds.
+  const env = { DATABASE_URL: proxied.toString(), CRM_RATE_LIMIT: '0', CRM_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS) };
+  crm = await openCrm(testConfig(schemas, env), {
     overrides: { poolMax: 4, publishers: false, chainSealer: false },
   });
   await crm.startProjections();
@@ -56,6 +60,27 @@ afterAll(async () => {
   await schemas.dropSchemas();
 });
 
+/** Once the database answers again, the export is the whole file (503s meanwhile, nothing else). */
+const expectWholeFileOnceBack = async () => {
+  for (let tries = 0; ; tries++) {
+    const response = await get('/customers/export', 'text/csv');
+    if (response.status === 200) {
+      const lines = (await response.text()).trim().split('\n');
+      expect(lines.length).toBe(4);
+      expect(
+        lines
+          .slice(1)
+          .map((line) => line.split(',')[1])
+          .sort(),
+      ).toEqual(['Exported 1', 'Exported 2', 'Exported 3']);
+      break;
+    }
+    expect(response.status).toBe(503);
+    if (tries > 100) throw new Error('the export never recovered');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
+
 describe('an export while the database is away', () => {
   it('answers 503 with Retry-After before any line is sent, in CSV and NDJSON, then the whole file once the database is back', async () => {
     proxy.refuse();
@@ -75,22 +100,21 @@ describe('an export while the database is away', () => {
     } finally {
       proxy.pass();
     }
-    for (let tries = 0; ; tries++) {
-      const response = await get('/customers/export', 'text/csv');
-      if (response.status === 200) {
-        const lines = (await response.text()).trim().split('\n');
-        expect(lines.length).toBe(4);
-        expect(
-          lines
-            .slice(1)
-            .map((line) => line.split(',')[1])
-            .sort(),
-        ).toEqual(['Exported 1', 'Exported 2', 'Exported 3']);
-        break;
-      }
+    await expectWholeFileOnceBack();
+  }, 120_000);
+
+  it('answers 503 within the request bound while the database stalls (it does not hang), then the whole file again', async () => {
+    proxy.stall();
+    try {
+      const started = Date.now();
+      const response = await get('/customers/export?format=csv');
+      const waited = Date.now() - started;
       expect(response.status).toBe(503);
-      if (tries > 100) throw new Error('the export never recovered');
-      await new Promise((r) => setTimeout(r, 100));
+      expect(response.headers.get('content-type')).toContain('application/problem+json');
+      expect(waited).toBeLessThan(REQUEST_TIMEOUT_MS + 5_000);
+    } finally {
+      proxy.pass();
     }
+    await expectWholeFileOnceBack();
   }, 120_000);
 });
