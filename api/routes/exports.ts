@@ -11,12 +11,14 @@ import { scopeOf } from '../auth/viewer.ts';
 import { CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { problemResponses } from '../problems.ts';
 import { refusePersonalFilters } from '../query-route.ts';
+import { CampaignListFilters } from './campaigns.ts';
 import { CustomerListFilters } from './customers.ts';
 import { DealListFilters } from './deals.ts';
 import { FeedbackListFilters } from './feedback.ts';
 
 /**
- * `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`: the whole list
+ * `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`,
+ * `/campaigns/export`: the whole list
  * (with the list's filters) as CSV or NDJSON, streamed page by page, personal fields masked as the
  * caller's list is.
  */
@@ -37,6 +39,9 @@ const formatOf = (request: FastifyRequest, asked: ExportFormat | undefined): Exp
 };
 
 type Scope = ReadScope | null;
+
+/** A record with the kind's columns in file order, and nothing else (the NDJSON keys are the CSV columns). */
+const inFileOrder = (kind: ExportKind, record: ReadRecord): ReadRecord => Object.fromEntries(EXPORT_COLUMNS[kind].map((column) => [column, record[column]]));
 
 /** What each kind's export reads and masks: the routes here and `crm export` (unmasked, no scope) take it. */
 export const exportSpecs: Record<
@@ -68,10 +73,8 @@ export const exportSpecs: Record<
     list: (q, scope) => (query) => q.listFeedback(query, scope),
     complete: (audit) => async (page) => {
       const bodies = await audit.feedbackBodies(page.items.map((item) => String(item.id)));
-      // In file order (the NDJSON keys are the CSV columns): the body beside the subject.
-      const items = page.items.map((item) =>
-        Object.fromEntries(EXPORT_COLUMNS.feedback.map((column) => [column, column === 'body' ? (bodies.get(String(item.id)) ?? null) : item[column]])),
-      );
+      // The body beside the subject.
+      const items = page.items.map((item) => inFileOrder('feedback', { ...item, body: bodies.get(String(item.id)) ?? null }));
       return { ...page, items };
     },
   },
@@ -90,6 +93,20 @@ export const exportSpecs: Record<
     personalFields: [],
     personalFilters: [],
     list: (q, scope) => (query) => q.listRefunds(query, scope),
+  },
+  // Campaigns belong to no owner: every caller's export holds them all, as their list does.
+  campaigns: {
+    filters: CampaignListFilters,
+    projection: 'campaigns',
+    personalFields: [],
+    personalFilters: [],
+    list: (q) => (query) => q.listCampaigns(query),
+    // The responses by kind as columns of their own (the list nests them), in file order.
+    complete: () => (page) =>
+      Promise.resolve({
+        ...page,
+        items: page.items.map(({ responses, ...campaign }) => inFileOrder('campaigns', { ...campaign, ...(responses as ReadRecord) })),
+      }),
   },
 };
 

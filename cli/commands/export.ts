@@ -18,12 +18,12 @@ const drained = (out: NodeJS.WritableStream): Promise<void> =>
 
 export const exportCommand: CliCommand = {
   name: 'export',
-  summary: 'Write every customer, deal, feedback item, purchase or refund of the read models as CSV or NDJSON',
+  summary: 'Write every customer, deal, feedback item, purchase, refund or campaign of the read models as CSV or NDJSON',
   usage: `export <${EXPORT_KINDS.join('|')}> [--format csv|ndjson] [--output <file>]`,
   details: `
 Reads the read models page by page (memory stays flat) and writes one line per record to stdout or
 --output: the same columns as GET /customers/export (and /deals/export, /feedback/export,
-/purchases/export and /refunds/export: purchases and refunds files \`crm import\` reads back). An
+/purchases/export, /refunds/export, /campaigns/export: files \`crm import\` reads back). An
 operator's export holds personal data unmasked: keep the file as carefully as the database.`,
   options: {
     format: { type: 'string', description: 'csv (default) or ndjson' },

@@ -304,10 +304,31 @@ const deals = (row: Row): RowCommand[] => {
   throw new RowRejected(`status: expected open, won or lost, got ${JSON.stringify(status)}`);
 };
 
+/** A JSON object column (NDJSON gives the object, CSV its JSON text); refused naming the column otherwise. */
+const objectOf = (row: Row, column: string): Record<string, unknown> | undefined => {
+  const value = cell(row, column);
+  if (value === undefined) return undefined;
+  let parsed: unknown = value;
+  if (typeof value === 'string') {
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      parsed = undefined;
+    }
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new RowRejected(`${column}: expected a JSON object such as {"minRevenue":100}`);
+  return parsed as Record<string, unknown>;
+};
+
+const CAMPAIGN_STATUSES = ['draft', 'scheduled', 'active', 'paused', 'completed', 'cancelled'] as const;
+
 const campaigns = (row: Row): RowCommand[] => {
   const campaignId = text(row, 'campaign_id', 'id');
   const natural = campaignId ?? text(row, 'name') ?? '';
   const startsAt = timeOf(row, 'starts_at');
+  const endsAt = timeOf(row, 'ends_at') ?? null;
+  const targetSegment = objectOf(row, 'target_segment');
   const create = withTime(
     'CreateCampaign',
     {
@@ -316,19 +337,42 @@ const campaigns = (row: Row): RowCommand[] => {
       channel: text(row, 'channel'),
       budget: numberOf(row, 'budget'),
       currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
-      ...(startsAt ? { schedule: { startsAt, endsAt: timeOf(row, 'ends_at') ?? null } } : {}),
+      ...(startsAt ? { schedule: { startsAt, endsAt } } : {}),
+      ...(targetSegment ? { targetSegment } : {}),
     },
     timeOf(row, 'created_at'),
     keyOf('campaigns', natural),
   );
-  // Campaigns from a past system ran: they are launched (and completed when the file says so) so that their responses can come in.
+  // Campaigns from a past system ran: they are launched (and completed, paused or cancelled as the file
+  // says) so that their responses can come in, each step at its own time where the file has it (as a
+  // campaigns export writes them).
   const status = text(row, 'status')?.toLowerCase() ?? 'active';
   const target = { campaignId: campaignId ?? createdIdFor('CreateCampaign', create.key) };
-  const launch = withTime('LaunchCampaign', target, startsAt, `${create.key}:launched`);
-  if (status === 'draft') return [create];
-  if (status === 'active') return [create, launch];
-  if (status === 'completed') return [create, launch, withTime('CompleteCampaign', target, timeOf(row, 'ends_at'), `${create.key}:completed`)];
-  throw new RowRejected(`status: expected draft, active or completed, got ${JSON.stringify(status)}`);
+  const step = (type: CommandType, time: string | undefined, name: string, fields: Record<string, unknown> = {}) =>
+    withTime(type, { ...target, ...fields }, time, `${create.key}:${name}`);
+  const launchedAt = timeOf(row, 'launched_at', 'starts_at');
+  const launch = step('LaunchCampaign', launchedAt, 'launched');
+  switch (status as (typeof CAMPAIGN_STATUSES)[number]) {
+    case 'draft':
+      return [create];
+    case 'scheduled':
+      if (!startsAt) throw new RowRejected('starts_at: a scheduled campaign needs its start');
+      return [create, step('ScheduleCampaign', timeOf(row, 'created_at'), 'scheduled', { startsAt, endsAt })];
+    case 'active':
+      return [create, launch];
+    // The file has no time for a pause (an export has none): it is recorded when imported.
+    case 'paused':
+      return [create, launch, step('PauseCampaign', timeOf(row, 'paused_at'), 'paused')];
+    case 'completed':
+      return [create, launch, step('CompleteCampaign', timeOf(row, 'completed_at', 'ends_at'), 'completed')];
+    case 'cancelled': {
+      const cancel = step('CancelCampaign', timeOf(row, 'cancelled_at'), 'cancelled');
+      // Cancelled before or after it ran: launched only when the file says it was.
+      return timeOf(row, 'launched_at') ? [create, launch, cancel] : [create, cancel];
+    }
+    default:
+      throw new RowRejected(`status: expected ${CAMPAIGN_STATUSES.join(', ')}, got ${JSON.stringify(status)}`);
+  }
 };
 
 const responses = (row: Row): RowCommand[] => {
@@ -461,7 +505,8 @@ export const importColumns: Record<ImportKind, string> = {
   refunds: 'order_id, amount, currency, reason, refund_id (optional), occurred_at, customer_id or customer_email',
   deals:
     'title, amount, currency, owner_id, expected_close_date, stage, probability, probability_override (read instead of probability when the file has it, as an export does), opened_at, status (open|won|lost), closed_at, lost_reason, deal_id (optional), customer_id or customer_email',
-  campaigns: 'name, channel, budget, currency, starts_at, ends_at, status (draft|active|completed, default active), created_at, campaign_id (optional)',
+  campaigns:
+    'name, channel, budget, currency, starts_at, ends_at, status (draft|scheduled|active|paused|completed|cancelled, default active), created_at, launched_at, paused_at, completed_at, cancelled_at, target_segment (a JSON object), campaign_id (optional)',
   responses: 'campaign_id, response (sent|opened|clicked|converted|unsubscribed), revenue, currency, occurred_at, customer_id or customer_email',
   feedback:
     'kind, channel, subject, body, priority, csat, nps, submitted_at, status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, feedback_id (optional), customer_id or customer_email',

@@ -28,7 +28,7 @@ const csvCell = (value: unknown): string => {
 const fields = (names: string): readonly string[] => names.trim().split(/\s+/);
 
 /** The fields of a listed record of each kind, in file order (test/api/exports.test.ts holds them to the lists). */
-export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purchases' | 'refunds', readonly string[]> = {
+export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purchases' | 'refunds' | 'campaigns', readonly string[]> = {
   customers: fields(`
     id name email phone company source tags status mergedInto marketingConsent registeredAt
     firstPurchaseAt lastPurchaseAt orderCount revenue refunded currency forgottenAt ownerId updatedAt
@@ -48,6 +48,12 @@ export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purcha
   purchases: fields(`orderId customerId amount currency occurredAt mergedInto`),
   // The columns a refunds import reads (`refundId` tells the kind), and the primary as for purchases.
   refunds: fields(`refundId orderId customerId amount currency reason occurredAt mergedInto`),
+  // What a campaigns import reads (`id` as `campaign_id`, the status with the times of its steps, the
+  // segment as JSON), then the figures: costs, the responses by kind, revenue and ROI.
+  campaigns: fields(`
+    id name channel status budget currency startsAt endsAt targetSegment createdAt launchedAt
+    completedAt cancelledAt costs sent opened clicked converted unsubscribed revenue roi conversionRate
+    overBudget updatedAt revision`),
 };
 
 export type ExportKind = keyof typeof EXPORT_COLUMNS;

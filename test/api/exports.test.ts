@@ -4,7 +4,7 @@ import { EXPORT_COLUMNS } from '../../projections/queries/export.ts';
 import { importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
-/** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export` on the real API over PostgreSQL. */
+/** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`, `/campaigns/export` on the real API over PostgreSQL. */
 let api: ApiHarness;
 
 /** `POST /imports?kind=` of a CSV body as an admin, once it has ended. */
@@ -277,9 +277,15 @@ describe('exports', () => {
       headers: api.auth('admin'),
       payload: { customerId: customer, kind: 'question', channel: 'web', subject: 'Columns', body: 'b' },
     });
-    expect([deal.statusCode, feedback.statusCode]).toEqual([201, 201]);
+    const campaign = await api.app.inject({
+      method: 'POST',
+      url: '/campaigns',
+      headers: api.auth('admin'),
+      payload: { name: 'Columns', channel: 'email', budget: 50, currency: 'EUR', targetSegment: { minRevenue: 5 } },
+    });
+    expect([deal.statusCode, feedback.statusCode, campaign.statusCode]).toEqual([201, 201, 201]);
     await projectionsSettled(api);
-    for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds'] as const) {
+    for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns'] as const) {
       const ndjson = await api.app.inject({ method: 'GET', url: `/${kind}/export?format=ndjson`, headers: api.auth('admin') });
       const records = ndjson.body
         .trim()

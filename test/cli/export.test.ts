@@ -58,7 +58,7 @@ describe('crm export', () => {
     expect(carried(readFileSync(roundTrip, 'utf8'))).toEqual(carried(text));
   });
 
-  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body, purchases, refunds', async () => {
+  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body, purchases, refunds, campaigns', async () => {
     const from = testSchemas('cli_export_history_from');
     const to = testSchemas('cli_export_history_to');
     try {
@@ -94,6 +94,14 @@ describe('crm export', () => {
           'R-1,H-1,ada@history.example,4.90,EUR,Arrived damaged,1998-01-20',
           'R-2,H-3,ida@history.example,42.5,EUR,,1999-01-05',
         ]),
+        campaigns: write('h-campaigns.csv', [
+          'campaign_id,name,channel,budget,currency,status,created_at,starts_at,ends_at,launched_at,completed_at,cancelled_at,target_segment',
+          '6f1d0c0e-0000-4000-8000-000000000021,Spring,email,500,EUR,completed,1998-02-01,1998-03-01,1998-04-01,1998-03-02,1998-04-02,,"{""minRevenue"":10}"',
+          '6f1d0c0e-0000-4000-8000-000000000022,Summer,sms,200,EUR,cancelled,1998-05-01,1998-06-01,,,,1998-05-20,',
+          '6f1d0c0e-0000-4000-8000-000000000023,Autumn,email,300,EUR,scheduled,1998-07-01,1998-09-01,1998-10-01,,,,',
+          '6f1d0c0e-0000-4000-8000-000000000024,Winter,social,100,EUR,draft,1998-08-01,,,,,,',
+          '6f1d0c0e-0000-4000-8000-000000000025,Always,ads,100,EUR,paused,1998-01-01,1998-01-05,,,,,',
+        ]),
       };
       for (const file of Object.values(files)) expect((await crm(['import', file, '--report', join(folder, 'h-report.csv')], from)).code).toBe(0);
       expect((await crm(['rebuild'], from)).code).toBe(0);
@@ -108,7 +116,7 @@ describe('crm export', () => {
           .trim()
           .split('\n')
           .map((line) => JSON.parse(line) as Record<string, unknown>);
-      for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds']) {
+      for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns']) {
         const file = await exported(from, kind);
         const imported = await crm(['import', file, '--kind', kind, '--report', join(folder, `h-${kind}-report.csv`)], to);
         expect(imported.code, imported.stdout + readFileSync(join(folder, `h-${kind}-report.csv`), 'utf8')).toBe(0);
@@ -134,6 +142,21 @@ describe('crm export', () => {
         ],
         purchases: ['orderId', 'customerId', 'amount', 'currency', 'occurredAt'],
         refunds: ['refundId', 'orderId', 'customerId', 'amount', 'currency', 'reason', 'occurredAt'],
+        campaigns: [
+          'id',
+          'name',
+          'channel',
+          'status',
+          'budget',
+          'currency',
+          'startsAt',
+          'endsAt',
+          'targetSegment',
+          'createdAt',
+          'launchedAt',
+          'completedAt',
+          'cancelledAt',
+        ],
         deals: ['id', 'stage', 'status', 'amount', 'probability', 'probabilityOverride', 'openedAt', 'closedAt', 'lostReason'],
         feedback: [
           'id',
@@ -162,6 +185,11 @@ describe('crm export', () => {
       // What was compared is the history, not new items: closed and resolved feedback stayed so.
       expect(records(await exported(to, 'feedback')).map((r) => r.status)).toEqual(expect.arrayContaining(['closed', 'open']));
       expect(records(await exported(to, 'customers')).find((r) => r.email === 'ida@history.example')).toMatchObject({ status: 'inactive' });
+      expect(
+        records(await exported(to, 'campaigns'))
+          .map((r) => r.status)
+          .sort(),
+      ).toEqual(['cancelled', 'completed', 'draft', 'paused', 'scheduled']);
     } finally {
       await from.dropSchemas();
       await to.dropSchemas();

@@ -146,6 +146,8 @@ describe('import kinds and headers', () => {
         { customer_id: 'c', status: 'won' },
         { customer_id: 'c', status: 'lost' },
         { status: 'completed' },
+        { status: 'paused' },
+        { status: 'cancelled' },
         { status: 'inactive' },
         history,
       ]) {
@@ -625,7 +627,55 @@ describe('campaign rows', () => {
     });
     expect(rowCommands.campaigns({ ...base, status: 'active' }).map((c) => c.command.type)).toEqual(['CreateCampaign', 'LaunchCampaign']);
     expect(rowCommands.campaigns({ ...base, status: ' ' }).map((c) => c.command.type)).toEqual(['CreateCampaign', 'LaunchCampaign']);
-    expect(rejection('campaigns', { ...base, status: 'paused' })).toBe('status: expected draft, active or completed, got "paused"');
+    expect(rejection('campaigns', { ...base, status: 'running' })).toBe(
+      'status: expected draft, scheduled, active, paused, completed, cancelled, got "running"',
+    );
+  });
+
+  it('takes every status a campaigns export writes, each step at its own time where the row has it', () => {
+    const times = { starts_at: '1997-04-01', ends_at: '1997-05-01', created_at: '1997-03-01' };
+    const steps = (row: Record<string, string>) =>
+      rowCommands.campaigns({ ...base, campaign_id: 'C-9', ...times, ...row }).map((c) => [c.command.type, c.command.occurredAt ?? c.occurredAt]);
+    expect(steps({ status: 'scheduled' })).toEqual([
+      ['CreateCampaign', '1997-03-01T00:00:00.000Z'],
+      ['ScheduleCampaign', '1997-03-01T00:00:00.000Z'],
+    ]);
+    expect(rowCommands.campaigns({ ...base, campaign_id: 'C-9', ...times, status: 'scheduled' })[1]!.command).toMatchObject({
+      startsAt: '1997-04-01T00:00:00.000Z',
+      endsAt: '1997-05-01T00:00:00.000Z',
+    });
+    expect(rejection('campaigns', { ...base, status: 'scheduled' })).toBe('starts_at: a scheduled campaign needs its start');
+    // A pause has no time in an export: recorded when imported (no business time given).
+    expect(steps({ status: 'paused', launched_at: '1997-04-02' })).toEqual([
+      ['CreateCampaign', '1997-03-01T00:00:00.000Z'],
+      ['LaunchCampaign', '1997-04-02T00:00:00.000Z'],
+      ['PauseCampaign', undefined],
+    ]);
+    expect(steps({ status: 'completed', launched_at: '1997-04-02', completed_at: '1997-04-20' }).slice(1)).toEqual([
+      ['LaunchCampaign', '1997-04-02T00:00:00.000Z'],
+      ['CompleteCampaign', '1997-04-20T00:00:00.000Z'],
+    ]);
+    // Cancelled before it ran, or after.
+    expect(steps({ status: 'cancelled', cancelled_at: '1997-03-15' })).toEqual([
+      ['CreateCampaign', '1997-03-01T00:00:00.000Z'],
+      ['CancelCampaign', '1997-03-15T00:00:00.000Z'],
+    ]);
+    expect(steps({ status: 'Cancelled', launched_at: '1997-04-01', cancelled_at: '1997-04-10' }).map(([type]) => type)).toEqual([
+      'CreateCampaign',
+      'LaunchCampaign',
+      'CancelCampaign',
+    ]);
+    const keys = rowCommands.campaigns({ ...base, campaign_id: 'C-9', ...times, status: 'cancelled', launched_at: '1997-04-01' }).map((c) => c.key);
+    expect(new Set(keys).size).toBe(3);
+  });
+
+  it('reads the target segment as a JSON object, from its text or as NDJSON gives it', () => {
+    const segment = { minRevenue: 100, tags: ['vip'] };
+    expect(rowCommands.campaigns({ ...base, target_segment: JSON.stringify(segment) })[0]!.command.targetSegment).toEqual(segment);
+    expect(rowCommands.campaigns({ ...base, target_segment: segment })[0]!.command.targetSegment).toEqual(segment);
+    expect(rowCommands.campaigns({ ...base, target_segment: ' ' })[0]!.command).not.toHaveProperty('targetSegment');
+    for (const bad of ['vip', '[1]', 'null', [1]])
+      expect(rejection('campaigns', { ...base, target_segment: bad })).toBe('target_segment: expected a JSON object such as {"minRevenue":100}');
   });
 
   it('names the bad fields of a campaign', () => {
