@@ -1,4 +1,5 @@
 import { EventStoreUnavailable, MasterKeyMismatch } from '../eventstore/errors.ts';
+import { ReadModelRebuilding } from '../projections/errors.ts';
 import { helpText, parseCommandArgs, UsageError, type CliCommand } from './command.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { commands } from './commands/index.ts';
@@ -89,6 +90,10 @@ const report = (error: unknown): number => {
   if (error instanceof EventStoreUnavailable) {
     err(`crm: the database is not available.\n  ${error.message}`);
     return 69; // EX_UNAVAILABLE
+  }
+  if (error instanceof ReadModelRebuilding) {
+    err(`crm: ${error.message}`);
+    return 75; // EX_TEMPFAIL
   }
   err(`crm: unexpected error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   return 1;

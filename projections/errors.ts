@@ -22,7 +22,9 @@ export class ReadModelTimeout extends Error {
  */
 export class ReadModelRebuilding extends Error {
   constructor(readonly projection: string) {
-    super(`The ${projection} read model is being rebuilt after an upgrade; retry once the rebuild has finished (crm status shows it)`);
+    super(
+      `The ${projection} read model is from an earlier version and is being rebuilt (by a running \`crm serve\` or \`crm project\`, or by \`crm rebuild\`); retry once that has finished (\`crm projections\` shows its state)`,
+    );
     this.name = 'ReadModelRebuilding';
   }
 }

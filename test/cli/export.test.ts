@@ -3,7 +3,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { testSchemas, type TestSchemas } from '../support/postgres.ts';
+import pg from 'pg';
+import { TEST_DATABASE_URL, testSchemas, type TestSchemas } from '../support/postgres.ts';
 import { CRM_BIN, cleanEnv, runCrm, schemaEnv } from './support.ts';
 
 /** `crm export` against the real PostgreSQL: what leaves imports again, and the ways its output can fail. */
@@ -217,6 +218,24 @@ describe('crm export', () => {
     expect((await crm(['export', 'customers', '--output', path], source)).code).toBe(0);
     expect(readFileSync(path, 'utf8').split('\n')[0]).toMatch(/^id,name,email/);
     expect(readdirSync(folder).filter((name) => name.includes('kept.csv'))).toEqual(['kept.csv']);
+  });
+
+  it('says to retry, without a stack, when the read model it needs is from an earlier version (not rebuilt yet)', async () => {
+    expect((await crm(['export', 'refunds'], source)).code).toBe(0);
+    const lines = `${pg.escapeIdentifier(source.read)}.revenue_lines`;
+    const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await client.connect();
+    try {
+      // The table as version 5 of the customers projection left it: no refund ids.
+      await client.query(`ALTER TABLE ${lines} RENAME COLUMN refund_id TO refund_id_before`);
+      const result = await crm(['export', 'refunds'], source);
+      expect(result.code).toBe(75);
+      expect(result.stderr).toMatch(/^crm: The customers read model is from an earlier version and is being rebuilt .*crm projections/m);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      await client.query(`ALTER TABLE ${lines} RENAME COLUMN refund_id_before TO refund_id`);
+      await client.end();
+    }
   });
 
   it('stops quietly when its reader goes away (crm export customers | head -1)', async () => {
