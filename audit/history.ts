@@ -127,7 +127,8 @@ async function readEventLogGeneric(
 }
 
 /** Reads up to `limit` matching events after the cursor, in the reading direction. */
-const readEventLog = (
+/** The filtered log as it stands (on PostgreSQL read in SQL, not through the follower's feed, which holds back events behind open transactions). */
+export const readEventLog = (
   deps: AuditDeps,
   filter: EventLogFilter,
   after: bigint | undefined,

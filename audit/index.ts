@@ -1,3 +1,4 @@
+import { campaignResponses, type CampaignResponseQuery, type CampaignResponseView } from './campaign-responses.ts';
 import { feedbackBodies } from './feedback-bodies.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
@@ -47,6 +48,8 @@ export interface AuditServices {
   subjectAccess(customerId: string): Promise<SubjectAccessExport | undefined>;
   /** What each feedback item said when submitted (the read model keeps no body): for the exports. */
   feedbackBodies(feedbackIds: readonly string[]): Promise<Map<string, string>>;
+  /** Campaign responses one by one, from the events (the read model keeps counts): for the responses export. */
+  campaignResponses(query: CampaignResponseQuery): Promise<{ items: CampaignResponseView[]; nextCursor: string | null }>;
   /** Starts a background verification recorded in `audit_verifications` (or joins the one of that kind already running); resolves with its id. */
   startVerification(kind: VerificationKind, requestedBy: string | null): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
   verificationJobs(): Promise<VerificationJobs>;
@@ -98,6 +101,7 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
     startChainSealer: (opts) => (eventsInSql(deps) ? startChainSealer(deps.database, deps.schemas.events, opts) : undefined),
     subjectAccess: (customerId) => subjectAccessExport(deps, customerId),
     feedbackBodies: (feedbackIds) => feedbackBodies(deps, feedbackIds),
+    campaignResponses: (query) => campaignResponses(deps, query),
     async startVerification(kind, requestedBy) {
       if (kind === 'chains') requireSqlEvents();
       const jobs = await verificationJobs();

@@ -23,6 +23,13 @@ import { FeedbackListFilters } from './feedback.ts';
  * caller's list is.
  */
 
+/** Campaign responses: of one campaign, in a business-time range. */
+const CampaignResponseFilters = {
+  campaignId: z.uuid().toLowerCase().optional().describe("One campaign's responses"),
+  from: IsoDateTime.optional().describe('Responses at or after this business time'),
+  to: IsoDateTime.optional().describe('Responses at or before this business time'),
+};
+
 /** Purchases (refunds): of one customer (with the duplicates merged into it), in a business-time range. */
 const orderHistoryFilters = (what: 'Purchases' | 'Refunds') => ({
   customerId: z.uuid().optional().describe(`A customer's ${what.toLowerCase()}, with those of the duplicates merged into it`),
@@ -40,6 +47,12 @@ const formatOf = (request: FastifyRequest, asked: ExportFormat | undefined): Exp
 
 type Scope = ReadScope | null;
 
+/** Where exports read: the read models, and the events for what no read model keeps. */
+export interface ExportSources {
+  queries: ReadModelQueries;
+  audit: Pick<AuditServices, 'feedbackBodies' | 'campaignResponses'>;
+}
+
 /** A record with the kind's columns in file order, and nothing else (the NDJSON keys are the CSV columns). */
 const inFileOrder = (kind: ExportKind, record: ReadRecord): ReadRecord => Object.fromEntries(EXPORT_COLUMNS[kind].map((column) => [column, record[column]]));
 
@@ -48,13 +61,13 @@ export const exportSpecs: Record<
   ExportKind,
   {
     filters: Record<string, z.ZodType>;
-    /** The projection whose read model the export reads (`crm export` says when it is behind). */
-    projection: string;
+    /** The projection whose read model the export reads (`crm export` says when it is behind); none when it reads the events. */
+    projection?: string;
     personalFields: readonly string[];
     personalFilters: string[];
-    list: (q: ReadModelQueries, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
+    list: (sources: ExportSources, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
     /** What a listed page lacks that a file should hold, read elsewhere (feedback: its body, from the events). */
-    complete?: (audit: Pick<AuditServices, 'feedbackBodies'>) => (page: Page<ReadRecord>) => Promise<Page<ReadRecord>>;
+    complete?: (sources: ExportSources) => (page: Page<ReadRecord>) => Promise<Page<ReadRecord>>;
   }
 > = {
   customers: {
@@ -62,21 +75,38 @@ export const exportSpecs: Record<
     projection: 'customers',
     personalFields: CUSTOMER_PERSONAL_FIELDS,
     personalFilters: ['search'],
-    list: (q, scope) => (query) => q.listCustomers(query, scope),
+    list:
+      ({ queries }, scope) =>
+      (query) =>
+        queries.listCustomers(query, scope),
   },
-  deals: { filters: DealListFilters, projection: 'deals', personalFields: [], personalFilters: [], list: (q, scope) => (query) => q.listDeals(query, scope) },
+  deals: {
+    filters: DealListFilters,
+    projection: 'deals',
+    personalFields: [],
+    personalFilters: [],
+    list:
+      ({ queries }, scope) =>
+      (query) =>
+        queries.listDeals(query, scope),
+  },
   feedback: {
     filters: FeedbackListFilters,
     projection: 'feedback',
     personalFields: FEEDBACK_PERSONAL_FIELDS,
     personalFilters: [],
-    list: (q, scope) => (query) => q.listFeedback(query, scope),
-    complete: (audit) => async (page) => {
-      const bodies = await audit.feedbackBodies(page.items.map((item) => String(item.id)));
-      // The body beside the subject.
-      const items = page.items.map((item) => inFileOrder('feedback', { ...item, body: bodies.get(String(item.id)) ?? null }));
-      return { ...page, items };
-    },
+    list:
+      ({ queries }, scope) =>
+      (query) =>
+        queries.listFeedback(query, scope),
+    complete:
+      ({ audit }) =>
+      async (page) => {
+        const bodies = await audit.feedbackBodies(page.items.map((item) => String(item.id)));
+        // The body beside the subject.
+        const items = page.items.map((item) => inFileOrder('feedback', { ...item, body: bodies.get(String(item.id)) ?? null }));
+        return { ...page, items };
+      },
   },
   // The customers projection keeps `revenue_lines`. No personal data: a purchase names its customer by id.
   purchases: {
@@ -84,7 +114,10 @@ export const exportSpecs: Record<
     projection: 'customers',
     personalFields: [],
     personalFilters: [],
-    list: (q, scope) => (query) => q.listPurchases(query, scope),
+    list:
+      ({ queries }, scope) =>
+      (query) =>
+        queries.listPurchases(query, scope),
   },
   // A refund's reason is the staff's note on the order (not a personal field of the event catalogue).
   refunds: {
@@ -92,7 +125,10 @@ export const exportSpecs: Record<
     projection: 'customers',
     personalFields: [],
     personalFilters: [],
-    list: (q, scope) => (query) => q.listRefunds(query, scope),
+    list:
+      ({ queries }, scope) =>
+      (query) =>
+        queries.listRefunds(query, scope),
   },
   // Campaigns belong to no owner: every caller's export holds them all, as their list does.
   campaigns: {
@@ -100,13 +136,34 @@ export const exportSpecs: Record<
     projection: 'campaigns',
     personalFields: [],
     personalFilters: [],
-    list: (q) => (query) => q.listCampaigns(query),
+    list:
+      ({ queries }) =>
+      (query) =>
+        queries.listCampaigns(query),
     // The responses by kind as columns of their own (the list nests them), in file order.
     complete: () => (page) =>
       Promise.resolve({
         ...page,
         items: page.items.map(({ responses, ...campaign }) => inFileOrder('campaigns', { ...campaign, ...(responses as ReadRecord) })),
       }),
+  },
+  // Read from the events (the campaigns read model keeps counts, not each response). A response names
+  // its customer: a restricted caller gets those of the customers they see.
+  responses: {
+    filters: CampaignResponseFilters,
+    personalFields: [],
+    personalFilters: [],
+    list:
+      ({ queries, audit }, scope) =>
+      async (query) => {
+        const page = await audit.campaignResponses(query);
+        if (!scope) return page;
+        const visible = await queries.customersInScope(
+          page.items.map((r) => r.customerId),
+          scope,
+        );
+        return { ...page, items: page.items.filter((r) => visible.has(r.customerId)) };
+      },
   },
 };
 
@@ -123,13 +180,12 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         response: problemResponses(400, 401, 403, 429, 503),
       },
       handler: async (request, reply) => {
-        const queries = context.deps.queries;
         const { format: asked, ...query } = request.query as Record<string, unknown> & { format?: ExportFormat };
         refusePersonalFilters(request, query, spec.personalFilters);
         const format = formatOf(request, asked);
         // The caller's scope: an export holds exactly the records their list shows.
-        const complete = spec.complete?.(context.deps.audit);
-        const lines = await exportLines(spec.list(queries, scopeOf(request)), query, format, EXPORT_COLUMNS[kind], async (page) =>
+        const complete = spec.complete?.(context.deps);
+        const lines = await exportLines(spec.list(context.deps, scopeOf(request)), query, format, EXPORT_COLUMNS[kind], async (page) =>
           forCaller(request, complete ? await complete(page) : page, spec.personalFields),
         );
         return reply

@@ -18,12 +18,13 @@ const drained = (out: NodeJS.WritableStream): Promise<void> =>
 
 export const exportCommand: CliCommand = {
   name: 'export',
-  summary: 'Write every customer, deal, feedback item, purchase, refund or campaign of the read models as CSV or NDJSON',
+  summary: 'Write every customer, deal, feedback item, purchase, refund, campaign or campaign response as CSV or NDJSON',
   usage: `export <${EXPORT_KINDS.join('|')}> [--format csv|ndjson] [--output <file>]`,
   details: `
 Reads the read models page by page (memory stays flat) and writes one line per record to stdout or
 --output: the same columns as GET /customers/export (and /deals/export, /feedback/export,
-/purchases/export, /refunds/export, /campaigns/export: files \`crm import\` reads back). An
+/purchases/export, /refunds/export, /campaigns/export, /responses/export: files \`crm import\` reads
+back; responses are read from the events, the rest from the read models). An
 operator's export holds personal data unmasked: keep the file as carefully as the database.`,
   options: {
     format: { type: 'string', description: 'csv (default) or ndjson' },
@@ -58,11 +59,12 @@ operator's export holds personal data unmasked: keep the file as carefully as th
       const { z } = await import('zod');
       const { exportSpecs } = await import('../../api/routes/exports.ts');
       const spec = exportSpecs[kind];
-      const lag = await projectionLag(runtime, run.config.schemas.read, spec.projection, 'the file holds the read model as it stands');
+      // An export read from the events (responses) is as current as the store.
+      const lag = spec.projection && (await projectionLag(runtime, run.config.schemas.read, spec.projection, 'the file holds the read model as it stands'));
       if (lag) run.err(`crm export: ${lag}`);
       const query = z.object(spec.filters).parse({}) as Record<string, unknown>;
-      const complete = spec.complete?.(runtime.apiDeps.audit);
-      const lines = await exportLines(spec.list(runtime.apiDeps.queries, null), query, format, EXPORT_COLUMNS[kind], complete);
+      const complete = spec.complete?.(runtime.apiDeps);
+      const lines = await exportLines(spec.list(runtime.apiDeps, null), query, format, EXPORT_COLUMNS[kind], complete);
       for await (const chunk of lines) {
         if (readerGone || failure) break;
         if (!out.write(chunk)) await drained(out);

@@ -28,7 +28,7 @@ const csvCell = (value: unknown): string => {
 const fields = (names: string): readonly string[] => names.trim().split(/\s+/);
 
 /** The fields of a listed record of each kind, in file order (test/api/exports.test.ts holds them to the lists). */
-export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purchases' | 'refunds' | 'campaigns', readonly string[]> = {
+export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purchases' | 'refunds' | 'campaigns' | 'responses', readonly string[]> = {
   customers: fields(`
     id name email phone company source tags status mergedInto marketingConsent registeredAt
     firstPurchaseAt lastPurchaseAt orderCount revenue refunded currency forgottenAt ownerId updatedAt
@@ -54,6 +54,8 @@ export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purcha
     id name channel status budget currency startsAt endsAt targetSegment createdAt launchedAt
     completedAt cancelledAt costs sent opened clicked converted unsubscribed revenue roi conversionRate
     overBudget updatedAt revision`),
+  // The columns a responses import reads.
+  responses: fields(`campaignId customerId response revenue currency occurredAt`),
 };
 
 export type ExportKind = keyof typeof EXPORT_COLUMNS;

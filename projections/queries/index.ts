@@ -7,7 +7,7 @@ import { likelyDuplicates } from './duplicates.ts';
 import { getFeedback, listFeedback, type FeedbackListQuery } from './feedback.ts';
 import { listPurchases, listRefunds, type PurchaseListQuery } from './purchases.ts';
 import type { ReadModelSource } from './page.ts';
-import type { ReadScope } from './scope.ts';
+import { customersInScope, type ReadScope } from './scope.ts';
 
 export * from './activities.ts';
 export * from './campaigns.ts';
@@ -43,6 +43,7 @@ export function createReadModelQueries(source: ReadModelSource) {
     getFeedback: (id: string, scope?: ReadScope | null) => getFeedback(source, id, scope),
     listPurchases: (query: PurchaseListQuery = {}, scope?: ReadScope | null) => listPurchases(source, query, scope),
     listRefunds: (query: PurchaseListQuery = {}, scope?: ReadScope | null) => listRefunds(source, query, scope),
+    customersInScope: (ids: readonly string[], scope: ReadScope) => customersInScope(source, ids, scope),
     listActivities: (query: ActivityListQuery = {}, scope?: ReadScope | null) => listActivities(source, query, scope),
     customerActivities: (id: string, query: ActivityListQuery = {}, scope?: ReadScope | null) => customerActivities(source, id, query, scope),
     dealActivities: (id: string, query: ActivityListQuery = {}, scope?: ReadScope | null) => dealActivities(source, id, query, scope),

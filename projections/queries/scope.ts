@@ -122,6 +122,21 @@ export const scoped = (scope: ReadScope | null | undefined, condition: (scope: R
   scope ? [condition(scope)] : [];
 
 /**
+ * Which of these customers the scope sees: a merged duplicate through its primary, as its purchases
+ * are (projections/queries/purchases.ts). For records read from the events rather than a read model
+ * (campaign responses), filtered a page at a time.
+ */
+export async function customersInScope(source: ReadModelSource, ids: readonly string[], scope: ReadScope): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const customers = sql.id(source.schema, 'customers');
+  const { rows } = await sql<{ customer_id: string }>`
+    SELECT c.customer_id FROM ${customers} c
+     WHERE c.customer_id = ANY(CAST(${[...new Set(ids)]} AS uuid[]))
+       AND coalesce(c.merged_into, c.customer_id) IN (SELECT t.customer_id FROM ${customers} t WHERE ${customerInScope(scope)})`.execute(source.db);
+  return new Set(rows.map((r) => r.customer_id));
+}
+
+/**
  * The event streams of the records in the scope (`customer-<id>`, `deal-<id>`, `feedback-<id>`), for
  * the audit log of a restricted caller. Campaigns, users and teams have no owner: their streams are
  * left to the caller's prefixes.

@@ -1,10 +1,11 @@
 import { sql } from 'kysely';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPORT_COLUMNS } from '../../projections/queries/export.ts';
 import { importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
-/** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`, `/campaigns/export` on the real API over PostgreSQL. */
+/** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`, `/campaigns/export`, `/responses/export` on the real API over PostgreSQL. */
 let api: ApiHarness;
 
 /** `POST /imports?kind=` of a CSV body as an admin, once it has ended. */
@@ -193,6 +194,50 @@ describe('exports', () => {
     expect(await refunds()).toBe(before);
   });
 
+  it('exports campaign responses from the events, one by one, as a file a responses import reads back: filtered, nothing recorded twice', async () => {
+    const send = (method: 'GET' | 'POST', url: string, payload?: object, headers: Record<string, string> = {}) =>
+      api.app.inject({ method, url, headers: { ...api.auth('admin'), ...headers }, ...(payload ? { payload } : {}) });
+    const register = async (name: string) =>
+      (await send('POST', '/customers', { name, email: `${name.toLowerCase()}-${Date.now()}@example.com` })).json().id as string;
+    const [ann, bob] = [await register('Responder'), await register('Converter')];
+    const campaign = (await send('POST', '/campaigns', { name: 'Responses', channel: 'email', budget: 100, currency: 'EUR' })).json().id as string;
+    expect((await send('POST', `/campaigns/${campaign}/launch`, { occurredAt: '2020-01-01T00:00:00Z' }, { 'if-match': '"0"' })).statusCode).toBe(200);
+    for (const response of [
+      { customerId: ann, kind: 'sent', occurredAt: '2020-01-02T00:00:00Z' },
+      { customerId: bob, kind: 'sent', occurredAt: '2020-01-02T00:00:00Z' },
+      { customerId: bob, kind: 'converted', revenue: 25.5, currency: 'USD', occurredAt: '2020-02-01T12:00:00Z' },
+    ])
+      expect((await send('POST', `/campaigns/${campaign}/responses`, response)).statusCode).toBe(200);
+
+    const exported = async (query: string) =>
+      (await send('GET', `/responses/export?format=ndjson&campaignId=${campaign}${query}`)).body
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    // Read from the log: no projection to wait for.
+    expect(await exported('')).toEqual([
+      { campaignId: campaign, customerId: ann, response: 'sent', revenue: null, currency: null, occurredAt: '2020-01-02T00:00:00.000Z' },
+      { campaignId: campaign, customerId: bob, response: 'sent', revenue: null, currency: null, occurredAt: '2020-01-02T00:00:00.000Z' },
+      { campaignId: campaign, customerId: bob, response: 'converted', revenue: 25.5, currency: 'USD', occurredAt: '2020-02-01T12:00:00.000Z' },
+    ]);
+    expect((await exported('&from=2020-01-15T00:00:00Z')).map((r) => r.response)).toEqual(['converted']);
+    expect((await exported('&to=2020-01-15T00:00:00Z')).map((r) => r.customerId)).toEqual([ann, bob]);
+    expect((await send('GET', '/responses/export?campaignId=not-a-campaign')).statusCode).toBe(400);
+    // Another campaign's responses are not this one's.
+    expect((await send('GET', `/responses/export?format=ndjson&campaignId=${randomUUID()}`)).body).toBe('');
+
+    // The CSV is a responses file: imported back, each response is refused as already recorded.
+    const csv = (await send('GET', `/responses/export?format=csv&campaignId=${campaign}`)).body;
+    expect(csv.split('\n')[0]).toBe(EXPORT_COLUMNS.responses.join(','));
+    const recorded = async () => (await storedEvents(api.store)).filter((e) => e.type === 'CampaignResponseRecorded').length;
+    const before = await recorded();
+    const ended = await importCsv('responses', csv);
+    expect(ended).toMatchObject({ status: 'done', counts: { rows: 3, imported: 0, rejected: 3 } });
+    expect(ended.rejectedRows[0].reason).toContain('already has a sent response');
+    expect(await recorded()).toBe(before);
+  });
+
   it('refuses the refunds export with 503 and Retry-After while the old read model (no refund ids) still serves an upgrade', async () => {
     const lines = sql.id(api.schemas.read, 'revenue_lines');
     // The table as version 5 of the customers projection left it, which serves until the rebuild ends.
@@ -285,7 +330,7 @@ describe('exports', () => {
     });
     expect([deal.statusCode, feedback.statusCode, campaign.statusCode]).toEqual([201, 201, 201]);
     await projectionsSettled(api);
-    for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns'] as const) {
+    for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns', 'responses'] as const) {
       const ndjson = await api.app.inject({ method: 'GET', url: `/${kind}/export?format=ndjson`, headers: api.auth('admin') });
       const records = ndjson.body
         .trim()

@@ -21,6 +21,7 @@ const teams: Record<string, string> = {};
 type Owner = 'mine' | 'mate' | 'other' | 'none';
 const OWNERS: Owner[] = ['mine', 'mate', 'other', 'none'];
 const customer = {} as Record<Owner, string>;
+let campaign: string;
 const deal = {} as Record<Owner, string>;
 const feedback = {} as Record<Owner, string>;
 const activity = {} as Record<Owner, string>;
@@ -78,6 +79,10 @@ beforeAll(async () => {
     // Unassigned: the activity follows its customer's owner.
     activity[o] = (await post(`/customers/${customer[o]}/activities`, { kind: 'task', subject: `task ${o}`, body: 'b', dueAt: '2026-12-01T00:00:00Z' })).id;
   }
+  // A campaign every customer responded to: its responses name customers of every owner.
+  campaign = (await post('/campaigns', { name: 'Visibility', channel: 'email', budget: 10, currency: 'CHF' })).id;
+  await post(`/campaigns/${campaign}/launch`, {}, { ...admin(), 'if-match': '"0"' });
+  for (const o of OWNERS) await post(`/campaigns/${campaign}/responses`, { customerId: customer[o], kind: 'sent' });
   await projectionsSettled(h);
 }, 180_000);
 afterAll(async () => h?.close());
@@ -116,6 +121,7 @@ const classify = (method: string, url: string): Kind | undefined => {
       '/feedback/export',
       '/purchases/export',
       '/refunds/export',
+      '/responses/export',
       '/customers/duplicates',
       '/activities',
       '/pipeline',
@@ -282,6 +288,17 @@ describe('visibility: lists, exports, totals', () => {
       expect(orders.map((p) => p.orderId).sort(), viewer).toEqual(visibleTo[viewer].map((o) => `o-${o}`).sort());
       const refunds = await lines('/refunds/export?format=ndjson', viewer);
       expect(refunds.map((r) => r.refundId).sort(), viewer).toEqual(visibleTo[viewer].map((o) => `r-${o}`).sort());
+    }
+  });
+
+  it("the campaign responses export holds the responses of the scope's customers only", async () => {
+    for (const viewer of VIEWERS) {
+      const responses = (await get(`/responses/export?format=ndjson&campaignId=${campaign}`, viewer)).body
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { customerId: string });
+      expect(responses.map((r) => r.customerId).sort(), viewer).toEqual(visibleTo[viewer].map((o) => customer[o]).sort());
     }
   });
 

@@ -59,7 +59,7 @@ describe('crm export', () => {
     expect(carried(readFileSync(roundTrip, 'utf8'))).toEqual(carried(text));
   });
 
-  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body, purchases, refunds, campaigns', async () => {
+  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body, purchases, refunds, campaigns and their responses', async () => {
     const from = testSchemas('cli_export_history_from');
     const to = testSchemas('cli_export_history_to');
     try {
@@ -103,6 +103,12 @@ describe('crm export', () => {
           '6f1d0c0e-0000-4000-8000-000000000024,Winter,social,100,EUR,draft,1998-08-01,,,,,,',
           '6f1d0c0e-0000-4000-8000-000000000025,Always,ads,100,EUR,paused,1998-01-01,1998-01-05,,,,,',
         ]),
+        responses: write('h-responses.csv', [
+          'campaign_id,customer_email,response,revenue,currency,occurred_at',
+          '6f1d0c0e-0000-4000-8000-000000000021,ada@history.example,sent,,,1998-03-03',
+          '6f1d0c0e-0000-4000-8000-000000000021,ada@history.example,converted,80,USD,1998-03-10 12:00',
+          '6f1d0c0e-0000-4000-8000-000000000025,ida@history.example,opened,,,1998-01-06',
+        ]),
       };
       for (const file of Object.values(files)) expect((await crm(['import', file, '--report', join(folder, 'h-report.csv')], from)).code).toBe(0);
       expect((await crm(['rebuild'], from)).code).toBe(0);
@@ -117,7 +123,7 @@ describe('crm export', () => {
           .trim()
           .split('\n')
           .map((line) => JSON.parse(line) as Record<string, unknown>);
-      for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns']) {
+      for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns', 'responses']) {
         const file = await exported(from, kind);
         const imported = await crm(['import', file, '--kind', kind, '--report', join(folder, `h-${kind}-report.csv`)], to);
         expect(imported.code, imported.stdout + readFileSync(join(folder, `h-${kind}-report.csv`), 'utf8')).toBe(0);
@@ -158,6 +164,7 @@ describe('crm export', () => {
           'completedAt',
           'cancelledAt',
         ],
+        responses: ['campaignId', 'customerId', 'response', 'revenue', 'currency', 'occurredAt'],
         deals: ['id', 'stage', 'status', 'amount', 'probability', 'probabilityOverride', 'openedAt', 'closedAt', 'lostReason'],
         feedback: [
           'id',
