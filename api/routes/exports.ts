@@ -56,20 +56,38 @@ export interface ExportSources {
 /** A record with the kind's columns in file order, and nothing else (the NDJSON keys are the CSV columns). */
 const inFileOrder = (kind: ExportKind, record: ReadRecord): ReadRecord => Object.fromEntries(EXPORT_COLUMNS[kind].map((column) => [column, record[column]]));
 
-/** What each kind's export reads and masks: the routes here and `crm export` (unmasked, no scope) take it. */
-export const exportSpecs: Record<
-  ExportKind,
-  {
-    filters: Record<string, z.ZodType>;
-    /** The projection whose read model the export reads (`crm export` says when it is behind); none when it reads the events. */
-    projection?: string;
-    personalFields: readonly string[];
-    personalFilters: string[];
-    list: (sources: ExportSources, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
-    /** What a listed page lacks that a file should hold, read elsewhere (feedback: its body, from the events). */
-    complete?: (sources: ExportSources) => (page: Page<ReadRecord>) => Promise<Page<ReadRecord>>;
-  }
-> = {
+/** What a kind's export reads and masks. */
+interface ExportSpec {
+  filters: Record<string, z.ZodType>;
+  /** The projection whose read model the export reads (`crm export` says when it is behind); none when it reads the events. */
+  projection?: string;
+  personalFields: readonly string[];
+  personalFilters: string[];
+  list: (sources: ExportSources, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
+  /** What a listed page lacks that a file should hold, read elsewhere (feedback: its body, from the events). */
+  complete?: (sources: ExportSources) => (page: Page<ReadRecord>) => Promise<Page<ReadRecord>>;
+}
+
+/**
+ * Purchases or refunds: the customers projection keeps them in `revenue_lines`, with no personal data
+ * (a line names its customer by id), scoped to the caller's customers.
+ */
+const orderHistory = (
+  what: 'Purchases' | 'Refunds',
+  lines: (queries: ReadModelQueries, query: Record<string, unknown>, scope: Scope) => Promise<Page<ReadRecord>>,
+): ExportSpec => ({
+  filters: orderHistoryFilters(what),
+  projection: 'customers',
+  personalFields: [],
+  personalFilters: [],
+  list:
+    ({ queries }, scope) =>
+    (query) =>
+      lines(queries, query, scope),
+});
+
+/** Each kind's export: the routes here and `crm export` (unmasked, no scope) take it. */
+export const exportSpecs: Record<ExportKind, ExportSpec> = {
   customers: {
     filters: CustomerListFilters,
     projection: 'customers',
@@ -108,28 +126,9 @@ export const exportSpecs: Record<
         return { ...page, items };
       },
   },
-  // The customers projection keeps `revenue_lines`. No personal data: a purchase names its customer by id.
-  purchases: {
-    filters: orderHistoryFilters('Purchases'),
-    projection: 'customers',
-    personalFields: [],
-    personalFilters: [],
-    list:
-      ({ queries }, scope) =>
-      (query) =>
-        queries.listPurchases(query, scope),
-  },
+  purchases: orderHistory('Purchases', (queries, query, scope) => queries.listPurchases(query, scope)),
   // A refund's reason is the staff's note on the order (not a personal field of the event catalogue).
-  refunds: {
-    filters: orderHistoryFilters('Refunds'),
-    projection: 'customers',
-    personalFields: [],
-    personalFilters: [],
-    list:
-      ({ queries }, scope) =>
-      (query) =>
-        queries.listRefunds(query, scope),
-  },
+  refunds: orderHistory('Refunds', (queries, query, scope) => queries.listRefunds(query, scope)),
   // Campaigns belong to no owner: every caller's export holds them all, as their list does.
   campaigns: {
     filters: CampaignListFilters,

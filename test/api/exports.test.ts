@@ -20,6 +20,26 @@ const importCsv = async (kind: string, csv: string) => {
   return importEnded(api, started.json().id);
 };
 
+/** A request as an admin. */
+const send = (method: 'GET' | 'POST', url: string, payload?: object, headers: Record<string, string> = {}) =>
+  api.app.inject({ method, url, headers: { ...api.auth('admin'), ...headers }, ...(payload ? { payload } : {}) });
+
+/** A customer registered through the API, by id. */
+const register = async (name: string) =>
+  (await send('POST', '/customers', { name, email: `${name.toLowerCase()}-${Date.now()}@example.com` })).json().id as string;
+
+/** The records of an NDJSON export about these customers (those of the other tests left out). */
+const recordsAbout = (body: string, ...customers: string[]) =>
+  body
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((record) => customers.includes(String(record.customerId)));
+
+/** How many events of this type the store holds. */
+const storedCount = async (type: string) => (await storedEvents(api.store)).filter((e) => e.type === type).length;
+
 beforeAll(async () => {
   api = await startApi('api_exports');
   const csv = [
@@ -71,10 +91,6 @@ describe('exports', () => {
   });
 
   it("exports purchases as a file a purchases import reads back: business-time order, a merged duplicate's naming its primary, filtered", async () => {
-    const send = (method: 'GET' | 'POST', url: string, payload?: object, headers: Record<string, string> = {}) =>
-      api.app.inject({ method, url, headers: { ...api.auth('admin'), ...headers }, ...(payload ? { payload } : {}) });
-    const register = async (name: string) =>
-      (await send('POST', '/customers', { name, email: `${name.toLowerCase()}-${Date.now()}@example.com` })).json().id as string;
     const [primary, duplicate] = [await register('Primary'), await register('Duplicate')];
     for (const [customer, orderId, amount, at] of [
       [primary, 'P-2', 20.5, '2021-03-01T10:00:00Z'],
@@ -86,12 +102,7 @@ describe('exports', () => {
     expect(merged.statusCode).toBe(200);
     await projectionsSettled(api);
 
-    const ours = (body: string) =>
-      body
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line) as Record<string, unknown>)
-        .filter((p) => p.customerId === primary || p.customerId === duplicate);
+    const ours = (body: string) => recordsAbout(body, primary, duplicate);
     const all = ours((await send('GET', '/purchases/export?format=ndjson')).body);
     expect(all).toEqual([
       { orderId: 'D-1', customerId: duplicate, amount: 7, currency: 'EUR', occurredAt: '2020-01-01T09:00:00.000Z', mergedInto: primary },
@@ -106,19 +117,14 @@ describe('exports', () => {
     // row is refused, as the API refuses a purchase for a merged customer).
     const csv = (await send('GET', `/purchases/export?format=csv&customerId=${primary}`)).body;
     expect(csv.split('\n')[0]).toBe(EXPORT_COLUMNS.purchases.join(','));
-    const purchases = async () => (await storedEvents(api.store)).filter((e) => e.type === 'PurchaseRecorded').length;
-    const before = await purchases();
+    const before = await storedCount('PurchaseRecorded');
     const ended = await importCsv('purchases', csv);
     expect(ended).toMatchObject({ status: 'done', counts: { rows: 3, imported: 2, rejected: 1 }, rejectedRows: [{ line: 2 }] });
     expect(ended.rejectedRows[0].reason).toContain(`merged into ${primary}`);
-    expect(await purchases()).toBe(before);
+    expect(await storedCount('PurchaseRecorded')).toBe(before);
   });
 
   it('exports refunds as a file a refunds import reads back: their ids and reasons, the amount refunded, filtered, nothing recorded twice', async () => {
-    const send = (method: 'GET' | 'POST', url: string, payload?: object, headers: Record<string, string> = {}) =>
-      api.app.inject({ method, url, headers: { ...api.auth('admin'), ...headers }, ...(payload ? { payload } : {}) });
-    const register = async (name: string) =>
-      (await send('POST', '/customers', { name, email: `${name.toLowerCase()}-${Date.now()}@example.com` })).json().id as string;
     const [primary, duplicate] = [await register('Refunded'), await register('RefundedTwin')];
     for (const [customer, orderId, amount] of [
       [primary, 'RP-1', 50],
@@ -136,12 +142,7 @@ describe('exports', () => {
     expect((await send('POST', `/customers/${primary}/merge`, { duplicateId: duplicate }, { 'if-match': '"3"' })).statusCode).toBe(200);
     await projectionsSettled(api);
 
-    const ours = (body: string) =>
-      body
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line) as Record<string, unknown>)
-        .filter((r) => r.customerId === primary || r.customerId === duplicate);
+    const ours = (body: string) => recordsAbout(body, primary, duplicate);
     expect(ours((await send('GET', '/refunds/export?format=ndjson')).body)).toEqual([
       {
         refundId: 'R-early',
@@ -186,19 +187,14 @@ describe('exports', () => {
     const csv = (await send('GET', `/refunds/export?format=csv&customerId=${primary}`)).body;
     expect(csv.split('\n')[0]).toBe(EXPORT_COLUMNS.refunds.join(','));
     expect(csv).toContain(',"Late, ""again""",');
-    const refunds = async () => (await storedEvents(api.store)).filter((e) => e.type === 'PurchaseRefunded').length;
-    const before = await refunds();
+    const before = await storedCount('PurchaseRefunded');
     const ended = await importCsv('refunds', csv);
     expect(ended).toMatchObject({ status: 'done', counts: { rows: 3, rejected: 1 }, rejectedRows: [{ line: 3 }] });
     expect(ended.rejectedRows[0].reason).toContain(`merged into ${primary}`);
-    expect(await refunds()).toBe(before);
+    expect(await storedCount('PurchaseRefunded')).toBe(before);
   });
 
   it('exports campaign responses from the events, one by one, as a file a responses import reads back: filtered, nothing recorded twice', async () => {
-    const send = (method: 'GET' | 'POST', url: string, payload?: object, headers: Record<string, string> = {}) =>
-      api.app.inject({ method, url, headers: { ...api.auth('admin'), ...headers }, ...(payload ? { payload } : {}) });
-    const register = async (name: string) =>
-      (await send('POST', '/customers', { name, email: `${name.toLowerCase()}-${Date.now()}@example.com` })).json().id as string;
     const [ann, bob] = [await register('Responder'), await register('Converter')];
     const campaign = (await send('POST', '/campaigns', { name: 'Responses', channel: 'email', budget: 100, currency: 'EUR' })).json().id as string;
     expect((await send('POST', `/campaigns/${campaign}/launch`, { occurredAt: '2020-01-01T00:00:00Z' }, { 'if-match': '"0"' })).statusCode).toBe(200);
@@ -230,12 +226,11 @@ describe('exports', () => {
     // The CSV is a responses file: imported back, each response is refused as already recorded.
     const csv = (await send('GET', `/responses/export?format=csv&campaignId=${campaign}`)).body;
     expect(csv.split('\n')[0]).toBe(EXPORT_COLUMNS.responses.join(','));
-    const recorded = async () => (await storedEvents(api.store)).filter((e) => e.type === 'CampaignResponseRecorded').length;
-    const before = await recorded();
+    const before = await storedCount('CampaignResponseRecorded');
     const ended = await importCsv('responses', csv);
     expect(ended).toMatchObject({ status: 'done', counts: { rows: 3, imported: 0, rejected: 3 } });
     expect(ended.rejectedRows[0].reason).toContain('already has a sent response');
-    expect(await recorded()).toBe(before);
+    expect(await storedCount('CampaignResponseRecorded')).toBe(before);
   });
 
   it('refuses the refunds export with 503 and Retry-After while the old read model (no refund ids) still serves an upgrade', async () => {
