@@ -126,8 +126,11 @@ async function readEventLogGeneric(
   }
 }
 
-/** Reads up to `limit` matching events after the cursor, in the reading direction. */
-/** The filtered log as it stands (on PostgreSQL read in SQL, not through the follower's feed, which holds back events behind open transactions). */
+/**
+ * Reads up to `limit` matching events after the cursor, in the reading direction: the log as it stands
+ * (on PostgreSQL read in SQL, not through the followers' feed, which holds back events committed behind
+ * an older open transaction).
+ */
 export const readEventLog = (
   deps: AuditDeps,
   filter: EventLogFilter,

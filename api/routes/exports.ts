@@ -18,9 +18,8 @@ import { FeedbackListFilters } from './feedback.ts';
 
 /**
  * `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`,
- * `/campaigns/export`: the whole list
- * (with the list's filters) as CSV or NDJSON, streamed page by page, personal fields masked as the
- * caller's list is.
+ * `/campaigns/export`, `/responses/export`: the whole list (with the list's filters) as CSV or NDJSON,
+ * streamed page by page, personal fields masked as the caller's list is.
  */
 
 /** Campaign responses: of one campaign, in a business-time range. */

@@ -61,7 +61,11 @@ type LineRow = {
 /** Oldest first, as an order history reads (the business-time index gives the order). */
 const sorts: Record<string, SortSpec> = { occurredAt: { expr: sql`t.occurred_at`, type: 'timestamptz' } };
 
-/** The lines of one kind, filtered and scoped alike for purchases and refunds. */
+/**
+ * The lines of one kind, filtered and scoped alike for purchases and refunds. `columns`: more columns
+ * named in the select, so that a table of an earlier version without them fails the query rather than
+ * answering without them.
+ */
 function listLines<V extends Record<string, unknown>>(
   source: ReadModelSource,
   kind: 'purchase' | 'refund',
