@@ -313,7 +313,7 @@ const objectOf = (row: Row, column: string): Record<string, unknown> | undefined
     try {
       parsed = JSON.parse(value);
     } catch {
-      parsed = undefined;
+      // Not JSON: it stays text, which is refused below.
     }
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
