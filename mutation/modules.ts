@@ -133,4 +133,10 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     tests: ['test/audit/chain.test.ts', 'test/audit/audit-chain-mutants.test.ts'],
     concurrency: 1,
   },
+  // The exports over HTTP, their lists of order history and campaign responses, and the database away.
+  exports: {
+    mutate: ['api/routes/exports.ts', 'projections/queries/export.ts', 'projections/queries/purchases.ts', 'audit/campaign-responses.ts'],
+    tests: ['test/api/exports.test.ts', 'test/faults/export-faults.test.ts', 'test/api/visibility.test.ts'],
+    concurrency: 1,
+  },
 };

@@ -220,6 +220,16 @@ describe('exports', () => {
     expect((await exported('&from=2020-01-15T00:00:00Z')).map((r) => r.response)).toEqual(['converted']);
     expect((await exported('&to=2020-01-15T00:00:00Z')).map((r) => r.customerId)).toEqual([ann, bob]);
     expect((await send('GET', '/responses/export?campaignId=not-a-campaign')).statusCode).toBe(400);
+    // Page by page through the log: each page's cursor is its last response's position.
+    const pages: string[][] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await api.crm.apiDeps.audit.campaignResponses({ campaignId: campaign, limit: 1, ...(cursor ? { cursor } : {}) });
+      pages.push(page.items.map((r) => r.response));
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor && pages.length < 10);
+    // Three full pages, then an empty one that says it is the last.
+    expect(pages).toEqual([['sent'], ['sent'], ['converted'], []]);
     // Another campaign's responses are not this one's.
     expect((await send('GET', `/responses/export?format=ndjson&campaignId=${randomUUID()}`)).body).toBe('');
 
@@ -241,7 +251,7 @@ describe('exports', () => {
       const response = await api.app.inject({ method: 'GET', url: '/refunds/export', headers: api.auth('admin') });
       expect(response.statusCode).toBe(503);
       expect(response.headers['retry-after']).toBe('10');
-      expect(response.json().detail).toContain('being rebuilt');
+      expect(response.json().detail).toContain('The customers read model is from an earlier version and is being rebuilt');
       // Purchases need nothing new and keep being exported.
       expect((await api.app.inject({ method: 'GET', url: '/purchases/export', headers: api.auth('admin') })).statusCode).toBe(200);
     } finally {
@@ -335,6 +345,19 @@ describe('exports', () => {
       for (const record of records) expect(Object.keys(record), kind).toEqual(EXPORT_COLUMNS[kind]);
       const csv = await api.app.inject({ method: 'GET', url: `/${kind}/export?format=csv`, headers: api.auth('admin') });
       expect(csv.body.split('\n')[0], kind).toBe(EXPORT_COLUMNS[kind].join(','));
+      // Saved by a browser under the kind's name and the format's extension.
+      expect(csv.headers['content-disposition'], kind).toBe(`attachment; filename="${kind}.csv"`);
+      expect(ndjson.headers['content-disposition'], kind).toBe(`attachment; filename="${kind}.ndjson"`);
     }
+  });
+
+  it('writes a list of texts as the import reads it (tags joined by ;) and an object as its JSON, in CSV', async () => {
+    const tagged = await send('POST', '/customers', { name: 'Tagged', email: `tagged-${Date.now()}@example.com`, tags: ['vip', 'b2b'] });
+    expect(tagged.statusCode).toBe(201);
+    await projectionsSettled(api);
+    const customers = (await send('GET', '/customers/export?format=csv&search=tagged')).body;
+    expect(customers).toContain(',"vip;b2b",');
+    const campaigns = (await send('GET', '/campaigns/export?format=csv')).body;
+    expect(campaigns).toContain(',"{""minRevenue"":5}",');
   });
 });
