@@ -360,7 +360,7 @@ const campaigns = (row: Row): RowCommand[] => {
       return [create, step('ScheduleCampaign', timeOf(row, 'created_at'), 'scheduled', { startsAt, endsAt })];
     case 'active':
       return [create, launch];
-    // The file has no time for a pause (an export has none): it is recorded when imported.
+    // At `paused_at` when the file has it; an export has no such time, so the pause is then recorded when imported.
     case 'paused':
       return [create, launch, step('PauseCampaign', timeOf(row, 'paused_at'), 'paused')];
     case 'completed':
