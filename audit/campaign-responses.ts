@@ -1,7 +1,7 @@
 import { CampaignStreamPrefix } from '../domain/campaign/events.ts';
 import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import type { AuditDeps } from './deps.ts';
-import { readEventLog } from './history.ts';
+import { readEventLog, type Page } from './history.ts';
 
 /**
  * Campaign responses one by one, read from the events: the campaigns read model keeps counts by kind,
@@ -30,7 +30,7 @@ export interface CampaignResponseQuery {
   cursor?: string;
 }
 
-export async function campaignResponses(deps: AuditDeps, query: CampaignResponseQuery): Promise<{ items: CampaignResponseView[]; nextCursor: string | null }> {
+export async function campaignResponses(deps: AuditDeps, query: CampaignResponseQuery): Promise<Page<CampaignResponseView>> {
   const limit = query.limit ?? 500;
   // The log as the audit trail reads it: every committed response, in log order.
   const events = await readEventLog(

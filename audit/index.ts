@@ -1,4 +1,5 @@
 import { campaignResponses, type CampaignResponseQuery, type CampaignResponseView } from './campaign-responses.ts';
+import type { Page } from './history.ts';
 import { feedbackBodies } from './feedback-bodies.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
@@ -49,7 +50,7 @@ export interface AuditServices {
   /** What each feedback item said when submitted (the read model keeps no body): for the exports. */
   feedbackBodies(feedbackIds: readonly string[]): Promise<Map<string, string>>;
   /** Campaign responses one by one, from the events (the read model keeps counts): for the responses export. */
-  campaignResponses(query: CampaignResponseQuery): Promise<{ items: CampaignResponseView[]; nextCursor: string | null }>;
+  campaignResponses(query: CampaignResponseQuery): Promise<Page<CampaignResponseView>>;
   /** Starts a background verification recorded in `audit_verifications` (or joins the one of that kind already running); resolves with its id. */
   startVerification(kind: VerificationKind, requestedBy: string | null): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
   verificationJobs(): Promise<VerificationJobs>;

@@ -1,7 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import { ofCustomerAndMerged } from './customers.ts';
 import { iso, listOf, num, uuidOf, type Page, type ReadModelSource, type SortSpec } from './page.ts';
-import { customerInScope, type ReadScope } from './scope.ts';
+import { primaryInScope, type ReadScope } from './scope.ts';
 import { unlessRebuilding } from './exchange-rates.ts';
 import { ReadModelRebuilding } from '../errors.ts';
 
@@ -84,7 +84,7 @@ function listLines<V extends Record<string, unknown>>(
   if (query.from) where.push(sql`t.occurred_at >= ${query.from}::timestamptz`);
   if (query.to) where.push(sql`t.occurred_at <= ${query.to}::timestamptz`);
   // A restricted caller sees the lines of the customers they see (those their users own).
-  if (scope) where.push(sql`${primary} IN (SELECT t.customer_id FROM ${customers} t WHERE ${customerInScope(scope)})`);
+  if (scope) where.push(primaryInScope(source, primary, scope));
   return listOf<V, LineRow>(
     { source, table: 'revenue_lines', key: 'event_id', extra: [sql`${mergedInto} AS merged_into`, ...columns], where, sorts, defaultSort: 'occurredAt' },
     query,

@@ -122,17 +122,23 @@ export const scoped = (scope: ReadScope | null | undefined, condition: (scope: R
   scope ? [condition(scope)] : [];
 
 /**
- * Which of these customers the scope sees: a merged duplicate through its primary, as its purchases
- * are (projections/queries/purchases.ts). For records read from the events rather than a read model
- * (campaign responses), filtered a page at a time.
+ * A customer in the scope through its primary (`primary`: the customer's id, or its primary's when it
+ * was merged): what a merged duplicate's records count for is the primary's, so the primary's owner
+ * sees them (purchases and refunds, campaign responses).
+ */
+export const primaryInScope = (source: ReadModelSource, primary: RawBuilder<unknown>, scope: ReadScope): RawBuilder<unknown> =>
+  sql`${primary} IN (SELECT t.customer_id FROM ${sql.id(source.schema, 'customers')} t WHERE ${customerInScope(scope)})`;
+
+/**
+ * Which of these customers the scope sees, a merged duplicate through its primary. For records read
+ * from the events rather than a read model (campaign responses), filtered a page at a time.
  */
 export async function customersInScope(source: ReadModelSource, ids: readonly string[], scope: ReadScope): Promise<Set<string>> {
   if (ids.length === 0) return new Set();
-  const customers = sql.id(source.schema, 'customers');
   const { rows } = await sql<{ customer_id: string }>`
-    SELECT c.customer_id FROM ${customers} c
+    SELECT c.customer_id FROM ${sql.id(source.schema, 'customers')} c
      WHERE c.customer_id = ANY(CAST(${[...new Set(ids)]} AS uuid[]))
-       AND coalesce(c.merged_into, c.customer_id) IN (SELECT t.customer_id FROM ${customers} t WHERE ${customerInScope(scope)})`.execute(source.db);
+       AND ${primaryInScope(source, sql`coalesce(c.merged_into, c.customer_id)`, scope)}`.execute(source.db);
   return new Set(rows.map((r) => r.customer_id));
 }
 
