@@ -6,6 +6,7 @@ import { ROLES } from '../api/roles.ts';
 import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import type { CrmConfig } from '../runtime/config.ts';
+import { parseNetworks, type Network } from '../integration/destinations.ts';
 import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts } from './timeouts.ts';
 
 /**
@@ -109,6 +110,16 @@ const EnvSchema = z.object({
       .default('CRM_EVENTS'),
   ),
   CRM_NATS_ROLE: z.preprocess(emptyAsUnset, z.enum(['admin', 'sales', 'marketing', 'support', 'analyst', 'auditor']).default('analyst')),
+  /** Networks outside the public internet that webhook deliveries may reach (integration/destinations.ts). */
+  CRM_WEBHOOK_ALLOW_NETWORKS: z
+    .string()
+    .default('')
+    .transform((text, ctx): Network[] => {
+      const parsed = parseNetworks(text);
+      if ('networks' in parsed) return parsed.networks;
+      ctx.addIssue({ code: 'custom', message: parsed.error });
+      return z.NEVER;
+    }),
   ...DATABASE_TIMEOUT_VARIABLES,
   /** Requests per minute per API key; 0 turns the limit off. */
   CRM_RATE_LIMIT: z.preprocess(emptyAsUnset, requestsPerMinute.default(6_000)),
@@ -242,6 +253,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     projectionLeaseSeconds: e.CRM_PROJECTION_LEASE_SECONDS,
     masterKey: readMasterKey(e.CRM_MASTER_KEY, e.CRM_MASTER_KEY_FILE, cwd),
     nats: e.CRM_NATS_URL ? { url: e.CRM_NATS_URL, stream: e.CRM_NATS_STREAM, role: e.CRM_NATS_ROLE } : undefined,
+    webhookAllowNetworks: e.CRM_WEBHOOK_ALLOW_NETWORKS,
     timeouts: databaseTimeouts(e),
     rateLimit: { perMinute: e.CRM_RATE_LIMIT, perRole, redisUrl: e.REDIS_URL },
     backPressure: {
@@ -304,6 +316,11 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   { name: 'CRM_NATS_URL', default: '(unset: no NATS publishing)', meaning: 'NATS with JetStream: every integration event is published to the stream' },
   { name: 'CRM_NATS_STREAM', default: 'CRM_EVENTS', meaning: 'JetStream stream of the integration events (subjects crm.<aggregate>.<EventType>)' },
   { name: 'CRM_NATS_ROLE', default: 'analyst', meaning: 'whose view of personal data the stream carries: analyst masks it, any other role sees it' },
+  {
+    name: 'CRM_WEBHOOK_ALLOW_NETWORKS',
+    default: '(unset: public addresses only)',
+    meaning: 'addresses or CIDR ranges outside the public internet that webhooks may deliver to, e.g. 10.0.0.0/8,127.0.0.1',
+  },
   { name: 'CRM_BASE_CURRENCY', default: 'EUR', meaning: 'ISO 4217 base currency: exchange rates are set against it and money figures are also given in it' },
   ...DATABASE_TIMEOUT_DOCS,
 ];

@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { DestinationGuard } from './destinations.ts';
 
 /** What one delivery attempt got back. */
 export interface Answer {
@@ -28,12 +29,18 @@ const MAX_ANSWER_BYTES = 64 * 1024;
  * Every attempt is bounded by `timeoutMs` from start to the end of the answer; redirects are not
  * followed (a 3xx is a failure). The status decides: a body that is huge, never ends or breaks off
  * after a 2xx does not turn an acknowledged delivery into a failure (it would be sent again and again).
+ * Only addresses the destination guard lets through are connected to (an IP literal is checked before,
+ * a name as it resolves).
  */
 export class WebhookClient {
   private readonly http = new HttpAgent({ keepAlive: true, maxSockets: 1 });
   private readonly https = new HttpsAgent({ keepAlive: true, maxSockets: 1 });
 
+  constructor(private readonly destinations: DestinationGuard) {}
+
   post(url: string, body: string, headers: Record<string, string>, timeoutMs: number, stop: AbortSignal): Promise<Answer> {
+    const refused = this.destinations.urlRefusal(url);
+    if (refused) return Promise.resolve({ ok: false, status: null, error: refused, retryAfterMs: null });
     return new Promise<Answer>((resolve) => {
       const target = new URL(url);
       const secure = target.protocol === 'https:';
@@ -76,6 +83,7 @@ export class WebhookClient {
       const options = {
         method: 'POST',
         agent: secure ? this.https : this.http,
+        lookup: this.destinations.lookup,
         headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'crm-webhooks/1' },
       };
       const req = secure ? httpsRequest(target, options, onAnswer) : httpRequest(target, options, onAnswer);

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
 import { ProjectionLeases } from '../projections/leases.ts';
+import { createDestinationGuard, type DestinationGuard } from './destinations.ts';
 import { IntegrationPublishers, PUBLISHERS_PARTITION, readPublisherStatus, type NatsSettings, type PublisherStatus } from './publishers.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { newWebhookSecret } from './signing.ts';
@@ -17,6 +18,8 @@ export interface IntegrationServices {
   status(): Promise<PublisherStatus[]>;
   /** Creates a subscription starting at the store head; the secret is returned here and never again. */
   subscribe(input: { url: string; events: string[]; description: string | null; role: SubscriberRole }): Promise<{ id: string; secret: string }>;
+  /** Why deliveries could not go to this URL (its host an address the guard refuses), or null. */
+  urlRefusal(url: string): string | null;
 }
 
 export interface IntegrationOptions {
@@ -28,6 +31,8 @@ export interface IntegrationOptions {
   workerId: string;
   leaseSeconds: number;
   policy?: Partial<DeliveryPolicy>;
+  /** Which addresses webhook deliveries may connect to; by default public ones only. */
+  destinations?: DestinationGuard;
   log?: (message: string, details?: Record<string, unknown>) => void;
 }
 
@@ -41,6 +46,7 @@ export interface Integration {
 /** Wiring for the composition root (runtime/crm.ts): services for every process, publishers for workers. */
 export function createIntegration(options: IntegrationOptions): Integration {
   const tables = integrationTables(options.db, options.schemas.events);
+  const destinations = options.destinations ?? createDestinationGuard();
   const services: IntegrationServices = {
     tables,
     status: () => readPublisherStatus(tables, options.store),
@@ -49,6 +55,7 @@ export function createIntegration(options: IntegrationOptions): Integration {
       const created = await tables.createSubscription({ ...input, secret, startPosition: await options.store.headPosition() });
       return { id: created.id, secret };
     },
+    urlRefusal: (url) => destinations.urlRefusal(url),
   };
   let running: { publishers: IntegrationPublishers; leases: ProjectionLeases } | undefined;
   return {
@@ -72,6 +79,7 @@ export function createIntegration(options: IntegrationOptions): Integration {
         personalData: options.personalData,
         nats: options.nats,
         policy: options.policy,
+        destinations,
         leases,
         log: options.log,
       });

@@ -3,6 +3,7 @@ import type { EventStore } from '../eventstore/contract.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
 import { describeError } from '../projections/errors.ts';
 import type { LeaseGuard } from '../projections/leases.ts';
+import { createDestinationGuard, type DestinationGuard } from './destinations.ts';
 import { lagBehind } from '../projections/status.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { createIntegrationFeed, type IntegrationFeed } from './feed.ts';
@@ -29,6 +30,8 @@ export interface PublishersOptions {
   personalData: PersonalData;
   nats?: NatsSettings;
   policy?: Partial<DeliveryPolicy>;
+  /** Which addresses webhook deliveries may connect to; by default public ones only. */
+  destinations?: DestinationGuard;
   /** Scale-out: publish only while holding the partition's lease, and fence every checkpoint move with it. */
   leases?: LeaseGuard;
   /** How often subscriptions and the lease are looked at (new, changed, deleted subscriptions). */
@@ -51,6 +54,7 @@ export interface PublisherStatus extends PublisherRow {
 export class IntegrationPublishers {
   readonly tables: IntegrationTables;
   private readonly policy: DeliveryPolicy;
+  private readonly destinations: DestinationGuard;
   private readonly loops = new Map<string, { loop: WebhookLoop; generation: number }>();
   private nats: NatsPublisher | undefined;
   private feed: IntegrationFeed | undefined;
@@ -61,6 +65,7 @@ export class IntegrationPublishers {
   constructor(private readonly options: PublishersOptions) {
     this.tables = integrationTables(options.db, options.schema);
     this.policy = { ...DEFAULT_DELIVERY_POLICY, ...options.policy };
+    this.destinations = options.destinations ?? createDestinationGuard();
   }
 
   private get fenced(): Fenced {
@@ -117,6 +122,7 @@ export class IntegrationPublishers {
         subscriptionId: subscription.id,
         policy: this.policy,
         fenced: this.fenced,
+        destinations: this.destinations,
         log: this.options.log,
       });
       this.loops.set(subscription.id, { loop, generation: subscription.generation });

@@ -41,7 +41,7 @@ export const WebhookUrl = SafeText.trim()
   .refine((value) => !CONTROL_CHARACTER.test(value), 'must not contain control characters (tab, newline, NUL)')
   .refine(isHttpUrl, 'an absolute http:// or https:// URL')
   .refine((value) => URL.parse(value)?.password !== MASKED_PASSWORD, `its password reads ${MASKED_PASSWORD} (masked when shown): give the real one`)
-  .describe('Where deliveries are POSTed; a password in it is shown masked');
+  .describe('Where deliveries are POSTed (public addresses only unless the operator allows a network); a password in it is shown masked');
 
 export const WebhookDescription = SafeText.trim().max(500).describe('What the subscription is for');
 

@@ -4,6 +4,7 @@ import { createBackoff, pause } from '../eventstore/backoff.ts';
 import { describeError } from '../projections/errors.ts';
 import { matchesPatterns, toIntegrationEvent } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
+import type { DestinationGuard } from './destinations.ts';
 import { WebhookClient } from './http-post.ts';
 import { signWebhook } from './signing.ts';
 import { webhookPublisherName, type DeliveryAttempt, type IntegrationTables, type WebhookSubscription } from './tables.ts';
@@ -58,6 +59,8 @@ export interface WebhookLoopDeps {
   subscriptionId: string;
   policy: DeliveryPolicy;
   fenced: Fenced;
+  /** Which addresses deliveries may connect to (integration/destinations.ts). */
+  destinations: DestinationGuard;
   log?: (message: string, details?: Record<string, unknown>) => void;
 }
 
@@ -76,9 +79,11 @@ export class WebhookLoop {
   /** Set when the subscription row changed (PATCH, replay): the loop re-reads it before the next event. */
   private stale = false;
   private interrupt = new AbortController();
-  private readonly client = new WebhookClient();
+  private readonly client: WebhookClient;
 
-  constructor(private readonly deps: WebhookLoopDeps) {}
+  constructor(private readonly deps: WebhookLoopDeps) {
+    this.client = new WebhookClient(deps.destinations);
+  }
 
   get name(): string {
     return webhookPublisherName(this.deps.subscriptionId);

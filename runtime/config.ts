@@ -1,4 +1,5 @@
 import type { BackPressureOptions } from '../api/back-pressure.ts';
+import type { Network } from '../integration/destinations.ts';
 /**
  * The typed configuration the composition root (runtime/crm.ts) builds the CRM from. Only
  * cli/config.ts reads it from the environment; tests and benchmarks load it the same way.
@@ -43,6 +44,8 @@ export interface CrmConfig {
   masterKey?: Uint8Array | undefined;
   /** JetStream publishing of integration events (integration/nats-publisher.ts); unset: off. */
   nats: { url: string; stream: string; role: 'admin' | 'sales' | 'marketing' | 'support' | 'analyst' | 'auditor' } | undefined;
+  /** Networks outside the public internet that webhook deliveries may reach (integration/destinations.ts); empty: none. */
+  webhookAllowNetworks: Network[];
   /** Bounds on every database wait and on each HTTP request (cli/timeouts.ts). */
   timeouts: DatabaseTimeouts;
   /** Requests per minute per API key (0: off), per role where set; counted in Redis when `redisUrl` is set. */

@@ -30,6 +30,7 @@ import { migrateLeases, ProjectionLeases } from '../projections/leases.ts';
 import { isRunning } from '../shared/processes.ts';
 import { DEFAULT_BATCH, ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
+import { createDestinationGuard } from '../integration/destinations.ts';
 import { createIntegration, type Integration } from '../integration/index.ts';
 import { createBatchCommands, type BatchCommands } from '../commands/batch.ts';
 import { createImportJobs } from '../commands/import/jobs.ts';
@@ -423,6 +424,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       personalData,
       schemas: config.schemas,
       nats: config.nats,
+      destinations: createDestinationGuard(config.webhookAllowNetworks),
       workerId: leases.workerId,
       leaseSeconds: config.projectionLeaseSeconds,
     });

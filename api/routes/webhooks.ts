@@ -5,7 +5,7 @@ import type { IntegrationServices, PublisherStatus } from '../../integration/ind
 import { displayUrl, EventPatterns, ReplayPosition, WebhookDescription, WebhookUrl } from '../../integration/validation.ts';
 import { webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
 import { IdParams } from '../http.ts';
-import { ProblemError } from '../problems.ts';
+import { ProblemError, validationProblem } from '../problems.ts';
 import { ROLES } from '../roles.ts';
 
 const Url = WebhookUrl;
@@ -131,6 +131,13 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     return subscription;
   };
   const tags = ['webhooks'];
+  /** A URL whose host is an address deliveries may not reach is refused here, not only when delivering. */
+  const checkDestination = (url: string | undefined) => {
+    const refused = url === undefined ? null : integration.urlRefusal(url);
+    if (!refused) return;
+    const errors = [{ field: 'url', in: 'body', message: refused }];
+    throw validationProblem(errors);
+  };
 
   app.post(
     '/webhooks',
@@ -147,6 +154,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
       },
     },
     async (request, reply) => {
+      checkDestination(request.body.url);
       const created = await integration.subscribe({
         url: request.body.url,
         events: request.body.events,
@@ -222,6 +230,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
       },
     },
     async (request) => {
+      checkDestination(request.body.url);
       const updated = await tables.updateSubscription(request.params.id, {
         url: request.body.url,
         events: request.body.events,

@@ -17,6 +17,7 @@ import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore } from '../../eventstore/postgres/index.ts';
 import { integrationTables, NATS_PUBLISHER } from '../../integration/tables.ts';
+import { createDestinationGuard, parseNetwork } from '../../integration/destinations.ts';
 import { IntegrationPublishers } from '../../integration/publishers.ts';
 import { newWebhookSecret } from '../../integration/signing.ts';
 import { percentile, rate, ratio, round, type BenchContext } from '../report.ts';
@@ -126,6 +127,8 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         personalData: await createPersonalData(publisherDatabase.db, { schema: eventsSchema }),
         nats: nats ? { url: NATS_URL, stream: nats.stream, role: 'analyst' } : undefined,
         policy: { timeoutMs: 10_000 },
+        // The receivers listen on loopback, allowed here as an operator allows an internal network.
+        destinations: createDestinationGuard([parseNetwork('127.0.0.0/8')!]),
         reconcileEveryMs: 200,
       });
       await publishers.start();

@@ -69,6 +69,8 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
     const { ROLES } = await import('../../api/roles.ts');
     const url = WebhookUrl.safeParse(stringValue(run, 'url') ?? '');
     if (!url.success) throw new UsageError(`--url: ${url.error.issues[0]?.message}`);
+    const refused = services.urlRefusal(url.data);
+    if (refused) throw new UsageError(`--url: ${refused}`);
     const events = EventPatterns.safeParse(
       (stringValue(run, 'events') ?? '')
         .split(',')

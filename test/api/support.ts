@@ -32,9 +32,9 @@ export interface ApiHarness {
  * key for every role. `overrides` replace API ports or bounds; publishers and the background chain
  * sealer stay off (tests of delivery and sealing start their own).
  */
-export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}): Promise<ApiHarness> => {
+export const startApi = async (label: string, overrides: Partial<ApiDeps> = {}, env: Record<string, string> = {}): Promise<ApiHarness> => {
   const schemas = testSchemas(label);
-  const crm = await openCrm(testConfig(schemas), {
+  const crm = await openCrm(testConfig(schemas, env), {
     overrides: { poolMax: 8, publishers: false, chainSealer: false, ...(overrides.importMaxBytes ? { importMaxBytes: overrides.importMaxBytes } : {}) },
   });
   let app: CrmApp | undefined;

@@ -58,6 +58,17 @@ describe('configuration from the environment', () => {
     expect(problems.find((p) => p.variable === 'PORT')?.message).toContain('"eighty"');
   });
 
+  it('lets webhooks reach no network outside the public internet unless CRM_WEBHOOK_ALLOW_NETWORKS lists it, and names a wrong entry', () => {
+    expect(loadConfig({}, '/srv/crm').webhookAllowNetworks).toEqual([]);
+    expect(loadConfig({ CRM_WEBHOOK_ALLOW_NETWORKS: '10.0.0.0/8, ::1' }, '/srv/crm').webhookAllowNetworks).toEqual([
+      { address: '10.0.0.0', prefix: 8, family: 'ipv4' },
+      { address: '::1', prefix: 128, family: 'ipv6' },
+    ]);
+    const [problem] = problemsOf({ CRM_WEBHOOK_ALLOW_NETWORKS: '10.0.0.0/8,intranet' });
+    expect(problem?.variable).toBe('CRM_WEBHOOK_ALLOW_NETWORKS');
+    expect(problem?.message).toContain('"intranet" is not an address or a CIDR range');
+  });
+
   it('refuses two schemas with one name', () => {
     expect(problemsOf({ CRM_READ_SCHEMA: 'crm_events' })[0]?.message).toContain('crm_events');
   });

@@ -70,6 +70,8 @@ const env = {
   CRM_REPORTING_SCHEMA: schemas.reporting,
   CRM_NATS_URL: NATS_URL,
   CRM_NATS_STREAM: stream,
+  // The webhook receiver listens on loopback, which deliveries reach only where the operator allows it.
+  CRM_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1',
   LOG_LEVEL: 'warn',
 };
 

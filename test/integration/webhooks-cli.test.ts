@@ -32,5 +32,16 @@ describe('crm webhooks', () => {
     const tooFar = await crm('replay', id, '--from', '9999999999999999999');
     expect(tooFar.code, tooFar.stderr).toBe(2);
     expect(tooFar.stderr).toContain('--from');
+
+    // The cloud metadata service is refused unless the operator allows its network; then it is created.
+    const metadata = await crm('create', '--url', 'http://169.254.169.254/latest/meta-data/', '--events', '*');
+    expect(metadata.code, metadata.stderr).toBe(2);
+    expect(metadata.stderr).toContain('--url: 169.254.169.254 is a link-local (cloud metadata) address');
+    const allowed = await runCrm(['webhooks', 'create', '--url', 'http://169.254.169.254/hook', '--events', '*', '--json'], {
+      cwd,
+      env: { ...env, CRM_WEBHOOK_ALLOW_NETWORKS: '169.254.0.0/16' },
+      timeoutMs: 90_000,
+    });
+    expect(allowed.code, allowed.stderr).toBe(0);
   }, 300_000);
 });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandContext, CrmCommands } from '../../commands/index.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { matchesPatterns } from '../../integration/envelope.ts';
+import { createDestinationGuard, parseNetwork } from '../../integration/destinations.ts';
 import { IntegrationPublishers } from '../../integration/publishers.ts';
 import type { DeliveryPolicy } from '../../integration/webhook-loop.ts';
 import { expectProblem, json, startApi, type ApiHarness } from '../api/support.ts';
@@ -15,7 +16,8 @@ let commands: CrmCommands;
 const receivers: Receiver[] = [];
 
 beforeAll(async () => {
-  h = await startApi('webhooks');
+  // The receivers listen on 127.0.0.1: loopback is allowed here as an operator allows an internal network.
+  h = await startApi('webhooks', {}, { CRM_WEBHOOK_ALLOW_NETWORKS: '127.0.0.0/8' });
   commands = h.deps.commands as CrmCommands;
 });
 afterAll(async () => {
@@ -32,8 +34,9 @@ const receiver = async (behaviour?: ConstructorParameters<typeof Receiver>[0]) =
   return r;
 };
 
-const startPublishers = async (policy: Partial<DeliveryPolicy>) => {
+const startPublishers = async (policy: Partial<DeliveryPolicy>, destinations = createDestinationGuard([parseNetwork('127.0.0.0/8')!])) => {
   const publishers = new IntegrationPublishers({
+    destinations,
     db: h.database.db,
     schema: h.schemas.events,
     store: h.store,
@@ -139,6 +142,43 @@ describe('webhook subscriptions over HTTP', () => {
       expect((await webhook(id)).position).toBe('9223372036854775806');
     } finally {
       await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
+    }
+  });
+
+  it('refuses, naming url, a URL whose host is an address outside the public internet that the operator has not allowed, on create and on change', async () => {
+    const post = (url: string) => h.app.inject({ method: 'POST', url: '/webhooks', headers: h.auth('admin'), payload: { url, events: ['*'] } });
+    const refusedUrls = [
+      'http://169.254.169.254/latest/meta-data/',
+      'http://10.0.0.5/hook',
+      // The same addresses written the ways URL parsing accepts: hexadecimal, IPv4-mapped IPv6, a trailing dot.
+      'http://0xa9fea9fe/latest/meta-data/',
+      'http://[::ffff:169.254.169.254]/',
+      'http://[fd00::1]/hook',
+      'http://192.168.1.1.:8080/',
+      'http://[::]/hook',
+    ];
+    for (const url of refusedUrls) {
+      const problem = expectProblem(await post(url), 400, 'validation');
+      expect(problem.errors, url).toEqual([{ field: 'url', in: 'body', message: expect.stringContaining('CRM_WEBHOOK_ALLOW_NETWORKS') }]);
+    }
+    expect(expectProblem(await post('http://169.254.169.254/'), 400, 'validation').errors?.[0]?.message).toMatch(
+      /^169\.254\.169\.254 is a link-local \(cloud metadata\) address/,
+    );
+    // Loopback is allowed in this API's configuration, and so is a name (checked when each delivery connects).
+    const { id } = await subscribe({ url: 'http://localhost:9/hook', events: ['*'] });
+    const other = await subscribe({ url: 'https://example.com/hook', events: ['*'] });
+    try {
+      const patched = expectProblem(
+        await h.app.inject({ method: 'PATCH', url: `/webhooks/${id}`, headers: h.auth('admin'), payload: { url: 'http://172.16.0.1/hook' } }),
+        400,
+        'validation',
+      );
+      expect(patched.errors?.map((e) => e.field)).toEqual(['url']);
+      expect((await webhook(id)).url).toBe('http://localhost:9/hook');
+      const listed = json(await h.app.inject({ method: 'GET', url: '/webhooks', headers: h.auth('admin') })).items.map((s: { url: string }) => s.url);
+      expect(listed.sort()).toEqual(['http://localhost:9/hook', 'https://example.com/hook']);
+    } finally {
+      for (const created of [id, other.id]) await h.app.inject({ method: 'DELETE', url: `/webhooks/${created}`, headers: h.auth('admin') });
     }
   });
 
@@ -398,6 +438,30 @@ describe('delivery', () => {
       await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
     }
   }, 60_000);
+
+  it('never connects where the operator has not allowed: a subscription to a loopback name reaches nobody, and its state says why', async () => {
+    const r = await receiver();
+    // Created where loopback is allowed (this API's configuration), delivered by publishers that allow nothing private.
+    const { id } = await subscribe({ url: `http://localhost:${r.port}/hook`, events: ['*'] });
+    const publishers = await startPublishers({ timeoutMs: 800, firstRetryMs: 50, maxRetryMs: 200, retryForMs: 60_000 }, createDestinationGuard());
+    try {
+      await registerWithPurchase(9_100);
+      const failed = await eventually(
+        async () => {
+          const v = await webhook(id);
+          return v.failures >= 2 && v;
+        },
+        10_000,
+        () => 'two failed attempts',
+      );
+      expect(failed.lastError).toMatch(/^127\.0\.0\.1 is a loopback address: .*CRM_WEBHOOK_ALLOW_NETWORKS/);
+      expect(failed.delivered).toBe(0);
+      expect(r.requests).toEqual([]);
+    } finally {
+      await publishers.stop();
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
+    }
+  });
 
   it('pauses a subscription at once when its receiver answers 410 Gone, and resumes when enabled again', async () => {
     let gone = true;
