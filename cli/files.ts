@@ -1,6 +1,7 @@
-import { accessSync, constants, createWriteStream, statSync, type WriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { accessSync, constants, createWriteStream, rmSync, statSync, type WriteStream } from 'node:fs';
+import { readdir, rename, rm } from 'node:fs/promises';
 import { once } from 'node:events';
+import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { UsageError } from './command.ts';
 
@@ -47,14 +48,43 @@ export interface ReplacingFile {
   discard(): Promise<void>;
 }
 
+/** Whether a process of this host still runs (EPERM: it does, under another user). */
+const running = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Removes the partial files that earlier runs for `path` on this host left when they were killed
+ * (SIGKILL, a power cut: no chance to clean up), those whose process is gone.
+ */
+const removeAbandoned = async (path: string, prefix: string): Promise<void> => {
+  const folder = dirname(path);
+  for (const name of await readdir(folder).catch(() => [] as string[])) {
+    const pid = name.startsWith(prefix) && name.endsWith('.partial') ? name.slice(prefix.length, -'.partial'.length) : '';
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid || running(Number(pid))) continue;
+    await rm(join(folder, name), { force: true });
+  }
+};
+
 /**
  * A file written beside `path` and moved there once complete (a rename within the folder), so that a
  * run that fails half way (the database gone, Ctrl-C) leaves neither a truncated file nor an emptied
- * earlier one under the name a reader trusts.
+ * earlier one under the name a reader trusts. The partial file goes with the process too: on an exit
+ * before `commit` (a second Ctrl-C) it is removed, and one left by a killed run is removed by the next.
  */
 export const openReplacing = async (path: string, what: string): Promise<ReplacingFile> => {
-  const partial = join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
+  // Host and process in the name: runs on two machines sharing the folder never take each other's file.
+  const prefix = `.${basename(path)}.${hostname()}.`;
+  await removeAbandoned(path, prefix);
+  const partial = join(dirname(path), `${prefix}${process.pid}.partial`);
   const stream = await open(partial, path, what);
+  const removeAtExit = () => rmSync(partial, { force: true });
+  process.once('exit', removeAtExit);
   const close = async () => {
     if (stream.closed) return;
     stream.end();
@@ -65,10 +95,12 @@ export const openReplacing = async (path: string, what: string): Promise<Replaci
     commit: async () => {
       await close();
       await rename(partial, path);
+      process.off('exit', removeAtExit);
     },
     discard: async () => {
       await close();
       await rm(partial, { force: true });
+      process.off('exit', removeAtExit);
     },
   };
 };

@@ -66,10 +66,16 @@ operator's export holds personal data unmasked: keep the file as carefully as th
       const complete = spec.complete?.(runtime.apiDeps);
       const lines = await exportLines(spec.list(runtime.apiDeps, null), query, format, EXPORT_COLUMNS[kind], complete);
       for await (const chunk of lines) {
-        if (readerGone || failure) break;
+        if (readerGone || failure || run.signal.aborted) break;
         if (!out.write(chunk)) await drained(out);
       }
       if (failure) throw failure;
+      if (run.signal.aborted) {
+        run.err(
+          `crm export: interrupted; ${outputPath ? `${outputPath} is as it was before` : 'what was written is incomplete'}. Run it again for the whole export.`,
+        );
+        return 130;
+      }
       written = true;
       return 0;
     } finally {

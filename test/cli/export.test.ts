@@ -227,6 +227,55 @@ describe('crm export', () => {
     expect(readdirSync(folder).filter((name) => name.includes('kept.csv'))).toEqual(['kept.csv']);
   });
 
+  describe('interrupted', () => {
+    /** `crm export customers --output <name>` started; resolves once its partial file exists (before the CRM is open). */
+    const started = async (name: string) => {
+      const path = join(folder, name);
+      writeFileSync(path, 'the export of last week\n');
+      const child = spawn(process.execPath, [CRM_BIN, 'export', 'customers', '--output', path], { cwd: folder, env: cleanEnv(schemaEnv(source)) });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+      const files = () => readdirSync(folder).filter((f) => f.includes(name));
+      const until = Date.now() + 30_000;
+      while (!files().some((f) => f.endsWith('.partial'))) {
+        if (Date.now() > until) throw new Error(`no partial file for ${name}: ${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      return { child, path, files, done: async () => ({ code: await closed, stderr }) };
+    };
+
+    it('by Ctrl-C: stops, says the file is as it was, and leaves no partial file', async () => {
+      const run = await started('ctrl-c.csv');
+      run.child.kill('SIGINT');
+      const { code, stderr } = await run.done();
+      expect(code).toBe(130);
+      expect(stderr).toMatch(/crm export: interrupted; .*ctrl-c\.csv is as it was before/);
+      expect(readFileSync(run.path, 'utf8')).toBe('the export of last week\n');
+      expect(run.files()).toEqual(['ctrl-c.csv']);
+    });
+
+    it('by Ctrl-C twice (quit now): the partial file goes with the process', async () => {
+      const run = await started('twice.csv');
+      run.child.kill('SIGINT');
+      run.child.kill('SIGINT');
+      expect((await run.done()).code).toBe(130);
+      expect(readFileSync(run.path, 'utf8')).toBe('the export of last week\n');
+      expect(run.files()).toEqual(['twice.csv']);
+    });
+
+    it('by kill -9: the partial file left behind is removed by the next export to that file', async () => {
+      const run = await started('killed.csv');
+      run.child.kill('SIGKILL');
+      await run.done();
+      expect(run.files().filter((f) => f.endsWith('.partial'))).toHaveLength(1);
+      expect(readFileSync(run.path, 'utf8')).toBe('the export of last week\n');
+      expect((await crm(['export', 'customers', '--output', run.path], source)).code).toBe(0);
+      expect(run.files()).toEqual(['killed.csv']);
+      expect(readFileSync(run.path, 'utf8').split('\n')[0]).toMatch(/^id,name,email/);
+    });
+  });
+
   it('says to retry, without a stack, when the read model it needs is from an earlier version (not rebuilt yet)', async () => {
     expect((await crm(['export', 'refunds'], source)).code).toBe(0);
     const lines = `${pg.escapeIdentifier(source.read)}.revenue_lines`;
