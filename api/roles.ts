@@ -87,6 +87,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /campaigns', access: ALL, summary: 'list campaigns' },
   { route: 'GET /campaigns/export', access: ALL, summary: 'every campaign (status, times, segment, figures) as CSV or NDJSON' },
   { route: 'GET /responses/export', access: ALL, summary: 'every campaign response (campaign, customer, kind, revenue, time) as CSV or NDJSON' },
+  { route: 'GET /costs/export', access: ALL, summary: 'every campaign cost (campaign, cost id, amount, description, time) as CSV or NDJSON' },
   { route: 'GET /campaigns/:id', access: ALL, summary: 'one campaign' },
   // Feedback.
   { route: 'POST /feedback', access: SUPPORT, summary: 'submit feedback' },

@@ -1,4 +1,4 @@
-import { campaignResponses, type CampaignResponseQuery, type CampaignResponseView } from './campaign-responses.ts';
+import { campaignCosts, campaignResponses, type CampaignCostView, type CampaignRecordQuery, type CampaignResponseView } from './campaign-records.ts';
 import type { Page } from './history.ts';
 import { feedbackBodies } from './feedback-bodies.ts';
 import type { Projection } from '../projections/projection.ts';
@@ -50,7 +50,9 @@ export interface AuditServices {
   /** What each feedback item said when submitted (the read model keeps no body): for the exports. */
   feedbackBodies(feedbackIds: readonly string[]): Promise<Map<string, string>>;
   /** Campaign responses one by one, from the events (the read model keeps counts): for the responses export. */
-  campaignResponses(query: CampaignResponseQuery): Promise<Page<CampaignResponseView>>;
+  campaignResponses(query: CampaignRecordQuery): Promise<Page<CampaignResponseView>>;
+  /** Campaign costs one by one, from the events (the read model keeps their sum): for the costs export. */
+  campaignCosts(query: CampaignRecordQuery): Promise<Page<CampaignCostView>>;
   /** Starts a background verification recorded in `audit_verifications` (or joins the one of that kind already running); resolves with its id. */
   startVerification(kind: VerificationKind, requestedBy: string | null): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
   verificationJobs(): Promise<VerificationJobs>;
@@ -103,6 +105,7 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
     subjectAccess: (customerId) => subjectAccessExport(deps, customerId),
     feedbackBodies: (feedbackIds) => feedbackBodies(deps, feedbackIds),
     campaignResponses: (query) => campaignResponses(deps, query),
+    campaignCosts: (query) => campaignCosts(deps, query),
     async startVerification(kind, requestedBy) {
       if (kind === 'chains') requireSqlEvents();
       const jobs = await verificationJobs();

@@ -135,7 +135,7 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
   },
   // The exports over HTTP, their lists of order history and campaign responses, and the database away.
   exports: {
-    mutate: ['api/routes/exports.ts', 'projections/queries/export.ts', 'projections/queries/purchases.ts', 'audit/campaign-responses.ts'],
+    mutate: ['api/routes/exports.ts', 'projections/queries/export.ts', 'projections/queries/purchases.ts', 'audit/campaign-records.ts'],
     tests: ['test/api/exports.test.ts', 'test/faults/export-faults.test.ts', 'test/api/visibility.test.ts'],
     concurrency: 1,
   },

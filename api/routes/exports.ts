@@ -18,16 +18,16 @@ import { FeedbackListFilters } from './feedback.ts';
 
 /**
  * `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`,
- * `/campaigns/export`, `/responses/export`: the whole list (with the list's filters) as CSV or NDJSON,
+ * `/campaigns/export`, `/responses/export`, `/costs/export`: the whole list (with the list's filters) as CSV or NDJSON,
  * streamed page by page, personal fields masked as the caller's list is.
  */
 
-/** Campaign responses: of one campaign, in a business-time range. */
-const CampaignResponseFilters = {
-  campaignId: z.uuid().toLowerCase().optional().describe("One campaign's responses"),
-  from: IsoDateTime.optional().describe('Responses at or after this business time'),
-  to: IsoDateTime.optional().describe('Responses at or before this business time'),
-};
+/** Campaign responses (costs): of one campaign, in a business-time range. */
+const campaignRecordFilters = (what: 'Responses' | 'Costs') => ({
+  campaignId: z.uuid().toLowerCase().optional().describe(`One campaign's ${what.toLowerCase()}`),
+  from: IsoDateTime.optional().describe(`${what} at or after this business time`),
+  to: IsoDateTime.optional().describe(`${what} at or before this business time`),
+});
 
 /** Purchases (refunds): of one customer (with the duplicates merged into it), in a business-time range. */
 const orderHistoryFilters = (what: 'Purchases' | 'Refunds') => ({
@@ -49,7 +49,7 @@ type Scope = ReadScope | null;
 /** Where exports read: the read models, and the events for what no read model keeps. */
 export interface ExportSources {
   queries: ReadModelQueries;
-  audit: Pick<AuditServices, 'feedbackBodies' | 'campaignResponses'>;
+  audit: Pick<AuditServices, 'feedbackBodies' | 'campaignResponses' | 'campaignCosts'>;
 }
 
 /** A record with the kind's columns in file order, and nothing else (the NDJSON keys are the CSV columns). */
@@ -148,7 +148,7 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
   // Read from the events (the campaigns read model keeps counts, not each response). A response names
   // its customer: a restricted caller gets those of the customers they see.
   responses: {
-    filters: CampaignResponseFilters,
+    filters: campaignRecordFilters('Responses'),
     personalFields: [],
     personalFilters: [],
     list:
@@ -162,6 +162,17 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
         );
         return { ...page, items: page.items.filter((r) => visible.has(r.customerId)) };
       },
+  },
+  // Read from the events (the read model keeps their sum). Costs name no customer: every caller's
+  // export holds them all, as every caller's campaign list holds their sum.
+  costs: {
+    filters: campaignRecordFilters('Costs'),
+    personalFields: [],
+    personalFilters: [],
+    list:
+      ({ audit }) =>
+      (query) =>
+        audit.campaignCosts(query),
   },
 };
 

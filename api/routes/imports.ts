@@ -25,6 +25,7 @@ const firstCommandOf: Record<ImportKind, { type: CommandType; route: [string, st
   deals: { type: 'OpenDeal', route: ['POST', '/deals'] },
   campaigns: { type: 'CreateCampaign', route: ['POST', '/campaigns'] },
   responses: { type: 'RecordCampaignResponse', route: ['POST', '/campaigns/:id/responses'] },
+  costs: { type: 'RecordCampaignCost', route: ['POST', '/campaigns/:id/costs'] },
   feedback: { type: 'SubmitFeedback', route: ['POST', '/feedback'] },
 };
 

@@ -18,13 +18,14 @@ const drained = (out: NodeJS.WritableStream): Promise<void> =>
 
 export const exportCommand: CliCommand = {
   name: 'export',
-  summary: 'Write every customer, deal, feedback item, purchase, refund, campaign or campaign response as CSV or NDJSON',
+  summary: 'Write every customer, deal, feedback item, purchase, refund, campaign, campaign response or campaign cost as CSV or NDJSON',
   usage: `export <${EXPORT_KINDS.join('|')}> [--format csv|ndjson] [--output <file>]`,
   details: `
 Reads the read models page by page (memory stays flat) and writes one line per record to stdout or
 --output: the same columns as GET /customers/export (and /deals/export, /feedback/export,
-/purchases/export, /refunds/export, /campaigns/export, /responses/export: files \`crm import\` reads
-back; responses are read from the events, the rest from the read models). An
+/purchases/export, /refunds/export, /campaigns/export, /responses/export, /costs/export: files
+\`crm import\` reads back; responses and costs are read from the events, the rest from the read
+models). An
 operator's export holds personal data unmasked: keep the file as carefully as the database.`,
   options: {
     format: { type: 'string', description: 'csv (default) or ndjson' },

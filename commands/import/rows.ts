@@ -11,7 +11,7 @@ import { commandSchemas, type CommandType } from '../schemas.ts';
  * again, or resuming an interrupted import, appends nothing twice.
  */
 
-export const importKinds = ['customers', 'purchases', 'refunds', 'deals', 'campaigns', 'responses', 'feedback'] as const;
+export const importKinds = ['customers', 'purchases', 'refunds', 'deals', 'campaigns', 'responses', 'costs', 'feedback'] as const;
 export type ImportKind = (typeof importKinds)[number];
 export const isImportKind = (kind: unknown): kind is ImportKind => importKinds.includes(kind as ImportKind);
 
@@ -49,6 +49,7 @@ export const detectKind = (headers: string[]): ImportKind | undefined => {
   if (h.has('order_id') && h.has('amount')) return 'purchases';
   if (h.has('title') && h.has('expected_close_date')) return 'deals';
   if (h.has('campaign_id') && (h.has('response') || h.has('kind')) && (h.has('customer_id') || h.has('customer_email'))) return 'responses';
+  if (h.has('campaign_id') && (h.has('cost_id') || (h.has('amount') && !h.has('customer_id') && !h.has('customer_email')))) return 'costs';
   if (h.has('channel') && h.has('budget')) return 'campaigns';
   if (h.has('subject') && h.has('body')) return 'feedback';
   if (h.has('email') && h.has('name')) return 'customers';
@@ -390,6 +391,30 @@ const responses = (row: Row): RowCommand[] => {
   return [withTime('RecordCampaignResponse', fields, timeOf(row, 'occurred_at', 'date'), keyOf('responses', `${campaignId}:${customerId}:${kind}`))];
 };
 
+/**
+ * Costs from a past system happened: each is recorded even where it takes the campaign beyond its
+ * budget (the campaign then shows `overBudget`, as one recorded with `allowOverBudget` does).
+ */
+const costs = (row: Row): RowCommand[] => {
+  const campaignId = text(row, 'campaign_id');
+  const costId = text(row, 'cost_id');
+  const amount = numberOf(row, 'amount');
+  const occurredAt = timeOf(row, 'occurred_at', 'date');
+  const description = text(row, 'description') ?? null;
+  // Without a cost id (an invoice number) a cost is known by what it says: one campaign's rows equal in
+  // amount, time and description are one cost.
+  const natural = costId ?? [String(amount), occurredAt ?? '', description ?? ''].join(':');
+  const fields = {
+    campaignId,
+    ...(costId ? { costId } : {}),
+    amount,
+    currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
+    description,
+    allowOverBudget: true,
+  };
+  return [withTime('RecordCampaignCost', fields, occurredAt, keyOf('costs', `${campaignId}:${natural}`))];
+};
+
 const FEEDBACK_STATUSES = ['open', 'in_progress', 'resolved', 'closed'] as const;
 /** What an imported item's response and resolution say when the file gives no text of its own. */
 export const IMPORTED_RESPONSE = 'Responded in the previous system (imported)';
@@ -495,7 +520,7 @@ const feedback = (row: Row): RowCommand[] => {
   return commands;
 };
 
-export const rowCommands: Record<ImportKind, (row: Row) => RowCommand[]> = { customers, purchases, refunds, deals, campaigns, responses, feedback };
+export const rowCommands: Record<ImportKind, (row: Row) => RowCommand[]> = { customers, purchases, refunds, deals, campaigns, responses, costs, feedback };
 
 /** Columns each kind reads (the CLI's help and the README list them). */
 export const importColumns: Record<ImportKind, string> = {
@@ -508,6 +533,7 @@ export const importColumns: Record<ImportKind, string> = {
   campaigns:
     'name, channel, budget, currency, starts_at, ends_at, status (draft|scheduled|active|paused|completed|cancelled, default active), created_at, launched_at, paused_at, completed_at, cancelled_at, target_segment (a JSON object), campaign_id (optional)',
   responses: 'campaign_id, response (sent|opened|clicked|converted|unsubscribed), revenue, currency, occurred_at, customer_id or customer_email',
+  costs: 'campaign_id, cost_id (an invoice number; optional), amount, currency (default EUR), description, occurred_at',
   feedback:
     'kind, channel, subject, body, priority, csat, nps, submitted_at, status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, feedback_id (optional), customer_id or customer_email',
 };

@@ -28,7 +28,7 @@ const csvCell = (value: unknown): string => {
 const fields = (names: string): readonly string[] => names.trim().split(/\s+/);
 
 /** The fields of a listed record of each kind, in file order (test/api/exports.test.ts holds them to the lists). */
-export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purchases' | 'refunds' | 'campaigns' | 'responses', readonly string[]> = {
+export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purchases' | 'refunds' | 'campaigns' | 'responses' | 'costs', readonly string[]> = {
   customers: fields(`
     id name email phone company source tags status mergedInto marketingConsent registeredAt
     firstPurchaseAt lastPurchaseAt orderCount revenue refunded currency forgottenAt ownerId updatedAt
@@ -56,6 +56,8 @@ export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purcha
     overBudget updatedAt revision`),
   // The columns a responses import reads.
   responses: fields(`campaignId customerId response revenue currency occurredAt`),
+  // The columns a costs import reads (`costId` tells the kind).
+  costs: fields(`campaignId costId amount currency description occurredAt`),
 };
 
 export type ExportKind = keyof typeof EXPORT_COLUMNS;

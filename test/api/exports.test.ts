@@ -5,7 +5,7 @@ import { EXPORT_COLUMNS } from '../../projections/queries/export.ts';
 import { importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
-/** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`, `/campaigns/export`, `/responses/export` on the real API over PostgreSQL. */
+/** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`, `/campaigns/export`, `/responses/export`, `/costs/export` on the real API over PostgreSQL. */
 let api: ApiHarness;
 
 /** `POST /imports?kind=` of a CSV body as an admin, once it has ended. */
@@ -243,6 +243,55 @@ describe('exports', () => {
     expect(await storedCount('CampaignResponseRecorded')).toBe(before);
   });
 
+  it('exports campaign costs from the events, one by one, as a file a costs import reads back: filtered, open to every role, nothing recorded twice', async () => {
+    const campaign = (await send('POST', '/campaigns', { name: 'Costs', channel: 'email', budget: 100, currency: 'EUR' })).json().id as string;
+    for (const cost of [
+      { costId: 'INV-1', amount: 60, currency: 'EUR', description: 'Print run', occurredAt: '2020-03-01T00:00:00Z' },
+      { amount: 30, currency: 'EUR', occurredAt: '2020-03-15T08:30:00Z' },
+      { costId: 'INV-3', amount: 20.5, currency: 'EUR', description: 'Postage', allowOverBudget: true, occurredAt: '2020-04-01T00:00:00Z' },
+    ]) {
+      const recorded = await send('POST', `/campaigns/${campaign}/costs`, cost);
+      expect(recorded.statusCode, recorded.body).toBe(200);
+    }
+    const exported = async (query: string, role: 'admin' | 'analyst' = 'admin') => {
+      const response = await api.app.inject({ method: 'GET', url: `/costs/export?format=ndjson&campaignId=${campaign}${query}`, headers: api.auth(role) });
+      expect(response.statusCode).toBe(200);
+      return response.body
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    };
+    const all = await exported('');
+    expect(all).toEqual([
+      { campaignId: campaign, costId: 'INV-1', amount: 60, currency: 'EUR', description: 'Print run', occurredAt: '2020-03-01T00:00:00.000Z' },
+      { campaignId: campaign, costId: expect.any(String), amount: 30, currency: 'EUR', description: null, occurredAt: '2020-03-15T08:30:00.000Z' },
+      { campaignId: campaign, costId: 'INV-3', amount: 20.5, currency: 'EUR', description: 'Postage', occurredAt: '2020-04-01T00:00:00.000Z' },
+    ]);
+    // Costs name no customer: an analyst's export holds them as the admin's does.
+    expect(await exported('', 'analyst')).toEqual(all);
+    expect((await exported('&from=2020-03-10T00:00:00Z&to=2020-03-31T23:59:59Z')).map((c) => c.amount)).toEqual([30]);
+    expect((await send('GET', '/costs/export?campaignId=not-a-campaign')).statusCode).toBe(400);
+    expect((await send('GET', `/costs/export?format=ndjson&campaignId=${randomUUID()}`)).body).toBe('');
+
+    // The CSV is a costs file: imported back, nothing is recorded twice (each cost id is already there).
+    const csv = (await send('GET', `/costs/export?format=csv&campaignId=${campaign}`)).body;
+    expect(csv.split('\n')[0]).toBe(EXPORT_COLUMNS.costs.join(','));
+    const before = await storedCount('CampaignCostRecorded');
+    expect((await importCsv('costs', csv)).status).toBe('done');
+    expect(await storedCount('CampaignCostRecorded')).toBe(before);
+    await projectionsSettled(api);
+    expect((await send('GET', `/campaigns/${campaign}`)).json()).toMatchObject({ costs: 110.5, overBudget: true });
+    // Imported as the commands are sent: by the roles that may record a cost.
+    const refused = await api.app.inject({
+      method: 'POST',
+      url: '/imports?kind=costs',
+      headers: { ...api.auth('analyst'), 'content-type': 'text/csv' },
+      payload: csv,
+    });
+    expect(refused.statusCode).toBe(403);
+  });
+
   it('refuses the refunds export with 503 and Retry-After while the old read model (no refund ids) still serves an upgrade', async () => {
     const lines = sql.id(api.schemas.read, 'revenue_lines');
     // The table as version 5 of the customers projection left it, which serves until the rebuild ends.
@@ -335,7 +384,7 @@ describe('exports', () => {
     });
     expect([deal.statusCode, feedback.statusCode, campaign.statusCode]).toEqual([201, 201, 201]);
     await projectionsSettled(api);
-    for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns', 'responses'] as const) {
+    for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns', 'responses', 'costs'] as const) {
       const ndjson = await api.app.inject({ method: 'GET', url: `/${kind}/export?format=ndjson`, headers: api.auth('admin') });
       const records = ndjson.body
         .trim()

@@ -134,7 +134,8 @@ const classify = (method: string, url: string): Kind | undefined => {
     return 'list';
   if (url.startsWith('/audit/') || url.startsWith('/webhooks') || `${method} ${url}` === 'POST /imports') return 'company';
   if (['POST /customers', 'POST /deals', 'POST /feedback'].includes(`${method} ${url}`)) return 'record'; // creations: the referenced customer must be visible
-  if (/^\/(campaigns|admin|imports|console|exchange-rates)(\/|$)/.test(url) || url.startsWith('/analytics/')) return 'unowned';
+  // Campaign costs name no customer: every viewer's export holds them all, as every campaign list their sum.
+  if (/^\/(campaigns|admin|imports|console|exchange-rates)(\/|$)/.test(url) || url === '/costs/export' || url.startsWith('/analytics/')) return 'unowned';
   if (['/', '/health', '/ready', '/metrics', '/openapi.json', '/bench/noop'].includes(url)) return 'unowned';
   return undefined;
 };

@@ -59,7 +59,7 @@ describe('crm export', () => {
     expect(carried(readFileSync(roundTrip, 'utf8'))).toEqual(carried(text));
   });
 
-  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body, purchases, refunds, campaigns and their responses', async () => {
+  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body, purchases, refunds, campaigns with their responses and costs', async () => {
     const from = testSchemas('cli_export_history_from');
     const to = testSchemas('cli_export_history_to');
     try {
@@ -109,6 +109,13 @@ describe('crm export', () => {
           '6f1d0c0e-0000-4000-8000-000000000021,ada@history.example,converted,80,USD,1998-03-10 12:00',
           '6f1d0c0e-0000-4000-8000-000000000025,ida@history.example,opened,,,1998-01-06',
         ]),
+        // Beyond Spring's budget of 500 (history is taken as it was), and one cost with no invoice number.
+        costs: write('h-costs.csv', [
+          'campaign_id,cost_id,amount,currency,description,occurred_at',
+          '6f1d0c0e-0000-4000-8000-000000000021,INV-1,300,EUR,Print run,1998-03-05',
+          '6f1d0c0e-0000-4000-8000-000000000021,INV-2,250.50,EUR,,1998-03-20 09:00',
+          '6f1d0c0e-0000-4000-8000-000000000025,,40,EUR,Banner,1998-01-05',
+        ]),
       };
       for (const file of Object.values(files)) expect((await crm(['import', file, '--report', join(folder, 'h-report.csv')], from)).code).toBe(0);
       expect((await crm(['rebuild'], from)).code).toBe(0);
@@ -123,7 +130,7 @@ describe('crm export', () => {
           .trim()
           .split('\n')
           .map((line) => JSON.parse(line) as Record<string, unknown>);
-      for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns', 'responses']) {
+      for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns', 'responses', 'costs']) {
         const file = await exported(from, kind);
         const imported = await crm(['import', file, '--kind', kind, '--report', join(folder, `h-${kind}-report.csv`)], to);
         expect(imported.code, imported.stdout + readFileSync(join(folder, `h-${kind}-report.csv`), 'utf8')).toBe(0);
@@ -163,8 +170,12 @@ describe('crm export', () => {
           'launchedAt',
           'completedAt',
           'cancelledAt',
+          'costs',
+          'overBudget',
+          'roi',
         ],
         responses: ['campaignId', 'customerId', 'response', 'revenue', 'currency', 'occurredAt'],
+        costs: ['campaignId', 'costId', 'amount', 'currency', 'description', 'occurredAt'],
         deals: ['id', 'stage', 'status', 'amount', 'probability', 'probabilityOverride', 'openedAt', 'closedAt', 'lostReason'],
         feedback: [
           'id',
@@ -198,6 +209,7 @@ describe('crm export', () => {
           .map((r) => r.status)
           .sort(),
       ).toEqual(['cancelled', 'completed', 'draft', 'paused', 'scheduled']);
+      expect(records(await exported(to, 'campaigns')).find((r) => r.name === 'Spring')).toMatchObject({ costs: 550.5, overBudget: true });
     } finally {
       await from.dropSchemas();
       await to.dropSchemas();

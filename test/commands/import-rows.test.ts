@@ -52,8 +52,8 @@ const ADA = 'ada@example.com';
 const CUSTOMER = '11111111-1111-4111-8111-111111111111';
 
 describe('import kinds and headers', () => {
-  it('knows the seven kinds, and nothing else', () => {
-    expect([...importKinds]).toEqual(['customers', 'purchases', 'refunds', 'deals', 'campaigns', 'responses', 'feedback']);
+  it('knows the eight kinds, and nothing else', () => {
+    expect([...importKinds]).toEqual(['customers', 'purchases', 'refunds', 'deals', 'campaigns', 'responses', 'costs', 'feedback']);
     for (const kind of importKinds) expect(isImportKind(kind)).toBe(true);
     for (const other of ['customer', 'Customers', '', 'planets', undefined, 3]) expect(isImportKind(other)).toBe(false);
   });
@@ -89,6 +89,11 @@ describe('import kinds and headers', () => {
       [['campaign_id', 'customer_id'], undefined],
       [['response', 'customer_id'], undefined],
       [['kind', 'customer_email'], undefined],
+      [['campaign_id', 'cost_id'], 'costs'],
+      [['campaignId', 'costId', 'amount', 'currency', 'description', 'occurredAt'], 'costs'],
+      [['campaign_id', 'amount', 'description'], 'costs'],
+      [['campaign_id', 'amount', 'customer_id'], undefined],
+      [['cost_id', 'amount'], undefined],
       [['channel', 'budget'], 'campaigns'],
       [['campaign_id', 'name', 'channel', 'budget'], 'campaigns'],
       [['channel'], undefined],
@@ -133,6 +138,7 @@ describe('import kinds and headers', () => {
       deals: ['email', 'id', 'owner', 'created_at', 'reason'],
       campaigns: ['id'],
       responses: ['email', 'kind', 'date'],
+      costs: ['date'],
       feedback: ['email', 'id', 'occurred_at', 'date', 'assignee', 'responded_at', 'response'],
     };
     for (const kind of importKinds) {
@@ -745,6 +751,53 @@ describe('campaign response rows', () => {
     expect(refusedFields(one('responses', { campaign_id: CAMPAIGN, customer_id: CUSTOMER, response: 'converted', revenue: '-1' }).command)).toEqual([
       'revenue',
     ]);
+  });
+});
+
+describe('campaign cost rows', () => {
+  const CAMPAIGN = '33333333-3333-4333-8333-333333333333';
+
+  it('maps a cost with its invoice number, currency and description, at its business time, taken even beyond the budget', () => {
+    expect(
+      one('costs', { campaign_id: CAMPAIGN, cost_id: 'INV-7', amount: '1200.50', currency: 'usd', description: 'Print run', occurred_at: '1997-03-01' }),
+    ).toStrictEqual({
+      command: {
+        type: 'RecordCampaignCost',
+        campaignId: CAMPAIGN,
+        costId: 'INV-7',
+        amount: 1200.5,
+        currency: 'USD',
+        description: 'Print run',
+        allowOverBudget: true,
+        occurredAt: '1997-03-01T00:00:00.000Z',
+      },
+      key: keyFor('costs', `${CAMPAIGN}:INV-7`),
+    });
+  });
+
+  it('knows a cost without an invoice number by its amount, time and description, and defaults the currency', () => {
+    const row = { campaign_id: CAMPAIGN, amount: '80', date: '1997-03-02', description: '' };
+    expect(one('costs', row)).toStrictEqual({
+      command: {
+        type: 'RecordCampaignCost',
+        campaignId: CAMPAIGN,
+        amount: 80,
+        currency: 'EUR',
+        description: null,
+        allowOverBudget: true,
+        occurredAt: '1997-03-02T00:00:00.000Z',
+      },
+      key: keyFor('costs', `${CAMPAIGN}:80:1997-03-02T00:00:00.000Z:`),
+    });
+    expect(one('costs', { ...row, description: 'Ads' }).key).not.toBe(one('costs', row).key);
+    expect(one('costs', { ...row, amount: '81' }).key).not.toBe(one('costs', row).key);
+  });
+
+  it('names the bad fields of a cost', () => {
+    expect(rejection('costs', { campaign_id: CAMPAIGN, amount: '1.200,50' })).toMatch(/^amount: "1.200,50" is not a number/);
+    expect(refusedFields(one('costs', { campaign_id: CAMPAIGN, amount: '10', currency: 'euro' }).command)).toEqual(['currency']);
+    expect(refusedFields(one('costs', { campaign_id: 'not-an-id', amount: '10' }).command)).toEqual(['campaignId']);
+    expect(refusedFields(one('costs', { campaign_id: CAMPAIGN, amount: '10', cost_id: 'x'.repeat(101) }).command)).toEqual(['costId']);
   });
 });
 

@@ -344,7 +344,7 @@ describe('import: the kind of file', () => {
     await expect(importing(batch, csv(['colour,size', 'red,9']))).rejects.toBeInstanceOf(UnknownImportKind);
     await expect(importing(batch, csv(['colour,size', 'red,9']))).rejects.toHaveProperty(
       'message',
-      'Cannot tell the kind of file from its columns; name it (one of customers, purchases, refunds, deals, campaigns, responses, feedback). ' +
+      'Cannot tell the kind of file from its columns; name it (one of customers, purchases, refunds, deals, campaigns, responses, costs, feedback). ' +
         'Customers need "name" and "email", purchases "order_id" and "amount".',
     );
     await expect(importing(batch, records([{ line: 2, unreadable: 'row: not valid JSON' }]))).rejects.toBeInstanceOf(UnknownImportKind);
