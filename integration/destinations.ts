@@ -36,7 +36,7 @@ const NETWORK_SYNTAX = 'addresses or CIDR ranges separated by commas, e.g. 10.0.
 
 /** `10.0.0.0/8` or `10.1.2.3` (a single address) -> Network; undefined when it is neither. */
 export const parseNetwork = (text: string): Network | undefined => {
-  const [address = '', prefixText, extra] = text.trim().split('/');
+  const [address = '', prefixText, extra] = text.split('/');
   const version = isIP(address);
   if (version === 0 || extra !== undefined) return undefined;
   const bits = version === 4 ? 32 : 128;
@@ -68,7 +68,7 @@ const REFUSED_RANGES = NON_PUBLIC.map(([kind, cidrs]) => ({ kind, list: blockLis
 
 /** An IP literal from a URL's host (`[::1]` -> `::1`), or undefined for a name. */
 const literalAddress = (hostname: string): string | undefined => {
-  const bare = hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+  const bare = hostname.replace(/^\[(.*)\]$/, '$1');
   return isIP(bare) === 0 ? undefined : bare;
 };
 
@@ -89,7 +89,7 @@ export const createDestinationGuard = (allowed: readonly Network[] = []): Destin
   const familyOf = (address: string) => (isIP(address) === 6 ? 'ipv6' : 'ipv4');
   const refusal = (address: string): string | null => {
     const family = familyOf(address);
-    if (allowed.length > 0 && allowedList.check(address, family)) return null;
+    if (allowedList.check(address, family)) return null;
     const refused = REFUSED_RANGES.find((r) => r.list.check(address, family));
     if (!refused) return null;
     return `${address} is ${refused.kind} address: deliveries go to public addresses unless CRM_WEBHOOK_ALLOW_NETWORKS allows its network`;
@@ -105,12 +105,11 @@ export const createDestinationGuard = (allowed: readonly Network[] = []): Destin
   const lookup: LookupFunction = (hostname, options, callback) => {
     dnsLookup(hostname, { ...options, all: true }, (error, addresses: LookupAddress[]) => {
       if (error) return callback(error, '', undefined);
-      const usable = addresses.filter((a) => refusal(a.address) === null);
+      const refusals = addresses.map((a) => refusal(a.address));
+      const usable = addresses.filter((_, i) => refusals[i] === null);
       const first = usable[0];
-      if (!first) {
-        const reason = refusal(addresses[0]?.address ?? '') ?? `${hostname} has no address`;
-        return callback(new Error(`${hostname}: ${reason}`), '', undefined);
-      }
+      // A lookup without an error has an address: here every one is refused, the first says why.
+      if (!first) return callback(new Error(`${hostname}: ${refusals[0]}`), '', undefined);
       if (options.all) return callback(null, usable);
       return callback(null, first.address, first.family);
     });

@@ -133,6 +133,12 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     tests: ['test/audit/chain.test.ts', 'test/audit/audit-chain-mutants.test.ts'],
     concurrency: 1,
   },
+  // Where webhook deliveries may connect: the ranges, the operator's networks, URLs and the lookup.
+  'webhook-destinations': {
+    mutate: ['integration/destinations.ts'],
+    tests: ['test/integration/destinations.test.ts', 'test/cli/config.test.ts'],
+    concurrency: 1,
+  },
   // The exports over HTTP, their lists of order history and campaign responses, and the database away.
   exports: {
     mutate: ['api/routes/exports.ts', 'projections/queries/export.ts', 'projections/queries/purchases.ts', 'audit/campaign-records.ts'],

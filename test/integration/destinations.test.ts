@@ -1,10 +1,14 @@
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDestinationGuard, parseNetwork, parseNetworks } from '../../integration/destinations.ts';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createDestinationGuard, parseNetwork, parseNetworks, type DestinationGuard } from '../../integration/destinations.ts';
 
 describe('webhook destinations', () => {
-  const guard = createDestinationGuard();
+  let guard: DestinationGuard;
+  // Made in each test, not once when the file is read: what it is made of is what the tests check.
+  beforeEach(() => {
+    guard = createDestinationGuard();
+  });
 
   it('refuses loopback, private, link-local, shared, reserved and documentation addresses, IPv4 and IPv6, and lets public ones through', () => {
     const refused = {
@@ -53,6 +57,9 @@ describe('webhook destinations', () => {
       expect(guard.urlRefusal(url), url).toContain('loopback');
     }
     expect(guard.urlRefusal('https://hooks.example.com/crm')).toBeNull();
+    expect(guard.urlRefusal('https://[2606:4700::1111]/crm')).toBeNull();
+    // Not a URL: nothing to refuse here (the URL's own validation refuses it).
+    expect(guard.urlRefusal('not a url')).toBeNull();
     expect(guard.urlRefusal('https://93.184.216.34/crm')).toBeNull();
   });
 
@@ -65,7 +72,8 @@ describe('webhook destinations', () => {
       ],
     });
     expect(parseNetworks('')).toEqual({ networks: [] });
-    for (const wrong of ['10.0.0.0/33', 'intranet', '10.0.0.0/8/1', '::1/129', '10.0.0.0/x']) {
+    expect(parseNetworks('10.0.0.0/8, , ::1')).toEqual({ networks: [parseNetwork('10.0.0.0/8'), parseNetwork('::1')] });
+    for (const wrong of ['10.0.0.0/33', 'intranet', '10.0.0.0/8/1', '::1/129', '10.0.0.0/x', '10.0.0.0/8x', '10.0.0.0/x8', '10.0.0.0/0008', '10.0.0.0/']) {
       expect(parseNetworks(`192.168.0.0/16,${wrong}`)).toEqual({ error: expect.stringContaining(`"${wrong}"`) });
     }
   });
@@ -98,6 +106,16 @@ describe('webhook destinations', () => {
 
     it('connects when the operator allows the network', async () => {
       expect(await get(createDestinationGuard([parseNetwork('127.0.0.0/8')!]).lookup)).toBe('answered: reached');
+    });
+
+    it("answers as dns.lookup does: one address unless all are asked for, and the resolver's own error for a name with none", async () => {
+      const { lookup } = createDestinationGuard([parseNetwork('127.0.0.0/8')!]);
+      const one = await new Promise<unknown[]>((resolve) => lookup('localhost', { family: 4 }, (...answer) => resolve(answer)));
+      expect(one).toEqual([null, '127.0.0.1', 4]);
+      const all = await new Promise<unknown[]>((resolve) => lookup('localhost', { family: 4, all: true }, (...answer) => resolve(answer)));
+      expect(all).toEqual([null, [{ address: '127.0.0.1', family: 4 }]]);
+      const missing = await new Promise<unknown[]>((resolve) => lookup('no-such-host.invalid', { all: true }, (...answer) => resolve(answer)));
+      expect((missing[0] as NodeJS.ErrnoException).code).toBe('ENOTFOUND');
     });
   });
 });
