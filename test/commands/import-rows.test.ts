@@ -789,6 +789,7 @@ describe('campaign cost rows', () => {
       },
       key: keyFor('costs', `${CAMPAIGN}:80:1997-03-02T00:00:00.000Z:`),
     });
+    expect(one('costs', { campaign_id: CAMPAIGN, amount: '80' }).key).toBe(keyFor('costs', `${CAMPAIGN}:80::`));
     expect(one('costs', { ...row, description: 'Ads' }).key).not.toBe(one('costs', row).key);
     expect(one('costs', { ...row, amount: '81' }).key).not.toBe(one('costs', row).key);
   });
