@@ -37,7 +37,7 @@ export interface BatchItem {
 }
 
 export type BatchOutcome =
-  /** `alreadyDone`: the command's events were stored before (a re-import, or a resumed one). */
+  /** `alreadyDone`: the command's events were stored before (a re-import, or a resumed one), or it decided none (its effect was there). */
   { ok: true; stream: string; eventIds: string[]; alreadyDone: boolean } | { ok: false; error: unknown };
 
 /**
@@ -309,7 +309,9 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         for (const e of events) w.state = folder.evolve(w.state, { type: e.type, data: e.data } as CrmEvent);
         for (const e of events) w.newIds.set(e.id, p.metadata.commandHash);
         w.events.push(...events);
-        outcomes[i] = { ok: true, stream: p.stream, eventIds, alreadyDone: false };
+        // A command whose decider records nothing found its effect there already (a cost id recorded
+        // through the API, a tag the customer has): the row is present, not imported now.
+        outcomes[i] = { ok: true, stream: p.stream, eventIds, alreadyDone: events.length === 0 };
       } catch (error) {
         outcomes[i] = { ok: false, error };
       }
