@@ -19,6 +19,8 @@ export interface CliCommand {
   /** Extra help text: what it does, what is safe to interrupt, examples. */
   details: string;
   options: Record<string, OptionWithHelp>;
+  /** What the first Ctrl-C says will happen, when not the default (work done so far is kept, run again to resume). */
+  onInterrupt?: string;
   /** Returns the exit code. */
   run(run: CommandRun): Promise<number>;
 }

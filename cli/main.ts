@@ -54,7 +54,8 @@ async function main(argv: string[]): Promise<number> {
   const onSignal = (signal: NodeJS.Signals) => {
     interrupts += 1;
     if (interrupts === 1) {
-      err(`\n${signal}: stopping at the next safe point (work done so far is kept; run the command again to resume). Press Ctrl-C again to quit now.`);
+      const what = command.onInterrupt ?? 'work done so far is kept; run the command again to resume';
+      err(`\n${signal}: stopping at the next safe point (${what}). Press Ctrl-C again to quit now.`);
       controller.abort();
     } else {
       process.exit(130);

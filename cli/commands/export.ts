@@ -27,6 +27,7 @@ Reads the read models page by page (memory stays flat) and writes one line per r
 \`crm import\` reads back; responses and costs are read from the events, the rest from the read
 models). An
 operator's export holds personal data unmasked: keep the file as carefully as the database.`,
+  onInterrupt: 'an --output file is left as it was; run the command again for the whole export',
   options: {
     format: { type: 'string', description: 'csv (default) or ndjson' },
     output: { type: 'string', description: 'file to write (default: stdout)' },
@@ -73,7 +74,7 @@ operator's export holds personal data unmasked: keep the file as carefully as th
       if (failure) throw failure;
       if (run.signal.aborted) {
         run.err(
-          `crm export: interrupted; ${outputPath ? `${outputPath} is as it was before` : 'what was written is incomplete'}. Run it again for the whole export.`,
+          `crm export: interrupted; ${outputPath ? `nothing was written to ${outputPath} (what it held before is kept)` : 'what was written is incomplete'}. Run it again for the whole export.`,
         );
         return 130;
       }
