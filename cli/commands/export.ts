@@ -25,8 +25,8 @@ Reads the read models page by page (memory stays flat) and writes one line per r
 --output: the same columns as GET /customers/export (and /deals/export, /feedback/export,
 /purchases/export, /refunds/export, /campaigns/export, /responses/export, /costs/export: files
 \`crm import\` reads back; responses and costs are read from the events, the rest from the read
-models). An
-operator's export holds personal data unmasked: keep the file as carefully as the database.`,
+models). An operator's export holds personal data unmasked: keep the file as carefully as the
+database.`,
   onInterrupt: 'an --output file is left as it was; run the command again for the whole export',
   options: {
     format: { type: 'string', description: 'csv (default) or ndjson' },
