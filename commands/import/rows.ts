@@ -393,7 +393,8 @@ const responses = (row: Row): RowCommand[] => {
 
 /**
  * Costs from a past system happened: each is recorded even where it takes the campaign beyond its
- * budget (the campaign then shows `overBudget`, as one recorded with `allowOverBudget` does).
+ * budget (the campaign then shows `overBudget`, as one recorded with `allowOverBudget` does), unless
+ * the file says `allow_over_budget` false (costs entered now, which the budget is to hold back).
  */
 const costs = (row: Row): RowCommand[] => {
   const campaignId = text(row, 'campaign_id');
@@ -410,7 +411,7 @@ const costs = (row: Row): RowCommand[] => {
     amount,
     currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
     description,
-    allowOverBudget: true,
+    allowOverBudget: parseBoolean(cell(row, 'allow_over_budget')) ?? true,
   };
   return [withTime('RecordCampaignCost', fields, occurredAt, keyOf('costs', `${campaignId}:${natural}`))];
 };
@@ -533,7 +534,7 @@ export const importColumns: Record<ImportKind, string> = {
   campaigns:
     'name, channel, budget, currency, starts_at, ends_at, status (draft|scheduled|active|paused|completed|cancelled, default active), created_at, launched_at, paused_at, completed_at, cancelled_at, target_segment (a JSON object), campaign_id (optional)',
   responses: 'campaign_id, response (sent|opened|clicked|converted|unsubscribed), revenue, currency, occurred_at, customer_id or customer_email',
-  costs: 'campaign_id, cost_id (an invoice number; optional), amount, currency (default EUR), description, occurred_at',
+  costs: 'campaign_id, cost_id (an invoice number; optional), amount, currency (default EUR), description, occurred_at, allow_over_budget (default true)',
   feedback:
     'kind, channel, subject, body, priority, csat, nps, submitted_at, status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, feedback_id (optional), customer_id or customer_email',
 };

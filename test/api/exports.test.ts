@@ -282,6 +282,10 @@ describe('exports', () => {
     expect(await storedCount('CampaignCostRecorded')).toBe(before);
     await projectionsSettled(api);
     expect((await send('GET', `/campaigns/${campaign}`)).json()).toMatchObject({ costs: 110.5, overBudget: true });
+    // A file of costs entered now may ask for the budget to hold them back.
+    const held = await importCsv('costs', `campaign_id,cost_id,amount,currency,allow_over_budget\n${campaign},INV-9,1000,EUR,false\n`);
+    expect(held).toMatchObject({ counts: { rows: 1, imported: 0, rejected: 1 } });
+    expect(held.rejectedRows[0].reason).toMatch(/beyond its budget of 100/);
     // Imported as the commands are sent: by the roles that may record a cost.
     const refused = await api.app.inject({
       method: 'POST',

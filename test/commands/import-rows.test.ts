@@ -794,6 +794,15 @@ describe('campaign cost rows', () => {
     expect(one('costs', { ...row, amount: '81' }).key).not.toBe(one('costs', row).key);
   });
 
+  it('holds a cost to the budget where the file says allow_over_budget false', () => {
+    const row = { campaign_id: CAMPAIGN, cost_id: 'INV-8', amount: '10' };
+    expect(one('costs', { ...row, allow_over_budget: 'no' }).command.allowOverBudget).toBe(false);
+    expect(one('costs', { ...row, allow_over_budget: 'TRUE' }).command.allowOverBudget).toBe(true);
+    expect(one('costs', { ...row, allow_over_budget: false }).command.allowOverBudget).toBe(false);
+    expect(one('costs', { ...row, allow_over_budget: ' ' }).command.allowOverBudget).toBe(true);
+    expect(refusedFields(one('costs', { ...row, allow_over_budget: 'maybe' }).command)).toEqual(['allowOverBudget']);
+  });
+
   it('names the bad fields of a cost', () => {
     expect(rejection('costs', { campaign_id: CAMPAIGN, amount: '1.200,50' })).toMatch(/^amount: "1.200,50" is not a number/);
     expect(refusedFields(one('costs', { campaign_id: CAMPAIGN, amount: '10', currency: 'euro' }).command)).toEqual(['currency']);
