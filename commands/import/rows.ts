@@ -197,6 +197,9 @@ const ABOUT_A_CUSTOMER: ReadonlySet<ImportKind> = new Set(['purchases', 'refunds
 export const customerEmailOf = (kind: ImportKind, row: Row): string | undefined =>
   ABOUT_A_CUSTOMER.has(kind) && !text(row, 'customer_id') ? text(row, 'customer_email', 'email') : undefined;
 
+/** A row's currency code as the commands take it (upper case), EUR where the file gives none. */
+const currencyOf = (row: Row): string => text(row, 'currency')?.toUpperCase() ?? 'EUR';
+
 /** Business time goes in the payload where the schema takes it (purchases), else in the metadata. */
 const withTime = (type: CommandType, fields: Record<string, unknown>, time: string | undefined, key: string): RowCommand => {
   const takesTime = 'occurredAt' in (commandSchemas[type] as unknown as { shape: object }).shape;
@@ -243,7 +246,7 @@ const customers = (row: Row): RowCommand[] => {
 const purchases = (row: Row): RowCommand[] => {
   const customerId = customerOf(row);
   const orderId = text(row, 'order_id');
-  const fields = { customerId, orderId, amount: numberOf(row, 'amount'), currency: text(row, 'currency')?.toUpperCase() ?? 'EUR' };
+  const fields = { customerId, orderId, amount: numberOf(row, 'amount'), currency: currencyOf(row) };
   return [withTime('RecordPurchase', fields, timeOf(row, 'occurred_at', 'date', 'purchased_at'), keyOf('purchases', `${customerId}:${orderId}`))];
 };
 
@@ -257,7 +260,7 @@ const refunds = (row: Row): RowCommand[] => {
     orderId,
     ...(refundId ? { refundId } : {}),
     amount: numberOf(row, 'amount'),
-    currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
+    currency: currencyOf(row),
     reason: text(row, 'reason', 'refund_reason') ?? null,
   };
   return [withTime('RefundPurchase', fields, time, keyOf('refunds', `${customerId}:${orderId}:${refundId ?? `${String(fields.amount)}@${time ?? ''}`}`))];
@@ -287,7 +290,7 @@ const deals = (row: Row): RowCommand[] => {
       customerId,
       title: text(row, 'title'),
       amount: numberOf(row, 'amount'),
-      currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
+      currency: currencyOf(row),
       ownerId: text(row, 'owner_id', 'owner') ?? 'import',
       expectedCloseDate: text(row, 'expected_close_date'),
       ...(stage && stage.toLowerCase() !== status ? { stage } : {}),
@@ -337,7 +340,7 @@ const campaigns = (row: Row): RowCommand[] => {
       name: text(row, 'name'),
       channel: text(row, 'channel'),
       budget: numberOf(row, 'budget'),
-      currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
+      currency: currencyOf(row),
       ...(startsAt ? { schedule: { startsAt, endsAt } } : {}),
       ...(targetSegment ? { targetSegment } : {}),
     },
@@ -409,7 +412,7 @@ const costs = (row: Row): RowCommand[] => {
     campaignId,
     ...(costId ? { costId } : {}),
     amount,
-    currency: text(row, 'currency')?.toUpperCase() ?? 'EUR',
+    currency: currencyOf(row),
     description,
     allowOverBudget: parseBoolean(cell(row, 'allow_over_budget')) ?? true,
   };
