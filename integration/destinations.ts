@@ -76,9 +76,11 @@ export interface DestinationGuard {
   /** Why deliveries may not go to this IP address, or null when they may. */
   refusal(address: string): string | null;
   /**
-   * The same for a URL, as far as it can be told without DNS: its host is an IP literal or a
-   * `localhost` name. Other names are checked when each delivery connects (`lookup`).
+   * The same for a URL's host (`URL.hostname`), as far as it can be told without DNS: an IP literal or
+   * a `localhost` name. Other names are checked when each delivery connects (`lookup`).
    */
+  hostRefusal(hostname: string): string | null;
+  /** `hostRefusal` of a URL given as text (null when it is no URL: its validation refuses it). */
   urlRefusal(url: string): string | null;
   /** `dns.lookup` for the delivery's socket: only the addresses `refusal` lets through, else an error saying why. */
   lookup: LookupFunction;
@@ -94,13 +96,16 @@ export const createDestinationGuard = (allowed: readonly Network[] = []): Destin
     if (!refused) return null;
     return `${address} is ${refused.kind} address: deliveries go to public addresses unless CRM_WEBHOOK_ALLOW_NETWORKS allows its network`;
   };
-  const urlRefusal = (url: string): string | null => {
-    const hostname = URL.parse(url)?.hostname.toLowerCase().replace(/\.$/, '');
-    if (hostname === undefined) return null;
+  const hostRefusal = (host: string): string | null => {
+    const hostname = host.toLowerCase().replace(/\.$/, '');
     // `localhost` and its subdomains never leave the host (RFC 6761), whatever a resolver says.
     if (hostname === 'localhost' || hostname.endsWith('.localhost')) return refusal('127.0.0.1');
     const address = literalAddress(hostname);
     return address === undefined ? null : refusal(address);
+  };
+  const urlRefusal = (url: string): string | null => {
+    const parsed = URL.parse(url);
+    return parsed ? hostRefusal(parsed.hostname) : null;
   };
   const lookup: LookupFunction = (hostname, options, callback) => {
     dnsLookup(hostname, { ...options, all: true }, (error, addresses: LookupAddress[]) => {
@@ -114,5 +119,5 @@ export const createDestinationGuard = (allowed: readonly Network[] = []): Destin
       return callback(null, first.address, first.family);
     });
   };
-  return { refusal, urlRefusal, lookup };
+  return { refusal, hostRefusal, urlRefusal, lookup };
 };

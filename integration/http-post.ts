@@ -39,10 +39,10 @@ export class WebhookClient {
   constructor(private readonly destinations: DestinationGuard) {}
 
   post(url: string, body: string, headers: Record<string, string>, timeoutMs: number, stop: AbortSignal): Promise<Answer> {
-    const refused = this.destinations.urlRefusal(url);
+    const target = new URL(url);
+    const refused = this.destinations.hostRefusal(target.hostname);
     if (refused) return Promise.resolve({ ok: false, status: null, error: refused, retryAfterMs: null });
     return new Promise<Answer>((resolve) => {
-      const target = new URL(url);
       const secure = target.protocol === 'https:';
       let timedOut = false;
       /** Set once the status line and headers arrived: from then on that is the answer. */
