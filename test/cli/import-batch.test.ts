@@ -319,6 +319,46 @@ describe('batch import', () => {
     for (let i = 0; i < 400; i++) expect(purchases).toContain(`o${i}`);
   });
 
+  it('gets through a writer that changes every stream of a batch before each append: from the third attempt that won nothing, each takes half as many rows', async () => {
+    const runtime = await open('imp_starved');
+    await importFile(createBatchCommands({ store: runtime.store, personalData: runtime.personalData }), {
+      file: (writeFileSync(join(folder, 'st-customers.csv'), customersCsv(8)), join(folder, 'st-customers.csv')),
+      reportPath: join(folder, 'st-r1.csv'),
+    });
+    // Another process records a purchase on every stream of an append of several streams, just
+    // before it: an import that keeps appending its streams together never gets one in.
+    let writes = 0;
+    const appendSizes: number[] = [];
+    const store: typeof runtime.store = {
+      ...runtime.store,
+      engine: runtime.store.engine,
+      appendToStreams: async (appends) => {
+        appendSizes.push(appends.length);
+        if (appends.length > 1)
+          for (const { stream } of appends) {
+            writes += 1;
+            await runtime.commands.execute(
+              { type: 'RecordPurchase', customerId: stream.slice('customer-'.length), orderId: `other-${writes}`, amount: 1, currency: 'EUR' },
+              { actor: admin, correlationId: `other-${writes}` },
+            );
+          }
+        return runtime.store.appendToStreams(appends);
+      },
+    };
+    writeFileSync(join(folder, 'st-purchases.csv'), purchasesCsv(24, 8));
+    const result = await importFile(createBatchCommands({ store, personalData: runtime.personalData }), {
+      file: join(folder, 'st-purchases.csv'),
+      reportPath: join(folder, 'st-r2.csv'),
+      batchSize: 24,
+    });
+    expect(result).toMatchObject({ rows: 24, imported: 24, rejected: 0 });
+    // Halved down to appends of one stream, which the writer leaves alone.
+    expect(appendSizes).toContain(1);
+    const orders = (await storedEvents(runtime.store)).filter((e) => e.type === 'PurchaseRecorded').map((e) => (e.data as { orderId: string }).orderId);
+    expect(orders.filter((o) => o.startsWith('other-'))).toHaveLength(writes);
+    for (let i = 0; i < 24; i++) expect(orders.filter((o) => o === `o${i}`)).toHaveLength(1);
+  });
+
   it('a batch decided on the states of one whose append then meets a conflict is decided again on what was stored', async () => {
     const runtime = await open('imp_pipeline');
     await importFile(createBatchCommands({ store: runtime.store, personalData: runtime.personalData }), {
