@@ -21,6 +21,7 @@ import type { EventStore, ReadStreamOptions, RecordedEvent } from '../eventstore
 import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
 import type { ProjectedEvent } from '../shared/events.ts';
 import type { AggregateKind } from './schemas.ts';
+import type { CompactIds } from './compact-state.ts';
 
 export interface AggregateStates {
   customer: CustomerState;
@@ -91,8 +92,14 @@ export interface LoadedStream<S> {
   revision: number;
   /** Global position of the last event folded; 0n when none. */
   position: bigint;
-  /** Every event id of the stream (up to the bound). */
+  /** Every event id of the stream (up to the bound), or those after `savedIds` when loaded from a saved state. */
   ids: Map<string, EventRef>;
+  /**
+   * Loaded from a saved state (commands/snapshots.ts): the ids of the events it folds, with a prefix
+   * of each command hash but no revision or position; a retried command whose events are among them
+   * is answered from the stream read whole (commands/index.ts `firstResultOf`).
+   */
+  savedIds?: CompactIds;
 }
 
 export interface LoadOptions {
@@ -123,7 +130,7 @@ export const foldInto = async <S>(deps: StreamLoaderDeps, folder: Folder<S>, bas
     base.ids.set(recorded[i]!.id, refOf(recorded[i]!));
   }
   const last = recorded.at(-1);
-  return { state, ids: base.ids, revision: last?.revision ?? base.revision, position: last?.position ?? base.position };
+  return { ...base, state, revision: last?.revision ?? base.revision, position: last?.position ?? base.position };
 };
 
 export const emptyStream = <S>(folder: Folder<S>): LoadedStream<S> => ({ state: folder.initialState(), revision: -1, position: 0n, ids: new Map() });

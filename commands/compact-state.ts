@@ -1,4 +1,5 @@
 import type { AggregateKind } from './schemas.ts';
+import { dictionary, setEntry } from '../domain/entries.ts';
 
 /**
  * Compact forms of what the batch handler keeps of a stream between batches (commands/batch.ts), so
@@ -114,16 +115,24 @@ class Book {
     this.last = undefined;
   }
 
-  keys(): string[] {
-    const keys: string[] = [];
+  /** Each entry's key and encoded value, in order. */
+  private *split(): Generator<[string, string]> {
     for (const line of this.text.split('\n')) {
       if (line === '') continue;
-      // The key is a JSON string: its closing quote is the first unescaped one.
+      // The key is a JSON string: its closing quote is the first unescaped one; the value follows its colon.
       let i = 1;
       while (line[i] !== '"') i += line[i] === '\\' ? 2 : 1;
-      keys.push(JSON.parse(line.slice(0, i + 1)) as string);
+      yield [JSON.parse(line.slice(0, i + 1)) as string, line.slice(i + 2)];
     }
-    return keys;
+  }
+
+  keys(): string[] {
+    return Array.from(this.split(), ([key]) => key);
+  }
+
+  /** Every entry, decoded in one pass (a `get` per key would search the text once per key). */
+  entries(): [string, unknown][] {
+    return Array.from(this.split(), ([key, encoded]) => [key, this.decode(encoded)]);
   }
 }
 
@@ -190,6 +199,23 @@ export const compactState = <S>(kind: AggregateKind, state: S): S => {
   return out as S;
 };
 
+/**
+ * The state as a fold from the events leaves it: each book as a dictionary again (domain/entries.ts),
+ * for holders that keep few states but decide often on them (the API's stream cache).
+ */
+export const expandState = <S>(kind: AggregateKind, state: S): S => {
+  const fields = BOOKED[kind];
+  if (!fields || state === null || typeof state !== 'object') return state;
+  const out: Record<string, unknown> = { ...(state as Record<string, unknown>) };
+  for (const f of fields) {
+    if (!isBook(out[f])) continue;
+    const expanded = dictionary();
+    for (const [key, value] of (out[f] as Record<symbol, Book>)[BOOK]!.entries()) setEntry(expanded, key, value);
+    out[f] = expanded;
+  }
+  return out as S;
+};
+
 /** A compact state in plain JSON values (a stream snapshot, commands/snapshots.ts): each book as its field list and text. */
 export interface CompactStateForm {
   plain: Record<string, unknown>;
@@ -242,6 +268,13 @@ export class CompactIds {
   /** An event without a command hash is held too: a command whose key derives its id is then a conflict, never a repeat. */
   add(id: string, commandHash: string | undefined): void {
     this.text = flat([this.text, packId(id), hashPrefix(commandHash)]);
+  }
+
+  /** Another holder of the same ids, to add to apart (the text is immutable: nothing is copied). */
+  copy(): CompactIds {
+    const ids = new CompactIds();
+    ids.text = this.text;
+    return ids;
   }
 
   /** The ids as text (base64) for a snapshot. */

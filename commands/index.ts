@@ -21,6 +21,7 @@ import {
   type LoadOptions,
 } from './aggregates.ts';
 import { createStreamCache, type AppendedEvent } from './stream-cache.ts';
+import { createSnapshotCodec } from './snapshots.ts';
 import { createStreamQueue, type MemberOutcome, type StreamQueue, type StreamQueueOptions } from './stream-queue.ts';
 import { withEmailClaim } from './email-uniqueness.ts';
 import { commandTargets } from './schemas.ts';
@@ -41,7 +42,7 @@ import {
   type PreparedCommand,
   type StoredMetadata,
 } from './prepare.ts';
-import type { AggregateKind, CrmCommand } from './schemas.ts';
+import type { AggregateKind, CommandType, CrmCommand } from './schemas.ts';
 
 export { commandSchemas, commandTargets, commandTypes, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
 export { streamOf, type AggregateStates, type LoadOptions } from './aggregates.ts';
@@ -118,11 +119,33 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   const folders = aggregateFolders(sla);
   const decide = createDecide(sla);
 
-  const cache = createStreamCache({ store, personalData, folders }, deps.cachedStreams ?? 10_000);
+  const cache = createStreamCache(
+    { store, personalData, folders },
+    deps.cachedStreams ?? 10_000,
+    store.snapshots ? createSnapshotCodec(store.snapshots, personalData) : undefined,
+  );
   const queue: StreamQueue = createStreamQueue(deps.queue);
   /** Current state through the cache (caught up with the store); a past state (asOf) folded afresh. */
   const load = <K extends AggregateKind>(kind: K, id: string, options?: LoadOptions): Promise<LoadedStream<AggregateStates[K]>> =>
     options?.asOf === undefined ? cache.load(kind, id, 'fresh') : loadStream({ store, personalData, folders }, kind, id, options);
+
+  /**
+   * `firstResult` on a loaded stream. A retry whose first event is folded into the saved state the
+   * stream was loaded from has no revision or position held: those are read from the whole stream
+   * (a retry of a command older than the process's first read of its stream; rare).
+   */
+  const firstResultOf = async (
+    kind: AggregateKind,
+    id: string,
+    loaded: LoadedStream<unknown>,
+    metadata: Pick<EventMetadata, 'idempotencyKey' | 'commandHash'>,
+  ): Promise<CommandResult | undefined> => {
+    const stream = streamOf(kind, id);
+    const key = metadata.idempotencyKey;
+    const first = key === undefined ? undefined : eventIdFor(stream, key, 0);
+    const older = first !== undefined && !loaded.ids.has(first) && loaded.savedIds?.hashOf(first) !== undefined;
+    return firstResult(id, stream, older ? (await loadStream({ store, personalData, folders }, kind, id)).ids : loaded.ids, metadata);
+  };
 
   const customerOf = async (customerId: string, from: Load = load): Promise<CustomerSnapshot> => customerSnapshot((await from('customer', customerId)).state);
 
@@ -269,10 +292,10 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     // Decided on the kept state: the append's expected revision catches a stale one (the queue then
     // decides again), and an answer without an append (a refusal, a claim that does not match,
     // nothing to record) is decided again on the store's state.
-    const loaded = await cache.load(kind, id, mode);
+    const loaded = await cache.load(kind, id, mode, commandTargets[command.type as CommandType].creates);
     let decided: DomainEventList;
     try {
-      const first = firstResult(id, stream, loaded.ids, metadata);
+      const first = await firstResultOf(kind, id, loaded, metadata);
       if (first) return first;
       assertExpected(stream, ctx, loaded.revision);
       decided = decide(kind, command, loaded.state);
@@ -295,11 +318,10 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
    */
   const merge = async (command: MergeCustomer, ctx: CommandContext, metadata: Omit<EventMetadata, 'schemaVersion'>): Promise<CommandResult> => {
     const primaryStream = streamOf('customer', command.customerId);
-    const duplicateStream = streamOf('customer', command.duplicateId);
     const [primary, duplicate] = await Promise.all([load('customer', command.customerId), load('customer', command.duplicateId)]);
-    const firstPrimary = firstResult(command.customerId, primaryStream, primary.ids, metadata);
+    const firstPrimary = await firstResultOf('customer', command.customerId, primary, metadata);
     if (firstPrimary) {
-      const firstDuplicate = firstResult(command.duplicateId, duplicateStream, duplicate.ids, metadata);
+      const firstDuplicate = await firstResultOf('customer', command.duplicateId, duplicate, metadata);
       return { ...firstPrimary, eventIds: [...(firstDuplicate?.eventIds ?? []), ...firstPrimary.eventIds] };
     }
     assertExpected(primaryStream, ctx, primary.revision);
@@ -325,7 +347,12 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     // decides again), and answers without an append are checked below.
     // The members' checks await reads of other streams before deciding: a catch-up meanwhile means
     // the store holds newer events, and the append below then fails on `base.revision`.
-    const base: LoadedStream<unknown> = await cache.load(kind, id, 'cached');
+    const base: LoadedStream<unknown> = await cache.load(
+      kind,
+      id,
+      'cached',
+      members.every((m) => commandTargets[m.prepared.type].creates),
+    );
     let state = base.state;
     /** Events of the group folded into `state`; done on a copy, since others read the cached state until the append is stored. */
     let folded = 0;
@@ -352,7 +379,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       try {
         const { metadata, command } = prepared;
         await readReferences(prepared, ctx, from);
-        const first = firstResult(id, stream, base.ids, metadata);
+        const first = await firstResultOf(kind, id, base, metadata);
         if (first) {
           outcomes.push({ value: first });
           continue;

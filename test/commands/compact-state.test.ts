@@ -1,7 +1,7 @@
-import { types } from 'node:util';
+import { isDeepStrictEqual, types } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compactState, compactStateForm, compactStateFromForm, CompactIds, hashPrefix } from '../../commands/compact-state.ts';
+import { compactState, compactStateForm, compactStateFromForm, CompactIds, expandState, hashPrefix } from '../../commands/compact-state.ts';
 import { eventIdFor } from '../../commands/ids.ts';
 import { customerDecider, type CustomerState } from '../../domain/customer/decider.ts';
 import type { CustomerCommand } from '../../domain/customer/commands.ts';
@@ -103,6 +103,31 @@ describe('compact customer states', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('a saved state expanded again (the API keeps plain states) equals the plain state, dictionaries and all, and decides alike', () => {
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 40 }), fc.integer({ min: 0, max: 40 }), (steps, split) => {
+        const plain = run(registered(), steps);
+        const before = run(registered(), steps.slice(0, split));
+        const text = JSON.stringify(compactStateForm('customer', before.state));
+        const expanded = expandState('customer', compactStateFromForm<CustomerState>(JSON.parse(text)));
+        // Exactly the fold's state: dictionaries without a prototype, the same entries in the same order
+        // (node's strict comparison: vitest's compares the `constructor` members of two objects, an order id here).
+        expect(isDeepStrictEqual(expanded, before.state)).toBe(true);
+        expect(Object.keys(expanded.orders)).toEqual(Object.keys(before.state.orders));
+        expect(Object.getPrototypeOf(expanded.orders)).toBeNull();
+        expect(types.isProxy(expanded.orders)).toBe(false);
+        const restored = run(expanded, steps.slice(split));
+        expect([...before.outcomes, ...restored.outcomes]).toEqual(plain.outcomes);
+        expect(isDeepStrictEqual(restored.state, plain.state)).toBe(true);
+      }),
+      { numRuns: 200 },
+    );
+    // Other kinds and states without books are returned as they are.
+    const state = registered();
+    expect(isDeepStrictEqual(expandState('customer', state), state)).toBe(true);
+    expect(expandState('deal', state)).toBe(state);
   });
 
   it('a book reads back what was written, replaces in place and leaves the prototype alone', () => {
@@ -248,5 +273,12 @@ describe('compact event ids', () => {
     expect(back.size).toBe(200);
     wanted.forEach((id) => expect(back.hashOf(id)).toBe(ids.hashOf(id)));
     expect(() => CompactIds.fromText(ids.toText().slice(0, 40))).toThrow(/Malformed/);
+    // A copy holds the same ids; what is added to it is not added to the original.
+    const copy = ids.copy();
+    copy.add(eventIdFor(stream, 'key-200', 0), 'newhash');
+    expect(copy.size).toBe(201);
+    expect(ids.size).toBe(200);
+    expect(copy.hashOf(wanted[5]!)).toBe(ids.hashOf(wanted[5]!));
+    expect(ids.hashOf(eventIdFor(stream, 'key-200', 0))).toBeUndefined();
   });
 });
