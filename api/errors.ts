@@ -173,7 +173,8 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
       case 'FST_ERR_CTP_EMPTY_JSON_BODY':
         return validationProblem([{ field: 'body', message: 'a JSON body is required' }], 'The request has no JSON body.');
       case 'FST_ERR_CTP_INVALID_JSON_BODY':
-        return new ProblemError('malformed', 'The body is not valid JSON.');
+        // The parser's own reason is not passed on: a member named __proto__ (or constructor.prototype) is refused the same way.
+        return new ProblemError('malformed', 'The body is not valid JSON, or has a member named __proto__ or constructor.prototype (refused).');
       default:
         break;
     }

@@ -134,6 +134,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'DELETE /webhooks/:id', access: INTEGRATION, summary: 'delete a webhook subscription' },
   { route: 'GET /webhooks/:id/deliveries', access: INTEGRATION, summary: 'recent delivery attempts' },
   { route: 'POST /webhooks/:id/replay', access: INTEGRATION, summary: 'deliver again from a position' },
+  { route: 'POST /webhooks/:id/rotate-secret', access: INTEGRATION, summary: 'replace the signing secret (new one shown once)' },
   // Administration.
   { route: 'POST /admin/api-keys', access: ['admin'], summary: 'create an API key (shown once)' },
   { route: 'GET /admin/api-keys', access: ['admin'], summary: 'list API keys' },

@@ -18,6 +18,11 @@ export interface IntegrationServices {
   status(): Promise<PublisherStatus[]>;
   /** Creates a subscription starting at the store head; the secret is returned here and never again. */
   subscribe(input: { url: string; events: string[]; description: string | null; role: SubscriberRole }): Promise<{ id: string; secret: string }>;
+  /**
+   * A new signing secret, returned here and never again; the replaced one still signs deliveries
+   * beside it for `keepPreviousSeconds`. Undefined when there is no such subscription.
+   */
+  rotateSecret(id: string, keepPreviousSeconds: number): Promise<{ id: string; secret: string; previousSecretExpiresAt: Date | null } | undefined>;
   /** Why deliveries could not go to this URL (its host an address the guard refuses), or null. */
   urlRefusal(url: string): string | null;
 }
@@ -54,6 +59,11 @@ export function createIntegration(options: IntegrationOptions): Integration {
       const secret = newWebhookSecret();
       const created = await tables.createSubscription({ ...input, secret, startPosition: await options.store.headPosition() });
       return { id: created.id, secret };
+    },
+    async rotateSecret(id, keepPreviousSeconds) {
+      const secret = newWebhookSecret();
+      const rotated = await tables.rotateSecret(id, secret, keepPreviousSeconds);
+      return rotated && { id, secret, previousSecretExpiresAt: rotated.previousSecretExpiresAt };
     },
     urlRefusal: (url) => destinations.urlRefusal(url),
   };

@@ -23,8 +23,13 @@ export interface WebhookHeaders {
   'webhook-signature': string;
 }
 
-export function signWebhook(secret: string, id: string, timestampSeconds: number, body: string): WebhookHeaders {
+/**
+ * Signed with each secret given (a rotation's new and previous one): the signatures are separated by
+ * spaces, as the scheme allows, and a receiver accepts the delivery when one of them verifies with
+ * the secret it holds.
+ */
+export function signWebhook(secrets: readonly string[], id: string, timestampSeconds: number, body: string): WebhookHeaders {
   const timestamp = String(Math.floor(timestampSeconds));
-  const mac = createHmac('sha256', keyOf(secret)).update(`${id}.${timestamp}.${body}`).digest('base64');
-  return { 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': `v1,${mac}` };
+  const signatures = secrets.map((secret) => `v1,${createHmac('sha256', keyOf(secret)).update(`${id}.${timestamp}.${body}`).digest('base64')}`);
+  return { 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': signatures.join(' ') };
 }

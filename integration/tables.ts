@@ -30,8 +30,10 @@ export interface WebhookSubscription {
   enabled: boolean;
   createdAt: Date;
   updatedAt: Date;
-  /** Bumped by every change (PATCH, replay, resume): a running loop notices and starts over from the row. */
+  /** Bumped by every change (PATCH, replay, resume, a new secret): a running loop notices and starts over from the row. */
   generation: number;
+  /** Until when deliveries are also signed with the secret a rotation replaced (null: only the current one). */
+  previousSecretExpiresAt: Date | null;
 }
 
 export interface PublisherRow {
@@ -83,6 +85,10 @@ export async function migrateIntegrationTables(db: Kysely<unknown>, schema: stri
       created_at timestamptz NOT NULL DEFAULT now(),
       updated_at timestamptz NOT NULL DEFAULT now()
     )`.execute(trx);
+    // Secret rotation (added later: tables made before get the columns here).
+    await sql`ALTER TABLE ${sql.id(schema, SUBSCRIPTIONS)}
+      ADD COLUMN IF NOT EXISTS previous_secret text,
+      ADD COLUMN IF NOT EXISTS previous_secret_expires_at timestamptz`.execute(trx);
     await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, PUBLISHERS)} (
       name text PRIMARY KEY,
       kind text NOT NULL CHECK (kind IN ('webhook', 'nats')),
@@ -127,6 +133,7 @@ type SubscriptionRow = {
   generation: number;
   created_at: Date;
   updated_at: Date;
+  previous_secret_expires_at: Date | null;
 };
 
 type PublisherTableRow = {
@@ -166,6 +173,9 @@ const toSubscription = (r: SubscriptionRow): WebhookSubscription => ({
   createdAt: date(r.created_at),
   updatedAt: date(r.updated_at),
   generation: Number(r.generation),
+  // Past its end the previous secret signs nothing: shown as none.
+  previousSecretExpiresAt:
+    r.previous_secret_expires_at && date(r.previous_secret_expires_at).getTime() > Date.now() ? date(r.previous_secret_expires_at) : null,
 });
 
 const toPublisher = (r: PublisherTableRow): PublisherRow => ({
@@ -227,10 +237,26 @@ export function integrationTables(db: Kysely<unknown>, schema: string) {
       return rows[0] ? toSubscription(rows[0]) : undefined;
     },
 
-    /** The secret, for the delivery loop only. */
-    async secretOf(id: string): Promise<string | undefined> {
-      const { rows } = await sql<{ secret: string }>`SELECT secret FROM ${subs} WHERE id = ${id}`.execute(db);
-      return rows[0]?.secret;
+    /** The secrets deliveries are signed with, the current one first (for the delivery loop only). */
+    async secretsOf(id: string): Promise<string[] | undefined> {
+      const { rows } = await sql<{ secret: string; previous: string | null }>`
+        SELECT secret, CASE WHEN previous_secret_expires_at > now() THEN previous_secret END AS previous FROM ${subs} WHERE id = ${id}`.execute(db);
+      const row = rows[0];
+      return row ? [row.secret, ...(row.previous ? [row.previous] : [])] : undefined;
+    },
+
+    /**
+     * Replaces the signing secret. The one replaced keeps signing deliveries beside the new one for
+     * `keepPreviousSeconds` (0: at once no more, the case of a leaked secret); a secret replaced
+     * before that is dropped.
+     */
+    async rotateSecret(id: string, secret: string, keepPreviousSeconds: number): Promise<WebhookSubscription | undefined> {
+      const { rows } = await sql<SubscriptionRow>`UPDATE ${subs} SET
+          previous_secret = CASE WHEN ${keepPreviousSeconds}::integer > 0 THEN secret END,
+          previous_secret_expires_at = CASE WHEN ${keepPreviousSeconds}::integer > 0 THEN now() + make_interval(secs => ${keepPreviousSeconds}::integer) END,
+          secret = ${secret}, generation = generation + 1, updated_at = now()
+        WHERE id = ${id} RETURNING *`.execute(db);
+      return rows[0] ? toSubscription(rows[0]) : undefined;
     },
 
     /** Changes url, events and/or enabled; enabling a failing subscription resumes it where it stopped. */

@@ -54,6 +54,16 @@ export const ReplayPosition = z
   .refine((value) => BigInt(value) <= MAX_POSITION, `at most ${MAX_POSITION}`)
   .describe('Deliver again every matching event from this position (inclusive) on, in order');
 
+/** A week: long enough for a receiver's deployment, short enough that a replaced secret does not linger. */
+export const MAX_PREVIOUS_SECRET_SECONDS = 7 * 86_400;
+
+export const KeepPreviousSeconds = z
+  .number()
+  .int()
+  .min(0)
+  .max(MAX_PREVIOUS_SECRET_SECONDS)
+  .describe('How long deliveries are still signed with the replaced secret as well, in seconds (0: never again, for a leaked secret)');
+
 export const EventPatterns = z
   .array(
     z

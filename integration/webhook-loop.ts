@@ -138,8 +138,8 @@ export class WebhookLoop {
       return 0;
     }
     if (!subscription.enabled || publisher.state !== 'running') return 1_000;
-    const secret = await tables.secretOf(subscription.id);
-    if (!secret) return 1_000;
+    const secrets = await tables.secretsOf(subscription.id);
+    if (!secrets) return 1_000;
     const page = await feed.read(publisher.position, policy.pageSize);
     if (page.items.length === 0) return 500;
     // Acknowledged deliveries not yet checkpointed; written together (checkpoint + delivery log, one transaction).
@@ -164,7 +164,7 @@ export class WebhookLoop {
     for (const item of page.items) {
       if (this.stopped || this.stale) break;
       if (!matchesPatterns(subscription.events, item.recorded.type)) continue;
-      const outcome = await this.deliver(subscription, secret, item, save);
+      const outcome = await this.deliver(subscription, secrets, item, save);
       if (outcome === 'interrupted' || outcome === 'paused') {
         await save();
         return 0;
@@ -183,7 +183,7 @@ export class WebhookLoop {
   }
 
   /** Attempts one event until it is acknowledged, the retries run out (paused) or the loop is interrupted. `save` checkpoints what came before, ahead of a retry wait. */
-  private async deliver(subscription: WebhookSubscription, secret: string, first: BatchItem, save: () => Promise<boolean>): Promise<Outcome> {
+  private async deliver(subscription: WebhookSubscription, secrets: string[], first: BatchItem, save: () => Promise<boolean>): Promise<Outcome> {
     const { tables, feed, policy } = this.deps;
     let firstFailureAt: number | undefined;
     for (let attempt = 1; ; attempt++) {
@@ -197,7 +197,7 @@ export class WebhookLoop {
         return 'paused';
       }
       const body = JSON.stringify(toIntegrationEvent(item.projected, subscription.role));
-      const headers = signWebhook(secret, eventId, Date.now() / 1000, body);
+      const headers = signWebhook(secrets, eventId, Date.now() / 1000, body);
       const started = performance.now();
       const answer = await this.client.post(subscription.url, body, { ...headers }, policy.timeoutMs, this.controller.signal);
       const latencyMs = Math.round((performance.now() - started) * 10) / 10;

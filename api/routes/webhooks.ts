@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { PUBLIC_EVENT_TYPE_NAMES, PUBLIC_EVENT_TYPES, publicFields, type AggregateKind } from '../../integration/envelope.ts';
 import type { IntegrationServices, PublisherStatus } from '../../integration/index.ts';
-import { displayUrl, EventPatterns, ReplayPosition, WebhookDescription, WebhookUrl } from '../../integration/validation.ts';
+import { displayUrl, EventPatterns, KeepPreviousSeconds, ReplayPosition, WebhookDescription, WebhookUrl } from '../../integration/validation.ts';
 import { webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
 import { IdParams } from '../http.ts';
 import { ProblemError, validationProblem } from '../problems.ts';
@@ -29,6 +29,21 @@ const Replay = z.strictObject({
   fromPosition: ReplayPosition,
 });
 
+const DAY_SECONDS = 86_400;
+
+const RotateSecret = z
+  .strictObject({ keepPreviousSeconds: KeepPreviousSeconds.default(DAY_SECONDS) })
+  .optional()
+  .describe('Optional: without a body, the replaced secret signs deliveries for one more day');
+
+const RotatedSecret = z
+  .object({
+    id: z.uuid(),
+    secret: z.string().describe('whsec_<base64>: the new signing secret, shown only in this response'),
+    previousSecretExpiresAt: z.string().nullable().describe('Until when deliveries also carry a signature made with the replaced secret'),
+  })
+  .meta({ id: 'RotatedWebhookSecret' });
+
 export const WebhookView = z
   .object({
     id: z.uuid(),
@@ -46,6 +61,7 @@ export const WebhookView = z
     lastError: z.string().nullable(),
     lastStatus: z.number().nullable(),
     nextRetryAt: z.string().nullable(),
+    previousSecretExpiresAt: z.string().nullable().describe('After a secret rotation: until when deliveries are also signed with the replaced secret'),
     createdAt: z.string(),
   })
   .meta({ id: 'Webhook' });
@@ -110,6 +126,7 @@ const view = (s: WebhookSubscription, status: PublisherStatus | undefined) => ({
   lastError: status?.lastError ?? null,
   lastStatus: status?.lastStatus ?? null,
   nextRetryAt: status?.nextRetryAt?.toISOString() ?? null,
+  previousSecretExpiresAt: s.previousSecretExpiresAt?.toISOString() ?? null,
   createdAt: s.createdAt.toISOString(),
 });
 
@@ -265,6 +282,30 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     async (request) => {
       await found(request.params.id);
       return { items: (await tables.deliveries(request.params.id, request.query.limit)).map(deliveryView) };
+    },
+  );
+
+  app.post(
+    '/webhooks/:id/rotate-secret',
+    {
+      schema: {
+        tags,
+        summary: 'Replace the signing secret; the new one is returned once, the replaced one still signs for a while',
+        description:
+          'Deliveries carry one signature per secret in webhook-signature, separated by a space (v1,<new> v1,<replaced>), until ' +
+          'previousSecretExpiresAt: a receiver switches to the new secret whenever it is ready, and nothing is refused meanwhile. ' +
+          'keepPreviousSeconds 0 stops signing with the replaced secret at once (a leaked secret).',
+        params: IdParams,
+        body: RotateSecret,
+        response: { 200: RotatedSecret },
+      },
+    },
+    async (request, reply) => {
+      const keep = request.body?.keepPreviousSeconds ?? DAY_SECONDS;
+      const rotated = await integration.rotateSecret(request.params.id, keep);
+      if (!rotated) throw new ProblemError('not_found', `No webhook ${request.params.id}.`);
+      request.log.info({ webhookId: rotated.id, keepPreviousSeconds: keep }, 'webhook secret rotated');
+      return reply.header('cache-control', 'no-store').send({ ...rotated, previousSecretExpiresAt: rotated.previousSecretExpiresAt?.toISOString() ?? null });
     },
   );
 

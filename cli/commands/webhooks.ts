@@ -1,4 +1,4 @@
-import { stringValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
+import { intValue, stringValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
 
 const options: Record<string, OptionWithHelp> = {
   url: { type: 'string', description: 'create: the receiver URL (http or https)' },
@@ -6,26 +6,33 @@ const options: Record<string, OptionWithHelp> = {
   role: { type: 'string', description: 'create: whose view of personal data deliveries carry (default analyst: masked)' },
   description: { type: 'string', description: 'create: what the subscription is for' },
   from: { type: 'string', description: 'replay: global position to deliver again from (inclusive)' },
+  'keep-previous': {
+    type: 'string',
+    description: 'rotate-secret: seconds the replaced secret still signs deliveries beside the new one (default 86400; 0: never again)',
+  },
   json: { type: 'boolean', description: 'print JSON instead of text' },
 };
 
-const ACTIONS = ['list', 'create', 'enable', 'disable', 'delete', 'deliveries', 'replay'];
+const ACTIONS = ['list', 'create', 'enable', 'disable', 'delete', 'deliveries', 'replay', 'rotate-secret'];
 
 export const webhooksCommand: CliCommand = {
   name: 'webhooks',
-  summary: 'List, create, enable, disable, delete or replay webhook subscriptions',
+  summary: 'List, create, enable, disable, delete or replay webhook subscriptions, or replace their signing secret',
   usage:
-    'webhooks [list] | webhooks create --url <url> --events <types> [--role <role>] | webhooks enable|disable|delete|deliveries <id> | webhooks replay <id> --from <position>',
+    'webhooks [list] | webhooks create --url <url> --events <types> [--role <role>] | webhooks enable|disable|delete|deliveries <id> | webhooks replay <id> --from <position> | webhooks rotate-secret <id> [--keep-previous <seconds>]',
   details: `
 Webhook subscriptions receive integration events as signed POSTs (Standard Webhooks headers; see
 "Integration events" in README.md). The same operations as /webhooks in the API. The signing secret is
-printed once, by create. Enabling a subscription shown as failing resumes it where it stopped.
+printed once, by create, and a new one once by rotate-secret: the replaced secret still signs deliveries
+beside the new one for a day (--keep-previous, in seconds; 0 for a leaked secret), so the receiver can
+switch without refusing any. Enabling a subscription shown as failing resumes it where it stopped.
 
 Examples:
   crm webhooks
   crm webhooks create --url https://hooks.example.com/crm --events "PurchaseRecorded,Deal*" --role sales
   crm webhooks deliveries 2f1c...
-  crm webhooks replay 2f1c... --from 0`,
+  crm webhooks replay 2f1c... --from 0
+  crm webhooks rotate-secret 2f1c... --keep-previous 0`,
   options,
   async run(run) {
     const [action = 'list', id] = run.positionals;
@@ -113,6 +120,19 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
                 `${a.at.toISOString()}  ${a.eventId}  attempt ${a.attempt}  ${a.statusCode ?? '---'}  ${a.latencyMs} ms${a.error ? `  ${a.error}` : ''}${a.nextRetryAt ? `  retry ${a.nextRetryAt.toISOString()}` : ''}`,
             )
             .join('\n'),
+    );
+  } else if (action === 'rotate-secret') {
+    const { MAX_PREVIOUS_SECRET_SECONDS } = await import('../../integration/validation.ts');
+    const keep = intValue(run, 'keep-previous', 86_400, 0, MAX_PREVIOUS_SECRET_SECONDS);
+    const rotated = await services.rotateSecret(subscriptionId, keep);
+    if (!rotated) throw new UsageError(`No webhook subscription ${subscriptionId}.`);
+    print(
+      rotated,
+      () =>
+        `New signing secret of webhook ${subscriptionId} (shown once, store it now): ${rotated.secret}\n` +
+        (rotated.previousSecretExpiresAt
+          ? `Deliveries are signed with the replaced secret too until ${rotated.previousSecretExpiresAt.toISOString()}.`
+          : 'The replaced secret signs no more deliveries.'),
     );
   } else {
     const from = ReplayPosition.safeParse(stringValue(run, 'from') ?? '');

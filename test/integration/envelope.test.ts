@@ -65,19 +65,32 @@ describe('integration envelope', () => {
 
 describe('Standard Webhooks signing', () => {
   it('matches the Standard Webhooks reference vector', () => {
-    const headers = signWebhook('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}');
+    const headers = signWebhook(['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}');
     expect(headers['webhook-signature']).toBe('v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=');
   });
 
   it('signs id.timestamp.body with the decoded secret; any change breaks it', () => {
     const secret = newWebhookSecret();
     expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]{32}$/);
-    const h = signWebhook(secret, 'e1', 1_700_000_000.9, '{"a":1}');
+    const h = signWebhook([secret], 'e1', 1_700_000_000.9, '{"a":1}');
     expect(h['webhook-timestamp']).toBe('1700000000');
     const received = { id: h['webhook-id'], timestamp: h['webhook-timestamp'], signature: h['webhook-signature'], body: '{"a":1}' };
     expect(verifySignature(secret, received)).toBe(true);
     expect(verifySignature(secret, { ...received, body: '{"a":2}' })).toBe(false);
     expect(verifySignature(secret, { ...received, timestamp: '1700000001' })).toBe(false);
+    expect(verifySignature(newWebhookSecret(), received)).toBe(false);
+  });
+
+  it('signs with each secret of a rotation, the new one first, separated by a space: either secret verifies', () => {
+    const [next, previous] = [newWebhookSecret(), newWebhookSecret()];
+    const h = signWebhook([next, previous], 'e1', 1_700_000_000, '{"a":1}');
+    const signatures = h['webhook-signature'].split(' ');
+    expect(signatures).toHaveLength(2);
+    expect(signatures[0]).toBe(signWebhook([next], 'e1', 1_700_000_000, '{"a":1}')['webhook-signature']);
+    expect(signatures[1]).toBe(signWebhook([previous], 'e1', 1_700_000_000, '{"a":1}')['webhook-signature']);
+    const received = { id: 'e1', timestamp: h['webhook-timestamp'], signature: h['webhook-signature'], body: '{"a":1}' };
+    expect(verifySignature(next, received)).toBe(true);
+    expect(verifySignature(previous, received)).toBe(true);
     expect(verifySignature(newWebhookSecret(), received)).toBe(false);
   });
 });

@@ -44,4 +44,34 @@ describe('crm webhooks', () => {
     });
     expect(allowed.code, allowed.stderr).toBe(0);
   }, 300_000);
+
+  it('rotates the signing secret: the new one printed once, the replaced one kept for the time asked (none with 0); bad times and unknown ids refused', async () => {
+    const created = await crm('create', '--url', 'https://hooks.example.com/rotate', '--events', '*', '--json');
+    expect(created.code, created.stderr).toBe(0);
+    const { id, secret } = JSON.parse(created.stdout) as { id: string; secret: string };
+
+    const kept = await crm('rotate-secret', id, '--keep-previous', '600');
+    expect(kept.code, kept.stderr).toBe(0);
+    const newSecret = /shown once, store it now\): (whsec_\S+)/.exec(kept.stdout)?.[1];
+    expect(newSecret).toBeDefined();
+    expect(newSecret).not.toBe(secret);
+    const until = Date.parse(/too until (\S+)\./.exec(kept.stdout)![1]!);
+    expect(until - Date.now()).toBeGreaterThan(500_000);
+    expect(until - Date.now()).toBeLessThanOrEqual(600_000);
+
+    const revoked = await crm('rotate-secret', id, '--keep-previous', '0', '--json');
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(JSON.parse(revoked.stdout)).toMatchObject({ id, secret: expect.stringMatching(/^whsec_/), previousSecretExpiresAt: null });
+    const listed = await crm('list', '--json');
+    expect(listed.stdout).not.toContain(newSecret!.slice(6));
+
+    for (const bad of ['-5', '1h']) {
+      const refused = await crm('rotate-secret', id, `--keep-previous=${bad}`);
+      expect(refused.code, bad).toBe(2);
+      expect(refused.stderr).toContain('--keep-previous must be a whole number between 0 and 604800');
+    }
+    const unknown = await crm('rotate-secret', '7c9e6679-7425-40de-944b-e07fc1f90ae7');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('No webhook subscription 7c9e6679-7425-40de-944b-e07fc1f90ae7');
+  }, 300_000);
 });

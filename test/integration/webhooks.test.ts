@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandContext, CrmCommands } from '../../commands/index.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { matchesPatterns } from '../../integration/envelope.ts';
 import { createDestinationGuard, parseNetwork } from '../../integration/destinations.ts';
 import { IntegrationPublishers } from '../../integration/publishers.ts';
+import { integrationTables } from '../../integration/tables.ts';
 import type { DeliveryPolicy } from '../../integration/webhook-loop.ts';
 import { expectProblem, json, startApi, type ApiHarness } from '../api/support.ts';
 import { eventually, Receiver, verifySignature, type Received } from './support.ts';
@@ -213,6 +215,57 @@ describe('webhook subscriptions over HTTP', () => {
       expect(metrics).toContain('crm_publisher_lag_seconds');
     } finally {
       await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
+    }
+  });
+
+  it('refuses a secret rotation of an unknown subscription (404) or for a time it cannot keep (400 naming keepPreviousSeconds), changing nothing', async () => {
+    const { id, secret } = await subscribe({ url: 'https://example.com/hook', events: ['Deal*'] });
+    try {
+      for (const keepPreviousSeconds of [-1, 604_801, 1.5, '60', null]) {
+        const res = await h.app.inject({ method: 'POST', url: `/webhooks/${id}/rotate-secret`, headers: h.auth('admin'), payload: { keepPreviousSeconds } });
+        const problem = expectProblem(res, 400, 'validation');
+        expect(JSON.stringify(problem.errors), String(keepPreviousSeconds)).toContain('keepPreviousSeconds');
+      }
+      expectProblem(
+        await h.app.inject({ method: 'POST', url: `/webhooks/${id}/rotate-secret`, headers: h.auth('admin'), payload: { keep: 5 } }),
+        400,
+        'validation',
+      );
+      expectProblem(
+        await h.app.inject({ method: 'POST', url: `/webhooks/${randomUUID()}/rotate-secret`, headers: h.auth('admin'), payload: {} }),
+        404,
+        'not-found',
+      );
+      const { rows } = await sql<{ secret: string; previous_secret: string | null }>`
+        SELECT secret, previous_secret FROM ${sql.table(`${h.schemas.events}.webhook_subscriptions`)} WHERE id = ${id}`.execute(h.database.db);
+      expect(rows[0]).toEqual({ secret, previous_secret: null });
+      expect((await webhook(id)).previousSecretExpiresAt).toBeNull();
+    } finally {
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
+    }
+  });
+
+  it('adds the rotation columns to a subscriptions table made before them, keeping its rows', async () => {
+    const schema = `${h.schemas.events}_before_rotation`;
+    const db = h.database.db;
+    try {
+      await sql`CREATE SCHEMA ${sql.id(schema)}`.execute(db);
+      // The table as it was made before secret rotation.
+      await sql`CREATE TABLE ${sql.id(schema, 'webhook_subscriptions')} (id uuid PRIMARY KEY, url text NOT NULL, events text[] NOT NULL,
+        description text, role text NOT NULL, secret text NOT NULL, enabled boolean NOT NULL DEFAULT true, generation integer NOT NULL DEFAULT 0,
+        created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now())`.execute(db);
+      const id = randomUUID();
+      await sql`INSERT INTO ${sql.id(schema, 'webhook_subscriptions')} (id, url, events, role, secret) VALUES (${id}, 'https://example.com/old', ${['*']}::text[], 'admin', 'whsec_b2xk')`.execute(
+        db,
+      );
+      const tables = integrationTables(db, schema);
+      await tables.migrate();
+      await tables.migrate();
+      expect(await tables.secretsOf(id)).toEqual(['whsec_b2xk']);
+      expect((await tables.rotateSecret(id, 'whsec_bmV3', 60))?.previousSecretExpiresAt).toBeInstanceOf(Date);
+      expect(await tables.secretsOf(id)).toEqual(['whsec_bmV3', 'whsec_b2xk']);
+    } finally {
+      await sql`DROP SCHEMA IF EXISTS ${sql.id(schema)} CASCADE`.execute(db);
     }
   });
 
@@ -462,6 +515,77 @@ describe('delivery', () => {
       await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
     }
   });
+
+  it('signs with the new and the replaced secret after a rotation until the replaced one expires; a rotation that keeps none signs with the new one alone', async () => {
+    const r = await receiver();
+    const sub = await subscribe({ url: r.url, events: ['CustomerRegistered'] });
+    const publishers = await startPublishers({ timeoutMs: 2_000, firstRetryMs: 50, maxRetryMs: 200 });
+    const rotate = async (body?: Record<string, unknown>) => {
+      const res = await h.app.inject({
+        method: 'POST',
+        url: `/webhooks/${sub.id}/rotate-secret`,
+        headers: h.auth('admin'),
+        ...(body ? { payload: body } : {}),
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.headers['cache-control']).toBe('no-store');
+      return json<{ id: string; secret: string; previousSecretExpiresAt: string | null }>(res);
+    };
+    /** The delivery of a new customer's registration. */
+    const delivered = async () => {
+      const { id } = await commands.execute({ type: 'RegisterCustomer', name: 'Rotation', email: `rotation-${randomUUID()}@example.com` }, ctx());
+      return eventually(
+        () => r.accepted().find((a) => (JSON.parse(a.body) as { aggregate: { id: string } }).aggregate.id === id),
+        30_000,
+        () => `the registration of ${id} delivered`,
+      );
+    };
+    try {
+      const before = await delivered();
+      expect(before.signature.split(' ')).toHaveLength(1);
+      expect(verifySignature(sub.secret, before)).toBe(true);
+
+      const started = Date.now();
+      const rotated = await rotate({ keepPreviousSeconds: 3_600 });
+      expect(rotated.secret).toMatch(/^whsec_/);
+      expect(rotated.secret).not.toBe(sub.secret);
+      const until = Date.parse(rotated.previousSecretExpiresAt!);
+      expect(until).toBeGreaterThanOrEqual(started + 3_590_000);
+      expect(until).toBeLessThanOrEqual(Date.now() + 3_610_000);
+      const view = await webhook(sub.id);
+      expect(view.previousSecretExpiresAt).toBe(rotated.previousSecretExpiresAt);
+      expect(JSON.stringify(view)).not.toContain(rotated.secret.slice(6));
+      // Both signatures, the new one first: a receiver holding either secret accepts the delivery.
+      const during = await delivered();
+      expect(during.signature.split(' ')).toHaveLength(2);
+      expect(verifySignature(rotated.secret, { ...during, signature: during.signature.split(' ')[0]! })).toBe(true);
+      expect(verifySignature(sub.secret, { ...during, signature: during.signature.split(' ')[1]! })).toBe(true);
+
+      // The hour has passed: the replaced secret signs nothing more.
+      await sql`UPDATE ${sql.table(`${h.schemas.events}.webhook_subscriptions`)} SET previous_secret_expires_at = now() - interval '1 second' WHERE id = ${sub.id}`.execute(
+        h.database.db,
+      );
+      const after = await delivered();
+      expect(after.signature.split(' ')).toHaveLength(1);
+      expect(verifySignature(rotated.secret, after)).toBe(true);
+      expect(verifySignature(sub.secret, after)).toBe(false);
+      expect((await webhook(sub.id)).previousSecretExpiresAt).toBeNull();
+
+      // A leaked secret: replaced, and never used again.
+      const leaked = await rotate({ keepPreviousSeconds: 0 });
+      expect(leaked.previousSecretExpiresAt).toBeNull();
+      const next = await delivered();
+      expect(next.signature.split(' ')).toHaveLength(1);
+      expect(verifySignature(leaked.secret, next)).toBe(true);
+      expect(verifySignature(rotated.secret, next)).toBe(false);
+      // Without a body, the replaced secret signs for one more day.
+      const daily = await rotate();
+      expect(Date.parse(daily.previousSecretExpiresAt!) - Date.now()).toBeGreaterThan(86_390_000);
+    } finally {
+      await publishers.stop();
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${sub.id}`, headers: h.auth('admin') });
+    }
+  }, 90_000);
 
   it('pauses a subscription at once when its receiver answers 410 Gone, and resumes when enabled again', async () => {
     let gone = true;
