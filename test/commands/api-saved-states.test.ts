@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { createCrmCommands, type CrmCommands } from '../../commands/index.ts';
-import { SNAPSHOT_AFTER_EVENTS } from '../../commands/snapshots.ts';
+import { createSnapshotCodec, SNAPSHOT_AFTER_EVENTS, SNAPSHOT_FORMAT } from '../../commands/snapshots.ts';
 import { countingStreamReads } from '../../eventstore/read-counter.ts';
 import { IdempotencyConflict } from '../../eventstore/errors.ts';
 import { commandStoreFor } from '../support/command-store.ts';
@@ -108,6 +108,78 @@ describe("the API's saved states of customer streams", () => {
     // A key used after the saved state is answered from what the process read.
     const newer = await api.execute(purchase(customerId, 'n2'), ctx('n2'));
     expect(await restart().api.execute(purchase(customerId, 'n2'), ctx('n2'))).toMatchObject({ revision: newer.revision, eventIds: newer.eventIds });
+    // The command whose event is the saved state's last is answered from the event read again for its
+    // position: nothing more is read than the events from that revision on.
+    const lastOfHistory = (await h.store.readStream(stream(customerId))).find(
+      (e) => (e.data as { orderId?: string }).orderId === `o${SNAPSHOT_AFTER_EVENTS + 2}`,
+    )!;
+    const counted = restart();
+    expect(
+      await counted.api.execute(purchase(customerId, `o${SNAPSHOT_AFTER_EVENTS + 2}`, 10 + SNAPSHOT_AFTER_EVENTS + 2), ctx(`k${SNAPSHOT_AFTER_EVENTS + 2}`)),
+    ).toMatchObject({
+      revision: lastOfHistory.revision,
+      eventIds: [lastOfHistory.id],
+    });
+    expect(counted.read.n).toBe(3);
+  });
+
+  it('saves the ids of every event once: from a stream read whole, and again from a saved state and the events read after it', async () => {
+    const customerId = await withHistory(SNAPSHOT_AFTER_EVENTS + 3);
+    const codec = createSnapshotCodec(h.store.snapshots!, h.personalData);
+    const savedIds = async () => (await codec.load([stream(customerId)])).get(stream(customerId));
+    await restart().api.execute(purchase(customerId, 'n1'), ctx());
+    const first = await savedIds();
+    expect(first?.revision).toBe(SNAPSHOT_AFTER_EVENTS + 3);
+    expect(first?.ids.size).toBe(SNAPSHOT_AFTER_EVENTS + 4);
+    // The registration (revision 0) is among them: a retry of it is a repeat, not a new customer.
+    expect(first?.ids.hashOf((await h.store.readStream(stream(customerId)))[0]!.id)).toBeDefined();
+
+    // Events enough to be costly after the saved state: read from it, and saved again.
+    const writer = restart().api;
+    for (let i = 0; i < SNAPSHOT_AFTER_EVENTS; i++) await writer.execute(purchase(customerId, `m${i}`), ctx());
+    const again = restart();
+    await again.api.execute(purchase(customerId, 'n2'), ctx());
+    expect(again.read.n).toBe(SNAPSHOT_AFTER_EVENTS + 2);
+    await expect.poll(async () => (await savedIds())?.revision).toBe(first!.revision + SNAPSHOT_AFTER_EVENTS + 1);
+    const second = await savedIds();
+    expect(second?.ids.size).toBe(second!.revision + 1);
+    for (const e of await h.store.readStream(stream(customerId), { untilRevision: second!.revision })) expect(second!.ids.hashOf(e.id), e.type).toBeDefined();
+  });
+
+  it('saves a stream read whole from exactly as many events as the threshold, and not one fewer', async () => {
+    const [at, below] = [await withHistory(SNAPSHOT_AFTER_EVENTS - 1), await withHistory(SNAPSHOT_AFTER_EVENTS - 2)];
+    await restart().api.execute(purchase(at, 'n1'), ctx());
+    await restart().api.execute(purchase(below, 'n1'), ctx());
+    expect(await savedRevision(at)).toBe(SNAPSHOT_AFTER_EVENTS - 1);
+    expect(await savedRevision(below, 10)).toBeUndefined();
+  });
+
+  it('saves nothing when a process holding the stream catches up with many events another process wrote', async () => {
+    const customerId = await withHistory(2);
+    const holder = restart();
+    await holder.api.execute(purchase(customerId, 'n1'), ctx());
+    const other = restart().api;
+    for (let i = 0; i < SNAPSHOT_AFTER_EVENTS + 2; i++) await other.execute(purchase(customerId, `m${i}`), ctx());
+    holder.read.n = 0;
+    // The conflict makes it catch up: only the newer events are read, and they were not costly to read from its state.
+    await holder.api.execute(purchase(customerId, 'n2'), ctx());
+    expect(holder.read.n).toBe(SNAPSHOT_AFTER_EVENTS + 2);
+    expect(await savedRevision(customerId, 10)).toBeUndefined();
+  });
+
+  it('reads the stream whole when the store hands out a saved state as a revision it was not sealed at (beyond the stream), and decides on what the stream holds', async () => {
+    const customerId = await withHistory(SNAPSHOT_AFTER_EVENTS + 3);
+    await restart().api.execute(purchase(customerId, 'n1'), ctx());
+    const saved = (await h.store.snapshots!.load([stream(customerId)], SNAPSHOT_FORMAT)).get(stream(customerId))!;
+    // A store that does not check the revision against its stream (a restored backup beside newer states).
+    const counted = countingStreamReads(h.store);
+    const beyond = { ...h.store.snapshots!, load: async () => new Map([[stream(customerId), { ...saved, revision: saved.revision + 50 }]]) };
+    const api = createCrmCommands({ store: { ...counted.store, snapshots: beyond }, personalData: h.personalData });
+    const events = (await h.store.readStream(stream(customerId))).length;
+    const n2 = await api.execute(purchase(customerId, 'n2'), ctx());
+    expect(n2.revision).toBe(events);
+    // The seal binds the state to its revision: handed out as another, it cannot be opened and the stream is read whole.
+    expect(counted.rowsRead.n).toBe(events);
   });
 
   it('looks no saved state up for a registration (its stream is new), and answers a registration sent again from the whole stream', async () => {
@@ -134,12 +206,6 @@ describe("the API's saved states of customer streams", () => {
     // Any other command on a stream it does not hold looks one up.
     await again.execute(purchase(randomUUID(), 'x'), ctx()).catch(() => undefined);
     expect(lookups).toHaveLength(1);
-  });
-
-  it('does not save a stream that was cheap to read', async () => {
-    const customerId = await withHistory(SNAPSHOT_AFTER_EVENTS - 2);
-    await restart().api.execute(purchase(customerId, 'n1'), ctx());
-    expect(await savedRevision(customerId, 10)).toBeUndefined();
   });
 
   it('passes over the saved state of a forgotten customer: the stream is read and the purchase refused', async () => {
