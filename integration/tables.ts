@@ -237,9 +237,15 @@ export function integrationTables(db: Kysely<unknown>, schema: string) {
       return rows[0] ? toSubscription(rows[0]) : undefined;
     },
 
-    /** The secrets deliveries are signed with, the current one first (for the delivery loop only). */
+    /**
+     * The secrets deliveries are signed with, the current one first (for the delivery loop only). A
+     * replaced secret past its time is erased here, so that it does not stay in the table.
+     */
     async secretsOf(id: string): Promise<string[] | undefined> {
       const { rows } = await sql<{ secret: string; previous: string | null }>`
+        WITH expired AS (
+          UPDATE ${subs} SET previous_secret = NULL, previous_secret_expires_at = NULL WHERE id = ${id} AND previous_secret_expires_at <= now()
+        )
         SELECT secret, CASE WHEN previous_secret_expires_at > now() THEN previous_secret END AS previous FROM ${subs} WHERE id = ${id}`.execute(db);
       const row = rows[0];
       return row ? [row.secret, ...(row.previous ? [row.previous] : [])] : undefined;

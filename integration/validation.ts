@@ -54,7 +54,7 @@ export const ReplayPosition = z
   .refine((value) => BigInt(value) <= MAX_POSITION, `at most ${MAX_POSITION}`)
   .describe('Deliver again every matching event from this position (inclusive) on, in order');
 
-/** A week: long enough for a receiver's deployment, short enough that a replaced secret does not linger. */
+/** A week: long enough for a receiver's deployment, short enough that a replaced secret leaves deliveries (and the table) soon. */
 export const MAX_PREVIOUS_SECRET_SECONDS = 7 * 86_400;
 
 export const KeepPreviousSeconds = z

@@ -139,6 +139,12 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     tests: ['test/integration/destinations.test.ts', 'test/cli/config.test.ts'],
     concurrency: 1,
   },
+  // Signing deliveries and rotating the signing secret: the scheme, the route, the service and the table statements.
+  'webhook-secrets': {
+    mutate: ['integration/signing.ts', 'api/routes/webhooks.ts', 'integration/index.ts', 'integration/tables.ts'],
+    tests: ['test/integration/envelope.test.ts', 'test/integration/webhooks.test.ts'],
+    concurrency: 1,
+  },
   // The exports over HTTP, their lists of order history and campaign responses, and the database away.
   exports: {
     mutate: ['api/routes/exports.ts', 'projections/queries/export.ts', 'projections/queries/purchases.ts', 'audit/campaign-records.ts'],

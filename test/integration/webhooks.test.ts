@@ -570,6 +570,10 @@ describe('delivery', () => {
       expect(verifySignature(rotated.secret, after)).toBe(true);
       expect(verifySignature(sub.secret, after)).toBe(false);
       expect((await webhook(sub.id)).previousSecretExpiresAt).toBeNull();
+      // Erased from the table once past its time.
+      const { rows } = await sql<{ previous_secret: string | null }>`
+        SELECT previous_secret FROM ${sql.table(`${h.schemas.events}.webhook_subscriptions`)} WHERE id = ${sub.id}`.execute(h.database.db);
+      expect(rows[0]?.previous_secret).toBeNull();
 
       // A leaked secret: replaced, and never used again.
       const leaked = await rotate({ keepPreviousSeconds: 0 });
