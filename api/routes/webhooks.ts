@@ -31,10 +31,8 @@ const Replay = z.strictObject({
 
 const DAY_SECONDS = 86_400;
 
-const RotateSecret = z
-  .strictObject({ keepPreviousSeconds: KeepPreviousSeconds.default(DAY_SECONDS) })
-  .optional()
-  .describe('Optional: without a body, the replaced secret signs deliveries for one more day');
+// A POST without a body reads as {} (api/app.ts): the replaced secret then signs for one more day.
+const RotateSecret = z.strictObject({ keepPreviousSeconds: KeepPreviousSeconds.default(DAY_SECONDS) });
 
 const RotatedSecret = z
   .object({
@@ -301,7 +299,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
       },
     },
     async (request, reply) => {
-      const keep = request.body?.keepPreviousSeconds ?? DAY_SECONDS;
+      const keep = request.body.keepPreviousSeconds;
       const rotated = await integration.rotateSecret(request.params.id, keep);
       if (!rotated) throw new ProblemError('not_found', `No webhook ${request.params.id}.`);
       request.log.info({ webhookId: rotated.id, keepPreviousSeconds: keep }, 'webhook secret rotated');

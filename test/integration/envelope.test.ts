@@ -79,6 +79,8 @@ describe('Standard Webhooks signing', () => {
     expect(verifySignature(secret, { ...received, body: '{"a":2}' })).toBe(false);
     expect(verifySignature(secret, { ...received, timestamp: '1700000001' })).toBe(false);
     expect(verifySignature(newWebhookSecret(), received)).toBe(false);
+    // A secret of another form is a mistake, never a key: refused, not used as base64.
+    expect(() => signWebhook(['c2VjcmV0'], 'e1', 1_700_000_000, '{}')).toThrow('A webhook secret starts with whsec_');
   });
 
   it('signs with each secret of a rotation, the new one first, separated by a space: either secret verifies', () => {

@@ -231,11 +231,13 @@ describe('webhook subscriptions over HTTP', () => {
         400,
         'validation',
       );
-      expectProblem(
-        await h.app.inject({ method: 'POST', url: `/webhooks/${randomUUID()}/rotate-secret`, headers: h.auth('admin'), payload: {} }),
+      const unknown = randomUUID();
+      const missing = expectProblem(
+        await h.app.inject({ method: 'POST', url: `/webhooks/${unknown}/rotate-secret`, headers: h.auth('admin'), payload: {} }),
         404,
         'not-found',
       );
+      expect(missing.detail).toBe(`No webhook ${unknown}.`);
       const { rows } = await sql<{ secret: string; previous_secret: string | null }>`
         SELECT secret, previous_secret FROM ${sql.table(`${h.schemas.events}.webhook_subscriptions`)} WHERE id = ${id}`.execute(h.database.db);
       expect(rows[0]).toEqual({ secret, previous_secret: null });
@@ -271,6 +273,7 @@ describe('webhook subscriptions over HTTP', () => {
 
   it('shows the secret once: never in GET, list or PATCH answers', async () => {
     const { id, secret } = await subscribe({ url: 'https://example.com/hook', events: ['Deal*'], description: 'crm to warehouse' });
+    expect(await webhook(id)).toMatchObject({ description: 'crm to warehouse', events: ['Deal*'], previousSecretExpiresAt: null });
     for (const res of [
       await h.app.inject({ method: 'GET', url: `/webhooks/${id}`, headers: h.auth('admin') }),
       await h.app.inject({ method: 'GET', url: '/webhooks', headers: h.auth('admin') }),
