@@ -56,6 +56,8 @@ export const ReplayPosition = z
 
 /** A week: long enough for a receiver's deployment, short enough that a replaced secret leaves deliveries (and the table) soon. */
 export const MAX_PREVIOUS_SECRET_SECONDS = 7 * 86_400;
+/** Unless told otherwise (no body, no --keep-previous), the replaced secret signs for one more day. */
+export const DEFAULT_PREVIOUS_SECRET_SECONDS = 86_400;
 
 export const KeepPreviousSeconds = z
   .number()

@@ -2,7 +2,15 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { PUBLIC_EVENT_TYPE_NAMES, PUBLIC_EVENT_TYPES, publicFields, type AggregateKind } from '../../integration/envelope.ts';
 import type { IntegrationServices, PublisherStatus } from '../../integration/index.ts';
-import { displayUrl, EventPatterns, KeepPreviousSeconds, ReplayPosition, WebhookDescription, WebhookUrl } from '../../integration/validation.ts';
+import {
+  DEFAULT_PREVIOUS_SECRET_SECONDS,
+  displayUrl,
+  EventPatterns,
+  KeepPreviousSeconds,
+  ReplayPosition,
+  WebhookDescription,
+  WebhookUrl,
+} from '../../integration/validation.ts';
 import { webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
 import { IdParams } from '../http.ts';
 import { ProblemError, validationProblem } from '../problems.ts';
@@ -29,10 +37,8 @@ const Replay = z.strictObject({
   fromPosition: ReplayPosition,
 });
 
-const DAY_SECONDS = 86_400;
-
-// A POST without a body reads as {} (api/app.ts): the replaced secret then signs for one more day.
-const RotateSecret = z.strictObject({ keepPreviousSeconds: KeepPreviousSeconds.default(DAY_SECONDS) });
+// A POST without a body reads as {} (api/app.ts): the replaced secret then signs for the default day.
+const RotateSecret = z.strictObject({ keepPreviousSeconds: KeepPreviousSeconds.default(DEFAULT_PREVIOUS_SECRET_SECONDS) });
 
 const RotatedSecret = z
   .object({

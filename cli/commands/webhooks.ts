@@ -122,8 +122,8 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
             .join('\n'),
     );
   } else if (action === 'rotate-secret') {
-    const { MAX_PREVIOUS_SECRET_SECONDS } = await import('../../integration/validation.ts');
-    const keep = intValue(run, 'keep-previous', 86_400, 0, MAX_PREVIOUS_SECRET_SECONDS);
+    const { DEFAULT_PREVIOUS_SECRET_SECONDS, MAX_PREVIOUS_SECRET_SECONDS } = await import('../../integration/validation.ts');
+    const keep = intValue(run, 'keep-previous', DEFAULT_PREVIOUS_SECRET_SECONDS, 0, MAX_PREVIOUS_SECRET_SECONDS);
     const rotated = await services.rotateSecret(subscriptionId, keep);
     if (!rotated) throw new UsageError(`No webhook subscription ${subscriptionId}.`);
     print(
