@@ -462,10 +462,13 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       await recordBaseCurrency(database.db, config.schemas.read, config.baseCurrency);
       return current;
     };
-    const prepareReadModels = async () => {
-      const current = await migrateReadModels();
-      await createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections: current });
-    };
+    // Under the set-up lock, as the projections' start is: CLI processes started at once (exports from
+    // cron, a rebuild beside them) recreate the same views, and one saw another's half-made set.
+    const prepareReadModels = () =>
+      underSetUpLock(async () => {
+        const current = await migrateReadModels();
+        await createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections: current });
+      });
     let started = false;
     const startProjections = async () => {
       if (started) return;
