@@ -128,6 +128,8 @@ describe("the API's saved states of customer streams", () => {
     const codec = createSnapshotCodec(h.store.snapshots!, h.personalData);
     const savedIds = async () => (await codec.load([stream(customerId)])).get(stream(customerId));
     await restart().api.execute(purchase(customerId, 'n1'), ctx());
+    // Saved in the background: wait for it.
+    expect(await savedRevision(customerId)).toBe(SNAPSHOT_AFTER_EVENTS + 3);
     const first = await savedIds();
     expect(first?.revision).toBe(SNAPSHOT_AFTER_EVENTS + 3);
     expect(first?.ids.size).toBe(SNAPSHOT_AFTER_EVENTS + 4);
@@ -170,6 +172,7 @@ describe("the API's saved states of customer streams", () => {
   it('reads the stream whole when the store hands out a saved state as a revision it was not sealed at (beyond the stream), and decides on what the stream holds', async () => {
     const customerId = await withHistory(SNAPSHOT_AFTER_EVENTS + 3);
     await restart().api.execute(purchase(customerId, 'n1'), ctx());
+    expect(await savedRevision(customerId)).toBeDefined();
     const saved = (await h.store.snapshots!.load([stream(customerId)], SNAPSHOT_FORMAT)).get(stream(customerId))!;
     // A store that does not check the revision against its stream (a restored backup beside newer states).
     const counted = countingStreamReads(h.store);
