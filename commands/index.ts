@@ -19,6 +19,7 @@ import {
   type Folder,
   type LoadedStream,
   type LoadOptions,
+  type StreamLoaderDeps,
 } from './aggregates.ts';
 import { createStreamCache, type AppendedEvent } from './stream-cache.ts';
 import { createSnapshotCodec } from './snapshots.ts';
@@ -119,19 +120,19 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   const folders = aggregateFolders(sla);
   const decide = createDecide(sla);
 
-  const cache = createStreamCache(
-    { store, personalData, folders },
-    deps.cachedStreams ?? 10_000,
-    store.snapshots ? createSnapshotCodec(store.snapshots, personalData) : undefined,
-  );
+  const loader: StreamLoaderDeps = { store, personalData, folders };
+  const cache = createStreamCache(loader, deps.cachedStreams ?? 10_000, store.snapshots ? createSnapshotCodec(store.snapshots, personalData) : undefined);
   const queue: StreamQueue = createStreamQueue(deps.queue);
   /** Current state through the cache (caught up with the store); a past state (asOf) folded afresh. */
   const load = <K extends AggregateKind>(kind: K, id: string, options?: LoadOptions): Promise<LoadedStream<AggregateStates[K]>> =>
-    options?.asOf === undefined ? cache.load(kind, id, 'fresh') : loadStream({ store, personalData, folders }, kind, id, options);
+    options?.asOf === undefined ? cache.load(kind, id, 'fresh') : loadStream(loader, kind, id, options);
+
+  /** Every event id of a stream as stored, with revision, position and command hash: nothing decrypted or folded. */
+  const storedIds = async (stream: string): Promise<Map<string, EventRef>> => new Map((await store.readStream(stream)).map((r) => [r.id, refOf(r)]));
 
   /**
    * `firstResult` on a loaded stream. A retry whose first event is folded into the saved state the
-   * stream was loaded from has no revision or position held: those are read from the whole stream
+   * stream was loaded from has no revision or position held: those are read from the stored stream
    * (a retry of a command older than the process's first read of its stream; rare).
    */
   const firstResultOf = async (
@@ -144,7 +145,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     const key = metadata.idempotencyKey;
     const first = key === undefined ? undefined : eventIdFor(stream, key, 0);
     const older = first !== undefined && !loaded.ids.has(first) && loaded.savedIds?.hashOf(first) !== undefined;
-    return firstResult(id, stream, older ? (await loadStream({ store, personalData, folders }, kind, id)).ids : loaded.ids, metadata);
+    return firstResult(id, stream, older ? await storedIds(stream) : loaded.ids, metadata);
   };
 
   const customerOf = async (customerId: string, from: Load = load): Promise<CustomerSnapshot> => customerSnapshot((await from('customer', customerId)).state);
@@ -273,7 +274,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       cache.stale(stream);
       // Two retries of one command raced: the loser finds the winner's events (ciphertext differs, so the store cannot tell).
       if (key && (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict)) {
-        const first = firstResult(id, stream, new Map((await store.readStream(stream)).map((r) => [r.id, refOf(r)])), metadata);
+        const first = firstResult(id, stream, await storedIds(stream), metadata);
         if (first) return first;
       }
       throw error;
