@@ -130,12 +130,12 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   if (error instanceof EventStoreUnavailable) {
     return new ProblemError('unavailable', 'The database cannot be reached right now; retry shortly.', {}, { 'retry-after': RETRY_AFTER_SECONDS });
   }
-  // The master key was rotated under this process: it stores no personal data until its operator restarts
-  // it (the advice is in the log), and the client only learns to come back later.
+  // The master key was rotated under this process: it stores no personal data (nor webhook secret) until its
+  // operator restarts it (the advice is in the log), and the client only learns to come back later.
   if (error instanceof MasterKeyMismatch) {
     return new ProblemError(
       'unavailable',
-      'The service cannot store personal data until its operator restarts it with the current master key; retry later.',
+      'The service cannot store personal data or secrets until its operator restarts it with the current master key; retry later.',
       {},
       { 'retry-after': RETRY_AFTER_SECONDS },
     );

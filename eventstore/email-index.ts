@@ -1,14 +1,15 @@
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { normaliseEmail } from '../domain/customer/commands.ts';
+import { MasterKeyMismatch } from './errors.ts';
+import { masterKeyReplaced, masterKeyStillCurrent, migrateMasterKey, unwrapWithMasterKey, wrapWithMasterKey, type MasterKeyPart } from './master-key.ts';
 
 /**
  * Which customer holds each email address, for refusing duplicate registrations. Emails are personal
  * data (encrypted per customer in the events), so the index keeps no plaintext: the key is an
- * HMAC-SHA256 of the normalised address. The HMAC key is derived from the master key when one is
- * configured (so a copy of the database alone cannot test guessed addresses against the index), else
- * a random key generated once and kept in `email_lookup_key` beside the index. Forgetting a customer
- * deletes their rows.
+ * HMAC-SHA256 of the normalised address, under one key per installation kept in `email_lookup_key`
+ * beside the index (wrapped by the master key when one is configured). Forgetting a customer deletes
+ * their rows.
  *
  * Why a table and not a reservation stream: a claim must be removable when the customer is forgotten,
  * and events are never rewritten. Why insert-first: the primary key makes the claim atomic, so of two
@@ -61,9 +62,7 @@ export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexO
     claimed_at timestamptz NOT NULL DEFAULT now()
   )`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customer_email_index_customer_idx ON ${table} (customer_id)`.execute(db);
-  const key = options.masterKey
-    ? Buffer.from(hkdfSync('sha256', options.masterKey, Buffer.alloc(0), 'crm email lookup v1', 32))
-    : await storedKey(db, options.schema);
+  const key = await lookupKey(db, options.schema, options.masterKey);
   const hmac = (email: string): Buffer => createHmac('sha256', key).update(normaliseEmail(email)).digest();
 
   /** The holders of these HMAC keys, by key in hex (free ones left out), in one query. */
@@ -138,11 +137,62 @@ export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexO
   };
 }
 
-/** Without a master key: one random HMAC key per installation, created by the first process. */
-async function storedKey(db: Kysely<unknown>, schema: string): Promise<Buffer> {
-  const table = sql.id(schema, 'email_lookup_key');
-  await sql`CREATE TABLE IF NOT EXISTS ${table} (id integer PRIMARY KEY CHECK (id = 1), hmac_key bytea NOT NULL)`.execute(db);
-  await sql`INSERT INTO ${table} (id, hmac_key) VALUES (1, ${randomBytes(32)}) ON CONFLICT (id) DO NOTHING`.execute(db);
-  const { rows } = await sql<{ hmac_key: Buffer }>`SELECT hmac_key FROM ${table} WHERE id = 1`.execute(db);
-  return Buffer.from(rows[0]!.hmac_key);
+const LOOKUP_KEY_BYTES = 32;
+const LOOKUP_KEY_LABEL = 'email lookup key';
+const lookupKeyTable = (schema: string) => sql.id(schema, 'email_lookup_key');
+/**
+ * The key of an installation first started with a master key, before the lookup key was stored: its
+ * addresses were claimed under this one, so it is the one stored (wrapped) for it.
+ */
+const derivedFrom = (masterKey: Uint8Array) => Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'crm email lookup v1', LOOKUP_KEY_BYTES));
+
+async function migrateLookupKey(db: QueryExecutorProvider, schema: string): Promise<void> {
+  await sql`CREATE TABLE IF NOT EXISTS ${lookupKeyTable(schema)} (id integer PRIMARY KEY CHECK (id = 1), hmac_key bytea NOT NULL)`.execute(db);
 }
+
+/**
+ * One HMAC key per installation, stored beside the index: wrapped by the master key when one is
+ * configured, so that a copy of the database cannot test guessed addresses against the index, and
+ * the same key under every master key (a rewrap rewraps it), so that the addresses claimed stay found.
+ * Stored bare by an installation without a master key, and kept bare until a rewrap wraps it.
+ */
+async function lookupKey(db: Kysely<unknown>, schema: string, masterKey: Uint8Array | undefined): Promise<Buffer> {
+  await migrateLookupKey(db, schema);
+  if (masterKey) await migrateMasterKey(db, schema);
+  const fresh = masterKey ? wrapWithMasterKey(masterKey, LOOKUP_KEY_LABEL, derivedFrom(masterKey)) : randomBytes(LOOKUP_KEY_BYTES);
+  await sql`INSERT INTO ${lookupKeyTable(schema)} (id, hmac_key) SELECT 1, ${fresh} WHERE ${masterKeyStillCurrent(schema, masterKey)}
+    ON CONFLICT (id) DO NOTHING`.execute(db);
+  const { rows } = await sql<{ hmac_key: Buffer }>`SELECT hmac_key FROM ${lookupKeyTable(schema)} WHERE id = 1`.execute(db);
+  const stored = rows[0] && Buffer.from(rows[0].hmac_key);
+  if (!stored) throw masterKeyReplaced('the email lookup key');
+  return openLookupKey(masterKey, stored);
+}
+
+/** The stored key, unwrapped when it is wrapped (a bare one is 32 bytes). */
+const openLookupKey = (masterKey: Uint8Array | undefined, stored: Buffer): Buffer => {
+  if (stored.length === LOOKUP_KEY_BYTES) return stored;
+  if (!masterKey)
+    throw new MasterKeyMismatch('The email lookup key is wrapped with a master key, but none is configured: set CRM_MASTER_KEY or CRM_MASTER_KEY_FILE.');
+  try {
+    return unwrapWithMasterKey(masterKey, LOOKUP_KEY_LABEL, stored);
+  } catch {
+    throw new MasterKeyMismatch(
+      'The configured master key (CRM_MASTER_KEY / CRM_MASTER_KEY_FILE) does not unwrap the stored email lookup key: it is not the key it was wrapped with.',
+    );
+  }
+};
+
+/**
+ * Rewraps the lookup key under `to`. An installation started with a master key before the key was
+ * stored has none yet: its key (derived from the current master key) is stored, so that its claims
+ * stay found under the next master key.
+ */
+export const rewrapEmailLookupKey: MasterKeyPart = async (trx, { schema, from, to }) => {
+  await migrateLookupKey(trx, schema);
+  const { rows } = await sql<{ hmac_key: Buffer }>`SELECT hmac_key FROM ${lookupKeyTable(schema)} WHERE id = 1 FOR UPDATE`.execute(trx);
+  const stored = rows[0] && Buffer.from(rows[0].hmac_key);
+  const key = stored ? openLookupKey(from, stored) : from ? derivedFrom(from) : randomBytes(LOOKUP_KEY_BYTES);
+  await sql`INSERT INTO ${lookupKeyTable(schema)} (id, hmac_key) VALUES (1, ${wrapWithMasterKey(to, LOOKUP_KEY_LABEL, key)})
+    ON CONFLICT (id) DO UPDATE SET hmac_key = excluded.hmac_key`.execute(trx);
+  return { name: 'email lookup key', count: 1 };
+};

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { isCrmEventType, parseEvent, personalFields } from '../domain/catalogue.ts';
 import { EventMetadata } from '../domain/metadata.ts';
@@ -6,6 +6,16 @@ import { ERASED } from '../domain/shared.ts';
 import type { ProjectedEvent, RecordedEvent } from '../shared/events.ts';
 import { LruMap } from '../shared/lru.ts';
 import { MasterKeyMismatch } from './errors.ts';
+import {
+  MASTER_KEY_BYTES,
+  masterKeyReplaced as masterKeyReplacedFor,
+  masterKeyStillCurrent,
+  migrateMasterKey,
+  recordMasterKey,
+  unwrapWithMasterKey,
+  wrapWithMasterKey,
+  type MasterKeyPart,
+} from './master-key.ts';
 
 /**
  * Crypto-shredding of personal data (invariant 9). Each customer has a random AES-256-GCM data key
@@ -89,7 +99,7 @@ const V1 = 'enc:v1:';
 /** One cipher per event. */
 const V2 = 'enc:v2:';
 const IV_BYTES = 12;
-const TAG_BYTES = 16;
+/** A customer's data key (AES-256); a wrapped one is longer (IV and tag beside it). */
 const KEY_BYTES = 32;
 
 export interface PersonalDataOptions {
@@ -101,21 +111,13 @@ export interface PersonalDataOptions {
   cachedKeys?: number;
 }
 
-const wrapKey = (master: Uint8Array, customerId: string, key: Buffer): Buffer => {
-  const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', master, iv);
-  cipher.setAAD(Buffer.from(`key:${customerId}`, 'utf8'));
-  const ciphertext = Buffer.concat([cipher.update(key), cipher.final()]);
-  return Buffer.concat([iv, cipher.getAuthTag(), ciphertext]);
-};
+const keyLabel = (customerId: string) => `key:${customerId}`;
+const wrapKey = (master: Uint8Array, customerId: string, key: Buffer): Buffer => wrapWithMasterKey(master, keyLabel(customerId), key);
 
 const unwrapKey = (master: Uint8Array | undefined, customerId: string, stored: Buffer): Buffer => {
   if (stored.length === KEY_BYTES) return stored;
   if (!master) throw new Error(`The data key of customer ${customerId} is wrapped, but no master key is configured`);
-  const decipher = createDecipheriv('aes-256-gcm', master, stored.subarray(0, IV_BYTES));
-  decipher.setAAD(Buffer.from(`key:${customerId}`, 'utf8'));
-  decipher.setAuthTag(stored.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
-  return Buffer.concat([decipher.update(stored.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+  return unwrapWithMasterKey(master, keyLabel(customerId), stored);
 };
 
 export const isEncrypted = (value: unknown): value is string => typeof value === 'string' && (value.startsWith(V2) || value.startsWith(V1));
@@ -213,31 +215,7 @@ type KeyLookup = Buffer | null | undefined;
 
 const keysTable = (schema: string) => sql.table(`${schema}.customer_keys`);
 
-/**
- * Which master key new data keys are wrapped with, as a one-way fingerprint (one row). A process started
- * before `crm master-key rewrap` still holds the old key: a data key it wrapped after the rewrap could
- * never be unwrapped with the new one, and its customer's personal data would be lost. So a process with
- * a master key stores a new data key only while the fingerprint names its key (the row is share-locked by
- * the insert and locked for update by the rewrap, so neither slips past the other). Bare keys (no master
- * key) read with any master key, so a process without one is neither guarded nor recorded.
- */
-const masterKeyTable = (schema: string) => sql.table(`${schema}.master_key`);
-const fingerprintOf = (masterKey: Uint8Array): string => createHmac('sha256', masterKey).update('crm master key fingerprint').digest('hex');
-const recordMasterKey = (schema: string, masterKey: Uint8Array) => sql`
-  INSERT INTO ${masterKeyTable(schema)} (fingerprint) VALUES (${fingerprintOf(masterKey)})
-  ON CONFLICT (one) DO UPDATE SET fingerprint = excluded.fingerprint`;
-const masterKeyReplaced = () =>
-  new MasterKeyMismatch(
-    'The master key was replaced (crm master-key rewrap) while this process ran, so it cannot store new customer data keys: restart it with the new key (CRM_MASTER_KEY / CRM_MASTER_KEY_FILE).',
-  );
-
-async function migrateMasterKey(db: Kysely<unknown>, schema: string): Promise<void> {
-  await sql`
-    CREATE TABLE IF NOT EXISTS ${masterKeyTable(schema)} (
-      one boolean PRIMARY KEY DEFAULT true CHECK (one),
-      fingerprint text NOT NULL
-    )`.execute(db);
-}
+const masterKeyReplaced = () => masterKeyReplacedFor('new customer data keys');
 
 /**
  * Checks one wrapped key against the master key, so that a missing or wrong master key stops the
@@ -261,39 +239,32 @@ async function checkMasterKey(db: Kysely<unknown>, schema: string, masterKey: Ui
 }
 
 /**
- * Re-wraps every live data key under `to` (a new master key): keys read with `from` (the current
- * master key; bare keys need none) and written back in one transaction, so a failure changes nothing.
- * Forgotten customers have no key to re-wrap. Returns how many keys were re-wrapped.
+ * Re-wraps every live data key under `to` (the new master key), keys read with `from` (the current
+ * master key; bare keys need none). Forgotten customers have no key to re-wrap.
  */
-export async function rewrapDataKeys(db: Kysely<unknown>, options: { schema: string; from?: Uint8Array; to: Uint8Array }): Promise<number> {
-  if (options.to.length !== KEY_BYTES) throw new Error(`The new master key must be ${KEY_BYTES} bytes, got ${options.to.length}`);
-  const table = keysTable(options.schema);
-  await migrateMasterKey(db, options.schema);
-  return db.transaction().execute(async (trx) => {
-    // First: waits for keys being stored under the old key, and keeps new ones out until this commits.
-    await recordMasterKey(options.schema, options.to).execute(trx);
-    const { rows } = await sql<{ customer_id: string; data_key: Buffer }>`
-      SELECT customer_id, data_key FROM ${table} WHERE data_key IS NOT NULL ORDER BY customer_id FOR UPDATE`.execute(trx);
-    const ids: string[] = [];
-    const keys: string[] = [];
-    for (const row of rows) {
-      const key = unwrapKey(options.from, row.customer_id, Buffer.from(row.data_key));
-      ids.push(row.customer_id);
-      keys.push(wrapKey(options.to, row.customer_id, key).toString('hex'));
-    }
-    if (ids.length > 0) {
-      await sql`
-        UPDATE ${table} AS k SET data_key = decode(u.data_key, 'hex')
-          FROM unnest(${ids}::text[], ${keys}::text[]) AS u(customer_id, data_key)
-         WHERE k.customer_id = u.customer_id`.execute(trx);
-    }
-    return ids.length;
-  });
-}
+export const rewrapDataKeys: MasterKeyPart = async (trx, { schema, from, to }) => {
+  const table = keysTable(schema);
+  const { rows } = await sql<{ customer_id: string; data_key: Buffer }>`
+    SELECT customer_id, data_key FROM ${table} WHERE data_key IS NOT NULL ORDER BY customer_id FOR UPDATE`.execute(trx);
+  const ids: string[] = [];
+  const keys: string[] = [];
+  for (const row of rows) {
+    const key = unwrapKey(from, row.customer_id, Buffer.from(row.data_key));
+    ids.push(row.customer_id);
+    keys.push(wrapKey(to, row.customer_id, key).toString('hex'));
+  }
+  if (ids.length > 0) {
+    await sql`
+      UPDATE ${table} AS k SET data_key = decode(u.data_key, 'hex')
+        FROM unnest(${ids}::text[], ${keys}::text[]) AS u(customer_id, data_key)
+       WHERE k.customer_id = u.customer_id`.execute(trx);
+  }
+  return { name: 'customer data keys', count: ids.length };
+};
 
 export async function createPersonalData(db: Kysely<unknown>, options: PersonalDataOptions): Promise<PersonalData> {
   const { masterKey } = options;
-  if (masterKey && masterKey.length !== KEY_BYTES) throw new Error(`The master key must be ${KEY_BYTES} bytes, got ${masterKey.length}`);
+  if (masterKey && masterKey.length !== MASTER_KEY_BYTES) throw new Error(`The master key must be ${MASTER_KEY_BYTES} bytes, got ${masterKey.length}`);
   const table = keysTable(options.schema);
   await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(options.schema)}`.execute(db);
   await sql`
@@ -309,9 +280,7 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
   // Checked above against the stored keys: from now on new keys are wrapped with this one.
   await migrateMasterKey(db, options.schema);
   if (masterKey) await recordMasterKey(options.schema, masterKey).execute(db);
-  const stillCurrent = masterKey
-    ? sql`EXISTS (SELECT 1 FROM ${masterKeyTable(options.schema)} WHERE fingerprint = ${fingerprintOf(masterKey)} FOR SHARE)`
-    : sql`true`;
+  const stillCurrent = masterKeyStillCurrent(options.schema, masterKey);
 
   // Keys never change once created and a forgotten customer stays forgotten, so both cache safely;
   // another process forgetting a customer is seen after `evict`. Bounded (least recently used

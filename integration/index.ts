@@ -11,6 +11,7 @@ import { integrationTables, type IntegrationTables } from './tables.ts';
 import type { DeliveryPolicy } from './webhook-loop.ts';
 
 export { PUBLISHERS_PARTITION, type NatsSettings, type PublisherStatus } from './publishers.ts';
+export { rewrapWebhookSecrets } from './tables.ts';
 
 /** What the API and the CLI use: the subscription tables and the publishers' status, from any process. */
 export interface IntegrationServices {
@@ -31,6 +32,8 @@ export interface IntegrationOptions {
   db: Kysely<unknown>;
   store: EventStore;
   personalData: PersonalData;
+  /** Seals the webhook secrets at rest (and opens them), as it wraps the customers' data keys. */
+  masterKey?: Uint8Array;
   schemas: { events: string; read: string; reporting?: string };
   nats?: NatsSettings;
   workerId: string;
@@ -50,7 +53,7 @@ export interface Integration {
 
 /** Wiring for the composition root (runtime/crm.ts): services for every process, publishers for workers. */
 export function createIntegration(options: IntegrationOptions): Integration {
-  const tables = integrationTables(options.db, options.schemas.events);
+  const tables = integrationTables(options.db, options.schemas.events, options.masterKey);
   const destinations = options.destinations ?? createDestinationGuard();
   const services: IntegrationServices = {
     tables,
@@ -87,6 +90,7 @@ export function createIntegration(options: IntegrationOptions): Integration {
         schema: options.schemas.events,
         store: options.store,
         personalData: options.personalData,
+        ...(options.masterKey ? { masterKey: options.masterKey } : {}),
         nats: options.nats,
         policy: options.policy,
         destinations,

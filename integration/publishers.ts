@@ -28,6 +28,8 @@ export interface PublishersOptions {
   store: EventStore;
   /** Decrypts personal data; forgotten customers are re-checked per page (integration/feed.ts). */
   personalData: PersonalData;
+  /** Opens the webhook secrets sealed with it. */
+  masterKey?: Uint8Array;
   nats?: NatsSettings;
   policy?: Partial<DeliveryPolicy>;
   /** Which addresses webhook deliveries may connect to; by default public ones only. */
@@ -63,7 +65,7 @@ export class IntegrationPublishers {
   private stopped = false;
 
   constructor(private readonly options: PublishersOptions) {
-    this.tables = integrationTables(options.db, options.schema);
+    this.tables = integrationTables(options.db, options.schema, options.masterKey);
     this.policy = { ...DEFAULT_DELIVERY_POLICY, ...options.policy };
     this.destinations = options.destinations ?? createDestinationGuard();
   }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
+import { assertMasterKeyCurrent, openText, sealText, type MasterKeyPart } from '../eventstore/master-key.ts';
 import { ensureSchema } from '../shared/sql.ts';
 import type { SubscriberRole } from './envelope.ts';
 
@@ -7,7 +8,8 @@ import type { SubscriberRole } from './envelope.ts';
  * Where integration publishing keeps its state, in the events schema beside the API keys: webhook
  * subscriptions are configuration, not read models, so a read-model rebuild never touches them.
  *
- * - `webhook_subscriptions`: url, event patterns, role, secret (needed to sign; never returned after creation).
+ * - `webhook_subscriptions`: url, event patterns, role, secret (needed to sign; never returned after
+ *   creation; sealed with the master key when one is configured, see eventstore/master-key.ts).
  * - `integration_publishers`: one row per publisher (`webhook:<id>`, `nats`): checkpoint, state, counters.
  * - `webhook_deliveries`: the recent attempts of each subscription (the last `DELIVERY_LOG_KEEP`).
  */
@@ -118,6 +120,27 @@ export async function migrateIntegrationTables(db: Kysely<unknown>, schema: stri
   });
 }
 
+/** What a sealed secret is bound to: the subscription (a rotation moves it to `previous_secret` as it is). */
+const secretLabel = (subscriptionId: string) => `webhook secret:${subscriptionId}`;
+
+/**
+ * Rewraps the signing secrets (current and previous) of every subscription under `to`; bare ones
+ * (stored before a master key was configured) are sealed for the first time.
+ */
+export const rewrapWebhookSecrets: MasterKeyPart = async (trx, { schema, from, to }) => {
+  const { rows: present } = await sql<{ present: boolean }>`SELECT to_regclass(${`${schema}.${SUBSCRIPTIONS}`}) IS NOT NULL AS present`.execute(trx);
+  if (!present[0]?.present) return { name: 'webhook secrets', count: 0 };
+  const { rows } = await sql<{ id: string; secret: string; previous_secret: string | null }>`
+    SELECT id, secret, previous_secret FROM ${sql.id(schema, SUBSCRIPTIONS)} ORDER BY id FOR UPDATE`.execute(trx);
+  const rewrap = (id: string, stored: string) => sealText(to, secretLabel(id), openText(from, secretLabel(id), stored));
+  for (const row of rows) {
+    await sql`UPDATE ${sql.id(schema, SUBSCRIPTIONS)} SET secret = ${rewrap(row.id, row.secret)},
+        previous_secret = ${row.previous_secret === null ? null : rewrap(row.id, row.previous_secret)}
+      WHERE id = ${row.id}`.execute(trx);
+  }
+  return { name: 'webhook secrets', count: rows.length };
+};
+
 /**
  * The tables' rows as pg and PGlite give them: bigint columns as text (pg) or numbers (PGlite),
  * timestamps as Dates.
@@ -206,8 +229,10 @@ export interface NewSubscription {
  * The tables as the rest of integration/ uses them. Every statement is here, so the columns are
  * named in one file.
  */
-export function integrationTables(db: Kysely<unknown>, schema: string) {
+export function integrationTables(db: Kysely<unknown>, schema: string, masterKey?: Uint8Array) {
   const subs = sql.id(schema, SUBSCRIPTIONS);
+  const sealSecret = (id: string, secret: string) => sealText(masterKey, secretLabel(id), secret);
+  const openSecret = (id: string, stored: string) => openText(masterKey, secretLabel(id), stored);
   const pubs = sql.id(schema, PUBLISHERS);
   const deliveries = sql.id(schema, DELIVERIES);
   return {
@@ -218,8 +243,9 @@ export function integrationTables(db: Kysely<unknown>, schema: string) {
     async createSubscription(input: NewSubscription): Promise<WebhookSubscription> {
       const id = randomUUID();
       return db.transaction().execute(async (trx) => {
+        await assertMasterKeyCurrent(trx, schema, masterKey, 'new webhook secrets');
         const { rows } = await sql<SubscriptionRow>`INSERT INTO ${subs} (id, url, events, description, role, secret)
-          VALUES (${id}, ${input.url}, ${input.events}::text[], ${input.description}, ${input.role}, ${input.secret}) RETURNING *`.execute(trx);
+          VALUES (${id}, ${input.url}, ${input.events}::text[], ${input.description}, ${input.role}, ${sealSecret(id, input.secret)}) RETURNING *`.execute(trx);
         await sql`INSERT INTO ${pubs} (name, kind, position) VALUES (${webhookPublisherName(id)}, 'webhook', ${input.startPosition.toString()}::bigint)`.execute(
           trx,
         );
@@ -248,7 +274,7 @@ export function integrationTables(db: Kysely<unknown>, schema: string) {
         )
         SELECT secret, CASE WHEN previous_secret_expires_at > now() THEN previous_secret END AS previous FROM ${subs} WHERE id = ${id}`.execute(db);
       const row = rows[0];
-      return row ? [row.secret, ...(row.previous ? [row.previous] : [])] : undefined;
+      return row ? [row.secret, ...(row.previous ? [row.previous] : [])].map((stored) => openSecret(id, stored)) : undefined;
     },
 
     /**
@@ -257,12 +283,15 @@ export function integrationTables(db: Kysely<unknown>, schema: string) {
      * before that is dropped.
      */
     async rotateSecret(id: string, secret: string, keepPreviousSeconds: number): Promise<WebhookSubscription | undefined> {
-      const { rows } = await sql<SubscriptionRow>`UPDATE ${subs} SET
-          previous_secret = CASE WHEN ${keepPreviousSeconds}::integer > 0 THEN secret END,
-          previous_secret_expires_at = CASE WHEN ${keepPreviousSeconds}::integer > 0 THEN now() + make_interval(secs => ${keepPreviousSeconds}::integer) END,
-          secret = ${secret}, generation = generation + 1, updated_at = now()
-        WHERE id = ${id} RETURNING *`.execute(db);
-      return rows[0] ? toSubscription(rows[0]) : undefined;
+      return db.transaction().execute(async (trx) => {
+        await assertMasterKeyCurrent(trx, schema, masterKey, 'new webhook secrets');
+        const { rows } = await sql<SubscriptionRow>`UPDATE ${subs} SET
+            previous_secret = CASE WHEN ${keepPreviousSeconds}::integer > 0 THEN secret END,
+            previous_secret_expires_at = CASE WHEN ${keepPreviousSeconds}::integer > 0 THEN now() + make_interval(secs => ${keepPreviousSeconds}::integer) END,
+            secret = ${sealSecret(id, secret)}, generation = generation + 1, updated_at = now()
+          WHERE id = ${id} RETURNING *`.execute(trx);
+        return rows[0] ? toSubscription(rows[0]) : undefined;
+      });
     },
 
     /** Changes url, events and/or enabled; enabling a failing subscription resumes it where it stopped. */

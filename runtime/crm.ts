@@ -422,6 +422,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       db: database.db,
       store,
       personalData,
+      ...(config.masterKey ? { masterKey: config.masterKey } : {}),
       schemas: config.schemas,
       nats: config.nats,
       destinations: createDestinationGuard(config.webhookAllowNetworks),

@@ -10,15 +10,17 @@ const options: Record<string, OptionWithHelp> = {
 
 export const masterKeyCommand: CliCommand = {
   name: 'master-key',
-  summary: 'Generate a master key, or re-wrap every customer data key under a new one',
+  summary: 'Generate a master key, or re-wrap every customer data key (and the other secrets it wraps) under a new one',
   usage: 'master-key generate | master-key rewrap --new-key-file <path>',
   details: `
 Each customer's personal data is encrypted with their own data key (crm_events.customer_keys). With
-CRM_MASTER_KEY (or CRM_MASTER_KEY_FILE) set, those keys are stored wrapped by the master key, so the
-database alone (a backup, a replica, a WAL archive) reveals no personal data.
+CRM_MASTER_KEY (or CRM_MASTER_KEY_FILE) set, those keys are stored wrapped by the master key, and so
+are the key of the email address index and the webhook signing secrets, so the database alone (a
+backup, a replica, a WAL archive) reveals no personal data and lets nobody sign a webhook delivery.
 
   generate   prints a new random master key (base64); keep it in a secret manager, not beside the database.
-  rewrap     re-wraps every data key under the key in --new-key-file, in one transaction. The current
+  rewrap     re-wraps every data key, the email lookup key and every webhook secret under the key in
+             --new-key-file, in one transaction. The current
              master key comes from CRM_MASTER_KEY / CRM_MASTER_KEY_FILE (unset: the keys are stored bare and
              this wraps them for the first time). Then restart every process with the new key configured.
 
@@ -44,16 +46,22 @@ Rotation:
     // Loaded on use, so that `--help` stays instant.
     const { openDatabase, openPersonalData } = await import('../../runtime/crm.ts');
     const { rewrapDataKeys } = await import('../../eventstore/personal-data.ts');
+    const { rewrapEmailLookupKey } = await import('../../eventstore/email-index.ts');
+    const { rewrapMasterKey } = await import('../../eventstore/master-key.ts');
+    const { rewrapWebhookSecrets } = await import('../../integration/index.ts');
     const database = await openDatabase(run.config);
     try {
       // Opening checks the current master key against the stored keys before anything is rewritten.
       await openPersonalData(run.config, database);
-      const count = await rewrapDataKeys(database.db, {
-        schema: run.config.schemas.events,
-        ...(run.config.masterKey ? { from: run.config.masterKey } : {}),
-        to: newKey,
-      });
-      run.out(`Re-wrapped ${count} customer data key(s) under the new master key. Restart every crm process with it configured.`);
+      const [keys, , secrets] = await rewrapMasterKey(
+        database.db,
+        { schema: run.config.schemas.events, ...(run.config.masterKey ? { from: run.config.masterKey } : {}), to: newKey },
+        [rewrapDataKeys, rewrapEmailLookupKey, rewrapWebhookSecrets],
+      );
+      run.out(
+        `Re-wrapped ${keys!.count} customer data key(s), the email lookup key and ${secrets!.count} webhook subscription(s)' secrets under the new master key. ` +
+          'Restart every crm process with it configured.',
+      );
       return 0;
     } finally {
       await database.close();

@@ -26,6 +26,8 @@ let folder: string;
 const oldKey = randomBytes(32).toString('base64');
 const newKey = randomBytes(32).toString('hex');
 const customerId = randomUUID();
+let subscription: string;
+let signingSecret: string;
 
 beforeAll(async () => {
   folder = await mkdtemp(join(tmpdir(), 'crm-master-key-'));
@@ -44,6 +46,24 @@ const storedKeyLength = async (crm: Awaited<ReturnType<typeof open>>) => {
   const { rows } = await sql<{ n: number }>`
     SELECT length(data_key) AS n FROM ${sql.table(`${schemas.events}.customer_keys`)} WHERE customer_id = ${customerId}`.execute(crm.database.db);
   return rows[0]?.n;
+};
+
+const register = (crm: Awaited<ReturnType<typeof open>>, id: string, email: string) =>
+  crm.commands.execute(
+    { type: 'RegisterCustomer', customerId: id, name: 'Someone', email },
+    { actor: { userId: 'test', roles: ['admin'] }, correlationId: randomUUID() },
+  );
+
+/** The stored signing secrets of a subscription, as they sit in the table. */
+const storedSecrets = async (crm: Awaited<ReturnType<typeof open>>, events: string, id: string) => {
+  const { rows } = await sql<{ secret: string; previous_secret: string | null }>`
+    SELECT secret, previous_secret FROM ${sql.table(`${events}.webhook_subscriptions`)} WHERE id = ${id}`.execute(crm.database.db);
+  return rows[0]!;
+};
+
+const subscribe = async (crm: Awaited<ReturnType<typeof open>>) => {
+  await crm.integration.services.tables.migrate();
+  return crm.integration.services.subscribe({ url: 'https://example.com/hook', events: ['*'], description: null, role: 'admin' });
 };
 
 const readName = async (crm: Awaited<ReturnType<typeof open>>) => {
@@ -83,6 +103,14 @@ describe('the master key', () => {
       );
       expect(await storedKeyLength(crm)).toBe(60);
       expect(await readName(crm)).toBe('Ada Lovelace');
+      // The webhook signing secret is sealed at rest too, and opens for the deliveries.
+      const webhook = await subscribe(crm);
+      subscription = webhook.id;
+      signingSecret = webhook.secret;
+      const stored = await storedSecrets(crm, schemas.events, webhook.id);
+      expect(stored.secret).toMatch(/^mk1:/);
+      expect(stored.secret).not.toContain(webhook.secret.slice('whsec_'.length));
+      expect(await crm.integration.services.tables.secretsOf(webhook.id)).toEqual([webhook.secret]);
     } finally {
       await crm.close();
     }
@@ -94,18 +122,103 @@ describe('the master key', () => {
     const generated = await runCrm(['master-key', 'generate'], { cwd: folder, env: {} });
     expect(generated.code).toBe(0);
     expect(Buffer.from(generated.stdout.trim(), 'base64')).toHaveLength(32);
-    const rewrap = await runCrm(['master-key', 'rewrap', '--new-key-file', 'new.key'], { cwd: folder, env: { ...env, CRM_MASTER_KEY_FILE: 'old.key' } });
-    expect(rewrap.code, rewrap.stderr).toBe(0);
-    expect(rewrap.stdout).toMatch(/Re-wrapped [1-9]\d* customer data key/);
+    // A process still running with the old key while the rewrap happens.
+    const stale = await open({ CRM_MASTER_KEY: oldKey });
+    const sealedBefore = await storedSecrets(stale, schemas.events, subscription);
+    try {
+      const rewrap = await runCrm(['master-key', 'rewrap', '--new-key-file', 'new.key'], { cwd: folder, env: { ...env, CRM_MASTER_KEY_FILE: 'old.key' } });
+      expect(rewrap.code, rewrap.stderr).toBe(0);
+      expect(rewrap.stdout).toMatch(/Re-wrapped [1-9]\d* customer data key\(s\), the email lookup key and 1 webhook subscription/);
+      // It can neither seal a secret the new key would not open, nor open those the rewrap sealed.
+      await expect(subscribe(stale)).rejects.toBeInstanceOf(MasterKeyMismatch);
+      await expect(stale.integration.services.rotateSecret(subscription, 0)).rejects.toBeInstanceOf(MasterKeyMismatch);
+      await expect(stale.integration.services.tables.secretsOf(subscription)).rejects.toThrow(/crm master-key rewrap/);
+      expect((await stale.integration.services.tables.listSubscriptions()).map((s) => s.id)).toEqual([subscription]);
+    } finally {
+      await stale.close();
+    }
     await expect(open({ CRM_MASTER_KEY: oldKey })).rejects.toBeInstanceOf(MasterKeyMismatch);
     const crm = await open({ CRM_MASTER_KEY_FILE: 'new.key' });
     try {
       expect(await readName(crm)).toBe('Ada Lovelace');
+      const sealedAfter = await storedSecrets(crm, schemas.events, subscription);
+      expect(sealedAfter.secret).toMatch(/^mk1:/);
+      expect(sealedAfter.secret).not.toBe(sealedBefore.secret);
+      expect(await crm.integration.services.tables.secretsOf(subscription)).toEqual([signingSecret]);
+      // A rotation keeps the previous secret sealed beside the new one.
+      const rotated = await crm.integration.services.rotateSecret(subscription, 60);
+      const both = await storedSecrets(crm, schemas.events, subscription);
+      expect([both.secret, both.previous_secret]).toEqual([expect.stringMatching(/^mk1:/), sealedAfter.secret]);
+      expect(await crm.integration.services.tables.secretsOf(subscription)).toEqual([rotated!.secret, signingSecret]);
+      // The address index still knows Ada's address under the new key: nobody else may register it.
+      expect(await crm.emailIndex.holder('ada@example.com')).toBe(customerId);
+      await expect(register(crm, randomUUID(), 'ADA@example.com')).rejects.toMatchObject({ code: 'customer.email_taken' });
     } finally {
       await crm.close();
     }
     const refused = await runCrm(['serve'], { cwd: folder, env: { ...env, CRM_MASTER_KEY: oldKey, PORT: '0' } });
     expect(refused.code).toBe(78);
     expect(refused.stderr).toContain('does not unwrap');
+  }, 120_000);
+});
+
+describe('a master key configured after the first start', () => {
+  const bare = testSchemas('cli_master_key_bare');
+  const bareEnv = { ...env, CRM_EVENTS_SCHEMA: bare.events, CRM_READ_SCHEMA: bare.read, CRM_REPORTING_SCHEMA: bare.reporting };
+  const openBare = (extra: Record<string, string>) => openCrm(loadConfig({ ...bareEnv, ...extra }, folder));
+  afterAll(() => bare.dropSchemas());
+
+  it('crm master-key rewrap wraps what was stored bare: data keys, the email lookup key, webhook secrets; every claim still holds', async () => {
+    const grace = randomUUID();
+    let webhook: { id: string; secret: string };
+    const before = await openBare({});
+    try {
+      await register(before, grace, 'grace@example.com');
+      webhook = await subscribe(before);
+      expect((await storedSecrets(before, bare.events, webhook.id)).secret).toBe(webhook.secret);
+    } finally {
+      await before.close();
+    }
+    const rewrap = await runCrm(['master-key', 'rewrap', '--new-key-file', 'new.key'], { cwd: folder, env: bareEnv });
+    expect(rewrap.code, rewrap.stderr).toBe(0);
+    expect(rewrap.stdout).toContain('Re-wrapped 1 customer data key(s), the email lookup key and 1 webhook subscription');
+    await expect(openBare({})).rejects.toBeInstanceOf(MasterKeyMismatch);
+    const after = await openBare({ CRM_MASTER_KEY_FILE: 'new.key' });
+    try {
+      expect(await after.emailIndex.holder('grace@example.com')).toBe(grace);
+      await expect(register(after, randomUUID(), 'grace@example.com')).rejects.toMatchObject({ code: 'customer.email_taken' });
+      const stored = (await storedSecrets(after, bare.events, webhook.id)).secret;
+      expect(stored).toMatch(/^mk1:/);
+      expect(await after.integration.services.tables.secretsOf(webhook.id)).toEqual([webhook.secret]);
+    } finally {
+      await after.close();
+    }
+  }, 120_000);
+
+  it('an installation started with a master key before the email lookup key was stored keeps its claims through a rewrap', async () => {
+    const legacy = testSchemas('cli_master_key_legacy');
+    const legacyEnv = { ...env, CRM_EVENTS_SCHEMA: legacy.events, CRM_READ_SCHEMA: legacy.read, CRM_REPORTING_SCHEMA: legacy.reporting };
+    const openLegacy = (extra: Record<string, string>) => openCrm(loadConfig({ ...legacyEnv, ...extra }, folder));
+    const linus = randomUUID();
+    try {
+      const first = await openLegacy({ CRM_MASTER_KEY: oldKey });
+      try {
+        await register(first, linus, 'linus@example.com');
+        // As such an installation stands: its claims were made under the key derived from the master key, none stored.
+        await sql`DELETE FROM ${sql.table(`${legacy.events}.email_lookup_key`)}`.execute(first.database.db);
+      } finally {
+        await first.close();
+      }
+      const rewrap = await runCrm(['master-key', 'rewrap', '--new-key-file', 'new.key'], { cwd: folder, env: { ...legacyEnv, CRM_MASTER_KEY: oldKey } });
+      expect(rewrap.code, rewrap.stderr).toBe(0);
+      const after = await openLegacy({ CRM_MASTER_KEY_FILE: 'new.key' });
+      try {
+        expect(await after.emailIndex.holder('linus@example.com')).toBe(linus);
+      } finally {
+        await after.close();
+      }
+    } finally {
+      await legacy.dropSchemas();
+    }
   }, 120_000);
 });

@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { MasterKeyMismatch } from '../../eventstore/errors.ts';
+import { rewrapMasterKey } from '../../eventstore/master-key.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERASED } from '../../domain/shared.ts';
 import type { RecordedEvent } from '../../eventstore/contract.ts';
@@ -285,7 +286,9 @@ describe('personal data', () => {
       const running = await createPersonalData(database.db, { schema: own.events, masterKey: oldKey });
       const before = randomUUID();
       const stored = await running.protect('CustomerRegistered', customerRegistered(before));
-      expect(await rewrapDataKeys(database.db, { schema: own.events, from: oldKey, to: newKey })).toBe(1);
+      expect(await rewrapMasterKey(database.db, { schema: own.events, from: oldKey, to: newKey }, [rewrapDataKeys])).toEqual([
+        { name: 'customer data keys', count: 1 },
+      ]);
       // Wrapped with the old key now, this customer's data could never be read after the restart.
       const after = randomUUID();
       await expect(running.protect('CustomerRegistered', customerRegistered(after))).rejects.toThrow(/restart it with the new key/);
