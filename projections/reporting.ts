@@ -61,7 +61,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['order_count', 'Purchases recorded (refunds do not reduce it)'],
       ['revenue', 'Purchases minus refunds in `currency` (numeric, major units)'],
       ['refunded', 'Refunds in `currency` (numeric)'],
-      ['currency', "ISO 4217 code of the customer's first purchase"],
+      ['currency', "ISO 4217 code of the customer's first purchase (business time)"],
       ['open_feedback_count', 'Feedback items neither resolved nor closed'],
       ['deals_open', 'Open deals'],
       ['deals_won', 'Won deals'],

@@ -1,7 +1,7 @@
 import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent } from '../../shared/events.ts';
 import { addMoney, minorOf, numericOf, subtractMoney } from '../../shared/money.ts';
-import { earliest, latest, occurredAt, type Bigint, type Instant } from './common.ts';
+import { earliest, isoOf, latest, ms, occurredAt, type Bigint, type Instant } from './common.ts';
 import { matchKeysOf, type MatchKeys } from './match-keys.ts';
 
 /**
@@ -39,7 +39,10 @@ export type CustomerRow = {
   /** Money: numeric(28,4), purchases net of refunds in `currency` (the first purchase's). */
   revenue: string;
   refunded: string;
+  /** The currency of the first purchase in business time (ties: the first code alphabetically). */
   currency: string | null;
+  /** Every currency's figures, from which `currency`, `revenue` and `refunded` are read (jsonb). */
+  currency_figures: Record<string, CurrencyFigures>;
   open_feedback_count: number;
   deals_open: number;
   deals_won: number;
@@ -50,6 +53,44 @@ export type CustomerRow = {
   last_position: Bigint;
   owner_id: string | null;
 } & MatchKeys;
+
+/**
+ * A customer's purchases net of refunds and refunds in one currency, and the first purchase in it.
+ * Kept for every currency so that the headline figures do not depend on the order purchases were
+ * recorded in: an import of the same history in another order (a file sorted by customer, an export
+ * imported again) shows the same customer.
+ */
+export type CurrencyFigures = { revenue: string; refunded: string; first_purchase_at: string | null };
+
+/** The headline currency: the one of the first purchase in business time, the first code on a tie. */
+const headlineCurrency = (byCurrency: Record<string, CurrencyFigures>): string | null => {
+  let best: { code: string; at: number } | null = null;
+  for (const [code, figures] of Object.entries(byCurrency)) {
+    if (figures.first_purchase_at === null) continue;
+    const at = ms(figures.first_purchase_at);
+    if (!best || at < best.at || (at === best.at && code < best.code)) best = { code, at };
+  }
+  return best?.code ?? null;
+};
+
+/** Sets `currency`, `revenue` and `refunded` from `currency_figures` (refunds before any purchase count in none). */
+export function readHeadlineFigures(row: CustomerRow): void {
+  const currency = headlineCurrency(row.currency_figures);
+  const figures = currency === null ? undefined : row.currency_figures[currency];
+  row.currency = currency;
+  row.revenue = figures?.revenue ?? '0.0000';
+  row.refunded = figures?.refunded ?? '0.0000';
+}
+
+/** `byCurrency` with `change` applied to one currency's figures (a new object: rows are not changed in place). */
+export const withCurrencyFigures = (
+  byCurrency: Record<string, CurrencyFigures>,
+  currency: string,
+  change: (figures: CurrencyFigures) => CurrencyFigures,
+): Record<string, CurrencyFigures> => ({
+  ...byCurrency,
+  [currency]: change(byCurrency[currency] ?? { revenue: '0.0000', refunded: '0.0000', first_purchase_at: null }),
+});
 
 /** A `revenue_lines` row: a purchase (positive) or refund (negative) in its own currency. */
 export type RevenueLine = {
@@ -95,6 +136,7 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
       revenue: '0.0000',
       refunded: '0.0000',
       currency: null,
+      currency_figures: {},
       open_feedback_count: 0,
       deals_open: 0,
       deals_won: 0,
@@ -135,17 +177,23 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
       row.order_count += 1;
       row.first_purchase_at = earliest(row.first_purchase_at, at);
       row.last_purchase_at = latest(row.last_purchase_at, at);
-      // Revenue is kept in the customer's first purchase currency; other currencies count as orders only.
-      row.currency ??= d.currency;
-      if (row.currency === d.currency) row.revenue = addMoney(row.revenue, d.amount);
+      // The headline revenue is in the first purchase's currency; the others are kept beside it.
+      row.currency_figures = withCurrencyFigures(row.currency_figures, d.currency, (f) => ({
+        revenue: addMoney(f.revenue, d.amount),
+        refunded: f.refunded,
+        first_purchase_at: isoOf(earliest(f.first_purchase_at, at)),
+      }));
+      readHeadlineFigures(row);
       break;
     }
     case 'PurchaseRefunded': {
       const d = event.data;
-      if (row.currency === d.currency) {
-        row.revenue = subtractMoney(row.revenue, d.amount);
-        row.refunded = addMoney(row.refunded, d.amount);
-      }
+      row.currency_figures = withCurrencyFigures(row.currency_figures, d.currency, (f) => ({
+        revenue: subtractMoney(f.revenue, d.amount),
+        refunded: addMoney(f.refunded, d.amount),
+        first_purchase_at: f.first_purchase_at,
+      }));
+      readHeadlineFigures(row);
       break;
     }
     case 'CustomerMerged':

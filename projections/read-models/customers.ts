@@ -4,7 +4,7 @@ import type { ProjectedEvent, Projection, ProjectionContext } from '../projectio
 import { viewsOf } from '../reporting.ts';
 import { earliest, isoOf, latest, occurredAt } from './common.ts';
 import { MONEY_TYPE, minorOfNumeric, numericOf } from '../../shared/money.ts';
-import { evolveCustomer, revenueLineOf, type CustomerRow, type RevenueLine } from './customer-fold.ts';
+import { evolveCustomer, readHeadlineFigures, revenueLineOf, withCurrencyFigures, type CustomerRow, type RevenueLine } from './customer-fold.ts';
 import { ensureSchema, insertRows, RowSet, upsertRows, type TableSpec } from './rows.ts';
 import { DUPLICATE_REASONS, MATCH_KEY_COLUMN, type DuplicateReason, type MatchKeys } from './match-keys.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
@@ -42,6 +42,7 @@ export const CUSTOMERS: TableSpec<CustomerRow> = {
     'revenue',
     'refunded',
     'currency',
+    'currency_figures',
     'open_feedback_count',
     'deals_open',
     'deals_won',
@@ -165,6 +166,7 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
     revenue ${sql.raw(MONEY_TYPE)} NOT NULL DEFAULT 0,
     refunded ${sql.raw(MONEY_TYPE)} NOT NULL DEFAULT 0,
     currency char(3),
+    currency_figures jsonb NOT NULL DEFAULT '{}',
     open_feedback_count integer NOT NULL DEFAULT 0,
     deals_open integer NOT NULL DEFAULT 0,
     deals_won integer NOT NULL DEFAULT 0,
@@ -452,20 +454,22 @@ const ABSORBED_COUNTS = ['order_count', 'open_feedback_count', 'deals_open', 'de
 
 /**
  * The primary absorbs a merged duplicate's purchases, refunds, feedback and deals, as the analytics do
- * (analytics/merge.ts): one person, one set of figures. Revenue stays in the primary's currency (its first
- * purchase's, or the duplicate's when the primary has bought nothing); purchases in another currency
- * count as orders only, as for a customer's own purchases. The duplicate's row keeps its figures as they
- * stood at the merge, marked `merged`.
+ * (analytics/merge.ts): one person, one set of figures. Each currency's figures add up; the headline
+ * currency is then the one of the first purchase of either, as for a customer's own purchases. The
+ * duplicate's row keeps its figures as they stood at the merge, marked `merged`.
  */
 function absorb(primary: CustomerRow, duplicate: CustomerRow): void {
   for (const c of ABSORBED_COUNTS) primary[c] += duplicate[c];
   if (duplicate.first_purchase_at !== null) primary.first_purchase_at = earliest(primary.first_purchase_at, isoOf(duplicate.first_purchase_at));
   if (duplicate.last_purchase_at !== null) primary.last_purchase_at = latest(primary.last_purchase_at, isoOf(duplicate.last_purchase_at));
-  if (duplicate.currency === null) return;
-  primary.currency ??= duplicate.currency;
-  if (primary.currency !== duplicate.currency) return;
-  primary.revenue = numericOf(minorOfNumeric(primary.revenue) + minorOfNumeric(duplicate.revenue));
-  primary.refunded = numericOf(minorOfNumeric(primary.refunded) + minorOfNumeric(duplicate.refunded));
+  for (const [currency, theirs] of Object.entries(duplicate.currency_figures)) {
+    primary.currency_figures = withCurrencyFigures(primary.currency_figures, currency, (ours) => ({
+      revenue: numericOf(minorOfNumeric(ours.revenue) + minorOfNumeric(theirs.revenue)),
+      refunded: numericOf(minorOfNumeric(ours.refunded) + minorOfNumeric(theirs.refunded)),
+      first_purchase_at: theirs.first_purchase_at === null ? ours.first_purchase_at : isoOf(earliest(ours.first_purchase_at, theirs.first_purchase_at)),
+    }));
+  }
+  readHeadlineFigures(primary);
 }
 
 /** The customer whose figures a record of `customerId` counts for: itself, or the primary it was merged into. */
@@ -501,7 +505,8 @@ export const customersProjection: Projection = {
   // 4: match keys on `customers` and `customer_duplicate_groups`, for the duplicates report.
   // 5: the sort keys a purchase moves indexed in `customer_purchase_keys` instead of `customers`.
   // 6: `revenue_lines` keeps a refund's id and reason (the refunds export).
-  version: 6,
+  // 7: `currency_figures`: the headline currency is the first purchase's in business time, not the first recorded.
+  version: 7,
   tables: ['customers', 'customer_purchase_keys', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,

@@ -70,6 +70,51 @@ describe('the customer fold', () => {
     given.when(refund('o-2', 9, 'USD', 5)).then({ revenue: '120.5000', refunded: '0.0000' });
   });
 
+  it('the headline currency is the first purchase in business time, not the first recorded, and every currency is kept', () => {
+    const usd = purchase('o-1', 99, 'USD', 6);
+    // Recorded after the USD purchase, back-dated before it.
+    const eur = purchase('o-2', 50, 'EUR', 3);
+    customer
+      .given([registered, usd])
+      .when(eur)
+      .then({
+        order_count: 2,
+        currency: 'EUR',
+        revenue: '50.0000',
+        currency_figures: {
+          USD: { revenue: '99.0000', refunded: '0.0000', first_purchase_at: at(6) },
+          EUR: { revenue: '50.0000', refunded: '0.0000', first_purchase_at: at(3) },
+        },
+      });
+    // A tie in business time goes to the first code, whichever was recorded first.
+    const gbp = purchase('o-3', 7, 'GBP', 3);
+    customer.given([registered, usd, eur]).when(gbp).then({ currency: 'EUR' });
+    customer.given([registered, gbp]).when(eur).then({ currency: 'EUR', revenue: '50.0000' });
+  });
+
+  it('the same history recorded in any order folds to the same figures', () => {
+    const history = [
+      purchase('o-1', 99, 'USD', 6),
+      purchase('o-2', 50, 'EUR', 3),
+      refund('o-1', 9, 'USD', 7),
+      purchase('o-3', 20.25, 'EUR', 9),
+      refund('o-2', 10, 'EUR', 10),
+      purchase('o-4', 1, 'GBP', 3),
+    ];
+    const figures = (events: typeof history) => {
+      let row = evolveCustomer(undefined, registered);
+      for (const e of events) row = evolveCustomer(row, e);
+      const { currency, revenue, refunded, currency_figures, order_count, first_purchase_at, last_purchase_at } = row!;
+      return { currency, revenue, refunded, currency_figures, order_count, first_purchase_at, last_purchase_at };
+    };
+    const expected = figures(history);
+    expect(expected).toMatchObject({ currency: 'EUR', revenue: '60.2500', refunded: '10.0000', order_count: 4 });
+    for (let i = 0; i < 20; i++) {
+      const shuffled = [...history].sort(() => Math.random() - 0.5);
+      expect(figures(shuffled)).toEqual(expected);
+    }
+  });
+
   it('purchase dates and the last event time are business times, whatever order the events came in', () => {
     const given = customer.given([registered, purchase('o-1', 10, 'EUR', 10)]);
     // Recorded later, back-dated before the first one.

@@ -24,6 +24,9 @@ const task = randomUUID();
 const dealNote = randomUUID();
 const alice = randomUUID();
 const bob = randomUUID();
+/** A pair whose first purchases are in different currencies: the duplicate's came first. */
+const buyer = randomUUID();
+const earlierBuyer = randomUUID();
 
 beforeAll(async () => {
   h = await createHarness('merge_read_models');
@@ -68,6 +71,11 @@ beforeAll(async () => {
   await run({ type: 'WinDeal', dealId: deal });
   await run({ type: 'ResolveFeedback', feedbackId: feedback, resolution: 'Sent the manual' });
   await run({ type: 'AssignCustomerOwner', customerId: primary, ownerId: bob });
+  await run({ type: 'RegisterCustomer', customerId: buyer, name: 'Ada Byron', email: 'ada@byron.example' });
+  await run({ type: 'RecordPurchase', customerId: buyer, orderId: 'b-1', amount: 30, currency: 'GBP', occurredAt: '2026-01-03T10:00:00Z' });
+  await run({ type: 'RegisterCustomer', customerId: earlierBuyer, name: 'A. Byron', email: 'a.byron@byron.example' });
+  await run({ type: 'RecordPurchase', customerId: earlierBuyer, orderId: 'e-1', amount: 70, currency: 'EUR', occurredAt: '2025-10-01T10:00:00Z' });
+  await run({ type: 'MergeCustomer', customerId: buyer, duplicateId: earlierBuyer });
   await runner.waitForPosition(h.lastPosition(), 30_000);
   await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections });
   q = createReadModelQueries({ db: h.database.db, schema: h.schemas.read });
@@ -92,6 +100,16 @@ describe('a merge in the read models', () => {
       openFeedbackCount: 0, // resolved after the merge
     });
     expect(await q.getCustomer(duplicate)).toMatchObject({ status: 'merged', mergedInto: primary, orderCount: 2 });
+  });
+
+  it("takes the duplicate's currency when its first purchase came before the primary's", async () => {
+    expect(await q.getCustomer(buyer)).toMatchObject({
+      orderCount: 2,
+      currency: 'EUR',
+      revenue: 70,
+      revenueByCurrency: { EUR: 70, GBP: 30 },
+      firstPurchaseAt: '2025-10-01T10:00:00.000Z',
+    });
   });
 
   it("includes the duplicate's history in the primary's timeline, events after the merge too", async () => {
