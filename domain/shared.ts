@@ -36,8 +36,21 @@ export const isBusinessDate = (iso: string): boolean => inBusinessYears(Number(i
  * team's customer took that customer's row over.
  */
 export const Id = z.uuid().toLowerCase();
+/**
+ * The largest time zone offset, in minutes, that PostgreSQL's timestamptz takes (±15:59); ISO 8601 and
+ * zod allow up to ±23:59, and an event holding `+16:00` was stored and then stopped every projection
+ * that cast it ("time zone displacement out of range"). Real zones span -12:00 to +14:00.
+ */
+export const MAX_OFFSET_MINUTES = 15 * 60 + 59;
+const OFFSET_RULE = 'a time zone offset within ±15:59 (real zones span -12:00 to +14:00)';
+const OFFSET = /([+-])(\d{2}):?(\d{2})?$/;
+/** Whether an ISO instant's offset (if any) is one PostgreSQL can store. */
+export const hasStorableOffset = (iso: string): boolean => {
+  const match = OFFSET.exec(iso.slice(19));
+  return !match || Number(match[2]) * 60 + Number(match[3] ?? 0) <= MAX_OFFSET_MINUTES;
+};
 /** The ISO 8601 form every time the API takes is written in: with seconds, `Z` or a `+02:00` offset. */
-export const IsoDateTimeText = z.iso.datetime({ offset: true });
+export const IsoDateTimeText = z.iso.datetime({ offset: true }).refine(hasStorableOffset, OFFSET_RULE);
 /** A business time: ISO 8601 with offset, years 1900-2200. Every accepted `occurredAt` and schedule uses it. */
 export const IsoDateTime = IsoDateTimeText.refine(isBusinessInstant, BUSINESS_YEARS_RULE);
 /**
@@ -63,6 +76,11 @@ export const withBusinessTime = <T extends Record<string, z.ZodObject>, X extend
   ) as never;
 /** A business day (`YYYY-MM-DD`), years 1900-2200. */
 export const IsoDate = z.iso.date().refine(isBusinessDate, BUSINESS_YEARS_RULE);
+/** A business month (`YYYY-MM`), years 1900-2200 (a month of year 0 reached PostgreSQL as an out-of-range date). */
+export const IsoMonth = z
+  .string()
+  .regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'a month YYYY-MM')
+  .refine(isBusinessDate, BUSINESS_YEARS_RULE);
 export const ShortText = SafeText.trim().min(1).max(200);
 export const LongText = SafeText.max(10_000);
 export const Tag = SafeText.trim()

@@ -17,7 +17,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { IsoDate } from '../../domain/shared.ts';
+import { IsoDate, IsoMonth } from '../../domain/shared.ts';
 import { InsufficientData } from '../../analytics/service.ts';
 import { TIME_UNITS } from '../../analytics/models/time.ts';
 import { RFM_SEGMENTS } from '../../analytics/models/segments.ts';
@@ -29,8 +29,6 @@ import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
 
 const tags = ['analytics'];
 const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
-
-const Month = z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'a month YYYY-MM');
 
 export const FitModelsBody = z
   .strictObject({
@@ -78,7 +76,7 @@ const Paging = {
 };
 const ScoreFilters = {
   segment: z.enum(RFM_SEGMENTS).optional().describe('RFM segment name'),
-  cohort: Month.optional().describe('First-purchase month'),
+  cohort: IsoMonth.optional().describe('First-purchase month'),
   cluster: z.coerce.number().int().min(0).max(11).optional(),
   ...Paging,
   ...WaitForQuery,
@@ -237,8 +235,8 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     '/analytics/retention',
     'Cohorts by first-purchase month and CRR = (E - N) / S per month',
     z.strictObject({
-      from: Month.optional(),
-      to: Month.optional(),
+      from: IsoMonth.optional(),
+      to: IsoMonth.optional(),
       activeWindowDays: z.coerce.number().int().min(1).max(3650).optional().describe('Active = a purchase within this many days (default 365)'),
       ...WaitForQuery,
     }),
@@ -250,8 +248,8 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     '/analytics/satisfaction',
     'CSAT (share of 4-5 ratings) and NPS (promoters - detractors, points) per month and channel',
     z.strictObject({
-      from: Month.optional(),
-      to: Month.optional(),
+      from: IsoMonth.optional(),
+      to: IsoMonth.optional(),
       channel: FeedbackChannel.optional(),
       groupBy: z.enum(['period', 'channel', 'period_channel']).default('period_channel'),
       granularity: z.enum(['month', 'quarter', 'year']).default('month').describe('Length of a period'),
@@ -271,7 +269,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     z.strictObject({
       horizon: z.coerce.number().int().min(1).max(36).default(6).describe('Months ahead'),
       holdout: z.coerce.number().int().min(1).max(24).optional().describe('Months held out for the backtest (default min(6, n/4))'),
-      from: Month.optional().describe('First month of history to use'),
+      from: IsoMonth.optional().describe('First month of history to use'),
       ...WaitForQuery,
     }),
     (filters) => analytics.forecast(filters),

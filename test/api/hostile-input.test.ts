@@ -194,6 +194,30 @@ describe('business times', () => {
     expect(await eventCount(h)).toBe(before);
   });
 
+  it('with a time zone offset PostgreSQL cannot store (past ±15:59) are refused, appending nothing; every projection applies those at the bound', async () => {
+    const before = await eventCount(h);
+    for (const occurredAt of ['2024-05-01T12:00:00+16:00', '2024-05-01T12:00:00-20:00', '2024-05-01T12:00:00+23:59']) {
+      expectRefused(await purchase(occurredAt), 'occurredAt', `purchase at ${occurredAt}`);
+      expectRefused(await send('sales', 'POST', `/customers/${ids.customer}/tags`, { tag: 'tz', occurredAt }), 'occurredAt', `tag at ${occurredAt}`);
+      expectRefused(
+        await send('sales', 'POST', `/customers/${ids.customer}/activities`, { kind: 'task', subject: 's', dueAt: occurredAt }),
+        'dueAt',
+        `task due ${occurredAt}`,
+      );
+      expectRefused(
+        await send('admin', 'POST', '/exchange-rates', { currency: 'USD', rate: 1.1, validFrom: occurredAt }),
+        'validFrom',
+        `rate valid from ${occurredAt}`,
+      );
+    }
+    expect(await eventCount(h)).toBe(before);
+    for (const occurredAt of ['2024-05-01T12:00:00+15:59', '2024-05-01T12:00:00-15:59', '2024-05-01T12:00:00+14:00']) {
+      expect((await purchase(occurredAt)).statusCode).toBe(200);
+      expect((await send('sales', 'POST', `/customers/${ids.customer}/tags`, { tag: 'tz', occurredAt })).statusCode).toBe(200);
+    }
+    await projectionsSettled(h);
+  });
+
   it('at the bounds are accepted and every projection applies them', async () => {
     for (const occurredAt of ['1900-01-01T00:00:00Z', '1900-01-01T00:00:00+00:00', new Date().toISOString()]) {
       expect((await purchase(occurredAt)).statusCode).toBe(200);
@@ -237,6 +261,12 @@ describe('business times', () => {
       '/deals?expectedCloseFrom=0000-01-01',
       '/deals?expectedCloseTo=2201-01-01',
       '/audit/events?from=0000-01-01',
+      '/exchange-rates?at=2020-01-01T00:00:00%2B16:00',
+      '/purchases/export?from=2020-01-01T00:00:00%2B16:00',
+      '/refunds/export?to=2020-01-01T00:00:00-16:00',
+      '/analytics/retention?from=0000-01',
+      '/analytics/retention?to=0000-01',
+      '/analytics/clv?cohort=0000-01',
     ]) {
       const res = await send('admin', 'GET', url);
       expect(res.statusCode, `${url}: ${res.body}`).toBe(400);
