@@ -4,7 +4,7 @@ import { feedbackBodies } from './feedback-bodies.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
 import { stateAsOf, type RecordAsOf, type TimeAxis } from './as-of.ts';
-import { sealChain, startChainSealer, verifyChains, type ChainSealer, type ChainsVerification } from './sql/chain.ts';
+import { sealChain, startChainSealer, verifyChains, type ChainAnchor, type ChainSealer, type ChainsVerification } from './sql/chain.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import type { PersonalDataMode } from './event-view.ts';
 import { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
@@ -16,7 +16,16 @@ export { stateAsOf, TIME_AXES, type RecordAsOf, type TimeAxis } from './as-of.ts
 export { eventLog, streamHistory, iterateEventLog, iterateStreamHistory, InvalidAuditQuery } from './history.ts';
 export { exportStream, type ExportFormat } from './export.ts';
 export { ReadModelsNotBuilt, verifyReadModels, type ReadModelVerification } from './verify.ts';
-export { sealChain, startChainSealer, verifyChains, verifyGlobalChain, type ChainsVerification } from './sql/chain.ts';
+export {
+  formatChainAnchor,
+  parseChainAnchor,
+  sealChain,
+  startChainSealer,
+  verifyChains,
+  verifyGlobalChain,
+  type ChainAnchor,
+  type ChainsVerification,
+} from './sql/chain.ts';
 export { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
 export { describeChainsVerification, describeReadModelVerification } from './summary.ts';
 
@@ -41,7 +50,11 @@ export interface AuditServices {
     stateAt(kind: string, id: string, asOf: Date, time?: TimeAxis): Promise<{ state: Record<string, unknown>; revision: number } | undefined>;
   };
   verifyReadModels(options?: { onProgress?: (progress: VerifyProgress) => void }): Promise<ReadModelVerification>;
-  verifyChains(options?: { onProgress?: (progress: { phase: string; checked: number }) => void }): Promise<ChainsVerification>;
+  /** `anchors`: global hashes kept outside the database, each checked against the chain as it stands. */
+  verifyChains(options?: {
+    onProgress?: (progress: { phase: string; checked: number }) => void;
+    anchors?: readonly ChainAnchor[];
+  }): Promise<ChainsVerification>;
   /** Seals the global chain up to the final feed now; 0 on engines without one. */
   sealChain(): Promise<number>;
   /** Periodic sealer for the projection process (PostgreSQL engine only; undefined otherwise). */

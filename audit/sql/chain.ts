@@ -21,7 +21,8 @@ import { createTableOnce } from '../create-table.ts';
  *   head) and the global chain (a sealed position has no event);
  * - a forged row: the stream chain (its hash does not fit) and, inside the sealed range, the global
  *   chain (an event that was never sealed);
- * - a stream re-hashed end to end by someone who knows the formula: the global chain (sealed hashes differ).
+ * - a stream re-hashed end to end by someone who knows the formula: the global chain (sealed hashes differ);
+ * - both chains re-hashed from the change on: only an anchor kept outside the database (`ChainAnchor`).
  * Events appended after the last seal are covered by the stream chains only until the next seal,
  * which is why the projection process seals every second.
  */
@@ -33,10 +34,35 @@ export interface GlobalBrokenLink {
   reason: string;
 }
 
+/**
+ * The global chain's hash at a position, kept outside the database (a ticket, a mail, write-once
+ * storage). Both chains are plain SHA-256 in the database they protect: someone who can write to it
+ * and knows the formula can alter an event and recompute every hash after it, and the chains then
+ * verify. An anchor taken before the change no longer matches the rewritten chain, so a rewrite of
+ * anything up to the newest anchor is caught; take one after every verification.
+ */
+export interface ChainAnchor {
+  position: bigint;
+  /** The global hash sealed at `position`, hex. */
+  globalHash: string;
+}
+
+/** `<position>:<64 hex digits>`, as `crm verify --chain` prints the head; undefined when malformed. */
+export const parseChainAnchor = (text: string): ChainAnchor | undefined => {
+  const match = /^(\d{1,19}):([0-9a-f]{64})$/i.exec(text.trim());
+  return match ? { position: BigInt(match[1]!), globalHash: match[2]!.toLowerCase() } : undefined;
+};
+
+export const formatChainAnchor = (anchor: ChainAnchor): string => `${anchor.position}:${anchor.globalHash}`;
+
 export interface GlobalChainVerification {
   ok: boolean;
   /** Seals walked. */
   checked: number;
+  /** The last seal, as an anchor to keep outside the database (null when nothing was sealed yet). */
+  head: ChainAnchor | null;
+  /** Anchors given that were found on the chain as it stands. */
+  anchorsMatched: number;
   /** Position of the last seal (null when nothing was sealed yet). */
   sealedThrough: bigint | null;
   /** Events after the last seal, not yet covered by the global chain. */
@@ -244,8 +270,10 @@ interface WalkRow {
 export async function verifyGlobalChain(
   database: SqlDatabase,
   schema: string,
-  options: { onProgress?: (checked: number) => void; pageSize?: number } = {},
+  options: { onProgress?: (checked: number) => void; pageSize?: number; anchors?: readonly ChainAnchor[] } = {},
 ): Promise<GlobalChainVerification> {
+  const anchors = new Map((options.anchors ?? []).map((a) => [a.position, a.globalHash]));
+  let anchorsMatched = 0;
   await migrateChainSeals(database, schema);
   const pageSize = options.pageSize ?? SEAL_BATCH;
   const last = await lastSeal(database.db, schema);
@@ -259,6 +287,8 @@ export async function verifyGlobalChain(
   const broken = (position: bigint, stream: string | null, revision: string | null, reason: string): GlobalChainVerification => ({
     ok: false,
     checked,
+    head: null,
+    anchorsMatched,
     sealedThrough,
     unsealed,
     firstBroken: { position, stream, revision: revision === null ? null : Number(revision), reason },
@@ -297,6 +327,19 @@ export async function verifyGlobalChain(
       if (!sameBytes(expected, row.seal_global)) {
         return broken(position, row.seal_stream, row.seal_revision, 'global hash does not follow from the previous seal: seal altered');
       }
+      const anchored = anchors.get(position);
+      if (anchored !== undefined) {
+        if (Buffer.from(row.seal_global).toString('hex') !== anchored) {
+          return broken(
+            position,
+            row.seal_stream,
+            row.seal_revision,
+            'global hash differs from the anchor kept outside the database: the chain was rewritten (re-hashed) up to here',
+          );
+        }
+        anchorsMatched += 1;
+        anchors.delete(position);
+      }
       previous = row.seal_global;
       checked += 1;
     }
@@ -304,14 +347,18 @@ export async function verifyGlobalChain(
     after = rows[rows.length - 1]!.position;
     if (BigInt(after) >= last.position) break;
   }
-  return { ok: true, checked, sealedThrough, unsealed };
+  // An anchor is a seal's position: one the walk did not meet was sealed once and is gone.
+  const [missing] = [...anchors.keys()].sort((a, b) => (a < b ? -1 : 1));
+  if (missing !== undefined) return broken(missing, null, null, "no seal at the anchor's position: the chain was truncated or rewritten");
+  const head = last && previous ? { position: last.position, globalHash: Buffer.from(previous).toString('hex') } : null;
+  return { ok: true, checked, head, anchorsMatched, sealedThrough, unsealed };
 }
 
 /** Recomputes the stream chains and the global chain; names the first broken link. */
 export async function verifyChains(
   database: SqlDatabase,
   schema: string,
-  options: { onProgress?: (progress: { phase: 'streams' | 'global'; checked: number }) => void } = {},
+  options: { onProgress?: (progress: { phase: 'streams' | 'global'; checked: number }) => void; anchors?: readonly ChainAnchor[] } = {},
 ): Promise<ChainsVerification> {
   const streams = await verifyStreamChains(database, {
     schema,
@@ -319,6 +366,7 @@ export async function verifyChains(
   });
   const global = await verifyGlobalChain(database, schema, {
     onProgress: (checked) => options.onProgress?.({ phase: 'global', checked }),
+    ...(options.anchors ? { anchors: options.anchors } : {}),
   });
   const result: ChainsVerification = { ok: streams.ok && global.ok, streams, global };
   if (streams.firstBroken) result.firstBroken = { chain: 'stream', ...streams.firstBroken };

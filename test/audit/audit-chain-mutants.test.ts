@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sealChain, startChainSealer, verifyChains, verifyGlobalChain } from '../../audit/sql/chain.ts';
+import { formatChainAnchor, parseChainAnchor, sealChain, startChainSealer, verifyChains, verifyGlobalChain } from '../../audit/sql/chain.ts';
 import { verifyStreamChains } from '../../eventstore/postgres/chain.ts';
 import { connectPostgres, DEFAULT_POOL_TIMEOUTS } from '../../eventstore/postgres/database.ts';
 import { newEvent } from '../eventstore/contract.ts';
@@ -71,6 +71,9 @@ const allPositions = async (f: Fixture): Promise<bigint[]> => {
   const { rows } = await sql<{ p: string }>`SELECT position::text AS p FROM ${f.events} ORDER BY position`.execute(f.h.database.db);
   return rows.map((r) => BigInt(r.p));
 };
+
+/** A head anchor at this position, whatever its hash. */
+const headAt = (position: bigint) => ({ position, globalHash: expect.stringMatching(/^[0-9a-f]{64}$/) });
 
 /** The stream that `verifyStreamChains` walks first (ordered by stream name). */
 const firstAndSecond = (f: Fixture): [string, string] => (f.ada < f.bob ? [f.ada, f.bob] : [f.bob, f.ada]);
@@ -194,7 +197,14 @@ describe('stream chains: heads and order', () => {
 describe('global chain: seals, paging and the sealer', () => {
   it('before any seal: nothing checked, nothing sealed through, every event unsealed', async () => {
     const f = await fixture(false);
-    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events)).toEqual({ ok: true, checked: 0, sealedThrough: null, unsealed: 6 });
+    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events)).toEqual({
+      ok: true,
+      checked: 0,
+      head: null,
+      anchorsMatched: 0,
+      sealedThrough: null,
+      unsealed: 6,
+    });
   });
 
   it('seals at most maxEvents, in position order, and the next seal continues from there', async () => {
@@ -211,9 +221,23 @@ describe('global chain: seals, paging and the sealer', () => {
       sealed += n;
       return sealed === 2;
     }, 'two events are final');
-    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events)).toEqual({ ok: true, checked: 2, sealedThrough: positions[1], unsealed: 4 });
+    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events)).toEqual({
+      ok: true,
+      checked: 2,
+      head: headAt(positions[1]!),
+      anchorsMatched: 0,
+      sealedThrough: positions[1],
+      unsealed: 4,
+    });
     expect(await sealAll(f.h)).toBe(4);
-    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events)).toEqual({ ok: true, checked: 6, sealedThrough: positions[5], unsealed: 0 });
+    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events)).toEqual({
+      ok: true,
+      checked: 6,
+      head: headAt(positions[5]!),
+      anchorsMatched: 0,
+      sealedThrough: positions[5],
+      unsealed: 0,
+    });
   });
 
   it('walks the seals in pages of any size with progress, and names a break on a later page', async () => {
@@ -222,7 +246,14 @@ describe('global chain: seals, paging and the sealer', () => {
     for (const pageSize of [1, 2, 4, 6, 10]) {
       const progress: number[] = [];
       const result = await verifyGlobalChain(f.h.database, f.h.schemas.events, { pageSize, onProgress: (n) => progress.push(n) });
-      expect(result, `page size ${pageSize}`).toEqual({ ok: true, checked: 6, sealedThrough: positions[5], unsealed: 0 });
+      expect(result, `page size ${pageSize}`).toEqual({
+        ok: true,
+        checked: 6,
+        head: headAt(positions[5]!),
+        anchorsMatched: 0,
+        sealedThrough: positions[5],
+        unsealed: 0,
+      });
       // One report per page of seals.
       const pages = Array.from({ length: Math.ceil(6 / pageSize) }, (_, i) => Math.min(6, (i + 1) * pageSize));
       expect(progress, `page size ${pageSize}`).toEqual(pages);
@@ -400,5 +431,71 @@ describe('global chain: seals, paging and the sealer', () => {
     await broken.stop();
     expect(errors).toHaveLength(1);
     expect(String(errors[0])).toMatch(/schema|exist/i);
+  });
+});
+
+describe('anchors: global hashes kept outside the database', () => {
+  /** What a forger with write access who knows both formulas does: alter an event, re-hash its stream and every seal from it on. */
+  const forge = async (f: Fixture, stream: string, revision: number): Promise<void> => {
+    const from = await positionOf(f, stream, revision);
+    const db = f.h.database.db;
+    await sql`UPDATE ${f.events} SET data = jsonb_set(data, '{amount}', '7.41') WHERE stream = ${stream} AND revision = ${revision}`.execute(db);
+    await rechainStream(db, f.h.schemas.events, stream);
+    const { rows: before } = await sql<{
+      g: Buffer;
+    }>`SELECT global_hash AS g FROM ${f.seals} WHERE position < ${from.toString()}::bigint ORDER BY position DESC LIMIT 1`.execute(db);
+    let previous: Buffer = before[0]?.g ? Buffer.from(before[0].g) : Buffer.alloc(0);
+    const { rows } = await sql<{
+      position: string;
+      hash: Buffer;
+    }>`SELECT s.position::text AS position, e.hash FROM ${f.seals} s JOIN ${f.events} e USING (position)
+      WHERE s.position >= ${from.toString()}::bigint ORDER BY s.position`.execute(db);
+    for (const row of rows) {
+      previous = createHash('sha256').update(previous).update(row.hash).digest();
+      await sql`UPDATE ${f.seals} SET global_hash = ${previous}, event_hash = ${row.hash} WHERE position = ${row.position}::bigint`.execute(db);
+    }
+  };
+
+  it('catch both chains re-hashed after an event was altered, which the chains alone no longer can', async () => {
+    const f = await fixture();
+    const { head } = await verifyGlobalChain(f.h.database, f.h.schemas.events);
+    const anchor = formatChainAnchor(head!);
+    expect(parseChainAnchor(anchor)).toEqual(head);
+    await forge(f, f.ada, 1);
+    // The forgery is consistent: without an anchor both chains verify.
+    expect(await verifyChains(f.h.database, f.h.schemas.events)).toMatchObject({ ok: true });
+    const result = await verifyChains(f.h.database, f.h.schemas.events, { anchors: [parseChainAnchor(anchor)!] });
+    expect(result).toMatchObject({
+      ok: false,
+      firstBroken: { chain: 'global', position: head!.position, reason: expect.stringContaining('differs from the anchor') },
+    });
+  });
+
+  it('hold on an untouched chain, older anchors too; a forgery after the newest anchor is beyond them', async () => {
+    const f = await fixture();
+    const positions = await allPositions(f);
+    const older = (await verifyGlobalChain(f.h.database, f.h.schemas.events)).head!;
+    await f.h.record(f.ada, 'PurchaseRecorded', { customerId: f.ada.slice('customer-'.length), orderId: 'o-3', amount: 5, currency: 'EUR' });
+    expect(await sealAll(f.h)).toBe(1);
+    const newer = (await verifyGlobalChain(f.h.database, f.h.schemas.events)).head!;
+    expect(newer.position).toBeGreaterThan(older.position);
+    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors: [older, newer] })).toMatchObject({ ok: true, anchorsMatched: 2, head: newer });
+    // The newest event is after `older`: re-hashed, it is caught by `newer` only.
+    await forge(f, f.ada, 3);
+    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors: [older] })).toMatchObject({ ok: true, anchorsMatched: 1 });
+    expect((await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors: [older, newer] })).ok).toBe(false);
+    // An anchor at a position the chain no longer has (seals truncated), or never had, is a break.
+    const missing = { position: positions[5]! + 1n, globalHash: older.globalHash };
+    expect(await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors: [missing] })).toMatchObject({
+      ok: false,
+      firstBroken: { position: missing.position, reason: expect.stringContaining('no seal at the anchor') },
+    });
+  });
+
+  it('are read as <position>:<64 hex digits>, and nothing else', () => {
+    expect(parseChainAnchor(` 42:${'AB'.repeat(32)}\n`)).toEqual({ position: 42n, globalHash: 'ab'.repeat(32) });
+    for (const text of ['', '42', `42:${'a'.repeat(63)}`, `-1:${'a'.repeat(64)}`, `42:${'g'.repeat(64)}`, `${'9'.repeat(20)}:${'a'.repeat(64)}`]) {
+      expect(parseChainAnchor(text), text).toBeUndefined();
+    }
   });
 });
