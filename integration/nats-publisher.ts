@@ -28,6 +28,8 @@ export interface NatsPublisherOptions {
 }
 
 export const natsSubject = (kind: string, type: string) => `crm.${kind}.${type}`;
+/** Every subject the stream takes. */
+const SUBJECTS = 'crm.>';
 
 /**
  * Publishes every integration event to JetStream, in position order, with `Nats-Msg-Id` = event id
@@ -113,8 +115,20 @@ export class NatsPublisher {
     try {
       await jsm.streams.info(this.options.stream);
     } catch {
-      // 2 minutes: JetStream's default duplicate window, stated so the behaviour does not hang on a server default.
-      await jsm.streams.add({ name: this.options.stream, subjects: ['crm.>'], duplicate_window: 120_000_000_000 });
+      try {
+        // 2 minutes: JetStream's default duplicate window, stated so the behaviour does not hang on a server default.
+        await jsm.streams.add({ name: this.options.stream, subjects: [SUBJECTS], duplicate_window: 120_000_000_000 });
+      } catch (error) {
+        // Another stream holds the subjects (another CRM installation on this server, or a stream made by hand):
+        // JetStream refuses a second one, so nothing is published until the operator chooses.
+        const holder = await jsm.streams.find(SUBJECTS).catch(() => undefined);
+        if (holder === undefined || holder === this.options.stream) throw error;
+        throw new Error(
+          `NATS stream ${this.options.stream} cannot be created: stream ${holder} on this server already takes the subjects ${SUBJECTS}. ` +
+            `Set CRM_NATS_STREAM=${holder} to publish into it, or give each CRM installation its own NATS account or server.`,
+          { cause: error },
+        );
+      }
     }
   }
 

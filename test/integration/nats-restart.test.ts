@@ -180,3 +180,42 @@ describe.skipIf(!NATS_BIN)('NATS publisher when the stream is missing on a conne
     }
   }, 200_000);
 });
+
+describe.skipIf(!NATS_BIN)('NATS publisher on a server where another stream takes the subjects', () => {
+  it('says which stream holds them and what to set, and publishes once that stream is gone', async () => {
+    // A fresh server of its own: the one before holds this file's stream.
+    await stopNats();
+    await startNats(true);
+    const nc = await connect({ servers: URL, timeout: 2_000 });
+    try {
+      const jsm = await jetstreamManager(nc);
+      // Another installation's stream, on every crm.> subject.
+      await jsm.streams.add({ name: 'OTHER_CRM', subjects: ['crm.>'] });
+      const publishers = await startPublishers();
+      try {
+        await register(2);
+        let lastError: string | null | undefined;
+        await eventually(
+          async () => {
+            lastError = (await publishers.status()).find((p) => p.name === 'nats')?.lastError;
+            return lastError?.includes('Set CRM_NATS_STREAM=OTHER_CRM');
+          },
+          30_000,
+          () => `the publisher named the stream in the way: ${lastError}`,
+        );
+        await jsm.streams.delete('OTHER_CRM');
+        const all = await storedEvents(store);
+        await eventually(
+          async () => (await streamState())?.lastPosition === all.at(-1)!.position.toString(),
+          60_000,
+          () => 'the stream holds the events once the other stream is gone',
+        );
+      } finally {
+        await publishers.stop();
+      }
+    } finally {
+      await nc.close();
+      await stopNats();
+    }
+  }, 200_000);
+});
