@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { PERSONAL_COLUMNS } from '../projections/read-model-copies.ts';
 import { createTableOnce } from './create-table.ts';
+import type { ChainsVerification } from './sql/chain.ts';
+import { chainsNextSteps, readModelsNextSteps } from './summary.ts';
 
 /**
  * Background verification jobs, kept in `<read schema>.audit_verifications` so that any API process
@@ -33,6 +35,8 @@ export interface VerificationJob {
   progress: VerificationProgress | null;
   /** The summary (verify.ts / chain.ts) once finished. */
   result: unknown;
+  /** What to do about a failed check (summary.ts); empty otherwise. */
+  nextSteps: string[];
   error: string | null;
 }
 
@@ -96,8 +100,17 @@ const toJob = (row: JobRow): VerificationJob => {
     finishedAt: row.finished_at?.toISOString() ?? null,
     progress: row.progress,
     result: row.result,
+    nextSteps: status === 'failed' ? nextStepsOf(row.kind, row.result) : [],
     error: row.error,
   };
+};
+
+/** The advice for a failed job, from its stored result. */
+const nextStepsOf = (kind: VerificationKind, result: unknown): string[] => {
+  const stored = (result ?? {}) as { ok?: boolean; firstBroken?: ChainsVerification['firstBroken']; failedProjections?: string[] };
+  return kind === 'chains'
+    ? chainsNextSteps({ ok: false, ...(stored.firstBroken ? { firstBroken: stored.firstBroken } : {}) })
+    : readModelsNextSteps({ ok: false, failedProjections: stored.failedProjections ?? [] });
 };
 
 /** A finished verification: `ok` decides passed or failed. */

@@ -112,6 +112,23 @@ describe('verification jobs', () => {
     expect(await jobs.get(chains.id)).toMatchObject({ status: 'failed', progress: { phase: 'streams', done: 8977, total: 8977 } });
   });
 
+  it('says what to do next about a failed check, from its stored result', async () => {
+    const broken = await jobs.start('chains', null, async () => ({
+      ok: false,
+      firstBroken: { chain: 'stream', stream: 'customer-x', revision: 3, position: 77n, reason: 'hash mismatch' },
+    }));
+    await broken.done;
+    const chains = (await jobs.get(broken.id))!;
+    expect(chains.nextSteps.join('\n')).toContain('Do not run `crm rebuild`');
+    expect(chains.nextSteps.join('\n')).toContain('stream customer-x revision 3 (position 77)');
+    const differing = await jobs.start('read_models', null, async () => ({ ok: false, failedProjections: [] }));
+    await differing.done;
+    expect((await jobs.get(differing.id))!.nextSteps.join('\n')).toContain('`crm rebuild` rebuilds them from the events');
+    const passed = await jobs.start('read_models', null, async () => ({ ok: true }));
+    await passed.done;
+    expect((await jobs.get(passed.id))!.nextSteps).toEqual([]);
+  });
+
   it('knows no job for an unknown or malformed id', async () => {
     expect(await jobs.get(randomUUID())).toBeUndefined();
     expect(await jobs.get('not-a-uuid')).toBeUndefined();
