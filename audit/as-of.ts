@@ -1,9 +1,10 @@
+import { sql } from 'kysely';
 import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
-import type { RecordedEvent } from '../shared/events.ts';
+import type { ProjectedEvent, RecordedEvent } from '../shared/events.ts';
 import type { AuditDeps } from './deps.ts';
 import { maskPersonalFields, type PersonalDataMode } from './event-view.ts';
 import { InvalidAuditQuery } from './history.ts';
-import { foldRecord, RECORD_KINDS, type AnyRecord, type RecordKind } from './records.ts';
+import { customerRecordOf, foldRecord, RECORD_KINDS, type AnyRecord, type RecordKind } from './records.ts';
 
 /**
  * A record as it stood at an instant, on one of two time axes.
@@ -44,12 +45,81 @@ const businessTimeOf = (event: RecordedEvent): number => {
   return Number.isNaN(time) ? event.recordedAt.getTime() : time;
 };
 
+/** Whether an event counts as of the instant on the axis asked for. */
+const upTo = (instant: Date, time: TimeAxis) => (event: RecordedEvent) =>
+  (time === 'record' ? event.recordedAt.getTime() : businessTimeOf(event)) <= instant.getTime();
+
 /** The stream's events up to the instant on the axis asked for. */
 const eventsUpTo = async (deps: AuditDeps, stream: string, instant: Date, time: TimeAxis): Promise<RecordedEvent[]> => {
   if (time === 'record') return deps.store.readStream(stream, { untilTime: instant });
   const events = await deps.store.readStream(stream);
-  return events.filter((event) => businessTimeOf(event) <= instant.getTime());
+  return events.filter(upTo(instant, time));
 };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Merges form chains (B into A, later A into C); bounded as the projection bounds them. */
+const MAX_MERGED = 64;
+
+/**
+ * The streams of the deals and feedback opened for these customers, from the deals and feedback read
+ * models (indexed by customer; a deal or feedback item keeps the customer it was opened for). One
+ * they have not applied yet is not counted, as it is not in the live record either.
+ */
+async function linkedStreams(deps: AuditDeps, customerIds: readonly string[]): Promise<string[]> {
+  const ids = customerIds.filter((id) => UUID.test(id));
+  const db = deps.database.db;
+  const { rows: present } = await sql<{ table_name: string }>`
+    SELECT table_name FROM information_schema.tables WHERE table_schema = ${deps.schemas.read} AND table_name IN ('deals', 'feedback')`.execute(db);
+  const streams: string[] = [];
+  for (const [table, key, prefix] of [
+    ['deals', 'deal_id', 'deal-'],
+    ['feedback', 'feedback_id', 'feedback-'],
+  ] as const) {
+    // Read models never built (a store written by `crm import` alone): nothing to find yet.
+    if (!present.some((t) => t.table_name === table)) continue;
+    const { rows } = await sql<{ id: string }>`
+      SELECT ${sql.id(key)}::text AS id FROM ${sql.id(deps.schemas.read, table)} WHERE customer_id = ANY(${ids}::uuid[])`.execute(db);
+    streams.push(...rows.map((r) => `${prefix}${r.id}`));
+  }
+  return streams;
+}
+
+/**
+ * A customer's record reads like the customers read model's row: besides its own stream, those of
+ * the customers merged into it by then (through chains) and of their deals and feedback, each up to
+ * the instant on the axis asked for, applied in position order as the projection applied them. The
+ * customers' events are decoded as asked (revealed or masked); the others' personal fields are not
+ * needed and stay masked.
+ */
+async function customerEventsAsOf(
+  deps: AuditDeps,
+  id: string,
+  instant: Date,
+  time: TimeAxis,
+  personalData: PersonalData,
+): Promise<{ own: RecordedEvent[]; decoded: ProjectedEvent[] }> {
+  const customers = [id];
+  const recorded: RecordedEvent[] = [];
+  let own: RecordedEvent[] = [];
+  for (let i = 0; i < customers.length && i < MAX_MERGED; i++) {
+    const events = await eventsUpTo(deps, `customer-${customers[i]!}`, instant, time);
+    if (i === 0) own = events;
+    if (events.length === 0) continue;
+    recorded.push(...events);
+    for (const event of events) {
+      const duplicate = (event.data as { duplicateId?: unknown }).duplicateId;
+      if (event.type === 'CustomerMerged' && typeof duplicate === 'string' && !customers.includes(duplicate)) customers.push(duplicate);
+    }
+  }
+  if (own.length === 0) return { own, decoded: [] };
+  const linked = [...(await deps.store.readStreams(await linkedStreams(deps, customers))).values()].flat().filter(upTo(instant, time));
+  const masked = maskingPersonalData(deps.personalData);
+  const decoded: ProjectedEvent[] = [];
+  for (const event of recorded) decoded.push(await decodeRecordedEvent(event, personalData));
+  for (const event of linked) decoded.push(await decodeRecordedEvent(event, masked));
+  decoded.sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
+  return { own, decoded };
+}
 
 const KIND_ALIASES: Record<string, RecordKind> = {
   customer: 'customer',
@@ -98,13 +168,22 @@ export async function stateAsOf(
   const instant = parseInstant(asOf);
   const time = options.time ?? 'record';
   const stream = `${recordKind}-${id}`;
-  const recorded = await eventsUpTo(deps, stream, instant, time);
-  const last = recorded[recorded.length - 1];
-  if (!last) return null;
   const personalData = options.personalData === 'mask' ? maskingPersonalData(deps.personalData) : deps.personalData;
-  const decoded = [];
-  for (const event of recorded) decoded.push(await decodeRecordedEvent(event, personalData));
-  const record = foldRecord(recordKind, decoded);
+  let record: AnyRecord | null;
+  let last: RecordedEvent | undefined;
+  if (recordKind === 'customer') {
+    const { own, decoded } = await customerEventsAsOf(deps, id, instant, time, personalData);
+    last = own[own.length - 1];
+    if (!last) return null;
+    record = customerRecordOf(decoded, id);
+  } else {
+    const recorded = await eventsUpTo(deps, stream, instant, time);
+    last = recorded[recorded.length - 1];
+    if (!last) return null;
+    const decoded = [];
+    for (const event of recorded) decoded.push(await decodeRecordedEvent(event, personalData));
+    record = foldRecord(recordKind, decoded);
+  }
   if (!record) return null;
   return {
     kind: recordKind,

@@ -124,7 +124,12 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
       const jobs = await verificationJobs();
       return jobs.start(kind, requestedBy, async (onProgress) =>
         kind === 'chains'
-          ? services.verifyChains({ onProgress: (p) => onProgress({ phase: p.phase, done: p.checked, total: null }) })
+          ? services.verifyChains({ onProgress: (p) => onProgress({ phase: p.phase, done: p.checked, total: null }) }).then((result) => {
+              // Reported after each page only, and not for the page a broken link stops in: the counts checked, as the result says.
+              onProgress({ phase: 'streams', done: result.streams.checked, total: result.streams.checked });
+              onProgress({ phase: 'global', done: result.global.checked, total: result.global.checked });
+              return result;
+            })
           : services.verifyReadModels({ onProgress: (p) => onProgress({ phase: p.phase, done: p.done, total: p.total }) }),
       );
     },

@@ -1,12 +1,13 @@
 import type { ProjectedEvent } from '../projections/projection.ts';
 import { activityFieldsOf, type ActivityFields } from '../projections/queries/activities.ts';
 import { campaignFieldsOf, type CampaignFields } from '../projections/queries/campaigns.ts';
-import { customerFieldsOf, type CustomerFields } from '../projections/queries/customers.ts';
+import { toCustomerView, type CustomerView } from '../projections/queries/customers.ts';
 import { dealFieldsOf, type DealFields } from '../projections/queries/deals.ts';
 import { feedbackFieldsOf, type FeedbackFields } from '../projections/queries/feedback.ts';
 import { evolveActivity, type ActivityRow } from '../projections/read-models/activity-fold.ts';
 import { evolveCampaign, type CampaignRow } from '../projections/read-models/campaign-fold.ts';
-import { evolveCustomer, revenueLineOf, type CustomerRow } from '../projections/read-models/customer-fold.ts';
+import { revenueLineOf, type CustomerRow } from '../projections/read-models/customer-fold.ts';
+import { applyToCustomers, type CustomerLink, type RowsOf } from '../projections/read-models/customers.ts';
 import { evolveDeal, type DealRow } from '../projections/read-models/deal-fold.ts';
 import { evolveFeedback, type FeedbackState } from '../projections/read-models/feedback-fold.ts';
 import { minorOfNumeric, numericOf } from '../shared/money.ts';
@@ -17,19 +18,23 @@ import { minorOfNumeric, numericOf } from '../shared/money.ts';
  * like today's record: each row is folded by its read model's own fold
  * (projections/read-models/*-fold.ts) and named by its view's own naming (`dealFieldsOf` and the
  * like in projections/queries), so neither is written twice. Not the decider state: the deciders keep only
- * what rules need (no personal data, no counters). Figures the read models gather from other
- * streams (a customer's open feedback and deal counts, a merged duplicate's purchases) are not part
- * of a stream's own history and are absent here.
+ * what rules need (no personal data, no counters). A customer's record is the one row the customers
+ * read model would hold: folded from its own stream, its merged duplicates' streams and its deals'
+ * and feedback's streams in position order, by the projection's own step (`applyToCustomers`), so a
+ * merged duplicate's figures and the open feedback and deal counts are in it (audit/as-of.ts
+ * gathers those streams).
  */
 
 export const RECORD_KINDS = ['customer', 'deal', 'campaign', 'feedback', 'activity'] as const;
 export type RecordKind = (typeof RECORD_KINDS)[number];
 
 /**
- * A customer's own fields as the API names them (the view's naming, `customerFieldsOf`), with what
- * the stream tells beyond the row: the duplicates it absorbed and its net revenue in every currency.
+ * A customer as the API names it (the view's naming, `toCustomerView`) but `revision` (reported beside
+ * the record), with what the streams tell beyond the row: the duplicates it absorbed and its net
+ * revenue in every currency.
  */
-export type CustomerRecord = CustomerFields & {
+export type CustomerRecord = Omit<CustomerView, 'revision'> & {
+  /** The customers merged into this one (its own `CustomerMerged` events). */
   mergedDuplicates: string[];
   /** Net revenue in every currency the customer paid in. */
   revenueByCurrency: Record<string, number>;
@@ -56,25 +61,65 @@ export type ActivityRecord = ActivityFields;
 
 export type AnyRecord = CustomerRecord | DealRecord | CampaignRecord | FeedbackRecord | ActivityRecord;
 
-/**
- * The auditor's view of a customer: the read model's own fold (customer-fold.ts), named by the view's
- * own naming, with what the stream tells beyond the row: the duplicates it absorbed and its net
- * revenue in every currency (the revenue lines the read model keeps, summed).
- */
-const customerRecordOf = (events: readonly ProjectedEvent[]): CustomerRecord | null => {
-  let row: CustomerRow | undefined;
-  const mergedDuplicates: string[] = [];
-  const byCurrency = new Map<string, bigint>();
-  for (const e of events) {
-    row = evolveCustomer(row, e);
-    if (!row) continue;
-    if (e.event.type === 'CustomerMerged') mergedDuplicates.push(e.event.data.duplicateId);
-    const line = revenueLineOf(e);
-    if (line) byCurrency.set(line.currency, (byCurrency.get(line.currency) ?? 0n) + minorOfNumeric(line.amount));
+/** Rows in memory, for `applyToCustomers`. */
+class MemoryRows<R> implements RowsOf<R> {
+  readonly rows = new Map<string, R>();
+  constructor(private readonly keyOf: (row: R) => string) {}
+  get(key: string): R | undefined {
+    return this.rows.get(key);
   }
+  put(row: R): void {
+    this.rows.set(this.keyOf(row), row);
+  }
+  touch(): void {}
+}
+
+/**
+ * The auditor's view of customer `customerId` (by default the customer of the first event): the row
+ * the customers read model holds after these events, applied in the order given (position order) by
+ * the projection's own step, named by the view's own naming; with what the streams tell beyond the
+ * row: the duplicates it absorbed and its net revenue in every currency (its revenue lines and those
+ * of the customers merged into it, summed). Give it the customer's stream, the streams of the
+ * customers merged into it, and the streams of their deals and feedback: events of other streams
+ * change nothing, and a primary this customer was merged into stands in for the figures that then
+ * count there.
+ */
+export const customerRecordOf = (events: readonly ProjectedEvent[], customerId?: string): CustomerRecord | null => {
+  const id = customerId ?? (events[0]?.event.data as { customerId?: string } | undefined)?.customerId;
+  if (id === undefined) return null;
+  const customers = new MemoryRows<CustomerRow>((row) => row.customer_id);
+  const links = new MemoryRows<CustomerLink>((link) => link.link_id);
+  const mergedDuplicates: string[] = [];
+  const linesOf = new Map<string, { currency: string; minor: bigint }[]>();
+  for (const e of events) {
+    applyToCustomers(customers, links, e, (_before, after) => {
+      const line = revenueLineOf(e);
+      if (line) linesOf.set(after.customer_id, [...(linesOf.get(after.customer_id) ?? []), { currency: line.currency, minor: minorOfNumeric(line.amount) }]);
+      if (e.event.type === 'CustomerMerged' && after.customer_id === id) mergedDuplicates.push(e.event.data.duplicateId);
+      // Merged into a customer outside the record: a stand-in row takes what then counts there, as the primary's row does.
+      const primary = after.merged_into;
+      if (primary !== null && !customers.get(primary)) customers.put({ ...after, customer_id: primary, status: 'active', merged_into: null });
+    });
+  }
+  const row = customers.get(id);
   if (!row) return null;
+  // Its own lines and those of every customer whose figures count for it (merged into it, through chains).
+  const countsFor = (other: string): boolean => {
+    let at: string | null = other;
+    for (let hop = 0; hop < 16 && at !== null; hop++) {
+      if (at === id) return true;
+      at = customers.get(at)?.merged_into ?? null;
+    }
+    return false;
+  };
+  const byCurrency = new Map<string, bigint>();
+  for (const [owner, lines] of linesOf) {
+    if (!countsFor(owner)) continue;
+    for (const { currency, minor } of lines) byCurrency.set(currency, (byCurrency.get(currency) ?? 0n) + minor);
+  }
+  const { revision: _revision, ...view } = toCustomerView(row);
   return {
-    ...customerFieldsOf(row),
+    ...view,
     mergedDuplicates,
     revenueByCurrency: Object.fromEntries([...byCurrency].map(([currency, minor]) => [currency, Number(numericOf(minor))])),
   };
@@ -87,9 +132,10 @@ const feedbackRecordOf = (state: FeedbackState | undefined): FeedbackRecord | nu
 const orNull = <R, T>(row: R | undefined, fieldsOf: (row: R) => T): T | null => (row ? fieldsOf(row) : null);
 
 /**
- * Folds one stream's decoded events into its record, with the read model's own fold. Times are
- * business times (`occurredAt`), as in the read models; which events count is decided by the caller
- * (record time, see as-of.ts).
+ * Folds one stream's decoded events into its record, with the read model's own fold (a customer's:
+ * these events in the order given, see `customerRecordOf`). Times are business times (`occurredAt`),
+ * as in the read models; which events count is decided by the caller (record or business time, see
+ * as-of.ts).
  */
 export const foldRecord = (kind: RecordKind, events: readonly ProjectedEvent[]): AnyRecord | null => {
   switch (kind) {

@@ -5,12 +5,13 @@ import { eventsInSql, type AuditDeps } from './deps.ts';
 import { auditEventToJson, toAuditEvent, type AuditEventJson } from './event-view.ts';
 import { subjectEventsSql } from './sql/subject-events.ts';
 import { namesCustomer, OWNED_STREAM_OPENERS, withMergedDuplicates, type SubjectEvents } from './subjects.ts';
-import { foldRecord, type CustomerRecord } from './records.ts';
+import { customerRecordOf, type CustomerRecord } from './records.ts';
 
 /**
  * `GET /customers/:id/export`: everything the CRM holds about one person (GDPR art. 15 subject
  * access), as one JSON document:
- * - the profile as the events say it is now;
+ * - the profile as the events say it is now (the customers read model's row: with the figures of
+ *   the duplicates merged into it, and its open feedback and deal counts);
  * - the customers merged into this one (`mergedDuplicates`, and those merged into them): the same
  *   person registered twice, so their streams and rows are the person's too;
  * - every event of the person's own stream(s), every event of the deals and feedback opened for them
@@ -86,11 +87,11 @@ async function rowsAbout(deps: AuditDeps, customers: string[]): Promise<Record<s
 /** The whole export, or undefined when the CRM holds nothing about this customer id. */
 export async function subjectAccessExport(deps: AuditDeps, customerId: string): Promise<SubjectAccessExport | undefined> {
   const { customers, streams, events } = eventsInSql(deps) ? await subjectEventsSql(deps, customerId) : await subjectEventsGeneric(deps, customerId);
-  const own = events.filter((e) => e.stream === `customer-${customerId}`);
   const tables = await rowsAbout(deps, customers);
   if (events.length === 0 && Object.values(tables).every((rows) => rows.length === 0)) return undefined;
+  // The profile reads like the customers row: the events of the duplicates, deals and feedback count too (in position order).
   const decoded = [];
-  for (const event of own) decoded.push(await decodeRecordedEvent(event, deps.personalData));
+  for (const event of events) if (/^(customer|deal|feedback)-/.test(event.stream)) decoded.push(await decodeRecordedEvent(event, deps.personalData));
   const readModels: SubjectAccessExport['readModels'] = {};
   const analytics: SubjectAccessExport['analytics'] = {};
   for (const [table, rows] of Object.entries(tables)) {
@@ -103,7 +104,7 @@ export async function subjectAccessExport(deps: AuditDeps, customerId: string): 
     customerId,
     exportedAt: new Date().toISOString(),
     forgotten: await deps.personalData.isForgotten(customerId),
-    profile: (foldRecord('customer', decoded) as CustomerRecord | null) ?? null,
+    profile: customerRecordOf(decoded, customerId),
     mergedDuplicates: customers.slice(1),
     streams: streams.filter((s) => events.some((e) => e.stream === s)),
     events: auditEvents,

@@ -68,3 +68,40 @@ export function describeChainsVerification(result: ChainsVerification): string[]
   }
   return lines;
 }
+
+/**
+ * What to do after a broken hash chain (`crm verify --chain`, and a failed chains job): the events
+ * were changed behind the CRM, so nothing may be rebuilt from them until they are restored.
+ */
+export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBroken'>): string[] {
+  if (result.ok) return [];
+  const broken = result.firstBroken;
+  const where =
+    broken?.stream !== null && broken?.stream !== undefined
+      ? `stream ${broken.stream}${broken.revision !== null && broken.revision !== undefined ? ` revision ${broken.revision}` : ''}` +
+        (broken.position !== null && broken.position !== undefined ? ` (position ${broken.position})` : '')
+      : broken?.position !== null && broken?.position !== undefined
+        ? `position ${broken.position}`
+        : 'the link named above';
+  return [
+    'The events were changed outside the CRM (edited, deleted or inserted in the database); the commands never do that.',
+    'Do not run `crm rebuild`: it would rebuild the read models from the altered events and make them the truth.',
+    `Investigate from the first broken link, ${where}: its history (GET /audit/streams/<stream>) and the global log around it (GET /audit/events), compared with a backup.`,
+    'Restore the events table from a backup taken before the change (check it with `crm verify --chain` first), then run `crm verify --chain` and `crm verify` again.',
+  ];
+}
+
+/**
+ * What to do when the read models differ from a replay (`crm verify`, and a failed read-models
+ * job): repairable from the events, once the events themselves are known to be intact.
+ */
+export function readModelsNextSteps(result: Pick<ReadModelVerification, 'ok' | 'failedProjections'>): string[] {
+  if (result.ok) return [];
+  return [
+    ...(result.failedProjections.length > 0
+      ? [`Projections stopped on an event (${result.failedProjections.join(', ')}): \`crm projections\` shows where; retry or skip that event there first.`]
+      : []),
+    'First check the events with `crm verify --chain`: if a chain is broken, do not rebuild (see its advice).',
+    'If the chains are intact, the read models were changed outside the CRM or a projection misapplied events: `crm rebuild` rebuilds them from the events and swaps them in; then run `crm verify` again.',
+  ];
+}

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { PERSONAL_COLUMNS } from '../projections/read-model-copies.ts';
 import { createTableOnce } from './create-table.ts';
+import type { ChainsVerification } from './sql/chain.ts';
+import { chainsNextSteps, readModelsNextSteps } from './summary.ts';
 
 /**
  * Background verification jobs, kept in `<read schema>.audit_verifications` so that any API process
@@ -33,6 +35,8 @@ export interface VerificationJob {
   progress: VerificationProgress | null;
   /** The summary (verify.ts / chain.ts) once finished. */
   result: unknown;
+  /** What to do about a failed check (summary.ts); empty otherwise. */
+  nextSteps: string[];
   error: string | null;
 }
 
@@ -96,8 +100,17 @@ const toJob = (row: JobRow): VerificationJob => {
     finishedAt: row.finished_at?.toISOString() ?? null,
     progress: row.progress,
     result: row.result,
+    nextSteps: status === 'failed' ? nextStepsOf(row.kind, row.result) : [],
     error: row.error,
   };
+};
+
+/** The advice for a failed job, from its stored result. */
+const nextStepsOf = (kind: VerificationKind, result: unknown): string[] => {
+  const stored = (result ?? {}) as { ok?: boolean; firstBroken?: ChainsVerification['firstBroken']; failedProjections?: string[] };
+  return kind === 'chains'
+    ? chainsNextSteps({ ok: false, ...(stored.firstBroken ? { firstBroken: stored.firstBroken } : {}) })
+    : readModelsNextSteps({ ok: false, failedProjections: stored.failedProjections ?? [] });
 };
 
 /** A finished verification: `ok` decides passed or failed. */
@@ -141,7 +154,10 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
       const id = fresh;
       let lastWrite = 0;
       let pending: Promise<unknown> = Promise.resolve();
+      /** The last report, written or not: a finished job shows it. */
+      let latest: VerificationProgress | null = null;
       const onProgress = (progress: VerificationProgress) => {
+        latest = progress;
         const now = Date.now();
         if (now - lastWrite < PROGRESS_INTERVAL_MS) return;
         lastWrite = now;
@@ -157,12 +173,21 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
         try {
           const outcome = await run(onProgress);
           await pending;
-          await update(id, sql`status = ${outcome.ok ? 'passed' : 'failed'}, finished_at = now(), result = ${JSON.stringify(outcome, storedResult)}::jsonb`);
+          // The throttle may have skipped the last reports: a finished job shows where it ended, its count as the total.
+          const final = finalProgress(latest);
+          await update(
+            id,
+            sql`status = ${outcome.ok ? 'passed' : 'failed'}, finished_at = now(), result = ${JSON.stringify(outcome, storedResult)}::jsonb,
+                progress = ${final === null ? null : JSON.stringify(final)}::jsonb`,
+          );
         } catch (error) {
           await pending;
-          await update(id, sql`status = 'error', finished_at = now(), error = ${error instanceof Error ? error.message : String(error)}`).catch(
-            () => undefined,
-          );
+          // Where it stopped, as reported last.
+          await update(
+            id,
+            sql`status = 'error', finished_at = now(), error = ${error instanceof Error ? error.message : String(error)},
+                progress = ${latest === null ? null : JSON.stringify(latest)}::jsonb`,
+          ).catch(() => undefined);
         } finally {
           clearInterval(heartbeat);
         }
@@ -177,6 +202,13 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
     },
   };
 }
+
+/**
+ * A finished job's progress: its last report, with the count as the total where none was known (a
+ * chain check counts as it goes), so that `done` equals `total`.
+ */
+export const finalProgress = (last: VerificationProgress | null): VerificationProgress | null =>
+  last === null ? null : { ...last, total: last.total ?? last.done };
 
 /** Summaries carry bigints (positions); they go out as decimal strings, like every position in the API. */
 export const jsonSafe = (_key: string, value: unknown): unknown => (typeof value === 'bigint' ? value.toString() : value);

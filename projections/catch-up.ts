@@ -41,7 +41,7 @@ export interface CatchUpOptions {
  * the current one is applied. Used by rebuild and replay, where the end is known: no subscription,
  * no timers.
  */
-export async function catchUp(options: CatchUpOptions): Promise<{ position: bigint; events: number; failed: string[] }> {
+export async function catchUp(options: CatchUpOptions): Promise<{ position: bigint; events: number; failed: string[]; recordedLater: number }> {
   const { db, store, schema, projections, codec } = options;
   const pageSize = options.pageSize ?? 2_000;
   const checkpoints = await readCheckpoints(db, schema);
@@ -84,8 +84,13 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
       await new Promise((resolve) => setTimeout(resolve, pause));
     }
   };
-  const decodePage = (page: RecordedEvent[]) =>
-    decodeBatch(codec, options.untilTime ? page.filter((e) => e.recordedAt.getTime() <= options.untilTime!.getTime()) : page, wanted);
+  /** Events read but recorded after `untilTime`, left out. */
+  let recordedLater = 0;
+  const decodePage = (page: RecordedEvent[]) => {
+    const kept = options.untilTime ? page.filter((e) => e.recordedAt.getTime() <= options.untilTime!.getTime()) : page;
+    recordedLater += page.length - kept.length;
+    return decodeBatch(codec, kept, wanted);
+  };
   interface Prepared {
     page: RecordedEvent[];
     decoded: Promise<BatchItem[]>;
@@ -194,5 +199,5 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
     await report();
   }
   // Every projection passed every page: the position is the last page's end.
-  return { position: from, events, failed: [...failed] };
+  return { position: from, events, failed: [...failed], recordedLater };
 }

@@ -41,7 +41,10 @@ export interface ReplayOptions extends ReadSideDeps {
 export interface ReplayResult {
   schema: string;
   position: bigint;
+  /** Events read (up to `position`), those recorded after `untilTime` included. */
   events: number;
+  /** Events read but left out as recorded after `untilTime` (0 without it). */
+  recordedLater: number;
   failed: string[];
 }
 

@@ -109,9 +109,10 @@ Example:
         },
       });
       progress.done();
-      // The replay reads the whole log and folds only what was recorded by then: the count is of events read.
+      // The replay reads the whole log up to the head and folds only what was recorded by then.
       run.out(
-        `Read models as of ${asOf.toISOString()} are in schema ${schema} (${result.events} events read up to position ${result.position}; those recorded later left out).`,
+        `Read models as of ${asOf.toISOString()} are in schema ${schema}: ${result.events - result.recordedLater} events recorded by then applied, ` +
+          `${result.recordedLater} recorded later left out (${result.events} read up to position ${result.position}).`,
       );
       if (result.failed.length > 0) {
         run.err(`These projections stopped on an event they could not apply: ${result.failed.join(', ')} (see ${schema}.projection_checkpoints).`);

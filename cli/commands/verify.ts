@@ -1,10 +1,16 @@
 import type { CliCommand, CommandRun, OptionWithHelp } from '../command.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { createProgress } from '../progress.ts';
-import { describeLag, describeSkips } from '../../audit/summary.ts';
+import { chainsNextSteps, describeLag, describeSkips, readModelsNextSteps } from '../../audit/summary.ts';
 import type { ReadModelVerification } from '../../audit/verify.ts';
 
 const json = (value: unknown) => JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+
+const printNextSteps = (run: CommandRun, steps: readonly string[]): void => {
+  if (steps.length === 0) return;
+  run.out('Next steps:');
+  for (const step of steps) run.out(`  - ${step}`);
+};
 
 async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<number> {
   const progress = createProgress({ label: 'verify --chain', unit: 'events' });
@@ -32,6 +38,7 @@ async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<numbe
       (broken?.position !== null && broken?.position !== undefined ? ` at position ${broken.position}` : '') +
       `: ${broken?.reason ?? 'see the details'}`,
   );
+  printNextSteps(run, chainsNextSteps(result));
   return 1;
 }
 
@@ -77,6 +84,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
   if (result.firstDifference) run.out(`First difference: ${json(result.firstDifference)}`);
   for (const table of result.tables.filter((t) => !t.equal)) for (const row of table.sample.slice(0, 5)) run.out(`  ${json(row)}`);
   if (result.failedProjections.length) run.out(`Failed projections: ${result.failedProjections.join(', ')}`);
+  printNextSteps(run, readModelsNextSteps(result));
   return 1;
 }
 

@@ -305,83 +305,13 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   const turns = ioTurns();
   for (const e of events) {
     if (turns.due()) await turns.give();
-    const { event } = e;
-    const at = occurredAt(e);
-    /** An event of another stream (a deal, a feedback item) changes the customer's counters; unknown customers are skipped. */
-    const count = (customerId: string, update: (row: CustomerRow) => void) => {
-      const row = customers.get(customerId);
-      if (!row) return;
-      update(row);
-      row.last_event_at = latest(row.last_event_at, at);
-      row.last_position = e.position.toString();
-      customers.touch(customerId);
-    };
-    const linkState = (id: string, state: string, counter: (row: CustomerRow, from: string, to: string) => void) => {
-      const link = links.get(id);
-      if (!link || link.state === state) return;
-      const from = link.state;
-      link.state = state;
-      links.touch(id);
-      // A merged duplicate's deals and feedback count for the customer that absorbed it.
-      count(ownerOf(customers, link.customer_id), (row) => counter(row, from, state));
-    };
-    switch (event.type) {
-      case 'DealOpened': {
-        const d = event.data;
-        if (links.get(d.dealId)) break;
-        links.put({ link_id: d.dealId, kind: 'deal', customer_id: d.customerId, state: 'open' });
-        count(d.customerId, (row) => (row.deals_open += 1));
-        break;
-      }
-      case 'DealWon':
-      case 'DealLost':
-      case 'DealReopened': {
-        const to = event.type === 'DealWon' ? 'won' : event.type === 'DealLost' ? 'lost' : 'open';
-        linkState(event.data.dealId, to, (row, from, state) => {
-          row[dealCounter(from)] -= 1;
-          row[dealCounter(state)] += 1;
-        });
-        break;
-      }
-      case 'FeedbackSubmitted': {
-        const d = event.data;
-        if (links.get(d.feedbackId)) break;
-        links.put({ link_id: d.feedbackId, kind: 'feedback', customer_id: d.customerId, state: 'open' });
-        count(d.customerId, (row) => (row.open_feedback_count += 1));
-        break;
-      }
-      case 'FeedbackResolved':
-      case 'FeedbackClosed':
-      case 'FeedbackReopened': {
-        const to = event.type === 'FeedbackReopened' ? 'open' : event.type === 'FeedbackResolved' ? 'resolved' : 'closed';
-        linkState(event.data.feedbackId, to, (row, from, state) => {
-          const wasOpen = from === 'open';
-          const isOpen = state === 'open';
-          if (wasOpen !== isOpen) row.open_feedback_count += isOpen ? 1 : -1;
-        });
-        break;
-      }
-      default: {
-        // The customer's own stream: its fold, then what spans rows.
-        const id = (event.data as { customerId?: string }).customerId;
-        const before = id === undefined ? undefined : customers.get(id);
-        const after = evolveCustomer(before, e);
-        if (!after || after === before) break;
-        if (event.type === 'CustomerMerged') {
-          const duplicate = customers.get(event.data.duplicateId);
-          if (duplicate) absorb(after, duplicate);
-        }
-        // Later events decode as erased too; this clears what the row decrypted before the forget.
-        if (event.type === 'CustomerForgotten') eraseDecrypted(after);
-        if (!keysBefore.has(after.customer_id)) keysBefore.set(after.customer_id, before ? keysOf(before) : NO_KEYS);
-        // Only the customer's own events move its purchase keys: other streams' change counters.
-        if (!purchaseKeysBefore.has(after.customer_id)) purchaseKeysBefore.set(after.customer_id, before ? purchaseKeysOf(before) : null);
-        customers.put(after);
-        const line = revenueLineOf(e);
-        if (line) revenueLines.push(line);
-        break;
-      }
-    }
+    applyToCustomers(customers, links, e, (before, after) => {
+      if (!keysBefore.has(after.customer_id)) keysBefore.set(after.customer_id, before ? keysOf(before) : NO_KEYS);
+      // Only the customer's own events move its purchase keys: other streams' change counters.
+      if (!purchaseKeysBefore.has(after.customer_id)) purchaseKeysBefore.set(after.customer_id, before ? purchaseKeysOf(before) : null);
+      const line = revenueLineOf(e);
+      if (line) revenueLines.push(line);
+    });
   }
   await links.flush();
   await customers.flush();
@@ -392,6 +322,103 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   if (movedPurchaseKeys.length > 0) await upsertRows(trx, schema, CUSTOMER_PURCHASE_KEYS, movedPurchaseKeys);
   await refreshDuplicateGroups(trx, schema, movedKeys(customers, keysBefore));
   if (revenueLines.length > 0) await insertRows(trx, schema, REVENUE_LINES, revenueLines);
+}
+
+/** Where `applyToCustomers` finds and keeps rows: a batch's RowSet, or a map (the auditor's record as of an instant). */
+export interface RowsOf<R> {
+  get(key: string): R | undefined;
+  /** Inserts or replaces the row. */
+  put(row: R): void;
+  /** Marks a row changed in place. */
+  touch(key: string): void;
+}
+
+/**
+ * One event applied to the customers it changes, written once for the live projection, rebuild and
+ * replay (the batch's rows) and for the auditor's record as of an instant (audit/customer-record.ts,
+ * over the customer's streams in position order): the customer's own stream by `evolveCustomer`,
+ * then what spans rows (a merge absorbing the duplicate's figures, the deal and feedback counters
+ * kept through `customer_links`). `onOwnEvent` sees each row an event of its own stream changed.
+ */
+export function applyToCustomers(
+  customers: RowsOf<CustomerRow>,
+  links: RowsOf<CustomerLink>,
+  e: ProjectedEvent,
+  onOwnEvent?: (before: CustomerRow | undefined, after: CustomerRow) => void,
+): void {
+  const { event } = e;
+  const at = occurredAt(e);
+  /** An event of another stream (a deal, a feedback item) changes the customer's counters; unknown customers are skipped. */
+  const count = (customerId: string, update: (row: CustomerRow) => void) => {
+    const row = customers.get(customerId);
+    if (!row) return;
+    update(row);
+    row.last_event_at = latest(row.last_event_at, at);
+    row.last_position = e.position.toString();
+    customers.touch(customerId);
+  };
+  const linkState = (id: string, state: string, counter: (row: CustomerRow, from: string, to: string) => void) => {
+    const link = links.get(id);
+    if (!link || link.state === state) return;
+    const from = link.state;
+    link.state = state;
+    links.touch(id);
+    // A merged duplicate's deals and feedback count for the customer that absorbed it.
+    count(ownerOf(customers, link.customer_id), (row) => counter(row, from, state));
+  };
+  switch (event.type) {
+    case 'DealOpened': {
+      const d = event.data;
+      if (links.get(d.dealId)) break;
+      links.put({ link_id: d.dealId, kind: 'deal', customer_id: d.customerId, state: 'open' });
+      count(d.customerId, (row) => (row.deals_open += 1));
+      break;
+    }
+    case 'DealWon':
+    case 'DealLost':
+    case 'DealReopened': {
+      const to = event.type === 'DealWon' ? 'won' : event.type === 'DealLost' ? 'lost' : 'open';
+      linkState(event.data.dealId, to, (row, from, state) => {
+        row[dealCounter(from)] -= 1;
+        row[dealCounter(state)] += 1;
+      });
+      break;
+    }
+    case 'FeedbackSubmitted': {
+      const d = event.data;
+      if (links.get(d.feedbackId)) break;
+      links.put({ link_id: d.feedbackId, kind: 'feedback', customer_id: d.customerId, state: 'open' });
+      count(d.customerId, (row) => (row.open_feedback_count += 1));
+      break;
+    }
+    case 'FeedbackResolved':
+    case 'FeedbackClosed':
+    case 'FeedbackReopened': {
+      const to = event.type === 'FeedbackReopened' ? 'open' : event.type === 'FeedbackResolved' ? 'resolved' : 'closed';
+      linkState(event.data.feedbackId, to, (row, from, state) => {
+        const wasOpen = from === 'open';
+        const isOpen = state === 'open';
+        if (wasOpen !== isOpen) row.open_feedback_count += isOpen ? 1 : -1;
+      });
+      break;
+    }
+    default: {
+      // The customer's own stream: its fold, then what spans rows.
+      const id = (event.data as { customerId?: string }).customerId;
+      const before = id === undefined ? undefined : customers.get(id);
+      const after = evolveCustomer(before, e);
+      if (!after || after === before) break;
+      if (event.type === 'CustomerMerged') {
+        const duplicate = customers.get(event.data.duplicateId);
+        if (duplicate) absorb(after, duplicate);
+      }
+      // Later events decode as erased too; this clears what the row decrypted before the forget.
+      if (event.type === 'CustomerForgotten') eraseDecrypted(after);
+      onOwnEvent?.(before, after);
+      customers.put(after);
+      break;
+    }
+  }
 }
 
 const NO_KEYS: MatchKeys = { email_key: null, phone_key: null, name_key: null };
@@ -473,7 +500,7 @@ function absorb(primary: CustomerRow, duplicate: CustomerRow): void {
 }
 
 /** The customer whose figures a record of `customerId` counts for: itself, or the primary it was merged into. */
-function ownerOf(customers: RowSet<CustomerRow>, customerId: string): string {
+function ownerOf(customers: Pick<RowsOf<CustomerRow>, 'get'>, customerId: string): string {
   let id = customerId;
   // Merges form chains (B into A, later A into C); bounded in case of a cycle no command can create.
   for (let hop = 0; hop < 16; hop++) {

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sealChain, verifyChains, verifyGlobalChain } from '../../audit/sql/chain.ts';
 import { streamHistory } from '../../audit/history.ts';
-import { describeChainsVerification } from '../../audit/summary.ts';
+import { chainsNextSteps, describeChainsVerification } from '../../audit/summary.ts';
 import { ERASED } from '../../domain/shared.ts';
 import { customerRegistered, openAuditHarness, rechainStream, sealAll, type AuditHarness } from './support.ts';
 
@@ -76,6 +76,11 @@ describe('tamper evidence', () => {
       reason: expect.stringContaining('hash mismatch'),
     });
     expect(describeChainsVerification(result)[1]).toContain(`stream ${stream}, revision 1`);
+    // What to do next: not rebuild from the altered events, restore them, starting from the link named.
+    const steps = chainsNextSteps(result).join('\n');
+    expect(steps).toContain('Do not run `crm rebuild`');
+    expect(steps).toContain(`stream ${stream} revision 1 (position ${result.firstBroken!.position})`);
+    expect(steps).toMatch(/Restore the events table from a backup taken before the change/);
   });
 
   it('detects an event deleted in the middle of a stream', async () => {

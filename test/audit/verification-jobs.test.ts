@@ -94,6 +94,41 @@ describe('verification jobs', () => {
     expect((await jobs.get(next.id))!.status).toBe('passed');
   });
 
+  it('shows the final progress once finished, however fast the reports came (done equals total)', async () => {
+    // Reports faster than progress is written: only the first would be stored while running.
+    const compared = await jobs.start('read_models', null, async (onProgress) => {
+      for (let done = 1; done <= 37; done++) onProgress({ phase: 'compare', done, total: 37 });
+      return { ok: true };
+    });
+    await compared.done;
+    expect(await jobs.get(compared.id)).toMatchObject({ status: 'passed', progress: { phase: 'compare', done: 37, total: 37 } });
+    // A chain check counts as it goes, with no total known: the count it ended with is the total.
+    const chains = await jobs.start('chains', null, async (onProgress) => {
+      onProgress({ phase: 'streams', done: 5000, total: null });
+      onProgress({ phase: 'streams', done: 8977, total: null });
+      return { ok: false };
+    });
+    await chains.done;
+    expect(await jobs.get(chains.id)).toMatchObject({ status: 'failed', progress: { phase: 'streams', done: 8977, total: 8977 } });
+  });
+
+  it('says what to do next about a failed check, from its stored result', async () => {
+    const broken = await jobs.start('chains', null, async () => ({
+      ok: false,
+      firstBroken: { chain: 'stream', stream: 'customer-x', revision: 3, position: 77n, reason: 'hash mismatch' },
+    }));
+    await broken.done;
+    const chains = (await jobs.get(broken.id))!;
+    expect(chains.nextSteps.join('\n')).toContain('Do not run `crm rebuild`');
+    expect(chains.nextSteps.join('\n')).toContain('stream customer-x revision 3 (position 77)');
+    const differing = await jobs.start('read_models', null, async () => ({ ok: false, failedProjections: [] }));
+    await differing.done;
+    expect((await jobs.get(differing.id))!.nextSteps.join('\n')).toContain('`crm rebuild` rebuilds them from the events');
+    const passed = await jobs.start('read_models', null, async () => ({ ok: true }));
+    await passed.done;
+    expect((await jobs.get(passed.id))!.nextSteps).toEqual([]);
+  });
+
   it('knows no job for an unknown or malformed id', async () => {
     expect(await jobs.get(randomUUID())).toBeUndefined();
     expect(await jobs.get('not-a-uuid')).toBeUndefined();

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeReadModelVerification } from '../../audit/summary.ts';
+import { describeReadModelVerification, readModelsNextSteps } from '../../audit/summary.ts';
 import { verifyReadModels, type VerifyProgress } from '../../audit/verify.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
@@ -64,6 +64,10 @@ describe('read-model verification', () => {
       expect(summary[0]).toMatch(/^DIFFERENT: .*\(1 differing rows/);
       expect(summary).toContain(`      changed deal_id=${dealId} (owner_id: live "mallory", replayed "sam@sales")`);
       expect(result.tables.find((t) => t.table === 'customers')!.equal).toBe(true);
+      // What to do next: check the chains, then rebuild from the events if they are intact.
+      const steps = readModelsNextSteps(result).join('\n');
+      expect(steps).toContain('`crm verify --chain`');
+      expect(steps).toContain('`crm rebuild` rebuilds them from the events');
     } finally {
       await sql`UPDATE ${sql.id(h.schemas.read, 'deals')} SET owner_id = 'sam@sales' WHERE deal_id = ${dealId}`.execute(h.database.db);
     }

@@ -72,6 +72,11 @@ describe('replay and compare', () => {
       reportingSchema: `${h.schemas.read}_asof_reporting`,
     });
     const past = createReadModelQueries({ db: h.database.db, schema: asOf.schema });
+    // Every event read is counted, and so are those recorded after the instant that were left out.
+    const read = (await storedEvents(h.store)).filter((e) => e.position <= asOf.position);
+    expect(asOf.events).toBe(read.length);
+    expect(asOf.recordedLater).toBe(read.filter((e) => e.recordedAt.getTime() > deactivated!.recordedAt.getTime()).length);
+    expect(asOf.recordedLater).toBeGreaterThan(0);
     expect(await past.getCustomer(ids.alice)).toMatchObject({ status: 'inactive', dealsWon: 0 });
     expect(await past.getCustomer(ids.bob)).toBeUndefined();
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(`${h.schemas.read}_asof_reporting`, 'customers')}`.execute(h.database.db);
