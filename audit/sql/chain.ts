@@ -272,7 +272,9 @@ export async function verifyGlobalChain(
   schema: string,
   options: { onProgress?: (checked: number) => void; pageSize?: number; anchors?: readonly ChainAnchor[] } = {},
 ): Promise<GlobalChainVerification> {
-  const anchors = new Map((options.anchors ?? []).map((a) => [a.position, a.globalHash]));
+  // By position: the same anchor given twice (a file and --anchor) counts twice, and must match twice.
+  const anchors = new Map<bigint, string[]>();
+  for (const a of options.anchors ?? []) anchors.set(a.position, [...(anchors.get(a.position) ?? []), a.globalHash]);
   let anchorsMatched = 0;
   await migrateChainSeals(database, schema);
   const pageSize = options.pageSize ?? SEAL_BATCH;
@@ -329,7 +331,8 @@ export async function verifyGlobalChain(
       }
       const anchored = anchors.get(position);
       if (anchored !== undefined) {
-        if (Buffer.from(row.seal_global).toString('hex') !== anchored) {
+        const sealed = Buffer.from(row.seal_global).toString('hex');
+        if (anchored.some((hash) => hash !== sealed)) {
           return broken(
             position,
             row.seal_stream,
@@ -337,7 +340,7 @@ export async function verifyGlobalChain(
             'global hash differs from the anchor kept outside the database: the chain was rewritten (re-hashed) up to here',
           );
         }
-        anchorsMatched += 1;
+        anchorsMatched += anchored.length;
         anchors.delete(position);
       }
       previous = row.seal_global;

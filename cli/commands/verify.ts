@@ -1,4 +1,7 @@
-import type { CliCommand, CommandRun, OptionWithHelp } from '../command.ts';
+import { appendFile, readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { stringValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
+import type { ChainAnchor } from '../../audit/index.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { createProgress } from '../progress.ts';
 import { chainsNextSteps, describeLag, describeSkips, readModelsNextSteps } from '../../audit/summary.ts';
@@ -12,9 +15,32 @@ const printNextSteps = (run: CommandRun, steps: readonly string[]): void => {
   for (const step of steps) run.out(`  - ${step}`);
 };
 
+/** The anchors given (`--anchor`, and each line of `--anchors-file` that is not blank or a # comment). */
+async function anchorsOf(run: CommandRun): Promise<{ anchors: ChainAnchor[]; file: string | undefined }> {
+  const { parseChainAnchor } = await import('../../audit/index.ts');
+  const file = stringValue(run, 'anchors-file');
+  const texts = [...((run.values.anchor as string[] | undefined) ?? [])];
+  if (file) {
+    const content = await readFile(resolve(file), 'utf8').catch((error: NodeJS.ErrnoException) => {
+      // The first run starts the file: no anchors yet.
+      if (error.code === 'ENOENT') return '';
+      throw new UsageError(`cannot read ${file}: ${error.message}`);
+    });
+    texts.push(...content.split('\n').filter((line) => line.trim() !== '' && !line.trim().startsWith('#')));
+  }
+  const anchors = texts.map((text) => {
+    const anchor = parseChainAnchor(text.split(/\s/)[0] ?? '');
+    if (!anchor) throw new UsageError(`${JSON.stringify(text)} is not an anchor: write <position>:<64 hex digits>, as crm verify --chain prints the head`);
+    return anchor;
+  });
+  return { anchors, file };
+}
+
 async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<number> {
+  const { formatChainAnchor } = await import('../../audit/index.ts');
+  const { anchors, file } = await anchorsOf(run);
   const progress = createProgress({ label: 'verify --chain', unit: 'events' });
-  const result = await runtime.audit.verifyChains({ onProgress: (p) => progress.update(p.checked) });
+  const result = await runtime.audit.verifyChains({ onProgress: (p) => progress.update(p.checked), anchors });
   progress.done();
   if (result.ok) {
     const { streams, global } = result;
@@ -22,6 +48,20 @@ async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<numbe
       `Hash chains intact: ${streams.checked} events on their stream chains, ${global.checked} on the global chain` +
         ` (sealed through ${global.sealedThrough === null ? 'nothing yet' : `position ${global.sealedThrough}`}).`,
     );
+    if (anchors.length > 0) run.out(`Anchors: ${global.anchorsMatched} of ${anchors.length} match the chain as it stands.`);
+    if (global.head) {
+      const head = formatChainAnchor(global.head);
+      // Someone who can write to the database can re-hash both chains after an edit; a head kept elsewhere cannot be.
+      run.out(`Global chain head: ${head}`);
+      if (file) {
+        await appendFile(resolve(file), `${head} ${new Date().toISOString()}\n`);
+        run.out(`Added to ${file}; keep that file away from the database (the next run checks every anchor in it).`);
+      } else {
+        run.out(
+          'Keep this anchor outside the database (a ticket, a mail, write-once storage) and give it back with --anchor to catch a rewrite of the chains.',
+        );
+      }
+    }
     // The global chain alone catches a stream re-hashed end to end or truncated with its head: say what it does not cover yet.
     if (global.unsealed > 0) {
       run.out(
@@ -91,16 +131,27 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
 export const verifyCommand: CliCommand = {
   name: 'verify',
   summary: 'Check that the read models equal a replay of the events (--chain: check tamper evidence)',
-  usage: 'verify [--chain]',
+  usage: 'verify [--chain [--anchor <position:hash>]... [--anchors-file <path>]]',
   details: `
 Replays all events into a shadow schema and compares every read-model table with the live one
 (row hashes, then the differing rows). Prints a summary; exits 1 when anything differs.
 With --chain, recomputes each stream's hash chain and the global chain and names the first broken
-link instead. Read-only either way: interrupting it changes nothing.`,
+link instead, and prints the global chain's head as an anchor (<position>:<hash>). The chains live in
+the database they protect: someone who can write to it can alter an event and re-hash everything
+after it. An anchor kept elsewhere catches that: --anchor checks one, --anchors-file checks every
+anchor in the file and adds the new head to it when the chains are intact (run it from a machine
+that does not hold the database, e.g. daily). Read-only towards the database: interrupting it changes nothing.`,
   options: {
     chain: { type: 'boolean', description: 'verify the hash chains of the events instead of the read models' },
+    anchor: { type: 'string', multiple: true, description: '--chain: a global chain head kept outside the database (<position>:<hash>); repeatable' },
+    'anchors-file': {
+      type: 'string',
+      description: '--chain: a file of anchors, one per line; each is checked, and the new head is added when intact',
+    },
   } satisfies Record<string, OptionWithHelp>,
   async run(run) {
+    if (!run.values.chain && (run.values.anchor !== undefined || run.values['anchors-file'] !== undefined))
+      throw new UsageError('--anchor and --anchors-file go with --chain');
     const { openCrm } = await import('../../runtime/crm.ts');
     const runtime = await openCrm(run.config);
     try {

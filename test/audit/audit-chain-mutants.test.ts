@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { verifyStreamChains } from '../../eventstore/postgres/chain.ts';
 import { connectPostgres, DEFAULT_POOL_TIMEOUTS } from '../../eventstore/postgres/database.ts';
 import { newEvent } from '../eventstore/contract.ts';
 import { newestPosition } from '../support/events.ts';
-import { customerRegistered, openAuditHarness, rechainStream, sealAll, sleep, type AuditHarness } from './support.ts';
+import { customerRegistered, forgeChains, openAuditHarness, rechainStream, sealAll, sleep, type AuditHarness } from './support.ts';
 
 /**
  * The stream and global chains at the places test/audit/chain.test.ts does not reach: every reason a
@@ -435,26 +435,7 @@ describe('global chain: seals, paging and the sealer', () => {
 });
 
 describe('anchors: global hashes kept outside the database', () => {
-  /** What a forger with write access who knows both formulas does: alter an event, re-hash its stream and every seal from it on. */
-  const forge = async (f: Fixture, stream: string, revision: number): Promise<void> => {
-    const from = await positionOf(f, stream, revision);
-    const db = f.h.database.db;
-    await sql`UPDATE ${f.events} SET data = jsonb_set(data, '{amount}', '7.41') WHERE stream = ${stream} AND revision = ${revision}`.execute(db);
-    await rechainStream(db, f.h.schemas.events, stream);
-    const { rows: before } = await sql<{
-      g: Buffer;
-    }>`SELECT global_hash AS g FROM ${f.seals} WHERE position < ${from.toString()}::bigint ORDER BY position DESC LIMIT 1`.execute(db);
-    let previous: Buffer = before[0]?.g ? Buffer.from(before[0].g) : Buffer.alloc(0);
-    const { rows } = await sql<{
-      position: string;
-      hash: Buffer;
-    }>`SELECT s.position::text AS position, e.hash FROM ${f.seals} s JOIN ${f.events} e USING (position)
-      WHERE s.position >= ${from.toString()}::bigint ORDER BY s.position`.execute(db);
-    for (const row of rows) {
-      previous = createHash('sha256').update(previous).update(row.hash).digest();
-      await sql`UPDATE ${f.seals} SET global_hash = ${previous}, event_hash = ${row.hash} WHERE position = ${row.position}::bigint`.execute(db);
-    }
-  };
+  const forge = (f: Fixture, stream: string, revision: number) => forgeChains(f.h.database.db, f.h.schemas.events, stream, revision);
 
   it('catch both chains re-hashed after an event was altered, which the chains alone no longer can', async () => {
     const f = await fixture();

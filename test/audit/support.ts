@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { expect } from 'vitest';
 import type { CrmApp } from '../../api/app.ts';
@@ -211,6 +211,29 @@ export async function rechainStream(db: QueryExecutorProvider, schema: string, s
   }
   const last = rows[rows.length - 1];
   await sql`UPDATE ${sql.id(schema, 'streams')} SET last_hash = ${previous}, last_position = ${last.position}::bigint WHERE stream = ${stream}`.execute(db);
+}
+
+/**
+ * What a forger with write access who knows both formulas does: alters an event's amount, re-hashes
+ * its stream and every seal from its position on, so that both chains verify again.
+ */
+export async function forgeChains(db: QueryExecutorProvider, schema: string, stream: string, revision: number): Promise<void> {
+  const events = sql.id(schema, 'events');
+  const seals = sql.id(schema, 'event_chain_seals');
+  const { rows: at } = await sql<{ p: string }>`SELECT position::text AS p FROM ${events} WHERE stream = ${stream} AND revision = ${revision}`.execute(db);
+  const from = at[0]!.p;
+  await sql`UPDATE ${events} SET data = jsonb_set(data, '{amount}', '7.41') WHERE stream = ${stream} AND revision = ${revision}`.execute(db);
+  await rechainStream(db, schema, stream);
+  const { rows: before } = await sql<{
+    g: Buffer;
+  }>`SELECT global_hash AS g FROM ${seals} WHERE position < ${from}::bigint ORDER BY position DESC LIMIT 1`.execute(db);
+  let previous: Buffer = before[0]?.g ? Buffer.from(before[0].g) : Buffer.alloc(0);
+  const { rows } = await sql<{ position: string; hash: Buffer }>`SELECT s.position::text AS position, e.hash FROM ${seals} s JOIN ${events} e USING (position)
+    WHERE s.position >= ${from}::bigint ORDER BY s.position`.execute(db);
+  for (const row of rows) {
+    previous = createHash('sha256').update(previous).update(row.hash).digest();
+    await sql`UPDATE ${seals} SET global_hash = ${previous}, event_hash = ${row.hash} WHERE position = ${row.position}::bigint`.execute(db);
+  }
 }
 
 /**
