@@ -9,7 +9,7 @@ export interface Progress {
   /** Sets the done count (for work that reports positions rather than increments). */
   update(done: number, total?: number): void;
   /** Prints the final line with the total time and rate. */
-  done(summary?: string): void;
+  done(summary?: string, outcome?: 'done' | 'stopped'): void;
 }
 
 export interface ProgressOptions {
@@ -78,12 +78,12 @@ export function createProgress(options: ProgressOptions): Progress {
       if (newTotal !== undefined) total = newTotal;
       draw();
     },
-    done(summary) {
+    done(summary, outcome = 'done') {
       if (finished) return;
       if (!options.quiet) {
         const elapsed = Date.now() - started;
         const rate = Math.round((count * 1000) / Math.max(elapsed, 1));
-        const text = `${options.label} done: ${formatCount(count)} ${unit} in ${formatDuration(elapsed)} (${formatCount(rate)} ${unit}/s)${summary ? `, ${summary}` : ''}`;
+        const text = `${options.label} ${outcome}: ${formatCount(count)} ${unit} in ${formatDuration(elapsed)} (${formatCount(rate)} ${unit}/s)${summary ? `, ${summary}` : ''}`;
         stream.write(tty ? `\r\x1b[2K${text}\n` : `${text}\n`);
       }
       finished = true;

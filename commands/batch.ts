@@ -1,5 +1,6 @@
 import { eventSchemas, personalFields, schemaVersionOf, type CrmEvent, type CrmEventType } from '../domain/catalogue.ts';
 import { customerSnapshot } from '../domain/customer/decider.ts';
+import { userSnapshot } from '../domain/user/decider.ts';
 import { DomainError, invalidState } from '../domain/errors.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { MAX_STREAMS_PER_APPEND, type AppendResult, type EventStore, type NewEvent, type StreamAppend } from '../eventstore/contract.ts';
@@ -14,7 +15,7 @@ import { eventIdFor } from './ids.ts';
 import { ioTurns } from '../shared/io-turns.ts';
 import { LruMap } from '../shared/lru.ts';
 import type { CommandContext } from './index.ts';
-import { createDecide, fillDerivedIds, needsCustomerSnapshot, prepareCommand, protectForCommand, type PreparedCommand } from './prepare.ts';
+import { createDecide, fillDerivedIds, needsCustomerSnapshot, needsOwnerSnapshot, prepareCommand, protectForCommand, type PreparedCommand } from './prepare.ts';
 import { createSnapshotCodec, SNAPSHOT_AFTER_EVENTS, type PendingSnapshot, type SavedState } from './snapshots.ts';
 import { commandTargets, type AggregateKind } from './schemas.ts';
 
@@ -46,11 +47,22 @@ export type BatchOutcome =
  */
 export type PreparedItem = { prepared: PreparedCommand; firstEventId: string } | { refused: unknown };
 
-/** The streams a prepared command reads or writes (its own, and the customer it needs a snapshot of). */
+/**
+ * The streams a command's decider reads beside its own: the customer it needs a snapshot of, and the
+ * owner (a user) it names, who must be an active user (a customers file's `owner_id`).
+ */
+const readAlso = (p: PreparedCommand): [string, AggregateKind][] => {
+  const also: [string, AggregateKind][] = [];
+  if (needsCustomerSnapshot(p.type)) also.push([streamOf('customer', p.command.customerId as string), 'customer']);
+  if (needsOwnerSnapshot(p.type) && typeof p.command.ownerId === 'string') also.push([streamOf('user', p.command.ownerId), 'user']);
+  return also;
+};
+
+/** The streams a prepared command reads or writes (its own, and those its decider reads: readAlso). */
 export const streamsOf = (item: PreparedItem): string[] => {
   if (!('prepared' in item)) return [];
   const p = item.prepared;
-  return needsCustomerSnapshot(p.type) ? [p.stream, streamOf('customer', p.command.customerId as string)] : [p.stream];
+  return [p.stream, ...readAlso(p).map(([stream]) => stream)];
 };
 
 /** A batch decided and on its way to the store. */
@@ -281,7 +293,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         // (commands/index.ts firstResult), unless the key was used for a different command.
         const firstHash = hashOf(w, firstEventIds[i]!);
         if (firstHash !== undefined) {
-          if (!CompactIds.sameCommand(firstHash, p.metadata.commandHash)) throw new IdempotencyConflict(firstEventIds[i]!, p.stream);
+          const same = CompactIds.sameCommand(firstHash, p.metadata.commandHash) || p.earlierHashes?.().some((h) => CompactIds.sameCommand(firstHash, h));
+          if (!same) throw new IdempotencyConflict(firstEventIds[i]!, p.stream);
           const eventIds = [firstEventIds[i]!];
           for (let n = 1; hashOf(w, eventIdFor(p.stream, p.metadata.idempotencyKey!, n)) !== undefined; n++)
             eventIds.push(eventIdFor(p.stream, p.metadata.idempotencyKey!, n));
@@ -293,6 +306,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           const customer = workOn('customer', streamOf('customer', command.customerId as string));
           command.customer = customerSnapshot(customer.state as never);
         }
+        if (needsOwnerSnapshot(p.type) && typeof command.ownerId === 'string')
+          command.owner = userSnapshot(workOn('user', streamOf('user', command.ownerId)).state as never);
         const decided = decide(p.kind, command, w.state);
         const key = p.metadata.idempotencyKey!;
         const eventIds: string[] = [];
@@ -338,7 +353,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     for (const p of prepared) {
       if (!p) continue;
       wanted.set(p.stream, p.kind);
-      if (needsCustomerSnapshot(p.type)) wanted.set(streamOf('customer', p.command.customerId as string), 'customer');
+      for (const [stream, kind] of readAlso(p)) wanted.set(stream, kind);
     }
     return wanted;
   };
@@ -359,7 +374,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     for (const p of prepared) {
       if (!p) continue;
       (commandTargets[p.type].creates ? created : otherwise).add(p.stream);
-      if (needsCustomerSnapshot(p.type)) otherwise.add(streamOf('customer', p.command.customerId as string));
+      for (const [stream] of readAlso(p)) otherwise.add(stream);
     }
     for (const stream of otherwise) created.delete(stream);
     return created;

@@ -19,6 +19,14 @@ export interface CommandContext {
    * on a record outside it is refused as not found before deciding, as if the record did not exist.
    */
   scope?: { owners: readonly string[] } | null;
+  /**
+   * Imports: the idempotency fingerprint (`commandHash`) is taken of what the command means
+   * (commands/fingerprint.ts), so a row spelled another way (the CRM's own export of it) is the same
+   * command. The fingerprints earlier imports stored for the same row are accepted as the same too:
+   * that of the payload as sent, and of each command in `formerly` (what an earlier version of the
+   * importer built from the row).
+   */
+  fingerprint?: { byMeaning: true; formerly?: readonly { type: string; [field: string]: unknown }[] };
 }
 
 export interface CommandResult {

@@ -6,6 +6,7 @@ import type { SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata } from '../domain/metadata.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { aggregateRegistry, streamOf } from './aggregates.ts';
+import { meaningHash } from './fingerprint.ts';
 import { commandHash, createdIdFor, uuidV5 } from './ids.ts';
 import { commandSchemas, commandTargets, isCommandType, type AggregateKind, type CommandType } from './schemas.ts';
 import type { CommandContext } from './context.ts';
@@ -29,6 +30,11 @@ export interface PreparedCommand {
   command: Record<string, unknown>;
   /** Ids the handler fills so that `decide` stays pure; stable across retries of the same key. */
   derived: (what: string) => string;
+  /**
+   * Other fingerprints that name this same command (an import's, by meaning: those earlier imports
+   * stored for the row, ctx.fingerprint); worked out only when the stored one differs.
+   */
+  earlierHashes?: () => string[];
 }
 
 // Built once: zod compiles a schema on first use, and `omit` makes a new one each call.
@@ -60,14 +66,26 @@ export const prepareCommand = (input: { type: string; [field: string]: unknown }
     causationId: ctx.causationId ?? null,
     occurredAt,
     command: type,
-    ...(key !== undefined ? { idempotencyKey: key, commandHash: commandHash({ type, ...payload }) } : {}),
+    ...(key !== undefined ? { idempotencyKey: key, commandHash: ctx.fingerprint ? meaningHash({ type, ...payload }) : commandHash({ type, ...payload }) } : {}),
     ...(reasonOf(payload, ctx) !== undefined ? { reason: reasonOf(payload, ctx) } : {}),
   });
   const id = (payload[target.idField] as string | undefined) ?? (key ? createdIdFor(type, key) : randomUUID());
   const stream = streamOf(target.kind, id);
   const derived = (what: string) => (key ? uuidV5(`${what}\n${stream}\n${key}`) : randomUUID());
   const command: Record<string, unknown> = { ...payload, type, occurredAt, [target.idField]: id };
-  return { type, kind: target.kind, id, stream, metadata, command, derived };
+  const formerly = ctx.fingerprint?.formerly ?? [];
+  const earlierHashes =
+    key !== undefined && ctx.fingerprint
+      ? () => [
+          commandHash({ type, ...payload }),
+          ...formerly.flatMap(({ type: formerType, ...formerFields }) => {
+            if (!isCommandType(formerType)) return [];
+            const former = commandSchemas[formerType].safeParse(formerFields);
+            return former.success ? [commandHash({ type: formerType, ...(former.data as Record<string, unknown>) })] : [];
+          }),
+        ]
+      : undefined;
+  return { type, kind: target.kind, id, stream, metadata, command, derived, ...(earlierHashes ? { earlierHashes } : {}) };
 };
 
 /** Fills the ids a command leaves to the handler (refund, cost, responder). */

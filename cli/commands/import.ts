@@ -65,11 +65,13 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
         if (error instanceof UnknownImportKind) throw new UsageError(`${error.message} Give it with --kind.`);
         throw error;
       });
-      progress.done(`${result.imported} imported, ${result.rejected} rejected`);
+      // An import that stopped (Ctrl-C, or a line it cannot read past) is not done: it says so, and how to go on.
+      const stopped = result.interrupted || result.unreadableFrom !== undefined;
+      progress.done(`${result.imported} imported, ${result.rejected} rejected`, stopped ? 'stopped' : 'done');
       run.out(
-        `${result.kind}: ${result.rows} rows read, ${result.imported} imported (${result.alreadyPresent} of them already present), ` +
-          `${result.rejected} rejected${result.rejected ? ` (see ${result.reportPath})` : ''}.` +
-          (result.interrupted ? ' Interrupted: run the same command again to finish.' : ''),
+        `${result.kind ?? kind ?? 'import'}: ${result.rows} rows read, ${result.imported} imported (${result.alreadyPresent} of them already present), ` +
+          `${result.rejected} rejected${result.rejected || result.unreadableFrom ? ` (see ${result.reportPath})` : ''}.` +
+          (result.interrupted ? ' Interrupted before the end of the file: run the same command again to resume (the rows already imported are skipped).' : ''),
       );
       if (result.unreadableFrom) {
         run.err(`crm: line ${result.unreadableFrom.line}: ${result.unreadableFrom.reason}`);

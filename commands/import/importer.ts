@@ -7,7 +7,7 @@ import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem } f
 import { ioTurns } from '../../shared/io-turns.ts';
 import { LruMap } from '../../shared/lru.ts';
 import type { ImportRecord } from './parse.ts';
-import { customerEmailOf, customerIdForEmail, detectKind, importKinds, RowRejected, rowCommands, type ImportKind, type Row } from './rows.ts';
+import { columnOf, customerEmailOf, customerIdForEmail, detectKind, importKinds, RowRejected, rowCommands, type ImportKind, type Row } from './rows.ts';
 import type { CommandType } from '../schemas.ts';
 
 /**
@@ -58,22 +58,61 @@ export interface ImportOptions {
 }
 
 export interface ImportOutcome extends ImportCounts {
-  kind: ImportKind;
+  /** Undefined only when the import ended before a row told it (stopped, or unreadable from its first row). */
+  kind: ImportKind | undefined;
   interrupted: boolean;
-  /** Where the file stopped being readable (also reported as a refused row): nothing after it was read. */
+  /**
+   * Where the file stopped being readable (also in the report, though neither a row read nor a row
+   * refused: nothing of it or after it was read).
+   */
   unreadableFrom?: RejectedRow;
 }
 
 /** The file's kind cannot be told (no `--kind`/`?kind=` and an unknown header). */
 export class UnknownImportKind extends Error {}
 
-const describeIssues = (error: ZodError): string => error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'row'}: ${i.message}`).join('; ');
+/** The command a refusal is about and the file's row it came from: the reason names the row's columns. */
+export interface RefusedAt {
+  type: CommandType;
+  row: Row;
+}
 
-/** Why a row was refused, naming the field; anything else is a fault and propagates. */
-export const rowReason = (error: unknown): string | undefined => {
+const shown = (value: unknown): string => {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}...` : text);
+};
+
+const describeIssues = (error: ZodError, at?: RefusedAt): string =>
+  error.issues
+    .map((i) => {
+      const file = at && columnOf(at.type, i.path, at.row);
+      if (!file) return `${i.path.length ? i.path.join('.') : 'row'}: ${i.message}`;
+      return `${file.column}: ${file.value === undefined ? '' : `${shown(file.value)} is refused: `}${i.message}`;
+    })
+    .join('; ');
+
+/** A decider's refusal in the file's terms: its column, and the customer as the row names it. */
+const describeRefusal = (error: DomainError, at?: RefusedAt): string => {
+  const file = error.field && at ? columnOf(at.type, [error.field], at.row) : undefined;
+  if (!file) return `${error.field ? `${error.field}: ` : ''}${error.message}`;
+  if (error.code === 'customer.not_found' && error.field === 'customerId') {
+    const mergedInto = at && typeof at.row.merged_into === 'string' && at.row.merged_into.trim() !== '' ? at.row.merged_into.trim() : undefined;
+    if (mergedInto)
+      return `${file.column}: ${shown(file.value)} was merged into ${mergedInto} (merged_into), and is no customer here; to record the row on that customer, write ${mergedInto} in customer_id`;
+    if (file.column !== 'customer_id' && file.column !== 'id') return `${file.column}: no customer has the address ${shown(file.value)}`;
+    return `${file.column}: no customer ${shown(file.value)}`;
+  }
+  return `${file.column}: ${error.message}`;
+};
+
+/**
+ * Why a row was refused, naming the file's column (the command's field when the row is not known);
+ * anything else is a fault and propagates.
+ */
+export const rowReason = (error: unknown, at?: RefusedAt): string | undefined => {
   if (error instanceof RowRejected) return error.message;
-  if (error instanceof ZodError) return describeIssues(error);
-  if (error instanceof DomainError) return `${error.field ? `${error.field}: ` : ''}${error.message}`;
+  if (error instanceof ZodError) return describeIssues(error, at);
+  if (error instanceof DomainError) return describeRefusal(error, at);
   if (error instanceof IdempotencyConflict) return 'row: imported before with different values (a row key is imported once; change it through the API)';
   return undefined;
 };
@@ -93,6 +132,10 @@ const ADDRESSES_KEPT = 50_000;
 interface PendingRow {
   line: number;
   items: PreparedItem[];
+  /** The command type of each item. */
+  types: CommandType[];
+  /** The file's row (a refusal names its columns and values). */
+  row: Row;
   /**
    * A row that names its customer by address: its commands went to the customer imported with that
    * address (the id derived from it) until the batch looks the address up (flush).
@@ -109,14 +152,16 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   let pendingStreams = new Set<string>();
   // Rejections are written in line order: refusals found while reading wait for the batch before them.
   let early: RejectedRow[] = [];
+  // Where the file stops being readable: reported, not counted as a row read or refused.
+  let unreadableFrom: RejectedRow | undefined;
 
   const reject = async (row: RejectedRow) => {
-    counts.rejected += 1;
+    if (row !== unreadableFrom) counts.rejected += 1;
     await options.onRejected(row);
   };
 
   /** A row's commands, prepared; throws why the row is refused. */
-  const itemsOf = (kind: ImportKind, line: number, row: Row): PreparedItem[] => {
+  const itemsOf = (kind: ImportKind, line: number, row: Row): { items: PreparedItem[]; types: CommandType[] } => {
     const commands = rowCommands[kind](row);
     const forbidden = options.forbidden && commands.map((c) => options.forbidden!(c.command.type)).find((why) => why !== undefined);
     if (forbidden) throw new RowRejected(forbidden);
@@ -128,15 +173,21 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
           correlationId: `import:${kind}:line-${line}`,
           idempotencyKey: c.key,
           ...(c.occurredAt ? { occurredAt: c.occurredAt } : {}),
-          reason: `import of ${kind} (line ${line})`,
+          ...(c.reason === null ? {} : { reason: c.reason ?? `import of ${kind} (line ${line})` }),
+          fingerprint: { byMeaning: true, ...(c.formerly ? { formerly: [c.formerly] } : {}) },
         },
       }),
     );
     // A row refused by a schema sends none of its commands: a won deal whose outcome is refused must
     // not come in open, nor a feedback item without its resolution.
-    const refusedItem = items.length > 1 ? items.find((item): item is { refused: unknown } => 'refused' in item) : undefined;
-    if (refusedItem && rowReason(refusedItem.refused) !== undefined) throw refusedItem.refused;
-    return items;
+    const refusedAt = items.findIndex((item) => 'refused' in item);
+    if (refusedAt >= 0) {
+      const refused = (items[refusedAt] as { refused: unknown }).refused;
+      const reason = rowReason(refused, { type: commands[refusedAt]!.command.type, row });
+      // A row of one command is reported with its batch (report).
+      if (reason !== undefined && items.length > 1) throw new RowRejected(reason);
+    }
+    return { items, types: commands.map((c) => c.command.type) };
   };
 
   /**
@@ -166,7 +217,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         continue;
       }
       try {
-        found.push({ line: pendingRow.line, items: itemsOf(kind, pendingRow.line, { ...pendingRow.byEmail!.row, customer_id: holder }) });
+        found.push({ line: pendingRow.line, row: pendingRow.row, ...itemsOf(kind, pendingRow.line, { ...pendingRow.byEmail!.row, customer_id: holder }) });
       } catch (error) {
         const reason = rowReason(error);
         if (reason === undefined) throw error;
@@ -183,9 +234,10 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     for (const row of rows) {
       const mine = outcomes.slice(at, at + row.items.length);
       at += row.items.length;
-      const failed = mine.find((o) => !o.ok);
+      const failedAt = mine.findIndex((o) => !o.ok);
+      const failed = mine[failedAt];
       if (failed && !failed.ok) {
-        const reason = rowReason(failed.error);
+        const reason = rowReason(failed.error, { type: row.types[failedAt]!, row: row.row });
         if (reason === undefined) throw failed.error;
         refusals.push({ line: row.line, reason });
       } else {
@@ -244,31 +296,28 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   };
 
   let interrupted = false;
-  let unreadableFrom: RejectedRow | undefined;
   // Reading and preparing rows runs while a batch is stored: its reply is read between rows (shared/io-turns.ts).
   const turns = ioTurns();
   try {
     for await (const record of records) {
       if (turns.due()) await turns.give();
-      if (options.signal?.aborted) {
-        interrupted = true;
-        break;
-      }
       // The rest of the file cannot be read: the rows before are stored as at the end of a file.
       if ('unreadableRest' in record) {
-        counts.rows += 1;
         unreadableFrom = { line: record.line, reason: record.unreadableRest };
         early.push(unreadableFrom);
         break;
       }
+      // Told before a stop is heeded, so that an import stopped at its first row says what it was.
+      if (!counts.kind && 'row' in record) counts.kind = detectKind(Object.keys(record.row));
+      if (options.signal?.aborted) {
+        interrupted = true;
+        break;
+      }
       if (!counts.kind) {
-        counts.kind = 'row' in record ? detectKind(Object.keys(record.row)) : undefined;
-        if (!counts.kind) {
-          throw new UnknownImportKind(
-            `Cannot tell the kind of file from its columns; name it (one of ${importKinds.join(', ')}). ` +
-              'Customers need "name" and "email", purchases "order_id" and "amount".',
-          );
-        }
+        throw new UnknownImportKind(
+          `Cannot tell the kind of file from its columns; name it (one of ${importKinds.join(', ')}). ` +
+            'Customers need "name" and "email", purchases "order_id" and "amount".',
+        );
       }
       counts.rows += 1;
       if (!('row' in record)) {
@@ -276,8 +325,9 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         continue;
       }
       let items: PreparedItem[];
+      let types: CommandType[];
       try {
-        items = itemsOf(counts.kind, record.line, record.row);
+        ({ items, types } = itemsOf(counts.kind, record.line, record.row));
       } catch (error) {
         const reason = rowReason(error);
         if (reason === undefined) throw error;
@@ -297,7 +347,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         }
         await flush();
       }
-      pending.push({ line: record.line, items, ...(email ? { byEmail: { row: record.row, email } } : {}) });
+      pending.push({ line: record.line, items, types, row: record.row, ...(email ? { byEmail: { row: record.row, email } } : {}) });
       pendingItems += items.length;
       for (const stream of streams) pendingStreams.add(stream);
     }
@@ -310,5 +360,5 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   if (interrupted) pending = [];
   if (!interrupted || early.length > 0) await flush();
   await stored();
-  return { ...counts, kind: counts.kind ?? options.kind ?? 'customers', interrupted, ...(unreadableFrom ? { unreadableFrom } : {}) };
+  return { ...counts, kind: counts.kind ?? options.kind, interrupted, ...(unreadableFrom ? { unreadableFrom } : {}) };
 }

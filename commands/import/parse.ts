@@ -34,6 +34,8 @@ interface NumberedRecord {
   line: number;
   /** Rows so far whose number of fields differs from the header's (csv-parse counts them cumulatively). */
   invalidSoFar: number;
+  /** Blank lines skipped so far (cumulative too). */
+  emptySoFar: number;
 }
 
 /**
@@ -51,7 +53,12 @@ class NumberingParser extends Parser {
 
   override push(record: unknown, encoding?: BufferEncoding): boolean {
     if (record === null) return super.push(null, encoding);
-    const numbered: NumberedRecord = { record: record as Row, line: this.info.lines, invalidSoFar: this.info.invalid_field_length };
+    const numbered: NumberedRecord = {
+      record: record as Row,
+      line: this.info.lines,
+      invalidSoFar: this.info.invalid_field_length,
+      emptySoFar: this.info.empty_lines,
+    };
     return super.push(numbered, encoding);
   }
 
@@ -177,7 +184,9 @@ async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
   // A source error (a socket closed, a size bound hit) must end the parse too.
   input.once('error', (error) => parser.destroy(error));
   let invalidSoFar = 0;
-  let lastLine = 0;
+  // Where the last row read ended (at first, the header's line) and the blank lines skipped until then.
+  let lastLine = separatorLine ? 2 : 1;
+  let emptySoFar = 0;
   for await (const numbered of parser as AsyncIterable<NumberedRecord>) {
     unguard(numbered.record);
     if (delimiter === ';') readDecimalCommas(numbered.record);
@@ -185,6 +194,7 @@ async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
     const wrongLength = numbered.invalidSoFar > invalidSoFar;
     invalidSoFar = numbered.invalidSoFar;
     lastLine = numbered.line;
+    emptySoFar = numbered.emptySoFar;
     yield wrongLength
       ? { line: numbered.line, unreadable: 'row: the number of fields differs from the header' }
       : { line: numbered.line, row: numbered.record };
@@ -192,11 +202,18 @@ async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
   const { broken } = parser;
   if (broken) {
     // The parser cannot tell where the next row starts: nothing more is read (parseRecords closes the input).
+    // csv-parse names the line where it gave up (the end of the file for a quote never closed): the
+    // row that cannot be read starts after the last row read and the blank lines that followed it.
+    // Before, a quote opened in the first data row was reported at line 1, the header.
+    const code = broken instanceof CsvError ? broken.code : undefined;
     const detail =
-      broken instanceof CsvError && broken.code === 'CSV_MAX_RECORD_SIZE'
+      code === 'CSV_MAX_RECORD_SIZE'
         ? `a row longer than ${MAX_ROW_CHARS} characters, an unclosed quote?`
-        : broken.message;
-    yield { line: lastLine + 1, unreadableRest: unreadableRest(detail) };
+        : code === 'CSV_QUOTE_NOT_CLOSED'
+          ? 'Quote Not Closed: a quote opened in this row is never closed'
+          : broken.message;
+    const line = broken instanceof DuplicateColumn ? (separatorLine ? 2 : 1) : lastLine + 1 + (parser.info.empty_lines - emptySoFar);
+    yield { line, unreadableRest: unreadableRest(detail) };
   }
 }
 

@@ -21,6 +21,16 @@ export interface RowCommand {
   key: string;
   /** Business time from the file, when the command's schema does not take it as a field. */
   occurredAt?: string;
+  /**
+   * The reason recorded in the event's metadata, from the file (a won deal's `won_reason`, which the
+   * deal shows as `wonReason`); `null`: none. Absent: the import's own (`import of deals (line 7)`).
+   */
+  reason?: string | null;
+  /**
+   * The command an earlier version of the importer built from the same row, where it differs (it
+   * invented values the file did not hold): a row it stored is still the same row (ctx.fingerprint).
+   */
+  formerly?: { type: CommandType; [field: string]: unknown };
 }
 
 export type Row = Record<string, unknown>;
@@ -218,11 +228,17 @@ const customers = (row: Row): RowCommand[] => {
     phone: text(row, 'phone') ?? null,
     company: text(row, 'company') ?? null,
     tags: list(row, 'tags') ?? [],
-    source: text(row, 'source') ?? 'import',
+    // Left out when the file has none (it used to read `import`, which an export then wrote as the source).
+    ...(text(row, 'source') ? { source: text(row, 'source') } : {}),
     marketingConsent: parseBoolean(cell(row, 'marketing_consent', 'consent')) ?? false,
   };
+  const ownerId = text(row, 'owner_id', 'owner');
+  const registeredAt = timeOf(row, 'registered_at', 'customer_since');
   // The same key as before business time existed, so files imported earlier stay idempotent.
-  const register = withTime('RegisterCustomer', fields, timeOf(row, 'registered_at', 'customer_since'), keyOf('customers', email ?? ''));
+  const key = keyOf('customers', email ?? '');
+  // Before, the owner was not read and a missing source read `import`: customers stored so are this row still.
+  const formerly = withTime('RegisterCustomer', { ...fields, source: fields.source ?? 'import' }, registeredAt, key).command;
+  const register: RowCommand = { ...withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeredAt, key), formerly };
   // An exported file holds every customer: an inactive one comes in inactive; a merged or forgotten
   // one is not a customer of its own any more (the merged one's history is its primary's).
   const mergedInto = text(row, 'merged_into');
@@ -303,7 +319,8 @@ const deals = (row: Row): RowCommand[] => {
   // The outcome addresses the deal the first command creates (its id derives from that key when the file gives none).
   const closedAt = timeOf(row, 'closed_at');
   const target = { dealId: dealId ?? createdIdFor('OpenDeal', open.key) };
-  if (status === 'won') return [open, withTime('WinDeal', target, closedAt, `${open.key}:won`)];
+  // The reason it was won is the event's reason (the deal's `wonReason`): the file's, or none.
+  if (status === 'won') return [open, { ...withTime('WinDeal', target, closedAt, `${open.key}:won`), reason: text(row, 'won_reason') ?? null }];
   if (status === 'lost') return [open, withTime('LoseDeal', { ...target, reason: text(row, 'lost_reason', 'reason') ?? 'lost' }, closedAt, `${open.key}:lost`)];
   throw new RowRejected(`status: expected open, won or lost, got ${JSON.stringify(status)}`);
 };
@@ -529,15 +546,81 @@ export const rowCommands: Record<ImportKind, (row: Row) => RowCommand[]> = { cus
 /** Columns each kind reads (the CLI's help and the README list them). */
 export const importColumns: Record<ImportKind, string> = {
   customers:
-    'name, email, phone, company, tags (separated by ;), source, marketing_consent, registered_at, status (active|inactive), deactivated_at, deactivation_reason, merged_into (such rows are refused), id (optional)',
+    'name, email, phone, company, tags (separated by ;), source, marketing_consent, registered_at, owner_id (an active user), status (active|inactive), deactivated_at, deactivation_reason, merged_into (such rows are refused), id (optional)',
   purchases: 'order_id, amount, currency (default EUR), occurred_at, customer_id or customer_email',
   refunds: 'order_id, amount, currency, reason, refund_id (optional), occurred_at, customer_id or customer_email',
   deals:
-    'title, amount, currency, owner_id, expected_close_date, stage, probability, probability_override (read instead of probability when the file has it, as an export does), opened_at, status (open|won|lost), closed_at, lost_reason, deal_id (optional), customer_id or customer_email',
+    'title, amount, currency, owner_id, expected_close_date, stage, probability, probability_override (read instead of probability when the file has it, as an export does), opened_at, status (open|won|lost), closed_at, won_reason, lost_reason, deal_id (optional), customer_id or customer_email',
   campaigns:
     'name, channel, budget, currency, starts_at, ends_at, status (draft|scheduled|active|paused|completed|cancelled, default active), created_at, launched_at, paused_at, completed_at, cancelled_at, target_segment (a JSON object), campaign_id (optional)',
   responses: 'campaign_id, response (sent|opened|clicked|converted|unsubscribed), revenue, currency, occurred_at, customer_id or customer_email',
   costs: 'campaign_id, cost_id (an invoice number; optional), amount, currency (default EUR), description, occurred_at, allow_over_budget (default true)',
   feedback:
     'kind, channel, subject, body, priority, csat, nps, submitted_at, status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, feedback_id (optional), customer_id or customer_email',
+};
+
+/** The columns a command's time is read from, by command (as the row builders above read them). */
+const TIME_COLUMNS: Partial<Record<CommandType, readonly string[]>> = {
+  RegisterCustomer: ['registered_at', 'customer_since'],
+  DeactivateCustomer: ['deactivated_at'],
+  RecordPurchase: ['occurred_at', 'date', 'purchased_at'],
+  RefundPurchase: ['occurred_at', 'date', 'refunded_at'],
+  OpenDeal: ['opened_at', 'created_at'],
+  WinDeal: ['closed_at'],
+  LoseDeal: ['closed_at'],
+  CreateCampaign: ['created_at'],
+  ScheduleCampaign: ['created_at'],
+  LaunchCampaign: ['launched_at', 'starts_at'],
+  PauseCampaign: ['paused_at'],
+  CompleteCampaign: ['completed_at', 'ends_at'],
+  CancelCampaign: ['cancelled_at'],
+  RecordCampaignResponse: ['occurred_at', 'date'],
+  RecordCampaignCost: ['occurred_at', 'date'],
+  SubmitFeedback: ['submitted_at', 'occurred_at', 'date'],
+  AssignFeedback: ['submitted_at', 'occurred_at', 'date'],
+  RespondToFeedback: ['first_responded_at', 'responded_at'],
+  ResolveFeedback: ['resolved_at'],
+  CloseFeedback: ['closed_at'],
+  RateFeedback: ['rated_at'],
+};
+
+/** Command fields whose column is not the field's own name in snake case (`orderId` is `order_id`). */
+const FIELD_COLUMNS: Record<string, readonly string[]> = {
+  customerId: ['customer_id', 'customer_email', 'email', 'id'],
+  dealId: ['deal_id', 'id'],
+  campaignId: ['campaign_id', 'id'],
+  feedbackId: ['feedback_id', 'id'],
+  ownerId: ['owner_id', 'owner'],
+  assigneeId: ['assignee_id', 'assignee'],
+  responderId: ['assignee_id', 'assignee'],
+  probabilityOverride: ['probability_override', 'probability'],
+  marketingConsent: ['marketing_consent', 'consent'],
+  schedule: ['starts_at', 'ends_at'],
+  message: ['first_response', 'response'],
+  comment: ['rating_comment'],
+};
+const FIELD_COLUMNS_OF: Partial<Record<CommandType, Record<string, readonly string[]>>> = {
+  RecordCampaignResponse: { kind: ['response', 'kind'] },
+  LoseDeal: { reason: ['lost_reason', 'reason'] },
+  RefundPurchase: { reason: ['reason', 'refund_reason'] },
+  DeactivateCustomer: { reason: ['deactivation_reason'] },
+};
+
+const snake = (field: string) => field.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
+
+/**
+ * The file's column a command's field was read from, and what the row holds there: a refusal names
+ * them (`occurred_at: "1899-12-31" ...`), not the command's field (`occurredAt`) or an id the
+ * importer derived (a customer named by `customer_email`).
+ */
+export const columnOf = (type: CommandType, path: readonly PropertyKey[], row: Row): { column: string; value: unknown } | undefined => {
+  const field = String(path[0] ?? '');
+  if (field === '') return undefined;
+  const nested = field === 'schedule' && path[1] !== undefined ? [snake(String(path[1]))] : undefined;
+  const candidates = nested ??
+    (field === 'occurredAt' ? TIME_COLUMNS[type] : undefined) ??
+    FIELD_COLUMNS_OF[type]?.[field] ??
+    FIELD_COLUMNS[field] ?? [snake(field)];
+  const column = candidates.find((name) => cell(row, name) !== undefined) ?? candidates[0];
+  return column === undefined ? undefined : { column, value: cell(row, column) };
 };

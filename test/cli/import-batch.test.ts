@@ -132,7 +132,8 @@ const importAndSendOneByOne = async (label: string, files: { kind: ImportKind; t
             correlationId: `import:${kind}:line-${record.line}`,
             idempotencyKey: rc.key,
             ...(rc.occurredAt ? { occurredAt: rc.occurredAt } : {}),
-            reason: `import of ${kind} (line ${record.line})`,
+            ...(rc.reason === null ? {} : { reason: rc.reason ?? `import of ${kind} (line ${record.line})` }),
+            fingerprint: { byMeaning: true, ...(rc.formerly ? { formerly: [rc.formerly] } : {}) },
           });
         }
       } catch {

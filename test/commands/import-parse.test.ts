@@ -97,12 +97,20 @@ describe('CSV files', () => {
     expect(await records('name,email\nScreen 24" Ltd,a@example.com\n', 'csv')).toEqual([{ line: 2, row: { name: 'Screen 24" Ltd', email: 'a@example.com' } }]);
   });
 
+  it('reports the line where a quote that is never closed opens, also in the first data row', async () => {
+    expect(await records(['name,email\n"Ada,ada@example.com\nLin,lin@example.com\n'], 'csv')).toEqual([
+      { line: 2, unreadableRest: expect.stringContaining('(Quote Not Closed: a quote opened in this row is never closed)') },
+    ]);
+    expect(await records(['sep=;\nname;email\n\n"Ada;ada@example.com\n'], 'csv')).toEqual([{ line: 4, unreadableRest: expect.any(String) }]);
+  });
+
   it('ends at a row it cannot find the end of (an unclosed quote): the rows before it, then where the file stops being readable', async () => {
     const read = await records(['name,email\nAda,ada@example.com\n\n"Grace,grace@example.com\n', 'Lin,lin@example.com\n'], 'csv');
     expect(read).toEqual([
       { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
       {
-        line: 3,
+        // The row whose quote is never closed starts at line 4, after the blank line 3 (it was reported at 3).
+        line: 4,
         unreadableRest: expect.stringMatching(
           /^file: cannot be read from this line on \(Quote Not Closed: .+\); the rows before it are imported, none from here/,
         ),

@@ -50,6 +50,7 @@ const rejection = (kind: ImportKind, row: Row): string => {
 
 const ADA = 'ada@example.com';
 const CUSTOMER = '11111111-1111-4111-8111-111111111111';
+const OWNER = '22222222-2222-4222-8222-222222222222';
 
 describe('import kinds and headers', () => {
   it('knows the eight kinds, and nothing else', () => {
@@ -132,7 +133,7 @@ describe('import kinds and headers', () => {
   it('lists in the help every column a kind reads under its first name', () => {
     // Other names a column may have (aliases) are accepted but not listed.
     const aliases: Record<ImportKind, string[]> = {
-      customers: ['customer_id', 'consent', 'customer_since'],
+      customers: ['customer_id', 'consent', 'customer_since', 'owner'],
       purchases: ['email', 'date', 'purchased_at'],
       refunds: ['email', 'refund_reason', 'date', 'refunded_at'],
       deals: ['email', 'id', 'owner', 'created_at', 'reason'],
@@ -198,6 +199,7 @@ describe('customer rows', () => {
       source: 'fair',
       marketing_consent: 'Yes',
       registered_at: '1997-01-02',
+      owner_id: OWNER,
     };
     expect(one('customers', row)).toStrictEqual({
       command: {
@@ -211,8 +213,22 @@ describe('customer rows', () => {
         source: 'fair',
         marketingConsent: true,
         occurredAt: '1997-01-02T00:00:00.000Z',
+        ownerId: OWNER,
       },
       key: keyFor('customers', ADA),
+      // What the importer built before it read the owner: a customer stored so is this row still.
+      formerly: {
+        type: 'RegisterCustomer',
+        customerId: CUSTOMER,
+        name: 'Ada Lovelace',
+        email: ADA,
+        phone: '+44 20 7946 0000',
+        company: 'Analytical Engines',
+        tags: ['vip', 'gold', 'beta'],
+        source: 'fair',
+        marketingConsent: true,
+        occurredAt: '1997-01-02T00:00:00.000Z',
+      },
     });
   });
 
@@ -226,10 +242,21 @@ describe('customer rows', () => {
         phone: null,
         company: null,
         tags: [],
-        source: 'import',
+        // No source is no source (it read `import`, which an export then wrote back as the source).
         marketingConsent: false,
       },
       key: keyFor('customers', ADA),
+      formerly: {
+        type: 'RegisterCustomer',
+        customerId: customerIdForEmail(ADA),
+        name: 'Ada',
+        email: ADA,
+        phone: null,
+        company: null,
+        tags: [],
+        source: 'import',
+        marketingConsent: false,
+      },
     };
     expect(one('customers', { name: 'Ada', email: ADA })).toStrictEqual(expected);
     const blank = {
@@ -532,9 +559,11 @@ describe('deal rows', () => {
     expect(won).toStrictEqual({
       command: { type: 'WinDeal', dealId: createdIdFor('OpenDeal', open!.key), occurredAt: '1997-12-01T00:00:00.000Z' },
       key: `${open!.key}:won`,
+      // No reason given: none recorded (the import's own reason used to show as why the deal was won).
+      reason: null,
     });
-    const withId = rowCommands.deals({ ...base, deal_id: 'D-1', status: 'won' });
-    expect(withId[1]).toStrictEqual({ command: { type: 'WinDeal', dealId: 'D-1' }, key: `${keyFor('deals', 'D-1')}:won` });
+    const withId = rowCommands.deals({ ...base, deal_id: 'D-1', status: 'won', won_reason: 'Best offer' });
+    expect(withId[1]).toStrictEqual({ command: { type: 'WinDeal', dealId: 'D-1' }, key: `${keyFor('deals', 'D-1')}:won`, reason: 'Best offer' });
   });
 
   it('records a lost deal with its reason under either name, "lost" when none', () => {
@@ -553,7 +582,13 @@ describe('deal rows', () => {
     const [open, won] = rowCommands.deals(exported);
     expect(open!.command).not.toHaveProperty('stage');
     expect(open!.command).not.toHaveProperty('probabilityOverride');
-    expect(won).toStrictEqual({ command: { type: 'WinDeal', dealId: 'D-1', occurredAt: '1997-12-01T00:00:00.000Z' }, key: `${keyFor('deals', 'D-1')}:won` });
+    expect(won).toStrictEqual({
+      command: { type: 'WinDeal', dealId: 'D-1', occurredAt: '1997-12-01T00:00:00.000Z' },
+      key: `${keyFor('deals', 'D-1')}:won`,
+      reason: null,
+    });
+    // The export's `wonReason` is read back as the reason.
+    expect(rowCommands.deals({ ...exported, won_reason: 'Best offer' })[1]).toMatchObject({ reason: 'Best offer' });
     expect(rowCommands.deals({ ...exported, stage: 'Lost', status: '', lost_reason: 'price' }).map((c) => c.command.type)).toEqual(['OpenDeal', 'LoseDeal']);
     expect(rowCommands.deals({ ...exported, stage: 'proposal', status: 'open', probability_override: '0.35' })).toStrictEqual([
       {

@@ -1,0 +1,68 @@
+import { commandHash } from './ids.ts';
+
+/**
+ * The idempotency fingerprint of what an imported command means, not of how its file spelled it. An
+ * import hashed the validated payload as written, so the CRM's own export imported back into the
+ * same store was refused as "imported before with different values" where nothing had changed: a
+ * `registered_at` written `+02:00` came back from the export as the same instant in `Z`, and a
+ * `sent` response the file gave `EUR` came back with no currency (only a conversion records one). The meaning compared:
+ *
+ * - times (fields named `...At`, at any depth) as instants: `1997-01-02T03:00:00+02:00`,
+ *   `1997-01-02T01:00:00Z` and `1997-01-02T01:00:00.000Z` are one time;
+ * - a field absent, `null` or an empty object alike (an import creates: no phone is no phone, no
+ *   target segment is the segment `{}`), and a default the decider fills in as absent (a feedback
+ *   item's priority `normal`, which the export writes where the file gave none);
+ * - tags as a set (order and repeats say nothing);
+ * - a campaign response's currency only on a conversion (the only kind that records one);
+ * - a step whose time no export writes (a customer's deactivation, a campaign's pause) without its
+ *   time: the same step, whenever the file says it happened (as a deal's steps, whose times are
+ *   never part of the command).
+ *
+ * Numbers are numbers already (the schema parsed them), so `12.50` and `12.5` are one amount; any
+ * other difference is a change and still refused.
+ */
+
+const INSTANT_FIELD = /(^|[a-z])At$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T/;
+
+const instantOf = (value: string): string => {
+  if (!ISO_TIME.test(value)) return value;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? value : new Date(ms).toISOString();
+};
+
+const meaningOfValue = (key: string, value: unknown): unknown => {
+  if (typeof value === 'string') return INSTANT_FIELD.test(key) ? instantOf(value) : value;
+  if (Array.isArray(value)) {
+    const items = value.map((item) => meaningOfValue('', item));
+    return key === 'tags' ? [...new Set(items.map((item) => JSON.stringify(item)))].sort().map((item) => JSON.parse(item) as unknown) : items;
+  }
+  if (value !== null && typeof value === 'object') return meaningOfObject(value as Record<string, unknown>);
+  return value;
+};
+
+const meaningOfObject = (record: Record<string, unknown>): Record<string, unknown> => {
+  const meaning: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(record)) {
+    if (value === undefined || value === null) continue;
+    const valueMeaning = meaningOfValue(key, value);
+    if (valueMeaning !== null && typeof valueMeaning === 'object' && !Array.isArray(valueMeaning) && Object.keys(valueMeaning).length === 0) continue;
+    meaning[key] = valueMeaning;
+  }
+  return meaning;
+};
+
+/** Steps an export gives no time for: imported back, they come without one. */
+const UNTIMED_IN_EXPORTS: ReadonlySet<unknown> = new Set(['DeactivateCustomer', 'PauseCampaign']);
+
+/** The command (`{ type, ...validated payload }`) as it is compared between imports. */
+export const meaningOf = (command: Record<string, unknown>): Record<string, unknown> => {
+  const meaning = meaningOfObject(command);
+  if (meaning.type === 'RecordCampaignResponse' && meaning.kind !== 'converted') delete meaning.currency;
+  if (UNTIMED_IN_EXPORTS.has(meaning.type)) delete meaning.occurredAt;
+  if (meaning.type === 'SubmitFeedback' && meaning.priority === 'normal') delete meaning.priority;
+  return meaning;
+};
+
+/** The fingerprint an import stores in `commandHash`: equal for rows that mean the same, however spelled. */
+export const meaningHash = (command: Record<string, unknown>): string => commandHash(meaningOf(command));

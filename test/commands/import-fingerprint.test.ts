@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBatchCommands } from '../../commands/batch.ts';
+import { runImport, type RejectedRow } from '../../commands/import/importer.ts';
+import { parseRecords } from '../../commands/import/parse.ts';
+import { customerIdForEmail, rowCommands } from '../../commands/import/rows.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
+import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { testSchemas } from '../support/postgres.ts';
+
+/**
+ * What makes a row "imported before": what it means, not how the file spells it. The same data
+ * written another way (the CRM's own export of it) is already present; a real change is refused; a
+ * row stored by an earlier version of the importer (its fingerprint taken of the text) is still the
+ * same row. And what the files say comes in as they say it (owner, source, the reason a deal was won).
+ */
+const schemas = testSchemas('import_fingerprint');
+let database: SqlDatabase;
+let store: EventStore;
+let personalData: PersonalData;
+
+beforeAll(async () => {
+  database = connectPostgres(schemas.url, { max: 4 });
+  store = await createPostgresEventStore(database, { schema: schemas.events });
+  personalData = await createPersonalData(database.db, { schema: schemas.events });
+});
+afterAll(async () => {
+  await store?.close();
+  await database?.close();
+  await schemas.dropSchemas();
+});
+
+const actor = { userId: 'crm-import', roles: ['admin'] };
+
+const importing = async (lines: string[]) => {
+  const rejected: RejectedRow[] = [];
+  const outcome = await runImport(createBatchCommands({ store, personalData }), parseRecords(Readable.from([lines.join('\n')]), 'csv'), {
+    actor,
+    onRejected: (row) => void rejected.push(row),
+  });
+  return { outcome, rejected };
+};
+
+describe('import: a row imported before is known by what it means', () => {
+  it('takes a customer written with an offset, then in UTC, as the same row; a changed time or name is still refused', async () => {
+    const email = `${randomUUID()}@example.com`;
+    const first = await importing(['name,email,registered_at', `Ada,${email},1997-05-06T10:00:00+02:00`]);
+    expect(first.outcome).toMatchObject({ imported: 1, alreadyPresent: 0, rejected: 0 });
+    // As an export writes it: the same instant in UTC, with milliseconds, and the columns an export adds.
+    const exported = await importing([
+      'id,name,email,phone,source,tags,registered_at',
+      `${customerIdForEmail(email)},Ada,${email},,,,1997-05-06T08:00:00.000Z`,
+    ]);
+    expect(exported.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
+    const changedTime = await importing(['name,email,registered_at', `Ada,${email},1997-05-06T10:00:00Z`]);
+    expect(changedTime.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^row: imported before with different values/) }]);
+    const changedName = await importing(['name,email,registered_at', `Ada L.,${email},1997-05-06T08:00:00Z`]);
+    expect(changedName.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^row: imported before with different values/) }]);
+    expect(await store.readStream(`customer-${customerIdForEmail(email)}`)).toHaveLength(1);
+  });
+
+  it('takes a response without revenue as the same row whether or not the file gave a currency; a conversion with another revenue is refused', async () => {
+    const email = `${randomUUID()}@example.com`;
+    const campaignId = randomUUID();
+    expect((await importing(['name,email,marketing_consent', `Ada,${email},yes`])).outcome).toMatchObject({ imported: 1 });
+    expect((await importing(['campaign_id,name,channel,budget,currency,status', `${campaignId},Spring,email,500,EUR,active`])).outcome).toMatchObject({
+      imported: 1,
+    });
+    const header = 'campaign_id,customer_email,response,revenue,currency,occurred_at';
+    const first = await importing([header, `${campaignId},${email},sent,,EUR,1998-03-03`, `${campaignId},${email},converted,80,USD,1998-03-10 12:00`]);
+    expect(first.outcome).toMatchObject({ imported: 2, rejected: 0 });
+    // As the responses export writes them: no currency without revenue, times in UTC, amounts as numbers.
+    const again = await importing([
+      header,
+      `${campaignId},${email},sent,,,1998-03-03T00:00:00.000Z`,
+      `${campaignId},${email},converted,80.00,USD,1998-03-10T12:00:00.000Z`,
+    ]);
+    expect(again.outcome).toMatchObject({ imported: 2, alreadyPresent: 2, rejected: 0 });
+    const changed = await importing([header, `${campaignId},${email},converted,90,USD,1998-03-10T12:00:00.000Z`]);
+    expect(changed.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^row: imported before with different values/) }]);
+  });
+
+  it('still takes a row stored by an earlier importer (its fingerprint of the text, and its invented source) as present', async () => {
+    const email = `${randomUUID()}@example.com`;
+    const row = { name: 'Ada', email, registered_at: '1997-05-06T10:00:00+02:00' };
+    const [register] = rowCommands.customers(row);
+    // The command as the importer built it before: the fingerprint of the payload as written, source `import`.
+    const before = {
+      type: 'RegisterCustomer',
+      customerId: customerIdForEmail(email),
+      name: 'Ada',
+      email,
+      phone: null,
+      company: null,
+      tags: [],
+      source: 'import',
+      marketingConsent: false,
+      occurredAt: '1997-05-06T10:00:00+02:00',
+    };
+    const [stored] = await createBatchCommands({ store, personalData }).executeBatch([
+      { command: before, ctx: { actor, correlationId: 'import:customers:line-2', idempotencyKey: register!.key } },
+    ]);
+    expect(stored).toMatchObject({ ok: true, alreadyDone: false });
+    const again = await importing(['name,email,registered_at', `Ada,${email},1997-05-06T10:00:00+02:00`]);
+    expect(again.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
+    expect(await store.readStream(`customer-${customerIdForEmail(email)}`)).toHaveLength(1);
+  });
+});
+
+describe('import: what the file says, and nothing it does not', () => {
+  it("reads a customer's owner and leaves a missing source missing", async () => {
+    const ownerId = randomUUID();
+    const [user] = await createBatchCommands({ store, personalData }).executeBatch([
+      {
+        command: { type: 'RegisterUser', userId: ownerId, name: 'Sam', email: `${randomUUID()}@example.com`, role: 'sales' },
+        ctx: { actor, correlationId: 'test', idempotencyKey: `user-${ownerId}` },
+      },
+    ]);
+    expect(user, JSON.stringify(user)).toMatchObject({ ok: true });
+    const email = `${randomUUID()}@example.com`;
+    const unknownOwner = `${randomUUID()}@example.com`;
+    const { outcome, rejected } = await importing(['name,email,source,owner_id', `Ada,${email},,${ownerId}`, `Bo,${unknownOwner},,${randomUUID()}`]);
+    expect(outcome).toMatchObject({ imported: 1, rejected: 1 });
+    expect(rejected).toEqual([{ line: 3, reason: expect.stringMatching(/^owner_id: No user /) }]);
+    const events = await store.readStream(`customer-${customerIdForEmail(email)}`);
+    expect(events.map((e) => e.type)).toEqual(['CustomerRegistered', 'CustomerOwnerAssigned']);
+    expect(events[1]!.data).toMatchObject({ ownerId });
+  });
+
+  it('records why a deal was won from won_reason, and no reason when the file gives none', async () => {
+    const email = `${randomUUID()}@example.com`;
+    expect((await importing(['name,email', `Ada,${email}`])).outcome).toMatchObject({ imported: 1 });
+    const [withReason, without] = [randomUUID(), randomUUID()];
+    const { outcome } = await importing([
+      'deal_id,customer_email,title,amount,owner_id,expected_close_date,status,closed_at,won_reason',
+      `${withReason},${email},Fleet,100,sam,1998-06-30,won,1998-02-01,Best offer`,
+      `${without},${email},Pilot,100,sam,1998-06-30,won,1998-02-01,`,
+    ]);
+    expect(outcome).toMatchObject({ imported: 2, rejected: 0 });
+    expect((await store.readStream(`deal-${withReason}`))[1]!.metadata.reason).toBe('Best offer');
+    // It read `import of deals (line 3)`, which the deal showed as why it was won.
+    expect((await store.readStream(`deal-${without}`))[1]!.metadata.reason).toBeUndefined();
+  });
+
+  it("names the file's column and value in a refusal, and the primary of a merged duplicate", async () => {
+    const email = `${randomUUID()}@example.com`;
+    expect((await importing(['name,email', `Ada,${email}`])).outcome).toMatchObject({ imported: 1 });
+    const duplicate = randomUUID();
+    const primary = randomUUID();
+    const { rejected } = await importing([
+      'order_id,customer_email,customer_id,amount,occurred_at,merged_into',
+      `P-1,${email},,5,1899-12-31,`,
+      `P-2,,${duplicate},5,1999-01-01,${primary}`,
+      `P-3,,${duplicate},5,1999-01-01,`,
+    ]);
+    expect(rejected).toEqual([
+      { line: 2, reason: 'occurred_at: "1899-12-31" is refused: a time in the years 1900-2200' },
+      {
+        line: 3,
+        reason: expect.stringMatching(new RegExp(`^customer_id: "${duplicate}" was merged into ${primary} \\(merged_into\\).*write ${primary} in customer_id`)),
+      },
+      { line: 4, reason: `customer_id: no customer "${duplicate}"` },
+    ]);
+  });
+});
