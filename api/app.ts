@@ -162,7 +162,9 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   registerRequestTimeout(app, Math.max(deps.requestTimeoutMs ?? 10_000, context.waitForTimeoutMs + 2_000));
   // Before the key is looked up: a saturated service refuses new commands at once.
   backPressure.register(app);
-  app.addHook('onRequest', createAuthGuard(keys));
+  // Registered before the guard so that the guard can count requests refused for their key per address.
+  const addressLimit = await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT);
+  app.addHook('onRequest', createAuthGuard(keys, addressLimit));
   app.addHook('onRequest', refuseUnreadableQuery);
   // Restricted callers: audit of their scope's records only; no webhooks or bulk imports (after validation: params are parsed).
   app.addHook(
@@ -177,8 +179,6 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
   });
-
-  await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT);
 
   await app.register(fastifySwagger, {
     openapi: {
