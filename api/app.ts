@@ -9,6 +9,7 @@ import { createAuthGuard } from './auth/guard.ts';
 import { createScopeGuard } from './auth/scope-guard.ts';
 import { loadServerSecret } from './auth/server-secret.ts';
 import { createBackPressure, DEFAULT_BACK_PRESSURE } from './back-pressure.ts';
+import { clientErrorHandler } from './client-errors.ts';
 import { createCursorSeal } from './cursor-seal.ts';
 import type { ApiDeps } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
@@ -114,6 +115,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     frameworkErrors: (error, request, reply) => {
       problemErrorHandler(error, request, reply);
     },
+    // And so are requests Node's HTTP parser refuses before Fastify sees them.
+    clientErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
 
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events, readSchema: deps.schemas.read });
