@@ -9,6 +9,7 @@ import { createAuthGuard } from './auth/guard.ts';
 import { createScopeGuard } from './auth/scope-guard.ts';
 import { loadServerSecret } from './auth/server-secret.ts';
 import { createBackPressure, DEFAULT_BACK_PRESSURE } from './back-pressure.ts';
+import { clientErrorHandler } from './client-errors.ts';
 import { createCursorSeal } from './cursor-seal.ts';
 import type { ApiDeps } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
@@ -114,6 +115,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     frameworkErrors: (error, request, reply) => {
       problemErrorHandler(error, request, reply);
     },
+    // And so are requests Node's HTTP parser refuses before Fastify sees them.
+    clientErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
 
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events, readSchema: deps.schemas.read });
@@ -162,7 +165,9 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   registerRequestTimeout(app, Math.max(deps.requestTimeoutMs ?? 10_000, context.waitForTimeoutMs + 2_000));
   // Before the key is looked up: a saturated service refuses new commands at once.
   backPressure.register(app);
-  app.addHook('onRequest', createAuthGuard(keys));
+  // Registered before the guard so that the guard can count requests refused for their key per address.
+  const addressLimit = await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT);
+  app.addHook('onRequest', createAuthGuard(keys, addressLimit));
   app.addHook('onRequest', refuseUnreadableQuery);
   // Restricted callers: audit of their scope's records only; no webhooks or bulk imports (after validation: params are parsed).
   app.addHook(
@@ -177,8 +182,6 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
   });
-
-  await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT);
 
   await app.register(fastifySwagger, {
     openapi: {

@@ -61,8 +61,9 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
     });
     new Gauge({
       name: 'crm_projection_failed',
-      help: "Whether the projection stopped on a poison event (1), with the event's position, stream and id; 0 while it runs",
-      labelNames: ['projection', 'position', 'stream', 'event_id'] as const,
+      // Public (no key): the stream and event id are in GET /audit/projections, not here.
+      help: "Whether the projection stopped on a poison event (1), with the event's position; 0 while it runs",
+      labelNames: ['projection', 'position'] as const,
       registers: [registry],
       async collect() {
         this.reset();
@@ -72,8 +73,6 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
             {
               projection: p.name,
               position: failed && p.failedPosition != null ? p.failedPosition.toString() : '',
-              stream: failed ? (p.failedStream ?? '') : '',
-              event_id: failed ? (p.failedEventId ?? '') : '',
             },
             failed ? 1 : 0,
           );

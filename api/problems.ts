@@ -21,6 +21,7 @@ export const problemTypes = {
   request_timeout: { status: 408, title: 'The request body stopped arriving' },
   payload_too_large: { status: 413, title: 'The request is too large' },
   uri_too_long: { status: 414, title: 'The URL is too long' },
+  headers_too_large: { status: 431, title: 'The request headers are too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported content type' },
   precondition_required: { status: 428, title: 'If-Match header required' },
   rate_limited: { status: 429, title: 'Too many requests' },

@@ -1,5 +1,5 @@
 import fastifyRateLimit from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError } from './problems.ts';
 
 /**
@@ -32,8 +32,27 @@ export const limitFor = (options: RateLimitOptions, request: FastifyRequest): nu
   return (role !== undefined ? options.perRole?.[role] : undefined) ?? options.max;
 };
 
-export async function registerRateLimit(app: FastifyInstance, options: RateLimitOptions): Promise<void> {
-  if (unlimited(options.max) && Object.values(options.perRole ?? {}).every(unlimited)) return;
+/**
+ * The budget of a client address for requests refused for their key (none, malformed, unknown or
+ * revoked). Such requests never reach the route's own limiter (the auth guard answers first), so the
+ * guard counts them here, in the same `ip:` bucket as public routes, and asks before each lookup of
+ * a key in the database whether the address still has budget: a flood of made-up keys from one
+ * address costs at most `max + 1` lookups a window, then 429s without touching the database.
+ */
+export interface ClientAddressLimit {
+  /** Before a key is looked up in the database (not for one the key cache holds): 429 once the address is past its budget. */
+  refuseIfExhausted(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+  /** A request refused for its key: counts it against the address, with the RateLimit headers; 429 past the budget. */
+  countRefusal(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+}
+
+const tooMany = (max: number, ttlSeconds: number): ProblemError => {
+  const seconds = Math.max(1, ttlSeconds);
+  return new ProblemError('rate_limited', `More than ${max} requests in the window; retry after ${seconds} s.`, {}, { 'retry-after': String(seconds) });
+};
+
+export async function registerRateLimit(app: FastifyInstance, options: RateLimitOptions): Promise<ClientAddressLimit | undefined> {
+  if (unlimited(options.max) && Object.values(options.perRole ?? {}).every(unlimited)) return undefined;
   await app.register(fastifyRateLimit, {
     global: true,
     max: (request) => limitFor(options, request),
@@ -52,4 +71,24 @@ export async function registerRateLimit(app: FastifyInstance, options: RateLimit
         { 'retry-after': String(Math.ceil(context.ttl / 1000)) },
       ),
   });
+  // Before the guard knows a key, limitFor gives `max` and the key generator the `ip:` bucket.
+  if (unlimited(options.max)) return undefined;
+  const limiter = app.createRateLimit();
+  const headers = (reply: FastifyReply, max: number, remaining: number, ttlSeconds: number): void => {
+    reply.header('ratelimit-limit', max).header('ratelimit-remaining', remaining).header('ratelimit-reset', ttlSeconds);
+  };
+  return {
+    async refuseIfExhausted(request, reply) {
+      const state = await limiter(request, { increment: false });
+      if (state.isAllowed || !state.isExceeded) return;
+      headers(reply, state.max, 0, state.ttlInSeconds);
+      throw tooMany(state.max, state.ttlInSeconds);
+    },
+    async countRefusal(request, reply) {
+      const state = await limiter(request);
+      if (state.isAllowed) return;
+      headers(reply, state.max, state.remaining, state.ttlInSeconds);
+      if (state.isExceeded) throw tooMany(state.max, state.ttlInSeconds);
+    },
+  };
 }

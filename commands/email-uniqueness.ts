@@ -6,6 +6,12 @@ import type { EmailIndex } from '../eventstore/email-index.ts';
 export const ABANDONED_CLAIM_SECONDS = 60;
 
 /**
+ * Whether the caller may see a customer (their scope); absent for callers who see every customer. A
+ * holder outside it is never named: the refusal says only that someone they cannot see has the address.
+ */
+export type CustomerVisible = (customerId: string) => Promise<boolean>;
+
+/**
  * Holds the address for `customerId` (`fresh` when it was not already theirs) before its registration (or email change) is appended, or refuses
  * with 409 `customer.email_taken` naming the customer who has it (the primary, if that one was merged).
  * The claim is made first and is atomic (see eventstore/email-index.ts), so two concurrent registrations
@@ -16,16 +22,18 @@ export async function claimEmail(
   email: string,
   customerId: string,
   customerOf: (id: string) => Promise<CustomerSnapshot>,
+  visible?: CustomerVisible,
 ): Promise<{ fresh: boolean }> {
   const result = await index.claim(email, customerId);
   if (result.claimed) return { fresh: result.fresh };
-  return takeOverOrRefuse(index, email, customerId, result.holder, customerOf);
+  return takeOverOrRefuse(index, email, customerId, result.holder, customerOf, visible);
 }
 
 /**
  * An address another customer's claim holds: taken over when that claim is abandoned (never
  * registered) or its customer forgotten, else refused with 409 `customer.email_taken` naming the
- * customer who has it (the primary, if that one was merged).
+ * customer who has it (the primary, if that one was merged), or, when the caller may not see that
+ * customer, naming nobody.
  */
 export async function takeOverOrRefuse(
   index: EmailIndex,
@@ -33,12 +41,15 @@ export async function takeOverOrRefuse(
   customerId: string,
   holderId: string,
   customerOf: (id: string) => Promise<CustomerSnapshot>,
+  visible?: CustomerVisible,
 ): Promise<{ fresh: true }> {
   const holder = await customerOf(holderId);
   // Abandoned (never registered) or forgotten in a race with this claim: the address is free.
   if ((!holder.exists || holder.forgotten) && (await index.takeOver(email, holderId, customerId, holder.forgotten ? 0 : ABANDONED_CLAIM_SECONDS)))
     return { fresh: true };
-  throw emailTaken(holder.mergedInto ?? holderId);
+  const shown = holder.mergedInto ?? holderId;
+  if (visible && !(await visible(shown))) throw emailTakenOutOfSight();
+  throw emailTaken(shown);
 }
 
 /** A claim of `claimEmails`: held (`fresh` when it was free), or refused with `customer.email_taken`. */
@@ -82,6 +93,18 @@ export async function claimEmails(
 export const emailTaken = (customerId: string) =>
   invalidState('customer.email_taken', `Customer ${customerId} already has this email address`, 'email', { customerId });
 
+/**
+ * 409 `customer.email_taken` for a caller who may not see the customer holding the address: neither
+ * its id nor anything else of it, only what the caller can do next.
+ */
+export const emailTakenOutOfSight = () =>
+  invalidState(
+    'customer.email_taken',
+    'Another customer, one you cannot see, already has this email address. Ask an administrator to find that customer ' +
+      '(to merge the two or correct an address); a registration may instead send "allowDuplicate": true to keep both.',
+    'email',
+  );
+
 /** The address a command names and means to hold (none with `allowDuplicate`), whatever the customer's state. */
 export const addressOf = (command: Record<string, unknown>): string | undefined =>
   typeof command.email === 'string' && command.allowDuplicate !== true ? command.email : undefined;
@@ -110,6 +133,7 @@ export async function withEmailClaim<R>(
   command: Record<string, unknown>,
   run: () => Promise<R>,
   customerOf: (id: string) => Promise<CustomerSnapshot>,
+  visible?: CustomerVisible,
 ): Promise<R> {
   const customerId = command.customerId as string;
   // No address to hold: no need to read the customer.
@@ -117,7 +141,7 @@ export async function withEmailClaim<R>(
   const email = emailToClaim(command, await customerOf(customerId));
   if (email === undefined) return run();
   const registering = command.type === 'RegisterCustomer';
-  const { fresh } = await claimEmail(index, email, customerId, customerOf);
+  const { fresh } = await claimEmail(index, email, customerId, customerOf, visible);
   let result: R;
   try {
     result = await run();

@@ -24,7 +24,7 @@ import {
 import { createStreamCache, type AppendedEvent } from './stream-cache.ts';
 import { createSnapshotCodec } from './snapshots.ts';
 import { createStreamQueue, type MemberOutcome, type StreamQueue, type StreamQueueOptions } from './stream-queue.ts';
-import { withEmailClaim } from './email-uniqueness.ts';
+import { withEmailClaim, type CustomerVisible } from './email-uniqueness.ts';
 import { commandTargets } from './schemas.ts';
 import { notFound, ruleViolated } from '../domain/errors.ts';
 import { copyState } from '../domain/entries.ts';
@@ -185,6 +185,39 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       const { state } = await from('deal', dealId);
       return state.exists && (owns(state.ownerId) || (state.customerId !== null && (await accountVisible(state.customerId))));
     };
+    const recordVisible = async (of: 'deal' | 'activity' | 'feedback', recordId: string): Promise<boolean> => {
+      if (of === 'deal') return dealVisible(recordId);
+      if (of === 'activity') {
+        // As the read side: assigned to the scope, or on a customer or deal of the scope.
+        const { state } = await from('activity', recordId);
+        return (
+          state.exists &&
+          (owns(state.assigneeId) ||
+            (state.customerId !== null && (await accountVisible(state.customerId))) ||
+            (state.dealId !== null && (await dealVisible(state.dealId))))
+        );
+      }
+      const { state } = await from('feedback', recordId);
+      return state.exists && (owns(state.assigneeId) || (state.customerId !== null && (await accountVisible(state.customerId))));
+    };
+    /**
+     * A create whose client-chosen id a record outside the scope already has: 404, as any command on
+     * that record answers (never "already registered", which would tell that it exists and what it is).
+     */
+    const refuseIdOutOfScope = async (): Promise<void> => {
+      if (kind !== 'customer' && kind !== 'deal' && kind !== 'feedback' && kind !== 'activity') return;
+      const loaded = await from(kind, id);
+      if (!loaded.state.exists || (kind === 'customer' ? await customerVisible(id) : await recordVisible(kind, id))) return;
+      // The retry of this very create (same Idempotency-Key and request) answers its first result, as ever.
+      const retried = await firstResultOf(kind, id, loaded, prepared.metadata).catch(() => undefined);
+      if (retried === undefined)
+        throw notFound(
+          `${kind}.not_found`,
+          `${kind[0]!.toUpperCase()}${kind.slice(1)} ${id} does not exist, and its id cannot be used: send the command without an id, or with another one`,
+          `${kind}Id`,
+          { [`${kind}Id`]: id },
+        );
+    };
     if (prepared.type === 'LogActivity') {
       // Logged under its parent's path: a parent outside the scope answers as a missing one would (404).
       if (typeof command.dealId === 'string') {
@@ -193,30 +226,19 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       } else if (referenced !== undefined && !(await customerVisible(referenced))) {
         throw notFound('customer.not_found', `Customer ${referenced} does not exist`, 'customerId', { customerId: referenced });
       }
-      return;
+      return refuseIdOutOfScope();
     }
     if (creates && referenced !== undefined && !(await customerVisible(referenced)))
       throw ruleViolated('customer.not_found', `Customer ${referenced} does not exist`, 'customerId', { customerId: referenced });
-    if (creates) return;
+    if (creates) return refuseIdOutOfScope();
     let visible = true;
     if (kind === 'customer') {
       visible = await customerVisible(id);
       if (visible && prepared.type === 'MergeCustomer') visible = await customerVisible(command.duplicateId as string);
       if (!visible && prepared.type === 'MergeCustomer' && (await customerVisible(id)))
         throw ruleViolated('customer.not_found', `Customer ${String(command.duplicateId)} does not exist`, 'duplicateId');
-    } else if (kind === 'deal') {
-      visible = await dealVisible(id);
-    } else if (kind === 'activity') {
-      // As the read side: assigned to the scope, or on a customer or deal of the scope.
-      const { state } = await from('activity', id);
-      visible =
-        state.exists &&
-        (owns(state.assigneeId) ||
-          (state.customerId !== null && (await accountVisible(state.customerId))) ||
-          (state.dealId !== null && (await dealVisible(state.dealId))));
-    } else if (kind === 'feedback') {
-      const { state } = await from('feedback', id);
-      visible = state.exists && (owns(state.assigneeId) || (state.customerId !== null && (await accountVisible(state.customerId))));
+    } else if (kind === 'deal' || kind === 'activity' || kind === 'feedback') {
+      visible = await recordVisible(kind, id);
     } else if (kind === 'campaign') {
       // Campaigns have no owner: visible to every role that may read them; a response must name a customer in the scope.
       if (referenced !== undefined && !(await customerVisible(referenced)))
@@ -224,6 +246,15 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     }
     // Users and teams are administration (admin-only routes), not records with an owner.
     if (!visible) throw notFound(`${kind}.not_found`, `${kind[0]!.toUpperCase()}${kind.slice(1)} ${id} does not exist`, `${kind}Id`, { [`${kind}Id`]: id });
+  };
+
+  /** Whether a caller of `scope` may see a customer (an email's holder); undefined: every customer. */
+  const visibleTo = (scope: CommandContext['scope']): CustomerVisible | undefined => {
+    if (!scope) return undefined;
+    return async (customerId) => {
+      const { ownerId } = (await load('customer', customerId)).state;
+      return ownerId !== null && scope.owners.includes(ownerId);
+    };
   };
 
   const protect = (type: CrmEventType, data: unknown): Promise<unknown> => protectForCommand(personalData, type, data);
@@ -502,7 +533,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       default:
         // A registration or an email change, with the address held in the email index.
         await readReferences(prepared, ctx, load);
-        return withEmailClaim(deps.emailIndex!, command, () => run(prepared.kind, id, ctx, metadata, command), customerOf);
+        return withEmailClaim(deps.emailIndex!, command, () => run(prepared.kind, id, ctx, metadata, command), customerOf, visibleTo(ctx.scope));
     }
   };
 

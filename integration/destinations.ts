@@ -32,6 +32,8 @@ const NON_PUBLIC: readonly [kind: string, cidrs: readonly string[]][] = [
   ],
 ];
 
+const UNLESS_ALLOWED = 'deliveries go to public addresses unless CRM_WEBHOOK_ALLOW_NETWORKS allows its network';
+
 const NETWORK_SYNTAX = 'addresses or CIDR ranges separated by commas, e.g. 10.0.0.0/8,fd00::/8';
 
 /** `10.0.0.0/8` or `10.1.2.3` (a single address) -> Network; undefined when it is neither. */
@@ -66,6 +68,40 @@ const blockListOf = (networks: readonly Network[]): BlockList => {
 
 const REFUSED_RANGES = NON_PUBLIC.map(([kind, cidrs]) => ({ kind, list: blockListOf(cidrs.map((c) => parseNetwork(c)!)) }));
 
+/** The eight 16-bit groups of an IPv6 address (a zone and a trailing dotted IPv4 part allowed). */
+const ipv6Groups = (address: string): number[] => {
+  let text = address.split('%')[0]!;
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', rest] = text.split('::');
+  const before = head === '' ? [] : head.split(':');
+  const after = rest === undefined || rest === '' ? [] : rest.split(':');
+  const groups = rest === undefined ? before : [...before, ...Array<string>(8 - before.length - after.length).fill('0'), ...after];
+  return groups.map((g) => parseInt(g, 16));
+};
+
+const ipv4Of = (high: number, low: number): string => `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
+
+/**
+ * The IPv4 address an IPv6 address stands for, where the prefix says it carries one that a gateway
+ * or relay connects to: NAT64 (64:ff9b::/96, RFC 6052), 6to4 (2002::/16, RFC 3056), IPv4-translated
+ * (::ffff:0:0:0/96, RFC 2765) and Teredo (2001::/32, the client's address inverted, RFC 4380). (IPv4-mapped
+ * ::ffff:0:0/96 is the IPv4 address itself to BlockList.) Undefined for any other address.
+ */
+const embeddedIpv4 = (address: string): string | undefined => {
+  const g = ipv6Groups(address);
+  if (g.length !== 8 || g.some((x) => Number.isNaN(x))) return undefined;
+  const zero = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  if (g[0] === 0x64 && g[1] === 0xff9b && zero(2, 6)) return ipv4Of(g[6]!, g[7]!);
+  if (g[0] === 0x2002) return ipv4Of(g[1]!, g[2]!);
+  if (zero(0, 4) && g[4] === 0xffff && g[5] === 0) return ipv4Of(g[6]!, g[7]!);
+  if (g[0] === 0x2001 && g[1] === 0) return ipv4Of(g[6]! ^ 0xffff, g[7]! ^ 0xffff);
+  return undefined;
+};
+
 /** An IP literal from a URL's host (`[::1]` -> `::1`), or undefined for a name. */
 const literalAddress = (hostname: string): string | undefined => {
   const bare = hostname.replace(/^\[(.*)\]$/, '$1');
@@ -93,8 +129,12 @@ export const createDestinationGuard = (allowed: readonly Network[] = []): Destin
     const family = familyOf(address);
     if (allowedList.check(address, family)) return null;
     const refused = REFUSED_RANGES.find((r) => r.list.check(address, family));
-    if (!refused) return null;
-    return `${address} is ${refused.kind} address: deliveries go to public addresses unless CRM_WEBHOOK_ALLOW_NETWORKS allows its network`;
+    if (refused) return `${address} is ${refused.kind} address: ${UNLESS_ALLOWED}`;
+    // An IPv6 address a gateway translates to an IPv4 one reaches that one: it is checked too.
+    const embedded = family === 'ipv6' ? embeddedIpv4(address) : undefined;
+    if (embedded === undefined || allowedList.check(embedded, 'ipv4')) return null;
+    const inner = REFUSED_RANGES.find((r) => r.list.check(embedded, 'ipv4'));
+    return inner ? `${address} stands for ${embedded}, ${inner.kind} address: ${UNLESS_ALLOWED}` : null;
   };
   const hostRefusal = (host: string): string | null => {
     const hostname = host.toLowerCase().replace(/\.$/, '');
@@ -105,7 +145,10 @@ export const createDestinationGuard = (allowed: readonly Network[] = []): Destin
   };
   const urlRefusal = (url: string): string | null => {
     const parsed = URL.parse(url);
-    return parsed ? hostRefusal(parsed.hostname) : null;
+    if (!parsed) return null;
+    // Nothing listens on port 0: a connection to it goes nowhere, or wherever the stack decides.
+    if (parsed.port === '0') return 'port 0 is no port a receiver listens on: give the real port, or none for the default';
+    return hostRefusal(parsed.hostname);
   };
   const lookup: LookupFunction = (hostname, options, callback) => {
     dnsLookup(hostname, { ...options, all: true }, (error, addresses: LookupAddress[]) => {

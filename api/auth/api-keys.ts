@@ -38,8 +38,11 @@ export interface ApiKeyStore {
   list(): Promise<ApiKeyRecord[]>;
   /** Returns the revoked record, or undefined when there is no such key. Idempotent. */
   revoke(id: string): Promise<ApiKeyRecord | undefined>;
-  /** The live key a bearer token belongs to, or undefined (unknown or revoked). */
-  authenticate(token: string): Promise<AuthenticatedKey | undefined>;
+  /**
+   * The live key a bearer token belongs to, or undefined (unknown or revoked). `beforeLookup` runs
+   * only when the database is about to be asked (not for a cached answer) and may throw to refuse.
+   */
+  authenticate(token: string, options?: { beforeLookup?: () => Promise<void> }): Promise<AuthenticatedKey | undefined>;
   hasActiveAdmin(): Promise<boolean>;
   /** Forgets cached lookups, so that a change of users or teams applies to the next request. */
   invalidate(): void;
@@ -188,7 +191,7 @@ export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreO
       return row ? toRecord(row) : undefined;
     },
 
-    async authenticate(token) {
+    async authenticate(token, options) {
       // Any string may be a key (CRM_ADMIN_KEY is chosen by the operator); absurd lengths are not looked up.
       if (token.length < 16 || token.length > 200) return undefined;
       const hash = hashKey(token);
@@ -198,6 +201,7 @@ export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreO
       if (cached && cached.until > at) {
         record = cached.record;
       } else {
+        await options?.beforeLookup?.();
         const readAt = generation;
         const row = await table().selectAll().where('hash', '=', hash).executeTakeFirst();
         // The index lookup already matched; the constant-time compare keeps timing independent of the stored value.

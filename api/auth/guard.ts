@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError } from '../problems.ts';
+import type { ClientAddressLimit } from '../rate-limit.ts';
 import { isAllowed, ruleFor, type Role, type RouteRule } from '../roles.ts';
 import type { ApiKeyRecord, ApiKeyStore } from './api-keys.ts';
 import type { Viewer } from './viewer.ts';
@@ -25,21 +26,28 @@ export const callerRole = (request: FastifyRequest): Role | undefined => request
 /**
  * onRequest hook: finds the route's rule in the role matrix, authenticates the bearer key and checks
  * the role. Runs before body parsing, so a refused request costs no parsing and appends nothing.
+ *
+ * With a rate limit, a request refused for its key counts against its client address (429 past the
+ * limit), and an address past its limit gets 429 before any key it sends is looked up in the database.
  */
 export const createAuthGuard =
-  (keys: ApiKeyStore) =>
-  async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+  (keys: ApiKeyStore, limit?: ClientAddressLimit) =>
+  async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const url = request.routeOptions.url;
     if (url === undefined) return; // No route matched: the not-found handler answers.
     const rule = ruleFor(request.method, url);
     request.routeRule = rule;
     if (rule.access === 'public') return;
+    const refuse = async (detail: string): Promise<never> => {
+      await limit?.countRefusal(request, reply);
+      throw unauthenticated(detail);
+    };
     const header = request.headers.authorization;
-    if (!header) throw unauthenticated('Send an API key as "Authorization: Bearer <key>".');
+    if (!header) return refuse('Send an API key as "Authorization: Bearer <key>".');
     const match = BEARER.exec(header);
-    if (!match?.[1]) throw unauthenticated('The Authorization header must be "Bearer <key>".');
-    const key = await keys.authenticate(match[1]);
-    if (!key) throw unauthenticated('The API key is unknown or revoked.');
+    if (!match?.[1]) return refuse('The Authorization header must be "Bearer <key>".');
+    const key = await keys.authenticate(match[1], limit ? { beforeLookup: () => limit.refuseIfExhausted(request, reply) } : undefined);
+    if (!key) return refuse('The API key is unknown or revoked.');
     const { viewer, ...record } = key;
     request.apiKey = record;
     request.viewer = viewer;

@@ -17,41 +17,49 @@ export interface OpsRoutesOptions {
 }
 
 const Health = z.object({ status: z.literal('ok') });
+/** Public: numbers and states only. What a failed projection stopped on is in the detail route below. */
+const PublicProjection = z.object({
+  name: z.string(),
+  position: z.string(),
+  eventsBehind: z.number().nullable(),
+  secondsBehind: z.number().nullable(),
+  state: z.string(),
+  failedPosition: z.string().nullable().describe('A failed projection: global position of the event it stopped on'),
+  leaseExpiresAt: z.string().nullable().describe('When the lease of the worker running it runs out unless renewed (ISO 8601)'),
+});
+/**
+ * For admins and auditors (GET /audit/projections): the event a failed projection stopped on (its
+ * stream names a record, the error text may quote a value of it) and the worker holding the lease.
+ */
+const ProjectionDetail = PublicProjection.extend({
+  lastError: z.string().nullable(),
+  failedStream: z.string().nullable().describe('Stream of that event'),
+  failedEventId: z.string().nullable().describe('Id of that event'),
+  owner: z.string().nullable().describe('Projection worker holding its lease (crm project --worker-id), null when none does'),
+});
+const Publishers = z
+  .array(
+    z.object({
+      name: z.string().describe('webhook:<id> or nats'),
+      state: z.enum(['running', 'failing', 'disabled']),
+      position: z.string(),
+      eventsBehind: z.number(),
+      secondsBehind: z.number(),
+      delivered: z.number(),
+      failures: z.number(),
+      lastError: z.string().nullable(),
+    }),
+  )
+  .optional()
+  .describe('Integration publishers; informative only: they do not affect readiness');
 const Ready = z.object({
   status: z.enum(['ready', 'not_ready']),
   head: z.string().describe('The store head position'),
-  projections: z.array(
-    z.object({
-      name: z.string(),
-      position: z.string(),
-      eventsBehind: z.number().nullable(),
-      secondsBehind: z.number().nullable(),
-      state: z.string(),
-      lastError: z.string().nullable(),
-      failedPosition: z.string().nullable().describe('A failed projection: global position of the event it stopped on'),
-      failedStream: z.string().nullable().describe('Stream of that event'),
-      failedEventId: z.string().nullable().describe('Id of that event'),
-      owner: z.string().nullable().describe('Projection worker holding its lease (crm project --worker-id), null when none does'),
-      leaseExpiresAt: z.string().nullable().describe('When that lease runs out unless renewed (ISO 8601)'),
-    }),
-  ),
+  projections: z.array(PublicProjection),
   reasons: z.array(z.string()),
-  publishers: z
-    .array(
-      z.object({
-        name: z.string().describe('webhook:<id> or nats'),
-        state: z.enum(['running', 'failing', 'disabled']),
-        position: z.string(),
-        eventsBehind: z.number(),
-        secondsBehind: z.number(),
-        delivered: z.number(),
-        failures: z.number(),
-        lastError: z.string().nullable(),
-      }),
-    )
-    .optional()
-    .describe('Integration publishers; informative only: they do not affect readiness'),
+  publishers: Publishers,
 });
+const ProjectionsDetail = Ready.extend({ projections: z.array(ProjectionDetail) });
 
 const describePoison = (p: ProjectionStatus): string =>
   p.failedPosition != null ? ` at position ${p.failedPosition}${p.failedStream ? ` (stream ${p.failedStream}, event ${p.failedEventId ?? '?'})` : ''}` : '';
@@ -62,6 +70,69 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
   app.get('/health', { config: quiet, logLevel: 'warn', schema: { tags: ['ops'], summary: 'Liveness', response: { 200: Health } } }, async () => ({
     status: 'ok' as const,
   }));
+
+  /** Probes the store, the projections and the publishers, each bounded; `detailed` adds what a failed projection stopped on. */
+  const readiness = async (detailed: boolean) => {
+    const reasons: string[] = [];
+    // Both probes run at once, each bounded: a stalled database makes /ready say so, not hang.
+    const [head, statuses, publishers] = await Promise.all([
+      withDeadline(options.store.headPosition(), PROBE_DEADLINE_MS, 'the event store').catch((error: unknown) => {
+        reasons.push(`event store: ${(error as Error).message}`);
+        return 0n;
+      }),
+      options.projections
+        ? withDeadline(options.projections.status(), PROBE_DEADLINE_MS, 'the projection status').catch((error: unknown) => {
+            reasons.push(`projections: ${(error as Error).message}`);
+            return [];
+          })
+        : (reasons.push('projections are not running in this process'), []),
+      // Shown only, and bounded like the probes: never a reason for not-ready, never a reason to hang.
+      options.publishers ? withDeadline(options.publishers.status(), PROBE_DEADLINE_MS, 'the publisher status').catch(() => []) : undefined,
+    ]);
+    for (const p of statuses) {
+      if (p.state === 'failed' || p.state === 'stopped')
+        reasons.push(
+          detailed
+            ? `projection ${p.name} is ${p.state}${describePoison(p)}${p.lastError ? `: ${p.lastError}` : ''}`
+            : `projection ${p.name} is ${p.state}${p.failedPosition != null ? ` at position ${p.failedPosition}` : ''} (details: GET /audit/projections or crm projections list)`,
+        );
+      else if ((p.secondsBehind ?? 0) > options.readyMaxLagSeconds) {
+        reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)`);
+      }
+    }
+    const ready = reasons.length === 0;
+    return {
+      ready,
+      body: {
+        status: ready ? ('ready' as const) : ('not_ready' as const),
+        head: head.toString(),
+        projections: statuses.map((p) => ({
+          name: p.name,
+          position: p.position.toString(),
+          eventsBehind: p.eventsBehind ?? null,
+          secondsBehind: p.secondsBehind ?? null,
+          state: p.state,
+          failedPosition: p.failedPosition != null ? p.failedPosition.toString() : null,
+          leaseExpiresAt: p.leaseExpiresAt ? p.leaseExpiresAt.toISOString() : null,
+          lastError: p.lastError ?? null,
+          failedStream: p.failedStream ?? null,
+          failedEventId: p.failedEventId ?? null,
+          owner: p.owner ?? null,
+        })),
+        reasons,
+        publishers: publishers?.map((p) => ({
+          name: p.name,
+          state: p.state,
+          position: p.position.toString(),
+          eventsBehind: p.eventsBehind,
+          secondsBehind: p.secondsBehind,
+          delivered: p.delivered,
+          failures: p.failures,
+          lastError: p.lastError,
+        })),
+      },
+    };
+  };
 
   app.get(
     '/ready',
@@ -75,59 +146,23 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
       },
     },
     async (_request, reply) => {
-      const reasons: string[] = [];
-      // Both probes run at once, each bounded: a stalled database makes /ready say so, not hang.
-      const [head, statuses, publishers] = await Promise.all([
-        withDeadline(options.store.headPosition(), PROBE_DEADLINE_MS, 'the event store').catch((error: unknown) => {
-          reasons.push(`event store: ${(error as Error).message}`);
-          return 0n;
-        }),
-        options.projections
-          ? withDeadline(options.projections.status(), PROBE_DEADLINE_MS, 'the projection status').catch((error: unknown) => {
-              reasons.push(`projections: ${(error as Error).message}`);
-              return [];
-            })
-          : (reasons.push('projections are not running in this process'), []),
-        // Shown only, and bounded like the probes: never a reason for not-ready, never a reason to hang.
-        options.publishers ? withDeadline(options.publishers.status(), PROBE_DEADLINE_MS, 'the publisher status').catch(() => []) : undefined,
-      ]);
-      for (const p of statuses) {
-        if (p.state === 'failed' || p.state === 'stopped')
-          reasons.push(`projection ${p.name} is ${p.state}${describePoison(p)}${p.lastError ? `: ${p.lastError}` : ''}`);
-        else if ((p.secondsBehind ?? 0) > options.readyMaxLagSeconds) {
-          reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)`);
-        }
-      }
-      const ready = reasons.length === 0;
-      return reply.code(ready ? 200 : 503).send({
-        status: ready ? 'ready' : 'not_ready',
-        head: head.toString(),
-        projections: statuses.map((p) => ({
-          name: p.name,
-          position: p.position.toString(),
-          eventsBehind: p.eventsBehind ?? null,
-          secondsBehind: p.secondsBehind ?? null,
-          state: p.state,
-          lastError: p.lastError ?? null,
-          failedPosition: p.failedPosition != null ? p.failedPosition.toString() : null,
-          failedStream: p.failedStream ?? null,
-          failedEventId: p.failedEventId ?? null,
-          owner: p.owner ?? null,
-          leaseExpiresAt: p.leaseExpiresAt ? p.leaseExpiresAt.toISOString() : null,
-        })),
-        reasons,
-        publishers: publishers?.map((p) => ({
-          name: p.name,
-          state: p.state,
-          position: p.position.toString(),
-          eventsBehind: p.eventsBehind,
-          secondsBehind: p.secondsBehind,
-          delivered: p.delivered,
-          failures: p.failures,
-          lastError: p.lastError,
-        })),
-      });
+      const { ready, body } = await readiness(false);
+      // The stream and id of a failed projection's event name a record, its error text may quote a value of it, the owner is a host name.
+      const projections = body.projections.map(({ lastError: _e, failedStream: _s, failedEventId: _i, owner: _o, ...shown }) => shown);
+      return reply.code(ready ? 200 : 503).send({ ...body, projections });
     },
+  );
+
+  app.get(
+    '/audit/projections',
+    {
+      schema: {
+        tags: ['audit'],
+        summary: 'Readiness with what a failed projection stopped on (stream, event id, error) and which worker holds each lease',
+        response: { 200: ProjectionsDetail },
+      },
+    },
+    async () => (await readiness(true)).body,
   );
 
   app.get(

@@ -35,7 +35,43 @@ const redisClient = async (url = REDIS_URL): Promise<Redis> => {
   return client;
 };
 
-const get = (app: CrmApp, headers: Record<string, string>) => app.inject({ method: 'GET', url: '/deals', headers });
+const get = (app: CrmApp, headers: Record<string, string>, remoteAddress?: string) =>
+  app.inject({ method: 'GET', url: '/deals', headers, ...(remoteAddress ? { remoteAddress } : {}) });
+
+/** A fresh client address per test: counters in Redis outlive a test run. */
+const freshAddress = (): string => `10.${[0, 0, 0].map(() => Math.floor(Math.random() * 250) + 1).join('.')}`;
+
+/**
+ * Requests refused for their key, from one address: none, a malformed header, made-up keys. They
+ * share the address's budget; past it, a real key the replica has not cached yet is refused too
+ * (it would have to be looked up in the database), while the same key from another address passes.
+ */
+const refusalsCountPerAddress = async (one: CrmApp, two: CrmApp = one): Promise<void> => {
+  const address = freshAddress();
+  const codes: number[] = [];
+  const attempts: Record<string, string>[] = [
+    {},
+    { authorization: 'Basic abc' },
+    { authorization: `Bearer crm_${randomUUID()}` },
+    { authorization: `Bearer crm_${randomUUID()}` },
+  ];
+  for (const [i, headers] of attempts.entries()) codes.push((await get(i % 2 ? two : one, headers, address)).statusCode);
+  expect(codes).toEqual([401, 401, 401, 429]);
+  const first = await get(one, {}, freshAddress());
+  expectProblem(first, 401, 'unauthenticated');
+  expect(first.headers['ratelimit-limit']).toBe('3');
+  expect(first.headers['ratelimit-remaining']).toBe('2');
+  const refused = await get(two, { authorization: `Bearer crm_${randomUUID()}` }, address);
+  expectProblem(refused, 429, 'rate-limited');
+  expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+  const valid = await freshKey();
+  expectProblem(await get(one, valid, address), 429, 'rate-limited');
+  expect((await get(one, valid, freshAddress())).statusCode).toBe(200);
+  // Once cached, the key is no lookup: it passes from the exhausted address, counted as the key.
+  const cached = await get(one, valid, address);
+  expect(cached.statusCode).toBe(200);
+  expect(cached.headers['ratelimit-remaining']).toBe('1');
+};
 
 /** A fresh key per test: counters in Redis outlive a test run. */
 const freshKey = async (role: 'sales' | 'support' = 'sales') => {
@@ -76,6 +112,10 @@ describe('rate limits counted in each process', () => {
     }
   });
 
+  it('counts requests without a key, or with a bad one, against the client address, and stops looking keys up past the limit', async () => {
+    await refusalsCountPerAddress(await replica({ max: 3, timeWindowMs: 60_000 }));
+  });
+
   it('counts each replica apart without Redis (two replicas give a key twice its limit)', async () => {
     const one = await replica({ max: 2, timeWindowMs: 60_000 });
     const two = await replica({ max: 2, timeWindowMs: 60_000 });
@@ -100,6 +140,12 @@ describe('rate limits shared through Redis', () => {
     // The counter is in Redis, under the limiter's namespace.
     const keys = await clients[0]!.keys('crm-rate-limit:*');
     expect(keys.length).toBeGreaterThan(0);
+  });
+
+  it('counts requests without a key, or with a bad one, per client address across replicas', async () => {
+    const one = await replica({ max: 3, timeWindowMs: 60_000, redis: await redisClient() });
+    const two = await replica({ max: 3, timeWindowMs: 60_000, redis: await redisClient() });
+    await refusalsCountPerAddress(one, two);
   });
 
   it('lets requests through, quickly, when Redis cannot be reached', async () => {

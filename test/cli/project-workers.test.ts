@@ -56,7 +56,7 @@ interface ReadyProjection {
 }
 
 describe('crm project workers', () => {
-  it('split the projections, show their leases in /ready, and take over a killed worker’s share', async () => {
+  it('split the projections, show their leases in GET /audit/projections, and take over a killed worker’s share', async () => {
     const api = new Server(tmpdir(), env);
     processes.push(api);
     const [, url] = await api.waitFor(/API:\s+(http:\/\/\S+)/);
@@ -66,7 +66,12 @@ describe('crm project workers', () => {
     const two = new Worker('worker-two');
     processes.push(two);
     await two.running();
-    const ready = async () => ((await (await fetch(`${url}/ready`)).json()) as { projections: ReadyProjection[] }).projections;
+    const ready = async () =>
+      (
+        (await (await fetch(`${url}/audit/projections`, { headers: { authorization: `Bearer ${env.CRM_ADMIN_KEY}` } })).json()) as {
+          projections: ReadyProjection[];
+        }
+      ).projections;
 
     const split = await poll(
       'the split',
@@ -146,7 +151,7 @@ describe('crm project workers', () => {
       let read = await fetch(`${url}/customers/${id}?waitFor=${position}`, { headers });
       while (read.status === 503 && Date.now() < deadline) read = await fetch(`${url}/customers/${id}?waitFor=${position}`, { headers });
       expect(read.status, second.stderr).toBe(200);
-      const projections = ((await (await fetch(`${url}/ready`)).json()) as { projections: ReadyProjection[] }).projections;
+      const projections = ((await (await fetch(`${url}/audit/projections`, { headers })).json()) as { projections: ReadyProjection[] }).projections;
       expect(projections.map((p) => p.owner)).toEqual(projections.map(() => 'embedded'));
       expect(await second.stop()).toBe(0);
     } finally {

@@ -48,12 +48,15 @@ const post = async (url: string, body: unknown) => {
   expect(response.statusCode, response.body).toBeLessThan(300);
   return response.json<{ id: string; position: string }>();
 };
-const ready = async () =>
-  (await app.inject({ method: 'GET', url: '/ready' })).json<{
-    status: string;
-    reasons: string[];
-    projections: { name: string; state: string; position: string; failedPosition: string | null; failedStream: string | null; failedEventId: string | null }[];
-  }>();
+type Status = {
+  status: string;
+  reasons: string[];
+  projections: { name: string; state: string; position: string; failedPosition: string | null; failedStream?: string | null; failedEventId?: string | null }[];
+};
+/** What an admin or auditor reads: the event a failed projection stopped on. */
+const ready = async () => (await app.inject({ method: 'GET', url: '/audit/projections', headers: auth })).json<Status>();
+/** What anyone reads without a key. */
+const publicReady = async () => (await app.inject({ method: 'GET', url: '/ready' })).json<Status>();
 const checkpoint = async (name: string) =>
   (
     await sql.query(
@@ -100,6 +103,16 @@ describe('a poison event', () => {
       30_000,
     );
     expect(status.status).toBe('not_ready');
+    // Without a key: the projection, its state and the position, never the stream, the event id or the error text.
+    const open = await publicReady();
+    expect(open.status).toBe('not_ready');
+    const openText = JSON.stringify(open);
+    for (const hidden of [poisonStream, poisonCustomer, poisonId, 'not a string']) expect(openText).not.toContain(hidden);
+    for (const name of stoppedOnIt) {
+      expect(open.projections.find((p) => p.name === name)).toMatchObject({ state: 'failed', failedPosition: String(poisonPosition) });
+      expect(open.reasons.join('\n')).toContain(`projection ${name} is failed at position ${poisonPosition} (details: GET /audit/projections`);
+    }
+    expect(open.projections.every((p) => !('owner' in p) && !('lastError' in p))).toBe(true);
     for (const name of stoppedOnIt) {
       expect(status.projections.find((p) => p.name === name)).toMatchObject({
         failedPosition: String(poisonPosition),
@@ -121,8 +134,11 @@ describe('a poison event', () => {
     expect((await ready()).projections.find((p) => p.name === 'deals')?.state).toBe('running');
 
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    expect(metrics).toContain(`crm_projection_failed{projection="customers",position="${poisonPosition}",stream="${poisonStream}",event_id="${poisonId}"} 1`);
-    expect(metrics).toMatch(/crm_projection_failed\{projection="deals",position="",stream="",event_id=""\} 0/);
+    expect(metrics).toContain(`crm_projection_failed{projection="customers",position="${poisonPosition}"} 1`);
+    expect(metrics).toMatch(/crm_projection_failed\{projection="deals",position=""\} 0/);
+    for (const hidden of [poisonStream, poisonCustomer, poisonId]) expect(metrics).not.toContain(hidden);
+    // Only with a key of a role that may audit.
+    expect((await app.inject({ method: 'GET', url: '/audit/projections' })).statusCode).toBe(401);
 
     const { rows } = await sql.query(
       `SELECT state, failed_position::text AS failed_position, failed_stream, last_error FROM "${schemas.reporting}".projection_status WHERE name = 'customers'`,

@@ -37,6 +37,35 @@ describe('webhook destinations', () => {
     }
   });
 
+  it('refuses an IPv6 address that stands for a refused IPv4 one (NAT64, 6to4, IPv4-translated, Teredo), and lets those of public ones through', () => {
+    const refused = {
+      // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052) to 10.0.0.1 and 127.0.0.1.
+      '64:ff9b::a00:1': '10.0.0.1, a private',
+      '64:ff9b::127.0.0.1': '127.0.0.1, a loopback',
+      // 6to4 2002::/16 (RFC 3056): the IPv4 address is the next 32 bits.
+      '2002:7f00:1::': '127.0.0.1, a loopback',
+      '2002:a9fe:a9fe::1': '169.254.169.254, a link-local',
+      // IPv4-translated ::ffff:0:0:0/96 (RFC 2765).
+      '::ffff:0:7f00:1': '127.0.0.1, a loopback',
+      '::ffff:0:c0a8:1': '192.168.0.1, a private',
+      // Teredo 2001::/32 (RFC 4380): the client's address is the last 32 bits inverted.
+      '2001:0:4136:e378:8000:63bf:80ff:fffe': '127.0.0.1, a loopback',
+    };
+    for (const [address, inner] of Object.entries(refused)) expect(guard.refusal(address), address).toContain(`stands for ${inner}`);
+    for (const address of ['64:ff9b::808:808', '2002:808:808::1', '::ffff:0:808:808', '2001:0:4136:e378:8000:63bf:f7f7:f7f7']) {
+      expect(guard.refusal(address), address).toBeNull();
+    }
+    // The operator's allowed networks apply to the address it stands for.
+    expect(createDestinationGuard([parseNetwork('10.0.0.0/8')!]).refusal('64:ff9b::a00:1')).toBeNull();
+    for (const url of ['http://[64:ff9b::a00:1]/', 'http://[2002:7f00:1::]/', 'http://[::ffff:0:7f00:1]/'])
+      expect(guard.urlRefusal(url), url).toContain('stands for');
+  });
+
+  it('refuses port 0 in a URL', () => {
+    for (const url of ['https://example.com:0/', 'http://example.com:000/x', 'http://93.184.216.34:0/']) expect(guard.urlRefusal(url), url).toContain('port 0');
+    expect(guard.urlRefusal('https://example.com:8443/')).toBeNull();
+  });
+
   it('lets through exactly the networks the operator allows', () => {
     const allowing = createDestinationGuard([parseNetwork('10.1.0.0/16')!, parseNetwork('::1')!]);
     expect(allowing.refusal('10.1.2.3')).toBeNull();

@@ -1,0 +1,94 @@
+import { connect, type AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApi, type ApiHarness } from './support.ts';
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify routes them are answered as problems too
+ * (application/problem+json naming the part at fault), over a real socket.
+ */
+
+let h: ApiHarness;
+let port: number;
+beforeAll(async () => {
+  h = await startApi('api_client_errors');
+  await h.app.listen({ port: 0, host: '127.0.0.1' });
+  port = (h.app.server.address() as AddressInfo).port;
+}, 120_000);
+afterAll(async () => h?.close());
+
+interface RawAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Writes the bytes, reads until the server closes the connection. */
+const raw = (request: string | Buffer): Promise<RawAnswer> =>
+  new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('no answer within 10 s'));
+    }, 10_000);
+    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString('latin1');
+      const [head = '', ...rest] = text.split('\r\n\r\n');
+      const [statusLine = '', ...lines] = head.split('\r\n');
+      const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? 0), headers, body: rest.join('\r\n\r\n') });
+    });
+    socket.write(request);
+  });
+
+const auth = () => `Authorization: Bearer ${h.keys.admin}`;
+
+describe('requests the HTTP parser refuses', () => {
+  const cases: [string, () => string | Buffer, number, string | undefined][] = [
+    ['a control character in a header', () => `GET /customers HTTP/1.1\r\nHost: x\r\n${auth()}\r\nX-Bad: a\u0001b\r\n\r\n`, 400, 'headers'],
+    [
+      'both Transfer-Encoding and Content-Length',
+      () =>
+        `POST /customers HTTP/1.1\r\nHost: x\r\n${auth()}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n`,
+      400,
+      'headers',
+    ],
+    ['a NUL byte in the path', () => Buffer.from(`GET /customers/a\u0000b HTTP/1.1\r\nHost: x\r\n${auth()}\r\n\r\n`, 'latin1'), 400, 'url'],
+    [
+      'raw UTF-8 in the path',
+      () => Buffer.concat([Buffer.from('GET /customers/caf'), Buffer.from('é', 'utf8'), Buffer.from(` HTTP/1.1\r\nHost: x\r\n${auth()}\r\n\r\n`)]),
+      400,
+      'url',
+    ],
+    [
+      'a broken chunked body',
+      () => `POST /customers HTTP/1.1\r\nHost: x\r\n${auth()}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`,
+      400,
+      'body',
+    ],
+    ['headers over 16 KB', () => `GET /customers HTTP/1.1\r\nHost: x\r\n${auth()}\r\nX-Filler: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers'],
+    ['a 70 KB URL', () => `GET /customers?search=${'a'.repeat(70_000)} HTTP/1.1\r\nHost: x\r\n${auth()}\r\n\r\n`, 431, 'headers'],
+  ];
+  for (const [what, request, status, field] of cases) {
+    it(`answers ${what} with a ${status} problem naming ${field}`, async () => {
+      const answer = await raw(request());
+      expect(answer.status, answer.body).toBe(status);
+      expect(answer.headers['content-type']).toBe('application/problem+json');
+      expect(Number(answer.headers['content-length'])).toBe(Buffer.byteLength(answer.body, 'latin1'));
+      expect(answer.headers['x-content-type-options']).toBe('nosniff');
+      const problem = JSON.parse(answer.body) as { type: string; status: number; detail: string; errors?: { field: string }[] };
+      expect(problem.status).toBe(status);
+      expect(problem.type).toMatch(/^https:\/\/crm\.example\/problems\//);
+      expect(problem.detail.length).toBeGreaterThan(0);
+      expect(problem.errors?.[0]?.field).toBe(field);
+    });
+  }
+
+  it('still serves the next connection', async () => {
+    const answer = await raw(`GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    expect(answer.status).toBe(200);
+  });
+});
