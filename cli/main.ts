@@ -64,14 +64,23 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  return command.run({
-    values: parsed.values as Record<string, string | boolean | string[] | undefined>,
-    positionals: parsed.positionals,
-    config,
-    signal: controller.signal,
-    out,
-    err,
-  });
+  // The process lives as long as the command runs. Background loops (projection feed, lease renewal,
+  // reconnects) keep their timers unref'd, so while the database is away nothing else would hold it:
+  // with the pool's sockets closed, Node would find its event loop empty and end with exit 0 in the
+  // middle of `crm project` (or a rebuild waiting on its feed). Released when the command returns.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  try {
+    return await command.run({
+      values: parsed.values as Record<string, string | boolean | string[] | undefined>,
+      positionals: parsed.positionals,
+      config,
+      signal: controller.signal,
+      out,
+      err,
+    });
+  } finally {
+    clearInterval(keepAlive);
+  }
 }
 
 /** Errors the user can act on are printed as advice; anything else keeps its stack for a bug report. */

@@ -73,9 +73,14 @@ export class Server {
     }
   }
 
-  async stop(): Promise<number | null> {
-    this.child.kill('SIGINT');
+  async stop(signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
+    this.child.kill(signal);
     return this.exited;
+  }
+
+  /** Whether the process is still running. */
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
   }
 
   kill(): void {
