@@ -1,6 +1,7 @@
 import { EventStoreUnavailable, MasterKeyMismatch } from '../eventstore/errors.ts';
+import { unavailableAdvice } from './advice.ts';
 import { ReadModelRebuilding } from '../projections/errors.ts';
-import { helpText, parseCommandArgs, UsageError, type CliCommand } from './command.ts';
+import { helpText, parseCommandArgs, UsageError, type CliCommand, type CommandRun } from './command.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { commands } from './commands/index.ts';
 
@@ -21,6 +22,9 @@ const overview = (): string =>
     '',
     "Run `crm <command> --help` for a command's options. Configuration: environment variables (README.md).",
   ].join('\n');
+
+/** The command being run, for advice that fits it when it fails. */
+let running: { command: CliCommand; args: Pick<CommandRun, 'positionals' | 'values'> } | undefined;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -45,6 +49,8 @@ async function main(argv: string[]): Promise<number> {
     out(helpText(command));
     return 0;
   }
+
+  running = { command, args: { positionals: parsed.positionals, values: parsed.values as CommandRun['values'] } };
 
   // Configuration is validated before anything opens: a bad variable is named, nothing half-starts.
   const config = loadConfig(process.env, process.cwd());
@@ -98,7 +104,7 @@ const report = (error: unknown): number => {
     return 78; // EX_CONFIG
   }
   if (error instanceof EventStoreUnavailable) {
-    err(`crm: the database is not available.\n  ${error.message}`);
+    err(unavailableAdvice(error, running));
     return 69; // EX_UNAVAILABLE
   }
   if (error instanceof ReadModelRebuilding) {

@@ -58,6 +58,7 @@ PostgreSQL (PGlite) in CRM_DATA_DIR (default ./.crm-data), kept across restarts,
 on the first start. The projections run in the same process unless CRM_PROJECTIONS=off (then run
 \`crm project\` beside it). The first admin key comes from CRM_ADMIN_KEY or is generated on the first
 start and printed once. Ctrl-C stops it cleanly.`,
+  database: { kind: 'rerunnable', note: 'it resumes where it stopped (an interrupted demo load too)' },
   options,
   async run(run) {
     tuneHeapForServing();

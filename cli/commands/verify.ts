@@ -89,6 +89,7 @@ Replays all events into a shadow schema and compares every read-model table with
 (row hashes, then the differing rows). Prints a summary; exits 1 when anything differs.
 With --chain, recomputes each stream's hash chain and the global chain and names the first broken
 link instead. Read-only either way: interrupting it changes nothing.`,
+  database: { kind: 'reads' },
   options: {
     chain: { type: 'boolean', description: 'verify the hash chains of the events instead of the read models' },
   } satisfies Record<string, OptionWithHelp>,
