@@ -48,7 +48,7 @@ const Ready = z.object({
         secondsBehind: z.number(),
         delivered: z.number(),
         failures: z.number(),
-        lastError: z.string().nullable(),
+        lastError: z.string().nullable().describe('Error of the latest failed attempt; null once a delivery succeeds after it'),
       }),
     )
     .optional()
