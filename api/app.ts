@@ -210,6 +210,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     readyMaxLagSeconds: deps.readyMaxLagSeconds ?? 10,
     benchNoopRoute: deps.benchNoopRoute ?? false,
     publishers: deps.integration,
+    demoLoad: deps.demoLoad,
   });
   await app.register(adminRoutes, { keys, userRole: (userId) => activeUserRole(context, userId) });
   await app.register(userRoutes, context);

@@ -66,6 +66,16 @@ export interface ReadModelProgress {
   backlog?(): number;
 }
 
+/** A load of data this process runs in the background (`crm serve`'s demo data), as GET /ready shows it. */
+export interface BackgroundLoadStatus {
+  /** `waiting_for_database`: a transient database error; the load tries again by itself. */
+  state: 'loading' | 'waiting_for_database' | 'loaded' | 'interrupted' | 'failed';
+  /** Commands handled so far (recorded, found already recorded, or refused by the rules). */
+  done: number;
+  planned: number;
+  lastError: string | null;
+}
+
 export type { Page } from '../projections/queries/page.ts';
 
 /** A record as the routes pass it on (masking, ETags): any view's fields by name. */
@@ -112,6 +122,8 @@ export interface ApiDeps {
   integration: IntegrationServices;
   /** Fastify/pino logger options; false (the default) keeps tests quiet. */
   logger?: FastifyServerOptions['logger'];
+  /** The demo data `crm serve` loads in the background: /ready is not ready until it is loaded. */
+  demoLoad?: { status(): BackgroundLoadStatus };
   /** Bounds past which new commands get 503 (api/back-pressure.ts); defaults there. */
   backPressure?: Partial<BackPressureOptions>;
   /** Default: 6,000 requests a minute per key, counted per process (api/rate-limit.ts). */

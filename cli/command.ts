@@ -21,9 +21,23 @@ export interface CliCommand {
   options: Record<string, OptionWithHelp>;
   /** What the first Ctrl-C says will happen, when not the default (work done so far is kept, run again to resume). */
   onInterrupt?: string;
+  /**
+   * What it does to the database, for the advice when the database fails under it (cli/main.ts); a
+   * function when it depends on the subcommand. Default: `writes`.
+   */
+  database?: DatabaseUse | ((run: Pick<CommandRun, 'positionals' | 'values'>) => DatabaseUse);
   /** Returns the exit code. */
   run(run: CommandRun): Promise<number>;
 }
+
+/**
+ * - `reads`: changes nothing (or only a scratch copy of its own): run it again once the database answers.
+ * - `rerunnable`: writes that a second run does not repeat (idempotency keys, checks first): run the
+ *   same command again; `note` says what a rerun does with what is already stored.
+ * - `writes`: a write that a second run would make again: check whether it took effect first
+ *   (`check` names how), when the connection was lost after the statement was sent.
+ */
+export type DatabaseUse = { kind: 'reads' } | { kind: 'rerunnable'; note?: string } | { kind: 'writes'; check?: string };
 
 /** A mistake on the command line: printed with the usage, exit code 2. */
 export class UsageError extends Error {

@@ -1,7 +1,10 @@
 import type { EventStore } from '../eventstore/contract.ts';
-import type { CommandPort } from '../api/deps.ts';
+import type { BackgroundLoadStatus, CommandPort } from '../api/deps.ts';
 import { ZodError } from 'zod';
+import { CommandsBusy } from '../commands/stream-queue.ts';
 import { DomainError } from '../domain/errors.ts';
+import { createBackoff, pause } from '../eventstore/backoff.ts';
+import { EventStoreUnavailable } from '../eventstore/errors.ts';
 import { buildDemoPlan, demoId, type DemoAction, type DemoOptions } from './demo-data.ts';
 import type { Progress } from './progress.ts';
 
@@ -62,22 +65,73 @@ export function demoPlan(options: DemoOptions): DemoAction[] {
   return buildDemoPlan(options);
 }
 
-export async function loadDemo(
-  commands: CommandPort,
-  plan: DemoAction[],
-  options: { progress?: Progress; signal?: AbortSignal; concurrency?: number } = {},
-): Promise<DemoResult> {
+/**
+ * Errors that say nothing about the command: the database away, stalled past its bound, or the
+ * connection lost with the outcome unknown (`OutcomeUnknown` is one), or this process saturated.
+ * Trying the same command again is safe: its idempotency key finds a first attempt that committed.
+ */
+export const isTransient = (error: unknown): boolean => error instanceof EventStoreUnavailable || error instanceof CommandsBusy;
+
+/** Where a background demo load stands (`GET /ready` shows it). */
+export class DemoLoadTracker {
+  private current: BackgroundLoadStatus;
+  constructor(planned: number) {
+    this.current = { state: 'loading', done: 0, planned, lastError: null };
+  }
+  status(): BackgroundLoadStatus {
+    return { ...this.current };
+  }
+  update(change: Partial<BackgroundLoadStatus>): void {
+    this.current = { ...this.current, ...change };
+  }
+}
+
+export interface LoadDemoOptions {
+  progress?: Progress;
+  signal?: AbortSignal;
+  /** Kept up to date as the load goes. */
+  tracker?: DemoLoadTracker;
+  /**
+   * Transient database errors are tried again with backoff (capped at 1 s) until the command goes
+   * through or `signal` aborts, instead of ending the load. Told when an outage starts and ends.
+   */
+  retry?: { onWaiting?: (error: Error, done: number) => void; onResumed?: (done: number) => void };
+}
+
+export async function loadDemo(commands: CommandPort, plan: DemoAction[], options: LoadDemoOptions = {}): Promise<DemoResult> {
   const refused: Record<string, number> = {};
   let executed = 0;
+  let done = 0;
+  const backoff = createBackoff({ initialMs: 100, maxMs: 1_000 });
+  const execute = async (action: DemoAction) => {
+    for (let waiting = false; ;) {
+      try {
+        await commands.execute(action.command, {
+          actor: action.actor,
+          correlationId: action.key,
+          idempotencyKey: action.key,
+          occurredAt: action.at.toISOString(),
+          reason: 'demo data',
+        });
+        if (waiting) {
+          backoff.reset();
+          options.tracker?.update({ state: 'loading', lastError: null });
+          options.retry?.onResumed?.(done);
+        }
+        return true;
+      } catch (error) {
+        if (!options.retry || !isTransient(error)) throw error;
+        if (!waiting) options.retry.onWaiting?.(error as Error, done);
+        waiting = true;
+        options.tracker?.update({ state: 'waiting_for_database', lastError: (error as Error).message });
+        await pause(backoff.next(), options.signal);
+        if (options.signal?.aborted) return false;
+      }
+    }
+  };
   const run = async (action: DemoAction) => {
     try {
-      await commands.execute(action.command, {
-        actor: action.actor,
-        correlationId: action.key,
-        idempotencyKey: action.key,
-        occurredAt: action.at.toISOString(),
-        reason: 'demo data',
-      });
+      if (!(await execute(action))) return;
       executed += 1;
     } catch (error) {
       const code =
@@ -89,11 +143,14 @@ export async function loadDemo(
       if (code === undefined) throw error;
       refused[code] = (refused[code] ?? 0) + 1;
     }
+    done += 1;
+    options.tracker?.update({ done });
     options.progress?.tick();
   };
   for (const [index, action] of plan.entries()) {
     if (options.signal?.aborted) return { planned: plan.length, executed, refused, interrupted: true };
     await run(action);
+    if (options.signal?.aborted) return { planned: plan.length, executed, refused, interrupted: true };
     // PGlite answers through promise callbacks only: without a macrotask break now and then this
     // loop would starve the HTTP server and signal handlers for the whole load.
     if (index % 20 === 19) await yieldToEventLoop();

@@ -1,6 +1,7 @@
 import { EventStoreUnavailable, MasterKeyMismatch } from '../eventstore/errors.ts';
+import { unavailableAdvice } from './advice.ts';
 import { ReadModelRebuilding } from '../projections/errors.ts';
-import { helpText, parseCommandArgs, UsageError, type CliCommand } from './command.ts';
+import { helpText, parseCommandArgs, UsageError, type CliCommand, type CommandRun } from './command.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { commands } from './commands/index.ts';
 
@@ -21,6 +22,9 @@ const overview = (): string =>
     '',
     "Run `crm <command> --help` for a command's options. Configuration: environment variables (README.md).",
   ].join('\n');
+
+/** The command being run, for advice that fits it when it fails. */
+let running: { command: CliCommand; args: Pick<CommandRun, 'positionals' | 'values'> } | undefined;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -46,6 +50,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
+  running = { command, args: { positionals: parsed.positionals, values: parsed.values as CommandRun['values'] } };
+
   // Configuration is validated before anything opens: a bad variable is named, nothing half-starts.
   const config = loadConfig(process.env, process.cwd());
 
@@ -64,14 +70,23 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  return command.run({
-    values: parsed.values as Record<string, string | boolean | string[] | undefined>,
-    positionals: parsed.positionals,
-    config,
-    signal: controller.signal,
-    out,
-    err,
-  });
+  // The process lives as long as the command runs. Background loops (projection feed, lease renewal,
+  // reconnects) keep their timers unref'd, so while the database is away nothing else would hold it:
+  // with the pool's sockets closed, Node would find its event loop empty and end with exit 0 in the
+  // middle of `crm project` (or a rebuild waiting on its feed). Released when the command returns.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  try {
+    return await command.run({
+      values: parsed.values as Record<string, string | boolean | string[] | undefined>,
+      positionals: parsed.positionals,
+      config,
+      signal: controller.signal,
+      out,
+      err,
+    });
+  } finally {
+    clearInterval(keepAlive);
+  }
 }
 
 /** Errors the user can act on are printed as advice; anything else keeps its stack for a bug report. */
@@ -89,7 +104,7 @@ const report = (error: unknown): number => {
     return 78; // EX_CONFIG
   }
   if (error instanceof EventStoreUnavailable) {
-    err(`crm: the database is not available.\n  ${error.message}`);
+    err(unavailableAdvice(error, running));
     return 69; // EX_UNAVAILABLE
   }
   if (error instanceof ReadModelRebuilding) {

@@ -56,7 +56,14 @@ export class EventStoreUnavailable extends EventStoreError {}
  * have committed. A command that meets it can be retried with the same idempotency key: a committed
  * first attempt is then found and nothing is appended twice.
  */
-export class OutcomeUnknown extends EventStoreUnavailable {}
+export class OutcomeUnknown extends EventStoreUnavailable {
+  /** What happened, without the part about the outcome: for callers that wrote nothing (reads). */
+  readonly lost: string;
+  constructor(message: string, options?: { cause?: unknown; lost?: string }) {
+    super(message, options);
+    this.lost = options?.lost ?? message;
+  }
+}
 
 /** Read options the store refuses (negative counts, revisions that are not integers). */
 export class InvalidReadOptions extends EventStoreError {}

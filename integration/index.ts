@@ -97,9 +97,16 @@ export function createIntegration(options: IntegrationOptions): Integration {
         leases,
         log: options.log,
       });
-      await leases.start();
-      await publishers.start();
-      if (options.schemas.reporting) await createPublisherStatusView(options.db, options.schemas.events, options.schemas.reporting);
+      try {
+        await leases.start();
+        await publishers.start();
+        if (options.schemas.reporting) await createPublisherStatusView(options.db, options.schemas.events, options.schemas.reporting);
+      } catch (error) {
+        // The database went away mid-way: nothing keeps renewing or polling behind a start tried again.
+        await publishers.stop().catch(() => undefined);
+        await leases.stop({ release: false }).catch(() => undefined);
+        throw error;
+      }
       running = { publishers, leases };
     },
     async stop() {

@@ -15,7 +15,7 @@ export const PUBLISHER_STATUS_VIEW: ReportingView = {
     ['position', 'Global position of the last event delivered (or skipped as not subscribed)'],
     ['delivered', 'Events delivered: 2xx answers, JetStream acknowledgements'],
     ['failures', 'Failed attempts'],
-    ['last_error', 'Error of the latest failed attempt'],
+    ['last_error', 'Error of the latest failed attempt, until a delivery succeeds (the delivery log keeps every attempt)'],
     ['last_status', 'HTTP status of the latest attempt (webhooks)'],
     ['last_latency_ms', 'Latency of the latest attempt, ms'],
     ['next_retry_at', 'When the failing event is tried next'],

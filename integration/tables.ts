@@ -356,7 +356,8 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
     },
 
     /**
-     * Moves the checkpoint after the receiver (or JetStream) acknowledged, counting deliveries; false
+     * Moves the checkpoint after the receiver (or JetStream) acknowledged, counting deliveries and
+     * clearing the last error (the failure is over; `crm webhooks deliveries` keeps its attempts); false
      * when the row changed under us (replayed, deleted, or the lease fence failed): the loop starts over.
      */
     async advance(
@@ -370,7 +371,7 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
     ): Promise<boolean> {
       const { rows } = await sql`UPDATE ${pubs} SET position = ${to.toString()}::bigint, delivered = delivered + ${delivered},
           last_latency_ms = COALESCE(${latencyMs}::double precision, last_latency_ms), last_status = COALESCE(${status}::integer, last_status),
-          next_retry_at = NULL, updated_at = now()
+          next_retry_at = NULL, last_error = NULL, updated_at = now()
         WHERE name = ${name} AND position = ${from.toString()}::bigint AND state = 'running' RETURNING name`.execute(trx);
       return rows.length === 1;
     },

@@ -470,22 +470,33 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         const current = await migrateReadModels();
         await createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections: current });
       });
+    /** Every step done: the projections, publishers and chain sealer run. */
     let started = false;
-    const startProjections = async () => {
-      if (started) return;
-      started = true;
+    /** The last failure of `startProjections` while it has not succeeded yet (shown by /ready). */
+    let startError: string | undefined;
+    let starting: Promise<void> | undefined;
+    /** Steps already done by an earlier attempt that failed further on: a retry does not repeat them. */
+    const done = { leases: false, runner: false, integration: false };
+    const startOnce = async () => {
       // Tables first, under the set-up lock: the runner's own migrations then find them all there and
       // create nothing, so replicas starting at once do not race on the catalogue. Not held while the
       // projections run (a rebuild of a changed projection may take long).
       await underSetUpLock(migrateReadModels);
-      await leases.start();
-      // Closed in reverse: the runner stops after its batch in flight, then the leases are released.
-      closers.push(() => leases.stop());
-      await runner.start();
-      closers.push(() => runner.stop());
+      if (!done.leases) {
+        await leases.start();
+        done.leases = true;
+        // Closed in reverse: the runner stops after its batch in flight, then the leases are released.
+        closers.push(() => leases.stop());
+      }
+      if (!done.runner) {
+        await runner.start();
+        done.runner = true;
+        closers.push(() => runner.stop());
+      }
       // Publishers follow the feed like projections, under their own lease partition.
-      if (overrides.publishers !== false) {
+      if (overrides.publishers !== false && !done.integration) {
         await integration.start();
+        done.integration = true;
         closers.push(() => integration.stop());
       }
       // Tables exist now: (re)create the documented views BI tools read.
@@ -503,6 +514,22 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
               },
             });
       if (sealer) closers.push(() => sealer.stop());
+      started = true;
+      startError = undefined;
+    };
+    /**
+     * Safe to call again after it failed (the database away mid-way): the steps an earlier attempt
+     * finished are not repeated, and calls at once share one attempt.
+     */
+    const startProjections = async () => {
+      if (started) return;
+      starting ??= startOnce()
+        .catch((error: unknown) => {
+          startError = (error as Error).message;
+          throw error;
+        })
+        .finally(() => (starting = undefined));
+      return starting;
     };
     const progress: ReadModelProgress = {
       // In this process's runner when it runs the projections; else through the checkpoints another process writes.
@@ -515,11 +542,17 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
           () => false,
         ),
       backlog: () => (started ? runner.backlog() : 0),
-      // Inline projections that have not started yet (serve loads the demo data first) are not ready.
+      // Inline projections that have not started yet (serve loads the demo data first, or the start
+      // failed and is being tried again) are not ready.
       status: async () =>
         started || config.projections === 'off'
           ? runner.status()
-          : projections.map((p) => ({ name: p.name, position: 0n, state: 'stopped', lastError: 'starts once the demo data is loaded' })),
+          : projections.map((p) => ({
+              name: p.name,
+              position: 0n,
+              state: 'stopped',
+              lastError: startError ? `not started yet (${startError}); trying again` : 'starts once the demo data is loaded',
+            })),
     };
     const analytics = createAnalyticsService({
       db: longWork.db,

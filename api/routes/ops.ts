@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { EventStore } from '../../eventstore/contract.ts';
-import type { ProjectionStatus, ReadModelProgress } from '../deps.ts';
+import type { BackgroundLoadStatus, ProjectionStatus, ReadModelProgress } from '../deps.ts';
 import { PROBE_DEADLINE_MS, withDeadline } from '../deadline.ts';
 import type { ApiMetrics } from '../metrics.ts';
 import type { PublisherStatus } from '../../integration/index.ts';
@@ -14,6 +14,8 @@ export interface OpsRoutesOptions {
   benchNoopRoute: boolean;
   /** Webhook and NATS publishers (integration/): shown, never a reason for not-ready (a dead receiver must not take the API out of service). */
   publishers?: { status(): Promise<PublisherStatus[]> } | undefined;
+  /** The demo data loaded in the background (`crm serve`): not ready until it is loaded. */
+  demoLoad?: { status(): BackgroundLoadStatus } | undefined;
 }
 
 const Health = z.object({ status: z.literal('ok') });
@@ -47,7 +49,7 @@ const Publishers = z
       secondsBehind: z.number(),
       delivered: z.number(),
       failures: z.number(),
-      lastError: z.string().nullable(),
+      lastError: z.string().nullable().describe('Error of the latest failed attempt; null once a delivery succeeds after it'),
     }),
   )
   .optional()
@@ -58,8 +60,34 @@ const Ready = z.object({
   projections: z.array(PublicProjection),
   reasons: z.array(z.string()),
   publishers: Publishers,
+  demo: z
+    .object({
+      state: z.enum(['loading', 'waiting_for_database', 'loaded', 'interrupted', 'failed']),
+      done: z.number().describe('Demo commands handled so far'),
+      planned: z.number(),
+      lastError: z.string().nullable(),
+    })
+    .optional()
+    .describe('The demo data this process loads in the background (first start); not ready until it is loaded'),
 });
 const ProjectionsDetail = Ready.extend({ projections: z.array(ProjectionDetail) });
+
+const count = (n: number) => n.toLocaleString('en-US');
+
+/** Why the demo data keeps the process from being ready, if it does. */
+const demoReason = (demo: BackgroundLoadStatus): string | undefined => {
+  const at = `${count(demo.done)} of ${count(demo.planned)} commands`;
+  switch (demo.state) {
+    case 'loading':
+      return `demo data is loading (${at}); the read models fill in once it is loaded`;
+    case 'waiting_for_database':
+      return `demo data load is waiting for the database at ${at} (${demo.lastError ?? 'unavailable'}); it resumes by itself`;
+    case 'failed':
+      return `demo data load failed at ${at}: ${demo.lastError ?? 'unknown error'}. Restart crm serve to resume it`;
+    default:
+      return undefined;
+  }
+};
 
 const describePoison = (p: ProjectionStatus): string =>
   p.failedPosition != null ? ` at position ${p.failedPosition}${p.failedStream ? ` (stream ${p.failedStream}, event ${p.failedEventId ?? '?'})` : ''}` : '';
@@ -100,6 +128,9 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
         reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)`);
       }
     }
+    const demo = options.demoLoad?.status();
+    const demoWhy = demo ? demoReason(demo) : undefined;
+    if (demoWhy) reasons.push(demoWhy);
     const ready = reasons.length === 0;
     return {
       ready,
@@ -130,6 +161,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
           failures: p.failures,
           lastError: p.lastError,
         })),
+        demo,
       },
     };
   };

@@ -62,7 +62,10 @@ export const WebhookView = z
     secondsBehind: z.number(),
     delivered: z.number(),
     failures: z.number().describe('Failed attempts so far'),
-    lastError: z.string().nullable(),
+    lastError: z
+      .string()
+      .nullable()
+      .describe('Error of the latest failed attempt; null once a delivery succeeds after it (the deliveries log keeps every attempt)'),
     lastStatus: z.number().nullable(),
     nextRetryAt: z.string().nullable(),
     previousSecretExpiresAt: z.string().nullable().describe('After a secret rotation: until when deliveries are also signed with the replaced secret'),

@@ -21,6 +21,7 @@ Examples:
   crm api-key create --name "Ada's laptop" --user 2f1c...
   crm api-key list
   crm api-key revoke 2f1c...`,
+  database: ({ positionals }) => (positionals[0] === 'list' ? { kind: 'reads' } : { kind: 'writes', check: 'crm api-key list' }),
   options,
   async run(run) {
     const [action, id] = run.positionals;

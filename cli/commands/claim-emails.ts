@@ -18,6 +18,7 @@ or inactive customer, oldest registration first, from the customers read model, 
 up first (\`crm project\` or a running \`crm serve\`). Addresses already held stay with their holder; a
 customer whose address another customer holds is listed (GET /customers/duplicates shows the
 groups: merge them, or change one's email). Safe to run again and to interrupt.`,
+  database: { kind: 'rerunnable', note: 'addresses already claimed stay with their holder' },
   options: {},
   async run(run) {
     const { openCrm } = await import('../../runtime/crm.ts');

@@ -19,6 +19,7 @@ deals moving through the pipeline, campaigns with responses and feedback tickets
 after their SLA deadline. Every command goes through the same handlers as the API, with business
 times in the past. The same seed always gives the same data, and every command carries a stable
 idempotency key: running it again (for example after Ctrl-C) appends nothing twice.`,
+  database: { kind: 'rerunnable', note: 'every demo command has a stable idempotency key, so nothing is recorded twice' },
   options,
   async run(run) {
     const seed = intValue(run, 'seed', run.config.demo.seed, 0, 2 ** 31 - 1);

@@ -28,6 +28,7 @@ Reads the read models page by page (memory stays flat) and writes one line per r
 models). An operator's export holds personal data unmasked: keep the file as carefully as the
 database.`,
   onInterrupt: 'an --output file is left as it was; run the command again for the whole export',
+  database: { kind: 'reads' },
   options: {
     format: { type: 'string', description: 'csv (default) or ndjson' },
     output: { type: 'string', description: 'file to write (default: stdout)' },

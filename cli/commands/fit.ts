@@ -9,6 +9,7 @@ Catches the analytics projection up with every event recorded so far, then train
 model (BG/NBD and Gamma-Gamma, churn regression with its metrics, RFM and k-means segments,
 retention, revenue forecast) and stores it with a new version; scoring after that is incremental.
 The same as POST /analytics/models. Safe to interrupt: nothing is stored until the fit completes.`,
+  database: { kind: 'rerunnable', note: 'a fit only reads the events and stores a model run; another run stores another one' },
   options: {
     'as-of': { type: 'string', description: 'cutoff day YYYY-MM-DD (default: the last business day seen)' },
     'time-unit': { type: 'string', description: 'day, week or month (default week)' },

@@ -23,6 +23,7 @@ Example:
   currency,rate,valid_from
   USD,0.9215,2026-01-01
   JPY,0.0061,2026-03-01T00:00:00Z`,
+  database: { kind: 'rerunnable', note: 'a rate already set to the same value records nothing, so nothing is recorded twice' },
   options: {
     report: { type: 'string', description: 'where bad rows are listed (default: import-rates-report-<file>.csv)' },
   },

@@ -33,6 +33,7 @@ Columns (times as ISO 8601, 2019-12-31, 2019-12-31 10:00 or 31.12.2019, UTC unle
 12/31/2019 is refused as ambiguous; a file refers to customers by customer_id or by customer_email,
 the address of a customer registered through the API or imported):
 ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
+  database: { kind: 'rerunnable', note: 'nothing is recorded twice; rows already stored are counted as already present' },
   options,
   async run(run) {
     const file = run.positionals[0];

@@ -28,6 +28,7 @@ Rotation:
   crm master-key generate > new.key
   CRM_MASTER_KEY_FILE=old.key crm master-key rewrap --new-key-file new.key
   # restart serve/project with CRM_MASTER_KEY_FILE=new.key`,
+  database: { kind: 'writes', check: 'a command started with the new key is refused (exit 78) when the rewrap did not commit' },
   options,
   async run(run) {
     const [action] = run.positionals;

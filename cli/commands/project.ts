@@ -15,6 +15,7 @@ Several workers split the projections: each holds a lease on its fair share (cei
 live workers)) and runs only those. Ctrl-C releases the leases at once; a crashed worker's leases run
 out after CRM_PROJECTION_LEASE_SECONDS (default 15) and the others take them over. A worker that lost
 a lease (paused, cut off) cannot commit: every batch checks the lease in its transaction.`,
+  database: { kind: 'rerunnable', note: 'each projection resumes from its checkpoint' },
   options: {
     'worker-id': {
       type: 'string',

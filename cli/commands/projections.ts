@@ -56,6 +56,12 @@ others keep running. Then, once the cause is understood:
 
 A running \`crm serve\` or \`crm project\` picks the change up within a second or two.
 Exit code of list: 1 when a projection is failed.`,
+  database: ({ positionals }) =>
+    positionals[0] === 'skip'
+      ? { kind: 'writes', check: 'crm projections list shows whether the projection runs again' }
+      : positionals[0] === 'retry'
+        ? { kind: 'rerunnable', note: 'a retry of a running projection changes nothing' }
+        : { kind: 'reads' },
   options: {
     position: { type: 'string', description: 'skip: the position the projection failed at' },
     reason: { type: 'string', description: 'skip: why the event is left out (recorded for auditors)' },

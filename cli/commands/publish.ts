@@ -13,6 +13,7 @@ export const publishCommand: CliCommand = {
 Publishers run in the projection workers (crm serve with inline projections, or crm project) under
 the integration-publishers lease. This shows where each one stands, read from the database, so it
 works from any machine. Exit code 1 when a publisher is failing (paused after its retries ran out).`,
+  database: { kind: 'reads' },
   options,
   async run(run) {
     if (!run.values.status) throw new UsageError('publish needs --status');

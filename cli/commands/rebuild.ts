@@ -15,6 +15,7 @@ opens the read models (serve, project, rebuild, projections) drops it.
 Examples:
   crm rebuild              every read model and the analytics aggregates
   crm rebuild customers    one projection (crm rebuild --list names them)`,
+  database: { kind: 'rerunnable', note: 'the rebuild starts over in a new shadow schema; the live read models were replaced only if the swap committed' },
   options: {
     list: { type: 'boolean', description: 'list the projections and exit' },
   } satisfies Record<string, OptionWithHelp>,

@@ -38,6 +38,7 @@ interrupt and re-run: the target schema is rebuilt from the start.
 
 Example:
   crm replay --as-of 2026-06-30T23:59:59Z --schema crm_2026_h1`,
+  database: { kind: 'rerunnable', note: 'the schema is rebuilt from the start' },
   options: {
     'as-of': { type: 'string', description: 'the instant (ISO time, e.g. 2026-06-30T23:59:59Z)' },
     schema: { type: 'string', description: 'the schema to build the read models in (replaced if it exists)' },

@@ -27,6 +27,7 @@ database user allowed to create roles (CREATEROLE) and the PostgreSQL server (no
 
 Examples:
   crm reporting-role --team 6f1c2a0e-8b5d-4c1e-9a7f-2d3b4c5d6e7f --name metabase_emea`,
+  database: { kind: 'rerunnable', note: 'an existing role is updated, not made twice' },
   options,
   async run(run) {
     const team = stringValue(run, 'team');

@@ -2,7 +2,8 @@ import type { CrmRuntime } from '../../runtime/crm.ts';
 import { tuneHeapForServing } from '../../runtime/heap-tuning.ts';
 import { intValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
 import { describeDatabase } from '../config.ts';
-import { demoPlan, demoState, loadDemo } from '../demo.ts';
+import { createBackoff, pause } from '../../eventstore/backoff.ts';
+import { demoPlan, demoState, DemoLoadTracker, loadDemo } from '../demo.ts';
 import { createProgress } from '../progress.ts';
 
 const options: Record<string, OptionWithHelp> = {
@@ -26,6 +27,27 @@ async function demoToLoad(runtime: CrmRuntime, run: CommandRun) {
   return { plan, state };
 }
 
+/**
+ * Starts the inline projections after the demo load, trying again with backoff (capped at 1 s) while
+ * the database is away, until they run or the process stops. One line when it fails, one when it
+ * starts after that.
+ */
+async function startProjectionsUntilRunning(runtime: CrmRuntime, run: CommandRun): Promise<void> {
+  const backoff = createBackoff({ initialMs: 100, maxMs: 1_000 });
+  let failed = false;
+  while (!run.signal.aborted) {
+    try {
+      await runtime.startProjections();
+      if (failed) run.err('The projections are running.');
+      return;
+    } catch (error) {
+      if (!failed) run.err(`Starting the projections failed: ${(error as Error).message} Trying again until it works (Ctrl-C stops).`);
+      failed = true;
+      await pause(backoff.next(), run.signal);
+    }
+  }
+}
+
 export const serveCommand: CliCommand = {
   name: 'serve',
   summary: 'Run the HTTP API (and, by default, the projections) — what `npm start` runs',
@@ -36,6 +58,7 @@ PostgreSQL (PGlite) in CRM_DATA_DIR (default ./.crm-data), kept across restarts,
 on the first start. The projections run in the same process unless CRM_PROJECTIONS=off (then run
 \`crm project\` beside it). The first admin key comes from CRM_ADMIN_KEY or is generated on the first
 start and printed once. Ctrl-C stops it cleanly.`,
+  database: { kind: 'rerunnable', note: 'it resumes where it stopped (an interrupted demo load too)' },
   options,
   async run(run) {
     tuneHeapForServing();
@@ -52,7 +75,11 @@ start and printed once. Ctrl-C stops it cleanly.`,
       // quicker than following thousands of single commands (one connection on PGlite).
       if (inline && !demo) await runtime.startProjections();
       else await runtime.prepareReadModels();
-      const app = await runtime.buildApi({ logger: config.logLevel === 'silent' ? false : { level: config.logLevel } });
+      const tracker = demo ? new DemoLoadTracker(demo.plan.length) : undefined;
+      const app = await runtime.buildApi({
+        logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
+        ...(tracker ? { demoLoad: tracker } : {}),
+      });
       const admin = await ensureAdminKey(app.keys, { adminKey: config.adminKey });
       await runtime.setUpDone();
       const address = await app.listen({ host: config.http.host, port }).catch((error: NodeJS.ErrnoException) => {
@@ -86,18 +113,35 @@ start and printed once. Ctrl-C stops it cleanly.`,
           `${state === 'partial' ? 'Resuming' : 'Loading'} demo data in the background (seed ${config.demo.seed}, ${config.demo.customers} customers, ${plan.length} commands; first start only); the read models fill in once it is loaded...`,
         );
         const progress = createProgress({ label: 'demo', total: plan.length, unit: 'commands' });
-        loading = loadDemo(runtime.commands, plan, { progress, signal: run.signal })
+        // Transient database errors (a reset, a refusal, a stall) are waited out: every demo command has
+        // a stable idempotency key, so one whose outcome was unknown is found, not recorded twice.
+        loading = loadDemo(runtime.commands, plan, {
+          progress,
+          signal: run.signal,
+          tracker,
+          retry: {
+            onWaiting: (error, done) =>
+              run.err(`\nDemo data: the database is not available at command ${done + 1} of ${plan.length} (${error.message}); trying again until it is back.`),
+            onResumed: (done) => run.err(`Demo data: the database is back; resuming at command ${done + 1} of ${plan.length}.`),
+          },
+        })
           .then(
             (result) => {
               const refused = Object.entries(result.refused);
               progress.done(refused.length ? `refused by the rules: ${refused.map(([c, n]) => `${c} x${n}`).join(', ')}` : undefined);
+              tracker?.update({ state: result.interrupted ? 'interrupted' : 'loaded' });
               if (!result.interrupted) run.out(`Demo data loaded (${result.executed} commands); the read models are catching up (GET /ready).`);
             },
-            (error: unknown) => run.err(`Loading the demo data failed: ${(error as Error).message}. Restart to resume it.`),
+            (error: unknown) => {
+              tracker?.update({ state: 'failed', lastError: (error as Error).message });
+              run.err(`Loading the demo data failed: ${(error as Error).message}. Restart to resume it (GET /ready says not ready until then).`);
+            },
           )
           .then(async () => {
-            if (inline && !run.signal.aborted) await runtime.startProjections();
-          });
+            if (inline) await startProjectionsUntilRunning(runtime, run);
+          })
+          // Nothing above throws; should it, the process must not end on an unhandled rejection.
+          .catch((error: unknown) => run.err(`Demo data: ${(error as Error).message}`));
       }
       await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve(), { once: true }));
       await loading;

@@ -141,6 +141,7 @@ the database they protect: someone who can write to it can alter an event and re
 after it. An anchor kept elsewhere catches that: --anchor checks one, --anchors-file checks every
 anchor in the file and adds the new head to it when the chains are intact (run it from a machine
 that does not hold the database, e.g. daily). Read-only towards the database: interrupting it changes nothing.`,
+  database: { kind: 'reads' },
   options: {
     chain: { type: 'boolean', description: 'verify the hash chains of the events instead of the read models' },
     anchor: { type: 'string', multiple: true, description: '--chain: a global chain head kept outside the database (<position>:<hash>); repeatable' },

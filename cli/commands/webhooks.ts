@@ -33,6 +33,10 @@ Examples:
   crm webhooks deliveries 2f1c...
   crm webhooks replay 2f1c... --from 0
   crm webhooks rotate-secret 2f1c... --keep-previous 0`,
+  database: ({ positionals }) =>
+    positionals[0] === undefined || positionals[0] === 'list' || positionals[0] === 'deliveries'
+      ? { kind: 'reads' }
+      : { kind: 'writes', check: 'crm webhooks' },
   options,
   async run(run) {
     const [action = 'list', id] = run.positionals;

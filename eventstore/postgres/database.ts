@@ -71,10 +71,8 @@ export const toUnavailable = (error: unknown, url: string, phase: 'connect' | 's
   }
   if (!isConnectionError(error)) return error;
   if (phase === 'statement') {
-    return new OutcomeUnknown(
-      `Lost the connection to PostgreSQL at ${describeTarget(url)} while a statement was running (${typeof code === 'string' ? `${code}: ` : ''}${message}); it may or may not have committed.`,
-      { cause: error },
-    );
+    const lost = `Lost the connection to PostgreSQL at ${describeTarget(url)} while a statement was running (${typeof code === 'string' ? `${code}: ` : ''}${message})`;
+    return new OutcomeUnknown(`${lost}; it may or may not have committed.`, { cause: error, lost: `${lost}.` });
   }
   return new EventStoreUnavailable(
     `Cannot reach PostgreSQL at ${describeTarget(url)} (${typeof code === 'string' ? `${code}: ` : ''}${message}). ` +

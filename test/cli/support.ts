@@ -53,8 +53,8 @@ export class Server {
   readonly exited: Promise<number | null>;
   private readonly child: ChildProcess;
 
-  constructor(cwd: string, env: Record<string, string>, command = 'serve') {
-    this.child = spawn(process.execPath, [CRM_BIN, command], { cwd, env: cleanEnv(env) });
+  constructor(cwd: string, env: Record<string, string>, command: string | string[] = 'serve') {
+    this.child = spawn(process.execPath, [CRM_BIN, ...(Array.isArray(command) ? command : [command])], { cwd, env: cleanEnv(env) });
     this.child.stdout!.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
     this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
     this.exited = new Promise((resolve) => this.child.on('close', (code) => resolve(code)));
@@ -73,9 +73,14 @@ export class Server {
     }
   }
 
-  async stop(): Promise<number | null> {
-    this.child.kill('SIGINT');
+  async stop(signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
+    this.child.kill(signal);
     return this.exited;
+  }
+
+  /** Whether the process is still running. */
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
   }
 
   kill(): void {

@@ -355,6 +355,9 @@ describe('delivery', () => {
         () => 'delivered count',
       );
       expect(goodView.state).toBe('running');
+      // It failed on the way, but delivered since: no error shown as if it were the state now.
+      expect(goodView.failures).toBeGreaterThan(0);
+      expect(goodView.lastError).toBeNull();
       expect(BigInt(goodView.position)).toBeGreaterThanOrEqual(expected.at(-1)!.position);
       const deliveries = json(await h.app.inject({ method: 'GET', url: `/webhooks/${good.id}/deliveries?limit=1000`, headers: h.auth('admin') }));
       expect(deliveries.items.some((d: any) => d.statusCode === 500 && d.nextRetryAt !== null)).toBe(true);

@@ -1,0 +1,78 @@
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
+import { poll, schemaEnv, Server } from '../cli/support.ts';
+import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
+import { testConfig } from '../support/runtime.ts';
+import { FaultProxy } from './proxy.ts';
+
+/**
+ * A real `crm project` worker whose database connections go through a TCP proxy: when PostgreSQL
+ * goes away (connections refused for a few seconds) the worker keeps running and retrying, and once
+ * the database is back it projects the events written meanwhile. Only a signal ends it.
+ */
+const database = new URL(TEST_DATABASE_URL);
+const schemas = testSchemas('project_outage');
+const proxy = new FaultProxy({ host: database.hostname, port: Number(database.port || 5432) });
+const sql = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1 });
+const processes: Server[] = [];
+/** Writes the events, straight to PostgreSQL (not through the proxy). */
+let writer: CrmRuntime;
+
+beforeAll(async () => {
+  await proxy.start();
+  writer = await openCrm(testConfig(schemas));
+}, 120_000);
+
+afterAll(async () => {
+  for (const p of processes) p.kill();
+  await writer?.close();
+  await proxy.close();
+  await sql.end();
+  await schemas.dropSchemas();
+});
+
+const ctx = () => ({ actor: { userId: 'test', roles: ['admin'] }, correlationId: randomUUID() });
+
+const register = async (name: string) => {
+  const customerId = randomUUID();
+  await writer.commands.execute({ type: 'RegisterCustomer', customerId, name, email: `${customerId}@example.com` }, ctx());
+  return customerId;
+};
+
+const projected = (customerId: string, timeoutMs = 60_000) =>
+  poll(
+    `customer ${customerId} in the read model`,
+    async () => {
+      const { rows } = await sql.query(`SELECT 1 FROM "${schemas.read}".customers WHERE customer_id = $1`, [customerId]);
+      return rows.length > 0 ? true : undefined;
+    },
+    timeoutMs,
+  );
+
+describe('crm project while the database goes away', () => {
+  it('stays up through refused connections, projects what was written meanwhile, and stops on SIGTERM', async () => {
+    const proxied = new URL(TEST_DATABASE_URL);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String(proxy.port);
+    // A short lease: the outage outlasts it, so the worker must claim its projections again.
+    const worker = new Server(tmpdir(), schemaEnv(schemas, { DATABASE_URL: proxied.toString(), CRM_PROJECTION_LEASE_SECONDS: '2' }), 'project');
+    processes.push(worker);
+    await worker.waitFor(/Projections are running/, 90_000, 'stderr');
+    await projected(await register('Before the outage'));
+
+    proxy.refuse();
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(worker.running, `the worker ended during the outage:\n${worker.stderr}`).toBe(true);
+    const meanwhile = await register('During the outage');
+    proxy.pass();
+
+    await projected(meanwhile);
+    await projected(await register('After the outage'));
+    expect(worker.running, worker.stderr).toBe(true);
+
+    expect(await worker.stop('SIGTERM'), worker.stderr).toBe(0);
+  }, 180_000);
+});
