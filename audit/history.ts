@@ -21,7 +21,25 @@ export interface StreamHistoryQuery {
   limit?: number;
   direction?: 'forwards' | 'backwards';
   personalData: PersonalDataMode;
+  /** A caller with restricted visibility: the records they may see (EventLogFilter.within). */
+  within?: EventLogFilter['within'];
 }
+
+/** What a withheld customer id reads as. */
+export const OUTSIDE_SCOPE = '[outside your scope]';
+
+/**
+ * An event of a stream without an owner (a campaign) that names a customer outside the caller's
+ * scope: the customer is withheld, the rest (a response's kind, revenue) shown, as the campaign's
+ * totals are. The responses export leaves such rows out; the log keeps the event, so that a
+ * campaign's history stays whole, paged by revision.
+ */
+const withinScope = (event: AuditEvent, within: EventLogFilter['within']): AuditEvent => {
+  if (!within || !within.prefixes.some((p) => event.stream.startsWith(p))) return event;
+  const data = event.data as { customerId?: unknown } | null;
+  if (typeof data?.customerId !== 'string' || within.streams.includes(`customer-${data.customerId}`)) return event;
+  return { ...event, data: { ...data, customerId: OUTSIDE_SCOPE } };
+};
 
 export type { EventLogFilter } from './log-filter.ts';
 
@@ -73,7 +91,7 @@ export async function streamHistory(deps: AuditDeps, stream: string, query: Stre
   });
   const page = recorded.slice(0, limit);
   const next = recorded[limit];
-  const items = await Promise.all(page.map((event) => toAuditEvent(event, deps.personalData, query.personalData)));
+  const items = await Promise.all(page.map(async (event) => withinScope(await toAuditEvent(event, deps.personalData, query.personalData), query.within)));
   return { items, nextCursor: next ? String(next.revision) : null };
 }
 
@@ -146,7 +164,7 @@ export async function eventLog(deps: AuditDeps, query: EventLogQuery): Promise<P
   const direction = query.direction ?? 'forwards';
   const recorded = await readEventLog(deps, query, parsePositionCursor(query.cursor), limit + 1, direction);
   const page = recorded.slice(0, limit);
-  const items = await Promise.all(page.map((event) => toAuditEvent(event, deps.personalData, query.personalData)));
+  const items = await Promise.all(page.map(async (event) => withinScope(await toAuditEvent(event, deps.personalData, query.personalData), query.within)));
   const last = page[page.length - 1];
   return { items, nextCursor: recorded.length > limit && last ? last.position.toString() : null };
 }

@@ -164,6 +164,8 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
   const deps = audit.deps;
   /** The read models, for the scope of a restricted caller's event log. */
   const readSource = { db: context.deps.database.db, schema: context.deps.schemas.read };
+  /** A restricted caller reading a campaign's history: the customers its responses name are withheld outside their scope. */
+  const unownedWithin = async (request: FastifyRequest, stream: string) => (stream.startsWith('campaign-') ? auditWithin(request, readSource) : undefined);
 
   app.get(
     '/audit/streams/:stream',
@@ -181,14 +183,15 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       const { stream } = request.params;
       const { limit, cursor, direction, format } = request.query;
       const mode = personalDataMode(request);
+      const within = await unownedWithin(request, stream);
       const chosen = negotiate(request, format, 'json');
       if (chosen !== 'json') {
         // Validate the cursor, and that the stream exists, before the first byte goes out.
         const first = await guarded(() => streamHistory(deps, stream, { personalData: mode, limit: 1, direction, cursor: cursor ?? null }));
         if (first.items.length === 0 && cursor === undefined) throw new ProblemError('not_found', `No stream ${stream}.`);
-        return sendExport(reply, chosen, stream, iterateStreamHistory(deps, stream, { personalData: mode, direction, cursor: cursor ?? null }));
+        return sendExport(reply, chosen, stream, iterateStreamHistory(deps, stream, { personalData: mode, direction, cursor: cursor ?? null, within }));
       }
-      const page = await guarded(() => streamHistory(deps, stream, { personalData: mode, limit, direction, cursor: cursor ?? null }));
+      const page = await guarded(() => streamHistory(deps, stream, { personalData: mode, limit, direction, cursor: cursor ?? null, within }));
       if (page.items.length === 0 && cursor === undefined) throw new ProblemError('not_found', `No stream ${stream}.`);
       return { stream, items: page.items.map(auditEventToJson), nextCursor: page.nextCursor };
     },
@@ -211,7 +214,13 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       // As the paged history: a mistyped stream is a 404, not a download holding nothing.
       if ((await streamHistory(deps, stream, { personalData: 'mask', limit: 1 })).items.length === 0)
         throw new ProblemError('not_found', `No stream ${stream}.`);
-      return sendExport(reply, chosen === 'json' ? 'ndjson' : chosen, stream, iterateStreamHistory(deps, stream, { personalData: personalDataMode(request) }));
+      const within = await unownedWithin(request, stream);
+      return sendExport(
+        reply,
+        chosen === 'json' ? 'ndjson' : chosen,
+        stream,
+        iterateStreamHistory(deps, stream, { personalData: personalDataMode(request), within }),
+      );
     },
   );
 

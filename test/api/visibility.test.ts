@@ -407,6 +407,27 @@ describe('visibility: audit', () => {
     }
   });
 
+  it("a campaign's history names only the scope's customers to restricted non-auditors: the others' responses show with the customer withheld", async () => {
+    const visibleCustomers = (viewer: Viewer) => visibleTo[viewer].map((o) => customer[o]);
+    for (const viewer of VIEWERS) {
+      const responsesIn = (items: { type: string; data: { customerId: string } }[]) =>
+        items.filter((e) => e.type === 'CampaignResponseRecorded').map((e) => e.data.customerId);
+      const history = responsesIn(json(await get(`/audit/streams/campaign-${campaign}?limit=500`, viewer)).items);
+      const log = responsesIn(json(await get(`/audit/events?stream=campaign-${campaign}&limit=500`, viewer)).items);
+      const exported = responsesIn(
+        (await get(`/audit/streams/campaign-${campaign}/export?format=ndjson`, viewer)).body
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l)),
+      );
+      // Every response is in the history, whatever the scope: the campaign's history stays whole.
+      for (const seen of [history, log, exported]) {
+        expect(seen, viewer).toHaveLength(OWNERS.length);
+        expect(seen.filter((id) => id !== '[outside your scope]').sort(), viewer).toEqual([...visibleCustomers(viewer)].sort());
+      }
+    }
+  });
+
   it('verification and the hash chain (they span every record) are refused to restricted non-auditors, open to all-visibility and service keys', async () => {
     const routes = apiRoutes().filter((r) => classify(r.method, r.url) === 'company' && r.method === 'GET' && !r.url.includes(':'));
     expect(routes.length).toBeGreaterThan(0);
