@@ -1,6 +1,8 @@
 import fastifyRateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
 import { ProblemError } from './problems.ts';
+import { RedisHealth, sharedCounters } from './shared-counters.ts';
 
 /**
  * Requests per key and window, as an operator sets them (cli/config.ts: CRM_RATE_LIMIT and
@@ -8,8 +10,8 @@ import { ProblemError } from './problems.ts';
  * RateLimit-Reset headers, and a refusal is a 429 problem with Retry-After.
  *
  * With a Redis client the counters live in Redis and every replica shares them; without one, each
- * process counts for itself. A Redis that cannot be reached does not stop the API: requests pass
- * uncounted (the client below neither queues nor waits while disconnected).
+ * process counts for itself. A Redis that cannot be reached or does not answer does not stop the
+ * API: the counters fall back to this process until it answers again (api/shared-counters.ts).
  */
 export interface RateLimitOptions {
   /** Requests per key (per client address for unauthenticated calls) in `timeWindowMs`; 0: no limit. */
@@ -18,7 +20,9 @@ export interface RateLimitOptions {
   /** Limits for keys of a role, replacing `max` (0: no limit for that role). */
   perRole?: Readonly<Record<string, number>>;
   /** An ioredis client built by the composition root (shared counters); the API never closes it. */
-  redis?: unknown;
+  redis?: Redis;
+  /** Between probes of a Redis that stopped answering (tests shorten it). */
+  redisProbeEveryMs?: number;
 }
 
 /** Per key: 100 requests a second on average, within a minute's window. */
@@ -51,6 +55,13 @@ const tooMany = (max: number, ttlSeconds: number): ProblemError => {
   return new ProblemError('rate_limited', `More than ${max} requests in the window; retry after ${seconds} s.`, {}, { 'retry-after': String(seconds) });
 };
 
+/** The health of the Redis counters, probed until the app closes. */
+const redisHealth = (app: FastifyInstance, redis: Redis, probeEveryMs: number | undefined): RedisHealth => {
+  const health = new RedisHealth(redis, { log: (message) => app.log.warn(message), ...(probeEveryMs ? { probeEveryMs } : {}) });
+  app.addHook('onClose', async () => health.stop());
+  return health;
+};
+
 export async function registerRateLimit(app: FastifyInstance, options: RateLimitOptions): Promise<ClientAddressLimit | undefined> {
   if (unlimited(options.max) && Object.values(options.perRole ?? {}).every(unlimited)) return undefined;
   await app.register(fastifyRateLimit, {
@@ -58,8 +69,8 @@ export async function registerRateLimit(app: FastifyInstance, options: RateLimit
     max: (request) => limitFor(options, request),
     allowList: (request) => unlimited(limitFor(options, request)),
     timeWindow: options.timeWindowMs,
-    // Same counters on every replica when Redis is given; a Redis error lets the request through.
-    ...(options.redis ? { redis: options.redis, nameSpace: 'crm-rate-limit:', skipOnError: true } : {}),
+    // Same counters on every replica when Redis is given and answers; this process's own otherwise.
+    ...(options.redis ? { store: sharedCounters(options.redis, redisHealth(app, options.redis, options.redisProbeEveryMs), 'crm-rate-limit:') } : {}),
     enableDraftSpec: true,
     // After the auth guard (an app-level onRequest hook), so the key is known: one bucket per key.
     keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.id}` : `ip:${request.ip}`),

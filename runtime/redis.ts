@@ -2,14 +2,15 @@ import { Redis } from 'ioredis';
 
 /**
  * The Redis client of the shared rate-limit counters. Built so that Redis trouble never stalls a
- * request: no offline queue (a command while disconnected fails at once and the limiter lets the
- * request through uncounted), a short command timeout, and reconnection with a capped back-off.
+ * request: no offline queue (a command while disconnected fails at once and the limiter counts in
+ * this process instead), a short command timeout (a Redis that stops answering costs the requests in
+ * flight at most that, then none: api/shared-counters.ts), and reconnection with a capped back-off.
  */
 export const connectRedis = (url: string, log: (message: string) => void = () => undefined): Redis => {
   const client = new Redis(url, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
-    commandTimeout: 500,
+    commandTimeout: 250,
     connectTimeout: 2_000,
     lazyConnect: false,
     retryStrategy: (attempt) => Math.min(200 * attempt, 5_000),
@@ -17,7 +18,7 @@ export const connectRedis = (url: string, log: (message: string) => void = () =>
   let reported = false;
   client.on('error', (error: Error) => {
     // Once per outage: the client keeps reconnecting by itself.
-    if (!reported) log(`Redis at ${describeRedis(url)}: ${error.message}; requests pass the rate limit uncounted until it is back`);
+    if (!reported) log(`Redis at ${describeRedis(url)}: ${error.message}; rate limits are counted in this process until it is back`);
     reported = true;
   });
   client.on('ready', () => {

@@ -5,6 +5,7 @@ import { buildApp, type CrmApp } from '../../api/app.ts';
 import type { RateLimitOptions } from '../../api/rate-limit.ts';
 import { ConfigError, loadConfig } from '../../cli/config.ts';
 import { connectRedis } from '../../runtime/redis.ts';
+import { FaultProxy } from '../faults/proxy.ts';
 import { expectProblem, startApi, type ApiHarness } from './support.ts';
 
 /** Real Redis on this machine (`.ci/run` starts it where it is missing). */
@@ -13,12 +14,14 @@ const REDIS_URL = 'redis://127.0.0.1:6379';
 let h: ApiHarness;
 const apps: CrmApp[] = [];
 const clients: Redis[] = [];
+const proxies: FaultProxy[] = [];
 beforeAll(async () => {
   h = await startApi('api_rate_limit');
 });
 afterAll(async () => {
   for (const app of apps) await app.close();
   for (const client of clients) client.disconnect();
+  for (const proxy of proxies) await proxy.close();
   await h?.close();
 });
 
@@ -148,12 +151,64 @@ describe('rate limits shared through Redis', () => {
     await refusalsCountPerAddress(one, two);
   });
 
-  it('lets requests through, quickly, when Redis cannot be reached', async () => {
-    // Nothing listens on port 1: every command fails at once (no offline queue).
-    const app = await replica({ max: 1, timeWindowMs: 60_000, redis: await redisClient('redis://127.0.0.1:1') });
+  /** Redis behind a proxy of the test's own, and a client connected through it. */
+  const redisBehindProxy = async (): Promise<{ proxy: FaultProxy; client: Redis }> => {
+    const proxy = new FaultProxy({ host: '127.0.0.1', port: 6379 });
+    await proxy.start();
+    proxies.push(proxy);
+    const client = await redisClient(`redis://127.0.0.1:${proxy.port}`);
+    if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve));
+    return { proxy, client };
+  };
+
+  /** Ten requests of a key one after another: their statuses and how long they took together. */
+  const tenRequests = async (app: CrmApp, auth: Record<string, string>): Promise<{ codes: number[]; ms: number }> => {
+    const started = Date.now();
+    const codes: number[] = [];
+    for (let i = 0; i < 10; i++) codes.push((await get(app, auth)).statusCode);
+    return { codes, ms: Date.now() - started };
+  };
+
+  it('counts in the process, without waiting on each request, while Redis stalls; shared again once it answers', async () => {
+    const { proxy, client } = await redisBehindProxy();
+    const app = await replica({ max: 5, timeWindowMs: 60_000, redis: client, redisProbeEveryMs: 100 });
+    const auth = await freshKey();
+    expect((await get(app, auth)).headers['ratelimit-remaining']).toBe('4');
+    proxy.stall();
+    // One command timeout (250 ms) for the first request, none after it: ten requests waiting on a
+    // stalled Redis each would take 2.5 s. The key stays limited, counted in this process.
+    const stalled = await tenRequests(app, auth);
+    expect(stalled.codes).toEqual([200, 200, 200, 200, 200, 429, 429, 429, 429, 429]);
+    expect(stalled.ms).toBeLessThan(1_500);
+    proxy.pass();
+    // The Redis counter holds 2 (the request before the stall, the one that timed out, delivered
+    // late): the key has budget there, while the process's own counter is past its limit.
+    await expect.poll(async () => (await get(app, auth)).statusCode, { timeout: 5_000, interval: 300 }).toBe(200);
+  });
+
+  it('reconnects when its connection stalls for good, and the counters are shared again', async () => {
+    const { proxy, client } = await redisBehindProxy();
+    const app = await replica({ max: 5, timeWindowMs: 60_000, redis: client, redisProbeEveryMs: 100 });
+    const auth = await freshKey();
+    expect((await get(app, auth)).statusCode).toBe(200);
+    // A half-open socket: nothing comes back on it, while a new connection would pass.
+    proxy.stallOpen();
+    const stalled = await tenRequests(app, auth);
+    expect(stalled.codes.filter((code) => code === 429)).toHaveLength(5);
+    expect(stalled.ms).toBeLessThan(1_500);
+    // Three probes without an answer, then a reconnection through a new connection.
+    await expect.poll(async () => (await get(app, auth)).statusCode, { timeout: 8_000, interval: 300 }).toBe(200);
+    expect(client.status).toBe('ready');
+  });
+
+  it('counts in the process, quickly, when Redis cannot be reached', async () => {
+    // Nothing listens on port 1: the client is never ready, so no request waits on it.
+    const app = await replica({ max: 2, timeWindowMs: 60_000, redis: await redisClient('redis://127.0.0.1:1') });
     const auth = await freshKey();
     const started = Date.now();
-    for (let i = 0; i < 3; i++) expect((await get(app, auth)).statusCode).toBe(200);
+    const codes: number[] = [];
+    for (let i = 0; i < 3; i++) codes.push((await get(app, auth)).statusCode);
+    expect(codes).toEqual([200, 200, 429]);
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 });

@@ -17,6 +17,8 @@ export class FaultProxy {
   private readonly server: net.Server;
   private readonly pairs = new Set<Pair>();
   private mode: 'pass' | 'refuse' | 'stall' = 'pass';
+  /** Connections stalled on their own (`stallOpen`), new ones passing. */
+  private readonly stalled = new Set<Pair>();
   port = 0;
 
   constructor(private readonly target: { host: string; port: number }) {
@@ -49,9 +51,18 @@ export class FaultProxy {
     this.mode = 'stall';
   }
 
+  /**
+   * The connections open now stall for good (a peer gone without a word, a half-open socket); new
+   * connections pass. Only a reconnection gets through.
+   */
+  stallOpen(): void {
+    for (const pair of this.pairs) this.stalled.add(pair);
+  }
+
   /** Back to normal: what a stall held is delivered. */
   pass(): void {
     this.mode = 'pass';
+    this.stalled.clear();
     for (const pair of this.pairs) {
       for (const chunk of pair.toUpstream.splice(0)) pair.upstream.write(chunk);
       for (const chunk of pair.toClient.splice(0)) pair.client.write(chunk);
@@ -71,8 +82,9 @@ export class FaultProxy {
     const upstream = net.connect(this.target.port, this.target.host);
     const pair: Pair = { client, upstream, toUpstream: [], toClient: [] };
     this.pairs.add(pair);
-    client.on('data', (chunk: Buffer) => (this.mode === 'stall' ? pair.toUpstream.push(chunk) : upstream.write(chunk)));
-    upstream.on('data', (chunk: Buffer) => (this.mode === 'stall' ? pair.toClient.push(chunk) : client.write(chunk)));
+    const held = () => this.mode === 'stall' || this.stalled.has(pair);
+    client.on('data', (chunk: Buffer) => (held() ? pair.toUpstream.push(chunk) : upstream.write(chunk)));
+    upstream.on('data', (chunk: Buffer) => (held() ? pair.toClient.push(chunk) : client.write(chunk)));
     const end = () => this.drop(pair, false);
     client.on('close', end);
     upstream.on('close', end);
@@ -82,6 +94,7 @@ export class FaultProxy {
 
   private drop(pair: Pair, reset: boolean): void {
     if (!this.pairs.delete(pair)) return;
+    this.stalled.delete(pair);
     if (reset && !pair.client.destroyed) pair.client.resetAndDestroy();
     else pair.client.destroy();
     pair.upstream.destroy();

@@ -1,0 +1,135 @@
+import { createRequire } from 'node:module';
+import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
+import type { Redis } from 'ioredis';
+
+/**
+ * The rate-limit counters of a replica set: in Redis while Redis answers, in this process while it
+ * does not. A Redis that refuses is noticed at once (the client is not ready); one that stalls (its
+ * socket open, no answers) costs the requests in flight one command timeout, then none: the counters
+ * switch to this process, a probe asks Redis every second, and the first answer switches them back.
+ * A probe that keeps timing out reconnects the client, since a stalled socket never recovers by
+ * itself. Counting locally meanwhile keeps each key limited (per replica, as without Redis) instead
+ * of letting every request through uncounted.
+ */
+
+type Counter = FastifyRateLimitStore & { read: FastifyRateLimitStore['incr'] };
+type CounterMethod = 'incr' | 'read';
+type Callback = Parameters<FastifyRateLimitStore['incr']>[1];
+
+// The plugin's own stores, so that both modes count exactly as the plugin does.
+const require = createRequire(import.meta.url);
+const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as new (
+  continueExceeding: boolean,
+  exponentialBackoff: boolean,
+  redis: Redis,
+  nameSpace: string,
+) => Counter;
+const LocalStore = require('@fastify/rate-limit/store/LocalStore.js') as new (continueExceeding: boolean, exponentialBackoff: boolean) => Counter;
+
+export interface RedisHealthOptions {
+  /** Between probes while Redis does not answer. */
+  probeEveryMs?: number;
+  /** Probes that time out before the client is made to reconnect. */
+  reconnectAfterProbes?: number;
+  log?: (message: string) => void;
+}
+
+/** Whether the counters may go to Redis now; told of each failed command, it probes until Redis answers. */
+export class RedisHealth {
+  private answering = true;
+  private failedProbes = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly probeEveryMs: number;
+  private readonly reconnectAfterProbes: number;
+  private readonly log: (message: string) => void;
+
+  constructor(
+    private readonly client: Redis,
+    options: RedisHealthOptions = {},
+  ) {
+    this.probeEveryMs = options.probeEveryMs ?? 1_000;
+    this.reconnectAfterProbes = options.reconnectAfterProbes ?? 3;
+    this.log = options.log ?? (() => undefined);
+  }
+
+  /** Connected, and answering since the last failure (the client reconnects by itself after a refusal). */
+  get usable(): boolean {
+    return this.answering && this.client.status === 'ready';
+  }
+
+  failed(error: Error): void {
+    if (!this.answering || this.stopped) return;
+    this.answering = false;
+    this.log(`Redis did not answer (${error.message}); rate limits are counted in this process until it answers again`);
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private schedule(): void {
+    this.timer = setTimeout(() => void this.probe(), this.probeEveryMs);
+    this.timer.unref();
+  }
+
+  private async probe(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await this.client.ping();
+      this.answering = true;
+      this.failedProbes = 0;
+      this.log('Redis answers again; rate limits are shared by the replicas again');
+    } catch {
+      this.failedProbes += 1;
+      // A stalled socket stays stalled: a new connection is the way back (it may stall too; the probes go on).
+      if (this.failedProbes % this.reconnectAfterProbes === 0) this.client.disconnect(true);
+      this.schedule();
+    }
+  }
+}
+
+/** A store constructor for @fastify/rate-limit: Redis counters while `health` allows, local ones otherwise. */
+export const sharedCounters = (redis: Redis, health: RedisHealth, nameSpace: string): FastifyRateLimitStoreCtor => {
+  class SharedCounters implements Counter {
+    constructor(
+      private readonly shared: Counter,
+      private readonly local: Counter,
+    ) {}
+
+    incr(key: string, callback: Callback, timeWindow: number, max: number): void {
+      this.count('incr', key, callback, timeWindow, max);
+    }
+
+    read(key: string, callback: Callback, timeWindow: number, max: number): void {
+      this.count('read', key, callback, timeWindow, max);
+    }
+
+    child(routeOptions: Parameters<FastifyRateLimitStore['child']>[0]): Counter {
+      return new SharedCounters(this.shared.child(routeOptions) as Counter, this.local.child(routeOptions) as Counter);
+    }
+
+    private count(method: CounterMethod, key: string, callback: Callback, timeWindow: number, max: number): void {
+      if (!health.usable) return this.local[method](key, callback, timeWindow, max);
+      this.shared[method](
+        key,
+        (error, result) => {
+          if (!error) return callback(null, result);
+          health.failed(error);
+          this.local[method](key, callback, timeWindow, max);
+        },
+        timeWindow,
+        max,
+      );
+    }
+  }
+  return class {
+    constructor(params: { continueExceeding?: boolean; exponentialBackoff?: boolean }) {
+      const continueExceeding = params.continueExceeding ?? false;
+      const exponentialBackoff = params.exponentialBackoff ?? false;
+      return new SharedCounters(new RedisStore(continueExceeding, exponentialBackoff, redis, nameSpace), new LocalStore(continueExceeding, exponentialBackoff));
+    }
+  } as unknown as FastifyRateLimitStoreCtor;
+};
