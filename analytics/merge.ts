@@ -62,7 +62,9 @@ export async function mergeCustomers(trx: QueryExecutorProvider, schema: string,
   ];
   await sql`UPDATE ${t('analytics_customer')} p SET
       ${sql.join(counters.map((c) => sql`${sql.id(c)} = p.${sql.id(c)} + d.${sql.id(c)}`))},
-      currency = coalesce(p.currency, d.currency),
+      currency = CASE WHEN d.first_purchase_at IS NOT NULL AND (p.first_purchase_at IS NULL
+          OR (d.first_purchase_at, d.currency) < (p.first_purchase_at, p.currency)) THEN d.currency ELSE p.currency END,
+      first_purchase_at = least(p.first_purchase_at, d.first_purchase_at),
       registered_at = least(p.registered_at, d.registered_at),
       last_activity_day = greatest(p.last_activity_day, d.last_activity_day),
       last_event_at = greatest(p.last_event_at, d.last_event_at)

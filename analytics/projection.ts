@@ -117,6 +117,7 @@ const newCustomer = (customerId: string): Row => ({
   customer_id: customerId,
   registered_at: null,
   currency: null,
+  first_purchase_at: null,
   cohort: null,
   first_day: null,
   last_day: null,
@@ -214,6 +215,17 @@ class Tables {
   }
 }
 
+/**
+ * Whether a purchase at `at` in `currency` comes before the customer's first so far: earlier in
+ * business time, or at the same time in a currency whose code sorts first (so that the headline
+ * currency does not depend on the order purchases are recorded in).
+ */
+const isFirstPurchase = (c: Row, at: string, currency: string): boolean => {
+  if (c.first_purchase_at === null || c.first_purchase_at === undefined) return true;
+  const first = ms(c.first_purchase_at);
+  return ms(at) < first || (ms(at) === first && currency < String(c.currency));
+};
+
 const latestOf = (stored: unknown, at: string): unknown => (stored === null || stored === undefined || ms(at) > ms(stored) ? at : stored);
 
 /**
@@ -277,7 +289,10 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
       const d = event.data;
       const c = await customer(d.customerId);
       // Every purchase counts, whatever its currency; its value is in the base currency (0 while its rate is missing).
-      c.currency ??= d.currency;
+      if (isFirstPurchase(c, at, d.currency)) {
+        c.first_purchase_at = at;
+        c.currency = d.currency;
+      }
       const amount = await recordAmount(t, c, e, 'purchase', `${d.customerId}|${d.orderId}`, isoDay, d.currency, d.amount);
       await t
         .row(ORDER, `${d.customerId}|${d.orderId}`, () => ({
@@ -630,8 +645,9 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
     name: 'analytics',
     // 2: merges fold the duplicate into the primary. 3: activities count as engagement. 4: money in the
     // base currency, purchases in every currency counted. 5: retention counts (analytics/retention-counts.ts).
-    // 6: the gaps between listed days, for retention in any activity window.
-    version: 6,
+    // 6: the gaps between listed days, for retention in any activity window. 7: `currency` is the first
+    // purchase's in business time, not the first recorded.
+    version: 7,
     tables: AGGREGATE_TABLES,
     filter: { eventTypes: [...ANALYTICS_EVENT_TYPES] },
     async migrate(db: Kysely<unknown>, schema: string) {

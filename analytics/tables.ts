@@ -16,7 +16,8 @@ import { ACTIVE_AT, COHORT_ACTIVITY, LISTED_GAP, migrateRetentionCounts } from '
 /**
  * Per-customer aggregates, each updated in O(1) per event. Money is net, in the base currency (every
  * purchase and refund converted at the rate valid at its business time); `currency` is the currency of
- * the first purchase; `pending_amounts` counts amounts still waiting for a rate (valued 0 until then).
+ * the first purchase in business time (`first_purchase_at`; the first code on a tie), as on the
+ * customers read model, whatever order purchases were recorded in; `pending_amounts` counts amounts still waiting for a rate (valued 0 until then).
  */
 export const CUSTOMER: TableSpec = {
   table: 'analytics_customer',
@@ -56,6 +57,7 @@ export const CUSTOMER: TableSpec = {
     'last_activity_day',
     'pending_amounts',
     'purchase_months',
+    'first_purchase_at',
   ],
   dateColumns: ['first_day', 'last_day', 'last_activity_day'],
 };
@@ -237,6 +239,8 @@ export async function migrateAggregates(db: QueryExecutorProvider, schema: strin
   await sql`ALTER TABLE ${t('analytics_customer')} ADD COLUMN IF NOT EXISTS last_activity_day date`.execute(db);
   // Base-currency values came with version 4: amounts waiting for a rate, and the base currency itself.
   await sql`ALTER TABLE ${t('analytics_customer')} ADD COLUMN IF NOT EXISTS pending_amounts integer NOT NULL DEFAULT 0`.execute(db);
+  // Version 7: the headline currency is the first purchase's in business time.
+  await sql`ALTER TABLE ${t('analytics_customer')} ADD COLUMN IF NOT EXISTS first_purchase_at timestamptz`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS analytics_customer_cohort_idx ON ${t('analytics_customer')} (cohort)`.execute(db);
   await sql`CREATE TABLE IF NOT EXISTS ${t('analytics_purchase_day')} (
     purchase_day_id text PRIMARY KEY,

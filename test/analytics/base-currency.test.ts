@@ -176,6 +176,48 @@ describe('analytics in the base currency', () => {
     expect(p.total_value).toBe('510.0000');
   });
 
+  it('names the currency of the first purchase in business time, whatever order purchases were recorded in', async () => {
+    const schema = `${schemas.read}_headline`;
+    const carol = randomUUID();
+    const dave = randomUUID();
+    // Carol's February USD purchase is recorded before her January EUR one (an order feed catching up);
+    // Dave buys in GBP and CHF at the same time: the code that sorts first names him, either way round.
+    await run(schema, [
+      [buy(carol, 'c2', 40, 'USD', '2024-02-10T10:00:00Z')],
+      [buy(carol, 'c1', 100, 'EUR', '2024-01-10T10:00:00Z'), buy(dave, 'd1', 5, 'GBP', '2024-03-01T09:00:00Z')],
+      [buy(dave, 'd2', 5, 'CHF', '2024-03-01T09:00:00Z'), buy(carol, 'c3', 10, 'JPY', '2024-03-01T10:00:00Z')],
+    ]);
+    const c = await customerRow(schema, carol);
+    expect(c.currency).toBe('EUR');
+    expect(new Date(c.first_purchase_at).toISOString()).toBe('2024-01-10T10:00:00.000Z');
+    expect((await customerRow(schema, dave)).currency).toBe('CHF');
+    // Recorded in the other order, the rows are the same.
+    const reversed = `${schemas.read}_headline_reversed`;
+    await run(reversed, [
+      [buy(dave, 'd2', 5, 'CHF', '2024-03-01T09:00:00Z'), buy(carol, 'c3', 10, 'JPY', '2024-03-01T10:00:00Z')],
+      [buy(carol, 'c1', 100, 'EUR', '2024-01-10T10:00:00Z'), buy(dave, 'd1', 5, 'GBP', '2024-03-01T09:00:00Z')],
+      [buy(carol, 'c2', 40, 'USD', '2024-02-10T10:00:00Z')],
+    ]);
+    expect((await customerRow(reversed, carol)).currency).toBe('EUR');
+    expect((await customerRow(reversed, dave)).currency).toBe('CHF');
+  });
+
+  it("a merge names the currency of the earlier first purchase of the two, the duplicate's too", async () => {
+    const schema = `${schemas.read}_merge_headline`;
+    const primary = randomUUID();
+    const duplicate = randomUUID();
+    await run(schema, [
+      [buy(primary, 'p1', 10, 'EUR', '2024-02-10T00:00:00Z'), buy(duplicate, 'd1', 20, 'USD', '2024-01-12T00:00:00Z')],
+      [projected({ type: 'CustomerMerged', data: { customerId: primary, duplicateId: duplicate } }, '2024-02-20T00:00:00Z')],
+    ]);
+    const p = await customerRow(schema, primary);
+    expect(p.currency).toBe('USD');
+    expect(new Date(p.first_purchase_at).toISOString()).toBe('2024-01-12T00:00:00.000Z');
+    // A later purchase of the primary's in another currency changes nothing.
+    await run(schema, [[buy(primary, 'p2', 5, 'GBP', '2024-03-01T00:00:00Z')]]);
+    expect((await customerRow(schema, primary)).currency).toBe('USD');
+  });
+
   it('fitting leaves customers with a missing rate out of Gamma-Gamma and says how many; the rate brings them in', async () => {
     const schema = `${schemas.read}_fit`;
     const fit = () => createAnalyticsService({ db, schema, baseCurrency: 'EUR', clock: () => new Date('2024-07-01T00:00:00Z') });
