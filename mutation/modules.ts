@@ -151,4 +151,10 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     tests: ['test/api/exports.test.ts', 'test/faults/export-faults.test.ts', 'test/api/visibility.test.ts'],
     concurrency: 1,
   },
+  // Rate limits per key and address, and their counters in Redis or, while Redis does not answer, in the process.
+  'rate-limits': {
+    mutate: ['api/rate-limit.ts', 'api/shared-counters.ts'],
+    tests: ['test/api/rate-limit.test.ts'],
+    concurrency: 1,
+  },
 };

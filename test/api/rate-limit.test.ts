@@ -66,7 +66,8 @@ const refusalsCountPerAddress = async (one: CrmApp, two: CrmApp = one): Promise<
   expect(first.headers['ratelimit-remaining']).toBe('2');
   const refused = await get(two, { authorization: `Bearer crm_${randomUUID()}` }, address);
   expectProblem(refused, 429, 'rate-limited');
-  expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+  expectRetryWithinTheWindow(refused);
+  expect(refused.headers['ratelimit-reset']).toBe(refused.headers['retry-after']);
   const valid = await freshKey();
   expectProblem(await get(one, valid, address), 429, 'rate-limited');
   expect((await get(one, valid, freshAddress())).statusCode).toBe(200);
@@ -74,6 +75,13 @@ const refusalsCountPerAddress = async (one: CrmApp, two: CrmApp = one): Promise<
   const cached = await get(one, valid, address);
   expect(cached.statusCode).toBe(200);
   expect(cached.headers['ratelimit-remaining']).toBe('1');
+};
+
+/** A 429's Retry-After: whole seconds within the minute's window, the same in the problem's detail. */
+const expectRetryWithinTheWindow = (refused: { headers: Record<string, unknown>; body: string }): void => {
+  const seconds = Number(refused.headers['retry-after']);
+  expect(Number.isInteger(seconds) && seconds >= 1 && seconds <= 60).toBe(true);
+  expect((JSON.parse(refused.body) as { detail: string }).detail).toContain(`retry after ${seconds} s`);
 };
 
 /** A fresh key per test: counters in Redis outlive a test run. */
@@ -96,7 +104,7 @@ describe('rate limits counted in each process', () => {
     expect((await get(app, auth)).headers['ratelimit-remaining']).toBe('0');
     const refused = await get(app, auth);
     expectProblem(refused, 429, 'rate-limited');
-    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+    expectRetryWithinTheWindow(refused);
     // Another key has its own budget.
     expect((await get(app, await freshKey())).statusCode).toBe(200);
   });
@@ -161,11 +169,11 @@ describe('rate limits shared through Redis', () => {
     return { proxy, client };
   };
 
-  /** Ten requests of a key one after another: their statuses and how long they took together. */
-  const tenRequests = async (app: CrmApp, auth: Record<string, string>): Promise<{ codes: number[]; ms: number }> => {
+  /** Twenty requests of a key one after another: their statuses and how long they took together. */
+  const twentyRequests = async (app: CrmApp, auth: Record<string, string>): Promise<{ codes: number[]; ms: number }> => {
     const started = Date.now();
     const codes: number[] = [];
-    for (let i = 0; i < 10; i++) codes.push((await get(app, auth)).statusCode);
+    for (let i = 0; i < 20; i++) codes.push((await get(app, auth)).statusCode);
     return { codes, ms: Date.now() - started };
   };
 
@@ -175,11 +183,11 @@ describe('rate limits shared through Redis', () => {
     const auth = await freshKey();
     expect((await get(app, auth)).headers['ratelimit-remaining']).toBe('4');
     proxy.stall();
-    // One command timeout (250 ms) for the first request, none after it: ten requests waiting on a
-    // stalled Redis each would take 2.5 s. The key stays limited, counted in this process.
-    const stalled = await tenRequests(app, auth);
-    expect(stalled.codes).toEqual([200, 200, 200, 200, 200, 429, 429, 429, 429, 429]);
-    expect(stalled.ms).toBeLessThan(1_500);
+    // One command timeout (250 ms) for the first request, none after it: twenty requests waiting on a
+    // stalled Redis each would take 5 s. The key stays limited, counted in this process.
+    const stalled = await twentyRequests(app, auth);
+    expect(stalled.codes).toEqual([...Array<number>(5).fill(200), ...Array<number>(15).fill(429)]);
+    expect(stalled.ms).toBeLessThan(2_000);
     proxy.pass();
     // The Redis counter holds 2 (the request before the stall, the one that timed out, delivered
     // late): the key has budget there, while the process's own counter is past its limit.
@@ -193,9 +201,10 @@ describe('rate limits shared through Redis', () => {
     expect((await get(app, auth)).statusCode).toBe(200);
     // A half-open socket: nothing comes back on it, while a new connection would pass.
     proxy.stallOpen();
-    const stalled = await tenRequests(app, auth);
-    expect(stalled.codes.filter((code) => code === 429)).toHaveLength(5);
-    expect(stalled.ms).toBeLessThan(1_500);
+    const stalled = await twentyRequests(app, auth);
+    // Counted in the process (a reconnection mid-way, on a loaded machine, may count the rest in Redis again).
+    expect(stalled.codes.filter((code) => code === 429).length).toBeGreaterThanOrEqual(5);
+    expect(stalled.ms).toBeLessThan(2_000);
     // Three probes without an answer, then a reconnection through a new connection.
     await expect.poll(async () => (await get(app, auth)).statusCode, { timeout: 8_000, interval: 300 }).toBe(200);
     expect(client.status).toBe('ready');
