@@ -13,7 +13,7 @@ import { verifyReadModels, type ReadModelVerification, type VerifyProgress } fro
 
 export type { AuditDeps } from './deps.ts';
 export { stateAsOf, TIME_AXES, type RecordAsOf, type TimeAxis } from './as-of.ts';
-export { eventLog, streamHistory, iterateEventLog, iterateStreamHistory, InvalidAuditQuery } from './history.ts';
+export { eventLog, streamHistory, streamNamed, iterateEventLog, iterateStreamHistory, InvalidAuditQuery } from './history.ts';
 export { exportStream, type ExportFormat } from './export.ts';
 export { ReadModelsNotBuilt, verifyReadModels, type ReadModelVerification } from './verify.ts';
 export {

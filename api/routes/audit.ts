@@ -26,8 +26,8 @@ import { z } from 'zod';
 import { parseRecordKind } from '../../audit/as-of.ts';
 import { auditEventToJson, type PersonalDataMode } from '../../audit/event-view.ts';
 import { EXPORT_CONTENT_TYPES, exportStream, type ExportFormat } from '../../audit/export.ts';
-import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory, type EventLogFilter } from '../../audit/history.ts';
-import { ChainNotAvailable, parseChainAnchor, VerificationRunning } from '../../audit/index.ts';
+import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory, streamNamed, type EventLogFilter } from '../../audit/history.ts';
+import { ChainNotAvailable, parseChainAnchor, VerificationRunning, type AuditServices } from '../../audit/index.ts';
 import { jsonSafe } from '../../audit/verification-jobs.ts';
 import { Id, IsoDate, IsoDateTime } from '../../domain/shared.ts';
 import { STREAM_NAME_PATTERN } from '../../eventstore/contract.ts';
@@ -134,7 +134,10 @@ const instant = (value: string | undefined, end: boolean): Date | undefined => {
   return new Date(value);
 };
 
-const logFilter = (query: { actor?: string; type?: string | string[]; stream?: string; from?: string; to?: string }): EventLogFilter => {
+const logFilter = async (
+  deps: AuditServices['deps'],
+  query: { actor?: string; type?: string | string[]; stream?: string; from?: string; to?: string },
+): Promise<EventLogFilter> => {
   const types =
     query.type === undefined
       ? undefined
@@ -150,7 +153,7 @@ const logFilter = (query: { actor?: string; type?: string | string[]; stream?: s
     ...(query.actor !== undefined ? { actor: query.actor } : {}),
     ...(types && types.length > 0 ? { types } : {}),
     // A bare aggregate name (`deal`) means every stream of that aggregate (`deal-`).
-    ...(query.stream !== undefined ? { stream: /^[a-z][a-z0-9_]*$/.test(query.stream) ? `${query.stream}-` : query.stream } : {}),
+    ...(query.stream !== undefined ? { stream: /^[a-z][a-z0-9_]*$/.test(query.stream) ? `${query.stream}-` : await streamNamed(deps, query.stream) } : {}),
     ...(from ? { from } : {}),
     ...(to ? { to } : {}),
   };
@@ -196,7 +199,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       },
     },
     async (request, reply) => {
-      const { stream } = request.params;
+      const stream = await streamNamed(deps, request.params.stream);
       const { limit, cursor, direction, format } = request.query;
       const mode = personalDataMode(request);
       const within = await unownedWithin(request, stream);
@@ -225,7 +228,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       },
     },
     async (request, reply) => {
-      const { stream } = request.params;
+      const stream = await streamNamed(deps, request.params.stream);
       const chosen = negotiate(request, request.query.format, 'ndjson');
       // As the paged history: a mistyped stream is a 404, not a download holding nothing.
       if ((await streamHistory(deps, stream, { personalData: 'mask', limit: 1 })).items.length === 0)
@@ -253,7 +256,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     },
     async (request, reply) => {
       const { limit, cursor, direction, format, ...filters } = request.query;
-      const filter = { ...logFilter(filters), within: await auditWithin(request, readSource) };
+      const filter = { ...(await logFilter(deps, filters)), within: await auditWithin(request, readSource) };
       const mode = personalDataMode(request);
       const chosen = negotiate(request, format, 'json');
       if (chosen !== 'json') {
@@ -283,7 +286,12 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
         reply,
         chosen === 'json' ? 'ndjson' : chosen,
         'events',
-        iterateEventLog(deps, { ...logFilter(filters), within: await auditWithin(request, readSource), direction, personalData: personalDataMode(request) }),
+        iterateEventLog(deps, {
+          ...(await logFilter(deps, filters)),
+          within: await auditWithin(request, readSource),
+          direction,
+          personalData: personalDataMode(request),
+        }),
       );
     },
   );
