@@ -79,6 +79,22 @@ export const parsePositionCursor = (cursor: string | null | undefined): bigint |
   return BigInt(cursor);
 };
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The stream a caller means by a name. Ids are UUIDs, which are case-insensitive: every route reads
+ * them in any case and the commands name streams with them in lower case, so `customer-6F1C...`
+ * means `customer-6f1c...`. A stream stored under the exact spelling given (written before ids were
+ * normalised) is still that stream: an auditor must be able to read it.
+ */
+export async function streamNamed(deps: Pick<AuditDeps, 'store'>, stream: string): Promise<string> {
+  const dash = stream.indexOf('-');
+  const id = stream.slice(dash + 1);
+  if (dash < 0 || !UUID.test(id) || id === id.toLowerCase()) return stream;
+  const exact = await deps.store.readStream(stream, { maxCount: 1 });
+  return exact.length > 0 ? stream : `${stream.slice(0, dash + 1)}${id.toLowerCase()}`;
+}
+
 /** Every event of one stream in revision order, with metadata, paged by revision. */
 export async function streamHistory(deps: AuditDeps, stream: string, query: StreamHistoryQuery): Promise<Page<AuditEvent>> {
   const limit = clampLimit(query.limit);

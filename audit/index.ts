@@ -1,10 +1,10 @@
 import { campaignCosts, campaignResponses, type CampaignCostView, type CampaignRecordQuery, type CampaignResponseView } from './campaign-records.ts';
-import type { Page } from './history.ts';
+import { InvalidAuditQuery, type Page } from './history.ts';
 import { feedbackBodies } from './feedback-bodies.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
 import { stateAsOf, type RecordAsOf, type TimeAxis } from './as-of.ts';
-import { sealChain, startChainSealer, verifyChains, type ChainAnchor, type ChainSealer, type ChainsVerification } from './sql/chain.ts';
+import { formatChainAnchor, sealChain, startChainSealer, verifyChains, type ChainAnchor, type ChainSealer, type ChainsVerification } from './sql/chain.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import type { PersonalDataMode } from './event-view.ts';
 import { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
@@ -13,7 +13,7 @@ import { verifyReadModels, type ReadModelVerification, type VerifyProgress } fro
 
 export type { AuditDeps } from './deps.ts';
 export { stateAsOf, TIME_AXES, type RecordAsOf, type TimeAxis } from './as-of.ts';
-export { eventLog, streamHistory, iterateEventLog, iterateStreamHistory, InvalidAuditQuery } from './history.ts';
+export { eventLog, streamHistory, streamNamed, iterateEventLog, iterateStreamHistory, InvalidAuditQuery } from './history.ts';
 export { exportStream, type ExportFormat } from './export.ts';
 export { ReadModelsNotBuilt, verifyReadModels, type ReadModelVerification } from './verify.ts';
 export {
@@ -23,9 +23,11 @@ export {
   startChainSealer,
   verifyChains,
   verifyGlobalChain,
+  type AnchorCheck,
   type ChainAnchor,
   type ChainsVerification,
 } from './sql/chain.ts';
+export { VerificationRunning } from './verification-jobs.ts';
 export { subjectAccessExport, type SubjectAccessExport } from './subject-access.ts';
 export { describeChainsVerification, describeReadModelVerification } from './summary.ts';
 
@@ -66,8 +68,15 @@ export interface AuditServices {
   campaignResponses(query: CampaignRecordQuery): Promise<Page<CampaignResponseView>>;
   /** Campaign costs one by one, from the events (the read model keeps their sum): for the costs export. */
   campaignCosts(query: CampaignRecordQuery): Promise<Page<CampaignCostView>>;
-  /** Starts a background verification recorded in `audit_verifications` (or joins the one of that kind already running); resolves with its id. */
-  startVerification(kind: VerificationKind, requestedBy: string | null): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
+  /**
+   * Starts a background verification recorded in `audit_verifications` (or joins the one of that kind
+   * already running with the same anchors); resolves with its id. `anchors` go with `chains` only.
+   */
+  startVerification(
+    kind: VerificationKind,
+    requestedBy: string | null,
+    options?: { anchors?: readonly ChainAnchor[] },
+  ): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
   verificationJobs(): Promise<VerificationJobs>;
 }
 
@@ -119,18 +128,27 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
     feedbackBodies: (feedbackIds) => feedbackBodies(deps, feedbackIds),
     campaignResponses: (query) => campaignResponses(deps, query),
     campaignCosts: (query) => campaignCosts(deps, query),
-    async startVerification(kind, requestedBy) {
+    async startVerification(kind, requestedBy, opts = {}) {
+      const anchors = opts.anchors ?? [];
+      // Refused before anything is recorded: a replay of the read models has no chain to hold them against.
+      if (anchors.length > 0 && kind !== 'chains') throw new InvalidAuditQuery('anchors', 'anchors go with kind chains (a check of the hash chains)');
       if (kind === 'chains') requireSqlEvents();
       const jobs = await verificationJobs();
-      return jobs.start(kind, requestedBy, async (onProgress) =>
-        kind === 'chains'
-          ? services.verifyChains({ onProgress: (p) => onProgress({ phase: p.phase, done: p.checked, total: null }) }).then((result) => {
-              // Reported after each page only, and not for the page a broken link stops in: the counts checked, as the result says.
-              onProgress({ phase: 'streams', done: result.streams.checked, total: result.streams.checked });
-              onProgress({ phase: 'global', done: result.global.checked, total: result.global.checked });
-              return result;
-            })
-          : services.verifyReadModels({ onProgress: (p) => onProgress({ phase: p.phase, done: p.done, total: p.total }) }),
+      const recorded = { anchors: anchors.map(formatChainAnchor) };
+      return jobs.start(
+        kind,
+        requestedBy,
+        async (onProgress) =>
+          kind === 'chains'
+            ? services.verifyChains({ onProgress: (p) => onProgress({ phase: p.phase, done: p.checked, total: null }), anchors }).then((result) => {
+                // Reported after each page only, and not for the page a broken link stops in: the counts checked, as the result says.
+                onProgress({ phase: 'streams', done: result.streams.checked, total: result.streams.checked });
+                onProgress({ phase: 'global', done: result.global.checked, total: result.global.checked });
+                // The head in the form `anchors` takes back (as `crm verify --chain` prints it); none when the chain is broken.
+                return { ...result, headAnchor: result.global.head ? formatChainAnchor(result.global.head) : null };
+              })
+            : services.verifyReadModels({ onProgress: (p) => onProgress({ phase: p.phase, done: p.done, total: p.total }) }),
+        recorded,
       );
     },
     verificationJobs,

@@ -29,6 +29,8 @@ export interface VerificationJob {
   /** The verdict once finished: true = passed, false = a difference or broken link; null otherwise. */
   ok: boolean | null;
   requestedBy: string | null;
+  /** The chain anchors the job checks (`<position>:<hash>`), as asked; empty when none. */
+  anchors: string[];
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -66,6 +68,8 @@ export async function migrateVerificationJobs(db: Kysely<unknown>, schema: strin
       result jsonb,
       error text
     )`,
+    // Added after the first release: tables created before lack it.
+    sql`ALTER TABLE ${sql.id(schema, 'audit_verifications')} ADD COLUMN IF NOT EXISTS anchors jsonb`,
   );
 }
 
@@ -74,6 +78,7 @@ interface JobRow {
   kind: VerificationKind;
   status: VerificationStatus;
   requested_by: string | null;
+  anchors: string[] | null;
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
@@ -95,6 +100,7 @@ const toJob = (row: JobRow): VerificationJob => {
     done: status !== 'running' && status !== 'queued',
     ok: status === 'passed' ? true : status === 'failed' ? false : null,
     requestedBy: row.requested_by,
+    anchors: row.anchors ?? [],
     createdAt: row.created_at.toISOString(),
     startedAt: row.started_at?.toISOString() ?? null,
     finishedAt: row.finished_at?.toISOString() ?? null,
@@ -120,10 +126,39 @@ export interface VerificationOutcome {
 
 export type VerificationRun = (onProgress: (progress: VerificationProgress) => void) => Promise<VerificationOutcome>;
 
+export interface StartOptions {
+  /** The chain anchors the run checks, as `<position>:<hash>`: recorded with the job, and part of what a request joins. */
+  anchors?: readonly string[];
+}
+
 export interface VerificationJobs {
-  /** Records the job and starts it in this process, or joins the job of that kind already running; resolves with its id at once. */
-  start(kind: VerificationKind, requestedBy: string | null, run: VerificationRun): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
+  /**
+   * Records the job and starts it in this process, or joins the job of that kind already running
+   * with the same anchors; resolves with its id at once. Throws `VerificationRunning` while one of
+   * that kind runs with other anchors.
+   */
+  start(
+    kind: VerificationKind,
+    requestedBy: string | null,
+    run: VerificationRun,
+    options?: StartOptions,
+  ): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
   get(id: string): Promise<VerificationJob | undefined>;
+}
+
+/**
+ * A job of the same kind is running with other anchors. Joining it would answer a question that was
+ * not asked (its anchors, not these), and starting another beside it would let callers run any
+ * number of full passes over the events at once: the caller asks again once it has finished.
+ */
+export class VerificationRunning extends Error {
+  constructor(
+    readonly id: string,
+    readonly kind: VerificationKind,
+  ) {
+    super(`A ${kind} verification with other anchors is running (${id}); start this one when it has finished.`);
+    this.name = 'VerificationRunning';
+  }
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -135,19 +170,23 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
   const update = (id: string, set: ReturnType<typeof sql>) => sql`UPDATE ${table} SET ${set}, heartbeat_at = now() WHERE id = ${id}`.execute(db);
 
   return {
-    async start(kind, requestedBy, run) {
+    async start(kind, requestedBy, run, options = {}) {
       const fresh = randomUUID();
+      const anchors = options.anchors && options.anchors.length > 0 ? [...options.anchors] : null;
       // One running job per kind in the deployment: a second request joins it instead of starting
       // another full replay (each costs a shadow schema and a pass over every event).
       const running = await db.transaction().execute(async (trx) => {
         await sql`SELECT pg_advisory_xact_lock(hashtext(${`audit_verifications:${schema}:${kind}`}))`.execute(trx);
-        const { rows } = await sql<{ id: string }>`
-          SELECT id FROM ${table}
+        const { rows } = await sql<{ id: string; anchors: string[] | null }>`
+          SELECT id, anchors FROM ${table}
            WHERE kind = ${kind} AND status = 'running' AND heartbeat_at > now() - make_interval(secs => ${ABANDONED_AFTER_MS / 1000})
            ORDER BY created_at DESC LIMIT 1`.execute(trx);
-        if (rows[0]) return rows[0].id;
-        await sql`INSERT INTO ${table} (id, kind, status, requested_by, started_at)
-          VALUES (${fresh}, ${kind}, 'running', ${requestedBy}, now())`.execute(trx);
+        if (rows[0]) {
+          if (JSON.stringify(rows[0].anchors ?? null) !== JSON.stringify(anchors)) throw new VerificationRunning(rows[0].id, kind);
+          return rows[0].id;
+        }
+        await sql`INSERT INTO ${table} (id, kind, status, requested_by, started_at, anchors)
+          VALUES (${fresh}, ${kind}, 'running', ${requestedBy}, now(), ${anchors === null ? null : JSON.stringify(anchors)}::jsonb)`.execute(trx);
         return undefined;
       });
       if (running) return { id: running, done: Promise.resolve(), joined: true };

@@ -15,7 +15,7 @@
  * - GET  /audit/events                     the global log, filtered, paged by position
  * - GET  /audit/events/export              the filtered log as an NDJSON or CSV download
  * - GET  /audit/state/:kind/:id?asOf=      a record as it stood at an instant (record time)
- * - POST /audit/verify                     starts a verification job (202 + id)
+ * - POST /audit/verify                     starts a verification job (202 + id); chains jobs take `anchors`
  * - GET  /audit/verify/:id                 its status, progress and result
  * - POST /audit/chain/seal                 seals the global hash chain now
  * - GET  /customers/:id/export             subject access request export
@@ -26,8 +26,8 @@ import { z } from 'zod';
 import { parseRecordKind } from '../../audit/as-of.ts';
 import { auditEventToJson, type PersonalDataMode } from '../../audit/event-view.ts';
 import { EXPORT_CONTENT_TYPES, exportStream, type ExportFormat } from '../../audit/export.ts';
-import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory, type EventLogFilter } from '../../audit/history.ts';
-import { ChainNotAvailable } from '../../audit/index.ts';
+import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory, streamNamed, type EventLogFilter } from '../../audit/history.ts';
+import { ChainNotAvailable, parseChainAnchor, VerificationRunning, type AuditServices } from '../../audit/index.ts';
 import { jsonSafe } from '../../audit/verification-jobs.ts';
 import { Id, IsoDate, IsoDateTime } from '../../domain/shared.ts';
 import { STREAM_NAME_PATTERN } from '../../eventstore/contract.ts';
@@ -86,10 +86,25 @@ const AuditEventSchema = z
   .meta({ id: 'AuditEvent' });
 const AuditPage = z.object({ items: z.array(AuditEventSchema), nextCursor: z.string().nullable() });
 
+/** As many anchors as a daily run keeps for about three years; each costs the check a lookup only. */
+const MAX_ANCHORS = 1000;
+const AnchorText = z
+  .string()
+  .max(100)
+  .refine((text) => parseChainAnchor(text) !== undefined, 'an anchor `<position>:<64 hex digits>`, as a chains verification reports `headAnchor`');
+
 const VerifyBody = z
   .strictObject({
     kind: z.enum(['read_models', 'chains']).optional().describe('read_models (default): replay and compare; chains: recompute the hash chains'),
     chain: z.boolean().optional().describe('Shorthand for kind=chains (as `crm verify --chain`)'),
+    anchors: z
+      .array(AnchorText)
+      .max(MAX_ANCHORS)
+      .optional()
+      .describe(
+        `With kind chains (as \`crm verify --chain --anchor\`): global chain heads kept outside the database, \`<position>:<hash>\`, at most ${MAX_ANCHORS}. ` +
+          'Each must still be on the chain: one that is not means the chain was re-hashed, and the job fails.',
+      ),
   })
   .optional();
 
@@ -102,6 +117,7 @@ const personalDataMode = (request: FastifyRequest): PersonalDataMode => {
 const asProblem = (error: unknown): unknown => {
   if (error instanceof InvalidAuditQuery) return validationProblem([{ field: error.field, message: error.message }]);
   if (error instanceof ChainNotAvailable) return new ProblemError('invalid_state', error.message);
+  if (error instanceof VerificationRunning) return new ProblemError('invalid_state', error.message, { details: { running: error.id } });
   return error;
 };
 const guarded = async <T>(work: () => Promise<T>): Promise<T> => {
@@ -118,7 +134,10 @@ const instant = (value: string | undefined, end: boolean): Date | undefined => {
   return new Date(value);
 };
 
-const logFilter = (query: { actor?: string; type?: string | string[]; stream?: string; from?: string; to?: string }): EventLogFilter => {
+const logFilter = async (
+  deps: AuditServices['deps'],
+  query: { actor?: string; type?: string | string[]; stream?: string; from?: string; to?: string },
+): Promise<EventLogFilter> => {
   const types =
     query.type === undefined
       ? undefined
@@ -134,7 +153,7 @@ const logFilter = (query: { actor?: string; type?: string | string[]; stream?: s
     ...(query.actor !== undefined ? { actor: query.actor } : {}),
     ...(types && types.length > 0 ? { types } : {}),
     // A bare aggregate name (`deal`) means every stream of that aggregate (`deal-`).
-    ...(query.stream !== undefined ? { stream: /^[a-z][a-z0-9_]*$/.test(query.stream) ? `${query.stream}-` : query.stream } : {}),
+    ...(query.stream !== undefined ? { stream: /^[a-z][a-z0-9_]*$/.test(query.stream) ? `${query.stream}-` : await streamNamed(deps, query.stream) } : {}),
     ...(from ? { from } : {}),
     ...(to ? { to } : {}),
   };
@@ -180,7 +199,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       },
     },
     async (request, reply) => {
-      const { stream } = request.params;
+      const stream = await streamNamed(deps, request.params.stream);
       const { limit, cursor, direction, format } = request.query;
       const mode = personalDataMode(request);
       const within = await unownedWithin(request, stream);
@@ -209,7 +228,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       },
     },
     async (request, reply) => {
-      const { stream } = request.params;
+      const stream = await streamNamed(deps, request.params.stream);
       const chosen = negotiate(request, request.query.format, 'ndjson');
       // As the paged history: a mistyped stream is a 404, not a download holding nothing.
       if ((await streamHistory(deps, stream, { personalData: 'mask', limit: 1 })).items.length === 0)
@@ -237,7 +256,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     },
     async (request, reply) => {
       const { limit, cursor, direction, format, ...filters } = request.query;
-      const filter = { ...logFilter(filters), within: await auditWithin(request, readSource) };
+      const filter = { ...(await logFilter(deps, filters)), within: await auditWithin(request, readSource) };
       const mode = personalDataMode(request);
       const chosen = negotiate(request, format, 'json');
       if (chosen !== 'json') {
@@ -267,7 +286,12 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
         reply,
         chosen === 'json' ? 'ndjson' : chosen,
         'events',
-        iterateEventLog(deps, { ...logFilter(filters), within: await auditWithin(request, readSource), direction, personalData: personalDataMode(request) }),
+        iterateEventLog(deps, {
+          ...(await logFilter(deps, filters)),
+          within: await auditWithin(request, readSource),
+          direction,
+          personalData: personalDataMode(request),
+        }),
       );
     },
   );
@@ -305,6 +329,12 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       schema: {
         tags,
         summary: 'Start a verification in the background: read models against a replay (default), or the hash chains',
+        description:
+          'The chains alone cannot catch someone who can write to the database and re-hashes them after an edit. ' +
+          'A finished chains job reports `result.headAnchor` (`<position>:<hash>`, the global chain head): keep it outside the database ' +
+          'and give it back in `anchors`; the job then reports each anchor in `result.global.anchors` (`matched`, `status`) and fails ' +
+          'when one is not on the chain as it stands. A request joins the job of its kind already running with the same anchors; ' +
+          'while one runs with other anchors it is a 409 naming it.',
         body: VerifyBody,
         response: {
           202: z.object({ id: z.uuid(), kind: z.string(), status: z.string(), href: z.string() }),
@@ -314,8 +344,12 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     },
     async (request, reply) => {
       const body = request.body ?? {};
+      if (body.chain === true && body.kind === 'read_models')
+        throw validationProblem([{ field: 'chain', message: 'chain: true asks for kind chains, but kind says read_models' }]);
       const kind = body.chain === true ? 'chains' : (body.kind ?? 'read_models');
-      const { id, done } = await guarded(() => audit.startVerification(kind, request.apiKey?.name ?? request.apiKey?.id ?? null));
+      // Each was checked by the schema.
+      const anchors = (body.anchors ?? []).map((text) => parseChainAnchor(text)!);
+      const { id, done } = await guarded(() => audit.startVerification(kind, request.apiKey?.name ?? request.apiKey?.id ?? null, { anchors }));
       done.catch((error: unknown) => request.log.error({ err: error }, 'verification job failed to record its outcome'));
       const href = `/audit/verify/${id}`;
       reply.code(202).header('location', href);

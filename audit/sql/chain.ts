@@ -47,13 +47,30 @@ export interface ChainAnchor {
   globalHash: string;
 }
 
+/** Positions are PostgreSQL bigints: a larger number names no seal that could ever exist. */
+const MAX_POSITION = 2n ** 63n - 1n;
+
 /** `<position>:<64 hex digits>`, as `crm verify --chain` prints the head; undefined when malformed. */
 export const parseChainAnchor = (text: string): ChainAnchor | undefined => {
   const match = /^(\d{1,19}):([0-9a-f]{64})$/i.exec(text.trim());
-  return match ? { position: BigInt(match[1]!), globalHash: match[2]!.toLowerCase() } : undefined;
+  if (!match || BigInt(match[1]!) > MAX_POSITION) return undefined;
+  return { position: BigInt(match[1]!), globalHash: match[2]!.toLowerCase() };
 };
 
 export const formatChainAnchor = (anchor: ChainAnchor): string => `${anchor.position}:${anchor.globalHash}`;
+
+/** What the check found for one anchor given to it. */
+export interface AnchorCheck {
+  /** The anchor as checked, `<position>:<hash>`. */
+  anchor: string;
+  /** The chain as it stands has that hash at that position. */
+  matched: boolean;
+  /**
+   * `differs`: another hash is sealed there (the chain was re-hashed); `missing`: no seal at that
+   * position (truncated, or never sealed); `not_reached`: the check stopped at a broken link before it.
+   */
+  status: 'matched' | 'differs' | 'missing' | 'not_reached';
+}
 
 export interface GlobalChainVerification {
   ok: boolean;
@@ -63,6 +80,8 @@ export interface GlobalChainVerification {
   head: ChainAnchor | null;
   /** Anchors given that were found on the chain as it stands. */
   anchorsMatched: number;
+  /** Each anchor given, in the order given, with what became of it. */
+  anchors: AnchorCheck[];
   /** Position of the last seal (null when nothing was sealed yet). */
   sealedThrough: bigint | null;
   /** Events after the last seal, not yet covered by the global chain. */
@@ -273,9 +292,21 @@ export async function verifyGlobalChain(
   options: { onProgress?: (checked: number) => void; pageSize?: number; anchors?: readonly ChainAnchor[] } = {},
 ): Promise<GlobalChainVerification> {
   // By position: the same anchor given twice (a file and --anchor) counts twice, and must match twice.
+  const given = options.anchors ?? [];
   const anchors = new Map<bigint, string[]>();
-  for (const a of options.anchors ?? []) anchors.set(a.position, [...(anchors.get(a.position) ?? []), a.globalHash]);
+  for (const a of given) anchors.set(a.position, [...(anchors.get(a.position) ?? []), a.globalHash]);
   let anchorsMatched = 0;
+  /** The global hash sealed at each anchored position the walk reached. */
+  const sealedAtAnchor = new Map<bigint, string>();
+  /** The last position the walk reached: an anchor at or below it that it did not meet has no seal. */
+  let reached = -1n;
+  let walkedAll = false;
+  const anchorChecks = (): AnchorCheck[] =>
+    given.map((a) => {
+      const sealed = sealedAtAnchor.get(a.position);
+      const status = sealed !== undefined ? (sealed === a.globalHash ? 'matched' : 'differs') : walkedAll || a.position <= reached ? 'missing' : 'not_reached';
+      return { anchor: formatChainAnchor(a), matched: status === 'matched', status };
+    });
   await migrateChainSeals(database, schema);
   const pageSize = options.pageSize ?? SEAL_BATCH;
   const last = await lastSeal(database.db, schema);
@@ -291,6 +322,7 @@ export async function verifyGlobalChain(
     checked,
     head: null,
     anchorsMatched,
+    anchors: anchorChecks(),
     sealedThrough,
     unsealed,
     firstBroken: { position, stream, revision: revision === null ? null : Number(revision), reason },
@@ -313,6 +345,8 @@ export async function verifyGlobalChain(
     if (rows.length === 0) break;
     for (const row of rows) {
       const position = BigInt(row.position);
+      reached = position;
+      if (row.seal_global !== null && anchors.has(position)) sealedAtAnchor.set(position, Buffer.from(row.seal_global).toString('hex'));
       if (row.seal_global === null) {
         return broken(position, row.event_stream, row.event_revision, 'event was never sealed: inserted behind the store');
       }
@@ -331,7 +365,7 @@ export async function verifyGlobalChain(
       }
       const anchored = anchors.get(position);
       if (anchored !== undefined) {
-        const sealed = Buffer.from(row.seal_global).toString('hex');
+        const sealed = sealedAtAnchor.get(position);
         if (anchored.some((hash) => hash !== sealed)) {
           return broken(
             position,
@@ -350,11 +384,13 @@ export async function verifyGlobalChain(
     after = rows[rows.length - 1]!.position;
     if (BigInt(after) >= last.position) break;
   }
-  // An anchor is a seal's position: one the walk did not meet was sealed once and is gone.
+  // An anchor is a seal's position: one the walk did not meet was sealed once and is gone. The walk
+  // covered every seal, so no anchor is left unreached.
+  walkedAll = true;
   const [missing] = [...anchors.keys()].sort((a, b) => (a < b ? -1 : 1));
   if (missing !== undefined) return broken(missing, null, null, "no seal at the anchor's position: the chain was truncated or rewritten");
   const head = last && previous ? { position: last.position, globalHash: Buffer.from(previous).toString('hex') } : null;
-  return { ok: true, checked, head, anchorsMatched, sealedThrough, unsealed };
+  return { ok: true, checked, head, anchorsMatched, anchors: anchorChecks(), sealedThrough, unsealed };
 }
 
 /** Recomputes the stream chains and the global chain; names the first broken link. */

@@ -202,6 +202,7 @@ describe('global chain: seals, paging and the sealer', () => {
       checked: 0,
       head: null,
       anchorsMatched: 0,
+      anchors: [],
       sealedThrough: null,
       unsealed: 6,
     });
@@ -226,6 +227,7 @@ describe('global chain: seals, paging and the sealer', () => {
       checked: 2,
       head: headAt(positions[1]!),
       anchorsMatched: 0,
+      anchors: [],
       sealedThrough: positions[1],
       unsealed: 4,
     });
@@ -235,6 +237,7 @@ describe('global chain: seals, paging and the sealer', () => {
       checked: 6,
       head: headAt(positions[5]!),
       anchorsMatched: 0,
+      anchors: [],
       sealedThrough: positions[5],
       unsealed: 0,
     });
@@ -251,6 +254,7 @@ describe('global chain: seals, paging and the sealer', () => {
         checked: 6,
         head: headAt(positions[5]!),
         anchorsMatched: 0,
+        anchors: [],
         sealedThrough: positions[5],
         unsealed: 0,
       });
@@ -473,9 +477,57 @@ describe('anchors: global hashes kept outside the database', () => {
     });
   });
 
+  it('each say what became of them, in the order given: matched, differs, missing, or not reached past a broken link', async () => {
+    const f = await fixture();
+    const positions = await allPositions(f);
+    const sealedAt = async (position: bigint) => {
+      const { rows } = await sql<{ g: string }>`SELECT encode(global_hash, 'hex') AS g FROM ${f.seals} WHERE position = ${position.toString()}::bigint`.execute(
+        f.h.database.db,
+      );
+      return { position, globalHash: rows[0]!.g };
+    };
+    const early = await sealedAt(positions[1]!);
+    const late = await sealedAt(positions[4]!);
+    const beyond = { position: positions[5]! + 1n, globalHash: early.globalHash };
+    const checks = async (anchors: { position: bigint; globalHash: string }[]) =>
+      (await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors })).anchors.map((a) => [a.anchor, a.matched, a.status]);
+
+    expect(await checks([late, early])).toEqual([
+      [formatChainAnchor(late), true, 'matched'],
+      [formatChainAnchor(early), true, 'matched'],
+    ]);
+    expect(await checks([early, beyond])).toEqual([
+      [formatChainAnchor(early), true, 'matched'],
+      [formatChainAnchor(beyond), false, 'missing'],
+    ]);
+    // Ada's first purchase (after `early`, before `late`) altered, both chains re-hashed from there.
+    expect(await positionOf(f, f.ada, 1)).toBe(positions[2]);
+    await forge(f, f.ada, 1);
+    expect(await checks([late, early])).toEqual([
+      [formatChainAnchor(late), false, 'differs'],
+      [formatChainAnchor(early), true, 'matched'],
+    ]);
+    // A seal no longer fitting its event stops the walk there: an anchor after it is not reached, one before it still matched.
+    await sql`UPDATE ${f.events} SET hash = ${Buffer.alloc(32, 7)} WHERE position = ${positions[3]!.toString()}::bigint`.execute(f.h.database.db);
+    expect(await checks([late, early, beyond])).toEqual([
+      [formatChainAnchor(late), false, 'not_reached'],
+      [formatChainAnchor(early), true, 'matched'],
+      [formatChainAnchor(beyond), false, 'not_reached'],
+    ]);
+  });
+
   it('are read as <position>:<64 hex digits>, and nothing else', () => {
     expect(parseChainAnchor(` 42:${'AB'.repeat(32)}\n`)).toEqual({ position: 42n, globalHash: 'ab'.repeat(32) });
-    for (const text of ['', '42', `42:${'a'.repeat(63)}`, `-1:${'a'.repeat(64)}`, `42:${'g'.repeat(64)}`, `${'9'.repeat(20)}:${'a'.repeat(64)}`]) {
+    expect(parseChainAnchor(`${2n ** 63n - 1n}:${'a'.repeat(64)}`)?.position).toBe(2n ** 63n - 1n);
+    for (const text of [
+      '',
+      '42',
+      `42:${'a'.repeat(63)}`,
+      `-1:${'a'.repeat(64)}`,
+      `42:${'g'.repeat(64)}`,
+      `${'9'.repeat(20)}:${'a'.repeat(64)}`,
+      `${2n ** 63n}:${'a'.repeat(64)}`,
+    ]) {
       expect(parseChainAnchor(text), text).toBeUndefined();
     }
   });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditDeps } from '../../audit/deps.ts';
 import { MASKED } from '../../audit/event-view.ts';
 import { exportStream } from '../../audit/export.ts';
-import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory } from '../../audit/history.ts';
+import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory, streamNamed } from '../../audit/history.ts';
 import { ERASED } from '../../domain/shared.ts';
 import { campaignCreated, customerRegistered, dealOpened, openAuditHarness, sleep, type AuditHarness } from './support.ts';
 
@@ -240,5 +240,20 @@ describe('after forget', () => {
     const page = await streamHistory(h.deps, `customer-${bob}`, { personalData: 'reveal' });
     expect(page.items[0]!.data).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED, company: ERASED });
     expect(page.items[0]!.actor).toBe('mia@marketing');
+  });
+});
+
+describe('stream names given in another case', () => {
+  it('read an id in upper case as the lower-case stream, unless a stream is stored under that exact spelling', async () => {
+    expect(await streamNamed(h.deps, `customer-${ada.toUpperCase()}`)).toBe(`customer-${ada}`);
+    expect(await streamNamed(h.deps, `customer-${ada}`)).toBe(`customer-${ada}`);
+    // Not a UUID, or no id at all: the name as given (an exchange rate's currency is upper case).
+    expect(await streamNamed(h.deps, 'exchangerate-EUR')).toBe('exchangerate-EUR');
+    expect(await streamNamed(h.deps, 'deal-')).toBe('deal-');
+    // A stream written under an upper-case id before ids were normalised stays readable as it was written.
+    const legacy = randomUUID().toUpperCase();
+    await h.record(`customer-${legacy}`, 'CustomerRegistered', customerRegistered(legacy));
+    expect(await streamNamed(h.deps, `customer-${legacy}`)).toBe(`customer-${legacy}`);
+    expect(await streamNamed(h.deps, `customer-${legacy.toLowerCase()}`)).toBe(`customer-${legacy.toLowerCase()}`);
   });
 });

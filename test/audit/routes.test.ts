@@ -116,6 +116,29 @@ describe('GET /audit/streams/:stream', () => {
     expect(rows).toHaveLength(4);
   });
 
+  it('reads an id in upper case as the same stream, as every route reads ids (history, export, and the log filter)', async () => {
+    const upper = `customer-${customerId.toUpperCase()}`;
+    const page = await send('auditor', 'GET', `/audit/streams/${upper}?limit=2`);
+    expect(page.statusCode, page.body).toBe(200);
+    expect(json(page)).toMatchObject({ stream: `customer-${customerId}`, items: [{ revision: 0 }, { revision: 1 }], nextCursor: '2' });
+    const rest = json(await send('auditor', 'GET', `/audit/streams/${upper}?limit=2&cursor=2`));
+    expect(rest.items.map((e: any) => e.revision)).toEqual([2]);
+    const csv = await send('auditor', 'GET', `/audit/streams/${upper}?format=csv`);
+    expect(csv.statusCode).toBe(200);
+    expect(csv.body.trimEnd().split('\r\n')).toHaveLength(4);
+    const ndjson = await send('auditor', 'GET', `/audit/streams/${upper}/export`);
+    expect(ndjson.statusCode).toBe(200);
+    expect(ndjson.headers['content-disposition']).toContain(`customer-${customerId}.ndjson`);
+    expect(ndjson.body.trimEnd().split('\n')).toHaveLength(3);
+    const log = json(await send('auditor', 'GET', `/audit/events?stream=${upper}`));
+    expect(log.items.map((e: any) => e.stream)).toEqual(Array(3).fill(`customer-${customerId}`));
+    const logExport = await send('auditor', 'GET', `/audit/events/export?stream=${upper}`);
+    expect(logExport.body.trimEnd().split('\n')).toHaveLength(3);
+    // The aggregate is a lower-case name, as stream names are written: another case is refused naming the field.
+    expect(expectProblem(await send('auditor', 'GET', `/audit/streams/CUSTOMER-${customerId}`), 400, 'validation').errors?.[0]?.field).toBe('stream');
+    expectProblem(await send('auditor', 'GET', `/audit/streams/customer-${randomUUID().toUpperCase()}`), 404);
+  });
+
   it('answers 404 for a stream with no events on the exports too, as on the paged history', async () => {
     const missing = `customer-${randomUUID()}`;
     expect(expectProblem(await send('auditor', 'GET', `/audit/streams/${missing}/export`), 404).detail).toBe(`No stream ${missing}.`);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createVerificationJobs, type VerificationJobs, type VerificationOutcome } from '../../audit/verification-jobs.ts';
+import { createVerificationJobs, VerificationRunning, type VerificationJobs, type VerificationOutcome } from '../../audit/verification-jobs.ts';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { sleep } from './support.ts';
@@ -127,6 +127,44 @@ describe('verification jobs', () => {
     const passed = await jobs.start('read_models', null, async () => ({ ok: true }));
     await passed.done;
     expect((await jobs.get(passed.id))!.nextSteps).toEqual([]);
+  });
+
+  it('records the anchors a chains job checks, and joins a running job only when they are the same', async () => {
+    const anchors = [`7:${'a'.repeat(64)}`, `9:${'b'.repeat(64)}`];
+    const control = controlledRun();
+    const anchored = await jobs.start('chains', 'auditor-1', control.run, { anchors });
+    expect(await jobs.get(anchored.id)).toMatchObject({ status: 'running', anchors });
+    // The same anchors: the same question, so the same job.
+    expect(await jobs.start('chains', 'auditor-2', controlledRun().run, { anchors: [...anchors] })).toMatchObject({ id: anchored.id, joined: true });
+    // Other anchors, or none, or the same in another order: a different answer, refused while it runs rather than a second full pass.
+    for (const other of [[anchors[0]!], [], [anchors[1]!, anchors[0]!]]) {
+      const refused = await jobs.start('chains', 'auditor-2', controlledRun().run, { anchors: other }).catch((error: unknown) => error);
+      expect(refused, JSON.stringify(other)).toBeInstanceOf(VerificationRunning);
+      expect((refused as VerificationRunning).id).toBe(anchored.id);
+    }
+    control.finish({ ok: true });
+    await anchored.done;
+    const plain = await jobs.start('chains', null, async () => ({ ok: true }));
+    expect(plain.joined).toBe(false);
+    await plain.done;
+    expect(await jobs.get(plain.id)).toMatchObject({ status: 'passed', anchors: [] });
+  });
+
+  it('adds the anchors column to a table created before it existed', async () => {
+    const old = testSchemas('audit_jobs_old');
+    try {
+      await sql`CREATE SCHEMA ${sql.id(old.read)}`.execute(database.db);
+      await sql`CREATE TABLE ${sql.id(old.read, 'audit_verifications')} (
+        id uuid PRIMARY KEY, kind text NOT NULL, status text NOT NULL, requested_by text,
+        created_at timestamptz NOT NULL DEFAULT now(), started_at timestamptz, finished_at timestamptz,
+        heartbeat_at timestamptz NOT NULL DEFAULT now(), progress jsonb, result jsonb, error text)`.execute(database.db);
+      const upgraded = await createVerificationJobs(database.db, old.read);
+      const job = await upgraded.start('chains', null, async () => ({ ok: true }), { anchors: [`1:${'c'.repeat(64)}`] });
+      await job.done;
+      expect(await upgraded.get(job.id)).toMatchObject({ status: 'passed', anchors: [`1:${'c'.repeat(64)}`] });
+    } finally {
+      await old.dropSchemas();
+    }
   });
 
   it('knows no job for an unknown or malformed id', async () => {
