@@ -32,6 +32,8 @@ export interface ImportFileOptions {
   reportPath?: string;
   actor?: { userId: string; roles: string[] };
   batchSize?: number;
+  /** The owner (a user id) of the customers and deals whose row leaves `owner_id` empty (ImportOptions.defaultOwner). */
+  defaultOwner?: string;
   progress?: Progress;
   signal?: AbortSignal;
 }
@@ -49,6 +51,8 @@ export async function importFile(batch: BatchCommands, options: ImportFileOption
       actor: options.actor ?? { userId: 'crm-import', roles: ['admin'] },
       ...(options.batchSize ? { batchSize: options.batchSize } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.defaultOwner !== undefined ? { defaultOwner: options.defaultOwner } : {}),
+      defaultOwnerHint: '--default-owner <userId>',
       onRejected: (row) => writeText(report, `${row.line},${csvField(row.reason)}\n`),
       onProgress: (counts) => {
         options.progress?.tick(counts.rows - done);

@@ -1,6 +1,6 @@
 import { eventSchemas, personalFields, schemaVersionOf, type CrmEvent, type CrmEventType } from '../domain/catalogue.ts';
 import { customerSnapshot } from '../domain/customer/decider.ts';
-import { userSnapshot } from '../domain/user/decider.ts';
+import { userSnapshot, type UserSnapshot } from '../domain/user/decider.ts';
 import { DomainError, invalidState } from '../domain/errors.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { MAX_STREAMS_PER_APPEND, type AppendResult, type EventStore, type NewEvent, type StreamAppend } from '../eventstore/contract.ts';
@@ -83,6 +83,8 @@ export interface BatchCommands {
   executeBatch(items: (BatchItem | PreparedItem)[]): Promise<BatchOutcome[]>;
   /** The customers holding these addresses, by address as given (none without an email index). */
   customersByEmail(emails: readonly string[]): Promise<Map<string, string>>;
+  /** A user as the user's stream holds it (an import checks its default owner with it before its first row). */
+  user(userId: string): Promise<UserSnapshot>;
 }
 
 export interface BatchCommandDeps {
@@ -620,5 +622,14 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
 
   const customersByEmail = (emails: readonly string[]) => (deps.emailIndex ? deps.emailIndex.holders(emails) : Promise.resolve(new Map<string, string>()));
 
-  return { prepare, submitBatch, executeBatch, customersByEmail };
+  /**
+   * Read afresh: the user may have been registered or deactivated since a batch last read the stream
+   * (the handler outlives an import in `crm serve`). Kept then for the rows that name the user.
+   */
+  const user = async (userId: string): Promise<UserSnapshot> => {
+    const stream = streamOf('user', userId);
+    forget(stream);
+    return userSnapshot((await load(new Map([[stream, 'user']]), new Set())).get(stream)!.state as never);
+  };
+  return { prepare, submitBatch, executeBatch, customersByEmail, user };
 }

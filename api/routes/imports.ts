@@ -9,7 +9,7 @@ import type { CommandType } from '../../commands/schemas.ts';
 import type { RouteContext } from '../route-context.ts';
 import { callerRole } from '../auth/guard.ts';
 import { IdParams } from '../http.ts';
-import { ProblemError, problemResponses } from '../problems.ts';
+import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
 import { isAllowed, ruleFor, type Role } from '../roles.ts';
 
 /**
@@ -65,7 +65,15 @@ const FORMATS: Record<string, 'csv' | 'ndjson'> = {
   'application/jsonl': 'ndjson',
 };
 
-const ImportQuery = z.strictObject({ kind: z.enum(importKinds) });
+const ImportQuery = z.strictObject({
+  kind: z.enum(importKinds),
+  defaultOwner: z
+    .uuid()
+    .optional()
+    .describe(
+      "The user (an active one) who owns the customers and deals whose row leaves owner_id empty. Default: the key's user; a service key has none, and its deal rows without owner_id are refused.",
+    ),
+});
 
 /** An upload refused part way: the rest of the body is not read, so the connection ends with the answer. */
 const CLOSE = { connection: 'close' };
@@ -88,6 +96,7 @@ const ImportJobSchema = z.object({
   rejectedRows: z.array(z.object({ line: z.number(), reason: z.string() })),
   rejectedRowsTruncated: z.boolean(),
   error: z.string().nullable(),
+  defaultOwner: z.string().nullable().describe('The user who owns the customers and deals whose row left owner_id empty; null: none'),
   startedAt: z.string(),
   finishedAt: z.string().nullable(),
 });
@@ -106,7 +115,9 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         `Body: text/csv (header row) or application/x-ndjson (one object per line), at most ${maxBytes} bytes (413 above); ` +
         'UTF-8 unless the Content-Type says charset=windows-1252 (or iso-8859-1). ' +
         'Each row is validated as the matching command; bad rows are listed with their line numbers. Sending the same file again appends nothing twice. ' +
-        'Roles: those of the matching command (customers: POST /customers, purchases: POST /customers/:id/purchases, ...). One import per key at a time (409).',
+        'Roles: those of the matching command (customers: POST /customers, purchases: POST /customers/:id/purchases, ...). One import per key at a time (409). ' +
+        "A deal has an owner: a deals row without owner_id takes the default owner (defaultOwner, else the key's user), and is refused when there is none (a service key's import without defaultOwner); " +
+        'customers rows without owner_id take it too, as POST /customers gives a user its registrations. An unknown or deactivated defaultOwner is a 400 before anything is read.',
       querystring: ImportQuery,
       response: { 202: z.object({ id: z.string() }), ...problemResponses(400, 401, 403, 408, 409, 413, 415, 429, 503) },
     },
@@ -114,7 +125,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
     // may send nothing (408), not by the request timeout, which cut it with a 503 while the job went on.
     config: { longWork: true },
     handler: async (request, reply) => {
-      const { kind } = request.query;
+      const { kind, defaultOwner: named } = request.query;
       const rule = ruleFor(...firstCommandOf[kind].route);
       const role = callerRole(request);
       if (!isAllowed(rule, role)) {
@@ -140,6 +151,9 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         throw new ProblemError('payload_too_large', `The body is ${declared} bytes; the limit is ${maxBytes}.`, {}, CLOSE);
       }
       const key = request.apiKey!;
+      // A user importing without naming an owner owns what the file leaves unowned, as a user registering
+      // a customer does (api/command-route.ts): the records stay in the user's scope, and the owner is a real user.
+      const defaultOwner = named ?? key.userId ?? undefined;
       try {
         const job = await imports.start({
           kind,
@@ -149,10 +163,17 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
           actor: { userId: `api-key:${key.id}`, roles: [key.role] },
           owner: key.id,
           forbidden: forbiddenFor(kind, role),
+          ...(defaultOwner !== undefined ? { defaultOwner } : {}),
+          defaultOwnerHint: 'the defaultOwner query parameter, a user id',
         });
         return reply.code(202).header('location', `/imports/${job.id}`).send({ id: job.id });
       } catch (error) {
         const name = (error as Error).name;
+        if (name === 'DefaultOwnerRefused') {
+          const message = named === undefined ? `${(error as Error).message} (the key's user, as no defaultOwner was named)` : (error as Error).message;
+          const errors = [{ field: 'defaultOwner', in: 'query', message }];
+          throw validationProblem(errors, `defaultOwner: ${message}; nothing was imported.`);
+        }
         if (name === 'ImportTooLarge') throw new ProblemError('payload_too_large', `The body is larger than ${maxBytes} bytes.`, {}, CLOSE);
         if (name === 'ImportStalled') {
           throw new ProblemError('request_timeout', `${(error as Error).message}; nothing was imported: send the file again.`, {}, CLOSE);

@@ -10,13 +10,17 @@ const options: Record<string, OptionWithHelp> = {
   'batch-size': { type: 'string', description: 'rows per transaction (default 1000)' },
   encoding: { type: 'string', description: 'utf-8 (default) or windows-1252 (also latin1, iso-8859-1): what a spreadsheet on Windows saves' },
   report: { type: 'string', description: 'where bad rows are listed (default: import-report-<file>.csv)' },
+  'default-owner': {
+    type: 'string',
+    description: 'the user (id) who owns the customers and deals whose row leaves owner_id empty; without it such deals are refused',
+  },
 };
 
 export const importCommand: CliCommand = {
   name: 'import',
   summary:
     'Import customers, purchases, refunds, deals, campaigns, responses, costs or feedback from a CSV or NDJSON file (bad rows go to a report; re-running is harmless)',
-  usage: `import <file.csv|file.ndjson> [--kind ${importKinds.join('|')}] [--encoding ${importEncodings.join('|')}] [--report <path>] [--batch-size <n>]`,
+  usage: `import <file.csv|file.ndjson> [--kind ${importKinds.join('|')}] [--encoding ${importEncodings.join('|')}] [--report <path>] [--batch-size <n>] [--default-owner <userId>]`,
   details: `
 Rows are streamed, validated with the same schemas and rules as the API, decided in memory in
 batches and appended many customers per transaction. Rows that fail are listed in the report file
@@ -28,6 +32,12 @@ cannot be read past a line (not in its encoding, or a quote never closed) stops 
 The header tells the delimiter (comma, or semicolon or tab when it holds more of those); in a semicolon
 file, as spreadsheets in decimal-comma locales save, numbers read 12,50 as 12.50. Afterwards run
 \`crm project\` (or keep \`crm serve\` running) to bring the read models up to date.
+
+A deal has an owner: a deals row without owner_id is refused unless --default-owner names a user
+(an active one, as GET /admin/users lists them; anything else stops the import before its first
+row, exit code 2), who then owns it; customers rows without owner_id get that owner too, or none.
+Importing the file again with the same default owner appends nothing; with another one, the rows
+that took the default are refused as changed (their owner is part of what they say).
 
 Columns (times as ISO 8601, 2019-12-31, 2019-12-31 10:00 or 31.12.2019, UTC unless a zone is given;
 12/31/2019 is refused as ambiguous; a file refers to customers by customer_id or by customer_email,
@@ -47,12 +57,20 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
     const batchSize = stringValue(run, 'batch-size');
     if (batchSize !== undefined && !(Number.isSafeInteger(Number(batchSize)) && Number(batchSize) >= 1 && Number(batchSize) <= 1000))
       throw new UsageError('--batch-size must be a whole number from 1 to 1000');
+    const defaultOwner = stringValue(run, 'default-owner');
     tuneHeapForImport();
     const { openCrm } = await import('../../runtime/crm.ts');
     const { importFile } = await import('../import.ts');
     const { UnknownImportKind } = await import('../../commands/import/importer.ts');
+    const { checkDefaultOwner, DefaultOwnerRefused } = await import('../../commands/import/default-owner.ts');
     const runtime = await openCrm(run.config);
     try {
+      const ownerRefused = (error: unknown): never => {
+        if (error instanceof DefaultOwnerRefused) throw new UsageError(`--default-owner: ${error.message}; nothing was imported`);
+        throw error;
+      };
+      // Before the report is opened: a run refused up front leaves no file behind (the import checks it again).
+      if (defaultOwner !== undefined) await checkDefaultOwner(runtime.batch, defaultOwner).catch(ownerRefused);
       const progress = createProgress({ label: 'import', unit: 'rows' });
       const result = await importFile(runtime.batch, {
         file,
@@ -60,11 +78,12 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
         ...(batchSize ? { batchSize: Number(batchSize) } : {}),
         ...(encoding ? { encoding } : {}),
         ...(stringValue(run, 'report') ? { reportPath: stringValue(run, 'report') } : {}),
+        ...(defaultOwner !== undefined ? { defaultOwner } : {}),
         progress,
         signal: run.signal,
       }).catch((error: unknown) => {
         if (error instanceof UnknownImportKind) throw new UsageError(`${error.message} Give it with --kind.`);
-        throw error;
+        return ownerRefused(error);
       });
       // An import that stopped (Ctrl-C, or a line it cannot read past) is not done: it says so, and how to go on.
       const stopped = result.interrupted || result.unreadableFrom !== undefined;

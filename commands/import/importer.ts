@@ -7,7 +7,20 @@ import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem } f
 import { ioTurns } from '../../shared/io-turns.ts';
 import { LruMap } from '../../shared/lru.ts';
 import type { ImportRecord } from './parse.ts';
-import { columnOf, customerEmailOf, customerIdForEmail, detectKind, importKinds, RowRejected, rowCommands, type ImportKind, type Row } from './rows.ts';
+import { checkDefaultOwner } from './default-owner.ts';
+import {
+  columnOf,
+  customerEmailOf,
+  customerIdForEmail,
+  detectKind,
+  importKinds,
+  RowRejected,
+  rowCommands,
+  takesDefaultOwner,
+  type ImportKind,
+  type Row,
+  type RowOptions,
+} from './rows.ts';
 import type { CommandType } from '../schemas.ts';
 
 /**
@@ -55,6 +68,14 @@ export interface ImportOptions {
   forbidden?: (type: CommandType) => string | undefined;
   /** After each batch is stored. */
   onProgress?: (counts: ImportCounts) => void;
+  /**
+   * The owner of the customers and deals whose row leaves `owner_id` empty: a user id, checked before
+   * the first row (DefaultOwnerRefused). Without it, such a customer has no owner and such a deal row
+   * is refused.
+   */
+  defaultOwner?: string;
+  /** How the caller names a default owner (`--default-owner <userId>`): the reason of a deal row without an owner says it. */
+  defaultOwnerHint?: string;
 }
 
 export interface ImportOutcome extends ImportCounts {
@@ -75,6 +96,8 @@ export class UnknownImportKind extends Error {}
 export interface RefusedAt {
   type: CommandType;
   row: Row;
+  /** The run's default owner, when the row took it (its `owner_id` is empty). */
+  defaultOwner?: string;
 }
 
 const shown = (value: unknown): string => {
@@ -113,7 +136,12 @@ export const rowReason = (error: unknown, at?: RefusedAt): string | undefined =>
   if (error instanceof RowRejected) return error.message;
   if (error instanceof ZodError) return describeIssues(error, at);
   if (error instanceof DomainError) return describeRefusal(error, at);
-  if (error instanceof IdempotencyConflict) return 'row: imported before with different values (a row key is imported once; change it through the API)';
+  if (error instanceof IdempotencyConflict) {
+    const changed = 'row: imported before with different values (a row key is imported once; change it through the API)';
+    // The owner is part of what the row means: one that came from the run is a likely difference, and not in the file to see.
+    if (at?.defaultOwner === undefined) return changed;
+    return `${changed}; its owner_id is empty and took the default owner ${at.defaultOwner}: if it came in with another default owner, or none (a customer then has no owner; an earlier version gave such deals the owner "import"), it keeps that one`;
+  }
   return undefined;
 };
 
@@ -145,6 +173,14 @@ interface PendingRow {
 
 export async function runImport(batch: BatchCommands, records: AsyncIterable<ImportRecord>, options: ImportOptions): Promise<ImportOutcome> {
   const batchSize = options.batchSize ?? 1_000;
+  // Before the first row: an owner that is no active user would be refused on every row, or given to every deal.
+  const rowOptions: RowOptions = {
+    ...(options.defaultOwner !== undefined ? { defaultOwner: await checkDefaultOwner(batch, options.defaultOwner) } : {}),
+    ...(options.defaultOwnerHint !== undefined ? { defaultOwnerHint: options.defaultOwnerHint } : {}),
+  };
+  /** Where a refusal is about, for its reason: the command, the row, and the default owner when the row took it. */
+  const whereRefused = (kind: ImportKind, type: CommandType, row: Row): RefusedAt =>
+    takesDefaultOwner(kind, row, rowOptions) ? { type, row, defaultOwner: rowOptions.defaultOwner! } : { type, row };
   const counts: ImportCounts = { kind: options.kind, rows: 0, imported: 0, alreadyPresent: 0, rejected: 0 };
   let pending: PendingRow[] = [];
   let pendingItems = 0;
@@ -162,7 +198,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
 
   /** A row's commands, prepared; throws why the row is refused. */
   const itemsOf = (kind: ImportKind, line: number, row: Row): { items: PreparedItem[]; types: CommandType[] } => {
-    const commands = rowCommands[kind](row);
+    const commands = rowCommands[kind](row, rowOptions);
     const forbidden = options.forbidden && commands.map((c) => options.forbidden!(c.command.type)).find((why) => why !== undefined);
     if (forbidden) throw new RowRejected(forbidden);
     const items = commands.map((c) =>
@@ -183,7 +219,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     const refusedAt = items.findIndex((item) => 'refused' in item);
     if (refusedAt >= 0) {
       const refused = (items[refusedAt] as { refused: unknown }).refused;
-      const reason = rowReason(refused, { type: commands[refusedAt]!.command.type, row });
+      const reason = rowReason(refused, whereRefused(kind, commands[refusedAt]!.command.type, row));
       // A row of one command is reported with its batch (report).
       if (reason !== undefined && items.length > 1) throw new RowRejected(reason);
     }
@@ -237,7 +273,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
       const failedAt = mine.findIndex((o) => !o.ok);
       const failed = mine[failedAt];
       if (failed && !failed.ok) {
-        const reason = rowReason(failed.error, { type: row.types[failedAt]!, row: row.row });
+        const reason = rowReason(failed.error, whereRefused(counts.kind!, row.types[failedAt]!, row.row));
         if (reason === undefined) throw failed.error;
         refusals.push({ line: row.line, reason });
       } else {

@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Actor } from '../../domain/metadata.ts';
 import { isRunning } from '../../shared/processes.ts';
 import type { BatchCommands } from '../batch.ts';
+import { checkDefaultOwner } from './default-owner.ts';
 import { runImport, type ImportCounts, type RejectedRow } from './importer.ts';
 import type { ImportEncoding } from './encoding.ts';
 import { parseRecords, type ImportFormat } from './parse.ts';
@@ -31,6 +32,8 @@ export interface ImportJob {
   format: ImportFormat;
   /** Who started it (an API key id): one import at a time per owner. */
   owner: string;
+  /** The user who owns the customers and deals whose row leaves `owner_id` empty; null: none (such deals are refused). */
+  defaultOwner: string | null;
   status: 'running' | 'done' | 'failed';
   bytes: number;
   counts: ImportCounts;
@@ -64,8 +67,12 @@ export class ImportBusy extends Error {
 }
 
 export interface ImportJobs {
-  /** Receives the whole body (throws ImportTooLarge / ImportBusy), then starts the import and returns at once. */
-  /** `forbidden`: why the caller may not send a command of a type a row becomes (ImportOptions.forbidden). */
+  /**
+   * Checks the default owner (throws DefaultOwnerRefused), receives the whole body (throws
+   * ImportTooLarge / ImportBusy), then starts the import and returns at once.
+   * `forbidden`: why the caller may not send a command of a type a row becomes (ImportOptions.forbidden).
+   * `defaultOwner`, `defaultOwnerHint`: ImportOptions'.
+   */
   start(input: {
     kind: ImportKind;
     format: ImportFormat;
@@ -74,6 +81,8 @@ export interface ImportJobs {
     actor: Actor;
     owner: string;
     forbidden?: (type: CommandType) => string | undefined;
+    defaultOwner?: string;
+    defaultOwnerHint?: string;
   }): Promise<ImportJob>;
   get(id: string): ImportJob | undefined;
   /** Stops running imports between batches and waits for them. */
@@ -159,7 +168,15 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
   };
 
   return {
-    async start({ kind, format, encoding, body, actor, owner, forbidden }) {
+    async start({ kind, format, encoding, body, actor, owner, forbidden, defaultOwner: given, defaultOwnerHint }) {
+      // Before the upload: an owner that is no active user refuses the import, not each of its rows.
+      let defaultOwner: string | undefined;
+      try {
+        defaultOwner = given === undefined ? undefined : await checkDefaultOwner(options.batch, given);
+      } catch (error) {
+        body.resume();
+        throw error;
+      }
       const busy = [...running.values()].find((r) => r.job.owner === owner);
       if (busy) {
         body.resume();
@@ -170,6 +187,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
         kind,
         format,
         owner,
+        defaultOwner: defaultOwner ?? null,
         status: 'running',
         bytes: 0,
         counts: { kind, rows: 0, imported: 0, alreadyPresent: 0, rejected: 0 },
@@ -204,6 +222,8 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
         kind,
         actor,
         ...(forbidden ? { forbidden } : {}),
+        ...(defaultOwner !== undefined ? { defaultOwner } : {}),
+        ...(defaultOwnerHint !== undefined ? { defaultOwnerHint } : {}),
         signal: stop.signal,
         onRejected: (row) => {
           if (job.rejectedRows.length < maxReported) job.rejectedRows.push(row);

@@ -35,6 +35,14 @@ export interface RowCommand {
 
 export type Row = Record<string, unknown>;
 
+/** What a run gives every row (commands/import/default-owner.ts). */
+export interface RowOptions {
+  /** The owner (a user id, checked) of the customers and deals whose row leaves `owner_id` empty. */
+  defaultOwner?: string;
+  /** How the caller names a default owner (`--default-owner <userId>`), for the reason of a deal row without an owner. */
+  defaultOwnerHint?: string;
+}
+
 /** A row that cannot become a command; the message names the column or field. */
 export class RowRejected extends Error {}
 
@@ -217,9 +225,19 @@ const withTime = (type: CommandType, fields: Record<string, unknown>, time: stri
   return { command: { type, ...fields }, key, occurredAt: time };
 };
 
+/** The kinds of file whose rows name an owner (`owner_id`, or `owner`). */
+const WITH_OWNER: ReadonlySet<ImportKind> = new Set(['customers', 'deals']);
+
+/** Whether a row takes the run's default owner: a kind with an owner, and none in the file. */
+export const takesDefaultOwner = (kind: ImportKind, row: Row, options: RowOptions): boolean =>
+  options.defaultOwner !== undefined && WITH_OWNER.has(kind) && text(row, 'owner_id', 'owner') === undefined;
+
+/** The row's owner: the file's, else the run's default; none when neither is given. */
+const ownerOf = (row: Row, options: RowOptions): string | undefined => text(row, 'owner_id', 'owner') ?? options.defaultOwner;
+
 const keyOf = (kind: ImportKind, ...parts: string[]) => `import:${kind}:${hash(parts.join(':')).slice(0, 40)}`;
 
-const customers = (row: Row): RowCommand[] => {
+const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const email = text(row, 'email');
   const fields = {
     customerId: text(row, 'id', 'customer_id') ?? (email ? customerIdForEmail(email) : undefined),
@@ -232,13 +250,17 @@ const customers = (row: Row): RowCommand[] => {
     ...(text(row, 'source') ? { source: text(row, 'source') } : {}),
     marketingConsent: parseBoolean(cell(row, 'marketing_consent', 'consent')) ?? false,
   };
-  const ownerId = text(row, 'owner_id', 'owner');
+  // No owner in the file nor a default: a customer without an owner, as one registered by a service key.
+  const ownerId = ownerOf(row, options);
   const registeredAt = timeOf(row, 'registered_at', 'customer_since');
   // The same key as before business time existed, so files imported earlier stay idempotent.
   const key = keyOf('customers', email ?? '');
-  // Before, the owner was not read and a missing source read `import`: customers stored so are this row still.
-  const formerly = withTime('RegisterCustomer', { ...fields, source: fields.source ?? 'import' }, registeredAt, key).command;
-  const register: RowCommand = { ...withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeredAt, key), formerly };
+  const register: RowCommand = withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeredAt, key);
+  // Before, the owner was not read and a missing source read `import`: customers stored so are this row
+  // still. Not so with the run's default owner, which no earlier importer gave: such a customer came in
+  // without an owner, and the row now says it has one (a change, refused as any other).
+  if (!takesDefaultOwner('customers', row, options))
+    register.formerly = withTime('RegisterCustomer', { ...fields, source: fields.source ?? 'import' }, registeredAt, key).command;
   // An exported file holds every customer: an inactive one comes in inactive; a merged or forgotten
   // one is not a customer of its own any more (the merged one's history is its primary's).
   const mergedInto = text(row, 'merged_into');
@@ -291,7 +313,19 @@ const dealStatus = (row: Row): string | undefined => {
   return stage;
 };
 
-const deals = (row: Row): RowCommand[] => {
+/**
+ * A deal has an owner. A row without one, in a run without a default owner, is refused naming the
+ * column and how to give a default: the importer used to make up the owner `import`, which is no user.
+ */
+const dealOwnerOf = (row: Row, options: RowOptions): string => {
+  const ownerId = ownerOf(row, options);
+  if (ownerId !== undefined) return ownerId;
+  throw new RowRejected(
+    `owner_id: required: a deal has an owner (a user id); fill the column, or give the import a default owner for the rows without one${options.defaultOwnerHint ? ` (${options.defaultOwnerHint})` : ''}`,
+  );
+};
+
+const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const customerId = customerOf(row);
   const dealId = text(row, 'deal_id', 'id');
   const natural = dealId ?? `${customerId}:${text(row, 'title') ?? ''}:${text(row, 'opened_at') ?? ''}`;
@@ -307,7 +341,7 @@ const deals = (row: Row): RowCommand[] => {
       title: text(row, 'title'),
       amount: numberOf(row, 'amount'),
       currency: currencyOf(row),
-      ownerId: text(row, 'owner_id', 'owner') ?? 'import',
+      ownerId: dealOwnerOf(row, options),
       expectedCloseDate: text(row, 'expected_close_date'),
       ...(stage && stage.toLowerCase() !== status ? { stage } : {}),
       ...(probability !== undefined ? { probabilityOverride: probability } : {}),
@@ -541,16 +575,26 @@ const feedback = (row: Row): RowCommand[] => {
   return commands;
 };
 
-export const rowCommands: Record<ImportKind, (row: Row) => RowCommand[]> = { customers, purchases, refunds, deals, campaigns, responses, costs, feedback };
+/** A row's commands; `options` matter to the kinds with an owner (customers, deals). */
+export const rowCommands: Record<ImportKind, (row: Row, options?: RowOptions) => RowCommand[]> = {
+  customers,
+  purchases,
+  refunds,
+  deals,
+  campaigns,
+  responses,
+  costs,
+  feedback,
+};
 
 /** Columns each kind reads (the CLI's help and the README list them). */
 export const importColumns: Record<ImportKind, string> = {
   customers:
-    'name, email, phone, company, tags (separated by ;), source, marketing_consent, registered_at, owner_id (an active user), status (active|inactive), deactivated_at, deactivation_reason, merged_into (such rows are refused), id (optional)',
+    'name, email, phone, company, tags (separated by ;), source, marketing_consent, registered_at, owner_id (an active user; default: the default owner, else none), status (active|inactive), deactivated_at, deactivation_reason, merged_into (such rows are refused), id (optional)',
   purchases: 'order_id, amount, currency (default EUR), occurred_at, customer_id or customer_email',
   refunds: 'order_id, amount, currency, reason, refund_id (optional), occurred_at, customer_id or customer_email',
   deals:
-    'title, amount, currency, owner_id, expected_close_date, stage, probability, probability_override (read instead of probability when the file has it, as an export does), opened_at, status (open|won|lost), closed_at, won_reason, lost_reason, deal_id (optional), customer_id or customer_email',
+    'title, amount, currency, owner_id (required, or the default owner), expected_close_date, stage, probability, probability_override (read instead of probability when the file has it, as an export does), opened_at, status (open|won|lost), closed_at, won_reason, lost_reason, deal_id (optional), customer_id or customer_email',
   campaigns:
     'name, channel, budget, currency, starts_at, ends_at, status (draft|scheduled|active|paused|completed|cancelled, default active), created_at, launched_at, paused_at, completed_at, cancelled_at, target_segment (a JSON object), campaign_id (optional)',
   responses: 'campaign_id, response (sent|opened|clicked|converted|unsubscribed), revenue, currency, occurred_at, customer_id or customer_email',

@@ -75,6 +75,7 @@ const held = (n = 1) => {
   const batch: BatchCommands = {
     prepare: (item) => crm.batch.prepare(item),
     customersByEmail: (emails) => crm.batch.customersByEmail(emails),
+    user: (userId) => crm.batch.user(userId),
     executeBatch: (items) => crm.batch.executeBatch(items),
     submitBatch: async (items) => {
       submitted += 1;
@@ -112,6 +113,7 @@ describe('import jobs', () => {
       kind: 'customers',
       format: 'csv',
       owner: 'key-1',
+      defaultOwner: null,
       status: 'running',
       bytes: Buffer.byteLength(body),
       counts: { kind: 'customers', rows: 0, imported: 0, alreadyPresent: 0, rejected: 0 },
@@ -295,6 +297,7 @@ describe('import jobs', () => {
     const failing: BatchCommands = {
       prepare: (item) => crm.batch.prepare(item),
       customersByEmail: (emails) => crm.batch.customersByEmail(emails),
+      user: (userId) => crm.batch.user(userId),
       executeBatch: () => Promise.reject(new Error('unused')),
       // A fault that is not an Error object is reported as its text.
       // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the fault under test is not an Error

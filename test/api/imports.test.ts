@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { importEnded, startApi, type ApiHarness } from './support.ts';
+import { eventCount, expectProblem, importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 import type { Role } from '../../api/roles.ts';
 
@@ -155,5 +155,110 @@ describe('HTTP import', () => {
     expect(ok.statusCode).toBe(202);
     await waitForJob(ok.json().id);
     expect((await storedEvents(api.store)).length).toBe(before + 1);
+  });
+});
+
+describe('HTTP import: the owner of what a file leaves unowned', () => {
+  const admin = () => api.auth('admin');
+  const post = async (url: string, payload: object, method: 'POST' | 'PATCH' = 'POST') => {
+    const response = await api.app.inject({ method, url, headers: admin(), payload });
+    if (response.statusCode >= 300) throw new Error(`${method} ${url} -> ${response.statusCode}: ${response.body}`);
+    return response.json<{ id: string; key: string }>();
+  };
+  /**
+   * A user of the sales role, and a key acting as the user. A bulk import acts on every record, so only
+   * a user who sees every record imports (api/auth/scope-guard.ts): `all` unless told.
+   */
+  const salesUser = async (body: Record<string, unknown> = {}): Promise<{ userId: string; headers: Record<string, string> }> => {
+    const { id: userId } = await post('/admin/users', { name: 'Sam', email: `sam-${randomUUID()}@crm.example`, role: 'sales', visibility: 'all', ...body });
+    const { key } = await post('/admin/api-keys', { userId, name: `key of ${userId}` });
+    return { userId, headers: { authorization: `Bearer ${key}` } };
+  };
+  const importAs = (headers: Record<string, string>, body: string, query: string) =>
+    api.app.inject({ method: 'POST', url: `/imports?${query}`, headers: { ...headers, 'content-type': 'text/csv' }, payload: body });
+  const dealOwners = async (dealIds: string[]) =>
+    (await storedEvents(api.store))
+      .filter((e) => e.type === 'DealOpened' && dealIds.includes((e.data as { dealId: string }).dealId))
+      .map((e) => [(e.data as { dealId: string }).dealId, (e.data as { ownerId: string }).ownerId]);
+  const dealsFile = (email: string, ...dealIds: string[]) =>
+    ['deal_id,customer_email,title,amount,expected_close_date', ...dealIds.map((id, i) => `${id},${email},Deal ${i},100,2027-06-30`)].join('\n');
+
+  it("makes a user's key's import the user's: what the file leaves unowned is the user's, and the user's team sees it", async () => {
+    const { id: team } = await post('/admin/teams', { name: `Imports ${randomUUID()}` });
+    const sam = await salesUser({ teamIds: [team] });
+    // A team-mate who sees only the team's records.
+    const mate = await salesUser({ teamIds: [team], visibility: 'team' });
+    const email = `owned-${randomUUID()}@example.com`;
+    const customers = await importAs(sam.headers, `name,email\nOwen,${email}`, 'kind=customers');
+    expect(customers.statusCode, customers.body).toBe(202);
+    const registered = await importEnded(api, customers.json().id, 'admin');
+    expect(registered).toMatchObject({ status: 'done', defaultOwner: sam.userId, counts: { imported: 1, rejected: 0 } });
+    const [first, second] = [randomUUID(), randomUUID()];
+    const deals = await importAs(sam.headers, dealsFile(email, first, second), 'kind=deals');
+    expect(deals.statusCode).toBe(202);
+    const job = await importEnded(api, deals.json().id, 'admin');
+    expect(job).toMatchObject({ status: 'done', defaultOwner: sam.userId, counts: { imported: 2, rejected: 0 } });
+    expect(await dealOwners([first, second])).toEqual([
+      [first, sam.userId],
+      [second, sam.userId],
+    ]);
+    // Seen by the team (the deals were owned by `import`, and the customer by no one: the team saw none of it).
+    await projectionsSettled(api);
+    const listed = await api.app.inject({ method: 'GET', url: '/deals', headers: mate.headers });
+    expect(listed.statusCode).toBe(200);
+    expect(listed.json<{ items: { id: string; ownerId: string }[] }>().items.map((d) => [d.id, d.ownerId])).toEqual(
+      expect.arrayContaining([
+        [first, sam.userId],
+        [second, sam.userId],
+      ]),
+    );
+    const customer = await api.app.inject({ method: 'GET', url: `/customers?search=${encodeURIComponent(email)}`, headers: mate.headers });
+    expect(customer.json<{ items: { ownerId: string }[] }>().items).toEqual([expect.objectContaining({ ownerId: sam.userId })]);
+  });
+
+  it("refuses a service key's deal rows without owner_id unless defaultOwner names a user, who then owns them", async () => {
+    const sam = await salesUser();
+    const email = `service-${randomUUID()}@example.com`;
+    expect((await importEnded(api, (await postImport('sales', `name,email\nSia,${email}`)).json().id, 'sales')).counts).toMatchObject({ imported: 1 });
+    const [unowned, owned] = [randomUUID(), randomUUID()];
+    const refused = await importEnded(api, (await importAs(api.auth('sales'), dealsFile(email, unowned), 'kind=deals')).json().id, 'sales');
+    expect(refused).toMatchObject({ status: 'done', defaultOwner: null, counts: { rows: 1, imported: 0, rejected: 1 } });
+    expect(refused.rejectedRows).toEqual([
+      {
+        line: 2,
+        reason:
+          'owner_id: required: a deal has an owner (a user id); fill the column, or give the import a default owner for the rows without one (the defaultOwner query parameter, a user id)',
+      },
+    ]);
+    const named = await importEnded(
+      api,
+      (await importAs(api.auth('sales'), dealsFile(email, owned), `kind=deals&defaultOwner=${sam.userId}`)).json().id,
+      'sales',
+    );
+    expect(named).toMatchObject({ status: 'done', defaultOwner: sam.userId, counts: { imported: 1, rejected: 0 } });
+    expect(await dealOwners([unowned, owned])).toEqual([[owned, sam.userId]]);
+  });
+
+  it('answers 400 naming defaultOwner when it is no user, a deactivated one or no user id, and imports nothing', async () => {
+    const email = `nobody-${randomUUID()}@example.com`;
+    const deactivated = (await salesUser()).userId;
+    await post(`/admin/users/${deactivated}`, { active: false }, 'PATCH');
+    const unknown = randomUUID();
+    const before = await eventCount(api);
+    for (const [given, message] of [
+      [unknown, `no user ${unknown}: register the user first (POST /admin/users), or name one GET /admin/users lists`],
+      [deactivated, `user ${deactivated} is deactivated: reactivate the user (PATCH /admin/users/${deactivated} with "active": true), or name an active one`],
+    ]) {
+      const problem = expectProblem(await importAs(api.auth('admin'), dealsFile(email, randomUUID()), `kind=deals&defaultOwner=${given}`), 400, 'validation');
+      expect(problem.errors).toEqual([{ field: 'defaultOwner', in: 'query', message }]);
+      expect(problem.detail).toBe(`defaultOwner: ${message}; nothing was imported.`);
+    }
+    const malformed = expectProblem(await importAs(api.auth('admin'), dealsFile(email, randomUUID()), 'kind=deals&defaultOwner=sam'), 400, 'validation');
+    expect(malformed.errors?.map((e) => e.field)).toEqual(['defaultOwner']);
+    expect(await eventCount(api)).toBe(before);
+    // The key is free: a refused import holds nothing up.
+    const ok = await importAs(api.auth('admin'), 'name,email\nLee,lee-owner@example.com', 'kind=customers');
+    expect(ok.statusCode).toBe(202);
+    await importEnded(api, ok.json().id);
   });
 });

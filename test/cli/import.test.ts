@@ -1,10 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { customerIdForEmail } from '../../cli/import.ts';
+import { openCrm } from '../../runtime/crm.ts';
 import { testSchemas } from '../support/postgres.ts';
+import { testConfig } from '../support/runtime.ts';
 import { runCrm } from './support.ts';
 
 /** `crm import` against the real PostgreSQL (one schema set for this file), run as a child process. */
@@ -29,6 +32,20 @@ const eventCount = async (): Promise<number> => {
   try {
     const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM "${schemas.events}".events`);
     return Number(rows[0]!.n);
+  } finally {
+    await client.end();
+  }
+};
+
+/** The owner each deal was opened with, by deal id. */
+const dealOwners = async (): Promise<Record<string, string>> => {
+  const client = new pg.Client({ connectionString: schemas.url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ deal: string; owner: string }>(
+      `SELECT data->>'dealId' AS deal, data->>'ownerId' AS owner FROM "${schemas.events}".events WHERE type = 'DealOpened'`,
+    );
+    return Object.fromEntries(rows.map((r) => [r.deal, r.owner]));
   } finally {
     await client.end();
   }
@@ -163,4 +180,82 @@ describe('crm import', () => {
     expect(purchasesAgain.stdout).toContain('2 imported');
     expect(await eventCount()).toBe(before);
   });
+});
+
+describe('crm import --default-owner', () => {
+  /** A user registered in the store the command imports into. */
+  const registerUser = async (): Promise<string> => {
+    const runtime = await openCrm(testConfig(schemas, { CRM_PROJECTIONS: 'off' }));
+    try {
+      const userId = randomUUID();
+      await runtime.commands.execute(
+        { type: 'RegisterUser', userId, name: 'Dana', email: `dana-${userId}@crm.example`, role: 'sales' },
+        { actor: { userId: 'test', roles: ['admin'] }, correlationId: 'test', idempotencyKey: `user-${userId}` },
+      );
+      return userId;
+    } finally {
+      await runtime.close();
+    }
+  };
+
+  // Six runs of `crm`, each a process that starts the CRM: seconds each on a loaded machine.
+  it(
+    'refuses deal rows without owner_id naming the column and the option; gives them the default owner; refuses an unknown one before the first row',
+    {
+      timeout: 300_000,
+    },
+    async () => {
+      const owner = await registerUser();
+      const customersFile = join(folder, 'owner-customers.csv');
+      writeFileSync(customersFile, 'name,email\nDee,dee-owner@example.com\n');
+      expect((await runCrm(['import', customersFile, '--report', join(folder, 'owner-customers-report.csv')], { cwd: folder, env })).code).toBe(0);
+      const [unowned, owned] = [randomUUID(), randomUUID()];
+      const deals = join(folder, 'owner-deals.csv');
+      writeFileSync(
+        deals,
+        [
+          'deal_id,customer_email,title,amount,owner_id,expected_close_date',
+          `${unowned},dee-owner@example.com,Fleet,100,,2027-06-30`,
+          `${owned},dee-owner@example.com,Pilot,50,sam,2027-06-30`,
+        ].join('\n'),
+      );
+      const report = join(folder, 'owner-deals-report.csv');
+
+      const without = await runCrm(['import', deals, '--report', report], { cwd: folder, env });
+      expect(without.code).toBe(3);
+      expect(without.stdout).toContain('deals: 2 rows read, 1 imported (0 of them already present), 1 rejected');
+      expect(reportOf(report)).toEqual([
+        {
+          line: 2,
+          reason:
+            '"owner_id: required: a deal has an owner (a user id); fill the column, or give the import a default owner for the rows without one (--default-owner <userId>)"',
+        },
+      ]);
+      expect(await dealOwners()).toMatchObject({ [owned]: 'sam' });
+      expect(await dealOwners()).not.toHaveProperty(unowned);
+
+      const before = await eventCount();
+      const nobody = randomUUID();
+      for (const [given, message] of [
+        [
+          nobody,
+          `crm: --default-owner: no user ${nobody}: register the user first (POST /admin/users), or name one GET /admin/users lists; nothing was imported`,
+        ],
+        ['sam', 'crm: --default-owner: "sam" is not a user id: name a user by the id GET /admin/users lists (a UUID); nothing was imported'],
+      ]) {
+        const refusedReport = join(folder, `owner-refused-${given}.csv`);
+        const refused = await runCrm(['import', deals, '--default-owner', given!, '--report', refusedReport], { cwd: folder, env });
+        expect(refused.code).toBe(2);
+        expect(refused.stderr.trim()).toBe(message);
+        // Refused before the report was opened.
+        expect(existsSync(refusedReport)).toBe(false);
+      }
+      expect(await eventCount()).toBe(before);
+
+      const withOwner = await runCrm(['import', deals, '--default-owner', owner, '--report', report], { cwd: folder, env });
+      expect(withOwner.code, withOwner.stderr).toBe(0);
+      expect(withOwner.stdout).toContain('deals: 2 rows read, 2 imported (1 of them already present), 0 rejected');
+      expect(await dealOwners()).toMatchObject({ [unowned]: owner, [owned]: 'sam' });
+    },
+  );
 });

@@ -24,6 +24,7 @@ describe('import batches', () => {
     const batch: BatchCommands = {
       prepare: real.prepare,
       customersByEmail: real.customersByEmail,
+      user: real.user,
       submitBatch: (items) => Promise.resolve({ outcomes: outcomesOf(items) }),
       executeBatch: outcomesOf,
     };

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBatchCommands } from '../../commands/batch.ts';
-import { runImport, type RejectedRow } from '../../commands/import/importer.ts';
+import { DefaultOwnerRefused } from '../../commands/import/default-owner.ts';
+import { runImport, type ImportOptions, type RejectedRow } from '../../commands/import/importer.ts';
 import { parseRecords } from '../../commands/import/parse.ts';
 import { customerIdForEmail, rowCommands } from '../../commands/import/rows.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
@@ -34,13 +35,26 @@ afterAll(async () => {
 
 const actor = { userId: 'crm-import', roles: ['admin'] };
 
-const importing = async (lines: string[]) => {
+const importing = async (lines: string[], options: Partial<ImportOptions> = {}) => {
   const rejected: RejectedRow[] = [];
   const outcome = await runImport(createBatchCommands({ store, personalData }), parseRecords(Readable.from([lines.join('\n')]), 'csv'), {
     actor,
     onRejected: (row) => void rejected.push(row),
+    ...options,
   });
   return { outcome, rejected };
+};
+
+/** A registered user (deactivated when `active` is false); answers the id. */
+const registerUser = async (active = true): Promise<string> => {
+  const userId = randomUUID();
+  const commands = [{ type: 'RegisterUser', userId, name: 'Sam', email: `${randomUUID()}@example.com`, role: 'sales' }];
+  if (!active) commands.push({ type: 'ChangeUser', userId, active: false } as never);
+  const outcomes = await createBatchCommands({ store, personalData }).executeBatch(
+    commands.map((command, i) => ({ command, ctx: { actor, correlationId: 'test', idempotencyKey: `user-${userId}-${i}` } })),
+  );
+  expect(outcomes, JSON.stringify(outcomes)).toMatchObject(commands.map(() => ({ ok: true })));
+  return userId;
 };
 
 describe('import: a row imported before is known by what it means', () => {
@@ -163,5 +177,128 @@ describe('import: what the file says, and nothing it does not', () => {
       },
       { line: 4, reason: `customer_id: no customer "${duplicate}"` },
     ]);
+  });
+});
+
+describe("import: a deal's owner, from the file or the run's default owner", () => {
+  const header = 'deal_id,customer_email,title,amount,owner_id,expected_close_date';
+  const customer = async (): Promise<string> => {
+    const email = `${randomUUID()}@example.com`;
+    expect((await importing(['name,email', `Ada,${email}`])).outcome).toMatchObject({ imported: 1 });
+    return email;
+  };
+  const ownerOf = async (dealId: string) => ((await store.readStream(`deal-${dealId}`))[0]?.data as { ownerId?: string } | undefined)?.ownerId;
+
+  it('refuses a deal row without an owner when the run has no default, naming owner_id and how to give one; makes no owner up', async () => {
+    const email = await customer();
+    const [unowned, owned] = [randomUUID(), randomUUID()];
+    const { outcome, rejected } = await importing([header, `${unowned},${email},Fleet,100,,1998-06-30`, `${owned},${email},Pilot,100,sam,1998-06-30`], {
+      defaultOwnerHint: '--default-owner <userId>',
+    });
+    expect(outcome).toMatchObject({ rows: 2, imported: 1, rejected: 1 });
+    expect(rejected).toEqual([
+      {
+        line: 2,
+        reason:
+          'owner_id: required: a deal has an owner (a user id); fill the column, or give the import a default owner for the rows without one (--default-owner <userId>)',
+      },
+    ]);
+    // It came in owned by `import`, a user nobody is.
+    expect(await store.readStream(`deal-${unowned}`)).toEqual([]);
+    expect(await ownerOf(owned)).toBe('sam');
+  });
+
+  it('gives the default owner to the deals and customers whose rows have none; the same file and default again is already present', async () => {
+    const owner = await registerUser();
+    const email = await customer();
+    const [unowned, owned] = [randomUUID(), randomUUID()];
+    const file = [header, `${unowned},${email},Fleet,100,,1998-06-30`, `${owned},${email},Pilot,100,sam,1998-06-30`];
+    // In upper case, as a spreadsheet may hold it: user ids are stored in lower case.
+    const first = await importing(file, { defaultOwner: owner.toUpperCase() });
+    expect(first).toMatchObject({ outcome: { imported: 2, alreadyPresent: 0, rejected: 0 }, rejected: [] });
+    expect(await ownerOf(unowned)).toBe(owner);
+    expect(await ownerOf(owned)).toBe('sam');
+    const again = await importing(file, { defaultOwner: owner });
+    expect(again).toMatchObject({ outcome: { imported: 2, alreadyPresent: 2, rejected: 0 }, rejected: [] });
+
+    const registered = `${randomUUID()}@example.com`;
+    expect((await importing(['name,email,owner_id', `Bo,${registered},`], { defaultOwner: owner })).outcome).toMatchObject({ imported: 1 });
+    const events = await store.readStream(`customer-${customerIdForEmail(registered)}`);
+    expect(events.map((e) => [e.type, (e.data as { ownerId?: string }).ownerId])).toEqual([
+      ['CustomerRegistered', undefined],
+      ['CustomerOwnerAssigned', owner],
+    ]);
+  });
+
+  it("takes a run with another default owner as a change of the rows that took it, and says so; the file's owners are untouched by it", async () => {
+    const [first, second] = [await registerUser(), await registerUser()];
+    const email = await customer();
+    const [unowned, owned] = [randomUUID(), randomUUID()];
+    const file = [header, `${unowned},${email},Fleet,100,,1998-06-30`, `${owned},${email},Pilot,100,sam,1998-06-30`];
+    expect((await importing(file, { defaultOwner: first })).outcome).toMatchObject({ imported: 2, rejected: 0 });
+    const other = await importing(file, { defaultOwner: second });
+    expect(other.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 1 });
+    expect(other.rejected).toEqual([
+      {
+        line: 2,
+        reason: expect.stringMatching(
+          new RegExp(
+            `^row: imported before with different values .*; its owner_id is empty and took the default owner ${second}: if it came in with another default owner, or none`,
+          ),
+        ),
+      },
+    ]);
+    expect(await store.readStream(`deal-${unowned}`)).toHaveLength(1);
+    expect(await ownerOf(unowned)).toBe(first);
+
+    // A customer stored without an owner is not present as one the default owner owns.
+    const bare = `${randomUUID()}@example.com`;
+    expect((await importing(['name,email', `Bo,${bare}`])).outcome).toMatchObject({ imported: 1 });
+    const owned2 = await importing(['name,email', `Bo,${bare}`], { defaultOwner: first });
+    expect(owned2.rejected).toEqual([{ line: 2, reason: expect.stringContaining(`its owner_id is empty and took the default owner ${first}`) }]);
+    expect(await store.readStream(`customer-${customerIdForEmail(bare)}`)).toHaveLength(1);
+  });
+
+  it('does not take a deal an earlier version stored with the owner "import" as present under a default owner', async () => {
+    const owner = await registerUser();
+    const email = await customer();
+    const dealId = randomUUID();
+    const row = { deal_id: dealId, customer_email: email, title: 'Fleet', amount: '100', expected_close_date: '1998-06-30' };
+    const [open] = rowCommands.deals({ ...row, customer_id: customerIdForEmail(email) }, { defaultOwner: owner });
+    // As the importer built it before: the owner `import`, which no file said.
+    const [stored] = await createBatchCommands({ store, personalData }).executeBatch([
+      {
+        command: { ...open!.command, ownerId: 'import' },
+        ctx: { actor, correlationId: 'import:deals:line-2', idempotencyKey: open!.key, fingerprint: { byMeaning: true } },
+      },
+    ]);
+    expect(stored).toMatchObject({ ok: true, alreadyDone: false });
+    const again = await importing([header, `${dealId},${email},Fleet,100,,1998-06-30`], { defaultOwner: owner });
+    expect(again.outcome).toMatchObject({ imported: 0, alreadyPresent: 0, rejected: 1 });
+    expect(again.rejected[0]!.reason).toMatch(/an earlier version gave such deals the owner "import"/);
+    expect(await ownerOf(dealId)).toBe('import');
+  });
+
+  it('refuses the run before its first row when the default owner is no user, or a deactivated one, or not a user id', async () => {
+    const email = await customer();
+    const dealId = randomUUID();
+    const file = [header, `${dealId},${email},Fleet,100,,1998-06-30`];
+    const unknown = randomUUID();
+    const deactivated = await registerUser(false);
+    for (const [given, message] of [
+      [unknown, `no user ${unknown}: register the user first (POST /admin/users), or name one GET /admin/users lists`],
+      [deactivated, `user ${deactivated} is deactivated: reactivate the user (PATCH /admin/users/${deactivated} with "active": true), or name an active one`],
+      ['sam', '"sam" is not a user id: name a user by the id GET /admin/users lists (a UUID)'],
+    ]) {
+      const rejected: RejectedRow[] = [];
+      const run = runImport(createBatchCommands({ store, personalData }), parseRecords(Readable.from([file.join('\n')]), 'csv'), {
+        actor,
+        defaultOwner: given!,
+        onRejected: (row) => void rejected.push(row),
+      });
+      await expect(run).rejects.toThrow(new DefaultOwnerRefused(given!, message!));
+      expect(rejected).toEqual([]);
+    }
+    expect(await store.readStream(`deal-${dealId}`)).toEqual([]);
   });
 });

@@ -12,6 +12,7 @@ import {
   normalizeHeader,
   rowCommands,
   RowRejected,
+  takesDefaultOwner,
   type ImportKind,
   type Row,
 } from '../../commands/import/rows.ts';
@@ -144,14 +145,14 @@ describe('import kinds and headers', () => {
     };
     for (const kind of importKinds) {
       const read = new Set<string>();
-      // Every column blank, so each alias is read in turn; then with a customer and each outcome, so the
-      // columns read after them are read too.
+      // Every column blank, so each alias is read in turn; then with a customer, an owner and each outcome,
+      // so the columns read after them are read too.
       const history = { customer_id: 'c', first_responded_at: '2020-01-01', resolved_at: '2020-01-02', closed_at: '2020-01-03', rated_at: '2020-01-04' };
       for (const given of [
         {},
-        { customer_id: 'c' },
-        { customer_id: 'c', status: 'won' },
-        { customer_id: 'c', status: 'lost' },
+        { customer_id: 'c', owner_id: 'u' },
+        { customer_id: 'c', owner_id: 'u', status: 'won' },
+        { customer_id: 'c', owner_id: 'u', status: 'lost' },
         { status: 'completed' },
         { status: 'paused' },
         { status: 'cancelled' },
@@ -274,6 +275,23 @@ describe('customer rows', () => {
     expect(one('customers', blank)).toStrictEqual(expected);
     const nulls = { name: 'Ada', email: ADA, id: null, phone: null, company: null, tags: null, source: null, marketing_consent: null, registered_at: null };
     expect(one('customers', nulls)).toStrictEqual(expected);
+  });
+
+  it("gives the run's default owner to a customer whose row has none, and none without a default", () => {
+    const DEFAULT = '33333333-3333-4333-8333-333333333333';
+    const defaulted = one('customers', { name: 'Ada', email: ADA, owner_id: ' ' });
+    expect(defaulted.command).not.toHaveProperty('ownerId');
+    const [register] = rowCommands.customers({ name: 'Ada', email: ADA, owner_id: ' ' }, { defaultOwner: DEFAULT });
+    expect(register!.command).toMatchObject({ ownerId: DEFAULT });
+    // No earlier importer gave an owner the file did not: a customer it stored without one is not this row.
+    expect(register).not.toHaveProperty('formerly');
+    const [own] = rowCommands.customers({ name: 'Ada', email: ADA, owner: OWNER }, { defaultOwner: DEFAULT });
+    expect(own!.command).toMatchObject({ ownerId: OWNER });
+    expect(own!.formerly).not.toHaveProperty('ownerId');
+    expect(takesDefaultOwner('customers', { name: 'Ada', email: ADA }, { defaultOwner: DEFAULT })).toBe(true);
+    // Kinds without an owner take none.
+    expect(takesDefaultOwner('purchases', { order_id: 'A-1' }, { defaultOwner: DEFAULT })).toBe(false);
+    expect(one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '3' }).command).not.toHaveProperty('ownerId');
   });
 
   it('takes the other names of the id, the consent and the registration time', () => {
@@ -495,7 +513,9 @@ describe('purchase and refund rows', () => {
 });
 
 describe('deal rows', () => {
-  const base = { customer_id: CUSTOMER, title: 'Engines', amount: '1000', expected_close_date: '1998-01-01' };
+  /** A deal row with its required columns; `base` leaves the owner out. */
+  const unowned = { customer_id: CUSTOMER, title: 'Engines', amount: '1000', expected_close_date: '1998-01-01' };
+  const base = { ...unowned, owner_id: OWNER };
 
   it('maps an open deal with its optional columns', () => {
     const row = { ...base, deal_id: 'D-1', currency: 'usd', owner_id: 'u-1', stage: 'proposal', probability: '40', opened_at: '1997-05-01', status: 'Open' };
@@ -528,7 +548,7 @@ describe('deal rows', () => {
           title: 'Engines',
           amount: 1000,
           currency: 'EUR',
-          ownerId: 'import',
+          ownerId: OWNER,
           expectedCloseDate: '1998-01-01',
         },
         key: keyFor('deals', `${CUSTOMER}:Engines:`),
@@ -536,16 +556,51 @@ describe('deal rows', () => {
     ];
     expect(rowCommands.deals(base)).toStrictEqual(expected);
     expect(
-      rowCommands.deals({ ...base, deal_id: ' ', id: '', currency: ' ', owner_id: '', owner: ' ', stage: ' ', probability: null, opened_at: '', status: ' ' }),
+      rowCommands.deals({ ...base, deal_id: ' ', id: '', currency: ' ', owner: ' ', stage: ' ', probability: null, opened_at: '', status: ' ' }),
     ).toStrictEqual(expected);
     expect(rowCommands.deals({ ...base, opened_at: '1997-05-01' })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}:Engines:1997-05-01`));
-    expect(rowCommands.deals({ customer_id: CUSTOMER })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}::`));
+    expect(rowCommands.deals({ customer_id: CUSTOMER, owner_id: OWNER })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}::`));
+  });
+
+  it('refuses a deal without an owner, naming owner_id and how to give a default, and makes none up', () => {
+    const reason =
+      'owner_id: required: a deal has an owner (a user id); fill the column, or give the import a default owner for the rows without one (--default-owner <userId>)';
+    for (const row of [unowned, { ...unowned, owner_id: ' ', owner: '' }, { ...unowned, owner_id: null }])
+      expect(() => rowCommands.deals(row, { defaultOwnerHint: '--default-owner <userId>' })).toThrow(new RowRejected(reason));
+    // Without a hint the reason still names the column.
+    expect(rejection('deals', unowned)).toMatch(/^owner_id: required: a deal has an owner/);
+    // A won deal without an owner sends neither command.
+    expect(rejection('deals', { ...unowned, status: 'won' })).toMatch(/^owner_id: required/);
+  });
+
+  it("gives the run's default owner to a deal whose row has none; the file's owner wins over it", () => {
+    const DEFAULT = '33333333-3333-4333-8333-333333333333';
+    const [open] = rowCommands.deals(unowned, { defaultOwner: DEFAULT });
+    expect(open).toStrictEqual({
+      command: { type: 'OpenDeal', customerId: CUSTOMER, title: 'Engines', amount: 1000, currency: 'EUR', ownerId: DEFAULT, expectedCloseDate: '1998-01-01' },
+      key: keyFor('deals', `${CUSTOMER}:Engines:`),
+    });
+    // The key is the row's, whatever the owner: a run with another default owner addresses the same deal.
+    expect(rowCommands.deals({ ...unowned, owner_id: ' ' }, { defaultOwner: DEFAULT })[0]!.command.ownerId).toBe(DEFAULT);
+    expect(rowCommands.deals(base, { defaultOwner: DEFAULT })[0]!.command.ownerId).toBe(OWNER);
+    expect(rowCommands.deals({ ...unowned, owner: 'u-2' }, { defaultOwner: DEFAULT })[0]!.command.ownerId).toBe('u-2');
+    expect(takesDefaultOwner('deals', unowned, { defaultOwner: DEFAULT })).toBe(true);
+    expect(takesDefaultOwner('deals', base, { defaultOwner: DEFAULT })).toBe(false);
+    expect(takesDefaultOwner('deals', unowned, {})).toBe(false);
   });
 
   it('takes the other names of the deal id, the owner and the opening time', () => {
-    const [open] = rowCommands.deals({ ...base, id: 'D-2', owner: 'u-2', created_at: '1997-06-01' });
+    const [open] = rowCommands.deals({ ...unowned, id: 'D-2', owner: 'u-2', created_at: '1997-06-01' });
     expect(open).toMatchObject({ command: { dealId: 'D-2', ownerId: 'u-2', occurredAt: '1997-06-01T00:00:00.000Z' }, key: keyFor('deals', 'D-2') });
-    const [first] = rowCommands.deals({ ...base, deal_id: 'D-1', id: 'D-2', owner_id: 'u-1', owner: 'u-2', opened_at: '1997-05-01', created_at: '1997-06-01' });
+    const [first] = rowCommands.deals({
+      ...unowned,
+      deal_id: 'D-1',
+      id: 'D-2',
+      owner_id: 'u-1',
+      owner: 'u-2',
+      opened_at: '1997-05-01',
+      created_at: '1997-06-01',
+    });
     expect(first!.command).toMatchObject({ dealId: 'D-1', ownerId: 'u-1', occurredAt: '1997-05-01T00:00:00.000Z' });
   });
 
@@ -604,7 +659,9 @@ describe('deal rows', () => {
   });
 
   it('names the bad fields of a deal', () => {
-    expect(refusedFields(rowCommands.deals({ customer_id: CUSTOMER, amount: '1', expected_close_date: '1998-01-01' })[0]!.command)).toEqual(['title']);
+    expect(refusedFields(rowCommands.deals({ customer_id: CUSTOMER, amount: '1', expected_close_date: '1998-01-01', owner_id: OWNER })[0]!.command)).toEqual([
+      'title',
+    ]);
     expect(rejection('deals', { ...base, amount: 'lots' })).toMatch(/^amount: "lots" is not a number/);
   });
 });
