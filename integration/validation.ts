@@ -22,6 +22,23 @@ const isHttpUrl = (value: string): boolean => {
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 
 /**
+ * Node's http client sends a URL's user and password as `Authorization: Basic`, percent-decoded: a `%`
+ * not followed by two hex digits makes the request throw (URIError) instead of being sent, so such a
+ * URL is refused here rather than failing every delivery.
+ */
+const hasDecodableUserinfo = (value: string): boolean => {
+  const url = URL.parse(value);
+  if (!url) return true;
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
  * A password in the URL (`https://user:token@host/`) is a secret like the signing secret: it is shown
  * masked, never again after creation. A URL given back with the mask is refused rather than stored with
  * `***` as its password.
@@ -40,6 +57,7 @@ export const WebhookUrl = SafeText.trim()
   .max(2000)
   .refine((value) => !CONTROL_CHARACTER.test(value), 'must not contain control characters (tab, newline, NUL)')
   .refine(isHttpUrl, 'an absolute http:// or https:// URL')
+  .refine(hasDecodableUserinfo, 'its user or password has a % not followed by two hex digits: write a % in them as %25')
   .refine((value) => URL.parse(value)?.password !== MASKED_PASSWORD, `its password reads ${MASKED_PASSWORD} (masked when shown): give the real one`)
   .describe('Where deliveries are POSTed (public addresses only unless the operator allows a network); a password in it is shown masked');
 

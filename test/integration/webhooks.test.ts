@@ -6,6 +6,7 @@ import type { CommandContext, CrmCommands } from '../../commands/index.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { matchesPatterns } from '../../integration/envelope.ts';
 import { createDestinationGuard, parseNetwork } from '../../integration/destinations.ts';
+import { WebhookClient } from '../../integration/http-post.ts';
 import { IntegrationPublishers } from '../../integration/publishers.ts';
 import { integrationTables } from '../../integration/tables.ts';
 import type { DeliveryPolicy } from '../../integration/webhook-loop.ts';
@@ -405,6 +406,30 @@ describe('delivery', () => {
       await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
     }
   }, 60_000);
+
+  it('refuses a URL whose password has a malformed percent escape (400 naming url); one stored before is a failed attempt, not a thrown error', async () => {
+    const problem = expectProblem(
+      await h.app.inject({
+        method: 'POST',
+        url: '/webhooks',
+        headers: h.auth('admin'),
+        payload: { url: 'https://hooks:50%zz@example.com/hook', events: ['*'] },
+      }),
+      400,
+      'validation',
+    );
+    expect(problem.errors?.map((e) => e.field)).toEqual(['url']);
+    expect(problem.errors?.[0]?.message).toContain('%25');
+    const r = await receiver();
+    const client = new WebhookClient(createDestinationGuard([parseNetwork('127.0.0.0/8')!]));
+    try {
+      const answer = await client.post(`http://hooks:50%zz@127.0.0.1:${r.port}/hook`, '{}', {}, 5_000, new AbortController().signal);
+      expect(answer).toMatchObject({ ok: false, status: null, error: expect.stringContaining('URI malformed') });
+      expect(r.requests).toHaveLength(0);
+    } finally {
+      client.close();
+    }
+  });
 
   it('counts a 2xx as delivered even when its body is huge, never ends or breaks off, and does not send it again', async () => {
     // Raw receivers: each answers 200 at once, then misbehaves in its body. Every request comes on a connection of its own (the body cuts it).
