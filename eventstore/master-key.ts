@@ -4,10 +4,11 @@ import { MasterKeyMismatch } from './errors.ts';
 
 /**
  * The master key (CRM_MASTER_KEY / CRM_MASTER_KEY_FILE) and what it wraps at rest in the events
- * schema: the customers' data keys, the email lookup key and the webhook signing secrets. Each is
- * wrapped with AES-256-GCM bound to a label naming what it is (`key:<customer id>`, ...), so a wrapped
- * value cannot be moved to stand for another. Values stored before a master key was configured stay
- * bare (and read) until `crm master-key rewrap` wraps them; every part is rewrapped in one transaction.
+ * schema: the customers' data keys, the email lookup key, the webhook signing secrets and the
+ * passwords in webhook URLs. Each is wrapped with AES-256-GCM bound to a label naming what it is
+ * (`key:<customer id>`, ...), so a wrapped value cannot be moved to stand for another. Values stored
+ * before a master key was configured stay bare (and read) until `crm master-key rewrap` wraps them;
+ * every part is rewrapped in one transaction.
  */
 export const MASTER_KEY_BYTES = 32;
 const IV_BYTES = 12;
@@ -29,7 +30,7 @@ export const unwrapWithMasterKey = (master: Uint8Array, label: string, stored: B
   return Buffer.concat([decipher.update(stored.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
 };
 
-/** A secret kept as text (a webhook signing secret): `mk1:<base64 of iv, tag, ciphertext>` when wrapped. */
+/** A secret kept as text (a webhook signing secret or URL password): `mk1:<base64 of iv, tag, ciphertext>` when wrapped. */
 const SEALED_TEXT = 'mk1:';
 
 export const isSealedText = (stored: string): boolean => stored.startsWith(SEALED_TEXT);

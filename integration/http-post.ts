@@ -1,4 +1,4 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { DestinationGuard } from './destinations.ts';
 
@@ -30,7 +30,8 @@ const MAX_ANSWER_BYTES = 64 * 1024;
  * followed (a 3xx is a failure). The status decides: a body that is huge, never ends or breaks off
  * after a 2xx does not turn an acknowledged delivery into a failure (it would be sent again and again).
  * Only addresses the destination guard lets through are connected to (an IP literal is checked before,
- * a name as it resolves).
+ * a name as it resolves). A user and password in the URL go as `Authorization: Basic` (node:http does
+ * that from the URL's userinfo, percent-decoded; `fetch` would refuse such a URL).
  */
 export class WebhookClient {
   private readonly http = new HttpAgent({ keepAlive: true, maxSockets: 1 });
@@ -86,7 +87,15 @@ export class WebhookClient {
         lookup: this.destinations.lookup,
         headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'crm-webhooks/1' },
       };
-      const req = secure ? httpsRequest(target, options, onAnswer) : httpRequest(target, options, onAnswer);
+      let req: ClientRequest;
+      try {
+        req = secure ? httpsRequest(target, options, onAnswer) : httpRequest(target, options, onAnswer);
+      } catch (error) {
+        // Thrown before anything is sent: node:http percent-decodes the URL's user and password for Basic
+        // authentication and throws on a malformed escape (URIError). A failed attempt, not a loop error.
+        resolve({ ok: false, status: null, error: `the request could not be made: ${(error as Error).message}`, retryAfterMs: null });
+        return;
+      }
       const timer = setTimeout(() => {
         timedOut = true;
         req.destroy(new Error('timeout'));

@@ -1,15 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
-import { assertMasterKeyCurrent, openText, sealText, type MasterKeyPart } from '../eventstore/master-key.ts';
+import { assertMasterKeyCurrent, masterKeyStillCurrent, openText, sealText, type MasterKeyPart } from '../eventstore/master-key.ts';
 import { ensureSchema } from '../shared/sql.ts';
 import type { SubscriberRole } from './envelope.ts';
+import { MASKED_PASSWORD, maskedPasswordRefusal, passwordOf, splitPassword, WebhookUrlRefused, withPassword } from './url-password.ts';
 
 /**
  * Where integration publishing keeps its state, in the events schema beside the API keys: webhook
  * subscriptions are configuration, not read models, so a read-model rebuild never touches them.
  *
  * - `webhook_subscriptions`: url, event patterns, role, secret (needed to sign; never returned after
- *   creation; sealed with the master key when one is configured, see eventstore/master-key.ts).
+ *   creation; sealed with the master key when one is configured, see eventstore/master-key.ts). A
+ *   password in the URL is kept apart in `url_password`, sealed the same way, and `url` holds `***`
+ *   in its place (integration/url-password.ts): listing and showing a subscription never opens it.
  * - `integration_publishers`: one row per publisher (`webhook:<id>`, `nats`): checkpoint, state, counters.
  * - `webhook_deliveries`: the recent attempts of each subscription (the last `DELIVERY_LOG_KEEP`).
  */
@@ -25,6 +28,7 @@ export type PublisherState = 'running' | 'failing' | 'disabled';
 
 export interface WebhookSubscription {
   id: string;
+  /** With a password in it masked (`***`): deliveries go to `deliveryUrl`. */
   url: string;
   events: string[];
   description: string | null;
@@ -70,11 +74,59 @@ type Db = QueryExecutorProvider;
 const date = (v: unknown): Date => (v instanceof Date ? v : new Date(String(v)));
 const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : date(v));
 
-export async function migrateIntegrationTables(db: Kysely<unknown>, schema: string): Promise<void> {
+/** What a sealed secret is bound to: the subscription (a rotation moves it to `previous_secret` as it is). */
+const secretLabel = (subscriptionId: string) => `webhook secret:${subscriptionId}`;
+/** What a sealed URL password is bound to: the subscription. */
+const urlPasswordLabel = (subscriptionId: string) => `webhook url password:${subscriptionId}`;
+
+/** Columns added after the first version: tables made before get them at start (and in a rewrap that finds such a table). */
+const addLaterColumns = (trx: QueryExecutorProvider, schema: string) =>
+  sql`ALTER TABLE ${sql.id(schema, SUBSCRIPTIONS)}
+    ADD COLUMN IF NOT EXISTS previous_secret text,
+    ADD COLUMN IF NOT EXISTS previous_secret_expires_at timestamptz,
+    ADD COLUMN IF NOT EXISTS url_password text`.execute(trx);
+
+/** The advisory lock under which the tables are made and changed by a start (several processes start at once) or a rewrap. */
+const lockIntegrationTables = (trx: QueryExecutorProvider, schema: string) =>
+  sql`SELECT pg_advisory_xact_lock(hashtext(${`crm-integration:${schema}`}))`.execute(trx);
+
+/**
+ * Moves passwords out of the url column into `url_password`: those of rows made by a version that kept
+ * them there, and of rows an earlier version still running has written since. Each is sealed with
+ * `masterKey` when it is the current one (bare otherwise, as a signing secret stored without one, until
+ * `crm master-key rewrap` seals it); a sealed password whose URL no longer has one is erased. Compared
+ * with the row as read, so a change made meanwhile is left to the next start.
+ */
+async function moveUrlPasswords(trx: QueryExecutorProvider, schema: string, masterKey: Uint8Array | undefined): Promise<void> {
+  const subs = sql.id(schema, SUBSCRIPTIONS);
+  const { rows } = await sql<{ id: string; url: string; url_password: string | null }>`
+    SELECT id, url, url_password FROM ${subs} WHERE url LIKE '%@%' OR url_password IS NOT NULL`.execute(trx);
+  const moves: { row: (typeof rows)[number]; url: string; password: string | null }[] = [];
+  for (const row of rows) {
+    const { url, password } = splitPassword(row.url);
+    if (password === MASKED_PASSWORD || (password === null && row.url_password === null)) continue;
+    moves.push({ row, url, password });
+  }
+  if (moves.length === 0) return;
+  // Sealed only with the key the fingerprint names (share-locked until this commits, as a writer's is):
+  // a password sealed with a replaced key would never open again.
+  let sealWith: Uint8Array | undefined;
+  const { rows: recorded } = await sql<{ present: boolean }>`SELECT to_regclass(${`${schema}.master_key`}) IS NOT NULL AS present`.execute(trx);
+  if (masterKey && recorded[0]?.present) {
+    const { rows: current } = await sql<{ current: boolean }>`SELECT ${masterKeyStillCurrent(schema, masterKey)} AS current`.execute(trx);
+    if (current[0]?.current) sealWith = masterKey;
+  }
+  for (const { row, url, password } of moves) {
+    await sql`UPDATE ${subs} SET url = ${url}, url_password = ${password === null ? null : sealText(sealWith, urlPasswordLabel(row.id), password)}
+      WHERE id = ${row.id} AND url = ${row.url}`.execute(trx);
+  }
+}
+
+export async function migrateIntegrationTables(db: Kysely<unknown>, schema: string, masterKey?: Uint8Array): Promise<void> {
   await ensureSchema(db, schema);
   // Several processes start at once (API replicas, workers): CREATE TABLE IF NOT EXISTS races on the catalogue.
   await db.transaction().execute(async (trx) => {
-    await sql`SELECT pg_advisory_xact_lock(hashtext(${`crm-integration:${schema}`}))`.execute(trx);
+    await lockIntegrationTables(trx, schema);
     await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, SUBSCRIPTIONS)} (
       id uuid PRIMARY KEY,
       url text NOT NULL,
@@ -87,10 +139,9 @@ export async function migrateIntegrationTables(db: Kysely<unknown>, schema: stri
       created_at timestamptz NOT NULL DEFAULT now(),
       updated_at timestamptz NOT NULL DEFAULT now()
     )`.execute(trx);
-    // Secret rotation (added later: tables made before get the columns here).
-    await sql`ALTER TABLE ${sql.id(schema, SUBSCRIPTIONS)}
-      ADD COLUMN IF NOT EXISTS previous_secret text,
-      ADD COLUMN IF NOT EXISTS previous_secret_expires_at timestamptz`.execute(trx);
+    // Secret rotation and URL passwords kept apart (added later: tables made before get the columns here).
+    await addLaterColumns(trx, schema);
+    await moveUrlPasswords(trx, schema, masterKey);
     await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, PUBLISHERS)} (
       name text PRIMARY KEY,
       kind text NOT NULL CHECK (kind IN ('webhook', 'nats')),
@@ -120,22 +171,26 @@ export async function migrateIntegrationTables(db: Kysely<unknown>, schema: stri
   });
 }
 
-/** What a sealed secret is bound to: the subscription (a rotation moves it to `previous_secret` as it is). */
-const secretLabel = (subscriptionId: string) => `webhook secret:${subscriptionId}`;
-
 /**
- * Rewraps the signing secrets (current and previous) of every subscription under `to`; bare ones
- * (stored before a master key was configured) are sealed for the first time.
+ * Rewraps the signing secrets (current and previous) and the URL passwords of every subscription under
+ * `to`; bare ones (stored before a master key was configured) are sealed for the first time, and so is a
+ * password still in the url column of a table an earlier version made (moved out here too: the rewrap
+ * may run before any process of this version started).
  */
 export const rewrapWebhookSecrets: MasterKeyPart = async (trx, { schema, from, to }) => {
   const { rows: present } = await sql<{ present: boolean }>`SELECT to_regclass(${`${schema}.${SUBSCRIPTIONS}`}) IS NOT NULL AS present`.execute(trx);
   if (!present[0]?.present) return { name: 'webhook secrets', count: 0 };
-  const { rows } = await sql<{ id: string; secret: string; previous_secret: string | null }>`
-    SELECT id, secret, previous_secret FROM ${sql.id(schema, SUBSCRIPTIONS)} ORDER BY id FOR UPDATE`.execute(trx);
+  await lockIntegrationTables(trx, schema);
+  await addLaterColumns(trx, schema);
+  const { rows } = await sql<{ id: string; url: string; url_password: string | null; secret: string; previous_secret: string | null }>`
+    SELECT id, url, url_password, secret, previous_secret FROM ${sql.id(schema, SUBSCRIPTIONS)} ORDER BY id FOR UPDATE`.execute(trx);
   const rewrap = (id: string, stored: string) => sealText(to, secretLabel(id), openText(from, secretLabel(id), stored));
   for (const row of rows) {
+    const password = passwordOf(row.url, row.url_password, (stored) => openText(from, urlPasswordLabel(row.id), stored));
     await sql`UPDATE ${sql.id(schema, SUBSCRIPTIONS)} SET secret = ${rewrap(row.id, row.secret)},
-        previous_secret = ${row.previous_secret === null ? null : rewrap(row.id, row.previous_secret)}
+        previous_secret = ${row.previous_secret === null ? null : rewrap(row.id, row.previous_secret)},
+        url = ${splitPassword(row.url).url},
+        url_password = ${password === null ? null : sealText(to, urlPasswordLabel(row.id), password)}
       WHERE id = ${row.id}`.execute(trx);
   }
   return { name: 'webhook secrets', count: rows.length };
@@ -152,6 +207,7 @@ type SubscriptionRow = {
   description: string | null;
   role: SubscriberRole;
   secret: string;
+  url_password: string | null;
   enabled: boolean;
   generation: number;
   created_at: Date;
@@ -233,19 +289,23 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
   const subs = sql.id(schema, SUBSCRIPTIONS);
   const sealSecret = (id: string, secret: string) => sealText(masterKey, secretLabel(id), secret);
   const openSecret = (id: string, stored: string) => openText(masterKey, secretLabel(id), stored);
+  const sealPassword = (id: string, password: string | null) => (password === null ? null : sealText(masterKey, urlPasswordLabel(id), password));
+  const openPassword = (id: string) => (stored: string) => openText(masterKey, urlPasswordLabel(id), stored);
   const pubs = sql.id(schema, PUBLISHERS);
   const deliveries = sql.id(schema, DELIVERIES);
   return {
     /** For statements outside a checkpoint transaction. */
     db,
-    migrate: () => migrateIntegrationTables(db, schema),
+    migrate: () => migrateIntegrationTables(db, schema, masterKey),
 
     async createSubscription(input: NewSubscription): Promise<WebhookSubscription> {
       const id = randomUUID();
+      const { url, password } = splitPassword(input.url);
       return db.transaction().execute(async (trx) => {
         await assertMasterKeyCurrent(trx, schema, masterKey, 'new webhook secrets');
-        const { rows } = await sql<SubscriptionRow>`INSERT INTO ${subs} (id, url, events, description, role, secret)
-          VALUES (${id}, ${input.url}, ${input.events}::text[], ${input.description}, ${input.role}, ${sealSecret(id, input.secret)}) RETURNING *`.execute(trx);
+        const { rows } = await sql<SubscriptionRow>`INSERT INTO ${subs} (id, url, url_password, events, description, role, secret)
+          VALUES (${id}, ${url}, ${sealPassword(id, password)}, ${input.events}::text[], ${input.description}, ${input.role}, ${sealSecret(id, input.secret)})
+          RETURNING *`.execute(trx);
         await sql`INSERT INTO ${pubs} (name, kind, position) VALUES (${webhookPublisherName(id)}, 'webhook', ${input.startPosition.toString()}::bigint)`.execute(
           trx,
         );
@@ -277,6 +337,15 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
       return row ? [row.secret, ...(row.previous ? [row.previous] : [])].map((stored) => openSecret(id, stored)) : undefined;
     },
 
+    /** The URL deliveries go to, its password (if any) opened: for the delivery loop only. */
+    async deliveryUrl(id: string): Promise<string | undefined> {
+      const { rows } = await sql<{ url: string; url_password: string | null }>`SELECT url, url_password FROM ${subs} WHERE id = ${id}`.execute(db);
+      const row = rows[0];
+      if (!row) return undefined;
+      const password = passwordOf(row.url, row.url_password, openPassword(id));
+      return password === null ? row.url : withPassword(row.url, password);
+    },
+
     /**
      * Replaces the signing secret. The one replaced keeps signing deliveries beside the new one for
      * `keepPreviousSeconds` (0: at once no more, the case of a leaked secret); a secret replaced
@@ -294,14 +363,36 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
       });
     },
 
-    /** Changes url, events and/or enabled; enabling a failing subscription resumes it where it stopped. */
+    /**
+     * Changes url, events and/or enabled; enabling a failing subscription resumes it where it stopped.
+     * A new URL's password is sealed again (none: the stored one is erased); given back with the mask as
+     * its password, the URL keeps the stored one when scheme, host, port and user are the same
+     * (otherwise `WebhookUrlRefused`).
+     */
     async updateSubscription(
       id: string,
       change: { url?: string; events?: string[]; enabled?: boolean; description?: string | null },
     ): Promise<WebhookSubscription | undefined> {
       return db.transaction().execute(async (trx) => {
+        let newUrl: { url: string; sealedPassword: string | null } | undefined;
+        if (change.url !== undefined) {
+          const { rows: current } = await sql<{ url: string; url_password: string | null }>`
+            SELECT url, url_password FROM ${subs} WHERE id = ${id} FOR UPDATE`.execute(trx);
+          if (!current[0]) return undefined;
+          const given = splitPassword(change.url);
+          let password = given.password;
+          if (password === MASKED_PASSWORD) {
+            const stored = passwordOf(current[0].url, current[0].url_password, openPassword(id));
+            const refused = maskedPasswordRefusal(current[0].url, change.url, stored);
+            if (refused) throw new WebhookUrlRefused(refused);
+            password = stored;
+          }
+          if (password !== null) await assertMasterKeyCurrent(trx, schema, masterKey, 'webhook URL passwords');
+          newUrl = { url: given.url, sealedPassword: sealPassword(id, password) };
+        }
         const { rows } = await sql<SubscriptionRow>`UPDATE ${subs} SET
-            url = COALESCE(${change.url ?? null}, url),
+            url = COALESCE(${newUrl?.url ?? null}, url),
+            url_password = CASE WHEN ${newUrl !== undefined} THEN ${newUrl?.sealedPassword ?? null} ELSE url_password END,
             events = COALESCE(${change.events ?? null}::text[], events),
             description = CASE WHEN ${change.description !== undefined} THEN ${change.description ?? null} ELSE description END,
             enabled = COALESCE(${change.enabled ?? null}::boolean, enabled),

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { SafeText } from '../domain/shared.ts';
 import { EVENT_PATTERN, patternMatchesSomething } from './envelope.ts';
+import { MASKED_PASSWORD, splitPassword } from './url-password.ts';
 
 /** Subscription input, checked the same way by the API and `crm webhooks`. */
 
@@ -22,26 +23,48 @@ const isHttpUrl = (value: string): boolean => {
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 
 /**
- * A password in the URL (`https://user:token@host/`) is a secret like the signing secret: it is shown
- * masked, never again after creation. A URL given back with the mask is refused rather than stored with
- * `***` as its password.
+ * Node's http client sends a URL's user and password as `Authorization: Basic`, percent-decoded: a `%`
+ * not followed by two hex digits makes the request throw (URIError) instead of being sent, so such a
+ * URL is refused here rather than failing every delivery.
  */
-const MASKED_PASSWORD = '***';
-
-export const displayUrl = (value: string): string => {
+const hasDecodableUserinfo = (value: string): boolean => {
   const url = URL.parse(value);
-  if (!url || url.password === '') return value;
-  url.password = MASKED_PASSWORD;
-  return url.href;
+  if (!url) return true;
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+    return true;
+  } catch {
+    return false;
+  }
 };
 
+/**
+ * A password in the URL (`https://user:token@host/`) is a secret like the signing secret: it is kept
+ * apart, sealed (integration/url-password.ts), and shown masked, never again after creation.
+ */
+export const displayUrl = (value: string): string => splitPassword(value).url;
+
 /** SafeText first: PostgreSQL stores no NUL, and an unpaired surrogate would be stored altered (U+FFFD). */
-export const WebhookUrl = SafeText.trim()
+const AnyWebhookUrl = SafeText.trim()
   .max(2000)
   .refine((value) => !CONTROL_CHARACTER.test(value), 'must not contain control characters (tab, newline, NUL)')
   .refine(isHttpUrl, 'an absolute http:// or https:// URL')
-  .refine((value) => URL.parse(value)?.password !== MASKED_PASSWORD, `its password reads ${MASKED_PASSWORD} (masked when shown): give the real one`)
-  .describe('Where deliveries are POSTed (public addresses only unless the operator allows a network); a password in it is shown masked');
+  .refine(hasDecodableUserinfo, 'its user or password has a % not followed by two hex digits: write a % in them as %25');
+
+/** A new subscription's URL: the mask as a password is refused rather than stored as the password (there is none to keep). */
+export const WebhookUrl = AnyWebhookUrl.refine(
+  (value) => URL.parse(value)?.password !== MASKED_PASSWORD,
+  `its password reads ${MASKED_PASSWORD} (masked when shown): give the real one`,
+).describe('Where deliveries are POSTed (public addresses only unless the operator allows a network); a password in it is shown masked');
+
+/**
+ * A changed URL: with the mask as its password (the URL sent back as shown) it keeps the stored
+ * password when scheme, host, port and user are the same (checked against the stored URL when updating).
+ */
+export const ChangedWebhookUrl = AnyWebhookUrl.describe(
+  `Where deliveries are POSTed; a password in it is shown masked. Given back with ${MASKED_PASSWORD} as the password and the same scheme, host, port and user, the stored password is kept`,
+);
 
 export const WebhookDescription = SafeText.trim().max(500).describe('What the subscription is for');
 

@@ -139,7 +139,9 @@ export class WebhookLoop {
     }
     if (!subscription.enabled || publisher.state !== 'running') return 1_000;
     const secrets = await tables.secretsOf(subscription.id);
-    if (!secrets) return 1_000;
+    // The subscription's URL is stored with its password masked: deliveries go to the real one.
+    const url = await tables.deliveryUrl(subscription.id);
+    if (!secrets || url === undefined) return 1_000;
     const page = await feed.read(publisher.position, policy.pageSize);
     if (page.items.length === 0) return 500;
     // Acknowledged deliveries not yet checkpointed; written together (checkpoint + delivery log, one transaction).
@@ -164,7 +166,7 @@ export class WebhookLoop {
     for (const item of page.items) {
       if (this.stopped || this.stale) break;
       if (!matchesPatterns(subscription.events, item.recorded.type)) continue;
-      const outcome = await this.deliver(subscription, secrets, item, save);
+      const outcome = await this.deliver(subscription, url, secrets, item, save);
       if (outcome === 'interrupted' || outcome === 'paused') {
         await save();
         return 0;
@@ -182,8 +184,11 @@ export class WebhookLoop {
     return 0;
   }
 
-  /** Attempts one event until it is acknowledged, the retries run out (paused) or the loop is interrupted. `save` checkpoints what came before, ahead of a retry wait. */
-  private async deliver(subscription: WebhookSubscription, secrets: string[], first: BatchItem, save: () => Promise<boolean>): Promise<Outcome> {
+  /**
+   * Attempts one event (to `url`, the subscription's URL with its password) until it is acknowledged,
+   * the retries run out (paused) or the loop is interrupted. `save` checkpoints what came before, ahead of a retry wait.
+   */
+  private async deliver(subscription: WebhookSubscription, url: string, secrets: string[], first: BatchItem, save: () => Promise<boolean>): Promise<Outcome> {
     const { tables, feed, policy } = this.deps;
     let firstFailureAt: number | undefined;
     for (let attempt = 1; ; attempt++) {
@@ -199,7 +204,7 @@ export class WebhookLoop {
       const body = JSON.stringify(toIntegrationEvent(item.projected, subscription.role));
       const headers = signWebhook(secrets, eventId, Date.now() / 1000, body);
       const started = performance.now();
-      const answer = await this.client.post(subscription.url, body, { ...headers }, policy.timeoutMs, this.controller.signal);
+      const answer = await this.client.post(url, body, { ...headers }, policy.timeoutMs, this.controller.signal);
       const latencyMs = Math.round((performance.now() - started) * 10) / 10;
       if (answer.ok) return { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error: null, nextRetryAt: null };
       if (this.stopped) return 'interrupted';

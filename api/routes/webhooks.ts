@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { PUBLIC_EVENT_TYPE_NAMES, PUBLIC_EVENT_TYPES, publicFields, type AggregateKind } from '../../integration/envelope.ts';
 import type { IntegrationServices, PublisherStatus } from '../../integration/index.ts';
 import {
+  ChangedWebhookUrl,
   DEFAULT_PREVIOUS_SECRET_SECONDS,
   displayUrl,
   EventPatterns,
@@ -12,6 +13,7 @@ import {
   WebhookUrl,
 } from '../../integration/validation.ts';
 import { webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
+import { WebhookUrlRefused } from '../../integration/url-password.ts';
 import { IdParams } from '../http.ts';
 import { ProblemError, validationProblem } from '../problems.ts';
 import { ROLES } from '../roles.ts';
@@ -27,7 +29,7 @@ const CreateWebhook = z.strictObject({
 });
 
 const PatchWebhook = z.strictObject({
-  url: Url.optional(),
+  url: ChangedWebhookUrl.optional(),
   events: Events.optional(),
   description: WebhookDescription.nullable().optional(),
   enabled: z.boolean().optional().describe('false switches deliveries off; true resumes them, also after the subscription was paused as failing'),
@@ -248,6 +250,9 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
       schema: {
         tags,
         summary: 'Change url, events or description; enable or disable (enabling resumes a failing subscription)',
+        description:
+          'A url sent back as shown, with *** as its password, keeps the stored password when its scheme, host, port and user are the same; ' +
+          'for another address or user it is refused (400 naming url). A url without a password erases the stored one.',
         params: IdParams,
         body: PatchWebhook,
         response: { 200: WebhookView },
@@ -255,12 +260,19 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     },
     async (request) => {
       checkDestination(request.body.url);
-      const updated = await tables.updateSubscription(request.params.id, {
-        url: request.body.url,
-        events: request.body.events,
-        enabled: request.body.enabled,
-        description: request.body.description,
-      });
+      const updated = await tables
+        .updateSubscription(request.params.id, {
+          url: request.body.url,
+          events: request.body.events,
+          enabled: request.body.enabled,
+          description: request.body.description,
+        })
+        .catch((error: unknown) => {
+          // The URL given back with *** as its password, for another address or user: nothing changed.
+          if (!(error instanceof WebhookUrlRefused)) throw error;
+          const errors = [{ field: error.field, in: 'body', message: error.message }];
+          throw validationProblem(errors);
+        });
       if (!updated) throw new ProblemError('not_found', `No webhook ${request.params.id}.`);
       return view(updated, await statusOf(updated.id));
     },

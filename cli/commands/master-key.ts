@@ -15,12 +15,13 @@ export const masterKeyCommand: CliCommand = {
   details: `
 Each customer's personal data is encrypted with their own data key (crm_events.customer_keys). With
 CRM_MASTER_KEY (or CRM_MASTER_KEY_FILE) set, those keys are stored wrapped by the master key, and so
-are the key of the email address index and the webhook signing secrets, so the database alone (a
-backup, a replica, a WAL archive) reveals no personal data and lets nobody sign a webhook delivery.
+are the key of the email address index, the webhook signing secrets and the passwords in webhook URLs,
+so the database alone (a backup, a replica, a WAL archive) reveals no personal data, lets nobody sign a
+webhook delivery and holds no receiver's password.
 
   generate   prints a new random master key (base64); keep it in a secret manager, not beside the database.
-  rewrap     re-wraps every data key, the email lookup key and every webhook secret under the key in
-             --new-key-file, in one transaction. The current
+  rewrap     re-wraps every data key, the email lookup key and every webhook secret and URL password
+             under the key in --new-key-file, in one transaction. The current
              master key comes from CRM_MASTER_KEY / CRM_MASTER_KEY_FILE (unset: the keys are stored bare and
              this wraps them for the first time). Then restart every process with the new key configured.
 
@@ -60,7 +61,7 @@ Rotation:
         [rewrapDataKeys, rewrapEmailLookupKey, rewrapWebhookSecrets],
       );
       run.out(
-        `Re-wrapped ${keys!.count} customer data key(s), the email lookup key and ${secrets!.count} webhook subscription(s)' secrets under the new master key. ` +
+        `Re-wrapped ${keys!.count} customer data key(s), the email lookup key and ${secrets!.count} webhook subscription(s)' secrets and URL passwords under the new master key. ` +
           'Restart every crm process with it configured.',
       );
       return 0;

@@ -61,9 +61,16 @@ const storedSecrets = async (crm: Awaited<ReturnType<typeof open>>, events: stri
   return rows[0]!;
 };
 
-const subscribe = async (crm: Awaited<ReturnType<typeof open>>) => {
+const subscribe = async (crm: Awaited<ReturnType<typeof open>>, url = 'https://example.com/hook') => {
   await crm.integration.services.tables.migrate();
-  return crm.integration.services.subscribe({ url: 'https://example.com/hook', events: ['*'], description: null, role: 'admin' });
+  return crm.integration.services.subscribe({ url, events: ['*'], description: null, role: 'admin' });
+};
+
+/** The stored URL and its password, as they sit in the table. */
+const storedUrl = async (crm: Awaited<ReturnType<typeof open>>, events: string, id: string) => {
+  const { rows } = await sql<{ url: string; url_password: string | null }>`
+    SELECT url, url_password FROM ${sql.table(`${events}.webhook_subscriptions`)} WHERE id = ${id}`.execute(crm.database.db);
+  return rows[0]!;
 };
 
 const readName = async (crm: Awaited<ReturnType<typeof open>>) => {
@@ -168,14 +175,16 @@ describe('a master key configured after the first start', () => {
   const openBare = (extra: Record<string, string>) => openCrm(loadConfig({ ...bareEnv, ...extra }, folder));
   afterAll(() => bare.dropSchemas());
 
-  it('crm master-key rewrap wraps what was stored bare: data keys, the email lookup key, webhook secrets; every claim still holds', async () => {
+  it('crm master-key rewrap wraps what was stored bare: data keys, the email lookup key, webhook secrets and URL passwords; every claim still holds', async () => {
     const grace = randomUUID();
     let webhook: { id: string; secret: string };
     const before = await openBare({});
     try {
       await register(before, grace, 'grace@example.com');
-      webhook = await subscribe(before);
+      webhook = await subscribe(before, 'https://hooks:bare-pw@example.com/hook');
       expect((await storedSecrets(before, bare.events, webhook.id)).secret).toBe(webhook.secret);
+      // Bare as the secret, but apart from the URL.
+      expect(await storedUrl(before, bare.events, webhook.id)).toEqual({ url: 'https://hooks:***@example.com/hook', url_password: 'bare-pw' });
     } finally {
       await before.close();
     }
@@ -190,6 +199,10 @@ describe('a master key configured after the first start', () => {
       const stored = (await storedSecrets(after, bare.events, webhook.id)).secret;
       expect(stored).toMatch(/^mk1:/);
       expect(await after.integration.services.tables.secretsOf(webhook.id)).toEqual([webhook.secret]);
+      const url = await storedUrl(after, bare.events, webhook.id);
+      expect(url).toEqual({ url: 'https://hooks:***@example.com/hook', url_password: expect.stringMatching(/^mk1:/) });
+      expect(url.url_password).not.toContain('bare-pw');
+      expect(await after.integration.services.tables.deliveryUrl(webhook.id)).toBe('https://hooks:bare-pw@example.com/hook');
     } finally {
       await after.close();
     }

@@ -6,6 +6,7 @@ import type { CommandContext, CrmCommands } from '../../commands/index.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { matchesPatterns } from '../../integration/envelope.ts';
 import { createDestinationGuard, parseNetwork } from '../../integration/destinations.ts';
+import { WebhookClient } from '../../integration/http-post.ts';
 import { IntegrationPublishers } from '../../integration/publishers.ts';
 import { integrationTables } from '../../integration/tables.ts';
 import type { DeliveryPolicy } from '../../integration/webhook-loop.ts';
@@ -368,7 +369,7 @@ describe('delivery', () => {
     }
   }, 240_000);
 
-  it('shows a password in the URL masked, refuses the mask given back as a password, and delivers with the real one', async () => {
+  it('shows a password in the URL masked, keeps it out of the url column, keeps it for the URL given back as shown, and delivers with the real one', async () => {
     const r = await receiver();
     const password = `pw-${randomUUID()}`;
     const url = `http://hooks:${password}@127.0.0.1:${r.port}/hook`;
@@ -385,13 +386,30 @@ describe('delivery', () => {
       }
       const shown = (await webhook(id)).url;
       expect(shown).toBe(`http://hooks:***@127.0.0.1:${r.port}/hook`);
-      // Sent back as shown (to change something else): refused, not stored with *** as the password.
+      // Without a master key it is stored bare, as the signing secret is, but apart: the url column never holds it.
+      const stored = async () =>
+        (
+          await sql<{ url: string; url_password: string | null }>`
+            SELECT url, url_password FROM ${sql.table(`${h.schemas.events}.webhook_subscriptions`)} WHERE id = ${id}`.execute(h.database.db)
+        ).rows[0];
+      expect(await stored()).toEqual({ url: shown, url_password: password });
+      // Sent back as shown (to change something else): the stored password is kept, not replaced by ***.
+      const patched = await h.app.inject({
+        method: 'PATCH',
+        url: `/webhooks/${id}`,
+        headers: h.auth('admin'),
+        payload: { url: shown, events: ['CustomerRegistered'] },
+      });
+      expect(patched.statusCode, patched.body).toBe(200);
+      expect(await stored()).toEqual({ url: shown, url_password: password });
+      // To another host, the mask is refused: the password is not sent where it was not given for.
       const problem = expectProblem(
-        await h.app.inject({ method: 'PATCH', url: `/webhooks/${id}`, headers: h.auth('admin'), payload: { url: shown } }),
+        await h.app.inject({ method: 'PATCH', url: `/webhooks/${id}`, headers: h.auth('admin'), payload: { url: shown.replace('127.0.0.1', '127.0.0.9') } }),
         400,
         'validation',
       );
       expect(problem.errors?.map((e) => e.field)).toContain('url');
+      expect(await stored()).toEqual({ url: shown, url_password: password });
 
       await commands.execute({ type: 'RegisterCustomer', name: 'Basic auth', email: `ba-${randomUUID()}@example.com` }, ctx());
       const [first] = await eventually(
@@ -405,6 +423,30 @@ describe('delivery', () => {
       await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
     }
   }, 60_000);
+
+  it('refuses a URL whose password has a malformed percent escape (400 naming url); one stored before is a failed attempt, not a thrown error', async () => {
+    const problem = expectProblem(
+      await h.app.inject({
+        method: 'POST',
+        url: '/webhooks',
+        headers: h.auth('admin'),
+        payload: { url: 'https://hooks:50%zz@example.com/hook', events: ['*'] },
+      }),
+      400,
+      'validation',
+    );
+    expect(problem.errors?.map((e) => e.field)).toEqual(['url']);
+    expect(problem.errors?.[0]?.message).toContain('%25');
+    const r = await receiver();
+    const client = new WebhookClient(createDestinationGuard([parseNetwork('127.0.0.0/8')!]));
+    try {
+      const answer = await client.post(`http://hooks:50%zz@127.0.0.1:${r.port}/hook`, '{}', {}, 5_000, new AbortController().signal);
+      expect(answer).toMatchObject({ ok: false, status: null, error: expect.stringContaining('URI malformed') });
+      expect(r.requests).toHaveLength(0);
+    } finally {
+      client.close();
+    }
+  });
 
   it('counts a 2xx as delivered even when its body is huge, never ends or breaks off, and does not send it again', async () => {
     // Raw receivers: each answers 200 at once, then misbehaves in its body. Every request comes on a connection of its own (the body cuts it).
