@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { TIME_AXES } from '../audit/as-of.ts';
 import { Id } from '../domain/shared.ts';
 import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
-import type { IdempotencyGuard } from './idempotency.ts';
+import { commandKeyOf, type IdempotencyGuard } from './idempotency.ts';
 import type { ApiMetrics } from './metrics.ts';
 import { ProblemError, validationProblem } from './problems.ts';
 
@@ -114,14 +114,18 @@ export const executeCommand = async (
   call: CommandCall,
 ): Promise<CommandAccepted> => {
   const ctx = commandContext(request, call);
-  if (ctx.idempotencyKey && deps.idempotency) {
+  if (ctx.idempotencyKey !== undefined) {
+    // commandContext refused a request without a key.
+    const apiKeyId = request.apiKey!.id;
     const params = request.params as { id?: string } | undefined;
-    await deps.idempotency.check(ctx.idempotencyKey, {
-      method: request.method,
-      route: request.routeOptions.url ?? request.url,
-      resourceId: params?.id ?? null,
-      body: request.body,
-    });
+    ctx.idempotencyKey = deps.idempotency
+      ? await deps.idempotency.claim(apiKeyId, ctx.idempotencyKey, {
+          method: request.method,
+          route: request.routeOptions.url ?? request.url,
+          resourceId: params?.id ?? null,
+          body: request.body,
+        })
+      : commandKeyOf(apiKeyId, ctx.idempotencyKey);
   }
   // Races of clients without If-Match are resolved in the command layer (commands/stream-queue.ts).
   const result = await deps.commands.execute(call.command, ctx);
