@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import fastifyCors from '@fastify/cors';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -13,6 +12,7 @@ import { clientErrorHandler } from './client-errors.ts';
 import { createCursorSeal } from './cursor-seal.ts';
 import type { ApiDeps } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
+import { requestIdOf } from './http.ts';
 import { createIdempotencyGuard } from './idempotency.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { refuseUnreadableQuery } from './safe-input.ts';
@@ -62,14 +62,6 @@ export const REDACTED_PATHS = [
   '*.subject',
 ];
 
-const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
-
-/** The request id is the correlation id: a client's X-Request-Id when sane, else a fresh UUID. */
-const requestId = (request: { headers: Record<string, string | string[] | undefined> }): string => {
-  const given = request.headers['x-request-id'];
-  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-};
-
 /** Logged request: method and path only; query strings carry searches by name and email. */
 const requestSerializer = (request: FastifyRequest) => ({
   method: request.method,
@@ -101,12 +93,12 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
       poolWaiting: deps.database.waiting,
       projectionBacklog: deps.projections.backlog?.bind(deps.projections),
     },
-    { requestId, shed: (method, seconds) => metrics.observeRequest(method, 'refused before routing', 503, seconds) },
+    { requestId: requestIdOf, shed: (method, seconds) => metrics.observeRequest(method, 'refused before routing', 503, seconds) },
   );
   const app = Fastify({
     serverFactory: backPressure.serverFactory,
     logger: loggerOptions(deps.logger),
-    genReqId: requestId,
+    genReqId: requestIdOf,
     // An event is at most 512 KiB in the store (eventstore/contract.ts); a command body larger than 1 MiB is a 413.
     bodyLimit: 1024 * 1024,
     // While shutting down, new requests get a 503 so a load balancer retries them elsewhere.

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { TIME_AXES } from '../audit/as-of.ts';
@@ -34,11 +35,31 @@ const HeaderText = z
   .max(200)
   .regex(/^[\x21-\x7e][\x20-\x7e]*$/, 'printable ASCII');
 
+/**
+ * `X-Request-Id` is the correlation id of a request, echoed on its answer and recorded on a command's
+ * events. A client's id is kept when it is 1-200 printable ASCII characters without spaces; any other
+ * (absent, longer, spaces, control or non-ASCII characters) is replaced by a fresh UUID, on commands
+ * and queries alike: a tracing header never makes a request fail, and the answer's X-Request-Id is the
+ * one to look for in logs and history.
+ */
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+export const requestIdOf = (request: { headers: Record<string, string | string[] | undefined> }): string => {
+  const given = request.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+};
+
 /** Headers every command route reads. Other headers pass (the object is loose on purpose). */
 export const CommandHeaders = z.looseObject({
   'if-match': z.string().optional().describe('Expected revision, as the ETag a read or command returned ("3"). Required on routes marked so.'),
   'idempotency-key': HeaderText.optional().describe('Retrying with the same key appends nothing and returns the first result.'),
-  'x-request-id': HeaderText.optional().describe('Correlation id, echoed back; generated when absent.'),
+  // Not validated: an id that breaks the rule is replaced (requestIdOf), never refused.
+  'x-request-id': z
+    .string()
+    .optional()
+    .describe(
+      'Correlation id, echoed back and recorded on the events; a UUID replaces one that is absent or not 1-200 printable ASCII characters without spaces.',
+    ),
   'x-causation-id': HeaderText.optional().describe('Id of the message or event that caused this command (recorded as causationId).'),
 });
 
