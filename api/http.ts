@@ -11,13 +11,16 @@ import { ProblemError, validationProblem } from './problems.ts';
 /**
  * Global positions travel as decimal strings ("position": "123"): the store's positions are 64-bit
  * (bigint in the contract, and EventStoreDB commit positions are byte offsets), which a JSON number
- * cannot hold exactly past 2^53. `?waitFor=` takes the same string.
+ * cannot hold exactly past 2^53. Checkpoints are PostgreSQL `bigint`s, so no position the read models
+ * reach is above 2^63 - 1: a larger `?waitFor=` could only be waited for in vain.
  */
+export const MAX_POSITION = 2n ** 63n - 1n;
+
 export const PositionString = z
   .string()
-  .regex(/^(0|[1-9][0-9]{0,19})$/, 'a global position as a decimal string, e.g. "123"')
+  .regex(/^(0|[1-9][0-9]{0,18})$/, `a global position as a decimal string from 0 to ${MAX_POSITION}, e.g. "123"`)
   // Guarded: zod runs this check even after the regex failed.
-  .refine((s) => !/^\d{1,20}$/.test(s) || BigInt(s) <= 0xffff_ffff_ffff_ffffn, 'a 64-bit position')
+  .refine((s) => !/^\d{1,19}$/.test(s) || BigInt(s) <= MAX_POSITION, `a global position from 0 to ${MAX_POSITION}`)
   .describe('Global position (decimal string) returned by a command');
 
 export const CommandAccepted = z
