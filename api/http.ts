@@ -167,6 +167,26 @@ export const AsOfTimeAxis = z
     "With asOf: 'record' (the default) reads it as record time, what the CRM knew then; 'business' as business time (occurredAt), imported or back-dated history as it happened",
   );
 
+const DECIMAL = /^-?\d+(\.\d+)?$/;
+
+/**
+ * A number in a URL (query string or path): plain decimal only (`12`, `-3`, `0.25`). `Number()`
+ * alone would read `0x10` as 16, `1e3` as 1000, ` 5` as 5 and an empty value as 0; those are a 400
+ * naming the parameter. Every numeric query and path parameter goes through this one parser; the
+ * schema given checks the range.
+ */
+export const decimalNumber = <T extends z.ZodType<number, number>>(schema: T) =>
+  // A preprocess, not a pipe from a string: the OpenAPI document shows the number's type and range.
+  z.preprocess((value, ctx) => {
+    if (typeof value === 'string' && DECIMAL.test(value)) return Number(value);
+    ctx.addIssue({
+      code: 'custom',
+      input: value,
+      message: Array.isArray(value) ? 'given more than once: send it once' : 'a plain decimal number, e.g. 12 or 0.5',
+    });
+    return value;
+  }, schema);
+
 /** `?waitFor=` on every query. */
 export const WaitForQuery = {
   waitFor: PositionString.optional().describe('Answer only once the read models include this position (bounded wait)'),

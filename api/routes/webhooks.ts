@@ -12,7 +12,7 @@ import {
   WebhookUrl,
 } from '../../integration/validation.ts';
 import { webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
-import { IdParams } from '../http.ts';
+import { decimalNumber, IdParams } from '../http.ts';
 import { ProblemError, validationProblem } from '../problems.ts';
 import { ROLES } from '../roles.ts';
 
@@ -282,7 +282,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
         tags,
         summary: 'Recent delivery attempts, newest first: status code, latency, error, next retry',
         params: IdParams,
-        querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+        querystring: z.strictObject({ limit: decimalNumber(z.number().int().min(1).max(1000)).default(100) }),
         response: { 200: z.object({ items: z.array(DeliveryView) }) },
       },
     },
