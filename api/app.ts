@@ -14,6 +14,7 @@ import type { ApiDeps } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
 import { requestIdOf } from './http.ts';
 import { createIdempotencyGuard } from './idempotency.ts';
+import { registerJsonBody } from './json-body.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { refuseUnreadableQuery } from './safe-input.ts';
 import { registerRequestTimeout } from './request-timeout.ts';
@@ -121,6 +122,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
+  registerJsonBody(app);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(problemErrorHandler);
