@@ -151,6 +151,9 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     allowedHeaders: ['authorization', 'content-type', 'if-match', 'idempotency-key', 'x-request-id', 'x-causation-id'],
     exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'],
     maxAge: 600,
+    // An OPTIONS without Origin and Access-Control-Request-Method (a client asking what the API
+    // allows, not a browser's preflight) gets the same 204 and headers, not a 400 in plain text.
+    strictPreflight: false,
   });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);

@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
-import { problemErrorHandler } from './errors.ts';
 import { ProblemError } from './problems.ts';
 
 /** The built web console (`npm run build:console` writes it; the build is committed). */
@@ -41,11 +40,6 @@ export const consoleRoutes: FastifyPluginAsync<{ root?: string }> = async (app, 
   const page = { config: { rateLimit: false }, schema: { hide: true }, logLevel: 'warn' } as const;
   // The page under another address would be cached as an immutable asset (below) and go stale.
   for (const alias of CONSOLE_ALIASES) app.get(alias, page, async (_request, reply) => reply.redirect('/', 302));
-  // A folder of assets (`/console/assets/`) is not listed: not found, as a missing file (the static
-  // plugin answers 403, which the API would otherwise pass on as a malformed request).
-  app.setErrorHandler((error: { statusCode?: number }, request, reply) =>
-    problemErrorHandler(error.statusCode === 403 ? new ProblemError('not_found', `No file ${request.url.split('?')[0]}.`) : error, request, reply),
-  );
   if (!existsSync(`${root}/index.html`)) {
     app.get('/', page, async () => {
       throw new ProblemError('unavailable', 'The web console is not built: run `npm run build:console`.');

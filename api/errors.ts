@@ -183,6 +183,9 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
       if (status === 414) return new ProblemError('uri_too_long', 'A path parameter is longer than the server accepts.');
       if (status === 415) return new ProblemError('unsupported_media_type', fastifyError.message ?? 'Unsupported.');
       if (status === 404) return new ProblemError('not_found', fastifyError.message ?? 'Not found.');
+      // Only the static file plugins (the console's assets, Swagger UI's) answer 403 on their own, for
+      // a folder or a name they will not open (a NUL, a dot file): there is no file to read there.
+      if (status === 403) return new ProblemError('not_found', `No file ${request?.url.split('?')[0] ?? ''}.`);
       return new ProblemError('malformed', fastifyError.message ?? 'Bad request.');
     }
   }

@@ -73,3 +73,31 @@ describe('a JSON body declared in a charset', () => {
     }
   });
 });
+
+describe('methods', () => {
+  it('OPTIONS without the headers of a preflight is answered as a preflight is (204 with the allowed methods), on every path', async () => {
+    const paths = [...new Set(h.app.routeList.map((r) => r.url.replace(/:[a-zA-Z]+/g, randomUUID()).replace('*', 'x')))];
+    expect(paths.length).toBeGreaterThan(40);
+    for (const url of paths) {
+      const res = await h.app.inject({ method: 'OPTIONS', url });
+      expect(res.statusCode, `OPTIONS ${url}: ${res.body}`).toBe(204);
+      expect(res.headers['access-control-allow-methods'], url).toContain('PATCH');
+    }
+  });
+});
+
+describe('paths and query strings', () => {
+  it('a static file the server will not open (a folder, a NUL) is a 404 problem, not a 400 "Forbidden"', async () => {
+    for (const url of ['/docs/static/%00', '/console/assets/', '/console/%00']) {
+      const problem = expectProblem(await h.app.inject({ method: 'GET', url }), 404, 'not-found');
+      expect(problem.detail, url).not.toBe('Forbidden');
+    }
+  });
+
+  it('a query parameter without a name is a 400 naming the query, on lists and records alike', async () => {
+    for (const url of ['/customers?=1', '/customers?limit=2&=', `/customers/${randomUUID()}?=x`, '/pipeline?=']) {
+      const problem = expectProblem(await h.app.inject({ method: 'GET', url, headers: h.auth('sales') }), 400, 'validation');
+      expect(problem.errors, url).toEqual([{ field: 'query', in: 'query', message: 'a parameter without a name' }]);
+    }
+  });
+});
