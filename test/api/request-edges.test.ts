@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../api/app.ts';
 import { eventCount, expectProblem, json, startApi, type ApiHarness } from './support.ts';
 
 /** Requests at the edges of HTTP: empty and mislabelled bodies, methods and headers as an attacker sends them. */
@@ -98,6 +100,50 @@ describe('paths and query strings', () => {
     for (const url of ['/customers?=1', '/customers?limit=2&=', `/customers/${randomUUID()}?=x`, '/pipeline?=']) {
       const problem = expectProblem(await h.app.inject({ method: 'GET', url, headers: h.auth('sales') }), 400, 'validation');
       expect(problem.errors, url).toEqual([{ field: 'query', in: 'query', message: 'a parameter without a name' }]);
+    }
+  });
+});
+
+/** Writes the bytes over a real socket and reads until the server closes the connection (bounded). */
+const raw = (port: number, request: string, boundMs = 10_000): Promise<{ status: number; head: string; body: string; ms: number }> =>
+  new Promise((resolve, reject) => {
+    const started = Date.now();
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer within ${boundMs} ms`));
+    }, boundMs);
+    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const [head = '', ...rest] = Buffer.concat(chunks).toString('latin1').split('\r\n\r\n');
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), head, body: rest.join('\r\n\r\n'), ms: Date.now() - started });
+    });
+    socket.write(request);
+  });
+
+describe('a body that stops arriving', () => {
+  it('is a 408 problem once the request bound has passed, the connection then ending, and nothing is recorded', async () => {
+    // Bounds of a few hundred milliseconds (the request bound is at least waitFor's + 2 s).
+    const app = await buildApp({ ...h.deps, waitForTimeoutMs: 100, requestTimeoutMs: 100 });
+    try {
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = app.server.address() as AddressInfo;
+      const stored = await eventCount(h);
+      const body = JSON.stringify({ name: 'Never Arrives', email: `${randomUUID()}@example.com` });
+      const answer = await raw(
+        port,
+        `POST /customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${h.keys.sales}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${body.length + 50}\r\n\r\n${body}`,
+      );
+      expect(answer.status, answer.head).toBe(408);
+      expect(answer.head).toMatch(/content-type: application\/problem\+json/i);
+      expect(JSON.parse(answer.body)).toMatchObject({ type: 'https://crm.example/problems/request-timeout', status: 408 });
+      expect(await eventCount(h)).toBe(stored);
+    } finally {
+      await app.close();
     }
   });
 });
