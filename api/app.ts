@@ -8,7 +8,7 @@ import { createAuthGuard } from './auth/guard.ts';
 import { createScopeGuard } from './auth/scope-guard.ts';
 import { loadServerSecret } from './auth/server-secret.ts';
 import { createBackPressure, DEFAULT_BACK_PRESSURE } from './back-pressure.ts';
-import { clientErrorHandler } from './client-errors.ts';
+import { clientErrorHandler, refuseMissingHost, registerServerRefusals } from './client-errors.ts';
 import { createCursorSeal } from './cursor-seal.ts';
 import type { ApiDeps } from './deps.ts';
 import { notFoundHandler, problemErrorHandler } from './errors.ts';
@@ -111,6 +111,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     // And so are requests Node's HTTP parser refuses before Fastify sees them.
     clientErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
+  registerServerRefusals(app.server);
 
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events, readSchema: deps.schemas.read });
   await keys.migrate();
@@ -164,6 +165,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   backPressure.register(app);
   // Registered before the guard so that the guard can count requests refused for their key per address.
   const addressLimit = await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT);
+  app.addHook('onRequest', refuseMissingHost);
   app.addHook('onRequest', createAuthGuard(keys, addressLimit));
   app.addHook('onRequest', refuseUnreadableQuery);
   // Restricted callers: audit of their scope's records only; no webhooks or bulk imports (after validation: params are parsed).
