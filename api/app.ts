@@ -11,7 +11,7 @@ import { createBackPressure, DEFAULT_BACK_PRESSURE } from './back-pressure.ts';
 import { clientErrorHandler, refuseMissingHost, registerServerRefusals } from './client-errors.ts';
 import { createCursorSeal } from './cursor-seal.ts';
 import type { ApiDeps } from './deps.ts';
-import { notFoundHandler, problemErrorHandler } from './errors.ts';
+import { problemErrorHandler } from './errors.ts';
 import { requestIdOf } from './http.ts';
 import { createIdempotencyGuard } from './idempotency.ts';
 import { registerJsonBody } from './json-body.ts';
@@ -36,6 +36,7 @@ import { opsRoutes } from './routes/ops.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { registerPublisherMetrics } from '../integration/metrics.ts';
 import { consoleRoutes } from './console.ts';
+import { createUnmatched } from './unmatched.ts';
 import type { RouteContext } from './route-context.ts';
 
 export interface RegisteredRoute {
@@ -127,8 +128,10 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(problemErrorHandler);
-  app.setNotFoundHandler(notFoundHandler);
   const routeList: RegisteredRoute[] = [];
+  // No route: 405 with Allow where the path is served with other methods, else 404.
+  const unmatched = createUnmatched(routeList);
+  app.setNotFoundHandler((request, reply) => problemErrorHandler(unmatched(request), request, reply));
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routeList.push({ method, url: route.url });
   });
@@ -158,6 +161,11 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  // Answered before a body is read: a method no route takes (QUERY included, which Fastify would
+  // otherwise refuse for its missing Content-Type first) is a 405 or 404 whatever it sends.
+  app.addHook('onRequest', async (request) => {
+    if (request.routeOptions.url === undefined) throw unmatched(request);
   });
   // A backstop beyond the bounded waits a route does on purpose (`?waitFor=`), never shorter than them.
   registerRequestTimeout(app, Math.max(deps.requestTimeoutMs ?? 10_000, context.waitForTimeoutMs + 2_000));

@@ -206,6 +206,3 @@ export const problemErrorHandler = (error: unknown, request: FastifyRequest, rep
     .type(PROBLEM_CONTENT_TYPE)
     .send(JSON.stringify(problem.body(request.url.split('?')[0])));
 };
-
-export const notFoundHandler = (request: FastifyRequest, reply: FastifyReply): FastifyReply =>
-  problemErrorHandler(new ProblemError('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`), request, reply);

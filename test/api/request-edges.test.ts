@@ -12,6 +12,7 @@ beforeAll(async () => {
 afterAll(async () => h?.close());
 
 const JSON_TYPE = { 'content-type': 'application/json' };
+const SAMPLE_ID = '6f1c2a0e-8b5d-4c1e-9a7f-2d3b4c5d6e7f';
 
 describe('an empty body with a JSON content type', () => {
   it('is no body: a DELETE is accepted', async () => {
@@ -84,6 +85,35 @@ describe('methods', () => {
       const res = await h.app.inject({ method: 'OPTIONS', url });
       expect(res.statusCode, `OPTIONS ${url}: ${res.body}`).toBe(204);
       expect(res.headers['access-control-allow-methods'], url).toContain('PATCH');
+    }
+  });
+});
+
+describe('a method a path is not served with', () => {
+  it('is a 405 whose Allow lists the methods the path is served with, on every path; a path served with none is a 404', async () => {
+    const concrete = (url: string) => url.replace(/:[a-zA-Z]+/g, SAMPLE_ID).replace('*', 'x');
+    const routes = h.app.routeList.filter((r) => r.url !== '*');
+    const paths = [...new Set(routes.map((r) => concrete(r.url)))];
+    const failures: string[] = [];
+    for (const path of paths) {
+      const served = new Set(routes.filter((r) => concrete(r.url) === path).map((r) => r.method));
+      for (const method of ['GET', 'POST', 'PATCH', 'DELETE', 'PUT', 'TRACE', 'SEARCH', 'PROPFIND', 'QUERY'].filter((m) => !served.has(m))) {
+        const res = await h.app.inject({ method: method as 'GET', url: path, headers: h.auth('admin') });
+        const allow = String(res.headers.allow).split(', ');
+        // Another pattern may take it (PATCH /customers/export is PATCH /customers/:id with a bad id): any answer but 404 or 5xx.
+        const refused =
+          res.statusCode === 405
+            ? ![...served].every((m) => allow.includes(m)) || !String(res.headers['content-type']).startsWith('application/problem+json')
+            : res.statusCode === 404 || res.statusCode >= 500;
+        if (refused) failures.push(`${method} ${path} -> ${res.statusCode} allow=${String(res.headers.allow)} ${res.body.slice(0, 120)}`);
+      }
+    }
+    expect(failures).toEqual([]);
+    const put = expectProblem(await h.app.inject({ method: 'PUT', url: '/customers', headers: h.auth('admin') }), 405, 'method-not-allowed');
+    expect(put.errors?.map((e) => e.field)).toEqual(['method']);
+    for (const url of ['/nothing-here', `/customers/${SAMPLE_ID}/nothing`]) {
+      expectProblem(await h.app.inject({ method: 'PUT', url, headers: h.auth('admin') }), 404, 'not-found');
+      expectProblem(await h.app.inject({ method: 'GET', url, headers: h.auth('admin') }), 404, 'not-found');
     }
   });
 });
