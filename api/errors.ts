@@ -11,7 +11,7 @@ import {
   MasterKeyMismatch,
   WrongExpectedRevision,
 } from '../eventstore/errors.ts';
-import { PROBLEM_CONTENT_TYPE, ProblemError, validationProblem, type FieldError } from './problems.ts';
+import { PROBLEM_CONTENT_TYPE, ProblemError, REPEATED_PARAMETER, validationProblem, type FieldError } from './problems.ts';
 
 /** Where a failing value sat: `body`, `query`, `params` or `headers` (fastify's validation contexts). */
 type Location = 'body' | 'query' | 'params' | 'headers';
@@ -41,18 +41,37 @@ interface FastifyValidationItem {
   instancePath: string;
   message?: string;
   keyword?: string;
-  params?: { keys?: string[] };
+  /** The zod issue's other members: `keys` of unknown fields, `errors` of each option of a union. */
+  params?: { keys?: string[]; errors?: { code?: string; path?: unknown[] }[][] };
 }
 
-const fromFastifyValidation = (error: FastifyError): ProblemError => {
+/** An issue about the value as a whole being of the wrong kind (not one of its parts). */
+const wrongKind = (issue: { code?: string; path?: unknown[] }): boolean =>
+  (issue.code === 'invalid_type' || issue.code === 'invalid_value') && (issue.path?.length ?? 0) === 0;
+
+/**
+ * `?status=a&status=b` reaches the schema as an array: a parameter that takes one value says so
+ * (the schema's own words would be "expected string, received array" or a list of options). A union
+ * counts when no option of it takes a list (the audit log's `type` does).
+ */
+const repeatedInQuery = (request: FastifyRequest | undefined, path: string[], item: FastifyValidationItem): boolean =>
+  path.length === 1 &&
+  Array.isArray((request?.query as Record<string, unknown> | undefined)?.[path[0]!]) &&
+  (wrongKind({ code: item.keyword }) ||
+    (item.keyword === 'invalid_union' && (item.params?.errors?.length ?? 0) > 0 && item.params!.errors!.every((option) => option.some(wrongKind))));
+
+const fromFastifyValidation = (error: FastifyError, request?: FastifyRequest): ProblemError => {
   const location = locationOf(error.validationContext);
   const items = (error.validation ?? []) as FastifyValidationItem[];
-  const issues = items.map((item) => ({
-    path: item.instancePath.split('/').filter((part) => part !== ''),
-    message: item.message ?? 'invalid',
-    code: item.keyword,
-    keys: item.params?.keys,
-  }));
+  const issues = items.map((item) => {
+    const path = item.instancePath.split('/').filter((part) => part !== '');
+    return {
+      path,
+      message: location === 'query' && repeatedInQuery(request, path, item) ? REPEATED_PARAMETER : (item.message ?? 'invalid'),
+      code: item.keyword,
+      keys: item.params?.keys,
+    };
+  });
   return validationProblem(fieldErrorsFromZod(issues, location));
 };
 
@@ -162,7 +181,7 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   const fastifyError = error as Partial<FastifyError> | null;
   if (fastifyError && typeof fastifyError === 'object') {
     if (hasZodFastifySchemaValidationErrors(fastifyError) || Array.isArray(fastifyError.validation)) {
-      return fromFastifyValidation(fastifyError as FastifyError);
+      return fromFastifyValidation(fastifyError as FastifyError, request);
     }
     const status = fastifyError.statusCode;
     switch (fastifyError.code) {

@@ -6,7 +6,7 @@ import { Id } from '../domain/shared.ts';
 import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
 import { commandKeyOf, type IdempotencyGuard } from './idempotency.ts';
 import type { ApiMetrics } from './metrics.ts';
-import { ProblemError, validationProblem } from './problems.ts';
+import { ProblemError, REPEATED_PARAMETER, validationProblem } from './problems.ts';
 
 /**
  * Global positions travel as decimal strings ("position": "123"): the store's positions are 64-bit
@@ -182,7 +182,7 @@ export const decimalNumber = <T extends z.ZodType<number, number>>(schema: T) =>
     ctx.addIssue({
       code: 'custom',
       input: value,
-      message: Array.isArray(value) ? 'given more than once: send it once' : 'a plain decimal number, e.g. 12 or 0.5',
+      message: Array.isArray(value) ? REPEATED_PARAMETER : 'a plain decimal number, e.g. 12 or 0.5',
     });
     return value;
   }, schema);

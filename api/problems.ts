@@ -83,6 +83,9 @@ export class ProblemError extends Error {
   }
 }
 
+/** What a query parameter that takes one value is told when it is sent twice (`?limit=1&limit=2`). */
+export const REPEATED_PARAMETER = 'given more than once: send it once';
+
 export const validationProblem = (errors: FieldError[], detail?: string): ProblemError =>
   new ProblemError('validation', detail ?? describeFieldErrors(errors), { errors });
 

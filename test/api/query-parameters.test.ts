@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPEATED_PARAMETER } from '../../api/problems.ts';
 import { expectProblem, startApi, type ApiHarness } from './support.ts';
 
 /** Query and path parameters as an attacker spells them: numbers, repeats, arrays. */
@@ -13,7 +14,7 @@ const SAMPLE_ID = '6f1c2a0e-8b5d-4c1e-9a7f-2d3b4c5d6e7f';
 interface Parameter {
   name: string;
   in: 'query' | 'path';
-  schema: { type?: string };
+  schema: { type?: string; anyOf?: { type?: string }[] };
 }
 
 /** Every GET route of the OpenAPI document with its parameters. */
@@ -26,9 +27,15 @@ const getRoutes = async (): Promise<{ url: string; parameters: Parameter[] }[]> 
 
 const isNumeric = (p: Parameter) => p.schema.type === 'integer' || p.schema.type === 'number';
 
+/** Values of path parameters that are not ids. */
+const PATH_VALUES: Record<string, string> = { stream: `customer-${SAMPLE_ID}`, kind: 'customer' };
+
 /** The URL with `{name}` path parameters filled (a number where the parameter is one, else an id). */
 const concrete = (url: string, parameters: Parameter[], override: Record<string, string> = {}): string =>
-  url.replace(/\{(\w+)\}/g, (_, name: string) => override[name] ?? (parameters.some((p) => p.name === name && isNumeric(p)) ? '1' : SAMPLE_ID));
+  url.replace(
+    /\{(\w+)\}/g,
+    (_, name: string) => override[name] ?? PATH_VALUES[name] ?? (parameters.some((p) => p.name === name && isNumeric(p)) ? '1' : SAMPLE_ID),
+  );
 
 describe('numeric parameters', () => {
   // Routes of api/routes/audit.ts are left out: its `limit` is changed in other work (reported).
@@ -59,5 +66,29 @@ describe('numeric parameters', () => {
     );
     const range = expectProblem(await h.app.inject({ method: 'GET', url: '/customers?limit=501', headers: h.auth('admin') }), 400, 'validation');
     expect(range.errors?.map((e) => e.field)).toEqual(['limit']);
+  });
+});
+
+describe('a query parameter sent twice', () => {
+  it('that takes one value is a 400 naming it, saying so, on every read route', async () => {
+    const routes = await getRoutes();
+    // A parameter whose schema also takes a list (the audit log's `type`) may be repeated.
+    const single = routes.flatMap((r) =>
+      r.parameters.filter((p) => p.in === 'query' && !(p.schema.anyOf ?? []).some((s) => s.type === 'array')).map((p) => ({ ...r, p })),
+    );
+    expect(single.length).toBeGreaterThan(60);
+    const failures: string[] = [];
+    for (const { url, parameters, p } of single) {
+      const target = `${concrete(url, parameters)}?${p.name}=2&${p.name}=2`;
+      const res = await h.app.inject({ method: 'GET', url: target, headers: h.auth('admin') });
+      const errors = res.statusCode === 400 ? (res.json<{ errors?: { field: string; message: string }[] }>().errors ?? []) : [];
+      if (!errors.some((e) => e.field === p.name && e.message === REPEATED_PARAMETER))
+        failures.push(`${target} -> ${res.statusCode} ${res.body.slice(0, 200)}`);
+    }
+    expect(failures).toEqual([]);
+    // A parameter that takes a list still takes it repeated.
+    expect(
+      (await h.app.inject({ method: 'GET', url: '/audit/events?type=CustomerRegistered&type=PurchaseRecorded', headers: h.auth('admin') })).statusCode,
+    ).toBe(200);
   });
 });
