@@ -188,7 +188,9 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
       case 'FST_ERR_CTP_BODY_TOO_LARGE':
         return new ProblemError('payload_too_large', 'The request body is larger than the server accepts.');
       case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-        return new ProblemError('unsupported_media_type', 'Send the body as application/json.');
+        return new ProblemError('unsupported_media_type', 'Send the body as application/json.', {
+          errors: [{ field: 'content-type', message: 'application/json' }],
+        });
       case 'FST_ERR_CTP_EMPTY_JSON_BODY':
         return validationProblem([{ field: 'body', message: 'a JSON body is required' }], 'The request has no JSON body.');
       case 'FST_ERR_CTP_INVALID_JSON_BODY':

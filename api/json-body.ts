@@ -30,7 +30,7 @@ export const registerJsonBody = (app: FastifyInstance): void => {
     const foreign = charsetsOf(contentType).find((charset) => !UTF8_LABELS.has(charset.toLowerCase()));
     if (foreign !== undefined) {
       done(
-        new ProblemError('unsupported_media_type', `The body is declared as charset ${foreign}; send JSON as UTF-8 (charset=utf-8, or no charset).`, {
+        new ProblemError('unsupported_media_type', `The body is declared as charset "${foreign}"; send JSON as UTF-8 (charset=utf-8, or no charset).`, {
           errors: [{ field: 'content-type', message: 'JSON is read as UTF-8 only' }],
         }),
         undefined,

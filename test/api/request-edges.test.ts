@@ -63,6 +63,22 @@ describe('a JSON body declared in a charset', () => {
     expect(await eventCount(h)).toBe(stored);
   });
 
+  it('that is not JSON at all is a 415 naming the content-type as well', async () => {
+    for (const contentType of [
+      'text/plain',
+      'application/xml',
+      'application/problem+json',
+      'application/json, text/plain',
+      'multipart/form-data; boundary=x',
+    ]) {
+      const problem = expectProblem(await register(contentType), 415, 'unsupported-media-type');
+      expect(
+        problem.errors?.map((e) => e.field),
+        contentType,
+      ).toEqual(['content-type']);
+    }
+  });
+
   it('as UTF-8, in any spelling, or with no charset is read', async () => {
     for (const contentType of [
       'application/json',
@@ -86,6 +102,31 @@ describe('methods', () => {
       expect(res.statusCode, `OPTIONS ${url}: ${res.body}`).toBe(204);
       expect(res.headers['access-control-allow-methods'], url).toContain('PATCH');
     }
+  });
+});
+
+describe('HEAD', () => {
+  it('answers every GET route with the status and content type of its GET, and no body', async () => {
+    const fill = (url: string) =>
+      url
+        .replace(':stream', `customer-${SAMPLE_ID}`)
+        .replace(':kind', 'customer')
+        .replace(':version', '1')
+        .replace(/:[a-zA-Z]+/g, SAMPLE_ID)
+        .replace('*', 'x');
+    const gets = h.app.routeList.filter((r) => r.method === 'GET');
+    expect(gets.length).toBeGreaterThan(40);
+    const failures: string[] = [];
+    for (const { url } of gets) {
+      for (const role of ['admin', 'analyst'] as const) {
+        const get = await h.app.inject({ method: 'GET', url: fill(url), headers: h.auth(role) });
+        const head = await h.app.inject({ method: 'HEAD', url: fill(url), headers: h.auth(role) });
+        const type = (res: typeof get) => String(res.headers['content-type']).split(';')[0];
+        if (head.statusCode !== get.statusCode || type(head) !== type(get) || head.body !== '' || get.statusCode >= 500)
+          failures.push(`${fill(url)} as ${role}: GET ${get.statusCode} ${type(get)}, HEAD ${head.statusCode} ${type(head)} ${head.body.length} bytes`);
+      }
+    }
+    expect(failures).toEqual([]);
   });
 });
 
