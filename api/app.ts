@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import fastifyCors from '@fastify/cors';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -9,11 +8,13 @@ import { createAuthGuard } from './auth/guard.ts';
 import { createScopeGuard } from './auth/scope-guard.ts';
 import { loadServerSecret } from './auth/server-secret.ts';
 import { createBackPressure, DEFAULT_BACK_PRESSURE } from './back-pressure.ts';
-import { clientErrorHandler } from './client-errors.ts';
+import { clientErrorHandler, refuseMissingHost, registerServerRefusals } from './client-errors.ts';
 import { createCursorSeal } from './cursor-seal.ts';
 import type { ApiDeps } from './deps.ts';
-import { notFoundHandler, problemErrorHandler } from './errors.ts';
+import { problemErrorHandler } from './errors.ts';
+import { requestIdOf } from './http.ts';
 import { createIdempotencyGuard } from './idempotency.ts';
+import { registerJsonBody } from './json-body.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { refuseUnreadableQuery } from './safe-input.ts';
 import { registerRequestTimeout } from './request-timeout.ts';
@@ -35,6 +36,7 @@ import { opsRoutes } from './routes/ops.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { registerPublisherMetrics } from '../integration/metrics.ts';
 import { consoleRoutes } from './console.ts';
+import { createUnmatched } from './unmatched.ts';
 import type { RouteContext } from './route-context.ts';
 
 export interface RegisteredRoute {
@@ -61,14 +63,6 @@ export const REDACTED_PATHS = [
   'subject',
   '*.subject',
 ];
-
-const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
-
-/** The request id is the correlation id: a client's X-Request-Id when sane, else a fresh UUID. */
-const requestId = (request: { headers: Record<string, string | string[] | undefined> }): string => {
-  const given = request.headers['x-request-id'];
-  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-};
 
 /** Logged request: method and path only; query strings carry searches by name and email. */
 const requestSerializer = (request: FastifyRequest) => ({
@@ -101,12 +95,12 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
       poolWaiting: deps.database.waiting,
       projectionBacklog: deps.projections.backlog?.bind(deps.projections),
     },
-    { requestId, shed: (method, seconds) => metrics.observeRequest(method, 'refused before routing', 503, seconds) },
+    { requestId: requestIdOf, shed: (method, seconds) => metrics.observeRequest(method, 'refused before routing', 503, seconds) },
   );
   const app = Fastify({
     serverFactory: backPressure.serverFactory,
     logger: loggerOptions(deps.logger),
-    genReqId: requestId,
+    genReqId: requestIdOf,
     // An event is at most 512 KiB in the store (eventstore/contract.ts); a command body larger than 1 MiB is a 413.
     bodyLimit: 1024 * 1024,
     // While shutting down, new requests get a 503 so a load balancer retries them elsewhere.
@@ -118,6 +112,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     // And so are requests Node's HTTP parser refuses before Fastify sees them.
     clientErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
+  registerServerRefusals(app.server);
 
   const keys = createApiKeyStore(deps.database.db, { schema: deps.schemas.events, readSchema: deps.schemas.read });
   await keys.migrate();
@@ -129,11 +124,14 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
+  registerJsonBody(app);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(problemErrorHandler);
-  app.setNotFoundHandler(notFoundHandler);
   const routeList: RegisteredRoute[] = [];
+  // No route: 405 with Allow where the path is served with other methods, else 404.
+  const unmatched = createUnmatched(routeList);
+  app.setNotFoundHandler((request, reply) => problemErrorHandler(unmatched(request), request, reply));
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routeList.push({ method, url: route.url });
   });
@@ -157,9 +155,17 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     allowedHeaders: ['authorization', 'content-type', 'if-match', 'idempotency-key', 'x-request-id', 'x-causation-id'],
     exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'],
     maxAge: 600,
+    // An OPTIONS without Origin and Access-Control-Request-Method (a client asking what the API
+    // allows, not a browser's preflight) gets the same 204 and headers, not a 400 in plain text.
+    strictPreflight: false,
   });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  // Answered before a body is read: a method no route takes (QUERY included, which Fastify would
+  // otherwise refuse for its missing Content-Type first) is a 405 or 404 whatever it sends.
+  app.addHook('onRequest', async (request) => {
+    if (request.routeOptions.url === undefined) throw unmatched(request);
   });
   // A backstop beyond the bounded waits a route does on purpose (`?waitFor=`), never shorter than them.
   registerRequestTimeout(app, Math.max(deps.requestTimeoutMs ?? 10_000, context.waitForTimeoutMs + 2_000));
@@ -167,6 +173,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   backPressure.register(app);
   // Registered before the guard so that the guard can count requests refused for their key per address.
   const addressLimit = await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT);
+  app.addHook('onRequest', refuseMissingHost);
   app.addHook('onRequest', createAuthGuard(keys, addressLimit));
   app.addHook('onRequest', refuseUnreadableQuery);
   // Restricted callers: audit of their scope's records only; no webhooks or bulk imports (after validation: params are parsed).

@@ -267,7 +267,8 @@ export function createBackPressure(
   return {
     serverFactory: (handler, fastifyOptions) => {
       const opts = fastifyOptions as Required<Pick<FastifyServerOptions, 'keepAliveTimeout' | 'requestTimeout' | 'connectionTimeout' | 'maxRequestsPerSocket'>>;
-      const server = createServer((request, response) => {
+      // Without Node's own Host check, which answers a bare 400: api/client-errors.ts refuses it as a problem.
+      const server = createServer({ requireHostHeader: false }, (request, response) => {
         if (!shed(request, response)) handler(request, response);
       });
       // What Fastify sets on a server it makes itself: above all its 72 s keep-alive, longer than a

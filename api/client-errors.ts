@@ -1,5 +1,6 @@
-import { STATUS_CODES } from 'node:http';
-import type { Socket } from 'node:net';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyRequest } from 'fastify';
 import { PROBLEM_CONTENT_TYPE, ProblemError } from './problems.ts';
 
 /**
@@ -47,23 +48,69 @@ const problemFor = (code: string | undefined): ProblemError => {
   }
 };
 
+/** Headers of an answer written below Fastify: as the API's other answers (helmet in api/app.ts), JSON that nothing may run or frame. */
+const rawHeaders = (problem: ProblemError, body: string): Record<string, string> => ({
+  'Content-Type': PROBLEM_CONTENT_TYPE,
+  'Content-Length': String(Buffer.byteLength(body)),
+  'Content-Security-Policy': "default-src 'none';frame-ancestors 'none'",
+  'X-Content-Type-Options': 'nosniff',
+  ...problem.headers,
+  Connection: 'close',
+});
+
+/** Writes `problem` as the whole answer on a socket Node's HTTP server no longer reads, then closes it. */
+const answerOnSocket = (socket: Duplex, problem: ProblemError, cause?: Error): void => {
+  if (socket.writable) {
+    const body = JSON.stringify(problem.body());
+    const headers = Object.entries(rawHeaders(problem, body))
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('');
+    socket.write(`HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\n${headers}\r\n${body}`);
+  }
+  socket.destroy(cause);
+};
+
 /** Fastify's `clientErrorHandler`: the answer written to the socket, as the raw refusals of api/back-pressure.ts are. */
-export function clientErrorHandler(error: Error & { code?: string }, socket: Socket): void {
+export function clientErrorHandler(error: Error & { code?: string }, socket: Duplex): void {
   // A reset connection has nobody to answer.
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  if (socket.writable) {
-    const problem = problemFor(error.code);
-    const body = JSON.stringify(problem.body());
-    socket.write(
-      `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\n` +
-        `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-        // As the API's other answers (helmet in api/app.ts): JSON that nothing may run or frame.
-        "Content-Security-Policy: default-src 'none';frame-ancestors 'none'\r\n" +
-        'X-Content-Type-Options: nosniff\r\n' +
-        'Connection: close\r\n\r\n' +
-        body,
-    );
+  answerOnSocket(socket, problemFor(error.code), error);
+}
+
+/**
+ * onRequest hook: an HTTP/1.1 request without a Host header is a 400 naming the header (RFC 9112,
+ * 3.2). Node's own check answers a bare 400 with no body, so the server is made without it
+ * (`requireHostHeader: false`, api/back-pressure.ts) and the refusal is a problem like the others.
+ */
+export const refuseMissingHost = async (request: FastifyRequest): Promise<void> => {
+  if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+    throw new ProblemError('malformed', 'An HTTP/1.1 request must carry a Host header.', { errors: [{ field: 'host', message: 'required' }] });
   }
-  socket.destroy(error);
+};
+
+/**
+ * Requests Node's HTTP server answers by itself when nobody listens, with no problem body: a CONNECT
+ * (the connection closed without a word) and an `Expect` other than `100-continue` (a bare 417).
+ * Answered as problems, naming the method or the header.
+ */
+export function registerServerRefusals(server: Server): void {
+  server.on('connect', (_request: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => undefined);
+    answerOnSocket(
+      socket,
+      new ProblemError(
+        'method_not_allowed',
+        'CONNECT is not served: this is an API, not a proxy.',
+        { errors: [{ field: 'method', message: 'CONNECT is not served' }] },
+        { allow: 'GET, HEAD, POST, PATCH, DELETE, OPTIONS' },
+      ),
+    );
+  });
+  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    const problem = new ProblemError('expectation_failed', `The server meets no expectation but 100-continue (Expect: ${String(request.headers.expect)}).`, {
+      errors: [{ field: 'expect', message: 'only 100-continue' }],
+    });
+    const body = JSON.stringify(problem.body(request.url?.split('?')[0]));
+    response.writeHead(problem.status, rawHeaders(problem, body)).end(body);
+  });
 }

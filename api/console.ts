@@ -24,6 +24,9 @@ const CONSOLE_CSP = [
   "object-src 'none'",
 ].join(';');
 
+/** Where people look for the console besides `/`: each is sent to `/`, its one address. */
+export const CONSOLE_ALIASES = ['/console', '/console/', '/console/index.html'] as const;
+
 /**
  * Serves the console at `/` (its page) and `/console/*` (its hashed assets). Its screens are hash
  * routes (`/#/customers`), so no console path can shadow an API route.
@@ -35,6 +38,8 @@ export const consoleRoutes: FastifyPluginAsync<{ root?: string }> = async (app, 
     return payload;
   });
   const page = { config: { rateLimit: false }, schema: { hide: true }, logLevel: 'warn' } as const;
+  // The page under another address would be cached as an immutable asset (below) and go stale.
+  for (const alias of CONSOLE_ALIASES) app.get(alias, page, async (_request, reply) => reply.redirect('/', 302));
   if (!existsSync(`${root}/index.html`)) {
     app.get('/', page, async () => {
       throw new ProblemError('unavailable', 'The web console is not built: run `npm run build:console`.');

@@ -11,7 +11,7 @@ import {
   MasterKeyMismatch,
   WrongExpectedRevision,
 } from '../eventstore/errors.ts';
-import { PROBLEM_CONTENT_TYPE, ProblemError, validationProblem, type FieldError } from './problems.ts';
+import { PROBLEM_CONTENT_TYPE, ProblemError, REPEATED_PARAMETER, validationProblem, type FieldError } from './problems.ts';
 
 /** Where a failing value sat: `body`, `query`, `params` or `headers` (fastify's validation contexts). */
 type Location = 'body' | 'query' | 'params' | 'headers';
@@ -41,18 +41,37 @@ interface FastifyValidationItem {
   instancePath: string;
   message?: string;
   keyword?: string;
-  params?: { keys?: string[] };
+  /** The zod issue's other members: `keys` of unknown fields, `errors` of each option of a union. */
+  params?: { keys?: string[]; errors?: { code?: string; path?: unknown[] }[][] };
 }
 
-const fromFastifyValidation = (error: FastifyError): ProblemError => {
+/** An issue about the value as a whole being of the wrong kind (not one of its parts). */
+const wrongKind = (issue: { code?: string; path?: unknown[] }): boolean =>
+  (issue.code === 'invalid_type' || issue.code === 'invalid_value') && (issue.path?.length ?? 0) === 0;
+
+/**
+ * `?status=a&status=b` reaches the schema as an array: a parameter that takes one value says so
+ * (the schema's own words would be "expected string, received array" or a list of options). A union
+ * counts when no option of it takes a list (the audit log's `type` does).
+ */
+const repeatedInQuery = (request: FastifyRequest | undefined, path: string[], item: FastifyValidationItem): boolean =>
+  path.length === 1 &&
+  Array.isArray((request?.query as Record<string, unknown> | undefined)?.[path[0]!]) &&
+  (wrongKind({ code: item.keyword }) ||
+    (item.keyword === 'invalid_union' && (item.params?.errors?.length ?? 0) > 0 && item.params!.errors!.every((option) => option.some(wrongKind))));
+
+const fromFastifyValidation = (error: FastifyError, request?: FastifyRequest): ProblemError => {
   const location = locationOf(error.validationContext);
   const items = (error.validation ?? []) as FastifyValidationItem[];
-  const issues = items.map((item) => ({
-    path: item.instancePath.split('/').filter((part) => part !== ''),
-    message: item.message ?? 'invalid',
-    code: item.keyword,
-    keys: item.params?.keys,
-  }));
+  const issues = items.map((item) => {
+    const path = item.instancePath.split('/').filter((part) => part !== '');
+    return {
+      path,
+      message: location === 'query' && repeatedInQuery(request, path, item) ? REPEATED_PARAMETER : (item.message ?? 'invalid'),
+      code: item.keyword,
+      keys: item.params?.keys,
+    };
+  });
   return validationProblem(fieldErrorsFromZod(issues, location));
 };
 
@@ -162,14 +181,16 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   const fastifyError = error as Partial<FastifyError> | null;
   if (fastifyError && typeof fastifyError === 'object') {
     if (hasZodFastifySchemaValidationErrors(fastifyError) || Array.isArray(fastifyError.validation)) {
-      return fromFastifyValidation(fastifyError as FastifyError);
+      return fromFastifyValidation(fastifyError as FastifyError, request);
     }
     const status = fastifyError.statusCode;
     switch (fastifyError.code) {
       case 'FST_ERR_CTP_BODY_TOO_LARGE':
         return new ProblemError('payload_too_large', 'The request body is larger than the server accepts.');
       case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-        return new ProblemError('unsupported_media_type', 'Send the body as application/json.');
+        return new ProblemError('unsupported_media_type', 'Send the body as application/json.', {
+          errors: [{ field: 'content-type', message: 'application/json' }],
+        });
       case 'FST_ERR_CTP_EMPTY_JSON_BODY':
         return validationProblem([{ field: 'body', message: 'a JSON body is required' }], 'The request has no JSON body.');
       case 'FST_ERR_CTP_INVALID_JSON_BODY':
@@ -183,6 +204,9 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
       if (status === 414) return new ProblemError('uri_too_long', 'A path parameter is longer than the server accepts.');
       if (status === 415) return new ProblemError('unsupported_media_type', fastifyError.message ?? 'Unsupported.');
       if (status === 404) return new ProblemError('not_found', fastifyError.message ?? 'Not found.');
+      // Only the static file plugins (the console's assets, Swagger UI's) answer 403 on their own, for
+      // a folder or a name they will not open (a NUL, a dot file): there is no file to read there.
+      if (status === 403) return new ProblemError('not_found', `No file ${request?.url.split('?')[0] ?? ''}.`);
       return new ProblemError('malformed', fastifyError.message ?? 'Bad request.');
     }
   }
@@ -203,6 +227,3 @@ export const problemErrorHandler = (error: unknown, request: FastifyRequest, rep
     .type(PROBLEM_CONTENT_TYPE)
     .send(JSON.stringify(problem.body(request.url.split('?')[0])));
 };
-
-export const notFoundHandler = (request: FastifyRequest, reply: FastifyReply): FastifyReply =>
-  problemErrorHandler(new ProblemError('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`), request, reply);

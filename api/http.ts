@@ -1,22 +1,26 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { TIME_AXES } from '../audit/as-of.ts';
 import { Id } from '../domain/shared.ts';
 import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
-import type { IdempotencyGuard } from './idempotency.ts';
+import { commandKeyOf, type IdempotencyGuard } from './idempotency.ts';
 import type { ApiMetrics } from './metrics.ts';
-import { ProblemError, validationProblem } from './problems.ts';
+import { ProblemError, REPEATED_PARAMETER, validationProblem } from './problems.ts';
 
 /**
  * Global positions travel as decimal strings ("position": "123"): the store's positions are 64-bit
  * (bigint in the contract, and EventStoreDB commit positions are byte offsets), which a JSON number
- * cannot hold exactly past 2^53. `?waitFor=` takes the same string.
+ * cannot hold exactly past 2^53. Checkpoints are PostgreSQL `bigint`s, so no position the read models
+ * reach is above 2^63 - 1: a larger `?waitFor=` could only be waited for in vain.
  */
+export const MAX_POSITION = 2n ** 63n - 1n;
+
 export const PositionString = z
   .string()
-  .regex(/^(0|[1-9][0-9]{0,19})$/, 'a global position as a decimal string, e.g. "123"')
+  .regex(/^(0|[1-9][0-9]{0,18})$/, `a global position as a decimal string from 0 to ${MAX_POSITION}, e.g. "123"`)
   // Guarded: zod runs this check even after the regex failed.
-  .refine((s) => !/^\d{1,20}$/.test(s) || BigInt(s) <= 0xffff_ffff_ffff_ffffn, 'a 64-bit position')
+  .refine((s) => !/^\d{1,19}$/.test(s) || BigInt(s) <= MAX_POSITION, `a global position from 0 to ${MAX_POSITION}`)
   .describe('Global position (decimal string) returned by a command');
 
 export const CommandAccepted = z
@@ -34,11 +38,31 @@ const HeaderText = z
   .max(200)
   .regex(/^[\x21-\x7e][\x20-\x7e]*$/, 'printable ASCII');
 
+/**
+ * `X-Request-Id` is the correlation id of a request, echoed on its answer and recorded on a command's
+ * events. A client's id is kept when it is 1-200 printable ASCII characters without spaces; any other
+ * (absent, longer, spaces, control or non-ASCII characters) is replaced by a fresh UUID, on commands
+ * and queries alike: a tracing header never makes a request fail, and the answer's X-Request-Id is the
+ * one to look for in logs and history.
+ */
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+export const requestIdOf = (request: { headers: Record<string, string | string[] | undefined> }): string => {
+  const given = request.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+};
+
 /** Headers every command route reads. Other headers pass (the object is loose on purpose). */
 export const CommandHeaders = z.looseObject({
   'if-match': z.string().optional().describe('Expected revision, as the ETag a read or command returned ("3"). Required on routes marked so.'),
   'idempotency-key': HeaderText.optional().describe('Retrying with the same key appends nothing and returns the first result.'),
-  'x-request-id': HeaderText.optional().describe('Correlation id, echoed back; generated when absent.'),
+  // Not validated: an id that breaks the rule is replaced (requestIdOf), never refused.
+  'x-request-id': z
+    .string()
+    .optional()
+    .describe(
+      'Correlation id, echoed back and recorded on the events; a UUID replaces one that is absent or not 1-200 printable ASCII characters without spaces.',
+    ),
   'x-causation-id': HeaderText.optional().describe('Id of the message or event that caused this command (recorded as causationId).'),
 });
 
@@ -114,14 +138,18 @@ export const executeCommand = async (
   call: CommandCall,
 ): Promise<CommandAccepted> => {
   const ctx = commandContext(request, call);
-  if (ctx.idempotencyKey && deps.idempotency) {
+  if (ctx.idempotencyKey !== undefined) {
+    // commandContext refused a request without a key.
+    const apiKeyId = request.apiKey!.id;
     const params = request.params as { id?: string } | undefined;
-    await deps.idempotency.check(ctx.idempotencyKey, {
-      method: request.method,
-      route: request.routeOptions.url ?? request.url,
-      resourceId: params?.id ?? null,
-      body: request.body,
-    });
+    ctx.idempotencyKey = deps.idempotency
+      ? await deps.idempotency.claim(apiKeyId, ctx.idempotencyKey, {
+          method: request.method,
+          route: request.routeOptions.url ?? request.url,
+          resourceId: params?.id ?? null,
+          body: request.body,
+        })
+      : commandKeyOf(apiKeyId, ctx.idempotencyKey);
   }
   // Races of clients without If-Match are resolved in the command layer (commands/stream-queue.ts).
   const result = await deps.commands.execute(call.command, ctx);
@@ -138,6 +166,26 @@ export const AsOfTimeAxis = z
   .describe(
     "With asOf: 'record' (the default) reads it as record time, what the CRM knew then; 'business' as business time (occurredAt), imported or back-dated history as it happened",
   );
+
+const DECIMAL = /^-?\d+(\.\d+)?$/;
+
+/**
+ * A number in a URL (query string or path): plain decimal only (`12`, `-3`, `0.25`). `Number()`
+ * alone would read `0x10` as 16, `1e3` as 1000, ` 5` as 5 and an empty value as 0; those are a 400
+ * naming the parameter. Every numeric query and path parameter goes through this one parser; the
+ * schema given checks the range.
+ */
+export const decimalNumber = <T extends z.ZodType<number, number>>(schema: T) =>
+  // A preprocess, not a pipe from a string: the OpenAPI document shows the number's type and range.
+  z.preprocess((value, ctx) => {
+    if (typeof value === 'string' && DECIMAL.test(value)) return Number(value);
+    ctx.addIssue({
+      code: 'custom',
+      input: value,
+      message: Array.isArray(value) ? REPEATED_PARAMETER : 'a plain decimal number, e.g. 12 or 0.5',
+    });
+    return value;
+  }, schema);
 
 /** `?waitFor=` on every query. */
 export const WaitForQuery = {

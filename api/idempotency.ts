@@ -6,13 +6,42 @@ import { ProblemError } from './problems.ts';
  * The command layer makes a retried Idempotency-Key append nothing and answer the first result. This
  * adds the other half of the contract: the same key sent with a different request (another route,
  * resource or body) is refused with 422 instead of silently answering the first request's result.
+ *
+ * Keys belong to the API key that sent them: two clients that happen to choose the same key never
+ * meet (neither is refused, nor told what the other did), and the command layer derives the ids of
+ * events and created records from the key within its API key (`commandKeyOf`).
  * Fingerprints live in `idempotency_keys` in the events schema (prune by `created_at` if it grows).
  */
 export interface IdempotencyGuard {
   migrate(): Promise<void>;
-  /** Records the request's fingerprint under `key`, or throws a 422 problem when the key was used for another request. */
-  check(key: string, request: { method: string; route: string; resourceId: string | null; body: unknown }): Promise<void>;
+  /**
+   * Records the request's fingerprint under (API key, key) and answers the key the command layer
+   * derives ids from; throws a 422 problem when this API key used `key` for another request.
+   */
+  claim(apiKeyId: string, key: string, request: IdempotentRequest): Promise<string>;
 }
+
+export interface IdempotentRequest {
+  method: string;
+  route: string;
+  resourceId: string | null;
+  body: unknown;
+}
+
+/** Rows recorded before keys were scoped per API key carry this in `api_key_id`. */
+export const UNSCOPED = '';
+
+/** At most as long as the event metadata's `idempotencyKey` (domain/metadata.ts). */
+const MAX_COMMAND_KEY = 200;
+
+/**
+ * The key the command layer sees: `<api key id>:<client's key>`, readable in the events' metadata.
+ * A client's key too long for that (over 163 characters) is written as its SHA-256 instead.
+ */
+export const commandKeyOf = (apiKeyId: string, key: string): string => {
+  const scoped = `${apiKeyId}:${key}`;
+  return scoped.length <= MAX_COMMAND_KEY ? scoped : `${apiKeyId}:sha256:${createHash('sha256').update(key, 'utf8').digest('base64url')}`;
+};
 
 /** JSON with object keys sorted, so the fingerprint does not depend on field order. */
 const canonical = (value: unknown): string => {
@@ -26,11 +55,22 @@ const canonical = (value: unknown): string => {
   return JSON.stringify(value) ?? 'null';
 };
 
+/** `METHOD /route` of a request. */
+const routeOf = (request: IdempotentRequest): string => `${request.method} ${request.route}`;
+
+/** sha256 of the route, resource and body (field order ignored): what makes two requests the same. */
+export const fingerprintOf = (request: IdempotentRequest): string =>
+  createHash('sha256')
+    .update(canonical([routeOf(request), request.resourceId, request.body ?? null]))
+    .digest('hex');
+
 /** `idempotency_keys`, for kysely. */
 type IdempotencyTables = {
   idempotency_keys: {
+    /** The API key that sent the key; `UNSCOPED` for rows of versions before keys were scoped. */
+    api_key_id: string;
     key: string;
-    /** sha256 of the route, resource and body. */
+    /** `fingerprintOf` the first request. */
     fingerprint: string;
     /** `METHOD /route`. */
     route: string;
@@ -41,38 +81,81 @@ type IdempotencyTables = {
 export function createIdempotencyGuard(handle: Kysely<unknown>, options: { schema: string }): IdempotencyGuard {
   const db = handle.withTables<IdempotencyTables>();
   const { schema } = options;
+  const table = sql.id(schema, 'idempotency_keys');
+  const scoped = async (from: Kysely<IdempotencyTables>): Promise<boolean> => {
+    const { rows } =
+      await sql`SELECT 1 FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = 'idempotency_keys' AND column_name = 'api_key_id'`.execute(
+        from,
+      );
+    return rows.length > 0;
+  };
+  const conflict = (route: string) =>
+    new ProblemError('idempotency_conflict', `This Idempotency-Key was already used for a different request (${route}); use a new key for a new request.`, {
+      errors: [{ field: 'idempotency-key', message: 'already used for a different request' }],
+    });
   return {
     async migrate() {
-      await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
-      await sql`
-        CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'idempotency_keys')} (
-          key text PRIMARY KEY,
-          fingerprint text NOT NULL,
-          route text NOT NULL,
-          created_at timestamptz NOT NULL DEFAULT now()
-        )`.execute(db);
+      // Up to date (every start after the first): no lock, no transaction.
+      if (await scoped(db)) return;
+      // Several processes may start at once: one creates or upgrades the table, the others then find it done.
+      await db.transaction().execute(async (trx) => {
+        await sql`SELECT pg_advisory_xact_lock(hashtext(${`crm-idempotency-keys:${schema}`}))`.execute(trx);
+        await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(trx);
+        await sql`
+          CREATE TABLE IF NOT EXISTS ${table} (
+            api_key_id text NOT NULL,
+            key text NOT NULL,
+            fingerprint text NOT NULL,
+            route text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (api_key_id, key)
+          )`.execute(trx);
+        if (await scoped(trx)) return;
+        // A table of an earlier version (keys shared by every API key): its rows become unscoped ones.
+        await sql`
+          ALTER TABLE ${table}
+            ADD COLUMN api_key_id text NOT NULL DEFAULT ${sql.lit(UNSCOPED)},
+            DROP CONSTRAINT idempotency_keys_pkey,
+            ADD PRIMARY KEY (api_key_id, key)`.execute(trx);
+        await sql`ALTER TABLE ${table} ALTER COLUMN api_key_id DROP DEFAULT`.execute(trx);
+      });
     },
-    async check(key, request) {
-      const route = `${request.method} ${request.route}`;
-      const fingerprint = createHash('sha256')
-        .update(canonical([route, request.resourceId, request.body ?? null]))
-        .digest('hex');
+    async claim(apiKeyId, key, request) {
+      const route = routeOf(request);
+      const fingerprint = fingerprintOf(request);
+      const rows = await db
+        .withSchema(schema)
+        .selectFrom('idempotency_keys')
+        .select(['api_key_id', 'fingerprint', 'route'])
+        .where('key', '=', key)
+        .where('api_key_id', 'in', [UNSCOPED, apiKeyId])
+        .execute();
+      const own = rows.find((r) => r.api_key_id === apiKeyId);
+      if (own) {
+        if (own.fingerprint !== fingerprint) throw conflict(own.route);
+        return commandKeyOf(apiKeyId, key);
+      }
+      // The retry of a request recorded before keys were scoped: its events derive from the bare key.
+      if (rows.some((r) => r.api_key_id === UNSCOPED && r.fingerprint === fingerprint)) return key;
       const inserted = await db
         .withSchema(schema)
         .insertInto('idempotency_keys')
-        .values({ key, fingerprint, route })
-        .onConflict((oc) => oc.column('key').doNothing())
+        .values({ api_key_id: apiKeyId, key, fingerprint, route })
+        .onConflict((oc) => oc.columns(['api_key_id', 'key']).doNothing())
         .returning('key')
         .executeTakeFirst();
-      if (inserted) return;
-      const existing = await db.withSchema(schema).selectFrom('idempotency_keys').select(['fingerprint', 'route']).where('key', '=', key).executeTakeFirst();
-      if (existing && existing.fingerprint !== fingerprint) {
-        throw new ProblemError(
-          'idempotency_conflict',
-          `This Idempotency-Key was already used for a different request (${existing.route}); use a new key for a new request.`,
-          { errors: [{ field: 'idempotency-key', message: 'already used for a different request' }] },
-        );
+      if (!inserted) {
+        // The same key sent twice at once: the first insert decides.
+        const first = await db
+          .withSchema(schema)
+          .selectFrom('idempotency_keys')
+          .select(['fingerprint', 'route'])
+          .where('api_key_id', '=', apiKeyId)
+          .where('key', '=', key)
+          .executeTakeFirst();
+        if (first && first.fingerprint !== fingerprint) throw conflict(first.route);
       }
+      return commandKeyOf(apiKeyId, key);
     },
   };
 }

@@ -20,6 +20,7 @@ export const problemTypes = {
   rule_violated: { status: 422, title: 'A business rule refused the command' },
   request_timeout: { status: 408, title: 'The request body stopped arriving' },
   payload_too_large: { status: 413, title: 'The request is too large' },
+  expectation_failed: { status: 417, title: 'The expectation cannot be met' },
   uri_too_long: { status: 414, title: 'The URL is too long' },
   headers_too_large: { status: 431, title: 'The request headers are too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported content type' },
@@ -81,6 +82,9 @@ export class ProblemError extends Error {
     };
   }
 }
+
+/** What a query parameter that takes one value is told when it is sent twice (`?limit=1&limit=2`). */
+export const REPEATED_PARAMETER = 'given more than once: send it once';
 
 export const validationProblem = (errors: FieldError[], detail?: string): ProblemError =>
   new ProblemError('validation', detail ?? describeFieldErrors(errors), { errors });

@@ -6,7 +6,7 @@ import type { RouteContext } from './route-context.ts';
 import { MAX_CURSOR_LENGTH } from './cursor-seal.ts';
 import type { RecordKind } from '../audit/records.ts';
 import type { Page, ReadModelQueries, ReadRecord } from './deps.ts';
-import { AsOfTimeAxis, awaitReadModels, etagOf, IdParams, WaitForQuery } from './http.ts';
+import { AsOfTimeAxis, awaitReadModels, decimalNumber, etagOf, IdParams, WaitForQuery } from './http.ts';
 import { forCaller } from './mask.ts';
 import { ProblemError, problemResponses, validationProblem } from './problems.ts';
 import { ruleFor, seesPersonalData } from './roles.ts';
@@ -14,7 +14,7 @@ import { scopeOf } from './auth/viewer.ts';
 
 /** Page parameters of every list. The cursor is opaque: pass back `nextCursor`. */
 export const PageQuery = {
-  limit: z.coerce.number().int().min(1).max(500).default(50).describe('Page size (1-500, default 50)'),
+  limit: decimalNumber(z.number().int().min(1).max(500)).default(50).describe('Page size (1-500, default 50)'),
   cursor: z.string().min(1).max(MAX_CURSOR_LENGTH).optional().describe('`nextCursor` of the previous page (opaque; valid for the same list and sort)'),
   ...WaitForQuery,
 };

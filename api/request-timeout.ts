@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { problemErrorHandler, requestTimedOut } from './errors.ts';
+import { ProblemError } from './problems.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -16,7 +17,10 @@ const timers = new WeakMap<FastifyRequest, NodeJS.Timeout>();
 /**
  * Every request is answered within `timeoutMs`: a handler still waiting then (a stalled database, a
  * lock held elsewhere) is answered with a 503 problem, and its late result is dropped. Statement
- * timeouts bound the database side; this bounds everything else a handler may wait on.
+ * timeouts bound the database side; this bounds everything else a handler may wait on. A request
+ * whose body has not been read in full by then (a Content-Length the bytes never reach, a stalled
+ * upload) never reached its handler, so nothing was recorded: it is a 408 and the connection ends
+ * (the rest of the body cannot be told from a next request), not a command whose outcome is unknown.
  */
 export const registerRequestTimeout = (app: FastifyInstance, timeoutMs: number): void => {
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -24,7 +28,17 @@ export const registerRequestTimeout = (app: FastifyInstance, timeoutMs: number):
     const timer = setTimeout(() => {
       if (reply.sent || reply.raw.headersSent) return;
       request.log.warn({ timeoutMs }, 'request timed out');
-      problemErrorHandler(requestTimedOut(request, timeoutMs), request, reply);
+      // `complete` is false while the parser has not reached the end of the body (undefined for injected requests).
+      const problem =
+        request.raw.complete === false
+          ? new ProblemError(
+              'request_timeout',
+              `The request body was not read in full within ${timeoutMs} ms; nothing was recorded.`,
+              {},
+              { connection: 'close' },
+            )
+          : requestTimedOut(request, timeoutMs);
+      problemErrorHandler(problem, request, reply);
     }, timeoutMs);
     timer.unref();
     timers.set(request, timer);

@@ -42,6 +42,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /docs/*', access: 'public', summary: 'Swagger UI' },
   { route: 'GET /docs', access: 'public', summary: 'Swagger UI' },
   { route: 'GET /', access: 'public', summary: 'web console (its screens are hash routes: /#/customers)' },
+  { route: 'GET /console', access: 'public', summary: 'redirects to the web console at / (as do /console/ and /console/index.html)' },
   { route: 'GET /console/*', access: 'public', summary: 'web console assets' },
   // Customers.
   { route: 'POST /customers', access: WRITE_CUSTOMERS, summary: 'register a customer (body may carry a client-chosen id)' },

@@ -24,7 +24,7 @@ const nameOf = (raw: string): string => {
 
 /**
  * onRequest hook: a query parameter with NUL, an unpaired surrogate or bytes that are not UTF-8 is a
- * 400 naming the parameter. Filters reach PostgreSQL as text parameters, which cannot hold any of
+ * 400 naming the parameter; one without a name (`?=1`) is a 400 naming the query. Filters reach PostgreSQL as text parameters, which cannot hold any of
  * these ("invalid byte sequence for encoding UTF8: 0x00"); fastify's parser keeps an undecodable
  * escape such as `%ff` as the literal characters, so the raw query string is checked as well.
  */
@@ -37,6 +37,8 @@ export const refuseUnreadableQuery = async (request: FastifyRequest): Promise<vo
     const equals = pair.indexOf('=');
     const rawName = equals < 0 ? pair : pair.slice(0, equals);
     const rawValue = equals < 0 ? '' : pair.slice(equals + 1);
+    // `?=1`: there is no name to refuse it by (every route's parameters are named).
+    if (rawName === '') errors.push({ field: 'query', message: 'a parameter without a name' });
     if (!decodes(rawName) || !decodes(rawValue)) errors.push({ field: nameOf(rawName), message: 'not valid percent-encoded UTF-8' });
   }
   for (const [name, value] of Object.entries((request.query ?? {}) as Record<string, unknown>)) {

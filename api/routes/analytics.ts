@@ -24,7 +24,7 @@ import { RFM_SEGMENTS } from '../../analytics/models/segments.ts';
 import { FeedbackChannel } from '../../domain/feedback/events.ts';
 import type { RouteContext } from '../route-context.ts';
 import { scopeOf } from '../auth/viewer.ts';
-import { awaitReadModels, IdParams, WaitForQuery } from '../http.ts';
+import { awaitReadModels, decimalNumber, IdParams, WaitForQuery } from '../http.ts';
 import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
 
 const tags = ['analytics'];
@@ -71,17 +71,17 @@ const ModelSchema = z
   .meta({ id: 'AnalyticsModel' });
 
 const Paging = {
-  limit: z.coerce.number().int().min(1).max(500).default(50).describe('Page size (1-500, default 50)'),
-  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+  limit: decimalNumber(z.number().int().min(1).max(500)).default(50).describe('Page size (1-500, default 50)'),
+  offset: decimalNumber(z.number().int().min(0).max(1_000_000)).default(0),
 };
 const ScoreFilters = {
   segment: z.enum(RFM_SEGMENTS).optional().describe('RFM segment name'),
   cohort: IsoMonth.optional().describe('First-purchase month'),
-  cluster: z.coerce.number().int().min(0).max(11).optional(),
+  cluster: decimalNumber(z.number().int().min(0).max(11)).optional(),
   ...Paging,
   ...WaitForQuery,
 };
-const Score = z.coerce.number().min(0).max(1);
+const Score = decimalNumber(z.number().min(0).max(1));
 const Loose = z.looseObject({});
 
 const ordered = (from: string | number | undefined, to: string | number | undefined, fromField: string, toField: string) => {
@@ -141,7 +141,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
       schema: {
         tags,
         summary: 'One fitted model version',
-        params: z.strictObject({ version: z.coerce.number().int().min(1).max(2_147_483_647) }),
+        params: z.strictObject({ version: decimalNumber(z.number().int().min(1).max(2_147_483_647)) }),
         querystring: z.strictObject({ ...WaitForQuery }),
         response: { 200: ModelSchema, ...errors },
       },
@@ -167,7 +167,9 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
         params: IdParams,
         querystring: z.strictObject({
           asOf: IsoDate.optional().describe('Day (YYYY-MM-DD): the scores at its end'),
-          model: z.coerce.number().int().min(1).max(2_147_483_647).optional().describe('Model version to score with (default: the latest); only with asOf'),
+          model: decimalNumber(z.number().int().min(1).max(2_147_483_647))
+            .optional()
+            .describe('Model version to score with (default: the latest); only with asOf'),
           ...WaitForQuery,
         }),
         response: { 200: Loose, ...errors },
@@ -218,7 +220,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
   figures(
     '/analytics/clv',
     'Customers ranked by CLV (BG/NBD + Gamma-Gamma over the model horizon), with totals',
-    z.strictObject({ ...ScoreFilters, minClv: z.coerce.number().optional(), maxClv: z.coerce.number().optional() }),
+    z.strictObject({ ...ScoreFilters, minClv: decimalNumber(z.number()).optional(), maxClv: decimalNumber(z.number()).optional() }),
     (filters, request) => analytics.clv({ ...filters, owners: scopeOf(request)?.owners ?? null }),
     ['minClv', 'maxClv'],
   );
@@ -237,7 +239,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     z.strictObject({
       from: IsoMonth.optional(),
       to: IsoMonth.optional(),
-      activeWindowDays: z.coerce.number().int().min(1).max(3650).optional().describe('Active = a purchase within this many days (default 365)'),
+      activeWindowDays: decimalNumber(z.number().int().min(1).max(3650)).optional().describe('Active = a purchase within this many days (default 365)'),
       ...WaitForQuery,
     }),
     (filters) => analytics.retention(filters),
@@ -267,8 +269,8 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     '/analytics/forecast',
     'Monthly net revenue forecast: trend + seasonal regression and exponential smoothing, each with a backtest (MAPE, RMSE), fitted on complete months only (`partialMonth` names the running month left out)',
     z.strictObject({
-      horizon: z.coerce.number().int().min(1).max(36).default(6).describe('Months ahead'),
-      holdout: z.coerce.number().int().min(1).max(24).optional().describe('Months held out for the backtest (default min(6, n/4))'),
+      horizon: decimalNumber(z.number().int().min(1).max(36)).default(6).describe('Months ahead'),
+      holdout: decimalNumber(z.number().int().min(1).max(24)).optional().describe('Months held out for the backtest (default min(6, n/4))'),
       from: IsoMonth.optional().describe('First month of history to use'),
       ...WaitForQuery,
     }),

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { customerCommandSchemas } from '../../domain/customer/commands.ts';
 import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
-import { awaitReadModels, IdParams } from '../http.ts';
+import { awaitReadModels, decimalNumber, IdParams } from '../http.ts';
 import { CUSTOMER_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { ProblemError, ProblemSchema } from '../problems.ts';
 import { scopeOf } from '../auth/viewer.ts';
@@ -32,8 +32,8 @@ export const CustomerListFilters = {
   status: CustomerStatus.optional(),
   tag: z.string().min(1).max(50).optional(),
   source: z.string().min(1).max(100).optional(),
-  minRevenue: z.coerce.number().finite().nonnegative().optional(),
-  maxRevenue: z.coerce.number().finite().nonnegative().optional(),
+  minRevenue: decimalNumber(z.number().nonnegative()).optional(),
+  maxRevenue: decimalNumber(z.number().nonnegative()).optional(),
   sort: CustomerSort.default('-createdAt').describe('Field, `-` for descending'),
 };
 
@@ -168,7 +168,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
         summary: 'Likely duplicates for a merge: customers sharing a normalised email, a phone number or a name',
         description:
           'Groups of active or inactive customers; `reason` is `email` (trimmed, case-insensitive), `phone` (same digits) or `name` (case, punctuation and word order ignored). Oldest registration first in each group.',
-        querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(50), waitFor: PageQuery.waitFor }),
+        querystring: z.strictObject({ limit: PageQuery.limit, waitFor: PageQuery.waitFor }),
         response: {
           200: z.object({ items: z.array(z.object({ reason: z.enum(['email', 'phone', 'name']), customers: z.array(z.record(z.string(), z.unknown())) })) }),
           400: ProblemSchema,

@@ -14,7 +14,7 @@ import {
 } from '../../integration/validation.ts';
 import { webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
 import { WebhookUrlRefused } from '../../integration/url-password.ts';
-import { IdParams } from '../http.ts';
+import { decimalNumber, IdParams } from '../http.ts';
 import { ProblemError, validationProblem } from '../problems.ts';
 import { ROLES } from '../roles.ts';
 
@@ -294,7 +294,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
         tags,
         summary: 'Recent delivery attempts, newest first: status code, latency, error, next retry',
         params: IdParams,
-        querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+        querystring: z.strictObject({ limit: decimalNumber(z.number().int().min(1).max(1000)).default(100) }),
         response: { 200: z.object({ items: z.array(DeliveryView) }) },
       },
     },

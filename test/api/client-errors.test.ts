@@ -92,3 +92,31 @@ describe('requests the HTTP parser refuses', () => {
     expect(answer.status).toBe(200);
   });
 });
+
+describe('requests Node’s HTTP server would answer by itself, with no problem body', () => {
+  const cases: [string, string, number, string][] = [
+    ['a CONNECT', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 405, 'method'],
+    ['an Expect other than 100-continue', `POST /customers HTTP/1.1\r\nHost: x\r\n${'Expect: 200-ok'}\r\nContent-Length: 2\r\n\r\n{}`, 417, 'expect'],
+    ['an HTTP/1.1 request without Host', 'GET /health HTTP/1.1\r\nConnection: close\r\n\r\n', 400, 'host'],
+  ];
+  for (const [what, request, status, field] of cases) {
+    it(`answers ${what} with a ${status} problem naming ${field}, and ends the connection`, async () => {
+      const answer = await raw(request);
+      expect(answer.status, answer.body).toBe(status);
+      expect(answer.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(answer.headers['x-content-type-options']).toBe('nosniff');
+      const problem = JSON.parse(answer.body) as { status: number; errors?: { field: string }[] };
+      expect(problem.status).toBe(status);
+      expect(problem.errors?.[0]?.field).toBe(field);
+    });
+  }
+
+  it('still serves an HTTP/1.0 request without Host (it needs none), and a command sent with Expect: 100-continue', async () => {
+    expect((await raw('GET /health HTTP/1.0\r\n\r\n')).status).toBe(200);
+    const body = JSON.stringify({ name: 'Expecting', email: 'expecting@example.com' });
+    const answer = await raw(
+      `POST /customers HTTP/1.1\r\nHost: x\r\n${auth()}\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    expect(answer.body).toContain('"revision":0');
+  });
+});

@@ -148,6 +148,20 @@ describe('customer commands', () => {
     expect(event?.metadata).toMatchObject({ correlationId: 'corr-42', causationId: 'msg-7', actor: { roles: ['sales'] } });
   });
 
+  it('replaces an X-Request-Id it cannot keep with a UUID, on commands as on queries, and records the one it answers', async () => {
+    for (const given of ['has spaces', 'tab\there', 'x'.repeat(201), 'caf\u00e9']) {
+      const command = await send('sales', 'POST', '/customers', { name: 'Odd Id', email: `${randomUUID()}@example.com` }, { 'x-request-id': given });
+      const { id } = accepted(command, 201);
+      const used = String(command.headers['x-request-id']);
+      expect(used).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      const [event] = await h.store.readStream(`customer-${id}`);
+      expect(event?.metadata.correlationId).toBe(used);
+      const query = await h.app.inject({ method: 'GET', url: `/customers/${id}`, headers: { ...h.auth('sales'), 'x-request-id': given } });
+      expect(query.statusCode).not.toBe(400);
+      expect(String(query.headers['x-request-id'])).toMatch(/^[0-9a-f-]{36}$/);
+    }
+  });
+
   it('tags, deactivates, reactivates, merges a duplicate and forgets', async () => {
     const primary = await register();
     const duplicate = await register();

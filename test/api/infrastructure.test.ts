@@ -48,6 +48,26 @@ describe('ops routes', () => {
     expect(res.headers['content-type']).toMatch(/text\/html/);
   });
 
+  it('serves the web console at /, sends /console, /console/ and /console/index.html there, and answers an asset folder with 404', async () => {
+    const page = await h.app.inject({ method: 'GET', url: '/' });
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain('<title>CRM console</title>');
+    for (const url of ['/console', '/console/', '/console/index.html', '/console/?x=1']) {
+      for (const method of ['GET', 'HEAD'] as const) {
+        const res = await h.app.inject({ method, url });
+        expect(res.statusCode, `${method} ${url}`).toBe(302);
+        expect(res.headers.location, `${method} ${url}`).toBe('/');
+      }
+    }
+    const asset = /src="(\/console\/[^"]+)"/.exec(page.body)?.[1];
+    expect((await h.app.inject({ method: 'GET', url: asset! })).statusCode).toBe(200);
+    for (const url of ['/console/assets/', '/console/assets', '/console/missing.js', '/console/../package.json', '/console/%2e%2e/package.json']) {
+      const res = await h.app.inject({ method: 'GET', url });
+      expect(res.statusCode, url).toBe(404);
+      expect(res.headers['content-type'], url).toMatch(/^application\/problem\+json/);
+    }
+  });
+
   it('echoes the request id and sets security headers', async () => {
     const res = await h.app.inject({ method: 'GET', url: '/health', headers: { 'x-request-id': 'req-123' } });
     expect(res.headers['x-request-id']).toBe('req-123');

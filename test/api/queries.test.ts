@@ -179,6 +179,23 @@ describe('query errors', () => {
     expectProblem(await get('sales', '/feedback?breached=maybe'), 400);
   });
 
+  it('refuses a ?waitFor= past the largest position (2^63 - 1) at once with 400 naming it, instead of waiting for it', async () => {
+    for (const waitFor of ['9223372036854775808', '18446744073709551615', '99999999999999999999', '123456789012345678901']) {
+      for (const url of ['/customers', `/customers/${randomUUID()}`, '/pipeline', '/exchange-rates']) {
+        const problem = expectProblem(await impatient.inject({ method: 'GET', url: `${url}?waitFor=${waitFor}`, headers: h.auth('sales') }), 400, 'validation');
+        expect(problem.errors, `${url}?waitFor=${waitFor}`).toEqual([
+          { field: 'waitFor', in: 'query', message: expect.stringContaining('9223372036854775807') },
+        ]);
+      }
+    }
+    // The largest position is one to wait for.
+    expectProblem(
+      await impatient.inject({ method: 'GET', url: '/customers?waitFor=9223372036854775807', headers: h.auth('sales') }),
+      503,
+      'read-model-timeout',
+    );
+  });
+
   it('answers 503 with a clear problem when the read models do not reach ?waitFor= in time', async () => {
     const head = await h.store.headPosition();
     const res = await impatient.inject({ method: 'GET', url: `/customers?waitFor=${head + 1_000_000_000n}`, headers: h.auth('sales') });

@@ -1,0 +1,47 @@
+import type { FastifyInstance } from 'fastify';
+import { ProblemError } from './problems.ts';
+
+/** Labels of UTF-8 (WHATWG Encoding), compared in lower case. */
+const UTF8_LABELS = new Set(['utf-8', 'utf8', 'unicode-1-1-utf-8', 'unicode11utf8', 'unicode20utf8', 'x-unicode20utf8']);
+
+/** Every `charset` parameter of a Content-Type, unquoted (a header may repeat one). */
+const charsetsOf = (contentType: string): string[] =>
+  contentType
+    .split(';')
+    .slice(1)
+    .map((parameter) => parameter.split('='))
+    .filter(([name]) => name!.trim().toLowerCase() === 'charset')
+    .map(([, value = '']) => value.trim().replace(/^"(.*)"$/, '$1'));
+
+/**
+ * The JSON body parser, in place of Fastify's own:
+ * - JSON is UTF-8 (RFC 8259): a body declared in another charset (`charset=latin1`, `utf-16`) would be
+ *   read as UTF-8 and stored garbled, so it is a 415 naming the content-type;
+ * - an empty body is no body, as with no Content-Type at all: a DELETE sent with
+ *   `Content-Type: application/json` is accepted, and a command without fields is validated as `{}`
+ *   (its missing fields named) instead of being refused as "no JSON body".
+ * Everything else is Fastify's parser: `__proto__` and `constructor.prototype` members are refused.
+ */
+export const registerJsonBody = (app: FastifyInstance): void => {
+  const parse = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const contentType = request.headers['content-type'] ?? '';
+    const foreign = charsetsOf(contentType).find((charset) => !UTF8_LABELS.has(charset.toLowerCase()));
+    if (foreign !== undefined) {
+      done(
+        new ProblemError('unsupported_media_type', `The body is declared as charset "${foreign}"; send JSON as UTF-8 (charset=utf-8, or no charset).`, {
+          errors: [{ field: 'content-type', message: 'JSON is read as UTF-8 only' }],
+        }),
+        undefined,
+      );
+      return;
+    }
+    if (body === '') {
+      done(null, undefined);
+      return;
+    }
+    // Fastify's parser answers through `done` (its return value is nothing).
+    void parse(request, body as string, done);
+  });
+};

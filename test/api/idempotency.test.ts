@@ -1,0 +1,151 @@
+import { randomUUID } from 'node:crypto';
+import type { LightMyRequestResponse } from 'fastify';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CrmApp } from '../../api/app.ts';
+import { createIdempotencyGuard, fingerprintOf } from '../../api/idempotency.ts';
+import { eventCount, expectProblem, json, startApi, type ApiHarness } from './support.ts';
+
+/**
+ * Idempotency keys belong to the API key that sent them: two clients choosing the same key never
+ * meet, and keys recorded by an earlier version (one table for every API key) keep working.
+ */
+let h: ApiHarness;
+/** Two sales keys: two clients of the same role. */
+let first = '';
+let second = '';
+let customerId = '';
+
+beforeAll(async () => {
+  h = await startApi('api_idempotency');
+  first = (await h.app.keys.create({ name: 'first client', role: 'sales' })).key;
+  second = (await h.app.keys.create({ name: 'second client', role: 'sales' })).key;
+  customerId = json<{ id: string }>(await post(h.app, first, '/customers', { name: 'Kim Keys', email: `${randomUUID()}@example.com` })).id;
+});
+afterAll(async () => h?.close());
+
+const post = (app: CrmApp, key: string, url: string, payload: object, idempotencyKey?: string) =>
+  app.inject({
+    method: 'POST',
+    url,
+    headers: { authorization: `Bearer ${key}`, ...(idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey }) },
+    payload,
+  });
+
+const created = (res: LightMyRequestResponse) => {
+  if (res.statusCode !== 201) throw new Error(`expected 201, got ${res.statusCode}: ${res.body}`);
+  return json<{ id: string; revision: number; position: string }>(res);
+};
+
+describe('an Idempotency-Key', () => {
+  it('used by another API key for another request is that client’s own: accepted, and nothing about the first client is told', async () => {
+    const key = `order-${randomUUID()}`;
+    created(await post(h.app, first, `/customers/${customerId}/activities`, { kind: 'note', subject: 'first client' }, key));
+    const other = await post(h.app, second, '/customers', { name: 'Other Client Customer', email: `${randomUUID()}@example.com` }, key);
+    expect(other.body).not.toContain('/activities');
+    created(other);
+  });
+
+  it('used by another API key for the same request runs that client’s command: its own record, its own events', async () => {
+    const key = `note-${randomUUID()}`;
+    const body = { kind: 'note', subject: 'same request, two clients' };
+    const mine = created(await post(h.app, first, `/customers/${customerId}/activities`, body, key));
+    const stored = await eventCount(h);
+    const theirs = created(await post(h.app, second, `/customers/${customerId}/activities`, body, key));
+    expect(theirs.id).not.toBe(mine.id);
+    expect(await eventCount(h)).toBe(stored + 1);
+    // Each client's retry still answers its own first result and appends nothing.
+    expect(created(await post(h.app, first, `/customers/${customerId}/activities`, body, key))).toEqual(mine);
+    expect(created(await post(h.app, second, `/customers/${customerId}/activities`, body, key))).toEqual(theirs);
+    expect(await eventCount(h)).toBe(stored + 1);
+  });
+
+  it('reused by the same API key for a different request is still refused with 422 naming its own first route', async () => {
+    const key = `mine-${randomUUID()}`;
+    created(await post(h.app, first, `/customers/${customerId}/activities`, { kind: 'note', subject: 'one' }, key));
+    const stored = await eventCount(h);
+    const again = expectProblem(
+      await post(h.app, first, `/customers/${customerId}/activities`, { kind: 'note', subject: 'two' }, key),
+      422,
+      'idempotency-conflict',
+    );
+    expect(again.detail).toContain('POST /customers/:id/activities');
+    expect(await eventCount(h)).toBe(stored);
+  });
+
+  it('longer than fits beside the API key id in the event metadata is still a working key', async () => {
+    const key = `long-${'k'.repeat(190)}`;
+    const body = { kind: 'note', subject: 'a long key' };
+    const mine = created(await post(h.app, first, `/customers/${customerId}/activities`, body, key));
+    const stored = await eventCount(h);
+    expect(created(await post(h.app, first, `/customers/${customerId}/activities`, body, key))).toEqual(mine);
+    expect(await eventCount(h)).toBe(stored);
+  });
+});
+
+describe('the idempotency_keys table of an earlier version', () => {
+  /** The table as versions before per-key scoping created it. */
+  const createEarlierTable = async (schema: string) => {
+    await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(h.database.db);
+    await sql`DROP TABLE IF EXISTS ${sql.id(schema, 'idempotency_keys')}`.execute(h.database.db);
+    await sql`
+      CREATE TABLE ${sql.id(schema, 'idempotency_keys')} (
+        key text PRIMARY KEY,
+        fingerprint text NOT NULL,
+        route text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`.execute(h.database.db);
+  };
+
+  it('gets the API key column and key at start, keeping its rows as unscoped ones; starting again changes nothing', async () => {
+    const schema = h.schemas.events.replace(/_events$/, '_earlier');
+    await createEarlierTable(schema);
+    await sql`INSERT INTO ${sql.id(schema, 'idempotency_keys')} (key, fingerprint, route) VALUES ('k-1', 'f', 'POST /customers')`.execute(h.database.db);
+    const guard = createIdempotencyGuard(h.database.db, { schema });
+    // Two processes starting at once: one upgrades, the other finds it done.
+    await Promise.all([guard.migrate(), createIdempotencyGuard(h.database.db, { schema }).migrate()]);
+    await guard.migrate();
+    const { rows } = await sql<{ api_key_id: string; key: string }>`SELECT api_key_id, key FROM ${sql.id(schema, 'idempotency_keys')}`.execute(h.database.db);
+    expect(rows).toEqual([{ api_key_id: '', key: 'k-1' }]);
+    const primaryKey = await sql<{ columns: string }>`
+      SELECT string_agg(a.attname, ',' ORDER BY array_position(c.conkey, a.attnum)) AS columns
+      FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+      WHERE c.conrelid = ${`"${schema}".idempotency_keys`}::regclass AND c.contype = 'p'`.execute(h.database.db);
+    expect(primaryKey.rows[0]?.columns).toBe('api_key_id,key');
+    // Two API keys may now hold the same key.
+    const request = { method: 'POST', route: '/customers', resourceId: null, body: { name: 'x' } };
+    expect(await guard.claim('api-key-a', 'k-2', request)).toBe('api-key-a:k-2');
+    expect(await guard.claim('api-key-b', 'k-2', { ...request, body: { name: 'y' } })).toBe('api-key-b:k-2');
+  });
+
+  it('keeps answering the retry of a command it recorded with its first result, appending nothing', async () => {
+    const key = `before-upgrade-${randomUUID()}`;
+    const body = { name: 'Earlier Version', email: `${randomUUID()}@example.com` };
+    const apiKey = (await h.app.keys.create({ name: 'client of the earlier version', role: 'sales' })).key;
+    const apiKeyId = (await h.app.keys.list()).find((k) => k.name === 'client of the earlier version')!.id;
+    // What the earlier version did for this request: its fingerprint under the bare key, and the command with the bare key.
+    await createEarlierTable(h.schemas.events);
+    await sql`INSERT INTO ${sql.id(h.schemas.events, 'idempotency_keys')} (key, fingerprint, route) VALUES (${key}, ${fingerprintOf({
+      method: 'POST',
+      route: '/customers',
+      resourceId: null,
+      body,
+    })}, 'POST /customers')`.execute(h.database.db);
+    const earlier = await h.crm.commands.execute(
+      { type: 'RegisterCustomer', ...body },
+      { actor: { userId: `api-key:${apiKeyId}`, roles: ['sales'] }, correlationId: randomUUID(), causationId: null, idempotencyKey: key },
+    );
+    const stored = await eventCount(h);
+    // The next start upgrades the table.
+    const app = await h.crm.buildApi(h.deps);
+    try {
+      const retry = created(await post(app, apiKey, '/customers', body, key));
+      expect(retry).toEqual({ id: earlier.id, revision: earlier.revision, position: earlier.position.toString() });
+      expect(await eventCount(h)).toBe(stored);
+      // Another client's different request under that key is its own.
+      created(await post(app, second, '/customers', { name: 'Someone Else', email: `${randomUUID()}@example.com` }, key));
+    } finally {
+      await app.close();
+    }
+  });
+});

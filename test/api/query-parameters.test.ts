@@ -1,0 +1,94 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPEATED_PARAMETER } from '../../api/problems.ts';
+import { expectProblem, startApi, type ApiHarness } from './support.ts';
+
+/** Query and path parameters as an attacker spells them: numbers, repeats, arrays. */
+let h: ApiHarness;
+beforeAll(async () => {
+  h = await startApi('api_query_parameters');
+});
+afterAll(async () => h?.close());
+
+const SAMPLE_ID = '6f1c2a0e-8b5d-4c1e-9a7f-2d3b4c5d6e7f';
+
+interface Parameter {
+  name: string;
+  in: 'query' | 'path';
+  schema: { type?: string; anyOf?: { type?: string }[] };
+}
+
+/** Every GET route of the OpenAPI document with its parameters. */
+const getRoutes = async (): Promise<{ url: string; parameters: Parameter[] }[]> => {
+  const doc = (await h.app.inject({ method: 'GET', url: '/openapi.json' })).json<{ paths: Record<string, { get?: { parameters?: Parameter[] } }> }>();
+  return Object.entries(doc.paths)
+    .filter(([, item]) => item.get)
+    .map(([url, item]) => ({ url, parameters: item.get!.parameters ?? [] }));
+};
+
+const isNumeric = (p: Parameter) => p.schema.type === 'integer' || p.schema.type === 'number';
+
+/** Values of path parameters that are not ids. */
+const PATH_VALUES: Record<string, string> = { stream: `customer-${SAMPLE_ID}`, kind: 'customer' };
+
+/** The URL with `{name}` path parameters filled (a number where the parameter is one, else an id). */
+const concrete = (url: string, parameters: Parameter[], override: Record<string, string> = {}): string =>
+  url.replace(
+    /\{(\w+)\}/g,
+    (_, name: string) => override[name] ?? PATH_VALUES[name] ?? (parameters.some((p) => p.name === name && isNumeric(p)) ? '1' : SAMPLE_ID),
+  );
+
+describe('numeric parameters', () => {
+  // Routes of api/routes/audit.ts are left out: its `limit` is changed in other work (reported).
+  const ours = (url: string) => !url.startsWith('/audit/');
+
+  it('take plain decimal numbers only: hex, exponents, spaces, signs, Infinity and empty values are a 400 naming the parameter', async () => {
+    const routes = (await getRoutes()).filter((r) => ours(r.url));
+    const numeric = routes.flatMap((r) => r.parameters.filter(isNumeric).map((p) => ({ url: r.url, parameters: r.parameters, p })));
+    // limit on every list, minRevenue, analytics filters and paging, a model version in the path...
+    expect(numeric.length).toBeGreaterThan(20);
+    const failures: string[] = [];
+    for (const { url, parameters, p } of numeric) {
+      for (const spelling of ['0x10', '1e1', '%205', '', 'Infinity', '+5', '5.', '.5', '0b1', '1_0']) {
+        const target =
+          p.in === 'path' ? concrete(url, parameters, { [p.name]: spelling === '' ? '%20' : spelling }) : `${concrete(url, parameters)}?${p.name}=${spelling}`;
+        const res = await h.app.inject({ method: 'GET', url: target, headers: h.auth('admin') });
+        const named = res.statusCode === 400 && (res.json<{ errors?: { field: string }[] }>().errors ?? []).some((e) => e.field === p.name);
+        if (!named) failures.push(`${target} -> ${res.statusCode} ${res.body.slice(0, 160)}`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('read a decimal as its value', async () => {
+    expect((await h.app.inject({ method: 'GET', url: '/customers?minRevenue=16&limit=007', headers: h.auth('admin') })).statusCode).toBe(200);
+    expect((await h.app.inject({ method: 'GET', url: '/analytics/churn?minChurnScore=0.25&maxChurnScore=1', headers: h.auth('admin') })).statusCode).not.toBe(
+      400,
+    );
+    const range = expectProblem(await h.app.inject({ method: 'GET', url: '/customers?limit=501', headers: h.auth('admin') }), 400, 'validation');
+    expect(range.errors?.map((e) => e.field)).toEqual(['limit']);
+  });
+});
+
+describe('a query parameter sent twice', () => {
+  it('that takes one value is a 400 naming it, saying so, on every read route', async () => {
+    const routes = await getRoutes();
+    // A parameter whose schema also takes a list (the audit log's `type`) may be repeated.
+    const single = routes.flatMap((r) =>
+      r.parameters.filter((p) => p.in === 'query' && !(p.schema.anyOf ?? []).some((s) => s.type === 'array')).map((p) => ({ ...r, p })),
+    );
+    expect(single.length).toBeGreaterThan(60);
+    const failures: string[] = [];
+    for (const { url, parameters, p } of single) {
+      const target = `${concrete(url, parameters)}?${p.name}=2&${p.name}=2`;
+      const res = await h.app.inject({ method: 'GET', url: target, headers: h.auth('admin') });
+      const errors = res.statusCode === 400 ? (res.json<{ errors?: { field: string; message: string }[] }>().errors ?? []) : [];
+      if (!errors.some((e) => e.field === p.name && e.message === REPEATED_PARAMETER))
+        failures.push(`${target} -> ${res.statusCode} ${res.body.slice(0, 200)}`);
+    }
+    expect(failures).toEqual([]);
+    // A parameter that takes a list still takes it repeated.
+    expect(
+      (await h.app.inject({ method: 'GET', url: '/audit/events?type=CustomerRegistered&type=PurchaseRecorded', headers: h.auth('admin') })).statusCode,
+    ).toBe(200);
+  });
+});
