@@ -33,7 +33,7 @@ import { Id, IsoDate, IsoDateTime } from '../../domain/shared.ts';
 import { STREAM_NAME_PATTERN } from '../../eventstore/contract.ts';
 import type { RouteContext } from '../route-context.ts';
 import { auditWithin } from '../auth/scope-guard.ts';
-import { AsOfTimeAxis, IdParams } from '../http.ts';
+import { AsOfTimeAxis, decimalNumber, IdParams } from '../http.ts';
 import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
 import { seesPersonalData } from '../roles.ts';
 
@@ -43,7 +43,7 @@ const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404
 const Direction = z.enum(['forwards', 'backwards']).default('forwards');
 const Format = z.enum(['json', 'ndjson', 'csv']).optional().describe('json (paged, default) or ndjson/csv (the whole selection, streamed)');
 const ExportFormatQuery = z.enum(['ndjson', 'csv']).optional().describe('ndjson (default) or csv');
-const Limit = z.coerce.number().int().min(1).max(1000).default(100).describe('Page size (1-1000, default 100)');
+const Limit = decimalNumber(z.number().int().min(1).max(1000)).default(100).describe('Page size (1-1000, default 100)');
 const Cursor = z.string().min(1).max(40).optional().describe('`nextCursor` of the previous page');
 /** A date alone means the whole day: from its first to its last millisecond (UTC). */
 const Instant = z.union([IsoDateTime, IsoDate]);
