@@ -1,13 +1,13 @@
 import { Gauge, type Registry } from 'prom-client';
-import type { IntegrationServices, PublisherStatus } from './index.ts';
+import type { PublisherStatus } from './index.ts';
 
 /**
  * Publisher metrics, read from the publisher table at scrape time (the publishers may run in another
  * process). Deliveries and failures are totals kept in the table, so they survive restarts.
+ * `status` is the caller's bounded read (api/metrics.ts): undefined when the table could not be read
+ * in time, which leaves these series out of the scrape and sets `crm_metrics_source_up{source="publishers"}` to 0.
  */
-export function registerPublisherMetrics(registry: Registry, integration: Pick<IntegrationServices, 'status'>): void {
-  let pending: Promise<PublisherStatus[]> | undefined;
-  const status = () => (pending ??= integration.status().finally(() => (pending = undefined)));
+export function registerPublisherMetrics(registry: Registry, status: () => Promise<PublisherStatus[] | undefined>): void {
   const gauge = (name: string, help: string, value: (p: PublisherStatus) => number) =>
     new Gauge({
       name,
@@ -16,7 +16,7 @@ export function registerPublisherMetrics(registry: Registry, integration: Pick<I
       registers: [registry],
       async collect() {
         this.reset();
-        for (const p of await status().catch(() => [])) this.set({ publisher: p.name, kind: p.kind, state: p.state }, value(p));
+        for (const p of (await status()) ?? []) this.set({ publisher: p.name, kind: p.kind, state: p.state }, value(p));
       },
     });
   gauge('crm_publisher_lag_events', 'Events recorded after the publisher checkpoint (capped)', (p) => p.eventsBehind);
