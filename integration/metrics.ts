@@ -1,5 +1,5 @@
 import { Gauge, type Registry } from 'prom-client';
-import type { PublisherStatus } from './index.ts';
+import { isFailing, type PublisherStatus } from './publishers.ts';
 
 /**
  * Publisher metrics, read from the publisher table at scrape time (the publishers may run in another
@@ -27,5 +27,9 @@ export function registerPublisherMetrics(registry: Registry, status: () => Promi
     (p) => p.delivered,
   );
   gauge('crm_publisher_failures_total', 'Failed attempts (receiver errors, timeouts, NATS errors) since the publisher was created', (p) => p.failures);
-  gauge('crm_publisher_failing', '1 when the publisher is paused as failing (retries ran out), else 0', (p) => (p.state === 'failing' ? 1 : 0));
+  gauge(
+    'crm_publisher_failing',
+    '1 while the publisher fails: its latest attempt failed and none has succeeded since (state="running", retrying), or its retries ran out (state="failing", paused); else 0',
+    (p) => (isFailing(p) ? 1 : 0),
+  );
 }

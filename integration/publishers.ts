@@ -8,6 +8,7 @@ import { lagBehind } from '../projections/status.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { createIntegrationFeed, type IntegrationFeed } from './feed.ts';
 import type { NatsPublisher } from './nats-publisher.ts';
+import { OutageLog } from './outage-log.ts';
 import { integrationTables, NATS_PUBLISHER, type IntegrationTables, type PublisherRow } from './tables.ts';
 import { DEFAULT_DELIVERY_POLICY, unfenced, WebhookLoop, type DeliveryPolicy, type Fenced } from './webhook-loop.ts';
 
@@ -48,6 +49,12 @@ export interface PublisherStatus extends PublisherRow {
 }
 
 /**
+ * Failing: paused after its retries ran out, or retrying, its latest attempt failed and none has
+ * succeeded since (NATS retries for ever and never pauses: this is how its outage shows).
+ */
+export const isFailing = (p: PublisherRow): boolean => p.state === 'failing' || (p.state === 'running' && p.lastError !== null);
+
+/**
  * The publishers are projections with a side effect outside the database: each follows the gap-free
  * feed from its own checkpoint, and the worker holding the `integration-publishers` lease runs them
  * all. Their checkpoints cannot commit with the side effect, so they move after the acknowledgement
@@ -63,11 +70,17 @@ export class IntegrationPublishers {
   private timer: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** Reconcile runs every second: a database away for an hour is one line, not 3,600. */
+  private readonly reconcileLog: OutageLog;
 
   constructor(private readonly options: PublishersOptions) {
     this.tables = integrationTables(options.db, options.schema, options.masterKey);
     this.policy = { ...DEFAULT_DELIVERY_POLICY, ...options.policy };
     this.destinations = options.destinations ?? createDestinationGuard();
+    this.reconcileLog = new OutageLog(options.log, {
+      failed: 'integration publishers: reconcile failed; retrying',
+      recovered: 'integration publishers: reconcile works again',
+    });
   }
 
   private get fenced(): Fenced {
@@ -95,9 +108,10 @@ export class IntegrationPublishers {
   reconcile(): Promise<void> {
     this.reconciling = this.reconciling
       .then(() => this.reconcileOnce())
-      .catch((error) => {
-        this.options.log?.('integration publishers: reconcile failed; retrying', { error: describeError(error) });
-      });
+      .then(
+        () => this.reconcileLog.recovered(),
+        (error) => this.reconcileLog.failed(describeError(error)),
+      );
     return this.reconciling;
   }
 

@@ -467,6 +467,15 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
       return rows.length === 1;
     },
 
+    /**
+     * The failure is over though nothing was delivered yet (NATS answers again and no event waits): the
+     * last error goes, so the publisher no longer shows as failing.
+     */
+    async clearFailure(name: string): Promise<void> {
+      await sql`UPDATE ${pubs} SET last_error = NULL, next_retry_at = NULL, updated_at = now()
+        WHERE name = ${name} AND state = 'running' AND last_error IS NOT NULL`.execute(db);
+    },
+
     async recordFailure(
       name: string,
       failure: { error: string; status: number | null; latencyMs: number; nextRetryAt: Date | null; pause: boolean },
