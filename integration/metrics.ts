@@ -19,8 +19,17 @@ export function registerPublisherMetrics(registry: Registry, status: () => Promi
         for (const p of (await status()) ?? []) this.set({ publisher: p.name, kind: p.kind, state: p.state }, value(p));
       },
     });
-  gauge('crm_publisher_lag_events', 'Events recorded after the publisher checkpoint (capped)', (p) => p.eventsBehind);
-  gauge('crm_publisher_lag_seconds', 'Age of the oldest event the publisher has not delivered yet', (p) => p.secondsBehind);
+  // NaN (Prometheus' "no value") when the backlog could not be counted in time; the seconds stay known.
+  gauge(
+    'crm_publisher_lag_events',
+    'Events recorded after the publisher checkpoint (capped at 10,000; NaN when not counted in time)',
+    (p) => p.eventsBehind ?? NaN,
+  );
+  gauge(
+    'crm_publisher_lag_seconds',
+    'Age of the oldest event the publisher has not delivered yet (when it cannot be read in time: seconds since the checkpoint last moved)',
+    (p) => p.secondsBehind,
+  );
   gauge(
     'crm_publisher_deliveries_total',
     'Events delivered (webhook 2xx answers, JetStream acknowledgements) since the publisher was created',

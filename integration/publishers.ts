@@ -44,7 +44,9 @@ export interface PublishersOptions {
 
 /** What /ready, /metrics, the CLI and the reporting view show per publisher. */
 export interface PublisherStatus extends PublisherRow {
-  eventsBehind: number;
+  /** Events waiting (up to 10,000); null when they could not be counted in time. */
+  eventsBehind: number | null;
+  /** Age of the oldest event waiting (or, past the read's bound, time since the checkpoint last moved). */
   secondsBehind: number;
 }
 
@@ -178,5 +180,5 @@ export class IntegrationPublishers {
 
 export async function readPublisherStatus(tables: IntegrationTables, store: EventStore): Promise<PublisherStatus[]> {
   const [rows, head] = await Promise.all([tables.publishers(), store.headPosition()]);
-  return Promise.all(rows.map(async (row) => ({ ...row, ...(await lagBehind(store, row.position, head, row.updatedAt)) })));
+  return Promise.all(rows.map(async (row) => ({ ...row, ...(await lagBehind(store, row.position, head, row.advancedAt)) })));
 }
