@@ -34,7 +34,6 @@ import { exportRoutes } from './routes/exports.ts';
 import { importRoutes } from './routes/imports.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
-import { registerPublisherMetrics } from '../integration/metrics.ts';
 import { consoleRoutes } from './console.ts';
 import { createUnmatched } from './unmatched.ts';
 import type { RouteContext } from './route-context.ts';
@@ -87,7 +86,7 @@ const loggerOptions = (logger: ApiDeps['logger']): FastifyServerOptions['logger'
  * only the HTTP side. Call `ensureAdminKey` (api/auth/api-keys.ts) before serving.
  */
 export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
-  const metrics = createApiMetrics({ projections: deps.projections });
+  const metrics = createApiMetrics({ projections: deps.projections, publishers: deps.integration });
   // Before the key is looked up, and for a command that would be refused anyway, before Fastify routes it.
   const backPressure = createBackPressure(
     { ...DEFAULT_BACK_PRESSURE, ...deps.backPressure },
@@ -119,7 +118,6 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   const idempotency = createIdempotencyGuard(deps.database.db, { schema: deps.schemas.events });
   await idempotency.migrate();
   const cursors = createCursorSeal(await loadServerSecret(deps.database.db, deps.schemas.events, 'list-cursors'));
-  registerPublisherMetrics(metrics.registry, deps.integration);
   const context: RouteContext = { deps, metrics, keys, idempotency, cursors, waitForTimeoutMs: deps.waitForTimeoutMs ?? 5_000 };
 
   // JSON only: a text/plain body is a 415, not a string that fails validation.

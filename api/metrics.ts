@@ -1,4 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { IntegrationServices } from '../integration/index.ts';
+import { registerPublisherMetrics } from '../integration/metrics.ts';
 import { PROBE_DEADLINE_MS, withDeadline } from './deadline.ts';
 import type { ReadModelProgress } from './deps.ts';
 
@@ -12,9 +14,45 @@ export interface ApiMetrics {
   countAppends(command: string, events: number): void;
 }
 
-export function createApiMetrics(options: { projections?: ReadModelProgress | undefined }): ApiMetrics {
+/**
+ * The reads a scrape makes (projection and publisher status, from the database), each bounded like the
+ * probes and shared by every gauge of one scrape. One that fails or misses the bound leaves its series
+ * out of that scrape, and says so in `crm_metrics_source_up{source}` (0): otherwise an alert on
+ * `crm_projection_lag_seconds` would go quiet exactly while the database is slow or away.
+ */
+function scrapeSources(registry: Registry) {
+  const sources: { name: string; read: () => Promise<unknown> }[] = [];
+  new Gauge({
+    name: 'crm_metrics_source_up',
+    help: `1 when the source (projections, publishers) was read for this scrape, 0 when it failed or did not answer within ${PROBE_DEADLINE_MS} ms (its series are then left out)`,
+    labelNames: ['source'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const source of sources) this.set({ source: source.name }, (await source.read()) === undefined ? 0 : 1);
+    },
+  });
+  return {
+    /** A read at scrape time: undefined when it failed or missed the bound. */
+    add<T>(name: string, read: () => Promise<T>): () => Promise<T | undefined> {
+      let pending: Promise<T | undefined> | undefined;
+      const bounded = () =>
+        (pending ??= withDeadline(read(), PROBE_DEADLINE_MS, `the ${name} status`)
+          .catch(() => undefined)
+          .finally(() => (pending = undefined)));
+      sources.push({ name, read: bounded });
+      return bounded;
+    },
+  };
+}
+
+export function createApiMetrics(options: {
+  projections?: ReadModelProgress | undefined;
+  publishers?: Pick<IntegrationServices, 'status'> | undefined;
+}): ApiMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const sources = scrapeSources(registry);
   const requests = new Counter({
     name: 'crm_http_requests_total',
     help: 'HTTP requests answered, by route pattern and status',
@@ -34,11 +72,10 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
     labelNames: ['command'] as const,
     registers: [registry],
   });
-  const { projections } = options;
+  const { projections, publishers } = options;
   if (projections) {
     // Read at scrape time: one status call fills every projection's gauges.
-    let pending: ReturnType<ReadModelProgress['status']> | undefined;
-    const status = () => (pending ??= withDeadline(projections.status(), PROBE_DEADLINE_MS, 'the projection status').finally(() => (pending = undefined)));
+    const status = sources.add('projections', () => projections.status());
     new Gauge({
       name: 'crm_projection_lag_events',
       help: 'Events between the store head and the projection checkpoint',
@@ -46,7 +83,7 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
       registers: [registry],
       async collect() {
         this.reset();
-        for (const p of await status().catch(() => [])) if (p.eventsBehind != null) this.set({ projection: p.name }, p.eventsBehind);
+        for (const p of (await status()) ?? []) if (p.eventsBehind != null) this.set({ projection: p.name }, p.eventsBehind);
       },
     });
     new Gauge({
@@ -56,7 +93,7 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
       registers: [registry],
       async collect() {
         this.reset();
-        for (const p of await status().catch(() => [])) if (p.secondsBehind != null) this.set({ projection: p.name }, p.secondsBehind);
+        for (const p of (await status()) ?? []) if (p.secondsBehind != null) this.set({ projection: p.name }, p.secondsBehind);
       },
     });
     new Gauge({
@@ -67,7 +104,7 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
       registers: [registry],
       async collect() {
         this.reset();
-        for (const p of await status().catch(() => [])) {
+        for (const p of (await status()) ?? []) {
           const failed = p.state === 'failed';
           this.set(
             {
@@ -79,6 +116,11 @@ export function createApiMetrics(options: { projections?: ReadModelProgress | un
         }
       },
     });
+  }
+  if (publishers) {
+    // The same for the publishers (integration/metrics.ts): one bounded read of their table per scrape.
+    const status = sources.add('publishers', () => publishers.status());
+    registerPublisherMetrics(registry, status);
   }
   return {
     registry,

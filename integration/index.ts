@@ -5,6 +5,7 @@ import { ProjectionLeases } from '../projections/leases.ts';
 import { createDestinationGuard, type DestinationGuard } from './destinations.ts';
 import { IntegrationPublishers, PUBLISHERS_PARTITION, readPublisherStatus, type NatsSettings, type PublisherStatus } from './publishers.ts';
 import type { SubscriberRole } from './envelope.ts';
+import { withoutRepeats } from './outage-log.ts';
 import { newWebhookSecret } from './signing.ts';
 import { createPublisherStatusView } from './reporting.ts';
 import { integrationTables, type IntegrationTables } from './tables.ts';
@@ -83,7 +84,8 @@ export function createIntegration(options: IntegrationOptions): Integration {
         projections: [PUBLISHERS_PARTITION],
         leaseSeconds: options.leaseSeconds,
         onChange: () => void publishers.reconcile(),
-        log: options.log,
+        // The lease logs each failed renewal (about one a second while the database is away).
+        log: withoutRepeats(options.log),
       });
       const publishers = new IntegrationPublishers({
         db: options.db,

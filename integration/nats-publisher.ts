@@ -1,9 +1,10 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers, TimeoutError, type NatsConnection } from '@nats-io/transport-node';
 import { pause } from '../eventstore/backoff.ts';
 import { describeError } from '../projections/errors.ts';
 import { toIntegrationEvent, type SubscriberRole } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
+import { OutageLog, type Log } from './outage-log.ts';
 import { NATS_PUBLISHER, type IntegrationTables } from './tables.ts';
 import type { Fenced } from './webhook-loop.ts';
 
@@ -22,10 +23,21 @@ export interface NatsPublisherOptions {
   fenced: Fenced;
   /** Events published per round; their acknowledgements are awaited together. */
   pageSize?: number;
-  /** Longest wait for one publish acknowledgement. */
+  /** Longest wait for one publish acknowledgement (5 s by default). */
   ackTimeoutMs?: number;
-  log?: (message: string, details?: Record<string, unknown>) => void;
+  log?: Log;
 }
+
+/**
+ * How often the client pings the server, and how many pings may go unanswered before it takes the
+ * connection for dead and reconnects by itself: a connection whose peer is gone without a word is
+ * noticed within about 15 s even while nothing is published (the client's defaults, 2 minutes and 2,
+ * took 6 minutes).
+ */
+const PING_INTERVAL_MS = 5_000;
+const MAX_PINGS_OUT = 2;
+/** Back-off after failed attempts: from 500 ms, doubling, up to 30 s. */
+const retryDelayMs = (failures: number) => Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
 
 export const natsSubject = (kind: string, type: string) => `crm.${kind}.${type}`;
 /** Every subject the stream takes. */
@@ -34,9 +46,10 @@ const SUBJECTS = 'crm.>';
 /**
  * Publishes every integration event to JetStream, in position order, with `Nats-Msg-Id` = event id
  * (JetStream drops a duplicate inside the stream's duplicate window). The checkpoint moves only after
- * every publish of a page was acknowledged; after a crash the page is published again and the
- * duplicates are dropped. On start it also skips past the last position the stream already holds, so
- * a restart after longer than the duplicate window still stores each event once.
+ * every publish of a page was acknowledged. On start and after every failure (acknowledgements lost,
+ * a crash between the acknowledgements and the checkpoint) it first skips past the last position the
+ * stream already holds, so a page whose publishes arrived is not published again, however long the
+ * failure lasted: the duplicate window alone covers only two minutes.
  */
 export class NatsPublisher {
   private readonly controller = new AbortController();
@@ -53,9 +66,7 @@ export class NatsPublisher {
   async stop(): Promise<void> {
     this.controller.abort();
     await this.running;
-    await this.connection?.close().catch(() => undefined);
-    this.connection = undefined;
-    this.clients = undefined;
+    await this.dropConnection();
   }
 
   private get stopped() {
@@ -64,36 +75,46 @@ export class NatsPublisher {
 
   private async run(): Promise<void> {
     let failures = 0;
-    let resumed = false;
-    // The stream is looked up (created when missing) at start and again after every failure, not only on
-    // a new connection: a NATS server first reached before JetStream was on, or restarted without its
-    // storage, has no stream, and the client reconnects on its own, so the connection is not new.
-    let streamChecked = false;
+    const outage = new OutageLog(this.options.log, { failed: 'NATS publisher error; retrying', recovered: 'NATS publisher publishing again' });
+    // Looked at on start and again after every failure, before anything is published again:
+    // - the stream, created when missing: a NATS server first reached before JetStream was on, or restarted
+    //   without its storage, has no stream, and the client reconnects on its own, so the connection is not new;
+    // - the last position it holds: publishes whose acknowledgements were lost did arrive, and the retry may
+    //   come after the duplicate window (a long outage), when JetStream would store them a second time.
+    let checked = false;
     while (!this.stopped) {
       try {
         const { js, jsm } = await this.connect();
-        if (!streamChecked) {
+        if (!checked) {
           await this.ensureStream(jsm);
-          streamChecked = true;
-        }
-        if (!resumed) {
           await this.resumeAfterStream(jsm);
-          resumed = true;
+          checked = true;
         }
         const idleMs = await this.round(js);
+        if (failures > 0) {
+          // Published again (or NATS answers and nothing waits): no longer failing.
+          await this.options.tables.clearFailure(NATS_PUBLISHER);
+          outage.recovered();
+        }
         failures = 0;
         if (idleMs > 0) await this.options.feed.wait(idleMs, this.controller.signal);
       } catch (error) {
+        if (this.stopped) break;
         failures++;
-        streamChecked = false;
+        checked = false;
+        // An acknowledgement (or a JetStream request) that timed out: the connection may be half-open, its
+        // peer gone without a word. The client would notice only after its pings went unanswered; a new
+        // connection is made at once instead.
+        if (error instanceof TimeoutError) await this.dropConnection();
         const message = describeError(error);
-        this.options.log?.('NATS publisher error; retrying', { error: message });
+        outage.failed(message);
+        const delayMs = retryDelayMs(failures);
         await this.options.tables
-          .recordFailure(NATS_PUBLISHER, { error: message, status: null, latencyMs: 0, nextRetryAt: null, pause: false })
+          .recordFailure(NATS_PUBLISHER, { error: message, status: null, latencyMs: 0, nextRetryAt: new Date(Date.now() + delayMs), pause: false })
           .catch(() => undefined);
         // A plain sleep, not `feed.wait`: that returns on every new event, so traffic would cut the back-off short
         // (one failed attempt per event while NATS is away).
-        await pause(Math.min(30_000, 250 * 2 ** Math.min(failures, 7)), this.controller.signal);
+        await pause(delayMs, this.controller.signal);
       }
     }
   }
@@ -102,13 +123,29 @@ export class NatsPublisher {
   private async connect(): Promise<{ js: JetStreamClient; jsm: JetStreamManager }> {
     if (!this.connection || this.connection.isClosed()) {
       this.clients = undefined;
-      this.connection = await connect({ servers: this.options.url, timeout: 5_000, reconnect: true, maxReconnectAttempts: -1, name: 'crm-publisher' });
+      this.connection = await connect({
+        servers: this.options.url,
+        timeout: 5_000,
+        reconnect: true,
+        maxReconnectAttempts: -1,
+        pingInterval: PING_INTERVAL_MS,
+        maxPingOut: MAX_PINGS_OUT,
+        name: 'crm-publisher',
+      });
     }
     this.clients ??= {
-      js: jetstream(this.connection, { timeout: this.options.ackTimeoutMs ?? 10_000 }),
+      js: jetstream(this.connection, { timeout: this.options.ackTimeoutMs ?? 5_000 }),
       jsm: await jetstreamManager(this.connection, { timeout: 5_000 }),
     };
     return this.clients;
+  }
+
+  /** Closes the connection without waiting for the server (it may never answer); the next attempt connects anew. */
+  private async dropConnection(): Promise<void> {
+    const connection = this.connection;
+    this.connection = undefined;
+    this.clients = undefined;
+    await connection?.close().catch(() => undefined);
   }
 
   private async ensureStream(jsm: JetStreamManager): Promise<void> {

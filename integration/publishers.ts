@@ -8,6 +8,7 @@ import { lagBehind } from '../projections/status.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { createIntegrationFeed, type IntegrationFeed } from './feed.ts';
 import type { NatsPublisher } from './nats-publisher.ts';
+import { OutageLog } from './outage-log.ts';
 import { integrationTables, NATS_PUBLISHER, type IntegrationTables, type PublisherRow } from './tables.ts';
 import { DEFAULT_DELIVERY_POLICY, unfenced, WebhookLoop, type DeliveryPolicy, type Fenced } from './webhook-loop.ts';
 
@@ -43,9 +44,17 @@ export interface PublishersOptions {
 
 /** What /ready, /metrics, the CLI and the reporting view show per publisher. */
 export interface PublisherStatus extends PublisherRow {
-  eventsBehind: number;
+  /** Events waiting (up to 10,000); null when they could not be counted in time. */
+  eventsBehind: number | null;
+  /** Age of the oldest event waiting (or, past the read's bound, time since the checkpoint last moved). */
   secondsBehind: number;
 }
+
+/**
+ * Failing: paused after its retries ran out, or retrying, its latest attempt failed and none has
+ * succeeded since (NATS retries for ever and never pauses: this is how its outage shows).
+ */
+export const isFailing = (p: PublisherRow): boolean => p.state === 'failing' || (p.state === 'running' && p.lastError !== null);
 
 /**
  * The publishers are projections with a side effect outside the database: each follows the gap-free
@@ -63,11 +72,17 @@ export class IntegrationPublishers {
   private timer: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** Reconcile runs every second: a database away for an hour is one line, not 3,600. */
+  private readonly reconcileLog: OutageLog;
 
   constructor(private readonly options: PublishersOptions) {
     this.tables = integrationTables(options.db, options.schema, options.masterKey);
     this.policy = { ...DEFAULT_DELIVERY_POLICY, ...options.policy };
     this.destinations = options.destinations ?? createDestinationGuard();
+    this.reconcileLog = new OutageLog(options.log, {
+      failed: 'integration publishers: reconcile failed; retrying',
+      recovered: 'integration publishers: reconcile works again',
+    });
   }
 
   private get fenced(): Fenced {
@@ -95,9 +110,10 @@ export class IntegrationPublishers {
   reconcile(): Promise<void> {
     this.reconciling = this.reconciling
       .then(() => this.reconcileOnce())
-      .catch((error) => {
-        this.options.log?.('integration publishers: reconcile failed; retrying', { error: describeError(error) });
-      });
+      .then(
+        () => this.reconcileLog.recovered(),
+        (error) => this.reconcileLog.failed(describeError(error)),
+      );
     return this.reconciling;
   }
 
@@ -164,5 +180,5 @@ export class IntegrationPublishers {
 
 export async function readPublisherStatus(tables: IntegrationTables, store: EventStore): Promise<PublisherStatus[]> {
   const [rows, head] = await Promise.all([tables.publishers(), store.headPosition()]);
-  return Promise.all(rows.map(async (row) => ({ ...row, ...(await lagBehind(store, row.position, head, row.updatedAt)) })));
+  return Promise.all(rows.map(async (row) => ({ ...row, ...(await lagBehind(store, row.position, head, row.advancedAt)) })));
 }

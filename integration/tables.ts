@@ -54,6 +54,8 @@ export interface PublisherRow {
   lastLatencyMs: number | null;
   nextRetryAt: Date | null;
   updatedAt: Date;
+  /** When the checkpoint last moved (a delivery, or events not subscribed to passed over); failed attempts leave it. */
+  advancedAt: Date;
 }
 
 export interface DeliveryAttempt {
@@ -155,6 +157,9 @@ export async function migrateIntegrationTables(db: Kysely<unknown>, schema: stri
       next_retry_at timestamptz,
       updated_at timestamptz NOT NULL DEFAULT now()
     )`.execute(trx);
+    // Added later (tables made before get it here): `updated_at` moves with every failed attempt, so the
+    // lag of a failing publisher cannot be told from it.
+    await sql`ALTER TABLE ${sql.id(schema, PUBLISHERS)} ADD COLUMN IF NOT EXISTS advanced_at timestamptz NOT NULL DEFAULT now()`.execute(trx);
     await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, DELIVERIES)} (
       id bigserial PRIMARY KEY,
       subscription_id uuid NOT NULL,
@@ -227,6 +232,7 @@ type PublisherTableRow = {
   last_latency_ms: number | null;
   next_retry_at: Date | null;
   updated_at: Date;
+  advanced_at: Date;
 };
 
 type DeliveryRow = {
@@ -269,6 +275,7 @@ const toPublisher = (r: PublisherTableRow): PublisherRow => ({
   lastLatencyMs: r.last_latency_ms === null || r.last_latency_ms === undefined ? null : Number(r.last_latency_ms),
   nextRetryAt: dateOrNull(r.next_retry_at),
   updatedAt: date(r.updated_at),
+  advancedAt: date(r.advanced_at),
 });
 
 export interface NewSubscription {
@@ -425,7 +432,7 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
         if (rows.length === 0) return false;
         const after = fromPosition > 0n ? fromPosition - 1n : 0n;
         await sql`UPDATE ${pubs} SET position = ${after.toString()}::bigint, next_retry_at = NULL, last_error = NULL,
-            state = CASE WHEN state = 'failing' THEN 'running' ELSE state END, updated_at = now()
+            state = CASE WHEN state = 'failing' THEN 'running' ELSE state END, updated_at = now(), advanced_at = now()
           WHERE name = ${webhookPublisherName(id)}`.execute(trx);
         return true;
       });
@@ -462,9 +469,18 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
     ): Promise<boolean> {
       const { rows } = await sql`UPDATE ${pubs} SET position = ${to.toString()}::bigint, delivered = delivered + ${delivered},
           last_latency_ms = COALESCE(${latencyMs}::double precision, last_latency_ms), last_status = COALESCE(${status}::integer, last_status),
-          next_retry_at = NULL, last_error = NULL, updated_at = now()
+          next_retry_at = NULL, last_error = NULL, updated_at = now(), advanced_at = now()
         WHERE name = ${name} AND position = ${from.toString()}::bigint AND state = 'running' RETURNING name`.execute(trx);
       return rows.length === 1;
+    },
+
+    /**
+     * The failure is over though nothing was delivered yet (NATS answers again and no event waits): the
+     * last error goes, so the publisher no longer shows as failing.
+     */
+    async clearFailure(name: string): Promise<void> {
+      await sql`UPDATE ${pubs} SET last_error = NULL, next_retry_at = NULL, updated_at = now()
+        WHERE name = ${name} AND state = 'running' AND last_error IS NOT NULL`.execute(db);
     },
 
     async recordFailure(

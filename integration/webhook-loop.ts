@@ -6,6 +6,7 @@ import { matchesPatterns, toIntegrationEvent } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
 import type { DestinationGuard } from './destinations.ts';
 import { WebhookClient } from './http-post.ts';
+import { OutageLog } from './outage-log.ts';
 import { signWebhook } from './signing.ts';
 import { webhookPublisherName, type DeliveryAttempt, type IntegrationTables, type WebhookSubscription } from './tables.ts';
 
@@ -112,17 +113,24 @@ export class WebhookLoop {
 
   private async run(): Promise<void> {
     const backoff = createBackoff({ initialMs: 250, maxMs: 1_000 });
+    // Retried every second at most: logged when the trouble starts and when it ends, not per retry.
+    const outage = new OutageLog(
+      this.deps.log,
+      { failed: 'webhook loop error; retrying', recovered: 'webhook loop works again' },
+      { subscription: this.deps.subscriptionId },
+    );
     while (!this.stopped) {
       this.stale = false;
       this.interrupt = new AbortController();
       try {
         const idleMs = await this.round();
         backoff.reset();
+        outage.recovered();
         if (idleMs > 0) await this.deps.feed.wait(idleMs, this.interrupt.signal);
       } catch (error) {
         // Database away, lease lost, receiver misbehaving in a way we did not expect: back off and go again.
         // A pause, not `feed.wait`: that returns on every new event, so traffic would turn this into a busy loop.
-        this.deps.log?.('webhook loop error; retrying', { subscription: this.deps.subscriptionId, error: describeError(error) });
+        outage.failed(describeError(error));
         await pause(backoff.next(), this.interrupt.signal);
       }
     }

@@ -37,20 +37,33 @@ export interface ProjectionStatus {
 
 /**
  * How far a follower of the feed at `position` is behind `head`: events counted up to LAG_COUNT_CAP,
- * and the age of the oldest one not yet taken. A read can wait behind a long transaction elsewhere on
- * the cluster: /ready and /metrics must answer anyway, so past a short bound the lag is estimated from
- * `since` (when the follower last moved).
+ * and the age of the oldest one not yet taken, each read bounded (a read can wait behind a long
+ * transaction elsewhere on the cluster, and /ready and /metrics must answer anyway). Past the bound
+ * the count is unknown (null), and the age is taken from `lastMoved`, when the follower last moved
+ * forward: it grows while the follower stands still, whatever its failed attempts do (the oldest event
+ * waiting may be older still, as when a backlog is worked through page by page).
+ * Both read what is final now (`settleMs: 0`): a short page would otherwise wait for events committed
+ * behind an open transaction, which on a busy database is almost always, past the bound.
  */
-export async function lagBehind(store: EventStore, position: bigint, head: bigint, since: Date): Promise<{ eventsBehind: number; secondsBehind: number }> {
+export async function lagBehind(
+  store: EventStore,
+  position: bigint,
+  head: bigint,
+  lastMoved: Date,
+): Promise<{ eventsBehind: number | null; secondsBehind: number }> {
   if (head <= position) return { eventsBehind: 0, secondsBehind: 0 };
-  const pending = await Promise.race([
-    store.readAll({ fromPosition: position, maxCount: LAG_COUNT_CAP }),
-    new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.()),
-  ]).catch(() => undefined);
-  const oldest = pending?.[0];
+  const bounded = <T>(read: Promise<T>): Promise<T | undefined> =>
+    Promise.race([read, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.())]).catch(() => undefined);
+  // Two reads, not one: the count reads up to LAG_COUNT_CAP rows, and may miss the bound where the oldest alone would not.
+  const [oldest, count] = await Promise.all([
+    // null: nothing final after `position`; undefined: not read in time.
+    bounded(store.readAll({ fromPosition: position, maxCount: 1, settleMs: 0 }).then((events) => events[0]?.recordedAt ?? null)),
+    bounded(store.readAll({ fromPosition: position, maxCount: LAG_COUNT_CAP, settleMs: 0 }).then((events) => events.length)),
+  ]);
+  if (oldest === null) return { eventsBehind: 0, secondsBehind: 0 };
   return {
-    eventsBehind: pending ? pending.length : 1,
-    secondsBehind: Math.max(0, (Date.now() - (oldest ? oldest.recordedAt : since).getTime()) / 1000),
+    eventsBehind: count ?? null,
+    secondsBehind: Math.max(0, (Date.now() - (oldest ?? lastMoved).getTime()) / 1000),
   };
 }
 

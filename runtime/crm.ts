@@ -428,6 +428,11 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       destinations: createDestinationGuard(config.webhookAllowNetworks),
       workerId: leases.workerId,
       leaseSeconds: config.projectionLeaseSeconds,
+      // Publishers in trouble (NATS or the database away, a subscription paused) reach the operator, once per outage.
+      log:
+        config.logLevel === 'silent'
+          ? undefined
+          : (message, details) => process.stderr.write(`${new Date().toISOString()} publishers: ${message} ${JSON.stringify(details ?? {})}\n`),
     });
     const runner: ProjectionRunner = new ProjectionRunner({
       db: database.db,

@@ -45,7 +45,7 @@ const Publishers = z
       name: z.string().describe('webhook:<id> or nats'),
       state: z.enum(['running', 'failing', 'disabled']),
       position: z.string(),
-      eventsBehind: z.number(),
+      eventsBehind: z.number().nullable().describe('Events waiting (up to 10,000); null when they could not be counted in time'),
       secondsBehind: z.number(),
       delivered: z.number(),
       failures: z.number(),

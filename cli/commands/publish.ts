@@ -29,7 +29,7 @@ works from any machine. Exit code 1 when a publisher is failing (paused after it
       else
         for (const p of statuses) {
           run.out(
-            `${p.name.padEnd(46)} ${p.state.padEnd(8)} position ${p.position}  ${p.eventsBehind} behind (${p.secondsBehind.toFixed(1)} s)  ${p.delivered} delivered  ${p.failures} failures` +
+            `${p.name.padEnd(46)} ${p.state.padEnd(8)} position ${p.position}  ${p.eventsBehind ?? '?'} behind (${p.secondsBehind.toFixed(1)} s)  ${p.delivered} delivered  ${p.failures} failures` +
               (p.lastError ? `\n    last error: ${p.lastError}` : ''),
           );
         }

@@ -70,7 +70,7 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
         : rows
             .map(
               (r) =>
-                `${r.id}  ${(r.status?.state ?? '?').padEnd(8)} ${String(r.status?.eventsBehind ?? 0).padStart(6)} behind  ${String(r.status?.delivered ?? 0).padStart(8)} delivered  ${r.url}  [${r.events.join(', ')}] as ${r.role}${r.status?.lastError ? `\n    last error: ${r.status.lastError}` : ''}`,
+                `${r.id}  ${(r.status?.state ?? '?').padEnd(8)} ${String(r.status ? (r.status.eventsBehind ?? '?') : 0).padStart(6)} behind  ${String(r.status?.delivered ?? 0).padStart(8)} delivered  ${r.url}  [${r.events.join(', ')}] as ${r.role}${r.status?.lastError ? `\n    last error: ${r.status.lastError}` : ''}`,
             )
             .join('\n'),
     );

@@ -1,9 +1,9 @@
 import net from 'node:net';
 
 /**
- * A TCP proxy between the service and PostgreSQL that injects the faults a network and a database
+ * A TCP proxy between the service and PostgreSQL (or NATS) that injects the faults a network and a
  * server produce: reset every connection, refuse new ones, stall all traffic (held, then delivered
- * when the stall ends, as after a network pause).
+ * when the stall ends, as after a network pause), lose the server's answers.
  */
 interface Pair {
   client: net.Socket;
@@ -19,6 +19,8 @@ export class FaultProxy {
   private mode: 'pass' | 'refuse' | 'stall' = 'pass';
   /** Connections stalled on their own (`stallOpen`), new ones passing. */
   private readonly stalled = new Set<Pair>();
+  /** Connections that lose what the server sends (`loseRepliesOpen`), new ones passing. */
+  private readonly deaf = new Set<Pair>();
   port = 0;
 
   constructor(private readonly target: { host: string; port: number }) {
@@ -59,10 +61,19 @@ export class FaultProxy {
     for (const pair of this.pairs) this.stalled.add(pair);
   }
 
+  /**
+   * The connections open now lose everything the server sends (answers, acknowledgements) while what
+   * the service sends still arrives; new connections pass. Requests are carried out, their answers lost.
+   */
+  loseRepliesOpen(): void {
+    for (const pair of this.pairs) this.deaf.add(pair);
+  }
+
   /** Back to normal: what a stall held is delivered. */
   pass(): void {
     this.mode = 'pass';
     this.stalled.clear();
+    this.deaf.clear();
     for (const pair of this.pairs) {
       for (const chunk of pair.toUpstream.splice(0)) pair.upstream.write(chunk);
       for (const chunk of pair.toClient.splice(0)) pair.client.write(chunk);
@@ -84,7 +95,11 @@ export class FaultProxy {
     this.pairs.add(pair);
     const held = () => this.mode === 'stall' || this.stalled.has(pair);
     client.on('data', (chunk: Buffer) => (held() ? pair.toUpstream.push(chunk) : upstream.write(chunk)));
-    upstream.on('data', (chunk: Buffer) => (held() ? pair.toClient.push(chunk) : client.write(chunk)));
+    upstream.on('data', (chunk: Buffer) => {
+      if (this.deaf.has(pair)) return;
+      if (held()) pair.toClient.push(chunk);
+      else client.write(chunk);
+    });
     const end = () => this.drop(pair, false);
     client.on('close', end);
     upstream.on('close', end);
@@ -95,6 +110,7 @@ export class FaultProxy {
   private drop(pair: Pair, reset: boolean): void {
     if (!this.pairs.delete(pair)) return;
     this.stalled.delete(pair);
+    this.deaf.delete(pair);
     if (reset && !pair.client.destroyed) pair.client.resetAndDestroy();
     else pair.client.destroy();
     pair.upstream.destroy();

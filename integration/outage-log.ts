@@ -1,0 +1,77 @@
+/** How the publishers report to the process's log (runtime/crm.ts writes each line to stderr). */
+export type Log = (message: string, details?: Record<string, unknown>) => void;
+
+/** Within one outage, a different error is logged again at most this often. */
+const CHANGED_ERROR_EVERY_MS = 60_000;
+
+/**
+ * The log of a loop that retries on failure (a publisher, the reconcile timer): the first failure of
+ * an outage is logged, and its end with the attempts it took, not every retry: a loop retrying every
+ * second while the database is away would otherwise write a line a second. A different error during
+ * the outage (the receiver answered 500, now it refuses connections) is logged again, at most once a
+ * minute.
+ */
+export class OutageLog {
+  private outage: { since: number; attempts: number; lastError: string; loggedAt: number } | undefined;
+
+  constructor(
+    private readonly log: Log | undefined,
+    private readonly messages: { failed: string; recovered: string },
+    private readonly context: Record<string, unknown> = {},
+  ) {}
+
+  get failing(): boolean {
+    return this.outage !== undefined;
+  }
+
+  failed(error: string): void {
+    const now = Date.now();
+    const outage = this.outage;
+    if (!outage) {
+      this.outage = { since: now, attempts: 1, lastError: error, loggedAt: now };
+      this.log?.(this.messages.failed, { ...this.context, error });
+      return;
+    }
+    outage.attempts++;
+    if (error !== outage.lastError && now - outage.loggedAt >= CHANGED_ERROR_EVERY_MS) {
+      outage.loggedAt = now;
+      this.log?.(this.messages.failed, { ...this.context, error, attempts: outage.attempts, failingForSeconds: Math.round((now - outage.since) / 1000) });
+    }
+    outage.lastError = error;
+  }
+
+  /** A success: ends the outage (logged once, with how long it lasted); nothing when there was none. */
+  recovered(): void {
+    const outage = this.outage;
+    if (!outage) return;
+    this.outage = undefined;
+    this.log?.(this.messages.recovered, {
+      ...this.context,
+      failedAttempts: outage.attempts,
+      failedForSeconds: Math.round((Date.now() - outage.since) / 100) / 10,
+      lastError: outage.lastError,
+    });
+  }
+}
+
+/** Repeats of one message are let through at most this often. */
+const REPEAT_EVERY_MS = 5 * 60_000;
+
+/**
+ * For parts that log every retry themselves (the publishers' lease renewal, projections/leases.ts):
+ * the same message again within five minutes is left out, and counted on the next one let through.
+ */
+export function withoutRepeats(log: Log | undefined): Log | undefined {
+  if (!log) return undefined;
+  const seen = new Map<string, { at: number; left: number }>();
+  return (message, details) => {
+    const now = Date.now();
+    const last = seen.get(message);
+    if (last && now - last.at < REPEAT_EVERY_MS) {
+      last.left++;
+      return;
+    }
+    seen.set(message, { at: now, left: 0 });
+    log(message, last && last.left > 0 ? { ...details, repeatsLeftOut: last.left } : details);
+  };
+}

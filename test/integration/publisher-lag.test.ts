@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiMetrics } from '../../api/metrics.ts';
+import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
+import type { EventStore } from '../../eventstore/contract.ts';
+import { createPersonalData } from '../../eventstore/personal-data.ts';
+import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { readPublisherStatus } from '../../integration/publishers.ts';
+import { integrationTables, NATS_PUBLISHER, type IntegrationTables } from '../../integration/tables.ts';
+import { lagBehind } from '../../projections/status.ts';
+import { storedEvents } from '../support/events.ts';
+import { testSchemas } from '../support/postgres.ts';
+
+/**
+ * The lag a publisher reports while it fails and while the database is slow: counted from the oldest
+ * event it has not delivered (or, past the read's bound, from its last delivery), never from its last
+ * failed attempt; and an unknown count said to be unknown, not 1.
+ */
+const schemas = testSchemas('publisherlag');
+let database: SqlDatabase;
+let store: EventStore;
+let commands: CrmCommands;
+let tables: IntegrationTables;
+
+beforeAll(async () => {
+  database = connectPostgres(schemas.url, { max: 4 });
+  store = await createPostgresEventStore(database, { schema: schemas.events });
+  commands = createCrmCommands({ store, personalData: await createPersonalData(database.db, { schema: schemas.events }) });
+  tables = integrationTables(database.db, schemas.events);
+  await tables.migrate();
+});
+afterAll(async () => {
+  await store?.close();
+  await database?.close();
+  await schemas.dropSchemas();
+});
+
+const ctx = (): CommandContext => ({ actor: { userId: 'publisher-lag', roles: ['admin'] }, correlationId: randomUUID() });
+const register = async (count: number) => {
+  for (let i = 0; i < count; i++) await commands.execute({ type: 'RegisterCustomer', name: `L ${i}`, email: `l${i}-${randomUUID()}@example.com` }, ctx());
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const failure = { error: 'TimeoutError: timeout', status: null, latencyMs: 0, nextRetryAt: null, pause: false };
+
+/** A session of its own (not the store's pool), for a transaction held open on purpose. */
+const openSession = async () => {
+  const client = new pg.Client({ connectionString: schemas.url });
+  await client.connect();
+  return client;
+};
+
+describe('publisher lag while it fails', () => {
+  it('counts the waiting events and ages them from the oldest, while a transaction elsewhere holds newer events back', async () => {
+    await tables.ensurePublisher(NATS_PUBLISHER, 'nats', 0n);
+    await register(20);
+    const waiting = await storedEvents(store);
+    expect(waiting).toHaveLength(20);
+    await sleep(2_000);
+    // Failed attempts since: each touches the row.
+    await tables.recordFailure(NATS_PUBLISHER, failure);
+    await tables.recordFailure(NATS_PUBLISHER, failure);
+
+    // A transaction left open elsewhere on the cluster, and an event committed after it began: the event
+    // is not final yet, so a read that waits for it to become final would miss the status read's bound.
+    const session = await openSession();
+    try {
+      await session.query('BEGIN');
+      await session.query('SELECT txid_current()');
+      await register(1);
+      const [nats] = await readPublisherStatus(tables, store);
+      expect(nats!.name).toBe(NATS_PUBLISHER);
+      expect(nats!.eventsBehind).toBe(20);
+      const oldestAge = (Date.now() - waiting[0]!.recordedAt.getTime()) / 1000;
+      expect(nats!.secondsBehind).toBeGreaterThanOrEqual(2);
+      expect(nats!.secondsBehind).toBeLessThanOrEqual(oldestAge + 1);
+    } finally {
+      await session.query('ROLLBACK').catch(() => undefined);
+      await session.end();
+    }
+  });
+
+  it('keeps the time of the last delivery through failed attempts, and falls back to it (count unknown) when the events cannot be read in time', async () => {
+    await tables.ensurePublisher(NATS_PUBLISHER, 'nats', 0n);
+    const before = (await tables.publisher(NATS_PUBLISHER))!;
+    const all = await storedEvents(store);
+    // Delivered up to the second event, then failing.
+    const moved = await tables.advance(database.db, NATS_PUBLISHER, before.position, all[1]!.position, 2, 1, null);
+    expect(moved).toBe(true);
+    const delivered = (await tables.publisher(NATS_PUBLISHER))!;
+    await sleep(1_500);
+    await tables.recordFailure(NATS_PUBLISHER, failure);
+    const failing = (await tables.publisher(NATS_PUBLISHER))!;
+    expect(failing.lastError).toBe(failure.error);
+    expect(failing.updatedAt.getTime()).toBeGreaterThan(delivered.advancedAt.getTime() + 1_000);
+    expect(failing.advancedAt.getTime()).toBe(delivered.advancedAt.getTime());
+
+    // The events table locked by another session: neither the count nor the oldest event can be read.
+    const head = all.at(-1)!.position;
+    const session = await openSession();
+    try {
+      await session.query('BEGIN');
+      await session.query(`LOCK TABLE "${schemas.events}".events IN ACCESS EXCLUSIVE MODE`);
+      const started = Date.now();
+      const lag = await lagBehind(store, failing.position, head, failing.advancedAt);
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(lag.eventsBehind).toBeNull();
+      const sinceDelivery = (Date.now() - delivered.advancedAt.getTime()) / 1000;
+      expect(lag.secondsBehind).toBeGreaterThanOrEqual(1.4);
+      expect(lag.secondsBehind).toBeLessThanOrEqual(sinceDelivery + 0.1);
+      // /metrics: the count as NaN (prom-client writes `Nan`, which Prometheus reads as NaN), the seconds as they are, failing.
+      const metrics = createApiMetrics({ publishers: { status: async () => [{ ...failing, ...lag }] } });
+      const text = await metrics.registry.metrics();
+      expect(text).toContain('crm_publisher_lag_events{publisher="nats",kind="nats",state="running"} Nan');
+      expect(text).toMatch(/crm_publisher_lag_seconds\{publisher="nats",kind="nats",state="running"\} (1\.[4-9]|[2-9])/);
+      expect(text).toContain('crm_publisher_failing{publisher="nats",kind="nats",state="running"} 1');
+    } finally {
+      await session.query('ROLLBACK').catch(() => undefined);
+      await session.end();
+    }
+  });
+});
