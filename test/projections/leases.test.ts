@@ -304,12 +304,13 @@ describe('projection leases', () => {
         throw new Error('cannot handle this event');
       },
     };
-    const leaseOf = (workerId: string) =>
-      new ProjectionLeases({ db: h.database.db, schema, workerId, projections: ['customers'], leaseSeconds: 0.2, renewEveryMs: 60_000 });
-    const paused = leaseOf('paused');
+    // The paused worker's lease runs out at once; the successor's lasts (a loaded machine must not end it mid-test).
+    const leaseOf = (workerId: string, leaseSeconds: number) =>
+      new ProjectionLeases({ db: h.database.db, schema, workerId, projections: ['customers'], leaseSeconds, renewEveryMs: 60_000 });
+    const paused = leaseOf('paused', 0.2);
     await paused.start();
     await sleep(300);
-    const successor = leaseOf('successor');
+    const successor = leaseOf('successor', 60);
     await successor.start();
     expect(successor.owns('customers')).toBe(true);
     const events = (await storedEvents(h.store)).filter((e) => matchesFilter(customers.filter, e)).slice(0, 3);
