@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { TIME_AXES } from '../audit/as-of.ts';
 import { Id } from '../domain/shared.ts';
+import type { Actor } from '../domain/metadata.ts';
 import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
 import { commandKeyOf, type IdempotencyGuard } from './idempotency.ts';
 import type { ApiMetrics } from './metrics.ts';
@@ -98,6 +99,13 @@ export interface CommandCall {
   location?: (id: string) => string;
 }
 
+/** Who a key acts as: a user's key acts as the user (history names the person); a service key names itself. */
+export const actorOfKey = (key: NonNullable<FastifyRequest['apiKey']>): Actor => ({
+  userId: key.userId ?? `api-key:${key.id}`,
+  name: key.name,
+  roles: [key.role],
+});
+
 /** Builds the command context from the request: actor from the key, ids and revision from headers. */
 export const commandContext = (request: FastifyRequest, call: CommandCall): CommandContext => {
   const key = request.apiKey;
@@ -112,8 +120,7 @@ export const commandContext = (request: FastifyRequest, call: CommandCall): Comm
   const idempotencyKey = headers['idempotency-key'];
   const causationId = headers['x-causation-id'];
   return {
-    // A user's key acts as the user: history names the person; a service key names itself.
-    actor: { userId: key.userId ?? `api-key:${key.id}`, name: key.name, roles: [key.role] },
+    actor: actorOfKey(key),
     ...(request.viewer?.scope ? { scope: request.viewer.scope } : {}),
     correlationId: request.id,
     causationId: typeof causationId === 'string' ? causationId : null,

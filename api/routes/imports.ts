@@ -8,7 +8,7 @@ import { importKinds, type ImportKind } from '../../commands/import/rows.ts';
 import type { CommandType } from '../../commands/schemas.ts';
 import type { RouteContext } from '../route-context.ts';
 import { callerRole } from '../auth/guard.ts';
-import { IdParams } from '../http.ts';
+import { actorOfKey, IdParams } from '../http.ts';
 import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
 import { isAllowed, ruleFor, type Role } from '../roles.ts';
 
@@ -160,7 +160,8 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
           format,
           encoding,
           body,
-          actor: { userId: `api-key:${key.id}`, roles: [key.role] },
+          // The rows are the caller's commands: recorded under the same actor as one sent alone.
+          actor: actorOfKey(key),
           owner: key.id,
           forbidden: forbiddenFor(kind, role),
           ...(defaultOwner !== undefined ? { defaultOwner } : {}),

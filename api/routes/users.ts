@@ -3,7 +3,9 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { sql, type RawBuilder } from 'kysely';
 import { z } from 'zod';
 import { teamCommandSchemas } from '../../domain/team/commands.ts';
+import { Id } from '../../domain/shared.ts';
 import { userCommandSchemas } from '../../domain/user/commands.ts';
+import { UserStreamPrefix } from '../../domain/user/events.ts';
 import type { RouteContext } from '../route-context.ts';
 import { activeUserRoleIn, VISIBILITIES, type Visibility } from '../auth/viewer.ts';
 import type { ApiCommand } from '../deps.ts';
@@ -206,6 +208,20 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
   );
 };
 
-/** The user a key is created for, from the read model: undefined when unknown or deactivated. */
-export const activeUserRole = (context: RouteContext, userId: string): Promise<string | undefined> =>
-  activeUserRoleIn(context.deps.database.db, context.deps.schemas.read, userId);
+/** How long a key's creation waits for the read models to show a user created a moment ago. */
+const USER_CATCH_UP_MS = 3_000;
+
+/**
+ * The user a key is created for, from the read model: undefined when unknown or deactivated. A user
+ * the read model does not show yet may have been created a moment ago (an admin script creating a
+ * user, then their key, while the projections are behind): when the user's stream has events, the
+ * read models are given a bounded wait to apply its last one first.
+ */
+export const activeUserRole = async (context: RouteContext, userId: string): Promise<string | undefined> => {
+  const { database, schemas, store, projections } = context.deps;
+  const role = await activeUserRoleIn(database.db, schemas.read, userId);
+  if (role !== undefined || !Id.safeParse(userId).success) return role;
+  const [last] = await store.readStream(`${UserStreamPrefix}${userId.toLowerCase()}`, { direction: 'backwards', maxCount: 1 });
+  if (!last || !(await projections.waitForPosition(last.position, USER_CATCH_UP_MS))) return undefined;
+  return activeUserRoleIn(database.db, schemas.read, userId);
+};

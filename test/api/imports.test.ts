@@ -202,6 +202,11 @@ describe('HTTP import: the owner of what a file leaves unowned', () => {
       [first, sam.userId],
       [second, sam.userId],
     ]);
+    // History names the user, as for the same commands sent one at a time (not the key).
+    const opened = (await storedEvents(api.store)).filter(
+      (e) => e.type === 'DealOpened' && ([first, second] as string[]).includes((e.data as { dealId: string }).dealId),
+    );
+    expect(opened.map((e) => (e.metadata as { actor: { userId: string } }).actor.userId)).toEqual([sam.userId, sam.userId]);
     // Seen by the team (the deals were owned by `import`, and the customer by no one: the team saw none of it).
     await projectionsSettled(api);
     const listed = await api.app.inject({ method: 'GET', url: '/deals', headers: mate.headers });
