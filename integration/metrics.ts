@@ -38,7 +38,7 @@ export function registerPublisherMetrics(registry: Registry, status: () => Promi
   gauge('crm_publisher_failures_total', 'Failed attempts (receiver errors, timeouts, NATS errors) since the publisher was created', (p) => p.failures);
   gauge(
     'crm_publisher_failing',
-    '1 while the publisher fails: its latest attempt failed and none has succeeded since (state="running", retrying), or its retries ran out (state="failing", paused); else 0',
+    '1 while the publisher fails: its latest attempt failed and none has succeeded since (state="retrying"), or its retries ran out (state="failing", paused); else 0',
     (p) => (isFailing(p) ? 1 : 0),
   );
 }

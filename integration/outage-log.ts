@@ -5,11 +5,11 @@ export type Log = (message: string, details?: Record<string, unknown>) => void;
 const CHANGED_ERROR_EVERY_MS = 60_000;
 
 /**
- * The log of a loop that retries on failure (a publisher, the reconcile timer): the first failure of
- * an outage is logged, and its end with the attempts it took, not every retry: a loop retrying every
- * second while the database is away would otherwise write a line a second. A different error during
- * the outage (the receiver answered 500, now it refuses connections) is logged again, at most once a
- * minute.
+ * The log of a loop that retries on failure (a publisher, a subscription's deliveries, the reconcile
+ * timer): the first failure of an outage is logged, and its end with the attempts it took, not every
+ * retry: a loop retrying every second while the database is away would otherwise write a line a second.
+ * A different error during the outage (the receiver answered 500, now it refuses connections) is
+ * logged again, at most once a minute.
  */
 export class OutageLog {
   private outage: { since: number; attempts: number; lastError: string; loggedAt: number } | undefined;
@@ -24,18 +24,25 @@ export class OutageLog {
     return this.outage !== undefined;
   }
 
-  failed(error: string): void {
+  /** A failed attempt; `details` (what was tried: a URL, a status) go with the line when one is logged. */
+  failed(error: string, details: Record<string, unknown> = {}): void {
     const now = Date.now();
     const outage = this.outage;
     if (!outage) {
       this.outage = { since: now, attempts: 1, lastError: error, loggedAt: now };
-      this.log?.(this.messages.failed, { ...this.context, error });
+      this.log?.(this.messages.failed, { ...this.context, ...details, error });
       return;
     }
     outage.attempts++;
     if (error !== outage.lastError && now - outage.loggedAt >= CHANGED_ERROR_EVERY_MS) {
       outage.loggedAt = now;
-      this.log?.(this.messages.failed, { ...this.context, error, attempts: outage.attempts, failingForSeconds: Math.round((now - outage.since) / 1000) });
+      this.log?.(this.messages.failed, {
+        ...this.context,
+        ...details,
+        error,
+        attempts: outage.attempts,
+        failingForSeconds: Math.round((now - outage.since) / 1000),
+      });
     }
     outage.lastError = error;
   }

@@ -9,7 +9,7 @@ import type { SubscriberRole } from './envelope.ts';
 import { createIntegrationFeed, type IntegrationFeed } from './feed.ts';
 import type { NatsPublisher } from './nats-publisher.ts';
 import { OutageLog } from './outage-log.ts';
-import { integrationTables, NATS_PUBLISHER, type IntegrationTables, type PublisherRow } from './tables.ts';
+import { integrationTables, NATS_PUBLISHER, type IntegrationTables, type PublisherRow, type ReportedPublisherState } from './tables.ts';
 import { DEFAULT_DELIVERY_POLICY, unfenced, WebhookLoop, type DeliveryPolicy, type Fenced } from './webhook-loop.ts';
 
 /** The lease partition under which one worker runs every publisher (projections/leases.ts). */
@@ -42,8 +42,10 @@ export interface PublishersOptions {
   log?: (message: string, details?: Record<string, unknown>) => void;
 }
 
-/** What /ready, /metrics, the CLI and the reporting view show per publisher. */
-export interface PublisherStatus extends PublisherRow {
+/** What /ready, /metrics, the CLI and the API show per publisher. */
+export interface PublisherStatus extends Omit<PublisherRow, 'state'> {
+  /** As stored, or `retrying` while attempts fail (`reportedState`). */
+  state: ReportedPublisherState;
   /** Events waiting (up to 10,000); null when they could not be counted in time. */
   eventsBehind: number | null;
   /** Age of the oldest event waiting (or, past the read's bound, time since the checkpoint last moved). */
@@ -51,10 +53,14 @@ export interface PublisherStatus extends PublisherRow {
 }
 
 /**
- * Failing: paused after its retries ran out, or retrying, its latest attempt failed and none has
- * succeeded since (NATS retries for ever and never pauses: this is how its outage shows).
+ * `retrying` for a running publisher whose latest attempt failed and none has succeeded since (NATS
+ * retries for ever and never pauses: this is how its outage shows); the stored state otherwise. The
+ * reporting view says the same in SQL (integration/reporting.ts).
  */
-export const isFailing = (p: PublisherRow): boolean => p.state === 'failing' || (p.state === 'running' && p.lastError !== null);
+export const reportedState = (p: PublisherRow): ReportedPublisherState => (p.state === 'running' && p.lastError !== null ? 'retrying' : p.state);
+
+/** Failing: retrying, or paused after its retries ran out. */
+export const isFailing = (p: Pick<PublisherStatus, 'state'>): boolean => p.state === 'retrying' || p.state === 'failing';
 
 /**
  * The publishers are projections with a side effect outside the database: each follows the gap-free
@@ -180,5 +186,5 @@ export class IntegrationPublishers {
 
 export async function readPublisherStatus(tables: IntegrationTables, store: EventStore): Promise<PublisherStatus[]> {
   const [rows, head] = await Promise.all([tables.publishers(), store.headPosition()]);
-  return Promise.all(rows.map(async (row) => ({ ...row, ...(await lagBehind(store, row.position, head, row.advancedAt)) })));
+  return Promise.all(rows.map(async (row) => ({ ...row, state: reportedState(row), ...(await lagBehind(store, row.position, head, row.advancedAt)) })));
 }

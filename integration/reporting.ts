@@ -11,7 +11,7 @@ export const PUBLISHER_STATUS_VIEW: ReportingView = {
   columns: [
     ['name', "webhook:<subscription id> or 'nats'"],
     ['kind', 'webhook | nats'],
-    ['state', 'running | failing (paused after its retries ran out) | disabled'],
+    ['state', 'running | retrying (its latest attempt failed, none has succeeded since) | failing (paused after its retries ran out) | disabled'],
     ['position', 'Global position of the last event delivered (or skipped as not subscribed)'],
     ['delivered', 'Events delivered: 2xx answers, JetStream acknowledgements'],
     ['failures', 'Failed attempts'],
@@ -21,8 +21,9 @@ export const PUBLISHER_STATUS_VIEW: ReportingView = {
     ['next_retry_at', 'When the failing event is tried next'],
     ['updated_at', 'When the row last changed'],
   ],
+  // `state` as the API reports it (integration/publishers.ts reportedState).
   select: (schema) =>
-    `SELECT name, kind, state, position, delivered, failures, last_error, last_status, last_latency_ms, next_retry_at, updated_at FROM "${schema.replace(/"/g, '""')}"."${PUBLISHERS}"`,
+    `SELECT name, kind, CASE WHEN state = 'running' AND last_error IS NOT NULL THEN 'retrying' ELSE state END, position, delivered, failures, last_error, last_status, last_latency_ms, next_retry_at, updated_at FROM "${schema.replace(/"/g, '""')}"."${PUBLISHERS}"`,
 };
 
 /** (Re)creates the view; several processes may start at once, so under the integration set-up lock. */

@@ -26,6 +26,14 @@ export const DELIVERY_LOG_KEEP = 1_000;
 /** `running`: following the feed; `failing`: paused after retries ran out (an operator resumes it); `disabled`: switched off. */
 export type PublisherState = 'running' | 'failing' | 'disabled';
 
+/**
+ * The state operators are shown (integration/publishers.ts `reportedState`): the stored one, with
+ * `retrying` for a running publisher whose latest attempt failed and none has succeeded since. Not
+ * stored: the loops go on as for `running`, and a success (which clears `last_error`) ends it.
+ */
+export const REPORTED_PUBLISHER_STATES = ['running', 'retrying', 'failing', 'disabled'] as const;
+export type ReportedPublisherState = (typeof REPORTED_PUBLISHER_STATES)[number];
+
 export interface WebhookSubscription {
   id: string;
   /** With a password in it masked (`***`): deliveries go to `deliveryUrl`. */

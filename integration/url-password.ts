@@ -21,6 +21,18 @@ export const splitPassword = (value: string): { url: string; password: string | 
   return { url: url.href, password };
 };
 
+/**
+ * The URL as the process log shows it: without user or password (the log leaves the CRM, to files and
+ * log collectors; the user names the account the password opens). Null when it does not parse.
+ */
+export const withoutCredentials = (value: string): string | null => {
+  const url = URL.parse(value);
+  if (!url) return null;
+  url.username = '';
+  url.password = '';
+  return url.href;
+};
+
 /** The URL to deliver to: `url` with `password` (as `splitPassword` gave it) in place of the mask. */
 export const withPassword = (url: string, password: string): string => {
   const parsed = URL.parse(url);

@@ -8,6 +8,7 @@ import type { DestinationGuard } from './destinations.ts';
 import { WebhookClient } from './http-post.ts';
 import { OutageLog } from './outage-log.ts';
 import { signWebhook } from './signing.ts';
+import { withoutCredentials } from './url-password.ts';
 import { webhookPublisherName, type DeliveryAttempt, type IntegrationTables, type WebhookSubscription } from './tables.ts';
 
 /** How deliveries are attempted and retried. */
@@ -81,9 +82,20 @@ export class WebhookLoop {
   private stale = false;
   private interrupt = new AbortController();
   private readonly client: WebhookClient;
+  /**
+   * The receiver's failures (non-2xx, refused, timed out) as the process log shows them: one line when
+   * they start, one when a delivery succeeds again, not one per retry (the delivery log has each attempt).
+   * Kept across rounds: a retry interrupted by a change of the subscription is the same outage.
+   */
+  private readonly receiverOutage: OutageLog;
 
   constructor(private readonly deps: WebhookLoopDeps) {
     this.client = new WebhookClient(deps.destinations);
+    this.receiverOutage = new OutageLog(
+      deps.log,
+      { failed: 'webhook deliveries failing', recovered: 'webhook deliveries succeeding again' },
+      { subscription: deps.subscriptionId },
+    );
   }
 
   get name(): string {
@@ -214,7 +226,10 @@ export class WebhookLoop {
       const started = performance.now();
       const answer = await this.client.post(url, body, { ...headers }, policy.timeoutMs, this.controller.signal);
       const latencyMs = Math.round((performance.now() - started) * 10) / 10;
-      if (answer.ok) return { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error: null, nextRetryAt: null };
+      if (answer.ok) {
+        this.receiverOutage.recovered();
+        return { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error: null, nextRetryAt: null };
+      }
       if (this.stopped) return 'interrupted';
       firstFailureAt ??= Date.now();
       // A receiver that says when to come back (429, 503 with Retry-After) is not asked sooner; the cap
@@ -226,6 +241,8 @@ export class WebhookLoop {
       const pause = gone || Date.now() + delay - firstFailureAt > policy.retryForMs;
       const nextRetryAt = pause ? null : new Date(Date.now() + delay);
       const error = gone ? 'HTTP 410: the receiver says this endpoint is gone' : (answer.error ?? `HTTP ${answer.status}`);
+      // The stored URL (its password masked), logged without user or password all the same.
+      this.receiverOutage.failed(error, { url: withoutCredentials(subscription.url) ?? '(not a URL)', status: answer.status });
       if (attempt === 1) await save();
       await tables.logAttempts(tables.db, subscription.id, [
         { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error, nextRetryAt },

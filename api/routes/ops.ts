@@ -5,6 +5,7 @@ import type { BackgroundLoadStatus, ProjectionStatus, ReadModelProgress } from '
 import { PROBE_DEADLINE_MS, withDeadline } from '../deadline.ts';
 import type { ApiMetrics } from '../metrics.ts';
 import type { PublisherStatus } from '../../integration/index.ts';
+import { REPORTED_PUBLISHER_STATES } from '../../integration/tables.ts';
 
 export interface OpsRoutesOptions {
   store: EventStore;
@@ -43,7 +44,9 @@ const Publishers = z
   .array(
     z.object({
       name: z.string().describe('webhook:<id> or nats'),
-      state: z.enum(['running', 'failing', 'disabled']),
+      state: z
+        .enum(REPORTED_PUBLISHER_STATES)
+        .describe('retrying: its latest attempt failed and none has succeeded since (NATS retries for ever); failing: paused after its retries ran out'),
       position: z.string(),
       eventsBehind: z.number().nullable().describe('Events waiting (up to 10,000); null when they could not be counted in time'),
       secondsBehind: z.number(),

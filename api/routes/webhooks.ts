@@ -12,7 +12,7 @@ import {
   WebhookDescription,
   WebhookUrl,
 } from '../../integration/validation.ts';
-import { webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
+import { REPORTED_PUBLISHER_STATES, webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
 import { WebhookUrlRefused } from '../../integration/url-password.ts';
 import { decimalNumber, IdParams } from '../http.ts';
 import { ProblemError, validationProblem } from '../problems.ts';
@@ -58,7 +58,11 @@ export const WebhookView = z
     description: z.string().nullable(),
     role: z.enum(ROLES),
     enabled: z.boolean(),
-    state: z.enum(['running', 'failing', 'disabled']).describe('failing: retries ran out and deliveries are paused until enabled again or replayed'),
+    state: z
+      .enum(REPORTED_PUBLISHER_STATES)
+      .describe(
+        'retrying: the latest delivery failed and none has succeeded since (retried with back-off); failing: retries ran out and deliveries are paused until enabled again or replayed',
+      ),
     position: z.string().describe('Checkpoint: every matching event up to here was delivered'),
     eventsBehind: z.number().nullable().describe('Events waiting (up to 10,000); null when they could not be counted in time'),
     secondsBehind: z.number(),

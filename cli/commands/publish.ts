@@ -12,7 +12,8 @@ export const publishCommand: CliCommand = {
   details: `
 Publishers run in the projection workers (crm serve with inline projections, or crm project) under
 the integration-publishers lease. This shows where each one stands, read from the database, so it
-works from any machine. Exit code 1 when a publisher is failing (paused after its retries ran out).`,
+works from any machine. States: running; retrying (its latest attempt failed and none has succeeded
+since); failing (paused after its retries ran out); disabled. Exit code 1 when a publisher is failing.`,
   database: { kind: 'reads' },
   options,
   async run(run) {

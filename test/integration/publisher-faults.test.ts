@@ -3,6 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApiMetrics } from '../../api/metrics.ts';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
@@ -13,6 +14,7 @@ import { createDestinationGuard, parseNetwork } from '../../integration/destinat
 import { createIntegration } from '../../integration/index.ts';
 import { POSITION_HEADER } from '../../integration/nats-publisher.ts';
 import { IntegrationPublishers } from '../../integration/publishers.ts';
+import { createPublisherStatusView } from '../../integration/reporting.ts';
 import { FaultProxy } from '../faults/proxy.ts';
 import { CRM_BIN, cleanEnv } from '../cli/support.ts';
 import { storedEvents } from '../support/events.ts';
@@ -70,7 +72,9 @@ interface NatsFixture extends Fixture {
   startPublishers(): Promise<IntegrationPublishers>;
   /** Ids in the stream, in stream order. */
   streamIds(): Promise<string[]>;
-  natsStatus(): Promise<{ position: bigint; failures: number; lastError: string | null }>;
+  natsStatus(): Promise<{ position: bigint; failures: number; lastError: string | null; state: string }>;
+  /** The NATS publisher's state in `reporting.publisher_status` (the view made on first use). */
+  reportedState(): Promise<string | undefined>;
   /** /metrics as the API renders it (api/metrics.ts), for these publishers. */
   metrics(): Promise<string>;
 }
@@ -111,6 +115,15 @@ const natsFixture = async (label: string): Promise<NatsFixture> => {
     return found;
   };
   const metrics = createApiMetrics({ publishers: { status: () => publishers!.status() } });
+  let view: Promise<void> | undefined;
+  const reportedState = async () => {
+    view ??= createPublisherStatusView(base.database.db, base.schemas.events, base.schemas.reporting);
+    await view;
+    const { rows } = await sql<{ state: string }>`SELECT state FROM ${sql.id(base.schemas.reporting, 'publisher_status')} WHERE name = 'nats'`.execute(
+      base.database.db,
+    );
+    return rows[0]?.state;
+  };
   return {
     ...base,
     nats,
@@ -121,6 +134,7 @@ const natsFixture = async (label: string): Promise<NatsFixture> => {
     logged: (message) => lines.filter((l) => l.message === message),
     startPublishers,
     natsStatus,
+    reportedState,
     metrics: () => metrics.registry.metrics(),
     async streamIds() {
       const info = await jsm.streams.info(stream).catch(() => undefined);
@@ -172,7 +186,7 @@ describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
     console.log(`NATS publishing resumed ${resumedAfterMs} ms after the connection went half-open`);
   }, 120_000);
 
-  it('shows as failing in /metrics while NATS cannot be reached, and logs the outage once and its end once', async () => {
+  it('reports the state retrying (status, /metrics, reporting view) while NATS cannot be reached and running once it publishes again, and logs the outage once and its end once', async () => {
     const f = await natsFixture('nats_refused');
     await f.startPublishers();
     await f.register(2);
@@ -190,8 +204,10 @@ describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
       60_000,
       () => 'three failed attempts',
     );
-    // Retrying for ever (never paused), and failing all the same.
-    expect(await f.metrics()).toMatch(/crm_publisher_failing\{publisher="nats",kind="nats",state="running"\} 1/);
+    // Retrying for ever (never paused), and failing all the same: not shown as running.
+    expect((await f.natsStatus()).state).toBe('retrying');
+    expect(await f.metrics()).toMatch(/crm_publisher_failing\{publisher="nats",kind="nats",state="retrying"\} 1/);
+    expect(await f.reportedState()).toBe('retrying');
     expect(f.logged('NATS publisher error; retrying')).toHaveLength(1);
 
     f.proxy.pass();
@@ -206,6 +222,8 @@ describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
       10_000,
       () => 'no longer failing',
     );
+    expect((await f.natsStatus()).state).toBe('running');
+    expect(await f.reportedState()).toBe('running');
     const failures = (await f.natsStatus()).failures;
     expect(f.logged('NATS publisher error; retrying')).toHaveLength(1);
     const again = f.logged('NATS publisher publishing again');

@@ -6,7 +6,7 @@ import { createCrmCommands, type CommandContext, type CrmCommands } from '../../
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
-import { readPublisherStatus } from '../../integration/publishers.ts';
+import { readPublisherStatus, reportedState } from '../../integration/publishers.ts';
 import { integrationTables, NATS_PUBLISHER, type IntegrationTables } from '../../integration/tables.ts';
 import { lagBehind } from '../../projections/status.ts';
 import { storedEvents } from '../support/events.ts';
@@ -109,11 +109,11 @@ describe('publisher lag while it fails', () => {
       expect(lag.secondsBehind).toBeGreaterThanOrEqual(1.4);
       expect(lag.secondsBehind).toBeLessThanOrEqual(sinceDelivery + 0.1);
       // /metrics: the count as NaN (prom-client writes `Nan`, which Prometheus reads as NaN), the seconds as they are, failing.
-      const metrics = createApiMetrics({ publishers: { status: async () => [{ ...failing, ...lag }] } });
+      const metrics = createApiMetrics({ publishers: { status: async () => [{ ...failing, state: reportedState(failing), ...lag }] } });
       const text = await metrics.registry.metrics();
-      expect(text).toContain('crm_publisher_lag_events{publisher="nats",kind="nats",state="running"} Nan');
-      expect(text).toMatch(/crm_publisher_lag_seconds\{publisher="nats",kind="nats",state="running"\} (1\.[4-9]|[2-9])/);
-      expect(text).toContain('crm_publisher_failing{publisher="nats",kind="nats",state="running"} 1');
+      expect(text).toContain('crm_publisher_lag_events{publisher="nats",kind="nats",state="retrying"} Nan');
+      expect(text).toMatch(/crm_publisher_lag_seconds\{publisher="nats",kind="nats",state="retrying"\} (1\.[4-9]|[2-9])/);
+      expect(text).toContain('crm_publisher_failing{publisher="nats",kind="nats",state="retrying"} 1');
     } finally {
       await session.query('ROLLBACK').catch(() => undefined);
       await session.end();

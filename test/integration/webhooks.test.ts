@@ -37,8 +37,11 @@ const receiver = async (behaviour?: ConstructorParameters<typeof Receiver>[0]) =
   return r;
 };
 
-const startPublishers = async (policy: Partial<DeliveryPolicy>, destinations = createDestinationGuard([parseNetwork('127.0.0.0/8')!])) => {
+type Log = NonNullable<ConstructorParameters<typeof IntegrationPublishers>[0]['log']>;
+
+const startPublishers = async (policy: Partial<DeliveryPolicy>, destinations = createDestinationGuard([parseNetwork('127.0.0.0/8')!]), log?: Log) => {
   const publishers = new IntegrationPublishers({
+    ...(log ? { log } : {}),
     destinations,
     db: h.database.db,
     schema: h.schemas.events,
@@ -638,6 +641,71 @@ describe('delivery', () => {
       await h.app.inject({ method: 'DELETE', url: `/webhooks/${sub.id}`, headers: h.auth('admin') });
     }
   }, 90_000);
+
+  it('while its receiver answers 500, shows the subscription as retrying and logs it once, URL without credentials; running again and logged once when a delivery succeeds', async () => {
+    let failing = true;
+    const r = await receiver(() => (failing ? { status: 500 } : { status: 200 }));
+    const password = `pw-${randomUUID()}`;
+    const sub = await subscribe({ url: `http://hookuser:${password}@127.0.0.1:${r.port}/hook`, events: ['CustomerRegistered'] });
+    const lines: { message: string; details: Record<string, unknown> | undefined }[] = [];
+    const logged = (message: string) => lines.filter((l) => l.message === message);
+    // An hour of retries: the subscription is retrying, never paused, within the test.
+    const publishers = await startPublishers({ firstRetryMs: 50, maxRetryMs: 200, retryForMs: 3_600_000 }, undefined, (message, details) =>
+      lines.push({ message, details }),
+    );
+    try {
+      await commands.execute({ type: 'RegisterCustomer', name: 'Failing receiver', email: `fr-${randomUUID()}@example.com` }, ctx());
+      // Several failed attempts, and the state an operator reads says so (not `running`).
+      const retrying = await eventually(
+        async () => {
+          const v = await webhook(sub.id);
+          return r.requests.length >= 4 && v.state === 'retrying' && v;
+        },
+        60_000,
+        () => `${r.requests.length} attempts; log: ${JSON.stringify(lines)}`,
+      );
+      expect(retrying).toMatchObject({ lastError: 'HTTP 500', lastStatus: 500, delivered: 0 });
+      const ready = json(await h.app.inject({ method: 'GET', url: '/ready' }));
+      expect(ready.publishers.find((p: any) => p.name === `webhook:${sub.id}`)).toMatchObject({ state: 'retrying' });
+      const metrics = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
+      expect(metrics).toMatch(new RegExp(`crm_publisher_failing\\{publisher="webhook:${sub.id}",kind="webhook",state="retrying"\\} 1`));
+      // One line for the whole outage, not one per retry.
+      expect(logged('webhook deliveries failing')).toEqual([
+        {
+          message: 'webhook deliveries failing',
+          details: { subscription: sub.id, url: `http://127.0.0.1:${r.port}/hook`, status: 500, error: 'HTTP 500' },
+        },
+      ]);
+
+      failing = false;
+      await eventually(
+        () => logged('webhook deliveries succeeding again').length > 0,
+        60_000,
+        () => `the recovery logged: ${JSON.stringify(lines)}`,
+      );
+      await eventually(
+        async () => (await webhook(sub.id)).state === 'running',
+        30_000,
+        () => 'state running again',
+      );
+      expect(r.accepted()).toHaveLength(1);
+      const failed = r.requests.filter((q) => q.answered === 500).length;
+      expect(failed).toBeGreaterThanOrEqual(4);
+      expect(logged('webhook deliveries failing')).toHaveLength(1);
+      const recovered = logged('webhook deliveries succeeding again');
+      expect(recovered).toHaveLength(1);
+      expect(recovered[0]!.details).toMatchObject({ subscription: sub.id, failedAttempts: failed, lastError: 'HTTP 500' });
+      expect(recovered[0]!.details?.failedForSeconds).toEqual(expect.any(Number));
+      // Neither the password nor the user (nor the mask standing for them) reaches the log.
+      const text = JSON.stringify(lines);
+      expect(text).not.toContain(password);
+      expect(text).not.toContain('hookuser');
+      expect(text).not.toContain('***');
+    } finally {
+      await publishers.stop();
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${sub.id}`, headers: h.auth('admin') });
+    }
+  }, 120_000);
 
   it('pauses a subscription at once when its receiver answers 410 Gone, and resumes when enabled again', async () => {
     let gone = true;
