@@ -20,7 +20,7 @@ export interface BenchContext {
  * Bounds of a suite's own connection where it seeds or reads in bulk (hundreds of thousands of rows a
  * statement), which takes longer than the API's 5 s statement bound.
  */
-export const BULK_TIMEOUTS: PoolTimeouts = { statementMs: 600_000, lockMs: 60_000, connectMs: 10_000 };
+export const BULK_TIMEOUTS: PoolTimeouts = { statementMs: 600_000, lockMs: 60_000, idleInTransactionMs: 600_000, connectMs: 10_000 };
 
 /** A suite module: `export async function run(ctx)` returning its figures (JSON-serializable; bigints become strings). */
 export interface BenchSuite {

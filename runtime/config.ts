@@ -18,6 +18,13 @@ export interface DatabaseTimeouts {
   longStatementMs: number;
   /** lock_timeout of every connection (ms). */
   lockMs: number;
+  /**
+   * idle_in_transaction_session_timeout of API and projection connections (ms): the server ends a
+   * session left in an open transaction with no statement running this long (a client gone without a
+   * word holds its locks and its transaction id until then). Long-work connections use the longer of
+   * this and `longStatementMs`.
+   */
+  idleInTransactionMs: number;
   /** Longest wait for a connection: opening one, or a free one from the pool (ms). */
   connectMs: number;
   /** Longest an HTTP request may take before it is answered 503 (ms). */

@@ -145,6 +145,7 @@ const namedStatements = (database: Extract<CrmConfig['database'], { kind: 'postg
 const apiTimeouts = (config: CrmConfig): PoolTimeouts => ({
   statementMs: config.timeouts.statementMs,
   lockMs: config.timeouts.lockMs,
+  idleInTransactionMs: config.timeouts.idleInTransactionMs,
   connectMs: config.timeouts.connectMs,
 });
 
@@ -156,7 +157,13 @@ const openLongWorkDatabase = (config: CrmConfig, database: SqlDatabase): SqlData
   config.database.kind === 'postgres'
     ? connectPostgres(config.database.url, {
         max: 4,
-        timeouts: { statementMs: config.timeouts.longStatementMs, lockMs: config.timeouts.longStatementMs, connectMs: config.timeouts.connectMs },
+        timeouts: {
+          statementMs: config.timeouts.longStatementMs,
+          lockMs: config.timeouts.longStatementMs,
+          // A rebuild's transaction may wait between its statements as long as one of them may run.
+          idleInTransactionMs: Math.max(config.timeouts.idleInTransactionMs, config.timeouts.longStatementMs),
+          connectMs: config.timeouts.connectMs,
+        },
         namedStatements: namedStatements(config.database),
       })
     : database;

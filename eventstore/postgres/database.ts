@@ -86,11 +86,40 @@ export interface PoolTimeouts {
   /** statement_timeout (ms); the client also gives up on a connection silent this long past it. */
   statementMs: number;
   lockMs: number;
+  /** idle_in_transaction_session_timeout (ms): the server ends a session left this long in a transaction with no statement. */
+  idleInTransactionMs: number;
   /** Opening a connection or waiting for a free one (ms). */
   connectMs: number;
 }
 
-export const DEFAULT_POOL_TIMEOUTS: PoolTimeouts = { statementMs: 5_000, lockMs: 2_000, connectMs: 3_000 };
+export const DEFAULT_POOL_TIMEOUTS: PoolTimeouts = { statementMs: 5_000, lockMs: 2_000, idleInTransactionMs: 60_000, connectMs: 3_000 };
+
+/**
+ * How soon each side notices that the other is gone without a word (a host or a NAT between them lost
+ * the connection). The server probes a silent client after 10 s, every 5 s, and drops it after 3
+ * unanswered probes; data it sent that stays unacknowledged for 20 s drops it too (tcp_user_timeout,
+ * PostgreSQL 12 and later; the event store needs 13). So a dead client's session, and the locks it
+ * holds outside a transaction (a session advisory lock), goes after about 25 s instead of
+ * the operating system's two hours. idle_in_transaction_session_timeout covers a session in a
+ * transaction whatever the network does. The client probes its idle connections after 10 s too.
+ */
+const SERVER_KEEPALIVES = '-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 -c tcp_user_timeout=20000';
+const CLIENT_KEEPALIVE_DELAY_MS = 10_000;
+
+/** The settings of every session the CRM opens on a PostgreSQL server: pooled connections and the LISTEN connection. */
+const sessionConfig = (url: string, timeouts: PoolTimeouts): pg.ClientConfig => ({
+  connectionString: url,
+  statement_timeout: timeouts.statementMs,
+  lock_timeout: timeouts.lockMs,
+  idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
+  connectionTimeoutMillis: timeouts.connectMs,
+  keepAlive: true,
+  keepAliveInitialDelayMillis: CLIENT_KEEPALIVE_DELAY_MS,
+  // JIT compilation costs 300-500 ms a query, and the planner asks for it on the short queries here
+  // whenever a per-row lookup inflates the estimate (the base-currency conversion made the pipeline
+  // of 33k open deals take 1.1 s instead of 40 ms). These are OLTP queries: compile nothing.
+  options: `-c jit=off ${SERVER_KEEPALIVES}`,
+});
 
 /** Past statement_timeout the server answers with an error; silence this much longer means a stalled link. */
 const STALL_MARGIN_MS = 1_000;
@@ -190,7 +219,7 @@ class PgListener {
 
   constructor(
     private readonly url: string,
-    private readonly connectMs: number,
+    private readonly timeouts: PoolTimeouts,
   ) {}
 
   async listen(channel: string, onNotify: () => void): Promise<() => Promise<void>> {
@@ -234,7 +263,7 @@ class PgListener {
   private connection(): Promise<pg.Client> {
     if (this.client) return Promise.resolve(this.client);
     this.connecting ??= (async () => {
-      const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.connectMs, keepAlive: true });
+      const client = new pg.Client(sessionConfig(this.url, this.timeouts));
       client.on('notification', (message) => {
         for (const handler of this.handlers.get(message.channel) ?? []) handler();
       });
@@ -300,16 +329,8 @@ export function connectPostgres(
   const timeouts = options.timeouts ?? DEFAULT_POOL_TIMEOUTS;
   const named = options.namedStatements !== false;
   const pool = new pg.Pool({
-    connectionString: url,
+    ...sessionConfig(url, timeouts),
     max: options.max ?? 10,
-    statement_timeout: timeouts.statementMs,
-    lock_timeout: timeouts.lockMs,
-    connectionTimeoutMillis: timeouts.connectMs,
-    keepAlive: true,
-    // JIT compilation costs 300-500 ms a query, and the planner asks for it on the short queries here
-    // whenever a per-row lookup inflates the estimate (the base-currency conversion made the pipeline
-    // of 33k open deals take 1.1 s instead of 40 ms). These are OLTP queries: compile nothing.
-    options: '-c jit=off',
     // A prepared statement's generic plan is kept until a table it reads changes (DDL, ANALYZE): a
     // table that grew without an ANALYZE would keep the plan made when it was small. Bounding the
     // connection's life bounds the plan's (reconnecting costs a few ms every ten minutes).
@@ -322,7 +343,7 @@ export function connectPostgres(
   const names = named ? new StatementNames(options.statementNames) : undefined;
   const kyselyPool = mappedPool(pool, url, timeouts, names);
   const db = new Kysely<any>({ dialect: new PostgresDialect({ pool: kyselyPool }) });
-  const listener = new PgListener(url, timeouts.connectMs);
+  const listener = new PgListener(url, timeouts);
   let closed = false;
   return {
     kind: 'postgres',

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { EventStore, RecordedEvent } from '../../eventstore/contract.ts';
 import { EventStoreUnavailable, OutcomeUnknown } from '../../eventstore/errors.ts';
-import { connectPostgres, isConnectionError, toUnavailable, type SqlDatabase } from '../../eventstore/postgres/database.ts';
+import { connectPostgres, DEFAULT_POOL_TIMEOUTS, isConnectionError, toUnavailable, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { channelFor } from '../../eventstore/postgres/wakeup.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
@@ -159,7 +159,7 @@ describe('failures typed for callers', () => {
 
 describe('a pool on a real server', () => {
   it('answers a statement over statement_timeout, and one waiting past lock_timeout, as unavailable: nothing was committed', async () => {
-    const bounded = open(TEST_DATABASE_URL, { max: 2, timeouts: { statementMs: 300, lockMs: 200, connectMs: 3_000 } });
+    const bounded = open(TEST_DATABASE_URL, { max: 2, timeouts: { ...DEFAULT_POOL_TIMEOUTS, statementMs: 300, lockMs: 200, connectMs: 3_000 } });
     const slow = await caught(sql`SELECT pg_sleep(3)`.execute(bounded.db));
     expect(slow).toBeInstanceOf(EventStoreUnavailable);
     expect(slow).not.toBeInstanceOf(OutcomeUnknown);
@@ -201,7 +201,7 @@ describe('a pool on a real server', () => {
   it('a link that stalls without closing is cut past statement_timeout plus a margin: outcome unknown, then a new connection', async () => {
     const link = await relay();
     try {
-      const stalled = open(link.url, { max: 1, timeouts: { statementMs: 200, lockMs: 200, connectMs: 3_000 } });
+      const stalled = open(link.url, { max: 1, timeouts: { ...DEFAULT_POOL_TIMEOUTS, statementMs: 200, lockMs: 200, connectMs: 3_000 } });
       expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(stalled.db)).rows).toEqual([{ one: 1 }]);
       link.hold();
       const started = Date.now();
@@ -225,7 +225,7 @@ describe('a pool on a real server', () => {
     await (await createPostgresEventStore(database, { schema })).close();
     const link = await relay();
     try {
-      const timeouts = { statementMs: 300, lockMs: 200, connectMs: 1_000 };
+      const timeouts = { ...DEFAULT_POOL_TIMEOUTS, statementMs: 300, lockMs: 200, connectMs: 1_000 };
       const store = await createPostgresEventStore(open(link.url, { max: 1, timeouts }), { schema, appendsInFlight: 1 });
       // The one connection opened before the stall (a read: an append would also send a NOTIFY that could hold it).
       expect(await store.readStream('customer-1')).toEqual([]);
@@ -247,7 +247,7 @@ describe('a pool on a real server', () => {
   }, 30_000);
 
   it('an unreachable server is unavailable, naming it, before anything is sent', async () => {
-    const nowhere = open('postgres://postgres@127.0.0.1:1/crm', { timeouts: { statementMs: 1_000, lockMs: 500, connectMs: 1_000 } });
+    const nowhere = open('postgres://postgres@127.0.0.1:1/crm', { timeouts: { ...DEFAULT_POOL_TIMEOUTS, statementMs: 1_000, lockMs: 500, connectMs: 1_000 } });
     const error = await caught(sql`SELECT 1`.execute(nowhere.db));
     expect(error).toBeInstanceOf(EventStoreUnavailable);
     expect(error).not.toBeInstanceOf(OutcomeUnknown);
@@ -257,7 +257,7 @@ describe('a pool on a real server', () => {
   });
 
   it('a connection kept in a transaction past statement_timeout plus the margin is not cut: the stall bound runs only while a statement does', async () => {
-    const bounded = open(TEST_DATABASE_URL, { max: 1, timeouts: { statementMs: 300, lockMs: 200, connectMs: 3_000 } });
+    const bounded = open(TEST_DATABASE_URL, { max: 1, timeouts: { ...DEFAULT_POOL_TIMEOUTS, statementMs: 300, lockMs: 200, connectMs: 3_000 } });
     const pids = await bounded.db.transaction().execute(async (trx) => {
       const seen = new Set<number>();
       // Short statements on one connection for longer than the stall bound (1.3 s).
@@ -358,7 +358,7 @@ describe('subscribers on another pool (LISTEN/NOTIFY)', () => {
     const writer = await createPostgresEventStore(database, { schema });
     const link = await relay();
     try {
-      const timeouts = { statementMs: 1_000, lockMs: 500, connectMs: 1_000 };
+      const timeouts = { ...DEFAULT_POOL_TIMEOUTS, statementMs: 1_000, lockMs: 500, connectMs: 1_000 };
       const reader = await createPostgresEventStore(open(link.url, { max: 2, timeouts }), { schema, pollInterval: 60_000 });
       const seen: string[] = [];
       let caughtUp = false;
@@ -415,10 +415,13 @@ describe('subscribers on another pool (LISTEN/NOTIFY)', () => {
     const schema = nextSchema();
     const link = await relay();
     try {
-      const reader = await createPostgresEventStore(open(link.url, { max: 2, timeouts: { statementMs: 1_000, lockMs: 500, connectMs: 1_000 } }), {
-        schema,
-        pollInterval: 20,
-      });
+      const reader = await createPostgresEventStore(
+        open(link.url, { max: 2, timeouts: { ...DEFAULT_POOL_TIMEOUTS, statementMs: 1_000, lockMs: 500, connectMs: 1_000 } }),
+        {
+          schema,
+          pollInterval: 20,
+        },
+      );
       let failure: unknown;
       let caughtUp = false;
       reader.subscribeToAll().subscribe({ next: (message) => (caughtUp ||= message.kind === 'caughtUp'), error: (error: unknown) => (failure = error) });

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, InvalidReadOptions, WrongExpectedRevision } from '../../eventstore/errors.ts';
-import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/database.ts';
+import { connectPostgres, DEFAULT_POOL_TIMEOUTS, type SqlDatabase } from '../../eventstore/postgres/database.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
 import { channelFor } from '../../eventstore/postgres/wakeup.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -129,7 +129,7 @@ describe('postgres engine: appends', () => {
 
 describe('postgres engine: appends, outcomes', () => {
   it('an append that fails for another reason than a reused id (the stream held past lock_timeout) is not reported as a reused id', async () => {
-    const impatient = connectPostgres(schemas.url, { max: 2, timeouts: { statementMs: 5_000, lockMs: 200, connectMs: 3_000 } });
+    const impatient = connectPostgres(schemas.url, { max: 2, timeouts: { ...DEFAULT_POOL_TIMEOUTS, statementMs: 5_000, lockMs: 200, connectMs: 3_000 } });
     const { store, schema } = await storeOn(impatient);
     let release!: () => void;
     const mayRelease = new Promise<void>((resolve) => (release = resolve));

@@ -39,13 +39,26 @@ describe('database faults and bounds as the API answers them', () => {
     expect(requestTimedOut(request('GET'), 10_000).body()).toMatchObject({ status: 503, type: type('unavailable') });
   });
 
-  it('sets statement and lock timeouts on every connection, from the configuration', async () => {
-    const database = connectPostgres(TEST_DATABASE_URL, { timeouts: { statementMs: 1_234, lockMs: 567, connectMs: 2_000 } });
+  it('sets statement, lock and idle-in-transaction timeouts and TCP keepalives on every connection, from the configuration', async () => {
+    const database = connectPostgres(TEST_DATABASE_URL, { timeouts: { statementMs: 1_234, lockMs: 567, idleInTransactionMs: 8_900, connectMs: 2_000 } });
     try {
-      const { rows } = await sql<{ s: string; l: string }>`SELECT current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l`.execute(
-        database.db,
-      );
-      expect(rows[0]).toEqual({ s: '1234ms', l: '567ms' });
+      const { rows } = await sql<Record<string, string>>`
+        SELECT current_setting('statement_timeout') AS statement, current_setting('lock_timeout') AS lock,
+               current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction,
+               current_setting('tcp_keepalives_idle') AS keepalives_idle, current_setting('tcp_keepalives_interval') AS keepalives_interval,
+               current_setting('tcp_keepalives_count') AS keepalives_count, current_setting('tcp_user_timeout') AS user_timeout,
+               current_setting('jit') AS jit`.execute(database.db);
+      // In seconds, and tcp_user_timeout in ms. Over TCP (the test server is at 127.0.0.1) they are the socket's own: on a Unix socket they read 0.
+      expect(rows[0]).toEqual({
+        statement: '1234ms',
+        lock: '567ms',
+        idle_in_transaction: '8900ms',
+        keepalives_idle: '10',
+        keepalives_interval: '5',
+        keepalives_count: '3',
+        user_timeout: '20000',
+        jit: 'off',
+      });
       // A statement past the bound is cancelled by the server and reported as unavailable, not a 500.
       await expect(sql`SELECT pg_sleep(3)`.execute(database.db)).rejects.toBeInstanceOf(EventStoreUnavailable);
       // The pool carries on.
@@ -57,9 +70,15 @@ describe('database faults and bounds as the API answers them', () => {
 
   it('reads the bounds from the environment, with defaults of a few seconds for API work and longer for long work', () => {
     const defaults = loadConfig({}, '/tmp').timeouts;
-    expect(defaults).toEqual({ statementMs: 5_000, longStatementMs: 600_000, lockMs: 2_000, connectMs: 3_000, requestMs: 10_000 });
-    const set = loadConfig({ CRM_DB_STATEMENT_TIMEOUT_MS: '2500', CRM_REQUEST_TIMEOUT_MS: '4000' }, '/tmp').timeouts;
-    expect(set).toMatchObject({ statementMs: 2_500, requestMs: 4_000 });
+    expect(defaults).toEqual({ statementMs: 5_000, longStatementMs: 600_000, lockMs: 2_000, idleInTransactionMs: 60_000, connectMs: 3_000, requestMs: 10_000 });
+    const set = loadConfig(
+      { CRM_DB_STATEMENT_TIMEOUT_MS: '2500', CRM_REQUEST_TIMEOUT_MS: '4000', CRM_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: '15000' },
+      '/tmp',
+    ).timeouts;
+    expect(set).toMatchObject({ statementMs: 2_500, requestMs: 4_000, idleInTransactionMs: 15_000 });
+    // Under a second would cut a transaction whose process is merely busy between two statements.
+    expect(() => loadConfig({ CRM_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: '500' }, '/tmp')).toThrow(/CRM_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS/);
+    expect(() => loadConfig({ CRM_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: 'never' }, '/tmp')).toThrow(/CRM_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS/);
     expect(() => loadConfig({ CRM_DB_LOCK_TIMEOUT_MS: 'soon' }, '/tmp')).toThrow(ConfigError);
     expect(() => loadConfig({ CRM_DB_LOCK_TIMEOUT_MS: 'soon' }, '/tmp')).toThrow(/CRM_DB_LOCK_TIMEOUT_MS/);
   });

@@ -3,7 +3,8 @@ import net from 'node:net';
 /**
  * A TCP proxy between the service and PostgreSQL (or NATS) that injects the faults a network and a
  * server produce: reset every connection, refuse new ones, stall all traffic (held, then delivered
- * when the stall ends, as after a network pause), lose the server's answers.
+ * when the stall ends, as after a network pause), lose the server's answers, leave the server
+ * holding connections whose service side is gone (half-open).
  */
 interface Pair {
   client: net.Socket;
@@ -21,6 +22,8 @@ export class FaultProxy {
   private readonly stalled = new Set<Pair>();
   /** Connections that lose what the server sends (`loseRepliesOpen`), new ones passing. */
   private readonly deaf = new Set<Pair>();
+  /** Connections gone silent both ways whose server side stays open whatever the service does (`halfOpen`). */
+  private readonly halfOpened = new Set<Pair>();
   port = 0;
 
   constructor(private readonly target: { host: string; port: number }) {
@@ -69,7 +72,24 @@ export class FaultProxy {
     for (const pair of this.pairs) this.deaf.add(pair);
   }
 
-  /** Back to normal: what a stall held is delivered. */
+  /**
+   * The connections open now go half-open for good, as when the service's host or a NAT between them
+   * loses the connection without a word: nothing more reaches either side, and when the service gives
+   * up and closes its socket the server is not told (no FIN, no RST). The server sees an idle open
+   * connection, and a session in a transaction stays `idle in transaction` until the server itself
+   * ends it. New connections pass. (The proxy's own socket still acknowledges the server's TCP
+   * keepalive probes, so only a bound the server applies to the session, not to the socket, shows here.)
+   */
+  halfOpen(): void {
+    for (const pair of this.pairs) this.halfOpened.add(pair);
+  }
+
+  /** Half-open connections whose server side is still open: sessions the server holds for a service that is gone. */
+  get halfOpenConnections(): number {
+    return [...this.halfOpened].filter((pair) => !pair.upstream.destroyed).length;
+  }
+
+  /** Back to normal: what a stall held is delivered. Half-open connections stay lost. */
   pass(): void {
     this.mode = 'pass';
     this.stalled.clear();
@@ -94,16 +114,22 @@ export class FaultProxy {
     const pair: Pair = { client, upstream, toUpstream: [], toClient: [] };
     this.pairs.add(pair);
     const held = () => this.mode === 'stall' || this.stalled.has(pair);
-    client.on('data', (chunk: Buffer) => (held() ? pair.toUpstream.push(chunk) : upstream.write(chunk)));
+    client.on('data', (chunk: Buffer) => {
+      if (this.halfOpened.has(pair)) return;
+      if (held()) pair.toUpstream.push(chunk);
+      else upstream.write(chunk);
+    });
     upstream.on('data', (chunk: Buffer) => {
-      if (this.deaf.has(pair)) return;
+      if (this.deaf.has(pair) || this.halfOpened.has(pair)) return;
       if (held()) pair.toClient.push(chunk);
       else client.write(chunk);
     });
     const end = () => this.drop(pair, false);
-    client.on('close', end);
+    // The service closing a half-open connection never reaches the server.
+    const serviceEnd = () => (this.halfOpened.has(pair) ? client.destroy() : end());
+    client.on('close', serviceEnd);
     upstream.on('close', end);
-    client.on('error', end);
+    client.on('error', serviceEnd);
     upstream.on('error', end);
   }
 
@@ -111,6 +137,7 @@ export class FaultProxy {
     if (!this.pairs.delete(pair)) return;
     this.stalled.delete(pair);
     this.deaf.delete(pair);
+    this.halfOpened.delete(pair);
     if (reset && !pair.client.destroyed) pair.client.resetAndDestroy();
     else pair.client.destroy();
     pair.upstream.destroy();
