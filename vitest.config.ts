@@ -6,7 +6,12 @@ import { defineConfig } from 'vitest/config';
  * cluster-wide), so every other file's projections would wait for them. They run on their own, after
  * the rest.
  */
-const stallsTheDatabase = ['test/faults/database-faults.test.ts', 'test/faults/demo-load-faults.test.ts', 'test/projections/catch-up-horizon.test.ts'];
+const stallsTheDatabase = [
+  'test/faults/database-faults.test.ts',
+  'test/faults/demo-load-faults.test.ts',
+  'test/faults/shutdown.test.ts',
+  'test/projections/catch-up-horizon.test.ts',
+];
 
 const shared = {
   // Each test file gets its own PostgreSQL schemas.
