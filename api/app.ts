@@ -9,6 +9,7 @@ import { createScopeGuard } from './auth/scope-guard.ts';
 import { loadServerSecret } from './auth/server-secret.ts';
 import { createBackPressure, DEFAULT_BACK_PRESSURE } from './back-pressure.ts';
 import { clientErrorHandler, refuseMissingHost, registerServerRefusals } from './client-errors.ts';
+import { registerClosing, type CloseWithin } from './closing.ts';
 import { createCursorSeal } from './cursor-seal.ts';
 import type { ApiDeps } from './deps.ts';
 import { problemErrorHandler } from './errors.ts';
@@ -42,7 +43,13 @@ export interface RegisteredRoute {
   method: string;
   url: string;
 }
-export type CrmApp = FastifyInstance & { keys: ApiKeyStore; metrics: ApiMetrics; routeList: RegisteredRoute[] };
+export type CrmApp = FastifyInstance & {
+  keys: ApiKeyStore;
+  metrics: ApiMetrics;
+  routeList: RegisteredRoute[];
+  /** Closes the HTTP side, giving requests in flight `drainMs` to finish (api/closing.ts). */
+  closeWithin: CloseWithin;
+};
 
 export type { RouteContext } from './route-context.ts';
 
@@ -102,8 +109,9 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     genReqId: requestIdOf,
     // An event is at most 512 KiB in the store (eventstore/contract.ts); a command body larger than 1 MiB is a 413.
     bodyLimit: 1024 * 1024,
-    // While shutting down, new requests get a 503 so a load balancer retries them elsewhere.
-    return503OnClosing: true,
+    // While shutting down, new requests get a 503 so a load balancer retries them elsewhere: a
+    // problem with Retry-After, answered by api/closing.ts (Fastify's own is not a problem document).
+    return503OnClosing: false,
     // Bad URL encoding and over-long path parameters are answered before routing: as problems too.
     frameworkErrors: (error, request, reply) => {
       problemErrorHandler(error, request, reply);
@@ -160,6 +168,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  // Before routing refusals and the key check: a server that is closing does nothing new.
+  app.decorate('closeWithin', registerClosing(app));
   // Answered before a body is read: a method no route takes (QUERY included, which Fastify would
   // otherwise refuse for its missing Content-Type first) is a 405 or 404 whatever it sends.
   app.addHook('onRequest', async (request) => {

@@ -108,6 +108,18 @@ export const requestTimedOut = (request: FastifyRequest, timeoutMs: number): Pro
     ? outcomeUnknown(`The command did not finish within ${timeoutMs} ms`)
     : new ProblemError('unavailable', `The request did not finish within ${timeoutMs} ms; retry shortly.`, {}, { 'retry-after': RETRY_AFTER_SECONDS });
 
+/**
+ * The answer to a request that arrives while the server is closing (api/closing.ts): nothing was
+ * done; a load balancer or client retries it on another instance, or on this one once it is back.
+ */
+export const shuttingDown = (): ProblemError =>
+  new ProblemError(
+    'unavailable',
+    'The service is shutting down; nothing was done. Retry shortly (another instance, or this one once restarted, answers).',
+    {},
+    { 'retry-after': RETRY_AFTER_SECONDS, connection: 'close' },
+  );
+
 /** Maps anything a handler can throw to a problem. Unknown errors become a 500 with no internals exposed. */
 export const toProblem = (error: unknown, request?: FastifyRequest): ProblemError => {
   if (error instanceof ProblemError) return error;

@@ -7,7 +7,7 @@ import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import type { CrmConfig } from '../runtime/config.ts';
 import { parseNetworks, type Network } from '../integration/destinations.ts';
-import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts } from './timeouts.ts';
+import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts, millis } from './timeouts.ts';
 
 /**
  * The program's configuration, read from the environment once at start and validated with zod.
@@ -37,6 +37,24 @@ const countOrOff = (what: string, off: string) => {
 const requestsPerMinute = countOrOff('requests per minute', 'the limit');
 const bound = (what: string) => countOrOff(what, 'the bound');
 const rateLimitVariable = (role: string) => `CRM_RATE_LIMIT_${role.toUpperCase()}`;
+
+/** 25 s: within the 30 s a container platform (Kubernetes' default grace period) waits before SIGKILL. */
+const DEFAULT_SHUTDOWN_TIMEOUT_MS = 25_000;
+const DEFAULT_SHUTDOWN_DRAIN_MS = 5_000;
+
+/** The drain must leave time for the rest of the closing (projections, pools) within the overall timeout. */
+const shutdownBounds = (timeoutMs: number, drainMs: number | undefined): CrmConfig['shutdown'] => {
+  if (drainMs === undefined) return { timeoutMs, drainMs: Math.min(DEFAULT_SHUTDOWN_DRAIN_MS, Math.floor(timeoutMs / 2)) };
+  if (drainMs >= timeoutMs) {
+    throw new ConfigError([
+      {
+        variable: 'CRM_SHUTDOWN_DRAIN_MS',
+        message: `must be below CRM_SHUTDOWN_TIMEOUT_MS (${timeoutMs}), which also bounds the rest of the closing (got "${drainMs}")`,
+      },
+    ]);
+  }
+  return { timeoutMs, drainMs };
+};
 
 const EnvSchema = z.object({
   DATABASE_URL: z.preprocess(
@@ -121,6 +139,18 @@ const EnvSchema = z.object({
       return z.NEVER;
     }),
   ...DATABASE_TIMEOUT_VARIABLES,
+  /** Longest a stop of `crm serve` or `crm project` may take; past it the process names what it still waited on and exits 124. */
+  CRM_SHUTDOWN_TIMEOUT_MS: millis(1_000, 3_600_000, DEFAULT_SHUTDOWN_TIMEOUT_MS),
+  /** How long requests in flight may finish when `crm serve` stops (unset: 5 s, or half the shutdown timeout when that is less). */
+  CRM_SHUTDOWN_DRAIN_MS: z.preprocess(
+    emptyAsUnset,
+    z.coerce
+      .number({ error: 'milliseconds from 0 to 3600000' })
+      .int('milliseconds from 0 to 3600000')
+      .min(0, 'milliseconds from 0 to 3600000')
+      .max(3_600_000, 'milliseconds from 0 to 3600000')
+      .optional(),
+  ),
   /** Requests per minute per API key; 0 turns the limit off. */
   CRM_RATE_LIMIT: z.preprocess(emptyAsUnset, requestsPerMinute.default(6_000)),
   ...Object.fromEntries(ROLES.map((role) => [rateLimitVariable(role), z.preprocess(emptyAsUnset, requestsPerMinute.optional())])),
@@ -265,6 +295,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
       maxProjectionBacklog: e.CRM_MAX_PROJECTION_BACKLOG,
     },
     baseCurrency: e.CRM_BASE_CURRENCY,
+    shutdown: shutdownBounds(e.CRM_SHUTDOWN_TIMEOUT_MS, e.CRM_SHUTDOWN_DRAIN_MS),
   };
 }
 
@@ -323,4 +354,14 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   },
   { name: 'CRM_BASE_CURRENCY', default: 'EUR', meaning: 'ISO 4217 base currency: exchange rates are set against it and money figures are also given in it' },
   ...DATABASE_TIMEOUT_DOCS,
+  {
+    name: 'CRM_SHUTDOWN_TIMEOUT_MS',
+    default: '25000',
+    meaning: 'longest a stop (SIGTERM, Ctrl-C) of serve or project may take; past it the steps still closing are named and the exit code is 124',
+  },
+  {
+    name: 'CRM_SHUTDOWN_DRAIN_MS',
+    default: '5000 (at most half the shutdown timeout)',
+    meaning: 'time requests in flight get to finish when serve stops; then their connections are cut (must be below CRM_SHUTDOWN_TIMEOUT_MS)',
+  },
 ];

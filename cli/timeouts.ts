@@ -3,7 +3,7 @@ import type { DatabaseTimeouts } from '../runtime/config.ts';
 
 export type { DatabaseTimeouts } from '../runtime/config.ts';
 
-const millis = (min: number, max: number, fallback: number) =>
+export const millis = (min: number, max: number, fallback: number) =>
   z.preprocess(
     (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value),
     z.coerce

@@ -61,6 +61,11 @@ export interface CrmConfig {
   backPressure: Omit<BackPressureOptions, 'retryAfterSeconds'>;
   /** ISO 4217 code of the base currency: exchange rates are set against it, base-currency figures are given in it. */
   baseCurrency: string;
+  /**
+   * Bounds of a stop (SIGTERM, Ctrl-C) of `crm serve` and `crm project` (cli/shutdown.ts): the whole
+   * closing, and the part of it in which requests in flight may finish (below the whole), in ms.
+   */
+  shutdown: { timeoutMs: number; drainMs: number };
 }
 
 /** Where the engine's data lives, for messages. Never shows a password. */

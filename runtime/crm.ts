@@ -34,6 +34,7 @@ import { createDestinationGuard } from '../integration/destinations.ts';
 import { createIntegration, type Integration } from '../integration/index.ts';
 import { createBatchCommands, type BatchCommands } from '../commands/batch.ts';
 import { createImportJobs } from '../commands/import/jobs.ts';
+import { ClosingSteps } from './closing.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
 
 /** Largest `POST /imports` body (spooled to a temporary file, never held in memory). */
@@ -81,6 +82,8 @@ export interface CrmRuntime {
   buildApi(options?: ApiOptions): Promise<CrmApp>;
   /** Closes everything opened, in reverse order; safe to call twice. */
   close(): Promise<void>;
+  /** The closing steps not done yet (the one in progress first), by name: what a shutdown past its deadline waits on. */
+  pendingClose(): string[];
 }
 
 /** Where PGlite keeps its files inside CRM_DATA_DIR (a subfolder leaves room for our own files beside it). */
@@ -349,13 +352,11 @@ export const readAheadUnder = (maxProjectionBacklog: number): number =>
 
 export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Promise<CrmRuntime> {
   const overrides = options.overrides ?? {};
-  const closers: (() => Promise<void>)[] = [];
-  const close = async () => {
-    while (closers.length > 0) await closers.pop()!().catch(() => undefined);
-  };
+  const closing = new ClosingSteps();
+  const close = () => closing.close();
   try {
     const database = await openDatabase(config, { poolMax: overrides.poolMax });
-    closers.push(() => database.close());
+    closing.add('pool', () => database.close());
     const setUpLockKey = `crm-set-up:${config.schemas.events}:${config.schemas.read}`;
     let releaseSetUpLock: (() => Promise<void>) | undefined = await acquireStartupLock(database, setUpLockKey);
     const setUpDone = async () => {
@@ -363,7 +364,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       releaseSetUpLock = undefined;
       await release?.();
     };
-    closers.push(setUpDone);
+    closing.add('set-up lock', setUpDone);
     // Set-up after `setUpDone()` (serve starts inline projections once the demo data is loaded) takes the
     // lock again for its own span; while the first is still held it runs under that one (another
     // connection would wait for it forever).
@@ -377,7 +378,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       }
     };
     const store = await openEventStore(config, database, overrides);
-    closers.push(() => store.close());
+    closing.add('event store', () => store.close());
     const personalData = await openPersonalData(config, database);
     const emailIndex = await createEmailIndex(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
     const commands = createCrmCommands({ store, personalData, emailIndex });
@@ -392,7 +393,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     // `modelSchema` the analytics projection keeps its model and score tables in the target schema.
     const isolatedProjections: Projection[] = [...readModelProjections(), createAnalyticsProjection({ baseCurrency: config.baseCurrency })];
     const longWork = openLongWorkDatabase(config, database);
-    if (longWork !== database) closers.push(() => longWork.close());
+    if (longWork !== database) closing.add('long-work pool', () => longWork.close());
     const sessionLock = sessionLockFor(config);
     const audit = createAuditServices(
       {
@@ -498,18 +499,18 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         await leases.start();
         done.leases = true;
         // Closed in reverse: the runner stops after its batch in flight, then the leases are released.
-        closers.push(() => leases.stop());
+        closing.add('leases', () => leases.stop());
       }
       if (!done.runner) {
         await runner.start();
         done.runner = true;
-        closers.push(() => runner.stop());
+        closing.add('projections', () => runner.stop());
       }
       // Publishers follow the feed like projections, under their own lease partition.
       if (overrides.publishers !== false && !done.integration) {
         await integration.start();
         done.integration = true;
-        closers.push(() => integration.stop());
+        closing.add('publishers', () => integration.stop());
       }
       // Tables exist now: (re)create the documented views BI tools read.
       await underSetUpLock(() =>
@@ -525,7 +526,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
                 if (config.logLevel !== 'silent') process.stderr.write(`${new Date().toISOString()} chain sealer: ${(error as Error).message}\n`);
               },
             });
-      if (sealer) closers.push(() => sealer.stop());
+      if (sealer) closing.add('sealer', () => sealer.stop());
       started = true;
       startError = undefined;
     };
@@ -586,12 +587,12 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const redis = config.rateLimit.redisUrl
       ? (await import('./redis.ts')).connectRedis(config.rateLimit.redisUrl, (message) => console.error(message))
       : undefined;
-    if (redis) closers.push(() => redis.quit().then(() => undefined));
+    if (redis) closing.add('redis', () => redis.quit().then(() => undefined));
     // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
     const importMaxBytes = overrides.importMaxBytes ?? IMPORT_MAX_BYTES;
     const batch = createBatchCommands({ store, personalData, emailIndex });
     const imports = createImportJobs({ batch, maxBytes: importMaxBytes, ...(overrides.importIdleMs ? { idleMs: overrides.importIdleMs } : {}) });
-    closers.push(() => imports.close());
+    closing.add('imports', () => imports.close());
     const apiDeps: Omit<ApiDeps, 'logger'> = {
       rateLimit: { max: config.rateLimit.perMinute, perRole: config.rateLimit.perRole, timeWindowMs: 60_000, redis },
       backPressure: config.backPressure,
@@ -634,6 +635,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       apiDeps,
       buildApi,
       close,
+      pendingClose: () => closing.pending(),
     };
   } catch (error) {
     await close();

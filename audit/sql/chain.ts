@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { verifyStreamChains, type ChainVerification } from '../../eventstore/postgres/chain.ts';
 import { ORDINAL_BITS } from '../../eventstore/postgres/migrations.ts';
+import { settlesWithin } from '../../shared/deadline.ts';
 import type { SqlDatabase } from '../../shared/sql.ts';
 import { createTableOnce } from '../create-table.ts';
 
@@ -236,8 +237,17 @@ async function sealPending(database: SqlDatabase, schema: string, options: SealO
 export interface ChainSealer {
   /** Seals now (on demand) and resolves with the number of events sealed. */
   sealNow(): Promise<number>;
+  /** Stops the timer and waits for a seal in flight, at most a couple of seconds. */
   stop(): Promise<void>;
 }
+
+/**
+ * How long `stop` waits for a seal in flight. A seal runs on the long-work connections, whose statement
+ * bound is minutes: on a stalled link, waiting for it would hold a shutdown that long. Past this the
+ * stop returns; the seal fails when its pool is closed (its connection cut), and the next start seals
+ * what it did not (each batch of a seal is one transaction: nothing half-done stays).
+ */
+const STOP_WAIT_MS = 2_000;
 
 /** Runs `sealChain` every `intervalMs` (the projection process starts one). Errors are reported, never thrown. */
 export function startChainSealer(
@@ -265,7 +275,7 @@ export function startChainSealer(
     async stop() {
       stopped = true;
       clearInterval(timer);
-      await running;
+      await settlesWithin(running, STOP_WAIT_MS);
     },
   };
 }

@@ -1,4 +1,5 @@
 import { stringValue, UsageError, type CliCommand } from '../command.ts';
+import { armShutdownDeadline, untilAborted } from '../shutdown.ts';
 
 const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 
@@ -14,7 +15,9 @@ at any point loses nothing and applies nothing twice: start it again and it resu
 Several workers split the projections: each holds a lease on its fair share (ceil(projections /
 live workers)) and runs only those. Ctrl-C releases the leases at once; a crashed worker's leases run
 out after CRM_PROJECTION_LEASE_SECONDS (default 15) and the others take them over. A worker that lost
-a lease (paused, cut off) cannot commit: every batch checks the lease in its transaction.`,
+a lease (paused, cut off) cannot commit: every batch checks the lease in its transaction. A stop
+that takes longer than CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with
+code 124.`,
   database: { kind: 'rerunnable', note: 'each projection resumes from its checkpoint' },
   options: {
     'worker-id': {
@@ -30,6 +33,7 @@ a lease (paused, cut off) cannot commit: every batch checks the lease in its tra
     }
     const { openCrm } = await import('../../runtime/crm.ts');
     const runtime = await openCrm(run.config, { holdSetUpLock: true, workerId });
+    const deadline = armShutdownDeadline({ signal: run.signal, timeoutMs: run.config.shutdown.timeoutMs, err: run.err, pending: () => runtime.pendingClose() });
     try {
       await runtime.startProjections();
       await runtime.setUpDone();
@@ -37,10 +41,11 @@ a lease (paused, cut off) cannot commit: every batch checks the lease in its tra
       run.err(
         `Projections are running as worker ${runtime.leases.workerId} (holding ${held.length > 0 ? held.join(', ') : 'none yet'}). Press Ctrl-C to stop.`,
       );
-      await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve(), { once: true }));
+      await untilAborted(run.signal);
       return 0;
     } finally {
       await runtime.close();
+      deadline.disarm();
     }
   },
 };

@@ -5,6 +5,7 @@ import { describeDatabase } from '../config.ts';
 import { createBackoff, pause } from '../../eventstore/backoff.ts';
 import { demoPlan, demoState, DemoLoadTracker, loadDemo } from '../demo.ts';
 import { createProgress } from '../progress.ts';
+import { armShutdownDeadline, untilAborted } from '../shutdown.ts';
 
 const options: Record<string, OptionWithHelp> = {
   port: { type: 'string', short: 'p', description: 'HTTP port (overrides PORT)' },
@@ -57,7 +58,9 @@ Starts the API on HOST:PORT (default 127.0.0.1:3000). With no DATABASE_URL it ru
 PostgreSQL (PGlite) in CRM_DATA_DIR (default ./.crm-data), kept across restarts, and loads demo data
 on the first start. The projections run in the same process unless CRM_PROJECTIONS=off (then run
 \`crm project\` beside it). The first admin key comes from CRM_ADMIN_KEY or is generated on the first
-start and printed once. Ctrl-C stops it cleanly.`,
+start and printed once. Ctrl-C (or SIGTERM) stops it cleanly: requests in flight get
+CRM_SHUTDOWN_DRAIN_MS (5 s) to finish while new ones get 503, and a stop that takes longer than
+CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code 124.`,
   database: { kind: 'rerunnable', note: 'it resumes where it stopped (an interrupted demo load too)' },
   options,
   async run(run) {
@@ -67,7 +70,19 @@ start and printed once. Ctrl-C stops it cleanly.`,
     // Loaded on use, so that `--help` stays instant.
     const { openCrm } = await import('../../runtime/crm.ts');
     const { ensureAdminKey } = await import('../../api/auth/api-keys.ts');
-    const runtime = await openCrm(config, { holdSetUpLock: true, servesCommands: true });
+    /** What is still to close, for a stop past CRM_SHUTDOWN_TIMEOUT_MS: the HTTP side, the demo load, then the runtime's steps. */
+    const closing = { http: false, demo: false, runtime: undefined as CrmRuntime | undefined };
+    const deadline = armShutdownDeadline({
+      signal: run.signal,
+      timeoutMs: config.shutdown.timeoutMs,
+      err: run.err,
+      pending: () => [...(closing.http ? ['http'] : []), ...(closing.demo ? ['demo load'] : []), ...(closing.runtime?.pendingClose() ?? ['start-up'])],
+    });
+    const runtime = await openCrm(config, { holdSetUpLock: true, servesCommands: true }).catch((error: unknown) => {
+      deadline.disarm();
+      throw error;
+    });
+    closing.runtime = runtime;
     try {
       const demo = await demoToLoad(runtime, run);
       const inline = config.projections === 'inline';
@@ -80,6 +95,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
         logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
         ...(tracker ? { demoLoad: tracker } : {}),
       });
+      closing.http = true;
       const admin = await ensureAdminKey(app.keys, { adminKey: config.adminKey });
       await runtime.setUpDone();
       const address = await app.listen({ host: config.http.host, port }).catch((error: NodeJS.ErrnoException) => {
@@ -108,6 +124,7 @@ start and printed once. Ctrl-C stops it cleanly.`,
       // The API answers at once; the demo data streams in behind it through the same command handlers.
       let loading: Promise<void> = Promise.resolve();
       if (demo) {
+        closing.demo = true;
         const { plan, state } = demo;
         run.out(
           `${state === 'partial' ? 'Resuming' : 'Loading'} demo data in the background (seed ${config.demo.seed}, ${config.demo.customers} customers, ${plan.length} commands; first start only); the read models fill in once it is loaded...`,
@@ -141,14 +158,22 @@ start and printed once. Ctrl-C stops it cleanly.`,
             if (inline) await startProjectionsUntilRunning(runtime, run);
           })
           // Nothing above throws; should it, the process must not end on an unhandled rejection.
-          .catch((error: unknown) => run.err(`Demo data: ${(error as Error).message}`));
+          .catch((error: unknown) => run.err(`Demo data: ${(error as Error).message}`))
+          .finally(() => (closing.demo = false));
       }
-      await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve(), { once: true }));
-      await loading;
-      await app.close();
+      await untilAborted(run.signal);
+      // The HTTP side first (a load balancer learns from the 503s to send elsewhere), beside the demo
+      // load, which stops after its command in flight.
+      const http = app.closeWithin(config.shutdown.drainMs).then((drained) => {
+        closing.http = false;
+        if (!drained) run.err(`Requests still in flight after ${config.shutdown.drainMs} ms (CRM_SHUTDOWN_DRAIN_MS) were cut.`);
+      });
+      run.err(`Closing: new requests get 503; requests in flight have ${config.shutdown.drainMs} ms to finish.`);
+      await Promise.all([http, loading]);
       return 0;
     } finally {
       await runtime.close();
+      deadline.disarm();
     }
   },
 };

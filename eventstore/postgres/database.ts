@@ -1,6 +1,7 @@
 import type { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
+import { settlesWithin } from '../../shared/deadline.ts';
 import { createBackoff } from '../backoff.ts';
 import { EventStoreUnavailable, OutcomeUnknown } from '../errors.ts';
 import { isStalePlanError, StatementNames, type StatementNamesOptions } from './statement-names.ts';
@@ -257,7 +258,7 @@ class PgListener {
     this.handlers.clear();
     const client = this.client ?? (await this.connecting?.catch(() => undefined));
     this.client = undefined;
-    await client?.end().catch(() => undefined);
+    if (client) await endOrCut(client.end(), () => (client as PgClient).connection?.stream?.destroy());
   }
 
   private connection(): Promise<pg.Client> {
@@ -309,6 +310,19 @@ class PgListener {
 
 const DEFAULT_CONNECTION_LIFETIME_SECONDS = 600;
 
+/**
+ * Closing waits this long for connections to end: a statement in flight, the goodbye of an idle one.
+ * A stalled link answers neither (a busy connection of the long-work pool would hold the close for
+ * its statement bound, minutes), so what is left is then cut, and waited for as long again at most.
+ */
+const CLOSE_GRACE_MS = 2_000;
+
+const endOrCut = async (ending: Promise<unknown>, cut: () => void): Promise<void> => {
+  if (await settlesWithin(ending, CLOSE_GRACE_MS)) return;
+  cut();
+  await settlesWithin(ending, CLOSE_GRACE_MS);
+};
+
 /** A PostgreSQL server through a pg pool. Nothing connects until the first query. */
 export function connectPostgres(
   url: string,
@@ -340,6 +354,10 @@ export function connectPostgres(
   pool.on('error', () => undefined);
   // Nor one in use: its running statement fails (typed by `guardedQuery`), the 'error' event is a duplicate.
   pool.on('connect', (client) => client.on('error', () => undefined));
+  // Every connection of the pool, in use or idle, so that closing can cut those a stalled link holds.
+  const clients = new Set<PgClient>();
+  pool.on('connect', (client) => clients.add(client));
+  pool.on('remove', (client) => clients.delete(client));
   const names = named ? new StatementNames(options.statementNames) : undefined;
   const kyselyPool = mappedPool(pool, url, timeouts, names);
   const db = new Kysely<any>({ dialect: new PostgresDialect({ pool: kyselyPool }) });
@@ -367,8 +385,10 @@ export function connectPostgres(
     close: async () => {
       if (closed) return;
       closed = true;
-      await listener.close();
-      await db.destroy();
+      const cutAll = () => {
+        for (const client of clients) client.connection?.stream?.destroy();
+      };
+      await Promise.all([listener.close(), endOrCut(db.destroy(), cutAll)]);
     },
   };
 }

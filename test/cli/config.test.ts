@@ -85,3 +85,21 @@ describe('CRM_BASE_CURRENCY', () => {
     }
   });
 });
+
+describe('CRM_SHUTDOWN_TIMEOUT_MS and CRM_SHUTDOWN_DRAIN_MS', () => {
+  it('bound a stop to 25 s with 5 s of draining by default, keep the drain below the whole, and name a bad value', () => {
+    expect(loadConfig({}, '/srv/crm').shutdown).toEqual({ timeoutMs: 25_000, drainMs: 5_000 });
+    expect(loadConfig({ CRM_SHUTDOWN_TIMEOUT_MS: '60000', CRM_SHUTDOWN_DRAIN_MS: '20000' }, '/srv/crm').shutdown).toEqual({
+      timeoutMs: 60_000,
+      drainMs: 20_000,
+    });
+    // A short timeout alone takes a drain that leaves it room.
+    expect(loadConfig({ CRM_SHUTDOWN_TIMEOUT_MS: '4000' }, '/srv/crm').shutdown).toEqual({ timeoutMs: 4_000, drainMs: 2_000 });
+    expect(problemsOf({ CRM_SHUTDOWN_TIMEOUT_MS: '5000', CRM_SHUTDOWN_DRAIN_MS: '5000' })).toEqual([
+      { variable: 'CRM_SHUTDOWN_DRAIN_MS', message: expect.stringMatching(/below CRM_SHUTDOWN_TIMEOUT_MS \(5000\)/) },
+    ]);
+    expect(problemsOf({ CRM_SHUTDOWN_TIMEOUT_MS: 'soon' })).toEqual([{ variable: 'CRM_SHUTDOWN_TIMEOUT_MS', message: expect.stringMatching(/milliseconds/) }]);
+    expect(problemsOf({ CRM_SHUTDOWN_TIMEOUT_MS: '10' })[0]?.variable).toBe('CRM_SHUTDOWN_TIMEOUT_MS');
+    expect(problemsOf({ CRM_SHUTDOWN_DRAIN_MS: '-1' })[0]?.variable).toBe('CRM_SHUTDOWN_DRAIN_MS');
+  });
+});

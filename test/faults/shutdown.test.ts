@@ -1,0 +1,180 @@
+import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startChainSealer } from '../../audit/sql/chain.ts';
+import { connectPostgres } from '../../eventstore/postgres/database.ts';
+import { poll, schemaEnv, Server } from '../cli/support.ts';
+import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
+import { FaultProxy } from './proxy.ts';
+
+/**
+ * Stopping the CRM is bounded and answers properly while it closes. A real `crm serve` whose database
+ * link stalls (through the TCP proxy) ends on SIGTERM within CRM_SHUTDOWN_TIMEOUT_MS, with exit code
+ * 124 and the closing steps it still waited on named; before, it waited out the long-work statement
+ * bound (10 minutes) behind a seal in flight. With a healthy database it exits 0, and a request that
+ * arrives while it closes gets a 503 problem with Retry-After.
+ */
+const ADMIN_KEY = 'shutdown-test-admin-key-0123456789';
+const database = new URL(TEST_DATABASE_URL);
+const proxy = new FaultProxy({ host: database.hostname, port: Number(database.port || 5432) });
+const admin = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1 });
+const schemaSets: ReturnType<typeof testSchemas>[] = [];
+const servers: Server[] = [];
+const closers: (() => Promise<void>)[] = [];
+let proxied = '';
+
+beforeAll(async () => {
+  await proxy.start();
+  const url = new URL(TEST_DATABASE_URL);
+  url.hostname = '127.0.0.1';
+  url.port = String(proxy.port);
+  proxied = url.toString();
+});
+
+afterAll(async () => {
+  proxy.pass();
+  for (const server of servers) server.kill();
+  for (const close of closers) await close().catch(() => undefined);
+  await proxy.close();
+  await admin.end();
+  for (const schemas of schemaSets) await schemas.dropSchemas();
+});
+
+const freshSchemas = (label: string) => {
+  const schemas = testSchemas(label);
+  schemaSets.push(schemas);
+  return schemas;
+};
+
+/** The exit code, or 'still running' when the process has not ended within `ms` (then it is killed). */
+const exitWithin = async (server: Server, ms: number): Promise<number | null | 'still running'> => {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'still running'>((resolve) => (timer = setTimeout(() => resolve('still running'), ms)));
+  const result = await Promise.race([server.exited, late]);
+  clearTimeout(timer);
+  if (result === 'still running') server.kill();
+  return result;
+};
+
+const startServe = async (env: Record<string, string>) => {
+  const server = new Server(tmpdir(), { ...env, CRM_ADMIN_KEY: ADMIN_KEY, PORT: '0' });
+  servers.push(server);
+  const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 90_000);
+  return { server, url: url! };
+};
+
+const auth = { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' };
+
+describe('crm serve stopping on SIGTERM', () => {
+  it('ends within CRM_SHUTDOWN_TIMEOUT_MS when the database link stalls, with exit code 124 and the pending steps named', async () => {
+    const schemas = freshSchemas('shutdown_stall');
+    const { server, url } = await startServe(schemaEnv(schemas, { DATABASE_URL: proxied, CRM_SHUTDOWN_TIMEOUT_MS: '5000', CRM_SHUTDOWN_DRAIN_MS: '1000' }));
+    const created = await fetch(`${url}/customers`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ name: 'Before the stall', email: `${randomUUID()}@example.com` }),
+    });
+    expect(created.status, await created.clone().text()).toBe(201);
+    // The sealer works on its long-work connection every second: wait until it has sealed that event.
+    await poll('the chain sealer to seal the event', async () => {
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schemas.events}".event_chain_seals`).catch(() => ({ rows: [{ n: 0 }] }));
+      return rows[0].n > 0 ? true : undefined;
+    });
+
+    proxy.stall();
+    // A request held by the stalled database while the process closes (its answer, if any, is not the point).
+    void fetch(`${url}/customers?limit=1`, { headers: auth }).catch(() => undefined);
+    // Past the sealer's next tick: its seal is now stalled too, on the connection with the 600 s statement bound.
+    await new Promise((r) => setTimeout(r, 1_500));
+
+    const started = Date.now();
+    server.stop('SIGTERM').catch(() => undefined);
+    const code = await exitWithin(server, 40_000);
+    const elapsed = Date.now() - started;
+    proxy.pass();
+    expect(code, server.stderr).toBe(124);
+    // 5 s, and generous room for a loaded machine; without a deadline it took 600 s.
+    expect(elapsed, server.stderr).toBeLessThan(30_000);
+    expect(server.stderr).toMatch(/longer than 5000 ms \(CRM_SHUTDOWN_TIMEOUT_MS\); still pending: [a-z -]+(, [a-z -]+)*\./);
+    // The pools close last, so they are among the steps named whatever step the stall held.
+    expect(server.stderr.match(/still pending: ([^.]*)\./)?.[1]?.split(', ')).toContain('pool');
+  }, 180_000);
+
+  it('with a healthy database: a request arriving while it closes gets a 503 problem with Retry-After, one in flight finishes, and it exits 0', async () => {
+    const schemas = freshSchemas('shutdown_clean');
+    const { server, url } = await startServe(schemaEnv(schemas, { CRM_SHUTDOWN_TIMEOUT_MS: '60000', CRM_SHUTDOWN_DRAIN_MS: '30000' }));
+    const { hostname, port } = new URL(url);
+    const socket = net.connect(Number(port), hostname === 'localhost' ? '127.0.0.1' : hostname);
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+    const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+
+    // A command in flight: its headers are read (the server answers 100 Continue), its body is sent only once closing has begun.
+    const body = JSON.stringify({ name: 'In flight at shutdown', email: `${randomUUID()}@example.com` });
+    socket.write(
+      `POST /customers HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${ADMIN_KEY}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    await poll('100 Continue', async () => (received.includes('100 Continue') ? true : undefined), 30_000);
+
+    const started = Date.now();
+    server.stop('SIGTERM').catch(() => undefined);
+    await server.waitFor(/Closing: new requests get 503/, 30_000, 'stderr');
+    // The rest of the command, and a second request behind it on the same connection.
+    socket.write(body);
+    socket.write(`GET /customers?limit=1 HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${ADMIN_KEY}\r\n\r\n`);
+    await ended;
+
+    const answers = received.split(/(?=HTTP\/1\.1 \d{3} )/).filter((part) => !part.startsWith('HTTP/1.1 100'));
+    expect(answers, received).toHaveLength(2);
+    const [inFlight, arrivedWhileClosing] = answers as [string, string];
+    expect(inFlight, received).toMatch(/^HTTP\/1\.1 201 /);
+    expect(arrivedWhileClosing, received).toMatch(/^HTTP\/1\.1 503 /);
+    const [head = '', problemText = ''] = arrivedWhileClosing.split('\r\n\r\n');
+    expect(head).toMatch(/\r\ncontent-type: application\/problem\+json/i);
+    expect(head).toMatch(/\r\nretry-after: \d+/i);
+    const problem = JSON.parse(problemText) as { type: string; status: number; detail: string };
+    expect(problem).toMatchObject({ type: 'https://crm.example/problems/unavailable', status: 503 });
+    expect(problem.detail).toMatch(/shutting down/);
+
+    const code = await exitWithin(server, 60_000);
+    expect(code, server.stderr).toBe(0);
+    // Promptly: nothing was left in flight, so the 30 s drain did not run out.
+    expect(Date.now() - started, server.stderr).toBeLessThan(30_000);
+    expect(server.stderr).not.toMatch(/still pending|were cut/);
+  }, 180_000);
+});
+
+describe('closing steps on a stalled link', () => {
+  it('a pool closes within seconds although a statement with a long bound is stalled on it, and the sealer stops without waiting for its seal', async () => {
+    const schemas = freshSchemas('shutdown_pool');
+    const pool = connectPostgres(proxied, { max: 2, timeouts: { statementMs: 600_000, lockMs: 600_000, connectMs: 3_000 } });
+    closers.push(() => pool.close());
+    // One connection open before the stall: the seal takes it and its first statement stalls there.
+    await sql`SELECT 1`.execute(pool.db);
+    const errors: unknown[] = [];
+    const sealer = startChainSealer(pool, schemas.events, { intervalMs: 60_000, onError: (error) => errors.push(error) });
+
+    proxy.stall();
+    const seal = sealer.sealNow();
+    const stalled = sql`SELECT 1`.execute(pool.db).catch((error: unknown) => error);
+    const started = Date.now();
+    await sealer.stop();
+    const stopMs = Date.now() - started;
+    await pool.close();
+    const closeMs = Date.now() - started;
+    proxy.pass();
+
+    // About 2 s each (the bounds); without them both waited for the 600 s statement bound.
+    expect(stopMs).toBeLessThan(15_000);
+    expect(closeMs).toBeLessThan(30_000);
+    // What the stall held was cut, and reported as the database being unavailable, not left hanging.
+    expect(await stalled).toBeInstanceOf(Error);
+    expect(await seal).toBe(0);
+    expect(errors.length).toBeGreaterThan(0);
+  }, 120_000);
+});
