@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startChainSealer } from '../../audit/sql/chain.ts';
-import { connectPostgres } from '../../eventstore/postgres/database.ts';
+import { connectPostgres, DEFAULT_POOL_TIMEOUTS } from '../../eventstore/postgres/database.ts';
 import { poll, schemaEnv, Server } from '../cli/support.ts';
 import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
 import { FaultProxy } from './proxy.ts';
@@ -152,7 +152,7 @@ describe('crm serve stopping on SIGTERM', () => {
 describe('closing steps on a stalled link', () => {
   it('a pool closes within seconds although a statement with a long bound is stalled on it, and the sealer stops without waiting for its seal', async () => {
     const schemas = freshSchemas('shutdown_pool');
-    const pool = connectPostgres(proxied, { max: 2, timeouts: { statementMs: 600_000, lockMs: 600_000, connectMs: 3_000 } });
+    const pool = connectPostgres(proxied, { max: 2, timeouts: { ...DEFAULT_POOL_TIMEOUTS, statementMs: 600_000, lockMs: 600_000, connectMs: 3_000 } });
     closers.push(() => pool.close());
     // One connection open before the stall: the seal takes it and its first statement stalls there.
     await sql`SELECT 1`.execute(pool.db);
