@@ -1,7 +1,7 @@
 import type { RecordedEvent } from '../shared/events.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import { toAuditEvent, type AuditEvent, type PersonalDataMode } from './event-view.ts';
-import type { EventLogFilter } from './log-filter.ts';
+import { sameActor, type EventLogFilter } from './log-filter.ts';
 import { readEventLogSql } from './sql/history.ts';
 
 export const DEFAULT_PAGE_SIZE = 100;
@@ -123,7 +123,7 @@ export const matchesFilter = (filter: EventLogFilter, event: RecordedEvent): boo
   if (filter.to && event.recordedAt > filter.to) return false;
   if (filter.actor !== undefined) {
     const actor = (event.metadata?.actor as { userId?: unknown } | undefined)?.userId;
-    if (actor !== filter.actor) return false;
+    if (!sameActor(actor, filter.actor)) return false;
   }
   return true;
 };

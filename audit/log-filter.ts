@@ -5,7 +5,10 @@
  * the event; business time (`occurredAt`) is a claim inside the event and is shown, not filtered on.
  */
 export interface EventLogFilter {
-  /** `metadata.actor.userId`. */
+  /**
+   * `metadata.actor.userId`, compared case-insensitively (`sameActor`): actor ids are UUIDs,
+   * `api-key:<uuid>`, host names and addresses, none of which a case tells apart.
+   */
   actor?: string;
   /** Any of these event types. */
   types?: string[];
@@ -19,3 +22,6 @@ export interface EventLogFilter {
    */
   within?: { streams: readonly string[]; prefixes: readonly string[] };
 }
+
+/** Whether a recorded actor id is the one a filter names: in any case, as the SQL path's `lower(...) = lower(...)`. */
+export const sameActor = (recorded: unknown, wanted: string): boolean => typeof recorded === 'string' && recorded.toLowerCase() === wanted.toLowerCase();

@@ -108,9 +108,10 @@ export interface BatchCommandDeps {
 
 /**
  * Commands a batch refuses: they touch two streams or delete keys, or (activities) read a parent
- * deal and customer first, which only the one-at-a-time handler does.
+ * deal and customer first, or (users) hold an address in the users' email index and read the teams
+ * they join, which only the one-at-a-time handler does. No import kind makes users.
  */
-const NOT_IN_BATCH = new Set(['MergeCustomer', 'ForgetCustomer', 'LogActivity', 'ChangeActivity', 'CompleteActivity']);
+const NOT_IN_BATCH = new Set(['MergeCustomer', 'ForgetCustomer', 'LogActivity', 'ChangeActivity', 'CompleteActivity', 'RegisterUser', 'ChangeUser']);
 
 /** What is kept of a stream between batches: its state (with compact dictionaries) and its keyed event ids. */
 interface Held extends SavedState {

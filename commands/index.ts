@@ -24,7 +24,7 @@ import {
 import { createStreamCache, type AppendedEvent } from './stream-cache.ts';
 import { createSnapshotCodec } from './snapshots.ts';
 import { createStreamQueue, type MemberOutcome, type StreamQueue, type StreamQueueOptions } from './stream-queue.ts';
-import { withEmailClaim, type CustomerVisible } from './email-uniqueness.ts';
+import { withEmailClaim, withUserEmailClaim, type CustomerVisible } from './email-uniqueness.ts';
 import { commandTargets } from './schemas.ts';
 import { notFound, ruleViolated } from '../domain/errors.ts';
 import { copyState } from '../domain/entries.ts';
@@ -73,6 +73,8 @@ export interface CrmCommandDeps {
   cachedStreams?: number;
   /** Who holds each email address: registrations of a taken address are refused. Without it, nothing is checked. */
   emailIndex?: EmailIndex;
+  /** Who holds each user's (staff) email address: a user registration or email change to a held one is refused. Without it, nothing is checked. */
+  userEmailIndex?: EmailIndex;
   /** Per-stream queue and the time bound on waiting and re-deciding (stream-queue.ts). */
   queue?: Partial<StreamQueueOptions>;
 }
@@ -108,10 +110,14 @@ interface Waiting {
 
 /**
  * Commands that keep one place in the queue each: a merge writes two streams, a forget deletes keys,
- * and a registration or an email change holds an address in the email index around its append.
+ * and a registration or an email change (of a customer or a user) holds an address in an email index
+ * around its append.
  */
-const decidedAlone = (type: CrmCommand['type'], emailIndex: EmailIndex | undefined): boolean =>
-  type === 'MergeCustomer' || type === 'ForgetCustomer' || (emailIndex !== undefined && (type === 'RegisterCustomer' || type === 'ChangeCustomerDetails'));
+const decidedAlone = (type: CrmCommand['type'], deps: Pick<CrmCommandDeps, 'emailIndex' | 'userEmailIndex'>): boolean =>
+  type === 'MergeCustomer' ||
+  type === 'ForgetCustomer' ||
+  (deps.emailIndex !== undefined && (type === 'RegisterCustomer' || type === 'ChangeCustomerDetails')) ||
+  (deps.userEmailIndex !== undefined && (type === 'RegisterUser' || type === 'ChangeUser'));
 
 export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   const { store, personalData } = deps;
@@ -149,6 +155,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   };
 
   const customerOf = async (customerId: string, from: Load = load): Promise<CustomerSnapshot> => customerSnapshot((await from('customer', customerId)).state);
+  const userOf = async (userId: string) => (await load('user', userId)).state;
 
   /** Snapshots a command's decider needs of other streams (a customer's owner, a user's teams), filled before deciding. */
   const fillReferences = async (prepared: PreparedCommand, from: Load): Promise<void> => {
@@ -494,7 +501,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
 
   const execute = async (input: { type: string; [field: string]: unknown }, ctx: CommandContext): Promise<CommandResult> => {
     const prepared = prepareCommand(input, ctx, clock());
-    if (!decidedAlone(prepared.type, deps.emailIndex)) {
+    if (!decidedAlone(prepared.type, deps)) {
       // Grouped with this process's other commands waiting on the stream; the group is decided again after a lost race.
       return queue.join(prepared.stream, { prepared, ctx }, (members: Waiting[]) => decideGroup(prepared.kind, prepared.id, members));
     }
@@ -530,8 +537,13 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         cache.evict(streamOf('customer', id));
         return { ...result, position, eventIds };
       }
+      case 'RegisterUser':
+      case 'ChangeUser':
+        // A user's registration or change, with their address held in the users' email index.
+        await readReferences(prepared, ctx, load);
+        return withUserEmailClaim(deps.userEmailIndex!, command, () => run(prepared.kind, id, ctx, metadata, command), userOf);
       default:
-        // A registration or an email change, with the address held in the email index.
+        // A customer's registration or email change, with the address held in the email index.
         await readReferences(prepared, ctx, load);
         return withEmailClaim(deps.emailIndex!, command, () => run(prepared.kind, id, ctx, metadata, command), customerOf, visibleTo(ctx.scope));
     }

@@ -5,7 +5,9 @@ import { MasterKeyMismatch } from './errors.ts';
 import { masterKeyReplaced, masterKeyStillCurrent, migrateMasterKey, unwrapWithMasterKey, wrapWithMasterKey, type MasterKeyPart } from './master-key.ts';
 
 /**
- * Which customer holds each email address, for refusing duplicate registrations. Emails are personal
+ * Which customer (or, in the users' index, which user) holds each email address, for refusing
+ * duplicate registrations. Customers and users have an index each (`holder`): a member of staff may
+ * also be a customer, with the same address. Below, "customer" is the holder of either. Emails are personal
  * data (encrypted per customer in the events), so the index keeps no plaintext: the key is an
  * HMAC-SHA256 of the normalised address, under one key per installation kept in `email_lookup_key`
  * beside the index (wrapped by the master key when one is configured). Forgetting a customer deletes
@@ -49,19 +51,26 @@ export type EmailClaim = { claimed: true; fresh: boolean } | { claimed: false; h
 export interface EmailIndexOptions {
   /** Events schema: the index lives beside the events and the customers' data keys. */
   schema: string;
+  /**
+   * Whose addresses: `customer` (default, table `customer_email_index`) or `user` (`user_email_index`,
+   * the staff). Both use the installation's one lookup key.
+   */
+  holder?: 'customer' | 'user';
   /** The master key that wraps data keys, when configured: the HMAC key is derived from it. */
   masterKey?: Uint8Array;
 }
 
 export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexOptions): Promise<EmailIndex> {
-  const table = sql.id(options.schema, 'customer_email_index');
+  const holder = options.holder ?? 'customer';
+  const table = sql.id(options.schema, `${holder}_email_index`);
   await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(options.schema)}`.execute(db);
+  // The users' index names its holder column `customer_id` too, so that every statement below serves both.
   await sql`CREATE TABLE IF NOT EXISTS ${table} (
     email_hmac bytea PRIMARY KEY,
     customer_id text NOT NULL,
     claimed_at timestamptz NOT NULL DEFAULT now()
   )`.execute(db);
-  await sql`CREATE INDEX IF NOT EXISTS customer_email_index_customer_idx ON ${table} (customer_id)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`${holder}_email_index_customer_idx`)} ON ${table} (customer_id)`.execute(db);
   const key = await lookupKey(db, options.schema, options.masterKey);
   const hmac = (email: string): Buffer => createHmac('sha256', key).update(normaliseEmail(email)).digest();
 

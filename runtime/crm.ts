@@ -54,6 +54,8 @@ export interface CrmRuntime {
   personalData: PersonalData;
   /** Which customer holds each email address (registrations and email changes claim theirs first). */
   emailIndex: EmailIndex;
+  /** Which user (staff) holds each email address, as `emailIndex` for customers. */
+  userEmailIndex: EmailIndex;
   commands: CrmCommands;
   /** The batch handler of bulk imports (`crm import`, `POST /imports`). */
   batch: BatchCommands;
@@ -380,8 +382,10 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const store = await openEventStore(config, database, overrides);
     closing.add('event store', () => store.close());
     const personalData = await openPersonalData(config, database);
-    const emailIndex = await createEmailIndex(database.db, { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) });
-    const commands = createCrmCommands({ store, personalData, emailIndex });
+    const indexOptions = { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) };
+    const emailIndex = await createEmailIndex(database.db, indexOptions);
+    const userEmailIndex = await createEmailIndex(database.db, { ...indexOptions, holder: 'user' });
+    const commands = createCrmCommands({ store, personalData, emailIndex, userEmailIndex });
     if (!options.holdSetUpLock) await setUpDone();
     // Live only: forgetting reaches the registered copies (`crm replay`) through `forget_in_copies`.
     const projections: Projection[] = [
@@ -619,6 +623,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       store,
       personalData,
       emailIndex,
+      userEmailIndex,
       commands,
       batch,
       projections,

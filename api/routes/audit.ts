@@ -53,7 +53,7 @@ const StreamParams = z.strictObject({
 });
 
 const LogFilters = {
-  actor: z.string().min(1).max(200).optional().describe('User id of the actor'),
+  actor: z.string().min(1).max(200).optional().describe('Stable id of the actor (a user id, `api-key:<uuid>`, ...), matched in any case'),
   type: z
     .union([z.string().min(1).max(2000), z.array(z.string().min(1).max(100)).max(50)])
     .optional()

@@ -53,7 +53,8 @@ export const eventLogWhere = (filter: EventLogFilter, after: bigint | undefined,
     const { streams, prefixes } = filter.within;
     clauses.push(sql`(${sql.join([sql`stream = ANY(${[...streams]}::text[])`, ...prefixes.map((p) => sql`stream LIKE ${likePrefix(p)}`)], sql` OR `)})`);
   }
-  if (filter.actor !== undefined) clauses.push(sql`metadata -> 'actor' ->> 'userId' = ${filter.actor}`);
+  // In any case (log-filter.ts `sameActor`); `ensureAuditIndexes` indexes this very expression.
+  if (filter.actor !== undefined) clauses.push(sql`lower(metadata -> 'actor' ->> 'userId') = lower(${filter.actor})`);
   if (filter.from) clauses.push(sql`recorded_at >= ${filter.from.toISOString()}::timestamptz`);
   if (filter.to) clauses.push(sql`recorded_at <= ${filter.to.toISOString()}::timestamptz`);
   return sql.join(clauses, sql` AND `);
@@ -81,7 +82,10 @@ export async function readEventLogSql(
  */
 export async function ensureAuditIndexes(deps: AuditDeps): Promise<void> {
   const table = sql.id(deps.schemas.events, 'events');
-  await sql`CREATE INDEX IF NOT EXISTS events_audit_actor ON ${table} ((metadata -> 'actor' ->> 'userId'), position)`.execute(deps.database.db);
+  // The actor filter compares in any case: the index is on the lower-cased id (the one on the id as
+  // written, which that filter cannot use, is dropped).
+  await sql`CREATE INDEX IF NOT EXISTS events_audit_actor_ci ON ${table} ((lower(metadata -> 'actor' ->> 'userId')), position)`.execute(deps.database.db);
+  await sql`DROP INDEX IF EXISTS ${sql.id(deps.schemas.events, 'events_audit_actor')}`.execute(deps.database.db);
   await sql`CREATE INDEX IF NOT EXISTS events_audit_type ON ${table} (type, position)`.execute(deps.database.db);
   await sql`CREATE INDEX IF NOT EXISTS events_audit_recorded_at ON ${table} (recorded_at)`.execute(deps.database.db);
 }

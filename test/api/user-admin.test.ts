@@ -118,3 +118,80 @@ describe('the list of users', () => {
     expect(items.find((u) => u.id === listed)?.teamIds).toEqual([team]);
   });
 });
+
+describe('one user per email address', () => {
+  const address = () => `rep-${randomUUID().slice(0, 8)}@crm.example`;
+  const users = async (email: string) =>
+    json<{ items: { id: string; email: string }[] }>(await send('GET', '/admin/users')).items.filter((u) => u.email === email.toLowerCase());
+
+  it('refuses a registration with the address another user has, in any case, appending nothing', async () => {
+    const email = address();
+    const first = await created('/admin/users', { name: 'First', email, role: 'sales' });
+    const before = await eventCount(h);
+    for (const spelled of [email, email.toUpperCase(), email.replace('rep', 'Rep')]) {
+      const problem = expectProblem(await send('POST', '/admin/users', { name: 'Second', email: spelled, role: 'support' }), 409, 'invalid-state');
+      expect(problem).toMatchObject({ code: 'user.email_taken', details: { userId: first, active: true } });
+      expect(problem.errors).toEqual([expect.objectContaining({ field: 'email' })]);
+    }
+    expect(await eventCount(h)).toBe(before);
+    expect((await users(email)).map((u) => u.id)).toEqual([first]);
+  });
+
+  it("refuses changing a user's address to another user's, and frees the old address once changed", async () => {
+    const [a, b] = [address(), address()];
+    const ann = await created('/admin/users', { name: 'Ann', email: a, role: 'sales' });
+    const ben = await created('/admin/users', { name: 'Ben', email: b, role: 'sales' });
+    const before = await eventCount(h);
+    const problem = expectProblem(await send('PATCH', `/admin/users/${ben}`, { email: a.toUpperCase(), name: 'Ben B.' }), 409, 'invalid-state');
+    expect(problem).toMatchObject({ code: 'user.email_taken', details: { userId: ann } });
+    expect(await eventCount(h)).toBe(before);
+    expect(json(await send('GET', `/admin/users/${ben}`))).toMatchObject({ name: 'Ben', email: b });
+    // A user may respell their own address; once Ann moves to another, hers is free for Ben.
+    expect((await send('PATCH', `/admin/users/${ann}`, { email: a.toUpperCase() })).statusCode).toBe(200);
+    const moved = address();
+    expect((await send('PATCH', `/admin/users/${ann}`, { email: moved })).statusCode).toBe(200);
+    expect((await send('PATCH', `/admin/users/${ben}`, { email: a })).statusCode).toBe(200);
+    expect(json(await send('GET', `/admin/users/${ben}`)).email).toBe(a);
+    // And Ben's former address is free in turn.
+    expect((await send('POST', '/admin/users', { name: 'Cid', email: b, role: 'sales' })).statusCode).toBe(201);
+  });
+
+  it("keeps a deactivated user's address theirs until their email is changed", async () => {
+    const email = address();
+    const gone = await created('/admin/users', { name: 'Gone', email, role: 'sales' });
+    expect((await send('PATCH', `/admin/users/${gone}`, { active: false })).statusCode).toBe(200);
+    const problem = expectProblem(await send('POST', '/admin/users', { name: 'Successor', email, role: 'sales' }), 409, 'invalid-state');
+    expect(problem).toMatchObject({ code: 'user.email_taken', details: { userId: gone, active: false } });
+    expect(problem.detail).toContain(`PATCH /admin/users/${gone}`);
+    expect((await send('PATCH', `/admin/users/${gone}`, { email: `former-${email}` })).statusCode).toBe(200);
+    const successor = await created('/admin/users', { name: 'Successor', email, role: 'sales' });
+    // Reactivated, the former holder keeps the address they now have; theirs before is the successor's.
+    expect((await send('PATCH', `/admin/users/${gone}`, { active: true })).statusCode).toBe(200);
+    expectProblem(await send('PATCH', `/admin/users/${gone}`, { email }), 409, 'invalid-state');
+    expect((await users(email)).map((u) => u.id)).toEqual([successor]);
+  });
+
+  it('of two concurrent registrations of one address, exactly one is registered', async () => {
+    for (let round = 0; round < 3; round++) {
+      const email = address();
+      const before = await eventCount(h);
+      const answers = await Promise.all(
+        ['One', 'Two', 'Three'].map((name, i) => send('POST', '/admin/users', { name, email: i === 1 ? email.toUpperCase() : email, role: 'sales' })),
+      );
+      expect(answers.map((r) => r.statusCode).sort(), answers.map((r) => r.body).join('\n')).toEqual([201, 409, 409]);
+      for (const refused of answers.filter((r) => r.statusCode === 409)) expect(expectProblem(refused, 409).code).toBe('user.email_taken');
+      expect(await eventCount(h)).toBe(before + 1);
+      expect(await users(email)).toHaveLength(1);
+    }
+  });
+
+  it('an id retried with its Idempotency-Key answers the first registration, not a conflict with itself', async () => {
+    const email = address();
+    const key = { ...h.auth('admin'), 'idempotency-key': randomUUID() };
+    const first = await send('POST', '/admin/users', { name: 'Once', email, role: 'sales' }, key);
+    expect(first.statusCode).toBe(201);
+    const again = await send('POST', '/admin/users', { name: 'Once', email, role: 'sales' }, key);
+    expect(again.statusCode, again.body).toBe(201);
+    expect(json(again).id).toBe(json(first).id);
+  });
+});

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createBatchCommands, type BatchItem } from '../../commands/batch.ts';
+import { createCrmCommands } from '../../commands/index.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { openCrm } from '../../runtime/crm.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -51,6 +52,11 @@ describe('crm claim-emails', () => {
     expect(behind.stderr).toMatch(/customers read model is behind the event store.*nothing was claimed/);
 
     expect((await crm(['rebuild', 'customers'])).code).toBe(0);
+    // The users read model is read too (for users' addresses), so it must be caught up as well.
+    const usersBehind = await crm(['claim-emails']);
+    expect(usersBehind.code).toBe(1);
+    expect(usersBehind.stderr).toMatch(/users read model is behind the event store.*nothing was claimed/);
+    expect((await crm(['rebuild', 'users'])).code).toBe(0);
     const result = await crm(['claim-emails']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain(`customer ${later}: its address is held by customer ${first}`);
@@ -72,5 +78,50 @@ describe('crm claim-emails', () => {
     } finally {
       await check.close();
     }
-  });
+    // Several `crm` processes one after the other: each start takes seconds on a loaded machine.
+  }, 300_000);
+});
+
+describe('crm claim-emails for users', () => {
+  const userSchemas = testSchemas('cli_claim_user_emails');
+  const crmUsers = (args: string[]) => runCrm(args, { cwd: folder, env: schemaEnv(userSchemas), timeoutMs: 120_000 });
+  afterAll(async () => userSchemas.dropSchemas());
+  const admin = () => ({ actor: { userId: 'admin', roles: ['admin'] }, correlationId: randomUUID() });
+
+  it('claims the addresses of users registered before users held theirs, lists a shared one, and the API then refuses them', async () => {
+    const [first, copy, own] = [randomUUID(), randomUUID(), randomUUID()];
+    const runtime = await openCrm(loadConfig(schemaEnv(userSchemas), folder));
+    try {
+      // Commands without the users' index: what was stored before users claimed addresses, duplicates included.
+      const unchecked = createCrmCommands({ store: runtime.store, personalData: runtime.personalData });
+      await unchecked.execute({ type: 'RegisterUser', userId: first, name: 'First', email: 'shared@staff.example', role: 'sales' }, admin());
+      await unchecked.execute({ type: 'RegisterUser', userId: copy, name: 'Copy', email: 'SHARED@staff.example', role: 'sales' }, admin());
+      await unchecked.execute({ type: 'RegisterUser', userId: own, name: 'Own', email: 'own@staff.example', role: 'support' }, admin());
+      expect(await runtime.userEmailIndex.holder('own@staff.example')).toBeUndefined();
+    } finally {
+      await runtime.close();
+    }
+    expect((await crmUsers(['rebuild', 'customers'])).code).toBe(0);
+    expect((await crmUsers(['rebuild', 'users'])).code).toBe(0);
+    const result = await crmUsers(['claim-emails']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`user ${copy}: its address is held by user ${first}`);
+    expect(result.stdout).toContain('Users: claimed 2 address(es); 0 were already held by their users; 1 user(s) have an address another user holds');
+
+    const check = await openCrm(loadConfig(schemaEnv(userSchemas), folder));
+    try {
+      expect(await check.userEmailIndex.holder('shared@staff.example')).toBe(first);
+      await expect(check.commands.execute({ type: 'RegisterUser', name: 'Third', email: 'Own@staff.example', role: 'sales' }, admin())).rejects.toMatchObject({
+        code: 'user.email_taken',
+        field: 'email',
+        details: { userId: own },
+      });
+      // The customers' index is another: a member of staff may be a customer with the same address.
+      const customer = await check.commands.execute({ type: 'RegisterCustomer', name: 'Own, the customer', email: 'own@staff.example' }, admin());
+      expect(customer.eventIds).toHaveLength(1);
+    } finally {
+      await check.close();
+    }
+    // Several `crm` processes one after the other: each start takes seconds on a loaded machine.
+  }, 300_000);
 });

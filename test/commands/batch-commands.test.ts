@@ -142,6 +142,15 @@ describe('batch commands: preparing', () => {
       message: 'MergeCustomer cannot be run in a batch; send it on its own',
     });
 
+    // A user holds an address in the users' email index, which only the one-at-a-time handler claims.
+    for (const command of [
+      { type: 'RegisterUser', name: 'Staff', email: 'staff@crm.example', role: 'sales' },
+      { type: 'ChangeUser', userId: randomUUID(), email: 'staff@crm.example' },
+    ]) {
+      const user = batch.prepare(item(command, `user-${command.type}`));
+      expect('refused' in user && user.refused).toMatchObject({ code: 'command.not_in_batch', field: 'type' });
+    }
+
     const bad = batch.prepare(item({ type: 'RecordPurchase', customerId, orderId: 'o2', amount: 'ten', currency: 'EUR' }, 'bad-1'));
     expect('refused' in bad && bad.refused).toBeInstanceOf(ZodError);
   });
