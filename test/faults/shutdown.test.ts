@@ -124,9 +124,9 @@ describe('crm serve stopping on SIGTERM', () => {
     const started = Date.now();
     server.stop('SIGTERM').catch(() => undefined);
     await server.waitFor(/Closing: new requests get 503/, 30_000, 'stderr');
-    // The rest of the command, and a second request behind it on the same connection.
-    socket.write(body);
-    socket.write(`GET /customers?limit=1 HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${ADMIN_KEY}\r\n\r\n`);
+    // The rest of the command, and a second request behind it on the same connection, in one write: sent
+    // apart, the second could arrive after the first's answer, when the connection is already closed.
+    socket.write(body + `GET /customers?limit=1 HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${ADMIN_KEY}\r\n\r\n`);
     await ended;
 
     const answers = received.split(/(?=HTTP\/1\.1 \d{3} )/).filter((part) => !part.startsWith('HTTP/1.1 100'));
