@@ -8,15 +8,12 @@ import { startApi, type ApiHarness } from './support.ts';
  * it answers within the probes' bound, and says which sources it could not read instead of leaving
  * their series out without a word.
  */
-const database = new URL(TEST_DATABASE_URL);
-const proxy = new FaultProxy({ host: database.hostname, port: Number(database.port || 5432) });
+const proxy = FaultProxy.before(TEST_DATABASE_URL);
 let h: ApiHarness;
 
 beforeAll(async () => {
   await proxy.start();
-  const proxied = new URL(TEST_DATABASE_URL);
-  proxied.port = String(proxy.port);
-  h = await startApi('metrics_sources', {}, { DATABASE_URL: proxied.toString() });
+  h = await startApi('metrics_sources', {}, { DATABASE_URL: proxy.urlThrough(TEST_DATABASE_URL) });
   // The publishers do not run here; their table is what /metrics reads.
   await h.crm.integration.services.tables.migrate();
 });

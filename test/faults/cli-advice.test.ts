@@ -53,8 +53,7 @@ describe('the advice when the database fails under a command', () => {
 });
 
 describe('crm import when the connection is reset under it', () => {
-  const database = new URL(TEST_DATABASE_URL);
-  const proxy = new FaultProxy({ host: database.hostname, port: Number(database.port || 5432) });
+  const proxy = FaultProxy.before(TEST_DATABASE_URL);
   const schemas = testSchemas('cli_advice');
   const folder = mkdtempSync(join(tmpdir(), 'crm-advice-'));
   beforeAll(() => proxy.start());
@@ -68,10 +67,7 @@ describe('crm import when the connection is reset under it', () => {
     const rows = 6_000;
     const file = join(folder, 'customers.csv');
     writeFileSync(file, ['name,email', ...Array.from({ length: rows }, (_, i) => `Customer ${i},customer${i}@example.com`)].join('\n'));
-    const proxied = new URL(TEST_DATABASE_URL);
-    proxied.hostname = '127.0.0.1';
-    proxied.port = String(proxy.port);
-    const env = schemaEnv(schemas, { DATABASE_URL: proxied.toString(), CRM_PROJECTIONS: 'off' });
+    const env = schemaEnv(schemas, { DATABASE_URL: proxy.urlThrough(TEST_DATABASE_URL), CRM_PROJECTIONS: 'off' });
 
     // Every connection reset once rows are going in.
     const first = new Server(folder, env, ['import', file, '--batch-size', '50']);

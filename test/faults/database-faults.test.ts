@@ -46,7 +46,6 @@ const baselineLag = async (url: string, writers: Writers): Promise<number> => {
   }
   return samples.sort((a, b) => a - b)[2]!;
 };
-const database = new URL(TEST_DATABASE_URL);
 
 const schemaSets: ReturnType<typeof testSchemas>[] = [];
 const servers: Server[] = [];
@@ -158,14 +157,12 @@ const printReports = () => console.log(`fault figures:\n${reports.map((r) => JSO
 describe('crm serve through database faults', () => {
   const schemas = testSchemas('faults');
   schemaSets.push(schemas);
-  const proxy = new FaultProxy({ host: database.hostname, port: Number(database.port || 5432) });
+  const proxy = FaultProxy.before(TEST_DATABASE_URL);
   beforeAll(() => proxy.start());
   afterAll(() => proxy.close());
 
   it('survives resets, refusals and stalls under 8 writers, losing and doubling nothing', async () => {
-    const proxied = new URL(TEST_DATABASE_URL);
-    proxied.port = String(proxy.port);
-    const { server, url } = await startServer(envFor(schemas, proxied.toString()));
+    const { server, url } = await startServer(envFor(schemas, proxy.urlThrough(TEST_DATABASE_URL)));
     const writers = new Writers(() => url, ADMIN_KEY);
     await writers.start();
     await new Promise((r) => setTimeout(r, 2_000));

@@ -11,10 +11,9 @@ import { FaultProxy } from './proxy.ts';
  * an empty export. A real API over HTTP, its database connections through a TCP proxy that refuses or
  * stalls them.
  */
-const database = new URL(TEST_DATABASE_URL);
 const REQUEST_TIMEOUT_MS = 2_000;
 const schemas = testSchemas('export_faults');
-const proxy = new FaultProxy({ host: database.hostname, port: Number(database.port || 5432) });
+const proxy = FaultProxy.before(TEST_DATABASE_URL);
 let crm: CrmRuntime;
 let app: CrmApp;
 let url: string;
@@ -25,11 +24,8 @@ const get = (path: string, accept = '*/*') =>
 
 beforeAll(async () => {
   await proxy.start();
-  const proxied = new URL(TEST_DATABASE_URL);
-  proxied.hostname = '127.0.0.1';
-  proxied.port = String(proxy.port);
   // A short request bound, so that the stalled case below is answered within seconds.
-  const env = { DATABASE_URL: proxied.toString(), CRM_RATE_LIMIT: '0', CRM_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS) };
+  const env = { DATABASE_URL: proxy.urlThrough(TEST_DATABASE_URL), CRM_RATE_LIMIT: '0', CRM_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS) };
   crm = await openCrm(testConfig(schemas, env), {
     overrides: { poolMax: 4, publishers: false, chainSealer: false },
   });

@@ -22,8 +22,7 @@ const IDLE_IN_TRANSACTION_MS = 5_000;
 const DROPPED_WITHIN_MS = IDLE_IN_TRANSACTION_MS + 25_000;
 const APPLICATION = `crm-half-open-${randomBytes(3).toString('hex')}`;
 
-const database = new URL(TEST_DATABASE_URL);
-const proxy = new FaultProxy({ host: database.hostname, port: Number(database.port || 5432) });
+const proxy = FaultProxy.before(TEST_DATABASE_URL);
 const observer = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1 });
 let h: ApiHarness;
 

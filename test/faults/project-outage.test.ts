@@ -13,9 +13,8 @@ import { FaultProxy } from './proxy.ts';
  * goes away (connections refused for a few seconds) the worker keeps running and retrying, and once
  * the database is back it projects the events written meanwhile. Only a signal ends it.
  */
-const database = new URL(TEST_DATABASE_URL);
 const schemas = testSchemas('project_outage');
-const proxy = new FaultProxy({ host: database.hostname, port: Number(database.port || 5432) });
+const proxy = FaultProxy.before(TEST_DATABASE_URL);
 const sql = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1 });
 const processes: Server[] = [];
 /** Writes the events, straight to PostgreSQL (not through the proxy). */
@@ -54,11 +53,12 @@ const projected = (customerId: string, timeoutMs = 60_000) =>
 
 describe('crm project while the database goes away', () => {
   it('stays up through refused connections, projects what was written meanwhile, and stops on SIGTERM', async () => {
-    const proxied = new URL(TEST_DATABASE_URL);
-    proxied.hostname = '127.0.0.1';
-    proxied.port = String(proxy.port);
     // A short lease: the outage outlasts it, so the worker must claim its projections again.
-    const worker = new Server(tmpdir(), schemaEnv(schemas, { DATABASE_URL: proxied.toString(), CRM_PROJECTION_LEASE_SECONDS: '2' }), 'project');
+    const worker = new Server(
+      tmpdir(),
+      schemaEnv(schemas, { DATABASE_URL: proxy.urlThrough(TEST_DATABASE_URL), CRM_PROJECTION_LEASE_SECONDS: '2' }),
+      'project',
+    );
     processes.push(worker);
     await worker.waitFor(/Projections are running/, 90_000, 'stderr');
     await projected(await register('Before the outage'));

@@ -30,6 +30,20 @@ export class FaultProxy {
     this.server = net.createServer((client) => this.accept(client));
   }
 
+  /** A proxy in front of the server a URL names (PostgreSQL's port when it names none). */
+  static before(serviceUrl: string, defaultPort = 5432): FaultProxy {
+    const url = new URL(serviceUrl);
+    return new FaultProxy({ host: url.hostname, port: Number(url.port || defaultPort) });
+  }
+
+  /** The same URL, reaching its server through this proxy (once started). */
+  urlThrough(serviceUrl: string): string {
+    const url = new URL(serviceUrl);
+    url.hostname = '127.0.0.1';
+    url.port = String(this.port);
+    return url.toString();
+  }
+
   async start(): Promise<void> {
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
     this.port = (this.server.address() as net.AddressInfo).port;

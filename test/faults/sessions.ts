@@ -6,8 +6,7 @@ import type { FaultProxy } from './proxy.ts';
  * `application_name` of their own, carried in the URL the service connects with.
  */
 export const proxiedUrl = (databaseUrl: string, proxy: FaultProxy, applicationName: string): string => {
-  const url = new URL(databaseUrl);
-  url.port = String(proxy.port);
+  const url = new URL(proxy.urlThrough(databaseUrl));
   url.searchParams.set('application_name', applicationName);
   return url.toString();
 };

@@ -18,8 +18,7 @@ import { FaultProxy } from './proxy.ts';
  * arrives while it closes gets a 503 problem with Retry-After.
  */
 const ADMIN_KEY = 'shutdown-test-admin-key-0123456789';
-const database = new URL(TEST_DATABASE_URL);
-const proxy = new FaultProxy({ host: database.hostname, port: Number(database.port || 5432) });
+const proxy = FaultProxy.before(TEST_DATABASE_URL);
 const admin = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1 });
 const schemaSets: ReturnType<typeof testSchemas>[] = [];
 const servers: Server[] = [];
@@ -28,10 +27,7 @@ let proxied = '';
 
 beforeAll(async () => {
   await proxy.start();
-  const url = new URL(TEST_DATABASE_URL);
-  url.hostname = '127.0.0.1';
-  url.port = String(proxy.port);
-  proxied = url.toString();
+  proxied = proxy.urlThrough(TEST_DATABASE_URL);
 });
 
 afterAll(async () => {

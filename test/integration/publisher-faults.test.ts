@@ -329,13 +329,11 @@ describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
 describe('the webhook publisher while PostgreSQL refuses connections', () => {
   it('logs the outage once per loop and its end once, and delivers what came meanwhile', async () => {
     const f = await storeFixture('webhook_log');
-    const proxy = new FaultProxy({ host: new URL(TEST_DATABASE_URL).hostname, port: Number(new URL(TEST_DATABASE_URL).port || 5432) });
+    const proxy = FaultProxy.before(TEST_DATABASE_URL);
     await proxy.start();
     cleanups.push(() => proxy.close());
-    const proxied = new URL(TEST_DATABASE_URL);
-    proxied.port = String(proxy.port);
     // The publishers reach the database through the proxy; the commands straight.
-    const database = connectPostgres(proxied.toString(), { max: 4 });
+    const database = connectPostgres(proxy.urlThrough(TEST_DATABASE_URL), { max: 4 });
     cleanups.push(() => database.close());
     const store = await createPostgresEventStore(database, { schema: f.schemas.events });
     cleanups.push(() => store.close());
