@@ -35,6 +35,11 @@ export function registerClosing(app: FastifyInstance): CloseWithin {
       if (closing && left === 0) socket.end();
     });
   });
+  // The last answer on a connection says it closes: a keep-alive client would otherwise send its next
+  // request on a connection about to end (and a POST lost that way is not retried by the client).
+  app.addHook('onSend', async (request, reply) => {
+    if (closing && (unanswered.get(request.raw.socket) ?? 0) <= 1) void reply.header('connection', 'close');
+  });
   return async (drainMs) => {
     // Set before Fastify's close begins (it runs its hooks a tick later): nothing new is started from here.
     closing = true;
