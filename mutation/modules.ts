@@ -157,4 +157,10 @@ export const MUTATION_MODULES: Record<string, MutationModule> = {
     tests: ['test/api/rate-limit.test.ts'],
     concurrency: 1,
   },
+  // Who a key is and what it may see: authentication, the viewer's scope and the refusals outside it.
+  access: {
+    mutate: ['api/auth/guard.ts', 'api/auth/viewer.ts', 'api/auth/scope-guard.ts'],
+    tests: ['test/api/visibility.test.ts', 'test/api/scope-refusals.test.ts', 'test/api/key-cache.test.ts'],
+    concurrency: 1,
+  },
 };

@@ -209,7 +209,7 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
 };
 
 /** How long a key's creation waits for the read models to show a user created a moment ago. */
-const USER_CATCH_UP_MS = 3_000;
+const USER_CATCH_UP_MS = 5_000;
 
 /**
  * The user a key is created for, from the read model: undefined when unknown or deactivated. A user

@@ -204,6 +204,40 @@ describe('visibility: audit of activities and exchange rates', () => {
   });
 });
 
+describe('visibility: audit of deals, feedback, campaigns, users and teams', () => {
+  it("a restricted non-auditor reads a deal's or a feedback's history and past state only inside the scope; campaigns, users and teams are company-wide", async () => {
+    const asOf = encodeURIComponent(new Date(Date.now() + 60_000).toISOString());
+    for (const viewer of VIEWERS) {
+      for (const o of OWNERS) {
+        const expected = visibleTo[viewer].includes(o) ? 200 : 404;
+        for (const [stream, state] of [
+          [`deal-${deal[o]}`, `deals/${deal[o]}`],
+          [`feedback-${feedback[o]}`, `feedback/${feedback[o]}`],
+        ] as const) {
+          expect((await get(`/audit/streams/${stream}`, viewer)).statusCode, `${viewer} history of ${o}'s ${stream}`).toBe(expected);
+          expect((await get(`/audit/state/${state}?asOf=${asOf}`, viewer)).statusCode, `${viewer} state of ${o}'s ${state}`).toBe(expected);
+        }
+      }
+      for (const stream of [`campaign-${campaign}`, `user-${users.other}`, `team-${teams.b}`]) {
+        expect((await get(`/audit/streams/${stream}`, viewer)).statusCode, `${viewer} history of ${stream}`).toBe(200);
+      }
+    }
+  });
+
+  it('an auditor with own visibility reads the whole event log, not only their own records', async () => {
+    const auditor = await registerUser(`auditor-${randomUUID()}`, { role: 'auditor', teamIds: [teams.b], visibility: 'own' });
+    const key = await keyFor(auditor);
+    const streams = new Set<string>();
+    let cursor: string | undefined;
+    do {
+      const page = json(await h.app.inject({ method: 'GET', url: `/audit/events?limit=500${cursor ? `&cursor=${cursor}` : ''}`, headers: key }));
+      for (const e of page.items as { stream: string }[]) streams.add(e.stream);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    for (const o of OWNERS) expect(streams.has(`customer-${customer[o]}`), `${o}'s customer in the auditor's log`).toBe(true);
+  });
+});
+
 describe('visibility: commands on one record', () => {
   it('answer 404 outside the scope and append nothing; inside it they reach the record (a stale If-Match is a 409)', async () => {
     const targets = commandTargets(() => customer.mine).filter((t) => t.url.includes('/:id'));

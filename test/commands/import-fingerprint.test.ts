@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBatchCommands } from '../../commands/batch.ts';
+import { createCrmCommands } from '../../commands/index.ts';
 import { DefaultOwnerRefused } from '../../commands/import/default-owner.ts';
 import { runImport, type ImportOptions, type RejectedRow } from '../../commands/import/importer.ts';
 import { parseRecords } from '../../commands/import/parse.ts';
@@ -45,15 +46,12 @@ const importing = async (lines: string[], options: Partial<ImportOptions> = {}) 
   return { outcome, rejected };
 };
 
-/** A registered user (deactivated when `active` is false); answers the id. */
+/** A registered user (deactivated when `active` is false), through the one-at-a-time handler (batches refuse user commands); answers the id. */
 const registerUser = async (active = true): Promise<string> => {
   const userId = randomUUID();
-  const commands = [{ type: 'RegisterUser', userId, name: 'Sam', email: `${randomUUID()}@example.com`, role: 'sales' }];
-  if (!active) commands.push({ type: 'ChangeUser', userId, active: false } as never);
-  const outcomes = await createBatchCommands({ store, personalData }).executeBatch(
-    commands.map((command, i) => ({ command, ctx: { actor, correlationId: 'test', idempotencyKey: `user-${userId}-${i}` } })),
-  );
-  expect(outcomes, JSON.stringify(outcomes)).toMatchObject(commands.map(() => ({ ok: true })));
+  const commands = createCrmCommands({ store, personalData });
+  await commands.execute({ type: 'RegisterUser', userId, name: 'Sam', email: `${randomUUID()}@example.com`, role: 'sales' }, { actor, correlationId: 'test' });
+  if (!active) await commands.execute({ type: 'ChangeUser', userId, active: false }, { actor, correlationId: 'test' });
   return userId;
 };
 
@@ -125,14 +123,7 @@ describe('import: a row imported before is known by what it means', () => {
 
 describe('import: what the file says, and nothing it does not', () => {
   it("reads a customer's owner and leaves a missing source missing", async () => {
-    const ownerId = randomUUID();
-    const [user] = await createBatchCommands({ store, personalData }).executeBatch([
-      {
-        command: { type: 'RegisterUser', userId: ownerId, name: 'Sam', email: `${randomUUID()}@example.com`, role: 'sales' },
-        ctx: { actor, correlationId: 'test', idempotencyKey: `user-${ownerId}` },
-      },
-    ]);
-    expect(user, JSON.stringify(user)).toMatchObject({ ok: true });
+    const ownerId = await registerUser();
     const email = `${randomUUID()}@example.com`;
     const unknownOwner = `${randomUUID()}@example.com`;
     const { outcome, rejected } = await importing(['name,email,source,owner_id', `Ada,${email},,${ownerId}`, `Bo,${unknownOwner},,${randomUUID()}`]);
