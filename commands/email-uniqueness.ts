@@ -260,16 +260,23 @@ export const userEmailToClaim = (command: Record<string, unknown>, self: UserSta
   return undefined;
 };
 
-/** Runs a user's registration or email change with the address held first, as `withEmailClaim` for customers. */
+/**
+ * Runs a user's registration or email change with the address held first, as `withEmailClaim` for
+ * customers. `formerHolderOf` names a user who has the address without a claim (registered before
+ * users claimed theirs): the address is claimed for them first, so that it stays theirs.
+ */
 export async function withUserEmailClaim<R>(
   index: EmailIndex,
   command: Record<string, unknown>,
   run: () => Promise<R>,
   userOf: (id: string) => Promise<UserState>,
+  formerHolderOf?: (email: string) => Promise<string | undefined>,
 ): Promise<R> {
   const userId = command.userId as string;
   if (typeof command.email !== 'string') return run();
   const email = userEmailToClaim(command, await userOf(userId));
   if (email === undefined) return run();
+  const former = await formerHolderOf?.(email);
+  if (former !== undefined && former !== userId && (await userOf(former)).exists) await index.claim(email, former);
   return withAddressHeld(index, email, userId, command.type === 'ChangeUser', run, userHolders(userOf));
 }

@@ -75,6 +75,8 @@ export interface CrmCommandDeps {
   emailIndex?: EmailIndex;
   /** Who holds each user's (staff) email address: a user registration or email change to a held one is refused. Without it, nothing is checked. */
   userEmailIndex?: EmailIndex;
+  /** The user the users read model shows with an address, for users registered before addresses were claimed. */
+  userWithAddress?: (email: string) => Promise<string | undefined>;
   /** Per-stream queue and the time bound on waiting and re-deciding (stream-queue.ts). */
   queue?: Partial<StreamQueueOptions>;
 }
@@ -541,7 +543,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       case 'ChangeUser':
         // A user's registration or change, with their address held in the users' email index.
         await readReferences(prepared, ctx, load);
-        return withUserEmailClaim(deps.userEmailIndex!, command, () => run(prepared.kind, id, ctx, metadata, command), userOf);
+        return withUserEmailClaim(deps.userEmailIndex!, command, () => run(prepared.kind, id, ctx, metadata, command), userOf, deps.userWithAddress);
       default:
         // A customer's registration or email change, with the address held in the email index.
         await readReferences(prepared, ctx, load);

@@ -15,6 +15,7 @@ import type { ApiDeps, ReadModelProgress } from '../api/deps.ts';
 import { createAnalyticsProjection } from '../analytics/projection.ts';
 import { createAuditServices, type AuditServices } from '../audit/index.ts';
 import { createReadModelQueries } from '../projections/queries/index.ts';
+import { userWithAddress } from '../projections/queries/users.ts';
 import { createAnalyticsService, type AnalyticsService } from '../analytics/service.ts';
 import { waitForCheckpoints } from '../projections/status.ts';
 import { migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
@@ -385,7 +386,8 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const indexOptions = { schema: config.schemas.events, ...(config.masterKey ? { masterKey: config.masterKey } : {}) };
     const emailIndex = await createEmailIndex(database.db, indexOptions);
     const userEmailIndex = await createEmailIndex(database.db, { ...indexOptions, holder: 'user' });
-    const commands = createCrmCommands({ store, personalData, emailIndex, userEmailIndex });
+    const userWithAddressIn = (email: string) => userWithAddress(database.db, config.schemas.read, email);
+    const commands = createCrmCommands({ store, personalData, emailIndex, userEmailIndex, userWithAddress: userWithAddressIn });
     if (!options.holdSetUpLock) await setUpDone();
     // Live only: forgetting reaches the registered copies (`crm replay`) through `forget_in_copies`.
     const projections: Projection[] = [

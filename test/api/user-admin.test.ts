@@ -137,6 +137,23 @@ describe('one user per email address', () => {
     expect((await users(email)).map((u) => u.id)).toEqual([first]);
   });
 
+  it('refuses the address of a user registered before addresses were claimed (no claim held), appending nothing', async () => {
+    const email = address();
+    const legacy = await created('/admin/users', { name: 'Legacy', email, role: 'sales' });
+    // As a user registered before 2026-12-04 holds it: no claim at all.
+    await sql`DELETE FROM ${sql.id(h.schemas.events, 'user_email_index')}`.execute(h.database.db);
+    const before = await eventCount(h);
+    const registered = expectProblem(await send('POST', '/admin/users', { name: 'Newcomer', email: email.toUpperCase(), role: 'sales' }), 409, 'invalid-state');
+    expect(registered).toMatchObject({ code: 'user.email_taken', details: { userId: legacy, active: true } });
+    expect(registered.errors).toEqual([expect.objectContaining({ field: 'email' })]);
+    const other = await created('/admin/users', { name: 'Other', email: address(), role: 'sales' });
+    const changed = expectProblem(await send('PATCH', `/admin/users/${other}`, { email }), 409, 'invalid-state');
+    expect(changed).toMatchObject({ code: 'user.email_taken', details: { userId: legacy } });
+    expect(await eventCount(h)).toBe(before + 1);
+    // The legacy user may still change the case of their own address.
+    expect((await send('PATCH', `/admin/users/${legacy}`, { email: email.toUpperCase() })).statusCode).toBe(200);
+  });
+
   it("refuses changing a user's address to another user's, and frees the old address once changed", async () => {
     const [a, b] = [address(), address()];
     const ann = await created('/admin/users', { name: 'Ann', email: a, role: 'sales' });
