@@ -150,36 +150,30 @@ const natsFixture = async (label: string): Promise<NatsFixture> => {
 };
 
 const messagesIn = async (f: NatsFixture) => (await f.jsm.streams.info(f.stream).catch(() => undefined))?.state.messages ?? 0;
+/** Waits (bounded) until the stream holds `count` messages. */
+const streamHolds = (f: NatsFixture, count: number, timeoutMs: number, what: () => string) =>
+  eventually(async () => (await messagesIn(f)) === count, timeoutMs, what);
+/** Waits (bounded) until the NATS publisher's checkpoint is at `position`. */
+const checkpointAt = (f: NatsFixture, position: bigint, timeoutMs: number, what: () => string) =>
+  eventually(async () => (await f.natsStatus()).position === position, timeoutMs, what);
 
 describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
   it('publishes again within seconds when its connection goes half-open (the peer gone, new connections allowed), each event once and in order', async () => {
     const f = await natsFixture('nats_halfopen');
     await f.startPublishers();
     await f.register(5);
-    await eventually(
-      async () => (await messagesIn(f)) === 5,
-      30_000,
-      () => 'the first events in the stream',
-    );
+    await streamHolds(f, 5, 30_000, () => 'the first events in the stream');
 
     f.proxy.stallOpen();
     const stalledAt = Date.now();
     await f.register(5);
     const all = await storedEvents(f.store);
-    await eventually(
-      async () => (await messagesIn(f)) === all.length,
-      60_000,
-      () => `the stream holds ${all.length} events after the connection went half-open`,
-    );
+    await streamHolds(f, all.length, 60_000, () => `the stream holds ${all.length} events after the connection went half-open`);
     const resumedAfterMs = Date.now() - stalledAt;
     // The acknowledgement timeout (5 s), then a new connection: not the client's stale detection (minutes).
     expect(resumedAfterMs).toBeLessThan(15_000);
     expect(await f.streamIds()).toEqual(all.map((e) => e.id));
-    await eventually(
-      async () => (await f.natsStatus()).position === all.at(-1)!.position,
-      10_000,
-      () => 'the checkpoint at the head',
-    );
+    await checkpointAt(f, all.at(-1)!.position, 10_000, () => 'the checkpoint at the head');
     const nats = await f.natsStatus();
     expect(nats.failures).toBeGreaterThan(0);
     expect(nats.lastError).toBeNull();
@@ -190,11 +184,7 @@ describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
     const f = await natsFixture('nats_refused');
     await f.startPublishers();
     await f.register(2);
-    await eventually(
-      async () => (await messagesIn(f)) === 2,
-      30_000,
-      () => 'the first events in the stream',
-    );
+    await streamHolds(f, 2, 30_000, () => 'the first events in the stream');
     expect(await f.metrics()).toMatch(/crm_publisher_failing\{publisher="nats",kind="nats",state="running"\} 0/);
 
     f.proxy.refuse();
@@ -238,36 +228,20 @@ describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
     await f.jsm.streams.add({ name: f.stream, subjects: ['crm.>'], duplicate_window: 1_000_000_000 });
     await f.startPublishers();
     await f.register(3);
-    await eventually(
-      async () => (await messagesIn(f)) === 3,
-      30_000,
-      () => 'the first events in the stream',
-    );
+    await streamHolds(f, 3, 30_000, () => 'the first events in the stream');
 
     f.proxy.loseRepliesOpen();
     await f.register(3);
     const all = await storedEvents(f.store);
     // The publishes arrive (stored); their acknowledgements do not.
-    await eventually(
-      async () => (await messagesIn(f)) === all.length,
-      30_000,
-      () => 'the publishes stored though unacknowledged',
-    );
+    await streamHolds(f, all.length, 30_000, () => 'the publishes stored though unacknowledged');
     // The publisher times out, connects anew, finds them in the stream and moves its checkpoint past them.
-    await eventually(
-      async () => (await f.natsStatus()).position === all.at(-1)!.position,
-      60_000,
-      () => 'the checkpoint at the head',
-    );
+    await checkpointAt(f, all.at(-1)!.position, 60_000, () => 'the checkpoint at the head');
     expect((await f.natsStatus()).failures).toBeGreaterThan(0);
     // Nothing published a second time: one more event goes through as usual after it.
     await f.register(1);
     const after = await storedEvents(f.store);
-    await eventually(
-      async () => (await f.natsStatus()).position === after.at(-1)!.position,
-      30_000,
-      () => 'the next event published',
-    );
+    await checkpointAt(f, after.at(-1)!.position, 30_000, () => 'the next event published');
     expect(await f.streamIds()).toEqual(after.map((e) => e.id));
     const last = await f.jsm.streams.getMessage(f.stream, { seq: (await f.jsm.streams.info(f.stream)).state.last_seq });
     expect(last?.header.get(POSITION_HEADER)).toBe(after.at(-1)!.position.toString());
