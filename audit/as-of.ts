@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { BUSINESS_TIME_SKEW_MS, isBeyondNow } from '../domain/shared.ts';
 import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
 import type { ProjectedEvent, RecordedEvent } from '../shared/events.ts';
 import type { AuditDeps } from './deps.ts';
@@ -166,6 +167,13 @@ export async function stateAsOf(
 ): Promise<RecordAsOf | null> {
   const recordKind = parseRecordKind(kind);
   const instant = parseInstant(asOf);
+  // What will be recorded after now is not known: an answer for a later instant could change later.
+  if (isBeyondNow(instant.getTime(), Date.now())) {
+    throw new InvalidAuditQuery(
+      'asOf',
+      `asOf must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes past now: the state at a later instant is not known yet (omit asOf for the current state)`,
+    );
+  }
   const time = options.time ?? 'record';
   const stream = `${recordKind}-${id}`;
   const personalData = options.personalData === 'mask' ? maskingPersonalData(deps.personalData) : deps.personalData;

@@ -47,7 +47,7 @@ import type { AggregateKind, CommandType, CrmCommand } from './schemas.ts';
 
 export { commandSchemas, commandTargets, commandTypes, type AggregateKind, type CommandType, type CrmCommand } from './schemas.ts';
 export { streamOf, type AggregateStates, type LoadOptions } from './aggregates.ts';
-export { BUSINESS_TIME_SKEW_MS } from './prepare.ts';
+export { BUSINESS_TIME_SKEW_MS } from '../domain/shared.ts';
 export { CommandsBusy, type StreamQueueOptions } from './stream-queue.ts';
 export { defaultSlaPolicy, SlaPolicy } from '../domain/feedback/sla.ts';
 

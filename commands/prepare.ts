@@ -4,6 +4,7 @@ import type { CrmEventType } from '../domain/catalogue.ts';
 import { invalidState } from '../domain/errors.ts';
 import type { SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata } from '../domain/metadata.ts';
+import { BUSINESS_TIME_SKEW_MS, isBeyondNow } from '../domain/shared.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { aggregateRegistry, streamOf } from './aggregates.ts';
 import { meaningHash } from './fingerprint.ts';
@@ -42,9 +43,6 @@ const StoredMetadataSchema = EventMetadata.omit({ schemaVersion: true });
 
 const invalid = (path: string, message: string, input: unknown) => new z.ZodError([{ code: 'custom', path: [path], message, input }]);
 
-/** How far a command's `occurredAt` may run ahead of our clock (clients' clocks drift a little). */
-export const BUSINESS_TIME_SKEW_MS = 5 * 60_000;
-
 /** The reason an auditor reads in the metadata: the command's own (a refund's, a lost deal's) first, else the caller's. */
 const reasonOf = (payload: Record<string, unknown>, ctx: CommandContext): string | undefined =>
   typeof payload.reason === 'string' && payload.reason.trim() !== '' ? payload.reason : ctx.reason;
@@ -57,7 +55,7 @@ export const prepareCommand = (input: { type: string; [field: string]: unknown }
   const target = commandTargets[type];
   const key = ctx.idempotencyKey;
   // A command may carry its own business time (imports of past history); else the context's.
-  if (typeof payload.occurredAt === 'string' && Date.parse(payload.occurredAt) > now.getTime() + BUSINESS_TIME_SKEW_MS)
+  if (typeof payload.occurredAt === 'string' && isBeyondNow(Date.parse(payload.occurredAt), now.getTime()))
     throw invalid('occurredAt', `must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`, payload.occurredAt);
   const occurredAt = (payload.occurredAt as string | undefined) ?? ctx.occurredAt ?? now.toISOString();
   const metadata = StoredMetadataSchema.parse({

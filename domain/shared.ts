@@ -25,6 +25,13 @@ export const BUSINESS_YEARS = { first: 1900, last: 2200 } as const;
 const BUSINESS_YEARS_RULE = `a time in the years ${BUSINESS_YEARS.first}-${BUSINESS_YEARS.last}`;
 const inBusinessYears = (year: number): boolean => year >= BUSINESS_YEARS.first && year <= BUSINESS_YEARS.last;
 /** An ISO instant (with offset) whose UTC year is within the business years. */
+/**
+ * How far a given instant may run ahead of our clock (clients' clocks drift a little): a command's
+ * `occurredAt`, and the instant an auditor asks a record's state at.
+ */
+export const BUSINESS_TIME_SKEW_MS = 5 * 60_000;
+/** Whether an instant lies past now by more than the clock skew allowed (nothing is known about it yet). */
+export const isBeyondNow = (instantMs: number, nowMs: number): boolean => instantMs > nowMs + BUSINESS_TIME_SKEW_MS;
 export const isBusinessInstant = (iso: string): boolean => inBusinessYears(new Date(iso).getUTCFullYear());
 /** An ISO calendar date whose year is within the business years. */
 export const isBusinessDate = (iso: string): boolean => inBusinessYears(Number(iso.slice(0, 4)));

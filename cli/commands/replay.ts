@@ -51,13 +51,16 @@ Example:
     if (!asOfText) throw new UsageError('--as-of is required (an ISO time such as 2026-06-30T23:59:59Z)');
     // The schemas of every other instant (HTTP ?asOf=): `new Date` alone rolls 2024-02-30 over to
     // March 1 and reads "2024-01-01junk" as a date, so a typo would silently build another instant.
-    const { IsoDate, IsoDateTime } = await import('../../domain/shared.ts');
+    const { IsoDate, IsoDateTime, isBeyondNow } = await import('../../domain/shared.ts');
     if (!IsoDateTime.safeParse(asOfText).success && !IsoDate.safeParse(asOfText).success) {
       throw new UsageError(
         `--as-of must be an ISO time with an offset, e.g. 2026-06-30T23:59:59Z, or a date (its start, UTC), in the years 1900-2200 (got "${asOfText}")`,
       );
     }
     const asOf = new Date(asOfText);
+    if (isBeyondNow(asOf.getTime(), Date.now())) {
+      throw new UsageError(`--as-of ${asOfText} is in the future: a copy as of a later instant would miss what is recorded until then; give a past instant`);
+    }
     if (!schema || !SCHEMA_NAME.test(schema)) throw new UsageError('--schema must be a lower-case PostgreSQL identifier');
     if (reportingSchema !== undefined && !SCHEMA_NAME.test(reportingSchema))
       throw new UsageError('--reporting-schema must be a lower-case PostgreSQL identifier');

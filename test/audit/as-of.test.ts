@@ -102,4 +102,15 @@ describe('state as of an instant', () => {
     await expect(stateAsOf(h.deps, 'customer', customerId, 'yesterday')).rejects.toBeInstanceOf(InvalidAuditQuery);
     await expect(stateAsOf(h.deps, 'customer', customerId, 'yesterday')).rejects.toMatchObject({ field: 'asOf' });
   });
+
+  it('refuses an instant past now beyond the clock skew, whose answer could still change, and takes one within it', async () => {
+    const minutes = (n: number) => new Date(Date.now() + n * 60_000);
+    await expect(stateAsOf(h.deps, 'customer', customerId, minutes(6))).rejects.toMatchObject({
+      field: 'asOf',
+      message: expect.stringContaining('not known yet'),
+    });
+    await expect(stateAsOf(h.deps, 'customer', customerId, minutes(60 * 24 * 365 * 100), { time: 'business' })).rejects.toBeInstanceOf(InvalidAuditQuery);
+    const nearlyNow = (await stateAsOf(h.deps, 'customer', customerId, minutes(4))) as RecordAsOf<CustomerRecord>;
+    expect(nearlyNow.record.email).toBe('ada@engines.example');
+  });
 });

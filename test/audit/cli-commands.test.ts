@@ -76,6 +76,12 @@ describe('crm replay --schema and --reporting-schema', () => {
     expect(result.stderr).toContain(`--reporting-schema ${schemas.reporting} is one of the live or system schemas`);
   });
 
+  it('refuses an instant in the future, whose copy would miss what is recorded until then', async () => {
+    const result = await crm(['replay', '--as-of', '2199-01-01T00:00:00Z', '--schema', `${schemas.read}_future`]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--as-of 2199-01-01T00:00:00Z is in the future');
+  });
+
   it('leaves a schema it did not make alone instead of dropping it with its tables', async () => {
     // Named with the file's prefix, so dropSchemas removes it afterwards.
     const billing = schemas.read.replace(/_read$/, '_billing');

@@ -229,6 +229,16 @@ describe('point in time', () => {
     const upper = json(await send('auditor', 'GET', `/audit/state/customer/${customerId.toUpperCase()}`));
     expect(upper).toMatchObject({ id: customerId, stream: now.stream, revision: 2, record: now.record });
   });
+
+  it('an instant in the future is a 400 naming asOf on both paths, not the current state passed off as that instant', async () => {
+    const later = encodeURIComponent(new Date(Date.now() + 3_600_000).toISOString());
+    for (const path of [`/customers/${customerId}?asOf=${later}`, `/audit/state/customer/${customerId}?asOf=${later}`]) {
+      const response = await send('auditor', 'GET', path);
+      expect(response.statusCode, path).toBe(400);
+      expect(response.headers['content-type']).toContain('application/problem+json');
+      expect(json(response).errors).toEqual([expect.objectContaining({ field: 'asOf', message: expect.stringContaining('not known yet') })]);
+    }
+  });
 });
 
 describe('verification jobs', () => {
