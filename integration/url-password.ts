@@ -2,7 +2,8 @@
  * A password in a webhook URL (`https://user:token@host/hook`) is the receiver's credential, a secret
  * like the signing secret: it is kept apart from the URL (sealed with the master key when one is
  * configured, integration/tables.ts), and the URL is stored, listed and shown with `***` in its place.
- * Deliveries put it back (node:http sends the userinfo as `Authorization: Basic`).
+ * Deliveries put it back (node:http sends the userinfo as `Authorization: Basic`). The process log
+ * shows no user or password at all (integration/loggable-url.ts).
  */
 
 /** How a password in a webhook URL is shown, and what the stored URL holds in its place. */
@@ -19,18 +20,6 @@ export const splitPassword = (value: string): { url: string; password: string | 
   const password = url.password;
   url.password = MASKED_PASSWORD;
   return { url: url.href, password };
-};
-
-/**
- * The URL as the process log shows it: without user or password (the log leaves the CRM, to files and
- * log collectors; the user names the account the password opens). Null when it does not parse.
- */
-export const withoutCredentials = (value: string): string | null => {
-  const url = URL.parse(value);
-  if (!url) return null;
-  url.username = '';
-  url.password = '';
-  return url.href;
 };
 
 /** The URL to deliver to: `url` with `password` (as `splitPassword` gave it) in place of the mask. */

@@ -6,9 +6,9 @@ import { matchesPatterns, toIntegrationEvent } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
 import type { DestinationGuard } from './destinations.ts';
 import { WebhookClient } from './http-post.ts';
+import { loggableUrl } from './loggable-url.ts';
 import { OutageLog } from './outage-log.ts';
 import { signWebhook } from './signing.ts';
-import { withoutCredentials } from './url-password.ts';
 import { webhookPublisherName, type DeliveryAttempt, type IntegrationTables, type WebhookSubscription } from './tables.ts';
 
 /** How deliveries are attempted and retried. */
@@ -241,8 +241,8 @@ export class WebhookLoop {
       const pause = gone || Date.now() + delay - firstFailureAt > policy.retryForMs;
       const nextRetryAt = pause ? null : new Date(Date.now() + delay);
       const error = gone ? 'HTTP 410: the receiver says this endpoint is gone' : (answer.error ?? `HTTP ${answer.status}`);
-      // The stored URL (its password masked), logged without user or password all the same.
-      this.receiverOutage.failed(error, { url: withoutCredentials(subscription.url) ?? '(not a URL)', status: answer.status });
+      // The receiver as the log may name it: no credentials, in the userinfo, the path or the query.
+      this.receiverOutage.failed(error, { url: loggableUrl(subscription.url), status: answer.status });
       if (attempt === 1) await save();
       await tables.logAttempts(tables.db, subscription.id, [
         { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error, nextRetryAt },

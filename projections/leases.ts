@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { createBackoff } from '../eventstore/backoff.ts';
 import { isRunning } from '../shared/processes.ts';
-import { ensureSchema } from '../shared/sql.ts';
+import { ensureSchema, isMissingTable } from '../shared/sql.ts';
 
 /**
  * Projection work split across workers (DESIGN, scale-out): each projection is a partition held by
@@ -323,7 +323,7 @@ export async function readLeaseHolders(db: QueryExecutorProvider, schema: string
       ]),
     );
   } catch (error) {
-    if ((error as { code?: string }).code === '42P01') return new Map();
+    if (isMissingTable(error)) return new Map();
     throw error;
   }
 }

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
+import { isMissingTable } from '../shared/sql.ts';
 
 /**
  * Team-scoped reporting roles (`crm reporting-role --team <id> --name <role>`): PostgreSQL logins whose
@@ -104,8 +105,8 @@ export async function createTeamReportingRole(
   if (!ROLE_NAME.test(role)) throw new ReportingRoleError(`--name must be a lower-case PostgreSQL name (letters, digits, _; at most 63): "${role}"`);
   const team = await sql<{ name: string }>`SELECT name FROM ${sql.id(readSchema, 'teams')} WHERE team_id = ${teamId}::uuid`
     .execute(db)
-    .catch((error: { code?: string }) => {
-      if (error.code === '42P01') throw new ReportingRoleError('The read models are not created yet: start `crm serve` or `crm project` once.');
+    .catch((error: unknown) => {
+      if (isMissingTable(error)) throw new ReportingRoleError('The read models are not created yet: start `crm serve` or `crm project` once.');
       throw error;
     });
   const teamName = team.rows[0]?.name;

@@ -43,9 +43,27 @@ export async function ensureSchema(db: QueryExecutorProvider, schema: string): P
     await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
   } catch (error) {
     // Two processes creating it at once: the loser sees a unique violation; the schema exists.
-    if (!['23505', '42P06'].includes((error as { code?: string }).code ?? '')) throw error;
+    if (!['23505', '42P06'].includes(sqlStateOf(error) ?? '')) throw error;
   }
 }
+
+/** The SQLSTATE PostgreSQL (server or PGlite) answered a failed statement with; undefined for any other failure. */
+const sqlStateOf = (error: unknown): string | undefined => {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+};
+
+/**
+ * The statement named a table that does not exist (undefined_table, 42P01): on a fresh start the read
+ * models are not created yet, and the reads that run before the projections answer "nothing yet".
+ */
+export const isMissingTable = (error: unknown): boolean => sqlStateOf(error) === '42P01';
+
+/**
+ * The statement named a column that does not exist (undefined_column, 42703): the tables of the
+ * previous version keep serving while the new ones are rebuilt after an upgrade.
+ */
+export const isMissingColumn = (error: unknown): boolean => sqlStateOf(error) === '42703';
 
 /** Escapes LIKE wildcards (and the escape character) so that the text matches as written. */
 export const likeLiteral = (text: string): string => text.replace(/[\\%_]/g, (c) => `\\${c}`);

@@ -2,6 +2,7 @@ import { sql, type QueryExecutorProvider } from 'kysely';
 import type { FastifyRequest } from 'fastify';
 import type { ReadScope } from '../deps.ts';
 import { ROLES, type Role } from '../roles.ts';
+import { isMissingTable } from '../../shared/sql.ts';
 
 /** What a user's keys may see: their own records, their teams', or everything their role may read. */
 export const VISIBILITIES = ['own', 'team', 'all'] as const;
@@ -40,7 +41,7 @@ export async function loadUserViewer(db: QueryExecutorProvider, readSchema: stri
       FROM ${sql.id(readSchema, 'users')} WHERE user_id = ${userId}::uuid`.execute(db));
   } catch (error) {
     // The read models are not created yet (a fresh start): no user is known.
-    if ((error as { code?: string }).code === '42P01') return undefined;
+    if (isMissingTable(error)) return undefined;
     throw error;
   }
   if (!user || !user.active || !(ROLES as readonly string[]).includes(user.role)) return undefined;
@@ -62,8 +63,9 @@ export async function activeUserRoleIn(db: QueryExecutorProvider, readSchema: st
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(userId)) return undefined;
   const { rows } = await sql<{ role: string }>`SELECT role FROM ${sql.id(readSchema, 'users')} WHERE user_id = ${userId}::uuid AND active`
     .execute(db)
-    .catch((error: { code?: string }) => {
-      if (error.code === '42P01') return { rows: [] as { role: string }[] };
+    .catch((error: unknown) => {
+      // The read models are not created yet: no user is known.
+      if (isMissingTable(error)) return { rows: [] as { role: string }[] };
       throw error;
     });
   const role = rows[0]?.role;

@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { DEFAULT_BASE_CURRENCY } from '../../domain/exchange-rate/events.ts';
+import { isMissingColumn, isMissingTable } from '../../shared/sql.ts';
 import { iso, type ReadModelSource } from './page.ts';
 import type { ExchangeRateHistoryRow, ExchangeRateRow } from '../read-models/exchange-rates.ts';
 
@@ -55,8 +56,8 @@ export async function unlessRebuilding<T>(work: () => Promise<T>, fallback: () =
   try {
     return await work();
   } catch (error) {
-    // undefined_table, undefined_column: the tables of the previous version.
-    if (['42P01', '42703'].includes((error as { code?: string }).code ?? '')) return fallback();
+    // The tables of the previous version: a table or a column of this one is not there.
+    if (isMissingTable(error) || isMissingColumn(error)) return fallback();
     throw error;
   }
 }

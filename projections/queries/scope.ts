@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { PageRequest, ReadModelSource } from './page.ts';
+import { isMissingColumn } from '../../shared/sql.ts';
 
 /**
  * What a caller may see, as the API resolved it from their key (api/auth/viewer.ts): the user ids
@@ -33,7 +34,7 @@ export async function byCustomerOwner<T>(scope: ReadScope | null | undefined, wo
   try {
     return await work('column');
   } catch (error) {
-    if ((error as { code?: string }).code === '42703') return work('customers');
+    if (isMissingColumn(error)) return work('customers');
     throw error;
   }
 }

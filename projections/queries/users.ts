@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { QueryExecutorProvider } from 'kysely';
+import { isMissingTable } from '../../shared/sql.ts';
 
 /**
  * The user the users read model shows with an address (in any case), the earliest registered when
@@ -12,7 +13,8 @@ export async function userWithAddress(db: QueryExecutorProvider, readSchema: str
       WHERE lower(email) = lower(${email}) ORDER BY registered_at, user_id LIMIT 1`.execute(db);
     return rows[0]?.user_id;
   } catch (error) {
-    if ((error as { code?: string }).code === '42P01') return undefined;
+    // The read models are not created yet: no user shows the address.
+    if (isMissingTable(error)) return undefined;
     throw error;
   }
 }

@@ -14,6 +14,8 @@ export interface Received {
   at: number;
   /** The Authorization header (credentials in the subscription URL). */
   authorization: string | undefined;
+  /** The request's path and query, as sent. */
+  path: string | undefined;
 }
 
 /** What the receiver does with the n-th request (0-based): answer a status after a delay, or never answer. */
@@ -64,6 +66,7 @@ export class Receiver {
     const entry: Received = {
       at: Date.now(),
       authorization: req.headers.authorization,
+      path: req.url,
       id: String(req.headers['webhook-id']),
       timestamp: String(req.headers['webhook-timestamp']),
       signature: String(req.headers['webhook-signature']),

@@ -707,6 +707,42 @@ describe('delivery', () => {
     }
   }, 120_000);
 
+  it('logs a failing receiver by scheme, host, port and path, without the token in its path or query', async () => {
+    const r = await receiver(() => ({ status: 500 }));
+    // A Slack-style URL: the last path segment is the credential, and another one rides in the query.
+    const pathToken = `Ab3${randomUUID().replaceAll('-', '')}`;
+    const queryToken = `qt-${randomUUID()}`;
+    const target = `/services/T000/B000/${pathToken}?token=${queryToken}&channel=crm`;
+    const sub = await subscribe({ url: `http://127.0.0.1:${r.port}${target}`, events: ['CustomerRegistered'] });
+    const lines: { message: string; details: Record<string, unknown> | undefined }[] = [];
+    const publishers = await startPublishers({ firstRetryMs: 50, maxRetryMs: 200, retryForMs: 3_600_000 }, undefined, (message, details) =>
+      lines.push({ message, details }),
+    );
+    try {
+      await commands.execute({ type: 'RegisterCustomer', name: 'Token receiver', email: `tr-${randomUUID()}@example.com` }, ctx());
+      const failing = await eventually(
+        () => lines.find((l) => l.message === 'webhook deliveries failing'),
+        60_000,
+        () => `${r.requests.length} attempts; log: ${JSON.stringify(lines)}`,
+      );
+      expect(failing.details).toEqual({
+        subscription: sub.id,
+        url: `http://127.0.0.1:${r.port}/services/T000/B000/***?token=***&channel=***`,
+        status: 500,
+        error: 'HTTP 500',
+      });
+      // Deliveries still go to the URL as given, and the API still shows it whole to the admin.
+      expect(r.requests[0]?.path).toBe(target);
+      expect((await webhook(sub.id)).url).toBe(`http://127.0.0.1:${r.port}${target}`);
+      const text = JSON.stringify(lines);
+      expect(text).not.toContain(pathToken);
+      expect(text).not.toContain(queryToken);
+    } finally {
+      await publishers.stop();
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${sub.id}`, headers: h.auth('admin') });
+    }
+  }, 120_000);
+
   it('pauses a subscription at once when its receiver answers 410 Gone, and resumes when enabled again', async () => {
     let gone = true;
     const r = await receiver(() => (gone ? { status: 410 } : { status: 200 }));
