@@ -182,6 +182,24 @@ describe('visibility: reads of one record', () => {
     expect(outside.title).toBe(missing.title);
   });
 
+  it("a record's history, past state and subject access export outside the scope read like those of one that does not exist, detail included", async () => {
+    const unknown = randomUUID();
+    for (const path of ['/audit/streams/customer-:id', '/audit/state/customer/:id', '/customers/:id/export']) {
+      const outside = await get(path.replace(':id', customer.other), 'own');
+      const missing = await get(path.replace(':id', unknown), 'own');
+      expectProblem(outside, 404, 'not-found');
+      expect(missing.statusCode, path).toBe(404);
+      const [a, b] = [json(outside), json(missing)];
+      expect({ type: a.type, title: a.title, detail: a.detail.replace(customer.other, '<id>') }, path).toEqual({
+        type: b.type,
+        title: b.title,
+        detail: b.detail.replace(unknown, '<id>'),
+      });
+      // Both name the record asked for, as any not-found answer does.
+      expect(b.detail, path).toContain(unknown);
+    }
+  });
+
   it('?asOf= of a record outside the scope is 404 too', async () => {
     const res = await get(`/customers/${customer.other}?asOf=${encodeURIComponent(new Date().toISOString())}`, 'team');
     expectProblem(res, 404, 'not-found');
@@ -466,14 +484,17 @@ describe('visibility: audit', () => {
     const routes = apiRoutes().filter((r) => classify(r.method, r.url) === 'company' && r.method === 'GET' && !r.url.includes(':'));
     expect(routes.length).toBeGreaterThan(0);
     for (const route of routes) {
-      for (const viewer of ['own', 'team'] as const) expectProblem(await get(route.url, viewer), 403, 'forbidden');
+      // The refusal says what would be needed.
+      const needed = route.url.startsWith('/webhooks') ? 'need visibility "all" (or a service key)' : 'need visibility "all" or the auditor role';
+      for (const viewer of ['own', 'team'] as const) expect(expectProblem(await get(route.url, viewer), 403, 'forbidden').detail, route.url).toContain(needed);
       for (const viewer of ['all', 'service'] as const) expect((await get(route.url, viewer)).statusCode, `${viewer} ${route.url}`).not.toBe(403);
     }
   });
 
   it('webhook subscriptions and bulk imports (they act on every record) are refused to restricted callers', async () => {
     for (const viewer of ['own', 'team'] as const) {
-      expectProblem(await get('/webhooks', viewer), 403, 'forbidden');
+      // The refusal says what would be needed.
+      expect(expectProblem(await get('/webhooks', viewer), 403, 'forbidden').detail).toContain('need visibility "all" (or a service key)');
       const before = await eventCount(h);
       const res = await h.app.inject({
         method: 'POST',
