@@ -1,6 +1,7 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, headers, TimeoutError, type NatsConnection } from '@nats-io/transport-node';
-import { pause } from '../eventstore/backoff.ts';
+import { createBackoff, pause } from '../eventstore/backoff.ts';
+import { EventStoreUnavailable } from '../eventstore/errors.ts';
 import { describeError } from '../projections/errors.ts';
 import { toIntegrationEvent, type SubscriberRole } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
@@ -36,7 +37,7 @@ export interface NatsPublisherOptions {
  */
 const PING_INTERVAL_MS = 5_000;
 const MAX_PINGS_OUT = 2;
-/** Back-off after failed attempts: from 500 ms, doubling, up to 30 s. */
+/** Back-off after attempts NATS failed: from 500 ms, doubling, up to 30 s. (The database away: `createBackoff`, up to 1 s.) */
 const retryDelayMs = (failures: number) => Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
 
 export const natsSubject = (kind: string, type: string) => `crm.${kind}.${type}`;
@@ -75,6 +76,9 @@ export class NatsPublisher {
 
   private async run(): Promise<void> {
     let failures = 0;
+    // The database away is tried again as every loop on it is, at most a second apart, so that publishing
+    // resumes once it answers: NATS's longer back-off would be spent waiting on a database that is back.
+    const databaseBackoff = createBackoff();
     const outage = new OutageLog(this.options.log, { failed: 'NATS publisher error; retrying', recovered: 'NATS publisher publishing again' });
     // Looked at on start and again after every failure, before anything is published again:
     // - the stream, created when missing: a NATS server first reached before JetStream was on, or restarted
@@ -97,6 +101,7 @@ export class NatsPublisher {
           outage.recovered();
         }
         failures = 0;
+        databaseBackoff.reset();
         if (idleMs > 0) await this.options.feed.wait(idleMs, this.controller.signal);
       } catch (error) {
         if (this.stopped) break;
@@ -108,7 +113,7 @@ export class NatsPublisher {
         if (error instanceof TimeoutError) await this.dropConnection();
         const message = describeError(error);
         outage.failed(message);
-        const delayMs = retryDelayMs(failures);
+        const delayMs = error instanceof EventStoreUnavailable ? databaseBackoff.next() : retryDelayMs(failures);
         await this.options.tables
           .recordFailure(NATS_PUBLISHER, { error: message, status: null, latencyMs: 0, nextRetryAt: new Date(Date.now() + delayMs), pause: false })
           .catch(() => undefined);

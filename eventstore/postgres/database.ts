@@ -122,6 +122,31 @@ const sessionConfig = (url: string, timeouts: PoolTimeouts): pg.ClientConfig => 
   options: `-c jit=off ${SERVER_KEEPALIVES}`,
 });
 
+/**
+ * A connection reset while its statement runs: the server learns that the client is gone only when it
+ * next reads or writes the socket, so the statement would run to its end (up to statement_timeout:
+ * minutes on the long-work pool) holding its locks and its transaction id, and that transaction id
+ * holds back the event feed of every schema on the server. With client_connection_check_interval
+ * (PostgreSQL 14 and later, on servers whose kernel reports a closed peer) the server looks every
+ * second and ends it. Set after connecting, not as a startup option: PostgreSQL 13 refuses a
+ * connection that names a setting it does not know, and a server that cannot check keeps running
+ * without it.
+ */
+const CHECK_CLOSED_CLIENT = `DO $$ BEGIN PERFORM set_config('client_connection_check_interval', '1000', false); EXCEPTION WHEN OTHERS THEN NULL; END $$`;
+
+/** Runs `CHECK_CLOSED_CLIENT` on a new connection; a link that stalls meanwhile is cut after `boundMs`. */
+const checkClosedClient = async (client: PgClient, boundMs: number): Promise<void> => {
+  const timer = setTimeout(() => client.connection?.stream?.destroy(), boundMs);
+  try {
+    await client.query(CHECK_CLOSED_CLIENT);
+  } finally {
+    clearTimeout(timer);
+  }
+};
+
+/** pg-pool waits for `onConnect` before it hands a new connection out (@types/pg types it as returning nothing). */
+type PoolSettings = Omit<pg.PoolConfig, 'onConnect'> & { onConnect: (client: pg.ClientBase) => Promise<void> };
+
 /** Past statement_timeout the server answers with an error; silence this much longer means a stalled link. */
 const STALL_MARGIN_MS = 1_000;
 
@@ -342,14 +367,16 @@ export function connectPostgres(
 ): SqlDatabase {
   const timeouts = options.timeouts ?? DEFAULT_POOL_TIMEOUTS;
   const named = options.namedStatements !== false;
-  const pool = new pg.Pool({
+  const settings: PoolSettings = {
     ...sessionConfig(url, timeouts),
+    onConnect: (client) => checkClosedClient(client as PgClient, timeouts.connectMs),
     max: options.max ?? 10,
     // A prepared statement's generic plan is kept until a table it reads changes (DDL, ANALYZE): a
     // table that grew without an ANALYZE would keep the plan made when it was small. Bounding the
     // connection's life bounds the plan's (reconnecting costs a few ms every ten minutes).
     ...(named ? { maxLifetimeSeconds: options.connectionLifetimeSeconds ?? DEFAULT_CONNECTION_LIFETIME_SECONDS } : {}),
-  });
+  };
+  const pool = new pg.Pool(settings);
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => undefined);
   // Nor one in use: its running statement fails (typed by `guardedQuery`), the 'error' event is a duplicate.

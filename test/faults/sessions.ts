@@ -29,3 +29,12 @@ export const strandedSessions = async (sql: pg.Pool | pg.Client, applicationName
   );
   return rows.map((r) => ({ pid: r.pid, idleSeconds: r.idle_seconds, holdsXid: r.holds_xid }));
 };
+
+/** Server sessions of `applicationName` running a statement that starts with `statementStart`. */
+export const runningStatements = async (sql: pg.Pool | pg.Client, applicationName: string, statementStart: string): Promise<number[]> => {
+  const { rows } = await sql.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND starts_with(query, $2)`,
+    [applicationName, statementStart],
+  );
+  return rows.map((r) => r.pid);
+};

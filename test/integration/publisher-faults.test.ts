@@ -300,6 +300,60 @@ describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
   }, 180_000);
 });
 
+describe.skipIf(!NATS_BIN)('the NATS publisher while PostgreSQL refuses connections', () => {
+  it('publishes again within seconds of the database answering, however long it refused: its back-off for NATS is not spent waiting on the database', async () => {
+    const f = await storeFixture('nats_db_refused');
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.stop());
+    const nc: NatsConnection = await connect({ servers: nats.url, timeout: 2_000 });
+    cleanups.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    const stream = `CRM_DB_FAULTS_${randomBytes(3).toString('hex').toUpperCase()}`;
+    const messages = async () => (await jsm.streams.info(stream).catch(() => undefined))?.state.messages ?? 0;
+    // The publishers reach the database through the proxy; the commands straight.
+    const proxy = FaultProxy.before(TEST_DATABASE_URL);
+    await proxy.start();
+    cleanups.push(() => proxy.close());
+    const database = connectPostgres(proxy.urlThrough(TEST_DATABASE_URL), { max: 4 });
+    cleanups.push(() => database.close());
+    const store = await createPostgresEventStore(database, { schema: f.schemas.events });
+    cleanups.push(() => store.close());
+    const publishers = new IntegrationPublishers({
+      db: database.db,
+      schema: f.schemas.events,
+      store,
+      personalData: await createPersonalData(database.db, { schema: f.schemas.events }),
+      nats: { url: nats.url, stream, role: 'analyst' },
+      reconcileEveryMs: 200,
+    });
+    await publishers.start();
+    cleanups.push(() => publishers.stop());
+    await f.register(1);
+    await eventually(
+      async () => (await messages()) === 1,
+      30_000,
+      () => 'the first event in the stream',
+    );
+
+    // Long enough for NATS's back-off (doubling to 30 s) to reach 16 s, had the publisher taken the database's refusals for NATS's.
+    proxy.refuse();
+    await new Promise((r) => setTimeout(r, 17_000));
+    await f.register(2);
+    const all = await storedEvents(f.store);
+    proxy.pass();
+    const passedAt = Date.now();
+    await eventually(
+      async () => (await messages()) === all.length,
+      60_000,
+      () => `the stream holds ${all.length} events after the refusal`,
+    );
+    const resumedAfterMs = Date.now() - passedAt;
+    console.log(`NATS publishing resumed ${resumedAfterMs} ms after PostgreSQL accepted connections again (refused for 17 s)`);
+    // Database retries at most a second apart, as every other loop on the database.
+    expect(resumedAfterMs).toBeLessThan(8_000);
+  }, 120_000);
+});
+
 describe('the webhook publisher while PostgreSQL refuses connections', () => {
   it('logs the outage once per loop and its end once, and delivers what came meanwhile', async () => {
     const f = await storeFixture('webhook_log');
