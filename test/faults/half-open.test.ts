@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_DATABASE_URL } from '../support/postgres.ts';
 import { startApi, type ApiHarness } from '../api/support.ts';
 import { FaultProxy } from './proxy.ts';
-import { proxiedUrl, strandedSessions } from './sessions.ts';
+import { projected, proxiedUrl, registerThroughFaults, strandedSessions, until } from './sessions.ts';
 
 /**
  * A half-open link between the CRM and PostgreSQL: the CRM's side of a connection is gone (it gave up
@@ -50,43 +50,6 @@ afterAll(async () => {
   await observer.end();
 });
 
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` until it returns a value, or fails naming `what` after `timeoutMs`. */
-const until = async <T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await check();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-    await pause(100);
-  }
-};
-
-/**
- * Registers a customer, retrying with the same Idempotency-Key through the 503s of connections the
- * fault left dead in the pool (each is cut at the statement bound), as a client would.
- */
-const register = (label: string) =>
-  until(`registering ${label}`, 60_000, async () => {
-    const res = await h.app.inject({
-      method: 'POST',
-      url: '/customers',
-      headers: { ...h.auth('sales'), 'content-type': 'application/json', 'idempotency-key': `half-open-${label}` },
-      payload: JSON.stringify({ name: `Half Open ${label}`, email: `${label}@half-open.example.com` }),
-    });
-    if (res.statusCode === 201 || res.statusCode === 200) return res.json<{ id: string; position: string }>();
-    expect(res.statusCode, res.body).toBe(503);
-    return undefined;
-  });
-
-/** The read models hold the customer (read-your-writes: `waitFor` its position). */
-const projected = (customer: { id: string; position: string }) =>
-  until(`projecting customer ${customer.id}`, 60_000, async () => {
-    const res = await h.app.inject({ method: 'GET', url: `/customers/${customer.id}?waitFor=${customer.position}`, headers: h.auth('sales') });
-    return res.statusCode === 200 ? true : undefined;
-  });
-
 describe('a half-open link to PostgreSQL', () => {
   it('carries the idle-in-transaction bound on the API pool and the longer long-statement bound on the long-work pool', async () => {
     const shown = async (db: typeof h.database.db) =>
@@ -97,7 +60,7 @@ describe('a half-open link to PostgreSQL', () => {
   });
 
   it('a session stranded in a transaction is ended by the server within the bound; commands and projections carry on by themselves', async () => {
-    await projected(await register('before'));
+    await projected(h, await registerThroughFaults(h, 'before'));
 
     // A batch-like transaction on the CRM's pool: the projections' checkpoint rows locked (which
     // gives it a transaction id), then the link goes half-open before its next statement.
@@ -125,7 +88,7 @@ describe('a half-open link to PostgreSQL', () => {
     expect(proxy.halfOpenConnections).toBeGreaterThan(0);
 
     // Meanwhile a customer is registered on a new connection: its event waits behind the stranded transaction.
-    const during = await register('during');
+    const during = await registerThroughFaults(h, 'during');
 
     await until('the server ending the stranded session', DROPPED_WITHIN_MS, async () =>
       (await strandedSessions(observer, APPLICATION)).length === 0 ? true : undefined,
@@ -135,8 +98,8 @@ describe('a half-open link to PostgreSQL', () => {
     expect(await strandedWork).toBe('failed');
 
     const recoveryStarted = Date.now();
-    await projected(during);
-    await projected(await register('after'));
+    await projected(h, during);
+    await projected(h, await registerThroughFaults(h, 'after'));
     console.log(
       `half-open link: the server ended the stranded session ${droppedAfterMs} ms after the link went half-open ` +
         `(idle_in_transaction_session_timeout ${IDLE_IN_TRANSACTION_MS} ms); the read models caught up ${Date.now() - recoveryStarted} ms later`,

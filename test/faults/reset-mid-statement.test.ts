@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_DATABASE_URL } from '../support/postgres.ts';
 import { startApi, type ApiHarness } from '../api/support.ts';
 import { FaultProxy } from './proxy.ts';
-import { proxiedUrl, runningStatements } from './sessions.ts';
+import { projected, proxiedUrl, registerThroughFaults, runningStatements, until } from './sessions.ts';
 
 /**
  * A connection reset while its statement runs on the server (a projection batch or an append caught
@@ -48,42 +48,9 @@ afterAll(async () => {
   await observer.end();
 });
 
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-const until = async <T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await check();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-    await pause(50);
-  }
-};
-
-/** Registers a customer, retrying with the same Idempotency-Key through the 503s the reset causes. */
-const register = (label: string) =>
-  until(`registering ${label}`, 60_000, async () => {
-    const res = await h.app.inject({
-      method: 'POST',
-      url: '/customers',
-      headers: { ...h.auth('sales'), 'content-type': 'application/json', 'idempotency-key': `reset-mid-${label}` },
-      payload: JSON.stringify({ name: `Reset Mid ${label}`, email: `${label}@reset-mid.example.com` }),
-    });
-    if (res.statusCode === 201 || res.statusCode === 200) return res.json<{ id: string; position: string }>();
-    expect(res.statusCode, res.body).toBe(503);
-    return undefined;
-  });
-
-/** The read models hold the customer (read-your-writes: `waitFor` its position). */
-const projected = (customer: { id: string; position: string }) =>
-  until(`projecting customer ${customer.id}`, 60_000, async () => {
-    const res = await h.app.inject({ method: 'GET', url: `/customers/${customer.id}?waitFor=${customer.position}`, headers: h.auth('sales') });
-    return res.statusCode === 200 ? true : undefined;
-  });
-
 describe('a connection reset while its statement runs', () => {
   it('the server ends the statement within about a second, and the projections move on without waiting for its end', async () => {
-    await projected(await register('before'));
+    await projected(h, await registerThroughFaults(h, 'before'));
 
     // A long statement in a transaction that holds a transaction id, on the CRM's own pool.
     const orphaned = h.database.db
@@ -102,8 +69,8 @@ describe('a connection reset while its statement runs', () => {
     const resetAt = Date.now();
     expect(await orphaned).toBe('failed');
 
-    const after = await register('after');
-    await projected(after);
+    const after = await registerThroughFaults(h, 'after');
+    await projected(h, after);
     const recoveredMs = Date.now() - resetAt;
     await until('the server ending the orphaned statement', 5_000, async () =>
       (await runningStatements(observer, APPLICATION, SLEEP)).length === 0 ? true : undefined,

@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { expect } from 'vitest';
+import type { ApiHarness } from '../api/support.ts';
 import type { FaultProxy } from './proxy.ts';
 
 /**
@@ -38,3 +40,40 @@ export const runningStatements = async (sql: pg.Pool | pg.Client, applicationNam
   );
   return rows.map((r) => r.pid);
 };
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` until it returns a value, or fails naming `what` after `timeoutMs`. */
+export const until = async <T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await check();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+    await pause(50);
+  }
+};
+
+/**
+ * Registers a customer named by `label`, retrying with the same Idempotency-Key through the 503s a
+ * fault causes (a connection it left dead in the pool is cut at the statement bound), as a client would.
+ */
+export const registerThroughFaults = (h: ApiHarness, label: string) =>
+  until(`registering ${label}`, 60_000, async () => {
+    const res = await h.app.inject({
+      method: 'POST',
+      url: '/customers',
+      headers: { ...h.auth('sales'), 'content-type': 'application/json', 'idempotency-key': `faults-${label}` },
+      payload: JSON.stringify({ name: `Faults ${label}`, email: `${label}@faults.example.com` }),
+    });
+    if (res.statusCode === 201 || res.statusCode === 200) return res.json<{ id: string; position: string }>();
+    expect(res.statusCode, res.body).toBe(503);
+    return undefined;
+  });
+
+/** The read models hold the customer (read-your-writes: `waitFor` its position). */
+export const projected = (h: ApiHarness, customer: { id: string; position: string }) =>
+  until(`projecting customer ${customer.id}`, 60_000, async () => {
+    const res = await h.app.inject({ method: 'GET', url: `/customers/${customer.id}?waitFor=${customer.position}`, headers: h.auth('sales') });
+    return res.statusCode === 200 ? true : undefined;
+  });

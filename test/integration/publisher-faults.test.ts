@@ -62,6 +62,18 @@ const storeFixture = async (label: string): Promise<Fixture> => {
   return { schemas, database, store, personalData, commands, register };
 };
 
+/** The fixture's event store reached through a proxy of its own, for the publishers (the commands go straight). */
+const storeThroughProxy = async (f: Fixture) => {
+  const proxy = FaultProxy.before(TEST_DATABASE_URL);
+  await proxy.start();
+  cleanups.push(() => proxy.close());
+  const database = connectPostgres(proxy.urlThrough(TEST_DATABASE_URL), { max: 4 });
+  cleanups.push(() => database.close());
+  const store = await createPostgresEventStore(database, { schema: f.schemas.events });
+  cleanups.push(() => store.close());
+  return { proxy, database, store };
+};
+
 interface NatsFixture extends Fixture {
   nats: NatsServer;
   proxy: FaultProxy;
@@ -310,14 +322,7 @@ describe.skipIf(!NATS_BIN)('the NATS publisher while PostgreSQL refuses connecti
     const jsm = await jetstreamManager(nc);
     const stream = `CRM_DB_FAULTS_${randomBytes(3).toString('hex').toUpperCase()}`;
     const messages = async () => (await jsm.streams.info(stream).catch(() => undefined))?.state.messages ?? 0;
-    // The publishers reach the database through the proxy; the commands straight.
-    const proxy = FaultProxy.before(TEST_DATABASE_URL);
-    await proxy.start();
-    cleanups.push(() => proxy.close());
-    const database = connectPostgres(proxy.urlThrough(TEST_DATABASE_URL), { max: 4 });
-    cleanups.push(() => database.close());
-    const store = await createPostgresEventStore(database, { schema: f.schemas.events });
-    cleanups.push(() => store.close());
+    const { proxy, database, store } = await storeThroughProxy(f);
     const publishers = new IntegrationPublishers({
       db: database.db,
       schema: f.schemas.events,
@@ -357,14 +362,7 @@ describe.skipIf(!NATS_BIN)('the NATS publisher while PostgreSQL refuses connecti
 describe('the webhook publisher while PostgreSQL refuses connections', () => {
   it('logs the outage once per loop and its end once, and delivers what came meanwhile', async () => {
     const f = await storeFixture('webhook_log');
-    const proxy = FaultProxy.before(TEST_DATABASE_URL);
-    await proxy.start();
-    cleanups.push(() => proxy.close());
-    // The publishers reach the database through the proxy; the commands straight.
-    const database = connectPostgres(proxy.urlThrough(TEST_DATABASE_URL), { max: 4 });
-    cleanups.push(() => database.close());
-    const store = await createPostgresEventStore(database, { schema: f.schemas.events });
-    cleanups.push(() => store.close());
+    const { proxy, database, store } = await storeThroughProxy(f);
     const receiver = new Receiver();
     await receiver.up();
     cleanups.push(() => receiver.down());
