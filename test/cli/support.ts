@@ -78,6 +78,10 @@ export class Server {
     return this.exited;
   }
 
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   /** Whether the process is still running. */
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Server } from '../cli/support.ts';
 import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
 import { FaultProxy } from './proxy.ts';
+import { SilentServiceProbe } from './silent-service.ts';
 import { Writers, type PhaseCounts } from './writers.ts';
 
 /**
@@ -77,7 +78,7 @@ const startServer = async (env: Record<string, string>) => {
   return { server, url: url!, listeningAt: Date.now() };
 };
 
-const alive = (server: Server) => (server as unknown as { child: { exitCode: number | null } }).child.exitCode === null;
+const alive = (server: Server) => server.running;
 
 /**
  * Time (ms since `from`) until a read with `?waitFor=<position>` answers 200: the read models hold
@@ -162,11 +163,12 @@ describe('crm serve through database faults', () => {
   const schemas = testSchemas('faults');
   schemaSets.push(schemas);
   const proxy = FaultProxy.before(TEST_DATABASE_URL);
+  const probe = new SilentServiceProbe();
   beforeAll(() => proxy.start());
   afterAll(() => proxy.close());
 
   it('survives resets, refusals and stalls under 8 writers, losing and doubling nothing', async () => {
-    const { server, url } = await startServer(envFor(schemas, proxy.urlThrough(TEST_DATABASE_URL)));
+    const { server, url } = await startServer({ ...envFor(schemas, proxy.urlThrough(TEST_DATABASE_URL)), ...probe.env });
     const writers = new Writers(() => url, ADMIN_KEY);
     await writers.start();
     await new Promise((r) => setTimeout(r, 2_000));
@@ -176,10 +178,12 @@ describe('crm serve through database faults', () => {
     const recovered = async (fault: string, endedAt: number) => {
       const head = writers.head();
       // In one of five runs the service answered no HTTP request for 60 s after a reset (cause not found): the
-      // failure says whether the process still ran and what it wrote, for the next time.
-      const readModelsAtHeadMs = await readModelsReach(url, writers.customers[0]!, head, endedAt).catch((error: unknown) => {
+      // failure says what the process was doing (its stack and what its loop waited on), what the
+      // writers saw and what it wrote, for the next time.
+      const readModelsAtHeadMs = await readModelsReach(url, writers.customers[0]!, head, endedAt).catch(async (error: unknown) => {
+        const doing = await probe.describe(server.pid, alive(server));
         throw new Error(
-          `${fault}: ${(error as Error).message}; process ${alive(server) ? 'running' : 'gone'}; writers saw ${JSON.stringify(writers.countsOf(fault))}; ` +
+          `${fault}: ${(error as Error).message}; the process: ${doing}; writers saw ${JSON.stringify(writers.countsOf(fault))}; ` +
             `its stderr ends:\n${server.stderr.slice(-4_000)}`,
         );
       });
