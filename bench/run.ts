@@ -10,6 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { writeReport, type BenchContext, type BenchReport, type BenchSuite } from './report.ts';
+import { loggableUrl } from '../shared/loggable-url.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test';
@@ -48,8 +49,6 @@ const parseArguments = (argv: string[]): Arguments => {
 
 const loadAverage = (): number[] => loadavg().map((l) => Math.round(l * 100) / 100);
 
-const describeUrl = (url: string): string => url.replace(/\/\/([^:@/]*)(:[^@/]*)?@/, '//$1@');
-
 async function main(): Promise<void> {
   const { suites: wanted, scale, options } = parseArguments(process.argv.slice(2));
   const databaseUrl = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
@@ -66,7 +65,7 @@ async function main(): Promise<void> {
   try {
     await admin.connect();
   } catch (error) {
-    throw new Error(`Cannot reach PostgreSQL at ${describeUrl(databaseUrl)}: ${(error as Error).message}. Check DATABASE_URL and that PostgreSQL is running.`, {
+    throw new Error(`Cannot reach PostgreSQL at ${loggableUrl(databaseUrl)}: ${(error as Error).message}. Check DATABASE_URL and that PostgreSQL is running.`, {
       cause: error,
     });
   }
@@ -90,7 +89,7 @@ async function main(): Promise<void> {
     startedAt: new Date().toISOString(),
     finishedAt: '',
     node: process.version,
-    database: describeUrl(databaseUrl),
+    database: loggableUrl(databaseUrl),
     scale,
     loadAverage: { atStart: loadAverage(), atEnd: [] },
     ...(Object.keys(options).length > 0 ? { options } : {}),

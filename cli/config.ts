@@ -8,6 +8,7 @@ import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import type { CrmConfig } from '../runtime/config.ts';
 import { parseNetworks, type Network } from '../integration/destinations.ts';
 import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts, millis } from './timeouts.ts';
+import { loggableUrl, userinfoEndsEarly } from '../shared/loggable-url.ts';
 
 /**
  * The program's configuration, read from the environment once at start and validated with zod.
@@ -56,12 +57,22 @@ const shutdownBounds = (timeoutMs: number, drainMs: number | undefined): CrmConf
   return { timeoutMs, drainMs };
 };
 
+/**
+ * The clients of these URLs (pg, ioredis, nats) parse them with the WHATWG parser, which ends the
+ * host part at a `/`, `?` or `#` even inside a password: pg then connected to a host named after the
+ * user, with the rest of the password as the database name. EVENTSTORE_URL is rewritten for its
+ * client instead (eventstore/eventstoredb/connection.ts).
+ */
+const PERCENT_ENCODE =
+  'a URL whose user and password have "/", "?" and "#" percent-encoded (%2F, %3F, %23): as written, part of the password would be read as the host, path or options';
+
 const EnvSchema = z.object({
   DATABASE_URL: z.preprocess(
     emptyAsUnset,
     z
       .string()
       .regex(/^postgres(ql)?:\/\/.+/, 'a PostgreSQL URL such as postgres://user:password@host:5432/database')
+      .refine((value) => !userinfoEndsEarly(value), PERCENT_ENCODE)
       .optional(),
   ),
   EVENTSTORE_URL: z.preprocess(
@@ -118,6 +129,7 @@ const EnvSchema = z.object({
     z
       .string()
       .regex(/^(nats|tls|wss?):\/\/.+/, 'a NATS URL such as nats://127.0.0.1:4222')
+      .refine((value) => !userinfoEndsEarly(value), PERCENT_ENCODE)
       .optional(),
   ),
   CRM_NATS_STREAM: z.preprocess(
@@ -178,6 +190,7 @@ const EnvSchema = z.object({
     z
       .string()
       .regex(/^rediss?:\/\/.+/, 'a Redis URL such as redis://127.0.0.1:6379')
+      .refine((value) => !userinfoEndsEarly(value), PERCENT_ENCODE)
       .optional(),
   ),
 });
@@ -299,11 +312,14 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
   };
 }
 
-const SECRET_VARIABLES = new Set(['DATABASE_URL', 'EVENTSTORE_URL', 'CRM_ADMIN_KEY', 'CRM_MASTER_KEY', 'CRM_NATS_URL', 'REDIS_URL']);
+const SECRET_VARIABLES = new Set(['CRM_ADMIN_KEY', 'CRM_MASTER_KEY']);
+const URL_VARIABLES = new Set(['DATABASE_URL', 'EVENTSTORE_URL', 'CRM_NATS_URL', 'REDIS_URL']);
 const describeValue = (variable: string, value: string | undefined): string => {
   if (value === undefined) return '';
-  // Never echo what may be a secret or a URL with a password.
-  if (SECRET_VARIABLES.has(variable)) return ` (got a value of ${value.length} characters)`;
+  // Never echo a secret, nor a URL's password: a URL is shown as every server URL is printed.
+  const shown = URL_VARIABLES.has(variable) ? loggableUrl(value) : '(not a URL)';
+  if (shown !== '(not a URL)') return ` (got ${shown})`;
+  if (SECRET_VARIABLES.has(variable) || URL_VARIABLES.has(variable)) return ` (got a value of ${value.length} characters)`;
   return ` (got "${value.length > 60 ? `${value.slice(0, 60)}...` : value}")`;
 };
 

@@ -3,7 +3,7 @@
  * like the signing secret: it is kept apart from the URL (sealed with the master key when one is
  * configured, integration/tables.ts), and the URL is stored, listed and shown with `***` in its place.
  * Deliveries put it back (node:http sends the userinfo as `Authorization: Basic`). The process log
- * shows no user or password at all (integration/loggable-url.ts).
+ * shows no user or password at all (shared/loggable-url.ts).
  */
 
 /** How a password in a webhook URL is shown, and what the stored URL holds in its place. */

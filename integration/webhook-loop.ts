@@ -6,7 +6,7 @@ import { matchesPatterns, toIntegrationEvent } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
 import type { DestinationGuard } from './destinations.ts';
 import { WebhookClient } from './http-post.ts';
-import { loggableUrl } from './loggable-url.ts';
+import { loggableUrl } from '../shared/loggable-url.ts';
 import { OutageLog } from './outage-log.ts';
 import { signWebhook } from './signing.ts';
 import { webhookPublisherName, type DeliveryAttempt, type IntegrationTables, type WebhookSubscription } from './tables.ts';

@@ -1,5 +1,6 @@
 import type { BackPressureOptions } from '../api/back-pressure.ts';
 import type { Network } from '../integration/destinations.ts';
+import { loggableUrl } from '../shared/loggable-url.ts';
 /**
  * The typed configuration the composition root (runtime/crm.ts) builds the CRM from. Only
  * cli/config.ts reads it from the environment; tests and benchmarks load it the same way.
@@ -68,13 +69,6 @@ export interface CrmConfig {
   shutdown: { timeoutMs: number; drainMs: number };
 }
 
-/** Where the engine's data lives, for messages. Never shows a password. */
-export const describeDatabase = (config: CrmConfig): string => {
-  if (config.database.kind === 'pglite') return `embedded PostgreSQL (PGlite) in ${config.database.dataDir}`;
-  try {
-    const url = new URL(config.database.url);
-    return `PostgreSQL at ${url.hostname}:${url.port || '5432'}${url.pathname}`;
-  } catch {
-    return 'PostgreSQL (DATABASE_URL)';
-  }
-};
+/** Where the engine's data lives, for messages: the server's URL as shared/loggable-url.ts prints it. */
+export const describeDatabase = (config: CrmConfig): string =>
+  config.database.kind === 'pglite' ? `embedded PostgreSQL (PGlite) in ${config.database.dataDir}` : `PostgreSQL at ${loggableUrl(config.database.url)}`;

@@ -175,11 +175,25 @@ const openLongWorkDatabase = (config: CrmConfig, database: SqlDatabase): SqlData
     : database;
 
 /**
+ * Which server and database a worker id stands for: hashed into the id, never printed (messages show
+ * the URL through shared/loggable-url.ts). Exactly the text the ids were made from before that helper
+ * existed, so that a restart after an upgrade still takes its own leases back at once.
+ */
+const databaseIdentity = (url: string): string => {
+  try {
+    const parsed = new URL(url);
+    return `PostgreSQL at ${parsed.hostname}:${parsed.port || '5432'}${parsed.pathname}`;
+  } catch {
+    return 'PostgreSQL (DATABASE_URL)';
+  }
+};
+
+/**
  * The default projection worker id: the same for every start on this host against this database and
  * these schemas, so that a restart after a crash takes its own leases back at once.
  */
 const defaultWorkerId = (config: CrmConfig): string => {
-  const target = config.database.kind === 'postgres' ? describeDatabase(config) : config.database.dataDir;
+  const target = config.database.kind === 'postgres' ? databaseIdentity(config.database.url) : config.database.dataDir;
   const digest = createHash('sha256').update(`${target}|${config.schemas.events}|${config.schemas.read}`).digest('hex').slice(0, 10);
   return `${hostname()}-${digest}`;
 };
@@ -218,7 +232,7 @@ export async function openDatabase(config: CrmConfig, options: { poolMax?: numbe
     await database.close().catch(() => undefined);
     const mapped = toUnavailable(error, config.database.url);
     if (mapped instanceof EventStoreUnavailable) throw mapped;
-    throw new EventStoreUnavailable(`PostgreSQL at ${describeDatabase(config)} refused the connection: ${(error as Error).message}. Check DATABASE_URL.`, {
+    throw new EventStoreUnavailable(`${describeDatabase(config)} refused the connection: ${(error as Error).message}. Check DATABASE_URL.`, {
       cause: error,
     });
   }

@@ -1,11 +1,15 @@
 import type { EventStore } from '../eventstore/contract.ts';
 import { EventStoreUnavailable } from '../eventstore/errors.ts';
+import { loggableUrl } from '../shared/loggable-url.ts';
 
 /** Opens the EventStoreDB engine (loaded only when EVENTSTORE_URL is set, so its gRPC client stays out of the default start). */
-export async function createEventStoreDbStore(url: string): Promise<EventStore> {
-  const { createEventStoreDbStore: open } = await import('../eventstore/eventstoredb/index.ts');
+export async function createEventStoreDbStore(url: string, log: (message: string) => void = (message) => console.error(message)): Promise<EventStore> {
+  const { createEventStoreDbStore: open, parseConnectionString } = await import('../eventstore/eventstoredb/index.ts');
   const store = open(url);
-  const shown = url.replace(/\/\/[^@/]*@/, '//***@');
+  // Left out of what the client is given (it would print the whole connection string, password included, to say so).
+  const { ignoredOptions } = parseConnectionString(url);
+  if (ignoredOptions.length > 0)
+    log(`EVENTSTORE_URL: ignoring ${ignoredOptions.join(', ')} (not options the EventStoreDB client takes, or not supported by it)`);
   // The client connects lazily: probe now, so an unreachable server is reported before anything starts.
   try {
     await Promise.race([store.headPosition(), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 10 s')), 10_000).unref())]);
@@ -13,7 +17,7 @@ export async function createEventStoreDbStore(url: string): Promise<EventStore> 
     await store.close().catch(() => undefined);
     if (error instanceof EventStoreUnavailable) throw error;
     throw new EventStoreUnavailable(
-      `Cannot reach EventStoreDB at ${shown}: ${(error as Error).message}. Check EVENTSTORE_URL (host, port 2113, ?tls=false for an insecure server) and that the server is running (GET /health/live).`,
+      `Cannot reach EventStoreDB at ${loggableUrl(url)}: ${(error as Error).message}. Check EVENTSTORE_URL (host, port 2113, ?tls=false for an insecure server) and that the server is running (GET /health/live).`,
       { cause: error },
     );
   }

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { loggableUrl } from '../shared/loggable-url.ts';
 
 /**
  * The Redis client of the shared rate-limit counters. Built so that Redis trouble never stalls a
@@ -18,21 +19,11 @@ export const connectRedis = (url: string, log: (message: string) => void = () =>
   let reported = false;
   client.on('error', (error: Error) => {
     // Once per outage: the client keeps reconnecting by itself.
-    if (!reported) log(`Redis at ${describeRedis(url)}: ${error.message}; rate limits are counted in this process until it is back`);
+    if (!reported) log(`Redis at ${loggableUrl(url)}: ${error.message}; rate limits are counted in this process until it is back`);
     reported = true;
   });
   client.on('ready', () => {
     reported = false;
   });
   return client;
-};
-
-/** host:port of a Redis URL, never its password. */
-export const describeRedis = (url: string): string => {
-  try {
-    const parsed = new URL(url);
-    return `${parsed.hostname}:${parsed.port || '6379'}`;
-  } catch {
-    return 'REDIS_URL';
-  }
 };

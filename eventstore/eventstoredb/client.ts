@@ -10,6 +10,7 @@ import {
   type ReadRevision,
   type ResolvedEvent,
 } from '@eventstore/db-client';
+import { EventStoreUnavailable } from '../errors.ts';
 
 /**
  * The part of `@eventstore/db-client` the engine uses, as a port: the store is written against it,
@@ -69,9 +70,19 @@ export interface EventStoreDbClientPort {
   dispose(): Promise<void>;
 }
 
-/** The real client behind the port. */
+/**
+ * The real client behind the port, given the connection string as `clientUrl` (connection.ts) rewrote
+ * it. The client's parse error keeps the whole string in a property (`connectionString`): it is
+ * reported without it.
+ */
 export function connectEventStoreDbClient(connectionString: string): EventStoreDBClient & EventStoreDbClientPort {
-  const client = EventStoreDBClient.connectionString(connectionString) as EventStoreDBClient & EventStoreDbClientPort;
+  let client: EventStoreDBClient & EventStoreDbClientPort;
+  try {
+    client = EventStoreDBClient.connectionString(connectionString) as EventStoreDBClient & EventStoreDbClientPort;
+  } catch (error) {
+    // No cause: the client's parse error holds the whole connection string, password included.
+    throw new EventStoreUnavailable(`EVENTSTORE_URL is not a valid connection string for the EventStoreDB client: ${(error as Error).message}`);
+  }
   // The version comes from the client's own server-features call (made once per connection);
   // the accessor is protected in its typings, so it is reached through a narrow cast here only.
   client.serverVersion = async () => (await (client as unknown as { capabilities: Promise<{ serverVersion: string }> }).capabilities).serverVersion;

@@ -1,6 +1,7 @@
 import { NO_STREAM, type CurrentRevision } from '@eventstore/db-client';
 import type { ExpectedRevision } from '../contract.ts';
 import { EventStoreError, EventStoreUnavailable, InvalidAppend, InvalidReadOptions, WrongExpectedRevision } from '../errors.ts';
+import { loggableUrl } from '../../shared/loggable-url.ts';
 
 /**
  * Every error the server or the client can raise, mapped once to the contract's typed errors, so
@@ -31,9 +32,6 @@ interface ClientErrorShape {
 const shape = (error: unknown): ClientErrorShape => (error && typeof error === 'object' ? error : {});
 const messageOf = (error: unknown): string => String(shape(error).message ?? error);
 
-/** Shows the connection string without its password. */
-export const redactUrl = (url: string): string => url.replace(/\/\/[^@/]*@/, '//***@');
-
 /** Connection losses and server restarts: a subscription resubscribes, a command answers 503. */
 export const isTransientEventStoreDbError = (error: unknown): boolean => {
   const { type, code } = shape(error);
@@ -56,7 +54,7 @@ export const actualRevision = (actual: CurrentRevision | undefined): number => (
 export function mapEventStoreDbError(error: unknown, url: string, context: { stream?: string; expected?: ExpectedRevision } = {}): unknown {
   if (error instanceof EventStoreError) return error;
   const { type, code, leader } = shape(error);
-  const where = `EventStoreDB at ${redactUrl(url)}`;
+  const where = `EventStoreDB at ${loggableUrl(url)}`;
   const detail = messageOf(error);
   if (type === 'wrong-expected-version' && context.stream !== undefined) {
     return new WrongExpectedRevision(context.stream, context.expected ?? 'any', actualRevision(shape(error).actualVersion));

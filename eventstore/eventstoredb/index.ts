@@ -1,1 +1,2 @@
 export { createEventStoreDbStore, type EventStoreDbOptions } from './store.ts';
+export { parseConnectionString } from './connection.ts';

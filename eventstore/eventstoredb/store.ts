@@ -81,8 +81,9 @@ async function collect<E, T>(read: ClientRead<E>, take: (item: E) => 'skip' | 's
 }
 
 export function createEventStoreDbStore(url: string, options: EventStoreDbOptions = {}): EventStore {
-  const { appendCredentials }: { appendCredentials: Credentials } = parseConnectionString(url);
-  const client = options.client ?? connectEventStoreDbClient(url);
+  const connection = parseConnectionString(url);
+  const appendCredentials: Credentials = connection.appendCredentials;
+  const client = options.client ?? connectEventStoreDbClient(connection.clientUrl);
   const pageSize = options.readPageSize ?? 512;
   const activeSubscriptions = new Set<() => void>();
   let closed = false;

@@ -2,6 +2,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
 import { settlesWithin } from '../../shared/deadline.ts';
+import { loggableUrl } from '../../shared/loggable-url.ts';
 import { createBackoff } from '../backoff.ts';
 import { EventStoreUnavailable, OutcomeUnknown } from '../errors.ts';
 import { isStalePlanError, StatementNames, type StatementNamesOptions } from './statement-names.ts';
@@ -39,15 +40,6 @@ const CONNECTION_ERROR_CODES = new Set([
 /** statement_timeout and lock_timeout: the database did not answer in time; nothing was committed. */
 const TIMEOUT_CODES = new Set(['57014', '55P03']);
 
-const describeTarget = (url: string): string => {
-  try {
-    const parsed = new URL(url);
-    return `${parsed.hostname}:${parsed.port || '5432'}${parsed.pathname}`;
-  } catch {
-    return 'the configured server';
-  }
-};
-
 /** A failure of the connection itself (not of the statement): the server is unreachable, gone or stalled. */
 export const isConnectionError = (error: unknown): boolean => {
   const code = (error as { code?: unknown } | null)?.code;
@@ -68,15 +60,15 @@ export const toUnavailable = (error: unknown, url: string, phase: 'connect' | 's
   const code = (error as { code?: unknown } | null)?.code;
   const message = error instanceof Error ? error.message : String(error);
   if (typeof code === 'string' && TIMEOUT_CODES.has(code)) {
-    return new EventStoreUnavailable(`PostgreSQL at ${describeTarget(url)} did not finish in time (${code}: ${message}).`, { cause: error });
+    return new EventStoreUnavailable(`PostgreSQL at ${loggableUrl(url)} did not finish in time (${code}: ${message}).`, { cause: error });
   }
   if (!isConnectionError(error)) return error;
   if (phase === 'statement') {
-    const lost = `Lost the connection to PostgreSQL at ${describeTarget(url)} while a statement was running (${typeof code === 'string' ? `${code}: ` : ''}${message})`;
+    const lost = `Lost the connection to PostgreSQL at ${loggableUrl(url)} while a statement was running (${typeof code === 'string' ? `${code}: ` : ''}${message})`;
     return new OutcomeUnknown(`${lost}; it may or may not have committed.`, { cause: error, lost: `${lost}.` });
   }
   return new EventStoreUnavailable(
-    `Cannot reach PostgreSQL at ${describeTarget(url)} (${typeof code === 'string' ? `${code}: ` : ''}${message}). ` +
+    `Cannot reach PostgreSQL at ${loggableUrl(url)} (${typeof code === 'string' ? `${code}: ` : ''}${message}). ` +
       'Check DATABASE_URL (host, port, user, password, database name) and that PostgreSQL is running (pg_isready).',
     { cause: error },
   );

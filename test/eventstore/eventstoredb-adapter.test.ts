@@ -91,6 +91,49 @@ describe('eventstoredb adapter: appends', () => {
   });
 });
 
+describe('eventstoredb adapter: the connection string', () => {
+  it('hands the client the credentials percent-encoded and only the options it takes, so that it prints nothing', () => {
+    const parsed = parseConnectionString(
+      'esdb://ad%3Amin:hun/ter@2:x@db.internal:2113,db2.internal:2113?tls=false&nodePreference=leader&crmOwn=1&tlsVerifyCert=false',
+    );
+    expect(parsed.appendCredentials).toEqual({ username: 'ad:min', password: 'hun/ter@2:x' });
+    expect(parsed.clientUrl).toBe('esdb://ad%3Amin:hun%2Fter%402%3Ax@db.internal:2113,db2.internal:2113?tls=false&nodePreference=leader');
+    expect(parsed.ignoredOptions).toEqual(['crmOwn', 'tlsVerifyCert=false']);
+    expect(parseConnectionString('esdb+discover://cluster.internal?tlsVerifyCert=true')).toMatchObject({
+      appendCredentials: { username: 'admin', password: 'changeit' },
+      clientUrl: 'esdb+discover://cluster.internal?tlsVerifyCert=true',
+      ignoredOptions: [],
+    });
+  });
+
+  it('refuses what it cannot read, naming the server and never the password', () => {
+    for (const url of [
+      'esdb://admin@db.internal:2113',
+      'esdb://admin:hunter%zz@db.internal:2113',
+      'esdb://admin:hunter@db internal:2113',
+      'http://admin:hunter@db.internal:2113',
+    ]) {
+      let refused: unknown;
+      try {
+        parseConnectionString(url);
+      } catch (error) {
+        refused = error;
+      }
+      expect(refused, url).toBeInstanceOf(EventStoreUnavailable);
+      expect((refused as Error).message, url).toMatch(/^EVENTSTORE_URL is not a valid connection string/);
+      expect((refused as Error).message, url).not.toMatch(/hunter/);
+    }
+  });
+
+  it('names the server in its errors without the password, whatever the password holds', () => {
+    for (const url of ['esdb://admin:hunter/2@127.0.0.1:2113?tls=false', 'esdb://admin:12/hunter@127.0.0.1:2113', 'esdb://admin:hun@ter@127.0.0.1:2113']) {
+      const message = (mapEventStoreDbError(Object.assign(new Error('no connection'), { type: 'unavailable', code: 14 }), url) as Error).message;
+      expect(message, url).toContain('EventStoreDB at esdb://127.0.0.1:2113');
+      expect(message, url).not.toMatch(/hun|ter/);
+    }
+  });
+});
+
 describe('eventstoredb adapter: server version', () => {
   it('refuses servers older than 23.10 (and servers that cannot say) with a message naming the version', async () => {
     for (const version of ['22.10.2.0', '23.6.0.0', 'unknown']) {

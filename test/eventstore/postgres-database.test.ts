@@ -114,22 +114,30 @@ describe('failures typed for callers', () => {
     expect(refused).toBeInstanceOf(EventStoreUnavailable);
     expect(refused).not.toBeInstanceOf(OutcomeUnknown);
     expect((refused as Error).message).toBe(
-      'Cannot reach PostgreSQL at db.example:6543/crm (ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:6543). ' +
+      'Cannot reach PostgreSQL at postgres://db.example:6543/crm (ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:6543). ' +
         'Check DATABASE_URL (host, port, user, password, database name) and that PostgreSQL is running (pg_isready).',
     );
     expect((refused as Error).cause).toBeInstanceOf(Error);
     // The password never appears; the default port is named; an unparsable URL is not echoed.
     expect((toUnavailable(new Error('Connection terminated'), 'postgres://u:secret@db.example/crm') as Error).message).toMatch(
-      /^Cannot reach PostgreSQL at db\.example:5432\/crm \(Connection terminated\)\. /,
+      /^Cannot reach PostgreSQL at postgres:\/\/db\.example:5432\/crm \(Connection terminated\)\. /,
     );
-    expect((toUnavailable(new Error('Connection terminated'), 'not a url: secret') as Error).message).toMatch(
-      /^Cannot reach PostgreSQL at the configured server \(/,
-    );
+    expect((toUnavailable(new Error('Connection terminated'), 'not a url: secret') as Error).message).toMatch(/^Cannot reach PostgreSQL at \(not a URL\) \(/);
+    // A password holding '/' (or starting with it) ends the URL parser's authority early: still never shown.
+    for (const url of [
+      'postgres://u:/hunter2@db.example:6543/crm',
+      'postgres://u:12/hunter2@db.example:6543/crm',
+      'postgres://u:hun/ter2@db.example:6543/crm',
+    ]) {
+      const message = (toUnavailable(new Error('Connection terminated'), url) as Error).message;
+      expect(message).toMatch(/^Cannot reach PostgreSQL at postgres:\/\/db\.example:6543\/crm \(/);
+      expect(message).not.toMatch(/hun|ter2/);
+    }
 
     const lost = toUnavailable(Object.assign(new Error('terminating connection'), { code: '57P01' }), 'postgres://db.example:6543/crm', 'statement');
     expect(lost).toBeInstanceOf(OutcomeUnknown);
     expect((lost as Error).message).toBe(
-      'Lost the connection to PostgreSQL at db.example:6543/crm while a statement was running (57P01: terminating connection); it may or may not have committed.',
+      'Lost the connection to PostgreSQL at postgres://db.example:6543/crm while a statement was running (57P01: terminating connection); it may or may not have committed.',
     );
     expect((toUnavailable(new Error('Connection terminated'), 'postgres://db.example/crm', 'statement') as Error).message).toContain(
       'while a statement was running (Connection terminated); it may',
@@ -142,7 +150,9 @@ describe('failures typed for callers', () => {
     );
     expect(timedOut).toBeInstanceOf(EventStoreUnavailable);
     expect(timedOut).not.toBeInstanceOf(OutcomeUnknown);
-    expect((timedOut as Error).message).toBe('PostgreSQL at db.example:5432/crm did not finish in time (55P03: canceling statement due to lock timeout).');
+    expect((timedOut as Error).message).toBe(
+      'PostgreSQL at postgres://db.example:5432/crm did not finish in time (55P03: canceling statement due to lock timeout).',
+    );
     // The server's own error stays reachable as the cause, for a timeout as for a lost statement.
     expect((timedOut as Error).cause).toMatchObject({ code: '55P03' });
     expect((lost as Error).cause).toMatchObject({ code: '57P01' });
@@ -163,7 +173,7 @@ describe('a pool on a real server', () => {
     const slow = await caught(sql`SELECT pg_sleep(3)`.execute(bounded.db));
     expect(slow).toBeInstanceOf(EventStoreUnavailable);
     expect(slow).not.toBeInstanceOf(OutcomeUnknown);
-    expect((slow as Error).message).toMatch(/^PostgreSQL at 127\.0\.0\.1:5432\/test did not finish in time \(57014: /);
+    expect((slow as Error).message).toMatch(/^PostgreSQL at postgres:\/\/127\.0\.0\.1:5432\/test did not finish in time \(57014: /);
 
     const table = sql.id(nextSchema());
     await sql`CREATE TABLE ${table} (id int)`.execute(database.db);
@@ -192,7 +202,7 @@ describe('a pool on a real server', () => {
     await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE ${`%${marker}%`} AND pid <> pg_backend_pid()`.execute(database.db);
     const error = await running;
     expect(error).toBeInstanceOf(OutcomeUnknown);
-    expect((error as Error).message).toMatch(/^Lost the connection to PostgreSQL at 127\.0\.0\.1:5432\/test while a statement was running \(/);
+    expect((error as Error).message).toMatch(/^Lost the connection to PostgreSQL at postgres:\/\/127\.0\.0\.1:5432\/test while a statement was running \(/);
     expect((error as Error).message).toMatch(/it may or may not have committed\.$/);
     // One connection at most: the next statement gets a new one instead of the dead one.
     expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(single.db)).rows).toEqual([{ one: 1 }]);
@@ -208,7 +218,7 @@ describe('a pool on a real server', () => {
       const error = await caught(sql`SELECT 2`.execute(stalled.db));
       expect(error).toBeInstanceOf(OutcomeUnknown);
       expect((error as Error).message).toMatch(
-        /^Lost the connection to PostgreSQL at 127\.0\.0\.1:\d+\/test while a statement was running \(.*\); it may or may not have committed\.$/,
+        /^Lost the connection to PostgreSQL at postgres:\/\/127\.0\.0\.1:\d+\/test while a statement was running \(.*\); it may or may not have committed\.$/,
       );
       expect(Date.now() - started).toBeGreaterThanOrEqual(1_150);
       expect(Date.now() - started).toBeLessThan(8_000);
@@ -235,7 +245,7 @@ describe('a pool on a real server', () => {
       const queued = [caught(store.appendToStream('customer-2', [newEvent('Queued')])), caught(store.appendToStream('customer-3', [newEvent('Queued')]))];
       const error = await sent;
       expect(error).toBeInstanceOf(OutcomeUnknown);
-      expect((error as Error).message).toMatch(/^Lost the connection to PostgreSQL at 127\.0\.0\.1:\d+\/test while a statement was running \(/);
+      expect((error as Error).message).toMatch(/^Lost the connection to PostgreSQL at postgres:\/\/127\.0\.0\.1:\d+\/test while a statement was running \(/);
       // The group's call fails as a whole: both get its one error at once, not a retry each against the unreachable server.
       const [second, third] = await Promise.all(queued);
       expect(second).toBeInstanceOf(EventStoreUnavailable);
@@ -251,7 +261,7 @@ describe('a pool on a real server', () => {
     const error = await caught(sql`SELECT 1`.execute(nowhere.db));
     expect(error).toBeInstanceOf(EventStoreUnavailable);
     expect(error).not.toBeInstanceOf(OutcomeUnknown);
-    expect((error as Error).message).toMatch(/^Cannot reach PostgreSQL at 127\.0\.0\.1:1\/crm \(ECONNREFUSED: /);
+    expect((error as Error).message).toMatch(/^Cannot reach PostgreSQL at postgres:\/\/127\.0\.0\.1:1\/crm \(ECONNREFUSED: /);
     const listening = await caught(nowhere.listen('crm_nowhere', () => undefined));
     expect(listening).toBeInstanceOf(EventStoreUnavailable);
   });
@@ -429,7 +439,7 @@ describe('subscribers on another pool (LISTEN/NOTIFY)', () => {
       await link.close();
       await until('the subscription failed', () => failure !== undefined);
       expect(failure).toBeInstanceOf(EventStoreUnavailable);
-      expect((failure as Error).message).toContain(`PostgreSQL at 127.0.0.1:${new URL(link.url).port}/test`);
+      expect((failure as Error).message).toContain(`PostgreSQL at postgres://127.0.0.1:${new URL(link.url).port}/test`);
       for (const read of [reader.readAll(), reader.readStream('customer-1'), reader.readStreams(['customer-1']), reader.headPosition()]) {
         expect(await caught(read)).toBeInstanceOf(EventStoreUnavailable);
       }

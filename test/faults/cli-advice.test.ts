@@ -14,9 +14,9 @@ import { FaultProxy } from './proxy.ts';
  * next as fits the command: a read changed nothing (no "may or may not have committed"), an import
  * is simply run again, a write that a rerun would repeat is checked first.
  */
-const lost = 'Lost the connection to PostgreSQL at 127.0.0.1:5432/test while a statement was running (ECONNRESET: read ECONNRESET)';
+const lost = 'Lost the connection to PostgreSQL at postgres://127.0.0.1:5432/test while a statement was running (ECONNRESET: read ECONNRESET)';
 const outcomeUnknown = () => new OutcomeUnknown(`${lost}; it may or may not have committed.`, { lost: `${lost}.` });
-const unreachable = () => new EventStoreUnavailable('Cannot reach PostgreSQL at 127.0.0.1:1/crm (ECONNREFUSED). Check DATABASE_URL.');
+const unreachable = () => new EventStoreUnavailable('Cannot reach PostgreSQL at postgres://127.0.0.1:1/crm (ECONNREFUSED). Check DATABASE_URL.');
 const advice = (error: EventStoreUnavailable, argv: string[]) => {
   const command = commands.find((c) => c.name === argv[0])!;
   return unavailableAdvice(error, { command, args: { positionals: argv.slice(1), values: {} } });
