@@ -1,7 +1,7 @@
 import { Readable, type TransformCallback } from 'node:stream';
 import { CsvError, Parser } from 'csv-parse';
 import { utf8Text, type ImportEncoding } from './encoding.ts';
-import { normalizeHeader, NUMBER_COLUMNS, type Row } from './rows.ts';
+import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeHeader, NUMBER_COLUMNS, type Row } from './rows.ts';
 import { unguardedCsvField } from '../../shared/csv.ts';
 
 /**
@@ -278,6 +278,10 @@ async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
     }
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
       yield { line, unreadable: 'row: expected a JSON object' };
+      continue;
+    }
+    if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
+      yield { line, unreadable: `row: nested deeper than ${MAX_JSON_DEPTH} levels` };
       continue;
     }
     yield { line, row: Object.fromEntries(Object.entries(value).map(([k, v]) => [normalizeHeader(k), v])) };

@@ -9,6 +9,7 @@ import {
   importColumns,
   importKinds,
   isImportKind,
+  MAX_JSON_DEPTH,
   normalizeHeader,
   rowCommands,
   RowRejected,
@@ -778,6 +779,14 @@ describe('campaign rows', () => {
     expect(rowCommands.campaigns({ ...base, target_segment: ' ' })[0]!.command).not.toHaveProperty('targetSegment');
     for (const bad of ['vip', '[1]', 'null', [1], ['{}']])
       expect(rejection('campaigns', { ...base, target_segment: bad })).toBe('target_segment: expected a JSON object such as {"minRevenue":100}');
+  });
+
+  it('refuses a target segment nested deeper than MAX_JSON_DEPTH, as text or as NDJSON gives it', () => {
+    // A refusal of the schema used to print the value with JSON.stringify, which overflowed the stack.
+    const deep = `{"tags":${'['.repeat(10_000)}${']'.repeat(10_000)}}`;
+    const nested = `target_segment: nested deeper than ${MAX_JSON_DEPTH} levels`;
+    expect(rejection('campaigns', { ...base, target_segment: deep })).toBe(nested);
+    expect(rejection('campaigns', { ...base, target_segment: JSON.parse(deep) as unknown })).toBe(nested);
   });
 
   it('names the bad fields of a campaign', () => {
