@@ -216,6 +216,8 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         if (name === 'ImportStalled') {
           throw new ProblemError('request_timeout', `${(error as Error).message}; nothing was imported: send the file again.`, {}, CLOSE);
         }
+        // The client went away mid-upload (it hears no answer): a refused request, not a fault of this server.
+        if (name === 'ImportAborted') throw new ProblemError('malformed', `${(error as Error).message}; nothing was imported: send the file again.`, {}, CLOSE);
         if (name === 'ImportBusy') throw new ProblemError('invalid_state', (error as Error).message);
         throw error;
       }
