@@ -284,7 +284,23 @@ async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
       yield { line, unreadable: `row: nested deeper than ${MAX_JSON_DEPTH} levels` };
       continue;
     }
-    yield { line, row: Object.fromEntries(Object.entries(value).map(([k, v]) => [normalizeHeader(k), v])) };
+    // Two keys that name one column (`registeredAt` and `registered_at`) are refused, as a CSV header
+    // naming a column twice is: the last one silently won.
+    const entries: [string, unknown][] = [];
+    const keys = new Map<string, string>();
+    let twice: string | undefined;
+    for (const [key, cellValue] of Object.entries(value)) {
+      const column = normalizeHeader(key);
+      const earlier = keys.get(column);
+      if (earlier !== undefined) {
+        twice = `row: the keys ${JSON.stringify(earlier)} and ${JSON.stringify(key)} both name the column ${JSON.stringify(column)}; keep one of them`;
+        break;
+      }
+      keys.set(column, key);
+      entries.push([column, cellValue]);
+    }
+    // fromEntries defines each key as its own property: a key "__proto__" is a column, not the row's prototype.
+    yield twice === undefined ? { line, row: Object.fromEntries(entries) } : { line, unreadable: twice };
   }
 }
 

@@ -187,6 +187,21 @@ describe('NDJSON files', () => {
     expect(read[6]).toEqual({ line: 7, row: { name: 'Lin' } });
   });
 
+  it('refuses a line whose keys name one column twice, as a CSV header that does, and reads the lines after it', async () => {
+    // Found with {"registeredAt":...,"registered_at":...}: both name registered_at, and the last one silently won.
+    const read = await records(
+      ['{"name":"Ada","registeredAt":"1997-01-01","registered_at":"2001-01-01"}', '{"E-Mail":"a@example.com","email":"b@example.com"}', '{"name":"Lin"}'].join(
+        '\n',
+      ),
+      'ndjson',
+    );
+    expect(read).toEqual([
+      { line: 1, unreadable: 'row: the keys "registeredAt" and "registered_at" both name the column "registered_at"; keep one of them' },
+      { line: 2, unreadable: 'row: the keys "E-Mail" and "email" both name the column "email"; keep one of them' },
+      { line: 3, row: { name: 'Lin' } },
+    ]);
+  });
+
   it('reports a line nested deeper than MAX_JSON_DEPTH as a bad row, and reads the lines after it', async () => {
     // 10,000 levels: JSON.parse takes it, but anything recursive on the value (JSON.stringify in a
     // refusal's reason) overflowed the stack and failed the whole import, the rows after it unread.
