@@ -115,7 +115,14 @@ const cell = (row: Row, ...names: string[]): unknown => {
 };
 const text = (row: Row, ...names: string[]): string | undefined => {
   const value = cell(row, ...names);
-  return value === undefined ? undefined : typeof value === 'string' ? value : JSON.stringify(value);
+  if (value === undefined) return undefined;
+  if (typeof value === 'string') return value;
+  // NDJSON's 1e400 is read as Infinity, which JSON.stringify writes as null: a customer came in named "null".
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    const column = names.find((name) => cell(row, name) !== undefined)!;
+    throw new RowRejected(`${column}: a number out of range (1e400 and the like read as Infinity)`);
+  }
+  return JSON.stringify(value);
 };
 
 const parseBoolean = (value: unknown): unknown => {

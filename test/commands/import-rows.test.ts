@@ -190,6 +190,16 @@ describe('import kinds and headers', () => {
 });
 
 describe('customer rows', () => {
+  it('refuses a text column given a number NDJSON cannot hold (1e400 reads as Infinity), naming the column', () => {
+    // Found importing {"name":1e400,...}: the customer came in named "null" (JSON.stringify(Infinity)).
+    expect(rejection('customers', { email: ADA, name: Infinity })).toBe('name: a number out of range (1e400 and the like read as Infinity)');
+    expect(rejection('customers', { email: ADA, name: 'Ada', company: -Infinity })).toBe(
+      'company: a number out of range (1e400 and the like read as Infinity)',
+    );
+    // A finite number is text as written, as before.
+    expect(rowCommands.customers({ email: ADA, name: 42 })[0]!.command.name).toBe('42');
+  });
+
   it('maps every column, with the business time as a full ISO time', () => {
     const row = {
       id: CUSTOMER,
