@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { importEncodingNamed, importEncodings } from '../../commands/import/encoding.ts';
@@ -78,6 +78,42 @@ const ImportQuery = z.strictObject({
 /** An upload refused part way: the rest of the body is not read, so the connection ends with the answer. */
 const CLOSE = { connection: 'close' };
 
+/** The import format a Content-Type names (its media type, any case), if it names one. */
+const formatOf = (contentType: string | undefined): 'csv' | 'ndjson' | undefined => FORMATS[(contentType ?? '').split(';')[0]!.trim().toLowerCase()];
+
+/**
+ * Refuses, before anything parses the body, a body the import cannot read as sent: a type that is no
+ * CSV or NDJSON (the app's JSON parser answered a file sent as application/json with 400 "not valid
+ * JSON", and one with no type with a 415 asking for JSON), or a compressed one (its bytes were read as
+ * the file). The body is not read, so the connection ends with the answer.
+ */
+const refuseUnreadableBody = async (request: FastifyRequest): Promise<void> => {
+  if (!formatOf(request.headers['content-type'])) {
+    throw new ProblemError(
+      'unsupported_media_type',
+      'Send the file as text/csv or application/x-ndjson.',
+      {
+        errors: [{ field: 'content-type', message: 'text/csv or application/x-ndjson' }],
+      },
+      CLOSE,
+    );
+  }
+  const codings = (request.headers['content-encoding'] ?? '')
+    .split(',')
+    .map((coding) => coding.trim().toLowerCase())
+    .filter((coding) => coding !== '' && coding !== 'identity');
+  if (codings.length > 0) {
+    throw new ProblemError(
+      'unsupported_media_type',
+      `The body is encoded as ${codings.join(', ')}; send the file uncompressed (no Content-Encoding).`,
+      {
+        errors: [{ field: 'content-encoding', message: 'not read: send the file uncompressed' }],
+      },
+      CLOSE,
+    );
+  }
+};
+
 const ImportCounts = z.object({
   kind: z.enum(importKinds).optional(),
   rows: z.number(),
@@ -112,7 +148,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
       tags: ['imports'],
       summary: 'Import a CSV or NDJSON file (202, then poll GET /imports/:id)',
       description:
-        `Body: text/csv (header row) or application/x-ndjson (one object per line), at most ${maxBytes} bytes (413 above); ` +
+        `Body: text/csv (header row) or application/x-ndjson (one object per line), uncompressed, at most ${maxBytes} bytes (413 above; 415 for another type or a Content-Encoding); ` +
         'UTF-8 unless the Content-Type says charset=windows-1252 (or iso-8859-1). ' +
         'Each row is validated as the matching command; bad rows are listed with their line numbers. Sending the same file again appends nothing twice. ' +
         'Roles: those of the matching command (customers: POST /customers, purchases: POST /customers/:id/purchases, ...). One import per key at a time (409). ' +
@@ -124,6 +160,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
     // A large file takes minutes on a slow link: the upload is bounded by its size and by how long it
     // may send nothing (408), not by the request timeout, which cut it with a 503 while the job went on.
     config: { longWork: true },
+    preParsing: async (request) => refuseUnreadableBody(request),
     handler: async (request, reply) => {
       const { kind, defaultOwner: named } = request.query;
       const rule = ruleFor(...firstCommandOf[kind].route);
@@ -134,9 +171,9 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
           allowedRoles: [...(rule.access as readonly string[])],
         });
       }
-      const [mediaType, ...parameters] = (request.headers['content-type'] ?? '').split(';');
-      const format = FORMATS[mediaType!.trim().toLowerCase()];
-      if (!format) throw new ProblemError('unsupported_media_type', 'Send text/csv or application/x-ndjson.');
+      const [, ...parameters] = (request.headers['content-type'] ?? '').split(';');
+      // Checked before the body was parsed (refuseUnreadableBody).
+      const format = formatOf(request.headers['content-type'])!;
       const charset = parameters
         .map((p) => p.trim().split('='))
         .find(([name]) => name!.trim().toLowerCase() === 'charset')?.[1]
@@ -179,6 +216,8 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         if (name === 'ImportStalled') {
           throw new ProblemError('request_timeout', `${(error as Error).message}; nothing was imported: send the file again.`, {}, CLOSE);
         }
+        // The client went away mid-upload (it hears no answer): a refused request, not a fault of this server.
+        if (name === 'ImportAborted') throw new ProblemError('malformed', `${(error as Error).message}; nothing was imported: send the file again.`, {}, CLOSE);
         if (name === 'ImportBusy') throw new ProblemError('invalid_state', (error as Error).message);
         throw error;
       }

@@ -101,7 +101,8 @@ export interface RefusedAt {
 }
 
 const shown = (value: unknown): string => {
-  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  // A number as itself: JSON has no Infinity or NaN, and NDJSON's 1e400 read as "null".
+  const text = typeof value === 'string' ? value : typeof value === 'number' ? String(value) : JSON.stringify(value);
   return JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}...` : text);
 };
 

@@ -59,6 +59,14 @@ export class ImportStalled extends Error {
   }
 }
 
+/** The body ended before it was whole: the client went away (or its connection broke) mid-upload. */
+export class ImportAborted extends Error {
+  constructor(cause: unknown) {
+    super('The upload ended before the whole file came (the connection closed)', { cause });
+    this.name = 'ImportAborted';
+  }
+}
+
 export class ImportBusy extends Error {
   constructor(readonly runningId: string) {
     super(`Import ${runningId} of the same key is still running; wait for it to finish`);
@@ -69,7 +77,8 @@ export class ImportBusy extends Error {
 export interface ImportJobs {
   /**
    * Checks the default owner (throws DefaultOwnerRefused), receives the whole body (throws
-   * ImportTooLarge / ImportBusy), then starts the import and returns at once.
+   * ImportTooLarge / ImportStalled / ImportAborted / ImportBusy; the job is shown, failed, after any
+   * but the last), then starts the import and returns at once.
    * `forbidden`: why the caller may not send a command of a type a row becomes (ImportOptions.forbidden).
    * `defaultOwner`, `defaultOwnerHint`: ImportOptions'.
    */
@@ -197,27 +206,37 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
         startedAt: new Date().toISOString(),
         finishedAt: null,
       };
-      // Claimed before the upload, so two uploads of one key cannot both start.
+      // Claimed before the upload, so two uploads of one key cannot both start; shown from then on, as
+      // the 409 to the same key names it (GET answered 404 for it until the upload ended).
       const stop = new AbortController();
       let finish!: () => void;
       const entry = { job, stop, done: new Promise<void>((resolve) => (finish = resolve)) };
       running.set(job.id, entry);
-      const folder = await mkdtemp(join(tmpdir(), `crm-import-${process.pid}-`));
-      const file = join(folder, `body.${format}`);
+      keep(job);
+      let folder: string | undefined;
+      // A failure of the spool file is this server's; any other error of the pipeline but the bounds' is the body's.
+      let spoolFailed = false;
       try {
+        folder = await mkdtemp(join(tmpdir(), `crm-import-${process.pid}-`));
         await pipeline(
           body,
           idleBound(options.idleMs ?? 30_000),
           byteLimit(options.maxBytes, (n) => (job.bytes = n)),
-          createWriteStream(file),
+          createWriteStream(join(folder, `body.${format}`)).once('error', () => (spoolFailed = true)),
         );
-      } catch (error) {
+      } catch (caught) {
+        const error =
+          folder === undefined || spoolFailed || caught instanceof ImportTooLarge || caught instanceof ImportStalled ? caught : new ImportAborted(caught);
+        job.status = 'failed';
+        job.error = `${error instanceof Error ? error.message : String(error)}; nothing was imported: send the file again`;
+        job.finishedAt = new Date().toISOString();
         running.delete(job.id);
         finish();
-        await rm(folder, { recursive: true, force: true });
+        if (folder !== undefined) await rm(folder, { recursive: true, force: true });
         throw error;
       }
-      keep(job);
+      const spooled = folder;
+      const file = join(spooled, `body.${format}`);
       void runImport(options.batch, parseRecords(createReadStream(file), format, encoding), {
         kind,
         actor,
@@ -252,7 +271,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
         .finally(async () => {
           job.finishedAt = new Date().toISOString();
           running.delete(job.id);
-          await rm(folder, { recursive: true, force: true }).catch(() => undefined);
+          await rm(spooled, { recursive: true, force: true }).catch(() => undefined);
           finish();
         });
       return job;

@@ -1,7 +1,7 @@
 import { Readable, type TransformCallback } from 'node:stream';
 import { CsvError, Parser } from 'csv-parse';
 import { utf8Text, type ImportEncoding } from './encoding.ts';
-import { normalizeHeader, NUMBER_COLUMNS, type Row } from './rows.ts';
+import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeHeader, NUMBER_COLUMNS, type Row } from './rows.ts';
 import { unguardedCsvField } from '../../shared/csv.ts';
 
 /**
@@ -280,7 +280,27 @@ async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
       yield { line, unreadable: 'row: expected a JSON object' };
       continue;
     }
-    yield { line, row: Object.fromEntries(Object.entries(value).map(([k, v]) => [normalizeHeader(k), v])) };
+    if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
+      yield { line, unreadable: `row: nested deeper than ${MAX_JSON_DEPTH} levels` };
+      continue;
+    }
+    // Two keys that name one column (`registeredAt` and `registered_at`) are refused, as a CSV header
+    // naming a column twice is: the last one silently won.
+    const entries: [string, unknown][] = [];
+    const keys = new Map<string, string>();
+    let twice: string | undefined;
+    for (const [key, cellValue] of Object.entries(value)) {
+      const column = normalizeHeader(key);
+      const earlier = keys.get(column);
+      if (earlier !== undefined) {
+        twice = `row: the keys ${JSON.stringify(earlier)} and ${JSON.stringify(key)} both name the column ${JSON.stringify(column)}; keep one of them`;
+        break;
+      }
+      keys.set(column, key);
+      entries.push([column, cellValue]);
+    }
+    // fromEntries defines each key as its own property: a key "__proto__" is a column, not the row's prototype.
+    yield twice === undefined ? { line, row: Object.fromEntries(entries) } : { line, unreadable: twice };
   }
 }
 

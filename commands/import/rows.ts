@@ -47,6 +47,26 @@ export interface RowOptions {
 export class RowRejected extends Error {}
 
 /**
+ * How deep JSON a row may hold (the row object itself is level 1; a campaign's target segment with its
+ * tags is 3). `JSON.parse` reads any depth, but code that walks a value recursively does not:
+ * a line of 10,000 nested arrays overflowed the stack in `JSON.stringify` (the refusal's reason),
+ * which failed the whole import (a RangeError is no refusal), the rows after it unread.
+ */
+export const MAX_JSON_DEPTH = 32;
+
+/** Whether `value` holds arrays or objects more than `max` levels deep; walked without recursion. */
+export const nestedDeeperThan = (value: unknown, max: number): boolean => {
+  const pending: [unknown, number][] = [[value, 1]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [item, depth] = next;
+    if (item === null || typeof item !== 'object') continue;
+    if (depth > max) return true;
+    for (const inner of Object.values(item)) if (inner !== null && typeof inner === 'object') pending.push([inner, depth + 1]);
+  }
+  return false;
+};
+
+/**
  * A column's name as the importer knows it: trimmed, lower case, words joined by one underscore. Words
  * are told by spaces, dashes and camel case, so the API's and the exports' own names (`registeredAt`,
  * `marketingConsent`, NDJSON keys) name the same columns as `registered_at`.
@@ -95,7 +115,14 @@ const cell = (row: Row, ...names: string[]): unknown => {
 };
 const text = (row: Row, ...names: string[]): string | undefined => {
   const value = cell(row, ...names);
-  return value === undefined ? undefined : typeof value === 'string' ? value : JSON.stringify(value);
+  if (value === undefined) return undefined;
+  if (typeof value === 'string') return value;
+  // NDJSON's 1e400 is read as Infinity, which JSON.stringify writes as null: a customer came in named "null".
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    const column = names.find((name) => cell(row, name) !== undefined)!;
+    throw new RowRejected(`${column}: a number out of range (1e400 and the like read as Infinity)`);
+  }
+  return JSON.stringify(value);
 };
 
 const parseBoolean = (value: unknown): unknown => {
@@ -373,6 +400,8 @@ const objectOf = (row: Row, column: string): Record<string, unknown> | undefined
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
     throw new RowRejected(`${column}: expected a JSON object such as {"minRevenue":100}`);
+  // Within the row's own bound: the row is level 1, this cell level 2.
+  if (nestedDeeperThan(parsed, MAX_JSON_DEPTH - 1)) throw new RowRejected(`${column}: nested deeper than ${MAX_JSON_DEPTH} levels`);
   return parsed as Record<string, unknown>;
 };
 

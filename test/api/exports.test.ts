@@ -68,6 +68,31 @@ describe('exports', () => {
     expect(response.body).toContain('person619@example.com');
   });
 
+  it('answers the format the Accept header prefers by its q values, CSV unless NDJSON is preferred, and says it varies by Accept', async () => {
+    // Found with "Accept: application/x-ndjson;q=0, text/csv": a client that refuses NDJSON got NDJSON,
+    // as any Accept that mentioned ndjson did, whatever its q.
+    const formatFor = async (accept: string) => {
+      const response = await api.app.inject({ method: 'GET', url: '/deals/export', headers: { ...api.auth('admin'), accept } });
+      expect(response.statusCode).toBe(200);
+      expect(String(response.headers.vary).toLowerCase()).toContain('accept');
+      return String(response.headers['content-type']).startsWith('application/x-ndjson') ? 'ndjson' : 'csv';
+    };
+    const cases: [string, 'csv' | 'ndjson'][] = [
+      ['application/x-ndjson', 'ndjson'],
+      ['application/jsonl', 'ndjson'],
+      ['application/x-ndjson;q=0, text/csv', 'csv'],
+      ['application/x-ndjson; q=0', 'csv'],
+      ['text/csv;q=0.9, application/x-ndjson;q=0.5', 'csv'],
+      ['text/csv;q=0.5, application/x-ndjson;q=0.9', 'ndjson'],
+      ['text/csv;q=0, application/x-ndjson', 'ndjson'],
+      ['text/csv, application/x-ndjson', 'ndjson'],
+      ['*/*', 'csv'],
+      ['text/html', 'csv'],
+      ['application/x-ndjsonx', 'csv'],
+    ];
+    for (const [accept, format] of cases) expect(await formatFor(accept), accept).toBe(format);
+  });
+
   it('shows a masked analyst no personal data, in CSV or NDJSON, and refuses a search on it', async () => {
     for (const [url, headers] of [
       ['/customers/export?format=csv', {}],

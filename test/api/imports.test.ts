@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventCount, expectProblem, importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
@@ -155,6 +156,55 @@ describe('HTTP import', () => {
     expect(ok.statusCode).toBe(202);
     await waitForJob(ok.json().id);
     expect((await storedEvents(api.store)).length).toBe(before + 1);
+  });
+});
+
+describe('HTTP import: bodies it cannot read as sent', () => {
+  const csv = 'name,email\nWren,wren@example.com\n';
+
+  it('answers 415 naming the types it reads to a file sent as JSON, or with no type, without parsing it as JSON', async () => {
+    // Found by posting a CSV file as application/json: 400 "The body is not valid JSON", and with no
+    // Content-Type a 415 that said "Send the body as application/json", for a route that reads none.
+    const before = await eventCount(api);
+    for (const contentType of ['application/json', 'application/json; charset=utf-8', 'application/octet-stream', undefined]) {
+      const response = await api.app.inject({
+        method: 'POST',
+        url: '/imports?kind=customers',
+        headers: { ...api.auth('admin'), ...(contentType === undefined ? {} : { 'content-type': contentType }) },
+        payload: csv,
+      });
+      expectProblem(response, 415);
+      expect(response.json().detail, String(contentType)).toContain('text/csv or application/x-ndjson');
+    }
+    // A JSON body that parses is refused the same way (it is no CSV or NDJSON file either).
+    expectProblem(await postImport('admin', '{"name":"Wren"}', 'customers', 'application/json'), 415);
+    expect(await eventCount(api)).toBe(before);
+  });
+
+  it('answers 415 to a compressed body, naming Content-Encoding, and imports nothing of it', async () => {
+    // Found by posting a gzip file with Content-Encoding: gzip: the compressed bytes were read as the
+    // CSV itself (a job failed with "not UTF-8"; with another coding, whatever the bytes said was imported).
+    const before = await eventCount(api);
+    for (const coding of ['gzip', 'br', 'deflate, gzip']) {
+      const response = await api.app.inject({
+        method: 'POST',
+        url: '/imports?kind=customers',
+        headers: { ...api.auth('admin'), 'content-type': 'text/csv', 'content-encoding': coding },
+        payload: coding === 'gzip' ? gzipSync(csv) : csv,
+      });
+      expectProblem(response, 415);
+      expect(response.json().errors).toEqual([{ field: 'content-encoding', message: expect.stringContaining('uncompressed') }]);
+    }
+    expect(await eventCount(api)).toBe(before);
+    // identity is no coding at all.
+    const plain = await api.app.inject({
+      method: 'POST',
+      url: '/imports?kind=customers',
+      headers: { ...api.auth('admin'), 'content-type': 'text/csv', 'content-encoding': 'identity' },
+      payload: csv,
+    });
+    expect(plain.statusCode).toBe(202);
+    expect(await waitForJob(plain.json().id)).toMatchObject({ status: 'done', counts: { rows: 1, imported: 1 } });
   });
 });
 

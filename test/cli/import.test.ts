@@ -134,6 +134,33 @@ describe('crm import', () => {
     expect(await eventCount()).toBe(before + 1);
   });
 
+  it('refuses a row nested thousands of levels deep and imports the rows around it, without a stack trace', async () => {
+    // Found by sending such a file: "crm: unexpected error / RangeError: Maximum call stack size exceeded",
+    // exit 1, nothing of the file imported (over HTTP the job failed with that message).
+    const deep = join(folder, 'deep.ndjson');
+    const report = join(folder, 'deep-report.csv');
+    const nest = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+    writeFileSync(
+      deep,
+      [
+        JSON.stringify({ name: 'Before Deep', email: 'before-deep@example.com' }),
+        `{"name":"Deep Tags","email":"deep-tags@example.com","tags":${nest(20_000)}}`,
+        `{"name":"Deep Name","email":"deep-name@example.com","name":${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}}`,
+        JSON.stringify({ name: 'After Deep', email: 'after-deep@example.com' }),
+      ].join('\n'),
+    );
+    const before = await eventCount();
+    const result = await runCrm(['import', deep, '--kind', 'customers', '--report', report], { cwd: folder, env });
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    expect(result.code, result.stderr).toBe(3);
+    expect(result.stdout).toContain('4 rows read, 2 imported');
+    expect(reportOf(report)).toEqual([
+      { line: 2, reason: expect.stringContaining('nested deeper than') },
+      { line: 3, reason: expect.stringContaining('nested deeper than') },
+    ]);
+    expect(await eventCount()).toBe(before + 2);
+  });
+
   it('asks for --kind when the columns do not tell the kind of file, without a stack trace', async () => {
     const unknown = join(folder, 'unknown.csv');
     writeFileSync(unknown, 'colour,size\nred,9\n');

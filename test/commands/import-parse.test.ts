@@ -1,6 +1,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { ImportEncoding } from '../../commands/import/encoding.ts';
+import { MAX_JSON_DEPTH } from '../../commands/import/rows.ts';
 import { MAX_ROW_CHARS, parseRecords, type ImportFormat, type ImportRecord } from '../../commands/import/parse.ts';
 
 /** Reading import files: rows with the line each ends on, and the rows that cannot be read, with why. */
@@ -184,6 +185,37 @@ describe('NDJSON files', () => {
     expect(read[0]).toMatchObject({ line: 1, unreadable: expect.stringMatching(/^row: not valid JSON \(.+\)$/) });
     for (const line of [2, 3, 4, 5, 6]) expect(read[line - 1]).toEqual({ line, unreadable: 'row: expected a JSON object' });
     expect(read[6]).toEqual({ line: 7, row: { name: 'Lin' } });
+  });
+
+  it('refuses a line whose keys name one column twice, as a CSV header that does, and reads the lines after it', async () => {
+    // Found with {"registeredAt":...,"registered_at":...}: both name registered_at, and the last one silently won.
+    const read = await records(
+      ['{"name":"Ada","registeredAt":"1997-01-01","registered_at":"2001-01-01"}', '{"E-Mail":"a@example.com","email":"b@example.com"}', '{"name":"Lin"}'].join(
+        '\n',
+      ),
+      'ndjson',
+    );
+    expect(read).toEqual([
+      { line: 1, unreadable: 'row: the keys "registeredAt" and "registered_at" both name the column "registered_at"; keep one of them' },
+      { line: 2, unreadable: 'row: the keys "E-Mail" and "email" both name the column "email"; keep one of them' },
+      { line: 3, row: { name: 'Lin' } },
+    ]);
+  });
+
+  it('reports a line nested deeper than MAX_JSON_DEPTH as a bad row, and reads the lines after it', async () => {
+    // 10,000 levels: JSON.parse takes it, but anything recursive on the value (JSON.stringify in a
+    // refusal's reason) overflowed the stack and failed the whole import, the rows after it unread.
+    const deep = `{"name":"Deep","email":"deep@example.com","tags":${'['.repeat(10_000)}${']'.repeat(10_000)}}`;
+    const atBound = `{"name":"Edge","tags":${'['.repeat(MAX_JSON_DEPTH - 1)}${']'.repeat(MAX_JSON_DEPTH - 1)}}`;
+    const overBound = `{"name":"Over","tags":${'['.repeat(MAX_JSON_DEPTH)}${']'.repeat(MAX_JSON_DEPTH)}}`;
+    const read = await records([deep, atBound, overBound, '{"name":"Lin"}'].join('\n'), 'ndjson');
+    const nested = `row: nested deeper than ${MAX_JSON_DEPTH} levels`;
+    expect(read).toEqual([
+      { line: 1, unreadable: nested },
+      { line: 2, row: { name: 'Edge', tags: expect.any(Array) } },
+      { line: 3, unreadable: nested },
+      { line: 4, row: { name: 'Lin' } },
+    ]);
   });
 
   it('ends with the error of its source', { timeout: 10_000 }, async () => {

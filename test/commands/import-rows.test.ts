@@ -9,6 +9,7 @@ import {
   importColumns,
   importKinds,
   isImportKind,
+  MAX_JSON_DEPTH,
   normalizeHeader,
   rowCommands,
   RowRejected,
@@ -189,6 +190,16 @@ describe('import kinds and headers', () => {
 });
 
 describe('customer rows', () => {
+  it('refuses a text column given a number NDJSON cannot hold (1e400 reads as Infinity), naming the column', () => {
+    // Found importing {"name":1e400,...}: the customer came in named "null" (JSON.stringify(Infinity)).
+    expect(rejection('customers', { email: ADA, name: Infinity })).toBe('name: a number out of range (1e400 and the like read as Infinity)');
+    expect(rejection('customers', { email: ADA, name: 'Ada', company: -Infinity })).toBe(
+      'company: a number out of range (1e400 and the like read as Infinity)',
+    );
+    // A finite number is text as written, as before.
+    expect(rowCommands.customers({ email: ADA, name: 42 })[0]!.command.name).toBe('42');
+  });
+
   it('maps every column, with the business time as a full ISO time', () => {
     const row = {
       id: CUSTOMER,
@@ -778,6 +789,14 @@ describe('campaign rows', () => {
     expect(rowCommands.campaigns({ ...base, target_segment: ' ' })[0]!.command).not.toHaveProperty('targetSegment');
     for (const bad of ['vip', '[1]', 'null', [1], ['{}']])
       expect(rejection('campaigns', { ...base, target_segment: bad })).toBe('target_segment: expected a JSON object such as {"minRevenue":100}');
+  });
+
+  it('refuses a target segment nested deeper than MAX_JSON_DEPTH, as text or as NDJSON gives it', () => {
+    // A refusal of the schema used to print the value with JSON.stringify, which overflowed the stack.
+    const deep = `{"tags":${'['.repeat(10_000)}${']'.repeat(10_000)}}`;
+    const nested = `target_segment: nested deeper than ${MAX_JSON_DEPTH} levels`;
+    expect(rejection('campaigns', { ...base, target_segment: deep })).toBe(nested);
+    expect(rejection('campaigns', { ...base, target_segment: JSON.parse(deep) as unknown })).toBe(nested);
   });
 
   it('names the bad fields of a campaign', () => {

@@ -91,6 +91,15 @@ describe('import: why a row is refused', () => {
     );
     expect(rowReason(new Error('disk full'))).toBeUndefined();
   });
+
+  it('shows a number the schema refuses as the number: 1e400 in NDJSON reads as Infinity, not "null"', () => {
+    // Found with {"amount":1e400}: the reason read 'amount: "null" is refused: ... received Infinity'.
+    const zod = new ZodError([{ code: 'invalid_type', expected: 'number', path: ['amount'], message: 'expected number, received Infinity', input: Infinity }]);
+    const at = (amount: unknown) => ({ type: 'RecordPurchase' as const, row: { amount } });
+    expect(rowReason(zod, at(Infinity))).toBe('amount: "Infinity" is refused: expected number, received Infinity');
+    expect(rowReason(zod, at(-Infinity))).toBe('amount: "-Infinity" is refused: expected number, received Infinity');
+    expect(rowReason(zod, at(true))).toBe('amount: "true" is refused: expected number, received Infinity');
+  });
 });
 
 describe('import: rows, batches and counts', () => {
