@@ -4,6 +4,7 @@ import { PERSONAL_COLUMNS } from '../projections/read-model-copies.ts';
 import type { SessionLock } from '../projections/shadows.ts';
 import { createTableOnce } from './create-table.ts';
 import type { ChainsVerification } from './sql/chain.ts';
+import type { CheckpointAhead } from './verify.ts';
 import { chainsNextSteps, readModelsNextSteps } from './summary.ts';
 
 /**
@@ -122,10 +123,15 @@ const toJob = (row: JobRow): VerificationJob => {
 
 /** The advice for a failed job, from its stored result. */
 const nextStepsOf = (kind: VerificationKind, result: unknown): string[] => {
-  const stored = (result ?? {}) as { ok?: boolean; firstBroken?: ChainsVerification['firstBroken']; failedProjections?: string[] };
+  const stored = (result ?? {}) as {
+    ok?: boolean;
+    firstBroken?: ChainsVerification['firstBroken'];
+    failedProjections?: string[];
+    checkpointsAhead?: CheckpointAhead[];
+  };
   return kind === 'chains'
     ? chainsNextSteps({ ok: false, ...(stored.firstBroken ? { firstBroken: stored.firstBroken } : {}) })
-    : readModelsNextSteps({ ok: false, failedProjections: stored.failedProjections ?? [] });
+    : readModelsNextSteps({ ok: false, failedProjections: stored.failedProjections ?? [], checkpointsAhead: stored.checkpointsAhead ?? [] });
 };
 
 /** A finished verification: `ok` decides passed or failed. */
