@@ -225,7 +225,10 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
           const behind = projections.filter((p) => live.positions.get(p.name)! < before.positions.get(p.name)!).map((p) => p.name);
           if (behind.length > 0) throw new ReadModelsMovedBack(behind);
           const rest = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), (n) => onEvents(first.events + n));
-          const compared = await compareAll({ db: connection, schema: readSchema }, { db, schema: shadow }, projections, compareProgress);
+          // The shadow side on a connection of its own too: the comparison reads each side through a cursor (compare-tables.ts).
+          const compared = await db
+            .connection()
+            .execute((shadowSide) => compareAll({ db: connection, schema: readSchema }, { db: shadowSide, schema: shadow }, projections, compareProgress));
           return {
             positions: live.positions,
             tables: compared,
@@ -244,6 +247,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
         const replay = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), (n) => onEvents(events + n));
         events += replay.events;
         for (const [name, position] of live.positions) done.set(name, position);
+        // PGlite's one session serves both sides (and their cursors).
         tables = await compareAll({ db, schema: readSchema }, { db, schema: shadow }, projections, compareProgress);
         const after = await livePositions(db, readSchema, projections);
         failed = [...new Set([...after.failed, ...replay.failed])];
