@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { sql, type QueryExecutorProvider } from 'kysely';
 
 /**
@@ -5,6 +6,13 @@ import { sql, type QueryExecutorProvider } from 'kysely';
  * those differ, row hashes merged by primary key to name each differing row and its columns.
  * Each side gets its own query handle, so the live side can be read in a snapshot while the
  * replayed side is read fresh (see verify.ts).
+ *
+ * The row hashes of a differing table are read through a cursor on each side, a page at a time, and
+ * merged as they come: holding both sides whole took 430 bytes a row (a 500,000-row table differing in
+ * one row took the process from 113 to 327 MB), so a long history's timeline could not be compared in
+ * bounded memory. The cursors are `WITH HOLD` (valid outside a transaction; PostgreSQL keeps the
+ * rows, spilling to disk), so each handle must run its statements in one session: a connection
+ * of its own (`db.connection()`), a transaction, or PGlite's single session.
  */
 
 type Handle = QueryExecutorProvider;
@@ -72,12 +80,56 @@ async function tableHash(db: Handle, schema: string, table: string, pk: string[]
 }
 const md5Empty = 'd41d8cd98f00b204e9800998ecf8427e';
 
-async function rowHashes(db: Handle, schema: string, table: string, pk: string[]): Promise<{ key: string; hash: string }[]> {
-  const { rows } = await sql<{ key: string; hash: string }>`
-    SELECT ${keyExpression(pk)} AS key, md5(to_jsonb(t)::text) AS hash
-      FROM ${sql.id(schema, table)} t
-     ORDER BY ${keyExpression(pk)} COLLATE "C", md5(to_jsonb(t)::text)`.execute(db);
-  return rows;
+/** Rows of each side held at once while merging. */
+const PAGE_SIZE = 5_000;
+
+interface RowHash {
+  key: string;
+  hash: string;
+}
+
+/** One side's row hashes in key order, fetched a page at a time from a cursor. */
+class RowHashCursor {
+  private readonly name = `crm_compare_${randomBytes(6).toString('hex')}`;
+  private page: RowHash[] = [];
+  private index = 0;
+  private exhausted = false;
+  private opened = false;
+
+  constructor(
+    private readonly db: Handle,
+    private readonly source: { schema: string; table: string; pk: string[] },
+    private readonly pageSize: number,
+  ) {}
+
+  async open(): Promise<void> {
+    const { schema, table, pk } = this.source;
+    await sql`DECLARE ${sql.id(this.name)} NO SCROLL CURSOR WITH HOLD FOR
+      SELECT ${keyExpression(pk)} AS key, md5(to_jsonb(t)::text) AS hash
+        FROM ${sql.id(schema, table)} t
+       ORDER BY ${keyExpression(pk)} COLLATE "C", md5(to_jsonb(t)::text)`.execute(this.db);
+    this.opened = true;
+  }
+
+  /** The current row, or undefined past the last one. */
+  async peek(): Promise<RowHash | undefined> {
+    if (this.index < this.page.length) return this.page[this.index];
+    if (this.exhausted) return undefined;
+    const { rows } = await sql<RowHash>`FETCH FORWARD ${sql.lit(this.pageSize)} FROM ${sql.id(this.name)}`.execute(this.db);
+    this.page = rows;
+    this.index = 0;
+    if (rows.length < this.pageSize) this.exhausted = true;
+    return rows[0];
+  }
+
+  next(): void {
+    this.index += 1;
+  }
+
+  async close(): Promise<void> {
+    if (this.opened) await sql`CLOSE ${sql.id(this.name)}`.execute(this.db);
+    this.opened = false;
+  }
 }
 
 async function rowJson(db: Handle, schema: string, table: string, pk: string[], key: string): Promise<Record<string, unknown> | undefined> {
@@ -99,7 +151,17 @@ const tableExists = async (db: Handle, schema: string, table: string): Promise<b
   return rows[0]?.found ?? false;
 };
 
-export async function compareTable(live: { db: Handle; schema: string }, replayed: { db: Handle; schema: string }, table: string): Promise<TableComparison> {
+export interface CompareOptions {
+  /** Rows of each side fetched at a time while merging (default 5,000). */
+  pageSize?: number;
+}
+
+export async function compareTable(
+  live: { db: Handle; schema: string },
+  replayed: { db: Handle; schema: string },
+  table: string,
+  options: CompareOptions = {},
+): Promise<TableComparison> {
   const pk = await primaryKey(replayed.db, replayed.schema, table);
   if (!(await tableExists(live.db, live.schema, table))) {
     const replayedSum = await tableHash(replayed.db, replayed.schema, table, pk);
@@ -126,30 +188,38 @@ export async function compareTable(live: { db: Handle; schema: string }, replaye
   if (liveSum.hash === replayedSum.hash && liveSum.rows === replayedSum.rows) {
     return { ...base, equal: true, differences: 0, sample: [] };
   }
-  const [liveRows, replayedRows] = [await rowHashes(live.db, live.schema, table, pk), await rowHashes(replayed.db, replayed.schema, table, pk)];
+  const pageSize = options.pageSize ?? PAGE_SIZE;
+  const liveRows = new RowHashCursor(live.db, { schema: live.schema, table, pk }, pageSize);
+  const replayedRows = new RowHashCursor(replayed.db, { schema: replayed.schema, table, pk }, pageSize);
   const pending: { key: string; kind: RowDifference['kind'] }[] = [];
   let differences = 0;
   const note = (key: string, kind: RowDifference['kind']) => {
     differences += 1;
     if (pending.length < SAMPLE_SIZE) pending.push({ key, kind });
   };
-  let i = 0;
-  let j = 0;
-  while (i < liveRows.length || j < replayedRows.length) {
-    const l = liveRows[i];
-    const r = replayedRows[j];
-    const order = !l ? 1 : !r ? -1 : compareKeys(l.key, r.key);
-    if (order < 0) {
-      note(l!.key, 'extra_in_live');
-      i += 1;
-    } else if (order > 0) {
-      note(r!.key, 'missing_in_live');
-      j += 1;
-    } else {
-      if (l!.hash !== r!.hash) note(l!.key, 'changed');
-      i += 1;
-      j += 1;
+  try {
+    await liveRows.open();
+    await replayedRows.open();
+    for (;;) {
+      const l = await liveRows.peek();
+      const r = await replayedRows.peek();
+      if (!l && !r) break;
+      const order = !l ? 1 : !r ? -1 : compareKeys(l.key, r.key);
+      if (order < 0) {
+        note(l!.key, 'extra_in_live');
+        liveRows.next();
+      } else if (order > 0) {
+        note(r!.key, 'missing_in_live');
+        replayedRows.next();
+      } else {
+        if (l!.hash !== r!.hash) note(l!.key, 'changed');
+        liveRows.next();
+        replayedRows.next();
+      }
     }
+  } finally {
+    await liveRows.close();
+    await replayedRows.close();
   }
   const sample: RowDifference[] = [];
   for (const { key, kind } of pending) {

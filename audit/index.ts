@@ -93,7 +93,11 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
   const projections = options.projections ?? readModelProjections();
   let jobs: Promise<VerificationJobs> | undefined;
   const verificationJobs = () => {
-    jobs ??= createVerificationJobs(deps.database.db, deps.schemas.read).catch((error) => {
+    jobs ??= createVerificationJobs(deps.database.db, deps.schemas.read, {
+      sessionLock: deps.sessionLock,
+      // PGlite: one process per data folder, so a job this process did not start is dead.
+      exclusive: deps.database.kind === 'pglite',
+    }).catch((error) => {
       jobs = undefined;
       throw error;
     });

@@ -1,6 +1,6 @@
 import type { ProjectionSkip } from '../projections/skips.ts';
 import type { ChainsVerification } from './sql/chain.ts';
-import type { ReadModelVerification } from './verify.ts';
+import type { CheckpointAhead, ReadModelVerification } from './verify.ts';
 
 /** Human summaries for `crm verify` (one line each; the CLI prints them and exits 1 unless `ok`). */
 
@@ -25,6 +25,7 @@ export function describeReadModelVerification(result: ReadModelVerification): st
     }
   }
   if (result.failedProjections.length > 0) lines.push(`  failed projections: ${result.failedProjections.join(', ')}`);
+  lines.push(...describeCheckpointsAhead(result.checkpointsAhead ?? []).map((line) => `  ${line}`));
   lines.push(...describeSkips(result.skipped ?? []));
   const behind = describeLag(result);
   if (behind) lines.push(`  ${behind}`);
@@ -42,6 +43,15 @@ export function describeLag(result: Pick<ReadModelVerification, 'positions' | 'h
   return (
     `not verified: the events after position ${lowest} (the store's head is ${result.head}): ` +
     `${behind.map(([name]) => name).join(', ')} had not projected them yet; run verify again once the projections caught up (GET /ready)`
+  );
+}
+
+/** Live checkpoints past the store's last event (verify.ts `checkpointsAhead`), one line each. */
+export function describeCheckpointsAhead(ahead: readonly CheckpointAhead[]): string[] {
+  return ahead.map(
+    (a) =>
+      `${a.projection}: checkpoint at position ${a.position}, past the store's last event (${a.head}): ` +
+      'the read model applied events the store no longer holds, or its checkpoint was edited',
   );
 }
 
@@ -95,9 +105,20 @@ export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBr
  * What to do when the read models differ from a replay (`crm verify`, and a failed read-models
  * job): repairable from the events, once the events themselves are known to be intact.
  */
-export function readModelsNextSteps(result: Pick<ReadModelVerification, 'ok' | 'failedProjections'>): string[] {
+export function readModelsNextSteps(
+  result: Pick<ReadModelVerification, 'ok' | 'failedProjections'> & { checkpointsAhead?: readonly CheckpointAhead[] },
+): string[] {
   if (result.ok) return [];
+  const ahead = result.checkpointsAhead ?? [];
   return [
+    ...(ahead.length > 0
+      ? [
+          `The read models of ${ahead.map((a) => a.projection).join(', ')} applied events up to a position past the store's last event: ` +
+            'events were cut from the end of the store, or the checkpoints were edited. A cut tail (its seals and stream heads rewound too) ' +
+            'verifies intact on the chains alone: run `crm verify --chain --anchors-file <your anchors>` with the anchors kept outside the database, ' +
+            'and do not rebuild before the events are known to be complete.',
+        ]
+      : []),
     ...(result.failedProjections.length > 0
       ? [`Projections stopped on an event (${result.failedProjections.join(', ')}): \`crm projections\` shows where; retry or skip that event there first.`]
       : []),

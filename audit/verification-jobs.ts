@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { PERSONAL_COLUMNS } from '../projections/read-model-copies.ts';
+import type { SessionLock } from '../projections/shadows.ts';
 import { createTableOnce } from './create-table.ts';
 import type { ChainsVerification } from './sql/chain.ts';
+import type { CheckpointAhead } from './verify.ts';
 import { chainsNextSteps, readModelsNextSteps } from './summary.ts';
 
 /**
@@ -10,6 +12,14 @@ import { chainsNextSteps, readModelsNextSteps } from './summary.ts';
  * can answer `GET /audit/verify/:id`, whichever process runs the job. The running process refreshes
  * `heartbeat_at` with each progress report; a job whose heartbeat stopped (its process died) reads as
  * `abandoned` rather than running forever.
+ *
+ * A heartbeat alone takes a minute to tell: a server killed mid-verification and restarted answered
+ * `POST /audit/verify` by joining the dead job, which read `running` until its heartbeat aged and then
+ * `abandoned`, never with a result. So the process running a job also marks it as alive where it can
+ * be told at once: on a PostgreSQL server, a session advisory lock on a connection of its own (the
+ * `SessionLock` the shadows use), which the server releases when the process dies; on PGlite, whose
+ * data folder one process holds at a time, by being that process (a running job it did not start
+ * was left by an earlier one). A job found dead is recorded as abandoned and not joined.
  */
 export type VerificationKind = 'read_models' | 'chains';
 export type VerificationStatus = 'queued' | 'running' | 'passed' | 'failed' | 'error' | 'abandoned';
@@ -113,10 +123,15 @@ const toJob = (row: JobRow): VerificationJob => {
 
 /** The advice for a failed job, from its stored result. */
 const nextStepsOf = (kind: VerificationKind, result: unknown): string[] => {
-  const stored = (result ?? {}) as { ok?: boolean; firstBroken?: ChainsVerification['firstBroken']; failedProjections?: string[] };
+  const stored = (result ?? {}) as {
+    ok?: boolean;
+    firstBroken?: ChainsVerification['firstBroken'];
+    failedProjections?: string[];
+    checkpointsAhead?: CheckpointAhead[];
+  };
   return kind === 'chains'
     ? chainsNextSteps({ ok: false, ...(stored.firstBroken ? { firstBroken: stored.firstBroken } : {}) })
-    : readModelsNextSteps({ ok: false, failedProjections: stored.failedProjections ?? [] });
+    : readModelsNextSteps({ ok: false, failedProjections: stored.failedProjections ?? [], checkpointsAhead: stored.checkpointsAhead ?? [] });
 };
 
 /** A finished verification: `ok` decides passed or failed. */
@@ -163,33 +178,83 @@ export class VerificationRunning extends Error {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export async function createVerificationJobs(db: Kysely<unknown>, schema: string): Promise<VerificationJobs> {
+export interface VerificationJobsOptions {
+  /** Marks a running job as alive to the other processes of a PostgreSQL server (released when the process dies). */
+  sessionLock?: SessionLock | undefined;
+  /** The database serves this process alone (PGlite): a running job this process did not start is dead. */
+  exclusive?: boolean;
+}
+
+/** The lock a job's process holds while it runs (`SessionLock`); free means the process is gone. */
+const jobLockKey = (id: string) => `crm-verification:${id}`;
+
+const ORPHANED = 'the process running it stopped (killed or crashed) before it finished; start the verification again';
+
+export async function createVerificationJobs(db: Kysely<unknown>, schema: string, options: VerificationJobsOptions = {}): Promise<VerificationJobs> {
   await migrateVerificationJobs(db, schema);
   const table = sql.id(schema, 'audit_verifications');
+  /** Jobs this service runs (the composition root builds one per process). */
+  const runningHere = new Set<string>();
+
+  /**
+   * Whether a job that reads running (fresh heartbeat) was left by a dead process. Without a way to
+   * tell (a server and no session lock) only the heartbeat decides.
+   */
+  const orphaned = async (handle: Kysely<unknown>, id: string): Promise<boolean> => {
+    if (runningHere.has(id)) return false;
+    if (options.exclusive) return true;
+    if (!options.sessionLock) return false;
+    const probe = async (trx: Kysely<unknown>) => {
+      const { rows } = await sql<{ free: boolean }>`SELECT pg_try_advisory_xact_lock(hashtext(${jobLockKey(id)})) AS free`.execute(trx);
+      return rows[0]?.free ?? false;
+    };
+    // Inside the caller's transaction when there is one (the lock taken is let go at its end).
+    return handle.isTransaction ? probe(handle) : db.transaction().execute(probe);
+  };
 
   const update = (id: string, set: ReturnType<typeof sql>) => sql`UPDATE ${table} SET ${set}, heartbeat_at = now() WHERE id = ${id}`.execute(db);
 
   return {
-    async start(kind, requestedBy, run, options = {}) {
+    async start(kind, requestedBy, run, startOptions = {}) {
       const fresh = randomUUID();
-      const anchors = options.anchors && options.anchors.length > 0 ? [...options.anchors] : null;
+      const anchors = startOptions.anchors && startOptions.anchors.length > 0 ? [...startOptions.anchors] : null;
+      // Held from before the row exists, so no other process ever sees it running and unlocked.
+      const release = options.sessionLock ? await options.sessionLock(jobLockKey(fresh)) : async () => undefined;
+      runningHere.add(fresh);
+      const finish = async () => {
+        runningHere.delete(fresh);
+        await release().catch(() => undefined);
+      };
       // One running job per kind in the deployment: a second request joins it instead of starting
       // another full replay (each costs a shadow schema and a pass over every event).
-      const running = await db.transaction().execute(async (trx) => {
-        await sql`SELECT pg_advisory_xact_lock(hashtext(${`audit_verifications:${schema}:${kind}`}))`.execute(trx);
-        const { rows } = await sql<{ id: string; anchors: string[] | null }>`
-          SELECT id, anchors FROM ${table}
-           WHERE kind = ${kind} AND status = 'running' AND heartbeat_at > now() - make_interval(secs => ${ABANDONED_AFTER_MS / 1000})
-           ORDER BY created_at DESC LIMIT 1`.execute(trx);
-        if (rows[0]) {
-          if (JSON.stringify(rows[0].anchors ?? null) !== JSON.stringify(anchors)) throw new VerificationRunning(rows[0].id, kind);
-          return rows[0].id;
-        }
-        await sql`INSERT INTO ${table} (id, kind, status, requested_by, started_at, anchors)
-          VALUES (${fresh}, ${kind}, 'running', ${requestedBy}, now(), ${anchors === null ? null : JSON.stringify(anchors)}::jsonb)`.execute(trx);
-        return undefined;
-      });
-      if (running) return { id: running, done: Promise.resolve(), joined: true };
+      let running: string | undefined;
+      try {
+        running = await db.transaction().execute(async (trx) => {
+          await sql`SELECT pg_advisory_xact_lock(hashtext(${`audit_verifications:${schema}:${kind}`}))`.execute(trx);
+          const { rows } = await sql<{ id: string; anchors: string[] | null }>`
+            SELECT id, anchors FROM ${table}
+             WHERE kind = ${kind} AND status = 'running' AND heartbeat_at > now() - make_interval(secs => ${ABANDONED_AFTER_MS / 1000})
+             ORDER BY created_at DESC`.execute(trx);
+          for (const row of rows) {
+            if (await orphaned(trx, row.id)) {
+              await sql`UPDATE ${table} SET status = 'abandoned', finished_at = now(), error = ${ORPHANED} WHERE id = ${row.id}`.execute(trx);
+              continue;
+            }
+            if (JSON.stringify(row.anchors ?? null) !== JSON.stringify(anchors)) throw new VerificationRunning(row.id, kind);
+            return row.id;
+          }
+          await sql`INSERT INTO ${table} (id, kind, status, requested_by, started_at, anchors)
+            VALUES (${fresh}, ${kind}, 'running', ${requestedBy}, now(), ${anchors === null ? null : JSON.stringify(anchors)}::jsonb)`.execute(trx);
+          return undefined;
+        });
+      } catch (error) {
+        await finish();
+        throw error;
+      }
+      if (running) {
+        await finish();
+        return { id: running, done: Promise.resolve(), joined: true };
+      }
       const id = fresh;
       let lastWrite = 0;
       let pending: Promise<unknown> = Promise.resolve();
@@ -229,6 +294,7 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
           ).catch(() => undefined);
         } finally {
           clearInterval(heartbeat);
+          await finish();
         }
       })();
       return { id, done, joined: false };
@@ -237,7 +303,12 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
     async get(id) {
       if (!UUID.test(id)) return undefined;
       const { rows } = await sql<JobRow>`SELECT *, now() AS now FROM ${table} WHERE id = ${id}`.execute(db);
-      return rows[0] ? toJob(rows[0]) : undefined;
+      const row = rows[0];
+      if (!row) return undefined;
+      const job = toJob(row);
+      // Running by its heartbeat: its process may still be gone (read as such, recorded by the next start).
+      if (job.status === 'running' && (await orphaned(db, id))) return { ...job, status: 'abandoned', done: true, error: ORPHANED };
+      return job;
     },
   };
 }

@@ -46,11 +46,25 @@ export interface ReadModelVerification {
   /** Projections whose live or replayed run is marked failed (their tables are still compared). */
   failedProjections: string[];
   /**
+   * Live checkpoints past the store's last event: the read models say they applied events the
+   * store does not hold (events cut from the end of the store, or a checkpoint edited). Each fails
+   * the check; its tables are compared with a replay of every event there is.
+   */
+  checkpointsAhead: CheckpointAhead[];
+  /**
    * Events an operator skipped (`crm projections skip`): the live read models and the replay both
    * leave them out, so they explain a gap the comparison does not report as a difference.
    */
   skipped: ProjectionSkip[];
   durationMs: number;
+}
+
+export interface CheckpointAhead {
+  projection: string;
+  /** The live checkpoint. */
+  position: bigint;
+  /** The store's last event when it was found past it. */
+  head: bigint;
 }
 
 export interface VerifyOptions {
@@ -139,6 +153,22 @@ const livePositions = async (db: QueryExecutorProvider, schema: string, projecti
   };
 };
 
+/**
+ * The replay's targets: each live checkpoint, but none past the store's last event. A projection
+ * only ever applies final events and the head is the last final one, so a checkpoint above a head
+ * read after it names events that are not there. Replaying up to it waited 30 s for them and ended
+ * with "a transaction that wrote events is still open"; it is recorded in `ahead` instead.
+ */
+async function targetsWithin(deps: AuditDeps, positions: Map<string, bigint>, ahead: Map<string, CheckpointAhead>): Promise<Map<string, bigint>> {
+  const head = await deps.store.headPosition();
+  const targets = new Map<string, bigint>();
+  for (const [projection, position] of positions) {
+    if (position > head && !ahead.has(projection)) ahead.set(projection, { projection, position, head });
+    targets.set(projection, position > head ? head : position);
+  }
+  return targets;
+}
+
 const samePositions = (a: Map<string, bigint>, b: Map<string, bigint>): boolean =>
   a.size === b.size && [...a].every(([name, position]) => b.get(name) === position);
 
@@ -170,6 +200,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
   const head = await deps.store.headPosition();
   // Claimed: a process killed mid-check leaves a shadow that the next one to open the read models drops.
   const dropShadow = await claimShadow(db, shadow, { sessionLock: deps.sessionLock });
+  const ahead = new Map<string, CheckpointAhead>();
   try {
     await prepareShadow(db, shadow, projections);
     let events = 0;
@@ -184,7 +215,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       // 1.1M events), and the shadow's own updates piled up as dead rows: the replay fell from 4,400
       // to 1,200 events/s as it went.
       const before = await livePositions(db, readSchema, projections);
-      const first = await replayTo(deps, shadow, projections, before.positions, onEvents);
+      const first = await replayTo(deps, shadow, projections, await targetsWithin(deps, before.positions, ahead), onEvents);
       // Then one pooled connection holds the live snapshot while the shadow catches up with what the
       // live projections applied meanwhile (a short stretch) and both are compared.
       ({ positions, tables, events, failed } = await db.connection().execute(async (connection) => {
@@ -193,8 +224,11 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
           const live = await livePositions(connection, readSchema, projections);
           const behind = projections.filter((p) => live.positions.get(p.name)! < before.positions.get(p.name)!).map((p) => p.name);
           if (behind.length > 0) throw new ReadModelsMovedBack(behind);
-          const rest = await replayTo(deps, shadow, projections, live.positions, (n) => onEvents(first.events + n));
-          const compared = await compareAll({ db: connection, schema: readSchema }, { db, schema: shadow }, projections, compareProgress);
+          const rest = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), (n) => onEvents(first.events + n));
+          // The shadow side on a connection of its own too: the comparison reads each side through a cursor (compare-tables.ts).
+          const compared = await db
+            .connection()
+            .execute((shadowSide) => compareAll({ db: connection, schema: readSchema }, { db: shadowSide, schema: shadow }, projections, compareProgress));
           return {
             positions: live.positions,
             tables: compared,
@@ -210,9 +244,10 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       const done = new Map(projections.map((p) => [p.name, 0n]));
       for (let attempt = 0; ; attempt++) {
         // Catching up from where the shadow stands: only the new events are replayed.
-        const replay = await replayTo(deps, shadow, projections, live.positions, (n) => onEvents(events + n));
+        const replay = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), (n) => onEvents(events + n));
         events += replay.events;
         for (const [name, position] of live.positions) done.set(name, position);
+        // PGlite's one session serves both sides (and their cursors).
         tables = await compareAll({ db, schema: readSchema }, { db, schema: shadow }, projections, compareProgress);
         const after = await livePositions(db, readSchema, projections);
         failed = [...new Set([...after.failed, ...replay.failed])];
@@ -234,7 +269,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
     const differences = tables.reduce((n, t) => n + t.differences, 0);
     const firstDifference = tables.flatMap((t) => t.sample)[0];
     return {
-      ok: differences === 0,
+      ok: differences === 0 && ahead.size === 0,
       events,
       positions: Object.fromEntries(positions),
       head,
@@ -242,6 +277,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       differences,
       ...(firstDifference ? { firstDifference } : {}),
       failedProjections: failed,
+      checkpointsAhead: [...ahead.values()],
       skipped,
       durationMs: Date.now() - started,
     };

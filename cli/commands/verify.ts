@@ -4,7 +4,7 @@ import { stringValue, UsageError, type CliCommand, type CommandRun, type OptionW
 import type { ChainAnchor } from '../../audit/index.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { createProgress } from '../progress.ts';
-import { chainsNextSteps, describeLag, describeSkips, readModelsNextSteps } from '../../audit/summary.ts';
+import { chainsNextSteps, describeCheckpointsAhead, describeLag, describeSkips, readModelsNextSteps } from '../../audit/summary.ts';
 import type { ReadModelVerification } from '../../audit/verify.ts';
 
 const json = (value: unknown) => JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
@@ -120,6 +120,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
     return 0;
   }
   run.out(`Read models DIFFER from a replay of the events: ${result.differences} rows.`);
+  for (const line of describeCheckpointsAhead(result.checkpointsAhead)) run.out(`Checkpoint past the events: ${line}.`);
   if (lag) run.out(`Note: ${lag}.`);
   if (result.firstDifference) run.out(`First difference: ${json(result.firstDifference)}`);
   for (const table of result.tables.filter((t) => !t.equal)) for (const row of table.sample.slice(0, 5)) run.out(`  ${json(row)}`);

@@ -135,25 +135,44 @@ class StreamWalker {
 
 /**
  * Recomputes every stream's chain and checks each stream's recorded head. Reads in pages ordered by
- * (stream, revision), so memory stays flat apart from the heads of the streams table.
+ * (stream, revision), each page with the heads of its streams in one REPEATABLE READ snapshot (an
+ * append writes a stream's events and head in one transaction), so memory stays flat and a stream
+ * appended to during the walk is compared with the head of the events read. All heads read once
+ * before the walk cost about 430 bytes a stream (214 MB for 500,000 streams), and on a live server
+ * a stream appended to after that read its new events against its old head: "stream head says
+ * revision 269, events end at 270", a broken chain reported for three of five runs beside writers.
+ * A stream spanning two pages gets its head again with the second, from the later snapshot.
  */
 export async function verifyStreamChains(database: SqlDatabase, options: VerifyChainOptions): Promise<ChainVerification> {
   const s = sql.raw(quoteIdentifier(options.schema));
   const pageSize = options.pageSize ?? 5_000;
-  const headRows = await sql<HeadRow>`SELECT stream, revision, last_hash FROM ${s}.streams`.execute(database.db);
-  const heads = new Map(headRows.rows.map((row) => [row.stream, row]));
+  /** Heads of the streams of the pages read and not finished yet (the walker drops each as it finishes it). */
+  const heads = new Map<string, HeadRow>();
   const walker = new StreamWalker(heads);
   let checked = 0;
   let after: { stream: string; revision: number } | undefined;
   for (;;) {
-    const page = await sql<ChainRow>`
-      SELECT stream, revision, position::text AS position, event_id::text AS event_id, type,
-             data::text AS data, metadata::text AS metadata,
-             ((extract(epoch from recorded_at) * 1000000)::bigint)::text AS micros, hash
-      FROM ${s}.events
-      ${after ? sql`WHERE (stream, revision) > (${after.stream}, ${after.revision}::bigint)` : sql``}
-      ORDER BY stream, revision
-      LIMIT ${pageSize}`.execute(database.db);
+    const page = await database.db
+      .transaction()
+      .setIsolationLevel('repeatable read')
+      .setAccessMode('read only')
+      .execute(async (trx) => {
+        const { rows } = await sql<ChainRow>`
+          SELECT stream, revision, position::text AS position, event_id::text AS event_id, type,
+                 data::text AS data, metadata::text AS metadata,
+                 ((extract(epoch from recorded_at) * 1000000)::bigint)::text AS micros, hash
+          FROM ${s}.events
+          ${after ? sql`WHERE (stream, revision) > (${after.stream}, ${after.revision}::bigint)` : sql``}
+          ORDER BY stream, revision
+          LIMIT ${pageSize}`.execute(trx);
+        const streams = [...new Set(rows.map((row) => row.stream))];
+        // One index probe per stream (`= ANY` may be planned as a scan of the whole table).
+        const found = await sql<HeadRow>`
+          SELECT h.stream, h.revision, h.last_hash FROM unnest(${streams}::text[]) AS wanted(name)
+           CROSS JOIN LATERAL (SELECT stream, revision, last_hash FROM ${s}.streams x WHERE x.stream = wanted.name LIMIT 1) h`.execute(trx);
+        return { rows, heads: found.rows };
+      });
+    for (const head of page.heads) heads.set(head.stream, head);
     for (const row of page.rows) {
       const broken = walker.next(row);
       if (broken) return { ok: false, checked, firstBroken: broken };
@@ -166,15 +185,17 @@ export async function verifyStreamChains(database: SqlDatabase, options: VerifyC
   }
   const broken = walker.finish();
   if (broken) return { ok: false, checked, firstBroken: broken };
-  // Streams whose head claims events that are all gone.
-  for (const head of heads.values()) {
-    if (Number(head.revision) >= 0) {
-      return {
-        ok: false,
-        checked,
-        firstBroken: { stream: head.stream, revision: 0, position: null, reason: 'stream has a head but no events' },
-      };
-    }
+  // Streams whose head claims events that are all gone (one probe of the events index per stream, in the server).
+  const { rows: headless } = await sql<{ stream: string }>`
+    SELECT h.stream FROM ${s}.streams h
+     WHERE h.revision >= 0 AND NOT EXISTS (SELECT 1 FROM ${s}.events e WHERE e.stream = h.stream)
+     ORDER BY h.stream LIMIT 1`.execute(database.db);
+  if (headless[0]) {
+    return {
+      ok: false,
+      checked,
+      firstBroken: { stream: headless[0].stream, revision: 0, position: null, reason: 'stream has a head but no events' },
+    };
   }
   return { ok: true, checked };
 }

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type KyselyPlugin } from 'kysely';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sealChain, verifyChains, verifyGlobalChain } from '../../audit/sql/chain.ts';
 import { streamHistory } from '../../audit/history.ts';
+import { verifyStreamChains } from '../../eventstore/postgres/chain.ts';
 import { chainsNextSteps, describeChainsVerification } from '../../audit/summary.ts';
 import { ERASED } from '../../domain/shared.ts';
 import { customerRegistered, openAuditHarness, rechainStream, sealAll, type AuditHarness } from './support.ts';
@@ -60,6 +61,30 @@ describe('tamper evidence', () => {
     expect(await sealAll(f.h)).toBe(1);
     expect(await sealChain(f.h.database, f.h.schemas.events)).toBe(0);
     expect(await verifyChains(f.h.database, f.h.schemas.events)).toMatchObject({ ok: true, global: { checked: 7, unsealed: 0 } });
+  });
+
+  it("reports no broken link for events appended while it walks (each page read with its streams' heads in one snapshot)", async () => {
+    const f = await fixture();
+    const [, later] = [`customer-${f.ada}`, `customer-${f.bob}`].sort();
+    let appended = false;
+    // After the first page of events, a command appends to a stream the walk reaches later.
+    const plugin: KyselyPlugin = {
+      transformQuery: (args) => args.node,
+      transformResult: async (args) => {
+        const first = args.result.rows[0];
+        if (!appended && first && 'micros' in first) {
+          appended = true;
+          await f.h.record(later!, 'CustomerTagged', { customerId: later!.slice('customer-'.length), tag: 'late' });
+        }
+        return args.result;
+      },
+    };
+    const database = { ...f.h.database, db: f.h.database.db.withPlugin(plugin) };
+    // Heads read once before the walk were older than the events read later: "stream head says revision 2, events end at 3".
+    const result = await verifyStreamChains(database, { schema: f.h.schemas.events, pageSize: 2 });
+    expect(appended).toBe(true);
+    expect(result.firstBroken).toBeUndefined();
+    expect(result).toMatchObject({ ok: true, checked: 7 });
   });
 
   it('detects data edited in place and names the event', async () => {

@@ -74,4 +74,18 @@ describe('audit on PGlite', () => {
       columns: [{ column: 'source', live: 'forged', replayed: 'web' }],
     });
   });
+
+  it('reads a job left running by an earlier process on the data folder as abandoned, and starts a new one', async () => {
+    // What a kill -9 mid-verification leaves behind: the row says running, its heartbeat recent.
+    const jobs = await audit.verificationJobs();
+    const orphan = randomUUID();
+    await sql`INSERT INTO ${sql.id(schemas.read, 'audit_verifications')} (id, kind, status, started_at)
+      VALUES (${orphan}, 'chains', 'running', now())`.execute(database.db);
+    // One process per data folder: only this process could be running it, and it is not.
+    expect((await jobs.get(orphan))!.status).toBe('abandoned');
+    const started = await audit.startVerification('chains', 'auditor');
+    expect(started.id).not.toBe(orphan);
+    await started.done;
+    expect((await jobs.get(started.id))!.status).toBe('passed');
+  });
 });

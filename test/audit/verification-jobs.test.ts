@@ -94,6 +94,36 @@ describe('verification jobs', () => {
     expect((await jobs.get(next.id))!.status).toBe('passed');
   });
 
+  it('does not join a job whose process died (its session lock is gone), however fresh its heartbeat', async () => {
+    // Two processes on one server, each marking the jobs it runs with a session lock, as the runtime does.
+    const held = new Map<string, SqlDatabase>();
+    const sessionLock = async (key: string) => {
+      const connection = connectPostgres(schemas.url, { max: 1 });
+      await sql`SELECT pg_advisory_lock(hashtext(${key}))`.execute(connection.db);
+      held.set(key, connection);
+      return async () => {
+        held.delete(key);
+        await connection.close();
+      };
+    };
+    const first = await createVerificationJobs(database.db, schemas.read, { sessionLock });
+    const second = await createVerificationJobs(database.db, schemas.read, { sessionLock });
+    const running = await first.start('read_models', null, controlledRun().run);
+    expect(running.joined).toBe(false);
+    // Alive: the other process joins it.
+    expect(await second.start('read_models', null, controlledRun().run)).toMatchObject({ id: running.id, joined: true });
+    // kill -9 of the first process: its connections close, the row still says running with a fresh heartbeat.
+    await Promise.all([...held.values()].map((connection) => connection.close()));
+    held.clear();
+    expect((await second.get(running.id))!.status).toBe('abandoned');
+    const next = await second.start('read_models', null, async () => ({ ok: true }));
+    expect(next).toMatchObject({ joined: false });
+    expect(next.id).not.toBe(running.id);
+    await next.done;
+    expect((await second.get(next.id))!.status).toBe('passed');
+    expect((await second.get(running.id))!.status).toBe('abandoned');
+  });
+
   it('shows the final progress once finished, however fast the reports came (done equals total)', async () => {
     // Reports faster than progress is written: only the first would be stored while running.
     const compared = await jobs.start('read_models', null, async (onProgress) => {

@@ -108,6 +108,28 @@ describe('read-model verification', () => {
     expect((await verifyReadModels(h.deps, { projections })).ok).toBe(true);
   });
 
+  it("fails at once, naming the projection, when a live checkpoint is past the store's last event (events cut from the tail, or the checkpoint edited)", async () => {
+    const head = await h.store.headPosition();
+    const table = sql.id(h.schemas.read, 'projection_checkpoints');
+    const forged = head + (1n << 40n);
+    await sql`UPDATE ${table} SET position = ${forged.toString()}::bigint WHERE name = 'customers'`.execute(h.database.db);
+    try {
+      const started = Date.now();
+      // It used to wait 30 s for events past the head and end with "a transaction that wrote events is still open".
+      const result = await verifyReadModels(h.deps, { projections });
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(result.ok).toBe(false);
+      expect(result.checkpointsAhead).toEqual([{ projection: 'customers', position: forged, head }]);
+      // The rest is still compared, each table as far as the store goes.
+      expect(result.differences).toBe(0);
+      expect(describeReadModelVerification(result).join('\n')).toContain(`customers: checkpoint at position ${forged}, past the store's last event (${head})`);
+      expect(readModelsNextSteps(result).join('\n')).toContain('--anchors-file');
+    } finally {
+      await sql`UPDATE ${table} SET position = ${head.toString()}::bigint WHERE name = 'customers'`.execute(h.database.db);
+    }
+    expect((await verifyReadModels(h.deps, { projections })).ok).toBe(true);
+  }, 60_000);
+
   it('treats a projection that never ran live as empty rather than failing', async () => {
     const ghost: Projection = {
       name: 'ghost',
