@@ -183,6 +183,16 @@ export async function markFailed(
     WHERE name = ${name}`.execute(db);
 }
 
+/**
+ * A projection whose checkpoint is past the store's last event fails with `error`, at that position and
+ * on no event (there is none to name): a resume or a skip does not fit it, a rebuild does.
+ */
+export async function markAheadOfStore(db: QueryExecutorProvider, schema: string, name: string, error: string): Promise<void> {
+  await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)}
+    SET state = 'failed', last_error = ${error}, failed_event_id = NULL, failed_position = position, failed_stream = NULL, updated_at = now()
+    WHERE name = ${name}`.execute(db);
+}
+
 export async function setState(db: QueryExecutorProvider, schema: string, name: string, state: ProjectionState): Promise<void> {
   await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET state = ${state}, updated_at = now() WHERE name = ${name}`.execute(db);
 }

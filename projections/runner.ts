@@ -14,7 +14,7 @@ import {
   type SharedBatchResult,
 } from './apply-batch.ts';
 import { claimFeedEngine } from './feed-engine.ts';
-import { clearFailure, ensureCheckpoint, migrateCheckpoints, readCheckpoints, skipAhead, type Checkpoint } from './checkpoints.ts';
+import { clearFailure, ensureCheckpoint, markAheadOfStore, migrateCheckpoints, readCheckpoints, skipAhead, type Checkpoint } from './checkpoints.ts';
 import { relaxDurability } from './durability.ts';
 import { describeError, isTransient, ReadModelTimeout } from './errors.ts';
 import { LeaseLost, type LeaseGuard } from './leases.ts';
@@ -190,10 +190,38 @@ export class ProjectionRunner {
       await this.options.onVersionChange(changed.map((p) => p.name));
     }
     await this.reloadCheckpoints();
+    await this.failCheckpointsAhead();
     this.running = true;
     this.subscribe();
     this.watchdog = setInterval(() => void this.watch(), this.options.watchdogMs ?? 1_000);
     this.watchdog.unref?.();
+  }
+
+  /**
+   * A checkpoint past the store's last event names events the store does not hold: they were cut from
+   * its end, or the store was restored from an older backup while the read models were not. Followed
+   * from there, the projection would skip every new event below its checkpoint (on PostgreSQL positions
+   * come from transaction ids, which a restored cluster hands out again) and report nothing behind. It
+   * fails instead, saying what to do. The head is read after the checkpoints, and a projection only
+   * applies events already final, so a checkpoint being written meanwhile is never above it.
+   */
+  private async failCheckpointsAhead(): Promise<void> {
+    const head = await this.options.store.headPosition();
+    for (const p of this.options.projections) {
+      const at = this.positions.get(p.name) ?? 0n;
+      if (at <= head || this.failed.has(p.name)) continue;
+      const error =
+        `its checkpoint (position ${at}) is past the event store's last event (${head}): events were cut from the store, or it was restored ` +
+        'from an older backup while the read models were not, and new events would be skipped. Check the hash chains against the anchors ' +
+        'kept outside the database (crm verify --chain --anchors-file <file>), then rebuild the read models from the events (crm rebuild).';
+      await markAheadOfStore(this.options.db, this.options.schema, p.name, error);
+      this.failed.add(p.name);
+      this.options.log?.("projection checkpoint past the event store's last event; not following the feed", {
+        projection: p.name,
+        position: at.toString(),
+        head: head.toString(),
+      });
+    }
   }
 
   /** Stops following the feed after the batch in progress commits. */

@@ -53,6 +53,27 @@ describe('where the runner follows the feed from', () => {
     expect((await checkpoint(schema, 'deals')).position).toBe(3n);
   });
 
+  it("fails a projection whose checkpoint is past the store's last event (a store cut or restored from an older backup), and follows with the others", async () => {
+    const { schema, store, projections } = await stoppedAt({ customers: { position: 40 } });
+    const { runner, logged } = await startRunner(projections, { schema, store });
+    const customers = await checkpoint(schema, 'customers');
+    expect(customers.state).toBe('failed');
+    expect(customers.lastError).toContain("past the event store's last event (12)");
+    expect(customers.lastError).toContain('crm rebuild');
+    expect(customers.failedPosition).toBe(40n);
+    expect(logged("projection checkpoint past the event store's last event; not following the feed")[0]?.details).toMatchObject({
+      projection: 'customers',
+      position: '40',
+      head: '12',
+    });
+    // Followed from 40 it would have skipped these without a word; the deals go on.
+    store.append(1);
+    await runner.waitForPosition(13n);
+    expect(await appliedIds(schema, 'deals')).toEqual(idsOf(1, 13));
+    expect(await appliedIds(schema, 'customers')).toEqual(idsOf(1, 12));
+    expect((await checkpoint(schema, 'customers')).state).toBe('failed');
+  });
+
   it('the lowest checkpoint when both run', async () => {
     const { schema, store, projections } = await stoppedAt({ customers: { position: 9 }, deals: { position: 5 } });
     const { runner } = await startRunner(projections, { schema, store });
