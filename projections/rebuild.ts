@@ -317,7 +317,12 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
     const { rows: liveRows } = await sql<{ name: string; position: string }>`SELECT name, position::text FROM ${sql.id(schema, CHECKPOINT_TABLE)}
         WHERE name = ANY(${names}::text[]) ORDER BY name FOR UPDATE`.execute(trx);
     const shadowCheckpoints = await readCheckpoints(trx, shadow);
+    // Read after the live checkpoints are locked, so none of them can be past it legitimately.
+    const head = await options.store.headPosition();
     for (const row of liveRows) {
+      // A live checkpoint past the store's last event names events the store does not hold (a store cut,
+      // or restored from an older backup): there is nothing to catch up to, and this rebuild puts it right.
+      if (BigInt(row.position) > head) continue;
       if ((shadowCheckpoints.get(row.name)?.position ?? 0n) < BigInt(row.position)) return undefined;
     }
     let position = 0n;

@@ -289,6 +289,40 @@ describe('rebuild under steady writes', () => {
 });
 
 describe('version change', () => {
+  it("puts right a projection whose checkpoint is past the store's last event: failed at start, rebuilt, then following new events", async () => {
+    const schema = `${h.schemas.read}_ahead`;
+    const reportingSchema = `${h.schemas.read}_aheadrep`;
+    await projectAll(h, schema, projections);
+    const head = await h.store.headPosition();
+    // As a store restored from an older backup leaves it: the read models hold more than the events.
+    await sql`UPDATE ${sql.id(schema, 'projection_checkpoints')} SET position = ${(head + (1n << 40n)).toString()}::bigint WHERE name = 'customers'`.execute(
+      h.database.db,
+    );
+    const restarted = new ProjectionRunner({ db: h.database.db, store: h.store, schema, projections, codec: h.codec, concurrent: true });
+    await restarted.start();
+    try {
+      const state = async () =>
+        (
+          await sql<{
+            state: string;
+            position: string;
+          }>`SELECT state, position::text FROM ${sql.id(schema, 'projection_checkpoints')} WHERE name = 'customers'`.execute(h.database.db)
+        ).rows[0]!;
+      expect((await state()).state).toBe('failed');
+      // It could not swap before: the shadow never reached a checkpoint naming events that do not exist.
+      await rebuildProjections({ ...deps(), schema, reportingSchema, names: ['customers'], runner: restarted, maxSwapAttempts: 3 });
+      expect(await state()).toEqual({ state: 'running', position: expect.any(String) as string });
+      expect(BigInt((await state()).position)).toBeLessThanOrEqual(await h.store.headPosition());
+      const id = randomUUID();
+      await h.run({ type: 'RegisterCustomer', customerId: id, name: 'After the restore', email: `restored-${id}@example.com` });
+      await restarted.waitForPosition(h.lastPosition(), 10_000);
+      const queries = createReadModelQueries({ db: h.database.db, schema });
+      expect((await queries.getCustomer(id))?.name).toBe('After the restore');
+    } finally {
+      await restarted.stop();
+    }
+  });
+
   it('rebuilds a projection whose version changed at start, the old tables serving meanwhile', async () => {
     const schema = `${h.schemas.read}_v`;
     const reportingSchema = `${h.schemas.read}_vrep`;
