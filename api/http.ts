@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { TIME_AXES } from '../audit/as-of.ts';
-import { Id } from '../domain/shared.ts';
+import { Id, IsoDate, IsoDateTime } from '../domain/shared.ts';
 import type { Actor } from '../domain/metadata.ts';
 import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
 import { commandKeyOf, type IdempotencyGuard } from './idempotency.ts';
@@ -165,6 +165,12 @@ export const executeCommand = async (
   if (call.status === 201 && call.location) reply.header('location', call.location(result.id));
   return toAccepted(result);
 };
+
+/** An instant in a query: an ISO time, or a date alone (what a date means is the parameter's to say). */
+export const InstantQuery = z.union([IsoDateTime, IsoDate]);
+
+/** `?asOf=` on a record: a date alone is its start (UTC), as `crm replay --as-of` takes it. */
+export const AsOfInstant = InstantQuery.describe('ISO time, or a date (its start, UTC): the record as it stood then');
 
 /** Which time `asOf` is read on (audit/as-of.ts). */
 export const AsOfTimeAxis = z

@@ -1,12 +1,11 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { IsoDateTime } from '../domain/shared.ts';
 import type { RouteContext } from './route-context.ts';
 import { MAX_CURSOR_LENGTH } from './cursor-seal.ts';
 import type { RecordKind } from '../audit/records.ts';
 import type { Page, ReadModelQueries, ReadRecord } from './deps.ts';
-import { AsOfTimeAxis, awaitReadModels, decimalNumber, etagOf, IdParams, WaitForQuery } from './http.ts';
+import { AsOfInstant, AsOfTimeAxis, awaitReadModels, decimalNumber, etagOf, IdParams, WaitForQuery } from './http.ts';
 import { forCaller } from './mask.ts';
 import { ProblemError, problemResponses, validationProblem } from './problems.ts';
 import { ruleFor, seesPersonalData } from './roles.ts';
@@ -120,7 +119,7 @@ export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetR
         params: IdParams,
         querystring: z.strictObject({
           ...WaitForQuery,
-          asOf: IsoDateTime.optional().describe('ISO time: the record as it stood then'),
+          asOf: AsOfInstant.optional(),
           time: AsOfTimeAxis,
         }),
         response: { 200: RecordSchema, ...errorResponses },

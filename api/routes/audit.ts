@@ -29,11 +29,11 @@ import { EXPORT_CONTENT_TYPES, exportStream, type ExportFormat } from '../../aud
 import { eventLog, InvalidAuditQuery, iterateEventLog, iterateStreamHistory, streamHistory, streamNamed, type EventLogFilter } from '../../audit/history.ts';
 import { ChainNotAvailable, parseChainAnchor, VerificationRunning, type AuditServices } from '../../audit/index.ts';
 import { jsonSafe } from '../../audit/verification-jobs.ts';
-import { Id, IsoDate, IsoDateTime } from '../../domain/shared.ts';
+import { Id } from '../../domain/shared.ts';
 import { STREAM_NAME_PATTERN } from '../../eventstore/contract.ts';
 import type { RouteContext } from '../route-context.ts';
 import { auditWithin } from '../auth/scope-guard.ts';
-import { AsOfTimeAxis, decimalNumber, IdParams } from '../http.ts';
+import { AsOfInstant, AsOfTimeAxis, decimalNumber, IdParams, InstantQuery } from '../http.ts';
 import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
 import { seesPersonalData } from '../roles.ts';
 
@@ -46,7 +46,6 @@ const ExportFormatQuery = z.enum(['ndjson', 'csv']).optional().describe('ndjson 
 const Limit = decimalNumber(z.number().int().min(1).max(1000)).default(100).describe('Page size (1-1000, default 100)');
 const Cursor = z.string().min(1).max(40).optional().describe('`nextCursor` of the previous page');
 /** A date alone means the whole day: from its first to its last millisecond (UTC). */
-const Instant = z.union([IsoDateTime, IsoDate]);
 
 const StreamParams = z.strictObject({
   stream: z.string().regex(STREAM_NAME_PATTERN, 'a stream name `<aggregate>-<id>`, e.g. customer-<uuid>'),
@@ -59,8 +58,8 @@ const LogFilters = {
     .optional()
     .describe('Event type(s), comma-separated or repeated'),
   stream: z.string().min(1).max(220).optional().describe('Exact stream name, or an aggregate (`deal` or `deal-`: every deal)'),
-  from: Instant.optional().describe('Record time from (inclusive), ISO 8601'),
-  to: Instant.optional().describe('Record time to (inclusive), ISO 8601; a date alone includes that whole day'),
+  from: InstantQuery.optional().describe('Record time from (inclusive), ISO 8601'),
+  to: InstantQuery.optional().describe('Record time to (inclusive), ISO 8601; a date alone includes that whole day'),
   direction: Direction,
 };
 
@@ -309,7 +308,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
           kind: z.enum(['customer', 'customers', 'deal', 'deals', 'campaign', 'campaigns', 'feedback', 'activity', 'activities']),
           id: Id,
         }),
-        querystring: z.strictObject({ asOf: IsoDateTime.optional(), time: AsOfTimeAxis }),
+        querystring: z.strictObject({ asOf: AsOfInstant.optional(), time: AsOfTimeAxis }),
         response: { 200: z.looseObject({}), ...errors },
       },
     },

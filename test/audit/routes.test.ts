@@ -230,6 +230,21 @@ describe('point in time', () => {
     expect(upper).toMatchObject({ id: customerId, stream: now.stream, revision: 2, record: now.record });
   });
 
+  it('a date alone is the start of that day (UTC), as crm replay --as-of takes it, on both paths', async () => {
+    const day = betweenChanges.slice(0, 10);
+    const nextDay = new Date(Date.parse(day) + 86_400_000).toISOString().slice(0, 10);
+    for (const path of [`/customers/${customerId}?asOf=`, `/audit/state/customer/${customerId}?asOf=`]) {
+      // Before the customer existed: the answer for the date is the answer for its first instant.
+      const asDate = await send('auditor', 'GET', `${path}2001-02-03`);
+      const asTime = await send('auditor', 'GET', `${path}${encodeURIComponent('2001-02-03T00:00:00Z')}`);
+      expect(asDate.statusCode, path).toBe(asTime.statusCode);
+      expect(asDate.statusCode, path).toBe(404);
+      expect(json(asDate).detail).toContain(`No customer ${customerId} as of 2001-02-03`);
+      // A date still to come is refused as a time still to come is (unless this runs in the day's last minutes).
+      if (Date.parse(nextDay) - Date.now() > 10 * 60_000) expectProblem(await send('auditor', 'GET', `${path}${nextDay}`), 400, 'validation');
+    }
+  });
+
   it('an instant in the future is a 400 naming asOf on both paths, not the current state passed off as that instant', async () => {
     const later = encodeURIComponent(new Date(Date.now() + 3_600_000).toISOString());
     for (const path of [`/customers/${customerId}?asOf=${later}`, `/audit/state/customer/${customerId}?asOf=${later}`]) {
