@@ -18,8 +18,9 @@ import type { CommandType } from '../schemas.ts';
 /**
  * Imports sent over HTTP (`POST /imports`): the body is spooled to a temporary file as it arrives
  * (bounded: over `maxBytes` the upload stops), then imported in the background by the same loop as
- * `crm import`. Jobs live in this process's memory (the latest `keepJobs`); a job cut short by a
- * restart is finished by sending the same file again, which appends nothing twice.
+ * `crm import`. Jobs live in this process's memory (the latest `keepJobsPerKey` of each key, and
+ * `keepJobs` in all); a job cut short by a restart is finished by sending the same file again, which
+ * appends nothing twice.
  *
  * A spool folder is named after the process that owns it (`crm-import-<pid>-...`): one left behind
  * by a process that crashed mid-upload holds up to `maxBytes` on disk, and is removed when the next
@@ -106,7 +107,13 @@ export interface ImportJobsOptions {
    * bounded in time as a whole (a 1 GiB file takes minutes on a slow link), only by their size and this.
    */
   idleMs?: number;
+  /** Finished jobs kept in all (default 1,000). */
   keepJobs?: number;
+  /**
+   * Finished jobs kept per key (default 20): a key that runs import after import drops its own oldest,
+   * never another key's (with one bound for all, one key could push every other key's report out).
+   */
+  keepJobsPerKey?: number;
   maxReportedRows?: number;
 }
 
@@ -162,14 +169,24 @@ export async function removeStaleSpools(folder = tmpdir()): Promise<string[]> {
 }
 
 export function createImportJobs(options: ImportJobsOptions): ImportJobs {
-  const keepJobs = options.keepJobs ?? 100;
+  const keepJobs = options.keepJobs ?? 1_000;
+  const keepJobsPerKey = options.keepJobsPerKey ?? 20;
   const maxReported = options.maxReportedRows ?? 10_000;
   const jobs = new Map<string, ImportJob>();
   const running = new Map<string, { job: ImportJob; stop: AbortController; done: Promise<void> }>();
   const staleSpoolsRemoved = removeStaleSpools();
 
+  /** Oldest first (a Map keeps insertion order); a running job is never dropped. */
   const keep = (job: ImportJob) => {
     jobs.set(job.id, job);
+    let ofKey = [...jobs.values()].filter((j) => j.owner === job.owner).length;
+    for (const [id, old] of jobs) {
+      if (ofKey <= keepJobsPerKey) break;
+      if (old.owner === job.owner && old.status !== 'running') {
+        jobs.delete(id);
+        ofKey--;
+      }
+    }
     for (const [id, old] of jobs) {
       if (jobs.size <= keepJobs) break;
       if (old.status !== 'running') jobs.delete(id);

@@ -321,7 +321,7 @@ describe('import jobs', () => {
     expect(next.status).toBe('done');
   });
 
-  it('keeps the latest jobs, never dropping one that runs', async () => {
+  it("keeps the latest jobs of each key and in all, never dropping one that runs or another key's", async () => {
     const { batch, open } = held();
     const jobs = jobsWith({ batch, keepJobs: 1 });
     const a = await start(jobs, csv('name,email', 'Ann,ann@jobs.example'), 'key-a');
@@ -349,17 +349,19 @@ describe('import jobs', () => {
     expect(two.get(first.id)).toBeUndefined();
     expect([two.get(second.id), two.get(third.id)]).toEqual([second, third]);
 
-    // By default, the latest 100.
+    // By default, the latest 20 of each key: a key importing again and again drops its own oldest,
+    // never another key's (one bound for all let one key push every other key's report out).
     const defaults = jobsWith();
+    const other = await start(defaults, csv('name,email'), 'key-other');
+    await ended(other);
     const started: ImportJob[] = [];
     for (let i = 0; i < 101; i++) {
-      const job = await start(defaults, csv('name,email'));
+      const job = await start(defaults, csv('name,email'), 'key-busy');
       started.push(job);
       await ended(job);
-      if (i === 99) expect(defaults.get(started[0]!.id)).toBe(started[0]);
     }
-    expect(defaults.get(started[0]!.id)).toBeUndefined();
-    expect(defaults.get(started[1]!.id)).toBe(started[1]);
+    expect(defaults.get(other.id)).toBe(other);
+    expect(started.map((job) => defaults.get(job.id) !== undefined)).toEqual(started.map((_, i) => i >= 81));
   });
 
   it('on close, stops a running import between batches and waits for it; a rerun finishes it', async () => {
