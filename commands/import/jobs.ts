@@ -107,11 +107,11 @@ export interface ImportJobsOptions {
    * bounded in time as a whole (a 1 GiB file takes minutes on a slow link), only by their size and this.
    */
   idleMs?: number;
-  /** Finished jobs kept in all (default 1,000). */
+  /** Jobs kept in all (default 100: each holds up to `maxReportedRows` bad rows in memory). */
   keepJobs?: number;
   /**
-   * Finished jobs kept per key (default 20): a key that runs import after import drops its own oldest,
-   * never another key's (with one bound for all, one key could push every other key's report out).
+   * Finished jobs kept per key (default 20): a key that runs import after import drops its own oldest;
+   * with one bound for all, one key could push every other key's report out (now it takes five keys).
    */
   keepJobsPerKey?: number;
   maxReportedRows?: number;
@@ -169,7 +169,7 @@ export async function removeStaleSpools(folder = tmpdir()): Promise<string[]> {
 }
 
 export function createImportJobs(options: ImportJobsOptions): ImportJobs {
-  const keepJobs = options.keepJobs ?? 1_000;
+  const keepJobs = options.keepJobs ?? 100;
   const keepJobsPerKey = options.keepJobsPerKey ?? 20;
   const maxReported = options.maxReportedRows ?? 10_000;
   const jobs = new Map<string, ImportJob>();
