@@ -172,6 +172,7 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       shadow,
       selected.flatMap((p) => p.tables),
     );
+    const pastTheStore = await checkpointsPastTheStore(options, selected);
     const attempts = options.maxSwapAttempts ?? 20;
     for (let attempt = 1; ; attempt++) {
       // A swap kept waiting (a long query holds a live table) is retried: each retry is a safe point.
@@ -193,9 +194,9 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       const swapped = options.concurrent
         ? await whileFeedHeld(db, async () => {
             events += await applyFinalGap(options, selected, shadow);
-            return trySwap(options, selected, shadow);
+            return trySwap(options, selected, shadow, pastTheStore);
           })
-        : await trySwap(options, selected, shadow);
+        : await trySwap(options, selected, shadow, pastTheStore);
       if (swapped !== undefined) {
         progress('done', { position: swapped, headPosition: swapped, events });
         await options.runner?.reloadCheckpoints();
@@ -273,9 +274,22 @@ async function applyFinalGap(options: RebuildOptions, selected: Projection[], sh
 }
 
 /** The swap transaction; undefined (rolled back) when the live checkpoint is still ahead of the shadow. */
-async function trySwap(options: RebuildOptions, selected: Projection[], shadow: string): Promise<bigint | undefined> {
+/**
+ * Projections whose live checkpoint is past the store's last event: events cut from the store, or a
+ * store restored from an older backup while the read models were not. The swap would wait for the
+ * shadow to reach a position that does not exist. The head is read after the checkpoints (a live
+ * checkpoint is never past a head read later), and outside the swap's transaction, which on PGlite
+ * holds the one connection that the store's read would wait for.
+ */
+async function checkpointsPastTheStore(options: RebuildOptions, selected: Projection[]): Promise<Set<string>> {
+  const live = await readCheckpoints(options.db, options.schema);
+  const head = await options.store.headPosition();
+  return new Set(selected.filter((p) => (live.get(p.name)?.position ?? 0n) > head).map((p) => p.name));
+}
+
+async function trySwap(options: RebuildOptions, selected: Projection[], shadow: string, pastTheStore: ReadonlySet<string>): Promise<bigint | undefined> {
   try {
-    return await swapOnce(options, selected, shadow);
+    return await swapOnce(options, selected, shadow, pastTheStore);
   } catch (error) {
     // A live batch holding a table this swap drops while waiting for its checkpoint: PostgreSQL breaks
     // the deadlock by aborting one side; either way, catch up again and retry.
@@ -287,7 +301,7 @@ async function trySwap(options: RebuildOptions, selected: Projection[], shadow: 
   }
 }
 
-async function swapOnce(options: RebuildOptions, selected: Projection[], shadow: string): Promise<bigint | undefined> {
+async function swapOnce(options: RebuildOptions, selected: Projection[], shadow: string, pastTheStore: ReadonlySet<string>): Promise<bigint | undefined> {
   const { db, schema } = options;
   const swapped = await db.transaction().execute(async (trx) => {
     // A query that reads several tables (a customer with its revenue lines and the exchange rates)
@@ -317,12 +331,9 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
     const { rows: liveRows } = await sql<{ name: string; position: string }>`SELECT name, position::text FROM ${sql.id(schema, CHECKPOINT_TABLE)}
         WHERE name = ANY(${names}::text[]) ORDER BY name FOR UPDATE`.execute(trx);
     const shadowCheckpoints = await readCheckpoints(trx, shadow);
-    // Read after the live checkpoints are locked, so none of them can be past it legitimately.
-    const head = await options.store.headPosition();
     for (const row of liveRows) {
-      // A live checkpoint past the store's last event names events the store does not hold (a store cut,
-      // or restored from an older backup): there is nothing to catch up to, and this rebuild puts it right.
-      if (BigInt(row.position) > head) continue;
+      // Nothing to catch up to: this rebuild is what puts such a projection right.
+      if (pastTheStore.has(row.name)) continue;
       if ((shadowCheckpoints.get(row.name)?.position ?? 0n) < BigInt(row.position)) return undefined;
     }
     let position = 0n;
