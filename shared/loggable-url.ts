@@ -65,8 +65,11 @@ const withoutUserinfo = (value: string): string | null => {
   return at < scheme[0].length ? value : `${scheme[0]}${value.slice(at + 1)}`;
 };
 
-/** Host lists (`esdb://a:2113,b:2113,c:2113`, gossip seeds) do not parse as one URL; shown when they hold host characters only. */
-const HOST_LIST = /^[a-z0-9.\-_:[\],]+$/i;
+/**
+ * Host names, IPv4 and bracketed IPv6 literals with ports, comma-separated: host lists
+ * (`esdb://a:2113,b:2113,c:2113`, gossip seeds) do not parse as one URL; shown when they hold these only.
+ */
+export const HOST_LIST = /^[a-z0-9.\-_:[\],]+$/i;
 
 interface Printable {
   scheme: string;

@@ -71,7 +71,7 @@ export interface EventStoreDbClientPort {
 }
 
 /**
- * The real client behind the port, given the connection string as `clientUrl` (connection.ts) rewrote
+ * The real client behind the port, given the connection string as `parseConnectionString` (connection.ts) rewrote
  * it. The client's parse error keeps the whole string in a property (`connectionString`): it is
  * reported without it.
  */

@@ -1,6 +1,6 @@
 import type { Credentials } from '@eventstore/db-client';
 import { EventStoreUnavailable } from '../errors.ts';
-import { loggableUrl } from '../../shared/loggable-url.ts';
+import { HOST_LIST, loggableUrl } from '../../shared/loggable-url.ts';
 
 /** The oldest server the engine supports: 22.6 added positions to stream reads, 23.10 the `caughtUp` signal. */
 export const MIN_SERVER_VERSION = '23.10';
@@ -8,7 +8,7 @@ export const MIN_SERVER_VERSION = '23.10';
 export interface ConnectionSettings {
   /** Sent with every append so the client takes the classic append RPC, never BatchAppend. */
   appendCredentials: Credentials;
-  /** The connection string to hand the client (see `clientUrl`). */
+  /** The connection string to hand the client, rewritten as `parseConnectionString` says. */
   clientUrl: string;
   /** Options of the given string that the client does not take, left out of `clientUrl` (names only). */
   ignoredOptions: string[];
@@ -37,9 +37,6 @@ const CLIENT_OPTIONS = new Set([
   'keepalivetimeout',
 ]);
 const flat = (key: string): string => key.trim().toLowerCase().replace(/[_-]/g, '');
-
-/** Host names, IPv4 and bracketed IPv6 literals with ports, comma-separated (gossip seeds). */
-const HOSTS = /^[a-z0-9.\-_:[\],]+$/i;
 
 const invalid = (url: string, why: string): EventStoreUnavailable =>
   new EventStoreUnavailable(
@@ -73,7 +70,7 @@ export function parseConnectionString(url: string): ConnectionSettings {
   const question = afterUserinfo.indexOf('?');
   const hosts = (question === -1 ? afterUserinfo : afterUserinfo.slice(0, question)).replace(/\/+$/, '');
   const query = question === -1 ? '' : afterUserinfo.slice(question + 1).replace(/\/+$/, '');
-  if (!HOSTS.test(hosts)) throw invalid(url, 'no host, or a host with characters a host name cannot hold');
+  if (!HOST_LIST.test(hosts)) throw invalid(url, 'no host, or a host with characters a host name cannot hold');
 
   let credentials: Credentials | null = null;
   if (userinfo !== null) {
@@ -113,9 +110,6 @@ export function parseConnectionString(url: string): ConnectionSettings {
     ignoredOptions,
   };
 }
-
-/** The connection string handed to `@eventstore/db-client` (see `parseConnectionString`). */
-export const clientUrl = (url: string): string => parseConnectionString(url).clientUrl;
 
 const numericParts = (version: string): number[] =>
   version
