@@ -1,6 +1,7 @@
 import type { ProjectionSkip } from '../projections/skips.ts';
 import type { ChainsVerification } from './sql/chain.ts';
-import type { CheckpointAhead, ReadModelVerification } from './verify.ts';
+import type { CheckpointAhead } from '../projections/checkpoints.ts';
+import type { ReadModelVerification } from './verify.ts';
 
 /** Human summaries for `crm verify` (one line each; the CLI prints them and exits 1 unless `ok`). */
 

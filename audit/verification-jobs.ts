@@ -4,7 +4,7 @@ import { PERSONAL_COLUMNS } from '../projections/read-model-copies.ts';
 import type { SessionLock } from '../projections/shadows.ts';
 import { createTableOnce } from './create-table.ts';
 import type { ChainsVerification } from './sql/chain.ts';
-import type { CheckpointAhead } from './verify.ts';
+import type { CheckpointAhead } from '../projections/checkpoints.ts';
 import { chainsNextSteps, readModelsNextSteps } from './summary.ts';
 
 /**

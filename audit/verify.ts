@@ -1,6 +1,6 @@
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { catchUp } from '../projections/catch-up.ts';
-import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
+import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints, type CheckpointAhead } from '../projections/checkpoints.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import { claimShadow, newShadowName } from '../projections/shadows.ts';
 import type { Projection } from '../projections/projection.ts';
@@ -57,14 +57,6 @@ export interface ReadModelVerification {
    */
   skipped: ProjectionSkip[];
   durationMs: number;
-}
-
-export interface CheckpointAhead {
-  projection: string;
-  /** The live checkpoint. */
-  position: bigint;
-  /** The store's last event when it was found past it. */
-  head: bigint;
 }
 
 export interface VerifyOptions {

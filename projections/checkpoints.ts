@@ -2,6 +2,7 @@ import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import type { Projection } from './projection.ts';
 import type { Bigint } from './read-models/common.ts';
 import { ensureSchema } from '../shared/sql.ts';
+import type { EventStore } from '../eventstore/contract.ts';
 
 /** Where each projection stands: the checkpoint (committed with its read-model changes) and its health. */
 export type ProjectionState = 'running' | 'stopped' | 'failed' | 'rebuilding';
@@ -181,6 +182,38 @@ export async function markFailed(
     SET state = 'failed', last_error = ${failure.error}, failed_event_id = ${failure.eventId},
         failed_position = ${failure.position.toString()}::bigint, failed_stream = ${failure.stream}, updated_at = now()
     WHERE name = ${name}`.execute(db);
+}
+
+/**
+ * A live checkpoint past the store's last event: the read model says it applied events the store does
+ * not hold (events cut from the end of the store, or the store restored from an older backup while the
+ * read models were not, or a checkpoint edited).
+ */
+export interface CheckpointAhead {
+  projection: string;
+  /** The live checkpoint. */
+  position: bigint;
+  /** The store's last event when it was found past it. */
+  head: bigint;
+}
+
+/**
+ * The checkpoints of `names` past the store's last event. The head is read after the checkpoints: a
+ * projection only applies events already final, so a checkpoint being written meanwhile is never
+ * above it.
+ */
+export async function checkpointsPastTheStore(
+  db: QueryExecutorProvider,
+  schema: string,
+  store: Pick<EventStore, 'headPosition'>,
+  names: readonly string[],
+): Promise<CheckpointAhead[]> {
+  const checkpoints = await readCheckpoints(db, schema);
+  const head = await store.headPosition();
+  return names.flatMap((projection) => {
+    const position = checkpoints.get(projection)?.position ?? 0n;
+    return position > head ? [{ projection, position, head }] : [];
+  });
 }
 
 /**

@@ -4,7 +4,15 @@ import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply
 import { catchUp, type CatchUpProgress } from './catch-up.ts';
 import { analyzeTables } from './statistics.ts';
 import { recordFeedEngine } from './feed-engine.ts';
-import { CHECKPOINT_TABLE, migrateCheckpoints, migrateProjections, readCheckpoints, setState, type Checkpoint } from './checkpoints.ts';
+import {
+  CHECKPOINT_TABLE,
+  checkpointsPastTheStore,
+  migrateCheckpoints,
+  migrateProjections,
+  readCheckpoints,
+  setState,
+  type Checkpoint,
+} from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 import { createReportingViews } from './reporting.ts';
 import { claimShadow, dropAbandonedShadows, newShadowName, type SessionLock } from './shadows.ts';
@@ -172,7 +180,10 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       shadow,
       selected.flatMap((p) => p.tables),
     );
-    const pastTheStore = await checkpointsPastTheStore(options, selected);
+    // The swap would wait for the shadow to reach a position that does not exist. Read outside the
+    // swap's transaction, which on PGlite holds the one connection the store's read would wait for.
+    const ahead = await checkpointsPastTheStore(db, schema, options.store, names);
+    const pastTheStore = new Set(ahead.map((a) => a.projection));
     const attempts = options.maxSwapAttempts ?? 20;
     for (let attempt = 1; ; attempt++) {
       // A swap kept waiting (a long query holds a live table) is retried: each retry is a safe point.
@@ -274,19 +285,6 @@ async function applyFinalGap(options: RebuildOptions, selected: Projection[], sh
 }
 
 /** The swap transaction; undefined (rolled back) when the live checkpoint is still ahead of the shadow. */
-/**
- * Projections whose live checkpoint is past the store's last event: events cut from the store, or a
- * store restored from an older backup while the read models were not. The swap would wait for the
- * shadow to reach a position that does not exist. The head is read after the checkpoints (a live
- * checkpoint is never past a head read later), and outside the swap's transaction, which on PGlite
- * holds the one connection that the store's read would wait for.
- */
-async function checkpointsPastTheStore(options: RebuildOptions, selected: Projection[]): Promise<Set<string>> {
-  const live = await readCheckpoints(options.db, options.schema);
-  const head = await options.store.headPosition();
-  return new Set(selected.filter((p) => (live.get(p.name)?.position ?? 0n) > head).map((p) => p.name));
-}
-
 async function trySwap(options: RebuildOptions, selected: Projection[], shadow: string, pastTheStore: ReadonlySet<string>): Promise<bigint | undefined> {
   try {
     return await swapOnce(options, selected, shadow, pastTheStore);

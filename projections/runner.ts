@@ -14,7 +14,16 @@ import {
   type SharedBatchResult,
 } from './apply-batch.ts';
 import { claimFeedEngine } from './feed-engine.ts';
-import { clearFailure, ensureCheckpoint, markAheadOfStore, migrateCheckpoints, readCheckpoints, skipAhead, type Checkpoint } from './checkpoints.ts';
+import {
+  checkpointsPastTheStore,
+  clearFailure,
+  ensureCheckpoint,
+  markAheadOfStore,
+  migrateCheckpoints,
+  readCheckpoints,
+  skipAhead,
+  type Checkpoint,
+} from './checkpoints.ts';
 import { relaxDurability } from './durability.ts';
 import { describeError, isTransient, ReadModelTimeout } from './errors.ts';
 import { LeaseLost, type LeaseGuard } from './leases.ts';
@@ -202,23 +211,27 @@ export class ProjectionRunner {
    * its end, or the store was restored from an older backup while the read models were not. Followed
    * from there, the projection would skip every new event below its checkpoint (on PostgreSQL positions
    * come from transaction ids, which a restored cluster hands out again) and report nothing behind. It
-   * fails instead, saying what to do. The head is read after the checkpoints, and a projection only
-   * applies events already final, so a checkpoint being written meanwhile is never above it.
+   * fails instead, saying what to do.
    */
   private async failCheckpointsAhead(): Promise<void> {
-    const head = await this.options.store.headPosition();
-    for (const p of this.options.projections) {
-      const at = this.positions.get(p.name) ?? 0n;
-      if (at <= head || this.failed.has(p.name)) continue;
+    const { db, schema, store, projections } = this.options;
+    const ahead = await checkpointsPastTheStore(
+      db,
+      schema,
+      store,
+      projections.map((p) => p.name),
+    );
+    for (const { projection, position, head } of ahead) {
+      if (this.failed.has(projection)) continue;
       const error =
-        `its checkpoint (position ${at}) is past the event store's last event (${head}): events were cut from the store, or it was restored ` +
+        `its checkpoint (position ${position}) is past the event store's last event (${head}): events were cut from the store, or it was restored ` +
         'from an older backup while the read models were not, and new events would be skipped. Check the hash chains against the anchors ' +
         'kept outside the database (crm verify --chain --anchors-file <file>), then rebuild the read models from the events (crm rebuild).';
-      await markAheadOfStore(this.options.db, this.options.schema, p.name, error);
-      this.failed.add(p.name);
+      await markAheadOfStore(db, schema, projection, error);
+      this.failed.add(projection);
       this.options.log?.("projection checkpoint past the event store's last event; not following the feed", {
-        projection: p.name,
-        position: at.toString(),
+        projection,
+        position: position.toString(),
         head: head.toString(),
       });
     }
