@@ -4,12 +4,10 @@ import { loggableUrl } from '../shared/loggable-url.ts';
 
 /** Opens the EventStoreDB engine (loaded only when EVENTSTORE_URL is set, so its gRPC client stays out of the default start). */
 export async function createEventStoreDbStore(url: string, log: (message: string) => void = (message) => console.error(message)): Promise<EventStore> {
-  const { createEventStoreDbStore: open, parseConnectionString } = await import('../eventstore/eventstoredb/index.ts');
-  const store = open(url);
-  // Left out of what the client is given (it would print the whole connection string, password included, to say so).
-  const { ignoredOptions } = parseConnectionString(url);
-  if (ignoredOptions.length > 0)
-    log(`EVENTSTORE_URL: ignoring ${ignoredOptions.join(', ')} (not options the EventStoreDB client takes, or not supported by it)`);
+  const { createEventStoreDbStore: open } = await import('../eventstore/eventstoredb/index.ts');
+  const store = open(url, {
+    onIgnoredOptions: (ignored) => log(`EVENTSTORE_URL: ignoring ${ignored.join(', ')} (not options the EventStoreDB client takes, or not supported by it)`),
+  });
   // The client connects lazily: probe now, so an unreachable server is reported before anything starts.
   try {
     await Promise.race([store.headPosition(), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 10 s')), 10_000).unref())]);

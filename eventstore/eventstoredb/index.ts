@@ -1,2 +1,1 @@
 export { createEventStoreDbStore, type EventStoreDbOptions } from './store.ts';
-export { parseConnectionString } from './connection.ts';

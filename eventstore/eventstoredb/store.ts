@@ -54,6 +54,8 @@ export interface EventStoreDbOptions {
   client?: EventStoreDbClientPort;
   /** Events fetched per round trip by `readAll` (which filters on the client side). */
   readPageSize?: number;
+  /** Told the connection-string options left out of what the client is given (the client would print the whole string, password included, to say so). */
+  onIgnoredOptions?: (options: string[]) => void;
 }
 
 const toPosition = (position: bigint): Position => ({ commit: position, prepare: position });
@@ -82,6 +84,7 @@ async function collect<E, T>(read: ClientRead<E>, take: (item: E) => 'skip' | 's
 
 export function createEventStoreDbStore(url: string, options: EventStoreDbOptions = {}): EventStore {
   const connection = parseConnectionString(url);
+  if (connection.ignoredOptions.length > 0) options.onIgnoredOptions?.(connection.ignoredOptions);
   const appendCredentials: Credentials = connection.appendCredentials;
   const client = options.client ?? connectEventStoreDbClient(connection.clientUrl);
   const pageSize = options.readPageSize ?? 512;

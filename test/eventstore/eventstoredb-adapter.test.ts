@@ -106,6 +106,22 @@ describe('eventstoredb adapter: the connection string', () => {
     });
   });
 
+  it('tells whoever opens the store which options it left out, from the one reading of the string', async () => {
+    const told: string[][] = [];
+    const store = createEventStoreDbStore('esdb://admin:changeit@db.internal:2113?tls=false&crmOwn=1&tlsVerifyCert=false', {
+      client: new RecordedClientDouble(),
+      onIgnoredOptions: (ignored) => told.push(ignored),
+    });
+    expect(told).toEqual([['crmOwn', 'tlsVerifyCert=false']]);
+    await store.close();
+    const plain = createEventStoreDbStore('esdb://admin:changeit@db.internal:2113?tls=false', {
+      client: new RecordedClientDouble(),
+      onIgnoredOptions: (ignored) => told.push(ignored),
+    });
+    expect(told).toHaveLength(1);
+    await plain.close();
+  });
+
   it('refuses what it cannot read, naming the server and never the password', () => {
     for (const url of [
       'esdb://admin@db.internal:2113',
