@@ -421,7 +421,8 @@ export class ProjectionRunner {
    * instead of queueing one small window after another.
    */
   private drain(): void {
-    if (this.draining) return;
+    // With nothing to apply the loop below would end before `this.draining` is set, leaving it set for good.
+    if (this.draining || !this.running || this.pending.length === 0) return;
     const work = (async () => {
       try {
         while (this.running && this.pending.length > 0) {
