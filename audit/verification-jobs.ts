@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { PERSONAL_COLUMNS } from '../projections/read-model-copies.ts';
-import type { SessionLock } from '../projections/shadows.ts';
+import { workLiveness, type WorkLivenessOptions } from '../projections/work-liveness.ts';
 import { createTableOnce } from './create-table.ts';
 import type { ChainsVerification } from './sql/chain.ts';
 import type { CheckpointAhead } from '../projections/checkpoints.ts';
@@ -15,11 +15,8 @@ import { chainsNextSteps, readModelsNextSteps } from './summary.ts';
  *
  * A heartbeat alone takes a minute to tell: a server killed mid-verification and restarted answered
  * `POST /audit/verify` by joining the dead job, which read `running` until its heartbeat aged and then
- * `abandoned`, never with a result. So the process running a job also marks it as alive where it can
- * be told at once: on a PostgreSQL server, a session advisory lock on a connection of its own (the
- * `SessionLock` the shadows use), which the server releases when the process dies; on PGlite, whose
- * data folder one process holds at a time, by being that process (a running job it did not start
- * was left by an earlier one). A job found dead is recorded as abandoned and not joined.
+ * `abandoned`, never with a result. So the process running a job also holds it as alive where it can
+ * be told at once (projections/work-liveness.ts). A job found dead is recorded as abandoned and not joined.
  */
 export type VerificationKind = 'read_models' | 'chains';
 export type VerificationStatus = 'queued' | 'running' | 'passed' | 'failed' | 'error' | 'abandoned';
@@ -178,12 +175,8 @@ export class VerificationRunning extends Error {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export interface VerificationJobsOptions {
-  /** Marks a running job as alive to the other processes of a PostgreSQL server (released when the process dies). */
-  sessionLock?: SessionLock | undefined;
-  /** The database serves this process alone (PGlite): a running job this process did not start is dead. */
-  exclusive?: boolean;
-}
+/** How a running job is told alive (projections/work-liveness.ts). */
+export type VerificationJobsOptions = WorkLivenessOptions;
 
 /** The lock a job's process holds while it runs (`SessionLock`); free means the process is gone. */
 const jobLockKey = (id: string) => `crm-verification:${id}`;
@@ -193,24 +186,9 @@ const ORPHANED = 'the process running it stopped (killed or crashed) before it f
 export async function createVerificationJobs(db: Kysely<unknown>, schema: string, options: VerificationJobsOptions = {}): Promise<VerificationJobs> {
   await migrateVerificationJobs(db, schema);
   const table = sql.id(schema, 'audit_verifications');
-  /** Jobs this service runs (the composition root builds one per process). */
-  const runningHere = new Set<string>();
-
-  /**
-   * Whether a job that reads running (fresh heartbeat) was left by a dead process. Without a way to
-   * tell (a server and no session lock) only the heartbeat decides.
-   */
-  const orphaned = async (handle: Kysely<unknown>, id: string): Promise<boolean> => {
-    if (runningHere.has(id)) return false;
-    if (options.exclusive) return true;
-    if (!options.sessionLock) return false;
-    const probe = async (trx: Kysely<unknown>) => {
-      const { rows } = await sql<{ free: boolean }>`SELECT pg_try_advisory_xact_lock(hashtext(${jobLockKey(id)})) AS free`.execute(trx);
-      return rows[0]?.free ?? false;
-    };
-    // Inside the caller's transaction when there is one (the lock taken is let go at its end).
-    return handle.isTransaction ? probe(handle) : db.transaction().execute(probe);
-  };
+  const liveness = workLiveness(db, options);
+  /** Whether a job that reads running (fresh heartbeat) was left by a dead process. */
+  const orphaned = (handle: Kysely<unknown>, id: string): Promise<boolean> => liveness.abandoned(handle, jobLockKey(id));
 
   const update = (id: string, set: ReturnType<typeof sql>) => sql`UPDATE ${table} SET ${set}, heartbeat_at = now() WHERE id = ${id}`.execute(db);
 
@@ -219,12 +197,8 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
       const fresh = randomUUID();
       const anchors = startOptions.anchors && startOptions.anchors.length > 0 ? [...startOptions.anchors] : null;
       // Held from before the row exists, so no other process ever sees it running and unlocked.
-      const release = options.sessionLock ? await options.sessionLock(jobLockKey(fresh)) : async () => undefined;
-      runningHere.add(fresh);
-      const finish = async () => {
-        runningHere.delete(fresh);
-        await release().catch(() => undefined);
-      };
+      const release = await liveness.hold(jobLockKey(fresh));
+      const finish = () => release().catch(() => undefined);
       // One running job per kind in the deployment: a second request joins it instead of starting
       // another full replay (each costs a shadow schema and a pass over every event).
       let running: string | undefined;

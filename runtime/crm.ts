@@ -35,6 +35,7 @@ import { createDestinationGuard } from '../integration/destinations.ts';
 import { createIntegration, type Integration } from '../integration/index.ts';
 import { createBatchCommands, type BatchCommands } from '../commands/batch.ts';
 import { createImportJobs } from '../commands/import/jobs.ts';
+import { createImportJobRecords } from '../api/import-job-records.ts';
 import { ClosingSteps } from './closing.ts';
 import { describeDatabase, type CrmConfig } from './config.ts';
 
@@ -611,7 +612,18 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
     const importMaxBytes = overrides.importMaxBytes ?? IMPORT_MAX_BYTES;
     const batch = createBatchCommands({ store, personalData, emailIndex });
-    const imports = createImportJobs({ batch, maxBytes: importMaxBytes, ...(overrides.importIdleMs ? { idleMs: overrides.importIdleMs } : {}) });
+    // Recorded in the read schema, so that every replica answers for every import.
+    const importRecords = createImportJobRecords(database.db, config.schemas.read, {
+      ...(sessionLock ? { sessionLock } : {}),
+      // PGlite: one process per data folder, so an import this process did not start is dead.
+      exclusive: database.kind === 'pglite',
+    });
+    const imports = createImportJobs({
+      batch,
+      records: importRecords,
+      maxBytes: importMaxBytes,
+      ...(overrides.importIdleMs ? { idleMs: overrides.importIdleMs } : {}),
+    });
     closing.add('imports', () => imports.close());
     const apiDeps: Omit<ApiDeps, 'logger'> = {
       rateLimit: { max: config.rateLimit.perMinute, perRole: config.rateLimit.perRole, timeWindowMs: 60_000, redis },

@@ -232,7 +232,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
       response: { 200: ImportJobSchema, ...problemResponses(401, 403, 404, 429) },
     },
     handler: async (request) => {
-      const job = imports.get(request.params.id);
+      const job = await imports.get(request.params.id);
       // Another key's import is not shown (nor said to exist), except to an admin.
       if (!job || (job.owner !== request.apiKey!.id && callerRole(request) !== 'admin')) throw new ProblemError('not_found', 'No such import.');
       const { owner: _owner, ...view } = job;

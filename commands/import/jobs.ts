@@ -18,9 +18,9 @@ import type { CommandType } from '../schemas.ts';
 /**
  * Imports sent over HTTP (`POST /imports`): the body is spooled to a temporary file as it arrives
  * (bounded: over `maxBytes` the upload stops), then imported in the background by the same loop as
- * `crm import`. Jobs live in this process's memory (the latest `keepJobsPerKey` of each key, and
- * `keepJobs` in all); a job cut short by a restart is finished by sending the same file again, which
- * appends nothing twice.
+ * `crm import`. Jobs are recorded where every process reads them (`ImportJobRecords`: any replica
+ * answers for a job, and one import per key holds across replicas); a job cut short by a crash or a
+ * restart reads `failed`, and is finished by sending the same file again, which appends nothing twice.
  *
  * A spool folder is named after the process that owns it (`crm-import-<pid>-...`): one left behind
  * by a process that crashed mid-upload holds up to `maxBytes` on disk, and is removed when the next
@@ -94,28 +94,48 @@ export interface ImportJobs {
     defaultOwner?: string;
     defaultOwnerHint?: string;
   }): Promise<ImportJob>;
-  get(id: string): ImportJob | undefined;
+  /** The job as this process runs it, else as recorded (by any process); undefined when unknown. */
+  get(id: string): Promise<ImportJob | undefined>;
   /** Stops running imports between batches and waits for them. */
   close(): Promise<void>;
 }
 
+/**
+ * Where jobs are recorded, so that any process can answer for them (api/import-job-records.ts): a
+ * job's record is claimed before its upload, saved as it goes, finished once.
+ */
+export interface ImportJobRecords {
+  /**
+   * Records `job` as running and holds it as this process's, unless its owner has an import running
+   * (in any process still alive): then nothing is recorded and that import's id is returned.
+   */
+  claim(job: ImportJob): Promise<{ busy: string } | undefined>;
+  /** Saves the job's progress: bytes, counts, status, and the bad rows added since the last save. */
+  save(job: ImportJob): Promise<void>;
+  /** Saves the job as it ended and lets it go. */
+  finish(job: ImportJob): Promise<void>;
+  get(id: string): Promise<ImportJob | undefined>;
+}
+
 export interface ImportJobsOptions {
   batch: BatchCommands;
+  records: ImportJobRecords;
   maxBytes: number;
   /**
    * An upload that sends nothing for this long is cut (ImportStalled; default 30 s). Uploads are not
    * bounded in time as a whole (a 1 GiB file takes minutes on a slow link), only by their size and this.
    */
   idleMs?: number;
-  /** Jobs kept in all (default 100: each holds up to `maxReportedRows` bad rows in memory). */
-  keepJobs?: number;
-  /**
-   * Finished jobs kept per key (default 20): a key that runs import after import drops its own oldest;
-   * with one bound for all, one key could push every other key's report out (now it takes five keys).
-   */
-  keepJobsPerKey?: number;
+  /** Bad rows kept per job (default 10,000); more are counted, and the report says it was cut. */
   maxReportedRows?: number;
+  /** Progress is saved at most this often (default 500 ms), and at least every 15 s (the heartbeat). */
+  saveIntervalMs?: number;
 }
+
+const HEARTBEAT_MS = 15_000;
+
+/** How a job ended: what changes on it then (besides `finishedAt`). */
+type JobEnd = Pick<ImportJob, 'status' | 'error'> & Partial<Pick<ImportJob, 'counts'>>;
 
 const byteLimit = (maxBytes: number, counted: (n: number) => void) => {
   let total = 0;
@@ -169,28 +189,52 @@ export async function removeStaleSpools(folder = tmpdir()): Promise<string[]> {
 }
 
 export function createImportJobs(options: ImportJobsOptions): ImportJobs {
-  const keepJobs = options.keepJobs ?? 100;
-  const keepJobsPerKey = options.keepJobsPerKey ?? 20;
+  const { records } = options;
   const maxReported = options.maxReportedRows ?? 10_000;
-  const jobs = new Map<string, ImportJob>();
+  const saveIntervalMs = options.saveIntervalMs ?? 500;
   const running = new Map<string, { job: ImportJob; stop: AbortController; done: Promise<void> }>();
   const staleSpoolsRemoved = removeStaleSpools();
 
-  /** Oldest first (a Map keeps insertion order); a running job is never dropped. */
-  const keep = (job: ImportJob) => {
-    jobs.set(job.id, job);
-    let ofKey = [...jobs.values()].filter((j) => j.owner === job.owner).length;
-    for (const [id, old] of jobs) {
-      if (ofKey <= keepJobsPerKey) break;
-      if (old.owner === job.owner && old.status !== 'running') {
-        jobs.delete(id);
-        ofKey--;
-      }
-    }
-    for (const [id, old] of jobs) {
-      if (jobs.size <= keepJobs) break;
-      if (old.status !== 'running') jobs.delete(id);
-    }
+  /**
+   * Saves a running job's progress at most every `saveIntervalMs`, and at least every 15 s so that
+   * other processes see it alive; saves never overtake one another or the last one.
+   */
+  const saver = (job: ImportJob) => {
+    let chain: Promise<void> = Promise.resolve();
+    let lastSaved = Date.now();
+    const save = () => {
+      lastSaved = Date.now();
+      // A failed save (the database blipped) is retried by the next one; only the last must succeed.
+      chain = chain.then(() => records.save(job)).catch(() => undefined);
+    };
+    const heartbeat = setInterval(save, HEARTBEAT_MS);
+    heartbeat.unref();
+    return {
+      changed: () => {
+        if (Date.now() - lastSaved >= saveIntervalMs) save();
+      },
+      /** Saves now (the upload is in: other processes show its size at once). */
+      save,
+      /**
+       * Records how the job ended, then shows it on the job itself: a caller that sees the job ended can
+       * start the key's next import at once, in this process or another. Tried a few times (a job left
+       * `running` in the records holds its key until it reads as abandoned), then shown regardless.
+       */
+      finish: async (end: JobEnd) => {
+        clearInterval(heartbeat);
+        await chain;
+        const ended: ImportJob = { ...job, ...end, finishedAt: new Date().toISOString() };
+        for (let attempt = 1; attempt <= 5; attempt++) {
+          try {
+            await records.finish(ended);
+            break;
+          } catch {
+            await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+          }
+        }
+        Object.assign(job, ended);
+      },
+    };
   };
 
   return {
@@ -202,11 +246,6 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       } catch (error) {
         body.resume();
         throw error;
-      }
-      const busy = [...running.values()].find((r) => r.job.owner === owner);
-      if (busy) {
-        body.resume();
-        throw new ImportBusy(busy.job.id);
       }
       const job: ImportJob = {
         id: randomUUID(),
@@ -225,11 +264,22 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       };
       // Claimed before the upload, so two uploads of one key cannot both start; shown from then on, as
       // the 409 to the same key names it (GET answered 404 for it until the upload ended).
+      let claimed: { busy: string } | undefined;
+      try {
+        claimed = await records.claim(job);
+      } catch (error) {
+        body.resume();
+        throw error;
+      }
+      if (claimed) {
+        body.resume();
+        throw new ImportBusy(claimed.busy);
+      }
       const stop = new AbortController();
       let finish!: () => void;
       const entry = { job, stop, done: new Promise<void>((resolve) => (finish = resolve)) };
       running.set(job.id, entry);
-      keep(job);
+      const progress = saver(job);
       let folder: string | undefined;
       // A failure of the spool file is this server's; any other error of the pipeline but the bounds' is the body's.
       let spoolFailed = false;
@@ -238,20 +288,25 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
         await pipeline(
           body,
           idleBound(options.idleMs ?? 30_000),
-          byteLimit(options.maxBytes, (n) => (job.bytes = n)),
+          byteLimit(options.maxBytes, (n) => {
+            job.bytes = n;
+            progress.changed();
+          }),
           createWriteStream(join(folder, `body.${format}`)).once('error', () => (spoolFailed = true)),
         );
       } catch (caught) {
         const error =
           folder === undefined || spoolFailed || caught instanceof ImportTooLarge || caught instanceof ImportStalled ? caught : new ImportAborted(caught);
-        job.status = 'failed';
-        job.error = `${error instanceof Error ? error.message : String(error)}; nothing was imported: send the file again`;
-        job.finishedAt = new Date().toISOString();
+        await progress.finish({
+          status: 'failed',
+          error: `${error instanceof Error ? error.message : String(error)}; nothing was imported: send the file again`,
+        });
         running.delete(job.id);
         finish();
         if (folder !== undefined) await rm(folder, { recursive: true, force: true });
         throw error;
       }
+      progress.save();
       const spooled = folder;
       const file = join(spooled, `body.${format}`);
       void runImport(options.batch, parseRecords(createReadStream(file), format, encoding), {
@@ -265,35 +320,38 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
           if (job.rejectedRows.length < maxReported) job.rejectedRows.push(row);
           else job.rejectedRowsTruncated = true;
         },
-        onProgress: (counts) => (job.counts = { ...counts }),
+        onProgress: (counts) => {
+          job.counts = { ...counts };
+          progress.changed();
+        },
       })
         .then(
-          (outcome) => {
-            job.counts = {
+          (outcome): JobEnd => ({
+            counts: {
               kind: outcome.kind,
               rows: outcome.rows,
               imported: outcome.imported,
               alreadyPresent: outcome.alreadyPresent,
               rejected: outcome.rejected,
-            };
-            job.status = outcome.interrupted || outcome.unreadableFrom ? 'failed' : 'done';
-            if (outcome.interrupted) job.error = 'stopped by a shutdown: send the same file again to finish (nothing is appended twice)';
-            else if (outcome.unreadableFrom) job.error = `line ${outcome.unreadableFrom.line}: ${outcome.unreadableFrom.reason}`;
-          },
-          (error: unknown) => {
-            job.status = 'failed';
-            job.error = error instanceof Error ? error.message : String(error);
-          },
+            },
+            status: outcome.interrupted || outcome.unreadableFrom ? 'failed' : 'done',
+            error: outcome.interrupted
+              ? 'stopped by a shutdown: send the same file again to finish (nothing is appended twice)'
+              : outcome.unreadableFrom
+                ? `line ${outcome.unreadableFrom.line}: ${outcome.unreadableFrom.reason}`
+                : null,
+          }),
+          (error: unknown): JobEnd => ({ status: 'failed', error: error instanceof Error ? error.message : String(error) }),
         )
-        .finally(async () => {
-          job.finishedAt = new Date().toISOString();
+        .then(async (end) => {
+          await progress.finish(end);
           running.delete(job.id);
           await rm(spooled, { recursive: true, force: true }).catch(() => undefined);
           finish();
         });
       return job;
     },
-    get: (id) => jobs.get(id),
+    get: async (id) => running.get(id)?.job ?? records.get(id),
     async close() {
       await staleSpoolsRemoved;
       for (const r of running.values()) r.stop.abort();

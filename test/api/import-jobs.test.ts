@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
+import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CrmApp } from '../../api/app.ts';
 import { ROLES, type Role } from '../../api/roles.ts';
@@ -19,8 +21,10 @@ import {
   type ImportJobsOptions,
 } from '../../commands/import/jobs.ts';
 import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
+import { createImportJobRecords, type ImportJobRecordsOptions } from '../../api/import-job-records.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 import { testConfig } from '../support/runtime.ts';
+import type { SessionLock } from '../../projections/shadows.ts';
 
 /**
  * The import jobs behind `POST /imports` and `GET /imports/:id`, on the real PostgreSQL: the body
@@ -62,8 +66,13 @@ afterAll(async () => {
   rmSync(spool, { recursive: true, force: true });
 });
 
-const jobsWith = (options: Partial<ImportJobsOptions> = {}): ImportJobs => {
-  const jobs = createImportJobs({ batch: crm.batch, maxBytes: 1_000_000, ...options });
+const jobsWith = (options: Partial<ImportJobsOptions> & ImportJobRecordsOptions = {}): ImportJobs => {
+  const { keepJobs, keepJobsPerKey, ...rest } = options;
+  const records = createImportJobRecords(crm.database.db, schemas.read, {
+    ...(keepJobs !== undefined ? { keepJobs } : {}),
+    ...(keepJobsPerKey !== undefined ? { keepJobsPerKey } : {}),
+  });
+  const jobs = createImportJobs({ batch: crm.batch, records, maxBytes: 1_000_000, ...rest });
   opened.push(jobs);
   return jobs;
 };
@@ -126,8 +135,8 @@ describe('import jobs', () => {
     });
     expect(Date.parse(job.startedAt)).toBeGreaterThanOrEqual(before - 1);
     expect(Date.parse(job.startedAt)).toBeLessThanOrEqual(Date.now());
-    expect(jobs.get(job.id)).toBe(job);
-    expect(jobs.get('00000000-0000-4000-8000-000000000000')).toBeUndefined();
+    expect(await jobs.get(job.id)).toBe(job);
+    expect(await jobs.get('00000000-0000-4000-8000-000000000000')).toBeUndefined();
     expect(spoolFolders()).toEqual([expect.stringMatching(new RegExp(`^crm-import-${process.pid}-`))]);
     open();
     await ended(job);
@@ -326,15 +335,15 @@ describe('import jobs', () => {
     const jobs = jobsWith({ batch, keepJobs: 1 });
     const a = await start(jobs, csv('name,email', 'Ann,ann@jobs.example'), 'key-a');
     const b = await start(jobs, csv('name,email', 'Ben,ben@jobs.example'), 'key-b');
-    expect(jobs.get(a.id)).toBe(a);
-    expect(jobs.get(b.id)).toBe(b);
+    expect(await jobs.get(a.id)).toBe(a);
+    expect(await jobs.get(b.id)).toBe(b);
     open();
     await ended(a);
     await ended(b);
     const c = await start(jobs, csv('name,email'), 'key-c');
-    expect(jobs.get(a.id)).toBeUndefined();
-    expect(jobs.get(b.id)).toBeUndefined();
-    expect(jobs.get(c.id)).toBe(c);
+    expect(await jobs.get(a.id)).toBeUndefined();
+    expect(await jobs.get(b.id)).toBeUndefined();
+    expect(await jobs.get(c.id)).toBe(c);
     await ended(c);
 
     const two = jobsWith({ keepJobs: 2 });
@@ -342,12 +351,13 @@ describe('import jobs', () => {
     await ended(first);
     const second = await start(two, csv('name,email'));
     await ended(second);
-    expect(two.get(first.id)).toBe(first);
-    expect(two.get(second.id)).toBe(second);
+    // Finished: as recorded, equal to the job as it ended.
+    expect(await two.get(first.id)).toEqual(first);
+    expect(await two.get(second.id)).toEqual(second);
     const third = await start(two, csv('name,email'));
     await ended(third);
-    expect(two.get(first.id)).toBeUndefined();
-    expect([two.get(second.id), two.get(third.id)]).toEqual([second, third]);
+    expect(await two.get(first.id)).toBeUndefined();
+    expect([await two.get(second.id), await two.get(third.id)]).toEqual([second, third]);
 
     // By default, the latest 20 of each key: a key importing again and again drops its own oldest,
     // never another key's (one bound for all let one key push every other key's report out).
@@ -360,8 +370,9 @@ describe('import jobs', () => {
       started.push(job);
       await ended(job);
     }
-    expect(defaults.get(other.id)).toBe(other);
-    expect(started.map((job) => defaults.get(job.id) !== undefined)).toEqual(started.map((_, i) => i >= 81));
+    expect(await defaults.get(other.id)).toEqual(other);
+    const kept = await Promise.all(started.map(async (job) => (await defaults.get(job.id)) !== undefined));
+    expect(kept).toEqual(started.map((_, i) => i >= 81));
   });
 
   it('on close, stops a running import between batches and waits for it; a rerun finishes it', async () => {
@@ -393,9 +404,10 @@ describe('import jobs', () => {
   it('on close, waits for an upload in progress to end', { timeout: 30_000 }, async () => {
     const jobs = jobsWith();
     const upload = new PassThrough().on('error', () => undefined);
+    const before = spoolFolders();
     const started = start(jobs, upload).catch((error: unknown) => error);
     upload.write('name,email\n');
-    await until('the spool folder', () => spoolFolders().length === 1);
+    await until('its spool folder', () => spoolFolders().some((name) => !before.includes(name)));
     let closed = false;
     const closing = jobs.close().then(() => (closed = true));
     await new Promise((resolve) => setImmediate(resolve));
@@ -404,6 +416,102 @@ describe('import jobs', () => {
     expect(await started).toMatchObject({ name: 'ImportAborted', cause: { message: 'connection reset' } });
     await closing;
     expect(closed).toBe(true);
+  });
+});
+
+describe('import jobs across processes (replicas, a crash)', () => {
+  /** Session advisory locks on connections of their own, as the runtime's: ending one is what a dead process's server does. */
+  const lockConnections = new Map<string, number>();
+  const sessionLock: SessionLock = async (key) => {
+    const client = new pg.Client({ connectionString: schemas.url });
+    client.on('error', () => undefined);
+    await client.connect();
+    const { rows } = await client.query<{ pid: number }>('SELECT pg_advisory_lock(hashtext($1)), pg_backend_pid() AS pid', [key]);
+    lockConnections.set(key, rows[0]!.pid);
+    return async () => {
+      lockConnections.delete(key);
+      await client.end().catch(() => undefined);
+    };
+  };
+  const replica = (batch: BatchCommands, options: ImportJobRecordsOptions = { sessionLock }) => {
+    const jobs = createImportJobs({ batch, records: createImportJobRecords(crm.database.db, schemas.read, options), maxBytes: 1_000_000 });
+    opened.push(jobs);
+    return jobs;
+  };
+
+  it('answers for an import another process runs, refuses its key there, and shows the end as that process recorded it', async () => {
+    const { batch, open } = held();
+    const a = replica(batch);
+    const b = replica(crm.batch);
+    const job = await start(a, csv('name,email', 'Ann,ann@replicas.example', 'Bad,not-an-email', 'Ben,ben@replicas.example'), 'key-replicas');
+    const seen = await b.get(job.id);
+    expect(seen).not.toBe(job);
+    expect(seen).toMatchObject({ id: job.id, status: 'running', bytes: job.bytes, finishedAt: null });
+    await expect(start(b, csv('name,email'), 'key-replicas')).rejects.toMatchObject({ name: 'ImportBusy', runningId: job.id });
+    const other = await start(b, csv('name,email'), 'key-replicas-other');
+    open();
+    await ended(job);
+    await ended(other);
+    expect(job).toMatchObject({ status: 'done', counts: { rows: 3, imported: 2, rejected: 1 }, rejectedRows: [{ line: 3 }] });
+    expect(await b.get(job.id)).toEqual(job);
+    const next = await start(b, csv('name,email'), 'key-replicas');
+    await ended(next);
+    expect(next.status).toBe('done');
+  });
+
+  it('tells an import whose process died, at once, and lets its key import again', async () => {
+    const { batch, open } = held();
+    const dying = replica(batch);
+    const b = replica(crm.batch);
+    const job = await start(dying, csv('name,email', 'Cy,cy@replicas.example'), 'key-crash');
+    await expect(start(b, csv('name,email'), 'key-crash')).rejects.toMatchObject({ name: 'ImportBusy', runningId: job.id });
+    // The process is gone: its server ends its connections and their session locks with them.
+    await sql`SELECT pg_terminate_backend(${lockConnections.get(`crm-import:${job.id}`)!})`.execute(crm.database.db);
+    // The backend lets the lock go as it exits, a moment after the signal: well within a second, not the heartbeat's minute.
+    let seen = await b.get(job.id);
+    for (const deadline = Date.now() + 1_000; seen?.status === 'running' && Date.now() < deadline; seen = await b.get(job.id)) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(seen).toMatchObject({
+      id: job.id,
+      status: 'failed',
+      error: expect.stringMatching(/stopped .*send the same file again/),
+      finishedAt: expect.any(String),
+    });
+    const again = await start(b, csv('name,email', 'Cy,cy@replicas.example'), 'key-crash');
+    await ended(again);
+    expect(again).toMatchObject({ status: 'done', counts: { imported: 1 } });
+    open();
+    await ended(job);
+  });
+
+  it('keeps a finished job (its bad rows quote refused cells) 7 days at most', async () => {
+    const jobs = replica(crm.batch);
+    const job = await start(jobs, csv('name,email', 'Eve,not-an-email'), 'key-expiry');
+    await ended(job);
+    expect(await jobs.get(job.id)).toMatchObject({ rejectedRows: [{ line: 2, reason: expect.stringContaining('not-an-email') }] });
+    const table = (name: string) => sql.id(schemas.read, name);
+    await sql`UPDATE ${table('import_jobs')} SET finished_at = now() - interval '6 days 23 hours' WHERE id = ${job.id}`.execute(crm.database.db);
+    expect(await jobs.get(job.id)).toMatchObject({ id: job.id });
+    await sql`UPDATE ${table('import_jobs')} SET finished_at = now() - interval '7 days 1 minute' WHERE id = ${job.id}`.execute(crm.database.db);
+    expect(await jobs.get(job.id)).toBeUndefined();
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${table('import_job_rejected_rows')} WHERE job_id = ${job.id}`.execute(
+      crm.database.db,
+    );
+    expect(rows[0]!.n).toBe(0);
+  });
+
+  it('on the embedded database, reads an import this process did not start as dead (one process per data folder)', async () => {
+    const { batch, open } = held();
+    const before = replica(batch, { exclusive: true });
+    const job = await start(before, csv('name,email', 'Di,di@replicas.example'), 'key-restart');
+    const restarted = replica(crm.batch, { exclusive: true });
+    expect(await restarted.get(job.id)).toMatchObject({ status: 'failed', error: expect.stringMatching(/stopped/) });
+    const again = await start(restarted, csv('name,email'), 'key-restart');
+    await ended(again);
+    expect(again.status).toBe('done');
+    open();
+    await ended(job);
   });
 });
 
