@@ -74,6 +74,29 @@ describe('where the runner follows the feed from', () => {
     expect((await checkpoint(schema, 'customers')).state).toBe('failed');
   });
 
+  it('notices while it runs that the store lost its last events (restored from an older backup), and fails the projections past its head', async () => {
+    const schema = freshSchema();
+    const store = new ScriptedStore();
+    store.append(12);
+    const { runner, logged } = await startRunner([recording('customers').projection, recording('deals').projection], { schema, store, watchdogMs: 20 });
+    await runner.waitForPosition(12n);
+    // The store as a backup taken after its 8th event holds it; it hands out positions 9, 10, ... again.
+    store.events.splice(8);
+    await eventually(async () => (await checkpoint(schema, 'customers')).state === 'failed', 'the watchdog to fail customers');
+    await eventually(async () => (await checkpoint(schema, 'deals')).state === 'failed', 'the watchdog to fail deals');
+    const customers = await checkpoint(schema, 'customers');
+    expect(customers.lastError).toContain("past the event store's last event (8)");
+    expect(customers.failedPosition).toBe(12n);
+    expect(logged("projection checkpoint past the event store's last event; not following the feed").map((l) => l.details?.projection)).toEqual(
+      expect.arrayContaining(['customers', 'deals']),
+    );
+    // New events at the positions the read models already hold other events at are not applied on top of them.
+    store.append(3);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await appliedIds(schema, 'customers')).toEqual(idsOf(1, 12));
+    expect((await checkpoint(schema, 'customers')).position).toBe(12n);
+  });
+
   it('the lowest checkpoint when both run', async () => {
     const { schema, store, projections } = await stoppedAt({ customers: { position: 9 }, deals: { position: 5 } });
     const { runner } = await startRunner(projections, { schema, store });
