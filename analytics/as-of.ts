@@ -7,9 +7,10 @@ import { baseSums, convertedLines, missingRatesOf } from '../projections/queries
 /**
  * Customer aggregates as they stood at the end of a calendar day, rebuilt from the dated detail
  * tables (per-day purchases, dated activity, feedback and deal times). Fitting uses these so that a
- * model trained "as of" a cutoff sees nothing after it. Known approximations: a refund lowers the
- * value of its order's day even when it came after the cutoff, and a complaint reopened after the
- * cutoff counts by its latest resolution.
+ * model trained "as of" a cutoff sees nothing after it. A refund lowers the value of its order's day
+ * from its own business time on: the days' values hold every refund, so those recorded after the
+ * cutoff (`analytics_amount`, kind refund) are added back. Known approximation: a complaint reopened
+ * after the cutoff counts by its latest resolution.
  */
 export async function aggregatesAsOf(db: QueryExecutorProvider, schema: string, day: number, customerId?: string): Promise<Map<string, CustomerAggregate>> {
   const cutoff = dayToIsoDate(day);
@@ -43,10 +44,18 @@ export async function aggregatesAsOf(db: QueryExecutorProvider, schema: string, 
     }
     return a;
   };
+  // Refunds after the cutoff of orders on days up to it: not made yet at the end of the day.
   const purchases = await sql<Record<string, unknown>>`
+    WITH later_refunds AS (
+      SELECT customer_id, value_day AS day, sum(coalesce(base_value, 0)) AS value FROM ${t('analytics_amount')}
+       WHERE kind = 'refund' AND occurred_at >= ${end}::timestamptz AND value_day <= ${cutoff}::date AND ${only} GROUP BY 1, 2),
+    days AS (
+      SELECT p.customer_id, p.day, p.value + coalesce(l.value, 0) AS value FROM ${t('analytics_purchase_day')} p
+        LEFT JOIN later_refunds l ON l.customer_id = p.customer_id AND l.day = p.day
+       WHERE p.day <= ${cutoff}::date AND ${customerId === undefined ? sql`true` : sql`p.customer_id = ${customerId}::uuid`})
     SELECT customer_id::text AS id, min(day) AS first_day, max(day) AS last_day, count(*)::int AS days, sum(value)::float AS total,
       (array_agg(value ORDER BY day))[1]::float AS first_value
-    FROM ${t('analytics_purchase_day')} WHERE day <= ${cutoff}::date AND ${only} GROUP BY customer_id`.execute(db);
+    FROM days GROUP BY customer_id`.execute(db);
   for (const r of purchases.rows) {
     get(String(r.id)).purchases = {
       firstDay: dayOfDate(r.first_day),

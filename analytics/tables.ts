@@ -333,6 +333,8 @@ export async function migrateAggregates(db: QueryExecutorProvider, schema: strin
   await sql`CREATE INDEX IF NOT EXISTS analytics_amount_currency_idx ON ${t('analytics_amount')} (currency, occurred_at)`.execute(db);
   // A customer's missing rates: their amounts still without a base value.
   await sql`CREATE INDEX IF NOT EXISTS analytics_amount_pending_idx ON ${t('analytics_amount')} (customer_id) WHERE base_value IS NULL`.execute(db);
+  // A customer's refunds by business time: those after an as-of day come off the values of their orders' days (analytics/as-of.ts).
+  await sql`CREATE INDEX IF NOT EXISTS analytics_amount_refunds_idx ON ${t('analytics_amount')} (customer_id, occurred_at) WHERE kind = 'refund'`.execute(db);
   // Version 5: the retention counts (analytics/retention-counts.ts); version 6: their gaps between listed days.
   await migrateRetentionCounts(db, schema);
 }

@@ -91,7 +91,7 @@ export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
   FeedbackResolved: feedback('Feedback was resolved.'),
   FeedbackReopened: feedback('Feedback was reopened.'),
   FeedbackClosed: feedback('Feedback was closed.'),
-  FeedbackRated: feedback("The customer's rating of the resolution."),
+  FeedbackRated: feedback("The customer's rating of the resolution.", ['comment']),
   TeamCreated: team('A team was created.'),
   TeamRenamed: team('A team was renamed.'),
   UserRegistered: user('A user was registered (role, visibility).', ['name', 'email']),

@@ -176,7 +176,12 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
         if (status !== 'resolved' && status !== 'closed')
           throw invalidState('feedback.not_resolved', `Feedback ${feedbackId} can be rated once resolved or closed`, 'feedbackId', { status });
         if (state.rating !== null) throw invalidState('feedback.already_rated', `Feedback ${feedbackId} was already rated`, 'csat');
-        return [{ type: 'FeedbackRated', data: { feedbackId, csat: command.csat, comment: command.comment ?? null } }];
+        return [
+          {
+            type: 'FeedbackRated',
+            data: { feedbackId, ...(state.customerId ? { customerId: state.customerId } : {}), csat: command.csat, comment: command.comment ?? null },
+          },
+        ];
       }
     }
   };

@@ -49,7 +49,11 @@ export const FeedbackEscalated = z.object({
 export const FeedbackResolved = z.object({ feedbackId: Id, resolution: SafeText.trim().min(1).max(10_000) });
 export const FeedbackReopened = z.object({ feedbackId: Id, reason: SafeText.max(2000).nullable(), resolutionDueAt: IsoDateTime });
 export const FeedbackClosed = z.object({ feedbackId: Id });
-export const FeedbackRated = z.object({ feedbackId: Id, csat: Csat, comment: SafeText.max(2000).nullable() });
+/**
+ * `comment` is the customer's own words: personal data when `customerId` is present (encrypted with
+ * that customer's key); ratings recorded before the field existed carry no customer id and stay as stored.
+ */
+export const FeedbackRated = z.object({ feedbackId: Id, customerId: Id.optional(), csat: Csat, comment: SafeText.max(2000).nullable() });
 
 export const feedbackEventSchemas = {
   FeedbackSubmitted,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { aggregatesAsOf } from '../../analytics/as-of.ts';
 import { aggregateFromRow } from '../../analytics/projection.ts';
 import { createAnalyticsService } from '../../analytics/service.ts';
 import { createAnalyticsReportingViews } from '../../analytics/reporting.ts';
@@ -105,6 +106,19 @@ describe('analytics in the base currency', () => {
       { id: bob, net_value: '46.5000', currency: 'USD', base_currency: 'EUR', pending_amounts: 0, missing_rates: [] },
       { id: alice, net_value: '173.5000', currency: 'EUR', base_currency: 'EUR', pending_amounts: 1, missing_rates: ['JPY 2024-03'] },
     ]);
+  });
+
+  it('as of a day, a refund made after it does not lower its order yet (nor fits cut at that day)', async () => {
+    // The USD 10 refund of o3 (bought 10 Feb) came on 15 Feb: on 12 Feb the order was worth 40 x 0.95.
+    const before = (await service().customerAsOf(alice, '2024-02-12'))!;
+    expect(before.netValue).toBeCloseTo(100 + 45 + 38, 9);
+    expect(before.rfm).toMatchObject({ frequency: 2, monetary: (45 + 38) / 2 });
+    const fitting = (await aggregatesAsOf(db, schemas.read, dayOf('2024-02-12T00:00:00Z'))).get(alice)!;
+    expect(fitting.purchases).toMatchObject({ purchaseDays: 3, totalValue: 183, firstDayValue: 100 });
+    // From the refund's day on it does, as in the live figures.
+    expect((await service().customerAsOf(alice, '2024-02-15'))!.netValue).toBeCloseTo(100 + 45 + 28.5, 9);
+    // Bob has no refund: the same either way.
+    expect((await aggregatesAsOf(db, schemas.read, dayOf('2024-02-12T00:00:00Z'), bob)).get(bob)!.purchases).toMatchObject({ totalValue: 18 });
   });
 
   it('converts the pending amount once the rate arrives, and again when it is corrected', async () => {

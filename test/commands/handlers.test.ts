@@ -225,6 +225,13 @@ describe('command handling on PostgreSQL', () => {
     expect(replyRows).toHaveLength(1);
     expect(JSON.stringify(replyRows[0]!.data)).not.toContain('Ada Lovelace');
     expect(replyRows[0]!.data).toMatchObject({ customerId: id });
+    // So is the customer's comment on a rating: their own words, as the complaint is.
+    await commands.execute({ type: 'ResolveFeedback', feedbackId: feedback.id, resolution: 'Replaced' }, ctx());
+    await commands.execute({ type: 'RateFeedback', feedbackId: feedback.id, csat: 2, comment: 'Ada Lovelace, still waiting' }, ctx());
+    const { rows: ratingRows } = await sql<{ data: unknown }>`
+      SELECT data FROM ${sql.table(`${schemas.events}.events`)} WHERE stream = ${feedback.stream} AND type = 'FeedbackRated'`.execute(database.db);
+    expect(JSON.stringify(ratingRows[0]!.data)).not.toContain('Ada Lovelace');
+    expect(ratingRows[0]!.data).toMatchObject({ customerId: id, csat: 2 });
     const forgotten = await commands.execute({ type: 'ForgetCustomer', customerId: id }, ctx());
     expect(forgotten.eventIds).toHaveLength(1);
 
@@ -234,8 +241,9 @@ describe('command handling on PostgreSQL', () => {
     expect(decoded[0]!.event.data).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED, tags: ['vip'] });
     const feedbackEvents = await Promise.all((await store.readStream(feedback.stream)).map((r) => decodeRecordedEvent(r, fresh)));
     expect(feedbackEvents[0]!.event.data).toMatchObject({ subject: ERASED, body: ERASED });
-    expect(feedbackEvents.map((d) => d.event.type)).toEqual(['FeedbackSubmitted', 'FeedbackResponded']);
+    expect(feedbackEvents.map((d) => d.event.type)).toEqual(['FeedbackSubmitted', 'FeedbackResponded', 'FeedbackResolved', 'FeedbackRated']);
     expect(feedbackEvents[1]!.event.data).toMatchObject({ message: ERASED, firstResponse: true });
+    expect(feedbackEvents[3]!.event.data).toMatchObject({ csat: 2, comment: ERASED });
 
     const { state } = await commands.loadAggregate('customer', id);
     expect(state).toMatchObject({ forgotten: true, name: ERASED, email: ERASED });

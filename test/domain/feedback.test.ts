@@ -230,7 +230,7 @@ describe('feedback: resolve, reopen, close', () => {
 });
 
 describe('feedback: rating', () => {
-  const rated = ev('FeedbackRated', { csat: 4, comment: null });
+  const rated = ev('FeedbackRated', { customerId: CUST, csat: 4, comment: null });
   it('only after resolve or close', () => {
     spec
       .given([normal])
@@ -258,7 +258,7 @@ describe('feedback: rating', () => {
     spec
       .given([normal, resolved, rated, reopened, resolved])
       .when(cmd('RateFeedback', { csat: 5, comment: 'better' }))
-      .then([ev('FeedbackRated', { csat: 5, comment: 'better' })]);
+      .then([ev('FeedbackRated', { customerId: CUST, csat: 5, comment: 'better' })]);
   });
   it('schema: CSAT is an integer from 1 to 5', () => {
     expect(commandSchemas.RateFeedback.safeParse({ feedbackId: F, csat: 0 }).success).toBe(false);

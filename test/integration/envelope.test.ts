@@ -51,6 +51,16 @@ describe('integration envelope', () => {
     const forgotten = projected('FeedbackSubmitted', { feedbackId: 'f1', customerId: 'c1', subject: ERASED, body: ERASED }, 'feedback-f1');
     expect(toIntegrationEvent(forgotten, 'support').data).toMatchObject({ subject: ERASED, body: ERASED });
     expect(toIntegrationEvent(forgotten, 'analyst').aggregate).toEqual({ kind: 'feedback', id: 'f1' });
+    // A rating's comment is the customer's own words: masked like the feedback's body (it was sent as written).
+    const rated = projected('FeedbackRated', { feedbackId: 'f1', customerId: 'c1', csat: 2, comment: 'Jane Roe, call me on +44 7700 900123' }, 'feedback-f1');
+    expect(toIntegrationEvent(rated, 'analyst').data).toEqual({ feedbackId: 'f1', customerId: 'c1', csat: 2, comment: '[masked]' });
+    expect(toIntegrationEvent(rated, 'support').data).toMatchObject({ comment: 'Jane Roe, call me on +44 7700 900123' });
+    // A rating recorded before the field existed names no customer: as stored.
+    expect(toIntegrationEvent(projected('FeedbackRated', { feedbackId: 'f1', csat: 3, comment: null }, 'feedback-f1'), 'analyst').data).toEqual({
+      feedbackId: 'f1',
+      csat: 3,
+      comment: null,
+    });
   });
 
   it('matches subscription patterns: exact, prefix with *, everything', () => {
