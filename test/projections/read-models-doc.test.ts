@@ -94,8 +94,11 @@ const actualColumns = async (schema: string): Promise<Map<string, ActualColumn[]
   return byTable;
 };
 
-/** Tables of the read schema that are not read models: the analytics' own (analytics/ANALYTICS.md) and the runner's bookkeeping. */
-const UNDOCUMENTED_TABLE = /^(analytics_|projection_(leases|workers|feed_engine)$|read_model_copies$)/;
+/**
+ * Tables of the read schema that are not read models: the analytics' own (analytics/ANALYTICS.md), the
+ * runner's bookkeeping, and the API's records of background jobs (created on first use; README).
+ */
+const UNDOCUMENTED_TABLE = /^(analytics_|projection_(leases|workers|feed_engine)$|read_model_copies$|audit_verifications$|import_job(s|_rejected_rows)$)/;
 
 const readme = readModelsSection(readFileSync('README.md', 'utf8'), /^#{3} Analytics views \(reporting schema\)$/m);
 const source = readModelsSection(readFileSync('projections/READ-MODELS.md', 'utf8'), null);
