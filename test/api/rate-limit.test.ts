@@ -165,7 +165,16 @@ describe('rate limits shared through Redis', () => {
     await proxy.start();
     proxies.push(proxy);
     const client = await redisClient(`redis://127.0.0.1:${proxy.port}`);
-    if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve));
+    // Bounded: with Redis down the client is never ready, and the test says so instead of running into its timeout.
+    if (client.status !== 'ready') {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`Redis at ${REDIS_URL} did not answer within 5 s through the proxy: is it running?`)), 5_000);
+        client.once('ready', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
     return { proxy, client };
   };
 
