@@ -180,7 +180,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   // Before the key is looked up: a saturated service refuses new commands at once.
   backPressure.register(app);
   // Registered before the guard so that the guard can count requests refused for their key per address.
-  const addressLimit = await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT);
+  const addressLimit = await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT, metrics);
   app.addHook('onRequest', refuseMissingHost);
   app.addHook('onRequest', createAuthGuard(keys, addressLimit));
   app.addHook('onRequest', refuseUnreadableQuery);

@@ -12,6 +12,11 @@ export interface ApiMetrics {
   registry: Registry;
   observeRequest(method: string, route: string, status: number, seconds: number): void;
   countAppends(command: string, events: number): void;
+  /**
+   * With `REDIS_URL`: `crm_rate_limit_redis_up` shows where the rate-limit counters are kept now (1 in
+   * Redis, shared by every replica; 0 while Redis does not answer and this process counts for itself).
+   */
+  watchSharedCounters(inRedis: () => boolean): void;
 }
 
 /**
@@ -131,6 +136,16 @@ export function createApiMetrics(options: {
     },
     countAppends(command, events) {
       appends.inc({ command }, events);
+    },
+    watchSharedCounters(inRedis) {
+      new Gauge({
+        name: 'crm_rate_limit_redis_up',
+        help: '1 while the rate-limit counters are kept in Redis (REDIS_URL), shared by every replica; 0 while Redis does not answer and each process counts for itself',
+        registers: [registry],
+        collect() {
+          this.set(inRedis() ? 1 : 0);
+        },
+      });
     },
   };
 }

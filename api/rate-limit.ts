@@ -1,6 +1,7 @@
 import fastifyRateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
+import type { ApiMetrics } from './metrics.ts';
 import { ProblemError } from './problems.ts';
 import { RedisHealth, sharedCounters } from './shared-counters.ts';
 
@@ -56,13 +57,15 @@ const tooMany = (max: number, ttlSeconds: number): ProblemError => {
 };
 
 /** The health of the Redis counters, probed until the app closes. */
-const redisHealth = (app: FastifyInstance, redis: Redis, probeEveryMs: number | undefined): RedisHealth => {
+const redisHealth = (app: FastifyInstance, redis: Redis, probeEveryMs: number | undefined, metrics: ApiMetrics | undefined): RedisHealth => {
   const health = new RedisHealth(redis, { log: (message) => app.log.warn(message), ...(probeEveryMs ? { probeEveryMs } : {}) });
   app.addHook('onClose', async () => health.stop());
+  // Visible to monitoring, not only in the log: each replica counting for itself lets a key through N times its limit.
+  metrics?.watchSharedCounters(() => health.usable);
   return health;
 };
 
-export async function registerRateLimit(app: FastifyInstance, options: RateLimitOptions): Promise<ClientAddressLimit | undefined> {
+export async function registerRateLimit(app: FastifyInstance, options: RateLimitOptions, metrics?: ApiMetrics): Promise<ClientAddressLimit | undefined> {
   if (unlimited(options.max) && Object.values(options.perRole ?? {}).every(unlimited)) return undefined;
   await app.register(fastifyRateLimit, {
     global: true,
@@ -70,7 +73,7 @@ export async function registerRateLimit(app: FastifyInstance, options: RateLimit
     allowList: (request) => unlimited(limitFor(options, request)),
     timeWindow: options.timeWindowMs,
     // Same counters on every replica when Redis is given and answers; this process's own otherwise.
-    ...(options.redis ? { store: sharedCounters(options.redis, redisHealth(app, options.redis, options.redisProbeEveryMs), 'crm-rate-limit:') } : {}),
+    ...(options.redis ? { store: sharedCounters(options.redis, redisHealth(app, options.redis, options.redisProbeEveryMs, metrics), 'crm-rate-limit:') } : {}),
     enableDraftSpec: true,
     // After the auth guard (an app-level onRequest hook), so the key is known: one bucket per key.
     keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.id}` : `ip:${request.ip}`),

@@ -4,6 +4,7 @@ import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
 import { decodeBatch, type BatchItem } from '../projections/apply-batch.ts';
 import { personalDataCodec } from '../projections/codec.ts';
+import { OutageLog, type Log } from './outage-log.ts';
 
 /**
  * What publishers read: the gap-free global feed from a checkpoint, decoded (decrypted, upcast).
@@ -35,11 +36,7 @@ const subjectOf = (e: RecordedEvent): string | undefined => {
   return typeof value === 'string' ? value : undefined;
 };
 
-export function createIntegrationFeed(
-  store: EventStore,
-  personalData: PersonalData,
-  log?: (message: string, details?: Record<string, unknown>) => void,
-): IntegrationFeed {
+export function createIntegrationFeed(store: EventStore, personalData: PersonalData, log?: Log): IntegrationFeed {
   const waiters = new Set<() => void>();
   const ring = () => {
     for (const wake of [...waiters]) wake();
@@ -49,6 +46,13 @@ export function createIntegrationFeed(
   let doorbell: Subscription | undefined;
   let retry: NodeJS.Timeout | undefined;
   let closed = false;
+  // Its loss and its return, one line each per outage (the return was not logged: the log read as lost for good).
+  const outage = new OutageLog(log, { failed: 'integration feed doorbell lost; polling until it is back', recovered: 'integration feed doorbell back' });
+  const listenAgain = (error: unknown) => {
+    outage.failed((error as Error).message);
+    retry = setTimeout(() => void listen(), 1_000);
+    retry.unref?.();
+  };
   const listen = async () => {
     if (closed) return;
     try {
@@ -56,15 +60,14 @@ export function createIntegrationFeed(
       doorbell = store.subscribeToAll({ fromPosition: head }).subscribe({
         next: ring,
         error: (error) => {
-          log?.('integration feed doorbell lost; polling until it is back', { error: (error as Error).message });
           doorbell = undefined;
-          retry = setTimeout(() => void listen(), 1_000);
-          retry.unref?.();
+          listenAgain(error);
         },
       });
-    } catch {
-      retry = setTimeout(() => void listen(), 1_000);
-      retry.unref?.();
+      // The store answered and the subscription is open again; pages missed meanwhile are read by polling.
+      if (doorbell) outage.recovered();
+    } catch (error) {
+      listenAgain(error);
     }
   };
   void listen();

@@ -7,7 +7,7 @@ import type { EventStore } from '../eventstore/contract.ts';
 import { EventStoreUnavailable } from '../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../eventstore/personal-data.ts';
 import { createEmailIndex, type EmailIndex } from '../eventstore/email-index.ts';
-import { connectPostgres, createPostgresEventStore, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
+import { connectPostgres, createPostgresEventStore, holdSessionLock, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
 import { toUnavailable, type PoolTimeouts } from '../eventstore/postgres/database.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
 import type { CrmApp } from '../api/app.ts';
@@ -302,27 +302,13 @@ async function acquireStartupLock(database: SqlDatabase, key: string): Promise<(
 /**
  * A session advisory lock on a connection of its own, held until the returned function is called: a
  * rebuild or a verification marks its shadow schema as in use with it (projections/shadows.ts) without taking one of the
- * connections its work needs. PGlite serves one process: nothing to tell apart, no lock.
+ * connections its work needs. It is taken again after the connection is lost (`holdSessionLock`).
+ * PGlite serves one process: nothing to tell apart, no lock.
  */
 const sessionLockFor = (config: CrmConfig): SessionLock | undefined => {
   const { database } = config;
   if (database.kind !== 'postgres') return undefined;
-  return async (key) => {
-    const connection = connectPostgres(database.url, { max: 1, timeouts: apiTimeouts(config), namedStatements: false });
-    try {
-      const release = await acquireStartupLock(connection, key);
-      return async () => {
-        try {
-          await release();
-        } finally {
-          await connection.close();
-        }
-      };
-    } catch (error) {
-      await connection.close().catch(() => undefined);
-      throw error;
-    }
-  };
+  return (key) => holdSessionLock(database.url, apiTimeouts(config), key);
 };
 
 export interface OpenOptions {

@@ -3,7 +3,7 @@ import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } f
 import pg from 'pg';
 import { settlesWithin } from '../../shared/deadline.ts';
 import { loggableUrl } from '../../shared/loggable-url.ts';
-import { createBackoff } from '../backoff.ts';
+import { createBackoff, pause, type Backoff } from '../backoff.ts';
 import { EventStoreUnavailable, OutcomeUnknown } from '../errors.ts';
 import { isStalePlanError, StatementNames, type StatementNamesOptions } from './statement-names.ts';
 
@@ -126,14 +126,24 @@ const sessionConfig = (url: string, timeouts: PoolTimeouts): pg.ClientConfig => 
  */
 const CHECK_CLOSED_CLIENT = `DO $$ BEGIN PERFORM set_config('client_connection_check_interval', '1000', false); EXCEPTION WHEN OTHERS THEN NULL; END $$`;
 
-/** Runs `CHECK_CLOSED_CLIENT` on a new connection; a link that stalls meanwhile is cut after `boundMs`. */
-const checkClosedClient = async (client: PgClient, boundMs: number): Promise<void> => {
-  const timer = setTimeout(() => client.connection?.stream?.destroy(), boundMs);
+/** One statement on a client of its own; a link that stalls meanwhile is cut after `boundMs` (the statement then fails). */
+const queryWithin = async <R extends pg.QueryResultRow>(
+  client: PgClient | pg.Client,
+  boundMs: number,
+  text: string,
+  values?: unknown[],
+): Promise<pg.QueryResult<R>> => {
+  const timer = setTimeout(() => (client as PgClient).connection?.stream?.destroy(), boundMs);
   try {
-    await client.query(CHECK_CLOSED_CLIENT);
+    return await client.query<R>(text, values);
   } finally {
     clearTimeout(timer);
   }
+};
+
+/** Runs `CHECK_CLOSED_CLIENT` on a new connection; a link that stalls meanwhile is cut after `boundMs`. */
+const checkClosedClient = async (client: PgClient, boundMs: number): Promise<void> => {
+  await queryWithin(client, boundMs, CHECK_CLOSED_CLIENT);
 };
 
 /** pg-pool waits for `onConnect` before it hands a new connection out (@types/pg types it as returning nothing). */
@@ -322,6 +332,108 @@ class PgListener {
         .catch(() => this.scheduleReconnect());
     }, this.backoff.next());
     this.reconnectTimer.unref();
+  }
+}
+
+/**
+ * A session advisory lock held on a connection of its own until the returned function is called: how a
+ * rebuild or a verification tells other processes that its shadow schema or job is alive
+ * (projections/shadows.ts, audit/verification-jobs.ts). Taking it polls `pg_try_advisory_lock` (a
+ * blocking wait would run into the statement timeout). The server lets the lock go with the session,
+ * so a lost connection (a restarted or failed-over server, a reset link) is connected again and the
+ * lock taken again, with backoff, for as long as it is held; a link gone silent is found by a check
+ * every few seconds. (Before, the lock stayed lost until the work ended, and the next process to open
+ * the read models dropped the shadow of a rebuild still running.) Between the loss and the retake
+ * another process may still find the lock free.
+ */
+export async function holdSessionLock(url: string, timeouts: PoolTimeouts, key: string): Promise<() => Promise<void>> {
+  const lock = new PgSessionLock(url, timeouts, key);
+  try {
+    await lock.take(createBackoff({ initialMs: 20, maxMs: 250 }));
+  } catch (error) {
+    throw toUnavailable(error, url);
+  }
+  return () => lock.release();
+}
+
+/** How often a held session lock's connection is checked: a silent link is otherwise noticed only by TCP, minutes later. */
+const SESSION_LOCK_CHECK_MS = 5_000;
+
+class PgSessionLock {
+  private client: PgClient | undefined;
+  private released = false;
+  private retaking: Promise<void> | undefined;
+  private retakeTimer: NodeJS.Timeout | undefined;
+  private readonly check: NodeJS.Timeout;
+  private readonly backoff = createBackoff();
+  private readonly boundMs: number;
+
+  constructor(
+    private readonly url: string,
+    private readonly timeouts: PoolTimeouts,
+    private readonly key: string,
+  ) {
+    this.boundMs = timeouts.statementMs + STALL_MARGIN_MS;
+    this.check = setInterval(() => {
+      const client = this.client;
+      if (client) queryWithin(client, this.boundMs, 'SELECT 1').catch(() => this.lost(client));
+    }, SESSION_LOCK_CHECK_MS);
+    this.check.unref();
+  }
+
+  /** Connects and polls until the lock is held (another process checking it holds it for a moment). */
+  async take(backoff: Backoff): Promise<void> {
+    const client = new pg.Client(sessionConfig(this.url, this.timeouts)) as unknown as PgClient;
+    client.on('error', () => this.lost(client));
+    client.on('end', () => this.lost(client));
+    try {
+      await client.connect();
+      for (;;) {
+        const { rows } = await queryWithin<{ locked: boolean }>(client, this.boundMs, 'SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [this.key]);
+        if (rows[0]?.locked) break;
+        if (this.released) throw new Error('released');
+        await pause(backoff.next());
+      }
+    } catch (error) {
+      client.connection?.stream?.destroy();
+      throw error;
+    }
+    this.client = client;
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    clearInterval(this.check);
+    clearTimeout(this.retakeTimer);
+    await this.retaking;
+    const client = this.client;
+    this.client = undefined;
+    if (!client) return;
+    try {
+      await queryWithin(client, this.boundMs, 'SELECT pg_advisory_unlock(hashtext($1))', [this.key]);
+    } finally {
+      // Ending the session lets the lock go too, should the unlock have failed.
+      await endOrCut(client.end(), () => client.connection?.stream?.destroy());
+    }
+  }
+
+  private lost(client: PgClient): void {
+    if (this.client !== client) return;
+    this.client = undefined;
+    client.connection?.stream?.destroy();
+    this.scheduleRetake();
+  }
+
+  private scheduleRetake(): void {
+    if (this.released) return;
+    this.retakeTimer = setTimeout(() => {
+      this.retaking = this.take(createBackoff({ initialMs: 20, maxMs: 250 })).then(
+        () => this.backoff.reset(),
+        () => this.scheduleRetake(),
+      );
+    }, this.backoff.next());
+    this.retakeTimer.unref();
   }
 }
 

@@ -165,8 +165,24 @@ describe('rate limits shared through Redis', () => {
     await proxy.start();
     proxies.push(proxy);
     const client = await redisClient(`redis://127.0.0.1:${proxy.port}`);
-    if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve));
+    // Bounded: with Redis down the client is never ready, and the test says so instead of running into its timeout.
+    if (client.status !== 'ready') {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`Redis at ${REDIS_URL} did not answer within 5 s through the proxy: is it running?`)), 5_000);
+        client.once('ready', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
     return { proxy, client };
+  };
+
+  /** `crm_rate_limit_redis_up` in the replica's /metrics (undefined when it has none). */
+  const redisUp = async (app: CrmApp): Promise<number | undefined> => {
+    const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    const value = /^crm_rate_limit_redis_up (\S+)$/m.exec(text)?.[1];
+    return value === undefined ? undefined : Number(value);
   };
 
   /** Twenty requests of a key one after another: their statuses and how long they took together. */
@@ -177,21 +193,24 @@ describe('rate limits shared through Redis', () => {
     return { codes, ms: Date.now() - started };
   };
 
-  it('counts in the process, without waiting on each request, while Redis stalls; shared again once it answers', async () => {
+  it('counts in the process, without waiting on each request, while Redis stalls; shared again once it answers; /metrics says which', async () => {
     const { proxy, client } = await redisBehindProxy();
     const app = await replica({ max: 5, timeWindowMs: 60_000, redis: client, redisProbeEveryMs: 100 });
     const auth = await freshKey();
     expect((await get(app, auth)).headers['ratelimit-remaining']).toBe('4');
+    expect(await redisUp(app)).toBe(1);
     proxy.stall();
     // One command timeout (250 ms) for the first request, none after it: twenty requests waiting on a
     // stalled Redis each would take 5 s. The key stays limited, counted in this process.
     const stalled = await twentyRequests(app, auth);
     expect(stalled.codes).toEqual([...Array<number>(5).fill(200), ...Array<number>(15).fill(429)]);
     expect(stalled.ms).toBeLessThan(2_000);
+    expect(await redisUp(app)).toBe(0);
     proxy.pass();
     // The Redis counter holds 2 (the request before the stall, the one that timed out, delivered
     // late): the key has budget there, while the process's own counter is past its limit.
     await expect.poll(async () => (await get(app, auth)).statusCode, { timeout: 5_000, interval: 300 }).toBe(200);
+    expect(await redisUp(app)).toBe(1);
   });
 
   it('reconnects when its connection stalls for good, and the counters are shared again', async () => {
@@ -219,6 +238,7 @@ describe('rate limits shared through Redis', () => {
     for (let i = 0; i < 3; i++) codes.push((await get(app, auth)).statusCode);
     expect(codes).toEqual([200, 200, 429]);
     expect(Date.now() - started).toBeLessThan(5_000);
+    expect(await redisUp(app)).toBe(0);
   });
 });
 

@@ -405,6 +405,7 @@ describe('the webhook publisher while PostgreSQL refuses connections', () => {
     expect(logged('webhook loop error; retrying')).toHaveLength(1);
     expect(logged('webhook loop error; retrying')[0]!.details?.subscription).toBe(subscription.id);
     expect(logged('integration publishers: reconcile failed; retrying')).toHaveLength(1);
+    expect(logged('integration feed doorbell lost; polling until it is back')).toHaveLength(1);
 
     proxy.pass();
     // At least once: the first delivery's checkpoint may have been cut off by the refusal and sent again.
@@ -414,11 +415,15 @@ describe('the webhook publisher while PostgreSQL refuses connections', () => {
       () => `the deliveries after the outage; log: ${JSON.stringify(lines)}`,
     );
     await eventually(
-      () => logged('webhook loop works again').length === 1 && logged('integration publishers: reconcile works again').length === 1,
+      () =>
+        logged('webhook loop works again').length === 1 &&
+        logged('integration publishers: reconcile works again').length === 1 &&
+        logged('integration feed doorbell back').length === 1,
       10_000,
       () => `the end of the outage logged: ${JSON.stringify(lines)}`,
     );
     expect(logged('webhook loop error; retrying')).toHaveLength(1);
     expect(logged('integration publishers: reconcile failed; retrying')).toHaveLength(1);
+    expect(logged('integration feed doorbell lost; polling until it is back')).toHaveLength(1);
   }, 120_000);
 });
