@@ -301,7 +301,8 @@ async function acquireStartupLock(database: SqlDatabase, key: string): Promise<(
 
 /**
  * A session advisory lock on a connection of its own, held until the returned function is called: a
- * rebuild or a verification marks its shadow schema as in use with it (projections/shadows.ts) without taking one of the
+ * rebuild or a verification marks its shadow schema as in use with it (projections/shadows.ts), and a
+ * verification or an HTTP import its job (projections/work-liveness.ts), without taking one of the
  * connections its work needs. It is taken again after the connection is lost (`holdSessionLock`).
  * PGlite serves one process: nothing to tell apart, no lock.
  */
