@@ -321,7 +321,16 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
       conditions.push(backwards ? sql`revision <= ${options.fromRevision}` : sql`revision >= ${options.fromRevision}`);
     }
     if (options.untilRevision !== undefined) conditions.push(sql`revision <= ${options.untilRevision}`);
-    if (options.untilTime !== undefined) conditions.push(sql`recorded_at <= ${options.untilTime}`);
+    if (options.untilTime !== undefined) {
+      // Forwards, the stream up to its first event recorded after the instant (as EventStoreDB's read
+      // stops there): a record time is its append's start, so a revision may be recorded before the
+      // one ahead of it, and a filter on the time alone read a later revision without an earlier one.
+      conditions.push(
+        backwards
+          ? sql`recorded_at <= ${options.untilTime}`
+          : sql`revision < coalesce((SELECT min(x.revision) FROM ${s}.events x WHERE x.stream = ${stream} AND x.recorded_at > ${options.untilTime}), ${Number.MAX_SAFE_INTEGER}::bigint)`,
+      );
+    }
     try {
       const result = await sql<EventRow>`
         SELECT ${COLUMNS} FROM ${s}.events
