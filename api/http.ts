@@ -166,6 +166,55 @@ export const executeCommand = async (
   return toAccepted(result);
 };
 
+/** The media types a client names in `Accept` for each format an answer can take. */
+const FORMAT_MEDIA_TYPES = {
+  json: ['application/json'],
+  ndjson: ['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/x-jsonl'],
+  csv: ['text/csv'],
+} as const satisfies Record<string, readonly string[]>;
+export type AnswerFormat = keyof typeof FORMAT_MEDIA_TYPES;
+
+/**
+ * The one reader of `Accept` for routes that answer one URL in several formats (`?format=` is read
+ * first by the route). Each offered format's q is the highest q of a range naming one of its media
+ * types; the default also takes the q of `*\/*` and of its own `type/*`, and answers when no header is
+ * sent. A format other than the default is chosen when its q is above 0 and at least that of every
+ * other offered format (between two at the same q, the one offered first); otherwise the default
+ * answers, also when every offered format is refused (`q=0`). Any mention of NDJSON used to pick it
+ * on the audit routes, so `application/x-ndjson;q=0, text/csv` (NDJSON refused) got NDJSON there.
+ * Such an answer must carry `Vary: Accept` (`varyByAccept`).
+ */
+export const acceptedFormat = <F extends AnswerFormat>(accept: string | undefined, offered: readonly F[], fallback: F): F => {
+  const q = new Map<F, number>();
+  for (const range of (accept ?? '').split(',')) {
+    const [type = '', ...parameters] = range.split(';').map((part) => part.trim().toLowerCase());
+    const qParameter = parameters.find((p) => p.startsWith('q='));
+    const parsed = qParameter === undefined ? 1 : Number(qParameter.slice(2));
+    const value = Number.isFinite(parsed) ? Math.min(Math.max(parsed, 0), 1) : 0;
+    for (const format of offered) {
+      const types: readonly string[] = FORMAT_MEDIA_TYPES[format];
+      const wildcard = format === fallback && (type === '*/*' || types.some((t) => type === `${t.split('/')[0]}/*`));
+      if (types.includes(type) || wildcard) q.set(format, Math.max(q.get(format) ?? 0, value));
+    }
+  }
+  let chosen = fallback;
+  let best = q.get(fallback) ?? 0;
+  for (const format of offered) {
+    const value = q.get(format);
+    if (format !== fallback && value !== undefined && value > 0 && (chosen === fallback ? value >= best : value > best)) {
+      chosen = format;
+      best = value;
+    }
+  }
+  return chosen;
+};
+
+/** An answer whose format `acceptedFormat` chose: a cache must keep the formats of one URL apart. */
+export const varyByAccept = <R extends Pick<FastifyReply, 'header'>>(reply: R): R => {
+  reply.header('vary', 'Accept');
+  return reply;
+};
+
 /** An instant in a query: an ISO time, or a date alone (what a date means is the parameter's to say). */
 export const InstantQuery = z.union([IsoDateTime, IsoDate]);
 

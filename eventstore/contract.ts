@@ -53,7 +53,11 @@ export interface ReadStreamOptions {
   maxCount?: number;
   /** Inclusive upper bound on revision (forwards reads). */
   untilRevision?: number;
-  /** Only events whose record time is <= this instant. */
+  /**
+   * Record time bound. Forwards: the stream up to its first event recorded after this instant (a
+   * record time is its append's start, so a revision can be recorded before the one ahead of it;
+   * a read never skips one). Backwards: only events whose record time is <= this instant.
+   */
   untilTime?: Date;
 }
 

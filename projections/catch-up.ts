@@ -86,10 +86,26 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
   };
   /** Events read but recorded after `untilTime`, left out. */
   let recordedLater = 0;
-  const decodePage = (page: RecordedEvent[]) => {
-    const kept = options.untilTime ? page.filter((e) => e.recordedAt.getTime() <= options.untilTime!.getTime()) : page;
+  /**
+   * Streams with an event recorded after `untilTime`: their later events are left out too, so that
+   * each stream is applied up to its first event recorded after the instant, as the store's
+   * `readStream({ untilTime })` reads it for a point-in-time record. A record time is its append's
+   * start, so a revision can be recorded before the one ahead of it; filtered event by event, a
+   * replay applied it without that one. Pages are kept in feed order (as they are read), so the set
+   * is complete for each page. One entry per stream changed since the instant.
+   */
+  const recordedAfter = new Set<string>();
+  const asOfInstant = (event: RecordedEvent): boolean => {
+    if (recordedAfter.has(event.stream)) return false;
+    if (event.recordedAt.getTime() <= options.untilTime!.getTime()) return true;
+    recordedAfter.add(event.stream);
+    return false;
+  };
+  /** The events of a page to apply; called for each page in feed order, as it is read. */
+  const keptOf = (page: RecordedEvent[]) => {
+    const kept = options.untilTime ? page.filter(asOfInstant) : page;
     recordedLater += page.length - kept.length;
-    return decodeBatch(codec, kept, wanted);
+    return kept;
   };
   interface Prepared {
     page: RecordedEvent[];
@@ -114,7 +130,8 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
       const pagePromise = readPage(readFrom);
       const prepared = pagePromise.then((page): Prepared => {
         const barrier = previous && previous.page.some((e) => e.type === 'CustomerForgotten') ? previous.decoded : Promise.resolve();
-        const decoded = barrier.then(() => decodePage(page));
+        const kept = keptOf(page);
+        const decoded = barrier.then(() => decodeBatch(codec, kept, wanted));
         decoded.catch(() => undefined); // observed by the appliers
         previous = { page, decoded };
         return previous;

@@ -33,7 +33,7 @@ import { Id } from '../../domain/shared.ts';
 import { STREAM_NAME_PATTERN } from '../../eventstore/contract.ts';
 import type { RouteContext } from '../route-context.ts';
 import { auditWithin } from '../auth/scope-guard.ts';
-import { AsOfInstant, AsOfTimeAxis, decimalNumber, IdParams, InstantQuery } from '../http.ts';
+import { acceptedFormat, AsOfInstant, AsOfTimeAxis, decimalNumber, IdParams, InstantQuery, varyByAccept } from '../http.ts';
 import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
 import { seesPersonalData } from '../roles.ts';
 
@@ -158,13 +158,16 @@ const logFilter = async (
   };
 };
 
-/** `?format=` wins; otherwise an Accept header asking for NDJSON or CSV; otherwise the default. */
-const negotiate = (request: FastifyRequest, format: string | undefined, fallback: 'json' | ExportFormat): 'json' | ExportFormat => {
-  if (format === 'json' || format === 'ndjson' || format === 'csv') return format;
-  const accept = request.headers.accept ?? '';
-  if (/application\/(x-)?ndjson/.test(accept)) return 'ndjson';
-  if (/text\/csv/.test(accept)) return 'csv';
-  return fallback;
+/** `?format=` wins; otherwise the Accept header (`acceptedFormat`), with `Vary: Accept` on the answer. */
+const negotiate = <F extends 'json' | ExportFormat>(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  format: F | undefined,
+  offered: readonly F[],
+  fallback: F,
+): F => {
+  varyByAccept(reply);
+  return format ?? acceptedFormat(request.headers.accept, offered, fallback);
 };
 
 const sendExport = (reply: FastifyReply, format: ExportFormat, name: string, events: AsyncIterable<Parameters<typeof auditEventToJson>[0]>) => {
@@ -202,7 +205,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       const { limit, cursor, direction, format } = request.query;
       const mode = personalDataMode(request);
       const within = await unownedWithin(request, stream);
-      const chosen = negotiate(request, format, 'json');
+      const chosen = negotiate(request, reply, format, ['json', 'ndjson', 'csv'], 'json');
       if (chosen !== 'json') {
         // Validate the cursor, and that the stream exists, before the first byte goes out.
         const first = await guarded(() => streamHistory(deps, stream, { personalData: mode, limit: 1, direction, cursor: cursor ?? null }));
@@ -228,17 +231,12 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     },
     async (request, reply) => {
       const stream = await streamNamed(deps, request.params.stream);
-      const chosen = negotiate(request, request.query.format, 'ndjson');
+      const chosen = negotiate(request, reply, request.query.format, ['ndjson', 'csv'], 'ndjson');
       // As the paged history: a mistyped stream is a 404, not a download holding nothing.
       if ((await streamHistory(deps, stream, { personalData: 'mask', limit: 1 })).items.length === 0)
         throw new ProblemError('not_found', `No stream ${stream}.`);
       const within = await unownedWithin(request, stream);
-      return sendExport(
-        reply,
-        chosen === 'json' ? 'ndjson' : chosen,
-        stream,
-        iterateStreamHistory(deps, stream, { personalData: personalDataMode(request), within }),
-      );
+      return sendExport(reply, chosen, stream, iterateStreamHistory(deps, stream, { personalData: personalDataMode(request), within }));
     },
   );
 
@@ -257,7 +255,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       const { limit, cursor, direction, format, ...filters } = request.query;
       const filter = { ...(await logFilter(deps, filters)), within: await auditWithin(request, readSource) };
       const mode = personalDataMode(request);
-      const chosen = negotiate(request, format, 'json');
+      const chosen = negotiate(request, reply, format, ['json', 'ndjson', 'csv'], 'json');
       if (chosen !== 'json') {
         // Validate the cursor before the first byte goes out.
         await guarded(() => eventLog(deps, { ...filter, direction, cursor: cursor ?? null, limit: 1, personalData: mode }));
@@ -280,10 +278,10 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     },
     async (request, reply) => {
       const { format, direction, ...filters } = request.query;
-      const chosen = negotiate(request, format, 'ndjson');
+      const chosen = negotiate(request, reply, format, ['ndjson', 'csv'], 'ndjson');
       return sendExport(
         reply,
-        chosen === 'json' ? 'ndjson' : chosen,
+        chosen,
         'events',
         iterateEventLog(deps, {
           ...(await logFilter(deps, filters)),

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { IsoDateTime } from '../../domain/shared.ts';
@@ -9,6 +9,7 @@ import type { RouteContext } from '../route-context.ts';
 import type { Page, ReadModelQueries, ReadRecord, ReadScope } from '../deps.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
+import { acceptedFormat, varyByAccept } from '../http.ts';
 import { problemResponses } from '../problems.ts';
 import { refusePersonalFilters } from '../query-route.ts';
 import { CampaignListFilters } from './campaigns.ts';
@@ -37,29 +38,6 @@ const orderHistoryFilters = (what: 'Purchases' | 'Refunds') => ({
 });
 
 const CONTENT_TYPES: Record<ExportFormat, string> = { csv: 'text/csv; charset=utf-8', ndjson: 'application/x-ndjson' };
-
-const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/x-jsonl']);
-const CSV_RANGES = new Set(['text/csv', 'text/*', '*/*']);
-
-/**
- * `?format=`, else the Accept header by its q values: NDJSON when a client names it with a q above 0
- * and at least that of CSV (`text/csv`, `text/*`, `*\/*`), CSV otherwise (the default). Any mention of
- * ndjson used to pick it, so `application/x-ndjson;q=0, text/csv` (NDJSON refused) got NDJSON.
- */
-const formatOf = (request: FastifyRequest, asked: ExportFormat | undefined): ExportFormat => {
-  if (asked) return asked;
-  let ndjson: number | undefined;
-  let csv: number | undefined;
-  for (const range of (request.headers.accept ?? '').split(',')) {
-    const [type = '', ...parameters] = range.split(';').map((part) => part.trim().toLowerCase());
-    const qParameter = parameters.find((p) => p.startsWith('q='));
-    const parsed = qParameter === undefined ? 1 : Number(qParameter.slice(2));
-    const q = Number.isFinite(parsed) ? Math.min(Math.max(parsed, 0), 1) : 0;
-    if (NDJSON_TYPES.has(type)) ndjson = Math.max(ndjson ?? 0, q);
-    else if (CSV_RANGES.has(type)) csv = Math.max(csv ?? 0, q);
-  }
-  return ndjson !== undefined && ndjson > 0 && (csv === undefined || ndjson >= csv) ? 'ndjson' : 'csv';
-};
 
 type Scope = ReadScope | null;
 
@@ -208,20 +186,16 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
       handler: async (request, reply) => {
         const { format: asked, ...query } = request.query as Record<string, unknown> & { format?: ExportFormat };
         refusePersonalFilters(request, query, spec.personalFilters);
-        const format = formatOf(request, asked);
+        const format = asked ?? acceptedFormat(request.headers.accept, ['csv', 'ndjson'], 'csv');
         // The caller's scope: an export holds exactly the records their list shows.
         const complete = spec.complete?.(context.deps);
         const lines = await exportLines(spec.list(context.deps, scopeOf(request)), query, format, EXPORT_COLUMNS[kind], async (page) =>
           forCaller(request, complete ? await complete(page) : page, spec.personalFields),
         );
-        return (
-          reply
-            .type(CONTENT_TYPES[format])
-            // The same URL answers CSV or NDJSON by the Accept header: a cache must keep them apart.
-            .header('vary', 'Accept')
-            .header('content-disposition', `attachment; filename="${kind}.${format === 'csv' ? 'csv' : 'ndjson'}"`)
-            .send(Readable.from(lines) as never)
-        );
+        return varyByAccept(reply)
+          .type(CONTENT_TYPES[format])
+          .header('content-disposition', `attachment; filename="${kind}.${format === 'csv' ? 'csv' : 'ndjson'}"`)
+          .send(Readable.from(lines) as never);
       },
     });
   }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { verifyStreamChains, type ChainVerification } from '../../eventstore/postgres/chain.ts';
-import { ORDINAL_BITS } from '../../eventstore/postgres/migrations.ts';
+import { FINAL_POSITION_BOUND } from '../../eventstore/postgres/migrations.ts';
 import { settlesWithin } from '../../shared/deadline.ts';
 import type { SqlDatabase } from '../../shared/sql.ts';
 import { createTableOnce } from '../create-table.ts';
@@ -210,7 +210,7 @@ async function sealPending(database: SqlDatabase, schema: string, options: SealO
       const { rows } = await sql<{ position: string; stream: string; revision: string; hash: Uint8Array }>`
         SELECT e.position::text AS position, e.stream, e.revision::text AS revision, e.hash FROM ${eventsTable(schema)} e
          WHERE e.position > ${(head?.position ?? -1n).toString()}::bigint
-           AND e.position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${sql.lit(ORDINAL_BITS)})
+           AND e.position < ${FINAL_POSITION_BOUND}
          ORDER BY e.position
          LIMIT ${batch}`.execute(trx);
       if (rows.length === 0) return 0;

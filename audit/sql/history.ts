@@ -1,4 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
+import { FINAL_POSITION_BOUND, finalBoundAndHead } from '../../eventstore/postgres/migrations.ts';
 import type { RecordedEvent } from '../../shared/events.ts';
 import { likePrefix } from '../../shared/sql.ts';
 import type { AuditDeps } from '../deps.ts';
@@ -60,6 +61,18 @@ export const eventLogWhere = (filter: EventLogFilter, after: bigint | undefined,
   return sql.join(clauses, sql` AND `);
 };
 
+/** Longest a page waits for the events committed before it to become final (as the store's reads wait). */
+const SETTLE_MS = 3_000;
+
+/**
+ * A page of the log holds final positions only (below the oldest transaction still running, as the
+ * store's feed): positions follow the appending transaction, not its commit, so an append still open
+ * holds a lower position than one committed after it. A page read as the log stood handed out a
+ * cursor past that position, and the event was skipped by every later page once it committed. The
+ * read first waits (bounded) until what was committed before it is final, so that a read right after
+ * a command shows it while unrelated transactions run; past the bound it answers what is final, a
+ * correct prefix of the log, and a client resumes from the last position it saw.
+ */
 export async function readEventLogSql(
   deps: AuditDeps,
   filter: EventLogFilter,
@@ -67,12 +80,20 @@ export async function readEventLogSql(
   limit: number,
   direction: 'forwards' | 'backwards',
 ): Promise<RecordedEvent[]> {
+  const db = deps.database.db;
+  const deadline = Date.now() + SETTLE_MS;
+  for (;;) {
+    const { bound, committedHead } = await finalBoundAndHead(db, deps.schemas.events);
+    if (committedHead < bound || Date.now() >= deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  // `position + 0`: a second range condition on the key would be estimated as few rows (eventstore/postgres/store.ts).
   const { rows } = await sql<EventRow>`
     SELECT ${EVENT_ROW_COLUMNS}
       FROM ${sql.id(deps.schemas.events, 'events')} e
-     WHERE ${eventLogWhere(filter, after, direction)}
+     WHERE ${eventLogWhere(filter, after, direction)} AND e.position + 0 < ${FINAL_POSITION_BOUND}
      ORDER BY e.position ${direction === 'forwards' ? sql`ASC` : sql`DESC`}
-     LIMIT ${limit}`.execute(deps.database.db);
+     LIMIT ${limit}`.execute(db);
   return rows.map(rowToRecorded);
 }
 

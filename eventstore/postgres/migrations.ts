@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Migration } from 'kysely';
+import { sql, type Kysely, type Migration, type QueryExecutorProvider } from 'kysely';
 import { EventStoreError } from '../errors.ts';
 
 /**
@@ -8,6 +8,21 @@ import { EventStoreError } from '../errors.ts';
  * 2^43 (8.8e12) transactions over the cluster's life, ~28 years at a sustained 10k transactions/s.
  */
 export const ORDINAL_BITS = 20;
+
+/** Positions below this are final: no transaction still running can commit one. SQL, read in the statement's snapshot. */
+export const FINAL_POSITION_BOUND = sql.raw(`(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${ORDINAL_BITS})`);
+
+/**
+ * The final bound and the newest committed position of the events table, in one snapshot. While
+ * the head is at or past the bound, events committed already wait for an older transaction to end
+ * before they are final (it may still commit a lower position, possibly another application's).
+ */
+export const finalBoundAndHead = async (db: QueryExecutorProvider, schema: string): Promise<{ bound: bigint; committedHead: bigint }> => {
+  const result = await sql<{ bound: string; committed_head: string }>`
+    SELECT ${FINAL_POSITION_BOUND}::text AS bound, (SELECT coalesce(max(position), 0) FROM ${sql.id(schema, 'events')})::text AS committed_head`.execute(db);
+  const row = result.rows[0]!;
+  return { bound: BigInt(row.bound), committedHead: BigInt(row.committed_head) };
+};
 
 const quote = (identifier: string): string => `"${identifier.replace(/"/g, '""')}"`;
 const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;

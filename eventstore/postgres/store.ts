@@ -20,7 +20,7 @@ import type {
 import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../errors.ts';
 import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend, prepareStreamAppends } from '../validation.ts';
 import type { SqlDatabase } from './database.ts';
-import { ORDINAL_BITS, migrateEventStore, quoteIdentifier } from './migrations.ts';
+import { FINAL_POSITION_BOUND, finalBoundAndHead, migrateEventStore, quoteIdentifier } from './migrations.ts';
 import { createAppendGroups, type GroupOutcome, type PendingAppend } from './append-groups.ts';
 import { createWakeup } from './wakeup.ts';
 import { createStreamSnapshots } from './snapshots.ts';
@@ -74,9 +74,6 @@ const DEFAULT_APPENDS_IN_FLIGHT = 1;
 
 const EXPECTED_CODES = { no_stream: -1, any: -2, exists: -3 } as const;
 const expectedCode = (expected: ExpectedRevision): number => (typeof expected === 'number' ? expected : EXPECTED_CODES[expected]);
-
-/** Positions below this are final: no transaction still running can commit one (see ORDINAL_BITS). */
-const FINAL_BOUND = sql.raw(`(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${ORDINAL_BITS})`);
 
 const toRecorded = (row: EventRow): RecordedEvent => ({
   id: row.event_id,
@@ -324,7 +321,16 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
       conditions.push(backwards ? sql`revision <= ${options.fromRevision}` : sql`revision >= ${options.fromRevision}`);
     }
     if (options.untilRevision !== undefined) conditions.push(sql`revision <= ${options.untilRevision}`);
-    if (options.untilTime !== undefined) conditions.push(sql`recorded_at <= ${options.untilTime}`);
+    if (options.untilTime !== undefined) {
+      // Forwards, the stream up to its first event recorded after the instant (as EventStoreDB's read
+      // stops there): a record time is its append's start, so a revision may be recorded before the
+      // one ahead of it, and a filter on the time alone read a later revision without an earlier one.
+      conditions.push(
+        backwards
+          ? sql`recorded_at <= ${options.untilTime}`
+          : sql`revision < coalesce((SELECT min(x.revision) FROM ${s}.events x WHERE x.stream = ${stream} AND x.recorded_at > ${options.untilTime}), ${Number.MAX_SAFE_INTEGER}::bigint)`,
+      );
+    }
     try {
       const result = await sql<EventRow>`
         SELECT ${COLUMNS} FROM ${s}.events
@@ -361,12 +367,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     return { events: result.rows.map(toRecorded), bound, committedHead };
   };
 
-  const currentBound = async (): Promise<{ bound: bigint; committedHead: bigint }> => {
-    const result = await sql<{ bound: string; committed_head: string }>`
-      SELECT ${FINAL_BOUND}::text AS bound, (SELECT coalesce(max(position), 0) FROM ${s}.events)::text AS committed_head`.execute(db);
-    const row = result.rows[0]!;
-    return { bound: BigInt(row.bound), committedHead: BigInt(row.committed_head) };
-  };
+  const currentBound = (): Promise<{ bound: bigint; committedHead: bigint }> => finalBoundAndHead(db, schema);
 
   /**
    * Waits (briefly) until every event committed before the call is final, so that a read right
@@ -393,7 +394,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
         const before = options.fromPosition !== undefined ? sql`AND position < ${options.fromPosition.toString()}::bigint` : sql``;
         const result = await sql<EventRow>`
           SELECT ${COLUMNS} FROM ${s}.events
-          WHERE position + 0 < ${FINAL_BOUND} ${before} ${filterSql(options.filter)}
+          WHERE position + 0 < ${FINAL_POSITION_BOUND} ${before} ${filterSql(options.filter)}
           ORDER BY position DESC LIMIT ${limit}`.execute(db);
         return result.rows.map(toRecorded);
       }
@@ -413,7 +414,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     assertOpen();
     try {
       const result = await sql<{ head: string }>`
-        SELECT coalesce(max(position), 0)::text AS head FROM ${s}.events WHERE position < ${FINAL_BOUND}`.execute(db);
+        SELECT coalesce(max(position), 0)::text AS head FROM ${s}.events WHERE position < ${FINAL_POSITION_BOUND}`.execute(db);
       return BigInt(result.rows[0]?.head ?? '0');
     } catch (error) {
       throw mapError(error);

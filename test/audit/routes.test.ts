@@ -216,6 +216,32 @@ describe('GET /audit/events', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ type: 'PurchaseRecorded', data: { amount: 120.5, currency: 'EUR' } });
   });
+
+  it('answers the format the Accept header prefers by its q values, as the exports do, and says it varies by Accept', async () => {
+    // Found with "Accept: application/x-ndjson;q=0, text/csv": a client refusing NDJSON got NDJSON here,
+    // as any Accept that mentioned ndjson did, while the exports read the q values.
+    const formatFor = async (url: string, accept: string) => {
+      const response = await send('auditor', 'GET', url, undefined, { accept });
+      expect(response.statusCode, `${url} ${accept}`).toBe(200);
+      expect(String(response.headers.vary).toLowerCase(), `${url} ${accept}`).toContain('accept');
+      const type = String(response.headers['content-type']);
+      return type.startsWith('application/x-ndjson') ? 'ndjson' : type.startsWith('text/csv') ? 'csv' : 'json';
+    };
+    const paged = `/audit/events?stream=customer-${customerId}`;
+    const cases: [string, string, 'json' | 'ndjson' | 'csv'][] = [
+      [paged, 'application/x-ndjson;q=0, text/csv', 'csv'],
+      [paged, 'application/x-ndjson; q=0', 'json'],
+      [paged, 'text/csv;q=0.5, application/x-ndjson;q=0.9', 'ndjson'],
+      [paged, 'application/json, text/csv;q=0.5', 'json'],
+      [paged, 'text/csv', 'csv'],
+      [paged, '*/*', 'json'],
+      [`/audit/streams/customer-${customerId}`, 'application/x-ndjson;q=0, text/csv', 'csv'],
+      [`/audit/events/export?stream=customer-${customerId}`, 'application/x-ndjson;q=0, text/csv', 'csv'],
+      [`/audit/events/export?stream=customer-${customerId}`, '*/*', 'ndjson'],
+      [`/audit/streams/customer-${customerId}/export`, 'application/x-ndjson;q=0.1, text/csv;q=0.2', 'csv'],
+    ];
+    for (const [url, accept, format] of cases) expect(await formatFor(url, accept), `${url} ${accept}`).toBe(format);
+  });
 });
 
 describe('point in time', () => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, InvalidReadOptions, WrongExpectedRevision } from '../../eventstore/errors.ts';
@@ -265,6 +266,43 @@ describe('postgres engine: reads', () => {
     expect(found.get('deal-1')!.map((e) => e.type)).toEqual(['B1']);
     expect(found.get('customer-9')).toEqual([]);
     expect(await store.readStreams([])).toEqual(new Map());
+    await store.close();
+  });
+
+  it('untilTime reads a stream up to its first event recorded after the instant, as EventStoreDB does, though a later revision has an earlier record time', async () => {
+    // The record time is the appending transaction's start: an append that waited (for the locks of a
+    // multi-stream append's other streams, taken in key order) is recorded earlier than the revision
+    // before it. Filtered by record time, a read as of that instant held revision 2 without revision 1,
+    // a state the stream never had (a record as of then folded a change onto what it did not know).
+    const { store, schema } = await storeOn();
+    const stream = `customer-${randomUUID()}`;
+    await store.appendToStream(stream, [newEvent('A1')]);
+    const client = new pg.Client({ connectionString: schemas.url });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT now()');
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      await store.appendToStream(stream, [newEvent('A2')]);
+      const late = newEvent('A3');
+      await client.query(`SELECT * FROM "${schema}".append_events($1, -2, $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[])`, [
+        stream,
+        [late.id],
+        [late.type],
+        [JSON.stringify(late.data)],
+        [JSON.stringify(late.metadata)],
+      ]);
+      await client.query('COMMIT');
+    } finally {
+      await client.end();
+    }
+    const all = await store.readStream(stream);
+    expect(all.map((e) => e.type)).toEqual(['A1', 'A2', 'A3']);
+    expect(all[2]!.recordedAt.getTime()).toBeLessThan(all[1]!.recordedAt.getTime());
+    expect((await store.readStream(stream, { untilTime: all[2]!.recordedAt })).map((e) => e.revision)).toEqual([0]);
+    expect((await store.readStream(stream, { untilTime: all[1]!.recordedAt })).map((e) => e.revision)).toEqual([0, 1, 2]);
+    // Backwards, the bound leaves out the events recorded after it, as on EventStoreDB.
+    expect((await store.readStream(stream, { untilTime: all[2]!.recordedAt, direction: 'backwards' })).map((e) => e.revision)).toEqual([2, 0]);
     await store.close();
   });
 

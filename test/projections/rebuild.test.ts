@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectPostgres } from '../../eventstore/postgres/database.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
@@ -81,6 +82,49 @@ describe('replay and compare', () => {
     expect(await past.getCustomer(ids.bob)).toBeUndefined();
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(`${h.schemas.read}_asof_reporting`, 'customers')}`.execute(h.database.db);
     expect(rows[0]!.n).toBe(1);
+  });
+});
+
+describe('replay as of an instant, record times out of stream order', () => {
+  it("leaves out a stream's events from its first one recorded after the instant, as the point-in-time record reads the stream", async () => {
+    // A record time is its append's start: an append that waited is recorded before the revision
+    // ahead of it. Filtered event by event, the replay applied revision 2 without revision 1.
+    const campaignId = randomUUID();
+    const stream = `campaign-${campaignId}`;
+    const metadata = {
+      actor: { userId: 'm', roles: ['marketing'] },
+      correlationId: 'c',
+      causationId: null,
+      occurredAt: new Date().toISOString(),
+      schemaVersion: 1,
+      command: 'Test',
+    };
+    const cost = (costId: string, amount: number) => ({ campaignId, costId, amount, currency: 'EUR', description: null });
+    const created = { campaignId, name: 'Spring', channel: 'email', budget: 100, currency: 'EUR', schedule: null, targetSegment: {} };
+    await h.store.appendToStream(stream, [{ id: randomUUID(), type: 'CampaignCreated', data: created, metadata }]);
+    const client = new pg.Client({ connectionString: h.schemas.url });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT now()');
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      await h.store.appendToStream(stream, [{ id: randomUUID(), type: 'CampaignCostRecorded', data: cost('first', 10), metadata }]);
+      await client.query(`SELECT * FROM "${h.schemas.events}".append_events($1, -2, $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[])`, [
+        stream,
+        [randomUUID()],
+        ['CampaignCostRecorded'],
+        [JSON.stringify(cost('second', 5))],
+        [JSON.stringify(metadata)],
+      ]);
+      await client.query('COMMIT');
+    } finally {
+      await client.end();
+    }
+    const events = await h.store.readStream(stream);
+    expect(events[2]!.recordedAt.getTime()).toBeLessThan(events[1]!.recordedAt.getTime());
+    const asOf = await replayInto({ ...deps(), schema: `${h.schemas.read}_asof_order`, untilTime: events[2]!.recordedAt });
+    const past = createReadModelQueries({ db: h.database.db, schema: asOf.schema });
+    expect(await past.getCampaign(campaignId)).toMatchObject({ costs: 0 });
   });
 });
 
