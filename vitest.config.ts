@@ -7,6 +7,7 @@ import { defineConfig } from 'vitest/config';
  * the rest.
  */
 const stallsTheDatabase = [
+  'test/audit/log-paging-beside-writers.test.ts',
   'test/faults/database-faults.test.ts',
   'test/faults/demo-load-faults.test.ts',
   'test/faults/half-open.test.ts',
