@@ -56,8 +56,16 @@ export const hasStorableOffset = (iso: string): boolean => {
   const match = OFFSET.exec(iso.slice(19));
   return !match || Number(match[2]) * 60 + Number(match[3] ?? 0) <= MAX_OFFSET_MINUTES;
 };
+/**
+ * Fractions of a second past microseconds, cut off (not rounded): PostgreSQL's timestamptz holds
+ * microseconds and rounds the 7th digit away, while JavaScript's Date keeps milliseconds and cuts the
+ * rest. `23:59:59.9999999Z` was stored as the next day (next month, next year) in the read models and
+ * as this day in every fold done in JavaScript (analytics days and cohorts, the audit's record state).
+ * Cut to six digits, both read the same day. .NET (7 digits) and Java (up to 9) write such times.
+ */
+export const cutToMicroseconds = (iso: string): string => iso.replace(/(\.\d{6})\d+/, '$1');
 /** The ISO 8601 form every time the API takes is written in: with seconds, `Z` or a `+02:00` offset. */
-export const IsoDateTimeText = z.iso.datetime({ offset: true }).refine(hasStorableOffset, OFFSET_RULE);
+export const IsoDateTimeText = z.iso.datetime({ offset: true }).refine(hasStorableOffset, OFFSET_RULE).overwrite(cutToMicroseconds);
 /** A business time: ISO 8601 with offset, years 1900-2200. Every accepted `occurredAt` and schedule uses it. */
 export const IsoDateTime = IsoDateTimeText.refine(isBusinessInstant, BUSINESS_YEARS_RULE);
 /**

@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import type { LightMyRequestResponse } from 'fastify';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectReady, json, projectionsSettled, startApi, type ApiHarness } from './support.ts';
+
+/**
+ * Values a careless client sends that the schemas passed but that did not mean one thing everywhere.
+ * Each is either accepted and read alike by every read model, the analytics and the audit history,
+ * or refused with a 400 naming it and nothing appended.
+ */
+let h: ApiHarness;
+
+const send = (method: 'GET' | 'POST', url: string, payload?: unknown, headers: Record<string, string> = {}) =>
+  h.app.inject({
+    method,
+    url,
+    headers: { ...h.auth('admin'), ...(payload === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    ...(payload === undefined ? {} : { payload: JSON.stringify(payload) }),
+  });
+
+const accepted = async (res: LightMyRequestResponse): Promise<{ id: string; revision: number; position: string }> => {
+  if (res.statusCode >= 300) throw new Error(`${res.statusCode}: ${res.body}`);
+  return json(res);
+};
+
+const register = async (label: string) =>
+  (await accepted(await send('POST', '/customers', { name: `Edge ${label}`, email: `${label}-${randomUUID()}@example.com` }))).id;
+
+/** The stored events of a stream, as the audit history shows them. */
+const history = async (stream: string): Promise<{ type: string; data: Record<string, unknown>; occurredAt: string }[]> =>
+  json(await send('GET', `/audit/streams/${stream}?limit=500`)).items;
+
+beforeAll(async () => {
+  h = await startApi('api_value_edges');
+});
+afterAll(async () => h?.close());
+
+describe('business times with more than six decimals of a second', () => {
+  it('fall on the same day in the read models, the analytics and the audit state (PostgreSQL rounded the 7th digit into the next month)', async () => {
+    const customer = await register('nanos');
+    // .NET writes 7 decimals, Java up to 9: the last instant of November, in each.
+    for (const [orderId, occurredAt] of [
+      ['dotnet', '2025-11-30T23:59:59.9999999Z'],
+      ['java', '2025-11-30T23:59:59.999999999Z'],
+    ]) {
+      await accepted(await send('POST', `/customers/${customer}/purchases`, { orderId, amount: 10, currency: 'EUR', occurredAt }));
+    }
+    await projectionsSettled(h);
+
+    const stored = (await history(`customer-${customer}`)).filter((e) => e.type === 'PurchaseRecorded');
+    expect(stored.map((e) => e.occurredAt)).toEqual(['2025-11-30T23:59:59.999999Z', '2025-11-30T23:59:59.999999Z']);
+    const rows = await sql<{ at: string; day: string }>`
+      SELECT to_char(l.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at, to_char(o.day, 'YYYY-MM-DD') AS day
+      FROM ${sql.table(`${h.schemas.read}.revenue_lines`)} l
+      JOIN ${sql.table(`${h.schemas.read}.analytics_order`)} o ON o.order_key = l.customer_id || '|' || l.order_id
+      WHERE l.customer_id = ${customer}`.execute(h.database.db);
+    expect(rows.rows).toEqual([
+      { at: '2025-11-30T23:59:59.999999', day: '2025-11-30' },
+      { at: '2025-11-30T23:59:59.999999', day: '2025-11-30' },
+    ]);
+
+    const record = json(await send('GET', `/customers/${customer}`));
+    const asOf = json(await send('GET', `/audit/state/customer/${customer}`)).record;
+    expect(record.firstPurchaseAt).toBe('2025-11-30T23:59:59.999Z');
+    expect(asOf.firstPurchaseAt).toBe(record.firstPurchaseAt);
+    expect(asOf.lastPurchaseAt).toBe(record.lastPurchaseAt);
+    const monthly = await sql<{ month: string }>`
+      SELECT DISTINCT month FROM ${sql.table(`${h.schemas.reporting}.revenue_monthly`)}`.execute(h.database.db);
+    expect(monthly.rows.map((r) => r.month)).toContain('2025-11');
+    expect(monthly.rows.map((r) => r.month)).not.toContain('2025-12');
+  });
+});
+
+describe('after the edges', () => {
+  it('every projection is at the head, none failed, and /ready is ready', async () => {
+    await projectionsSettled(h);
+    await expectReady(h);
+  });
+});
