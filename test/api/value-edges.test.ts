@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectReady, json, projectionsSettled, startApi, type ApiHarness } from './support.ts';
+import { eventCount, expectProblem, expectReady, json, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 
 /**
  * Values a careless client sends that the schemas passed but that did not mean one thing everywhere.
@@ -69,6 +69,50 @@ describe('business times with more than six decimals of a second', () => {
       SELECT DISTINCT month FROM ${sql.table(`${h.schemas.reporting}.revenue_monthly`)}`.execute(h.database.db);
     expect(monthly.rows.map((r) => r.month)).toContain('2025-11');
     expect(monthly.rows.map((r) => r.month)).not.toContain('2025-12');
+  });
+});
+
+describe('amounts within float noise of four decimals', () => {
+  it('are carried as those four decimals by the event, the history and the read models', async () => {
+    const customer = await register('amounts');
+    const sent: [string, number, number][] = [
+      ['sum', 0.1 + 0.2, 0.3],
+      ['noise', 1.00000000001, 1],
+      ['subnormal', 1e-320, 0],
+      ['minus-zero', -0, 0],
+      ['exact', 19.9999, 19.9999],
+    ];
+    for (const [orderId, amount] of sent) await accepted(await send('POST', `/customers/${customer}/purchases`, { orderId, amount, currency: 'EUR' }));
+    // A refund of the noisy sum is the refund of 0.3: the whole order, nothing left over.
+    await accepted(await send('POST', `/customers/${customer}/refunds`, { orderId: 'sum', refundId: 'r-sum', amount: 0.1 + 0.2, currency: 'EUR' }));
+    await projectionsSettled(h);
+
+    const events = await history(`customer-${customer}`);
+    const amounts = Object.fromEntries(events.filter((e) => e.type === 'PurchaseRecorded').map((e) => [e.data.orderId, e.data.amount]));
+    expect(amounts).toEqual(Object.fromEntries(sent.map(([orderId, , carried]) => [orderId, carried])));
+    expect(events.find((e) => e.type === 'PurchaseRefunded')?.data.amount).toBe(0.3);
+    const raw = await sql<{ text: string }>`
+      SELECT (data->'amount')::text AS text FROM ${sql.table(`${h.schemas.events}.events`)}
+      WHERE stream = ${`customer-${customer}`} AND data ? 'amount'`.execute(h.database.db);
+    expect(raw.rows.map((r) => r.text).sort()).toEqual(['0', '0', '0.3', '0.3', '1', '19.9999']);
+
+    const record = json(await send('GET', `/customers/${customer}`));
+    const asOf = json(await send('GET', `/audit/state/customer/${customer}`)).record;
+    // Net of refunds: 0.3 + 1 + 0 + 0 + 19.9999 - 0.3.
+    expect(record.revenue).toBe(20.9999);
+    expect(record.refunded).toBe(0.3);
+    expect(asOf.revenue).toBe(record.revenue);
+    expect(asOf.refunded).toBe(record.refunded);
+  });
+
+  it('past float noise (a fifth decimal) are still refused, naming the field and appending nothing', async () => {
+    const customer = await register('fifth');
+    const before = await eventCount(h);
+    for (const amount of [0.00001, 1.000001, 12.34567]) {
+      const problem = expectProblem(await send('POST', `/customers/${customer}/purchases`, { orderId: `f-${amount}`, amount, currency: 'EUR' }), 400);
+      expect(problem.errors?.map((e) => e.field)).toEqual(['amount']);
+    }
+    expect(await eventCount(h)).toBe(before);
   });
 });
 
