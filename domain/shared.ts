@@ -98,10 +98,16 @@ export const IsoMonth = z
   .refine(isBusinessDate, BUSINESS_YEARS_RULE);
 export const ShortText = SafeText.trim().min(1).max(200);
 export const LongText = SafeText.max(10_000);
+/**
+ * A tag: letters (with their combining marks: Devanagari's vowel signs, a decomposed `é`), digits,
+ * space, `_ : . -`, read in NFC so that `café` typed precomposed or decomposed is one tag, as filters
+ * and untagging expect. Without marks, `हिन्दी` and a decomposed `café` were refused as not letters.
+ */
 export const Tag = SafeText.trim()
+  .overwrite((tag) => tag.normalize('NFC'))
   .min(1)
   .max(50)
-  .regex(/^[\p{L}\p{N}_:.\- ]+$/u, 'letters, digits, space, _ : . -');
+  .regex(/^[\p{L}\p{N}_:.\- ][\p{L}\p{M}\p{N}_:.\- ]*$/u, 'letters, digits, space, _ : . -');
 
 /** What a personal field reads as once its customer has been forgotten (crypto-shredded). */
 export const ERASED = '[erased]';

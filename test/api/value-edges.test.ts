@@ -116,6 +116,36 @@ describe('amounts within float noise of four decimals', () => {
   });
 });
 
+describe('tags written with combining marks', () => {
+  it('are letters: Devanagari and a decomposed é are accepted, and the two spellings of café are one tag', async () => {
+    const customer = await register('marks');
+    const composed = 'caf\u00e9';
+    const decomposed = 'cafe\u0301';
+    for (const tag of ['हिन्दी', composed, decomposed, 'Tiếng Việt']) await accepted(await send('POST', `/customers/${customer}/tags`, { tag }));
+    await projectionsSettled(h);
+    expect(json(await send('GET', `/customers/${customer}`)).tags).toEqual(['हिन्दी', composed, 'Tiếng Việt']);
+    // Filtering by either spelling finds the customer.
+    for (const tag of [composed, decomposed]) {
+      const page = json(await send('GET', `/customers?tag=${encodeURIComponent(tag)}`));
+      expect(page.items.map((c: { id: string }) => c.id)).toEqual([customer]);
+    }
+    // Untagging the decomposed spelling removes the tag.
+    await accepted(await send('POST', `/customers/${customer}/untag`, { tag: decomposed }));
+    await projectionsSettled(h);
+    expect(json(await send('GET', `/customers/${customer}`)).tags).toEqual(['हिन्दी', 'Tiếng Việt']);
+  });
+
+  it('still refuse what is not a letter, a digit or the listed signs, and a tag that starts with a mark', async () => {
+    const customer = await register('not-letters');
+    const before = await eventCount(h);
+    for (const tag of ['\u0301x', 'a\u200bb', '👨‍👩‍👧', 'a/b']) {
+      const problem = expectProblem(await send('POST', `/customers/${customer}/tags`, { tag }), 400);
+      expect(problem.errors?.map((e) => e.field)).toEqual(['tag']);
+    }
+    expect(await eventCount(h)).toBe(before);
+  });
+});
+
 describe('after the edges', () => {
   it('every projection is at the head, none failed, and /ready is ready', async () => {
     await projectionsSettled(h);
