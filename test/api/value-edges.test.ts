@@ -11,7 +11,7 @@ import { eventCount, expectProblem, expectReady, json, projectionsSettled, start
  */
 let h: ApiHarness;
 
-const send = (method: 'GET' | 'POST', url: string, payload?: unknown, headers: Record<string, string> = {}) =>
+const send = (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: unknown, headers: Record<string, string | string[]> = {}) =>
   h.app.inject({
     method,
     url,
@@ -143,6 +143,39 @@ describe('tags written with combining marks', () => {
       expect(problem.errors?.map((e) => e.field)).toEqual(['tag']);
     }
     expect(await eventCount(h)).toBe(before);
+  });
+});
+
+describe('headers sent twice', () => {
+  it('an Idempotency-Key or X-Causation-Id sent twice is a 400 naming it, appending nothing (they were joined into one key neither named)', async () => {
+    const customer = await register('headers');
+    const before = await eventCount(h);
+    for (const name of ['idempotency-key', 'x-causation-id']) {
+      const res = await send('POST', `/customers/${customer}/tags`, { tag: 'twice' }, { [name]: ['first', 'second'] });
+      const problem = expectProblem(res, 400, 'validation');
+      expect(problem.errors).toEqual([{ field: name, message: 'given more than once: send it once' }]);
+    }
+    expect(await eventCount(h)).toBe(before);
+    // One header whose value holds a comma is one key: a retry with it appends nothing more.
+    const first = await accepted(await send('POST', `/customers/${customer}/tags`, { tag: 'once' }, { 'idempotency-key': 'a, b' }));
+    const retry = await accepted(await send('POST', `/customers/${customer}/tags`, { tag: 'once' }, { 'idempotency-key': 'a, b' }));
+    expect(retry).toEqual(first);
+  });
+
+  it('If-Match names a revision as the ETag writes it: "03", "-0" and an unpaired quote are refused', async () => {
+    const customer = await register('if-match');
+    const before = await eventCount(h);
+    for (const ifMatch of ['"00"', '"-0"', '"0', '0"', 'W/"-0"']) {
+      const problem = expectProblem(await send('PATCH', `/customers/${customer}`, { company: 'X' }, { 'if-match': ifMatch }), 400, 'validation');
+      expect(
+        problem.errors?.map((e) => e.field),
+        ifMatch,
+      ).toEqual(['if-match']);
+    }
+    expect(await eventCount(h)).toBe(before);
+    for (const ifMatch of ['"0"', 'W/"1"', '2']) {
+      expect((await send('PATCH', `/customers/${customer}`, { company: `X ${ifMatch}` }, { 'if-match': ifMatch })).statusCode, ifMatch).toBe(200);
+    }
   });
 });
 
