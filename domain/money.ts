@@ -16,9 +16,10 @@ export const fromMinor = (minor: number): number => minor / MONEY_SCALE;
  * An amount within float noise of 4 decimals (`0.1 + 0.2` is 0.30000000000000004) is accepted as those
  * 4 decimals, and carried so: the read models hold numeric(28,4), so an event keeping 0.30000000000000004,
  * 1.00000000001 or 1e-320 showed in the audit history, the subject access export and integration events
- * an amount no read model, export or report had (0.3, 1, 0). `-0` is 0.
+ * an amount no read model, export or report had (0.3, 1, 0). `-0` is 0. A deal's probability
+ * (numeric(5,4)) is carried at the same 4 decimals.
  */
-const toFourDecimals = (amount: number): number => fromMinor(toMinor(amount)) + 0;
+export const toFourDecimals = (value: number): number => fromMinor(toMinor(value)) + 0;
 
 export const Amount = z
   .number()

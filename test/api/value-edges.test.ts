@@ -116,6 +116,24 @@ describe('amounts within float noise of four decimals', () => {
   });
 });
 
+describe('deal probabilities', () => {
+  it('are carried at the 4 decimals the read models and the record state hold', async () => {
+    const customerId = await register('probability');
+    const deal = await accepted(
+      await send('POST', '/deals', { customerId, title: 'p', amount: 100, currency: 'EUR', ownerId: 'o', expectedCloseDate: '2026-06-01' }),
+    );
+    let revision = deal.revision;
+    for (const probabilityOverride of [0.123456789012345, 1e-320, 0.1 + 0.2]) {
+      revision = (await accepted(await send('PATCH', `/deals/${deal.id}`, { probabilityOverride }, { 'if-match': `"${revision}"` }))).revision;
+    }
+    await projectionsSettled(h);
+    const carried = (await history(`deal-${deal.id}`)).filter((e) => e.type === 'DealProbabilityOverridden').map((e) => e.data.probabilityOverride);
+    expect(carried).toEqual([0.1235, 0, 0.3]);
+    expect(json(await send('GET', `/deals/${deal.id}`)).probabilityOverride).toBe(0.3);
+    expect(json(await send('GET', `/audit/state/deal/${deal.id}`)).record.probabilityOverride).toBe(0.3);
+  });
+});
+
 describe('tags written with combining marks', () => {
   it('are letters: Devanagari and a decomposed é are accepted, and the two spellings of café are one tag', async () => {
     const customer = await register('marks');
