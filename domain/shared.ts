@@ -57,15 +57,16 @@ export const hasStorableOffset = (iso: string): boolean => {
   return !match || Number(match[2]) * 60 + Number(match[3] ?? 0) <= MAX_OFFSET_MINUTES;
 };
 /**
- * Fractions of a second past microseconds, cut off (not rounded): PostgreSQL's timestamptz holds
- * microseconds and rounds the 7th digit away, while JavaScript's Date keeps milliseconds and cuts the
- * rest. `23:59:59.9999999Z` was stored as the next day (next month, next year) in the read models and
- * as this day in every fold done in JavaScript (analytics days and cohorts, the audit's record state).
- * Cut to six digits, both read the same day. .NET (7 digits) and Java (up to 9) write such times.
+ * Fractions of a second past milliseconds, cut off (not rounded). JavaScript's Date holds
+ * milliseconds and cuts the rest; PostgreSQL's timestamptz holds microseconds and rounds the 7th digit.
+ * `23:59:59.9999999Z` (.NET writes 7 digits, Java up to 9) was stored as the next day (month, year) in
+ * the read models and as this day by every fold done in JavaScript (analytics days and cohorts, the
+ * audit's record state); `10:00:00.123456Z` (Python's isoformat) was kept whole in a row until a later
+ * event rewrote the row from its loaded Date as `.123`, so a replay (which keeps it whole) differed.
  */
-export const cutToMicroseconds = (iso: string): string => iso.replace(/(\.\d{6})\d+/, '$1');
+export const cutToMilliseconds = (iso: string): string => iso.replace(/(\.\d{3})\d+/, '$1');
 /** The ISO 8601 form every time the API takes is written in: with seconds, `Z` or a `+02:00` offset. */
-export const IsoDateTimeText = z.iso.datetime({ offset: true }).refine(hasStorableOffset, OFFSET_RULE).overwrite(cutToMicroseconds);
+export const IsoDateTimeText = z.iso.datetime({ offset: true }).refine(hasStorableOffset, OFFSET_RULE).overwrite(cutToMilliseconds);
 /** A business time: ISO 8601 with offset, years 1900-2200. Every accepted `occurredAt` and schedule uses it. */
 export const IsoDateTime = IsoDateTimeText.refine(isBusinessInstant, BUSINESS_YEARS_RULE);
 /**
