@@ -72,11 +72,15 @@ export const IdParams = z.strictObject({ id: Id });
 
 export const etagOf = (revision: number): string => `"${revision}"`;
 
-/** `"3"`, `W/"3"` or `3` -> 3. A list or `*` is refused: the API needs one exact revision. */
+/**
+ * `"3"`, `W/"3"` or `3` -> 3. A list or `*` is refused: the API needs one exact revision. The revision
+ * is written as the ETag writes it: `"03"`, `"-0"` or an unpaired quote (`"3`) is no ETag we gave, and
+ * is refused rather than read as revision 3 or 0.
+ */
 export const parseIfMatch = (value: string): number => {
-  const match = /^\s*(?:W\/)?"?(-?\d{1,9})"?\s*$/.exec(value);
-  const revision = match?.[1] === undefined ? Number.NaN : Number(match[1]);
-  if (!Number.isSafeInteger(revision) || revision < 0) {
+  const match = /^\s*(?:W\/)?("?)(0|[1-9]\d{0,8})\1\s*$/.exec(value);
+  const revision = match?.[2] === undefined ? Number.NaN : Number(match[2]);
+  if (!Number.isSafeInteger(revision)) {
     throw validationProblem(
       [{ field: 'if-match', message: 'the ETag of the resource, e.g. "3"' }],
       'If-Match must carry one revision as returned in ETag, e.g. "3".',
@@ -106,6 +110,18 @@ export const actorOfKey = (key: NonNullable<FastifyRequest['apiKey']>): Actor =>
   roles: [key.role],
 });
 
+/**
+ * Node joins a header sent twice into one value (`abc, def`), which passed as one idempotency key (or
+ * causation id) that neither request named: a retry sending either key alone was a new command. The
+ * raw headers tell two headers from one value holding a comma.
+ */
+const sentOnce = (request: FastifyRequest, name: string): void => {
+  const raw = request.raw.rawHeaders;
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) count += 1;
+  if (count > 1) throw validationProblem([{ field: name, message: REPEATED_PARAMETER }]);
+};
+
 /** Builds the command context from the request: actor from the key, ids and revision from headers. */
 export const commandContext = (request: FastifyRequest, call: CommandCall): CommandContext => {
   const key = request.apiKey;
@@ -117,6 +133,7 @@ export const commandContext = (request: FastifyRequest, call: CommandCall): Comm
       errors: [{ field: 'if-match', message: 'required' }],
     });
   }
+  for (const name of ['idempotency-key', 'x-causation-id']) sentOnce(request, name);
   const idempotencyKey = headers['idempotency-key'];
   const causationId = headers['x-causation-id'];
   return {

@@ -83,7 +83,7 @@ export class ProblemError extends Error {
   }
 }
 
-/** What a query parameter that takes one value is told when it is sent twice (`?limit=1&limit=2`). */
+/** What a query parameter or header that takes one value is told when it is sent twice (`?limit=1&limit=2`). */
 export const REPEATED_PARAMETER = 'given more than once: send it once';
 
 export const validationProblem = (errors: FieldError[], detail?: string): ProblemError =>

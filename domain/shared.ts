@@ -56,8 +56,17 @@ export const hasStorableOffset = (iso: string): boolean => {
   const match = OFFSET.exec(iso.slice(19));
   return !match || Number(match[2]) * 60 + Number(match[3] ?? 0) <= MAX_OFFSET_MINUTES;
 };
+/**
+ * Fractions of a second past milliseconds, cut off (not rounded). JavaScript's Date holds
+ * milliseconds and cuts the rest; PostgreSQL's timestamptz holds microseconds and rounds the 7th digit.
+ * `23:59:59.9999999Z` (.NET writes 7 digits, Java up to 9) was stored as the next day (month, year) in
+ * the read models and as this day by every fold done in JavaScript (analytics days and cohorts, the
+ * audit's record state); `10:00:00.123456Z` (Python's isoformat) was kept whole in a row until a later
+ * event rewrote the row from its loaded Date as `.123`, so a replay (which keeps it whole) differed.
+ */
+export const cutToMilliseconds = (iso: string): string => iso.replace(/(\.\d{3})\d+/, '$1');
 /** The ISO 8601 form every time the API takes is written in: with seconds, `Z` or a `+02:00` offset. */
-export const IsoDateTimeText = z.iso.datetime({ offset: true }).refine(hasStorableOffset, OFFSET_RULE);
+export const IsoDateTimeText = z.iso.datetime({ offset: true }).refine(hasStorableOffset, OFFSET_RULE).overwrite(cutToMilliseconds);
 /** A business time: ISO 8601 with offset, years 1900-2200. Every accepted `occurredAt` and schedule uses it. */
 export const IsoDateTime = IsoDateTimeText.refine(isBusinessInstant, BUSINESS_YEARS_RULE);
 /**
@@ -90,10 +99,16 @@ export const IsoMonth = z
   .refine(isBusinessDate, BUSINESS_YEARS_RULE);
 export const ShortText = SafeText.trim().min(1).max(200);
 export const LongText = SafeText.max(10_000);
+/**
+ * A tag: letters (with their combining marks: Devanagari's vowel signs, a decomposed `é`), digits,
+ * space, `_ : . -`, read in NFC so that `café` typed precomposed or decomposed is one tag, as filters
+ * and untagging expect. Without marks, `हिन्दी` and a decomposed `café` were refused as not letters.
+ */
 export const Tag = SafeText.trim()
+  .overwrite((tag) => tag.normalize('NFC'))
   .min(1)
   .max(50)
-  .regex(/^[\p{L}\p{N}_:.\- ]+$/u, 'letters, digits, space, _ : . -');
+  .regex(/^[\p{L}\p{N}_:.\- ][\p{L}\p{M}\p{N}_:.\- ]*$/u, 'letters, digits, space, _ : . -');
 
 /** What a personal field reads as once its customer has been forgotten (crypto-shredded). */
 export const ERASED = '[erased]';

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { customerCommandSchemas } from '../../domain/customer/commands.ts';
+import { Tag } from '../../domain/shared.ts';
 import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, decimalNumber, IdParams } from '../http.ts';
@@ -30,7 +31,7 @@ export const CustomerSort = z.enum([
 export const CustomerListFilters = {
   search: z.string().trim().min(1).max(200).optional().describe('Part of the name or email'),
   status: CustomerStatus.optional(),
-  tag: z.string().min(1).max(50).optional(),
+  tag: Tag.optional().describe('A tag, read as tags are stored (trimmed, in NFC)'),
   source: z.string().min(1).max(100).optional(),
   minRevenue: decimalNumber(z.number().nonnegative()).optional(),
   maxRevenue: decimalNumber(z.number().nonnegative()).optional(),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Amount, Currency } from '../money.ts';
+import { Amount, Currency, toFourDecimals } from '../money.ts';
 import { Id, IsoDate, SafeText, ShortText } from '../shared.ts';
 
 export const DealStreamPrefix = 'deal-';
@@ -8,8 +8,12 @@ export const DealStage = z.enum(['lead', 'qualified', 'proposal', 'negotiation',
 export type DealStage = z.infer<typeof DealStage>;
 export const OpenDealStage = z.enum(['lead', 'qualified', 'proposal', 'negotiation']);
 export type OpenDealStage = z.infer<typeof OpenDealStage>;
-/** A probability in [0, 1]. */
-export const Probability = z.number().min(0).max(1);
+/**
+ * A probability in [0, 1], rounded to the 4 decimals the read models hold (numeric(5,4)) and the folds
+ * compute with: the event kept 0.123456789 or 1e-320 as sent, so the audit history and integration
+ * events showed a probability beside a different one in every read model and in the record's state.
+ */
+export const Probability = z.number().min(0).max(1).overwrite(toFourDecimals);
 
 export const DealOpened = z.object({
   dealId: Id,
