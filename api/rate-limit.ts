@@ -1,7 +1,6 @@
 import fastifyRateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
-import type { ApiMetrics } from './metrics.ts';
 import { ProblemError } from './problems.ts';
 import { RedisHealth, sharedCounters } from './shared-counters.ts';
 
@@ -56,8 +55,13 @@ const tooMany = (max: number, ttlSeconds: number): ProblemError => {
   return new ProblemError('rate_limited', `More than ${max} requests in the window; retry after ${seconds} s.`, {}, { 'retry-after': String(seconds) });
 };
 
+/** Where the health of the shared counters is shown (api/metrics.ts `ApiMetrics`): told how to read it. */
+export interface SharedCountersWatcher {
+  watchSharedCounters(usable: () => boolean): void;
+}
+
 /** The health of the Redis counters, probed until the app closes. */
-const redisHealth = (app: FastifyInstance, redis: Redis, probeEveryMs: number | undefined, metrics: ApiMetrics | undefined): RedisHealth => {
+const redisHealth = (app: FastifyInstance, redis: Redis, probeEveryMs: number | undefined, metrics: SharedCountersWatcher | undefined): RedisHealth => {
   const health = new RedisHealth(redis, { log: (message) => app.log.warn(message), ...(probeEveryMs ? { probeEveryMs } : {}) });
   app.addHook('onClose', async () => health.stop());
   // Visible to monitoring, not only in the log: each replica counting for itself lets a key through N times its limit.
@@ -65,7 +69,11 @@ const redisHealth = (app: FastifyInstance, redis: Redis, probeEveryMs: number | 
   return health;
 };
 
-export async function registerRateLimit(app: FastifyInstance, options: RateLimitOptions, metrics?: ApiMetrics): Promise<ClientAddressLimit | undefined> {
+export async function registerRateLimit(
+  app: FastifyInstance,
+  options: RateLimitOptions,
+  metrics?: SharedCountersWatcher,
+): Promise<ClientAddressLimit | undefined> {
   if (unlimited(options.max) && Object.values(options.perRole ?? {}).every(unlimited)) return undefined;
   await app.register(fastifyRateLimit, {
     global: true,
