@@ -6,7 +6,9 @@ import { join } from 'node:path';
  * What a `crm serve` that stopped answering was doing. Node writes a diagnostic report when it gets
  * SIGUSR2 (`--report-on-signal`), from the event loop: a report names the JavaScript stack and every
  * handle the loop waits on; no report means the loop does not turn (busy in JavaScript or blocked in a
- * call), which the process's CPU over a second tells apart.
+ * call), which the state of its main thread tells apart: runnable (R) while it computes, even while
+ * it waits for a core on a loaded machine (its CPU share alone then read 27% for a busy loop), and
+ * asleep (S) in a blocking call.
  */
 export class SilentServiceProbe {
   private readonly directory = mkdtempSync(join(tmpdir(), 'crm-report-'));
@@ -23,7 +25,14 @@ export class SilentServiceProbe {
     const cpuBefore = cpuTicks(pid);
     process.kill(pid, 'SIGUSR2');
     const until = Date.now() + 5_000;
+    let runnable = 0;
+    let sampled = 0;
     for (;;) {
+      const state = mainThreadState(pid);
+      if (state !== undefined) {
+        sampled += 1;
+        if (state === 'R') runnable += 1;
+      }
       const fresh = readdirSync(this.directory).find((name) => !before.has(name) && name.endsWith('.json'));
       if (fresh) {
         const text = readFileSync(join(this.directory, fresh), 'utf8');
@@ -38,10 +47,12 @@ export class SilentServiceProbe {
       await new Promise((r) => setTimeout(r, 100));
     }
     const cpuAfter = cpuTicks(pid);
-    const busy = cpuBefore !== undefined && cpuAfter !== undefined ? Math.round(((cpuAfter - cpuBefore) / 100 / 5) * 100) : undefined;
+    const cpu = cpuBefore !== undefined && cpuAfter !== undefined ? `${Math.round(((cpuAfter - cpuBefore) / 100 / 5) * 100)}%` : 'an unknown share';
     return (
       `the event loop does not turn: no diagnostic report within 5 s of SIGUSR2; ` +
-      (busy === undefined ? 'its CPU could not be read' : `it used ${busy}% of a core meanwhile (${busy > 50 ? 'busy in JavaScript' : 'blocked in a call'})`)
+      (sampled === 0
+        ? `its state could not be read (it used ${cpu} of a core)`
+        : `its main thread was runnable in ${runnable} of ${sampled} looks and used ${cpu} of a core (${runnable * 2 > sampled ? 'busy in JavaScript' : 'blocked in a call'})`)
     );
   }
 }
@@ -80,6 +91,15 @@ const summarise = (report: NodeReport): string => {
 };
 
 /** utime + stime of a process, in clock ticks (100 a second on Linux). */
+/** The state letter of the process's main thread (R runnable, S sleeping, D in uninterruptible I/O, ...). */
+const mainThreadState = (pid: number): string | undefined => {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[0];
+  } catch {
+    return undefined;
+  }
+};
+
 const cpuTicks = (pid: number): number | undefined => {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
