@@ -67,29 +67,29 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
       'import_jobs',
       sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`,
       sql`CREATE TABLE IF NOT EXISTS ${jobs} (
-      seq bigserial UNIQUE,
-      id uuid PRIMARY KEY,
-      owner text NOT NULL,
-      kind text NOT NULL,
-      format text NOT NULL,
-      default_owner text,
-      status text NOT NULL,
-      bytes bigint NOT NULL DEFAULT 0,
-      counts jsonb NOT NULL,
-      rejected_rows_truncated boolean NOT NULL DEFAULT false,
-      error text,
-      started_at timestamptz NOT NULL,
-      finished_at timestamptz,
-      heartbeat_at timestamptz NOT NULL DEFAULT now()
-    )`,
+        seq bigserial UNIQUE,
+        id uuid PRIMARY KEY,
+        owner text NOT NULL,
+        kind text NOT NULL,
+        format text NOT NULL,
+        default_owner text,
+        status text NOT NULL,
+        bytes bigint NOT NULL DEFAULT 0,
+        counts jsonb NOT NULL,
+        rejected_rows_truncated boolean NOT NULL DEFAULT false,
+        error text,
+        started_at timestamptz NOT NULL,
+        finished_at timestamptz,
+        heartbeat_at timestamptz NOT NULL DEFAULT now()
+      )`,
       sql`CREATE INDEX IF NOT EXISTS import_jobs_owner ON ${jobs} (owner, seq)`,
       sql`CREATE TABLE IF NOT EXISTS ${rejected} (
-      job_id uuid NOT NULL REFERENCES ${jobs} (id) ON DELETE CASCADE,
-      n integer NOT NULL,
-      line integer NOT NULL,
-      reason text NOT NULL,
-      PRIMARY KEY (job_id, n)
-    )`,
+        job_id uuid NOT NULL REFERENCES ${jobs} (id) ON DELETE CASCADE,
+        n integer NOT NULL,
+        line integer NOT NULL,
+        reason text NOT NULL,
+        PRIMARY KEY (job_id, n)
+      )`,
     );
   const keepJobs = options.keepJobs ?? 100;
   const keepJobsPerKey = options.keepJobsPerKey ?? 20;
