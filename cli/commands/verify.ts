@@ -41,7 +41,9 @@ async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<numbe
   const { anchors, file } = await anchorsOf(run);
   const progress = createProgress({ label: 'verify --chain', unit: 'events' });
   const result = await runtime.audit.verifyChains({ onProgress: (p) => progress.update(p.checked), anchors });
-  progress.done();
+  // A walk that met a broken link ends there: its count is how far it got, not the events checked.
+  if (result.ok) progress.done();
+  else progress.done('at the first broken link', 'stopped');
   if (result.ok) {
     const { streams, global } = result;
     run.out(

@@ -52,6 +52,9 @@ describe('crm verify --chain with anchors', () => {
     expect(caught.code).toBe(1);
     expect(caught.stdout).toContain('differs from the anchor kept outside the database');
     expect(caught.stdout).toContain('Next steps:');
+    // The progress line does not call a walk that stopped at a broken link done.
+    expect(caught.stderr).toMatch(/^verify --chain stopped: .* at the first broken link$/m);
+    expect(caught.stderr).not.toMatch(/^verify --chain done:/m);
     expect(anchorLines()).toHaveLength(2);
   });
 
