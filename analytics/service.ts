@@ -16,10 +16,10 @@ import { aggregateFromRow, dayOfDate, scoreRow } from './projection.ts';
 import { churnFeaturesOf, rfmValuesOf, scoreCustomer, type CustomerAggregate, type ModelParams, type StoredModel } from './scoring.ts';
 import { fitBgNbd } from './models/bgnbd.ts';
 import { fitGammaGamma, usableForSpend } from './models/gamma-gamma.ts';
-import { CHURN_FEATURES, trainChurnModels, type ChurnExample, type ChurnTraining } from './models/churn.ts';
-import { fitClusters, fitRfmCutoffs } from './models/segments.ts';
+import { CHURN_FEATURES, type ChurnExample, type ChurnTraining } from './models/churn.ts';
+import { fitRfmCutoffs } from './models/segments.ts';
 import { cohortTable, retentionRates } from './models/retention.ts';
-import { forecastRevenue, type MonthlyValue } from './models/forecast.ts';
+import type { MonthlyValue } from './models/forecast.ts';
 import { rfmOf } from './models/rfm.ts';
 import { addMonths, dayOf, dayToIsoDate, monthOfDay, type TimeUnit } from './models/time.ts';
 import { csat, nps } from './models/satisfaction.ts';
@@ -33,6 +33,20 @@ import {
 } from './tables.ts';
 import { KEPT_ACTIVE_WINDOW_DAYS, keptRetention } from './retention-counts.ts';
 import { customerRetentionClv, retentionClvFactor, retentionClvParams } from './retention-clv.ts';
+
+/**
+ * The fitting code and its libraries (ml-kmeans, ml-cart, ml-naivebayes, ml-logistic-regression,
+ * ml-regression: 10-20 MB of a process, measured): loaded by the first fit or forecast, not by every
+ * process that only scores, projects or imports.
+ */
+const fitting = async () => {
+  const [{ trainChurnModels }, { fitClusters }, { forecastRevenue }] = await Promise.all([
+    import('./models/churn-training.ts'),
+    import('./models/segment-clusters.ts'),
+    import('./models/forecast.ts'),
+  ]);
+  return { trainChurnModels, fitClusters, forecastRevenue };
+};
 
 /** Not enough history to fit (too few customers, or no churned/retained customers to learn from). */
 export class InsufficientData extends Error {
@@ -150,6 +164,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       if (!storing && fit.signal?.aborted) throw new FitInterrupted();
     };
     await options.catchUp?.();
+    const { trainChurnModels, fitClusters, forecastRevenue } = await fitting();
     stopIfAsked();
     const timings: Record<string, number> = {};
     let mark = performance.now();
@@ -635,6 +650,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     if (end === null) return { history: [], methods: [], lastCompleteMonth: null, partialMonth: null };
     const { months, partialMonth } = completeMonths(await monthlyRevenueUpTo(db, schema, end), end, dayOf(clock()));
     const monthly = months.filter((h) => !filters.from || h.month >= filters.from);
+    const { forecastRevenue } = await fitting();
     // Fitted and backtested on complete months only; the running month is named, not used.
     return {
       ...forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout),
@@ -666,6 +682,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const used = new Set(monthly.map((h) => h.month));
     const missing = missingRates.filter((label) => used.has(label.slice(4)));
     if (missing.length > 0) return { currency, missingRates: missing, history: null, methods: null };
+    const { forecastRevenue } = await fitting();
     return { currency, missingRates: missing, ...forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout) };
   }
 

@@ -6,7 +6,7 @@ declare module 'ml-logistic-regression' {
   import type { Matrix } from 'ml-matrix';
   interface TwoClassModel {
     weights: Matrix;
-    /** P(class != 0) for each row (the one-vs-all trick of the package: see analytics/models/logistic.ts). */
+    /** P(class != 0) for each row (the one-vs-all trick of the package: see analytics/models/logistic-fit.ts). */
     testScores(features: Matrix): number[];
   }
   export default class LogisticRegression {

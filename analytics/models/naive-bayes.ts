@@ -1,4 +1,5 @@
-import { fitLogisticNewton, sigmoid } from './logistic.ts';
+import { sigmoid } from './logistic.ts';
+import { fitLogisticNewton } from './logistic-fit.ts';
 
 /**
  * Gaussian naive Bayes, written here because `ml-naivebayes` 4.0 GaussianNB disagrees with the

@@ -1,5 +1,4 @@
-import { kmeans } from 'ml-kmeans';
-import { fitStandardiser, standardise, type Standardiser } from './standardise.ts';
+import { standardise, type Standardiser } from './standardise.ts';
 
 /** The three RFM inputs of segmentation, in days and money. */
 export interface RfmValues {
@@ -81,7 +80,10 @@ export function rfmSegment({ r, f, m }: RfmScore): RfmSegment {
   return 'Hibernating';
 }
 
-/** k-means model as stored with a version: the transform and the centroids (ml-kmeans cannot save). */
+/**
+ * k-means model as stored with a version: the transform and the centroids (ml-kmeans cannot save).
+ * Fitted in `segment-clusters.ts`; scoring needs only this model and `nearestCluster`.
+ */
 export interface ClusterModel {
   k: number;
   standardiser: Standardiser;
@@ -93,26 +95,11 @@ export interface ClusterModel {
 }
 
 /** Skewed counts and money are log-transformed before standardising, so a few whales do not make their own clusters. */
-const clusterInput = (v: RfmValues): number[] => [
+export const clusterInput = (v: RfmValues): number[] => [
   Math.log1p(Math.max(0, v.daysSinceLastPurchase)),
   Math.log1p(v.purchaseDays),
   Math.log1p(Math.max(0, v.meanValue)),
 ];
-
-export function fitClusters(values: readonly RfmValues[], k = 4, seed = 42): ClusterModel {
-  const raw = values.map(clusterInput);
-  const kk = Math.max(1, Math.min(k, raw.length));
-  const standardiser = fitStandardiser(raw);
-  const data = raw.map((r) => standardise(standardiser, r));
-  const result = kmeans(data, kk, { seed, initialization: 'kmeans++', maxIterations: 100 });
-  const sizes = new Array<number>(kk).fill(0);
-  for (const c of result.clusters) sizes[c]!++;
-  const profiles = result.centroids.map((c) => {
-    const back = c.map((z, j) => Math.expm1(z * standardiser.sds[j]! + standardiser.means[j]!));
-    return { daysSinceLastPurchase: back[0]!, purchaseDays: back[1]!, meanValue: back[2]! };
-  });
-  return { k: kk, standardiser, centroids: result.centroids, profiles, sizes };
-}
 
 /** Index of the nearest centroid (squared Euclidean distance in standardised space). */
 export function nearestCluster(model: ClusterModel, v: RfmValues): number {

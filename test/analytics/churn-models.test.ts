@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { auc, calibration, logLoss } from '../../analytics/models/metrics.ts';
-import { fitLogisticMl, fitLogisticNewton, sigmoid } from '../../analytics/models/logistic.ts';
+import { sigmoid } from '../../analytics/models/logistic.ts';
+import { fitLogisticMl, fitLogisticNewton } from '../../analytics/models/logistic-fit.ts';
 import { fitGaussianNaiveBayes, naiveBayesPosterior } from '../../analytics/models/naive-bayes.ts';
-import { churnScore, trainChurnModels, type ChurnExample, type ChurnFeatures } from '../../analytics/models/churn.ts';
+import { churnScore, type ChurnExample, type ChurnFeatures } from '../../analytics/models/churn.ts';
+import { trainChurnModels } from '../../analytics/models/churn-training.ts';
 import { seededRandom } from '../../analytics/models/random.ts';
 
 describe('classifier metrics', () => {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { cohortTable, retentionRates } from '../../analytics/models/retention.ts';
 import { countCsat, countNps, csat, emptyCounts, nps } from '../../analytics/models/satisfaction.ts';
-import { fitClusters, fitRfmCutoffs, nearestCluster, rfmScore, rfmSegment, RFM_SEGMENTS } from '../../analytics/models/segments.ts';
+import { fitClusters } from '../../analytics/models/segment-clusters.ts';
+import { fitRfmCutoffs, nearestCluster, rfmScore, rfmSegment, RFM_SEGMENTS } from '../../analytics/models/segments.ts';
 import { backtestError, forecastRevenue } from '../../analytics/models/forecast.ts';
 import { dayOf } from '../../analytics/models/time.ts';
 import { seededRandom } from '../../analytics/models/random.ts';
