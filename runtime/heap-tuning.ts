@@ -22,16 +22,17 @@ export const tuneHeapForServing = (): void => {
 };
 
 /**
- * V8 settings for `crm import`, applied when it starts: the old generation may grow to 1.5 times what
+ * V8 settings for `crm import`, applied when it starts: the old generation may grow to 1.35 times what
  * the last full collection kept before the next one, where V8 otherwise lets it grow up to 4 times
  * while memory is plentiful. An import turns over old-generation garbage all the time (rows of the
  * batches in flight outlive young collections), so its resident memory followed the machine's free
- * memory rather than what it holds: 1,000,000 purchases peaked at 501 MB (9,260 rows/s), and at 295
- * and 299 MB with this step (10,792 and 9,496 rows/s; bench/reference/2026-12-02T00-*-import-1m-*).
- * A step, not a ceiling: a file whose customers' states need more memory still gets it, where a
- * capped heap would stop the import. 1.2 times held 200,000 purchases about 10 MB lower than this but
- * imported them 10-45% slower.
+ * memory rather than what it holds: 1,000,000 purchases peaked at 501 MB (9,260 rows/s); at 295-306 MB
+ * with a step of 1.5 (bench/reference/2026-12-02T00-*-import-1m-*, and four runs on 2026-12-04); at
+ * 284 and 289 MB with this one, alternating with 1.5 in one hour (9,154 and 9,276 rows/s against
+ * 8,481 and 8,771). A step, not a ceiling: a file whose customers' states need more memory still gets
+ * it, where a capped heap would stop the import. 1.2 times held 200,000 purchases about 10 MB lower
+ * than 1.5 but imported them 10-45% slower.
  */
 export const tuneHeapForImport = (): void => {
-  v8.setFlagsFromString('--heap-growing-percent=50');
+  v8.setFlagsFromString('--heap-growing-percent=35');
 };
