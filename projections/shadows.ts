@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { ensureSchema } from '../shared/sql.ts';
 import { CHECKPOINT_TABLE } from './checkpoints.ts';
+import { freeLocksPastRetake } from './lock-retake.ts';
 
 /**
  * Shadow schemas: the whole read models a rebuild builds before swapping them in, or a verification
@@ -73,14 +74,17 @@ export async function claimShadow(
  * left alone. `pool`: other processes may hold shadows (a PostgreSQL server); without it (PGlite, one
  * process per data folder) only this one can.
  */
-export async function dropAbandonedShadows(db: Kysely<unknown>, schema: string, options: { pool: boolean }): Promise<string[]> {
-  const candidates = Object.values(prefixes).map((prefix) => prefix(schema));
+export async function dropAbandonedShadows(db: Kysely<unknown>, schema: string, options: { pool: boolean; retakeBoundMs?: number }): Promise<string[]> {
+  const prefixesHere = Object.values(prefixes).map((prefix) => prefix(schema));
   const { rows } = await sql<{ name: string }>`SELECT nspname AS name FROM pg_namespace
-    WHERE EXISTS (SELECT 1 FROM unnest(${candidates}::text[]) AS p(prefix) WHERE left(nspname, length(p.prefix)) = p.prefix)
+    WHERE EXISTS (SELECT 1 FROM unnest(${prefixesHere}::text[]) AS p(prefix) WHERE left(nspname, length(p.prefix)) = p.prefix)
     ORDER BY nspname`.execute(db);
+  const candidates = rows.map(({ name }) => name).filter((name) => isShadowOf(schema, name) && !ownShadows.has(name));
+  // On a server, only shadows whose locks stay free past the time a live holder takes a lost lock back.
+  const unheld = options.pool ? new Set(await freeLocksPastRetake(db, candidates.map(shadowLockKey))) : undefined;
   const dropped: string[] = [];
-  for (const { name } of rows) {
-    if (!isShadowOf(schema, name) || ownShadows.has(name)) continue;
+  for (const name of candidates) {
+    if (unheld && !unheld.has(shadowLockKey(name))) continue;
     const abandoned = options.pool
       ? // Locked and dropped in one transaction: a live process holds its lock from before its schema exists.
         await db.transaction().execute(async (trx) => {

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { freeLocksPastRetake } from './lock-retake.ts';
 import type { SessionLock } from './shadows.ts';
 
 /**
@@ -14,7 +15,8 @@ export interface WorkLiveness {
   hold(key: string): Promise<() => Promise<void>>;
   /**
    * Whether work recorded as running under `key` was left by a process that is gone. Without a way
-   * to tell (a server and no session lock) it answers false, and only the heartbeat decides.
+   * to tell (a server and no session lock) it answers false, and only the heartbeat decides. A lock
+   * found free is looked at again once `LOCK_RETAKE_BOUND_MS` has passed (the call waits that long).
    * Inside `handle`'s transaction when it is one (the probe's lock is let go at its end).
    */
   abandoned(handle: Kysely<unknown>, key: string): Promise<boolean>;
@@ -43,6 +45,7 @@ export function workLiveness(db: Kysely<unknown>, options: WorkLivenessOptions):
       if (heldHere.has(key)) return false;
       if (options.exclusive) return true;
       if (!options.sessionLock) return false;
+      if ((await freeLocksPastRetake(handle, [key])).length === 0) return false;
       const probe = async (trx: Kysely<unknown>) => {
         const { rows } = await sql<{ free: boolean }>`SELECT pg_try_advisory_xact_lock(hashtext(${key})) AS free`.execute(trx);
         return rows[0]?.free ?? false;

@@ -116,7 +116,7 @@ describe('verification jobs', () => {
     await Promise.all([...held.values()].map((connection) => connection.close()));
     held.clear();
     // The backend lets the lock go as it exits, a moment after the connection ends (once in a CI run, after
-    // the first look): well within a second, not the heartbeat's minutes.
+    // the first look), and a free lock is looked at again 2 s later: seconds, not the heartbeat's minutes.
     let seen = await second.get(running.id);
     for (const deadline = Date.now() + 1_000; seen?.status === 'running' && Date.now() < deadline; seen = await second.get(running.id)) await sleep(20);
     expect(seen!.status).toBe('abandoned');

@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_POOL_TIMEOUTS } from '../../eventstore/postgres/database.ts';
 import { connectPostgres, holdSessionLock, type SqlDatabase } from '../../eventstore/postgres/index.ts';
-import { claimShadow, newShadowName } from '../../projections/shadows.ts';
+import { claimShadow, dropAbandonedShadows, newShadowName } from '../../projections/shadows.ts';
+import { workLiveness } from '../../projections/work-liveness.ts';
 import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { runCrm, schemaEnv } from '../cli/support.ts';
 import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
@@ -98,6 +100,37 @@ describe('the session lock that marks a shadow in use', () => {
     await drop();
     expect(await shadowExists(shadow)).toBe(false);
     expect(await heldElsewhere(key)).toBe(false);
+  }, 30_000);
+
+  it('is not taken for dead by a process that looks the moment the server is back, before the lock is taken again', async () => {
+    // The runtime's session lock, as a rebuild's shadow and an HTTP import's job each hold one.
+    const sessionLock = crm.readSide.sessionLock!;
+    const shadow = newShadowName(schemas.read, 'rebuild');
+    const drop = await claimShadow(direct.db, shadow, { sessionLock });
+    const shadowKey = `crm-shadow:${shadow}`;
+    const importKey = `crm-import:${randomUUID()}`;
+    const releaseImport = await sessionLock(importKey);
+    try {
+      proxy.refuse();
+      for (const deadline = Date.now() + 5_000; ((await heldElsewhere(shadowKey)) || (await heldElsewhere(importKey))) && Date.now() < deadline;)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(await heldElsewhere(shadowKey), 'the server let the lock go with its session').toBe(false);
+      proxy.pass();
+      // Another process looks at once: both locks are free, and taken back within the second that follows.
+      const [dropped, importDead] = await Promise.all([
+        dropAbandonedShadows(direct.db, schemas.read, { pool: true }),
+        workLiveness(direct.db, { sessionLock }).abandoned(direct.db, importKey),
+      ]);
+      expect(dropped).not.toContain(shadow);
+      expect(await shadowExists(shadow)).toBe(true);
+      expect(importDead).toBe(false);
+      expect(await heldElsewhere(shadowKey)).toBe(true);
+    } finally {
+      proxy.pass();
+      await releaseImport();
+      await drop();
+    }
+    expect(await shadowExists(shadow)).toBe(false);
   }, 30_000);
 
   it('is taken again on a new connection when its link goes silent (found by its check, not minutes later by TCP)', async () => {
