@@ -74,7 +74,7 @@ export async function claimShadow(
  * left alone. `pool`: other processes may hold shadows (a PostgreSQL server); without it (PGlite, one
  * process per data folder) only this one can.
  */
-export async function dropAbandonedShadows(db: Kysely<unknown>, schema: string, options: { pool: boolean; retakeBoundMs?: number }): Promise<string[]> {
+export async function dropAbandonedShadows(db: Kysely<unknown>, schema: string, options: { pool: boolean }): Promise<string[]> {
   const prefixesHere = Object.values(prefixes).map((prefix) => prefix(schema));
   const { rows } = await sql<{ name: string }>`SELECT nspname AS name FROM pg_namespace
     WHERE EXISTS (SELECT 1 FROM unnest(${prefixesHere}::text[]) AS p(prefix) WHERE left(nspname, length(p.prefix)) = p.prefix)
