@@ -1,5 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
-import { FINAL_POSITION_BOUND, finalBoundAndHead } from '../../eventstore/postgres/migrations.ts';
+import { FINAL_POSITION_BOUND, finalBoundAndHead, settleFinal } from '../../eventstore/postgres/migrations.ts';
 import type { RecordedEvent } from '../../shared/events.ts';
 import { likePrefix } from '../../shared/sql.ts';
 import type { AuditDeps } from '../deps.ts';
@@ -81,12 +81,7 @@ export async function readEventLogSql(
   direction: 'forwards' | 'backwards',
 ): Promise<RecordedEvent[]> {
   const db = deps.database.db;
-  const deadline = Date.now() + SETTLE_MS;
-  for (;;) {
-    const { bound, committedHead } = await finalBoundAndHead(db, deps.schemas.events);
-    if (committedHead < bound || Date.now() >= deadline) break;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await settleFinal(db, deps.schemas.events, await finalBoundAndHead(db, deps.schemas.events), SETTLE_MS);
   // `position + 0`: a second range condition on the key would be estimated as few rows (eventstore/postgres/store.ts).
   const { rows } = await sql<EventRow>`
     SELECT ${EVENT_ROW_COLUMNS}

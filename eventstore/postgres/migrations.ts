@@ -24,6 +24,25 @@ export const finalBoundAndHead = async (db: QueryExecutorProvider, schema: strin
   return { bound: BigInt(row.bound), committedHead: BigInt(row.committed_head) };
 };
 
+/**
+ * Waits (briefly) until the events committed when `seen` was read are final, so that a read right
+ * after an append sees it even while unrelated transactions run. Gives up after `maxWaitMs`: the read
+ * then takes what is final, which is always a correct prefix of the feed.
+ */
+export const settleFinal = async (
+  db: QueryExecutorProvider,
+  schema: string,
+  seen: { bound: bigint; committedHead: bigint },
+  maxWaitMs = 3_000,
+): Promise<void> => {
+  const deadline = Date.now() + maxWaitMs;
+  let { bound } = seen;
+  while (seen.committedHead >= bound && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    ({ bound } = await finalBoundAndHead(db, schema));
+  }
+};
+
 const quote = (identifier: string): string => `"${identifier.replace(/"/g, '""')}"`;
 const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
 

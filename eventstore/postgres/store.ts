@@ -20,7 +20,7 @@ import type {
 import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../errors.ts';
 import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend, prepareStreamAppends } from '../validation.ts';
 import type { SqlDatabase } from './database.ts';
-import { FINAL_POSITION_BOUND, finalBoundAndHead, migrateEventStore, quoteIdentifier } from './migrations.ts';
+import { FINAL_POSITION_BOUND, finalBoundAndHead, migrateEventStore, quoteIdentifier, settleFinal } from './migrations.ts';
 import { createAppendGroups, type GroupOutcome, type PendingAppend } from './append-groups.ts';
 import { createWakeup } from './wakeup.ts';
 import { createStreamSnapshots } from './snapshots.ts';
@@ -369,19 +369,6 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
 
   const currentBound = (): Promise<{ bound: bigint; committedHead: bigint }> => finalBoundAndHead(db, schema);
 
-  /**
-   * Waits (briefly) until every event committed before the call is final, so that a read right
-   * after an append sees it even while unrelated transactions run. Gives up after `maxWaitMs`:
-   * the read then returns what is final, which is always a correct prefix of the feed.
-   */
-  const settle = async (committedHead: bigint, bound: bigint, maxWaitMs = 3_000): Promise<void> => {
-    const deadline = Date.now() + maxWaitMs;
-    while (committedHead >= bound && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      ({ bound } = await currentBound());
-    }
-  };
-
   const readAll = async (options: ReadAllOptions = {}): Promise<RecordedEvent[]> => {
     checkReadAllOptions(options);
     assertOpen();
@@ -389,8 +376,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     if (limit === 0) return [];
     try {
       if (options.direction === 'backwards') {
-        const { bound, committedHead } = await currentBound();
-        await settle(committedHead, bound, options.settleMs);
+        await settleFinal(db, schema, await currentBound(), options.settleMs);
         const before = options.fromPosition !== undefined ? sql`AND position < ${options.fromPosition.toString()}::bigint` : sql``;
         const result = await sql<EventRow>`
           SELECT ${COLUMNS} FROM ${s}.events
@@ -403,7 +389,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
       // A full page is complete as it is; a short one may end where committed events still wait.
       if ((limit !== null && page.events.length >= limit) || page.committedHead < page.bound) return page.events;
       if (options.settleMs === 0) return page.events;
-      await settle(page.committedHead, page.bound, options.settleMs);
+      await settleFinal(db, schema, page, options.settleMs);
       return (await readFinalPage(from, limit, options.filter)).events;
     } catch (error) {
       throw mapError(error);
