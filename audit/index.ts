@@ -3,6 +3,7 @@ import { InvalidAuditQuery, type Page } from './history.ts';
 import { feedbackBodies } from './feedback-bodies.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
+import { livenessOn } from '../projections/work-liveness.ts';
 import { stateAsOf, type RecordAsOf, type TimeAxis } from './as-of.ts';
 import { formatChainAnchor, sealChain, startChainSealer, verifyChains, type ChainAnchor, type ChainSealer, type ChainsVerification } from './sql/chain.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
@@ -93,11 +94,7 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
   const projections = options.projections ?? readModelProjections();
   let jobs: Promise<VerificationJobs> | undefined;
   const verificationJobs = () => {
-    jobs ??= createVerificationJobs(deps.database.db, deps.schemas.read, {
-      sessionLock: deps.sessionLock,
-      // PGlite: one process per data folder, so a job this process did not start is dead.
-      exclusive: deps.database.kind === 'pglite',
-    }).catch((error) => {
+    jobs ??= createVerificationJobs(deps.database.db, deps.schemas.read, livenessOn(deps.database, deps.sessionLock)).catch((error) => {
       jobs = undefined;
       throw error;
     });

@@ -211,9 +211,8 @@ export class ProjectionRunner {
    * its end, or the store was restored from an older backup while the read models were not. Followed
    * from there, the projection would skip every new event below its checkpoint (on PostgreSQL positions
    * come from transaction ids, which a restored cluster hands out again) and report nothing behind. It
-   * fails instead, saying what to do.
+   * fails instead, saying what to do. Returns how many it failed.
    */
-  /** Returns how many it failed. */
   private async failCheckpointsAhead(): Promise<number> {
     const { db, schema, store, projections } = this.options;
     const ahead = await checkpointsPastTheStore(

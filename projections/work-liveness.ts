@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { freeLocksPastRetake } from './lock-retake.ts';
+import type { SqlDatabase } from '../shared/sql.ts';
 import type { SessionLock } from './shadows.ts';
 
 /**
@@ -27,6 +28,15 @@ export interface WorkLivenessOptions {
   /** The database serves this process alone (PGlite). */
   exclusive?: boolean;
 }
+
+/**
+ * The liveness options of a process on `database`: its session lock on a server, and on PGlite (one
+ * process per data folder) that work this process did not start is dead.
+ */
+export const livenessOn = (database: Pick<SqlDatabase, 'kind'>, sessionLock: SessionLock | undefined): WorkLivenessOptions => ({
+  ...(sessionLock ? { sessionLock } : {}),
+  exclusive: database.kind === 'pglite',
+});
 
 export function workLiveness(db: Kysely<unknown>, options: WorkLivenessOptions): WorkLiveness {
   /** Work this process holds (the composition root builds one liveness per kind of work). */

@@ -21,6 +21,7 @@ import { waitForCheckpoints } from '../projections/status.ts';
 import { migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
 import { rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts';
 import { dropAbandonedShadows, type SessionLock } from '../projections/shadows.ts';
+import { livenessOn } from '../projections/work-liveness.ts';
 import { createReportingViews } from '../projections/reporting.ts';
 import { recordBaseCurrency } from '../projections/read-models/exchange-rates.ts';
 import { personalDataCodec } from '../projections/codec.ts';
@@ -600,11 +601,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     const importMaxBytes = overrides.importMaxBytes ?? IMPORT_MAX_BYTES;
     const batch = createBatchCommands({ store, personalData, emailIndex });
     // Recorded in the read schema, so that every replica answers for every import.
-    const importRecords = createImportJobRecords(database.db, config.schemas.read, {
-      ...(sessionLock ? { sessionLock } : {}),
-      // PGlite: one process per data folder, so an import this process did not start is dead.
-      exclusive: database.kind === 'pglite',
-    });
+    const importRecords = createImportJobRecords(database.db, config.schemas.read, livenessOn(database, sessionLock));
     const imports = createImportJobs({
       batch,
       records: importRecords,

@@ -7,6 +7,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Actor } from '../../domain/metadata.ts';
 import { isRunning } from '../../shared/processes.ts';
+import { pause } from '../../eventstore/backoff.ts';
 import type { BatchCommands } from '../batch.ts';
 import { checkDefaultOwner } from './default-owner.ts';
 import { runImport, type ImportCounts, type RejectedRow } from './importer.ts';
@@ -229,7 +230,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
             await records.finish(ended);
             break;
           } catch {
-            await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+            await pause(200 * attempt);
           }
         }
         Object.assign(job, ended);
