@@ -108,6 +108,12 @@ const spoolFolders = () => readdirSync(spool).filter((name) => name.startsWith('
 
 const csv = (...lines: string[]) => Readable.from([lines.join('\n')]);
 const customers = (prefix: string, n: number) => ['name,email', ...Array.from({ length: n }, (_, i) => `Person ${i},${prefix}-${i}@example.com`)].join('\n');
+/** Whether a job of `owner` is recorded as running (claimed). */
+const runningFor = async (owner: string): Promise<boolean> => {
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(schemas.read, 'import_jobs')}
+    WHERE owner = ${owner} AND status = 'running'`.execute(crm.database.db);
+  return (rows[0]?.n ?? 0) > 0;
+};
 const start = (jobs: ImportJobs, body: Readable, owner = 'key-1', kind: 'customers' | 'purchases' = 'customers') =>
   jobs.start({ kind, format: 'csv', body, actor, owner });
 
@@ -188,7 +194,12 @@ describe('import jobs', () => {
     const upload = new PassThrough();
     const first = start(jobs, upload);
     upload.write('name,email\n');
-    // Claimed before the upload ends.
+    // Claimed before the upload ends. Waited for: two claims sent together take the key's lock in
+    // either order (the second had it first in one CI run, and the first upload was the refused one).
+    for (const deadline = Date.now() + 15_000; !(await runningFor('key-1'));) {
+      if (Date.now() > deadline) throw new Error('the first upload was not claimed within 15 s');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     const refused = new PassThrough();
     refused.end('name,email\nEve,eve@jobs.example\n');
     const busy = await start(jobs, refused).then(
