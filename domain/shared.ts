@@ -44,6 +44,15 @@ export const isBusinessDate = (iso: string): boolean => inBusinessYears(Number(i
  */
 export const Id = z.uuid().toLowerCase();
 /**
+ * A person named by text where any text may name one (a deal's owner, a feedback item's assignee or
+ * responder: `import` for an import's rows, or a user id). Spelled as a UUID it is a user's id and is
+ * read in lower case as every id is: a scope compares it with user ids, so an owner sent as
+ * `DE66...` never saw the deal, and the pipeline counted one owner twice.
+ */
+const UUID_SPELLING = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const personRefOf = (text: string): string => (UUID_SPELLING.test(text) ? text.toLowerCase() : text);
+export const PersonRef = SafeText.trim().min(1).max(200).overwrite(personRefOf);
+/**
  * The largest time zone offset, in minutes, that PostgreSQL's timestamptz takes (±15:59); ISO 8601 and
  * zod allow up to ±23:59, and an event holding `+16:00` was stored and then stopped every projection
  * that cast it ("time zone displacement out of range"). Real zones span -12:00 to +14:00.

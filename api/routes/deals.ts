@@ -5,7 +5,7 @@ import { DealStage } from '../../domain/deal/events.ts';
 import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, WaitForQuery } from '../http.ts';
-import { IsoDate } from '../../domain/shared.ts';
+import { IsoDate, PersonRef } from '../../domain/shared.ts';
 import { ProblemError, ProblemSchema } from '../problems.ts';
 import { getRoute, listRoute } from '../query-route.ts';
 import { scopeOf } from '../auth/viewer.ts';
@@ -16,7 +16,7 @@ const tags = ['deals'];
 export const DealListFilters = {
   stage: DealStage.optional(),
   status: z.enum(['open', 'won', 'lost']).optional(),
-  ownerId: z.string().min(1).max(200).optional(),
+  ownerId: PersonRef.optional(),
   customerId: z.uuid().optional(),
   expectedCloseFrom: IsoDate.optional(),
   expectedCloseTo: IsoDate.optional(),
@@ -92,7 +92,7 @@ export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context)
         tags,
         summary: 'Pipeline summary: open deals by stage, owner and expected-close month, with weighted amounts',
         querystring: z.strictObject({
-          ownerId: z.string().min(1).max(200).optional(),
+          ownerId: PersonRef.optional(),
           currency: z
             .string()
             .regex(/^[A-Z]{3}$/)

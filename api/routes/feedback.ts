@@ -7,6 +7,7 @@ import { commandRoute } from '../command-route.ts';
 import { FEEDBACK_PERSONAL_FIELDS } from '../mask.ts';
 import { BooleanQuery, getRoute, listRoute } from '../query-route.ts';
 import { scopeOf } from '../auth/viewer.ts';
+import { PersonRef } from '../../domain/shared.ts';
 
 const tags = ['feedback'];
 
@@ -16,7 +17,7 @@ export const FeedbackListFilters = {
   kind: FeedbackKind.optional(),
   channel: FeedbackChannel.optional(),
   customerId: z.uuid().optional(),
-  assigneeId: z.string().min(1).max(200).optional(),
+  assigneeId: PersonRef.optional(),
   breached: BooleanQuery.optional().describe('Only items whose first-response or resolution SLA was breached (true) or not (false)'),
   sort: z.enum(['submittedAt', '-submittedAt', 'resolutionDueAt', '-resolutionDueAt', 'priority', '-priority']).default('-submittedAt'),
 };

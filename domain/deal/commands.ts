@@ -1,10 +1,8 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDate, SafeText, ShortText, withBusinessTime } from '../shared.ts';
+import { Id, IsoDate, PersonRef, SafeText, ShortText, withBusinessTime } from '../shared.ts';
 import { OpenDealStage, Probability } from './events.ts';
-
-const OwnerId = SafeText.trim().min(1).max(200);
 
 export const OpenDealPayload = z
   .object({
@@ -14,7 +12,7 @@ export const OpenDealPayload = z
     title: ShortText,
     amount: Amount,
     currency: Currency,
-    ownerId: OwnerId,
+    ownerId: PersonRef,
     expectedCloseDate: IsoDate,
     stage: OpenDealStage.optional(),
     /** Overrides the stage's default win probability. */
@@ -29,7 +27,7 @@ export const ChangeDealPayload = z
     title: ShortText.optional(),
     amount: Amount.optional(),
     currency: Currency.optional(),
-    ownerId: OwnerId.optional(),
+    ownerId: PersonRef.optional(),
     expectedCloseDate: IsoDate.optional(),
     probabilityOverride: Probability.nullable().optional(),
   })

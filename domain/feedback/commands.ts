@@ -1,9 +1,7 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Id, LongText, SafeText, ShortText, withBusinessTime } from '../shared.ts';
+import { Id, LongText, PersonRef, SafeText, ShortText, withBusinessTime } from '../shared.ts';
 import { Csat, FeedbackChannel, FeedbackKind, FeedbackPriority, Nps } from './events.ts';
-
-const PersonId = SafeText.trim().min(1).max(200);
 
 export const SubmitFeedbackPayload = z
   .object({
@@ -21,9 +19,9 @@ export const SubmitFeedbackPayload = z
   })
   .strict();
 
-export const AssignFeedbackPayload = z.object({ feedbackId: Id, assigneeId: PersonId }).strict();
+export const AssignFeedbackPayload = z.object({ feedbackId: Id, assigneeId: PersonRef }).strict();
 /** `responderId` defaults to the acting user. */
-export const RespondToFeedbackPayload = z.object({ feedbackId: Id, message: SafeText.trim().min(1).max(10_000), responderId: PersonId.optional() }).strict();
+export const RespondToFeedbackPayload = z.object({ feedbackId: Id, message: SafeText.trim().min(1).max(10_000), responderId: PersonRef.optional() }).strict();
 /** `priority` defaults to the next level up; it must be higher than the current one. */
 export const EscalateFeedbackPayload = z.object({ feedbackId: Id, reason: SafeText.trim().min(1).max(2000), priority: FeedbackPriority.optional() }).strict();
 export const ResolveFeedbackPayload = z.object({ feedbackId: Id, resolution: SafeText.trim().min(1).max(10_000) }).strict();

@@ -1,7 +1,9 @@
 import { sql } from 'kysely';
 import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
-import type { CampaignRow } from '../read-models/campaign-fold.ts';
+import { ratioOf, type CampaignRow } from '../read-models/campaign-fold.ts';
+import { minorOfNumeric } from '../../shared/money.ts';
+import { inOneSnapshot } from './snapshot.ts';
 
 export type CampaignView = {
   id: string;
@@ -119,30 +121,35 @@ export async function campaignInBase(source: ReadModelSource, id: string): Promi
   const total = (k: string) => (kind(k) ? baseAmount(kind(k)!.base_amount) : 0);
   const costs = total('cost');
   const revenue = total('revenue');
+  // The ratio of the exact sums (four decimals at most), rounded as the fold and the reporting view round it.
+  const exact = (k: string) => minorOfNumeric(kind(k)?.base_amount ?? '0');
   return {
     baseCurrency: baseCurrencyOf(source),
     revenueByCurrency: Object.fromEntries(byCurrency.rows.map((r) => [r.currency, Number(r.amount)])),
     costsBase: costs,
     revenueBase: revenue,
-    roiBase: costs === null || revenue === null || costs === 0 ? null : Math.round(((revenue - costs) / costs) * 1e6) / 1e6,
+    roiBase: costs === null || revenue === null || costs === 0 ? null : Number(ratioOf(exact('revenue') - exact('cost'), exact('cost'))),
     missingRates: [...new Set(byKind.rows.flatMap((r) => missingRatesOf(r.missing_rates)))].sort(),
   };
 }
 
 /** `GET /campaigns/:id`; undefined when unknown. */
 export async function getCampaign(source: ReadModelSource, id: string): Promise<(CampaignView & CampaignInBase) | undefined> {
-  const row = await rowById<CampaignQueryRow>(source, 'campaigns', 'campaign_id', id);
-  if (!row) return undefined;
-  const base = await unlessRebuilding(
-    () => campaignInBase(source, id),
-    (): CampaignInBase => ({
-      baseCurrency: baseCurrencyOf(source),
-      revenueByCurrency: {},
-      costsBase: null,
-      revenueBase: null,
-      roiBase: null,
-      missingRates: [],
-    }),
-  );
-  return { ...toCampaignView(row), ...base };
+  // The row and its money in the base currency from one snapshot, so that they agree.
+  return inOneSnapshot(source, async (snapshot) => {
+    const row = await rowById<CampaignQueryRow>(snapshot, 'campaigns', 'campaign_id', id);
+    if (!row) return undefined;
+    const base = await unlessRebuilding(
+      () => campaignInBase(snapshot, id),
+      (): CampaignInBase => ({
+        baseCurrency: baseCurrencyOf(source),
+        revenueByCurrency: {},
+        costsBase: null,
+        revenueBase: null,
+        roiBase: null,
+        missingRates: [],
+      }),
+    );
+    return { ...toCampaignView(row), ...base };
+  });
 }

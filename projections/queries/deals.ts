@@ -4,6 +4,7 @@ import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRate
 import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import type { DealRow } from '../read-models/deal-fold.ts';
 import { PIPELINE_MONTHS, PIPELINE_STAGES } from '../read-models/pipeline.ts';
+import { inOneSnapshot } from './snapshot.ts';
 
 export type DealView = {
   id: string;
@@ -213,7 +214,7 @@ const STAGE_ORDER = sql`array_position(ARRAY['lead','qualified','proposal','nego
 export async function pipeline(source: ReadModelSource, query: { ownerId?: string; currency?: string } = {}, scope?: ReadScope | null): Promise<Pipeline> {
   if (!scope) {
     const kept = await unlessRebuilding(
-      () => keptPipeline(source, query),
+      () => inOneSnapshot(source, (snapshot) => keptPipeline(snapshot, query)),
       () => null,
     );
     if (kept) return kept;
@@ -223,7 +224,7 @@ export async function pipeline(source: ReadModelSource, query: { ownerId?: strin
 
 /** The pipeline from the open deals themselves, the caller's scope applied (the path a restricted caller takes). */
 export const pipelineFromDeals = (source: ReadModelSource, query: { ownerId?: string; currency?: string }, scope: ReadScope | null | undefined) =>
-  byCustomerOwner(scope, (lookup) => pipelineWith(source, query, scope, lookup));
+  byCustomerOwner(scope, (lookup) => inOneSnapshot(source, (snapshot) => pipelineWith(snapshot, query, scope, lookup)));
 
 /** The pipeline from the kept counts (see `pipeline`): the same figures, a few rows per owner and month. */
 async function keptPipeline(source: ReadModelSource, query: { ownerId?: string; currency?: string }): Promise<Pipeline> {

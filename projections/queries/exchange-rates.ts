@@ -2,6 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import { DEFAULT_BASE_CURRENCY } from '../../domain/exchange-rate/events.ts';
 import { isMissingColumn, isMissingTable } from '../../shared/sql.ts';
 import { iso, type ReadModelSource } from './page.ts';
+import { inOneSnapshot } from './snapshot.ts';
 import type { ExchangeRateHistoryRow, ExchangeRateRow } from '../read-models/exchange-rates.ts';
 
 /**
@@ -128,11 +129,14 @@ export async function exchangeRates(source: ReadModelSource, query: ExchangeRate
       ORDER BY r.currency, r.valid_from DESC`.execute(source.db);
     return { baseCurrency: base, currency: query.currency ?? null, at: query.at, rates: rows.map(toRate) };
   }
-  const [rates, history] = await Promise.all([
-    sql<ExchangeRateRow>`SELECT r.* FROM ${t} r WHERE r.base_currency = ${base} ${byCurrency} ORDER BY r.currency, r.valid_from`.execute(source.db),
-    sql<ExchangeRateHistoryRow>`SELECT r.* FROM ${sql.id(source.schema, 'exchange_rate_history')} r
-      WHERE r.base_currency = ${base} ${byCurrency} ORDER BY r.position LIMIT ${HISTORY_LIMIT + 1}`.execute(source.db),
-  ]);
+  // The rates and their history from one snapshot, so that the history holds every rate listed.
+  const [rates, history] = await inOneSnapshot(source, ({ db }) =>
+    Promise.all([
+      sql<ExchangeRateRow>`SELECT r.* FROM ${t} r WHERE r.base_currency = ${base} ${byCurrency} ORDER BY r.currency, r.valid_from`.execute(db),
+      sql<ExchangeRateHistoryRow>`SELECT r.* FROM ${sql.id(source.schema, 'exchange_rate_history')} r
+        WHERE r.base_currency = ${base} ${byCurrency} ORDER BY r.position LIMIT ${HISTORY_LIMIT + 1}`.execute(db),
+    ]),
+  );
   return {
     baseCurrency: base,
     currency: query.currency ?? null,

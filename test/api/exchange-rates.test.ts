@@ -237,6 +237,43 @@ describe('campaign revenue and ROI in the base currency', () => {
     view = await get(`/campaigns/${campaign.id}`, last.position);
     expect(view).toMatchObject({ revenueBase: 216, costsBase: 100, roiBase: 1.16, missingRates: [] });
   });
+
+  it("rounds the base ROI as the campaign's ROI and the reporting view round it: exact decimals, a tie away from zero", async () => {
+    const customer = await send('marketing', '/customers', { name: 'Roi Tie', email: `roi-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    const campaign = await send('marketing', '/campaigns', {
+      name: 'ROI tie',
+      channel: 'email',
+      budget: 20_000,
+      currency: 'EUR',
+      occurredAt: '2026-01-02T00:00:00Z',
+    });
+    const post = async (path: string, body: Record<string, unknown>, headers: Record<string, string> = {}) => {
+      const res = await h.app.inject({
+        method: 'POST',
+        url: `/campaigns/${campaign.id}/${path}`,
+        headers: { ...h.auth('marketing'), ...headers },
+        payload: body,
+      });
+      expect(res.statusCode, res.body).toBeLessThan(300);
+      return json<{ position: string }>(res);
+    };
+    await post('launch', { occurredAt: '2026-01-03T00:00:00Z' }, { 'if-match': '"0"' });
+    await post('costs', { costId: 'all', amount: 20_000, currency: 'EUR', occurredAt: '2026-01-04T00:00:00Z' });
+    // (19,999.99 - 20,000) / 20,000 = -0.0000005: -0.000001 rounded half away from zero; floats made it 0.
+    const last = await post('responses', {
+      customerId: customer.id,
+      kind: 'converted',
+      revenue: 19_999.99,
+      currency: 'EUR',
+      occurredAt: '2026-01-05T00:00:00Z',
+    });
+    const view = await get(`/campaigns/${campaign.id}`, last.position);
+    expect(view).toMatchObject({ roi: -0.000001, costsBase: 20_000, revenueBase: 19_999.99, roiBase: -0.000001 });
+    const { rows } = await sql<{
+      roi_base: string;
+    }>`SELECT roi_base::text FROM ${sql.id(h.schemas.reporting, 'campaigns')} WHERE campaign_id = ${campaign.id}`.execute(h.database.db);
+    expect(rows).toEqual([{ roi_base: '-0.000001' }]);
+  });
 });
 
 describe('reporting views carry the original and the base-currency columns', () => {

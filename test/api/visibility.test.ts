@@ -612,6 +612,27 @@ describe("a user's key", () => {
     const past = json(await get(`/customers/${id}?asOf=${encodeURIComponent(new Date().toISOString())}`, 'service'));
     expect(past.ownerId).toBe(users.mate);
   });
+
+  it("a deal's owner and a feedback item's assignee given as an upper-case user id are that user: in their scope, one owner in the pipeline", async () => {
+    const upper = users.own!.toUpperCase();
+    const customerId = (await post('/customers', { name: 'Upper Case', email: `uc-${randomUUID()}@example.com` })).id;
+    const dealId = (
+      await post('/deals', { customerId, title: 'owned in capitals', amount: 7, currency: 'SEK', ownerId: upper, expectedCloseDate: '2026-12-31' })
+    ).id;
+    const feedbackId = (await post('/feedback', { customerId, kind: 'question', channel: 'web', subject: 's', body: 'b' })).id;
+    const { position } = await post(`/feedback/${feedbackId}/assign`, { assigneeId: upper }, { ...admin(), 'if-match': '"0"' });
+    expect((await get(`/deals/${dealId}?waitFor=${position}`, 'own')).statusCode).toBe(200);
+    expect(json(await get(`/deals/${dealId}`, 'service')).ownerId).toBe(users.own);
+    expect(json(await get(`/feedback/${feedbackId}`, 'own')).assigneeId).toBe(users.own);
+    // The filters read the id the same way.
+    expect(json(await get(`/deals?ownerId=${upper}&limit=500`, 'service')).items.map((d: { id: string }) => d.id)).toContain(dealId);
+    expect(json(await get(`/feedback?assigneeId=${upper}`, 'service')).items.map((f: { id: string }) => f.id)).toEqual([feedbackId]);
+    const owners = json(await get('/pipeline?currency=SEK', 'service')).byOwner.map((g: { ownerId: string }) => g.ownerId);
+    expect(owners).toEqual([users.own]);
+    // Text that is not a user id is kept as written.
+    const named = await post('/deals', { customerId, title: 'named owner', amount: 1, currency: 'NOK', ownerId: 'Import', expectedCloseDate: '2026-12-31' });
+    expect(json(await get(`/deals/${named.id}?waitFor=${named.position}`, 'service')).ownerId).toBe('Import');
+  });
 });
 
 describe("visibility follows the customer's owner onto its deals, feedback and activities", () => {

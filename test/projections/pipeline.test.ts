@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pipeline, pipelineFromDeals } from '../../projections/queries/deals.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { PIPELINE_MONTHS, PIPELINE_STAGES } from '../../projections/read-models/pipeline.ts';
+import { inOneSnapshot } from '../../projections/queries/snapshot.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { createHarness, expectReplaysEqualLive, type Harness } from './support.ts';
 
@@ -68,5 +69,64 @@ describe('kept pipeline counts', () => {
 
   it('are the same rows whatever the batches: live, a replay in one batch and one in one-event batches', async () => {
     await expectReplaysEqualLive(h, projections, [PIPELINE_STAGES, PIPELINE_MONTHS], { concurrent: true, nonEmpty: true });
+  });
+});
+
+describe('one answer, one snapshot', () => {
+  it('the queries of one answer see no commit made between them', async () => {
+    const probe = sql.id(h.schemas.read, 'snapshot_probe');
+    await sql`CREATE TABLE ${probe} (n integer NOT NULL)`.execute(h.database.db);
+    await sql`INSERT INTO ${probe} VALUES (0)`.execute(h.database.db);
+    const read = async (db: QueryExecutorProvider) => (await sql<{ n: number }>`SELECT n FROM ${probe}`.execute(db)).rows[0]!.n;
+    // Another connection commits between the two reads of the answer.
+    const commitBetween = () => sql`UPDATE ${probe} SET n = n + 1`.execute(h.database.db);
+    const source = { db: h.database.db, schema: h.schemas.read };
+    const seen = await inOneSnapshot(source, async ({ db }) => {
+      const first = await read(db);
+      await commitBetween();
+      return [first, await read(db)];
+    });
+    expect(seen).toEqual([0, 0]);
+    // Apart, the second read sees the commit: what the snapshot is there to prevent.
+    const first = await read(h.database.db);
+    await commitBetween();
+    expect([first, await read(h.database.db)]).toEqual([1, 2]);
+  });
+
+  it('GET /pipeline puts a deal moving between stages in one stage in every part of an answer', async () => {
+    const customer = randomUUID();
+    await h.run({ type: 'RegisterCustomer', customerId: customer, name: 'Moving Co', email: `moving-${customer}@example.com` });
+    const dealId = (
+      await h.run({
+        type: 'OpenDeal',
+        customerId: customer,
+        title: 'Moving',
+        amount: 10,
+        currency: 'EUR',
+        ownerId: 'mover',
+        expectedCloseDate: '2026-05-10',
+        stage: 'lead',
+      })
+    ).id;
+    await runner.waitForPosition(h.lastPosition(), 10_000);
+    const source = { db: h.database.db, schema: h.schemas.read, baseCurrency: 'EUR' };
+    const stagesOf = (groups: { key: string; dealCount: number }[]) => groups.filter((g) => g.dealCount > 0).map((g) => g.key);
+    // The deal moves back and forth (and the runner projects each move) for as long as answers are read.
+    let reading = true;
+    let moved = 0;
+    const moves = (async () => {
+      while (reading) await h.run({ type: 'MoveDealStage', dealId, stage: moved++ % 2 === 0 ? 'qualified' : 'lead' });
+    })();
+    try {
+      for (let i = 0; i < 30; i++)
+        for (const read of [() => pipeline(source, { ownerId: 'mover' }), () => pipelineFromDeals(source, { ownerId: 'mover' }, null)]) {
+          const answer = await read();
+          expect(stagesOf(answer.base!.byStage), JSON.stringify(answer)).toEqual(stagesOf(answer.byStage));
+        }
+    } finally {
+      reading = false;
+      await moves;
+    }
+    expect(moved).toBeGreaterThan(10);
   });
 });
