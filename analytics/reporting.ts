@@ -16,7 +16,7 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
   const statements = [
     `CREATE OR REPLACE VIEW ${v('analytics_customers')} AS
       SELECT c.customer_id, c.cohort, c.first_day AS first_purchase_day, c.last_day AS last_purchase_day,
-        c.purchase_days, c.purchase_days - 1 AS repeat_purchase_days, c.orders, c.total_value AS net_value, c.currency,
+        c.purchase_days, greatest(c.purchase_days - 1, 0) AS repeat_purchase_days, c.orders, c.total_value AS net_value, c.currency,
         c.refunds, c.refund_value, c.complaints, c.complaints_open, c.complaints_resolved,
         CASE WHEN c.complaints_resolved > 0 THEN c.resolution_seconds / c.complaints_resolved / 86400 END AS mean_resolution_days,
         c.responses_sent, c.responses_opened, c.responses_clicked, c.responses_converted, c.responses_unsubscribed,

@@ -33,6 +33,11 @@ export const BUSINESS_TIME_SKEW_MS = 5 * 60_000;
 /** Whether an instant lies past now by more than the clock skew allowed (nothing is known about it yet). */
 export const isBeyondNow = (instantMs: number, nowMs: number): boolean => instantMs > nowMs + BUSINESS_TIME_SKEW_MS;
 export const isBusinessInstant = (iso: string): boolean => inBusinessYears(new Date(iso).getUTCFullYear());
+/**
+ * Whether a day (`YYYY-MM-DD`) has begun (UTC, give or take the clock skew): figures at the end of a
+ * later day (analytics as of a day, a model's cutoff) would change as that day's events arrive.
+ */
+export const hasBegun = (day: string, nowMs: number): boolean => !isBeyondNow(Date.parse(`${day}T00:00:00Z`), nowMs);
 /** An ISO calendar date whose year is within the business years. */
 export const isBusinessDate = (iso: string): boolean => inBusinessYears(Number(iso.slice(0, 4)));
 

@@ -10,9 +10,10 @@ import { OutageLog, type Log } from './outage-log.ts';
  * What publishers read: the gap-free global feed from a checkpoint, decoded (decrypted, upcast).
  *
  * A publisher may be far behind (a receiver was down for a day) when a customer is forgotten: the
- * events it delivers later must not carry that customer's plaintext. So just before a page is decoded
- * (and again before each retry) one query tells which of its customers have been forgotten since
- * their keys were cached, by this process or any other; their cached keys are dropped.
+ * events it delivers later must not carry that customer's plaintext. So just before a page is decoded,
+ * and again before each delivery of an event holding personal data (`current`), one query tells which
+ * of its customers have been forgotten since their keys were cached, by this process or any other;
+ * their cached keys are dropped.
  */
 export interface FeedPage {
   items: BatchItem[];
@@ -22,8 +23,12 @@ export interface FeedPage {
 
 export interface IntegrationFeed {
   read(after: bigint, max: number): Promise<FeedPage>;
-  /** Decodes one stored event again with fresh keys (before a retry: the customer may have been forgotten meanwhile). */
-  redecode(recorded: RecordedEvent): Promise<BatchItem>;
+  /**
+   * An item of a page as it may be delivered now: one holding personal data is decoded again with
+   * fresh keys, since its customer may have been forgotten after the page was read (a slow receiver
+   * ahead of it, a retry wait); the others as read.
+   */
+  current(item: BatchItem): Promise<BatchItem>;
   /** Resolves when new events may have been recorded, or after `ms`, or when `signal` aborts. */
   wait(ms: number, signal?: AbortSignal): Promise<void>;
   close(): void;
@@ -84,10 +89,11 @@ export function createIntegrationFeed(store: EventStore, personalData: PersonalD
       const items = await decodeBatch(codec, events, () => true);
       return { items, end: events.length > 0 ? events[events.length - 1]!.position : after };
     },
-    async redecode(recorded) {
-      await fresh([recorded]);
-      const [item] = await decodeBatch(codec, [recorded], () => true);
-      return item!;
+    async current(item) {
+      if (subjectOf(item.recorded) === undefined) return item;
+      await fresh([item.recorded]);
+      const [again] = await decodeBatch(codec, [item.recorded], () => true);
+      return again!;
     },
     wait(ms, signal) {
       return new Promise<void>((resolve) => {

@@ -37,7 +37,13 @@ export interface IntegrationOptions {
   masterKey?: Uint8Array;
   schemas: { events: string; read: string; reporting?: string };
   nats?: NatsSettings;
-  workerId: string;
+  /**
+   * The id the publishers' lease is held under: the projection workers' own, read when publishing
+   * starts, since their leases settle it at their start (a second process on this host and database
+   * takes a fallback id there). Read before, both processes published under one id, took the lease
+   * from each other and delivered events twice.
+   */
+  workerId: () => string;
   leaseSeconds: number;
   policy?: Partial<DeliveryPolicy>;
   /** Which addresses webhook deliveries may connect to; by default public ones only. */
@@ -80,7 +86,7 @@ export function createIntegration(options: IntegrationOptions): Integration {
       const leases = new ProjectionLeases({
         db: options.db,
         schema: options.schemas.read,
-        workerId: options.workerId,
+        workerId: options.workerId(),
         projections: [PUBLISHERS_PARTITION],
         leaseSeconds: options.leaseSeconds,
         onChange: () => void publishers.reconcile(),

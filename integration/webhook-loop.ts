@@ -213,8 +213,9 @@ export class WebhookLoop {
     let firstFailureAt: number | undefined;
     for (let attempt = 1; ; attempt++) {
       if (this.stopped || this.stale) return 'interrupted';
-      // Decoded again before each retry: a customer forgotten meanwhile must read '[erased]'.
-      const item = attempt === 1 ? first : await feed.redecode(first.recorded);
+      // Decoded again before each attempt: a customer forgotten since the page was read (while the
+      // events ahead of this one were delivered, or during a retry wait) must read '[erased]'.
+      const item = await feed.current(first);
       const eventId = first.recorded.id;
       if (!item.projected) {
         const error = `event ${eventId} at position ${first.recorded.position} cannot be decoded: ${describeError(item.decodeError)}`;

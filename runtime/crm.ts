@@ -194,7 +194,7 @@ const databaseIdentity = (url: string): string => {
  * The default projection worker id: the same for every start on this host against this database and
  * these schemas, so that a restart after a crash takes its own leases back at once.
  */
-const defaultWorkerId = (config: CrmConfig): string => {
+export const defaultWorkerId = (config: CrmConfig): string => {
   const target = config.database.kind === 'postgres' ? databaseIdentity(config.database.url) : config.database.dataDir;
   const digest = createHash('sha256').update(`${target}|${config.schemas.events}|${config.schemas.read}`).digest('hex').slice(0, 10);
   return `${hostname()}-${digest}`;
@@ -443,7 +443,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       schemas: config.schemas,
       nats: config.nats,
       destinations: createDestinationGuard(config.webhookAllowNetworks),
-      workerId: leases.workerId,
+      workerId: () => leases.workerId,
       leaseSeconds: config.projectionLeaseSeconds,
       // Publishers in trouble (NATS or the database away, a subscription paused) reach the operator, once per outage.
       log:

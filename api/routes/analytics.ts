@@ -17,7 +17,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { IsoDate, IsoMonth } from '../../domain/shared.ts';
+import { BUSINESS_TIME_SKEW_MS, hasBegun, IsoDate, IsoMonth } from '../../domain/shared.ts';
 import { InsufficientData } from '../../analytics/service.ts';
 import { TIME_UNITS } from '../../analytics/models/time.ts';
 import { RFM_SEGMENTS } from '../../analytics/models/segments.ts';
@@ -28,11 +28,20 @@ import { awaitReadModels, decimalNumber, IdParams, WaitForQuery } from '../http.
 import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
 
 const tags = ['analytics'];
+
+/**
+ * A cutoff day that has begun (`hasBegun`): a model fitted on a later cutoff took the days still to
+ * come for days without purchases. Refused as a past state at a later instant is.
+ */
+const BegunDay = IsoDate.refine(
+  (day) => hasBegun(day, Date.now()),
+  `a day that has begun (UTC, ${BUSINESS_TIME_SKEW_MS / 60_000} minutes of clock skew allowed): figures at the end of a later day are not known yet`,
+);
 const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
 
 export const FitModelsBody = z
   .strictObject({
-    asOf: IsoDate.optional().describe('Cutoff day: fit on purchases up to the end of it (default: the latest business time seen)'),
+    asOf: BegunDay.optional().describe('Cutoff day: fit on purchases up to the end of it (default: the latest business time seen)'),
     timeUnit: z.enum(TIME_UNITS).optional().describe('Unit of recency, T and the horizon (default week)'),
     horizon: z
       .number()
@@ -166,7 +175,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
           '`missingRates` names amounts still without a rate (counted as purchases, valued 0 until the rate is set).',
         params: IdParams,
         querystring: z.strictObject({
-          asOf: IsoDate.optional().describe('Day (YYYY-MM-DD): the scores at its end'),
+          asOf: BegunDay.optional().describe('Day (YYYY-MM-DD): the scores at its end'),
           model: decimalNumber(z.number().int().min(1).max(2_147_483_647))
             .optional()
             .describe('Model version to score with (default: the latest); only with asOf'),

@@ -1,4 +1,5 @@
 import { intValue, stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
+import { hasBegun } from '../../domain/shared.ts';
 
 export const fitCommand: CliCommand = {
   name: 'fit',
@@ -20,6 +21,7 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
   async run(run) {
     const asOf = stringValue(run, 'as-of');
     if (asOf !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(asOf)) throw new UsageError('--as-of must be a day, YYYY-MM-DD');
+    if (asOf !== undefined && !hasBegun(asOf, Date.now())) throw new UsageError(`--as-of ${asOf} has not begun yet (UTC): give today or an earlier day`);
     const timeUnit = stringValue(run, 'time-unit');
     if (timeUnit !== undefined && !['day', 'week', 'month'].includes(timeUnit)) throw new UsageError('--time-unit must be day, week or month');
     const discountText = stringValue(run, 'discount-rate');

@@ -300,6 +300,8 @@ describe('activities as engagement', () => {
     const schema = `${schemas.read}_engaged`;
     const engaged = randomUUID();
     const quiet = randomUUID();
+    // Registered, never bought: no repeat purchase day either.
+    const silent = randomUUID();
     const dealId = randomUUID();
     const logged = (customerId: string, at: string, extra: Record<string, unknown> = {}) =>
       projected(
@@ -317,6 +319,7 @@ describe('activities as engagement', () => {
       logged(engaged, '2024-02-01T10:00:00Z'),
       logged(engaged, '2024-02-01T15:00:00Z', { kind: 'note' }),
       logged(engaged, '2024-03-01T10:00:00Z', { kind: 'task', dealId, dueAt: '2024-03-08T10:00:00Z' }),
+      registered(silent, '2024-01-02T09:00:00Z'),
     ];
     try {
       await run(schema, [history.slice(0, 5), history.slice(5)]);
@@ -350,12 +353,21 @@ describe('activities as engagement', () => {
       const view = await sql
         .raw(
           `SELECT customer_id::text AS id, activities, to_char(last_activity_day, 'YYYY-MM-DD') AS last
-        FROM "${schema}_rv".analytics_customers ORDER BY activities`,
+        FROM "${schema}_rv".analytics_customers WHERE customer_id <> '${silent}' ORDER BY activities`,
         )
         .execute(db);
       expect(view.rows).toEqual([
         { id: quiet, activities: 0, last: null },
         { id: engaged, activities: 3, last: '2024-03-01' },
+      ]);
+      const days = await sql
+        .raw(
+          `SELECT purchase_days, repeat_purchase_days FROM "${schema}_rv".analytics_customers WHERE customer_id IN ('${quiet}', '${silent}') ORDER BY purchase_days`,
+        )
+        .execute(db);
+      expect(days.rows).toEqual([
+        { purchase_days: 0, repeat_purchase_days: 0 },
+        { purchase_days: 1, repeat_purchase_days: 0 },
       ]);
     } finally {
       await sql`DROP SCHEMA IF EXISTS ${sql.id(`${schema}_rv`)} CASCADE`.execute(db);

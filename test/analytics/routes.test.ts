@@ -243,6 +243,16 @@ describe('analytics routes', () => {
     expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${asOf}&model=99`, headers: auth('analyst') })).statusCode).toBe(404);
     expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?model=1`, headers: auth('analyst') })).statusCode).toBe(400);
     expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=2024-02-30`, headers: auth('analyst') })).statusCode).toBe(400);
+    // A day that has not begun: its figures are not known yet (today's are).
+    const tomorrow = new Date(Date.now() + 86_400_000 + 6 * 60_000).toISOString().slice(0, 10);
+    const future = await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${tomorrow}`, headers: auth('analyst') });
+    expect(future.statusCode, future.body).toBe(400);
+    expect(future.json().errors.map((e: { field: string }) => e.field)).toEqual(['asOf']);
+    const today = new Date().toISOString().slice(0, 10);
+    expect((await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${today}`, headers: auth('analyst') })).statusCode).toBe(200);
+    const futureFit = await app.inject({ method: 'POST', url: '/analytics/models', headers: auth('admin'), payload: { asOf: tomorrow } });
+    expect(futureFit.statusCode, futureFit.body).toBe(400);
+    expect(futureFit.json().errors.map((e: { field: string }) => e.field)).toEqual(['asOf']);
     // Before the first purchase: no figures yet.
     const before = (await app.inject({ method: 'GET', url: `/analytics/customers/${id}?asOf=${dayToIsoDate(days[0]! - 1)}`, headers: auth('analyst') })).json();
     expect(before).toMatchObject({ clv: null, expectedPurchases: null, rfm: null });

@@ -98,7 +98,7 @@ describe.skipIf(unavailable !== undefined)('JetStream and webhook publishing acr
       store,
       personalData,
       schemas: { events: schemas.events, read: schemas.read },
-      workerId: 'test',
+      workerId: () => 'test',
       leaseSeconds: 15,
     }).services;
     await services.tables.migrate();

@@ -290,7 +290,7 @@ describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
       store: f.store,
       personalData: f.personalData,
       schemas: { events: f.schemas.events, read: f.schemas.read },
-      workerId: 'observer',
+      workerId: () => 'observer',
       leaseSeconds: 15,
     }).services;
     const natsFailures = async () => (await services.status().catch(() => [])).find((p) => p.name === 'nats')?.failures ?? 0;
@@ -383,7 +383,7 @@ describe('the webhook publisher while PostgreSQL refuses connections', () => {
       store: f.store,
       personalData: f.personalData,
       schemas: { events: f.schemas.events, read: f.schemas.read },
-      workerId: 'observer',
+      workerId: () => 'observer',
       leaseSeconds: 15,
     }).services.subscribe({ url: receiver.url, events: ['*'], description: null, role: 'admin' });
     await f.register(1);

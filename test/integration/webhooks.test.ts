@@ -884,4 +884,46 @@ describe('delivery', () => {
       for (const s of [admin, analyst]) await h.app.inject({ method: 'DELETE', url: `/webhooks/${s.id}`, headers: h.auth('admin') });
     }
   }, 180_000);
+
+  it('a forget made while a page is being delivered (a slow receiver) erases the events of that page still to go', async () => {
+    // The first delivery takes 1.5 s to answer; the customer is forgotten meanwhile.
+    const r = await receiver((n) => (n === 0 ? { status: 200, delayMs: 1_500 } : { status: 200 }));
+    const admin = await subscribe({ url: r.url, events: ['Customer*', 'Feedback*'], role: 'admin' });
+    const email = `yara-${randomUUID()}@example.com`;
+    const { id } = await commands.execute({ type: 'RegisterCustomer', name: 'Yara Slow', email }, ctx());
+    for (let i = 1; i <= 3; i++)
+      await commands.execute(
+        { type: 'SubmitFeedback', customerId: id, kind: 'complaint', channel: 'email', subject: `Yara private ${i}`, body: `Yara body ${i}` },
+        ctx(),
+      );
+    // Every event above is in the first page the subscription reads.
+    const publishers = await startPublishers({ timeoutMs: 5_000, firstRetryMs: 50, maxRetryMs: 200, retryForMs: 60_000 });
+    try {
+      await eventually(
+        () => r.requests.length >= 1,
+        60_000,
+        () => 'first delivery under way',
+      );
+      expect(r.requests[0]!.body).toContain('Yara Slow');
+      await commands.execute({ type: 'ForgetCustomer', customerId: id }, ctx());
+      await eventually(
+        () => r.accepted().some((a) => JSON.parse(a.body).type === 'CustomerForgotten'),
+        60_000,
+        () => 'forget delivered',
+      );
+      const feedback = r
+        .accepted()
+        .map((a) => JSON.parse(a.body))
+        .filter((e) => e.type === 'FeedbackSubmitted');
+      expect(feedback.map((e) => [e.data.subject, e.data.body])).toEqual([
+        ['[erased]', '[erased]'],
+        ['[erased]', '[erased]'],
+        ['[erased]', '[erased]'],
+      ]);
+      expect(r.requests.slice(1).some((a) => a.body.includes('Yara'))).toBe(false);
+    } finally {
+      await publishers.stop();
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${admin.id}`, headers: h.auth('admin') });
+    }
+  }, 120_000);
 });
