@@ -58,16 +58,27 @@ export interface ListRouteSpec<Q extends z.ZodRawShape> {
   personalFields: readonly string[];
   /** Filters that match on personal data: refused for roles that see it masked (they could re-identify people). */
   personalFilters?: readonly string[];
+  /** Sort keys that are personal data (either direction): refused alike, since the order tells the masked values apart. */
+  personalSorts?: readonly string[];
   fetch: (queries: ReadModelQueries, query: Record<string, unknown>, request: FastifyRequest) => Promise<Page>;
 }
 
-/** A role that sees personal data masked may not filter on it either (a search would reveal it). */
-export const refusePersonalFilters = (request: FastifyRequest, query: Record<string, unknown>, personalFilters: readonly string[]): void => {
+/**
+ * A role that sees personal data masked may not filter or sort on it either: a search would reveal
+ * it, and a page sorted by masked names gives their alphabetical order.
+ */
+export const refusePersonalFilters = (
+  request: FastifyRequest,
+  query: Record<string, unknown>,
+  personalFilters: readonly string[],
+  personalSorts: readonly string[] = [],
+): void => {
   const role = request.apiKey?.role;
   const refused = personalFilters.filter((name) => query[name] !== undefined);
+  if (typeof query.sort === 'string' && personalSorts.includes(query.sort.replace(/^-/, ''))) refused.push('sort');
   if (role !== undefined && !seesPersonalData(role) && refused.length > 0) {
-    throw new ProblemError('forbidden', `The ${role} role sees personal data masked and may not filter on it (${refused.join(', ')}).`, {
-      errors: refused.map((field) => ({ field, message: 'filters on personal data' })),
+    throw new ProblemError('forbidden', `The ${role} role sees personal data masked and may not filter or sort on it (${refused.join(', ')}).`, {
+      errors: refused.map((field) => ({ field, message: field === 'sort' ? 'sorts by personal data' : 'filters on personal data' })),
     });
   }
 };
@@ -86,7 +97,7 @@ export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context
     },
     async (request) => {
       const { waitFor, ...query } = request.query as Record<string, unknown> & { waitFor?: string };
-      refusePersonalFilters(request, query, spec.personalFilters ?? []);
+      refusePersonalFilters(request, query, spec.personalFilters ?? [], spec.personalSorts);
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const { cursor, ...filters } = query;
       const scope = `GET ${spec.url} sort=${typeof query.sort === 'string' ? query.sort : ''}`;

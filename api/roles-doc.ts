@@ -16,7 +16,7 @@ export const rolesMarkdown = (): string => {
     'Generated from `api/roles.ts` (the table the auth guard enforces); do not edit by hand.',
     '',
     `Each API key has one role. \`public\` routes need no key. Roles that see personal data masked: ${masked.join(', ')}`,
-    '(name, email, phone, feedback subject and body, activity body read as `[masked]`; `GET /customers?search=` is refused).',
+    '(name, email, phone, feedback subject and body, activity body read as `[masked]`; `GET /customers?search=` and `?sort=name` are refused, and so are they on the export).',
     'A route missing from this table is admin-only. `/*` rows cover every route under that path.',
     'If-Match: `required` answers 428 without it; `optional` checks it when sent (409 on a stale revision).',
     '',

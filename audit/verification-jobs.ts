@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { PERSONAL_COLUMNS } from '../projections/read-model-copies.ts';
+import { MATCH_KEY_COLUMN } from '../projections/read-models/match-keys.ts';
 import { workLiveness, type WorkLivenessOptions } from '../projections/work-liveness.ts';
 import { createTableOnce } from './create-table.ts';
 import type { ChainsVerification } from './sql/chain.ts';
@@ -112,7 +113,8 @@ const toJob = (row: JobRow): VerificationJob => {
     startedAt: row.started_at?.toISOString() ?? null,
     finishedAt: row.finished_at?.toISOString() ?? null,
     progress: row.progress,
-    result: row.result,
+    // Masked again as it is read: results stored before a column was known to be personal hold its values.
+    result: row.result === null || row.result === undefined ? row.result : JSON.parse(JSON.stringify(row.result, storedResult)),
     nextSteps: status === 'failed' ? nextStepsOf(row.kind, row.result) : [],
     error: row.error,
   };
@@ -301,17 +303,33 @@ export const jsonSafe = (_key: string, value: unknown): unknown => (typeof value
 export const PERSONAL_VALUE = '[personal data]';
 
 /**
+ * Read-model columns holding personal data, by table: those a forget erases in a copy
+ * (`PERSONAL_COLUMNS`), the customers' match keys (a name's words, an address, a phone's digits) and
+ * the duplicate groups' shared key, which is also part of their row key.
+ */
+const PERSONAL_IN_RESULTS: Readonly<Record<string, readonly string[]>> = {
+  ...PERSONAL_COLUMNS,
+  customers: [...(PERSONAL_COLUMNS.customers ?? []), ...Object.values(MATCH_KEY_COLUMN)],
+  customer_duplicate_groups: ['match_key'],
+};
+
+const masked = (value: unknown): unknown => (value === null || value === undefined ? value : PERSONAL_VALUE);
+
+/**
  * JSON replacer of stored results: results outlive a forget (they sit in a table nobody erases), so
- * a differing personal column (projections/read-model-copies.ts `PERSONAL_COLUMNS`) keeps its name but
- * not its values. `crm verify` prints the values on the operator's terminal only.
+ * a differing personal column keeps its name but not its values, and a row key made of personal data
+ * (a duplicate group's) keeps its other parts. `crm verify` prints the values on the operator's terminal only.
  */
 function storedResult(this: unknown, key: string, value: unknown): unknown {
   const table = (this as { table?: unknown } | null)?.table;
-  if (key === 'columns' && Array.isArray(value) && typeof table === 'string') {
-    const personal = PERSONAL_COLUMNS[table] ?? [];
+  const personal = typeof table === 'string' ? (PERSONAL_IN_RESULTS[table] ?? []) : [];
+  if (key === 'columns' && Array.isArray(value) && personal.length > 0) {
     return value.map((c: { column: string; live: unknown; replayed: unknown }) =>
-      personal.includes(c.column) ? { ...c, live: c.live === null ? null : PERSONAL_VALUE, replayed: c.replayed === null ? null : PERSONAL_VALUE } : c,
+      personal.includes(c.column) ? { ...c, live: masked(c.live), replayed: masked(c.replayed) } : c,
     );
+  }
+  if (key === 'key' && value !== null && typeof value === 'object' && !Array.isArray(value) && personal.length > 0) {
+    return Object.fromEntries(Object.entries(value).map(([column, part]) => [column, personal.includes(column) ? masked(part) : part]));
   }
   return jsonSafe(key, value);
 }

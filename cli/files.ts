@@ -78,6 +78,9 @@ const removeAbandoned = async (path: string, prefix: string): Promise<void> => {
  * before `commit` (a second Ctrl-C) it is removed, and one left by a killed run is removed by the next.
  */
 export const openReplacing = async (path: string, what: string): Promise<ReplacingFile> => {
+  // Checked first: the whole file would be written beside it, then fail to replace a folder.
+  if (statSync(path, { throwIfNoEntry: false })?.isDirectory())
+    throw new UsageError(`cannot write ${what} to ${path}: it is a folder; name a file in it (${join(path, 'export.csv')})`);
   // Host and process in the name: runs on two machines sharing the folder never take each other's file.
   const prefix = `.${basename(path)}.${hostname()}.`;
   await removeAbandoned(path, prefix);

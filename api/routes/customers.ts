@@ -14,6 +14,9 @@ import { getRoute, listRoute, PageQuery, PageSchema, sealedPage } from '../query
 const tags = ['customers'];
 
 export const CustomerStatus = z.enum(['active', 'inactive', 'merged', 'forgotten']);
+/** Sort keys of customers that are personal data. */
+export const CUSTOMER_PERSONAL_SORTS = ['name'] as const;
+
 export const CustomerSort = z.enum([
   'name',
   '-name',
@@ -150,6 +153,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     filters: CustomerListFilters,
     personalFields: CUSTOMER_PERSONAL_FIELDS,
     personalFilters: ['search'],
+    personalSorts: CUSTOMER_PERSONAL_SORTS,
     fetch: (queries, query, request) => queries.listCustomers(query, scopeOf(request)),
   });
   getRoute(app, context, {

@@ -13,7 +13,7 @@ import { acceptedFormat, varyByAccept } from '../http.ts';
 import { problemResponses } from '../problems.ts';
 import { refusePersonalFilters } from '../query-route.ts';
 import { CampaignListFilters } from './campaigns.ts';
-import { CustomerListFilters } from './customers.ts';
+import { CUSTOMER_PERSONAL_SORTS, CustomerListFilters } from './customers.ts';
 import { DealListFilters } from './deals.ts';
 import { FeedbackListFilters } from './feedback.ts';
 
@@ -57,6 +57,8 @@ interface ExportSpec {
   projection?: string;
   personalFields: readonly string[];
   personalFilters: string[];
+  /** Sort keys that are personal data (ListRouteSpec.personalSorts). */
+  personalSorts?: readonly string[];
   list: (sources: ExportSources, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
   /** What a listed page lacks that a file should hold, read elsewhere (feedback: its body, from the events). */
   complete?: (sources: ExportSources) => (page: Page<ReadRecord>) => Promise<Page<ReadRecord>>;
@@ -87,6 +89,7 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
     projection: 'customers',
     personalFields: CUSTOMER_PERSONAL_FIELDS,
     personalFilters: ['search'],
+    personalSorts: CUSTOMER_PERSONAL_SORTS,
     list:
       ({ queries }, scope) =>
       (query) =>
@@ -185,7 +188,7 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
       },
       handler: async (request, reply) => {
         const { format: asked, ...query } = request.query as Record<string, unknown> & { format?: ExportFormat };
-        refusePersonalFilters(request, query, spec.personalFilters);
+        refusePersonalFilters(request, query, spec.personalFilters, spec.personalSorts);
         const format = asked ?? acceptedFormat(request.headers.accept, ['csv', 'ndjson'], 'csv');
         // The caller's scope: an export holds exactly the records their list shows.
         const complete = spec.complete?.(context.deps);

@@ -113,6 +113,7 @@ describe('exports', () => {
       }
     }
     expect((await api.app.inject({ method: 'GET', url: '/customers/export?search=person1', headers: api.auth('analyst') })).statusCode).toBe(403);
+    expect((await api.app.inject({ method: 'GET', url: '/customers/export?sort=-name', headers: api.auth('analyst') })).statusCode).toBe(403);
   });
 
   it("exports purchases as a file a purchases import reads back: business-time order, a merged duplicate's naming its primary, filtered", async () => {

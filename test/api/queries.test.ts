@@ -59,7 +59,7 @@ describe('read your writes through the query routes', () => {
     let cursor: string | null = null;
     do {
       const url: string = `/customers?tag=${tag}&limit=2&sort=name&waitFor=${position}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
-      const res = await get('analyst', url);
+      const res = await get('sales', url);
       expect(res.statusCode, res.body).toBe(200);
       const page = json(res);
       seen.push(...page.items.map((c: { id: string }) => c.id));
@@ -82,6 +82,14 @@ describe('read your writes through the query routes', () => {
     expect(JSON.stringify(feedback)).not.toContain('Details');
     // Searching by name or email would re-identify the people masked for analysts.
     expectProblem(await get('analyst', `/customers?search=Private`), 403, 'forbidden');
+    // So would a page sorted by the masked names (their alphabetical order); other sorts are open.
+    for (const sort of ['name', '-name']) {
+      const sorted = await get('analyst', `/customers?sort=${sort}`);
+      expectProblem(sorted, 403, 'forbidden');
+      expect(json(sorted).errors).toEqual([{ field: 'sort', message: 'sorts by personal data' }]);
+    }
+    expect((await get('analyst', `/customers?sort=-createdAt`)).statusCode).toBe(200);
+    expect((await get('auditor', `/customers?sort=name`)).statusCode).toBe(200);
     const asAuditor = json(await get('auditor', `/customers/${created.id}`));
     expect(asAuditor.name).toBe('Private Person');
     expect(json(await get('auditor', `/feedback/${fb.id}`)).subject).toBe('My secret');

@@ -123,7 +123,12 @@ describe('forgetting reaches every copy', () => {
   });
 
   it('a stored verification result names a differing personal column without keeping its values', async () => {
-    await sql`UPDATE ${sql.id(schemas.read, 'customers')} SET name = 'Robert Forged' WHERE customer_id = ${bob}`.execute(crm.database.db);
+    // The name, and the match keys made of it; and a duplicate group whose row key is a name's words.
+    await sql`UPDATE ${sql.id(schemas.read, 'customers')} SET name = 'Robert Forged', name_key = 'forged robert' WHERE customer_id = ${bob}`.execute(
+      crm.database.db,
+    );
+    await sql`INSERT INTO ${sql.id(schemas.read, 'customer_duplicate_groups')} (reason, match_key, first_customer_id, members)
+      VALUES ('name', 'builder bob', ${bob}, 2)`.execute(crm.database.db);
     const job = await crm.audit.startVerification('read_models', 'test');
     await job.done;
     let stored = '';
@@ -135,8 +140,13 @@ describe('forgetting reaches every copy', () => {
       if (!stored.includes('columns')) await sleep(100);
     }
     expect(stored).toContain('"column": "name"');
+    expect(stored).toContain('"column": "name_key"');
+    expect(stored).toContain('"table": "customer_duplicate_groups"');
     expect(stored).toContain(PERSONAL_VALUE);
-    expect(stored).not.toContain('Robert Forged');
-    expect(stored).not.toContain('Bob Builder');
+    for (const value of ['Robert Forged', 'Bob Builder', 'forged robert', 'bob builder', 'builder bob']) expect(stored).not.toContain(value);
+    // The API answers the same.
+    const served = JSON.stringify((await (await crm.audit.verificationJobs()).get(job.id))?.result);
+    expect(served).toContain('customer_duplicate_groups');
+    for (const value of ['Robert Forged', 'forged robert', 'builder bob']) expect(served).not.toContain(value);
   });
 });

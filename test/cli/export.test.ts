@@ -306,6 +306,11 @@ describe('crm export', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/^crm: cannot write the export to .*missing\/out\.csv: ENOENT/m);
     expect(result.stderr).not.toMatch(/\n\s+at /);
+    // A folder: refused before a whole export is written beside it and fails to replace it.
+    const intoFolder = await crm(['export', 'customers', '--output', folder], source);
+    expect(intoFolder.code).toBe(2);
+    expect(intoFolder.stderr).toMatch(/^crm: cannot write the export to .*: it is a folder; name a file in it/m);
+    expect(intoFolder.stderr).not.toMatch(/\n\s+at /);
   });
 
   it('writes its file whole or not at all: a failed export leaves the file it would replace as it was, and no partial file', async () => {
