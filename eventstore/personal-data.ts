@@ -48,6 +48,8 @@ export interface PersonalData {
    * the cache. Publishers call it before decoding a page, so nothing is delivered from a stale key.
    */
   refreshForgotten(customerIds: readonly string[]): Promise<void>;
+  /** Every customer forgotten so far, by any process (their keys are gone). */
+  forgottenCustomers(): Promise<string[]>;
   /**
    * Bulk import: reads the keys of many customers in one query (creating the missing ones in one
    * insert when `create`), so that the following protect/reveal calls need no round trip.
@@ -384,6 +386,11 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
     async open(customerId, context, sealed) {
       const key = await lookup(customerId);
       return key ? openText(key, customerId, context, sealed) : undefined;
+    },
+
+    async forgottenCustomers() {
+      const { rows } = await sql<{ customer_id: string }>`SELECT customer_id FROM ${table} WHERE data_key IS NULL ORDER BY customer_id`.execute(db);
+      return rows.map((row) => row.customer_id);
     },
 
     async refreshForgotten(customerIds) {

@@ -2,6 +2,7 @@ import { sql, type QueryExecutorProvider } from 'kysely';
 import { ERASED } from '../domain/shared.ts';
 import type { Projection } from './projection.ts';
 import { eraseMatchKeys } from './read-models/customers.ts';
+import type { PersonalData } from '../eventstore/personal-data.ts';
 
 /**
  * Copies of the read models that live outside the live schema (`crm replay --schema s
@@ -45,13 +46,14 @@ export async function registerReadModelCopy(
     ON CONFLICT (schema_name) DO UPDATE SET reporting_schema = EXCLUDED.reporting_schema, purpose = EXCLUDED.purpose, created_at = now()`.execute(db);
 }
 
-/** Erases the customers' personal columns in every registered copy that still exists. */
-export async function eraseInCopies(db: QueryExecutorProvider, readSchema: string, customerIds: readonly string[]): Promise<void> {
+/** Erases the customers' personal columns in every registered copy that still exists (or in `only` of them). */
+export async function eraseInCopies(db: QueryExecutorProvider, readSchema: string, customerIds: readonly string[], only?: string): Promise<void> {
   if (customerIds.length === 0) return;
   const { rows: tables } = await sql<{ schema_name: string; table_name: string }>`
     SELECT c.schema_name, t.table_name
       FROM ${sql.id(readSchema, COPIES_TABLE)} c
       JOIN information_schema.tables t ON t.table_schema = c.schema_name AND t.table_name = ANY(${Object.keys(PERSONAL_COLUMNS)}::text[])
+     WHERE ${only === undefined ? sql`true` : sql`c.schema_name = ${only}`}
      ORDER BY c.schema_name, t.table_name`.execute(db);
   for (const { schema_name, table_name } of tables) {
     // The keys likely duplicates share are personal data too: gone, with the groups they made (copies made before them have none).
@@ -63,6 +65,15 @@ export async function eraseInCopies(db: QueryExecutorProvider, readSchema: strin
       UPDATE ${sql.id(schema_name, table_name)} SET ${sql.join(assignments)}
        WHERE customer_id::text = ANY(${customerIds}::text[])`.execute(db);
   }
+}
+
+/**
+ * Once a copy is built: erases in it every customer forgotten by now. A forget made while a replay ran
+ * reached the rows the copy held then (`forget_in_copies`); rows the replay wrote afterwards came from
+ * events it had read and decrypted before the key was gone, and stayed readable.
+ */
+export async function eraseForgottenInCopy(db: QueryExecutorProvider, readSchema: string, copy: string, personalData: PersonalData): Promise<void> {
+  await eraseInCopies(db, readSchema, await personalData.forgottenCustomers(), copy);
 }
 
 const hasDuplicateGroups = async (db: QueryExecutorProvider, schema: string): Promise<boolean> =>

@@ -79,7 +79,7 @@ Example:
     if (reportingSchema === schema) throw new UsageError('--reporting-schema must differ from --schema (its views are named as the tables)');
     const { openCrm } = await import('../../runtime/crm.ts');
     const { replayInto } = await import('../../projections/rebuild.ts');
-    const { registerReadModelCopy } = await import('../../projections/read-model-copies.ts');
+    const { eraseForgottenInCopy, registerReadModelCopy } = await import('../../projections/read-model-copies.ts');
     const runtime = await openCrm(run.config);
     try {
       for (const [option, name, role] of [
@@ -113,6 +113,7 @@ Example:
         },
       });
       progress.done();
+      await eraseForgottenInCopy(runtime.database.db, schemas.read, schema, runtime.personalData);
       // The replay reads the whole log up to the head and folds only what was recorded by then.
       run.out(
         `Read models as of ${asOf.toISOString()} are in schema ${schema}: ${result.events - result.recordedLater} events recorded by then applied, ` +

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { loadConfig } from '../../cli/config.ts';
 import { PERSONAL_VALUE } from '../../audit/verification-jobs.ts';
+import { eraseForgottenInCopy } from '../../projections/read-model-copies.ts';
 import { runCrm } from '../cli/support.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { sleep } from './support.ts';
@@ -120,6 +121,18 @@ describe('forgetting reaches every copy', () => {
       company: string | null;
     }>`SELECT name, company FROM ${sql.id(copyReporting, 'customers')} WHERE customer_id = ${ada}`.execute(crm.database.db);
     expect(rows).toEqual([{ name: '[erased]', company: '[erased]' }]);
+  });
+
+  it('a copy ends with everyone forgotten by then erased: rows a replay wrote after a forget, from events it had decrypted before it', async () => {
+    // What a replay racing the forget leaves: the row written after forget_in_copies erased the copy.
+    const row = sql.id(copy, 'customers');
+    await sql`UPDATE ${row} SET name = 'Ada Lovelace', email = 'ada@example.com' WHERE customer_id = ${ada}`.execute(crm.database.db);
+    await eraseForgottenInCopy(crm.database.db, schemas.read, copy, crm.personalData);
+    const { rows } = await sql<{ name: string; email: string }>`SELECT name, email FROM ${row} WHERE customer_id = ${ada}`.execute(crm.database.db);
+    expect(rows).toEqual([{ name: '[erased]', email: '[erased]' }]);
+    // Bob was not forgotten.
+    expect(await everything(copy)).toContain('Bob Builder');
+    expect(await crm.personalData.forgottenCustomers()).toEqual([ada, adaAgain].sort());
   });
 
   it('a stored verification result names a differing personal column without keeping its values', async () => {
