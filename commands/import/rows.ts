@@ -555,10 +555,11 @@ const feedback = (row: Row): RowCommand[] => {
     const present = names.filter(([, value]) => value !== undefined).map(([name]) => name);
     if (present.length > 0) throw new RowRejected(`status: ${status}, yet the row gives ${present.join(', ')}`);
   };
+  // Open may have an assignee and a first response: an item reopened after its resolution (as the
+  // CRM's own export writes it), or one being worked, as other systems call it. Its resolution and
+  // closing times are gone with the reopening.
   if (status === 'open')
     contradicting([
-      ['assignee_id', assigneeId],
-      ['first_responded_at', respondedAt],
       ['resolved_at', resolvedAt],
       ['closed_at', closedAt],
     ]);

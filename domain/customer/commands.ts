@@ -19,6 +19,14 @@ const Company = SafeText.trim().min(1).max(200);
 const OrderId = SafeText.trim().min(1).max(100);
 const Reason = SafeText.max(2000);
 
+/**
+ * The most tags a customer carries, however they came (registration, tagging, an import): the same
+ * bound everywhere, so that what one path accepts another can take back (tagging had none while a
+ * registration took 50, so an exported customer with 63 tags could not be imported). A merge keeps
+ * both customers' tags, even past it.
+ */
+export const MAX_CUSTOMER_TAGS = 500;
+
 export const RegisterCustomerPayload = z
   .object({
     /** Client-chosen id; generated when absent. */
@@ -27,7 +35,7 @@ export const RegisterCustomerPayload = z
     email: Email,
     phone: Phone.nullable().optional(),
     company: Company.nullable().optional(),
-    tags: z.array(Tag).max(50).optional(),
+    tags: z.array(Tag).max(MAX_CUSTOMER_TAGS).optional(),
     source: SafeText.trim().min(1).max(100).nullable().optional(),
     marketingConsent: z.boolean().optional(),
     /** Register even though another customer has this email (normally refused with 409 naming that customer). */

@@ -3,7 +3,7 @@ import { dictionary, entryOf, setEntry } from '../entries.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { fromMinor, toMinor } from '../money.ts';
 import { ERASED } from '../shared.ts';
-import { normaliseEmail, type CustomerCommand, type MergeCustomer } from './commands.ts';
+import { MAX_CUSTOMER_TAGS, normaliseEmail, type CustomerCommand, type MergeCustomer } from './commands.ts';
 import type { CustomerEvent } from './events.ts';
 import { assertOwnerUsable, type UserSnapshot } from '../user/decider.ts';
 
@@ -245,7 +245,18 @@ export const decideCustomer = (command: CustomerCommand, state: CustomerState): 
     case 'ChangeCustomerDetails':
       return decideDetails(command, state);
     case 'TagCustomer':
-      return state.tags.includes(command.tag) ? [] : [{ type: 'CustomerTagged', data: { customerId: command.customerId, tag: command.tag } }];
+      if (state.tags.includes(command.tag)) return [];
+      if (state.tags.length >= MAX_CUSTOMER_TAGS)
+        throw ruleViolated(
+          'customer.too_many_tags',
+          `Customer ${command.customerId} has ${state.tags.length} tags, the most a customer carries; remove one first`,
+          'tag',
+          {
+            tags: state.tags.length,
+            max: MAX_CUSTOMER_TAGS,
+          },
+        );
+      return [{ type: 'CustomerTagged', data: { customerId: command.customerId, tag: command.tag } }];
     case 'UntagCustomer':
       return state.tags.includes(command.tag) ? [{ type: 'CustomerUntagged', data: { customerId: command.customerId, tag: command.tag } }] : [];
     case 'RecordPurchase':

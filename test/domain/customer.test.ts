@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { commandSchemas } from '../../commands/schemas.ts';
-import type { CustomerCommand } from '../../domain/customer/commands.ts';
+import { MAX_CUSTOMER_TAGS, type CustomerCommand } from '../../domain/customer/commands.ts';
 import {
   assertCustomerUsable,
   customerDecider,
@@ -121,6 +121,25 @@ describe('customer: contact details, consent and tags', () => {
       .given([registered()])
       .when(cmd('UntagCustomer', { tag: 'gold' }))
       .thenNothing();
+  });
+  it('takes as many tags by tagging as a registration takes, and no more', () => {
+    const many = Array.from({ length: MAX_CUSTOMER_TAGS }, (_, i) => `t${i}`);
+    expect(commandSchemas.RegisterCustomer.safeParse({ name: 'Ada', email: 'ada@example.com', tags: many }).success).toBe(true);
+    expect(commandSchemas.RegisterCustomer.safeParse({ name: 'Ada', email: 'ada@example.com', tags: [...many, 'one more'] }).success).toBe(false);
+    const full: CustomerEvent = { ...registered(), data: { ...(registered().data as object), tags: many } } as CustomerEvent;
+    spec
+      .given([full])
+      .when(cmd('TagCustomer', { tag: 'one more' }))
+      .thenRefused('customer.too_many_tags', 'tag', { tags: MAX_CUSTOMER_TAGS, max: MAX_CUSTOMER_TAGS });
+    // A tag it has is no change, full or not; one less and it takes another.
+    spec
+      .given([full])
+      .when(cmd('TagCustomer', { tag: 't7' }))
+      .thenNothing();
+    spec
+      .given([{ ...registered(), data: { ...(registered().data as object), tags: many.slice(1) } } as CustomerEvent])
+      .when(cmd('TagCustomer', { tag: 'one more' }))
+      .then([{ type: 'CustomerTagged', data: { customerId: C, tag: 'one more' } }]);
   });
 });
 
