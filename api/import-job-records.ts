@@ -122,6 +122,14 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
     rejectedSaved.set(job.id, from + added.length);
   };
 
+  /** Lets go of a job this process holds: its end saved, or given up on. */
+  const letGo = async (job: ImportJob): Promise<void> => {
+    rejectedSaved.delete(job.id);
+    const release = releases.get(job.id);
+    releases.delete(job.id);
+    await release?.().catch(() => undefined);
+  };
+
   return {
     async claim(job) {
       await tables();
@@ -165,15 +173,12 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
     save: write,
 
     async finish(job) {
-      try {
-        await write(job);
-      } finally {
-        rejectedSaved.delete(job.id);
-        const release = releases.get(job.id);
-        releases.delete(job.id);
-        await release?.().catch(() => undefined);
-      }
+      // Held until its end is saved: let go with the row still `running`, it read as killed or crashed.
+      await write(job);
+      await letGo(job);
     },
+
+    letGo,
 
     async get(id) {
       if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;

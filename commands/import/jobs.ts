@@ -113,8 +113,10 @@ export interface ImportJobRecords {
   claim(job: ImportJob): Promise<{ busy: string } | undefined>;
   /** Saves the job's progress: bytes, counts, status, and the bad rows added since the last save. */
   save(job: ImportJob): Promise<void>;
-  /** Saves the job as it ended and lets it go. */
+  /** Saves the job as it ended and lets it go; throws, still holding it, when the save fails. */
   finish(job: ImportJob): Promise<void>;
+  /** Lets the job go unsaved (its end could not be recorded): everyone reads it as failed. */
+  letGo(job: ImportJob): Promise<void>;
   get(id: string): Promise<ImportJob | undefined>;
 }
 
@@ -134,6 +136,13 @@ export interface ImportJobsOptions {
 }
 
 const HEARTBEAT_MS = 15_000;
+/**
+ * How long the end of a job is tried again while the database is away. Meanwhile the job stays held
+ * by this process, so it reads as running rather than as killed; once recorded it reads as it ended.
+ */
+const END_RECORDED_WITHIN_MS = 10 * 60_000;
+/** Tries to record the end before `finish` returns; the rest go on in the background. */
+const END_ATTEMPTS_AWAITED = 5;
 
 /** How a job ended: what changes on it then (besides `finishedAt`). */
 type JobEnd = Pick<ImportJob, 'status' | 'error'> & Partial<Pick<ImportJob, 'counts'>>;
@@ -218,22 +227,36 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       save,
       /**
        * Records how the job ended, then shows it on the job itself: a caller that sees the job ended can
-       * start the key's next import at once, in this process or another. Tried a few times (a job left
-       * `running` in the records holds its key until it reads as abandoned), then shown regardless.
+       * start the key's next import at once, in this process or another. Tried a few times before it
+       * returns, then again in the background while the database is away (END_RECORDED_WITHIN_MS),
+       * the job held meanwhile: let go after a failed save, it read as killed or crashed to every
+       * other process while this one ran, and the real cause (the database lost) was gone.
        */
       finish: async (end: JobEnd) => {
         clearInterval(heartbeat);
         await chain;
         const ended: ImportJob = { ...job, ...end, finishedAt: new Date().toISOString() };
-        for (let attempt = 1; attempt <= 5; attempt++) {
+        const giveUpAt = Date.now() + END_RECORDED_WITHIN_MS;
+        const attempt = async (n: number): Promise<boolean> => {
           try {
             await records.finish(ended);
-            break;
+            return true;
           } catch {
-            await pause(200 * attempt);
+            if (Date.now() >= giveUpAt) {
+              await records.letGo(ended);
+              return true;
+            }
+            await pause(Math.min(200 * n, 5_000));
+            return false;
           }
-        }
+        };
+        let n = 1;
+        while (n <= END_ATTEMPTS_AWAITED && !(await attempt(n))) n++;
         Object.assign(job, ended);
+        if (n > END_ATTEMPTS_AWAITED)
+          void (async () => {
+            while (!(await attempt(n))) n++;
+          })();
       },
     };
   };

@@ -471,6 +471,37 @@ describe('import jobs across processes (replicas, a crash)', () => {
     expect(next.status).toBe('done');
   });
 
+  it(
+    'keeps a job whose end cannot be saved yet (the database away) held as running, and shows its end once saved, not a crash',
+    { timeout: 60_000 },
+    async () => {
+      const real = createImportJobRecords(crm.database.db, schemas.read, { sessionLock });
+      let failures = 7;
+      // The end's save fails as it does while the database is away: more times than are tried before `finish` returns.
+      const records = {
+        ...real,
+        finish: async (job: ImportJob) => {
+          if (failures-- > 0) throw new Error('Connection terminated unexpectedly');
+          await real.finish(job);
+        },
+      };
+      const a = createImportJobs({ batch: crm.batch, records, maxBytes: 1_000_000 });
+      opened.push(a);
+      const b = replica(crm.batch);
+      const job = await start(a, csv('name,email', 'Dee,dee@replicas.example'), 'key-end-later');
+      await ended(job);
+      // Ended here, its end not saved yet: the other process reads it as running, not as killed or crashed.
+      expect(failures).toBeGreaterThan(0);
+      expect(await b.get(job.id)).toMatchObject({ status: 'running', error: null });
+      await until('the end to be saved', () => failures < 0, 30_000);
+      let seen = await b.get(job.id);
+      for (const deadline = Date.now() + 5_000; seen?.status === 'running' && Date.now() < deadline; seen = await b.get(job.id)) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(seen).toMatchObject({ status: 'done', error: null, counts: { imported: 1 } });
+    },
+  );
+
   it('tells an import whose process died within seconds, and lets its key import again', async () => {
     const { batch, open } = held();
     const dying = replica(batch);
