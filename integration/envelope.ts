@@ -1,5 +1,6 @@
 import { eventSchemas, personalFields, type CrmEventType } from '../domain/catalogue.ts';
 import { ERASED } from '../domain/shared.ts';
+import { inUtc } from '../domain/time.ts';
 import type { ProjectedEvent } from '../projections/projection.ts';
 import type { AggregateKind } from '../domain/catalogue.ts';
 
@@ -23,7 +24,7 @@ export interface IntegrationEvent {
   type: CrmEventType;
   /** Version of this public type's `data` shape. */
   version: number;
-  /** Business time (ISO 8601). */
+  /** Business time (ISO 8601, UTC). */
   occurredAt: string;
   /** When the store recorded the event (ISO 8601). */
   recordedAt: string;
@@ -138,7 +139,8 @@ export function toIntegrationEvent(projected: ProjectedEvent, role: SubscriberRo
     id: projected.id,
     type,
     version: spec.version,
-    occurredAt: projected.metadata.occurredAt,
+    // In UTC as `recordedAt` is: a client's `+02:00` spelling sorted and compared wrongly as text beside the others.
+    occurredAt: inUtc(projected.metadata.occurredAt),
     recordedAt: projected.recordedAt.toISOString(),
     position: projected.position.toString(),
     aggregate: { kind: spec.kind, id: aggregateIdOf(projected.stream) },

@@ -48,6 +48,9 @@ describe('integration envelope', () => {
       data: { customerId: 'c1', name: 'Ada', email: 'ada@example.com', phone: null, company: 'ACME' },
     });
     expect(toIntegrationEvent(e, 'analyst').data).toEqual({ customerId: 'c1', name: '[masked]', email: '[masked]', phone: null, company: '[masked]' });
+    // A business time the client wrote with its offset goes out in UTC, as recordedAt does.
+    const offset = { ...e, metadata: { occurredAt: '2026-03-01T11:59:00+02:00' } } as ProjectedEvent;
+    expect(toIntegrationEvent(offset, 'admin').occurredAt).toBe('2026-03-01T09:59:00.000Z');
     const forgotten = projected('FeedbackSubmitted', { feedbackId: 'f1', customerId: 'c1', subject: ERASED, body: ERASED }, 'feedback-f1');
     expect(toIntegrationEvent(forgotten, 'support').data).toMatchObject({ subject: ERASED, body: ERASED });
     expect(toIntegrationEvent(forgotten, 'analyst').aggregate).toEqual({ kind: 'feedback', id: 'f1' });
