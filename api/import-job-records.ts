@@ -39,6 +39,7 @@ interface JobRow {
   bytes: string;
   counts: ImportJob['counts'];
   rejected_rows_truncated: boolean;
+  unread_columns: string[] | null;
   error: string | null;
   started_at: Date;
   finished_at: Date | null;
@@ -90,6 +91,8 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
         reason text NOT NULL,
         PRIMARY KEY (job_id, n)
       )`,
+      // Added after the first release: tables created before lack it.
+      sql`ALTER TABLE ${jobs} ADD COLUMN IF NOT EXISTS unread_columns jsonb`,
     );
   const keepJobs = options.keepJobs ?? 100;
   const keepJobsPerKey = options.keepJobsPerKey ?? 20;
@@ -109,7 +112,8 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
     const added = job.rejectedRows.slice(from);
     await db.transaction().execute(async (trx) => {
       await sql`UPDATE ${jobs} SET status = ${job.status}, bytes = ${job.bytes}, counts = ${JSON.stringify(job.counts)}::jsonb,
-          rejected_rows_truncated = ${job.rejectedRowsTruncated}, error = ${job.error}, finished_at = ${job.finishedAt}::timestamptz,
+          rejected_rows_truncated = ${job.rejectedRowsTruncated}, unread_columns = ${JSON.stringify(job.unreadColumns)}::jsonb,
+          error = ${job.error}, finished_at = ${job.finishedAt}::timestamptz,
           heartbeat_at = now()
         WHERE id = ${job.id}`.execute(trx);
       if (added.length > 0) {
@@ -143,7 +147,9 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
             SELECT id, heartbeat_at, now() AS now FROM ${jobs} WHERE owner = ${job.owner} AND status = 'running' ORDER BY seq`.execute(trx);
           for (const row of rows) {
             if (!(await isDead(trx, row))) return row.id;
-            await sql`UPDATE ${jobs} SET status = 'failed', error = ${ORPHANED}, finished_at = heartbeat_at WHERE id = ${row.id}`.execute(trx);
+            // Only if still running: told dead after a look that takes seconds, it may have ended meanwhile.
+            await sql`UPDATE ${jobs} SET status = 'failed', error = ${ORPHANED}, finished_at = heartbeat_at
+              WHERE id = ${row.id} AND status = 'running'`.execute(trx);
           }
           await sql`INSERT INTO ${jobs} (id, owner, kind, format, default_owner, status, bytes, counts, started_at)
             VALUES (${job.id}, ${job.owner}, ${job.kind}, ${job.format}, ${job.defaultOwner}, 'running', ${job.bytes},
@@ -184,11 +190,17 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
       if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
       await tables();
       await expire(db);
-      const { rows } = await sql<JobRow>`SELECT *, now() AS now FROM ${jobs} WHERE id = ${id}`.execute(db);
-      const row = rows[0];
+      const read = async () => (await sql<JobRow>`SELECT *, now() AS now FROM ${jobs} WHERE id = ${id}`.execute(db)).rows[0];
+      let row = await read();
       if (!row) return undefined;
+      let dead = row.status === 'running' && (await isDead(db, row));
+      if (dead) {
+        // Told after a look that takes seconds (a free lock is looked at again): a job that ended
+        // meanwhile saved its end, then let its lock go, and is not dead.
+        const again = await read();
+        if (again && again.status !== 'running') [row, dead] = [again, false];
+      }
       const { rows: bad } = await sql<{ line: number; reason: string }>`SELECT line, reason FROM ${rejected} WHERE job_id = ${id} ORDER BY n`.execute(db);
-      const dead = row.status === 'running' && (await isDead(db, row));
       return {
         id: row.id,
         kind: row.kind,
@@ -200,6 +212,7 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
         counts: row.counts,
         rejectedRows: bad,
         rejectedRowsTruncated: row.rejected_rows_truncated,
+        unreadColumns: row.unread_columns ?? [],
         error: dead ? ORPHANED : row.error,
         startedAt: row.started_at.toISOString(),
         finishedAt: dead ? row.heartbeat_at.toISOString() : (row.finished_at?.toISOString() ?? null),

@@ -213,7 +213,9 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
              ORDER BY created_at DESC`.execute(trx);
           for (const row of rows) {
             if (await orphaned(trx, row.id)) {
-              await sql`UPDATE ${table} SET status = 'abandoned', finished_at = now(), error = ${ORPHANED} WHERE id = ${row.id}`.execute(trx);
+              // Only if still running: told dead after a look that takes seconds, it may have ended meanwhile.
+              await sql`UPDATE ${table} SET status = 'abandoned', finished_at = now(), error = ${ORPHANED}
+                WHERE id = ${row.id} AND status = 'running'`.execute(trx);
               continue;
             }
             if (JSON.stringify(row.anchors ?? null) !== JSON.stringify(anchors)) throw new VerificationRunning(row.id, kind);
@@ -278,12 +280,17 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
 
     async get(id) {
       if (!UUID.test(id)) return undefined;
-      const { rows } = await sql<JobRow>`SELECT *, now() AS now FROM ${table} WHERE id = ${id}`.execute(db);
-      const row = rows[0];
+      const read = async () => (await sql<JobRow>`SELECT *, now() AS now FROM ${table} WHERE id = ${id}`.execute(db)).rows[0];
+      const row = await read();
       if (!row) return undefined;
       const job = toJob(row);
       // Running by its heartbeat: its process may still be gone (read as such, recorded by the next start).
-      if (job.status === 'running' && (await orphaned(db, id))) return { ...job, status: 'abandoned', done: true, error: ORPHANED };
+      if (job.status === 'running' && (await orphaned(db, id))) {
+        // Told after a look that takes seconds: a job that ended meanwhile stored its result, then let its lock go.
+        const again = await read();
+        if (again && again.status !== 'running') return toJob(again);
+        return { ...job, status: 'abandoned', done: true, error: ORPHANED };
+      }
       return job;
     },
   };

@@ -131,6 +131,9 @@ const ImportJobSchema = z.object({
   counts: ImportCounts,
   rejectedRows: z.array(z.object({ line: z.number(), reason: z.string() })),
   rejectedRowsTruncated: z.boolean(),
+  unreadColumns: z
+    .array(z.string())
+    .describe("Columns of the file that no row's commands read (misspelt, or of no use to this kind): their cells were left out. Known once the import ended."),
   error: z.string().nullable(),
   defaultOwner: z.string().nullable().describe('The user who owns the customers and deals whose row left owner_id empty; null: none'),
   startedAt: z.string(),

@@ -93,6 +93,12 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
           `${result.rejected} rejected${result.rejected || result.unreadableFrom ? ` (see ${result.reportPath})` : ''}.` +
           (result.interrupted ? ' Interrupted before the end of the file: run the same command again to resume (the rows already imported are skipped).' : ''),
       );
+      if (result.unreadColumns.length > 0 && result.kind)
+        run.err(
+          `crm: columns not read: ${result.unreadColumns.join(', ')}. Their cells were left out of the rows imported (misspelt, or of no use to a ` +
+            `${result.kind} file, whose columns are: ${importColumns[result.kind]}). For a misspelt one, mend the header; rows already imported keep ` +
+            'what they got (an import does not change a row: a changed value is refused and reported), so change those through the API.',
+        );
       if (result.unreadableFrom) {
         run.err(`crm: line ${result.unreadableFrom.line}: ${result.unreadableFrom.reason}`);
         return 65; // EX_DATAERR

@@ -87,6 +87,11 @@ export interface ImportOutcome extends ImportCounts {
    * refused: nothing of it or after it was read).
    */
   unreadableFrom?: RejectedRow;
+  /**
+   * Columns of the file that no row's commands read, sorted: a misspelt one (`registerd_at`) or one
+   * this kind has no use for. Its cells were left out, and nothing said so.
+   */
+  unreadColumns: string[];
 }
 
 /** The file's kind cannot be told (no `--kind`/`?kind=` and an unknown header). */
@@ -155,6 +160,9 @@ export const rowReason = (error: unknown, at?: RefusedAt): string | undefined =>
  */
 export const BATCHES_IN_FLIGHT = 3;
 
+/** Rows whose columns make the file's (an NDJSON line may name its own). */
+const COLUMNS_FROM_ROWS = 1_000;
+
 /** Addresses whose holder an import keeps between batches. */
 const ADDRESSES_KEPT = 50_000;
 
@@ -192,6 +200,17 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   // Where the file stops being readable: reported, not counted as a row read or refused.
   let unreadableFrom: RejectedRow | undefined;
 
+  // The file's columns (from its first rows: a CSV file's are its header) and those the commands read.
+  const fileColumns = new Set<string>();
+  const readColumns = new Set<string>();
+  const tracked = (row: Row): Row =>
+    new Proxy(row, {
+      get: (target, name, receiver) => {
+        if (typeof name === 'string') readColumns.add(name);
+        return Reflect.get(target, name, receiver) as unknown;
+      },
+    });
+
   const reject = async (row: RejectedRow) => {
     if (row !== unreadableFrom) counts.rejected += 1;
     await options.onRejected(row);
@@ -199,7 +218,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
 
   /** A row's commands, prepared; throws why the row is refused. */
   const itemsOf = (kind: ImportKind, line: number, row: Row): { items: PreparedItem[]; types: CommandType[] } => {
-    const commands = rowCommands[kind](row, rowOptions);
+    const commands = rowCommands[kind](tracked(row), rowOptions);
     const forbidden = options.forbidden && commands.map((c) => options.forbidden!(c.command.type)).find((why) => why !== undefined);
     if (forbidden) throw new RowRejected(forbidden);
     const items = commands.map((c) =>
@@ -357,6 +376,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         );
       }
       counts.rows += 1;
+      if (counts.rows <= COLUMNS_FROM_ROWS && 'row' in record) for (const column of Object.keys(record.row)) fileColumns.add(column);
       if (!('row' in record)) {
         early.push({ line: record.line, reason: record.unreadable });
         continue;
@@ -397,5 +417,6 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   if (interrupted) pending = [];
   if (!interrupted || early.length > 0) await flush();
   await stored();
-  return { ...counts, kind: counts.kind ?? options.kind, interrupted, ...(unreadableFrom ? { unreadableFrom } : {}) };
+  const unreadColumns = [...fileColumns].filter((column) => !readColumns.has(column)).sort();
+  return { ...counts, kind: counts.kind ?? options.kind, interrupted, ...(unreadableFrom ? { unreadableFrom } : {}), unreadColumns };
 }

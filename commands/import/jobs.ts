@@ -42,6 +42,8 @@ export interface ImportJob {
   /** Bad rows with their line numbers, the first `maxReportedRows` of them. */
   rejectedRows: RejectedRow[];
   rejectedRowsTruncated: boolean;
+  /** Columns of the file no row's commands read (ImportOutcome.unreadColumns), once it ended. */
+  unreadColumns: string[];
   error: string | null;
   startedAt: string;
   finishedAt: string | null;
@@ -145,7 +147,7 @@ const END_RECORDED_WITHIN_MS = 10 * 60_000;
 const END_ATTEMPTS_AWAITED = 5;
 
 /** How a job ended: what changes on it then (besides `finishedAt`). */
-type JobEnd = Pick<ImportJob, 'status' | 'error'> & Partial<Pick<ImportJob, 'counts'>>;
+type JobEnd = Pick<ImportJob, 'status' | 'error'> & Partial<Pick<ImportJob, 'counts' | 'unreadColumns'>>;
 
 const byteLimit = (maxBytes: number, counted: (n: number) => void) => {
   let total = 0;
@@ -282,6 +284,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
         counts: { kind, rows: 0, imported: 0, alreadyPresent: 0, rejected: 0 },
         rejectedRows: [],
         rejectedRowsTruncated: false,
+        unreadColumns: [],
         error: null,
         startedAt: new Date().toISOString(),
         finishedAt: null,
@@ -358,6 +361,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
               alreadyPresent: outcome.alreadyPresent,
               rejected: outcome.rejected,
             },
+            unreadColumns: outcome.unreadColumns,
             status: outcome.interrupted || outcome.unreadableFrom ? 'failed' : 'done',
             error: outcome.interrupted
               ? 'stopped by a shutdown: send the same file again to finish (nothing is appended twice)'

@@ -135,6 +135,7 @@ describe('import jobs', () => {
       counts: { kind: 'customers', rows: 0, imported: 0, alreadyPresent: 0, rejected: 0 },
       rejectedRows: [],
       rejectedRowsTruncated: false,
+      unreadColumns: [],
       error: null,
       startedAt: expect.any(String),
       finishedAt: null,
@@ -161,6 +162,15 @@ describe('import jobs', () => {
     await ended(again);
     expect(again).toMatchObject({ status: 'done', counts: { rows: 3, imported: 2, alreadyPresent: 2, rejected: 1 } });
     expect(again.id).not.toBe(job.id);
+  });
+
+  it('names the columns of the file no row read, once it ended, in every process', async () => {
+    const jobs = jobsWith();
+    const job = await start(jobs, csv('name,email,tgas', 'Typo Tags,typo-tags@example.com,vip'), 'key-unread');
+    expect(job.unreadColumns).toEqual([]);
+    await ended(job);
+    expect(job).toMatchObject({ status: 'done', unreadColumns: ['tgas'], counts: { imported: 1 } });
+    expect(await jobsWith().get(job.id)).toMatchObject({ unreadColumns: ['tgas'] });
   });
 
   it('takes NDJSON', async () => {

@@ -101,6 +101,8 @@ describe('crm import', () => {
     // The file's column, where it named the command's field (marketingConsent).
     expect(report[3]!.reason).toContain('marketing_consent: ""maybe"" is refused');
     expect(await eventCount()).toBe(3);
+    // Every column of that file is read: nothing to warn of.
+    expect(result.stderr).not.toContain('columns not read');
   });
 
   it('imports purchases by customer email, refusing bad amounts, currencies and unknown customers', async () => {
@@ -206,6 +208,17 @@ describe('crm import', () => {
     const purchasesAgain = await runCrm(['import', purchases, '--kind', 'purchases', '--report', purchasesReport], { cwd: folder, env });
     expect(purchasesAgain.stdout).toContain('2 imported');
     expect(await eventCount()).toBe(before);
+  });
+
+  it('names the columns no row read (a misspelt registered_at, consent and tags) and what to do, and imports the rest', async () => {
+    const typos = join(folder, 'typos.csv');
+    writeFileSync(typos, ['name,email,marketing_consnet,registerd_at,tgas', 'Typo Person,typo1@example.com,true,2015-03-01,vip'].join('\n'));
+    const result = await runCrm(['import', typos, '--report', join(folder, 'typos-report.csv')], { cwd: folder, env });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('1 rows read, 1 imported');
+    expect(result.stderr).toMatch(/^crm: columns not read: marketing_consnet, registerd_at, tgas\. Their cells were left out/m);
+    expect(result.stderr).toContain('registered_at');
+    expect(result.stderr).toContain('change those through the API');
   });
 });
 

@@ -120,7 +120,7 @@ describe('import: rows, batches and counts', () => {
       ]),
       { batchSize: 2 },
     );
-    expect(outcome).toEqual({ kind: 'purchases', rows: 8, imported: 3, alreadyPresent: 1, rejected: 5, interrupted: false });
+    expect(outcome).toEqual({ kind: 'purchases', rows: 8, imported: 3, alreadyPresent: 1, rejected: 5, interrupted: false, unreadColumns: [] });
     expect(rejected.map((r) => r.line)).toEqual([3, 4, 5, 6, 8]);
     expect(rejected[0]!.reason).toBe('customer_id: required (or customer_email)');
     expect(rejected[1]!.reason).toMatch(/^amount: /);
@@ -361,6 +361,8 @@ describe('import: the kind of file', () => {
     await expect(importing(batch, records([{ line: 2, unreadable: 'row: not valid JSON' }]))).rejects.toBeInstanceOf(UnknownImportKind);
     const given = await importing(batch, csv(['colour,size', 'red,9']), { kind: 'customers' });
     expect(given.outcome).toMatchObject({ kind: 'customers', rows: 1, rejected: 1, imported: 0 });
+    // Columns a customers file has no use for: named, since their cells were left out.
+    expect(given.outcome.unreadColumns).toEqual(['colour', 'size']);
     expect(given.rejected[0]!.reason).toMatch(/name|email/);
     // An empty file: the kind given, else none (it said customers, whatever the file was); one (empty) progress report.
     expect((await importing(batch, records([]), { kind: 'purchases' })).outcome).toEqual({
@@ -370,6 +372,7 @@ describe('import: the kind of file', () => {
       alreadyPresent: 0,
       rejected: 0,
       interrupted: false,
+      unreadColumns: [],
     });
     const empty = await importing(batch, records([]));
     expect(empty.outcome.kind).toBeUndefined();
