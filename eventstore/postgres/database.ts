@@ -183,6 +183,9 @@ const guardedQuery = async <R>(client: PgClient, state: { broken: boolean }, url
  * Either way the connection is discarded on release, since its other prepared statements may be
  * stale too.
  */
+/** The error `namedQuery` throws for a stale prepared statement inside a transaction: retried on another connection, it succeeds. */
+export const wentStaleInTransaction = (error: unknown): boolean => error instanceof EventStoreUnavailable && isStalePlanError(error.cause);
+
 const namedQuery = async (client: PgClient, state: { stale: boolean }, name: string, text: string, params: unknown[]): Promise<pg.QueryResult> => {
   const inTransaction = client.getTransactionStatus() !== 'I';
   try {

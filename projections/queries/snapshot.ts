@@ -1,4 +1,5 @@
 import { Kysely, sql } from 'kysely';
+import { wentStaleInTransaction } from '../../eventstore/postgres/database.ts';
 import type { ReadModelSource } from './page.ts';
 
 /** Handles already inside a snapshot: a read nested in another reads the outer one's. */
@@ -18,14 +19,28 @@ const inSnapshot = new WeakSet<object>();
 export const inOneSnapshot = async <T>(source: ReadModelSource, read: (snapshot: ReadModelSource) => Promise<T>): Promise<T> => {
   const { db } = source;
   if (!(db instanceof Kysely) || db.isTransaction || inSnapshot.has(db)) return read(source);
-  return (db as Kysely<unknown>).connection().execute(async (connection) => {
-    await sql`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`.execute(connection);
-    inSnapshot.add(connection);
+  const once = () =>
+    (db as Kysely<unknown>).connection().execute(async (connection) => {
+      await sql`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`.execute(connection);
+      inSnapshot.add(connection);
+      try {
+        return await read({ ...source, db: connection });
+      } finally {
+        inSnapshot.delete(connection);
+        await sql`ROLLBACK`.execute(connection);
+      }
+    });
+  // A pooled connection may hold statements prepared before a rebuild swapped the tables they read:
+  // in a transaction such a statement cannot be run again unprepared, so the answer is read again on
+  // another connection (the stale one is discarded on release). Bounded: a pool holds fewer.
+  for (let attempt = 1; ; attempt++) {
     try {
-      return await read({ ...source, db: connection });
-    } finally {
-      inSnapshot.delete(connection);
-      await sql`ROLLBACK`.execute(connection);
+      return await once();
+    } catch (error) {
+      if (!wentStaleInTransaction(error) || attempt >= STALE_CONNECTIONS_SKIPPED) throw error;
     }
-  });
+  }
 };
+
+/** Connections with stale statements an answer skips before it gives up (more than any pool here holds). */
+const STALE_CONNECTIONS_SKIPPED = 64;
