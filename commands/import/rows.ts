@@ -122,6 +122,11 @@ const text = (row: Row, ...names: string[]): string | undefined => {
     const column = names.find((name) => cell(row, name) !== undefined)!;
     throw new RowRejected(`${column}: a number out of range (1e400 and the like read as Infinity)`);
   }
+  // An NDJSON object or array where text is expected: the API refuses one, and its JSON came in as a name.
+  if (typeof value === 'object') {
+    const column = names.find((name) => cell(row, name) !== undefined)!;
+    throw new RowRejected(`${column}: a JSON ${Array.isArray(value) ? 'array' : 'object'} where text is expected`);
+  }
   return JSON.stringify(value);
 };
 

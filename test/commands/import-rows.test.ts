@@ -198,6 +198,9 @@ describe('customer rows', () => {
     );
     // A finite number is text as written, as before.
     expect(rowCommands.customers({ email: ADA, name: 42 })[0]!.command.name).toBe('42');
+    // An object or an array is no text: refused as the API refuses one (its JSON came in as the name).
+    expect(rejection('customers', { email: ADA, name: { first: 'Ada' } })).toBe('name: a JSON object where text is expected');
+    expect(rejection('purchases', { customer_email: ADA, order_id: ['o-1'], amount: 5 })).toBe('order_id: a JSON array where text is expected');
   });
 
   it('maps every column, with the business time as a full ISO time', () => {
