@@ -185,9 +185,26 @@ const jobLockKey = (id: string) => `crm-verification:${id}`;
 
 const ORPHANED = 'the process running it stopped (killed or crashed) before it finished; start the verification again';
 
+/**
+ * Masks the results stored before a column was known to be personal (the customers' match keys, a
+ * duplicate group's key): the table is never erased by a forget, so they are rewritten in place, once
+ * per process. Results are few (one per verification asked for).
+ */
+async function maskStoredResults(db: Kysely<unknown>, table: ReturnType<typeof sql.id>): Promise<void> {
+  const { rows } = await sql<{
+    id: string;
+    result: string;
+  }>`SELECT id, result::text AS result FROM ${table} WHERE status = 'failed' AND result IS NOT NULL`.execute(db);
+  for (const row of rows) {
+    const masked = JSON.stringify(JSON.parse(row.result) as unknown, storedResult);
+    if (masked !== JSON.stringify(JSON.parse(row.result) as unknown)) await sql`UPDATE ${table} SET result = ${masked}::jsonb WHERE id = ${row.id}`.execute(db);
+  }
+}
+
 export async function createVerificationJobs(db: Kysely<unknown>, schema: string, options: VerificationJobsOptions = {}): Promise<VerificationJobs> {
   await migrateVerificationJobs(db, schema);
   const table = sql.id(schema, 'audit_verifications');
+  await maskStoredResults(db, table);
   const liveness = workLiveness(db, options);
   /** Whether a job that reads running (fresh heartbeat) was left by a dead process. */
   const orphaned = (handle: Kysely<unknown>, id: string): Promise<boolean> => liveness.abandoned(handle, jobLockKey(id));

@@ -47,6 +47,23 @@ const invalid = (path: string, message: string, input: unknown) => new z.ZodErro
 const reasonOf = (payload: Record<string, unknown>, ctx: CommandContext): string | undefined =>
   typeof payload.reason === 'string' && payload.reason.trim() !== '' ? payload.reason : ctx.reason;
 
+/** Fields naming a person by text (domain/shared.ts `PersonRef`): a UUID-shaped one is read in lower case. */
+const PERSON_REF_FIELDS = ['ownerId', 'assigneeId', 'responderId'] as const;
+
+/**
+ * The payload with its person ids as the caller spelt them, when reading them in lower case changed
+ * them: an import fingerprinted a row before they were, with the spelling of its file, and the same
+ * file imported again is the same row.
+ */
+const asSpelt = (payload: Record<string, unknown>, fields: Record<string, unknown>): Record<string, unknown> | undefined => {
+  let spelt: Record<string, unknown> | undefined;
+  for (const field of PERSON_REF_FIELDS) {
+    const sent = fields[field];
+    if (typeof sent === 'string' && typeof payload[field] === 'string' && sent.trim() !== payload[field]) (spelt ??= { ...payload })[field] = sent.trim();
+  }
+  return spelt;
+};
+
 /** Validates the payload (throws ZodError naming the field) and builds the metadata and ids. */
 export const prepareCommand = (input: { type: string; [field: string]: unknown }, ctx: CommandContext, now: Date): PreparedCommand => {
   const { type, ...fields } = input;
@@ -72,10 +89,12 @@ export const prepareCommand = (input: { type: string; [field: string]: unknown }
   const derived = (what: string) => (key ? uuidV5(`${what}\n${stream}\n${key}`) : randomUUID());
   const command: Record<string, unknown> = { ...payload, type, occurredAt, [target.idField]: id };
   const formerly = ctx.fingerprint?.formerly ?? [];
+  const spelt = asSpelt(payload, fields);
   const earlierHashes =
     key !== undefined && ctx.fingerprint
       ? () => [
           commandHash({ type, ...payload }),
+          ...(spelt ? [meaningHash({ type, ...spelt }), commandHash({ type, ...spelt })] : []),
           ...formerly.flatMap(({ type: formerType, ...formerFields }) => {
             if (!isCommandType(formerType)) return [];
             const former = commandSchemas[formerType].safeParse(formerFields);

@@ -52,6 +52,13 @@ export class InvalidAppend extends EventStoreError {
 export class EventStoreUnavailable extends EventStoreError {}
 
 /**
+ * A statement prepared on a pooled connection before a rebuild swapped the tables it reads went stale
+ * inside a transaction, which is rolled back: the same work succeeds on another connection (the stale
+ * one is discarded on release).
+ */
+export class StaleStatements extends EventStoreUnavailable {}
+
+/**
  * The connection was lost (or stalled past its bound) after a statement was sent: it may or may not
  * have committed. A command that meets it can be retried with the same idempotency key: a committed
  * first attempt is then found and nothing is appended twice.

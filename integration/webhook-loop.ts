@@ -186,7 +186,15 @@ export class WebhookLoop {
     for (const item of page.items) {
       if (this.stopped || this.stale) break;
       if (!matchesPatterns(subscription.events, item.recorded.type)) continue;
-      const outcome = await this.deliver(subscription, url, secrets, item, save);
+      let outcome: Outcome;
+      try {
+        outcome = await this.deliver(subscription, url, secrets, item, save);
+      } catch (error) {
+        // The database failed mid-page (telling a forget, before an attempt): what the receiver has
+        // acknowledged is checkpointed first where it can be, so it is not delivered again.
+        await save().catch(() => undefined);
+        throw error;
+      }
       if (outcome === 'interrupted' || outcome === 'paused') {
         await save();
         return 0;

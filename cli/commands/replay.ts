@@ -101,6 +101,8 @@ Example:
         purpose: `crm replay --as-of ${asOf.toISOString()}`,
       });
       const progress = createProgress({ label: 'replay', unit: 'events' });
+      // Whatever becomes of the replay (done, Ctrl-C, a projection stopped), its copy ends with everyone forgotten by then erased.
+      const eraseForgotten = () => eraseForgottenInCopy(runtime.database.db, schemas.read, schema, runtime.personalData);
       const result = await replayInto({
         ...runtime.replaySide,
         schema,
@@ -111,9 +113,12 @@ Example:
           if (run.signal.aborted) throw new Error('interrupted: run the same command again (the schema is rebuilt from the start)');
           progress.update(p.events);
         },
+      }).catch(async (error: unknown) => {
+        await eraseForgotten().catch(() => undefined);
+        throw error;
       });
       progress.done();
-      await eraseForgottenInCopy(runtime.database.db, schemas.read, schema, runtime.personalData);
+      await eraseForgotten();
       // The replay reads the whole log up to the head and folds only what was recorded by then.
       run.out(
         `Read models as of ${asOf.toISOString()} are in schema ${schema}: ${result.events - result.recordedLater} events recorded by then applied, ` +

@@ -15,6 +15,7 @@ import {
   detectKind,
   importKinds,
   RowRejected,
+  documentedColumns,
   rowCommands,
   takesDefaultOwner,
   type ImportKind,
@@ -417,6 +418,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   if (interrupted) pending = [];
   if (!interrupted || early.length > 0) await flush();
   await stored();
-  const unreadColumns = [...fileColumns].filter((column) => !readColumns.has(column)).sort();
-  return { ...counts, kind: counts.kind ?? options.kind, interrupted, ...(unreadableFrom ? { unreadableFrom } : {}), unreadColumns };
+  const kind = counts.kind ?? options.kind;
+  const unreadColumns = [...fileColumns].filter((column) => !readColumns.has(column) && !(kind && documentedColumns[kind].has(column))).sort();
+  return { ...counts, kind, interrupted, ...(unreadableFrom ? { unreadableFrom } : {}), unreadColumns };
 }

@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Actor } from '../../domain/metadata.ts';
 import { isRunning } from '../../shared/processes.ts';
 import { pause } from '../../eventstore/backoff.ts';
+import { EventStoreUnavailable } from '../../eventstore/errors.ts';
 import type { BatchCommands } from '../batch.ts';
 import { checkDefaultOwner } from './default-owner.ts';
 import { runImport, type ImportCounts, type RejectedRow } from './importer.ts';
@@ -206,6 +207,9 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
   const saveIntervalMs = options.saveIntervalMs ?? 500;
   const running = new Map<string, { job: ImportJob; stop: AbortController; done: Promise<void> }>();
   const staleSpoolsRemoved = removeStaleSpools();
+  /** Ends still being saved after `finish` returned (the database away); `close` stops and awaits them. */
+  const endsBeingSaved = new Set<Promise<void>>();
+  const closing = new AbortController();
 
   /**
    * Saves a running job's progress at most every `saveIntervalMs`, and at least every 15 s so that
@@ -243,22 +247,26 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
           try {
             await records.finish(ended);
             return true;
-          } catch {
-            if (Date.now() >= giveUpAt) {
+          } catch (error) {
+            // Tried again only while the database is away; any other failure, a closing process or the bound lets it go.
+            if (!(error instanceof EventStoreUnavailable) || closing.signal.aborted || Date.now() >= giveUpAt) {
               await records.letGo(ended);
               return true;
             }
-            await pause(Math.min(200 * n, 5_000));
+            await pause(Math.min(200 * n, 5_000), closing.signal);
             return false;
           }
         };
         let n = 1;
         while (n <= END_ATTEMPTS_AWAITED && !(await attempt(n))) n++;
         Object.assign(job, ended);
-        if (n > END_ATTEMPTS_AWAITED)
-          void (async () => {
+        if (n > END_ATTEMPTS_AWAITED) {
+          const saving = (async () => {
             while (!(await attempt(n))) n++;
           })();
+          endsBeingSaved.add(saving);
+          void saving.finally(() => endsBeingSaved.delete(saving));
+        }
       },
     };
   };
@@ -384,6 +392,9 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       await staleSpoolsRemoved;
       for (const r of running.values()) r.stop.abort();
       await Promise.all([...running.values()].map((r) => r.done));
+      // An end still being saved is tried once more, then let go: the process is stopping.
+      closing.abort();
+      await Promise.all(endsBeingSaved);
     },
   };
 }

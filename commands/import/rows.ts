@@ -638,6 +638,22 @@ export const importColumns: Record<ImportKind, string> = {
     'kind, channel, subject, body, priority, csat, nps, submitted_at, status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, feedback_id (optional), customer_id or customer_email',
 };
 
+/**
+ * The columns each kind documents (importColumns), as names: columns read only in some rows (a
+ * deactivation's, a resolution's text) are still the kind's, not unknown ones.
+ */
+export const documentedColumns: Record<ImportKind, ReadonlySet<string>> = Object.fromEntries(
+  Object.entries(importColumns).map(([kind, text]) => [
+    kind,
+    new Set(
+      text
+        .replace(/\([^)]*\)/g, '')
+        .split(/,\s*|\s+or\s+/)
+        .flatMap((item) => /^[a-z_]+/.exec(item.trim())?.[0] ?? []),
+    ),
+  ]),
+) as unknown as Record<ImportKind, ReadonlySet<string>>;
+
 /** The columns a command's time is read from, by command (as the row builders above read them). */
 const TIME_COLUMNS: Partial<Record<CommandType, readonly string[]>> = {
   RegisterCustomer: ['registered_at', 'customer_since'],

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { settlesWithin } from '../../shared/deadline.ts';
 import { loggableUrl } from '../../shared/loggable-url.ts';
 import { createBackoff, pause, type Backoff } from '../backoff.ts';
-import { EventStoreUnavailable, OutcomeUnknown } from '../errors.ts';
+import { EventStoreUnavailable, OutcomeUnknown, StaleStatements } from '../errors.ts';
 import { isStalePlanError, StatementNames, type StatementNamesOptions } from './statement-names.ts';
 
 import type { SqlDatabase } from '../../shared/sql.ts';
@@ -183,9 +183,6 @@ const guardedQuery = async <R>(client: PgClient, state: { broken: boolean }, url
  * Either way the connection is discarded on release, since its other prepared statements may be
  * stale too.
  */
-/** The error `namedQuery` throws for a stale prepared statement inside a transaction: retried on another connection, it succeeds. */
-export const wentStaleInTransaction = (error: unknown): boolean => error instanceof EventStoreUnavailable && isStalePlanError(error.cause);
-
 const namedQuery = async (client: PgClient, state: { stale: boolean }, name: string, text: string, params: unknown[]): Promise<pg.QueryResult> => {
   const inTransaction = client.getTransactionStatus() !== 'I';
   try {
@@ -194,7 +191,7 @@ const namedQuery = async (client: PgClient, state: { stale: boolean }, name: str
     if (!isStalePlanError(error)) throw error;
     state.stale = true;
     if (inTransaction) {
-      throw new EventStoreUnavailable(
+      throw new StaleStatements(
         'A prepared statement went stale inside a transaction (a read-model table was swapped by a rebuild); the transaction was rolled back and can be retried.',
         { cause: error },
       );

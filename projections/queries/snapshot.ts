@@ -1,5 +1,5 @@
 import { Kysely, sql } from 'kysely';
-import { wentStaleInTransaction } from '../../eventstore/postgres/database.ts';
+import { StaleStatements } from '../../eventstore/errors.ts';
 import type { ReadModelSource } from './page.ts';
 
 /** Handles already inside a snapshot: a read nested in another reads the outer one's. */
@@ -27,7 +27,8 @@ export const inOneSnapshot = async <T>(source: ReadModelSource, read: (snapshot:
         return await read({ ...source, db: connection });
       } finally {
         inSnapshot.delete(connection);
-        await sql`ROLLBACK`.execute(connection);
+        // A connection that broke fails this too, and is discarded on release: the answer or the real error stands.
+        await sql`ROLLBACK`.execute(connection).catch(() => undefined);
       }
     });
   // A pooled connection may hold statements prepared before a rebuild swapped the tables they read:
@@ -37,7 +38,7 @@ export const inOneSnapshot = async <T>(source: ReadModelSource, read: (snapshot:
     try {
       return await once();
     } catch (error) {
-      if (!wentStaleInTransaction(error) || attempt >= STALE_CONNECTIONS_SKIPPED) throw error;
+      if (!(error instanceof StaleStatements) || attempt >= STALE_CONNECTIONS_SKIPPED) throw error;
     }
   }
 };

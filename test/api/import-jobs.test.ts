@@ -21,6 +21,7 @@ import {
   type ImportJobsOptions,
 } from '../../commands/import/jobs.ts';
 import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
+import { EventStoreUnavailable } from '../../eventstore/errors.ts';
 import { createImportJobRecords, type ImportJobRecordsOptions } from '../../api/import-job-records.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 import { testConfig } from '../support/runtime.ts';
@@ -491,7 +492,7 @@ describe('import jobs across processes (replicas, a crash)', () => {
       const records = {
         ...real,
         finish: async (job: ImportJob) => {
-          if (failures-- > 0) throw new Error('Connection terminated unexpectedly');
+          if (failures-- > 0) throw new EventStoreUnavailable('Lost the connection to PostgreSQL');
           await real.finish(job);
         },
       };

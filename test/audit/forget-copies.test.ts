@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { loadConfig } from '../../cli/config.ts';
-import { PERSONAL_VALUE } from '../../audit/verification-jobs.ts';
+import { createVerificationJobs, PERSONAL_VALUE } from '../../audit/verification-jobs.ts';
 import { eraseForgottenInCopy } from '../../projections/read-model-copies.ts';
 import { runCrm } from '../cli/support.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -161,5 +161,13 @@ describe('forgetting reaches every copy', () => {
     const served = JSON.stringify((await (await crm.audit.verificationJobs()).get(job.id))?.result);
     expect(served).toContain('customer_duplicate_groups');
     for (const value of ['Robert Forged', 'forged robert', 'builder bob']) expect(served).not.toContain(value);
+    // A result stored by an earlier version, with the match keys in clear, is rewritten masked.
+    const results = sql.id(schemas.read, 'audit_verifications');
+    await sql`UPDATE ${results} SET result = replace(result::text, ${PERSONAL_VALUE}, 'builder bob')::jsonb WHERE id = ${job.id}`.execute(crm.database.db);
+    const text = async () => (await sql<{ r: string }>`SELECT result::text AS r FROM ${results} WHERE id = ${job.id}`.execute(crm.database.db)).rows[0]!.r;
+    expect(await text()).toContain('builder bob');
+    await createVerificationJobs(crm.database.db, schemas.read);
+    expect(await text()).not.toContain('builder bob');
+    expect(await text()).toContain(PERSONAL_VALUE);
   });
 });

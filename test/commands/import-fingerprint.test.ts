@@ -7,6 +7,9 @@ import { DefaultOwnerRefused } from '../../commands/import/default-owner.ts';
 import { runImport, type ImportOptions, type RejectedRow } from '../../commands/import/importer.ts';
 import { parseRecords } from '../../commands/import/parse.ts';
 import { customerIdForEmail, rowCommands } from '../../commands/import/rows.ts';
+import { meaningHash } from '../../commands/fingerprint.ts';
+import { prepareCommand } from '../../commands/prepare.ts';
+import { commandSchemas } from '../../commands/schemas.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
@@ -118,6 +121,20 @@ describe('import: a row imported before is known by what it means', () => {
     const again = await importing(['name,email,registered_at', `Ada,${email},1997-05-06T10:00:00+02:00`]);
     expect(again.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
     expect(await store.readStream(`customer-${customerIdForEmail(email)}`)).toHaveLength(1);
+  });
+});
+
+describe('import: a person id read in lower case', () => {
+  it('still names a row fingerprinted with the spelling of its file (a deal owner in capitals) as that row', () => {
+    const upper = randomUUID().toUpperCase();
+    const fields = { customerId: randomUUID(), title: 'Capitals', amount: 5, currency: 'EUR', ownerId: upper, expectedCloseDate: '2026-12-31' };
+    const ctx = { actor, correlationId: 'import:deals:line-2', idempotencyKey: 'import:deals:k', fingerprint: { byMeaning: true as const } };
+    const prepared = prepareCommand({ type: 'OpenDeal', ...fields }, ctx, new Date());
+    expect(prepared.command.ownerId).toBe(upper.toLowerCase());
+    // What an import stored for this row before ids were read in lower case: the meaning of the file's spelling.
+    const before = meaningHash({ type: 'OpenDeal', ...(commandSchemas.OpenDeal.parse(fields) as object), ownerId: upper });
+    expect(prepared.metadata.commandHash).not.toBe(before);
+    expect(prepared.earlierHashes!()).toContain(before);
   });
 });
 

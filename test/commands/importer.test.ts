@@ -363,6 +363,9 @@ describe('import: the kind of file', () => {
     expect(given.outcome).toMatchObject({ kind: 'customers', rows: 1, rejected: 1, imported: 0 });
     // Columns a customers file has no use for: named, since their cells were left out.
     expect(given.outcome.unreadColumns).toEqual(['colour', 'size']);
+    // A column of the kind that no row needed (a deactivation's, on active customers only) is not unknown.
+    const active = await importing(batch, csv(['name,email,status,deactivated_at,deactivation_reason', 'Ann Active,ann-active@example.com,active,,']));
+    expect(active.outcome).toMatchObject({ kind: 'customers', imported: 1, unreadColumns: [] });
     expect(given.rejected[0]!.reason).toMatch(/name|email/);
     // An empty file: the kind given, else none (it said customers, whatever the file was); one (empty) progress report.
     expect((await importing(batch, records([]), { kind: 'purchases' })).outcome).toEqual({
