@@ -113,8 +113,7 @@ const toJob = (row: JobRow): VerificationJob => {
     startedAt: row.started_at?.toISOString() ?? null,
     finishedAt: row.finished_at?.toISOString() ?? null,
     progress: row.progress,
-    // Masked again as it is read: results stored before a column was known to be personal hold its values.
-    result: row.result === null || row.result === undefined ? row.result : JSON.parse(JSON.stringify(row.result, storedResult)),
+    result: row.result,
     nextSteps: status === 'failed' ? nextStepsOf(row.kind, row.result) : [],
     error: row.error,
   };
@@ -196,8 +195,9 @@ async function maskStoredResults(db: Kysely<unknown>, table: ReturnType<typeof s
     result: string;
   }>`SELECT id, result::text AS result FROM ${table} WHERE status = 'failed' AND result IS NOT NULL`.execute(db);
   for (const row of rows) {
-    const masked = JSON.stringify(JSON.parse(row.result) as unknown, storedResult);
-    if (masked !== JSON.stringify(JSON.parse(row.result) as unknown)) await sql`UPDATE ${table} SET result = ${masked}::jsonb WHERE id = ${row.id}`.execute(db);
+    const stored = JSON.parse(row.result) as unknown;
+    const masked = JSON.stringify(stored, storedResult);
+    if (masked !== JSON.stringify(stored)) await sql`UPDATE ${table} SET result = ${masked}::jsonb WHERE id = ${row.id}`.execute(db);
   }
 }
 

@@ -1,3 +1,4 @@
+import { inUtc } from '../domain/time.ts';
 import { commandHash } from './ids.ts';
 
 /**
@@ -25,11 +26,7 @@ import { commandHash } from './ids.ts';
 const INSTANT_FIELD = /(^|[a-z])At$/;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T/;
 
-const instantOf = (value: string): string => {
-  if (!ISO_TIME.test(value)) return value;
-  const ms = Date.parse(value);
-  return Number.isNaN(ms) ? value : new Date(ms).toISOString();
-};
+const instantOf = (value: string): string => (ISO_TIME.test(value) ? inUtc(value) : value);
 
 const meaningOfValue = (key: string, value: unknown): unknown => {
   if (typeof value === 'string') return INSTANT_FIELD.test(key) ? instantOf(value) : value;

@@ -51,17 +51,17 @@ const reasonOf = (payload: Record<string, unknown>, ctx: CommandContext): string
 const PERSON_REF_FIELDS = ['ownerId', 'assigneeId', 'responderId'] as const;
 
 /**
- * The payload with its person ids as the caller spelt them, when reading them in lower case changed
- * them: an import fingerprinted a row before they were, with the spelling of its file, and the same
- * file imported again is the same row.
+ * The fingerprints of the payload with its person ids as the caller spelt them, when reading them in
+ * lower case changed them (none otherwise): an import fingerprinted a row before they were, with the
+ * spelling of its file, and the same file imported again is the same row.
  */
-const asSpelt = (payload: Record<string, unknown>, fields: Record<string, unknown>): Record<string, unknown> | undefined => {
+const hashesAsSpelt = (type: CommandType, payload: Record<string, unknown>, fields: Record<string, unknown>): string[] => {
   let spelt: Record<string, unknown> | undefined;
   for (const field of PERSON_REF_FIELDS) {
     const sent = fields[field];
     if (typeof sent === 'string' && typeof payload[field] === 'string' && sent.trim() !== payload[field]) (spelt ??= { ...payload })[field] = sent.trim();
   }
-  return spelt;
+  return spelt ? [meaningHash({ type, ...spelt }), commandHash({ type, ...spelt })] : [];
 };
 
 /** Validates the payload (throws ZodError naming the field) and builds the metadata and ids. */
@@ -89,12 +89,11 @@ export const prepareCommand = (input: { type: string; [field: string]: unknown }
   const derived = (what: string) => (key ? uuidV5(`${what}\n${stream}\n${key}`) : randomUUID());
   const command: Record<string, unknown> = { ...payload, type, occurredAt, [target.idField]: id };
   const formerly = ctx.fingerprint?.formerly ?? [];
-  const spelt = asSpelt(payload, fields);
   const earlierHashes =
     key !== undefined && ctx.fingerprint
       ? () => [
           commandHash({ type, ...payload }),
-          ...(spelt ? [meaningHash({ type, ...spelt }), commandHash({ type, ...spelt })] : []),
+          ...hashesAsSpelt(type, payload, fields),
           ...formerly.flatMap(({ type: formerType, ...formerFields }) => {
             if (!isCommandType(formerType)) return [];
             const former = commandSchemas[formerType].safeParse(formerFields);

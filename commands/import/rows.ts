@@ -117,16 +117,11 @@ const text = (row: Row, ...names: string[]): string | undefined => {
   const value = cell(row, ...names);
   if (value === undefined) return undefined;
   if (typeof value === 'string') return value;
+  const refused = (why: string) => new RowRejected(`${names.find((name) => cell(row, name) !== undefined)!}: ${why}`);
   // NDJSON's 1e400 is read as Infinity, which JSON.stringify writes as null: a customer came in named "null".
-  if (typeof value === 'number' && !Number.isFinite(value)) {
-    const column = names.find((name) => cell(row, name) !== undefined)!;
-    throw new RowRejected(`${column}: a number out of range (1e400 and the like read as Infinity)`);
-  }
+  if (typeof value === 'number' && !Number.isFinite(value)) throw refused('a number out of range (1e400 and the like read as Infinity)');
   // An NDJSON object or array where text is expected: the API refuses one, and its JSON came in as a name.
-  if (typeof value === 'object') {
-    const column = names.find((name) => cell(row, name) !== undefined)!;
-    throw new RowRejected(`${column}: a JSON ${Array.isArray(value) ? 'array' : 'object'} where text is expected`);
-  }
+  if (typeof value === 'object') throw refused(`a JSON ${Array.isArray(value) ? 'array' : 'object'} where text is expected`);
   return JSON.stringify(value);
 };
 
