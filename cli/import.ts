@@ -10,7 +10,7 @@ import { csvField } from '../shared/csv.ts';
 import { openForWriting, writeText } from './files.ts';
 import type { Progress } from './progress.ts';
 
-export { customerIdForEmail, detectKind, type ImportKind } from '../commands/import/rows.ts';
+export { detectKind, type ImportKind } from '../commands/import/rows.ts';
 
 /**
  * `crm import <file>`: a CSV or NDJSON file streamed through the batch command handler, many rows

@@ -11,7 +11,7 @@ import type { EmailIndex } from '../eventstore/email-index.ts';
 import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
 import { addressOf, claimEmails, emailToClaim } from './email-uniqueness.ts';
-import { eventIdFor } from './ids.ts';
+import { customerIdUnder, eventIdFor } from './ids.ts';
 import { ioTurns } from '../shared/io-turns.ts';
 import { LruMap } from '../shared/lru.ts';
 import type { CommandContext } from './index.ts';
@@ -81,6 +81,8 @@ export interface BatchCommands {
   submitBatch(items: (BatchItem | PreparedItem)[]): Promise<SubmittedBatch>;
   /** Outcomes in input order; bad commands are outcomes, not exceptions. Throws only for store faults. */
   executeBatch(items: (BatchItem | PreparedItem)[]): Promise<BatchOutcome[]>;
+  /** The id of a customer an import names by address alone (commands/ids.ts customerIdUnder, this installation's key). */
+  importedCustomerId(email: string): string;
   /** The customers holding these addresses, by address as given (none without an email index). */
   customersByEmail(emails: readonly string[]): Promise<Map<string, string>>;
   /** A user as the user's stream holds it (an import checks its default owner with it before its first row). */
@@ -104,6 +106,12 @@ export interface BatchCommandDeps {
    * checks no address against other customers (tests of other concerns).
    */
   emailIndex?: EmailIndex;
+  /**
+   * The installation's secret that imported customers' ids are derived under (EmailIndex.customerIdKey):
+   * the same address gets the same id on every import into this installation, and a guessed address
+   * cannot be tested against ids without it.
+   */
+  customerIdKey: Uint8Array;
 }
 
 /**
@@ -632,5 +640,6 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     forget(stream);
     return userSnapshot((await load(new Map([[stream, 'user']]), new Set())).get(stream)!.state as never);
   };
-  return { prepare, submitBatch, executeBatch, customersByEmail, user };
+  const importedCustomerId = (email: string): string => customerIdUnder(deps.customerIdKey, email);
+  return { prepare, submitBatch, executeBatch, importedCustomerId, customersByEmail, user };
 }

@@ -1,4 +1,5 @@
-import { hash } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
+import { normaliseEmail } from '../domain/shared.ts';
 
 /** Namespace of the CRM's name-based ids (a fixed random UUID). */
 const NAMESPACE = Buffer.from('6f1c2a5e8b3d4f7a9c0e1b2d3f4a5b6c', 'hex');
@@ -25,6 +26,26 @@ export const uuidV5 = (name: string): string => {
 };
 
 export const eventIdFor = (stream: string, idempotencyKey: string, index: number): string => uuidV5(`event\n${stream}\n${idempotencyKey}\n${index}`);
+
+/**
+ * The id a customer imported by address alone gets: the same for the same address in one
+ * installation (a purchases file names its customers by address; a second import finds them), derived
+ * under the installation's secret `key` so that nobody holding only ids (an analyst, a BI tool, a
+ * copy of the read models) can test a guessed address against them.
+ */
+export const customerIdUnder = (key: Uint8Array, email: string): string => uuidV4Of(createHmac('sha256', key).update(`crm-import:customer:${normaliseEmail(email)}`).digest('hex'));
+
+/**
+ * The id importers gave before they were keyed, derived from the address alone: customers imported so
+ * keep it, and an import recognises them by it (commands/import/importer.ts).
+ */
+export const unkeyedCustomerId = (email: string): string => uuidV4Of(hash('sha256', `crm-import:customer:${normaliseEmail(email)}`, 'hex'));
+
+/** A UUID (version 4 and variant bits set) from the first 128 bits of a hex digest. */
+const uuidV4Of = (h: string): string => {
+  const variant = ((parseInt(h[16] as string, 16) & 0x3) | 0x8).toString(16);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+};
 
 /** Id of an aggregate created by a command that carried no id: stable across retries of the same key. */
 export const createdIdFor = (commandType: string, idempotencyKey: string): string => uuidV5(`create\n${commandType}\n${idempotencyKey}`);

@@ -43,6 +43,11 @@ export interface EmailIndex {
   releaseOthers(customerId: string, keep: string): Promise<void>;
   /** Deletes every row of the customer (forget). */
   forget(customerId: string): Promise<void>;
+  /**
+   * The key imported customers' ids are derived under (commands/ids.ts customerIdUnder): derived from
+   * the installation's lookup key, so it is the same under every master key and in every process.
+   */
+  readonly customerIdKey: Buffer;
 }
 
 /** `fresh`: this claim took the address (it was free); otherwise the customer already held it. */
@@ -143,6 +148,8 @@ export async function createEmailIndex(db: Kysely<unknown>, options: EmailIndexO
     async forget(customerId) {
       await sql`DELETE FROM ${table} WHERE customer_id = ${customerId}`.execute(db);
     },
+    // A key of its own for another use of the one secret: an id reveals nothing of the index's keys.
+    customerIdKey: createHmac('sha256', key).update('crm imported customer ids v1').digest(),
   };
 }
 

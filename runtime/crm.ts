@@ -599,7 +599,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     if (redis) closing.add('redis', () => redis.quit().then(() => undefined));
     // Bulk imports over HTTP: the same batch handler as `crm import`, stopped between batches on close.
     const importMaxBytes = overrides.importMaxBytes ?? IMPORT_MAX_BYTES;
-    const batch = createBatchCommands({ store, personalData, emailIndex });
+    const batch = createBatchCommands({ store, personalData, emailIndex, customerIdKey: emailIndex.customerIdKey });
     // Recorded in the read schema, so that every replica answers for every import.
     const importRecords = createImportJobRecords(database.db, config.schemas.read, livenessOn(database, sessionLock));
     const imports = createImportJobs({

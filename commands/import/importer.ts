@@ -6,12 +6,12 @@ import { MAX_STREAMS_PER_APPEND } from '../../eventstore/contract.ts';
 import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem } from '../batch.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
 import { LruMap } from '../../shared/lru.ts';
+import { unkeyedCustomerId } from '../ids.ts';
 import type { ImportRecord } from './parse.ts';
 import { checkDefaultOwner } from './default-owner.ts';
 import {
   columnOf,
   customerEmailOf,
-  customerIdForEmail,
   detectKind,
   importKinds,
   RowRejected,
@@ -176,7 +176,7 @@ interface PendingRow {
   row: Row;
   /**
    * A row that names its customer by address: its commands went to the customer imported with that
-   * address (the id derived from it) until the batch looks the address up (flush).
+   * address (BatchCommands.importedCustomerId) until the batch looks the address up (flush).
    */
   byEmail?: { row: Row; email: string };
 }
@@ -185,6 +185,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   const batchSize = options.batchSize ?? 1_000;
   // Before the first row: an owner that is no active user would be refused on every row, or given to every deal.
   const rowOptions: RowOptions = {
+    customerIdFor: (email) => batch.importedCustomerId(email),
     ...(options.defaultOwner !== undefined ? { defaultOwner: await checkDefaultOwner(batch, options.defaultOwner) } : {}),
     ...(options.defaultOwnerHint !== undefined ? { defaultOwnerHint: options.defaultOwnerHint } : {}),
   };
@@ -255,8 +256,9 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
 
   /**
    * The batch's rows that name their customer by an address another customer holds (one registered
-   * through the API, with a random id) are prepared again for that customer: one lookup a batch. A
-   * customer imported by address holds it under the id derived from it, so its rows stay as they are.
+   * through the API with a random id, or imported before ids were keyed) are prepared again for that
+   * customer: one lookup a batch. A customer imported by address holds it under the id derived from
+   * it, so its rows stay as they are.
    */
   const findCustomers = async (kind: ImportKind, rows: PendingRow[], refusals: RejectedRow[]): Promise<PendingRow[]> => {
     const named = rows.filter((r) => r.byEmail !== undefined);
@@ -268,8 +270,12 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     }
     const found: PendingRow[] = [];
     for (const pendingRow of rows) {
-      const holder = pendingRow.byEmail && holdersSeen.get(pendingRow.byEmail.email);
-      if (!holder || holder === customerIdForEmail(pendingRow.byEmail!.email)) {
+      const email = pendingRow.byEmail?.email;
+      const holder = email === undefined ? undefined : holdersSeen.get(email);
+      // A customers row registers the address's own customer: it is moved only onto one imported before
+      // ids were keyed (the same row then), never onto another customer holding the address (refused).
+      const movesTo = kind === 'customers' ? holder === unkeyedCustomerId(email ?? '') : holder !== batch.importedCustomerId(email ?? '');
+      if (!holder || !movesTo) {
         found.push(pendingRow);
         continue;
       }

@@ -41,6 +41,11 @@ export interface RowOptions {
   defaultOwner?: string;
   /** How the caller names a default owner (`--default-owner <userId>`), for the reason of a deal row without an owner. */
   defaultOwnerHint?: string;
+  /**
+   * The id of a customer named by address alone (a customers row without `id`, a purchase with only
+   * `customer_email`): BatchCommands.importedCustomerId, keyed per installation.
+   */
+  customerIdFor?: (email: string) => string;
 }
 
 /** A row that cannot become a command; the message names the column or field. */
@@ -96,11 +101,10 @@ export const detectKind = (headers: string[]): ImportKind | undefined => {
 
 const hash = (text: string) => digest('sha256', text, 'hex');
 
-/** A stable customer id for an email, so other files can refer to customers by email. */
-export const customerIdForEmail = (email: string): string => {
-  const h = hash(`crm-import:customer:${email.trim().toLowerCase()}`);
-  const variant = ((parseInt(h[16] as string, 16) & 0x3) | 0x8).toString(16);
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+/** The id of a customer the row names by address alone (RowOptions.customerIdFor). */
+const customerIdOf = (email: string, options: RowOptions): string => {
+  if (!options.customerIdFor) throw new TypeError('An import row that names its customer by address needs RowOptions.customerIdFor');
+  return options.customerIdFor(email);
 };
 
 /** Text of a cell; NDJSON values that are not strings (numbers, booleans) are kept as they are. */
@@ -220,14 +224,15 @@ const list = (row: Row, name: string): unknown[] | undefined => {
 };
 
 /**
- * The customer a row is about: its id, or the id derived from its email, which a customer imported by
- * email has (the importer has written the id of any other customer holding the address into the row).
+ * The customer a row is about: its id, or the id an import derives from its email (RowOptions.customerIdFor),
+ * which a customer imported by email has (the importer has written the id of any other customer
+ * holding the address into the row).
  */
-const customerOf = (row: Row): string => {
+const customerOf = (row: Row, options: RowOptions): string => {
   const id = text(row, 'customer_id');
   if (id) return id;
   const email = text(row, 'customer_email', 'email');
-  if (email) return customerIdForEmail(email);
+  if (email) return customerIdOf(email, options);
   throw new RowRejected('customer_id: required (or customer_email)');
 };
 
@@ -235,12 +240,16 @@ const customerOf = (row: Row): string => {
 const ABOUT_A_CUSTOMER: ReadonlySet<ImportKind> = new Set(['purchases', 'refunds', 'deals', 'responses', 'feedback']);
 
 /**
- * The address a row names its customer by, when it gives no `customer_id`. The importer looks the
- * addresses up in the email index and writes the holder's id into the row: a customer registered
- * through the API (whose id is random) is found as one imported from a customers file is.
+ * The address a row names its customer by, when it gives no id. The importer looks the addresses up
+ * in the email index and writes the holder's id into the row: a customer registered through the API
+ * (whose id is random) is found as one imported from a customers file is. A customers row without
+ * `id` is its own customer's: the importer finds only a customer imported before ids were keyed
+ * (commands/ids.ts unkeyedCustomerId), which keeps its id.
  */
-export const customerEmailOf = (kind: ImportKind, row: Row): string | undefined =>
-  ABOUT_A_CUSTOMER.has(kind) && !text(row, 'customer_id') ? text(row, 'customer_email', 'email') : undefined;
+export const customerEmailOf = (kind: ImportKind, row: Row): string | undefined => {
+  if (kind === 'customers') return text(row, 'id', 'customer_id') ? undefined : text(row, 'email');
+  return ABOUT_A_CUSTOMER.has(kind) && !text(row, 'customer_id') ? text(row, 'customer_email', 'email') : undefined;
+};
 
 /** A row's currency code as the commands take it (upper case), EUR where the file gives none. */
 const currencyOf = (row: Row): string => text(row, 'currency')?.toUpperCase() ?? 'EUR';
@@ -267,7 +276,7 @@ const keyOf = (kind: ImportKind, ...parts: string[]) => `import:${kind}:${hash(p
 const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const email = text(row, 'email');
   const fields = {
-    customerId: text(row, 'id', 'customer_id') ?? (email ? customerIdForEmail(email) : undefined),
+    customerId: text(row, 'id', 'customer_id') ?? (email ? customerIdOf(email, options) : undefined),
     name: text(row, 'name'),
     email,
     phone: text(row, 'phone') ?? null,
@@ -308,15 +317,15 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   throw new RowRejected(`status: expected active or inactive, got ${JSON.stringify(status)}`);
 };
 
-const purchases = (row: Row): RowCommand[] => {
-  const customerId = customerOf(row);
+const purchases = (row: Row, options: RowOptions = {}): RowCommand[] => {
+  const customerId = customerOf(row, options);
   const orderId = text(row, 'order_id');
   const fields = { customerId, orderId, amount: numberOf(row, 'amount'), currency: currencyOf(row) };
   return [withTime('RecordPurchase', fields, timeOf(row, 'occurred_at', 'date', 'purchased_at'), keyOf('purchases', `${customerId}:${orderId}`))];
 };
 
-const refunds = (row: Row): RowCommand[] => {
-  const customerId = customerOf(row);
+const refunds = (row: Row, options: RowOptions = {}): RowCommand[] => {
+  const customerId = customerOf(row, options);
   const orderId = text(row, 'order_id');
   const refundId = text(row, 'refund_id');
   const time = timeOf(row, 'occurred_at', 'date', 'refunded_at');
@@ -353,7 +362,7 @@ const dealOwnerOf = (row: Row, options: RowOptions): string => {
 };
 
 const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
-  const customerId = customerOf(row);
+  const customerId = customerOf(row, options);
   const dealId = text(row, 'deal_id', 'id');
   const natural = dealId ?? `${customerId}:${text(row, 'title') ?? ''}:${text(row, 'opened_at') ?? ''}`;
   // An exported deal has both: its probability (the stage's, or the override) and the override alone.
@@ -459,8 +468,8 @@ const campaigns = (row: Row): RowCommand[] => {
   }
 };
 
-const responses = (row: Row): RowCommand[] => {
-  const customerId = customerOf(row);
+const responses = (row: Row, options: RowOptions = {}): RowCommand[] => {
+  const customerId = customerOf(row, options);
   const campaignId = text(row, 'campaign_id');
   const kind = text(row, 'response', 'kind');
   const revenue = numberOf(row, 'revenue');
@@ -519,8 +528,8 @@ const notBefore = ([laterName, laterTime]: [string, string | undefined], [earlie
  * resolution times and breaches are the real ones. `status` may be left out (the times say it); a
  * status the times contradict is refused.
  */
-const feedback = (row: Row): RowCommand[] => {
-  const customerId = customerOf(row);
+const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
+  const customerId = customerOf(row, options);
   const feedbackId = text(row, 'feedback_id', 'id');
   const submittedAt = timeOf(row, 'submitted_at', 'occurred_at', 'date');
   const assigneeId = text(row, 'assignee_id', 'assignee');

@@ -85,6 +85,7 @@ const held = (n = 1) => {
   let submitted = 0;
   const batch: BatchCommands = {
     prepare: (item) => crm.batch.prepare(item),
+    importedCustomerId: (email) => crm.batch.importedCustomerId(email),
     customersByEmail: (emails) => crm.batch.customersByEmail(emails),
     user: (userId) => crm.batch.user(userId),
     executeBatch: (items) => crm.batch.executeBatch(items),
@@ -331,6 +332,7 @@ describe('import jobs', () => {
     expect(unreadable.finishedAt).not.toBeNull();
     const failing: BatchCommands = {
       prepare: (item) => crm.batch.prepare(item),
+      importedCustomerId: (email) => crm.batch.importedCustomerId(email),
       customersByEmail: (emails) => crm.batch.customersByEmail(emails),
       user: (userId) => crm.batch.user(userId),
       executeBatch: () => Promise.reject(new Error('unused')),

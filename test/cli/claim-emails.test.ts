@@ -9,6 +9,7 @@ import { loadConfig } from '../../cli/config.ts';
 import { openCrm } from '../../runtime/crm.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { runCrm, schemaEnv } from './support.ts';
+import { TEST_CUSTOMER_ID_KEY } from '../support/fixtures.ts';
 
 /**
  * `crm claim-emails` against the real PostgreSQL: customers registered without a claim (as imports
@@ -35,7 +36,7 @@ describe('crm claim-emails', () => {
     const runtime = await openCrm(loadConfig(schemaEnv(schemas), folder));
     try {
       // A batch without the index: what an import stored before imports claimed addresses.
-      const unclaimed = createBatchCommands({ store: runtime.store, personalData: runtime.personalData });
+      const unclaimed = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: runtime.store, personalData: runtime.personalData });
       const outcomes = await unclaimed.executeBatch([
         registration(later, 'shared@claims.example', '2020-03-01T00:00:00.000Z'),
         registration(first, 'shared@claims.example', '2019-01-01T00:00:00.000Z'),

@@ -10,11 +10,12 @@ import { importFile } from '../../cli/import.ts';
 import { createBatchCommands } from '../../commands/batch.ts';
 import { BATCHES_IN_FLIGHT, runImport } from '../../commands/import/importer.ts';
 import { parseRecords } from '../../commands/import/parse.ts';
-import { customerIdForEmail, rowCommands, type ImportKind } from '../../commands/import/rows.ts';
+import { rowCommands, type ImportKind } from '../../commands/import/rows.ts';
 import { WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 import { Readable } from 'node:stream';
 import { newestPosition, storedEvents } from '../support/events.ts';
+import { TEST_CUSTOMER_ID_KEY, importedCustomerId } from '../support/fixtures.ts';
 
 /**
  * The batch importer against the real PostgreSQL: the same outcome as the rows sent one by one
@@ -112,7 +113,7 @@ const catchUp = async (runtime: CrmRuntime) => {
  */
 const importAndSendOneByOne = async (label: string, files: { kind: ImportKind; text: string }[], batchSize: number) => {
   const imported = await open(`${label}_a`);
-  const batch = createBatchCommands({ store: imported.store, personalData: imported.personalData });
+  const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: imported.store, personalData: imported.personalData });
   const counts: { imported: number; rejected: number }[] = [];
   for (const [i, { kind, text }] of files.entries()) {
     writeFileSync(join(folder, `${label}-${i}.csv`), text);
@@ -126,7 +127,7 @@ const importAndSendOneByOne = async (label: string, files: { kind: ImportKind; t
     for await (const record of parseRecords(Readable.from([text]), 'csv')) {
       if (!('row' in record)) continue;
       try {
-        for (const rc of rowCommands[kind](record.row)) {
+        for (const rc of rowCommands[kind](record.row, { customerIdFor: importedCustomerId })) {
           await viaApi.commands.execute(rc.command, {
             actor: admin,
             correlationId: `import:${kind}:line-${record.line}`,
@@ -267,7 +268,7 @@ describe('batch import', () => {
     }
     const file = join(folder, 'bounds.csv');
     writeFileSync(file, lines.join('\n'));
-    const result = await importFile(createBatchCommands({ store: runtime.store, personalData: runtime.personalData }), {
+    const result = await importFile(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: runtime.store, personalData: runtime.personalData }), {
       file,
       reportPath: join(folder, 'bounds-report.csv'),
       batchSize: 4,
@@ -284,7 +285,7 @@ describe('batch import', () => {
 
   it('keeps API writes to the same customers made during an import: nothing lost, no conflict surfaced', async () => {
     const runtime = await open('imp_concurrent');
-    const batch = createBatchCommands({ store: runtime.store, personalData: runtime.personalData });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: runtime.store, personalData: runtime.personalData });
     writeFileSync(join(folder, 'cc-customers.csv'), customersCsv(20));
     await importFile(batch, { file: join(folder, 'cc-customers.csv'), reportPath: join(folder, 'cc-r1.csv') });
     writeFileSync(join(folder, 'cc-purchases.csv'), purchasesCsv(400, 20));
@@ -294,7 +295,7 @@ describe('batch import', () => {
     const api = (async () => {
       // The API keeps writing to the customers the file is about until the import ends.
       for (let i = 0; importing || i < 40; i++) {
-        const customerId = customerIdForEmail(`c${i % 20}@example.com`);
+        const customerId = importedCustomerId(`c${i % 20}@example.com`);
         // An API client answered 409 retries (the same key), as HTTP clients do.
         for (let attempt = 0; ; attempt++) {
           try {
@@ -322,7 +323,7 @@ describe('batch import', () => {
 
   it('gets through a writer that changes every stream of a batch before each append: from the third attempt that won nothing, each takes half as many rows', async () => {
     const runtime = await open('imp_starved');
-    await importFile(createBatchCommands({ store: runtime.store, personalData: runtime.personalData }), {
+    await importFile(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: runtime.store, personalData: runtime.personalData }), {
       file: (writeFileSync(join(folder, 'st-customers.csv'), customersCsv(8)), join(folder, 'st-customers.csv')),
       reportPath: join(folder, 'st-r1.csv'),
     });
@@ -347,7 +348,7 @@ describe('batch import', () => {
       },
     };
     writeFileSync(join(folder, 'st-purchases.csv'), purchasesCsv(24, 8));
-    const result = await importFile(createBatchCommands({ store, personalData: runtime.personalData }), {
+    const result = await importFile(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData: runtime.personalData }), {
       file: join(folder, 'st-purchases.csv'),
       reportPath: join(folder, 'st-r2.csv'),
       batchSize: 24,
@@ -362,7 +363,7 @@ describe('batch import', () => {
 
   it('a batch decided on the states of one whose append then meets a conflict is decided again on what was stored', async () => {
     const runtime = await open('imp_pipeline');
-    await importFile(createBatchCommands({ store: runtime.store, personalData: runtime.personalData }), {
+    await importFile(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: runtime.store, personalData: runtime.personalData }), {
       file: (writeFileSync(join(folder, 'pipe-customers.csv'), customersCsv(5)), join(folder, 'pipe-customers.csv')),
       reportPath: join(folder, 'pipe-r1.csv'),
     });
@@ -373,7 +374,7 @@ describe('batch import', () => {
       appendToStreams: async (appends: Parameters<typeof runtime.store.appendToStreams>[0]) => {
         if ((calls += 1) === 2) {
           await runtime.commands.execute(
-            { type: 'RecordPurchase', customerId: customerIdForEmail('c0@example.com'), orderId: 'api-1', amount: 5, currency: 'USD' },
+            { type: 'RecordPurchase', customerId: importedCustomerId('c0@example.com'), orderId: 'api-1', amount: 5, currency: 'USD' },
             { actor: admin, correlationId: 'api-1', idempotencyKey: 'api-1' },
           );
         }
@@ -381,7 +382,7 @@ describe('batch import', () => {
       },
     });
     const input = purchasesCsv(60, 5);
-    const result = await runImport(createBatchCommands({ store: racing, personalData: runtime.personalData }), parseRecords(Readable.from([input]), 'csv'), {
+    const result = await runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: racing, personalData: runtime.personalData }), parseRecords(Readable.from([input]), 'csv'), {
       actor: admin,
       batchSize: 10,
       onRejected: () => undefined,
@@ -392,12 +393,12 @@ describe('batch import', () => {
     const orders = events.filter((e) => e.type === 'PurchaseRecorded').map((e) => (e.data as { orderId: string }).orderId);
     expect(orders.sort()).toEqual([...Array.from({ length: 60 }, (_, i) => `o${i}`), 'api-1'].sort());
     for (let c = 0; c < 5; c++) {
-      const stream = await runtime.store.readStream(`customer-${customerIdForEmail(`c${c}@example.com`)}`);
+      const stream = await runtime.store.readStream(`customer-${importedCustomerId(`c${c}@example.com`)}`);
       expect(stream.map((e) => e.revision)).toEqual(stream.map((_, i) => i));
     }
     // A fresh handler finds every row stored: the states the batches were decided on were the stored ones.
     const rerun = await runImport(
-      createBatchCommands({ store: runtime.store, personalData: runtime.personalData }),
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: runtime.store, personalData: runtime.personalData }),
       parseRecords(Readable.from([input]), 'csv'),
       { actor: admin, batchSize: 10, onRejected: () => undefined },
     );
@@ -407,7 +408,7 @@ describe('batch import', () => {
   it('a crash in the middle of a batch (before or after its commit) then a rerun leaves every row exactly once', async () => {
     const runtime = await open('imp_crash');
     const text = purchasesCsv(90, 10);
-    await importFile(createBatchCommands({ store: runtime.store, personalData: runtime.personalData }), {
+    await importFile(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: runtime.store, personalData: runtime.personalData }), {
       file: (writeFileSync(join(folder, 'crash-customers.csv'), customersCsv(10)), join(folder, 'crash-customers.csv')),
       reportPath: join(folder, 'crash-r1.csv'),
     });
@@ -425,7 +426,7 @@ describe('batch import', () => {
       });
       const input = when === 'before' ? text : purchasesCsv(90, 10).replace(/^o(?=\d)/gm, 'p');
       await expect(
-        runImport(createBatchCommands({ store: crashing, personalData: runtime.personalData }), parseRecords(Readable.from([input]), 'csv'), {
+        runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: crashing, personalData: runtime.personalData }), parseRecords(Readable.from([input]), 'csv'), {
           actor: admin,
           batchSize: 10,
           onRejected: () => undefined,
@@ -433,7 +434,7 @@ describe('batch import', () => {
       ).rejects.toThrow(/simulated crash/);
       // A new process (a fresh batch handler, no cache) runs the same file again.
       const rerun = await runImport(
-        createBatchCommands({ store: runtime.store, personalData: runtime.personalData }),
+        createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: runtime.store, personalData: runtime.personalData }),
         parseRecords(Readable.from([input]), 'csv'),
         { actor: admin, batchSize: 10, onRejected: () => undefined },
       );
@@ -446,7 +447,7 @@ describe('batch import', () => {
 
   it('stops between batches on a signal, and a rerun completes the file with every row once', async () => {
     const runtime = await open('imp_resume');
-    const batch = createBatchCommands({ store: runtime.store, personalData: runtime.personalData });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: runtime.store, personalData: runtime.personalData });
     const text = customersCsv(60);
     const controller = new AbortController();
     let batches = 0;

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { customerIdForEmail } from '../../cli/import.ts';
 import { openCrm } from '../../runtime/crm.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { testConfig } from '../support/runtime.ts';
@@ -114,7 +113,6 @@ describe('crm import', () => {
     expect(report[0]!.reason).toContain('amount');
     expect(report[2]!.reason).toContain('currency');
     expect(await eventCount()).toBe(5);
-    expect(customerIdForEmail('Ada@Example.com')).toBe(customerIdForEmail('ada@example.com'));
   });
 
   it('stops at a line the CSV cannot be read past (an unclosed quote), with the rows before it imported and what to do next', async () => {

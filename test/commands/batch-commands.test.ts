@@ -12,6 +12,7 @@ import { createPersonalData, isEncrypted, type PersonalData } from '../../events
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { countTurns } from '../support/turns.ts';
+import { TEST_CUSTOMER_ID_KEY } from '../support/fixtures.ts';
 
 /**
  * The batch handler of bulk import against the real PostgreSQL: several rows for one stream in one
@@ -52,7 +53,7 @@ const customerStream = (customerId: string) => `customer-${customerId}`;
 /** Customers registered by a handler of their own (so the handler under test finds them only in the store). */
 const registered = async (n: number): Promise<string[]> => {
   const ids = Array.from({ length: n }, () => randomUUID());
-  const outcomes = await createBatchCommands({ store, personalData }).executeBatch(ids.map(register));
+  const outcomes = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch(ids.map(register));
   expect(outcomes.every((o) => o.ok)).toBe(true);
   return ids;
 };
@@ -97,7 +98,7 @@ const watched = (hooks: { beforeAppend?: (call: number) => Promise<void>; afterR
   };
 };
 
-const handler = (w: Watched, deps: Partial<BatchCommandDeps> = {}) => createBatchCommands({ store: w.store, personalData, ...deps });
+const handler = (w: Watched, deps: Partial<BatchCommandDeps> = {}) => createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: w.store, personalData, ...deps });
 
 const ordersOf = async (customerId: string) =>
   (await store.readStream(customerStream(customerId))).map((e) => (e.type === 'PurchaseRecorded' ? (e.data as { orderId: string }).orderId : e.type));
@@ -111,7 +112,7 @@ const gate = () => {
 describe('batch commands: preparing', () => {
   it('validates, stamps and ids each command as the API would, and refuses what a batch cannot run', () => {
     const at = new Date('2024-05-06T07:08:09.000Z');
-    const batch = createBatchCommands({ store, personalData, clock: () => at });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, clock: () => at });
     const customerId = randomUUID();
     const ready = batch.prepare(purchase(customerId, 'o1'));
     if (!('prepared' in ready)) throw new Error('refused');
@@ -125,7 +126,7 @@ describe('batch commands: preparing', () => {
     // Ids the handler fills derive from the key: the same on a rerun by another process.
     const refund = item({ type: 'RefundPurchase', customerId, orderId: 'o1', amount: 1, currency: 'EUR' }, 'refund-1');
     const first = batch.prepare(refund);
-    const again = createBatchCommands({ store, personalData }).prepare(refund);
+    const again = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).prepare(refund);
     const refundId = 'prepared' in first ? first.prepared.command.refundId : undefined;
     expect(refundId).toMatch(/^[0-9a-f-]{36}$/);
     expect('prepared' in again ? again.prepared.command.refundId : undefined).toBe(refundId);
@@ -156,7 +157,7 @@ describe('batch commands: preparing', () => {
   });
 
   it('names the streams a command reads or writes: its own, and the customer it needs a snapshot of', () => {
-    const batch = createBatchCommands({ store, personalData });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     const customerId = randomUUID();
     const feedbackId = randomUUID();
     const feedback = batch.prepare(
@@ -184,7 +185,7 @@ describe('batch commands: deciding and storing', () => {
       },
     };
     const w = watched();
-    const batch = createBatchCommands({ store: w.store, personalData: spied });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: w.store, personalData: spied });
     const outcomes = await batch.executeBatch([
       register(fresh),
       purchase(fresh, 'o1'),
@@ -315,7 +316,7 @@ describe('batch commands: deciding and storing', () => {
     };
     const feedbackId = randomUUID();
     const submitted = '2024-02-01T09:00:00.000Z';
-    const outcomes = await createBatchCommands({ store, personalData, sla }).executeBatch([
+    const outcomes = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, sla }).executeBatch([
       item(
         { type: 'SubmitFeedback', feedbackId, customerId, kind: 'complaint', channel: 'web', subject: 'Late', body: 'Where?', occurredAt: submitted },
         randomUUID(),
@@ -327,7 +328,7 @@ describe('batch commands: deciding and storing', () => {
   });
 
   it('refuses a batch that addresses more streams than one append takes', async () => {
-    const batch = createBatchCommands({ store, personalData });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     const purchases = (n: number) => Array.from({ length: n }, () => purchase(randomUUID(), 'o1'));
     await expect(batch.executeBatch(purchases(MAX_STREAMS_PER_APPEND + 1))).rejects.toEqual(
       new RangeError(`A batch addresses ${MAX_STREAMS_PER_APPEND + 1} streams; the limit is ${MAX_STREAMS_PER_APPEND}`),
@@ -402,7 +403,7 @@ describe('batch commands: concurrent writers and faults', () => {
 
   it('a key stored meanwhile with other values by another process is a refused row, not a fault', async () => {
     const [a, b] = await registered(2);
-    const other = createBatchCommands({ store, personalData });
+    const other = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     // Before the first append (decided on held states) and before the second (decided again after a conflict on B).
     for (const racing of [1, 2]) {
       const key = `k-${randomUUID()}`;
@@ -414,7 +415,7 @@ describe('batch commands: concurrent writers and faults', () => {
           if (call === racing + 1) expect(await other.executeBatch([purchase(a!, `x-${racing}`, 10, key)])).toMatchObject([{ ok: true }]);
         },
       });
-      const raced = createBatchCommands({ store: w.store, personalData });
+      const raced = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: w.store, personalData });
       await raced.executeBatch([purchase(a!, `warm-up-${racing}`), purchase(b!, `warm-up-${racing}`)]);
       armed = true;
       const outcomes = await raced.executeBatch([purchase(a!, `x-${racing}`, 11, key), purchase(b!, `y-${racing}`)]);
@@ -524,7 +525,7 @@ describe('batch commands: concurrent writers and faults', () => {
     // The handler holds A at revision 1; another process then stores an API purchase and this batch's row.
     await pipelined.executeBatch([purchase(a!, 'warm-up')]);
     await apiPurchase(a!);
-    expect(await createBatchCommands({ store, personalData }).executeBatch([purchase(a!, 'o1')])).toMatchObject([{ ok: true }]);
+    expect(await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([purchase(a!, 'o1')])).toMatchObject([{ ok: true }]);
     const first = await pipelined.submitBatch([purchase(a!, 'o1')]);
     const second = await pipelined.submitBatch([purchase(a!, 'o2')]);
     submitted.open();
@@ -629,7 +630,7 @@ describe('batch commands: concurrent writers and faults', () => {
       },
     };
     const customerId = randomUUID();
-    const batch = createBatchCommands({ store, personalData: flaky });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData: flaky });
     await expect(batch.submitBatch([register(customerId)])).rejects.toHaveProperty('message', 'keys unavailable');
     expect(await store.readStream(customerStream(customerId))).toEqual([]);
   });
@@ -657,7 +658,7 @@ describe('batch commands: concurrent writers and faults', () => {
     await pipelined.executeBatch([purchase(a!, 'warm-up'), purchase(b!, 'warm-up')]);
     // Another process stores an API purchase and this batch's row of A; B is as held.
     await apiPurchase(a!);
-    expect(await createBatchCommands({ store, personalData }).executeBatch([purchase(a!, 'o1')])).toMatchObject([{ ok: true }]);
+    expect(await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([purchase(a!, 'o1')])).toMatchObject([{ ok: true }]);
     const first = await pipelined.submitBatch([purchase(a!, 'o1'), purchase(b!, 'o1')]);
     const second = await pipelined.submitBatch([purchase(a!, 'o2'), purchase(b!, 'o2')]);
     submitted.open();
@@ -679,7 +680,7 @@ describe('batch commands: concurrent writers and faults', () => {
     const change = (customerId: string) => item({ type: 'ChangeCustomerDetails', customerId, email: `new-${customerId}@example.com` }, `change-${customerId}`);
 
     // Held in the handler's cache, forgotten through the API afterwards.
-    const batch = createBatchCommands({ store, personalData: spied });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData: spied });
     await batch.executeBatch([purchase(held!, 'o1')]);
     await forget(held!);
     const outcomes = await batch.executeBatch([change(held!)]);
@@ -693,7 +694,7 @@ describe('batch commands: concurrent writers and faults', () => {
       beforeAppend: async (call) => void (call === 1 && (await apiPurchase(other!))),
       afterRead: async (call) => void (call === 2 && (await forget(readBeforeForget!))),
     });
-    const raced = createBatchCommands({ store: w.store, personalData: spied });
+    const raced = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: w.store, personalData: spied });
     const racedOutcomes = await raced.executeBatch([change(readBeforeForget!), purchase(other!, 'o1')]);
     expect(racedOutcomes).toMatchObject([{ ok: false, error: { code: 'customer.forgotten' } }, { ok: true }]);
     expect(await ordersOf(other!)).toContain('o1');

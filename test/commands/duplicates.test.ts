@@ -10,6 +10,7 @@ import { createEmailIndex, type EmailIndex } from '../../eventstore/email-index.
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { testSchemas } from '../support/postgres.ts';
+import { TEST_CUSTOMER_ID_KEY } from '../support/fixtures.ts';
 
 const schemas = testSchemas('duplicates');
 let database: SqlDatabase;
@@ -25,7 +26,7 @@ beforeAll(async () => {
   const personalData = await createPersonalData(database.db, { schema: schemas.events });
   emailIndex = await createEmailIndex(database.db, { schema: schemas.events });
   commands = createCrmCommands({ store, personalData, emailIndex });
-  batch = createBatchCommands({ store, personalData, emailIndex });
+  batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData, emailIndex });
 });
 afterAll(async () => {
   await store.close();
@@ -251,6 +252,7 @@ describe('addresses held by bulk imports', () => {
       store,
       personalData: await createPersonalData(database.db, { schema: schemas.events }),
       emailIndex,
+      customerIdKey: emailIndex.customerIdKey,
     }).executeBatch(rows);
     expect(again).toMatchObject([
       { ok: true, alreadyDone: true },

@@ -6,6 +6,7 @@ import { runImport } from '../../commands/import/importer.ts';
 import { parseRecords } from '../../commands/import/parse.ts';
 import { MAX_STREAMS_PER_APPEND, type EventStore } from '../../eventstore/contract.ts';
 import type { PersonalData } from '../../eventstore/personal-data.ts';
+import { TEST_CUSTOMER_ID_KEY } from '../support/fixtures.ts';
 
 /**
  * How the importer cuts a file into batches: at most `batchSize` commands, and never more streams
@@ -14,7 +15,7 @@ import type { PersonalData } from '../../eventstore/personal-data.ts';
 describe('import batches', () => {
   it('ends a batch before it would address more streams than one append takes', async () => {
     // Preparing needs no store: only storing does, and it is replaced here.
-    const real = createBatchCommands({ store: {} as EventStore, personalData: {} as PersonalData });
+    const real = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: {} as EventStore, personalData: {} as PersonalData });
     const batches: { items: number; streams: number }[] = [];
     const outcomesOf = (items: unknown[]) => {
       const prepared = items as PreparedItem[];
@@ -23,6 +24,7 @@ describe('import batches', () => {
     };
     const batch: BatchCommands = {
       prepare: real.prepare,
+      importedCustomerId: real.importedCustomerId,
       customersByEmail: real.customersByEmail,
       user: real.user,
       submitBatch: (items) => Promise.resolve({ outcomes: outcomesOf(items) }),

@@ -6,7 +6,7 @@ import { createCrmCommands } from '../../commands/index.ts';
 import { DefaultOwnerRefused } from '../../commands/import/default-owner.ts';
 import { runImport, type ImportOptions, type RejectedRow } from '../../commands/import/importer.ts';
 import { parseRecords } from '../../commands/import/parse.ts';
-import { customerIdForEmail, rowCommands } from '../../commands/import/rows.ts';
+import { rowCommands } from '../../commands/import/rows.ts';
 import { meaningHash } from '../../commands/fingerprint.ts';
 import { prepareCommand } from '../../commands/prepare.ts';
 import { commandSchemas } from '../../commands/schemas.ts';
@@ -14,6 +14,7 @@ import type { EventStore } from '../../eventstore/contract.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { testSchemas } from '../support/postgres.ts';
+import { TEST_CUSTOMER_ID_KEY, importedCustomerId } from '../support/fixtures.ts';
 
 /**
  * What makes a row "imported before": what it means, not how the file spells it. The same data
@@ -41,7 +42,7 @@ const actor = { userId: 'crm-import', roles: ['admin'] };
 
 const importing = async (lines: string[], options: Partial<ImportOptions> = {}) => {
   const rejected: RejectedRow[] = [];
-  const outcome = await runImport(createBatchCommands({ store, personalData }), parseRecords(Readable.from([lines.join('\n')]), 'csv'), {
+  const outcome = await runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), parseRecords(Readable.from([lines.join('\n')]), 'csv'), {
     actor,
     onRejected: (row) => void rejected.push(row),
     ...options,
@@ -66,14 +67,14 @@ describe('import: a row imported before is known by what it means', () => {
     // As an export writes it: the same instant in UTC, with milliseconds, and the columns an export adds.
     const exported = await importing([
       'id,name,email,phone,source,tags,registered_at',
-      `${customerIdForEmail(email)},Ada,${email},,,,1997-05-06T08:00:00.000Z`,
+      `${importedCustomerId(email)},Ada,${email},,,,1997-05-06T08:00:00.000Z`,
     ]);
     expect(exported.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
     const changedTime = await importing(['name,email,registered_at', `Ada,${email},1997-05-06T10:00:00Z`]);
     expect(changedTime.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^row: imported before with different values/) }]);
     const changedName = await importing(['name,email,registered_at', `Ada L.,${email},1997-05-06T08:00:00Z`]);
     expect(changedName.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^row: imported before with different values/) }]);
-    expect(await store.readStream(`customer-${customerIdForEmail(email)}`)).toHaveLength(1);
+    expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(1);
   });
 
   it('takes a response without revenue as the same row whether or not the file gave a currency; a conversion with another revenue is refused', async () => {
@@ -100,11 +101,11 @@ describe('import: a row imported before is known by what it means', () => {
   it('still takes a row stored by an earlier importer (its fingerprint of the text, and its invented source) as present', async () => {
     const email = `${randomUUID()}@example.com`;
     const row = { name: 'Ada', email, registered_at: '1997-05-06T10:00:00+02:00' };
-    const [register] = rowCommands.customers(row);
+    const [register] = rowCommands.customers(row, { customerIdFor: importedCustomerId });
     // The command as the importer built it before: the fingerprint of the payload as written, source `import`.
     const before = {
       type: 'RegisterCustomer',
-      customerId: customerIdForEmail(email),
+      customerId: importedCustomerId(email),
       name: 'Ada',
       email,
       phone: null,
@@ -114,13 +115,13 @@ describe('import: a row imported before is known by what it means', () => {
       marketingConsent: false,
       occurredAt: '1997-05-06T10:00:00+02:00',
     };
-    const [stored] = await createBatchCommands({ store, personalData }).executeBatch([
+    const [stored] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([
       { command: before, ctx: { actor, correlationId: 'import:customers:line-2', idempotencyKey: register!.key } },
     ]);
     expect(stored).toMatchObject({ ok: true, alreadyDone: false });
     const again = await importing(['name,email,registered_at', `Ada,${email},1997-05-06T10:00:00+02:00`]);
     expect(again.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
-    expect(await store.readStream(`customer-${customerIdForEmail(email)}`)).toHaveLength(1);
+    expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(1);
   });
 });
 
@@ -146,7 +147,7 @@ describe('import: what the file says, and nothing it does not', () => {
     const { outcome, rejected } = await importing(['name,email,source,owner_id', `Ada,${email},,${ownerId}`, `Bo,${unknownOwner},,${randomUUID()}`]);
     expect(outcome).toMatchObject({ imported: 1, rejected: 1 });
     expect(rejected).toEqual([{ line: 3, reason: expect.stringMatching(/^owner_id: No user /) }]);
-    const events = await store.readStream(`customer-${customerIdForEmail(email)}`);
+    const events = await store.readStream(`customer-${importedCustomerId(email)}`);
     expect(events.map((e) => e.type)).toEqual(['CustomerRegistered', 'CustomerOwnerAssigned']);
     expect(events[1]!.data).toMatchObject({ ownerId });
   });
@@ -231,7 +232,7 @@ describe("import: a deal's owner, from the file or the run's default owner", () 
 
     const registered = `${randomUUID()}@example.com`;
     expect((await importing(['name,email,owner_id', `Bo,${registered},`], { defaultOwner: owner })).outcome).toMatchObject({ imported: 1 });
-    const events = await store.readStream(`customer-${customerIdForEmail(registered)}`);
+    const events = await store.readStream(`customer-${importedCustomerId(registered)}`);
     expect(events.map((e) => [e.type, (e.data as { ownerId?: string }).ownerId])).toEqual([
       ['CustomerRegistered', undefined],
       ['CustomerOwnerAssigned', owner],
@@ -264,7 +265,7 @@ describe("import: a deal's owner, from the file or the run's default owner", () 
     expect((await importing(['name,email', `Bo,${bare}`])).outcome).toMatchObject({ imported: 1 });
     const owned2 = await importing(['name,email', `Bo,${bare}`], { defaultOwner: first });
     expect(owned2.rejected).toEqual([{ line: 2, reason: expect.stringContaining(`its owner_id is empty and took the default owner ${first}`) }]);
-    expect(await store.readStream(`customer-${customerIdForEmail(bare)}`)).toHaveLength(1);
+    expect(await store.readStream(`customer-${importedCustomerId(bare)}`)).toHaveLength(1);
   });
 
   it('does not take a deal an earlier version stored with the owner "import" as present under a default owner', async () => {
@@ -272,9 +273,9 @@ describe("import: a deal's owner, from the file or the run's default owner", () 
     const email = await customer();
     const dealId = randomUUID();
     const row = { deal_id: dealId, customer_email: email, title: 'Fleet', amount: '100', expected_close_date: '1998-06-30' };
-    const [open] = rowCommands.deals({ ...row, customer_id: customerIdForEmail(email) }, { defaultOwner: owner });
+    const [open] = rowCommands.deals({ ...row, customer_id: importedCustomerId(email) }, { defaultOwner: owner });
     // As the importer built it before: the owner `import`, which no file said.
-    const [stored] = await createBatchCommands({ store, personalData }).executeBatch([
+    const [stored] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([
       {
         command: { ...open!.command, ownerId: 'import' },
         ctx: { actor, correlationId: 'import:deals:line-2', idempotencyKey: open!.key, fingerprint: { byMeaning: true } },
@@ -299,7 +300,7 @@ describe("import: a deal's owner, from the file or the run's default owner", () 
       ['sam', '"sam" is not a user id: name a user by the id GET /admin/users lists (a UUID)'],
     ]) {
       const rejected: RejectedRow[] = [];
-      const run = runImport(createBatchCommands({ store, personalData }), parseRecords(Readable.from([file.join('\n')]), 'csv'), {
+      const run = runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), parseRecords(Readable.from([file.join('\n')]), 'csv'), {
         actor,
         defaultOwner: given!,
         onRejected: (row) => void rejected.push(row),

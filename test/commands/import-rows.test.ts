@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { createdIdFor } from '../../commands/ids.ts';
+import { createdIdFor, customerIdUnder, unkeyedCustomerId } from '../../commands/ids.ts';
 import {
-  customerIdForEmail,
   IMPORTED_RESOLUTION,
   IMPORTED_RESPONSE,
   detectKind,
@@ -11,13 +10,20 @@ import {
   isImportKind,
   MAX_JSON_DEPTH,
   normalizeHeader,
-  rowCommands,
+  rowCommands as builders,
+  type RowOptions,
   RowRejected,
   takesDefaultOwner,
   type ImportKind,
   type Row,
 } from '../../commands/import/rows.ts';
 import { commandSchemas, type CommandType } from '../../commands/schemas.ts';
+import { importedCustomerId } from '../support/fixtures.ts';
+
+/** The row builders as an import calls them: customers named by address get the tests' keyed ids. */
+const rowCommands = Object.fromEntries(
+  Object.entries(builders).map(([kind, build]) => [kind, (row: Row, options: RowOptions = {}) => build(row, { customerIdFor: importedCustomerId, ...options })]),
+) as typeof builders;
 
 /**
  * File rows to commands, without a store: every column a kind reads under each of its names, the
@@ -114,22 +120,31 @@ describe('import kinds and headers', () => {
     for (const [headers, kind] of cases) expect({ headers, kind: detectKind(headers) }).toEqual({ headers, kind });
   });
 
-  it('derives a stable version-4 customer id from an email, trimmed and in any case', () => {
-    // Files imported by earlier versions refer to the same customers: the derivation may not change.
-    expect(customerIdForEmail(ADA)).toBe('e3a7480b-93a5-452a-be43-2b3995f7f951');
-    expect(customerIdForEmail('  ADA@Example.COM ')).toBe(customerIdForEmail(ADA));
+  it('derives a customer id from an email under the installation key: stable, trimmed and in any case, another under another key', () => {
+    const key = Buffer.alloc(32, 1);
+    const id = customerIdUnder(key, ADA);
+    expect(customerIdUnder(key, '  ADA@Example.COM ')).toBe(id);
+    expect(customerIdUnder(Buffer.alloc(32, 2), ADA)).not.toBe(id);
+    // Nothing an analyst can compute from a guessed address alone: not the digest importers used before.
+    expect(id).not.toBe(unkeyedCustomerId(ADA));
     const variants = new Set<string>();
     for (let i = 0; i < 64; i++) {
-      const id = customerIdForEmail(`p${i}@example.com`);
-      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-      const digest = createHash('sha256').update(`crm-import:customer:p${i}@example.com`).digest('hex');
-      const plain = id.replaceAll('-', '');
+      const keyed = customerIdUnder(key, `p${i}@example.com`);
+      expect(keyed).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const digest = createHmac('sha256', key).update(`crm-import:customer:p${i}@example.com`).digest('hex');
+      const plain = keyed.replaceAll('-', '');
       expect(plain.slice(0, 12) + plain.slice(13, 16) + plain.slice(17)).toBe(digest.slice(0, 12) + digest.slice(13, 16) + digest.slice(17, 32));
-      expect(parseInt(plain[16]!, 16) & 0x3).toBe(parseInt(digest[16]!, 16) & 0x3);
-      variants.add(id[19]!);
+      variants.add(keyed[19]!);
     }
     expect([...variants].sort()).toEqual(['8', '9', 'a', 'b']);
-    expect(customerIdForEmail('grace@example.com')).not.toBe(customerIdForEmail(ADA));
+    expect(customerIdUnder(key, 'grace@example.com')).not.toBe(id);
+  });
+
+  it('still knows the id importers gave before ids were keyed (customers imported so keep it)', () => {
+    expect(unkeyedCustomerId(ADA)).toBe('e3a7480b-93a5-452a-be43-2b3995f7f951');
+    expect(unkeyedCustomerId('  ADA@Example.COM ')).toBe(unkeyedCustomerId(ADA));
+    const digest = createHash('sha256').update(`crm-import:customer:${ADA}`).digest('hex');
+    expect(unkeyedCustomerId(ADA).replaceAll('-', '').slice(0, 12)).toBe(digest.slice(0, 12));
   });
 
   it('lists in the help every column a kind reads under its first name', () => {
@@ -251,7 +266,7 @@ describe('customer rows', () => {
     const expected = {
       command: {
         type: 'RegisterCustomer',
-        customerId: customerIdForEmail(ADA),
+        customerId: importedCustomerId(ADA),
         name: 'Ada',
         email: ADA,
         phone: null,
@@ -263,7 +278,7 @@ describe('customer rows', () => {
       key: keyFor('customers', ADA),
       formerly: {
         type: 'RegisterCustomer',
-        customerId: customerIdForEmail(ADA),
+        customerId: importedCustomerId(ADA),
         name: 'Ada',
         email: ADA,
         phone: null,
@@ -409,7 +424,7 @@ describe('purchase and refund rows', () => {
   });
 
   it('finds the customer by id, else by customer_email or email, and names the column when there is none', () => {
-    const byEmail = customerIdForEmail(ADA);
+    const byEmail = importedCustomerId(ADA);
     const customerOf = (row: Row) => one('purchases', { order_id: 'A-1', amount: '1', ...row }).command.customerId;
     expect(customerOf({ customer_id: CUSTOMER, customer_email: 'x@example.com' })).toBe(CUSTOMER);
     expect(customerOf({ customer_email: ADA })).toBe(byEmail);
@@ -502,8 +517,8 @@ describe('purchase and refund rows', () => {
 
   it('keys a refund without an id by its amount and time, with the defaults of the optional columns', () => {
     expect(one('refunds', { customer_email: ADA, order_id: 'A-1', amount: '5', refund_id: ' ', reason: '' })).toStrictEqual({
-      command: { type: 'RefundPurchase', customerId: customerIdForEmail(ADA), orderId: 'A-1', amount: 5, currency: 'EUR', reason: null },
-      key: keyFor('refunds', `${customerIdForEmail(ADA)}:A-1:5@`),
+      command: { type: 'RefundPurchase', customerId: importedCustomerId(ADA), orderId: 'A-1', amount: 5, currency: 'EUR', reason: null },
+      key: keyFor('refunds', `${importedCustomerId(ADA)}:A-1:5@`),
     });
     const timed = one('refunds', { customer_id: CUSTOMER, order_id: 'A-1', amount: '5.5', date: '1997-03-02', refund_reason: 'late' });
     expect(timed.key).toBe(keyFor('refunds', `${CUSTOMER}:A-1:5.5@1997-03-02T00:00:00.000Z`));
@@ -835,11 +850,11 @@ describe('campaign response rows', () => {
       command: {
         type: 'RecordCampaignResponse',
         campaignId: CAMPAIGN,
-        customerId: customerIdForEmail(ADA),
+        customerId: importedCustomerId(ADA),
         kind: 'opened',
         occurredAt: '1997-04-11T00:00:00.000Z',
       },
-      key: keyFor('responses', `${CAMPAIGN}:${customerIdForEmail(ADA)}:opened`),
+      key: keyFor('responses', `${CAMPAIGN}:${importedCustomerId(ADA)}:opened`),
     };
     expect(one('responses', { campaign_id: CAMPAIGN, customer_email: ADA, kind: 'opened', date: '1997-04-11' })).toStrictEqual(expected);
     expect(

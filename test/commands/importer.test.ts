@@ -13,13 +13,14 @@ import {
   type RejectedRow,
 } from '../../commands/import/importer.ts';
 import { parseRecords, type ImportRecord } from '../../commands/import/parse.ts';
-import { customerIdForEmail, RowRejected } from '../../commands/import/rows.ts';
+import { RowRejected } from '../../commands/import/rows.ts';
 import { invalidState } from '../../domain/errors.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { IdempotencyConflict } from '../../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { testSchemas } from '../support/postgres.ts';
+import { TEST_CUSTOMER_ID_KEY, importedCustomerId } from '../support/fixtures.ts';
 
 /**
  * The import loop against the real PostgreSQL: line-numbered reasons in line order across batches,
@@ -62,12 +63,12 @@ const importing = async (batch: BatchCommands, records: AsyncIterable<ImportReco
 /** Customers with unique emails, imported; answers their emails. */
 const customers = async (n: number): Promise<string[]> => {
   const emails = Array.from({ length: n }, () => `${randomUUID()}@example.com`);
-  const { outcome } = await importing(createBatchCommands({ store, personalData }), csv(['name,email', ...emails.map((e, i) => `Customer ${i},${e}`)]));
+  const { outcome } = await importing(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), csv(['name,email', ...emails.map((e, i) => `Customer ${i},${e}`)]));
   expect(outcome).toMatchObject({ kind: 'customers', imported: n, rejected: 0 });
   return emails;
 };
 
-const storedOf = async (email: string) => store.readStream(`customer-${customerIdForEmail(email)}`);
+const storedOf = async (email: string) => store.readStream(`customer-${importedCustomerId(email)}`);
 
 async function* records(list: (ImportRecord | (() => void))[]): AsyncGenerator<ImportRecord> {
   for (const entry of list) {
@@ -106,7 +107,7 @@ describe('import: rows, batches and counts', () => {
   it('reports each refused row with its line and reason, in line order across batches, and counts rows after each batch', async () => {
     const [c0, c1] = await customers(2);
     const { outcome, rejected, progress } = await importing(
-      createBatchCommands({ store, personalData }),
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
       csv([
         'order_id,customer_email,amount,currency,occurred_at',
         `o1,${c0},10.00,USD,2024-01-02`,
@@ -149,7 +150,7 @@ describe('import: rows, batches and counts', () => {
 
   it('records the business time of a row as the time of its events', async () => {
     const email = `${randomUUID()}@example.com`;
-    const { outcome } = await importing(createBatchCommands({ store, personalData }), csv(['name,email,registered_at', `Ada,${email},1997-01-02`]));
+    const { outcome } = await importing(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), csv(['name,email,registered_at', `Ada,${email},1997-01-02`]));
     expect(outcome).toMatchObject({ imported: 1 });
     const [registered] = await storedOf(email);
     expect(registered!.metadata).toMatchObject({ occurredAt: '1997-01-02T00:00:00.000Z', correlationId: 'import:customers:line-2' });
@@ -163,14 +164,14 @@ describe('import: rows, batches and counts', () => {
     const open = `${dealId},${c0},Fleet,1200,EUR,sam,2027-09-30,proposal,2024-03-01,open,`;
     const won = `${dealId},${c0},Fleet,1200,EUR,sam,2027-09-30,proposal,2024-03-01,won,2024-08-15`;
     const unknown = `${randomUUID()},nobody@example.com,Pilot,300,EUR,sam,2027-07-31,lead,2024-04-01,won,2024-06-20`;
-    const batch = createBatchCommands({ store, personalData });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     expect((await importing(batch, csv([header, open]))).outcome).toMatchObject({ kind: 'deals', imported: 1, alreadyPresent: 0 });
     // The deal is stored; its outcome is new.
     const second = await importing(batch, csv([header, won, unknown]));
     expect(second.outcome).toMatchObject({ imported: 1, alreadyPresent: 0, rejected: 1 });
     // Both commands of the unknown customer's row are refused: the reason is the first one's.
     expect(second.rejected).toEqual([{ line: 3, reason: 'customer_email: no customer has the address "nobody@example.com"' }]);
-    const third = await importing(createBatchCommands({ store, personalData }), csv([header, won]));
+    const third = await importing(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), csv([header, won]));
     expect(third.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
     const deal = await store.readStream(`deal-${dealId}`);
     expect(deal.map((e) => e.type)).toEqual(['DealOpened', 'DealWon']);
@@ -181,7 +182,7 @@ describe('import: rows, batches and counts', () => {
     const dealId = randomUUID();
     const feedbackId = randomUUID();
     const deals = await importing(
-      createBatchCommands({ store, personalData }),
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
       csv([
         'deal_id,customer_email,title,amount,owner_id,expected_close_date,status,lost_reason',
         `${dealId},${c0},Fleet,1200,sam,2027-09-30,lost,"price\u0000"`,
@@ -191,7 +192,7 @@ describe('import: rows, batches and counts', () => {
     expect(deals.rejected[0]!.reason).toMatch(/^lost_reason: "price\\u0000" is refused: /);
     expect(await store.readStream(`deal-${dealId}`)).toEqual([]);
     const feedback = await importing(
-      createBatchCommands({ store, personalData }),
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
       csv([
         'feedback_id,customer_email,kind,subject,body,resolved_at,resolution',
         `${feedbackId},${c0},complaint,Late,Where is it,2024-01-02,${'x'.repeat(10_001)}`,
@@ -210,7 +211,7 @@ describe('import: rows, batches and counts', () => {
       `${resolved},${c0},complaint,email,Late,Where is it,high,2019-03-04T10:00:00Z,closed,sue,2019-03-04T12:00:00Z,2019-03-05T09:00:00Z,2019-03-06,4,2019-03-07`,
       `${open},${c0},question,web,Sizes,Do you have XL,,2019-03-08,,,,,,,`,
     ];
-    const batch = createBatchCommands({ store, personalData });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     expect((await importing(batch, csv(file))).outcome).toMatchObject({ kind: 'feedback', imported: 2, rejected: 0 });
     const history = await store.readStream(`feedback-${resolved}`);
     expect(history.map((e) => [e.type, e.metadata.occurredAt])).toEqual([
@@ -225,14 +226,14 @@ describe('import: rows, batches and counts', () => {
     expect(history[5]!.data).toMatchObject({ csat: 4 });
     expect((await store.readStream(`feedback-${open}`)).map((e) => e.type)).toEqual(['FeedbackSubmitted']);
     // Again: every step already present, nothing appended.
-    expect((await importing(createBatchCommands({ store, personalData }), csv(file))).outcome).toMatchObject({ imported: 2, alreadyPresent: 2 });
+    expect((await importing(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), csv(file))).outcome).toMatchObject({ imported: 2, alreadyPresent: 2 });
     expect(await store.readStream(`feedback-${resolved}`)).toHaveLength(6);
   });
 
   it('brings an inactive customer in inactive and refuses a merged one, as an exported customers file holds them', async () => {
     const [inactive, merged] = [`${randomUUID()}@example.com`, `${randomUUID()}@example.com`];
     const file = ['name,email,status,merged_into,deactivated_at', `Ida,${inactive},inactive,,2020-05-06`, `Max,${merged},merged,${randomUUID()},`];
-    const { outcome, rejected } = await importing(createBatchCommands({ store, personalData }), csv(file));
+    const { outcome, rejected } = await importing(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), csv(file));
     expect(outcome).toMatchObject({ kind: 'customers', imported: 1, rejected: 1 });
     expect(rejected[0]).toMatchObject({ line: 3, reason: expect.stringMatching(/^merged_into: merged into /) });
     expect((await storedOf(inactive)).map((e) => [e.type, e.metadata.occurredAt])).toEqual([
@@ -243,7 +244,7 @@ describe('import: rows, batches and counts', () => {
   });
 
   it('cuts batches at their size: a batch holds exactly batchSize commands', async () => {
-    const real = createBatchCommands({ store, personalData });
+    const real = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     const sizes: number[] = [];
     const batch: BatchCommands = { ...real, submitBatch: (items) => (sizes.push(items.length), real.submitBatch(items)) };
     const emails = Array.from({ length: 7 }, () => `${randomUUID()}@example.com`);
@@ -256,7 +257,7 @@ describe('import: rows, batches and counts', () => {
   const batchSizesOnly = () => {
     const sizes: number[] = [];
     const batch: BatchCommands = {
-      ...createBatchCommands({ store, personalData }),
+      ...createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
       submitBatch: (items) => {
         sizes.push(items.length);
         return Promise.resolve({ outcomes: Promise.resolve(items.map(() => ({ ok: true as const, stream: '', eventIds: [], alreadyDone: false }))) });
@@ -282,7 +283,7 @@ describe('import: rows, batches and counts', () => {
   });
 
   it('reports the refusals of a batch after those of the batch before, even when reporting them takes a while', async () => {
-    const real = createBatchCommands({ store, personalData });
+    const real = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     const submitted: Promise<unknown>[] = [];
     const batch: BatchCommands = {
       ...real,
@@ -329,7 +330,7 @@ describe('import: rows, batches and counts', () => {
         return results;
       },
     };
-    const real = createBatchCommands({ store: gated, personalData });
+    const real = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: gated, personalData });
     const batch: BatchCommands = {
       ...real,
       submitBatch: async (items) => {
@@ -351,7 +352,7 @@ describe('import: rows, batches and counts', () => {
 
 describe('import: the kind of file', () => {
   it('tells the kind from the first row, or takes the one given, and refuses a file it cannot tell', async () => {
-    const batch = createBatchCommands({ store, personalData });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     await expect(importing(batch, csv(['colour,size', 'red,9']))).rejects.toBeInstanceOf(UnknownImportKind);
     await expect(importing(batch, csv(['colour,size', 'red,9']))).rejects.toHaveProperty(
       'message',
@@ -385,7 +386,7 @@ describe('import: the kind of file', () => {
 
 describe('import: stops and faults', () => {
   it('stops on a signal before the next row: the refusals read so far are reported, the unsent rows are not stored', async () => {
-    const batch = createBatchCommands({ store, personalData });
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     const stopped = new AbortController();
     stopped.abort();
     const none = await importing(batch, csv(['name,email', `Ada,${randomUUID()}@example.com`]), { signal: stopped.signal });
@@ -427,7 +428,7 @@ describe('import: stops and faults', () => {
     const rejected: RejectedRow[] = [];
     const emails = Array.from({ length: 6 }, () => `${randomUUID()}@example.com`);
     await expect(
-      runImport(createBatchCommands({ store: failing, personalData }), csv(['name,email', 'Bad,broken', ...emails.map((e) => `C,${e}`)]), {
+      runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: failing, personalData }), csv(['name,email', 'Bad,broken', ...emails.map((e) => `C,${e}`)]), {
         actor,
         batchSize: 2,
         onRejected: (row) => void rejected.push(row),
@@ -449,7 +450,7 @@ describe('import: stops and faults', () => {
       },
     };
     await expect(
-      importing(createBatchCommands({ store: failing, personalData }), csv(['name,email', `Ada,${randomUUID()}@example.com`])),
+      importing(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: failing, personalData }), csv(['name,email', `Ada,${randomUUID()}@example.com`])),
     ).rejects.toHaveProperty('message', 'disk full');
   });
 
@@ -465,7 +466,7 @@ describe('import: stops and faults', () => {
       },
     ]);
     await expect(
-      runImport(createBatchCommands({ store, personalData }), failingFile, { actor, batchSize: 2, onRejected: (row) => void rejected.push(row) }),
+      runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), failingFile, { actor, batchSize: 2, onRejected: (row) => void rejected.push(row) }),
     ).rejects.toHaveProperty('message', 'connection closed');
     expect(rejected.map((r) => r.line)).toEqual([2]);
     expect(await storedOf(emails[0]!)).toHaveLength(1);
@@ -475,7 +476,7 @@ describe('import: stops and faults', () => {
     const emails = [`${randomUUID()}@example.com`, `${randomUUID()}@example.com`, `${randomUUID()}@example.com`];
     const reason = 'file: cannot be read from this line on (Quote Not Closed)';
     const { outcome, rejected } = await importing(
-      createBatchCommands({ store, personalData }),
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
       records([
         { line: 2, row: { name: 'Bad', email: 'broken' } },
         { line: 3, row: { name: 'Ada', email: emails[0] } },
@@ -496,7 +497,7 @@ describe('import: stops and faults', () => {
   });
 
   it('a refusal it cannot explain is a fault, not a refused row', async () => {
-    const real = createBatchCommands({ store, personalData });
+    const real = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     const batch: BatchCommands = {
       ...real,
       submitBatch: async (items) => {

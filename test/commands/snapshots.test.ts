@@ -8,6 +8,7 @@ import { customerDecider, type CustomerState } from '../../domain/customer/decid
 import type { CustomerEvent } from '../../domain/customer/events.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { commandStoreFor } from '../support/command-store.ts';
+import { TEST_CUSTOMER_ID_KEY } from '../support/fixtures.ts';
 
 /**
  * Saved states of customer streams (commands/snapshots.ts): a batch that read a long stream saves its
@@ -43,7 +44,7 @@ const counting = () => {
 /** A customer with a history longer than the snapshot threshold, written by a handler of its own. */
 const withHistory = async (orders = SNAPSHOT_AFTER_EVENTS + 4): Promise<string> => {
   const customerId = randomUUID();
-  const outcomes = await createBatchCommands({ store: h.store, personalData: h.personalData }).executeBatch([
+  const outcomes = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: h.store, personalData: h.personalData }).executeBatch([
     register(customerId),
     ...Array.from({ length: orders }, (_, i) => purchase(customerId, `h${i}`, 10 + i)),
   ]);
@@ -62,7 +63,7 @@ const savedRow = async (customerId: string) =>
 /** Imports one purchase of `customerId` through a fresh handler (empty cache); its outcome and the events it read. */
 const freshPurchase = async (customerId: string, orderId: string, amount = 10, key?: string) => {
   const c = counting();
-  const [outcome] = await createBatchCommands({ store: c.store, personalData: h.personalData }).executeBatch([purchase(customerId, orderId, amount, key)]);
+  const [outcome] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: c.store, personalData: h.personalData }).executeBatch([purchase(customerId, orderId, amount, key)]);
   return { outcome: outcome!, read: c.read.events };
 };
 
@@ -91,7 +92,7 @@ describe('stream snapshots', () => {
     // A registration alone does not look a saved state up (its stream is new, as a rule): a repeated
     // one reads the stream whole and is answered as done.
     const c = counting();
-    const [registration] = await createBatchCommands({ store: c.store, personalData: h.personalData }).executeBatch([register(customerId)]);
+    const [registration] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: c.store, personalData: h.personalData }).executeBatch([register(customerId)]);
     expect(registration).toMatchObject({ ok: true, alreadyDone: true });
     expect(c.read.events).toBe(events + 1);
     // A row imported before (same key) is answered as done from the saved ids.
