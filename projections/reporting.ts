@@ -34,8 +34,19 @@ const baseOf = (s: string) => `(SELECT b.currency FROM ${q(s, 'base_currency')} 
 const inBaseSql = (s: string, amount: string, currency: string, at: string) =>
   `(CASE WHEN ${currency} = ${baseOf(s)} THEN ${amount} ELSE round(${amount} * (SELECT r.rate FROM ${q(s, 'exchange_rates')} r
     WHERE r.base_currency = ${baseOf(s)} AND r.currency = ${currency} AND r.valid_from <= ${at} ORDER BY r.valid_from DESC LIMIT 1), 4) END)`;
-/** Sum of converted amounts, NULL when any of them lacks a rate. */
-const baseSumSql = (expr: string) => `CASE WHEN bool_and(${expr} IS NOT NULL) THEN sum(${expr}) END`;
+/**
+ * Sum of the converted amounts of the lines `where` picks: 0 when it picks none (as the API answers),
+ * NULL when any of them lacks a rate (unknown, not 0: a BI tool would read revenue 0 and ROI -1).
+ */
+const baseSumSql = (expr: string, where?: string) => {
+  const only = where ? ` FILTER (WHERE ${where})` : '';
+  return `CASE WHEN bool_and(${expr} IS NOT NULL)${only} IS NOT FALSE THEN COALESCE(sum(${expr})${only}, 0) END`;
+};
+/** The currency and month of a converted line, as the API names a missing rate: 'JPY 2026-03'. */
+const rateMonthSql = (x: string) => `rtrim(${x}.currency) || ' ' || to_char(${x}.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM')`;
+/** The months and currencies of the converted lines `x` that lack a rate, sorted; empty when none does. */
+const missingRatesSql = (x: string) =>
+  `COALESCE(array_agg(DISTINCT ${rateMonthSql(x)} ORDER BY ${rateMonthSql(x)}) FILTER (WHERE ${x}.base_amount IS NULL), '{}')`;
 /** A table's lines converted: its columns plus base_amount. */
 const convertedLines = (s: string, table: string, where = 'true') =>
   `(SELECT l.*, ${inBaseSql(s, 'l.amount', 'l.currency', 'l.occurred_at')} AS base_amount FROM ${q(s, table)} l WHERE ${where})`;
@@ -72,15 +83,19 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['base_currency', 'ISO 4217 code of the base currency (CRM_BASE_CURRENCY)'],
       [
         'revenue_base',
-        "The customer's own purchases minus refunds in every currency, each converted at the rate valid at its business time; null while a rate is missing (merged duplicates are their own rows)",
+        "The customer's own purchases minus refunds in every currency, each converted at the rate valid at its business time; 0 without any; null while a rate is missing (merged duplicates are their own rows)",
       ],
+      ['missing_rates', "Currencies and months of the customer's amounts without a rate ('JPY 2026-03'), empty when none"],
     ],
     scoped: true,
     select: (s, r) => `SELECT c.customer_id, c.name, c.email, c.company, c.source, c.tags, c.status, c.merged_into, c.marketing_consent, c.registered_at,
       c.first_purchase_at, c.last_purchase_at, c.order_count, c.revenue, c.refunded, c.currency, c.open_feedback_count, c.deals_open, c.deals_won,
       c.deals_lost, c.forgotten_at, c.last_event_at AS updated_at, c.owner_id, ${baseOf(s)} AS base_currency,
-      (SELECT ${baseSumSql('x.base_amount')} FROM ${convertedLines(s, 'revenue_lines', 'l.customer_id = c.customer_id')} x) AS revenue_base
-      FROM ${q(s, 'customers')} c WHERE ${scopeCondition.customers(s, r)}`,
+      m.revenue_base, m.missing_rates
+      FROM ${q(s, 'customers')} c,
+      LATERAL (SELECT ${baseSumSql('x.base_amount')} AS revenue_base, ${missingRatesSql('x')} AS missing_rates
+        FROM ${convertedLines(s, 'revenue_lines', 'l.customer_id = c.customer_id')} x) m
+      WHERE ${scopeCondition.customers(s, r)}`,
   },
   {
     name: 'customer_timeline',
@@ -192,17 +207,19 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['completed_at', 'Completion'],
       ['cancelled_at', 'Cancellation'],
       ['base_currency', 'ISO 4217 code of the base currency'],
-      ['costs_base', 'Costs in the base currency, each at the rate valid when recorded; null while a rate is missing'],
-      ['revenue_base', 'Revenue of every conversion, whatever its currency, in the base currency; null while a rate is missing'],
+      ['costs_base', 'Costs in the base currency, each at the rate valid when recorded; 0 without costs; null while a rate is missing'],
+      ['revenue_base', 'Revenue of every conversion, whatever its currency, in the base currency; 0 without any; null while a rate is missing'],
+      ['missing_rates', "Currencies and months of the campaign's costs and revenue without a rate ('NOK 2025-02'), empty when none"],
       ['roi_base', '(revenue_base - costs_base) / costs_base; null without costs or while a rate is missing'],
     ],
     select: (s) => `SELECT *, CASE WHEN costs_base > 0 THEN round((revenue_base - costs_base) / costs_base, 6) END AS roi_base FROM (
       SELECT c.campaign_id, c.name, c.channel, c.status, c.budget, c.currency, c.starts_at, c.ends_at, c.costs, c.sent_count, c.opened_count,
       c.clicked_count, c.converted_count, c.unsubscribed_count, c.revenue, c.roi, c.conversion_rate, c.over_budget, c.created_at, c.launched_at, c.completed_at,
-      c.cancelled_at, ${baseOf(s)} AS base_currency,
-      COALESCE((SELECT ${baseSumSql('x.base_amount')} FROM ${convertedLines(s, 'campaign_money_lines', "l.campaign_id = c.campaign_id AND l.kind = 'cost'")} x), 0) AS costs_base,
-      COALESCE((SELECT ${baseSumSql('x.base_amount')} FROM ${convertedLines(s, 'campaign_money_lines', "l.campaign_id = c.campaign_id AND l.kind = 'revenue'")} x), 0) AS revenue_base
-      FROM ${q(s, 'campaigns')} c) v`,
+      c.cancelled_at, ${baseOf(s)} AS base_currency, m.costs_base, m.revenue_base, m.missing_rates
+      FROM ${q(s, 'campaigns')} c,
+      LATERAL (SELECT ${baseSumSql('x.base_amount', "x.kind = 'cost'")} AS costs_base, ${baseSumSql('x.base_amount', "x.kind = 'revenue'")} AS revenue_base,
+        ${missingRatesSql('x')} AS missing_rates
+        FROM ${convertedLines(s, 'campaign_money_lines', 'l.campaign_id = c.campaign_id')} x) m) v`,
   },
   {
     name: 'revenue_monthly',
@@ -220,7 +237,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
     select: (s) => `SELECT to_char(x.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, rtrim(x.currency) AS currency,
       (count(*) FILTER (WHERE x.kind = 'purchase'))::integer AS purchases, sum(x.amount) AS revenue, ${baseOf(s)} AS base_currency,
       ${baseSumSql('x.base_amount')} AS revenue_base,
-      CASE WHEN bool_and(x.base_amount IS NOT NULL) THEN NULL ELSE rtrim(x.currency) || ' ' || to_char(x.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') END AS missing_rate
+      CASE WHEN bool_and(x.base_amount IS NOT NULL) THEN NULL ELSE ${rateMonthSql('x')} END AS missing_rate
       FROM ${convertedLines(s, 'revenue_lines')} x GROUP BY 1, 2, to_char(x.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM')`,
   },
   {

@@ -278,15 +278,20 @@ describe('campaign revenue and ROI in the base currency', () => {
 
 describe('reporting views carry the original and the base-currency columns', () => {
   it('gives the same base figures as the API, in the recorded base currency', async () => {
+    const idle = await send('sales', '/customers', { name: 'No Purchases', email: `idle-${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
     await projectionsSettled(h);
     const reporting = h.schemas.reporting;
     await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: reporting, projections: readModelProjections() });
     const rows = async (query: string) => (await sql.raw<Record<string, any>>(query).execute(h.database.db)).rows;
     const [customer] = await rows(
-      `SELECT revenue, currency, base_currency, revenue_base FROM "${reporting}".customers WHERE customer_id = '${made.customerId}'`,
+      `SELECT revenue, currency, base_currency, revenue_base, missing_rates FROM "${reporting}".customers WHERE customer_id = '${made.customerId}'`,
     );
     // 100 + 45 + 24.4 - 8 + 1000 x 0.0062 (corrected JPY rate)
-    expect(customer).toEqual({ revenue: '100.0000', currency: 'EUR', base_currency: 'EUR', revenue_base: '167.6000' });
+    expect(customer).toEqual({ revenue: '100.0000', currency: 'EUR', base_currency: 'EUR', revenue_base: '167.6000', missing_rates: [] });
+    // Nothing bought is 0 in the base currency, as the API says, not unknown.
+    expect(await rows(`SELECT revenue_base::text, missing_rates FROM "${reporting}".customers WHERE customer_id = '${idle.id}'`)).toEqual([
+      { revenue_base: '0', missing_rates: [] },
+    ]);
     const bob = await rows(
       `SELECT stage, currency, amount, amount_base, weighted_amount_base FROM "${reporting}".pipeline_summary WHERE owner_id = '${made.bob}' ORDER BY stage`,
     );
@@ -294,8 +299,9 @@ describe('reporting views carry the original and the base-currency columns', () 
       { stage: 'lead', currency: 'GBP', amount: '300.0000', amount_base: '345.0000', weighted_amount_base: '34.5000' },
       { stage: 'proposal', currency: 'USD', amount: '2000.0000', amount_base: '1800.0000', weighted_amount_base: '900.0000' },
     ]);
-    const [campaign] = await rows(`SELECT revenue, costs_base, revenue_base, roi_base FROM "${reporting}".campaigns WHERE campaign_id = '${made.campaignId}'`);
-    expect(campaign).toEqual({ revenue: '0.0000', costs_base: '100.0000', revenue_base: '216.0000', roi_base: '1.160000' });
+    const campaignRow = `SELECT revenue, costs_base, revenue_base, roi_base, missing_rates FROM "${reporting}".campaigns WHERE campaign_id = '${made.campaignId}'`;
+    const [campaign] = await rows(campaignRow);
+    expect(campaign).toEqual({ revenue: '0.0000', costs_base: '100.0000', revenue_base: '216.0000', roi_base: '1.160000', missing_rates: [] });
     const months = await rows(
       `SELECT month, currency, revenue, revenue_base, missing_rate FROM "${reporting}".revenue_monthly WHERE month = '2026-03' AND currency = 'JPY'`,
     );
@@ -308,8 +314,12 @@ describe('reporting views carry the original and the base-currency columns', () 
 
     // Another base currency recorded: the base columns follow it (no USD rate against USD, so the EUR lines lack one).
     await recordBaseCurrency(h.database.db, h.schemas.read, 'USD');
-    const [inUsd] = await rows(`SELECT base_currency, revenue_base FROM "${reporting}".customers WHERE customer_id = '${made.customerId}'`);
-    expect(inUsd).toEqual({ base_currency: 'USD', revenue_base: null });
+    const [inUsd] = await rows(`SELECT base_currency, revenue_base, missing_rates FROM "${reporting}".customers WHERE customer_id = '${made.customerId}'`);
+    expect(inUsd).toMatchObject({ base_currency: 'USD', revenue_base: null, missing_rates: expect.arrayContaining([expect.stringMatching(/^EUR \d{4}-\d{2}$/)]) });
+    // A campaign whose money lacks a rate is unknown in the base currency: not revenue 0 and ROI -1.
+    const [campaignInUsd] = await rows(campaignRow);
+    expect(campaignInUsd).toMatchObject({ costs_base: null, revenue_base: null, roi_base: null });
+    expect(campaignInUsd!.missing_rates.length).toBeGreaterThan(0);
     await recordBaseCurrency(h.database.db, h.schemas.read, 'EUR');
   });
 });
