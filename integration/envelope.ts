@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { eventSchemas, personalFields, type CrmEventType } from '../domain/catalogue.ts';
 import { ERASED } from '../domain/shared.ts';
 import { inUtc } from '../domain/time.ts';
@@ -117,6 +118,29 @@ export const publicFields = (type: CrmEventType): string[] => Object.keys((event
 /** Whether the subscriber's role may see personal data (the API's rule, api/roles.ts `seesPersonalData`). */
 export const roleSeesPersonalData = (role: SubscriberRole): boolean => role !== 'analyst';
 
+/** The schema under `.optional()` and `.nullable()`. */
+const unwrapped = (schema: z.ZodType): z.ZodType => {
+  let inner = schema;
+  while (inner instanceof z.ZodOptional || inner instanceof z.ZodNullable) inner = inner.unwrap() as z.ZodType;
+  return inner;
+};
+
+/**
+ * A value of `schema` with its instants (ISO date-times, at any depth) in UTC, as the envelope's own
+ * times: a rate's `validFrom` or a campaign's `startsAt` went out as the client spelt it (`+05:30`,
+ * without milliseconds), where the API answers the same instant in UTC.
+ */
+const withInstantsInUtc = (schema: z.ZodType, value: unknown): unknown => {
+  const inner = unwrapped(schema);
+  if (typeof value === 'string') return (inner._zod.def as { format?: string }).format === 'datetime' ? inUtc(value) : value;
+  if (inner instanceof z.ZodArray && Array.isArray(value)) return value.map((item) => withInstantsInUtc(inner.element as z.ZodType, item));
+  if (inner instanceof z.ZodObject && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const shape = inner.shape as Record<string, z.ZodType>;
+    return Object.fromEntries(Object.entries(value).map(([field, item]) => [field, shape[field] ? withInstantsInUtc(shape[field], item) : item]));
+  }
+  return value;
+};
+
 /** `customer-<uuid>` -> the aggregate's id. */
 const aggregateIdOf = (stream: string): string => stream.slice(stream.indexOf('-') + 1);
 
@@ -132,8 +156,10 @@ export function toIntegrationEvent(projected: ProjectedEvent, role: SubscriberRo
   const encrypted = new Set([...(personalFields[type]?.fields ?? []), ...spec.personal]);
   const data: Record<string, unknown> = {};
   const masked = !roleSeesPersonalData(role);
+  const shape = (eventSchemas[type] as unknown as { shape: Record<string, z.ZodType> }).shape;
   for (const [field, value] of Object.entries(projected.event.data as Record<string, unknown>)) {
-    data[field] = masked && encrypted.has(field) && value !== null && value !== undefined ? (value === ERASED ? ERASED : MASKED) : value;
+    if (masked && encrypted.has(field) && value !== null && value !== undefined) data[field] = value === ERASED ? ERASED : MASKED;
+    else data[field] = shape[field] ? withInstantsInUtc(shape[field], value) : value;
   }
   return {
     id: projected.id,

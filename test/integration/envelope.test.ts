@@ -66,6 +66,26 @@ describe('integration envelope', () => {
     });
   });
 
+  it('sends the instants of the data in UTC, as the API answers them, and leaves dates and text as they are', () => {
+    const rate = toIntegrationEvent(
+      projected('ExchangeRateSet', { currency: 'CHF', rate: 1.05, validFrom: '2025-03-01T12:00:00+02:00', reason: 'at 2025-03-01T12:00:00+02:00' }),
+      'admin',
+    );
+    expect(rate.data).toEqual({ currency: 'CHF', rate: 1.05, validFrom: '2025-03-01T10:00:00.000Z', reason: 'at 2025-03-01T12:00:00+02:00' });
+    const scheduled = toIntegrationEvent(
+      projected('CampaignScheduled', { campaignId: 'k1', startsAt: '2027-01-01T09:00:00+05:30', endsAt: null }, 'campaign-k1'),
+      'analyst',
+    );
+    expect(scheduled.data).toEqual({ campaignId: 'k1', startsAt: '2027-01-01T03:30:00.000Z', endsAt: null });
+    const created = toIntegrationEvent(
+      projected('CampaignCreated', { campaignId: 'k1', schedule: { startsAt: '2027-02-01T00:00:00-08:00', endsAt: '2027-03-01T00:00:00Z' } }, 'campaign-k1'),
+      'admin',
+    );
+    expect(created.data.schedule).toEqual({ startsAt: '2027-02-01T08:00:00.000Z', endsAt: '2027-03-01T00:00:00.000Z' });
+    const deal = toIntegrationEvent(projected('DealOpened', { dealId: 'd1', expectedCloseDate: '2027-01-31' }, 'deal-d1'), 'admin');
+    expect(deal.data.expectedCloseDate).toBe('2027-01-31');
+  });
+
   it('matches subscription patterns: exact, prefix with *, everything', () => {
     expect(matchesPatterns(['PurchaseRecorded'], 'PurchaseRecorded')).toBe(true);
     expect(matchesPatterns(['PurchaseRecorded'], 'PurchaseRefunded')).toBe(false);
