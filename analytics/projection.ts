@@ -648,6 +648,8 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
     // 6: the gaps between listed days, for retention in any activity window. 7: `currency` is the first
     // purchase's in business time, not the first recorded.
     version: 7,
+    // Amounts are stored converted: another base currency (CRM_BASE_CURRENCY) rebuilds them, as a new version would.
+    variant: `base currency ${options.baseCurrency ?? DEFAULT_BASE_CURRENCY}`,
     tables: AGGREGATE_TABLES,
     filter: { eventTypes: [...ANALYTICS_EVENT_TYPES] },
     async migrate(db: Kysely<unknown>, schema: string) {

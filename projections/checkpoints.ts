@@ -10,6 +10,8 @@ export type ProjectionState = 'running' | 'stopped' | 'failed' | 'rebuilding';
 export interface Checkpoint {
   name: string;
   version: number;
+  /** Projection.variant as the read model was built (null: built before variants were recorded). */
+  variant: string | null;
   position: bigint;
   state: ProjectionState;
   eventsBehind: number;
@@ -39,10 +41,12 @@ export async function migrateCheckpoints(db: QueryExecutorProvider, schema: stri
     updated_at timestamptz NOT NULL DEFAULT now(),
     failed_stream text
   )`.execute(db);
-  // Tables made before the column existed. Checked first: ALTER TABLE would wait for running batches.
-  const { rows } = await sql`SELECT 1 FROM information_schema.columns
-    WHERE table_schema = ${schema} AND table_name = ${CHECKPOINT_TABLE} AND column_name = 'failed_stream'`.execute(db);
-  if (rows.length === 0) await sql`ALTER TABLE ${sql.id(schema, CHECKPOINT_TABLE)} ADD COLUMN IF NOT EXISTS failed_stream text`.execute(db);
+  // Tables made before the columns existed. Checked first: ALTER TABLE would wait for running batches.
+  const { rows } = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
+    WHERE table_schema = ${schema} AND table_name = ${CHECKPOINT_TABLE} AND column_name IN ('failed_stream', 'variant')`.execute(db);
+  for (const column of ['failed_stream', 'variant'])
+    if (!rows.some((r) => r.column_name === column))
+      await sql`ALTER TABLE ${sql.id(schema, CHECKPOINT_TABLE)} ADD COLUMN IF NOT EXISTS ${sql.id(column)} text`.execute(db);
 }
 
 /** A `projection_checkpoints` row as the driver returns it (bigint: pg's text, PGlite's number). */
@@ -59,11 +63,13 @@ export type CheckpointRow = {
   /** A Date from pg; the text PGlite may give is parsed too. */
   updated_at: Date | string;
   failed_stream: string | null;
+  variant: string | null;
 };
 
 const toCheckpoint = (r: CheckpointRow): Checkpoint => ({
   name: r.name,
   version: Number(r.version),
+  variant: r.variant ?? null,
   position: BigInt(r.position),
   state: r.state,
   eventsBehind: Number(r.events_behind),
@@ -80,11 +86,20 @@ export async function readCheckpoints(db: QueryExecutorProvider, schema: string)
   return new Map(rows.map((r) => [r.name, toCheckpoint(r)]));
 }
 
-/** Registers a projection at position 0 unless it already has a checkpoint. */
+/**
+ * Registers a projection at position 0 unless it already has a checkpoint; records its variant where
+ * the checkpoint was made before variants were (the read model was built with the variant it runs with now).
+ */
 export async function ensureCheckpoint(db: QueryExecutorProvider, schema: string, projection: Projection): Promise<void> {
-  await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version) VALUES (${projection.name}, ${projection.version})
-    ON CONFLICT (name) DO NOTHING`.execute(db);
+  const table = sql.id(schema, CHECKPOINT_TABLE);
+  await sql`INSERT INTO ${table} AS c (name, version, variant) VALUES (${projection.name}, ${projection.version}, ${projection.variant ?? null})
+    ON CONFLICT (name) DO UPDATE SET variant = EXCLUDED.variant WHERE c.variant IS NULL AND EXCLUDED.variant IS NOT NULL`.execute(db);
 }
+
+/** Whether the read model was built by another version of the projection, or for another variant of it. */
+export const builtOtherwise = (checkpoint: Checkpoint | undefined, projection: Projection): boolean =>
+  checkpoint !== undefined &&
+  (checkpoint.version !== projection.version || (checkpoint.variant !== null && checkpoint.variant !== (projection.variant ?? null)));
 
 /** Creates the tables of `projections` and their checkpoints in `schema` (a replay, a fresh schema). */
 export async function migrateProjections(db: Kysely<unknown>, schema: string, projections: readonly Projection[]): Promise<void> {

@@ -22,6 +22,11 @@ export interface Projection {
   readonly name: string;
   /** Bump when the projection's logic or tables change: the runner then rebuilds it. */
   readonly version: number;
+  /**
+   * What its rows depend on besides the code and the events (the analytics' base currency, which their
+   * amounts are converted to): recorded with the checkpoint, and a change rebuilds it as a new version does.
+   */
+  readonly variant?: string;
   /** Tables it owns, in `schema`; verify and rebuild compare and swap exactly these. */
   readonly tables: readonly string[];
   /** Only these events are delivered (everything else still advances the checkpoint). */

@@ -342,9 +342,9 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
         await sql`DROP TABLE IF EXISTS ${sql.id(schema, table)} CASCADE`.execute(trx);
         await sql`ALTER TABLE ${sql.id(shadow, table)} SET SCHEMA ${sql.id(schema)}`.execute(trx);
       }
-      await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version, position, state)
-          VALUES (${p.name}, ${p.version}, ${cp.position.toString()}::bigint, 'running')
-          ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position, state = 'running',
+      await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version, variant, position, state)
+          VALUES (${p.name}, ${p.version}, ${p.variant ?? null}, ${cp.position.toString()}::bigint, 'running')
+          ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, variant = EXCLUDED.variant, position = EXCLUDED.position, state = 'running',
             last_error = NULL, failed_event_id = NULL, failed_position = NULL, failed_stream = NULL, events_behind = 0, seconds_behind = 0, updated_at = now()`.execute(
         trx,
       );

@@ -17,6 +17,7 @@ import { claimFeedEngine } from './feed-engine.ts';
 import {
   checkpointsPastTheStore,
   clearFailure,
+  builtOtherwise,
   ensureCheckpoint,
   markAheadOfStore,
   migrateCheckpoints,
@@ -182,10 +183,7 @@ export class ProjectionRunner {
     await migrateCheckpoints(db, schema);
     await claimFeedEngine(db, schema, this.options.store.engine);
     const before = await readCheckpoints(db, schema);
-    const changed = projections.filter((p) => {
-      const cp = before.get(p.name);
-      return cp !== undefined && cp.version !== p.version;
-    });
+    const changed = projections.filter((p) => builtOtherwise(before.get(p.name), p));
     for (const p of projections) {
       if (changed.includes(p)) continue;
       await p.migrate(db, schema);
@@ -193,9 +191,9 @@ export class ProjectionRunner {
     }
     if (changed.length > 0) {
       if (!this.options.onVersionChange) {
-        throw new Error(`Projections ${changed.map((p) => p.name).join(', ')} changed version: rebuild them (crm rebuild)`);
+        throw new Error(`Projections ${changed.map((p) => p.name).join(', ')} changed version or variant: rebuild them (crm rebuild)`);
       }
-      this.options.log?.('rebuilding projections whose version changed', { names: changed.map((p) => p.name) });
+      this.options.log?.('rebuilding projections whose version or variant changed', { names: changed.map((p) => p.name) });
       await this.options.onVersionChange(changed.map((p) => p.name));
     }
     await this.reloadCheckpoints();

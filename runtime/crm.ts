@@ -18,7 +18,7 @@ import { createReadModelQueries } from '../projections/queries/index.ts';
 import { userWithAddress } from '../projections/queries/users.ts';
 import { createAnalyticsService, type AnalyticsService } from '../analytics/service.ts';
 import { waitForCheckpoints } from '../projections/status.ts';
-import { migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
+import { builtOtherwise, migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
 import { rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts';
 import { dropAbandonedShadows, type SessionLock } from '../projections/shadows.ts';
 import { livenessOn } from '../projections/work-liveness.ts';
@@ -478,8 +478,8 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       // A rebuild killed mid-way (kill -9, OOM, a lost host) leaves its shadow schema and `rebuilding` marks.
       await dropAbandonedShadows(database.db, config.schemas.read, { pool: database.kind === 'postgres' });
       const checkpoints = await readCheckpoints(database.db, config.schemas.read);
-      // A projection whose version changed is left to the runner, which rebuilds it in a shadow schema.
-      const current = projections.filter((p) => (checkpoints.get(p.name)?.version ?? p.version) === p.version);
+      // A projection whose version (or variant) changed is left to the runner, which rebuilds it in a shadow schema.
+      const current = projections.filter((p) => !builtOtherwise(checkpoints.get(p.name), p));
       for (const p of current) await p.migrate(database.db, config.schemas.read);
       // The reporting views give base-currency columns in the configured currency.
       await recordBaseCurrency(database.db, config.schemas.read, config.baseCurrency);

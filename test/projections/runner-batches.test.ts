@@ -316,7 +316,7 @@ describe('start and stop', () => {
     await startRunner([old.projection, other.projection], { schema });
     const changed = recording('customers', { version: 2 });
     const refused = await startRunner([changed.projection, other.projection], { schema, start: false });
-    await expect(refused.runner.start()).rejects.toThrow('Projections customers changed version: rebuild them (crm rebuild)');
+    await expect(refused.runner.start()).rejects.toThrow('Projections customers changed version or variant: rebuild them (crm rebuild)');
 
     const rebuilt: string[][] = [];
     const { runner, store, logged } = await startRunner([changed.projection, other.projection], {

@@ -323,7 +323,26 @@ describe('outcomes that stop a projection here', () => {
       schema,
       start: false,
     });
-    await expect(refused.runner.start()).rejects.toThrow('Projections customers, deals changed version: rebuild them (crm rebuild)');
+    await expect(refused.runner.start()).rejects.toThrow('Projections customers, deals changed version or variant: rebuild them (crm rebuild)');
+  });
+
+  it('rebuilds a projection built for another variant (the analytics in another base currency), and records the variant of one built before variants were', async () => {
+    const schema = freshSchema();
+    await startRunner([recording('analytics').projection, recording('customers').projection], { schema });
+    // Checkpoints made before variants were recorded: the read model is taken as built for the variant it runs with now.
+    const first = await startRunner([recording('analytics', { variant: 'base currency EUR' }).projection, recording('customers').projection], { schema });
+    await first.runner.stop();
+    expect(await checkpoint(schema, 'analytics')).toMatchObject({ version: 1, variant: 'base currency EUR' });
+    const rebuilt: string[][] = [];
+    const again = await startRunner([recording('analytics', { variant: 'base currency USD' }).projection, recording('customers').projection], {
+      schema,
+      onVersionChange: async (names) => {
+        rebuilt.push(names);
+        await sql`UPDATE ${sql.id(schema, CHECKPOINT_TABLE)} SET variant = 'base currency USD' WHERE name = 'analytics'`.execute(kit.db());
+      },
+    });
+    await again.runner.stop();
+    expect(rebuilt).toEqual([['analytics']]);
   });
 });
 

@@ -204,7 +204,12 @@ export function scriptedRunnerKit(label: string) {
    */
   const recording = (
     name: string,
-    options: { filter?: Projection['filter']; version?: number; before?: (events: ProjectedEvent[]) => Promise<void> | void } = {},
+    options: {
+      filter?: Projection['filter'];
+      version?: number;
+      variant?: string;
+      before?: (events: ProjectedEvent[]) => Promise<void> | void;
+    } = {},
   ): Recording => {
     const calls: number[] = [];
     const table = `${name}_applied`;
@@ -213,6 +218,7 @@ export function scriptedRunnerKit(label: string) {
       projection: {
         name,
         version: options.version ?? 1,
+        ...(options.variant !== undefined ? { variant: options.variant } : {}),
         tables: [table],
         ...(options.filter ? { filter: options.filter } : {}),
         migrate: async (m, s) => {
