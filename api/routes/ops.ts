@@ -95,6 +95,9 @@ const demoReason = (demo: BackgroundLoadStatus): string | undefined => {
 const describePoison = (p: ProjectionStatus): string =>
   p.failedPosition != null ? ` at position ${p.failedPosition}${p.failedStream ? ` (stream ${p.failedStream}, event ${p.failedEventId ?? '?'})` : ''}` : '';
 
+/** How long an answer of the public /ready serves the requests after it. */
+export const READY_REUSE_MS = 500;
+
 /** Probes and metrics: public, not rate limited, not logged per request. */
 export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, options) => {
   const quiet = { rateLimit: false } as const;
@@ -169,6 +172,24 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
     };
   };
 
+  /**
+   * The public probe, shared: a request arriving while one probe is in flight, or within
+   * READY_REUSE_MS of its answer, gets that answer. /ready has no key and no rate limit (orchestrators
+   * poll it), and each probe reads the database: a flood of it (256 at once, no key) held every pooled
+   * connection, and commands got 503 "saturated" for as long as it lasted.
+   */
+  let shared: { answer: ReturnType<typeof readiness>; settledAt?: number } | undefined;
+  const sharedReadiness = (): ReturnType<typeof readiness> => {
+    if (shared && (shared.settledAt === undefined || performance.now() - shared.settledAt < READY_REUSE_MS)) return shared.answer;
+    const probe: NonNullable<typeof shared> = { answer: readiness(false) };
+    const settled = () => {
+      probe.settledAt = performance.now();
+    };
+    probe.answer.then(settled, settled);
+    shared = probe;
+    return probe.answer;
+  };
+
   app.get(
     '/ready',
     {
@@ -181,7 +202,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
       },
     },
     async (_request, reply) => {
-      const { ready, body } = await readiness(false);
+      const { ready, body } = await sharedReadiness();
       // The stream and id of a failed projection's event name a record, its error text may quote a value of it, the owner is a host name.
       const projections = body.projections.map(({ lastError: _e, failedStream: _s, failedEventId: _i, owner: _o, ...shown }) => shown);
       return reply.code(ready ? 200 : 503).send({ ...body, projections });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKeyStore, ensureAdminKey, hashKey } from '../../api/auth/api-keys.ts';
+import { READY_REUSE_MS } from '../../api/routes/ops.ts';
 import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
 
 let h: ApiHarness;
@@ -13,6 +14,29 @@ describe('ops routes', () => {
     const res = await h.app.inject({ method: 'GET', url: '/health' });
     expect(res.statusCode).toBe(200);
     expect(json(res)).toEqual({ status: 'ok' });
+  });
+
+  it('answers a flood of /ready (no key, no rate limit) from one probe of the database, then probes again', async () => {
+    let probes = 0;
+    const store = new Proxy(h.store, {
+      get: (target, name) => {
+        const value = Reflect.get(target, name) as unknown;
+        if (name === 'headPosition') return () => ((probes += 1), target.headPosition());
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const app = await h.crm.buildApi({ ...h.deps, store });
+    try {
+      const answers = await Promise.all(Array.from({ length: 200 }, () => app.inject({ method: 'GET', url: '/ready' })));
+      expect(answers.map((r) => r.statusCode)).toEqual(answers.map(() => 200));
+      expect(new Set(answers.map((r) => json<{ head: string }>(r).head)).size).toBe(1);
+      expect(probes).toBe(1);
+      await new Promise((resolve) => setTimeout(resolve, READY_REUSE_MS + 50));
+      expect((await app.inject({ method: 'GET', url: '/ready' })).statusCode).toBe(200);
+      expect(probes).toBe(2);
+    } finally {
+      await app.close();
+    }
   });
 
   it('answers /ready 200 with every projection caught up', async () => {
