@@ -327,8 +327,8 @@ describe('start and stop', () => {
       },
     });
     expect(rebuilt).toEqual([['customers']]);
-    expect(logged('rebuilding projections whose version changed')).toEqual([
-      { message: 'rebuilding projections whose version changed', details: { names: ['customers'] } },
+    expect(logged('rebuilding projections whose version or variant changed')).toEqual([
+      { message: 'rebuilding projections whose version or variant changed', details: { names: ['customers'] } },
     ]);
     store.append(2);
     await runner.waitForPosition(2n);
