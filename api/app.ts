@@ -11,7 +11,7 @@ import { createBackPressure, DEFAULT_BACK_PRESSURE } from './back-pressure.ts';
 import { clientErrorHandler, refuseMissingHost, registerServerRefusals } from './client-errors.ts';
 import { registerClosing, type CloseWithin } from './closing.ts';
 import { createCursorSeal } from './cursor-seal.ts';
-import type { ApiDeps } from './deps.ts';
+import type { ApiDeps, TrustedProxies } from './deps.ts';
 import { problemErrorHandler } from './errors.ts';
 import { requestIdOf } from './http.ts';
 import { createIdempotencyGuard } from './idempotency.ts';
@@ -92,6 +92,10 @@ const loggerOptions = (logger: ApiDeps['logger']): FastifyServerOptions['logger'
  * Builds the HTTP API. The caller owns the dependencies (and closes them); `app.close()` closes
  * only the HTTP side. Call `ensureAdminKey` (api/auth/api-keys.ts) before serving.
  */
+/** Fastify's form of trusted proxies: the addresses as they are; a hop count as the test of each hop (as proxy-addr reads a number). */
+const trustedProxies = (trusted: TrustedProxies): string[] | ((address: string, hop: number) => boolean) =>
+  typeof trusted === 'number' ? (_address, hop) => hop < trusted : trusted;
+
 export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   const metrics = createApiMetrics({ projections: deps.projections, publishers: deps.integration });
   // Before the key is looked up, and for a command that would be refused anyway, before Fastify routes it.
@@ -107,6 +111,9 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     serverFactory: backPressure.serverFactory,
     logger: loggerOptions(deps.logger),
     genReqId: requestIdOf,
+    // The client address the limits of requests without a valid key count (api/rate-limit.ts): behind a
+    // load balancer every client was the balancer's one address, and one keyless client locked all out.
+    ...(deps.trustProxy !== undefined ? { trustProxy: trustedProxies(deps.trustProxy) } : {}),
     // An event is at most 512 KiB in the store (eventstore/contract.ts); a command body larger than 1 MiB is a 413.
     bodyLimit: 1024 * 1024,
     // While shutting down, new requests get a 503 so a load balancer retries them elsewhere: a

@@ -103,6 +103,9 @@ export interface PointInTime {
   stateAt(kind: RecordKind, id: string, asOf: Date, time?: TimeAxis): Promise<{ state: ReadRecord; revision: number } | undefined>;
 }
 
+/** Trusted proxies: their addresses or CIDR ranges, or how many hops of X-Forwarded-For to trust. */
+export type TrustedProxies = number | string[];
+
 export interface ApiDeps {
   store: EventStore;
   commands: CommandPort;
@@ -128,6 +131,11 @@ export interface ApiDeps {
   backPressure?: Partial<BackPressureOptions>;
   /** Default: 6,000 requests a minute per key, counted per process (api/rate-limit.ts). */
   rateLimit?: RateLimitOptions;
+  /**
+   * Proxies whose X-Forwarded-For names the client, whose address then counts for the limits of
+   * requests without a valid key (CRM_TRUST_PROXY). Default: none, the peer is the client.
+   */
+  trustProxy?: TrustedProxies;
   /** Allowed CORS origins; default: any origin, no credentials (keys travel in a header, not cookies). */
   corsOrigins?: string[] | '*';
   /** Longest a `?waitFor=` query waits before answering 503. Default 5 s. */

@@ -28,6 +28,9 @@ export interface RateLimitOptions {
 /** Per key: 100 requests a second on average, within a minute's window. */
 export const DEFAULT_RATE_LIMIT: RateLimitOptions = { max: 6_000, timeWindowMs: 60_000 };
 
+/** A window as a refusal names it: "a minute", "30 s". */
+const windowText = (ms: number): string => (ms === 60_000 ? 'a minute' : `${Math.round(ms / 1000)} s`);
+
 /** What a limit of 0 means for the plugin: nothing to count. */
 const unlimited = (limit: number): boolean => limit <= 0;
 
@@ -88,7 +91,8 @@ export async function registerRateLimit(
     errorResponseBuilder: (_request, context) =>
       new ProblemError(
         'rate_limited',
-        `More than ${context.max} requests in ${context.after}; retry after ${Math.ceil(context.ttl / 1000)} s.`,
+        // `context.after` is the time left, not the window: "in 10 seconds" was read of a minute's window.
+        `More than ${context.max} requests in ${windowText(options.timeWindowMs)}; retry after ${Math.ceil(context.ttl / 1000)} s.`,
         {},
         { 'retry-after': String(Math.ceil(context.ttl / 1000)) },
       ),

@@ -6,6 +6,7 @@ import { ROLES } from '../api/roles.ts';
 import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import type { CrmConfig } from '../runtime/config.ts';
+import type { TrustedProxies } from '../api/deps.ts';
 import { parseNetworks, type Network } from '../integration/destinations.ts';
 import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts, millis } from './timeouts.ts';
 import { loggableUrl, userinfoEndsEarly } from '../shared/loggable-url.ts';
@@ -92,6 +93,29 @@ const EnvSchema = z.object({
       .default(3000),
   ),
   HOST: z.preprocess(emptyAsUnset, z.string().min(1).default('127.0.0.1')),
+  /**
+   * The proxies in front (a load balancer) whose X-Forwarded-For names the client: their addresses or
+   * CIDR ranges, or how many hops to trust. Unset: none, and every client behind one proxy is one address.
+   */
+  CRM_TRUST_PROXY: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .optional()
+      .transform((text, ctx): TrustedProxies | undefined => {
+        if (text === undefined) return undefined;
+        if (/^\d+$/.test(text.trim())) {
+          const hops = Number(text.trim());
+          if (hops >= 1 && hops <= 10) return hops;
+          ctx.addIssue({ code: 'custom', message: 'a number of hops from 1 to 10, or the proxies\' addresses or CIDR ranges' });
+          return z.NEVER;
+        }
+        const parsed = parseNetworks(text);
+        if ('networks' in parsed && parsed.networks.length > 0) return text.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+        ctx.addIssue({ code: 'custom', message: 'error' in parsed ? parsed.error : 'the proxies\' addresses or CIDR ranges, or a number of hops' });
+        return z.NEVER;
+      }),
+  ),
   CRM_ADMIN_KEY: z.preprocess(emptyAsUnset, z.string().min(16, 'at least 16 characters').max(200).regex(/^\S+$/, 'no spaces').optional()),
   CRM_DATA_DIR: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
   CRM_MASTER_KEY: z.preprocess(emptyAsUnset, z.string().optional()),
@@ -281,7 +305,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
   return {
     database,
     eventStore: e.EVENTSTORE_URL ? { kind: 'eventstoredb', url: e.EVENTSTORE_URL } : { kind: 'sql' },
-    http: { host: e.HOST, port: e.PORT },
+    http: { host: e.HOST, port: e.PORT, ...(e.CRM_TRUST_PROXY !== undefined ? { trustProxy: e.CRM_TRUST_PROXY } : {}) },
     adminKey: e.CRM_ADMIN_KEY,
     // Demo data never goes into a configured server unless asked for explicitly.
     demo: {
@@ -354,6 +378,11 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
   },
   { name: 'CRM_RATE_LIMIT', default: '6000', meaning: 'requests per minute per API key (0 turns the limit off)' },
   { name: 'CRM_RATE_LIMIT_<ROLE>', default: '(CRM_RATE_LIMIT)', meaning: 'the same for keys of one role, e.g. CRM_RATE_LIMIT_SALES=30000' },
+  {
+    name: 'CRM_TRUST_PROXY',
+    default: '(unset: the peer is the client)',
+    meaning: "proxies in front whose X-Forwarded-For names the client (its address's limit): their addresses or CIDR ranges (10.0.0.0/8), or a hop count",
+  },
   { name: 'REDIS_URL', default: '(unset: counted per process)', meaning: 'Redis that holds the rate-limit counters shared by every replica' },
   {
     name: 'CRM_PROJECTION_LEASE_SECONDS',

@@ -1,4 +1,5 @@
 import type { BackPressureOptions } from '../api/back-pressure.ts';
+import type { TrustedProxies } from '../api/deps.ts';
 import type { Network } from '../integration/destinations.ts';
 import { loggableUrl } from '../shared/loggable-url.ts';
 /**
@@ -39,7 +40,12 @@ export interface CrmConfig {
     /** preparedStatements: the pool runs repeated statements named (off behind a pooler that cannot keep them). */
     | { kind: 'postgres'; url: string; preparedStatements?: boolean };
   eventStore: { kind: 'sql' } | { kind: 'eventstoredb'; url: string };
-  http: { host: string; port: number };
+  http: {
+    host: string;
+    port: number;
+    /** Proxies whose X-Forwarded-For names the client: addresses or CIDR ranges, or a hop count (api/deps.ts). */
+    trustProxy?: TrustedProxies;
+  };
   adminKey: string | undefined;
   /** Whether demo data may be loaded on start: embedded defaults to yes, a configured server to no. */
   demo: { enabled: boolean; seed: number; customers: number; until: Date };

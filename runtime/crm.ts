@@ -626,6 +626,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       analytics,
       integration: integration.services,
       requestTimeoutMs: config.timeouts.requestMs,
+      ...(config.http.trustProxy !== undefined ? { trustProxy: config.http.trustProxy } : {}),
     };
     // Loaded on use: commands that serve no HTTP (import, verify, fit) do not load fastify.
     const buildApi = async (api: ApiOptions = {}) => (await import('../api/app.ts')).buildApp({ ...apiDeps, ...api });

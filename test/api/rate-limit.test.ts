@@ -127,6 +127,34 @@ describe('rate limits counted in each process', () => {
     await refusalsCountPerAddress(await replica({ max: 3, timeWindowMs: 60_000 }));
   });
 
+  it('behind a trusted proxy, counts the address X-Forwarded-For names: a keyless client locks out only itself', async () => {
+    const app = await buildApp({ ...h.deps, rateLimit: { max: 3, timeWindowMs: 60_000 }, trustProxy: ['10.0.0.0/8'] });
+    apps.push(app);
+    const balancer = freshAddress();
+    const from = (client: string, headers: Record<string, string> = {}) =>
+      app.inject({ method: 'GET', url: '/deals', remoteAddress: balancer, headers: { ...headers, 'x-forwarded-for': client } });
+    const codes: number[] = [];
+    for (let i = 0; i < 4; i++) codes.push((await from('203.0.113.7')).statusCode);
+    expect(codes).toEqual([401, 401, 401, 429]);
+    // Another client behind the same balancer, with a key this process has not cached yet: looked up and served.
+    expect((await from('198.51.100.20', await freshKey())).statusCode).toBe(200);
+    // An untrusted peer cannot pick its address: its X-Forwarded-For is ignored, and it is counted as itself.
+    const outsider = '192.0.2.44';
+    const spoofed: number[] = [];
+    for (let i = 0; i < 4; i++)
+      spoofed.push((await app.inject({ method: 'GET', url: '/deals', remoteAddress: outsider, headers: { 'x-forwarded-for': `198.51.100.${i + 1}` } })).statusCode);
+    expect(spoofed).toEqual([401, 401, 401, 429]);
+  });
+
+  it('names the window in a refusal, not the time left in it', async () => {
+    const app = await replica({ max: 1, timeWindowMs: 60_000 });
+    const auth = await freshKey();
+    await get(app, auth);
+    const refused = await get(app, auth);
+    expectProblem(refused, 429, 'rate-limited');
+    expect((JSON.parse(refused.body) as { detail: string }).detail).toMatch(/^More than 1 requests in a minute; retry after \d+ s\.$/);
+  });
+
   it('counts each replica apart without Redis (two replicas give a key twice its limit)', async () => {
     const one = await replica({ max: 2, timeWindowMs: 60_000 });
     const two = await replica({ max: 2, timeWindowMs: 60_000 });
@@ -250,6 +278,12 @@ describe('configuration', () => {
     expect(set).toEqual({ perMinute: 0, perRole: { sales: 30_000 }, redisUrl: REDIS_URL });
   });
 
+  it('reads CRM_TRUST_PROXY as addresses or CIDR ranges, or a hop count; unset trusts none', () => {
+    expect(loadConfig(base, '/tmp').http.trustProxy).toBeUndefined();
+    expect(loadConfig({ ...base, CRM_TRUST_PROXY: ' 10.0.0.0/8, 192.168.1.7 ' }, '/tmp').http.trustProxy).toEqual(['10.0.0.0/8', '192.168.1.7']);
+    expect(loadConfig({ ...base, CRM_TRUST_PROXY: '2' }, '/tmp').http.trustProxy).toBe(2);
+  });
+
   it('names the variable of a bad value or an unknown role', () => {
     for (const [variable, value] of [
       ['CRM_RATE_LIMIT', '-1'],
@@ -257,6 +291,9 @@ describe('configuration', () => {
       ['CRM_RATE_LIMIT_SALES', '1.5'],
       ['CRM_RATE_LIMIT_INTERN', '10'],
       ['REDIS_URL', 'http://127.0.0.1:6379'],
+      ['CRM_TRUST_PROXY', 'true'],
+      ['CRM_TRUST_PROXY', '0'],
+      ['CRM_TRUST_PROXY', '10.0.0.0/33'],
     ] as const) {
       const error = (() => {
         try {
