@@ -508,6 +508,20 @@ describe('visibility: audit', () => {
     expect((await get('/webhooks', 'all')).statusCode).toBe(200);
   });
 
+  it("another key's import, whose bad-row report quotes its cells, is shown only to an admin who sees every record", async () => {
+    const started = await h.app.inject({
+      method: 'POST',
+      url: '/imports?kind=customers',
+      payload: 'name,email\nBad Address,not-an-address\n',
+      headers: { ...bearer.service, 'content-type': 'text/csv' },
+    });
+    expect(started.statusCode, started.body).toBe(202);
+    const url = `/imports/${json<{ id: string }>(started).id}`;
+    for (const viewer of ['own', 'team'] as const) expectProblem(await get(url, viewer), 404, 'not-found');
+    expect((await get(url, 'all')).statusCode).toBe(200);
+    expect((await get(url, 'service')).statusCode).toBe(200);
+  });
+
   it("an auditor with own visibility still reads every record's history", async () => {
     const auditor = await registerUser('auditor', { role: 'auditor', teamIds: [teams.b], visibility: 'own' });
     const key = await keyFor(auditor);
