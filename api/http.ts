@@ -73,7 +73,9 @@ export const IdParams = z.strictObject({ id: Id });
 export const etagOf = (revision: number): string => `"${revision}"`;
 
 /**
- * `"3"`, `W/"3"` or `3` -> 3. A list or `*` is refused: the API needs one exact revision. The revision
+ * `"3"`, `W/"3"` or `3` -> 3. Weak on purpose: a proxy that compresses answers (nginx with gzip)
+ * turns the ETag we send into `W/"3"`, and the client echoes what it got; the revision it names is
+ * exact either way. A list or `*` is refused: the API needs one exact revision. The revision
  * is written as the ETag writes it: `"03"`, `"-0"` or an unpaired quote (`"3`) is no ETag we gave, and
  * is refused rather than read as revision 3 or 0.
  */
