@@ -29,8 +29,10 @@ export async function mergeCustomers(trx: QueryExecutorProvider, schema: string,
     ON CONFLICT (activity_id) DO UPDATE SET count = a.count + EXCLUDED.count`.execute(trx);
   await sql`DELETE FROM ${t('analytics_activity')} WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
 
-  // Orders stay under the duplicate's key: after a merge the domain refuses refunds on the duplicate,
-  // and the primary's stream does not know those orders. Feedback and deals move to the primary.
+  // Orders keep the duplicate's key (a later refund of one is recorded on the duplicate, whose stream
+  // holds the order) but count for the primary: such a refund finds there whose figures it lowers.
+  // Feedback and deals move to the primary.
+  await sql`UPDATE ${t('analytics_order')} SET customer_id = ${primaryId}::uuid WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
   await sql`UPDATE ${t('analytics_feedback')} SET customer_id = ${primaryId}::uuid WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
   await sql`UPDATE ${t('analytics_deal')} SET customer_id = ${primaryId}::uuid WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
   // The duplicate's amounts count for the primary now: a rate set later converts them into the primary's figures.

@@ -339,20 +339,25 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
     }
     case 'PurchaseRefunded': {
       const d = event.data;
-      const c = await customer(d.customerId);
       const order = await t.row(ORDER, `${d.customerId}|${d.orderId}`);
-      if (!order) break;
+      if (!order) {
+        await customer(d.customerId);
+        break;
+      }
+      // Whose figures the order counts for: its customer's, or the primary's it was merged into (merge.ts).
+      const owner = String(order.customer_id);
+      const c = await customer(owner);
       // Converted at the refund's own business time, like every amount.
       const amount = await recordAmount(t, c, e, 'refund', String(order.order_key), String(order.day), d.currency, d.amount);
       order.refunded = plusMoney(order.refunded, amount);
       // The refund lowers the value of the day the order was placed on (RFM), and counts as dated activity.
-      const pd = await t.row(PURCHASE_DAY, `${d.customerId}|${String(order.day)}`);
+      const pd = await t.row(PURCHASE_DAY, `${owner}|${String(order.day)}`);
       if (pd) pd.value = minusMoney(pd.value, amount);
       if (String(order.day) === String(c.first_day)) c.first_day_value = minusMoney(c.first_day_value, amount);
       c.total_value = minusMoney(c.total_value, amount);
       c.refunds = num(c.refunds) + 1;
       c.refund_value = plusMoney(c.refund_value, amount);
-      await activity(d.customerId, 'refund');
+      await activity(owner, 'refund');
       const r = await revenueDay(isoDay);
       r.refunds = plusMoney(r.refunds, amount);
       break;
@@ -646,8 +651,9 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
     // 2: merges fold the duplicate into the primary. 3: activities count as engagement. 4: money in the
     // base currency, purchases in every currency counted. 5: retention counts (analytics/retention-counts.ts).
     // 6: the gaps between listed days, for retention in any activity window. 7: `currency` is the first
-    // purchase's in business time, not the first recorded.
-    version: 7,
+    // purchase's in business time, not the first recorded. 8: a merged duplicate's orders count for its
+    // primary (`analytics_order.customer_id`), so that a refund of one recorded later lowers the primary's figures.
+    version: 8,
     // Amounts are stored converted: another base currency (CRM_BASE_CURRENCY) rebuilds them, as a new version would.
     variant: `base currency ${options.baseCurrency ?? DEFAULT_BASE_CURRENCY}`,
     tables: AGGREGATE_TABLES,

@@ -93,8 +93,10 @@ export const customerRecordOf = (events: readonly ProjectedEvent[], customerId?:
   const linesOf = new Map<string, { currency: string; minor: bigint }[]>();
   for (const e of events) {
     applyToCustomers(customers, links, e, (_before, after) => {
+      // The line is its own customer's (a refund of a merged duplicate's order changes the primary's row too).
       const line = revenueLineOf(e);
-      if (line) linesOf.set(after.customer_id, [...(linesOf.get(after.customer_id) ?? []), { currency: line.currency, minor: minorOfNumeric(line.amount) }]);
+      if (line && line.customer_id === after.customer_id)
+        linesOf.set(after.customer_id, [...(linesOf.get(after.customer_id) ?? []), { currency: line.currency, minor: minorOfNumeric(line.amount) }]);
       if (e.event.type === 'CustomerMerged' && after.customer_id === id) mergedDuplicates.push(e.event.data.duplicateId);
       // Merged into a customer outside the record: a stand-in row takes what then counts there, as the primary's row does.
       const primary = after.merged_into;

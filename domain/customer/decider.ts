@@ -35,7 +35,10 @@ export interface CustomerState {
   deactivationReason: string | null;
   orders: Record<string, CustomerOrder>;
   refunds: Record<string, CustomerRefund>;
-  /** Set on a duplicate once merged: every later command is refused and names this primary. */
+  /**
+   * Set on a duplicate once merged: every later command is refused and names this primary, but a
+   * refund of one of its orders (the order is recorded here, and the primary counts it).
+   */
   mergedInto: string | null;
   /** Duplicates this customer absorbed. */
   mergedDuplicates: string[];
@@ -203,7 +206,14 @@ const decideRefund = (c: Extract<CustomerCommand, { type: 'RefundPurchase' }>, s
     });
   }
   const order = entryOf(s.orders, c.orderId);
-  if (!order) throw notFound('purchase.not_found', `No purchase with order id ${c.orderId}`, 'orderId', { orderId: c.orderId });
+  if (!order) {
+    // The primary of a merge does not hold its duplicates' orders: say where such a refund is recorded.
+    const elsewhere = s.mergedDuplicates.length > 0 ? `; an order of a customer merged into this one is refunded on that customer (${s.mergedDuplicates.join(', ')})` : '';
+    throw notFound('purchase.not_found', `No purchase with order id ${c.orderId}${elsewhere}`, 'orderId', {
+      orderId: c.orderId,
+      ...(s.mergedDuplicates.length > 0 ? { mergedDuplicates: s.mergedDuplicates } : {}),
+    });
+  }
   if (order.currency !== c.currency)
     throw ruleViolated('refund.currency_mismatch', `Order ${c.orderId} was paid in ${order.currency}`, 'currency', {
       expected: order.currency,
@@ -240,6 +250,9 @@ export const decideCustomer = (command: CustomerCommand, state: CustomerState): 
     if (state.forgotten) return [];
     return [{ type: 'CustomerForgotten', data: { customerId: command.customerId } }];
   }
+  // A merged duplicate's orders stay on its stream: a refund of one is recorded there (the read models
+  // and analytics count it for the primary, as they count the order), else finance could record none.
+  if (command.type === 'RefundPurchase' && state.mergedInto !== null && !state.forgotten) return decideRefund(command, state);
   assertCustomerWritable(state, command.customerId);
   switch (command.type) {
     case 'ChangeCustomerDetails':

@@ -186,16 +186,9 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
       readHeadlineFigures(row);
       break;
     }
-    case 'PurchaseRefunded': {
-      const d = event.data;
-      row.currency_figures = withCurrencyFigures(row.currency_figures, d.currency, (f) => ({
-        revenue: subtractMoney(f.revenue, d.amount),
-        refunded: addMoney(f.refunded, d.amount),
-        first_purchase_at: f.first_purchase_at,
-      }));
-      readHeadlineFigures(row);
+    case 'PurchaseRefunded':
+      takeRefund(row, event.data.currency, event.data.amount);
       break;
-    }
     case 'CustomerMerged':
       // The duplicate's figures are another row's: the projection adds them (customers.ts, `absorb`).
       break;
@@ -228,6 +221,19 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
   // Most events (purchases, tags, owners) leave what the keys are made of as it was.
   if (row.name !== state.name || row.email !== state.email || row.phone !== state.phone || row.status !== state.status) Object.assign(row, matchKeysOf(row));
   return row;
+}
+
+/**
+ * A refund's figures on a row: the customer's own, or (customers.ts) the primary's that absorbed the
+ * refunded order at a merge.
+ */
+export function takeRefund(row: CustomerRow, currency: string, amount: number): void {
+  row.currency_figures = withCurrencyFigures(row.currency_figures, currency, (f) => ({
+    revenue: subtractMoney(f.revenue, amount),
+    refunded: addMoney(f.refunded, amount),
+    first_purchase_at: f.first_purchase_at,
+  }));
+  readHeadlineFigures(row);
 }
 
 /** The revenue line a purchase or refund adds, in its own currency (refunds negative); undefined for other events. */

@@ -4,7 +4,7 @@ import type { ProjectedEvent, Projection, ProjectionContext } from '../projectio
 import { viewsOf } from '../reporting.ts';
 import { earliest, isoOf, latest, occurredAt } from './common.ts';
 import { MONEY_TYPE, minorOfNumeric, numericOf } from '../../shared/money.ts';
-import { evolveCustomer, readHeadlineFigures, revenueLineOf, withCurrencyFigures, type CustomerRow, type RevenueLine } from './customer-fold.ts';
+import { evolveCustomer, readHeadlineFigures, revenueLineOf, takeRefund, withCurrencyFigures, type CustomerRow, type RevenueLine } from './customer-fold.ts';
 import { ensureSchema, insertRows, RowSet, upsertRows, type TableSpec } from './rows.ts';
 import { DUPLICATE_REASONS, MATCH_KEY_COLUMN, type DuplicateReason, type MatchKeys } from './match-keys.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
@@ -305,13 +305,16 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   const turns = ioTurns();
   for (const e of events) {
     if (turns.due()) await turns.give();
+    let ownEvent = false;
     applyToCustomers(customers, links, e, (before, after) => {
       if (!keysBefore.has(after.customer_id)) keysBefore.set(after.customer_id, before ? keysOf(before) : NO_KEYS);
-      // Only the customer's own events move its purchase keys: other streams' change counters.
+      // Only the customer's own events move its purchase keys (and a refund its primary's): other streams' change counters.
       if (!purchaseKeysBefore.has(after.customer_id)) purchaseKeysBefore.set(after.customer_id, before ? purchaseKeysOf(before) : null);
-      const line = revenueLineOf(e);
-      if (line) revenueLines.push(line);
+      ownEvent = true;
     });
+    // One line per purchase or refund, also when a refund changed a primary's row beside its own.
+    const line = ownEvent ? revenueLineOf(e) : undefined;
+    if (line) revenueLines.push(line);
   }
   await links.flush();
   await customers.flush();
@@ -411,6 +414,18 @@ export function applyToCustomers(
       if (event.type === 'CustomerMerged') {
         const duplicate = customers.get(event.data.duplicateId);
         if (duplicate) absorb(after, duplicate);
+      }
+      // A refund of a merged duplicate's order (recorded on the duplicate, whose stream holds the order):
+      // the primary absorbed the order's figures at the merge, and takes the refund's too.
+      if (event.type === 'PurchaseRefunded' && before?.merged_into) {
+        const primaryId = ownerOf(customers, event.data.customerId);
+        const primary = primaryId === event.data.customerId ? undefined : customers.get(primaryId);
+        if (primary) {
+          const absorbed: CustomerRow = { ...primary, last_event_at: latest(primary.last_event_at, at), last_position: e.position.toString() };
+          takeRefund(absorbed, event.data.currency, event.data.amount);
+          onOwnEvent?.(primary, absorbed);
+          customers.put(absorbed);
+        }
       }
       // Later events decode as erased too; this clears what the row decrypted before the forget.
       if (event.type === 'CustomerForgotten') eraseDecrypted(after);

@@ -235,7 +235,7 @@ describe('analytics projection', () => {
     ]);
   });
 
-  it("a merge adds the duplicate's history to the primary, the same whatever the batch boundaries", async () => {
+  it("a merge adds the duplicate's history to the primary (a refund of its order recorded later too), the same whatever the batch boundaries", async () => {
     const primary = randomUUID();
     const duplicate = randomUUID();
     const complaint = randomUUID();
@@ -266,6 +266,11 @@ describe('analytics projection', () => {
       projected({ type: 'CustomerMerged', data: { customerId: primary, duplicateId: duplicate } }, '2024-05-10T00:00:00Z'),
       projected({ type: 'FeedbackResolved', data: { feedbackId: complaint, resolution: 'ok' } }, '2024-05-11T00:00:00Z'),
       purchase(primary, 'p3', 30, '2024-05-20T10:00:00Z'),
+      // Recorded on the duplicate, whose stream holds the order: it lowers the primary's figures.
+      projected(
+        { type: 'PurchaseRefunded', data: { customerId: duplicate, orderId: 'd2', refundId: 'r-d2', amount: 2, currency: 'EUR', reason: null } },
+        '2024-05-21T10:00:00Z',
+      ),
     ];
     const one = `${schemas.read}_m1`;
     const split = `${schemas.read}_m2`;
@@ -278,11 +283,12 @@ describe('analytics projection', () => {
       summarisePurchases([
         { day: dayOf('2024-04-20T00:00:00Z'), value: 5 },
         { day: dayOf('2024-05-01T00:00:00Z'), value: 10 },
-        { day: dayOf('2024-05-08T00:00:00Z'), value: 27 },
+        { day: dayOf('2024-05-08T00:00:00Z'), value: 25 }, // 20 + 7, less the refund of 2 on d2
         { day: dayOf('2024-05-20T00:00:00Z'), value: 30 },
       ]),
     );
-    expect(rows[0]).toMatchObject({ orders: 5, complaints: 1, complaints_open: 0, complaints_resolved: 1, cohort: '2024-04' });
+    expect(rows[0]).toMatchObject({ orders: 5, refunds: 1, complaints: 1, complaints_open: 0, complaints_resolved: 1, cohort: '2024-04' });
+    expect(Number(rows[0]!.refund_value)).toBe(2);
     for (const [table, order] of [
       ['analytics_customer', 'customer_id'],
       ['analytics_purchase_day', 'purchase_day_id'],

@@ -189,6 +189,24 @@ describe('customer commands', () => {
     expect(problem.details).toEqual({ customerId: duplicate.id, primaryId: primary.id });
     expect(await eventCount(h)).toBe(stored);
   });
+
+  it("refunds a merged duplicate's order on the duplicate, and the primary says where such an order is", async () => {
+    const primary = await register();
+    const duplicate = await register();
+    accepted(await send('sales', 'POST', `/customers/${duplicate.id}/purchases`, { orderId: 'Q-1', amount: 50, currency: 'USD' }));
+    accepted(await send('sales', 'POST', `/customers/${primary.id}/merge`, { duplicateId: duplicate.id }, { 'if-match': '"0"' }));
+    const onPrimary = expectProblem(
+      await send('sales', 'POST', `/customers/${primary.id}/refunds`, { orderId: 'Q-1', refundId: 'QR-1', amount: 20, currency: 'USD' }),
+      404,
+      'not-found',
+    );
+    expect(onPrimary.details).toEqual({ orderId: 'Q-1', mergedDuplicates: [duplicate.id] });
+    const refunded = accepted(
+      await send('sales', 'POST', `/customers/${duplicate.id}/refunds`, { orderId: 'Q-1', refundId: 'QR-1', amount: 20, currency: 'USD' }),
+    );
+    const view = json(await h.app.inject({ method: 'GET', url: `/customers/${primary.id}?waitFor=${refunded.position}`, headers: h.auth('sales') }));
+    expect(view).toMatchObject({ revenueByCurrency: { USD: 30 }, refunded: 20 });
+  });
 });
 
 describe('deal commands', () => {

@@ -73,6 +73,13 @@ async function recordMergedPair(): Promise<void> {
   // After the merge, the duplicate's deal counts for the primary.
   await h.record(`deal-${duplicateDealId}`, 'DealLost', { dealId: duplicateDealId, from: 'lead', reason: 'budget' }, { occurredAt: day(9) });
   await h.record(p, 'PurchaseRecorded', { customerId: primaryId, orderId: 'p-2', amount: 20, currency: 'EUR' }, { occurredAt: day(10) });
+  // A refund of the duplicate's order, recorded on the duplicate after the merge: the primary's figures take it.
+  await h.record(
+    d,
+    'PurchaseRefunded',
+    { customerId: duplicateId, orderId: 'd-2', refundId: 'r-2', amount: 5, currency: 'USD', reason: null },
+    { occurredAt: day(11) },
+  );
 }
 
 beforeAll(async () => {
@@ -221,9 +228,10 @@ describe('a merged customer as of an instant', () => {
       dealsOpen: 0,
       dealsWon: 1,
       dealsLost: 1,
-      revenueByCurrency: { EUR: 160, USD: 30 },
+      // The duplicate's USD order, less its refund recorded on the duplicate after the merge.
+      revenueByCurrency: { EUR: 160, USD: 25 },
     });
-    // The duplicate keeps its figures as they stood at the merge.
+    // The duplicate keeps its counters as they stood at the merge (its figures take its own refunds).
     expect((await customerAsOf(duplicateId, new Date())).record).toMatchObject({
       status: 'merged',
       mergedInto: primaryId,

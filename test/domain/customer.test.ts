@@ -311,6 +311,27 @@ describe('customer: merge', () => {
     const absorbed = fold([registered(C), { type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }]);
     expect(decideMerge(merge(C, D), absorbed, pointing)).toEqual({ duplicate: [], primary: [] });
   });
+  it('the duplicate still takes a refund of its own orders (its stream holds them), within what is left to refund', () => {
+    const mergedAway: CustomerEvent[] = [registered(), purchase('o-1', 10), { type: 'CustomerMergedInto', data: { customerId: C, primaryId: E } }];
+    spec
+      .given(mergedAway)
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 4, currency: 'EUR' }))
+      .then([{ type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'r-1', amount: 4, currency: 'EUR', reason: null } }]);
+    spec
+      .given(mergedAway)
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 11, currency: 'EUR' }))
+      .thenRefused('refund.exceeds_purchase', 'amount');
+    const forgotten: CustomerEvent[] = [...mergedAway, { type: 'CustomerForgotten', data: { customerId: C } }];
+    spec.given(forgotten).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 4, currency: 'EUR' })).thenRefused('customer.forgotten', 'customerId');
+  });
+
+  it("the primary names its duplicates when asked to refund an order it does not hold", () => {
+    const absorbed: CustomerEvent[] = [registered(), { type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }];
+    const e = spec.given(absorbed).when(cmd('RefundPurchase', { orderId: 'o-9', refundId: 'r-9', amount: 1, currency: 'EUR' })).thenRefused('purchase.not_found', 'orderId');
+    expect(e.details).toMatchObject({ orderId: 'o-9', mergedDuplicates: [D] });
+    expect(e.message).toContain(D);
+  });
+
   it('the duplicate refuses every later command and names the primary', () => {
     const mergedAway: CustomerEvent[] = [registered(), { type: 'CustomerMergedInto', data: { customerId: C, primaryId: E } }];
     for (const c of [cmd('TagCustomer', { tag: 'x' }), cmd('RecordPurchase', { orderId: 'o', amount: 1, currency: 'EUR' }), cmd('DeactivateCustomer', {})]) {

@@ -70,6 +70,8 @@ beforeAll(async () => {
   // After the merge: the duplicate's deal is won and its feedback resolved.
   await run({ type: 'WinDeal', dealId: deal });
   await run({ type: 'ResolveFeedback', feedbackId: feedback, resolution: 'Sent the manual' });
+  // After the merge: a refund of the duplicate's order, recorded on the duplicate (its stream holds the order).
+  await run({ type: 'RefundPurchase', customerId: duplicate, orderId: 'd-2', refundId: 'r-2', amount: 5, currency: 'EUR' });
   await run({ type: 'AssignCustomerOwner', customerId: primary, ownerId: bob });
   await run({ type: 'RegisterCustomer', customerId: buyer, name: 'Ada Byron', email: 'ada@byron.example' });
   await run({ type: 'RecordPurchase', customerId: buyer, orderId: 'b-1', amount: 30, currency: 'GBP', occurredAt: '2026-01-03T10:00:00Z' });
@@ -90,8 +92,8 @@ describe('a merge in the read models', () => {
   it("adds the duplicate's purchases, refunds, deals and feedback to the primary's customer row", async () => {
     expect(await q.getCustomer(primary)).toMatchObject({
       orderCount: 3,
-      revenue: 120, // 40 + 50 + 40.25 - 10.25
-      refunded: 10.25,
+      revenue: 115, // 40 + 50 + 40.25 - 10.25, and the refund of 5 recorded on the duplicate after the merge
+      refunded: 15.25,
       currency: 'EUR',
       firstPurchaseAt: '2025-12-01T10:00:00.000Z',
       lastPurchaseAt: '2026-01-04T10:00:00.000Z',
@@ -99,7 +101,14 @@ describe('a merge in the read models', () => {
       dealsWon: 1, // won after the merge, counted for the primary
       openFeedbackCount: 0, // resolved after the merge
     });
-    expect(await q.getCustomer(duplicate)).toMatchObject({ status: 'merged', mergedInto: primary, orderCount: 2 });
+    // The duplicate's own row: its stream's figures (the refund after the merge included).
+    expect(await q.getCustomer(duplicate)).toMatchObject({ status: 'merged', mergedInto: primary, orderCount: 2, revenue: 75, refunded: 15.25 });
+  });
+
+  it("counts a refund of the duplicate's order recorded after the merge once, in every figure and on replay", async () => {
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(h.schemas.read, 'revenue_lines')} WHERE refund_id = 'r-2'`.execute(h.database.db);
+    expect(rows[0]!.n).toBe(1);
+    expect(await q.getCustomer(primary)).toMatchObject({ revenueBase: 115 });
   });
 
   it("takes the duplicate's currency when its first purchase came before the primary's", async () => {
@@ -133,7 +142,7 @@ describe('a merge in the read models', () => {
     const { rows } = await sql<{ order_count: number; revenue: string; deals_won: number }>`SELECT order_count, revenue, deals_won
       FROM ${sql.id(h.schemas.reporting, 'customers')} WHERE customer_id = ${primary}::uuid`.execute(h.database.db);
     expect(rows[0]).toMatchObject({ order_count: 3, deals_won: 1 });
-    expect(Number(rows[0]!.revenue)).toBe(120);
+    expect(Number(rows[0]!.revenue)).toBe(115);
   });
 });
 
@@ -155,6 +164,8 @@ describe("the customer's owner on the records (visibility)", () => {
 
   it('is the same whatever the batches: a replay one event per batch and one in a single batch equal the live rows', async () => {
     const tables = ['deals', 'deal_customer_owners', 'feedback', 'feedback_customer_owners', 'activities', 'activity_customer_owners'];
+    // And the customers' figures, a refund after the merge included.
+    tables.push('customers', 'customer_purchase_keys', 'revenue_lines');
     expect(projections.flatMap((p) => p.tables)).toEqual(expect.arrayContaining(tables));
     await expectReplaysEqualLive(h, projections, tables, {
       alsoExpect: async (schema, label) => expect(await ownersOf(schema), label).toEqual(await ownersOf(h.schemas.read)),
