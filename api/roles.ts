@@ -117,6 +117,7 @@ export const routeRules: readonly RouteRule[] = [
   // Exchange rates to the base currency: every figure in the base currency depends on them, so only admins set them.
   { route: 'POST /exchange-rates', access: ['admin'], summary: 'set or correct the rate of a currency from a business time' },
   { route: 'GET /exchange-rates', access: ALL, summary: 'the rates valid at ?at=, or every rate and correction of ?currency=' },
+  { route: 'GET /exchange-rates/export', access: ALL, summary: 'the rates in force as a rates file (crm import-rates), CSV or NDJSON' },
   // Bulk import (api/routes/imports.ts): each kind also checks the roles of its command.
   { route: 'POST /imports', access: WRITE_CUSTOMERS, summary: 'import a CSV or NDJSON file (the roles of the matching command)' },
   { route: 'GET /imports/:id', access: WRITE_CUSTOMERS, summary: "progress and bad-row report of one's own import" },

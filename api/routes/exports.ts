@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { Currency } from '../../domain/money.ts';
 import { IsoDateTime } from '../../domain/shared.ts';
 import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type ExportFormat, type ExportKind } from '../../projections/queries/export.ts';
 import type { AuditServices } from '../../audit/index.ts';
@@ -19,7 +20,7 @@ import { FeedbackListFilters } from './feedback.ts';
 
 /**
  * `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`,
- * `/campaigns/export`, `/responses/export`, `/costs/export`: the whole list (with the list's filters) as CSV or NDJSON,
+ * `/campaigns/export`, `/responses/export`, `/costs/export`, `/exchange-rates/export`: the whole list (with the list's filters) as CSV or NDJSON,
  * streamed page by page, personal fields masked as the caller's list is.
  */
 
@@ -171,6 +172,18 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
       ({ audit }) =>
       (query) =>
         audit.campaignCosts(query),
+  },
+  // The rates in force against the base currency: a rates file (`crm import-rates`), so that a move to
+  // another CRM keeps its base-currency figures. Rates name no customer: every caller's holds them all.
+  'exchange-rates': {
+    filters: { currency: Currency.optional().describe('One currency\'s rates') },
+    projection: 'exchange_rates',
+    personalFields: [],
+    personalFilters: [],
+    list:
+      ({ queries }) =>
+      (query) =>
+        queries.listExchangeRates(query),
   },
 };
 

@@ -1,7 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import { DEFAULT_BASE_CURRENCY } from '../../domain/exchange-rate/events.ts';
 import { isMissingColumn, isMissingTable } from '../../shared/sql.ts';
-import { iso, type ReadModelSource } from './page.ts';
+import { iso, listOf, type Page, type ReadModelSource } from './page.ts';
 import { inOneSnapshot } from './snapshot.ts';
 import type { ExchangeRateHistoryRow, ExchangeRateRow } from '../read-models/exchange-rates.ts';
 
@@ -149,3 +149,48 @@ export async function exchangeRates(source: ReadModelSource, query: ExchangeRate
     }),
   };
 }
+
+export interface ExchangeRateListQuery {
+  currency?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+/** A rate in force as a rates file holds it (`crm import-rates` reads it back): the exact decimal. */
+export type ExchangeRateLine = { currency: string; rate: string; validFrom: string; reason: string | null; baseCurrency: string; setAt: string };
+
+/**
+ * `GET /exchange-rates/export`, `crm export exchange-rates`: every rate in force against the base
+ * currency (a correction's, not the rate it corrected), oldest validFrom first. Imported into another
+ * CRM it gives the same conversions, and imported again it records nothing (the same rates); the
+ * corrections themselves stay in this CRM's history (`GET /exchange-rates`).
+ */
+export const listExchangeRates = (source: ReadModelSource, query: ExchangeRateListQuery = {}): Promise<Page<ExchangeRateLine>> => {
+  const history = sql.id(source.schema, 'exchange_rate_history');
+  const where: RawBuilder<unknown>[] = [
+    sql`t.base_currency = ${baseCurrencyOf(source)}`,
+    // The fact in force for its currency and validFrom: no later one corrected it.
+    sql`NOT EXISTS (SELECT 1 FROM ${history} later WHERE later.base_currency = t.base_currency AND later.currency = t.currency
+      AND later.valid_from = t.valid_from AND later.position > t.position)`,
+  ];
+  if (query.currency) where.push(sql`t.currency = ${query.currency}`);
+  return listOf<ExchangeRateLine, ExchangeRateHistoryRow>(
+    {
+      source,
+      table: 'exchange_rate_history',
+      key: 'event_id',
+      where,
+      sorts: { validFrom: { expr: sql`t.valid_from`, type: 'timestamptz' } },
+      defaultSort: 'validFrom',
+    },
+    query,
+    (r) => ({
+      currency: r.currency.trim(),
+      rate: rateText(r.rate),
+      validFrom: iso(r.valid_from)!,
+      reason: r.reason,
+      baseCurrency: r.base_currency.trim(),
+      setAt: iso(r.set_at)!,
+    }),
+  );
+};

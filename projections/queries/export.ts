@@ -28,7 +28,10 @@ const csvCell = (value: unknown): string => {
 const fields = (names: string): readonly string[] => names.trim().split(/\s+/);
 
 /** The fields of a listed record of each kind, in file order (test/api/exports.test.ts holds them to the lists). */
-export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purchases' | 'refunds' | 'campaigns' | 'responses' | 'costs', readonly string[]> = {
+export const EXPORT_COLUMNS: Record<
+  'customers' | 'deals' | 'feedback' | 'purchases' | 'refunds' | 'campaigns' | 'responses' | 'costs' | 'exchange-rates',
+  readonly string[]
+> = {
   customers: fields(`
     id name email phone company source tags status mergedInto marketingConsent registeredAt
     firstPurchaseAt lastPurchaseAt orderCount revenue refunded currency forgottenAt ownerId updatedAt
@@ -58,6 +61,8 @@ export const EXPORT_COLUMNS: Record<'customers' | 'deals' | 'feedback' | 'purcha
   responses: fields(`campaignId customerId response revenue currency occurredAt`),
   // The columns a costs import reads (`costId` tells the kind).
   costs: fields(`campaignId costId amount currency description occurredAt`),
+  // The columns `crm import-rates` reads (currency, rate, valid_from, reason), then the base currency they are against.
+  'exchange-rates': fields(`currency rate validFrom reason baseCurrency setAt`),
 };
 
 export type ExportKind = keyof typeof EXPORT_COLUMNS;

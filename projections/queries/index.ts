@@ -2,7 +2,7 @@ import { customerActivities, dealActivities, getActivity, listActivities, type A
 import { getCampaign, listCampaigns } from './campaigns.ts';
 import { customerTimeline, getCustomer, listCustomers, type CustomerListQuery } from './customers.ts';
 import { getDeal, listDeals, pipeline, type DealListQuery } from './deals.ts';
-import { exchangeRates, type ExchangeRateQuery } from './exchange-rates.ts';
+import { exchangeRates, listExchangeRates, type ExchangeRateListQuery, type ExchangeRateQuery } from './exchange-rates.ts';
 import { likelyDuplicates } from './duplicates.ts';
 import { getFeedback, listFeedback, type FeedbackListQuery } from './feedback.ts';
 import { listPurchases, listRefunds, type PurchaseListQuery } from './purchases.ts';
@@ -43,6 +43,7 @@ export function createReadModelQueries(source: ReadModelSource) {
     getFeedback: (id: string, scope?: ReadScope | null) => getFeedback(source, id, scope),
     listPurchases: (query: PurchaseListQuery = {}, scope?: ReadScope | null) => listPurchases(source, query, scope),
     listRefunds: (query: PurchaseListQuery = {}, scope?: ReadScope | null) => listRefunds(source, query, scope),
+    listExchangeRates: (query: ExchangeRateListQuery = {}) => listExchangeRates(source, query),
     customersInScope: (ids: readonly string[], scope: ReadScope) => customersInScope(source, ids, scope),
     listActivities: (query: ActivityListQuery = {}, scope?: ReadScope | null) => listActivities(source, query, scope),
     customerActivities: (id: string, query: ActivityListQuery = {}, scope?: ReadScope | null) => customerActivities(source, id, query, scope),

@@ -286,6 +286,51 @@ describe('crm export', () => {
     // beside the other files (the machine's two cores shared): bounded for a loaded machine, not a quiet one.
   }, 480_000);
 
+  it('writes the exchange rates in force as a rates file: imported elsewhere they give the same rates, imported again nothing', async () => {
+    const from = testSchemas('cli_export_rates_from');
+    const to = testSchemas('cli_export_rates_to');
+    try {
+      const rates = join(folder, 'rates-in.csv');
+      writeFileSync(
+        rates,
+        ['currency,rate,valid_from,reason', 'USD,0.9,2025-01-01,', 'USD,0.95,2025-02-01,', 'JPY,0.0061,2025-01-01,', 'USD,0.92,2025-02-01,typo in February'].join('\n'),
+      );
+      expect((await runCrm(['import-rates', rates], { cwd: folder, env: schemaEnv(from), timeoutMs: 120_000 })).code).toBe(0);
+      expect((await crm(['rebuild', 'exchange_rates'], from)).code).toBe(0);
+      const file = join(folder, 'rates-out.csv');
+      const exported = await crm(['export', 'exchange-rates', '--output', file], from);
+      expect(exported.code, exported.stderr).toBe(0);
+      const lines = readFileSync(file, 'utf8').trim().split('\n');
+      expect(lines[0]).toBe('currency,rate,validFrom,reason,baseCurrency,setAt');
+      // The February correction is the rate in force; the rate it corrected is history, not a rate to import.
+      expect(lines.slice(1).map((line) => line.split(',').slice(0, 5).join(',')).sort()).toEqual([
+        'JPY,0.0061,2025-01-01T00:00:00.000Z,,EUR',
+        'USD,0.9,2025-01-01T00:00:00.000Z,,EUR',
+        'USD,0.92,2025-02-01T00:00:00.000Z,typo in February,EUR',
+      ]);
+      const into = (schemas: TestSchemas) => runCrm(['import-rates', file], { cwd: folder, env: schemaEnv(schemas), timeoutMs: 120_000 });
+      expect((await into(to)).stdout).toMatch(/3 recorded/);
+      expect((await into(to)).stdout).toMatch(/0 recorded/);
+      const ratesIn = async (schemas: TestSchemas) => {
+        const runtime = await openCrm(loadConfig(schemaEnv(schemas), folder), { overrides: { publishers: false } });
+        try {
+          await runtime.prepareReadModels();
+          await runtime.startProjections();
+          const { rates: list } = await runtime.apiDeps.queries.exchangeRates();
+          return list.map((r) => `${r.currency} ${r.rateDecimal} ${r.validFrom}`);
+        } finally {
+          await runtime.close();
+        }
+      };
+      const expected = ['JPY 0.0061 2025-01-01T00:00:00.000Z', 'USD 0.9 2025-01-01T00:00:00.000Z', 'USD 0.92 2025-02-01T00:00:00.000Z'];
+      expect(await ratesIn(from)).toEqual(expected);
+      await expect.poll(() => ratesIn(to), { timeout: 30_000 }).toEqual(expected);
+    } finally {
+      await from.dropSchemas();
+      await to.dropSchemas();
+    }
+  });
+
   it('runs beside other exports started at the same moment on a new database: each sets up the read models in turn', async () => {
     const fresh = testSchemas('cli_export_together');
     try {
