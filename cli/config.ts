@@ -107,12 +107,16 @@ const EnvSchema = z.object({
         if (/^\d+$/.test(text.trim())) {
           const hops = Number(text.trim());
           if (hops >= 1 && hops <= 10) return hops;
-          ctx.addIssue({ code: 'custom', message: 'a number of hops from 1 to 10, or the proxies\' addresses or CIDR ranges' });
+          ctx.addIssue({ code: 'custom', message: "a number of hops from 1 to 10, or the proxies' addresses or CIDR ranges" });
           return z.NEVER;
         }
         const parsed = parseNetworks(text);
-        if ('networks' in parsed && parsed.networks.length > 0) return text.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
-        ctx.addIssue({ code: 'custom', message: 'error' in parsed ? parsed.error : 'the proxies\' addresses or CIDR ranges, or a number of hops' });
+        if ('networks' in parsed && parsed.networks.length > 0)
+          return text
+            .split(',')
+            .map((entry) => entry.trim())
+            .filter((entry) => entry !== '');
+        ctx.addIssue({ code: 'custom', message: 'error' in parsed ? parsed.error : "the proxies' addresses or CIDR ranges, or a number of hops" });
         return z.NEVER;
       }),
   ),

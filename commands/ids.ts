@@ -33,7 +33,12 @@ export const eventIdFor = (stream: string, idempotencyKey: string, index: number
  * under the installation's secret `key` so that nobody holding only ids (an analyst, a BI tool, a
  * copy of the read models) can test a guessed address against them.
  */
-export const customerIdUnder = (key: Uint8Array, email: string): string => uuidV4Of(createHmac('sha256', key).update(`crm-import:customer:${normaliseEmail(email)}`).digest('hex'));
+export const customerIdUnder = (key: Uint8Array, email: string): string =>
+  uuidV4Of(
+    createHmac('sha256', key)
+      .update(`crm-import:customer:${normaliseEmail(email)}`)
+      .digest('hex'),
+  );
 
 /**
  * The id importers gave before they were keyed, derived from the address alone: customers imported so

@@ -176,7 +176,7 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
   // The rates in force against the base currency: a rates file (`crm import-rates`), so that a move to
   // another CRM keeps its base-currency figures. Rates name no customer: every caller's holds them all.
   'exchange-rates': {
-    filters: { currency: Currency.optional().describe('One currency\'s rates') },
+    filters: { currency: Currency.optional().describe("One currency's rates") },
     projection: 'exchange_rates',
     personalFields: [],
     personalFilters: [],

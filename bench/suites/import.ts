@@ -238,7 +238,13 @@ const measureSpeed = async (ctx: BenchContext, folder: string): Promise<Record<s
   try {
     // A handler per file, as each `crm import` process has its own: the purchases start with none of
     // the customers' states in memory (one handler for both files measured 2-9% more purchases a second).
-    const freshBatch = () => createBatchCommands({ store: runtime.store, personalData: runtime.personalData, emailIndex: runtime.emailIndex, customerIdKey: runtime.emailIndex.customerIdKey });
+    const freshBatch = () =>
+      createBatchCommands({
+        store: runtime.store,
+        personalData: runtime.personalData,
+        emailIndex: runtime.emailIndex,
+        customerIdKey: runtime.emailIndex.customerIdKey,
+      });
     ctx.log(`import of ${customers} customers`);
     let started = performance.now();
     const c = await importFile(freshBatch(), { file: customersFile, reportPath: join(folder, 'customers-report.csv') });
@@ -313,7 +319,8 @@ const measureHistory = async (ctx: BenchContext, folder: string): Promise<Record
   const env = await crmEnv(ctx);
   const runtime = await openCrm(loadConfig(env, folder));
   try {
-    const handler = (store: EventStore) => createBatchCommands({ store, personalData: runtime.personalData, emailIndex: runtime.emailIndex, customerIdKey: runtime.emailIndex.customerIdKey });
+    const handler = (store: EventStore) =>
+      createBatchCommands({ store, personalData: runtime.personalData, emailIndex: runtime.emailIndex, customerIdKey: runtime.emailIndex.customerIdKey });
     const withSnapshots = runtime.store;
     const withoutSnapshots: EventStore = { ...runtime.store, engine: runtime.store.engine, snapshots: undefined };
     ctx.log(`history: ${customers} customers with ${perCustomer} purchases each`);

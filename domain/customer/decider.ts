@@ -208,7 +208,8 @@ const decideRefund = (c: Extract<CustomerCommand, { type: 'RefundPurchase' }>, s
   const order = entryOf(s.orders, c.orderId);
   if (!order) {
     // The primary of a merge does not hold its duplicates' orders: say where such a refund is recorded.
-    const elsewhere = s.mergedDuplicates.length > 0 ? `; an order of a customer merged into this one is refunded on that customer (${s.mergedDuplicates.join(', ')})` : '';
+    const elsewhere =
+      s.mergedDuplicates.length > 0 ? `; an order of a customer merged into this one is refunded on that customer (${s.mergedDuplicates.join(', ')})` : '';
     throw notFound('purchase.not_found', `No purchase with order id ${c.orderId}${elsewhere}`, 'orderId', {
       orderId: c.orderId,
       ...(s.mergedDuplicates.length > 0 ? { mergedDuplicates: s.mergedDuplicates } : {}),

@@ -40,12 +40,12 @@ describe('a new base currency', () => {
   it('rebuilds the analytics in it', async () => {
     const customerId = randomUUID();
     await withRuntime('EUR', async (runtime) => {
+      await runtime.commands.execute({ type: 'SetExchangeRate', currency: 'USD', rate: 0.9, validFrom: '2025-01-01T00:00:00Z', baseCurrency: 'EUR' }, ctx());
+      await runtime.commands.execute({ type: 'RegisterCustomer', customerId, name: 'Ada', email: `${customerId}@base.example` }, ctx());
       await runtime.commands.execute(
-        { type: 'SetExchangeRate', currency: 'USD', rate: 0.9, validFrom: '2025-01-01T00:00:00Z', baseCurrency: 'EUR' },
+        { type: 'RecordPurchase', customerId, orderId: 'o-1', amount: 100, currency: 'USD', occurredAt: '2025-03-01T00:00:00Z' },
         ctx(),
       );
-      await runtime.commands.execute({ type: 'RegisterCustomer', customerId, name: 'Ada', email: `${customerId}@base.example` }, ctx());
-      await runtime.commands.execute({ type: 'RecordPurchase', customerId, orderId: 'o-1', amount: 100, currency: 'USD', occurredAt: '2025-03-01T00:00:00Z' }, ctx());
     });
     await withRuntime('EUR', async (runtime) => {
       expect(await analyticsOf(runtime, customerId)).toEqual({ total_value: '90.0000', base_currency: 'EUR', variant: 'base currency EUR' });

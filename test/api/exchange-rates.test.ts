@@ -315,7 +315,11 @@ describe('reporting views carry the original and the base-currency columns', () 
     // Another base currency recorded: the base columns follow it (no USD rate against USD, so the EUR lines lack one).
     await recordBaseCurrency(h.database.db, h.schemas.read, 'USD');
     const [inUsd] = await rows(`SELECT base_currency, revenue_base, missing_rates FROM "${reporting}".customers WHERE customer_id = '${made.customerId}'`);
-    expect(inUsd).toMatchObject({ base_currency: 'USD', revenue_base: null, missing_rates: expect.arrayContaining([expect.stringMatching(/^EUR \d{4}-\d{2}$/)]) });
+    expect(inUsd).toMatchObject({
+      base_currency: 'USD',
+      revenue_base: null,
+      missing_rates: expect.arrayContaining([expect.stringMatching(/^EUR \d{4}-\d{2}$/)]),
+    });
     // A campaign whose money lacks a rate is unknown in the base currency: not revenue 0 and ROI -1.
     const [campaignInUsd] = await rows(campaignRow);
     expect(campaignInUsd).toMatchObject({ costs_base: null, revenue_base: null, roi_base: null });

@@ -142,7 +142,9 @@ describe('rate limits counted in each process', () => {
     const outsider = '192.0.2.44';
     const spoofed: number[] = [];
     for (let i = 0; i < 4; i++)
-      spoofed.push((await app.inject({ method: 'GET', url: '/deals', remoteAddress: outsider, headers: { 'x-forwarded-for': `198.51.100.${i + 1}` } })).statusCode);
+      spoofed.push(
+        (await app.inject({ method: 'GET', url: '/deals', remoteAddress: outsider, headers: { 'x-forwarded-for': `198.51.100.${i + 1}` } })).statusCode,
+      );
     expect(spoofed).toEqual([401, 401, 401, 429]);
   });
 

@@ -293,7 +293,13 @@ describe('crm export', () => {
       const rates = join(folder, 'rates-in.csv');
       writeFileSync(
         rates,
-        ['currency,rate,valid_from,reason', 'USD,0.9,2025-01-01,', 'USD,0.95,2025-02-01,', 'JPY,0.0061,2025-01-01,', 'USD,0.92,2025-02-01,typo in February'].join('\n'),
+        [
+          'currency,rate,valid_from,reason',
+          'USD,0.9,2025-01-01,',
+          'USD,0.95,2025-02-01,',
+          'JPY,0.0061,2025-01-01,',
+          'USD,0.92,2025-02-01,typo in February',
+        ].join('\n'),
       );
       expect((await runCrm(['import-rates', rates], { cwd: folder, env: schemaEnv(from), timeoutMs: 120_000 })).code).toBe(0);
       expect((await crm(['rebuild', 'exchange_rates'], from)).code).toBe(0);
@@ -303,7 +309,12 @@ describe('crm export', () => {
       const lines = readFileSync(file, 'utf8').trim().split('\n');
       expect(lines[0]).toBe('currency,rate,validFrom,reason,baseCurrency,setAt');
       // The February correction is the rate in force; the rate it corrected is history, not a rate to import.
-      expect(lines.slice(1).map((line) => line.split(',').slice(0, 5).join(',')).sort()).toEqual([
+      expect(
+        lines
+          .slice(1)
+          .map((line) => line.split(',').slice(0, 5).join(','))
+          .sort(),
+      ).toEqual([
         'JPY,0.0061,2025-01-01T00:00:00.000Z,,EUR',
         'USD,0.9,2025-01-01T00:00:00.000Z,,EUR',
         'USD,0.92,2025-02-01T00:00:00.000Z,typo in February,EUR',

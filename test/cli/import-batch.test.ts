@@ -382,11 +382,15 @@ describe('batch import', () => {
       },
     });
     const input = purchasesCsv(60, 5);
-    const result = await runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: racing, personalData: runtime.personalData }), parseRecords(Readable.from([input]), 'csv'), {
-      actor: admin,
-      batchSize: 10,
-      onRejected: () => undefined,
-    });
+    const result = await runImport(
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: racing, personalData: runtime.personalData }),
+      parseRecords(Readable.from([input]), 'csv'),
+      {
+        actor: admin,
+        batchSize: 10,
+        onRejected: () => undefined,
+      },
+    );
     expect(result).toMatchObject({ rows: 60, imported: 60, rejected: 0, alreadyPresent: 0 });
     // Each customer's stream holds its registration, then its orders in revision order, each once.
     const events = await storedEvents(runtime.store);
@@ -426,11 +430,15 @@ describe('batch import', () => {
       });
       const input = when === 'before' ? text : purchasesCsv(90, 10).replace(/^o(?=\d)/gm, 'p');
       await expect(
-        runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: crashing, personalData: runtime.personalData }), parseRecords(Readable.from([input]), 'csv'), {
-          actor: admin,
-          batchSize: 10,
-          onRejected: () => undefined,
-        }),
+        runImport(
+          createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: crashing, personalData: runtime.personalData }),
+          parseRecords(Readable.from([input]), 'csv'),
+          {
+            actor: admin,
+            batchSize: 10,
+            onRejected: () => undefined,
+          },
+        ),
       ).rejects.toThrow(/simulated crash/);
       // A new process (a fresh batch handler, no cache) runs the same file again.
       const rerun = await runImport(

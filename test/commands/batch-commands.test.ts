@@ -98,7 +98,8 @@ const watched = (hooks: { beforeAppend?: (call: number) => Promise<void>; afterR
   };
 };
 
-const handler = (w: Watched, deps: Partial<BatchCommandDeps> = {}) => createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: w.store, personalData, ...deps });
+const handler = (w: Watched, deps: Partial<BatchCommandDeps> = {}) =>
+  createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: w.store, personalData, ...deps });
 
 const ordersOf = async (customerId: string) =>
   (await store.readStream(customerStream(customerId))).map((e) => (e.type === 'PurchaseRecorded' ? (e.data as { orderId: string }).orderId : e.type));
@@ -525,7 +526,9 @@ describe('batch commands: concurrent writers and faults', () => {
     // The handler holds A at revision 1; another process then stores an API purchase and this batch's row.
     await pipelined.executeBatch([purchase(a!, 'warm-up')]);
     await apiPurchase(a!);
-    expect(await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([purchase(a!, 'o1')])).toMatchObject([{ ok: true }]);
+    expect(await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([purchase(a!, 'o1')])).toMatchObject([
+      { ok: true },
+    ]);
     const first = await pipelined.submitBatch([purchase(a!, 'o1')]);
     const second = await pipelined.submitBatch([purchase(a!, 'o2')]);
     submitted.open();
@@ -658,7 +661,9 @@ describe('batch commands: concurrent writers and faults', () => {
     await pipelined.executeBatch([purchase(a!, 'warm-up'), purchase(b!, 'warm-up')]);
     // Another process stores an API purchase and this batch's row of A; B is as held.
     await apiPurchase(a!);
-    expect(await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([purchase(a!, 'o1')])).toMatchObject([{ ok: true }]);
+    expect(await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([purchase(a!, 'o1')])).toMatchObject([
+      { ok: true },
+    ]);
     const first = await pipelined.submitBatch([purchase(a!, 'o1'), purchase(b!, 'o1')]);
     const second = await pipelined.submitBatch([purchase(a!, 'o2'), purchase(b!, 'o2')]);
     submitted.open();

@@ -42,11 +42,15 @@ const actor = { userId: 'crm-import', roles: ['admin'] };
 
 const importing = async (lines: string[], options: Partial<ImportOptions> = {}) => {
   const rejected: RejectedRow[] = [];
-  const outcome = await runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), parseRecords(Readable.from([lines.join('\n')]), 'csv'), {
-    actor,
-    onRejected: (row) => void rejected.push(row),
-    ...options,
-  });
+  const outcome = await runImport(
+    createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+    parseRecords(Readable.from([lines.join('\n')]), 'csv'),
+    {
+      actor,
+      onRejected: (row) => void rejected.push(row),
+      ...options,
+    },
+  );
   return { outcome, rejected };
 };
 
@@ -300,11 +304,15 @@ describe("import: a deal's owner, from the file or the run's default owner", () 
       ['sam', '"sam" is not a user id: name a user by the id GET /admin/users lists (a UUID)'],
     ]) {
       const rejected: RejectedRow[] = [];
-      const run = runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), parseRecords(Readable.from([file.join('\n')]), 'csv'), {
-        actor,
-        defaultOwner: given!,
-        onRejected: (row) => void rejected.push(row),
-      });
+      const run = runImport(
+        createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+        parseRecords(Readable.from([file.join('\n')]), 'csv'),
+        {
+          actor,
+          defaultOwner: given!,
+          onRejected: (row) => void rejected.push(row),
+        },
+      );
       await expect(run).rejects.toThrow(new DefaultOwnerRefused(given!, message!));
       expect(rejected).toEqual([]);
     }

@@ -22,7 +22,10 @@ import { importedCustomerId } from '../support/fixtures.ts';
 
 /** The row builders as an import calls them: customers named by address get the tests' keyed ids. */
 const rowCommands = Object.fromEntries(
-  Object.entries(builders).map(([kind, build]) => [kind, (row: Row, options: RowOptions = {}) => build(row, { customerIdFor: importedCustomerId, ...options })]),
+  Object.entries(builders).map(([kind, build]) => [
+    kind,
+    (row: Row, options: RowOptions = {}) => build(row, { customerIdFor: importedCustomerId, ...options }),
+  ]),
 ) as typeof builders;
 
 /**

@@ -63,7 +63,10 @@ const importing = async (batch: BatchCommands, records: AsyncIterable<ImportReco
 /** Customers with unique emails, imported; answers their emails. */
 const customers = async (n: number): Promise<string[]> => {
   const emails = Array.from({ length: n }, () => `${randomUUID()}@example.com`);
-  const { outcome } = await importing(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), csv(['name,email', ...emails.map((e, i) => `Customer ${i},${e}`)]));
+  const { outcome } = await importing(
+    createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+    csv(['name,email', ...emails.map((e, i) => `Customer ${i},${e}`)]),
+  );
   expect(outcome).toMatchObject({ kind: 'customers', imported: n, rejected: 0 });
   return emails;
 };
@@ -150,7 +153,10 @@ describe('import: rows, batches and counts', () => {
 
   it('records the business time of a row as the time of its events', async () => {
     const email = `${randomUUID()}@example.com`;
-    const { outcome } = await importing(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), csv(['name,email,registered_at', `Ada,${email},1997-01-02`]));
+    const { outcome } = await importing(
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+      csv(['name,email,registered_at', `Ada,${email},1997-01-02`]),
+    );
     expect(outcome).toMatchObject({ imported: 1 });
     const [registered] = await storedOf(email);
     expect(registered!.metadata).toMatchObject({ occurredAt: '1997-01-02T00:00:00.000Z', correlationId: 'import:customers:line-2' });
@@ -226,7 +232,10 @@ describe('import: rows, batches and counts', () => {
     expect(history[5]!.data).toMatchObject({ csat: 4 });
     expect((await store.readStream(`feedback-${open}`)).map((e) => e.type)).toEqual(['FeedbackSubmitted']);
     // Again: every step already present, nothing appended.
-    expect((await importing(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), csv(file))).outcome).toMatchObject({ imported: 2, alreadyPresent: 2 });
+    expect((await importing(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), csv(file))).outcome).toMatchObject({
+      imported: 2,
+      alreadyPresent: 2,
+    });
     expect(await store.readStream(`feedback-${resolved}`)).toHaveLength(6);
   });
 
@@ -428,11 +437,15 @@ describe('import: stops and faults', () => {
     const rejected: RejectedRow[] = [];
     const emails = Array.from({ length: 6 }, () => `${randomUUID()}@example.com`);
     await expect(
-      runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: failing, personalData }), csv(['name,email', 'Bad,broken', ...emails.map((e) => `C,${e}`)]), {
-        actor,
-        batchSize: 2,
-        onRejected: (row) => void rejected.push(row),
-      }),
+      runImport(
+        createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: failing, personalData }),
+        csv(['name,email', 'Bad,broken', ...emails.map((e) => `C,${e}`)]),
+        {
+          actor,
+          batchSize: 2,
+          onRejected: (row) => void rejected.push(row),
+        },
+      ),
     ).rejects.toHaveProperty('message', 'disk full');
     expect(rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^email: /) }]);
     expect(await storedOf(emails[0]!)).toHaveLength(1);
@@ -450,7 +463,10 @@ describe('import: stops and faults', () => {
       },
     };
     await expect(
-      importing(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: failing, personalData }), csv(['name,email', `Ada,${randomUUID()}@example.com`])),
+      importing(
+        createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: failing, personalData }),
+        csv(['name,email', `Ada,${randomUUID()}@example.com`]),
+      ),
     ).rejects.toHaveProperty('message', 'disk full');
   });
 
@@ -466,7 +482,11 @@ describe('import: stops and faults', () => {
       },
     ]);
     await expect(
-      runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), failingFile, { actor, batchSize: 2, onRejected: (row) => void rejected.push(row) }),
+      runImport(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }), failingFile, {
+        actor,
+        batchSize: 2,
+        onRejected: (row) => void rejected.push(row),
+      }),
     ).rejects.toHaveProperty('message', 'connection closed');
     expect(rejected.map((r) => r.line)).toEqual([2]);
     expect(await storedOf(emails[0]!)).toHaveLength(1);

@@ -63,7 +63,9 @@ const savedRow = async (customerId: string) =>
 /** Imports one purchase of `customerId` through a fresh handler (empty cache); its outcome and the events it read. */
 const freshPurchase = async (customerId: string, orderId: string, amount = 10, key?: string) => {
   const c = counting();
-  const [outcome] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: c.store, personalData: h.personalData }).executeBatch([purchase(customerId, orderId, amount, key)]);
+  const [outcome] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: c.store, personalData: h.personalData }).executeBatch([
+    purchase(customerId, orderId, amount, key),
+  ]);
   return { outcome: outcome!, read: c.read.events };
 };
 
@@ -92,7 +94,9 @@ describe('stream snapshots', () => {
     // A registration alone does not look a saved state up (its stream is new, as a rule): a repeated
     // one reads the stream whole and is answered as done.
     const c = counting();
-    const [registration] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: c.store, personalData: h.personalData }).executeBatch([register(customerId)]);
+    const [registration] = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: c.store, personalData: h.personalData }).executeBatch([
+      register(customerId),
+    ]);
     expect(registration).toMatchObject({ ok: true, alreadyDone: true });
     expect(c.read.events).toBe(events + 1);
     // A row imported before (same key) is answered as done from the saved ids.

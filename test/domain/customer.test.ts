@@ -322,12 +322,18 @@ describe('customer: merge', () => {
       .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 11, currency: 'EUR' }))
       .thenRefused('refund.exceeds_purchase', 'amount');
     const forgotten: CustomerEvent[] = [...mergedAway, { type: 'CustomerForgotten', data: { customerId: C } }];
-    spec.given(forgotten).when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 4, currency: 'EUR' })).thenRefused('customer.forgotten', 'customerId');
+    spec
+      .given(forgotten)
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 4, currency: 'EUR' }))
+      .thenRefused('customer.forgotten', 'customerId');
   });
 
-  it("the primary names its duplicates when asked to refund an order it does not hold", () => {
+  it('the primary names its duplicates when asked to refund an order it does not hold', () => {
     const absorbed: CustomerEvent[] = [registered(), { type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }];
-    const e = spec.given(absorbed).when(cmd('RefundPurchase', { orderId: 'o-9', refundId: 'r-9', amount: 1, currency: 'EUR' })).thenRefused('purchase.not_found', 'orderId');
+    const e = spec
+      .given(absorbed)
+      .when(cmd('RefundPurchase', { orderId: 'o-9', refundId: 'r-9', amount: 1, currency: 'EUR' }))
+      .thenRefused('purchase.not_found', 'orderId');
     expect(e.details).toMatchObject({ orderId: 'o-9', mergedDuplicates: [D] });
     expect(e.message).toContain(D);
   });

@@ -106,7 +106,9 @@ describe('a merge in the read models', () => {
   });
 
   it("counts a refund of the duplicate's order recorded after the merge once, in every figure and on replay", async () => {
-    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(h.schemas.read, 'revenue_lines')} WHERE refund_id = 'r-2'`.execute(h.database.db);
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(h.schemas.read, 'revenue_lines')} WHERE refund_id = 'r-2'`.execute(
+      h.database.db,
+    );
     expect(rows[0]!.n).toBe(1);
     expect(await q.getCustomer(primary)).toMatchObject({ revenueBase: 115 });
   });
