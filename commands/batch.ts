@@ -439,6 +439,19 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     return taken;
   };
 
+  /**
+   * The commands of streams whose append found every event stored already were done before this batch
+   * (another run of the same file stored them between our read and our append): counted as present,
+   * not imported (two runs at once each said they imported every row).
+   */
+  const markStoredBefore = (appends: readonly StreamAppend[], results: readonly AppendResult[], outcomes: BatchOutcome[]): void => {
+    const storedBefore = new Set(appends.filter((_, i) => results[i]?.duplicate).map((a) => a.stream));
+    if (storedBefore.size === 0) return;
+    outcomes.forEach((outcome, i) => {
+      if (outcome?.ok && storedBefore.has(outcome.stream)) outcomes[i] = { ...outcome, alreadyDone: true };
+    });
+  };
+
   /** Saves states whose events are stored. A cache: a state not saved is folded from the events next time. */
   const saveSnapshots = async (pending: (PendingSnapshot | undefined)[]): Promise<void> => {
     const taken = pending.filter((p): p is PendingSnapshot => p !== undefined);
@@ -476,6 +489,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         appends = decided.appends;
         if (appending.length > 0) {
           const results = await store.appendToStreams(appends);
+          markStoredBefore(appends, results, outcomes);
           await saveSnapshots(appending.map(([stream, w], i) => rememberDecided(stream, w, results[i]!.nextExpectedRevision)));
         }
         slice.forEach((p, i) => {
@@ -498,7 +512,10 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           const rest = appends.filter((a) => !conflicted.has(a.stream));
           if (rest.length > 0 && rest.length < appends.length) {
             progress = await store.appendToStreams(rest).then(
-              () => true,
+              (results) => {
+                markStoredBefore(rest, results, outcomes);
+                return true;
+              },
               () => false,
             );
             if (progress) {
@@ -600,6 +617,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         let results: AppendResult[];
         try {
           results = await store.appendToStreams(appends);
+          markStoredBefore(appends, results, batch.outcomes);
         } catch (error) {
           const stale = error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict;
           if (!(stale || error instanceof DomainError)) throw error;

@@ -33,6 +33,11 @@ export interface AppendResult {
   nextExpectedRevision: number;
   /** Global position of the last event appended. */
   position: bigint;
+  /**
+   * Every event was stored already (the same ids, by another run of the same commands): nothing was
+   * appended now. Stores that cannot tell leave it out.
+   */
+  duplicate?: true;
 }
 
 /** One stream's part of a multi-stream append. */

@@ -203,7 +203,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
         wakeup.appended();
         return { nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position!) };
       case 'duplicate':
-        return { nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position!) };
+        return { nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position!), duplicate: true };
       case 'wrong_revision':
         throw new WrongExpectedRevision(stream, expected, Number(row.revision));
       case 'idempotency_conflict':
@@ -249,8 +249,9 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
       const part = parts[i]!;
       switch (row.outcome) {
         case 'appended':
-        case 'duplicate':
           return { kind: 'done', result: { nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position!) } };
+        case 'duplicate':
+          return { kind: 'done', result: { nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position!), duplicate: true } };
         case 'wrong_revision':
           return { kind: 'refused', error: new WrongExpectedRevision(part.stream, part.expected, Number(row.revision)) };
         case 'idempotency_conflict':
@@ -289,7 +290,11 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
       row.outcome === 'wrong_revision' ? [{ stream: row.stream, expected: parts[i]!.expected, actual: Number(row.revision) }] : [],
     );
     if (conflicts.length > 0) throw new WrongExpectedRevisions(conflicts);
-    return rows.map((row) => ({ nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position ?? '0') }));
+    return rows.map((row) => ({
+      nextExpectedRevision: Number(row.revision),
+      position: BigInt(row.last_position ?? '0'),
+      ...(row.outcome === 'duplicate' ? { duplicate: true as const } : {}),
+    }));
   };
 
   const readStreams = async (streams: string[], options: ReadStreamsOptions = {}): Promise<Map<string, RecordedEvent[]>> => {

@@ -361,6 +361,38 @@ describe('batch import', () => {
     for (let i = 0; i < 24; i++) expect(orders.filter((o) => o === `o${i}`)).toHaveLength(1);
   });
 
+  it('two runs of one file at once store every row once and count it imported once: the later finds them present', async () => {
+    const runtime = await open('imp_twice');
+    await importFile(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: runtime.store, personalData: runtime.personalData }), {
+      file: (writeFileSync(join(folder, 'twice-customers.csv'), customersCsv(5)), join(folder, 'twice-customers.csv')),
+      reportPath: join(folder, 'twice-r1.csv'),
+    });
+    const input = purchasesCsv(30, 5);
+    const run = (store: typeof runtime.store) =>
+      runImport(
+        createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData: runtime.personalData }),
+        parseRecords(Readable.from([input]), 'csv'),
+        {
+          actor: admin,
+          batchSize: 10,
+          onRejected: () => undefined,
+        },
+      );
+    // The other run stores the whole file between this run's first decision and its first append.
+    let other: Awaited<ReturnType<typeof run>> | undefined;
+    const raced = Object.assign(Object.create(runtime.store) as typeof runtime.store, {
+      appendToStreams: async (appends: Parameters<typeof runtime.store.appendToStreams>[0]) => {
+        other ??= await run(runtime.store);
+        return runtime.store.appendToStreams(appends);
+      },
+    });
+    const late = await run(raced);
+    expect(other).toMatchObject({ rows: 30, imported: 30, alreadyPresent: 0, rejected: 0 });
+    expect(late).toMatchObject({ rows: 30, imported: 30, alreadyPresent: 30, rejected: 0 });
+    const orders = (await storedEvents(runtime.store)).filter((e) => e.type === 'PurchaseRecorded').map((e) => (e.data as { orderId: string }).orderId);
+    expect(orders.sort()).toEqual(Array.from({ length: 30 }, (_, i) => `o${i}`).sort());
+  });
+
   it('a batch decided on the states of one whose append then meets a conflict is decided again on what was stored', async () => {
     const runtime = await open('imp_pipeline');
     await importFile(createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store: runtime.store, personalData: runtime.personalData }), {

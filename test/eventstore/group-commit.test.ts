@@ -73,7 +73,7 @@ describe('group commit on PostgreSQL', () => {
       store.appendToStream(thief, [{ ...newEvent(), id: event.id }]),
       ...others.map((stream) => store.appendToStream(stream, [newEvent()])),
     ]);
-    expect(retry).toEqual({ status: 'fulfilled', value: original });
+    expect(retry).toEqual({ status: 'fulfilled', value: { ...original, duplicate: true } });
     expect(stolen.status).toBe('rejected');
     expect((stolen as PromiseRejectedResult).reason).toBeInstanceOf(IdempotencyConflict);
     expect((stolen as PromiseRejectedResult).reason).toMatchObject({ eventId: event.id });

@@ -29,6 +29,24 @@ describe('openPglite', () => {
     expect(rows).toEqual([{ answer: 42 }]);
   });
 
+  it('gives the event loop turns while queries run back to back (a job reading page after page held every request)', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => (ticks += 1), 5);
+    try {
+      const started = performance.now();
+      let queries = 0;
+      while (performance.now() - started < 300) {
+        await sql`select 1`.execute(database.db);
+        queries += 1;
+      }
+      expect(queries).toBeGreaterThan(10);
+      // A turn once queries have run 20 ms: about 15 in 300 ms (none before, the timer never ran).
+      expect(ticks).toBeGreaterThanOrEqual(5);
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
   it('calls a listener for each NOTIFY on its channel until it stops listening', async () => {
     let heard = 0;
     const unlisten = await database.listen('customer_changes', () => {

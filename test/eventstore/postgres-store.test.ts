@@ -79,7 +79,7 @@ describe('postgres engine: appends', () => {
     const [first, second] = [newEvent('A'), newEvent('B')];
     const appended = await store.appendToStream('customer-1', [first, second], { expectedRevision: 'no_stream' });
     expect(appended.nextExpectedRevision).toBe(1);
-    expect(await store.appendToStream('customer-1', [first, second], { expectedRevision: 'no_stream' })).toEqual(appended);
+    expect(await store.appendToStream('customer-1', [first, second], { expectedRevision: 'no_stream' })).toEqual({ ...appended, duplicate: true });
     const wrong = await caught(store.appendToStream('customer-1', [newEvent()], { expectedRevision: 0 }));
     expect(wrong).toBeInstanceOf(WrongExpectedRevision);
     expect(wrong).toMatchObject({ stream: 'customer-1', expected: 0, actual: 1 });
