@@ -29,7 +29,7 @@ import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
 import { forgetInCopiesProjection } from '../projections/read-model-copies.ts';
 import { migrateLeases, ProjectionLeases } from '../projections/leases.ts';
-import { isRunning } from '../shared/processes.ts';
+import { isRunning, procStat } from '../shared/processes.ts';
 import { DEFAULT_BATCH, ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { createDestinationGuard } from '../integration/destinations.ts';
@@ -98,15 +98,7 @@ export const pgliteFolder = (dataDir: string) => join(dataDir, 'pgdata');
  * When a process started (Linux: clock ticks since boot, field 22 of /proc/<pid>/stat); undefined
  * where there is no /proc. With the pid it names one process: a pid reused after a restart differs.
  */
-export const processStartTime = (pid: number): string | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) is in parentheses and may hold spaces: count fields after the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-};
+export const processStartTime = (pid: number): string | undefined => procStat(pid)?.[19];
 
 /**
  * PGlite has no server to arbitrate: two processes on one data folder would corrupt it. A pid file

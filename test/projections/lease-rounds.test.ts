@@ -1,10 +1,11 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { hostname } from 'node:os';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectPostgres, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { LEASE_TABLE, LeaseLost, migrateLeases, ProjectionLeases, readLeaseHolders, WORKER_TABLE, type LeaseChange } from '../../projections/leases.ts';
-import { isRunning } from '../../shared/processes.ts';
+import { isRunning, procStat } from '../../shared/processes.ts';
 import { ensureSchema } from '../../shared/sql.ts';
 import { testSchemas, type TestSchemas } from '../support/postgres.ts';
 
@@ -495,6 +496,20 @@ describe('worker ids', () => {
     expect(isRunning(deadPid())).toBe(false);
     // The first process runs for every user: as root the probe succeeds, otherwise it answers EPERM.
     expect(isRunning(1)).toBe(true);
+  });
+
+  it.skipIf(process.platform !== 'linux')('counts a process that has exited but is not reaped yet (a zombie) as gone', async () => {
+    // The shell becomes `sleep 5` (exec), which never reaps its background child: that one turns zombie.
+    const shell = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const [line] = (await once(shell.stdout, 'data')) as [Buffer];
+      const child = Number(line.toString().trim());
+      await expect.poll(() => procStat(child)?.[0], { timeout: 5_000 }).toBe('Z');
+      expect(isRunning(child)).toBe(false);
+      expect(isRunning(shell.pid!)).toBe(true);
+    } finally {
+      shell.kill('SIGKILL');
+    }
   });
 
   it("counts a process the system refuses to signal (EPERM, another user's) as running, one it does not know as gone", () => {
