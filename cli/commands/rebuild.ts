@@ -54,7 +54,8 @@ Examples:
         run.err('\nInterrupted: the live read models were left as they were. Run the same command again to rebuild (it starts from the beginning).');
         return 130;
       }
-      progress.done(`position ${result.position} of ${head}`);
+      // The head read at the start: writes during the rebuild carry it further (caught up to before the swap).
+      progress.done(result.position > head ? `position ${result.position} (the head was ${head} at the start)` : `position ${result.position} of ${head}`);
       run.out(`Rebuilt ${result.names.join(', ')} from ${result.events} events and swapped them in.`);
       return 0;
     } finally {
