@@ -85,6 +85,11 @@ async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<numbe
 }
 
 async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<number> {
+  // The shadow a killed verification (or rebuild) left behind, a whole copy of the read models: gone
+  // before this one makes its own (the next verification left it in place).
+  const { dropAbandonedShadows } = await import('../../projections/shadows.ts');
+  const dropped = await dropAbandonedShadows(runtime.database.db, run.config.schemas.read, { pool: runtime.database.kind === 'postgres' });
+  if (dropped.length > 0) run.err(`crm verify: dropped ${dropped.length} shadow schema(s) left by a killed rebuild or verification (${dropped.join(', ')})`);
   // Two phases, each counted in its own unit: events replayed, then tables compared.
   let progress = createProgress({ label: 'verify: replay', unit: 'events' });
   let comparing = false;
@@ -143,7 +148,8 @@ link instead, and prints the global chain's head as an anchor (<position>:<hash>
 the database they protect: someone who can write to it can alter an event and re-hash everything
 after it. An anchor kept elsewhere catches that: --anchor checks one, --anchors-file checks every
 anchor in the file and adds the new head to it when the chains are intact (run it from a machine
-that does not hold the database, e.g. daily). Read-only towards the database: interrupting it changes nothing.`,
+that does not hold the database, e.g. daily). Read-only towards the database (but for the shadow
+schema of a killed rebuild or verification, which it drops first): interrupting it changes nothing.`,
   database: { kind: 'reads' },
   options: {
     chain: { type: 'boolean', description: 'verify the hash chains of the events instead of the read models' },

@@ -110,6 +110,25 @@ describe('crm rebuild stopped mid-way', () => {
     expect(verify.stdout).toMatch(/Read models equal a replay of \d+ events/);
   }, 300_000);
 
+  it('after kill -9, a crm verify run next drops the abandoned shadow first, says so, and finds the read models equal', async () => {
+    const release = await holdLiveTable();
+    const rebuild = new Server(tmpdir(), env, 'rebuild');
+    try {
+      await rebuildUnderWay();
+      rebuild.kill();
+      await rebuild.exited;
+    } finally {
+      rebuild.kill();
+      await release();
+    }
+    expect((await shadowsWithTables()).length).toBe(1);
+    const verify = await runCrm(['verify'], { cwd: tmpdir(), env, timeoutMs: 180_000 });
+    expect(verify.code, `${verify.stdout}\n${verify.stderr}`).toBe(0);
+    expect(verify.stderr).toMatch(/dropped 1 shadow schema\(s\) left by a killed rebuild or verification/);
+    expect(await shadowsWithTables()).toEqual([]);
+    expect(new Set(Object.values(await states()))).toEqual(new Set(['running']));
+  }, 300_000);
+
   it('leaves a rebuild running in another process alone, and Ctrl-C stops that one at a safe point saying so', async () => {
     const release = await holdLiveTable();
     const rebuild = new Server(tmpdir(), env, 'rebuild');
