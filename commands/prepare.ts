@@ -97,7 +97,10 @@ export const prepareCommand = (input: { type: string; [field: string]: unknown }
           ...formerly.flatMap(({ type: formerType, ...formerFields }) => {
             if (!isCommandType(formerType)) return [];
             const former = commandSchemas[formerType].safeParse(formerFields);
-            return former.success ? [commandHash({ type: formerType, ...(former.data as Record<string, unknown>) })] : [];
+            if (!former.success) return [];
+            // Stored as its text (importers before fingerprints by meaning) or by its meaning (since).
+            const command = { type: formerType, ...(former.data as Record<string, unknown>) };
+            return [commandHash(command), meaningHash(command)];
           }),
         ]
       : undefined;

@@ -539,6 +539,9 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const ratedAt = timeOf(row, 'rated_at');
   const csat = numberOf(row, 'csat');
   const nps = numberOf(row, 'nps');
+  // The deadlines as the file gives them (an export's, tightened by escalations or a reopening).
+  const firstResponseDueAt = timeOf(row, 'first_response_due_at');
+  const resolutionDueAt = timeOf(row, 'resolution_due_at');
   const fields = {
     ...(feedbackId ? { feedbackId } : {}),
     customerId,
@@ -552,7 +555,10 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
     ...(nps !== undefined ? { nps } : {}),
   };
   const natural = feedbackId ?? `${customerId}:${submittedAt ?? ''}:${String(fields.subject ?? '')}`;
-  const submit = withTime('SubmitFeedback', fields, submittedAt, keyOf('feedback', natural));
+  const deadlines = { ...(firstResponseDueAt ? { firstResponseDueAt } : {}), ...(resolutionDueAt ? { resolutionDueAt } : {}) };
+  const submit = withTime('SubmitFeedback', { ...fields, ...deadlines }, submittedAt, keyOf('feedback', natural));
+  // Before, the deadlines were not read: an item stored so is this row still (its deadlines the SLA's).
+  if (Object.keys(deadlines).length > 0) submit.formerly = withTime('SubmitFeedback', fields, submittedAt, submit.key).command;
 
   const named = text(row, 'status')
     ?.toLowerCase()
@@ -586,6 +592,8 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   if (status === 'closed' && !closedAt) throw new RowRejected('closed_at: required when status is closed');
   if (ratedAt && status !== 'resolved' && status !== 'closed') throw new RowRejected(`rated_at: feedback is rated once resolved or closed, not ${status}`);
   notBefore(['first_responded_at', respondedAt], ['submitted_at', submittedAt]);
+  notBefore(['first_response_due_at', firstResponseDueAt], ['submitted_at', submittedAt]);
+  notBefore(['resolution_due_at', resolutionDueAt], ['submitted_at', submittedAt]);
   notBefore(['resolved_at', resolvedAt], ['submitted_at', submittedAt]);
   notBefore(['resolved_at', resolvedAt], ['first_responded_at', respondedAt]);
   notBefore(['closed_at', closedAt], ['submitted_at', submittedAt]);
@@ -639,7 +647,7 @@ export const importColumns: Record<ImportKind, string> = {
   responses: 'campaign_id, response (sent|opened|clicked|converted|unsubscribed), revenue, currency, occurred_at, customer_id or customer_email',
   costs: 'campaign_id, cost_id (an invoice number; optional), amount, currency (default EUR), description, occurred_at, allow_over_budget (default true)',
   feedback:
-    'kind, channel, subject, body, priority, csat, nps, submitted_at, status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, feedback_id (optional), customer_id or customer_email',
+    'kind, channel, subject, body, priority, csat, nps, submitted_at, first_response_due_at, resolution_due_at (default: from the priority), status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, feedback_id (optional), customer_id or customer_email',
 };
 
 /**

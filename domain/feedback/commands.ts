@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Id, LongText, PersonRef, SafeText, ShortText, withBusinessTime } from '../shared.ts';
+import { Id, IsoDateTime, LongText, PersonRef, SafeText, ShortText, withBusinessTime } from '../shared.ts';
 import { Csat, FeedbackChannel, FeedbackKind, FeedbackPriority, Nps } from './events.ts';
 
 export const SubmitFeedbackPayload = z
@@ -16,6 +16,13 @@ export const SubmitFeedbackPayload = z
     priority: FeedbackPriority.optional(),
     csat: Csat.nullable().optional(),
     nps: Nps.nullable().optional(),
+    /**
+     * The deadlines as another system (or this CRM's export) set them, at or after the submission;
+     * each defaults to the submission plus its priority's SLA target. An item brought in from an
+     * export keeps the deadlines an escalation or a reopening tightened.
+     */
+    firstResponseDueAt: IsoDateTime.optional(),
+    resolutionDueAt: IsoDateTime.optional(),
   })
   .strict();
 

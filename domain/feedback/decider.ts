@@ -1,7 +1,7 @@
 import { assertCustomerUsable } from '../customer/decider.ts';
 import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
-import { addHours, earlierOf } from '../time.ts';
+import { addHours, earlierOf, inUtc } from '../time.ts';
 import type { FeedbackCommand } from './commands.ts';
 import type { FeedbackEvent, FeedbackPriority, FeedbackStatus } from './events.ts';
 import { defaultSlaPolicy, nextPriority, priorityRank, type SlaPolicy } from './sla.ts';
@@ -99,6 +99,13 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
         assertCustomerUsable(command.customer, command.customerId, { requireActive: false });
         const priority = command.priority ?? 'normal';
         const target = sla[priority];
+        for (const field of ['firstResponseDueAt', 'resolutionDueAt'] as const) {
+          const given = command[field];
+          if (given !== undefined && Date.parse(given) < Date.parse(command.occurredAt))
+            throw ruleViolated('feedback.deadline_before_submission', `${field} ${given} is before the submission (${command.occurredAt})`, field, {
+              submittedAt: command.occurredAt,
+            });
+        }
         return [
           {
             type: 'FeedbackSubmitted',
@@ -112,8 +119,9 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
               priority,
               csat: command.csat ?? null,
               nps: command.nps ?? null,
-              firstResponseDueAt: addHours(command.occurredAt, target.firstResponseHours),
-              resolutionDueAt: addHours(command.occurredAt, target.resolutionHours),
+              // Given deadlines in UTC, as the computed ones are.
+              firstResponseDueAt: command.firstResponseDueAt ? inUtc(command.firstResponseDueAt) : addHours(command.occurredAt, target.firstResponseHours),
+              resolutionDueAt: command.resolutionDueAt ? inUtc(command.resolutionDueAt) : addHours(command.occurredAt, target.resolutionHours),
             },
           },
         ];

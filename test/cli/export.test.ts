@@ -86,9 +86,11 @@ describe('crm export', () => {
           '6f1d0c0e-0000-4000-8000-000000000004,ada@history.example,Won quietly,50,sue,1998-06-30,,,won,1998-01-08T09:00:00-05:00,1998-02-02,,',
         ]),
         feedback: write('h-feedback.csv', [
-          'feedback_id,customer_email,kind,subject,body,priority,submitted_at,assignee_id,first_responded_at,resolved_at,closed_at,csat,rated_at',
-          '6f1d0c0e-0000-4000-8000-000000000011,ada@history.example,complaint,Late,Where is it,high,1998-04-01T08:00:00Z,sue,1998-04-01T09:30:00Z,1998-04-02T08:00:00Z,1998-04-03,4,1998-04-04',
-          '6f1d0c0e-0000-4000-8000-000000000012,ada@history.example,question,Sizes,Do you have XL,,1998-05-01,,,,,,',
+          'feedback_id,customer_email,kind,subject,body,priority,submitted_at,assignee_id,first_responded_at,resolved_at,closed_at,csat,rated_at,first_response_due_at,resolution_due_at',
+          '6f1d0c0e-0000-4000-8000-000000000011,ada@history.example,complaint,Late,Where is it,high,1998-04-01T08:00:00Z,sue,1998-04-01T09:30:00Z,1998-04-02T08:00:00Z,1998-04-03,4,1998-04-04,,',
+          '6f1d0c0e-0000-4000-8000-000000000012,ada@history.example,question,Sizes,Do you have XL,,1998-05-01,,,,,,,,',
+          // Escalated in the system it came from: its deadlines were tightened, and they stay so.
+          '6f1d0c0e-0000-4000-8000-000000000013,ida@history.example,complaint,Broken,It broke,urgent,1998-06-01T08:00:00Z,,,,,,,1998-06-01T09:00:00Z,1998-06-01T12:00:00Z',
         ]),
         purchases: write('h-purchases.csv', [
           'order_id,customer_email,amount,currency,occurred_at',
@@ -247,6 +249,8 @@ describe('crm export', () => {
           'firstResponseSeconds',
           'resolutionSeconds',
           'breached',
+          'firstResponseDueAt',
+          'resolutionDueAt',
         ],
       };
       for (const [kind, fields] of Object.entries(kept)) {
@@ -258,6 +262,11 @@ describe('crm export', () => {
         expect(before.length).toBeGreaterThan(1);
         expect({ kind, records: await view(to) }).toEqual({ kind, records: before });
       }
+      // The deadlines a file gave (an escalated item's) are the item's, not its priority's.
+      expect(records(await exported(to, 'feedback')).find((r) => r.subject === 'Broken')).toMatchObject({
+        firstResponseDueAt: '1998-06-01T09:00:00.000Z',
+        resolutionDueAt: '1998-06-01T12:00:00.000Z',
+      });
       // What was compared is the history, not new items: closed and resolved feedback stayed so.
       expect(records(await exported(to, 'feedback')).map((r) => r.status)).toEqual(expect.arrayContaining(['closed', 'open']));
       expect(records(await exported(to, 'customers')).find((r) => r.email === 'ida@history.example')).toMatchObject({ status: 'inactive', source: null });

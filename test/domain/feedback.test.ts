@@ -67,6 +67,27 @@ describe('feedback: submit and SLA deadlines', () => {
       .when(submit('high'))
       .then([submitted('high', '2026-03-02T10:15:00.000Z', '2026-03-02T12:00:00.000Z')]);
   });
+  it("takes the deadlines given (another system's, an export's), in UTC, and refuses one before the submission", () => {
+    const withDeadlines = (fields: Record<string, string>) =>
+      cmd('SubmitFeedback', { customerId: CUST, kind: 'complaint', channel: 'email', subject: 'Late', body: 'Parcel late', customer, ...fields }, submittedAt);
+    spec
+      .given([])
+      .when(withDeadlines({ firstResponseDueAt: '2026-03-02T13:30:00+02:00', resolutionDueAt: '2026-03-03T10:00:00Z' }))
+      .then([submitted('normal', '2026-03-02T11:30:00.000Z', '2026-03-03T10:00:00.000Z')]);
+    // Only one given: the other from the priority.
+    spec
+      .given([])
+      .when(withDeadlines({ resolutionDueAt: '2026-03-04T10:00:00.000Z' }))
+      .then([submitted('normal', '2026-03-02T18:00:00.000Z', '2026-03-04T10:00:00.000Z')]);
+    spec
+      .given([])
+      .when(withDeadlines({ firstResponseDueAt: '2026-03-02T09:59:59.000Z' }))
+      .thenRefused('feedback.deadline_before_submission', 'firstResponseDueAt');
+    spec
+      .given([])
+      .when(withDeadlines({ resolutionDueAt: '2026-03-01T00:00:00.000Z' }))
+      .thenRefused('feedback.deadline_before_submission', 'resolutionDueAt');
+  });
   it('refuses a second submission and unusable customers', () => {
     spec.given([normal]).when(submit()).thenRefused('feedback.already_submitted', 'feedbackId');
     spec
