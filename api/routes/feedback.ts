@@ -90,6 +90,13 @@ export const feedbackRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     summary: 'One feedback item',
     kind: 'feedback',
     personalFields: FEEDBACK_PERSONAL_FIELDS,
-    fetch: (q, id, request) => q.getFeedback(id, scopeOf(request)),
+    // With what the customer wrote: the read model keeps no body (the events hold it, encrypted), and
+    // the service desk answered tickets without seeing them. Masked and erased as everywhere else.
+    fetch: async (q, id, request) => {
+      const item = await q.getFeedback(id, scopeOf(request));
+      if (!item) return item;
+      const bodies = await context.deps.audit.feedbackBodies([String(item.id)]);
+      return { ...item, body: bodies.get(String(item.id)) ?? null };
+    },
   });
 };

@@ -75,7 +75,8 @@ const App = () => {
   let page;
   switch (first) {
     case 'customers':
-      page = second ? <CustomerPage id={second} role={role} /> : <CustomersPage role={role} params={route.params} />;
+      // Keyed by the record: another customer's page starts afresh, with no form left open holding the first one's values.
+      page = second ? <CustomerPage key={second} id={second} role={role} /> : <CustomersPage role={role} params={route.params} />;
       break;
     case 'pipeline':
       page = <PipelinePage role={role} />;
@@ -100,7 +101,15 @@ const App = () => {
   }
   return (
     <>
-      <a class="skip" href="#main">
+      {/* Not href="#main": screens are hash routes, and that one read as a screen that does not exist. */}
+      <a
+        class="skip"
+        href={location.hash || '#/'}
+        onClick={(event) => {
+          event.preventDefault();
+          document.getElementById('main')?.focus();
+        }}
+      >
         Skip to content
       </a>
       <header class="top">

@@ -118,7 +118,9 @@ export const CommandForm = (props: {
         const fieldId = `${id}-${f.name}`;
         const value = values[f.name];
         const set = (v: string | boolean) => setValues((all) => ({ ...all, [f.name]: v }));
-        const common = { id: fieldId, name: f.name, required: f.required, 'aria-invalid': named.has(f.name) || undefined };
+        // Not `name`: a form reaches its controls by name as properties, so a field named `remove` hid
+        // the form's own remove(), which Preact calls to take it off the page (the page froze).
+        const common = { id: fieldId, 'data-field': f.name, required: f.required, 'aria-invalid': named.has(f.name) || undefined };
         return (
           <div class={`field${f.type === 'checkbox' ? ' check' : ''}`} key={f.name}>
             <label for={fieldId}>{f.label}</label>

@@ -277,6 +277,18 @@ describe('campaign commands', () => {
 });
 
 describe('feedback commands', () => {
+  it('answers an item with what the customer wrote, masked for an analyst', async () => {
+    const customer = await register();
+    const fb = accepted(
+      await send('support', 'POST', '/feedback', { customerId: customer.id, kind: 'question', channel: 'web', subject: 'Sizes', body: 'Do you have XL?' }),
+      201,
+    );
+    const read = async (role: 'support' | 'analyst') =>
+      json(await h.app.inject({ method: 'GET', url: `/feedback/${fb.id}?waitFor=${fb.position}`, headers: h.auth(role) }));
+    expect(await read('support')).toMatchObject({ subject: 'Sizes', body: 'Do you have XL?' });
+    expect(await read('analyst')).toMatchObject({ subject: '[masked]', body: '[masked]' });
+  });
+
   it('submits, assigns, responds, escalates, resolves, rates, reopens and closes', async () => {
     const customer = await register();
     const fb = accepted(

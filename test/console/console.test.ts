@@ -101,6 +101,44 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     expect(stored.body.orderCount).toBe(customer.orderCount + 1);
   });
 
+  it("tags from the customer page, and the form closes (a field named remove hid the form's own remove())", async () => {
+    // Another customer than the audited one: its history must end with the purchase.
+    const other = (await crm.api<{ items: { id: string; name: string }[] }>('/customers?status=active&sort=-revenue&limit=2')).body.items[1]!;
+    await page.goto(`${crm.url}/#/customers/${other.id}`);
+    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(other.name);
+    const tag = `e2e-${randomUUID().slice(0, 6)}`;
+    await page.getByRole('button', { name: 'Tag', exact: true }).click();
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await eventually(() => page.locator('form.command').count()).toBe(0);
+    await page.getByRole('button', { name: 'Tag', exact: true }).click();
+    await page.getByLabel('Tag', { exact: true }).fill(tag);
+    await page.locator('form.command').getByRole('button', { name: 'Add tag' }).click();
+    await eventually(() => page.locator('.stat', { hasText: 'Tags' }).locator('dd').innerText()).toContain(tag);
+    await eventually(() => page.locator('form.command').count()).toBe(0);
+    expect((await crm.api<{ tags: string[] }>(`/customers/${other.id}`)).body.tags).toContain(tag);
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('opens another customer with no form left open from the first (its values would be saved onto the second)', async () => {
+    const other = (await crm.api<{ items: { id: string; name: string }[] }>('/customers?status=active&sort=-revenue&limit=2')).body.items[1]!;
+    await page.goto(`${crm.url}/#/customers/${customer.id}`);
+    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(customer.name);
+    await page.getByRole('button', { name: 'Edit details' }).click();
+    await eventually(() => page.locator('form.command').count()).toBe(1);
+    await page.goto(`${crm.url}/#/customers/${other.id}`);
+    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(other.name);
+    expect(await page.locator('form.command').count()).toBe(0);
+  });
+
+  it('skips to the content without leaving the screen', async () => {
+    await page.goto(`${crm.url}/#/customers`);
+    await page.locator('a.skip').focus();
+    await page.keyboard.press('Enter');
+    await eventually(() => page.evaluate<string | undefined>('document.activeElement?.id')).toBe('main');
+    expect(await page.evaluate<string>('location.hash')).toBe('#/customers');
+    expect(await page.locator('main').innerText()).not.toContain('No such screen');
+  });
+
   it('moves a deal along the board (menu, then drag) and marks it won', async () => {
     // A fresh lead of our own: the small demo data set may have no open deal left.
     const opened = await crm.api<{ id: string }>('/deals', crm.adminKey, {
@@ -150,8 +188,24 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await page.locator('form.command').getByRole('button', { name: 'Respond' }).click();
     await eventually(() => page.locator('.detail .stat', { hasText: 'First responded' }).locator('dd').innerText()).not.toBe('—');
     await screenshot(page, 'service-desk');
-    const item = await crm.api<{ firstRespondedAt: string | null }>(`/feedback/${feedbackId}`);
+    const item = await crm.api<{ firstRespondedAt: string | null; body: string }>(`/feedback/${feedbackId}`);
     expect(item.body.firstRespondedAt).not.toBeNull();
+    // What the customer wrote is on the ticket.
+    expect(await page.locator('.detail blockquote').innerText()).toBe(item.body.body);
+
+    // A reply typed for one ticket is not left open on the next one (it went to the other customer).
+    const second = await crm.api<{ id: string; position: string }>('/feedback', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ customerId: customer.id, kind: 'question', channel: 'web', subject: 'Second ticket', body: 'Another question' }),
+    });
+    expect(second.status).toBe(201);
+    await crm.api(`/feedback/${second.body.id}?waitFor=${second.body.position}`);
+    await page.locator('.detail').getByRole('button', { name: 'Respond' }).click();
+    await page.getByLabel('Message').fill('Meant for the first ticket');
+    // Another ticket chosen in the same screen (as a click in the queue does): the form does not follow it.
+    await page.evaluate(`location.hash = '#/service/${second.body.id}'`);
+    await eventually(() => page.locator('.detail h2').innerText()).toBe('Second ticket');
+    expect(await page.locator('form.command').count()).toBe(0);
   });
 
   it('fits a model and renders every chart', async () => {

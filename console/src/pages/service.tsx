@@ -65,7 +65,8 @@ export const ServicePage = ({ role, selected }: { role: Role; selected: string |
             </tbody>
           </table>
         </section>
-        {selected ? <FeedbackDetail id={selected} role={role} waitFor={waitFor} done={(a) => setWaitFor(a.position)} /> : null}
+        {/* Keyed by the item: a reply typed for one ticket was sent to the next one opened. */}
+        {selected ? <FeedbackDetail key={selected} id={selected} role={role} waitFor={waitFor} done={(a) => setWaitFor(a.position)} /> : null}
       </div>
       {can(role, 'GET /analytics/satisfaction') ? <Satisfaction /> : <p class="muted">CSAT and NPS are analytics, which the {role} role does not read.</p>}
     </section>
