@@ -87,8 +87,14 @@ async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<numbe
 async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<number> {
   // The shadow a killed verification (or rebuild) left behind, a whole copy of the read models: gone
   // before this one makes its own (the next verification left it in place).
-  const { dropAbandonedShadows } = await import('../../projections/shadows.ts');
-  const dropped = await dropAbandonedShadows(runtime.database.db, run.config.schemas.read, { pool: runtime.database.kind === 'postgres' });
+  const [{ dropAbandonedShadows }, { isMissingTable }] = await Promise.all([import('../../projections/shadows.ts'), import('../../shared/sql.ts')]);
+  // No read models yet (no checkpoints table): nothing was left behind, and the verification says what to do.
+  const dropped = await dropAbandonedShadows(runtime.database.db, run.config.schemas.read, { pool: runtime.database.kind === 'postgres' }).catch(
+    (error: unknown) => {
+      if (isMissingTable(error)) return [];
+      throw error;
+    },
+  );
   if (dropped.length > 0) run.err(`crm verify: dropped ${dropped.length} shadow schema(s) left by a killed rebuild or verification (${dropped.join(', ')})`);
   // Two phases, each counted in its own unit: events replayed, then tables compared.
   let progress = createProgress({ label: 'verify: replay', unit: 'events' });
