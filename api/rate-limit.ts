@@ -53,9 +53,14 @@ export interface ClientAddressLimit {
   countRefusal(request: FastifyRequest, reply: FastifyReply): Promise<void>;
 }
 
-const tooMany = (max: number, ttlSeconds: number): ProblemError => {
+const tooMany = (max: number, windowMs: number, ttlSeconds: number): ProblemError => {
   const seconds = Math.max(1, ttlSeconds);
-  return new ProblemError('rate_limited', `More than ${max} requests in the window; retry after ${seconds} s.`, {}, { 'retry-after': String(seconds) });
+  return new ProblemError(
+    'rate_limited',
+    `More than ${max} requests in ${windowText(windowMs)}; retry after ${seconds} s.`,
+    {},
+    { 'retry-after': String(seconds) },
+  );
 };
 
 /** Where the health of the shared counters is shown (api/metrics.ts `ApiMetrics`): told how to read it. */
@@ -108,13 +113,13 @@ export async function registerRateLimit(
       const state = await limiter(request, { increment: false });
       if (state.isAllowed || !state.isExceeded) return;
       headers(reply, state.max, 0, state.ttlInSeconds);
-      throw tooMany(state.max, state.ttlInSeconds);
+      throw tooMany(state.max, options.timeWindowMs, state.ttlInSeconds);
     },
     async countRefusal(request, reply) {
       const state = await limiter(request);
       if (state.isAllowed) return;
       headers(reply, state.max, state.remaining, state.ttlInSeconds);
-      if (state.isExceeded) throw tooMany(state.max, state.ttlInSeconds);
+      if (state.isExceeded) throw tooMany(state.max, options.timeWindowMs, state.ttlInSeconds);
     },
   };
 }

@@ -81,7 +81,7 @@ const refusalsCountPerAddress = async (one: CrmApp, two: CrmApp = one): Promise<
 const expectRetryWithinTheWindow = (refused: { headers: Record<string, unknown>; body: string }): void => {
   const seconds = Number(refused.headers['retry-after']);
   expect(Number.isInteger(seconds) && seconds >= 1 && seconds <= 60).toBe(true);
-  expect((JSON.parse(refused.body) as { detail: string }).detail).toContain(`retry after ${seconds} s`);
+  expect((JSON.parse(refused.body) as { detail: string }).detail).toContain(`requests in a minute; retry after ${seconds} s`);
 };
 
 /** A fresh key per test: counters in Redis outlive a test run. */
