@@ -82,7 +82,7 @@ const App = () => {
       page = <PipelinePage role={role} />;
       break;
     case 'campaigns':
-      page = second ? <CampaignPage id={second} role={role} /> : <CampaignsPage role={role} />;
+      page = second ? <CampaignPage key={second} id={second} role={role} /> : <CampaignsPage role={role} />;
       break;
     case 'service':
       page = <ServicePage role={role} selected={second} />;

@@ -130,6 +130,34 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     expect(await page.locator('form.command').count()).toBe(0);
   });
 
+  it('clears a phone emptied in the edit form, and opens a campaign right after creating it', async () => {
+    const other = (await crm.api<{ items: { id: string; name: string }[] }>('/customers?status=active&sort=-revenue&limit=3')).body.items[2]!;
+    const { revision } = (await crm.api<{ revision: number }>(`/customers/${other.id}`)).body;
+    const phoned = await crm.api(`/customers/${other.id}`, crm.adminKey, {
+      method: 'PATCH',
+      headers: { 'if-match': `"${revision}"` },
+      body: JSON.stringify({ phone: '+44 20 7946 0001' }),
+    });
+    expect(phoned.status).toBe(200);
+    await crm.api(`/customers/${other.id}?waitFor=${(phoned.body as { position: string }).position}`);
+    await page.goto(`${crm.url}/#/customers/${other.id}`);
+    await eventually(() => page.locator('.stat', { hasText: 'Phone' }).locator('dd').innerText()).toBe('+44 20 7946 0001');
+    await page.getByRole('button', { name: 'Edit details' }).click();
+    await page.getByLabel('Phone').fill('');
+    await page.locator('form.command button[type=submit]').click();
+    await eventually(async () => (await crm.api<{ phone: string | null }>(`/customers/${other.id}`)).body.phone).toBeNull();
+
+    const name = `Launch ${randomUUID().slice(0, 6)}`;
+    await page.goto(`${crm.url}/#/campaigns`);
+    await page.getByRole('button', { name: 'New campaign' }).click();
+    await page.getByLabel('Name').fill(name);
+    await page.getByLabel('Budget').fill('100');
+    await page.locator('form.command').getByRole('button', { name: 'Create' }).click();
+    // At once: the page waits for the read model to hold the new campaign (it answered 404 now and then).
+    await eventually(() => page.getByRole('heading', { level: 1 }).innerText(), { timeout: 20_000 }).toBe(name);
+    expect(await page.locator('[role=alert]').count()).toBe(0);
+  });
+
   it('skips to the content without leaving the screen', async () => {
     await page.goto(`${crm.url}/#/customers`);
     await page.locator('a.skip').focus();

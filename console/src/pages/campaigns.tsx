@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { command, get, query, type Accepted, type Page } from '../api.ts';
-import { href, navigate } from '../router.ts';
+import { href, navigate, parseHash } from '../router.ts';
 import { CURRENCIES, type Campaign } from '../types.ts';
 import {
   ActionPanel,
@@ -67,7 +67,8 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
           ]}
           submit={async (v) => {
             const accepted = await command('/campaigns', { name: text(v.name), channel: v.channel, budget: numberOf(v.budget), currency: v.currency });
-            navigate(`campaigns/${accepted.id}`);
+            // With its position, as a new customer's page: the read model may not hold it yet (it answered 404).
+            navigate(`campaigns/${accepted.id}`, { waitFor: accepted.position });
           }}
         />
       ) : null}
@@ -134,7 +135,7 @@ const lifecycleBody = (action: string, v: FormValues): Record<string, unknown> =
 };
 
 export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
-  const [waitFor, setWaitFor] = useState<string | undefined>();
+  const [waitFor, setWaitFor] = useState<string | undefined>(() => parseHash(location.hash).params.get('waitFor') ?? undefined);
   const campaign = useLoad((signal) => get<Campaign>(`/campaigns/${id}${query({ waitFor })}`, { signal }), [id, waitFor]);
   if (campaign.problem) return <ProblemBox problem={campaign.problem} />;
   const c = campaign.data;

@@ -166,6 +166,8 @@ const changed = (v: FormValues, c: Customer): Record<string, unknown> => {
   for (const field of ['name', 'email', 'phone', 'company'] as const) {
     const value = text(v[field]);
     if (value !== undefined && value !== (c[field] ?? undefined)) body[field] = value;
+    // An emptied phone or company is cleared (null), as the API takes it; name and email are required.
+    else if (value === undefined && (field === 'phone' || field === 'company') && c[field] !== null) body[field] = null;
   }
   if (v.marketingConsent !== c.marketingConsent) body.marketingConsent = v.marketingConsent === true;
   return body;

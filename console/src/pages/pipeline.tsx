@@ -73,6 +73,12 @@ export const PipelinePage = ({ role }: { role: Role }) => {
         />
       ) : null}
       {deals.loading && !deals.data ? <Loading what="deals" /> : null}
+      {deals.data?.nextCursor ? (
+        <p class="notice" role="status" data-testid="board-cut">
+          The board shows the first {deals.data.items.length} open deals by expected close date; the stage totals count every open deal. Filter the deals list
+          to see the others.
+        </p>
+      ) : null}
       <div class="board">
         {DEAL_STAGES.map((stage) => {
           const inStage = deals.data?.items.filter((d) => d.stage === stage) ?? [];
