@@ -88,13 +88,14 @@ const loggerOptions = (logger: ApiDeps['logger']): FastifyServerOptions['logger'
   };
 };
 
+/** Fastify's form of trusted proxies: the addresses as they are; a hop count as the test of each hop (as proxy-addr reads a number). */
+const trustedProxies = (trusted: TrustedProxies): string[] | ((address: string, hop: number) => boolean) =>
+  typeof trusted === 'number' ? (_address, hop) => hop < trusted : trusted;
+
 /**
  * Builds the HTTP API. The caller owns the dependencies (and closes them); `app.close()` closes
  * only the HTTP side. Call `ensureAdminKey` (api/auth/api-keys.ts) before serving.
  */
-/** Fastify's form of trusted proxies: the addresses as they are; a hop count as the test of each hop (as proxy-addr reads a number). */
-const trustedProxies = (trusted: TrustedProxies): string[] | ((address: string, hop: number) => boolean) =>
-  typeof trusted === 'number' ? (_address, hop) => hop < trusted : trusted;
 
 export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   const metrics = createApiMetrics({ projections: deps.projections, publishers: deps.integration });

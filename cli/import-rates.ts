@@ -74,7 +74,13 @@ export async function importRates(commands: Pick<CrmCommands, 'execute'>, option
         await reject(record.line, missing.map((c) => `${c}: required`).join('; '));
         continue;
       }
-      const { currency, rate, valid_from: validFrom, reason } = record.row;
+      const { currency, rate, valid_from: validFrom, reason, base_currency: base } = record.row;
+      // A rates export names the base its rates are against: recorded against another base, every
+      // figure converted with them would be wrong.
+      if (typeof base === 'string' && base.trim() !== '' && base.trim().toUpperCase() !== options.baseCurrency) {
+        await reject(record.line, `base_currency: the rate is against ${base.trim()}, this CRM's base currency is ${options.baseCurrency} (CRM_BASE_CURRENCY)`);
+        continue;
+      }
       try {
         const outcome = await commands.execute(
           {

@@ -85,6 +85,8 @@ export interface BatchCommands {
   importedCustomerId(email: string): string;
   /** The customers holding these addresses, by address as given (none without an email index). */
   customersByEmail(emails: readonly string[]): Promise<Map<string, string>>;
+  /** Which of these customers have a stream (registered once, forgotten or merged since included). */
+  customersStored(customerIds: readonly string[]): Promise<Set<string>>;
   /** A user as the user's stream holds it (an import checks its default owner with it before its first row). */
   user(userId: string): Promise<UserSnapshot>;
 }
@@ -444,11 +446,17 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
    * (another run of the same file stored them between our read and our append): counted as present,
    * not imported (two runs at once each said they imported every row).
    */
-  const markStoredBefore = (appends: readonly StreamAppend[], results: readonly AppendResult[], outcomes: BatchOutcome[]): void => {
+  const markStoredBefore = (
+    appends: readonly StreamAppend[],
+    results: readonly AppendResult[],
+    outcomes: BatchOutcome[],
+    // The commands this append decided (a pass of a narrowed retry decides some; the others' outcomes stand).
+    decidedNow: (index: number) => boolean = () => true,
+  ): void => {
     const storedBefore = new Set(appends.filter((_, i) => results[i]?.duplicate).map((a) => a.stream));
     if (storedBefore.size === 0) return;
     outcomes.forEach((outcome, i) => {
-      if (outcome?.ok && storedBefore.has(outcome.stream)) outcomes[i] = { ...outcome, alreadyDone: true };
+      if (outcome?.ok && decidedNow(i) && storedBefore.has(outcome.stream)) outcomes[i] = { ...outcome, alreadyDone: true };
     });
   };
 
@@ -489,7 +497,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         appends = decided.appends;
         if (appending.length > 0) {
           const results = await store.appendToStreams(appends);
-          markStoredBefore(appends, results, outcomes);
+          markStoredBefore(appends, results, outcomes, (i) => slice[i] !== undefined);
           await saveSnapshots(appending.map(([stream, w], i) => rememberDecided(stream, w, results[i]!.nextExpectedRevision)));
         }
         slice.forEach((p, i) => {
@@ -513,7 +521,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           if (rest.length > 0 && rest.length < appends.length) {
             progress = await store.appendToStreams(rest).then(
               (results) => {
-                markStoredBefore(rest, results, outcomes);
+                markStoredBefore(rest, results, outcomes, (i) => slice[i] !== undefined);
                 return true;
               },
               () => false,
@@ -659,5 +667,10 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     return userSnapshot((await load(new Map([[stream, 'user']]), new Set())).get(stream)!.state as never);
   };
   const importedCustomerId = (email: string): string => customerIdUnder(deps.customerIdKey, email);
-  return { prepare, submitBatch, executeBatch, importedCustomerId, customersByEmail, user };
+  const customersStored = async (customerIds: readonly string[]): Promise<Set<string>> => {
+    if (customerIds.length === 0) return new Set();
+    const found = await store.readStreams(customerIds.map((id) => streamOf('customer', id)));
+    return new Set(customerIds.filter((id) => (found.get(streamOf('customer', id))?.length ?? 0) > 0));
+  };
+  return { prepare, submitBatch, executeBatch, importedCustomerId, customersByEmail, customersStored, user };
 }

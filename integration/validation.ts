@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { SafeText } from '../domain/shared.ts';
-import { userinfoEndsEarly } from '../shared/loggable-url.ts';
 import { EVENT_PATTERN, patternMatchesSomething } from './envelope.ts';
 import { MASKED_PASSWORD, splitPassword } from './url-password.ts';
 
@@ -51,14 +50,7 @@ const AnyWebhookUrl = SafeText.trim()
   .max(2000)
   .refine((value) => !CONTROL_CHARACTER.test(value), 'must not contain control characters (tab, newline, NUL)')
   .refine(isHttpUrl, 'an absolute http:// or https:// URL')
-  .refine(hasDecodableUserinfo, 'its user or password has a % not followed by two hex digits: write a % in them as %25')
-  // `http://hooks.example.com/a#@127.0.0.1/` is delivered to hooks.example.com, but could as well be
-  // a password holding `#` (to 127.0.0.1): logs named the other host. One reading only, as for the
-  // database URLs (cli/config.ts).
-  .refine(
-    (value) => !userinfoEndsEarly(value),
-    'an "@" after the host (in the path, query or fragment), or a user or password holding "/", "?" or "#": percent-encode them (%40, %2F, %3F, %23)',
-  );
+  .refine(hasDecodableUserinfo, 'its user or password has a % not followed by two hex digits: write a % in them as %25');
 
 /** A new subscription's URL: the mask as a password is refused rather than stored as the password (there is none to keep). */
 export const WebhookUrl = AnyWebhookUrl.refine(

@@ -251,7 +251,7 @@ export class WebhookLoop {
       const nextRetryAt = pause ? null : new Date(Date.now() + delay);
       const error = gone ? 'HTTP 410: the receiver says this endpoint is gone' : (answer.error ?? `HTTP ${answer.status}`);
       // The receiver as the log may name it: no credentials, in the userinfo, the path or the query.
-      this.receiverOutage.failed(error, { url: loggableUrl(subscription.url), status: answer.status });
+      this.receiverOutage.failed(error, { url: loggableUrl(subscription.url, { asDelivered: true }), status: answer.status });
       if (attempt === 1) await save();
       await tables.logAttempts(tables.db, subscription.id, [
         { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error, nextRetryAt },

@@ -88,7 +88,9 @@ export async function readCheckpoints(db: QueryExecutorProvider, schema: string)
 
 /**
  * Registers a projection at position 0 unless it already has a checkpoint; records its variant where
- * the checkpoint was made before variants were (the read model was built with the variant it runs with now).
+ * the checkpoint was made before variants were, taking the read model as built with the variant it
+ * runs with now. That holds for the analytics, the first projection with a variant, only because its
+ * version changed with it (8: rebuilt on upgrade); a projection given a variant later needs the same.
  */
 export async function ensureCheckpoint(db: QueryExecutorProvider, schema: string, projection: Projection): Promise<void> {
   const table = sql.id(schema, CHECKPOINT_TABLE);

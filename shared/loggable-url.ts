@@ -113,10 +113,14 @@ const hostWithPort = (url: URL): string => {
  * is printed as `https://hooks.example.com:8443/services/T000/B000/***?token=***&channel=***`: no user or
  * password, secret-looking path segments and every query value as `***` (the keys kept, a secret-looking
  * one masked too), no fragment. `postgres://crm:s3cret@db.internal/crm` is `postgres://db.internal:5432/crm`.
- * `(not a URL)` when it does not parse.
+ * `(not a URL)` when it does not parse. `asDelivered`: the URL is one an HTTP client connects to as the
+ * WHATWG parser reads it, and holds no password (a webhook's: its password is kept apart), so an `@`
+ * after the host is no userinfo: the host printed is the one delivered to (`http://example.com/a#@127.0.0.1/`
+ * was logged as 127.0.0.1 for deliveries that went to example.com).
  */
-export const loggableUrl = (value: string): string => {
-  const parsed = parseForLog(value);
+export const loggableUrl = (value: string, options: { asDelivered?: boolean } = {}): string => {
+  const direct = options.asDelivered ? URL.parse(value) : null;
+  const parsed = direct ? printable(direct) : parseForLog(value);
   if (!parsed) return '(not a URL)';
   const { scheme, authority, pathname, search } = parsed;
   const path = pathname.split('/').map(redactPart).join('/');

@@ -155,7 +155,8 @@ the database they protect: someone who can write to it can alter an event and re
 after it. An anchor kept elsewhere catches that: --anchor checks one, --anchors-file checks every
 anchor in the file and adds the new head to it when the chains are intact (run it from a machine
 that does not hold the database, e.g. daily). Read-only towards the database (but for the shadow
-schema of a killed rebuild or verification, which it drops first): interrupting it changes nothing.`,
+schema of a killed rebuild or verification, which it drops first, clearing that rebuild's
+"rebuilding" marks): interrupting it changes nothing.`,
   database: { kind: 'reads' },
   options: {
     chain: { type: 'boolean', description: 'verify the hash chains of the events instead of the read models' },

@@ -106,6 +106,19 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
               submittedAt: command.occurredAt,
             });
         }
+        // Given deadlines in UTC, as the computed ones are.
+        const firstResponseDueAt = command.firstResponseDueAt ? inUtc(command.firstResponseDueAt) : addHours(command.occurredAt, target.firstResponseHours);
+        const resolutionDueAt = command.resolutionDueAt ? inUtc(command.resolutionDueAt) : addHours(command.occurredAt, target.resolutionHours);
+        // Checked where a deadline is given: the SLA policy's own are the operator's to set.
+        if ((command.firstResponseDueAt || command.resolutionDueAt) && Date.parse(resolutionDueAt) < Date.parse(firstResponseDueAt))
+          throw ruleViolated(
+            'feedback.deadlines_out_of_order',
+            `resolutionDueAt ${resolutionDueAt} is before firstResponseDueAt ${firstResponseDueAt}`,
+            'resolutionDueAt',
+            {
+              firstResponseDueAt,
+            },
+          );
         return [
           {
             type: 'FeedbackSubmitted',
@@ -119,9 +132,8 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
               priority,
               csat: command.csat ?? null,
               nps: command.nps ?? null,
-              // Given deadlines in UTC, as the computed ones are.
-              firstResponseDueAt: command.firstResponseDueAt ? inUtc(command.firstResponseDueAt) : addHours(command.occurredAt, target.firstResponseHours),
-              resolutionDueAt: command.resolutionDueAt ? inUtc(command.resolutionDueAt) : addHours(command.occurredAt, target.resolutionHours),
+              firstResponseDueAt,
+              resolutionDueAt,
             },
           },
         ];

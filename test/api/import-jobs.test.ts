@@ -87,6 +87,7 @@ const held = (n = 1) => {
     prepare: (item) => crm.batch.prepare(item),
     importedCustomerId: (email) => crm.batch.importedCustomerId(email),
     customersByEmail: (emails) => crm.batch.customersByEmail(emails),
+    customersStored: (ids) => crm.batch.customersStored(ids),
     user: (userId) => crm.batch.user(userId),
     executeBatch: (items) => crm.batch.executeBatch(items),
     submitBatch: async (items) => {
@@ -334,6 +335,7 @@ describe('import jobs', () => {
       prepare: (item) => crm.batch.prepare(item),
       importedCustomerId: (email) => crm.batch.importedCustomerId(email),
       customersByEmail: (emails) => crm.batch.customersByEmail(emails),
+      customersStored: (ids) => crm.batch.customersStored(ids),
       user: (userId) => crm.batch.user(userId),
       executeBatch: () => Promise.reject(new Error('unused')),
       // A fault that is not an Error object is reported as its text.

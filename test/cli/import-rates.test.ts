@@ -93,6 +93,25 @@ describe('crm import-rates', () => {
     expect((await rateEvents()).map((e) => e.stream)).not.toContain('exchangerate-PLN');
   });
 
+  it("refuses a rates export's row against another base currency, naming base_currency", async () => {
+    const file = join(folder, 'exported-rates.csv');
+    const report = join(folder, 'exported-rates-report.csv');
+    // This CRM's base is USD; the export came from a EUR-based one (its last row is against USD).
+    writeFileSync(
+      file,
+      [
+        'currency,rate,validFrom,reason,baseCurrency,setAt',
+        'SEK,0.087,2026-01-01T00:00:00.000Z,,EUR,2026-01-01T00:00:00.000Z',
+        'SEK,0.095,2026-01-01T00:00:00.000Z,,usd,',
+      ].join('\n'),
+    );
+    const result = await runCrm(['import-rates', file, '--report', report], { cwd: folder, env, timeoutMs: 90_000 });
+    expect(result.code, result.stderr).toBe(3);
+    expect(result.stdout).toContain('2 rows read, 1 recorded');
+    const lines = readFileSync(report, 'utf8').trim().split('\n').slice(1);
+    expect(lines).toEqual([expect.stringMatching(/^2,"?base_currency: the rate is against EUR, this CRM's base currency is USD/)]);
+  });
+
   it('explains itself with --help', async () => {
     const help = await runCrm(['import-rates', '--help'], { cwd: folder, env });
     expect(help.code).toBe(0);

@@ -26,6 +26,7 @@ describe('import batches', () => {
       prepare: real.prepare,
       importedCustomerId: real.importedCustomerId,
       customersByEmail: real.customersByEmail,
+      customersStored: real.customersStored,
       user: real.user,
       submitBatch: (items) => Promise.resolve({ outcomes: outcomesOf(items) }),
       executeBatch: outcomesOf,

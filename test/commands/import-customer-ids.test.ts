@@ -80,6 +80,28 @@ describe('imported customer ids', () => {
     });
   });
 
+  it('does not register again a customer imported before ids were keyed whose address nobody holds now (forgotten, or imported before addresses were held)', async () => {
+    const [gone, unheld] = [`${randomUUID()}@ids.example`, `${randomUUID()}@ids.example`];
+    await withRuntime(installation, async (runtime) => {
+      for (const email of [gone, unheld])
+        expect(await imported(runtime, ['id,name,email', `${unkeyedCustomerId(email)},Old,${email}`])).toMatchObject({ imported: 1, rejected: 0 });
+      // Forgotten: its address is free again. The other as imports stored customers before they held addresses.
+      await runtime.commands.execute(
+        { type: 'ForgetCustomer', customerId: unkeyedCustomerId(gone) },
+        { actor: { userId: 'u-1', roles: ['admin'] }, correlationId: randomUUID() },
+      );
+      await runtime.emailIndex.release(unheld, unkeyedCustomerId(unheld));
+      expect(await runtime.emailIndex.holder(gone)).toBeUndefined();
+      expect(await runtime.emailIndex.holder(unheld)).toBeUndefined();
+
+      const again = await imported(runtime, ['name,email', `Old,${gone}`, `Old,${unheld}`]);
+      // Both are the rows stored before (the forgotten one stays forgotten, not brought back under a new id).
+      expect(again).toMatchObject({ rows: 2, imported: 2, alreadyPresent: 2, rejected: 0 });
+      expect(await runtime.personalData.isForgotten(unkeyedCustomerId(gone))).toBe(true);
+      for (const email of [gone, unheld]) expect(await eventsOf(runtime, runtime.batch.importedCustomerId(email))).toEqual([]);
+    });
+  });
+
   it('still refuses a customers row whose address another customer holds (one registered through the API keeps it)', async () => {
     const email = `${randomUUID()}@ids.example`;
     await withRuntime(installation, async (runtime) => {

@@ -87,6 +87,11 @@ describe('feedback: submit and SLA deadlines', () => {
       .given([])
       .when(withDeadlines({ resolutionDueAt: '2026-03-01T00:00:00.000Z' }))
       .thenRefused('feedback.deadline_before_submission', 'resolutionDueAt');
+    // A resolution due before the first response (given, or the priority's) is refused.
+    spec
+      .given([])
+      .when(withDeadlines({ resolutionDueAt: '2026-03-02T12:00:00.000Z' }))
+      .thenRefused('feedback.deadlines_out_of_order', 'resolutionDueAt');
   });
   it('refuses a second submission and unusable customers', () => {
     spec.given([normal]).when(submit()).thenRefused('feedback.already_submitted', 'feedbackId');

@@ -123,9 +123,6 @@ describe('webhook subscriptions over HTTP', () => {
       [{ url: 'https://example.com/h\udc00ook', events: ['*'] }, 'url'],
       // URL parsing drops the tab: the stored URL would read differently from where deliveries go.
       [{ url: 'http://127.0.0.1:41\t50/hook', events: ['*'] }, 'url'],
-      // Two readings (delivered to example.com, or a password holding "#" for 127.0.0.1): logs named the other host.
-      [{ url: 'http://example.com/a#@127.0.0.1/', events: ['*'] }, 'url'],
-      [{ url: 'https://hook:pa/ss@example.com/hook', events: ['*'] }, 'url'],
     ];
     for (const [payload, field] of refused) {
       const problem = expectProblem(await post(payload), 400, 'validation');

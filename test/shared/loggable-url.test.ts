@@ -65,6 +65,14 @@ describe('a URL as the service prints it', () => {
     }
   });
 
+  it('names the host a delivery went to for a URL an HTTP client reads as the WHATWG parser does (a webhook), whatever @ its path, query or fragment holds', () => {
+    expect(loggableUrl('http://example.com/a#@127.0.0.1/', { asDelivered: true })).toBe('http://example.com/a');
+    expect(loggableUrl('https://hooks.example.com/notify?email=ops@example.com', { asDelivered: true })).toBe('https://hooks.example.com/notify?email=***');
+    expect(loggableUrl('https://hook:s3cret@hooks.example.com/crm', { asDelivered: true })).toBe('https://hooks.example.com/crm');
+    // A connection string is read as its server's client reads it: the last @ ends the userinfo.
+    expect(loggableUrl('http://example.com/a#@127.0.0.1/')).toBe('http://127.0.0.1/');
+  });
+
   it('names the port a client uses when the URL gives none, for the servers the CRM connects to', () => {
     expect(loggableUrl('postgres://db.example/crm')).toBe('postgres://db.example:5432/crm');
     expect(loggableUrl('redis://127.0.0.1')).toBe('redis://127.0.0.1:6379');
