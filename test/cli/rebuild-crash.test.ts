@@ -57,6 +57,20 @@ const rebuildUnderWay = () =>
     90_000,
   );
 
+/** A rebuild killed outright (kill -9) once its shadow is filled, while it waits to swap. */
+const killRebuildMidway = async (): Promise<void> => {
+  const release = await holdLiveTable();
+  const rebuild = new Server(tmpdir(), env, 'rebuild');
+  try {
+    await rebuildUnderWay();
+    rebuild.kill();
+    await rebuild.exited;
+  } finally {
+    rebuild.kill();
+    await release();
+  }
+};
+
 beforeAll(async () => {
   await admin.connect();
   // A small store with read models built by the projections, as a deployment has it.
@@ -85,16 +99,7 @@ describe('crm rebuild stopped mid-way', () => {
   });
 
   it('after kill -9, the next crm command drops the abandoned shadow and clears the rebuilding marks; the read models equal a replay', async () => {
-    const release = await holdLiveTable();
-    const rebuild = new Server(tmpdir(), env, 'rebuild');
-    try {
-      await rebuildUnderWay();
-      rebuild.kill();
-      await rebuild.exited;
-    } finally {
-      rebuild.kill();
-      await release();
-    }
+    await killRebuildMidway();
     // What the killed process left: its shadow, and every projection marked as being rebuilt.
     expect((await shadowsWithTables()).length).toBe(1);
     expect(new Set(Object.values(await states()))).toEqual(new Set(['rebuilding']));
@@ -111,16 +116,7 @@ describe('crm rebuild stopped mid-way', () => {
   }, 300_000);
 
   it('after kill -9, a crm verify run next drops the abandoned shadow first, says so, and finds the read models equal', async () => {
-    const release = await holdLiveTable();
-    const rebuild = new Server(tmpdir(), env, 'rebuild');
-    try {
-      await rebuildUnderWay();
-      rebuild.kill();
-      await rebuild.exited;
-    } finally {
-      rebuild.kill();
-      await release();
-    }
+    await killRebuildMidway();
     expect((await shadowsWithTables()).length).toBe(1);
     const verify = await runCrm(['verify'], { cwd: tmpdir(), env, timeoutMs: 180_000 });
     expect(verify.code, `${verify.stdout}\n${verify.stderr}`).toBe(0);
