@@ -272,17 +272,17 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     // one forgotten since (a forget frees the address), one whose address changed, one imported before
     // imports held addresses. Its stream under the unkeyed id says so: the row goes there, and is present,
     // refused as forgotten or as registered, as before, rather than registering the person again.
-    const unheld =
-      kind === 'customers' ? [...new Set(named.filter((r) => !holdersSeen.get(r.byEmail!.email)).map((r) => unkeyedCustomerId(r.byEmail!.email)))] : [];
-    const storedUnkeyed = await batch.customersStored(unheld);
+    // Unkeyed ids matter to customers rows only (a purchase goes to whoever holds the address), each worked out once.
+    const unkeyedOf = new Map(kind === 'customers' ? named.map((r) => [r.byEmail!.email, unkeyedCustomerId(r.byEmail!.email)] as const) : []);
+    const storedUnkeyed = await batch.customersStored([...unkeyedOf].filter(([email]) => !holdersSeen.get(email)).map(([, unkeyed]) => unkeyed));
     const found: PendingRow[] = [];
     for (const pendingRow of rows) {
       const email = pendingRow.byEmail?.email;
-      const unkeyed = email === undefined ? undefined : unkeyedCustomerId(email);
-      const holder = email === undefined ? undefined : (holdersSeen.get(email) ?? (unkeyed && storedUnkeyed.has(unkeyed) ? unkeyed : null));
+      const unkeyed = email === undefined ? undefined : unkeyedOf.get(email);
+      const holder = email === undefined ? undefined : (holdersSeen.get(email) ?? (unkeyed !== undefined && storedUnkeyed.has(unkeyed) ? unkeyed : null));
       // A customers row registers the address's own customer: it is moved only onto one imported before
       // ids were keyed (the same row then), never onto another customer holding the address (refused).
-      const movesTo = kind === 'customers' ? holder === unkeyed : holder !== batch.importedCustomerId(email ?? '');
+      const movesTo = !!holder && (kind === 'customers' ? holder === unkeyed : holder !== batch.importedCustomerId(email!));
       if (!holder || !movesTo) {
         found.push(pendingRow);
         continue;

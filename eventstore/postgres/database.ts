@@ -538,13 +538,13 @@ const PGLITE_TURN_EVERY_MS = 20;
  */
 const takingTurns = (pglite: PGlite): PGlite => {
   const turns = ioTurns(PGLITE_TURN_EVERY_MS);
+  const query = async (...args: Parameters<PGlite['query']>) => {
+    if (turns.due()) await turns.give();
+    return pglite.query(...args);
+  };
   return new Proxy(pglite, {
     get: (target, name) => {
-      if (name === 'query')
-        return async (...args: Parameters<PGlite['query']>) => {
-          if (turns.due()) await turns.give();
-          return target.query(...args);
-        };
+      if (name === 'query') return query;
       const value = Reflect.get(target, name) as unknown;
       // Bound to the engine itself: its methods read private fields, which a proxy does not have.
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
