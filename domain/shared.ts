@@ -112,6 +112,35 @@ export const IsoMonth = z
   .regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'a month YYYY-MM')
   .refine(isBusinessDate, BUSINESS_YEARS_RULE);
 export const ShortText = SafeText.trim().min(1).max(200);
+/**
+ * A name, title or subject that people pick from a list: at least one visible character. `trim()`
+ * leaves zero-width and other format characters (U+200B, U+2060, U+FEFF inside), so a customer named
+ * only by them was listed as a blank row nobody could tell apart or search for. Commands use it; the
+ * events keep `ShortText`, which every name recorded before still meets.
+ */
+const VISIBLE_CHARACTER = /[^\p{White_Space}\p{Cc}\p{Cf}\p{Z}]/u;
+export const DisplayText = ShortText.refine(
+  // An empty text is the length rule's to name (one error a field).
+  (text) => text === '' || VISIBLE_CHARACTER.test(text),
+  'must contain a visible character (not only spaces or zero-width characters)',
+);
+/**
+ * An e-mail address mail can reach: RFC 5321 bounds a local part to 64 octets, a domain label to 63
+ * and an address to 254 (its forward path of 256 with the angle brackets). Longer ones passed the
+ * syntax check, could never be written to, and were truncated by mail tools that export them. The
+ * syntax check takes ASCII only, so characters are octets. Events keep their earlier bound (320).
+ */
+const fitsSmtp = (email: string): boolean => {
+  const at = email.lastIndexOf('@');
+  return (
+    at <= 64 &&
+    email
+      .slice(at + 1)
+      .split('.')
+      .every((label) => label.length <= 63)
+  );
+};
+export const EmailAddress = z.email().max(254).refine(fitsSmtp, 'a local part of at most 64 characters and domain labels of at most 63 (RFC 5321)');
 export const LongText = SafeText.max(10_000);
 /**
  * A tag: letters (with their combining marks: Devanagari's vowel signs, a decomposed `é`), digits,

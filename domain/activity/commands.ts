@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Id, IsoDateTime, LongText, ShortText, withBusinessTime } from '../shared.ts';
+import { Id, IsoDateTime, LongText, DisplayText, withBusinessTime } from '../shared.ts';
 import { ActivityKind } from './events.ts';
 
 /**
@@ -14,7 +14,7 @@ export const LogActivityPayload = z
     customerId: Id.optional(),
     dealId: Id.optional(),
     kind: ActivityKind,
-    subject: ShortText,
+    subject: DisplayText,
     body: LongText.nullable().optional(),
     dueAt: IsoDateTime.nullable().optional(),
     assigneeId: Id.nullable().optional(),
@@ -27,7 +27,7 @@ export const LogActivityPayload = z
 export const ChangeActivityPayload = z
   .object({
     activityId: Id,
-    subject: ShortText.optional(),
+    subject: DisplayText.optional(),
     body: LongText.nullable().optional(),
     dueAt: IsoDateTime.nullable().optional(),
     assigneeId: Id.nullable().optional(),

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDateTime, SafeText, ShortText, withBusinessTime } from '../shared.ts';
+import { Id, IsoDateTime, SafeText, DisplayText, withBusinessTime } from '../shared.ts';
 import { CampaignChannel, ResponseKind, SegmentCriteria } from './events.ts';
 
 const Reason = SafeText.max(2000);
@@ -10,7 +10,7 @@ export const CreateCampaignPayload = z
   .object({
     /** Client-chosen id; generated when absent. */
     campaignId: Id.optional(),
-    name: ShortText,
+    name: DisplayText,
     channel: CampaignChannel,
     budget: Amount,
     currency: Currency,

@@ -1,14 +1,14 @@
 import { z } from 'zod';
 import { Amount, Currency } from '../money.ts';
 import type { UserSnapshot } from '../user/decider.ts';
-import { Id, IsoDateTime, SafeText, ShortText, Tag, withBusinessTime } from '../shared.ts';
+import { EmailAddress, Id, IsoDateTime, SafeText, DisplayText, Tag, withBusinessTime } from '../shared.ts';
 
 /**
  * Customer command payloads as clients send them (strict: unknown fields are refused).
  * Path ids are fields too (`customerId`), so an HTTP route validates `{ ...body, ...params }`.
  */
 /** Compared and stored normalised (the decider normalises it). */
-const Email = z.email().max(320);
+const Email = EmailAddress;
 /** Emails compare trimmed and case-insensitively: `GRACE@navy.example` is `grace@navy.example`. */
 export { normaliseEmail } from '../shared.ts';
 const Phone = SafeText.trim()
@@ -31,7 +31,7 @@ export const RegisterCustomerPayload = z
   .object({
     /** Client-chosen id; generated when absent. */
     customerId: Id.optional(),
-    name: ShortText,
+    name: DisplayText,
     email: Email,
     phone: Phone.nullable().optional(),
     company: Company.nullable().optional(),
@@ -48,7 +48,7 @@ export const RegisterCustomerPayload = z
 export const ChangeCustomerDetailsPayload = z
   .object({
     customerId: Id,
-    name: ShortText.optional(),
+    name: DisplayText.optional(),
     email: Email.optional(),
     phone: Phone.nullable().optional(),
     company: Company.nullable().optional(),

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDate, PersonRef, SafeText, ShortText, withBusinessTime } from '../shared.ts';
+import { Id, IsoDate, PersonRef, SafeText, DisplayText, withBusinessTime } from '../shared.ts';
 import { OpenDealStage, Probability } from './events.ts';
 
 export const OpenDealPayload = z
@@ -9,7 +9,7 @@ export const OpenDealPayload = z
     /** Client-chosen id; generated when absent. */
     dealId: Id.optional(),
     customerId: Id,
-    title: ShortText,
+    title: DisplayText,
     amount: Amount,
     currency: Currency,
     ownerId: PersonRef,
@@ -24,7 +24,7 @@ export const OpenDealPayload = z
 export const ChangeDealPayload = z
   .object({
     dealId: Id,
-    title: ShortText.optional(),
+    title: DisplayText.optional(),
     amount: Amount.optional(),
     currency: Currency.optional(),
     ownerId: PersonRef.optional(),

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Id, IsoDateTime, LongText, PersonRef, SafeText, ShortText, withBusinessTime } from '../shared.ts';
+import { Id, IsoDateTime, LongText, PersonRef, SafeText, DisplayText, withBusinessTime } from '../shared.ts';
 import { Csat, FeedbackChannel, FeedbackKind, FeedbackPriority, Nps } from './events.ts';
 
 export const SubmitFeedbackPayload = z
@@ -10,7 +10,7 @@ export const SubmitFeedbackPayload = z
     customerId: Id,
     kind: FeedbackKind,
     channel: FeedbackChannel,
-    subject: ShortText,
+    subject: DisplayText,
     body: LongText,
     /** Defaults to `normal`. */
     priority: FeedbackPriority.optional(),

@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { Id, ShortText } from '../shared.ts';
+import { Id, DisplayText } from '../shared.ts';
 
 /** Team commands as clients send them (strict). Teams are administration: they happen now (no `occurredAt`). */
-export const CreateTeamPayload = z.object({ teamId: Id.optional(), name: ShortText }).strict();
-export const RenameTeamPayload = z.object({ teamId: Id, name: ShortText }).strict();
+export const CreateTeamPayload = z.object({ teamId: Id.optional(), name: DisplayText }).strict();
+export const RenameTeamPayload = z.object({ teamId: Id, name: DisplayText }).strict();
 
 export const teamCommandSchemas = { CreateTeam: CreateTeamPayload, RenameTeam: RenameTeamPayload } as const;
 

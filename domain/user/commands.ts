@@ -1,16 +1,16 @@
 import { z } from 'zod';
-import { Id, ShortText } from '../shared.ts';
+import { EmailAddress, Id, DisplayText } from '../shared.ts';
 import { UserRole, UserVisibility } from './events.ts';
 
 /** Compared and stored trimmed and lower-case. */
-const Email = z.email().max(320);
+const Email = EmailAddress;
 const TeamIds = z.array(Id).max(100);
 
 /** User commands as clients send them (strict). Administration happens now: no `occurredAt`. */
 export const RegisterUserPayload = z
   .object({
     userId: Id.optional(),
-    name: ShortText,
+    name: DisplayText,
     email: Email,
     role: UserRole,
     teamIds: TeamIds.optional(),
@@ -21,7 +21,7 @@ export const RegisterUserPayload = z
 export const ChangeUserPayload = z
   .object({
     userId: Id,
-    name: ShortText.optional(),
+    name: DisplayText.optional(),
     email: Email.optional(),
     role: UserRole.optional(),
     /** The whole set of teams: teams missing from it are left, new ones joined. */

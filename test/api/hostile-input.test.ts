@@ -131,6 +131,42 @@ describe('texts PostgreSQL cannot store', () => {
   });
 });
 
+describe('names and e-mail addresses', () => {
+  it('a name, title or subject of only spaces and zero-width characters is refused in every command, naming the field', async () => {
+    const before = await eventCount(h);
+    let cases = 0;
+    for (const t of targets) {
+      for (const field of Object.keys(t.payload.shape).filter((name) => ['name', 'title', 'subject'].includes(name))) {
+        for (const text of ['\u200b', '\u200b \u2060\ufeff', '\u00a0\u200d']) {
+          expectRefused(await command(t, { ...t.valid(), [field]: text }), field, `${t.method} ${t.url} ${field}=${JSON.stringify(text)}`);
+          cases++;
+        }
+      }
+    }
+    expect(cases).toBeGreaterThanOrEqual(27);
+    expect(await eventCount(h)).toBe(before);
+    // A name with a visible character among invisible ones is a name.
+    await accepted(await send('sales', 'POST', '/customers', { name: '\u200bZoë', email: `zw-${randomUUID()}@example.com` }));
+  });
+
+  it('an address past RFC 5321 (local part 64, domain label 63, address 254) is refused wherever one is given', async () => {
+    const before = await eventCount(h);
+    const tooLong = [`${'l'.repeat(65)}@example.com`, `a@${'d'.repeat(64)}.example.com`, `a@${'d.'.repeat(126)}com`];
+    let cases = 0;
+    for (const t of targets.filter((t) => 'email' in t.payload.shape)) {
+      for (const email of tooLong) {
+        expectRefused(await command(t, { ...t.valid(), email }), 'email', `${t.method} ${t.url} ${email.length} characters`);
+        cases++;
+      }
+    }
+    expect(cases).toBeGreaterThanOrEqual(6);
+    expect(await eventCount(h)).toBe(before);
+    const longest = `${'l'.repeat(64)}@${'d'.repeat(63)}.${'e'.repeat(63)}.${'x'.repeat(61)}`;
+    expect(longest).toHaveLength(254);
+    await accepted(await send('sales', 'POST', '/customers', { name: 'Longest address', email: longest }));
+  });
+});
+
 describe('business times', () => {
   const purchase = (occurredAt: string) =>
     send('sales', 'POST', `/customers/${ids.customer}/purchases`, { orderId: `t-${randomUUID()}`, amount: 1, currency: 'EUR', occurredAt });
