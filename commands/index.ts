@@ -242,7 +242,9 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     if (creates) return refuseIdOutOfScope();
     let visible = true;
     if (kind === 'customer') {
-      visible = await customerVisible(id);
+      // A refund on a merged duplicate lowers its primary's figures: it is for whoever sees that account
+      // (the duplicate's own row keeps its old owner, who could otherwise lower another team's revenue).
+      visible = prepared.type === 'RefundPurchase' ? await accountVisible(id) : await customerVisible(id);
       if (visible && prepared.type === 'MergeCustomer') visible = await customerVisible(command.duplicateId as string);
       if (!visible && prepared.type === 'MergeCustomer' && (await customerVisible(id)))
         throw ruleViolated('customer.not_found', `Customer ${String(command.duplicateId)} does not exist`, 'duplicateId');

@@ -38,6 +38,17 @@ export const whenUnauthenticated = (handler: (problem: Problem) => void): void =
   onUnauthenticated = handler;
 };
 
+/**
+ * Told when a command sent with If-Match was refused because the record changed meanwhile: the screen
+ * showing it reloads, so that what the user checks before submitting again is the record as it stands
+ * (it kept the stale one until a reload, and every further try was refused the same way).
+ */
+const staleListeners = new Set<(path: string) => void>();
+export const whenStale = (listener: (path: string) => void): (() => void) => {
+  staleListeners.add(listener);
+  return () => staleListeners.delete(listener);
+};
+
 let currentKey = '';
 export const useKey = (key: string): void => {
   currentKey = key;
@@ -88,6 +99,10 @@ export const request = async (path: string, options: RequestOptions = {}): Promi
   if (!response.ok) {
     const problem = await asProblem(response);
     if (response.status === 401 && options.key === undefined) onUnauthenticated(problem);
+    if (response.status === 409 && options.ifMatch !== undefined) {
+      problem.detail = `${problem.detail ?? 'The record changed meanwhile.'} The screen now shows it as it stands: check it and submit again.`;
+      for (const listener of staleListeners) listener(path);
+    }
     throw new ApiError(problem);
   }
   return response;

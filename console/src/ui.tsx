@@ -1,6 +1,6 @@
 import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useId, useState } from 'preact/hooks';
-import { ApiError, type Problem } from './api.ts';
+import { ApiError, whenStale, type Problem } from './api.ts';
 import { isAllowed, ruleFor, seesPersonalData, type Role } from '../../api/roles.ts';
 
 /** The server's own role matrix decides which actions a screen offers: one table, no second copy. */
@@ -61,6 +61,11 @@ export const useLoad = <T,>(load: (signal: AbortSignal) => Promise<T>, deps: unk
   return { data: state.data, problem: state.problem, loading: state.loading, reload };
 };
 
+/** Reloads a screen's record when a command on it was refused as stale (see `whenStale`). */
+export const useReloadWhenStale = (...reloads: (() => void)[]): void => {
+  useEffect(() => whenStale(() => reloads.forEach((reload) => reload())), reloads);
+};
+
 export const Loading = ({ what }: { what: string }) => (
   <p class="muted" role="status">
     Loading {what}…
@@ -91,10 +96,21 @@ export const CommandForm = (props: {
   onCancel?: () => void;
   children?: ComponentChildren;
   danger?: boolean;
+  /**
+   * The revision of the record the fields were filled from. When the record reloads (after a 409), the
+   * fields the user has not changed take its current values: submitted again, they would otherwise
+   * write back what the refused screen showed over the change that made it stale.
+   */
+  revision?: number;
 }) => {
   const id = useId();
-  const initial = () => Object.fromEntries(props.fields.map((f) => [f.name, f.value ?? (f.type === 'checkbox' ? false : '')]));
-  const [values, setValues] = useState<FormValues>(initial);
+  const blank = (f: FieldSpec) => f.value ?? (f.type === 'checkbox' ? false : '');
+  const [values, setValues] = useState<FormValues>(() => Object.fromEntries(props.fields.map((f) => [f.name, blank(f)])));
+  const [touched] = useState(() => new Set<string>());
+  useEffect(() => {
+    setValues((all) => ({ ...all, ...Object.fromEntries(props.fields.filter((f) => !touched.has(f.name)).map((f) => [f.name, blank(f)])) }));
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [props.revision]);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [busy, setBusy] = useState(false);
   const named = new Set(problem?.errors?.map((e) => e.field) ?? []);
@@ -117,7 +133,10 @@ export const CommandForm = (props: {
       {props.fields.map((f) => {
         const fieldId = `${id}-${f.name}`;
         const value = values[f.name];
-        const set = (v: string | boolean) => setValues((all) => ({ ...all, [f.name]: v }));
+        const set = (v: string | boolean) => {
+          touched.add(f.name);
+          setValues((all) => ({ ...all, [f.name]: v }));
+        };
         // Not `name`: a form reaches its controls by name as properties, so a field named `remove` hid
         // the form's own remove(), which Preact calls to take it off the page (the page froze).
         const common = { id: fieldId, 'data-field': f.name, required: f.required, 'aria-invalid': named.has(f.name) || undefined };
@@ -141,6 +160,7 @@ export const CommandForm = (props: {
               <input {...common} type={(f.type ?? 'text') as 'text'} step={f.step} value={String(value)} onInput={(e) => set(e.currentTarget.value)} />
             )}
             {f.hint ? <small class="muted">{f.hint}</small> : null}
+            {f.type === 'datetime-local' ? <small class="muted">Your local time ({localZone()}); shown in UTC elsewhere</small> : null}
           </div>
         );
       })}
@@ -200,7 +220,15 @@ export const num = (value: number | null | undefined, digits = 2): string =>
   value === null || value === undefined || Number.isNaN(value) ? '—' : value.toLocaleString('en-GB', { maximumFractionDigits: digits });
 export const pct = (value: number | null | undefined, digits = 1): string =>
   value === null || value === undefined ? '—' : `${(value * 100).toFixed(digits)}%`;
-export const when = (iso: string | null | undefined): string => (iso ? new Date(iso).toISOString().replace('T', ' ').slice(0, 16) : '—');
+/** An instant as the console shows it: in UTC, and labelled so (times are typed in local time). */
+export const when = (iso: string | null | undefined): string => (iso ? `${new Date(iso).toISOString().replace('T', ' ').slice(0, 16)} UTC` : '—');
+/** The browser's offset from UTC now, e.g. `UTC+01:00`: what a `datetime-local` value is read in. */
+export const localZone = (): string => {
+  const minutes = -new Date().getTimezoneOffset();
+  const sign = minutes < 0 ? '-' : '+';
+  const pad = (n: number) => String(Math.floor(n)).padStart(2, '0');
+  return `UTC${sign}${pad(Math.abs(minutes) / 60)}:${pad(Math.abs(minutes) % 60)}`;
+};
 export const day = (iso: string | null | undefined): string => (iso ? iso.slice(0, 10) : '—');
 
 /** A `datetime-local` value (local wall time) as an ISO instant, or undefined when empty. */

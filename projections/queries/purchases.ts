@@ -1,7 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import { ofCustomerAndMerged } from './customers.ts';
 import { iso, listOf, num, uuidOf, type Page, type ReadModelSource, type SortSpec } from './page.ts';
-import { primaryInScope, type ReadScope } from './scope.ts';
+import { accountInScope, accountOf, type ReadScope } from './scope.ts';
 import { unlessRebuilding } from './exchange-rates.ts';
 import { ReadModelRebuilding } from '../errors.ts';
 
@@ -74,17 +74,15 @@ function listLines<V extends Record<string, unknown>>(
   view: (row: LineRow) => V,
   columns: RawBuilder<unknown>[] = [],
 ): Promise<Page<V>> {
-  const customers = sql.id(source.schema, 'customers');
-  const mergedInto = sql`(SELECT m.merged_into FROM ${customers} m WHERE m.customer_id = t.customer_id)`;
-  // The customer the line counts for: its primary when it was merged.
-  const primary = sql`coalesce(${mergedInto}, t.customer_id)`;
+  // The customer the line counts for when it was merged: the primary at the end of its chain.
+  const mergedInto = accountOf(source, sql`t.customer_id`);
   const where: RawBuilder<unknown>[] = [sql`t.kind = ${kind}`];
   // The lines its revenue counts: its own and those of the duplicates merged into it.
   if (query.customerId) where.push(ofCustomerAndMerged(source, uuidOf(query.customerId), sql`t.customer_id`));
   if (query.from) where.push(sql`t.occurred_at >= ${query.from}::timestamptz`);
   if (query.to) where.push(sql`t.occurred_at <= ${query.to}::timestamptz`);
   // A restricted caller sees the lines of the customers they see (those their users own).
-  if (scope) where.push(primaryInScope(source, primary, scope));
+  if (scope) where.push(accountInScope(source, sql`t.customer_id`, scope));
   return listOf<V, LineRow>(
     { source, table: 'revenue_lines', key: 'event_id', extra: [sql`${mergedInto} AS merged_into`, ...columns], where, sorts, defaultSort: 'occurredAt' },
     query,

@@ -122,13 +122,32 @@ export const ACTIVITY_OWNER_COLUMNS: readonly OwnerColumn[] = [
 export const scoped = (scope: ReadScope | null | undefined, condition: (scope: ReadScope) => RawBuilder<unknown>): RawBuilder<unknown>[] =>
   scope ? [condition(scope)] : [];
 
+/** Merges form chains (B into A, later A into C); bounded in case of a cycle no command can create. */
+const MAX_MERGE_CHAIN = 16;
+
 /**
- * A customer in the scope through its primary (`primary`: the customer's id, or its primary's when it
- * was merged): what a merged duplicate's records count for is the primary's, so the primary's owner
- * sees them (purchases and refunds, campaign responses).
+ * A customer (`customerId`, an expression) whose account is in the scope: the customer itself, or
+ * after merges the primary at the end of its chain, as its figures count for that primary. The
+ * scope's unmerged customers and every duplicate merged into them, chains followed: one step (the
+ * duplicate's own primary) showed a duplicate's orders and refunds to the owner of a customer that
+ * was itself merged on, and hid them from the owner of the account they count for.
  */
-export const primaryInScope = (source: ReadModelSource, primary: RawBuilder<unknown>, scope: ReadScope): RawBuilder<unknown> =>
-  sql`${primary} IN (SELECT t.customer_id FROM ${sql.id(source.schema, 'customers')} t WHERE ${customerInScope(scope)})`;
+export const accountInScope = (source: ReadModelSource, customerId: RawBuilder<unknown>, scope: ReadScope): RawBuilder<unknown> => {
+  const customers = sql.id(source.schema, 'customers');
+  return sql`${customerId} IN (WITH RECURSIVE members(id, depth) AS (
+      SELECT t.customer_id, 0 FROM ${customers} t WHERE t.merged_into IS NULL AND ${customerInScope(scope)}
+      UNION ALL SELECT c.customer_id, m.depth + 1 FROM ${customers} c JOIN members m ON c.merged_into = m.id WHERE m.depth < ${MAX_MERGE_CHAIN}
+    ) SELECT id FROM members)`;
+};
+
+/** The primary at the end of a merged customer's chain (`customerId`, an expression); NULL for one not merged. */
+export const accountOf = (source: ReadModelSource, customerId: RawBuilder<unknown>): RawBuilder<unknown> => {
+  const customers = sql.id(source.schema, 'customers');
+  return sql`(WITH RECURSIVE up(id, next, depth) AS (
+      SELECT m.customer_id, m.merged_into, 0 FROM ${customers} m WHERE m.customer_id = ${customerId}
+      UNION ALL SELECT c.customer_id, c.merged_into, u.depth + 1 FROM ${customers} c JOIN up u ON c.customer_id = u.next WHERE u.depth < ${MAX_MERGE_CHAIN}
+    ) SELECT id FROM up WHERE depth > 0 ORDER BY (next IS NULL) DESC, depth DESC LIMIT 1)`;
+};
 
 /**
  * Which of these customers the scope sees, a merged duplicate through its primary. For records read
@@ -139,7 +158,7 @@ export async function customersInScope(source: ReadModelSource, ids: readonly st
   const { rows } = await sql<{ customer_id: string }>`
     SELECT c.customer_id FROM ${sql.id(source.schema, 'customers')} c
      WHERE c.customer_id = ANY(CAST(${[...new Set(ids)]} AS uuid[]))
-       AND ${primaryInScope(source, sql`coalesce(c.merged_into, c.customer_id)`, scope)}`.execute(source.db);
+       AND ${accountInScope(source, sql`c.customer_id`, scope)}`.execute(source.db);
   return new Set(rows.map((r) => r.customer_id));
 }
 

@@ -243,7 +243,7 @@ describe('visibility: audit of deals, feedback, campaigns, users and teams', () 
   });
 
   it('an auditor with own visibility reads the whole event log, not only their own records', async () => {
-    const auditor = await registerUser(`auditor-${randomUUID()}`, { role: 'auditor', teamIds: [teams.b], visibility: 'own' });
+    const auditor = await registerUser(`auditor-${randomUUID().slice(0, 8)}`, { role: 'auditor', teamIds: [teams.b], visibility: 'own' });
     const key = await keyFor(auditor);
     const streams = new Set<string>();
     let cursor: string | undefined;
@@ -527,6 +527,8 @@ describe('visibility: audit', () => {
     const key = await keyFor(auditor);
     expect((await h.app.inject({ method: 'GET', url: `/audit/streams/customer-${customer.mine}`, headers: key })).statusCode).toBe(200);
     expect((await h.app.inject({ method: 'GET', url: '/audit/events?limit=5', headers: key })).statusCode).toBe(200);
+    // A subject access export is the customer's record in clear: it follows the customer, for them too.
+    expect((await h.app.inject({ method: 'GET', url: `/customers/${customer.mine}/export`, headers: key })).statusCode).toBe(404);
   });
 
   it('users, teams and memberships are events: the audit log shows who could see what, when', async () => {
@@ -744,6 +746,54 @@ describe("visibility follows the customer's owner onto its deals, feedback and a
     await projectionsSettled(h);
     expect(await shown('team', later.records)).toEqual(nowhere);
     expect(await shown('team', duplicate.records)).toEqual(nowhere);
+  });
+
+  it("a merged duplicate's orders and refunds follow the owner at the end of the chain, in the exports and for a refund", async () => {
+    const withOrder = async (label: string, ownerId: string) => {
+      const customerId = (await post('/customers', { name: `Chain ${label}`, email: `${label}-${randomUUID()}@example.com`, ownerId })).id;
+      await post(`/customers/${customerId}/purchases`, { orderId: `chain-${label}`, amount: 50, currency: 'EUR', occurredAt: '2026-02-01T10:00:00Z' });
+      return customerId;
+    };
+    const orderIds = async (url: string, viewer: Viewer) =>
+      (await get(url, viewer)).body
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { orderId: string; mergedInto: string | null })
+        .filter((p) => p.orderId.startsWith('chain-'));
+    // x (another team's) into y (a team-mate's), then y into z (another team's): x's order is z's.
+    const x = await withOrder('x', users.other!);
+    const y = await withOrder('y', users.mate!);
+    const z = await withOrder('z', users.other!);
+    await projectionsSettled(h);
+    await merge(y, x);
+    await post(`/customers/${x}/refunds`, { orderId: 'chain-x', refundId: 'chain-x-r', amount: 5, currency: 'EUR', reason: 'x before the second merge' });
+    await projectionsSettled(h);
+    await merge(z, y);
+    await projectionsSettled(h);
+    for (const kind of ['purchases', 'refunds'] as const) {
+      expect(await orderIds(`/${kind}/export?format=ndjson`, 'team'), `team ${kind}`).toEqual([]);
+      expect(await orderIds(`/${kind}/export?format=ndjson&customerId=${y}`, 'team'), `team ${kind} of y`).toEqual([]);
+    }
+    const all = await orderIds('/purchases/export?format=ndjson', 'service');
+    expect(Object.fromEntries(all.map((p) => [p.orderId, p.mergedInto]))).toEqual({ 'chain-x': z, 'chain-y': z, 'chain-z': null });
+
+    // A refund on a merged duplicate lowers its primary's revenue: the team owning the duplicate's row
+    // but not the primary cannot record one (404, as for any customer it does not see).
+    const p = await withOrder('p', users.mate!);
+    const q = await withOrder('q', users.other!);
+    await projectionsSettled(h);
+    await merge(q, p);
+    const before = await eventCount(h);
+    const refund = await h.app.inject({
+      method: 'POST',
+      url: `/customers/${p}/refunds`,
+      payload: { orderId: 'chain-p', refundId: 'chain-p-r', amount: 5, currency: 'EUR' },
+      headers: bearer.team,
+    });
+    expect(refund.statusCode, refund.body).toBe(404);
+    expect(await eventCount(h)).toBe(before);
+    expect((await post(`/customers/${p}/refunds`, { orderId: 'chain-p', refundId: 'chain-p-r', amount: 5, currency: 'EUR' })).id).toBe(p);
   });
 });
 

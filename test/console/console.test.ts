@@ -158,6 +158,54 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     expect(await page.locator('[role=alert]').count()).toBe(0);
   });
 
+  it('after a 409 shows the record as it stands, and the same form then saves; times say they are UTC; long names wrap', async () => {
+    const other = (await crm.api<{ items: { id: string; name: string }[] }>('/customers?status=active&sort=-revenue&limit=4')).body.items[3]!;
+    await page.goto(`${crm.url}/#/customers/${other.id}`);
+    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(other.name);
+    await page.getByRole('button', { name: 'Edit details' }).click();
+    // Meanwhile someone else changes the customer: the screen's revision is stale.
+    const { revision } = (await crm.api<{ revision: number }>(`/customers/${other.id}`)).body;
+    const company = `Changed meanwhile ${randomUUID().slice(0, 6)}`;
+    const meanwhile = await crm.api(`/customers/${other.id}`, crm.adminKey, {
+      method: 'PATCH',
+      headers: { 'if-match': `"${revision}"` },
+      body: JSON.stringify({ company }),
+    });
+    expect(meanwhile.status).toBe(200);
+    await crm.api(`/customers/${other.id}?waitFor=${(meanwhile.body as { position: string }).position}`);
+    const phone = '+44 20 7946 0002';
+    await page.getByLabel('Phone').fill(phone);
+    await page.locator('form.command button[type=submit]').click();
+    await eventually(() => page.locator('form.command [role=alert]').innerText()).toContain('shows it as it stands');
+    // The page reloaded the customer (it kept the stale one), and the form still holds what was typed.
+    await eventually(() => page.locator('.stat', { hasText: 'Company' }).locator('dd').innerText()).toBe(company);
+    await page.locator('form.command button[type=submit]').click();
+    await eventually(async () => (await crm.api<{ phone: string | null; company: string }>(`/customers/${other.id}`)).body).toMatchObject({ phone, company });
+
+    // The timeline's instants are labelled UTC; a time typed in a form says which zone it is read in.
+    await eventually(() => page.getByTestId('purchases').innerText()).toMatch(/\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC/);
+    await page.getByRole('button', { name: 'Record purchase' }).click();
+    expect(await page.locator('form.command').innerText()).toMatch(/Your local time \(UTC[+-]\d{2}:\d{2}\)/);
+    await page.getByRole('button', { name: 'Cancel' }).click();
+
+    // A long unbroken name wraps inside the list instead of widening it past the window.
+    const long = `Unbroken${'x'.repeat(190)}`;
+    const registered = await crm.api('/customers', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ name: long, email: `long-${randomUUID()}@example.com` }),
+    });
+    expect(registered.status).toBe(201);
+    await crm.api(`/customers?waitFor=${(registered.body as { position: string }).position}&limit=1`);
+    await page.goto(`${crm.url}/#/customers`);
+    await page.getByLabel('Name or email').fill(long);
+    await page.getByRole('button', { name: 'Search' }).click();
+    await eventually(() => page.locator('table.grid').innerText()).toContain(long.slice(0, 20));
+    const widths = await page.evaluate<{ table: number; window: number }>(
+      '({ table: document.querySelector("table.grid").scrollWidth, window: window.innerWidth })',
+    );
+    expect(widths.table).toBeLessThanOrEqual(widths.window);
+  });
+
   it('skips to the content without leaving the screen', async () => {
     await page.goto(`${crm.url}/#/customers`);
     await page.locator('a.skip').focus();
@@ -295,7 +343,7 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
       },
       new Date(Date.parse(registeredAt) + 60_000).toISOString(),
     );
-    await page.getByLabel('As of (your local time)').fill(local);
+    await page.getByLabel(/^As of \(your local time/).fill(local);
     const refused = page.locator('[aria-labelledby=asof-title] [role=alert]');
     await eventually(() => refused.innerText()).toContain('(record time)');
     await page.getByLabel('Time axis').selectOption('business');

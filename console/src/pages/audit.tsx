@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { get, query, request } from '../api.ts';
 import { navigate } from '../router.ts';
 import type { AuditEvent } from '../types.ts';
-import { Loading, ProblemBox, problemOf, useLoad, when, Head } from '../ui.tsx';
+import { Loading, localZone, ProblemBox, problemOf, useLoad, when, Head } from '../ui.tsx';
 import type { Problem } from '../api.ts';
 import type { Role } from '../../../api/roles.ts';
 
@@ -184,7 +184,7 @@ const AsOf = (props: { kind: string; id: string; asOf: string; setAsOf: (iso: st
           </select>
         </div>
         <div class="field">
-          <label for="asof-input">As of (your local time)</label>
+          <label for="asof-input">As of (your local time, {localZone()})</label>
           <input
             id="asof-input"
             type="datetime-local"
@@ -323,7 +323,7 @@ const GlobalLog = () => {
   };
   const input = (name: keyof typeof draft, label: string, type = 'text') => (
     <div class="field">
-      <label for={`log-${name}`}>{label}</label>
+      <label for={`log-${name}`}>{type === 'datetime-local' ? `${label} (your local time, ${localZone()})` : label}</label>
       <input id={`log-${name}`} type={type as 'text'} value={draft[name]} onInput={(e) => setDraft({ ...draft, [name]: e.currentTarget.value })} />
     </div>
   );

@@ -16,6 +16,7 @@ import {
   Stat,
   text,
   useLoad,
+  useReloadWhenStale,
   usePager,
   Pager,
   type FieldSpec,
@@ -137,6 +138,7 @@ const lifecycleBody = (action: string, v: FormValues): Record<string, unknown> =
 export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
   const [waitFor, setWaitFor] = useState<string | undefined>(() => parseHash(location.hash).params.get('waitFor') ?? undefined);
   const campaign = useLoad((signal) => get<Campaign>(`/campaigns/${id}${query({ waitFor })}`, { signal }), [id, waitFor]);
+  useReloadWhenStale(campaign.reload);
   if (campaign.problem) return <ProblemBox problem={campaign.problem} />;
   const c = campaign.data;
   if (!c) return <Loading what="the campaign" />;

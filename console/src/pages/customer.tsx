@@ -17,6 +17,7 @@ import {
   Stat,
   text,
   useLoad,
+  useReloadWhenStale,
   when,
   type FormValues,
   Head,
@@ -41,6 +42,7 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
     (signal) => (showsAnalytics ? get<CustomerAnalytics>(`/analytics/customers/${id}`, { signal }) : Promise.resolve(undefined)),
     [id, waitFor],
   );
+  useReloadWhenStale(customer.reload);
 
   if (customer.problem) return <ProblemBox problem={customer.problem} />;
   const c = customer.data;
@@ -187,6 +189,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
         <CommandForm
           title="Edit contact details"
           submitLabel="Save"
+          revision={c.revision}
           onCancel={close}
           fields={[
             { name: 'name', label: 'Name', value: c.name, required: true },

@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { command, get, query, type Accepted, type Page, type Problem } from '../api.ts';
 import { href } from '../router.ts';
 import { DEAL_STAGES, type Deal } from '../types.ts';
-import { can, CommandForm, day, Loading, money, pct, ProblemBox, problemOf, text, numberOf, useLoad, Head } from '../ui.tsx';
+import { can, CommandForm, day, Loading, money, pct, ProblemBox, problemOf, text, numberOf, useLoad, useReloadWhenStale, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 interface PipelineRow {
@@ -29,6 +29,7 @@ export const PipelinePage = ({ role }: { role: Role }) => {
   );
   const closed = useLoad((signal) => get<Page<Deal>>(`/deals${query({ sort: '-updatedAt', limit: 100, waitFor })}`, { signal }), [waitFor]);
   const summary = useLoad((signal) => get<Pipeline>(`/pipeline${query({ waitFor })}`, { signal }), [waitFor]);
+  useReloadWhenStale(deals.reload, summary.reload);
   const mayMove = can(role, 'POST /deals/:id/stage');
   const mayClose = can(role, 'POST /deals/:id/won');
   const run = async (p: Promise<Accepted>) => {

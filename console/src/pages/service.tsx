@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { command, get, query, type Accepted, type Page } from '../api.ts';
 import { href } from '../router.ts';
 import type { Feedback } from '../types.ts';
-import { ActionPanel, allowed, can, CommandForm, Loading, numberOf, pct, ProblemBox, Stat, text, useLoad, when, Head } from '../ui.tsx';
+import { ActionPanel, allowed, can, CommandForm, Loading, numberOf, pct, ProblemBox, Stat, text, useLoad, useReloadWhenStale, when, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 const PRIORITIES = ['low', 'normal', 'high', 'urgent'] as const;
@@ -76,6 +76,7 @@ export const ServicePage = ({ role, selected }: { role: Role; selected: string |
 const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undefined; done: (a: Accepted) => void }) => {
   const { id, role } = props;
   const item = useLoad((signal) => get<Feedback>(`/feedback/${id}${query({ waitFor: props.waitFor })}`, { signal }), [id, props.waitFor]);
+  useReloadWhenStale(item.reload);
   if (item.problem) return <ProblemBox problem={item.problem} />;
   const f = item.data;
   if (!f) return <Loading what="the feedback item" />;
