@@ -31,6 +31,8 @@ export interface IntegrationFeed {
   current(item: BatchItem): Promise<BatchItem>;
   /** Resolves when new events may have been recorded, or after `ms`, or when `signal` aborts. */
   wait(ms: number, signal?: AbortSignal): Promise<void>;
+  /** The id of the event recorded at `position`, or undefined when none is: whether a message names an event of this store. */
+  eventIdAt(position: bigint): Promise<string | undefined>;
   close(): void;
 }
 
@@ -81,6 +83,11 @@ export function createIntegrationFeed(store: EventStore, personalData: PersonalD
   const fresh = (events: RecordedEvent[]) => personalData.refreshForgotten(events.map(subjectOf).filter((s): s is string => s !== undefined));
 
   return {
+    async eventIdAt(position) {
+      if (position < 1n) return undefined;
+      const [event] = await store.readAll({ fromPosition: position - 1n, maxCount: 1, settleMs: 0 });
+      return event?.position === position ? event.id : undefined;
+    },
     async read(after, max) {
       // What is final now: a publisher comes back on the doorbell or after a short idle, so it need not
       // wait for events committed behind another open transaction.

@@ -27,6 +27,8 @@ export interface IntegrationServices {
   rotateSecret(id: string, keepPreviousSeconds: number): Promise<{ id: string; secret: string; previousSecretExpiresAt: Date | null } | undefined>;
   /** Why deliveries could not go to this URL (its host an address the guard refuses), or null. */
   urlRefusal(url: string): string | null;
+  /** The position of the last recorded event: a replay cannot start past the one after it. */
+  headPosition(): Promise<bigint>;
 }
 
 export interface IntegrationOptions {
@@ -76,6 +78,7 @@ export function createIntegration(options: IntegrationOptions): Integration {
       return rotated && { id, secret, previousSecretExpiresAt: rotated.previousSecretExpiresAt };
     },
     urlRefusal: (url) => destinations.urlRefusal(url),
+    headPosition: () => options.store.headPosition(),
   };
   let running: { publishers: IntegrationPublishers; leases: ProjectionLeases } | undefined;
   return {

@@ -13,6 +13,8 @@ import type { Fenced } from './webhook-loop.ts';
 export const DEFAULT_NATS_STREAM = 'CRM_EVENTS';
 /** Header carrying the event's global position: a restarted publisher resumes after the stream's last one. */
 export const POSITION_HEADER = 'Crm-Position';
+/** JetStream's de-duplication header: the event id (`msgID`). */
+const MESSAGE_ID_HEADER = 'Nats-Msg-Id';
 
 export interface NatsPublisherOptions {
   url: string;
@@ -174,7 +176,13 @@ export class NatsPublisher {
     }
   }
 
-  /** Moves the checkpoint past what the stream already holds from us (a crash after the acks, before the checkpoint). */
+  /**
+   * Moves the checkpoint past what the stream already holds from us (a crash after the acks, before the
+   * checkpoint): only when its last message is an event of this store (the event recorded at the
+   * message's position has the message's id). Another installation's message, or one published by
+   * hand, once moved the checkpoint to its position, and every event of ours before it was skipped
+   * while the publisher showed running and nothing behind.
+   */
   private async resumeAfterStream(jsm: JetStreamManager): Promise<void> {
     const info = await jsm.streams.info(this.options.stream);
     if (info.state.messages === 0) return;
@@ -182,9 +190,17 @@ export class NatsPublisher {
     const stored = last?.header?.get(POSITION_HEADER);
     if (!stored || !/^\d+$/.test(stored)) return;
     const publisher = await this.options.tables.publisher(NATS_PUBLISHER);
-    if (publisher && BigInt(stored) > publisher.position) {
-      await this.options.fenced((trx) => this.options.tables.advance(trx, NATS_PUBLISHER, publisher.position, BigInt(stored), 0, null, null));
+    if (!publisher || BigInt(stored) <= publisher.position) return;
+    const id = last?.header?.get(MESSAGE_ID_HEADER);
+    if (!id || (await this.options.feed.eventIdAt(BigInt(stored))) !== id) {
+      this.options.log?.("NATS stream's last message is not an event of this store; publishing on from the checkpoint", {
+        stream: this.options.stream,
+        sequence: info.state.last_seq,
+        position: stored,
+      });
+      return;
     }
+    await this.options.fenced((trx) => this.options.tables.advance(trx, NATS_PUBLISHER, publisher.position, BigInt(stored), 0, null, null));
   }
 
   private async round(js: JetStreamClient): Promise<number> {
@@ -206,7 +222,13 @@ export class NatsPublisher {
       const event = toIntegrationEvent(item.projected!, this.options.role);
       const h = headers();
       h.set(POSITION_HEADER, event.position);
-      return js.publish(natsSubject(event.aggregate.kind, event.type), JSON.stringify(event), { msgID: event.id, headers: h });
+      // Refused unless our stream takes it: when ours was deleted and another stream took the subjects
+      // (another installation's), the events went into that one, acknowledged, with nothing said.
+      return js.publish(natsSubject(event.aggregate.kind, event.type), JSON.stringify(event), {
+        msgID: event.id,
+        headers: h,
+        expect: { streamName: this.options.stream },
+      });
     });
     await Promise.all(acks);
     const latencyMs = (performance.now() - started) / page.items.length;

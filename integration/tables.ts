@@ -308,6 +308,14 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
   const openPassword = (id: string) => (stored: string) => openText(masterKey, urlPasswordLabel(id), stored);
   const pubs = sql.id(schema, PUBLISHERS);
   const deliveries = sql.id(schema, DELIVERIES);
+  /** Moves a publisher's checkpoint back (or on) to just before `fromPosition`, resuming it if it was failing. */
+  const rewind = async (executor: QueryExecutorProvider, name: string, fromPosition: bigint): Promise<boolean> => {
+    const after = fromPosition > 0n ? fromPosition - 1n : 0n;
+    const { rows } = await sql`UPDATE ${pubs} SET position = ${after.toString()}::bigint, next_retry_at = NULL, last_error = NULL,
+        state = CASE WHEN state = 'failing' THEN 'running' ELSE state END, updated_at = now(), advanced_at = now()
+      WHERE name = ${name} RETURNING name`.execute(executor);
+    return rows.length === 1;
+  };
   return {
     /** For statements outside a checkpoint transaction. */
     db,
@@ -438,13 +446,13 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
       return db.transaction().execute(async (trx) => {
         const { rows } = await sql`UPDATE ${subs} SET generation = generation + 1, updated_at = now() WHERE id = ${id} RETURNING enabled`.execute(trx);
         if (rows.length === 0) return false;
-        const after = fromPosition > 0n ? fromPosition - 1n : 0n;
-        await sql`UPDATE ${pubs} SET position = ${after.toString()}::bigint, next_retry_at = NULL, last_error = NULL,
-            state = CASE WHEN state = 'failing' THEN 'running' ELSE state END, updated_at = now(), advanced_at = now()
-          WHERE name = ${webhookPublisherName(id)}`.execute(trx);
+        await rewind(trx, webhookPublisherName(id), fromPosition);
         return true;
       });
     },
+
+    /** Publishes to NATS again from `fromPosition` (inclusive) on (a stream created again starts empty); false when NATS never published here. */
+    replayNats: (fromPosition: bigint): Promise<boolean> => rewind(db, NATS_PUBLISHER, fromPosition),
 
     async ensurePublisher(name: string, kind: PublisherRow['kind'], startPosition: bigint): Promise<void> {
       await sql`INSERT INTO ${pubs} (name, kind, position) VALUES (${name}, ${kind}, ${startPosition.toString()}::bigint)

@@ -3,26 +3,50 @@ import { UsageError, type CliCommand, type OptionWithHelp } from '../command.ts'
 const options: Record<string, OptionWithHelp> = {
   status: { type: 'boolean', description: 'show every publisher: state, checkpoint, lag, deliveries, failures' },
   json: { type: 'boolean', description: 'print JSON instead of text' },
+  'nats-from': {
+    type: 'string',
+    description: 'publish to NATS again from this position (inclusive; 0: the whole history), e.g. into a stream created again, which starts empty',
+  },
 };
 
 export const publishCommand: CliCommand = {
   name: 'publish',
-  summary: 'Integration publishers (webhooks, NATS JetStream): their status',
-  usage: 'publish --status [--json]',
+  summary: 'Integration publishers (webhooks, NATS JetStream): their status; NATS published to again from a position',
+  usage: 'publish --status [--json] | publish --nats-from <position>',
   details: `
 Publishers run in the projection workers (crm serve with inline projections, or crm project) under
 the integration-publishers lease. This shows where each one stands, read from the database, so it
 works from any machine. States: running; retrying (its latest attempt failed and none has succeeded
-since); failing (paused after its retries ran out); disabled. Exit code 1 when a publisher is failing.`,
+since); failing (paused after its retries ran out); disabled. Exit code 1 when a publisher is failing.
+--nats-from moves the NATS publisher's checkpoint, so that the running publisher (within a second)
+publishes every event from that position on again: consumers dedupe by event id.`,
   database: { kind: 'reads' },
   options,
   async run(run) {
-    if (!run.values.status) throw new UsageError('publish needs --status');
+    const given = run.values['nats-from'];
+    const from = given === undefined ? undefined : String(given);
+    if (!run.values.status && from === undefined) throw new UsageError('publish needs --status or --nats-from <position>');
+    if (from !== undefined && !/^\d{1,19}$/.test(from))
+      throw new UsageError(`--nats-from takes a position (a whole number, 0 for the whole history), got "${from}"`);
     const { openCrm } = await import('../../runtime/crm.ts');
     const runtime = await openCrm(run.config);
     try {
       const services = runtime.integration.services;
       await services.tables.migrate();
+      if (from !== undefined) {
+        const head = await services.headPosition();
+        const position = BigInt(from);
+        if (position > head + 1n) {
+          run.err(`Nothing is recorded at or after position ${position}: the last event is at ${head}. Give a position of at most ${head + 1n}.`);
+          return 1;
+        }
+        if (!(await services.tables.replayNats(position))) {
+          run.err('NATS has not published from this database: set CRM_NATS_URL and start crm serve (or crm project) first.');
+          return 1;
+        }
+        run.out(`NATS will be published to again from position ${position} (the publisher picks it up within a second; consumers dedupe by event id).`);
+        return 0;
+      }
       const statuses = await services.status();
       if (run.values.json) run.out(JSON.stringify(statuses, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2));
       else if (statuses.length === 0)

@@ -3,8 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
@@ -182,40 +182,100 @@ describe.skipIf(!NATS_BIN)('NATS publisher when the stream is missing on a conne
 });
 
 describe.skipIf(!NATS_BIN)('NATS publisher on a server where another stream takes the subjects', () => {
-  it('says which stream holds them and what to set, and publishes once that stream is gone', async () => {
-    // A fresh server of its own: the one before holds this file's stream.
+  /** A fresh server of the test's own (the one before holds this file's stream), with a connection of the test's. */
+  const onFreshServer = async (work: (jsm: JetStreamManager, nc: NatsConnection) => Promise<void>) => {
     await stopNats();
     await startNats(true);
     const nc = await connect({ servers: URL, timeout: 2_000 });
     try {
-      const jsm = await jetstreamManager(nc);
+      await work(await jetstreamManager(nc), nc);
+    } finally {
+      await nc.close();
+      await stopNats();
+    }
+  };
+  /** Waits until the stream's last message is the store's last event. */
+  const untilPublished = async (what: string, timeoutMs = 30_000) => {
+    const last = (await storedEvents(store)).at(-1)!.position.toString();
+    await eventually(
+      async () => (await streamState())?.lastPosition === last,
+      timeoutMs,
+      () => what,
+    );
+  };
+  /** Waits until the publisher's last error names the stream in the way and what to set. */
+  const untilNamed = async (publishers: IntegrationPublishers, holder: string) => {
+    let lastError: string | null | undefined;
+    await eventually(
+      async () => {
+        lastError = (await publishers.status()).find((p) => p.name === 'nats')?.lastError;
+        return lastError?.includes(`Set CRM_NATS_STREAM=${holder}`);
+      },
+      30_000,
+      () => `the publisher named the stream in the way: ${lastError}`,
+    );
+  };
+
+  it('publishes into its own stream only: deleted, and another stream taking its subjects, the other one receives nothing', async () => {
+    await onFreshServer(async (jsm) => {
+      const publishers = await startPublishers();
+      try {
+        await register(2);
+        await untilPublished('published');
+        await jsm.streams.delete(STREAM);
+        await jsm.streams.add({ name: 'OTHER_CRM', subjects: ['crm.>'] });
+        await register(2);
+        await untilNamed(publishers, 'OTHER_CRM');
+        expect((await jsm.streams.info('OTHER_CRM')).state.messages).toBe(0);
+        await jsm.streams.delete('OTHER_CRM');
+        await untilPublished('published once ours is back', 60_000);
+      } finally {
+        await publishers.stop();
+      }
+    });
+  }, 200_000);
+
+  it("resumes after the stream's last message only when it is an event of this store, not another publisher's at a later position", async () => {
+    await onFreshServer(async (_jsm, nc) => {
+      const first = await startPublishers();
+      await register(1);
+      await untilPublished('published');
+      await first.stop();
+      // Another installation (or a hand) publishes into the stream with a position far ahead of ours.
+      const h = headers();
+      h.set(POSITION_HEADER, '90000000000000');
+      await jetstream(nc).publish('crm.customer.CustomerRegistered', '{}', { msgID: randomUUID(), headers: h });
+      const publishers = await startPublishers();
+      try {
+        await register(2);
+        // Both new events reach the stream after the foreign message (they were skipped before).
+        await untilPublished('the new events published');
+        // The checkpoint moves just after the acknowledgements: at the head, not at the foreign position.
+        const head = (await storedEvents(store)).at(-1)!.position;
+        await eventually(
+          async () => (await publishers.status()).find((p) => p.name === 'nats')!.position === head,
+          10_000,
+          () => 'checkpoint at the head',
+        );
+      } finally {
+        await publishers.stop();
+      }
+    });
+  }, 200_000);
+
+  it('says which stream holds them and what to set, and publishes once that stream is gone', async () => {
+    await onFreshServer(async (jsm) => {
       // Another installation's stream, on every crm.> subject.
       await jsm.streams.add({ name: 'OTHER_CRM', subjects: ['crm.>'] });
       const publishers = await startPublishers();
       try {
         await register(2);
-        let lastError: string | null | undefined;
-        await eventually(
-          async () => {
-            lastError = (await publishers.status()).find((p) => p.name === 'nats')?.lastError;
-            return lastError?.includes('Set CRM_NATS_STREAM=OTHER_CRM');
-          },
-          30_000,
-          () => `the publisher named the stream in the way: ${lastError}`,
-        );
+        await untilNamed(publishers, 'OTHER_CRM');
         await jsm.streams.delete('OTHER_CRM');
-        const all = await storedEvents(store);
-        await eventually(
-          async () => (await streamState())?.lastPosition === all.at(-1)!.position.toString(),
-          60_000,
-          () => 'the stream holds the events once the other stream is gone',
-        );
+        await untilPublished('the stream holds the events once the other stream is gone', 60_000);
       } finally {
         await publishers.stop();
       }
-    } finally {
-      await nc.close();
-      await stopNats();
-    }
+    });
   }, 200_000);
 });

@@ -143,9 +143,14 @@ describe('webhook subscriptions over HTTP', () => {
       const tooFar = expectProblem(await replay('9999999999999999999'), 400, 'validation');
       expect(tooFar.errors?.map((e) => e.field)).toContain('fromPosition');
       expectProblem(await replay('9223372036854775808'), 400, 'validation');
-      // The largest bigint is a position like any other.
-      expect((await replay('9223372036854775807')).statusCode).toBe(202);
-      expect((await webhook(id)).position).toBe('9223372036854775806');
+      // Past the head (the next event's position at most), the checkpoint would wait there while every
+      // event recorded meanwhile went undelivered, the subscription shown running and nothing behind.
+      const head = await h.store.headPosition();
+      const past = expectProblem(await replay('9223372036854775807'), 400, 'validation');
+      expect(past.errors).toEqual([{ field: 'fromPosition', message: expect.stringContaining(`position ${head}`) }]);
+      expect((await webhook(id)).position).not.toBe('9223372036854775806');
+      expect((await replay((head + 1n).toString())).statusCode).toBe(202);
+      expect((await webhook(id)).position).toBe(head.toString());
     } finally {
       await h.app.inject({ method: 'DELETE', url: `/webhooks/${id}`, headers: h.auth('admin') });
     }
