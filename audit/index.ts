@@ -1,6 +1,6 @@
 import { campaignCosts, campaignResponses, type CampaignCostView, type CampaignRecordQuery, type CampaignResponseView } from './campaign-records.ts';
 import { InvalidAuditQuery, type Page } from './history.ts';
-import { feedbackBodies } from './feedback-bodies.ts';
+import { feedbackTexts, type FeedbackTexts } from './feedback-texts.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
 import { livenessOn } from '../projections/work-liveness.ts';
@@ -64,7 +64,7 @@ export interface AuditServices {
   startChainSealer(options?: { intervalMs?: number; onError?: (error: unknown) => void }): ChainSealer | undefined;
   subjectAccess(customerId: string): Promise<SubjectAccessExport | undefined>;
   /** What each feedback item said when submitted (the read model keeps no body): for the exports. */
-  feedbackBodies(feedbackIds: readonly string[]): Promise<Map<string, string>>;
+  feedbackTexts(feedbackIds: readonly string[]): Promise<Map<string, FeedbackTexts>>;
   /** Campaign responses one by one, from the events (the read model keeps counts): for the responses export. */
   campaignResponses(query: CampaignRecordQuery): Promise<Page<CampaignResponseView>>;
   /** Campaign costs one by one, from the events (the read model keeps their sum): for the costs export. */
@@ -126,7 +126,7 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
     },
     startChainSealer: (opts) => (eventsInSql(deps) ? startChainSealer(deps.database, deps.schemas.events, opts) : undefined),
     subjectAccess: (customerId) => subjectAccessExport(deps, customerId),
-    feedbackBodies: (feedbackIds) => feedbackBodies(deps, feedbackIds),
+    feedbackTexts: (feedbackIds) => feedbackTexts(deps, feedbackIds),
     campaignResponses: (query) => campaignResponses(deps, query),
     campaignCosts: (query) => campaignCosts(deps, query),
     async startVerification(kind, requestedBy, opts = {}) {

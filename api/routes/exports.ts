@@ -45,7 +45,7 @@ type Scope = ReadScope | null;
 /** Where exports read: the read models, and the events for what no read model keeps. */
 export interface ExportSources {
   queries: ReadModelQueries;
-  audit: Pick<AuditServices, 'feedbackBodies' | 'campaignResponses' | 'campaignCosts'>;
+  audit: Pick<AuditServices, 'feedbackTexts' | 'campaignResponses' | 'campaignCosts'>;
 }
 
 /** A record with the kind's columns in file order, and nothing else (the NDJSON keys are the CSV columns). */
@@ -109,7 +109,9 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
   feedback: {
     filters: FeedbackListFilters,
     projection: 'feedback',
-    personalFields: FEEDBACK_PERSONAL_FIELDS,
+    // The first reply and the rating comment are personal as the events hold them (encrypted, masked
+    // for an analyst); a resolution is the staff's note.
+    personalFields: [...FEEDBACK_PERSONAL_FIELDS, 'firstResponse', 'ratingComment'],
     personalFilters: [],
     list:
       ({ queries }, scope) =>
@@ -118,9 +120,18 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
     complete:
       ({ audit }) =>
       async (page) => {
-        const bodies = await audit.feedbackBodies(page.items.map((item) => String(item.id)));
-        // The body beside the subject.
-        const items = page.items.map((item) => inFileOrder('feedback', { ...item, body: bodies.get(String(item.id)) ?? null }));
+        const texts = await audit.feedbackTexts(page.items.map((item) => String(item.id)));
+        // The body beside the subject; the replies, resolution and rating comment as the import reads them.
+        const items = page.items.map((item) => {
+          const found = texts.get(String(item.id));
+          return inFileOrder('feedback', {
+            ...item,
+            body: found?.body ?? null,
+            firstResponse: found?.firstResponse ?? null,
+            resolution: found?.resolution ?? null,
+            ratingComment: found?.ratingComment ?? null,
+          });
+        });
         return { ...page, items };
       },
   },

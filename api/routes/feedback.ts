@@ -95,8 +95,8 @@ export const feedbackRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     fetch: async (q, id, request) => {
       const item = await q.getFeedback(id, scopeOf(request));
       if (!item) return item;
-      const bodies = await context.deps.audit.feedbackBodies([String(item.id)]);
-      return { ...item, body: bodies.get(String(item.id)) ?? null };
+      const texts = await context.deps.audit.feedbackTexts([String(item.id)]);
+      return { ...item, body: texts.get(String(item.id))?.body ?? null };
     },
   });
 };

@@ -45,7 +45,7 @@ export const EXPORT_COLUMNS: Record<
     id customerId kind channel subject body priority status assigneeId submittedAt firstResponseDueAt
     resolutionDueAt firstRespondedAt resolvedAt closedAt escalationCount reopenCount csat nps ratedAt
     updatedAt firstResponseSeconds resolutionSeconds firstResponseBreached resolutionBreached breached
-    revision`),
+    revision firstResponse resolution ratingComment`),
   // The columns a purchases import reads (camel case reads as order_id, customer_id, ...), and the
   // primary of a merged duplicate's purchase.
   purchases: fields(`orderId customerId amount currency occurredAt mergedInto`),

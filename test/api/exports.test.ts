@@ -367,6 +367,17 @@ describe('exports', () => {
       return response.json().id as string;
     };
     const keptId = await submit(kept!.id, 'The lid, again, "broken"');
+    const step = async (action: string, payload: Record<string, unknown>) => {
+      // The current revision: resolving requires If-Match.
+      const revision = (await api.store.readStream(`feedback-${keptId}`)).length - 1;
+      const headers = { ...api.auth('support'), 'if-match': `"${revision}"` };
+      const response = await api.app.inject({ method: 'POST', url: `/feedback/${keptId}/${action}`, headers, payload });
+      expect(response.statusCode, response.body).toBeLessThan(300);
+    };
+    await step('respond', { message: 'Sorry, a new one is on its way' });
+    await step('respond', { message: 'Any news?' });
+    await step('resolve', { resolution: 'Replaced the lid' });
+    await step('rating', { csat: 2, comment: 'Took a week' });
     const forgottenId = await submit(forgotten!.id, 'Please call me on +1 555 0199');
     const forget = await api.app.inject({ method: 'POST', url: `/customers/${forgotten!.id}/forget`, headers: api.auth('support') });
     expect(forget.statusCode).toBe(200);
@@ -378,13 +389,20 @@ describe('exports', () => {
         .trim()
         .split('\n')
         .map((line) => JSON.parse(line) as Record<string, unknown>);
-      return new Map(records.map((r) => [r.id, r.body]));
+      return new Map(records.map((r) => [r.id, r]));
+    };
+    const texts = {
+      body: 'The lid, again, "broken"',
+      firstResponse: 'Sorry, a new one is on its way',
+      resolution: 'Replaced the lid',
+      ratingComment: 'Took a week',
     };
     const bySupport = await exported('support');
-    expect(bySupport.get(keptId)).toBe('The lid, again, "broken"');
-    expect(bySupport.get(forgottenId)).toBe('[erased]');
+    expect(bySupport.get(keptId)).toMatchObject(texts);
+    expect(bySupport.get(forgottenId)).toMatchObject({ body: '[erased]', firstResponse: null, resolution: null, ratingComment: null });
+    // The resolution is the staff's note; what the customer wrote, and the reply to them, are personal.
     const byAnalyst = await exported('analyst');
-    expect(byAnalyst.get(keptId)).toBe('[masked]');
+    expect(byAnalyst.get(keptId)).toMatchObject({ body: '[masked]', firstResponse: '[masked]', resolution: 'Replaced the lid', ratingComment: '[masked]' });
     // In CSV, quoted where it holds a comma or a quote.
     const csv = await api.app.inject({ method: 'GET', url: '/feedback/export?format=csv', headers: api.auth('support') });
     expect(csv.body).toContain(',"The lid, again, ""broken""",');

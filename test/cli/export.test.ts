@@ -86,11 +86,12 @@ describe('crm export', () => {
           '6f1d0c0e-0000-4000-8000-000000000004,ada@history.example,Won quietly,50,sue,1998-06-30,,,won,1998-01-08T09:00:00-05:00,1998-02-02,,',
         ]),
         feedback: write('h-feedback.csv', [
-          'feedback_id,customer_email,kind,subject,body,priority,submitted_at,assignee_id,first_responded_at,resolved_at,closed_at,csat,rated_at,first_response_due_at,resolution_due_at',
-          '6f1d0c0e-0000-4000-8000-000000000011,ada@history.example,complaint,Late,Where is it,high,1998-04-01T08:00:00Z,sue,1998-04-01T09:30:00Z,1998-04-02T08:00:00Z,1998-04-03,4,1998-04-04,,',
-          '6f1d0c0e-0000-4000-8000-000000000012,ada@history.example,question,Sizes,Do you have XL,,1998-05-01,,,,,,,,',
+          'feedback_id,customer_email,kind,subject,body,priority,submitted_at,assignee_id,first_responded_at,resolved_at,closed_at,csat,rated_at,first_response_due_at,resolution_due_at,first_response,resolution,rating_comment',
+          // Its reply, resolution and rating comment leave with the export and come back.
+          '6f1d0c0e-0000-4000-8000-000000000011,ada@history.example,complaint,Late,Where is it,high,1998-04-01T08:00:00Z,sue,1998-04-01T09:30:00Z,1998-04-02T08:00:00Z,1998-04-03,4,1998-04-04,,,Sorry - on its way,Sent again,"slow, ""meh"""',
+          '6f1d0c0e-0000-4000-8000-000000000012,ada@history.example,question,Sizes,Do you have XL,,1998-05-01,,,,,,,,,,,',
           // Escalated in the system it came from: its deadlines were tightened, and they stay so.
-          '6f1d0c0e-0000-4000-8000-000000000013,ida@history.example,complaint,Broken,It broke,urgent,1998-06-01T08:00:00Z,,,,,,,1998-06-01T09:00:00Z,1998-06-01T12:00:00Z',
+          '6f1d0c0e-0000-4000-8000-000000000013,ida@history.example,complaint,Broken,It broke,urgent,1998-06-01T08:00:00Z,,,,,,,1998-06-01T09:00:00Z,1998-06-01T12:00:00Z,,,',
         ]),
         purchases: write('h-purchases.csv', [
           'order_id,customer_email,amount,currency,occurred_at',
@@ -251,6 +252,9 @@ describe('crm export', () => {
           'breached',
           'firstResponseDueAt',
           'resolutionDueAt',
+          'firstResponse',
+          'resolution',
+          'ratingComment',
         ],
       };
       for (const [kind, fields] of Object.entries(kept)) {
@@ -266,6 +270,11 @@ describe('crm export', () => {
       expect(records(await exported(to, 'feedback')).find((r) => r.subject === 'Broken')).toMatchObject({
         firstResponseDueAt: '1998-06-01T09:00:00.000Z',
         resolutionDueAt: '1998-06-01T12:00:00.000Z',
+      });
+      expect(records(await exported(to, 'feedback')).find((r) => r.subject === 'Late')).toMatchObject({
+        firstResponse: 'Sorry - on its way',
+        resolution: 'Sent again',
+        ratingComment: 'slow, "meh"',
       });
       // What was compared is the history, not new items: closed and resolved feedback stayed so.
       expect(records(await exported(to, 'feedback')).map((r) => r.status)).toEqual(expect.arrayContaining(['closed', 'open']));
