@@ -2,6 +2,11 @@
 const FORMULA_START = /^[=+\-@\t\r]/;
 /** A negative number is the one text starting with `-` that a spreadsheet reads as data (`-2+3` is a formula). */
 const NEGATIVE_NUMBER = /^-\d+(\.\d+)?([eE][-+]?\d+)?$/;
+/**
+ * A text that already starts with the guard's `'` before a formula-like rest: it is guarded once more,
+ * so that reading the guard back leaves its own `'` (`'=Apostrophe Name` came back as `=Apostrophe Name`).
+ */
+const LOOKS_GUARDED = /^'+[=+\-@\t\r]/;
 
 /**
  * One CSV field, the one way every CSV this CRM writes (exports, audit trails, import reports) quotes
@@ -12,7 +17,7 @@ const NEGATIVE_NUMBER = /^-\d+(\.\d+)?([eE][-+]?\d+)?$/;
  * export. NDJSON is the exact form of the same data.
  */
 export const csvField = (text: string): string => {
-  const safe = FORMULA_START.test(text) && !NEGATIVE_NUMBER.test(text) ? `'${text}` : text;
+  const safe = (FORMULA_START.test(text) && !NEGATIVE_NUMBER.test(text)) || LOOKS_GUARDED.test(text) ? `'${text}` : text;
   return /[",;\n\r]/.test(safe) || safe !== text ? `"${safe.replaceAll('"', '""')}"` : safe;
 };
 
@@ -20,4 +25,5 @@ export const csvField = (text: string): string => {
  * A field read back from a CSV: the `'` that `csvField` put before a formula-like text goes, so an
  * export imports again. Spreadsheets write such a text without the mark, so a CSV holds it only as the guard.
  */
-export const unguardedCsvField = (value: string): string => (value.charCodeAt(0) === 0x27 && FORMULA_START.test(value.slice(1)) ? value.slice(1) : value);
+export const unguardedCsvField = (value: string): string =>
+  value.charCodeAt(0) === 0x27 && (FORMULA_START.test(value.slice(1)) || LOOKS_GUARDED.test(value.slice(1))) ? value.slice(1) : value;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { csvField } from '../../shared/csv.ts';
+import { csvField, unguardedCsvField } from '../../shared/csv.ts';
 
 /** Every CSV this CRM writes (exports, audit trails, import reports) quotes through one function. */
 describe('a CSV field', () => {
@@ -31,5 +31,25 @@ describe('a CSV field', () => {
     expect(csvField('-12.50')).toBe('-12.50');
     expect(csvField('-1.5e-3')).toBe('-1.5e-3');
     expect(csvField('42')).toBe('42');
+  });
+});
+
+describe('a CSV field read back', () => {
+  /** The field's text as a CSV reader gives it (quotes undone), then unguarded. */
+  const roundTrip = (text: string): string => {
+    const field = csvField(text);
+    const unquoted = field.startsWith('"') ? field.slice(1, -1).replaceAll('""', '"') : field;
+    return unguardedCsvField(unquoted);
+  };
+
+  it('is the text written, formula-like or not, and one that starts with the guard itself keeps its quote', () => {
+    for (const text of ['Ada', '=SUM(A1)', '+1 555', '-2+3', '-12.50', "'=Apostrophe Name", "'@Quoted Co", "''=twice", "'plain", "'", "'-5"]) {
+      expect(roundTrip(text), text).toBe(text);
+    }
+  });
+
+  it("drops the guard a spreadsheet's own text does not carry", () => {
+    expect(unguardedCsvField("'=1")).toBe('=1');
+    expect(unguardedCsvField("'plain")).toBe("'plain");
   });
 });
