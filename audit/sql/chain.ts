@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type QueryExecutorProvider } from 'kysely';
-import { verifyStreamChains, type ChainVerification } from '../../eventstore/postgres/chain.ts';
+import { backDated, verifyStreamChains, type ChainVerification } from '../../eventstore/postgres/chain.ts';
 import { FINAL_POSITION_BOUND } from '../../eventstore/postgres/migrations.ts';
 import { settlesWithin } from '../../shared/deadline.ts';
 import type { SqlDatabase } from '../../shared/sql.ts';
@@ -289,6 +289,8 @@ interface WalkRow {
   event_hash: Uint8Array | null;
   event_stream: string | null;
   event_revision: string | null;
+  /** The event's record time in ms since the epoch (null when the event is missing). */
+  event_recorded_ms: number | null;
 }
 
 /**
@@ -327,6 +329,8 @@ export async function verifyGlobalChain(
   let previous: Uint8Array | null = null;
   let checked = 0;
   let after = '-1';
+  /** The latest record time walked so far, and where. */
+  let latestRecorded = { ms: -Infinity, position: -1n };
   const broken = (position: bigint, stream: string | null, revision: string | null, reason: string): GlobalChainVerification => ({
     ok: false,
     checked,
@@ -344,12 +348,13 @@ export async function verifyGlobalChain(
          WHERE position > ${after}::bigint ORDER BY position LIMIT ${pageSize}
       ), bound AS (SELECT max(position) AS hi FROM s),
       e AS (
-        SELECT position, hash, stream, revision FROM ${eventsTable(schema)}, bound
+        SELECT position, hash, stream, revision, recorded_at FROM ${eventsTable(schema)}, bound
          WHERE position > ${after}::bigint AND position <= bound.hi
       )
       SELECT coalesce(s.position, e.position)::text AS position,
              s.global_hash AS seal_global, s.event_hash AS seal_event_hash, s.stream AS seal_stream, s.revision::text AS seal_revision,
-             e.hash AS event_hash, e.stream AS event_stream, e.revision::text AS event_revision
+             e.hash AS event_hash, e.stream AS event_stream, e.revision::text AS event_revision,
+             (extract(epoch from e.recorded_at) * 1000)::float8 AS event_recorded_ms
         FROM s FULL OUTER JOIN e ON e.position = s.position
        ORDER BY coalesce(s.position, e.position)`.execute(database.db);
     if (rows.length === 0) break;
@@ -369,6 +374,11 @@ export async function verifyGlobalChain(
       if (!sameBytes(row.event_hash, row.seal_event_hash)) {
         return broken(position, row.event_stream, row.event_revision, 'event hash differs from the sealed hash: event rewritten');
       }
+      // In the log's order: one appended later with an earlier time (a stream chain alone cannot tell
+      // when the stream had no event for a long time before it).
+      const lateReason = backDated(row.event_recorded_ms!, latestRecorded.ms, `the event at position ${latestRecorded.position}`);
+      if (lateReason) return broken(position, row.event_stream, row.event_revision, lateReason);
+      if (row.event_recorded_ms! > latestRecorded.ms) latestRecorded = { ms: row.event_recorded_ms!, position };
       const expected = sha256(previous, row.seal_event_hash!);
       if (!sameBytes(expected, row.seal_global)) {
         return broken(position, row.seal_stream, row.seal_revision, 'global hash does not follow from the previous seal: seal altered');

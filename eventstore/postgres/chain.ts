@@ -67,12 +67,30 @@ export const eventHash = (previous: Uint8Array | null, row: Omit<ChainRow, 'hash
 
 const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean => a !== null && b !== null && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 
+/**
+ * How far an event's record time may lie before that of an event ahead of it (in its stream, or in
+ * the log): `recorded_at` is when the appending transaction began, its position comes when it writes,
+ * so a transaction that began earlier can write later, by the little it waited in between. Further
+ * back, the event was back-dated: appended later (through the store's own function, its links and
+ * seal recomputed, so every hash holds) with a time that puts it in the past of as-of views.
+ */
+export const RECORDED_BACKWARDS_TOLERANCE_MS = 60_000;
+
+/** Why an event recorded `recordedMs` is back-dated behind one recorded `latestMs`, or undefined when it is not. */
+export const backDated = (recordedMs: number, latestMs: number, latestWhere: string): string | undefined =>
+  recordedMs < latestMs - RECORDED_BACKWARDS_TOLERANCE_MS
+    ? `recorded at ${new Date(recordedMs).toISOString()}, ${Math.round((latestMs - recordedMs) / 1000)} s before ${latestWhere} ` +
+      `(recorded at ${new Date(latestMs).toISOString()}), which it follows: back-dated`
+    : undefined;
+
 /** Walks one stream's events in revision order and reports the first link that does not hold. */
 class StreamWalker {
   private stream: string | undefined;
   private expectedRevision = 0;
   private previousHash: Uint8Array | null = null;
   private lastPosition: bigint | null = null;
+  /** The latest record time among the stream's events so far (ms). */
+  private latestRecorded = -Infinity;
 
   constructor(private readonly heads: Map<string, HeadRow>) {}
 
@@ -85,6 +103,7 @@ class StreamWalker {
       this.expectedRevision = 0;
       this.previousHash = null;
       this.lastPosition = null;
+      this.latestRecorded = -Infinity;
     }
     const revision = Number(row.revision);
     const position = BigInt(row.position);
@@ -103,6 +122,10 @@ class StreamWalker {
     if (!sameBytes(expected, row.hash)) {
       return { stream: row.stream, revision, position, reason: 'hash mismatch (event altered or inserted)' };
     }
+    const recorded = Number(BigInt(row.micros) / 1000n);
+    const reason = backDated(recorded, this.latestRecorded, 'an earlier revision of its stream');
+    if (reason) return { stream: row.stream, revision, position, reason };
+    this.latestRecorded = Math.max(this.latestRecorded, recorded);
     this.previousHash = row.hash;
     this.lastPosition = position;
     this.expectedRevision = revision + 1;

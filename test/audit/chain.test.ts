@@ -170,6 +170,29 @@ describe('tamper evidence', () => {
     });
   });
 
+  it('detects an event appended later with an earlier record time (back-dated), its links recomputed and sealed, in its stream and in the log', async () => {
+    const f = await fixture();
+    // Appended through the store, as the CRM would: every hash holds, and the sealer seals it.
+    const backDate = async (stream: string, seconds: number) => {
+      const revision = (await f.h.record(stream, 'CustomerTagged', { customerId: stream.slice('customer-'.length), tag: `t${seconds}` })).nextExpectedRevision;
+      await sql`UPDATE ${f.events} SET recorded_at = recorded_at - make_interval(secs => ${seconds}) WHERE stream = ${stream} AND revision = ${revision}`.execute(
+        f.h.database.db,
+      );
+      await rechainStream(f.h.database.db, f.h.schemas.events, stream);
+      await sealAll(f.h);
+      return { revision, position: await positionOf(f, stream, revision) };
+    };
+    // A few seconds back is what a transaction that began before another and wrote after it looks like.
+    await backDate(`customer-${f.ada}`, 5);
+    expect((await verifyChains(f.h.database, f.h.schemas.events)).ok).toBe(true);
+    const stream = `customer-${f.bob}`;
+    const forged = await backDate(stream, 600);
+    const result = await verifyChains(f.h.database, f.h.schemas.events);
+    expect(result.ok).toBe(false);
+    expect(result.firstBroken).toMatchObject({ chain: 'stream', stream, ...forged, reason: expect.stringContaining('back-dated') });
+    expect(result.global.firstBroken).toMatchObject({ stream, ...forged, reason: expect.stringMatching(/600 s before the event at position \d+.*back-dated/) });
+  });
+
   it('detects an altered seal', async () => {
     const f = await fixture();
     const position = await positionOf(f, `customer-${f.bob}`, 0);
