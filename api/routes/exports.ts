@@ -51,6 +51,16 @@ export interface ExportSources {
 /** A record with the kind's columns in file order, and nothing else (the NDJSON keys are the CSV columns). */
 const inFileOrder = (kind: ExportKind, record: ReadRecord): ReadRecord => Object.fromEntries(EXPORT_COLUMNS[kind].map((column) => [column, record[column]]));
 
+/**
+ * A page whose records name a merged duplicate's customer with the primary at the end of its chain
+ * (`mergedInto`), as the purchases export does: the duplicate is not exported (nor imported), and its
+ * deals and feedback were refused elsewhere as naming no customer, without a word of where they belong.
+ */
+const withAccounts = async (queries: ReadModelQueries, page: Page<ReadRecord>): Promise<Page<ReadRecord>> => {
+  const accounts = await queries.accountsOf(page.items.flatMap((item) => (typeof item.customerId === 'string' ? [item.customerId] : [])));
+  return { ...page, items: page.items.map((item) => ({ ...item, mergedInto: accounts.get(String(item.customerId)) ?? null })) };
+};
+
 /** What a kind's export reads and masks. */
 interface ExportSpec {
   filters: Record<string, z.ZodType>;
@@ -105,6 +115,10 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
       ({ queries }, scope) =>
       (query) =>
         queries.listDeals(query, scope),
+    complete:
+      ({ queries }) =>
+      (page) =>
+        withAccounts(queries, page),
   },
   feedback: {
     filters: FeedbackListFilters,
@@ -118,8 +132,9 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
       (query) =>
         queries.listFeedback(query, scope),
     complete:
-      ({ audit }) =>
-      async (page) => {
+      ({ audit, queries }) =>
+      async (listed) => {
+        const page = await withAccounts(queries, listed);
         const texts = await audit.feedbackTexts(page.items.map((item) => String(item.id)));
         // The body beside the subject; the replies, resolution and rating comment as the import reads them.
         const items = page.items.map((item) => {

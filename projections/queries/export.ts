@@ -40,12 +40,12 @@ export const EXPORT_COLUMNS: Record<
   deals: fields(`
     id customerId title stage status amount currency ownerId probability probabilityOverride
     weightedAmount expectedCloseDate stageEnteredAt openedAt closedAt lostReason updatedAt daysInStage
-    wonReason revision amountAt baseCurrency amountBase weightedAmountBase missingRates`),
+    wonReason revision amountAt baseCurrency amountBase weightedAmountBase missingRates mergedInto`),
   feedback: fields(`
     id customerId kind channel subject body priority status assigneeId submittedAt firstResponseDueAt
     resolutionDueAt firstRespondedAt resolvedAt closedAt escalationCount reopenCount csat nps ratedAt
     updatedAt firstResponseSeconds resolutionSeconds firstResponseBreached resolutionBreached breached
-    revision firstResponse resolution ratingComment`),
+    revision firstResponse resolution ratingComment mergedInto`),
   // The columns a purchases import reads (camel case reads as order_id, customer_id, ...), and the
   // primary of a merged duplicate's purchase.
   purchases: fields(`orderId customerId amount currency occurredAt mergedInto`),

@@ -7,7 +7,7 @@ import { likelyDuplicates } from './duplicates.ts';
 import { getFeedback, listFeedback, type FeedbackListQuery } from './feedback.ts';
 import { listPurchases, listRefunds, type PurchaseListQuery } from './purchases.ts';
 import type { ReadModelSource } from './page.ts';
-import { customersInScope, type ReadScope } from './scope.ts';
+import { accountsOf, customersInScope, type ReadScope } from './scope.ts';
 
 export * from './activities.ts';
 export * from './campaigns.ts';
@@ -45,6 +45,7 @@ export function createReadModelQueries(source: ReadModelSource) {
     listRefunds: (query: PurchaseListQuery = {}, scope?: ReadScope | null) => listRefunds(source, query, scope),
     listExchangeRates: (query: ExchangeRateListQuery = {}) => listExchangeRates(source, query),
     customersInScope: (ids: readonly string[], scope: ReadScope) => customersInScope(source, ids, scope),
+    accountsOf: (ids: readonly string[]) => accountsOf(source, ids),
     listActivities: (query: ActivityListQuery = {}, scope?: ReadScope | null) => listActivities(source, query, scope),
     customerActivities: (id: string, query: ActivityListQuery = {}, scope?: ReadScope | null) => customerActivities(source, id, query, scope),
     dealActivities: (id: string, query: ActivityListQuery = {}, scope?: ReadScope | null) => dealActivities(source, id, query, scope),

@@ -150,6 +150,19 @@ export const accountOf = (source: ReadModelSource, customerId: RawBuilder<unknow
 };
 
 /**
+ * The primary at the end of the merge chain of each of these customers that was merged (the others
+ * are left out): what a deals or feedback file names beside a merged duplicate's records, for an import
+ * elsewhere to record them on that primary.
+ */
+export async function accountsOf(source: ReadModelSource, ids: readonly string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const { rows } = await sql<{ customer_id: string; account: string | null }>`
+    SELECT c.customer_id, ${accountOf(source, sql`c.customer_id`)} AS account FROM ${sql.id(source.schema, 'customers')} c
+     WHERE c.customer_id = ANY(CAST(${[...new Set(ids)]} AS uuid[])) AND c.merged_into IS NOT NULL`.execute(source.db);
+  return new Map(rows.flatMap((r) => (r.account ? [[r.customer_id, r.account] as const] : [])));
+}
+
+/**
  * Which of these customers the scope sees, a merged duplicate through its primary. For records read
  * from the events rather than a read model (campaign responses), filtered a page at a time.
  */

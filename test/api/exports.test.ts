@@ -352,6 +352,43 @@ describe('exports', () => {
     expect((await api.app.inject({ method: 'GET', url: '/deals/export?format=xlsx', headers: api.auth('admin') })).statusCode).toBe(400);
   });
 
+  it("names a merged duplicate's primary beside its deals and feedback (mergedInto, the end of the chain), which an import elsewhere names in its refusal", async () => {
+    const [first, second, last] = [await register('ChainFirst'), await register('ChainSecond'), await register('ChainLast')];
+    const deal = await send('POST', '/deals', {
+      customerId: first,
+      title: 'Duplicate deal',
+      amount: 10,
+      currency: 'EUR',
+      ownerId: 'sam',
+      expectedCloseDate: '2027-01-31',
+    });
+    const feedback = await send('POST', '/feedback', { customerId: first, kind: 'question', channel: 'email', subject: 'Where', body: 'Is it' });
+    expect([deal.statusCode, feedback.statusCode]).toEqual([201, 201]);
+    const mergeInto = async (primary: string, duplicate: string) => {
+      await projectionsSettled(api);
+      const { revision } = (await send('GET', `/customers/${primary}`)).json();
+      expect((await send('POST', `/customers/${primary}/merge`, { duplicateId: duplicate }, { 'if-match': `"${revision}"` })).statusCode).toBe(200);
+    };
+    await mergeInto(second, first);
+    await mergeInto(last, second);
+    await projectionsSettled(api);
+    for (const kind of ['deals', 'feedback']) {
+      const records = recordsAbout((await send('GET', `/${kind}/export?format=ndjson`)).body, first);
+      expect(
+        records.map((r) => r.mergedInto),
+        kind,
+      ).toEqual([last]);
+      const csv = (await send('GET', `/${kind}/export?format=csv`)).body.split('\n');
+      expect(csv[0]!.split(',').at(-1), kind).toBe('mergedInto');
+    }
+    // What another CRM's import says of such a row (its customer is not there, the primary is named).
+    const [header, ...lines] = (await send('GET', `/deals/export?format=csv&customerId=${first}`)).body.trim().split('\n');
+    // A new deal id, and a customer this CRM does not know: as the row reads in another CRM.
+    const row = lines[0]!.replace(/^[^,]+/, randomUUID()).replace(first, randomUUID());
+    const ended = await importCsv('deals', [header!.replace('id,', 'deal_id,'), row].join('\n'));
+    expect(ended.rejectedRows[0].reason).toContain(`merged into ${last}`);
+  });
+
   it("holds each feedback item's body, read from its events: masked for an analyst, erased once its customer is forgotten", async () => {
     const [kept, forgotten] = (await api.app.inject({ method: 'GET', url: '/customers?limit=2&status=active', headers: api.auth('admin') })).json().items as {
       id: string;
