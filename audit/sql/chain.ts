@@ -391,7 +391,10 @@ export async function verifyGlobalChain(
             position,
             row.seal_stream,
             row.seal_revision,
-            'global hash differs from the anchor kept outside the database: the chain was rewritten (re-hashed) up to here',
+            // Where the anchor lies, not where the change is: the re-hashed chain holds after the change,
+            // so only an earlier anchor that still matches narrows it down.
+            'global hash differs from the anchor kept outside the database: the chain was rewritten (re-hashed) at or before this position, ' +
+              'not necessarily in this stream; an earlier anchor that still matches narrows down where',
           );
         }
         anchorsMatched += anchored.length;
