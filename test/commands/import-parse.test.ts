@@ -89,7 +89,8 @@ describe('CSV files', () => {
     const file = `name,phone,company\nAda,"'+1 555 0100","'=HYPERLINK(""x"")"\n'Tis Lin,"''+1",'-cmd\nO'Brien,'@home,'12\n`;
     expect(await records(file, 'csv')).toEqual([
       { line: 2, row: { name: 'Ada', phone: '+1 555 0100', company: '=HYPERLINK("x")' } },
-      { line: 3, row: { name: "'Tis Lin", phone: "''+1", company: '-cmd' } },
+      // Two quotes before a formula-like text: the export's guard before a text that began with one.
+      { line: 3, row: { name: "'Tis Lin", phone: "'+1", company: '-cmd' } },
       { line: 4, row: { name: "O'Brien", phone: '@home', company: "'12" } },
     ]);
   });
