@@ -118,7 +118,9 @@ export const ShortText = SafeText.trim().min(1).max(200);
  * only by them was listed as a blank row nobody could tell apart or search for. Commands use it; the
  * events keep `ShortText`, which every name recorded before still meets.
  */
-const VISIBLE_CHARACTER = /[^\p{White_Space}\p{Cc}\p{Cf}\p{Z}]/u;
+// Not a space, control or format character, a mark alone, a default-ignorable one (the Hangul and
+// half-width fillers U+3164, U+FFA0, U+115F) or the blank Braille pattern U+2800: each renders as nothing.
+const VISIBLE_CHARACTER = /[^\p{White_Space}\p{Cc}\p{Cf}\p{Z}\p{M}\p{Default_Ignorable_Code_Point}\u2800]/u;
 export const DisplayText = ShortText.refine(
   // An empty text is the length rule's to name (one error a field).
   (text) => text === '' || VISIBLE_CHARACTER.test(text),

@@ -31,8 +31,8 @@ export interface IntegrationFeed {
   current(item: BatchItem): Promise<BatchItem>;
   /** Resolves when new events may have been recorded, or after `ms`, or when `signal` aborts. */
   wait(ms: number, signal?: AbortSignal): Promise<void>;
-  /** The id of the event recorded at `position`, or undefined when none is: whether a message names an event of this store. */
-  eventIdAt(position: bigint): Promise<string | undefined>;
+  /** Whether this store recorded the event `id` at `position`: whether a message names an event of this store. */
+  holds(position: bigint, id: string): Promise<boolean>;
   close(): void;
 }
 
@@ -83,10 +83,11 @@ export function createIntegrationFeed(store: EventStore, personalData: PersonalD
   const fresh = (events: RecordedEvent[]) => personalData.refreshForgotten(events.map(subjectOf).filter((s): s is string => s !== undefined));
 
   return {
-    async eventIdAt(position) {
-      if (position < 1n) return undefined;
-      const [event] = await store.readAll({ fromPosition: position - 1n, maxCount: 1, settleMs: 0 });
-      return event?.position === position ? event.id : undefined;
+    async holds(position, id) {
+      if (position < 1n) return false;
+      // On EventStoreDB the events of one append share their commit position: any of them may be the one.
+      const events = await store.readAll({ fromPosition: position - 1n, maxCount: 500, settleMs: 0 });
+      return events.some((event) => event.position === position && event.id === id);
     },
     async read(after, max) {
       // What is final now: a publisher comes back on the doorbell or after a short idle, so it need not

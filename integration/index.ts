@@ -27,8 +27,14 @@ export interface IntegrationServices {
   rotateSecret(id: string, keepPreviousSeconds: number): Promise<{ id: string; secret: string; previousSecretExpiresAt: Date | null } | undefined>;
   /** Why deliveries could not go to this URL (its host an address the guard refuses), or null. */
   urlRefusal(url: string): string | null;
-  /** The position of the last recorded event: a replay cannot start past the one after it. */
+  /** The position of the last recorded event. */
   headPosition(): Promise<bigint>;
+  /**
+   * Why a replay cannot start at `fromPosition` (past the next event's position), or null. Past the
+   * head the checkpoint would wait there, the publisher shown running and nothing behind, while every
+   * event recorded meanwhile went undelivered (a digit too many is enough).
+   */
+  replayRefusal(fromPosition: bigint): Promise<string | null>;
 }
 
 export interface IntegrationOptions {
@@ -79,6 +85,12 @@ export function createIntegration(options: IntegrationOptions): Integration {
     },
     urlRefusal: (url) => destinations.urlRefusal(url),
     headPosition: () => options.store.headPosition(),
+    async replayRefusal(fromPosition) {
+      const head = await options.store.headPosition();
+      return fromPosition > head + 1n
+        ? `nothing is recorded at or after position ${fromPosition}: the last event is at ${head}; give a position of at most ${head + 1n}`
+        : null;
+    },
   };
   let running: { publishers: IntegrationPublishers; leases: ProjectionLeases } | undefined;
   return {

@@ -192,7 +192,7 @@ export class NatsPublisher {
     const publisher = await this.options.tables.publisher(NATS_PUBLISHER);
     if (!publisher || BigInt(stored) <= publisher.position) return;
     const id = last?.header?.get(MESSAGE_ID_HEADER);
-    if (!id || (await this.options.feed.eventIdAt(BigInt(stored))) !== id) {
+    if (!id || !(await this.options.feed.holds(BigInt(stored), id))) {
       this.options.log?.("NATS stream's last message is not an event of this store; publishing on from the checkpoint", {
         stream: this.options.stream,
         sequence: info.state.last_seq,

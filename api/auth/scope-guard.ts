@@ -11,7 +11,7 @@ import type { ReadModelSource } from '../../projections/queries/page.ts';
  * record itself does; the event log holds only the events of their scope's records (and of campaigns,
  * users and teams, which have no owner); verification and the hash chain, which span every record,
  * are refused. Auditors see every record's history.
- * A customer's subject access export follows the customer, for auditors too. Webhooks and bulk imports, which act on
+ * A customer's subject access export follows the customer, but for auditors (it is that customer's history). Webhooks and bulk imports, which act on
  * every record, and changes to users, teams and keys, which decide what every key sees, are refused
  * to restricted callers.
  */
@@ -35,9 +35,9 @@ export const createScopeGuard =
     // The subject access export (served by the audit routes) is a customer's record too.
     const subjectAccess = url === '/customers/:id/export';
     if (!url.startsWith('/audit/') && !subjectAccess) return;
-    // Auditors read every record's history; a subject access export is the customer's own record (its
-    // personal data in clear), which follows the customer for them too.
-    if (request.apiKey?.role === 'auditor' && !subjectAccess) return;
+    // Auditors read every record's history, in clear as the audit routes give it to them: a subject
+    // access export (that history, one customer's) is theirs too, whatever their visibility.
+    if (request.apiKey?.role === 'auditor') return;
     const params = (request.params ?? {}) as { stream?: string; kind?: string; id?: string };
     let kind: string | undefined;
     let id: string | undefined;

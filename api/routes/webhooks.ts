@@ -345,14 +345,8 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     },
     async (request, reply) => {
       await found(request.params.id);
-      // Past the head the checkpoint would wait there, with the subscription shown running and 0 behind,
-      // while every event recorded meanwhile went undelivered (a digit too many is enough).
-      const head = await integration.headPosition();
-      if (BigInt(request.body.fromPosition) > head + 1n)
-        throw validationProblem(
-          [{ field: 'fromPosition', message: `past the last recorded event (position ${head}): replay from a position at most ${head + 1n}` }],
-          `Nothing is recorded at or after position ${request.body.fromPosition}: the last event is at ${head}.`,
-        );
+      const refusal = await integration.replayRefusal(BigInt(request.body.fromPosition));
+      if (refusal) throw validationProblem([{ field: 'fromPosition', message: refusal }]);
       await tables.replay(request.params.id, BigInt(request.body.fromPosition));
       request.log.info({ webhookId: request.params.id, fromPosition: request.body.fromPosition }, 'webhook replay requested');
       return reply.code(202).send(view(await found(request.params.id), await statusOf(request.params.id)));

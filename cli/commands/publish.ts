@@ -19,13 +19,17 @@ the integration-publishers lease. This shows where each one stands, read from th
 works from any machine. States: running; retrying (its latest attempt failed and none has succeeded
 since); failing (paused after its retries ran out); disabled. Exit code 1 when a publisher is failing.
 --nats-from moves the NATS publisher's checkpoint, so that the running publisher (within a second)
-publishes every event from that position on again: consumers dedupe by event id.`,
-  database: { kind: 'reads' },
+publishes every event from that position on again: consumers dedupe by event id. Meant for a stream
+created again (empty): into one that still holds our messages, a failed attempt ends the replay at the
+stream's last message.`,
+  // Moving the NATS checkpoint writes (set again by a rerun; consumers dedupe by event id); the status reads.
+  database: ({ values }) =>
+    values['nats-from'] === undefined ? { kind: 'reads' } : { kind: 'rerunnable', note: 'the checkpoint is set again; consumers dedupe by event id' },
   options,
   async run(run) {
     const given = run.values['nats-from'];
     const from = given === undefined ? undefined : String(given);
-    if (!run.values.status && from === undefined) throw new UsageError('publish needs --status or --nats-from <position>');
+    if (!run.values.status === (from === undefined)) throw new UsageError('publish needs one of --status or --nats-from <position>');
     if (from !== undefined && !/^\d{1,19}$/.test(from))
       throw new UsageError(`--nats-from takes a position (a whole number, 0 for the whole history), got "${from}"`);
     const { openCrm } = await import('../../runtime/crm.ts');
@@ -34,10 +38,10 @@ publishes every event from that position on again: consumers dedupe by event id.
       const services = runtime.integration.services;
       await services.tables.migrate();
       if (from !== undefined) {
-        const head = await services.headPosition();
         const position = BigInt(from);
-        if (position > head + 1n) {
-          run.err(`Nothing is recorded at or after position ${position}: the last event is at ${head}. Give a position of at most ${head + 1n}.`);
+        const refusal = await services.replayRefusal(position);
+        if (refusal) {
+          run.err(`--nats-from: ${refusal}.`);
           return 1;
         }
         if (!(await services.tables.replayNats(position))) {

@@ -141,6 +141,8 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
   } else {
     const from = ReplayPosition.safeParse(stringValue(run, 'from') ?? '');
     if (!from.success) throw new UsageError(`replay needs --from <position> (a whole number; 0 for the whole history): ${from.error.issues[0]?.message}`);
+    const refusal = await services.replayRefusal(BigInt(from.data));
+    if (refusal) throw new UsageError(`--from: ${refusal}`);
     await tables.replay(subscriptionId, BigInt(from.data));
     run.out(`Webhook ${subscriptionId} will deliver again from position ${from.data}.`);
   }

@@ -222,13 +222,11 @@ export const pct = (value: number | null | undefined, digits = 1): string =>
   value === null || value === undefined ? '—' : `${(value * 100).toFixed(digits)}%`;
 /** An instant as the console shows it: in UTC, and labelled so (times are typed in local time). */
 export const when = (iso: string | null | undefined): string => (iso ? `${new Date(iso).toISOString().replace('T', ' ').slice(0, 16)} UTC` : '—');
-/** The browser's offset from UTC now, e.g. `UTC+01:00`: what a `datetime-local` value is read in. */
-export const localZone = (): string => {
-  const minutes = -new Date().getTimezoneOffset();
-  const sign = minutes < 0 ? '-' : '+';
-  const pad = (n: number) => String(Math.floor(n)).padStart(2, '0');
-  return `UTC${sign}${pad(Math.abs(minutes) / 60)}:${pad(Math.abs(minutes) % 60)}`;
-};
+/**
+ * The browser's time zone, e.g. `Europe/Berlin`: what a `datetime-local` value is read in, at the
+ * offset of the day typed (an offset of today, UTC+01:00 in winter, misread a July date).
+ */
+export const localZone = (): string => Intl.DateTimeFormat().resolvedOptions().timeZone || "the browser's time zone";
 export const day = (iso: string | null | undefined): string => (iso ? iso.slice(0, 10) : '—');
 
 /** A `datetime-local` value (local wall time) as an ISO instant, or undefined when empty. */

@@ -80,7 +80,8 @@ export const RECORDED_BACKWARDS_TOLERANCE_MS = 60_000;
 export const backDated = (recordedMs: number, latestMs: number, latestWhere: string): string | undefined =>
   recordedMs < latestMs - RECORDED_BACKWARDS_TOLERANCE_MS
     ? `recorded at ${new Date(recordedMs).toISOString()}, ${Math.round((latestMs - recordedMs) / 1000)} s before ${latestWhere} ` +
-      `(recorded at ${new Date(latestMs).toISOString()}), which it follows: back-dated`
+      `(recorded at ${new Date(latestMs).toISOString()}), which it follows: back-dated (or written by a transaction ` +
+      'that waited that long between its start and its write, or with the database clock set back)'
     : undefined;
 
 /** Walks one stream's events in revision order and reports the first link that does not hold. */

@@ -437,9 +437,9 @@ describe('exports', () => {
     const bySupport = await exported('support');
     expect(bySupport.get(keptId)).toMatchObject(texts);
     expect(bySupport.get(forgottenId)).toMatchObject({ body: '[erased]', firstResponse: null, resolution: null, ratingComment: null });
-    // The resolution is the staff's note; what the customer wrote, and the reply to them, are personal.
+    // An analyst reads no feedback text (the resolution is stored in clear, but quotes the customer as a reply does).
     const byAnalyst = await exported('analyst');
-    expect(byAnalyst.get(keptId)).toMatchObject({ body: '[masked]', firstResponse: '[masked]', resolution: 'Replaced the lid', ratingComment: '[masked]' });
+    expect(byAnalyst.get(keptId)).toMatchObject({ body: '[masked]', firstResponse: '[masked]', resolution: '[masked]', ratingComment: '[masked]' });
     // In CSV, quoted where it holds a comma or a quote.
     const csv = await api.app.inject({ method: 'GET', url: '/feedback/export?format=csv', headers: api.auth('support') });
     expect(csv.body).toContain(',"The lid, again, ""broken""",');

@@ -32,6 +32,10 @@ describe('crm webhooks', () => {
     const tooFar = await crm('replay', id, '--from', '9999999999999999999');
     expect(tooFar.code, tooFar.stderr).toBe(2);
     expect(tooFar.stderr).toContain('--from');
+    // A position a bigint holds, but past the next event's: refused as over HTTP (deliveries would stop unseen).
+    const pastHead = await crm('replay', id, '--from', '9223372036854775807');
+    expect(pastHead.code, pastHead.stderr).toBe(2);
+    expect(pastHead.stderr).toMatch(/--from: nothing is recorded at or after position 9223372036854775807: the last event is at \d+/);
 
     // The cloud metadata service is refused unless the operator allows its network; then it is created.
     const metadata = await crm('create', '--url', 'http://169.254.169.254/latest/meta-data/', '--events', '*');

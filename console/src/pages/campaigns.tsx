@@ -158,6 +158,7 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
             submitLabel={action[0]!.toUpperCase() + action.slice(1)}
             onCancel={close}
             fields={LIFECYCLE_FIELDS[action] ?? []}
+            revision={c.revision}
             submit={(v) => done(command(`${path}/${action}`, lifecycleBody(action, v), { ifMatch: c.revision }), close)}
           />
         ),

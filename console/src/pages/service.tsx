@@ -97,6 +97,7 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
           submitLabel={submitLabel}
           onCancel={close}
           fields={fields}
+          revision={f.revision}
           submit={async (v) => {
             props.done(await command(`${path}/${action}`, body(v), ifMatch ? { ifMatch: f.revision } : {}));
             close();
