@@ -140,13 +140,17 @@ export const accountInScope = (source: ReadModelSource, customerId: RawBuilder<u
     ) SELECT id FROM members)`;
 };
 
-/** The primary at the end of a merged customer's chain (`customerId`, an expression); NULL for one not merged. */
+/**
+ * The primary at the end of a merged customer's chain (`customerId`, an expression); NULL for one not
+ * merged. A primary the read model does not hold yet (its projection behind) is named as the row names it.
+ */
 export const accountOf = (source: ReadModelSource, customerId: RawBuilder<unknown>): RawBuilder<unknown> => {
   const customers = sql.id(source.schema, 'customers');
-  return sql`(WITH RECURSIVE up(id, next, depth) AS (
+  return sql`coalesce((WITH RECURSIVE up(id, next, depth) AS (
       SELECT m.customer_id, m.merged_into, 0 FROM ${customers} m WHERE m.customer_id = ${customerId}
       UNION ALL SELECT c.customer_id, c.merged_into, u.depth + 1 FROM ${customers} c JOIN up u ON c.customer_id = u.next WHERE u.depth < ${MAX_MERGE_CHAIN}
-    ) SELECT id FROM up WHERE depth > 0 ORDER BY (next IS NULL) DESC, depth DESC LIMIT 1)`;
+    ) SELECT id FROM up WHERE depth > 0 ORDER BY (next IS NULL) DESC, depth DESC LIMIT 1),
+    (SELECT m.merged_into FROM ${customers} m WHERE m.customer_id = ${customerId}))`;
 };
 
 /**
