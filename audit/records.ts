@@ -11,6 +11,7 @@ import { applyToCustomers, type CustomerLink, type RowsOf } from '../projections
 import { evolveDeal, type DealRow } from '../projections/read-models/deal-fold.ts';
 import { evolveFeedback, type FeedbackState } from '../projections/read-models/feedback-fold.ts';
 import { minorOfNumeric, numericOf } from '../shared/money.ts';
+import { MAX_MERGE_CHAIN } from '../domain/customer/decider.ts';
 
 /**
  * Records as they stood, folded in memory from decoded events. The fields follow the read-model
@@ -108,7 +109,7 @@ export const customerRecordOf = (events: readonly ProjectedEvent[], customerId?:
   // Its own lines and those of every customer whose figures count for it (merged into it, through chains).
   const countsFor = (other: string): boolean => {
     let at: string | null = other;
-    for (let hop = 0; hop < 16 && at !== null; hop++) {
+    for (let hop = 0; hop < MAX_MERGE_CHAIN && at !== null; hop++) {
       if (at === id) return true;
       at = customers.get(at)?.merged_into ?? null;
     }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { eventSchemas, schemaVersionOf, type CrmEventType } from '../domain/catalogue.ts';
 import type { MergeCustomer } from '../domain/customer/commands.ts';
-import { customerSnapshot, decideMerge, type CustomerSnapshot } from '../domain/customer/decider.ts';
+import { customerSnapshot, decideMerge, MAX_MERGE_CHAIN, type CustomerSnapshot } from '../domain/customer/decider.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata } from '../domain/metadata.ts';
 import { MAX_APPEND_BYTES, type AppendResult, type EventStore, type NewEvent } from '../eventstore/contract.ts';
@@ -184,7 +184,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
      */
     const accountVisible = async (customerId: string) => {
       let { state } = await from('customer', customerId);
-      for (let hop = 0; hop < 16 && state.mergedInto; hop++) ({ state } = await from('customer', state.mergedInto));
+      for (let hop = 0; hop < MAX_MERGE_CHAIN && state.mergedInto; hop++) ({ state } = await from('customer', state.mergedInto));
       return owns(state.ownerId);
     };
     const { kind, id, command } = prepared;

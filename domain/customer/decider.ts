@@ -7,6 +7,12 @@ import { MAX_CUSTOMER_TAGS, normaliseEmail, type CustomerCommand, type MergeCust
 import type { CustomerEvent } from './events.ts';
 import { assertOwnerUsable, type UserSnapshot } from '../user/decider.ts';
 
+/**
+ * How far a merge chain (B into A, later A into C) is followed, everywhere one is: a bound in case of a
+ * cycle no command can create, the same on the command side, the read models, their queries and the audit.
+ */
+export const MAX_MERGE_CHAIN = 16;
+
 export interface CustomerOrder {
   amount: number;
   currency: string;

@@ -5,6 +5,7 @@ import type { CustomerRow } from '../read-models/customer-fold.ts';
 import type { TimelineEntry as TimelineRow } from '../read-models/timeline.ts';
 import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import { likeLiteral, likePrefix } from '../../shared/sql.ts';
+import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
 
 export type CustomerView = {
   id: string;
@@ -218,7 +219,7 @@ export const ofCustomerAndMerged = (source: ReadModelSource, id: RawBuilder<unkn
   sql`${line} = ANY (ARRAY(
       WITH RECURSIVE members(id, depth) AS (
         SELECT ${id}, 0
-        UNION ALL SELECT c.customer_id, m.depth + 1 FROM ${sql.id(source.schema, 'customers')} c JOIN members m ON c.merged_into = m.id WHERE m.depth < 16
+        UNION ALL SELECT c.customer_id, m.depth + 1 FROM ${sql.id(source.schema, 'customers')} c JOIN members m ON c.merged_into = m.id WHERE m.depth < ${MAX_MERGE_CHAIN}
       ) SELECT id FROM members))`;
 
 /** The base-currency revenue of the customer (alias `t`) and its merged duplicates: listed customers and `GET /customers/:id`. */

@@ -1,6 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { PageRequest, ReadModelSource } from './page.ts';
 import { isMissingColumn } from '../../shared/sql.ts';
+import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
 
 /**
  * What a caller may see, as the API resolved it from their key (api/auth/viewer.ts): the user ids
@@ -121,9 +122,6 @@ export const ACTIVITY_OWNER_COLUMNS: readonly OwnerColumn[] = [
 /** The scope's condition, or none for an unrestricted caller. */
 export const scoped = (scope: ReadScope | null | undefined, condition: (scope: ReadScope) => RawBuilder<unknown>): RawBuilder<unknown>[] =>
   scope ? [condition(scope)] : [];
-
-/** Merges form chains (B into A, later A into C); bounded in case of a cycle no command can create. */
-const MAX_MERGE_CHAIN = 16;
 
 /**
  * A customer (`customerId`, an expression) whose account is in the scope: the customer itself, or

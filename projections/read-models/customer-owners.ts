@@ -1,6 +1,7 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
 import type { ProjectedEvent } from '../projection.ts';
 import { RowSet, type TableSpec } from './rows.ts';
+import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
 
 /**
  * The account owner of the customer a deal, feedback item or activity belongs to, kept on the record
@@ -43,9 +44,6 @@ export async function migrateCustomerOwners(db: QueryExecutorProvider, schema: s
   await sql`CREATE INDEX IF NOT EXISTS ${sql.id(`${spec.table}_merged_into_idx`)} ON ${t} (merged_into) WHERE merged_into IS NOT NULL`.execute(db);
 }
 
-/** Merges form chains (B into A, later A into C); bounded in case of a cycle no command can create. */
-const MAX_CHAIN = 16;
-
 /**
  * One batch's view of the customers' owners. `load` the customers the batch names, `apply` each event
  * in feed order, read `ownerOf` when a record is created, then `flush` after the records are written:
@@ -79,7 +77,7 @@ export class CustomerOwners {
         if (id) wanted.add(id);
       }
     }
-    for (let hop = 0; hop < MAX_CHAIN && wanted.size > 0; hop++) {
+    for (let hop = 0; hop < MAX_MERGE_CHAIN && wanted.size > 0; hop++) {
       await this.owners.load(wanted);
       const next = new Set<string>();
       for (const id of wanted) {
@@ -102,7 +100,7 @@ export class CustomerOwners {
   /** The owner of the customer at the end of the merge chain; null when it has none. */
   ownerOf(customerId: string): string | null {
     let id = customerId;
-    for (let hop = 0; hop < MAX_CHAIN; hop++) {
+    for (let hop = 0; hop < MAX_MERGE_CHAIN; hop++) {
       const next = this.owners.get(id)?.merged_into;
       if (!next) break;
       id = next;
@@ -122,7 +120,7 @@ export class CustomerOwners {
         SELECT r.customer_id, r.owner_id, 0 FROM jsonb_to_recordset(${JSON.stringify(roots)}::jsonb) AS r(customer_id uuid, owner_id uuid)
         UNION ALL
         SELECT o.customer_id, m.owner_id, m.depth + 1 FROM ${sql.id(this.schema, this.spec.table)} o
-          JOIN members m ON o.merged_into = m.customer_id WHERE m.depth < ${MAX_CHAIN}
+          JOIN members m ON o.merged_into = m.customer_id WHERE m.depth < ${MAX_MERGE_CHAIN}
       )
       UPDATE ${sql.id(this.schema, records)} t SET customer_owner_id = m.owner_id FROM members m
       WHERE t.customer_id = m.customer_id AND t.customer_owner_id IS DISTINCT FROM m.owner_id`.execute(this.trx);

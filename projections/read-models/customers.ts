@@ -8,6 +8,7 @@ import { evolveCustomer, readHeadlineFigures, revenueLineOf, takeRefund, withCur
 import { ensureSchema, insertRows, RowSet, upsertRows, type TableSpec } from './rows.ts';
 import { DUPLICATE_REASONS, MATCH_KEY_COLUMN, type DuplicateReason, type MatchKeys } from './match-keys.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
+import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
 
 export type { CustomerStatus } from './customer-fold.ts';
 
@@ -518,7 +519,7 @@ function absorb(primary: CustomerRow, duplicate: CustomerRow): void {
 function ownerOf(customers: Pick<RowsOf<CustomerRow>, 'get'>, customerId: string): string {
   let id = customerId;
   // Merges form chains (B into A, later A into C); bounded in case of a cycle no command can create.
-  for (let hop = 0; hop < 16; hop++) {
+  for (let hop = 0; hop < MAX_MERGE_CHAIN; hop++) {
     const next = customers.get(id)?.merged_into;
     if (!next || !customers.get(next)) return id;
     id = next;
@@ -529,7 +530,7 @@ function ownerOf(customers: Pick<RowsOf<CustomerRow>, 'get'>, customerId: string
 /** Loads these customers and the primaries they were merged into (following chains). */
 async function loadWithPrimaries(customers: RowSet<CustomerRow>, ids: Iterable<string>): Promise<void> {
   let wanted = new Set(ids);
-  for (let hop = 0; hop < 16 && wanted.size > 0; hop++) {
+  for (let hop = 0; hop < MAX_MERGE_CHAIN && wanted.size > 0; hop++) {
     await customers.load(wanted);
     const next = new Set<string>();
     for (const id of wanted) {
