@@ -27,8 +27,6 @@ export interface IntegrationServices {
   rotateSecret(id: string, keepPreviousSeconds: number): Promise<{ id: string; secret: string; previousSecretExpiresAt: Date | null } | undefined>;
   /** Why deliveries could not go to this URL (its host an address the guard refuses), or null. */
   urlRefusal(url: string): string | null;
-  /** The position of the last recorded event. */
-  headPosition(): Promise<bigint>;
   /**
    * Why a replay cannot start at `fromPosition` (past the next event's position), or null. Past the
    * head the checkpoint would wait there, the publisher shown running and nothing behind, while every
@@ -84,7 +82,6 @@ export function createIntegration(options: IntegrationOptions): Integration {
       return rotated && { id, secret, previousSecretExpiresAt: rotated.previousSecretExpiresAt };
     },
     urlRefusal: (url) => destinations.urlRefusal(url),
-    headPosition: () => options.store.headPosition(),
     async replayRefusal(fromPosition) {
       const head = await options.store.headPosition();
       return fromPosition > head + 1n

@@ -43,8 +43,8 @@ export const whenUnauthenticated = (handler: (problem: Problem) => void): void =
  * showing it reloads, so that what the user checks before submitting again is the record as it stands
  * (it kept the stale one until a reload, and every further try was refused the same way).
  */
-const staleListeners = new Set<(path: string) => void>();
-export const whenStale = (listener: (path: string) => void): (() => void) => {
+const staleListeners = new Set<() => void>();
+export const whenStale = (listener: () => void): (() => void) => {
   staleListeners.add(listener);
   return () => staleListeners.delete(listener);
 };
@@ -101,7 +101,7 @@ export const request = async (path: string, options: RequestOptions = {}): Promi
     if (response.status === 401 && options.key === undefined) onUnauthenticated(problem);
     if (response.status === 409 && options.ifMatch !== undefined) {
       problem.detail = `${problem.detail ?? 'The record changed meanwhile.'} The screen now shows it as it stands: check it and submit again.`;
-      for (const listener of staleListeners) listener(path);
+      for (const listener of staleListeners) listener();
     }
     throw new ApiError(problem);
   }

@@ -61,7 +61,7 @@ export const useLoad = <T,>(load: (signal: AbortSignal) => Promise<T>, deps: unk
   return { data: state.data, problem: state.problem, loading: state.loading, reload };
 };
 
-/** Reloads a screen's record when a command on it was refused as stale (see `whenStale`). */
+/** Reloads the screen's records when a command was refused as stale (see `whenStale`; one screen shows at a time). */
 export const useReloadWhenStale = (...reloads: (() => void)[]): void => {
   useEffect(() => whenStale(() => reloads.forEach((reload) => reload())), reloads);
 };
