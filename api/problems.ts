@@ -56,6 +56,21 @@ export interface ProblemBody {
   [extension: string]: unknown;
 }
 
+/** A problem's body; `ProblemError.body` is this, and a path that answers without throwing calls it directly. */
+export const problemBody = (
+  kind: ProblemKind,
+  detail: string,
+  instance?: string,
+  extensions: Omit<Partial<ProblemBody>, 'type' | 'title' | 'status' | 'detail'> = {},
+): ProblemBody => ({
+  type: problemType(kind),
+  title: problemTypes[kind].title,
+  status: problemTypes[kind].status,
+  detail,
+  ...(instance ? { instance } : {}),
+  ...extensions,
+});
+
 /** Thrown by route handlers and hooks; the error handler turns it into the response as is. */
 export class ProblemError extends Error {
   readonly status: number;
@@ -72,14 +87,7 @@ export class ProblemError extends Error {
   }
 
   body(instance?: string): ProblemBody {
-    return {
-      type: problemType(this.kind),
-      title: problemTypes[this.kind].title,
-      status: this.status,
-      detail: this.message,
-      ...(instance ? { instance } : {}),
-      ...this.extensions,
-    };
+    return problemBody(this.kind, this.message, instance, this.extensions);
   }
 }
 
