@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import type { FastifyInstance, FastifyRequest, FastifyServerFactory, FastifyServerOptions } from 'fastify';
+import type { FastifyInstance, FastifyServerFactory, FastifyServerOptions } from 'fastify';
 import { PROBLEM_CONTENT_TYPE, problemBody, ProblemError } from './problems.ts';
 
 /**
@@ -37,13 +37,18 @@ export interface BackPressureOptions {
 }
 
 /**
- * Generous defaults, so a loaded machine (garbage collection, a burst of imports) does not refuse
- * work it would have done in time; the benchmark's overload run sets tighter ones.
+ * Defaults that refuse nothing at half the purchase maximum, nor of 64 connections on one customer,
+ * and keep a sustained overload from queueing for seconds; the benchmark's overload run sets
+ * tighter ones. Measured in `npm run bench -- api` on 2026-12-05 (one run each, 2 cores): the
+ * earlier 128 places with a 1 s wait (100 ms overloaded) let twice the purchase maximum build an
+ * accepted p99 of 10-15 s (a second of queue admitted on the pace of unloaded commands, then worked
+ * off); these bounds 1.4 s, with 0.97x the maximum still accepted. 32 places with 100/25 ms brought it
+ * to 0.28 s but refused 10% of the one-customer run and some of the half-maximum one.
  */
 export const DEFAULT_BACK_PRESSURE: BackPressureOptions = {
-  maxCommandsInFlight: 128,
-  maxCommandWaitMs: 1_000,
-  overloadedCommandWaitMs: 100,
+  maxCommandsInFlight: 64,
+  maxCommandWaitMs: 250,
+  overloadedCommandWaitMs: 50,
   maxEventLoopDelayMs: 500,
   maxPoolWaiting: 64,
   maxProjectionBacklog: 20_000,
@@ -56,8 +61,8 @@ export class NoPlace extends Error {}
 export interface CommandPlaces {
   /** Takes a place at once (undefined), or a promise of one that rejects with NoPlace when its wait would pass the bound. */
   enter(): Promise<void> | undefined;
-  /** Gives the place back (to the longest-waiting command), `heldMs` after it was taken. */
-  leave(heldMs: number): void;
+  /** Gives the place back (to the longest-waiting command), `heldMs` after it was taken (unknown: not counted in the average). */
+  leave(heldMs?: number): void;
   /** Why `enter` would refuse a command now (undefined: it would take a place or wait for one); changes nothing. */
   refusal(): string | undefined;
   /** Withdraws a command still waiting (its client went away: refused); false when it holds a place already. */
@@ -138,7 +143,7 @@ export function createCommandPlaces(
       return turn;
     },
     leave(held) {
-      heldMs = heldMs === 0 ? held : heldMs * 0.9 + held * 0.1;
+      if (held !== undefined) heldMs = heldMs === 0 ? held : heldMs * 0.9 + held * 0.1;
       const next = queue.entries().next();
       if (next.done) {
         inFlight--;
@@ -290,40 +295,44 @@ export function createBackPressure(
     },
     register(app) {
       app.addHook('onClose', async () => loopDelay?.stop());
-      /** When each command in flight took its place. */
-      const holding = new WeakMap<FastifyRequest, number>();
-      /** Commands waiting for a place, so a client that goes away withdraws its command. */
-      const waiting = new WeakMap<FastifyRequest, Promise<void>>();
       // Checked again here: requests injected without the server (tests), and what changed since.
-      app.addHook('onRequest', async (request) => {
+      app.addHook('onRequest', async (request, reply) => {
         if (!isCommand(request.method)) return;
         const why = pressure();
         if (why !== undefined) throw refuse(why);
+        let turn: Promise<void> | undefined;
         try {
-          const turn = places.enter();
-          if (turn) {
-            waiting.set(request, turn);
-            await turn;
-            waiting.delete(request);
-          }
+          turn = places.enter();
         } catch (error) {
           if (error instanceof NoPlace) throw refuse(error.message);
           throw error;
         }
-        holding.set(request, performance.now());
-      });
-      // Every command holding a place gets a response, or its connection closes (onRequestAbort).
-      const release = async (request: FastifyRequest) => {
-        const since = holding.get(request);
-        if (since === undefined) return;
-        holding.delete(request);
-        places.leave(performance.now() - since);
-      };
-      app.addHook('onResponse', release);
-      app.addHook('onRequestAbort', async (request) => {
-        const turn = waiting.get(request);
-        if (turn && places.withdraw(turn)) waiting.delete(request);
-        await release(request);
+        // The place goes back when the response closes: once it is sent, or once its connection is
+        // gone, whichever way. Fastify's onResponse never runs for a response whose client left after
+        // sending the whole body (nothing finishes), nor does onRequestAbort (the request was not
+        // aborted, it was read): every such command kept its place for good, and a load test that
+        // stopped with 64 commands in flight left the API refusing every command after it.
+        let heldSince = turn ? undefined : performance.now();
+        let gone = false;
+        reply.raw.once('close', () => {
+          gone = true;
+          if (heldSince !== undefined) places.leave(performance.now() - heldSince);
+          else if (turn) places.withdraw(turn);
+        });
+        if (turn) {
+          try {
+            await turn;
+          } catch (error) {
+            if (error instanceof NoPlace) throw refuse(error.message);
+            throw error;
+          }
+          // Given a place after its client had left (the place was handed over before the close was seen).
+          if (gone) {
+            places.leave();
+            throw refuse('its client went away');
+          }
+          heldSince = performance.now();
+        }
       });
     },
   };

@@ -396,6 +396,8 @@ const hotStream = async (ctx: BenchContext, ready: ServerReady, seconds: number)
 const OVERLOAD_BACK_PRESSURE: Partial<BackPressureOptions> = { maxCommandsInFlight: 12, maxCommandWaitMs: 0 };
 /** The same places with a wait for one of at most 20 ms, 5 ms under sustained overload. */
 const OVERLOAD_TIMED_WAIT: Partial<BackPressureOptions> = { maxCommandsInFlight: 12, maxCommandWaitMs: 20, overloadedCommandWaitMs: 5 };
+/** The bounds `crm serve` ships with (DEFAULT_BACK_PRESSURE: 128 places, 1 s wait, 100 ms overloaded): what an operator gets untuned. */
+const OVERLOAD_DEFAULTS: Partial<BackPressureOptions> = {};
 
 /** The unmeasured first second of an overload run, in which the client opens its connections. */
 const RAMP_UP_SECONDS = 1;
@@ -417,7 +419,8 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
     ctx.log(`api: purchase paced at ${rate} req/s (twice the maximum) for ${seconds} s, back-pressure ${JSON.stringify(backPressure)}`);
     const orders: string[] = [];
     const accepted = (body: string | undefined) => orders.push((JSON.parse(body!) as { orderId: string }).orderId);
-    const connections = new http.Agent({ keepAlive: true, maxSockets: 256 });
+    // Enough connections that the client never queues a request of its own (the defaults' run holds hundreds in flight).
+    const connections = new http.Agent({ keepAlive: true, maxSockets: 4_096 });
     let rampUp: Measured;
     let result: Measured;
     try {
@@ -551,6 +554,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     purchase && wanted('overload') ? await overload(ctx, await freshConfig(ctx, 'inline'), overloadRate, seconds, OVERLOAD_BACK_PRESSURE) : undefined;
   // The same rate with a timed wait for a place, right after: what waiting instead of refusing at once does, in one run.
   const overloadedTimedWait = overloaded ? await overload(ctx, await freshConfig(ctx, 'inline'), overloadRate, seconds, OVERLOAD_TIMED_WAIT) : undefined;
+  const overloadedDefaults = overloaded ? await overload(ctx, await freshConfig(ctx, 'inline'), overloadRate, seconds, OVERLOAD_DEFAULTS) : undefined;
   const loadAfterOverload = os.loadavg()[0]!;
   const peer = wanted('peer')
     ? await measurePeer(ctx, { databaseUrl: ctx.databaseUrl, schema: await ctx.freshSchema('api_peer'), customers: config.customers }, seconds)
@@ -610,6 +614,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     ...some('hotStream', hot),
     ...some('overload', overloaded),
     ...some('overloadTimedWait', overloadedTimedWait),
+    ...some('overloadDefaults', overloadedDefaults),
     ...some('groupCommitOff', groupCommitOff),
     traffic: {
       ...(purchaseMax !== undefined && peer ? { purchaseMaxToPeerMax: ratio(purchaseMax, peer.max.requestsPerSecond) } : {}),
@@ -640,6 +645,14 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
               : {}),
             overloadTimedWaitAcceptedLost: overloadedTimedWait.acceptedLost,
             overloadAccepted: overloaded!.accepted,
+          }
+        : {}),
+      ...(overloadedDefaults && halfMax
+        ? {
+            overloadDefaultsAcceptedP99ToUnloadedP50: ratio(overloadedDefaults.acceptedP99Ms ?? Number.NaN, halfMax.p50Ms),
+            overloadDefaultsRefused: overloadedDefaults.non2xx,
+            ...(purchaseMax !== undefined ? { overloadDefaultsAcceptedPerSecondToPurchaseMax: ratio(overloadedDefaults.acceptedPerSecond, purchaseMax) } : {}),
+            overloadDefaultsAcceptedLost: overloadedDefaults.acceptedLost,
           }
         : {}),
     },

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import autocannon from 'autocannon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type CrmApp } from '../../api/app.ts';
 import { DEFAULT_BACK_PRESSURE, type BackPressureOptions } from '../../api/back-pressure.ts';
@@ -162,6 +164,64 @@ describe('back-pressure on commands', () => {
     await release();
     const [a, b] = [json(await first), json(await second)];
     expect(b.revision).toBe(a.revision + 1);
+  });
+
+  it('has every place back after a load generator stops with commands in flight', async () => {
+    const { app } = await narrowApp({ maxCommandsInFlight: 8, maxCommandWaitMs: 1_000, overloadedCommandWaitMs: 1_000 });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    const run = await autocannon({
+      url: `${url}/customers/${customerId}/purchases`,
+      connections: 16,
+      duration: 1,
+      method: 'POST',
+      headers: { ...h.auth('sales'), 'content-type': 'application/json' },
+      requests: [{ setupRequest: (request) => ({ ...request, body: JSON.stringify({ orderId: randomUUID(), amount: 5, currency: 'EUR' }) }) }],
+    });
+    expect(run.requests.total - run.non2xx).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = performance.now();
+    const next = await purchase(app);
+    expect(next.statusCode).toBe(200);
+    expect(performance.now() - started).toBeLessThan(500);
+  });
+
+  it('does not run a command whose client left while it waited for a place, and gives every place back', async () => {
+    const { app, database, hold } = await narrowApp({ maxCommandsInFlight: 1, maxCommandWaitMs: 2_000, overloadedCommandWaitMs: 2_000 });
+    const url = new URL(await app.listen({ host: '127.0.0.1', port: 0 }));
+    const release = await hold();
+    /** A purchase sent whole over its own connection, which the client can then close without waiting for the answer. */
+    const sendWhole = (orderId: string) => {
+      const body = JSON.stringify({ orderId, amount: 5, currency: 'EUR' });
+      const request = http.request({
+        host: url.hostname,
+        port: url.port,
+        method: 'POST',
+        path: `/customers/${customerId}/purchases`,
+        agent: new http.Agent({ keepAlive: true }),
+        headers: { ...h.auth('sales'), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      });
+      request.on('error', () => undefined);
+      request.end(body);
+      return request;
+    };
+    const inFlight = sendWhole(randomUUID());
+    await until(() => (database.waiting?.() ?? 0) >= 1, 'the first command to wait for a connection');
+    const waitingOrder = randomUUID();
+    const waiting = sendWhole(waitingOrder);
+    // The second has been read and waits for the first's place (it asks for no connection yet).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(database.waiting?.()).toBe(1);
+    // Both clients leave after sending everything (the requests were read: Fastify sees no abort).
+    inFlight.destroy();
+    waiting.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await release();
+    const started = performance.now();
+    const next = await purchase(app);
+    expect(next.statusCode).toBe(200);
+    expect(performance.now() - started).toBeLessThan(1_500);
+    const stored = await h.store.readStream(`customer-${customerId}`);
+    expect(stored.some((e) => (e.data as { orderId?: string }).orderId === waitingOrder)).toBe(false);
   });
 
   it('refuses a command whose wait for a place passes its bound, while the one in flight completes', async () => {
