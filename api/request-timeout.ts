@@ -12,8 +12,6 @@ declare module 'fastify' {
   }
 }
 
-const timers = new WeakMap<FastifyRequest, NodeJS.Timeout>();
-
 /**
  * Every request is answered within `timeoutMs`: a handler still waiting then (a stalled database, a
  * lock held elsewhere) is answered with a 503 problem, and its late result is dropped. Statement
@@ -41,9 +39,9 @@ export const registerRequestTimeout = (app: FastifyInstance, timeoutMs: number):
       problemErrorHandler(problem, request, reply);
     }, timeoutMs);
     timer.unref();
-    timers.set(request, timer);
+    // Cleared when the response closes, sent or not: a client that leaves after sending its whole
+    // request gets neither onResponse nor onRequestAbort (api/back-pressure.ts), and its timer would
+    // otherwise log a timeout for a request nobody waits for.
+    reply.raw.once('close', () => clearTimeout(timer));
   });
-  const clear = async (request: FastifyRequest) => clearTimeout(timers.get(request));
-  app.addHook('onResponse', clear);
-  app.addHook('onRequestAbort', clear);
 };
