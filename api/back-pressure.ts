@@ -89,6 +89,9 @@ export function createCommandPlaces(
     admit(): void;
     refuse(why: string): void;
     timer: NodeJS.Timeout;
+    /** When it began to wait, and for how long it may. */
+    since: number;
+    limit: number;
   }
   const queue = new Map<Promise<void>, Waiter>();
   let inFlight = 0;
@@ -106,8 +109,14 @@ export function createCommandPlaces(
     if (free()) return undefined;
     const limit = bound(at);
     if (limit <= 0) return 'no place free';
-    // Places free up `places` at a time every `heldMs` on average: the turn of the n-th in line.
-    const expected = ((queue.size + 1) * heldMs) / places;
+    // Places free up `places` at a time every `heldMs` on average: the turn of the n-th in line. The
+    // average follows commands that have finished, so it lags a load that is rising; a newcomer waits
+    // at least as long as the command at the head of the line has already (CoDel's signal): the
+    // larger of the two decides. With the average alone, the first second of a burst at twice the
+    // maximum queued a second of commands on the pace of unloaded ones, and answered them seconds late.
+    const head = queue.values().next();
+    const waited = head.done ? 0 : at - head.value.since;
+    const expected = Math.max(((queue.size + 1) * heldMs) / places, waited);
     return expected > limit ? `a turn expected in ${Math.round(expected)} ms, past the ${limit} ms a command may wait` : undefined;
   };
 
@@ -137,6 +146,8 @@ export function createCommandPlaces(
             if (queue.size === 0) emptyAt = now();
             reject(refuse(`no turn within ${limit} ms`));
           }, limit),
+          since: at,
+          limit,
         };
       });
       queue.set(turn, waiter);
@@ -144,17 +155,23 @@ export function createCommandPlaces(
     },
     leave(held) {
       if (held !== undefined) heldMs = heldMs === 0 ? held : heldMs * 0.9 + held * 0.1;
-      const next = queue.entries().next();
-      if (next.done) {
-        inFlight--;
+      const at = now();
+      // The place goes straight to the longest-waiting command (a Map keeps insertion order) that is
+      // still within its bound. One past it is refused here: its timer is due but has not run (a
+      // saturated event loop runs timers late), and starting it now would answer a client later than
+      // the bound promised it.
+      for (const [turn, waiter] of queue) {
+        queue.delete(turn);
+        if (queue.size === 0) emptyAt = at;
+        clearTimeout(waiter.timer);
+        if (at - waiter.since > waiter.limit) {
+          waiter.refuse(`no turn within ${waiter.limit} ms`);
+          continue;
+        }
+        waiter.admit();
         return;
       }
-      // The place goes straight to the longest-waiting command (a Map keeps insertion order).
-      const [turn, waiter] = next.value;
-      queue.delete(turn);
-      if (queue.size === 0) emptyAt = now();
-      clearTimeout(waiter.timer);
-      waiter.admit();
+      inFlight--;
     },
     withdraw(turn) {
       const waiter = queue.get(turn);

@@ -65,18 +65,20 @@ describe('command places', () => {
   it('shortens the wait to the overloaded bound once the queue has not emptied for the normal bound', async () => {
     const p = places(1, 300, 50);
     expect(p.enter()).toBeUndefined();
-    // Keep the queue busy: each waiter is admitted as the previous holder leaves, 100 ms apart.
+    // Keep the queue busy: each waiter is admitted as the previous holder leaves, 40 ms apart.
     const waiters = [outcome(p.enter())];
-    for (let i = 0; i < 4; i++) {
-      await vi.advanceTimersByTimeAsync(100);
+    for (let i = 0; i < 10; i++) {
+      await vi.advanceTimersByTimeAsync(40);
       waiters.push(outcome(p.enter()));
       p.leave(0);
     }
     await vi.advanceTimersByTimeAsync(0);
-    expect(waiters.slice(0, 4).every((w) => w.admitted)).toBe(true);
+    expect(waiters.slice(0, 10).every((w) => w.admitted)).toBe(true);
     // Waiting without a break for 400 ms now: a new command gets 50 ms, not 300.
     const overloaded = outcome(p.enter());
-    await vi.advanceTimersByTimeAsync(50);
+    await vi.advanceTimersByTimeAsync(49);
+    expect(overloaded.refused).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
     expect(overloaded.refused).toMatch(/no turn within 50 ms/);
   });
 
@@ -90,6 +92,37 @@ describe('command places', () => {
     expect(() => p.enter()).toThrow(/a turn expected in 120 ms, past the 100 ms a command may wait/);
     expect(next.refused).toBeUndefined();
     expect(p.waiting()).toBe(1);
+  });
+
+  it('refuses a newcomer at once when the head of the line has waited past the bound, however short places were held lately', () => {
+    let clock = 0;
+    const p = createCommandPlaces({ maxCommandsInFlight: 1, maxCommandWaitMs: 100, overloadedCommandWaitMs: 100 }, () => clock);
+    expect(p.enter()).toBeUndefined();
+    p.leave(1);
+    expect(p.enter()).toBeUndefined();
+    outcome(p.enter());
+    clock = 60;
+    // One place held 1 ms on average: the average alone would expect a turn in 2 ms.
+    expect(() => p.enter()).not.toThrow();
+    clock = 101;
+    expect(() => p.enter()).toThrow(/a turn expected in 101 ms, past the 100 ms a command may wait/);
+  });
+
+  it('gives a freed place to the first command still within its bound, refusing those whose timer is due but has not run', async () => {
+    // The clock moves while timers do not: an event loop too busy to run them.
+    let clock = 0;
+    const p = createCommandPlaces({ maxCommandsInFlight: 1, maxCommandWaitMs: 100, overloadedCommandWaitMs: 100 }, () => clock);
+    expect(p.enter()).toBeUndefined();
+    const stale = outcome(p.enter());
+    clock = 50;
+    const fresh = outcome(p.enter());
+    clock = 120;
+    p.leave(120);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(stale.refused).toMatch(/no turn within 100 ms/);
+    expect(fresh.admitted).toBe(true);
+    expect(p.inFlight()).toBe(1);
+    expect(p.waiting()).toBe(0);
   });
 
   it('withdraws a waiting command whose client went away, refusing it, and keeps the place for the next', async () => {
