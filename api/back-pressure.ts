@@ -39,11 +39,11 @@ export interface BackPressureOptions {
 /**
  * Defaults that refuse nothing at half the purchase maximum, nor of 64 connections on one customer,
  * and keep a sustained overload from queueing for seconds; the benchmark's overload run sets
- * tighter ones. Measured in `npm run bench -- api` on 2026-12-05 (one run each, 2 cores): the
- * earlier 128 places with a 1 s wait (100 ms overloaded) let twice the purchase maximum build an
- * accepted p99 of 10-15 s (a second of queue admitted on the pace of unloaded commands, then worked
- * off); these bounds 1.4 s, with 0.97x the maximum still accepted. 32 places with 100/25 ms brought it
- * to 0.28 s but refused 10% of the one-customer run and some of the half-maximum one.
+ * tighter ones. Measured in `npm run bench -- api` on 2026-12-05 (2 cores): the earlier 128 places
+ * with a 1 s wait (100 ms overloaded) let twice the purchase maximum build an accepted p99 of 10-15 s
+ * (a second of queue admitted on the pace of unloaded commands, then worked off); these bounds 0.6-1.1 s
+ * with the head-of-line checks below, 0.9-1.3x the maximum still accepted. 32 places with 100/25 ms
+ * brought it to 0.28 s but refused 10% of the one-customer run and some of the half-maximum one.
  */
 export const DEFAULT_BACK_PRESSURE: BackPressureOptions = {
   maxCommandsInFlight: 64,
