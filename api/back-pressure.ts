@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import type { FastifyInstance, FastifyServerFactory, FastifyServerOptions } from 'fastify';
+import type { FastifyInstance, FastifyRequest, FastifyServerFactory, FastifyServerOptions } from 'fastify';
 import { PROBLEM_CONTENT_TYPE, problemBody, ProblemError } from './problems.ts';
 
 /**
@@ -61,11 +61,14 @@ export class NoPlace extends Error {}
 export interface CommandPlaces {
   /** Takes a place at once (undefined), or a promise of one that rejects with NoPlace when its wait would pass the bound. */
   enter(): Promise<void> | undefined;
-  /** Gives the place back (to the longest-waiting command), `heldMs` after it was taken (unknown: not counted in the average). */
+  /**
+   * Gives the place back, `heldMs` after it was taken (unknown: not counted in the average), to the
+   * longest-waiting command still within its bound; those past it are refused on the way.
+   */
   leave(heldMs?: number): void;
   /** Why `enter` would refuse a command now (undefined: it would take a place or wait for one); changes nothing. */
   refusal(): string | undefined;
-  /** Withdraws a command still waiting (its client went away: refused); false when it holds a place already. */
+  /** Withdraws a command still waiting (its client went away: refused); false when it no longer waits (given a place, or refused). */
   withdraw(waiting: Promise<void>): boolean;
   inFlight(): number;
   waiting(): number;
@@ -95,7 +98,11 @@ export function createCommandPlaces(
   }
   const queue = new Map<Promise<void>, Waiter>();
   let inFlight = 0;
-  /** When the queue was last empty: it has not been since (overload) when this is long ago. */
+  /**
+   * When the queue was last empty: it has not been since (overload) when this is long ago. Moved on
+   * whenever the queue empties and when a first waiter joins an empty one (else a burst after a quiet
+   * spell was treated as overload from its second waiter on).
+   */
   let emptyAt = now();
   /** How long a command holds its place, a moving average (ms). */
   let heldMs = 0;
@@ -104,6 +111,13 @@ export function createCommandPlaces(
   const refuse = (why: string) => new NoPlace(describe(why));
   const bound = (at: number) => (queue.size > 0 && at - emptyAt > maxCommandWaitMs ? Math.min(overloadedCommandWaitMs, maxCommandWaitMs) : maxCommandWaitMs);
   const free = () => places <= 0 || (inFlight < places && queue.size === 0);
+  const noTurn = (limit: number) => `no turn within ${limit} ms`;
+  /** Takes a waiter out of the line (its timer too), keeping `emptyAt`. */
+  const remove = (turn: Promise<void>, waiter: Waiter, at: number): void => {
+    clearTimeout(waiter.timer);
+    queue.delete(turn);
+    if (queue.size === 0) emptyAt = at;
+  };
   /** Why a command arriving at `at` is refused rather than given a place or a wait. */
   const refusalNow = (at: number): string | undefined => {
     if (free()) return undefined;
@@ -135,6 +149,7 @@ export function createCommandPlaces(
       const at = now();
       const why = refusalNow(at);
       if (why !== undefined) throw refuse(why);
+      if (queue.size === 0) emptyAt = at;
       const limit = bound(at);
       let waiter!: Waiter;
       const turn = new Promise<void>((resolve, reject) => {
@@ -142,9 +157,8 @@ export function createCommandPlaces(
           admit: resolve,
           refuse: (reason) => reject(refuse(reason)),
           timer: setTimeout(() => {
-            queue.delete(turn);
-            if (queue.size === 0) emptyAt = now();
-            reject(refuse(`no turn within ${limit} ms`));
+            remove(turn, waiter, now());
+            waiter.refuse(noTurn(limit));
           }, limit),
           since: at,
           limit,
@@ -161,11 +175,9 @@ export function createCommandPlaces(
       // saturated event loop runs timers late), and starting it now would answer a client later than
       // the bound promised it.
       for (const [turn, waiter] of queue) {
-        queue.delete(turn);
-        if (queue.size === 0) emptyAt = at;
-        clearTimeout(waiter.timer);
+        remove(turn, waiter, at);
         if (at - waiter.since > waiter.limit) {
-          waiter.refuse(`no turn within ${waiter.limit} ms`);
+          waiter.refuse(noTurn(waiter.limit));
           continue;
         }
         waiter.admit();
@@ -176,9 +188,7 @@ export function createCommandPlaces(
     withdraw(turn) {
       const waiter = queue.get(turn);
       if (!waiter) return false;
-      clearTimeout(waiter.timer);
-      queue.delete(turn);
-      if (queue.size === 0) emptyAt = now();
+      remove(turn, waiter, now());
       waiter.refuse('its client went away');
       return true;
     },
@@ -312,6 +322,34 @@ export function createBackPressure(
     },
     register(app) {
       app.addHook('onClose', async () => loopDelay?.stop());
+      /**
+       * A command's place goes back once, at the first sign that its exchange is over: the response
+       * closed (sent, or its connection gone), finished (onResponse), or the request aborted. Fastify's
+       * onResponse and onRequestAbort alone never ran for a command whose client left after sending it
+       * whole (the request was read, not aborted, and the late response goes to a destroyed socket:
+       * no finish, no error), so such commands kept their places for good and, once all were kept,
+       * every command was refused. The close alone never comes for a pipelined response queued behind
+       * one whose connection died (Fastify reports that request aborted instead). A command whose
+       * client left gives its place back while its handler may still run (its result then goes
+       * nowhere): bounded by the request timeout and the statement timeouts, as after a timeout's 503.
+       */
+      interface Holder {
+        turn?: Promise<void>;
+        heldSince?: number;
+        over: boolean;
+        settled: boolean;
+      }
+      const holders = new WeakMap<FastifyRequest, Holder>();
+      const ended = (request: FastifyRequest): void => {
+        const holder = holders.get(request);
+        if (!holder) return;
+        holder.over = true;
+        if (holder.settled) return;
+        holder.settled = true;
+        if (holder.heldSince !== undefined) places.leave(performance.now() - holder.heldSince);
+        else if (holder.turn) places.withdraw(holder.turn);
+      };
+      const asRefusal = (error: unknown): unknown => (error instanceof NoPlace ? refuse(error.message) : error);
       // Checked again here: requests injected without the server (tests), and what changed since.
       app.addHook('onRequest', async (request, reply) => {
         if (!isCommand(request.method)) return;
@@ -321,36 +359,28 @@ export function createBackPressure(
         try {
           turn = places.enter();
         } catch (error) {
-          if (error instanceof NoPlace) throw refuse(error.message);
-          throw error;
+          throw asRefusal(error);
         }
-        // The place goes back when the response closes: once it is sent, or once its connection is
-        // gone, whichever way. Fastify's onResponse never runs for a response whose client left after
-        // sending the whole body (nothing finishes), nor does onRequestAbort (the request was not
-        // aborted, it was read): every such command kept its place for good, and a load test that
-        // stopped with 64 commands in flight left the API refusing every command after it.
-        let heldSince = turn ? undefined : performance.now();
-        let gone = false;
-        reply.raw.once('close', () => {
-          gone = true;
-          if (heldSince !== undefined) places.leave(performance.now() - heldSince);
-          else if (turn) places.withdraw(turn);
-        });
-        if (turn) {
-          try {
-            await turn;
-          } catch (error) {
-            if (error instanceof NoPlace) throw refuse(error.message);
-            throw error;
-          }
-          // Given a place after its client had left (the place was handed over before the close was seen).
-          if (gone) {
-            places.leave();
-            throw refuse('its client went away');
-          }
-          heldSince = performance.now();
+        const holder: Holder = { turn, heldSince: turn ? undefined : performance.now(), over: false, settled: false };
+        holders.set(request, holder);
+        reply.raw.once('close', () => ended(request));
+        if (!turn) return;
+        try {
+          await turn;
+        } catch (error) {
+          holder.settled = true;
+          throw asRefusal(error);
         }
+        if (holder.over) {
+          // Given a place after its client had left (handed over before the end was seen): back at once.
+          holder.settled = true;
+          places.leave();
+          throw refuse('its client went away');
+        }
+        holder.heldSince = performance.now();
       });
+      app.addHook('onResponse', async (request) => ended(request));
+      app.addHook('onRequestAbort', async (request) => ended(request));
     },
   };
 }

@@ -20,6 +20,8 @@ declare module 'fastify' {
  * upload) never reached its handler, so nothing was recorded: it is a 408 and the connection ends
  * (the rest of the body cannot be told from a next request), not a command whose outcome is unknown.
  */
+const timers = new WeakMap<FastifyRequest, NodeJS.Timeout>();
+
 export const registerRequestTimeout = (app: FastifyInstance, timeoutMs: number): void => {
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     if (request.routeOptions.config?.longWork) return;
@@ -39,9 +41,14 @@ export const registerRequestTimeout = (app: FastifyInstance, timeoutMs: number):
       problemErrorHandler(problem, request, reply);
     }, timeoutMs);
     timer.unref();
-    // Cleared when the response closes, sent or not: a client that leaves after sending its whole
+    timers.set(request, timer);
+    // Cleared when the response closes, sent or not, too: a client that leaves after sending its whole
     // request gets neither onResponse nor onRequestAbort (api/back-pressure.ts), and its timer would
-    // otherwise log a timeout for a request nobody waits for.
+    // otherwise log a timeout for a request nobody waits for. A pipelined request queued behind one
+    // whose connection died gets no close, but onRequestAbort.
     reply.raw.once('close', () => clearTimeout(timer));
   });
+  const clear = async (request: FastifyRequest) => clearTimeout(timers.get(request));
+  app.addHook('onResponse', clear);
+  app.addHook('onRequestAbort', clear);
 };

@@ -182,25 +182,36 @@ const measure = async (
  * per-second quota back to back at the start of every second, i.e. in bursts; this is the steady
  * 500 requests/s the target speaks of.
  */
+/** Answers of a paced run, by outcome. */
+const answers = () => ({
+  all: [] as number[],
+  accepted: [] as number[],
+  refused: [] as number[],
+  non2xx: 0,
+  errors: 0,
+  statuses: {} as Record<string, number>,
+});
+
 const paced = async (
   ready: ServerReady,
   scenario: Scenario,
   rate: number,
   seconds: number,
   onAccepted?: (body: string | undefined) => void,
-  /** Connections kept open by the caller (a run after a ramp-up); otherwise opened as needed and closed after. */
-  connections?: http.Agent,
-): Promise<Measured> => {
+  /**
+   * Seconds sent at the same rate before the measured ones, in the same run and on the same
+   * connections (the client opens its connections then), reported apart as `rampUp`.
+   */
+  rampUpSeconds = 0,
+): Promise<Measured & { rampUp?: Measured }> => {
   const target = new URL(ready.url);
-  const agent = connections ?? new http.Agent({ keepAlive: true, maxSockets: 256 });
+  // Enough connections that the client never queues a request of its own (an overload at the shipped
+  // defaults holds hundreds in flight).
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4_096 });
   const pick = () => ready.customerIds[Math.floor(Math.random() * ready.customerIds.length)]!;
-  const latencies: number[] = [];
-  const acceptedLatencies: number[] = [];
-  const refusedLatencies: number[] = [];
-  let non2xx = 0;
-  let errors = 0;
-  const statuses: Record<string, number> = {};
-  const one = (due: number) =>
+  const rampUp = answers();
+  const measured = answers();
+  const one = (due: number, into: ReturnType<typeof answers>) =>
     new Promise<void>((resolve) => {
       // Sends less than 1 ms ahead are not delayed (timers have 1 ms granularity): count those from the
       // actual send, or a fast answer arriving before `due` reads as a negative latency.
@@ -219,26 +230,27 @@ const paced = async (
           response.resume();
           response.on('end', () => {
             const latency = performance.now() - from;
-            latencies.push(latency);
+            into.all.push(latency);
             if ((response.statusCode ?? 0) < 300) {
-              acceptedLatencies.push(latency);
+              into.accepted.push(latency);
               onAccepted?.(body);
             } else {
-              refusedLatencies.push(latency);
-              non2xx++;
-              statuses[String(response.statusCode)] = (statuses[String(response.statusCode)] ?? 0) + 1;
+              into.refused.push(latency);
+              into.non2xx++;
+              into.statuses[String(response.statusCode)] = (into.statuses[String(response.statusCode)] ?? 0) + 1;
             }
             resolve();
           });
         },
       );
       request.on('error', () => {
-        errors++;
+        into.errors++;
         resolve();
       });
       request.end(body);
     });
-  const total = rate * seconds;
+  const rampUpCount = rate * rampUpSeconds;
+  const total = rampUpCount + rate * seconds;
   const interval = 1000 / rate;
   const pending: Promise<void>[] = [];
   const start = performance.now();
@@ -246,24 +258,25 @@ const paced = async (
     const due = start + i * interval;
     const wait = due - performance.now();
     if (wait >= 1) await new Promise((resolve) => setTimeout(resolve, wait));
-    pending.push(one(due));
+    pending.push(one(due, i < rampUpCount ? rampUp : measured));
   }
   await Promise.all(pending);
-  const elapsed = performance.now() - start;
-  if (!connections) agent.destroy();
-  return {
-    requestsPerSecond: round((latencies.length * 1000) / elapsed, 0),
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
-    maxMs: round(Math.max(...latencies), 2),
-    requests: latencies.length,
-    non2xx,
-    errors,
-    statuses,
-    acceptedP50Ms: percentile(acceptedLatencies, 50),
-    acceptedP99Ms: percentile(acceptedLatencies, 99),
-    refusedP99Ms: percentile(refusedLatencies, 99),
-  };
+  const elapsed = performance.now() - start - rampUpSeconds * 1_000;
+  agent.destroy();
+  const summary = (a: ReturnType<typeof answers>, ms: number): Measured => ({
+    requestsPerSecond: round((a.all.length * 1000) / ms, 0),
+    p50Ms: percentile(a.all, 50),
+    p99Ms: percentile(a.all, 99),
+    maxMs: round(Math.max(...a.all), 2),
+    requests: a.all.length,
+    non2xx: a.non2xx,
+    errors: a.errors,
+    statuses: a.statuses,
+    acceptedP50Ms: percentile(a.accepted, 50),
+    acceptedP99Ms: percentile(a.accepted, 99),
+    refusedP99Ms: percentile(a.refused, 99),
+  });
+  return { ...summary(measured, elapsed), ...(rampUpSeconds > 0 ? { rampUp: summary(rampUp, rampUpSeconds * 1_000) } : {}) };
 };
 
 /** Waits until the read models have applied everything written so far (a marker purchase, then ?waitFor=). */
@@ -396,7 +409,7 @@ const hotStream = async (ctx: BenchContext, ready: ServerReady, seconds: number)
 const OVERLOAD_BACK_PRESSURE: Partial<BackPressureOptions> = { maxCommandsInFlight: 12, maxCommandWaitMs: 0 };
 /** The same places with a wait for one of at most 20 ms, 5 ms under sustained overload. */
 const OVERLOAD_TIMED_WAIT: Partial<BackPressureOptions> = { maxCommandsInFlight: 12, maxCommandWaitMs: 20, overloadedCommandWaitMs: 5 };
-/** The bounds `crm serve` ships with (DEFAULT_BACK_PRESSURE: 128 places, 1 s wait, 100 ms overloaded): what an operator gets untuned. */
+/** The bounds `crm serve` ships with (DEFAULT_BACK_PRESSURE): what an operator gets untuned. */
 const OVERLOAD_DEFAULTS: Partial<BackPressureOptions> = {};
 
 /** The unmeasured first second of an overload run, in which the client opens its connections. */
@@ -405,10 +418,11 @@ const RAMP_UP_SECONDS = 1;
 /**
  * Paced at twice the purchase maximum against a server with tight back-pressure: the accepted
  * answers' latency, the refusals (count and latency), and whether every accepted purchase is stored.
- * The measured run follows a ramp-up second at the same rate on the same connections (reported apart
- * as `rampUp`): the client opens 100-150 connections in its first half second, and answers in that
- * half second took up to 0.4-2 s in runs on 2026-12-05 while the server's event loop was delayed 33 ms
- * at most, so the measured run is the sustained overload the target speaks of, not the set-up.
+ * The measured seconds follow, in the same run and on the same connections, a ramp-up second at the
+ * same rate (reported apart as `rampUp`): the client opens 100-150 connections in its first half
+ * second, and answers in that half second took 0.4-3 s in runs on 2026-12-05 while the server's event
+ * loop was delayed 33 ms at most, so the measured run is the sustained overload the target speaks of,
+ * not the set-up.
  */
 const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, seconds: number, backPressure: Partial<BackPressureOptions>) => {
   const server = startChild('--api-bench-server', { ...config, backPressure });
@@ -418,18 +432,15 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
     await settle(ready);
     ctx.log(`api: purchase paced at ${rate} req/s (twice the maximum) for ${seconds} s, back-pressure ${JSON.stringify(backPressure)}`);
     const orders: string[] = [];
-    const accepted = (body: string | undefined) => orders.push((JSON.parse(body!) as { orderId: string }).orderId);
-    // Enough connections that the client never queues a request of its own (the defaults' run holds hundreds in flight).
-    const connections = new http.Agent({ keepAlive: true, maxSockets: 4_096 });
-    let rampUp: Measured;
-    let result: Measured;
-    try {
-      rampUp = await paced(ready, PURCHASE, rate, RAMP_UP_SECONDS, accepted, connections);
-      result = await paced(ready, PURCHASE, rate, seconds, accepted, connections);
-    } finally {
-      connections.destroy();
-    }
-    const measuredAccepted = result.requests - result.non2xx - result.errors;
+    const { rampUp, ...result } = await paced(
+      ready,
+      PURCHASE,
+      rate,
+      seconds,
+      (body) => orders.push((JSON.parse(body!) as { orderId: string }).orderId),
+      RAMP_UP_SECONDS,
+    );
+    const acceptedOf = (m: Measured) => m.requests - m.non2xx - m.errors;
     const client = new pg.Client({ connectionString: config.databaseUrl });
     await client.connect();
     try {
@@ -441,18 +452,18 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
         rate,
         backPressure,
         ...result,
-        accepted: measuredAccepted,
+        accepted: acceptedOf(result),
         // What the server completed while refusing the excess (its maximum is half the offered rate).
-        acceptedPerSecond: round(measuredAccepted / seconds, 0),
+        acceptedPerSecond: round(acceptedOf(result) / seconds, 0),
         // Over the ramp-up and the measured run: every purchase answered 2xx is in the store.
         acceptedStored: Number(rows[0]!.n),
         acceptedLost: orders.length - Number(rows[0]!.n),
         rampUp: {
           seconds: RAMP_UP_SECONDS,
-          accepted: rampUp.requests - rampUp.non2xx - rampUp.errors,
-          acceptedP99Ms: rampUp.acceptedP99Ms,
-          refusedP99Ms: rampUp.refusedP99Ms,
-          maxMs: rampUp.maxMs,
+          accepted: acceptedOf(rampUp!),
+          acceptedP99Ms: rampUp!.acceptedP99Ms,
+          refusedP99Ms: rampUp!.refusedP99Ms,
+          maxMs: rampUp!.maxMs,
         },
       };
     } finally {

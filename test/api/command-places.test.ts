@@ -82,6 +82,22 @@ describe('command places', () => {
     expect(overloaded.refused).toMatch(/no turn within 50 ms/);
   });
 
+  it('treats a burst after a quiet spell as a burst: its waiters get the normal bound, not the overloaded one', async () => {
+    const p = places(1, 300, 50);
+    expect(p.enter()).toBeUndefined();
+    // No one waits for ten seconds, then two commands come 10 ms apart.
+    await vi.advanceTimersByTimeAsync(10_000);
+    const first = outcome(p.enter());
+    await vi.advanceTimersByTimeAsync(10);
+    const second = outcome(p.enter());
+    await vi.advanceTimersByTimeAsync(100);
+    expect([first.refused, second.refused]).toEqual([undefined, undefined]);
+    p.leave(1);
+    p.leave(1);
+    await vi.advanceTimersByTimeAsync(0);
+    expect([first.admitted, second.admitted]).toEqual([true, true]);
+  });
+
   it('refuses at once a command whose turn would come after its bound at the pace places are given back', async () => {
     const p = places(1, 100, 100);
     expect(p.enter()).toBeUndefined();
