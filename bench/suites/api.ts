@@ -412,7 +412,7 @@ const OVERLOAD_TIMED_WAIT: Partial<BackPressureOptions> = { maxCommandsInFlight:
 /** The bounds `crm serve` ships with (DEFAULT_BACK_PRESSURE): what an operator gets untuned. */
 const OVERLOAD_DEFAULTS: Partial<BackPressureOptions> = {};
 
-/** The unmeasured first second of an overload run, in which the client opens its connections. */
+/** The first second of an overload run, reported apart (`rampUp`): the client opens its connections in it. */
 const RAMP_UP_SECONDS = 1;
 
 /**
