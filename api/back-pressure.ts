@@ -335,15 +335,13 @@ export function createBackPressure(
       interface Holder {
         turn?: Promise<void>;
         heldSince?: number;
-        over: boolean;
+        /** The exchange is over, or the command was refused: its place (or its wait) is settled. */
         settled: boolean;
       }
       const holders = new WeakMap<FastifyRequest, Holder>();
       const ended = (request: FastifyRequest): void => {
         const holder = holders.get(request);
-        if (!holder) return;
-        holder.over = true;
-        if (holder.settled) return;
+        if (!holder || holder.settled) return;
         holder.settled = true;
         if (holder.heldSince !== undefined) places.leave(performance.now() - holder.heldSince);
         else if (holder.turn) places.withdraw(holder.turn);
@@ -360,7 +358,7 @@ export function createBackPressure(
         } catch (error) {
           throw asRefusal(error);
         }
-        const holder: Holder = { turn, heldSince: turn ? undefined : performance.now(), over: false, settled: false };
+        const holder: Holder = { turn, heldSince: turn ? undefined : performance.now(), settled: false };
         holders.set(request, holder);
         reply.raw.once('close', () => ended(request));
         if (!turn) return;
@@ -370,9 +368,9 @@ export function createBackPressure(
           holder.settled = true;
           throw asRefusal(error);
         }
-        if (holder.over) {
-          // Given a place after its client had left (handed over before the end was seen): back at once.
-          holder.settled = true;
+        if (holder.settled) {
+          // Given a place after its client had left (handed over before the end was seen, so the
+          // withdrawal found nothing to withdraw): back at once.
           places.leave();
           throw refuse('its client went away');
         }

@@ -606,6 +606,8 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     };
   };
   const purchaseMax = purchase?.max.requestsPerSecond;
+  // The overload runs exist only beside the purchase runs (their rate is twice its maximum).
+  const toPurchaseMax = (perSecond: number) => ratio(perSecond, purchaseMax ?? Number.NaN);
   const halfMax = purchase?.pacedHalfMax;
   const some = <T>(key: string, value: T | undefined) => (value === undefined ? {} : { [key]: value });
   return {
@@ -643,7 +645,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
             overloadAcceptedP99ToUnloadedP50: ratio(overloaded.acceptedP99Ms ?? Number.NaN, halfMax.p50Ms),
             overloadRefused: overloaded.non2xx,
             overloadAcceptedLost: overloaded.acceptedLost,
-            ...(purchaseMax !== undefined ? { overloadAcceptedPerSecondToPurchaseMax: ratio(overloaded.acceptedPerSecond, purchaseMax) } : {}),
+            overloadAcceptedPerSecondToPurchaseMax: toPurchaseMax(overloaded.acceptedPerSecond),
             overloadRampUpAcceptedP99ToUnloadedP50: ratio(overloaded.rampUp.acceptedP99Ms ?? Number.NaN, halfMax.p50Ms),
           }
         : {}),
@@ -651,9 +653,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         ? {
             overloadTimedWaitAcceptedP99ToUnloadedP50: ratio(overloadedTimedWait.acceptedP99Ms ?? Number.NaN, halfMax.p50Ms),
             overloadTimedWaitAccepted: overloadedTimedWait.accepted,
-            ...(purchaseMax !== undefined
-              ? { overloadTimedWaitAcceptedPerSecondToPurchaseMax: ratio(overloadedTimedWait.acceptedPerSecond, purchaseMax) }
-              : {}),
+            overloadTimedWaitAcceptedPerSecondToPurchaseMax: toPurchaseMax(overloadedTimedWait.acceptedPerSecond),
             overloadTimedWaitAcceptedLost: overloadedTimedWait.acceptedLost,
             overloadAccepted: overloaded!.accepted,
           }
@@ -662,7 +662,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         ? {
             overloadDefaultsAcceptedP99ToUnloadedP50: ratio(overloadedDefaults.acceptedP99Ms ?? Number.NaN, halfMax.p50Ms),
             overloadDefaultsRefused: overloadedDefaults.non2xx,
-            ...(purchaseMax !== undefined ? { overloadDefaultsAcceptedPerSecondToPurchaseMax: ratio(overloadedDefaults.acceptedPerSecond, purchaseMax) } : {}),
+            overloadDefaultsAcceptedPerSecondToPurchaseMax: toPurchaseMax(overloadedDefaults.acceptedPerSecond),
             overloadDefaultsAcceptedLost: overloadedDefaults.acceptedLost,
           }
         : {}),
