@@ -231,6 +231,17 @@ const sampleEventLoopDelay = () => {
   };
 };
 
+/**
+ * The listening socket's queue of connections not yet accepted (Node's default: 511; the kernel caps
+ * it at net.core.somaxconn, 4096 on these machines). Under overload a client opens connections faster
+ * than a busy event loop accepts them; past the queue the kernel drops them without a word and each
+ * client tries again 1, 3, 7 s later: answers seconds late that no bound here can see or refuse. At
+ * twice the purchase maximum with the default bounds, 511 let 33,887 connections be dropped in one
+ * bench run (accepted p99 16 s); 4,096 let none be (p99 10 s: what is left is the 1 s wait for a
+ * place and a client starved of CPU by a server that accepts as much as it can handle).
+ */
+export const LISTEN_BACKLOG = 4_096;
+
 /** Commands are every method but the reading ones. */
 const isCommand = (method: string | undefined): boolean => method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS';
 

@@ -17,6 +17,7 @@
  * maximum sets its rate), `--option seconds=N` the length of each measured run (default 8 at scale 1).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
@@ -24,7 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import type { BackPressureOptions } from '../../api/back-pressure.ts';
+import { LISTEN_BACKLOG, type BackPressureOptions } from '../../api/back-pressure.ts';
 import { cpuMsPer, cpuSnapshot } from '../cpu.ts';
 import { servePeer, type PeerConfig } from '../peer/emmett-service.ts';
 import { tuneHeapForServing } from '../../runtime/heap-tuning.ts';
@@ -95,7 +96,7 @@ async function serve(config: ServerConfig): Promise<void> {
     last = body.position;
   }
   await crm.apiDeps.projections.waitForPosition(BigInt(last), 60_000);
-  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  const url = await app.listen({ host: '127.0.0.1', port: 0, backlog: LISTEN_BACKLOG });
   process.send?.({ url, key, customerIds } satisfies ServerReady);
   await new Promise<void>((resolve) => process.once('message', () => resolve()));
   await app.close();
@@ -412,6 +413,25 @@ const OVERLOAD_TIMED_WAIT: Partial<BackPressureOptions> = { maxCommandsInFlight:
 /** The bounds `crm serve` ships with (DEFAULT_BACK_PRESSURE): what an operator gets untuned. */
 const OVERLOAD_DEFAULTS: Partial<BackPressureOptions> = {};
 
+/**
+ * Connections the kernel dropped because a listening socket's queue of connections not yet accepted was
+ * full, machine-wide (TcpExt ListenOverflows in /proc/net/netstat; undefined where there is none). A
+ * dropped connection is retried by the client 1, 3, 7 s later: latencies no server-side bound sees.
+ */
+const listenOverflows = (): number | undefined => {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('TcpExt:'));
+    const names = lines[0]!.split(/\s+/);
+    const values = lines[1]!.split(/\s+/);
+    const at = names.indexOf('ListenOverflows');
+    return at < 0 ? undefined : Number(values[at]);
+  } catch {
+    return undefined;
+  }
+};
+
 /** The first second of an overload run, reported apart (`rampUp`): the client opens its connections in it. */
 const RAMP_UP_SECONDS = 1;
 
@@ -432,6 +452,7 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
     await settle(ready);
     ctx.log(`api: purchase paced at ${rate} req/s (twice the maximum) for ${seconds} s, back-pressure ${JSON.stringify(backPressure)}`);
     const orders: string[] = [];
+    const overflowsBefore = listenOverflows();
     const { rampUp, ...result } = await paced(
       ready,
       PURCHASE,
@@ -440,6 +461,7 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
       (body) => orders.push((JSON.parse(body!) as { orderId: string }).orderId),
       RAMP_UP_SECONDS,
     );
+    const overflowsAfter = listenOverflows();
     const acceptedOf = (m: Measured) => m.requests - m.non2xx - m.errors;
     const client = new pg.Client({ connectionString: config.databaseUrl });
     await client.connect();
@@ -458,6 +480,8 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
         // Over the ramp-up and the measured run: every purchase answered 2xx is in the store.
         acceptedStored: Number(rows[0]!.n),
         acceptedLost: orders.length - Number(rows[0]!.n),
+        // Over the ramp-up and the measured run (machine-wide: nothing else listens under load meanwhile).
+        ...(overflowsBefore !== undefined && overflowsAfter !== undefined ? { listenOverflows: overflowsAfter - overflowsBefore } : {}),
         rampUp: {
           seconds: RAMP_UP_SECONDS,
           accepted: acceptedOf(rampUp!),

@@ -1,3 +1,4 @@
+import { LISTEN_BACKLOG } from '../../api/back-pressure.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { tuneHeapForServing } from '../../runtime/heap-tuning.ts';
 import { intValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
@@ -98,7 +99,7 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
       closing.http = true;
       const admin = await ensureAdminKey(app.keys, { adminKey: config.adminKey });
       await runtime.setUpDone();
-      const address = await app.listen({ host: config.http.host, port }).catch((error: NodeJS.ErrnoException) => {
+      const address = await app.listen({ host: config.http.host, port, backlog: LISTEN_BACKLOG }).catch((error: NodeJS.ErrnoException) => {
         if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
           throw new UsageError(
             `cannot listen on ${config.http.host}:${port} (${error.code === 'EADDRINUSE' ? 'the port is in use' : 'permission denied'}). Set PORT to another port (or 0 for any free one).`,

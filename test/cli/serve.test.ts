@@ -1,7 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { LISTEN_BACKLOG } from '../../api/back-pressure.ts';
 import { buildDemoPlan, DEFAULT_DEMO_UNTIL, demoId } from '../../cli/demo-data.ts';
 import { poll, runCrm, Server } from './support.ts';
 
@@ -64,6 +66,20 @@ describe('crm serve on an empty folder', () => {
     expect(customerCount).toBeGreaterThanOrEqual(DEMO_CUSTOMERS);
     const deals = await get(`${url}/deals?limit=100`, adminKey);
     expect(deals.body.items.length).toBeGreaterThan(0);
+
+    // Its listening socket queues as many connections as the machine allows (api/back-pressure.ts
+    // LISTEN_BACKLOG): for a listener, ss's Send-Q is that queue's length. Without ss, said and skipped.
+    const listener = spawnSync('ss', ['-Hltn', `sport = :${new URL(url!).port}`], { encoding: 'utf8' });
+    if (listener.error) console.warn(`not checked: the listen backlog (ss is not installed: ${listener.error.message})`);
+    else {
+      const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+      const backlogs = listener.stdout
+        .trim()
+        .split('\n')
+        .map((line) => Number(line.trim().split(/\s+/)[2]));
+      expect(backlogs.length).toBeGreaterThan(0);
+      for (const backlog of backlogs) expect(backlog).toBe(Math.min(LISTEN_BACKLOG, somaxconn));
+    }
 
     // A second process is kept off the embedded database while the server holds it.
     const second = await runCrm(['api-key', 'list'], { cwd: folder, env });
