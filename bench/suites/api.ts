@@ -19,6 +19,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
 import http from 'node:http';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -97,8 +98,14 @@ async function serve(config: ServerConfig): Promise<void> {
   }
   await crm.apiDeps.projections.waitForPosition(BigInt(last), 60_000);
   const url = await app.listen({ host: '127.0.0.1', port: 0, backlog: LISTEN_BACKLOG });
+  const times = keepServerTimes();
   process.send?.({ url, key, customerIds } satisfies ServerReady);
-  await new Promise<void>((resolve) => process.once('message', () => resolve()));
+  await new Promise<void>((resolve) =>
+    process.on('message', (message) => {
+      if (message === 'server-times') process.send?.({ serverTimes: times.take() });
+      else resolve();
+    }),
+  );
   await app.close();
   await crm.close();
 }
@@ -135,6 +142,14 @@ interface Measured {
   acceptedP50Ms?: number;
   acceptedP99Ms?: number;
   refusedP99Ms?: number;
+  /**
+   * Paced runs: how late the client had written its requests to their sockets (from their scheduled
+   * time), p99 and max. The
+   * latencies count from the schedule, so a client short of CPU (it shares the machine with the server
+   * and PostgreSQL) adds this to them; the server's own times are `server` (overload runs).
+   */
+  sendLagP99Ms?: number;
+  sendLagMaxMs?: number;
 }
 
 const measure = async (
@@ -186,12 +201,80 @@ const measure = async (
 /** Answers of a paced run, by outcome. */
 const answers = () => ({
   all: [] as number[],
+  sendLag: [] as number[],
   accepted: [] as number[],
   refused: [] as number[],
   non2xx: 0,
   errors: 0,
   statuses: {} as Record<string, number>,
 });
+
+/** Sends between the paced client's turns at its I/O while it is behind schedule. */
+const CLIENT_TURN_EVERY = 8;
+
+/** Tells the bench server which part of a paced run a request belongs to (its times are kept by part). */
+const PHASE_HEADER = 'x-bench-phase';
+
+/** A server's own times of the requests it answered, by phase, since it was last asked. */
+interface ServerTimes {
+  [phase: string]: { requests: number; acceptedP50Ms: number; acceptedP99Ms: number; refusedP99Ms: number };
+}
+
+/**
+ * The server child's side: how long each request took from its headers being read to its answer
+ * being written (Node's http diagnostics channels, so refusals before routing count too), kept by
+ * the phase the client named. What the client measures adds its own lateness and the network; on this
+ * machine the client shares two cores with the server and PostgreSQL, so at twice the maximum the
+ * two differ by seconds.
+ */
+const keepServerTimes = () => {
+  const started = new WeakMap<object, number>();
+  let byPhase = new Map<string, { accepted: number[]; refused: number[] }>();
+  diagnostics.subscribe('http.server.request.start', (message) => {
+    const { request } = message as { request: http.IncomingMessage };
+    if (request.headers[PHASE_HEADER] !== undefined) started.set(request, performance.now());
+  });
+  diagnostics.subscribe('http.server.response.finish', (message) => {
+    const { request, response } = message as { request: http.IncomingMessage; response: http.ServerResponse };
+    const from = started.get(request);
+    if (from === undefined) return;
+    const phase = String(request.headers[PHASE_HEADER]);
+    const times = byPhase.get(phase) ?? { accepted: [], refused: [] };
+    byPhase.set(phase, times);
+    (response.statusCode < 300 ? times.accepted : times.refused).push(performance.now() - from);
+  });
+  return {
+    take: (): ServerTimes => {
+      const taken = Object.fromEntries(
+        [...byPhase].map(([phase, t]) => [
+          phase,
+          {
+            requests: t.accepted.length + t.refused.length,
+            acceptedP50Ms: percentile(t.accepted, 50),
+            acceptedP99Ms: percentile(t.accepted, 99),
+            refusedP99Ms: percentile(t.refused, 99),
+          },
+        ]),
+      );
+      byPhase = new Map();
+      return taken;
+    },
+  };
+};
+
+/** Asks the server child for its times since it was last asked. */
+const serverTimesOf = (child: ChildProcess): Promise<ServerTimes> =>
+  new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the server child did not send its times within 10 s')), 10_000);
+    const listener = (message: unknown) => {
+      if (typeof message !== 'object' || message === null || !('serverTimes' in message)) return;
+      clearTimeout(timer);
+      child.off('message', listener);
+      resolve((message as { serverTimes: ServerTimes }).serverTimes);
+    };
+    child.on('message', listener);
+    child.send('server-times');
+  });
 
 const paced = async (
   ready: ServerReady,
@@ -225,7 +308,11 @@ const paced = async (
           port: target.port,
           method: scenario.method,
           path: scenario.path(pick()),
-          headers: { authorization: `Bearer ${ready.key}`, ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}) },
+          headers: {
+            authorization: `Bearer ${ready.key}`,
+            [PHASE_HEADER]: into === rampUp ? 'ramp-up' : 'measured',
+            ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}),
+          },
         },
         (response) => {
           response.resume();
@@ -244,6 +331,8 @@ const paced = async (
           });
         },
       );
+      // Written whole to the socket: late when the client's loop fell behind or waited for a connection.
+      request.on('finish', () => into.sendLag.push(Math.max(0, performance.now() - due)));
       request.on('error', () => {
         into.errors++;
         resolve();
@@ -259,6 +348,9 @@ const paced = async (
     const due = start + i * interval;
     const wait = due - performance.now();
     if (wait >= 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    // Behind schedule, the loop sent without a pause: no answer was read and no request written
+    // meanwhile, and the server then got them in clumps. A turn every few sends keeps the client's I/O going.
+    else if (i % CLIENT_TURN_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
     pending.push(one(due, i < rampUpCount ? rampUp : measured));
   }
   await Promise.all(pending);
@@ -276,6 +368,8 @@ const paced = async (
     acceptedP50Ms: percentile(a.accepted, 50),
     acceptedP99Ms: percentile(a.accepted, 99),
     refusedP99Ms: percentile(a.refused, 99),
+    sendLagP99Ms: percentile(a.sendLag, 99),
+    sendLagMaxMs: round(Math.max(...a.sendLag), 2),
   });
   return { ...summary(measured, elapsed), ...(rampUpSeconds > 0 ? { rampUp: summary(rampUp, rampUpSeconds * 1_000) } : {}) };
 };
@@ -297,7 +391,7 @@ const settle = async (ready: ServerReady): Promise<void> => {
   }
 };
 
-type ScenarioResult = { paced500: Measured; fixed500?: Measured; max: Measured; pacedHalfMax?: Measured & { rate: number } };
+type ScenarioResult = { paced500: Measured; fixed500?: Measured; max: Measured; pacedHalfMax?: Measured & { rate: number; server?: ServerTimes[string] } };
 
 const SCENARIOS: Scenario[] = [
   { name: 'noop', method: 'GET', path: () => '/bench/noop' },
@@ -348,6 +442,8 @@ const measureScenarios = async (
   seconds: number,
   withAutocannonFixed: boolean,
   wanted: (part: string) => boolean,
+  /** The serving child: its own times of the half-maximum run are kept beside the client's (`server`). */
+  serverChild?: ChildProcess,
 ): Promise<Record<string, ScenarioResult>> => {
   const results: Record<string, ScenarioResult> = {};
   for (const scenario of SCENARIOS.filter((s) => wanted(s.name))) {
@@ -370,7 +466,11 @@ const measureScenarios = async (
       const rate = Math.max(10, Math.round(max.requestsPerSecond / 2));
       await settle(ready);
       ctx.log(`api (${mode}): ${scenario.name} paced at ${rate} req/s (half its maximum) for ${seconds} s`);
-      results[scenario.name]!.pacedHalfMax = { rate, ...(await paced(ready, scenario, rate, seconds)) };
+      // The times kept since the last ask are those of earlier runs.
+      if (serverChild) await serverTimesOf(serverChild);
+      const halfMax = await paced(ready, scenario, rate, seconds);
+      const server = serverChild ? (await serverTimesOf(serverChild)).measured : undefined;
+      results[scenario.name]!.pacedHalfMax = { rate, ...halfMax, ...(server ? { server } : {}) };
     }
   }
   return results;
@@ -462,6 +562,7 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
       RAMP_UP_SECONDS,
     );
     const overflowsAfter = listenOverflows();
+    const serverTimes = await serverTimesOf(server.child);
     const acceptedOf = (m: Measured) => m.requests - m.non2xx - m.errors;
     const client = new pg.Client({ connectionString: config.databaseUrl });
     await client.connect();
@@ -480,6 +581,8 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
         // Over the ramp-up and the measured run: every purchase answered 2xx is in the store.
         acceptedStored: Number(rows[0]!.n),
         acceptedLost: orders.length - Number(rows[0]!.n),
+        // The server's own times of the measured run's requests (the client's lateness left out: sendLag*).
+        ...(serverTimes.measured ? { server: serverTimes.measured } : {}),
         // Over the ramp-up and the measured run (machine-wide: nothing else listens under load meanwhile).
         ...(overflowsBefore !== undefined && overflowsAfter !== undefined ? { listenOverflows: overflowsAfter - overflowsBefore } : {}),
         rampUp: {
@@ -488,6 +591,8 @@ const overload = async (ctx: BenchContext, config: ServerConfig, rate: number, s
           acceptedP99Ms: rampUp!.acceptedP99Ms,
           refusedP99Ms: rampUp!.refusedP99Ms,
           maxMs: rampUp!.maxMs,
+          sendLagP99Ms: rampUp!.sendLagP99Ms,
+          ...(serverTimes['ramp-up'] ? { server: serverTimes['ramp-up'] } : {}),
         },
       };
     } finally {
@@ -577,7 +682,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   let hot: Awaited<ReturnType<typeof hotStream>> | undefined;
   try {
     const ready = (await inlineServer.ready) as ServerReady;
-    results = await measureScenarios(ctx, 'inline', ready, seconds, true, wanted);
+    results = await measureScenarios(ctx, 'inline', ready, seconds, true, wanted, inlineServer.child);
     if (wanted('hot')) hot = await hotStream(ctx, ready, seconds);
   } finally {
     await stopChild(inlineServer.child);
@@ -634,6 +739,12 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const toPurchaseMax = (perSecond: number) => ratio(perSecond, purchaseMax ?? Number.NaN);
   const halfMax = purchase?.pacedHalfMax;
   const some = <T>(key: string, value: T | undefined) => (value === undefined ? {} : { [key]: value });
+  /** An overload run's accepted p99 as the server measured it, and how late the client sent (what the client's p99 adds). */
+  const serverSide = (name: string, run: { server?: ServerTimes[string]; sendLagP99Ms?: number }) => ({
+    // Against the server's own p50 at half the maximum, as both are the server's times.
+    ...(run.server && halfMax?.server ? { [`${name}ServerAcceptedP99ToUnloadedP50`]: ratio(run.server.acceptedP99Ms, halfMax.server.acceptedP50Ms) } : {}),
+    ...(run.sendLagP99Ms !== undefined ? { [`${name}ClientSendLagP99Ms`]: run.sendLagP99Ms } : {}),
+  });
   return {
     fixedRate: FIXED_RATE,
     parts,
@@ -662,6 +773,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       ...(purchaseMax !== undefined && groupCommitOff ? { purchaseMaxToGroupCommitOff: ratio(purchaseMax, groupCommitOff.max.requestsPerSecond) } : {}),
       ...(purchaseMax !== undefined && results.noop ? { purchaseMaxToNoopMax: ratio(purchaseMax, results.noop.max.requestsPerSecond) } : {}),
       ...(halfMax ? { pacedHalfMaxP99ToP50: ratio(halfMax.p99Ms, halfMax.p50Ms) } : {}),
+      ...(halfMax?.server ? { pacedHalfMaxServerP99ToP50: ratio(halfMax.server.acceptedP99Ms, halfMax.server.acceptedP50Ms) } : {}),
       ...(peer ? { peerPacedHalfMaxP99ToP50: ratio(peer.pacedHalfMax.p99Ms, peer.pacedHalfMax.p50Ms) } : {}),
       ...(hot ? { hotStreamToSpread: hot.hotToSpread, hotStreamNon2xx: hot.oneCustomer.non2xx } : {}),
       ...(overloaded && halfMax
@@ -671,6 +783,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
             overloadAcceptedLost: overloaded.acceptedLost,
             overloadAcceptedPerSecondToPurchaseMax: toPurchaseMax(overloaded.acceptedPerSecond),
             overloadRampUpAcceptedP99ToUnloadedP50: ratio(overloaded.rampUp.acceptedP99Ms ?? Number.NaN, halfMax.p50Ms),
+            ...serverSide('overload', overloaded),
           }
         : {}),
       ...(overloadedTimedWait && halfMax
@@ -679,6 +792,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
             overloadTimedWaitAccepted: overloadedTimedWait.accepted,
             overloadTimedWaitAcceptedPerSecondToPurchaseMax: toPurchaseMax(overloadedTimedWait.acceptedPerSecond),
             overloadTimedWaitAcceptedLost: overloadedTimedWait.acceptedLost,
+            ...serverSide('overloadTimedWait', overloadedTimedWait),
             overloadAccepted: overloaded!.accepted,
           }
         : {}),
@@ -688,6 +802,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
             overloadDefaultsRefused: overloadedDefaults.non2xx,
             overloadDefaultsAcceptedPerSecondToPurchaseMax: toPurchaseMax(overloadedDefaults.acceptedPerSecond),
             overloadDefaultsAcceptedLost: overloadedDefaults.acceptedLost,
+            ...serverSide('overloadDefaults', overloadedDefaults),
           }
         : {}),
     },

@@ -98,6 +98,37 @@ describe('command places', () => {
     expect([first.admitted, second.admitted]).toEqual([true, true]);
   });
 
+  it('keeps a sustained overload through a moment in which the line empties; a longer pause ends it', async () => {
+    const p = places(1, 300, 50);
+    expect(p.enter()).toBeUndefined();
+    const a = outcome(p.enter());
+    await vi.advanceTimersByTimeAsync(250);
+    const b = outcome(p.enter());
+    await vi.advanceTimersByTimeAsync(10);
+    p.leave();
+    await vi.advanceTimersByTimeAsync(60);
+    // The line has held someone for 320 ms: overload, a newcomer may wait 50 ms and the head has waited 70.
+    expect(() => p.enter()).toThrow(/past the 50 ms a command may wait/);
+    expect(a.admitted).toBe(true);
+    p.leave();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(b.admitted).toBe(true);
+    expect(p.waiting()).toBe(0);
+    // 10 ms later (a gap shorter than the overloaded wait): still the same overload.
+    await vi.advanceTimersByTimeAsync(10);
+    const d = outcome(p.enter());
+    await vi.advanceTimersByTimeAsync(50);
+    expect(d.refused).toMatch(/no turn within 50 ms/);
+    // 100 ms with no one waiting: the overload is over, a newcomer gets the normal bound.
+    await vi.advanceTimersByTimeAsync(100);
+    const f = outcome(p.enter());
+    await vi.advanceTimersByTimeAsync(200);
+    expect(f.refused).toBeUndefined();
+    p.leave();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(f.admitted).toBe(true);
+  });
+
   it('refuses at once a command whose turn would come after its bound at the pace places are given back', async () => {
     const p = places(1, 100, 100);
     expect(p.enter()).toBeUndefined();
