@@ -23,7 +23,8 @@ export interface BackPressureOptions {
   maxCommandWaitMs: number;
   /**
    * The same bound once commands have been waiting without a break for maxCommandWaitMs (sustained
-   * overload, not a burst): accepted commands then wait at most this long, the rest are refused.
+   * overload, not a burst), until no one has waited for 100 ms (or this long, if longer): accepted
+   * commands then wait at most this long, the rest are refused.
    */
   overloadedCommandWaitMs: number;
   /** Mean event-loop delay over the last sample, ms. 0: not checked. */
@@ -40,9 +41,10 @@ export interface BackPressureOptions {
  * Generous defaults, so a loaded machine (garbage collection, a burst of imports) does not refuse
  * work it would have done in time; the benchmark's overload run sets tighter ones. Tried on
  * 2026-12-05 and not taken (`npm run bench -- api`, continuous overload runs): 64 places with
- * 250/50 ms and 32 with 100/25 ms left the accepted p99 at twice the maximum at 15-16 s and 4 s (the
- * event loop falls behind the requests it has not read yet, whatever the places), and 32 places
- * refused a sixth of 64 connections on one customer.
+ * 250/50 ms and 32 with 100/25 ms left the accepted p99 at twice the maximum at 15-16 s and 4 s, and
+ * 32 places refused a sixth of 64 connections on one customer; later, with the longer listen queue
+ * (LISTEN_BACKLOG), 64 places with 1 s/25 ms left it at 11 s. What sets it is how fast connections are
+ * accepted (LISTEN_BACKLOG), not the places.
  */
 export const DEFAULT_BACK_PRESSURE: BackPressureOptions = {
   maxCommandsInFlight: 128,
@@ -73,12 +75,16 @@ export interface CommandPlaces {
   waiting(): number;
 }
 
+/** How long the line for places must stay empty, at least, for a sustained overload to be over. */
+const OVERLOAD_ENDS_AFTER_MS = 100;
+
 /**
  * The places of commands in flight, with a wait bounded by time rather than by a count: a queue's
  * length says little about how long its last entry will wait, and the time is what a client feels.
  * As in CoDel and in Facebook's server queues: while the queue empties now and then (a burst), a
  * command may wait up to `maxCommandWaitMs`; once it has not emptied for that long (overload), only
- * up to `overloadedCommandWaitMs`, so what is accepted keeps a short wait and the excess is refused.
+ * up to `overloadedCommandWaitMs` until it has stayed empty for a while, so what is accepted keeps a
+ * short wait and the excess is refused.
  * A command whose turn would come after its bound, at the pace places were given back lately, is
  * refused at once rather than when its timer runs out: refusals stay fast and hold nothing.
  */
@@ -97,35 +103,40 @@ export function createCommandPlaces(
   }
   const queue = new Map<Promise<void>, Waiter>();
   let inFlight = 0;
+  const overloadedMs = Math.min(overloadedCommandWaitMs, maxCommandWaitMs);
   /**
    * When the current stretch of waiting began: overload, once it is older than maxCommandWaitMs. It
-   * begins when a first waiter joins a line that has been empty for a while (else a burst after a
-   * quiet spell was treated as overload from its second waiter on). A line that empties for less than
-   * the overloaded wait and fills again is the same stretch, as CoDel resumes its dropping state
-   * when it re-enters soon: under sustained overload the line empties now and then (clients send in
-   * clumps), and when each of those gaps ended the overload, the next second of commands waited up to
-   * the full maxCommandWaitMs again (at twice the purchase maximum with the defaults, the accepted p50
-   * the bench's client saw was 0.7-0.8 s before and 0.15-0.21 s after, 2026-12-05).
+   * begins when a first waiter joins an empty line (else a burst after a quiet spell was treated as
+   * overload from its second waiter on), unless the line emptied in an overload only a moment ago
+   * (less than `overloadEndsAfterMs`): under sustained overload the line empties now and then (clients
+   * send in clumps), and when each of those gaps ended the overload, the next second of commands
+   * waited up to the full maxCommandWaitMs again. Before an overload, every gap starts a new stretch,
+   * so a line that is often briefly in use is never taken for one.
    */
-  let stretchFrom = now();
-  /** When the line last emptied. */
+  let stretchFrom = 0;
+  /** When the line last emptied, and whether it was in an overload then. */
   let emptiedAt = Number.NEGATIVE_INFINITY;
-  const gapMs = Math.min(overloadedCommandWaitMs, maxCommandWaitMs);
+  let overloadedWhenEmptied = false;
+  const overloadEndsAfterMs = Math.min(maxCommandWaitMs, Math.max(overloadedCommandWaitMs, OVERLOAD_ENDS_AFTER_MS));
   /** How long a command holds its place, a moving average (ms). */
   let heldMs = 0;
 
   const describe = (why: string) => `${inFlight} commands in flight${queue.size > 0 ? `, ${queue.size} waiting` : ''}; ${why}`;
   const refuse = (why: string) => new NoPlace(describe(why));
-  /** The line is waiting: someone is in it, or it emptied a moment ago (a gap, not the end of a stretch). */
-  const waitingStretch = (at: number) => queue.size > 0 || at - emptiedAt < gapMs;
-  const bound = (at: number) => (waitingStretch(at) && at - stretchFrom > maxCommandWaitMs ? gapMs : maxCommandWaitMs);
+  const inOverloadGap = (at: number) => overloadedWhenEmptied && at - emptiedAt < overloadEndsAfterMs;
+  /** Someone has waited without a break for longer than maxCommandWaitMs, or did until a moment ago. */
+  const overloaded = (at: number) => (queue.size > 0 ? at - stretchFrom > maxCommandWaitMs : inOverloadGap(at));
+  const bound = (at: number) => (overloaded(at) ? overloadedMs : maxCommandWaitMs);
   const free = () => places <= 0 || (inFlight < places && queue.size === 0);
   const noTurn = (limit: number) => `no turn within ${limit} ms`;
   /** Takes a waiter out of the line (its timer too), noting when the line empties. */
   const remove = (turn: Promise<void>, waiter: Waiter, at: number): void => {
     clearTimeout(waiter.timer);
     queue.delete(turn);
-    if (queue.size === 0) emptiedAt = at;
+    if (queue.size === 0) {
+      overloadedWhenEmptied = at - stretchFrom > maxCommandWaitMs;
+      emptiedAt = at;
+    }
   };
   /** Why a command arriving at `at` is refused rather than given a place or a wait. */
   const refusalNow = (at: number): string | undefined => {
@@ -158,7 +169,7 @@ export function createCommandPlaces(
       const at = now();
       const why = refusalNow(at);
       if (why !== undefined) throw refuse(why);
-      if (!waitingStretch(at)) stretchFrom = at;
+      if (queue.size === 0 && !inOverloadGap(at)) stretchFrom = at;
       const limit = bound(at);
       let waiter!: Waiter;
       const turn = new Promise<void>((resolve, reject) => {
@@ -246,8 +257,8 @@ const sampleEventLoopDelay = () => {
  * it at net.core.somaxconn, 4096 on these machines). Under overload a client opens connections faster
  * than a busy event loop accepts them; past the queue the kernel drops them without a word and each
  * client tries again 1, 3, 7 s later: answers seconds late that no bound here can see or refuse. At
- * twice the purchase maximum with the default bounds, 511 let 33,887 connections be dropped in one
- * bench run (accepted p99 16 s); 4,096 let none be. What is left: connections wait in that queue, as
+ * twice the purchase maximum with the default bounds, the kernel counted 33,887 overflows of 511 over
+ * one bench run's overload runs (accepted p99 15-16 s); of 4,096, none. What is left: connections wait in that queue, as
  * libuv accepts one connection per turn of the event loop (libuv 1.x since 2022, "don't accept() connections in
  * a loop"), and a loaded loop turns 12-80 times a second; at the defaults 3,800 waited at once for up
  * to 9 s while the server answered what it had accepted within 0.3 s (p99).

@@ -666,13 +666,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     forget(stream);
     return userSnapshot((await load(new Map([[stream, 'user']]), new Set())).get(stream)!.state as never);
   };
-  // An HMAC a row (twice for a row named by address): kept per address, as a purchases file names its customers again and again.
-  const importedIds = new LruMap<string, string>(maxCached);
-  const importedCustomerId = (email: string): string => {
-    let id = importedIds.get(email);
-    if (id === undefined) importedIds.set(email, (id = customerIdUnder(deps.customerIdKey, email)));
-    return id;
-  };
+  const importedCustomerId = (email: string): string => customerIdUnder(deps.customerIdKey, email);
   const customersStored = async (customerIds: readonly string[]): Promise<Set<string>> => {
     if (customerIds.length === 0) return new Set();
     const found = await store.readStreams(customerIds.map((id) => streamOf('customer', id)));

@@ -129,6 +129,27 @@ describe('command places', () => {
     expect(f.admitted).toBe(true);
   });
 
+  it('does not take a line that is often briefly in use for an overload', async () => {
+    const p = places(1, 300, 50);
+    expect(p.enter()).toBeUndefined();
+    // Every 40 ms for 400 ms, a command waits 1 ms for the place.
+    for (let t = 0; t < 400; t += 40) {
+      const waiter = outcome(p.enter());
+      await vi.advanceTimersByTimeAsync(1);
+      p.leave();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(waiter.admitted).toBe(true);
+      await vi.advanceTimersByTimeAsync(39);
+    }
+    // A burst now still gets the normal bound: no one has waited long.
+    const burst = outcome(p.enter());
+    await vi.advanceTimersByTimeAsync(200);
+    expect(burst.refused).toBeUndefined();
+    p.leave();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(burst.admitted).toBe(true);
+  });
+
   it('refuses at once a command whose turn would come after its bound at the pace places are given back', async () => {
     const p = places(1, 100, 100);
     expect(p.enter()).toBeUndefined();
