@@ -258,10 +258,11 @@ const sampleEventLoopDelay = () => {
  * than a busy event loop accepts them; past the queue the kernel drops them without a word and each
  * client tries again 1, 3, 7 s later: answers seconds late that no bound here can see or refuse. At
  * twice the purchase maximum with the default bounds, the kernel counted 33,887 overflows of 511 over
- * one bench run's overload runs (accepted p99 15-16 s); of 4,096, none. What is left: connections wait in that queue, as
- * libuv accepts one connection per turn of the event loop (libuv 1.x since 2022, "don't accept() connections in
- * a loop"), and a loaded loop turns 12-80 times a second; at the defaults 3,800 waited at once for up
- * to 9 s while the server answered what it had accepted within 0.3 s (p99).
+ * one bench run's overload runs (accepted p99 15-16 s); of 4,096, none. What is left: connections
+ * wait in that queue, as libuv accepts one connection per turn of the event loop (its pull request
+ * 3696, "don't accept() connections in a loop", in the libuv 1.46 of Node 20.20), and a loaded loop
+ * turns 12-80 times a second; at the defaults 3,800 waited at once for up to 9 s while the server
+ * answered what it had accepted within 0.3 s (p99).
  */
 export const LISTEN_BACKLOG = 4_096;
 

@@ -85,9 +85,17 @@ export const openReplacing = async (path: string, what: string): Promise<Replaci
   const prefix = `.${basename(path)}.${hostname()}.`;
   await removeAbandoned(path, prefix);
   const partial = join(dirname(path), `${prefix}${process.pid}.partial`);
-  const stream = await open(partial, path, what);
   const removeAtExit = () => rmSync(partial, { force: true });
+  // Before the file is opened: it is on disk before its 'open' event has run, and a quit-now (a
+  // second Ctrl-C) in between left it behind (seen once in CI).
   process.once('exit', removeAtExit);
+  let stream: WriteStream;
+  try {
+    stream = await open(partial, path, what);
+  } catch (error) {
+    process.off('exit', removeAtExit);
+    throw error;
+  }
   const close = async () => {
     if (stream.closed) return;
     stream.end();

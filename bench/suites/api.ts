@@ -529,9 +529,10 @@ const OVERLOAD_TIMED_WAIT: Partial<BackPressureOptions> = { maxCommandsInFlight:
 const OVERLOAD_DEFAULTS: Partial<BackPressureOptions> = {};
 
 /**
- * Connections the kernel dropped because a listening socket's queue of connections not yet accepted was
- * full, machine-wide (TcpExt ListenOverflows in /proc/net/netstat; undefined where there is none). A
- * dropped connection is retried by the client 1, 3, 7 s later: latencies no server-side bound sees.
+ * Connection attempts the kernel dropped because a listening socket's queue of connections not yet
+ * accepted was full, machine-wide (TcpExt ListenOverflows in /proc/net/netstat, each retry counted
+ * again; undefined where there is none). A dropped attempt is retried by the client 1, 3, 7 s later:
+ * latencies no server-side bound sees.
  */
 const listenOverflows = (): number | undefined => {
   try {
