@@ -123,9 +123,11 @@ export function createCommandPlaces(
 
   const describe = (why: string) => `${inFlight} commands in flight${queue.size > 0 ? `, ${queue.size} waiting` : ''}; ${why}`;
   const refuse = (why: string) => new NoPlace(describe(why));
+  /** The current stretch of waiting has lasted past maxCommandWaitMs. */
+  const longStretch = (at: number) => at - stretchFrom > maxCommandWaitMs;
   const inOverloadGap = (at: number) => overloadedWhenEmptied && at - emptiedAt < overloadEndsAfterMs;
   /** Someone has waited without a break for longer than maxCommandWaitMs, or did until a moment ago. */
-  const overloaded = (at: number) => (queue.size > 0 ? at - stretchFrom > maxCommandWaitMs : inOverloadGap(at));
+  const overloaded = (at: number) => (queue.size > 0 ? longStretch(at) : inOverloadGap(at));
   const bound = (at: number) => (overloaded(at) ? overloadedMs : maxCommandWaitMs);
   const free = () => places <= 0 || (inFlight < places && queue.size === 0);
   const noTurn = (limit: number) => `no turn within ${limit} ms`;
@@ -134,7 +136,7 @@ export function createCommandPlaces(
     clearTimeout(waiter.timer);
     queue.delete(turn);
     if (queue.size === 0) {
-      overloadedWhenEmptied = at - stretchFrom > maxCommandWaitMs;
+      overloadedWhenEmptied = longStretch(at);
       emptiedAt = at;
     }
   };
