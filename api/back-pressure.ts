@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import type { FastifyInstance, FastifyRequest, FastifyServerFactory, FastifyServerOptions } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerFactory, FastifyServerOptions } from 'fastify';
 import { PROBLEM_CONTENT_TYPE, problemBody, ProblemError } from './problems.ts';
 
 /**
@@ -366,20 +366,24 @@ export function createBackPressure(
        * no finish, no error), so such commands kept their places for good and, once all were kept,
        * every command was refused. The close alone never comes for a pipelined response queued behind
        * one whose connection died (Fastify reports that request aborted instead). A command whose
-       * client left gives its place back while its handler may still run (its result then goes
-       * nowhere): bounded by the request timeout and the statement timeouts, as after a timeout's 503.
+       * client left while its handler runs keeps its place until the handler returns: the work goes on
+       * (the database's, above all), and a place given back at once let one more command in per client
+       * gone, past the bound.
        */
       interface Holder {
         turn?: Promise<void>;
         heldSince?: number;
         /** The exchange is over, or the command was refused: its place (or its wait) is settled. */
         settled: boolean;
+        /** Its route's handler is running: a place whose exchange ends meanwhile goes back when the handler returns. */
+        handling: boolean;
       }
       const holders = new WeakMap<FastifyRequest, Holder>();
       const ended = (request: FastifyRequest): void => {
         const holder = holders.get(request);
         if (!holder || holder.settled) return;
         holder.settled = true;
+        if (holder.handling) return;
         if (holder.heldSince !== undefined) places.leave(performance.now() - holder.heldSince);
         else if (holder.turn) places.withdraw(holder.turn);
       };
@@ -395,7 +399,7 @@ export function createBackPressure(
         } catch (error) {
           throw asRefusal(error);
         }
-        const holder: Holder = { turn, heldSince: turn ? undefined : performance.now(), settled: false };
+        const holder: Holder = { turn, heldSince: turn ? undefined : performance.now(), settled: false, handling: false };
         holders.set(request, holder);
         reply.raw.once('close', () => ended(request));
         if (!turn) return;
@@ -415,6 +419,23 @@ export function createBackPressure(
       });
       app.addHook('onResponse', async (request) => ended(request));
       app.addHook('onRequestAbort', async (request) => ended(request));
+      // Every command route's handler (registered after this) tells when it runs and when it has returned.
+      app.addHook('onRoute', (route) => {
+        if (![route.method].flat().some(isCommand)) return;
+        const handler = route.handler;
+        route.handler = async function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+          const holder = holders.get(request);
+          // One whose exchange is over already gave its place back (its client left before it started).
+          if (!holder || holder.settled) return handler.call(this, request, reply);
+          holder.handling = true;
+          try {
+            return await handler.call(this, request, reply);
+          } finally {
+            holder.handling = false;
+            if (holder.settled && holder.heldSince !== undefined) places.leave(performance.now() - holder.heldSince);
+          }
+        };
+      });
     },
   };
 }

@@ -229,6 +229,42 @@ describe('back-pressure on commands', () => {
     expect(stored.some((e) => (e.data as { orderId?: string }).orderId === waitingOrder)).toBe(false);
   });
 
+  it('keeps the place of a command whose client left while it runs until it ends, then gives it back', async () => {
+    const { app, database, hold } = await narrowApp({ maxCommandsInFlight: 1, maxCommandWaitMs: 150, overloadedCommandWaitMs: 150 });
+    const url = new URL(await app.listen({ host: '127.0.0.1', port: 0 }));
+    // One command first: its key is then known without the database, so the next one waits in its handler.
+    expect((await purchase(app)).statusCode).toBe(200);
+    const release = await hold();
+    const leftOrder = randomUUID();
+    const body = JSON.stringify({ orderId: leftOrder, amount: 5, currency: 'EUR' });
+    const left = http.request({
+      host: url.hostname,
+      port: url.port,
+      method: 'POST',
+      path: `/customers/${customerId}/purchases`,
+      headers: { ...h.auth('sales'), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    });
+    left.on('error', () => undefined);
+    left.end(body);
+    // Its handler runs (it waits for the pool's only connection); then its client leaves.
+    await until(() => (database.waiting?.() ?? 0) >= 1, 'the command to wait for a connection');
+    left.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Its handler still holds work the database will do: the one place is not free for another command.
+    expectBusy(await purchase(app), /1 commands in flight; no turn within 150 ms/);
+    await release();
+    // Once it has ended (its purchase is stored), its place is back.
+    const stored = async () => (await h.store.readStream(`customer-${customerId}`)).some((e) => (e.data as { orderId?: string }).orderId === leftOrder);
+    for (let i = 0; i < 500 && !(await stored()); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(await stored()).toBe(true);
+    let next = await purchase(app);
+    for (let attempt = 0; attempt < 20 && next.statusCode !== 200; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      next = await purchase(app);
+    }
+    expect(next.statusCode).toBe(200);
+  });
+
   it('refuses a command whose wait for a place passes its bound, while the one in flight completes', async () => {
     const { app, database, hold } = await narrowApp({ maxCommandsInFlight: 1, maxCommandWaitMs: 150, overloadedCommandWaitMs: 150 });
     const release = await hold();
