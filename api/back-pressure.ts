@@ -365,10 +365,12 @@ export function createBackPressure(
        * whole (the request was read, not aborted, and the late response goes to a destroyed socket:
        * no finish, no error), so such commands kept their places for good and, once all were kept,
        * every command was refused. The close alone never comes for a pipelined response queued behind
-       * one whose connection died (Fastify reports that request aborted instead). A command whose
-       * client left while its handler runs keeps its place until the handler returns: the work goes on
-       * (the database's, above all), and a place given back at once let one more command in per client
-       * gone, past the bound.
+       * one whose connection died (Fastify reports that request aborted instead). A place whose
+       * exchange ends while its handler runs (its client left, the request timeout answered 503, the
+       * server cut connections as it closed) goes back when the handler returns: the work goes on (the
+       * database's, above all), and a place given back at once let one more command in per exchange cut
+       * short, past the bound. The handler's own bounds end it: the pool's wait for a connection and
+       * the statement timeouts (the long-work ones for fitting models and reading an upload).
        */
       interface Holder {
         turn?: Promise<void>;
@@ -419,21 +421,32 @@ export function createBackPressure(
       });
       app.addHook('onResponse', async (request) => ended(request));
       app.addHook('onRequestAbort', async (request) => ended(request));
-      // Every command route's handler (registered after this) tells when it runs and when it has returned.
+      // Every command route's handler (registered after this) tells when it runs and when it has
+      // returned: an async handler when its promise settles, any other when its call returns.
       app.addHook('onRoute', (route) => {
         if (![route.method].flat().some(isCommand)) return;
         const handler = route.handler;
-        route.handler = async function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+        route.handler = function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): unknown {
           const holder = holders.get(request);
           // One whose exchange is over already gave its place back (its client left before it started).
           if (!holder || holder.settled) return handler.call(this, request, reply);
           holder.handling = true;
-          try {
-            return await handler.call(this, request, reply);
-          } finally {
+          const returned = (): void => {
             holder.handling = false;
             if (holder.settled && holder.heldSince !== undefined) places.leave(performance.now() - holder.heldSince);
+          };
+          let result: unknown;
+          try {
+            result = handler.call(this, request, reply);
+          } catch (error) {
+            returned();
+            throw error;
           }
+          if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') {
+            returned();
+            return result;
+          }
+          return Promise.resolve(result).finally(returned);
         };
       });
     },
