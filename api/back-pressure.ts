@@ -381,13 +381,16 @@ export function createBackPressure(
         handling: boolean;
       }
       const holders = new WeakMap<FastifyRequest, Holder>();
+      /** A settled holder's place back, or its wait withdrawn. */
+      const giveBack = (holder: Holder): void => {
+        if (holder.heldSince !== undefined) places.leave(performance.now() - holder.heldSince);
+        else if (holder.turn) places.withdraw(holder.turn);
+      };
       const ended = (request: FastifyRequest): void => {
         const holder = holders.get(request);
         if (!holder || holder.settled) return;
         holder.settled = true;
-        if (holder.handling) return;
-        if (holder.heldSince !== undefined) places.leave(performance.now() - holder.heldSince);
-        else if (holder.turn) places.withdraw(holder.turn);
+        if (!holder.handling) giveBack(holder);
       };
       const asRefusal = (error: unknown): unknown => (error instanceof NoPlace ? refuse(error.message) : error);
       // Checked again here: requests injected without the server (tests), and what changed since.
@@ -433,7 +436,7 @@ export function createBackPressure(
           holder.handling = true;
           const returned = (): void => {
             holder.handling = false;
-            if (holder.settled && holder.heldSince !== undefined) places.leave(performance.now() - holder.heldSince);
+            if (holder.settled) giveBack(holder);
           };
           let result: unknown;
           try {

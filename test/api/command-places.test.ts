@@ -14,6 +14,19 @@ const outcome = (turn: Promise<void> | undefined) => {
   return seen;
 };
 
+/**
+ * With its one place taken, a newcomer waits 200 ms (past a 50 ms overloaded wait, within a 300 ms
+ * normal one) unrefused, and is admitted once the place is given back.
+ */
+const expectNormalBound = async (p: ReturnType<typeof places>) => {
+  const newcomer = outcome(p.enter());
+  await vi.advanceTimersByTimeAsync(200);
+  expect(newcomer.refused).toBeUndefined();
+  p.leave();
+  await vi.advanceTimersByTimeAsync(0);
+  expect(newcomer.admitted).toBe(true);
+};
+
 beforeEach(() => {
   vi.useFakeTimers();
 });
@@ -121,12 +134,7 @@ describe('command places', () => {
     expect(d.refused).toMatch(/no turn within 50 ms/);
     // 100 ms with no one waiting: the overload is over, a newcomer gets the normal bound.
     await vi.advanceTimersByTimeAsync(100);
-    const f = outcome(p.enter());
-    await vi.advanceTimersByTimeAsync(200);
-    expect(f.refused).toBeUndefined();
-    p.leave();
-    await vi.advanceTimersByTimeAsync(0);
-    expect(f.admitted).toBe(true);
+    await expectNormalBound(p);
   });
 
   it('does not take a line that is often briefly in use for an overload', async () => {
@@ -142,12 +150,7 @@ describe('command places', () => {
       await vi.advanceTimersByTimeAsync(39);
     }
     // A burst now still gets the normal bound: no one has waited long.
-    const burst = outcome(p.enter());
-    await vi.advanceTimersByTimeAsync(200);
-    expect(burst.refused).toBeUndefined();
-    p.leave();
-    await vi.advanceTimersByTimeAsync(0);
-    expect(burst.admitted).toBe(true);
+    await expectNormalBound(p);
   });
 
   it('refuses at once a command whose turn would come after its bound at the pace places are given back', async () => {
