@@ -64,6 +64,9 @@ const hashesAsSpelt = (type: CommandType, payload: Record<string, unknown>, fiel
   return spelt ? [meaningHash({ type, ...spelt }), commandHash({ type, ...spelt })] : [];
 };
 
+/** Times of a payload that tell when something happened, so not later than now (beyond the clock skew). */
+const HAPPENED_FIELDS = ['occurredAt', 'stageEnteredAt'] as const;
+
 /** Validates the payload (throws ZodError naming the field) and builds the metadata and ids. */
 export const prepareCommand = (input: { type: string; [field: string]: unknown }, ctx: CommandContext, now: Date): PreparedCommand => {
   const { type, ...fields } = input;
@@ -72,8 +75,11 @@ export const prepareCommand = (input: { type: string; [field: string]: unknown }
   const target = commandTargets[type];
   const key = ctx.idempotencyKey;
   // A command may carry its own business time (imports of past history); else the context's.
-  if (typeof payload.occurredAt === 'string' && isBeyondNow(Date.parse(payload.occurredAt), now.getTime()))
-    throw invalid('occurredAt', `must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`, payload.occurredAt);
+  for (const field of HAPPENED_FIELDS) {
+    const at = payload[field];
+    if (typeof at === 'string' && isBeyondNow(Date.parse(at), now.getTime()))
+      throw invalid(field, `must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`, at);
+  }
   const occurredAt = (payload.occurredAt as string | undefined) ?? ctx.occurredAt ?? now.toISOString();
   const metadata = StoredMetadataSchema.parse({
     actor: ctx.actor,

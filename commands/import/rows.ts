@@ -369,22 +369,24 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const probability = numberOf(row, 'probability_override' in row ? 'probability_override' : 'probability');
   const status = dealStatus(row);
   const stage = text(row, 'stage');
-  const open = withTime(
-    'OpenDeal',
-    {
-      ...(dealId ? { dealId } : {}),
-      customerId,
-      title: text(row, 'title'),
-      amount: numberOf(row, 'amount'),
-      currency: currencyOf(row),
-      ownerId: dealOwnerOf(row, options),
-      expectedCloseDate: text(row, 'expected_close_date'),
-      ...(stage && stage.toLowerCase() !== status ? { stage } : {}),
-      ...(probability !== undefined ? { probabilityOverride: probability } : {}),
-    },
-    timeOf(row, 'opened_at', 'created_at'),
-    keyOf('deals', natural),
-  );
+  const openedAt = timeOf(row, 'opened_at', 'created_at');
+  const fields = {
+    ...(dealId ? { dealId } : {}),
+    customerId,
+    title: text(row, 'title'),
+    amount: numberOf(row, 'amount'),
+    currency: currencyOf(row),
+    ownerId: dealOwnerOf(row, options),
+    expectedCloseDate: text(row, 'expected_close_date'),
+    ...(stage && stage.toLowerCase() !== status ? { stage } : {}),
+    ...(probability !== undefined ? { probabilityOverride: probability } : {}),
+  };
+  // An open deal's time in its stage, as an export writes it (a closed deal's is its closing).
+  const stageEnteredAt = status === undefined || status === 'open' ? timeOf(row, 'stage_entered_at') : undefined;
+  const laterStageEntry = stageEnteredAt !== undefined && stageEnteredAt !== openedAt ? { stageEnteredAt } : {};
+  const open = withTime('OpenDeal', { ...fields, ...laterStageEntry }, openedAt, keyOf('deals', natural));
+  // Rows imported before the stage's time was read: the same deal (their file, or its export, again).
+  if ('stageEnteredAt' in laterStageEntry) open.formerly = withTime('OpenDeal', fields, openedAt, open.key).command;
   if (status === undefined || status === 'open') return [open];
   // The outcome addresses the deal the first command creates (its id derives from that key when the file gives none).
   const closedAt = timeOf(row, 'closed_at');
@@ -641,7 +643,7 @@ export const importColumns: Record<ImportKind, string> = {
   purchases: 'order_id, amount, currency (default EUR), occurred_at, customer_id or customer_email',
   refunds: 'order_id, amount, currency, reason, refund_id (optional), occurred_at, customer_id or customer_email',
   deals:
-    'title, amount, currency, owner_id (required, or the default owner), expected_close_date, stage, probability, probability_override (read instead of probability when the file has it, as an export does), opened_at, status (open|won|lost), closed_at, won_reason, lost_reason, deal_id (optional), customer_id or customer_email',
+    'title, amount, currency, owner_id (required, or the default owner), expected_close_date, stage, probability, probability_override (read instead of probability when the file has it, as an export does), opened_at, stage_entered_at (of an open deal: when it entered its stage; default opened_at), status (open|won|lost), closed_at, won_reason, lost_reason, deal_id (optional), customer_id or customer_email',
   campaigns:
     'name, channel, budget, currency, starts_at, ends_at, status (draft|scheduled|active|paused|completed|cancelled, default active), created_at, launched_at, paused_at, completed_at, cancelled_at, target_segment (a JSON object), campaign_id (optional)',
   responses: 'campaign_id, response (sent|opened|clicked|converted|unsubscribed), revenue, currency, occurred_at, customer_id or customer_email',

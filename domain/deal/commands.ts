@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDate, PersonRef, SafeText, DisplayText, withBusinessTime } from '../shared.ts';
+import { BusinessTime, Id, IsoDate, PersonRef, SafeText, DisplayText, withBusinessTime } from '../shared.ts';
 import { OpenDealStage, Probability } from './events.ts';
 
 export const OpenDealPayload = z
@@ -17,6 +17,11 @@ export const OpenDealPayload = z
     stage: OpenDealStage.optional(),
     /** Overrides the stage's default win probability. */
     probabilityOverride: Probability.nullable().optional(),
+    /**
+     * When the deal entered `stage`, if after its opening (`occurredAt`): a deal moved from another
+     * system keeps its days in stage. Not before the opening, not in the future.
+     */
+    stageEnteredAt: BusinessTime.optional(),
   })
   .strict();
 

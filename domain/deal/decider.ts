@@ -1,6 +1,7 @@
 import { assertCustomerUsable } from '../customer/decider.ts';
 import type { Decider } from '../decider.ts';
-import { invalidState, notFound } from '../errors.ts';
+import { invalidState, notFound, ruleViolated } from '../errors.ts';
+import { inUtc, isBefore } from '../time.ts';
 import { toMinor } from '../money.ts';
 import type { DealCommand } from './commands.ts';
 import type { DealEvent, DealStage, OpenDealStage } from './events.ts';
@@ -108,6 +109,18 @@ export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] 
     case 'OpenDeal': {
       if (state.exists) throw invalidState('deal.already_opened', `Deal ${dealId} already exists`, 'dealId');
       assertCustomerUsable(command.customer, command.customerId, { requireActive: true });
+      const { stageEnteredAt } = command;
+      if (stageEnteredAt !== undefined && isBefore(stageEnteredAt, command.occurredAt))
+        throw ruleViolated(
+          'deal.stage_entered_before_opening',
+          `stageEnteredAt ${stageEnteredAt} is before the opening (${command.occurredAt})`,
+          'stageEnteredAt',
+          {
+            openedAt: command.occurredAt,
+          },
+        );
+      // The same instant as the opening says nothing the opening does not: not stored.
+      const laterStageEntry = stageEnteredAt !== undefined && isBefore(command.occurredAt, stageEnteredAt) ? { stageEnteredAt: inUtc(stageEnteredAt) } : {};
       return [
         {
           type: 'DealOpened',
@@ -121,6 +134,7 @@ export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] 
             expectedCloseDate: command.expectedCloseDate,
             stage: command.stage ?? 'lead',
             probabilityOverride: command.probabilityOverride ?? null,
+            ...laterStageEntry,
           },
         },
       ];

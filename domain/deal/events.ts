@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Amount, Currency, toFourDecimals } from '../money.ts';
-import { Id, IsoDate, SafeText, ShortText } from '../shared.ts';
+import { Id, IsoDate, IsoDateTime, SafeText, ShortText } from '../shared.ts';
 
 export const DealStreamPrefix = 'deal-';
 
@@ -26,6 +26,11 @@ export const DealOpened = z.object({
   stage: OpenDealStage,
   /** Overrides the stage's default win probability when not null. */
   probabilityOverride: Probability.nullable(),
+  /**
+   * When the deal entered `stage`, in UTC, where that was after its opening: a deal brought from
+   * another system whose earlier stages that system kept. Absent: it entered its stage when opened.
+   */
+  stageEnteredAt: IsoDateTime.optional(),
 });
 /** Renamed (a typo, a clearer name): allowed at any stage, it changes nothing commercial. */
 export const DealTitleChanged = z.object({ dealId: Id, title: ShortText });

@@ -83,7 +83,7 @@ export function evolveDeal(state: DealRow | undefined, e: ProjectedEvent): DealR
       probability_override: probabilityText(d.probabilityOverride),
       weighted_amount: '0.0000',
       expected_close_date: d.expectedCloseDate,
-      stage_entered_at: at,
+      stage_entered_at: d.stageEnteredAt ?? at,
       opened_at: at,
       closed_at: null,
       won_reason: null,

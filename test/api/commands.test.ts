@@ -250,6 +250,33 @@ describe('deal commands', () => {
       400,
     );
   });
+
+  it('opens a deal in a stage it entered after its opening, and refuses one entered before it or in the future', async () => {
+    const customer = await register();
+    const deal = {
+      customerId: customer.id,
+      title: 'Brought over',
+      amount: 10,
+      currency: 'EUR',
+      ownerId: 'o',
+      expectedCloseDate: '2027-01-31',
+      stage: 'proposal',
+    };
+    const opened = accepted(
+      await send('sales', 'POST', '/deals', { ...deal, occurredAt: '2026-01-05T09:00:00Z', stageEnteredAt: '2026-02-10T12:00:00+02:00' }),
+      201,
+    );
+    const view = json(await h.app.inject({ method: 'GET', url: `/deals/${opened.id}?waitFor=${opened.position}`, headers: h.auth('sales') }));
+    expect(view).toMatchObject({ stage: 'proposal', openedAt: '2026-01-05T09:00:00.000Z', stageEnteredAt: '2026-02-10T10:00:00.000Z' });
+    const before = expectProblem(
+      await send('sales', 'POST', '/deals', { ...deal, occurredAt: '2026-01-05T09:00:00Z', stageEnteredAt: '2026-01-05T08:59:59Z' }),
+      422,
+      'rule-violated',
+    );
+    expect(before.errors?.[0]?.field).toBe('stageEnteredAt');
+    const future = expectProblem(await send('sales', 'POST', '/deals', { ...deal, stageEnteredAt: new Date(Date.now() + 86_400_000).toISOString() }), 400);
+    expect(future.errors?.[0]?.field).toBe('stageEnteredAt');
+  });
 });
 
 describe('campaign commands', () => {

@@ -79,11 +79,12 @@ describe('crm export', () => {
           'Ida,ida@history.example,,,inactive,1997-06-07 08:00,1999-02-03',
         ]),
         deals: write('h-deals.csv', [
-          'deal_id,customer_email,title,amount,owner_id,expected_close_date,stage,probability,status,opened_at,closed_at,won_reason,lost_reason',
-          '6f1d0c0e-0000-4000-8000-000000000001,ada@history.example,Won,100,sam,1998-06-30,,,won,1998-01-05,1998-02-01,Best offer,',
-          '6f1d0c0e-0000-4000-8000-000000000002,ada@history.example,Lost,200,sam,1998-06-30,,,lost,1998-01-06,1998-03-01,,price',
-          '6f1d0c0e-0000-4000-8000-000000000003,ada@history.example,Open,300,sue,1998-06-30,proposal,0.35,open,1998-01-07,,,',
-          '6f1d0c0e-0000-4000-8000-000000000004,ada@history.example,Won quietly,50,sue,1998-06-30,,,won,1998-01-08T09:00:00-05:00,1998-02-02,,',
+          'deal_id,customer_email,title,amount,owner_id,expected_close_date,stage,probability,status,opened_at,closed_at,won_reason,lost_reason,stage_entered_at',
+          '6f1d0c0e-0000-4000-8000-000000000001,ada@history.example,Won,100,sam,1998-06-30,,,won,1998-01-05,1998-02-01,Best offer,,',
+          '6f1d0c0e-0000-4000-8000-000000000002,ada@history.example,Lost,200,sam,1998-06-30,,,lost,1998-01-06,1998-03-01,,price,',
+          // In its stage since weeks after it was opened: its days in stage come over with it.
+          '6f1d0c0e-0000-4000-8000-000000000003,ada@history.example,Open,300,sue,1998-06-30,proposal,0.35,open,1998-01-07,,,,1998-02-15T09:30:00Z',
+          '6f1d0c0e-0000-4000-8000-000000000004,ada@history.example,Won quietly,50,sue,1998-06-30,,,won,1998-01-08T09:00:00-05:00,1998-02-02,,,',
         ]),
         feedback: write('h-feedback.csv', [
           'feedback_id,customer_email,kind,subject,body,priority,submitted_at,assignee_id,first_responded_at,resolved_at,closed_at,csat,rated_at,first_response_due_at,resolution_due_at,first_response,resolution,rating_comment',
@@ -236,7 +237,20 @@ describe('crm export', () => {
         ],
         responses: ['campaignId', 'customerId', 'response', 'revenue', 'currency', 'occurredAt'],
         costs: ['campaignId', 'costId', 'amount', 'currency', 'description', 'occurredAt'],
-        deals: ['id', 'stage', 'status', 'amount', 'ownerId', 'probability', 'probabilityOverride', 'openedAt', 'closedAt', 'wonReason', 'lostReason'],
+        deals: [
+          'id',
+          'stage',
+          'status',
+          'amount',
+          'ownerId',
+          'probability',
+          'probabilityOverride',
+          'openedAt',
+          'closedAt',
+          'wonReason',
+          'lostReason',
+          'stageEnteredAt',
+        ],
         feedback: [
           'id',
           'body',
@@ -266,6 +280,10 @@ describe('crm export', () => {
         expect(before.length).toBeGreaterThan(1);
         expect({ kind, records: await view(to) }).toEqual({ kind, records: before });
       }
+      expect(records(await exported(to, 'deals')).find((r) => r.title === 'Open')).toMatchObject({
+        stageEnteredAt: '1998-02-15T09:30:00.000Z',
+        openedAt: '1998-01-07T00:00:00.000Z',
+      });
       // The deadlines a file gave (an escalated item's) are the item's, not its priority's.
       expect(records(await exported(to, 'feedback')).find((r) => r.subject === 'Broken')).toMatchObject({
         firstResponseDueAt: '1998-06-01T09:00:00.000Z',

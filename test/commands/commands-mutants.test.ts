@@ -75,6 +75,12 @@ describe('command preparation', () => {
       prepareCommand({ type: 'RecordPurchase', customerId, orderId: 'o', amount: 1, currency: 'EUR', occurredAt: at(BUSINESS_TIME_SKEW_MS + 1) }, ctx(), NOW),
     ).toThrow(`must not be more than ${BUSINESS_TIME_SKEW_MS / 60_000} minutes in the future`);
     expect(BUSINESS_TIME_SKEW_MS / 60_000).toBe(5);
+    // The time a deal entered its stage tells when something happened too.
+    const deal = { type: 'OpenDeal', customerId, title: 'Fleet', amount: 1, currency: 'EUR', ownerId: 'ann', expectedCloseDate: '2026-06-30' };
+    expect(prepareCommand({ ...deal, stageEnteredAt: at(BUSINESS_TIME_SKEW_MS) }, ctx(), NOW).command.stageEnteredAt).toBe(at(BUSINESS_TIME_SKEW_MS));
+    expect(() => prepareCommand({ ...deal, stageEnteredAt: at(BUSINESS_TIME_SKEW_MS + 1) }, ctx(), NOW)).toThrow(
+      expect.objectContaining({ issues: [expect.objectContaining({ path: ['stageEnteredAt'] })] }),
+    );
     expect(prepareCommand({ type: 'TagCustomer', customerId, tag: 'vip' }, ctx({ occurredAt: '2020-01-01T00:00:00.000Z' }), NOW).metadata.occurredAt).toBe(
       '2020-01-01T00:00:00.000Z',
     );

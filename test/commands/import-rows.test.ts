@@ -686,6 +686,23 @@ describe('deal rows', () => {
     expect(rejection('deals', { ...exported, stage: 'won', status: 'lost' })).toBe('stage: "won" but status "lost"');
   });
 
+  it("reads an open deal's time in its stage, and keeps the same row without it as the deal imported before", () => {
+    const exported = { ...base, deal_id: 'D-1', stage: 'proposal', status: 'open', opened_at: '1997-03-01', stage_entered_at: '1997-04-15T10:00:00Z' };
+    const [open] = rowCommands.deals(exported);
+    expect(open!.command).toMatchObject({ stage: 'proposal', occurredAt: '1997-03-01T00:00:00.000Z', stageEnteredAt: '1997-04-15T10:00:00Z' });
+    // The same deal as the row read before this column was: its file, or its export, imported again adds nothing.
+    const { stageEnteredAt: _, ...before } = open!.command;
+    expect(open!.formerly).toStrictEqual(before);
+    // A stage entered at the opening is the opening: nothing to add, and no former spelling.
+    const [atOpening] = rowCommands.deals({ ...exported, stage_entered_at: '1997-03-01' });
+    expect(atOpening!.command).not.toHaveProperty('stageEnteredAt');
+    expect(atOpening).not.toHaveProperty('formerly');
+    // A closed deal entered its stage when it closed: the closing command's time says so.
+    const [wonOpen] = rowCommands.deals({ ...exported, stage: 'won', status: 'won', closed_at: '1997-05-01', stage_entered_at: '1997-05-01' });
+    expect(wonOpen!.command).not.toHaveProperty('stageEnteredAt');
+    expect(rejection('deals', { ...exported, stage_entered_at: 'soon' })).toMatch(/^stage_entered_at: "soon"/);
+  });
+
   it('refuses a status it does not know, naming the column', () => {
     expect(rejection('deals', { ...base, status: 'Pending' })).toBe('status: expected open, won or lost, got "pending"');
   });

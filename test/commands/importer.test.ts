@@ -183,6 +183,38 @@ describe('import: rows, batches and counts', () => {
     expect(deal.map((e) => e.type)).toEqual(['DealOpened', 'DealWon']);
   });
 
+  it("keeps an open deal's time in its stage, refuses one before the opening naming the column, and knows the deal imported without it", async () => {
+    const [c0] = await customers(1);
+    const [kept, before, earlier] = [randomUUID(), randomUUID(), randomUUID()];
+    const header = 'deal_id,customer_email,title,amount,owner_id,expected_close_date,stage,opened_at,stage_entered_at';
+    const batch = () => createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
+    // Imported by a version that did not read the column: the same rows come back present.
+    const first = await importing(
+      batch(),
+      csv([
+        'deal_id,customer_email,title,amount,owner_id,expected_close_date,stage,opened_at',
+        `${earlier},${c0},Pilot,300,sam,2027-07-31,qualified,2024-02-01`,
+      ]),
+    );
+    expect(first.outcome).toMatchObject({ imported: 1 });
+    const { outcome, rejected } = await importing(
+      batch(),
+      csv([
+        header,
+        `${kept},${c0},Fleet,1200,sam,2027-09-30,proposal,2024-03-01,2024-05-20T08:00:00+02:00`,
+        `${before},${c0},Vans,900,sam,2027-09-30,proposal,2024-03-01,2024-02-28`,
+        `${earlier},${c0},Pilot,300,sam,2027-07-31,qualified,2024-02-01,2024-04-01`,
+      ]),
+    );
+    expect(outcome).toMatchObject({ imported: 2, alreadyPresent: 1, rejected: 1 });
+    expect(rejected).toEqual([{ line: 3, reason: expect.stringMatching(/^stage_entered_at: stageEnteredAt 2024-02-28T00:00:00.000Z is before the opening/) }]);
+    const [opened] = await store.readStream(`deal-${kept}`);
+    expect(opened!.data).toMatchObject({ stage: 'proposal', stageEnteredAt: '2024-05-20T06:00:00.000Z' });
+    expect(opened!.metadata).toMatchObject({ occurredAt: '2024-03-01T00:00:00.000Z' });
+    expect(await store.readStream(`deal-${before}`)).toEqual([]);
+    expect((await store.readStream(`deal-${earlier}`)).map((e) => e.data)).toEqual([expect.not.objectContaining({ stageEnteredAt: expect.anything() })]);
+  });
+
   it('stores none of a row whose later command a schema refuses: a lost deal does not come in open', async () => {
     const [c0] = await customers(1);
     const dealId = randomUUID();

@@ -69,6 +69,26 @@ describe('deal: open', () => {
       .when(openCmd({ ...activeCustomer, forgotten: true }))
       .thenRefused('customer.forgotten', 'customerId');
   });
+  it('keeps the time a deal entered its stage when that was after its opening, in UTC', () => {
+    const event = opened('proposal');
+    spec
+      .given([])
+      .when(openCmd(activeCustomer, { stage: 'proposal', stageEnteredAt: '2026-03-04T10:30:00+01:00' }))
+      .then([{ ...event, data: { ...event.data, stageEnteredAt: '2026-03-04T09:30:00.000Z' } } as DealEvent]);
+  });
+  it('stores no stage time that is the opening itself', () => {
+    spec
+      .given([])
+      .when(openCmd(activeCustomer, { stage: 'proposal', stageEnteredAt: '2026-03-01T10:00:00+01:00' }))
+      .then([opened('proposal')]);
+  });
+  it('refuses a stage entered before the deal was opened', () => {
+    const refused = spec
+      .given([])
+      .when(openCmd(activeCustomer, { stage: 'proposal', stageEnteredAt: '2026-03-01T08:59:59.999Z' }))
+      .thenRefused('deal.stage_entered_before_opening', 'stageEnteredAt');
+    expect(refused.details).toMatchObject({ openedAt: at });
+  });
   it('refuses opening the same deal twice', () => {
     spec.given([opened()]).when(openCmd()).thenRefused('deal.already_opened', 'dealId');
   });

@@ -68,6 +68,18 @@ describe('the deal fold', () => {
       .thenNothing();
   });
 
+  it('takes the stage time of a deal opened in a stage it entered later (a deal brought from another system)', () => {
+    const broughtOver = { ...opened, event: { ...opened.event, data: { ...opened.event.data, stageEnteredAt: at(5) } } } as typeof opened;
+    deal
+      .given([])
+      .when(broughtOver)
+      .then({ stage_entered_at: at(5), opened_at: at(1), last_event_at: at(1) });
+    deal
+      .given([broughtOver])
+      .when(toStage('lead', 'qualified', 9))
+      .then({ stage_entered_at: at(9), opened_at: at(1) });
+  });
+
   it('moves the probability and the weighted amount with the stage, and the stage time with it', () => {
     const qualified = toStage('lead', 'qualified', 3);
     deal
