@@ -114,6 +114,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /deals/:id/activities', access: ALL, summary: "a deal's activities (body masked for analysts)" },
   { route: 'GET /activities', access: ALL, summary: 'activities by assignee; ?assigneeId=me&open=true: my open tasks, overdue first' },
   { route: 'GET /activities/:id', access: ALL, summary: 'one activity (also ?asOf=)' },
+  { route: 'GET /activities/export', access: ALL, summary: 'every activity as CSV or NDJSON (body masked for analysts)' },
   // Exchange rates to the base currency: every figure in the base currency depends on them, so only admins set them.
   { route: 'POST /exchange-rates', access: ['admin'], summary: 'set or correct the rate of a currency from a business time' },
   { route: 'GET /exchange-rates', access: ALL, summary: 'the rates valid at ?at=, or every rate and correction of ?currency=' },

@@ -9,17 +9,18 @@ import type { AuditServices } from '../../audit/index.ts';
 import type { RouteContext } from '../route-context.ts';
 import type { Page, ReadModelQueries, ReadRecord, ReadScope } from '../deps.ts';
 import { scopeOf } from '../auth/viewer.ts';
-import { CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
+import { ACTIVITY_PERSONAL_FIELDS, CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { acceptedFormat, varyByAccept } from '../http.ts';
 import { problemResponses } from '../problems.ts';
 import { refusePersonalFilters } from '../query-route.ts';
+import { ActivityListFilters } from './activities.ts';
 import { CampaignListFilters } from './campaigns.ts';
 import { CUSTOMER_PERSONAL_SORTS, CustomerListFilters } from './customers.ts';
 import { DealListFilters } from './deals.ts';
 import { FeedbackListFilters } from './feedback.ts';
 
 /**
- * `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`,
+ * `GET /customers/export`, `/deals/export`, `/feedback/export`, `/activities/export`, `/purchases/export`, `/refunds/export`,
  * `/campaigns/export`, `/responses/export`, `/costs/export`, `/exchange-rates/export`: the whole list (with the list's filters) as CSV or NDJSON,
  * streamed page by page, personal fields masked as the caller's list is.
  */
@@ -149,6 +150,24 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
           });
         });
         return { ...page, items };
+      },
+  },
+  // Notes, calls, meetings and tasks, logged on customers or their deals: what the list shows, the
+  // body masked for analysts as there.
+  activities: {
+    filters: { ...ActivityListFilters, assigneeId: z.uuid().toLowerCase().optional().describe("One user's activities") },
+    projection: 'activities',
+    personalFields: ACTIVITY_PERSONAL_FIELDS,
+    personalFilters: [],
+    list:
+      ({ queries }, scope) =>
+      (query) =>
+        queries.listActivities(query, scope),
+    complete:
+      ({ queries }) =>
+      async (listed) => {
+        const page = await withAccounts(queries, listed);
+        return { ...page, items: page.items.map((item) => inFileOrder('activities', item)) };
       },
   },
   purchases: orderHistory('Purchases', (queries, query, scope) => queries.listPurchases(query, scope)),

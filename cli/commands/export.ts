@@ -18,12 +18,13 @@ const drained = (out: NodeJS.WritableStream): Promise<void> =>
 
 export const exportCommand: CliCommand = {
   name: 'export',
-  summary: 'Write every customer, deal, feedback item, purchase, refund, campaign, campaign response, campaign cost or exchange rate in force as CSV or NDJSON',
+  summary:
+    'Write every customer, deal, feedback item, activity, purchase, refund, campaign, campaign response, campaign cost or exchange rate in force as CSV or NDJSON',
   usage: `export <${EXPORT_KINDS.join('|')}> [--format csv|ndjson] [--output <file>]`,
   details: `
 Reads the read models page by page (memory stays flat) and writes one line per record to stdout or
 --output: the same columns as GET /customers/export (and /deals/export, /feedback/export,
-/purchases/export, /refunds/export, /campaigns/export, /responses/export, /costs/export: files
+/activities/export, /purchases/export, /refunds/export, /campaigns/export, /responses/export, /costs/export: files
 \`crm import\` reads back; responses and costs are read from the events, the rest from the read
 models; /exchange-rates/export: the rates in force, a file \`crm import-rates\` reads back). An operator's export holds personal data unmasked: keep the file as carefully as the
 database.`,

@@ -29,7 +29,7 @@ const fields = (names: string): readonly string[] => names.trim().split(/\s+/);
 
 /** The fields of a listed record of each kind, in file order (test/api/exports.test.ts holds them to the lists). */
 export const EXPORT_COLUMNS: Record<
-  'customers' | 'deals' | 'feedback' | 'purchases' | 'refunds' | 'campaigns' | 'responses' | 'costs' | 'exchange-rates',
+  'customers' | 'deals' | 'feedback' | 'activities' | 'purchases' | 'refunds' | 'campaigns' | 'responses' | 'costs' | 'exchange-rates',
   readonly string[]
 > = {
   customers: fields(`
@@ -46,6 +46,11 @@ export const EXPORT_COLUMNS: Record<
     resolutionDueAt firstRespondedAt resolvedAt closedAt escalationCount reopenCount csat nps ratedAt
     updatedAt firstResponseSeconds resolutionSeconds firstResponseBreached resolutionBreached breached
     revision firstResponse resolution ratingComment mergedInto`),
+  // The columns an activities import reads (`id` as `activity_id`, a deal's activity by `dealId`), then
+  // what the list derives, and the primary of a merged duplicate's customer.
+  activities: fields(`
+    id customerId dealId kind subject body dueAt assigneeId occurredAt completedAt open overdue loggedBy
+    updatedAt revision mergedInto`),
   // The columns a purchases import reads (camel case reads as order_id, customer_id, ...), and the
   // primary of a merged duplicate's purchase.
   purchases: fields(`orderId customerId amount currency occurredAt mergedInto`),

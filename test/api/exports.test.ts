@@ -5,7 +5,7 @@ import { EXPORT_COLUMNS } from '../../projections/queries/export.ts';
 import { importEnded, projectionsSettled, startApi, type ApiHarness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
-/** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/purchases/export`, `/refunds/export`, `/campaigns/export`, `/responses/export`, `/costs/export` on the real API over PostgreSQL. */
+/** `GET /customers/export`, `/deals/export`, `/feedback/export`, `/activities/export`, `/purchases/export`, `/refunds/export`, `/campaigns/export`, `/responses/export`, `/costs/export` on the real API over PostgreSQL. */
 let api: ApiHarness;
 
 /** `POST /imports?kind=` of a CSV body as an admin, once it has ended. */
@@ -466,9 +466,15 @@ describe('exports', () => {
       headers: api.auth('admin'),
       payload: { name: 'Columns', channel: 'email', budget: 50, currency: 'EUR', targetSegment: { minRevenue: 5 } },
     });
-    expect([deal.statusCode, feedback.statusCode, campaign.statusCode]).toEqual([201, 201, 201]);
+    const activity = await api.app.inject({
+      method: 'POST',
+      url: `/customers/${customer}/activities`,
+      headers: api.auth('admin'),
+      payload: { kind: 'task', subject: 'Columns', body: 'b', dueAt: '2026-07-01T09:00:00Z' },
+    });
+    expect([deal.statusCode, feedback.statusCode, campaign.statusCode, activity.statusCode]).toEqual([201, 201, 201, 201]);
     await projectionsSettled(api);
-    for (const kind of ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns', 'responses', 'costs'] as const) {
+    for (const kind of ['customers', 'deals', 'feedback', 'activities', 'purchases', 'refunds', 'campaigns', 'responses', 'costs'] as const) {
       const ndjson = await api.app.inject({ method: 'GET', url: `/${kind}/export?format=ndjson`, headers: api.auth('admin') });
       const records = ndjson.body
         .trim()
@@ -482,6 +488,31 @@ describe('exports', () => {
       expect(csv.headers['content-disposition'], kind).toBe(`attachment; filename="${kind}.csv"`);
       expect(ndjson.headers['content-disposition'], kind).toBe(`attachment; filename="${kind}.ndjson"`);
     }
+  });
+
+  it('streams activities with their body for a role that may read it, and masked for an analyst', async () => {
+    const customer = await register('Noted');
+    const logged = await send('POST', `/customers/${customer}/activities`, {
+      kind: 'call',
+      subject: 'Renewal call',
+      body: 'Wants the blue one',
+      occurredAt: '2026-02-03T10:00:00Z',
+    });
+    expect(logged.statusCode).toBe(201);
+    await projectionsSettled(api);
+    const exported = async (role: 'support' | 'analyst') =>
+      recordsAbout((await api.app.inject({ method: 'GET', url: '/activities/export?format=ndjson&kind=call', headers: api.auth(role) })).body, customer);
+    expect(await exported('support')).toEqual([
+      expect.objectContaining({
+        id: logged.json().id,
+        kind: 'call',
+        subject: 'Renewal call',
+        body: 'Wants the blue one',
+        occurredAt: '2026-02-03T10:00:00.000Z',
+        mergedInto: null,
+      }),
+    ]);
+    expect(await exported('analyst')).toEqual([expect.objectContaining({ subject: 'Renewal call', body: '[masked]' })]);
   });
 
   it('writes a list of texts as the import reads it (tags joined by ;) and an object as its JSON, in CSV', async () => {
