@@ -8,6 +8,7 @@ import { IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } fr
 import { personalSubjectOf, type PersonalData } from '../eventstore/personal-data.ts';
 import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
+import { resolveActivityParent } from './activity-parent.ts';
 import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
 import { addressOf, claimEmails, emailToClaim } from './email-uniqueness.ts';
@@ -54,6 +55,12 @@ export type PreparedItem = { prepared: PreparedCommand; firstEventId: string } |
 const readAlso = (p: PreparedCommand): [string, AggregateKind][] => {
   const also: [string, AggregateKind][] = [];
   if (needsCustomerSnapshot(p.type)) also.push([streamOf('customer', p.command.customerId as string), 'customer']);
+  // An activity's parent; a deal's customer (and a completed task's) is read when the command is decided.
+  if (p.type === 'LogActivity') {
+    const { customerId, dealId } = p.command;
+    if (typeof dealId === 'string') also.push([streamOf('deal', dealId), 'deal']);
+    else if (typeof customerId === 'string') also.push([streamOf('customer', customerId), 'customer']);
+  }
   if (needsOwnerSnapshot(p.type) && typeof p.command.ownerId === 'string') also.push([streamOf('user', p.command.ownerId), 'user']);
   return also;
 };
@@ -117,11 +124,11 @@ export interface BatchCommandDeps {
 }
 
 /**
- * Commands a batch refuses: they touch two streams or delete keys, or (activities) read a parent
- * deal and customer first, or (users) hold an address in the users' email index and read the teams
- * they join, which only the one-at-a-time handler does. No import kind makes users.
+ * Commands a batch refuses: they touch two streams or delete keys, or (users) hold an address in the
+ * users' email index and read the teams they join, which only the one-at-a-time handler does. No
+ * import kind makes users, nor changes activities.
  */
-const NOT_IN_BATCH = new Set(['MergeCustomer', 'ForgetCustomer', 'LogActivity', 'ChangeActivity', 'CompleteActivity', 'RegisterUser', 'ChangeUser']);
+const NOT_IN_BATCH = new Set(['MergeCustomer', 'ForgetCustomer', 'ChangeActivity', 'RegisterUser', 'ChangeUser']);
 
 /** What is kept of a stream between batches: its state (with compact dictionaries) and its keyed event ids. */
 interface Held extends SavedState {
@@ -321,6 +328,19 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         }
         if (needsOwnerSnapshot(p.type) && typeof command.ownerId === 'string')
           command.owner = userSnapshot(workOn('user', streamOf('user', command.ownerId)).state as never);
+        if (p.kind === 'activity') {
+          // As the one-at-a-time handler reads them (commands/activity-parent.ts), on the states this batch
+          // decides on; a stream it did not read (a deal's customer, a merged customer's primary) is read now.
+          const stateOf = async (kind: AggregateKind, id: string): Promise<never> => {
+            const stream = streamOf(kind, id);
+            if (!streams.has(stream)) for (const [read, held] of await load(new Map([[stream, kind]]), new Set())) streams.set(read, held);
+            return workOn(kind, stream).state as never;
+          };
+          await resolveActivityParent(
+            { ...p, command },
+            { customer: (id) => stateOf('customer', id), deal: (id) => stateOf('deal', id), activity: (id) => stateOf('activity', id) },
+          );
+        }
         const decided = decide(p.kind, command, w.state);
         const key = p.metadata.idempotencyKey!;
         const eventIds: string[] = [];

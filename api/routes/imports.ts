@@ -28,6 +28,8 @@ const firstCommandOf: Record<ImportKind, { type: CommandType; route: [string, st
   responses: { type: 'RecordCampaignResponse', route: ['POST', '/campaigns/:id/responses'] },
   costs: { type: 'RecordCampaignCost', route: ['POST', '/campaigns/:id/costs'] },
   feedback: { type: 'SubmitFeedback', route: ['POST', '/feedback'] },
+  // The stricter of the two routes (on a deal: sales), whichever parent the rows name.
+  activities: { type: 'LogActivity', route: ['POST', '/deals/:id/activities'] },
 };
 
 /**
@@ -46,6 +48,7 @@ const laterCommandRoutes: Partial<Record<CommandType, [string, string]>> = {
   ResolveFeedback: ['POST', '/feedback/:id/resolve'],
   CloseFeedback: ['POST', '/feedback/:id/close'],
   RateFeedback: ['POST', '/feedback/:id/rating'],
+  CompleteActivity: ['POST', '/activities/:id/complete'],
 };
 
 /** Why `role` may not send a command of `type` in an import of `kind`, if it may not. */

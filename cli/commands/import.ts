@@ -19,7 +19,7 @@ const options: Record<string, OptionWithHelp> = {
 export const importCommand: CliCommand = {
   name: 'import',
   summary:
-    'Import customers, purchases, refunds, deals, campaigns, responses, costs or feedback from a CSV or NDJSON file (bad rows go to a report; re-running is harmless)',
+    'Import customers, purchases, refunds, deals, campaigns, responses, costs, feedback or activities from a CSV or NDJSON file (bad rows go to a report; re-running is harmless)',
   usage: `import <file.csv|file.ndjson> [--kind ${importKinds.join('|')}] [--encoding ${importEncodings.join('|')}] [--report <path>] [--batch-size <n>] [--default-owner <userId>]`,
   details: `
 Rows are streamed, validated with the same schemas and rules as the API, decided in memory in

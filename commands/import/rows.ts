@@ -11,7 +11,7 @@ import { commandSchemas, type CommandType } from '../schemas.ts';
  * again, or resuming an interrupted import, appends nothing twice.
  */
 
-export const importKinds = ['customers', 'purchases', 'refunds', 'deals', 'campaigns', 'responses', 'costs', 'feedback'] as const;
+export const importKinds = ['customers', 'purchases', 'refunds', 'deals', 'campaigns', 'responses', 'costs', 'feedback', 'activities'] as const;
 export type ImportKind = (typeof importKinds)[number];
 export const isImportKind = (kind: unknown): kind is ImportKind => importKinds.includes(kind as ImportKind);
 
@@ -94,6 +94,8 @@ export const detectKind = (headers: string[]): ImportKind | undefined => {
   if (h.has('campaign_id') && (h.has('response') || h.has('kind')) && (h.has('customer_id') || h.has('customer_email'))) return 'responses';
   if (h.has('campaign_id') && (h.has('cost_id') || (h.has('amount') && !h.has('customer_id') && !h.has('customer_email')))) return 'costs';
   if (h.has('channel') && h.has('budget')) return 'campaigns';
+  // An activities export has a subject and a body as feedback has, and columns feedback has not.
+  if (h.has('subject') && (h.has('activity_id') || h.has('due_at') || h.has('completed_at') || h.has('logged_by'))) return 'activities';
   if (h.has('subject') && h.has('body')) return 'feedback';
   if (h.has('email') && h.has('name')) return 'customers';
   return undefined;
@@ -237,7 +239,7 @@ const customerOf = (row: Row, options: RowOptions): string => {
 };
 
 /** The kinds of file whose rows are about a customer (customerOf). */
-const ABOUT_A_CUSTOMER: ReadonlySet<ImportKind> = new Set(['purchases', 'refunds', 'deals', 'responses', 'feedback']);
+const ABOUT_A_CUSTOMER: ReadonlySet<ImportKind> = new Set(['purchases', 'refunds', 'deals', 'responses', 'feedback', 'activities']);
 
 /**
  * The address a row names its customer by, when it gives no id. The importer looks the addresses up
@@ -248,6 +250,8 @@ const ABOUT_A_CUSTOMER: ReadonlySet<ImportKind> = new Set(['purchases', 'refunds
  */
 export const customerEmailOf = (kind: ImportKind, row: Row): string | undefined => {
   if (kind === 'customers') return text(row, 'id', 'customer_id') ? undefined : text(row, 'email');
+  // An activity on a deal belongs to the deal's customer: the deal names it.
+  if (kind === 'activities' && text(row, 'deal_id')) return undefined;
   return ABOUT_A_CUSTOMER.has(kind) && !text(row, 'customer_id') ? text(row, 'customer_email', 'email') : undefined;
 };
 
@@ -624,6 +628,42 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   return commands;
 };
 
+/**
+ * A note, call, meeting or task, on a customer or on a deal (`deal_id`: the deal's customer is its
+ * own, so an export's `customer_id` beside it is not read), logged at `occurred_at`; a task done at
+ * `completed_at` is also completed then.
+ */
+const activities = (row: Row, options: RowOptions = {}): RowCommand[] => {
+  const activityId = text(row, 'activity_id', 'id');
+  const dealId = text(row, 'deal_id');
+  const parent = dealId ? { dealId } : { customerId: customerOf(row, options) };
+  const occurredAt = timeOf(row, 'occurred_at', 'date');
+  const subject = text(row, 'subject');
+  const body = text(row, 'body');
+  const dueAt = timeOf(row, 'due_at');
+  const assigneeId = text(row, 'assignee_id', 'assignee');
+  const natural = activityId ?? `${dealId ?? parent.customerId}:${text(row, 'kind') ?? ''}:${subject ?? ''}:${occurredAt ?? ''}`;
+  const log = withTime(
+    'LogActivity',
+    {
+      ...(activityId ? { activityId } : {}),
+      ...parent,
+      kind: text(row, 'kind')?.toLowerCase(),
+      subject,
+      ...(body !== undefined ? { body } : {}),
+      ...(dueAt !== undefined ? { dueAt } : {}),
+      ...(assigneeId !== undefined ? { assigneeId } : {}),
+    },
+    occurredAt,
+    keyOf('activities', natural),
+  );
+  const completedAt = timeOf(row, 'completed_at');
+  if (completedAt === undefined) return [log];
+  // The completion addresses the activity the first command creates (its id derives from that key when the file gives none).
+  const target = { activityId: activityId ?? createdIdFor('LogActivity', log.key) };
+  return [log, withTime('CompleteActivity', target, completedAt, `${log.key}:completed`)];
+};
+
 /** A row's commands; `options` matter to the kinds with an owner (customers, deals). */
 export const rowCommands: Record<ImportKind, (row: Row, options?: RowOptions) => RowCommand[]> = {
   customers,
@@ -634,6 +674,7 @@ export const rowCommands: Record<ImportKind, (row: Row, options?: RowOptions) =>
   responses,
   costs,
   feedback,
+  activities,
 };
 
 /** Columns each kind reads (the CLI's help and the README list them). */
@@ -650,6 +691,8 @@ export const importColumns: Record<ImportKind, string> = {
   costs: 'campaign_id, cost_id (an invoice number; optional), amount, currency (default EUR), description, occurred_at, allow_over_budget (default true)',
   feedback:
     'kind, channel, subject, body, priority, csat, nps, submitted_at, first_response_due_at, resolution_due_at (default: from the priority), status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, feedback_id (optional), customer_id or customer_email',
+  activities:
+    'kind (note|call|meeting|task), subject, body, due_at (tasks), assignee_id, occurred_at, completed_at (a task done then), activity_id (optional), deal_id (on a deal) or customer_id or customer_email',
 };
 
 /**
@@ -691,6 +734,8 @@ const TIME_COLUMNS: Partial<Record<CommandType, readonly string[]>> = {
   ResolveFeedback: ['resolved_at'],
   CloseFeedback: ['closed_at'],
   RateFeedback: ['rated_at'],
+  LogActivity: ['occurred_at', 'date'],
+  CompleteActivity: ['completed_at'],
 };
 
 /** Command fields whose column is not the field's own name in snake case (`orderId` is `order_id`). */

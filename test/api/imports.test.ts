@@ -142,6 +142,20 @@ describe('HTTP import', () => {
     expect((await postImport('sales', feedback, 'feedback')).statusCode).toBe(403);
   });
 
+  it('imports activities for the roles that may log them on a deal, each a note, call, meeting or task as the API logs it', async () => {
+    const body = [
+      'customer_email,kind,subject,body,due_at,completed_at,occurred_at',
+      'ada@example.com,task,Call back,About the order,1997-03-02T09:00:00Z,1997-03-01T15:00:00Z,1997-02-28',
+    ].join('\n');
+    // Support may log an activity on a customer but not on a deal: a file may hold both, so it may not import them.
+    expect((await postImport('support', body, 'activities')).statusCode).toBe(403);
+    const job = await waitForJob((await postImport('sales', body, 'activities')).json().id, 'sales');
+    expect(job).toMatchObject({ status: 'done', counts: { rows: 1, imported: 1, rejected: 0 } });
+    const stored = (await storedEvents(api.store)).filter((e) => e.type === 'ActivityLogged' || e.type === 'ActivityCompleted');
+    expect(stored.map((e) => e.type)).toEqual(['ActivityLogged', 'ActivityCompleted']);
+    expect(await api.crm.personalData.reveal('ActivityLogged', stored[0]!.data)).toMatchObject({ kind: 'task', subject: 'Call back', body: 'About the order' });
+  });
+
   it('answers 413 for a body over the bound and imports nothing of it; 400 for an unknown kind, 415 for another type', async () => {
     const before = (await storedEvents(api.store)).length;
     const rows = ['name,email', ...Array.from({ length: 400 }, (_, i) => `Person ${i},p${i}@example.com`)].join('\n');

@@ -119,6 +119,7 @@ const classify = (method: string, url: string): Kind | undefined => {
       '/customers/export',
       '/deals/export',
       '/feedback/export',
+      '/activities/export',
       '/purchases/export',
       '/refunds/export',
       '/responses/export',
@@ -355,7 +356,7 @@ describe('visibility: lists, exports, totals', () => {
     }
   });
 
-  it('activity lists hold only the scope: all activities, and my open tasks', async () => {
+  it('activity lists and the activities export hold only the scope: all activities, and my open tasks', async () => {
     for (const viewer of VIEWERS) {
       const page = json(await get('/activities?limit=500', viewer));
       expect(
@@ -373,6 +374,12 @@ describe('visibility: lists, exports, totals', () => {
         ),
         `${viewer} open`,
       ).toEqual(expectedIds('activities', viewer));
+      const exported = (await get('/activities/export?format=ndjson', viewer)).body
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l).id as string);
+      expect(ours('activities', exported), `${viewer} activities/export`).toEqual(expectedIds('activities', viewer));
     }
   });
 

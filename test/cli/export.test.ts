@@ -63,7 +63,7 @@ describe('crm export', () => {
     expect(carried(readFileSync(roundTrip, 'utf8'))).toEqual(carried(text));
   });
 
-  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body, purchases, refunds, campaigns with their responses and costs', async () => {
+  it('writes NDJSON that imports again as it stood: tags, an inactive customer, won and lost deals, resolved feedback with its body, activities, purchases, refunds, campaigns with their responses and costs', async () => {
     const from = testSchemas('cli_export_history_from');
     const to = testSchemas('cli_export_history_to');
     try {
@@ -93,6 +93,13 @@ describe('crm export', () => {
           '6f1d0c0e-0000-4000-8000-000000000012,ada@history.example,question,Sizes,Do you have XL,,1998-05-01,,,,,,,,,,,',
           // Escalated in the system it came from: its deadlines were tightened, and they stay so.
           '6f1d0c0e-0000-4000-8000-000000000013,ida@history.example,complaint,Broken,It broke,urgent,1998-06-01T08:00:00Z,,,,,,,1998-06-01T09:00:00Z,1998-06-01T12:00:00Z,,,',
+        ]),
+        activities: write('h-activities.csv', [
+          'activity_id,customer_email,deal_id,kind,subject,body,due_at,assignee_id,completed_at,occurred_at',
+          '6f1d0c0e-0000-4000-8000-000000000031,ada@history.example,,call,Renewal,"Wants the blue one, ""soon""",,,,1998-01-09T10:00:00Z',
+          // On a deal: the deal's customer is the activity's.
+          '6f1d0c0e-0000-4000-8000-000000000032,,6f1d0c0e-0000-4000-8000-000000000003,task,Send quote,,1998-01-20T09:00:00Z,6f1d0c0e-0000-4000-8000-0000000000aa,1998-01-19T17:00:00Z,1998-01-10',
+          '6f1d0c0e-0000-4000-8000-000000000033,ida@history.example,,task,Check in,,1998-07-01T09:00:00Z,,,1998-06-02',
         ]),
         purchases: write('h-purchases.csv', [
           'order_id,customer_email,amount,currency,occurred_at',
@@ -147,7 +154,7 @@ describe('crm export', () => {
           );
         return exports.get(out)!;
       };
-      const kinds = ['customers', 'deals', 'feedback', 'purchases', 'refunds', 'campaigns', 'responses', 'costs'];
+      const kinds = ['customers', 'deals', 'feedback', 'activities', 'purchases', 'refunds', 'campaigns', 'responses', 'costs'];
       const records = (file: string) =>
         readFileSync(file, 'utf8')
           .trim()
@@ -251,6 +258,7 @@ describe('crm export', () => {
           'lostReason',
           'stageEnteredAt',
         ],
+        activities: ['id', 'customerId', 'dealId', 'kind', 'subject', 'body', 'dueAt', 'assigneeId', 'occurredAt', 'completedAt', 'open'],
         feedback: [
           'id',
           'body',

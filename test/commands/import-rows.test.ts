@@ -64,8 +64,8 @@ const CUSTOMER = '11111111-1111-4111-8111-111111111111';
 const OWNER = '22222222-2222-4222-8222-222222222222';
 
 describe('import kinds and headers', () => {
-  it('knows the eight kinds, and nothing else', () => {
-    expect([...importKinds]).toEqual(['customers', 'purchases', 'refunds', 'deals', 'campaigns', 'responses', 'costs', 'feedback']);
+  it('knows the nine kinds, and nothing else', () => {
+    expect([...importKinds]).toEqual(['customers', 'purchases', 'refunds', 'deals', 'campaigns', 'responses', 'costs', 'feedback', 'activities']);
     for (const kind of importKinds) expect(isImportKind(kind)).toBe(true);
     for (const other of ['customer', 'Customers', '', 'planets', undefined, 3]) expect(isImportKind(other)).toBe(false);
   });
@@ -93,6 +93,10 @@ describe('import kinds and headers', () => {
       [['refund_reason', 'amount'], undefined],
       [['amount'], undefined],
       [['title', 'expected_close_date'], 'deals'],
+      // An activities export has a subject and a body as feedback has, and its own columns beside them.
+      [['id', 'customerId', 'dealId', 'kind', 'subject', 'body', 'dueAt', 'assigneeId', 'occurredAt', 'completedAt', 'loggedBy'], 'activities'],
+      [['activity_id', 'customer_email', 'kind', 'subject'], 'activities'],
+      [['customer_email', 'kind', 'subject', 'body', 'submitted_at'], 'feedback'],
       [['title'], undefined],
       [['expected_close_date'], undefined],
       [['campaign_id', 'response', 'customer_id'], 'responses'],
@@ -161,6 +165,7 @@ describe('import kinds and headers', () => {
       responses: ['email', 'kind', 'date'],
       costs: ['date'],
       feedback: ['email', 'id', 'occurred_at', 'date', 'assignee', 'responded_at', 'response'],
+      activities: ['email', 'id', 'date', 'assignee'],
     };
     for (const kind of importKinds) {
       const read = new Set<string>();
@@ -712,6 +717,61 @@ describe('deal rows', () => {
       'title',
     ]);
     expect(rejection('deals', { ...base, amount: 'lots' })).toMatch(/^amount: "lots" is not a number/);
+  });
+});
+
+describe('activity rows', () => {
+  const base = { customer_id: CUSTOMER, kind: 'Call', subject: 'Renewal', occurred_at: '1997-03-01 10:00' };
+
+  it('logs an activity on its customer at its business time, keyed by customer, kind, subject and time without an id', () => {
+    expect(rowCommands.activities({ ...base, body: 'Wants the blue one', assignee_id: OWNER })).toStrictEqual([
+      {
+        command: {
+          type: 'LogActivity',
+          customerId: CUSTOMER,
+          kind: 'call',
+          subject: 'Renewal',
+          body: 'Wants the blue one',
+          assigneeId: OWNER,
+          occurredAt: '1997-03-01T10:00:00.000Z',
+        },
+        key: keyFor('activities', `${CUSTOMER}:Call:Renewal:1997-03-01T10:00:00.000Z`),
+      },
+    ]);
+  });
+
+  it("logs one on a deal by the deal alone (the deal's customer is its own), and completes a task done at its time", () => {
+    const dealId = '44444444-4444-4444-8444-444444444444';
+    const [log, completed] = rowCommands.activities({
+      ...base,
+      activity_id: 'A-1',
+      deal_id: dealId,
+      kind: 'task',
+      due_at: '1997-03-05',
+      completed_at: '1997-03-04T12:00:00Z',
+    });
+    expect(log!.command).toStrictEqual({
+      type: 'LogActivity',
+      activityId: 'A-1',
+      dealId,
+      kind: 'task',
+      subject: 'Renewal',
+      dueAt: '1997-03-05T00:00:00.000Z',
+      occurredAt: '1997-03-01T10:00:00.000Z',
+    });
+    expect(completed).toStrictEqual({
+      command: { type: 'CompleteActivity', activityId: 'A-1', occurredAt: '1997-03-04T12:00:00Z' },
+      key: `${keyFor('activities', 'A-1')}:completed`,
+    });
+    // Without an id, the completion addresses the id the first command creates.
+    const [first, second] = rowCommands.activities({ ...base, kind: 'task', completed_at: '1997-03-04' });
+    expect(second!.command).toMatchObject({ activityId: createdIdFor('LogActivity', first!.key) });
+  });
+
+  it('names the bad fields of an activity', () => {
+    expect(refusedFields(rowCommands.activities({ ...base, kind: 'fax' })[0]!.command)).toEqual(['kind']);
+    expect(refusedFields(rowCommands.activities({ ...base, kind: 'note', due_at: '1997-03-05' })[0]!.command)).toEqual(['dueAt']);
+    expect(rejection('activities', { kind: 'note', subject: 'x' })).toBe('customer_id: required (or customer_email)');
   });
 });
 

@@ -215,6 +215,43 @@ describe('import: rows, batches and counts', () => {
     expect((await store.readStream(`deal-${earlier}`)).map((e) => e.data)).toEqual([expect.not.objectContaining({ stageEnteredAt: expect.anything() })]);
   });
 
+  it("brings activities in on customers and on deals (the deal's customer theirs), a task done at its time, each once", async () => {
+    const [c0, c1] = (await customers(2)) as [string, string];
+    const dealId = randomUUID();
+    const batch = () => createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
+    const deal = await importing(
+      batch(),
+      csv(['deal_id,customer_email,title,amount,owner_id,expected_close_date,opened_at', `${dealId},${c1},Fleet,1200,sam,2027-09-30,2024-03-01`]),
+    );
+    expect(deal.outcome).toMatchObject({ imported: 1 });
+    const [noted, done, onDeal, unknownDeal] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    const file = [
+      'activity_id,customer_email,deal_id,kind,subject,body,due_at,completed_at,occurred_at',
+      `${noted},${c0},,call,Renewal,Wants the blue one,,,2024-02-01T10:00:00Z`,
+      `${done},${c0},,task,Send quote,,2024-02-10T09:00:00Z,2024-02-09T16:00:00Z,2024-02-02`,
+      // An export writes the deal's customer beside the deal: the deal says whose it is.
+      `${onDeal},${c0},${dealId},meeting,Kick-off,,,,2024-03-05`,
+      `${unknownDeal},,${randomUUID()},note,Lost,,,,2024-03-06`,
+    ];
+    const first = await importing(batch(), csv(file));
+    expect(first.outcome).toMatchObject({ kind: 'activities', imported: 3, rejected: 1 });
+    expect(first.rejected).toEqual([{ line: 5, reason: expect.stringMatching(/^deal_id: /) }]);
+    const [call] = await store.readStream(`activity-${noted}`);
+    expect(call).toMatchObject({ type: 'ActivityLogged', metadata: { occurredAt: '2024-02-01T10:00:00Z' } });
+    expect(call!.data).toMatchObject({ customerId: importedCustomerId(c0), kind: 'call', subject: 'Renewal' });
+    // The body is personal data: stored sealed with the customer's key, as the API stores it.
+    expect(JSON.stringify(call!.data)).not.toContain('Wants the blue one');
+    expect((await store.readStream(`activity-${done}`)).map((e) => [e.type, e.metadata.occurredAt])).toEqual([
+      ['ActivityLogged', '2024-02-02T00:00:00.000Z'],
+      ['ActivityCompleted', '2024-02-09T16:00:00Z'],
+    ]);
+    const [meeting] = await store.readStream(`activity-${onDeal}`);
+    expect(meeting!.data).toMatchObject({ dealId, customerId: importedCustomerId(c1) });
+    const again = await importing(batch(), csv(file));
+    expect(again.outcome).toMatchObject({ imported: 3, alreadyPresent: 3, rejected: 1 });
+    expect(await store.readStream(`activity-${done}`)).toHaveLength(2);
+  });
+
   it('stores none of a row whose later command a schema refuses: a lost deal does not come in open', async () => {
     const [c0] = await customers(1);
     const dealId = randomUUID();
@@ -397,7 +434,7 @@ describe('import: the kind of file', () => {
     await expect(importing(batch, csv(['colour,size', 'red,9']))).rejects.toBeInstanceOf(UnknownImportKind);
     await expect(importing(batch, csv(['colour,size', 'red,9']))).rejects.toHaveProperty(
       'message',
-      'Cannot tell the kind of file from its columns; name it (one of customers, purchases, refunds, deals, campaigns, responses, costs, feedback). ' +
+      'Cannot tell the kind of file from its columns; name it (one of customers, purchases, refunds, deals, campaigns, responses, costs, feedback, activities). ' +
         'Customers need "name" and "email", purchases "order_id" and "amount".',
     );
     await expect(importing(batch, records([{ line: 2, unreadable: 'row: not valid JSON' }]))).rejects.toBeInstanceOf(UnknownImportKind);
