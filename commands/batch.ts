@@ -218,6 +218,51 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     return streams;
   };
 
+  /**
+   * Streams a batch only reads (a deal's or a response's customer, an activity's parent) as the store
+   * holds them now: a cached one that another writer (the API) changed since is dropped, to be read
+   * again. A stream the batch writes needs no such check: its append's expected revision is one.
+   */
+  const refresh = async (streams: readonly string[]): Promise<void> => {
+    const cached = streams.flatMap((stream): [string, number][] => {
+      const held = cache.get(stream);
+      return held ? [[stream, held.revision]] : [];
+    });
+    if (cached.length === 0) return;
+    const newer = await store.readStreams(
+      cached.map(([stream]) => stream),
+      { after: new Map(cached) },
+    );
+    for (const [stream, events] of newer) if (events.length > 0) forget(stream);
+  };
+
+  /**
+   * The streams a pass decides on: those its commands name, the ones only read caught up first, then
+   * the customers of the deals that activities are logged on, and those customers' primaries after a
+   * merge (commands/activity-parent.ts reads them): two more reads for the batch, not one a row.
+   */
+  const loadForDecision = async (prepared: readonly (PreparedCommand | undefined)[], created: ReadonlySet<string>): Promise<Map<string, Held>> => {
+    const wanted = streamsWanted(prepared);
+    const written = new Set(prepared.flatMap((p) => (p ? [p.stream] : [])));
+    await refresh([...wanted.keys()].filter((stream) => !written.has(stream)));
+    const streams = await load(wanted, created);
+    const deals = prepared.flatMap((p) => (p?.type === 'LogActivity' && typeof p.command.dealId === 'string' ? [streamOf('deal', p.command.dealId)] : []));
+    let customers = deals.flatMap((deal) => {
+      const customerId = (streams.get(deal)?.state as { customerId?: string | null } | undefined)?.customerId;
+      return customerId ? [streamOf('customer', customerId)] : [];
+    });
+    for (let round = 0; round < 2 && customers.length > 0; round++) {
+      const more = [...new Set(customers)].filter((stream) => !streams.has(stream));
+      await refresh(more);
+      for (const [stream, held] of await load(new Map(more.map((stream) => [stream, 'customer'])), new Set())) streams.set(stream, held);
+      customers = customers.flatMap((stream) => {
+        const primary = (streams.get(stream)?.state as { mergedInto?: string | null } | undefined)?.mergedInto;
+        return primary ? [streamOf('customer', primary)] : [];
+      });
+    }
+    return streams;
+  };
+
   /** A customer's snapshot as stored (or as this handler keeps it), for the holder of a claimed address. */
   const customerOf = async (customerId: string) => {
     const stream = streamOf('customer', customerId);
@@ -329,11 +374,14 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         if (needsOwnerSnapshot(p.type) && typeof command.ownerId === 'string')
           command.owner = userSnapshot(workOn('user', streamOf('user', command.ownerId)).state as never);
         if (p.kind === 'activity') {
-          // As the one-at-a-time handler reads them (commands/activity-parent.ts), on the states this batch
-          // decides on; a stream it did not read (a deal's customer, a merged customer's primary) is read now.
+          // As the one-at-a-time handler reads them (commands/activity-parent.ts), on the states this pass
+          // decides on (loadForDecision read the parents); one it did not read (a longer merge chain) is read now.
           const stateOf = async (kind: AggregateKind, id: string): Promise<never> => {
             const stream = streamOf(kind, id);
-            if (!streams.has(stream)) for (const [read, held] of await load(new Map([[stream, kind]]), new Set())) streams.set(read, held);
+            if (!streams.has(stream)) {
+              await refresh([stream]);
+              for (const [read, held] of await load(new Map([[stream, kind]]), new Set())) streams.set(read, held);
+            }
             return workOn(kind, stream).state as never;
           };
           await resolveActivityParent(
@@ -427,7 +475,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     if (wanted.size > MAX_STREAMS_PER_APPEND) {
       throw new RangeError(`A batch addresses ${wanted.size} streams; the limit is ${MAX_STREAMS_PER_APPEND}`);
     }
-    return { outcomes, prepared, firstEventIds, wanted, created: createdOnly(prepared), addresses: new Map<number, HeldAddress>() };
+    return { outcomes, prepared, firstEventIds, created: createdOnly(prepared), addresses: new Map<number, HeldAddress>() };
   };
   type ReadyBatch = ReturnType<typeof readyBatch>;
 
@@ -507,7 +555,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     let share = Infinity;
     for (let failures = 0; ;) {
       const slice = firstPending(pending, share);
-      const streams = await load(streamsWanted(slice), batch.created);
+      const streams = await loadForDecision(slice, batch.created);
       await holdAddresses(streams, slice, outcomes, batch.addresses);
       const working = await decideAll(streams, slice, firstEventIds, outcomes);
       let appends: StreamAppend[] = [];
@@ -609,7 +657,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     if (!mine.doomed) {
       try {
         first = await exclusive(async () => {
-          const streams = await load(batch.wanted, batch.created);
+          const streams = await loadForDecision(batch.prepared, batch.created);
           await holdAddresses(streams, batch.prepared, batch.outcomes, batch.addresses);
           const working = await decideAll(streams, batch.prepared, batch.firstEventIds, batch.outcomes);
           let decided: Awaited<ReturnType<typeof appendsOf>> | undefined;

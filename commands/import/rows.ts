@@ -95,7 +95,7 @@ export const detectKind = (headers: string[]): ImportKind | undefined => {
   if (h.has('campaign_id') && (h.has('cost_id') || (h.has('amount') && !h.has('customer_id') && !h.has('customer_email')))) return 'costs';
   if (h.has('channel') && h.has('budget')) return 'campaigns';
   // An activities export has a subject and a body as feedback has, and columns feedback has not.
-  if (h.has('subject') && (h.has('activity_id') || h.has('due_at') || h.has('completed_at') || h.has('logged_by'))) return 'activities';
+  if (h.has('subject') && (h.has('activity_id') || h.has('deal_id') || h.has('due_at') || h.has('completed_at') || h.has('logged_by'))) return 'activities';
   if (h.has('subject') && h.has('body')) return 'feedback';
   if (h.has('email') && h.has('name')) return 'customers';
   return undefined;
@@ -642,13 +642,14 @@ const activities = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const body = text(row, 'body');
   const dueAt = timeOf(row, 'due_at');
   const assigneeId = text(row, 'assignee_id', 'assignee');
-  const natural = activityId ?? `${dealId ?? parent.customerId}:${text(row, 'kind') ?? ''}:${subject ?? ''}:${occurredAt ?? ''}`;
+  const kind = text(row, 'kind')?.toLowerCase();
+  const natural = activityId ?? `${dealId ?? parent.customerId}:${kind ?? ''}:${subject ?? ''}:${occurredAt ?? ''}`;
   const log = withTime(
     'LogActivity',
     {
       ...(activityId ? { activityId } : {}),
       ...parent,
-      kind: text(row, 'kind')?.toLowerCase(),
+      kind,
       subject,
       ...(body !== undefined ? { body } : {}),
       ...(dueAt !== undefined ? { dueAt } : {}),
@@ -659,6 +660,9 @@ const activities = (row: Row, options: RowOptions = {}): RowCommand[] => {
   );
   const completedAt = timeOf(row, 'completed_at');
   if (completedAt === undefined) return [log];
+  // Refused whole here: decided, the completion alone would be refused and the row stored half.
+  if (kind !== undefined && kind !== 'task') throw new RowRejected(`completed_at: only a task is completed, not a ${kind}; leave it empty`);
+  notBefore(['completed_at', completedAt], ['occurred_at', occurredAt]);
   // The completion addresses the activity the first command creates (its id derives from that key when the file gives none).
   const target = { activityId: activityId ?? createdIdFor('LogActivity', log.key) };
   return [log, withTime('CompleteActivity', target, completedAt, `${log.key}:completed`)];

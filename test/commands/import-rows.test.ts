@@ -96,6 +96,7 @@ describe('import kinds and headers', () => {
       // An activities export has a subject and a body as feedback has, and its own columns beside them.
       [['id', 'customerId', 'dealId', 'kind', 'subject', 'body', 'dueAt', 'assigneeId', 'occurredAt', 'completedAt', 'loggedBy'], 'activities'],
       [['activity_id', 'customer_email', 'kind', 'subject'], 'activities'],
+      [['deal_id', 'kind', 'subject', 'body', 'occurred_at'], 'activities'],
       [['customer_email', 'kind', 'subject', 'body', 'submitted_at'], 'feedback'],
       [['title'], undefined],
       [['expected_close_date'], undefined],
@@ -735,7 +736,7 @@ describe('activity rows', () => {
           assigneeId: OWNER,
           occurredAt: '1997-03-01T10:00:00.000Z',
         },
-        key: keyFor('activities', `${CUSTOMER}:Call:Renewal:1997-03-01T10:00:00.000Z`),
+        key: keyFor('activities', `${CUSTOMER}:call:Renewal:1997-03-01T10:00:00.000Z`),
       },
     ]);
   });
@@ -766,6 +767,13 @@ describe('activity rows', () => {
     // Without an id, the completion addresses the id the first command creates.
     const [first, second] = rowCommands.activities({ ...base, kind: 'task', completed_at: '1997-03-04' });
     expect(second!.command).toMatchObject({ activityId: createdIdFor('LogActivity', first!.key) });
+  });
+
+  it('refuses a completion the activity cannot take before any command is built: of a note, call or meeting, or before it was logged', () => {
+    expect(rejection('activities', { ...base, completed_at: '1997-03-04' })).toBe('completed_at: only a task is completed, not a call; leave it empty');
+    expect(rejection('activities', { ...base, kind: 'task', completed_at: '1997-02-28' })).toBe(
+      'completed_at: before occurred_at (1997-02-28T00:00:00.000Z < 1997-03-01T10:00:00.000Z)',
+    );
   });
 
   it('names the bad fields of an activity', () => {

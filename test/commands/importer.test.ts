@@ -252,6 +252,24 @@ describe('import: rows, batches and counts', () => {
     expect(await store.readStream(`activity-${done}`)).toHaveLength(2);
   });
 
+  it('decides an activity on its parent as the store holds it now, not as this handler last read it', async () => {
+    const [c0] = (await customers(1)) as [string];
+    const dealId = randomUUID();
+    // One handler for both imports, as `crm serve` keeps one for every HTTP import.
+    const batch = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
+    const file = ['activity_id,deal_id,kind,subject,occurred_at', `${randomUUID()},${dealId},note,Kick-off,2024-03-05`];
+    const before = await importing(batch, csv(file));
+    expect(before.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^deal_id: /) }]);
+    // The deal is opened elsewhere (the API, another import) after this handler read it as missing.
+    const opened = await importing(
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+      csv(['deal_id,customer_email,title,amount,owner_id,expected_close_date,opened_at', `${dealId},${c0},Fleet,1200,sam,2027-09-30,2024-03-01`]),
+    );
+    expect(opened.outcome).toMatchObject({ imported: 1 });
+    const after = await importing(batch, csv(file));
+    expect(after.outcome).toMatchObject({ imported: 1, rejected: 0 });
+  });
+
   it('stores none of a row whose later command a schema refuses: a lost deal does not come in open', async () => {
     const [c0] = await customers(1);
     const dealId = randomUUID();
