@@ -55,7 +55,7 @@ export type PreparedItem = { prepared: PreparedCommand; firstEventId: string } |
 const readAlso = (p: PreparedCommand): [string, AggregateKind][] => {
   const also: [string, AggregateKind][] = [];
   if (needsCustomerSnapshot(p.type)) also.push([streamOf('customer', p.command.customerId as string), 'customer']);
-  // An activity's parent; a deal's customer (and a completed task's) is read when the command is decided.
+  // An activity's parent; a deal's customer, and a merged customer's primary, are read by loadForDecision.
   if (p.type === 'LogActivity') {
     const { customerId, dealId } = p.command;
     if (typeof dealId === 'string') also.push([streamOf('deal', dealId), 'deal']);

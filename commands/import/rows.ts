@@ -661,7 +661,7 @@ const activities = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const completedAt = timeOf(row, 'completed_at');
   if (completedAt === undefined) return [log];
   // Refused whole here: decided, the completion alone would be refused and the row stored half.
-  if (kind !== undefined && kind !== 'task') throw new RowRejected(`completed_at: only a task is completed, not a ${kind}; leave it empty`);
+  if (kind === 'note' || kind === 'call' || kind === 'meeting') throw new RowRejected(`completed_at: only a task is completed, not a ${kind}; leave it empty`);
   notBefore(['completed_at', completedAt], ['occurred_at', occurredAt]);
   // The completion addresses the activity the first command creates (its id derives from that key when the file gives none).
   const target = { activityId: activityId ?? createdIdFor('LogActivity', log.key) };

@@ -771,6 +771,8 @@ describe('activity rows', () => {
 
   it('refuses a completion the activity cannot take before any command is built: of a note, call or meeting, or before it was logged', () => {
     expect(rejection('activities', { ...base, completed_at: '1997-03-04' })).toBe('completed_at: only a task is completed, not a call; leave it empty');
+    // A kind the API does not know is refused as such, completed or not.
+    expect(refusedFields(rowCommands.activities({ ...base, kind: 'fax', completed_at: '1997-03-04' })[0]!.command)).toEqual(['kind']);
     expect(rejection('activities', { ...base, kind: 'task', completed_at: '1997-02-28' })).toBe(
       'completed_at: before occurred_at (1997-02-28T00:00:00.000Z < 1997-03-01T10:00:00.000Z)',
     );
