@@ -236,6 +236,12 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     for (const [stream, events] of newer) if (events.length > 0) forget(stream);
   };
 
+  /** Streams this pass has not read yet, caught up with the store, added to its states. */
+  const readMore = async (more: Map<string, AggregateKind>, streams: Map<string, Held>): Promise<void> => {
+    await refresh([...more.keys()]);
+    for (const [stream, held] of await load(more, new Set())) streams.set(stream, held);
+  };
+
   /**
    * The streams a pass decides on: those its commands name, the ones only read caught up first, then
    * the customers of the deals that activities are logged on, and those customers' primaries after a
@@ -252,9 +258,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       return customerId ? [streamOf('customer', customerId)] : [];
     });
     for (let round = 0; round < 2 && customers.length > 0; round++) {
-      const more = [...new Set(customers)].filter((stream) => !streams.has(stream));
-      await refresh(more);
-      for (const [stream, held] of await load(new Map(more.map((stream) => [stream, 'customer'])), new Set())) streams.set(stream, held);
+      await readMore(new Map(customers.filter((stream) => !streams.has(stream)).map((stream) => [stream, 'customer'])), streams);
       customers = customers.flatMap((stream) => {
         const primary = (streams.get(stream)?.state as { mergedInto?: string | null } | undefined)?.mergedInto;
         return primary ? [streamOf('customer', primary)] : [];
@@ -378,10 +382,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           // decides on (loadForDecision read the parents); one it did not read (a longer merge chain) is read now.
           const stateOf = async (kind: AggregateKind, id: string): Promise<never> => {
             const stream = streamOf(kind, id);
-            if (!streams.has(stream)) {
-              await refresh([stream]);
-              for (const [read, held] of await load(new Map([[stream, kind]]), new Set())) streams.set(read, held);
-            }
+            if (!streams.has(stream)) await readMore(new Map([[stream, kind]]), streams);
             return workOn(kind, stream).state as never;
           };
           await resolveActivityParent(

@@ -49,9 +49,6 @@ export interface ExportSources {
   audit: Pick<AuditServices, 'feedbackTexts' | 'campaignResponses' | 'campaignCosts'>;
 }
 
-/** A record with the kind's columns in file order, and nothing else (the NDJSON keys are the CSV columns). */
-const inFileOrder = (kind: ExportKind, record: ReadRecord): ReadRecord => Object.fromEntries(EXPORT_COLUMNS[kind].map((column) => [column, record[column]]));
-
 /**
  * A page whose records name a merged duplicate's customer with the primary at the end of its chain
  * (`mergedInto`), as the purchases export does: the duplicate is not exported (nor imported), and its
@@ -75,6 +72,12 @@ interface ExportSpec {
   /** What a listed page lacks that a file should hold, read elsewhere (feedback: its body, from the events). */
   complete?: (sources: ExportSources) => (page: Page<ReadRecord>) => Promise<Page<ReadRecord>>;
 }
+
+/** The completion of the kinds whose records name a customer and nothing else to add: withAccounts. */
+const namingAccounts =
+  ({ queries }: ExportSources) =>
+  (page: Page<ReadRecord>): Promise<Page<ReadRecord>> =>
+    withAccounts(queries, page);
 
 /**
  * Purchases or refunds: the customers projection keeps them in `revenue_lines`, with no personal data
@@ -116,10 +119,7 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
       ({ queries }, scope) =>
       (query) =>
         queries.listDeals(query, scope),
-    complete:
-      ({ queries }) =>
-      (page) =>
-        withAccounts(queries, page),
+    complete: namingAccounts,
   },
   feedback: {
     filters: FeedbackListFilters,
@@ -141,13 +141,13 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
         // The body beside the subject; the replies, resolution and rating comment as the import reads them.
         const items = page.items.map((item) => {
           const found = texts.get(String(item.id));
-          return inFileOrder('feedback', {
+          return {
             ...item,
             body: found?.body ?? null,
             firstResponse: found?.firstResponse ?? null,
             resolution: found?.resolution ?? null,
             ratingComment: found?.ratingComment ?? null,
-          });
+          };
         });
         return { ...page, items };
       },
@@ -163,12 +163,7 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
       ({ queries }, scope) =>
       (query) =>
         queries.listActivities(query, scope),
-    complete:
-      ({ queries }) =>
-      async (listed) => {
-        const page = await withAccounts(queries, listed);
-        return { ...page, items: page.items.map((item) => inFileOrder('activities', item)) };
-      },
+    complete: namingAccounts,
   },
   purchases: orderHistory('Purchases', (queries, query, scope) => queries.listPurchases(query, scope)),
   // A refund's reason is the staff's note on the order (not a personal field of the event catalogue).
@@ -187,7 +182,7 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
     complete: () => (page) =>
       Promise.resolve({
         ...page,
-        items: page.items.map(({ responses, ...campaign }) => inFileOrder('campaigns', { ...campaign, ...(responses as ReadRecord) })),
+        items: page.items.map(({ responses, ...campaign }) => ({ ...campaign, ...(responses as ReadRecord) })),
       }),
   },
   // Read from the events (the campaigns read model keeps counts, not each response). A response names

@@ -387,10 +387,10 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
   };
   // An open deal's time in its stage, as an export writes it (a closed deal's is its closing).
   const stageEnteredAt = status === undefined || status === 'open' ? timeOf(row, 'stage_entered_at') : undefined;
-  const laterStageEntry = stageEnteredAt !== undefined && stageEnteredAt !== openedAt ? { stageEnteredAt } : {};
-  const open = withTime('OpenDeal', { ...fields, ...laterStageEntry }, openedAt, keyOf('deals', natural));
+  const enteredLater = stageEnteredAt !== undefined && stageEnteredAt !== openedAt;
+  const open = withTime('OpenDeal', enteredLater ? { ...fields, stageEnteredAt } : fields, openedAt, keyOf('deals', natural));
   // Rows imported before the stage's time was read: the same deal (their file, or its export, again).
-  if ('stageEnteredAt' in laterStageEntry) open.formerly = withTime('OpenDeal', fields, openedAt, open.key).command;
+  if (enteredLater) open.formerly = withTime('OpenDeal', fields, openedAt, open.key).command;
   if (status === undefined || status === 'open') return [open];
   // The outcome addresses the deal the first command creates (its id derives from that key when the file gives none).
   const closedAt = timeOf(row, 'closed_at');

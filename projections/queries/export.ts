@@ -87,9 +87,12 @@ export async function exportLines(
   shape: (page: Page) => Page | Promise<Page> = (page) => page,
 ): Promise<AsyncGenerator<string>> {
   const read = async (cursor: string | undefined) => shape(await list({ ...query, limit: 500, ...(cursor ? { cursor } : {}) }));
+  // An NDJSON line holds the CSV's columns, in their order, whatever order the list or its completion built the record in.
+  const inFileOrder = (item: Record<string, unknown>) => Object.fromEntries(columns.map((c) => [c, item[c]]));
   const linesOf = (page: Page): string => {
     let chunk = '';
-    for (const item of page.items) chunk += format === 'ndjson' ? `${JSON.stringify(item)}\n` : `${columns.map((c) => csvCell(item[c])).join(',')}\n`;
+    for (const item of page.items)
+      chunk += format === 'ndjson' ? `${JSON.stringify(inFileOrder(item))}\n` : `${columns.map((c) => csvCell(item[c])).join(',')}\n`;
     return chunk;
   };
   const first = await read(undefined);
