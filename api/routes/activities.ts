@@ -111,8 +111,14 @@ const parentListRoute = (
   );
 };
 
+/** A user id, or `me` for the user the API key belongs to (the list and the export take it alike). */
+export const AssigneeFilter = z
+  .union([z.literal('me'), z.uuid().toLowerCase()])
+  .optional()
+  .describe('A user id, or `me`');
+
 /** `assigneeId=me`: the caller's own user; a key that belongs to no user has no "me". */
-const resolveAssignee = (request: FastifyRequest, assigneeId: string | undefined): string | undefined => {
+export const resolveAssignee = (request: FastifyRequest, assigneeId: string | undefined): string | undefined => {
   if (assigneeId !== 'me') return assigneeId;
   const me = request.apiKey?.userId ?? null;
   if (me === null) throw validationProblem([{ field: 'assigneeId', message: "'me' needs an API key that belongs to a user" }]);
@@ -154,10 +160,7 @@ export const activityRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
         description: `\`assigneeId\` is a user id, or \`me\` for the user the API key belongs to (400 for a key of no user). ${rolesNote('GET', '/activities')}`,
         querystring: z.strictObject({
           ...ActivityListFilters,
-          assigneeId: z
-            .union([z.literal('me'), z.uuid()])
-            .optional()
-            .describe('A user id, or `me`'),
+          assigneeId: AssigneeFilter,
           ...PageQuery,
         }),
         response: { 200: PageSchema, ...problemResponses(400, 401, 403, 429, 503) },

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { Currency } from '../../domain/money.ts';
@@ -13,7 +13,7 @@ import { ACTIVITY_PERSONAL_FIELDS, CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_F
 import { acceptedFormat, varyByAccept } from '../http.ts';
 import { problemResponses } from '../problems.ts';
 import { refusePersonalFilters } from '../query-route.ts';
-import { ActivityListFilters } from './activities.ts';
+import { ActivityListFilters, AssigneeFilter, resolveAssignee } from './activities.ts';
 import { CampaignListFilters } from './campaigns.ts';
 import { CUSTOMER_PERSONAL_SORTS, CustomerListFilters } from './customers.ts';
 import { DealListFilters } from './deals.ts';
@@ -69,6 +69,8 @@ interface ExportSpec {
   /** Sort keys that are personal data (ListRouteSpec.personalSorts). */
   personalSorts?: readonly string[];
   list: (sources: ExportSources, scope: Scope) => (query: Record<string, unknown>) => Promise<Page<ReadRecord>>;
+  /** Filters that name the caller (`assigneeId=me`), made the ids they stand for. */
+  forCaller?: (request: FastifyRequest, query: Record<string, unknown>) => Record<string, unknown>;
   /** What a listed page lacks that a file should hold, read elsewhere (feedback: its body, from the events). */
   complete?: (sources: ExportSources) => (page: Page<ReadRecord>) => Promise<Page<ReadRecord>>;
 }
@@ -155,7 +157,9 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
   // Notes, calls, meetings and tasks, logged on customers or their deals: what the list shows, the
   // body masked for analysts as there.
   activities: {
-    filters: { ...ActivityListFilters, assigneeId: z.uuid().toLowerCase().optional().describe("One user's activities") },
+    filters: { ...ActivityListFilters, assigneeId: AssigneeFilter },
+    forCaller: (request, { assigneeId, ...query }) =>
+      assigneeId === undefined ? query : { ...query, assigneeId: resolveAssignee(request, assigneeId as string) },
     projection: 'activities',
     personalFields: ACTIVITY_PERSONAL_FIELDS,
     personalFilters: [],
@@ -241,7 +245,8 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         response: problemResponses(400, 401, 403, 429, 503),
       },
       handler: async (request, reply) => {
-        const { format: asked, ...query } = request.query as Record<string, unknown> & { format?: ExportFormat };
+        const { format: asked, ...filters } = request.query as Record<string, unknown> & { format?: ExportFormat };
+        const query = spec.forCaller ? spec.forCaller(request, filters) : filters;
         refusePersonalFilters(request, query, spec.personalFilters, spec.personalSorts);
         const format = asked ?? acceptedFormat(request.headers.accept, ['csv', 'ndjson'], 'csv');
         // The caller's scope: an export holds exactly the records their list shows.

@@ -253,6 +253,28 @@ describe('lists', () => {
     expect(closed.items.map((a: { subject: string }) => a.subject).sort()).toEqual(['A call Ann made', 'Done']);
   });
 
+  it('the export takes assigneeId=me as the list does, and an upper-case id as its own', async () => {
+    const task = await log('customers', customerId, { kind: 'task', subject: 'Exported as mine', assigneeId: ANN });
+    await read(`/activities?assigneeId=${ANN}`);
+    const exported = async (url: string, caller: Caller) => {
+      const res = await send(caller, 'GET', url);
+      expect(res.statusCode).toBe(200);
+      return res.body
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { id: string; assigneeId: string });
+    };
+    const mine = await exported('/activities/export?format=ndjson&assigneeId=me', 'ann');
+    expect(mine.map((a) => a.id)).toContain(task.id);
+    expect(mine.every((a) => a.assigneeId === ANN)).toBe(true);
+    const byId = await exported(`/activities/export?format=ndjson&assigneeId=${ANN.toUpperCase()}`, 'sales');
+    expect(byId.map((a) => a.id).sort()).toEqual(mine.map((a) => a.id).sort());
+    expect((await read(`/activities?assigneeId=${ANN.toUpperCase()}&limit=500`)).items.length).toBe(mine.length);
+    const problem = expectProblem(await send('sales', 'GET', '/activities/export?format=ndjson&assigneeId=me'), 400);
+    expect(problem.errors?.map((e) => e.field)).toEqual(['assigneeId']);
+  });
+
   it("'me' needs a key that belongs to a user: 400 naming assigneeId", async () => {
     const problem = expectProblem(await send('sales', 'GET', '/activities?assigneeId=me&open=true'), 400);
     expect(problem.errors?.map((e) => e.field)).toEqual(['assigneeId']);
