@@ -40,9 +40,16 @@ export interface GammaGammaFit {
 export function fitGammaGamma(history: readonly SpendHistory[]): GammaGammaFit {
   const usable = history.filter(usableForSpend);
   if (usable.length < 3) throw new RangeError('Gamma-Gamma needs at least 3 customers with repeat purchases');
+  // Fitted on spend in units of the mean spend, so the search starts at v = 1 whatever the currency's
+  // size: started at log(mean) it began beyond the search's bounds for a mean above e^30 (one large
+  // customer in a currency of large numbers) and stayed there. v scales with the spend (M = s M'
+  // gives v = s v'), and the log-likelihood of M is that of M' less n log s.
+  const scale = usable.reduce((s, c) => s + c.monetary, 0) / usable.length;
   const xs = Int32Array.from(usable, (c) => c.frequency);
-  const logM = Float64Array.from(usable, (c) => Math.log(c.monetary));
-  const xm = Float64Array.from(usable, (c) => c.frequency * c.monetary);
+  // As a difference of logarithms: the quotient of a tiny spend and a huge mean would round to 0.
+  const logScale = Math.log(scale);
+  const logM = Float64Array.from(usable, (c) => Math.log(c.monetary) - logScale);
+  const xm = Float64Array.from(usable, (c) => (c.frequency * c.monetary) / scale);
   const maxX = xs.reduce((m, x) => Math.max(m, x), 0);
   const present = new Uint8Array(maxX + 1);
   for (const x of xs) present[x] = 1;
@@ -62,9 +69,8 @@ export function fitGammaGamma(history: readonly SpendHistory[]): GammaGammaFit {
     }
     return -sum;
   };
-  const meanM = usable.reduce((s, c) => s + c.monetary, 0) / usable.length;
-  // Start at p = 1, q = 2 and v matching the mean spend (E[M] = p v / (q - 1)).
-  const best = minimise(negLogLik, [0, Math.log(2), Math.log(Math.max(meanM, 1e-6))]);
+  // Start at p = 1, q = 2 and v matching the mean spend (E[M] = p v / (q - 1); the mean is 1 here).
+  const best = minimise(negLogLik, [0, Math.log(2), 0]);
   let se: number[];
   try {
     se = standardErrorsFromLogFit(negLogLik, best.x);
@@ -72,9 +78,9 @@ export function fitGammaGamma(history: readonly SpendHistory[]): GammaGammaFit {
     se = [NaN, NaN, NaN];
   }
   return {
-    params: { p: Math.exp(best.x[0]!), q: Math.exp(best.x[1]!), v: Math.exp(best.x[2]!) },
-    standardErrors: { p: se[0]!, q: se[1]!, v: se[2]! },
-    logLikelihood: -best.value,
+    params: { p: Math.exp(best.x[0]!), q: Math.exp(best.x[1]!), v: Math.exp(best.x[2]!) * scale },
+    standardErrors: { p: se[0]!, q: se[1]!, v: se[2]! * scale },
+    logLikelihood: -best.value - usable.length * logScale,
     customers: usable.length,
     converged: best.converged,
   };

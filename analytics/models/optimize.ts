@@ -38,7 +38,8 @@ export function nelderMead(f: (x: number[]) => number, start: number[], options:
     if (Math.abs(worst - best) <= tolerance * (Math.abs(best) + 1e-12)) {
       const spread = Math.max(...simplex.map((p) => Math.max(...p.map((v, k) => Math.abs(v - simplex[0]![k]!)))));
       if (spread < 1e-7) {
-        converged = true;
+        // A simplex that shrank where f is infinite everywhere found no minimum.
+        converged = best < Number.MAX_VALUE;
         break;
       }
     }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { hyp2f1, logGamma, logSumExp } from '../../analytics/models/special.ts';
 import { bgnbdLogLikelihood, expectedPurchases, fitBgNbd, type BgNbdParams } from '../../analytics/models/bgnbd.ts';
+import { nelderMead } from '../../analytics/models/optimize.ts';
 import { expectedSpend, fitGammaGamma, gammaGammaLogLikelihood, simulateSpend, usableForSpend } from '../../analytics/models/gamma-gamma.ts';
 import { clvFromMargins, clvInfinite } from '../../analytics/models/clv.ts';
 import { customerValue } from '../../analytics/models/customer-value.ts';
@@ -144,9 +145,9 @@ describe('BG/NBD on a sample that says nothing of dropout', () => {
 
 describe('Gamma-Gamma at its edges', () => {
   it('still answers a fit when the information matrix cannot be inverted, with standard errors NaN', () => {
-    // Spends so small that x m + v rounds to v: the likelihood then sees q and v only as their ratio
-    // (for the huge q the fit reaches), so the Hessian is singular and its inverse is refused.
-    const customers = [1, 2, 3].map((i) => ({ frequency: 1, monetary: i * 1e-300 }));
+    // Spends 200 orders of magnitude either side of 1: the fit runs q towards infinity, where the
+    // likelihood sees q and v only as their ratio, so the Hessian is singular and its inverse is refused.
+    const customers = [1e-200, 1, 1e200].map((monetary) => ({ frequency: 1, monetary }));
     const fit = fitGammaGamma(customers);
     expect(fit.customers).toBe(3);
     for (const value of Object.values(fit.params)) expect(Number.isFinite(value)).toBe(true);
@@ -184,6 +185,12 @@ describe('Gamma-Gamma at its edges', () => {
     expect(expectedSpend({ ...GG, q: 1 }, { frequency: 3, monetary: 42 })).toBe(42);
     expect(expectedSpend({ ...GG, q: 0.5 }, { frequency: 3, monetary: 42 })).toBe(42);
     expect(relative(expectedSpend({ ...GG, q: 1.5 }, { frequency: 3, monetary: 42 }), spendByIntegration({ ...GG, q: 1.5 }, 3, 42))).toBeLessThan(1e-8);
+  });
+
+  it('does not call a search converged that never found a finite value', () => {
+    const nowhere = nelderMead(() => Infinity, [0, 0]);
+    expect(nowhere.converged).toBe(false);
+    expect(nelderMead(([x, y]) => (x! - 1) ** 2 + (y! + 2) ** 2, [0, 0]).converged).toBe(true);
   });
 
   it('uses only customers with a repeat purchase and a positive, finite mean spend', () => {

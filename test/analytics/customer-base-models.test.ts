@@ -165,6 +165,32 @@ describe('Gamma-Gamma', () => {
     expect(e).toBeLessThan(100);
     expect(e).toBeGreaterThan(populationMean);
   });
+
+  it('fits spend of any size alike: amounts a million million million times larger give the same p and q, v as many times larger', () => {
+    // Found with one customer of 115 purchases of 9e11 in a currency at 1e10 to the base: the search
+    // started at v = mean spend, beyond its bounds, never moved, and published v = 2e20 as converged.
+    const truth = { p: 6.25, q: 3.74, v: 15.44 };
+    const random = seededRandom(5);
+    const history = Array.from({ length: 500 }, () => {
+      const frequency = 1 + Math.floor(random.next() * 8);
+      return { frequency, monetary: simulateSpend(truth, frequency, random) };
+    });
+    const scale = 1e18;
+    const small = fitGammaGamma(history);
+    const large = fitGammaGamma(history.map((c) => ({ ...c, monetary: c.monetary * scale })));
+    expect(large.converged).toBe(true);
+    expect(Number.isFinite(large.logLikelihood)).toBe(true);
+    // The same optimum, to the search's own precision.
+    const near = (a: number, b: number) => expect(Math.abs(a - b) / Math.abs(b)).toBeLessThan(1e-5);
+    near(large.params.p, small.params.p);
+    near(large.params.q, small.params.q);
+    near(large.params.v / scale, small.params.v);
+    expect(large.logLikelihood).toBeCloseTo(small.logLikelihood - history.length * Math.log(scale), 4);
+    expect(large.logLikelihood).toBeCloseTo(
+      history.reduce((s, c) => s + gammaGammaLogLikelihood(large.params, { ...c, monetary: c.monetary * scale }), 0),
+      4,
+    );
+  });
 });
 
 describe('CLV from BG/NBD + Gamma-Gamma', () => {
