@@ -79,6 +79,8 @@ export interface AuditServices {
     options?: { anchors?: readonly ChainAnchor[] },
   ): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
   verificationJobs(): Promise<VerificationJobs>;
+  /** Records the verifications this process runs as ended by its shutdown. */
+  stopVerifications(): Promise<void>;
 }
 
 export interface AuditServicesOptions {
@@ -153,6 +155,8 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
       );
     },
     verificationJobs,
+    // Nothing to record where no job was ever asked for.
+    stopVerifications: async () => (jobs ? (await jobs.catch(() => undefined))?.stop() : undefined),
   };
   return services;
 }

@@ -157,6 +157,11 @@ export interface VerificationJobs {
     options?: StartOptions,
   ): Promise<{ id: string; done: Promise<void>; joined: boolean }>;
   get(id: string): Promise<VerificationJob | undefined>;
+  /**
+   * The process stops (a clean shutdown): the jobs it runs are recorded as ended by that, not left
+   * `running` to read later as killed or crashed.
+   */
+  stop(): Promise<void>;
 }
 
 /**
@@ -183,6 +188,7 @@ export type VerificationJobsOptions = WorkLivenessOptions;
 const jobLockKey = (id: string) => `crm-verification:${id}`;
 
 const ORPHANED = 'the process running it stopped (killed or crashed) before it finished; start the verification again';
+const SHUT_DOWN = 'the server running it was shut down before it finished; start the verification again';
 
 /**
  * Masks the results stored before a column was known to be personal (the customers' match keys, a
@@ -210,6 +216,8 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
   const orphaned = (handle: Kysely<unknown>, id: string): Promise<boolean> => liveness.abandoned(handle, jobLockKey(id));
 
   const update = (id: string, set: ReturnType<typeof sql>) => sql`UPDATE ${table} SET ${set}, heartbeat_at = now() WHERE id = ${id}`.execute(db);
+  /** Jobs this process runs: what a shutdown records as ended by it. */
+  const own = new Set<string>();
 
   return {
     async start(kind, requestedBy, run, startOptions = {}) {
@@ -268,6 +276,7 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
         pending = pending.then(() => sql`UPDATE ${table} SET heartbeat_at = now() WHERE id = ${id}`.execute(db)).catch(() => undefined);
       }, ABANDONED_AFTER_MS / 4);
       heartbeat.unref();
+      own.add(id);
       const done = (async () => {
         try {
           const outcome = await run(onProgress);
@@ -288,6 +297,7 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
                 progress = ${latest === null ? null : JSON.stringify(latest)}::jsonb`,
           ).catch(() => undefined);
         } finally {
+          own.delete(id);
           clearInterval(heartbeat);
           await finish();
         }
@@ -309,6 +319,18 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
         return { ...job, status: 'abandoned', done: true, error: ORPHANED };
       }
       return job;
+    },
+
+    async stop() {
+      const ids = [...own];
+      own.clear();
+      for (const id of ids) {
+        // Only if still running: one that ended meanwhile keeps its result.
+        await sql`UPDATE ${table} SET status = 'abandoned', finished_at = now(), error = ${SHUT_DOWN}
+          WHERE id = ${id} AND status = 'running'`
+          .execute(db)
+          .catch(() => undefined);
+      }
     },
   };
 }

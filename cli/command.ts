@@ -47,6 +47,14 @@ export class UsageError extends Error {
   }
 }
 
+/** The command stopped at a safe point on Ctrl-C (or SIGTERM): exit 130, its message says what is left. */
+export class Interrupted extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'Interrupted';
+  }
+}
+
 export const helpText = (command: CliCommand): string => {
   const options = Object.entries(command.options)
     .filter(([name]) => name !== 'help')

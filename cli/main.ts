@@ -1,7 +1,7 @@
-import { EventStoreUnavailable, MasterKeyMismatch } from '../eventstore/errors.ts';
+import { EventStoreUnavailable, MasterKeyMismatch, StoreNotFound } from '../eventstore/errors.ts';
 import { unavailableAdvice } from './advice.ts';
 import { ReadModelRebuilding } from '../projections/errors.ts';
-import { helpText, parseCommandArgs, UsageError, type CliCommand, type CommandRun } from './command.ts';
+import { helpText, Interrupted, parseCommandArgs, UsageError, type CliCommand, type CommandRun } from './command.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { commands } from './commands/index.ts';
 
@@ -102,6 +102,14 @@ const report = (error: unknown): number => {
   if (error instanceof MasterKeyMismatch) {
     err(`crm: ${error.message}`);
     return 78; // EX_CONFIG
+  }
+  if (error instanceof Interrupted) {
+    err(`crm ${running?.command.name ?? ''}: ${error.message}`);
+    return 130;
+  }
+  if (error instanceof StoreNotFound) {
+    err(`crm ${running?.command.name ?? ''}: ${error.message}`);
+    return 66; // EX_NOINPUT
   }
   if (error instanceof EventStoreUnavailable) {
     err(unavailableAdvice(error, running));

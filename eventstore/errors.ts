@@ -77,3 +77,9 @@ export class InvalidReadOptions extends EventStoreError {}
 
 /** Refused at start: the stored customer data keys cannot be read with the configured master key (or without one). */
 export class MasterKeyMismatch extends EventStoreError {}
+
+/**
+ * A command that reads what is stored found no store where it was pointed (an embedded data folder
+ * with no database in it): opening would have created an empty one and reported on nothing.
+ */
+export class StoreNotFound extends EventStoreError {}

@@ -27,7 +27,8 @@ const prefixes: Record<ShadowKind, (schema: string) => string> = {
 
 export const newShadowName = (schema: string, kind: ShadowKind): string => `${prefixes[kind](schema)}${randomBytes(4).toString('hex')}`;
 
-const isShadowOf = (schema: string, name: string): boolean =>
+/** Whether `name` reads as a shadow of `schema`'s: such a schema is dropped by the next process that finds nobody holding it. */
+export const isShadowOf = (schema: string, name: string): boolean =>
   Object.values(prefixes).some((prefix) => name.startsWith(prefix(schema)) && /^[0-9a-f]{8}$/.test(name.slice(prefix(schema).length)));
 
 /** The lock a shadow's process holds while it works (`SessionLock`): a shadow nobody holds was left by a crash. */

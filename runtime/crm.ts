@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
-import { EventStoreUnavailable } from '../eventstore/errors.ts';
+import { EventStoreUnavailable, StoreNotFound } from '../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../eventstore/personal-data.ts';
 import { createEmailIndex, type EmailIndex } from '../eventstore/email-index.ts';
 import { connectPostgres, createPostgresEventStore, holdSessionLock, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
@@ -192,9 +192,14 @@ export const defaultWorkerId = (config: CrmConfig): string => {
   return `${hostname()}-${digest}`;
 };
 
-export async function openDatabase(config: CrmConfig, options: { poolMax?: number } = {}): Promise<SqlDatabase> {
+export async function openDatabase(config: CrmConfig, options: { poolMax?: number; existingOnly?: boolean } = {}): Promise<SqlDatabase> {
   if (config.database.kind === 'pglite') {
     const { dataDir } = config.database;
+    // PGlite writes PG_VERSION when it creates a database: without it the folder holds none yet.
+    if (options.existingOnly && !existsSync(join(pgliteFolder(dataDir), 'PG_VERSION')))
+      throw new StoreNotFound(
+        `no CRM data in ${dataDir}: point CRM_DATA_DIR at the folder \`npm start\` created (.crm-data in the folder it ran in), or set DATABASE_URL`,
+      );
     mkdirSync(dataDir, { recursive: true });
     const unlock = lockDataDir(dataDir);
     try {
@@ -315,6 +320,11 @@ export interface OpenOptions {
    * the back-pressure bound on their backlog, so a catch-up alone does not refuse commands.
    */
   servesCommands?: boolean;
+  /**
+   * The command reads what is stored (verify, export, replay...): an embedded data folder without a
+   * database is refused (`StoreNotFound`) instead of created empty.
+   */
+  existingOnly?: boolean;
   /** What tests and benchmarks vary; production leaves it unset. */
   overrides?: RuntimeOverrides;
 }
@@ -353,7 +363,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
   const closing = new ClosingSteps();
   const close = () => closing.close();
   try {
-    const database = await openDatabase(config, { poolMax: overrides.poolMax });
+    const database = await openDatabase(config, { poolMax: overrides.poolMax, existingOnly: options.existingOnly === true });
     closing.add('pool', () => database.close());
     const setUpLockKey = `crm-set-up:${config.schemas.events}:${config.schemas.read}`;
     let releaseSetUpLock: (() => Promise<void>) | undefined = await acquireStartupLock(database, setUpLockKey);
@@ -406,6 +416,8 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       },
       { projections: isolatedProjections },
     );
+    // Before the pools close: a verification cut short by the shutdown is recorded as such.
+    closing.add('verifications', () => audit.stopVerifications());
     const codec = personalDataCodec(personalData);
     // PGlite has a single connection: applying projections side by side would only queue.
     const concurrent = database.kind === 'postgres';

@@ -331,16 +331,21 @@ export async function verifyGlobalChain(
   let after = '-1';
   /** The latest record time walked so far, and where. */
   let latestRecorded = { ms: -Infinity, position: -1n };
-  const broken = (position: bigint, stream: string | null, revision: string | null, reason: string): GlobalChainVerification => ({
-    ok: false,
-    checked,
-    head: null,
-    anchorsMatched,
-    anchors: anchorChecks(),
-    sealedThrough,
-    unsealed,
-    firstBroken: { position, stream, revision: revision === null ? null : Number(revision), reason },
-  });
+  const broken = (position: bigint, stream: string | null, revision: string | null, reason: string): GlobalChainVerification => {
+    const checks = anchorChecks();
+    // Every anchor the walk found matching, those at the position it stopped at included (they were
+    // listed as matched while the count said none).
+    return {
+      ok: false,
+      checked,
+      head: null,
+      anchorsMatched: checks.filter((check) => check.matched).length,
+      anchors: checks,
+      sealedThrough,
+      unsealed,
+      firstBroken: { position, stream, revision: revision === null ? null : Number(revision), reason },
+    };
+  };
   while (last) {
     const { rows } = await sql<WalkRow>`
       WITH s AS (
@@ -391,10 +396,14 @@ export async function verifyGlobalChain(
             position,
             row.seal_stream,
             row.seal_revision,
-            // Where the anchor lies, not where the change is: the re-hashed chain holds after the change,
-            // so only an earlier anchor that still matches narrows it down.
-            'global hash differs from the anchor kept outside the database: the chain was rewritten (re-hashed) at or before this position, ' +
-              'not necessarily in this stream; an earlier anchor that still matches narrows down where',
+            anchored.includes(sealed!)
+              ? // Two hashes for one position: at most one was ever the chain's.
+                'the anchors given for this position disagree: one matches the chain, another differs; check where the differing one came from ' +
+                  '(a mistyped or foreign anchor), or whether the chain was rewritten between the times the two were taken'
+              : // Where the anchor lies, not where the change is: the re-hashed chain holds after the change,
+                // so only an earlier anchor that still matches narrows it down.
+                'global hash differs from the anchor kept outside the database: the chain was rewritten (re-hashed) at or before this position, ' +
+                  'not necessarily in this stream; an earlier anchor that still matches narrows down where',
           );
         }
         anchorsMatched += anchored.length;

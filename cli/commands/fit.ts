@@ -31,7 +31,7 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
 
     const { openCrm } = await import('../../runtime/crm.ts');
     const { FitInterrupted, InsufficientData } = await import('../../analytics/service.ts');
-    const runtime = await openCrm(run.config, { holdSetUpLock: true });
+    const runtime = await openCrm(run.config, { holdSetUpLock: true, existingOnly: true });
     try {
       // This process follows the feed until the analytics projection has caught up, then fits.
       await runtime.startProjections();

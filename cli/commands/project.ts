@@ -32,7 +32,7 @@ code 124.`,
       throw new UsageError(`--worker-id must be 1 to 128 letters, digits or . _ : @ - (got "${workerId.slice(0, 60)}")`);
     }
     const { openCrm } = await import('../../runtime/crm.ts');
-    const runtime = await openCrm(run.config, { holdSetUpLock: true, workerId });
+    const runtime = await openCrm(run.config, { holdSetUpLock: true, workerId, existingOnly: true });
     const deadline = armShutdownDeadline({ signal: run.signal, timeoutMs: run.config.shutdown.timeoutMs, err: run.err, pending: () => runtime.pendingClose() });
     try {
       await runtime.startProjections();

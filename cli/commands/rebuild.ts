@@ -3,6 +3,7 @@ import { createProgress } from '../progress.ts';
 
 export const rebuildCommand: CliCommand = {
   name: 'rebuild',
+  onInterrupt: 'the live read models are left as they were; run the command again to rebuild from the beginning',
   summary: 'Rebuild read models from the events into a shadow schema, then swap them in',
   usage: 'rebuild [name] [--list]',
   details: `
@@ -22,7 +23,7 @@ Examples:
   async run(run) {
     const { openCrm } = await import('../../runtime/crm.ts');
     const { rebuildProjections, RebuildInterrupted } = await import('../../projections/rebuild.ts');
-    const runtime = await openCrm(run.config);
+    const runtime = await openCrm(run.config, { existingOnly: true });
     try {
       if (run.values.list) {
         for (const p of runtime.projections) run.out(`${p.name.padEnd(20)} version ${p.version}  tables: ${p.tables.join(', ')}`);

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
+import { Interrupted, stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
 import { createProgress } from '../progress.ts';
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -29,6 +29,7 @@ async function foreignObjects(db: Kysely<unknown>, readSchema: string, schema: s
 
 export const replayCommand: CliCommand = {
   name: 'replay',
+  onInterrupt: 'the schema is left incomplete; run the command again to rebuild it from the start',
   summary: 'Build every read model as of a past instant into a separate schema',
   usage: 'replay --as-of <time> --schema <name> [--reporting-schema <name>]',
   details: `
@@ -77,10 +78,21 @@ Example:
       }
     }
     if (reportingSchema === schema) throw new UsageError('--reporting-schema must differ from --schema (its views are named as the tables)');
+    // A name of a rebuild's or a verification's shadow would be dropped, unannounced, by the next process that opens the read models.
+    const { isShadowOf } = await import('../../projections/shadows.ts');
+    for (const [option, name] of [
+      ['--schema', schema],
+      ['--reporting-schema', reportingSchema],
+    ] as const) {
+      if (name !== undefined && isShadowOf(schemas.read, name))
+        throw new UsageError(
+          `${option} ${name} is named as a rebuild's or verification's working copy, which is dropped when found unused; choose another name`,
+        );
+    }
     const { openCrm } = await import('../../runtime/crm.ts');
     const { replayInto } = await import('../../projections/rebuild.ts');
     const { eraseForgottenInCopy, registerReadModelCopy } = await import('../../projections/read-model-copies.ts');
-    const runtime = await openCrm(run.config);
+    const runtime = await openCrm(run.config, { existingOnly: true });
     try {
       for (const [option, name, role] of [
         ['--schema', schema, 'schema_name'],
@@ -110,7 +122,7 @@ Example:
         replace: true,
         ...(reportingSchema ? { reportingSchema } : {}),
         onProgress: (p) => {
-          if (run.signal.aborted) throw new Error('interrupted: run the same command again (the schema is rebuilt from the start)');
+          if (run.signal.aborted) throw new Interrupted('interrupted: run the same command again (the schema is rebuilt from the start)');
           progress.update(p.events);
         },
       }).catch(async (error: unknown) => {

@@ -146,7 +146,10 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
           .then(
             (result) => {
               const refused = Object.entries(result.refused);
-              progress.done(refused.length ? `refused by the rules: ${refused.map(([c, n]) => `${c} x${n}`).join(', ')}` : undefined);
+              const refusals = refused.length ? `refused by the rules: ${refused.map(([c, n]) => `${c} x${n}`).join(', ')}` : undefined;
+              // Stopped part way (Ctrl-C, SIGTERM): not "done"; the next start resumes it.
+              if (result.interrupted) progress.done([refusals, 'the next start resumes it'].filter(Boolean).join('; '), 'stopped');
+              else progress.done(refusals);
               tracker?.update({ state: result.interrupted ? 'interrupted' : 'loaded' });
               if (!result.interrupted) run.out(`Demo data loaded (${result.executed} commands); the read models are catching up (GET /ready).`);
             },

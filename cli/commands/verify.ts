@@ -1,6 +1,6 @@
 import { appendFile, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { stringValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
+import { Interrupted, stringValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
 import type { ChainAnchor } from '../../audit/index.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { createProgress } from '../progress.ts';
@@ -27,6 +27,10 @@ async function anchorsOf(run: CommandRun): Promise<{ anchors: ChainAnchor[]; fil
       throw new UsageError(`cannot read ${file}: ${error.message}`);
     });
     texts.push(...content.split('\n').filter((line) => line.trim() !== '' && !line.trim().startsWith('#')));
+    // The new head is added at the end: a file that cannot take it is said now, not after the whole walk.
+    await appendFile(resolve(file), '').catch((error: NodeJS.ErrnoException) => {
+      throw new UsageError(`cannot write ${file}: ${error.message}; give a file this user may write (its folder must exist)`);
+    });
   }
   const anchors = texts.map((text) => {
     const anchor = parseChainAnchor(text.split(/\s/)[0] ?? '');
@@ -104,7 +108,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
   try {
     result = await runtime.audit.verifyReadModels({
       onProgress: (p) => {
-        if (run.signal.aborted) throw new Error('interrupted: nothing was changed; run it again');
+        if (run.signal.aborted) throw new Interrupted('interrupted: nothing was checked to the end and nothing was changed; run it again');
         if (p.phase === 'compare' && !comparing) {
           comparing = true;
           progress.done();
@@ -144,6 +148,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
 
 export const verifyCommand: CliCommand = {
   name: 'verify',
+  onInterrupt: 'nothing is changed; run the command again for the whole check',
   summary: 'Check that the read models equal a replay of the events (--chain: check tamper evidence)',
   usage: 'verify [--chain [--anchor <position:hash>]... [--anchors-file <path>]]',
   details: `
@@ -170,7 +175,7 @@ schema of a killed rebuild or verification, which it drops first, clearing that 
     if (!run.values.chain && (run.values.anchor !== undefined || run.values['anchors-file'] !== undefined))
       throw new UsageError('--anchor and --anchors-file go with --chain');
     const { openCrm } = await import('../../runtime/crm.ts');
-    const runtime = await openCrm(run.config);
+    const runtime = await openCrm(run.config, { existingOnly: true });
     try {
       return run.values.chain ? await verifyChains(runtime, run) : await verifyReadModels(runtime, run);
     } finally {

@@ -477,6 +477,23 @@ describe('anchors: global hashes kept outside the database', () => {
     });
   });
 
+  it('two anchors for one position that disagree are said to disagree, and the one that matches counts as matched', async () => {
+    // Found over HTTP with a mistyped anchor beside the right one: the right one was listed as matched,
+    // the count said 0, and the reason blamed a rewritten chain.
+    const f = await fixture();
+    const { head } = await verifyGlobalChain(f.h.database, f.h.schemas.events);
+    const typo = { position: head!.position, globalHash: 'a'.repeat(64) };
+    const result = await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors: [typo, head!] });
+    expect(result).toMatchObject({
+      ok: false,
+      anchorsMatched: 1,
+      firstBroken: { position: head!.position, reason: expect.stringContaining('the anchors given for this position disagree') },
+    });
+    expect(result.anchors.map((a) => a.status)).toEqual(['differs', 'matched']);
+    // The typo alone is still a rewrite as far as anything can tell.
+    expect((await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors: [typo] })).firstBroken?.reason).toContain('differs from the anchor');
+  });
+
   it('each say what became of them, in the order given: matched, differs, missing, or not reached past a broken link', async () => {
     const f = await fixture();
     const positions = await allPositions(f);

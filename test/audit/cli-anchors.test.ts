@@ -58,6 +58,14 @@ describe('crm verify --chain with anchors', () => {
     expect(anchorLines()).toHaveLength(2);
   });
 
+  it('refuses an anchors file it cannot write before the walk (exit 2), not after it with a stack (exit 1, the code of a broken chain)', async () => {
+    const unwritable = await crm(['verify', '--chain', '--anchors-file', join('missing-folder', 'anchors.txt')]);
+    expect(unwritable.code).toBe(2);
+    expect(unwritable.stderr).toContain('cannot write missing-folder/anchors.txt');
+    expect(unwritable.stdout).not.toContain('Hash chains intact');
+    expect(unwritable.stderr).not.toContain('unexpected error');
+  });
+
   it('refuses a malformed anchor, and anchors without --chain, before opening anything', async () => {
     const malformed = await crm(['verify', '--chain', '--anchor', '12:abc']);
     expect(malformed.code).toBe(2);

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -76,6 +76,14 @@ describe('crm replay --schema and --reporting-schema', () => {
     expect(result.stderr).toContain(`--reporting-schema ${schemas.reporting} is one of the live or system schemas`);
   });
 
+  it("refuses the name of a rebuild's or verification's working copy, which the next process would drop unannounced", async () => {
+    for (const shadow of [`${schemas.read}_verify_12345678`, `${schemas.read}_rb_0badcafe`]) {
+      const result = await crm(['replay', '--as-of', '2026-01-01T00:00:00Z', '--schema', shadow]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(`--schema ${shadow} is named as a rebuild's or verification's working copy`);
+    }
+  });
+
   it('refuses an instant in the future, whose copy would miss what is recorded until then', async () => {
     const result = await crm(['replay', '--as-of', '2199-01-01T00:00:00Z', '--schema', `${schemas.read}_future`]);
     expect(result.code).toBe(2);
@@ -114,5 +122,21 @@ describe('crm replay --as-of', () => {
     expect(result.stderr).toContain(`--as-of must be an ISO time with an offset`);
     expect(result.stderr).toContain(`(got "${asOf}")`);
     expect(result.stdout).not.toContain('Read models as of');
+  });
+});
+
+describe('commands that read what is stored, pointed at an embedded data folder with none', () => {
+  // Found with CRM_DATA_DIR mistyped: verify --chain created an empty database there and reported its
+  // 0 events intact with exit 0, a green audit of nothing.
+  it('refuse with exit 66 naming the folder, and create nothing there', async () => {
+    const empty = join(folder, 'no-such-data');
+    for (const args of [['verify', '--chain'], ['verify'], ['projections', 'list'], ['export', 'customers']]) {
+      const result = await runCrm(args, { cwd: folder, env: { CRM_DATA_DIR: empty, LOG_LEVEL: 'warn' }, timeoutMs: 120_000 });
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(66);
+      expect(result.stderr).toContain(`no CRM data in ${empty}`);
+      expect(result.stderr).toContain('CRM_DATA_DIR');
+      expect(result.stdout).not.toContain('intact');
+      expect(existsSync(empty)).toBe(false);
+    }
   });
 });

@@ -206,3 +206,20 @@ describe('verification jobs', () => {
     expect(await jobs.get('not-a-uuid')).toBeUndefined();
   });
 });
+
+describe('verification jobs when their process shuts down', () => {
+  it('records a job cut short by a clean stop as such, not as killed or crashed, and leaves a finished one as it ended', async () => {
+    // Found with SIGTERM on crm serve 2 s into a verification: the row stayed running and read, after
+    // the restart, "stopped (killed or crashed)".
+    const own = await createVerificationJobs(database.db, schemas.read);
+    const finished = controlledRun();
+    const done = await own.start('chains', 'auditor-1', finished.run);
+    finished.finish({ ok: true });
+    await done.done;
+    const cut = await own.start('read_models', 'auditor-1', controlledRun().run);
+    expect((await own.get(cut.id))?.status).toBe('running');
+    await own.stop();
+    expect(await own.get(cut.id)).toMatchObject({ status: 'abandoned', done: true, error: expect.stringContaining('was shut down before it finished') });
+    expect(await own.get(done.id)).toMatchObject({ status: 'passed' });
+  });
+});
