@@ -88,6 +88,14 @@ export class WebhookLoop {
    * Kept across rounds: a retry interrupted by a change of the subscription is the same outage.
    */
   private readonly receiverOutage: OutageLog;
+  /**
+   * The event whose retry a round left waiting (a change of the subscription ends the round): the next
+   * round goes on counting its attempts from the same first failure, and waits out its back-off when the
+   * address is the same. Restarted, a description edit or a rotated secret gave the receiver an attempt
+   * at once (a second POST within milliseconds of a 503 with Retry-After), counted from 1, and the
+   * hour after which retries give up never ran out for a subscription edited now and then.
+   */
+  private retry: { eventId: string; attempt: number; firstFailureAt: number; retryAt: number; url: string } | undefined;
 
   constructor(private readonly deps: WebhookLoopDeps) {
     this.client = new WebhookClient(deps.destinations);
@@ -157,7 +165,11 @@ export class WebhookLoop {
       this.controller.abort();
       return 0;
     }
-    if (!subscription.enabled || publisher.state !== 'running') return 1_000;
+    if (!subscription.enabled || publisher.state !== 'running') {
+      // Disabled or paused: enabling it again starts a new series of attempts.
+      this.retry = undefined;
+      return 1_000;
+    }
     const secrets = await tables.secretsOf(subscription.id);
     // The subscription's URL is stored with its password masked: deliveries go to the real one.
     const url = await tables.deliveryUrl(subscription.id);
@@ -218,8 +230,11 @@ export class WebhookLoop {
    */
   private async deliver(subscription: WebhookSubscription, url: string, secrets: string[], first: BatchItem, save: () => Promise<boolean>): Promise<Outcome> {
     const { tables, feed, policy } = this.deps;
-    let firstFailureAt: number | undefined;
-    for (let attempt = 1; ; attempt++) {
+    const carried = this.retry?.eventId === first.recorded.id ? this.retry : undefined;
+    let firstFailureAt = carried?.firstFailureAt;
+    // Another address (the URL changed) may answer now: tried at once, still counted on.
+    if (carried && carried.url === url && !(await this.waitUntil(carried.retryAt))) return 'interrupted';
+    for (let attempt = (carried?.attempt ?? 0) + 1; ; attempt++) {
       if (this.stopped || this.stale) return 'interrupted';
       // Decoded again before each attempt: a customer forgotten since the page was read (while the
       // events ahead of this one were delivered, or during a retry wait) must read '[erased]'.
@@ -236,6 +251,7 @@ export class WebhookLoop {
       const answer = await this.client.post(url, body, { ...headers }, policy.timeoutMs, this.controller.signal);
       const latencyMs = Math.round((performance.now() - started) * 10) / 10;
       if (answer.ok) {
+        this.retry = undefined;
         this.receiverOutage.recovered();
         return { eventId, position: first.recorded.position, attempt, statusCode: answer.status, latencyMs, error: null, nextRetryAt: null };
       }
@@ -258,6 +274,8 @@ export class WebhookLoop {
       ]);
       await tables.recordFailure(this.name, { error, status: answer.status, latencyMs, nextRetryAt, pause });
       if (pause) {
+        // Enabling it again starts a new series of attempts.
+        this.retry = undefined;
         this.deps.log?.(gone ? 'webhook subscription paused: the endpoint is gone' : 'webhook subscription paused: retries ran out', {
           subscription: subscription.id,
           eventId,
@@ -265,11 +283,18 @@ export class WebhookLoop {
         });
         return 'paused';
       }
-      // `wait` also returns early on new events: keep waiting out the delay unless interrupted.
       const retryAt = Date.now() + delay;
-      while (!this.stopped && !this.stale && retryAt > Date.now()) {
-        await feed.wait(retryAt - Date.now(), AbortSignal.any([this.controller.signal, this.interrupt.signal]));
-      }
+      this.retry = { eventId, attempt, firstFailureAt, retryAt, url };
+      if (!(await this.waitUntil(retryAt))) return 'interrupted';
     }
+  }
+
+  /** Waits until `at`; false when the loop stops or the subscription changes first. */
+  private async waitUntil(at: number): Promise<boolean> {
+    // `wait` also returns early on new events: keep waiting out the delay unless interrupted.
+    while (!this.stopped && !this.stale && at > Date.now()) {
+      await this.deps.feed.wait(at - Date.now(), AbortSignal.any([this.controller.signal, this.interrupt.signal]));
+    }
+    return !this.stopped && !this.stale;
   }
 }

@@ -548,6 +548,46 @@ describe('delivery', () => {
     }
   }, 60_000);
 
+  it("keeps a retry's count, first failure and back-off through a change of the subscription that leaves its address (a description, a rotated secret)", async () => {
+    // Found with a description edited while a 503 asked for 20 s: the event went out again at once,
+    // counted as attempt 1, and a subscription edited now and then never ran out of retries.
+    const r = await receiver((n) => (n < 2 ? { status: 503, headers: { 'retry-after': '2' } } : { status: 200 }));
+    const sub = await subscribe({ url: r.url, events: ['CustomerRegistered'] });
+    const publishers = await startPublishers({ timeoutMs: 2_000, firstRetryMs: 50, maxRetryMs: 3_000, retryForMs: 60_000 });
+    try {
+      await commands.execute({ type: 'RegisterCustomer', name: 'Edited while retrying', email: `edit-${randomUUID()}@example.com` }, ctx());
+      await eventually(
+        () => r.requests.length === 1,
+        30_000,
+        () => 'a first attempt',
+      );
+      const change = (payload: object, url = `/webhooks/${sub.id}`, method: 'PATCH' | 'POST' = 'PATCH') =>
+        h.app.inject({ method, url, headers: h.auth('admin'), payload });
+      expect((await change({ description: 'edited while retrying' })).statusCode).toBe(200);
+      await eventually(
+        () => r.requests.length === 2,
+        30_000,
+        () => 'a second attempt',
+      );
+      expect((await change({ keepPreviousSeconds: 0 }, `/webhooks/${sub.id}/rotate-secret`, 'POST')).statusCode).toBe(200);
+      await eventually(
+        () => r.accepted().length === 1,
+        30_000,
+        () => `requests ${r.requests.map((q) => q.answered).join(',')}`,
+      );
+      const gaps = r.requests.slice(1).map((q, i) => q.at - r.requests[i]!.at);
+      // Restarted by the changes, each would have come within milliseconds.
+      expect(gaps[0]).toBeGreaterThanOrEqual(1_900);
+      expect(gaps[1]).toBeGreaterThanOrEqual(1_900);
+      expect(r.requests).toHaveLength(3);
+      const deliveries = json(await h.app.inject({ method: 'GET', url: `/webhooks/${sub.id}/deliveries?limit=10`, headers: h.auth('admin') }));
+      expect(deliveries.items.map((d: { attempt: number }) => d.attempt).sort()).toEqual([1, 2, 3]);
+    } finally {
+      await publishers.stop();
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${sub.id}`, headers: h.auth('admin') });
+    }
+  }, 60_000);
+
   it('never connects where the operator has not allowed: a subscription to a loopback name reaches nobody, and its state says why', async () => {
     const r = await receiver();
     // Created where loopback is allowed (this API's configuration), delivered by publishers that allow nothing private.
