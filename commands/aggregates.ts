@@ -38,7 +38,7 @@ export interface AggregateStates {
 export interface Folder<S> {
   prefix: string;
   initialState: () => S;
-  evolve: (state: S, event: CrmEvent) => S;
+  evolve: (state: S, event: CrmEvent, occurredAt?: string) => S;
 }
 
 /** An aggregate kind on the command side: its stream prefix and its decider, with the event union erased. */
@@ -126,7 +126,7 @@ export const foldInto = async <S>(deps: StreamLoaderDeps, folder: Folder<S>, bas
   for (const [i, e] of decoded.entries()) {
     // Forgotten by another process: drop our cached key so nothing more is encrypted or read with it.
     if (e.event.type === 'CustomerForgotten') deps.personalData.evict(e.event.data.customerId);
-    state = folder.evolve(state, e.event);
+    state = folder.evolve(state, e.event, e.metadata.occurredAt);
     base.ids.set(recorded[i]!.id, refOf(recorded[i]!));
   }
   const last = recorded.at(-1);

@@ -208,7 +208,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         const e = await decodeRecordedEvent(r, personalData);
         // Forgotten by another process: drop our cached key so nothing more is encrypted or read with it.
         if (e.event.type === 'CustomerForgotten') personalData.evict(e.event.data.customerId);
-        state = folder.evolve(state, e.event);
+        state = folder.evolve(state, e.event, e.metadata.occurredAt);
         ids.add(r.id, e.metadata.commandHash);
       }
       const held: Held = { state: compactState(kind, state), revision: recorded.at(-1)?.revision ?? from?.revision ?? -1, ids, tail: recorded.length };
@@ -403,7 +403,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           return { id, type, data, metadata: { ...p.metadata, schemaVersion: schemaVersionOf(type) } };
         });
         // Evolved only once every event passed its schema, so a refused command leaves the state as it was.
-        for (const e of events) w.state = folder.evolve(w.state, { type: e.type, data: e.data } as CrmEvent);
+        for (const e of events) w.state = folder.evolve(w.state, { type: e.type, data: e.data } as CrmEvent, p.metadata.occurredAt);
         for (const e of events) w.newIds.set(e.id, p.metadata.commandHash);
         w.events.push(...events);
         // A command whose decider records nothing found its effect there already (a cost id recorded

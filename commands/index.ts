@@ -284,7 +284,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       // A safety net: nothing the catalogue would refuse on read is ever stored.
       const data = eventSchemas[type].parse(event.data);
       const eventId = key ? eventIdFor(stream, key, index) : randomUUID();
-      plain.push({ id: eventId, event: { type, data } as AppendedEvent['event'], commandHash: metadata.commandHash });
+      plain.push({ id: eventId, event: { type, data } as AppendedEvent['event'], commandHash: metadata.commandHash, occurredAt: metadata.occurredAt });
       events.push({
         id: eventId,
         type,
@@ -411,7 +411,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     for (const [index, { prepared, ctx }] of members.entries()) {
       if (folded < plain.length) {
         if (folded === 0) state = copyState(state);
-        for (const e of plain.slice(folded)) state = folder.evolve(state, e.event);
+        for (const e of plain.slice(folded)) state = folder.evolve(state, e.event, e.occurredAt);
         folded = plain.length;
       }
       const revision = base.revision + plain.length;

@@ -69,6 +69,8 @@ export interface AppendedEvent {
   id: string;
   event: CrmEvent;
   commandHash: string | undefined;
+  /** Business time, as the fold from the store would see it. */
+  occurredAt: string;
 }
 
 interface Entry {
@@ -177,7 +179,7 @@ export function createStreamCache(deps: StreamLoaderDeps, maxStreams: number, sa
       const folder = deps.folders[kind] as Folder<unknown>;
       let state = folded?.state ?? base.state;
       for (const [i, e] of events.entries()) {
-        if (i >= (folded?.count ?? 0)) state = folder.evolve(state, e.event);
+        if (i >= (folded?.count ?? 0)) state = folder.evolve(state, e.event, e.occurredAt);
         // Positions of the earlier events of one append are not returned: the last one stands for all.
         base.ids.set(e.id, { revision: base.revision + i + 1, position: after.position, commandHash: e.commandHash });
       }

@@ -8,7 +8,11 @@
  */
 export interface Decider<Command, Event, State> {
   initialState: () => State;
-  evolve: (state: State, event: Event) => State;
+  /**
+   * `occurredAt` is the event's business time where the fold has it (the command side always does): a
+   * decider that refuses commands dated before a step of its lifecycle (a deal's opening) keeps it.
+   */
+  evolve: (state: State, event: Event, occurredAt?: string) => State;
   decide: (command: Command, state: State) => Event[];
 }
 

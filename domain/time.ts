@@ -1,3 +1,6 @@
+import { ruleViolated } from './errors.ts';
+import { BUSINESS_TIME_SKEW_MS } from './shared.ts';
+
 /** Pure date arithmetic on ISO-8601 instants (business time travels as strings). */
 
 const HOUR_MS = 3_600_000;
@@ -13,4 +16,22 @@ export const isBefore = (a: string, b: string): boolean => Date.parse(a) < Date.
 export const inUtc = (iso: string): string => {
   const ms = Date.parse(iso);
   return Number.isNaN(ms) ? iso : new Date(ms).toISOString();
+};
+
+/**
+ * Whether `later` is dated before `earlier` by more than clocks drift apart (`BUSINESS_TIME_SKEW_MS`):
+ * a step recorded without a time of its own (our clock) and the next one with the client's may be
+ * a moment out of order, as two clocks are, and that is no contradiction to refuse.
+ */
+export const isWellBefore = (later: string, earlier: string): boolean => Date.parse(later) < Date.parse(earlier) - BUSINESS_TIME_SKEW_MS;
+
+/**
+ * Refuses a command dated well before a step its stream records (a deal's opening, a feedback item's
+ * submission): the read models would show durations far below zero, and an import refuses such a row
+ * too (commands/import/rows.ts, the same rule). A step whose time the fold did not have (null)
+ * refuses nothing.
+ */
+export const assertNotBefore = (occurredAt: string, step: string | null, code: string, what: string): void => {
+  if (step !== null && isWellBefore(occurredAt, step))
+    throw ruleViolated(code, `occurredAt ${occurredAt} is before ${what} (${step}), by more than clocks drift apart`, 'occurredAt', { notBefore: step });
 };

@@ -1,5 +1,6 @@
 import { hash as digest } from 'node:crypto';
 import { IsoDateTimeText } from '../../domain/shared.ts';
+import { isWellBefore } from '../../domain/time.ts';
 import { createdIdFor } from '../ids.ts';
 import { commandSchemas, type CommandType } from '../schemas.ts';
 
@@ -385,15 +386,20 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
     ...(stage && stage.toLowerCase() !== status ? { stage } : {}),
     ...(probability !== undefined ? { probabilityOverride: probability } : {}),
   };
+  const isOpen = status === undefined || status === 'open';
   // An open deal's time in its stage, as an export writes it (a closed deal's is its closing).
-  const stageEnteredAt = status === undefined || status === 'open' ? timeOf(row, 'stage_entered_at') : undefined;
+  const stageEnteredAt = isOpen ? timeOf(row, 'stage_entered_at') : undefined;
   const enteredLater = stageEnteredAt !== undefined && stageEnteredAt !== openedAt;
-  const open = withTime('OpenDeal', enteredLater ? { ...fields, stageEnteredAt } : fields, openedAt, keyOf('deals', natural));
-  // Rows imported before the stage's time was read: the same deal (their file, or its export, again).
-  if (enteredLater) open.formerly = withTime('OpenDeal', fields, openedAt, open.key).command;
-  if (status === undefined || status === 'open') return [open];
+  const closedAt = isOpen ? undefined : timeOf(row, 'closed_at');
+  // A closed deal whose file gives no opening opened when it closed: opened at the import's own time,
+  // it would be closed before it opened (which the deal refuses).
+  const openingAt = openedAt ?? closedAt;
+  const open = withTime('OpenDeal', enteredLater ? { ...fields, stageEnteredAt } : fields, openingAt, keyOf('deals', natural));
+  // Rows imported before the stage's time was read, or before the opening defaulted to the closing:
+  // the same deal (their file, or its export, again).
+  if (enteredLater || openingAt !== openedAt) open.formerly = withTime('OpenDeal', fields, openedAt, open.key).command;
+  if (isOpen) return [open];
   // The outcome addresses the deal the first command creates (its id derives from that key when the file gives none).
-  const closedAt = timeOf(row, 'closed_at');
   const target = { dealId: dealId ?? createdIdFor('OpenDeal', open.key) };
   // The reason it was won is the event's reason (the deal's `wonReason`): the file's, or none.
   if (status === 'won') return [open, { ...withTime('WinDeal', target, closedAt, `${open.key}:won`), reason: text(row, 'won_reason') ?? null }];
@@ -520,11 +526,13 @@ export const IMPORTED_RESPONSE = 'Responded in the previous system (imported)';
 export const IMPORTED_RESOLUTION = 'Resolved in the previous system (imported)';
 
 /**
- * Refuses a row whose `later` time comes before its `earlier` one. A time left out or unreadable
- * parses as NaN, which compares false: nothing to refuse here (the schema names an unreadable one).
+ * Refuses a row whose `later` time comes well before its `earlier` one, as the API refuses such a
+ * command (domain/time.ts `isWellBefore`: within the clocks' drift is no contradiction, and an export
+ * of what the API took imports again). A time left out or unreadable parses as NaN, which compares
+ * false: nothing to refuse here (the schema names an unreadable one).
  */
 const notBefore = ([laterName, laterTime]: [string, string | undefined], [earlierName, earlierTime]: [string, string | undefined]): void => {
-  if (Date.parse(laterTime ?? '') < Date.parse(earlierTime ?? '')) throw new RowRejected(`${laterName}: before ${earlierName} (${laterTime} < ${earlierTime})`);
+  if (isWellBefore(laterTime ?? '', earlierTime ?? '')) throw new RowRejected(`${laterName}: before ${earlierName} (${laterTime} < ${earlierTime})`);
 };
 
 /**
@@ -638,27 +646,27 @@ const activities = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const dealId = text(row, 'deal_id');
   const parent = dealId ? { dealId } : { customerId: customerOf(row, options) };
   const occurredAt = timeOf(row, 'occurred_at', 'date');
+  const completedAt = timeOf(row, 'completed_at');
   const subject = text(row, 'subject');
   const body = text(row, 'body');
   const dueAt = timeOf(row, 'due_at');
   const assigneeId = text(row, 'assignee_id', 'assignee');
   const kind = text(row, 'kind')?.toLowerCase();
   const natural = activityId ?? `${dealId ?? parent.customerId}:${kind ?? ''}:${subject ?? ''}:${occurredAt ?? ''}`;
-  const log = withTime(
-    'LogActivity',
-    {
-      ...(activityId ? { activityId } : {}),
-      ...parent,
-      kind,
-      subject,
-      ...(body !== undefined ? { body } : {}),
-      ...(dueAt !== undefined ? { dueAt } : {}),
-      ...(assigneeId !== undefined ? { assigneeId } : {}),
-    },
-    occurredAt,
-    keyOf('activities', natural),
-  );
-  const completedAt = timeOf(row, 'completed_at');
+  const fields = {
+    ...(activityId ? { activityId } : {}),
+    ...parent,
+    kind,
+    subject,
+    ...(body !== undefined ? { body } : {}),
+    ...(dueAt !== undefined ? { dueAt } : {}),
+    ...(assigneeId !== undefined ? { assigneeId } : {}),
+  };
+  // A completed task whose file gives no time of its own was logged when it was completed: logged at
+  // the import's time, it would be completed before it was logged (which the task refuses).
+  const loggedAt = occurredAt ?? completedAt;
+  const log = withTime('LogActivity', fields, loggedAt, keyOf('activities', natural));
+  if (loggedAt !== occurredAt) log.formerly = withTime('LogActivity', fields, occurredAt, log.key).command;
   if (completedAt === undefined) return [log];
   // Refused whole here: decided, the completion alone would be refused and the row stored half.
   if (kind === 'note' || kind === 'call' || kind === 'meeting') throw new RowRejected(`completed_at: only a task is completed, not a ${kind}; leave it empty`);
@@ -757,11 +765,14 @@ const FIELD_COLUMNS: Record<string, readonly string[]> = {
   message: ['first_response', 'response'],
   comment: ['rating_comment'],
 };
+/** A customers row's own id: `id` first, as the row reads it (its email stands for it only when there is none). */
+const OWN_CUSTOMER_ID = ['id', 'customer_id', 'email'] as const;
 const FIELD_COLUMNS_OF: Partial<Record<CommandType, Record<string, readonly string[]>>> = {
   RecordCampaignResponse: { kind: ['response', 'kind'] },
   LoseDeal: { reason: ['lost_reason', 'reason'] },
   RefundPurchase: { reason: ['reason', 'refund_reason'] },
-  DeactivateCustomer: { reason: ['deactivation_reason'] },
+  RegisterCustomer: { customerId: OWN_CUSTOMER_ID },
+  DeactivateCustomer: { reason: ['deactivation_reason'], customerId: OWN_CUSTOMER_ID },
 };
 
 const snake = (field: string) => field.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();

@@ -1,6 +1,7 @@
 import { assertCustomerUsable, type CustomerSnapshot } from '../customer/decider.ts';
 import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
+import { assertNotBefore } from '../time.ts';
 import type { ActivityCommand } from './commands.ts';
 import { changesOf, type ActivityChanges, type ActivityEvent, type ActivityKind } from './events.ts';
 
@@ -21,6 +22,8 @@ export interface ActivityState {
   dueAt: string | null;
   assigneeId: string | null;
   completed: boolean;
+  /** Business time of the logging (when the call happened, when the task was set): null where the fold had none. */
+  loggedAt: string | null;
 }
 
 export const initialActivityState = (): ActivityState => ({
@@ -34,12 +37,13 @@ export const initialActivityState = (): ActivityState => ({
   dueAt: null,
   assigneeId: null,
   completed: false,
+  loggedAt: null,
 });
 
-export const evolveActivity = (state: ActivityState, event: ActivityEvent): ActivityState => {
+export const evolveActivity = (state: ActivityState, event: ActivityEvent, occurredAt?: string): ActivityState => {
   switch (event.type) {
     case 'ActivityLogged':
-      return { ...event.data, exists: true, completed: false };
+      return { ...event.data, exists: true, completed: false, loggedAt: occurredAt ?? null };
     case 'ActivityChanged':
       return { ...state, ...changesOf(event.data) };
     case 'ActivityCompleted':
@@ -47,8 +51,11 @@ export const evolveActivity = (state: ActivityState, event: ActivityEvent): Acti
   }
 };
 
-const assertExists = (state: ActivityState, activityId: string): void => {
+/** An existing activity; the command is not dated before its logging. */
+const assertExists = (state: ActivityState, command: { activityId: string; occurredAt: string }): void => {
+  const { activityId } = command;
   if (!state.exists) throw notFound('activity.not_found', `Activity ${activityId} does not exist`, 'activityId', { activityId });
+  assertNotBefore(command.occurredAt, state.loggedAt, 'activity.before_logging', 'the activity');
 };
 
 /** Work on an existing activity stops once its customer is forgotten (as every command on that customer does). */
@@ -89,7 +96,7 @@ export const decideActivity = (command: ActivityCommand, state: ActivityState): 
       ];
     }
     case 'ChangeActivity': {
-      assertExists(state, activityId);
+      assertExists(state, command);
       assertNotForgotten(command.customer, state.customerId);
       if (command.dueAt != null && state.kind !== 'task')
         throw ruleViolated('activity.not_a_task', `Only a task has a due time, not a ${state.kind}`, 'dueAt', { kind: state.kind });
@@ -106,7 +113,7 @@ export const decideActivity = (command: ActivityCommand, state: ActivityState): 
       return [{ type: 'ActivityChanged', data: { activityId, customerId: state.customerId!, ...change } }];
     }
     case 'CompleteActivity': {
-      assertExists(state, activityId);
+      assertExists(state, command);
       assertNotForgotten(command.customer, state.customerId);
       if (state.kind !== 'task')
         throw invalidState('activity.not_a_task', `Only a task can be completed; activity ${activityId} is a ${state.kind}`, 'activityId', {

@@ -1,7 +1,7 @@
 import { assertCustomerUsable } from '../customer/decider.ts';
 import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
-import { inUtc, isBefore } from '../time.ts';
+import { assertNotBefore, inUtc, isBefore } from '../time.ts';
 import { toMinor } from '../money.ts';
 import type { DealCommand } from './commands.ts';
 import type { DealEvent, DealStage, OpenDealStage } from './events.ts';
@@ -32,6 +32,9 @@ export interface DealState {
   /** Effective win probability: won 1, lost 0, else the override or the stage's default. */
   probability: number;
   lostReason: string | null;
+  /** Business time of the opening, and of entering the current stage (won and lost are stages here): null where the fold had none. */
+  openedAt: string | null;
+  stageEnteredAt: string | null;
 }
 
 export const initialDealState = (): DealState => ({
@@ -48,6 +51,8 @@ export const initialDealState = (): DealState => ({
   probabilityOverride: null,
   probability: 0,
   lostReason: null,
+  openedAt: null,
+  stageEnteredAt: null,
 });
 
 const isClosed = (stage: DealStage | null): stage is 'won' | 'lost' => stage === 'won' || stage === 'lost';
@@ -57,12 +62,15 @@ export const dealProbability = (stage: DealStage | null, override: number | null
 
 const withProbability = (s: DealState): DealState => ({ ...s, probability: dealProbability(s.stage, s.probabilityOverride) });
 
-export const evolveDeal = (state: DealState, event: DealEvent): DealState => {
+export const evolveDeal = (state: DealState, event: DealEvent, occurredAt?: string): DealState => {
+  const at = occurredAt ?? null;
   switch (event.type) {
     case 'DealOpened': {
       const d = event.data;
       return withProbability({
         ...state,
+        openedAt: at,
+        stageEnteredAt: d.stageEnteredAt ?? at,
         exists: true,
         dealId: d.dealId,
         customerId: d.customerId,
@@ -87,13 +95,20 @@ export const evolveDeal = (state: DealState, event: DealEvent): DealState => {
     case 'DealProbabilityOverridden':
       return withProbability({ ...state, probabilityOverride: event.data.probabilityOverride });
     case 'DealStageChanged':
-      return withProbability({ ...state, stage: event.data.to, lastOpenStage: event.data.to });
+      return withProbability({ ...state, stage: event.data.to, lastOpenStage: event.data.to, stageEnteredAt: at });
     case 'DealWon':
-      return withProbability({ ...state, stage: 'won', lastOpenStage: event.data.from, amount: event.data.amount, currency: event.data.currency });
+      return withProbability({
+        ...state,
+        stage: 'won',
+        lastOpenStage: event.data.from,
+        amount: event.data.amount,
+        currency: event.data.currency,
+        stageEnteredAt: at,
+      });
     case 'DealLost':
-      return withProbability({ ...state, stage: 'lost', lastOpenStage: event.data.from, lostReason: event.data.reason });
+      return withProbability({ ...state, stage: 'lost', lastOpenStage: event.data.from, lostReason: event.data.reason, stageEnteredAt: at });
     case 'DealReopened':
-      return withProbability({ ...state, stage: event.data.to, lastOpenStage: event.data.to, lostReason: null });
+      return withProbability({ ...state, stage: event.data.to, lastOpenStage: event.data.to, lostReason: null, stageEnteredAt: at });
   }
 };
 
@@ -102,6 +117,10 @@ const assertOpen = (state: DealState, dealId: string): OpenDealStage => {
   if (isClosed(state.stage)) throw invalidState('deal.closed', `Deal ${dealId} is ${state.stage}; reopen it first`, 'dealId', { stage: state.stage });
   return state.stage;
 };
+
+/** A stage is left after it was entered: a move dated earlier would put the deal's stages out of order. */
+const assertNotBeforeStage = (occurredAt: string, state: DealState): void =>
+  assertNotBefore(occurredAt, state.stageEnteredAt, 'deal.before_stage_entered', `the deal entering ${state.stage}`);
 
 export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] => {
   const { dealId } = command;
@@ -145,6 +164,7 @@ export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] 
       // A title alone may change at any stage; anything commercial only while the deal is open.
       if (Object.keys(commercial).length > 0) assertOpen(state, dealId);
       else if (!state.exists) throw notFound('deal.not_found', `Deal ${dealId} does not exist`, 'dealId', { dealId });
+      assertNotBefore(command.occurredAt, state.openedAt, 'deal.before_opening', "the deal's opening");
       if (title !== undefined && title !== state.title) events.push({ type: 'DealTitleChanged', data: { dealId, title } });
       if (Object.keys(commercial).length === 0) return events;
       const amount = command.amount ?? state.amount;
@@ -162,19 +182,23 @@ export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] 
     case 'MoveDealStage': {
       const from = assertOpen(state, dealId);
       if (from === command.stage) throw invalidState('deal.same_stage', `Deal ${dealId} is already in ${from}`, 'stage');
+      assertNotBeforeStage(command.occurredAt, state);
       return [{ type: 'DealStageChanged', data: { dealId, from, to: command.stage } }];
     }
     case 'WinDeal': {
       const from = assertOpen(state, dealId);
+      assertNotBeforeStage(command.occurredAt, state);
       return [{ type: 'DealWon', data: { dealId, from, amount: command.amount ?? state.amount, currency: state.currency ?? '' } }];
     }
     case 'LoseDeal': {
       const from = assertOpen(state, dealId);
+      assertNotBeforeStage(command.occurredAt, state);
       return [{ type: 'DealLost', data: { dealId, from, reason: command.reason } }];
     }
     case 'ReopenDeal': {
       if (!state.exists || state.stage === null) throw notFound('deal.not_found', `Deal ${dealId} does not exist`, 'dealId', { dealId });
       if (!isClosed(state.stage)) throw invalidState('deal.not_closed', `Deal ${dealId} is open (${state.stage})`, 'dealId');
+      assertNotBeforeStage(command.occurredAt, state);
       return [{ type: 'DealReopened', data: { dealId, from: state.stage, to: command.stage ?? state.lastOpenStage ?? 'lead' } }];
     }
   }

@@ -1,7 +1,7 @@
 import { assertCustomerUsable } from '../customer/decider.ts';
 import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
-import { addHours, earlierOf, inUtc } from '../time.ts';
+import { addHours, assertNotBefore, earlierOf, inUtc } from '../time.ts';
 import type { FeedbackCommand } from './commands.ts';
 import type { FeedbackEvent, FeedbackPriority, FeedbackStatus } from './events.ts';
 import { defaultSlaPolicy, nextPriority, priorityRank, type SlaPolicy } from './sla.ts';
@@ -25,6 +25,14 @@ export interface FeedbackState {
   resolution: string | null;
   /** CSAT given for the current resolution (null after a reopen). */
   rating: number | null;
+  /**
+   * Business times of the submission, the first response, the current resolution (null after a
+   * reopen) and the closing: later steps are not dated before them. Null where the fold had none.
+   */
+  submittedAt: string | null;
+  firstRespondedAt: string | null;
+  resolvedAt: string | null;
+  closedAt: string | null;
 }
 
 export const initialFeedbackState = (): FeedbackState => ({
@@ -39,14 +47,20 @@ export const initialFeedbackState = (): FeedbackState => ({
   resolutionDueAt: null,
   resolution: null,
   rating: null,
+  submittedAt: null,
+  firstRespondedAt: null,
+  resolvedAt: null,
+  closedAt: null,
 });
 
-export const evolveFeedback = (state: FeedbackState, event: FeedbackEvent): FeedbackState => {
+export const evolveFeedback = (state: FeedbackState, event: FeedbackEvent, occurredAt?: string): FeedbackState => {
+  const at = occurredAt ?? null;
   switch (event.type) {
     case 'FeedbackSubmitted': {
       const d = event.data;
       return {
         ...state,
+        submittedAt: at,
         exists: true,
         feedbackId: d.feedbackId,
         customerId: d.customerId,
@@ -59,7 +73,12 @@ export const evolveFeedback = (state: FeedbackState, event: FeedbackEvent): Feed
     case 'FeedbackAssigned':
       return { ...state, assigneeId: event.data.assigneeId, status: state.status === 'open' ? 'in_progress' : state.status };
     case 'FeedbackResponded':
-      return { ...state, responded: true, status: state.status === 'open' ? 'in_progress' : state.status };
+      return {
+        ...state,
+        responded: true,
+        status: state.status === 'open' ? 'in_progress' : state.status,
+        firstRespondedAt: state.responded ? state.firstRespondedAt : at,
+      };
     case 'FeedbackEscalated':
       return {
         ...state,
@@ -68,24 +87,28 @@ export const evolveFeedback = (state: FeedbackState, event: FeedbackEvent): Feed
         resolutionDueAt: event.data.resolutionDueAt,
       };
     case 'FeedbackResolved':
-      return { ...state, status: 'resolved', resolution: event.data.resolution, rating: null };
+      return { ...state, status: 'resolved', resolution: event.data.resolution, rating: null, resolvedAt: at };
     case 'FeedbackReopened':
-      return { ...state, status: 'in_progress', resolution: null, rating: null, resolutionDueAt: event.data.resolutionDueAt };
+      return { ...state, status: 'in_progress', resolution: null, rating: null, resolutionDueAt: event.data.resolutionDueAt, resolvedAt: null };
     case 'FeedbackClosed':
-      return { ...state, status: 'closed' };
+      return { ...state, status: 'closed', closedAt: at };
     case 'FeedbackRated':
       return { ...state, rating: event.data.csat };
   }
 };
 
-const assertExists = (state: FeedbackState, feedbackId: string): FeedbackStatus => {
+/** An existing item's status; the command is not dated before its submission. */
+const assertExists = (state: FeedbackState, command: { feedbackId: string; occurredAt: string }): FeedbackStatus => {
+  const { feedbackId } = command;
   if (!state.exists || state.status === null) throw notFound('feedback.not_found', `Feedback ${feedbackId} does not exist`, 'feedbackId', { feedbackId });
+  assertNotBefore(command.occurredAt, state.submittedAt, 'feedback.before_submission', 'the submission');
   return state.status;
 };
 
 /** Work on the case (respond, escalate, resolve) needs it open or in progress. */
-const assertWorkable = (state: FeedbackState, feedbackId: string): void => {
-  const status = assertExists(state, feedbackId);
+const assertWorkable = (state: FeedbackState, command: { feedbackId: string; occurredAt: string }): void => {
+  const { feedbackId } = command;
+  const status = assertExists(state, command);
   if (status === 'closed') throw invalidState('feedback.closed', `Feedback ${feedbackId} is closed`, 'feedbackId');
   if (status === 'resolved') throw invalidState('feedback.resolved', `Feedback ${feedbackId} is resolved; reopen it first`, 'feedbackId');
 };
@@ -139,13 +162,13 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
         ];
       }
       case 'AssignFeedback': {
-        const status = assertExists(state, feedbackId);
+        const status = assertExists(state, command);
         if (status === 'closed') throw invalidState('feedback.closed', `Feedback ${feedbackId} is closed`, 'feedbackId');
         if (state.assigneeId === command.assigneeId) return [];
         return [{ type: 'FeedbackAssigned', data: { feedbackId, assigneeId: command.assigneeId } }];
       }
       case 'RespondToFeedback':
-        assertWorkable(state, feedbackId);
+        assertWorkable(state, command);
         return [
           {
             type: 'FeedbackResponded',
@@ -159,7 +182,7 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
           },
         ];
       case 'EscalateFeedback': {
-        assertWorkable(state, feedbackId);
+        assertWorkable(state, command);
         const current = state.priority ?? 'normal';
         const priority = command.priority ?? nextPriority(current);
         if (priority === null) throw invalidState('feedback.already_urgent', `Feedback ${feedbackId} is already urgent`, 'priority');
@@ -172,12 +195,14 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
         return [{ type: 'FeedbackEscalated', data: { feedbackId, reason: command.reason, priority, firstResponseDueAt, resolutionDueAt } }];
       }
       case 'ResolveFeedback':
-        assertWorkable(state, feedbackId);
+        assertWorkable(state, command);
+        assertNotBefore(command.occurredAt, state.firstRespondedAt, 'feedback.resolved_before_response', 'the first response');
         return [{ type: 'FeedbackResolved', data: { feedbackId, resolution: command.resolution } }];
       case 'ReopenFeedback': {
-        const status = assertExists(state, feedbackId);
+        const status = assertExists(state, command);
         if (status === 'closed') throw invalidState('feedback.closed', `Feedback ${feedbackId} is closed`, 'feedbackId');
         if (status !== 'resolved') throw invalidState('feedback.not_resolved', `Feedback ${feedbackId} is ${status}`, 'feedbackId');
+        assertNotBefore(command.occurredAt, state.resolvedAt, 'feedback.before_resolution', 'the resolution');
         const target = sla[state.priority ?? 'normal'];
         return [
           {
@@ -187,15 +212,18 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
         ];
       }
       case 'CloseFeedback': {
-        const status = assertExists(state, feedbackId);
+        const status = assertExists(state, command);
         if (status === 'closed') throw invalidState('feedback.closed', `Feedback ${feedbackId} is already closed`, 'feedbackId');
+        assertNotBefore(command.occurredAt, state.resolvedAt, 'feedback.before_resolution', 'the resolution');
         return [{ type: 'FeedbackClosed', data: { feedbackId } }];
       }
       case 'RateFeedback': {
-        const status = assertExists(state, feedbackId);
+        const status = assertExists(state, command);
         if (status !== 'resolved' && status !== 'closed')
           throw invalidState('feedback.not_resolved', `Feedback ${feedbackId} can be rated once resolved or closed`, 'feedbackId', { status });
         if (state.rating !== null) throw invalidState('feedback.already_rated', `Feedback ${feedbackId} was already rated`, 'csat');
+        if (state.resolvedAt !== null) assertNotBefore(command.occurredAt, state.resolvedAt, 'feedback.before_resolution', 'the resolution');
+        else assertNotBefore(command.occurredAt, state.closedAt, 'feedback.before_closing', 'the closing');
         return [
           {
             type: 'FeedbackRated',

@@ -74,3 +74,53 @@ describe('deal title', () => {
     expect(history.items.map((e) => e.type)).toEqual(['DealOpened', 'DealTitleChanged']);
   });
 });
+
+describe('business time runs forward', () => {
+  // Found with a response and a resolution dated 1950 on an item submitted today: accepted, read back
+  // as negative durations, and refused by the import when exported.
+  const longAgo = '1950-01-01T00:00:00.000Z';
+  const submittedAt = '2026-03-02T10:00:00.000Z';
+  it("refuses a feedback response, a deal's close and a task's completion dated before the item began: 422 naming occurredAt, nothing appended", async () => {
+    const customerId = await customer(true);
+    const feedback = ok(
+      await send('POST', '/feedback', { customerId, kind: 'complaint', channel: 'email', subject: 'Late', body: 'Parcel late', occurredAt: submittedAt }),
+      201,
+    );
+    const deal = ok(
+      await send('POST', '/deals', {
+        customerId,
+        title: 'Fleet',
+        amount: 100,
+        currency: 'EUR',
+        ownerId: 'sam',
+        expectedCloseDate: '2026-12-31',
+        occurredAt: submittedAt,
+      }),
+      201,
+    );
+    const task = ok(await send('POST', `/customers/${customerId}/activities`, { kind: 'task', subject: 'Call back', occurredAt: submittedAt }), 201);
+    const at = (revision: number) => ({ 'if-match': `"${revision}"` });
+    const refusals = [
+      await send('POST', `/feedback/${feedback.id}/respond`, { message: 'On it', occurredAt: longAgo }, at(feedback.revision)),
+      await send('POST', `/feedback/${feedback.id}/resolve`, { resolution: 'Refunded', occurredAt: longAgo }, at(feedback.revision)),
+      await send('POST', `/deals/${deal.id}/lost`, { reason: 'price', occurredAt: longAgo }, at(deal.revision)),
+      await send('POST', `/deals/${deal.id}/won`, { occurredAt: longAgo }, at(deal.revision)),
+      await send('POST', `/activities/${task.id}/complete`, { occurredAt: longAgo }, at(task.revision)),
+    ];
+    for (const refused of refusals) {
+      const problem = expectProblem(refused, 422);
+      expect(problem.errors?.map((e) => e.field) ?? [problem.field]).toContain('occurredAt');
+      expect(problem.detail).toContain(submittedAt);
+    }
+    for (const [stream, revision] of [
+      [`feedback-${feedback.id}`, feedback.revision],
+      [`deal-${deal.id}`, deal.revision],
+      [`activity-${task.id}`, task.revision],
+    ] as const)
+      expect((await h.store.readStream(stream)).length).toBe(revision + 1);
+    // Later than the beginning, each is taken.
+    ok(await send('POST', `/feedback/${feedback.id}/respond`, { message: 'On it', occurredAt: '2026-03-02T11:00:00Z' }));
+    ok(await send('POST', `/deals/${deal.id}/won`, { occurredAt: '2026-03-03T11:00:00Z' }, at(deal.revision)));
+    ok(await send('POST', `/activities/${task.id}/complete`, { occurredAt: '2026-03-02T12:00:00Z' }));
+  });
+});

@@ -166,7 +166,10 @@ describe('import: what the file says, and nothing it does not', () => {
       `${without},${email},Pilot,100,sam,1998-06-30,won,1998-02-01,`,
     ]);
     expect(outcome).toMatchObject({ imported: 2, rejected: 0 });
-    expect((await store.readStream(`deal-${withReason}`))[1]!.metadata.reason).toBe('Best offer');
+    const [opened, won] = await store.readStream(`deal-${withReason}`);
+    expect(won!.metadata.reason).toBe('Best offer');
+    // The file gives no opening: the deal opened when it closed (at the import's own time it was won before it opened).
+    expect(opened!.metadata.occurredAt).toBe(won!.metadata.occurredAt);
     // It read `import of deals (line 3)`, which the deal showed as why it was won.
     expect((await store.readStream(`deal-${without}`))[1]!.metadata.reason).toBeUndefined();
   });

@@ -203,6 +203,22 @@ describe('NDJSON files', () => {
     ]);
   });
 
+  it('refuses a line that gives one key twice (JSON.parse kept the last), not a key repeated inside a value', async () => {
+    const read = await records(
+      [
+        '{"name":"Nd5","email":"nd5@x.example","name":"Nd5b"}',
+        '{ "name" : "A", "tags": ["name", {"name": 1, "name": 2}], "note": "\\"name\\": 3, \\"name\\": 4", "e\\u006dail": "a@x.example", "email": "b@x.example" }',
+        '{"name":"Lin","tags":["x"],"company":{"name":"A"},"phone":"name"}',
+      ].join('\n'),
+      'ndjson',
+    );
+    expect(read).toEqual([
+      { line: 1, unreadable: 'row: the key "name" is given twice; keep one of them' },
+      { line: 2, unreadable: 'row: the key "email" is given twice; keep one of them' },
+      { line: 3, row: { name: 'Lin', tags: ['x'], company: { name: 'A' }, phone: 'name' } },
+    ]);
+  });
+
   it('reports a line nested deeper than MAX_JSON_DEPTH as a bad row, and reads the lines after it', async () => {
     // 10,000 levels: JSON.parse takes it, but anything recursive on the value (JSON.stringify in a
     // refusal's reason) overflowed the stack and failed the whole import, the rows after it unread.

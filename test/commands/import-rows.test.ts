@@ -769,6 +769,16 @@ describe('activity rows', () => {
     expect(second!.command).toMatchObject({ activityId: createdIdFor('LogActivity', first!.key) });
   });
 
+  it('logs a completed task whose file gives no time of its own when it was completed, keeping the former command as its fingerprint', () => {
+    const { occurred_at: _none, ...untimed } = base;
+    const [log, completed] = rowCommands.activities({ ...untimed, kind: 'task', completed_at: '1997-03-04T12:00:00Z' });
+    expect(log!.command).toMatchObject({ occurredAt: '1997-03-04T12:00:00Z' });
+    expect(log!.formerly).not.toHaveProperty('occurredAt');
+    expect(completed!.command).toMatchObject({ occurredAt: '1997-03-04T12:00:00Z' });
+    // With its own time, no former command.
+    expect(rowCommands.activities({ ...base, kind: 'task', completed_at: '1997-03-04T12:00:00Z' })[0]!.formerly).toBeUndefined();
+  });
+
   it('refuses a completion the activity cannot take before any command is built: of a note, call or meeting, or before it was logged', () => {
     expect(rejection('activities', { ...base, completed_at: '1997-03-04' })).toBe('completed_at: only a task is completed, not a call; leave it empty');
     // A kind the API does not know is refused as such, completed or not.

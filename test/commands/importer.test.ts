@@ -104,6 +104,15 @@ describe('import: why a row is refused', () => {
     expect(rowReason(zod, at(-Infinity))).toBe('amount: "-Infinity" is refused: expected number, received Infinity');
     expect(rowReason(zod, at(true))).toBe('amount: "true" is refused: expected number, received Infinity');
   });
+
+  it("names a customers row's own id column for a bad id, not its email (a purchase's customer is still its email)", () => {
+    // Found with {"name":..,"email":..,"id":"NOT-A-UUID"}: the reason named the email, which was fine.
+    const zod = new ZodError([{ code: 'invalid_format', format: 'uuid', path: ['customerId'], message: 'Invalid UUID', input: 'NOT-A-UUID' }]);
+    const row = { name: 'Nd12', email: 'nd12@x.example', id: 'NOT-A-UUID' };
+    expect(rowReason(zod, { type: 'RegisterCustomer', row })).toBe('id: "NOT-A-UUID" is refused: Invalid UUID');
+    expect(rowReason(zod, { type: 'DeactivateCustomer', row })).toBe('id: "NOT-A-UUID" is refused: Invalid UUID');
+    expect(rowReason(zod, { type: 'RecordPurchase', row: { customer_email: 'x', id: 'y' } })).toBe('customer_email: "x" is refused: Invalid UUID');
+  });
 });
 
 describe('import: rows, batches and counts', () => {

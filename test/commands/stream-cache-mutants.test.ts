@@ -12,6 +12,9 @@ import { countingStreamReads } from '../../eventstore/read-counter.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
 import { testSchemas } from '../support/postgres.ts';
 
+/** Business time of the events these tests hand to the cache (no decider here reads it). */
+const AT = '2026-03-01T09:00:00.000Z';
+
 /**
  * The stream cache on real PostgreSQL, seen through the rows it reads: its bound (least recently used
  * out), `cached` against `fresh` loads, stale and evicted entries, and what it folds in after an append.
@@ -122,7 +125,7 @@ describe('the stream cache', () => {
       'customer',
       id,
       base,
-      [{ id: tagged.eventIds[0]!, event: { type: 'CustomerTagged', data: { customerId: id, tag: 'gold' } }, commandHash: 'h' }],
+      [{ id: tagged.eventIds[0]!, event: { type: 'CustomerTagged', data: { customerId: id, tag: 'gold' } }, commandHash: 'h', occurredAt: AT }],
       {
         revision: tagged.revision,
         position: tagged.position,
@@ -141,7 +144,7 @@ describe('the stream cache', () => {
       'customer',
       id,
       after,
-      [{ id: third.eventIds[0]!, event: { type: 'CustomerTagged', data: { customerId: id, tag: 'new' } }, commandHash: undefined }],
+      [{ id: third.eventIds[0]!, event: { type: 'CustomerTagged', data: { customerId: id, tag: 'new' } }, commandHash: undefined, occurredAt: AT }],
       {
         revision: third.revision,
         position: third.position,
@@ -158,7 +161,7 @@ describe('the stream cache', () => {
       'customer',
       id,
       base,
-      [{ id: fourth.eventIds[0]!, event: { type: 'CustomerUntagged', data: { customerId: id, tag: 'new' } }, commandHash: undefined }],
+      [{ id: fourth.eventIds[0]!, event: { type: 'CustomerUntagged', data: { customerId: id, tag: 'new' } }, commandHash: undefined, occurredAt: AT }],
       {
         revision: base.revision + 1,
         position: fourth.position,
@@ -178,7 +181,7 @@ describe('the stream cache', () => {
       'customer',
       a,
       base,
-      [{ id: tagged.eventIds[0]!, event: { type: 'CustomerTagged', data: { customerId: a, tag: 'gold' } }, commandHash: undefined }],
+      [{ id: tagged.eventIds[0]!, event: { type: 'CustomerTagged', data: { customerId: a, tag: 'gold' } }, commandHash: undefined, occurredAt: AT }],
       {
         revision: tagged.revision,
         position: tagged.position,

@@ -4,7 +4,7 @@ import type { ActivityCommand } from '../../domain/activity/commands.ts';
 import { activityDecider } from '../../domain/activity/decider.ts';
 import type { ActivityEvent } from '../../domain/activity/events.ts';
 import type { CustomerSnapshot } from '../../domain/customer/decider.ts';
-import { deciderSpec } from '../support/decider-spec.ts';
+import { deciderSpec, timed } from '../support/decider-spec.ts';
 
 const spec = deciderSpec(activityDecider);
 const A = '77777777-7777-4777-8777-777777777777';
@@ -254,5 +254,15 @@ describe('activity: refusals name what is wrong', () => {
     const base = { customerId: CUST, subject: 'S' };
     expect(commandSchemas.LogActivity.safeParse({ ...base, kind: 'task', dueAt: due }).success).toBe(true);
     expect(commandSchemas.LogActivity.safeParse({ ...base, kind: 'meeting', dueAt: null }).success).toBe(true);
+  });
+});
+
+describe('activity: business time runs forward', () => {
+  it('a task is not completed, nor an activity changed, before it was logged', () => {
+    const before = '2026-03-01T10:00:00.000Z';
+    const given = spec.given([timed(logged(), at)]);
+    given.when({ ...cmd('CompleteActivity', {}), occurredAt: before }).thenRefused('activity.before_logging', 'occurredAt', { notBefore: at });
+    given.when({ ...cmd('ChangeActivity', { subject: 'Earlier' }), occurredAt: before }).thenRefused('activity.before_logging', 'occurredAt');
+    given.when(cmd('CompleteActivity', {})).then([completed]);
   });
 });

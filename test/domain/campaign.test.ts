@@ -4,7 +4,7 @@ import type { CampaignCommand } from '../../domain/campaign/commands.ts';
 import { campaignDecider } from '../../domain/campaign/decider.ts';
 import type { CampaignEvent, CampaignStatus } from '../../domain/campaign/events.ts';
 import type { CustomerSnapshot } from '../../domain/customer/decider.ts';
-import { deciderSpec } from '../support/decider-spec.ts';
+import { deciderSpec, fold } from '../support/decider-spec.ts';
 
 const spec = deciderSpec(campaignDecider);
 const at = '2026-03-01T09:00:00.000Z';
@@ -280,10 +280,7 @@ describe('campaign: state after lifecycle events', () => {
   });
   it('keeps each kind of response once per customer', () => {
     const recorded = (kind: string) => e('CampaignResponseRecorded', { customerId: CUST, kind, revenue: null, currency: null });
-    const state = [...histories.active, recorded('opened'), recorded('opened'), recorded('clicked')].reduce(
-      campaignDecider.evolve,
-      campaignDecider.initialState(),
-    );
+    const state = fold(campaignDecider, [...histories.active, recorded('opened'), recorded('opened'), recorded('clicked')]);
     expect(state.responses).toEqual({ [CUST]: ['opened', 'clicked'] });
   });
 });

@@ -12,7 +12,7 @@ import {
 import type { CustomerEvent } from '../../domain/customer/events.ts';
 import { DomainError } from '../../domain/errors.ts';
 import { ERASED } from '../../domain/shared.ts';
-import { deciderSpec } from '../support/decider-spec.ts';
+import { deciderSpec, fold } from '../support/decider-spec.ts';
 
 const spec = deciderSpec(customerDecider);
 const at = '2026-03-01T09:00:00.000Z';
@@ -36,7 +36,7 @@ const cmd = <T extends CustomerCommand['type']>(
   type: T,
   fields: Omit<Extract<CustomerCommand, { type: T }>, 'type' | 'occurredAt' | 'customerId'> & { customerId?: string },
 ) => ({ type, occurredAt: at, customerId: C, ...fields }) as unknown as Extract<CustomerCommand, { type: T }>;
-const fold = (events: CustomerEvent[]): CustomerState => events.reduce(customerDecider.evolve, initialCustomerState());
+const foldCustomer = (events: CustomerEvent[]): CustomerState => fold(customerDecider, events, initialCustomerState());
 
 describe('customer: register', () => {
   it('records the registration with defaults and a lower-cased email', () => {
@@ -232,7 +232,7 @@ describe('customer: refunds', () => {
       .thenRefused('refund.refund_conflict', 'refundId');
   });
   it('evolve keeps the refunded sum per order', () => {
-    expect(fold([...paid, refund('o-1', 'a', 12.34), refund('o-1', 'b', 0.66)]).orders['o-1']).toEqual({ amount: 100, currency: 'EUR', refunded: 13 });
+    expect(foldCustomer([...paid, refund('o-1', 'a', 12.34), refund('o-1', 'b', 0.66)]).orders['o-1']).toEqual({ amount: 100, currency: 'EUR', refunded: 13 });
   });
 });
 
@@ -275,8 +275,8 @@ describe('customer: merge', () => {
     expect((error as DomainError).message).not.toBe('');
     return error as DomainError;
   };
-  const primary = fold([registered(C)]);
-  const duplicate = fold([registered(D)]);
+  const primary = foldCustomer([registered(C)]);
+  const duplicate = foldCustomer([registered(D)]);
 
   it('records on both streams', () => {
     expect(decideMerge(merge(C, D), primary, duplicate)).toEqual({
@@ -290,25 +290,25 @@ describe('customer: merge', () => {
     expect(refusedMerge(() => decideMerge(merge(C, D), primary, initialCustomerState()), 'customer.not_found', 'duplicateId').kind).toBe('rule_violated');
   });
   it('refuses a merge into a merged or forgotten primary', () => {
-    const mergedPrimary = fold([registered(C), { type: 'CustomerMergedInto', data: { customerId: C, primaryId: E } }]);
+    const mergedPrimary = foldCustomer([registered(C), { type: 'CustomerMergedInto', data: { customerId: C, primaryId: E } }]);
     const e = refusedMerge(() => decideMerge(merge(C, D), mergedPrimary, duplicate), 'customer.merged', 'customerId');
     expect(e.details).toMatchObject({ primaryId: E });
-    const forgottenPrimary = fold([registered(C), { type: 'CustomerForgotten', data: { customerId: C } }]);
+    const forgottenPrimary = foldCustomer([registered(C), { type: 'CustomerForgotten', data: { customerId: C } }]);
     refusedMerge(() => decideMerge(merge(C, D), forgottenPrimary, duplicate), 'customer.forgotten', 'customerId');
   });
   it('refuses a duplicate already merged elsewhere, or forgotten', () => {
-    const elsewhere = fold([registered(D), { type: 'CustomerMergedInto', data: { customerId: D, primaryId: E } }]);
+    const elsewhere = foldCustomer([registered(D), { type: 'CustomerMergedInto', data: { customerId: D, primaryId: E } }]);
     refusedMerge(() => decideMerge(merge(C, D), primary, elsewhere), 'customer.already_merged', 'duplicateId');
-    const forgotten = fold([registered(D), { type: 'CustomerForgotten', data: { customerId: D } }]);
+    const forgotten = foldCustomer([registered(D), { type: 'CustomerForgotten', data: { customerId: D } }]);
     refusedMerge(() => decideMerge(merge(C, D), primary, forgotten), 'customer.forgotten', 'duplicateId');
   });
   it('completes a half-recorded merge and is a no-op once complete', () => {
-    const pointing = fold([registered(D), { type: 'CustomerMergedInto', data: { customerId: D, primaryId: C } }]);
+    const pointing = foldCustomer([registered(D), { type: 'CustomerMergedInto', data: { customerId: D, primaryId: C } }]);
     expect(decideMerge(merge(C, D), primary, pointing)).toEqual({
       duplicate: [],
       primary: [{ type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }],
     });
-    const absorbed = fold([registered(C), { type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }]);
+    const absorbed = foldCustomer([registered(C), { type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }]);
     expect(decideMerge(merge(C, D), absorbed, pointing)).toEqual({ duplicate: [], primary: [] });
   });
   it('the duplicate still takes a refund of its own orders (its stream holds them), within what is left to refund', () => {
@@ -374,22 +374,22 @@ describe('customer: forget', () => {
       .thenRefused('customer.already_registered');
   });
   it('the folded state reads personal fields as erased and keeps the history', () => {
-    expect(fold(forgotten)).toMatchObject({ forgotten: true, name: ERASED, email: ERASED, phone: null, orders: { 'o-1': { amount: 10 } } });
+    expect(foldCustomer(forgotten)).toMatchObject({ forgotten: true, name: ERASED, email: ERASED, phone: null, orders: { 'o-1': { amount: 10 } } });
   });
 });
 
 describe('customer: what the folded state remembers', () => {
   const details = (data: Record<string, unknown>): CustomerEvent => ({ type: 'CustomerContactDetailsChanged', data: { customerId: C, ...data } });
   it('a details change replaces only the fields it names; a null phone or company clears it', () => {
-    const withPhone = fold([registered(), details({ phone: '+1 555 0100', company: 'ACME' })]);
+    const withPhone = foldCustomer([registered(), details({ phone: '+1 555 0100', company: 'ACME' })]);
     expect(withPhone).toMatchObject({ name: 'Ada', email: 'ada@example.com', phone: '+1 555 0100', company: 'ACME' });
-    expect(fold([registered(), details({ phone: '+1 555 0100', company: 'ACME' }), details({ name: 'Ada L.' })])).toMatchObject({
+    expect(foldCustomer([registered(), details({ phone: '+1 555 0100', company: 'ACME' }), details({ name: 'Ada L.' })])).toMatchObject({
       name: 'Ada L.',
       email: 'ada@example.com',
       phone: '+1 555 0100',
       company: 'ACME',
     });
-    expect(fold([registered(), details({ phone: '+1 555 0100', company: 'ACME' }), details({ phone: null, company: null })])).toMatchObject({
+    expect(foldCustomer([registered(), details({ phone: '+1 555 0100', company: 'ACME' }), details({ phone: null, company: null })])).toMatchObject({
       name: 'Ada',
       phone: null,
       company: null,
@@ -412,8 +412,8 @@ describe('customer: what the folded state remembers', () => {
   it('keeps its tags: tagged once, untagged leaves the others', () => {
     const tagged = (tag: string): CustomerEvent => ({ type: 'CustomerTagged', data: { customerId: C, tag } });
     const untagged = (tag: string): CustomerEvent => ({ type: 'CustomerUntagged', data: { customerId: C, tag } });
-    expect(fold([registered(), tagged('gold'), tagged('gold')]).tags).toEqual(['vip', 'gold']);
-    expect(fold([registered(), tagged('gold'), untagged('vip')]).tags).toEqual(['gold']);
+    expect(foldCustomer([registered(), tagged('gold'), tagged('gold')]).tags).toEqual(['vip', 'gold']);
+    expect(foldCustomer([registered(), tagged('gold'), untagged('vip')]).tags).toEqual(['gold']);
     spec
       .given([registered(), tagged('gold'), untagged('vip')])
       .when(cmd('TagCustomer', { tag: 'vip' }))
@@ -429,29 +429,29 @@ describe('customer: what the folded state remembers', () => {
       { type: 'CustomerDeactivated', data: { customerId: C, reason: 'moved away' } },
       { type: 'CustomerReactivated', data: { customerId: C } },
     ];
-    expect(fold(history)).toMatchObject({ status: 'active', deactivationReason: null });
-    expect(customerSnapshot(fold(history)).active).toBe(true);
+    expect(foldCustomer(history)).toMatchObject({ status: 'active', deactivationReason: null });
+    expect(customerSnapshot(foldCustomer(history)).active).toBe(true);
     spec
       .given(history)
       .when(cmd('DeactivateCustomer', {}))
       .then([{ type: 'CustomerDeactivated', data: { customerId: C, reason: null } }]);
   });
   it('a forgotten customer with a phone number reads it as erased', () => {
-    const state = fold([registered(), details({ phone: '+1 555 0100' }), { type: 'CustomerForgotten', data: { customerId: C } }]);
+    const state = foldCustomer([registered(), details({ phone: '+1 555 0100' }), { type: 'CustomerForgotten', data: { customerId: C } }]);
     expect(state).toMatchObject({ name: ERASED, email: ERASED, phone: ERASED });
   });
   it('lists the duplicates it absorbed, each once', () => {
-    expect(fold([registered()]).mergedDuplicates).toEqual([]);
+    expect(foldCustomer([registered()]).mergedDuplicates).toEqual([]);
     const absorbed: CustomerEvent = { type: 'CustomerMerged', data: { customerId: C, duplicateId: D } };
-    expect(fold([registered(), absorbed, absorbed]).mergedDuplicates).toEqual([D]);
+    expect(foldCustomer([registered(), absorbed, absorbed]).mergedDuplicates).toEqual([D]);
   });
 });
 
 describe('customer: what other aggregates see of it', () => {
   it('the snapshot tells an active from a deactivated customer, and a deactivated one is refused where activity is required', () => {
-    const active = customerSnapshot(fold([registered()]));
+    const active = customerSnapshot(foldCustomer([registered()]));
     expect(active).toEqual({ exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: false });
-    const inactive = customerSnapshot(fold([registered(), { type: 'CustomerDeactivated', data: { customerId: C, reason: null } }]));
+    const inactive = customerSnapshot(foldCustomer([registered(), { type: 'CustomerDeactivated', data: { customerId: C, reason: null } }]));
     expect(inactive.active).toBe(false);
     expect(() => assertCustomerUsable(active, C, { requireActive: true })).not.toThrow();
     let error: unknown;
@@ -472,7 +472,7 @@ describe('customer: what other aggregates see of it', () => {
       }
       throw new Error('not refused');
     };
-    const known = customerSnapshot(fold([registered(D)]));
+    const known = customerSnapshot(foldCustomer([registered(D)]));
     expect(refused({ ...known, exists: false })).toMatchObject({
       code: 'customer.not_found',
       kind: 'rule_violated',
@@ -535,8 +535,8 @@ describe('customer: refusals carry the facts a client needs', () => {
       }
       throw new Error('not refused');
     };
-    expect(refusal(fold([registered(C)]), initialCustomerState()).details).toEqual({ customerId: D });
-    const elsewhere = fold([registered(D), { type: 'CustomerMergedInto', data: { customerId: D, primaryId: E } }]);
-    expect(refusal(fold([registered(C)]), elsewhere)).toMatchObject({ code: 'customer.already_merged', details: { primaryId: E } });
+    expect(refusal(foldCustomer([registered(C)]), initialCustomerState()).details).toEqual({ customerId: D });
+    const elsewhere = foldCustomer([registered(D), { type: 'CustomerMergedInto', data: { customerId: D, primaryId: E } }]);
+    expect(refusal(foldCustomer([registered(C)]), elsewhere)).toMatchObject({ code: 'customer.already_merged', details: { primaryId: E } });
   });
 });

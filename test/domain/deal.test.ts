@@ -4,7 +4,8 @@ import type { CustomerSnapshot } from '../../domain/customer/decider.ts';
 import type { DealCommand } from '../../domain/deal/commands.ts';
 import { dealDecider, dealProbability, defaultWinProbability, initialDealState } from '../../domain/deal/decider.ts';
 import type { DealEvent, DealStage, OpenDealStage } from '../../domain/deal/events.ts';
-import { deciderSpec } from '../support/decider-spec.ts';
+import { BUSINESS_TIME_SKEW_MS } from '../../domain/shared.ts';
+import { deciderSpec, fold, timed } from '../support/decider-spec.ts';
 
 const spec = deciderSpec(dealDecider);
 const at = '2026-03-01T09:00:00.000Z';
@@ -35,7 +36,7 @@ const opened = (stage: OpenDealStage = 'lead', probabilityOverride: number | nul
 const won: DealEvent = { type: 'DealWon', data: { dealId: DEAL, from: 'negotiation', amount: 5000, currency: 'EUR' } };
 const lost: DealEvent = { type: 'DealLost', data: { dealId: DEAL, from: 'proposal', reason: 'price' } };
 const moved = (from: OpenDealStage, to: OpenDealStage): DealEvent => ({ type: 'DealStageChanged', data: { dealId: DEAL, from, to } });
-const fold = (events: DealEvent[]) => events.reduce(dealDecider.evolve, initialDealState());
+const foldDeal = (events: DealEvent[]) => fold(dealDecider, events, initialDealState());
 
 describe('deal: open', () => {
   it('opens at lead by default', () => {
@@ -198,7 +199,7 @@ describe('deal: title', () => {
     }
   });
   it('the same title records nothing; an unknown deal is refused', () => {
-    const title = fold([opened()]).title!;
+    const title = foldDeal([opened()]).title!;
     spec.given([opened()]).when(cmd('ChangeDeal', { title })).thenNothing();
     spec
       .given([])
@@ -239,27 +240,27 @@ describe('deal: win probability', () => {
   it('follows the stage defaults', () => {
     const stages: OpenDealStage[] = ['qualified', 'proposal', 'negotiation'];
     let history: DealEvent[] = [opened()];
-    expect(fold(history).probability).toBe(0.1);
+    expect(foldDeal(history).probability).toBe(0.1);
     let from: OpenDealStage = 'lead';
     for (const to of stages) {
       history = [...history, moved(from, to)];
-      expect(fold(history).probability).toBe(defaultWinProbability[to as DealStage]);
+      expect(foldDeal(history).probability).toBe(defaultWinProbability[to as DealStage]);
       from = to;
     }
-    expect(fold([...history, won]).probability).toBe(1);
-    expect(fold([opened(), lost]).probability).toBe(0);
+    expect(foldDeal([...history, won]).probability).toBe(1);
+    expect(foldDeal([opened(), lost]).probability).toBe(0);
   });
   it('an override holds across stages until cleared; won and lost ignore it', () => {
     const history: DealEvent[] = [opened('lead', 0.6), moved('lead', 'proposal')];
-    expect(fold(history).probability).toBe(0.6);
-    expect(fold([...history, { type: 'DealProbabilityOverridden', data: { dealId: DEAL, probabilityOverride: null } }]).probability).toBe(0.5);
-    expect(fold([...history, lost]).probability).toBe(0);
+    expect(foldDeal(history).probability).toBe(0.6);
+    expect(foldDeal([...history, { type: 'DealProbabilityOverridden', data: { dealId: DEAL, probabilityOverride: null } }]).probability).toBe(0.5);
+    expect(foldDeal([...history, lost]).probability).toBe(0);
   });
 });
 
 describe('deal: what the folded state remembers', () => {
   it('an opened deal reads back every field it was opened with', () => {
-    expect(fold([opened('qualified', 0.4)])).toEqual({
+    expect(foldDeal([opened('qualified', 0.4)])).toEqual({
       exists: true,
       dealId: DEAL,
       customerId: CUST,
@@ -273,6 +274,8 @@ describe('deal: what the folded state remembers', () => {
       probabilityOverride: 0.4,
       probability: 0.4,
       lostReason: null,
+      openedAt: null,
+      stageEnteredAt: null,
     });
   });
   it('commercial changes are read back, so the same change afterwards decides nothing', () => {
@@ -304,7 +307,7 @@ describe('deal: what the folded state remembers', () => {
   });
   it('a reopened deal is open again at its stage, without the lost reason, and takes stage moves', () => {
     const reopened: DealEvent = { type: 'DealReopened', data: { dealId: DEAL, from: 'lost', to: 'qualified' } };
-    expect(fold([opened(), lost, reopened])).toMatchObject({ stage: 'qualified', lastOpenStage: 'qualified', lostReason: null, probability: 0.25 });
+    expect(foldDeal([opened(), lost, reopened])).toMatchObject({ stage: 'qualified', lastOpenStage: 'qualified', lostReason: null, probability: 0.25 });
     spec
       .given([opened(), lost, reopened])
       .when(cmd('MoveDealStage', { stage: 'proposal' }))
@@ -350,5 +353,52 @@ describe('deal: refusals name the deal', () => {
       .given([])
       .when(openCmd({ ...activeCustomer, forgotten: true }))
       .thenRefused('customer.forgotten', 'customerId', { customerId: CUST });
+  });
+});
+
+describe('deal: business time runs forward', () => {
+  const openedAt = '2026-03-01T09:00:00.000Z';
+  const before = '2026-02-28T09:00:00.000Z';
+  const at = <C extends DealCommand>(command: C, occurredAt: string): C => ({ ...command, occurredAt });
+  it('no change, move, win or loss dated before the opening', () => {
+    const given = spec.given([timed(opened(), openedAt)]);
+    given.when(at(cmd('ChangeDeal', { title: 'Earlier' }), before)).thenRefused('deal.before_opening', 'occurredAt', { notBefore: openedAt });
+    given.when(at(cmd('MoveDealStage', { stage: 'qualified' }), before)).thenRefused('deal.before_stage_entered', 'occurredAt', { notBefore: openedAt });
+    given.when(at(cmd('WinDeal', {}), before)).thenRefused('deal.before_stage_entered', 'occurredAt');
+    given.when(at(cmd('LoseDeal', { reason: 'price' }), before)).thenRefused('deal.before_stage_entered', 'occurredAt');
+    // At the opening's own instant, spelt in another zone: not before it.
+    given
+      .when(at(cmd('WinDeal', {}), '2026-03-01T10:00:00+01:00'))
+      .then([{ type: 'DealWon', data: { dealId: DEAL, from: 'lead', amount: 5000, currency: 'EUR' } }]);
+    // A client's clock a little behind ours (the opening took our time): within the drift allowed ahead.
+    const drift = BUSINESS_TIME_SKEW_MS;
+    const iso = (ms: number) => new Date(Date.parse(openedAt) + ms).toISOString();
+    given.when(at(cmd('WinDeal', {}), iso(-drift))).then([{ type: 'DealWon', data: { dealId: DEAL, from: 'lead', amount: 5000, currency: 'EUR' } }]);
+    given.when(at(cmd('WinDeal', {}), iso(-drift - 1))).thenRefused('deal.before_stage_entered', 'occurredAt');
+  });
+  it('a stage is left after it was entered: a move, a close and a reopen each keep the order', () => {
+    const movedAt = '2026-03-10T09:00:00.000Z';
+    const between = '2026-03-05T09:00:00.000Z';
+    const given = spec.given([timed(opened(), openedAt), timed(moved('lead', 'qualified'), movedAt)]);
+    given.when(at(cmd('WinDeal', {}), between)).thenRefused('deal.before_stage_entered', 'occurredAt', { notBefore: movedAt });
+    // A title may still change between the opening and the move.
+    given.when(at(cmd('ChangeDeal', { title: 'Fleet' }), between)).then([{ type: 'DealTitleChanged', data: { dealId: DEAL, title: 'Fleet' } }]);
+    const closedAt = '2026-03-20T09:00:00.000Z';
+    spec
+      .given([timed(opened(), openedAt), timed(lost, closedAt)])
+      .when(at(cmd('ReopenDeal', {}), movedAt))
+      .thenRefused('deal.before_stage_entered', 'occurredAt', { notBefore: closedAt });
+  });
+  it('a stage entered after the opening (a moved deal) is where its order starts', () => {
+    const enteredAt = '2026-03-15T09:00:00.000Z';
+    const given = spec.given([timed({ ...opened('proposal'), data: { ...opened('proposal').data, stageEnteredAt: enteredAt } } as DealEvent, openedAt)]);
+    expect(given.state).toMatchObject({ openedAt, stageEnteredAt: enteredAt });
+    given.when(at(cmd('MoveDealStage', { stage: 'negotiation' }), '2026-03-10T09:00:00.000Z')).thenRefused('deal.before_stage_entered', 'occurredAt');
+  });
+  it('a history folded without business times (a fold that has none) refuses nothing by time', () => {
+    spec
+      .given([opened()])
+      .when(at(cmd('WinDeal', {}), '1950-01-01T00:00:00.000Z'))
+      .then([{ type: 'DealWon', data: { dealId: DEAL, from: 'lead', amount: 5000, currency: 'EUR' } }]);
   });
 });

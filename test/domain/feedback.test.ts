@@ -5,7 +5,7 @@ import type { FeedbackCommand } from '../../domain/feedback/commands.ts';
 import { createFeedbackDecider, feedbackDecider } from '../../domain/feedback/decider.ts';
 import type { FeedbackEvent, FeedbackPriority } from '../../domain/feedback/events.ts';
 import { defaultSlaPolicy } from '../../domain/feedback/sla.ts';
-import { deciderSpec } from '../support/decider-spec.ts';
+import { deciderSpec, fold, timed } from '../support/decider-spec.ts';
 
 const spec = deciderSpec(feedbackDecider);
 const submittedAt = '2026-03-02T10:00:00.000Z';
@@ -293,12 +293,12 @@ describe('feedback: rating', () => {
 });
 
 describe('feedback: status and priority as the state reads them', () => {
-  const fold = (events: FeedbackEvent[]) => events.reduce(feedbackDecider.evolve, feedbackDecider.initialState());
+  const foldFeedback = (events: FeedbackEvent[]) => fold(feedbackDecider, events);
   const assigned = ev('FeedbackAssigned', { assigneeId: 'sam' });
   it('submitted is open; assigned or answered is in progress; a resolved case assigned again stays resolved', () => {
-    expect(fold([normal]).status).toBe('open');
-    expect(fold([normal, assigned])).toMatchObject({ status: 'in_progress', assigneeId: 'sam' });
-    expect(fold([normal, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })])).toMatchObject({
+    expect(foldFeedback([normal]).status).toBe('open');
+    expect(foldFeedback([normal, assigned])).toMatchObject({ status: 'in_progress', assigneeId: 'sam' });
+    expect(foldFeedback([normal, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })])).toMatchObject({
       status: 'in_progress',
       responded: true,
     });
@@ -306,12 +306,12 @@ describe('feedback: status and priority as the state reads them', () => {
       .given([normal, resolved])
       .when(cmd('AssignFeedback', { assigneeId: 'sam' }))
       .then([assigned]);
-    expect(fold([normal, resolved, assigned]).status).toBe('resolved');
-    expect(fold([normal, resolved, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })]).status).toBe('resolved');
+    expect(foldFeedback([normal, resolved, assigned]).status).toBe('resolved');
+    expect(foldFeedback([normal, resolved, ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true })]).status).toBe('resolved');
   });
   it('a reopened case is in progress again and can be resolved', () => {
     const reopened = ev('FeedbackReopened', { reason: null, resolutionDueAt: later });
-    expect(fold([normal, resolved, reopened])).toMatchObject({ status: 'in_progress', resolution: null, resolutionDueAt: later });
+    expect(foldFeedback([normal, resolved, reopened])).toMatchObject({ status: 'in_progress', resolution: null, resolutionDueAt: later });
     spec
       .given([normal, resolved, reopened])
       .when(cmd('ResolveFeedback', { resolution: 'Resent' }))
@@ -330,7 +330,7 @@ describe('feedback: status and priority as the state reads them', () => {
       .given([low])
       .when(cmd('EscalateFeedback', { reason: 'r' }))
       .then([toNormal]);
-    expect(fold([low, toNormal])).toMatchObject({
+    expect(foldFeedback([low, toNormal])).toMatchObject({
       priority: 'normal',
       firstResponseDueAt: '2026-03-02T21:00:00.000Z',
       resolutionDueAt: '2026-03-05T13:00:00.000Z',
@@ -397,5 +397,44 @@ describe('feedback: refusals name the case and the facts', () => {
       .given([normal])
       .when(cmd('EscalateFeedback', { reason: 'r', priority: 'low' }))
       .thenRefused('feedback.priority_not_raised', 'priority', { current: 'normal' });
+  });
+});
+
+describe('feedback: business time runs forward', () => {
+  const before = '2026-03-01T10:00:00.000Z';
+  const respondedAt = '2026-03-03T10:00:00.000Z';
+  const resolvedAt = '2026-03-04T10:00:00.000Z';
+  const responded = ev('FeedbackResponded', { responderId: 'sam', message: 'x', firstResponse: true });
+  const submittedNormal = timed(normal, submittedAt);
+  it('nothing is dated before the submission', () => {
+    const given = spec.given([submittedNormal]);
+    for (const command of [
+      cmd('AssignFeedback', { assigneeId: 'sam' }, before),
+      cmd('RespondToFeedback', { message: 'On it', responderId: 'sam' }, before),
+      cmd('EscalateFeedback', { reason: 'VIP' }, before),
+      cmd('ResolveFeedback', { resolution: 'Refunded' }, before),
+      cmd('CloseFeedback', {}, before),
+    ])
+      given.when(command).thenRefused('feedback.before_submission', 'occurredAt', { notBefore: submittedAt });
+  });
+  it('a resolution is not before the first response, a reopen, closing or rating not before the resolution', () => {
+    spec
+      .given([submittedNormal, timed(responded, respondedAt)])
+      .when(cmd('ResolveFeedback', { resolution: 'Refunded' }, later))
+      .thenRefused('feedback.resolved_before_response', 'occurredAt', { notBefore: respondedAt });
+    const given = spec.given([submittedNormal, timed(responded, respondedAt), timed(resolved, resolvedAt)]);
+    given.when(cmd('ReopenFeedback', {}, respondedAt)).thenRefused('feedback.before_resolution', 'occurredAt', { notBefore: resolvedAt });
+    given.when(cmd('CloseFeedback', {}, respondedAt)).thenRefused('feedback.before_resolution', 'occurredAt');
+    given.when(cmd('RateFeedback', { csat: 4 }, respondedAt)).thenRefused('feedback.before_resolution', 'occurredAt');
+    given.when(cmd('CloseFeedback', {}, resolvedAt)).then([closed]);
+  });
+  it('a case closed without a resolution is rated after its closing; a later response keeps the first one', () => {
+    const closedAt = '2026-03-05T10:00:00.000Z';
+    spec
+      .given([submittedNormal, timed(closed, closedAt)])
+      .when(cmd('RateFeedback', { csat: 2 }, resolvedAt))
+      .thenRefused('feedback.before_closing', 'occurredAt', { notBefore: closedAt });
+    const second = ev('FeedbackResponded', { responderId: 'sam', message: 'y', firstResponse: false });
+    expect(fold(feedbackDecider, [submittedNormal, timed(responded, respondedAt), timed(second, resolvedAt)]).firstRespondedAt).toBe(respondedAt);
   });
 });

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { fold } from '../support/decider-spec.ts';
 import type { CampaignCommand } from '../../domain/campaign/commands.ts';
 import { campaignDecider } from '../../domain/campaign/decider.ts';
 import type { CampaignStatus } from '../../domain/campaign/events.ts';
@@ -46,7 +47,7 @@ const runSequence = <C, E extends { type: string; data: unknown }, S>(
     }
   }
   const stored = JSON.parse(JSON.stringify(history)) as E[];
-  expect(stored.reduce(decider.evolve, decider.initialState())).toEqual(state);
+  expect(fold(decider, stored)).toEqual(state);
   return { state, history };
 };
 

@@ -7,7 +7,7 @@ import type { UserEvent } from '../../domain/user/events.ts';
 import { teamDecider } from '../../domain/team/decider.ts';
 import type { TeamCommand } from '../../domain/team/commands.ts';
 import type { TeamEvent } from '../../domain/team/events.ts';
-import { deciderSpec } from '../support/decider-spec.ts';
+import { deciderSpec, fold } from '../support/decider-spec.ts';
 
 const at = '2026-03-01T09:00:00.000Z';
 const USER = '55555555-5555-4555-8555-555555555555';
@@ -207,9 +207,9 @@ describe('user: what the folded state remembers', () => {
     expect(userSnapshot(back)).toEqual({ exists: true, active: true });
   });
   it('a name change keeps the email and an email change keeps the name', () => {
-    const fold = (events: UserEvent[]) => events.reduce(userDecider.evolve, userDecider.initialState());
-    expect(fold([registered, { type: 'UserChanged', data: { userId: USER, name: 'Ada L.' } }])).toMatchObject({ name: 'Ada L.', email: 'ada@crm.example' });
-    expect(fold([registered, { type: 'UserChanged', data: { userId: USER, email: 'al@crm.example' } }])).toMatchObject({
+    const foldUser = (events: UserEvent[]) => fold(userDecider, events);
+    expect(foldUser([registered, { type: 'UserChanged', data: { userId: USER, name: 'Ada L.' } }])).toMatchObject({ name: 'Ada L.', email: 'ada@crm.example' });
+    expect(foldUser([registered, { type: 'UserChanged', data: { userId: USER, email: 'al@crm.example' } }])).toMatchObject({
       name: 'Ada',
       email: 'al@crm.example',
     });

@@ -7,9 +7,23 @@ import { DomainError } from '../../domain/errors.ts';
  * Given-events / when-command / then-events-or-error, for any decider.
  * Every decided event is also checked against the catalogue's schema, as the store would read it.
  */
+/** A given event with its business time, for deciders that keep when a step happened. */
+export interface Timed<E> {
+  event: E;
+  at: string;
+}
+export const timed = <E>(event: E, at: string): Timed<E> => ({ event, at });
+
+/** The decider's fold of events (each with its business time where given), from `state`. */
+export const fold = <C, E extends { type: string; data: unknown }, S>(
+  decider: Decider<C, E, S>,
+  events: readonly (E | Timed<E>)[],
+  state: S = decider.initialState(),
+): S => events.reduce((s, e) => ('event' in e ? decider.evolve(s, e.event, e.at) : decider.evolve(s, e)), state);
+
 export const deciderSpec = <C, E extends { type: string; data: unknown }, S>(decider: Decider<C, E, S>) => ({
-  given: (events: E[]) => {
-    const state = events.reduce(decider.evolve, decider.initialState());
+  given: (events: (E | Timed<E>)[]) => {
+    const state = fold(decider, events);
     return {
       state,
       when: (command: C) => ({
@@ -17,7 +31,7 @@ export const deciderSpec = <C, E extends { type: string; data: unknown }, S>(dec
           const decided = decider.decide(command, state);
           expect(decided).toEqual(expected);
           for (const event of decided) eventSchemas[event.type as CrmEventType].parse(event.data);
-          return decided.reduce(decider.evolve, state);
+          return fold(decider, decided, state);
         },
         thenNothing: () => expect(decider.decide(command, state)).toEqual([]),
         /**
