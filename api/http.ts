@@ -235,7 +235,10 @@ export const varyByAccept = <R extends Pick<FastifyReply, 'header'>>(reply: R): 
 };
 
 /** An instant in a query: an ISO time, or a date alone (what a date means is the parameter's to say). */
-export const InstantQuery = z.union([IsoDateTime, IsoDate]);
+export const InstantQuery = z.union([IsoDateTime, IsoDate], {
+  // Both forms failing said only "Invalid input".
+  error: 'an ISO time with an offset, e.g. 2026-06-30T23:59:59Z, or a date such as 2026-06-30, in the years 1900-2200',
+});
 
 /** `?asOf=` on a record: a date alone is its start (UTC), as `crm replay --as-of` takes it. */
 export const AsOfInstant = InstantQuery.describe('ISO time, or a date (its start, UTC): the record as it stood then');

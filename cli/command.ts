@@ -21,6 +21,8 @@ export interface CliCommand {
   options: Record<string, OptionWithHelp>;
   /** What the first Ctrl-C says will happen, when not the default (work done so far is kept, run again to resume). */
   onInterrupt?: string;
+  /** How many arguments besides options it takes (0: none); unset, it reads its own. */
+  maxArguments?: number;
   /**
    * What it does to the database, for the advice when the database fails under it (cli/main.ts); a
    * function when it depends on the subcommand. Default: `writes`.
@@ -81,11 +83,19 @@ export const parseCommandArgs = (command: CliCommand, argv: string[]) => {
   // Descriptions are ours, not parseArgs's: strip them before handing the options over.
   const options: NonNullable<ParseArgsConfig['options']> = { help: { type: 'boolean', short: 'h' } };
   for (const [name, { description: _description, ...option }] of Object.entries(command.options)) options[name] = option;
+  let parsed;
   try {
-    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  // `crm verify extra` ran a whole verification as if the word were not there.
+  const extra = command.maxArguments === undefined ? undefined : parsed.positionals[command.maxArguments];
+  if (extra !== undefined)
+    throw new UsageError(
+      `unexpected argument ${JSON.stringify(extra)}: crm ${command.name} takes ${command.maxArguments === 0 ? 'options only' : `at most ${command.maxArguments} argument(s)`}`,
+    );
+  return parsed;
 };
 
 /** Option declarations with a description for --help. */

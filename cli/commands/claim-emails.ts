@@ -7,6 +7,7 @@ const LISTED_SHARES = 20;
 
 export const claimEmailsCommand: CliCommand = {
   name: 'claim-emails',
+  maxArguments: 0,
   summary: "Hold each customer's and user's email address in the duplicate check (those from before it held theirs)",
   usage: 'claim-emails',
   details: `

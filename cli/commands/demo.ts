@@ -11,6 +11,7 @@ const options: Record<string, OptionWithHelp> = {
 
 export const demoCommand: CliCommand = {
   name: 'demo',
+  maxArguments: 0,
   summary: 'Load a realistic, deterministic demo data set through the command handlers',
   usage: 'demo [--seed <n>] [--customers <n>] [--dry-run]',
   details: `

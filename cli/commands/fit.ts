@@ -3,6 +3,7 @@ import { hasBegun } from '../../domain/shared.ts';
 
 export const fitCommand: CliCommand = {
   name: 'fit',
+  maxArguments: 0,
   summary: 'Fit the analytics models (BG/NBD, Gamma-Gamma, churn, segments) on the recorded events',
   usage: 'fit [--as-of <date>] [--time-unit day|week|month] [--horizon <n>] [--discount-rate <r>] [--json]',
   details: `

@@ -5,6 +5,7 @@ const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 
 export const projectCommand: CliCommand = {
   name: 'project',
+  maxArguments: 0,
   summary: 'Run only the projections (a worker beside API processes started with CRM_PROJECTIONS=off)',
   usage: 'project [--worker-id <id>]',
   details: `

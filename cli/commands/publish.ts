@@ -11,6 +11,7 @@ const options: Record<string, OptionWithHelp> = {
 
 export const publishCommand: CliCommand = {
   name: 'publish',
+  maxArguments: 0,
   summary: 'Integration publishers (webhooks, NATS JetStream): their status; NATS published to again from a position',
   usage: 'publish --status [--json] | publish --nats-from <position>',
   details: `

@@ -29,6 +29,7 @@ async function foreignObjects(db: Kysely<unknown>, readSchema: string, schema: s
 
 export const replayCommand: CliCommand = {
   name: 'replay',
+  maxArguments: 0,
   onInterrupt: 'the schema is left incomplete; run the command again to rebuild it from the start',
   summary: 'Build every read model as of a past instant into a separate schema',
   usage: 'replay --as-of <time> --schema <name> [--reporting-schema <name>]',

@@ -10,6 +10,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const reportingRoleCommand: CliCommand = {
   name: 'reporting-role',
+  maxArguments: 0,
   summary: "Create a PostgreSQL login whose queries on the reporting views see only one team's records",
   usage: 'reporting-role --team <id> --name <role>',
   details: `

@@ -52,6 +52,7 @@ async function startProjectionsUntilRunning(runtime: CrmRuntime, run: CommandRun
 
 export const serveCommand: CliCommand = {
   name: 'serve',
+  maxArguments: 0,
   summary: 'Run the HTTP API (and, by default, the projections) — what `npm start` runs',
   usage: 'serve [--port <port>] [--no-demo]',
   details: `
@@ -118,7 +119,11 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
       } else if (config.adminKey) {
         run.out('  Admin key: the value of CRM_ADMIN_KEY');
       } else {
-        run.out('  Admin key: the one printed on the first start (or create one: crm api-key create --role admin --name me)');
+        // The embedded database takes one process: the command would be refused while this one runs.
+        const create = 'crm api-key create --role admin --name me';
+        run.out(
+          `  Admin key: the one printed on the first start (or create one: ${config.database.kind === 'pglite' ? `stop the server, run ${create}, start it again` : create})`,
+        );
       }
       run.out(`  Try:   curl -H "Authorization: Bearer <admin key>" ${url}/customers?limit=3`);
       run.out('Press Ctrl-C to stop.');

@@ -148,6 +148,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
 
 export const verifyCommand: CliCommand = {
   name: 'verify',
+  maxArguments: 0,
   onInterrupt: 'nothing is changed; run the command again for the whole check',
   summary: 'Check that the read models equal a replay of the events (--chain: check tamper evidence)',
   usage: 'verify [--chain [--anchor <position:hash>]... [--anchors-file <path>]]',

@@ -89,3 +89,22 @@ describe('a query parameter sent twice', () => {
     ).toBe(200);
   });
 });
+
+describe('time parameters', () => {
+  // Found with ?asOf=2026-12-05T15:22:16 (no offset), 1899-12-31T00:00:00Z and 1700000000000, and
+  // /audit/events?from=garbage: each a 400 whose only message was "Invalid input".
+  it('say which forms and years they take when neither an ISO time nor a date is given', async () => {
+    const message = 'an ISO time with an offset, e.g. 2026-06-30T23:59:59Z, or a date such as 2026-06-30, in the years 1900-2200';
+    for (const url of [
+      `/customers/${SAMPLE_ID}?asOf=2026-12-05T15:22:16`,
+      `/customers/${SAMPLE_ID}?asOf=1899-12-31T00:00:00Z`,
+      `/customers/${SAMPLE_ID}?asOf=1700000000000`,
+      '/audit/events?from=garbage',
+      '/audit/events?to=2026-02-30',
+    ]) {
+      const problem = expectProblem(await h.app.inject({ method: 'GET', url, headers: h.auth('admin') }), 400);
+      const [, name] = /[?&](\w+)=/.exec(url)!;
+      expect(problem.errors, url).toEqual([expect.objectContaining({ field: name, message })]);
+    }
+  });
+});

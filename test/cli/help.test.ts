@@ -29,6 +29,11 @@ describe('the crm command', () => {
     const badOption = await runCrm(['demo', '--seeds', '3'], { cwd, env: {} });
     expect(badOption.code).toBe(2);
     expect(badOption.stderr).toContain('Usage: crm demo');
+    // `crm verify extra` ran a whole verification as if the word were not there.
+    const extra = await runCrm(['verify', 'extra'], { cwd, env: {} });
+    expect(extra.code).toBe(2);
+    expect(extra.stderr).toContain('unexpected argument "extra": crm verify takes options only');
+    expect(extra.stderr).toContain('Usage: crm verify');
   });
 
   it('names a bad variable before opening anything', async () => {
