@@ -216,6 +216,9 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
   const orphaned = (handle: Kysely<unknown>, id: string): Promise<boolean> => liveness.abandoned(handle, jobLockKey(id));
 
   const update = (id: string, set: ReturnType<typeof sql>) => sql`UPDATE ${table} SET ${set}, heartbeat_at = now() WHERE id = ${id}`.execute(db);
+  /** A job's end, unless a shutdown recorded it first (the store closing under it is not its outcome). */
+  const finishIfRunning = (id: string, set: ReturnType<typeof sql>) =>
+    sql`UPDATE ${table} SET ${set}, heartbeat_at = now() WHERE id = ${id} AND status = 'running'`.execute(db);
   /** Jobs this process runs: what a shutdown records as ended by it. */
   const own = new Set<string>();
 
@@ -283,7 +286,7 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
           await pending;
           // The throttle may have skipped the last reports: a finished job shows where it ended, its count as the total.
           const final = finalProgress(latest);
-          await update(
+          await finishIfRunning(
             id,
             sql`status = ${outcome.ok ? 'passed' : 'failed'}, finished_at = now(), result = ${JSON.stringify(outcome, storedResult)}::jsonb,
                 progress = ${final === null ? null : JSON.stringify(final)}::jsonb`,
@@ -291,7 +294,7 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
         } catch (error) {
           await pending;
           // Where it stopped, as reported last.
-          await update(
+          await finishIfRunning(
             id,
             sql`status = 'error', finished_at = now(), error = ${error instanceof Error ? error.message : String(error)},
                 progress = ${latest === null ? null : JSON.stringify(latest)}::jsonb`,

@@ -103,13 +103,9 @@ const report = (error: unknown): number => {
     err(`crm: ${error.message}`);
     return 78; // EX_CONFIG
   }
-  if (error instanceof Interrupted) {
+  if (error instanceof Interrupted || error instanceof StoreNotFound) {
     err(`crm ${running?.command.name ?? ''}: ${error.message}`);
-    return 130;
-  }
-  if (error instanceof StoreNotFound) {
-    err(`crm ${running?.command.name ?? ''}: ${error.message}`);
-    return 66; // EX_NOINPUT
+    return error instanceof Interrupted ? 130 : 66; // EX_NOINPUT
   }
   if (error instanceof EventStoreUnavailable) {
     err(unavailableAdvice(error, running));

@@ -1,7 +1,7 @@
 import { ruleViolated } from './errors.ts';
 import { BUSINESS_TIME_SKEW_MS } from './shared.ts';
 
-/** Pure date arithmetic on ISO-8601 instants (business time travels as strings). */
+/** Date arithmetic on ISO-8601 instants (business time travels as strings), and the rule that steps run forward. */
 
 const HOUR_MS = 3_600_000;
 

@@ -230,7 +230,9 @@ export class WebhookLoop {
    */
   private async deliver(subscription: WebhookSubscription, url: string, secrets: string[], first: BatchItem, save: () => Promise<boolean>): Promise<Outcome> {
     const { tables, feed, policy } = this.deps;
-    const carried = this.retry?.eventId === first.recorded.id ? this.retry : undefined;
+    // Carried while its retry is due: one whose time passed long ago was left when a replay moved the
+    // loop elsewhere (or it was disabled between two polls), and this is a new series.
+    const carried = this.retry?.eventId === first.recorded.id && Date.now() - this.retry.retryAt <= policy.maxRetryMs ? this.retry : undefined;
     let firstFailureAt = carried?.firstFailureAt;
     // Another address (the URL changed) may answer now: tried at once, still counted on.
     if (carried && carried.url === url && !(await this.waitUntil(carried.retryAt))) return 'interrupted';

@@ -196,7 +196,8 @@ export async function openDatabase(config: CrmConfig, options: { poolMax?: numbe
   if (config.database.kind === 'pglite') {
     const { dataDir } = config.database;
     // PGlite writes PG_VERSION when it creates a database: without it the folder holds none yet.
-    if (options.existingOnly && !existsSync(join(pgliteFolder(dataDir), 'PG_VERSION')))
+    // With the events in EventStoreDB the folder holds only read models, which a new one rebuilds.
+    if (options.existingOnly && config.eventStore.kind === 'sql' && !existsSync(join(pgliteFolder(dataDir), 'PG_VERSION')))
       throw new StoreNotFound(
         `no CRM data in ${dataDir}: point CRM_DATA_DIR at the folder \`npm start\` created (.crm-data in the folder it ran in), or set DATABASE_URL`,
       );

@@ -70,26 +70,23 @@ Example:
     // Not the live schemas (nor the system's): the replay would replace them. A reporting schema of the
     // live ones would silently point every dashboard's views at this past copy.
     const taken = [schemas.events, schemas.read, schemas.reporting, 'public'];
-    for (const [option, name] of [
-      ['--schema', schema],
-      ['--reporting-schema', reportingSchema],
-    ] as const) {
-      if (name !== undefined && (taken.includes(name) || name.startsWith('pg_') || name === 'information_schema')) {
-        throw new UsageError(`${option} ${name} is one of the live or system schemas; choose a new name`);
-      }
-    }
-    if (reportingSchema === schema) throw new UsageError('--reporting-schema must differ from --schema (its views are named as the tables)');
-    // A name of a rebuild's or a verification's shadow would be dropped, unannounced, by the next process that opens the read models.
     const { isShadowOf } = await import('../../projections/shadows.ts');
     for (const [option, name] of [
       ['--schema', schema],
       ['--reporting-schema', reportingSchema],
     ] as const) {
-      if (name !== undefined && isShadowOf(schemas.read, name))
+      if (name === undefined) continue;
+      if (taken.includes(name) || name.startsWith('pg_') || name === 'information_schema') {
+        throw new UsageError(`${option} ${name} is one of the live or system schemas; choose a new name`);
+      }
+      // A rebuild's or a verification's shadow would be dropped, unannounced, by the next process that opens the read models.
+      if (isShadowOf(schemas.read, name)) {
         throw new UsageError(
           `${option} ${name} is named as a rebuild's or verification's working copy, which is dropped when found unused; choose another name`,
         );
+      }
     }
+    if (reportingSchema === schema) throw new UsageError('--reporting-schema must differ from --schema (its views are named as the tables)');
     const { openCrm } = await import('../../runtime/crm.ts');
     const { replayInto } = await import('../../projections/rebuild.ts');
     const { eraseForgottenInCopy, registerReadModelCopy } = await import('../../projections/read-model-copies.ts');

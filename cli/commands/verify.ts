@@ -44,7 +44,14 @@ async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<numbe
   const { formatChainAnchor } = await import('../../audit/index.ts');
   const { anchors, file } = await anchorsOf(run);
   const progress = createProgress({ label: 'verify --chain', unit: 'events' });
-  const result = await runtime.audit.verifyChains({ onProgress: (p) => progress.update(p.checked), anchors });
+  const result = await runtime.audit.verifyChains({
+    onProgress: (p) => {
+      // Stopped before the end: no verdict, and no head added to the anchors file.
+      if (run.signal.aborted) throw new Interrupted('interrupted: the chains were not checked to the end and nothing was changed; run it again');
+      progress.update(p.checked);
+    },
+    anchors,
+  });
   // A walk that met a broken link ends there: its count is how far it got, not the events checked.
   if (result.ok) progress.done();
   else progress.done('at the first broken link', 'stopped');

@@ -260,6 +260,8 @@ async function* boundedLines(input: Readable, max: number): AsyncGenerator<strin
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COLON = 0x3a;
+const OPENING = new Set([0x7b, 0x5b]); // { [
+const CLOSING = new Set([0x7d, 0x5d]); // } ]
 const isJsonSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 
 /**
@@ -282,8 +284,8 @@ const keyGivenTwice = (text: string): string | undefined => {
       const key = JSON.parse(text.slice(start, i + 1)) as string;
       if (seen.has(key)) return key;
       seen.add(key);
-    } else if (c === 0x7b || c === 0x5b) depth++;
-    else if (c === 0x7d || c === 0x5d) depth--;
+    } else if (OPENING.has(c)) depth++;
+    else if (CLOSING.has(c)) depth--;
   }
   return undefined;
 };

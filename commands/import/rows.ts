@@ -28,10 +28,11 @@ export interface RowCommand {
    */
   reason?: string | null;
   /**
-   * The command an earlier version of the importer built from the same row, where it differs (it
-   * invented values the file did not hold): a row it stored is still the same row (ctx.fingerprint).
+   * The commands earlier versions of the importer built from the same row, where they differ (they
+   * invented values the file did not hold, or left out columns they did not read): a row they stored
+   * is still the same row (ctx.fingerprint).
    */
-  formerly?: { type: CommandType; [field: string]: unknown };
+  formerly?: { type: CommandType; [field: string]: unknown }[];
 }
 
 export type Row = Record<string, unknown>;
@@ -301,7 +302,7 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   // still. Not so with the run's default owner, which no earlier importer gave: such a customer came in
   // without an owner, and the row now says it has one (a change, refused as any other).
   if (!takesDefaultOwner('customers', row, options))
-    register.formerly = withTime('RegisterCustomer', { ...fields, source: fields.source ?? 'import' }, registeredAt, key).command;
+    register.formerly = [withTime('RegisterCustomer', { ...fields, source: fields.source ?? 'import' }, registeredAt, key).command];
   // An exported file holds every customer: an inactive one comes in inactive; a merged or forgotten
   // one is not a customer of its own any more (the merged one's history is its primary's).
   const mergedInto = text(row, 'merged_into');
@@ -393,11 +394,13 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const closedAt = isOpen ? undefined : timeOf(row, 'closed_at');
   // A closed deal whose file gives no opening opened when it closed: opened at the import's own time,
   // it would be closed before it opened (which the deal refuses).
+  // Refused whole here: decided, the outcome alone would be refused and the deal stored open.
+  notBefore(['closed_at', closedAt], ['opened_at', openedAt]);
   const openingAt = openedAt ?? closedAt;
   const open = withTime('OpenDeal', enteredLater ? { ...fields, stageEnteredAt } : fields, openingAt, keyOf('deals', natural));
   // Rows imported before the stage's time was read, or before the opening defaulted to the closing:
   // the same deal (their file, or its export, again).
-  if (enteredLater || openingAt !== openedAt) open.formerly = withTime('OpenDeal', fields, openedAt, open.key).command;
+  if (enteredLater || openingAt !== openedAt) open.formerly = [withTime('OpenDeal', fields, openedAt, open.key).command];
   if (isOpen) return [open];
   // The outcome addresses the deal the first command creates (its id derives from that key when the file gives none).
   const target = { dealId: dealId ?? createdIdFor('OpenDeal', open.key) };
@@ -570,9 +573,20 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   };
   const natural = feedbackId ?? `${customerId}:${submittedAt ?? ''}:${String(fields.subject ?? '')}`;
   const deadlines = { ...(firstResponseDueAt ? { firstResponseDueAt } : {}), ...(resolutionDueAt ? { resolutionDueAt } : {}) };
-  const submit = withTime('SubmitFeedback', { ...fields, ...deadlines }, submittedAt, keyOf('feedback', natural));
-  // Before, the deadlines were not read: an item stored so is this row still (its deadlines the SLA's).
-  if (Object.keys(deadlines).length > 0) submit.formerly = withTime('SubmitFeedback', fields, submittedAt, submit.key).command;
+  // An item whose file gives no submission was submitted at its first step: at the import's own
+  // time, its response, resolution, closing or rating would come before it (which the item refuses).
+  const steps = [respondedAt, resolvedAt, closedAt, ratedAt].filter((at): at is string => at !== undefined);
+  const submissionAt = submittedAt ?? steps.sort((a, b) => Date.parse(a) - Date.parse(b))[0];
+  const submit = withTime('SubmitFeedback', { ...fields, ...deadlines }, submissionAt, keyOf('feedback', natural));
+  // Before, the deadlines were not read, and a row without a submission time was submitted when
+  // imported: an item stored so is this row still (its deadlines the SLA's).
+  const defaulted = submissionAt !== submittedAt;
+  const withDeadlines = Object.keys(deadlines).length > 0;
+  const formerly = [
+    ...(withDeadlines || defaulted ? [withTime('SubmitFeedback', fields, submittedAt, submit.key).command] : []),
+    ...(withDeadlines && defaulted ? [withTime('SubmitFeedback', { ...fields, ...deadlines }, submittedAt, submit.key).command] : []),
+  ];
+  if (formerly.length > 0) submit.formerly = formerly;
 
   const named = text(row, 'status')
     ?.toLowerCase()
@@ -666,7 +680,7 @@ const activities = (row: Row, options: RowOptions = {}): RowCommand[] => {
   // the import's time, it would be completed before it was logged (which the task refuses).
   const loggedAt = occurredAt ?? completedAt;
   const log = withTime('LogActivity', fields, loggedAt, keyOf('activities', natural));
-  if (loggedAt !== occurredAt) log.formerly = withTime('LogActivity', fields, occurredAt, log.key).command;
+  if (loggedAt !== occurredAt) log.formerly = [withTime('LogActivity', fields, occurredAt, log.key).command];
   if (completedAt === undefined) return [log];
   // Refused whole here: decided, the completion alone would be refused and the row stored half.
   if (kind === 'note' || kind === 'call' || kind === 'meeting') throw new RowRejected(`completed_at: only a task is completed, not a ${kind}; leave it empty`);

@@ -216,10 +216,15 @@ describe('verification jobs when their process shuts down', () => {
     const done = await own.start('chains', 'auditor-1', finished.run);
     finished.finish({ ok: true });
     await done.done;
-    const cut = await own.start('read_models', 'auditor-1', controlledRun().run);
+    const cutShort = controlledRun();
+    const cut = await own.start('read_models', 'auditor-1', cutShort.run);
     expect((await own.get(cut.id))?.status).toBe('running');
     await own.stop();
     expect(await own.get(cut.id)).toMatchObject({ status: 'abandoned', done: true, error: expect.stringContaining('was shut down before it finished') });
+    // The store closing under it afterwards is not its outcome.
+    cutShort.fail(new Error('The event store is closed'));
+    await cut.done;
+    expect(await own.get(cut.id)).toMatchObject({ status: 'abandoned', error: expect.stringContaining('was shut down before it finished') });
     expect(await own.get(done.id)).toMatchObject({ status: 'passed' });
   });
 });

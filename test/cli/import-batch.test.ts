@@ -134,7 +134,7 @@ const importAndSendOneByOne = async (label: string, files: { kind: ImportKind; t
             idempotencyKey: rc.key,
             ...(rc.occurredAt ? { occurredAt: rc.occurredAt } : {}),
             ...(rc.reason === null ? {} : { reason: rc.reason ?? `import of ${kind} (line ${record.line})` }),
-            fingerprint: { byMeaning: true, ...(rc.formerly ? { formerly: [rc.formerly] } : {}) },
+            fingerprint: { byMeaning: true, ...(rc.formerly ? { formerly: rc.formerly } : {}) },
           });
         }
       } catch {

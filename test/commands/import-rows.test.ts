@@ -256,18 +256,20 @@ describe('customer rows', () => {
       },
       key: keyFor('customers', ADA),
       // What the importer built before it read the owner: a customer stored so is this row still.
-      formerly: {
-        type: 'RegisterCustomer',
-        customerId: CUSTOMER,
-        name: 'Ada Lovelace',
-        email: ADA,
-        phone: '+44 20 7946 0000',
-        company: 'Analytical Engines',
-        tags: ['vip', 'gold', 'beta'],
-        source: 'fair',
-        marketingConsent: true,
-        occurredAt: '1997-01-02T00:00:00.000Z',
-      },
+      formerly: [
+        {
+          type: 'RegisterCustomer',
+          customerId: CUSTOMER,
+          name: 'Ada Lovelace',
+          email: ADA,
+          phone: '+44 20 7946 0000',
+          company: 'Analytical Engines',
+          tags: ['vip', 'gold', 'beta'],
+          source: 'fair',
+          marketingConsent: true,
+          occurredAt: '1997-01-02T00:00:00.000Z',
+        },
+      ],
     });
   });
 
@@ -285,17 +287,19 @@ describe('customer rows', () => {
         marketingConsent: false,
       },
       key: keyFor('customers', ADA),
-      formerly: {
-        type: 'RegisterCustomer',
-        customerId: importedCustomerId(ADA),
-        name: 'Ada',
-        email: ADA,
-        phone: null,
-        company: null,
-        tags: [],
-        source: 'import',
-        marketingConsent: false,
-      },
+      formerly: [
+        {
+          type: 'RegisterCustomer',
+          customerId: importedCustomerId(ADA),
+          name: 'Ada',
+          email: ADA,
+          phone: null,
+          company: null,
+          tags: [],
+          source: 'import',
+          marketingConsent: false,
+        },
+      ],
     };
     expect(one('customers', { name: 'Ada', email: ADA })).toStrictEqual(expected);
     const blank = {
@@ -325,7 +329,7 @@ describe('customer rows', () => {
     expect(register).not.toHaveProperty('formerly');
     const [own] = rowCommands.customers({ name: 'Ada', email: ADA, owner: OWNER }, { defaultOwner: DEFAULT });
     expect(own!.command).toMatchObject({ ownerId: OWNER });
-    expect(own!.formerly).not.toHaveProperty('ownerId');
+    expect(own!.formerly![0]).not.toHaveProperty('ownerId');
     expect(takesDefaultOwner('customers', { name: 'Ada', email: ADA }, { defaultOwner: DEFAULT })).toBe(true);
     // Kinds without an owner take none.
     expect(takesDefaultOwner('purchases', { order_id: 'A-1' }, { defaultOwner: DEFAULT })).toBe(false);
@@ -698,7 +702,7 @@ describe('deal rows', () => {
     expect(open!.command).toMatchObject({ stage: 'proposal', occurredAt: '1997-03-01T00:00:00.000Z', stageEnteredAt: '1997-04-15T10:00:00Z' });
     // The same deal as the row read before this column was: its file, or its export, imported again adds nothing.
     const { stageEnteredAt: _, ...before } = open!.command;
-    expect(open!.formerly).toStrictEqual(before);
+    expect(open!.formerly).toStrictEqual([before]);
     // A stage entered at the opening is the opening: nothing to add, and no former spelling.
     const [atOpening] = rowCommands.deals({ ...exported, stage_entered_at: '1997-03-01' });
     expect(atOpening!.command).not.toHaveProperty('stageEnteredAt');
@@ -718,6 +722,16 @@ describe('deal rows', () => {
       'title',
     ]);
     expect(rejection('deals', { ...base, amount: 'lots' })).toMatch(/^amount: "lots" is not a number/);
+  });
+});
+
+describe('deal rows closed before they opened', () => {
+  it('are refused whole before any command is built (the deal was stored open and the row reported refused)', () => {
+    const row = { customer_id: CUSTOMER, title: 'Fleet', amount: '100', owner_id: 'sam', expected_close_date: '2024-06-30', status: 'won' };
+    expect(() => rowCommands.deals({ ...row, opened_at: '2024-05-01', closed_at: '2024-04-01' })).toThrow(
+      'closed_at: before opened_at (2024-04-01T00:00:00.000Z < 2024-05-01T00:00:00.000Z)',
+    );
+    expect(rowCommands.deals({ ...row, opened_at: '2024-04-01', closed_at: '2024-05-01' })).toHaveLength(2);
   });
 });
 
@@ -773,7 +787,8 @@ describe('activity rows', () => {
     const { occurred_at: _none, ...untimed } = base;
     const [log, completed] = rowCommands.activities({ ...untimed, kind: 'task', completed_at: '1997-03-04T12:00:00Z' });
     expect(log!.command).toMatchObject({ occurredAt: '1997-03-04T12:00:00Z' });
-    expect(log!.formerly).not.toHaveProperty('occurredAt');
+    expect(log!.formerly).toHaveLength(1);
+    expect(log!.formerly![0]).not.toHaveProperty('occurredAt');
     expect(completed!.command).toMatchObject({ occurredAt: '1997-03-04T12:00:00Z' });
     // With its own time, no former command.
     expect(rowCommands.activities({ ...base, kind: 'task', completed_at: '1997-03-04T12:00:00Z' })[0]!.formerly).toBeUndefined();
@@ -1042,6 +1057,20 @@ describe('campaign cost rows', () => {
 
 describe('feedback rows', () => {
   const base = { customer_id: CUSTOMER, kind: 'complaint', subject: 'Late', body: 'Where is my order?' };
+
+  it('submits an item whose file gives no submission time at its first step, keeping the commands earlier versions built as its fingerprints', () => {
+    // Submitted at the import's own time, its response dated from the file came before it and was refused, the item stored open.
+    const row = { ...base, first_responded_at: '2021-03-02', resolved_at: '2021-03-05', resolution_due_at: '2021-03-10' };
+    const [submit, ...rest] = rowCommands.feedback(row);
+    expect(submit!.command).toMatchObject({ occurredAt: '2021-03-02T00:00:00.000Z', resolutionDueAt: '2021-03-10T00:00:00.000Z' });
+    // Before the deadlines were read, and before the submission defaulted to the first step: both without a time.
+    expect(submit!.formerly).toHaveLength(2);
+    for (const former of submit!.formerly!) expect(former).not.toHaveProperty('occurredAt');
+    expect(submit!.formerly![0]).not.toHaveProperty('resolutionDueAt');
+    expect(rest.map((c) => c.command.occurredAt)).toEqual(['2021-03-02T00:00:00.000Z', '2021-03-05T00:00:00.000Z']);
+    // With its own time, nothing defaults and no deadline means no former command.
+    expect(rowCommands.feedback({ ...base, submitted_at: '2021-03-01' })[0]).not.toHaveProperty('formerly');
+  });
 
   it('maps feedback with its optional columns', () => {
     const row = { ...base, feedback_id: 'F-1', channel: 'email', priority: 'high', csat: '2', nps: '-1', submitted_at: '1997-07-01' };
