@@ -26,7 +26,9 @@ async function list(runtime: CrmRuntime, run: CommandRun): Promise<number> {
       p.state === 'failed'
         ? ` at position ${p.failedPosition ?? '?'} (stream ${p.failedStream ?? '?'}, event ${p.failedEventId ?? '?'}): ${p.lastError ?? ''}`
         : '';
-    run.out(`${p.name.padEnd(20)} ${p.state.padEnd(10)} position ${p.position} of ${p.headPosition}${failure}`);
+    // `running` is the checkpoint's word for "not stopped": who runs it now is the lease's (with no process, it read as running).
+    const runner = p.owner !== null ? `, run by ${p.owner}` : p.state === 'running' ? ', no process runs it now (crm serve or crm project does)' : '';
+    run.out(`${p.name.padEnd(20)} ${p.state.padEnd(10)} position ${p.position} of ${p.headPosition}${failure}${runner}`);
   }
   const started = new Set(statuses.map((p) => p.name));
   const notStarted = runtime.projections.filter((p) => !started.has(p.name));

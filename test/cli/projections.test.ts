@@ -35,4 +35,11 @@ describe('crm projections and crm rebuild on a new store', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^Rebuilt customers, .*analytics.* from 0 events and swapped them in\.$/m);
   });
+
+  it('says no process runs a projection whose checkpoint reads running when no worker holds its lease', async () => {
+    // Found with every process stopped: each projection was listed as running, nothing more.
+    const result = await runCrm(['projections', 'list'], { cwd: tmpdir(), env });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^customers +running +position 0 of 0, no process runs it now \(crm serve or crm project does\)$/m);
+  });
 });
