@@ -543,6 +543,22 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
         at: date(r.at),
       }));
     },
+
+    /**
+     * The series of attempts an event was in when its process stopped, from the delivery log: the
+     * latest attempt, when it was to be tried next (null: it was not), and when the series' first
+     * attempt was made. Undefined when the log has no attempt of it.
+     */
+    async lastSeries(subscriptionId: string, eventId: string): Promise<{ attempt: number; nextRetryAt: Date | null; startedAt: Date } | undefined> {
+      const { rows } = await sql<{ attempt: number; next_retry_at: Date | null; started_at: Date | null; at: Date }>`
+        SELECT attempt, next_retry_at, at,
+               (SELECT max(at) FROM ${deliveries} WHERE subscription_id = ${subscriptionId} AND event_id = ${eventId}::uuid AND attempt = 1) AS started_at
+          FROM ${deliveries} WHERE subscription_id = ${subscriptionId} AND event_id = ${eventId}::uuid
+         ORDER BY id DESC LIMIT 1`.execute(db);
+      const row = rows[0];
+      if (!row) return undefined;
+      return { attempt: Number(row.attempt), nextRetryAt: dateOrNull(row.next_retry_at), startedAt: date(row.started_at ?? row.at) };
+    },
   };
 }
 

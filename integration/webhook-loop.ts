@@ -96,6 +96,12 @@ export class WebhookLoop {
    * hour after which retries give up never ran out for a subscription edited now and then.
    */
   private retry: { eventId: string; attempt: number; firstFailureAt: number; retryAt: number; url: string } | undefined;
+  /**
+   * Whether the first event this loop delivers was looked up in the delivery log: a restart of the
+   * process carries on a series that was waiting as a change of the subscription does (it started
+   * over, at attempt 1, at once, with the hour's clock reset).
+   */
+  private resumed = false;
 
   constructor(private readonly deps: WebhookLoopDeps) {
     this.client = new WebhookClient(deps.destinations);
@@ -230,6 +236,18 @@ export class WebhookLoop {
    */
   private async deliver(subscription: WebhookSubscription, url: string, secrets: string[], first: BatchItem, save: () => Promise<boolean>): Promise<Outcome> {
     const { tables, feed, policy } = this.deps;
+    if (!this.resumed) {
+      const series = await tables.lastSeries(subscription.id, first.recorded.id);
+      this.resumed = true;
+      if (series?.nextRetryAt)
+        this.retry = {
+          eventId: first.recorded.id,
+          attempt: series.attempt,
+          firstFailureAt: series.startedAt.getTime(),
+          retryAt: series.nextRetryAt.getTime(),
+          url,
+        };
+    }
     // Carried while its retry is due: one whose time passed long ago was left when a replay moved the
     // loop elsewhere (or it was disabled between two polls), and this is a new series.
     const carried = this.retry?.eventId === first.recorded.id && Date.now() - this.retry.retryAt <= policy.maxRetryMs ? this.retry : undefined;

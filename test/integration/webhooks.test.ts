@@ -548,6 +548,19 @@ describe('delivery', () => {
     }
   }, 60_000);
 
+  /** The attempt numbers of a subscription's delivery log, once it holds `count` of them. */
+  const attemptsLogged = (id: string, count: number) =>
+    eventually(
+      async () => {
+        const items = json(await h.app.inject({ method: 'GET', url: `/webhooks/${id}/deliveries?limit=10`, headers: h.auth('admin') })).items as {
+          attempt: number;
+        }[];
+        return items.length >= count && items.map((d) => d.attempt).sort();
+      },
+      10_000,
+      () => `${count} attempts logged`,
+    );
+
   it("keeps a retry's count, first failure and back-off through a change of the subscription that leaves its address (a description, a rotated secret)", async () => {
     // Found with a description edited while a 503 asked for 20 s: the event went out again at once,
     // counted as attempt 1, and a subscription edited now and then never ran out of retries.
@@ -580,8 +593,37 @@ describe('delivery', () => {
       expect(gaps[0]).toBeGreaterThanOrEqual(1_900);
       expect(gaps[1]).toBeGreaterThanOrEqual(1_900);
       expect(r.requests).toHaveLength(3);
-      const deliveries = json(await h.app.inject({ method: 'GET', url: `/webhooks/${sub.id}/deliveries?limit=10`, headers: h.auth('admin') }));
-      expect(deliveries.items.map((d: { attempt: number }) => d.attempt).sort()).toEqual([1, 2, 3]);
+      // The success is logged with the checkpoint, a moment after the receiver answered.
+      expect(await attemptsLogged(sub.id, 3)).toEqual([1, 2, 3]);
+    } finally {
+      await publishers.stop();
+      await h.app.inject({ method: 'DELETE', url: `/webhooks/${sub.id}`, headers: h.auth('admin') });
+    }
+  }, 60_000);
+
+  it('carries a retry through a restart of the publishers: its back-off waited out, its attempts counted on', async () => {
+    // A restart started the series over: attempt 1, at once, the hour's clock reset.
+    const r = await receiver((n) => (n < 1 ? { status: 503, headers: { 'retry-after': '3' } } : { status: 200 }));
+    const sub = await subscribe({ url: r.url, events: ['CustomerRegistered'] });
+    const policy = { timeoutMs: 2_000, firstRetryMs: 50, maxRetryMs: 5_000, retryForMs: 60_000 };
+    let publishers = await startPublishers(policy);
+    try {
+      await commands.execute({ type: 'RegisterCustomer', name: 'Restarted while retrying', email: `restart-${randomUUID()}@example.com` }, ctx());
+      await eventually(
+        () => r.requests.length === 1,
+        30_000,
+        () => 'a first attempt',
+      );
+      await publishers.stop();
+      publishers = await startPublishers(policy);
+      await eventually(
+        () => r.accepted().length === 1,
+        30_000,
+        () => `requests ${r.requests.map((q) => q.answered).join(',')}`,
+      );
+      expect(r.requests).toHaveLength(2);
+      expect(r.requests[1]!.at - r.requests[0]!.at).toBeGreaterThanOrEqual(2_900);
+      expect(await attemptsLogged(sub.id, 2)).toEqual([1, 2]);
     } finally {
       await publishers.stop();
       await h.app.inject({ method: 'DELETE', url: `/webhooks/${sub.id}`, headers: h.auth('admin') });
