@@ -219,6 +219,9 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
   /** A job's end, unless a shutdown recorded it first (the store closing under it is not its outcome). */
   const finishIfRunning = (id: string, set: ReturnType<typeof sql>) =>
     sql`UPDATE ${table} SET ${set}, heartbeat_at = now() WHERE id = ${id} AND status = 'running'`.execute(db);
+  /** Records a job as abandoned, only if still running: one that ended meanwhile keeps its result. */
+  const abandon = (handle: Kysely<unknown>, id: string, why: string) =>
+    sql`UPDATE ${table} SET status = 'abandoned', finished_at = now(), error = ${why} WHERE id = ${id} AND status = 'running'`.execute(handle);
   /** Jobs this process runs: what a shutdown records as ended by it. */
   const own = new Set<string>();
 
@@ -242,8 +245,7 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
           for (const row of rows) {
             if (await orphaned(trx, row.id)) {
               // Only if still running: told dead after a look that takes seconds, it may have ended meanwhile.
-              await sql`UPDATE ${table} SET status = 'abandoned', finished_at = now(), error = ${ORPHANED}
-                WHERE id = ${row.id} AND status = 'running'`.execute(trx);
+              await abandon(trx, row.id, ORPHANED);
               continue;
             }
             if (JSON.stringify(row.anchors ?? null) !== JSON.stringify(anchors)) throw new VerificationRunning(row.id, kind);
@@ -327,13 +329,7 @@ export async function createVerificationJobs(db: Kysely<unknown>, schema: string
     async stop() {
       const ids = [...own];
       own.clear();
-      for (const id of ids) {
-        // Only if still running: one that ended meanwhile keeps its result.
-        await sql`UPDATE ${table} SET status = 'abandoned', finished_at = now(), error = ${SHUT_DOWN}
-          WHERE id = ${id} AND status = 'running'`
-          .execute(db)
-          .catch(() => undefined);
-      }
+      for (const id of ids) await abandon(db, id, SHUT_DOWN).catch(() => undefined);
     },
   };
 }

@@ -307,7 +307,6 @@ export async function verifyGlobalChain(
   const given = options.anchors ?? [];
   const anchors = new Map<bigint, string[]>();
   for (const a of given) anchors.set(a.position, [...(anchors.get(a.position) ?? []), a.globalHash]);
-  let anchorsMatched = 0;
   /** The global hash sealed at each anchored position the walk reached. */
   const sealedAtAnchor = new Map<bigint, string>();
   /** The last position the walk reached: an anchor at or below it that it did not meet has no seal. */
@@ -319,6 +318,11 @@ export async function verifyGlobalChain(
       const status = sealed !== undefined ? (sealed === a.globalHash ? 'matched' : 'differs') : walkedAll || a.position <= reached ? 'missing' : 'not_reached';
       return { anchor: formatChainAnchor(a), matched: status === 'matched', status };
     });
+  /** Each anchor as the walk left it, and how many matched (those at a position it stopped at included). */
+  const anchorOutcome = (): { anchorsMatched: number; anchors: AnchorCheck[] } => {
+    const anchors = anchorChecks();
+    return { anchorsMatched: anchors.filter((check) => check.matched).length, anchors };
+  };
   await migrateChainSeals(database, schema);
   const pageSize = options.pageSize ?? SEAL_BATCH;
   const last = await lastSeal(database.db, schema);
@@ -331,21 +335,15 @@ export async function verifyGlobalChain(
   let after = '-1';
   /** The latest record time walked so far, and where. */
   let latestRecorded = { ms: -Infinity, position: -1n };
-  const broken = (position: bigint, stream: string | null, revision: string | null, reason: string): GlobalChainVerification => {
-    const checks = anchorChecks();
-    // Every anchor the walk found matching, those at the position it stopped at included (they were
-    // listed as matched while the count said none).
-    return {
-      ok: false,
-      checked,
-      head: null,
-      anchorsMatched: checks.filter((check) => check.matched).length,
-      anchors: checks,
-      sealedThrough,
-      unsealed,
-      firstBroken: { position, stream, revision: revision === null ? null : Number(revision), reason },
-    };
-  };
+  const broken = (position: bigint, stream: string | null, revision: string | null, reason: string): GlobalChainVerification => ({
+    ok: false,
+    checked,
+    head: null,
+    ...anchorOutcome(),
+    sealedThrough,
+    unsealed,
+    firstBroken: { position, stream, revision: revision === null ? null : Number(revision), reason },
+  });
   while (last) {
     const { rows } = await sql<WalkRow>`
       WITH s AS (
@@ -406,7 +404,6 @@ export async function verifyGlobalChain(
                   'not necessarily in this stream; an earlier anchor that still matches narrows down where',
           );
         }
-        anchorsMatched += anchored.length;
         anchors.delete(position);
       }
       previous = row.seal_global;
@@ -422,7 +419,7 @@ export async function verifyGlobalChain(
   const [missing] = [...anchors.keys()].sort((a, b) => (a < b ? -1 : 1));
   if (missing !== undefined) return broken(missing, null, null, "no seal at the anchor's position: the chain was truncated or rewritten");
   const head = last && previous ? { position: last.position, globalHash: Buffer.from(previous).toString('hex') } : null;
-  return { ok: true, checked, head, anchorsMatched, anchors: anchorChecks(), sealedThrough, unsealed };
+  return { ok: true, checked, head, ...anchorOutcome(), sealedThrough, unsealed };
 }
 
 /** Recomputes the stream chains and the global chain; names the first broken link. */

@@ -1,6 +1,6 @@
 import { hash as digest } from 'node:crypto';
 import { IsoDateTimeText } from '../../domain/shared.ts';
-import { isWellBefore } from '../../domain/time.ts';
+import { earlierOf, isWellBefore } from '../../domain/time.ts';
 import { createdIdFor } from '../ids.ts';
 import { commandSchemas, type CommandType } from '../schemas.ts';
 
@@ -392,10 +392,10 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const stageEnteredAt = isOpen ? timeOf(row, 'stage_entered_at') : undefined;
   const enteredLater = stageEnteredAt !== undefined && stageEnteredAt !== openedAt;
   const closedAt = isOpen ? undefined : timeOf(row, 'closed_at');
-  // A closed deal whose file gives no opening opened when it closed: opened at the import's own time,
-  // it would be closed before it opened (which the deal refuses).
   // Refused whole here: decided, the outcome alone would be refused and the deal stored open.
   notBefore(['closed_at', closedAt], ['opened_at', openedAt]);
+  // A closed deal whose file gives no opening opened when it closed: opened at the import's own time,
+  // it would be closed before it opened (which the deal refuses).
   const openingAt = openedAt ?? closedAt;
   const open = withTime('OpenDeal', enteredLater ? { ...fields, stageEnteredAt } : fields, openingAt, keyOf('deals', natural));
   // Rows imported before the stage's time was read, or before the opening defaulted to the closing:
@@ -576,7 +576,7 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   // An item whose file gives no submission was submitted at its first step: at the import's own
   // time, its response, resolution, closing or rating would come before it (which the item refuses).
   const steps = [respondedAt, resolvedAt, closedAt, ratedAt].filter((at): at is string => at !== undefined);
-  const submissionAt = submittedAt ?? steps.sort((a, b) => Date.parse(a) - Date.parse(b))[0];
+  const submissionAt = submittedAt ?? (steps.length > 0 ? steps.reduce(earlierOf) : undefined);
   const submit = withTime('SubmitFeedback', { ...fields, ...deadlines }, submissionAt, keyOf('feedback', natural));
   // Before, the deadlines were not read, and a row without a submission time was submitted when
   // imported: an item stored so is this row still (its deadlines the SLA's).
