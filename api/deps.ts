@@ -44,7 +44,7 @@ export interface ProjectionStatus {
   eventsBehind?: number | null;
   /** Age of the oldest event not yet applied, when known. */
   secondsBehind?: number | null;
-  /** `running`, `failed`, `stopped`, `rebuilding`... */
+  /** `running`, `failed`, `stopped`, `rebuilding`, or `starting` (inline projections this process starts later). */
   state: string;
   lastError?: string | null;
   /** A failed projection's poison event: position, stream and id. */

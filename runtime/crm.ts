@@ -570,15 +570,15 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         ),
       backlog: () => (started ? runner.backlog() : 0),
       // Inline projections that have not started yet (serve loads the demo data first, or the start
-      // failed and is being tried again) are not ready.
+      // failed and is being tried again) are not ready; `starting`, not `stopped`: nobody has to start them.
       status: async () =>
         started || config.projections === 'off'
           ? runner.status()
           : projections.map((p) => ({
               name: p.name,
               position: 0n,
-              state: 'stopped',
-              lastError: startError ? `not started yet (${startError}); trying again` : 'starts once the demo data is loaded',
+              state: 'starting',
+              lastError: startError ? `not started yet (${startError}); trying again` : 'they start once the demo data is loaded',
             })),
     };
     const analytics = createAnalyticsService({

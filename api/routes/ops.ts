@@ -123,6 +123,10 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
       // Shown only, and bounded like the probes: never a reason for not-ready, never a reason to hang.
       options.publishers ? withDeadline(options.publishers.status(), PROBE_DEADLINE_MS, 'the publisher status').catch(() => []) : undefined,
     ]);
+    // Projections this process has yet to start are one reason, not one per projection, and point at
+    // no command: they start by themselves (crm projections cannot run beside an embedded server anyway).
+    const starting = statuses.filter((p) => p.state === 'starting');
+    if (starting.length) reasons.push(`projections have not started: ${starting[0]!.lastError ?? 'they start by themselves'}`);
     for (const p of statuses) {
       if (p.state === 'failed' || p.state === 'stopped')
         reasons.push(

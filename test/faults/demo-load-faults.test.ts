@@ -44,6 +44,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Ready {
   status: string;
   reasons: string[];
+  projections: { name: string; state: string }[];
   demo?: { state: string; done: number; planned: number; lastError: string | null };
 }
 
@@ -64,6 +65,9 @@ describe('the demo load of crm serve while the database fails', () => {
     expect(loading.status).toBe('not_ready');
     expect(loading.demo).toMatchObject({ state: 'loading', planned: expect.any(Number) });
     expect(loading.reasons.join('\n')).toMatch(/demo data is loading/);
+    // The projections wait for the load: starting (nobody has to start them), one reason for all of them.
+    expect(new Set(loading.projections.map((p) => p.state))).toEqual(new Set(['starting']));
+    expect(loading.reasons.filter((r) => /projection/.test(r))).toEqual(['projections have not started: they start once the demo data is loaded']);
 
     proxy.resetAll();
     await sleep(1_000);
