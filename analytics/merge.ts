@@ -1,4 +1,5 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
+import { CUSTOMER_COUNTERS } from './tables.ts';
 
 /**
  * `CustomerMerged`: the primary absorbs the duplicate's analytics (they are one person). The
@@ -38,32 +39,8 @@ export async function mergeCustomers(trx: QueryExecutorProvider, schema: string,
   // The duplicate's amounts count for the primary now: a rate set later converts them into the primary's figures.
   await sql`UPDATE ${t('analytics_amount')} SET customer_id = ${primaryId}::uuid WHERE customer_id = ${duplicateId}::uuid`.execute(trx);
 
-  const counters = [
-    'orders',
-    'refunds',
-    'refund_value',
-    'complaints',
-    'complaints_open',
-    'complaints_resolved',
-    'resolution_seconds',
-    'feedback_count',
-    'csat_count',
-    'csat_sum',
-    'nps_count',
-    'nps_sum',
-    'responses_sent',
-    'responses_opened',
-    'responses_clicked',
-    'responses_converted',
-    'responses_unsubscribed',
-    'deals_open',
-    'deals_won',
-    'deals_lost',
-    'activities',
-    'pending_amounts',
-  ];
   await sql`UPDATE ${t('analytics_customer')} p SET
-      ${sql.join(counters.map((c) => sql`${sql.id(c)} = p.${sql.id(c)} + d.${sql.id(c)}`))},
+      ${sql.join(CUSTOMER_COUNTERS.map((c) => sql`${sql.id(c)} = p.${sql.id(c)} + d.${sql.id(c)}`))},
       currency = CASE WHEN d.first_purchase_at IS NOT NULL AND (p.first_purchase_at IS NULL
           OR (d.first_purchase_at, d.currency) < (p.first_purchase_at, p.currency)) THEN d.currency ELSE p.currency END,
       first_purchase_at = least(p.first_purchase_at, d.first_purchase_at),

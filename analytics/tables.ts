@@ -19,6 +19,35 @@ import { ACTIVE_AT, COHORT_ACTIVITY, LISTED_GAP, migrateRetentionCounts } from '
  * the first purchase in business time (`first_purchase_at`; the first code on a tie), as on the
  * customers read model, whatever order purchases were recorded in; `pending_amounts` counts amounts still waiting for a rate (valued 0 until then).
  */
+/**
+ * The counters of `analytics_customer`: each is a sum over the customer's events, so a merge adds the
+ * duplicate's to the primary's (analytics/merge.ts); the other columns are merged one by one there.
+ */
+export const CUSTOMER_COUNTERS = [
+  'orders',
+  'refunds',
+  'refund_value',
+  'complaints',
+  'complaints_open',
+  'complaints_resolved',
+  'resolution_seconds',
+  'feedback_count',
+  'csat_count',
+  'csat_sum',
+  'nps_count',
+  'nps_sum',
+  'responses_sent',
+  'responses_opened',
+  'responses_clicked',
+  'responses_converted',
+  'responses_unsubscribed',
+  'deals_open',
+  'deals_won',
+  'deals_lost',
+  'activities',
+  'pending_amounts',
+] as const;
+
 export const CUSTOMER: TableSpec = {
   table: 'analytics_customer',
   key: 'customer_id',
@@ -30,34 +59,13 @@ export const CUSTOMER: TableSpec = {
     'first_day',
     'last_day',
     'purchase_days',
-    'orders',
     'total_value',
     'first_day_value',
-    'refunds',
-    'refund_value',
-    'complaints',
-    'complaints_open',
-    'complaints_resolved',
-    'resolution_seconds',
-    'feedback_count',
-    'csat_count',
-    'csat_sum',
-    'nps_count',
-    'nps_sum',
-    'responses_sent',
-    'responses_opened',
-    'responses_clicked',
-    'responses_converted',
-    'responses_unsubscribed',
-    'deals_open',
-    'deals_won',
-    'deals_lost',
     'last_event_at',
-    'activities',
     'last_activity_day',
-    'pending_amounts',
     'purchase_months',
     'first_purchase_at',
+    ...CUSTOMER_COUNTERS,
   ],
   dateColumns: ['first_day', 'last_day', 'last_activity_day'],
 };
