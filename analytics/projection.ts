@@ -498,10 +498,14 @@ async function applyEvent(t: Tables, e: ProjectedEvent, touched: Set<string>): P
   await recordObservation(t, at);
 }
 
-/** Every applied event moves the observation end (latest business time seen) and the event count. */
-async function recordObservation(t: Tables, at: string): Promise<void> {
+/**
+ * Every applied event counts; customer behaviour (`at` given) also moves the observation end (the
+ * latest business time seen). A merge or a rate is housekeeping, recorded when it was done: it leaves
+ * the end alone, else merging two records today would age every customer's history to today.
+ */
+async function recordObservation(t: Tables, at: string | undefined): Promise<void> {
   const state = (await t.row(STATE, STATE_ID, () => ({ id: STATE_ID, observation_end: null, events: 0, base_currency: t.baseCurrency })))!;
-  state.observation_end = latestOf(state.observation_end, at);
+  if (at !== undefined) state.observation_end = latestOf(state.observation_end, at);
   state.events = num(state.events) + 1;
   state.base_currency = t.baseCurrency;
 }
@@ -653,7 +657,8 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
     // 6: the gaps between listed days, for retention in any activity window. 7: `currency` is the first
     // purchase's in business time, not the first recorded. 8: a merged duplicate's orders count for its
     // primary (`analytics_order.customer_id`), so that a refund of one recorded later lowers the primary's figures.
-    version: 8,
+    // 9: a merge leaves the observation end alone (it moved it to the day of the merge).
+    version: 9,
     // Amounts are stored converted: another base currency (CRM_BASE_CURRENCY) rebuilds them, as a new version would.
     variant: `base currency ${options.baseCurrency ?? DEFAULT_BASE_CURRENCY}`,
     tables: AGGREGATE_TABLES,
@@ -702,8 +707,7 @@ export function createAnalyticsProjection(options: AnalyticsProjectionOptions = 
           await applyReconverted(t, changes, touched);
           // A run of rates (an import) preloads the rest of the batch once, after its last rate.
           if (events[i + 1]?.event.type !== 'ExchangeRateSet') await preload(t, events.slice(i + 1));
-          // A rate is not customer behaviour: it leaves the observation end alone.
-          if (e.event.type === 'CustomerMerged') await recordObservation(t, e.metadata.occurredAt);
+          if (e.event.type === 'CustomerMerged') await recordObservation(t, undefined);
           continue;
         }
         await applyEvent(t, e, touched);

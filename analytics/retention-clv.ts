@@ -5,7 +5,8 @@ import type { TimeUnit } from './models/time.ts';
 /**
  * The discounted-retention CLV (analytics/models/clv.ts, end-of-period timing, infinite horizon)
  * served beside the BG/NBD `clv`: CLV = m / (1 + d - r), per month, with
- * - r: the customer base's monthly retention, the mean CRR of the fit's last 12 months;
+ * - r: the customer base's monthly retention, the mean CRR of the fit's last 12 calendar months (those
+ *   that have one);
  * - m: the customer's margin per month, net value per month since the first purchase (at least one
  *   month) times `marginRate` (the share of revenue that is margin; 1 = revenue, the default);
  * - d: the model's discount rate per time unit, converted to a month.
@@ -21,17 +22,19 @@ export interface RetentionClvParams {
 const DAYS_PER_MONTH = 365.25 / 12;
 const UNITS_PER_MONTH: Record<TimeUnit, number> = { day: DAYS_PER_MONTH, week: DAYS_PER_MONTH / 7, month: 1 };
 
-/** The parameters of a fit; null when the fit has no retention period to average (one month of history). */
+/** The parameters of a fit; null when none of its last 12 months has a retention rate. */
 export function retentionClvParams(
   periods: readonly { crr: number | null }[],
   marginRate: number,
   discountRate: number,
   unit: TimeUnit,
 ): RetentionClvParams | null {
+  // The last 12 calendar months, those with a rate: skipping months without one must not reach back
+  // past them (a fit once averaged months two years old because its latest ones had no rate).
   const crr = periods
+    .slice(-12)
     .map((p) => p.crr)
-    .filter((c): c is number => c !== null && Number.isFinite(c))
-    .slice(-12);
+    .filter((c): c is number => c !== null && Number.isFinite(c));
   if (crr.length === 0) return null;
   // Bounded below 1: the series must converge, and a perfect month is not a perfect future.
   const retentionRate = Math.min(0.99, Math.max(0, crr.reduce((s, c) => s + c, 0) / crr.length));

@@ -1,3 +1,4 @@
+import { fromMinor, toMinor } from '../../domain/money.ts';
 import { toUnits, type TimeUnit } from './time.ts';
 
 /**
@@ -40,7 +41,8 @@ export function rfmOf(summary: PurchaseSummary, observationEndDay: number, unit:
     frequency,
     recency: toUnits(summary.lastDay - summary.firstDay, unit),
     T: toUnits(Math.max(observationEndDay, summary.lastDay) - summary.firstDay, unit),
-    monetary: frequency > 0 ? (summary.totalValue - summary.firstDayValue) / frequency : 0,
+    // In ten-thousandths, as the values are kept: 116.6667 - 100 in floats is 16.666700000000006.
+    monetary: frequency > 0 ? fromMinor(toMinor(summary.totalValue) - toMinor(summary.firstDayValue)) / frequency : 0,
   };
 }
 

@@ -3,6 +3,7 @@ import { dictionary, entryOf, setEntry } from '../entries.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { fromMinor, toMinor } from '../money.ts';
 import { ERASED } from '../shared.ts';
+import { assertNotBefore } from '../time.ts';
 import { MAX_CUSTOMER_TAGS, normaliseEmail, type CustomerCommand, type MergeCustomer } from './commands.ts';
 import type { CustomerEvent } from './events.ts';
 import { assertOwnerUsable, type UserSnapshot } from '../user/decider.ts';
@@ -18,6 +19,12 @@ export interface CustomerOrder {
   currency: string;
   /** Sum of refunds so far, major units (kept exact through minor-unit arithmetic). */
   refunded: number;
+  /**
+   * When it was bought (business time), in whole seconds since the epoch: a state holds one per order,
+   * and a number is a third of the ISO text in memory. Null where the fold was not given it. A refund
+   * is not dated well before it.
+   */
+  purchasedAt: number | null;
 }
 
 export interface CustomerRefund {
@@ -73,7 +80,7 @@ export const initialCustomerState = (): CustomerState => ({
   ownerId: null,
 });
 
-export const evolveCustomer = (state: CustomerState, event: CustomerEvent): CustomerState => {
+export const evolveCustomer = (state: CustomerState, event: CustomerEvent, occurredAt?: string): CustomerState => {
   switch (event.type) {
     case 'CustomerRegistered': {
       const d = event.data;
@@ -109,7 +116,12 @@ export const evolveCustomer = (state: CustomerState, event: CustomerEvent): Cust
     case 'PurchaseRecorded': {
       const d = event.data;
       // In place: see `Decider` (linear folds of long streams).
-      setEntry(state.orders, d.orderId, { amount: d.amount, currency: d.currency, refunded: 0 });
+      setEntry(state.orders, d.orderId, {
+        amount: d.amount,
+        currency: d.currency,
+        refunded: 0,
+        purchasedAt: occurredAt === undefined ? null : Math.floor(Date.parse(occurredAt) / 1_000),
+      });
       return { ...state };
     }
     case 'PurchaseRefunded': {
@@ -221,6 +233,9 @@ const decideRefund = (c: Extract<CustomerCommand, { type: 'RefundPurchase' }>, s
       ...(s.mergedDuplicates.length > 0 ? { mergedDuplicates: s.mergedDuplicates } : {}),
     });
   }
+  // `== null`: states saved before orders kept their time have none.
+  const purchasedAt = order.purchasedAt == null ? null : new Date(order.purchasedAt * 1_000).toISOString();
+  assertNotBefore(c.occurredAt, purchasedAt, 'refund.before_purchase', `the purchase of order ${c.orderId}`);
   if (order.currency !== c.currency)
     throw ruleViolated('refund.currency_mismatch', `Order ${c.orderId} was paid in ${order.currency}`, 'currency', {
       expected: order.currency,

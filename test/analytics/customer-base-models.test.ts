@@ -14,6 +14,7 @@ import {
 import { expectedSpend, fitGammaGamma, gammaGammaLogLikelihood, simulateSpend } from '../../analytics/models/gamma-gamma.ts';
 import { clvFromMargins, clvInfinite } from '../../analytics/models/clv.ts';
 import { rfmOf, summarisePurchases } from '../../analytics/models/rfm.ts';
+import { retentionClvParams } from '../../analytics/retention-clv.ts';
 import { customerValue } from '../../analytics/models/customer-value.ts';
 
 // The CDNOW estimates of Fader, Hardie & Lee (2005), used as the "true" parameters of the simulations.
@@ -45,6 +46,9 @@ describe('RFM per the BG/NBD literature', () => {
     expect(s).toEqual({ firstDay: 100, lastDay: 114, purchaseDays: 3, totalValue: 61, firstDayValue: 15 });
     expect(rfmOf(s, 128, 'week')).toEqual({ frequency: 2, recency: 2, T: 4, monetary: 23 });
     expect(rfmOf(s, 128, 'day')).toEqual({ frequency: 2, recency: 14, T: 28, monetary: 23 });
+    // Values of four decimals give a monetary without float noise (116.6667 - 100 is 16.666700000000006 in floats).
+    const fine = { firstDay: 100, lastDay: 107, purchaseDays: 2, totalValue: 116.6667, firstDayValue: 100 };
+    expect(rfmOf(fine, 128, 'day').monetary).toBe(16.6667);
   });
 });
 
@@ -202,5 +206,16 @@ describe('CLV from BG/NBD + Gamma-Gamma', () => {
     const discounted = customerValue(CDNOW, gg, history, 52, 0.01);
     expect(discounted.clv).toBeLessThan(flat.clv);
     expect(discounted.clv).toBeGreaterThan(flat.clv / 1.01 ** 52);
+  });
+});
+
+describe('retention CLV parameters', () => {
+  it('average the CRR of the last 12 calendar months that have one, never older months, bounded below 1', () => {
+    // Two years: an older year at 0.5, then 12 months of which only four have a rate.
+    const older = Array.from({ length: 12 }, () => ({ crr: 0.5 }));
+    const latest = [0.8, null, null, 0.6, null, null, null, 0.7, null, null, 0.9, null].map((crr) => ({ crr }));
+    expect(retentionClvParams([...older, ...latest], 1, 0, 'month')!.retentionRate).toBeCloseTo(0.75, 12);
+    expect(retentionClvParams([...older, ...latest.map(() => ({ crr: null }))], 1, 0, 'month')).toBeNull();
+    expect(retentionClvParams([{ crr: 1.2 }, { crr: 1 }], 1, 0, 'month')!.retentionRate).toBe(0.99);
   });
 });

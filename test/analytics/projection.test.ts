@@ -299,6 +299,21 @@ describe('analytics projection', () => {
       expect(await rowsOf(split, table, order)).toEqual(await rowsOf(one, table, order));
     }
   });
+
+  it('a merge, done long after the history it tidies, counts as an event but leaves the observation end at the last behaviour', async () => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    const schema = `${schemas.read}_m3`;
+    await run(schema, [
+      [
+        purchase(a, 'a1', 10, '2024-05-01T10:00:00Z'),
+        purchase(b, 'b1', 10, '2024-05-03T10:00:00Z'),
+        projected({ type: 'CustomerMerged', data: { customerId: a, duplicateId: b } }, '2024-12-01T00:00:00Z'),
+      ],
+    ]);
+    const [state] = await rowsOf(schema, 'analytics_state', 'id');
+    expect(new Date(state!.observation_end as string).toISOString()).toBe('2024-05-03T10:00:00.000Z');
+    expect(Number(state!.events)).toBe(3);
+  });
 });
 
 describe('activities as engagement', () => {

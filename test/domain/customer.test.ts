@@ -12,7 +12,7 @@ import {
 import type { CustomerEvent } from '../../domain/customer/events.ts';
 import { DomainError } from '../../domain/errors.ts';
 import { ERASED } from '../../domain/shared.ts';
-import { deciderSpec, fold } from '../support/decider-spec.ts';
+import { deciderSpec, fold, timed } from '../support/decider-spec.ts';
 
 const spec = deciderSpec(customerDecider);
 const at = '2026-03-01T09:00:00.000Z';
@@ -207,6 +207,18 @@ describe('customer: refunds', () => {
       .thenRefused('refund.exceeds_purchase', 'amount');
     expect(e.details).toEqual({ remaining: 40, currency: 'EUR' });
   });
+  it('refuses a refund dated well before its purchase, and takes one a moment before (clocks drift)', () => {
+    const given = spec.given([registered(), timed(purchase('o-1', 100), at)]);
+    const early = { ...cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 10, currency: 'EUR' }), occurredAt: '2025-06-06T12:00:00.000Z' };
+    given.when(early).thenRefused('refund.before_purchase', 'occurredAt', { notBefore: at });
+    const drift = { ...early, occurredAt: '2026-03-01T08:56:00.000Z' };
+    given.when(drift).then([{ type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'r-1', amount: 10, currency: 'EUR', reason: null } }]);
+    // An order folded without its time (a state saved before orders kept it) refuses nothing on it.
+    spec
+      .given(paid)
+      .when(early)
+      .then([{ type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'r-1', amount: 10, currency: 'EUR', reason: null } }]);
+  });
   it('refuses a refund of an unknown order, in another currency, or of zero', () => {
     spec
       .given(paid)
@@ -232,7 +244,12 @@ describe('customer: refunds', () => {
       .thenRefused('refund.refund_conflict', 'refundId');
   });
   it('evolve keeps the refunded sum per order', () => {
-    expect(foldCustomer([...paid, refund('o-1', 'a', 12.34), refund('o-1', 'b', 0.66)]).orders['o-1']).toEqual({ amount: 100, currency: 'EUR', refunded: 13 });
+    expect(foldCustomer([...paid, refund('o-1', 'a', 12.34), refund('o-1', 'b', 0.66)]).orders['o-1']).toEqual({
+      amount: 100,
+      currency: 'EUR',
+      refunded: 13,
+      purchasedAt: null,
+    });
   });
 });
 
