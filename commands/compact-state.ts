@@ -56,6 +56,17 @@ class Book {
     return book;
   }
 
+  /**
+   * A book of a dictionary's entries, written in one pass: its keys are distinct, so nothing is
+   * looked up, and the text is joined once (a `set` per entry searched and copied the text each time:
+   * a customer with 9,000 orders took seconds of a blocked event loop to compact).
+   */
+  static fromEntries(entries: Record<string, unknown>): Book {
+    const book = new Book();
+    book.text = flat(Object.keys(entries).map((key) => `\n${JSON.stringify(key)}:${book.encode(entries[key])}`));
+    return book;
+  }
+
   private encode(value: unknown): string {
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const keys = Object.keys(value);
@@ -171,11 +182,7 @@ const bookHandler: ProxyHandler<BookTarget> = {
 };
 
 /** A dictionary object backed by a book: own-property reads, writes, deletes and enumeration behave as on a plain object. */
-const bookObject = (entries: Record<string, unknown>): Record<string, unknown> => {
-  const book = new Book();
-  for (const key of Object.keys(entries)) book.set(key, entries[key]);
-  return bookProxy(book);
-};
+const bookObject = (entries: Record<string, unknown>): Record<string, unknown> => bookProxy(Book.fromEntries(entries));
 
 const bookProxy = (book: Book): Record<string, unknown> => new Proxy<BookTarget>({ [BOOK]: book }, bookHandler);
 
@@ -259,7 +266,20 @@ const packId = (id: string): string => Buffer.from(id.replace(/-/g, ''), 'hex').
  * already imported instead of as a conflict).
  */
 export class CompactIds {
-  private text = '';
+  private joined = '';
+  /**
+   * Records added since the text was last read, joined into it on the next read: a fold adds one per
+   * event, and joining on each add copied the whole text every time (quadratic in the stream's length).
+   */
+  private added: string[] = [];
+
+  private get text(): string {
+    if (this.added.length > 0) {
+      this.joined = flat([this.joined, ...this.added]);
+      this.added = [];
+    }
+    return this.joined;
+  }
 
   get size(): number {
     return this.text.length / RECORD;
@@ -267,13 +287,13 @@ export class CompactIds {
 
   /** An event without a command hash is held too: a command whose key derives its id is then a conflict, never a repeat. */
   add(id: string, commandHash: string | undefined): void {
-    this.text = flat([this.text, packId(id), hashPrefix(commandHash)]);
+    this.added.push(packId(id) + hashPrefix(commandHash));
   }
 
   /** Another holder of the same ids, to add to apart (the text is immutable: nothing is copied). */
   copy(): CompactIds {
     const ids = new CompactIds();
-    ids.text = this.text;
+    ids.joined = this.text;
     return ids;
   }
 
@@ -284,8 +304,8 @@ export class CompactIds {
 
   static fromText(text: string): CompactIds {
     const ids = new CompactIds();
-    ids.text = Buffer.from(text, 'base64').toString('latin1');
-    if (ids.text.length % RECORD !== 0) throw new Error('Malformed event ids in a snapshot');
+    ids.joined = Buffer.from(text, 'base64').toString('latin1');
+    if (ids.joined.length % RECORD !== 0) throw new Error('Malformed event ids in a snapshot');
     return ids;
   }
 
