@@ -18,7 +18,7 @@ import { LruMap } from '../shared/lru.ts';
 import type { CommandContext } from './index.ts';
 import { createDecide, fillDerivedIds, needsCustomerSnapshot, needsOwnerSnapshot, prepareCommand, protectForCommand, type PreparedCommand } from './prepare.ts';
 import { createSnapshotCodec, SNAPSHOT_AFTER_EVENTS, type PendingSnapshot, type SavedState } from './snapshots.ts';
-import { commandTargets, type AggregateKind } from './schemas.ts';
+import type { AggregateKind } from './schemas.ts';
 
 /**
  * Many commands decided in memory and appended many streams per transaction (bulk import). Each
@@ -29,7 +29,7 @@ import { commandTargets, type AggregateKind } from './schemas.ts';
  * (someone else wrote one of those streams meanwhile) stores the streams not in conflict and decides
  * the others again on what was stored, so a concurrent write is never lost and never surfaces as an
  * error. Where the store keeps saved states (commands/snapshots.ts), a long customer stream is read
- * from its saved state on, and saved again once a batch appended to a stream that was costly to read.
+ * from its saved state on, and a stream that was costly to read is saved as soon as it is read.
  * Commands carry idempotency keys: a command whose events are already stored is answered as done.
  */
 
@@ -131,10 +131,7 @@ export interface BatchCommandDeps {
 const NOT_IN_BATCH = new Set(['MergeCustomer', 'ForgetCustomer', 'ChangeActivity', 'RegisterUser', 'ChangeUser']);
 
 /** What is kept of a stream between batches: its state (with compact dictionaries) and its keyed event ids. */
-interface Held extends SavedState {
-  /** Events read from the store past its saved state when it was loaded: a costly read is saved once appended to. */
-  tail: number;
-}
+type Held = SavedState;
 
 /** An address a row of the batch holds (by row), settled once the batch is stored. */
 interface HeldAddress {
@@ -175,7 +172,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
    * The batch's streams: cached ones, and the others read in one query (with the keys of their
    * customers in another). Held by the batch, so that the cache bound never drops one in use.
    */
-  const load = async (wanted: Map<string, AggregateKind>, created: ReadonlySet<string>): Promise<Map<string, Held>> => {
+  const load = async (wanted: Map<string, AggregateKind>): Promise<Map<string, Held>> => {
     const streams = new Map<string, Held>();
     const missing: string[] = [];
     for (const stream of wanted.keys()) {
@@ -184,8 +181,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       else missing.push(stream);
     }
     if (missing.length === 0) return streams;
-    // A stream that only registrations address is new (or the row a repeat, then read whole): no saved state looked up.
-    const saved = snapshots ? await snapshots.load(missing.filter((stream) => !created.has(stream))) : new Map<string, SavedState>();
+    // Registrations too: a customers file run again over years of purchases read every customer whole.
+    const saved = snapshots ? await snapshots.load(missing) : new Map<string, SavedState>();
     const read = await store.readStreams(missing, { after: new Map([...saved].map(([stream, s]) => [stream, s.revision])) });
     const subjects: string[] = [];
     for (const events of read.values())
@@ -195,6 +192,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       }
     await personalData.loadKeys(subjects);
     const turns = ioTurns();
+    const costly: PendingSnapshot[] = [];
     for (const stream of missing) {
       if (turns.due()) await turns.give();
       const kind = wanted.get(stream)!;
@@ -211,10 +209,15 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         state = folder.evolve(state, e.event, e.metadata.occurredAt);
         ids.add(r.id, e.metadata.commandHash);
       }
-      const held: Held = { state: compactState(kind, state), revision: recorded.at(-1)?.revision ?? from?.revision ?? -1, ids, tail: recorded.length };
+      const held: Held = { state: compactState(kind, state), revision: recorded.at(-1)?.revision ?? from?.revision ?? -1, ids };
+      // A long read is saved at once (it holds stored events only), whether or not the batch appends.
+      const taken = snapshots && recorded.length >= SNAPSHOT_AFTER_EVENTS ? snapshots.take(stream, held) : undefined;
+      if (taken) costly.push(taken);
       streams.set(stream, held);
       remember(stream, held);
     }
+    // A cache: a state not saved is folded from the events next time.
+    if (snapshots && costly.length > 0) await snapshots.save(costly).catch(() => undefined);
     return streams;
   };
 
@@ -239,7 +242,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   /** Streams this pass has not read yet, caught up with the store, added to its states. */
   const readMore = async (more: Map<string, AggregateKind>, streams: Map<string, Held>): Promise<void> => {
     await refresh([...more.keys()]);
-    for (const [stream, held] of await load(more, new Set())) streams.set(stream, held);
+    for (const [stream, held] of await load(more)) streams.set(stream, held);
   };
 
   /**
@@ -247,11 +250,11 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
    * the customers of the deals that activities are logged on, and those customers' primaries after a
    * merge (commands/activity-parent.ts reads them): two more reads for the batch, not one a row.
    */
-  const loadForDecision = async (prepared: readonly (PreparedCommand | undefined)[], created: ReadonlySet<string>): Promise<Map<string, Held>> => {
+  const loadForDecision = async (prepared: readonly (PreparedCommand | undefined)[]): Promise<Map<string, Held>> => {
     const wanted = streamsWanted(prepared);
     const written = new Set(prepared.flatMap((p) => (p ? [p.stream] : [])));
     await refresh([...wanted.keys()].filter((stream) => !written.has(stream)));
-    const streams = await load(wanted, created);
+    const streams = await load(wanted);
     const deals = prepared.flatMap((p) => (p?.type === 'LogActivity' && typeof p.command.dealId === 'string' ? [streamOf('deal', p.command.dealId)] : []));
     let customers = deals.flatMap((deal) => {
       const customerId = (streams.get(deal)?.state as { customerId?: string | null } | undefined)?.customerId;
@@ -270,7 +273,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   /** A customer's snapshot as stored (or as this handler keeps it), for the holder of a claimed address. */
   const customerOf = async (customerId: string) => {
     const stream = streamOf('customer', customerId);
-    return customerSnapshot((await load(new Map([[stream, 'customer']]), new Set())).get(stream)!.state as never);
+    return customerSnapshot((await load(new Map([[stream, 'customer']]))).get(stream)!.state as never);
   };
 
   /**
@@ -297,7 +300,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       asked.push({ email, customerId: p.id });
     });
     const claims = await claimEmails(index, asked, customerOf, async (holders) => {
-      await load(new Map(holders.map((h) => [streamOf('customer', h), 'customer'])), new Set());
+      await load(new Map(holders.map((h) => [streamOf('customer', h), 'customer'])));
     });
     for (const [n, i] of rows.entries()) {
       const claim = claims[n]!;
@@ -449,19 +452,6 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     return pending.map((p) => (p && left-- > 0 ? p : undefined));
   };
 
-  /** The streams that only commands creating them address (registrations): new streams, save for a repeated row. */
-  const createdOnly = (prepared: readonly (PreparedCommand | undefined)[]): Set<string> => {
-    const created = new Set<string>();
-    const otherwise = new Set<string>();
-    for (const p of prepared) {
-      if (!p) continue;
-      (commandTargets[p.type].creates ? created : otherwise).add(p.stream);
-      for (const [stream] of readAlso(p)) otherwise.add(stream);
-    }
-    for (const stream of otherwise) created.delete(stream);
-    return created;
-  };
-
   /** The batch's commands prepared, their first event ids and the streams they read or write. */
   const readyBatch = (items: (BatchItem | PreparedItem)[]) => {
     const outcomes = new Array<BatchOutcome>(items.length);
@@ -476,7 +466,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     if (wanted.size > MAX_STREAMS_PER_APPEND) {
       throw new RangeError(`A batch addresses ${wanted.size} streams; the limit is ${MAX_STREAMS_PER_APPEND}`);
     }
-    return { outcomes, prepared, firstEventIds, created: createdOnly(prepared), addresses: new Map<number, HeldAddress>() };
+    return { outcomes, prepared, firstEventIds, addresses: new Map<number, HeldAddress>() };
   };
   type ReadyBatch = ReturnType<typeof readyBatch>;
 
@@ -496,18 +486,11 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     return { appending, appends };
   };
 
-  /**
-   * What the stream holds once a pass's events are stored: kept for the next batches. A stream that was
-   * costly to read is taken for saving (as text, since later batches change the state in place).
-   */
-  const rememberDecided = (stream: string, w: Working, revision: number): PendingSnapshot | undefined => {
+  /** What the stream holds once a pass's events are stored: kept for the next batches. */
+  const rememberDecided = (stream: string, w: Working, revision: number): void => {
     const ids = w.base.ids;
     for (const [id, commandHash] of w.newIds) ids.add(id, commandHash);
-    const held: Held = { state: w.state, revision, ids, tail: w.base.tail };
-    const taken = snapshots && held.tail >= SNAPSHOT_AFTER_EVENTS ? snapshots.take(stream, held) : undefined;
-    if (taken) held.tail = 0;
-    remember(stream, held);
-    return taken;
+    remember(stream, { state: w.state, revision, ids });
   };
 
   /**
@@ -527,13 +510,6 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     outcomes.forEach((outcome, i) => {
       if (outcome?.ok && decidedNow(i) && storedBefore.has(outcome.stream)) outcomes[i] = { ...outcome, alreadyDone: true };
     });
-  };
-
-  /** Saves states whose events are stored. A cache: a state not saved is folded from the events next time. */
-  const saveSnapshots = async (pending: (PendingSnapshot | undefined)[]): Promise<void> => {
-    const taken = pending.filter((p): p is PendingSnapshot => p !== undefined);
-    if (!snapshots || taken.length === 0) return;
-    await snapshots.save(taken).catch(() => undefined);
   };
 
   /**
@@ -556,7 +532,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     let share = Infinity;
     for (let failures = 0; ;) {
       const slice = firstPending(pending, share);
-      const streams = await loadForDecision(slice, batch.created);
+      const streams = await loadForDecision(slice);
       await holdAddresses(streams, slice, outcomes, batch.addresses);
       const working = await decideAll(streams, slice, firstEventIds, outcomes);
       let appends: StreamAppend[] = [];
@@ -567,7 +543,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         if (appending.length > 0) {
           const results = await store.appendToStreams(appends);
           markStoredBefore(appends, results, outcomes, (i) => slice[i] !== undefined);
-          await saveSnapshots(appending.map(([stream, w], i) => rememberDecided(stream, w, results[i]!.nextExpectedRevision)));
+          appending.forEach(([stream, w], i) => rememberDecided(stream, w, results[i]!.nextExpectedRevision));
         }
         slice.forEach((p, i) => {
           if (p) pending[i] = undefined;
@@ -654,11 +630,11 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       inFlight.delete(mine);
       done();
     };
-    let first: { appending: [string, Working][]; appends: StreamAppend[]; taken: (PendingSnapshot | undefined)[] } | undefined;
+    let first: { appending: [string, Working][]; appends: StreamAppend[] } | undefined;
     if (!mine.doomed) {
       try {
         first = await exclusive(async () => {
-          const streams = await loadForDecision(batch.prepared, batch.created);
+          const streams = await loadForDecision(batch.prepared);
           await holdAddresses(streams, batch.prepared, batch.outcomes, batch.addresses);
           const working = await decideAll(streams, batch.prepared, batch.firstEventIds, batch.outcomes);
           let decided: Awaited<ReturnType<typeof appendsOf>> | undefined;
@@ -670,8 +646,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           }
           if (decided && !mine.doomed) {
             // Kept as if stored: the next batch decides on them.
-            const taken = decided.appending.map(([stream, w]) => rememberDecided(stream, w, w.base.revision + w.events.length));
-            return { ...decided, taken };
+            for (const [stream, w] of decided.appending) rememberDecided(stream, w, w.base.revision + w.events.length);
+            return decided;
           }
           // Evolved in place and not to be stored: read again by the pass that decides again.
           for (const [stream] of working) forget(stream);
@@ -704,7 +680,6 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         // A stream found stored already (a crashed run's batch) may stand at another revision than
         // decided: what was decided after it is decided again.
         if (appending.some(([, w], i) => results[i]!.nextExpectedRevision !== w.base.revision + w.events.length)) doomAll();
-        else await saveSnapshots(first.taken);
         return batch.outcomes;
       } catch (error) {
         doomAll({ error });
@@ -733,7 +708,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   const user = async (userId: string): Promise<UserSnapshot> => {
     const stream = streamOf('user', userId);
     forget(stream);
-    return userSnapshot((await load(new Map([[stream, 'user']]), new Set())).get(stream)!.state as never);
+    return userSnapshot((await load(new Map([[stream, 'user']]))).get(stream)!.state as never);
   };
   const importedCustomerId = (email: string): string => customerIdUnder(deps.customerIdKey, email);
   const customersStored = async (customerIds: readonly string[]): Promise<Set<string>> => {

@@ -32,6 +32,8 @@ export interface PostgresEventStoreOptions {
   pollInterval?: number;
   /** Events per catch-up read of a subscription. */
   pageSize?: number;
+  /** The most events one statement of `readStreams` reads (default READ_STREAMS_PAGE). */
+  readStreamsPage?: number;
   /**
    * Group commit (append-groups.ts): append calls to the database at once (default 1); appends arriving
    * meanwhile share the next call. 0 sends every append on its own (the baseline the benchmark compares with).
@@ -74,6 +76,41 @@ const DEFAULT_APPENDS_IN_FLIGHT = 1;
 
 const EXPECTED_CODES = { no_stream: -1, any: -2, exists: -3 } as const;
 const expectedCode = (expected: ExpectedRevision): number => (typeof expected === 'number' ? expected : EXPECTED_CODES[expected]);
+
+/** The most events one statement of `readStreams` reads (a few MB of rows, well inside the statement timeout). */
+export const READ_STREAMS_PAGE = 20_000;
+
+/** A range of one stream's revisions to read: after `after`, up to `upTo`. */
+interface ReadPiece {
+  stream: string;
+  after: number;
+  upTo: number;
+}
+
+/**
+ * The statements that read these streams, in order, each of at most `page` events: a stream longer
+ * than a page is read in ranges of revisions, one page after the other.
+ */
+export const readPieces = (streams: readonly { stream: string; after: number; head: number }[], page: number): ReadPiece[][] => {
+  const pages: ReadPiece[][] = [];
+  let current: ReadPiece[] = [];
+  let size = 0;
+  for (const { stream, after, head } of streams) {
+    for (let from = after; from < head;) {
+      const upTo = Math.min(head, from + (page - size));
+      current.push({ stream, after: from, upTo });
+      size += upTo - from;
+      from = upTo;
+      if (size >= page) {
+        pages.push(current);
+        current = [];
+        size = 0;
+      }
+    }
+  }
+  if (current.length > 0) pages.push(current);
+  return pages;
+};
 
 const toRecorded = (row: EventRow): RecordedEvent => ({
   id: row.event_id,
@@ -144,6 +181,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
   const { schema } = options;
   const pollInterval = options.pollInterval ?? 300;
   const pageSize = options.pageSize ?? 1_000;
+  const readStreamsPage = options.readStreamsPage ?? READ_STREAMS_PAGE;
   const db = database.db;
   const s = sql.raw(quoteIdentifier(schema));
   try {
@@ -302,15 +340,29 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     const found = new Map<string, RecordedEvent[]>(streams.map((stream) => [stream, []]));
     if (streams.length === 0) return found;
     const unique = [...found.keys()];
-    const after = unique.map((stream) => options.after?.get(stream) ?? -1);
     try {
-      // One index range per stream: with `stream = ANY (...)` a table without statistics yet (a bulk
-      // import runs ahead of autovacuum's ANALYZE) was scanned whole for every batch.
-      const result = await sql<EventRow>`
-        SELECT ${COLUMNS} FROM unnest(${unique}::text[], ${after}::bigint[]) AS wanted(name, after)
-          CROSS JOIN LATERAL (SELECT * FROM ${s}.events e WHERE e.stream = wanted.name AND e.revision > wanted.after ORDER BY e.revision) AS e
-        ORDER BY e.stream, e.revision`.execute(db);
-      for (const row of result.rows) found.get(row.stream)?.push(toRecorded(row));
+      // The streams' heads first, so that no statement reads more than READ_STREAMS_PAGE events: a
+      // batch of 300 customers with 700 orders each was one statement of 200,000 events, longer than
+      // the statement timeout, and a rerun of the file failed every time. A stream appended to after
+      // its head is read here is read up to that head (the expected revision of the next append says so).
+      const heads = await sql<{ stream: string; revision: string }>`
+        SELECT stream, revision::text FROM unnest(${unique}::text[]) AS wanted(name)
+          JOIN ${s}.streams ON stream = wanted.name`.execute(db);
+      const pieces = readPieces(
+        heads.rows.map((h) => ({ stream: h.stream, after: options.after?.get(h.stream) ?? -1, head: Number(h.revision) })),
+        readStreamsPage,
+      );
+      for (const page of pieces) {
+        // One index range per stream: with `stream = ANY (...)` a table without statistics yet (a bulk
+        // import runs ahead of autovacuum's ANALYZE) was scanned whole for every batch.
+        const result = await sql<EventRow>`
+          SELECT ${COLUMNS} FROM unnest(${page.map((p) => p.stream)}::text[], ${page.map((p) => p.after)}::bigint[], ${page.map((p) => p.upTo)}::bigint[])
+              AS wanted(name, after, up_to)
+            CROSS JOIN LATERAL (SELECT * FROM ${s}.events e WHERE e.stream = wanted.name AND e.revision > wanted.after AND e.revision <= wanted.up_to
+              ORDER BY e.revision) AS e
+          ORDER BY e.stream, e.revision`.execute(db);
+        for (const row of result.rows) found.get(row.stream)?.push(toRecorded(row));
+      }
       return found;
     } catch (error) {
       throw mapError(error);

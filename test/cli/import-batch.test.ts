@@ -191,7 +191,7 @@ describe('batch import', () => {
             'order_id,customer_email,amount,currency,refund_id,refund_reason,occurred_at',
             'o0,c0@example.com,4.00,USD,r0,damaged,1997-06-01',
             'o1,c1@example.com,-3,USD,r1,bad amount,1997-06-02',
-            'o7,c1@example.com,2.50,USD,,,1997-06-03',
+            'o7,c1@example.com,2.50,USD,,,1997-09-20',
           ].join('\n'),
         },
         {

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { EventStore } from '../../eventstore/contract.ts';
 import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, InvalidReadOptions, WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { connectPostgres, DEFAULT_POOL_TIMEOUTS, type SqlDatabase } from '../../eventstore/postgres/database.ts';
-import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
+import { createPostgresEventStore, readPieces } from '../../eventstore/postgres/store.ts';
 import { channelFor } from '../../eventstore/postgres/wakeup.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { newEvent } from './contract.ts';
@@ -267,6 +267,48 @@ describe('postgres engine: reads', () => {
     expect(found.get('customer-9')).toEqual([]);
     expect(await store.readStreams([])).toEqual(new Map());
     await store.close();
+  });
+
+  it('reads streams longer than a statement takes in pages of revisions, whole and in order, from where `after` says', async () => {
+    const { schema } = await storeOn();
+    const store = await createPostgresEventStore(database, { schema, readStreamsPage: 3 });
+    await store.appendToStream(
+      'customer-long',
+      Array.from({ length: 7 }, (_, i) => newEvent(`L${i}`)),
+    );
+    await store.appendToStream('customer-short', [newEvent('S0'), newEvent('S1')]);
+    const found = await store.readStreams(['customer-short', 'customer-none', 'customer-long']);
+    expect(found.get('customer-long')!.map((e) => e.revision)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(found.get('customer-short')!.map((e) => e.type)).toEqual(['S0', 'S1']);
+    expect(found.get('customer-none')).toEqual([]);
+    const after = await store.readStreams(['customer-long', 'customer-short'], {
+      after: new Map([
+        ['customer-long', 4],
+        ['customer-short', 1],
+      ]),
+    });
+    expect(after.get('customer-long')!.map((e) => e.type)).toEqual(['L5', 'L6']);
+    expect(after.get('customer-short')).toEqual([]);
+    await store.close();
+  });
+
+  it('cuts the reads of readStreams into statements of at most a page of events', () => {
+    const pieces = readPieces(
+      [
+        { stream: 'a', after: -1, head: 6 },
+        { stream: 'b', after: 1, head: 2 },
+        { stream: 'c', after: 3, head: 3 },
+      ],
+      3,
+    );
+    expect(pieces).toEqual([
+      [{ stream: 'a', after: -1, upTo: 2 }],
+      [{ stream: 'a', after: 2, upTo: 5 }],
+      [
+        { stream: 'a', after: 5, upTo: 6 },
+        { stream: 'b', after: 1, upTo: 2 },
+      ],
+    ]);
   });
 
   it('untilTime reads a stream up to its first event recorded after the instant, as EventStoreDB does, though a later revision has an earlier record time', async () => {
