@@ -7,11 +7,11 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Actor } from '../../domain/metadata.ts';
 import { isRunning } from '../../shared/processes.ts';
-import { pause } from '../../eventstore/backoff.ts';
+import { createBackoff, pause } from '../../eventstore/backoff.ts';
 import { EventStoreUnavailable } from '../../eventstore/errors.ts';
 import type { BatchCommands } from '../batch.ts';
 import { checkDefaultOwner } from './default-owner.ts';
-import { runImport, type ImportCounts, type RejectedRow } from './importer.ts';
+import { runImport, type ImportCounts, type ImportOutcome, type RejectedRow } from './importer.ts';
 import type { ImportEncoding } from './encoding.ts';
 import { parseRecords, type ImportFormat } from './parse.ts';
 import type { ImportKind } from './rows.ts';
@@ -23,6 +23,8 @@ import type { CommandType } from '../schemas.ts';
  * `crm import`. Jobs are recorded where every process reads them (`ImportJobRecords`: any replica
  * answers for a job, and one import per key holds across replicas); a job cut short by a crash or a
  * restart reads `failed`, and is finished by sending the same file again, which appends nothing twice.
+ * A job that loses the database waits for it (up to DATABASE_AWAITED_MS) and imports the spooled file
+ * again from its start, by itself: what was stored counts once.
  *
  * A spool folder is named after the process that owns it (`crm-import-<pid>-...`): one left behind
  * by a process that crashed mid-upload holds up to `maxBytes` on disk, and is removed when the next
@@ -201,6 +203,9 @@ export async function removeStaleSpools(folder = tmpdir()): Promise<string[]> {
   return removed;
 }
 
+/** How long a job waits for the database to answer again before it fails (the file is then sent again). */
+export const DATABASE_AWAITED_MS = 10 * 60_000;
+
 export function createImportJobs(options: ImportJobsOptions): ImportJobs {
   const { records } = options;
   const maxReported = options.maxReportedRows ?? 10_000;
@@ -344,22 +349,60 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       progress.save();
       const spooled = folder;
       const file = join(spooled, `body.${format}`);
-      void runImport(options.batch, parseRecords(createReadStream(file), format, encoding), {
-        kind,
-        actor,
-        ...(forbidden ? { forbidden } : {}),
-        ...(defaultOwner !== undefined ? { defaultOwner } : {}),
-        ...(defaultOwnerHint !== undefined ? { defaultOwnerHint } : {}),
-        signal: stop.signal,
-        onRejected: (row) => {
-          if (job.rejectedRows.length < maxReported) job.rejectedRows.push(row);
-          else job.rejectedRowsTruncated = true;
-        },
-        onProgress: (counts) => {
-          job.counts = { ...counts };
-          progress.changed();
-        },
-      })
+      /**
+       * The import of the spooled file; after a database fault, again from the file's start once the
+       * database answers (a reset ended a job of 20,000 rows at its 1,000th, the file deleted). A rerun
+       * counts the rows this job stored before as present: they are taken off, and its refusals replace
+       * the ones reported before.
+       */
+      const importSpooled = async (): Promise<ImportOutcome> => {
+        const backoff = createBackoff({ initialMs: 200, maxMs: 5_000 });
+        let storedBefore = 0;
+        let outageSince: number | undefined;
+        const ours = <C extends ImportCounts>(counts: C): C => ({ ...counts, alreadyPresent: Math.max(0, counts.alreadyPresent - storedBefore) });
+        for (;;) {
+          job.rejectedRows = [];
+          job.rejectedRowsTruncated = false;
+          try {
+            return ours(
+              await runImport(options.batch, parseRecords(createReadStream(file), format, encoding), {
+                kind,
+                actor,
+                ...(forbidden ? { forbidden } : {}),
+                ...(defaultOwner !== undefined ? { defaultOwner } : {}),
+                ...(defaultOwnerHint !== undefined ? { defaultOwnerHint } : {}),
+                signal: stop.signal,
+                onRejected: (row) => {
+                  if (job.rejectedRows.length < maxReported) job.rejectedRows.push(row);
+                  else job.rejectedRowsTruncated = true;
+                },
+                onProgress: (counts) => {
+                  job.counts = ours(counts);
+                  if (outageSince !== undefined) {
+                    outageSince = undefined;
+                    backoff.reset();
+                    job.error = null;
+                  }
+                  progress.changed();
+                },
+              }),
+            );
+          } catch (error) {
+            if (!(error instanceof EventStoreUnavailable) || stop.signal.aborted) throw error;
+            outageSince ??= Date.now();
+            if (Date.now() - outageSince >= DATABASE_AWAITED_MS) throw error;
+            storedBefore = job.counts.imported - job.counts.alreadyPresent;
+            job.error = `waiting for the database (${error.message}); the import goes on by itself, from the start of the file (nothing is stored twice)`;
+            progress.changed();
+            await pause(backoff.next(), stop.signal);
+            if (stop.signal.aborted)
+              throw new Error('stopped by a shutdown while waiting for the database: send the same file again to finish (nothing is appended twice)', {
+                cause: error,
+              });
+          }
+        }
+      };
+      void importSpooled()
         .then(
           (outcome): JobEnd => ({
             counts: {
@@ -377,7 +420,15 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
                 ? `line ${outcome.unreadableFrom.line}: ${outcome.unreadableFrom.reason}`
                 : null,
           }),
-          (error: unknown): JobEnd => ({ status: 'failed', error: error instanceof Error ? error.message : String(error) }),
+          (error: unknown): JobEnd => ({
+            status: 'failed',
+            error:
+              error instanceof EventStoreUnavailable
+                ? `${error.message}; waited ${DATABASE_AWAITED_MS / 60_000} minutes for the database: send the same file again once it answers (nothing is appended twice)`
+                : error instanceof Error
+                  ? error.message
+                  : String(error),
+          }),
         )
         .then(async (end) => {
           await progress.finish(end);
