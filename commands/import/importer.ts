@@ -393,7 +393,8 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         interrupted = true;
         break;
       }
-      if (!counts.kind) {
+      // A first row that cannot be read tells nothing: it is reported, and the next one tells the kind.
+      if (!counts.kind && 'row' in record) {
         throw new UnknownImportKind(
           `Cannot tell the kind of file from its columns; name it (one of ${importKinds.join(', ')}). ` +
             'Customers need "name" and "email", purchases "order_id" and "amount".',
