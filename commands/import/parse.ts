@@ -142,12 +142,23 @@ const readingHeader = async (input: Readable): Promise<{ header: string; stream:
 /** `12,50`: a number with a decimal comma (thousands separators are not read: `1.234,50` stays text, refused). */
 const DECIMAL_COMMA = /^-?\d+,\d+$/;
 
-/** A semicolon file's numbers are written with a decimal comma: read as the number they are. */
-const readDecimalCommas = (row: Row): void => {
+/** `1.234`, `12.500`: three digits after each dot, which a spreadsheet writing decimal commas writes for thousands. */
+const DOTTED_THOUSANDS = /^-?\d{1,3}(\.\d{3})+$/;
+
+/**
+ * A semicolon file's numbers are written with a decimal comma: read as the number they are. A number
+ * with a dot and three digits after it is refused (why, when there is one): in such a file `1.234` is
+ * 1234 written with a thousands separator as often as 1.234, and it was read as 1.234, 1000 times less.
+ */
+const readDecimalCommas = (row: Row): string | undefined => {
   for (const column of NUMBER_COLUMNS) {
     const value = row[column];
-    if (typeof value === 'string' && DECIMAL_COMMA.test(value)) row[column] = value.replace(',', '.');
+    if (typeof value !== 'string') continue;
+    if (DECIMAL_COMMA.test(value)) row[column] = value.replace(',', '.');
+    else if (DOTTED_THOUSANDS.test(value))
+      return `${column}: ${JSON.stringify(value)} in a file separated by semicolons may be ${value.replace(/\./g, '')} or ${value.replace('.', ',')} (a decimal comma); write it without thousands separators, with a decimal comma`;
   }
+  return undefined;
 };
 
 /**
@@ -189,7 +200,7 @@ async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
   let emptySoFar = 0;
   for await (const numbered of parser as AsyncIterable<NumberedRecord>) {
     unguard(numbered.record);
-    if (delimiter === ';') readDecimalCommas(numbered.record);
+    const ambiguous = delimiter === ';' ? readDecimalCommas(numbered.record) : undefined;
     // A rise of the cumulative count means this row has the wrong number of fields.
     const wrongLength = numbered.invalidSoFar > invalidSoFar;
     invalidSoFar = numbered.invalidSoFar;
@@ -197,7 +208,9 @@ async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
     emptySoFar = numbered.emptySoFar;
     yield wrongLength
       ? { line: numbered.line, unreadable: 'row: the number of fields differs from the header' }
-      : { line: numbered.line, row: numbered.record };
+      : ambiguous !== undefined
+        ? { line: numbered.line, unreadable: ambiguous }
+        : { line: numbered.line, row: numbered.record };
   }
   const { broken } = parser;
   if (broken) {

@@ -34,6 +34,19 @@ describe('CSV files', () => {
       { line: 3, row: { amount: '1.234,50', budget: '7', subject: 'x' } },
     ]);
     expect(await records('amount,subject\n"12,50",x\n', 'csv')).toEqual([{ line: 2, row: { amount: '12,50', subject: 'x' } }]);
+    // A dot with three digits after it is a thousands separator as often as a decimal point there: the
+    // row is refused, naming the column (1.234 came in as 1.234, a thousand times too small). A dot
+    // with another count of digits, as in a comma file, is read.
+    expect(await records('amount;subject\n1.234;x\n2.500.000;y\n12.50;z\n', 'csv')).toEqual([
+      {
+        line: 2,
+        unreadable:
+          'amount: "1.234" in a file separated by semicolons may be 1234 or 1,234 (a decimal comma); write it without thousands separators, with a decimal comma',
+      },
+      { line: 3, unreadable: expect.stringMatching(/^amount: "2.500.000" in a file separated by semicolons may be 2500000 /) },
+      { line: 4, row: { amount: '12.50', subject: 'z' } },
+    ]);
+    expect(await records('amount,subject\n1.234,x\n', 'csv')).toEqual([{ line: 2, row: { amount: '1.234', subject: 'x' } }]);
     // A comma file keeps commas, whatever its cells hold (tags separated by semicolons, a quoted header).
     expect(await records('"name;alias",email,tags\nAda,ada@example.com,vip;b2b;x\n', 'csv')).toEqual([
       { line: 2, row: { 'name;alias': 'Ada', email: 'ada@example.com', tags: 'vip;b2b;x' } },
