@@ -27,7 +27,7 @@ const compaction = (orders: number): number => {
   let best = Infinity;
   for (let round_ = 0; round_ < 3; round_++) {
     const book = dictionary();
-    for (let i = 0; i < orders; i++) setEntry(book, `order-${i}`, { amount: 12.5, currency: 'EUR', refunded: 0, purchaseDay: 20_455 + (i % 700) });
+    for (let i = 0; i < orders; i++) setEntry(book, `order-${i}`, { amount: 12.5, currency: 'EUR', refunded: 0, purchasedAt: 1_767_348_000 + i });
     const started = performance.now();
     const state = compactState('customer', { orders: book, refunds: dictionary() });
     const ids = new CompactIds();

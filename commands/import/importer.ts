@@ -393,19 +393,19 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         interrupted = true;
         break;
       }
+      counts.rows += 1;
       // A first row that cannot be read tells nothing: it is reported, and the next one tells the kind.
-      if (!counts.kind && 'row' in record) {
+      if (!('row' in record)) {
+        early.push({ line: record.line, reason: record.unreadable });
+        continue;
+      }
+      if (!counts.kind) {
         throw new UnknownImportKind(
           `Cannot tell the kind of file from its columns; name it (one of ${importKinds.join(', ')}). ` +
             'Customers need "name" and "email", purchases "order_id" and "amount".',
         );
       }
-      counts.rows += 1;
-      if (counts.rows <= COLUMNS_FROM_ROWS && 'row' in record) for (const column of Object.keys(record.row)) fileColumns.add(column);
-      if (!('row' in record)) {
-        early.push({ line: record.line, reason: record.unreadable });
-        continue;
-      }
+      if (counts.rows <= COLUMNS_FROM_ROWS) for (const column of Object.keys(record.row)) fileColumns.add(column);
       let items: PreparedItem[];
       let types: CommandType[];
       try {

@@ -132,11 +132,11 @@ describe('compact customer states', () => {
 
   it('a book reads back what was written, replaces in place and leaves the prototype alone', () => {
     const state = compactState('customer', registered());
-    setEntry(state.orders, 'x', { amount: 1.1, currency: 'EUR', refunded: 0, purchaseDay: null });
-    setEntry(state.orders, '__proto__', { amount: 2, currency: 'USD', refunded: 0, purchaseDay: 20455 });
-    setEntry(state.orders, 'x', { amount: 1.1, currency: 'EUR', refunded: 0.6, purchaseDay: null });
-    expect(entryOf(state.orders, 'x')).toEqual({ amount: 1.1, currency: 'EUR', refunded: 0.6, purchaseDay: null });
-    expect(entryOf(state.orders, '__proto__')).toEqual({ amount: 2, currency: 'USD', refunded: 0, purchaseDay: 20455 });
+    setEntry(state.orders, 'x', { amount: 1.1, currency: 'EUR', refunded: 0, purchasedAt: null });
+    setEntry(state.orders, '__proto__', { amount: 2, currency: 'USD', refunded: 0, purchasedAt: 1767323045 });
+    setEntry(state.orders, 'x', { amount: 1.1, currency: 'EUR', refunded: 0.6, purchasedAt: null });
+    expect(entryOf(state.orders, 'x')).toEqual({ amount: 1.1, currency: 'EUR', refunded: 0.6, purchasedAt: null });
+    expect(entryOf(state.orders, '__proto__')).toEqual({ amount: 2, currency: 'USD', refunded: 0, purchasedAt: 1767323045 });
     expect(entryOf(state.orders, 'toString')).toBeUndefined();
     expect(Object.keys(state.orders)).toEqual(['x', '__proto__']);
     expect(Object.getPrototypeOf(state.orders)).toBe(Object.prototype);

@@ -172,7 +172,7 @@ describe('import: rows, batches and counts', () => {
     expect(registered!.data).not.toHaveProperty('occurredAt');
   });
 
-  it("refuses a refund dated before the day of its order's purchase, naming occurred_at, and takes one earlier that day", async () => {
+  it("refuses a refund dated well before its order's purchase, naming occurred_at, and takes one minutes before (clocks drift)", async () => {
     const [c0] = await customers(1);
     const handler = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     await importing(handler, csv(['order_id,customer_email,amount,currency,occurred_at', `p1,${c0},50,EUR,2024-05-01T10:00:00Z`]));
@@ -181,16 +181,14 @@ describe('import: rows, batches and counts', () => {
       csv([
         'refund_id,order_id,customer_email,amount,currency,occurred_at',
         `r1,p1,${c0},5,EUR,2023-12-31T10:00:00Z`,
-        `r2,p1,${c0},5,EUR,2024-05-01T08:00:00Z`,
+        `r2,p1,${c0},5,EUR,2024-05-01T09:57:00Z`,
       ]),
     );
     expect(outcome).toMatchObject({ kind: 'refunds', imported: 1, rejected: 1 });
     expect(rejected).toEqual([
       {
         line: 2,
-        reason: expect.stringMatching(
-          /^occurred_at: occurredAt 2023-12-31T10:00:00Z is before the day of the purchase of order p1 \(2024-05-01T00:00:00.000Z\)/,
-        ),
+        reason: expect.stringMatching(/^occurred_at: occurredAt 2023-12-31T10:00:00Z is before the purchase of order p1 \(2024-05-01T10:00:00.000Z\)/),
       },
     ]);
     expect((await storedOf(c0!)).map((e) => e.type)).toEqual(['CustomerRegistered', 'PurchaseRecorded', 'PurchaseRefunded']);

@@ -207,14 +207,11 @@ describe('customer: refunds', () => {
       .thenRefused('refund.exceeds_purchase', 'amount');
     expect(e.details).toEqual({ remaining: 40, currency: 'EUR' });
   });
-  it('refuses a refund dated before the day of its purchase, and takes one earlier that day or a moment before it (clocks drift)', () => {
+  it('refuses a refund dated well before its purchase, and takes one a moment before (clocks drift)', () => {
     const given = spec.given([registered(), timed(purchase('o-1', 100), at)]);
     const early = { ...cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 10, currency: 'EUR' }), occurredAt: '2025-06-06T12:00:00.000Z' };
-    given.when(early).thenRefused('refund.before_purchase', 'occurredAt', { notBefore: '2026-03-01T00:00:00.000Z' });
-    given.when({ ...early, occurredAt: '2026-02-28T23:50:00.000Z' }).thenRefused('refund.before_purchase', 'occurredAt');
-    given
-      .when({ ...early, refundId: 'r-0', occurredAt: '2026-02-28T23:56:00.000Z' })
-      .then([{ type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'r-0', amount: 10, currency: 'EUR', reason: null } }]);
+    given.when(early).thenRefused('refund.before_purchase', 'occurredAt', { notBefore: at });
+    given.when({ ...early, occurredAt: '2026-03-01T08:54:00.000Z' }).thenRefused('refund.before_purchase', 'occurredAt');
     const drift = { ...early, occurredAt: '2026-03-01T08:56:00.000Z' };
     given.when(drift).then([{ type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'r-1', amount: 10, currency: 'EUR', reason: null } }]);
     // An order folded without its time (a state saved before orders kept it) refuses nothing on it.
@@ -252,7 +249,7 @@ describe('customer: refunds', () => {
       amount: 100,
       currency: 'EUR',
       refunded: 13,
-      purchaseDay: null,
+      purchasedAt: null,
     });
   });
 });
