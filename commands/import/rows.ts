@@ -215,6 +215,29 @@ const timeOf = (row: Row, ...names: string[]): string | undefined => {
 };
 
 /**
+ * A date column (a deal's `expected_close_date`) as `YYYY-MM-DD`, written the ways a time column may
+ * be (`2019/12/31`, `31.12.2019`, a time after the date, which a date has no use for): the day as
+ * written, checked against the calendar. Anything else is left for the schema to refuse by name.
+ */
+const dateOf = (row: Row, column: string): string | undefined => {
+  const value = text(row, column);
+  if (value === undefined || PLAIN_DATE.test(value)) return value;
+  const yearFirst = YEAR_FIRST.exec(value);
+  const dayFirst = yearFirst ? undefined : DAY_FIRST.exec(value);
+  const parts: [string, string, string] | undefined = yearFirst
+    ? [yearFirst[1]!, yearFirst[3]!, yearFirst[4]!]
+    : dayFirst
+      ? [dayFirst[3]!, dayFirst[2]!, dayFirst[1]!]
+      : undefined;
+  if (!parts) {
+    if (SLASHED_YEAR_LAST.test(value))
+      throw new RowRejected(`${column}: ${JSON.stringify(value)} could be month/day or day/month; write the date as year-month-day (2019-12-31)`);
+    return value;
+  }
+  return instant(column, value, ...parts).slice(0, 10);
+};
+
+/**
  * Items separated by `;` or `|` in a CSV cell, or an NDJSON array (the exports write tags as one)
  * item by item: text trimmed, blanks dropped, anything else left for the schema to refuse by item.
  */
@@ -374,7 +397,8 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
   // An exported deal has both: its probability (the stage's, or the override) and the override alone.
   const probability = numberOf(row, 'probability_override' in row ? 'probability_override' : 'probability');
   const status = dealStatus(row);
-  const stage = text(row, 'stage');
+  // Stages are lower-case words: `Qualified` as a spreadsheet capitalises it is `qualified` (as the status is read).
+  const stage = text(row, 'stage')?.toLowerCase();
   const openedAt = timeOf(row, 'opened_at', 'created_at');
   const fields = {
     ...(dealId ? { dealId } : {}),
@@ -383,7 +407,7 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
     amount: numberOf(row, 'amount'),
     currency: currencyOf(row),
     ownerId: dealOwnerOf(row, options),
-    expectedCloseDate: text(row, 'expected_close_date'),
+    expectedCloseDate: dateOf(row, 'expected_close_date'),
     ...(stage && stage.toLowerCase() !== status ? { stage } : {}),
     ...(probability !== undefined ? { probabilityOverride: probability } : {}),
   };

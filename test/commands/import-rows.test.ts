@@ -581,6 +581,17 @@ describe('deal rows', () => {
     ]);
   });
 
+  it('reads a capitalised stage and an expected close date written as a time column may be', () => {
+    const command = (row: Record<string, string>) => rowCommands.deals({ ...base, ...row })[0]!.command;
+    expect(command({ stage: 'Qualified' })).toMatchObject({ stage: 'qualified' });
+    for (const written of ['30.06.2018', '2018/06/30', '2018-06-30 10:00', '2018-06-30'])
+      expect(command({ expected_close_date: written })).toMatchObject({ expectedCloseDate: '2018-06-30' });
+    expect(() => command({ expected_close_date: '31.06.2018' })).toThrow('expected_close_date: "31.06.2018" is not a date in the calendar');
+    expect(() => command({ expected_close_date: '06/30/2018' })).toThrow(/could be month\/day or day\/month/);
+    // Anything else is left to the command's schema, which names the field.
+    expect(command({ expected_close_date: 'soon' })).toMatchObject({ expectedCloseDate: 'soon' });
+  });
+
   it('fills the defaults when the optional columns are absent or blank, and keys the deal by customer, title and opening', () => {
     const expected = [
       {
