@@ -49,6 +49,15 @@ export const whenStale = (listener: () => void): (() => void) => {
   return () => staleListeners.delete(listener);
 };
 
+/**
+ * Called on a 403 that names the caller's role: an admin may have changed it since sign-in, so the
+ * console shows the role the server applies now (and offers that role's actions), not the stored one.
+ */
+let onForbidden: (problem: Problem) => void = () => {};
+export const whenForbidden = (handler: (problem: Problem) => void): void => {
+  onForbidden = handler;
+};
+
 let currentKey = '';
 export const useKey = (key: string): void => {
   currentKey = key;
@@ -78,6 +87,8 @@ export interface RequestOptions {
   ifMatch?: number;
   key?: string;
   signal?: AbortSignal;
+  /** Statuses besides 2xx whose body is an answer, not a refusal (`/ready` answers 503 with its report). */
+  answers?: number[];
 }
 
 export const request = async (path: string, options: RequestOptions = {}): Promise<Response> => {
@@ -96,9 +107,10 @@ export const request = async (path: string, options: RequestOptions = {}): Promi
     if ((error as Error).name === 'AbortError') throw error;
     throw new ApiError({ status: 0, title: 'The server cannot be reached', detail: (error as Error).message });
   }
-  if (!response.ok) {
+  if (!response.ok && !options.answers?.includes(response.status)) {
     const problem = await asProblem(response);
     if (response.status === 401 && options.key === undefined) onUnauthenticated(problem);
+    if (response.status === 403 && options.key === undefined) onForbidden(problem);
     if (response.status === 409 && options.ifMatch !== undefined) {
       problem.detail = `${problem.detail ?? 'The record changed meanwhile.'} The screen now shows it as it stands: check it and submit again.`;
       for (const listener of staleListeners) listener();
@@ -115,3 +127,19 @@ export const command = async (path: string, body: unknown = {}, options: { ifMat
   (await (
     await request(path, { method: options.method ?? 'POST', body, ...(options.ifMatch !== undefined ? { ifMatch: options.ifMatch } : {}) })
   ).json()) as Accepted;
+
+/**
+ * The first `pages` pages of a cursor-paged list, one request after another, with the cursor after
+ * them (null at its end): a screen that shows a list whole asks for more pages rather than cutting it.
+ */
+export const getPages = async <T>(path: (cursor: string | undefined) => string, pages: number, signal?: AbortSignal): Promise<Page<T>> => {
+  const items: T[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < pages; page++) {
+    const next = await get<Page<T>>(path(cursor), signal ? { signal } : {});
+    items.push(...next.items);
+    if (!next.nextCursor) return { items, nextCursor: null };
+    cursor = next.nextCursor;
+  }
+  return { items, nextCursor: cursor ?? null };
+};

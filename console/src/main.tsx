@@ -1,6 +1,6 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { useKey, whenUnauthenticated } from './api.ts';
+import { ApiError, useKey, whenForbidden, whenUnauthenticated } from './api.ts';
 import { AnalyticsPage } from './pages/analytics.tsx';
 import { AuditPage } from './pages/audit.tsx';
 import { CampaignPage, CampaignsPage } from './pages/campaigns.tsx';
@@ -11,8 +11,9 @@ import { PipelinePage } from './pages/pipeline.tsx';
 import { ServicePage } from './pages/service.tsx';
 import { SignIn } from './pages/sign-in.tsx';
 import { href, useRoute } from './router.ts';
-import { loadSession, saveSession, type Session } from './session.ts';
-import { can, seesNames } from './ui.tsx';
+import { loadSession, saveSession, signIn, type Session } from './session.ts';
+import { can, ErrorBoundary, seesNames } from './ui.tsx';
+import { ROLES, type Role } from '../../api/roles.ts';
 import './style.css';
 
 interface Screen {
@@ -36,12 +37,37 @@ const App = () => {
   const [notice, setNotice] = useState<string | null>(null);
   const route = useRoute();
   useKey(session?.key ?? '');
-  useEffect(() => {
-    whenUnauthenticated((problem) => {
-      saveSession(null);
-      setSession(null);
-      setNotice(problem.detail ?? 'The API key is no longer accepted.');
+  const signedOut = (detail: string | undefined) => {
+    saveSession(null);
+    setSession(null);
+    setNotice(detail ?? 'The API key is no longer accepted.');
+  };
+  // A user's key takes the user's role as it is now, which an admin may change after sign-in: the
+  // role is read again on every load of the page and after a refusal, so the screens follow it.
+  const roleNow = (role: Role) =>
+    setSession((s) => {
+      if (!s || s.role === role) return s;
+      const updated = { ...s, role };
+      saveSession(updated);
+      return updated;
     });
+  const reread = (key: string) =>
+    signIn(key).then(
+      (s) => roleNow(s.role),
+      (error: unknown) => {
+        if (error instanceof ApiError && error.problem.status === 401) signedOut(error.problem.detail);
+      },
+    );
+  useEffect(() => {
+    whenUnauthenticated((problem) => signedOut(problem.detail));
+    whenForbidden((problem) => {
+      const role = problem.role as Role;
+      if (ROLES.includes(role)) roleNow(role);
+      else void reread(loadSession()?.key ?? '');
+    });
+    const stored = loadSession();
+    if (stored) void reread(stored.key);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
   useEffect(() => {
     const [first] = route.path;
@@ -65,7 +91,7 @@ const App = () => {
   }
   const role = session.role;
   const screens = SCREENS.filter((s) => can(role, s.reads));
-  const [first = screens[0]?.path ?? 'customers', second] = route.path;
+  const [first = route.malformed ? '' : (screens[0]?.path ?? 'customers'), second] = route.path;
   const signOut = () => {
     saveSession(null);
     useKey('');
@@ -97,7 +123,11 @@ const App = () => {
       page = <OperationsPage role={role} />;
       break;
     default:
-      page = <p>No such screen. Choose one above.</p>;
+      page = route.malformed ? (
+        <p>No such screen: the link is malformed (a broken % escape). Choose a screen above.</p>
+      ) : (
+        <p>No such screen. Choose one above.</p>
+      );
   }
   return (
     <>
@@ -134,7 +164,7 @@ const App = () => {
         </span>
       </header>
       <main id="main" tabIndex={-1}>
-        {page}
+        <ErrorBoundary screen={route.path.join('/')}>{page}</ErrorBoundary>
       </main>
     </>
   );

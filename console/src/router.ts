@@ -4,21 +4,31 @@ import { useEffect, useState } from 'preact/hooks';
 export interface Route {
   path: string[];
   params: URLSearchParams;
+  /** The link had a broken `%` escape (`#/customers/%E0%A4%A`): no screen, rather than a blank page. */
+  malformed?: boolean;
 }
 
 export const parseHash = (hash: string): Route => {
   const [path = '', search = ''] = hash.replace(/^#\/?/, '').split('?');
-  return { path: path.split('/').filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(search) };
+  const params = new URLSearchParams(search);
+  try {
+    return { path: path.split('/').filter(Boolean).map(decodeURIComponent), params };
+  } catch {
+    return { path: [], params, malformed: true };
+  }
 };
 
-export const href = (path: string, params?: Record<string, string | undefined>): string => {
+/** A parameter given as a list repeats (`cursor=a&cursor=b`): the customers list keeps its stack of pages so. */
+export type HashParams = Record<string, string | string[] | undefined>;
+
+export const href = (path: string, params?: HashParams): string => {
   const search = new URLSearchParams();
-  for (const [name, value] of Object.entries(params ?? {})) if (value) search.set(name, value);
+  for (const [name, value] of Object.entries(params ?? {})) for (const one of [value ?? []].flat()) if (one) search.append(name, one);
   const text = search.toString();
   return `#/${path}${text ? `?${text}` : ''}`;
 };
 
-export const navigate = (path: string, params?: Record<string, string | undefined>): void => {
+export const navigate = (path: string, params?: HashParams): void => {
   location.hash = href(path, params);
 };
 

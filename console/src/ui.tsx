@@ -1,5 +1,5 @@
-import type { ComponentChildren } from 'preact';
-import { useCallback, useEffect, useId, useState } from 'preact/hooks';
+import { Component, type ComponentChildren } from 'preact';
+import { useCallback, useEffect, useId, useRef, useState } from 'preact/hooks';
 import { ApiError, whenStale, type Problem } from './api.ts';
 import { isAllowed, ruleFor, seesPersonalData, type Role } from '../../api/roles.ts';
 
@@ -13,12 +13,20 @@ export const seesNames = seesPersonalData;
 export const problemOf = (error: unknown): Problem =>
   error instanceof ApiError ? error.problem : { status: 0, title: 'Unexpected error', detail: String((error as Error)?.message ?? error) };
 
-/** An API refusal, as the API worded it: title, detail and the fields it names. */
-export const ProblemBox = ({ problem }: { problem: Problem | null | undefined }) => {
+/**
+ * An API refusal, as the API worded it: title, detail and the fields it names. With `focus`, it takes
+ * the keyboard focus when it appears: the button that was pressed is disabled while the request runs,
+ * which had dropped the focus to <body>, far from the message.
+ */
+export const ProblemBox = ({ problem, focus }: { problem: Problem | null | undefined; focus?: boolean }) => {
+  const box = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (focus && problem) box.current?.focus();
+  }, [problem, focus]);
   if (!problem) return null;
   const extra = (['currentRevision', 'role', 'allowedRoles'] as const).filter((k) => problem[k] !== undefined);
   return (
-    <div class="problem" role="alert">
+    <div class="problem" role="alert" tabIndex={-1} ref={box}>
       <strong>{problem.title ?? 'Refused'}</strong>
       {problem.status ? <span class="muted"> (HTTP {problem.status})</span> : null}
       {problem.detail ? <p>{problem.detail}</p> : null}
@@ -35,6 +43,30 @@ export const ProblemBox = ({ problem }: { problem: Problem | null | undefined })
     </div>
   );
 };
+
+/**
+ * What an unexpected render error shows instead of a blank page: the navigation stays above it, and
+ * another screen chosen (`screen` changes) is tried afresh.
+ */
+export class ErrorBoundary extends Component<{ screen: string; children: ComponentChildren }, { failure: string | null }> {
+  override state = { failure: null as string | null };
+  static getDerivedStateFromError(error: unknown) {
+    return { failure: String((error as Error)?.message ?? error) };
+  }
+  override componentDidUpdate(previous: { screen: string }) {
+    if (previous.screen !== this.props.screen && this.state.failure !== null) this.setState({ failure: null });
+  }
+  override render() {
+    if (this.state.failure === null) return this.props.children;
+    return (
+      <div class="problem" role="alert" data-testid="screen-failed">
+        <strong>This screen could not be shown</strong>
+        <p>{this.state.failure}</p>
+        <p>Choose a screen above, or reload the page.</p>
+      </div>
+    );
+  }
+}
 
 export interface Loaded<T> {
   data: T | undefined;
@@ -113,7 +145,16 @@ export const CommandForm = (props: {
   }, [props.revision]);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [busy, setBusy] = useState(false);
-  const named = new Set(problem?.errors?.map((e) => e.field) ?? []);
+  const form = useRef<HTMLFormElement>(null);
+  const messages = new Map<string, string[]>();
+  for (const e of problem?.errors ?? []) messages.set(e.field, [...(messages.get(e.field) ?? []), e.message]);
+  // A refusal takes the focus (the submit button, disabled meanwhile, had dropped it to <body>): the
+  // first field it names, whose message is read with it, or else the message itself.
+  useEffect(() => {
+    if (!problem) return;
+    const target = form.current?.querySelector<HTMLElement>('[aria-invalid="true"]') ?? form.current?.querySelector<HTMLElement>('.problem');
+    target?.focus();
+  }, [problem]);
   const onSubmit = async (event: Event) => {
     event.preventDefault();
     setBusy(true);
@@ -127,7 +168,7 @@ export const CommandForm = (props: {
     }
   };
   return (
-    <form class="command" onSubmit={onSubmit} aria-labelledby={`${id}-title`}>
+    <form class="command" onSubmit={onSubmit} aria-labelledby={`${id}-title`} ref={form}>
       <h3 id={`${id}-title`}>{props.title}</h3>
       {props.children}
       {props.fields.map((f) => {
@@ -139,7 +180,15 @@ export const CommandForm = (props: {
         };
         // Not `name`: a form reaches its controls by name as properties, so a field named `remove` hid
         // the form's own remove(), which Preact calls to take it off the page (the page froze).
-        const common = { id: fieldId, 'data-field': f.name, required: f.required, 'aria-invalid': named.has(f.name) || undefined };
+        const refused = messages.get(f.name);
+        const described = [f.hint && `${fieldId}-hint`, refused && `${fieldId}-error`].filter(Boolean).join(' ');
+        const common = {
+          id: fieldId,
+          'data-field': f.name,
+          required: f.required,
+          'aria-invalid': refused ? true : undefined,
+          'aria-describedby': described || undefined,
+        };
         return (
           <div class={`field${f.type === 'checkbox' ? ' check' : ''}`} key={f.name}>
             <label for={fieldId}>{f.label}</label>
@@ -159,7 +208,16 @@ export const CommandForm = (props: {
             ) : (
               <input {...common} type={(f.type ?? 'text') as 'text'} step={f.step} value={String(value)} onInput={(e) => set(e.currentTarget.value)} />
             )}
-            {f.hint ? <small class="muted">{f.hint}</small> : null}
+            {f.hint ? (
+              <small class="muted" id={`${fieldId}-hint`}>
+                {f.hint}
+              </small>
+            ) : null}
+            {refused ? (
+              <small class="field-error" id={`${fieldId}-error`}>
+                {refused.join(' ')}
+              </small>
+            ) : null}
             {f.type === 'datetime-local' ? <small class="muted">Your local time ({localZone()}); shown in UTC elsewhere</small> : null}
           </div>
         );
@@ -233,8 +291,19 @@ export const day = (iso: string | null | undefined): string => (iso ? iso.slice(
 export const isoFromLocal = (value: string | boolean | undefined): string | undefined =>
   typeof value === 'string' && value ? new Date(value).toISOString() : undefined;
 export const text = (value: string | boolean | undefined): string | undefined => (typeof value === 'string' && value.trim() ? value.trim() : undefined);
-export const numberOf = (value: string | boolean | undefined): number | undefined =>
-  typeof value === 'string' && value.trim() !== '' ? Number(value) : undefined;
+/** A refusal the console makes before sending, shown as the API's are: on the field it names. */
+export const fieldProblem = (field: string, message: string): ApiError =>
+  new ApiError({ status: 0, title: 'Check the form', detail: `${field}: ${message}`, errors: [{ field, message }] });
+/**
+ * A number field's value, or undefined when blank. Refuses what is not a finite number: 1e400 is
+ * Infinity, which JSON sends as null, and the API then answered about a missing number.
+ */
+export const numberOf = (value: string | boolean | undefined, field: string): number | undefined => {
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  const number = Number(value);
+  if (!Number.isFinite(number)) throw fieldProblem(field, 'enter a finite number');
+  return number;
+};
 
 /** A list that pages with the API's cursors: the stack of cursors seen gives "previous". */
 export const usePager = (reset: unknown[]) => {

@@ -66,6 +66,8 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await page.getByLabel('API key').fill('crm_not_a_real_key_000000000000');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await eventually(() => page.getByRole('alert').innerText()).toContain('unknown or revoked');
+    // Keyboard and screen-reader users land on the refusal, not on <body>.
+    await eventually(() => page.evaluate<string | null>("document.activeElement?.getAttribute('role') ?? null")).toBe('alert');
     await signIn(page, crm.url, crm.adminKey);
     expect(await page.getByTestId('role').innerText()).toBe('admin');
     // Kept in session storage (this tab only), not in a cookie or local storage.
@@ -79,7 +81,19 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await page.goto(`${crm.url}/#/customers`);
     await page.getByLabel('Name or email').fill(customer.name);
     await page.getByRole('button', { name: 'Search' }).click();
+    // The list's filters are in the hash: Back from a customer restores them.
+    await eventually(() => page.evaluate<string>('location.hash')).toContain('search=');
     await page.locator(`a[href="#/customers/${customer.id}"]`).click();
+    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(customer.name);
+    await page.goBack();
+    await eventually(() => page.getByLabel('Name or email').inputValue()).toBe(customer.name);
+    await eventually(() => page.locator('table.grid tbody a').first().getAttribute('href')).toBe(`#/customers/${customer.id}`);
+    // A search given in the hash while the list is open applies.
+    const second = (await crm.api<{ items: { id: string; name: string }[] }>('/customers?status=active&sort=-revenue&limit=2')).body.items[1]!;
+    await page.evaluate(`location.hash = ${JSON.stringify(`#/customers?search=${encodeURIComponent(second.name)}`)}`);
+    await eventually(() => page.getByLabel('Name or email').inputValue()).toBe(second.name);
+    await eventually(() => page.locator('table.grid tbody a').first().getAttribute('href')).toBe(`#/customers/${second.id}`);
+    await page.goto(`${crm.url}/#/customers/${customer.id}`);
     await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(customer.name);
     await screenshot(page, 'customers-search');
 
@@ -91,6 +105,23 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     const problem = page.locator('form.command [role=alert]');
     await eventually(() => problem.innerText()).toContain('amount');
     expect(await problem.innerText()).toContain('HTTP 400');
+    // The focus goes to the field the refusal names, whose message it describes.
+    const focused = () =>
+      page.evaluate<{ field: string | null; message: string }>(`(() => {
+        const field = document.activeElement;
+        const described = (field.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);
+        return { field: field.getAttribute('data-field'), message: described.map((id) => document.getElementById(id)?.textContent ?? '').join(' ') };
+      })()`);
+    await eventually(focused).toMatchObject({ field: 'amount' });
+    expect((await focused()).message).not.toBe('');
+
+    // A number too large for JSON (Infinity, sent as null) is refused on its field, before sending.
+    // Chromium's number input empties 1e400 itself; a browser that hands the text over is played by a text input.
+    await page.getByLabel('Amount').evaluate((input: any) => (input.type = 'text'));
+    await page.getByLabel('Amount').fill('1e400');
+    await page.locator('form.command').getByRole('button', { name: 'Record purchase' }).click();
+    await eventually(() => problem.innerText()).toContain('finite number');
+    await eventually(focused).toEqual({ field: 'amount', message: 'enter a finite number' });
 
     await page.getByLabel('Amount').fill('123.45');
     await page.locator('form.command').getByRole('button', { name: 'Record purchase' }).click();
@@ -216,6 +247,15 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     expect(await page.locator('main').innerText()).not.toContain('No such screen');
   });
 
+  it('answers a link with a broken % escape with "no such screen", the navigation still there', async () => {
+    for (const hash of ['#/customers/%E0%A4%A', '#/customers/%']) {
+      await page.goto(`${crm.url}/${hash}`);
+      await eventually(() => page.locator('main').innerText()).toContain('No such screen');
+      expect(await page.getByRole('navigation', { name: 'Screens' }).innerText()).toContain('Customers');
+    }
+    expect(pageErrors).toEqual([]);
+  });
+
   it('moves a deal along the board (menu, then drag) and marks it won', async () => {
     // A fresh lead of our own: the small demo data set may have no open deal left.
     const opened = await crm.api<{ id: string }>('/deals', crm.adminKey, {
@@ -255,6 +295,44 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await eventually(() => page.getByTestId('closed-deals').innerText()).toContain('won');
   });
 
+  it('marks a deal won after a 409: the form then sends the deal as it stands, keeping what was typed', async () => {
+    const opened = await crm.api<{ id: string; position: string }>('/deals', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({
+        customerId: customer.id,
+        title: 'Console stale deal',
+        amount: 7000,
+        currency: 'EUR',
+        ownerId: 'e2e.owner',
+        expectedCloseDate: '2027-01-31',
+      }),
+    });
+    expect(opened.status).toBe(201);
+    const dealId = opened.body.id;
+    await crm.api(`/deals/${dealId}?waitFor=${opened.body.position}`);
+    await page.goto(`${crm.url}/#/pipeline`);
+    // The board is already open (the test before): loaded again, it has the new deal.
+    await page.reload();
+    const card = (stage: string) => page.locator(`[data-stage=${stage}] .card`, { has: page.locator(`#move-${dealId}`) });
+    await card('lead').getByRole('button', { name: 'Won' }).click();
+    await page.getByLabel(/^Final amount/).fill('6500');
+    // Another tab moves the deal meanwhile.
+    const { revision } = (await crm.api<{ revision: number }>(`/deals/${dealId}`)).body;
+    const moved = await crm.api<{ position: string }>(`/deals/${dealId}/stage`, crm.adminKey, {
+      method: 'POST',
+      headers: { 'if-match': `"${revision}"` },
+      body: JSON.stringify({ stage: 'qualified' }),
+    });
+    expect(moved.status).toBe(200);
+    await crm.api(`/deals/${dealId}?waitFor=${moved.body.position}`);
+    await page.locator('form.command').getByRole('button', { name: 'Mark won' }).click();
+    await eventually(() => page.locator('form.command [role=alert]').innerText()).toContain('shows it as it stands');
+    await card('qualified').waitFor();
+    expect(await page.getByLabel(/^Final amount/).inputValue()).toBe('6500');
+    await page.locator('form.command').getByRole('button', { name: 'Mark won' }).click();
+    await eventually(async () => (await crm.api<{ status: string; amount: number }>(`/deals/${dealId}`)).body).toMatchObject({ status: 'won', amount: 6500 });
+  });
+
   it('answers a feedback item from the service desk queue', async () => {
     await page.goto(`${crm.url}/#/service`);
     const first = page.getByTestId('queue').locator('tbody a').first();
@@ -287,6 +365,12 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
 
   it('fits a model and renders every chart', async () => {
     await page.goto(`${crm.url}/#/analytics`);
+    // A horizon of 0 is refused on its field (it was dropped and the default fitted).
+    await page.getByLabel(/^Horizon/).fill('0');
+    await page.getByRole('button', { name: 'Fit models' }).click();
+    await eventually(() => page.locator('form.command [role=alert]').innerText()).toContain('horizon');
+    expect(await page.getByLabel(/^Horizon/).getAttribute('aria-invalid')).toBe('true');
+    await page.getByLabel(/^Horizon/).fill('');
     await page.getByRole('button', { name: 'Fit models' }).click();
     await page.locator('[data-model-version]').waitFor({ timeout: 120_000 });
     for (const chart of ['clv', 'segments', 'forecast', 'roc', 'calibration']) {
@@ -356,6 +440,40 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await eventually(() => page.getByTestId('verification').innerText(), { timeout: 120_000 }).toContain('passed');
   }, 180_000);
 
+  it('fits a phone (375 px): a compact navigation, tables that scroll in their own box, no sideways page', async () => {
+    await page.setViewportSize({ width: 375, height: 740 });
+    try {
+      const fits = () => page.evaluate<boolean>('document.documentElement.scrollWidth <= window.innerWidth');
+      await page.goto(`${crm.url}/#/customers`);
+      await eventually(() => page.locator('table.grid tbody tr').count()).toBeGreaterThan(0);
+      expect(await fits()).toBe(true);
+      expect((await page.locator('header.top').boundingBox())!.height).toBeLessThan(120);
+      // Names keep their words: the cell is wider than a letter or two.
+      expect((await page.locator('table.grid tbody td').first().boundingBox())!.width).toBeGreaterThan(60);
+      await page.goto(`${crm.url}/#/audit?stream=customer-${customer.id}`);
+      await eventually(() => page.getByTestId('history').locator('tbody tr').count()).toBeGreaterThan(0);
+      expect(await fits()).toBe(true);
+      await page.goto(`${crm.url}/#/analytics`);
+      await page.locator('[data-chart=forecast] canvas').waitFor();
+      expect(await fits()).toBe(true);
+    } finally {
+      await page.setViewportSize({ width: 1360, height: 900 });
+    }
+  });
+
+  it('offers no command a forgotten customer would refuse', async () => {
+    const registered = await crm.api<{ id: string }>('/customers', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ name: 'To Be Forgotten', email: `forget-${randomUUID()}@example.com` }),
+    });
+    expect(registered.status).toBe(201);
+    const forgotten = await crm.api<{ position: string }>(`/customers/${registered.body.id}/forget`, crm.adminKey, { method: 'POST', body: '{}' });
+    expect(forgotten.status).toBe(200);
+    await page.goto(`${crm.url}/#/customers/${registered.body.id}?waitFor=${forgotten.body.position}`);
+    await eventually(() => page.locator('main').innerText()).toContain('was forgotten');
+    expect(await page.getByRole('toolbar', { name: 'Actions' }).count()).toBe(0);
+  });
+
   it('shows projections with their lag and lets an admin manage API keys', async () => {
     await page.goto(`${crm.url}/#/operations`);
     await eventually(() => page.getByTestId('projections').locator('tbody tr').count()).toBeGreaterThan(0);
@@ -365,6 +483,16 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await eventually(() => page.getByTestId('new-key').innerText()).toMatch(/^crm_/);
     await eventually(() => page.getByTestId('keys').innerText()).toContain('reporting robot');
     await screenshot(page, 'operations');
+
+    // With the server out of reach, the screen says so as the others do (not "Failed to fetch" beside "Loading…").
+    await page.route('**/ready', (route) => route.abort());
+    try {
+      await page.getByRole('button', { name: 'Refresh' }).click();
+      await eventually(() => page.locator('[aria-labelledby=projections-title] [role=alert]').innerText()).toContain('The server cannot be reached');
+      expect(await page.locator('[aria-labelledby=projections-title]').innerText()).not.toContain('Loading projections');
+    } finally {
+      await page.unroute('**/ready');
+    }
   });
 
   it('gives an analyst masked names and no actions, and signs out', async () => {
@@ -378,6 +506,12 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await eventually(() => names.count()).toBeGreaterThan(0);
     expect(new Set(await names.allInnerTexts())).toEqual(new Set(['[masked]']));
     expect(await page.getByLabel('Name or email').count()).toBe(0);
+    // Nor from a link: a search the screen says is not offered is not sent (the API refused the whole list).
+    await page.goto(`${crm.url}/#/customers?search=${encodeURIComponent(customer.name)}&sort=name`);
+    // Loaded afresh from the link (the list was open already, and a changed hash alone was ignored before).
+    await page.reload();
+    await eventually(() => names.count()).toBeGreaterThan(1);
+    expect(await page.locator('main [role=alert]').count()).toBe(0);
     // Nor a sort by the masked names (the API refuses it: the order would tell them apart).
     const sorts = await page.locator('#customer-sort option').evaluateAll((options) => options.map((o) => o.getAttribute('value') ?? ''));
     expect(sorts).toContain('-revenue');
@@ -395,5 +529,40 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     expect(await page.getByRole('button', { name: 'Won' }).count()).toBe(0);
     expect(await page.locator('.card select').count()).toBe(0);
     expect(pageErrors).toEqual([]);
+  });
+
+  it("follows a user's role changed by an admin: on reload, and after a refusal", async () => {
+    const user = await crm.api<{ id: string }>('/admin/users', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ name: 'Role Changer', email: `role-${randomUUID()}@example.com`, role: 'sales', visibility: 'all' }),
+    });
+    expect(user.status).toBe(201);
+    // The user's key, once the user is on record.
+    let key = '';
+    await eventually(async () => {
+      const made = await crm.api<{ key?: string }>('/admin/api-keys', crm.adminKey, {
+        method: 'POST',
+        body: JSON.stringify({ name: 'role changer', userId: user.body.id }),
+      });
+      key = made.body.key ?? '';
+      return made.status;
+    }).toBe(201);
+    const roleNow = async () => (await crm.api<{ role?: string }>('/admin/api-keys', key)).body.role;
+    const change = async (role: string) => {
+      const changed = await crm.api(`/admin/users/${user.body.id}`, crm.adminKey, { method: 'PATCH', body: JSON.stringify({ role }) });
+      expect(changed.status).toBe(200);
+      await eventually(roleNow).toBe(role);
+    };
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(page, crm.url, key);
+    expect(await page.getByTestId('role').innerText()).toBe('sales');
+    await change('marketing');
+    await page.reload();
+    await eventually(() => page.getByTestId('role').innerText()).toBe('marketing');
+    // A refusal names the role in force: the console follows it without a reload.
+    await change('support');
+    await page.evaluate("location.hash = '#/analytics'");
+    await eventually(() => page.getByTestId('role').innerText()).toBe('support');
+    expect(await page.getByRole('navigation', { name: 'Screens' }).innerText()).not.toContain('Analytics');
   });
 });

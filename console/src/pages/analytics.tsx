@@ -2,7 +2,7 @@ import { useMemo, useState } from 'preact/hooks';
 import type uPlot from 'uplot';
 import { command, get, query } from '../api.ts';
 import { bars, Chart, HeatTable, indexAxis, type ChartOptions } from '../charts.tsx';
-import { can, CommandForm, Loading, num, numberOf, pct, ProblemBox, Stat, text, useLoad } from '../ui.tsx';
+import { can, CommandForm, fieldProblem, Loading, num, numberOf, pct, ProblemBox, Stat, text, useLoad } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 interface CalibrationBin {
@@ -55,6 +55,8 @@ interface Forecast {
 const TIME_UNITS = ['day', 'week', 'month'] as const;
 const monthSeconds = (month: string): number => Date.UTC(Number(month.slice(0, 4)), Number(month.slice(5, 7)) - 1, 1) / 1000;
 const MAX_CLV_PAGES = 10;
+/** The API's bound on the horizon (POST /analytics/models). */
+const MAX_HORIZON = 3650;
 
 export const AnalyticsPage = ({ role }: { role: Role }) => {
   const [version, setVersion] = useState(0);
@@ -72,10 +74,14 @@ export const AnalyticsPage = ({ role }: { role: Role }) => {
             { name: 'horizon', label: 'Horizon (time units; blank: one year)', type: 'number' },
           ]}
           submit={async (v) => {
+            // Blank is the default horizon; 0 or a fraction is refused here (it was dropped, and the default fitted unasked).
+            const horizon = numberOf(v.horizon, 'horizon');
+            if (horizon !== undefined && !(Number.isInteger(horizon) && horizon >= 1 && horizon <= MAX_HORIZON))
+              throw fieldProblem('horizon', `a whole number of time units from 1 to ${MAX_HORIZON}, or blank for one year`);
             const fitted = await command('/analytics/models', {
               ...(text(v.asOf) ? { asOf: text(v.asOf) } : {}),
               timeUnit: v.timeUnit,
-              ...(numberOf(v.horizon) ? { horizon: numberOf(v.horizon) } : {}),
+              ...(horizon !== undefined ? { horizon } : {}),
             });
             setVersion((fitted as unknown as { version: number }).version);
           }}

@@ -67,7 +67,12 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
             { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: 'EUR', required: true },
           ]}
           submit={async (v) => {
-            const accepted = await command('/campaigns', { name: text(v.name), channel: v.channel, budget: numberOf(v.budget), currency: v.currency });
+            const accepted = await command('/campaigns', {
+              name: text(v.name),
+              channel: v.channel,
+              budget: numberOf(v.budget, 'budget'),
+              currency: v.currency,
+            });
             // With its position, as a new customer's page: the read model may not hold it yet (it answered 404).
             navigate(`campaigns/${accepted.id}`, { waitFor: accepted.position });
           }}
@@ -180,7 +185,7 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
                 submit={(v) =>
                   done(
                     command(`${path}/costs`, {
-                      amount: numberOf(v.amount),
+                      amount: numberOf(v.amount, 'amount'),
                       currency: v.currency,
                       ...(text(v.description) ? { description: text(v.description) } : {}),
                     }),
@@ -207,7 +212,7 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
                     command(`${path}/responses`, {
                       customerId: text(v.customerId),
                       kind: v.kind,
-                      ...(numberOf(v.revenue) !== undefined ? { revenue: numberOf(v.revenue), currency: c.currency } : {}),
+                      ...(numberOf(v.revenue, 'revenue') !== undefined ? { revenue: numberOf(v.revenue, 'revenue'), currency: c.currency } : {}),
                     }),
                     close,
                   )

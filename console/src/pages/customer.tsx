@@ -175,6 +175,8 @@ const changed = (v: FormValues, c: Customer): Record<string, unknown> => {
   return body;
 };
 
+const OPEN_WHEN_MERGED = ['POST /customers/:id/refunds', 'POST /customers/:id/forget'];
+
 const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Accepted) => void; feedbackCount: number }) => {
   const { customer: c, role, done } = props;
   const path = `/customers/${c.id}`;
@@ -182,8 +184,12 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
     done(await p);
     close();
   };
+  // The server's rules (domain/customer/decider.ts): a forgotten customer refuses every command (forget
+  // again changes nothing); a duplicate merged away refuses all but forget and a refund of one of its orders.
+  const forgotten = c.status === 'forgotten';
+  const offers = (route: string) => can(role, route) && !forgotten && (c.status !== 'merged' || OPEN_WHEN_MERGED.includes(route));
   const actions = allowed([
-    can(role, 'PATCH /customers/:id') && {
+    offers('PATCH /customers/:id') && {
       label: 'Edit details',
       form: (close: () => void) => (
         <CommandForm
@@ -203,7 +209,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
         />
       ),
     },
-    can(role, 'POST /customers/:id/purchases') && {
+    offers('POST /customers/:id/purchases') && {
       label: 'Record purchase',
       form: (close: () => void) => (
         <CommandForm
@@ -220,7 +226,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
             act(close)(
               command(`${path}/purchases`, {
                 orderId: text(v.orderId),
-                amount: numberOf(v.amount),
+                amount: numberOf(v.amount, 'amount'),
                 currency: v.currency,
                 ...(text(v.occurredAt) ? { occurredAt: new Date(String(v.occurredAt)).toISOString() } : {}),
               }),
@@ -229,7 +235,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
         />
       ),
     },
-    can(role, 'POST /customers/:id/refunds') && {
+    offers('POST /customers/:id/refunds') && {
       label: 'Refund',
       form: (close: () => void) => (
         <CommandForm
@@ -246,7 +252,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
             act(close)(
               command(`${path}/refunds`, {
                 orderId: text(v.orderId),
-                amount: numberOf(v.amount),
+                amount: numberOf(v.amount, 'amount'),
                 currency: v.currency,
                 ...(text(v.reason) ? { reason: text(v.reason) } : {}),
               }),
@@ -255,7 +261,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
         />
       ),
     },
-    can(role, 'POST /customers/:id/tags') && {
+    offers('POST /customers/:id/tags') && {
       label: 'Tag',
       form: (close: () => void) => (
         <CommandForm
@@ -270,7 +276,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
         />
       ),
     },
-    can(role, 'POST /customers/:id/merge') && {
+    offers('POST /customers/:id/merge') && {
       label: 'Merge duplicate',
       form: (close: () => void) => (
         <CommandForm
@@ -289,61 +295,60 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
         />
       ),
     },
-    can(role, `POST /customers/:id/${c.status === 'inactive' ? 'reactivate' : 'deactivate'}`) &&
-      c.status !== 'forgotten' && {
-        label: c.status === 'inactive' ? 'Reactivate' : 'Deactivate',
-        form: (close: () => void) => (
-          <CommandForm
-            title={c.status === 'inactive' ? 'Reactivate the customer' : 'Deactivate the customer'}
-            submitLabel={c.status === 'inactive' ? 'Reactivate' : 'Deactivate'}
-            onCancel={close}
-            fields={c.status === 'inactive' ? [] : [{ name: 'reason', label: 'Reason' }]}
-            submit={async (v) =>
-              act(close)(
-                command(`${path}/${c.status === 'inactive' ? 'reactivate' : 'deactivate'}`, text(v.reason) ? { reason: text(v.reason) } : {}, {
-                  ifMatch: c.revision,
-                }),
-              )
-            }
-          />
-        ),
-      },
-    can(role, 'POST /customers/:id/forget') &&
-      c.status !== 'forgotten' && {
-        label: 'Forget…',
-        form: (close: () => void) => (
-          <CommandForm
-            title={`Forget ${c.name}`}
-            submitLabel="Forget this customer for good"
-            danger
-            onCancel={close}
-            fields={[
-              { name: 'confirm', label: `I understand that this erases ${c.name}'s personal data and cannot be undone`, type: 'checkbox', required: true },
-            ]}
-            submit={async (v) => {
-              if (v.confirm !== true) throw new Error('Tick the confirmation first.');
-              await act(close)(command(`${path}/forget`, {}, { ifMatch: c.revision }));
-            }}
-          >
-            <div class="warning">
-              <p>Forgetting deletes this customer's encryption key (crypto-shredding). Erased for good, in every event and read model:</p>
-              <ul>
-                <li>
-                  name <strong>{c.name}</strong>, email <strong>{c.email}</strong>
-                  {c.phone ? (
-                    <>
-                      , phone <strong>{c.phone}</strong>
-                    </>
-                  ) : null}
-                </li>
-                <li>the subject and text of {props.feedbackCount} feedback item(s) and the staff replies to them</li>
-              </ul>
-              <p>Kept: purchases, refunds, deals and amounts (anonymous), and the audit history, whose hash chains stay verifiable.</p>
-            </div>
-          </CommandForm>
-        ),
-      },
+    offers(`POST /customers/:id/${c.status === 'inactive' ? 'reactivate' : 'deactivate'}`) && {
+      label: c.status === 'inactive' ? 'Reactivate' : 'Deactivate',
+      form: (close: () => void) => (
+        <CommandForm
+          title={c.status === 'inactive' ? 'Reactivate the customer' : 'Deactivate the customer'}
+          submitLabel={c.status === 'inactive' ? 'Reactivate' : 'Deactivate'}
+          onCancel={close}
+          fields={c.status === 'inactive' ? [] : [{ name: 'reason', label: 'Reason' }]}
+          submit={async (v) =>
+            act(close)(
+              command(`${path}/${c.status === 'inactive' ? 'reactivate' : 'deactivate'}`, text(v.reason) ? { reason: text(v.reason) } : {}, {
+                ifMatch: c.revision,
+              }),
+            )
+          }
+        />
+      ),
+    },
+    offers('POST /customers/:id/forget') && {
+      label: 'Forget…',
+      form: (close: () => void) => (
+        <CommandForm
+          title={`Forget ${c.name}`}
+          submitLabel="Forget this customer for good"
+          danger
+          onCancel={close}
+          fields={[
+            { name: 'confirm', label: `I understand that this erases ${c.name}'s personal data and cannot be undone`, type: 'checkbox', required: true },
+          ]}
+          submit={async (v) => {
+            if (v.confirm !== true) throw new Error('Tick the confirmation first.');
+            await act(close)(command(`${path}/forget`, {}, { ifMatch: c.revision }));
+          }}
+        >
+          <div class="warning">
+            <p>Forgetting deletes this customer's encryption key (crypto-shredding). Erased for good, in every event and read model:</p>
+            <ul>
+              <li>
+                name <strong>{c.name}</strong>, email <strong>{c.email}</strong>
+                {c.phone ? (
+                  <>
+                    , phone <strong>{c.phone}</strong>
+                  </>
+                ) : null}
+              </li>
+              <li>the subject and text of {props.feedbackCount} feedback item(s) and the staff replies to them</li>
+            </ul>
+            <p>Kept: purchases, refunds, deals and amounts (anonymous), and the audit history, whose hash chains stay verifiable.</p>
+          </div>
+        </CommandForm>
+      ),
+    },
   ]);
+  if (forgotten) return <p class="muted">This customer was forgotten: the server accepts no further commands on the record.</p>;
   if (actions.length === 0) return <p class="muted">The {role} role has no actions on customers.</p>;
   return (
     <section aria-labelledby="customer-actions-title">

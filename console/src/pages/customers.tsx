@@ -1,8 +1,8 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { command, get, query, type Page } from '../api.ts';
 import { href, navigate } from '../router.ts';
 import type { Customer } from '../types.ts';
-import { can, CommandForm, day, Loading, money, Pager, ProblemBox, seesNames, text, useLoad, usePager, Head } from '../ui.tsx';
+import { can, CommandForm, day, Loading, money, Pager, ProblemBox, seesNames, text, useLoad, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 const SORTS = [
@@ -13,22 +13,55 @@ const SORTS = [
   ['-orderCount', 'Orders, most first'],
 ] as const;
 
+const DEFAULT_SORT = '-createdAt';
+
+interface Filters {
+  search: string;
+  tag: string;
+  status: string;
+  sort: string;
+}
+
+/**
+ * The list's filters and pages live in the hash (`#/customers?search=…&cursor=…`): Back restores them
+ * and a changed hash applies. A role that sees names masked gets no name search nor sort by name, even
+ * from a link: the screen says they are not offered, and the API refuses them.
+ */
+const filtersOf = (params: URLSearchParams, names: boolean): Filters => {
+  const sort = params.get('sort') ?? DEFAULT_SORT;
+  return {
+    search: names ? (params.get('search') ?? '') : '',
+    tag: params.get('tag') ?? '',
+    status: params.get('status') ?? '',
+    sort: SORTS.some(([value]) => value === sort) && (names || sort.replace(/^-/, '') !== 'name') ? sort : DEFAULT_SORT,
+  };
+};
+
 export const CustomersPage = ({ role, params }: { role: Role; params: URLSearchParams }) => {
-  const [search, setSearch] = useState(params.get('search') ?? '');
-  const [tag, setTag] = useState(params.get('tag') ?? '');
-  const [status, setStatus] = useState('');
-  const [sort, setSort] = useState('-createdAt');
-  const [applied, setApplied] = useState({ search, tag, status, sort });
-  const [creating, setCreating] = useState(false);
-  const pager = usePager([applied]);
-  const list = useLoad(
-    (signal) => get<Page<Customer>>(`/customers${query({ ...applied, limit: 25, cursor: pager.cursor })}`, { signal }),
-    [JSON.stringify(applied), pager.cursor],
-  );
   const names = seesNames(role);
+  const applied = filtersOf(params, names);
+  const cursors = params.getAll('cursor');
+  const [search, setSearch] = useState(applied.search);
+  const [tag, setTag] = useState(applied.tag);
+  const [status, setStatus] = useState(applied.status);
+  const [sort, setSort] = useState(applied.sort);
+  const [creating, setCreating] = useState(false);
+  const shown = JSON.stringify(applied);
+  // The form shows what the list applies, also after Back or a link followed while the list is open.
+  useEffect(() => {
+    setSearch(applied.search);
+    setTag(applied.tag);
+    setStatus(applied.status);
+    setSort(applied.sort);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [shown]);
+  const cursor = cursors[cursors.length - 1];
+  const list = useLoad((signal) => get<Page<Customer>>(`/customers${query({ ...applied, limit: 25, cursor })}`, { signal }), [shown, cursor]);
+  const go = (filters: Filters, pages: string[]) =>
+    navigate('customers', { ...filters, sort: filters.sort === DEFAULT_SORT ? undefined : filters.sort, cursor: pages });
   const apply = (event: Event) => {
     event.preventDefault();
-    setApplied({ search: names ? search.trim() : '', tag: tag.trim(), status, sort });
+    go({ search: names ? search.trim() : '', tag: tag.trim(), status, sort }, []);
   };
   return (
     <section aria-labelledby="customers-title">
@@ -130,7 +163,12 @@ export const CustomersPage = ({ role, params }: { role: Role; params: URLSearchP
             </tbody>
           </table>
           {list.data.items.length === 0 ? <p>No customer matches.</p> : null}
-          <Pager page={pager.page} nextCursor={list.data.nextCursor} next={pager.next} previous={pager.previous} />
+          <Pager
+            page={cursors.length + 1}
+            nextCursor={list.data.nextCursor}
+            next={(next) => go(applied, [...cursors, next])}
+            previous={() => go(applied, cursors.slice(0, -1))}
+          />
         </>
       ) : null}
     </section>

@@ -28,11 +28,11 @@ interface ApiKey {
   lastUsedAt: string | null;
 }
 
-/** `/ready` answers 503 with the same body when not ready: both are a report to show. */
-const readiness = async (signal: AbortSignal): Promise<Ready> => {
-  const response = await fetch('/ready', { signal });
-  return (await response.json()) as Ready;
-};
+/**
+ * `/ready` answers 503 with the same body when not ready: both are a report to show. Through the
+ * shared request, so a server that cannot be reached says so as on every other screen.
+ */
+const readiness = async (signal: AbortSignal): Promise<Ready> => (await (await request('/ready', { signal, answers: [503] })).json()) as Ready;
 
 export const OperationsPage = ({ role }: { role: Role }) => {
   const [tick, setTick] = useState(0);
@@ -83,9 +83,9 @@ export const OperationsPage = ({ role }: { role: Role }) => {
               </tbody>
             </table>
           </>
-        ) : (
+        ) : ready.loading ? (
           <Loading what="projections" />
-        )}
+        ) : null}
       </section>
       {can(role, 'GET /admin/api-keys') ? <ApiKeys /> : null}
     </section>

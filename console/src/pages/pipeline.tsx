@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { command, get, query, type Accepted, type Page, type Problem } from '../api.ts';
+import { command, get, getPages, query, type Accepted, type Page, type Problem } from '../api.ts';
 import { href } from '../router.ts';
 import { DEAL_STAGES, type Deal } from '../types.ts';
 import { can, CommandForm, day, Loading, money, pct, ProblemBox, problemOf, text, numberOf, useLoad, useReloadWhenStale, Head } from '../ui.tsx';
@@ -19,13 +19,17 @@ interface Pipeline {
   byMonth: PipelineRow[];
 }
 
+const BOARD_PAGE = 500;
+
 export const PipelinePage = ({ role }: { role: Role }) => {
   const [waitFor, setWaitFor] = useState<string | undefined>();
   const [problem, setProblem] = useState<Problem | null>(null);
   const [closing, setClosing] = useState<{ deal: Deal; outcome: 'won' | 'lost' } | null>(null);
+  // Pages of BOARD_PAGE deals the board shows; "Show more" adds one (the board said to filter a list the console has not).
+  const [pages, setPages] = useState(1);
   const deals = useLoad(
-    (signal) => get<Page<Deal>>(`/deals${query({ status: 'open', limit: 500, sort: 'expectedCloseDate', waitFor })}`, { signal }),
-    [waitFor],
+    (signal) => getPages<Deal>((cursor) => `/deals${query({ status: 'open', limit: BOARD_PAGE, sort: 'expectedCloseDate', cursor, waitFor })}`, pages, signal),
+    [waitFor, pages],
   );
   const closed = useLoad((signal) => get<Page<Deal>>(`/deals${query({ sort: '-updatedAt', limit: 100, waitFor })}`, { signal }), [waitFor]);
   const summary = useLoad((signal) => get<Pipeline>(`/pipeline${query({ waitFor })}`, { signal }), [waitFor]);
@@ -45,6 +49,9 @@ export const PipelinePage = ({ role }: { role: Role }) => {
   const move = (deal: Deal, stage: string) =>
     stage !== deal.stage ? run(command(`/deals/${deal.id}/stage`, { stage }, { ifMatch: deal.revision })) : undefined;
   const byId = new Map(deals.data?.items.map((d) => [d.id, d]));
+  // The deal as the board has it now: after a 409 the board reloads, and the form sends that revision
+  // (it kept the one of the click, and every further try was refused the same way).
+  const closingDeal = closing ? (byId.get(closing.deal.id) ?? closing.deal) : null;
 
   return (
     <section aria-labelledby="pipeline-title">
@@ -56,19 +63,21 @@ export const PipelinePage = ({ role }: { role: Role }) => {
           : `The ${role} role can look but not change deals.`}
       </p>
       <ProblemBox problem={problem ?? deals.problem} />
-      {closing ? (
+      {closing && closingDeal ? (
         <CommandForm
-          title={`Mark "${closing.deal.title}" ${closing.outcome}`}
+          title={`Mark "${closingDeal.title}" ${closing.outcome}`}
           submitLabel={`Mark ${closing.outcome}`}
           onCancel={() => setClosing(null)}
+          revision={closingDeal.revision}
           fields={
             closing.outcome === 'won'
-              ? [{ name: 'amount', label: `Final amount (${closing.deal.currency}; blank: ${closing.deal.amount})`, type: 'number', step: '0.01' }]
+              ? [{ name: 'amount', label: `Final amount (${closingDeal.currency}; blank: ${closingDeal.amount})`, type: 'number', step: '0.01' }]
               : [{ name: 'reason', label: 'Reason lost', required: true }]
           }
           submit={async (v) => {
-            const body = closing.outcome === 'won' ? (numberOf(v.amount) !== undefined ? { amount: numberOf(v.amount) } : {}) : { reason: text(v.reason) };
-            setWaitFor((await command(`/deals/${closing.deal.id}/${closing.outcome}`, body, { ifMatch: closing.deal.revision })).position);
+            const amount = numberOf(v.amount, 'amount');
+            const body = closing.outcome === 'won' ? (amount !== undefined ? { amount } : {}) : { reason: text(v.reason) };
+            setWaitFor((await command(`/deals/${closingDeal.id}/${closing.outcome}`, body, { ifMatch: closingDeal.revision })).position);
             setClosing(null);
           }}
         />
@@ -76,8 +85,10 @@ export const PipelinePage = ({ role }: { role: Role }) => {
       {deals.loading && !deals.data ? <Loading what="deals" /> : null}
       {deals.data?.nextCursor ? (
         <p class="notice" role="status" data-testid="board-cut">
-          The board shows the first {deals.data.items.length} open deals by expected close date; the stage totals count every open deal. Filter the deals list
-          to see the others.
+          The board shows the first {deals.data.items.length} open deals by expected close date; the stage totals count every open deal.{' '}
+          <button type="button" disabled={deals.loading} onClick={() => setPages(pages + 1)}>
+            {deals.loading ? 'Loading…' : `Show ${BOARD_PAGE} more`}
+          </button>
         </p>
       ) : null}
       <div class="board">

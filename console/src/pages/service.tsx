@@ -1,11 +1,12 @@
 import { useEffect, useState } from 'preact/hooks';
-import { command, get, query, type Accepted, type Page } from '../api.ts';
+import { command, get, getPages, query, type Accepted } from '../api.ts';
 import { href } from '../router.ts';
 import type { Feedback } from '../types.ts';
 import { ActionPanel, allowed, can, CommandForm, Loading, numberOf, pct, ProblemBox, Stat, text, useLoad, useReloadWhenStale, when, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 const PRIORITIES = ['low', 'normal', 'high', 'urgent'] as const;
+const QUEUE_PAGE = 200;
 
 /** "3 h 20 min left" or "overdue by 2 d 4 h", refreshed every 30 s. */
 const Countdown = ({ due }: { due: string | null }) => {
@@ -29,14 +30,18 @@ const byUrgency = (a: Feedback, b: Feedback): number =>
 
 export const ServicePage = ({ role, selected }: { role: Role; selected: string | undefined }) => {
   const [waitFor, setWaitFor] = useState<string | undefined>();
+  // Pages of QUEUE_PAGE tickets per status; "Show more" adds one (tickets past the first page were unreachable).
+  const [pages, setPages] = useState(1);
   const queue = useLoad(
     async (signal) => {
-      const pages = await Promise.all(
-        ['open', 'in_progress'].map((status) => get<Page<Feedback>>(`/feedback${query({ status, sort: 'resolutionDueAt', limit: 200, waitFor })}`, { signal })),
+      const lists = await Promise.all(
+        ['open', 'in_progress'].map((status) =>
+          getPages<Feedback>((cursor) => `/feedback${query({ status, sort: 'resolutionDueAt', limit: QUEUE_PAGE, cursor, waitFor })}`, pages, signal),
+        ),
       );
-      return pages.flatMap((p) => p.items).sort(byUrgency);
+      return { items: lists.flatMap((p) => p.items).sort(byUrgency), cut: lists.some((p) => p.nextCursor !== null) };
     },
-    [waitFor],
+    [waitFor, pages],
   );
   return (
     <section aria-labelledby="service-title">
@@ -49,7 +54,7 @@ export const ServicePage = ({ role, selected }: { role: Role; selected: string |
           <table class="grid" data-testid="queue">
             <Head columns={['Subject', 'Priority', 'Status', 'Assignee', 'Resolution SLA']} />
             <tbody>
-              {queue.data?.map((f) => (
+              {queue.data?.items.map((f) => (
                 <tr key={f.id} class={f.id === selected ? 'selected' : undefined}>
                   <td>
                     <a href={href(`service/${f.id}`)}>{f.subject}</a>
@@ -64,6 +69,14 @@ export const ServicePage = ({ role, selected }: { role: Role; selected: string |
               ))}
             </tbody>
           </table>
+          {queue.data?.cut ? (
+            <p class="notice" role="status" data-testid="queue-cut">
+              The queue shows the first {queue.data.items.length} tickets (up to {pages * QUEUE_PAGE} per status, the soonest due first); more are waiting.{' '}
+              <button type="button" disabled={queue.loading} onClick={() => setPages(pages + 1)}>
+                {queue.loading ? 'Loading…' : 'Show more'}
+              </button>
+            </p>
+          ) : null}
         </section>
         {/* Keyed by the item: a reply typed for one ticket was sent to the next one opened. */}
         {selected ? <FeedbackDetail key={selected} id={selected} role={role} waitFor={waitFor} done={(a) => setWaitFor(a.position)} /> : null}
@@ -156,7 +169,7 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
         { name: 'csat', label: 'CSAT (1-5)', type: 'number', required: true },
         { name: 'comment', label: 'Comment' },
       ],
-      (v) => ({ csat: numberOf(v.csat), ...(text(v.comment) ? { comment: text(v.comment) } : {}) }),
+      (v) => ({ csat: numberOf(v.csat, 'csat'), ...(text(v.comment) ? { comment: text(v.comment) } : {}) }),
       'rating',
       false,
     ),

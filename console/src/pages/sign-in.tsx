@@ -36,7 +36,7 @@ export const SignIn = ({ onSignedIn, notice }: { onSignedIn: (session: Session) 
           <label for="api-key">API key</label>
           <input id="api-key" name="api-key" type="password" autocomplete="off" required value={key} onInput={(e) => setKey(e.currentTarget.value)} />
         </div>
-        <ProblemBox problem={problem} />
+        <ProblemBox problem={problem} focus />
         <button type="submit" class="primary" disabled={busy || key.trim() === ''}>
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
