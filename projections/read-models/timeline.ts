@@ -82,7 +82,8 @@ const yesNo = (b: boolean) => (b ? 'given' : 'withdrawn');
 export function summarize(event: CrmEvent): string {
   switch (event.type) {
     case 'CustomerRegistered':
-      return `Customer registered${event.data.source ? ` (source: ${event.data.source})` : ''}, marketing consent ${yesNo(event.data.marketingConsent)}`;
+      // Nothing was withdrawn at a registration: without consent it reads so.
+      return `Customer registered${event.data.source ? ` (source: ${event.data.source})` : ''}, ${event.data.marketingConsent ? 'marketing consent given' : 'no marketing consent'}`;
     case 'CustomerContactDetailsChanged': {
       const fields = ['name', 'email', 'phone', 'company'].filter((f) => (event.data as Record<string, unknown>)[f] !== undefined);
       return `Contact details changed: ${fields.join(', ') || 'none'}`;
@@ -241,8 +242,9 @@ async function absorbTimeline(trx: ProjectionContext['trx'], schema: string, pri
 
 export const timelineProjection: Projection = {
   name: 'customer_timeline',
-  // 2: a primary's timeline includes its merged duplicates' history.
-  version: 2,
+  // 2: a primary's timeline includes its merged duplicates' history. 3: a registration without
+  // consent reads "no marketing consent" (it read "marketing consent withdrawn").
+  version: 3,
   tables: ['customer_timeline', 'timeline_subjects'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-', 'campaign-', 'activity-'] },
   migrate,

@@ -7,6 +7,7 @@ import { personalDataCodec } from '../../projections/codec.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { ratioOf } from '../../projections/read-models/campaign-fold.ts';
+import { summarize } from '../../projections/read-models/timeline.ts';
 import { minorOfNumeric } from '../../shared/money.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { ReadModelTimeout } from '../../projections/errors.ts';
@@ -147,6 +148,10 @@ describe('customer timeline', () => {
     }
     const positions = page!.items.map((e) => BigInt(e.position));
     expect(positions).toEqual([...positions].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+    // A registration withdraws nothing: it says whether consent was given (without, it read "withdrawn").
+    expect(page!.items.find((e) => e.type === 'CustomerRegistered')!.summary).toMatch(/, no marketing consent$/);
+    const registered = { customerId: ids.alice, name: 'A', email: 'a@b.co', phone: null, company: null, tags: [], source: null };
+    expect(summarize({ type: 'CustomerRegistered', data: { ...registered, marketingConsent: true } })).toBe('Customer registered, marketing consent given');
     const purchase = page!.items.find((e) => e.summary.startsWith('Purchase o-1'));
     expect(purchase).toMatchObject({ actor: 'ann', occurredAt: '2026-01-10T10:00:00.000Z', summary: 'Purchase o-1: 120.5 EUR' });
     // Summaries carry no personal data (no name, email, phone, feedback subject or body).
