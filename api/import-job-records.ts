@@ -107,23 +107,30 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
   const isDead = async (handle: Kysely<unknown>, row: Pick<JobRow, 'id' | 'heartbeat_at' | 'now'>): Promise<boolean> =>
     row.now.getTime() - row.heartbeat_at.getTime() > IMPORT_ABANDONED_AFTER_MS || (await liveness.abandoned(handle, lockKey(row.id)));
 
-  const write = async (job: ImportJob): Promise<void> => {
+  /**
+   * Saves the job while it is recorded as running: a job another process told dead (its heartbeat
+   * stale through a long outage) is not brought back to life, and false says so.
+   */
+  const write = async (job: ImportJob): Promise<boolean> => {
     const from = rejectedSaved.get(job.id) ?? 0;
     const added = job.rejectedRows.slice(from);
-    await db.transaction().execute(async (trx) => {
-      await sql`UPDATE ${jobs} SET status = ${job.status}, bytes = ${job.bytes}, counts = ${JSON.stringify(job.counts)}::jsonb,
+    const saved = await db.transaction().execute(async (trx) => {
+      const updated = await sql`UPDATE ${jobs} SET status = ${job.status}, bytes = ${job.bytes}, counts = ${JSON.stringify(job.counts)}::jsonb,
           rejected_rows_truncated = ${job.rejectedRowsTruncated}, unread_columns = ${JSON.stringify(job.unreadColumns)}::jsonb,
           error = ${job.error}, finished_at = ${job.finishedAt}::timestamptz,
           heartbeat_at = now()
-        WHERE id = ${job.id}`.execute(trx);
+        WHERE id = ${job.id} AND status = 'running'`.execute(trx);
+      if (Number(updated.numAffectedRows ?? 0) === 0) return false;
       if (added.length > 0) {
         await sql`INSERT INTO ${rejected} (job_id, n, line, reason)
           SELECT ${job.id}::uuid, n, line, reason
             FROM unnest(${added.map((_, i) => from + i)}::int[], ${added.map((r) => r.line)}::int[], ${added.map((r) => r.reason)}::text[]) AS r(n, line, reason)
           ON CONFLICT DO NOTHING`.execute(trx);
       }
+      return true;
     });
-    rejectedSaved.set(job.id, from + added.length);
+    if (saved) rejectedSaved.set(job.id, from + added.length);
+    return saved;
   };
 
   /** Lets go of a job this process holds: its end saved, or given up on. */
@@ -180,6 +187,7 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
 
     async finish(job) {
       // Held until its end is saved: let go with the row still `running`, it read as killed or crashed.
+      // A job recorded as failed meanwhile by another process keeps that end.
       await write(job);
       await letGo(job);
     },

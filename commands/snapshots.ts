@@ -24,9 +24,10 @@ import { CompactIds, compactStateForm, compactStateFromForm, type CompactStateFo
 export const SNAPSHOT_FORMAT = 'customer.2';
 
 /**
- * A stream read with at least this many events after its snapshot (or from its start) is saved once a
- * batch has appended to it: streams that were cheap to read are not written again for nothing (a
- * first import of a history writes none), and a stream that was expensive is saved once.
+ * A stream read with at least this many events after its snapshot (or from its start) is saved as
+ * soon as it is read (commands/batch.ts `load`): streams that were cheap to read are not written again
+ * for nothing (a first import of a history writes none), and a stream that was expensive is saved
+ * once, whether or not the batch appends to it (a file run again appends nothing).
  */
 export const SNAPSHOT_AFTER_EVENTS = 8;
 

@@ -74,6 +74,16 @@ export class ImportAborted extends Error {
   }
 }
 
+/** Another server recorded the job as failed while this one waited for the database (its heartbeat went stale). */
+export class ImportTakenOver extends Error {
+  constructor() {
+    super(
+      'the database was away longer than a job stays alive unsaved, and another server recorded this import as failed: send the same file again (nothing is appended twice)',
+    );
+    this.name = 'ImportTakenOver';
+  }
+}
+
 export class ImportBusy extends Error {
   constructor(readonly runningId: string) {
     super(`Import ${runningId} of the same key is still running; wait for it to finish`);
@@ -116,8 +126,11 @@ export interface ImportJobRecords {
    * (in any process still alive): then nothing is recorded and that import's id is returned.
    */
   claim(job: ImportJob): Promise<{ busy: string } | undefined>;
-  /** Saves the job's progress: bytes, counts, status, and the bad rows added since the last save. */
-  save(job: ImportJob): Promise<void>;
+  /**
+   * Saves the job's progress: bytes, counts, status, and the bad rows added since the last save; false
+   * (nothing saved) when the job is no longer recorded as running (another process told it dead).
+   */
+  save(job: ImportJob): Promise<boolean>;
   /** Saves the job as it ended and lets it go; throws, still holding it, when the save fails. */
   finish(job: ImportJob): Promise<void>;
   /** Lets the job go unsaved (its end could not be recorded): everyone reads it as failed. */
@@ -226,7 +239,12 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
     const save = () => {
       lastSaved = Date.now();
       // A failed save (the database blipped) is retried by the next one; only the last must succeed.
-      chain = chain.then(() => records.save(job)).catch(() => undefined);
+      chain = chain
+        .then(() => records.save(job))
+        .then(
+          () => undefined,
+          () => undefined,
+        );
     };
     const heartbeat = setInterval(save, HEARTBEAT_MS);
     heartbeat.unref();
@@ -352,53 +370,65 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
       /**
        * The import of the spooled file; after a database fault, again from the file's start once the
        * database answers (a reset ended a job of 20,000 rows at its 1,000th, the file deleted). A rerun
-       * counts the rows this job stored before as present: they are taken off, and its refusals replace
-       * the ones reported before.
+       * counts the rows this job stored before as present: they are taken off; the rows it refused
+       * before are not reported twice. Before each rerun the job must still be this process's: after an
+       * outage longer than IMPORT_ABANDONED_AFTER_MS another server may have recorded it as failed (and
+       * started the key's next import), and then this one stops.
        */
       const importSpooled = async (): Promise<ImportOutcome> => {
         const backoff = createBackoff({ initialMs: 200, maxMs: 5_000 });
+        /** Rows stored by this job's earlier attempts (each attempt's own, from its raw counts). */
         let storedBefore = 0;
+        let attempt: ImportCounts | undefined;
+        /** The last line refused and reported by an earlier attempt: a rerun refuses the same rows again. */
+        let reportedUpTo = 0;
         let outageSince: number | undefined;
         const ours = <C extends ImportCounts>(counts: C): C => ({ ...counts, alreadyPresent: Math.max(0, counts.alreadyPresent - storedBefore) });
         for (;;) {
-          job.rejectedRows = [];
-          job.rejectedRowsTruncated = false;
           try {
-            return ours(
-              await runImport(options.batch, parseRecords(createReadStream(file), format, encoding), {
-                kind,
-                actor,
-                ...(forbidden ? { forbidden } : {}),
-                ...(defaultOwner !== undefined ? { defaultOwner } : {}),
-                ...(defaultOwnerHint !== undefined ? { defaultOwnerHint } : {}),
-                signal: stop.signal,
-                onRejected: (row) => {
-                  if (job.rejectedRows.length < maxReported) job.rejectedRows.push(row);
-                  else job.rejectedRowsTruncated = true;
-                },
-                onProgress: (counts) => {
-                  job.counts = ours(counts);
-                  if (outageSince !== undefined) {
-                    outageSince = undefined;
-                    backoff.reset();
-                    job.error = null;
-                  }
-                  progress.changed();
-                },
-              }),
-            );
+            const outcome = await runImport(options.batch, parseRecords(createReadStream(file), format, encoding), {
+              kind,
+              actor,
+              ...(forbidden ? { forbidden } : {}),
+              ...(defaultOwner !== undefined ? { defaultOwner } : {}),
+              ...(defaultOwnerHint !== undefined ? { defaultOwnerHint } : {}),
+              signal: stop.signal,
+              onRejected: (row) => {
+                if (row.line <= reportedUpTo) return;
+                if (job.rejectedRows.length < maxReported) job.rejectedRows.push(row);
+                else job.rejectedRowsTruncated = true;
+              },
+              onProgress: (counts) => {
+                attempt = counts;
+                job.counts = ours(counts);
+                if (outageSince !== undefined) {
+                  outageSince = undefined;
+                  backoff.reset();
+                  job.error = null;
+                }
+                progress.changed();
+              },
+            });
+            return ours(outcome);
           } catch (error) {
             if (!(error instanceof EventStoreUnavailable) || stop.signal.aborted) throw error;
             outageSince ??= Date.now();
-            if (Date.now() - outageSince >= DATABASE_AWAITED_MS) throw error;
-            storedBefore = job.counts.imported - job.counts.alreadyPresent;
+            if (attempt) storedBefore += attempt.imported - attempt.alreadyPresent;
+            attempt = undefined;
+            reportedUpTo = Math.max(reportedUpTo, job.rejectedRows.at(-1)?.line ?? 0);
             job.error = `waiting for the database (${error.message}); the import goes on by itself, from the start of the file (nothing is stored twice)`;
             progress.changed();
-            await pause(backoff.next(), stop.signal);
-            if (stop.signal.aborted)
-              throw new Error('stopped by a shutdown while waiting for the database: send the same file again to finish (nothing is appended twice)', {
-                cause: error,
-              });
+            // Until the database answers (the job's record is saved) and says the job is still ours.
+            for (let held: boolean | undefined; held === undefined;) {
+              if (Date.now() - outageSince >= DATABASE_AWAITED_MS) throw error;
+              await pause(backoff.next(), stop.signal);
+              if (stop.signal.aborted)
+                throw new Error('stopped by a shutdown while waiting for the database: send the same file again to finish (nothing is appended twice)', {
+                  cause: error,
+                });
+              held = await records.save(job).catch(() => undefined);
+              if (held === false) throw new ImportTakenOver();
+            }
           }
         }
       };

@@ -142,8 +142,11 @@ const readingHeader = async (input: Readable): Promise<{ header: string; stream:
 /** `12,50`: a number with a decimal comma (thousands separators are not read: `1.234,50` stays text, refused). */
 const DECIMAL_COMMA = /^-?\d+,\d+$/;
 
-/** `1.234`, `12.500`: three digits after each dot, which a spreadsheet writing decimal commas writes for thousands. */
-const DOTTED_THOUSANDS = /^-?\d{1,3}(\.\d{3})+$/;
+/**
+ * `1.234`, `12.500`: three digits after each dot, which a spreadsheet writing decimal commas writes for
+ * thousands (`0.125` cannot be thousands: read as written).
+ */
+const DOTTED_THOUSANDS = /^-?[1-9]\d{0,2}(\.\d{3})+$/;
 
 /**
  * A semicolon file's numbers are written with a decimal comma: read as the number they are. A number

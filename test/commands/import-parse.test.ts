@@ -47,6 +47,7 @@ describe('CSV files', () => {
       { line: 4, row: { amount: '12.50', subject: 'z' } },
     ]);
     expect(await records('amount,subject\n1.234,x\n', 'csv')).toEqual([{ line: 2, row: { amount: '1.234', subject: 'x' } }]);
+    expect(await records('probability;amount\n0.125;-0.500\n', 'csv')).toEqual([{ line: 2, row: { probability: '0.125', amount: '-0.500' } }]);
     // A comma file keeps commas, whatever its cells hold (tags separated by semicolons, a quoted header).
     expect(await records('"name;alias",email,tags\nAda,ada@example.com,vip;b2b;x\n', 'csv')).toEqual([
       { line: 2, row: { 'name;alias': 'Ada', email: 'ada@example.com', tags: 'vip;b2b;x' } },
