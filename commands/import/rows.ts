@@ -199,19 +199,33 @@ const timeOf = (row: Row, ...names: string[]): string | undefined => {
   if (PLAIN_DATE.test(value)) return instant(column, value, value.slice(0, 4), value.slice(5, 7), value.slice(8, 10));
   // Written as the API takes it: kept as given, so files imported before keep their idempotency keys.
   if (IsoDateTimeText.safeParse(value).success) return value;
+  const parts = writtenTime(column, value);
+  if (parts) return instant(column, value, ...parts);
+  throw new RowRejected(`${column}: ${JSON.stringify(value)} is not a time; write 2019-12-31, 2019-12-31 10:00 (UTC) or 2019-12-31T10:00:00+02:00`);
+};
+
+/**
+ * The parts of a time written year first (`2019/12/31 10:00`) or day first (`31.12.2019`), as
+ * `instant` takes them; a slashed date with the year last is refused (it reads two ways); undefined
+ * for anything else.
+ */
+const writtenTime = (
+  column: string,
+  value: string,
+): [y: string, mo: string, d: string, h?: string, mi?: string, sec?: string, fraction?: string, zone?: string] | undefined => {
   const yearFirst = YEAR_FIRST.exec(value);
   if (yearFirst) {
     const [, y, , mo, d, h, mi, sec, fraction, zone] = yearFirst;
-    return instant(column, value, y!, mo!, d!, h, mi, sec, fraction, zone);
+    return [y!, mo!, d!, h, mi, sec, fraction, zone];
   }
   const dayFirst = DAY_FIRST.exec(value);
   if (dayFirst) {
     const [, d, mo, y, h, mi, sec] = dayFirst;
-    return instant(column, value, y!, mo!, d!, h, mi, sec);
+    return [y!, mo!, d!, h, mi, sec];
   }
   if (SLASHED_YEAR_LAST.test(value))
     throw new RowRejected(`${column}: ${JSON.stringify(value)} could be month/day or day/month; write the date as year-month-day (2019-12-31)`);
-  throw new RowRejected(`${column}: ${JSON.stringify(value)} is not a time; write 2019-12-31, 2019-12-31 10:00 (UTC) or 2019-12-31T10:00:00+02:00`);
+  return undefined;
 };
 
 /**
@@ -222,19 +236,8 @@ const timeOf = (row: Row, ...names: string[]): string | undefined => {
 const dateOf = (row: Row, column: string): string | undefined => {
   const value = text(row, column);
   if (value === undefined || PLAIN_DATE.test(value)) return value;
-  const yearFirst = YEAR_FIRST.exec(value);
-  const dayFirst = yearFirst ? undefined : DAY_FIRST.exec(value);
-  const parts: [string, string, string] | undefined = yearFirst
-    ? [yearFirst[1]!, yearFirst[3]!, yearFirst[4]!]
-    : dayFirst
-      ? [dayFirst[3]!, dayFirst[2]!, dayFirst[1]!]
-      : undefined;
-  if (!parts) {
-    if (SLASHED_YEAR_LAST.test(value))
-      throw new RowRejected(`${column}: ${JSON.stringify(value)} could be month/day or day/month; write the date as year-month-day (2019-12-31)`);
-    return value;
-  }
-  return instant(column, value, ...parts).slice(0, 10);
+  const [y, mo, d] = writtenTime(column, value) ?? [];
+  return y && mo && d ? instant(column, value, y, mo, d).slice(0, 10) : value;
 };
 
 /**
