@@ -23,6 +23,15 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
   const pageErrors: string[] = [];
   let customer: { id: string; name: string; orderCount: number };
   const orderId = `E2E-${randomUUID().slice(0, 8)}`;
+  /** A new open deal of the test's customer, through the API (the demo data may have none left open). */
+  const openDeal = async (title: string, amount: number, expectedCloseDate: string) => {
+    const opened = await crm.api<{ id: string; position: string }>('/deals', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ customerId: customer.id, title, amount, currency: 'EUR', ownerId: 'e2e.owner', expectedCloseDate }),
+    });
+    expect(opened.status).toBe(201);
+    return opened;
+  };
 
   beforeAll(async () => {
     [crm, browser] = await Promise.all([startConsoleServer('console', 150), launchChromium()]);
@@ -258,18 +267,7 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
 
   it('moves a deal along the board (menu, then drag) and marks it won', async () => {
     // A fresh lead of our own: the small demo data set may have no open deal left.
-    const opened = await crm.api<{ id: string }>('/deals', crm.adminKey, {
-      method: 'POST',
-      body: JSON.stringify({
-        customerId: customer.id,
-        title: 'Console test deal',
-        amount: 5000,
-        currency: 'EUR',
-        ownerId: 'e2e.owner',
-        expectedCloseDate: '2027-03-31',
-      }),
-    });
-    expect(opened.status).toBe(201);
+    const opened = await openDeal('Console test deal', 5000, '2027-03-31');
     const dealId = opened.body.id;
     await page.goto(`${crm.url}/#/pipeline`);
     const select = page.locator(`#move-${dealId}`);
@@ -296,18 +294,7 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
   });
 
   it('marks a deal won after a 409: the form then sends the deal as it stands, keeping what was typed', async () => {
-    const opened = await crm.api<{ id: string; position: string }>('/deals', crm.adminKey, {
-      method: 'POST',
-      body: JSON.stringify({
-        customerId: customer.id,
-        title: 'Console stale deal',
-        amount: 7000,
-        currency: 'EUR',
-        ownerId: 'e2e.owner',
-        expectedCloseDate: '2027-01-31',
-      }),
-    });
-    expect(opened.status).toBe(201);
+    const opened = await openDeal('Console stale deal', 7000, '2027-01-31');
     const dealId = opened.body.id;
     await crm.api(`/deals/${dealId}?waitFor=${opened.body.position}`);
     await page.goto(`${crm.url}/#/pipeline`);
