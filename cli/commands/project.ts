@@ -1,5 +1,6 @@
 import { stringValue, UsageError, type CliCommand } from '../command.ts';
 import { armShutdownDeadline, untilAborted } from '../shutdown.ts';
+import { openWhenDatabaseAnswers } from '../wait-for-database.ts';
 
 const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 
@@ -11,7 +12,8 @@ export const projectCommand: CliCommand = {
   details: `
 Follows the event store's global feed from each projection's checkpoint and keeps the read models
 in PostgreSQL current. Each batch commits with its checkpoint, so stopping it (Ctrl-C) or a crash
-at any point loses nothing and applies nothing twice: start it again and it resumes.
+at any point loses nothing and applies nothing twice: start it again and it resumes. A database
+that cannot be reached at start is waited for (up to 10 minutes, a line a minute).
 
 Several workers split the projections: each holds a lease on its fair share (ceil(projections /
 live workers)) and runs only those. Ctrl-C releases the leases at once; a crashed worker's leases run
@@ -33,7 +35,7 @@ code 124.`,
       throw new UsageError(`--worker-id must be 1 to 128 letters, digits or . _ : @ - (got "${workerId.slice(0, 60)}")`);
     }
     const { openCrm } = await import('../../runtime/crm.ts');
-    const runtime = await openCrm(run.config, { holdSetUpLock: true, workerId, existingOnly: true });
+    const runtime = await openWhenDatabaseAnswers(run, () => openCrm(run.config, { holdSetUpLock: true, workerId, existingOnly: true }));
     const deadline = armShutdownDeadline({ signal: run.signal, timeoutMs: run.config.shutdown.timeoutMs, err: run.err, pending: () => runtime.pendingClose() });
     try {
       await runtime.startProjections();

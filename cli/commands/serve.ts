@@ -7,6 +7,7 @@ import { createBackoff, pause } from '../../eventstore/backoff.ts';
 import { demoPlan, demoState, DemoLoadTracker, loadDemo } from '../demo.ts';
 import { createProgress } from '../progress.ts';
 import { armShutdownDeadline, untilAborted } from '../shutdown.ts';
+import { openWhenDatabaseAnswers } from '../wait-for-database.ts';
 
 const options: Record<string, OptionWithHelp> = {
   port: { type: 'string', short: 'p', description: 'HTTP port (overrides PORT)' },
@@ -60,7 +61,8 @@ Starts the API on HOST:PORT (default 127.0.0.1:3000). With no DATABASE_URL it ru
 PostgreSQL (PGlite) in CRM_DATA_DIR (default ./.crm-data), kept across restarts, and loads demo data
 on the first start. The projections run in the same process unless CRM_PROJECTIONS=off (then run
 \`crm project\` beside it). The first admin key comes from CRM_ADMIN_KEY or is generated on the first
-start and printed once. Ctrl-C (or SIGTERM) stops it cleanly: requests in flight get
+start and printed once. A database server that cannot be reached at start is waited for (up to
+10 minutes, a line a minute), so the server comes up once PostgreSQL does. Ctrl-C (or SIGTERM) stops it cleanly: requests in flight get
 CRM_SHUTDOWN_DRAIN_MS (5 s) to finish while new ones get 503, and a stop that takes longer than
 CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code 124.`,
   database: { kind: 'rerunnable', note: 'it resumes where it stopped (an interrupted demo load too)' },
@@ -80,7 +82,7 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
       err: run.err,
       pending: () => [...(closing.http ? ['http'] : []), ...(closing.demo ? ['demo load'] : []), ...(closing.runtime?.pendingClose() ?? ['start-up'])],
     });
-    const runtime = await openCrm(config, { holdSetUpLock: true, servesCommands: true }).catch((error: unknown) => {
+    const runtime = await openWhenDatabaseAnswers(run, () => openCrm(config, { holdSetUpLock: true, servesCommands: true })).catch((error: unknown) => {
       deadline.disarm();
       throw error;
     });

@@ -76,3 +76,38 @@ describe('crm project while the database goes away', () => {
     expect(await worker.stop('SIGTERM'), worker.stderr).toBe(0);
   }, 180_000);
 });
+
+describe('a server started while the database refuses', () => {
+  it.each([['serve'], ['project']])(
+    'crm %s waits for it, says so, and starts once it answers',
+    async (command) => {
+      proxy.refuse();
+      const server = new Server(tmpdir(), schemaEnv(schemas, { DATABASE_URL: proxy.urlThrough(TEST_DATABASE_URL), PORT: '0', CRM_DEMO: 'off' }), command);
+      processes.push(server);
+      await server.waitFor(/The database is not available: .*\n\s+Waiting for it \(up to 10 min; Ctrl-C stops\)/, 60_000, 'stderr');
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(server.running, `it ended while the database refused:\n${server.stderr}`).toBe(true);
+      proxy.pass();
+      await server.waitFor(/The database answers after \d+ s; starting\./, 60_000, 'stderr');
+      if (command === 'serve') {
+        const [, url] = await server.waitFor(/API:\s+(http:\/\/\S+)/, 60_000);
+        expect((await fetch(`${url}/health`)).status).toBe(200);
+      } else {
+        await server.waitFor(/Projections are running/, 60_000, 'stderr');
+      }
+      await projected(await register(`Started after a wait (${command})`));
+      expect(await server.stop('SIGTERM'), server.stderr).toBe(0);
+    },
+    180_000,
+  );
+
+  it('Ctrl-C while it waits stops it at once, saying nothing was started', async () => {
+    proxy.refuse();
+    const server = new Server(tmpdir(), schemaEnv(schemas, { DATABASE_URL: proxy.urlThrough(TEST_DATABASE_URL), PORT: '0', CRM_DEMO: 'off' }));
+    processes.push(server);
+    await server.waitFor(/Waiting for it/, 60_000, 'stderr');
+    expect(await server.stop('SIGINT')).toBe(130);
+    expect(server.stderr).toContain('stopped while waiting for the database; nothing was started');
+    proxy.pass();
+  }, 120_000);
+});
