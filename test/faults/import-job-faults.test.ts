@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImportJobRecords } from '../../api/import-job-records.ts';
 import type { BatchCommands } from '../../commands/batch.ts';
@@ -111,4 +112,51 @@ describe('an import job while the database is away', () => {
       }
     },
   );
+
+  it('gives up, without a rerun, when another server recorded it failed while it waited, and leaves that record as it is', { timeout: 120_000 }, async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const sent = new Map<string, number>();
+    const batch: BatchCommands = {
+      ...crm.batch,
+      submitBatch: async (items) => {
+        const first = items[0] && 'prepared' in items[0] ? String(items[0].prepared.command.email) : '';
+        sent.set(first, (sent.get(first) ?? 0) + 1);
+        if (first === 'takeover-1000@example.com') await gate;
+        return crm.batch.submitBatch(items);
+      },
+    };
+    const jobs = createImportJobs({ batch, records: createImportJobRecords(crm.database.db, schemas.read), maxBytes: 10_000_000 });
+    const direct = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await direct.connect();
+    const rows = 2_500;
+    const body = ['name,email', ...Array.from({ length: rows }, (_, i) => `Person ${i},takeover-${i}@example.com`)].join('\n');
+    try {
+      const job = await jobs.start({ kind: 'customers', format: 'csv', body: Readable.from([body]), actor, owner: 'key-takeover' });
+      await until('the first batch to be reported', () => sent.get('takeover-1000@example.com') === 1 && job.counts.imported === 1_000);
+      proxy.resetAll();
+      proxy.refuse();
+      open();
+      await until('the job to wait for the database', () => /waiting for the database/.test(job.error ?? ''));
+      // What another server does to a job whose heartbeat went stale (api/import-job-records.ts).
+      const taken = await direct.query(
+        `UPDATE "${schemas.read}".import_jobs SET status = 'failed', error = 'orphaned elsewhere' WHERE id = $1 AND status = 'running'`,
+        [job.id],
+      );
+      expect(taken.rowCount).toBe(1);
+      proxy.pass();
+      await until('the job to end', () => job.status !== 'running');
+      expect(job.status).toBe('failed');
+      expect(job.error).toMatch(/another server recorded this import as failed: send the same file again/);
+      // No rerun: the file's first batch was sent once, and the other server's record stands.
+      expect(sent.get('takeover-0@example.com')).toBe(1);
+      const { rows: records } = await direct.query(`SELECT status, error FROM "${schemas.read}".import_jobs WHERE id = $1`, [job.id]);
+      expect(records).toEqual([{ status: 'failed', error: 'orphaned elsewhere' }]);
+    } finally {
+      open();
+      proxy.pass();
+      await direct.end();
+      await jobs.close();
+    }
+  });
 });
