@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { TIME_AXES } from '../audit/as-of.ts';
 import { Id, IsoDate, IsoDateTime } from '../domain/shared.ts';
+import { GlobalPositionText } from '../eventstore/position.ts';
 import type { Actor } from '../domain/metadata.ts';
 import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
 import { commandKeyOf, type IdempotencyGuard } from './idempotency.ts';
@@ -15,14 +16,7 @@ import { ProblemError, REPEATED_PARAMETER, validationProblem } from './problems.
  * cannot hold exactly past 2^53. Checkpoints are PostgreSQL `bigint`s, so no position the read models
  * reach is above 2^63 - 1: a larger `?waitFor=` could only be waited for in vain.
  */
-export const MAX_POSITION = 2n ** 63n - 1n;
-
-export const PositionString = z
-  .string()
-  .regex(/^(0|[1-9][0-9]{0,18})$/, `a global position as a decimal string from 0 to ${MAX_POSITION}, e.g. "123"`)
-  // Guarded: zod runs this check even after the regex failed.
-  .refine((s) => !/^\d{1,19}$/.test(s) || BigInt(s) <= MAX_POSITION, `a global position from 0 to ${MAX_POSITION}`)
-  .describe('Global position (decimal string) returned by a command');
+export const PositionString = GlobalPositionText.describe('Global position (decimal string) returned by a command');
 
 export const CommandAccepted = z
   .object({

@@ -1,3 +1,4 @@
+import { MAX_GLOBAL_POSITION } from '../eventstore/position.ts';
 import type { RecordedEvent } from '../shared/events.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import { toAuditEvent, type AuditEvent, type PersonalDataMode } from './event-view.ts';
@@ -70,12 +71,11 @@ const parseRevisionCursor = (cursor: string | null | undefined): number | undefi
   return Number(cursor);
 };
 
-const MAX_POSITION = 9_223_372_036_854_775_807n;
-
 export const parsePositionCursor = (cursor: string | null | undefined): bigint | undefined => {
   if (cursor === undefined || cursor === null || cursor === '') return undefined;
   // Positions are 64-bit (PostgreSQL bigint): a larger number is no position, not a query that fails.
-  if (!/^\d{1,19}$/.test(cursor) || BigInt(cursor) > MAX_POSITION) throw new InvalidAuditQuery('cursor', 'cursor must be a position from a previous page');
+  if (!/^\d{1,19}$/.test(cursor) || BigInt(cursor) > MAX_GLOBAL_POSITION)
+    throw new InvalidAuditQuery('cursor', 'cursor must be a position from a previous page');
   return BigInt(cursor);
 };
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SafeText } from '../domain/shared.ts';
+import { GlobalPositionText } from '../eventstore/position.ts';
 import { EVENT_PATTERN, patternMatchesSomething } from './envelope.ts';
 import { MASKED_PASSWORD, splitPassword } from './url-password.ts';
 
@@ -68,14 +69,7 @@ export const ChangedWebhookUrl = AnyWebhookUrl.describe(
 
 export const WebhookDescription = SafeText.trim().max(500).describe('What the subscription is for');
 
-/** The largest global position (PostgreSQL bigint). */
-const MAX_POSITION = 2n ** 63n - 1n;
-
-export const ReplayPosition = z
-  .string()
-  .regex(/^\d{1,19}$/, 'a global position as a decimal string')
-  .refine((value) => BigInt(value) <= MAX_POSITION, `at most ${MAX_POSITION}`)
-  .describe('Deliver again every matching event from this position (inclusive) on, in order');
+export const ReplayPosition = GlobalPositionText.describe('Deliver again every matching event from this position (inclusive) on, in order');
 
 /** A week: long enough for a receiver's deployment, short enough that a replaced secret leaves deliveries (and the table) soon. */
 export const MAX_PREVIOUS_SECRET_SECONDS = 7 * 86_400;

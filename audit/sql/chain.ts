@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { backDated, verifyStreamChains, type ChainVerification } from '../../eventstore/postgres/chain.ts';
 import { FINAL_POSITION_BOUND } from '../../eventstore/postgres/migrations.ts';
+import { MAX_GLOBAL_POSITION } from '../../eventstore/position.ts';
 import { settlesWithin } from '../../shared/deadline.ts';
 import type { SqlDatabase } from '../../shared/sql.ts';
 import { createTableOnce } from '../create-table.ts';
@@ -48,13 +49,10 @@ export interface ChainAnchor {
   globalHash: string;
 }
 
-/** Positions are PostgreSQL bigints: a larger number names no seal that could ever exist. */
-const MAX_POSITION = 2n ** 63n - 1n;
-
 /** `<position>:<64 hex digits>`, as `crm verify --chain` prints the head; undefined when malformed. */
 export const parseChainAnchor = (text: string): ChainAnchor | undefined => {
   const match = /^(\d{1,19}):([0-9a-f]{64})$/i.exec(text.trim());
-  if (!match || BigInt(match[1]!) > MAX_POSITION) return undefined;
+  if (!match || BigInt(match[1]!) > MAX_GLOBAL_POSITION) return undefined;
   return { position: BigInt(match[1]!), globalHash: match[2]!.toLowerCase() };
 };
 

@@ -143,6 +143,11 @@ describe('webhook subscriptions over HTTP', () => {
       const tooFar = expectProblem(await replay('9999999999999999999'), 400, 'validation');
       expect(tooFar.errors?.map((e) => e.field)).toContain('fromPosition');
       expectProblem(await replay('9223372036854775808'), 400, 'validation');
+      // Text that is no number at all is a field error too (a BigInt of it threw: a 500).
+      for (const text of ['abc', '1e3', '1.5', '\uff11\uff12', '-1', '']) {
+        const refused = expectProblem(await replay(text), 400, 'validation');
+        expect(refused.errors?.map((e) => e.field)).toEqual(['fromPosition']);
+      }
       // Past the head (the next event's position at most), the checkpoint would wait there while every
       // event recorded meanwhile went undelivered, the subscription shown running and nothing behind.
       const head = await h.store.headPosition();
