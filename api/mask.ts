@@ -6,7 +6,8 @@ export const MASKED = '[masked]';
 
 // `company` too: a sole trader's business name is their name.
 export const CUSTOMER_PERSONAL_FIELDS = ['name', 'email', 'phone', 'company'] as const;
-export const FEEDBACK_PERSONAL_FIELDS = ['subject', 'body'] as const;
+/** What the customer wrote, and the resolution, which quotes them (a record as it stood shows it). */
+export const FEEDBACK_PERSONAL_FIELDS = ['subject', 'body', 'resolution'] as const;
 /** What was said or is to be done: about the customer. */
 export const ACTIVITY_PERSONAL_FIELDS = ['body'] as const;
 

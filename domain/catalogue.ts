@@ -49,6 +49,8 @@ export const personalFields: Partial<Record<CrmEventType, { subject: string; fie
   FeedbackSubmitted: { subject: 'customerId', fields: ['subject', 'body'] },
   // Staff replies quote the customer; forgetting the customer erases them too.
   FeedbackResponded: { subject: 'customerId', fields: ['message'] },
+  // A resolution says what was done for the customer, quoting them as often as a reply does.
+  FeedbackResolved: { subject: 'customerId', fields: ['resolution'] },
   // The customer's comment on a rating is their own words, as the feedback's body is.
   FeedbackRated: { subject: 'customerId', fields: ['comment'] },
   // An activity's body (what was said, what to do) is about the customer, on a deal too (the deal's customer).

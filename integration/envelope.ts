@@ -90,7 +90,7 @@ export const PUBLIC_EVENT_TYPES: Readonly<Record<CrmEventType, PublicType>> = {
   FeedbackAssigned: feedback('Feedback was assigned.'),
   FeedbackResponded: feedback('Staff responded to the customer.', ['message']),
   FeedbackEscalated: feedback('Feedback was escalated (for example on an SLA breach).'),
-  FeedbackResolved: feedback('Feedback was resolved.'),
+  FeedbackResolved: feedback('Feedback was resolved.', ['resolution']),
   FeedbackReopened: feedback('Feedback was reopened.'),
   FeedbackClosed: feedback('Feedback was closed.'),
   FeedbackRated: feedback("The customer's rating of the resolution.", ['comment']),

@@ -126,10 +126,9 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
   feedback: {
     filters: FeedbackListFilters,
     projection: 'feedback',
-    // The first reply and the rating comment are personal as the events hold them (encrypted, erased
-    // with the customer); the resolution is stored in clear (the staff's note), but it quotes the
-    // customer as often as a reply does: masked for an analyst as every feedback text is.
-    personalFields: [...FEEDBACK_PERSONAL_FIELDS, 'firstResponse', 'resolution', 'ratingComment'],
+    // The first reply, the resolution and the rating comment are personal as the events hold them
+    // (encrypted, erased with the customer; resolutions recorded before they were stay in clear).
+    personalFields: [...FEEDBACK_PERSONAL_FIELDS, 'firstResponse', 'ratingComment'],
     personalFilters: [],
     list:
       ({ queries }, scope) =>

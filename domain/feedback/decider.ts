@@ -197,7 +197,9 @@ export const createFeedbackDecider = (sla: SlaPolicy = defaultSlaPolicy): Decide
       case 'ResolveFeedback':
         assertWorkable(state, command);
         assertNotBefore(command.occurredAt, state.firstRespondedAt, 'feedback.resolved_before_response', 'the first response');
-        return [{ type: 'FeedbackResolved', data: { feedbackId, resolution: command.resolution } }];
+        return [
+          { type: 'FeedbackResolved', data: { feedbackId, ...(state.customerId ? { customerId: state.customerId } : {}), resolution: command.resolution } },
+        ];
       case 'ReopenFeedback': {
         const status = assertExists(state, command);
         if (status === 'closed') throw invalidState('feedback.closed', `Feedback ${feedbackId} is closed`, 'feedbackId');

@@ -46,7 +46,12 @@ export const FeedbackEscalated = z.object({
   firstResponseDueAt: IsoDateTime,
   resolutionDueAt: IsoDateTime,
 });
-export const FeedbackResolved = z.object({ feedbackId: Id, resolution: SafeText.trim().min(1).max(10_000) });
+/**
+ * The resolution quotes the customer as a reply does: personal data when `customerId` is present
+ * (encrypted with that customer's key, erased when they are forgotten); resolutions recorded before
+ * the field existed carry no customer id and stay as stored.
+ */
+export const FeedbackResolved = z.object({ feedbackId: Id, customerId: Id.optional(), resolution: SafeText.trim().min(1).max(10_000) });
 export const FeedbackReopened = z.object({ feedbackId: Id, reason: SafeText.max(2000).nullable(), resolutionDueAt: IsoDateTime });
 export const FeedbackClosed = z.object({ feedbackId: Id });
 /**

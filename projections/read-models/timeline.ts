@@ -174,14 +174,17 @@ const subjectOf = (event: CrmEvent): string | undefined => {
   return undefined;
 };
 
-const isActivity = (event: CrmEvent): boolean => event.type.startsWith('Activity');
+/** The events that name the customer their subject (a deal, a feedback item, an activity) belongs to. */
+const OPENS_SUBJECT: ReadonlySet<string> = new Set(['DealOpened', 'FeedbackSubmitted', 'ActivityLogged']);
 
 async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[]): Promise<void> {
   const subjects = new RowSet(trx, schema, TIMELINE_SUBJECTS);
-  // An activity names its customer, but follows its subject row too: after a merge it belongs to the primary.
+  // Every later event of a subject follows the subject's row, which a merge moves to the primary: the
+  // customer id some carry (an activity, a feedback reply, resolution or rating) is the one they were
+  // recorded for, whose key encrypts their personal fields, and a merge does not change it.
   await subjects.load(
     events
-      .filter((e) => !('customerId' in (e.event.data as object)) || isActivity(e.event))
+      .filter((e) => !OPENS_SUBJECT.has(e.event.type))
       .map((e) => subjectOf(e.event))
       .filter((s): s is string => !!s),
   );
@@ -195,9 +198,9 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
     const data = event.data as Record<string, unknown>;
     let customerId = typeof data.customerId === 'string' ? data.customerId : undefined;
     const subject = subjectOf(event);
-    if (event.type === 'DealOpened' || event.type === 'FeedbackSubmitted' || event.type === 'ActivityLogged') {
+    if (OPENS_SUBJECT.has(event.type)) {
       if (subject && customerId) subjects.put({ subject_id: subject, customer_id: customerId });
-    } else if ((!customerId || isActivity(event)) && subject) {
+    } else if (subject) {
       customerId = subjects.get(subject)?.customer_id ?? customerId;
     }
     if (!customerId) continue;
@@ -243,8 +246,9 @@ async function absorbTimeline(trx: ProjectionContext['trx'], schema: string, pri
 export const timelineProjection: Projection = {
   name: 'customer_timeline',
   // 2: a primary's timeline includes its merged duplicates' history. 3: a registration without
-  // consent reads "no marketing consent" (it read "marketing consent withdrawn").
-  version: 3,
+  // consent reads "no marketing consent" (it read "marketing consent withdrawn"). 4: a feedback item's
+  // later events follow the item to the primary after a merge (they went to the duplicate).
+  version: 4,
   tables: ['customer_timeline', 'timeline_subjects'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-', 'campaign-', 'activity-'] },
   migrate,

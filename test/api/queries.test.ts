@@ -80,6 +80,13 @@ describe('read your writes through the query routes', () => {
     const feedback = json(await get('analyst', `/feedback/${fb.id}`));
     expect(feedback.subject).toBe('[masked]');
     expect(JSON.stringify(feedback)).not.toContain('Details');
+    // The resolution quotes the customer: masked in the record as it stood too (it showed as written).
+    const resolved = await post('support', `/feedback/${fb.id}/resolve`, { resolution: 'Sent Private Person a new one' }, { 'if-match': `"${fb.revision}"` });
+    const asItStood = json(await get('analyst', `/feedback/${fb.id}?asOf=${new Date(Date.now() + 1_000).toISOString()}&waitFor=${resolved.position}`));
+    expect(asItStood).toMatchObject({ id: fb.id, status: 'resolved', resolution: '[masked]' });
+    expect(json(await get('auditor', `/feedback/${fb.id}?asOf=${new Date(Date.now() + 1_000).toISOString()}`)).resolution).toBe(
+      'Sent Private Person a new one',
+    );
     // Searching by name or email would re-identify the people masked for analysts.
     expectProblem(await get('analyst', `/customers?search=Private`), 403, 'forbidden');
     // So would a page sorted by the masked names (their alphabetical order); other sorts are open.

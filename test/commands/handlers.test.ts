@@ -226,7 +226,12 @@ describe('command handling on PostgreSQL', () => {
     expect(JSON.stringify(replyRows[0]!.data)).not.toContain('Ada Lovelace');
     expect(replyRows[0]!.data).toMatchObject({ customerId: id });
     // So is the customer's comment on a rating: their own words, as the complaint is.
-    await commands.execute({ type: 'ResolveFeedback', feedbackId: feedback.id, resolution: 'Replaced' }, ctx());
+    // And the resolution, which says what was done for the customer (an address, a name).
+    await commands.execute({ type: 'ResolveFeedback', feedbackId: feedback.id, resolution: 'Replaced, sent to Ada Lovelace at 12 Pine St' }, ctx());
+    const { rows: resolutionRows } = await sql<{ data: unknown }>`
+      SELECT data FROM ${sql.table(`${schemas.events}.events`)} WHERE stream = ${feedback.stream} AND type = 'FeedbackResolved'`.execute(database.db);
+    expect(JSON.stringify(resolutionRows[0]!.data)).not.toContain('Pine St');
+    expect(resolutionRows[0]!.data).toMatchObject({ customerId: id });
     await commands.execute({ type: 'RateFeedback', feedbackId: feedback.id, csat: 2, comment: 'Ada Lovelace, still waiting' }, ctx());
     const { rows: ratingRows } = await sql<{ data: unknown }>`
       SELECT data FROM ${sql.table(`${schemas.events}.events`)} WHERE stream = ${feedback.stream} AND type = 'FeedbackRated'`.execute(database.db);
@@ -243,6 +248,7 @@ describe('command handling on PostgreSQL', () => {
     expect(feedbackEvents[0]!.event.data).toMatchObject({ subject: ERASED, body: ERASED });
     expect(feedbackEvents.map((d) => d.event.type)).toEqual(['FeedbackSubmitted', 'FeedbackResponded', 'FeedbackResolved', 'FeedbackRated']);
     expect(feedbackEvents[1]!.event.data).toMatchObject({ message: ERASED, firstResponse: true });
+    expect(feedbackEvents[2]!.event.data).toMatchObject({ resolution: ERASED });
     expect(feedbackEvents[3]!.event.data).toMatchObject({ csat: 2, comment: ERASED });
 
     const { state } = await commands.loadAggregate('customer', id);

@@ -43,7 +43,7 @@ const submitted = (priority: FeedbackPriority, firstResponseDueAt: string, resol
 });
 const normal = submitted('normal', '2026-03-02T18:00:00.000Z', '2026-03-05T10:00:00.000Z');
 const ev = (type: FeedbackEvent['type'], extra: Record<string, unknown> = {}) => ({ type, data: { feedbackId: F, ...extra } }) as FeedbackEvent;
-const resolved = ev('FeedbackResolved', { resolution: 'Refunded shipping' });
+const resolved = ev('FeedbackResolved', { customerId: CUST, resolution: 'Refunded shipping' });
 const closed = ev('FeedbackClosed');
 
 describe('feedback: submit and SLA deadlines', () => {
@@ -315,7 +315,7 @@ describe('feedback: status and priority as the state reads them', () => {
     spec
       .given([normal, resolved, reopened])
       .when(cmd('ResolveFeedback', { resolution: 'Resent' }))
-      .then([ev('FeedbackResolved', { resolution: 'Resent' })]);
+      .then([ev('FeedbackResolved', { customerId: CUST, resolution: 'Resent' })]);
   });
   it('escalates one step at a time: low to normal, then high, then urgent, and no further', () => {
     const low = submitted('low', '2026-03-03T10:00:00.000Z', '2026-03-07T10:00:00.000Z');

@@ -67,8 +67,9 @@ beforeAll(async () => {
   // After the merge: the duplicate's task is completed, and a note is logged on its deal (it goes to the primary).
   await run({ type: 'CompleteActivity', activityId: task });
   await run({ type: 'LogActivity', activityId: dealNote, dealId: deal, kind: 'note', subject: 'Signed' });
-  // After the merge: the duplicate's deal is won and its feedback resolved.
+  // After the merge: the duplicate's deal is won and its feedback answered and resolved.
   await run({ type: 'WinDeal', dealId: deal });
+  await run({ type: 'RespondToFeedback', feedbackId: feedback, message: 'It is on its way' });
   await run({ type: 'ResolveFeedback', feedbackId: feedback, resolution: 'Sent the manual' });
   // After the merge: a refund of the duplicate's order, recorded on the duplicate (its stream holds the order).
   await run({ type: 'RefundPurchase', customerId: duplicate, orderId: 'd-2', refundId: 'r-2', amount: 5, currency: 'EUR' });
@@ -129,6 +130,13 @@ describe('a merge in the read models', () => {
     expect(types.filter((t) => t === 'PurchaseRecorded')).toHaveLength(3);
     expect(types).toEqual(expect.arrayContaining(['PurchaseRefunded', 'DealOpened', 'FeedbackSubmitted', 'CustomerMerged', 'DealWon', 'FeedbackResolved']));
     expect(timeline!.items.filter((e) => e.type === 'CustomerRegistered')).toHaveLength(2);
+    // The feedback's reply and resolution name the duplicate (whose key encrypts them), but follow the item to the primary.
+    expect(
+      timeline!.items
+        .filter((e) => e.stream === `feedback-${feedback}`)
+        .map((e) => e.type)
+        .sort(),
+    ).toEqual(['FeedbackResolved', 'FeedbackResponded', 'FeedbackSubmitted']);
     // The duplicate's task, its completion after the merge, and the note on the duplicate's deal.
     expect(timeline!.items.filter((e) => e.stream === `activity-${task}`).map((e) => e.type)).toEqual(['ActivityLogged', 'ActivityCompleted']);
     expect(timeline!.items.filter((e) => e.stream === `activity-${dealNote}`).map((e) => e.type)).toEqual(['ActivityLogged']);
