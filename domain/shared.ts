@@ -13,6 +13,12 @@ const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbf
 /** True when PostgreSQL can store the text: no NUL and no unpaired UTF-16 surrogate. */
 export const isStorableText = (text: string): boolean => !text.includes('\u0000') && !UNPAIRED_SURROGATE.test(text);
 export const STORABLE_TEXT_RULE = 'must not contain NUL (U+0000) or an unpaired UTF-16 surrogate';
+/**
+ * The text with what PostgreSQL cannot store replaced by U+FFFD, for text a caller gave that is only
+ * reported back (a file's column name), never for what a command records (that is refused instead).
+ */
+export const storableForm = (text: string): string =>
+  isStorableText(text) ? text : text.replaceAll('\u0000', '\ufffd').replace(new RegExp(UNPAIRED_SURROGATE.source, 'g'), '\ufffd');
 
 /** The one base of every text field (names, ids, tags, reasons, free text, currency...). */
 export const SafeText = z.string().refine(isStorableText, STORABLE_TEXT_RULE);

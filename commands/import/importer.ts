@@ -1,6 +1,7 @@
 import { ZodError } from 'zod';
 import { DomainError } from '../../domain/errors.ts';
 import type { Actor } from '../../domain/metadata.ts';
+import { storableForm } from '../../domain/shared.ts';
 import { IdempotencyConflict } from '../../eventstore/errors.ts';
 import { MAX_STREAMS_PER_APPEND } from '../../eventstore/contract.ts';
 import { streamsOf, type BatchCommands, type BatchOutcome, type PreparedItem } from '../batch.ts';
@@ -443,6 +444,9 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   if (!interrupted || early.length > 0) await flush();
   await stored();
   const kind = counts.kind ?? options.kind;
-  const unreadColumns = [...fileColumns].filter((column) => !readColumns.has(column) && !(kind && documentedColumns[kind].has(column))).sort();
+  // Named as the file spells them, but storable: a header holding NUL made the job's record unsavable.
+  const unreadColumns = [
+    ...new Set([...fileColumns].filter((column) => !readColumns.has(column) && !(kind && documentedColumns[kind].has(column))).map(storableForm)),
+  ].sort();
   return { ...counts, kind, interrupted, ...(unreadableFrom ? { unreadableFrom } : {}), unreadColumns };
 }

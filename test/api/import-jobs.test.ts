@@ -176,6 +176,16 @@ describe('import jobs', () => {
     expect(await jobsWith().get(job.id)).toMatchObject({ unreadColumns: ['tgas'] });
   });
 
+  it('names a column whose name PostgreSQL cannot store with U+FFFD in its place, and records the job done', async () => {
+    // The rows were stored, but the job's record could not be (jsonb refuses NUL and lone surrogates):
+    // it read "killed or crashed" with no rows counted, however often the file was sent again.
+    const jobs = jobsWith();
+    const job = await start(jobs, csv('name,email,no\u0000te,\ud800x', 'Odd Header,odd-header@example.com,a,b'), 'key-odd-header');
+    await ended(job);
+    expect(job).toMatchObject({ status: 'done', error: null, unreadColumns: ['no\ufffdte', '\ufffdx'], counts: { imported: 1 } });
+    expect(await jobsWith().get(job.id)).toMatchObject({ status: 'done', unreadColumns: ['no\ufffdte', '\ufffdx'], counts: { imported: 1 } });
+  });
+
   it('takes NDJSON', async () => {
     const jobs = jobsWith();
     const body = Readable.from([`${JSON.stringify({ name: 'Lin', email: 'lin@jobs.example' })}\n[1]\n`]);
