@@ -3,6 +3,8 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { ruleFor } from './roles.ts';
 import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
 import { createAuthGuard } from './auth/guard.ts';
 import { createScopeGuard } from './auth/scope-guard.ts';
@@ -148,6 +150,12 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   app.setNotFoundHandler((request, reply) => problemErrorHandler(unmatched(request), request, reply));
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routeList.push({ method, url: route.url });
+    // A route of the API that takes no query parameters refuses any (api/README.md): `?limit=1` on a
+    // route that pages nothing returned everything, and the client could not tell. Public routes
+    // (probes, the docs, the console's files) are left as they are.
+    const methods = [route.method].flat();
+    if (route.schema?.querystring === undefined && methods.every((method) => ruleFor(method, route.url).access !== 'public'))
+      route.schema = { ...route.schema, querystring: z.strictObject({}) };
   });
   app.decorate('routeList', routeList);
   app.decorate('keys', keys);

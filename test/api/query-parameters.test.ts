@@ -90,6 +90,34 @@ describe('a query parameter sent twice', () => {
   });
 });
 
+describe('a query parameter no route takes', () => {
+  it('is a 400 naming it on every route of the API, those that take no parameters too', async () => {
+    const routes = (await getRoutes()).filter(
+      (r) => !['/health', '/ready', '/metrics', '/openapi.json', '/', '/console'].includes(r.url) && !r.url.startsWith('/docs'),
+    );
+    expect(routes.length).toBeGreaterThan(45);
+    const failures: string[] = [];
+    for (const { url, parameters } of routes) {
+      // `limit` too: /admin/users?limit=1 answered every user, as if paged.
+      for (const name of ['foo', ...(parameters.some((p) => p.name === 'limit') ? [] : ['limit'])]) {
+        const target = `${concrete(url, parameters)}?${name}=1`;
+        const res = await h.app.inject({ method: 'GET', url: target, headers: h.auth('admin') });
+        const errors = res.statusCode === 400 ? (res.json<{ errors?: { field: string }[] }>().errors ?? []) : [];
+        if (!errors.some((e) => e.field === name)) failures.push(`${target} -> ${res.statusCode} ${res.body.slice(0, 200)}`);
+      }
+    }
+    expect(failures).toEqual([]);
+    // A command route too.
+    const command = await h.app.inject({
+      method: 'POST',
+      url: '/customers?dryRun=1',
+      headers: h.auth('admin'),
+      payload: { name: 'N', email: 'n@example.com' },
+    });
+    expect(expectProblem(command, 400).errors?.map((e) => e.field)).toEqual(['dryRun']);
+  });
+});
+
 describe('time parameters', () => {
   // Found with ?asOf=2026-12-05T15:22:16 (no offset), 1899-12-31T00:00:00Z and 1700000000000, and
   // /audit/events?from=garbage: each a 400 whose only message was "Invalid input".
