@@ -100,7 +100,11 @@ const trustedProxies = (trusted: TrustedProxies): string[] | ((address: string, 
  */
 
 export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
-  const metrics = createApiMetrics({ projections: deps.projections, publishers: deps.integration });
+  const metrics = createApiMetrics({
+    projections: deps.projections,
+    publishers: deps.integration,
+    ...(deps.store.heldBack ? { heldBack: deps.store.heldBack.bind(deps.store) } : {}),
+  });
   // Before the key is looked up, and for a command that would be refused anyway, before Fastify routes it.
   const backPressure = createBackPressure(
     { ...DEFAULT_BACK_PRESSURE, ...deps.backPressure },

@@ -3,6 +3,7 @@ import type { IntegrationServices } from '../integration/index.ts';
 import { registerPublisherMetrics } from '../integration/metrics.ts';
 import { PROBE_DEADLINE_MS, withDeadline } from './deadline.ts';
 import type { ReadModelProgress } from './deps.ts';
+import { heldBackSeconds, type HeldBack } from '../eventstore/contract.ts';
 
 /**
  * Prometheus metrics of one app instance. Each app has its own registry (tests build several apps
@@ -54,6 +55,8 @@ function scrapeSources(registry: Registry) {
 export function createApiMetrics(options: {
   projections?: ReadModelProgress | undefined;
   publishers?: Pick<IntegrationServices, 'status'> | undefined;
+  /** Committed events no feed can read yet (eventstore/contract.ts `heldBack`), where the store tells. */
+  heldBack?: (() => Promise<HeldBack>) | undefined;
 }): ApiMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -78,6 +81,31 @@ export function createApiMetrics(options: {
     registers: [registry],
   });
   const { projections, publishers } = options;
+  if (options.heldBack) {
+    // The lag gauges measure from the head, which stops below a transaction left open anywhere on the
+    // server: they read 0 while every new event waits behind it. These do not.
+    const held = sources.add('held back', options.heldBack);
+    new Gauge({
+      name: 'crm_events_held_back',
+      help: 'Committed events past the store head, held back by a transaction still open on the PostgreSQL server (any session): no projection can apply them until it ends',
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const value = await held();
+        if (value) this.set(value.events);
+      },
+    });
+    new Gauge({
+      name: 'crm_events_held_back_seconds',
+      help: 'Seconds the oldest held-back event has waited (0 when none waits)',
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const value = await held();
+        if (value) this.set(heldBackSeconds(value));
+      },
+    });
+  }
   if (projections) {
     // Read at scrape time: one status call fills every projection's gauges.
     const status = sources.add('projections', () => projections.status());

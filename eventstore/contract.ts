@@ -130,6 +130,12 @@ export interface EventStore {
   subscribeToAll(options?: SubscribeOptions): Observable<SubscriptionMessage>;
   /** Position of the last event visible to readers (0n when empty). */
   headPosition(): Promise<bigint>;
+  /**
+   * Committed events not final yet: on PostgreSQL, those above the oldest transaction still open on the
+   * server (any session's, another application's too), which no feed reads until it ends (README).
+   * Engines whose committed events are final at once leave it out.
+   */
+  heldBack?(): Promise<HeldBack>;
   close(): Promise<void>;
   /**
    * Saved states of streams kept beside the events, where the engine has a place for them
@@ -177,3 +183,13 @@ export const MAX_APPEND_BYTES = 1024 * 1024;
 
 /** `<aggregate>-<id>`: lower-case aggregate name, a dash, then an id without spaces. */
 export const STREAM_NAME_PATTERN = /^[a-z][a-z0-9_]*-[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$/;
+
+/** Committed events the feed cannot read yet, and when the oldest of them was recorded. */
+export interface HeldBack {
+  events: number;
+  oldestRecordedAt: Date | null;
+}
+
+/** How long the oldest held-back event has waited, in whole seconds (0 when none waits). */
+export const heldBackSeconds = (held: HeldBack, now = Date.now()): number =>
+  held.events > 0 && held.oldestRecordedAt ? Math.max(0, Math.round((now - held.oldestRecordedAt.getTime()) / 1_000)) : 0;

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { EventStore } from '../../eventstore/contract.ts';
+import { heldBackSeconds, type EventStore } from '../../eventstore/contract.ts';
 import type { BackgroundLoadStatus, ProjectionStatus, ReadModelProgress } from '../deps.ts';
 import { PROBE_DEADLINE_MS, withDeadline } from '../deadline.ts';
 import type { ApiMetrics } from '../metrics.ts';
@@ -62,6 +62,16 @@ const Ready = z.object({
   head: z.string().describe('The store head position'),
   projections: z.array(PublicProjection),
   reasons: z.array(z.string()),
+  heldBack: z
+    .object({
+      events: z.number().describe('Committed events no feed can read yet'),
+      seconds: z.number().describe('Since the oldest of them was recorded'),
+    })
+    .nullable()
+    .optional()
+    .describe(
+      'Committed events past `head`, held back by a transaction still open on the PostgreSQL server (any session, pg_stat_activity names it): the read models cannot apply them until it ends. Shown, not a reason for not-ready (crm_events_held_back in /metrics)',
+    ),
   publishers: Publishers,
   demo: z
     .object({
@@ -109,11 +119,16 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
   const readiness = async (detailed: boolean) => {
     const reasons: string[] = [];
     // Both probes run at once, each bounded: a stalled database makes /ready say so, not hang.
-    const [head, statuses, publishers] = await Promise.all([
+    const [head, heldBack, statuses, publishers] = await Promise.all([
       withDeadline(options.store.headPosition(), PROBE_DEADLINE_MS, 'the event store').catch((error: unknown) => {
         reasons.push(`event store: ${(error as Error).message}`);
         return 0n;
       }),
+      // Past the head: a lag measured from the head reads 0 while a transaction left open anywhere on
+      // the server (a stalled `crm rebuild` link: up to 10 minutes) keeps every new event from the read
+      // models. Shown, not a reason for not-ready: every replica is held back alike, and a balancer that
+      // took them all out for another application's transaction would turn stale reads into an outage.
+      options.store.heldBack ? withDeadline(options.store.heldBack(), PROBE_DEADLINE_MS, 'the event store').catch(() => undefined) : undefined,
       options.projections
         ? withDeadline(options.projections.status(), PROBE_DEADLINE_MS, 'the projection status').catch((error: unknown) => {
             reasons.push(`projections: ${(error as Error).message}`);
@@ -138,6 +153,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
         reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)`);
       }
     }
+    const heldSeconds = heldBack ? heldBackSeconds(heldBack) : 0;
     const demo = options.demoLoad?.status();
     const demoWhy = demo ? demoReason(demo) : undefined;
     if (demoWhy) reasons.push(demoWhy);
@@ -161,6 +177,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
           owner: p.owner ?? null,
         })),
         reasons,
+        heldBack: heldBack ? { events: heldBack.events, seconds: heldSeconds } : null,
         publishers: publishers?.map((p) => ({
           name: p.name,
           state: p.state,

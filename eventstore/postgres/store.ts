@@ -7,6 +7,7 @@ import type {
   AppendResult,
   EventFilter,
   EventStore,
+  HeldBack,
   ExpectedRevision,
   NewEvent,
   ReadAllOptions,
@@ -466,6 +467,18 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     }
   };
 
+  /** Few rows or none: the position index is read from the bound on. */
+  const heldBack = async (): Promise<HeldBack> => {
+    assertOpen();
+    try {
+      const result = await sql<{ events: string; oldest: Date | null }>`
+        SELECT count(*)::text AS events, min(recorded_at) AS oldest FROM ${s}.events WHERE position >= ${FINAL_POSITION_BOUND}`.execute(db);
+      return { events: Number(result.rows[0]?.events ?? 0), oldestRecordedAt: result.rows[0]?.oldest ?? null };
+    } catch (error) {
+      throw mapError(error);
+    }
+  };
+
   const subscribeToAll = (options: SubscribeOptions = {}): Observable<SubscriptionMessage> =>
     new Observable<SubscriptionMessage>((subscriber) => {
       if (options.fromPosition !== undefined) checkReadAllOptions({ fromPosition: options.fromPosition });
@@ -562,6 +575,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     readAll,
     subscribeToAll,
     headPosition,
+    heldBack,
     async close() {
       if (closed) return;
       closed = true;

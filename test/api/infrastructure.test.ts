@@ -1,7 +1,9 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKeyStore, ensureAdminKey, hashKey } from '../../api/auth/api-keys.ts';
 import { READY_REUSE_MS } from '../../api/routes/ops.ts';
 import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
+import { TEST_DATABASE_URL } from '../support/postgres.ts';
 
 let h: ApiHarness;
 beforeAll(async () => {
@@ -45,6 +47,41 @@ describe('ops routes', () => {
     const body = json(res);
     expect(body.status).toBe('ready');
     expect(body.projections.map((p: { name: string }) => p.name)).toContain('customers');
+  });
+
+  it('shows committed events held back by a transaction left open on the server, in /ready and /metrics, where the lag reads 0', async () => {
+    const open = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await open.connect();
+    try {
+      // What a stalled `crm rebuild` link leaves on the server: a transaction that has a transaction id and stays open.
+      await open.query('BEGIN');
+      await open.query('SELECT pg_current_xact_id()');
+      const created = await h.app.inject({
+        method: 'POST',
+        url: '/customers',
+        headers: h.auth('admin'),
+        payload: { name: 'Held Back', email: `held-${Date.now()}@example.com` },
+      });
+      expect(created.statusCode).toBe(201);
+      await new Promise((resolve) => setTimeout(resolve, 1_200 + READY_REUSE_MS));
+      const ready = json(await h.app.inject({ method: 'GET', url: '/ready' }));
+      expect(ready.heldBack.events).toBeGreaterThanOrEqual(1);
+      expect(ready.heldBack.seconds).toBeGreaterThanOrEqual(1);
+      const metrics = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
+      expect(Number(/^crm_events_held_back (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+      expect(Number(/^crm_events_held_back_seconds (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+      await open.query('COMMIT');
+      const deadline = Date.now() + 30_000;
+      let after = ready;
+      while (Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, READY_REUSE_MS + 50));
+        after = json(await h.app.inject({ method: 'GET', url: '/ready' }));
+        if (after.heldBack.events === 0) break;
+      }
+      expect(after.heldBack).toEqual({ events: 0, seconds: 0 });
+    } finally {
+      await open.end();
+    }
   });
 
   it('serves Prometheus metrics with request counts by route and status', async () => {
