@@ -179,6 +179,15 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   if (named?.name === 'InvalidAuditQuery' && typeof named.field === 'string') {
     return validationProblem([{ field: named.field, message: String(named.message) }]);
   }
+  if (named?.name === 'UnreadableEvent') {
+    // audit/unreadable-event.ts: a stored event changed behind the store. The request is fine and a retry
+    // cannot help: the record cannot be shown in the events' current state, so the event is named.
+    const event = error as { stream?: unknown; revision?: unknown; position?: unknown };
+    return new ProblemError('invalid_state', String(named.message), {
+      code: 'event.unreadable',
+      details: { stream: event.stream, revision: event.revision, position: String(event.position) },
+    });
+  }
   if (named?.name === 'CommandsBusy') {
     // commands/stream-queue.ts: the process is saturated or the stream kept changing; never a conflict.
     const seconds = Number((error as { retryAfterSeconds?: unknown }).retryAfterSeconds) || 1;

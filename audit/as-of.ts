@@ -1,11 +1,12 @@
 import { sql } from 'kysely';
 import { BUSINESS_TIME_SKEW_MS, isBeyondNow } from '../domain/shared.ts';
-import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
+import type { PersonalData } from '../eventstore/personal-data.ts';
 import type { ProjectedEvent, RecordedEvent } from '../shared/events.ts';
 import type { AuditDeps } from './deps.ts';
 import { maskPersonalFields, type PersonalDataMode } from './event-view.ts';
 import { InvalidAuditQuery } from './history.ts';
 import { customerRecordOf, foldRecord, RECORD_KINDS, type AnyRecord, type RecordKind } from './records.ts';
+import { readStoredEvent } from './unreadable-event.ts';
 
 /**
  * A record as it stood at an instant, on one of two time axes.
@@ -116,8 +117,8 @@ async function customerEventsAsOf(
   const linked = [...(await deps.store.readStreams(await linkedStreams(deps, customers))).values()].flat().filter(upTo(instant, time));
   const masked = maskingPersonalData(deps.personalData);
   const decoded: ProjectedEvent[] = [];
-  for (const event of recorded) decoded.push(await decodeRecordedEvent(event, personalData));
-  for (const event of linked) decoded.push(await decodeRecordedEvent(event, masked));
+  for (const event of recorded) decoded.push(await readStoredEvent(event, personalData));
+  for (const event of linked) decoded.push(await readStoredEvent(event, masked));
   decoded.sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
   return { own, decoded };
 }
@@ -189,7 +190,7 @@ export async function stateAsOf(
     last = recorded[recorded.length - 1];
     if (!last) return null;
     const decoded = [];
-    for (const event of recorded) decoded.push(await decodeRecordedEvent(event, personalData));
+    for (const event of recorded) decoded.push(await readStoredEvent(event, personalData));
     record = foldRecord(recordKind, decoded);
   }
   if (!record) return null;

@@ -1,9 +1,12 @@
 import { isCrmEventType, personalFields } from '../domain/catalogue.ts';
 import type { RecordedEvent } from '../eventstore/contract.ts';
 import { isEncrypted, type PersonalData } from '../eventstore/personal-data.ts';
+import { isStoreFault } from './unreadable-event.ts';
 
 /** What a personal field reads as for a caller not allowed to see personal data. */
 export const MASKED = '[masked]';
+/** What a personal field reads as when its stored ciphertext does not decrypt (changed behind the store), told apart from MASKED. */
+export const UNDECRYPTABLE = '[undecryptable]';
 
 /** Whether personal fields are decrypted (erased marker after forget) or masked. */
 export type PersonalDataMode = 'reveal' | 'mask';
@@ -47,11 +50,11 @@ export const maskPersonalFields = (type: string, data: unknown): unknown => {
   return out;
 };
 
-/** Ciphertext that survives a reveal (say, a corrupted field) is never shown raw. */
+/** Ciphertext left undecrypted (a corrupted field, or one under a type renamed) is never shown raw. */
 const hideCiphertext = (data: unknown): unknown => {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) return data;
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(data)) out[key] = isEncrypted(value) ? MASKED : value;
+  for (const [key, value] of Object.entries(data)) out[key] = isEncrypted(value) ? UNDECRYPTABLE : value;
   return out;
 };
 
@@ -63,9 +66,11 @@ export async function toAuditEvent(recorded: RecordedEvent, personalData: Person
   else {
     try {
       data = hideCiphertext(await personalData.reveal(recorded.type, recorded.data));
-    } catch {
-      // A field that no longer decrypts (tampered ciphertext) must not hide the rest of the history.
-      data = maskPersonalFields(recorded.type, recorded.data);
+    } catch (error) {
+      if (isStoreFault(error)) throw error;
+      // A field that no longer decrypts (tampered ciphertext) must not hide the rest of the history,
+      // nor read as masked: the auditor may see it, and it is the tampering that shows.
+      data = hideCiphertext(recorded.data);
     }
   }
   return {

@@ -147,8 +147,9 @@ export function createAuditServices(deps: AuditDeps, options: AuditServicesOptio
                 // Reported after each page only, and not for the page a broken link stops in: the counts checked, as the result says.
                 onProgress({ phase: 'streams', done: result.streams.checked, total: result.streams.checked });
                 onProgress({ phase: 'global', done: result.global.checked, total: result.global.checked });
-                // The head in the form `anchors` takes back (as `crm verify --chain` prints it); none when the chain is broken.
-                return { ...result, headAnchor: result.global.head ? formatChainAnchor(result.global.head) : null };
+                // The head in the form `anchors` takes back (as `crm verify --chain` prints it); none when either chain is
+                // broken: the global walk can end intact over an edited event that only its stream chain catches.
+                return { ...result, headAnchor: result.ok && result.global.head ? formatChainAnchor(result.global.head) : null };
               })
             : services.verifyReadModels({ onProgress: (p) => onProgress({ phase: p.phase, done: p.done, total: p.total }) }),
         recorded,

@@ -1,11 +1,11 @@
 import { sql } from 'kysely';
 import type { RecordedEvent } from '../shared/events.ts';
-import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import { eventsInSql, type AuditDeps } from './deps.ts';
 import { auditEventToJson, toAuditEvent, type AuditEventJson } from './event-view.ts';
 import { subjectEventsSql } from './sql/subject-events.ts';
 import { namesCustomer, OWNED_STREAM_OPENERS, withMergedDuplicates, type SubjectEvents } from './subjects.ts';
 import { customerRecordOf, type CustomerRecord } from './records.ts';
+import { readStoredEvent } from './unreadable-event.ts';
 
 /**
  * `GET /customers/:id/export`: everything the CRM holds about one person (GDPR art. 15 subject
@@ -91,7 +91,7 @@ export async function subjectAccessExport(deps: AuditDeps, customerId: string): 
   if (events.length === 0 && Object.values(tables).every((rows) => rows.length === 0)) return undefined;
   // The profile reads like the customers row: the events of the duplicates, deals and feedback count too (in position order).
   const decoded = [];
-  for (const event of events) if (/^(customer|deal|feedback)-/.test(event.stream)) decoded.push(await decodeRecordedEvent(event, deps.personalData));
+  for (const event of events) if (/^(customer|deal|feedback)-/.test(event.stream)) decoded.push(await readStoredEvent(event, deps.personalData));
   const readModels: SubjectAccessExport['readModels'] = {};
   const analytics: SubjectAccessExport['analytics'] = {};
   for (const [table, rows] of Object.entries(tables)) {

@@ -1,16 +1,18 @@
 import type { ProjectionSkip } from '../projections/skips.ts';
 import type { ChainsVerification } from './sql/chain.ts';
 import type { CheckpointAhead } from '../projections/checkpoints.ts';
-import type { ReadModelVerification } from './verify.ts';
+import type { ReadModelVerification, ReplayFailure } from './verify.ts';
 
 /** Human summaries for `crm verify` (one line each; the CLI prints them and exits 1 unless `ok`). */
 
 const show = (value: unknown): string => (typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value ?? null));
 
 export function describeReadModelVerification(result: ReadModelVerification): string[] {
+  const stopped = result.replayFailures ?? [];
   const lines = [
-    `${result.ok ? 'OK' : 'DIFFERENT'}: ${result.tables.length} tables compared after replaying ${result.events} events ` +
+    `${result.ok ? 'OK' : stopped.length > 0 ? 'INCOMPLETE' : 'DIFFERENT'}: ${result.tables.length} tables compared after replaying ${result.events} events ` +
       `(${result.differences} differing rows, ${result.durationMs} ms)`,
+    ...describeReplayFailures(stopped).map((line) => `  ${line}`),
   ];
   for (const table of result.tables) {
     lines.push(
@@ -45,6 +47,25 @@ export function describeLag(result: Pick<ReadModelVerification, 'positions' | 'h
     `not verified: the events after position ${lowest} (the store's head is ${result.head}): ` +
     `${behind.map(([name]) => name).join(', ')} had not projected them yet; run verify again once the projections caught up (GET /ready)`
   );
+}
+
+/**
+ * The events the verification's own replay stopped on (verify.ts `replayFailures`), one line per event
+ * with the projections that stopped on it and the tables left out of the comparison.
+ */
+export function describeReplayFailures(failures: readonly ReplayFailure[]): string[] {
+  const byEvent = new Map<string, ReplayFailure[]>();
+  for (const f of failures) {
+    const key = `${f.position ?? '?'}`;
+    byEvent.set(key, [...(byEvent.get(key) ?? []), f]);
+  }
+  return [...byEvent.values()].map((group) => {
+    const f = group[0]!;
+    return (
+      `the verification's replay could not apply the event at stream ${f.stream ?? '?'}, revision ${f.revision ?? '?'}, position ${f.position ?? '?'} ` +
+      `(event ${f.eventId ?? '?'}): ${f.error}; not compared (the replay did not complete): ${group.flatMap((g) => g.tables).join(', ')}`
+    );
+  });
 }
 
 /** Live checkpoints past the store's last event (verify.ts `checkpointsAhead`), one line each. */
@@ -95,7 +116,7 @@ export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBr
         ? `position ${broken.position}`
         : 'the link named above';
   return [
-    'The events were changed outside the CRM (edited, deleted or inserted in the database); the commands never do that.',
+    'The events or their seals were changed outside the CRM (edited, deleted or inserted in the database); the commands never do that.',
     'Do not run `crm rebuild`: it would rebuild the read models from the altered events and make them the truth.',
     `Investigate from the first broken link, ${where}: its history (GET /audit/streams/<stream>) and the global log around it (GET /audit/events), compared with a backup.`,
     'Restore the events table from a backup taken before the change (check it with `crm verify --chain` first), then run `crm verify --chain` and `crm verify` again.',
@@ -107,11 +128,27 @@ export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBr
  * job): repairable from the events, once the events themselves are known to be intact.
  */
 export function readModelsNextSteps(
-  result: Pick<ReadModelVerification, 'ok' | 'failedProjections'> & { checkpointsAhead?: readonly CheckpointAhead[] },
+  result: Pick<ReadModelVerification, 'ok' | 'failedProjections'> & {
+    checkpointsAhead?: readonly CheckpointAhead[];
+    replayFailures?: readonly ReplayFailure[];
+    differences?: number;
+  },
 ): string[] {
   if (result.ok) return [];
   const ahead = result.checkpointsAhead ?? [];
+  const stopped = result.replayFailures ?? [];
+  // A check whose only finding is a replay that stopped found no difference to repair.
+  const repair = stopped.length === 0 || ahead.length > 0 || result.failedProjections.length > 0 || (result.differences ?? 1) > 0;
   return [
+    ...(stopped.length > 0
+      ? [
+          `This check's own replay could not apply ${[...new Set(stopped.map((f) => `stream ${f.stream ?? '?'} revision ${f.revision ?? '?'} (position ${f.position ?? '?'})`))].join(', ')}, ` +
+            'a stored event that no longer decodes or validates; the live projections are not concerned by this. ' +
+            'Run `crm verify --chain` to check whether the history was edited: if a chain is broken, do not rebuild (see its advice). ' +
+            'If the chains are intact, the CRM cannot read an event it recorded: report it (`crm rebuild` would stop on the same event). ' +
+            `The tables of ${[...new Set(stopped.map((f) => f.projection))].join(', ')} were not compared.`,
+        ]
+      : []),
     ...(ahead.length > 0
       ? [
           `The read models of ${ahead.map((a) => a.projection).join(', ')} applied events up to a position past the store's last event: ` +
@@ -123,7 +160,11 @@ export function readModelsNextSteps(
     ...(result.failedProjections.length > 0
       ? [`Projections stopped on an event (${result.failedProjections.join(', ')}): \`crm projections\` shows where; retry or skip that event there first.`]
       : []),
-    'First check the events with `crm verify --chain`: if a chain is broken, do not rebuild (see its advice).',
-    'If the chains are intact, the read models were changed outside the CRM or a projection misapplied events: `crm rebuild` rebuilds them from the events and swaps them in; then run `crm verify` again.',
+    ...(repair
+      ? [
+          'First check the events with `crm verify --chain`: if a chain is broken, do not rebuild (see its advice).',
+          'If the chains are intact, the read models were changed outside the CRM or a projection misapplied events: `crm rebuild` rebuilds them from the events and swaps them in; then run `crm verify` again.',
+        ]
+      : []),
   ];
 }

@@ -7,6 +7,7 @@ import { createTableOnce } from './create-table.ts';
 import type { ChainsVerification } from './sql/chain.ts';
 import type { CheckpointAhead } from '../projections/checkpoints.ts';
 import { chainsNextSteps, readModelsNextSteps } from './summary.ts';
+import type { ReplayFailure } from './verify.ts';
 
 /**
  * Background verification jobs, kept in `<read schema>.audit_verifications` so that any API process
@@ -126,10 +127,18 @@ const nextStepsOf = (kind: VerificationKind, result: unknown): string[] => {
     firstBroken?: ChainsVerification['firstBroken'];
     failedProjections?: string[];
     checkpointsAhead?: CheckpointAhead[];
+    replayFailures?: ReplayFailure[];
+    differences?: number;
   };
   return kind === 'chains'
     ? chainsNextSteps({ ok: false, ...(stored.firstBroken ? { firstBroken: stored.firstBroken } : {}) })
-    : readModelsNextSteps({ ok: false, failedProjections: stored.failedProjections ?? [], checkpointsAhead: stored.checkpointsAhead ?? [] });
+    : readModelsNextSteps({
+        ok: false,
+        failedProjections: stored.failedProjections ?? [],
+        checkpointsAhead: stored.checkpointsAhead ?? [],
+        replayFailures: stored.replayFailures ?? [],
+        ...(stored.differences !== undefined ? { differences: stored.differences } : {}),
+      });
 };
 
 /** A finished verification: `ok` decides passed or failed. */

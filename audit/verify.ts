@@ -43,8 +43,15 @@ export interface ReadModelVerification {
   /** Differing rows over all tables. */
   differences: number;
   firstDifference?: RowDifference;
-  /** Projections whose live or replayed run is marked failed (their tables are still compared). */
+  /** Live projections stopped on an event (`crm projections` shows where); their tables are compared as far as they applied. */
   failedProjections: string[];
+  /**
+   * Events the check's own replay could not apply (a stored event that no longer decodes or
+   * validates), one per projection that stopped on one. The live projections may well have applied
+   * it; the tables of these projections are not compared (the replay did not complete), and the
+   * check fails.
+   */
+  replayFailures: ReplayFailure[];
   /**
    * Live checkpoints past the store's last event: the read models say they applied events the
    * store does not hold (events cut from the end of the store, or a checkpoint edited). Each fails
@@ -57,6 +64,19 @@ export interface ReadModelVerification {
    */
   skipped: ProjectionSkip[];
   durationMs: number;
+}
+
+/** An event the verification's replay stopped on, for one projection (read from the shadow's checkpoints). */
+export interface ReplayFailure {
+  projection: string;
+  /** Its tables, left out of the comparison. */
+  tables: string[];
+  position: bigint | null;
+  stream: string | null;
+  /** Null when the event is not found at that position any more. */
+  revision: number | null;
+  eventId: string | null;
+  error: string;
 }
 
 export interface VerifyOptions {
@@ -110,7 +130,7 @@ async function replayTo(
   projections: readonly Projection[],
   targets: Map<string, bigint>,
   onEvents: (events: number) => void,
-): Promise<{ events: number; failed: string[] }> {
+): Promise<{ events: number }> {
   const codec = personalDataCodec(deps.personalData);
   const byPosition = new Map<bigint, Projection[]>();
   for (const projection of projections) {
@@ -118,7 +138,6 @@ async function replayTo(
     byPosition.set(target, [...(byPosition.get(target) ?? []), projection]);
   }
   let events = 0;
-  const failed = new Set<string>();
   for (const [untilPosition, group] of byPosition) {
     if (untilPosition === 0n) continue;
     const before = events;
@@ -132,9 +151,38 @@ async function replayTo(
       onProgress: (progress) => onEvents(before + progress.events),
     });
     events += result.events;
-    for (const name of result.failed) failed.add(name);
   }
-  return { events, failed: [...failed] };
+  return { events };
+}
+
+/**
+ * Where the shadow's projections stopped: a replay that failed marks its checkpoint as a live
+ * projection's is marked, with the event's position, stream, id and error. The revision is read back
+ * from the store, by position.
+ */
+async function replayFailuresIn(deps: AuditDeps, shadow: string, projections: readonly Projection[]): Promise<ReplayFailure[]> {
+  const checkpoints = await readCheckpoints(deps.database.db, shadow);
+  const revisions = new Map<bigint, number | null>();
+  const failures: ReplayFailure[] = [];
+  for (const projection of projections) {
+    const checkpoint = checkpoints.get(projection.name);
+    if (checkpoint?.state !== 'failed') continue;
+    const position = checkpoint.failedPosition;
+    if (position !== null && !revisions.has(position)) {
+      const [event] = await deps.store.readAll({ fromPosition: position - 1n, maxCount: 1, settleMs: 0 });
+      revisions.set(position, event?.position === position ? event.revision : null);
+    }
+    failures.push({
+      projection: projection.name,
+      tables: [...projection.tables],
+      position,
+      stream: checkpoint.failedStream,
+      revision: position === null ? null : (revisions.get(position) ?? null),
+      eventId: checkpoint.failedEventId,
+      error: checkpoint.lastError ?? 'unknown error',
+    });
+  }
+  return failures;
 }
 
 const livePositions = async (db: QueryExecutorProvider, schema: string, projections: readonly Projection[]) => {
@@ -168,9 +216,12 @@ async function compareAll(
   live: { db: QueryExecutorProvider; schema: string },
   replayed: { db: QueryExecutorProvider; schema: string },
   projections: readonly Projection[],
+  replayFailures: readonly ReplayFailure[],
   onProgress: (done: number, total: number) => void,
 ): Promise<TableComparison[]> {
-  const tables = [...new Set(projections.flatMap((p) => p.tables))];
+  // A replay that stopped holds a part of the history: its rows would all read as differences.
+  const incomplete = new Set(replayFailures.flatMap((f) => f.tables));
+  const tables = [...new Set(projections.flatMap((p) => p.tables))].filter((table) => !incomplete.has(table));
   const results: TableComparison[] = [];
   for (const table of tables) {
     results.push(await compareTable(live, replayed, table));
@@ -197,6 +248,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
     await prepareShadow(db, shadow, projections);
     let events = 0;
     let failed: string[] = [];
+    let replayFailures: ReplayFailure[] = [];
     let positions: Map<string, bigint>;
     let tables: TableComparison[];
     const compareProgress = (done: number, total: number) => progress({ phase: 'compare', done, total });
@@ -210,23 +262,21 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       const first = await replayTo(deps, shadow, projections, await targetsWithin(deps, before.positions, ahead), onEvents);
       // Then one pooled connection holds the live snapshot while the shadow catches up with what the
       // live projections applied meanwhile (a short stretch) and both are compared.
-      ({ positions, tables, events, failed } = await db.connection().execute(async (connection) => {
+      ({ positions, tables, events, failed, replayFailures } = await db.connection().execute(async (connection) => {
         await sql`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`.execute(connection);
         try {
           const live = await livePositions(connection, readSchema, projections);
           const behind = projections.filter((p) => live.positions.get(p.name)! < before.positions.get(p.name)!).map((p) => p.name);
           if (behind.length > 0) throw new ReadModelsMovedBack(behind);
           const rest = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), (n) => onEvents(first.events + n));
+          const stopped = await replayFailuresIn(deps, shadow, projections);
           // The shadow side on a connection of its own too: the comparison reads each side through a cursor (compare-tables.ts).
           const compared = await db
             .connection()
-            .execute((shadowSide) => compareAll({ db: connection, schema: readSchema }, { db: shadowSide, schema: shadow }, projections, compareProgress));
-          return {
-            positions: live.positions,
-            tables: compared,
-            events: first.events + rest.events,
-            failed: [...new Set([...live.failed, ...first.failed, ...rest.failed])],
-          };
+            .execute((shadowSide) =>
+              compareAll({ db: connection, schema: readSchema }, { db: shadowSide, schema: shadow }, projections, stopped, compareProgress),
+            );
+          return { positions: live.positions, tables: compared, events: first.events + rest.events, failed: live.failed, replayFailures: stopped };
         } finally {
           await sql`COMMIT`.execute(connection);
         }
@@ -239,10 +289,11 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
         const replay = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), (n) => onEvents(events + n));
         events += replay.events;
         for (const [name, position] of live.positions) done.set(name, position);
+        replayFailures = await replayFailuresIn(deps, shadow, projections);
         // PGlite's one session serves both sides (and their cursors).
-        tables = await compareAll({ db, schema: readSchema }, { db, schema: shadow }, projections, compareProgress);
+        tables = await compareAll({ db, schema: readSchema }, { db, schema: shadow }, projections, replayFailures, compareProgress);
         const after = await livePositions(db, readSchema, projections);
-        failed = [...new Set([...after.failed, ...replay.failed])];
+        failed = after.failed;
         positions = live.positions;
         if (samePositions(after.positions, live.positions) || attempt >= 4) break;
         live = after;
@@ -261,7 +312,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
     const differences = tables.reduce((n, t) => n + t.differences, 0);
     const firstDifference = tables.flatMap((t) => t.sample)[0];
     return {
-      ok: differences === 0 && ahead.size === 0,
+      ok: differences === 0 && ahead.size === 0 && replayFailures.length === 0,
       events,
       positions: Object.fromEntries(positions),
       head,
@@ -269,6 +320,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       differences,
       ...(firstDifference ? { firstDifference } : {}),
       failedProjections: failed,
+      replayFailures,
       checkpointsAhead: [...ahead.values()],
       skipped,
       durationMs: Date.now() - started,

@@ -254,18 +254,23 @@ export function startChainSealer(
   options: { intervalMs?: number; onError?: (error: unknown) => void } = {},
 ): ChainSealer {
   let running: Promise<number> = Promise.resolve(0);
+  let sealing = false;
   let stopped = false;
   const seal = () => {
     running = running
-      .then(() => sealChain(database, schema))
+      // Nothing after a stop: the pool is being closed, and its errors would be our own doing.
+      .then(() => (stopped ? 0 : sealChain(database, schema)))
       .catch((error) => {
-        options.onError?.(error);
+        if (!stopped) options.onError?.(error);
         return 0;
       });
     return running;
   };
   const timer = setInterval(() => {
-    if (!stopped) void seal();
+    // One seal at a time: while the database is away, ticks would queue a seal each behind the one waiting.
+    if (stopped || sealing) return;
+    sealing = true;
+    void seal().finally(() => (sealing = false));
   }, options.intervalMs ?? 1_000);
   timer.unref();
   return {
@@ -276,6 +281,31 @@ export function startChainSealer(
       await settlesWithin(running, STOP_WAIT_MS);
     },
   };
+}
+
+/**
+ * An event inside the sealed range without a seal: inserted behind the store, or its seal deleted.
+ * The next seal tells them apart: its global hash follows from the previous seal through this event
+ * (and any other unsealed ones before it) only if they were sealed, and directly only if they never were.
+ */
+async function unsealedEventReason(database: SqlDatabase, schema: string, previous: Uint8Array | null, position: bigint): Promise<string> {
+  const { rows: next } = await sql<{ position: string; global_hash: Uint8Array; event_hash: Uint8Array }>`
+    SELECT s.position::text AS position, s.global_hash, s.event_hash FROM ${sealsTable(schema)} s
+     WHERE s.position > ${position.toString()}::bigint ORDER BY s.position LIMIT 1`.execute(database.db);
+  const seal = next[0];
+  if (seal) {
+    const { rows: unsealed } = await sql<{ hash: Uint8Array }>`
+      SELECT e.hash FROM ${eventsTable(schema)} e
+       WHERE e.position >= ${position.toString()}::bigint AND e.position < ${seal.position}::bigint ORDER BY e.position`.execute(database.db);
+    const through = unsealed.reduce<Uint8Array | null>((global, e) => sha256(global, e.hash), previous);
+    if (sameBytes(sha256(through, seal.event_hash), seal.global_hash)) {
+      return "no seal for this event, yet the next seal's global hash follows from it: its seal was deleted behind the store (the event is as it was sealed)";
+    }
+    if (sameBytes(sha256(previous, seal.event_hash), seal.global_hash)) {
+      return 'event was never sealed (the seals around it chain without it): inserted behind the store';
+    }
+  }
+  return 'no seal for this event, and the next seal follows neither through it nor without it: seals deleted or altered, or the event inserted, behind the store';
 }
 
 interface WalkRow {
@@ -364,7 +394,7 @@ export async function verifyGlobalChain(
       reached = position;
       if (row.seal_global !== null && anchors.has(position)) sealedAtAnchor.set(position, Buffer.from(row.seal_global).toString('hex'));
       if (row.seal_global === null) {
-        return broken(position, row.event_stream, row.event_revision, 'event was never sealed: inserted behind the store');
+        return broken(position, row.event_stream, row.event_revision, await unsealedEventReason(database, schema, previous, position));
       }
       if (row.event_hash === null) {
         return broken(position, row.seal_stream, row.seal_revision, 'sealed event is missing: deleted behind the store');

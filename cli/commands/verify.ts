@@ -4,7 +4,7 @@ import { Interrupted, stringValue, UsageError, type CliCommand, type CommandRun,
 import type { ChainAnchor } from '../../audit/index.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { createProgress } from '../progress.ts';
-import { chainsNextSteps, describeCheckpointsAhead, describeLag, describeSkips, readModelsNextSteps } from '../../audit/summary.ts';
+import { chainsNextSteps, describeCheckpointsAhead, describeLag, describeReplayFailures, describeSkips, readModelsNextSteps } from '../../audit/summary.ts';
 import type { ReadModelVerification } from '../../audit/verify.ts';
 
 const json = (value: unknown) => JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
@@ -143,12 +143,14 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
     if (lag) run.out(`Note: ${lag}.`);
     return 0;
   }
-  run.out(`Read models DIFFER from a replay of the events: ${result.differences} rows.`);
+  // A replay that stopped is the finding, not the rows it did not reach: those tables were not compared.
+  for (const line of describeReplayFailures(result.replayFailures)) run.out(`Verification INCOMPLETE: ${line}.`);
+  if (result.differences > 0 || result.replayFailures.length === 0) run.out(`Read models DIFFER from a replay of the events: ${result.differences} rows.`);
   for (const line of describeCheckpointsAhead(result.checkpointsAhead)) run.out(`Checkpoint past the events: ${line}.`);
   if (lag) run.out(`Note: ${lag}.`);
   if (result.firstDifference) run.out(`First difference: ${json(result.firstDifference)}`);
   for (const table of result.tables.filter((t) => !t.equal)) for (const row of table.sample.slice(0, 5)) run.out(`  ${json(row)}`);
-  if (result.failedProjections.length) run.out(`Failed projections: ${result.failedProjections.join(', ')}`);
+  if (result.failedProjections.length) run.out(`Live projections stopped on an event: ${result.failedProjections.join(', ')}`);
   printNextSteps(run, readModelsNextSteps(result));
   return 1;
 }

@@ -193,6 +193,25 @@ describe('tamper evidence', () => {
     expect(result.global.firstBroken).toMatchObject({ stream, ...forged, reason: expect.stringMatching(/600 s before the event at position \d+.*back-dated/) });
   });
 
+  it('names a deleted seal as deleted, not the genuine event it covered as inserted (the next seal follows through that event)', async () => {
+    const f = await fixture();
+    const stream = `customer-${f.ada}`;
+    const position = await positionOf(f, stream, 1);
+    const seals = sql.id(f.h.schemas.events, 'event_chain_seals');
+    await sql`DELETE FROM ${seals} WHERE position = ${position.toString()}::bigint`.execute(f.h.database.db);
+    const result = await verifyChains(f.h.database, f.h.schemas.events);
+    expect(result.streams.ok).toBe(true);
+    expect(result.firstBroken).toMatchObject({ chain: 'global', stream, revision: 1, position, reason: expect.stringContaining('its seal was deleted') });
+    expect(result.firstBroken!.reason).not.toContain('inserted');
+    // With the seal after it altered too, neither story holds alone: both are named.
+    const next = await positionOf(f, stream, 2);
+    await sql`UPDATE ${seals} SET global_hash = sha256('x'::bytea) WHERE position = ${next.toString()}::bigint`.execute(f.h.database.db);
+    expect((await verifyChains(f.h.database, f.h.schemas.events)).firstBroken).toMatchObject({
+      position,
+      reason: expect.stringContaining('seals deleted or altered, or the event inserted'),
+    });
+  });
+
   it('detects an altered seal', async () => {
     const f = await fixture();
     const position = await positionOf(f, `customer-${f.bob}`, 0);
