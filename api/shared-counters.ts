@@ -4,12 +4,13 @@ import type { Redis } from 'ioredis';
 
 /**
  * The rate-limit counters of a replica set: in Redis while Redis answers, in this process while it
- * does not. A Redis that refuses is noticed at once (the client is not ready); one that stalls (its
- * socket open, no answers) costs the requests in flight one command timeout, then none: the counters
- * switch to this process, a probe asks Redis every second, and the first answer switches them back.
- * A probe that keeps timing out reconnects the client, since a stalled socket never recovers by
- * itself. Counting locally meanwhile keeps each key limited (per replica, as without Redis) instead
- * of letting every request through uncounted.
+ * does not. A Redis that refuses or resets is noticed at once (the client loses its connection); one
+ * that stalls (its socket open, no answers) costs the requests in flight one command timeout, then
+ * none: the counters switch to this process, a probe asks Redis every second, and the first answer
+ * switches them back. A probe that keeps timing out reconnects the client, since a stalled socket
+ * never recovers by itself. Counting locally meanwhile keeps each key limited (per replica, as
+ * without Redis) instead of letting every request through uncounted. Each switch is logged once,
+ * whatever the fault, by `RedisHealth` alone (runtime/redis.ts reports only a Redis missing at start).
  */
 
 type Counter = FastifyRateLimitStore & { read: FastifyRateLimitStore['incr'] };
@@ -34,15 +35,28 @@ export interface RedisHealthOptions {
   log?: (message: string) => void;
 }
 
-/** Whether the counters may go to Redis now; told of each failed command, it probes until Redis answers. */
+/**
+ * Whether the counters may go to Redis now: the one place that switches them, logs the switch and
+ * tells /metrics. Told of each failed command, and following the client's connection, it probes
+ * until Redis answers.
+ */
 export class RedisHealth {
-  private answering = true;
+  private answering: boolean;
+  /** A switch to this process was logged (by this health, or at start by runtime/redis.ts): its end is logged too. */
+  private reported: boolean;
   private failedProbes = 0;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly probeEveryMs: number;
   private readonly reconnectAfterProbes: number;
   private readonly log: (message: string) => void;
+  private readonly connectionLost = (error?: Error) => this.failed(error ?? new Error('connection closed'));
+  /** Reconnected: asked at once rather than at the next probe, so the counters and /metrics follow within a moment. */
+  private readonly reconnected = () => {
+    if (this.answering || this.stopped) return;
+    clearTimeout(this.timer);
+    void this.probe();
+  };
 
   constructor(
     private readonly client: Redis,
@@ -51,16 +65,30 @@ export class RedisHealth {
     this.probeEveryMs = options.probeEveryMs ?? 1_000;
     this.reconnectAfterProbes = options.reconnectAfterProbes ?? 3;
     this.log = options.log ?? (() => undefined);
+    // Not connected yet: still connecting (its return is no switch), or already failing, which
+    // runtime/redis.ts logged at start (its return is one).
+    this.answering = client.status === 'ready';
+    this.reported = !this.answering && client.status !== 'connecting' && client.status !== 'connect' && client.status !== 'wait';
+    if (!this.answering) this.schedule();
+    client.on('error', this.connectionLost);
+    client.on('close', this.connectionLost);
+    client.on('ready', this.reconnected);
   }
 
-  /** Connected, and answering since the last failure (the client reconnects by itself after a refusal). */
+  /** Connected, and answering since the last failure. */
   get usable(): boolean {
     return this.answering && this.client.status === 'ready';
   }
 
   failed(error: Error): void {
-    if (!this.answering || this.stopped) return;
+    if (this.stopped) return;
+    if (!this.answering) {
+      // Not answering since this health began: a first connection failing is runtime/redis.ts's to log, its end ours.
+      if (this.client.status !== 'ready') this.reported = true;
+      return;
+    }
     this.answering = false;
+    this.reported = true;
     this.log(`Redis did not answer (${error.message}); rate limits are counted in this process until it answers again`);
     this.schedule();
   }
@@ -68,24 +96,32 @@ export class RedisHealth {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.client.off('error', this.connectionLost);
+    this.client.off('close', this.connectionLost);
+    this.client.off('ready', this.reconnected);
   }
 
   private schedule(): void {
+    clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.probe(), this.probeEveryMs);
     this.timer.unref();
   }
 
   private async probe(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.answering) return;
     try {
       await this.client.ping();
+      if (this.stopped || this.answering) return;
       this.answering = true;
       this.failedProbes = 0;
-      this.log('Redis answers again; rate limits are shared by the replicas again');
+      if (this.reported) this.log('Redis answers again; rate limits are shared by the replicas again');
+      this.reported = false;
     } catch {
+      if (this.stopped) return;
       this.failedProbes += 1;
       // A stalled socket stays stalled: a new connection is the way back (it may stall too; the probes go on).
-      if (this.failedProbes % this.reconnectAfterProbes === 0) this.client.disconnect(true);
+      // A client not connected is reconnecting by itself already.
+      if (this.failedProbes % this.reconnectAfterProbes === 0 && this.client.status === 'ready') this.client.disconnect(true);
       this.schedule();
     }
   }

@@ -61,7 +61,7 @@ export interface AuditServices {
   /** Seals the global chain up to the final feed now; 0 on engines without one. */
   sealChain(): Promise<number>;
   /** Periodic sealer for the projection process (PostgreSQL engine only; undefined otherwise). */
-  startChainSealer(options?: { intervalMs?: number; onError?: (error: unknown) => void }): ChainSealer | undefined;
+  startChainSealer(options?: { intervalMs?: number; onError?: (error: unknown) => void; onSealed?: () => void }): ChainSealer | undefined;
   subjectAccess(customerId: string): Promise<SubjectAccessExport | undefined>;
   /** What each feedback item said when submitted (the read model keeps no body): for the exports. */
   feedbackTexts(feedbackIds: readonly string[]): Promise<Map<string, FeedbackTexts>>;

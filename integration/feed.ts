@@ -4,7 +4,7 @@ import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
 import { decodeBatch, type BatchItem } from '../projections/apply-batch.ts';
 import { personalDataCodec } from '../projections/codec.ts';
-import { OutageLog, type Log } from './outage-log.ts';
+import { OutageLog, type Log } from '../shared/outage-log.ts';
 
 /**
  * What publishers read: the gap-free global feed from a checkpoint, decoded (decrypted, upcast).

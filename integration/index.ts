@@ -5,7 +5,7 @@ import { ProjectionLeases } from '../projections/leases.ts';
 import { createDestinationGuard, type DestinationGuard } from './destinations.ts';
 import { IntegrationPublishers, PUBLISHERS_PARTITION, readPublisherStatus, type NatsSettings, type PublisherStatus } from './publishers.ts';
 import type { SubscriberRole } from './envelope.ts';
-import { withoutRepeats } from './outage-log.ts';
+import { withoutRepeats } from '../shared/outage-log.ts';
 import { newWebhookSecret } from './signing.ts';
 import { createPublisherStatusView } from './reporting.ts';
 import { integrationTables, type IntegrationTables } from './tables.ts';

@@ -5,7 +5,7 @@ import { EventStoreUnavailable } from '../eventstore/errors.ts';
 import { describeError } from '../projections/errors.ts';
 import { toIntegrationEvent, type SubscriberRole } from './envelope.ts';
 import type { IntegrationFeed } from './feed.ts';
-import { OutageLog, type Log } from './outage-log.ts';
+import { OutageLog, type Log } from '../shared/outage-log.ts';
 import { NATS_PUBLISHER, type IntegrationTables } from './tables.ts';
 import type { Fenced } from './webhook-loop.ts';
 

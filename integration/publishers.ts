@@ -8,7 +8,7 @@ import { lagBehind } from '../projections/status.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { createIntegrationFeed, type IntegrationFeed } from './feed.ts';
 import type { NatsPublisher } from './nats-publisher.ts';
-import { OutageLog } from './outage-log.ts';
+import { OutageLog } from '../shared/outage-log.ts';
 import { integrationTables, NATS_PUBLISHER, type IntegrationTables, type PublisherRow, type ReportedPublisherState } from './tables.ts';
 import { DEFAULT_DELIVERY_POLICY, unfenced, WebhookLoop, type DeliveryPolicy, type Fenced } from './webhook-loop.ts';
 

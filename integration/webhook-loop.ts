@@ -7,7 +7,7 @@ import type { IntegrationFeed } from './feed.ts';
 import type { DestinationGuard } from './destinations.ts';
 import { WebhookClient } from './http-post.ts';
 import { loggableUrl } from '../shared/loggable-url.ts';
-import { OutageLog } from './outage-log.ts';
+import { OutageLog } from '../shared/outage-log.ts';
 import { signWebhook } from './signing.ts';
 import { webhookPublisherName, type DeliveryAttempt, type IntegrationTables, type WebhookSubscription } from './tables.ts';
 

@@ -32,6 +32,7 @@ import { createBackoff, pause } from '../eventstore/backoff.ts';
 import type { Projection } from './projection.ts';
 import { readProjectionStatus, type ProjectionStatus } from './status.ts';
 import { ANALYZE_MIN_CHANGED_ROWS, AnalyzeSchedule, analyzeTables } from './statistics.ts';
+import { OutageLog } from '../shared/outage-log.ts';
 
 export interface BatchOptions {
   /** Most events per batch (bufferTime's count). */
@@ -153,10 +154,15 @@ export class ProjectionRunner {
   /** Statistics of a projection's tables after bulk applies (projections/statistics.ts). */
   private readonly analyzeSchedule: AnalyzeSchedule;
   private readonly analyzing = new Map<string, Promise<void>>();
+  /** One line when the feed or the batches start failing, one when they work again (database outages). */
+  private readonly feedOutage: OutageLog;
+  private readonly batchOutage: OutageLog;
 
   constructor(private readonly options: ProjectionRunnerOptions) {
     this.batch = { ...DEFAULT_BATCH, ...options.batch };
     this.analyzeSchedule = new AnalyzeSchedule(options.statistics?.afterEvents);
+    this.feedOutage = new OutageLog(options.log, { failed: 'projection feed failed; resubscribing', recovered: 'projection feed resubscribed' });
+    this.batchOutage = new OutageLog(options.log, { failed: 'transient error applying a batch; retrying', recovered: 'batches applied again' });
   }
 
   get projections(): readonly Projection[] {
@@ -450,7 +456,8 @@ export class ProjectionRunner {
     // Feed lost (database restarting, store closed) or a batch that could not be applied:
     // resubscribe from the checkpoints, again and again (with backoff) until the database answers.
     this.lastError = describeError(error);
-    this.options.log?.('projection feed failed; resubscribing', { error: this.lastError });
+    // Stopped: the pool closing under a batch or a lease change is our own doing, no failure.
+    if (this.running) this.feedOutage.failed(this.lastError);
     this.subscription?.unsubscribe();
     this.subscription = undefined;
     this.pending = [];
@@ -468,6 +475,7 @@ export class ProjectionRunner {
         () => {
           this.recovering = false;
           this.backoff.reset();
+          this.feedOutage.recovered();
         },
         () => undefined,
       );
@@ -566,7 +574,7 @@ export class ProjectionRunner {
         shouldRetry: () => this.running && this.owned(p),
         onTransientError: (error) => {
           this.lastError = describeError(error);
-          this.options.log?.('transient error applying a batch; retrying', { projection: p.name, error: this.lastError });
+          if (this.running) this.batchOutage.failed(this.lastError, { projection: p.name });
         },
       }).catch((error: unknown) => {
         // Another worker holds it now and carries on from the checkpoint: nothing of ours committed.
@@ -574,7 +582,9 @@ export class ProjectionRunner {
         this.options.log?.('projection lease lost; batch rolled back', { projection: p.name });
         return undefined;
       });
-      if (outcome) this.recordOutcome(p, outcome, applied);
+      if (!outcome) return;
+      this.batchOutage.recovered();
+      this.recordOutcome(p, outcome, applied);
     };
     // Projections with nothing to apply in this batch only move their checkpoints: one statement.
     const wants = (p: Projection) => items.some((i) => i.recorded.position > (this.positions.get(p.name) ?? 0n) && matchesFilter(p.filter, i.recorded));
@@ -651,11 +661,8 @@ export class ProjectionRunner {
         if (isTransient(error)) {
           // Retried together, as applyBatch retries one projection's batch.
           this.lastError = describeError(error);
-          this.options.log?.('transient error applying a batch; retrying', {
-            projection: progress.current ?? together.map((p) => p.name).join(', '),
-            error: this.lastError,
-          });
           if (!this.running) throw error;
+          this.batchOutage.failed(this.lastError, { projection: progress.current ?? together.map((p) => p.name).join(', ') });
           await pause(backoff.next());
           together = together.filter((p) => this.owned(p));
           idleNames = idleNames.filter((n) => this.options.leases?.owns(n) ?? true);
@@ -670,6 +677,7 @@ export class ProjectionRunner {
         if (together.length === 0) return [];
         continue;
       }
+      this.batchOutage.recovered();
       for (const name of result.movedIdle) this.positions.set(name, endPosition);
       for (const p of together) {
         const outcome = result.outcomes.get(p.name);

@@ -30,6 +30,7 @@ import { readModelProjections } from '../projections/read-models/index.ts';
 import { forgetInCopiesProjection } from '../projections/read-model-copies.ts';
 import { migrateLeases, ProjectionLeases } from '../projections/leases.ts';
 import { isRunning, procStat } from '../shared/processes.ts';
+import { OutageLog } from '../shared/outage-log.ts';
 import { DEFAULT_BATCH, ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { createDestinationGuard } from '../integration/destinations.ts';
@@ -532,13 +533,19 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       );
       // The global hash chain is sealed by the process that follows the feed (tamper evidence; PostgreSQL engine only).
       // Its loop catches every failure and tries again on the next tick (a database away is no reason to stop).
+      // One line when sealing starts failing and one when it works again, not one a second while the database is away.
+      const sealerOutage = new OutageLog(
+        config.logLevel === 'silent'
+          ? undefined
+          : (message, details) => process.stderr.write(`${new Date().toISOString()} chain sealer: ${message} ${JSON.stringify(details ?? {})}\n`),
+        { failed: 'sealing failed; trying again every second', recovered: 'sealing again' },
+      );
       const sealer =
         overrides.chainSealer === false
           ? undefined
           : audit.startChainSealer({
-              onError: (error) => {
-                if (config.logLevel !== 'silent') process.stderr.write(`${new Date().toISOString()} chain sealer: ${(error as Error).message}\n`);
-              },
+              onError: (error) => sealerOutage.failed((error as Error).message),
+              onSealed: () => sealerOutage.recovered(),
             });
       if (sealer) closing.add('sealer', () => sealer.stop());
       started = true;

@@ -16,14 +16,14 @@ export const connectRedis = (url: string, log: (message: string) => void = () =>
     lazyConnect: false,
     retryStrategy: (attempt) => Math.min(200 * attempt, 5_000),
   });
-  let reported = false;
+  // At start only, once: from its first answer on, the rate limiter's RedisHealth (api/shared-counters.ts)
+  // follows the connection and logs each switch and its end. The listener stays (the client keeps
+  // reconnecting by itself, and ioredis prints every unhandled error).
+  let quiet = false;
   client.on('error', (error: Error) => {
-    // Once per outage: the client keeps reconnecting by itself.
-    if (!reported) log(`Redis at ${loggableUrl(url)}: ${error.message}; rate limits are counted in this process until it is back`);
-    reported = true;
+    if (!quiet) log(`Redis at ${loggableUrl(url)}: ${error.message}; rate limits are counted in this process until it answers`);
+    quiet = true;
   });
-  client.on('ready', () => {
-    reported = false;
-  });
+  client.once('ready', () => (quiet = true));
   return client;
 };

@@ -247,11 +247,14 @@ export interface ChainSealer {
  */
 const STOP_WAIT_MS = 2_000;
 
-/** Runs `sealChain` every `intervalMs` (the projection process starts one). Errors are reported, never thrown. */
+/**
+ * Runs `sealChain` every `intervalMs` (the projection process starts one). Errors are reported, never
+ * thrown; `onSealed` follows each seal that worked (a caller logging outages ends one there).
+ */
 export function startChainSealer(
   database: SqlDatabase,
   schema: string,
-  options: { intervalMs?: number; onError?: (error: unknown) => void } = {},
+  options: { intervalMs?: number; onError?: (error: unknown) => void; onSealed?: () => void } = {},
 ): ChainSealer {
   let running: Promise<number> = Promise.resolve(0);
   let sealing = false;
@@ -259,7 +262,12 @@ export function startChainSealer(
   const seal = () => {
     running = running
       // Nothing after a stop: the pool is being closed, and its errors would be our own doing.
-      .then(() => (stopped ? 0 : sealChain(database, schema)))
+      .then(async () => {
+        if (stopped) return 0;
+        const sealed = await sealChain(database, schema);
+        options.onSealed?.();
+        return sealed;
+      })
       .catch((error) => {
         if (!stopped) options.onError?.(error);
         return 0;

@@ -168,9 +168,10 @@ describe('closing steps on a stalled link', () => {
     // About 2 s each (the bounds); without them both waited for the 600 s statement bound.
     expect(stopMs).toBeLessThan(15_000);
     expect(closeMs).toBeLessThan(30_000);
-    // What the stall held was cut, and reported as the database being unavailable, not left hanging.
+    // What the stall held was cut, not left hanging; the seal the stop cut is not reported as a
+    // failure (the pool closed under it by our own stop: the exit logged it five times).
     expect(await stalled).toBeInstanceOf(Error);
     expect(await seal).toBe(0);
-    expect(errors.length).toBeGreaterThan(0);
+    expect(errors).toEqual([]);
   }, 120_000);
 });

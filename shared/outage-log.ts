@@ -1,4 +1,4 @@
-/** How the publishers report to the process's log (runtime/crm.ts writes each line to stderr). */
+/** How a retrying loop reports to the process's log (runtime/crm.ts writes each line to stderr). */
 export type Log = (message: string, details?: Record<string, unknown>) => void;
 
 /** Within one outage, a different error is logged again at most this often. */
