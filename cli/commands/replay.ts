@@ -63,7 +63,8 @@ Example:
     if (isBeyondNow(asOf.getTime(), Date.now())) {
       throw new UsageError(`--as-of ${asOfText} is in the future: a copy as of a later instant would miss what is recorded until then; give a past instant`);
     }
-    if (!schema || !SCHEMA_NAME.test(schema)) throw new UsageError('--schema must be a lower-case PostgreSQL identifier');
+    if (!schema) throw new UsageError('--schema is required: the schema to build the read models in (e.g. --schema crm_2026_h1)');
+    if (!SCHEMA_NAME.test(schema)) throw new UsageError(`--schema must be a lower-case PostgreSQL identifier, e.g. crm_2026_h1 (got "${schema.slice(0, 60)}")`);
     if (reportingSchema !== undefined && !SCHEMA_NAME.test(reportingSchema))
       throw new UsageError('--reporting-schema must be a lower-case PostgreSQL identifier');
     const { schemas } = run.config;

@@ -90,6 +90,15 @@ describe('crm replay --schema and --reporting-schema', () => {
     expect(result.stderr).toContain('--as-of 2199-01-01T00:00:00Z is in the future');
   });
 
+  it('says --schema is required when it is missing, and what a name looks like when it is malformed', async () => {
+    const missing = await crm(['replay', '--as-of', '2026-01-01T00:00:00Z']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('--schema is required');
+    const malformed = await crm(['replay', '--as-of', '2026-01-01T00:00:00Z', '--schema', 'Past Schema']);
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toContain('--schema must be a lower-case PostgreSQL identifier, e.g. crm_2026_h1 (got "Past Schema")');
+  });
+
   it('leaves a schema it did not make alone instead of dropping it with its tables', async () => {
     // Named with the file's prefix, so dropSchemas removes it afterwards.
     const billing = schemas.read.replace(/_read$/, '_billing');
