@@ -1,6 +1,6 @@
 import { CampaignStreamPrefix, type CampaignEvent } from '../domain/campaign/events.ts';
 import type { CrmEvent } from '../domain/catalogue.ts';
-import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
+import { readStoredEvent } from './unreadable-event.ts';
 import type { AuditDeps } from './deps.ts';
 import { readEventLog, type Page } from './history.ts';
 
@@ -61,7 +61,7 @@ async function campaignRecords<T>(
   const to = query.to ? Date.parse(query.to) : Infinity;
   const items: T[] = [];
   for (const recorded of events) {
-    const { event, metadata } = await decodeRecordedEvent(recorded, deps.personalData);
+    const { event, metadata } = await readStoredEvent(recorded, deps.personalData);
     const at = Date.parse(metadata.occurredAt);
     if (at < from || at > to) continue;
     const item = view(event, new Date(at).toISOString());

@@ -1,5 +1,5 @@
 import { FeedbackStreamPrefix } from '../domain/feedback/events.ts';
-import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
+import { readStoredEvent } from './unreadable-event.ts';
 import type { AuditDeps } from './deps.ts';
 
 /** The texts of a feedback item the read model does not keep: long personal texts, kept once, in the events. */
@@ -31,7 +31,7 @@ export async function feedbackTexts(deps: Pick<AuditDeps, 'store' | 'personalDat
     for (const stored of recorded) {
       if (stored.type !== 'FeedbackSubmitted' && stored.type !== 'FeedbackResponded' && stored.type !== 'FeedbackResolved' && stored.type !== 'FeedbackRated')
         continue;
-      const { event } = await decodeRecordedEvent(stored, deps.personalData);
+      const { event } = await readStoredEvent(stored, deps.personalData);
       if (event.type === 'FeedbackSubmitted') item.body = event.data.body;
       else if (event.type === 'FeedbackResponded' && item.firstResponse === null) item.firstResponse = event.data.message;
       else if (event.type === 'FeedbackResolved') item.resolution = event.data.resolution;

@@ -142,6 +142,22 @@ describe('a record as it stood, over an event changed behind the store', () => {
   });
 });
 
+describe("a feedback item's texts, over an event changed behind the store", () => {
+  it('name the event (not a 500) where the item is read with its body', async () => {
+    const submitted = await send('support', 'POST', '/feedback', { customerId, kind: 'complaint', channel: 'email', subject: 'Late', body: 'Still waiting' });
+    expect(submitted.statusCode, submitted.body).toBe(201);
+    const { id, position: at } = json(submitted);
+    await h.runner.waitForPosition(BigInt(at), 15_000);
+    const stream = `feedback-${id}`;
+    const corrupt = () => sql`data = jsonb_set(data, '{body}', to_jsonb(overlay(data->>'body' placing
+        CASE WHEN substr(data->>'body', 20, 1) = 'A' THEN 'B' ELSE 'A' END from 20 for 1)))`;
+    await withDamagedEvent(stream, 0, corrupt, async (position) => {
+      expectUnreadable(await send('support', 'GET', `/feedback/${id}`), stream, 0, position);
+    });
+    expect(json(await send('support', 'GET', `/feedback/${id}`)).body).toBe('Still waiting');
+  });
+});
+
 describe('verification over an event changed behind the store', () => {
   it("names the event the check's own replay could not apply, compares only what it replayed, and gives no advice about the live projections", async () => {
     await withDamagedEvent(
