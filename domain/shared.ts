@@ -17,8 +17,9 @@ export const STORABLE_TEXT_RULE = 'must not contain NUL (U+0000) or an unpaired 
  * The text with what PostgreSQL cannot store replaced by U+FFFD, for text a caller gave that is only
  * reported back (a file's column name), never for what a command records (that is refused instead).
  */
+const UNPAIRED_SURROGATES = new RegExp(UNPAIRED_SURROGATE.source, 'g');
 export const storableForm = (text: string): string =>
-  isStorableText(text) ? text : text.replaceAll('\u0000', '\ufffd').replace(new RegExp(UNPAIRED_SURROGATE.source, 'g'), '\ufffd');
+  isStorableText(text) ? text : text.replaceAll('\u0000', '\ufffd').replace(UNPAIRED_SURROGATES, '\ufffd');
 
 /** The one base of every text field (names, ids, tags, reasons, free text, currency...). */
 export const SafeText = z.string().refine(isStorableText, STORABLE_TEXT_RULE);
