@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Role } from '../../api/roles.ts';
 import { expectProblem, json, startApi, type ApiHarness } from '../api/support.ts';
-import { sleep } from './support.ts';
+import { sleep, verificationEnded } from './support.ts';
 
 let h: ApiHarness;
 const customerId = randomUUID();
@@ -19,14 +19,7 @@ const send = (role: Role | null, method: 'GET' | 'POST' | 'PATCH', url: string, 
     ...(payload !== undefined ? { payload: JSON.stringify(payload) } : {}),
   });
 
-const waitForJob = async (id: string, role: Role = 'auditor') => {
-  for (let i = 0; i < 600; i++) {
-    const job = json(await send(role, 'GET', `/audit/verify/${id}`));
-    if (job.status !== 'running') return job;
-    await sleep(50);
-  }
-  throw new Error(`verification ${id} still running`);
-};
+const waitForJob = (id: string, role: Role = 'auditor') => verificationEnded(async (url) => json(await send(role, 'GET', url)), id);
 
 beforeAll(async () => {
   // The audit services and point-in-time reads as the composition root wires them.

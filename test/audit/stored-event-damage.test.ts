@@ -8,7 +8,7 @@ import type { Role } from '../../api/roles.ts';
 import { sealChain } from '../../audit/sql/chain.ts';
 import { expectProblem, json, startApi, type ApiHarness } from '../api/support.ts';
 import { runCrm, schemaEnv } from '../cli/support.ts';
-import { sleep } from './support.ts';
+import { sleep, verificationEnded } from './support.ts';
 
 /**
  * Events changed behind the store, as a tester changes them with SQL on the database: the audit's
@@ -31,14 +31,7 @@ const send = (role: Role, method: 'GET' | 'POST', url: string, payload?: unknown
     ...(payload !== undefined ? { payload: JSON.stringify(payload) } : {}),
   });
 
-const waitForJob = async (id: string) => {
-  for (let i = 0; i < 1200; i++) {
-    const job = json(await send('auditor', 'GET', `/audit/verify/${id}`));
-    if (job.status !== 'running') return job;
-    await sleep(50);
-  }
-  throw new Error(`verification ${id} still running`);
-};
+const waitForJob = (id: string) => verificationEnded(async (url) => json(await send('auditor', 'GET', url)), id, 1200);
 
 const events = () => sql.id(h.schemas.events, 'events');
 

@@ -260,3 +260,16 @@ export async function expectRequestedSealsJoinAndChainsVerify(crm: CrmRuntime, a
   const { rows } = await sql<{ n: string }>`SELECT count(*)::text AS n FROM ${sql.id(crm.config.schemas.events, 'events')}`.execute(crm.database.db);
   expect(verification.global.checked).toBe(Number(rows[0]!.n));
 }
+
+/**
+ * Polls a verification job (`GET /audit/verify/:id`, read by `read`) every 50 ms until it no longer
+ * runs, at most `polls` times, and returns it.
+ */
+export const verificationEnded = async (read: (url: string) => Promise<{ status?: unknown }>, id: string, polls = 600): Promise<any> => {
+  for (let i = 0; i < polls; i++) {
+    const job = await read(`/audit/verify/${id}`);
+    if (job.status !== 'running') return job;
+    await sleep(50);
+  }
+  throw new Error(`verification ${id} still running`);
+};

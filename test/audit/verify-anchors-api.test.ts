@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sealChain, verifyGlobalChain } from '../../audit/sql/chain.ts';
 import type { Role } from '../../api/roles.ts';
 import { expectProblem, json, startApi, type ApiHarness } from '../api/support.ts';
-import { forgeChains, sleep } from './support.ts';
+import { forgeChains, sleep, verificationEnded } from './support.ts';
 
 /**
  * `POST /audit/verify` with `anchors`: the global chain's head kept outside the database and handed
@@ -22,14 +22,7 @@ const send = (role: Role, method: 'GET' | 'POST', url: string, payload?: unknown
     ...(payload !== undefined ? { payload: JSON.stringify(payload) } : {}),
   });
 
-const waitForJob = async (id: string) => {
-  for (let i = 0; i < 600; i++) {
-    const job = json(await send('auditor', 'GET', `/audit/verify/${id}`));
-    if (job.status !== 'running') return job;
-    await sleep(50);
-  }
-  throw new Error(`verification ${id} still running`);
-};
+const waitForJob = (id: string) => verificationEnded(async (url) => json(await send('auditor', 'GET', url)), id);
 
 /** Starts a chains job and waits for its outcome. */
 const chainsJob = async (body: Record<string, unknown>) => {
