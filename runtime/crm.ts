@@ -30,7 +30,7 @@ import { readModelProjections } from '../projections/read-models/index.ts';
 import { forgetInCopiesProjection } from '../projections/read-model-copies.ts';
 import { migrateLeases, ProjectionLeases } from '../projections/leases.ts';
 import { isRunning, procStat } from '../shared/processes.ts';
-import { OutageLog } from '../shared/outage-log.ts';
+import { OutageLog, type Log } from '../shared/outage-log.ts';
 import { DEFAULT_BATCH, ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { createDestinationGuard } from '../integration/destinations.ts';
@@ -364,6 +364,11 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
   const overrides = options.overrides ?? {};
   const closing = new ClosingSteps();
   const close = () => closing.close();
+  /** Lines of a part of the runtime to stderr, timed and named (the HTTP logger is not built yet), unless silent. */
+  const partLog = (part: string): Log | undefined =>
+    config.logLevel === 'silent'
+      ? undefined
+      : (message, details) => process.stderr.write(`${new Date().toISOString()} ${part}: ${message} ${JSON.stringify(details ?? {})}\n`);
   try {
     const database = await openDatabase(config, { poolMax: overrides.poolMax, existingOnly: options.existingOnly === true });
     closing.add('pool', () => database.close());
@@ -452,10 +457,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       workerId: () => leases.workerId,
       leaseSeconds: config.projectionLeaseSeconds,
       // Publishers in trouble (NATS or the database away, a subscription paused) reach the operator, once per outage.
-      log:
-        config.logLevel === 'silent'
-          ? undefined
-          : (message, details) => process.stderr.write(`${new Date().toISOString()} publishers: ${message} ${JSON.stringify(details ?? {})}\n`),
+      log: partLog('publishers'),
     });
     const runner: ProjectionRunner = new ProjectionRunner({
       db: database.db,
@@ -468,10 +470,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       sharedBatches: true,
       ...(options.servesCommands ? { batch: { maxCoalescedEvents: readAheadUnder(config.backPressure.maxProjectionBacklog) } } : {}),
       // Faults and poison events reach the operator (the HTTP logger is not built yet here).
-      log:
-        config.logLevel === 'silent'
-          ? undefined
-          : (message, details) => process.stderr.write(`${new Date().toISOString()} projections: ${message} ${JSON.stringify(details ?? {})}\n`),
+      log: partLog('projections'),
       // A projection whose code changed is rebuilt in a shadow schema while the old tables keep serving.
       onVersionChange: async (names) => {
         await rebuildProjections({ ...readSide, schema: config.schemas.read, reportingSchema: config.schemas.reporting, names, runner });
@@ -534,12 +533,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       // The global hash chain is sealed by the process that follows the feed (tamper evidence; PostgreSQL engine only).
       // Its loop catches every failure and tries again on the next tick (a database away is no reason to stop).
       // One line when sealing starts failing and one when it works again, not one a second while the database is away.
-      const sealerOutage = new OutageLog(
-        config.logLevel === 'silent'
-          ? undefined
-          : (message, details) => process.stderr.write(`${new Date().toISOString()} chain sealer: ${message} ${JSON.stringify(details ?? {})}\n`),
-        { failed: 'sealing failed; trying again every second', recovered: 'sealing again' },
-      );
+      const sealerOutage = new OutageLog(partLog('chain sealer'), { failed: 'sealing failed; trying again every second', recovered: 'sealing again' });
       const sealer =
         overrides.chainSealer === false
           ? undefined
