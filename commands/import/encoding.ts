@@ -22,11 +22,17 @@ const ALIASES: Record<string, ImportEncoding> = {
 /** The encoding a name (a `--encoding` value, a `charset` parameter) stands for, if it is one we read. */
 export const importEncodingNamed = (name: string): ImportEncoding | undefined => ALIASES[name.trim().toLowerCase()];
 
-const NEWLINE = 0x0a;
+export const CR = 0x0d;
+export const LF = 0x0a;
 
-const countNewlines = (bytes: Buffer): number => {
+/**
+ * The line ends in `bytes`: every lone CR, LF and CR LF (a file edited on Windows, Linux and an old
+ * Mac has all three). `afterCr`: the byte before `bytes` was a CR, so an LF first is the end of its pair.
+ */
+export const lineEndsIn = (bytes: Buffer, afterCr: boolean): number => {
   let count = 0;
-  for (let at = bytes.indexOf(NEWLINE); at >= 0; at = bytes.indexOf(NEWLINE, at + 1)) count += 1;
+  for (let at = bytes.indexOf(CR); at >= 0; at = bytes.indexOf(CR, at + 1)) count += 1;
+  for (let at = bytes.indexOf(LF); at >= 0; at = bytes.indexOf(LF, at + 1)) if (at === 0 ? !afterCr : bytes[at - 1] !== CR) count += 1;
   return count;
 };
 
@@ -35,6 +41,14 @@ const countNewlines = (bytes: Buffer): number => {
  * parser refuses a row over MAX_ROW_CHARS characters anyway), so memory stays bounded.
  */
 const MAX_HELD_BYTES = 4 * 1024 * 1024;
+
+/** Where the line starting at `from` ends (past its line end), or -1 when it has none yet. */
+const nextLineStart = (bytes: Buffer, from: number): number => {
+  const lf = bytes.indexOf(LF, from);
+  const cr = bytes.indexOf(CR, from);
+  if (cr < 0 || (lf >= 0 && lf < cr)) return lf < 0 ? -1 : lf + 1;
+  return bytes[cr + 1] === LF ? cr + 2 : cr + 1;
+};
 
 /**
  * UTF-8 bytes passed on whole lines at a time, until a line that is not UTF-8: the lines before it
@@ -49,6 +63,8 @@ class Utf8Lines extends Transform {
   private line = 1;
   /** The bytes after the last line end seen. */
   private held: Buffer | undefined;
+  /** The last byte passed on was a CR (an LF first in the next bytes ends the same line). */
+  private afterCr = false;
   private first = true;
   private utf16: TextDecoder | undefined;
 
@@ -63,7 +79,7 @@ class Utf8Lines extends Transform {
     if (this.utf16) return callback(null, Buffer.from(this.utf16.decode(chunk, { stream: true }), 'utf8'));
     const bytes = this.held ? Buffer.concat([this.held, chunk]) : chunk;
     // A line end is never inside a UTF-8 sequence: whole lines hold whole characters.
-    let end = bytes.lastIndexOf(NEWLINE) + 1;
+    let end = Math.max(bytes.lastIndexOf(LF), bytes.lastIndexOf(CR)) + 1;
     if (end === 0 && bytes.length > MAX_HELD_BYTES) end = wholeCharacters(bytes);
     this.held = end < bytes.length ? Buffer.from(bytes.subarray(end)) : undefined;
     this.pass(bytes.subarray(0, end));
@@ -77,20 +93,20 @@ class Utf8Lines extends Transform {
   }
 
   private pass(bytes: Buffer): void {
-    if (isUtf8(bytes)) {
-      this.line += countNewlines(bytes);
-      if (bytes.length > 0) this.push(bytes);
-      return;
-    }
+    if (isUtf8(bytes)) return this.passLines(bytes);
     // The first line that is not UTF-8 on its own is the bad one.
     let from = 0;
-    for (let newline = bytes.indexOf(NEWLINE); newline >= 0 && isUtf8(bytes.subarray(from, newline + 1)); newline = bytes.indexOf(NEWLINE, from)) {
-      this.line += 1;
-      from = newline + 1;
-    }
-    if (from > 0) this.push(bytes.subarray(0, from));
+    for (let next = nextLineStart(bytes, 0); next >= 0 && isUtf8(bytes.subarray(from, next)); next = nextLineStart(bytes, from)) from = next;
+    if (from > 0) this.passLines(bytes.subarray(0, from));
     this.invalidLine = this.line;
     this.push(null);
+  }
+
+  private passLines(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    this.line += lineEndsIn(bytes, this.afterCr);
+    this.afterCr = bytes[bytes.length - 1] === CR;
+    this.push(bytes);
   }
 }
 

@@ -1,6 +1,6 @@
 import { Readable, type TransformCallback } from 'node:stream';
 import { CsvError, Parser } from 'csv-parse';
-import { utf8Text, type ImportEncoding } from './encoding.ts';
+import { CR, LF, lineEndsIn, utf8Text, type ImportEncoding } from './encoding.ts';
 import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeHeader, NUMBER_COLUMNS, type Row } from './rows.ts';
 import { unguardedCsvField } from '../../shared/csv.ts';
 
@@ -43,6 +43,10 @@ interface NumberedRecord {
  * counters into new objects for every record (about 2.5 µs a row of a purchases file, a tenth of
  * the parse); the two counters needed are read here instead, as the record is pushed, which
  * csv-parse does the moment the record ends.
+ *
+ * The line is counted here, from where the record ends (`info.bytes`), not taken from csv-parse's
+ * `info.lines`: that counts the CR and the LF of a CR LF inside a quoted cell as two lines, so every
+ * row after a note written on two lines in Windows was reported a line too far down.
  */
 class NumberingParser extends Parser {
   /**
@@ -51,11 +55,20 @@ class NumberingParser extends Parser {
    */
   broken: CsvError | DuplicateColumn | undefined;
 
+  /** The bytes read from `counted` on, not counted yet. */
+  private uncounted: Buffer[] = [];
+  private counted = 0;
+  /** The line ends before `counted`, and the byte just before it. */
+  private lineEnds = 0;
+  private lastByte = -1;
+
   override push(record: unknown, encoding?: BufferEncoding): boolean {
     if (record === null) return super.push(null, encoding);
+    this.countTo(this.info.bytes);
     const numbered: NumberedRecord = {
       record: record as Row,
-      line: this.info.lines,
+      // A record ends at its line end, or at the end of a file without a last one.
+      line: this.lineEnds + (this.lastByte === CR || this.lastByte === LF ? 0 : 1),
       invalidSoFar: this.info.invalid_field_length,
       emptySoFar: this.info.empty_lines,
     };
@@ -63,11 +76,28 @@ class NumberingParser extends Parser {
   }
 
   override _transform(chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback): void {
-    super._transform(chunk, encoding, (error) => this.settle(error, callback));
+    this.uncounted.push(chunk);
+    // Nothing ends before the last cell read (`info.bytes`): the bytes up to it are counted and let go.
+    super._transform(chunk, encoding, (error) => {
+      this.countTo(this.info.bytes);
+      this.settle(error, callback);
+    });
   }
 
   override _flush(callback: TransformCallback): void {
     super._flush((error) => this.settle(error, callback));
+  }
+
+  private countTo(offset: number): void {
+    while (this.counted < offset) {
+      const chunk = this.uncounted[0]!;
+      const part = chunk.subarray(0, offset - this.counted);
+      this.lineEnds += lineEndsIn(part, this.lastByte === CR);
+      this.lastByte = part[part.length - 1]!;
+      this.counted += part.length;
+      if (part.length === chunk.length) this.uncounted.shift();
+      else this.uncounted[0] = chunk.subarray(part.length);
+    }
   }
 
   private settle(error: Error | null | undefined, callback: TransformCallback): void {
@@ -183,6 +213,10 @@ async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
     new NumberingParser({
       bom: true,
       delimiter,
+      // Every line end ends a row, whatever the others are: csv-parse otherwise takes the first one it
+      // meets for the whole file, and a file edited on Windows, Linux and an old Mac was read as one
+      // row (CR LF first: a CR followed by an LF is one line end, not two).
+      record_delimiter: ['\r\n', '\n', '\r'],
       columns: namedColumns,
       ...(separatorLine ? { from_line: 2 } : {}),
       // A row of delimiters only (`,,,`, as spreadsheets leave below the data) says nothing: skipped as a blank line.

@@ -99,6 +99,47 @@ describe('CSV files', () => {
     ]);
   });
 
+  it('reads every row of a file whose lines end in CR LF, LF and a lone CR mixed, each line end ending one line', async () => {
+    // An export edited on Windows, Linux and an old Mac: it was read as one row, or rows glued together.
+    const unreadable = 'row: the number of fields differs from the header';
+    expect(await records('\uFEFFname,email\r\nAda,ada@example.com\nGrace,grace@example.com\rLin\r\n\n\r\rBob,bob@example.com\r\n\r\n\n', 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 3, row: { name: 'Grace', email: 'grace@example.com' } },
+      { line: 4, unreadable },
+      { line: 8, row: { name: 'Bob', email: 'bob@example.com' } },
+    ]);
+    // A classic Mac file (lone CRs) with rows appended on Linux, and one split in chunks between the CR and the LF of its line ends.
+    expect(await records('name,email\rAda,ada@example.com\r\rGrace,grace@example.com\rLin,lin@example.com\n', 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 4, row: { name: 'Grace', email: 'grace@example.com' } },
+      { line: 5, row: { name: 'Lin', email: 'lin@example.com' } },
+    ]);
+    expect(await records(['name,email\r', '\nAda,ada@example.com\r', '\r', '\nGrace,grace@example.com\n'], 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 4, row: { name: 'Grace', email: 'grace@example.com' } },
+    ]);
+    expect(await records([latin1('name,city\r\nM\u00fcller,K\u00f6ln\rZo\u00eb,Z\u00fcrich\n')], 'csv', 'windows-1252')).toEqual([
+      { line: 2, row: { name: 'Müller', city: 'Köln' } },
+      { line: 3, row: { name: 'Zoë', city: 'Zürich' } },
+    ]);
+  });
+
+  it('keeps any line end inside a quoted cell as written, counting a CR LF there as one line', async () => {
+    const unreadable = 'row: the number of fields differs from the header';
+    expect(await records('name,notes\nAda,"one\r\ntwo\rthree\nfour"\r\nGrace,"x\r\ny"\rLin,z,"extra\r\nnote"\nBob,b\n', 'csv')).toEqual([
+      { line: 5, row: { name: 'Ada', notes: 'one\r\ntwo\rthree\nfour' } },
+      { line: 7, row: { name: 'Grace', notes: 'x\r\ny' } },
+      { line: 9, unreadable },
+      { line: 10, row: { name: 'Bob', notes: 'b' } },
+    ]);
+    // A Windows file with a note on two lines, split in chunks inside it; then a quote never closed, after a blank line.
+    expect(await records(['name,notes\r\nAda,"one\r', '\ntwo"\r\nLin,z,extra\r\n\r\n"Grace,g\r\n'], 'csv')).toEqual([
+      { line: 3, row: { name: 'Ada', notes: 'one\r\ntwo' } },
+      { line: 4, unreadable },
+      { line: 6, unreadableRest: expect.stringContaining('Quote Not Closed') },
+    ]);
+  });
+
   it("drops the ' that CSV exports put before a text a spreadsheet would run as a formula, and only that", async () => {
     const file = `name,phone,company\nAda,"'+1 555 0100","'=HYPERLINK(""x"")"\n'Tis Lin,"''+1",'-cmd\nO'Brien,'@home,'12\n`;
     expect(await records(file, 'csv')).toEqual([
@@ -177,6 +218,16 @@ describe('NDJSON files', () => {
       { line: 1, row: { name: 'Ada' } },
       { line: 2, row: { name: 'Bob' } },
       { line: 3, row: { name: 'Grace' } },
+    ]);
+  });
+
+  it('reads lines ending in CR LF, LF and a lone CR mixed, blank lines of each kind counted', async () => {
+    expect(await records(['{"name":"Ada"}\r\n{"name":"Bob"}\n\r\n\r{"name":"Grace"}\r', '\nnope\r{"name":"Lin"}\r\n\n'], 'ndjson')).toEqual([
+      { line: 1, row: { name: 'Ada' } },
+      { line: 2, row: { name: 'Bob' } },
+      { line: 5, row: { name: 'Grace' } },
+      { line: 6, unreadable: expect.stringMatching(/^row: not valid JSON/) },
+      { line: 7, row: { name: 'Lin' } },
     ]);
   });
 
@@ -269,6 +320,22 @@ describe('text encodings', () => {
     const file = [Buffer.from('name,email\nZoë,zoe@example.com\n\n'), latin1('Müller,mueller@example.com\nLin,lin@example.com\n')];
     expect(await records(file, 'csv')).toEqual([
       { line: 2, row: { name: 'Zoë', email: 'zoe@example.com' } },
+      { line: 4, unreadableRest: notUtf8 },
+    ]);
+  });
+
+  it('finds the first line that is not UTF-8 in a file whose lines end with CR, LF and CR LF, the rows before it read', async () => {
+    const crOnly = [Buffer.from('name,email\rZoë,zoe@example.com\rAda,ada@example.com\r'), latin1('Müller,mueller@example.com\rLin,lin@example.com\r')];
+    expect(await records(crOnly, 'csv')).toEqual([
+      { line: 2, row: { name: 'Zoë', email: 'zoe@example.com' } },
+      { line: 3, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 4, unreadableRest: notUtf8 },
+    ]);
+    // A CR LF cut by a chunk's end is one line end; the bad line is inside the same chunk as good ones.
+    const mixed = [Buffer.from('name,email\r'), Buffer.concat([Buffer.from('\nZoë,zoe@example.com\nAda,ada@example.com\r'), latin1('Müller,x@example.com\n')])];
+    expect(await records(mixed, 'csv')).toEqual([
+      { line: 2, row: { name: 'Zoë', email: 'zoe@example.com' } },
+      { line: 3, row: { name: 'Ada', email: 'ada@example.com' } },
       { line: 4, unreadableRest: notUtf8 },
     ]);
   });
