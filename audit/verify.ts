@@ -1,5 +1,5 @@
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
-import { catchUp } from '../projections/catch-up.ts';
+import { catchUp, eventsToCatchUp } from '../projections/catch-up.ts';
 import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints, type CheckpointAhead } from '../projections/checkpoints.ts';
 import { personalDataCodec } from '../projections/codec.ts';
 import { claimShadow, newShadowName } from '../projections/shadows.ts';
@@ -129,17 +129,22 @@ async function replayTo(
   shadow: string,
   projections: readonly Projection[],
   targets: Map<string, bigint>,
-  onEvents: (events: number) => void,
+  onEvents: (events: number, total: number | null) => void,
 ): Promise<{ events: number }> {
   const codec = personalDataCodec(deps.personalData);
   const byPosition = new Map<bigint, Projection[]>();
   for (const projection of projections) {
     const target = targets.get(projection.name) ?? 0n;
-    byPosition.set(target, [...(byPosition.get(target) ?? []), projection]);
+    if (target > 0n) byPosition.set(target, [...(byPosition.get(target) ?? []), projection]);
+  }
+  // Each group reads the feed from its own start: the total is the sum, counted before any is replayed.
+  let total: number | null = 0;
+  for (const [untilPosition, group] of byPosition) {
+    const count = await eventsToCatchUp({ db: deps.database.db, store: deps.store, schema: shadow, projections: group, untilPosition });
+    total = total === null || count === null ? null : total + count;
   }
   let events = 0;
   for (const [untilPosition, group] of byPosition) {
-    if (untilPosition === 0n) continue;
     const before = events;
     const result = await catchUp({
       db: deps.database.db,
@@ -148,7 +153,7 @@ async function replayTo(
       projections: group,
       codec,
       untilPosition,
-      onProgress: (progress) => onEvents(before + progress.events),
+      onProgress: (progress) => onEvents(before + progress.events, total),
     });
     events += result.events;
   }
@@ -237,7 +242,9 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
   const readSchema = deps.schemas.read;
   const shadow = newShadowName(readSchema, 'verify');
   const progress = options.onProgress ?? (() => undefined);
-  const onEvents = (events: number) => progress({ phase: 'replay', done: events, total: null });
+  // A replay after the first goes on from the events replayed before it, its total too.
+  const onEvents = (before: number) => (events: number, total: number | null) =>
+    progress({ phase: 'replay', done: before + events, total: total === null ? null : before + total });
   // Checked first: reading the live checkpoints would otherwise fail with a bare "relation does not exist".
   if (!(await checkpointsExist(db, readSchema))) throw new ReadModelsNotBuilt(readSchema);
   const head = await deps.store.headPosition();
@@ -259,7 +266,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       // 1.1M events), and the shadow's own updates piled up as dead rows: the replay fell from 4,400
       // to 1,200 events/s as it went.
       const before = await livePositions(db, readSchema, projections);
-      const first = await replayTo(deps, shadow, projections, await targetsWithin(deps, before.positions, ahead), onEvents);
+      const first = await replayTo(deps, shadow, projections, await targetsWithin(deps, before.positions, ahead), onEvents(0));
       // Then one pooled connection holds the live snapshot while the shadow catches up with what the
       // live projections applied meanwhile (a short stretch) and both are compared.
       ({ positions, tables, events, failed, replayFailures } = await db.connection().execute(async (connection) => {
@@ -268,7 +275,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
           const live = await livePositions(connection, readSchema, projections);
           const behind = projections.filter((p) => live.positions.get(p.name)! < before.positions.get(p.name)!).map((p) => p.name);
           if (behind.length > 0) throw new ReadModelsMovedBack(behind);
-          const rest = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), (n) => onEvents(first.events + n));
+          const rest = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), onEvents(first.events));
           const stopped = await replayFailuresIn(deps, shadow, projections);
           // The shadow side on a connection of its own too: the comparison reads each side through a cursor (compare-tables.ts).
           const compared = await db
@@ -286,7 +293,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       const done = new Map(projections.map((p) => [p.name, 0n]));
       for (let attempt = 0; ; attempt++) {
         // Catching up from where the shadow stands: only the new events are replayed.
-        const replay = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), (n) => onEvents(events + n));
+        const replay = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), onEvents(events));
         events += replay.events;
         for (const [name, position] of live.positions) done.set(name, position);
         replayFailures = await replayFailuresIn(deps, shadow, projections);

@@ -131,6 +131,12 @@ export interface EventStore {
   /** Position of the last event visible to readers (0n when empty). */
   headPosition(): Promise<bigint>;
   /**
+   * Events of the feed after `fromPosition` (exclusive, as `readAll`; default the start) up to and
+   * including `untilPosition`: what a replay will read, the total of its progress. Engines that cannot
+   * count them cheaply (EventStoreDB) leave it out.
+   */
+  countEvents?(range: { fromPosition?: bigint; untilPosition: bigint }): Promise<number>;
+  /**
    * Committed events not final yet: on PostgreSQL, those above the oldest transaction still open on the
    * server (any session's, another application's too), which no feed reads until it ends (README).
    * Engines whose committed events are final at once leave it out.

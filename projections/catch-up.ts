@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type ApplyOptions, type BatchItem, type EventCodec } from './apply-batch.ts';
-import { readCheckpoints } from './checkpoints.ts';
+import { readCheckpoints, type Checkpoint } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 import { readSkips } from './skips.ts';
 
@@ -36,6 +36,24 @@ export interface CatchUpOptions {
   horizonWaitMs?: number;
 }
 
+/** Where a catch-up starts reading: the lowest checkpoint of its projections (the target if lower). */
+const startOf = (projections: readonly Projection[], checkpoints: Map<string, Checkpoint>, untilPosition: bigint): bigint =>
+  projections.map((p) => checkpoints.get(p.name)?.position ?? 0n).reduce((a, b) => (b < a ? b : a), untilPosition);
+
+/**
+ * Events a catch-up of `projections` in `schema` up to `untilPosition` reads: every event after its
+ * start, those no projection wants included. Counted by the store once, as the total of a replay's
+ * progress; null where the store cannot count them (EventStoreDB).
+ */
+export async function eventsToCatchUp(
+  options: Pick<CatchUpOptions, 'db' | 'store' | 'schema' | 'projections'> & { untilPosition: bigint },
+): Promise<number | null> {
+  const { store, untilPosition } = options;
+  if (!store.countEvents) return null;
+  const fromPosition = startOf(options.projections, await readCheckpoints(options.db, options.schema), untilPosition);
+  return store.countEvents({ fromPosition, untilPosition });
+}
+
 /**
  * Reads the feed in pages from the lowest checkpoint and applies it, the next page being read while
  * the current one is applied. Used by rebuild and replay, where the end is known: no subscription,
@@ -57,7 +75,7 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
       )),
     ].map(([name, list]) => [name, new Set(list.map((s) => s.position))]),
   );
-  let from = [...positions.values()].reduce((a, b) => (b < a ? b : a), headPosition);
+  let from = startOf(projections, checkpoints, headPosition);
   let events = 0;
   const wanted = (e: RecordedEvent) => projections.some((p) => !failed.has(p.name) && e.position > positions.get(p.name)! && matchesFilter(p.filter, e));
   // A reader runs ahead by up to READ_AHEAD pages, each page decoded as soon as it is read (decoding

@@ -1,7 +1,7 @@
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
 import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply-batch.ts';
-import { catchUp, type CatchUpProgress } from './catch-up.ts';
+import { catchUp, eventsToCatchUp, type CatchUpProgress } from './catch-up.ts';
 import { analyzeTables } from './statistics.ts';
 import { recordFeedEngine } from './feed-engine.ts';
 import {
@@ -43,7 +43,12 @@ export interface ReplayOptions extends ReadSideDeps {
   pageSize?: number;
   /** Also create reporting views over the replayed tables in this schema. */
   reportingSchema?: string;
-  onProgress?: (progress: CatchUpProgress) => void;
+  onProgress?: (progress: ReplayProgress) => void;
+}
+
+export interface ReplayProgress extends CatchUpProgress {
+  /** Events read in all (counted at the start); null where the store cannot count them. */
+  total: number | null;
 }
 
 export interface ReplayResult {
@@ -65,6 +70,10 @@ export async function replayInto(options: ReplayOptions): Promise<ReplayResult> 
   if (options.replace) await sql`DROP SCHEMA IF EXISTS ${sql.id(schema)} CASCADE`.execute(db);
   else await refuseExistingTables(db, schema, options.projections);
   await migrateProjections(db, schema, options.projections);
+  // The target fixed before the events up to it are counted: the total is what the replay reads. A
+  // replay to a moment ends at an event no count by position knows in advance: no total then.
+  const untilPosition = options.untilPosition ?? (await options.store.headPosition());
+  const total = options.onProgress && options.untilTime === undefined ? await eventsToCatchUp({ ...options, untilPosition }) : null;
   const result = await catchUp({
     db,
     store: options.store,
@@ -72,10 +81,10 @@ export async function replayInto(options: ReplayOptions): Promise<ReplayResult> 
     projections: options.projections,
     codec: options.codec,
     untilTime: options.untilTime,
-    untilPosition: options.untilPosition,
+    untilPosition,
     concurrent: options.concurrent,
     pageSize: options.pageSize ?? 5_000,
-    onProgress: options.onProgress,
+    onProgress: (p) => options.onProgress?.({ ...p, total }),
   });
   if (options.reportingSchema) {
     await createReportingViews(db, { readSchema: schema, reportingSchema: options.reportingSchema, projections: options.projections });
@@ -92,7 +101,8 @@ async function refuseExistingTables(db: QueryExecutorProvider, schema: string, p
   }
 }
 
-export interface RebuildProgress extends CatchUpProgress {
+/** `events` and `total` count from the start of the rebuild, over its replay and catch-ups. */
+export interface RebuildProgress extends ReplayProgress {
   phase: 'replaying' | 'catching-up' | 'swapping' | 'done';
   names: string[];
 }
@@ -144,7 +154,7 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
   const checkSignal = () => {
     if (options.signal?.aborted) throw new RebuildInterrupted();
   };
-  const progress = (phase: RebuildProgress['phase'], p: CatchUpProgress) => {
+  const progress = (phase: RebuildProgress['phase'], p: ReplayProgress) => {
     checkSignal();
     options.onProgress?.({ ...p, phase, names });
   };
@@ -188,6 +198,9 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
     for (let attempt = 1; ; attempt++) {
       // A swap kept waiting (a long query holds a live table) is retried: each retry is a safe point.
       checkSignal();
+      // The target fixed first, as for the replay: counted up to it, the total is what this catch-up reads.
+      const untilPosition = await options.store.headPosition();
+      const rest = options.onProgress ? await eventsToCatchUp({ db, store: options.store, schema: shadow, projections: selected, untilPosition }) : null;
       const more = await catchUp({
         db,
         store: options.store,
@@ -195,7 +208,8 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
         projections: selected,
         codec: options.codec,
         concurrent: options.concurrent,
-        onProgress: (p) => progress('catching-up', p),
+        untilPosition,
+        onProgress: (p) => progress('catching-up', { ...p, events: events + p.events, total: rest === null ? null : events + rest }),
       });
       events += more.events;
       if (more.failed.length > 0)
@@ -209,7 +223,7 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
           })
         : await trySwap(options, selected, shadow, pastTheStore);
       if (swapped !== undefined) {
-        progress('done', { position: swapped, headPosition: swapped, events });
+        progress('done', { position: swapped, headPosition: swapped, events, total: events });
         await options.runner?.reloadCheckpoints();
         return { names, position: swapped, events, swapAttempts: attempt };
       }

@@ -46,7 +46,7 @@ Examples:
         reportingSchema: run.config.schemas.reporting,
         ...(names ? { names } : {}),
         signal: run.signal,
-        onProgress: (p) => progress.update(p.events),
+        onProgress: (p) => progress.update(p.events, p.total ?? undefined),
       }).catch((error: unknown) => {
         if (error instanceof RebuildInterrupted) return undefined;
         throw error;

@@ -122,7 +122,7 @@ Example:
         ...(reportingSchema ? { reportingSchema } : {}),
         onProgress: (p) => {
           if (run.signal.aborted) throw new Interrupted('interrupted: run the same command again (the schema is rebuilt from the start)');
-          progress.update(p.events);
+          progress.update(p.events, p.total ?? undefined);
         },
       }).catch(async (error: unknown) => {
         await eraseForgotten().catch(() => undefined);

@@ -467,6 +467,20 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     }
   };
 
+  /** One range of the position index, only final positions (as the feed reads them). */
+  const countEvents = async (range: { fromPosition?: bigint; untilPosition: bigint }): Promise<number> => {
+    assertOpen();
+    try {
+      const result = await sql<{ events: string }>`
+        SELECT count(*)::text AS events FROM ${s}.events
+        WHERE position > ${(range.fromPosition ?? 0n).toString()}::bigint AND position <= ${range.untilPosition.toString()}::bigint
+          AND position + 0 < ${FINAL_POSITION_BOUND}`.execute(db);
+      return Number(result.rows[0]?.events ?? 0);
+    } catch (error) {
+      throw mapError(error);
+    }
+  };
+
   /** Few rows or none: the position index is read from the bound on. */
   const heldBack = async (): Promise<HeldBack> => {
     assertOpen();
@@ -575,6 +589,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     readAll,
     subscribeToAll,
     headPosition,
+    countEvents,
     heldBack,
     async close() {
       if (closed) return;

@@ -8,6 +8,7 @@ import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import type { Projection } from '../../projections/projection.ts';
 import { customerRegistered, dealOpened, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
 import { migrateProjections } from '../../projections/checkpoints.ts';
+import { storedEvents } from '../support/events.ts';
 
 let h: AuditHarness;
 // Analytics without `modelSchema`: a replay into the shadow schema then writes nowhere else.
@@ -184,6 +185,27 @@ describe('read-model verification', () => {
     // The snapshot was seen (the comparison reads the live side in it), but only after the replay ended.
     expect(heldAt.length).toBeGreaterThan(0);
     expect(heldAt.filter((at) => at < lastReplayAt)).toEqual([]);
+  });
+
+  it('gives the replay a total from the start: the events it replays, summed over the positions the projections stand at', async () => {
+    // The customers projection ahead of the others: the replay reads the feed from the start to each position.
+    await h.record(`customer-${ada}`, 'CustomerTagged', { customerId: ada, tag: 'silver' });
+    await projectAll(h, [projections.find((p) => p.name === 'customers')!]);
+    try {
+      const progress: VerifyProgress[] = [];
+      const result = await verifyReadModels(h.deps, { projections, onProgress: (p) => progress.push(p) });
+      expect(result.ok).toBe(true);
+      const targets = [...new Set(Object.values(result.positions))];
+      expect(targets).toHaveLength(2);
+      const stored = await storedEvents(h.store);
+      expect(result.events).toBe(targets.reduce((sum, target) => sum + stored.filter((e) => e.position <= target).length, 0));
+      const replay = progress.filter((p) => p.phase === 'replay');
+      expect(replay.length).toBeGreaterThan(0);
+      for (const p of replay) expect(p.total).toBe(result.events);
+      expect(replay.at(-1)!.done).toBe(result.events);
+    } finally {
+      await projectLive();
+    }
   });
 
   it('compares live tables at their checkpoint while new events keep arriving', async () => {

@@ -547,6 +547,25 @@ export function eventStoreContract(harness: EngineHarness): void {
         await store.close();
       });
 
+      it('counts the events of a position range as readAll reads them (a replay progress total), where the engine counts', async (ctx) => {
+        const store = await harness.createStore();
+        try {
+          if (!store.countEvents) return ctx.skip('this engine does not count events (replays show no total)');
+          if (!isolated) return ctx.skip("this engine's feed is shared by every test: a count of the whole range would include theirs");
+          expect(await store.countEvents({ untilPosition: await store.headPosition() })).toBe(0);
+          const customer = aggregate();
+          await store.appendToStream(`${customer}-1`, [newEvent(), newEvent('CustomerRenamed')]);
+          const last = await store.appendToStream(`${customer}-2`, [newEvent()]);
+          await waitForHead(store, last.position);
+          const positions = (await store.readAll()).map((e) => e.position);
+          expect(await store.countEvents({ untilPosition: last.position })).toBe(3);
+          expect(await store.countEvents({ fromPosition: positions[0], untilPosition: positions[1]! })).toBe(1);
+          expect(await store.countEvents({ fromPosition: positions[0], untilPosition: last.position + 1_000n })).toBe(2);
+        } finally {
+          await store.close();
+        }
+      });
+
       it('treats prefix filters literally (no wildcard characters)', async () => {
         const store = await harness.createStore();
         const base = aggregate();

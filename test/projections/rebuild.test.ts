@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectPostgres } from '../../eventstore/postgres/database.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
-import { compareSchemas, rebuildProjections, replayInto, tablesOf } from '../../projections/rebuild.ts';
+import { compareSchemas, rebuildProjections, replayInto, tablesOf, type RebuildProgress } from '../../projections/rebuild.ts';
 import { createReportingViews, REPORTING_VIEWS } from '../../projections/reporting.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { runScenario, type ScenarioIds } from './scenario.ts';
@@ -257,6 +257,28 @@ describe('rebuild beside named statements', () => {
     } finally {
       await reader.close();
     }
+  });
+});
+
+describe('rebuild progress', () => {
+  it('reports a total from the first page on: the events the rebuild reads, never below those done', async () => {
+    const stored = (await storedEvents(h.store)).length;
+    const seen: RebuildProgress[] = [];
+    const result = await rebuildProjections({
+      ...deps(),
+      names: ['customers'],
+      schema: h.schemas.read,
+      reportingSchema: h.schemas.reporting,
+      runner,
+      onProgress: (p) => seen.push(p),
+    });
+    const replaying = seen.filter((p) => p.phase === 'replaying');
+    expect(replaying.length).toBeGreaterThan(0);
+    // Every event up to the head when the rebuild began, each read once.
+    for (const p of replaying) expect(p.total).toBe(stored);
+    expect(replaying.at(-1)!.events).toBe(stored);
+    for (const p of seen) expect(p.events).toBeLessThanOrEqual(p.total!);
+    expect(seen.at(-1)).toMatchObject({ phase: 'done', events: result.events, total: result.events });
   });
 });
 
