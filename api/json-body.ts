@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { contentCodingRefused } from './content-coding.ts';
 import { ProblemError } from './problems.ts';
 
 /** Labels of UTF-8 (WHATWG Encoding), compared in lower case. */
@@ -17,6 +18,7 @@ const charsetsOf = (contentType: string): string[] =>
  * The JSON body parser, in place of Fastify's own:
  * - JSON is UTF-8 (RFC 8259): a body declared in another charset (`charset=latin1`, `utf-16`) would be
  *   read as UTF-8 and stored garbled, so it is a 415 naming the content-type;
+ * - a compressed body is a 415 naming Content-Encoding (it was a 400 "not valid JSON"), as for imports;
  * - an empty body is no body, as with no Content-Type at all: a DELETE sent with
  *   `Content-Type: application/json` is accepted, and a command without fields is validated as `{}`
  *   (its missing fields named) instead of being refused as "no JSON body".
@@ -26,6 +28,11 @@ export const registerJsonBody = (app: FastifyInstance): void => {
   const parse = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const compressed = contentCodingRefused(request.headers, 'JSON');
+    if (compressed) {
+      done(compressed, undefined);
+      return;
+    }
     const contentType = request.headers['content-type'] ?? '';
     const foreign = charsetsOf(contentType).find((charset) => !UTF8_LABELS.has(charset.toLowerCase()));
     if (foreign !== undefined) {

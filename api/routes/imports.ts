@@ -11,6 +11,7 @@ import { callerRole } from '../auth/guard.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { actorOfKey, IdParams } from '../http.ts';
 import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
+import { contentCodingRefused } from '../content-coding.ts';
 import { isAllowed, ruleFor, type Role } from '../roles.ts';
 
 /**
@@ -102,20 +103,8 @@ const refuseUnreadableBody = async (request: FastifyRequest): Promise<void> => {
       CLOSE,
     );
   }
-  const codings = (request.headers['content-encoding'] ?? '')
-    .split(',')
-    .map((coding) => coding.trim().toLowerCase())
-    .filter((coding) => coding !== '' && coding !== 'identity');
-  if (codings.length > 0) {
-    throw new ProblemError(
-      'unsupported_media_type',
-      `The body is encoded as ${codings.join(', ')}; send the file uncompressed (no Content-Encoding).`,
-      {
-        errors: [{ field: 'content-encoding', message: 'not read: send the file uncompressed' }],
-      },
-      CLOSE,
-    );
-  }
+  const compressed = contentCodingRefused(request.headers, 'the file', CLOSE);
+  if (compressed) throw compressed;
 };
 
 const ImportCounts = z.object({

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -615,6 +616,20 @@ describe('headers and bodies', () => {
     const res = await send('sales', 'POST', '/customers', payload, { 'content-type': 'application/json' });
     expect(res.statusCode, res.body).toBeLessThan(500);
     await projectionsSettled(h);
+  });
+
+  it('a compressed JSON body is a 415 naming Content-Encoding, as an import is, and appends nothing', async () => {
+    const before = await eventCount(h);
+    const body = JSON.stringify({ name: 'Zipped', email: `zipped-${randomUUID()}@example.com` });
+    for (const coding of ['gzip', 'br', 'deflate, gzip']) {
+      const payload = coding === 'gzip' ? gzipSync(body) : Buffer.from(body);
+      const res = await send('sales', 'POST', '/customers', payload, { 'content-type': 'application/json', 'content-encoding': coding });
+      expect(res.statusCode, `${coding}: ${res.body}`).toBe(415);
+      expect(res.json<{ errors: unknown[] }>().errors, coding).toEqual([{ field: 'content-encoding', message: expect.stringContaining('uncompressed') }]);
+    }
+    expect(await eventCount(h)).toBe(before);
+    const identity = await send('sales', 'POST', '/customers', body, { 'content-type': 'application/json', 'content-encoding': 'identity' });
+    expect(identity.statusCode, identity.body).toBe(201);
   });
 });
 
