@@ -49,6 +49,8 @@ const buildOptions = (root, outdir) => ({
   packages: /** @type {const} */ ('external'),
   sourcemap: /** @type {const} */ ('linked'),
   sourcesContent: false,
+  // .mjs: the cache is inside node_modules, where no package.json says the files are modules.
+  outExtension: { '.js': '.mjs' },
   outdir,
   metafile: true,
   logLevel: /** @type {const} */ ('silent'),
@@ -131,7 +133,7 @@ export async function compiledEntry(root = PROJECT_ROOT) {
   const manifest = await readManifest(manifestPath);
   if (manifest) {
     const hash = await sourcesHash(root, version, manifest.inputs).catch(() => undefined);
-    const entry = join(cache, manifest.hash, 'main.js');
+    const entry = join(cache, manifest.hash, 'main.mjs');
     if (hash === manifest.hash && (await exists(entry))) {
       const now = new Date();
       await utimes(join(cache, manifest.hash), now, now).catch(() => {});
@@ -145,7 +147,7 @@ export async function compiledEntry(root = PROJECT_ROOT) {
     const result = await build({ ...buildOptions(root, scratch), plugins: [ownModuleUrl(read)] });
     const inputs = Object.keys(result.metafile?.inputs ?? {});
     const hash = await sourcesHash(root, version, inputs, read);
-    const entry = join(cache, hash, 'main.js');
+    const entry = join(cache, hash, 'main.mjs');
     // Another process may have compiled the same sources meanwhile: theirs is as good as ours.
     await rename(scratch, join(cache, hash)).catch(async (error) => {
       if (!(await exists(entry))) throw error;

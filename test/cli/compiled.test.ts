@@ -47,7 +47,7 @@ describe('the compiled sources of the crm command', () => {
   it('are compiled on first use, run as the sources would, and each module keeps its own import.meta.url', async () => {
     const root = await project();
     const entry = await compiledEntry(root);
-    expect(entry).toMatch(new RegExp(`^${pathToFileURL(join(root, 'node_modules', '.cache', 'crm')).href}/[0-9a-f]{16}/main\\.js$`));
+    expect(entry).toMatch(new RegExp(`^${pathToFileURL(join(root, 'node_modules', '.cache', 'crm')).href}/[0-9a-f]{16}/main\\.mjs$`));
     expect(await start(entry)).toEqual([`hello ${pathToFileURL(join(root, 'cli', 'greeting.ts')).href}`]);
   });
 
