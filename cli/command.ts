@@ -57,15 +57,19 @@ export class Interrupted extends Error {
   }
 }
 
+/** The options' names in one column, as wide as the longest needs: a long name ran into its description. */
+const HELP_COLUMN = 30;
+
 export const helpText = (command: CliCommand): string => {
-  const options = Object.entries(command.options)
+  const rows = Object.entries(command.options)
     .filter(([name]) => name !== 'help')
-    .map(([name, option]) => {
+    .map(([name, option]): [string, string] => {
       const short = option.short ? `-${option.short}, ` : '    ';
       const arg = option.type === 'string' ? ` <${name === 'as-of' ? 'time' : 'value'}>` : '';
-      const description = option.description;
-      return `  ${short}--${name}${arg}`.padEnd(30) + description;
+      return [`  ${short}--${name}${arg}`, option.description];
     });
+  rows.push(['  -h, --help', 'show this help']);
+  const width = Math.max(HELP_COLUMN, ...rows.map(([left]) => left.length + 2));
   return [
     `Usage: crm ${command.usage}`,
     '',
@@ -74,8 +78,7 @@ export const helpText = (command: CliCommand): string => {
     command.details.trim(),
     '',
     'Options:',
-    ...options,
-    '  -h, --help'.padEnd(30) + 'show this help',
+    ...rows.map(([left, right]) => left.padEnd(width) + right),
   ].join('\n');
 };
 

@@ -11,10 +11,12 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-/** Older builds are removed once three newer ones exist and none has been started from for a day (a running server may still load lazy chunks of its own). */
 const KEPT_BUILDS = 3;
 const STALE_MS = 24 * 60 * 60 * 1000;
+const IN_USE_EVERY_MS = 60 * 60 * 1000;
+const LEFTOVER_MS = 60 * 60 * 1000;
 const BUILD_NAME = /^[0-9a-f]{16}$/;
+const BUILD_SEAL = 'build.json';
 
 /**
  * Each module keeps its own `import.meta.url`: files beside the sources (the console's) are found as
@@ -57,7 +59,8 @@ const buildOptions = (root, outdir) => ({
 });
 
 /**
- * Hash of the compiler's version and options and of every source file's content.
+ * Hash of the compiler's version and options, of the project's tsconfig.json (esbuild follows some of
+ * its options) and of every source file's content.
  * @param {string} root
  * @param {string} esbuildVersion
  * @param {string[]} inputs paths relative to the root
@@ -65,6 +68,7 @@ const buildOptions = (root, outdir) => ({
  */
 const sourcesHash = async (root, esbuildVersion, inputs, read = new Map()) => {
   const hash = createHash('sha256').update(`${esbuildVersion}\0${JSON.stringify(buildOptions(root, ''))}\0`);
+  hash.update(await readFile(join(root, 'tsconfig.json'), 'utf8').catch(() => '')).update('\0');
   for (const input of [...inputs].sort()) {
     const path = join(root, input);
     hash
@@ -99,6 +103,30 @@ const writeAtomically = async (path, text) => {
   await rename(temporary, path);
 };
 
+/**
+ * The size of every file of a build, written last into it: a build without it was cut short, and a
+ * file of another size was damaged (a power cut after an unsynced write leaves empty files).
+ * @param {string} dir
+ */
+const sealBuild = async (dir) => {
+  /** @type {Record<string, number>} */
+  const sizes = {};
+  for (const name of await readdir(dir)) sizes[name] = (await stat(join(dir, name))).size;
+  await writeFile(join(dir, BUILD_SEAL), JSON.stringify(sizes));
+};
+
+/** @param {string} dir */
+const isWhole = async (dir) => {
+  try {
+    const sizes = JSON.parse(await readFile(join(dir, BUILD_SEAL), 'utf8'));
+    if (typeof sizes['main.mjs'] !== 'number') return false;
+    for (const [name, size] of Object.entries(sizes)) if ((await stat(join(dir, name))).size !== size) return false;
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 /** @param {string} path */
 const exists = (path) =>
   stat(path).then(
@@ -106,24 +134,65 @@ const exists = (path) =>
     () => false,
   );
 
-/** @param {string} cache */
-const removeStaleBuilds = async (cache) => {
+/** @param {string} path */
+const touch = async (path) => {
+  const now = new Date();
+  await utimes(path, now, now).catch(() => {});
+};
+
+/**
+ * Builds are removed once three newer ones exist and none has been started from (or kept in use by
+ * a running process, keepInUse) for a day; never the one about to run. Folders of builds cut short
+ * (a compile interrupted) go after an hour.
+ * @param {string} cache
+ * @param {string} running
+ */
+const removeStaleBuilds = async (cache, running) => {
   const builds = [];
   for (const name of await readdir(cache)) {
-    if (!BUILD_NAME.test(name)) continue;
     const stats = await stat(join(cache, name)).catch(() => undefined);
-    if (stats) builds.push({ path: join(cache, name), used: stats.mtimeMs });
+    if (!stats?.isDirectory()) continue;
+    if (BUILD_NAME.test(name)) {
+      if (name !== running) builds.push({ path: join(cache, name), used: stats.mtimeMs });
+    } else if (Date.now() - stats.mtimeMs > LEFTOVER_MS) await rm(join(cache, name), { recursive: true, force: true });
   }
   builds.sort((a, b) => b.used - a.used);
-  for (const { path, used } of builds.slice(KEPT_BUILDS)) {
+  for (const { path, used } of builds.slice(KEPT_BUILDS - 1)) {
     if (Date.now() - used > STALE_MS) await rm(path, { recursive: true, force: true });
   }
 };
 
 /**
+ * Puts a finished build in place under its hash. Another process may have put the same one there
+ * meanwhile (theirs is as good as ours); a damaged one there is moved aside first.
+ * @param {string} scratch
+ * @param {string} target
+ */
+const install = async (scratch, target) => {
+  try {
+    await rename(scratch, target);
+    return;
+  } catch (error) {
+    if (await isWhole(target)) return;
+    if (!(await exists(target))) throw error;
+  }
+  const damaged = `${target}-damaged-${randomUUID()}`;
+  if (
+    await rename(target, damaged).then(
+      () => true,
+      () => false,
+    )
+  )
+    await rm(damaged, { recursive: true, force: true });
+  await rename(scratch, target).catch(async (error) => {
+    if (!(await isWhole(target))) throw error;
+  });
+};
+
+/**
  * The URL of the compiled `cli/main.ts` under `root`, compiled first if a source changed since the
- * last time. Throws when it cannot be compiled there (esbuild missing, node_modules read-only): the
- * caller then runs the sources through tsx.
+ * last time (or its build was damaged). Throws when it cannot be compiled there (esbuild missing,
+ * node_modules read-only): the caller then runs the sources through tsx.
  * @param {string} [root]
  */
 export async function compiledEntry(root = PROJECT_ROOT) {
@@ -133,11 +202,9 @@ export async function compiledEntry(root = PROJECT_ROOT) {
   const manifest = await readManifest(manifestPath);
   if (manifest) {
     const hash = await sourcesHash(root, version, manifest.inputs).catch(() => undefined);
-    const entry = join(cache, manifest.hash, 'main.mjs');
-    if (hash === manifest.hash && (await exists(entry))) {
-      const now = new Date();
-      await utimes(join(cache, manifest.hash), now, now).catch(() => {});
-      return pathToFileURL(entry).href;
+    if (hash === manifest.hash && (await isWhole(join(cache, hash)))) {
+      await touch(join(cache, hash));
+      return pathToFileURL(join(cache, hash, 'main.mjs')).href;
     }
   }
   await mkdir(cache, { recursive: true });
@@ -147,15 +214,23 @@ export async function compiledEntry(root = PROJECT_ROOT) {
     const result = await build({ ...buildOptions(root, scratch), plugins: [ownModuleUrl(read)] });
     const inputs = Object.keys(result.metafile?.inputs ?? {});
     const hash = await sourcesHash(root, version, inputs, read);
-    const entry = join(cache, hash, 'main.mjs');
-    // Another process may have compiled the same sources meanwhile: theirs is as good as ours.
-    await rename(scratch, join(cache, hash)).catch(async (error) => {
-      if (!(await exists(entry))) throw error;
-    });
+    await sealBuild(scratch);
+    await install(scratch, join(cache, hash));
+    await touch(join(cache, hash));
     await writeAtomically(manifestPath, JSON.stringify({ hash, inputs }));
-    await removeStaleBuilds(cache).catch(() => {});
-    return pathToFileURL(entry).href;
+    await removeStaleBuilds(cache, hash).catch(() => {});
+    return pathToFileURL(join(cache, hash, 'main.mjs')).href;
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
 }
+
+/**
+ * A process that runs for long (a server, a projection worker) marks its build as used every hour,
+ * so that no other `crm` removes it while lazy chunks of it may still be loaded.
+ * @param {string} entry the URL compiledEntry gave
+ */
+export const keepInUse = (entry) => {
+  const build = dirname(fileURLToPath(entry));
+  setInterval(() => void touch(build), IN_USE_EVERY_MS).unref();
+};

@@ -2,12 +2,13 @@
 // The `crm` command. The project has no build step: the TypeScript sources are compiled on first
 // use and again whenever one changes (cli/compiled.js), then run as plain modules. Where they cannot
 // be compiled (a read-only install), tsx's loader runs them directly, at about 66 MB more memory.
-import { compiledEntry } from './compiled.js';
+import { compiledEntry, keepInUse } from './compiled.js';
 
 const entry = await compiledEntry().catch(() => undefined);
 if (entry) {
   // Stack traces name the TypeScript sources, as they do through tsx.
   process.setSourceMapsEnabled(true);
+  keepInUse(entry);
   await import(entry);
 } else {
   const { register } = await import('tsx/esm/api');

@@ -7,6 +7,14 @@ import { commands } from './commands/index.ts';
 
 /** The `crm` command: parses the subcommand, loads the configuration, runs it, maps errors to advice. */
 
+// A reader that stops early (`crm export customers | head`) closes the pipe: the rest of the output
+// has nowhere to go, which ends the command as SIGPIPE would, not with an unhandled error.
+for (const stream of [process.stdout, process.stderr])
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(process.exitCode ?? 0);
+  });
+
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const err = (line: string) => process.stderr.write(`${line}\n`);
 

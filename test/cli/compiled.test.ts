@@ -98,6 +98,51 @@ describe('the compiled sources of the crm command', () => {
     expect(kept).toContain('0000000000000004');
   });
 
+  it('never remove the build about to run, however long unused, even when it is an older one found again', async () => {
+    const root = await project('first');
+    const first = fileURLToPath(await compiledEntry(root));
+    const firstBuild = join(first, '..');
+    for (const greeting of ['second', 'third', 'fourth']) {
+      await writeGreeting(root, greeting);
+      await compiledEntry(root);
+    }
+    const twoDaysAgo = new Date(Date.now() - 48 * 60 * 60 * 1000);
+    await utimes(firstBuild, twoDaysAgo, twoDaysAgo);
+    // The sources as they were (a checkout of an older version): their build is found, and kept.
+    await writeGreeting(root, 'first');
+    expect(fileURLToPath(await compiledEntry(root))).toBe(first);
+    expect((await start(pathToFileURL(first).href))[0]).toMatch(/^first /);
+  });
+
+  it('are compiled again when their build was damaged or cut short, and what was left of it goes', async () => {
+    const root = await project();
+    const entry = await compiledEntry(root);
+    const build = join(fileURLToPath(entry), '..');
+    // A power cut after an unsynced write leaves empty files.
+    await writeFile(fileURLToPath(entry), '');
+    expect(await compiledEntry(root)).toBe(entry);
+    expect(await start(entry)).toEqual([expect.stringMatching(/^hello /)]);
+    // A build without its list of files never finished.
+    await rm(join(build, 'build.json'));
+    expect(await compiledEntry(root)).toBe(entry);
+    expect(await start(entry)).toEqual([expect.stringMatching(/^hello /)]);
+    // Folders of builds cut short, an hour old, are removed by the next compile.
+    const cache = join(root, 'node_modules', '.cache', 'crm');
+    const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    await mkdir(join(cache, 'building-left-by-a-kill'));
+    await utimes(join(cache, 'building-left-by-a-kill'), twoHoursAgo, twoHoursAgo);
+    await writeGreeting(root, 'changed');
+    await compiledEntry(root);
+    expect((await readdir(cache)).filter((name) => !/^[0-9a-f]{16}$/.test(name))).toEqual(['manifest.json']);
+  });
+
+  it('are compiled again when tsconfig.json changes (esbuild follows some of its options)', async () => {
+    const root = await project();
+    const first = await compiledEntry(root);
+    await writeFile(join(root, 'tsconfig.json'), JSON.stringify({ compilerOptions: { useDefineForClassFields: false } }));
+    expect(await compiledEntry(root)).not.toBe(first);
+  });
+
   it('refuse a source that does not compile (the bin then runs the sources through tsx, which names the error)', async () => {
     const root = await project();
     await writeFile(join(root, 'cli', 'greeting.ts'), 'export const greeting: string = ;\n');

@@ -1,9 +1,13 @@
+import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { runCrm } from './support.ts';
 
 const SUBCOMMANDS = ['serve', 'project', 'rebuild', 'replay', 'verify', 'import', 'demo', 'fit', 'api-key', 'master-key', 'reporting-role', 'claim-emails'];
 const cwd = tmpdir();
+const run = promisify(execFile);
 
 describe('the crm command', () => {
   it('lists every subcommand, and each explains itself with --help', async () => {
@@ -18,8 +22,22 @@ describe('the crm command', () => {
       expect(help.stdout, name).toContain(`Usage: crm ${name}`);
       expect(help.stdout, name).toContain('-h, --help');
     });
+    // Every option's description stands apart from its name (`--reporting-schema <value>also create` did not).
+    for (const [i, help] of helps.entries())
+      for (const line of help.stdout.split('\n').filter((l) => /^ {2}(-\w, |\s{4})--/.test(l)))
+        expect(line, SUBCOMMANDS[i]).toMatch(/^ {2}(-\w, | {4})--[a-z-]+( <\w+>)? {2,}\S/);
     expect(helps[SUBCOMMANDS.indexOf('replay')]!.stdout).toContain('--as-of <time>');
     expect(helps[SUBCOMMANDS.indexOf('verify')]!.stdout).toContain('--chain');
+  });
+
+  it('ends quietly, exit 0, when its reader closes the pipe early (crm ... | head)', async () => {
+    const crm = fileURLToPath(new URL('../../cli/crm.js', import.meta.url));
+    for (let i = 0; i < 4; i++) {
+      // `head -c 0` closes its end before the help is written: the write meets EPIPE.
+      const { stdout, stderr } = await run('bash', ['-c', 'node "$0" --help | head -c 0; echo "${PIPESTATUS[0]}"', crm], { cwd });
+      expect(stderr).toBe('');
+      expect(stdout.trim()).toBe('0');
+    }
   });
 
   it('refuses an unknown subcommand or option with the usage and exit code 2', async () => {
