@@ -6,6 +6,7 @@ import { rowReason } from '../commands/import/importer.ts';
 import { parseRecords } from '../commands/import/parse.ts';
 import { csvField } from '../shared/csv.ts';
 import { openForWriting, writeText } from './files.ts';
+import { refuseReportOverInput } from './import.ts';
 import type { Progress } from './progress.ts';
 
 /**
@@ -17,6 +18,12 @@ import type { Progress } from './progress.ts';
  */
 
 export const RATE_COLUMNS = ['currency', 'rate', 'valid_from'] as const;
+
+/**
+ * The columns read as numbers, as `crm import` reads its own: in a semicolon file `150,5` is 150.5
+ * and `1.450` is refused as ambiguous (it was recorded as 1.45, maybe meant as 1450).
+ */
+const RATE_NUMBER_COLUMNS: ReadonlySet<string> = new Set(['rate']);
 
 export interface RateImportResult {
   rows: number;
@@ -44,6 +51,7 @@ const columnOf = (reason: string) => reason.replace(/\bvalidFrom\b/g, 'valid_fro
 const businessTime = (value: unknown): unknown => (typeof value === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(value) ? `${value}T00:00:00Z` : value);
 
 export async function importRates(commands: Pick<CrmCommands, 'execute'>, options: RateImportOptions): Promise<RateImportResult> {
+  refuseReportOverInput(options.file, options.reportPath, '--report');
   const report = await openForWriting(options.reportPath, 'the report');
   await writeText(report, 'line,reason\n');
   const result: RateImportResult = { rows: 0, recorded: 0, unchanged: 0, rejected: 0, reportPath: options.reportPath, interrupted: false };
@@ -53,7 +61,7 @@ export async function importRates(commands: Pick<CrmCommands, 'execute'>, option
   };
   const correlationId = `import-rates-${randomUUID()}`;
   try {
-    for await (const record of parseRecords(createReadStream(options.file), 'csv')) {
+    for await (const record of parseRecords(createReadStream(options.file), 'csv', 'utf-8', RATE_NUMBER_COLUMNS)) {
       if (options.signal?.aborted) {
         result.interrupted = true;
         break;

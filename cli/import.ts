@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, realpathSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { basename, extname } from 'node:path';
 import type { BatchCommands } from '../commands/batch.ts';
@@ -7,6 +7,7 @@ import type { ImportEncoding } from '../commands/import/encoding.ts';
 import { parseRecords, type ImportFormat } from '../commands/import/parse.ts';
 import type { ImportKind } from '../commands/import/rows.ts';
 import { csvField } from '../shared/csv.ts';
+import { UsageError } from './command.ts';
 import { openForWriting, writeText } from './files.ts';
 import type { Progress } from './progress.ts';
 
@@ -38,10 +39,28 @@ export interface ImportFileOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Refuses a report that is the file imported (by another name too: a link, `./f.csv`): opened for
+ * writing, it was emptied before a row was read, and the run said "0 rows read", exit 0, the file gone.
+ */
+export const refuseReportOverInput = (file: string, reportPath: string, option: string): void => {
+  // A report that does not exist yet is a new file, not the input.
+  const report = statSync(reportPath, { bigint: true, throwIfNoEntry: false });
+  const input = statSync(file, { bigint: true, throwIfNoEntry: false });
+  if (!report || !input) return;
+  // Where a file system gives no inode numbers, the paths the links resolve to.
+  const same = report.ino !== 0n ? report.dev === input.dev && report.ino === input.ino : realpathSync(reportPath) === realpathSync(file);
+  if (same)
+    throw new UsageError(
+      `${option} ${reportPath} is the file being imported: writing the report there would empty it; name another file for the report (or leave ${option} out for the default)`,
+    );
+};
+
 export const formatOfFile = (file: string): ImportFormat => (/\.(nd)?jsonl?$|\.ndjson$/i.test(file) ? 'ndjson' : 'csv');
 
 export async function importFile(batch: BatchCommands, options: ImportFileOptions): Promise<ImportResult> {
   const reportPath = options.reportPath ?? `import-report-${basename(options.file, extname(options.file))}.csv`;
+  refuseReportOverInput(options.file, reportPath, '--report');
   const report = await openForWriting(reportPath, 'the report');
   await writeText(report, 'line,reason\n');
   let done = 0;

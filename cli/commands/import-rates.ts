@@ -10,7 +10,8 @@ export const importRatesCommand: CliCommand = {
   details: `
 Columns: currency (ISO 4217, not the base currency), rate (units of the base currency per unit of
 currency, a positive decimal with at most 10 decimals), valid_from (an ISO time with offset, or a
-plain date for midnight UTC), and optionally reason. The base currency is CRM_BASE_CURRENCY.
+plain date for midnight UTC), and optionally reason. The base currency is CRM_BASE_CURRENCY. A file
+separated by semicolons writes rates with a decimal comma (0,0066), as crm import reads numbers there.
 
 Each row is recorded as the API's POST /exchange-rates would record it. A rate already set to the same
 value for the same valid_from records nothing, so importing the file again (after an interruption,
@@ -34,6 +35,9 @@ Example:
     const reportPath = stringValue(run, 'report') ?? `import-rates-report-${basename(file, extname(file))}.csv`;
     const { openCrm } = await import('../../runtime/crm.ts');
     const { importRates } = await import('../import-rates.ts');
+    const { refuseReportOverInput } = await import('../import.ts');
+    // Before the database is opened (importRates checks it too).
+    refuseReportOverInput(file, reportPath, '--report');
     const runtime = await openCrm(run.config);
     try {
       const progress = createProgress({ label: 'import-rates', unit: 'rows' });

@@ -27,7 +27,8 @@ batches and appended many customers per transaction. Rows that fail are listed i
 with their line number and the reason; the others go in. Importing the same file again appends
 nothing twice (each row's idempotency key comes from the file kind and its natural key: email,
 order id, ...), so an interrupted or crashed import is resumed by running it again. Files are read
-as UTF-8 unless --encoding says windows-1252 (what a spreadsheet on Windows saves); a file that
+as UTF-8 unless --encoding says windows-1252 (what a spreadsheet on Windows saves); a byte order
+mark at the start (UTF-8's, UTF-16's) says what a file is, whatever --encoding says; a file that
 cannot be read past a line (not in its encoding, or a quote never closed) stops there, exit code 65.
 The header tells the delimiter (comma, or semicolon or tab when it holds more of those); in a semicolon
 file, as spreadsheets in decimal-comma locales save, numbers read 12,50 as 12.50. Afterwards run
@@ -60,7 +61,10 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
     const defaultOwner = stringValue(run, 'default-owner');
     tuneHeapForImport();
     const { openCrm } = await import('../../runtime/crm.ts');
-    const { importFile } = await import('../import.ts');
+    const { importFile, refuseReportOverInput } = await import('../import.ts');
+    const reportPath = stringValue(run, 'report');
+    // Before the database is opened: nothing is touched by a run refused so (importFile checks it too).
+    if (reportPath !== undefined) refuseReportOverInput(file, reportPath, '--report');
     const { UnknownImportKind } = await import('../../commands/import/importer.ts');
     const { checkDefaultOwner, DefaultOwnerRefused } = await import('../../commands/import/default-owner.ts');
     const runtime = await openCrm(run.config);
@@ -77,7 +81,7 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
         ...(kind ? { kind } : {}),
         ...(batchSize ? { batchSize: Number(batchSize) } : {}),
         ...(encoding ? { encoding } : {}),
-        ...(stringValue(run, 'report') ? { reportPath: stringValue(run, 'report') } : {}),
+        ...(reportPath ? { reportPath } : {}),
         ...(defaultOwner !== undefined ? { defaultOwner } : {}),
         progress,
         signal: run.signal,

@@ -51,54 +51,154 @@ const nextLineStart = (bytes: Buffer, from: number): number => {
 };
 
 /**
- * UTF-8 bytes passed on whole lines at a time, until a line that is not UTF-8: the lines before it
- * are passed on, then the text ends, and `invalidLine` says where. Nothing of the bad line is passed
- * on (a part of it would read as a shorter row). A file that starts with a UTF-16 byte order mark
- * (what spreadsheets call "Unicode text") is read as UTF-16 and passed on as UTF-8.
+ * What a file is read as: the encoding it is said to be in, unless it starts with a byte order mark,
+ * which says what it is (as browsers read a page): a UTF-8 file with one, read as Windows-1252 because
+ * told so, stored `FranÃ§ois` and a first column `ï»¿id` that named nothing. A file that starts with
+ * a UTF-16 mark is what spreadsheets call "Unicode text".
  */
-class Utf8Lines extends Transform {
-  /** The line of the first byte that is not UTF-8, once one is found. */
+export type TextReadAs = ImportEncoding | 'utf-16le' | 'utf-16be';
+
+/** The longest byte order mark (UTF-8's). */
+const MARK_BYTES = 3;
+
+/** The UTF-16 code unit at `at`. */
+const unitAt = (bytes: Buffer, at: number, bigEndian: boolean): number => (bigEndian ? bytes.readUInt16BE(at) : bytes.readUInt16LE(at));
+const isLineEnd = (unit: number): boolean => unit === LF || unit === CR;
+
+/** Past the last line end in UTF-16 `bytes` (none before `from`, an even offset), or 0 when there is none. */
+const lastUtf16LineEnd = (bytes: Buffer, from: number, bigEndian: boolean): number => {
+  for (let at = (bytes.length & ~1) - 2; at >= from; at -= 2) if (isLineEnd(unitAt(bytes, at, bigEndian))) return at + 2;
+  return 0;
+};
+
+/** Where the UTF-16 line starting at `from` ends (past its line end), or -1 when it has none. */
+const nextUtf16LineStart = (bytes: Buffer, from: number, bigEndian: boolean): number => {
+  for (let at = from; at + 1 < bytes.length; at += 2) {
+    const unit = unitAt(bytes, at, bigEndian);
+    if (unit === LF) return at + 2;
+    if (unit === CR) return at + 3 < bytes.length && unitAt(bytes, at + 2, bigEndian) === LF ? at + 4 : at + 2;
+  }
+  return -1;
+};
+
+/** The length of UTF-16 `bytes` without a code unit, or a surrogate pair, cut short at its end. */
+const wholeUtf16 = (bytes: Buffer, bigEndian: boolean): number => {
+  const even = bytes.length & ~1;
+  const last = even >= 2 ? unitAt(bytes, even - 2, bigEndian) : 0;
+  return last >= 0xd800 && last <= 0xdbff ? even - 2 : even;
+};
+
+/**
+ * A file's bytes passed on as UTF-8, whole lines at a time, until a line that is not text in the
+ * encoding read: the lines before it are passed on, then the text ends, and `invalidLine` says where.
+ * Nothing of the bad line is passed on (a part of it would read as a shorter row). UTF-16 is checked
+ * as UTF-8 is: its decoder made every unpaired surrogate U+FFFD, stored so, silently.
+ */
+class TextLines extends Transform {
+  /** The line of the first byte that is not text in the encoding read, once one is found. */
   invalidLine: number | undefined;
+  /** What the file is read as, once its first bytes are in. */
+  readAs: TextReadAs | undefined;
   /** The line the next byte passed on is on. */
   private line = 1;
-  /** The bytes after the last line end seen. */
+  /** The bytes after the last line end seen (and, at first, those too few to tell a byte order mark by). */
   private held: Buffer | undefined;
   /** The last byte passed on was a CR (an LF first in the next bytes ends the same line). */
   private afterCr = false;
-  private first = true;
-  private utf16: TextDecoder | undefined;
+
+  constructor(private readonly declared: ImportEncoding) {
+    super();
+  }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (this.invalidLine !== undefined) return callback();
-    if (this.first) {
-      this.first = false;
-      if (chunk[0] === 0xff && chunk[1] === 0xfe) this.utf16 = new TextDecoder('utf-16le');
-      else if (chunk[0] === 0xfe && chunk[1] === 0xff) this.utf16 = new TextDecoder('utf-16be');
+    // The held bytes have no line end, but those held to tell the mark by were not looked at.
+    const heldBefore = this.readAs === undefined ? 0 : (this.held?.length ?? 0);
+    let bytes = this.held ? Buffer.concat([this.held, chunk]) : chunk;
+    this.held = undefined;
+    if (this.readAs === undefined) {
+      // The mark is told from the first bytes, however few the first chunk holds.
+      if (bytes.length < MARK_BYTES) {
+        this.held = Buffer.from(bytes);
+        return callback();
+      }
+      bytes = this.tell(bytes);
     }
-    // The decoder drops the mark and holds a code unit cut by the chunk's end for the next one.
-    if (this.utf16) return callback(null, Buffer.from(this.utf16.decode(chunk, { stream: true }), 'utf8'));
-    const bytes = this.held ? Buffer.concat([this.held, chunk]) : chunk;
-    // A line end is never inside a UTF-8 sequence: whole lines hold whole characters.
-    let end = Math.max(bytes.lastIndexOf(LF), bytes.lastIndexOf(CR)) + 1;
-    if (end === 0 && bytes.length > MAX_HELD_BYTES) end = wholeCharacters(bytes);
-    this.held = end < bytes.length ? Buffer.from(bytes.subarray(end)) : undefined;
-    this.pass(bytes.subarray(0, end));
+    this.decode(bytes, heldBefore, false);
     callback();
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.utf16) return callback(null, Buffer.from(this.utf16.decode(), 'utf8'));
-    if (this.held && this.invalidLine === undefined) this.pass(this.held);
+    if (this.invalidLine === undefined) {
+      let bytes = this.held ?? Buffer.alloc(0);
+      this.held = undefined;
+      if (this.readAs === undefined) bytes = this.tell(bytes);
+      this.decode(bytes, 0, true);
+    }
     callback();
   }
 
-  private pass(bytes: Buffer): void {
+  /** Decides what the file is read as; `bytes` without a UTF-16 mark (UTF-8's is left for the parsers, which skip it). */
+  private tell(bytes: Buffer): Buffer {
+    if (bytes[0] === 0xff && bytes[1] === 0xfe) this.readAs = 'utf-16le';
+    else if (bytes[0] === 0xfe && bytes[1] === 0xff) this.readAs = 'utf-16be';
+    else this.readAs = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 'utf-8' : this.declared;
+    return this.readAs === 'utf-16le' || this.readAs === 'utf-16be' ? bytes.subarray(2) : bytes;
+  }
+
+  /** `bytes` (the held ones first, `held` of them, with no line end) passed on up to their last line end; all of them when `last`. */
+  private decode(bytes: Buffer, held: number, last: boolean): void {
+    if (this.readAs === 'windows-1252') {
+      // A single-byte encoding: no character is cut by a chunk's end, and every byte is one.
+      if (bytes.length > 0) this.push(Buffer.from(bytes.toString('latin1').replace(/[\u0080-\u009f]/g, fromCp1252), 'utf8'));
+      return;
+    }
+    const utf16 = this.readAs === 'utf-16le' || this.readAs === 'utf-16be';
+    const bigEndian = this.readAs === 'utf-16be';
+    // A line end is never inside a character: whole lines hold whole characters.
+    let end = last ? bytes.length : utf16 ? lastUtf16LineEnd(bytes, held & ~1, bigEndian) : Math.max(bytes.lastIndexOf(LF), bytes.lastIndexOf(CR)) + 1;
+    if (end === 0 && bytes.length > MAX_HELD_BYTES) end = utf16 ? wholeUtf16(bytes, bigEndian) : wholeCharacters(bytes);
+    this.held = end < bytes.length ? Buffer.from(bytes.subarray(end)) : undefined;
+    if (utf16) this.passUtf16(bytes.subarray(0, end), bigEndian);
+    else this.passUtf8(bytes.subarray(0, end));
+  }
+
+  private passUtf8(bytes: Buffer): void {
     if (isUtf8(bytes)) return this.passLines(bytes);
     // The first line that is not UTF-8 on its own is the bad one.
     let from = 0;
     for (let next = nextLineStart(bytes, 0); next >= 0 && isUtf8(bytes.subarray(from, next)); next = nextLineStart(bytes, from)) from = next;
     if (from > 0) this.passLines(bytes.subarray(0, from));
+    this.stop();
+  }
+
+  private passUtf16(bytes: Buffer, bigEndian: boolean): void {
+    const decoder = new TextDecoder(bigEndian ? 'utf-16be' : 'utf-16le', { fatal: true, ignoreBOM: true });
+    const decoded = (part: Buffer): string | undefined => {
+      try {
+        return decoder.decode(part);
+      } catch {
+        return undefined;
+      }
+    };
+    const whole = decoded(bytes);
+    if (whole !== undefined) return this.passLines(Buffer.from(whole, 'utf8'));
+    // The first line that is not UTF-16 on its own is the bad one (a surrogate pair never holds a line end).
+    let from = 0;
+    let good = '';
+    for (let next = nextUtf16LineStart(bytes, 0, bigEndian); next >= 0; next = nextUtf16LineStart(bytes, from, bigEndian)) {
+      const line = decoded(bytes.subarray(from, next));
+      if (line === undefined) break;
+      good += line;
+      from = next;
+    }
+    this.passLines(Buffer.from(good, 'utf8'));
+    this.stop();
+  }
+
+  private stop(): void {
     this.invalidLine = this.line;
+    this.held = undefined;
     this.push(null);
   }
 
@@ -128,25 +228,19 @@ const wholeCharacters = (bytes: Buffer): number => {
 const CP1252_HIGH = '€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008dŽ\u008f\u0090‘’“”•–—˜™š›œ\u009džŸ';
 const fromCp1252 = (c: string): string => CP1252_HIGH[c.charCodeAt(0) - 0x80]!;
 
-/** Windows-1252 bytes as UTF-8 (a single-byte encoding: no character is cut by a chunk's end). */
-const fromWindows1252 = (): Transform =>
-  new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      callback(null, Buffer.from(chunk.toString('latin1').replace(/[\u0080-\u009f]/g, fromCp1252), 'utf8'));
-    },
-  });
-
 export interface Utf8Text {
   /** The file's text as UTF-8 bytes. */
   stream: Readable;
   /** The line where the text stopped being readable in its encoding, once the stream has ended. */
   invalidLine(): number | undefined;
+  /** What the file was read as (TextReadAs), once its first bytes are in. */
+  readAs(): TextReadAs | undefined;
 }
 
-/** The bytes of `input` as UTF-8 text, read in `encoding`; an error of `input` ends the text with it. */
+/** The bytes of `input` as UTF-8 text, read in `encoding` (unless a byte order mark says otherwise); an error of `input` ends the text with it. */
 export const utf8Text = (input: Readable, encoding: ImportEncoding): Utf8Text => {
-  const decode = encoding === 'windows-1252' ? fromWindows1252() : new Utf8Lines();
+  const decode = new TextLines(encoding);
   input.once('error', (error) => decode.destroy(error));
   input.pipe(decode);
-  return { stream: decode, invalidLine: () => (decode instanceof Utf8Lines ? decode.invalidLine : undefined) };
+  return { stream: decode, invalidLine: () => decode.invalidLine, readAs: () => decode.readAs };
 };

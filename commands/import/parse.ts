@@ -1,6 +1,6 @@
 import { Readable, type TransformCallback } from 'node:stream';
 import { CsvError, Parser } from 'csv-parse';
-import { CR, LF, lineEndsIn, utf8Text, type ImportEncoding } from './encoding.ts';
+import { CR, LF, lineEndsIn, utf8Text, type ImportEncoding, type TextReadAs } from './encoding.ts';
 import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeHeader, NUMBER_COLUMNS, type Row } from './rows.ts';
 import { unguardedCsvField } from '../../shared/csv.ts';
 
@@ -59,8 +59,14 @@ class NumberingParser extends Parser {
   private uncounted: Buffer[] = [];
   private counted = 0;
   /** The line ends before `counted`, and the byte just before it. */
-  private lineEnds = 0;
+  private lineEnds: number;
   private lastByte = -1;
+
+  /** `linesBefore`: the lines of the file before the input's first (csvRecords drops those before the header). */
+  constructor(options: ConstructorParameters<typeof Parser>[0], linesBefore: number) {
+    super(options);
+    this.lineEnds = linesBefore;
+  }
 
   override push(record: unknown, encoding?: BufferEncoding): boolean {
     if (record === null) return super.push(null, encoding);
@@ -127,14 +133,13 @@ export const CSV_DELIMITERS = [',', ';', '\t'] as const;
 const SEPARATOR_LINE = /^\uFEFF?"?sep=(.)"?$/i;
 
 /**
- * The delimiter, and whether the first line only names it: the header decides, by the delimiter it
- * holds most of outside quotes (a comma when none is ahead).
+ * A line before the header that says nothing: empty, blank or delimiters only (a byte order mark is
+ * blank too). csv-parse skips such lines to find the header, so the delimiter is told from the first
+ * other line: told from a blank first line, a semicolon file was read with commas, one column.
  */
-export const delimiterOf = (firstLine: string): { delimiter: string; separatorLine: boolean } => {
-  const named = SEPARATOR_LINE.exec(firstLine.trim());
-  return named ? { delimiter: named[1]!, separatorLine: true } : { delimiter: headerDelimiter(firstLine), separatorLine: false };
-};
+const BLANK_LINE = /^[\s,;]*$/;
 
+/** The delimiter a header holds most of outside quotes (a comma when none is ahead). */
 const headerDelimiter = (header: string): string => {
   const counts = new Map<string, number>(CSV_DELIMITERS.map((d) => [d, 0]));
   let quoted = false;
@@ -147,26 +152,70 @@ const headerDelimiter = (header: string): string => {
   return chosen;
 };
 
-/** The first line of the input, read ahead (bounded), and the input again from its start. */
-const readingHeader = async (input: Readable): Promise<{ header: string; stream: Readable }> => {
+/** Where the header starts in the text read ahead: after `lines` lines (`chars` characters) that are blank or only name the delimiter. */
+interface HeaderStart {
+  header: string;
+  lines: number;
+  chars: number;
+  /** The delimiter a `sep=` line before the header names. */
+  named?: string;
+}
+
+/**
+ * The header in `text`, the start of the input, once it is there: its line is whole (`ended`: the
+ * text is all there is to read). Undefined when more is needed; with no header in the text, the
+ * header is empty (a comma file) and the text's whole lines are dropped.
+ */
+const headerStart = (text: string, ended: boolean): HeaderStart | undefined => {
+  const lineEnds = /\r\n|\n|\r/g;
+  let named: string | undefined;
+  for (let lines = 0, chars = 0; ; lines += 1) {
+    const end = lineEnds.exec(text);
+    // A CR last may be half of a CR LF.
+    if (!ended && (!end || (end[0] === '\r' && end.index === text.length - 1))) return undefined;
+    const line = text.slice(chars, end?.index);
+    // Excel writes the `sep=` line first; any blank lines before it are skipped as before a header.
+    const separator = named === undefined ? SEPARATOR_LINE.exec(line.trim()) : null;
+    if (separator) named = separator[1]!;
+    else if (!BLANK_LINE.test(line)) return { header: line, lines, chars, ...(named === undefined ? {} : { named }) };
+    if (!end) return { header: '', lines, chars, ...(named === undefined ? {} : { named }) };
+    chars = end.index + end[0].length;
+  }
+};
+
+/**
+ * The header line of the input, read ahead (bounded), and the input again from the header on: the
+ * lines before it (blank ones, a `sep=` line) are dropped, `linesBefore` counts them.
+ */
+const readingHeader = async (input: Readable): Promise<{ delimiter: string; linesBefore: number; stream: Readable }> => {
   const chunks = input[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
   const held: Buffer[] = [];
   let size = 0;
+  let start: HeaderStart | undefined;
   for (;;) {
     const next = await chunks.next();
     if (next.done) break;
     const chunk = typeof next.value === 'string' ? Buffer.from(next.value) : next.value;
     held.push(chunk);
     size += chunk.length;
-    if (chunk.includes(0x0a) || chunk.includes(0x0d) || size > MAX_ROW_CHARS) break;
+    if (size > MAX_ROW_CHARS) break;
+    if (chunk.includes(0x0a) || chunk.includes(0x0d)) start = headerStart(Buffer.concat(held).toString('utf8'), false);
+    if (start) break;
   }
   const head = Buffer.concat(held);
-  const header = /^[^\r\n]*/.exec(head.toString('utf8'))![0];
+  const text = head.toString('utf8');
+  start ??= headerStart(text, true)!;
+  // The lines dropped are whole lines of text: their characters are whole in the bytes too.
+  const rest = head.subarray(Buffer.byteLength(text.slice(0, start.chars), 'utf8'));
   async function* again(): AsyncGenerator<Buffer | string> {
-    if (head.length > 0) yield head;
+    if (rest.length > 0) yield rest;
     for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
   }
-  return { header, stream: Readable.from(again(), { objectMode: false }) };
+  return {
+    delimiter: start.named ?? headerDelimiter(start.header),
+    linesBefore: start.lines,
+    stream: Readable.from(again(), { objectMode: false }),
+  };
 };
 
 /** `12,50`: a number with a decimal comma (thousands separators are not read: `1.234,50` stays text, refused). */
@@ -183,8 +232,8 @@ const DOTTED_THOUSANDS = /^-?[1-9]\d{0,2}(\.\d{3})+$/;
  * with a dot and three digits after it is refused (why, when there is one): in such a file `1.234` is
  * 1234 written with a thousands separator as often as 1.234, and it was read as 1.234, 1000 times less.
  */
-const readDecimalCommas = (row: Row): string | undefined => {
-  for (const column of NUMBER_COLUMNS) {
+const readDecimalCommas = (row: Row, numberColumns: ReadonlySet<string>): string | undefined => {
+  for (const column of numberColumns) {
     const value = row[column];
     if (typeof value !== 'string') continue;
     if (DECIMAL_COMMA.test(value)) row[column] = value.replace(',', '.');
@@ -200,44 +249,51 @@ const readDecimalCommas = (row: Row): string | undefined => {
  */
 const namedColumns = (headers: string[]): string[] => {
   const names = headers.map(normalizeHeader);
-  const twice = names.find((name, i) => name !== '' && names.indexOf(name) !== i);
-  if (twice !== undefined) throw new DuplicateColumn(`the header names the column ${JSON.stringify(twice)} twice; rename or remove one of them`);
+  // A set, not a search of the names for each: a header of 100,000 columns held the event loop 12 s.
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (name === '') continue;
+    if (seen.has(name)) throw new DuplicateColumn(`the header names the column ${JSON.stringify(name)} twice; rename or remove one of them`);
+    seen.add(name);
+  }
   return names;
 };
 
 /** CSV with a header row; rows are streamed (backpressure reaches the file or socket). */
-async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
-  const { header, stream: input } = await readingHeader(file);
-  const { delimiter, separatorLine } = delimiterOf(header);
+async function* csvRecords(file: Readable, numberColumns: ReadonlySet<string>): AsyncGenerator<ImportRecord> {
+  const { delimiter, linesBefore, stream: input } = await readingHeader(file);
+  const headerLine = linesBefore + 1;
   const parser = input.pipe(
-    new NumberingParser({
-      bom: true,
-      delimiter,
-      // Every line end ends a row, whatever the others are: csv-parse otherwise takes the first one it
-      // meets for the whole file, and a file edited on Windows, Linux and an old Mac was read as one
-      // row (CR LF first: a CR followed by an LF is one line end, not two).
-      record_delimiter: ['\r\n', '\n', '\r'],
-      columns: namedColumns,
-      ...(separatorLine ? { from_line: 2 } : {}),
-      // A row of delimiters only (`,,,`, as spreadsheets leave below the data) says nothing: skipped as a blank line.
-      skip_records_with_empty_values: true,
-      skip_empty_lines: true,
-      relax_column_count: true,
-      // A quote inside an unquoted cell (`24" screen`) is text, as spreadsheets write it.
-      relax_quotes: true,
-      max_record_size: MAX_ROW_CHARS,
-      trim: true,
-    }),
+    new NumberingParser(
+      {
+        bom: true,
+        delimiter,
+        // Every line end ends a row, whatever the others are: csv-parse otherwise takes the first one it
+        // meets for the whole file, and a file edited on Windows, Linux and an old Mac was read as one
+        // row (CR LF first: a CR followed by an LF is one line end, not two).
+        record_delimiter: ['\r\n', '\n', '\r'],
+        columns: namedColumns,
+        // A row of delimiters only (`,,,`, as spreadsheets leave below the data) says nothing: skipped as a blank line.
+        skip_records_with_empty_values: true,
+        skip_empty_lines: true,
+        relax_column_count: true,
+        // A quote inside an unquoted cell (`24" screen`) is text, as spreadsheets write it.
+        relax_quotes: true,
+        max_record_size: MAX_ROW_CHARS,
+        trim: true,
+      },
+      linesBefore,
+    ),
   );
   // A source error (a socket closed, a size bound hit) must end the parse too.
   input.once('error', (error) => parser.destroy(error));
   let invalidSoFar = 0;
   // Where the last row read ended (at first, the header's line) and the blank lines skipped until then.
-  let lastLine = separatorLine ? 2 : 1;
+  let lastLine = headerLine;
   let emptySoFar = 0;
   for await (const numbered of parser as AsyncIterable<NumberedRecord>) {
     unguard(numbered.record);
-    const ambiguous = delimiter === ';' ? readDecimalCommas(numbered.record) : undefined;
+    const ambiguous = delimiter === ';' ? readDecimalCommas(numbered.record, numberColumns) : undefined;
     // A rise of the cumulative count means this row has the wrong number of fields.
     const wrongLength = numbered.invalidSoFar > invalidSoFar;
     invalidSoFar = numbered.invalidSoFar;
@@ -262,7 +318,7 @@ async function* csvRecords(file: Readable): AsyncGenerator<ImportRecord> {
         : code === 'CSV_QUOTE_NOT_CLOSED'
           ? 'Quote Not Closed: a quote opened in this row is never closed'
           : broken.message;
-    const line = broken instanceof DuplicateColumn ? (separatorLine ? 2 : 1) : lastLine + 1 + (parser.info.empty_lines - emptySoFar);
+    const line = broken instanceof DuplicateColumn ? headerLine : lastLine + 1 + (parser.info.empty_lines - emptySoFar);
     yield { line, unreadableRest: unreadableRest(detail) };
   }
 }
@@ -392,28 +448,35 @@ async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
   }
 }
 
+/** Why text stopped being readable, by what the file was read as and what it was said to be in. */
+const notText = (readAs: TextReadAs | undefined, declared: ImportEncoding): string =>
+  readAs === 'utf-16le' || readAs === 'utf-16be'
+    ? 'it is not UTF-16 text, as its byte order mark says (a lone surrogate, or a byte missing at the end): save the file again, as UTF-8 or Unicode text'
+    : declared === 'utf-8'
+      ? 'it is not UTF-8 text: a file saved as Windows-1252 or Latin-1 is read with --encoding windows-1252, or sent with charset=windows-1252'
+      : 'it is not UTF-8 text, as its byte order mark says (read as UTF-8, whatever the encoding given): save the file again, as UTF-8';
+
 /**
- * The records of a file in `encoding` (UTF-8 unless told). Text that is not in it ends the records at
- * its line, as a row the CSV parser cannot find the end of does. The input is closed when the records
- * end, also when the reader stops early.
+ * The records of a file in `encoding` (UTF-8 unless told, or a byte order mark says otherwise). Text
+ * that is not in it ends the records at its line, as a row the CSV parser cannot find the end of
+ * does. The input is closed when the records end, also when the reader stops early. `numberColumns`:
+ * the columns a semicolon file writes with a decimal comma (the import kinds' number columns unless told).
  */
-export async function* parseRecords(input: Readable, format: ImportFormat, encoding: ImportEncoding = 'utf-8'): AsyncGenerator<ImportRecord> {
+export async function* parseRecords(
+  input: Readable,
+  format: ImportFormat,
+  encoding: ImportEncoding = 'utf-8',
+  numberColumns: ReadonlySet<string> = NUMBER_COLUMNS,
+): AsyncGenerator<ImportRecord> {
   const text = utf8Text(input, encoding);
   try {
     let ended = false;
-    for await (const record of format === 'ndjson' ? ndjsonRecords(text.stream) : csvRecords(text.stream)) {
+    for await (const record of format === 'ndjson' ? ndjsonRecords(text.stream) : csvRecords(text.stream, numberColumns)) {
       ended = 'unreadableRest' in record;
       yield record;
     }
     const line = text.invalidLine();
-    if (line !== undefined && !ended) {
-      yield {
-        line,
-        unreadableRest: unreadableRest(
-          'it is not UTF-8 text: a file saved as Windows-1252 or Latin-1 is read with --encoding windows-1252, or sent with charset=windows-1252',
-        ),
-      };
-    }
+    if (line !== undefined && !ended) yield { line, unreadableRest: unreadableRest(notText(text.readAs(), encoding)) };
   } finally {
     input.destroy();
   }

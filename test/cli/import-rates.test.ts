@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { testSchemas } from '../support/postgres.ts';
+import { UsageError } from '../../cli/command.ts';
+import { importRates } from '../../cli/import-rates.ts';
 import { runCrm } from './support.ts';
 
 /** `crm import-rates` against the real PostgreSQL (one schema set for this file), run as a child process. */
@@ -110,6 +112,38 @@ describe('crm import-rates', () => {
     expect(result.stdout).toContain('2 rows read, 1 recorded');
     const lines = readFileSync(report, 'utf8').trim().split('\n').slice(1);
     expect(lines).toEqual([expect.stringMatching(/^2,"?base_currency: the rate is against EUR, this CRM's base currency is USD/)]);
+  });
+
+  it('reads the numbers of a semicolon file as crm import does: 150,5 is 150.5, and 1.450 is refused as ambiguous', async () => {
+    const file = join(folder, 'semicolon-rates.csv');
+    const report = join(folder, 'semicolon-rates-report.csv');
+    // KRW was recorded as 1.45 (1450 meant, most likely), and ISK's 150,5 refused.
+    writeFileSync(file, 'Currency;Rate;Valid From\nKRW;1.450;2021-01-01\nISK;150,5;2021-01-01\n');
+    const result = await runCrm(['import-rates', file, '--report', report], { cwd: folder, env, timeoutMs: 90_000 });
+    expect(result.code, result.stderr).toBe(3);
+    expect(result.stdout).toContain('2 rows read, 1 recorded');
+    const lines = readFileSync(report, 'utf8').trim().split('\n').slice(1);
+    expect(lines).toEqual([expect.stringMatching(/^2,"?rate: ""1.450"" in a file separated by semicolons may be 1450 or 1,450 \(a decimal comma\)/)]);
+    const events = await rateEvents();
+    expect(events.filter((e) => e.data.currency === 'ISK').map((e) => e.data.rate)).toEqual(['150.5']);
+    expect(events.filter((e) => e.data.currency === 'KRW')).toEqual([]);
+  });
+
+  it('refuses a report that is the rates file, before writing anything: the file is left whole', async () => {
+    const file = join(folder, 'rates-over-report.csv');
+    const content = 'currency,rate,valid_from\nCAD,0.73,2026-01-01\n';
+    writeFileSync(file, content);
+    for (const report of [file, 'rates-over-report.csv']) {
+      const result = await runCrm(['import-rates', file, '--report', report], { cwd: folder, env, timeoutMs: 90_000 });
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toContain(`crm: --report ${report} is the file being imported: writing the report there would empty it`);
+      expect(readFileSync(file, 'utf8')).toBe(content);
+    }
+    // Refused by the import itself too, before it opens anything.
+    const execute = () => Promise.reject(new Error('no command expected'));
+    await expect(importRates({ execute }, { file, reportPath: file, baseCurrency: 'USD' })).rejects.toThrow(UsageError);
+    expect(readFileSync(file, 'utf8')).toBe(content);
+    expect((await rateEvents()).map((e) => e.data.currency)).not.toContain('CAD');
   });
 
   it('explains itself with --help', async () => {

@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openCrm } from '../../runtime/crm.ts';
+import type { BatchCommands } from '../../commands/batch.ts';
+import { UsageError } from '../../cli/command.ts';
+import { importFile } from '../../cli/import.ts';
 import { testSchemas } from '../support/postgres.ts';
 import { testConfig } from '../support/runtime.ts';
 import { runCrm } from './support.ts';
@@ -197,6 +200,26 @@ describe('crm import', () => {
     expect(noReport.code).toBe(2);
     expect(noReport.stderr).toMatch(/^crm: cannot write the report to .*missing\/report\.csv: ENOENT/m);
     for (const result of [folderAsFile, noReport]) expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('refuses a report that is the file imported, by any name, before writing anything: the file is left whole', async () => {
+    // `--report f.csv` emptied f.csv to `line,reason` and said "0 rows read", exit 0.
+    const file = join(folder, 'report-over-input.csv');
+    const content = 'name,email\nRo Port,ro-port@example.com\n';
+    writeFileSync(file, content);
+    linkSync(file, join(folder, 'report-over-input-link.csv'));
+    const before = await eventCount();
+    for (const report of [file, 'report-over-input.csv', `../${basename(folder)}/report-over-input.csv`, 'report-over-input-link.csv']) {
+      const result = await runCrm(['import', file, '--report', report], { cwd: folder, env });
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toContain(`crm: --report ${report} is the file being imported: writing the report there would empty it; name another file`);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+      expect(readFileSync(file, 'utf8')).toBe(content);
+    }
+    expect(await eventCount()).toBe(before);
+    // Refused by the import itself too, before it opens anything.
+    await expect(importFile({} as BatchCommands, { file, reportPath: join(folder, 'report-over-input-link.csv') })).rejects.toThrow(UsageError);
+    expect(readFileSync(file, 'utf8')).toBe(content);
   });
 
   it('appends nothing when the same files are imported again', async () => {

@@ -5,9 +5,14 @@ import { MAX_JSON_DEPTH } from '../../commands/import/rows.ts';
 import { MAX_ROW_CHARS, parseRecords, type ImportFormat, type ImportRecord } from '../../commands/import/parse.ts';
 
 /** Reading import files: rows with the line each ends on, and the rows that cannot be read, with why. */
-const records = async (text: string | (string | Buffer)[], format: ImportFormat, encoding?: ImportEncoding): Promise<ImportRecord[]> => {
+const records = async (
+  text: string | (string | Buffer)[],
+  format: ImportFormat,
+  encoding?: ImportEncoding,
+  numberColumns?: ReadonlySet<string>,
+): Promise<ImportRecord[]> => {
   const read: ImportRecord[] = [];
-  for await (const record of parseRecords(Readable.from(Array.isArray(text) ? text : [text]), format, encoding)) read.push(record);
+  for await (const record of parseRecords(Readable.from(Array.isArray(text) ? text : [text]), format, encoding, numberColumns)) read.push(record);
   return read;
 };
 
@@ -67,6 +72,48 @@ describe('CSV files', () => {
   it('refuses a header that names a column twice, rather than keep one of the two cells', async () => {
     const read = await records('name,email,Name\nAda,ada@example.com,Bob\n', 'csv');
     expect(read).toEqual([{ line: 1, unreadableRest: expect.stringContaining('the header names the column "name" twice; rename or remove one of them') }]);
+  });
+
+  it('finds a column named twice in a header of 150,000 columns, at once, and reads rows under a header that wide', { timeout: 10_000 }, async () => {
+    // A header of 100,000 columns held the event loop 12 s: each name was searched for among all the others.
+    const columns = Array.from({ length: 150_000 }, (_, i) => `c${i.toString(36)}`);
+    const read = await records(`name,email,${columns.join(',')},C5\nAda,ada@example.com\n`, 'csv');
+    expect(read).toEqual([{ line: 1, unreadableRest: expect.stringContaining('the header names the column "c5" twice; rename or remove one of them') }]);
+    const [wide] = await records(`name,email,${columns.join(',')}\nAda,ada@example.com${','.repeat(columns.length)}\n`, 'csv');
+    expect(wide).toMatchObject({ line: 2, row: { name: 'Ada', email: 'ada@example.com', c0: '', [columns.at(-1)!]: '' } });
+  });
+
+  it('tells the delimiter from the header after blank lines before it, with the line numbers of the file', async () => {
+    // Told from the blank first line, the file was read with commas: one column `name;e_mail;phone`, every row refused.
+    expect(await records('\nName;E-Mail;Phone\nAda;ada@example.com;+44 20 7946 0000\n', 'csv')).toEqual([
+      { line: 3, row: { name: 'Ada', email: 'ada@example.com', phone: '+44 20 7946 0000' } },
+    ]);
+    // Blank lines of spaces or delimiters only, a byte order mark, CR LF cut by the chunks' ends.
+    expect(await records(['\uFEFF\r', '\n  \r\n,,,\r\nName;E-Mail\r', '\nAda;ada@example.com\r\n\r\nGrace;grace@example.com'], 'csv')).toEqual([
+      { line: 5, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 7, row: { name: 'Grace', email: 'grace@example.com' } },
+    ]);
+    // A sep= line after a blank line, and blank lines between it and the header.
+    expect(await records('\nsep=;\n\nname;email\nAda;ada@example.com\n', 'csv')).toEqual([{ line: 5, row: { name: 'Ada', email: 'ada@example.com' } }]);
+    // A semicolon file's numbers are read as such.
+    expect(await records('\n\namount;order_id\n12,50;A-1\n', 'csv')).toEqual([{ line: 4, row: { amount: '12.50', order_id: 'A-1' } }]);
+    // What cannot be read is reported at its line of the file.
+    expect(await records('\n\nname,email,Name\nAda,ada@example.com,Bob\n', 'csv')).toEqual([
+      { line: 3, unreadableRest: expect.stringContaining('"name" twice') },
+    ]);
+    expect(await records(';;\n\nname;email\n"Ada;ada@example.com\n', 'csv')).toEqual([
+      { line: 4, unreadableRest: expect.stringContaining('Quote Not Closed') },
+    ]);
+    // A file of blank lines has no rows.
+    expect(await records('\n \n;\n', 'csv')).toEqual([]);
+  });
+
+  it("reads the number columns it is told of as the import kinds' own in a semicolon file (exchange rates)", async () => {
+    const rates = 'Currency;Rate;Valid From\nKRW;1.450;2021-01-01\nISK;150,5;2021-01-01\n';
+    expect(await records(rates, 'csv', 'utf-8', new Set(['rate']))).toEqual([
+      { line: 2, unreadable: expect.stringMatching(/^rate: "1.450" in a file separated by semicolons may be 1450 or 1,450/) },
+      { line: 3, row: { currency: 'ISK', rate: '150.5', valid_from: '2021-01-01' } },
+    ]);
   });
 
   it('skips a byte order mark before a quoted header', async () => {
@@ -374,6 +421,61 @@ describe('text encodings', () => {
     ]);
     const bigEndian = Buffer.from('\uFEFF{"name":"Zoë"}\n', 'utf16le').swap16();
     expect(await records([bigEndian], 'ndjson')).toEqual([{ line: 1, row: { name: 'Zoë' } }]);
+  });
+
+  it('reads a file with a UTF-8 byte order mark as UTF-8, whatever the encoding given (Windows-1252, Latin-1)', async () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const file = Buffer.concat([bom, Buffer.from('id,name,email\nc-1,François,francois@example.com\n')]);
+    const expected = [{ line: 2, row: { id: 'c-1', name: 'François', email: 'francois@example.com' } }];
+    expect(await records([file], 'csv', 'windows-1252')).toEqual(expected);
+    // The mark cut by the chunks' ends.
+    expect(await records([file.subarray(0, 1), file.subarray(1, 2), file.subarray(2)], 'csv', 'windows-1252')).toEqual(expected);
+    const ndjson = Buffer.concat([bom, Buffer.from('{"name":"François"}\n')]);
+    expect(await records([ndjson], 'ndjson', 'windows-1252')).toEqual([{ line: 1, row: { name: 'François' } }]);
+    // Not UTF-8 after all: stopped at its line, as any UTF-8 file, saying what the mark said.
+    expect(await records([Buffer.concat([file, latin1('c-2,Müller,m@example.com\n')])], 'csv', 'windows-1252')).toEqual([
+      ...expected,
+      { line: 3, unreadableRest: expect.stringContaining('it is not UTF-8 text, as its byte order mark says') },
+    ]);
+    // A UTF-16 mark too says what the file is.
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('name,email\nZoë,zoe@example.com\n', 'utf16le')]);
+    expect(await records([utf16], 'csv', 'windows-1252')).toEqual([{ line: 2, row: { name: 'Zoë', email: 'zoe@example.com' } }]);
+    // Without a mark, the bytes are Windows-1252 as told (these three are "ï»¿" there).
+    expect(await records([latin1('name,email\nï»¿,x@example.com\n')], 'csv', 'windows-1252')).toEqual([
+      { line: 2, row: { name: 'ï»¿', email: 'x@example.com' } },
+    ]);
+  });
+
+  it('ends at the first line that is not UTF-16 (a lone surrogate), after the rows before it, at its line', async () => {
+    const notUtf16 = expect.stringMatching(/^file: cannot be read from this line on \(it is not UTF-16 text, as its byte order mark says/);
+    const utf16 = (text: string, bigEndian = false) => {
+      const bytes = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
+      return bigEndian ? bytes.swap16() : bytes;
+    };
+    // `\uD800` alone was read as U+FFFD and stored so: "Second � Lone".
+    const file = utf16('name,email\r\nFirst,first@example.com\r\n\r\nSecond \uD800 Lone,second@example.com\r\nThird,third@example.com\r\n');
+    const expected = [
+      { line: 2, row: { name: 'First', email: 'first@example.com' } },
+      { line: 4, unreadableRest: notUtf16 },
+    ];
+    expect(await records([file], 'csv')).toEqual(expected);
+    // Cut anywhere by the chunks' ends (a code unit, a CR LF), big-endian too.
+    for (const at of [3, 25, 46, 47, 48, 60]) expect(await records([file.subarray(0, at), file.subarray(at)], 'csv')).toEqual(expected);
+    expect(await records([utf16('name,email\nFirst,first@example.com\n\nSecond \uD800 Lone,x\n', true)], 'csv')).toEqual(expected);
+    // A low surrogate alone, in NDJSON; a pair is a letter.
+    expect(await records([utf16('{"name":"😀"}\n{"name":"\uDE00"}\n{"name":"Lin"}\n')], 'ndjson')).toEqual([
+      { line: 1, row: { name: '😀' } },
+      { line: 2, unreadableRest: notUtf16 },
+    ]);
+    // The file ends inside a pair, or inside a code unit.
+    expect(await records([utf16('name,email\nAda,ada@example.com\n\uD83D')], 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 3, unreadableRest: notUtf16 },
+    ]);
+    expect(await records([utf16('name,email\nAda,ada@example.com\nB').subarray(0, -1)], 'csv')).toEqual([
+      { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
+      { line: 3, unreadableRest: notUtf16 },
+    ]);
   });
 
   it('ends an NDJSON file at its first line that is not UTF-8', async () => {
