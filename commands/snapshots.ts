@@ -21,7 +21,7 @@ import { CompactIds, compactStateForm, compactStateFromForm, type CompactStateFo
  * (commands/compact-state.ts) changes: snapshots of another format are never read, so the old ones
  * are folded again from the events. test/commands/snapshots.test.ts fails until it is changed.
  */
-export const SNAPSHOT_FORMAT = 'customer.2';
+export const SNAPSHOT_FORMAT = 'customer.3';
 
 /**
  * A stream read with at least this many events after its snapshot (or from its start) is saved as

@@ -128,6 +128,10 @@ const text = (row: Row, ...names: string[]): string | undefined => {
   const refused = (why: string) => new RowRejected(`${names.find((name) => cell(row, name) !== undefined)!}: ${why}`);
   // NDJSON's 1e400 is read as Infinity, which JSON.stringify writes as null: a customer came in named "null".
   if (typeof value === 'number' && !Number.isFinite(value)) throw refused('a number out of range (1e400 and the like read as Infinity)');
+  // JSON.parse rounds an integer past 2^53 to the nearest number it holds (9007199254740993 reads as
+  // ...992): two order ids came in as one, and the text stored was not the file's.
+  if (typeof value === 'number' && Math.abs(value) > Number.MAX_SAFE_INTEGER)
+    throw refused(`a number beyond 2^53 loses digits (it reads as ${JSON.stringify(value)}): write it as a string, in quotes`);
   // An NDJSON object or array where text is expected: the API refuses one, and its JSON came in as a name.
   if (typeof value === 'object') throw refused(`a JSON ${Array.isArray(value) ? 'array' : 'object'} where text is expected`);
   return JSON.stringify(value);
@@ -321,26 +325,36 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   // No owner in the file nor a default: a customer without an owner, as one registered by a service key.
   const ownerId = ownerOf(row, options);
   const registeredAt = timeOf(row, 'registered_at', 'customer_since');
-  // The same key as before business time existed, so files imported earlier stay idempotent.
-  const key = keyOf('customers', email ?? '');
-  const register: RowCommand = withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeredAt, key);
-  // Before, the owner was not read and a missing source read `import`: customers stored so are this row
-  // still. Not so with the run's default owner, which no earlier importer gave: such a customer came in
-  // without an owner, and the row now says it has one (a change, refused as any other).
-  if (!takesDefaultOwner('customers', row, options))
-    register.formerly = [withTime('RegisterCustomer', { ...fields, source: fields.source ?? 'import' }, registeredAt, key).command];
   // An exported file holds every customer: an inactive one comes in inactive; a merged or forgotten
   // one is not a customer of its own any more (the merged one's history is its primary's).
   const mergedInto = text(row, 'merged_into');
   if (mergedInto) throw new RowRejected(`merged_into: merged into ${mergedInto}; a merged customer is not imported (merge through the API)`);
   const status = text(row, 'status')?.toLowerCase() ?? 'active';
+  const deactivatedAt = status === 'inactive' ? timeOf(row, 'deactivated_at') : undefined;
+  // Refused whole here: decided, the deactivation alone would be refused and the customer stored active.
+  notBefore(['deactivated_at', deactivatedAt], ['registered_at', registeredAt]);
+  // An inactive customer whose file gives no registration registered when it was deactivated:
+  // registered at the import's own time, it would leave before it arrived (which the customer refuses).
+  const registeringAt = registeredAt ?? deactivatedAt;
+  // The same key as before business time existed, so files imported earlier stay idempotent.
+  const key = keyOf('customers', email ?? '');
+  const register: RowCommand = withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeringAt, key);
+  const formerly: RowCommand['command'][] = [];
+  // Before the registration defaulted to the deactivation, such a customer registered at its import.
+  if (registeringAt !== registeredAt) formerly.push(withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeredAt, key).command);
+  // Before, the owner was not read and a missing source read `import`: customers stored so are this row
+  // still. Not so with the run's default owner, which no earlier importer gave: such a customer came in
+  // without an owner, and the row now says it has one (a change, refused as any other).
+  if (!takesDefaultOwner('customers', row, options))
+    formerly.push(withTime('RegisterCustomer', { ...fields, source: fields.source ?? 'import' }, registeredAt, key).command);
+  if (formerly.length > 0) register.formerly = formerly;
   if (status === 'active') return [register];
   if (status === 'inactive') {
     const reason = text(row, 'deactivation_reason');
     const deactivate = withTime(
       'DeactivateCustomer',
       { customerId: fields.customerId, ...(reason ? { reason } : {}) },
-      timeOf(row, 'deactivated_at'),
+      deactivatedAt,
       `${register.key}:deactivated`,
     );
     return [register, deactivate];
@@ -458,55 +472,73 @@ const objectOf = (row: Row, column: string): Record<string, unknown> | undefined
 
 const CAMPAIGN_STATUSES = ['draft', 'scheduled', 'active', 'paused', 'completed', 'cancelled'] as const;
 
+/** The columns of the time a campaign of each final status ended its run, the first the one named in refusals. */
+const CAMPAIGN_ENDINGS: Partial<Record<string, [string, ...string[]]>> = {
+  paused: ['paused_at'],
+  completed: ['completed_at', 'ends_at'],
+  cancelled: ['cancelled_at'],
+};
+
 const campaigns = (row: Row): RowCommand[] => {
   const campaignId = text(row, 'campaign_id', 'id');
   const natural = campaignId ?? text(row, 'name') ?? '';
   const startsAt = timeOf(row, 'starts_at');
   const endsAt = timeOf(row, 'ends_at') ?? null;
   const targetSegment = objectOf(row, 'target_segment');
-  const create = withTime(
-    'CreateCampaign',
-    {
-      ...(campaignId ? { campaignId } : {}),
-      name: text(row, 'name'),
-      channel: text(row, 'channel'),
-      budget: numberOf(row, 'budget'),
-      currency: currencyOf(row),
-      ...(startsAt ? { schedule: { startsAt, endsAt } } : {}),
-      ...(targetSegment ? { targetSegment } : {}),
-    },
-    timeOf(row, 'created_at'),
-    keyOf('campaigns', natural),
-  );
   // Campaigns from a past system ran: they are launched (and completed, paused or cancelled as the file
   // says) so that their responses can come in, each step at its own time where the file has it (as a
   // campaigns export writes them).
   const status = text(row, 'status')?.toLowerCase() ?? 'active';
+  if (!(CAMPAIGN_STATUSES as readonly string[]).includes(status))
+    throw new RowRejected(`status: expected ${CAMPAIGN_STATUSES.join(', ')}, got ${JSON.stringify(status)}`);
+  const createdAt = timeOf(row, 'created_at');
+  const ran = ['active', 'paused', 'completed'].includes(status) || (status === 'cancelled' && timeOf(row, 'launched_at') !== undefined);
+  const fileLaunchedAt = ran ? timeOf(row, 'launched_at', 'starts_at') : undefined;
+  const ending = CAMPAIGN_ENDINGS[status];
+  const endedAt = ending ? timeOf(row, ...ending) : undefined;
+  // Refused whole here: decided, a later step alone would be refused and the campaign stored half-way.
+  notBefore(['launched_at', fileLaunchedAt], ['created_at', createdAt]);
+  if (ending) notBefore([ending[0], endedAt], fileLaunchedAt ? ['launched_at', fileLaunchedAt] : ['created_at', createdAt]);
+  // A step the file gives no time for happened at the latest when the next one did: recorded at the
+  // import's own time, the campaign would be created after it ran, or launched after it ended (which
+  // the campaign refuses).
+  const launchedAt = ran ? (fileLaunchedAt ?? (status === 'cancelled' ? undefined : endedAt)) : undefined;
+  const creatingAt = createdAt ?? launchedAt ?? endedAt;
+  const fields = {
+    ...(campaignId ? { campaignId } : {}),
+    name: text(row, 'name'),
+    channel: text(row, 'channel'),
+    budget: numberOf(row, 'budget'),
+    currency: currencyOf(row),
+    ...(startsAt ? { schedule: { startsAt, endsAt } } : {}),
+    ...(targetSegment ? { targetSegment } : {}),
+  };
+  const create = withTime('CreateCampaign', fields, creatingAt, keyOf('campaigns', natural));
+  // Rows imported before the creation and the launch defaulted to the next step: the same campaign.
+  if (creatingAt !== createdAt) create.formerly = [withTime('CreateCampaign', fields, createdAt, create.key).command];
   const target = { campaignId: campaignId ?? createdIdFor('CreateCampaign', create.key) };
-  const step = (type: CommandType, time: string | undefined, name: string, fields: Record<string, unknown> = {}) =>
-    withTime(type, { ...target, ...fields }, time, `${create.key}:${name}`);
-  const launchedAt = timeOf(row, 'launched_at', 'starts_at');
+  const step = (type: CommandType, time: string | undefined, name: string, stepFields: Record<string, unknown> = {}) =>
+    withTime(type, { ...target, ...stepFields }, time, `${create.key}:${name}`);
   const launch = step('LaunchCampaign', launchedAt, 'launched');
+  if (launchedAt !== fileLaunchedAt) launch.formerly = [step('LaunchCampaign', fileLaunchedAt, 'launched').command];
   switch (status as (typeof CAMPAIGN_STATUSES)[number]) {
     case 'draft':
       return [create];
     case 'scheduled':
       if (!startsAt) throw new RowRejected('starts_at: a scheduled campaign needs its start');
-      return [create, step('ScheduleCampaign', timeOf(row, 'created_at'), 'scheduled', { startsAt, endsAt })];
+      return [create, step('ScheduleCampaign', createdAt, 'scheduled', { startsAt, endsAt })];
     case 'active':
       return [create, launch];
     // At `paused_at` when the file has it; an export has no such time, so the pause is then recorded when imported.
     case 'paused':
-      return [create, launch, step('PauseCampaign', timeOf(row, 'paused_at'), 'paused')];
+      return [create, launch, step('PauseCampaign', endedAt, 'paused')];
     case 'completed':
-      return [create, launch, step('CompleteCampaign', timeOf(row, 'completed_at', 'ends_at'), 'completed')];
+      return [create, launch, step('CompleteCampaign', endedAt, 'completed')];
     case 'cancelled': {
-      const cancel = step('CancelCampaign', timeOf(row, 'cancelled_at'), 'cancelled');
+      const cancel = step('CancelCampaign', endedAt, 'cancelled');
       // Cancelled before or after it ran: launched only when the file says it was.
-      return timeOf(row, 'launched_at') ? [create, launch, cancel] : [create, cancel];
+      return launchedAt ? [create, launch, cancel] : [create, cancel];
     }
-    default:
-      throw new RowRejected(`status: expected ${CAMPAIGN_STATUSES.join(', ')}, got ${JSON.stringify(status)}`);
   }
 };
 

@@ -3,7 +3,7 @@ import type { Decider } from '../decider.ts';
 import { dictionary, entryOf, setEntry } from '../entries.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { fromMinor, toMinor } from '../money.ts';
-import { isBefore } from '../time.ts';
+import { assertNotBefore, isBefore } from '../time.ts';
 import type { CampaignCommand } from './commands.ts';
 import type { CampaignEvent, CampaignStatus, ResponseKind } from './events.ts';
 
@@ -14,6 +14,9 @@ import type { CampaignEvent, CampaignStatus, ResponseKind } from './events.ts';
  * Responses are accepted while active or paused and after completion (opens and conversions keep
  * arriving once a campaign has ended), never before launch or after cancellation.
  * Costs are accepted in every status: invoices arrive late, and cancelling may itself cost money.
+ * Business time runs forward through the statuses: a status change is not dated before the previous
+ * one (the creation first). Costs and responses are not held to it: a campaign often enters the CRM
+ * after its first invoice, and one created without a time (at its import) would refuse its history.
  */
 export interface CampaignState {
   exists: boolean;
@@ -30,6 +33,8 @@ export interface CampaignState {
   responses: Record<string, ResponseKind[]>;
   /** Its target segment's rule: only customers who consented to marketing may be sent to. */
   marketingConsentOnly: boolean;
+  /** Business time of the creation, then of the latest status change: null where the fold had none. */
+  statusChangedAt: string | null;
 }
 
 export const initialCampaignState = (): CampaignState => ({
@@ -45,14 +50,17 @@ export const initialCampaignState = (): CampaignState => ({
   costs: dictionary(),
   responses: dictionary(),
   marketingConsentOnly: false,
+  statusChangedAt: null,
 });
 
-export const evolveCampaign = (state: CampaignState, event: CampaignEvent): CampaignState => {
+export const evolveCampaign = (state: CampaignState, event: CampaignEvent, occurredAt?: string): CampaignState => {
+  const at = occurredAt ?? null;
   switch (event.type) {
     case 'CampaignCreated': {
       const d = event.data;
       return {
         ...state,
+        statusChangedAt: at,
         exists: true,
         campaignId: d.campaignId,
         name: d.name,
@@ -66,16 +74,16 @@ export const evolveCampaign = (state: CampaignState, event: CampaignEvent): Camp
       };
     }
     case 'CampaignScheduled':
-      return { ...state, status: 'scheduled', startsAt: event.data.startsAt, endsAt: event.data.endsAt };
+      return { ...state, status: 'scheduled', startsAt: event.data.startsAt, endsAt: event.data.endsAt, statusChangedAt: at };
     case 'CampaignLaunched':
     case 'CampaignResumed':
-      return { ...state, status: 'active' };
+      return { ...state, status: 'active', statusChangedAt: at };
     case 'CampaignPaused':
-      return { ...state, status: 'paused' };
+      return { ...state, status: 'paused', statusChangedAt: at };
     case 'CampaignCompleted':
-      return { ...state, status: 'completed' };
+      return { ...state, status: 'completed', statusChangedAt: at };
     case 'CampaignCancelled':
-      return { ...state, status: 'cancelled' };
+      return { ...state, status: 'cancelled', statusChangedAt: at };
     // Costs and responses grow with the campaign: updated in place, see `Decider`.
     case 'CampaignCostRecorded':
       setEntry(state.costs, event.data.costId, { amount: event.data.amount, currency: event.data.currency });
@@ -110,13 +118,15 @@ const assertExists = (state: CampaignState, campaignId: string): CampaignStatus 
   return state.status;
 };
 
-const transition = (state: CampaignState, campaignId: string, allowed: readonly CampaignStatus[], action: string): void => {
-  const status = assertExists(state, campaignId);
+/** A status is left after it was entered: a step dated earlier would put the campaign's history out of order. */
+const transition = (state: CampaignState, command: { campaignId: string; occurredAt: string }, allowed: readonly CampaignStatus[], action: string): void => {
+  const status = assertExists(state, command.campaignId);
   if (!allowed.includes(status))
     throw invalidState('campaign.invalid_transition', `Cannot ${action} a campaign that is ${status}`, 'campaignId', {
       status,
       allowedFrom: allowed,
     });
+  assertNotBefore(command.occurredAt, state.statusChangedAt, 'campaign.before_status_changed', `the campaign becoming ${status}`);
 };
 
 export const decideCampaign = (command: CampaignCommand, state: CampaignState): CampaignEvent[] => {
@@ -144,23 +154,23 @@ export const decideCampaign = (command: CampaignCommand, state: CampaignState): 
       ];
     }
     case 'ScheduleCampaign':
-      transition(state, campaignId, ['draft', 'scheduled'], 'schedule');
+      transition(state, command, ['draft', 'scheduled'], 'schedule');
       assertScheduleValid(command.startsAt, command.endsAt, 'endsAt');
       return [{ type: 'CampaignScheduled', data: { campaignId, startsAt: command.startsAt, endsAt: command.endsAt ?? null } }];
     case 'LaunchCampaign':
-      transition(state, campaignId, ['draft', 'scheduled'], 'launch');
+      transition(state, command, ['draft', 'scheduled'], 'launch');
       return [{ type: 'CampaignLaunched', data: { campaignId } }];
     case 'PauseCampaign':
-      transition(state, campaignId, ['active'], 'pause');
+      transition(state, command, ['active'], 'pause');
       return [{ type: 'CampaignPaused', data: { campaignId, reason: command.reason ?? null } }];
     case 'ResumeCampaign':
-      transition(state, campaignId, ['paused'], 'resume');
+      transition(state, command, ['paused'], 'resume');
       return [{ type: 'CampaignResumed', data: { campaignId } }];
     case 'CompleteCampaign':
-      transition(state, campaignId, ['active', 'paused'], 'complete');
+      transition(state, command, ['active', 'paused'], 'complete');
       return [{ type: 'CampaignCompleted', data: { campaignId } }];
     case 'CancelCampaign':
-      transition(state, campaignId, ['draft', 'scheduled', 'active', 'paused'], 'cancel');
+      transition(state, command, ['draft', 'scheduled', 'active', 'paused'], 'cancel');
       return [{ type: 'CampaignCancelled', data: { campaignId, reason: command.reason ?? null } }];
     case 'RecordCampaignCost': {
       assertExists(state, campaignId);

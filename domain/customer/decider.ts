@@ -46,6 +46,12 @@ export interface CustomerState {
   marketingConsent: boolean;
   status: 'active' | 'inactive';
   deactivationReason: string | null;
+  /**
+   * Business time of the registration, then of the latest deactivation or reactivation: the next
+   * status change is not dated before it. One field, not two: a state is held per customer of an
+   * import (commands/compact-state.ts). Null where the fold had none.
+   */
+  statusChangedAt: string | null;
   orders: Record<string, CustomerOrder>;
   refunds: Record<string, CustomerRefund>;
   /**
@@ -72,6 +78,7 @@ export const initialCustomerState = (): CustomerState => ({
   marketingConsent: false,
   status: 'active',
   deactivationReason: null,
+  statusChangedAt: null,
   orders: dictionary(),
   refunds: dictionary(),
   mergedInto: null,
@@ -95,6 +102,7 @@ export const evolveCustomer = (state: CustomerState, event: CustomerEvent, occur
         tags: [...new Set(d.tags)],
         source: d.source,
         marketingConsent: d.marketingConsent,
+        statusChangedAt: occurredAt ?? null,
       };
     }
     case 'CustomerContactDetailsChanged': {
@@ -138,9 +146,9 @@ export const evolveCustomer = (state: CustomerState, event: CustomerEvent, occur
     case 'CustomerMergedInto':
       return { ...state, mergedInto: event.data.primaryId };
     case 'CustomerDeactivated':
-      return { ...state, status: 'inactive', deactivationReason: event.data.reason };
+      return { ...state, status: 'inactive', deactivationReason: event.data.reason, statusChangedAt: occurredAt ?? null };
     case 'CustomerReactivated':
-      return { ...state, status: 'active', deactivationReason: null };
+      return { ...state, status: 'active', deactivationReason: null, statusChangedAt: occurredAt ?? null };
     case 'CustomerOwnerAssigned':
       return { ...state, ownerId: event.data.ownerId };
     case 'CustomerForgotten':
@@ -264,6 +272,17 @@ const decideRefund = (c: Extract<CustomerCommand, { type: 'RefundPurchase' }>, s
   ];
 };
 
+/**
+ * A deactivation or reactivation is not dated before the status it ends began (the registration, or
+ * the previous change): the timeline would show the customer leaving before arriving. `?? null`:
+ * states saved before they kept the time have none.
+ */
+const assertNotBeforeStatusChange = (occurredAt: string, s: CustomerState): void => {
+  // An active customer's last change is the registration or a reactivation: the state does not say which.
+  const since = s.status === 'inactive' ? "the customer's deactivation" : "the customer's registration or latest reactivation";
+  assertNotBefore(occurredAt, s.statusChangedAt ?? null, 'customer.before_status_changed', since);
+};
+
 export const decideCustomer = (command: CustomerCommand, state: CustomerState): CustomerEvent[] => {
   if (command.type === 'RegisterCustomer') return decideRegister(command, state);
   if (command.type === 'ForgetCustomer') {
@@ -300,11 +319,13 @@ export const decideCustomer = (command: CustomerCommand, state: CustomerState): 
       return decideRefund(command, state);
     case 'DeactivateCustomer':
       if (state.status === 'inactive') throw invalidState('customer.already_inactive', `Customer ${command.customerId} is already inactive`);
+      assertNotBeforeStatusChange(command.occurredAt, state);
       return [{ type: 'CustomerDeactivated', data: { customerId: command.customerId, reason: command.reason ?? null } }];
     case 'AssignCustomerOwner':
       return decideOwner(command.customerId, command.ownerId, command.owner, state.ownerId);
     case 'ReactivateCustomer':
       if (state.status === 'active') throw invalidState('customer.already_active', `Customer ${command.customerId} is already active`);
+      assertNotBeforeStatusChange(command.occurredAt, state);
       return [{ type: 'CustomerReactivated', data: { customerId: command.customerId } }];
   }
 };

@@ -227,6 +227,22 @@ describe('customer rows', () => {
     expect(rejection('purchases', { customer_email: ADA, order_id: ['o-1'], amount: 5 })).toBe('order_id: a JSON array where text is expected');
   });
 
+  it('refuses a text column given an NDJSON integer beyond 2^53, which JSON.parse rounds, naming the column', () => {
+    // Found importing {"order_id":9007199254740993} and {"order_id":9007199254740992}: both stored as ...992, one order.
+    const beyond = (read: number) => `a number beyond 2^53 loses digits (it reads as ${read}): write it as a string, in quotes`;
+    expect(rejection('purchases', { customer_id: CUSTOMER, order_id: JSON.parse('9007199254740993') as number, amount: 5 })).toBe(
+      `order_id: ${beyond(9007199254740992)}`,
+    );
+    expect(rejection('purchases', { customer_id: CUSTOMER, order_id: 9007199254740992, amount: 5 })).toBe(`order_id: ${beyond(9007199254740992)}`);
+    expect(rejection('customers', { email: ADA, name: 'Ada', id: -9007199254740992 })).toBe(`id: ${beyond(-9007199254740992)}`);
+    expect(rejection('customers', { email: ADA, name: 'Ada', phone: 1e21 })).toBe(`phone: ${beyond(1e21)}`);
+    // The largest integer a number holds exactly is text as written.
+    expect(one('purchases', { customer_id: CUSTOMER, order_id: 9007199254740991, amount: 5 }).command.orderId).toBe('9007199254740991');
+    expect(one('purchases', { customer_id: CUSTOMER, order_id: -9007199254740991, amount: 5 }).command.orderId).toBe('-9007199254740991');
+    // An amount that large is beyond what an amount may be (MAX_AMOUNT), refused by the schema as any.
+    expect(refusedFields(one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: 9007199254740992 }).command)).toEqual(['amount']);
+  });
+
   it('maps every column, with the business time as a full ISO time', () => {
     const row = {
       id: CUSTOMER,
@@ -404,6 +420,18 @@ describe('customer rows', () => {
     );
     expect(rejection('customers', { ...row, status: 'forgotten' })).toMatch(/^status: a forgotten customer is not imported/);
     expect(rejection('customers', { ...row, status: 'vip' })).toBe('status: expected active or inactive, got "vip"');
+  });
+
+  it('registers an inactive customer without registered_at when it was deactivated, and refuses a deactivation before the registration', () => {
+    const row = { id: CUSTOMER, name: 'Ada', email: ADA, status: 'inactive', deactivated_at: '1998-02-03' };
+    const [register, deactivate] = rowCommands.customers(row);
+    expect(register!.command.occurredAt).toBe('1998-02-03T00:00:00.000Z');
+    expect(deactivate!.command.occurredAt).toBe('1998-02-03T00:00:00.000Z');
+    // Imported before this default, it registered at its import: the same row.
+    expect(register!.formerly?.[0]).not.toHaveProperty('occurredAt');
+    expect(rejection('customers', { ...row, registered_at: '1999-01-01' })).toBe(
+      'deactivated_at: before registered_at (1998-02-03T00:00:00.000Z < 1999-01-01T00:00:00.000Z)',
+    );
   });
 
   it('leaves bad values for the schema, which names each field', () => {
@@ -943,11 +971,32 @@ describe('campaign rows', () => {
     expect(rejection('campaigns', { ...base, target_segment: JSON.parse(deep) as unknown })).toBe(nested);
   });
 
+  it('dates a step the file gives no time for at the latest when the next one happened, and refuses steps out of order whole', () => {
+    const [create, launch, complete] = rowCommands.campaigns({ ...base, campaign_id: 'C-2', status: 'completed', completed_at: '1997-06-01' });
+    for (const step of [create, launch, complete]) expect(step!.command.occurredAt).toBe('1997-06-01T00:00:00.000Z');
+    // Imported before these defaults, it was created and launched at its import: the same campaign.
+    expect(create!.formerly?.[0]).not.toHaveProperty('occurredAt');
+    expect(launch!.formerly?.[0]).not.toHaveProperty('occurredAt');
+    const [created, launched] = rowCommands.campaigns({ ...base, campaign_id: 'C-3', launched_at: '1997-04-01' });
+    expect(created!.command.occurredAt).toBe('1997-04-01T00:00:00.000Z');
+    expect(launched!.formerly).toBeUndefined();
+    expect(rejection('campaigns', { ...base, created_at: '2020-06-01', launched_at: '2020-01-01' })).toBe(
+      'launched_at: before created_at (2020-01-01T00:00:00.000Z < 2020-06-01T00:00:00.000Z)',
+    );
+    expect(rejection('campaigns', { ...base, status: 'completed', launched_at: '2020-07-01', completed_at: '2019-01-01' })).toMatch(
+      /^completed_at: before launched_at/,
+    );
+    expect(rejection('campaigns', { ...base, status: 'cancelled', created_at: '2021-01-01', cancelled_at: '2000-01-01' })).toMatch(
+      /^cancelled_at: before created_at/,
+    );
+  });
+
   it('names the bad fields of a campaign', () => {
     expect(rejection('campaigns', { ...base, budget: 'a lot' })).toMatch(/^budget: "a lot" is not a number/);
     expect(refusedFields(rowCommands.campaigns({ ...base, budget: '-5' })[0]!.command)).toEqual(['budget']);
     expect(rejection('campaigns', { ...base, starts_at: 'spring' })).toMatch(/^starts_at: "spring" is not a time/);
-    expect(refusedFields(rowCommands.campaigns({ ...base, starts_at: '1800-01-01' })[0]!.command)).toEqual(['schedule.startsAt']);
+    // An active campaign without created_at was created when it started (its launch): 1800 is refused there too.
+    expect(refusedFields(rowCommands.campaigns({ ...base, starts_at: '1800-01-01' })[0]!.command)).toEqual(['schedule.startsAt', 'occurredAt']);
   });
 });
 

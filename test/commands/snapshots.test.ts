@@ -191,8 +191,8 @@ describe('stream snapshots', () => {
     const state = history.reduce<CustomerState>((s, e, i) => customerDecider.evolve(s, e, `2026-01-0${i + 1}T10:00:00.000Z`), customerDecider.initialState());
     // When this fails: change SNAPSHOT_FORMAT in commands/snapshots.ts, then the expected text here.
     expect({ format: SNAPSHOT_FORMAT, saved: JSON.stringify(compactStateForm('customer', compactState('customer', state))) }).toEqual({
-      format: 'customer.2',
-      saved: String.raw`{"plain":{"exists":true,"customerId":"7f0c5a8e-1b2d-4c3e-8f9a-0b1c2d3e4f5a","name":"Ada","email":"ada@example.com","phone":null,"company":"Analytical","tags":["vip","gold"],"source":"import","marketingConsent":true,"status":"active","deactivationReason":null,"mergedInto":null,"mergedDuplicates":[],"forgotten":false,"ownerId":null},"books":{"orders":[["amount","currency","refunded","purchasedAt"],"\n\"o1\":[10.5,\"EUR\",2.25,1767348000]\n\"__proto__\":[3,\"USD\",0,1767434400]"],"refunds":[["orderId","amount","currency"],"\n\"r1\":[\"o1\",2.25,\"EUR\"]"]}}`,
+      format: 'customer.3',
+      saved: String.raw`{"plain":{"exists":true,"customerId":"7f0c5a8e-1b2d-4c3e-8f9a-0b1c2d3e4f5a","name":"Ada","email":"ada@example.com","phone":null,"company":"Analytical","tags":["vip","gold"],"source":"import","marketingConsent":true,"status":"active","deactivationReason":null,"statusChangedAt":"2026-01-01T10:00:00.000Z","mergedInto":null,"mergedDuplicates":[],"forgotten":false,"ownerId":null},"books":{"orders":[["amount","currency","refunded","purchasedAt"],"\n\"o1\":[10.5,\"EUR\",2.25,1767348000]\n\"__proto__\":[3,\"USD\",0,1767434400]"],"refunds":[["orderId","amount","currency"],"\n\"r1\":[\"o1\",2.25,\"EUR\"]"]}}`,
     });
   });
 });

@@ -4,7 +4,7 @@ import type { CampaignCommand } from '../../domain/campaign/commands.ts';
 import { campaignDecider } from '../../domain/campaign/decider.ts';
 import type { CampaignEvent, CampaignStatus } from '../../domain/campaign/events.ts';
 import type { CustomerSnapshot } from '../../domain/customer/decider.ts';
-import { deciderSpec, fold } from '../support/decider-spec.ts';
+import { deciderSpec, fold, timed } from '../support/decider-spec.ts';
 
 const spec = deciderSpec(campaignDecider);
 const at = '2026-03-01T09:00:00.000Z';
@@ -328,5 +328,53 @@ describe('campaign: response rules', () => {
       .given([created, invoice])
       .when(cmd('RecordCampaignCost', { costId: 'inv-1', amount: 300, currency: 'EUR' }))
       .thenRefused('campaign.cost_conflict', 'amount', { costId: 'inv-1', recordedAmount: 250 });
+  });
+});
+
+describe('campaign: business time runs forward', () => {
+  const createdAt = '2020-06-01T00:00:00.000Z';
+  const launchedAt = '2020-07-01T00:00:00.000Z';
+  const pausedAt = '2020-08-01T00:00:00.000Z';
+  const dated = <C extends CampaignCommand>(command: C, occurredAt: string): C => ({ ...command, occurredAt });
+  const respond = cmd('RecordCampaignResponse', { customerId: CUST, kind: 'opened', customer });
+  const cost = cmd('RecordCampaignCost', { costId: 'inv-1', amount: 10, currency: 'EUR', description: null });
+  it('no status change dated before the creation (an imported history launched and cancelled before it was created)', () => {
+    const draft = spec.given([timed(created, createdAt)]);
+    for (const command of [cmd('LaunchCampaign', {}), cmd('CancelCampaign', {}), cmd('ScheduleCampaign', { startsAt: at })])
+      draft.when(dated(command, '2020-01-01T00:00:00.000Z')).thenRefused('campaign.before_status_changed', 'occurredAt', { notBefore: createdAt });
+    // At the creation's own instant: not before it.
+    draft.when(dated(cmd('LaunchCampaign', {}), createdAt)).then([e('CampaignLaunched')]);
+  });
+  it('a status change is not dated before the previous one', () => {
+    const active = spec.given([timed(created, createdAt), timed(e('CampaignLaunched'), launchedAt)]);
+    const between = '2020-06-15T00:00:00.000Z';
+    for (const command of [cmd('PauseCampaign', {}), cmd('CompleteCampaign', {}), cmd('CancelCampaign', {})])
+      active.when(dated(command, between)).thenRefused('campaign.before_status_changed', 'occurredAt', { notBefore: launchedAt });
+    const paused = spec.given([timed(created, createdAt), timed(e('CampaignLaunched'), launchedAt), timed(e('CampaignPaused', { reason: null }), pausedAt)]);
+    paused.when(dated(cmd('ResumeCampaign', {}), launchedAt)).thenRefused('campaign.before_status_changed', 'occurredAt', { notBefore: pausedAt });
+    paused.when(dated(cmd('CompleteCampaign', {}), launchedAt)).thenRefused('campaign.before_status_changed', 'occurredAt', { notBefore: pausedAt });
+    paused.when(dated(cmd('CompleteCampaign', {}), '2020-09-01T00:00:00.000Z')).then([e('CampaignCompleted')]);
+  });
+  it("costs and responses are not held to the statuses' times (a campaign often enters the CRM after its first invoice)", () => {
+    const completed = spec.given([timed(created, createdAt), timed(e('CampaignLaunched'), launchedAt), timed(e('CampaignCompleted'), pausedAt)]);
+    completed
+      .when(dated(respond, '2020-01-15T00:00:00.000Z'))
+      .then([e('CampaignResponseRecorded', { customerId: CUST, kind: 'opened', revenue: null, currency: null })]);
+    completed
+      .when(dated(cost, '2020-01-15T00:00:00.000Z'))
+      .then([e('CampaignCostRecorded', { costId: 'inv-1', amount: 10, currency: 'EUR', description: null })]);
+  });
+  it('the fold keeps the latest status change (the creation first); without times it refuses nothing by time', () => {
+    const state = fold(campaignDecider, [
+      timed(created, createdAt),
+      timed(e('CampaignLaunched'), launchedAt),
+      timed(e('CampaignPaused', { reason: null }), pausedAt),
+    ]);
+    expect(state).toMatchObject({ statusChangedAt: pausedAt });
+    expect(fold(campaignDecider, [timed(created, createdAt)])).toMatchObject({ statusChangedAt: createdAt });
+    spec
+      .given(histories.paused)
+      .when(dated(cmd('ResumeCampaign', {}), '1950-01-01T00:00:00.000Z'))
+      .then([e('CampaignResumed')]);
   });
 });

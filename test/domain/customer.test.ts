@@ -270,6 +270,40 @@ describe('customer: deactivate and reactivate', () => {
     spec.given(inactive).when(cmd('DeactivateCustomer', {})).thenRefused('customer.already_inactive');
     spec.given([registered()]).when(cmd('ReactivateCustomer', {})).thenRefused('customer.already_active');
   });
+  it('a deactivation is not dated before the registration, a reactivation not before the deactivation', () => {
+    const registeredAt = '2021-05-01T00:00:00.000Z';
+    const deactivatedAt = '2022-05-01T00:00:00.000Z';
+    const deactivated: CustomerEvent = { type: 'CustomerDeactivated', data: { customerId: C, reason: null } };
+    const dated = <T extends CustomerCommand>(command: T, occurredAt: string): T => ({ ...command, occurredAt });
+    const active = spec.given([timed(registered(), registeredAt)]);
+    active
+      .when(dated(cmd('DeactivateCustomer', {}), '2000-01-01T00:00:00.000Z'))
+      .thenRefused('customer.before_status_changed', 'occurredAt', { notBefore: registeredAt });
+    active.when(dated(cmd('DeactivateCustomer', {}), registeredAt)).then([deactivated]);
+    const inactive = spec.given([timed(registered(), registeredAt), timed(deactivated, deactivatedAt)]);
+    inactive
+      .when(dated(cmd('ReactivateCustomer', {}), '2021-12-01T00:00:00.000Z'))
+      .thenRefused('customer.before_status_changed', 'occurredAt', { notBefore: deactivatedAt });
+    // After a reactivation, the next deactivation follows it.
+    const reactivatedAt = '2023-05-01T00:00:00.000Z';
+    spec
+      .given([
+        timed(registered(), registeredAt),
+        timed(deactivated, deactivatedAt),
+        timed({ type: 'CustomerReactivated', data: { customerId: C } }, reactivatedAt),
+      ])
+      .when(dated(cmd('DeactivateCustomer', {}), '2022-12-01T00:00:00.000Z'))
+      .thenRefused('customer.before_status_changed', 'occurredAt', { notBefore: reactivatedAt });
+    // Other steps are not status changes: a purchase dated before the deactivation is still taken.
+    inactive
+      .when(dated(cmd('RecordPurchase', { orderId: 'o-9', amount: 5, currency: 'EUR' }), '2021-12-01T00:00:00.000Z'))
+      .then([{ type: 'PurchaseRecorded', data: { customerId: C, orderId: 'o-9', amount: 5, currency: 'EUR' } }]);
+    // A history folded without business times refuses nothing by time.
+    spec
+      .given([registered()])
+      .when(dated(cmd('DeactivateCustomer', {}), '1950-01-01T00:00:00.000Z'))
+      .then([deactivated]);
+  });
   it('an inactive customer still records purchases (facts from billing are never lost)', () => {
     spec
       .given(inactive)
