@@ -151,6 +151,16 @@ const EnvSchema = z.object({
       .max(3600, 'a number of seconds from 1 to 3600')
       .default(15),
   ),
+  /** A projection this far behind makes /ready not ready (default: twice the lease, at least 10 s). */
+  CRM_READY_MAX_LAG_SECONDS: z.preprocess(
+    emptyAsUnset,
+    z.coerce
+      .number({ error: 'a number of seconds from 1 to 86400' })
+      .int('a number of seconds from 1 to 86400')
+      .min(1, 'a number of seconds from 1 to 86400')
+      .max(86400, 'a number of seconds from 1 to 86400')
+      .optional(),
+  ),
   /** NATS with JetStream: every integration event is published there when set (integration/). */
   CRM_NATS_URL: z.preprocess(
     emptyAsUnset,
@@ -322,6 +332,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd: string)
     schemas,
     projections: e.CRM_PROJECTIONS,
     projectionLeaseSeconds: e.CRM_PROJECTION_LEASE_SECONDS,
+    readyMaxLagSeconds: e.CRM_READY_MAX_LAG_SECONDS ?? Math.max(10, 2 * e.CRM_PROJECTION_LEASE_SECONDS),
     masterKey: readMasterKey(e.CRM_MASTER_KEY, e.CRM_MASTER_KEY_FILE, cwd),
     nats: e.CRM_NATS_URL ? { url: e.CRM_NATS_URL, stream: e.CRM_NATS_STREAM, role: e.CRM_NATS_ROLE } : undefined,
     webhookAllowNetworks: e.CRM_WEBHOOK_ALLOW_NETWORKS,
@@ -392,6 +403,12 @@ export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning
     name: 'CRM_PROJECTION_LEASE_SECONDS',
     default: '15',
     meaning: "lease of a projection worker on its projections; a crashed worker's are taken over after it",
+  },
+  {
+    name: 'CRM_READY_MAX_LAG_SECONDS',
+    default: '(twice CRM_PROJECTION_LEASE_SECONDS, at least 10: 30)',
+    meaning:
+      "a projection this many seconds behind makes /ready answer 503; longer than the lease, so a crashed worker's wait for a taker does not take every API replica out",
   },
   { name: 'CRM_NATS_URL', default: '(unset: no NATS publishing)', meaning: 'NATS with JetStream: every integration event is published to the stream' },
   { name: 'CRM_NATS_STREAM', default: 'CRM_EVENTS', meaning: 'JetStream stream of the integration events (subjects crm.<aggregate>.<EventType>)' },

@@ -54,6 +54,12 @@ export interface CrmConfig {
   projections: 'inline' | 'off';
   /** Lease length of projection workers (projections/leases.ts), seconds. */
   projectionLeaseSeconds: number;
+  /**
+   * A projection this many seconds behind makes /ready answer 503. Longer than a worker's lease by
+   * default: a crashed `crm project` worker's projections wait out its lease for a taker, and every API
+   * replica reads the same checkpoints, so a bound under the lease took them all out together.
+   */
+  readyMaxLagSeconds: number;
   /** 32 bytes wrapping the per-customer data keys at rest (CRM_MASTER_KEY or CRM_MASTER_KEY_FILE); undefined: stored bare. */
   masterKey?: Uint8Array | undefined;
   /** JetStream publishing of integration events (integration/nats-publisher.ts); unset: off. */

@@ -632,6 +632,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       analytics,
       integration: integration.services,
       requestTimeoutMs: config.timeouts.requestMs,
+      readyMaxLagSeconds: config.readyMaxLagSeconds,
       ...(config.http.trustProxy !== undefined ? { trustProxy: config.http.trustProxy } : {}),
     };
     // Loaded on use: commands that serve no HTTP (import, verify, fit) do not load fastify.

@@ -37,6 +37,19 @@ describe('configuration from the environment', () => {
     expect(problemsOf({ DATABASE_URL: url, CRM_PREPARED_STATEMENTS: 'sometimes' }).map((p) => p.variable)).toEqual(['CRM_PREPARED_STATEMENTS']);
   });
 
+  it("keeps /ready's lag bound above a projection worker's lease by default, takes CRM_READY_MAX_LAG_SECONDS, and names a bad value", () => {
+    // A crashed worker's projections wait out its lease for a taker: every API replica saw the lag past a 10 s bound at once.
+    expect(loadConfig({}, '/x').readyMaxLagSeconds).toBe(30);
+    expect(loadConfig({ CRM_PROJECTION_LEASE_SECONDS: '60' }, '/x').readyMaxLagSeconds).toBe(120);
+    expect(loadConfig({ CRM_PROJECTION_LEASE_SECONDS: '2' }, '/x').readyMaxLagSeconds).toBe(10);
+    expect(loadConfig({ CRM_READY_MAX_LAG_SECONDS: '5' }, '/x').readyMaxLagSeconds).toBe(5);
+    for (const bad of ['0', 'soon', '1.5', '86401'])
+      expect(
+        problemsOf({ CRM_READY_MAX_LAG_SECONDS: bad }).map((p) => p.variable),
+        bad,
+      ).toEqual(['CRM_READY_MAX_LAG_SECONDS']);
+  });
+
   it('takes EventStoreDB, port, data folder and schema names from their variables', () => {
     const config = loadConfig({ EVENTSTORE_URL: 'esdb://localhost:2113?tls=false', PORT: '8080', CRM_DATA_DIR: 'data', CRM_READ_SCHEMA: 'crm_read' }, '/srv');
     expect(config.eventStore).toEqual({ kind: 'eventstoredb', url: 'esdb://localhost:2113?tls=false' });
