@@ -61,7 +61,7 @@ const buildOptions = (root, outdir) => ({
 
 /**
  * Hash of the compiler's version and options, of the project's tsconfig.json (esbuild follows some of
- * its options) and of every source file's content.
+ * its options), of this file, and of every source file's content.
  * @param {string} root
  * @param {string} esbuildVersion
  * @param {string[]} inputs paths relative to the root
@@ -70,6 +70,8 @@ const buildOptions = (root, outdir) => ({
 const sourcesHash = async (root, esbuildVersion, inputs, read = new Map()) => {
   const hash = createHash('sha256').update(`${esbuildVersion}\0${JSON.stringify(buildOptions(root, ''))}\0`);
   hash.update(await readFile(join(root, 'tsconfig.json'), 'utf8').catch(() => '')).update('\0');
+  // And this file: a change in how builds are made makes a new one.
+  hash.update(await readFile(fileURLToPath(import.meta.url), 'utf8')).update('\0');
   for (const input of [...inputs].sort()) {
     const path = join(root, input);
     hash
@@ -102,6 +104,20 @@ const writeAtomically = async (path, text) => {
   const temporary = `${path}.${randomUUID()}`;
   await writeFile(temporary, text);
   await rename(temporary, path);
+};
+
+/**
+ * Source maps naming each source by its absolute URL: relative to the map, a source was looked for
+ * beside the real path of the build, which is elsewhere when node_modules is a symbolic link.
+ * @param {string} dir
+ */
+const absoluteSources = async (dir) => {
+  for (const name of await readdir(dir)) {
+    if (!name.endsWith('.map')) continue;
+    const map = JSON.parse(await readFile(join(dir, name), 'utf8'));
+    map.sources = map.sources.map((/** @type {string} */ source) => pathToFileURL(resolve(dir, source)).href);
+    await writeFile(join(dir, name), JSON.stringify(map));
+  }
 };
 
 /**
@@ -217,6 +233,7 @@ export async function compiledEntry(root = PROJECT_ROOT) {
     const result = await build({ ...buildOptions(root, scratch), plugins: [ownModuleUrl(read)] });
     const inputs = Object.keys(result.metafile?.inputs ?? {});
     const hash = await sourcesHash(root, version, inputs, read);
+    await absoluteSources(scratch);
     await sealBuild(scratch);
     await install(scratch, join(cache, hash));
     await touch(join(cache, hash));

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -141,6 +141,20 @@ describe('the compiled sources of the crm command', () => {
     const first = await compiledEntry(root);
     await writeFile(join(root, 'tsconfig.json'), JSON.stringify({ compilerOptions: { useDefineForClassFields: false } }));
     expect(await compiledEntry(root)).not.toBe(first);
+  });
+
+  it('name the TypeScript sources in stack traces, where node_modules is a symbolic link too', async () => {
+    const root = await project();
+    const elsewhere = await mkdtemp(join(tmpdir(), 'crm-compiled-modules-'));
+    roots.push(elsewhere);
+    await symlink(elsewhere, join(root, 'node_modules'));
+    await writeFile(join(root, 'cli', 'main.ts'), "import { greeting } from './greeting.ts';\nif (greeting) throw new Error('from the sources');\n");
+    const entry = await compiledEntry(root);
+    const { stderr } = await run(process.execPath, ['--enable-source-maps', fileURLToPath(entry)]).then(
+      () => ({ stderr: 'it did not throw' }),
+      (error: { stderr: string }) => error,
+    );
+    expect(stderr).toContain(`${join(root, 'cli', 'main.ts')}:2`);
   });
 
   it('refuse a source that does not compile (the bin then runs the sources through tsx, which names the error)', async () => {
