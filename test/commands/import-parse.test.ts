@@ -4,6 +4,9 @@ import type { ImportEncoding } from '../../commands/import/encoding.ts';
 import { MAX_JSON_DEPTH } from '../../commands/import/rows.ts';
 import { MAX_ROW_CHARS, parseRecords, type ImportFormat, type ImportRecord } from '../../commands/import/parse.ts';
 
+/** The reason of a row with another number of fields than the header. */
+const unreadable = 'row: the number of fields differs from the header';
+
 /** Reading import files: rows with the line each ends on, and the rows that cannot be read, with why. */
 const records = async (
   text: string | (string | Buffer)[],
@@ -129,7 +132,6 @@ describe('CSV files', () => {
 
   it('reports each row with another number of fields than the header, and reads the rows after it', async () => {
     const file = ['name,email', 'Ada,ada@example.com,extra', 'Grace,grace@example.com', 'Lin', 'Bob,bob@example.com', 'Eve,eve@example.com'].join('\n');
-    const unreadable = 'row: the number of fields differs from the header';
     expect(await records(file, 'csv')).toEqual([
       { line: 2, unreadable },
       { line: 3, row: { name: 'Grace', email: 'grace@example.com' } },
@@ -148,7 +150,6 @@ describe('CSV files', () => {
 
   it('reads every row of a file whose lines end in CR LF, LF and a lone CR mixed, each line end ending one line', async () => {
     // An export edited on Windows, Linux and an old Mac: it was read as one row, or rows glued together.
-    const unreadable = 'row: the number of fields differs from the header';
     expect(await records('\uFEFFname,email\r\nAda,ada@example.com\nGrace,grace@example.com\rLin\r\n\n\r\rBob,bob@example.com\r\n\r\n\n', 'csv')).toEqual([
       { line: 2, row: { name: 'Ada', email: 'ada@example.com' } },
       { line: 3, row: { name: 'Grace', email: 'grace@example.com' } },
@@ -172,7 +173,6 @@ describe('CSV files', () => {
   });
 
   it('keeps any line end inside a quoted cell as written, counting a CR LF there as one line', async () => {
-    const unreadable = 'row: the number of fields differs from the header';
     expect(await records('name,notes\nAda,"one\r\ntwo\rthree\nfour"\r\nGrace,"x\r\ny"\rLin,z,"extra\r\nnote"\nBob,b\n', 'csv')).toEqual([
       { line: 5, row: { name: 'Ada', notes: 'one\r\ntwo\rthree\nfour' } },
       { line: 7, row: { name: 'Grace', notes: 'x\r\ny' } },
