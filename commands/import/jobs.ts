@@ -154,6 +154,8 @@ export interface ImportJobsOptions {
 }
 
 const HEARTBEAT_MS = 15_000;
+/** How long the answer to an upload waits for its size to be recorded. */
+const UPLOAD_SIZE_SAVED_WITHIN_MS = 2_000;
 /**
  * How long the end of a job is tried again while the database is away. Meanwhile the job stays held
  * by this process, so it reads as running rather than as killed; once recorded it reads as it ended.
@@ -245,14 +247,15 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
           () => undefined,
           () => undefined,
         );
+      return chain;
     };
-    const heartbeat = setInterval(save, HEARTBEAT_MS);
+    const heartbeat = setInterval(() => void save(), HEARTBEAT_MS);
     heartbeat.unref();
     return {
       changed: () => {
-        if (Date.now() - lastSaved >= saveIntervalMs) save();
+        if (Date.now() - lastSaved >= saveIntervalMs) void save();
       },
-      /** Saves now (the upload is in: other processes show its size at once). */
+      /** Saves now (the upload is in: other processes show its size at once); never rejects. */
       save,
       /**
        * Records how the job ended, then shows it on the job itself: a caller that sees the job ended can
@@ -364,7 +367,11 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
         if (folder !== undefined) await rm(folder, { recursive: true, force: true });
         throw error;
       }
-      progress.save();
+      // Awaited, so that the 202 and another replica's GET agree on the size; bounded, as the database may be away
+      // (the heartbeat and the end save it then).
+      const sized = new AbortController();
+      await Promise.race([progress.save(), pause(UPLOAD_SIZE_SAVED_WITHIN_MS, sized.signal)]);
+      sized.abort();
       const spooled = folder;
       const file = join(spooled, `body.${format}`);
       /**
@@ -461,9 +468,10 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
           }),
         )
         .then(async (end) => {
+          // Removed before the end shows: a job seen ended has left nothing behind.
+          await rm(spooled, { recursive: true, force: true }).catch(() => undefined);
           await progress.finish(end);
           running.delete(job.id);
-          await rm(spooled, { recursive: true, force: true }).catch(() => undefined);
           finish();
         });
       return job;
