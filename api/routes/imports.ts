@@ -4,7 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { importEncodingNamed, importEncodings } from '../../commands/import/encoding.ts';
 import type { ImportJobs } from '../../commands/import/jobs.ts';
-import { importKinds, type ImportKind } from '../../commands/import/rows.ts';
+import { importKinds, type ImportedCommandType, type ImportKind } from '../../commands/import/rows.ts';
 import type { CommandType } from '../../commands/schemas.ts';
 import type { RouteContext } from '../route-context.ts';
 import { callerRole } from '../auth/guard.ts';
@@ -20,7 +20,7 @@ import { isAllowed, ruleFor, type Role } from '../roles.ts';
  */
 
 /** The command every row of a kind starts with, and its route, whose roles an import of that kind takes. */
-const firstCommandOf: Record<ImportKind, { type: CommandType; route: [string, string] }> = {
+const firstCommandOf = {
   customers: { type: 'RegisterCustomer', route: ['POST', '/customers'] },
   purchases: { type: 'RecordPurchase', route: ['POST', '/customers/:id/purchases'] },
   refunds: { type: 'RefundPurchase', route: ['POST', '/customers/:id/refunds'] },
@@ -31,19 +31,22 @@ const firstCommandOf: Record<ImportKind, { type: CommandType; route: [string, st
   feedback: { type: 'SubmitFeedback', route: ['POST', '/feedback'] },
   // The stricter of the two routes (on a deal: sales), whichever parent the rows name.
   activities: { type: 'LogActivity', route: ['POST', '/deals/:id/activities'] },
-};
+} as const satisfies Record<ImportKind, { type: ImportedCommandType; route: readonly [string, string] }>;
 
 /**
  * The routes of the commands a row may become after its first (an inactive customer is also
  * deactivated, a won deal won, resolved feedback resolved): a row whose command the caller's role
  * may not send one at a time is refused, so an import never grants more than the API does.
  */
-const laterCommandRoutes: Partial<Record<CommandType, [string, string]>> = {
+const laterCommandRoutes: Record<Exclude<ImportedCommandType, (typeof firstCommandOf)[ImportKind]['type']>, readonly [string, string]> = {
   DeactivateCustomer: ['POST', '/customers/:id/deactivate'],
   WinDeal: ['POST', '/deals/:id/won'],
   LoseDeal: ['POST', '/deals/:id/lost'],
+  ScheduleCampaign: ['POST', '/campaigns/:id/schedule'],
   LaunchCampaign: ['POST', '/campaigns/:id/launch'],
+  PauseCampaign: ['POST', '/campaigns/:id/pause'],
   CompleteCampaign: ['POST', '/campaigns/:id/complete'],
+  CancelCampaign: ['POST', '/campaigns/:id/cancel'],
   AssignFeedback: ['POST', '/feedback/:id/assign'],
   RespondToFeedback: ['POST', '/feedback/:id/respond'],
   ResolveFeedback: ['POST', '/feedback/:id/resolve'],
@@ -57,7 +60,7 @@ const forbiddenFor =
   (kind: ImportKind, role: Role | undefined) =>
   (type: CommandType): string | undefined => {
     if (type === firstCommandOf[kind].type) return undefined;
-    const route = laterCommandRoutes[type];
+    const route = (laterCommandRoutes as Partial<Record<CommandType, readonly [string, string]>>)[type];
     if (!route) return `row: ${type} is not sent by an import of ${kind}`;
     const rule = ruleFor(...route);
     return isAllowed(rule, role) ? undefined : `row: the ${role} role may not ${rule.summary} (as for ${rule.route}); leave that column out`;
@@ -159,7 +162,8 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
     preParsing: async (request) => refuseUnreadableBody(request),
     handler: async (request, reply) => {
       const { kind, defaultOwner: named } = request.query;
-      const rule = ruleFor(...firstCommandOf[kind].route);
+      const [method, url] = firstCommandOf[kind].route;
+      const rule = ruleFor(method, url);
       const role = callerRole(request);
       if (!isAllowed(rule, role)) {
         throw new ProblemError('forbidden', `The ${role} role may not import ${kind} (as for ${rule.route}).`, {

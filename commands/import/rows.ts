@@ -18,7 +18,7 @@ export const isImportKind = (kind: unknown): kind is ImportKind => importKinds.i
 
 /** What one row asks for: usually one command, two when a row also records an outcome (a won deal). */
 export interface RowCommand {
-  command: { type: CommandType; [field: string]: unknown };
+  command: { type: ImportedCommandType; [field: string]: unknown };
   key: string;
   /** Business time from the file, when the command's schema does not take it as a field. */
   occurredAt?: string;
@@ -291,7 +291,7 @@ export const customerEmailOf = (kind: ImportKind, row: Row): string | undefined 
 const currencyOf = (row: Row): string => text(row, 'currency')?.toUpperCase() ?? 'EUR';
 
 /** Business time goes in the payload where the schema takes it (purchases), else in the metadata. */
-const withTime = (type: CommandType, fields: Record<string, unknown>, time: string | undefined, key: string): RowCommand => {
+const withTime = (type: ImportedCommandType, fields: Record<string, unknown>, time: string | undefined, key: string): RowCommand => {
   const takesTime = 'occurredAt' in (commandSchemas[type] as unknown as { shape: object }).shape;
   if (takesTime || time === undefined) return { command: { type, ...fields, ...(takesTime && time !== undefined ? { occurredAt: time } : {}) }, key };
   return { command: { type, ...fields }, key, occurredAt: time };
@@ -517,7 +517,7 @@ const campaigns = (row: Row): RowCommand[] => {
   // Rows imported before the creation and the launch defaulted to the next step: the same campaign.
   if (creatingAt !== createdAt) create.formerly = [withTime('CreateCampaign', fields, createdAt, create.key).command];
   const target = { campaignId: campaignId ?? createdIdFor('CreateCampaign', create.key) };
-  const step = (type: CommandType, time: string | undefined, name: string, stepFields: Record<string, unknown> = {}) =>
+  const step = (type: ImportedCommandType, time: string | undefined, name: string, stepFields: Record<string, unknown> = {}) =>
     withTime(type, { ...target, ...stepFields }, time, `${create.key}:${name}`);
   const launch = step('LaunchCampaign', launchedAt, 'launched');
   if (launchedAt !== fileLaunchedAt) launch.formerly = [step('LaunchCampaign', fileLaunchedAt, 'launched').command];
@@ -796,8 +796,11 @@ export const documentedColumns: Record<ImportKind, ReadonlySet<string>> = Object
   ]),
 ) as unknown as Record<ImportKind, ReadonlySet<string>>;
 
-/** The columns a command's time is read from, by command (as the row builders above read them). */
-const TIME_COLUMNS: Partial<Record<CommandType, readonly string[]>> = {
+/**
+ * The columns a command's time is read from, by command (as the row builders above read them): every
+ * command a row may become is here, so the routes that check who may send them (api/routes/imports.ts) can be complete.
+ */
+const TIME_COLUMNS = {
   RegisterCustomer: ['registered_at', 'customer_since'],
   DeactivateCustomer: ['deactivated_at'],
   RecordPurchase: ['occurred_at', 'date', 'purchased_at'],
@@ -821,7 +824,10 @@ const TIME_COLUMNS: Partial<Record<CommandType, readonly string[]>> = {
   RateFeedback: ['rated_at'],
   LogActivity: ['occurred_at', 'date'],
   CompleteActivity: ['completed_at'],
-};
+} as const satisfies Partial<Record<CommandType, readonly string[]>>;
+
+/** The commands an import's rows may become. */
+export type ImportedCommandType = keyof typeof TIME_COLUMNS;
 
 /** Command fields whose column is not the field's own name in snake case (`orderId` is `order_id`). */
 const FIELD_COLUMNS: Record<string, readonly string[]> = {
@@ -860,7 +866,7 @@ export const columnOf = (type: CommandType, path: readonly PropertyKey[], row: R
   if (field === '') return undefined;
   const nested = field === 'schedule' && path[1] !== undefined ? [snake(String(path[1]))] : undefined;
   const candidates = nested ??
-    (field === 'occurredAt' ? TIME_COLUMNS[type] : undefined) ??
+    (field === 'occurredAt' ? (TIME_COLUMNS as Partial<Record<CommandType, readonly string[]>>)[type] : undefined) ??
     FIELD_COLUMNS_OF[type]?.[field] ??
     FIELD_COLUMNS[field] ?? [snake(field)];
   const column = candidates.find((name) => cell(row, name) !== undefined) ?? candidates[0];

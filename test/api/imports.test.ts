@@ -142,6 +142,27 @@ describe('HTTP import', () => {
     expect((await postImport('sales', feedback, 'feedback')).statusCode).toBe(403);
   });
 
+  it('imports campaigns in every status a campaigns file may hold, as crm import does', async () => {
+    // Found by an importing client: scheduled, paused and cancelled rows were refused for every role
+    // ("ScheduleCampaign is not sent by an import of campaigns"), though the same file went in through crm import.
+    const body = [
+      'name,channel,budget,currency,status,created_at,launched_at,paused_at,completed_at,cancelled_at,starts_at,ends_at',
+      'Draft,email,10,EUR,draft,2026-01-10,,,,,,',
+      'Scheduled,email,10,EUR,scheduled,2026-01-10,,,,,2027-01-01T00:00:00Z,2027-02-01T00:00:00Z',
+      'Active,email,10,EUR,active,2026-01-10,2026-01-11,,,,,',
+      'Paused,email,10,EUR,paused,2026-01-10,2026-01-11,2026-01-12,,,,',
+      'Completed,email,10,EUR,completed,2026-01-10,2026-01-11,,2026-01-20,,,',
+      'Cancelled,email,10,EUR,cancelled,2026-01-10,,,,2026-01-12,,',
+    ].join('\n');
+    for (const role of ['marketing', 'admin'] as const) {
+      const job = await waitForJob((await postImport(role, body, 'campaigns')).json().id, role);
+      expect(job, JSON.stringify(job.rejectedRows)).toMatchObject({ status: 'done', counts: { rows: 6, rejected: 0 } });
+    }
+    const types = (await storedEvents(api.store)).map((e) => e.type);
+    for (const type of ['CampaignScheduled', 'CampaignPaused', 'CampaignCompleted', 'CampaignCancelled']) expect(types).toContain(type);
+    expect((await postImport('sales', body, 'campaigns')).statusCode).toBe(403);
+  });
+
   it('imports activities for the roles that may log them on a deal, each a note, call, meeting or task as the API logs it', async () => {
     const body = [
       'customer_email,kind,subject,body,due_at,completed_at,occurred_at',
