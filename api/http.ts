@@ -125,9 +125,13 @@ export const commandContext = (request: FastifyRequest, call: CommandCall): Comm
   const headers = request.headers;
   const ifMatch = typeof headers['if-match'] === 'string' ? headers['if-match'] : undefined;
   if (ifMatch === undefined && call.ifMatch === 'required') {
-    throw new ProblemError('precondition_required', 'This command changes an existing record: send If-Match with the ETag you last read, e.g. If-Match: "3".', {
-      errors: [{ field: 'if-match', message: 'required' }],
-    });
+    throw new ProblemError(
+      'precondition_required',
+      'This command changes an existing record: send If-Match with the ETag you last read (a GET of the record answers it in its ETag header).',
+      {
+        errors: [{ field: 'if-match', message: 'required' }],
+      },
+    );
   }
   for (const name of ['idempotency-key', 'x-causation-id']) sentOnce(request, name);
   const idempotencyKey = headers['idempotency-key'];

@@ -367,6 +367,7 @@ export async function verifyGlobalChain(
   const unsealed = Number(unsealedRows[0]?.n ?? 0);
   const sealedThrough = last?.position ?? null;
   let previous: Uint8Array | null = null;
+  let previousPosition: bigint | null = null;
   let checked = 0;
   let after = '-1';
   /** The latest record time walked so far, and where. */
@@ -420,7 +421,14 @@ export async function verifyGlobalChain(
       if (row.event_recorded_ms! > latestRecorded.ms) latestRecorded = { ms: row.event_recorded_ms!, position };
       const expected = sha256(previous, row.seal_event_hash!);
       if (!sameBytes(expected, row.seal_global)) {
-        return broken(position, row.seal_stream, row.seal_revision, 'global hash does not follow from the previous seal: seal altered');
+        // Deleting events with their seals breaks the link at the next seal left, which was not touched itself.
+        const before = previousPosition === null ? '' : ` at position ${previousPosition}`;
+        return broken(
+          position,
+          row.seal_stream,
+          row.seal_revision,
+          `global hash does not follow from the previous seal${before}: seal altered, or events deleted together with their seals between the two`,
+        );
       }
       const anchored = anchors.get(position);
       if (anchored !== undefined) {
@@ -443,6 +451,7 @@ export async function verifyGlobalChain(
         anchors.delete(position);
       }
       previous = row.seal_global;
+      previousPosition = position;
       checked += 1;
     }
     options.onProgress?.(checked);

@@ -27,6 +27,24 @@ async function foreignObjects(db: Kysely<unknown>, readSchema: string, schema: s
   return rows.map((r) => r.name);
 }
 
+/** The earlier replay whose copy `schema` holds in the other role (its read models, or its reporting views), if one does. */
+async function replayInOtherRole(
+  db: Kysely<unknown>,
+  readSchema: string,
+  schema: string,
+  role: 'schema_name' | 'reporting_schema',
+): Promise<string | undefined> {
+  const { sql } = await import('kysely');
+  const other = role === 'schema_name' ? 'reporting_schema' : 'schema_name';
+  const { rows } = await sql<{ purpose: string; schema_name: string }>`
+    SELECT purpose, schema_name FROM ${sql.id(readSchema, 'read_model_copies')} WHERE ${sql.ref(other)} = ${schema} LIMIT 1`.execute(db);
+  const copy = rows[0];
+  if (!copy) return undefined;
+  return role === 'schema_name'
+    ? `the reporting views of \`${copy.purpose} --schema ${copy.schema_name}\``
+    : `the read models of \`${copy.purpose} --schema ${copy.schema_name}\``;
+}
+
 export const replayCommand: CliCommand = {
   name: 'replay',
   maxArguments: 0,
@@ -100,6 +118,8 @@ Example:
         if (name === undefined) continue;
         const foreign = await foreignObjects(runtime.database.db, schemas.read, name, role);
         if (foreign.length > 0) {
+          const earlier = await replayInOtherRole(runtime.database.db, schemas.read, name, role);
+          if (earlier) throw new UsageError(`${option} ${name} holds ${earlier}; the replay would replace them. Choose a new name.`);
           throw new UsageError(
             `${option} ${name} already holds objects that no crm replay made (${foreign.join(', ')}); the replay would replace them. Choose a new name.`,
           );

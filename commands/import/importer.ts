@@ -126,11 +126,16 @@ const describeIssues = (error: ZodError, at?: RefusedAt): string =>
 const describeRefusal = (error: DomainError, at?: RefusedAt): string => {
   const file = error.field && at ? columnOf(at.type, [error.field], at.row) : undefined;
   if (!file) return `${error.field ? `${error.field}: ` : ''}${error.message}`;
+  // A forgotten customer named by address reads as no customer: its id and its having been one stay unsaid
+  // (the reason handed back the id, and the id what history is left: the amounts of its orders).
+  const byAddress = file.column !== 'customer_id' && file.column !== 'id';
+  if (error.code === 'customer.forgotten' && error.field === 'customerId' && byAddress)
+    return `${file.column}: no customer has the address ${shown(file.value)}`;
   if (error.code === 'customer.not_found' && error.field === 'customerId') {
     const mergedInto = at && typeof at.row.merged_into === 'string' && at.row.merged_into.trim() !== '' ? at.row.merged_into.trim() : undefined;
     if (mergedInto)
       return `${file.column}: ${shown(file.value)} was merged into ${mergedInto} (merged_into), and is no customer here; to record the row on that customer, write ${mergedInto} in customer_id`;
-    if (file.column !== 'customer_id' && file.column !== 'id') return `${file.column}: no customer has the address ${shown(file.value)}`;
+    if (byAddress) return `${file.column}: no customer has the address ${shown(file.value)}`;
     return `${file.column}: no customer ${shown(file.value)}`;
   }
   return `${file.column}: ${error.message}`;

@@ -244,6 +244,17 @@ const readDecimalCommas = (row: Row, numberColumns: ReadonlySet<string>): string
 };
 
 /**
+ * The parser sets each cell as `row[name] = value`: under `__proto__` that is no property, and the
+ * column went unreported among those no row read. It is parsed under this name, then made the row's own.
+ */
+const PROTO_COLUMN = '__proto__\u0000';
+const ownProtoColumn = (row: Row): void => {
+  if (!Object.hasOwn(row, PROTO_COLUMN)) return;
+  Object.defineProperty(row, '__proto__', { value: row[PROTO_COLUMN], enumerable: true, writable: true, configurable: true });
+  delete row[PROTO_COLUMN];
+};
+
+/**
  * The header's columns, normalised. A name given twice is refused: the parser kept the last cell
  * under it, so a file with two `name` columns stored the second as every customer's name.
  */
@@ -272,7 +283,7 @@ async function* csvRecords(file: Readable, numberColumns: ReadonlySet<string>): 
         // meets for the whole file, and a file edited on Windows, Linux and an old Mac was read as one
         // row (CR LF first: a CR followed by an LF is one line end, not two).
         record_delimiter: ['\r\n', '\n', '\r'],
-        columns: namedColumns,
+        columns: (headers: string[]) => namedColumns(headers).map((name) => (name === '__proto__' ? PROTO_COLUMN : name)),
         // A row of delimiters only (`,,,`, as spreadsheets leave below the data) says nothing: skipped as a blank line.
         skip_records_with_empty_values: true,
         skip_empty_lines: true,
@@ -292,6 +303,7 @@ async function* csvRecords(file: Readable, numberColumns: ReadonlySet<string>): 
   let lastLine = headerLine;
   let emptySoFar = 0;
   for await (const numbered of parser as AsyncIterable<NumberedRecord>) {
+    ownProtoColumn(numbered.record);
     unguard(numbered.record);
     const ambiguous = delimiter === ';' ? readDecimalCommas(numbered.record, numberColumns) : undefined;
     // A rise of the cumulative count means this row has the wrong number of fields.

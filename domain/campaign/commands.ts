@@ -1,10 +1,17 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDateTime, SafeText, DisplayText, withBusinessTime } from '../shared.ts';
+import { Id, IsoDateTime, SafeText, DisplayText, Tag, withBusinessTime } from '../shared.ts';
 import { CampaignChannel, ResponseKind, SegmentCriteria } from './events.ts';
 
 const Reason = SafeText.max(2000);
+
+/**
+ * Who a new campaign targets: its tags held to the rule of a customer's tags (NFC, letters, digits,
+ * `_ : . -`), so that the segment can match them. The event's schema stays as it was, for campaigns
+ * created before (a tag of spaces or `x;y` was accepted, and matched no customer).
+ */
+const TargetSegment = SegmentCriteria.extend({ tags: z.array(Tag).max(50).optional() });
 
 export const CreateCampaignPayload = z
   .object({
@@ -15,7 +22,7 @@ export const CreateCampaignPayload = z
     budget: Amount,
     currency: Currency,
     schedule: z.object({ startsAt: IsoDateTime, endsAt: IsoDateTime.nullable().optional() }).strict().nullable().optional(),
-    targetSegment: SegmentCriteria.optional(),
+    targetSegment: TargetSegment.optional(),
   })
   .strict();
 

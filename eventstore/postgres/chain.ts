@@ -121,7 +121,12 @@ class StreamWalker {
     }
     const expected = eventHash(this.previousHash, row);
     if (!sameBytes(expected, row.hash)) {
-      return { stream: row.stream, revision, position, reason: 'hash mismatch (event altered or inserted)' };
+      return {
+        stream: row.stream,
+        revision,
+        position,
+        reason: 'hash mismatch: this event was altered or inserted, or appended onto an edited stream head (streams.last_hash)',
+      };
     }
     const recorded = Number(BigInt(row.micros) / 1000n);
     const reason = backDated(recorded, this.latestRecorded, 'an earlier revision of its stream');

@@ -222,6 +222,37 @@ describe('tamper evidence', () => {
     expect(result.firstBroken).toMatchObject({ chain: 'global', position, reason: expect.stringContaining('seal altered') });
   });
 
+  it('says events deleted with their seals are a cause, naming the seal before, when a whole stream is gone', async () => {
+    // Found by an auditor: the next event's seal, never touched, was reported as "seal altered" alone.
+    const f = await fixture();
+    const bob = `customer-${f.bob}`;
+    const [before, after] = [await positionOf(f, `customer-${f.ada}`, 0), await positionOf(f, `customer-${f.ada}`, 1)];
+    for (const table of ['event_chain_seals', 'events', 'streams'])
+      await sql`DELETE FROM ${sql.id(f.h.schemas.events, table)} WHERE stream = ${bob}`.execute(f.h.database.db);
+    const result = await verifyChains(f.h.database, f.h.schemas.events);
+    expect(result.firstBroken).toMatchObject({
+      chain: 'global',
+      position: after,
+      reason: `global hash does not follow from the previous seal at position ${before}: seal altered, or events deleted together with their seals between the two`,
+    });
+  });
+
+  it('names an edited stream head as a cause when the next append was chained onto it', async () => {
+    const f = await fixture();
+    const stream = `customer-${f.ada}`;
+    await sql`UPDATE ${sql.id(f.h.schemas.events, 'streams')} SET last_hash = '\\x00'::bytea WHERE stream = ${stream}`.execute(f.h.database.db);
+    expect((await verifyChains(f.h.database, f.h.schemas.events)).firstBroken).toMatchObject({
+      stream,
+      reason: 'stream head hash differs from the last event',
+    });
+    await f.h.record(stream, 'CustomerTagged', { customerId: f.ada, tag: 'gold' });
+    expect((await verifyChains(f.h.database, f.h.schemas.events)).firstBroken).toMatchObject({
+      stream,
+      revision: 3,
+      reason: 'hash mismatch: this event was altered or inserted, or appended onto an edited stream head (streams.last_hash)',
+    });
+  });
+
   it('forgetting a customer leaves every chain verifiable (hashes cover ciphertext)', async () => {
     const f = await fixture();
     await f.h.personalData.forget(f.ada);

@@ -118,6 +118,12 @@ describe('crm replay --schema and --reporting-schema', () => {
       expect(again.stdout).toContain(`are in schema ${copy}`);
       // Everything here was recorded after 2026-01-01: read, counted and left out.
       expect(again.stdout).toMatch(/: 0 events recorded by then applied, ([1-9]\d*) recorded later left out \(\1 read up to position \d+\)\./);
+      // An earlier replay's read models named as another's reporting schema: said as what they are (it read "no crm replay made").
+      const crossed = await crm(['replay', '--as-of', '2026-01-01T00:00:00Z', '--schema', `${schemas.read}_copy2`, '--reporting-schema', copy]);
+      expect(crossed.code).toBe(2);
+      expect(crossed.stderr).toContain(
+        `--reporting-schema ${copy} holds the read models of \`crm replay --as-of 2026-01-01T00:00:00.000Z --schema ${copy}\`; the replay would replace them. Choose a new name.`,
+      );
     } finally {
       await client.end();
     }

@@ -102,6 +102,23 @@ describe('imported customer ids', () => {
     });
   });
 
+  it("refuses a purchases row naming a forgotten customer's address as it refuses an address nobody held, naming no id", async () => {
+    // Found by an auditor: the reason read "Customer <id> has been forgotten", the id that reads what history is left.
+    const [gone, never] = [`${randomUUID()}@ids.example`, `${randomUUID()}@ids.example`];
+    await withRuntime(installation, async (runtime) => {
+      expect(await imported(runtime, ['name,email', `Gone,${gone}`])).toMatchObject({ imported: 1, rejected: 0 });
+      const id = runtime.batch.importedCustomerId(gone);
+      await runtime.commands.execute({ type: 'ForgetCustomer', customerId: id }, { actor: { userId: 'u-1', roles: ['admin'] }, correlationId: randomUUID() });
+      const outcome = await imported(runtime, ['order_id,amount,currency,customer_email', `F-1,10,EUR,${gone}`, `F-2,10,EUR,${never}`]);
+      expect(outcome).toMatchObject({ rows: 2, imported: 0, rejected: 2 });
+      expect(outcome.report).not.toContain(id);
+      // The report is CSV: its quotes doubled.
+      expect(outcome.report).toContain(`2,"customer_email: no customer has the address ""${gone}"""`);
+      expect(outcome.report).toContain(`3,"customer_email: no customer has the address ""${never}"""`);
+      expect(await eventsOf(runtime, id)).toEqual(['CustomerRegistered', 'CustomerForgotten']);
+    });
+  });
+
   it('still refuses a customers row whose address another customer holds (one registered through the API keeps it)', async () => {
     const email = `${randomUUID()}@ids.example`;
     await withRuntime(installation, async (runtime) => {

@@ -503,6 +503,9 @@ describe('import: the kind of file', () => {
     expect(given.outcome).toMatchObject({ kind: 'customers', rows: 1, rejected: 1, imported: 0 });
     // Columns a customers file has no use for: named, since their cells were left out.
     expect(given.outcome.unreadColumns).toEqual(['colour', 'size']);
+    // Named like members of every object: columns as any other (`__proto__` went unreported).
+    const objectNames = await importing(batch, csv(['name,email,__proto__,constructor', 'Pat Proto,pat-proto@example.com,x,y']));
+    expect(objectNames.outcome).toMatchObject({ kind: 'customers', imported: 1, unreadColumns: ['__proto__', 'constructor'] });
     // A column of the kind that no row needed (a deactivation's, on active customers only) is not unknown.
     const active = await importing(batch, csv(['name,email,status,deactivated_at,deactivation_reason', 'Ann Active,ann-active@example.com,active,,']));
     expect(active.outcome).toMatchObject({ kind: 'customers', imported: 1, unreadColumns: [] });
