@@ -528,11 +528,18 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         // and the answer's position covers those forgets (read-your-writes waits for them).
         let position = result.position;
         const eventIds = [...result.eventIds];
+        // The caller's If-Match is the primary's revision, not a duplicate's: checked against each duplicate's
+        // stream it refused their forgets (409) after the primary's was stored, leaving them in clear.
+        const { expectedRevision: _primaryRevision, ...duplicateCtx } = ctx;
         for (const duplicateId of (await load('customer', id)).state.mergedDuplicates) {
           const forgotten = await execute(
             { type: 'ForgetCustomer', customerId: duplicateId },
             // The duplicate is the same person: forgotten whoever owned its record (the caller could see the primary).
-            { ...ctx, scope: null, ...(ctx.idempotencyKey !== undefined ? { idempotencyKey: `${ctx.idempotencyKey}\nforget-duplicate\n${duplicateId}` } : {}) },
+            {
+              ...duplicateCtx,
+              scope: null,
+              ...(ctx.idempotencyKey !== undefined ? { idempotencyKey: `${ctx.idempotencyKey}\nforget-duplicate\n${duplicateId}` } : {}),
+            },
           );
           if (forgotten.position > position) position = forgotten.position;
           eventIds.push(...forgotten.eventIds);

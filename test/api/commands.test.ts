@@ -179,6 +179,21 @@ describe('customer commands', () => {
     accepted(await send('support', 'POST', `/customers/${primary.id}/forget`));
   });
 
+  it("forgets a primary and its merged duplicates under the primary's If-Match, all or none", async () => {
+    // Found in the console, which sends If-Match: the primary was forgotten, then the 409 of its
+    // revision checked against the duplicate's stream left the duplicate's personal data in clear.
+    const primary = await register();
+    const duplicate = await register();
+    accepted(await send('sales', 'POST', `/customers/${duplicate.id}/purchases`, { orderId: 'D-1', amount: 5, currency: 'EUR' }));
+    const merged = accepted(await send('sales', 'POST', `/customers/${primary.id}/merge`, { duplicateId: duplicate.id }, { 'if-match': '"0"' }));
+    expectProblem(await send('support', 'POST', `/customers/${primary.id}/forget`, undefined, { 'if-match': '"0"' }), 409);
+    expect((await h.store.readStream(`customer-${primary.id}`)).map((e) => e.type)).not.toContain('CustomerForgotten');
+    accepted(await send('support', 'POST', `/customers/${primary.id}/forget`, undefined, { 'if-match': `"${merged.revision}"` }));
+    for (const id of [primary.id, duplicate.id]) {
+      expect((await h.store.readStream(`customer-${id}`)).map((e) => e.type).at(-1), id).toBe('CustomerForgotten');
+    }
+  });
+
   it('answers a command on a merged customer with the primary id in the problem details', async () => {
     const primary = await register();
     const duplicate = await register();
