@@ -50,6 +50,15 @@ describe('configuration from the environment', () => {
       ).toEqual(['CRM_READY_MAX_LAG_SECONDS']);
   });
 
+  it('refuses a bound past what a timer can wait (a longer one fired at once), naming it', () => {
+    expect(loadConfig({ CRM_MAX_COMMAND_WAIT_MS: String(2 ** 31 - 1) }, '/x').backPressure.maxCommandWaitMs).toBe(2 ** 31 - 1);
+    for (const variable of ['CRM_MAX_COMMAND_WAIT_MS', 'CRM_OVERLOADED_COMMAND_WAIT_MS', 'CRM_MAX_EVENT_LOOP_DELAY_MS', 'CRM_RATE_LIMIT']) {
+      const problems = problemsOf({ [variable]: '3000000000' });
+      expect(problems.map((p) => p.variable)).toEqual([variable]);
+      expect(problems[0]!.message).toContain('from 0 to 2147483647');
+    }
+  });
+
   it('takes EventStoreDB, port, data folder and schema names from their variables', () => {
     const config = loadConfig({ EVENTSTORE_URL: 'esdb://localhost:2113?tls=false', PORT: '8080', CRM_DATA_DIR: 'data', CRM_READ_SCHEMA: 'crm_read' }, '/srv');
     expect(config.eventStore).toEqual({ kind: 'eventstoredb', url: 'esdb://localhost:2113?tls=false' });
