@@ -6,6 +6,8 @@ import { readLeaseHolders } from './leases.ts';
 
 /** The one-row read of the oldest unapplied event (for its age) gives up after this long. */
 const LAG_READ_TIMEOUT_MS = 300;
+/** A checkpoint unmoved this long while behind has its stored count of events behind checked by a count. */
+const STALE_COUNT_MS = 5_000;
 /** Publishers (integration/publishers.ts) count their backlog up to this many events. */
 const LAG_COUNT_CAP = 10_000;
 
@@ -94,17 +96,38 @@ export async function readProjectionStatus(
     }
     return found;
   };
+  /**
+   * A checkpoint's count of events behind is stored with each batch: with no worker taking batches it
+   * stood still (1 while a thousand waited). Past STALE_COUNT_MS the events are counted (bounded by
+   * time, once per distinct checkpoint; only then, so that /ready stays O(1) while projections run).
+   */
+  const counted = new Map<bigint, Promise<number | undefined>>();
+  const countedAfter = (position: bigint): Promise<number | undefined> => {
+    let found = counted.get(position);
+    if (!found) {
+      found = store.countEvents
+        ? Promise.race([
+            store.countEvents({ fromPosition: position, untilPosition: head }),
+            new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.()),
+          ]).catch(() => undefined)
+        : Promise.resolve(undefined);
+      counted.set(position, found);
+    }
+    return found;
+  };
   return Promise.all(
     selected.map(async (cp): Promise<ProjectionStatus> => {
       const behind = head > cp.position;
       const since = behind ? ((await oldestAfter(cp.position)) ?? cp.updatedAt) : undefined;
+      const stale = behind && Date.now() - cp.updatedAt.getTime() > STALE_COUNT_MS;
+      const eventsBehind = behind ? Math.max(1, cp.eventsBehind, (stale ? await countedAfter(cp.position) : undefined) ?? 0) : 0;
       return {
         name: cp.name,
         version: cp.version,
         state: cp.state,
         position: cp.position,
         headPosition: head,
-        eventsBehind: behind ? Math.max(1, cp.eventsBehind) : 0,
+        eventsBehind,
         secondsBehind: since ? Math.max(0, (Date.now() - since.getTime()) / 1000) : 0,
         lastError: cp.lastError,
         failedEventId: cp.failedEventId,

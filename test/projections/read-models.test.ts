@@ -11,6 +11,8 @@ import { summarize } from '../../projections/read-models/timeline.ts';
 import { minorOfNumeric } from '../../shared/money.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { ReadModelTimeout } from '../../projections/errors.ts';
+import { CHECKPOINT_TABLE } from '../../projections/checkpoints.ts';
+import { readProjectionStatus } from '../../projections/status.ts';
 import { runScenario, type ScenarioIds } from './scenario.ts';
 import { createHarness, type Harness } from './support.ts';
 
@@ -329,5 +331,36 @@ describe('read-your-writes', () => {
       'users',
     ]);
     for (const s of status) expect(s).toMatchObject({ state: 'running', eventsBehind: 0, secondsBehind: 0 });
+  });
+
+  it('counts the events behind a checkpoint no worker moves, where the count stored with its last batch stood still', async () => {
+    // Found by an operator: with every worker gone, /ready and /metrics said 1 event behind while 992 waited.
+    const { rows } = await sql<{ name: string; position: string }>`SELECT name, position::text FROM ${sql.id(h.schemas.read, CHECKPOINT_TABLE)}`.execute(
+      h.database.db,
+    );
+    const other = await createHarness('read_models_stale');
+    try {
+      // The same checkpoints over a store that has 12 more events past them, their last batch 10 s ago.
+      await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(other.schemas.read)}`.execute(other.database.db);
+      await sql`CREATE TABLE ${sql.id(other.schemas.read, CHECKPOINT_TABLE)} (LIKE ${sql.id(h.schemas.read, CHECKPOINT_TABLE)} INCLUDING ALL)`.execute(
+        other.database.db,
+      );
+      await sql`INSERT INTO ${sql.id(other.schemas.read, CHECKPOINT_TABLE)} SELECT * FROM ${sql.id(h.schemas.read, CHECKPOINT_TABLE)}`.execute(
+        other.database.db,
+      );
+      for (let i = 0; i < 12; i++)
+        await other.run({ type: 'RegisterCustomer', customerId: randomUUID(), name: `Waiting ${i}`, email: `waiting-${i}@example.com` });
+      await sql`UPDATE ${sql.id(other.schemas.read, CHECKPOINT_TABLE)} SET position = 0, events_behind = 1, updated_at = now() - interval '10 seconds'`.execute(
+        other.database.db,
+      );
+      const stale = await readProjectionStatus(other.database.db, other.schemas.read, other.store);
+      expect(stale.map((s) => s.name).sort()).toEqual(rows.map((r) => r.name).sort());
+      for (const s of stale) expect(s.eventsBehind, s.name).toBe(12);
+      // A checkpoint that moves keeps the count of its last batch (no count while workers run).
+      await sql`UPDATE ${sql.id(other.schemas.read, CHECKPOINT_TABLE)} SET updated_at = now()`.execute(other.database.db);
+      for (const s of await readProjectionStatus(other.database.db, other.schemas.read, other.store)) expect(s.eventsBehind, s.name).toBe(1);
+    } finally {
+      await other.close();
+    }
   });
 });
