@@ -21,6 +21,16 @@ export const connectRedis = (url: string, log: (message: string) => void = () =>
   // reconnecting by itself, and ioredis prints every unhandled error).
   let quiet = false;
   client.on('error', (error: Error) => {
+    // A database index this Redis lacks fails the SELECT, then ioredis carries on in database 0: the
+    // counters went there, shared with whatever else uses it, while the log said they were this process's.
+    if (/DB index is out of range|invalid DB index/i.test(error.message)) {
+      log(
+        `Redis at ${loggableUrl(url)}: ${error.message}; rate limits are counted in this process: set REDIS_URL to a database this Redis has (0 to 15 by default) and restart`,
+      );
+      quiet = true;
+      client.disconnect();
+      return;
+    }
     if (!quiet) log(`Redis at ${loggableUrl(url)}: ${error.message}; rate limits are counted in this process until it answers`);
     quiet = true;
   });

@@ -270,6 +270,25 @@ describe('rate limits shared through Redis', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(await redisUp(app)).toBe(0);
   });
+
+  it('counts in the process when REDIS_URL names a database this Redis lacks, and says so, instead of sharing database 0', async () => {
+    // Found by an operator: the log said "counted in this process" while /metrics said Redis was up and the counters went to database 0.
+    const lines: string[] = [];
+    const client = connectRedis(`${REDIS_URL}/99`, (line) => lines.push(line));
+    clients.push(client);
+    const deadline = Date.now() + 5_000;
+    while (client.status !== 'end' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(client.status).toBe('end');
+    expect(lines).toEqual([
+      expect.stringContaining('DB index is out of range; rate limits are counted in this process: set REDIS_URL to a database this Redis has'),
+    ]);
+    const app = await replica({ max: 2, timeWindowMs: 60_000, redis: client });
+    const auth = await freshKey();
+    const codes: number[] = [];
+    for (let i = 0; i < 3; i++) codes.push((await get(app, auth)).statusCode);
+    expect(codes).toEqual([200, 200, 429]);
+    expect(await redisUp(app)).toBe(0);
+  });
 });
 
 describe('configuration', () => {
