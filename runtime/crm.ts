@@ -327,6 +327,12 @@ export interface OpenOptions {
    * database is refused (`StoreNotFound`) instead of created empty.
    */
   existingOnly?: boolean;
+  /**
+   * The command only reads (export): on PostgreSQL, schemas that do not exist are refused
+   * (`StoreNotFound`) instead of set up empty (a mistyped CRM_EVENTS_SCHEMA exported nothing, exit 0,
+   * and left three new schemas of tables behind).
+   */
+  installedOnly?: boolean;
   /** What tests and benchmarks vary; production leaves it unset. */
   overrides?: RuntimeOverrides;
 }
@@ -372,6 +378,14 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
   try {
     const database = await openDatabase(config, { poolMax: overrides.poolMax, existingOnly: options.existingOnly === true });
     closing.add('pool', () => database.close());
+    if (options.installedOnly && config.eventStore.kind === 'sql') {
+      // The store only: read models not set up yet are set up (and the command says they are behind).
+      const { rows } = await sql`SELECT 1 FROM pg_namespace WHERE nspname = ${config.schemas.events}`.execute(database.db);
+      if (rows.length === 0)
+        throw new StoreNotFound(
+          `no CRM data in schema ${config.schemas.events} of this database: check CRM_EVENTS_SCHEMA (and DATABASE_URL); nothing was created`,
+        );
+    }
     const setUpLockKey = `crm-set-up:${config.schemas.events}:${config.schemas.read}`;
     let releaseSetUpLock: (() => Promise<void>) | undefined = await acquireStartupLock(database, setUpLockKey);
     const setUpDone = async () => {

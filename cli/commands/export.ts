@@ -56,7 +56,7 @@ database.`,
     let runtime: CrmRuntime | undefined;
     let written = false;
     try {
-      runtime = await openCrm(run.config, { existingOnly: true });
+      runtime = await openCrm(run.config, { existingOnly: true, installedOnly: true });
       await runtime.prepareReadModels();
       // What the HTTP export reads, with no scope (an operator's export holds every record, unmasked) and
       // the filters' defaults (the sort order) as for a request without filters.

@@ -386,9 +386,35 @@ describe('crm export', () => {
     }
   });
 
-  it('runs beside other exports started at the same moment on a new database: each sets up the read models in turn', async () => {
+  it('refuses an events schema that does not exist, naming it, and creates none (a mistyped name exported nothing, exit 0)', async () => {
+    const missing = testSchemas('cli_export_missing');
+    try {
+      const result = await crm(['export', 'customers'], missing);
+      expect(result.code).toBe(66);
+      expect(result.stderr).toContain(
+        `no CRM data in schema ${missing.events} of this database: check CRM_EVENTS_SCHEMA (and DATABASE_URL); nothing was created`,
+      );
+      expect(result.stdout).toBe('');
+      const client = new pg.Client({ connectionString: missing.url });
+      await client.connect();
+      try {
+        const { rows } = await client.query('SELECT nspname FROM pg_namespace WHERE nspname = ANY($1)', [[missing.events, missing.read, missing.reporting]]);
+        expect(rows).toEqual([]);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await missing.dropSchemas();
+    }
+  });
+
+  it('runs beside other exports started at the same moment on a store whose read models are not set up: each sets them up in turn', async () => {
     const fresh = testSchemas('cli_export_together');
     try {
+      // A store set up, its read models not yet.
+      const client = new pg.Client({ connectionString: fresh.url });
+      await client.connect();
+      await client.query(`CREATE SCHEMA "${fresh.events}"`).finally(() => client.end());
       // Each process creates the tables and recreates the reporting views; at once, one saw another's
       // views half made ("relation ... does not exist") before the set-up took the lock.
       const results = await Promise.all(
