@@ -97,6 +97,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** PostgreSQL's message when it refused a statement for want of a privilege (42501), here or in a cause. */
+const insufficientPrivilege = (error: unknown): string | undefined => {
+  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) {
+    if ((at as { code?: unknown }).code === '42501') return at.message;
+  }
+  return undefined;
+};
+
 /** Errors the user can act on are printed as advice; anything else keeps its stack for a bug report. */
 const report = (error: unknown): number => {
   if (error instanceof ConfigError) {
@@ -122,6 +130,14 @@ const report = (error: unknown): number => {
   if (error instanceof ReadModelRebuilding) {
     err(`crm: ${error.message}`);
     return 75; // EX_TEMPFAIL
+  }
+  const refused = insufficientPrivilege(error);
+  if (refused) {
+    err(
+      `crm ${running?.command.name ?? ''}: the database refused this user: ${refused}. Every crm command sets up (or checks) its schemas: ` +
+        'run it as a user that may create schemas in the database and owns the CRM schemas, or grant this one those rights.',
+    );
+    return 77; // EX_NOPERM
   }
   err(`crm: unexpected error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   return 1;

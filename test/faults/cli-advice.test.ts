@@ -108,3 +108,30 @@ describe('crm export with the database away', () => {
     expect(result.stderr).toContain('crm export customers only reads: nothing was changed. Run it again once the database answers.');
   });
 });
+
+describe('a database user without the rights the CRM needs', () => {
+  it('is told so with exit 77 and what to do, without a stack trace', async () => {
+    // Found by an operator with a read-only user: "unexpected error" and twenty lines of stack, exit 1.
+    const schemas = testSchemas('cli_advice_rights');
+    const role = `crm_no_rights_${process.pid}`;
+    const pg = await import('pg');
+    const admin = new pg.default.Client({ connectionString: TEST_DATABASE_URL });
+    await admin.connect();
+    try {
+      await admin.query(`DROP ROLE IF EXISTS ${role}`);
+      await admin.query(`CREATE ROLE ${role} LOGIN`);
+      const url = new URL(TEST_DATABASE_URL);
+      url.username = role;
+      url.password = '';
+      const result = await runCrm(['projections', 'list'], { cwd: tmpdir(), env: { ...schemaEnv(schemas), DATABASE_URL: url.toString() }, timeoutMs: 60_000 });
+      expect(result.code, result.stderr).toBe(77);
+      expect(result.stderr).toContain('crm projections: the database refused this user: permission denied for database');
+      expect(result.stderr).toContain('run it as a user that may create schemas in the database');
+      expect(result.stderr).not.toMatch(/unexpected error|\n\s+at /);
+    } finally {
+      await admin.query(`DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
+      await admin.end();
+      await schemas.dropSchemas();
+    }
+  });
+});
