@@ -3,17 +3,24 @@
  * nothing of the server lands in the bundle), and the audit and analytics answers the screens use.
  */
 import type { CampaignView } from '../../projections/queries/campaigns.ts';
-import type { CustomerView, TimelineEntry } from '../../projections/queries/customers.ts';
+import type { CustomerRevenue, CustomerView, TimelineEntry } from '../../projections/queries/customers.ts';
 import type { DealView } from '../../projections/queries/deals.ts';
 import type { FeedbackView } from '../../projections/queries/feedback.ts';
 
-export type Customer = CustomerView;
+/** `GET /customers/:id` adds the revenue in every currency and in the base currency. */
+export type Customer = CustomerView & CustomerRevenue;
+/** A customer as `GET /customers` lists it: the base-currency revenue, not the split per currency. */
+export type ListedCustomer = Omit<Customer, 'revenueByCurrency'>;
 export type Deal = DealView;
 export type Feedback = FeedbackView & { body?: string };
 export type Campaign = CampaignView;
 export type TimelineItem = TimelineEntry;
 export interface CustomerAnalytics {
   modelVersion: number | null;
+  /** The currency of every money figure (clv, rfm.monetary); null while the analytics are rebuilt. */
+  baseCurrency: string | null;
+  /** Amounts still without an exchange rate ('JPY 2026-03'), valued 0 in the figures until it is set. */
+  missingRates?: string[];
   clv: number;
   expectedPurchases: number;
   pAlive: number;

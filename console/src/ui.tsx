@@ -1,4 +1,4 @@
-import { Component, type ComponentChildren } from 'preact';
+import { Component, Fragment, type ComponentChildren } from 'preact';
 import { useCallback, useEffect, useId, useRef, useState } from 'preact/hooks';
 import { ApiError, whenStale, type Problem } from './api.ts';
 import { isAllowed, ruleFor, seesPersonalData, type Role } from '../../api/roles.ts';
@@ -246,19 +246,23 @@ export const allowed = (actions: (Action | false)[]): Action[] => actions.filter
 
 /** A button that opens a command form in place (one open at a time per owner). */
 export const ActionPanel = (props: { actions: Action[] }) => {
-  const [open, setOpen] = useState<number | null>(null);
+  // The open action by its label, not its place: the list changes with the record's state.
+  const [open, setOpen] = useState<string | null>(null);
   if (props.actions.length === 0) return null;
   const close = () => setOpen(null);
+  const opened = props.actions.find((a) => a.label === open);
   return (
     <div class="actions">
       <div class="buttons" role="toolbar" aria-label="Actions">
-        {props.actions.map((a, i) => (
-          <button key={a.label} type="button" aria-expanded={open === i} onClick={() => setOpen(open === i ? null : i)}>
+        {props.actions.map((a) => (
+          <button key={a.label} type="button" aria-expanded={open === a.label} onClick={() => setOpen(open === a.label ? null : a.label)}>
             {a.label}
           </button>
         ))}
       </div>
-      {open !== null ? props.actions[open]?.form(close) : null}
+      {/* Keyed by the action: forms sit at the same place, so without a key the next one opened kept the
+          last one's field values (Refund then Tag showed and sent "undefined" as the tag). */}
+      {opened ? <Fragment key={opened.label}>{opened.form(close)}</Fragment> : null}
     </div>
   );
 };

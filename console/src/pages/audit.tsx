@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { get, query, request } from '../api.ts';
 import { navigate } from '../router.ts';
 import type { AuditEvent } from '../types.ts';
-import { Loading, localZone, ProblemBox, problemOf, useLoad, when, Head } from '../ui.tsx';
+import { can, Loading, localZone, ProblemBox, problemOf, useLoad, when, Head } from '../ui.tsx';
 import type { Problem } from '../api.ts';
 import type { Role } from '../../../api/roles.ts';
 
@@ -41,9 +41,17 @@ const recordOf = (stream: string): [string, string] | undefined => {
   return match ? [match[1]!, match[2]!] : undefined;
 };
 
-export const AuditPage = ({ params }: { role: Role; params: URLSearchParams }) => {
+export const AuditPage = ({ role, params }: { role: Role; params: URLSearchParams }) => {
   const stream = params.get('stream') ?? '';
   const [input, setInput] = useState(stream);
+  // Opened from a link by a role the audit trail is closed to: no controls the API would refuse.
+  if (!can(role, 'GET /audit/events') && !can(role, 'GET /audit/streams/:stream'))
+    return (
+      <section aria-labelledby="audit-title">
+        <h1 id="audit-title">Audit</h1>
+        <p class="muted">The {role} role does not read the audit trail.</p>
+      </section>
+    );
   return (
     <section aria-labelledby="audit-title">
       <h1 id="audit-title">Audit</h1>
@@ -63,8 +71,8 @@ export const AuditPage = ({ params }: { role: Role; params: URLSearchParams }) =
         </button>
       </form>
       {stream ? <StreamHistory stream={stream} key={stream} /> : null}
-      <Verify />
-      <GlobalLog />
+      {can(role, 'POST /audit/verify') ? <Verify /> : null}
+      {can(role, 'GET /audit/events') ? <GlobalLog mayExport={can(role, 'GET /audit/events/export')} /> : null}
     </section>
   );
 };
@@ -294,7 +302,7 @@ const Verify = () => {
   );
 };
 
-const GlobalLog = () => {
+const GlobalLog = ({ mayExport }: { mayExport: boolean }) => {
   const [draft, setDraft] = useState({ actor: '', type: '', stream: '', from: '', to: '' });
   const [filters, setFilters] = useState(draft);
   const [cursor, setCursor] = useState<string | undefined>();
@@ -346,12 +354,16 @@ const GlobalLog = () => {
         <button type="submit" class="primary">
           Filter
         </button>
-        <button type="button" onClick={() => void download('csv')}>
-          Export CSV
-        </button>
-        <button type="button" onClick={() => void download('ndjson')}>
-          Export NDJSON
-        </button>
+        {mayExport ? (
+          <>
+            <button type="button" onClick={() => void download('csv')}>
+              Export CSV
+            </button>
+            <button type="button" onClick={() => void download('ndjson')}>
+              Export NDJSON
+            </button>
+          </>
+        ) : null}
       </form>
       <ProblemBox problem={problem ?? log.problem} />
       <table class="grid" data-testid="log">

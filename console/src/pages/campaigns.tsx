@@ -179,8 +179,15 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
                 onCancel={close}
                 fields={[
                   { name: 'amount', label: 'Amount', type: 'number', step: '0.01', required: true },
-                  { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: c.currency, required: true },
+                  // The campaign's currency only: the API refuses a cost in any other.
+                  { name: 'currency', label: 'Currency', type: 'select', options: [c.currency], value: c.currency, required: true },
                   { name: 'description', label: 'Description' },
+                  // Overspend is refused unless asked for; the refusal named an option the form did not have.
+                  {
+                    name: 'allowOverBudget',
+                    label: `Allow going over the budget (${money(c.budget, c.currency)}; costs so far ${money(c.costs, c.currency)})`,
+                    type: 'checkbox',
+                  },
                 ]}
                 submit={(v) =>
                   done(
@@ -188,6 +195,7 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
                       amount: numberOf(v.amount, 'amount'),
                       currency: v.currency,
                       ...(text(v.description) ? { description: text(v.description) } : {}),
+                      ...(v.allowOverBudget === true ? { allowOverBudget: true } : {}),
                     }),
                     close,
                   )

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { command, get, query, type Accepted, type Page } from '../api.ts';
+import { ApiError, command, get, getPages, query, type Accepted, type Page } from '../api.ts';
 import { href, parseHash } from '../router.ts';
 import { CURRENCIES, type Customer, type CustomerAnalytics, type Deal, type Feedback, type TimelineItem } from '../types.ts';
 import {
@@ -25,21 +25,35 @@ import {
 import type { Role } from '../../../api/roles.ts';
 
 const PURCHASE_TYPES = /^(Purchase|Refund)/;
+const TIMELINE_PAGE = 100;
 
 export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
   // After a command, every section reads at least up to the position it returned (read your writes).
   const [waitFor, setWaitFor] = useState<string | undefined>(() => parseHash(location.hash).params.get('waitFor') ?? undefined);
   const done = (accepted: Accepted) => setWaitFor(accepted.position);
   const customer = useLoad((signal) => get<Customer>(`/customers/${id}${query({ waitFor })}`, { signal }), [id, waitFor]);
+  // Pages of the timeline, newest first; "Show older" adds one (purchases past the first 100 events were dropped unsaid).
+  const [timelinePages, setTimelinePages] = useState(1);
   const timeline = useLoad(
-    (signal) => get<Page<TimelineItem>>(`/customers/${id}/timeline${query({ order: 'desc', limit: 100, waitFor })}`, { signal }),
-    [id, waitFor],
+    (signal) =>
+      getPages<TimelineItem>((cursor) => `/customers/${id}/timeline${query({ order: 'desc', limit: TIMELINE_PAGE, cursor, waitFor })}`, timelinePages, signal),
+    [id, waitFor, timelinePages],
   );
+  const olderEvents = timeline.data?.nextCursor ? (
+    <TimelineCut shown={timeline.data.items.length} loading={timeline.loading} more={() => setTimelinePages(timelinePages + 1)} />
+  ) : null;
   const deals = useLoad((signal) => get<Page<Deal>>(`/deals${query({ customerId: id, limit: 100, waitFor })}`, { signal }), [id, waitFor]);
   const feedback = useLoad((signal) => get<Page<Feedback>>(`/feedback${query({ customerId: id, limit: 100, waitFor })}`, { signal }), [id, waitFor]);
   const showsAnalytics = can(role, 'GET /analytics/customers/:id');
+  // Read at the same position as the rest; a 404 is a customer with no analytics event yet (null), not a failure.
   const analytics = useLoad(
-    (signal) => (showsAnalytics ? get<CustomerAnalytics>(`/analytics/customers/${id}`, { signal }) : Promise.resolve(undefined)),
+    (signal) =>
+      showsAnalytics
+        ? get<CustomerAnalytics>(`/analytics/customers/${id}${query({ waitFor })}`, { signal }).catch((error: unknown) => {
+            if (error instanceof ApiError && error.problem.status === 404) return null;
+            throw error;
+          })
+        : Promise.resolve(undefined),
     [id, waitFor],
   );
   useReloadWhenStale(customer.reload);
@@ -69,8 +83,8 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
             <Stat label="Tags" value={c.tags.join(', ') || '—'} />
             <Stat label="Marketing consent" value={c.marketingConsent ? 'yes' : 'no'} />
             <Stat label="Orders" value={c.orderCount} />
-            <Stat label="Revenue" value={money(c.revenue, c.currency)} />
-            <Stat label="Refunded" value={money(c.refunded, c.currency)} />
+            <RevenueStats customer={c} />
+            <Stat label={`Refunded (${c.currency ?? 'first currency'})`} value={money(c.refunded, c.currency)} />
           </dl>
         </section>
         <section aria-labelledby="analytics-title">
@@ -79,16 +93,21 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
             <p class="muted">The {role} role does not read analytics.</p>
           ) : analytics.problem ? (
             <ProblemBox problem={analytics.problem} />
+          ) : analytics.data === null ? (
+            <p class="muted" data-testid="no-analytics">
+              No analytics yet: the figures appear once the analytics have taken in this customer's events.
+            </p>
           ) : analytics.data && analytics.data.modelVersion === null ? (
             <p class="muted">No model is fitted yet: the scores appear after a fit (Analytics screen).</p>
           ) : analytics.data ? (
             <dl class="stats">
-              <Stat label="CLV" value={money(analytics.data.clv, c.currency)} />
+              {/* In the analytics' base currency (every purchase converted), not the customer's first one. */}
+              <Stat label="CLV" value={analyticsMoney(analytics.data.clv, analytics.data)} />
               <Stat label="P(alive)" value={pct(analytics.data.pAlive)} />
               <Stat label="Churn score" value={pct(analytics.data.churnScore)} />
               <Stat label="Segment" value={analytics.data.segment} />
               <Stat label="Expected purchases" value={num(analytics.data.expectedPurchases)} />
-              <RfmStats rfm={analytics.data.rfm} />
+              <RfmStats rfm={analytics.data.rfm} analytics={analytics.data} />
               <Stat label="Cohort" value={analytics.data.cohort} />
             </dl>
           ) : (
@@ -100,6 +119,7 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
       <section aria-labelledby="purchases-title">
         <h2 id="purchases-title">Purchases and refunds</h2>
         {timeline.loading ? <Loading what="purchases" /> : null}
+        {olderEvents}
         <table class="grid" data-testid="purchases">
           <Head columns={['When', 'What']} />
           <tbody>
@@ -146,16 +166,60 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
             </li>
           ))}
         </ol>
+        {olderEvents}
       </section>
     </article>
   );
 };
 
+/** Said where the loaded timeline ends before the customer's first event, with the way to load older ones. */
+const TimelineCut = (props: { shown: number; loading: boolean; more: () => void }) => (
+  <p class="notice" role="status" data-testid="timeline-cut">
+    Showing the latest {props.shown} events of the timeline, and the purchases and refunds among them; older ones are not loaded yet.{' '}
+    <button type="button" disabled={props.loading} onClick={props.more}>
+      {props.loading ? 'Loading…' : `Show ${TIMELINE_PAGE} older`}
+    </button>
+  </p>
+);
+
+/**
+ * Revenue in every currency paid in (one figure in the first purchase's currency hid the others), and
+ * the total in the base currency, or the amounts that wait for an exchange rate before it can be given.
+ */
+const RevenueStats = ({ customer: c }: { customer: Customer }) => {
+  const byCurrency = Object.entries(c.revenueByCurrency ?? {});
+  // While the read models are rebuilt the split is absent: the figure in the first currency is all there is.
+  const revenue = byCurrency.length ? byCurrency.map(([currency, amount]) => money(amount, currency)).join(' · ') : money(c.revenue, c.currency);
+  const pending = c.missingRates ?? [];
+  return (
+    <>
+      <Stat label="Revenue" value={<span data-testid="revenue">{revenue}</span>} />
+      {byCurrency.length > 1 || (byCurrency.length === 1 && byCurrency[0]![0] !== c.baseCurrency) || pending.length ? (
+        <Stat
+          label={`Revenue in ${c.baseCurrency}`}
+          value={
+            <span data-testid="revenue-base">
+              {c.revenueBase === null ? '—' : money(c.revenueBase, c.baseCurrency)}
+              {pending.length ? <small class="muted"> (pending, no exchange rate yet: {pending.join(', ')})</small> : null}
+            </span>
+          }
+        />
+      ) : null}
+    </>
+  );
+};
+
+/** Analytics money is in their base currency; while the analytics are rebuilt it is not known, so no symbol. */
+const analyticsMoney = (amount: number | null | undefined, a: CustomerAnalytics): string => (a.baseCurrency ? money(amount, a.baseCurrency) : num(amount));
+
 /** RFM figures; a customer without a repeat purchase in the fitted window has none. */
-const RfmStats = ({ rfm }: { rfm: CustomerAnalytics['rfm'] | null | undefined }) =>
+const RfmStats = ({ rfm, analytics }: { rfm: CustomerAnalytics['rfm'] | null | undefined; analytics: CustomerAnalytics }) =>
   rfm ? (
     <>
-      <Stat label={`RFM (${rfm.timeUnit}s)`} value={`F ${rfm.frequency} · R ${num(rfm.recency, 1)} · T ${num(rfm.T, 1)} · M ${num(rfm.monetary)}`} />
+      <Stat
+        label={`RFM (${rfm.timeUnit}s)`}
+        value={`F ${rfm.frequency} · R ${num(rfm.recency, 1)} · T ${num(rfm.T, 1)} · M ${analyticsMoney(rfm.monetary, analytics)}`}
+      />
       <Stat label="RFM scores" value={rfm.scores ? `${rfm.scores.r}-${rfm.scores.f}-${rfm.scores.m}` : '—'} />
     </>
   ) : (

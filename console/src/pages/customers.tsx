@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { command, get, query, type Page } from '../api.ts';
 import { href, navigate } from '../router.ts';
-import type { Customer } from '../types.ts';
+import type { ListedCustomer } from '../types.ts';
 import { can, CommandForm, day, Loading, money, Pager, ProblemBox, seesNames, text, useLoad, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
@@ -56,7 +56,7 @@ export const CustomersPage = ({ role, params }: { role: Role; params: URLSearchP
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [shown]);
   const cursor = cursors[cursors.length - 1];
-  const list = useLoad((signal) => get<Page<Customer>>(`/customers${query({ ...applied, limit: 25, cursor })}`, { signal }), [shown, cursor]);
+  const list = useLoad((signal) => get<Page<ListedCustomer>>(`/customers${query({ ...applied, limit: 25, cursor })}`, { signal }), [shown, cursor]);
   const go = (filters: Filters, pages: string[]) =>
     navigate('customers', { ...filters, sort: filters.sort === DEFAULT_SORT ? undefined : filters.sort, cursor: pages });
   const apply = (event: Event) => {

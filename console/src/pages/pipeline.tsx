@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { command, get, getPages, query, type Accepted, type Page, type Problem } from '../api.ts';
 import { href } from '../router.ts';
 import { DEAL_STAGES, type Deal } from '../types.ts';
@@ -46,9 +46,31 @@ export const PipelinePage = ({ role }: { role: Role }) => {
       return false;
     }
   };
-  const move = (deal: Deal, stage: string) =>
-    stage !== deal.stage ? run(command(`/deals/${deal.id}/stage`, { stage }, { ifMatch: deal.revision })) : undefined;
+  // Deals with a move in flight, by the revision it was sent from: their controls stay disabled until the
+  // board shows the deal as moved (a second move sent meanwhile was refused with a misleading 409).
+  const [moving, setMoving] = useState<ReadonlyMap<string, number>>(new Map());
+  const isMoving = (deal: Deal) => moving.get(deal.id) === deal.revision;
+  // The card moved by its menu is drawn anew in its new column: the focus follows it there (it fell to <body>).
+  const [follow, setFollow] = useState<{ id: string; stage: string } | null>(null);
+  const move = async (deal: Deal, stage: string, focus = false) => {
+    if (stage === deal.stage || isMoving(deal)) return;
+    setMoving((m) => new Map(m).set(deal.id, deal.revision));
+    const moved = await run(command(`/deals/${deal.id}/stage`, { stage }, { ifMatch: deal.revision }));
+    if (moved && focus) setFollow({ id: deal.id, stage });
+    if (!moved)
+      setMoving((m) => {
+        const left = new Map(m);
+        left.delete(deal.id);
+        return left;
+      });
+  };
   const byId = new Map(deals.data?.items.map((d) => [d.id, d]));
+  useEffect(() => {
+    if (!follow || byId.get(follow.id)?.stage !== follow.stage) return;
+    document.getElementById(`move-${follow.id}`)?.focus();
+    setFollow(null);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [deals.data, follow]);
   // The deal as the board has it now: after a 409 the board reloads, and the form sends that revision
   // (it kept the one of the click, and every further try was refused the same way).
   const closingDeal = closing ? (byId.get(closing.deal.id) ?? closing.deal) : null;
@@ -59,10 +81,11 @@ export const PipelinePage = ({ role }: { role: Role }) => {
       <p class="muted">
         Open deals by stage.{' '}
         {mayMove
-          ? 'Move a deal with its "Move to" menu or drag its card to another column; mark it won or lost with its buttons.'
+          ? 'Move a deal by choosing a stage in its "Move to" menu and pressing Move, or drag its card to another column; mark it won or lost with its buttons.'
           : `The ${role} role can look but not change deals.`}
       </p>
-      <ProblemBox problem={problem ?? deals.problem} />
+      {/* A refused move takes the focus: the control that sent it was disabled meanwhile. */}
+      <ProblemBox problem={problem ?? deals.problem} focus={problem !== null} />
       {closing && closingDeal ? (
         <CommandForm
           title={`Mark "${closingDeal.title}" ${closing.outcome}`}
@@ -117,7 +140,7 @@ export const PipelinePage = ({ role }: { role: Role }) => {
                   <li
                     key={d.id}
                     class="card"
-                    draggable={mayMove}
+                    draggable={mayMove && !isMoving(d)}
                     onDragStart={(e) => e.dataTransfer?.setData('text/plain', d.id)}
                     aria-label={`${d.title}, ${money(d.amount, d.currency)}`}
                   >
@@ -131,16 +154,7 @@ export const PipelinePage = ({ role }: { role: Role }) => {
                     <a href={href(`customers/${d.customerId}`)}>customer</a>
                     {mayMove ? (
                       <div class="buttons">
-                        <label class="sr-only" for={`move-${d.id}`}>
-                          Move {d.title} to
-                        </label>
-                        <select id={`move-${d.id}`} value={d.stage} onChange={(e) => void move(d, e.currentTarget.value)}>
-                          {DEAL_STAGES.map((s) => (
-                            <option key={s} value={s}>
-                              {s === d.stage ? `Move to… (${s})` : s}
-                            </option>
-                          ))}
-                        </select>
+                        <MoveDeal deal={d} moving={isMoving(d)} move={(stage) => move(d, stage, true)} />
                         {mayClose ? (
                           <>
                             <button type="button" onClick={() => setClosing({ deal: d, outcome: 'won' })}>
@@ -184,6 +198,32 @@ export const PipelinePage = ({ role }: { role: Role }) => {
         </table>
       </section>
     </section>
+  );
+};
+
+/**
+ * A card's "Move to" menu and its Move button. Choosing a stage only selects it: the arrow keys change a
+ * closed <select> in Chromium, so moving on change sent the deal to the next stage on the first key.
+ */
+const MoveDeal = (props: { deal: Deal; moving: boolean; move: (stage: string) => Promise<void> }) => {
+  const { deal } = props;
+  const [target, setTarget] = useState<string>(deal.stage);
+  return (
+    <>
+      <label class="sr-only" for={`move-${deal.id}`}>
+        Move {deal.title} to
+      </label>
+      <select id={`move-${deal.id}`} value={target} disabled={props.moving} onChange={(e) => setTarget(e.currentTarget.value)}>
+        {DEAL_STAGES.map((s) => (
+          <option key={s} value={s}>
+            {s === deal.stage ? `Move to… (${s})` : s}
+          </option>
+        ))}
+      </select>
+      <button type="button" disabled={props.moving || target === deal.stage} onClick={() => void props.move(target)}>
+        {props.moving ? 'Moving…' : 'Move'}
+      </button>
+    </>
   );
 };
 
