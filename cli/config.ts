@@ -31,9 +31,9 @@ const flag = z
 
 const emptyAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
 
-/** A count where 0 turns a limit off; every refusal says so in one message. */
 /** At most 2^31 - 1: Node cuts a longer timer to 1 ms (a wait of 3,000,000,000 ms became no wait). */
 const MAX_COUNT = 2 ** 31 - 1;
+/** A count where 0 turns a limit off; every refusal says so in one message. */
 const countOrOff = (what: string, off: string) => {
   const message = `a whole number of ${what} from 0 to ${MAX_COUNT} (0 turns ${off} off)`;
   return z.coerce.number({ error: message }).int(message).min(0, message).max(MAX_COUNT, message);
