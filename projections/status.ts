@@ -38,6 +38,23 @@ export interface ProjectionStatus {
 }
 
 /**
+ * A read for lag figures, given up past LAG_READ_TIMEOUT_MS or on failure (undefined): it can wait behind
+ * a long transaction elsewhere on the cluster, and /ready and /metrics must answer anyway.
+ */
+const boundedRead = <T>(read: Promise<T>): Promise<T | undefined> =>
+  Promise.race([read, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.())]).catch(() => undefined);
+
+/** `read` once per distinct position: checkpoints at one position share their reads. */
+const oncePerPosition = <T>(read: (position: bigint) => Promise<T>): ((position: bigint) => Promise<T>) => {
+  const done = new Map<bigint, Promise<T>>();
+  return (position) => {
+    let found = done.get(position);
+    if (!found) done.set(position, (found = read(position)));
+    return found;
+  };
+};
+
+/**
  * How far a follower of the feed at `position` is behind `head`: events counted up to LAG_COUNT_CAP,
  * and the age of the oldest one not yet taken, each read bounded (a read can wait behind a long
  * transaction elsewhere on the cluster, and /ready and /metrics must answer anyway). Past the bound
@@ -54,13 +71,11 @@ export async function lagBehind(
   lastMoved: Date,
 ): Promise<{ eventsBehind: number | null; secondsBehind: number }> {
   if (head <= position) return { eventsBehind: 0, secondsBehind: 0 };
-  const bounded = <T>(read: Promise<T>): Promise<T | undefined> =>
-    Promise.race([read, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.())]).catch(() => undefined);
   // Two reads, not one: the count reads up to LAG_COUNT_CAP rows, and may miss the bound where the oldest alone would not.
   const [oldest, count] = await Promise.all([
     // null: nothing final after `position`; undefined: not read in time.
-    bounded(store.readAll({ fromPosition: position, maxCount: 1, settleMs: 0 }).then((events) => events[0]?.recordedAt ?? null)),
-    bounded(store.readAll({ fromPosition: position, maxCount: LAG_COUNT_CAP, settleMs: 0 }).then((events) => events.length)),
+    boundedRead(store.readAll({ fromPosition: position, maxCount: 1, settleMs: 0 }).then((events) => events[0]?.recordedAt ?? null)),
+    boundedRead(store.readAll({ fromPosition: position, maxCount: LAG_COUNT_CAP, settleMs: 0 }).then((events) => events.length)),
   ]);
   if (oldest === null) return { eventsBehind: 0, secondsBehind: 0 };
   return {
@@ -82,39 +97,18 @@ export async function readProjectionStatus(
 ): Promise<ProjectionStatus[]> {
   const [checkpoints, head, holders] = await Promise.all([readCheckpoints(db, schema), store.headPosition(), readLeaseHolders(db, schema)]);
   const selected = [...checkpoints.values()].filter((cp) => !names || names.includes(cp.name));
-  const oldest = new Map<bigint, Promise<Date | undefined>>();
-  const oldestAfter = (position: bigint): Promise<Date | undefined> => {
-    let found = oldest.get(position);
-    if (!found) {
-      // A read can wait behind a long transaction elsewhere on the cluster: past a short bound the
-      // age is taken from the checkpoint's last move instead.
-      found = Promise.race([
-        store.readAll({ fromPosition: position, maxCount: 1 }).then((events) => events[0]?.recordedAt),
-        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.()),
-      ]).catch(() => undefined);
-      oldest.set(position, found);
-    }
-    return found;
-  };
+  // Past the bound the age is taken from the checkpoint's last move instead.
+  const oldestAfter = oncePerPosition((position) =>
+    boundedRead(store.readAll({ fromPosition: position, maxCount: 1 }).then((events) => events[0]?.recordedAt)),
+  );
   /**
    * A checkpoint's count of events behind is stored with each batch: with no worker taking batches it
    * stood still (1 while a thousand waited). Past STALE_COUNT_MS the events are counted (bounded by
    * time, once per distinct checkpoint; only then, so that /ready stays O(1) while projections run).
    */
-  const counted = new Map<bigint, Promise<number | undefined>>();
-  const countedAfter = (position: bigint): Promise<number | undefined> => {
-    let found = counted.get(position);
-    if (!found) {
-      found = store.countEvents
-        ? Promise.race([
-            store.countEvents({ fromPosition: position, untilPosition: head }),
-            new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), LAG_READ_TIMEOUT_MS).unref?.()),
-          ]).catch(() => undefined)
-        : Promise.resolve(undefined);
-      counted.set(position, found);
-    }
-    return found;
-  };
+  const countedAfter = oncePerPosition((position) =>
+    store.countEvents ? boundedRead(store.countEvents({ fromPosition: position, untilPosition: head })) : Promise.resolve(undefined),
+  );
   return Promise.all(
     selected.map(async (cp): Promise<ProjectionStatus> => {
       const behind = head > cp.position;
