@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_POOL_TIMEOUTS } from '../../eventstore/postgres/database.ts';
@@ -103,11 +104,18 @@ describe('the session lock that marks a shadow in use', () => {
   }, 30_000);
 
   it('is not taken for dead by a process that looks the moment the server is back, before the lock is taken again', async () => {
-    // The runtime's session lock, as a rebuild's shadow and an HTTP import's job each hold one.
+    // The runtime's session lock, as a rebuild's shadow and an HTTP import's job each hold one. The shadow
+    // is made here as claimShadow makes it, not through it: a process passes over the shadows it claimed,
+    // and this one plays the other process too.
     const sessionLock = crm.readSide.sessionLock!;
     const shadow = newShadowName(schemas.read, 'rebuild');
-    const drop = await claimShadow(direct.db, shadow, { sessionLock });
     const shadowKey = `crm-shadow:${shadow}`;
+    const releaseShadow = await sessionLock(shadowKey);
+    await sql`CREATE SCHEMA ${sql.id(shadow)}`.execute(direct.db);
+    const drop = async () => {
+      await sql`DROP SCHEMA IF EXISTS ${sql.id(shadow)} CASCADE`.execute(direct.db);
+      await releaseShadow();
+    };
     const importKey = `crm-import:${randomUUID()}`;
     const releaseImport = await sessionLock(importKey);
     try {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { decodeBatch } from '../../projections/apply-batch.ts';
 import { personalDataCodec } from '../../projections/codec.ts';
@@ -350,6 +350,8 @@ describe('read-your-writes', () => {
       );
       for (let i = 0; i < 12; i++)
         await other.run({ type: 'RegisterCustomer', customerId: randomUUID(), name: `Waiting ${i}`, email: `waiting-${i}@example.com` });
+      // Final first: a transaction open elsewhere on the cluster (another test's) holds later positions back from the feed.
+      await vi.waitFor(async () => expect(await other.store.headPosition()).toBeGreaterThanOrEqual(other.lastPosition()), { timeout: 30_000, interval: 20 });
       await sql`UPDATE ${sql.id(other.schemas.read, CHECKPOINT_TABLE)} SET position = 0, events_behind = 1, updated_at = now() - interval '10 seconds'`.execute(
         other.database.db,
       );
