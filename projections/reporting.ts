@@ -2,6 +2,7 @@ import { sql, type QueryExecutorProvider } from 'kysely';
 import { CHECKPOINT_TABLE } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
 import { ensureSchema } from '../shared/sql.ts';
+import { MAX_MERGE_CHAIN } from '../domain/customer/decider.ts';
 import { grantTeamRoles, scopeCondition, scopeStatements } from './reporting-roles.ts';
 
 /**
@@ -47,6 +48,14 @@ const rateMonthSql = (x: string) => `rtrim(${x}.currency) || ' ' || to_char(${x}
 /** The months and currencies of the converted lines `x` that lack a rate, sorted; empty when none does. */
 const missingRatesSql = (x: string) =>
   `COALESCE(array_agg(DISTINCT ${rateMonthSql(x)} ORDER BY ${rateMonthSql(x)}) FILTER (WHERE ${x}.base_amount IS NULL), '{}')`;
+/**
+ * The lines (`line`: their customer column) of the customer `id` and of the duplicates merged into it,
+ * chains followed: the text of the API's `ofCustomerAndMerged` (projections/queries/customers.ts).
+ */
+const ofCustomerAndMergedSql = (s: string, id: string, line = 'l.customer_id') =>
+  `${line} = ANY (ARRAY(WITH RECURSIVE members(id, depth) AS (SELECT ${id}, 0
+    UNION ALL SELECT d.customer_id, m.depth + 1 FROM ${q(s, 'customers')} d JOIN members m ON d.merged_into = m.id WHERE m.depth < ${MAX_MERGE_CHAIN}
+  ) SELECT id FROM members))`;
 /** A table's lines converted: its columns plus base_amount. */
 const convertedLines = (s: string, table: string, where = 'true') =>
   `(SELECT l.*, ${inBaseSql(s, 'l.amount', 'l.currency', 'l.occurred_at')} AS base_amount FROM ${q(s, table)} l WHERE ${where})`;
@@ -83,9 +92,9 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['base_currency', 'ISO 4217 code of the base currency (CRM_BASE_CURRENCY)'],
       [
         'revenue_base',
-        "The customer's own purchases minus refunds in every currency, each converted at the rate valid at its business time; 0 without any; null while a rate is missing (merged duplicates are their own rows)",
+        'Purchases minus refunds in every currency (merged duplicates included, as for `revenue`), each converted at the rate valid at its business time; 0 without any; null while a rate is missing',
       ],
-      ['missing_rates', "Currencies and months of the customer's amounts without a rate ('JPY 2026-03'), empty when none"],
+      ['missing_rates', "Currencies and months of the customer's amounts (merged duplicates included) without a rate ('JPY 2026-03'), empty when none"],
     ],
     scoped: true,
     select: (s, r) => `SELECT c.customer_id, c.name, c.email, c.company, c.source, c.tags, c.status, c.merged_into, c.marketing_consent, c.registered_at,
@@ -94,7 +103,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       m.revenue_base, m.missing_rates
       FROM ${q(s, 'customers')} c,
       LATERAL (SELECT ${baseSumSql('x.base_amount')} AS revenue_base, ${missingRatesSql('x')} AS missing_rates
-        FROM ${convertedLines(s, 'revenue_lines', 'l.customer_id = c.customer_id')} x) m
+        FROM ${convertedLines(s, 'revenue_lines', ofCustomerAndMergedSql(s, 'c.customer_id'))} x) m
       WHERE ${scopeCondition.customers(s, r)}`,
   },
   {

@@ -312,6 +312,28 @@ describe('reporting views carry the original and the base-currency columns', () 
       ['0.9512000000', null, 1],
     ]);
 
+    // Found by an analyst: after a merge the row's revenue held the duplicate's purchases, its revenue_base did not.
+    const register = (name: string) => send('sales', '/customers', { name, email: `${randomUUID()}@example.com`, occurredAt: '2026-01-02T00:00:00Z' });
+    const [primary, duplicate] = [await register('Alice Alpha'), await register('Alice A.')];
+    await send('sales', `/customers/${primary.id}/purchases`, { orderId: 'P-1', amount: 100, currency: 'EUR', occurredAt: '2026-04-01T00:00:00Z' });
+    await send('sales', `/customers/${duplicate.id}/purchases`, { orderId: 'D-1', amount: 40, currency: 'CHF', occurredAt: '2026-04-01T12:00:00Z' });
+    const merge = await h.app.inject({
+      method: 'POST',
+      url: `/customers/${primary.id}/merge`,
+      headers: { ...h.auth('sales'), 'if-match': '"1"' },
+      payload: { duplicateId: duplicate.id },
+    });
+    expect(merge.statusCode, merge.body).toBe(200);
+    const api = await get(`/customers/${primary.id}`, json<{ position: string }>(merge).position);
+    await projectionsSettled(h);
+    const [merged] = await rows(
+      `SELECT currency, revenue, revenue_base::text, missing_rates FROM "${reporting}".customers WHERE customer_id = '${primary.id}'`,
+    );
+    // The headline in the first purchase's currency; in the base 100 + 40 x 0.9512 (the CHF rate from 15 February,
+    // as corrected above). April: the forecast below leaves its running month out.
+    expect(merged).toEqual({ currency: 'EUR', revenue: '100.0000', revenue_base: '138.0480', missing_rates: [] });
+    expect(api).toMatchObject({ revenueBase: 138.048 });
+
     // Another base currency recorded: the base columns follow it (no USD rate against USD, so the EUR lines lack one).
     await recordBaseCurrency(h.database.db, h.schemas.read, 'USD');
     const [inUsd] = await rows(`SELECT base_currency, revenue_base, missing_rates FROM "${reporting}".customers WHERE customer_id = '${made.customerId}'`);
