@@ -117,7 +117,10 @@ export const listActivities = (source: ReadModelSource, query: ActivityListQuery
 
 /**
  * `GET /customers/:id/activities`; undefined when the customer is unknown or outside the scope. A
- * visible customer shows all of its activities (its owner sees what colleagues logged on it).
+ * visible customer shows its activities in the scope: all of them (its owner sees what colleagues
+ * logged on it), but on a merged duplicate those that follow the primary's owner only when that owner
+ * is in the scope too, as `GET /activities/:id` answers. The scope is a plain condition here: the
+ * customer's index range is already narrow.
  */
 export async function customerActivities(
   source: ReadModelSource,
@@ -126,7 +129,9 @@ export async function customerActivities(
   scope?: ReadScope | null,
 ): Promise<Page<ActivityView> | undefined> {
   if (!(await rowById(source, 'customers', 'customer_id', customerId, [], scoped(scope, customerInScope)))) return undefined;
-  return list(source, [sql`t.customer_id = ${uuidOf(customerId)}`], query, null);
+  return byCustomerOwner(scope, (lookup) =>
+    list(source, [sql`t.customer_id = ${uuidOf(customerId)}`, ...scoped(scope, (s) => activityInScope(source, s, lookup))], query, null),
+  );
 }
 
 /** `GET /deals/:id/activities`; undefined when the deal is unknown or outside the scope. */

@@ -755,6 +755,28 @@ describe("visibility follows the customer's owner onto its deals, feedback and a
     expect(await shown('team', duplicate.records)).toEqual(nowhere);
   });
 
+  it("a merged duplicate's own row stays its owner's, but its activities list shows only those still in the scope", async () => {
+    // Found by a sales lead: the duplicate's owner read, through the duplicate, notes the primary's team wrote after the merge.
+    const primary = await account('other-primary', users.other);
+    const duplicate = await account('team-duplicate', users.mate);
+    // A task assigned to someone in the scope stays in it after the merge, as on GET /activities/:id.
+    const assigned = await post(`/customers/${duplicate.customerId}/activities`, { kind: 'task', subject: 'call back', assigneeId: users.mate });
+    const listed = async () => {
+      const res = await get(`/customers/${duplicate.customerId}/activities`, 'team');
+      expect(res.statusCode, res.body).toBe(200);
+      return json(res)
+        .items.map((a: { id: string }) => a.id)
+        .sort();
+    };
+    await projectionsSettled(h);
+    expect(await listed()).toEqual([duplicate.records.activities, assigned.id].sort());
+    await merge(primary.customerId, duplicate.customerId);
+    await projectionsSettled(h);
+    expect(await shown('team', duplicate.records)).toEqual(nowhere);
+    expect((await get(`/customers/${duplicate.customerId}`, 'team')).statusCode).toBe(200);
+    expect(await listed()).toEqual([assigned.id]);
+  });
+
   it("a merged duplicate's orders and refunds follow the owner at the end of the chain, in the exports and for a refund", async () => {
     const withOrder = async (label: string, ownerId: string) => {
       const customerId = (await post('/customers', { name: `Chain ${label}`, email: `${label}-${randomUUID()}@example.com`, ownerId })).id;
