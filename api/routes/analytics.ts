@@ -188,18 +188,31 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
       const { asOf, model } = request.query;
       if (model !== undefined && asOf === undefined) throw validationProblem([{ field: 'model', message: 'only with asOf' }]);
       await wait(request.query.waitFor);
+      const { id } = request.params;
+      const unknown = () => new ProblemError('not_found', `No analytics for customer ${id} (unknown, or no analytics event yet).`);
       // A customer outside the caller's scope has no figures for them (404, as an unknown customer).
       const scope = scopeOf(request);
-      if (scope && !(await context.deps.queries?.getCustomer(request.params.id, scope)))
-        throw new ProblemError('not_found', `No analytics for customer ${request.params.id} (unknown, or no analytics event yet).`);
+      const customer = scope ? await context.deps.queries?.getCustomer(id, scope) : undefined;
+      if (scope && !customer) throw unknown();
+      /** None found: a merged duplicate's figures count under its primary (the analytics fold the two into one). */
+      const noFigures = async () => {
+        const merged = (customer ?? (await context.deps.queries?.getCustomer(id)))?.mergedInto;
+        return merged
+          ? new ProblemError(
+              'not_found',
+              `Customer ${id} was merged into ${merged}: its figures count under that customer (GET /analytics/customers/${merged}).`,
+              { code: 'customer.merged', details: { customerId: id, primaryId: merged } },
+            )
+          : unknown();
+      };
       if (asOf !== undefined) {
         if (model !== undefined && !(await analytics.model(model))) throw new ProblemError('not_found', `No model version ${model}.`);
-        const past = await analytics.customerAsOf(request.params.id, asOf, model);
-        if (!past) throw new ProblemError('not_found', `No analytics for customer ${request.params.id} (unknown, or no analytics event yet).`);
+        const past = await analytics.customerAsOf(id, asOf, model);
+        if (!past) throw await noFigures();
         return past;
       }
-      const figures = await analytics.customer(request.params.id);
-      if (!figures) throw new ProblemError('not_found', `No analytics for customer ${request.params.id} (unknown, or no analytics event yet).`);
+      const figures = await analytics.customer(id);
+      if (!figures) throw await noFigures();
       return figures;
     },
   );
