@@ -5,7 +5,7 @@ import type { TimeUnit } from './models/time.ts';
 /**
  * The discounted-retention CLV (analytics/models/clv.ts, end-of-period timing, infinite horizon)
  * served beside the BG/NBD `clv`: CLV = m / (1 + d - r), per month, with
- * - r: the customer base's monthly retention, the mean CRR of the fit's last 12 calendar months (those
+ * - r: the customer base's monthly retention, the mean CRR of the fit's last 12 complete calendar months (those
  *   that have one);
  * - m: the customer's margin per month, net value per month since the first purchase (at least one
  *   month) times `marginRate` (the share of revenue that is margin; 1 = revenue, the default);

@@ -244,7 +244,14 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const forecast = forecastRevenue(monthly, fit.forecastHorizon ?? 6);
     lap('retentionForecastMs');
 
-    const clvRetention = retentionClvParams(periods, fit.marginRate ?? 1, discountRate, timeUnit);
+    // Complete months only, as the forecast: a month still running has had less time to lose anyone.
+    const completeUpTo = lastCompleteMonth(asOfDay, dayOf(clock()));
+    const clvRetention = retentionClvParams(
+      periods.filter((p) => p.period <= completeUpTo),
+      fit.marginRate ?? 1,
+      discountRate,
+      timeUnit,
+    );
     const params: ModelParams = {
       timeUnit,
       horizon,
@@ -756,6 +763,13 @@ function baseRateChurn(examples: readonly ChurnExample[], reason: string): Churn
   };
 }
 
+/** The last month both the data (up to `day`, the observation end) and the calendar (`today`) have passed the end of. */
+export function lastCompleteMonth(day: number, today: number): string {
+  const byData = monthOfDay(day + 1) !== monthOfDay(day) ? monthOfDay(day) : addMonths(monthOfDay(day), -1);
+  const byCalendar = addMonths(monthOfDay(today), -1);
+  return byData < byCalendar ? byData : byCalendar;
+}
+
 /**
  * Months from the first with revenue to the last complete one (months without revenue as 0), and the
  * month left out because it is still running. A month is complete when the data reach its last day
@@ -763,9 +777,7 @@ function baseRateChurn(examples: readonly ChurnExample[], reason: string): Churn
  * look like a collapse and wreck both the fit and the backtest.
  */
 export function completeMonths(rows: readonly MonthlyValue[], day: number, today: number): { months: MonthlyValue[]; partialMonth: string | null } {
-  const byData = monthOfDay(day + 1) !== monthOfDay(day) ? monthOfDay(day) : addMonths(monthOfDay(day), -1);
-  const byCalendar = addMonths(monthOfDay(today), -1);
-  const last = byData < byCalendar ? byData : byCalendar;
+  const last = lastCompleteMonth(day, today);
   const partial = addMonths(last, 1);
   const partialMonth = rows.some((r) => r.month >= partial) ? partial : null;
   if (rows.length === 0) return { months: [], partialMonth };

@@ -273,6 +273,17 @@ describe('analytics routes', () => {
     expect(params).toMatchObject({ period: 'month', marginRate: 1 });
     expect(params.retentionRate).toBeGreaterThan(0);
     expect(params.retentionRate).toBeLessThan(1);
+    // The mean CRR of the last 12 complete months (the month the data end in, still running, left out).
+    const end = figures.observationEnd as string;
+    const endsMonth = dayToIsoDate(dayOf(`${end}T00:00:00Z`) + 1).slice(0, 7) !== end.slice(0, 7);
+    const lastComplete = endsMonth ? end.slice(0, 7) : dayToIsoDate(dayOf(`${end.slice(0, 7)}-01T00:00:00Z`) - 1).slice(0, 7);
+    const { periods } = (await app.inject({ method: 'GET', url: '/analytics/retention', headers: auth('analyst') })).json();
+    const crr = (periods as { period: string; crr: number | null }[])
+      .filter((p) => p.period <= lastComplete)
+      .slice(-12)
+      .flatMap((p) => (p.crr === null ? [] : [p.crr]));
+    expect(periods.at(-1).period > lastComplete, 'the data end inside a month').toBe(true);
+    expect(params.retentionRate).toBeCloseTo(Math.min(0.99, crr.reduce((a, b) => a + b, 0) / crr.length), 12);
     // The model's 0.01 per week as a monthly rate.
     expect(params.discountRate).toBeCloseTo(1.01 ** (365.25 / 12 / 7) - 1, 12);
     const scoredDay = Math.max(dayOf(`${figures.observationEnd}T00:00:00Z`), dayOf(`${figures.lastPurchaseDay}T00:00:00Z`));
