@@ -78,6 +78,9 @@ export class NatsPublisher {
 
   private async run(): Promise<void> {
     let failures = 0;
+    // A failure stored by an earlier process (NATS away when it stopped) is cleared by this one's first
+    // round that works, with nothing to publish too: only a publish would clear it otherwise.
+    let started = true;
     // The database away is tried again as every loop on it is, at most a second apart, so that publishing
     // resumes once it answers: NATS's longer back-off would be spent waiting on a database that is back.
     const databaseBackoff = createBackoff();
@@ -97,12 +100,13 @@ export class NatsPublisher {
           checked = true;
         }
         const idleMs = await this.round(js);
-        if (failures > 0) {
+        if (failures > 0 || started) {
           // Published again (or NATS answers and nothing waits): no longer failing.
           await this.options.tables.clearFailure(NATS_PUBLISHER);
           outage.recovered();
         }
         failures = 0;
+        started = false;
         databaseBackoff.reset();
         if (idleMs > 0) await this.options.feed.wait(idleMs, this.controller.signal);
       } catch (error) {

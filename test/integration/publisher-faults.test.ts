@@ -233,6 +233,27 @@ describe.skipIf(!NATS_BIN)('the NATS publisher under network faults', () => {
     expect(again[0]!.details?.failedAttempts).toBe(failures);
   }, 120_000);
 
+  it('a process started once NATS answers again clears the failure an earlier one stored, with nothing to publish', async () => {
+    // Found by an integrator: after a restart on a quiet installation, /ready said retrying with the old error until the next event.
+    const f = await natsFixture('nats_restarted');
+    f.proxy.refuse();
+    const first = await f.startPublishers();
+    await eventually(
+      async () => (await f.natsStatus()).state === 'retrying',
+      30_000,
+      () => 'retrying while NATS refuses',
+    );
+    await first.stop();
+    f.proxy.pass();
+    await f.startPublishers();
+    await eventually(
+      async () => (await f.natsStatus()).state === 'running',
+      15_000,
+      () => 'running again without a new event',
+    );
+    expect((await f.natsStatus()).lastError).toBeNull();
+  }, 60_000);
+
   it('does not store events again whose acknowledgements were lost, when the retry comes after the duplicate window', async () => {
     const f = await natsFixture('nats_lostacks');
     // The stream made beforehand with a duplicate window of 1 s (the publisher keeps a stream it finds):
