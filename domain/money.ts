@@ -21,14 +21,24 @@ export const fromMinor = (minor: number): number => minor / MONEY_SCALE;
  */
 export const toFourDecimals = (value: number): number => fromMinor(toMinor(value)) + 0;
 
+/**
+ * Whether `value` is a number of at most 4 decimals, up to the noise of binary floats. The noise grows
+ * with the value (a double carries about 16 significant digits: 1234567.89 times 10,000 is
+ * 12345678899.999998), so the tolerance does too: a fixed 1e-6 refused about one in 18 two-decimal
+ * amounts between one and two million ("at most 4 decimal places" for 1234567.89). Four units in the
+ * last place of the scaled value, at least 1e-6; a fifth decimal (0.1 of a scaled unit) stays refused.
+ */
+export const hasAtMostFourDecimals = (value: number): boolean => {
+  const scaled = value * MONEY_SCALE;
+  return Math.abs(scaled - Math.round(scaled)) < Math.max(1e-6, Math.abs(scaled) * 4 * Number.EPSILON);
+};
+
 export const Amount = z
   .number()
   .finite()
   .nonnegative()
   .max(MAX_AMOUNT)
-  .refine((n) => Number.isInteger(Math.round(n * MONEY_SCALE)) && Math.abs(n * MONEY_SCALE - Math.round(n * MONEY_SCALE)) < 1e-6, {
-    message: 'at most 4 decimal places',
-  })
+  .refine(hasAtMostFourDecimals, { message: 'at most 4 decimal places' })
   .overwrite(toFourDecimals);
 
 export const Currency = SafeText.regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR');
