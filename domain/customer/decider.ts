@@ -3,7 +3,7 @@ import { dictionary, entryOf, setEntry } from '../entries.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
 import { fromMinor, toMinor } from '../money.ts';
 import { ERASED } from '../shared.ts';
-import { assertNotBefore } from '../time.ts';
+import { assertNotBefore, isBefore } from '../time.ts';
 import { MAX_CUSTOMER_TAGS, normaliseEmail, type CustomerCommand, type MergeCustomer } from './commands.ts';
 import type { CustomerEvent } from './events.ts';
 import { assertOwnerUsable, type UserSnapshot } from '../user/decider.ts';
@@ -376,11 +376,14 @@ export interface CustomerSnapshot {
   mergedInto: string | null;
   /** For campaigns that reach only customers who consented to marketing. */
   marketingConsent: boolean;
+  /** Business time of the deactivation of an inactive customer (null while active, or when undated). */
+  inactiveSince: string | null;
 }
 
 export const customerSnapshot = (state: CustomerState): CustomerSnapshot => ({
   exists: state.exists,
   active: state.status === 'active',
+  inactiveSince: state.status === 'inactive' ? state.statusChangedAt : null,
   forgotten: state.forgotten,
   mergedInto: state.mergedInto,
   marketingConsent: state.marketingConsent,
@@ -394,7 +397,13 @@ export const customerSnapshot = (state: CustomerState): CustomerSnapshot => ({
 export const assertCustomerUsable = (
   customer: CustomerSnapshot,
   customerId: string,
-  options: { requireActive: boolean; field?: string; addressed?: boolean },
+  options: {
+    requireActive: boolean;
+    field?: string;
+    addressed?: boolean;
+    /** Business time of the work: an inactive customer was active before its deactivation (history brought in later). */
+    at?: string;
+  },
 ): void => {
   const field = options.field ?? 'customerId';
   if (!customer.exists)
@@ -405,5 +414,12 @@ export const assertCustomerUsable = (
       customerId,
       primaryId: customer.mergedInto,
     });
-  if (options.requireActive && !customer.active) throw invalidState('customer.inactive', `Customer ${customerId} is deactivated`, field, { customerId });
+  const activeThen = options.at !== undefined && customer.inactiveSince !== null && isBefore(options.at, customer.inactiveSince);
+  if (options.requireActive && !customer.active && !activeThen)
+    throw invalidState(
+      'customer.inactive',
+      `Customer ${customerId} is deactivated${customer.inactiveSince ? ` (since ${customer.inactiveSince}): only work dated before that is taken` : ''}`,
+      field,
+      { customerId },
+    );
 };

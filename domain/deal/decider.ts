@@ -127,7 +127,7 @@ export const decideDeal = (command: DealCommand, state: DealState): DealEvent[] 
   switch (command.type) {
     case 'OpenDeal': {
       if (state.exists) throw invalidState('deal.already_opened', `Deal ${dealId} already exists`, 'dealId');
-      assertCustomerUsable(command.customer, command.customerId, { requireActive: true });
+      assertCustomerUsable(command.customer, command.customerId, { requireActive: true, at: command.occurredAt });
       const { stageEnteredAt } = command;
       if (stageEnteredAt !== undefined && isBefore(stageEnteredAt, command.occurredAt))
         throw ruleViolated(

@@ -368,6 +368,18 @@ describe('import: rows, batches and counts', () => {
       ['CustomerDeactivated', '2020-05-06T00:00:00.000Z'],
     ]);
     expect(await storedOf(merged)).toEqual([]);
+    // Its history comes after it: a deal opened before the deactivation is taken, one opened after it refused.
+    const [before, after] = [randomUUID(), randomUUID()];
+    const deals = await importing(
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+      csv([
+        'deal_id,customer_email,title,amount,currency,owner_id,expected_close_date,opened_at',
+        `${before},${inactive},Fleet,1200,EUR,sam,2020-09-30,2020-02-01`,
+        `${after},${inactive},Fleet,1200,EUR,sam,2021-09-30,2021-02-01`,
+      ]),
+    );
+    expect(deals.outcome).toMatchObject({ kind: 'deals', imported: 1, rejected: 1 });
+    expect(deals.rejected).toEqual([{ line: 3, reason: expect.stringMatching(/^customer_email: .* is deactivated \(since 2020-05-06T00:00:00.000Z\)/) }]);
   });
 
   it('cuts batches at their size: a batch holds exactly batchSize commands', async () => {

@@ -14,7 +14,7 @@ const USER = '33333333-3333-4333-8333-333333333333';
 const OTHER = '44444444-4444-4444-8444-444444444444';
 const at = '2026-03-02T10:00:00.000Z';
 const due = '2026-03-09T17:00:00.000Z';
-const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: false };
+const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: false, inactiveSince: null };
 
 const cmd = <T extends ActivityCommand['type']>(type: T, fields: Record<string, unknown>) =>
   ({ type, occurredAt: at, activityId: A, ...fields }) as unknown as Extract<ActivityCommand, { type: T }>;

@@ -11,7 +11,7 @@ const at = '2026-03-01T09:00:00.000Z';
 const K = '55555555-5555-4555-8555-555555555555';
 const CUST = '11111111-1111-4111-8111-111111111111';
 const CUST2 = '22222222-2222-4222-8222-222222222222';
-const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: true };
+const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: true, inactiveSince: null };
 
 const cmd = <T extends CampaignCommand['type']>(type: T, fields: Omit<Extract<CampaignCommand, { type: T }>, 'type' | 'occurredAt' | 'campaignId'>) =>
   ({ type, occurredAt: at, campaignId: K, ...fields }) as unknown as Extract<CampaignCommand, { type: T }>;

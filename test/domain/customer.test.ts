@@ -502,7 +502,7 @@ describe('customer: what the folded state remembers', () => {
 describe('customer: what other aggregates see of it', () => {
   it('the snapshot tells an active from a deactivated customer, and a deactivated one is refused where activity is required', () => {
     const active = customerSnapshot(foldCustomer([registered()]));
-    expect(active).toEqual({ exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: false });
+    expect(active).toEqual({ exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: false, inactiveSince: null });
     const inactive = customerSnapshot(foldCustomer([registered(), { type: 'CustomerDeactivated', data: { customerId: C, reason: null } }]));
     expect(inactive.active).toBe(false);
     expect(() => assertCustomerUsable(active, C, { requireActive: true })).not.toThrow();

@@ -12,7 +12,7 @@ const at = '2026-03-01T09:00:00.000Z';
 const DEAL = '44444444-4444-4444-8444-444444444444';
 const CUST = '11111111-1111-4111-8111-111111111111';
 const PRIMARY = '22222222-2222-4222-8222-222222222222';
-const activeCustomer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: true };
+const activeCustomer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: true, inactiveSince: null };
 
 const cmd = <T extends DealCommand['type']>(type: T, fields: Omit<Extract<DealCommand, { type: T }>, 'type' | 'occurredAt' | 'dealId'>) =>
   ({ type, occurredAt: at, dealId: DEAL, ...fields }) as unknown as Extract<DealCommand, { type: T }>;
@@ -59,6 +59,16 @@ describe('deal: open', () => {
     spec
       .given([])
       .when(openCmd({ ...activeCustomer, active: false }))
+      .thenRefused('customer.inactive', 'customerId');
+    // History brought in later: a deal opened before the customer's deactivation, and one opened after it.
+    const inactiveSince = (since: string) => ({ ...activeCustomer, active: false, inactiveSince: since });
+    spec
+      .given([])
+      .when(openCmd(inactiveSince('2026-03-02T00:00:00.000Z')))
+      .then([opened()]);
+    spec
+      .given([])
+      .when(openCmd(inactiveSince('2026-03-01T09:00:00.000Z')))
       .thenRefused('customer.inactive', 'customerId');
     const merged = spec
       .given([])

@@ -12,7 +12,7 @@ const submittedAt = '2026-03-02T10:00:00.000Z';
 const later = '2026-03-02T13:00:00.000Z';
 const F = '66666666-6666-4666-8666-666666666666';
 const CUST = '11111111-1111-4111-8111-111111111111';
-const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: true };
+const customer: CustomerSnapshot = { exists: true, active: true, forgotten: false, mergedInto: null, marketingConsent: true, inactiveSince: null };
 
 const cmd = <T extends FeedbackCommand['type']>(
   type: T,

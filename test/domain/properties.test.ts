@@ -64,6 +64,7 @@ const snapshot: fc.Arbitrary<CustomerSnapshot> = fc.record({
   active: fc.boolean(),
   forgotten: fc.boolean(),
   mergedInto: fc.constantFrom(null, null, OTHER),
+  inactiveSince: fc.option(at),
   marketingConsent: fc.boolean(),
 });
 
