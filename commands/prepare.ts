@@ -51,15 +51,18 @@ const reasonOf = (payload: Record<string, unknown>, ctx: CommandContext): string
 const PERSON_REF_FIELDS = ['ownerId', 'assigneeId', 'responderId'] as const;
 
 /**
- * The fingerprints of the payload with its person ids as the caller spelt them, when reading them in
- * lower case changed them (none otherwise): an import fingerprinted a row before they were, with the
- * spelling of its file, and the same file imported again is the same row.
+ * The fingerprints of the payload with its person ids and texts as the caller spelt them, when reading
+ * them in lower case (person ids) or in NFC (names, titles, subjects: domain/shared.ts `DisplayText`)
+ * changed them (none otherwise): an import fingerprinted a row before they were, with the spelling of
+ * its file, and the same file imported again is the same row.
  */
 const hashesAsSpelt = (type: CommandType, payload: Record<string, unknown>, fields: Record<string, unknown>): string[] => {
   let spelt: Record<string, unknown> | undefined;
-  for (const field of PERSON_REF_FIELDS) {
+  for (const [field, read] of Object.entries(payload)) {
     const sent = fields[field];
-    if (typeof sent === 'string' && typeof payload[field] === 'string' && sent.trim() !== payload[field]) (spelt ??= { ...payload })[field] = sent.trim();
+    if (typeof sent !== 'string' || typeof read !== 'string' || sent.trim() === read) continue;
+    const personRef = (PERSON_REF_FIELDS as readonly string[]).includes(field);
+    if (personRef || sent.trim().normalize('NFC') === read) (spelt ??= { ...payload })[field] = sent.trim();
   }
   return spelt ? [meaningHash({ type, ...spelt }), commandHash({ type, ...spelt })] : [];
 };

@@ -128,11 +128,17 @@ export const ShortText = SafeText.trim().min(1).max(200);
 // Not a space, control or format character, a mark alone, a default-ignorable one (the Hangul and
 // half-width fillers U+3164, U+FFA0, U+115F) or the blank Braille pattern U+2800: each renders as nothing.
 const VISIBLE_CHARACTER = /[^\p{White_Space}\p{Cc}\p{Cf}\p{Z}\p{M}\p{Default_Ignorable_Code_Point}\u2800]/u;
-export const DisplayText = ShortText.refine(
-  // An empty text is the length rule's to name (one error a field).
-  (text) => text === '' || VISIBLE_CHARACTER.test(text),
-  'must contain a visible character (not only spaces or zero-width characters)',
-);
+// Read in NFC, as tags are: `José` typed precomposed or decomposed (as macOS tools write it) is one
+// name to search and to the duplicates report. Before its length is checked: NFC can lengthen a text.
+export const DisplayText = SafeText.trim()
+  .overwrite((text) => text.normalize('NFC'))
+  .min(1)
+  .max(200)
+  .refine(
+    // An empty text is the length rule's to name (one error a field).
+    (text) => text === '' || VISIBLE_CHARACTER.test(text),
+    'must contain a visible character (not only spaces or zero-width characters)',
+  );
 /**
  * An e-mail address mail can reach: RFC 5321 bounds a local part to 64 octets, a domain label to 63
  * and an address to 254 (its forward path of 256 with the angle brackets). Longer ones passed the

@@ -32,7 +32,14 @@ export const CustomerSort = z.enum([
 
 /** Filters of `GET /customers`; `search` matches name or email (case-insensitive, partial). */
 export const CustomerListFilters = {
-  search: z.string().trim().min(1).max(200).optional().describe('Part of the name or email'),
+  search: z
+    .string()
+    .trim()
+    .overwrite((text) => text.normalize('NFC'))
+    .min(1)
+    .max(200)
+    .optional()
+    .describe('Part of the name or email (read in NFC, as names are stored)'),
   status: CustomerStatus.optional(),
   tag: Tag.optional().describe('A tag, read as tags are stored (trimmed, in NFC)'),
   source: z.string().min(1).max(100).optional(),

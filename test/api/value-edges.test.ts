@@ -189,6 +189,24 @@ describe('tags written with combining marks', () => {
   });
 });
 
+describe('names written with combining marks', () => {
+  it('are stored in NFC, so that either spelling finds both customers', async () => {
+    // Found moving a retailer's history in: José Müller from a macOS export (decomposed) was another person to search.
+    const marker = randomUUID().slice(0, 8);
+    const decomposed = `Jose\u0301 Mu\u0308ller ${marker}`;
+    const composed = decomposed.normalize('NFC');
+    const ids = [];
+    for (const name of [decomposed, composed])
+      ids.push((await accepted(await send('POST', '/customers', { name, email: `${randomUUID()}@example.com`, allowDuplicate: true }))).id);
+    await projectionsSettled(h);
+    for (const id of ids) expect(json(await send('GET', `/customers/${id}`)).name).toBe(composed);
+    for (const search of [composed, decomposed]) {
+      const page = json(await send('GET', `/customers?search=${encodeURIComponent(search)}`));
+      expect(page.items.map((c: { id: string }) => c.id).sort(), search).toEqual([...ids].sort());
+    }
+  });
+});
+
 describe('headers sent twice', () => {
   it('an Idempotency-Key or X-Causation-Id sent twice is a 400 naming it, appending nothing (they were joined into one key neither named)', async () => {
     const customer = await register('headers');

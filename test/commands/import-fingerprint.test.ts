@@ -143,6 +143,20 @@ describe('import: a person id read in lower case', () => {
   });
 });
 
+describe('import: a name read in NFC', () => {
+  it('is stored precomposed, and a row fingerprinted with the decomposed spelling of its file is still that row', () => {
+    const decomposed = 'Jose\u0301 Mu\u0308ller';
+    const fields = { customerId: randomUUID(), title: decomposed, amount: 5, currency: 'EUR', ownerId: 'sam', expectedCloseDate: '2026-12-31' };
+    const ctx = { actor, correlationId: 'import:deals:line-2', idempotencyKey: 'import:deals:nfc', fingerprint: { byMeaning: true as const } };
+    const prepared = prepareCommand({ type: 'OpenDeal', ...fields }, ctx, new Date());
+    expect(prepared.command.title).toBe('Jos\u00e9 M\u00fcller');
+    // What an import stored for this row before names were read in NFC: the meaning of the file's spelling.
+    const before = meaningHash({ type: 'OpenDeal', ...(commandSchemas.OpenDeal.parse(fields) as object), title: decomposed });
+    expect(prepared.metadata.commandHash).not.toBe(before);
+    expect(prepared.earlierHashes!()).toContain(before);
+  });
+});
+
 describe('import: what the file says, and nothing it does not', () => {
   it("reads a customer's owner and leaves a missing source missing", async () => {
     const ownerId = await registerUser();
