@@ -81,6 +81,20 @@ export const webhookPublisherName = (subscriptionId: string) => `webhook:${subsc
 export const NATS_PUBLISHER = 'nats';
 
 type Db = QueryExecutorProvider;
+/**
+ * A rotation that would keep the replaced secret while an earlier replaced one still signs: one is kept,
+ * so the earlier one would stop before the time its receiver was promised.
+ */
+export class RotationInGrace extends Error {
+  constructor(readonly previousSecretExpiresAt: Date) {
+    super(
+      `The secret replaced by the last rotation signs deliveries until ${previousSecretExpiresAt.toISOString()}, and a receiver may still hold it: ` +
+        'rotate again after that, or with keepPreviousSeconds 0 to stop every replaced secret now (a leaked secret).',
+    );
+    this.name = 'RotationInGrace';
+  }
+}
+
 const date = (v: unknown): Date => (v instanceof Date ? v : new Date(String(v)));
 const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : date(v));
 
@@ -377,6 +391,13 @@ export function integrationTables(db: Kysely<unknown>, schema: string, masterKey
     async rotateSecret(id: string, secret: string, keepPreviousSeconds: number): Promise<WebhookSubscription | undefined> {
       return db.transaction().execute(async (trx) => {
         await assertMasterKeyCurrent(trx, schema, masterKey, 'new webhook secrets');
+        if (keepPreviousSeconds > 0) {
+          // Only one replaced secret is kept: a second rotation in the grace of the first (a retried request)
+          // would drop the secret the receiver was promised until then, and every delivery would fail its check.
+          const { rows: current } = await sql<{ until: Date | null }>`SELECT previous_secret_expires_at AS until FROM ${subs}
+            WHERE id = ${id} AND previous_secret IS NOT NULL AND previous_secret_expires_at > now() FOR UPDATE`.execute(trx);
+          if (current[0]?.until) throw new RotationInGrace(current[0].until);
+        }
         const { rows } = await sql<SubscriptionRow>`UPDATE ${subs} SET
             previous_secret = CASE WHEN ${keepPreviousSeconds}::integer > 0 THEN secret END,
             previous_secret_expires_at = CASE WHEN ${keepPreviousSeconds}::integer > 0 THEN now() + make_interval(secs => ${keepPreviousSeconds}::integer) END,

@@ -14,8 +14,9 @@ import {
 } from '../../integration/validation.ts';
 import { REPORTED_PUBLISHER_STATES, webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
 import { WebhookUrlRefused } from '../../integration/url-password.ts';
+import { RotationInGrace } from '../../integration/tables.ts';
 import { decimalNumber, IdParams } from '../http.ts';
-import { ProblemError, validationProblem } from '../problems.ts';
+import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
 import { ROLES } from '../roles.ts';
 
 const Url = WebhookUrl;
@@ -180,7 +181,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
           'webhook-timestamp and webhook-signature (v1,<base64 HMAC-SHA256 of "id.timestamp.body"> keyed with the base64 part of the secret after whsec_). ' +
           'Per subscription in position order, at least once: receivers must dedupe by webhook-id. A new subscription receives events recorded from now on; replay reaches back.',
         body: CreateWebhook,
-        response: { 201: CreatedWebhook },
+        response: { 201: CreatedWebhook, ...problemResponses(400, 401, 403, 413, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -202,7 +203,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
       schema: {
         tags,
         summary: 'The integration event types: version, aggregate, fields, personal fields, NATS subject',
-        response: { 200: z.object({ envelope: IntegrationEventSchema.optional(), items: z.array(EventTypeView) }) },
+        response: { 200: z.object({ envelope: IntegrationEventSchema.optional(), items: z.array(EventTypeView) }), ...problemResponses(401, 403, 429) },
       },
     },
     async () => ({
@@ -227,7 +228,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
       schema: {
         tags,
         summary: 'Webhook subscriptions with their delivery state (never their secrets)',
-        response: { 200: z.object({ items: z.array(WebhookView) }) },
+        response: { 200: z.object({ items: z.array(WebhookView) }), ...problemResponses(401, 403, 429, 503) },
       },
     },
     async () => {
@@ -243,10 +244,21 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     },
   );
 
-  app.get('/webhooks/:id', { schema: { tags, summary: 'One webhook subscription', params: IdParams, response: { 200: WebhookView } } }, async (request) => {
-    const subscription = await found(request.params.id);
-    return view(subscription, await statusOf(subscription.id));
-  });
+  app.get(
+    '/webhooks/:id',
+    {
+      schema: {
+        tags,
+        summary: 'One webhook subscription',
+        params: IdParams,
+        response: { 200: WebhookView, ...problemResponses(400, 401, 403, 404, 429, 503) },
+      },
+    },
+    async (request) => {
+      const subscription = await found(request.params.id);
+      return view(subscription, await statusOf(subscription.id));
+    },
+  );
 
   app.patch(
     '/webhooks/:id',
@@ -259,7 +271,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
           'for another address or user it is refused (400 naming url). A url without a password erases the stored one.',
         params: IdParams,
         body: PatchWebhook,
-        response: { 200: WebhookView },
+        response: { 200: WebhookView, ...problemResponses(400, 401, 403, 404, 413, 429, 503) },
       },
     },
     async (request) => {
@@ -284,7 +296,14 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
 
   app.delete(
     '/webhooks/:id',
-    { schema: { tags, summary: 'Delete a webhook subscription and its delivery log', params: IdParams, response: { 204: z.null() } } },
+    {
+      schema: {
+        tags,
+        summary: 'Delete a webhook subscription and its delivery log',
+        params: IdParams,
+        response: { 204: z.null(), ...problemResponses(400, 401, 403, 404, 429, 503) },
+      },
+    },
     async (request, reply) => {
       if (!(await tables.deleteSubscription(request.params.id))) throw new ProblemError('not_found', `No webhook ${request.params.id}.`);
       return reply.code(204).send(null);
@@ -299,7 +318,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
         summary: 'Recent delivery attempts, newest first: status code, latency, error, next retry',
         params: IdParams,
         querystring: z.strictObject({ limit: decimalNumber(z.number().int().min(1).max(1000)).default(100) }),
-        response: { 200: z.object({ items: z.array(DeliveryView) }) },
+        response: { 200: z.object({ items: z.array(DeliveryView) }), ...problemResponses(400, 401, 403, 404, 429, 503) },
       },
     },
     async (request) => {
@@ -317,15 +336,22 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
         description:
           'Deliveries carry one signature per secret in webhook-signature, separated by a space (v1,<new> v1,<replaced>), until ' +
           'previousSecretExpiresAt: a receiver switches to the new secret whenever it is ready, and nothing is refused meanwhile. ' +
-          'keepPreviousSeconds 0 stops signing with the replaced secret at once (a leaked secret).',
+          'keepPreviousSeconds 0 stops signing with the replaced secret at once (a leaked secret). One replaced secret is kept: ' +
+          'a rotation keeping it while the one before still signs is refused (409, code webhook.rotation_in_grace, naming until when).',
         params: IdParams,
         body: RotateSecret,
-        response: { 200: RotatedSecret },
+        response: { 200: RotatedSecret, ...problemResponses(400, 401, 403, 404, 409, 429, 503) },
       },
     },
     async (request, reply) => {
       const keep = request.body.keepPreviousSeconds;
-      const rotated = await integration.rotateSecret(request.params.id, keep);
+      const rotated = await integration.rotateSecret(request.params.id, keep).catch((error: unknown) => {
+        if (!(error instanceof RotationInGrace)) throw error;
+        throw new ProblemError('invalid_state', error.message, {
+          code: 'webhook.rotation_in_grace',
+          details: { previousSecretExpiresAt: error.previousSecretExpiresAt.toISOString() },
+        });
+      });
       if (!rotated) throw new ProblemError('not_found', `No webhook ${request.params.id}.`);
       request.log.info({ webhookId: rotated.id, keepPreviousSeconds: keep }, 'webhook secret rotated');
       return reply.header('cache-control', 'no-store').send({ ...rotated, previousSecretExpiresAt: rotated.previousSecretExpiresAt?.toISOString() ?? null });
@@ -340,7 +366,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
         summary: 'Deliver again from a position on (and resume a failing subscription)',
         params: IdParams,
         body: Replay,
-        response: { 202: WebhookView },
+        response: { 202: WebhookView, ...problemResponses(400, 401, 403, 404, 429, 503) },
       },
     },
     async (request, reply) => {

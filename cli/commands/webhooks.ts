@@ -127,8 +127,12 @@ async function perform(run: CommandRun, action: string, id: string | undefined, 
     );
   } else if (action === 'rotate-secret') {
     const { DEFAULT_PREVIOUS_SECRET_SECONDS, MAX_PREVIOUS_SECRET_SECONDS } = await import('../../integration/validation.ts');
+    const { RotationInGrace } = await import('../../integration/tables.ts');
     const keep = intValue(run, 'keep-previous', DEFAULT_PREVIOUS_SECRET_SECONDS, 0, MAX_PREVIOUS_SECRET_SECONDS);
-    const rotated = await services.rotateSecret(subscriptionId, keep);
+    const rotated = await services.rotateSecret(subscriptionId, keep).catch((error: unknown) => {
+      if (error instanceof RotationInGrace) throw new UsageError(error.message.replace('keepPreviousSeconds 0', '--keep-previous 0'));
+      throw error;
+    });
     if (!rotated) throw new UsageError(`No webhook subscription ${subscriptionId}.`);
     print(
       rotated,

@@ -703,6 +703,13 @@ describe('delivery', () => {
       expect(during.signature.split(' ')).toHaveLength(2);
       expect(verifySignature(rotated.secret, { ...during, signature: during.signature.split(' ')[0]! })).toBe(true);
       expect(verifySignature(sub.secret, { ...during, signature: during.signature.split(' ')[1]! })).toBe(true);
+      // Rotated again in that hour (a retried request): refused, since one replaced secret is kept and the
+      // first one would stop before the time its receiver was promised.
+      const again = await h.app.inject({ method: 'POST', url: `/webhooks/${sub.id}/rotate-secret`, headers: h.auth('admin'), payload: {} });
+      const refused = expectProblem(again, 409, 'invalid-state');
+      expect(refused).toMatchObject({ code: 'webhook.rotation_in_grace', details: { previousSecretExpiresAt: new Date(until).toISOString() } });
+      const still = await delivered();
+      expect(verifySignature(sub.secret, { ...still, signature: still.signature.split(' ')[1]! })).toBe(true);
 
       // The hour has passed: the replaced secret signs nothing more.
       await sql`UPDATE ${sql.table(`${h.schemas.events}.webhook_subscriptions`)} SET previous_secret_expires_at = now() - interval '1 second' WHERE id = ${sub.id}`.execute(
