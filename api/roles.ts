@@ -144,6 +144,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'DELETE /admin/api-keys/:id', access: ['admin'], summary: 'revoke an API key' },
   { route: 'POST /admin/teams', access: ['admin'], summary: 'create a team' },
   { route: 'GET /admin/teams', access: ['admin'], summary: 'list teams and their members' },
+  { route: 'PATCH /admin/teams/:id', access: ['admin'], ifMatch: 'optional', summary: 'rename a team' },
   { route: 'POST /admin/users', access: ['admin'], summary: 'register a user (role, teams, visibility own/team/all)' },
   { route: 'GET /admin/users', access: ['admin'], summary: 'list users' },
   { route: 'GET /admin/users/:id', access: ['admin'], summary: 'one user' },

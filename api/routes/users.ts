@@ -134,6 +134,28 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
     },
   );
 
+  app.patch(
+    '/admin/teams/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Rename a team (TeamRenamed)',
+        params: IdParams,
+        headers: CommandHeaders,
+        body: strictBody(teamCommandSchemas.RenameTeam, 'teamId'),
+        response: { 200: CommandAccepted, ...errors },
+      },
+    },
+    async (request, reply) =>
+      run(
+        request,
+        reply,
+        { type: 'RenameTeam', ...(request.body as Record<string, unknown>), teamId: request.params.id },
+        200,
+        (teamId) => `/admin/teams/${teamId}`,
+      ),
+  );
+
   app.get(
     '/admin/teams',
     { schema: { tags, summary: 'List teams with their members', response: { 200: z.object({ items: z.array(TeamView) }), ...errors } } },

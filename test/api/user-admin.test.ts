@@ -75,6 +75,7 @@ describe('a restricted admin (own or team visibility)', () => {
       ['PATCH', `/admin/users/${other}`, { role: 'admin' }],
       ['POST', '/admin/users', user('accomplice', { role: 'admin', visibility: 'all' })],
       ['POST', '/admin/teams', { name: 'Mine now' }],
+      ['PATCH', `/admin/teams/${randomUUID()}`, { name: 'Mine now' }],
       ['POST', '/admin/api-keys', { role: 'admin', name: 'a service key sees the whole company' }],
       ['DELETE', `/admin/api-keys/${anotherKey}`],
     ];
@@ -98,6 +99,28 @@ describe('a restricted admin (own or team visibility)', () => {
     const customer = await created('/customers', { name: 'Not yours', email: `n-${randomUUID()}@example.com` });
     const problem = expectProblem(await send('GET', `/customers/${customer}/export`, undefined, restricted), 404, 'not-found');
     expect(problem.detail).toBe(`No customer ${customer}.`);
+  });
+});
+
+describe('a team renamed', () => {
+  it('is listed with its new name, TeamRenamed in its history; the same name again records nothing, an unknown team is 404', async () => {
+    // Found by an integrator: TeamRenamed was documented for webhooks and NATS, and no route could produce it.
+    const team = await created('/admin/teams', { name: 'Sales North' });
+    const renamed = await send('PATCH', `/admin/teams/${team}`, { name: 'Sales Nord' }, { ...h.auth('admin'), 'if-match': '"0"' });
+    expect(renamed.statusCode, renamed.body).toBe(200);
+    const teams = json<{ items: { id: string; name: string; revision: number }[] }>(await send('GET', '/admin/teams')).items;
+    expect(teams.find((t) => t.id === team)).toMatchObject({ name: 'Sales Nord', revision: 1 });
+    const history = json<{ items: { type: string; data: { name: string } }[] }>(await send('GET', `/audit/streams/team-${team}`)).items;
+    expect(history.map((e) => [e.type, e.data.name])).toEqual([
+      ['TeamCreated', 'Sales North'],
+      ['TeamRenamed', 'Sales Nord'],
+    ]);
+    const before = await eventCount(h);
+    expect((await send('PATCH', `/admin/teams/${team}`, { name: 'Sales Nord' })).statusCode).toBe(200);
+    expectProblem(await send('PATCH', `/admin/teams/${team}`, { name: 'Stale' }, { ...h.auth('admin'), 'if-match': '"0"' }), 409);
+    expectProblem(await send('PATCH', `/admin/teams/${randomUUID()}`, { name: 'Nobody' }), 404, 'not-found');
+    expectProblem(await send('PATCH', `/admin/teams/${team}`, { name: ' ' }), 400, 'validation');
+    expect(await eventCount(h)).toBe(before);
   });
 });
 
