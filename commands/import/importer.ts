@@ -118,6 +118,8 @@ const describeIssues = (error: ZodError, at?: RefusedAt): string =>
     .map((i) => {
       const file = at && columnOf(at.type, i.path, at.row);
       if (!file) return `${i.path.length ? i.path.join('.') : 'row'}: ${i.message}`;
+      // Nothing to read (no such column, or an empty cell): zod's "expected string, received undefined" told a clerk nothing.
+      if (file.value === undefined && i.code === 'invalid_type') return `${file.column}: required: the file has no such column, or its cell is empty`;
       return `${file.column}: ${file.value === undefined ? '' : `${shown(file.value)} is refused: `}${i.message}`;
     })
     .join('; ');

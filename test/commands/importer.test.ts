@@ -142,6 +142,13 @@ describe('import: rows, batches and counts', () => {
     expect(rejected[2]!.reason).toBe('customer_email: no customer has the address "nobody@example.com"');
     expect(rejected[3]!.reason).toBe('row: the number of fields differs from the header');
     expect(rejected[4]!.reason).toBe(rowReason(new IdempotencyConflict('e', 's')));
+    // A column the file lacks (or an empty cell) is said so: zod's "expected string, received undefined" told a clerk nothing.
+    const deals = await importing(
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+      csv(['deal_id,customer_email,amount,currency,owner_id,expected_close_date', `${randomUUID()},${c0},5,EUR,sam,2027-01-31`]),
+      { kind: 'deals' },
+    );
+    expect(deals.rejected).toEqual([{ line: 2, reason: 'title: required: the file has no such column, or its cell is empty' }]);
     // The amount `ten` is refused as the row is read: batches of two hold o1 and o4, o1 again and its conflict, o5.
     expect(progress).toEqual([
       { imported: 1, alreadyPresent: 0, rejected: 4 },
