@@ -49,11 +49,11 @@ const rateMonthSql = (x: string) => `rtrim(${x}.currency) || ' ' || to_char(${x}
 const missingRatesSql = (x: string) =>
   `COALESCE(array_agg(DISTINCT ${rateMonthSql(x)} ORDER BY ${rateMonthSql(x)}) FILTER (WHERE ${x}.base_amount IS NULL), '{}')`;
 /**
- * The lines (`line`: their customer column) of the customer `id` and of the duplicates merged into it,
- * chains followed: the text of the API's `ofCustomerAndMerged` (projections/queries/customers.ts).
+ * The lines (`l`) of the customer `id` and of the duplicates merged into it, chains followed: the text
+ * of the API's `ofCustomerAndMerged` (projections/queries/customers.ts).
  */
-const ofCustomerAndMergedSql = (s: string, id: string, line = 'l.customer_id') =>
-  `${line} = ANY (ARRAY(WITH RECURSIVE members(id, depth) AS (SELECT ${id}, 0
+const ofCustomerAndMergedSql = (s: string, id: string) =>
+  `l.customer_id = ANY (ARRAY(WITH RECURSIVE members(id, depth) AS (SELECT ${id}, 0
     UNION ALL SELECT d.customer_id, m.depth + 1 FROM ${q(s, 'customers')} d JOIN members m ON d.merged_into = m.id WHERE m.depth < ${MAX_MERGE_CHAIN}
   ) SELECT id FROM members))`;
 /** A table's lines converted: its columns plus base_amount. */
