@@ -12,9 +12,8 @@ import {
   WebhookDescription,
   WebhookUrl,
 } from '../../integration/validation.ts';
-import { REPORTED_PUBLISHER_STATES, webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
+import { REPORTED_PUBLISHER_STATES, RotationInGrace, webhookPublisherName, type DeliveryAttempt, type WebhookSubscription } from '../../integration/tables.ts';
 import { WebhookUrlRefused } from '../../integration/url-password.ts';
-import { RotationInGrace } from '../../integration/tables.ts';
 import { decimalNumber, IdParams } from '../http.ts';
 import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
 import { ROLES } from '../roles.ts';
