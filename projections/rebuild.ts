@@ -352,10 +352,13 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
     for (const p of selected) {
       const cp = shadowCheckpoints.get(p.name)!;
       if (cp.position > position) position = cp.position;
-      for (const table of p.tables) {
-        await sql`DROP TABLE IF EXISTS ${sql.id(schema, table)} CASCADE`.execute(trx);
-        await sql`ALTER TABLE ${sql.id(shadow, table)} SET SCHEMA ${sql.id(schema)}`.execute(trx);
-      }
+      // One round trip for a projection's tables on a server (PGlite takes one statement a call): the swap holds every read model meanwhile.
+      const moves = p.tables.flatMap((table) => [
+        sql`DROP TABLE IF EXISTS ${sql.id(schema, table)} CASCADE`,
+        sql`ALTER TABLE ${sql.id(shadow, table)} SET SCHEMA ${sql.id(schema)}`,
+      ]);
+      if (options.concurrent && moves.length > 0) await sql.join(moves, sql`;\n`).execute(trx);
+      else for (const move of moves) await move.execute(trx);
       await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version, variant, position, state)
           VALUES (${p.name}, ${p.version}, ${p.variant ?? null}, ${cp.position.toString()}::bigint, 'running')
           ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, variant = EXCLUDED.variant, position = EXCLUDED.position, state = 'running',
@@ -365,7 +368,12 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
     }
     // Every checkpoint now holds a position of this store (a rebuild is how read models move to another engine).
     if (selected.length === options.projections.length) await recordFeedEngine(trx, schema, options.store.engine);
-    await createReportingViews(trx, { readSchema: schema, reportingSchema: options.reportingSchema, projections: options.projections });
+    await createReportingViews(trx, {
+      readSchema: schema,
+      reportingSchema: options.reportingSchema,
+      projections: options.projections,
+      oneRoundTrip: options.concurrent === true,
+    });
     return position;
   });
   return swapped;

@@ -371,10 +371,13 @@ export function viewStatements(view: ReportingView, readSchema: string, reportin
 /**
  * (Re)creates the reporting views of these projections (and `projection_status`) over `readSchema`.
  * Pass a transaction to make it part of a swap: views are dropped with the tables they read.
+ * `oneRoundTrip` (a PostgreSQL server; PGlite takes one statement a call) sends the 170 and more
+ * statements (a comment per column) as one: a rebuild's swap runs them while it holds every read
+ * model, and one round trip each kept readers waiting past their lock timeout on a loaded machine.
  */
 export async function createReportingViews(
   db: QueryExecutorProvider,
-  options: { readSchema: string; reportingSchema: string; projections: readonly Projection[] },
+  options: { readSchema: string; reportingSchema: string; projections: readonly Projection[]; oneRoundTrip?: boolean },
 ): Promise<void> {
   await ensureSchema(db, options.reportingSchema);
   const names = { readSchema: options.readSchema, reportingSchema: options.reportingSchema };
@@ -384,7 +387,8 @@ export async function createReportingViews(
     ...viewStatements(PROJECTION_STATUS_VIEW, options.readSchema, options.reportingSchema),
     ...options.projections.flatMap((p) => p.reportingViews?.(names) ?? []),
   ];
-  for (const statement of statements) await sql.raw(statement).execute(db);
+  if (options.oneRoundTrip) await sql.raw(statements.join(';\n')).execute(db);
+  else for (const statement of statements) await sql.raw(statement).execute(db);
   // Recreated views lost their grants: team reporting roles get theirs back.
   await grantTeamRoles(db, options.reportingSchema);
 }
