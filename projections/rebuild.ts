@@ -16,7 +16,7 @@ import {
 import type { Projection } from './projection.ts';
 import { createReportingViews } from './reporting.ts';
 import { claimShadow, dropAbandonedShadows, newShadowName, type SessionLock } from './shadows.ts';
-import { ensureSchema } from '../shared/sql.ts';
+import { ensureSchema, executeStatements } from '../shared/sql.ts';
 
 export interface ReadSideDeps {
   db: Kysely<unknown>;
@@ -352,13 +352,12 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
     for (const p of selected) {
       const cp = shadowCheckpoints.get(p.name)!;
       if (cp.position > position) position = cp.position;
-      // One round trip for a projection's tables on a server (PGlite takes one statement a call): the swap holds every read model meanwhile.
+      // One round trip for a projection's tables on a server: the swap holds every read model meanwhile.
       const moves = p.tables.flatMap((table) => [
         sql`DROP TABLE IF EXISTS ${sql.id(schema, table)} CASCADE`,
         sql`ALTER TABLE ${sql.id(shadow, table)} SET SCHEMA ${sql.id(schema)}`,
       ]);
-      if (options.concurrent && moves.length > 0) await sql.join(moves, sql`;\n`).execute(trx);
-      else for (const move of moves) await move.execute(trx);
+      await executeStatements(trx, moves, options.concurrent === true);
       await sql`INSERT INTO ${sql.id(schema, CHECKPOINT_TABLE)} (name, version, variant, position, state)
           VALUES (${p.name}, ${p.version}, ${p.variant ?? null}, ${cp.position.toString()}::bigint, 'running')
           ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, variant = EXCLUDED.variant, position = EXCLUDED.position, state = 'running',

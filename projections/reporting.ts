@@ -1,7 +1,7 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { CHECKPOINT_TABLE } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
-import { ensureSchema } from '../shared/sql.ts';
+import { ensureSchema, executeStatements } from '../shared/sql.ts';
 import { MAX_MERGE_CHAIN } from '../domain/customer/decider.ts';
 import { grantTeamRoles, scopeCondition, scopeStatements } from './reporting-roles.ts';
 
@@ -387,8 +387,11 @@ export async function createReportingViews(
     ...viewStatements(PROJECTION_STATUS_VIEW, options.readSchema, options.reportingSchema),
     ...options.projections.flatMap((p) => p.reportingViews?.(names) ?? []),
   ];
-  if (options.oneRoundTrip) await sql.raw(statements.join(';\n')).execute(db);
-  else for (const statement of statements) await sql.raw(statement).execute(db);
+  await executeStatements(
+    db,
+    statements.map((statement) => sql.raw(statement)),
+    options.oneRoundTrip === true,
+  );
   // Recreated views lost their grants: team reporting roles get theirs back.
   await grantTeamRoles(db, options.reportingSchema);
 }

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider, type RawBuilder } from 'kysely';
 
 /**
  * The one handle every module uses to reach PostgreSQL, whether a server (pg pool) or the
@@ -45,6 +45,16 @@ export async function ensureSchema(db: QueryExecutorProvider, schema: string): P
     // Two processes creating it at once: the loser sees a unique violation; the schema exists.
     if (!['23505', '42P06'].includes(sqlStateOf(error) ?? '')) throw error;
   }
+}
+
+/**
+ * Runs statements without parameters in order: in one round trip with `oneRoundTrip` (a PostgreSQL
+ * server takes them as one simple query), else one a call (PGlite prepares every query, and a prepared
+ * query holds one statement).
+ */
+export async function executeStatements(db: QueryExecutorProvider, statements: readonly RawBuilder<unknown>[], oneRoundTrip: boolean): Promise<void> {
+  if (oneRoundTrip && statements.length > 0) await sql.join(statements, sql`;\n`).execute(db);
+  else for (const statement of statements) await statement.execute(db);
 }
 
 /** The SQLSTATE PostgreSQL (server or PGlite) answered a failed statement with; undefined for any other failure. */
