@@ -4,7 +4,7 @@ import type { CrmEventType } from '../domain/catalogue.ts';
 import { invalidState } from '../domain/errors.ts';
 import type { SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata } from '../domain/metadata.ts';
-import { BUSINESS_TIME_SKEW_MS, isBeyondNow } from '../domain/shared.ts';
+import { BUSINESS_TIME_SKEW_MS, inNfc, isBeyondNow } from '../domain/shared.ts';
 import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { aggregateRegistry, streamOf } from './aggregates.ts';
 import { meaningHash } from './fingerprint.ts';
@@ -62,7 +62,7 @@ const hashesAsSpelt = (type: CommandType, payload: Record<string, unknown>, fiel
     const sent = fields[field];
     if (typeof sent !== 'string' || typeof read !== 'string' || sent.trim() === read) continue;
     const personRef = (PERSON_REF_FIELDS as readonly string[]).includes(field);
-    if (personRef || sent.trim().normalize('NFC') === read) (spelt ??= { ...payload })[field] = sent.trim();
+    if (personRef || inNfc(sent.trim()) === read) (spelt ??= { ...payload })[field] = sent.trim();
   }
   return spelt ? [meaningHash({ type, ...spelt }), commandHash({ type, ...spelt })] : [];
 };

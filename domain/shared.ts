@@ -119,6 +119,8 @@ export const IsoMonth = z
   .regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'a month YYYY-MM')
   .refine(isBusinessDate, BUSINESS_YEARS_RULE);
 export const ShortText = SafeText.trim().min(1).max(200);
+/** A text in Unicode NFC: one spelling of `é`, whether typed precomposed or decomposed (names, tags, search). */
+export const inNfc = (text: string): string => text.normalize('NFC');
 /**
  * A name, title or subject that people pick from a list: at least one visible character. `trim()`
  * leaves zero-width and other format characters (U+200B, U+2060, U+FEFF inside), so a customer named
@@ -131,7 +133,7 @@ const VISIBLE_CHARACTER = /[^\p{White_Space}\p{Cc}\p{Cf}\p{Z}\p{M}\p{Default_Ign
 // Read in NFC, as tags are: `José` typed precomposed or decomposed (as macOS tools write it) is one
 // name to search and to the duplicates report. Before its length is checked: NFC can lengthen a text.
 export const DisplayText = SafeText.trim()
-  .overwrite((text) => text.normalize('NFC'))
+  .overwrite(inNfc)
   .min(1)
   .max(200)
   .refine(
@@ -163,7 +165,7 @@ export const LongText = SafeText.max(10_000);
  * and untagging expect. Without marks, `हिन्दी` and a decomposed `café` were refused as not letters.
  */
 export const Tag = SafeText.trim()
-  .overwrite((tag) => tag.normalize('NFC'))
+  .overwrite(inNfc)
   .min(1)
   .max(50)
   .regex(/^[\p{L}\p{N}_:.\- ][\p{L}\p{M}\p{N}_:.\- ]*$/u, 'letters, digits, space, _ : . -');

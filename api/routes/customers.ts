@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { customerCommandSchemas } from '../../domain/customer/commands.ts';
-import { Tag } from '../../domain/shared.ts';
+import { inNfc, Tag } from '../../domain/shared.ts';
 import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, decimalNumber, IdParams } from '../http.ts';
@@ -32,14 +32,7 @@ export const CustomerSort = z.enum([
 
 /** Filters of `GET /customers`; `search` matches name or email (case-insensitive, partial). */
 export const CustomerListFilters = {
-  search: z
-    .string()
-    .trim()
-    .overwrite((text) => text.normalize('NFC'))
-    .min(1)
-    .max(200)
-    .optional()
-    .describe('Part of the name or email (read in NFC, as names are stored)'),
+  search: z.string().trim().overwrite(inNfc).min(1).max(200).optional().describe('Part of the name or email (read in NFC, as names are stored)'),
   status: CustomerStatus.optional(),
   tag: Tag.optional().describe('A tag, read as tags are stored (trimmed, in NFC)'),
   source: z.string().min(1).max(100).optional(),
