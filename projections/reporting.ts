@@ -87,6 +87,8 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['deals_won', 'Won deals'],
       ['deals_lost', 'Lost deals'],
       ['forgotten_at', 'Business time the customer was forgotten'],
+      ['deactivated_at', 'Business time of the deactivation while the customer is inactive, else null'],
+      ['deactivation_reason', 'Reason given with that deactivation (free text), null without one'],
       ['updated_at', 'Business time of the last event applied'],
       ['owner_id', 'Account owner (user id), null when none is assigned'],
       ['base_currency', 'ISO 4217 code of the base currency (CRM_BASE_CURRENCY)'],
@@ -99,7 +101,7 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
     scoped: true,
     select: (s, r) => `SELECT c.customer_id, c.name, c.email, c.company, c.source, c.tags, c.status, c.merged_into, c.marketing_consent, c.registered_at,
       c.first_purchase_at, c.last_purchase_at, c.order_count, c.revenue, c.refunded, c.currency, c.open_feedback_count, c.deals_open, c.deals_won,
-      c.deals_lost, c.forgotten_at, c.last_event_at AS updated_at, c.owner_id, ${baseOf(s)} AS base_currency,
+      c.deals_lost, c.forgotten_at, c.deactivated_at, c.deactivation_reason, c.last_event_at AS updated_at, c.owner_id, ${baseOf(s)} AS base_currency,
       m.revenue_base, m.missing_rates
       FROM ${q(s, 'customers')} c,
       LATERAL (SELECT ${baseSumSql('x.base_amount')} AS revenue_base, ${missingRatesSql('x')} AS missing_rates

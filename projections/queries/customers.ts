@@ -30,6 +30,9 @@ export type CustomerView = {
   dealsOpen: number;
   dealsWon: number;
   dealsLost: number;
+  /** Business time of the deactivation while the customer is inactive, else null; and its reason. */
+  deactivatedAt: string | null;
+  deactivationReason: string | null;
   forgottenAt: string | null;
   /** The account owner (a user id), null when none is assigned. */
   ownerId: string | null;
@@ -80,6 +83,8 @@ export const customerFieldsOf = (r: CustomerQueryRow): CustomerFields => ({
   revenue: Number(r.revenue),
   refunded: Number(r.refunded),
   currency: r.currency ?? null,
+  deactivatedAt: iso(r.deactivated_at),
+  deactivationReason: r.deactivation_reason ?? null,
   forgottenAt: iso(r.forgotten_at),
   ownerId: r.owner_id ?? null,
   updatedAt: iso(r.last_event_at)!,

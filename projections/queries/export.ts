@@ -36,7 +36,7 @@ export const EXPORT_COLUMNS: Record<
     id name email phone company source tags status mergedInto marketingConsent registeredAt
     firstPurchaseAt lastPurchaseAt orderCount revenue refunded currency forgottenAt ownerId updatedAt
     openFeedbackCount dealsOpen dealsWon dealsLost revision position baseCurrency revenueBase
-    missingRates`),
+    missingRates deactivatedAt deactivationReason`),
   deals: fields(`
     id customerId title stage status amount currency ownerId probability probabilityOverride
     weightedAmount expectedCloseDate stageEnteredAt openedAt closedAt lostReason updatedAt daysInStage

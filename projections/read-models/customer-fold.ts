@@ -47,6 +47,9 @@ export type CustomerRow = {
   deals_open: number;
   deals_won: number;
   deals_lost: number;
+  /** Business time of the deactivation while inactive (null once reactivated), and its reason. */
+  deactivated_at: Instant | null;
+  deactivation_reason: string | null;
   forgotten_at: Instant | null;
   revision: number;
   last_event_at: Instant;
@@ -141,6 +144,8 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
       deals_open: 0,
       deals_won: 0,
       deals_lost: 0,
+      deactivated_at: null,
+      deactivation_reason: null,
       forgotten_at: null,
       revision: e.revision,
       last_event_at: at,
@@ -197,10 +202,16 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
       if (row.status !== 'forgotten') row.status = 'merged';
       break;
     case 'CustomerDeactivated':
-      if (row.status === 'active') row.status = 'inactive';
+      if (row.status !== 'active') break;
+      row.status = 'inactive';
+      row.deactivated_at = at;
+      row.deactivation_reason = event.data.reason;
       break;
     case 'CustomerReactivated':
-      if (row.status === 'inactive') row.status = 'active';
+      if (row.status !== 'inactive') break;
+      row.status = 'active';
+      row.deactivated_at = null;
+      row.deactivation_reason = null;
       break;
     case 'CustomerOwnerAssigned':
       row.owner_id = event.data.ownerId;

@@ -48,6 +48,8 @@ export const CUSTOMERS: TableSpec<CustomerRow> = {
     'deals_open',
     'deals_won',
     'deals_lost',
+    'deactivated_at',
+    'deactivation_reason',
     'forgotten_at',
     'revision',
     'last_event_at',
@@ -172,6 +174,8 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
     deals_open integer NOT NULL DEFAULT 0,
     deals_won integer NOT NULL DEFAULT 0,
     deals_lost integer NOT NULL DEFAULT 0,
+    deactivated_at timestamptz,
+    deactivation_reason text,
     forgotten_at timestamptz,
     revision integer NOT NULL,
     last_event_at timestamptz NOT NULL,
@@ -549,7 +553,8 @@ export const customersProjection: Projection = {
   // 5: the sort keys a purchase moves indexed in `customer_purchase_keys` instead of `customers`.
   // 6: `revenue_lines` keeps a refund's id and reason (the refunds export).
   // 7: `currency_figures`: the headline currency is the first purchase's in business time, not the first recorded.
-  version: 7,
+  // 8: `deactivated_at` and `deactivation_reason` (exported, so an inactive customer moves with its date).
+  version: 8,
   tables: ['customers', 'customer_purchase_keys', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,

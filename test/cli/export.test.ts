@@ -73,10 +73,10 @@ describe('crm export', () => {
       };
       const files = {
         customers: write('h-customers.csv', [
-          'name,email,tags,source,status,registered_at,deactivated_at',
+          'name,email,tags,source,status,registered_at,deactivated_at,deactivation_reason',
           // Written with an offset: the export writes the same instant in UTC.
-          'Ada,ada@history.example,b2b;newsletter,fair,,1997-05-06T10:00:00+02:00,',
-          'Ida,ida@history.example,,,inactive,1997-06-07 08:00,1999-02-03',
+          'Ada,ada@history.example,b2b;newsletter,fair,,1997-05-06T10:00:00+02:00,,',
+          'Ida,ida@history.example,,,inactive,1997-06-07 08:00,1999-02-03,Closed the account',
         ]),
         deals: write('h-deals.csv', [
           'deal_id,customer_email,title,amount,owner_id,expected_close_date,stage,probability,status,opened_at,closed_at,won_reason,lost_reason,stage_entered_at',
@@ -304,7 +304,13 @@ describe('crm export', () => {
       });
       // What was compared is the history, not new items: closed and resolved feedback stayed so.
       expect(records(await exported(to, 'feedback')).map((r) => r.status)).toEqual(expect.arrayContaining(['closed', 'open']));
-      expect(records(await exported(to, 'customers')).find((r) => r.email === 'ida@history.example')).toMatchObject({ status: 'inactive', source: null });
+      // Inactive since the day the file says, for its reason, not since the import.
+      expect(records(await exported(to, 'customers')).find((r) => r.email === 'ida@history.example')).toMatchObject({
+        status: 'inactive',
+        source: null,
+        deactivatedAt: '1999-02-03T00:00:00.000Z',
+        deactivationReason: 'Closed the account',
+      });
       // The file's reasons and owners, and none where it gave none (the import's own reason read as why a deal was won).
       expect(
         records(await exported(to, 'deals'))

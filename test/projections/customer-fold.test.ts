@@ -55,6 +55,19 @@ describe('the customer fold', () => {
       .thenNothing();
   });
 
+  it('keeps when and why an inactive customer was deactivated, and forgets both at a reactivation', () => {
+    const deactivated = on({ type: 'CustomerDeactivated', data: { customerId, reason: 'Moved abroad' } }, at(4));
+    customer
+      .given([registered])
+      .when(deactivated)
+      .then({ status: 'inactive', deactivated_at: at(4), deactivation_reason: 'Moved abroad' });
+    const reactivated = on({ type: 'CustomerReactivated', data: { customerId } }, at(6));
+    customer.given([registered, deactivated]).when(reactivated).then({ status: 'active', deactivated_at: null, deactivation_reason: null });
+    // A merged customer is not deactivated: its row keeps what it had.
+    const merged = on({ type: 'CustomerMergedInto', data: { customerId, primaryId: randomUUID() } }, at(5));
+    customer.given([registered, merged]).when(deactivated).then({ status: 'merged', deactivated_at: null, deactivation_reason: null });
+  });
+
   it('keeps revenue in the first purchase currency; another currency counts as an order only', () => {
     const eur = purchase('o-1', 120.5, 'EUR', 3);
     customer.given([registered]).when(eur).then({ order_count: 1, currency: 'EUR', revenue: '120.5000' });
@@ -230,6 +243,8 @@ describe('the customer fold', () => {
       currency: 'EUR',
       revenueByCurrency: { EUR: 120.6, USD: 90 },
       registeredAt: at(1),
+      deactivatedAt: null,
+      deactivationReason: null,
       forgottenAt: null,
       ownerId: null,
       updatedAt: at(8),

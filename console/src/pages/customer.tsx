@@ -69,7 +69,9 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
       </p>
       <h1 id="customer-title">{c.name}</h1>
       <p class="muted">
-        {c.status} · revision {c.revision} · registered {day(c.registeredAt)} ·{' '}
+        {c.status}
+        {c.deactivatedAt ? ` since ${day(c.deactivatedAt)}` : ''}
+        {c.deactivationReason ? ` (${c.deactivationReason})` : ''} · revision {c.revision} · registered {day(c.registeredAt)} ·{' '}
         {can(role, 'GET /audit/streams/:stream') ? <a href={href('audit', { stream: `customer-${c.id}` })}>audit history</a> : null}
       </p>
       <div class="columns">
