@@ -6,7 +6,7 @@ import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, val
 import { z } from 'zod';
 import { ruleFor } from './roles.ts';
 import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
-import { createAuthGuard } from './auth/guard.ts';
+import { createAuthGuard, createKeyRecheck } from './auth/guard.ts';
 import { createScopeGuard } from './auth/scope-guard.ts';
 import { loadServerSecret } from './auth/server-secret.ts';
 import { createBackPressure, DEFAULT_BACK_PRESSURE } from './back-pressure.ts';
@@ -167,6 +167,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   app.decorateRequest('apiKey', null);
   app.decorateRequest('routeRule', null);
   app.decorateRequest('viewer', null);
+  app.decorateRequest('keyStamp', null);
 
   // First of the hooks: every answer, refusals (401, 429, 503) included, carries the security and
   // CORS headers, so a browser's page can read a refusal and its Retry-After.
@@ -209,6 +210,8 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     'preHandler',
     createScopeGuard(() => deps.queries),
   );
+  // The body is read: a key revoked (or its user changed) while it came is refused before anything is decided.
+  app.addHook('preValidation', createKeyRecheck(keys));
   // Action commands (launch, close, ...) may come without a body: validate them as `{}`.
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && (request.method === 'POST' || request.method === 'PATCH')) request.body = {};

@@ -11,10 +11,10 @@ import {
   MasterKeyMismatch,
   WrongExpectedRevision,
 } from '../eventstore/errors.ts';
-import { PROBLEM_CONTENT_TYPE, ProblemError, REPEATED_PARAMETER, validationProblem, type FieldError } from './problems.ts';
+import { PROBLEM_CONTENT_TYPE, ProblemError, REPEATED_PARAMETER, validationProblem, type FieldError, type FieldLocation } from './problems.ts';
 
-/** Where a failing value sat: `body`, `query`, `params` or `headers` (fastify's validation contexts). */
-type Location = 'body' | 'query' | 'params' | 'headers';
+/** Where a failing value sat (fastify's validation contexts). */
+type Location = FieldLocation;
 const locationOf = (context: string | undefined): Location =>
   context === 'querystring' ? 'query' : context === 'params' ? 'params' : context === 'headers' ? 'headers' : 'body';
 

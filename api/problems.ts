@@ -35,9 +35,14 @@ export const problemTypes = {
 export type ProblemKind = keyof typeof problemTypes;
 export const problemType = (kind: ProblemKind): string => `${PROBLEM_BASE}${kind.replaceAll('_', '-')}`;
 
+/** Where a failing value was sent: `body`, `query`, `params` or `headers`. */
+export type FieldLocation = 'body' | 'query' | 'params' | 'headers';
+
 export interface FieldError {
-  /** Where the failing value is, e.g. `body.amount`, `query.limit`, `header.if-match`. */
+  /** The failing value as clients name it: `amount`, `targetSegment.tags.0`, `limit`, `if-match`. */
   field: string;
+  /** Where it was sent. */
+  in?: FieldLocation;
   message: string;
 }
 

@@ -140,6 +140,8 @@ export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetR
       const { id } = request.params;
       const { waitFor, asOf, time } = request.query;
       if (time !== undefined && asOf === undefined) throw validationProblem([{ field: 'time', message: 'only with asOf' }]);
+      // Before either read: a restricted caller's past view is scoped by the read models as they stand now.
+      await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       let record: ReadRecord | undefined;
       let revision: unknown;
       if (asOf !== undefined) {
@@ -152,7 +154,6 @@ export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetR
         record = past ? { ...past.state, revision: past.revision, asOf } : undefined;
         revision = past?.revision;
       } else {
-        await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
         record = await spec.fetch(readModels(context), id, request);
         revision = record?.revision;
       }

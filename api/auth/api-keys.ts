@@ -46,6 +46,19 @@ export interface ApiKeyStore {
   hasActiveAdmin(): Promise<boolean>;
   /** Forgets cached lookups, so that a change of users or teams applies to the next request. */
   invalidate(): void;
+  /** Taken before an `authenticate`: what its answer was read from. */
+  stamp(): KeyStamp;
+  /**
+   * Whether an answer read at `stamp` may still be trusted: no change dropped the cached lookups
+   * since (a revocation, a user's deactivation or role change) and it is younger than the cache's
+   * bound (a change made by another process).
+   */
+  isCurrent(stamp: KeyStamp): boolean;
+}
+
+export interface KeyStamp {
+  readonly generation: number;
+  readonly at: number;
 }
 
 export const KEY_PREFIX = 'crm_';
@@ -224,6 +237,10 @@ export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreO
       generation += 1;
       cache.clear();
     },
+
+    stamp: () => ({ generation, at: now() }),
+
+    isCurrent: (stamp) => stamp.generation === generation && now() - stamp.at < cacheMs,
   };
 }
 

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError } from '../problems.ts';
 import type { ClientAddressLimit } from '../rate-limit.ts';
 import { isAllowed, ruleFor, type Role, type RouteRule } from '../roles.ts';
-import type { ApiKeyRecord, ApiKeyStore } from './api-keys.ts';
+import type { ApiKeyRecord, ApiKeyStore, AuthenticatedKey, KeyStamp } from './api-keys.ts';
 import type { Viewer } from './viewer.ts';
 
 declare module 'fastify' {
@@ -13,6 +13,8 @@ declare module 'fastify' {
     routeRule: RouteRule | null;
     /** What the caller may see (api/auth/viewer.ts); null on public routes. */
     viewer: Viewer | null;
+    /** What the key's authentication was read from (createKeyRecheck). */
+    keyStamp: KeyStamp | null;
   }
 }
 
@@ -46,15 +48,39 @@ export const createAuthGuard =
     if (!header) return refuse('Send an API key as "Authorization: Bearer <key>".');
     const match = BEARER.exec(header);
     if (!match?.[1]) return refuse('The Authorization header must be "Bearer <key>".');
+    const stamp = keys.stamp();
     const key = await keys.authenticate(match[1], limit ? { beforeLookup: () => limit.refuseIfExhausted(request, reply) } : undefined);
     if (!key) return refuse('The API key is unknown or revoked.');
-    const { viewer, ...record } = key;
-    request.apiKey = record;
-    request.viewer = viewer;
-    if (!isAllowed(rule, key.role)) {
-      throw new ProblemError('forbidden', `The ${key.role} role may not call ${rule.route}.`, {
-        role: key.role,
-        allowedRoles: [...rule.access],
-      });
-    }
+    admit(request, rule, key, stamp);
+  };
+
+/** Takes the key as the request's caller, if its role may call the route. */
+const admit = (request: FastifyRequest, rule: RouteRule, key: AuthenticatedKey, stamp: KeyStamp): void => {
+  const { viewer, ...record } = key;
+  request.apiKey = record;
+  request.viewer = viewer;
+  request.keyStamp = stamp;
+  if (!isAllowed(rule, key.role)) {
+    throw new ProblemError('forbidden', `The ${key.role} role may not call ${rule.route}.`, {
+      role: key.role,
+      allowedRoles: [...rule.access],
+    });
+  }
+};
+
+/**
+ * preValidation hook: the key is checked again once the body is read, when a revocation, a change of
+ * its user (deactivated, another role or scope) or the cache's age may have changed the answer since
+ * `onRequest`. A client sending its body slowly otherwise acted with a key revoked meanwhile.
+ */
+export const createKeyRecheck =
+  (keys: ApiKeyStore) =>
+  async (request: FastifyRequest): Promise<void> => {
+    const { routeRule: rule, keyStamp } = request;
+    if (!rule || !keyStamp || keys.isCurrent(keyStamp)) return;
+    const stamp = keys.stamp();
+    const token = BEARER.exec(request.headers.authorization ?? '')?.[1];
+    const key = token === undefined ? undefined : await keys.authenticate(token);
+    if (!key) throw unauthenticated('The API key was revoked, or its user deactivated, while the request was being sent.');
+    admit(request, rule, key, stamp);
   };

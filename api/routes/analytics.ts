@@ -95,7 +95,7 @@ const Loose = z.looseObject({});
 
 const ordered = (from: string | number | undefined, to: string | number | undefined, fromField: string, toField: string) => {
   if (from !== undefined && to !== undefined && from > to)
-    throw validationProblem([{ field: `query.${fromField}`, message: `${fromField} must not be after ${toField}` }]);
+    throw validationProblem([{ field: fromField, in: 'query', message: `${fromField} must not be after ${toField}` }]);
 };
 
 const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) => {

@@ -147,7 +147,7 @@ const logFilter = async (
           .filter(Boolean);
   const from = instant(query.from, false);
   const to = instant(query.to, true);
-  if (from && to && from > to) throw validationProblem([{ field: 'from', message: 'from must not be after to' }]);
+  if (from && to && from > to) throw validationProblem([{ field: 'from', in: 'query', message: 'from must not be after to' }]);
   return {
     ...(query.actor !== undefined ? { actor: query.actor } : {}),
     ...(types && types.length > 0 ? { types } : {}),

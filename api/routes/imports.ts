@@ -209,8 +209,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         const name = (error as Error).name;
         if (name === 'DefaultOwnerRefused') {
           const message = named === undefined ? `${(error as Error).message} (the key's user, as no defaultOwner was named)` : (error as Error).message;
-          const errors = [{ field: 'defaultOwner', in: 'query', message }];
-          throw validationProblem(errors, `defaultOwner: ${message}; nothing was imported.`);
+          throw validationProblem([{ field: 'defaultOwner', in: 'query', message }], `defaultOwner: ${message}; nothing was imported.`);
         }
         if (name === 'ImportTooLarge') throw new ProblemError('payload_too_large', `The body is larger than ${maxBytes} bytes.`, {}, CLOSE);
         if (name === 'ImportStalled') {

@@ -165,8 +165,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
   const checkDestination = (url: string | undefined) => {
     const refused = url === undefined ? null : integration.urlRefusal(url);
     if (!refused) return;
-    const errors = [{ field: 'url', in: 'body', message: refused }];
-    throw validationProblem(errors);
+    throw validationProblem([{ field: 'url', in: 'body', message: refused }]);
   };
 
   app.post(
@@ -285,8 +284,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
         .catch((error: unknown) => {
           // The URL given back with *** as its password, for another address or user: nothing changed.
           if (!(error instanceof WebhookUrlRefused)) throw error;
-          const errors = [{ field: error.field, in: 'body', message: error.message }];
-          throw validationProblem(errors);
+          throw validationProblem([{ field: error.field, in: 'body', message: error.message }]);
         });
       if (!updated) throw new ProblemError('not_found', `No webhook ${request.params.id}.`);
       return view(updated, await statusOf(updated.id));

@@ -40,9 +40,14 @@ export const ChangeDealPayload = z
   .refine((c) => Object.keys(c).some((k) => k !== 'dealId'), { message: 'at least one field to change' });
 
 export const MoveDealStagePayload = z.object({ dealId: Id, stage: OpenDealStage }).strict();
-/** `amount` is the final amount when it differs from the deal's current amount. */
-export const WinDealPayload = z.object({ dealId: Id, amount: Amount.optional() }).strict();
-export const LoseDealPayload = z.object({ dealId: Id, reason: SafeText.trim().min(1).max(2000) }).strict();
+/** Why a deal was won or lost, in the seller's words. */
+const OutcomeReason = SafeText.trim().min(1).max(2000);
+/**
+ * `amount` is the final amount when it differs from the deal's current amount; `reason`, why it was
+ * won, is recorded with the event (its metadata's reason, the deal's `wonReason`), as an import's is.
+ */
+export const WinDealPayload = z.object({ dealId: Id, amount: Amount.optional(), reason: OutcomeReason.optional() }).strict();
+export const LoseDealPayload = z.object({ dealId: Id, reason: OutcomeReason }).strict();
 /** `stage` defaults to the stage the deal was in when it was won or lost. */
 export const ReopenDealPayload = z.object({ dealId: Id, stage: OpenDealStage.optional() }).strict();
 

@@ -138,7 +138,8 @@ export function evolveFeedback(state: FeedbackState | undefined, e: ProjectedEve
       if (row.first_response_breached === null) row.first_response_breached = ms(at) > ms(row.first_response_due_at);
       break;
     case 'FeedbackReopened':
-      row.status = 'open';
+      // Being worked again, as the decider has it (domain/feedback/decider.ts): a second reopen is refused.
+      row.status = 'in_progress';
       row.resolution_due_at = event.data.resolutionDueAt;
       row.resolved_at = null;
       row.resolution = null;

@@ -152,7 +152,8 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
 export const feedbackProjection: Projection = {
   name: 'feedback',
   // 2: `customer_owner_id` (visibility by the customer's owner without a join) and `feedback_customer_owners`.
-  version: 2,
+  // 3: a reopened item is `in_progress`, as the decider's state (it read `open`, which no filter matched with the rules).
+  version: 3,
   tables: ['feedback', FEEDBACK_CUSTOMER_OWNERS.table],
   filter: { streamPrefixes: ['feedback-', 'customer-'] },
   migrate,

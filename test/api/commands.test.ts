@@ -270,6 +270,27 @@ describe('deal commands', () => {
     );
   });
 
+  it('wins with the reason the seller gives, which the deal shows as wonReason until it is reopened', async () => {
+    const customer = await register();
+    const opened = accepted(
+      await send('sales', 'POST', '/deals', {
+        customerId: customer.id,
+        title: 'Loom',
+        amount: 900,
+        currency: 'EUR',
+        ownerId: 'ada',
+        expectedCloseDate: '2026-12-31',
+      }),
+      201,
+    );
+    expectProblem(await send('sales', 'POST', `/deals/${opened.id}/won`, { reason: '   ' }, { 'if-match': '"0"' }), 400);
+    const won = accepted(await send('sales', 'POST', `/deals/${opened.id}/won`, { reason: 'Best fit for the mill' }, { 'if-match': '"0"' }));
+    const read = (position: string) => h.app.inject({ method: 'GET', url: `/deals/${opened.id}?waitFor=${position}`, headers: h.auth('sales') });
+    expect((await read(won.position)).json()).toMatchObject({ status: 'won', wonReason: 'Best fit for the mill' });
+    const reopened = accepted(await send('sales', 'POST', `/deals/${opened.id}/reopen`, {}, { 'if-match': `"${won.revision}"` }));
+    expect((await read(reopened.position)).json()).toMatchObject({ status: 'open', wonReason: null });
+  });
+
   it('opens a deal in a stage it entered after its opening, and refuses one entered before it or in the future', async () => {
     const customer = await register();
     const deal = {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
@@ -93,5 +94,56 @@ describe('the key cache', () => {
       expect(res.statusCode, res.body).toBeLessThan(300);
     });
     expect(await h.app.keys.authenticate(key)).toBeUndefined();
+  });
+});
+
+describe('a request whose key changes while its body is still coming', () => {
+  /**
+   * Sends `POST /customers` with the body in two parts, running `change` between them (after the key
+   * was checked in onRequest, before the body is complete), and answers the response.
+   */
+  const slowRegistration = async (key: string, email: string, change: () => Promise<void>) => {
+    const body = new PassThrough();
+    const payload = JSON.stringify({ name: 'Slow Sender', email });
+    body.write(payload.slice(0, 10));
+    const response = h.app.inject({
+      method: 'POST',
+      url: '/customers',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) },
+      payload: body,
+    });
+    // The guard ran: the key was looked up and cached before the change.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await change();
+    body.end(payload.slice(10));
+    return response;
+  };
+  const registered = async (email: string) =>
+    (await h.app.inject({ method: 'GET', url: `/customers?search=${encodeURIComponent(email)}`, headers: admin() })).json().items.length;
+
+  it('is refused (401) when the key was revoked meanwhile, and nothing is appended', async () => {
+    const { userId, key } = await userWithKey();
+    const id = (await h.app.keys.list()).find((k) => k.userId === userId)!.id;
+    const email = `slow-${randomUUID()}@example.com`;
+    const res = await slowRegistration(key, email, async () => {
+      expect((await h.app.inject({ method: 'DELETE', url: `/admin/api-keys/${id}`, headers: admin() })).statusCode).toBe(200);
+    });
+    expectProblem(res, 401, 'unauthenticated');
+    expect(await registered(email)).toBe(0);
+  });
+
+  it("is refused (401) when the key's user was deactivated meanwhile", async () => {
+    const { userId, key } = await userWithKey();
+    const res = await slowRegistration(key, `slow-${randomUUID()}@example.com`, async () => {
+      const patched = await h.app.inject({ method: 'PATCH', url: `/admin/users/${userId}`, payload: { active: false }, headers: admin() });
+      expect(patched.statusCode, patched.body).toBe(200);
+    });
+    expectProblem(res, 401, 'unauthenticated');
+  });
+
+  it('goes through when nothing changed meanwhile', async () => {
+    const { key } = await userWithKey();
+    const res = await slowRegistration(key, `slow-${randomUUID()}@example.com`, async () => undefined);
+    expect(res.statusCode, res.body).toBe(201);
   });
 });

@@ -305,6 +305,17 @@ describe('visibility: commands on one record', () => {
     expect(json(res).ownerId).toBe(users.own);
     expect((await get(`/customers/${id}?waitFor=${position}`, 'team')).statusCode).toBe(200);
   });
+
+  it("a user's own registration read as of a past business day with ?waitFor= waits for the read model that scopes it (it answered 404)", async () => {
+    const asOf = encodeURIComponent('2026-11-01T00:00:00Z');
+    for (let i = 0; i < 5; i += 1) {
+      const email = `past-${randomUUID()}@example.com`;
+      const { id, position } = await post('/customers', { name: 'Mine Then', email, occurredAt: '2026-10-01T00:00:00Z' }, bearer.own);
+      const res = await get(`/customers/${id}?asOf=${asOf}&time=business&waitFor=${position}`, 'own');
+      expect(res.statusCode, res.body).toBe(200);
+      expect(json(res)).toMatchObject({ id, email, status: 'active' });
+    }
+  });
 });
 
 describe('visibility: lists, exports, totals', () => {

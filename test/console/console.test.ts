@@ -386,13 +386,14 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await card(byDrag).waitFor();
     await screenshot(page, 'pipeline');
     await card(byDrag).getByRole('button', { name: 'Won' }).click();
+    await page.locator('form.command').getByLabel('Why it was won (optional)').fill('Signed at the fair');
     await page.locator('form.command').getByRole('button', { name: 'Mark won' }).click();
     await eventually(() => page.locator(`#move-${dealId}`).count()).toBe(0);
-    const deal = await crm.api<{ status: string; stage: string }>(`/deals/${dealId}`);
-    expect(deal.body.status).toBe('won');
+    const deal = await crm.api<{ status: string; stage: string; wonReason: string | null }>(`/deals/${dealId}`);
+    expect(deal.body).toMatchObject({ status: 'won', wonReason: 'Signed at the fair' });
     const history = await crm.api<{ items: { type: string }[] }>(`/audit/streams/deal-${dealId}`);
     expect(history.body.items.map((e) => e.type).slice(-3)).toEqual(['DealStageChanged', 'DealStageChanged', 'DealWon']);
-    await eventually(() => page.getByTestId('closed-deals').innerText()).toContain('won');
+    await eventually(() => page.getByTestId('closed-deals').innerText()).toContain('Signed at the fair');
   });
 
   it('marks a deal won after a 409: the form then sends the deal as it stands, keeping what was typed', async () => {

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { foldRecord } from '../../audit/records.ts';
 import type { CrmEvent } from '../../domain/catalogue.ts';
+import { evolveFeedback as decideFrom, initialFeedbackState } from '../../domain/feedback/decider.ts';
+import type { FeedbackEvent } from '../../domain/feedback/events.ts';
 import { FEEDBACK } from '../../projections/read-models/feedback.ts';
 import { evolveFeedback, type FeedbackState } from '../../projections/read-models/feedback-fold.ts';
 import type { ProjectedEvent } from '../../shared/events.ts';
@@ -82,7 +84,8 @@ describe('the feedback fold', () => {
   it('reopening clears the resolution and its breach, and counts', () => {
     const row = fold([submitted, assigned, responded, resolved, reopened])!;
     expect(row).toMatchObject({
-      status: 'open',
+      // The decider's status after a reopen, which its rules (a second reopen refused) go by.
+      status: 'in_progress',
       resolved_at: null,
       resolution: null,
       resolution_seconds: null,
@@ -90,6 +93,16 @@ describe('the feedback fold', () => {
       reopen_count: 1,
       resolution_due_at: at(9),
       revision: 4,
+    });
+  });
+
+  it("reads every step's status as the decider's state has it, whose rules (assign, resolve, reopen) go by it", () => {
+    const closed = on({ type: 'FeedbackClosed', data: { feedbackId } }, at(10));
+    const steps = [submitted, assigned, responded, resolved, reopened, resolved, closed];
+    steps.forEach((_, i) => {
+      const given = steps.slice(0, i + 1);
+      const decided = given.reduce((state, e) => decideFrom(state, e.event as FeedbackEvent, e.metadata.occurredAt), initialFeedbackState());
+      expect([given.at(-1)!.event.type, fold(given)!.status]).toEqual([given.at(-1)!.event.type, decided.status]);
     });
   });
 
@@ -122,7 +135,7 @@ describe('the feedback fold', () => {
       subject: 'Broken',
       body: 'It broke',
       priority: 'high',
-      status: 'open',
+      status: 'in_progress',
       assigneeId: 'sue@support',
       csat: null,
       nps: null,

@@ -94,12 +94,16 @@ export const PipelinePage = ({ role }: { role: Role }) => {
           revision={closingDeal.revision}
           fields={
             closing.outcome === 'won'
-              ? [{ name: 'amount', label: `Final amount (${closingDeal.currency}; blank: ${closingDeal.amount})`, type: 'number', step: '0.01' }]
+              ? [
+                  { name: 'amount', label: `Final amount (${closingDeal.currency}; blank: ${closingDeal.amount})`, type: 'number', step: '0.01' },
+                  { name: 'reason', label: 'Why it was won (optional)' },
+                ]
               : [{ name: 'reason', label: 'Reason lost', required: true }]
           }
           submit={async (v) => {
             const amount = numberOf(v.amount, 'amount');
-            const body = closing.outcome === 'won' ? (amount !== undefined ? { amount } : {}) : { reason: text(v.reason) };
+            const reason = text(v.reason);
+            const body = closing.outcome === 'won' ? { ...(amount !== undefined ? { amount } : {}), ...(reason ? { reason } : {}) } : { reason };
             setWaitFor((await command(`/deals/${closingDeal.id}/${closing.outcome}`, body, { ifMatch: closingDeal.revision })).position);
             setClosing(null);
           }}
