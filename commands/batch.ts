@@ -16,7 +16,16 @@ import { customerIdUnder, eventIdFor } from './ids.ts';
 import { ioTurns } from '../shared/io-turns.ts';
 import { LruMap } from '../shared/lru.ts';
 import type { CommandContext } from './index.ts';
-import { createDecide, fillDerivedIds, needsCustomerSnapshot, needsOwnerSnapshot, prepareCommand, protectForCommand, type PreparedCommand } from './prepare.ts';
+import {
+  createDecide,
+  customerForgotten,
+  fillDerivedIds,
+  needsCustomerSnapshot,
+  needsOwnerSnapshot,
+  prepareCommand,
+  protectForCommand,
+  type PreparedCommand,
+} from './prepare.ts';
 import { createSnapshotCodec, SNAPSHOT_AFTER_EVENTS, type PendingSnapshot, type SavedState } from './snapshots.ts';
 import type { AggregateKind } from './schemas.ts';
 
@@ -486,6 +495,20 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     return { appending, appends };
   };
 
+  /**
+   * The store's append, after one fresh look at the customers whose personal data the events carry.
+   * A batch is decided and encrypted while the one before it is stored, a second or more earlier: a
+   * customer forgotten in that time (through the API, by this process or another) took the batch's
+   * events after its `CustomerForgotten` (999 activities in one run). Refused as the API refuses a
+   * forgotten customer, and the batch decided again, where the decider refuses those rows.
+   */
+  const appendUnlessForgotten = async (appends: StreamAppend[]): Promise<AppendResult[]> => {
+    const subjects = appends.flatMap((a) => a.events.flatMap((e) => personalSubjectOf(e.type, e.data) ?? []));
+    const [forgotten] = subjects.length > 0 ? await personalData.refreshForgotten(subjects) : [];
+    if (forgotten !== undefined) throw customerForgotten(forgotten);
+    return store.appendToStreams(appends);
+  };
+
   /** What the stream holds once a pass's events are stored: kept for the next batches. */
   const rememberDecided = (stream: string, w: Working, revision: number): void => {
     const ids = w.base.ids;
@@ -541,7 +564,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         const { appending } = decided;
         appends = decided.appends;
         if (appending.length > 0) {
-          const results = await store.appendToStreams(appends);
+          const results = await appendUnlessForgotten(appends);
           markStoredBefore(appends, results, outcomes, (i) => slice[i] !== undefined);
           appending.forEach(([stream, w], i) => rememberDecided(stream, w, results[i]!.nextExpectedRevision));
         }
@@ -564,7 +587,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           const conflicted = new Set(error.conflicts.map((c) => c.stream));
           const rest = appends.filter((a) => !conflicted.has(a.stream));
           if (rest.length > 0 && rest.length < appends.length) {
-            progress = await store.appendToStreams(rest).then(
+            progress = await appendUnlessForgotten(rest).then(
               (results) => {
                 markStoredBefore(rest, results, outcomes, (i) => slice[i] !== undefined);
                 return true;
@@ -669,7 +692,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         if (appends.length === 0) return batch.outcomes;
         let results: AppendResult[];
         try {
-          results = await store.appendToStreams(appends);
+          results = await appendUnlessForgotten(appends);
           markStoredBefore(appends, results, batch.outcomes);
         } catch (error) {
           const stale = error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict;

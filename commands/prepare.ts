@@ -141,13 +141,16 @@ export const createDecide = (sla: SlaPolicy) => {
     (registry[kind].decide as (command: unknown, state: unknown) => DomainEventList)(command, state);
 };
 
+/** The refusal of personal data for a customer whose key is gone, as the decider refuses a forgotten customer's commands. */
+export const customerForgotten = (customerId: string) =>
+  invalidState('customer.forgotten', `Customer ${customerId} has been forgotten`, 'customerId', { customerId });
+
 /** Encrypts personal fields; a customer forgotten between our read and this write (a race) is refused like any forgotten customer. */
 export const protectForCommand = async (personalData: PersonalData, type: CrmEventType, data: unknown): Promise<unknown> => {
   try {
     return await personalData.protect(type, data);
   } catch (error) {
-    if (error instanceof PersonalDataForgotten)
-      throw invalidState('customer.forgotten', `Customer ${error.customerId} has been forgotten`, 'customerId', { customerId: error.customerId });
+    if (error instanceof PersonalDataForgotten) throw customerForgotten(error.customerId);
     throw error;
   }
 };

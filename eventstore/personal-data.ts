@@ -45,9 +45,10 @@ export interface PersonalData {
   evict(customerId: string): void;
   /**
    * One query: marks those of these customers who have been forgotten (by any process) as forgotten in
-   * the cache. Publishers call it before decoding a page, so nothing is delivered from a stale key.
+   * the cache, and answers them. Publishers call it before decoding a page, so nothing is delivered
+   * from a stale key; a bulk import before appending a batch encrypted earlier.
    */
-  refreshForgotten(customerIds: readonly string[]): Promise<void>;
+  refreshForgotten(customerIds: readonly string[]): Promise<string[]>;
   /** Every customer forgotten so far, by any process (their keys are gone). */
   forgottenCustomers(): Promise<string[]>;
   /**
@@ -394,11 +395,15 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
     },
 
     async refreshForgotten(customerIds) {
-      const cached = [...new Set(customerIds)].filter((id) => cache.get(id));
-      if (cached.length === 0) return;
+      const ids = [...new Set(customerIds)];
+      // Known forgotten stay so (a key is never given back); the others are asked, cached or not.
+      const known = ids.filter((id) => cache.has(id) && cache.get(id) === null);
+      const asked = ids.filter((id) => !known.includes(id));
+      if (asked.length === 0) return known;
       const { rows } = await sql<{ customer_id: string }>`
-        SELECT customer_id FROM ${table} WHERE customer_id = ANY(${cached}::text[]) AND data_key IS NULL`.execute(db);
+        SELECT customer_id FROM ${table} WHERE customer_id = ANY(${asked}::text[]) AND data_key IS NULL`.execute(db);
       for (const row of rows) remember(row.customer_id, null);
+      return [...known, ...rows.map((row) => row.customer_id)];
     },
 
     async loadKeys(customerIds, options = {}) {

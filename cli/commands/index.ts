@@ -8,6 +8,7 @@ import { importCommand } from './import.ts';
 import { importRatesCommand } from './import-rates.ts';
 import { masterKeyCommand } from './master-key.ts';
 import { projectCommand } from './project.ts';
+import { purgeErasedCommand } from './purge-erased.ts';
 import { publishCommand } from './publish.ts';
 import { projectionsCommand } from './projections.ts';
 import { rebuildCommand } from './rebuild.ts';
@@ -29,6 +30,7 @@ export const commands: readonly CliCommand[] = [
   importRatesCommand,
   exportCommand,
   claimEmailsCommand,
+  purgeErasedCommand,
   demoCommand,
   fitCommand,
   apiKeyCommand,

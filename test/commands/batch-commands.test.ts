@@ -704,4 +704,22 @@ describe('batch commands: concurrent writers and faults', () => {
     expect(racedOutcomes).toMatchObject([{ ok: false, error: { code: 'customer.forgotten' } }, { ok: true }]);
     expect(await ordersOf(other!)).toContain('o1');
   });
+  it('a customer forgotten after a pipelined batch was decided and encrypted, before its append: the rows are refused, nothing follows the forget', async () => {
+    const [earlier, forgotten] = await registered(2);
+    const forgetDone = gate();
+    // The first batch's append waits until the customer of the second one is forgotten.
+    const w = watched({ beforeAppend: async (call) => void (call === 1 && (await forgetDone.opened)) });
+    const batch = handler(w);
+    const activityId = randomUUID();
+    const first = await batch.submitBatch([purchase(earlier!, 'o1')]);
+    // Decided and its body encrypted now, while the first batch waits to be stored.
+    const second = await batch.submitBatch([
+      item({ type: 'LogActivity', activityId, customerId: forgotten!, kind: 'note', subject: 'Call back', body: `Ring ${forgotten}` }, `note-${activityId}`),
+    ]);
+    await api.execute({ type: 'ForgetCustomer', customerId: forgotten! }, { actor, correlationId: 'gdpr', idempotencyKey: `forget-${forgotten}` });
+    forgetDone.open();
+    expect(await first.outcomes).toMatchObject([{ ok: true }]);
+    expect(await second.outcomes).toMatchObject([{ ok: false, error: { code: 'customer.forgotten' } }]);
+    expect(await store.readStream(`activity-${activityId}`)).toEqual([]);
+  });
 });
