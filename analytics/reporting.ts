@@ -4,6 +4,7 @@
  * projection runner's `reportingViews` hook expects; `createAnalyticsReportingViews` runs them directly.
  */
 import { sql, type QueryExecutorProvider } from 'kysely';
+import { replaceViewStatement } from '../projections/reporting-kept.ts';
 import { RETENTION_CLV_SQL } from './retention-clv.ts';
 
 const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
@@ -77,11 +78,11 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
     analytics_cohorts: 'Cohorts by first-purchase month: active customers and retention rate k months later, from the latest model fit',
     analytics_forecast: 'Monthly net revenue, actual and forecast, per method, from the latest model fit',
   };
-  // Dropped first: CREATE OR REPLACE cannot change a view's columns when a later version does.
+  // In place where the columns allow it; dropped and made anew when a later version changes them.
   return statements.flatMap((statement) => {
     const name = /CREATE OR REPLACE VIEW (\S+)/.exec(statement)![1]!;
     const short = /\."([^"]+)"$/.exec(name)![1]!;
-    return [`DROP VIEW IF EXISTS ${name} CASCADE`, statement, `COMMENT ON VIEW ${name} IS '${(descriptions[short] ?? '').replace(/'/g, "''")}'`];
+    return [replaceViewStatement(name, statement), `COMMENT ON VIEW ${name} IS '${(descriptions[short] ?? '').replace(/'/g, "''")}'`];
   });
 }
 

@@ -97,6 +97,21 @@ export class ReadModelsNotBuilt extends Error {
 }
 
 /**
+ * Read models built by another version of their projection than this CRM's (an upgrade whose rebuild
+ * has not run yet, or a process of another version beside this one): a replay by this version's code
+ * differs from them by design, which a comparison would report as tampering.
+ */
+export class ReadModelsOfAnotherVersion extends Error {
+  constructor(readonly projections: { name: string; built: number; here: number }[]) {
+    super(
+      `The read models ${projections.map((p) => `${p.name} (version ${p.built}; this CRM's is ${p.here})`).join(', ')} were built by another version of the CRM: ` +
+        '`crm serve` or `crm project` of this version rebuilds them when it starts (`crm rebuild` does it now); verify after that. Nothing was compared.',
+    );
+    this.name = 'ReadModelsOfAnotherVersion';
+  }
+}
+
+/**
  * A live projection's checkpoint went back while the check replayed (it was reset or rebuilt from an
  * earlier position): the replay is past what the live tables now hold, so they cannot be compared.
  */
@@ -247,6 +262,10 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
     progress({ phase: 'replay', done: before + events, total: total === null ? null : before + total });
   // Checked first: reading the live checkpoints would otherwise fail with a bare "relation does not exist".
   if (!(await checkpointsExist(db, readSchema))) throw new ReadModelsNotBuilt(readSchema);
+  const checkpoints = await readCheckpoints(db, readSchema);
+  const otherVersions = projections.filter((p) => (checkpoints.get(p.name)?.version ?? p.version) !== p.version);
+  if (otherVersions.length > 0)
+    throw new ReadModelsOfAnotherVersion(otherVersions.map((p) => ({ name: p.name, built: checkpoints.get(p.name)!.version, here: p.version })));
   const head = await deps.store.headPosition();
   // Claimed: a process killed mid-check leaves a shadow that the next one to open the read models drops.
   const dropShadow = await claimShadow(db, shadow, { sessionLock: deps.sessionLock });

@@ -1,6 +1,6 @@
 import { EventStoreUnavailable, MasterKeyMismatch, StoreNotFound } from '../eventstore/errors.ts';
 import { unavailableAdvice } from './advice.ts';
-import { ReadModelRebuilding } from '../projections/errors.ts';
+import { ReadModelRebuilding, ReadModelsFromNewerVersion } from '../projections/errors.ts';
 import { helpText, Interrupted, parseCommandArgs, UsageError, type CliCommand, type CommandRun } from './command.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { commands } from './commands/index.ts';
@@ -115,7 +115,7 @@ const report = (error: unknown): number => {
     err(`crm: ${error.message}`);
     return 2;
   }
-  if (error instanceof MasterKeyMismatch) {
+  if (error instanceof MasterKeyMismatch || error instanceof ReadModelsFromNewerVersion) {
     err(`crm: ${error.message}`);
     return 78; // EX_CONFIG
   }

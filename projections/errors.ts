@@ -17,6 +17,23 @@ export class ReadModelTimeout extends Error {
 }
 
 /**
+ * Read models built by a newer version of the CRM than this process runs (an older process started
+ * beside newer ones, or a version rolled back): rebuilt at this older version, they would halt the
+ * newer processes' projections on their first batch (a column they write is gone) and bring back what
+ * the newer version fixed. This process follows no projection; upgrade it (or stop it).
+ */
+export class ReadModelsFromNewerVersion extends Error {
+  constructor(readonly projections: { name: string; built: number; here: number }[]) {
+    super(
+      `The read models ${projections.map((p) => `${p.name} (version ${p.built})`).join(', ')} were built by a newer version of the CRM than this process ` +
+        `(${projections.map((p) => `${p.name} ${p.here}`).join(', ')}): run the newer version here, or stop this process. To go back to this version on purpose, ` +
+        `stop every newer process and run this version's \`crm rebuild\`.`,
+    );
+    this.name = 'ReadModelsFromNewerVersion';
+  }
+}
+
+/**
  * A query needs what only the new version of a projection holds, and the old tables still serve while
  * it is rebuilt after an upgrade (invariant 6): the API answers 503, to be retried once the rebuild ends.
  */

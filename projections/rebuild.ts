@@ -14,7 +14,7 @@ import {
   type Checkpoint,
 } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
-import { createReportingViews } from './reporting.ts';
+import { createReportingViews, keptOnViewsOf } from './reporting.ts';
 import { claimShadow, dropAbandonedShadows, newShadowName, type SessionLock } from './shadows.ts';
 import { ensureSchema, executeStatements } from '../shared/sql.ts';
 
@@ -348,6 +348,8 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
       if (pastTheStore.has(row.name)) continue;
       if ((shadowCheckpoints.get(row.name)?.position ?? 0n) < BigInt(row.position)) return undefined;
     }
+    // Read before the tables go: dropping them drops the views that read them, with others' grants and views on those.
+    const kept = await keptOnViewsOf(trx, { readSchema: schema, reportingSchema: options.reportingSchema }, options.projections);
     let position = 0n;
     for (const p of selected) {
       const cp = shadowCheckpoints.get(p.name)!;
@@ -372,6 +374,7 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
       reportingSchema: options.reportingSchema,
       projections: options.projections,
       oneRoundTrip: options.concurrent === true,
+      kept,
     });
     return position;
   });

@@ -4,6 +4,7 @@ import type { Projection } from './projection.ts';
 import { ensureSchema, executeStatements } from '../shared/sql.ts';
 import { MAX_MERGE_CHAIN } from '../domain/customer/decider.ts';
 import { grantTeamRoles, scopeCondition, scopeStatements } from './reporting-roles.ts';
+import { keptOnReportingViews, replaceViewStatement, restoreOnReportingViews, viewsMadeBy, type KeptOnReportingViews } from './reporting-kept.ts';
 
 /**
  * The `reporting` schema: documented views over the read models, the stable interface for BI tools
@@ -87,8 +88,6 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['deals_won', 'Won deals'],
       ['deals_lost', 'Lost deals'],
       ['forgotten_at', 'Business time the customer was forgotten'],
-      ['deactivated_at', 'Business time of the deactivation while the customer is inactive, else null'],
-      ['deactivation_reason', 'Reason given with that deactivation (free text), null without one'],
       ['updated_at', 'Business time of the last event applied'],
       ['owner_id', 'Account owner (user id), null when none is assigned'],
       ['base_currency', 'ISO 4217 code of the base currency (CRM_BASE_CURRENCY)'],
@@ -97,12 +96,15 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
         'Purchases minus refunds in every currency (merged duplicates included, as for `revenue`), each converted at the rate valid at its business time; 0 without any; null while a rate is missing',
       ],
       ['missing_rates', "Currencies and months of the customer's amounts (merged duplicates included) without a rate ('JPY 2026-03'), empty when none"],
+      // Added later: at the end, so that the view is replaced in place (its grants and the views built on it stay).
+      ['deactivated_at', 'Business time of the deactivation while the customer is inactive, else null'],
+      ['deactivation_reason', 'Reason given with that deactivation (free text), null without one'],
     ],
     scoped: true,
     select: (s, r) => `SELECT c.customer_id, c.name, c.email, c.company, c.source, c.tags, c.status, c.merged_into, c.marketing_consent, c.registered_at,
       c.first_purchase_at, c.last_purchase_at, c.order_count, c.revenue, c.refunded, c.currency, c.open_feedback_count, c.deals_open, c.deals_won,
-      c.deals_lost, c.forgotten_at, c.deactivated_at, c.deactivation_reason, c.last_event_at AS updated_at, c.owner_id, ${baseOf(s)} AS base_currency,
-      m.revenue_base, m.missing_rates
+      c.deals_lost, c.forgotten_at, c.last_event_at AS updated_at, c.owner_id, ${baseOf(s)} AS base_currency,
+      m.revenue_base, m.missing_rates, c.deactivated_at, c.deactivation_reason
       FROM ${q(s, 'customers')} c,
       LATERAL (SELECT ${baseSumSql('x.base_amount')} AS revenue_base, ${missingRatesSql('x')} AS missing_rates
         FROM ${convertedLines(s, 'revenue_lines', ofCustomerAndMergedSql(s, 'c.customer_id'))} x) m
@@ -362,38 +364,57 @@ const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
 
 export function viewStatements(view: ReportingView, readSchema: string, reportingSchema: string): string[] {
   const name = q(reportingSchema, view.name);
+  const columns = view.columns.map(([c]) => `"${c}"`).join(', ');
   return [
-    `DROP VIEW IF EXISTS ${name} CASCADE`,
-    `CREATE VIEW ${name} (${view.columns.map(([c]) => `"${c}"`).join(', ')})${view.scoped ? ' WITH (security_barrier)' : ''} AS ${view.select(readSchema, reportingSchema)}`,
+    replaceViewStatement(
+      name,
+      `CREATE OR REPLACE VIEW ${name} (${columns})${view.scoped ? ' WITH (security_barrier)' : ''} AS ${view.select(readSchema, reportingSchema)}`,
+    ),
     `COMMENT ON VIEW ${name} IS ${literal(view.description)}`,
     ...view.columns.map(([c, d]) => `COMMENT ON COLUMN ${name}."${c}" IS ${literal(d)}`),
   ];
 }
 
+type ViewNames = { readSchema: string; reportingSchema: string };
+
+/** The statements that make the reporting views of these projections, and `projection_status`. */
+const reportingViewStatements = (names: ViewNames, projections: readonly Projection[]): string[] => [
+  // The team roles' scope function first: the scoped views call it.
+  ...scopeStatements(names.readSchema, names.reportingSchema),
+  ...viewStatements(PROJECTION_STATUS_VIEW, names.readSchema, names.reportingSchema),
+  ...projections.flatMap((p) => p.reportingViews?.(names) ?? []),
+];
+
 /**
- * (Re)creates the reporting views of these projections (and `projection_status`) over `readSchema`.
- * Pass a transaction to make it part of a swap: views are dropped with the tables they read.
- * `oneRoundTrip` (a PostgreSQL server; PGlite takes one statement a call) sends the 170 and more
- * statements (a comment per column) as one: a rebuild's swap runs them while it holds every read
- * model, and one round trip each kept readers waiting past their lock timeout on a loaded machine.
+ * What others made on the reporting views of these projections (grants, their own views on them):
+ * a swap reads it before it drops the tables the views read, and `createReportingViews` makes it again.
+ */
+export const keptOnViewsOf = (db: QueryExecutorProvider, names: ViewNames, projections: readonly Projection[]): Promise<KeptOnReportingViews> =>
+  keptOnReportingViews(db, names.reportingSchema, viewsMadeBy(reportingViewStatements(names, projections)));
+
+/**
+ * (Re)creates the reporting views of these projections (and `projection_status`) over `readSchema`,
+ * in place where their columns allow it, and makes again the grants on them and the views others
+ * built on them (`kept`, read first unless given). Answers the views built on them that could not be
+ * made again (a column they read is gone). Pass a transaction to make it part of a swap: views are
+ * dropped with the tables they read. `oneRoundTrip` (a PostgreSQL server; PGlite takes one statement
+ * a call) sends the 170 and more statements (a comment per column) as one: a rebuild's swap runs them
+ * while it holds every read model, and one round trip each kept readers waiting past their lock
+ * timeout on a loaded machine.
  */
 export async function createReportingViews(
   db: QueryExecutorProvider,
-  options: { readSchema: string; reportingSchema: string; projections: readonly Projection[]; oneRoundTrip?: boolean },
-): Promise<void> {
+  options: ViewNames & { projections: readonly Projection[]; oneRoundTrip?: boolean; kept?: KeptOnReportingViews },
+): Promise<{ notRestored: string[] }> {
   await ensureSchema(db, options.reportingSchema);
-  const names = { readSchema: options.readSchema, reportingSchema: options.reportingSchema };
-  const statements = [
-    // The team roles' scope function first: the scoped views call it.
-    ...scopeStatements(options.readSchema, options.reportingSchema),
-    ...viewStatements(PROJECTION_STATUS_VIEW, options.readSchema, options.reportingSchema),
-    ...options.projections.flatMap((p) => p.reportingViews?.(names) ?? []),
-  ];
+  const statements = reportingViewStatements(options, options.projections);
+  const kept = options.kept ?? (await keptOnReportingViews(db, options.reportingSchema, viewsMadeBy(statements)));
   await executeStatements(
     db,
     statements.map((statement) => sql.raw(statement)),
     options.oneRoundTrip === true,
   );
-  // Recreated views lost their grants: team reporting roles get theirs back.
+  // Views made anew have lost their grants: team reporting roles get theirs back, and so do others'.
   await grantTeamRoles(db, options.reportingSchema);
+  return { notRestored: await restoreOnReportingViews(db, kept) };
 }

@@ -26,7 +26,7 @@ import {
   type Checkpoint,
 } from './checkpoints.ts';
 import { relaxDurability } from './durability.ts';
-import { describeError, isTransient, ReadModelTimeout } from './errors.ts';
+import { describeError, isTransient, ReadModelsFromNewerVersion, ReadModelTimeout } from './errors.ts';
 import { LeaseLost, type LeaseGuard } from './leases.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
 import type { Projection } from './projection.ts';
@@ -189,6 +189,11 @@ export class ProjectionRunner {
     await migrateCheckpoints(db, schema);
     await claimFeedEngine(db, schema, this.options.store.engine);
     const before = await readCheckpoints(db, schema);
+    const newer = projections.flatMap((p) => {
+      const built = before.get(p.name)?.version ?? 0;
+      return built > p.version ? [{ name: p.name, built, here: p.version }] : [];
+    });
+    if (newer.length > 0) throw new ReadModelsFromNewerVersion(newer);
     const changed = projections.filter((p) => builtOtherwise(before.get(p.name), p));
     for (const p of projections) {
       if (changed.includes(p)) continue;

@@ -506,10 +506,21 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
     };
     // Under the set-up lock, as the projections' start is: CLI processes started at once (exports from
     // cron, a rebuild beside them) recreate the same views, and one saw another's half-made set.
+    /** The reporting views made (again), saying which views others built on them could not be. */
+    const makeReportingViews = async (over: readonly Projection[]) => {
+      const { notRestored } = await createReportingViews(database.db, {
+        readSchema: config.schemas.read,
+        reportingSchema: config.schemas.reporting,
+        projections: over,
+      });
+      if (notRestored.length > 0)
+        partLog('reporting views')?.('views built on the reporting views could not be made again (a column they read is gone): make them anew', {
+          views: notRestored,
+        });
+    };
     const prepareReadModels = () =>
       underSetUpLock(async () => {
-        const current = await migrateReadModels();
-        await createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections: current });
+        await makeReportingViews(await migrateReadModels());
       });
     /** Every step done: the projections, publishers and chain sealer run. */
     let started = false;
@@ -541,9 +552,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         closing.add('publishers', () => integration.stop());
       }
       // Tables exist now: (re)create the documented views BI tools read.
-      await underSetUpLock(() =>
-        createReportingViews(database.db, { readSchema: config.schemas.read, reportingSchema: config.schemas.reporting, projections }),
-      );
+      await underSetUpLock(() => makeReportingViews(projections));
       // The global hash chain is sealed by the process that follows the feed (tamper evidence; PostgreSQL engine only).
       // Its loop catches every failure and tries again on the next tick (a database away is no reason to stop).
       // One line when sealing starts failing and one when it works again, not one a second while the database is away.

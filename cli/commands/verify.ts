@@ -110,7 +110,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
   // Two phases, each counted in its own unit: events replayed, then tables compared.
   let progress = createProgress({ label: 'verify: replay', unit: 'events' });
   let comparing = false;
-  const { ReadModelsMovedBack, ReadModelsNotBuilt } = await import('../../audit/verify.ts');
+  const { ReadModelsMovedBack, ReadModelsNotBuilt, ReadModelsOfAnotherVersion } = await import('../../audit/verify.ts');
   let result: ReadModelVerification;
   try {
     result = await runtime.audit.verifyReadModels({
@@ -126,7 +126,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
     });
   } catch (error) {
     // A store whose read models were never built, or were reset during the check, is a state to explain, not a crash to report.
-    if (!(error instanceof ReadModelsNotBuilt || error instanceof ReadModelsMovedBack)) throw error;
+    if (!(error instanceof ReadModelsNotBuilt || error instanceof ReadModelsMovedBack || error instanceof ReadModelsOfAnotherVersion)) throw error;
     run.err(`crm verify: ${error.message}`);
     return 1;
   }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeReadModelVerification, readModelsNextSteps } from '../../audit/summary.ts';
-import { verifyReadModels, type VerifyProgress } from '../../audit/verify.ts';
+import { ReadModelsOfAnotherVersion, verifyReadModels, type VerifyProgress } from '../../audit/verify.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import type { Projection } from '../../projections/projection.ts';
@@ -130,6 +130,22 @@ describe('read-model verification', () => {
     }
     expect((await verifyReadModels(h.deps, { projections })).ok).toBe(true);
   }, 60_000);
+
+  it('compares nothing, and says why, while read models built by another version of their projection wait for their rebuild (no false alarm of tampering)', async () => {
+    const customers = projections.find((p) => p.name === 'customers')!;
+    await sql`UPDATE ${sql.id(h.schemas.read, 'projection_checkpoints')} SET version = version - 1 WHERE name = 'customers'`.execute(h.database.db);
+    try {
+      const refused = await verifyReadModels(h.deps, { projections }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(ReadModelsOfAnotherVersion);
+      expect((refused as Error).message).toContain(`customers (version ${customers.version - 1}; this CRM's is ${customers.version})`);
+    } finally {
+      await sql`UPDATE ${sql.id(h.schemas.read, 'projection_checkpoints')} SET version = version + 1 WHERE name = 'customers'`.execute(h.database.db);
+    }
+    expect((await verifyReadModels(h.deps, { projections })).ok).toBe(true);
+  });
 
   it('treats a projection that never ran live as empty rather than failing', async () => {
     const ghost: Projection = {

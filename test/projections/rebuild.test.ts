@@ -7,6 +7,7 @@ import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { compareSchemas, rebuildProjections, replayInto, tablesOf, type RebuildProgress } from '../../projections/rebuild.ts';
 import { createReportingViews, REPORTING_VIEWS } from '../../projections/reporting.ts';
+import { ReadModelsFromNewerVersion } from '../../projections/errors.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { runScenario, type ScenarioIds } from './scenario.ts';
 import { createHarness, projectAll, rebuildingRunner, type Harness } from './support.ts';
@@ -319,6 +320,66 @@ describe('rebuild beside a long reader', () => {
   });
 });
 
+describe("others' grants and views on the reporting views", () => {
+  it('stay through the views made again at a start and through a swap; one whose column is gone is named', async () => {
+    const db = h.database.db;
+    const bi = `crm_test_bi_${randomUUID().slice(0, 8)}`;
+    const own = `${h.schemas.read}_own`;
+    const customers = sql.id(h.schemas.reporting, 'customers');
+    await sql`CREATE ROLE ${sql.id(bi)}`.execute(db);
+    try {
+      await sql`GRANT USAGE ON SCHEMA ${sql.id(h.schemas.reporting)} TO ${sql.id(bi)}`.execute(db);
+      await sql`GRANT SELECT ON ${customers} TO ${sql.id(bi)}`.execute(db);
+      // A company's own views: one on a reporting view, one on that, each granted to the BI role.
+      await sql`CREATE SCHEMA ${sql.id(own)}`.execute(db);
+      await sql`CREATE VIEW ${sql.id(own, 'top')} AS SELECT customer_id, name, revenue FROM ${customers} ORDER BY revenue DESC`.execute(db);
+      await sql`CREATE VIEW ${sql.id(own, 'top_ids')} AS SELECT customer_id FROM ${sql.id(own, 'top')}`.execute(db);
+      await sql`COMMENT ON VIEW ${sql.id(own, 'top')} IS 'Best customers'`.execute(db);
+      await sql`GRANT SELECT ON ${sql.id(own, 'top')}, ${sql.id(own, 'top_ids')} TO ${sql.id(bi)}`.execute(db);
+      const standing = async () => {
+        const { rows } = await sql<{ reporting: boolean; top: boolean; ids: boolean; comment: string | null; n: number }>`
+          SELECT has_table_privilege(${bi}, ${`"${h.schemas.reporting}".customers`}, 'SELECT') AS reporting,
+                 has_table_privilege(${bi}, ${`"${own}".top`}, 'SELECT') AS top,
+                 has_table_privilege(${bi}, ${`"${own}".top_ids`}, 'SELECT') AS ids,
+                 obj_description(${`"${own}".top`}::regclass, 'pg_class') AS comment,
+                 (SELECT count(*)::int FROM ${sql.id(own, 'top_ids')}) AS n`.execute(db);
+        return rows[0];
+      };
+      const before = await standing();
+      expect(before).toMatchObject({ reporting: true, top: true, ids: true, comment: 'Best customers' });
+
+      // A start (or any crm command that prepares the read models) makes the views again.
+      expect(await createReportingViews(db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections })).toEqual({ notRestored: [] });
+      expect(await standing()).toEqual(before);
+
+      // A rebuild drops the tables the views read and swaps the new ones in.
+      await rebuildProjections({
+        ...deps(),
+        projections: [projections.find((p) => p.name === 'customers')!],
+        schema: h.schemas.read,
+        reportingSchema: h.schemas.reporting,
+        runner,
+      });
+      expect(await standing()).toEqual(before);
+
+      // A view reading a column that a later version's view no longer has (an older view with a column
+      // ours has not): it cannot be made again, and is named; ours is made whole.
+      await sql`DROP VIEW ${customers} CASCADE`.execute(db);
+      await sql`CREATE VIEW ${customers} AS SELECT customer_id, 1 AS legacy_column FROM ${sql.id(h.schemas.read, 'customers')}`.execute(db);
+      await sql`CREATE VIEW ${sql.id(own, 'gone')} AS SELECT legacy_column FROM ${customers}`.execute(db);
+      const made = await createReportingViews(db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections });
+      expect(made.notRestored).toEqual([`${own}.gone`]);
+      const { rows } = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
+        WHERE table_schema = ${h.schemas.reporting} AND table_name = 'customers' ORDER BY ordinal_position`.execute(db);
+      expect(rows.map((r) => r.column_name)).toEqual(REPORTING_VIEWS.find((v) => v.name === 'customers')!.columns.map(([c]) => c));
+    } finally {
+      await sql`DROP SCHEMA IF EXISTS ${sql.id(own)} CASCADE`.execute(db);
+      await sql`DROP OWNED BY ${sql.id(bi)}`.execute(db);
+      await sql`DROP ROLE ${sql.id(bi)}`.execute(db);
+    }
+  });
+});
+
 describe('rebuild under steady writes', () => {
   it('swaps within a few attempts while three writers never pause, equal to a fresh replay', async () => {
     // The multi-table projections: their live batches hold one table while writing the next.
@@ -387,6 +448,34 @@ describe('version change', () => {
     } finally {
       await restarted.stop();
     }
+  });
+
+  it('refuses to follow read models a newer version built, and rebuilds none of them back', async () => {
+    const schema = `${h.schemas.read}_newer`;
+    await projectAll(h, schema, projections);
+    // As an older process sees the read models of a newer one: its customers projection is one version behind.
+    const older = projections.map((p) => (p.name === 'customers' ? { ...p, version: p.version - 1 } : p));
+    const rebuilt: string[][] = [];
+    const stale = new ProjectionRunner({
+      db: h.database.db,
+      store: h.store,
+      schema,
+      projections: older,
+      codec: h.codec,
+      onVersionChange: async (names) => void rebuilt.push(names),
+    });
+    const refused = await stale.start().then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    await stale.stop();
+    expect(refused).toBeInstanceOf(ReadModelsFromNewerVersion);
+    expect((refused as Error).message).toMatch(/customers \(version \d+\) were built by a newer version of the CRM/);
+    expect(rebuilt).toEqual([]);
+    const { rows } = await sql<{ version: number }>`SELECT version FROM ${sql.id(schema, 'projection_checkpoints')} WHERE name = 'customers'`.execute(
+      h.database.db,
+    );
+    expect(rows[0]!.version).toBe(projections.find((p) => p.name === 'customers')!.version);
   });
 
   it('rebuilds a projection whose version changed at start, the old tables serving meanwhile', async () => {

@@ -1,0 +1,102 @@
+import { sql, type QueryExecutorProvider } from 'kysely';
+
+/**
+ * What others made on the reporting views: the grants on them (a BI tool's read-only role) and the
+ * views a company built on them (in its own schema or beside ours), each with its options, owner,
+ * comment and grants. A view replaced in place keeps all of that; one dropped and made anew (its
+ * columns changed, or the tables it reads swapped in by a rebuild) loses it, and `DROP ... CASCADE`
+ * takes the views built on it along. Read before anything is dropped, made again after.
+ */
+export interface KeptOnReportingViews {
+  /** Statements that make it all again, views built on others after them. */
+  statements: string[];
+  /** The views built on ours, schema-qualified, for telling which could not be made again. */
+  dependentViews: string[];
+}
+
+/** Views depending on a reporting view, however many views lie between them, nearest first. */
+const DEPENDENTS = (schema: string, ours: readonly string[]) => sql<{
+  oid: number;
+  name: string;
+  definition: string;
+  options: string | null;
+  comment: string | null;
+  owner: string;
+}>`
+  WITH RECURSIVE ours AS (
+    SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ${schema} AND c.relkind = 'v' AND c.relname = ANY(${[...ours]}::text[])
+  ), dependents(oid, depth) AS (
+    SELECT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+     WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+       AND d.refobjid IN (SELECT oid FROM ours) AND r.ev_class NOT IN (SELECT oid FROM ours)
+    UNION
+    SELECT r.ev_class, x.depth + 1 FROM dependents x
+      JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = x.oid AND d.classid = 'pg_rewrite'::regclass
+      JOIN pg_rewrite r ON r.oid = d.objid
+     WHERE r.ev_class <> x.oid AND x.depth < 16
+  )
+  SELECT c.oid::int AS oid, format('%I.%I', n.nspname, c.relname) AS name, pg_get_viewdef(c.oid) AS definition,
+         array_to_string(c.reloptions, ', ') AS options, obj_description(c.oid, 'pg_class') AS comment, pg_get_userbyid(c.relowner) AS owner
+    FROM dependents x JOIN pg_class c ON c.oid = x.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind = 'v'
+   GROUP BY c.oid, n.nspname, c.relname
+   ORDER BY max(x.depth), c.oid`;
+
+const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
+
+/**
+ * A view made anew in place where PostgreSQL allows it (the same columns, new ones only at the end):
+ * its grants and the views others built on it stay. Where it does not (a column renamed, dropped or
+ * of another type), it is dropped with what depends on it and made anew, and `restoreOnReportingViews`
+ * makes those again. `createOrReplace` is a `CREATE OR REPLACE VIEW <name> ...` statement.
+ */
+export const replaceViewStatement = (name: string, createOrReplace: string): string =>
+  `DO $crm_view$ BEGIN ${createOrReplace}; EXCEPTION WHEN invalid_table_definition THEN DROP VIEW IF EXISTS ${name} CASCADE; ${createOrReplace}; END $crm_view$`;
+
+/** The names (unquoted, without schema) of the views these statements make. */
+export const viewsMadeBy = (statements: readonly string[]): string[] => [
+  ...new Set(
+    statements.flatMap((statement) =>
+      [...statement.matchAll(/CREATE OR REPLACE VIEW "(?:[^"]|"")*"\."((?:[^"]|"")*)"/g)].map((m) => m[1]!.replace(/""/g, '"')),
+    ),
+  ),
+];
+
+/** Reads what others made on our views (`ours`, by name) in the reporting schema `schema`. */
+export async function keptOnReportingViews(db: QueryExecutorProvider, schema: string, ours: readonly string[]): Promise<KeptOnReportingViews> {
+  const { rows: dependents } = await DEPENDENTS(schema, ours).execute(db);
+  const { rows: grants } = await sql<{ statement: string }>`
+    SELECT format('GRANT %s ON %I.%I TO %s%s', a.privilege_type, n.nspname, c.relname,
+             CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+             CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) AS statement
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
+     WHERE ((n.nspname = ${schema} AND c.relname = ANY(${[...ours]}::text[])) OR c.oid = ANY(${dependents.map((d) => d.oid)}::oid[])) AND a.grantee <> c.relowner
+     ORDER BY 1`.execute(db);
+  const statements = dependents.flatMap((d) => [
+    `CREATE OR REPLACE VIEW ${d.name}${d.options ? ` WITH (${d.options})` : ''} AS ${d.definition.replace(/;\s*$/, '')}`,
+    `ALTER VIEW ${d.name} OWNER TO ${quoteIdent(d.owner)}`,
+    ...(d.comment === null ? [] : [`COMMENT ON VIEW ${d.name} IS ${literal(d.comment)}`]),
+  ]);
+  return { statements: [...statements, ...grants.map((g) => g.statement)], dependentViews: dependents.map((d) => d.name) };
+}
+
+const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/**
+ * Makes again what was kept, each statement on its own: one that fails (a view reading a column
+ * that is gone) leaves the others made and is named in the server's log. Answers the views built on
+ * ours that do not exist afterwards.
+ */
+export async function restoreOnReportingViews(db: QueryExecutorProvider, kept: KeptOnReportingViews): Promise<string[]> {
+  for (const statement of kept.statements) {
+    await sql
+      .raw(
+        `DO $crm_kept$ BEGIN EXECUTE ${literal(statement)}; EXCEPTION WHEN others THEN RAISE WARNING 'crm: could not make again on the reporting views: %: %', ${literal(statement.slice(0, 200))}, SQLERRM; END $crm_kept$`,
+      )
+      .execute(db);
+  }
+  if (kept.dependentViews.length === 0) return [];
+  const { rows } = await sql<{ name: string }>`SELECT name FROM unnest(${kept.dependentViews}::text[]) AS v(name) WHERE to_regclass(name) IS NULL`.execute(db);
+  return rows.map((r) => r.name);
+}
