@@ -27,6 +27,20 @@ const errorResponses = problemResponses(400, 401, 403, 404, 429, 503);
 /** `true`/`false` in a query string. */
 export const BooleanQuery = z.enum(['true', 'false']).transform((v) => v === 'true');
 
+/** A user id, or `me` for the user the API key belongs to (lists and their exports take it alike). */
+export const UserFilter = z
+  .union([z.literal('me'), z.uuid().toLowerCase()])
+  .optional()
+  .describe('A user id, or `me`');
+
+/** The query with its `field` (a UserFilter) made the user it names: `me` is the caller's own; a key that belongs to no user has none. */
+export const resolveMe = <Q extends Record<string, unknown>>(request: FastifyRequest, query: Q, field: keyof Q & string): Q => {
+  if (query[field] !== 'me') return query;
+  const me = request.apiKey?.userId ?? null;
+  if (me === null) throw validationProblem([{ field, in: 'query', message: "'me' needs an API key that belongs to a user" }]);
+  return { ...query, [field]: me };
+};
+
 export const readModels = (context: RouteContext): ReadModelQueries => context.deps.queries;
 
 export const rolesNote = (method: string, url: string): string => {

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { activityCommandSchemas } from '../../domain/activity/commands.ts';
@@ -12,7 +12,7 @@ import type { Page, ReadModelQueries, ReadScope } from '../deps.ts';
 import { awaitReadModels, CommandAccepted, CommandHeaders, executeCommand, IdParams } from '../http.ts';
 import { ACTIVITY_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
-import { BooleanQuery, getRoute, PageQuery, PageSchema, readModels, rolesNote, sealedPage } from '../query-route.ts';
+import { BooleanQuery, getRoute, PageQuery, PageSchema, readModels, resolveMe, rolesNote, sealedPage, UserFilter } from '../query-route.ts';
 
 const tags = ['activities'];
 
@@ -111,20 +111,6 @@ const parentListRoute = (
   );
 };
 
-/** A user id, or `me` for the user the API key belongs to (the list and the export take it alike). */
-export const AssigneeFilter = z
-  .union([z.literal('me'), z.uuid().toLowerCase()])
-  .optional()
-  .describe('A user id, or `me`');
-
-/** `assigneeId=me`: the caller's own user; a key that belongs to no user has no "me". */
-export const resolveAssignee = (request: FastifyRequest, assigneeId: string | undefined): string | undefined => {
-  if (assigneeId !== 'me') return assigneeId;
-  const me = request.apiKey?.userId ?? null;
-  if (me === null) throw validationProblem([{ field: 'assigneeId', message: "'me' needs an API key that belongs to a user" }]);
-  return me;
-};
-
 export const activityRoutes: FastifyPluginAsync<RouteContext> = async (app, context) => {
   const s = activityCommandSchemas;
   logRoute(app, context, '/customers/:id/activities', 'customerId', 'Log a note, call, meeting or task on a customer');
@@ -160,15 +146,15 @@ export const activityRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
         description: `\`assigneeId\` is a user id, or \`me\` for the user the API key belongs to (400 for a key of no user). ${rolesNote('GET', '/activities')}`,
         querystring: z.strictObject({
           ...ActivityListFilters,
-          assigneeId: AssigneeFilter,
+          assigneeId: UserFilter,
           ...PageQuery,
         }),
         response: { 200: PageSchema, ...problemResponses(400, 401, 403, 429, 503) },
       },
     },
     async (request) => {
-      const { waitFor, cursor, assigneeId, ...filters } = request.query;
-      const query = { ...filters, ...(assigneeId !== undefined ? { assigneeId: resolveAssignee(request, assigneeId) } : {}) };
+      const { waitFor, cursor, ...filters } = request.query;
+      const query = resolveMe(request, filters, 'assigneeId');
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const scope = `GET /activities assignee=${query.assigneeId ?? ''} sort=${activitySort(query)} open=${String(query.open)}`;
       const page = await sealedPage(context, scope, cursor, (position) =>

@@ -9,7 +9,7 @@ import { awaitReadModels, decimalNumber, IdParams } from '../http.ts';
 import { CUSTOMER_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { ProblemError, ProblemSchema } from '../problems.ts';
 import { scopeOf } from '../auth/viewer.ts';
-import { getRoute, listRoute, PageQuery, PageSchema, sealedPage } from '../query-route.ts';
+import { getRoute, listRoute, PageQuery, PageSchema, resolveMe, sealedPage, UserFilter } from '../query-route.ts';
 
 const tags = ['customers'];
 
@@ -36,6 +36,7 @@ export const CustomerListFilters = {
   status: CustomerStatus.optional(),
   tag: Tag.optional().describe('A tag, read as tags are stored (trimmed, in NFC)'),
   source: z.string().min(1).max(100).optional(),
+  ownerId: UserFilter.describe('Account owner: a user id, or `me` for the user the API key belongs to (400 for a key of no user)'),
   minRevenue: decimalNumber(z.number().nonnegative()).optional(),
   maxRevenue: decimalNumber(z.number().nonnegative()).optional(),
   sort: CustomerSort.default('-createdAt').describe('Field, `-` for descending'),
@@ -154,7 +155,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     personalFields: CUSTOMER_PERSONAL_FIELDS,
     personalFilters: ['search'],
     personalSorts: CUSTOMER_PERSONAL_SORTS,
-    fetch: (queries, query, request) => queries.listCustomers(query, scopeOf(request)),
+    fetch: (queries, query, request) => queries.listCustomers(resolveMe(request, query, 'ownerId'), scopeOf(request)),
   });
   getRoute(app, context, {
     url: '/customers/:id',

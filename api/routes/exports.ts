@@ -12,8 +12,8 @@ import { scopeOf } from '../auth/viewer.ts';
 import { ACTIVITY_PERSONAL_FIELDS, CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { acceptedFormat, varyByAccept } from '../http.ts';
 import { problemResponses } from '../problems.ts';
-import { refusePersonalFilters } from '../query-route.ts';
-import { ActivityListFilters, AssigneeFilter, resolveAssignee } from './activities.ts';
+import { refusePersonalFilters, resolveMe, UserFilter } from '../query-route.ts';
+import { ActivityListFilters } from './activities.ts';
 import { CampaignListFilters } from './campaigns.ts';
 import { CUSTOMER_PERSONAL_SORTS, CustomerListFilters } from './customers.ts';
 import { DealListFilters } from './deals.ts';
@@ -103,6 +103,7 @@ const orderHistory = (
 export const exportSpecs: Record<ExportKind, ExportSpec> = {
   customers: {
     filters: CustomerListFilters,
+    forCaller: (request, query) => resolveMe(request, query, 'ownerId'),
     projection: 'customers',
     personalFields: CUSTOMER_PERSONAL_FIELDS,
     personalFilters: ['search'],
@@ -156,9 +157,8 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
   // Notes, calls, meetings and tasks, logged on customers or their deals: what the list shows, the
   // body masked for analysts as there.
   activities: {
-    filters: { ...ActivityListFilters, assigneeId: AssigneeFilter },
-    forCaller: (request, { assigneeId, ...query }) =>
-      assigneeId === undefined ? query : { ...query, assigneeId: resolveAssignee(request, assigneeId as string) },
+    filters: { ...ActivityListFilters, assigneeId: UserFilter },
+    forCaller: (request, query) => resolveMe(request, query, 'assigneeId'),
     projection: 'activities',
     personalFields: ACTIVITY_PERSONAL_FIELDS,
     personalFilters: [],

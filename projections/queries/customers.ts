@@ -47,6 +47,8 @@ export interface CustomerListQuery {
   status?: string;
   tag?: string;
   source?: string;
+  /** The account owner (a user id). */
+  ownerId?: string;
   minRevenue?: number;
   maxRevenue?: number;
   /** name | createdAt | revenue | lastPurchaseAt | orderCount, `-` prefix for descending. Default `-createdAt`. */
@@ -174,6 +176,7 @@ export async function listCustomers(
   if (query.status) where.push(sql`t.status = ${query.status}`);
   if (query.tag) where.push(sql`t.tags @> ARRAY[${query.tag}]::text[]`);
   if (query.source) where.push(sql`t.source = ${query.source}`);
+  if (query.ownerId) where.push(sql`t.owner_id = ${query.ownerId}::uuid`);
   const list = (at: PurchaseKeysAt, extra: RawBuilder<unknown>[]) =>
     listOf(
       {

@@ -340,6 +340,31 @@ describe('visibility: lists, exports, totals', () => {
     }
   });
 
+  it("?ownerId= lists one owner's customers within the scope, `me` the caller's own, in the list and the export alike", async () => {
+    const listed = async (query: string, viewer: Viewer) => {
+      const ids = json(await get(`/customers?limit=500&${query}`, viewer)).items.map((i: { id: string }) => i.id);
+      const exported = (await get(`/customers/export?format=ndjson&${query}`, viewer)).body
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l).id as string);
+      expect(ours('customers', exported), `${viewer} export ${query}`).toEqual(ours('customers', ids));
+      return ours('customers', ids);
+    };
+    expect(await listed(`ownerId=${users.mate}`, 'all')).toEqual([customer.mate]);
+    expect(await listed(`ownerId=${users.mate!.toUpperCase()}`, 'team')).toEqual([customer.mate]);
+    // Another team's owner: nothing the scope does not hold.
+    expect(await listed(`ownerId=${users.other}`, 'team')).toEqual([]);
+    expect(await listed('ownerId=me', 'own')).toEqual([customer.mine]);
+    // A service key belongs to no user: it has no `me`.
+    for (const url of ['/customers?ownerId=me', '/customers/export?ownerId=me']) {
+      const refused = await get(url, 'service');
+      expect(refused.statusCode, url).toBe(400);
+      expect(json(refused).errors, url).toEqual([{ field: 'ownerId', in: 'query', message: "'me' needs an API key that belongs to a user" }]);
+    }
+    expect((await get('/customers?ownerId=someone', 'all')).statusCode).toBe(400);
+  });
+
   it("the purchases and refunds exports hold those of the scope's customers only", async () => {
     const lines = async (url: string, viewer: Viewer) =>
       (await get(url, viewer)).body
