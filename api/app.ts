@@ -72,10 +72,21 @@ export const REDACTED_PATHS = [
   '*.subject',
 ];
 
-/** Logged request: method and path only; query strings carry searches by name and email. */
+/** A path segment kept in the log: a word of a route, an id; any other (an address sent as an id) is not. */
+const LOGGABLE_SEGMENT = /^(?:[a-z][a-z0-9-]{0,39}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9]{1,20})$/i;
+
+/**
+ * Logged request: method and path only; query strings carry searches by name and email, and a path
+ * segment that is neither a word nor an id is logged as `[redacted]` (`GET /customers/<an email>`
+ * logged the address).
+ */
 const requestSerializer = (request: FastifyRequest) => ({
   method: request.method,
-  url: request.url.split('?')[0],
+  url: request.url
+    .split('?')[0]!
+    .split('/')
+    .map((segment) => (segment === '' || LOGGABLE_SEGMENT.test(segment) ? segment : '[redacted]'))
+    .join('/'),
   route: request.routeOptions?.url,
   apiKeyId: request.apiKey?.id,
 });

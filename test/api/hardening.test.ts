@@ -37,7 +37,12 @@ describe('logs', () => {
     await logged.inject({ method: 'GET', url: `/customers?search=${encodeURIComponent(email)}`, headers: h.auth('sales') });
     const key = json(await logged.inject({ method: 'POST', url: '/admin/api-keys', headers: h.auth('admin'), payload: { name: 'bot', role: 'sales' } })).key;
     await logged.inject({ method: 'GET', url: '/deals', headers: { authorization: 'Bearer crm_wrong-key-but-still-a-secret' } });
+    // An address sent where an id goes, to a route and to none.
+    await logged.inject({ method: 'GET', url: `/customers/${encodeURIComponent(email)}`, headers: h.auth('sales') });
+    await logged.inject({ method: 'GET', url: `/no-such/${email}/timeline`, headers: h.auth('sales') });
     const all = logLines.join('');
+    expect(all).toContain('"url":"/customers/[redacted]"');
+    expect(all).toContain('"url":"/no-such/[redacted]/timeline"');
     expect(all).toContain('log-test-1'); // the request id is logged: logging did happen
     for (const secret of [h.keys.sales, h.keys.admin, key, 'crm_wrong-key-but-still-a-secret', email, 'secret.person', 'Secret Person', '+1 555 0100']) {
       expect(all).not.toContain(secret);
