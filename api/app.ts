@@ -73,7 +73,7 @@ export const REDACTED_PATHS = [
 ];
 
 /** A path segment kept in the log: a word of a route, an id; any other (an address sent as an id) is not. */
-const LOGGABLE_SEGMENT = /^(?:[a-z][a-z0-9-]{0,39}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9]{1,20})$/i;
+const LOGGABLE_SEGMENT = /^(?:[a-z][a-z0-9._-]{0,63}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9]{1,20})$/i;
 
 /**
  * Logged request: method and path only; query strings carry searches by name and email, and a path
