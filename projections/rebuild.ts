@@ -128,6 +128,8 @@ export interface RebuildResult {
   events: number;
   /** Swap transactions tried, the successful one included (1 unless one was rolled back). */
   swapAttempts: number;
+  /** Views (and materialized views) others built on the reporting views that are gone after the swap: make them again. */
+  notRestored: string[];
 }
 
 /** The rebuild stopped because its `signal` was aborted; its shadow is dropped and the live read models are as they were. */
@@ -223,9 +225,10 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
           })
         : await trySwap(options, selected, shadow, pastTheStore);
       if (swapped !== undefined) {
-        progress('done', { position: swapped, headPosition: swapped, events, total: events });
+        const { position, notRestored } = swapped;
+        progress('done', { position, headPosition: position, events, total: events });
         await options.runner?.reloadCheckpoints();
-        return { names, position: swapped, events, swapAttempts: attempt };
+        return { names, position, events, swapAttempts: attempt, notRestored };
       }
       if (attempt >= attempts) throw new Error(`Rebuild of ${names.join(', ')} could not catch up with the live projections after ${attempts} attempts`);
     }
@@ -299,7 +302,10 @@ async function applyFinalGap(options: RebuildOptions, selected: Projection[], sh
 }
 
 /** The swap transaction; undefined (rolled back) when the live checkpoint is still ahead of the shadow. */
-async function trySwap(options: RebuildOptions, selected: Projection[], shadow: string, pastTheStore: ReadonlySet<string>): Promise<bigint | undefined> {
+/** A swap done: where the swapped read models stand, and the views others built on the reporting views that could not be made again. */
+type Swapped = { position: bigint; notRestored: string[] };
+
+async function trySwap(options: RebuildOptions, selected: Projection[], shadow: string, pastTheStore: ReadonlySet<string>): Promise<Swapped | undefined> {
   try {
     return await swapOnce(options, selected, shadow, pastTheStore);
   } catch (error) {
@@ -313,7 +319,7 @@ async function trySwap(options: RebuildOptions, selected: Projection[], shadow: 
   }
 }
 
-async function swapOnce(options: RebuildOptions, selected: Projection[], shadow: string, pastTheStore: ReadonlySet<string>): Promise<bigint | undefined> {
+async function swapOnce(options: RebuildOptions, selected: Projection[], shadow: string, pastTheStore: ReadonlySet<string>): Promise<Swapped | undefined> {
   const { db, schema } = options;
   const swapped = await db.transaction().execute(async (trx) => {
     // A query that reads several tables (a customer with its revenue lines and the exchange rates)
@@ -369,14 +375,14 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
     }
     // Every checkpoint now holds a position of this store (a rebuild is how read models move to another engine).
     if (selected.length === options.projections.length) await recordFeedEngine(trx, schema, options.store.engine);
-    await createReportingViews(trx, {
+    const { notRestored } = await createReportingViews(trx, {
       readSchema: schema,
       reportingSchema: options.reportingSchema,
       projections: options.projections,
       oneRoundTrip: options.concurrent === true,
       kept,
     });
-    return position;
+    return { position, notRestored };
   });
   return swapped;
 }

@@ -1,23 +1,26 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
 
 /**
- * What others made on the reporting views: the grants on them (a BI tool's read-only role) and the
- * views a company built on them (in its own schema or beside ours), each with its options, owner,
- * comment and grants. A view replaced in place keeps all of that; one dropped and made anew (its
- * columns changed, or the tables it reads swapped in by a rebuild) loses it, and `DROP ... CASCADE`
- * takes the views built on it along. Read before anything is dropped, made again after.
+ * What others made on the reporting views: the grants on them (a BI tool's read-only role, on whole
+ * views or on columns) and the views a company built on them (in its own schema or beside ours), each
+ * with its options, owner, comments and grants. A view replaced in place keeps all of that; one
+ * dropped and made anew (its columns changed, or the tables it reads swapped in by a rebuild) loses
+ * it, and `DROP ... CASCADE` takes the views built on it along. Read before anything is dropped, made
+ * again after. Materialized views built on them are not made again (that would run their query while
+ * a swap holds the read models): they are named as not restored.
  */
 export interface KeptOnReportingViews {
   /** Statements that make it all again, views built on others after them. */
   statements: string[];
-  /** The views built on ours, schema-qualified, for telling which could not be made again. */
+  /** The views (and materialized views) built on ours, schema-qualified, for telling which are gone afterwards. */
   dependentViews: string[];
 }
 
-/** Views depending on a reporting view, however many views lie between them, nearest first. */
+/** Views and materialized views depending on a reporting view, however many lie between them, nearest first. */
 const DEPENDENTS = (schema: string, ours: readonly string[]) => sql<{
   oid: number;
   name: string;
+  kind: 'v' | 'm';
   definition: string;
   options: string | null;
   comment: string | null;
@@ -36,10 +39,10 @@ const DEPENDENTS = (schema: string, ours: readonly string[]) => sql<{
       JOIN pg_rewrite r ON r.oid = d.objid
      WHERE r.ev_class <> x.oid AND x.depth < 16
   )
-  SELECT c.oid::int AS oid, format('%I.%I', n.nspname, c.relname) AS name, pg_get_viewdef(c.oid) AS definition,
+  SELECT c.oid::int AS oid, format('%I.%I', n.nspname, c.relname) AS name, c.relkind::text AS kind, pg_get_viewdef(c.oid) AS definition,
          array_to_string(c.reloptions, ', ') AS options, obj_description(c.oid, 'pg_class') AS comment, pg_get_userbyid(c.relowner) AS owner
     FROM dependents x JOIN pg_class c ON c.oid = x.oid JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE c.relkind = 'v'
+   WHERE c.relkind IN ('v', 'm')
    GROUP BY c.oid, n.nspname, c.relname
    ORDER BY max(x.depth), c.oid`;
 
@@ -66,19 +69,37 @@ export const viewsMadeBy = (statements: readonly string[]): string[] => [
 /** Reads what others made on our views (`ours`, by name) in the reporting schema `schema`. */
 export async function keptOnReportingViews(db: QueryExecutorProvider, schema: string, ours: readonly string[]): Promise<KeptOnReportingViews> {
   const { rows: dependents } = await DEPENDENTS(schema, ours).execute(db);
+  const views = dependents.filter((d) => d.kind === 'v');
+  // The relations whose grants are kept: ours, and the views built on them.
+  const granted = sql`((n.nspname = ${schema} AND c.relname = ANY(${[...ours]}::text[])) OR c.oid = ANY(${views.map((d) => d.oid)}::oid[]))`;
+  const grantee = sql`CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END`;
   const { rows: grants } = await sql<{ statement: string }>`
-    SELECT format('GRANT %s ON %I.%I TO %s%s', a.privilege_type, n.nspname, c.relname,
-             CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+    SELECT format('GRANT %s ON %I.%I TO %s%s', a.privilege_type, n.nspname, c.relname, ${grantee},
              CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) AS statement
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
-     WHERE ((n.nspname = ${schema} AND c.relname = ANY(${[...ours]}::text[])) OR c.oid = ANY(${dependents.map((d) => d.oid)}::oid[])) AND a.grantee <> c.relowner
+     WHERE ${granted} AND a.grantee <> c.relowner
+    UNION ALL
+    SELECT format('GRANT %s (%I) ON %I.%I TO %s%s', a.privilege_type, t.attname, n.nspname, c.relname, ${grantee},
+             CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_attribute t ON t.attrelid = c.oid AND t.attnum > 0 AND NOT t.attisdropped AND t.attacl IS NOT NULL
+     CROSS JOIN LATERAL aclexplode(t.attacl) a
+     WHERE ${granted} AND a.grantee <> c.relowner
      ORDER BY 1`.execute(db);
-  const statements = dependents.flatMap((d) => [
+  const { rows: columnComments } = await sql<{ statement: string }>`
+    SELECT format('COMMENT ON COLUMN %I.%I.%I IS %L', n.nspname, c.relname, t.attname, col_description(c.oid, t.attnum)) AS statement
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute t ON t.attrelid = c.oid AND t.attnum > 0 AND NOT t.attisdropped
+     WHERE c.oid = ANY(${views.map((d) => d.oid)}::oid[]) AND col_description(c.oid, t.attnum) IS NOT NULL
+     ORDER BY 1`.execute(db);
+  const statements = views.flatMap((d) => [
     `CREATE OR REPLACE VIEW ${d.name}${d.options ? ` WITH (${d.options})` : ''} AS ${d.definition.replace(/;\s*$/, '')}`,
     `ALTER VIEW ${d.name} OWNER TO ${quoteIdent(d.owner)}`,
     ...(d.comment === null ? [] : [`COMMENT ON VIEW ${d.name} IS ${literal(d.comment)}`]),
   ]);
-  return { statements: [...statements, ...grants.map((g) => g.statement)], dependentViews: dependents.map((d) => d.name) };
+  return {
+    statements: [...statements, ...columnComments.map((c) => c.statement), ...grants.map((g) => g.statement)],
+    dependentViews: dependents.map((d) => d.name),
+  };
 }
 
 const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;

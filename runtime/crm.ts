@@ -473,6 +473,13 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       // Publishers in trouble (NATS or the database away, a subscription paused) reach the operator, once per outage.
       log: partLog('publishers'),
     });
+    /** Views others built on the reporting views that a re-creation or a swap could not make again (or materialized ones it dropped). */
+    const sayNotRestored = (views: string[]) => {
+      if (views.length > 0)
+        partLog('reporting views')?.('views built on the reporting views are gone (a column they read is gone, or a materialized view): make them anew', {
+          views,
+        });
+    };
     const runner: ProjectionRunner = new ProjectionRunner({
       db: database.db,
       store,
@@ -487,7 +494,14 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       log: partLog('projections'),
       // A projection whose code changed is rebuilt in a shadow schema while the old tables keep serving.
       onVersionChange: async (names) => {
-        await rebuildProjections({ ...readSide, schema: config.schemas.read, reportingSchema: config.schemas.reporting, names, runner });
+        const { notRestored } = await rebuildProjections({
+          ...readSide,
+          schema: config.schemas.read,
+          reportingSchema: config.schemas.reporting,
+          names,
+          runner,
+        });
+        sayNotRestored(notRestored);
       },
     });
     /** Creates the read-model tables; returns the projections whose version did not change. */
@@ -513,10 +527,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         reportingSchema: config.schemas.reporting,
         projections: over,
       });
-      if (notRestored.length > 0)
-        partLog('reporting views')?.('views built on the reporting views could not be made again (a column they read is gone): make them anew', {
-          views: notRestored,
-        });
+      sayNotRestored(notRestored);
     };
     const prepareReadModels = () =>
       underSetUpLock(async () => {

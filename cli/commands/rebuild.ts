@@ -58,6 +58,10 @@ Examples:
       // The head read at the start: writes during the rebuild carry it further (caught up to before the swap).
       progress.done(result.position > head ? `position ${result.position} (the head was ${head} at the start)` : `position ${result.position} of ${head}`);
       run.out(`Rebuilt ${result.names.join(', ')} from ${result.events} events and swapped them in.`);
+      if (result.notRestored.length > 0)
+        run.err(
+          `Views built on the reporting views that are gone after the swap (a column they read is gone, or a materialized view): ${result.notRestored.join(', ')}; make them anew.`,
+        );
       return 0;
     } finally {
       await runtime.close();

@@ -335,31 +335,48 @@ describe("others' grants and views on the reporting views", () => {
       await sql`CREATE VIEW ${sql.id(own, 'top')} AS SELECT customer_id, name, revenue FROM ${customers} ORDER BY revenue DESC`.execute(db);
       await sql`CREATE VIEW ${sql.id(own, 'top_ids')} AS SELECT customer_id FROM ${sql.id(own, 'top')}`.execute(db);
       await sql`COMMENT ON VIEW ${sql.id(own, 'top')} IS 'Best customers'`.execute(db);
-      await sql`GRANT SELECT ON ${sql.id(own, 'top')}, ${sql.id(own, 'top_ids')} TO ${sql.id(bi)}`.execute(db);
+      await sql`GRANT SELECT ON ${sql.id(own, 'top')} TO ${sql.id(bi)}`.execute(db);
+      // Column by column, with a column's comment; and a column of a reporting view itself.
+      await sql`GRANT SELECT (customer_id) ON ${sql.id(own, 'top_ids')} TO ${sql.id(bi)}`.execute(db);
+      await sql`COMMENT ON COLUMN ${sql.id(own, 'top_ids', 'customer_id')} IS 'Whose'`.execute(db);
+      await sql`GRANT SELECT (deal_id, amount) ON ${sql.id(h.schemas.reporting, 'deals')} TO ${sql.id(bi)}`.execute(db);
       const standing = async () => {
-        const { rows } = await sql<{ reporting: boolean; top: boolean; ids: boolean; comment: string | null; n: number }>`
+        const { rows } = await sql<{
+          reporting: boolean;
+          top: boolean;
+          ids: boolean;
+          deals: boolean;
+          comment: string | null;
+          column: string | null;
+          n: number;
+        }>`
           SELECT has_table_privilege(${bi}, ${`"${h.schemas.reporting}".customers`}, 'SELECT') AS reporting,
                  has_table_privilege(${bi}, ${`"${own}".top`}, 'SELECT') AS top,
-                 has_table_privilege(${bi}, ${`"${own}".top_ids`}, 'SELECT') AS ids,
+                 has_column_privilege(${bi}, ${`"${own}".top_ids`}, 'customer_id', 'SELECT') AS ids,
+                 has_column_privilege(${bi}, ${`"${h.schemas.reporting}".deals`}, 'amount', 'SELECT') AS deals,
                  obj_description(${`"${own}".top`}::regclass, 'pg_class') AS comment,
+                 col_description(${`"${own}".top_ids`}::regclass, 1) AS column,
                  (SELECT count(*)::int FROM ${sql.id(own, 'top_ids')}) AS n`.execute(db);
         return rows[0];
       };
       const before = await standing();
-      expect(before).toMatchObject({ reporting: true, top: true, ids: true, comment: 'Best customers' });
+      expect(before).toMatchObject({ reporting: true, top: true, ids: true, deals: true, comment: 'Best customers', column: 'Whose' });
 
       // A start (or any crm command that prepares the read models) makes the views again.
       expect(await createReportingViews(db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections })).toEqual({ notRestored: [] });
       expect(await standing()).toEqual(before);
 
-      // A rebuild drops the tables the views read and swaps the new ones in.
-      await rebuildProjections({
+      // A rebuild drops the tables the views read and swaps the new ones in; a materialized view on
+      // them goes, and is named.
+      await sql`CREATE MATERIALIZED VIEW ${sql.id(own, 'frozen')} AS SELECT customer_id FROM ${customers}`.execute(db);
+      const rebuilt = await rebuildProjections({
         ...deps(),
         projections: [projections.find((p) => p.name === 'customers')!],
         schema: h.schemas.read,
         reportingSchema: h.schemas.reporting,
         runner,
       });
+      expect(rebuilt.notRestored).toEqual([`${own}.frozen`]);
       expect(await standing()).toEqual(before);
 
       // A view reading a column that a later version's view no longer has (an older view with a column
