@@ -11,7 +11,8 @@ import { ioTurns } from '../../shared/io-turns.ts';
  * `customer_timeline`: every event about a customer (their own, and the deal, feedback and campaign
  * events that name them) as a readable entry. Summaries hold no personal data and no free text, so
  * forgetting a customer leaves no plaintext behind here (an activity shows its kind, never its subject or body).
- * `timeline_subjects`: which customer each deal, feedback item and activity belongs to.
+ * `timeline_subjects`: which customer each deal, feedback item and activity belongs to, and the
+ * primary each merged customer's later events go to.
  */
 export type TimelineEntry = {
   event_id: string;
@@ -174,6 +175,9 @@ const subjectOf = (event: CrmEvent): string | undefined => {
   return undefined;
 };
 
+/** A merged duplicate's events that are not its primary's history: the merge itself and its own forget. */
+const OWN_AFTER_MERGE: ReadonlySet<string> = new Set(['CustomerMergedInto', 'CustomerForgotten']);
+
 /** The events that name the customer their subject (a deal, a feedback item, an activity) belongs to. */
 const OPENS_SUBJECT: ReadonlySet<string> = new Set(['DealOpened', 'FeedbackSubmitted', 'ActivityLogged']);
 
@@ -182,11 +186,14 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   // Every later event of a subject follows the subject's row, which a merge moves to the primary: the
   // customer id some carry (an activity, a feedback reply, resolution or rating) is the one they were
   // recorded for, whose key encrypts their personal fields, and a merge does not change it.
+  // A customer is a subject too once merged: its row names the primary (see below).
   await subjects.load(
-    events
-      .filter((e) => !OPENS_SUBJECT.has(e.event.type))
-      .map((e) => subjectOf(e.event))
-      .filter((s): s is string => !!s),
+    events.flatMap((e) => {
+      const subject = OPENS_SUBJECT.has(e.event.type) ? undefined : subjectOf(e.event);
+      if (subject) return [subject];
+      const customerId = (e.event.data as { customerId?: unknown }).customerId;
+      return e.stream.startsWith('customer-') && typeof customerId === 'string' ? [customerId] : [];
+    }),
   );
   const entries: TimelineEntry[] = [];
   // A catch-up batch holds thousands of events: requests are answered between them (shared/io-turns.ts).
@@ -217,12 +224,21 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       summary: summarize(event),
     };
     entries.push(entry);
+    // A merged duplicate's later events (a refund of one of its orders, which lowers the primary's
+    // revenue) are the primary's history too, as those before the merge were copied at it; its own
+    // forget and the merge itself stay its own.
+    if (e.stream.startsWith('customer-') && !OWN_AFTER_MERGE.has(event.type)) {
+      const primary = subjects.get(customerId)?.customer_id;
+      if (primary !== undefined && primary !== customerId) entries.push({ ...entry, customer_id: primary });
+    }
     if (event.type === 'CustomerMerged') {
       // The duplicate's history so far becomes the primary's too (the entries of this batch first).
       await insertRows(trx, schema, TIMELINE, entries.splice(0));
       await subjects.flush();
       await absorbTimeline(trx, schema, event.data.customerId, event.data.duplicateId);
       for (const row of subjects.find((r) => r.customer_id === event.data.duplicateId)) row.customer_id = event.data.customerId;
+      // The duplicate itself, so that its later events reach the primary (a later merge of the primary moves it on).
+      subjects.put({ subject_id: event.data.duplicateId, customer_id: event.data.customerId });
     }
   }
   await subjects.flush();
@@ -247,8 +263,9 @@ export const timelineProjection: Projection = {
   name: 'customer_timeline',
   // 2: a primary's timeline includes its merged duplicates' history. 3: a registration without
   // consent reads "no marketing consent" (it read "marketing consent withdrawn"). 4: a feedback item's
-  // later events follow the item to the primary after a merge (they went to the duplicate).
-  version: 4,
+  // later events follow the item to the primary after a merge (they went to the duplicate). 5: so do a
+  // merged duplicate's own later events (a refund of its order lowered the primary's revenue unseen).
+  version: 5,
   tables: ['customer_timeline', 'timeline_subjects'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-', 'campaign-', 'activity-'] },
   migrate,

@@ -130,6 +130,8 @@ describe('a merge in the read models', () => {
     expect(types.filter((t) => t === 'PurchaseRecorded')).toHaveLength(3);
     expect(types).toEqual(expect.arrayContaining(['PurchaseRefunded', 'DealOpened', 'FeedbackSubmitted', 'CustomerMerged', 'DealWon', 'FeedbackResolved']));
     expect(timeline!.items.filter((e) => e.type === 'CustomerRegistered')).toHaveLength(2);
+    // Both refunds of the duplicate's orders: r-1 before the merge, r-2 recorded on the duplicate after it.
+    expect(timeline!.items.filter((e) => e.type === 'PurchaseRefunded')).toHaveLength(2);
     // The feedback's reply and resolution name the duplicate (whose key encrypts them), but follow the item to the primary.
     expect(
       timeline!.items
