@@ -185,7 +185,7 @@ schema of a killed rebuild or verification, which it drops first, clearing that 
     if (!run.values.chain && (run.values.anchor !== undefined || run.values['anchors-file'] !== undefined))
       throw new UsageError('--anchor and --anchors-file go with --chain');
     const { openCrm } = await import('../../runtime/crm.ts');
-    const runtime = await openCrm(run.config, { existingOnly: true });
+    const runtime = await openCrm(run.config, { existingOnly: true, installedOnly: true });
     try {
       return run.values.chain ? await verifyChains(runtime, run) : await verifyReadModels(runtime, run);
     } finally {

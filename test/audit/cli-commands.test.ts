@@ -24,12 +24,15 @@ afterAll(async () => {
 });
 
 describe('audit commands before the read models are built', () => {
-  it('crm verify names the missing read models and how to build them, without a stack trace', async () => {
-    const result = await crm(['verify']);
-    expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`crm verify: No read models to verify in schema ${schemas.read} yet`);
-    expect(result.stderr).toContain('crm serve');
-    expect(result.stderr).not.toMatch(/unexpected error|does not exist|\n\s+at /);
+  it('crm verify of a database without the events schema says so and creates nothing (--chain made it and found it intact)', async () => {
+    for (const args of [['verify'], ['verify', '--chain']]) {
+      const result = await crm(args);
+      expect(result.code, args.join(' ')).toBe(66);
+      expect(result.stderr).toContain(
+        `crm verify: no CRM data in schema ${schemas.events} of this database: check CRM_EVENTS_SCHEMA (and DATABASE_URL); nothing was created`,
+      );
+      expect(result.stdout).not.toContain('intact');
+    }
   });
 
   it('crm export warns that the read model is behind the events, and stops warning once it caught up', async () => {
@@ -37,6 +40,13 @@ describe('audit commands before the read models are built', () => {
     writeFileSync(customers, ['name,email', 'Ada,ada@audit-cli.example', 'Grace,grace@audit-cli.example'].join('\n'));
     const imported = await crm(['import', customers, '--report', join(folder, 'report.csv')]);
     expect(imported.code, imported.stderr).toBe(0);
+
+    // Events, and no read models yet: verify names them and how to build them, without a stack trace.
+    const early = await crm(['verify']);
+    expect(early.code).toBe(1);
+    expect(early.stderr).toContain(`crm verify: No read models to verify in schema ${schemas.read} yet`);
+    expect(early.stderr).toContain('crm serve');
+    expect(early.stderr).not.toMatch(/unexpected error|does not exist|\n\s+at /);
 
     const stale = await crm(['export', 'customers']);
     expect(stale.code, stale.stderr).toBe(0);
