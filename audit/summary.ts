@@ -115,6 +115,15 @@ export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBr
       : broken?.position !== null && broken?.position !== undefined
         ? `position ${broken.position}`
         : 'the link named above';
+  if (broken?.endsAt !== undefined) {
+    return [
+      `The events end at position ${broken.endsAt}, before an anchor you kept (${broken.position}): what was recorded after ${broken.endsAt} is not in this store. ` +
+        'It was restored from a backup taken before that anchor, or the end of its events was cut.',
+      'If the restore was deliberate: what was recorded after the backup is lost here (forgets, revoked keys and new records included: see README "Backup and restore"); ' +
+        `remove the anchors past ${broken.endsAt} from your anchors file, then run \`crm verify --chain\` again.`,
+      'If not: restore the events from a backup that holds them (`crm verify --chain --anchors-file <your anchors>` tells one that does), and do not run `crm rebuild` before.',
+    ];
+  }
   return [
     'The events or their seals were changed outside the CRM (edited, deleted or inserted in the database); the commands never do that.',
     'Do not run `crm rebuild`: it would rebuild the read models from the altered events and make them the truth.',

@@ -1,4 +1,4 @@
-import { EventStoreUnavailable, MasterKeyMismatch, StoreNotFound } from '../eventstore/errors.ts';
+import { EventStoreUnavailable, MasterKeyMismatch, StoreDoesNotFitServer, StoreNotFound } from '../eventstore/errors.ts';
 import { unavailableAdvice } from './advice.ts';
 import { ReadModelRebuilding, ReadModelsFromNewerVersion } from '../projections/errors.ts';
 import { helpText, Interrupted, parseCommandArgs, UsageError, type CliCommand, type CommandRun } from './command.ts';
@@ -115,7 +115,7 @@ const report = (error: unknown): number => {
     err(`crm: ${error.message}`);
     return 2;
   }
-  if (error instanceof MasterKeyMismatch || error instanceof ReadModelsFromNewerVersion) {
+  if (error instanceof MasterKeyMismatch || error instanceof ReadModelsFromNewerVersion || error instanceof StoreDoesNotFitServer) {
     err(`crm: ${error.message}`);
     return 78; // EX_CONFIG
   }

@@ -79,6 +79,13 @@ export class InvalidReadOptions extends EventStoreError {}
 export class MasterKeyMismatch extends EventStoreError {}
 
 /**
+ * Refused at start: the stored events do not fit the database they are in (restored onto another
+ * PostgreSQL server whose transaction ids are lower, or into schemas renamed after the restore).
+ * Nothing was written.
+ */
+export class StoreDoesNotFitServer extends EventStoreError {}
+
+/**
  * A command that reads what is stored found no store where it was pointed (an embedded data folder
  * with no database in it): opening would have created an empty one and reported on nothing.
  */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -101,18 +101,27 @@ export const pgliteFolder = (dataDir: string) => join(dataDir, 'pgdata');
  */
 export const processStartTime = (pid: number): string | undefined => procStat(pid)?.[19];
 
+/** The folder itself (device and inode): a copy of it is another folder, whatever its path. */
+const folderIdentity = (dataDir: string): string => {
+  const { dev, ino } = statSync(dataDir);
+  return `${dev}:${ino}`;
+};
+
 /**
  * PGlite has no server to arbitrate: two processes on one data folder would corrupt it. A pid file
  * beside the data keeps a second `crm` out (a stale file of a dead process is taken over). The file
  * holds the pid and its start time: after a crash and a restart (a container, a reboot) the pid may
- * belong to another program by then, which must not keep the folder locked.
+ * belong to another program by then, which must not keep the folder locked. Its second line names the
+ * folder it locks: a copy of a folder in use (a backup taken while the server ran) brings the file
+ * along, and its process holds the original, not the copy.
  */
 function lockDataDir(dataDir: string): () => void {
   const path = join(dataDir, 'crm.pid');
+  const folder = folderIdentity(dataDir);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(path, 'wx');
-      writeSync(fd, `${process.pid} ${processStartTime(process.pid) ?? ''}`.trim());
+      writeSync(fd, `${`${process.pid} ${processStartTime(process.pid) ?? ''}`.trim()}\n${folder}`);
       closeSync(fd);
       return () => {
         try {
@@ -123,11 +132,14 @@ function lockDataDir(dataDir: string): () => void {
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const [pidText = '', started] = readFileSync(path, 'utf8').trim().split(/\s+/);
+      const [owner = '', lockedFolder] = readFileSync(path, 'utf8').trim().split('\n');
+      const [pidText = '', started] = owner.trim().split(/\s+/);
       const pid = Number(pidText);
       // A file without a start time (older versions) names the process by its pid alone.
       const sameProcess = started === undefined || processStartTime(pid) === undefined || processStartTime(pid) === started;
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isRunning(pid) && sameProcess) {
+      // A file without the folder (before 2026-12-06) is taken as this folder's.
+      const thisFolder = lockedFolder === undefined || lockedFolder.trim() === folder;
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isRunning(pid) && sameProcess && thisFolder) {
         throw new EventStoreUnavailable(
           `The embedded database in ${dataDir} is in use by another crm process (pid ${pid}). ` +
             'Stop it first (the embedded database serves one process at a time), or run both against PostgreSQL with DATABASE_URL. ' +

@@ -34,6 +34,8 @@ export interface GlobalBrokenLink {
   stream: string | null;
   revision: number | null;
   reason: string;
+  /** Set when the chain ends (its last seal) before an anchor: events recorded after it are missing, not changed. */
+  endsAt?: bigint;
 }
 
 /**
@@ -99,6 +101,7 @@ export interface ChainsVerification {
     revision: number | null;
     position: bigint | null;
     reason: string;
+    endsAt?: bigint;
   };
 }
 
@@ -462,6 +465,12 @@ export async function verifyGlobalChain(
   // covered every seal, so no anchor is left unreached.
   walkedAll = true;
   const [missing] = [...anchors.keys()].sort((a, b) => (a < b ? -1 : 1));
+  // Past the last seal: the store ends before the anchor (restored from an older backup, or its tail cut).
+  const end = last?.position ?? -1n;
+  if (missing !== undefined && missing > end) {
+    const ended = broken(missing, null, null, `the store's events end at position ${end}, before this anchor: the events recorded after ${end} are missing`);
+    return { ...ended, firstBroken: { ...ended.firstBroken!, endsAt: end } };
+  }
   if (missing !== undefined) return broken(missing, null, null, "no seal at the anchor's position: the chain was truncated or rewritten");
   const head = last && previous ? { position: last.position, globalHash: Buffer.from(previous).toString('hex') } : null;
   return { ok: true, checked, head, ...anchorOutcome(), sealedThrough, unsealed };

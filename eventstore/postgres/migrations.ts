@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Migration, type QueryExecutorProvider } from 'kysely';
-import { EventStoreError } from '../errors.ts';
+import { EventStoreError, StoreDoesNotFitServer } from '../errors.ts';
 
 /**
  * Bits of a global position given to the event's ordinal inside its transaction:
@@ -633,3 +633,42 @@ export const migrateEventStore = async (db: Kysely<any>, schema: string): Promis
 };
 
 export const quoteIdentifier = quote;
+
+/**
+ * Checks, at start, that the stored events fit the database they are in; throws
+ * StoreDoesNotFitServer (nothing written) when they do not:
+ * - a position is `transaction id << 20`, so every stored one lies below the next transaction id of
+ *   the server that stored it. A logical backup (`pg_dump`) restored onto another server keeps the
+ *   positions but not the transaction counter: new events would get lower positions than stored ones,
+ *   the feed would stop at 0 and every command on an existing record would fail;
+ * - the append functions name their schema in their bodies: schemas renamed after a restore leave them
+ *   writing to the old name.
+ */
+export const assertStoreFitsServer = async (db: QueryExecutorProvider, schema: string): Promise<void> => {
+  const { rows } = await sql<{ next_xid: string; head: string | null }>`
+    SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid, (SELECT max(position) FROM ${sql.id(schema, 'events')})::text AS head`.execute(db);
+  const { next_xid: nextXid, head } = rows[0]!;
+  if (head !== null && BigInt(head) >> BigInt(ORDINAL_BITS) >= BigInt(nextXid)) {
+    const needed = (BigInt(head) >> BigInt(ORDINAL_BITS)) + 1_000n;
+    const epoch = needed >> 32n;
+    throw new StoreDoesNotFitServer(
+      `The stored events' positions (up to ${head}) come from transaction ids this PostgreSQL server has not reached (its next is ${nextXid}): ` +
+        'the database was restored from a logical backup (pg_dump) onto another server, whose transaction counter is lower. New events would be ' +
+        `ordered before the stored ones. Nothing was written. Restore a physical backup (pg_basebackup) instead, or stop this server and move its ` +
+        `counter past them before restoring again: pg_resetwal${epoch > 0n ? ` -e ${epoch}` : ''} -x ${needed & 0xffffffffn} <data directory> ` +
+        '(pg_resetwal needs the pg_xact segment of that id to exist: see its documentation). README: "Backup and restore".',
+    );
+  }
+  const { rows: functions } = await sql<{ name: string; body: string }>`
+    SELECT p.proname AS name, p.prosrc AS body FROM pg_proc p
+     WHERE p.pronamespace = to_regnamespace(${quote(schema)}) AND p.proname IN ('append_events', 'append_streams')`.execute(db);
+  const elsewhere = functions.find((f) => !f.body.includes(`${quote(schema)}.`));
+  if (elsewhere) {
+    const named = /UPDATE ("(?:[^"]|"")+")\.streams/.exec(elsewhere.body)?.[1];
+    throw new StoreDoesNotFitServer(
+      `The event store's functions in schema ${schema} write to another schema${named ? ` (${named})` : ''}: the schemas were renamed after a restore. ` +
+        `Rename them back${named ? ` (ALTER SCHEMA ${quote(schema)} RENAME TO ${named}, and the read and reporting schemas likewise)` : ''} and set ` +
+        'CRM_EVENTS_SCHEMA, CRM_READ_SCHEMA and CRM_REPORTING_SCHEMA to those names. Nothing was written.',
+    );
+  }
+};

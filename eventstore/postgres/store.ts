@@ -21,7 +21,7 @@ import type {
 import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../errors.ts';
 import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend, prepareStreamAppends } from '../validation.ts';
 import type { SqlDatabase } from './database.ts';
-import { FINAL_POSITION_BOUND, finalBoundAndHead, migrateEventStore, quoteIdentifier, settleFinal } from './migrations.ts';
+import { assertStoreFitsServer, FINAL_POSITION_BOUND, finalBoundAndHead, migrateEventStore, quoteIdentifier, settleFinal } from './migrations.ts';
 import { createAppendGroups, type GroupOutcome, type PendingAppend } from './append-groups.ts';
 import { createWakeup } from './wakeup.ts';
 import { createStreamSnapshots } from './snapshots.ts';
@@ -187,6 +187,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
   const s = sql.raw(quoteIdentifier(schema));
   try {
     await migrateEventStore(db, schema);
+    await assertStoreFitsServer(db, schema);
   } catch (error) {
     throw mapError(error);
   }

@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatChainAnchor, parseChainAnchor, sealChain, startChainSealer, verifyChains, verifyGlobalChain } from '../../audit/sql/chain.ts';
+import { chainsNextSteps } from '../../audit/summary.ts';
 import { verifyStreamChains } from '../../eventstore/postgres/chain.ts';
 import { connectPostgres, DEFAULT_POOL_TIMEOUTS } from '../../eventstore/postgres/database.ts';
 import { newEvent } from '../eventstore/contract.ts';
@@ -475,6 +476,24 @@ describe('anchors: global hashes kept outside the database', () => {
       ok: false,
       firstBroken: { position: missing.position, reason: expect.stringContaining('no seal at the anchor') },
     });
+  });
+
+  it('an anchor past the last seal says the store ends before it (an older backup restored), and advises on that, not on tampering', async () => {
+    const f = await fixture();
+    const { head } = await verifyGlobalChain(f.h.database, f.h.schemas.events);
+    const later = { position: head!.position + (1n << 30n), globalHash: head!.globalHash };
+    const result = await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors: [head!, later] });
+    expect(result).toMatchObject({
+      ok: false,
+      firstBroken: {
+        position: later.position,
+        endsAt: head!.position,
+        reason: expect.stringContaining(`end at position ${head!.position}, before this anchor`),
+      },
+    });
+    const advice = chainsNextSteps({ ok: false, firstBroken: { chain: 'global', ...result.firstBroken! } });
+    expect(advice.join('\n')).toMatch(/restored from a backup taken before that anchor/);
+    expect(advice.join('\n')).not.toMatch(/changed outside the CRM/);
   });
 
   it('two anchors for one position that disagree are said to disagree, and the one that matches counts as matched', async () => {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EventStoreError } from '../../eventstore/errors.ts';
+import { EventStoreError, StoreDoesNotFitServer } from '../../eventstore/errors.ts';
 import { connectPostgres } from '../../eventstore/postgres/database.ts';
 import { migrateEventStore, quoteIdentifier, streamHeadsJoin } from '../../eventstore/postgres/migrations.ts';
 import { createPostgresEventStore } from '../../eventstore/postgres/store.ts';
@@ -290,5 +290,41 @@ describe('event store migrations', () => {
     await neighbour.close();
     // dropSchemas (test/support) names schemas unquoted.
     for (const schema of [quoted, other]) await sql`DROP SCHEMA ${sql.id(schema)} CASCADE`.execute(database.db);
+  });
+});
+
+describe('a store that does not fit the database it is in (a restore gone wrong)', () => {
+  it('refuses to open, writing nothing, when its positions are ahead of the server: a pg_dump restored onto another server', async () => {
+    const schema = nextSchema('_restored');
+    const store = await createPostgresEventStore(database, { schema });
+    await store.appendToStream(`customer-${randomUUID()}`, [newEvent()]);
+    await store.close();
+    // What another server's lower transaction counter looks like to the stored positions.
+    await sql`UPDATE ${sql.id(schema, 'events')} SET position = position + (1::bigint << 52)`.execute(database.db);
+    const before = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(schema, 'events')}`.execute(database.db);
+    const refused = await createPostgresEventStore(database, { schema }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(StoreDoesNotFitServer);
+    expect((refused as Error).message).toMatch(
+      /come from transaction ids this PostgreSQL server has not reached .* pg_resetwal -e \d+ -x \d+ <data directory>/,
+    );
+    expect((await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.id(schema, 'events')}`.execute(database.db)).rows).toEqual(before.rows);
+  });
+
+  it('refuses to open a schema renamed after a restore, naming the name its functions write to', async () => {
+    const schema = nextSchema('_before');
+    const renamed = nextSchema('_after');
+    const store = await createPostgresEventStore(database, { schema });
+    await store.appendToStream(`customer-${randomUUID()}`, [newEvent()]);
+    await store.close();
+    await sql`ALTER SCHEMA ${sql.id(schema)} RENAME TO ${sql.id(renamed)}`.execute(database.db);
+    const refused = await createPostgresEventStore(database, { schema: renamed }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(StoreDoesNotFitServer);
+    expect((refused as Error).message).toContain(`write to another schema ("${schema}"): the schemas were renamed after a restore`);
   });
 });

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -33,11 +33,29 @@ describe.skipIf(noProc)('the embedded database folder lock', () => {
     writeFileSync(pidFile, `1 ${Number(processStartTime(1)) + 12345}`);
     const database = await openDatabase(config);
     try {
-      expect(readFileSync(pidFile, 'utf8')).toBe(`${process.pid} ${processStartTime(process.pid)}`);
+      expect(readFileSync(pidFile, 'utf8').split('\n')[0]).toBe(`${process.pid} ${processStartTime(process.pid)}`);
     } finally {
       await database.close();
     }
     expect(existsSync(pidFile)).toBe(false);
+  }, 120_000);
+
+  it('takes over the pid file of a folder copied while its process ran (the process holds the original, not the copy)', async () => {
+    const original = dataFolder();
+    const copy = dataFolder();
+    const other = spawn('sleep', ['60']);
+    try {
+      // As the running process wrote it in the original folder, copied along with it.
+      const { dev, ino } = statSync(join(original.pidFile, '..'));
+      writeFileSync(copy.pidFile, `${other.pid} ${processStartTime(other.pid!)}\n${dev}:${ino}`);
+      const database = await openDatabase(copy.config);
+      await database.close();
+      // The same file in the original folder still keeps a second process out.
+      writeFileSync(original.pidFile, `${other.pid} ${processStartTime(other.pid!)}\n${dev}:${ino}`);
+      await expect(openDatabase(original.config)).rejects.toThrow(`is in use by another crm process (pid ${other.pid})`);
+    } finally {
+      other.kill('SIGKILL');
+    }
   }, 120_000);
 
   it('keeps out a second process while the one named (pid and start time) runs, saying how to recover', async () => {
