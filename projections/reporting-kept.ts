@@ -10,8 +10,10 @@ import { sql, type QueryExecutorProvider } from 'kysely';
  * a swap holds the read models): they are named as not restored.
  */
 export interface KeptOnReportingViews {
-  /** Statements that make it all again, views built on others after them. */
-  statements: string[];
+  /** Each view built on ours, with the statements that make it (options, owner, comments), views built on others after them. */
+  views: { name: string; statements: string[] }[];
+  /** The grants on ours and on those views, whole or by column. */
+  grants: string[];
   /** The views (and materialized views) built on ours, schema-qualified, for telling which are gone afterwards. */
   dependentViews: string[];
 }
@@ -86,34 +88,51 @@ export async function keptOnReportingViews(db: QueryExecutorProvider, schema: st
      CROSS JOIN LATERAL aclexplode(t.attacl) a
      WHERE ${granted} AND a.grantee <> c.relowner
      ORDER BY 1`.execute(db);
-  const { rows: columnComments } = await sql<{ statement: string }>`
-    SELECT format('COMMENT ON COLUMN %I.%I.%I IS %L', n.nspname, c.relname, t.attname, col_description(c.oid, t.attnum)) AS statement
+  const { rows: columnComments } = await sql<{ oid: number; statement: string }>`
+    SELECT c.oid::int AS oid, format('COMMENT ON COLUMN %I.%I.%I IS %L', n.nspname, c.relname, t.attname, col_description(c.oid, t.attnum)) AS statement
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute t ON t.attrelid = c.oid AND t.attnum > 0 AND NOT t.attisdropped
      WHERE c.oid = ANY(${views.map((d) => d.oid)}::oid[]) AND col_description(c.oid, t.attnum) IS NOT NULL
-     ORDER BY 1`.execute(db);
-  const statements = views.flatMap((d) => [
-    `CREATE OR REPLACE VIEW ${d.name}${d.options ? ` WITH (${d.options})` : ''} AS ${d.definition.replace(/;\s*$/, '')}`,
-    `ALTER VIEW ${d.name} OWNER TO ${quoteIdent(d.owner)}`,
-    ...(d.comment === null ? [] : [`COMMENT ON VIEW ${d.name} IS ${literal(d.comment)}`]),
-  ]);
+     ORDER BY t.attnum`.execute(db);
   return {
-    statements: [...statements, ...columnComments.map((c) => c.statement), ...grants.map((g) => g.statement)],
+    views: views.map((d) => ({
+      name: d.name,
+      statements: [
+        `CREATE OR REPLACE VIEW ${d.name}${d.options ? ` WITH (${d.options})` : ''} AS ${d.definition.replace(/;\s*$/, '')}`,
+        `ALTER VIEW ${d.name} OWNER TO ${quoteIdent(d.owner)}`,
+        ...(d.comment === null ? [] : [`COMMENT ON VIEW ${d.name} IS ${literal(d.comment)}`]),
+        ...columnComments.filter((c) => c.oid === d.oid).map((c) => c.statement),
+      ],
+    })),
+    grants: grants.map((g) => g.statement),
     dependentViews: dependents.map((d) => d.name),
   };
 }
 
 const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
+const WARNING = "RAISE WARNING 'crm: could not make again on the reporting views: %: %'";
+
 /**
- * Makes again what was kept, each statement on its own: one that fails (a view reading a column
- * that is gone) leaves the others made and is named in the server's log. Answers the views built on
- * ours that do not exist afterwards.
+ * Makes again what was kept: each view built on ours that is gone (with its owner and comments, all or
+ * nothing), then every grant, each on its own. One that fails (a view reading a column that is gone)
+ * leaves the others made and is named in the server's log. Answers the views built on ours that do
+ * not exist afterwards.
  */
 export async function restoreOnReportingViews(db: QueryExecutorProvider, kept: KeptOnReportingViews): Promise<string[]> {
-  for (const statement of kept.statements) {
+  for (const view of kept.views) {
+    const made = view.statements.map((statement) => `EXECUTE ${literal(statement)};`).join(' ');
     await sql
       .raw(
-        `DO $crm_kept$ BEGIN EXECUTE ${literal(statement)}; EXCEPTION WHEN others THEN RAISE WARNING 'crm: could not make again on the reporting views: %: %', ${literal(statement.slice(0, 200))}, SQLERRM; END $crm_kept$`,
+        `DO $crm_kept$ BEGIN IF to_regclass(${literal(view.name)}) IS NULL THEN ${made} END IF; EXCEPTION WHEN others THEN ${WARNING}, ${literal(view.name)}, SQLERRM; END $crm_kept$`,
+      )
+      .execute(db);
+  }
+  if (kept.grants.length > 0) {
+    // One round trip: a grant that fails (its role dropped meanwhile) is named, the others are given.
+    await sql
+      .raw(
+        `DO $crm_kept$ DECLARE s text; BEGIN FOREACH s IN ARRAY ARRAY[${kept.grants.map(literal).join(', ')}]::text[] LOOP ` +
+          `BEGIN EXECUTE s; EXCEPTION WHEN others THEN ${WARNING}, s, SQLERRM; END; END LOOP; END $crm_kept$`,
       )
       .execute(db);
   }
