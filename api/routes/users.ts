@@ -134,27 +134,31 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
     },
   );
 
-  app.patch(
-    '/admin/teams/:id',
-    {
-      schema: {
-        tags,
-        summary: 'Rename a team (TeamRenamed)',
-        params: IdParams,
-        headers: CommandHeaders,
-        body: strictBody(teamCommandSchemas.RenameTeam, 'teamId'),
-        response: { 200: CommandAccepted, ...errors },
+  /** A PATCH that runs one administration command on the team or user its path names (If-Match optional). */
+  const changeRoute = (
+    collection: 'teams' | 'users',
+    type: 'RenameTeam' | 'ChangeUser',
+    payload: z.ZodObject,
+    idField: 'teamId' | 'userId',
+    texts: { summary: string; description?: string },
+  ) =>
+    app.patch(
+      `/admin/${collection}/:id`,
+      {
+        schema: {
+          tags,
+          ...texts,
+          params: IdParams,
+          headers: CommandHeaders,
+          body: strictBody(payload, idField),
+          response: { 200: CommandAccepted, ...errors },
+        },
       },
-    },
-    async (request, reply) =>
-      run(
-        request,
-        reply,
-        { type: 'RenameTeam', ...(request.body as Record<string, unknown>), teamId: request.params.id },
-        200,
-        (teamId) => `/admin/teams/${teamId}`,
-      ),
-  );
+      async (request, reply) =>
+        run(request, reply, { type, ...(request.body as Record<string, unknown>), [idField]: request.params.id }, 200, (id) => `/admin/${collection}/${id}`),
+    );
+
+  changeRoute('teams', 'RenameTeam', teamCommandSchemas.RenameTeam, 'teamId', { summary: 'Rename a team (TeamRenamed)' });
 
   app.get(
     '/admin/teams',
@@ -206,28 +210,10 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
     },
   );
 
-  app.patch(
-    '/admin/users/:id',
-    {
-      schema: {
-        tags,
-        summary: 'Change name, email, role, teams (the whole set), visibility, or deactivate (active: false)',
-        description: "Applies to the user's keys from the next request: a deactivated user's keys stop working.",
-        params: IdParams,
-        headers: CommandHeaders,
-        body: strictBody(userCommandSchemas.ChangeUser, 'userId'),
-        response: { 200: CommandAccepted, ...errors },
-      },
-    },
-    async (request, reply) =>
-      run(
-        request,
-        reply,
-        { type: 'ChangeUser', ...(request.body as Record<string, unknown>), userId: request.params.id },
-        200,
-        (userId) => `/admin/users/${userId}`,
-      ),
-  );
+  changeRoute('users', 'ChangeUser', userCommandSchemas.ChangeUser, 'userId', {
+    summary: 'Change name, email, role, teams (the whole set), visibility, or deactivate (active: false)',
+    description: "Applies to the user's keys from the next request: a deactivated user's keys stop working.",
+  });
 };
 
 /** How long a key's creation waits for the read models to show a user created a moment ago. */
