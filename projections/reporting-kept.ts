@@ -1,4 +1,5 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
+import { quoteLiteral } from '../shared/sql.ts';
 
 /**
  * What others made on the reporting views: the grants on them (a BI tool's read-only role, on whole
@@ -42,13 +43,11 @@ const DEPENDENTS = (schema: string, ours: readonly string[]) => sql<{
      WHERE r.ev_class <> x.oid AND x.depth < 16
   )
   SELECT c.oid::int AS oid, format('%I.%I', n.nspname, c.relname) AS name, c.relkind::text AS kind, pg_get_viewdef(c.oid) AS definition,
-         array_to_string(c.reloptions, ', ') AS options, obj_description(c.oid, 'pg_class') AS comment, pg_get_userbyid(c.relowner) AS owner
+         array_to_string(c.reloptions, ', ') AS options, obj_description(c.oid, 'pg_class') AS comment, quote_ident(pg_get_userbyid(c.relowner)) AS owner
     FROM dependents x JOIN pg_class c ON c.oid = x.oid JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('v', 'm')
    GROUP BY c.oid, n.nspname, c.relname
    ORDER BY max(x.depth), c.oid`;
-
-const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
 
 /**
  * A view made anew in place where PostgreSQL allows it (the same columns, new ones only at the end):
@@ -98,8 +97,8 @@ export async function keptOnReportingViews(db: QueryExecutorProvider, schema: st
       name: d.name,
       statements: [
         `CREATE OR REPLACE VIEW ${d.name}${d.options ? ` WITH (${d.options})` : ''} AS ${d.definition.replace(/;\s*$/, '')}`,
-        `ALTER VIEW ${d.name} OWNER TO ${quoteIdent(d.owner)}`,
-        ...(d.comment === null ? [] : [`COMMENT ON VIEW ${d.name} IS ${literal(d.comment)}`]),
+        `ALTER VIEW ${d.name} OWNER TO ${d.owner}`,
+        ...(d.comment === null ? [] : [`COMMENT ON VIEW ${d.name} IS ${quoteLiteral(d.comment)}`]),
         ...columnComments.filter((c) => c.oid === d.oid).map((c) => c.statement),
       ],
     })),
@@ -107,8 +106,6 @@ export async function keptOnReportingViews(db: QueryExecutorProvider, schema: st
     dependentViews: dependents.map((d) => d.name),
   };
 }
-
-const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 const WARNING = "RAISE WARNING 'crm: could not make again on the reporting views: %: %'";
 
@@ -120,10 +117,10 @@ const WARNING = "RAISE WARNING 'crm: could not make again on the reporting views
  */
 export async function restoreOnReportingViews(db: QueryExecutorProvider, kept: KeptOnReportingViews): Promise<string[]> {
   for (const view of kept.views) {
-    const made = view.statements.map((statement) => `EXECUTE ${literal(statement)};`).join(' ');
+    const made = view.statements.map((statement) => `EXECUTE ${quoteLiteral(statement)};`).join(' ');
     await sql
       .raw(
-        `DO $crm_kept$ BEGIN IF to_regclass(${literal(view.name)}) IS NULL THEN ${made} END IF; EXCEPTION WHEN others THEN ${WARNING}, ${literal(view.name)}, SQLERRM; END $crm_kept$`,
+        `DO $crm_kept$ BEGIN IF to_regclass(${quoteLiteral(view.name)}) IS NULL THEN ${made} END IF; EXCEPTION WHEN others THEN ${WARNING}, ${quoteLiteral(view.name)}, SQLERRM; END $crm_kept$`,
       )
       .execute(db);
   }
@@ -131,7 +128,7 @@ export async function restoreOnReportingViews(db: QueryExecutorProvider, kept: K
     // One round trip: a grant that fails (its role dropped meanwhile) is named, the others are given.
     await sql
       .raw(
-        `DO $crm_kept$ DECLARE s text; BEGIN FOREACH s IN ARRAY ARRAY[${kept.grants.map(literal).join(', ')}]::text[] LOOP ` +
+        `DO $crm_kept$ DECLARE s text; BEGIN FOREACH s IN ARRAY ARRAY[${kept.grants.map(quoteLiteral).join(', ')}]::text[] LOOP ` +
           `BEGIN EXECUTE s; EXCEPTION WHEN others THEN ${WARNING}, s, SQLERRM; END; END LOOP; END $crm_kept$`,
       )
       .execute(db);

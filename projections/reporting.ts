@@ -1,7 +1,7 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { CHECKPOINT_TABLE } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
-import { ensureSchema, executeStatements } from '../shared/sql.ts';
+import { ensureSchema, executeStatements, quoteLiteral } from '../shared/sql.ts';
 import { MAX_MERGE_CHAIN } from '../domain/customer/decider.ts';
 import { grantTeamRoles, scopeCondition, scopeStatements } from './reporting-roles.ts';
 import { keptOnReportingViews, replaceViewStatement, restoreOnReportingViews, viewsMadeBy, type KeptOnReportingViews } from './reporting-kept.ts';
@@ -360,8 +360,6 @@ export const viewsOf =
   ({ readSchema, reportingSchema }: { readSchema: string; reportingSchema: string }): string[] =>
     REPORTING_VIEWS.filter((v) => v.projection === projection).flatMap((v) => viewStatements(v, readSchema, reportingSchema));
 
-const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
-
 export function viewStatements(view: ReportingView, readSchema: string, reportingSchema: string): string[] {
   const name = q(reportingSchema, view.name);
   const columns = view.columns.map(([c]) => `"${c}"`).join(', ');
@@ -370,8 +368,8 @@ export function viewStatements(view: ReportingView, readSchema: string, reportin
       name,
       `CREATE OR REPLACE VIEW ${name} (${columns})${view.scoped ? ' WITH (security_barrier)' : ''} AS ${view.select(readSchema, reportingSchema)}`,
     ),
-    `COMMENT ON VIEW ${name} IS ${literal(view.description)}`,
-    ...view.columns.map(([c, d]) => `COMMENT ON COLUMN ${name}."${c}" IS ${literal(d)}`),
+    `COMMENT ON VIEW ${name} IS ${quoteLiteral(view.description)}`,
+    ...view.columns.map(([c, d]) => `COMMENT ON COLUMN ${name}."${c}" IS ${quoteLiteral(d)}`),
   ];
 }
 

@@ -24,10 +24,12 @@ const READ_MODEL_TABLES = [...Object.keys(PERSONAL_COLUMNS), 'customer_duplicate
  * which quote refused cells.
  */
 export async function erasableTables(db: Kysely<unknown>, schemas: { events: string; read: string }): Promise<ErasableTable[]> {
-  const { rows: registry } = await sql<{ found: string | null }>`SELECT to_regclass(${`${quote(schemas.read)}.read_model_copies`})::text AS found`.execute(db);
-  const { rows: copies } = registry[0]?.found
-    ? await sql<{ schema_name: string }>`SELECT schema_name FROM ${sql.id(schemas.read, 'read_model_copies')} ORDER BY schema_name`.execute(db)
-    : { rows: [] };
+  const { rows: registry } =
+    await sql`SELECT 1 FROM information_schema.tables WHERE table_schema = ${schemas.read} AND table_name = 'read_model_copies'`.execute(db);
+  const { rows: copies } =
+    registry.length > 0
+      ? await sql<{ schema_name: string }>`SELECT schema_name FROM ${sql.id(schemas.read, 'read_model_copies')} ORDER BY schema_name`.execute(db)
+      : { rows: [] };
   const wanted: ErasableTable[] = [
     { schema: schemas.events, table: 'customer_keys' },
     { schema: schemas.events, table: 'customer_email_index' },
@@ -45,11 +47,10 @@ export async function erasableTables(db: Kysely<unknown>, schemas: { events: str
 
 /** The table's size with its indexes and TOAST, in bytes. */
 const sizeOf = async (db: Kysely<unknown>, t: ErasableTable): Promise<number> => {
-  const { rows } = await sql<{ bytes: string }>`SELECT pg_total_relation_size(${`${quote(t.schema)}.${quote(t.table)}`}::regclass)::text AS bytes`.execute(db);
+  const { rows } = await sql<{ bytes: string }>`SELECT pg_total_relation_size(c.oid)::text AS bytes
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${t.schema} AND c.relname = ${t.table}`.execute(db);
   return Number(rows[0]!.bytes);
 };
-
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 /** Writes the table and its indexes anew, live rows only; readers and writers of the table wait meanwhile. */
 export async function rewriteTable(db: Kysely<unknown>, t: ErasableTable): Promise<{ bytesBefore: number; bytesAfter: number }> {

@@ -80,3 +80,9 @@ export const likeLiteral = (text: string): string => text.replace(/[\\%_]/g, (c)
 
 /** `LIKE` pattern matching a literal prefix. */
 export const likePrefix = (prefix: string): string => `${likeLiteral(prefix)}%`;
+
+/** A name as SQL text, quoted (`"a""b"`), for statements built as text: DDL, function bodies, DO blocks. */
+export const quoteIdentifier = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+
+/** A text as an SQL string literal (`'it''s'`), for statements built as text. */
+export const quoteLiteral = (text: string): string => `'${text.replace(/'/g, "''")}'`;

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Migration, type QueryExecutorProvider } from 'kysely';
+import { quoteIdentifier, quoteLiteral } from '../../shared/sql.ts';
 import { EventStoreError, StoreDoesNotFitServer } from '../errors.ts';
 
 /**
@@ -43,8 +44,8 @@ export const settleFinal = async (
   }
 };
 
-const quote = (identifier: string): string => `"${identifier.replace(/"/g, '""')}"`;
-const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
+const quote = quoteIdentifier;
+const literal = quoteLiteral;
 
 const initialSchema = (schema: string): Migration => {
   const s = quote(schema);
@@ -632,7 +633,7 @@ export const migrateEventStore = async (db: Kysely<any>, schema: string): Promis
   });
 };
 
-export const quoteIdentifier = quote;
+export { quoteIdentifier };
 
 /**
  * Checks, at start, that the stored events fit the database they are in; throws

@@ -175,8 +175,12 @@ const subjectOf = (event: CrmEvent): string | undefined => {
   return undefined;
 };
 
-/** A merged duplicate's events that are not its primary's history: the merge itself and its own forget. */
-const OWN_AFTER_MERGE: ReadonlySet<string> = new Set(['CustomerMergedInto', 'CustomerForgotten']);
+/**
+ * What a merged duplicate's stream still takes after the merge and is its primary's history too: a
+ * refund of one of its orders (domain/customer/decider.ts; its own forget stays its own). Only these
+ * look up whether their customer was merged, so a batch of purchases reads nothing more.
+ */
+const PRIMARYS_AFTER_MERGE: ReadonlySet<string> = new Set(['PurchaseRefunded']);
 
 /** The events that name the customer their subject (a deal, a feedback item, an activity) belongs to. */
 const OPENS_SUBJECT: ReadonlySet<string> = new Set(['DealOpened', 'FeedbackSubmitted', 'ActivityLogged']);
@@ -192,7 +196,7 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       const subject = OPENS_SUBJECT.has(e.event.type) ? undefined : subjectOf(e.event);
       if (subject) return [subject];
       const customerId = (e.event.data as { customerId?: unknown }).customerId;
-      return e.stream.startsWith('customer-') && typeof customerId === 'string' ? [customerId] : [];
+      return e.stream.startsWith('customer-') && PRIMARYS_AFTER_MERGE.has(e.event.type) && typeof customerId === 'string' ? [customerId] : [];
     }),
   );
   const entries: TimelineEntry[] = [];
@@ -224,10 +228,9 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
       summary: summarize(event),
     };
     entries.push(entry);
-    // A merged duplicate's later events (a refund of one of its orders, which lowers the primary's
-    // revenue) are the primary's history too, as those before the merge were copied at it; its own
-    // forget and the merge itself stay its own.
-    if (e.stream.startsWith('customer-') && !OWN_AFTER_MERGE.has(event.type)) {
+    // A merged duplicate's later refund (which lowers the primary's revenue) is the primary's history
+    // too, as its events before the merge were copied at it.
+    if (e.stream.startsWith('customer-') && PRIMARYS_AFTER_MERGE.has(event.type)) {
       const primary = subjects.get(customerId)?.customer_id;
       if (primary !== undefined && primary !== customerId) entries.push({ ...entry, customer_id: primary });
     }
