@@ -6,8 +6,9 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { replaceViewStatement } from '../projections/reporting-kept.ts';
 import { RETENTION_CLV_SQL } from './retention-clv.ts';
+import { quoteIdentifier } from '../shared/sql.ts';
 
-const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
+const q = quoteIdentifier;
 
 export function analyticsReportingViews(readSchema: string, reportingSchema: string): string[] {
   const r = (t: string) => `${q(readSchema)}.${q(t)}`;

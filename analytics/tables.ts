@@ -1,6 +1,6 @@
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { MONEY_TYPE } from '../shared/money.ts';
-import { ensureSchema } from '../shared/sql.ts';
+import { ensureSchema, quoteIdentifier } from '../shared/sql.ts';
 import type { TableSpec } from '../projections/read-models/rows.ts';
 import { RATE_TYPE } from '../projections/read-models/exchange-rates.ts';
 import { RETENTION_CLV_SQL } from './retention-clv.ts';
@@ -479,7 +479,9 @@ async function addValuePerMonth(db: QueryExecutorProvider, schema: string): Prom
   if (rows[0]!.n > 0) return;
   const scores = sql.id(schema, 'analytics_scores');
   await sql`ALTER TABLE ${scores} ADD COLUMN IF NOT EXISTS value_per_month double precision`.execute(db);
-  const { rows: aggregates } = await sql<{ name: string | null }>`SELECT to_regclass(${`${quoteId(schema)}.analytics_customer`})::text AS name`.execute(db);
+  const { rows: aggregates } = await sql<{ name: string | null }>`SELECT to_regclass(${`${quoteIdentifier(schema)}.analytics_customer`})::text AS name`.execute(
+    db,
+  );
   if (aggregates[0]?.name)
     await sql`UPDATE ${scores} s SET value_per_month = ${sql.raw(RETENTION_CLV_SQL.valuePerMonth)}
       FROM ${sql.id(schema, 'analytics_customer')} c WHERE c.customer_id = s.customer_id AND s.value_per_month IS NULL`.execute(db);
@@ -505,8 +507,8 @@ export const SCORE_TOTALS_COMPACT_AT = 256;
 const SUMS = ['clv', 'churn_score', 'p_alive', 'value_per_month'] as const;
 
 async function migrateScoreTotals(db: Kysely<unknown>, schema: string): Promise<void> {
-  const scores = `${quoteId(schema)}.analytics_scores`;
-  const totals = `${quoteId(schema)}.${SCORE_TOTALS}`;
+  const scores = `${quoteIdentifier(schema)}.analytics_scores`;
+  const totals = `${quoteIdentifier(schema)}.${SCORE_TOTALS}`;
   const delta = (rows: string) => `INSERT INTO ${totals} (kind, key, customers, ${SUMS.join(', ')})
       SELECT g.kind, g.key, sum(d.n), ${SUMS.map((c) => `sum(d.n * coalesce(d.${c}, 0)::numeric)`).join(', ')}
       FROM (${rows}) d CROSS JOIN LATERAL (VALUES ('segment', d.segment), ('cluster', d.cluster::text)) g(kind, key)
@@ -536,7 +538,7 @@ async function migrateScoreTotals(db: Kysely<unknown>, schema: string): Promise<
       RETURN NULL;
     END`;
   if (body.includes('$fn$')) throw new Error(`Schema name ${schema} cannot be used in a function body`);
-  const fn = `${quoteId(schema)}.analytics_score_totals_keep`;
+  const fn = `${quoteIdentifier(schema)}.analytics_score_totals_keep`;
   await db.transaction().execute(async (trx) => {
     // Scores stand still while the table is filled from them and the triggers are created.
     await sql`LOCK TABLE ${sql.raw(scores)} IN SHARE ROW EXCLUSIVE MODE`.execute(trx);
@@ -562,8 +564,6 @@ async function migrateScoreTotals(db: Kysely<unknown>, schema: string): Promise<
     await create('analytics_score_totals_truncate', `TRUNCATE ON ${scores} FOR EACH STATEMENT`);
   });
 }
-
-const quoteId = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 /**
  * Writes scores, never replacing a score of a newer model version: a projection batch that loaded

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { ensureSchema } from '../shared/sql.ts';
+import { ensureSchema, qualifiedName } from '../shared/sql.ts';
 import { viewStatements, type ReportingView } from '../projections/reporting.ts';
 import { PUBLISHERS } from './tables.ts';
 
@@ -23,7 +23,7 @@ export const PUBLISHER_STATUS_VIEW: ReportingView = {
   ],
   // `state` as the API reports it (integration/publishers.ts reportedState).
   select: (schema) =>
-    `SELECT name, kind, CASE WHEN state = 'running' AND last_error IS NOT NULL THEN 'retrying' ELSE state END, position, delivered, failures, last_error, last_status, last_latency_ms, next_retry_at, updated_at FROM "${schema.replace(/"/g, '""')}"."${PUBLISHERS}"`,
+    `SELECT name, kind, CASE WHEN state = 'running' AND last_error IS NOT NULL THEN 'retrying' ELSE state END, position, delivered, failures, last_error, last_status, last_latency_ms, next_retry_at, updated_at FROM ${qualifiedName(schema, PUBLISHERS)}`,
 };
 
 /** (Re)creates the view; several processes may start at once, so under the integration set-up lock. */

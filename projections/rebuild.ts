@@ -16,7 +16,7 @@ import {
 import type { Projection } from './projection.ts';
 import { createReportingViews, keptOnViewsOf } from './reporting.ts';
 import { claimShadow, dropAbandonedShadows, newShadowName, type SessionLock } from './shadows.ts';
-import { ensureSchema, executeStatements } from '../shared/sql.ts';
+import { ensureSchema, executeStatements, qualifiedName } from '../shared/sql.ts';
 
 export interface ReadSideDeps {
   db: Kysely<unknown>;
@@ -426,7 +426,7 @@ export async function compareSchemas(
     const { rows: keyRows } = await sql<{ column_name: string }>`
       SELECT a.attname AS column_name FROM pg_index i
       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-      WHERE i.indrelid = ${`"${liveSchema.replace(/"/g, '""')}"."${table}"`}::regclass AND i.indisprimary
+      WHERE i.indrelid = ${qualifiedName(liveSchema, table)}::regclass AND i.indisprimary
       ORDER BY array_position(i.indkey::int2[], a.attnum)`.execute(db);
     const keys = keyRows.map((r) => r.column_name);
     const live = sql.id(liveSchema, table);

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
-import { isMissingTable } from '../shared/sql.ts';
+import { isMissingTable, qualifiedName } from '../shared/sql.ts';
 
 /**
  * Team-scoped reporting roles (`crm reporting-role --team <id> --name <role>`): PostgreSQL logins whose
@@ -20,7 +20,7 @@ import { isMissingTable } from '../shared/sql.ts';
 /** The views a team role may read; all but `campaigns` are scoped. */
 export const TEAM_ROLE_VIEWS = ['customers', 'customer_timeline', 'deals', 'pipeline_summary', 'feedback', 'activities', 'campaigns'] as const;
 
-const q = (schema: string, name: string) => `"${schema.replace(/"/g, '""')}"."${name}"`;
+const q = qualifiedName;
 
 /**
  * `(SELECT scope_owners())`: an uncorrelated sub-select, so PostgreSQL evaluates it once per query, not

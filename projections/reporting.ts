@@ -1,7 +1,7 @@
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { CHECKPOINT_TABLE } from './checkpoints.ts';
 import type { Projection } from './projection.ts';
-import { ensureSchema, executeStatements, quoteLiteral } from '../shared/sql.ts';
+import { ensureSchema, executeStatements, qualifiedName, quoteLiteral } from '../shared/sql.ts';
 import { MAX_MERGE_CHAIN } from '../domain/customer/decider.ts';
 import { grantTeamRoles, scopeCondition, scopeStatements } from './reporting-roles.ts';
 import { keptOnReportingViews, replaceViewStatement, restoreOnReportingViews, viewsMadeBy, type KeptOnReportingViews } from './reporting-kept.ts';
@@ -23,7 +23,7 @@ export interface ReportingView {
   scoped?: boolean;
 }
 
-const q = (schema: string, table: string) => `"${schema.replace(/"/g, '""')}"."${table}"`;
+const q = qualifiedName;
 
 /**
  * Base-currency columns: the same rule as the API (projections/queries/exchange-rates.ts). The base

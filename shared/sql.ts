@@ -84,5 +84,8 @@ export const likePrefix = (prefix: string): string => `${likeLiteral(prefix)}%`;
 /** A name as SQL text, quoted (`"a""b"`), for statements built as text: DDL, function bodies, DO blocks. */
 export const quoteIdentifier = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
+/** `schema.name` as SQL text, both parts quoted, for statements built as text. */
+export const qualifiedName = (schema: string, name: string): string => `${quoteIdentifier(schema)}.${quoteIdentifier(name)}`;
+
 /** A text as an SQL string literal (`'it''s'`), for statements built as text. */
 export const quoteLiteral = (text: string): string => `'${text.replace(/'/g, "''")}'`;

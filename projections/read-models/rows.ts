@@ -1,4 +1,5 @@
 import { CompiledQuery, sql, type QueryExecutorProvider, type RawBuilder } from 'kysely';
+import { qualifiedName } from '../../shared/sql.ts';
 
 /**
  * Batch-friendly row access for projections: load the rows a batch touches in one query, fold the
@@ -30,7 +31,7 @@ async function keyTypeOf(trx: QueryExecutorProvider, schema: string, spec: { tab
   let type = keyTypes.get(cacheKey);
   if (!type) {
     const { rows } = await sql<{ type: string }>`SELECT format_type(a.atttypid, NULL) AS type FROM pg_attribute a
-      WHERE a.attrelid = ${`"${schema.replace(/"/g, '""')}"."${spec.table.replace(/"/g, '""')}"`}::regclass AND a.attname = ${spec.key}`.execute(trx);
+      WHERE a.attrelid = ${qualifiedName(schema, spec.table)}::regclass AND a.attname = ${spec.key}`.execute(trx);
     type = rows[0]?.type ?? 'text';
     keyTypes.set(cacheKey, type);
   }
