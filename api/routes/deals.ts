@@ -90,15 +90,19 @@ export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context)
     {
       schema: {
         tags,
-        summary: 'Pipeline summary: open deals by stage, owner and expected-close month, with weighted amounts',
-        querystring: z.strictObject({
-          ownerId: PersonRef.optional(),
-          currency: z
-            .string()
-            .regex(/^[A-Z]{3}$/)
-            .optional(),
-          ...WaitForQuery,
-        }),
+        summary: 'Pipeline summary: open deals by stage, owner and expected-close month, with weighted amounts; won and lost deals with the win rate',
+        querystring: z
+          .strictObject({
+            ownerId: PersonRef.optional(),
+            currency: z
+              .string()
+              .regex(/^[A-Z]{3}$/)
+              .optional(),
+            closedFrom: IsoDate.optional().describe('won and lost deals closed on or after this UTC date (the `closed` figures)'),
+            closedTo: IsoDate.optional().describe('won and lost deals closed on or before this UTC date'),
+            ...WaitForQuery,
+          })
+          .refine((q) => !q.closedFrom || !q.closedTo || q.closedFrom <= q.closedTo, { path: ['closedTo'], message: 'on or after closedFrom' }),
         response: { 200: z.looseObject({}), 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 503: ProblemSchema },
       },
     },

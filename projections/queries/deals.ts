@@ -5,6 +5,7 @@ import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, ty
 import type { DealRow } from '../read-models/deal-fold.ts';
 import { PIPELINE_MONTHS, PIPELINE_STAGES } from '../read-models/pipeline.ts';
 import { inOneSnapshot } from './snapshot.ts';
+import { closedDeals, type ClosedDeals, type ClosedDealsQuery } from './closed-deals.ts';
 
 export type DealView = {
   id: string;
@@ -198,6 +199,12 @@ export type Pipeline = {
     byOwner: (PipelineBaseGroup & { key: string; ownerId: string })[];
     byMonth: (PipelineBaseGroup & { key: string; month: string })[];
   };
+  /**
+   * Deals won and lost (not open: the figures above leave them out), with the win rate, in the period
+   * `closedFrom`-`closedTo` when given; the owner, currency and scope filters apply as above. Null
+   * only while the read models are rebuilt after an upgrade.
+   */
+  closed: ClosedDeals | null;
 };
 
 export type PipelineBaseGroup = { dealCount: number; amount: number | null; weightedAmount: number | null; missingRates: string[] };
@@ -211,7 +218,7 @@ const STAGE_ORDER = sql`array_position(ARRAY['lead','qualified','proposal','nego
  * a restricted caller's figures, and all of them while the tables of a previous version serve, from
  * the open deals themselves.
  */
-export async function pipeline(source: ReadModelSource, query: { ownerId?: string; currency?: string } = {}, scope?: ReadScope | null): Promise<Pipeline> {
+export async function pipeline(source: ReadModelSource, query: ClosedDealsQuery = {}, scope?: ReadScope | null): Promise<Pipeline> {
   if (!scope) {
     const kept = await unlessRebuilding(
       () => inOneSnapshot(source, (snapshot) => keptPipeline(snapshot, query)),
@@ -223,11 +230,11 @@ export async function pipeline(source: ReadModelSource, query: { ownerId?: strin
 }
 
 /** The pipeline from the open deals themselves, the caller's scope applied (the path a restricted caller takes). */
-export const pipelineFromDeals = (source: ReadModelSource, query: { ownerId?: string; currency?: string }, scope: ReadScope | null | undefined) =>
+export const pipelineFromDeals = (source: ReadModelSource, query: ClosedDealsQuery, scope: ReadScope | null | undefined) =>
   byCustomerOwner(scope, (lookup) => inOneSnapshot(source, (snapshot) => pipelineWith(snapshot, query, scope, lookup)));
 
 /** The pipeline from the kept counts (see `pipeline`): the same figures, a few rows per owner and month. */
-async function keptPipeline(source: ReadModelSource, query: { ownerId?: string; currency?: string }): Promise<Pipeline> {
+async function keptPipeline(source: ReadModelSource, query: ClosedDealsQuery): Promise<Pipeline> {
   const filters = (alias: string) => {
     const where = [sql`true`];
     if (query.ownerId) where.push(sql`${sql.ref(`${alias}.owner_id`)} = ${query.ownerId}`);
@@ -246,7 +253,7 @@ async function keptPipeline(source: ReadModelSource, query: { ownerId?: string; 
     sql<Keyed<Sums>>`SELECT p.month AS key, p.currency, ${sums} FROM ${months} WHERE ${filters('p')} GROUP BY p.month, p.currency
       ORDER BY 1, p.currency`.execute(source.db),
   ]);
-  return pipelineOf(query, groups, await keptPipelineInBase(source, filters));
+  return pipelineOf(query, groups, await keptPipelineInBase(source, filters), await closedDeals(source, query, [filters('t')]));
 }
 
 /**
@@ -279,14 +286,15 @@ async function keptPipelineInBase(source: ReadModelSource, filters: (alias: stri
 
 async function pipelineWith(
   source: ReadModelSource,
-  query: { ownerId?: string; currency?: string },
+  query: ClosedDealsQuery,
   scope: ReadScope | null | undefined,
   lookup: CustomerOwnerLookup,
 ): Promise<Pipeline> {
   // The caller's scope applies to every total: figures of deals they may not see are not shown either.
-  const where = [sql`t.stage NOT IN ('won', 'lost')`, ...scoped(scope, (s) => dealInScope(source, s, lookup))];
-  if (query.ownerId) where.push(sql`t.owner_id = ${query.ownerId}`);
-  if (query.currency) where.push(sql`t.currency = ${query.currency}`);
+  const filters = scoped(scope, (s) => dealInScope(source, s, lookup));
+  if (query.ownerId) filters.push(sql`t.owner_id = ${query.ownerId}`);
+  if (query.currency) filters.push(sql`t.currency = ${query.currency}`);
+  const where = [sql`t.stage NOT IN ('won', 'lost')`, ...filters];
   const from = sql`FROM ${sql.id(source.schema, 'deals')} t WHERE ${sql.join(where, sql` AND `)}`;
   const sums = sql`count(*)::integer AS deal_count, sum(t.amount)::text AS amount, sum(t.weighted_amount)::text AS weighted_amount`;
   const groups = await Promise.all([
@@ -302,7 +310,8 @@ async function pipelineWith(
     () => pipelineInBase(source, where),
     () => null,
   );
-  return pipelineOf(query, groups, base);
+  // The tables of a previous version failed the base figures, and with them this snapshot: no more queries.
+  return pipelineOf(query, groups, base, base && (await closedDeals(source, query, filters)));
 }
 
 /** The pipeline's groups in the base currency (see `Pipeline.base`). */
@@ -346,7 +355,12 @@ const baseGroupOf = (r: BaseSums): PipelineBaseGroup => ({
 });
 
 /** The pipeline answer from its four result sets, whether they came from the kept counts or from the deals. */
-const pipelineOf = (query: { ownerId?: string; currency?: string }, [totals, byStage, byOwner, byMonth]: Groups<Sums>, base: Pipeline['base']): Pipeline => ({
+const pipelineOf = (
+  query: ClosedDealsQuery,
+  [totals, byStage, byOwner, byMonth]: Groups<Sums>,
+  base: Pipeline['base'],
+  closed: Pipeline['closed'],
+): Pipeline => ({
   currency: query.currency ?? null,
   ownerId: query.ownerId ?? null,
   totals: totals.rows.map(groupOf),
@@ -354,6 +368,7 @@ const pipelineOf = (query: { ownerId?: string; currency?: string }, [totals, byS
   byOwner: byOwner.rows.map((r) => ({ key: r.key, ownerId: r.key, ...groupOf(r) })),
   byMonth: byMonth.rows.map((r) => ({ key: r.key, month: r.key, ...groupOf(r) })),
   base,
+  closed,
 });
 
 /** `Pipeline.base` from its four result sets (see `pipelineOf`). */

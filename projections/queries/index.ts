@@ -8,6 +8,7 @@ import { getFeedback, listFeedback, type FeedbackListQuery } from './feedback.ts
 import { listPurchases, listRefunds, type PurchaseListQuery } from './purchases.ts';
 import type { ReadModelSource } from './page.ts';
 import { accountsOf, customersInScope, type ReadScope } from './scope.ts';
+import type { ClosedDealsQuery } from './closed-deals.ts';
 
 export * from './activities.ts';
 export * from './campaigns.ts';
@@ -36,7 +37,7 @@ export function createReadModelQueries(source: ReadModelSource) {
     likelyDuplicates: (query: { limit?: number } = {}, scope?: ReadScope | null) => likelyDuplicates(source, query, scope),
     listDeals: (query: DealListQuery = {}, scope?: ReadScope | null) => listDeals(source, query, scope),
     getDeal: (id: string, scope?: ReadScope | null) => getDeal(source, id, scope),
-    pipeline: (query: { ownerId?: string; currency?: string } = {}, scope?: ReadScope | null) => pipeline(source, query, scope),
+    pipeline: (query: ClosedDealsQuery = {}, scope?: ReadScope | null) => pipeline(source, query, scope),
     listCampaigns: (query: CampaignListQuery = {}) => listCampaigns(source, query),
     getCampaign: (id: string) => getCampaign(source, id),
     listFeedback: (query: FeedbackListQuery = {}, scope?: ReadScope | null) => listFeedback(source, query, scope),

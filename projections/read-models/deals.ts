@@ -85,6 +85,8 @@ async function migrate(db: Kysely<DealTables>, schema: string): Promise<void> {
   await sql`CREATE INDEX IF NOT EXISTS deals_stage_idx ON ${t} (stage)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_customer_idx ON ${t} (customer_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_expected_close_idx ON ${t} (expected_close_date)`.execute(db);
+  // The win rate of a period (GET /pipeline `closed`, queries/closed-deals.ts).
+  await sql`CREATE INDEX IF NOT EXISTS deals_closed_idx ON ${t} (closed_at) WHERE stage IN ('won', 'lost')`.execute(db);
   // Sort keys of GET /deals (projections/queries/deals.ts) with the id as tie-breaker: keyset pages use the index.
   await sql`CREATE INDEX IF NOT EXISTS deals_sort_expected_close_idx ON ${t} (expected_close_date, deal_id)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS deals_sort_amount_idx ON ${t} (amount, deal_id)`.execute(db);

@@ -124,6 +124,20 @@ describe('read your writes through the query routes', () => {
     expect(json(await get('analyst', `/deals?ownerId=${owner}`)).items).toHaveLength(1);
     const pipeline = json(await get('sales', `/pipeline?ownerId=${owner}`));
     expect(pipeline.totals).toEqual([expect.objectContaining({ currency: 'EUR', dealCount: 1, amount: 1000.1 })]);
+    expect(pipeline.closed).toMatchObject({ closedFrom: null, closedTo: null, totals: { won: 0, lost: 0, winRate: null } });
+    const won = await post('sales', `/deals/${deal.id}/won`, { reason: 'best offer' }, { 'if-match': '"0"' });
+    const closed = json(await get('sales', `/pipeline?ownerId=${owner}&closedFrom=2000-01-01&waitFor=${won.position}`));
+    expect(closed.totals).toEqual([]);
+    expect(closed.closed).toMatchObject({ closedFrom: '2000-01-01', totals: { won: 1, lost: 0, winRate: 1, wonAmount: 1000.1 } });
+    // A period that ends before it starts names the field; so does a date that is none.
+    for (const [query, field] of [
+      ['closedFrom=2026-02-01&closedTo=2026-01-31', 'closedTo'],
+      ['closedFrom=2026-02-30', 'closedFrom'],
+    ]) {
+      const refused = await get('sales', `/pipeline?${query}`);
+      expect(refused.statusCode, query).toBe(400);
+      expect(json(refused).errors, query).toEqual([expect.objectContaining({ field, in: 'query' })]);
+    }
     expect(json(await get('marketing', `/campaigns/${campaign.id}`))).toMatchObject({ name: 'Launch', status: 'draft', budget: 500 });
     expect(json(await get('marketing', '/campaigns?channel=social')).items.map((c: { id: string }) => c.id)).toContain(campaign.id);
     expect(json(await get('support', `/feedback/${fb.id}`))).toMatchObject({ status: 'open', priority: 'normal' });

@@ -394,6 +394,14 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     const history = await crm.api<{ items: { type: string }[] }>(`/audit/streams/deal-${dealId}`);
     expect(history.body.items.map((e) => e.type).slice(-3)).toEqual(['DealStageChanged', 'DealStageChanged', 'DealWon']);
     await eventually(() => page.getByTestId('closed-deals').innerText()).toContain('Signed at the fair');
+    // The win rate counts the deal just won, as the API does.
+    const { body: summary } = await crm.api<{ closed: { totals: { won: number; lost: number } } }>('/pipeline');
+    expect(summary.closed.totals.won).toBeGreaterThan(0);
+    const allOwners = page.getByTestId('win-rate').locator('tr', { hasText: 'All owners' });
+    await eventually(async () => (await allOwners.locator('td').allInnerTexts()).slice(1, 3)).toEqual([
+      String(summary.closed.totals.won),
+      String(summary.closed.totals.lost),
+    ]);
   });
 
   it('marks a deal won after a 409: the form then sends the deal as it stands, keeping what was typed', async () => {

@@ -67,6 +67,91 @@ describe('kept pipeline counts', () => {
     expect(rows[0]!.n).toBe(4);
   });
 
+  it('count won and lost deals with the win rate, by owner and month closed, within a period, on both paths', async () => {
+    const customer = randomUUID();
+    // Users are ids: a scope lists them.
+    const closerB = randomUUID();
+    await h.run({ type: 'RegisterCustomer', customerId: customer, name: 'Closing Co', email: `closing-${customer}@example.com` });
+    await h.run({ type: 'SetExchangeRate', baseCurrency: 'EUR', currency: 'CHF', rate: '1.05', validFrom: '2025-01-01T00:00:00Z' });
+    const open = async (amount: number, currency: string, ownerId: string) =>
+      (
+        await h.run({
+          type: 'OpenDeal',
+          customerId: customer,
+          title: `Closing ${amount}`,
+          amount,
+          currency,
+          ownerId,
+          expectedCloseDate: '2025-03-31',
+          occurredAt: '2025-01-05T09:00:00Z',
+        })
+      ).id;
+    const win = (dealId: string, occurredAt: string, amount?: number) => h.run({ type: 'WinDeal', dealId, occurredAt, ...(amount ? { amount } : {}) });
+    const lose = (dealId: string, occurredAt: string) => h.run({ type: 'LoseDeal', dealId, occurredAt, reason: 'went elsewhere' });
+    const [a1, a2, a3, a4, b1, b2] = [
+      await open(100, 'EUR', 'closer-a'),
+      await open(200, 'CHF', 'closer-a'),
+      await open(300, 'EUR', 'closer-a'),
+      await open(50, 'EUR', 'closer-a'),
+      await open(1000, 'SEK', closerB),
+      await open(10, 'EUR', closerB),
+    ];
+    await open(999, 'EUR', closerB); // stays open
+    await win(a1, '2025-01-31T23:30:00Z', 120);
+    await win(a2, '2025-02-01T00:10:00Z');
+    await lose(a3, '2025-02-14T12:00:00Z');
+    await win(a4, '2025-02-20T12:00:00Z');
+    // Reopened: open again, counted in neither.
+    await h.run({ type: 'ReopenDeal', dealId: a4, stage: 'negotiation', occurredAt: '2025-02-21T12:00:00Z' });
+    await win(b1, '2025-02-02T08:00:00Z'); // SEK has no rate
+    await lose(b2, '2025-03-01T00:00:00Z');
+    await runner.waitForPosition(h.lastPosition(), 10_000);
+    const source = { db: h.database.db, schema: h.schemas.read, baseCurrency: 'EUR' };
+
+    const a = await pipeline(source, { ownerId: 'closer-a' });
+    expect(a.closed).toEqual({
+      closedFrom: null,
+      closedTo: null,
+      currency: 'EUR',
+      // 120 EUR + 200 CHF x 1.05
+      totals: {
+        won: 2,
+        lost: 1,
+        winRate: 0.6667,
+        wonAmount: 330,
+        missingRates: [],
+        wonByCurrency: [
+          { currency: 'CHF', dealCount: 1, amount: 200 },
+          { currency: 'EUR', dealCount: 1, amount: 120 },
+        ],
+      },
+      byOwner: [{ ownerId: 'closer-a', won: 2, lost: 1, winRate: 0.6667, wonAmount: 330, missingRates: [] }],
+      byMonth: [
+        { month: '2025-01', won: 1, lost: 0, winRate: 1, wonAmount: 120, missingRates: [] },
+        { month: '2025-02', won: 1, lost: 1, winRate: 0.5, wonAmount: 210, missingRates: [] },
+      ],
+    });
+    // The open figures leave closed deals out, and keep the reopened one.
+    expect(a.totals).toEqual([{ currency: 'EUR', dealCount: 1, amount: 50, weightedAmount: 37.5 }]);
+
+    // A period in UTC dates, both ends included: February alone.
+    const february = await pipeline(source, { ownerId: 'closer-a', closedFrom: '2025-02-01', closedTo: '2025-02-28' });
+    expect(february.closed!.totals).toMatchObject({ won: 1, lost: 1, winRate: 0.5, wonAmount: 210 });
+    const b = await pipeline(source, { ownerId: closerB });
+    expect(b.closed!.totals).toMatchObject({ won: 1, lost: 1, winRate: 0.5, wonAmount: null, missingRates: ['SEK 2025-02'] });
+    const none = await pipeline(source, { ownerId: closerB, closedFrom: '2025-04-01' });
+    expect(none.closed!.totals).toMatchObject({ won: 0, lost: 0, winRate: null, wonAmount: 0, missingRates: [], wonByCurrency: [] });
+    expect(none.closed!.byOwner).toEqual([]);
+
+    // The kept counts' path and the deals' path (a restricted caller's) give the same answer.
+    for (const query of [{ ownerId: 'closer-a' }, { ownerId: closerB, currency: 'SEK' }, { closedFrom: '2025-02-01', closedTo: '2025-02-01' }]) {
+      expect(await pipeline(source, query), JSON.stringify(query)).toEqual(await pipelineFromDeals(source, query, null));
+    }
+    // A scope sees only its own deals' outcomes.
+    const scoped = await pipelineFromDeals(source, {}, { owners: [closerB] });
+    expect(scoped.closed!.byOwner.map((g) => g.ownerId)).toEqual([closerB]);
+  });
+
   it('are the same rows whatever the batches: live, a replay in one batch and one in one-event batches', async () => {
     await expectReplaysEqualLive(h, projections, [PIPELINE_STAGES, PIPELINE_MONTHS], { concurrent: true, nonEmpty: true });
   });

@@ -12,11 +12,19 @@ interface PipelineRow {
   amount: number;
   weightedAmount: number;
 }
+interface ClosedRow {
+  won: number;
+  lost: number;
+  winRate: number | null;
+  wonAmount: number | null;
+}
 interface Pipeline {
   totals: PipelineRow[];
   byStage: PipelineRow[];
   byOwner: PipelineRow[];
   byMonth: PipelineRow[];
+  /** Null only while the read models are rebuilt after an upgrade. */
+  closed: null | { currency: string; totals: ClosedRow; byOwner: (ClosedRow & { ownerId: string })[] };
 }
 
 const BOARD_PAGE = 500;
@@ -182,6 +190,7 @@ export const PipelinePage = ({ role }: { role: Role }) => {
         <Totals title="Weighted by owner" rows={summary.data?.byOwner} />
         <Totals title="Weighted by close month" rows={summary.data?.byMonth} />
       </div>
+      <WinRate closed={summary.data?.closed ?? null} />
       <section aria-labelledby="closed-title">
         <h2 id="closed-title">Recently won and lost</h2>
         <table class="grid" data-testid="closed-deals">
@@ -228,6 +237,32 @@ const MoveDeal = (props: { deal: Deal; moving: boolean; move: (stage: string) =>
         {props.moving ? 'Moving…' : 'Move'}
       </button>
     </>
+  );
+};
+
+/** Deals won and lost so far, by owner: the share won and the amount won in the base currency. */
+const WinRate = ({ closed }: { closed: Pipeline['closed'] }) => {
+  if (!closed) return null;
+  const rows: (ClosedRow & { key: string })[] = [...closed.byOwner.map((r) => ({ ...r, key: r.ownerId })), { ...closed.totals, key: 'All owners' }];
+  const amount = (r: ClosedRow) => (r.wonAmount === null ? 'rate missing' : money(r.wonAmount, closed.currency));
+  return (
+    <section aria-labelledby="win-rate-title">
+      <h2 id="win-rate-title">Win rate</h2>
+      <table class="grid" data-testid="win-rate">
+        <Head columns={['Owner', ['Won', 'num'], ['Lost', 'num'], ['Win rate', 'num'], ['Amount won', 'num']]} />
+        <tbody>
+          {rows.map((r) => (
+            <tr key={r.key}>
+              <td>{r.key}</td>
+              <td class="num">{r.won}</td>
+              <td class="num">{r.lost}</td>
+              <td class="num">{r.winRate === null ? '—' : pct(r.winRate, 0)}</td>
+              <td class="num">{amount(r)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
   );
 };
 
