@@ -9,6 +9,7 @@ import { personalSubjectOf, type PersonalData } from '../eventstore/personal-dat
 import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
 import { resolveActivityParent } from './activity-parent.ts';
+import { resolveMergedOrder } from './merged-order.ts';
 import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
 import { addressOf, claimEmails, emailToClaim } from './email-uniqueness.ts';
@@ -389,14 +390,15 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         }
         if (needsOwnerSnapshot(p.type) && typeof command.ownerId === 'string')
           command.owner = userSnapshot(workOn('user', streamOf('user', command.ownerId)).state as never);
+        // As the one-at-a-time handler reads them, on the states this pass decides on (loadForDecision read
+        // an activity's parents); one it did not read (a longer merge chain, a merged duplicate) is read now.
+        const stateOf = async (kind: AggregateKind, id: string): Promise<never> => {
+          const stream = streamOf(kind, id);
+          if (!streams.has(stream)) await readMore(new Map([[stream, kind]]), streams);
+          return workOn(kind, stream).state as never;
+        };
+        if (p.type === 'RecordPurchase') await resolveMergedOrder({ ...p, command }, w.state as never, (id) => stateOf('customer', id));
         if (p.kind === 'activity') {
-          // As the one-at-a-time handler reads them (commands/activity-parent.ts), on the states this pass
-          // decides on (loadForDecision read the parents); one it did not read (a longer merge chain) is read now.
-          const stateOf = async (kind: AggregateKind, id: string): Promise<never> => {
-            const stream = streamOf(kind, id);
-            if (!streams.has(stream)) await readMore(new Map([[stream, kind]]), streams);
-            return workOn(kind, stream).state as never;
-          };
           await resolveActivityParent(
             { ...p, command },
             { customer: (id) => stateOf('customer', id), deal: (id) => stateOf('deal', id), activity: (id) => stateOf('activity', id) },

@@ -29,6 +29,7 @@ import { commandTargets } from './schemas.ts';
 import { notFound, ruleViolated } from '../domain/errors.ts';
 import { copyState } from '../domain/entries.ts';
 import { resolveActivityParent } from './activity-parent.ts';
+import { resolveMergedOrder } from './merged-order.ts';
 import { eventIdFor } from './ids.ts';
 import { userSnapshot } from '../domain/user/decider.ts';
 import {
@@ -494,6 +495,8 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     fillDerivedIds(prepared, ctx.actor.userId);
     await fillReferences(prepared, from);
     if (needsCustomerSnapshot(type)) command.customer = await customerOf(command.customerId as string, from);
+    if (type === 'RecordPurchase')
+      await resolveMergedOrder(prepared, (await from('customer', prepared.id)).state, async (id) => (await from('customer', id)).state);
     if (prepared.kind === 'activity') {
       await resolveActivityParent(prepared, {
         customer: async (customerId) => (await from('customer', customerId)).state,

@@ -16,7 +16,7 @@ import {
   detectKind,
   importKinds,
   RowRejected,
-  documentedColumns,
+  knownColumns,
   rowCommands,
   takesDefaultOwner,
   type ImportKind,
@@ -453,7 +453,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
   const kind = counts.kind ?? options.kind;
   // Named as the file spells them, but storable: a header holding NUL made the job's record unsavable.
   const unreadColumns = [
-    ...new Set([...fileColumns].filter((column) => !readColumns.has(column) && !(kind && documentedColumns[kind].has(column))).map(storableForm)),
+    ...new Set([...fileColumns].filter((column) => !readColumns.has(column) && !(kind && knownColumns[kind].has(column))).map(storableForm)),
   ].sort();
   return { ...counts, kind, interrupted, ...(unreadableFrom ? { unreadableFrom } : {}), unreadColumns };
 }

@@ -781,17 +781,26 @@ export const importColumns: Record<ImportKind, string> = {
 };
 
 /**
- * The columns each kind documents (importColumns), as names: columns read only in some rows (a
- * deactivation's, a resolution's text) are still the kind's, not unknown ones.
+ * Columns an export of the kind writes that an import has no use for: `merged_into` says which primary
+ * a merged duplicate's order counts for, while the order stays on the duplicate (`customer_id`).
+ * Read back without being named as columns not read.
  */
-export const documentedColumns: Record<ImportKind, ReadonlySet<string>> = Object.fromEntries(
+const exportedOnlyColumns: Partial<Record<ImportKind, readonly string[]>> = { purchases: ['merged_into'], refunds: ['merged_into'] };
+
+/**
+ * The columns each kind documents (importColumns), as names: columns read only in some rows (a
+ * deactivation's, a resolution's text) are still the kind's, not unknown ones; and those of its export
+ * that it has no use for.
+ */
+export const knownColumns: Record<ImportKind, ReadonlySet<string>> = Object.fromEntries(
   Object.entries(importColumns).map(([kind, text]) => [
     kind,
     new Set(
       text
         .replace(/\([^)]*\)/g, '')
         .split(/,\s*|\s+or\s+/)
-        .flatMap((item) => /^[a-z_]+/.exec(item.trim())?.[0] ?? []),
+        .flatMap((item) => /^[a-z_]+/.exec(item.trim())?.[0] ?? [])
+        .concat(exportedOnlyColumns[kind as ImportKind] ?? []),
     ),
   ]),
 ) as unknown as Record<ImportKind, ReadonlySet<string>>;

@@ -123,7 +123,10 @@ export type ChangeCustomerDetails = Cmd<'ChangeCustomerDetails', P<'ChangeCustom
 export type AssignCustomerOwner = Cmd<'AssignCustomerOwner', P<'AssignCustomerOwner'> & WithOwner>;
 export type TagCustomer = Cmd<'TagCustomer', P<'TagCustomer'>>;
 export type UntagCustomer = Cmd<'UntagCustomer', P<'UntagCustomer'>>;
-export type RecordPurchase = Cmd<'RecordPurchase', Omit<P<'RecordPurchase'>, 'occurredAt'>>;
+/** An order as a duplicate merged into the customer (or one merged into that duplicate) recorded it. */
+export type MergedOrder = { customerId: string; amount: number; currency: string };
+/** `mergedOrder`: the same order on a merged duplicate's stream, filled by the handler (commands/merged-order.ts). */
+export type RecordPurchase = Cmd<'RecordPurchase', Omit<P<'RecordPurchase'>, 'occurredAt'> & { mergedOrder?: MergedOrder }>;
 export type RefundPurchase = Cmd<'RefundPurchase', Omit<P<'RefundPurchase'>, 'occurredAt' | 'refundId'> & { refundId: string }>;
 export type DeactivateCustomer = Cmd<'DeactivateCustomer', P<'DeactivateCustomer'>>;
 export type ReactivateCustomer = Cmd<'ReactivateCustomer', P<'ReactivateCustomer'>>;

@@ -203,21 +203,23 @@ const decideDetails = (c: Extract<CustomerCommand, { type: 'ChangeCustomerDetail
 };
 
 const decidePurchase = (c: Extract<CustomerCommand, { type: 'RecordPurchase' }>, s: CustomerState): CustomerEvent[] => {
-  const existing = entryOf(s.orders, c.orderId);
+  // A merged duplicate keeps its orders on its own stream, and the primary counts them: one of them
+  // sent again to the primary (as the refusal of the duplicate advises) is the same purchase too.
+  const own = entryOf(s.orders, c.orderId);
+  const existing = own ?? c.mergedOrder;
   if (existing) {
     // The same order reported twice (a retry, a replayed import) is the same purchase: nothing to record.
+    const where = own || !c.mergedOrder ? '' : ` on customer ${c.mergedOrder.customerId}, merged into this one`;
+    const recorded = {
+      orderId: c.orderId,
+      recordedAmount: existing.amount,
+      recordedCurrency: existing.currency,
+      ...(own || !c.mergedOrder ? {} : { recordedOn: c.mergedOrder.customerId }),
+    };
     if (existing.currency !== c.currency)
-      throw ruleViolated('purchase.order_conflict', `Order ${c.orderId} was recorded in ${existing.currency}`, 'currency', {
-        orderId: c.orderId,
-        recordedAmount: existing.amount,
-        recordedCurrency: existing.currency,
-      });
+      throw ruleViolated('purchase.order_conflict', `Order ${c.orderId} was recorded in ${existing.currency}${where}`, 'currency', recorded);
     if (toMinor(existing.amount) !== toMinor(c.amount))
-      throw ruleViolated('purchase.order_conflict', `Order ${c.orderId} was recorded with amount ${existing.amount}`, 'amount', {
-        orderId: c.orderId,
-        recordedAmount: existing.amount,
-        recordedCurrency: existing.currency,
-      });
+      throw ruleViolated('purchase.order_conflict', `Order ${c.orderId} was recorded with amount ${existing.amount}${where}`, 'amount', recorded);
     return [];
   }
   return [{ type: 'PurchaseRecorded', data: { customerId: c.customerId, orderId: c.orderId, amount: c.amount, currency: c.currency } }];
@@ -291,9 +293,14 @@ export const decideCustomer = (command: CustomerCommand, state: CustomerState): 
     if (state.forgotten) return [];
     return [{ type: 'CustomerForgotten', data: { customerId: command.customerId } }];
   }
+  const closed = state.exists && (state.mergedInto !== null || state.forgotten);
   // A merged duplicate's orders stay on its stream: a refund of one is recorded there (the read models
   // and analytics count it for the primary, as they count the order), else finance could record none.
-  if (command.type === 'RefundPurchase' && state.mergedInto !== null && !state.forgotten) return decideRefund(command, state);
+  // So does a forgotten customer's: a refund holds no personal data, and the money history goes on.
+  if (command.type === 'RefundPurchase' && closed) return decideRefund(command, state);
+  // An order such a customer already holds, sent again (a purchases export imported again), is the
+  // same purchase: nothing to record. Any other purchase is refused below.
+  if (command.type === 'RecordPurchase' && closed && entryOf(state.orders, command.orderId)) return decidePurchase(command, state);
   assertCustomerWritable(state, command.customerId);
   switch (command.type) {
     case 'ChangeCustomerDetails':

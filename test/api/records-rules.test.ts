@@ -58,6 +58,44 @@ describe('campaign rules', () => {
   });
 });
 
+describe('money after a forget and a merge', () => {
+  const ifMatch = (revision: number) => ({ 'if-match': `"${revision}"` });
+  it('a forgotten customer still takes refunds: its revenue comes down in the read models, the timeline and the reporting view', async () => {
+    const id = await customer(false);
+    ok(await send('POST', `/customers/${id}/purchases`, { orderId: 'f-1', amount: 70, currency: 'EUR' }));
+    const forgotten = ok(await send('POST', `/customers/${id}/forget`));
+    const refund = ok(
+      await send('POST', `/customers/${id}/refunds`, { orderId: 'f-1', amount: 3, currency: 'EUR', reason: 'damaged box' }, ifMatch(forgotten.revision)),
+    );
+    expect(refund.revision).toBe(forgotten.revision + 1);
+    expect(ok(await send('GET', `/customers/${id}?waitFor=${refund.position}`))).toMatchObject({ status: 'forgotten', name: '[erased]', revenue: 67 });
+    const timeline = ok<{ items: { type: string }[] }>(await send('GET', `/customers/${id}/timeline?waitFor=${refund.position}`));
+    expect(timeline.items.map((e) => e.type)).toContain('PurchaseRefunded');
+    const { rows } = await sql<{
+      revenue: string;
+    }>`SELECT revenue::text FROM ${sql.id(h.schemas.reporting, 'customers')} WHERE customer_id = ${id}::uuid`.execute(h.database.db);
+    expect(rows.map((r) => Number(r.revenue))).toEqual([67]);
+    // Still no new purchase, and no more refunded than was paid.
+    expectProblem(await send('POST', `/customers/${id}/purchases`, { orderId: 'f-2', amount: 1, currency: 'EUR' }), 409);
+    expectProblem(await send('POST', `/customers/${id}/refunds`, { orderId: 'f-1', amount: 68, currency: 'EUR' }, ifMatch(refund.revision)), 422);
+  });
+
+  it("a merged duplicate's order sent to the primary is the purchase already recorded; a forgotten duplicate's order is still refunded on it", async () => {
+    const [primary, duplicate] = [await customer(false), await customer(false)];
+    ok(await send('POST', `/customers/${duplicate}/purchases`, { orderId: 'd-1', amount: 50, currency: 'EUR' }));
+    const merged = ok(await send('POST', `/customers/${primary}/merge`, { duplicateId: duplicate }, ifMatch(0)));
+    const again = ok(await send('POST', `/customers/${primary}/purchases`, { orderId: 'd-1', amount: 50, currency: 'EUR' }));
+    expect(again.revision).toBe(merged.revision);
+    const conflict = expectProblem(await send('POST', `/customers/${primary}/purchases`, { orderId: 'd-1', amount: 55, currency: 'EUR' }), 422);
+    expect(conflict).toMatchObject({ code: 'purchase.order_conflict', details: { recordedAmount: 50, recordedOn: duplicate } });
+    expect(ok(await send('GET', `/customers/${primary}?waitFor=${merged.position}`))).toMatchObject({ revenue: 50, orderCount: 1 });
+
+    const forgotten = ok(await send('POST', `/customers/${duplicate}/forget`));
+    const refund = ok(await send('POST', `/customers/${duplicate}/refunds`, { orderId: 'd-1', amount: 20, currency: 'EUR' }, ifMatch(forgotten.revision)));
+    expect(ok(await send('GET', `/customers/${primary}?waitFor=${refund.position}`))).toMatchObject({ revenue: 30, orderCount: 1 });
+  });
+});
+
 describe('deal title', () => {
   it('PATCH /deals/:id {title} renames the deal as an event shown on the timeline and in the history', async () => {
     const customerId = await customer(true);

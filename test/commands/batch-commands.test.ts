@@ -362,6 +362,53 @@ describe('batch commands: deciding and storing', () => {
   });
 });
 
+describe('batch commands: orders of merged customers', () => {
+  it('an order a merged duplicate holds, sent to its primary or to itself again, is the purchase already recorded, in a batch as through the API; merge chains followed', async () => {
+    // A merged into B, B merged into C: A's and B's orders count for C.
+    const [a, b, c] = await registered(3);
+    const orders = await createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }).executeBatch([
+      purchase(a!, 'a-1', 40),
+      purchase(b!, 'b-1', 60),
+    ]);
+    expect(orders.every((o) => o.ok)).toBe(true);
+    const merge = (customerId: string, duplicateId: string) =>
+      api.execute({ type: 'MergeCustomer', customerId, duplicateId }, { actor, correlationId: 'api', idempotencyKey: `merge-${duplicateId}` });
+    await merge(b!, a!);
+    await merge(c!, b!);
+    const before = await Promise.all([a!, b!, c!].map(ordersOf));
+
+    // A purchases file naming the primary for them (as a merged customer's refusal advises), or the duplicates themselves (an export imported again).
+    const outcomes = await handler(watched()).executeBatch([
+      purchase(c!, 'a-1', 40, 'file2:a-1'),
+      purchase(c!, 'b-1', 60, 'file2:b-1'),
+      purchase(a!, 'a-1', 40, 'file3:a-1'),
+      purchase(c!, 'b-1', 61, 'file2:b-1-changed'),
+      purchase(c!, 'c-1', 5, 'file2:c-1'),
+    ]);
+    expect(outcomes.slice(0, 3).map((o) => o.ok && o.alreadyDone)).toEqual([true, true, true]);
+    expect(outcomes[3]).toMatchObject({
+      ok: false,
+      error: expect.objectContaining({ code: 'purchase.order_conflict', details: expect.objectContaining({ recordedOn: b }) }),
+    });
+    expect(outcomes[4]).toMatchObject({ ok: true, alreadyDone: false });
+    expect(await Promise.all([a!, b!, c!].map(ordersOf))).toEqual([before[0], before[1], [...before[2]!, 'c-1']]);
+
+    // The API's handler alike: nothing appended, the primary's revision answered.
+    const viaApi = await api.execute(
+      { type: 'RecordPurchase', customerId: c!, orderId: 'a-1', amount: 40, currency: 'EUR' },
+      { actor, correlationId: 'api', idempotencyKey: `api-${randomUUID()}` },
+    );
+    expect(viaApi.eventIds).toEqual([]);
+    await expect(
+      api.execute(
+        { type: 'RecordPurchase', customerId: c!, orderId: 'a-1', amount: 41, currency: 'EUR' },
+        { actor, correlationId: 'api', idempotencyKey: `api-${randomUUID()}` },
+      ),
+    ).rejects.toMatchObject({ code: 'purchase.order_conflict', details: { recordedOn: a } });
+    expect(await ordersOf(c!)).toEqual([...before[2]!, 'c-1']);
+  });
+});
+
 describe('batch commands: concurrent writers and faults', () => {
   it('appends the streams not in conflict, and decides the conflicting ones again on what the other writer stored', async () => {
     const [a, b] = await registered(2);

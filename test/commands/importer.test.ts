@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { ZodError } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBatchCommands, type BatchCommands } from '../../commands/batch.ts';
+import { createCrmCommands } from '../../commands/index.ts';
 import {
   BATCHES_IN_FLIGHT,
   rowReason,
@@ -387,6 +388,32 @@ describe('import: rows, batches and counts', () => {
     );
     expect(deals.outcome).toMatchObject({ kind: 'deals', imported: 1, rejected: 1 });
     expect(deals.rejected).toEqual([{ line: 3, reason: expect.stringMatching(/^customer_email: .* is deactivated \(since 2020-05-06T00:00:00.000Z\)/) }]);
+  });
+
+  it('takes a purchases and refunds export imported again into its store as present: merged duplicates and forgotten customers included', async () => {
+    const [primary, duplicate, forgotten] = (await customers(3)).map(importedCustomerId);
+    const rows = [`${primary},p-1,10,EUR,,2024-01-01`, `${duplicate},d-1,20,EUR,${primary},2024-01-02`, `${forgotten},f-1,30,EUR,,2024-01-03`];
+    const file = ['customer_id,order_id,amount,currency,merged_into,occurred_at', ...rows];
+    const refunds = ['customer_id,order_id,refund_id,amount,currency,merged_into,occurred_at', `${duplicate},d-1,r-1,5,EUR,${primary},2024-02-01`];
+    const batch = () => createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
+    expect((await importing(batch(), csv(file))).outcome).toMatchObject({ imported: 3, rejected: 0, unreadColumns: [] });
+    expect((await importing(batch(), csv(refunds))).outcome).toMatchObject({ imported: 1, rejected: 0, unreadColumns: [] });
+    const api = createCrmCommands({ store, personalData });
+    const ctx = { actor, correlationId: 'test' };
+    await api.execute({ type: 'MergeCustomer', customerId: primary!, duplicateId: duplicate! }, ctx);
+    await api.execute({ type: 'ForgetCustomer', customerId: forgotten! }, ctx);
+    const streams = async () => Promise.all([primary!, duplicate!, forgotten!].map(async (id) => (await store.readStream(`customer-${id}`)).length));
+    const before = await streams();
+
+    for (const again of [file, refunds]) {
+      const { outcome, rejected } = await importing(batch(), csv(again));
+      expect(rejected).toEqual([]);
+      expect(outcome).toMatchObject({ imported: again.length - 1, alreadyPresent: again.length - 1, rejected: 0 });
+    }
+    // The advice of a merged customer's refusal followed (the primary named instead): the same purchase.
+    const onPrimary = await importing(batch(), csv(['customer_id,order_id,amount,currency,occurred_at', `${primary},d-1,20,EUR,2024-01-02`]));
+    expect(onPrimary.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
+    expect(await streams()).toEqual(before);
   });
 
   it('cuts batches at their size: a batch holds exactly batchSize commands', async () => {

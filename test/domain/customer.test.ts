@@ -373,11 +373,52 @@ describe('customer: merge', () => {
       .given(mergedAway)
       .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 11, currency: 'EUR' }))
       .thenRefused('refund.exceeds_purchase', 'amount');
+    // Forgotten since: a refund holds no personal data, and the primary's revenue must still come down.
     const forgotten: CustomerEvent[] = [...mergedAway, { type: 'CustomerForgotten', data: { customerId: C } }];
     spec
       .given(forgotten)
       .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r-1', amount: 4, currency: 'EUR' }))
-      .thenRefused('customer.forgotten', 'customerId');
+      .then([{ type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'r-1', amount: 4, currency: 'EUR', reason: null } }]);
+  });
+
+  it("the primary takes a duplicate's order sent to it as the purchase already recorded, and refuses other values", () => {
+    const absorbed: CustomerEvent[] = [registered(), { type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }];
+    const mergedOrder = { customerId: D, amount: 60, currency: 'USD' };
+    spec
+      .given(absorbed)
+      .when(cmd('RecordPurchase', { orderId: 'd-1', amount: 60, currency: 'USD', mergedOrder }))
+      .thenNothing();
+    const e = spec
+      .given(absorbed)
+      .when(cmd('RecordPurchase', { orderId: 'd-1', amount: 61, currency: 'USD', mergedOrder }))
+      .thenRefused('purchase.order_conflict', 'amount');
+    expect(e.details).toMatchObject({ orderId: 'd-1', recordedAmount: 60, recordedCurrency: 'USD', recordedOn: D });
+    expect(e.message).toContain(D);
+    spec
+      .given(absorbed)
+      .when(cmd('RecordPurchase', { orderId: 'd-1', amount: 60, currency: 'EUR', mergedOrder }))
+      .thenRefused('purchase.order_conflict', 'currency');
+    // Without one (no duplicate holds the order), a new purchase.
+    spec
+      .given(absorbed)
+      .when(cmd('RecordPurchase', { orderId: 'd-1', amount: 60, currency: 'USD' }))
+      .then([{ type: 'PurchaseRecorded', data: { customerId: C, orderId: 'd-1', amount: 60, currency: 'USD' } }]);
+  });
+
+  it('the duplicate takes its own orders sent again as already recorded (an export imported again), and refuses new ones', () => {
+    const mergedAway: CustomerEvent[] = [registered(), purchase('o-1', 10), { type: 'CustomerMergedInto', data: { customerId: C, primaryId: E } }];
+    spec
+      .given(mergedAway)
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'EUR' }))
+      .thenNothing();
+    spec
+      .given(mergedAway)
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 12, currency: 'EUR' }))
+      .thenRefused('purchase.order_conflict', 'amount');
+    spec
+      .given(mergedAway)
+      .when(cmd('RecordPurchase', { orderId: 'o-2', amount: 10, currency: 'EUR' }))
+      .thenRefused('customer.merged', 'customerId');
   });
 
   it('the primary names its duplicates when asked to refund an order it does not hold', () => {
@@ -416,7 +457,6 @@ describe('customer: forget', () => {
       cmd('ChangeCustomerDetails', { name: 'X' }),
       cmd('TagCustomer', { tag: 'x' }),
       cmd('RecordPurchase', { orderId: 'o-2', amount: 1, currency: 'EUR' }),
-      cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 1, currency: 'EUR' }),
       cmd('DeactivateCustomer', {}),
     ])
       spec.given(forgotten).when(c).thenRefused('customer.forgotten', 'customerId');
@@ -424,6 +464,24 @@ describe('customer: forget', () => {
       .given(forgotten)
       .when(cmd('RegisterCustomer', { name: 'A', email: 'a@b.co' }))
       .thenRefused('customer.already_registered');
+  });
+  it('a forgotten customer still takes refunds (no personal data; the money history goes on), and its own orders sent again as recorded', () => {
+    spec
+      .given(forgotten)
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 1, currency: 'EUR', reason: 'damaged' }))
+      .then([{ type: 'PurchaseRefunded', data: { customerId: C, orderId: 'o-1', refundId: 'r', amount: 1, currency: 'EUR', reason: 'damaged' } }]);
+    spec
+      .given(forgotten)
+      .when(cmd('RefundPurchase', { orderId: 'o-1', refundId: 'r', amount: 11, currency: 'EUR' }))
+      .thenRefused('refund.exceeds_purchase', 'amount');
+    spec
+      .given(forgotten)
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'EUR' }))
+      .thenNothing();
+    spec
+      .given(forgotten)
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 11, currency: 'EUR' }))
+      .thenRefused('purchase.order_conflict', 'amount');
   });
   it('the folded state reads personal fields as erased and keeps the history', () => {
     expect(foldCustomer(forgotten)).toMatchObject({ forgotten: true, name: ERASED, email: ERASED, phone: null, orders: { 'o-1': { amount: 10 } } });

@@ -242,6 +242,7 @@ const changed = (v: FormValues, c: Customer): Record<string, unknown> => {
 };
 
 const OPEN_WHEN_MERGED = ['POST /customers/:id/refunds', 'POST /customers/:id/forget'];
+const OPEN_WHEN_FORGOTTEN = ['POST /customers/:id/refunds'];
 
 const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Accepted) => void; feedbackCount: number }) => {
   const { customer: c, role, done } = props;
@@ -250,10 +251,12 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
     done(await p);
     close();
   };
-  // The server's rules (domain/customer/decider.ts): a forgotten customer refuses every command (forget
-  // again changes nothing); a duplicate merged away refuses all but forget and a refund of one of its orders.
+  // The server's rules (domain/customer/decider.ts): a forgotten customer refuses every command but a
+  // refund of one of its orders (no personal data; the books go on); a duplicate merged away refuses all
+  // but those and forget.
   const forgotten = c.status === 'forgotten';
-  const offers = (route: string) => can(role, route) && !forgotten && (c.status !== 'merged' || OPEN_WHEN_MERGED.includes(route));
+  const offers = (route: string) =>
+    can(role, route) && (forgotten ? OPEN_WHEN_FORGOTTEN.includes(route) : c.status !== 'merged' || OPEN_WHEN_MERGED.includes(route));
   const actions = allowed([
     offers('PATCH /customers/:id') && {
       label: 'Edit details',
@@ -414,10 +417,11 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
       ),
     },
   ]);
-  if (forgotten) return <p class="muted">This customer was forgotten: the server accepts no further commands on the record.</p>;
-  if (actions.length === 0) return <p class="muted">The {role} role has no actions on customers.</p>;
+  const gone = forgotten ? <p class="muted">This customer was forgotten: the server records nothing more on the record but refunds of its orders.</p> : null;
+  if (actions.length === 0) return gone ?? <p class="muted">The {role} role has no actions on customers.</p>;
   return (
     <section aria-labelledby="customer-actions-title">
+      {gone}
       <h2 id="customer-actions-title" class="sr-only">
         Actions
       </h2>
