@@ -2,7 +2,7 @@
  * The read models as the API answers them: the query side's own view types (type-only imports, so
  * nothing of the server lands in the bundle), and the audit and analytics answers the screens use.
  */
-import type { CampaignView } from '../../projections/queries/campaigns.ts';
+import type { CampaignInBase, CampaignListInBase, CampaignView } from '../../projections/queries/campaigns.ts';
 import type { CustomerRevenue, CustomerView, TimelineEntry } from '../../projections/queries/customers.ts';
 import type { DealView } from '../../projections/queries/deals.ts';
 import type { FeedbackView } from '../../projections/queries/feedback.ts';
@@ -13,7 +13,10 @@ export type Customer = CustomerView & CustomerRevenue;
 export type ListedCustomer = Omit<Customer, 'revenueByCurrency'>;
 export type Deal = DealView;
 export type Feedback = FeedbackView & { body?: string };
-export type Campaign = CampaignView;
+/** A campaign as `GET /campaigns` lists it: its money in the base currency too. */
+export type ListedCampaign = CampaignView & CampaignListInBase;
+/** `GET /campaigns/:id` adds the revenue in every currency. */
+export type Campaign = CampaignView & CampaignInBase;
 export type TimelineItem = TimelineEntry;
 export interface CustomerAnalytics {
   modelVersion: number | null;

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { baseAmount, baseCurrencyOf, baseSums, convertedLines, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
 import { iso, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import { ratioOf, type CampaignRow } from '../read-models/campaign-fold.ts';
@@ -79,15 +79,27 @@ const sorts: Record<string, SortSpec> = {
   revenue: { expr: sql`t.revenue`, type: 'numeric' },
 };
 
-/** `GET /campaigns`: filters by status and channel. */
+/**
+ * `GET /campaigns`: filters by status and channel. Each campaign with its money in the base currency
+ * (as `GET /campaigns/:id` has it, but `revenueByCurrency`), read in the page's snapshot: a list showing
+ * only the campaign-currency figures showed -100% for a campaign whose conversions came in another currency.
+ */
 export async function listCampaigns(
   source: ReadModelSource,
   query: { status?: string; channel?: string; sort?: string; limit?: number; cursor?: string } = {},
-): Promise<Page<CampaignView>> {
-  const where = [];
+): Promise<Page<CampaignView & CampaignListInBase>> {
+  const where: RawBuilder<unknown>[] = [];
   if (query.status) where.push(sql`t.status = ${query.status}`);
   if (query.channel) where.push(sql`t.channel = ${query.channel}`);
-  return listOf({ source, table: 'campaigns', key: 'campaign_id', where, sorts, defaultSort: '-createdAt' }, query, toCampaignView);
+  return inOneSnapshot(source, async (snapshot) => {
+    const page = await listOf({ source: snapshot, table: 'campaigns', key: 'campaign_id', where, sorts, defaultSort: '-createdAt' }, query, toCampaignView);
+    const ids = page.items.map((c) => c.id);
+    const base = await unlessRebuilding(
+      () => baseFiguresOf(snapshot, ids),
+      () => new Map<string, CampaignListInBase>(),
+    );
+    return { ...page, items: page.items.map((c) => ({ ...c, ...(base.get(c.id) ?? noBaseFigures(source)) })) };
+  });
 }
 
 /** A campaign's money in the base currency (GET /campaigns/:id). */
@@ -103,34 +115,60 @@ export type CampaignInBase = {
   missingRates: string[];
 };
 
+/** The base-currency figures a list gives of each campaign. */
+export type CampaignListInBase = Omit<CampaignInBase, 'revenueByCurrency'>;
+
+/** While the read models are rebuilt after an upgrade: no base figures yet. */
+const noBaseFigures = (source: ReadModelSource): CampaignListInBase => ({
+  baseCurrency: baseCurrencyOf(source),
+  costsBase: null,
+  revenueBase: null,
+  roiBase: null,
+  missingRates: [],
+});
+
+/** Costs, revenue and ROI in the base currency of each campaign of `ids`, in one query. */
+async function baseFiguresOf(source: ReadModelSource, ids: readonly string[]): Promise<Map<string, CampaignListInBase>> {
+  if (ids.length === 0) return new Map();
+  const lines = convertedLines(source, 'campaign_money_lines', sql`l.campaign_id = ANY(CAST(${[...ids]} AS uuid[]))`);
+  const { rows } = await sql<{
+    campaign_id: string;
+    kind: 'cost' | 'revenue';
+    base_amount: string | null;
+    missing_rates: string[];
+  }>`SELECT y.campaign_id::text AS campaign_id, y.kind, ${baseSums(['base_amount'])} FROM ${lines} GROUP BY y.campaign_id, y.kind`.execute(source.db);
+  return new Map(
+    ids.map((id) => {
+      const kind = (k: string) => rows.find((r) => r.campaign_id === id && r.kind === k);
+      // Nothing recorded of a kind sums to 0.
+      const total = (k: string) => (kind(k) ? baseAmount(kind(k)!.base_amount) : 0);
+      const costs = total('cost');
+      const revenue = total('revenue');
+      // The ratio of the exact sums (four decimals at most), rounded as the fold and the reporting view round it.
+      const exact = (k: string) => minorOfNumeric(kind(k)?.base_amount ?? '0');
+      const figures: CampaignListInBase = {
+        baseCurrency: baseCurrencyOf(source),
+        costsBase: costs,
+        revenueBase: revenue,
+        roiBase: costs === null || revenue === null || costs === 0 ? null : Number(ratioOf(exact('revenue') - exact('cost'), exact('cost'))),
+        missingRates: [...new Set(rows.filter((r) => r.campaign_id === id).flatMap((r) => missingRatesOf(r.missing_rates)))].sort(),
+      };
+      return [id, figures];
+    }),
+  );
+}
+
 export async function campaignInBase(source: ReadModelSource, id: string): Promise<CampaignInBase> {
   const lines = convertedLines(source, 'campaign_money_lines', sql`l.campaign_id = ${uuidOf(id)}`);
-  const [byKind, byCurrency] = await Promise.all([
-    sql<{
-      kind: 'cost' | 'revenue';
-      base_amount: string | null;
-      missing_rates: string[];
-    }>`SELECT y.kind, ${baseSums(['base_amount'])} FROM ${lines} GROUP BY y.kind`.execute(source.db),
+  const [figures, byCurrency] = await Promise.all([
+    baseFiguresOf(source, [id]),
     sql<{
       currency: string;
       amount: string;
     }>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS amount FROM ${lines} WHERE y.kind = 'revenue' GROUP BY 1 ORDER BY 1`.execute(source.db),
   ]);
-  const kind = (k: string) => byKind.rows.find((r) => r.kind === k);
-  // Nothing recorded of a kind sums to 0.
-  const total = (k: string) => (kind(k) ? baseAmount(kind(k)!.base_amount) : 0);
-  const costs = total('cost');
-  const revenue = total('revenue');
-  // The ratio of the exact sums (four decimals at most), rounded as the fold and the reporting view round it.
-  const exact = (k: string) => minorOfNumeric(kind(k)?.base_amount ?? '0');
-  return {
-    baseCurrency: baseCurrencyOf(source),
-    revenueByCurrency: Object.fromEntries(byCurrency.rows.map((r) => [r.currency, Number(r.amount)])),
-    costsBase: costs,
-    revenueBase: revenue,
-    roiBase: costs === null || revenue === null || costs === 0 ? null : Number(ratioOf(exact('revenue') - exact('cost'), exact('cost'))),
-    missingRates: [...new Set(byKind.rows.flatMap((r) => missingRatesOf(r.missing_rates)))].sort(),
-  };
+  const { baseCurrency, ...rest } = figures.get(id)!;
+  return { baseCurrency, revenueByCurrency: Object.fromEntries(byCurrency.rows.map((r) => [r.currency, Number(r.amount)])), ...rest };
 }
 
 /** `GET /campaigns/:id`; undefined when unknown. */
@@ -141,14 +179,7 @@ export async function getCampaign(source: ReadModelSource, id: string): Promise<
     if (!row) return undefined;
     const base = await unlessRebuilding(
       () => campaignInBase(snapshot, id),
-      (): CampaignInBase => ({
-        baseCurrency: baseCurrencyOf(source),
-        revenueByCurrency: {},
-        costsBase: null,
-        revenueBase: null,
-        roiBase: null,
-        missingRates: [],
-      }),
+      (): CampaignInBase => ({ ...noBaseFigures(source), revenueByCurrency: {} }),
     );
     return { ...toCampaignView(row), ...base };
   });

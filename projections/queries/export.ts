@@ -57,11 +57,12 @@ export const EXPORT_COLUMNS: Record<
   // The columns a refunds import reads (`refundId` tells the kind), and the primary as for purchases.
   refunds: fields(`refundId orderId customerId amount currency reason occurredAt mergedInto`),
   // What a campaigns import reads (`id` as `campaign_id`, the status with the times of its steps, the
-  // segment as JSON), then the figures: costs, the responses by kind, revenue and ROI.
+  // segment as JSON), then the figures: costs, the responses by kind, revenue and ROI; and the same
+  // money in the base currency, with conversions paid in other currencies than the campaign's.
   campaigns: fields(`
     id name channel status budget currency startsAt endsAt targetSegment createdAt launchedAt
     completedAt cancelledAt costs sent opened clicked converted unsubscribed revenue roi conversionRate
-    overBudget updatedAt revision`),
+    overBudget updatedAt revision baseCurrency costsBase revenueBase roiBase missingRates`),
   // The columns a responses import reads.
   responses: fields(`campaignId customerId response revenue currency occurredAt`),
   // The columns a costs import reads (`costId` tells the kind).

@@ -236,6 +236,17 @@ describe('campaign revenue and ROI in the base currency', () => {
     last = await setRate('NOK', '0.0855', '2026-03-01T00:00:00Z'); // 2000 x 0.0855 = 171
     view = await get(`/campaigns/${campaign.id}`, last.position);
     expect(view).toMatchObject({ revenueBase: 216, costsBase: 100, roiBase: 1.16, missingRates: [] });
+    // The list and the export give the same base figures (they showed the campaign currency's alone: ROI -100%).
+    const { revenueByCurrency: _split, ...inBase } = view as Record<string, unknown>;
+    const listed = (await get('/campaigns?limit=200', last.position)) as { items: { id: string }[] };
+    expect(listed.items.find((c) => c.id === campaign.id)).toEqual(inBase);
+    const exported = await h.app.inject({ method: 'GET', url: '/campaigns/export?format=ndjson', headers: h.auth('marketing') });
+    const line = exported.body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((c) => c.id === campaign.id);
+    expect(line).toMatchObject({ baseCurrency: 'EUR', costsBase: 100, revenueBase: 216, roiBase: 1.16, missingRates: [] });
   });
 
   it("rounds the base ROI as the campaign's ROI and the reporting view round it: exact decimals, a tie away from zero", async () => {

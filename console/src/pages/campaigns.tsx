@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { command, get, query, type Accepted, type Page } from '../api.ts';
 import { href, navigate, parseHash } from '../router.ts';
-import { CURRENCIES, type Campaign } from '../types.ts';
+import { CURRENCIES, type Campaign, type ListedCampaign } from '../types.ts';
 import {
   ActionPanel,
   can,
@@ -33,7 +33,7 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
   const [creating, setCreating] = useState(false);
   const pager = usePager([status]);
   const list = useLoad(
-    (signal) => get<Page<Campaign>>(`/campaigns${query({ status, sort: '-createdAt', limit: 25, cursor: pager.cursor })}`, { signal }),
+    (signal) => get<Page<ListedCampaign>>(`/campaigns${query({ status, sort: '-createdAt', limit: 25, cursor: pager.cursor })}`, { signal }),
     [status, pager.cursor],
   );
   return (
@@ -88,10 +88,10 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
             'Status',
             ['Budget', 'num'],
             ['Costs', 'num'],
-            ['Responses', 'num'],
+            ['Sent', 'num'],
             ['Conversions', 'num'],
-            ['Revenue', 'num'],
-            ['ROI', 'num'],
+            ['Revenue (base)', 'num'],
+            ['ROI (base)', 'num'],
           ]}
         />
         <tbody>
@@ -104,10 +104,11 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
               <td>{c.status}</td>
               <td class="num">{money(c.budget, c.currency)}</td>
               <td class="num">{money(c.costs, c.currency)}</td>
-              <td class="num">{Object.values(c.responses).reduce((a, b) => a + b, 0)}</td>
+              <td class="num">{c.responses.sent}</td>
               <td class="num">{c.conversions}</td>
-              <td class="num">{money(c.revenue, c.currency)}</td>
-              <td class="num">{pct(c.roi, 0)}</td>
+              {/* Conversions paid in every currency count here, each at its rate: the campaign currency's alone showed -100% for some. */}
+              <td class="num">{c.revenueBase === null ? 'rate missing' : money(c.revenueBase, c.baseCurrency)}</td>
+              <td class="num">{c.revenueBase === null ? '—' : pct(c.roiBase, 0)}</td>
             </tr>
           ))}
         </tbody>
@@ -243,8 +244,13 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
       <dl class="stats">
         <Stat label="Budget" value={money(c.budget, c.currency)} />
         <Stat label="Costs" value={money(c.costs, c.currency)} />
-        <Stat label="Revenue" value={money(c.revenue, c.currency)} />
-        <Stat label="ROI" value={pct(c.roi, 1)} />
+        <Stat label={`Revenue in ${c.currency}`} value={money(c.revenue, c.currency)} />
+        <Stat label={`ROI in ${c.currency}`} value={pct(c.roi, 1)} />
+        <Stat
+          label={`Revenue, every currency (${c.baseCurrency})`}
+          value={c.revenueBase === null ? `rate missing: ${c.missingRates.join(', ')}` : money(c.revenueBase, c.baseCurrency)}
+        />
+        <Stat label={`ROI, every currency (${c.baseCurrency})`} value={c.revenueBase === null ? '—' : pct(c.roiBase, 1)} />
         <Stat label="Conversions" value={c.conversions} />
         <Stat label="Conversion rate" value={pct(c.conversionRate, 1)} />
         <Stat label="Runs" value={`${day(c.startsAt)} → ${day(c.endsAt)}`} />
