@@ -3,6 +3,7 @@ import { DomainError, invalidState } from '../domain/errors.ts';
 import { normaliseEmail } from '../domain/shared.ts';
 import type { UserState } from '../domain/user/decider.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
+import { OutcomeUnknown } from '../eventstore/errors.ts';
 
 /** A claim younger than this may belong to a registration still being appended; older and unregistered, it is abandoned. */
 export const ABANDONED_CLAIM_SECONDS = 60;
@@ -43,7 +44,11 @@ async function takeOverOrRefuseWith(index: EmailIndex, email: string, claimant: 
 
 /**
  * Runs a command with `email` held for `holderId` first; a claim it made is freed again when the
- * command is refused or fails, and after a `change` the holder's previous address is freed.
+ * command is refused or fails, and after a `change` the holder's previous address is freed. One
+ * whose outcome is unknown (the connection lost as the append was sent) keeps the claim: the append
+ * may have committed, and a retry with the same key answers the first result without claiming again,
+ * so the address stayed free for a twin registration. If nothing was stored, the claim is abandoned
+ * and taken over after ABANDONED_CLAIM_SECONDS.
  */
 async function withAddressHeld<R>(
   index: EmailIndex,
@@ -59,7 +64,7 @@ async function withAddressHeld<R>(
     result = await run();
   } catch (error) {
     // Refused or failed (a stale If-Match, the store down): the address is not theirs after all.
-    if (fresh) await index.release(email, holderId).catch(() => undefined);
+    if (fresh && !(error instanceof OutcomeUnknown)) await index.release(email, holderId).catch(() => undefined);
     throw error;
   }
   if (change) await index.releaseOthers(holderId, email);

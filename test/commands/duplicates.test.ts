@@ -5,7 +5,7 @@ import { createBatchCommands, type BatchCommands, type BatchItem } from '../../c
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
 import { DomainError } from '../../domain/errors.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
-import { WrongExpectedRevision } from '../../eventstore/errors.ts';
+import { OutcomeUnknown, WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { createEmailIndex, type EmailIndex } from '../../eventstore/email-index.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
@@ -120,6 +120,28 @@ describe('duplicate registrations', () => {
     ).rejects.toThrow();
     expect(await emailIndex.holder(wanted)).toBeUndefined();
     expect((await register(wanted)).id).not.toBe(customer.id);
+  });
+
+  it('a registration whose outcome is unknown (stored, the answer lost) keeps its address: the retry answers it, a twin is refused', async () => {
+    const email = `unknown-${randomUUID()}@navy.example`;
+    const personalData = await createPersonalData(database.db, { schema: schemas.events });
+    // The append commits, then the connection is lost before its answer: the caller cannot know.
+    const losing: EventStore = {
+      ...store,
+      appendToStream: async (...args) => {
+        await store.appendToStream(...args);
+        throw new OutcomeUnknown('the connection was lost while the append was sent; it may or may not have committed.');
+      },
+    };
+    const key = randomUUID();
+    const command = { type: 'RegisterCustomer', name: 'Grace Hopper', email };
+    await expect(createCrmCommands({ store: losing, personalData, emailIndex }).execute(command, ctx({ idempotencyKey: key }))).rejects.toBeInstanceOf(
+      OutcomeUnknown,
+    );
+    const retried = await commands.execute(command, ctx({ idempotencyKey: key }));
+    expect(await emailIndex.holder(email)).toBe(retried.id);
+    const twin = await refusal(register(email));
+    expect(twin).toMatchObject({ code: 'customer.email_taken', details: { customerId: retried.id } });
   });
 
   it('forgetting a customer removes their lookup entry and frees the address', async () => {
