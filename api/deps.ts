@@ -64,6 +64,8 @@ export interface ReadModelProgress {
   status(): Promise<ProjectionStatus[]>;
   /** Events delivered to the projections of this process and not applied yet (back-pressure); absent when they run elsewhere. */
   backlog?(): number;
+  /** The position of the newest event the store holds, waiting briefly for appends committing now (0 when empty). */
+  newestPosition?(): Promise<bigint>;
 }
 
 /** A load of data this process runs in the background (`crm serve`'s demo data), as GET /ready shows it. */

@@ -274,11 +274,33 @@ export const WaitForQuery = {
   waitFor: PositionString.optional().describe('Answer only once the read models include this position (bounded wait)'),
 };
 
-/** Waits for the read models to reach `position`, or throws a 503 problem after `timeoutMs`. */
+/** How long `?waitFor=` waits before it asks whether the store ever recorded the position. */
+const WAIT_BEFORE_HEAD_CHECK_MS = 250;
+
+/**
+ * Waits for the read models to reach `position`, or throws a 503 problem after `timeoutMs`. A position
+ * past the newest event the store holds was never answered by a command: a 400 naming `waitFor` once
+ * a first short wait has passed (so a read right after its own append, which the store may show a
+ * moment later, is not refused), instead of holding the request for the whole bound to answer "retry".
+ */
 export const awaitReadModels = async (projections: ReadModelProgress | undefined, position: string | undefined, timeoutMs: number): Promise<void> => {
   if (position === undefined) return;
   if (!projections) throw new ProblemError('unavailable', 'The read models are not running in this process.');
-  const reached = await projections.waitForPosition(BigInt(position), timeoutMs);
+  const wanted = BigInt(position);
+  const first = Math.min(timeoutMs, WAIT_BEFORE_HEAD_CHECK_MS);
+  let reached = await projections.waitForPosition(wanted, first);
+  if (!reached && projections.newestPosition) {
+    const newest = await projections.newestPosition();
+    if (wanted > newest)
+      throw validationProblem([
+        {
+          field: 'waitFor',
+          in: 'query',
+          message: `no event was recorded at position ${position}: the newest is at ${newest}; send a position a command answered`,
+        },
+      ]);
+  }
+  if (!reached && timeoutMs > first) reached = await projections.waitForPosition(wanted, timeoutMs - first);
   if (!reached) {
     throw new ProblemError(
       'read_model_timeout',

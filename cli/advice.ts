@@ -1,4 +1,4 @@
-import { OutcomeUnknown, type EventStoreUnavailable } from '../eventstore/errors.ts';
+import { EmbeddedDatabaseInUse, OutcomeUnknown, type EventStoreUnavailable } from '../eventstore/errors.ts';
 import type { CliCommand, CommandRun, DatabaseUse } from './command.ts';
 
 /**
@@ -11,6 +11,8 @@ export const unavailableAdvice = (
   error: EventStoreUnavailable,
   running: { command: CliCommand; args: Pick<CommandRun, 'positionals' | 'values'> } | undefined,
 ): string => {
+  // Nothing to wait for: the message says which process holds the folder and what to do.
+  if (error instanceof EmbeddedDatabaseInUse) return `crm: ${error.message}`;
   const name = running ? `crm ${running.command.name}${running.args.positionals[0] ? ` ${running.args.positionals[0]}` : ''}` : 'the command';
   const declared = running?.command.database;
   const use: DatabaseUse = (typeof declared === 'function' ? declared(running!.args) : declared) ?? { kind: 'writes' };

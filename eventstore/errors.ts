@@ -52,6 +52,12 @@ export class InvalidAppend extends EventStoreError {
 export class EventStoreUnavailable extends EventStoreError {}
 
 /**
+ * The embedded database is open in another crm process (it serves one at a time): nothing to wait
+ * for, the message names the process and what to do.
+ */
+export class EmbeddedDatabaseInUse extends EventStoreUnavailable {}
+
+/**
  * A statement prepared on a pooled connection before a rebuild swapped the tables it reads went stale
  * inside a transaction, which is rolled back: the same work succeeds on another connection (the stale
  * one is discarded on release).

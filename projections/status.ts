@@ -1,6 +1,7 @@
 import type { QueryExecutorProvider } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
-import { readCheckpoints, type ProjectionState } from './checkpoints.ts';
+import { readCheckpoints, type Checkpoint, type ProjectionState } from './checkpoints.ts';
+import { isMissingTable } from '../shared/sql.ts';
 import { ReadModelTimeout } from './errors.ts';
 import { readLeaseHolders } from './leases.ts';
 
@@ -95,7 +96,7 @@ export async function readProjectionStatus(
   store: EventStore,
   names?: readonly string[],
 ): Promise<ProjectionStatus[]> {
-  const [checkpoints, head, holders] = await Promise.all([readCheckpoints(db, schema), store.headPosition(), readLeaseHolders(db, schema)]);
+  const [checkpoints, head, holders] = await Promise.all([checkpointsIfAny(db, schema), store.headPosition(), readLeaseHolders(db, schema)]);
   const selected = [...checkpoints.values()].filter((cp) => !names || names.includes(cp.name));
   // Past the bound the age is taken from the checkpoint's last move instead.
   const oldestAfter = oncePerPosition((position) =>
@@ -135,9 +136,18 @@ export async function readProjectionStatus(
   );
 }
 
+/** The checkpoints; none before any projection worker created their table (an API replica started first). */
+const checkpointsIfAny = (db: QueryExecutorProvider, schema: string): Promise<Map<string, Checkpoint>> =>
+  readCheckpoints(db, schema).catch((error: unknown) => {
+    if (isMissingTable(error)) return new Map<string, Checkpoint>();
+    throw error;
+  });
+
 /**
  * Read-your-writes when the projections run in another process: polls the checkpoint table until
- * every running projection (or those named) has passed `position`.
+ * every running projection (or those named) has passed `position`. A named projection without a
+ * checkpoint has applied nothing yet (no worker has run it): it is behind, never "caught up" (an API
+ * replica started before any worker answered `?waitFor=` at once, from empty read models).
  */
 export async function waitForCheckpoints(
   db: QueryExecutorProvider,
@@ -148,11 +158,12 @@ export async function waitForCheckpoints(
   const timeoutMs = options.timeoutMs ?? 5_000;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const checkpoints = await readCheckpoints(db, schema);
+    const checkpoints = await checkpointsIfAny(db, schema);
     const behind = [...checkpoints.values()]
       .filter((cp) => (!options.names || options.names.includes(cp.name)) && cp.state !== 'failed' && cp.state !== 'stopped')
       .filter((cp) => cp.position < position)
       .map((cp) => ({ name: cp.name, position: cp.position }));
+    for (const name of options.names ?? []) if (!checkpoints.has(name)) behind.push({ name, position: 0n });
     if (behind.length === 0) return;
     if (Date.now() >= deadline) throw new ReadModelTimeout(position, timeoutMs, behind);
     await new Promise((r) => setTimeout(r, Math.min(options.pollMs ?? 10, Math.max(1, deadline - Date.now()))));

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
-import { EventStoreUnavailable, StoreNotFound } from '../eventstore/errors.ts';
+import { EmbeddedDatabaseInUse, EventStoreUnavailable, StoreNotFound } from '../eventstore/errors.ts';
 import { createPersonalData, type PersonalData } from '../eventstore/personal-data.ts';
 import { createEmailIndex, type EmailIndex } from '../eventstore/email-index.ts';
 import { connectPostgres, createPostgresEventStore, holdSessionLock, openPglite, type SqlDatabase } from '../eventstore/postgres/index.ts';
@@ -140,7 +140,7 @@ function lockDataDir(dataDir: string): () => void {
       // A file without the folder (before 2026-12-06) is taken as this folder's.
       const thisFolder = lockedFolder === undefined || lockedFolder.trim() === folder;
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isRunning(pid) && sameProcess && thisFolder) {
-        throw new EventStoreUnavailable(
+        throw new EmbeddedDatabaseInUse(
           `The embedded database in ${dataDir} is in use by another crm process (pid ${pid}). ` +
             'Stop it first (the embedded database serves one process at a time), or run both against PostgreSQL with DATABASE_URL. ' +
             `If no crm process uses that folder (pid ${pid} is another program), delete ${path}.`,
@@ -605,28 +605,48 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
         .finally(() => (starting = undefined));
       return starting;
     };
+    /**
+     * The newest event readers can see. A backwards read waits (briefly) for events committed before
+     * the call to become final, which headPosition() does not: right after an append, or while another
+     * transaction in the database is open, headPosition() can still be behind.
+     */
+    const newestPosition = async (): Promise<bigint> => {
+      const [newest] = await store.readAll({ direction: 'backwards', maxCount: 1 });
+      return newest?.position ?? (await store.headPosition());
+    };
     const progress: ReadModelProgress = {
       // In this process's runner when it runs the projections; else through the checkpoints another process writes.
       waitForPosition: (position, timeoutMs) =>
         (started && leases.ownsAll()
           ? runner.waitForPosition(position, timeoutMs)
-          : waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs })
+          : waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs, names: projections.map((p) => p.name) })
         ).then(
           () => true,
           () => false,
         ),
       backlog: () => (started ? runner.backlog() : 0),
+      newestPosition,
       // Inline projections that have not started yet (serve loads the demo data first, or the start
       // failed and is being tried again) are not ready; `starting`, not `stopped`: nobody has to start them.
-      status: async () =>
-        started || config.projections === 'off'
-          ? runner.status()
-          : projections.map((p) => ({
-              name: p.name,
-              position: 0n,
-              state: 'starting',
-              lastError: startError ? `not started yet (${startError}); trying again` : 'they start once the demo data is loaded',
-            })),
+      status: async () => {
+        if (!started && config.projections !== 'off')
+          return projections.map((p) => ({
+            name: p.name,
+            position: 0n,
+            state: 'starting',
+            lastError: startError ? `not started yet (${startError}); trying again` : 'they start once the demo data is loaded',
+          }));
+        const statuses = await runner.status();
+        // A projection no worker has run has no checkpoint, and applied nothing of what is recorded: an
+        // API replica started before any worker answered ready from empty read models.
+        const never = projections.filter((p) => !statuses.some((s) => s.name === p.name));
+        if (never.length === 0 || (await store.headPosition()) === 0n) return statuses;
+        const run = config.projections === 'off' ? 'start `crm project` (CRM_PROJECTIONS=off here)' : 'they start by themselves';
+        return [
+          ...statuses,
+          ...never.map((p) => ({ name: p.name, position: 0n, state: 'starting', lastError: `no worker has run projection ${p.name} yet: ${run}` })),
+        ];
+      },
     };
     const analytics = createAnalyticsService({
       db: longWork.db,
@@ -634,11 +654,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       baseCurrency: config.baseCurrency,
       // Fits see every event recorded before they start: wait for the analytics projection to reach the head.
       catchUp: async () => {
-        // The newest event readers can see. A backwards read waits (briefly) for events committed
-        // before the call to become final, which headPosition() does not: right after an append, or
-        // while another transaction in the database is open, headPosition() can still be behind.
-        const [newest] = await store.readAll({ direction: 'backwards', maxCount: 1 });
-        const head = newest?.position ?? (await store.headPosition());
+        const head = await newestPosition();
         if (head === 0n) return;
         if (started && leases.owns('analytics')) await runner.waitForPosition(head, 300_000, ['analytics']);
         else await waitForCheckpoints(database.db, config.schemas.read, head, { timeoutMs: 300_000, names: ['analytics'], pollMs: 200 });

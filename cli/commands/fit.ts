@@ -32,7 +32,9 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
 
     const { openCrm } = await import('../../runtime/crm.ts');
     const { FitInterrupted, InsufficientData } = await import('../../analytics/service.ts');
-    const runtime = await openCrm(run.config, { holdSetUpLock: true, existingOnly: true });
+    // The integration publishers and the chain sealer are serve's and project's work: a fit that
+    // started them delivered webhooks (and sealed) from a process meant only to fit.
+    const runtime = await openCrm(run.config, { holdSetUpLock: true, existingOnly: true, overrides: { publishers: false, chainSealer: false } });
     try {
       // This process follows the feed until the analytics projection has caught up, then fits.
       await runtime.startProjections();

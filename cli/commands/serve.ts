@@ -2,7 +2,9 @@ import { LISTEN_BACKLOG } from '../../api/back-pressure.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { tuneHeapForServing } from '../../runtime/heap-tuning.ts';
 import { intValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
-import { describeDatabase } from '../config.ts';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { ConfigError, describeDatabase } from '../config.ts';
 import { createBackoff, pause } from '../../eventstore/backoff.ts';
 import { demoPlan, demoState, DemoLoadTracker, loadDemo } from '../demo.ts';
 import { createProgress } from '../progress.ts';
@@ -51,6 +53,21 @@ async function startProjectionsUntilRunning(runtime: CrmRuntime, run: CommandRun
   }
 }
 
+/** HOST as configuration refused (exit 78), with what to set instead. */
+const hostRefused = (host: string, why: string) =>
+  new ConfigError([{ variable: 'HOST', message: `${host} is ${why}: set an address of this machine, e.g. 127.0.0.1, or 0.0.0.0 for every interface` }]);
+
+/**
+ * HOST is an address, or a name this machine resolves, checked before the database is opened: a
+ * mistyped one failed only at listen, after the start-up, with a stack trace and exit code 1.
+ */
+const assertHostResolves = async (host: string): Promise<void> => {
+  if (isIP(host)) return;
+  await lookup(host).catch((error: NodeJS.ErrnoException) => {
+    throw hostRefused(host, `neither an IP address nor a name this machine resolves (${error.code ?? error.message})`);
+  });
+};
+
 export const serveCommand: CliCommand = {
   name: 'serve',
   maxArguments: 0,
@@ -71,6 +88,7 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
     tuneHeapForServing();
     const config = run.config;
     const port = intValue(run, 'port', config.http.port, 0, 65535);
+    await assertHostResolves(config.http.host);
     // Loaded on use, so that `--help` stays instant.
     const { openCrm } = await import('../../runtime/crm.ts');
     const { ensureAdminKey } = await import('../../api/auth/api-keys.ts');
@@ -103,6 +121,7 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
       const admin = await ensureAdminKey(app.keys, { adminKey: config.adminKey });
       await runtime.setUpDone();
       const address = await app.listen({ host: config.http.host, port, backlog: LISTEN_BACKLOG }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'EADDRNOTAVAIL') throw hostRefused(config.http.host, 'not an address of this machine');
         if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
           throw new UsageError(
             `cannot listen on ${config.http.host}:${port} (${error.code === 'EADDRINUSE' ? 'the port is in use' : 'permission denied'}). Set PORT to another port (or 0 for any free one).`,

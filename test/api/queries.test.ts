@@ -217,19 +217,21 @@ describe('query errors', () => {
         ]);
       }
     }
-    // The largest position is one to wait for.
-    expectProblem(
+    // The largest position is a position, but one no command answered here: refused after a short wait.
+    const never = expectProblem(
       await impatient.inject({ method: 'GET', url: '/customers?waitFor=9223372036854775807', headers: h.auth('sales') }),
-      503,
-      'read-model-timeout',
+      400,
+      'validation',
     );
+    expect(never.errors).toEqual([{ field: 'waitFor', in: 'query', message: expect.stringMatching(/^no event was recorded at position 9223372036854775807/) }]);
   });
 
-  it('answers 503 with a clear problem when the read models do not reach ?waitFor= in time', async () => {
+  it('refuses a ?waitFor= past the newest recorded event (400 naming it, not a 503 saying to retry), and answers one just recorded', async () => {
     const head = await h.store.headPosition();
     const res = await impatient.inject({ method: 'GET', url: `/customers?waitFor=${head + 1_000_000_000n}`, headers: h.auth('sales') });
-    const problem = expectProblem(res, 503, 'read-model-timeout');
-    expect(problem.detail).toMatch(/did not reach position/);
-    expect(res.headers['retry-after']).toBe('1');
+    const problem = expectProblem(res, 400, 'validation');
+    expect(problem.errors).toEqual([{ field: 'waitFor', in: 'query', message: expect.stringContaining('send a position a command answered') }]);
+    const created = await post('sales', '/customers', { name: 'Just Recorded', email: `just-${randomUUID()}@example.com` });
+    expect((await get('sales', `/customers/${created.id}?waitFor=${created.position}`)).statusCode).toBe(200);
   });
 });

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LISTEN_BACKLOG } from '../../api/back-pressure.ts';
 import { buildDemoPlan, DEFAULT_DEMO_UNTIL, demoId } from '../../cli/demo-data.ts';
-import { poll, runCrm, Server } from './support.ts';
+import { poll, runCrm, schemaEnv, Server } from './support.ts';
+import { testSchemas } from '../support/postgres.ts';
 
 /**
  * `npm start` as a new user meets it: an empty folder, no configuration, embedded PGlite.
@@ -83,6 +84,8 @@ describe('crm serve on an empty folder', () => {
     const second = await runCrm(['api-key', 'list'], { cwd: folder, env });
     expect(second.code).toBe(69);
     expect(second.stderr).toContain('in use by another crm process');
+    // Nothing to wait for: no advice to run it again "once the database answers".
+    expect(second.stderr).not.toContain('once the database answers');
 
     expect(await server.stop()).toBe(0);
   }, 180_000);
@@ -105,4 +108,29 @@ describe('crm serve on an empty folder', () => {
 
     expect(await server.stop()).toBe(0);
   }, 120_000);
+});
+
+describe('crm serve with a HOST it cannot listen on', () => {
+  it('refuses it as configuration before opening the database (exit 78 naming HOST), not with a stack trace after the start-up', async () => {
+    // The database is never reached: the port of this URL has nothing listening, and it would be waited for.
+    for (const host of ['not-an-ip.invalid', '999.1.1.1']) {
+      const result = await runCrm(['serve'], {
+        cwd: folder,
+        env: { ...env, HOST: host, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' },
+        timeoutMs: 30_000,
+      });
+      expect(result.code, result.stderr).toBe(78);
+      expect(result.stderr).toContain(`HOST: ${host} is neither an IP address nor a name this machine resolves`);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+    }
+    // An address, but none of this machine's: known only when listening, after the start-up.
+    const schemas = testSchemas('cli_serve_host');
+    try {
+      const elsewhere = await runCrm(['serve', '--no-demo'], { cwd: folder, env: { ...schemaEnv(schemas), PORT: '0', HOST: '192.0.2.77' }, timeoutMs: 60_000 });
+      expect(elsewhere.code, elsewhere.stderr).toBe(78);
+      expect(elsewhere.stderr).toContain('HOST: 192.0.2.77 is not an address of this machine');
+    } finally {
+      await schemas.dropSchemas();
+    }
+  });
 });

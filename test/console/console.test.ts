@@ -707,6 +707,11 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await page.goto(`${crm.url}/#/operations`);
     await eventually(() => page.getByTestId('projections').locator('tbody tr').count()).toBeGreaterThan(0);
     expect(await page.getByTestId('projections').innerText()).toMatch(/running|caught|live/i);
+    // The admin's report names the worker holding each lease (/ready, without a key, names none).
+    const detail = await crm.api<{ projections: { owner: string | null }[] }>('/audit/projections');
+    const owner = detail.body.projections.find((p) => p.owner !== null)?.owner;
+    expect(owner).toBeTruthy();
+    expect(await page.getByTestId('projections').innerText()).toContain(owner!);
     await page.getByLabel('Name (who or what uses it)').fill('reporting robot');
     await page.getByRole('button', { name: 'Create key' }).click();
     await eventually(() => page.getByTestId('new-key').innerText()).toMatch(/^crm_/);
@@ -714,13 +719,14 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await screenshot(page, 'operations');
 
     // With the server out of reach, the screen says so as the others do (not "Failed to fetch" beside "Loading…").
-    await page.route('**/ready', (route) => route.abort());
+    // (An admin's screen reads the detailed report, GET /audit/projections.)
+    await page.route('**/audit/projections', (route) => route.abort());
     try {
       await page.getByRole('button', { name: 'Refresh' }).click();
       await eventually(() => page.locator('[aria-labelledby=projections-title] [role=alert]').innerText()).toContain('The server cannot be reached');
       expect(await page.locator('[aria-labelledby=projections-title]').innerText()).not.toContain('Loading projections');
     } finally {
-      await page.unroute('**/ready');
+      await page.unroute('**/audit/projections');
     }
   });
 

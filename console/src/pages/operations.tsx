@@ -14,8 +14,9 @@ interface Ready {
     eventsBehind: number | null;
     secondsBehind: number | null;
     state: string;
-    lastError: string | null;
-    owner: string | null;
+    /** Only in the detailed report (GET /audit/projections): /ready leaves them out. */
+    lastError?: string | null;
+    owner?: string | null;
     leaseExpiresAt: string | null;
   }[];
 }
@@ -30,13 +31,16 @@ interface ApiKey {
 
 /**
  * `/ready` answers 503 with the same body when not ready: both are a report to show. Through the
- * shared request, so a server that cannot be reached says so as on every other screen.
+ * shared request, so a server that cannot be reached says so as on every other screen. It names no
+ * lease owner and no error (it has no key): roles that may read GET /audit/projections get that report.
  */
-const readiness = async (signal: AbortSignal): Promise<Ready> => (await (await request('/ready', { signal, answers: [503] })).json()) as Ready;
+const readiness = async (signal: AbortSignal, detailed: boolean): Promise<Ready> =>
+  detailed ? get<Ready>('/audit/projections', { signal }) : ((await (await request('/ready', { signal, answers: [503] })).json()) as Ready);
 
 export const OperationsPage = ({ role }: { role: Role }) => {
   const [tick, setTick] = useState(0);
-  const ready = useLoad(readiness, [tick]);
+  const detailed = can(role, 'GET /audit/projections');
+  const ready = useLoad((signal) => readiness(signal, detailed), [tick, detailed]);
   return (
     <section aria-labelledby="ops-title">
       <h1 id="ops-title">Operations</h1>
@@ -62,9 +66,9 @@ export const OperationsPage = ({ role }: { role: Role }) => {
                   ['Position', 'num'],
                   ['Events behind', 'num'],
                   ['Seconds behind', 'num'],
-                  'Lease owner',
+                  ...(detailed ? ['Lease owner'] : []),
                   'Lease expires',
-                  'Last failure',
+                  ...(detailed ? ['Last failure'] : []),
                 ]}
               />
               <tbody>
@@ -75,9 +79,9 @@ export const OperationsPage = ({ role }: { role: Role }) => {
                     <td class="num">{p.position}</td>
                     <td class="num">{p.eventsBehind ?? '—'}</td>
                     <td class="num">{p.secondsBehind === null ? '—' : p.secondsBehind.toFixed(1)}</td>
-                    <td>{p.owner ?? '—'}</td>
+                    {detailed ? <td>{p.owner ?? '—'}</td> : null}
                     <td>{when(p.leaseExpiresAt)}</td>
-                    <td>{p.lastError ?? '—'}</td>
+                    {detailed ? <td>{p.lastError ?? '—'}</td> : null}
                   </tr>
                 ))}
               </tbody>
