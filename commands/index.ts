@@ -26,7 +26,7 @@ import { createSnapshotCodec } from './snapshots.ts';
 import { createStreamQueue, type MemberOutcome, type StreamQueue, type StreamQueueOptions } from './stream-queue.ts';
 import { withEmailClaim, withUserEmailClaim, type CustomerVisible } from './email-uniqueness.ts';
 import { commandTargets } from './schemas.ts';
-import { notFound, ruleViolated } from '../domain/errors.ts';
+import { DomainError, notFound, ruleViolated } from '../domain/errors.ts';
 import { copyState } from '../domain/entries.ts';
 import { resolveActivityParent } from './activity-parent.ts';
 import { resolveMergedOrder } from './merged-order.ts';
@@ -508,12 +508,37 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
 
   const execute = async (input: { type: string; [field: string]: unknown }, ctx: CommandContext): Promise<CommandResult> => {
     const prepared = prepareCommand(input, ctx, clock());
-    if (!decidedAlone(prepared.type, deps)) {
-      // Grouped with this process's other commands waiting on the stream; the group is decided again after a lost race.
-      return queue.join(prepared.stream, { prepared, ctx }, (members: Waiting[]) => decideGroup(prepared.kind, prepared.id, members));
-    }
-    // Queued behind this process's earlier commands on the stream; decided again after a lost race.
-    return queue.run(prepared.stream, ctx.expectedRevision !== undefined ? prepared.stream : undefined, () => decideAlone(prepared, ctx));
+    const result = !decidedAlone(prepared.type, deps)
+      ? // Grouped with this process's other commands waiting on the stream; the group is decided again after a lost race.
+        await queue.join(prepared.stream, { prepared, ctx }, (members: Waiting[]) => decideGroup(prepared.kind, prepared.id, members))
+      : // Queued behind this process's earlier commands on the stream; decided again after a lost race.
+        await queue.run(prepared.stream, ctx.expectedRevision !== undefined ? prepared.stream : undefined, () => decideAlone(prepared, ctx));
+    return unsubscribed(prepared) ? withdrawConsent(prepared, ctx, result) : result;
+  };
+
+  const unsubscribed = (prepared: PreparedCommand): boolean => prepared.type === 'RecordCampaignResponse' && prepared.command.kind === 'unsubscribed';
+
+  /**
+   * An unsubscribe withdraws the customer's marketing consent, so that no consent-only campaign is sent
+   * to them again (each campaign checks the consent, not the other campaigns' responses). Recorded after
+   * the response, on the customer's stream; a retry of the response records it if it was not (it
+   * records nothing once the consent is withdrawn). A customer that takes no change (forgotten, merged
+   * away) keeps the response alone. The answer's position covers both, for read-your-writes.
+   */
+  const withdrawConsent = async (prepared: PreparedCommand, ctx: CommandContext, response: CommandResult): Promise<CommandResult> => {
+    const { expectedRevision: _campaignRevision, idempotencyKey, ...customerCtx } = ctx;
+    const withdrawn = await execute(
+      { type: 'ChangeCustomerDetails', customerId: prepared.command.customerId, marketingConsent: false },
+      {
+        ...customerCtx,
+        ...(idempotencyKey !== undefined ? { idempotencyKey: `${idempotencyKey}:consent` } : {}),
+        reason: `unsubscribed from campaign ${prepared.id}`,
+      },
+    ).catch((error: unknown) => {
+      if (error instanceof DomainError) return undefined;
+      throw error;
+    });
+    return withdrawn && withdrawn.position > response.position ? { ...response, position: withdrawn.position } : response;
   };
 
   const decideAlone = async (prepared: PreparedCommand, ctx: CommandContext): Promise<CommandResult> => {

@@ -37,6 +37,40 @@ describe('campaign rules', () => {
     ok(await send('POST', `/campaigns/${campaign}/responses`, { customerId: consenting, kind: 'sent' }));
   });
 
+  it('an unsubscribe withdraws the marketing consent: the next consent-only campaign refuses to send to that customer', async () => {
+    const subscriber = await customer(true);
+    const launched = async (name: string) => {
+      const created = ok(
+        await send('POST', '/campaigns', { name, channel: 'email', budget: 100, currency: 'EUR', targetSegment: { marketingConsentOnly: true } }),
+        201,
+      );
+      ok(await send('POST', `/campaigns/${created.id}/launch`, {}, { 'if-match': `"${created.revision}"` }));
+      return created.id;
+    };
+    const autumn = await launched('Autumn');
+    ok(await send('POST', `/campaigns/${autumn}/responses`, { customerId: subscriber, kind: 'sent' }));
+    const unsubscribe = () =>
+      send(
+        'POST',
+        `/campaigns/${autumn}/responses`,
+        { customerId: subscriber, kind: 'unsubscribed' },
+        { 'idempotency-key': `unsub-${subscriber}` },
+        'marketing',
+      );
+    const left = ok(await unsubscribe());
+    expect(ok(await send('GET', `/customers/${subscriber}?waitFor=${left.position}`))).toMatchObject({ marketingConsent: false });
+    const history = ok<{ items: { type: string; reason: string | null }[] }>(
+      await send('GET', `/audit/streams/customer-${subscriber}`, undefined, {}, 'auditor'),
+    );
+    expect(history.items.at(-1)).toMatchObject({ type: 'CustomerMarketingConsentChanged', reason: `unsubscribed from campaign ${autumn}` });
+    // The retry records nothing more.
+    const retried = ok(await unsubscribe());
+    expect(retried.position).toBe(left.position);
+    const winter = await launched('Winter');
+    const refused = expectProblem(await send('POST', `/campaigns/${winter}/responses`, { customerId: subscriber, kind: 'sent' }), 422);
+    expect(refused).toMatchObject({ code: 'campaign.marketing_consent_required' });
+  });
+
   it('refuses costs beyond the budget without allowOverBudget; the read model and reporting view show overBudget', async () => {
     const campaign = ok(await send('POST', '/campaigns', { name: 'Fair', channel: 'event', budget: 1000, currency: 'EUR' }), 201).id;
     ok(await send('POST', `/campaigns/${campaign}/costs`, { costId: 'inv-1', amount: 800, currency: 'EUR' }));

@@ -416,6 +416,27 @@ describe('import: rows, batches and counts', () => {
     expect(await streams()).toEqual(before);
   });
 
+  it('an unsubscribe row withdraws the marketing consent, as the API does; the file again appends nothing', async () => {
+    const email = `${randomUUID()}@example.com`;
+    const batch = () => createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
+    expect((await importing(batch(), csv(['name,email,marketing_consent', `Una,${email},yes`]))).outcome).toMatchObject({ imported: 1 });
+    const api = createCrmCommands({ store, personalData });
+    const ctx = { actor, correlationId: 'test' };
+    const campaignId = randomUUID();
+    await api.execute({ type: 'CreateCampaign', campaignId, name: 'Spring', channel: 'email', budget: 10, currency: 'EUR' }, ctx);
+    await api.execute({ type: 'LaunchCampaign', campaignId }, ctx);
+    const file = [
+      'campaign_id,customer_email,response,occurred_at',
+      `${campaignId},${email},sent,2024-04-01`,
+      `${campaignId},${email},unsubscribed,2024-04-02`,
+    ];
+    expect((await importing(batch(), csv(file))).outcome).toMatchObject({ imported: 2, rejected: 0 });
+    const consent = async () => (await storedOf(email)).filter((e) => e.type === 'CustomerMarketingConsentChanged').map((e) => [e.data, e.metadata.occurredAt]);
+    expect(await consent()).toEqual([[expect.objectContaining({ marketingConsent: false }), '2024-04-02T00:00:00.000Z']]);
+    expect((await importing(batch(), csv(file))).outcome).toMatchObject({ imported: 2, alreadyPresent: 2, rejected: 0 });
+    expect(await consent()).toHaveLength(1);
+  });
+
   it('cuts batches at their size: a batch holds exactly batchSize commands', async () => {
     const real = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     const sizes: number[] = [];

@@ -511,6 +511,35 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await page.evaluate(`location.hash = '#/service/${second.body.id}'`);
     await eventually(() => page.locator('.detail h2').innerText()).toBe('Second ticket');
     expect(await page.locator('form.command').count()).toBe(0);
+    // An open ticket offers no rating (the server takes one once it is resolved); its resolution shows its deadline.
+    const offered = () => page.locator('.detail').getByRole('toolbar', { name: 'Actions' }).getByRole('button').allInnerTexts();
+    expect(await offered()).not.toContain('Rate');
+    expect(await page.locator('.detail .stat', { hasText: 'Resolution due' }).count()).toBe(1);
+
+    // Resolved, then closed: it offers a rating but no reopening (the server refuses to reopen a closed item), and says when it was resolved.
+    let last = second.body.position;
+    const act = async (path: string, body: object) => {
+      const current = await crm.api<{ revision: number }>(`/feedback/${second.body.id}?waitFor=${last}`);
+      const done = await crm.api<{ position: string }>(`/feedback/${second.body.id}/${path}`, crm.adminKey, {
+        method: 'POST',
+        body: JSON.stringify(body),
+        headers: { 'if-match': `"${current.body.revision}"` },
+      });
+      expect(done.status, JSON.stringify(done.body)).toBe(200);
+      return (last = done.body.position);
+    };
+    await act('respond', { message: 'Answered' });
+    await act('resolve', { resolution: 'Explained' });
+    const closed = await act('close', {});
+    // The same ticket's screen: read again (the API has the close at `closed`).
+    expect((await crm.api(`/feedback/${second.body.id}?waitFor=${closed}`)).status).toBe(200);
+    await eventually(async () => {
+      await page.reload();
+      return page.locator('.detail .stat', { hasText: 'Status' }).locator('dd').innerText();
+    }).toBe('closed');
+    expect(await offered()).toContain('Rate');
+    expect(await offered()).not.toContain('Reopen');
+    expect(await page.locator('.detail .stat', { hasText: 'Resolved' }).count()).toBe(1);
   });
 
   it('fits a model and renders every chart', async () => {

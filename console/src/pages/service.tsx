@@ -159,20 +159,23 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
         'resolve',
         true,
       ),
-    (f.status === 'resolved' || f.status === 'closed') &&
+    // The server's rules (domain/feedback/decider.ts): a closed item is never reopened; a rating comes once, after the resolution.
+    f.status === 'resolved' &&
       form('Reopen', 'Reopen', [{ name: 'reason', label: 'Reason' }], (v) => (text(v.reason) ? { reason: text(v.reason) } : {}), 'reopen', true),
     f.status === 'resolved' && form('Close', 'Close', [], () => ({}), 'close', true),
-    form(
-      "Record the customer's rating",
-      'Rate',
-      [
-        { name: 'csat', label: 'CSAT (1-5)', type: 'number', required: true },
-        { name: 'comment', label: 'Comment' },
-      ],
-      (v) => ({ csat: numberOf(v.csat, 'csat'), ...(text(v.comment) ? { comment: text(v.comment) } : {}) }),
-      'rating',
-      false,
-    ),
+    (f.status === 'resolved' || f.status === 'closed') &&
+      f.ratedAt === null &&
+      form(
+        "Record the customer's rating",
+        'Rate',
+        [
+          { name: 'csat', label: 'CSAT (1-5)', type: 'number', required: true },
+          { name: 'comment', label: 'Comment' },
+        ],
+        (v) => ({ csat: numberOf(v.csat, 'csat'), ...(text(v.comment) ? { comment: text(v.comment) } : {}) }),
+        'rating',
+        false,
+      ),
   ]);
   return (
     <article aria-labelledby="feedback-detail-title" class="detail">
@@ -188,7 +191,11 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
         <Stat label="Submitted" value={when(f.submittedAt)} />
         <Stat label="First response due" value={when(f.firstResponseDueAt)} />
         <Stat label="First responded" value={when(f.firstRespondedAt)} />
-        <Stat label="Resolution due" value={<Countdown due={f.resolvedAt ? null : f.resolutionDueAt} />} />
+        {f.resolvedAt ? (
+          <Stat label="Resolved" value={`${when(f.resolvedAt)}${f.resolutionBreached ? ' (after its deadline)' : ''}`} />
+        ) : (
+          <Stat label="Resolution due" value={<Countdown due={f.resolutionDueAt} />} />
+        )}
         <Stat label="Escalations" value={f.escalationCount} />
         <Stat label="CSAT / NPS" value={`${f.csat ?? '—'} / ${f.nps ?? '—'}`} />
       </dl>
