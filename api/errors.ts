@@ -159,6 +159,14 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   if (error instanceof OutcomeUnknown && request && isCommand(request))
     return outcomeUnknown('The connection to the database was lost while the command was being recorded');
   if (error instanceof EventStoreUnavailable) {
+    // A command of several steps (a merge, a forget, an unsubscribe and its consent) may have recorded its first: say how to retry.
+    if (request && isCommand(request))
+      return new ProblemError(
+        'unavailable',
+        'The database cannot be reached right now; retry shortly with the same Idempotency-Key: whatever the command recorded before is not recorded twice.',
+        { retrySafeWithIdempotencyKey: true },
+        { 'retry-after': RETRY_AFTER_SECONDS },
+      );
     return new ProblemError('unavailable', 'The database cannot be reached right now; retry shortly.', {}, { 'retry-after': RETRY_AFTER_SECONDS });
   }
   // The master key was rotated under this process: it stores no personal data (nor webhook secret) until its

@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { toProblem } from '../../api/errors.ts';
@@ -39,6 +40,11 @@ describe('every error the API can meet maps to a problem', () => {
     expect(down.body()).toMatchObject({ status: 503, type: type('unavailable') });
     expect(down.message).not.toContain('db:5432'); // no infrastructure details to clients
     expect(down.headers['retry-after']).toBe('1');
+    // To a command it says how to retry: a command of several steps may have recorded its first.
+    const command = toProblem(new EventStoreUnavailable('Cannot reach PostgreSQL at db:5432'), { method: 'POST' } as FastifyRequest);
+    expect(command.body()).toMatchObject({ status: 503, type: type('unavailable'), retrySafeWithIdempotencyKey: true });
+    expect(command.message).toContain('same Idempotency-Key');
+    expect(down.body()).not.toHaveProperty('retrySafeWithIdempotencyKey');
     // A process whose master key was rotated under it: unavailable until restarted, no key talk to clients.
     const rotated = toProblem(new MasterKeyMismatch('The master key was replaced (crm master-key rewrap) while this process ran'));
     expect(rotated.body()).toMatchObject({ status: 503, type: type('unavailable') });
