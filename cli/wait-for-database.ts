@@ -18,7 +18,12 @@ const STILL_WAITING_EVERY_MS = 60_000;
 export async function openWhenDatabaseAnswers<T>(
   run: Pick<CommandRun, 'config' | 'signal' | 'err'>,
   open: () => Promise<T>,
-  options: { maxWaitMs?: number; clock?: () => number } = {},
+  options: {
+    maxWaitMs?: number;
+    clock?: () => number;
+    /** Called once the wait begins, with the latest failure; what it returns is awaited when the wait ends (serve's /health meanwhile). */
+    whileWaiting?: (latest: () => string) => Promise<(() => Promise<void>) | undefined>;
+  } = {},
 ): Promise<T> {
   if (run.config.database.kind === 'pglite') return open();
   const clock = options.clock ?? Date.now;
@@ -26,27 +31,35 @@ export async function openWhenDatabaseAnswers<T>(
   const backoff = createBackoff({ initialMs: 250, maxMs: 5_000 });
   let waitingSince: number | undefined;
   let saidAt = 0;
-  for (;;) {
-    try {
-      const opened = await open();
-      if (waitingSince !== undefined) run.err(`The database answers after ${Math.round((clock() - waitingSince) / 1_000)} s; starting.`);
-      return opened;
-    } catch (error) {
-      if (!(error instanceof EventStoreUnavailable)) throw error;
-      const now = clock();
-      if (waitingSince === undefined) {
-        waitingSince = saidAt = now;
-        run.err(
-          `The database is not available: ${error.message}\n  Waiting for it (up to ${maxWaitMs / 60_000} min; Ctrl-C stops). Check that it runs and that DATABASE_URL points at it.`,
-        );
-      } else if (now - waitingSince >= maxWaitMs) {
-        throw error;
-      } else if (now - saidAt >= STILL_WAITING_EVERY_MS) {
-        saidAt = now;
-        run.err(`Still waiting for the database (${Math.round((now - waitingSince) / 1_000)} s): ${error.message}`);
+  let latest = '';
+  let endWaiting: (() => Promise<void>) | undefined;
+  try {
+    for (;;) {
+      try {
+        const opened = await open();
+        if (waitingSince !== undefined) run.err(`The database answers after ${Math.round((clock() - waitingSince) / 1_000)} s; starting.`);
+        return opened;
+      } catch (error) {
+        if (!(error instanceof EventStoreUnavailable)) throw error;
+        latest = error.message;
+        const now = clock();
+        if (waitingSince === undefined) {
+          waitingSince = saidAt = now;
+          endWaiting = await options.whileWaiting?.(() => latest);
+          run.err(
+            `The database is not available: ${error.message}\n  Waiting for it (up to ${maxWaitMs / 60_000} min; Ctrl-C stops). Check that it runs and that DATABASE_URL points at it.`,
+          );
+        } else if (now - waitingSince >= maxWaitMs) {
+          throw error;
+        } else if (now - saidAt >= STILL_WAITING_EVERY_MS) {
+          saidAt = now;
+          run.err(`Still waiting for the database (${Math.round((now - waitingSince) / 1_000)} s): ${error.message}`);
+        }
+        await pause(backoff.next(), run.signal);
+        if (run.signal.aborted) throw new Interrupted('stopped while waiting for the database; nothing was started');
       }
-      await pause(backoff.next(), run.signal);
-      if (run.signal.aborted) throw new Interrupted('stopped while waiting for the database; nothing was started');
     }
+  } finally {
+    await endWaiting?.();
   }
 }

@@ -10,6 +10,7 @@ import { demoPlan, demoState, DemoLoadTracker, loadDemo } from '../demo.ts';
 import { createProgress } from '../progress.ts';
 import { armShutdownDeadline, untilAborted } from '../shutdown.ts';
 import { openWhenDatabaseAnswers } from '../wait-for-database.ts';
+import { listenWhileWaiting } from '../waiting-server.ts';
 
 const options: Record<string, OptionWithHelp> = {
   port: { type: 'string', short: 'p', description: 'HTTP port (overrides PORT)' },
@@ -100,7 +101,11 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
       err: run.err,
       pending: () => [...(closing.http ? ['http'] : []), ...(closing.demo ? ['demo load'] : []), ...(closing.runtime?.pendingClose() ?? ['start-up'])],
     });
-    const runtime = await openWhenDatabaseAnswers(run, () => openCrm(config, { holdSetUpLock: true, servesCommands: true })).catch((error: unknown) => {
+    // A fixed port answers /health while the database is waited for; with PORT=0 the port is only known once the API listens.
+    const whileWaiting = port === 0 ? undefined : (latest: () => string) => listenWhileWaiting(config.http.host, port, latest);
+    const runtime = await openWhenDatabaseAnswers(run, () => openCrm(config, { holdSetUpLock: true, servesCommands: true }), {
+      ...(whileWaiting ? { whileWaiting } : {}),
+    }).catch((error: unknown) => {
       deadline.disarm();
       throw error;
     });

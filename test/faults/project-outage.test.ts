@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import pg from 'pg';
@@ -77,6 +78,17 @@ describe('crm project while the database goes away', () => {
   }, 180_000);
 });
 
+/** A port nothing listens on now. */
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+
 describe('a server started while the database refuses', () => {
   it.each([['serve'], ['project']])(
     'crm %s waits for it, says so, and starts once it answers',
@@ -100,6 +112,28 @@ describe('a server started while the database refuses', () => {
     },
     180_000,
   );
+
+  it('crm serve on a fixed port answers /health (200) and /ready (503, why) while it waits, commands 503, then serves the API there', async () => {
+    proxy.refuse();
+    const port = await freePort();
+    const server = new Server(tmpdir(), schemaEnv(schemas, { DATABASE_URL: proxy.urlThrough(TEST_DATABASE_URL), PORT: String(port), CRM_DEMO: 'off' }));
+    processes.push(server);
+    await server.waitFor(/Waiting for it/, 60_000, 'stderr');
+    const base = `http://127.0.0.1:${port}`;
+    expect((await fetch(`${base}/health`)).status).toBe(200);
+    const ready = await fetch(`${base}/ready`);
+    expect(ready.status).toBe(503);
+    expect(((await ready.json()) as { reasons: string[] }).reasons[0]).toMatch(/^waiting for the database: /);
+    const command = await fetch(`${base}/customers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(command.status).toBe(503);
+    expect(command.headers.get('content-type')).toBe('application/problem+json');
+    expect(((await command.json()) as { detail: string }).detail).toContain('Nothing was done');
+    proxy.pass();
+    await server.waitFor(/API:\s+http:\/\/\S+/, 60_000);
+    // The API itself now: a key is asked for.
+    expect((await fetch(`${base}/customers`)).status).toBe(401);
+    expect(await server.stop('SIGTERM'), server.stderr).toBe(0);
+  }, 120_000);
 
   it('Ctrl-C while it waits stops it at once, saying nothing was started', async () => {
     proxy.refuse();
