@@ -39,6 +39,9 @@ export const registerRequestTimeout = (app: FastifyInstance, timeoutMs: number):
             )
           : requestTimedOut(request, timeoutMs);
       problemErrorHandler(problem, request, reply);
+      // The handler's late result is dropped without a word: sent to the reply answered already, it was
+      // logged as a 'reply already sent' error with status 500, which reads as a bug and trips 5xx alerts.
+      reply.raw.once('finish', () => void reply.hijack());
     }, timeoutMs);
     timer.unref();
     timers.set(request, timer);

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
@@ -124,6 +126,40 @@ describe('the request timeout', () => {
       expect(Date.now() - started).toBeLessThan(8_000);
       // The probes are not held up by it.
       expect((await h.app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("drops a command's late result without a word: no 'reply already sent' warning with a status 500 in the log", async () => {
+    const lines: string[] = [];
+    const stream = new Writable({ write: (chunk: Buffer, _encoding, done) => (lines.push(chunk.toString()), done()) });
+    let finished!: () => void;
+    const late = new Promise<void>((resolve) => (finished = resolve));
+    const h = await startApi('request_timeout_late', {
+      commands: {
+        execute: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 3_000));
+          setImmediate(finished);
+          return { id: randomUUID(), stream: 'customer-late', revision: 0, position: 1n, eventIds: [] };
+        },
+      },
+      requestTimeoutMs: 500,
+      waitForTimeoutMs: 100,
+      logger: { level: 'warn', stream },
+    });
+    try {
+      const command = await h.app.inject({
+        method: 'POST',
+        url: '/customers',
+        headers: { ...h.auth('admin'), 'content-type': 'application/json', 'idempotency-key': 'late-1' },
+        payload: JSON.stringify({ name: 'Ada Lovelace', email: 'ada@example.com' }),
+      });
+      expect(command.statusCode).toBe(503);
+      await late;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(lines.join('')).toContain('request timed out');
+      expect(lines.join('')).not.toContain('FST_ERR_REP_ALREADY_SENT');
     } finally {
       await h.close();
     }
