@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { contentCodingRefused } from './content-coding.ts';
-import { ProblemError } from './problems.ts';
+import { ProblemError, validationProblem } from './problems.ts';
+import { keyGivenTwice } from '../shared/json-keys.ts';
 
 /** Labels of UTF-8 (WHATWG Encoding), compared in lower case. */
 const UTF8_LABELS = new Set(['utf-8', 'utf8', 'unicode-1-1-utf-8', 'unicode11utf8', 'unicode20utf8', 'x-unicode20utf8']);
@@ -22,6 +23,8 @@ const charsetsOf = (contentType: string): string[] =>
  * - an empty body is no body, as with no Content-Type at all: a DELETE sent with
  *   `Content-Type: application/json` is accepted, and a command without fields is validated as `{}`
  *   (its missing fields named) instead of being refused as "no JSON body".
+ * - a key given twice in one object is a 400 naming it: `JSON.parse` kept the last one without a word
+ *   (as the NDJSON import refuses such a row);
  * Everything else is Fastify's parser: `__proto__` and `constructor.prototype` members are refused.
  */
 export const registerJsonBody = (app: FastifyInstance): void => {
@@ -49,6 +52,10 @@ export const registerJsonBody = (app: FastifyInstance): void => {
       return;
     }
     // Fastify's parser answers through `done` (its return value is nothing).
-    void parse(request, body as string, done);
+    void parse(request, body as string, (error, value) => {
+      const twice = error ? undefined : keyGivenTwice(body as string);
+      if (twice) done(validationProblem([{ field: twice.join('.'), in: 'body', message: 'given twice; send it once' }]), undefined);
+      else done(error, value);
+    });
   });
 };

@@ -3,6 +3,7 @@ import { CsvError, Parser } from 'csv-parse';
 import { CR, LF, lineEndsIn, utf8Text, type ImportEncoding, type TextReadAs } from './encoding.ts';
 import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeHeader, NUMBER_COLUMNS, type Row } from './rows.ts';
 import { unguardedCsvField } from '../../shared/csv.ts';
+import { keyGivenTwice } from '../../shared/json-keys.ts';
 
 /**
  * One data row of a file, with the line it ends on (for the bad-row report), or why it could not be
@@ -375,39 +376,6 @@ async function* boundedLines(input: Readable, max: number): AsyncGenerator<strin
   if (partial !== '' || tooLong) yield end('');
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COLON = 0x3a;
-const OPENING = new Set([0x7b, 0x5b]); // { [
-const CLOSING = new Set([0x7d, 0x5d]); // } ]
-const isJsonSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
-
-/**
- * A key the text of a JSON object gives twice at its top level, if any. `JSON.parse` keeps the last
- * one without a word, so a line naming `name` twice imported its second value. The text is valid
- * JSON (it was parsed): strings end at an unescaped quote, and brackets outside strings nest.
- */
-const keyGivenTwice = (text: string): string | undefined => {
-  const seen = new Set<string>();
-  let depth = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === QUOTE) {
-      const start = i;
-      for (i++; text.charCodeAt(i) !== QUOTE; i++) if (text.charCodeAt(i) === BACKSLASH) i++;
-      if (depth !== 1) continue;
-      let next = i + 1;
-      while (isJsonSpace(text.charCodeAt(next))) next++;
-      if (text.charCodeAt(next) !== COLON) continue;
-      const key = JSON.parse(text.slice(start, i + 1)) as string;
-      if (seen.has(key)) return key;
-      seen.add(key);
-    } else if (OPENING.has(c)) depth++;
-    else if (CLOSING.has(c)) depth--;
-  }
-  return undefined;
-};
-
 /** One JSON object per line; keys are normalised like CSV headers (`registeredAt` and `registered_at` name the same column). */
 async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
   let line = 0;
@@ -437,7 +405,7 @@ async function* ndjsonRecords(input: Readable): AsyncGenerator<ImportRecord> {
     }
     const repeated = keyGivenTwice(text);
     if (repeated !== undefined) {
-      yield { line, unreadable: `row: the key ${JSON.stringify(repeated)} is given twice; keep one of them` };
+      yield { line, unreadable: `row: the key ${JSON.stringify(repeated.join('.'))} is given twice; keep one of them` };
       continue;
     }
     // Two keys that name one column (`registeredAt` and `registered_at`) are refused, as a CSV header

@@ -618,6 +618,27 @@ describe('headers and bodies', () => {
     await projectionsSettled(h);
   });
 
+  it('a key given twice in one object of a body is a 400 naming it (the last one won without a word), and appends nothing', async () => {
+    const before = await eventCount(h);
+    const json = { 'content-type': 'application/json' };
+    const tag = await send('sales', 'POST', `/customers/${ids.customer}/tags`, '{"tag":"x5","tag":"x6"}', json);
+    expect(tag.statusCode, tag.body).toBe(400);
+    expect(tag.json<{ errors: unknown[] }>().errors).toEqual([{ field: 'tag', in: 'body', message: 'given twice; send it once' }]);
+    const nested = await send(
+      'marketing',
+      'POST',
+      '/campaigns',
+      '{"name":"Twice","channel":"email","budget":1,"currency":"EUR","targetSegment":{"tags":["a"],"tags":["b"]}}',
+      json,
+    );
+    expect(nested.statusCode, nested.body).toBe(400);
+    expect(nested.json<{ errors: unknown[] }>().errors).toEqual([expect.objectContaining({ field: 'targetSegment.tags' })]);
+    expect(await eventCount(h)).toBe(before);
+    // The same names in two objects are no repeat.
+    const once = await send('sales', 'POST', `/customers/${ids.customer}/tags`, '{"tag":"x7"}', json);
+    expect(once.statusCode, once.body).toBe(200);
+  });
+
   it('a compressed JSON body is a 415 naming Content-Encoding, as an import is, and appends nothing', async () => {
     const before = await eventCount(h);
     const body = JSON.stringify({ name: 'Zipped', email: `zipped-${randomUUID()}@example.com` });

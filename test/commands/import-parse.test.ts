@@ -315,11 +315,12 @@ describe('NDJSON files', () => {
     ]);
   });
 
-  it('refuses a line that gives one key twice (JSON.parse kept the last), not a key repeated inside a value', async () => {
+  it('refuses a line that gives one key twice in one object, at any depth (JSON.parse kept the last), not a key written inside a string', async () => {
     const read = await records(
       [
         '{"name":"Nd5","email":"nd5@x.example","name":"Nd5b"}',
-        '{ "name" : "A", "tags": ["name", {"name": 1, "name": 2}], "note": "\\"name\\": 3, \\"name\\": 4", "e\\u006dail": "a@x.example", "email": "b@x.example" }',
+        '{ "name" : "A", "tags": ["name", {"name": 1}], "note": "\\"name\\": 3, \\"name\\": 4", "e\\u006dail": "a@x.example", "email": "b@x.example" }',
+        '{"name":"B","target_segment":{"tags":["a"],"tags":["b"]}}',
         '{"name":"Lin","tags":["x"],"company":{"name":"A"},"phone":"name"}',
       ].join('\n'),
       'ndjson',
@@ -327,7 +328,8 @@ describe('NDJSON files', () => {
     expect(read).toEqual([
       { line: 1, unreadable: 'row: the key "name" is given twice; keep one of them' },
       { line: 2, unreadable: 'row: the key "email" is given twice; keep one of them' },
-      { line: 3, row: { name: 'Lin', tags: ['x'], company: { name: 'A' }, phone: 'name' } },
+      { line: 3, unreadable: 'row: the key "target_segment.tags" is given twice; keep one of them' },
+      { line: 4, row: { name: 'Lin', tags: ['x'], company: { name: 'A' }, phone: 'name' } },
     ]);
   });
 
