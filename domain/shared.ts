@@ -169,6 +169,12 @@ export const Tag = SafeText.trim()
   .min(1)
   .max(50)
   .regex(/^[\p{L}\p{N}_:.\- ][\p{L}\p{M}\p{N}_:.\- ]*$/u, 'letters, digits, space, _ : . -');
+/**
+ * A tag a command gives: one that shows. The Hangul filler U+3164 is a letter to the rule above and
+ * renders as nothing, so a customer could carry a tag nobody can see or type. Events keep `Tag`, which
+ * every tag recorded before meets; removing one (untag) takes any `Tag`.
+ */
+export const NewTag = Tag.refine((tag) => tag === '' || VISIBLE_CHARACTER.test(tag), 'must contain a visible character (not only fillers or spaces)');
 
 /** What a personal field reads as once its customer has been forgotten (crypto-shredded). */
 export const ERASED = '[erased]';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
 import { Amount, Currency } from '../money.ts';
-import { Id, IsoDateTime, SafeText, DisplayText, Tag, withBusinessTime } from '../shared.ts';
+import { Id, IsoDateTime, SafeText, DisplayText, NewTag, withBusinessTime } from '../shared.ts';
 import { CampaignChannel, ResponseKind, SegmentCriteria } from './events.ts';
 
 const Reason = SafeText.max(2000);
@@ -11,7 +11,7 @@ const Reason = SafeText.max(2000);
  * `_ : . -`), so that the segment can match them. The event's schema stays as it was, for campaigns
  * created before (a tag of spaces or `x;y` was accepted, and matched no customer).
  */
-const TargetSegment = SegmentCriteria.extend({ tags: z.array(Tag).max(50).optional() });
+const TargetSegment = SegmentCriteria.extend({ tags: z.array(NewTag).max(50).optional() });
 
 export const CreateCampaignPayload = z
   .object({

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { Amount, Currency } from '../money.ts';
 import type { UserSnapshot } from '../user/decider.ts';
-import { EmailAddress, Id, IsoDateTime, SafeText, DisplayText, Tag, withBusinessTime } from '../shared.ts';
+import { EmailAddress, Id, IsoDateTime, SafeText, DisplayText, NewTag, Tag, withBusinessTime } from '../shared.ts';
 
 /**
  * Customer command payloads as clients send them (strict: unknown fields are refused).
@@ -35,7 +35,7 @@ export const RegisterCustomerPayload = z
     email: Email,
     phone: Phone.nullable().optional(),
     company: Company.nullable().optional(),
-    tags: z.array(Tag).max(MAX_CUSTOMER_TAGS).optional(),
+    tags: z.array(NewTag).max(MAX_CUSTOMER_TAGS).optional(),
     source: SafeText.trim().min(1).max(100).nullable().optional(),
     marketingConsent: z.boolean().optional(),
     /** Register even though another customer has this email (normally refused with 409 naming that customer). */
@@ -59,7 +59,7 @@ export const ChangeCustomerDetailsPayload = z
   .strict()
   .refine((c) => Object.keys(c).some((k) => k !== 'customerId'), { message: 'at least one field to change' });
 
-export const TagCustomerPayload = z.object({ customerId: Id, tag: Tag }).strict();
+export const TagCustomerPayload = z.object({ customerId: Id, tag: NewTag }).strict();
 export const UntagCustomerPayload = z.object({ customerId: Id, tag: Tag }).strict();
 
 export const RecordPurchasePayload = z

@@ -150,6 +150,26 @@ describe('names and e-mail addresses', () => {
     await accepted(await send('sales', 'POST', '/customers', { name: '\u200bZoë', email: `zw-${randomUUID()}@example.com` }));
   });
 
+  it('a tag of fillers alone (a letter to the tag rule that renders as nothing) is refused wherever a tag is given; untagging one still works', async () => {
+    const before = await eventCount(h);
+    for (const text of ['\u3164', '\u3164 \u3164', '\uffa0']) {
+      expectRefused(await send('sales', 'POST', `/customers/${ids.customer}/tags`, { tag: text }), 'tag', `tag ${JSON.stringify(text)}`);
+      expectRefused(
+        await send('sales', 'POST', '/customers', { name: 'Filler', email: `filler-${randomUUID()}@example.com`, tags: [text] }),
+        'tags.0',
+        'registration',
+      );
+      expectRefused(
+        await send('marketing', 'POST', '/campaigns', { name: 'Filler', channel: 'email', budget: 1, currency: 'EUR', targetSegment: { tags: [text] } }),
+        'targetSegment.tags.0',
+        'segment',
+      );
+    }
+    expect(await eventCount(h)).toBe(before);
+    expect((await send('sales', 'POST', `/customers/${ids.customer}/untag`, { tag: '\u3164' })).statusCode).toBe(200);
+    await accepted(await send('sales', 'POST', `/customers/${ids.customer}/tags`, { tag: '\u3164vip' }));
+  });
+
   it('an address past RFC 5321 (local part 64, domain label 63, address 254) is refused wherever one is given', async () => {
     const before = await eventCount(h);
     const tooLong = [`${'l'.repeat(65)}@example.com`, `a@${'d'.repeat(64)}.example.com`, `a@${'d.'.repeat(126)}com`];
