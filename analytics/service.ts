@@ -563,6 +563,24 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     return { activeWindowDays, cohorts, periods: from <= to ? retentionRates(customers, from, to, activeWindowDays) : [] };
   }
 
+  /**
+   * The months (YYYY-MM) a satisfaction row covers: its quarter or year cut by `from` and `to`. A
+   * quarter asked from November read "2026-Q4" and held November and December only, with nothing to say so.
+   */
+  const monthsCovered = (period: string, filters: { from?: string; to?: string }): { firstMonth: string | null; lastMonth: string | null } => {
+    const quarter = /^(\d{4})-Q([1-4])$/.exec(period);
+    const [start, end] = quarter
+      ? [`${quarter[1]}-${String(Number(quarter[2]) * 3 - 2).padStart(2, '0')}`, `${quarter[1]}-${String(Number(quarter[2]) * 3).padStart(2, '0')}`]
+      : /^\d{4}$/.test(period)
+        ? [`${period}-01`, `${period}-12`]
+        : /^\d{4}-\d{2}$/.test(period)
+          ? [period, period]
+          : [null, null];
+    const later = (a: string | null, b: string | undefined) => (a === null ? (b ?? null) : b !== undefined && b > a ? b : a);
+    const earlier = (a: string | null, b: string | undefined) => (a === null ? (b ?? null) : b !== undefined && b < a ? b : a);
+    return { firstMonth: later(start, filters.from), lastMonth: earlier(end, filters.to) };
+  };
+
   async function satisfaction(
     filters: {
       from?: string;
@@ -603,7 +621,14 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
         promoters: Number(r.promoters),
         detractors: Number(r.detractors),
       };
-      return { period: String(r.period), channel: String(r.channel), ...counts, csat: csat(counts), nps: nps(counts) };
+      return {
+        period: String(r.period),
+        channel: String(r.channel),
+        ...monthsCovered(String(r.period), filters),
+        ...counts,
+        csat: csat(counts),
+        nps: nps(counts),
+      };
     });
     const total = items.reduce(
       (s, i) => ({

@@ -113,6 +113,24 @@ describe('analytics service', () => {
     const byMonth = await service.satisfaction({ groupBy: 'period' });
     const q1 = byMonth.items.filter((i) => ['2023-01', '2023-02', '2023-03'].includes(i.period)).reduce((s, i) => s + i.csatResponses, 0);
     expect(byQuarter.items.find((i) => i.period === '2023-Q1')?.csatResponses ?? 0).toBe(q1);
+    // Each row says which months it covers: a quarter cut by from/to says so.
+    expect(byQuarter.items.find((i) => i.period === '2023-Q1')).toMatchObject({ firstMonth: '2023-01', lastMonth: '2023-03' });
+    const cut = await service.satisfaction({ groupBy: 'period', granularity: 'quarter', from: '2023-02', to: '2023-08' });
+    expect(cut.items.map((i) => [i.period, i.firstMonth, i.lastMonth])).toEqual([
+      ['2023-Q1', '2023-02', '2023-03'],
+      ['2023-Q2', '2023-04', '2023-06'],
+      ['2023-Q3', '2023-07', '2023-08'],
+    ]);
+    expect((await service.satisfaction({ groupBy: 'period', granularity: 'year', from: '2023-05' })).items[0]).toMatchObject({
+      period: '2023',
+      firstMonth: '2023-05',
+      lastMonth: '2023-12',
+    });
+    expect((await service.satisfaction({ groupBy: 'channel', to: '2023-09' })).items[0]).toMatchObject({
+      period: 'all',
+      firstMonth: null,
+      lastMonth: '2023-09',
+    });
     const forecast = await service.forecast({ horizon: 3 });
     // The observation end is 2024-06-30: June is complete (months count in whole days).
     expect(forecast.history.at(-1)!.month).toBe('2024-06');

@@ -164,7 +164,9 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
         <ol class="timeline">
           {timeline.data?.items.map((t) => (
             <li key={t.eventId}>
-              <time dateTime={t.occurredAt}>{when(t.occurredAt)}</time> <strong>{t.type}</strong> {t.summary} <span class="muted">by {t.actor}</span>
+              <time dateTime={t.occurredAt}>{when(t.occurredAt)}</time> <strong>{t.type}</strong> {t.summary}{' '}
+              {/* A reply's summary names who answered: "by" the same actor again read as a stutter. */}
+              {t.summary.includes(t.actor) ? null : <span class="muted">by {t.actor}</span>}
             </li>
           ))}
         </ol>
