@@ -27,3 +27,13 @@ export const csvField = (text: string): string => {
  */
 export const unguardedCsvField = (value: string): string =>
   value.charCodeAt(0) === 0x27 && (FORMULA_START.test(value.slice(1)) || LOOKS_GUARDED.test(value.slice(1))) ? value.slice(1) : value;
+
+/**
+ * A number as a CSV cell, in plain decimals: `String()` writes 1e21 and more (a sum past every bound
+ * the figures are exact within) and below 1e-6 in exponent notation, which spreadsheets read as text or
+ * round, and which no import of this CRM reads as an amount.
+ */
+export const csvNumber = (value: number): string =>
+  Number.isFinite(value) && value !== 0 && (Math.abs(value) >= 1e21 || Math.abs(value) < 1e-6)
+    ? value.toLocaleString('en-US', { useGrouping: false, maximumFractionDigits: 20 })
+    : String(value);

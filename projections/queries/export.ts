@@ -5,7 +5,7 @@
  * and holds one page at a time.
  */
 
-import { csvField } from '../../shared/csv.ts';
+import { csvField, csvNumber } from '../../shared/csv.ts';
 
 export type ExportFormat = 'csv' | 'ndjson';
 
@@ -20,7 +20,9 @@ const csvCell = (value: unknown): string => {
         ? JSON.stringify(value)
         : value instanceof Date
           ? value.toISOString()
-          : String(value);
+          : typeof value === 'number'
+            ? csvNumber(value)
+            : String(value);
   return csvField(text);
 };
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { csvField, unguardedCsvField } from '../../shared/csv.ts';
+import { csvField, csvNumber, unguardedCsvField } from '../../shared/csv.ts';
 
 /** Every CSV this CRM writes (exports, audit trails, import reports) quotes through one function. */
 describe('a CSV field', () => {
@@ -51,5 +51,16 @@ describe('a CSV field read back', () => {
   it("drops the guard a spreadsheet's own text does not carry", () => {
     expect(unguardedCsvField("'=1")).toBe('=1');
     expect(unguardedCsvField("'plain")).toBe("'plain");
+  });
+});
+
+describe('a CSV number', () => {
+  it('is written in plain decimals, never in exponent notation', () => {
+    expect(csvNumber(2.6999999999999998e22)).toBe('26999999999999998000000');
+    expect(csvNumber(-1e21)).toBe('-1000000000000000000000');
+    expect(csvNumber(1.5e-7)).toBe('0.00000015');
+    expect(csvNumber(1234.5678)).toBe('1234.5678');
+    expect(csvNumber(0)).toBe('0');
+    expect(csvNumber(-0.25)).toBe('-0.25');
   });
 });
