@@ -9,7 +9,7 @@ import { awaitReadModels, decimalNumber, IdParams } from '../http.ts';
 import { CUSTOMER_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { ProblemError, ProblemSchema } from '../problems.ts';
 import { scopeOf } from '../auth/viewer.ts';
-import { getRoute, listRoute, PageQuery, PageSchema, resolveMe, sealedPage, UserFilter } from '../query-route.ts';
+import { BooleanQuery, getRoute, listRoute, PageQuery, PageSchema, resolveMe, sealedPage, UserFilter } from '../query-route.ts';
 
 const tags = ['customers'];
 
@@ -36,6 +36,7 @@ export const CustomerListFilters = {
   status: CustomerStatus.optional(),
   tag: Tag.optional().describe('A tag, read as tags are stored (trimmed, in NFC)'),
   source: z.string().min(1).max(100).optional(),
+  marketingConsent: BooleanQuery.optional().describe('true: the customers who consent to marketing (an audience list); false: those who do not'),
   ownerId: UserFilter.describe('Account owner: a user id, or `me` for the user the API key belongs to (400 for a key of no user)'),
   minRevenue: decimalNumber(z.number().nonnegative()).optional(),
   maxRevenue: decimalNumber(z.number().nonnegative()).optional(),

@@ -47,6 +47,7 @@ export interface CustomerListQuery {
   status?: string;
   tag?: string;
   source?: string;
+  marketingConsent?: boolean;
   /** The account owner (a user id). */
   ownerId?: string;
   minRevenue?: number;
@@ -176,6 +177,7 @@ export async function listCustomers(
   if (query.status) where.push(sql`t.status = ${query.status}`);
   if (query.tag) where.push(sql`t.tags @> ARRAY[${query.tag}]::text[]`);
   if (query.source) where.push(sql`t.source = ${query.source}`);
+  if (query.marketingConsent !== undefined) where.push(sql`t.marketing_consent = ${query.marketingConsent}`);
   if (query.ownerId) where.push(sql`t.owner_id = ${query.ownerId}::uuid`);
   const list = (at: PurchaseKeysAt, extra: RawBuilder<unknown>[]) =>
     listOf(

@@ -50,6 +50,23 @@ describe('read your writes through the query routes', () => {
     expect(timeline.items[0]).toHaveProperty('summary');
   });
 
+  it('lists an audience: the customers who consent to marketing (or not), in the list and its export', async () => {
+    const tag = `aud${randomUUID().slice(0, 8)}`;
+    const yes = await post('marketing', '/customers', { name: 'Consents', email: `yes-${tag}@example.com`, tags: [tag], marketingConsent: true });
+    const no = await post('marketing', '/customers', { name: 'Declines', email: `no-${tag}@example.com`, tags: [tag], marketingConsent: false });
+    const ids = async (url: string) => json(await get('marketing', url)).items.map((c: { id: string }) => c.id);
+    expect(await ids(`/customers?tag=${tag}&marketingConsent=true&waitFor=${no.position}`)).toEqual([yes.id]);
+    expect(await ids(`/customers?tag=${tag}&marketingConsent=false`)).toEqual([no.id]);
+    const exported = await get('marketing', `/customers/export?tag=${tag}&marketingConsent=true&format=ndjson`);
+    expect(
+      exported.body
+        .trim()
+        .split('\n')
+        .map((line) => (JSON.parse(line) as { id: string }).id),
+    ).toEqual([yes.id]);
+    expectProblem(await get('marketing', '/customers?marketingConsent=yes'), 400);
+  });
+
   it('pages lists with a cursor, without repeats', async () => {
     const tag = `page${randomUUID().slice(0, 8)}`;
     let position = '0';
