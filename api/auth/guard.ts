@@ -50,7 +50,7 @@ export const createAuthGuard =
     if (!match?.[1]) return refuse('The Authorization header must be "Bearer <key>".');
     const stamp = keys.stamp();
     const key = await keys.authenticate(match[1], limit ? { beforeLookup: () => limit.refuseIfExhausted(request, reply) } : undefined);
-    if (!key) return refuse('The API key is unknown or revoked.');
+    if (!key) return refuse('The API key is unknown or revoked, or its user is deactivated.');
     admit(request, rule, key, stamp);
   };
 

@@ -40,15 +40,18 @@ Examples:
         if (created.generatedKey) run.err(`No admin key existed; created one: ${created.generatedKey} (shown once)`);
       });
       if (action === 'list') {
-        const list = await keys.list();
+        const { loadUserViewer } = await import('../../api/auth/viewer.ts');
+        // A user's key works while its user is active: a deactivated user's key read "active" here and was refused (401).
+        const list = await Promise.all(
+          (await keys.list()).map(async (k) => ({
+            ...k,
+            userActive: k.userId === null ? null : (await loadUserViewer(database.db, run.config.schemas.read, k.userId)) !== undefined,
+          })),
+        );
+        const state = (k: (typeof list)[number]) => (k.revokedAt ? `revoked ${k.revokedAt}` : k.userActive === false ? 'refused: user inactive' : 'active');
         if (run.values.json) run.out(JSON.stringify(list, null, 2));
         else if (list.length === 0) run.out('No API keys.');
-        else
-          for (const k of list) {
-            run.out(
-              `${k.id}  ${k.role.padEnd(9)} ${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'.padEnd(32)}  ${k.name}${k.userId ? `  (user ${k.userId})` : ''}`,
-            );
-          }
+        else for (const k of list) run.out(`${k.id}  ${k.role.padEnd(9)} ${state(k).padEnd(32)}  ${k.name}${k.userId ? `  (user ${k.userId})` : ''}`);
         return 0;
       }
       if (action === 'create') {

@@ -74,7 +74,7 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await screenshot(page, 'sign-in');
     await page.getByLabel('API key').fill('crm_not_a_real_key_000000000000');
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await eventually(() => page.getByRole('alert').innerText()).toContain('unknown or revoked');
+    await eventually(() => page.getByRole('alert').innerText()).toContain('unknown or revoked, or its user is deactivated');
     // Keyboard and screen-reader users land on the refusal, not on <body>.
     await eventually(() => page.evaluate<string | null>("document.activeElement?.getAttribute('role') ?? null")).toBe('alert');
     await signIn(page, crm.url, crm.adminKey);

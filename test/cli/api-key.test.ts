@@ -1,0 +1,52 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../cli/config.ts';
+import { openCrm } from '../../runtime/crm.ts';
+import { testSchemas } from '../support/postgres.ts';
+import { runCrm, schemaEnv } from './support.ts';
+
+/** `crm api-key list` says which keys work: a deactivated user's key read "active" and was refused. */
+const schemas = testSchemas('cli_api_key');
+const folder = mkdtempSync(join(tmpdir(), 'crm-api-key-'));
+
+afterAll(async () => {
+  await schemas.dropSchemas();
+  rmSync(folder, { recursive: true, force: true });
+});
+
+describe('crm api-key list', () => {
+  it("shows a deactivated user's key as refused, an active user's and a service key as active", async () => {
+    const runtime = await openCrm(loadConfig(schemaEnv(schemas), folder), { overrides: { publishers: false, chainSealer: false } });
+    const [leaving, staying] = [randomUUID(), randomUUID()];
+    try {
+      await runtime.startProjections();
+      const ctx = { actor: { userId: 'key-test', roles: ['admin'] }, correlationId: randomUUID() };
+      for (const userId of [leaving, staying])
+        await runtime.commands.execute(
+          { type: 'RegisterUser', userId, name: `User ${userId.slice(0, 4)}`, email: `${userId}@example.com`, role: 'sales' },
+          ctx,
+        );
+      const app = await runtime.buildApi({});
+      try {
+        await app.keys.create({ name: 'leaving laptop', role: 'sales', userId: leaving });
+        await app.keys.create({ name: 'staying laptop', role: 'sales', userId: staying });
+        await app.keys.create({ name: 'robot', role: 'analyst' });
+      } finally {
+        await app.close();
+      }
+      const done = await runtime.commands.execute({ type: 'ChangeUser', userId: leaving, active: false }, ctx);
+      await runtime.runner.waitForPosition(done.position, 30_000);
+    } finally {
+      await runtime.close();
+    }
+    const listed = await runCrm(['api-key', 'list'], { cwd: folder, env: schemaEnv(schemas) });
+    expect(listed.code, listed.stderr).toBe(0);
+    const line = (name: string) => listed.stdout.split('\n').find((l) => l.includes(name)) ?? '';
+    expect(line('leaving laptop')).toContain('refused: user inactive');
+    expect(line('staying laptop')).toMatch(/ active /);
+    expect(line('robot')).toMatch(/ active /);
+  });
+});
