@@ -1,7 +1,7 @@
 import { Readable, type TransformCallback } from 'node:stream';
 import { CsvError, Parser } from 'csv-parse';
 import { CR, LF, lineEndsIn, utf8Text, type ImportEncoding, type TextReadAs } from './encoding.ts';
-import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeHeader, NUMBER_COLUMNS, type Row } from './rows.ts';
+import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeHeader, NUMBER_COLUMNS, rememberWritten, type Row } from './rows.ts';
 import { unguardedCsvField } from '../../shared/csv.ts';
 import { keyGivenTwice } from '../../shared/json-keys.ts';
 
@@ -237,7 +237,10 @@ const readDecimalCommas = (row: Row, numberColumns: ReadonlySet<string>): string
   for (const column of numberColumns) {
     const value = row[column];
     if (typeof value !== 'string') continue;
-    if (DECIMAL_COMMA.test(value)) row[column] = value.replace(',', '.');
+    if (DECIMAL_COMMA.test(value)) {
+      rememberWritten(row, column, value);
+      row[column] = value.replace(',', '.');
+    }
     else if (DOTTED_THOUSANDS.test(value))
       return `${column}: ${JSON.stringify(value)} in a file separated by semicolons may be ${value.replace(/\./g, '')} or ${value.replace('.', ',')} (a decimal comma); write it without thousands separators, with a decimal comma`;
   }

@@ -874,8 +874,18 @@ const FIELD_COLUMNS_OF: Partial<Record<CommandType, Record<string, readonly stri
 
 const snake = (field: string) => field.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
 
+/** Cells a reader changed as it read them (a decimal comma read as a dot), as the file wrote them. */
+const writtenCells = new WeakMap<Row, Map<string, string>>();
+
+/** Keeps what the file wrote in a cell its reader changed, for a refusal to quote (`12,34567`, not `12.34567`). */
+export const rememberWritten = (row: Row, column: string, text: string): void => {
+  let cells = writtenCells.get(row);
+  if (!cells) writtenCells.set(row, (cells = new Map<string, string>()));
+  cells.set(column, text);
+};
+
 /**
- * The file's column a command's field was read from, and what the row holds there: a refusal names
+ * The file's column a command's field was read from, and what the file holds there: a refusal names
  * them (`occurred_at: "1899-12-31" ...`), not the command's field (`occurredAt`) or an id the
  * importer derived (a customer named by `customer_email`).
  */
@@ -888,5 +898,5 @@ export const columnOf = (type: CommandType, path: readonly PropertyKey[], row: R
     FIELD_COLUMNS_OF[type]?.[field] ??
     FIELD_COLUMNS[field] ?? [snake(field)];
   const column = candidates.find((name) => cell(row, name) !== undefined) ?? candidates[0];
-  return column === undefined ? undefined : { column, value: cell(row, column) };
+  return column === undefined ? undefined : { column, value: writtenCells.get(row)?.get(column) ?? cell(row, column) };
 };

@@ -437,6 +437,16 @@ describe('import: rows, batches and counts', () => {
     expect(await consent()).toHaveLength(1);
   });
 
+  it('quotes a refused number as the file wrote it, with its decimal comma', async () => {
+    const [email] = await customers(1);
+    const { outcome, rejected } = await importing(
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+      csv(['customer_email;order_id;amount;currency', `${email};dc-1;12,34567;EUR`, `${email};dc-2;12,5;EUR`]),
+    );
+    expect(outcome).toMatchObject({ imported: 1, rejected: 1 });
+    expect(rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^amount: "12,34567" is refused: /) }]);
+  });
+
   it('cuts batches at their size: a batch holds exactly batchSize commands', async () => {
     const real = createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData });
     const sizes: number[] = [];
