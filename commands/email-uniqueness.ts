@@ -44,11 +44,13 @@ async function takeOverOrRefuseWith(index: EmailIndex, email: string, claimant: 
 
 /**
  * Runs a command with `email` held for `holderId` first; a claim it made is freed again when the
- * command is refused or fails, and after a `change` the holder's previous address is freed. One
- * whose outcome is unknown (the connection lost as the append was sent) keeps the claim: the append
- * may have committed, and a retry with the same key answers the first result without claiming again,
- * so the address stayed free for a twin registration. If nothing was stored, the claim is abandoned
- * and taken over after ABANDONED_CLAIM_SECONDS.
+ * command is refused or fails, and after a `change` the holder's previous address is freed. A
+ * registration whose outcome is unknown (the connection lost as the append was sent) keeps the claim:
+ * the append may have committed, and a retry with the same key answers the first result without
+ * claiming again (the customer exists), so the address stayed free for a twin registration. If nothing
+ * was stored, the claim's holder does not exist and it is taken over after ABANDONED_CLAIM_SECONDS.
+ * An email change frees it as any failure does: its holder exists, so a kept claim would never be
+ * taken over (the address refused for good), and its retry claims the address again.
  */
 async function withAddressHeld<R>(
   index: EmailIndex,
@@ -64,7 +66,7 @@ async function withAddressHeld<R>(
     result = await run();
   } catch (error) {
     // Refused or failed (a stale If-Match, the store down): the address is not theirs after all.
-    if (fresh && !(error instanceof OutcomeUnknown)) await index.release(email, holderId).catch(() => undefined);
+    if (fresh && (change || !(error instanceof OutcomeUnknown))) await index.release(email, holderId).catch(() => undefined);
     throw error;
   }
   if (change) await index.releaseOthers(holderId, email);

@@ -144,6 +144,26 @@ describe('duplicate registrations', () => {
     expect(twin).toMatchObject({ code: 'customer.email_taken', details: { customerId: retried.id } });
   });
 
+  it('an email change whose outcome is unknown frees the new address (its holder exists: a kept claim would never be taken over); its retry claims it again', async () => {
+    const personalData = await createPersonalData(database.db, { schema: schemas.events });
+    const customer = await register(`before-${randomUUID()}@navy.example`);
+    const wanted = `after-${randomUUID()}@navy.example`;
+    // Lost before it was stored: nothing committed.
+    const lost: EventStore = {
+      ...store,
+      appendToStream: () => Promise.reject(new OutcomeUnknown('the connection was lost while the append was sent; it may or may not have committed.')),
+    };
+    const change = { type: 'ChangeCustomerDetails', customerId: customer.id, email: wanted };
+    const key = randomUUID();
+    await expect(createCrmCommands({ store: lost, personalData, emailIndex }).execute(change, ctx({ idempotencyKey: key }))).rejects.toBeInstanceOf(
+      OutcomeUnknown,
+    );
+    expect(await emailIndex.holder(wanted)).toBeUndefined();
+    // The retry stores it and holds the address.
+    await commands.execute(change, ctx({ idempotencyKey: key }));
+    expect(await emailIndex.holder(wanted)).toBe(customer.id);
+  });
+
   it('forgetting a customer removes their lookup entry and frees the address', async () => {
     const email = `forget-${randomUUID()}@navy.example`;
     const customer = await register(email);
