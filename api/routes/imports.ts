@@ -53,8 +53,6 @@ const laterCommandRoutes: Record<Exclude<ImportedCommandType, (typeof firstComma
   CloseFeedback: ['POST', '/feedback/:id/close'],
   RateFeedback: ['POST', '/feedback/:id/rating'],
   CompleteActivity: ['POST', '/activities/:id/complete'],
-  // Only an unsubscribe's withdrawal of consent: part of recording the response, as the API records it.
-  ChangeCustomerDetails: ['POST', '/campaigns/:id/responses'],
 };
 
 /** Why `role` may not send a command of `type` in an import of `kind`, if it may not. */

@@ -554,14 +554,10 @@ const responses = (row: Row, options: RowOptions = {}): RowCommand[] => {
     ...(revenue !== undefined ? { revenue } : {}),
     ...(text(row, 'currency') ? { currency: text(row, 'currency')!.toUpperCase() } : {}),
   };
-  const at = timeOf(row, 'occurred_at', 'date');
-  const response = withTime('RecordCampaignResponse', fields, at, keyOf('responses', `${campaignId}:${customerId}:${kind}`));
-  // An unsubscribe withdraws the marketing consent, as through the API (commands/index.ts withdrawConsent).
-  if (kind !== 'unsubscribed') return [response];
-  return [
-    response,
-    withTime('ChangeCustomerDetails', { customerId, marketingConsent: false }, at, keyOf('responses', `${campaignId}:${customerId}:${kind}:consent`)),
-  ];
+  // An imported unsubscribe is history and withdraws no consent (the API's does, commands/index.ts
+  // withdrawConsent): the consent is the customers file's, and an old system's unsubscribe may predate
+  // a consent given back since (a migration would have withdrawn every consent ever withdrawn once).
+  return [withTime('RecordCampaignResponse', fields, timeOf(row, 'occurred_at', 'date'), keyOf('responses', `${campaignId}:${customerId}:${kind}`))];
 };
 
 /**
@@ -831,8 +827,6 @@ const TIME_COLUMNS = {
   CompleteCampaign: ['completed_at', 'ends_at'],
   CancelCampaign: ['cancelled_at'],
   RecordCampaignResponse: ['occurred_at', 'date'],
-  // The consent an unsubscribe withdraws, then.
-  ChangeCustomerDetails: ['occurred_at', 'date'],
   RecordCampaignCost: ['occurred_at', 'date'],
   SubmitFeedback: ['submitted_at', 'occurred_at', 'date'],
   AssignFeedback: ['submitted_at', 'occurred_at', 'date'],
