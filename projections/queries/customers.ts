@@ -177,7 +177,10 @@ export async function listCustomers(
   if (query.status) where.push(sql`t.status = ${query.status}`);
   if (query.tag) where.push(sql`t.tags @> ARRAY[${query.tag}]::text[]`);
   if (query.source) where.push(sql`t.source = ${query.source}`);
-  if (query.marketingConsent !== undefined) where.push(sql`t.marketing_consent = ${query.marketingConsent}`);
+  // An audience: a merged duplicate's consent is no account's (its primary's own consent decides), and a
+  // forgotten customer is nobody to write to, whatever consent their row last held.
+  if (query.marketingConsent === true) where.push(sql`t.marketing_consent AND t.merged_into IS NULL AND t.status <> 'forgotten'`);
+  else if (query.marketingConsent === false) where.push(sql`NOT t.marketing_consent`);
   if (query.ownerId) where.push(sql`t.owner_id = ${query.ownerId}::uuid`);
   const list = (at: PurchaseKeysAt, extra: RawBuilder<unknown>[]) =>
     listOf(

@@ -65,6 +65,12 @@ describe('read your writes through the query routes', () => {
         .map((line) => (JSON.parse(line) as { id: string }).id),
     ).toEqual([yes.id]);
     expectProblem(await get('marketing', '/customers?marketingConsent=yes'), 400);
+    // Nobody merged away or forgotten is in an audience, whatever their row's consent.
+    const twin = await post('marketing', '/customers', { name: 'Consents Twin', email: `twin-${tag}@example.com`, tags: [tag], marketingConsent: true });
+    const gone = await post('marketing', '/customers', { name: 'Consents Gone', email: `gone-${tag}@example.com`, tags: [tag], marketingConsent: true });
+    await post('admin', `/customers/${yes.id}/merge`, { duplicateId: twin.id }, { 'if-match': '"0"' });
+    const forgotten = await post('admin', `/customers/${gone.id}/forget`, {});
+    expect(await ids(`/customers?tag=${tag}&marketingConsent=true&waitFor=${forgotten.position}`)).toEqual([yes.id]);
   });
 
   it('pages lists with a cursor, without repeats', async () => {
