@@ -5,9 +5,15 @@ import { createServer } from 'node:http';
  * (the process is alive: a liveness probe must not restart it in a loop through a database outage),
  * `GET /ready` 503 with the reason, anything else 503 problem+json with Retry-After. Before, nothing
  * listened until the database answered (up to 10 minutes). Closed before the API listens on the port.
- * Resolves to undefined when the port cannot be taken (the API's own listen then says why).
+ * A port it cannot take is refused at once with `refused` (it waited, and the port's other owner
+ * answered the probes).
  */
-export async function listenWhileWaiting(host: string, port: number, reason: () => string): Promise<(() => Promise<void>) | undefined> {
+export async function listenWhileWaiting(
+  host: string,
+  port: number,
+  reason: () => string,
+  refused: (error: NodeJS.ErrnoException) => Error,
+): Promise<() => Promise<void>> {
   const server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     const send = (status: number, type: string, body: unknown) => {
@@ -26,11 +32,10 @@ export async function listenWhileWaiting(host: string, port: number, reason: () 
       instance: path,
     });
   });
-  const listening = await new Promise<boolean>((resolve) => {
-    server.once('error', () => resolve(false));
-    server.listen({ host, port }, () => resolve(true));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => reject(refused(error)));
+    server.listen({ host, port }, () => resolve());
   });
-  if (!listening) return undefined;
   return () =>
     new Promise<void>((resolve) => {
       server.close(() => resolve());

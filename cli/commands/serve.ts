@@ -3,7 +3,7 @@ import type { CrmRuntime } from '../../runtime/crm.ts';
 import { tuneHeapForServing } from '../../runtime/heap-tuning.ts';
 import { intValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
 import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
+import { createServer, isIP } from 'node:net';
 import { ConfigError, describeDatabase } from '../config.ts';
 import { createBackoff, pause } from '../../eventstore/backoff.ts';
 import { demoPlan, demoState, DemoLoadTracker, loadDemo } from '../demo.ts';
@@ -58,14 +58,35 @@ async function startProjectionsUntilRunning(runtime: CrmRuntime, run: CommandRun
 const hostRefused = (host: string, why: string) =>
   new ConfigError([{ variable: 'HOST', message: `${host} is ${why}: set an address of this machine, e.g. 127.0.0.1, or 0.0.0.0 for every interface` }]);
 
+/** Why the API cannot listen on HOST:PORT, with what to set instead. */
+const listenRefused = (host: string, port: number, error: NodeJS.ErrnoException): Error => {
+  if (error.code === 'EADDRNOTAVAIL') return hostRefused(host, 'not an address of this machine');
+  if (error.code === 'EADDRINUSE' || error.code === 'EACCES')
+    return new UsageError(
+      `cannot listen on ${host}:${port} (${error.code === 'EADDRINUSE' ? 'the port is in use' : 'permission denied'}). Set PORT to another port (or 0 for any free one).`,
+    );
+  return error;
+};
+
 /**
- * HOST is an address, or a name this machine resolves, checked before the database is opened: a
- * mistyped one failed only at listen, after the start-up, with a stack trace and exit code 1.
+ * HOST is an address of this machine, or a name this machine resolves to one, checked before the
+ * database is opened (by listening on it, any port, for a moment): a mistyped one failed only at
+ * listen, after the start-up, with a stack trace and exit code 1, or never while the database was waited for.
  */
 const assertHostResolves = async (host: string): Promise<void> => {
-  if (isIP(host)) return;
-  await lookup(host).catch((error: NodeJS.ErrnoException) => {
-    throw hostRefused(host, `neither an IP address nor a name this machine resolves (${error.code ?? error.message})`);
+  if (!isIP(host))
+    await lookup(host).catch((error: NodeJS.ErrnoException) => {
+      throw hostRefused(host, `neither an IP address nor a name this machine resolves (${error.code ?? error.message})`);
+    });
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', reject);
+    probe.listen({ host, port: 0 }, () => probe.close(() => resolve()));
+  }).catch((error: NodeJS.ErrnoException) => {
+    throw hostRefused(
+      host,
+      error.code === 'EADDRNOTAVAIL' ? 'not an address of this machine' : `not one this process may listen on (${error.code ?? error.message})`,
+    );
   });
 };
 
@@ -102,7 +123,10 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
       pending: () => [...(closing.http ? ['http'] : []), ...(closing.demo ? ['demo load'] : []), ...(closing.runtime?.pendingClose() ?? ['start-up'])],
     });
     // A fixed port answers /health while the database is waited for; with PORT=0 the port is only known once the API listens.
-    const whileWaiting = port === 0 ? undefined : (latest: () => string) => listenWhileWaiting(config.http.host, port, latest);
+    const whileWaiting =
+      port === 0
+        ? undefined
+        : (latest: () => string) => listenWhileWaiting(config.http.host, port, latest, (error) => listenRefused(config.http.host, port, error));
     const runtime = await openWhenDatabaseAnswers(run, () => openCrm(config, { holdSetUpLock: true, servesCommands: true }), {
       ...(whileWaiting ? { whileWaiting } : {}),
     }).catch((error: unknown) => {
@@ -126,13 +150,7 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
       const admin = await ensureAdminKey(app.keys, { adminKey: config.adminKey });
       await runtime.setUpDone();
       const address = await app.listen({ host: config.http.host, port, backlog: LISTEN_BACKLOG }).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'EADDRNOTAVAIL') throw hostRefused(config.http.host, 'not an address of this machine');
-        if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
-          throw new UsageError(
-            `cannot listen on ${config.http.host}:${port} (${error.code === 'EADDRINUSE' ? 'the port is in use' : 'permission denied'}). Set PORT to another port (or 0 for any free one).`,
-          );
-        }
-        throw error;
+        throw listenRefused(config.http.host, port, error);
       });
       const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost');
       run.out('');

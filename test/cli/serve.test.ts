@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LISTEN_BACKLOG } from '../../api/back-pressure.ts';
 import { buildDemoPlan, DEFAULT_DEMO_UNTIL, demoId } from '../../cli/demo-data.ts';
-import { poll, runCrm, schemaEnv, Server } from './support.ts';
-import { testSchemas } from '../support/postgres.ts';
+import { poll, runCrm, Server } from './support.ts';
+import { createServer, type AddressInfo } from 'node:net';
 
 /**
  * `npm start` as a new user meets it: an empty folder, no configuration, embedded PGlite.
@@ -123,14 +123,29 @@ describe('crm serve with a HOST it cannot listen on', () => {
       expect(result.stderr).toContain(`HOST: ${host} is neither an IP address nor a name this machine resolves`);
       expect(result.stderr).not.toMatch(/\n\s+at /);
     }
-    // An address, but none of this machine's: known only when listening, after the start-up.
-    const schemas = testSchemas('cli_serve_host');
+    // An address, but none of this machine's: refused before the database too (it was waited for, or opened first).
+    const elsewhere = await runCrm(['serve'], {
+      cwd: folder,
+      env: { ...env, PORT: '0', HOST: '192.0.2.77', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' },
+      timeoutMs: 30_000,
+    });
+    expect(elsewhere.code, elsewhere.stderr).toBe(78);
+    expect(elsewhere.stderr).toContain('HOST: 192.0.2.77 is not an address of this machine');
+    expect(elsewhere.stderr).not.toContain('Waiting for it');
+    // A port in use, while the database is waited for: said at once, not after the wait (another process answered its probes).
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     try {
-      const elsewhere = await runCrm(['serve', '--no-demo'], { cwd: folder, env: { ...schemaEnv(schemas), PORT: '0', HOST: '192.0.2.77' }, timeoutMs: 60_000 });
-      expect(elsewhere.code, elsewhere.stderr).toBe(78);
-      expect(elsewhere.stderr).toContain('HOST: 192.0.2.77 is not an address of this machine');
+      const port = (taken.address() as AddressInfo).port;
+      const busy = await runCrm(['serve'], {
+        cwd: folder,
+        env: { ...env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' },
+        timeoutMs: 30_000,
+      });
+      expect(busy.code, busy.stderr).toBe(2);
+      expect(busy.stderr).toContain(`cannot listen on 127.0.0.1:${port} (the port is in use)`);
     } finally {
-      await schemas.dropSchemas();
+      await new Promise((resolve) => taken.close(resolve));
     }
   });
 });
