@@ -31,6 +31,11 @@ const CreateApiKey = z
       ctx.addIssue({ code: 'custom', path: ['role'], message: "required (or userId for a user's key)" });
   });
 
+/** A key as the list shows it: a user's key with the user's role now, and whether it works (its user active). */
+const ListedApiKey = ApiKeyView.extend({
+  userActive: z.boolean().nullable().describe("A user's key works while its user is active (false: refused, 401); null for a service key"),
+}).meta({ id: 'ListedApiKey' });
+
 const CreatedApiKey = ApiKeyView.extend({
   key: z.string().describe('The secret. Shown only in this response: store it now.'),
 }).meta({ id: 'CreatedApiKey' });
@@ -67,8 +72,17 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
 
   app.get(
     '/admin/api-keys',
-    { schema: { tags: ['admin'], summary: 'List API keys (never their secrets)', response: { 200: z.object({ items: z.array(ApiKeyView) }) } } },
-    async () => ({ items: await keys.list() }),
+    { schema: { tags: ['admin'], summary: 'List API keys (never their secrets)', response: { 200: z.object({ items: z.array(ListedApiKey) }) } } },
+    async () => ({
+      // The role stored with a user's key is the user's at its creation; requests take the user's role now.
+      items: await Promise.all(
+        (await keys.list()).map(async (k) => {
+          if (k.userId === null) return { ...k, userActive: null };
+          const current = userRole ? await userRole(k.userId) : undefined;
+          return { ...k, role: (current as Role | undefined) ?? k.role, userActive: current !== undefined };
+        }),
+      ),
+    }),
   );
 
   app.delete(

@@ -42,11 +42,13 @@ Examples:
       if (action === 'list') {
         const { loadUserViewer } = await import('../../api/auth/viewer.ts');
         // A user's key works while its user is active: a deactivated user's key read "active" here and was refused (401).
+        // The role stored with a user's key is the user's at its creation; requests take the user's role now.
         const list = await Promise.all(
-          (await keys.list()).map(async (k) => ({
-            ...k,
-            userActive: k.userId === null ? null : (await loadUserViewer(database.db, run.config.schemas.read, k.userId)) !== undefined,
-          })),
+          (await keys.list()).map(async (k) => {
+            if (k.userId === null) return { ...k, userActive: null };
+            const viewer = await loadUserViewer(database.db, run.config.schemas.read, k.userId);
+            return { ...k, role: viewer?.role ?? k.role, userActive: viewer !== undefined };
+          }),
         );
         const state = (k: (typeof list)[number]) => (k.revokedAt ? `revoked ${k.revokedAt}` : k.userActive === false ? 'refused: user inactive' : 'active');
         if (run.values.json) run.out(JSON.stringify(list, null, 2));

@@ -211,6 +211,26 @@ describe('one user per email address', () => {
     expect((await users(email)).map((u) => u.id)).toEqual([successor]);
   });
 
+  it("lists a user's key with the user's role now, and as refused once the user is deactivated", async () => {
+    const id = await created('/admin/users', user('keyed'));
+    const key = json<{ id: string }>(await send('POST', '/admin/api-keys', { userId: id, name: 'keyed laptop' })).id;
+    const listed = async () =>
+      json<{ items: { id: string; role: string; userActive: boolean | null }[] }>(await send('GET', '/admin/api-keys')).items.find((k) => k.id === key);
+    const until = async (check: (k: Awaited<ReturnType<typeof listed>>) => boolean) => {
+      for (let i = 0; i < 200 && !check(await listed()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      return listed();
+    };
+    expect(await listed()).toMatchObject({ role: 'sales', userActive: true });
+    expect((await send('PATCH', `/admin/users/${id}`, { role: 'support' })).statusCode).toBe(200);
+    expect(await until((k) => k?.role === 'support')).toMatchObject({ role: 'support', userActive: true });
+    expect((await send('PATCH', `/admin/users/${id}`, { active: false })).statusCode).toBe(200);
+    expect(await until((k) => k?.userActive === false)).toMatchObject({ userActive: false });
+    const service = json<{ items: { name: string; userActive: boolean | null }[] }>(await send('GET', '/admin/api-keys')).items.find(
+      (k) => k.name === 'test admin',
+    );
+    expect(service?.userActive).toBeNull();
+  });
+
   it('of two concurrent registrations of one address, exactly one is registered', async () => {
     for (let round = 0; round < 3; round++) {
       const email = address();

@@ -18,7 +18,7 @@ afterAll(async () => {
 });
 
 describe('crm api-key list', () => {
-  it("shows a deactivated user's key as refused, an active user's and a service key as active", async () => {
+  it("shows a deactivated user's key as refused, an active user's with the user's role now, and a service key as active", async () => {
     const runtime = await openCrm(loadConfig(schemaEnv(schemas), folder), { overrides: { publishers: false, chainSealer: false } });
     const [leaving, staying] = [randomUUID(), randomUUID()];
     try {
@@ -37,6 +37,7 @@ describe('crm api-key list', () => {
       } finally {
         await app.close();
       }
+      await runtime.commands.execute({ type: 'ChangeUser', userId: staying, role: 'support' }, ctx);
       const done = await runtime.commands.execute({ type: 'ChangeUser', userId: leaving, active: false }, ctx);
       await runtime.runner.waitForPosition(done.position, 30_000);
     } finally {
@@ -46,7 +47,8 @@ describe('crm api-key list', () => {
     expect(listed.code, listed.stderr).toBe(0);
     const line = (name: string) => listed.stdout.split('\n').find((l) => l.includes(name)) ?? '';
     expect(line('leaving laptop')).toContain('refused: user inactive');
-    expect(line('staying laptop')).toMatch(/ active /);
+    // With the user's role now, not the one stored when the key was made.
+    expect(line('staying laptop')).toMatch(/ support +active /);
     expect(line('robot')).toMatch(/ active /);
   });
 });
