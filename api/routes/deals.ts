@@ -7,7 +7,7 @@ import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, WaitForQuery } from '../http.ts';
 import { IsoDate, PersonRef } from '../../domain/shared.ts';
 import { ProblemError, ProblemSchema } from '../problems.ts';
-import { getRoute, listRoute } from '../query-route.ts';
+import { getRoute, listRoute, resolveMe } from '../query-route.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 
@@ -74,7 +74,8 @@ export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context)
     summary: 'List deals',
     filters: DealListFilters,
     personalFields: [],
-    fetch: (q, query, request) => q.listDeals(query, scopeOf(request)),
+    // `me`: the caller's user (a deal's owner is a user id, or a name an import gave).
+    fetch: (q, query, request) => q.listDeals(resolveMe(request, query, 'ownerId'), scopeOf(request)),
   });
   getRoute(app, context, {
     url: '/deals/:id',
@@ -107,7 +108,8 @@ export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context)
       },
     },
     async (request) => {
-      const { waitFor, ...query } = request.query;
+      const { waitFor, ...asked } = request.query;
+      const query = resolveMe(request, asked, 'ownerId');
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       if (!context.deps.queries) throw new ProblemError('unavailable', 'The read models are not configured in this process.');
       return context.deps.queries.pipeline(query, scopeOf(request));

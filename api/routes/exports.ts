@@ -118,6 +118,7 @@ export const exportSpecs: Record<ExportKind, ExportSpec> = {
     projection: 'deals',
     personalFields: [],
     personalFilters: [],
+    forCaller: (request, query) => resolveMe(request, query, 'ownerId'),
     list:
       ({ queries }, scope) =>
       (query) =>

@@ -150,6 +150,9 @@ describe('read your writes through the query routes', () => {
     expect(pipeline.closed).toMatchObject({ closedFrom: null, closedTo: null, totals: { won: 0, lost: 0, winRate: null } });
     const won = await post('sales', `/deals/${deal.id}/won`, { reason: 'best offer' }, { 'if-match': '"0"' });
     const closed = json(await get('sales', `/pipeline?ownerId=${owner}&closedFrom=2000-01-01&waitFor=${won.position}`));
+    // `me` names the caller's user, as on the customers list; a service key has none.
+    expectProblem(await get('sales', '/pipeline?ownerId=me'), 400);
+    expectProblem(await get('sales', '/deals?ownerId=me'), 400);
     expect(closed.totals).toEqual([]);
     expect(closed.closed).toMatchObject({ closedFrom: '2000-01-01', totals: { won: 1, lost: 0, winRate: 1, wonAmount: 1000.1 } });
     // A period that ends before it starts names the field; so does a date that is none.
