@@ -126,7 +126,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'POST /analytics/models', access: ['admin', 'analyst'], summary: 'fit every model' },
   { route: 'GET /analytics/*', access: ANALYTICS_READ, summary: 'analytics figures and fitted models' },
   // The support desk's own figures: counts and rates by period, channel or kind, naming no customer.
-  { route: 'GET /analytics/satisfaction', access: [...ANALYTICS_READ, 'support'], summary: 'CSAT and NPS by period, channel or kind' },
+  { route: 'GET /analytics/satisfaction', access: [...ANALYTICS_READ, 'support'], summary: 'CSAT and NPS by period or channel' },
   // Audit (served by api/routes/audit.ts).
   { route: 'POST /audit/*', access: AUDIT, summary: 'start a verification, seal the hash chain' },
   { route: 'GET /audit/*', access: AUDIT, summary: 'history, exports, verification results' },
