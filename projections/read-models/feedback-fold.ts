@@ -146,6 +146,9 @@ export function evolveFeedback(state: FeedbackState | undefined, e: ProjectedEve
       row.resolution_seconds = null;
       row.resolution_breached = null;
       row.closed_at = null;
+      // A rating is taken once per resolution: the next resolution may be rated again. The last
+      // rating's `csat` stays until then (the satisfaction figures keep every rating).
+      row.rated_at = null;
       row.reopen_count += 1;
       break;
     case 'FeedbackClosed':

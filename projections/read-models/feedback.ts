@@ -153,7 +153,8 @@ export const feedbackProjection: Projection = {
   name: 'feedback',
   // 2: `customer_owner_id` (visibility by the customer's owner without a join) and `feedback_customer_owners`.
   // 3: a reopened item is `in_progress`, as the decider's state (it read `open`, which no filter matched with the rules).
-  version: 3,
+  // 4: a reopened item's `rated_at` is cleared, as the decider takes a rating again (the console offered none).
+  version: 4,
   tables: ['feedback', FEEDBACK_CUSTOMER_OWNERS.table],
   filter: { streamPrefixes: ['feedback-', 'customer-'] },
   migrate,

@@ -96,6 +96,12 @@ describe('the feedback fold', () => {
     });
   });
 
+  it('a rated item reopened may be rated again: its rated_at is cleared, its last csat kept until the next rating', () => {
+    const rated = on({ type: 'FeedbackRated', data: { feedbackId, csat: 2, comment: null } }, at(5));
+    const ratedThenReopened = fold([submitted, assigned, responded, resolved, rated, { ...reopened, revision: 5 }])!;
+    expect(ratedThenReopened).toMatchObject({ status: 'in_progress', csat: 2, rated_at: null });
+  });
+
   it("reads every step's status as the decider's state has it, whose rules (assign, resolve, reopen) go by it", () => {
     const closed = on({ type: 'FeedbackClosed', data: { feedbackId } }, at(10));
     const steps = [submitted, assigned, responded, resolved, reopened, resolved, closed];
