@@ -24,6 +24,7 @@ import { registerRequestTimeout } from './request-timeout.ts';
 import { registerSecurityHeaders } from './security-headers.ts';
 import { DEFAULT_RATE_LIMIT, registerRateLimit } from './rate-limit.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { meRoutes } from './routes/me.ts';
 import { activeUserRole, userRoutes } from './routes/users.ts';
 import analyticsRoutes from './routes/analytics.ts';
 import auditRoutes from './routes/audit.ts';
@@ -262,6 +263,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     demoLoad: deps.demoLoad,
   });
   await app.register(adminRoutes, { keys, userRole: (userId) => activeUserRole(context, userId) });
+  await app.register(meRoutes);
   await app.register(userRoutes, context);
   // Before the :id routes' plugins only for readability: fastify prefers static segments (/customers/export) anyway.
   await app.register(exportRoutes, context);

@@ -38,6 +38,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'GET /health', access: 'public', summary: 'liveness' },
   { route: 'GET /ready', access: 'public', summary: 'readiness: projections caught up within the bound' },
   { route: 'GET /metrics', access: 'public', summary: 'Prometheus metrics' },
+  { route: 'GET /me', access: ALL, summary: "the caller's key, role, user, visibility and teams" },
   { route: 'GET /openapi.json', access: 'public', summary: 'OpenAPI 3.1 document' },
   { route: 'GET /docs/*', access: 'public', summary: 'Swagger UI' },
   { route: 'GET /docs', access: 'public', summary: 'Swagger UI' },

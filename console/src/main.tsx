@@ -44,16 +44,16 @@ const App = () => {
   };
   // A user's key takes the user's role as it is now, which an admin may change after sign-in: the
   // role is read again on every load of the page and after a refusal, so the screens follow it.
-  const roleNow = (role: Role) =>
+  const roleNow = (role: Role, companyWide?: boolean) =>
     setSession((s) => {
-      if (!s || s.role === role) return s;
-      const updated = { ...s, role };
+      if (!s || (s.role === role && (companyWide === undefined || s.companyWide === companyWide))) return s;
+      const updated = { ...s, role, ...(companyWide === undefined ? {} : { companyWide }) };
       saveSession(updated);
       return updated;
     });
   const reread = (key: string) =>
     signIn(key).then(
-      (s) => roleNow(s.role),
+      (s) => roleNow(s.role, s.companyWide),
       (error: unknown) => {
         if (error instanceof ApiError && error.problem.status === 401) signedOut(error.problem.detail);
       },
@@ -117,10 +117,10 @@ const App = () => {
       page = <AnalyticsPage role={role} />;
       break;
     case 'audit':
-      page = <AuditPage role={role} params={route.params} />;
+      page = <AuditPage role={role} companyWide={session.companyWide} params={route.params} />;
       break;
     case 'operations':
-      page = <OperationsPage role={role} />;
+      page = <OperationsPage role={role} companyWide={session.companyWide} />;
       break;
     default:
       page = route.malformed ? (

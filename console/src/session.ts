@@ -1,9 +1,14 @@
-import { ApiError, get } from './api.ts';
+import { get } from './api.ts';
 import type { Role } from '../../api/roles.ts';
 
 export interface Session {
   key: string;
   role: Role;
+  /**
+   * Whether the key sees the whole company (visibility `all`, or a service key): an admin of visibility
+   * `own` or `team` may not change users or keys, nor run company-wide audits, so is not offered them.
+   */
+  companyWide: boolean;
 }
 
 const STORAGE = 'crm.console.session';
@@ -12,7 +17,7 @@ const STORAGE = 'crm.console.session';
 export const loadSession = (): Session | null => {
   try {
     const stored = JSON.parse(sessionStorage.getItem(STORAGE) ?? 'null') as Session | null;
-    return stored && typeof stored.key === 'string' && typeof stored.role === 'string' ? stored : null;
+    return stored && typeof stored.key === 'string' && typeof stored.role === 'string' ? { ...stored, companyWide: stored.companyWide !== false } : null;
   } catch {
     return null;
   }
@@ -23,17 +28,8 @@ export const saveSession = (session: Session | null): void => {
   else sessionStorage.removeItem(STORAGE);
 };
 
-/**
- * Which role a key has, through the public API: an admin may list keys; any other role is refused
- * with a 403 problem that names the caller's role. An unknown or revoked key is a 401.
- */
+/** Who the key is to the API (`GET /me`): its role now and whether it sees the whole company. An unknown or revoked key is a 401. */
 export const signIn = async (key: string): Promise<Session> => {
-  try {
-    await get('/admin/api-keys', { key });
-    return { key, role: 'admin' };
-  } catch (error) {
-    const problem = error instanceof ApiError ? error.problem : undefined;
-    if (problem?.status === 403 && typeof problem.role === 'string') return { key, role: problem.role as Role };
-    throw error;
-  }
+  const me = await get<{ role: Role; visibility: 'all' | 'team' | 'own' }>('/me', { key });
+  return { key, role: me.role, companyWide: me.visibility === 'all' };
 };

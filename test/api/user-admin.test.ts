@@ -67,6 +67,14 @@ describe('a restricted admin (own or team visibility)', () => {
     anotherKey = json<{ id: string }>(await send('POST', '/admin/api-keys', { role: 'sales', name: 'someone else' })).id;
   });
 
+  it('is told who it is by GET /me: its role, user, visibility and teams; a service key sees all', async () => {
+    const me = json<{ role: string; userId: string; visibility: string; teamIds: string[]; keyName: string }>(await send('GET', '/me', undefined, restricted));
+    expect(me).toMatchObject({ role: 'admin', userId: self, visibility: 'own', keyName: 'restricted' });
+    expect(me.teamIds).toHaveLength(1);
+    expect(json(await send('GET', '/me'))).toMatchObject({ role: 'admin', userId: null, visibility: 'all', teamIds: [] });
+    expect((await h.app.inject({ method: 'GET', url: '/me' })).statusCode).toBe(401);
+  });
+
   it("may not widen any key's scope: user, team and key changes are 403 and append nothing", async () => {
     const other = await created('/admin/users', user('other'));
     const before = await eventCount(h);

@@ -834,4 +834,34 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await eventually(() => page.getByTestId('role').innerText()).toBe('support');
     expect(await page.getByRole('navigation', { name: 'Screens' }).innerText()).not.toContain('Analytics');
   });
+
+  it('offers an admin of visibility own no key changes and no company-wide audit (the server refuses both)', async () => {
+    const user = await crm.api<{ id: string }>('/admin/users', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ name: 'Own Admin', email: `own-admin-${randomUUID()}@example.com`, role: 'admin', visibility: 'own' }),
+    });
+    expect(user.status).toBe(201);
+    let key = '';
+    await eventually(async () => {
+      const made = await crm.api<{ key?: string }>('/admin/api-keys', crm.adminKey, {
+        method: 'POST',
+        body: JSON.stringify({ name: 'own admin', userId: user.body.id }),
+      });
+      key = made.body.key ?? '';
+      return made.status;
+    }).toBe(201);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(page, crm.url, key);
+    await page.goto(`${crm.url}/#/operations`);
+    await eventually(() => page.getByTestId('keys').locator('tbody tr').count()).toBeGreaterThan(0);
+    expect(await page.getByRole('button', { name: 'Create key' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^Revoke/ }).count()).toBe(0);
+    expect(await page.locator('main').innerText()).toContain('Creating and revoking keys needs a key that sees the whole company');
+    // Its projection panel reads /ready (the detailed report is refused to it): no error shown.
+    await eventually(() => page.getByTestId('projections').locator('tbody tr').count()).toBeGreaterThan(0);
+    expect(await page.locator('[aria-labelledby=projections-title] [role=alert]').count()).toBe(0);
+    await page.goto(`${crm.url}/#/audit`);
+    await eventually(() => page.getByRole('button', { name: 'Open history' }).count()).toBe(1);
+    expect(await page.getByRole('button', { name: /^Verify/ }).count()).toBe(0);
+  });
 });

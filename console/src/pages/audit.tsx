@@ -41,7 +41,7 @@ const recordOf = (stream: string): [string, string] | undefined => {
   return match ? [match[1]!, match[2]!] : undefined;
 };
 
-export const AuditPage = ({ role, params }: { role: Role; params: URLSearchParams }) => {
+export const AuditPage = ({ role, companyWide, params }: { role: Role; companyWide: boolean; params: URLSearchParams }) => {
   const stream = params.get('stream') ?? '';
   const [input, setInput] = useState(stream);
   // Opened from a link by a role the audit trail is closed to: no controls the API would refuse.
@@ -71,7 +71,8 @@ export const AuditPage = ({ role, params }: { role: Role; params: URLSearchParam
         </button>
       </form>
       {stream ? <StreamHistory stream={stream} key={stream} /> : null}
-      {can(role, 'POST /audit/verify') ? <Verify /> : null}
+      {/* Company-wide checks need visibility all or the auditor role (api/auth/scope-guard.ts). */}
+      {can(role, 'POST /audit/verify') && (companyWide || role === 'auditor') ? <Verify /> : null}
       {can(role, 'GET /audit/events') ? <GlobalLog mayExport={can(role, 'GET /audit/events/export')} /> : null}
     </section>
   );

@@ -37,9 +37,10 @@ interface ApiKey {
 const readiness = async (signal: AbortSignal, detailed: boolean): Promise<Ready> =>
   detailed ? get<Ready>('/audit/projections', { signal }) : ((await (await request('/ready', { signal, answers: [503] })).json()) as Ready);
 
-export const OperationsPage = ({ role }: { role: Role }) => {
+export const OperationsPage = ({ role, companyWide }: { role: Role; companyWide: boolean }) => {
   const [tick, setTick] = useState(0);
-  const detailed = can(role, 'GET /audit/projections');
+  // The detailed report is company-wide: visibility all or the auditor role (api/auth/scope-guard.ts).
+  const detailed = can(role, 'GET /audit/projections') && (companyWide || role === 'auditor');
   const ready = useLoad((signal) => readiness(signal, detailed), [tick, detailed]);
   return (
     <section aria-labelledby="ops-title">
@@ -91,12 +92,13 @@ export const OperationsPage = ({ role }: { role: Role }) => {
           <Loading what="projections" />
         ) : null}
       </section>
-      {can(role, 'GET /admin/api-keys') ? <ApiKeys /> : null}
+      {can(role, 'GET /admin/api-keys') ? <ApiKeys manage={companyWide} /> : null}
     </section>
   );
 };
 
-const ApiKeys = () => {
+/** The keys; creating and revoking them only for a key that sees the whole company (a restricted admin would widen its own scope). */
+const ApiKeys = ({ manage }: { manage: boolean }) => {
   const [tick, setTick] = useState(0);
   const [created, setCreated] = useState<{ name: string; key: string } | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
@@ -114,22 +116,25 @@ const ApiKeys = () => {
   return (
     <section aria-labelledby="keys-title">
       <h2 id="keys-title">API keys</h2>
-      <CommandForm
-        title="Create a key"
-        submitLabel="Create key"
-        fields={[
-          { name: 'name', label: 'Name (who or what uses it)', required: true },
-          { name: 'role', label: 'Role', type: 'select', options: ROLES, value: 'analyst', required: true },
-        ]}
-        submit={async (v) => {
-          const body = (await (await request('/admin/api-keys', { method: 'POST', body: { name: text(v.name), role: v.role } })).json()) as {
-            name: string;
-            key: string;
-          };
-          setCreated(body);
-          setTick(tick + 1);
-        }}
-      />
+      {manage ? null : <p class="muted">Creating and revoking keys needs a key that sees the whole company (visibility all).</p>}
+      {manage ? (
+        <CommandForm
+          title="Create a key"
+          submitLabel="Create key"
+          fields={[
+            { name: 'name', label: 'Name (who or what uses it)', required: true },
+            { name: 'role', label: 'Role', type: 'select', options: ROLES, value: 'analyst', required: true },
+          ]}
+          submit={async (v) => {
+            const body = (await (await request('/admin/api-keys', { method: 'POST', body: { name: text(v.name), role: v.role } })).json()) as {
+              name: string;
+              key: string;
+            };
+            setCreated(body);
+            setTick(tick + 1);
+          }}
+        />
+      ) : null}
       {created ? (
         <p class="notice" role="status">
           Key for {created.name}, shown only now: <code data-testid="new-key">{created.key}</code>
@@ -147,7 +152,7 @@ const ApiKeys = () => {
               <td>{when(k.lastUsedAt)}</td>
               <td>{when(k.revokedAt)}</td>
               <td>
-                {k.revokedAt ? null : (
+                {k.revokedAt || !manage ? null : (
                   <button type="button" onClick={() => void revoke(k)} aria-label={`Revoke ${k.name}`}>
                     Revoke
                   </button>
