@@ -155,6 +155,12 @@ export const CommandForm = (props: {
     const target = form.current?.querySelector<HTMLElement>('[aria-invalid="true"]') ?? form.current?.querySelector<HTMLElement>('.problem');
     target?.focus();
   }, [problem]);
+  // A form opened on demand (it can be cancelled) takes the focus: its first field, else its submit
+  // button. Keyboard users were left on the button that opened it, with the form drawn elsewhere.
+  useEffect(() => {
+    if (props.onCancel) form.current?.querySelector<HTMLElement>('input, select, textarea, button[type="submit"]')?.focus();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
   const onSubmit = async (event: Event) => {
     event.preventDefault();
     setBusy(true);
@@ -168,7 +174,19 @@ export const CommandForm = (props: {
     }
   };
   return (
-    <form class="command" onSubmit={onSubmit} aria-labelledby={`${id}-title`} ref={form}>
+    <form
+      class="command"
+      onSubmit={onSubmit}
+      aria-labelledby={`${id}-title`}
+      ref={form}
+      // Escape closes the form as its Cancel button does.
+      onKeyDown={(e) => {
+        if (e.key === 'Escape' && props.onCancel && !busy) {
+          e.preventDefault();
+          props.onCancel();
+        }
+      }}
+    >
       <h3 id={`${id}-title`}>{props.title}</h3>
       {props.children}
       {props.fields.map((f) => {
@@ -248,14 +266,24 @@ export const allowed = (actions: (Action | false)[]): Action[] => actions.filter
 export const ActionPanel = (props: { actions: Action[] }) => {
   // The open action by its label, not its place: the list changes with the record's state.
   const [open, setOpen] = useState<string | null>(null);
+  const toolbar = useRef<HTMLDivElement>(null);
   if (props.actions.length === 0) return null;
-  const close = () => setOpen(null);
+  // Closed (done or cancelled), the focus goes back to the button that opened the form, or the first
+  // one when the record's new state no longer offers it: it fell to <body>, the top of the page.
+  const close = () => {
+    const label = open;
+    setOpen(null);
+    setTimeout(() => {
+      const buttons = [...(toolbar.current?.querySelectorAll<HTMLButtonElement>('button') ?? [])];
+      (buttons.find((b) => b.dataset.action === label) ?? buttons[0])?.focus();
+    });
+  };
   const opened = props.actions.find((a) => a.label === open);
   return (
     <div class="actions">
-      <div class="buttons" role="toolbar" aria-label="Actions">
+      <div class="buttons" role="toolbar" aria-label="Actions" ref={toolbar}>
         {props.actions.map((a) => (
-          <button key={a.label} type="button" aria-expanded={open === a.label} onClick={() => setOpen(open === a.label ? null : a.label)}>
+          <button key={a.label} type="button" data-action={a.label} aria-expanded={open === a.label} onClick={() => setOpen(open === a.label ? null : a.label)}>
             {a.label}
           </button>
         ))}

@@ -150,6 +150,13 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await page.getByRole('button', { name: 'Tag', exact: true }).click();
     await page.getByRole('button', { name: 'Cancel' }).click();
     await eventually(() => page.locator('form.command').count()).toBe(0);
+    // By keyboard: the opened form takes the focus, Escape closes it, and the focus is back on its button.
+    const focused = () => page.evaluate<string>("document.activeElement?.getAttribute('data-field') ?? document.activeElement?.textContent ?? ''");
+    await page.getByRole('button', { name: 'Tag', exact: true }).press('Enter');
+    await eventually(focused).toBe('tag');
+    await page.keyboard.press('Escape');
+    await eventually(() => page.locator('form.command').count()).toBe(0);
+    await eventually(focused).toBe('Tag');
     await page.getByRole('button', { name: 'Tag', exact: true }).click();
     await page.getByLabel('Tag', { exact: true }).fill(tag);
     await page.locator('form.command').getByRole('button', { name: 'Add tag' }).click();

@@ -161,7 +161,8 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
         form: (close: () => void) => (
           <CommandForm
             title={`${action[0]!.toUpperCase()}${action.slice(1)} "${c.name}"`}
-            submitLabel={action[0]!.toUpperCase() + action.slice(1)}
+            // "Cancel campaign", not "Cancel": the form's own Cancel closes it.
+            submitLabel={`${action[0]!.toUpperCase()}${action.slice(1)} campaign`}
             onCancel={close}
             fields={LIFECYCLE_FIELDS[action] ?? []}
             revision={c.revision}
