@@ -254,7 +254,8 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
         <Stat label={`ROI, every currency (${c.baseCurrency})`} value={c.revenueBase === null ? '—' : pct(c.roiBase, 1)} />
         <Stat label="Conversions" value={c.conversions} />
         <Stat label="Conversion rate" value={pct(c.conversionRate, 1)} />
-        <Stat label="Runs" value={`${day(c.startsAt)} → ${day(c.endsAt)}`} />
+        {/* A campaign launched without a schedule runs from its launch. */}
+        <Stat label="Runs" value={`${day(c.startsAt ?? c.launchedAt)} → ${day(c.endsAt ?? c.completedAt ?? c.cancelledAt)}`} />
         {RESPONSES.map((r) => (
           <Stat key={r} label={r} value={c.responses[r] ?? 0} />
         ))}

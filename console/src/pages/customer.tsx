@@ -95,6 +95,11 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
             <p class="muted">The {role} role does not read analytics.</p>
           ) : analytics.problem ? (
             <ProblemBox problem={analytics.problem} />
+          ) : analytics.data === null && c.mergedInto ? (
+            // The analytics count a merged duplicate's history under its primary: "no analytics yet" misled.
+            <p class="muted" data-testid="no-analytics">
+              Merged into <a href={href(`customers/${c.mergedInto}`)}>another customer</a>: its figures count under that customer.
+            </p>
           ) : analytics.data === null ? (
             <p class="muted" data-testid="no-analytics">
               No analytics yet: the figures appear once the analytics have taken in this customer's events.
