@@ -9,7 +9,7 @@ import { personalSubjectOf, type PersonalData } from '../eventstore/personal-dat
 import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
 import { resolveActivityParent } from './activity-parent.ts';
-import { resolveMergedOrder } from './merged-order.ts';
+import { namingChainEnd, resolveMergedOrder } from './merged-order.ts';
 import { aggregateFolders, streamOf, type Folder } from './aggregates.ts';
 import { compactState, CompactIds, hashPrefix } from './compact-state.ts';
 import { addressOf, claimEmails, emailToClaim } from './email-uniqueness.ts';
@@ -363,6 +363,13 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       }
       return w;
     };
+    // As the one-at-a-time handler reads them, on the states this pass decides on (loadForDecision read
+    // an activity's parents); one it did not read (a longer merge chain, a merged duplicate) is read now.
+    const stateOf = async (kind: AggregateKind, id: string): Promise<never> => {
+      const stream = streamOf(kind, id);
+      if (!streams.has(stream)) await readMore(new Map([[stream, kind]]), streams);
+      return workOn(kind, stream).state as never;
+    };
     // The batch before is being stored meanwhile: its reply is read between commands (shared/io-turns.ts).
     const turns = ioTurns();
     for (let i = 0; i < prepared.length; i++) {
@@ -390,13 +397,6 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         }
         if (needsOwnerSnapshot(p.type) && typeof command.ownerId === 'string')
           command.owner = userSnapshot(workOn('user', streamOf('user', command.ownerId)).state as never);
-        // As the one-at-a-time handler reads them, on the states this pass decides on (loadForDecision read
-        // an activity's parents); one it did not read (a longer merge chain, a merged duplicate) is read now.
-        const stateOf = async (kind: AggregateKind, id: string): Promise<never> => {
-          const stream = streamOf(kind, id);
-          if (!streams.has(stream)) await readMore(new Map([[stream, kind]]), streams);
-          return workOn(kind, stream).state as never;
-        };
         if (p.type === 'RecordPurchase') await resolveMergedOrder({ ...p, command }, w.state as never, (id) => stateOf('customer', id));
         if (p.kind === 'activity') {
           await resolveActivityParent(
@@ -424,7 +424,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         // through the API, a tag the customer has): the row is present, not imported now.
         outcomes[i] = { ok: true, stream: p.stream, eventIds, alreadyDone: events.length === 0 };
       } catch (error) {
-        outcomes[i] = { ok: false, error };
+        outcomes[i] = { ok: false, error: await namingChainEnd(error, (id) => stateOf('customer', id)) };
       }
     }
     return working;

@@ -29,7 +29,7 @@ import { commandTargets } from './schemas.ts';
 import { DomainError, notFound, ruleViolated } from '../domain/errors.ts';
 import { copyState } from '../domain/entries.ts';
 import { resolveActivityParent } from './activity-parent.ts';
-import { resolveMergedOrder } from './merged-order.ts';
+import { namingChainEnd, resolveMergedOrder } from './merged-order.ts';
 import { eventIdFor } from './ids.ts';
 import { userSnapshot } from '../domain/user/decider.ts';
 import {
@@ -508,11 +508,15 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
 
   const execute = async (input: { type: string; [field: string]: unknown }, ctx: CommandContext): Promise<CommandResult> => {
     const prepared = prepareCommand(input, ctx, clock());
-    const result = !decidedAlone(prepared.type, deps)
-      ? // Grouped with this process's other commands waiting on the stream; the group is decided again after a lost race.
-        await queue.join(prepared.stream, { prepared, ctx }, (members: Waiting[]) => decideGroup(prepared.kind, prepared.id, members))
-      : // Queued behind this process's earlier commands on the stream; decided again after a lost race.
-        await queue.run(prepared.stream, ctx.expectedRevision !== undefined ? prepared.stream : undefined, () => decideAlone(prepared, ctx));
+    const result = await (
+      !decidedAlone(prepared.type, deps)
+        ? // Grouped with this process's other commands waiting on the stream; the group is decided again after a lost race.
+          queue.join(prepared.stream, { prepared, ctx }, (members: Waiting[]) => decideGroup(prepared.kind, prepared.id, members))
+        : // Queued behind this process's earlier commands on the stream; decided again after a lost race.
+          queue.run(prepared.stream, ctx.expectedRevision !== undefined ? prepared.stream : undefined, () => decideAlone(prepared, ctx))
+    ).catch(async (error: unknown) => {
+      throw await namingChainEnd(error, async (id) => (await load('customer', id)).state);
+    });
     return unsubscribed(prepared) ? withdrawConsent(prepared, ctx, result) : result;
   };
 

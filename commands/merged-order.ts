@@ -1,5 +1,6 @@
 import { MAX_MERGE_CHAIN, type CustomerState } from '../domain/customer/decider.ts';
 import { entryOf } from '../domain/entries.ts';
+import { DomainError } from '../domain/errors.ts';
 import type { PreparedCommand } from './prepare.ts';
 
 /**
@@ -31,4 +32,29 @@ export const resolveMergedOrder = async (
     }
     level = next;
   }
+};
+
+/**
+ * A `customer.merged` refusal naming the customer at the end of the merge chain, the one that takes
+ * commands: the decider knows one step (B merged into P), and P merged into Q since refused in turn,
+ * each refusal advising the next link. Any other error is returned as it is.
+ */
+export const namingChainEnd = async (error: unknown, load: (customerId: string) => Promise<CustomerState>): Promise<unknown> => {
+  if (!(error instanceof DomainError) || error.code !== 'customer.merged' || typeof error.details?.primaryId !== 'string') return error;
+  const first = error.details.primaryId;
+  let end = first;
+  for (let hop = 0; hop < MAX_MERGE_CHAIN; hop++) {
+    const next = (await load(end)).mergedInto;
+    if (!next) break;
+    end = next;
+  }
+  if (end === first) return error;
+  const customerId = String(error.details.customerId);
+  return new DomainError(
+    error.kind,
+    error.code,
+    `Customer ${customerId} was merged into ${first}, which was merged into others since; use the primary customer ${end}`,
+    error.field,
+    { ...error.details, primaryId: end },
+  );
 };

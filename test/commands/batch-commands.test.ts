@@ -406,6 +406,16 @@ describe('batch commands: orders of merged customers', () => {
       ),
     ).rejects.toMatchObject({ code: 'purchase.order_conflict', details: { recordedOn: a } });
     expect(await ordersOf(c!)).toEqual([...before[2]!, 'c-1']);
+
+    // A new order for A: refused naming the end of the chain (C), not the next link (B, itself merged).
+    const [refused] = await handler(watched()).executeBatch([purchase(a!, 'a-2', 1, 'file4:a-2')]);
+    expect(refused).toMatchObject({
+      ok: false,
+      error: expect.objectContaining({ code: 'customer.merged', details: expect.objectContaining({ primaryId: c }) }),
+    });
+    await expect(
+      api.execute({ type: 'RecordPurchase', customerId: a!, orderId: 'a-3', amount: 1, currency: 'EUR' }, { actor, correlationId: 'api' }),
+    ).rejects.toMatchObject({ code: 'customer.merged', details: { primaryId: c }, message: expect.stringContaining(`use the primary customer ${c}`) });
   });
 });
 
