@@ -52,3 +52,7 @@ export interface AuditEvent {
 
 export const DEAL_STAGES = ['lead', 'qualified', 'proposal', 'negotiation'] as const;
 export const CURRENCIES = ['EUR', 'USD', 'GBP', 'CHF', 'SEK', 'JPY'] as const;
+/** The feedback fields' values as the server takes them (domain/feedback/events.ts). */
+export const FEEDBACK_KINDS = ['complaint', 'request', 'question', 'praise', 'survey'] as const;
+export const FEEDBACK_CHANNELS = ['email', 'phone', 'chat', 'web', 'social', 'in_person'] as const;
+export const FEEDBACK_PRIORITIES = ['low', 'normal', 'high', 'urgent'] as const;

@@ -166,6 +166,33 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     expect(pageErrors).toEqual([]);
   });
 
+  it("opens a deal and records feedback from the customer's page", async () => {
+    const other = (await crm.api<{ items: { id: string; name: string }[] }>('/customers?status=active&sort=-revenue&limit=3')).body.items[2]!;
+    await page.goto(`${crm.url}/#/customers/${other.id}`);
+    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(other.name);
+    const title = `Console deal ${randomUUID().slice(0, 6)}`;
+    await page.getByRole('button', { name: 'Open deal', exact: true }).click();
+    const form = page.locator('form.command');
+    await form.locator('[data-field=title]').fill(title);
+    await form.locator('[data-field=amount]').fill('1234.5');
+    await form.locator('[data-field=expectedCloseDate]').fill('2027-06-30');
+    await form.locator('[data-field=ownerId]').fill('console-rep');
+    await form.getByRole('button', { name: 'Open deal' }).click();
+    await eventually(() => page.locator('form.command').count()).toBe(0);
+    const deals = await crm.api<{ items: { title: string; amount: number; ownerId: string; stage: string }[] }>(`/deals?customerId=${other.id}&limit=100`);
+    expect(deals.body.items.find((d) => d.title === title)).toMatchObject({ amount: 1234.5, ownerId: 'console-rep', stage: 'lead' });
+
+    const subject = `Console feedback ${randomUUID().slice(0, 6)}`;
+    await page.getByRole('button', { name: 'Record feedback', exact: true }).click();
+    await form.locator('[data-field=kind]').selectOption('complaint');
+    await form.locator('[data-field=subject]').fill(subject);
+    await form.locator('[data-field=body]').fill('The parcel came late.');
+    await form.getByRole('button', { name: 'Record feedback' }).click();
+    await eventually(() => page.locator('form.command').count()).toBe(0);
+    const items = await crm.api<{ items: { subject: string; kind: string; priority: string }[] }>(`/feedback?customerId=${other.id}&limit=100`);
+    expect(items.body.items.find((f) => f.subject === subject)).toMatchObject({ kind: 'complaint', priority: 'normal' });
+  });
+
   it('starts each action form afresh when another is chosen without closing the first (Refund then Tag sent tag: undefined)', async () => {
     const other = (await crm.api<{ items: { id: string; name: string }[] }>('/customers?status=active&sort=-revenue&limit=2')).body.items[1]!;
     await page.goto(`${crm.url}/#/customers/${other.id}`);

@@ -1,7 +1,18 @@
 import { useState } from 'preact/hooks';
 import { ApiError, command, get, getPages, query, type Accepted, type Page } from '../api.ts';
 import { href, parseHash } from '../router.ts';
-import { CURRENCIES, type Customer, type CustomerAnalytics, type Deal, type Feedback, type TimelineItem } from '../types.ts';
+import {
+  CURRENCIES,
+  DEAL_STAGES,
+  FEEDBACK_CHANNELS,
+  FEEDBACK_KINDS,
+  FEEDBACK_PRIORITIES,
+  type Customer,
+  type CustomerAnalytics,
+  type Deal,
+  type Feedback,
+  type TimelineItem,
+} from '../types.ts';
 import {
   ActionPanel,
   allowed,
@@ -305,6 +316,67 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
                 amount: numberOf(v.amount, 'amount'),
                 currency: v.currency,
                 ...(text(v.occurredAt) ? { occurredAt: new Date(String(v.occurredAt)).toISOString() } : {}),
+              }),
+            )
+          }
+        />
+      ),
+    },
+    // A deal and a feedback item start on their customer's page (they were API-only).
+    offers('POST /deals') && {
+      label: 'Open deal',
+      form: (close: () => void) => (
+        <CommandForm
+          title="Open a deal"
+          submitLabel="Open deal"
+          onCancel={close}
+          fields={[
+            { name: 'title', label: 'Title', required: true },
+            { name: 'amount', label: 'Amount', type: 'number', step: '0.01', required: true },
+            { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: c.currency ?? 'EUR', required: true },
+            { name: 'expectedCloseDate', label: 'Expected close (date)', type: 'date', required: true },
+            { name: 'stage', label: 'Stage', type: 'select', options: DEAL_STAGES, value: 'lead', required: true },
+            { name: 'ownerId', label: 'Owner (user id)', value: c.ownerId ?? '', required: true },
+          ]}
+          submit={async (v) =>
+            act(close)(
+              command('/deals', {
+                customerId: c.id,
+                title: text(v.title),
+                amount: numberOf(v.amount, 'amount'),
+                currency: v.currency,
+                expectedCloseDate: v.expectedCloseDate,
+                stage: v.stage,
+                ownerId: text(v.ownerId),
+              }),
+            )
+          }
+        />
+      ),
+    },
+    offers('POST /feedback') && {
+      label: 'Record feedback',
+      form: (close: () => void) => (
+        <CommandForm
+          title="Record the customer's feedback"
+          submitLabel="Record feedback"
+          onCancel={close}
+          fields={[
+            { name: 'kind', label: 'Kind', type: 'select', options: FEEDBACK_KINDS, value: 'question', required: true },
+            { name: 'channel', label: 'Channel', type: 'select', options: FEEDBACK_CHANNELS, value: 'email', required: true },
+            { name: 'subject', label: 'Subject', required: true },
+            { name: 'body', label: 'What the customer said', type: 'textarea', required: true },
+            { name: 'priority', label: 'Priority', type: 'select', options: FEEDBACK_PRIORITIES, value: 'normal', required: true },
+          ]}
+          submit={async (v) =>
+            act(close)(
+              command('/feedback', {
+                customerId: c.id,
+                kind: v.kind,
+                channel: v.channel,
+                subject: text(v.subject),
+                body: text(v.body),
+                priority: v.priority,
               }),
             )
           }

@@ -4,8 +4,8 @@ import { href } from '../router.ts';
 import type { Feedback } from '../types.ts';
 import { ActionPanel, allowed, can, CommandForm, Loading, numberOf, pct, ProblemBox, Stat, text, useLoad, useReloadWhenStale, when, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
+import { FEEDBACK_PRIORITIES } from '../types.ts';
 
-const PRIORITIES = ['low', 'normal', 'high', 'urgent'] as const;
 const QUEUE_PAGE = 200;
 
 /** "3 h 20 min left" or "overdue by 2 d 4 h", refreshed every 30 s. */
@@ -144,7 +144,7 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
         'Escalate',
         [
           { name: 'reason', label: 'Reason', required: true },
-          { name: 'priority', label: 'New priority', type: 'select', options: PRIORITIES },
+          { name: 'priority', label: 'New priority', type: 'select', options: FEEDBACK_PRIORITIES },
         ],
         (v) => ({ reason: text(v.reason), ...(text(v.priority) ? { priority: v.priority } : {}) }),
         'escalate',
