@@ -240,8 +240,7 @@ const readDecimalCommas = (row: Row, numberColumns: ReadonlySet<string>): string
     if (DECIMAL_COMMA.test(value)) {
       rememberWritten(row, column, value);
       row[column] = value.replace(',', '.');
-    }
-    else if (DOTTED_THOUSANDS.test(value))
+    } else if (DOTTED_THOUSANDS.test(value))
       return `${column}: ${JSON.stringify(value)} in a file separated by semicolons may be ${value.replace(/\./g, '')} or ${value.replace('.', ',')} (a decimal comma); write it without thousands separators, with a decimal comma`;
   }
   return undefined;
