@@ -137,7 +137,8 @@ const classify = (method: string, url: string): Kind | undefined => {
   if (['POST /customers', 'POST /deals', 'POST /feedback'].includes(`${method} ${url}`)) return 'record'; // creations: the referenced customer must be visible
   // Campaign costs name no customer: every viewer's export holds them all, as every campaign list their sum.
   if (/^\/(campaigns|admin|imports|console|exchange-rates)(\/|$)/.test(url) || url === '/costs/export' || url.startsWith('/analytics/')) return 'unowned';
-  if (['/', '/health', '/ready', '/metrics', '/openapi.json', '/bench/noop'].includes(url)) return 'unowned';
+  // `/me` describes the caller's own key: the same answer whatever records exist.
+  if (['/', '/health', '/ready', '/metrics', '/openapi.json', '/bench/noop', '/me'].includes(url)) return 'unowned';
   return undefined;
 };
 const apiRoutes = () => h.app.routeList.filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS' && !r.url.startsWith('/docs'));

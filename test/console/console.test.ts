@@ -179,8 +179,12 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await form.locator('[data-field=ownerId]').fill('console-rep');
     await form.getByRole('button', { name: 'Open deal' }).click();
     await eventually(() => page.locator('form.command').count()).toBe(0);
-    const deals = await crm.api<{ items: { title: string; amount: number; ownerId: string; stage: string }[] }>(`/deals?customerId=${other.id}&limit=100`);
-    expect(deals.body.items.find((d) => d.title === title)).toMatchObject({ amount: 1234.5, ownerId: 'console-rep', stage: 'lead' });
+    // Read your writes: the projection may still be applying it.
+    const dealOf = async () =>
+      (
+        await crm.api<{ items: { title: string; amount: number; ownerId: string; stage: string }[] }>(`/deals?customerId=${other.id}&limit=100`)
+      ).body.items.find((d) => d.title === title);
+    await eventually(dealOf).toMatchObject({ amount: 1234.5, ownerId: 'console-rep', stage: 'lead' });
 
     const subject = `Console feedback ${randomUUID().slice(0, 6)}`;
     await page.getByRole('button', { name: 'Record feedback', exact: true }).click();
@@ -189,8 +193,11 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await form.locator('[data-field=body]').fill('The parcel came late.');
     await form.getByRole('button', { name: 'Record feedback' }).click();
     await eventually(() => page.locator('form.command').count()).toBe(0);
-    const items = await crm.api<{ items: { subject: string; kind: string; priority: string }[] }>(`/feedback?customerId=${other.id}&limit=100`);
-    expect(items.body.items.find((f) => f.subject === subject)).toMatchObject({ kind: 'complaint', priority: 'normal' });
+    const itemOf = async () =>
+      (await crm.api<{ items: { subject: string; kind: string; priority: string }[] }>(`/feedback?customerId=${other.id}&limit=100`)).body.items.find(
+        (f) => f.subject === subject,
+      );
+    await eventually(itemOf).toMatchObject({ kind: 'complaint', priority: 'normal' });
   });
 
   it('starts each action form afresh when another is chosen without closing the first (Refund then Tag sent tag: undefined)', async () => {
