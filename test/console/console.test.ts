@@ -167,7 +167,14 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
   });
 
   it("opens a deal and records feedback from the customer's page", async () => {
-    const other = (await crm.api<{ items: { id: string; name: string }[] }>('/customers?status=active&sort=-revenue&limit=3')).body.items[2]!;
+    // A customer of its own: the demo customers the other tests edit keep their state.
+    const registered = await crm.api<{ id: string; position: string }>('/customers', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ name: 'Console Buyer', email: `console-buyer-${randomUUID()}@example.com` }),
+    });
+    expect(registered.status).toBe(201);
+    const other = { id: registered.body.id, name: 'Console Buyer' };
+    await crm.api(`/customers/${other.id}?waitFor=${registered.body.position}`);
     await page.goto(`${crm.url}/#/customers/${other.id}`);
     await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe(other.name);
     const title = `Console deal ${randomUUID().slice(0, 6)}`;
