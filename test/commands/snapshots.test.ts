@@ -82,7 +82,8 @@ describe('stream snapshots', () => {
     const saved = await savedRow(customerId);
     expect(saved).toMatchObject({ revision: String(events - 1), format: SNAPSHOT_FORMAT });
     // Sealed with the customer's key: no personal data in clear.
-    expect(saved!.state).not.toContain('Ada');
+    // The whole name: a three-letter text turns up in random ciphertext now and then (it did, 'AdazQ').
+    expect(saved!.state).not.toContain('Ada Lovelace');
     expect(saved!.state).not.toContain('@example.com');
 
     // The next handler reads the state and the one purchase after it: an order of the history is
