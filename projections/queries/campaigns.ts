@@ -160,6 +160,8 @@ async function baseFiguresOf(source: ReadModelSource, ids: readonly string[]): P
 
 export async function campaignInBase(source: ReadModelSource, id: string): Promise<CampaignInBase> {
   const lines = convertedLines(source, 'campaign_money_lines', sql`l.campaign_id = ${uuidOf(id)}`);
+  // The ids the rows name are in lower case: an id asked in upper case names the same campaign.
+  id = id.toLowerCase();
   const [figures, byCurrency] = await Promise.all([
     baseFiguresOf(source, [id]),
     sql<{
@@ -167,7 +169,7 @@ export async function campaignInBase(source: ReadModelSource, id: string): Promi
       amount: string;
     }>`SELECT rtrim(y.currency) AS currency, sum(y.amount)::text AS amount FROM ${lines} WHERE y.kind = 'revenue' GROUP BY 1 ORDER BY 1`.execute(source.db),
   ]);
-  const { baseCurrency, ...rest } = figures.get(id)!;
+  const { baseCurrency, ...rest } = figures.get(id) ?? noBaseFigures(source);
   return { baseCurrency, revenueByCurrency: Object.fromEntries(byCurrency.rows.map((r) => [r.currency, Number(r.amount)])), ...rest };
 }
 
