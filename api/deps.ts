@@ -64,7 +64,7 @@ export interface ReadModelProgress {
   status(): Promise<ProjectionStatus[]>;
   /** Events delivered to the projections of this process and not applied yet (back-pressure); absent when they run elsewhere. */
   backlog?(): number;
-  /** The position of the newest event the store holds, waiting briefly for appends committing now (0 when empty). */
+  /** The position of the newest event the store has committed, readable yet or not (0 when empty). */
   newestPosition?(): Promise<bigint>;
 }
 

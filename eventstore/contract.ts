@@ -131,6 +131,12 @@ export interface EventStore {
   /** Position of the last event visible to readers (0n when empty). */
   headPosition(): Promise<bigint>;
   /**
+   * Position of the newest committed event, final or not (0n when empty): every position an append
+   * answered is at or below it. Engines whose committed events are final at once leave it out
+   * (`headPosition` is the same there).
+   */
+  committedHeadPosition?(): Promise<bigint>;
+  /**
    * Events of the feed after `fromPosition` (exclusive, as `readAll`; default the start) up to and
    * including `untilPosition`: what a replay will read, the total of its progress. Engines that cannot
    * count them cheaply (EventStoreDB) leave it out.

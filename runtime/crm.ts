@@ -606,14 +606,12 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       return starting;
     };
     /**
-     * The newest event readers can see. A backwards read waits (briefly) for events committed before
-     * the call to become final, which headPosition() does not: right after an append, or while another
-     * transaction in the database is open, headPosition() can still be behind.
+     * The newest event committed, final or not. Not what readers see (headPosition(), or a backwards
+     * read, which waits at most 3 s): while any transaction older than an append stays open, that
+     * append is committed but not final, and `?waitFor=` of the position it answered was refused as
+     * never recorded.
      */
-    const newestPosition = async (): Promise<bigint> => {
-      const [newest] = await store.readAll({ direction: 'backwards', maxCount: 1 });
-      return newest?.position ?? (await store.headPosition());
-    };
+    const newestPosition = async (): Promise<bigint> => (store.committedHeadPosition ? store.committedHeadPosition() : store.headPosition());
     const progress: ReadModelProgress = {
       // In this process's runner when it runs the projections; else through the checkpoints another process writes.
       waitForPosition: (position, timeoutMs) =>

@@ -2,6 +2,7 @@
  * The read models as the API answers them: the query side's own view types (type-only imports, so
  * nothing of the server lands in the bundle), and the audit and analytics answers the screens use.
  */
+import type { ActivityView } from '../../projections/queries/activities.ts';
 import type { CampaignInBase, CampaignListInBase, CampaignView } from '../../projections/queries/campaigns.ts';
 import type { CustomerRevenue, CustomerView, TimelineEntry } from '../../projections/queries/customers.ts';
 import type { DealView } from '../../projections/queries/deals.ts';
@@ -12,6 +13,7 @@ export type Customer = CustomerView & CustomerRevenue;
 /** A customer as `GET /customers` lists it: the base-currency revenue, not the split per currency. */
 export type ListedCustomer = Omit<Customer, 'revenueByCurrency'>;
 export type Deal = DealView;
+export type Activity = ActivityView;
 export type Feedback = FeedbackView & { body?: string };
 /** A campaign as `GET /campaigns` lists it: its money in the base currency too. */
 export type ListedCampaign = CampaignView & CampaignListInBase;

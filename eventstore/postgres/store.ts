@@ -482,6 +482,15 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     }
   };
 
+  const committedHeadPosition = async (): Promise<bigint> => {
+    assertOpen();
+    try {
+      return (await currentBound()).committedHead;
+    } catch (error) {
+      throw mapError(error);
+    }
+  };
+
   /** Few rows or none: the position index is read from the bound on. */
   const heldBack = async (): Promise<HeldBack> => {
     assertOpen();
@@ -590,6 +599,7 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     readAll,
     subscribeToAll,
     headPosition,
+    committedHeadPosition,
     countEvents,
     heldBack,
     async close() {

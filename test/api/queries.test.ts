@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type CrmApp } from '../../api/app.ts';
 import type { Role } from '../../api/roles.ts';
+import { TEST_DATABASE_URL } from '../support/postgres.ts';
 import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
 
 let h: ApiHarness;
@@ -259,5 +261,27 @@ describe('query errors', () => {
     expect(problem.errors).toEqual([{ field: 'waitFor', in: 'query', message: expect.stringContaining('send a position a command answered') }]);
     const created = await post('sales', '/customers', { name: 'Just Recorded', email: `just-${randomUUID()}@example.com` });
     expect((await get('sales', `/customers/${created.id}?waitFor=${created.position}`)).statusCode).toBe(200);
+  });
+
+  it('waits for a position just answered while an older transaction keeps it from being final (it was refused as never recorded)', async () => {
+    // Another session's transaction, begun before the append and still open: the append commits, but no
+    // feed reads it (nor anything after it) until that transaction ends.
+    const other = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT pg_current_xact_id()');
+      const created = await post('sales', '/customers', { name: 'Held Back', email: `held-${randomUUID()}@example.com` });
+      const read = get('sales', `/customers/${created.id}?waitFor=${created.position}`);
+      // Past the 250 ms after which a position past the newest is refused, and the 3 s a reader waits for
+      // appends committed before it to become final.
+      await new Promise((resolve) => setTimeout(resolve, 4_000));
+      await other.query('COMMIT');
+      const res = await read;
+      expect(res.statusCode, res.body).toBe(200);
+      expect(json(res).name).toBe('Held Back');
+    } finally {
+      await other.end();
+    }
   });
 });

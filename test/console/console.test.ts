@@ -207,6 +207,45 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await eventually(itemOf).toMatchObject({ kind: 'complaint', priority: 'normal' });
   });
 
+  it("logs a call and a task on the customer's page, marks the overdue task and completes it", async () => {
+    const registered = await crm.api<{ id: string; position: string }>('/customers', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ name: 'Console Caller', email: `console-caller-${randomUUID()}@example.com` }),
+    });
+    expect(registered.status).toBe(201);
+    const id = registered.body.id;
+    await crm.api(`/customers/${id}?waitFor=${registered.body.position}`);
+    await page.goto(`${crm.url}/#/customers/${id}`);
+    await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('Console Caller');
+    expect(await page.locator('#activities-title ~ p', { hasText: 'No activities.' }).count()).toBe(1);
+    const form = page.locator('form.command');
+    const log = async (kind: string, subject: string, extra: Record<string, string>) => {
+      await page.getByRole('button', { name: 'Log activity', exact: true }).click();
+      await form.locator('[data-field=kind]').selectOption(kind);
+      await form.locator('[data-field=subject]').fill(subject);
+      for (const [field, value] of Object.entries(extra)) await form.locator(`[data-field=${field}]`).fill(value);
+      await form.getByRole('button', { name: 'Log activity' }).click();
+      await eventually(() => page.locator('form.command').count()).toBe(0);
+    };
+    await log('call', 'Discussed the renewal', { body: 'Wants a quote by Friday' });
+    await log('task', 'Send the quote', { dueAt: '2026-01-05T09:30' });
+    const rows = page.getByTestId('activities').locator('tbody tr');
+    await eventually(() => rows.count()).toBe(2);
+    const task = rows.filter({ hasText: 'Send the quote' });
+    expect(await task.locator('.badge', { hasText: 'overdue' }).count()).toBe(1);
+    expect(await rows.filter({ hasText: 'Discussed the renewal' }).innerText()).toContain('Wants a quote by Friday');
+    // A call is a past fact: nothing to complete.
+    expect(await rows.filter({ hasText: 'Discussed the renewal' }).getByRole('button').count()).toBe(0);
+    await task.getByRole('button', { name: 'Complete Send the quote' }).click();
+    await eventually(() => task.innerText()).toContain('done');
+    expect(await task.locator('.badge').count()).toBe(0);
+    const listed = await crm.api<{ items: { subject: string; kind: string; open: boolean; completedAt: string | null; dueAt: string | null }[] }>(
+      `/customers/${id}/activities`,
+    );
+    expect(listed.body.items.find((a) => a.subject === 'Send the quote')).toMatchObject({ kind: 'task', open: false });
+    expect(listed.body.items.find((a) => a.subject === 'Send the quote')!.completedAt).not.toBeNull();
+  });
+
   it('starts each action form afresh when another is chosen without closing the first (Refund then Tag sent tag: undefined)', async () => {
     const other = (await crm.api<{ items: { id: string; name: string }[] }>('/customers?status=active&sort=-revenue&limit=2')).body.items[1]!;
     await page.goto(`${crm.url}/#/customers/${other.id}`);
@@ -479,6 +518,55 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await eventually(async () => (await crm.api<{ status: string; amount: number }>(`/deals/${dealId}`)).body).toMatchObject({ status: 'won', amount: 6500 });
   });
 
+  it('edits an open deal on the board, sending only what changed, and reopens a won deal from the closed list', async () => {
+    const title = `Console edited deal ${randomUUID().slice(0, 6)}`;
+    const opened = await openDeal(title, 3000, '2027-02-28');
+    const dealId = opened.body.id;
+    await crm.api(`/deals/${dealId}?waitFor=${opened.body.position}`);
+    await page.goto(`${crm.url}/#/pipeline`);
+    await page.reload();
+    const card = page.locator('.card', { has: page.locator(`#move-${dealId}`) });
+    await card.getByRole('button', { name: 'Edit' }).click();
+    const form = page.locator('form.command');
+    // Filled from the deal as it stands.
+    expect(await form.locator('[data-field=amount]').inputValue()).toBe('3000');
+    expect(await form.locator('[data-field=expectedCloseDate]').inputValue()).toBe('2027-02-28');
+    await form.locator('[data-field=amount]').fill('3500');
+    await form.locator('[data-field=ownerId]').fill('console-owner-2');
+    // A percentage past 100 is refused on its field before anything is sent.
+    await form.locator('[data-field=probabilityOverride]').fill('150');
+    await form.getByRole('button', { name: 'Save deal' }).click();
+    await eventually(() => form.locator('[data-field=probabilityOverride]').getAttribute('aria-invalid')).toBe('true');
+    await form.locator('[data-field=probabilityOverride]').fill('35');
+    await form.getByRole('button', { name: 'Save deal' }).click();
+    await eventually(() => page.locator('form.command').count()).toBe(0);
+    await eventually(async () => (await crm.api<Record<string, unknown>>(`/deals/${dealId}`)).body).toMatchObject({
+      title,
+      amount: 3500,
+      ownerId: 'console-owner-2',
+      probabilityOverride: 0.35,
+      expectedCloseDate: '2027-02-28',
+    });
+    // Only the changed fields were recorded: no title or expected-close event.
+    const history = await crm.api<{ items: { type: string }[] }>(`/audit/streams/deal-${dealId}`);
+    expect(history.body.items.map((e) => e.type).slice(1)).toEqual(['DealAmountChanged', 'DealOwnerChanged', 'DealProbabilityOverridden']);
+
+    const { revision } = (await crm.api<{ revision: number }>(`/deals/${dealId}`)).body;
+    const won = await crm.api<{ position: string }>(`/deals/${dealId}/won`, crm.adminKey, {
+      method: 'POST',
+      headers: { 'if-match': `"${revision}"` },
+      body: JSON.stringify({}),
+    });
+    expect(won.status).toBe(200);
+    await crm.api(`/deals/${dealId}?waitFor=${won.body.position}`);
+    await page.reload();
+    await page.getByRole('button', { name: `Reopen ${title}` }).click();
+    await form.locator('[data-field=stage]').selectOption('proposal');
+    await form.getByRole('button', { name: 'Reopen deal' }).click();
+    await eventually(async () => (await crm.api<Record<string, unknown>>(`/deals/${dealId}`)).body).toMatchObject({ status: 'open', stage: 'proposal' });
+    await page.locator(`[data-stage=proposal] .card`, { has: page.locator(`#move-${dealId}`) }).waitFor();
+  });
+
   it('moves a deal by keyboard only when Move is pressed, keeps the focus on the card, and sends one move at a time', async () => {
     const opened = await openDeal('Console keyboard deal', 3000, '2027-02-28');
     const dealId = opened.body.id;
@@ -588,6 +676,21 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     expect(await offered()).toContain('Rate');
     expect(await offered()).not.toContain('Reopen');
     expect(await page.locator('.detail .stat', { hasText: 'Resolved' }).count()).toBe(1);
+  });
+
+  it('closes a ticket without a resolution (a duplicate, spam) from the service desk', async () => {
+    const submitted = await crm.api<{ id: string; position: string }>('/feedback', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ customerId: customer.id, kind: 'request', channel: 'web', subject: 'Duplicate request', body: 'Sent twice' }),
+    });
+    expect(submitted.status).toBe(201);
+    await crm.api(`/feedback/${submitted.body.id}?waitFor=${submitted.body.position}`);
+    await page.goto(`${crm.url}/#/service/${submitted.body.id}`);
+    await eventually(() => page.locator('.detail h2').innerText()).toBe('Duplicate request');
+    await page.locator('.detail').getByRole('toolbar', { name: 'Actions' }).getByRole('button', { name: 'Close' }).click();
+    await eventually(() => page.locator('form.command h3').innerText()).toBe('Close without a resolution');
+    await page.locator('form.command').getByRole('button', { name: 'Close' }).click();
+    await eventually(async () => (await crm.api<{ status: string }>(`/feedback/${submitted.body.id}`)).body.status).toBe('closed');
   });
 
   it('fits a model and renders every chart', async () => {

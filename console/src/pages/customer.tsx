@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { ApiError, command, get, getPages, query, type Accepted, type Page } from '../api.ts';
+import { ApiError, command, get, getPages, query, type Accepted, type Page, type Problem } from '../api.ts';
 import { href, parseHash } from '../router.ts';
 import {
   CURRENCIES,
@@ -10,6 +10,7 @@ import {
   type Customer,
   type CustomerAnalytics,
   type Deal,
+  type Activity,
   type Feedback,
   type TimelineItem,
 } from '../types.ts';
@@ -25,6 +26,7 @@ import {
   numberOf,
   pct,
   ProblemBox,
+  problemOf,
   Stat,
   text,
   useLoad,
@@ -37,6 +39,8 @@ import type { Role } from '../../../api/roles.ts';
 
 const PURCHASE_TYPES = /^(Purchase|Refund)/;
 const TIMELINE_PAGE = 100;
+const ACTIVITY_PAGE = 50;
+const ACTIVITY_KINDS = ['note', 'call', 'meeting', 'task'] as const;
 
 export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
   // After a command, every section reads at least up to the position it returned (read your writes).
@@ -55,6 +59,10 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
   ) : null;
   const deals = useLoad((signal) => get<Page<Deal>>(`/deals${query({ customerId: id, limit: 100, waitFor })}`, { signal }), [id, waitFor]);
   const feedback = useLoad((signal) => get<Page<Feedback>>(`/feedback${query({ customerId: id, limit: 100, waitFor })}`, { signal }), [id, waitFor]);
+  const activities = useLoad(
+    (signal) => get<Page<Activity>>(`/customers/${id}/activities${query({ limit: ACTIVITY_PAGE, waitFor })}`, { signal }),
+    [id, waitFor],
+  );
   const showsAnalytics = can(role, 'GET /analytics/customers/:id');
   // Read at the same position as the rest; a 404 is a customer with no analytics event yet (null), not a failure.
   const analytics = useLoad(
@@ -175,6 +183,7 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
           {feedback.data?.items.length === 0 ? <p class="muted">No feedback.</p> : null}
         </section>
       </div>
+      <Activities page={activities.data} problem={activities.problem} role={role} done={done} />
       <section aria-labelledby="timeline-title">
         <h2 id="timeline-title">Timeline</h2>
         <ol class="timeline">
@@ -383,6 +392,35 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
         />
       ),
     },
+    // Calls, meetings and notes are facts of the past (when: blank is now); a task is open until completed.
+    offers('POST /customers/:id/activities') && {
+      label: 'Log activity',
+      form: (close: () => void) => (
+        <CommandForm
+          title="Log a note, call, meeting or task"
+          submitLabel="Log activity"
+          onCancel={close}
+          fields={[
+            { name: 'kind', label: 'Kind', type: 'select', options: ACTIVITY_KINDS, value: 'note', required: true },
+            { name: 'subject', label: 'Subject', required: true },
+            { name: 'body', label: 'Notes', type: 'textarea' },
+            { name: 'dueAt', label: 'Due (tasks only)', type: 'datetime-local' },
+            { name: 'assigneeId', label: 'Assignee (user id; blank: nobody)' },
+          ]}
+          submit={async (v) =>
+            act(close)(
+              command(`${path}/activities`, {
+                kind: v.kind,
+                subject: text(v.subject),
+                ...(text(v.body) ? { body: text(v.body) } : {}),
+                ...(text(v.dueAt) ? { dueAt: new Date(String(v.dueAt)).toISOString() } : {}),
+                ...(text(v.assigneeId) ? { assigneeId: text(v.assigneeId) } : {}),
+              }),
+            )
+          }
+        />
+      ),
+    },
     offers('POST /customers/:id/refunds') && {
       label: 'Refund',
       form: (close: () => void) => (
@@ -505,6 +543,64 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
         Actions
       </h2>
       <ActionPanel actions={actions} />
+    </section>
+  );
+};
+
+/**
+ * The customer's notes, calls, meetings and tasks (its deals' included), newest first; an open task
+ * can be completed here, and an overdue one says so.
+ */
+const Activities = (props: { page: Page<Activity> | undefined; problem: Problem | null | undefined; role: Role; done: (a: Accepted) => void }) => {
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [completing, setCompleting] = useState<string | null>(null);
+  const mayComplete = can(props.role, 'POST /activities/:id/complete');
+  const complete = async (a: Activity) => {
+    setProblem(null);
+    setCompleting(a.id);
+    try {
+      props.done(await command(`/activities/${a.id}/complete`, {}, { ifMatch: a.revision }));
+    } catch (error) {
+      setProblem(problemOf(error));
+    } finally {
+      setCompleting(null);
+    }
+  };
+  const items = props.page?.items ?? [];
+  return (
+    <section aria-labelledby="activities-title">
+      <h2 id="activities-title">Activities</h2>
+      <ProblemBox problem={problem ?? props.problem} focus={problem !== null} />
+      {props.page === undefined && !props.problem ? <Loading what="activities" /> : null}
+      {props.page && items.length === 0 ? <p class="muted">No activities.</p> : null}
+      {items.length ? (
+        <table class="grid" data-testid="activities">
+          <Head columns={['When', 'Kind', 'Subject', 'Notes', 'Assignee', 'Status', '']} />
+          <tbody>
+            {items.map((a) => (
+              <tr key={a.id}>
+                <td>{when(a.occurredAt)}</td>
+                <td>{a.kind}</td>
+                <td>{a.subject}</td>
+                <td>{a.body ?? ''}</td>
+                <td>{a.assigneeId ?? '—'}</td>
+                <td>
+                  {a.kind !== 'task' ? '' : a.completedAt ? `done ${when(a.completedAt)}` : a.dueAt ? `due ${when(a.dueAt)}` : 'open'}
+                  {a.overdue ? <span class="badge warn">overdue</span> : null}
+                </td>
+                <td>
+                  {a.open && mayComplete ? (
+                    <button type="button" aria-label={`Complete ${a.subject}`} disabled={completing !== null} onClick={() => void complete(a)}>
+                      {completing === a.id ? 'Working…' : 'Complete'}
+                    </button>
+                  ) : null}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+      {props.page?.nextCursor ? <p class="muted">The latest {items.length} activities are shown; GET /customers/:id/activities lists them all.</p> : null}
     </section>
   );
 };

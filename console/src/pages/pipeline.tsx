@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
 import { command, get, getPages, query, type Accepted, type Page, type Problem } from '../api.ts';
 import { href } from '../router.ts';
-import { DEAL_STAGES, type Deal } from '../types.ts';
-import { can, CommandForm, day, Loading, money, pct, ProblemBox, problemOf, text, numberOf, useLoad, useReloadWhenStale, Head } from '../ui.tsx';
+import { CURRENCIES, DEAL_STAGES, type Deal } from '../types.ts';
+import { can, CommandForm, day, fieldProblem, Loading, money, pct, ProblemBox, problemOf, text, numberOf, useLoad, useReloadWhenStale, Head } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 interface PipelineRow {
@@ -32,7 +32,8 @@ const BOARD_PAGE = 500;
 export const PipelinePage = ({ role }: { role: Role }) => {
   const [waitFor, setWaitFor] = useState<string | undefined>();
   const [problem, setProblem] = useState<Problem | null>(null);
-  const [closing, setClosing] = useState<{ deal: Deal; outcome: 'won' | 'lost' } | null>(null);
+  // The one deal form open: mark won or lost, edit an open deal, or reopen a closed one.
+  const [acting, setActing] = useState<{ deal: Deal; action: DealAction } | null>(null);
   // Pages of BOARD_PAGE deals the board shows; "Show more" adds one (the board said to filter a list the console has not).
   const [pages, setPages] = useState(1);
   const deals = useLoad(
@@ -44,6 +45,8 @@ export const PipelinePage = ({ role }: { role: Role }) => {
   useReloadWhenStale(deals.reload, summary.reload);
   const mayMove = can(role, 'POST /deals/:id/stage');
   const mayClose = can(role, 'POST /deals/:id/won');
+  const mayEdit = can(role, 'PATCH /deals/:id');
+  const mayReopen = can(role, 'POST /deals/:id/reopen');
   const run = async (p: Promise<Accepted>) => {
     setProblem(null);
     try {
@@ -81,7 +84,12 @@ export const PipelinePage = ({ role }: { role: Role }) => {
   }, [deals.data, follow]);
   // The deal as the board has it now: after a 409 the board reloads, and the form sends that revision
   // (it kept the one of the click, and every further try was refused the same way).
-  const closingDeal = closing ? (byId.get(closing.deal.id) ?? closing.deal) : null;
+  const closedById = new Map(closed.data?.items.map((d) => [d.id, d]));
+  const actingDeal = acting ? (byId.get(acting.deal.id) ?? closedById.get(acting.deal.id) ?? acting.deal) : null;
+  const sent = (position: string) => {
+    setWaitFor(position);
+    setActing(null);
+  };
 
   return (
     <section aria-labelledby="pipeline-title">
@@ -94,28 +102,8 @@ export const PipelinePage = ({ role }: { role: Role }) => {
       </p>
       {/* A refused move takes the focus: the control that sent it was disabled meanwhile. */}
       <ProblemBox problem={problem ?? deals.problem} focus={problem !== null} />
-      {closing && closingDeal ? (
-        <CommandForm
-          title={`Mark "${closingDeal.title}" ${closing.outcome}`}
-          submitLabel={`Mark ${closing.outcome}`}
-          onCancel={() => setClosing(null)}
-          revision={closingDeal.revision}
-          fields={
-            closing.outcome === 'won'
-              ? [
-                  { name: 'amount', label: `Final amount (${closingDeal.currency}; blank: ${closingDeal.amount})`, type: 'number', step: '0.01' },
-                  { name: 'reason', label: 'Why it was won (optional)' },
-                ]
-              : [{ name: 'reason', label: 'Reason lost', required: true }]
-          }
-          submit={async (v) => {
-            const amount = numberOf(v.amount, 'amount');
-            const reason = text(v.reason);
-            const body = closing.outcome === 'won' ? { ...(amount !== undefined ? { amount } : {}), ...(reason ? { reason } : {}) } : { reason };
-            setWaitFor((await command(`/deals/${closingDeal.id}/${closing.outcome}`, body, { ifMatch: closingDeal.revision })).position);
-            setClosing(null);
-          }}
-        />
+      {acting && actingDeal ? (
+        <DealForm key={`${acting.action}-${actingDeal.id}`} deal={actingDeal} action={acting.action} sent={sent} cancel={() => setActing(null)} />
       ) : null}
       {deals.loading && !deals.data ? <Loading what="deals" /> : null}
       {deals.data?.nextCursor ? (
@@ -167,12 +155,17 @@ export const PipelinePage = ({ role }: { role: Role }) => {
                     {mayMove ? (
                       <div class="buttons">
                         <MoveDeal deal={d} moving={isMoving(d)} move={(stage) => move(d, stage, true)} />
+                        {mayEdit ? (
+                          <button type="button" onClick={() => setActing({ deal: d, action: 'edit' })}>
+                            Edit
+                          </button>
+                        ) : null}
                         {mayClose ? (
                           <>
-                            <button type="button" onClick={() => setClosing({ deal: d, outcome: 'won' })}>
+                            <button type="button" onClick={() => setActing({ deal: d, action: 'won' })}>
                               Won
                             </button>
-                            <button type="button" onClick={() => setClosing({ deal: d, outcome: 'lost' })}>
+                            <button type="button" onClick={() => setActing({ deal: d, action: 'lost' })}>
                               Lost
                             </button>
                           </>
@@ -194,7 +187,7 @@ export const PipelinePage = ({ role }: { role: Role }) => {
       <section aria-labelledby="closed-title">
         <h2 id="closed-title">Recently won and lost</h2>
         <table class="grid" data-testid="closed-deals">
-          <Head columns={['Deal', 'Outcome', ['Amount', 'num'], 'Reason', 'Closed']} />
+          <Head columns={['Deal', 'Outcome', ['Amount', 'num'], 'Reason', 'Closed', ...(mayReopen ? [''] : [])]} />
           <tbody>
             {closed.data?.items
               .filter((d) => d.status !== 'open')
@@ -205,6 +198,13 @@ export const PipelinePage = ({ role }: { role: Role }) => {
                   <td class="num">{money(d.amount, d.currency)}</td>
                   <td>{d.wonReason ?? d.lostReason ?? ''}</td>
                   <td>{day(d.closedAt)}</td>
+                  {mayReopen ? (
+                    <td>
+                      <button type="button" aria-label={`Reopen ${d.title}`} onClick={() => setActing({ deal: d, action: 'reopen' })}>
+                        Reopen
+                      </button>
+                    </td>
+                  ) : null}
                 </tr>
               ))}
           </tbody>
@@ -213,6 +213,91 @@ export const PipelinePage = ({ role }: { role: Role }) => {
     </section>
   );
 };
+
+type DealAction = 'won' | 'lost' | 'edit' | 'reopen';
+
+/**
+ * The form of one deal action. Edit sends only the fields changed from the deal as it stands (after a
+ * 409 that is the deal as reloaded), so that it never writes back a value another user changed.
+ */
+const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: string) => void; cancel: () => void }) => {
+  const { deal, action } = props;
+  const send = async (path: string, body: object, method?: 'PATCH') =>
+    props.sent((await command(`/deals/${deal.id}${path}`, body, { ifMatch: deal.revision, ...(method ? { method } : {}) })).position);
+  const common = { onCancel: props.cancel, revision: deal.revision };
+  switch (action) {
+    case 'won':
+    case 'lost':
+      return (
+        <CommandForm
+          {...common}
+          title={`Mark "${deal.title}" ${action}`}
+          submitLabel={`Mark ${action}`}
+          fields={
+            action === 'won'
+              ? [
+                  { name: 'amount', label: `Final amount (${deal.currency}; blank: ${deal.amount})`, type: 'number', step: '0.01' },
+                  { name: 'reason', label: 'Why it was won (optional)' },
+                ]
+              : [{ name: 'reason', label: 'Reason lost', required: true }]
+          }
+          submit={async (v) => {
+            const amount = numberOf(v.amount, 'amount');
+            const reason = text(v.reason);
+            await send(`/${action}`, action === 'won' ? { ...(amount !== undefined ? { amount } : {}), ...(reason ? { reason } : {}) } : { reason });
+          }}
+        />
+      );
+    case 'edit': {
+      const override = deal.probabilityOverride === null ? '' : String(Math.round(deal.probabilityOverride * 10000) / 100);
+      return (
+        <CommandForm
+          {...common}
+          title={`Edit "${deal.title}"`}
+          submitLabel="Save deal"
+          fields={[
+            { name: 'title', label: 'Title', value: deal.title, required: true },
+            { name: 'amount', label: 'Amount', type: 'number', step: '0.01', value: String(deal.amount), required: true },
+            { name: 'currency', label: 'Currency', type: 'select', options: currenciesWith(deal.currency), value: deal.currency, required: true },
+            { name: 'ownerId', label: 'Owner (user id)', value: deal.ownerId, required: true },
+            { name: 'expectedCloseDate', label: 'Expected close (date)', type: 'date', value: deal.expectedCloseDate ?? '', required: true },
+            { name: 'probabilityOverride', label: "Win probability, % (blank: the stage's own)", type: 'number', step: '0.01', value: override },
+          ]}
+          submit={async (v) => {
+            const amount = numberOf(v.amount, 'amount');
+            const percent = numberOf(v.probabilityOverride, 'probabilityOverride');
+            if (percent !== undefined && (percent < 0 || percent > 100)) throw fieldProblem('probabilityOverride', 'a percentage from 0 to 100');
+            const probabilityOverride = percent === undefined ? null : Math.round(percent * 100) / 10000;
+            const changed = {
+              ...(text(v.title) !== deal.title ? { title: text(v.title) } : {}),
+              ...(amount !== deal.amount ? { amount } : {}),
+              ...(v.currency !== deal.currency ? { currency: v.currency } : {}),
+              ...(text(v.ownerId) !== deal.ownerId ? { ownerId: text(v.ownerId) } : {}),
+              ...(v.expectedCloseDate !== (deal.expectedCloseDate ?? '') ? { expectedCloseDate: v.expectedCloseDate } : {}),
+              ...(probabilityOverride !== deal.probabilityOverride ? { probabilityOverride } : {}),
+            };
+            // Nothing changed: nothing to record (the server would refuse an empty change).
+            if (Object.keys(changed).length === 0) return props.cancel();
+            await send('', changed, 'PATCH');
+          }}
+        />
+      );
+    }
+    case 'reopen':
+      return (
+        <CommandForm
+          {...common}
+          title={`Reopen "${deal.title}"`}
+          submitLabel="Reopen deal"
+          fields={[{ name: 'stage', label: 'Stage (blank: the one it was closed from)', type: 'select', options: DEAL_STAGES }]}
+          submit={async (v) => send('/reopen', text(v.stage) ? { stage: v.stage } : {})}
+        />
+      );
+  }
+};
+
+/** The console's currencies, and the deal's own when it is another (a deal may be in any ISO 4217 currency). */
+const currenciesWith = (currency: string) => (CURRENCIES.includes(currency as (typeof CURRENCIES)[number]) ? CURRENCIES : [...CURRENCIES, currency]);
 
 /**
  * A card's "Move to" menu and its Move button. Choosing a stage only selects it: the arrow keys change a

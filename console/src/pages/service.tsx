@@ -162,7 +162,8 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
     // The server's rules (domain/feedback/decider.ts): a closed item is never reopened; a rating comes once, after the resolution.
     f.status === 'resolved' &&
       form('Reopen', 'Reopen', [{ name: 'reason', label: 'Reason' }], (v) => (text(v.reason) ? { reason: text(v.reason) } : {}), 'reopen', true),
-    f.status === 'resolved' && form('Close', 'Close', [], () => ({}), 'close', true),
+    // An item may also be closed unresolved (a duplicate, spam, a customer who went silent): its SLA stays as it stood.
+    f.status !== 'closed' && form(f.status === 'resolved' ? 'Close' : 'Close without a resolution', 'Close', [], () => ({}), 'close', true),
     (f.status === 'resolved' || f.status === 'closed') &&
       f.ratedAt === null &&
       form(
