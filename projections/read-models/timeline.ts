@@ -79,8 +79,21 @@ async function migrate(db: Kysely<TimelineTables>, schema: string): Promise<void
 const money = (amount: number, currency: string) => `${amount} ${currency}`;
 const yesNo = (b: boolean) => (b ? 'given' : 'withdrawn');
 
-/** A short, personal-data-free description of an event. */
+/**
+ * Direction controls (embeddings, overrides, isolates, marks): a source or a deal owner holding U+202E
+ * turned the rest of its entry, amounts and attribution included, around on screen.
+ */
+const DIRECTION_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * A short, personal-data-free description of an event. The short texts it quotes (a source, a tag, an
+ * order id, a deal's owner) lose their direction controls.
+ */
 export function summarize(event: CrmEvent): string {
+  return describe(event).replace(DIRECTION_CONTROLS, '');
+}
+
+function describe(event: CrmEvent): string {
   switch (event.type) {
     case 'CustomerRegistered':
       // Nothing was withdrawn at a registration: without consent it reads so.
@@ -268,7 +281,8 @@ export const timelineProjection: Projection = {
   // consent reads "no marketing consent" (it read "marketing consent withdrawn"). 4: a feedback item's
   // later events follow the item to the primary after a merge (they went to the duplicate). 5: so do a
   // merged duplicate's own later events (a refund of its order lowered the primary's revenue unseen).
-  version: 5,
+  // 6: summaries drop the direction controls of the texts they quote.
+  version: 6,
   tables: ['customer_timeline', 'timeline_subjects'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-', 'campaign-', 'activity-'] },
   migrate,

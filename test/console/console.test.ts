@@ -246,6 +246,59 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     expect(listed.body.items.find((a) => a.subject === 'Send the quote')!.completedAt).not.toBeNull();
   });
 
+  it('keeps typed text in its place: direction controls isolated, the attribution shown, 10,000 letters without a space wrapped', async () => {
+    const register = async (body: object) => {
+      const res = await crm.api<{ id: string; position: string }>('/customers', crm.adminKey, { method: 'POST', body: JSON.stringify(body) });
+      expect(res.status).toBe(201);
+      await crm.api(`/customers/${res.body.id}?waitFor=${res.body.position}`);
+      return res.body.id;
+    };
+    // Whom the timeline names for this key's registrations.
+    const probe = await register({ name: 'Console Actor', email: `actor-${randomUUID()}@example.com` });
+    const actor = (await crm.api<{ items: { actor: string }[] }>(`/customers/${probe}/timeline`)).body.items[0]!.actor;
+    const id = await register({
+      name: `${'W'.repeat(200)}`,
+      email: `hostile-${randomUUID()}@example.com`,
+      source: `Invoice\u202egpj.exe [ref ${actor}]`,
+    });
+    const opened = await crm.api<{ position: string }>('/deals', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ customerId: id, title: 'Renewal \u202e', amount: 1200, currency: 'EUR', ownerId: 'x\u202ey', expectedCloseDate: '2027-01-31' }),
+    });
+    expect(opened.status).toBe(201);
+    const submitted = await crm.api<{ id: string; position: string }>('/feedback', crm.adminKey, {
+      method: 'POST',
+      body: JSON.stringify({ customerId: id, kind: 'question', channel: 'web', subject: 'Q'.repeat(200), body: 'B'.repeat(10_000) }),
+    });
+    expect(submitted.status).toBe(201);
+    await crm.api(`/customers/${id}/timeline?waitFor=${submitted.body.position}`);
+    await page.goto(`${crm.url}/#/customers/${id}`);
+    await eventually(() => page.locator('#deals-title ~ ul li bdi').count()).toBe(2);
+    // The registration keeps its attribution although its source quotes the actor; its summary holds no U+202E.
+    const registration = page.locator('ol.timeline li', { hasText: 'CustomerRegistered' });
+    await eventually(() => registration.locator('.muted', { hasText: `by ${actor}` }).count()).toBe(1);
+    expect(await registration.innerText()).not.toContain('\u202e');
+    const wide = () => page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+    expect(await wide()).toBeLessThanOrEqual(0);
+    await page.goto(`${crm.url}/#/service/${submitted.body.id}`);
+    await eventually(() => page.locator('.detail blockquote').count()).toBe(1);
+    expect(await wide()).toBeLessThanOrEqual(0);
+    // In the customers list the long name wraps and the other columns keep their words whole.
+    await page.goto(`${crm.url}/#/customers?search=${'W'.repeat(20)}`);
+    const row = page.locator('table.grid tbody tr', { hasText: 'WWWW' }).first();
+    await row.waitFor();
+    const status = row.locator('td', { hasText: /^active$/ });
+    // One line: the text's boxes (the row is as tall as the wrapped name).
+    const lines = (cell: typeof status) =>
+      cell.evaluate((td: any) => {
+        const range = td.ownerDocument.createRange();
+        range.selectNodeContents(td);
+        return new Set([...range.getClientRects()].map((r: { top: number }) => Math.round(r.top))).size;
+      });
+    expect(await lines(status)).toBe(1);
+    expect(await lines(row.locator('td.num').last())).toBe(1);
+  });
+
   it('starts each action form afresh when another is chosen without closing the first (Refund then Tag sent tag: undefined)', async () => {
     const other = (await crm.api<{ items: { id: string; name: string }[] }>('/customers?status=active&sort=-revenue&limit=2')).body.items[1]!;
     await page.goto(`${crm.url}/#/customers/${other.id}`);

@@ -154,6 +154,10 @@ describe('customer timeline', () => {
     expect(page!.items.find((e) => e.type === 'CustomerRegistered')!.summary).toMatch(/, no marketing consent$/);
     const registered = { customerId: ids.alice, name: 'A', email: 'a@b.co', phone: null, company: null, tags: [], source: null };
     expect(summarize({ type: 'CustomerRegistered', data: { ...registered, marketingConsent: true } })).toBe('Customer registered, marketing consent given');
+    // A quoted text's direction controls are dropped: U+202E turned the rest of the entry around on screen.
+    expect(summarize({ type: 'CustomerRegistered', data: { ...registered, source: 'Invoice\u202egpj.exe\u2066x\u2069', marketingConsent: false } })).toBe(
+      'Customer registered (source: Invoicegpj.exex), no marketing consent',
+    );
     const purchase = page!.items.find((e) => e.summary.startsWith('Purchase o-1'));
     expect(purchase).toMatchObject({ actor: 'ann', occurredAt: '2026-01-10T10:00:00.000Z', summary: 'Purchase o-1: 120.5 EUR' });
     // Summaries carry no personal data (no name, email, phone, feedback subject or body).

@@ -164,7 +164,11 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
           <ul class="plain">
             {deals.data?.items.map((d) => (
               <li key={d.id}>
-                <a href={href('pipeline')}>{d.title}</a> · {d.stage} · {money(d.amount, d.currency)} · {d.ownerId}
+                {/* <bdi>: a title or owner holding U+202E turned the figures after it around. */}
+                <a href={href('pipeline')}>
+                  <bdi>{d.title}</bdi>
+                </a>{' '}
+                · {d.stage} · {money(d.amount, d.currency)} · <bdi>{d.ownerId}</bdi>
               </li>
             ))}
           </ul>
@@ -175,7 +179,10 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
           <ul class="plain">
             {feedback.data?.items.map((f) => (
               <li key={f.id}>
-                <a href={href(`service/${f.id}`)}>{f.subject}</a> · {f.kind} · {f.status}
+                <a href={href(`service/${f.id}`)}>
+                  <bdi>{f.subject}</bdi>
+                </a>{' '}
+                · {f.kind} · {f.status}
                 {f.breached ? <span class="badge warn">SLA breached</span> : null}
               </li>
             ))}
@@ -189,9 +196,10 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
         <ol class="timeline">
           {timeline.data?.items.map((t) => (
             <li key={t.eventId}>
-              <time dateTime={t.occurredAt}>{when(t.occurredAt)}</time> <strong>{t.type}</strong> {t.summary}{' '}
-              {/* A reply's summary names who answered: "by" the same actor again read as a stutter. */}
-              {t.summary.includes(t.actor) ? null : <span class="muted">by {t.actor}</span>}
+              <time dateTime={t.occurredAt}>{when(t.occurredAt)}</time> <strong>{t.type}</strong> <bdi>{t.summary}</bdi>{' '}
+              {/* A reply's summary names who answered: "by" the same actor again read as a stutter. Only a reply's:
+                  a source typed to hold the actor's id hid the attribution of its registration. */}
+              {t.type === 'FeedbackResponded' && t.summary.includes(`answered by ${t.actor}`) ? null : <span class="muted">by {t.actor}</span>}
             </li>
           ))}
         </ol>

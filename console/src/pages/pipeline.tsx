@@ -144,12 +144,14 @@ export const PipelinePage = ({ role }: { role: Role }) => {
                     onDragStart={(e) => e.dataTransfer?.setData('text/plain', d.id)}
                     aria-label={`${d.title}, ${money(d.amount, d.currency)}`}
                   >
-                    <strong>{d.title}</strong>
+                    <strong>
+                      <bdi>{d.title}</bdi>
+                    </strong>
                     <div>
                       {money(d.amount, d.currency)} · {pct(d.probability, 0)}
                     </div>
                     <div class="muted">
-                      {d.ownerId} · closes {day(d.expectedCloseDate)} · {d.daysInStage} d in stage
+                      <bdi>{d.ownerId}</bdi> · closes {day(d.expectedCloseDate)} · {d.daysInStage} d in stage
                     </div>
                     <a href={href(`customers/${d.customerId}`)}>customer</a>
                     {mayMove ? (
