@@ -21,8 +21,24 @@ declare module 'fastify' {
  * (the rest of the body cannot be told from a next request), not a command whose outcome is unknown.
  */
 const timers = new WeakMap<FastifyRequest, NodeJS.Timeout>();
+/** Requests this bound answered: their handlers' late failures are dropped too. */
+const answered = new WeakSet<FastifyRequest>();
 
 export const registerRequestTimeout = (app: FastifyInstance, timeoutMs: number): void => {
+  // A handler that fails after the bound answered (a `?waitFor=` ending in its own 503 a moment later)
+  // was logged at error level as "Promise errored, but reply.sent = true": the failure is dropped as
+  // its result is. Registered before the routes, so every route's handler goes through it.
+  app.addHook('onRoute', (route) => {
+    const handler = route.handler;
+    route.handler = function (this: FastifyInstance, request, reply) {
+      const result: unknown = handler.call(this, request, reply);
+      if (!(result instanceof Promise)) return result;
+      return result.catch((error: unknown) => {
+        if (answered.has(request)) return undefined;
+        throw error;
+      });
+    };
+  });
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     if (request.routeOptions.config?.longWork) return;
     const timer = setTimeout(() => {
@@ -38,6 +54,7 @@ export const registerRequestTimeout = (app: FastifyInstance, timeoutMs: number):
               { connection: 'close' },
             )
           : requestTimedOut(request, timeoutMs);
+      answered.add(request);
       problemErrorHandler(problem, request, reply);
       // The handler's late result is dropped without a word: sent to the reply answered already, it was
       // logged as a 'reply already sent' error with status 500, which reads as a bug and trips 5xx alerts.

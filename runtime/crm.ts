@@ -18,7 +18,7 @@ import { createReadModelQueries } from '../projections/queries/index.ts';
 import { userWithAddress } from '../projections/queries/users.ts';
 import { createAnalyticsService, type AnalyticsService } from '../analytics/service.ts';
 import { waitForCheckpoints } from '../projections/status.ts';
-import { builtOtherwise, migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
+import { builtOtherwise, CHECKPOINT_TABLE, migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
 import { rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts';
 import { dropAbandonedShadows, type SessionLock } from '../projections/shadows.ts';
 import { livenessOn } from '../projections/work-liveness.ts';
@@ -28,9 +28,10 @@ import { personalDataCodec } from '../projections/codec.ts';
 import type { Projection } from '../projections/projection.ts';
 import { readModelProjections } from '../projections/read-models/index.ts';
 import { forgetInCopiesProjection } from '../projections/read-model-copies.ts';
-import { migrateLeases, ProjectionLeases } from '../projections/leases.ts';
+import { LEASE_TABLE, migrateLeases, ProjectionLeases } from '../projections/leases.ts';
 import { isRunning, procStat } from '../shared/processes.ts';
 import { OutageLog, type Log } from '../shared/outage-log.ts';
+import { qualifiedName } from '../shared/sql.ts';
 import { DEFAULT_BATCH, ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
 import { createDestinationGuard } from '../integration/destinations.ts';
@@ -80,8 +81,11 @@ export interface CrmRuntime {
   startProjections: () => Promise<void>;
   /** Releases the set-up lock (see `OpenOptions.holdSetUpLock`); idempotent. */
   setUpDone: () => Promise<void>;
-  /** Creates missing read-model tables and reporting views, so queries answer (empty) before the projections run. */
-  prepareReadModels: () => Promise<void>;
+  /**
+   * Creates missing read-model tables and reporting views, so queries answer (empty) before the
+   * projections run. `ifMissing`: nothing at all where every projection's tables were made already.
+   */
+  prepareReadModels: (options?: { ifMissing?: boolean }) => Promise<void>;
   /** Everything the HTTP API needs except its logger. */
   apiDeps: Omit<ApiDeps, 'logger'>;
   /** Builds the HTTP API on `apiDeps` (closed by the caller: `app.close()` closes only the HTTP side). */
@@ -541,10 +545,24 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       });
       sayNotRestored(notRestored);
     };
-    const prepareReadModels = () =>
-      underSetUpLock(async () => {
+    /** Every projection has a checkpoint: its tables were made (it may wait for a rebuild, which the runner does). */
+    const readModelsMade = async (): Promise<boolean> => {
+      const { rows } = await sql<{ checkpoints: string | null; leases: string | null }>`SELECT
+        to_regclass(${qualifiedName(config.schemas.read, CHECKPOINT_TABLE)}) AS checkpoints,
+        to_regclass(${qualifiedName(config.schemas.read, LEASE_TABLE)}) AS leases`.execute(database.db);
+      if (!rows[0]?.checkpoints || !rows[0].leases) return false;
+      const checkpoints = await readCheckpoints(database.db, config.schemas.read);
+      return projections.every((p) => checkpoints.has(p.name));
+    };
+    const prepareReadModels = async (options: { ifMissing?: boolean } = {}) => {
+      // A command that only reads makes no DDL where the read models exist: an index created "if not
+      // exists" still waits for a share lock behind the projections' writes, and `crm projections list`
+      // under traffic failed on the lock timeout, said to be an unavailable database.
+      if (options.ifMissing && (await readModelsMade())) return;
+      await underSetUpLock(async () => {
         await makeReportingViews(await migrateReadModels());
       });
+    };
     /** Every step done: the projections, publishers and chain sealer run. */
     let started = false;
     /** The last failure of `startProjections` while it has not succeeded yet (shown by /ready). */

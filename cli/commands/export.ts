@@ -57,7 +57,7 @@ database.`,
     let written = false;
     try {
       runtime = await openCrm(run.config, { existingOnly: true, installedOnly: true });
-      await runtime.prepareReadModels();
+      await runtime.prepareReadModels({ ifMissing: true });
       // What the HTTP export reads, with no scope (an operator's export holds every record, unmasked) and
       // the filters' defaults (the sort order) as for a request without filters.
       const { z } = await import('zod');

@@ -19,7 +19,8 @@ const operator = (): string => {
 async function list(runtime: CrmRuntime, run: CommandRun): Promise<number> {
   // A store no `crm serve` or `crm project` has run on yet has no checkpoint table (it was an
   // unexpected error): the tables are made as `crm export` makes them, and every projection is listed.
-  await runtime.prepareReadModels();
+  // Only then: a status read makes no DDL beside the projections at work.
+  await runtime.prepareReadModels({ ifMissing: true });
   const statuses = await runtime.runner.status();
   for (const p of statuses) {
     const failure =

@@ -209,9 +209,18 @@ const namedQuery = async (client: PgClient, state: { stale: boolean }, name: str
 const mappedPool = (pool: pg.Pool, url: string, timeouts: PoolTimeouts, names: StatementNames | undefined): PostgresPool => ({
   connect: async () => {
     let client: PgClient;
+    // Every connection in use: a timeout is then the wait for one of them, not a server out of reach.
+    const busy = pool.totalCount >= (pool.options.max ?? 10) && pool.idleCount === 0;
     try {
       client = await pool.connect();
     } catch (error) {
+      if (busy && error instanceof Error && /timeout exceeded when trying to connect/i.test(error.message)) {
+        throw new EventStoreUnavailable(
+          `Every one of the ${pool.totalCount} connections to PostgreSQL at ${loggableUrl(url)} stayed busy for ${timeouts.connectMs} ms ` +
+            '(slow statements, or more work than this process can take): the server answers, retry shortly.',
+          { cause: error },
+        );
+      }
       throw toUnavailable(error, url);
     }
     const state = { broken: false, stale: false };

@@ -1,6 +1,7 @@
 import { tmpdir } from 'node:os';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { testSchemas } from '../support/postgres.ts';
+import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
 import { runCrm, schemaEnv } from './support.ts';
 
 /** `crm projections` and `crm rebuild` before any `crm serve` or `crm project` has run on the store (in this order). */
@@ -41,5 +42,25 @@ describe('crm projections and crm rebuild on a new store', () => {
     const result = await runCrm(['projections', 'list'], { cwd: tmpdir(), env });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^customers +running +position 0 of 0, no process runs it now \(crm serve or crm project does\)$/m);
+  });
+
+  it('lists and exports beside a projection writing its tables: no DDL waiting behind its locks', async () => {
+    // A projection's transaction holds its table for writing; `CREATE INDEX IF NOT EXISTS` waited for
+    // it past the lock timeout, and the read-only command failed as "the database is not available".
+    const writer = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await writer.connect();
+    try {
+      await writer.query('BEGIN');
+      await writer.query(`LOCK TABLE "${schemas.read}".customers IN ROW EXCLUSIVE MODE`);
+      const lockEnv = { ...env, CRM_DB_LOCK_TIMEOUT_MS: '300' };
+      const listed = await runCrm(['projections', 'list'], { cwd: tmpdir(), env: lockEnv });
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout).toMatch(/^customers +running/m);
+      const exported = await runCrm(['export', 'customers'], { cwd: tmpdir(), env: lockEnv });
+      expect(exported.code, exported.stderr).toBe(0);
+    } finally {
+      await writer.query('ROLLBACK');
+      await writer.end();
+    }
   });
 });

@@ -7,7 +7,7 @@ import { requestTimedOut, toProblem } from '../../api/errors.ts';
 import { ConfigError, loadConfig } from '../../cli/config.ts';
 import { createBackoff } from '../../eventstore/backoff.ts';
 import { EventStoreUnavailable, OutcomeUnknown } from '../../eventstore/errors.ts';
-import { connectPostgres, toUnavailable } from '../../eventstore/postgres/database.ts';
+import { connectPostgres, DEFAULT_POOL_TIMEOUTS, toUnavailable } from '../../eventstore/postgres/database.ts';
 import { TEST_DATABASE_URL } from '../support/postgres.ts';
 import { startApi } from '../api/support.ts';
 
@@ -34,6 +34,31 @@ describe('database faults and bounds as the API answers them', () => {
     // Other database errors stay what they are.
     const unique = Object.assign(new Error('duplicate key'), { code: '23505' });
     expect(toUnavailable(unique, TEST_DATABASE_URL, 'statement')).toBe(unique);
+  });
+
+  it('a pool whose every connection stays busy says so, not that PostgreSQL cannot be reached', async () => {
+    const database = connectPostgres(TEST_DATABASE_URL, { max: 1, timeouts: { ...DEFAULT_POOL_TIMEOUTS, connectMs: 300 } });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    try {
+      const holding = database.db.connection().execute(async (connection) => {
+        await sql`SELECT 1`.execute(connection);
+        await held;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const error = await sql`SELECT 1`.execute(database.db).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(EventStoreUnavailable);
+      expect((error as Error).message).toMatch(/^Every one of the 1 connections to PostgreSQL at .* stayed busy for 300 ms/);
+      expect((error as Error).message).not.toContain('Check DATABASE_URL');
+      release();
+      await holding;
+    } finally {
+      release();
+      await database.close();
+    }
   });
 
   it('a request over its bound answers 503: outcome-unknown for a command, unavailable for a read', () => {
@@ -160,6 +185,31 @@ describe('the request timeout', () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(lines.join('')).toContain('request timed out');
       expect(lines.join('')).not.toContain('FST_ERR_REP_ALREADY_SENT');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("drops a read's late failure without a word: no 'Promise errored, but reply.sent' error in the log", async () => {
+    const lines: string[] = [];
+    const stream = new Writable({ write: (chunk: Buffer, _encoding, done) => (lines.push(chunk.toString()), done()) });
+    let failed!: () => void;
+    const late = new Promise<void>((resolve) => (failed = resolve));
+    const h = await startApi('request_timeout_late_failure', { requestTimeoutMs: 500, waitForTimeoutMs: 100, logger: { level: 'warn', stream } });
+    try {
+      // A read that fails after the bound answered it, as a `?waitFor=` whose own timeout comes late.
+      h.deps.queries.listCustomers = async () => {
+        await new Promise((resolve) => setTimeout(resolve, 2_500));
+        setImmediate(failed);
+        throw new Error('read failed after the bound');
+      };
+      const read = await h.app.inject({ method: 'GET', url: '/customers', headers: h.auth('admin') });
+      expect(read.statusCode).toBe(503);
+      await late;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(lines.join('')).toContain('request timed out');
+      expect(lines.join('')).not.toContain('reply.sent = true');
+      expect(lines.join('')).not.toContain('read failed after the bound');
     } finally {
       await h.close();
     }
