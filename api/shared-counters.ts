@@ -13,6 +13,9 @@ import type { Redis } from 'ioredis';
  * whatever the fault, by `RedisHealth` alone (runtime/redis.ts reports only a Redis missing at start).
  */
 
+/** ioredis's own words for a command past `commandTimeout`. */
+const TIMED_OUT = /command timed out/i;
+
 type Counter = FastifyRateLimitStore & { read: FastifyRateLimitStore['incr'] };
 type CounterMethod = 'incr' | 'read';
 type Callback = Parameters<FastifyRateLimitStore['incr']>[1];
@@ -45,6 +48,8 @@ export class RedisHealth {
   /** A switch to this process was logged (by this health, or at start by runtime/redis.ts): its end is logged too. */
   private reported: boolean;
   private failedProbes = 0;
+  /** A timed-out command is being checked with one more ping. */
+  private confirming = false;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly probeEveryMs: number;
@@ -87,6 +92,26 @@ export class RedisHealth {
       if (this.client.status !== 'ready') this.reported = true;
       return;
     }
+    // A command timed out on a connection still open: asked once more before switching. An event loop
+    // held up past the timeout (a busy replica) fires the timer before it reads the answer already
+    // there, and healthy Redis was switched off and on again every few minutes under load.
+    if (TIMED_OUT.test(error.message) && this.client.status === 'ready') {
+      if (this.confirming) return;
+      this.confirming = true;
+      this.client.ping().then(
+        () => (this.confirming = false),
+        (again: Error) => {
+          this.confirming = false;
+          this.switchToLocal(again);
+        },
+      );
+      return;
+    }
+    this.switchToLocal(error);
+  }
+
+  private switchToLocal(error: Error): void {
+    if (this.stopped || !this.answering) return;
     this.answering = false;
     this.reported = true;
     this.log(`Redis did not answer (${error.message}); rate limits are counted in this process until it answers again`);

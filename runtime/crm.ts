@@ -30,7 +30,7 @@ import { readModelProjections } from '../projections/read-models/index.ts';
 import { forgetInCopiesProjection } from '../projections/read-model-copies.ts';
 import { LEASE_TABLE, migrateLeases, ProjectionLeases } from '../projections/leases.ts';
 import { isRunning, procStat } from '../shared/processes.ts';
-import { OutageLog, type Log } from '../shared/outage-log.ts';
+import { OutageLog, withoutRepeats, type Log } from '../shared/outage-log.ts';
 import { qualifiedName } from '../shared/sql.ts';
 import { DEFAULT_BATCH, ProjectionRunner } from '../projections/runner.ts';
 import { createCrmCommands, type CrmCommands } from '../commands/index.ts';
@@ -475,6 +475,9 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       onChange: (change) => {
         if (change.acquired.length > 0) void runner.restartSubscription().catch(() => undefined);
       },
+      // A take-over, a hand-over and failed renewals reach the log, as the publishers' lease's do (an
+      // operator saw a worker take a crashed one's projections only in `crm projections list`).
+      log: withoutRepeats(partLog('projections')),
     });
     const integration = createIntegration({
       db: database.db,

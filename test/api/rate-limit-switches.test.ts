@@ -98,6 +98,26 @@ describe('rate-limit counters switching between Redis and this process', () => {
     expect(client.status).toBe('ready');
   });
 
+  it('does not switch when a command timed out only because this process was busy past the timeout', async () => {
+    const { client, health, lines } = await replica();
+    let failedBy: Error | null | undefined;
+    // A command in flight, then the event loop held for 600 ms (past the 250 ms command timeout): its
+    // timer fires before the answer, already there, is read.
+    void client
+      .incr(`crm-rate-limit-test-${randomUUID()}`)
+      .then(() => (failedBy = null))
+      .catch((error: Error) => (failedBy = error));
+    const end = Date.now() + 600;
+    while (Date.now() < end);
+    await until('the command settled', () => failedBy !== undefined);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(failedBy?.message ?? 'answered').toMatch(/timed out|answered/);
+    if (failedBy) health.failed(failedBy);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(health.usable).toBe(true);
+    expect(lines, lines.join('\n')).toEqual([]);
+  });
+
   it('logs the start without Redis once, and its return once', async () => {
     const { proxy, health, lines } = await replica({ refuseAtStart: true });
     await new Promise((r) => setTimeout(r, 1_000));

@@ -98,6 +98,10 @@ describe('crm project workers', () => {
     const read = await fetchCaughtUp(`${url}/customers/${id}?waitFor=${position}`, { headers });
     expect(read.status, `worker-one: ${one.stderr}`).toBe(200);
     expect(((await read.json()) as { name: string }).name).toBe('Ada Lovelace');
+    // The take-over is in worker-one's log: the read models worker-two held, acquired.
+    const changes = [...one.stderr.matchAll(/projections: projection leases changed (\{.*\})/g)].map((m) => JSON.parse(m[1]!) as { acquired: string[] });
+    const taken = split.filter((p) => p.owner === 'worker-two').map((p) => p.name);
+    expect(changes.flatMap((c) => c.acquired)).toEqual(expect.arrayContaining(taken));
 
     // A clean stop releases the leases at once.
     expect(await one.stop()).toBe(0);
