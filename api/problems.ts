@@ -36,7 +36,8 @@ export type ProblemKind = keyof typeof problemTypes;
 export const problemType = (kind: ProblemKind): string => `${PROBLEM_BASE}${kind.replaceAll('_', '-')}`;
 
 /** Where a failing value was sent: `body`, `query`, `params` or `headers`. */
-export type FieldLocation = 'body' | 'query' | 'params' | 'headers';
+export const FIELD_LOCATIONS = ['body', 'query', 'params', 'headers'] as const;
+export type FieldLocation = (typeof FIELD_LOCATIONS)[number];
 
 export interface FieldError {
   /** The failing value as clients name it: `amount`, `targetSegment.tags.0`, `limit`, `if-match`. */
@@ -128,7 +129,15 @@ export const ProblemSchema = z
     detail: z.string(),
     instance: z.string().optional(),
     code: z.string().optional(),
-    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+    errors: z
+      .array(
+        z.object({
+          field: z.string(),
+          in: z.enum(FIELD_LOCATIONS).optional().describe('Where the field was sent, when it was sent in the request'),
+          message: z.string(),
+        }),
+      )
+      .optional(),
     details: z.record(z.string(), z.unknown()).optional().describe('Facts of a domain refusal, e.g. the primaryId of a merged customer'),
     currentRevision: z.number().int().optional(),
   })

@@ -25,7 +25,7 @@ import { FeedbackChannel } from '../../domain/feedback/events.ts';
 import type { RouteContext } from '../route-context.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { awaitReadModels, decimalNumber, IdParams, WaitForQuery } from '../http.ts';
-import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
+import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
 
 const tags = ['analytics'];
 
@@ -37,7 +37,7 @@ const BegunDay = IsoDate.refine(
   (day) => hasBegun(day, Date.now()),
   `a day that has begun (UTC, ${BUSINESS_TIME_SKEW_MS / 60_000} minutes of clock skew allowed): figures at the end of a later day are not known yet`,
 );
-const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
+const errors = problemResponses(400, 401, 403, 404, 429, 503);
 
 export const FitModelsBody = z
   .strictObject({
@@ -111,7 +111,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
         tags,
         summary: 'Fit every analytics model (BG/NBD, Gamma-Gamma, churn, segments, retention, forecast) and rescore all customers',
         body: FitModelsBody,
-        response: { 201: ModelSchema, ...errors, 409: ProblemSchema },
+        response: { 201: ModelSchema, ...errors, ...problemResponses(409) },
       },
     },
     async (request, reply) => {

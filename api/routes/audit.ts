@@ -34,11 +34,11 @@ import { STREAM_NAME_PATTERN } from '../../eventstore/contract.ts';
 import type { RouteContext } from '../route-context.ts';
 import { auditWithin } from '../auth/scope-guard.ts';
 import { acceptedFormat, AsOfInstant, AsOfTimeAxis, decimalNumber, IdParams, InstantQuery, varyByAccept } from '../http.ts';
-import { ProblemError, ProblemSchema, validationProblem } from '../problems.ts';
+import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
 import { seesPersonalData } from '../roles.ts';
 
 const tags = ['audit'];
-const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema };
+const errors = problemResponses(400, 401, 403, 404, 409, 429);
 
 const Direction = z.enum(['forwards', 'backwards']).default('forwards');
 const Format = z.enum(['json', 'ndjson', 'csv']).optional().describe('json (paged, default) or ndjson/csv (the whole selection, streamed)');

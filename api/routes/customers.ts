@@ -7,7 +7,7 @@ import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, decimalNumber, IdParams } from '../http.ts';
 import { CUSTOMER_PERSONAL_FIELDS, forCaller } from '../mask.ts';
-import { ProblemError, ProblemSchema } from '../problems.ts';
+import { ProblemError, problemResponses } from '../problems.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { BooleanQuery, getRoute, listRoute, PageQuery, PageSchema, resolveMe, sealedPage, UserFilter } from '../query-route.ts';
 
@@ -178,10 +178,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
         querystring: z.strictObject({ limit: PageQuery.limit, waitFor: PageQuery.waitFor }),
         response: {
           200: z.object({ items: z.array(z.object({ reason: z.enum(['email', 'phone', 'name']), customers: z.array(z.record(z.string(), z.unknown())) })) }),
-          400: ProblemSchema,
-          401: ProblemSchema,
-          403: ProblemSchema,
-          503: ProblemSchema,
+          ...problemResponses(400, 401, 403, 429, 503),
         },
       },
     },
@@ -200,7 +197,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
         summary: 'Every event about the customer as a readable entry (when, who, what)',
         params: IdParams,
         querystring: z.strictObject({ ...PageQuery, order: z.enum(['asc', 'desc']).default('asc').describe('Oldest first (asc) or newest first') }),
-        response: { 200: PageSchema, 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema },
+        response: { 200: PageSchema, ...problemResponses(400, 401, 403, 404, 429, 503) },
       },
     },
     async (request) => {

@@ -6,7 +6,7 @@ import type { RouteContext } from '../route-context.ts';
 import { commandRoute } from '../command-route.ts';
 import { awaitReadModels, WaitForQuery } from '../http.ts';
 import { IsoDate, PersonRef } from '../../domain/shared.ts';
-import { ProblemError, ProblemSchema } from '../problems.ts';
+import { ProblemError, problemResponses } from '../problems.ts';
 import { getRoute, listRoute, resolveMe } from '../query-route.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -104,7 +104,7 @@ export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context)
             ...WaitForQuery,
           })
           .refine((q) => !q.closedFrom || !q.closedTo || q.closedFrom <= q.closedTo, { path: ['closedTo'], message: 'on or after closedFrom' }),
-        response: { 200: z.looseObject({}), 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 503: ProblemSchema },
+        response: { 200: z.looseObject({}), ...problemResponses(400, 401, 403, 429, 503) },
       },
     },
     async (request) => {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { heldBackSeconds, type EventStore } from '../../eventstore/contract.ts';
 import type { BackgroundLoadStatus, ProjectionStatus, ReadModelProgress } from '../deps.ts';
 import { PROBE_DEADLINE_MS, withDeadline } from '../deadline.ts';
+import { problemResponses } from '../problems.ts';
 import type { ApiMetrics } from '../metrics.ts';
 import type { PublisherStatus } from '../../integration/index.ts';
 import { REPORTED_PUBLISHER_STATES } from '../../integration/tables.ts';
@@ -111,9 +112,13 @@ export const READY_REUSE_MS = 500;
 /** Probes and metrics: public, not rate limited, not logged per request. */
 export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, options) => {
   const quiet = { rateLimit: false } as const;
-  app.get('/health', { config: quiet, logLevel: 'warn', schema: { tags: ['ops'], summary: 'Liveness', response: { 200: Health } } }, async () => ({
-    status: 'ok' as const,
-  }));
+  app.get(
+    '/health',
+    { config: quiet, logLevel: 'warn', schema: { tags: ['ops'], summary: 'Liveness (no key needed)', security: [], response: { 200: Health } } },
+    async () => ({
+      status: 'ok' as const,
+    }),
+  );
 
   /** Probes the store, the projections and the publishers, each bounded; `detailed` adds what a failed projection stopped on. */
   const readiness = async (detailed: boolean) => {
@@ -218,7 +223,8 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
       logLevel: 'warn',
       schema: {
         tags: ['ops'],
-        summary: 'Readiness: the event store answers and every projection is running and caught up within the bound',
+        summary: 'Readiness: the event store answers and every projection is running and caught up within the bound (no key needed)',
+        security: [],
         response: { 200: Ready, 503: Ready },
       },
     },
@@ -236,7 +242,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
       schema: {
         tags: ['audit'],
         summary: 'Readiness with what a failed projection stopped on (stream, event id, error) and which worker holds each lease',
-        response: { 200: ProjectionsDetail },
+        response: { 200: ProjectionsDetail, ...problemResponses(400, 401, 403, 429) },
       },
     },
     async () => (await readiness(true)).body,
@@ -244,7 +250,16 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
 
   app.get(
     '/metrics',
-    { config: quiet, logLevel: 'warn', schema: { tags: ['ops'], summary: 'Prometheus metrics (text exposition format)' } },
+    {
+      config: quiet,
+      logLevel: 'warn',
+      schema: {
+        tags: ['ops'],
+        summary: 'Prometheus metrics (text exposition format; no key needed)',
+        security: [],
+        response: { 200: { description: 'Metrics', content: { 'text/plain': { schema: z.string() } } } },
+      },
+    },
     async (_request, reply) => {
       const body = await options.metrics.registry.metrics();
       return reply.type(options.metrics.registry.contentType).send(body);

@@ -101,6 +101,20 @@ describe('ops routes', () => {
     const purchase = doc.paths['/customers/{id}/purchases'].post;
     expect(purchase.requestBody.content['application/json'].schema.properties).toHaveProperty('amount');
     expect(doc.components.schemas).toHaveProperty('Problem');
+    // A validation error's entries say where the field was sent, as every 400 does.
+    const problem = doc.components.schemas.Problem;
+    expect(Object.keys(problem.properties.errors.items.properties)).toEqual(['field', 'in', 'message']);
+    // Every error of every route is documented as application/problem+json, as it is sent.
+    const declaredJson: string[] = [];
+    for (const [path, methods] of Object.entries<Record<string, { responses?: Record<string, { content?: Record<string, unknown> }> }>>(doc.paths))
+      for (const [method, operation] of Object.entries(methods))
+        for (const [status, response] of Object.entries(operation.responses ?? {}))
+          if (Number(status) >= 400 && response.content && !('application/problem+json' in response.content)) declaredJson.push(`${method} ${path} ${status}`);
+    // /ready's 503 is its own report (what is not ready), sent as JSON.
+    expect(declaredJson).toEqual(['get /ready 503']);
+    // The probes need no key.
+    for (const path of ['/health', '/ready', '/metrics']) expect(doc.paths[path].get.security, path).toEqual([]);
+    expect(doc.paths['/customers'].get.security).toBeUndefined();
   });
 
   it('serves Swagger UI at /docs', async () => {
