@@ -1,3 +1,4 @@
+import { terminalText } from '../../shared/terminal-text.ts';
 import type { Role } from '../../api/roles.ts';
 import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
 
@@ -53,7 +54,9 @@ Examples:
         const state = (k: (typeof list)[number]) => (k.revokedAt ? `revoked ${k.revokedAt}` : k.userActive === false ? 'refused: user inactive' : 'active');
         if (run.values.json) run.out(JSON.stringify(list, null, 2));
         else if (list.length === 0) run.out('No API keys.');
-        else for (const k of list) run.out(`${k.id}  ${k.role.padEnd(9)} ${state(k).padEnd(32)}  ${k.name}${k.userId ? `  (user ${k.userId})` : ''}`);
+        else
+          for (const k of list)
+            run.out(`${k.id}  ${k.role.padEnd(9)} ${state(k).padEnd(32)}  ${terminalText(k.name)}${k.userId ? `  (user ${k.userId})` : ''}`);
         return 0;
       }
       if (action === 'create') {
@@ -73,7 +76,7 @@ Examples:
         if (!role || !(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')} (or --user <id>)`);
         const created = await keys.create({ name, role: role as Role, userId: user ?? null });
         if (run.values.json) run.out(JSON.stringify(created, null, 2));
-        else run.out(`Created ${created.role} key ${created.id} (${created.name}).\nKey (shown once, store it now): ${created.key}`);
+        else run.out(`Created ${created.role} key ${created.id} (${terminalText(created.name)}).\nKey (shown once, store it now): ${created.key}`);
         return 0;
       }
       if (!id) throw new UsageError('revoke needs the key id (see crm api-key list)');
@@ -82,7 +85,7 @@ Examples:
         run.err(`No API key with id ${id}.`);
         return 1;
       }
-      run.out(`Revoked ${revoked.id} (${revoked.name}) at ${revoked.revokedAt}.`);
+      run.out(`Revoked ${revoked.id} (${terminalText(revoked.name)}) at ${revoked.revokedAt}.`);
       return 0;
     } finally {
       await database.close();

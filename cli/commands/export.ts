@@ -1,3 +1,4 @@
+import { terminalLines } from '../../shared/terminal-text.ts';
 import { stringValue, UsageError, type CliCommand } from '../command.ts';
 import { openReplacing } from '../files.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
@@ -69,9 +70,11 @@ database.`,
       const query = z.object(spec.filters).parse({}) as Record<string, unknown>;
       const complete = spec.complete?.(runtime.apiDeps);
       const lines = await exportLines(spec.list(runtime.apiDeps, null), query, format, EXPORT_COLUMNS[kind], complete);
+      // On a terminal (no --output, no pipe), the records' control characters are shown, not obeyed.
+      const shown = !file && process.stdout.isTTY ? (chunk: string) => terminalLines(chunk) : (chunk: string) => chunk;
       for await (const chunk of lines) {
         if (readerGone || failure || run.signal.aborted) break;
-        if (!out.write(chunk)) await drained(out);
+        if (!out.write(shown(chunk))) await drained(out);
       }
       if (failure) throw failure;
       if (run.signal.aborted) {

@@ -1,3 +1,4 @@
+import { terminalText } from '../../shared/terminal-text.ts';
 import { stringValue, UsageError, type CliCommand, type OptionWithHelp } from '../command.ts';
 import { assertReadableFile } from '../files.ts';
 import { importEncodingNamed, importEncodings } from '../../commands/import/encoding.ts';
@@ -99,7 +100,7 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
       );
       if (result.unreadColumns.length > 0 && result.kind)
         run.err(
-          `crm: columns not read: ${result.unreadColumns.join(', ')}. Their cells were left out of the rows imported (misspelt, or of no use to a ` +
+          `crm: columns not read: ${terminalText(result.unreadColumns.join(', '))}. Their cells were left out of the rows imported (misspelt, or of no use to a ` +
             `${result.kind} file, whose columns are: ${importColumns[result.kind]}). For a misspelt one, mend the header; rows already imported keep ` +
             'what they got (an import does not change a row: a changed value is refused and reported), so change those through the API.',
         );

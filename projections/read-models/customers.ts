@@ -554,7 +554,8 @@ export const customersProjection: Projection = {
   // 6: `revenue_lines` keeps a refund's id and reason (the refunds export).
   // 7: `currency_figures`: the headline currency is the first purchase's in business time, not the first recorded.
   // 8: `deactivated_at` and `deactivation_reason` (exported, so an inactive customer moves with its date).
-  version: 8,
+  // 9: a name's match key leaves out its invisible format characters (zero-width spaces and joiners).
+  version: 9,
   tables: ['customers', 'customer_purchase_keys', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,

@@ -19,18 +19,28 @@ export const MATCH_KEY_COLUMN = { email: 'email_key', phone: 'phone_key', name: 
  */
 const COMPARED: ReadonlySet<string> = new Set(['active', 'inactive']);
 
+/**
+ * The format characters a pasted name may carry unseen (soft hyphen, zero-width spaces and joiners,
+ * direction marks and isolates, word joiner, byte-order mark), as a bracket expression that both
+ * JavaScript and PostgreSQL's regular expressions read alike (the former definition in SQL uses it).
+ */
+export const INVISIBLE_NAME_CHARACTERS = '[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]';
+const INVISIBLE_IN_NAMES = new RegExp(INVISIBLE_NAME_CHARACTERS, 'g');
+
 /** Fewer digits than this is not a phone number worth matching on (an extension, a typo). */
 const MIN_PHONE_DIGITS = 6;
 
 /**
  * The keys of a customer, as the report has always defined them: the email lower-cased without the
  * spaces around it; the phone's digits; the name's words (letters and digits, lower-cased), sorted,
- * so that case, punctuation and word order do not matter.
+ * so that case, punctuation, invisible characters and word order do not matter.
  */
 export function matchKeysOf(customer: { name: string; email: string; phone: string | null; status: string }): MatchKeys {
   if (!COMPARED.has(customer.status)) return { email_key: null, phone_key: null, name_key: null };
   const digits = (customer.phone ?? '').replace(/[^0-9]/g, '');
   const words = customer.name
+    // Invisible characters are dropped, not a word break: "Ad\u200ba Lovelace" escaped the report beside "Ada Lovelace".
+    .replace(INVISIBLE_IN_NAMES, '')
     .replace(/[^\p{L}\p{N}\s]/gu, ' ')
     .toLowerCase()
     .split(/\s+/u)

@@ -241,6 +241,16 @@ describe('crm import', () => {
     expect(result.stderr).toContain('registered_at');
     expect(result.stderr).toContain('change those through the API');
   });
+
+  it("shows a header's control characters in the message instead of sending them to the terminal", async () => {
+    const hostile = join(folder, 'hostile-header.csv');
+    writeFileSync(hostile, ['name,email,evil\x1b[8mhidden\x1b]0;title\x07col', 'Header Person,header1@example.com,x'].join('\n'));
+    const result = await runCrm(['import', hostile, '--report', join(folder, 'hostile-report.csv')], { cwd: folder, env });
+    expect(result.code, result.stderr).toBe(0);
+    // eslint-disable-next-line no-control-regex -- no control character may reach the terminal
+    expect(result.stderr).not.toMatch(/[\x00-\x09\x0b-\x1f]/);
+    expect(result.stderr).toContain('columns not read: evil\\u001b[8mhidden\\u001b]0;title\\u0007col');
+  });
 });
 
 describe('crm import --default-owner', () => {
