@@ -144,7 +144,14 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
       exists
         ? `If-Match named revision ${String(error.expected)}, but the resource is at revision ${error.actual}. Read it again and retry.`
         : 'The resource does not exist (yet).',
-      { currentRevision: error.actual, ...(typeof error.expected === 'number' ? { expectedRevision: error.expected } : {}) },
+      {
+        currentRevision: error.actual,
+        ...(typeof error.expected === 'number' ? { expectedRevision: error.expected } : {}),
+        // The header that named the stale revision, as a 428 names it: a client reads every 4xx's `errors`.
+        ...(exists
+          ? { errors: [{ field: 'if-match', in: 'headers', message: `revision ${String(error.expected)} is stale: the resource is at ${error.actual}` }] }
+          : {}),
+      },
       exists ? { etag: quote(error.actual) } : {},
     );
   }

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { SafeText } from '../../domain/shared.ts';
 import type { ApiKeyStore } from '../auth/api-keys.ts';
 import { IdParams } from '../http.ts';
-import { ProblemError } from '../problems.ts';
+import { ProblemError, problemResponses } from '../problems.ts';
 import { ROLES, type Role } from '../roles.ts';
 
 export const ApiKeyView = z
@@ -51,7 +51,7 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
         tags: ['admin'],
         summary: 'Create an API key; the key itself is returned once and only its hash is stored',
         body: CreateApiKey,
-        response: { 201: CreatedApiKey },
+        response: { 201: CreatedApiKey, ...problemResponses(400, 401, 403, 413, 422, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -72,7 +72,13 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
 
   app.get(
     '/admin/api-keys',
-    { schema: { tags: ['admin'], summary: 'List API keys (never their secrets)', response: { 200: z.object({ items: z.array(ListedApiKey) }) } } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'List API keys (never their secrets)',
+        response: { 200: z.object({ items: z.array(ListedApiKey) }), ...problemResponses(400, 401, 403, 429, 503) },
+      },
+    },
     async () => ({
       // The role stored with a user's key is the user's at its creation; requests take the user's role now.
       items: await Promise.all(
@@ -92,7 +98,7 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
         tags: ['admin'],
         summary: 'Revoke an API key (idempotent)',
         params: IdParams,
-        response: { 200: ApiKeyView },
+        response: { 200: ApiKeyView, ...problemResponses(400, 401, 403, 404, 409, 429, 503) },
       },
     },
     async (request) => {

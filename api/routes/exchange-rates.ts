@@ -76,7 +76,7 @@ export const exchangeRateRoutes: FastifyPluginAsync<RouteContext> = async (app, 
           at: IsoDateTime.optional().describe('Business time: the rate valid then (the latest validFrom at or before it)'),
           ...WaitForQuery,
         }),
-        response: { 200: z.looseObject({}), ...problemResponses(400, 401, 403, 503) },
+        response: { 200: z.looseObject({}), ...problemResponses(400, 401, 403, 429, 503) },
       },
     },
     async (request) => {

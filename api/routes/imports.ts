@@ -228,7 +228,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
       tags: ['imports'],
       summary: 'Progress, counts and the bad-row report of an import',
       params: IdParams,
-      response: { 200: ImportJobSchema, ...problemResponses(401, 403, 404, 429) },
+      response: { 200: ImportJobSchema, ...problemResponses(400, 401, 403, 404, 429) },
     },
     handler: async (request) => {
       const job = await imports.get(request.params.id);

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { problemResponses } from '../problems.ts';
 import { ROLES } from '../roles.ts';
 
 const Me = z
@@ -20,15 +21,19 @@ const Me = z
  * `GET /admin/api-keys` on every sign-in, and knew nothing of the visibility.
  */
 export const meRoutes: FastifyPluginAsyncZod = async (app) => {
-  app.get('/me', { schema: { tags: ['ops'], summary: "The caller's key, role, user, visibility and teams", response: { 200: Me } } }, async (request) => {
-    const viewer = request.viewer!;
-    return {
-      keyId: request.apiKey!.id,
-      keyName: request.apiKey!.name,
-      role: viewer.role,
-      userId: viewer.userId,
-      visibility: viewer.visibility,
-      teamIds: viewer.teamIds,
-    };
-  });
+  app.get(
+    '/me',
+    { schema: { tags: ['ops'], summary: "The caller's key, role, user, visibility and teams", response: { 200: Me, ...problemResponses(400, 401, 429) } } },
+    async (request) => {
+      const viewer = request.viewer!;
+      return {
+        keyId: request.apiKey!.id,
+        keyName: request.apiKey!.name,
+        role: viewer.role,
+        userId: viewer.userId,
+        visibility: viewer.visibility,
+        teamIds: viewer.teamIds,
+      };
+    },
+  );
 };

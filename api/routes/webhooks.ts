@@ -201,7 +201,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
       schema: {
         tags,
         summary: 'The integration event types: version, aggregate, fields, personal fields, NATS subject',
-        response: { 200: z.object({ envelope: IntegrationEventSchema.optional(), items: z.array(EventTypeView) }), ...problemResponses(401, 403, 429) },
+        response: { 200: z.object({ envelope: IntegrationEventSchema.optional(), items: z.array(EventTypeView) }), ...problemResponses(400, 401, 403, 429) },
       },
     },
     async () => ({
@@ -226,7 +226,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
       schema: {
         tags,
         summary: 'Webhook subscriptions with their delivery state (never their secrets)',
-        response: { 200: z.object({ items: z.array(WebhookView) }), ...problemResponses(401, 403, 429, 503) },
+        response: { 200: z.object({ items: z.array(WebhookView) }), ...problemResponses(400, 401, 403, 429, 503) },
       },
     },
     async () => {

@@ -61,6 +61,8 @@ describe('customer commands', () => {
     const conflict = expectProblem(stale, 409, 'revision-conflict');
     expect(conflict.currentRevision).toBe(0);
     expect(stale.headers.etag).toBe('"0"');
+    // The header it came in is named, as a 428 names it.
+    expect(conflict.errors).toEqual([{ field: 'if-match', in: 'headers', message: 'revision 7 is stale: the resource is at 0' }]);
     expectProblem(await send('sales', 'PATCH', `/customers/${id}`, patch, { 'if-match': 'garbage' }), 400);
     const ok = accepted(await send('sales', 'PATCH', `/customers/${id}`, patch, { 'if-match': '"0"' }));
     expect(ok.revision).toBe(1);

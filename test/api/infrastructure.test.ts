@@ -112,6 +112,12 @@ describe('ops routes', () => {
           if (Number(status) >= 400 && response.content && !('application/problem+json' in response.content)) declaredJson.push(`${method} ${path} ${status}`);
     // /ready's 503 is its own report (what is not ready), sent as JSON.
     expect(declaredJson).toEqual(['get /ready 503']);
+    // Every route that takes a key says what a missing key and a spent rate limit answer.
+    const undeclared: string[] = [];
+    for (const [path, methods] of Object.entries<Record<string, { security?: unknown; responses?: Record<string, unknown> }>>(doc.paths))
+      for (const [method, operation] of Object.entries(methods))
+        if (!operation.security) for (const status of ['401', '429']) if (!operation.responses?.[status]) undeclared.push(`${method} ${path} ${status}`);
+    expect(undeclared).toEqual([]);
     // The probes need no key.
     for (const path of ['/health', '/ready', '/metrics']) expect(doc.paths[path].get.security, path).toEqual([]);
     expect(doc.paths['/customers'].get.security).toBeUndefined();
