@@ -561,7 +561,12 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       // A command that only reads makes no DDL where the read models exist: an index created "if not
       // exists" still waits for a share lock behind the projections' writes, and `crm projections list`
       // under traffic failed on the lock timeout, said to be an unavailable database.
-      if (options.ifMissing && (await readModelsMade())) return;
+      if (options.ifMissing && (await readModelsMade())) {
+        // What a killed rebuild or verification left behind still goes: dropping a shadow and clearing
+        // `rebuilding` marks waits on no live table.
+        await underSetUpLock(() => dropAbandonedShadows(database.db, config.schemas.read, { pool: database.kind === 'postgres' }));
+        return;
+      }
       await underSetUpLock(async () => {
         await makeReportingViews(await migrateReadModels());
       });
