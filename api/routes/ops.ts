@@ -155,7 +155,9 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
             : `projection ${p.name} is ${p.state}${p.failedPosition != null ? ` at position ${p.failedPosition}` : ''} (details: GET /audit/projections or crm projections list)`,
         );
       else if ((p.secondsBehind ?? 0) > options.readyMaxLagSeconds) {
-        reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)`);
+        // The cause when it is known: no worker holds the lease (every `crm project` stopped), not a slow one.
+        const unheld = p.owner === null && p.state === 'running' ? ': no worker runs it (start crm project, or crm serve with projections inline)' : '';
+        reasons.push(`projection ${p.name} is ${Math.round(p.secondsBehind ?? 0)} s behind (bound ${options.readyMaxLagSeconds} s)${unheld}`);
       }
     }
     const heldSeconds = heldBack ? heldBackSeconds(heldBack) : 0;

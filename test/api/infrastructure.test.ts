@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKeyStore, ensureAdminKey, hashKey } from '../../api/auth/api-keys.ts';
+import { buildApp } from '../../api/app.ts';
 import { READY_REUSE_MS } from '../../api/routes/ops.ts';
 import { expectProblem, json, startApi, type ApiHarness } from './support.ts';
 import { TEST_DATABASE_URL } from '../support/postgres.ts';
@@ -47,6 +48,24 @@ describe('ops routes', () => {
     const body = json(res);
     expect(body.status).toBe('ready');
     expect(body.projections.map((p: { name: string }) => p.name)).toContain('customers');
+  });
+
+  it('says why a projection is behind when no worker holds its lease (every crm project stopped)', async () => {
+    const behind = (owner: string | null) => ({ name: 'customers', position: 1n, eventsBehind: 24, secondsBehind: 37, state: 'running', owner });
+    for (const [owner, cause] of [
+      [null, true],
+      ['worker-one', false],
+    ] as const) {
+      const app = await buildApp({ ...h.deps, readyMaxLagSeconds: 30, projections: { ...h.deps.projections, status: async () => [behind(owner)] } });
+      try {
+        const res = await app.inject({ method: 'GET', url: '/ready' });
+        expect(res.statusCode).toBe(503);
+        const reason = `projection customers is 37 s behind (bound 30 s)${cause ? ': no worker runs it (start crm project, or crm serve with projections inline)' : ''}`;
+        expect(json(res).reasons).toEqual([reason]);
+      } finally {
+        await app.close();
+      }
+    }
   });
 
   it('shows committed events held back by a transaction left open on the server, in /ready and /metrics, where the lag reads 0', async () => {
