@@ -1,3 +1,4 @@
+import { terminalText } from '../../shared/terminal-text.ts';
 import { appendFile, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Interrupted, stringValue, UsageError, type CliCommand, type CommandRun, type OptionWithHelp } from '../command.ts';
@@ -148,8 +149,8 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
   if (result.differences > 0 || result.replayFailures.length === 0) run.out(`Read models DIFFER from a replay of the events: ${result.differences} rows.`);
   for (const line of describeCheckpointsAhead(result.checkpointsAhead)) run.out(`Checkpoint past the events: ${line}.`);
   if (lag) run.out(`Note: ${lag}.`);
-  if (result.firstDifference) run.out(`First difference: ${json(result.firstDifference)}`);
-  for (const table of result.tables.filter((t) => !t.equal)) for (const row of table.sample.slice(0, 5)) run.out(`  ${json(row)}`);
+  if (result.firstDifference) run.out(`First difference: ${terminalText(json(result.firstDifference))}`);
+  for (const table of result.tables.filter((t) => !t.equal)) for (const row of table.sample.slice(0, 5)) run.out(`  ${terminalText(json(row))}`);
   if (result.failedProjections.length) run.out(`Live projections stopped on an event: ${result.failedProjections.join(', ')}`);
   printNextSteps(run, readModelsNextSteps(result));
   return 1;

@@ -330,6 +330,12 @@ export const fieldProblem = (field: string, message: string): ApiError =>
  * A number field's value, or undefined when blank. Refuses what is not a finite number: 1e400 is
  * Infinity, which JSON sends as null, and the API then answered about a missing number.
  */
+/**
+ * The step of a money field: whatever the API takes (it checks the decimals). A step of 0.01 made the
+ * browser refuse a deal's stored 100.005 in the edit form, where nothing was changed.
+ */
+export const MONEY_STEP = 'any';
+
 export const numberOf = (value: string | boolean | undefined, field: string): number | undefined => {
   if (typeof value !== 'string' || value.trim() === '') return undefined;
   const number = Number(value);

@@ -20,11 +20,14 @@ export const MATCH_KEY_COLUMN = { email: 'email_key', phone: 'phone_key', name: 
 const COMPARED: ReadonlySet<string> = new Set(['active', 'inactive']);
 
 /**
- * The format characters a pasted name may carry unseen (soft hyphen, zero-width spaces and joiners,
- * direction marks and isolates, word joiner, byte-order mark), as a bracket expression that both
+ * The characters a pasted name may carry unseen (soft hyphen, combining grapheme joiner, Hangul
+ * fillers, variation selectors, zero-width spaces and joiners, direction marks and isolates, word
+ * joiner, byte-order mark), as a bracket expression that both
  * JavaScript and PostgreSQL's regular expressions read alike (the former definition in SQL uses it).
  */
-export const INVISIBLE_NAME_CHARACTERS = '[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]';
+export const INVISIBLE_NAME_CHARACTERS =
+  '[\u00ad\u034f\u115f\u1160\u3164\uffa0\ufe00-\ufe0f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]';
+// eslint-disable-next-line no-misleading-character-class -- the combining grapheme joiner is listed alone on purpose: it is dropped
 const INVISIBLE_IN_NAMES = new RegExp(INVISIBLE_NAME_CHARACTERS, 'g');
 
 /** Fewer digits than this is not a phone number worth matching on (an extension, a typo). */

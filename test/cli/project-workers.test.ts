@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../cli/config.ts';
 import { testSchemas } from '../support/postgres.ts';
@@ -98,6 +99,12 @@ describe('crm project workers', () => {
     const read = await fetchCaughtUp(`${url}/customers/${id}?waitFor=${position}`, { headers });
     expect(read.status, `worker-one: ${one.stderr}`).toBe(200);
     expect(((await read.json()) as { name: string }).name).toBe('Ada Lovelace');
+    // A server without autovacuum is named at start (the read models' rewritten rows would never be reclaimed); one with it is not.
+    const client = new pg.Client({ connectionString: schemas.url });
+    await client.connect();
+    const { rows } = await client.query<{ on: string }>(`SELECT current_setting('autovacuum') AS on`).finally(() => client.end());
+    if (rows[0]?.on === 'off') expect(one.stderr).toContain('autovacuum is off on this PostgreSQL server');
+    else expect(one.stderr).not.toContain('autovacuum is off');
     // The take-over is in worker-one's log: the read models worker-two held, acquired.
     const changes = [...one.stderr.matchAll(/projections: projection leases changed (\{.*\})/g)].map((m) => JSON.parse(m[1]!) as { acquired: string[] });
     const taken = split.filter((p) => p.owner === 'worker-two').map((p) => p.name);

@@ -47,6 +47,7 @@ async function history(run: Run): Promise<Record<string, string>> {
   await register('grace3', 'Grace Hopper', 'grace3@example.com');
   // Invisible characters pasted into a name hide nothing: a zero-width space and a word joiner.
   await register('grace4', 'Gr\u200bace Hop\u2060per', 'grace4@example.com');
+  await register('grace5', 'Gra\u034fce Hopper\ufe0f', 'grace5@example.com');
   await register('alan', 'Alan Turing', 'alan@example.com');
   await register('alan2', 'Alan Turing', 'turing@example.com', '0123456789');
   await register('kurt', 'Kurt Gödel', 'kurt@example.com', '0123456789');
@@ -121,7 +122,7 @@ async function expectSameAnswers(db: SqlDatabase['db'], schema: string, ids: Rec
       ['name', [ids.ada, ids.ada2]],
       ['name', [ids.charles, ids.charles2, ids.alan]],
       ['name', [ids.emile, ids.emile2]],
-      ['name', [ids.grace, ids.grace2, ids.grace4]],
+      ['name', [ids.grace, ids.grace2, ids.grace4, ids.grace5]],
     ]),
   );
   expect(expected).toHaveLength(8);

@@ -22,6 +22,7 @@ import {
   type FieldSpec,
   type FormValues,
   Head,
+  MONEY_STEP,
 } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
@@ -63,7 +64,7 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
           fields={[
             { name: 'name', label: 'Name', required: true },
             { name: 'channel', label: 'Channel', type: 'select', options: CHANNELS, value: 'email', required: true },
-            { name: 'budget', label: 'Budget', type: 'number', step: '0.01', required: true },
+            { name: 'budget', label: 'Budget', type: 'number', step: MONEY_STEP, required: true },
             { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: 'EUR', required: true },
           ]}
           submit={async (v) => {
@@ -180,7 +181,7 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
                 submitLabel="Record cost"
                 onCancel={close}
                 fields={[
-                  { name: 'amount', label: 'Amount', type: 'number', step: '0.01', required: true },
+                  { name: 'amount', label: 'Amount', type: 'number', step: MONEY_STEP, required: true },
                   // The campaign's currency only: the API refuses a cost in any other.
                   { name: 'currency', label: 'Currency', type: 'select', options: [c.currency], value: c.currency, required: true },
                   { name: 'description', label: 'Description' },
@@ -215,7 +216,7 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
                 fields={[
                   { name: 'customerId', label: 'Customer id', required: true },
                   { name: 'kind', label: 'Response', type: 'select', options: RESPONSES, value: 'opened', required: true },
-                  { name: 'revenue', label: 'Revenue (conversions)', type: 'number', step: '0.01' },
+                  { name: 'revenue', label: 'Revenue (conversions)', type: 'number', step: MONEY_STEP },
                 ]}
                 submit={(v) =>
                   done(

@@ -34,6 +34,7 @@ import {
   when,
   type FormValues,
   Head,
+  MONEY_STEP,
 } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
@@ -322,7 +323,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
           onCancel={close}
           fields={[
             { name: 'orderId', label: 'Order id', value: orderId(), required: true },
-            { name: 'amount', label: 'Amount', type: 'number', step: '0.01', required: true },
+            { name: 'amount', label: 'Amount', type: 'number', step: MONEY_STEP, required: true },
             { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: c.currency ?? 'EUR', required: true },
             { name: 'occurredAt', label: 'When (blank: now)', type: 'datetime-local' },
           ]}
@@ -349,7 +350,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
           onCancel={close}
           fields={[
             { name: 'title', label: 'Title', required: true },
-            { name: 'amount', label: 'Amount', type: 'number', step: '0.01', required: true },
+            { name: 'amount', label: 'Amount', type: 'number', step: MONEY_STEP, required: true },
             { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: c.currency ?? 'EUR', required: true },
             { name: 'expectedCloseDate', label: 'Expected close (date)', type: 'date', required: true },
             { name: 'stage', label: 'Stage', type: 'select', options: DEAL_STAGES, value: 'lead', required: true },
@@ -438,7 +439,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
           onCancel={close}
           fields={[
             { name: 'orderId', label: 'Order id', required: true },
-            { name: 'amount', label: 'Amount', type: 'number', step: '0.01', required: true },
+            { name: 'amount', label: 'Amount', type: 'number', step: MONEY_STEP, required: true },
             { name: 'currency', label: 'Currency', type: 'select', options: CURRENCIES, value: c.currency ?? 'EUR', required: true },
             { name: 'reason', label: 'Reason' },
           ]}

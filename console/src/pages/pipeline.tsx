@@ -2,7 +2,23 @@ import { useEffect, useState } from 'preact/hooks';
 import { command, get, getPages, query, type Accepted, type Page, type Problem } from '../api.ts';
 import { href } from '../router.ts';
 import { CURRENCIES, DEAL_STAGES, type Deal } from '../types.ts';
-import { can, CommandForm, day, fieldProblem, Loading, money, pct, ProblemBox, problemOf, text, numberOf, useLoad, useReloadWhenStale, Head } from '../ui.tsx';
+import {
+  can,
+  CommandForm,
+  day,
+  fieldProblem,
+  Loading,
+  money,
+  pct,
+  ProblemBox,
+  problemOf,
+  text,
+  numberOf,
+  useLoad,
+  useReloadWhenStale,
+  Head,
+  MONEY_STEP,
+} from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 interface PipelineRow {
@@ -238,7 +254,7 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
           fields={
             action === 'won'
               ? [
-                  { name: 'amount', label: `Final amount (${deal.currency}; blank: ${deal.amount})`, type: 'number', step: '0.01' },
+                  { name: 'amount', label: `Final amount (${deal.currency}; blank: ${deal.amount})`, type: 'number', step: MONEY_STEP },
                   { name: 'reason', label: 'Why it was won (optional)' },
                 ]
               : [{ name: 'reason', label: 'Reason lost', required: true }]
@@ -259,7 +275,7 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
           submitLabel="Save deal"
           fields={[
             { name: 'title', label: 'Title', value: deal.title, required: true },
-            { name: 'amount', label: 'Amount', type: 'number', step: '0.01', value: String(deal.amount), required: true },
+            { name: 'amount', label: 'Amount', type: 'number', step: MONEY_STEP, value: String(deal.amount), required: true },
             { name: 'currency', label: 'Currency', type: 'select', options: currenciesWith(deal.currency), value: deal.currency, required: true },
             { name: 'ownerId', label: 'Owner (user id)', value: deal.ownerId, required: true },
             { name: 'expectedCloseDate', label: 'Expected close (date)', type: 'date', value: deal.expectedCloseDate ?? '', required: true },
