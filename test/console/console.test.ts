@@ -217,7 +217,8 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await crm.api(`/customers/${id}?waitFor=${registered.body.position}`);
     await page.goto(`${crm.url}/#/customers/${id}`);
     await eventually(() => page.getByRole('heading', { level: 1 }).innerText()).toBe('Console Caller');
-    expect(await page.locator('#activities-title ~ p', { hasText: 'No activities.' }).count()).toBe(1);
+    // The activities load after the customer: read until they are there.
+    await eventually(() => page.locator('#activities-title ~ p', { hasText: 'No activities.' }).count()).toBe(1);
     const form = page.locator('form.command');
     const log = async (kind: string, subject: string, extra: Record<string, string>) => {
       await page.getByRole('button', { name: 'Log activity', exact: true }).click();
