@@ -1,13 +1,15 @@
+import { DIRECTION_CONTROL_CHARACTERS } from './direction-controls.ts';
+
 /**
  * Text from the store or a file, made safe to print on an operator's terminal: control characters
  * (C0 but for line feeds and tabs where lines are kept, DEL, C1) and direction controls become `\uXXXX`.
  * A customer name or an import header holding ESC sequences recoloured the terminal, set its title or
  * hid the warning itself; a carriage return forged a line of `crm api-key list`.
  */
-// eslint-disable-next-line no-control-regex -- control characters are what is escaped
-const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-// eslint-disable-next-line no-control-regex -- control characters are what is escaped
-const CONTROLS_BUT_LINES = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+// DEL and the C1 controls, then the direction controls; the C0 ones differ by what is kept.
+const OTHER_CONTROLS = `\\u007f-\\u009f${DIRECTION_CONTROL_CHARACTERS}`;
+const CONTROLS = new RegExp(`[\\u0000-\\u001f${OTHER_CONTROLS}]`, 'g');
+const CONTROLS_BUT_LINES = new RegExp(`[\\u0000-\\u0008\\u000b-\\u001f${OTHER_CONTROLS}]`, 'g');
 
 const escaped = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 

@@ -71,7 +71,7 @@ database.`,
       const complete = spec.complete?.(runtime.apiDeps);
       const lines = await exportLines(spec.list(runtime.apiDeps, null), query, format, EXPORT_COLUMNS[kind], complete);
       // On a terminal (no --output, no pipe), the records' control characters are shown, not obeyed.
-      const shown = !file && process.stdout.isTTY ? (chunk: string) => terminalLines(chunk) : (chunk: string) => chunk;
+      const shown = !file && process.stdout.isTTY ? terminalLines : (chunk: string) => chunk;
       for await (const chunk of lines) {
         if (readerGone || failure || run.signal.aborted) break;
         if (!out.write(shown(chunk))) await drained(out);

@@ -6,6 +6,7 @@ import { viewsOf } from '../reporting.ts';
 import { occurredAt, type Bigint, type Instant } from './common.ts';
 import { ensureSchema, insertRows, RowSet, type TableSpec } from './rows.ts';
 import { ioTurns } from '../../shared/io-turns.ts';
+import { withoutDirectionControls } from '../../shared/direction-controls.ts';
 
 /**
  * `customer_timeline`: every event about a customer (their own, and the deal, feedback and campaign
@@ -80,17 +81,12 @@ const money = (amount: number, currency: string) => `${amount} ${currency}`;
 const yesNo = (b: boolean) => (b ? 'given' : 'withdrawn');
 
 /**
- * Direction controls (embeddings, overrides, isolates, marks): a source or a deal owner holding U+202E
+ * A short, personal-data-free description of an event. The short texts it quotes (a source, a tag, an
+ * order id, a deal's owner) lose their direction controls: a source or a deal owner holding U+202E
  * turned the rest of its entry, amounts and attribution included, around on screen.
  */
-const DIRECTION_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-
-/**
- * A short, personal-data-free description of an event. The short texts it quotes (a source, a tag, an
- * order id, a deal's owner) lose their direction controls.
- */
 export function summarize(event: CrmEvent): string {
-  return describe(event).replace(DIRECTION_CONTROLS, '');
+  return withoutDirectionControls(describe(event));
 }
 
 function describe(event: CrmEvent): string {
