@@ -2,7 +2,7 @@ import fastifyCors from '@fastify/cors';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ruleFor } from './roles.ts';
 import { createApiKeyStore, type ApiKeyStore } from './auth/api-keys.ts';
@@ -18,6 +18,7 @@ import { problemErrorHandler } from './errors.ts';
 import { requestIdOf } from './http.ts';
 import { createIdempotencyGuard } from './idempotency.ts';
 import { registerJsonBody } from './json-body.ts';
+import { describeApi } from './openapi.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { refuseUnreadableQuery } from './safe-input.ts';
 import { registerRequestTimeout } from './request-timeout.ts';
@@ -233,22 +234,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
     metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
   });
 
-  await app.register(fastifySwagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: {
-        title: 'CRM API',
-        version: deps.version ?? '0.1.0',
-        description:
-          'Event-sourced CRM. Commands answer { id, revision, position }; send the revision back as If-Match, ' +
-          'and the position as ?waitFor= on queries to read your own writes. Errors are application/problem+json.',
-      },
-      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An API key' } } },
-      security: [{ apiKey: [] }],
-    },
-    transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
-  });
+  await app.register(fastifySwagger, describeApi(deps.version ?? '0.1.0'));
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
 
   app.get('/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());

@@ -61,6 +61,8 @@ export const commandRoute = (app: FastifyInstance, context: RouteContext, spec: 
     method: spec.method,
     url: spec.url,
     schema: {
+      // The command's name is the operation's: `recordPurchase`, as a generated client calls it.
+      operationId: spec.type.charAt(0).toLowerCase() + spec.type.slice(1),
       tags: spec.tags,
       summary: spec.summary,
       description: [spec.description, ifMatchNote, `Roles: ${rule.access === 'public' ? 'public' : rule.access.join(', ')}.`].filter(Boolean).join(' '),
@@ -68,6 +70,7 @@ export const commandRoute = (app: FastifyInstance, context: RouteContext, spec: 
       headers: CommandHeaders,
       body,
       response: { [status]: CommandAccepted, ...errorResponses },
+      responseHeaders: { [status]: creation ? ['etag', 'location'] : ['etag'] },
     },
     handler: async (request, reply) => {
       const input = { ...(request.body as Record<string, unknown>) };

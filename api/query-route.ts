@@ -65,6 +65,8 @@ export const sealedPage = async <P extends Page | undefined>(
 
 export interface ListRouteSpec<Q extends z.ZodRawShape> {
   url: string;
+  /** The operation's name in the API description (`listCustomers`). */
+  operationId: string;
   tags: string[];
   summary: string;
   /** Filters beyond paging and waitFor. */
@@ -102,6 +104,7 @@ export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context
     spec.url,
     {
       schema: {
+        operationId: spec.operationId,
         tags: spec.tags,
         summary: spec.summary,
         description: rolesNote('GET', spec.url),
@@ -125,6 +128,8 @@ export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context
 
 export interface GetRouteSpec {
   url: string;
+  /** The operation's name in the API description (`getCustomer`). */
+  operationId: string;
   tags: string[];
   summary: string;
   kind: RecordKind;
@@ -138,6 +143,7 @@ export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetR
     spec.url,
     {
       schema: {
+        operationId: spec.operationId,
         tags: spec.tags,
         summary: spec.summary,
         description: `${rolesNote('GET', spec.url)} The ETag is the revision to send as If-Match.`,
@@ -148,6 +154,8 @@ export const getRoute = (app: FastifyInstance, context: RouteContext, spec: GetR
           time: AsOfTimeAxis,
         }),
         response: { 200: RecordSchema, ...errorResponses },
+        // Not on a read `asOf`: a past revision is no precondition for a command.
+        responseHeaders: { 200: ['etag'] },
       },
     },
     async (request, reply) => {

@@ -42,6 +42,7 @@ const logRoute = (app: FastifyInstance, context: RouteContext, url: string, pare
     method: 'POST',
     url,
     schema: {
+      operationId: parentField === 'customerId' ? 'logCustomerActivity' : 'logDealActivity',
       tags,
       summary,
       description: `Kinds: note, call, meeting (past facts; \`occurredAt\` is when it happened, default now) and task (open until completed; \`dueAt\`, tasks only). \`body\` is personal data. ${rolesNote('POST', url)}`,
@@ -49,6 +50,7 @@ const logRoute = (app: FastifyInstance, context: RouteContext, url: string, pare
       headers: CommandHeaders,
       body: LogActivityBody,
       response: { 201: CommandAccepted, ...problemResponses(400, 401, 403, 404, 409, 413, 422, 429, 503) },
+      responseHeaders: { 201: ['etag', 'location'] },
     },
     handler: async (request, reply) => {
       const { id, activityId, ...fields } = request.body as Record<string, unknown> & { id?: string; activityId?: string };
@@ -89,6 +91,7 @@ const parentListRoute = (
     url,
     {
       schema: {
+        operationId: parent === 'customer' ? 'listCustomerActivities' : 'listDealActivities',
         tags,
         summary: `Activities of one ${parent}, newest first by default`,
         description: rolesNote('GET', url),
@@ -141,6 +144,7 @@ export const activityRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     '/activities',
     {
       schema: {
+        operationId: 'listActivities',
         tags,
         summary: 'Activities by assignee: `?assigneeId=me&open=true` are my open tasks, overdue first',
         description: `\`assigneeId\` is a user id, or \`me\` for the user the API key belongs to (400 for a key of no user). ${rolesNote('GET', '/activities')}`,
@@ -166,6 +170,7 @@ export const activityRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
 
   getRoute(app, context, {
     url: '/activities/:id',
+    operationId: 'getActivity',
     tags,
     summary: 'One activity (also ?asOf=)',
     kind: 'activity',

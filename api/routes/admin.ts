@@ -48,6 +48,7 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
     '/admin/api-keys',
     {
       schema: {
+        operationId: 'createApiKey',
         tags: ['admin'],
         summary: 'Create an API key; the key itself is returned once and only its hash is stored',
         body: CreateApiKey,
@@ -74,6 +75,7 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
     '/admin/api-keys',
     {
       schema: {
+        operationId: 'listApiKeys',
         tags: ['admin'],
         summary: 'List API keys (never their secrets)',
         response: { 200: z.object({ items: z.array(ListedApiKey) }), ...problemResponses(400, 401, 403, 429, 503) },
@@ -95,6 +97,7 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
     '/admin/api-keys/:id',
     {
       schema: {
+        operationId: 'revokeApiKey',
         tags: ['admin'],
         summary: 'Revoke an API key (idempotent)',
         params: IdParams,

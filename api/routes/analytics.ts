@@ -108,10 +108,12 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     {
       config: { longWork: true },
       schema: {
+        operationId: 'trainModel',
         tags,
         summary: 'Fit every analytics model (BG/NBD, Gamma-Gamma, churn, segments, retention, forecast) and rescore all customers',
         body: FitModelsBody,
         response: { 201: ModelSchema, ...errors, ...problemResponses(409) },
+        responseHeaders: { 201: ['location'] },
       },
     },
     async (request, reply) => {
@@ -130,6 +132,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     '/analytics/models/latest',
     {
       schema: {
+        operationId: 'getLatestModel',
         tags,
         summary: 'The latest fitted model: parameters and evaluation metrics',
         querystring: z.strictObject({ ...WaitForQuery }),
@@ -148,6 +151,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     '/analytics/models/:version',
     {
       schema: {
+        operationId: 'getModel',
         tags,
         summary: 'One fitted model version',
         params: z.strictObject({ version: decimalNumber(z.number().int().min(1).max(2_147_483_647)) }),
@@ -167,6 +171,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     '/analytics/customers/:id',
     {
       schema: {
+        operationId: 'getCustomerAnalytics',
         tags,
         summary: "A customer's CLV, expected purchases, P(alive), churn score, segment and RFM, at the latest business time seen or at the end of `asOf`",
         description:
@@ -228,16 +233,29 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     answer: (filters: Omit<z.output<S>, 'waitFor'>, request: FastifyRequest) => Promise<z.output<typeof Loose>>,
     range?: readonly [keyof z.output<S> & string, keyof z.output<S> & string],
   ) =>
-    app.get(url, { schema: { tags, summary, querystring, response: { 200: Loose, ...errors } } }, async (request) => {
-      const { waitFor, ...filters } = request.query as z.output<S> & { waitFor?: string };
-      if (range) {
-        const [fromField, toField] = range;
-        const bounds = filters as Record<string, string | number | undefined>;
-        ordered(bounds[fromField], bounds[toField], fromField, toField);
-      }
-      await wait(waitFor);
-      return answer(filters, request);
-    });
+    app.get(
+      url,
+      {
+        schema: {
+          // getAnalyticsClv, getAnalyticsSegments
+          operationId: `getAnalytics${url.replace(/^\/analytics\/([a-z])/, (_, letter: string) => letter.toUpperCase())}`,
+          tags,
+          summary,
+          querystring,
+          response: { 200: Loose, ...errors },
+        },
+      },
+      async (request) => {
+        const { waitFor, ...filters } = request.query as z.output<S> & { waitFor?: string };
+        if (range) {
+          const [fromField, toField] = range;
+          const bounds = filters as Record<string, string | number | undefined>;
+          ordered(bounds[fromField], bounds[toField], fromField, toField);
+        }
+        await wait(waitFor);
+        return answer(filters, request);
+      },
+    );
 
   figures(
     '/analytics/clv',

@@ -192,6 +192,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     '/audit/streams/:stream',
     {
       schema: {
+        operationId: 'readStream',
         tags,
         summary: "One stream's events in order, with actor, roles, correlation and causation ids, business and record time",
         description: 'Paged by revision. `format=ndjson|csv` (or an Accept header) streams the whole history instead.',
@@ -222,6 +223,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     '/audit/streams/:stream/export',
     {
       schema: {
+        operationId: 'exportStream',
         tags,
         summary: "One stream's whole history as NDJSON or CSV, streamed",
         params: StreamParams,
@@ -244,6 +246,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     '/audit/events',
     {
       schema: {
+        operationId: 'listEvents',
         tags,
         summary: 'The global event log, filtered by actor, type, stream and record time; each item carries its global position',
         description: 'Paged by position (`nextCursor`). `from`/`to` bound record time. `format=ndjson|csv` streams every match instead.',
@@ -270,6 +273,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     '/audit/events/export',
     {
       schema: {
+        operationId: 'exportEvents',
         tags,
         summary: 'The filtered global log as NDJSON or CSV, streamed',
         querystring: z.strictObject({ ...LogFilters, format: ExportFormatQuery }),
@@ -297,6 +301,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     '/audit/state/:kind/:id',
     {
       schema: {
+        operationId: 'getRecordAt',
         tags,
         summary: 'A record as it stood at an instant, folded from its events, with the revision it reflects',
         description:
@@ -324,6 +329,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     '/audit/verify',
     {
       schema: {
+        operationId: 'startVerification',
         tags,
         summary: 'Start a verification in the background: read models against a replay (default), or the hash chains',
         description:
@@ -337,6 +343,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
           202: z.object({ id: z.uuid(), kind: z.string(), status: z.string(), href: z.string() }),
           ...errors,
         },
+        responseHeaders: { 202: ['location'] },
       },
     },
     async (request, reply) => {
@@ -358,6 +365,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     '/audit/verify/:id',
     {
       schema: {
+        operationId: 'getVerification',
         tags,
         summary: "A verification's status (running, passed, failed, error, abandoned), progress and result",
         params: IdParams,
@@ -375,6 +383,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     '/audit/chain/seal',
     {
       schema: {
+        operationId: 'sealChain',
         tags,
         summary: 'Seal the global hash chain up to the final feed now (the projection process also does it every second)',
         response: { 200: z.object({ sealed: z.number().int() }), ...errors },
@@ -387,6 +396,7 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
     '/customers/:id/export',
     {
       schema: {
+        operationId: 'exportCustomerData',
         tags: ['customers', 'audit'],
         summary: 'Subject access request: everything held about one person (profile, events, read-model rows, analytics) as one JSON document',
         params: IdParams,

@@ -92,6 +92,7 @@ export const campaignRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
 
   listRoute(app, context, {
     url: '/campaigns',
+    operationId: 'listCampaigns',
     tags,
     summary: 'List campaigns',
     filters: CampaignListFilters,
@@ -100,6 +101,7 @@ export const campaignRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
   });
   getRoute(app, context, {
     url: '/campaigns/:id',
+    operationId: 'getCampaign',
     tags,
     summary: 'One campaign with costs, responses, revenue and ROI',
     kind: 'campaign',

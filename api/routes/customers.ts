@@ -150,6 +150,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
 
   listRoute(app, context, {
     url: '/customers',
+    operationId: 'listCustomers',
     tags,
     summary: 'List customers: filters, search by name or email, sort, cursor pagination',
     filters: CustomerListFilters,
@@ -160,6 +161,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
   });
   getRoute(app, context, {
     url: '/customers/:id',
+    operationId: 'getCustomer',
     tags,
     summary: 'One customer',
     kind: 'customer',
@@ -171,6 +173,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     '/customers/duplicates',
     {
       schema: {
+        operationId: 'listDuplicateCustomers',
         tags,
         summary: 'Likely duplicates for a merge: customers sharing a normalised email, a phone number or a name',
         description:
@@ -193,6 +196,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
     '/customers/:id/timeline',
     {
       schema: {
+        operationId: 'getCustomerTimeline',
         tags,
         summary: 'Every event about the customer as a readable entry (when, who, what)',
         params: IdParams,

@@ -70,6 +70,7 @@ export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context)
 
   listRoute(app, context, {
     url: '/deals',
+    operationId: 'listDeals',
     tags,
     summary: 'List deals',
     filters: DealListFilters,
@@ -79,6 +80,7 @@ export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context)
   });
   getRoute(app, context, {
     url: '/deals/:id',
+    operationId: 'getDeal',
     tags,
     summary: 'One deal',
     kind: 'deal',
@@ -90,6 +92,7 @@ export const dealRoutes: FastifyPluginAsync<RouteContext> = async (app, context)
     '/pipeline',
     {
       schema: {
+        operationId: 'getPipeline',
         tags,
         summary: 'Pipeline summary: open deals by stage, owner and expected-close month, with weighted amounts; won and lost deals with the win rate',
         querystring: z

@@ -39,12 +39,14 @@ export const exchangeRateRoutes: FastifyPluginAsync<RouteContext> = async (app, 
     '/exchange-rates',
     {
       schema: {
+        operationId: 'setExchangeRate',
         tags,
         summary: 'Set the rate of a currency to the base currency from a business time; the same validFrom again is a correction (history kept)',
         description: `Base currency: ${baseCurrency} (CRM_BASE_CURRENCY). Setting the same rate again records nothing. Roles: admin.`,
         headers: CommandHeaders,
         body: SetRateBody,
         response: { 201: RateAccepted, ...problemResponses(400, 401, 403, 409, 422, 429, 503) },
+        responseHeaders: { 201: ['etag', 'location'] },
       },
     },
     async (request, reply) => {
@@ -69,6 +71,7 @@ export const exchangeRateRoutes: FastifyPluginAsync<RouteContext> = async (app, 
     '/exchange-rates',
     {
       schema: {
+        operationId: 'listExchangeRates',
         tags,
         summary: 'Rates to the base currency: those valid at ?at= (one per currency), or without it every rate and every correction',
         querystring: z.strictObject({

@@ -238,6 +238,8 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
     const spec = exportSpecs[kind];
     app.get(`/${kind}/export`, {
       schema: {
+        // exportCustomers, exportExchangeRates
+        operationId: `export${kind.replace(/(?:^|-)([a-z])/g, (_, letter: string) => letter.toUpperCase())}`,
         tags: [kind],
         summary: `Every ${kind} record as CSV or NDJSON (Accept: text/csv or application/x-ndjson, or ?format=)`,
         description: 'Streamed; takes the filters of the list. Personal fields are masked for roles that may not see them.',

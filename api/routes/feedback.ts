@@ -78,6 +78,7 @@ export const feedbackRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
 
   listRoute(app, context, {
     url: '/feedback',
+    operationId: 'listFeedback',
     tags,
     summary: 'List feedback',
     filters: FeedbackListFilters,
@@ -86,6 +87,7 @@ export const feedbackRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
   });
   getRoute(app, context, {
     url: '/feedback/:id',
+    operationId: 'getFeedback',
     tags,
     summary: 'One feedback item',
     kind: 'feedback',

@@ -144,6 +144,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
 
   app.post('/imports', {
     schema: {
+      operationId: 'startImport',
       tags: ['imports'],
       summary: 'Import a CSV or NDJSON file (202, then poll GET /imports/:id)',
       description:
@@ -155,6 +156,11 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         'customers rows without owner_id take it too, as POST /customers gives a user its registrations. An unknown or deactivated defaultOwner is a 400 before anything is read.',
       querystring: ImportQuery,
       response: { 202: z.object({ id: z.string() }), ...problemResponses(400, 401, 403, 408, 409, 413, 415, 429, 503) },
+      responseHeaders: { 202: ['location'] },
+      streamedBody: {
+        mediaTypes: Object.keys(FORMATS),
+        description: 'The file: a header row then one row per line (CSV), or one JSON object per line (NDJSON)',
+      },
     },
     // A large file takes minutes on a slow link: the upload is bounded by its size and by how long it
     // may send nothing (408), not by the request timeout, which cut it with a 503 while the job went on.
@@ -225,6 +231,7 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
 
   app.get('/imports/:id', {
     schema: {
+      operationId: 'getImport',
       tags: ['imports'],
       summary: 'Progress, counts and the bad-row report of an import',
       params: IdParams,

@@ -23,7 +23,14 @@ const Me = z
 export const meRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/me',
-    { schema: { tags: ['ops'], summary: "The caller's key, role, user, visibility and teams", response: { 200: Me, ...problemResponses(400, 401, 429) } } },
+    {
+      schema: {
+        operationId: 'getMe',
+        tags: ['ops'],
+        summary: "The caller's key, role, user, visibility and teams",
+        response: { 200: Me, ...problemResponses(400, 401, 429) },
+      },
+    },
     async (request) => {
       const viewer = request.viewer!;
       return {

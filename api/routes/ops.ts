@@ -114,7 +114,11 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
   const quiet = { rateLimit: false } as const;
   app.get(
     '/health',
-    { config: quiet, logLevel: 'warn', schema: { tags: ['ops'], summary: 'Liveness (no key needed)', security: [], response: { 200: Health } } },
+    {
+      config: quiet,
+      logLevel: 'warn',
+      schema: { operationId: 'getHealth', tags: ['ops'], summary: 'Liveness (no key needed)', security: [], response: { 200: Health } },
+    },
     async () => ({
       status: 'ok' as const,
     }),
@@ -224,6 +228,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
       config: quiet,
       logLevel: 'warn',
       schema: {
+        operationId: 'getReadiness',
         tags: ['ops'],
         summary: 'Readiness: the event store answers and every projection is running and caught up within the bound (no key needed)',
         security: [],
@@ -242,6 +247,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
     '/audit/projections',
     {
       schema: {
+        operationId: 'listProjections',
         tags: ['audit'],
         summary: 'Readiness with what a failed projection stopped on (stream, event id, error) and which worker holds each lease',
         response: { 200: ProjectionsDetail, ...problemResponses(400, 401, 403, 429) },
@@ -256,6 +262,7 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsRoutesOptions> = async (app, op
       config: quiet,
       logLevel: 'warn',
       schema: {
+        operationId: 'getMetrics',
         tags: ['ops'],
         summary: 'Prometheus metrics (text exposition format; no key needed)',
         security: [],

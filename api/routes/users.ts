@@ -121,11 +121,13 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
     '/admin/teams',
     {
       schema: {
+        operationId: 'createTeam',
         tags,
         summary: 'Create a team',
         headers: CommandHeaders,
         body: strictBody(teamCommandSchemas.CreateTeam, 'teamId').extend({ id: z.uuid().optional() }),
         response: { 201: CommandAccepted, ...errors },
+        responseHeaders: { 201: ['etag', 'location'] },
       },
     },
     async (request, reply) => {
@@ -146,12 +148,14 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
       `/admin/${collection}/:id`,
       {
         schema: {
+          operationId: collection === 'teams' ? 'renameTeam' : 'changeUser',
           tags,
           ...texts,
           params: IdParams,
           headers: CommandHeaders,
           body: strictBody(payload, idField),
           response: { 200: CommandAccepted, ...errors },
+          responseHeaders: { 200: ['etag'] },
         },
       },
       async (request, reply) =>
@@ -162,7 +166,14 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
 
   app.get(
     '/admin/teams',
-    { schema: { tags, summary: 'List teams with their members', response: { 200: z.object({ items: z.array(TeamView) }), ...errors } } },
+    {
+      schema: {
+        operationId: 'listTeams',
+        tags,
+        summary: 'List teams with their members',
+        response: { 200: z.object({ items: z.array(TeamView) }), ...errors },
+      },
+    },
     async () => {
       const { rows } = await sql<TeamRow>`SELECT t.*, ARRAY(SELECT m.user_id::text FROM ${sql.id(read, 'team_members')} m
         WHERE m.team_id = t.team_id ORDER BY m.user_id) AS member_ids FROM ${sql.id(read, 'teams')} t ORDER BY t.name, t.team_id`.execute(db);
@@ -182,11 +193,13 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
     '/admin/users',
     {
       schema: {
+        operationId: 'registerUser',
         tags,
         summary: 'Register a user: role, teams and visibility (own, team (default), all)',
         headers: CommandHeaders,
         body: strictBody(userCommandSchemas.RegisterUser, 'userId').extend({ id: z.uuid().optional() }),
         response: { 201: CommandAccepted, ...errors },
+        responseHeaders: { 201: ['etag', 'location'] },
       },
     },
     async (request, reply) => {
@@ -195,13 +208,26 @@ export const userRoutes: FastifyPluginAsync<RouteContext> = async (plugin, conte
     },
   );
 
-  app.get('/admin/users', { schema: { tags, summary: 'List users', response: { 200: z.object({ items: z.array(UserView) }), ...errors } } }, async () => ({
-    items: await usersWhere(sql`true`),
-  }));
+  app.get(
+    '/admin/users',
+    { schema: { operationId: 'listUsers', tags, summary: 'List users', response: { 200: z.object({ items: z.array(UserView) }), ...errors } } },
+    async () => ({
+      items: await usersWhere(sql`true`),
+    }),
+  );
 
   app.get(
     '/admin/users/:id',
-    { schema: { tags, summary: 'One user (the ETag is the revision to send as If-Match)', params: IdParams, response: { 200: UserView, ...errors } } },
+    {
+      schema: {
+        operationId: 'getUser',
+        tags,
+        summary: 'One user (the ETag is the revision to send as If-Match)',
+        params: IdParams,
+        response: { 200: UserView, ...errors },
+        responseHeaders: { 200: ['etag'] },
+      },
+    },
     async (request, reply) => {
       const user = await userById(request.params.id);
       if (!user) throw new ProblemError('not_found', `No user ${request.params.id}.`);

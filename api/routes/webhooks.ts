@@ -172,6 +172,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     '/webhooks',
     {
       schema: {
+        operationId: 'createWebhook',
         tags,
         summary: 'Subscribe a URL to integration events; the signing secret is returned once',
         description:
@@ -180,6 +181,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
           'Per subscription in position order, at least once: receivers must dedupe by webhook-id. A new subscription receives events recorded from now on; replay reaches back.',
         body: CreateWebhook,
         response: { 201: CreatedWebhook, ...problemResponses(400, 401, 403, 413, 429, 503) },
+        responseHeaders: { 201: ['location'] },
       },
     },
     async (request, reply) => {
@@ -199,6 +201,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     '/webhooks/event-types',
     {
       schema: {
+        operationId: 'listWebhookEventTypes',
         tags,
         summary: 'The integration event types: version, aggregate, fields, personal fields, NATS subject',
         response: { 200: z.object({ envelope: IntegrationEventSchema.optional(), items: z.array(EventTypeView) }), ...problemResponses(400, 401, 403, 429) },
@@ -224,6 +227,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     '/webhooks',
     {
       schema: {
+        operationId: 'listWebhooks',
         tags,
         summary: 'Webhook subscriptions with their delivery state (never their secrets)',
         response: { 200: z.object({ items: z.array(WebhookView) }), ...problemResponses(400, 401, 403, 429, 503) },
@@ -246,6 +250,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     '/webhooks/:id',
     {
       schema: {
+        operationId: 'getWebhook',
         tags,
         summary: 'One webhook subscription',
         params: IdParams,
@@ -262,6 +267,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     '/webhooks/:id',
     {
       schema: {
+        operationId: 'changeWebhook',
         tags,
         summary: 'Change url, events or description; enable or disable (enabling resumes a failing subscription)',
         description:
@@ -295,6 +301,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     '/webhooks/:id',
     {
       schema: {
+        operationId: 'deleteWebhook',
         tags,
         summary: 'Delete a webhook subscription and its delivery log',
         params: IdParams,
@@ -311,6 +318,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     '/webhooks/:id/deliveries',
     {
       schema: {
+        operationId: 'listWebhookDeliveries',
         tags,
         summary: 'Recent delivery attempts, newest first: status code, latency, error, next retry',
         params: IdParams,
@@ -328,6 +336,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     '/webhooks/:id/rotate-secret',
     {
       schema: {
+        operationId: 'rotateWebhookSecret',
         tags,
         summary: 'Replace the signing secret; the new one is returned once, the replaced one still signs for a while',
         description:
@@ -359,6 +368,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ integration: IntegrationServ
     '/webhooks/:id/replay',
     {
       schema: {
+        operationId: 'replayWebhookDeliveries',
         tags,
         summary: 'Deliver again from a position on (and resume a failing subscription)',
         params: IdParams,

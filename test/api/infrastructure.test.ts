@@ -142,6 +142,83 @@ describe('ops routes', () => {
     expect(doc.paths['/customers'].get.security).toBeUndefined();
   });
 
+  it('names every operation once, and declares the headers its answers really carry', async () => {
+    const doc = json(await h.app.inject({ method: 'GET', url: '/openapi.json' }));
+    type Response = { headers?: Record<string, { $ref?: string; schema?: { type?: string } }>; content?: Record<string, unknown> };
+    type Operation = { operationId?: string; responses: Record<string, Response>; requestBody?: { content: Record<string, unknown> } };
+    const operations = Object.entries<Record<string, Operation>>(doc.paths).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, operation]) => ({ at: `${method} ${path}`, operation })),
+    );
+    expect(operations.length).toBeGreaterThan(100);
+    const unnamed = operations.filter(({ operation }) => !/^[a-z][A-Za-z]+$/.test(operation.operationId ?? '')).map(({ at }) => at);
+    expect(unnamed).toEqual([]);
+    const ids = operations.map(({ operation }) => operation.operationId);
+    expect(ids.filter((id, i) => ids.indexOf(id) !== i)).toEqual([]);
+    const op = (method: string, path: string): Operation => doc.paths[path][method];
+    expect(op('post', '/customers/{id}/purchases').operationId).toBe('recordPurchase');
+    expect(op('get', '/customers').operationId).toBe('listCustomers');
+
+    /** The headers of a real answer that the document declares for it (case as HTTP ignores it). */
+    const undeclared = (operation: Operation, status: number, headers: Record<string, unknown>, names: string[]): string[] => {
+      const declared = Object.keys(operation.responses[String(status)]?.headers ?? {}).map((name) => name.toLowerCase());
+      for (const name of names) expect(headers[name], `${operation.operationId} ${status} sends ${name}`).toBeDefined();
+      return names.filter((name) => !declared.includes(name));
+    };
+    const created = await h.app.inject({
+      method: 'POST',
+      url: '/customers',
+      headers: h.auth('sales'),
+      payload: { name: 'Header Check', email: `headers-${Date.now()}@example.com` },
+    });
+    expect(created.statusCode).toBe(201);
+    expect(
+      undeclared(op('post', '/customers'), 201, created.headers, [
+        'etag',
+        'location',
+        'x-request-id',
+        'ratelimit-limit',
+        'ratelimit-remaining',
+        'ratelimit-reset',
+      ]),
+    ).toEqual([]);
+    const read = await h.app.inject({
+      method: 'GET',
+      url: `${created.headers.location as string}?waitFor=${json<{ position: string }>(created).position}`,
+      headers: h.auth('sales'),
+    });
+    expect(read.statusCode).toBe(200);
+    expect(undeclared(op('get', '/customers/{id}'), 200, read.headers, ['etag', 'x-request-id'])).toEqual([]);
+    const purchase = await h.app.inject({
+      method: 'POST',
+      url: `${created.headers.location as string}/purchases`,
+      headers: h.auth('sales'),
+      payload: { orderId: 'header-check-1', amount: 10, currency: 'EUR' },
+    });
+    expect(undeclared(op('post', '/customers/{id}/purchases'), 200, purchase.headers, ['etag'])).toEqual([]);
+    const health = await h.app.inject({ method: 'GET', url: '/health' });
+    expect(health.headers['ratelimit-limit']).toBeUndefined();
+    expect(Object.keys(op('get', '/health').responses['200']!.headers ?? {})).toEqual(['X-Request-Id']);
+    for (const [method, path] of [
+      ['post', '/customers'],
+      ['get', '/customers'],
+    ])
+      for (const status of ['429', '503']) expect(op(method!, path!).responses[status]!.headers, `${method} ${path} ${status}`).toHaveProperty('Retry-After');
+    expect(doc.components.headers['Retry-After'].schema.type).toBe('integer');
+    // Each header is a Header Object: a reference, or a schema of a type (not a schema wrapped twice).
+    const malformed = operations.flatMap(({ at, operation }) =>
+      Object.entries(operation.responses).flatMap(([status, response]) =>
+        Object.entries(response.headers ?? {})
+          .filter(([, header]) => header.$ref === undefined && typeof header.schema?.type !== 'string')
+          .map(([name]) => `${at} ${status} ${name}`),
+      ),
+    );
+    expect(malformed).toEqual([]);
+    // The import reads its body as a stream: no schema validates it, yet the description says what to send.
+    const upload = op('post', '/imports');
+    expect(Object.keys(upload.requestBody!.content)).toEqual(expect.arrayContaining(['application/x-ndjson', 'text/csv']));
+    expect(Object.keys(upload.responses['202']!.headers ?? {})).toContain('Location');
+  });
+
   it('serves Swagger UI at /docs', async () => {
     const res = await h.app.inject({ method: 'GET', url: '/docs/' });
     expect(res.statusCode).toBe(200);
