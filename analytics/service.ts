@@ -547,20 +547,24 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
    */
   async function retention(filters: { from?: string; to?: string; activeWindowDays?: number } = {}) {
     const end = await observationEndDay();
-    if (end === null) return { cohorts: [], periods: [], activeWindowDays: filters.activeWindowDays ?? 365 };
+    if (end === null) return { cohorts: [], periods: [], activeWindowDays: filters.activeWindowDays ?? 365, partialMonth: null };
     const to = filters.to && filters.to < monthOfDay(end) ? filters.to : monthOfDay(end);
+    // The month still running (by the data or the calendar), when the answer reaches it: its E and
+    // active counts are provisional, and the fit's retention rate leaves it out, as the forecast does.
+    const running = addMonths(lastCompleteMonth(end, dayOf(clock())), 1);
+    const partialMonth = to >= running ? running : null;
     const window = filters.activeWindowDays ?? KEPT_ACTIVE_WINDOW_DAYS;
     // Without the counts while the tables of the previous version serve (they are rebuilt after an upgrade).
     const kept = await unlessRebuilding(
       () => keptRetention(db, schema, to, filters.from, window),
       () => null,
     );
-    if (kept) return { activeWindowDays: window, ...kept };
+    if (kept) return { activeWindowDays: window, ...kept, partialMonth };
     const customers = await purchaseDaysUpTo(db, schema, end);
     const cohorts = cohortTable(customers, to).filter((c) => !filters.from || c.cohort >= filters.from);
     const from = filters.from ?? cohorts[0]?.cohort ?? to;
     const activeWindowDays = filters.activeWindowDays ?? 365;
-    return { activeWindowDays, cohorts, periods: from <= to ? retentionRates(customers, from, to, activeWindowDays) : [] };
+    return { activeWindowDays, cohorts, periods: from <= to ? retentionRates(customers, from, to, activeWindowDays) : [], partialMonth };
   }
 
   /**
@@ -605,7 +609,8 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
           : sql`period`;
     const keys =
       groupBy === 'period'
-        ? sql`${period} AS period, 'all'::text AS channel`
+        ? // One channel asked for: its rows are that channel's, and say so (a spreadsheet of chat alone read "all").
+          sql`${period} AS period, ${filters.channel ?? 'all'}::text AS channel`
         : groupBy === 'channel'
           ? sql`'all'::text AS period, channel`
           : sql`${period} AS period, channel`;
@@ -780,6 +785,7 @@ function baseRateChurn(examples: readonly ChurnExample[], reason: string): Churn
       trainSize: examples.length,
       testSize: 0,
       churnRate: rate,
+      labelledChurnRate: rate,
       calibration: [],
       newtonMaxWeightGap: 0,
       unavailable: reason,

@@ -107,6 +107,7 @@ export function trainChurnModels(examples: readonly ChurnExample[], options: Chu
       trainSize: lrRows.length,
       testSize: test.length,
       churnRate: labelsTest.reduce((s, y) => s + y, 0) / labelsTest.length,
+      labelledChurnRate: examples.reduce((s, e) => s + e.churned, 0) / examples.length,
       calibration: calibration(labelsTest, lrScores),
       newtonMaxWeightGap,
     },

@@ -88,7 +88,10 @@ export interface ChurnTraining {
   metrics: ClassifierMetrics & {
     trainSize: number;
     testSize: number;
+    /** The share churned in the held-out set: the base rate its metrics are compared with. */
     churnRate: number;
+    /** The share churned among every customer labelled (training and held-out rows). */
+    labelledChurnRate: number;
     calibration: CalibrationBin[];
     /** Largest |w_package - w_newton| over the coefficients: how far the package's gradient ascent is from the ML solution. */
     newtonMaxWeightGap: number;

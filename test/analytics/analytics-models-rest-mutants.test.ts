@@ -749,6 +749,9 @@ describe('churn training at its edges', () => {
     const held = examples.filter((e) => (fnv1a(e.customerId) % 10_000) / 10_000 < 0.3);
     expect(training.metrics.testSize).toBe(held.length);
     expect(training.metrics.churnRate).toBeCloseTo(held.filter((e) => e.churned === 1).length / held.length, 12);
+    // The base rate over every labelled customer, beside the held-out one.
+    expect(training.metrics.labelledChurnRate).toBeCloseTo(examples.filter((e) => e.churned === 1).length / examples.length, 12);
+    expect(training.metrics.labelledChurnRate).not.toBeCloseTo(training.metrics.churnRate, 6);
     const reversed = trainChurnModels([...examples].reverse(), { testShare: 0.3, maxLogisticRows: 120, maxTreeRows: 90, logisticSteps: 10 });
     expect(reversed.metrics.testSize).toBe(held.length);
     expect(reversed.metrics.churnRate).toBe(training.metrics.churnRate);

@@ -278,7 +278,12 @@ describe('analytics routes', () => {
     const end = figures.observationEnd as string;
     const endsMonth = dayToIsoDate(dayOf(`${end}T00:00:00Z`) + 1).slice(0, 7) !== end.slice(0, 7);
     const lastComplete = endsMonth ? end.slice(0, 7) : dayToIsoDate(dayOf(`${end.slice(0, 7)}-01T00:00:00Z`) - 1).slice(0, 7);
-    const { periods } = (await app.inject({ method: 'GET', url: '/analytics/retention', headers: auth('analyst') })).json();
+    const { periods, partialMonth } = (await app.inject({ method: 'GET', url: '/analytics/retention', headers: auth('analyst') })).json();
+    // The month the data end in, still running, is named: its figures are provisional.
+    expect(partialMonth).toBe(periods.at(-1).period);
+    const earlier = (await app.inject({ method: 'GET', url: `/analytics/retention?to=${lastComplete}`, headers: auth('analyst') })).json();
+    expect(earlier.periods.at(-1).period).toBe(lastComplete);
+    expect(earlier.partialMonth).toBeNull();
     const crr = (periods as { period: string; crr: number | null }[])
       .filter((p) => p.period <= lastComplete)
       .slice(-12)

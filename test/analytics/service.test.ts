@@ -111,6 +111,14 @@ describe('analytics service', () => {
     expect(byQuarter.items[0]!.period).toMatch(/^\d{4}-Q[1-4]$/);
     expect(byQuarter.total).toEqual(satisfaction.total);
     const byMonth = await service.satisfaction({ groupBy: 'period' });
+    expect(new Set(byMonth.items.map((i) => i.channel))).toEqual(new Set(['all']));
+    // One channel asked for: its rows are that channel's figures, and are labelled with it.
+    const chatByMonth = await service.satisfaction({ groupBy: 'period', channel: 'chat' });
+    const chatByPeriodAndChannel = (await service.satisfaction({ channel: 'chat' })).items;
+    expect(chatByMonth.items.map(({ period, channel, csatResponses }) => ({ period, channel, csatResponses }))).toEqual(
+      chatByPeriodAndChannel.map(({ period, channel, csatResponses }) => ({ period, channel, csatResponses })),
+    );
+    expect(chatByMonth.items[0]!.channel).toBe('chat');
     const q1 = byMonth.items.filter((i) => ['2023-01', '2023-02', '2023-03'].includes(i.period)).reduce((s, i) => s + i.csatResponses, 0);
     expect(byQuarter.items.find((i) => i.period === '2023-Q1')?.csatResponses ?? 0).toBe(q1);
     // Each row says which months it covers: a quarter cut by from/to says so.
