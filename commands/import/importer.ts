@@ -113,6 +113,19 @@ const shown = (value: unknown): string => {
   return JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}...` : text);
 };
 
+/**
+ * What to do with an old system's id (`CUST-00042`) where the CRM takes a UUID: "Invalid UUID" alone
+ * left a migrator nowhere to go.
+ */
+const idHint = (column: string): string | undefined =>
+  column !== 'id' && !column.endsWith('_id')
+    ? undefined
+    : column === 'customer_id'
+      ? 'name the customer by customer_email instead, or by the id this CRM gave it'
+      : column === 'campaign_id' || column === 'deal_id'
+        ? `name it by the id this CRM gave it: import those records first, then \`crm export ${column === 'campaign_id' ? 'campaigns' : 'deals'}\` lists their ids`
+        : "leave the column out (or its cell empty) and an id is derived from the row; keep the old system's id in another column, such as source or a tag";
+
 const describeIssues = (error: ZodError, at?: RefusedAt): string =>
   error.issues
     .map((i) => {
@@ -120,7 +133,9 @@ const describeIssues = (error: ZodError, at?: RefusedAt): string =>
       if (!file) return `${i.path.length ? i.path.join('.') : 'row'}: ${i.message}`;
       // Nothing to read (no such column, or an empty cell): zod's "expected string, received undefined" told a clerk nothing.
       if (file.value === undefined && i.code === 'invalid_type') return `${file.column}: required: the file has no such column, or its cell is empty`;
-      return `${file.column}: ${file.value === undefined ? '' : `${shown(file.value)} is refused: `}${i.message}`;
+      const uuidHint = i.code === 'invalid_format' && i.format === 'uuid' ? idHint(file.column) : undefined;
+      const hint = uuidHint ? ` (ids here are UUIDs: ${uuidHint})` : '';
+      return `${file.column}: ${file.value === undefined ? '' : `${shown(file.value)} is refused: `}${i.message}${hint}`;
     })
     .join('; ');
 
@@ -152,7 +167,12 @@ export const rowReason = (error: unknown, at?: RefusedAt): string | undefined =>
   if (error instanceof ZodError) return describeIssues(error, at);
   if (error instanceof DomainError) return describeRefusal(error, at);
   if (error instanceof IdempotencyConflict) {
-    const changed = 'row: imported before with different values (a row key is imported once; change it through the API)';
+    // The key of a response is its campaign, customer and kind: a second conversion of one customer is
+    // that key again, and the campaign keeps the first (as the API refuses the second with a 409).
+    if (at?.type === 'RecordCampaignResponse')
+      return "row: this customer's response of this kind to this campaign is recorded already (a campaign keeps one response of each kind per customer, the first; in the file or imported before)";
+    const changed =
+      'row: imported before with different values (a row is imported once and the stored one stays; change it through the API where it can be: a purchase is corrected with a refund)';
     // The owner is part of what the row means: one that came from the run is a likely difference, and not in the file to see.
     if (at?.defaultOwner === undefined) return changed;
     return `${changed}; its owner_id is empty and took the default owner ${at.defaultOwner}: if it came in with another default owner, or none (a customer then has no owner; an earlier version gave such deals the owner "import"), it keeps that one`;

@@ -228,20 +228,35 @@ const DECIMAL_COMMA = /^-?\d+,\d+$/;
  */
 const DOTTED_THOUSANDS = /^-?[1-9]\d{0,2}(\.\d{3})+$/;
 
+/** `1,234`, `12,500`: three digits after each comma, which a spreadsheet writing decimal points writes for thousands. */
+const COMMA_THOUSANDS = /^-?[1-9]\d{0,2}(,\d{3})+$/;
+
+const DELIMITER_NAMES: Record<string, string> = { ';': 'semicolons', '\t': 'tabs' };
+
 /**
- * A semicolon file's numbers are written with a decimal comma: read as the number they are. A number
- * with a dot and three digits after it is refused (why, when there is one): in such a file `1.234` is
- * 1234 written with a thousands separator as often as 1.234, and it was read as 1.234, 1000 times less.
+ * The numbers of a file whose locale may write a decimal comma, read as the number they are. A
+ * semicolon file is such a file: `12,50` is 12.5, and `1.234` is refused (in such a file it is 1234
+ * written with a thousands separator as often as 1.234, and it was read as 1.234, 1000 times less).
+ * A tab-separated file (a sheet copied as text, Excel's "Unicode text") comes from either kind of
+ * locale: `12,50` and `12.50` are read, and both `1.234` and `1,234` are refused, since each may be
+ * thousands (a German `2.500` was stored as 2.5).
  */
-const readDecimalCommas = (row: Row, numberColumns: ReadonlySet<string>): string | undefined => {
+const readDecimalCommas = (row: Row, numberColumns: ReadonlySet<string>, delimiter: string): string | undefined => {
+  const separated = DELIMITER_NAMES[delimiter];
+  if (separated === undefined) return undefined;
   for (const column of numberColumns) {
     const value = row[column];
     if (typeof value !== 'string') continue;
+    const ambiguous = DOTTED_THOUSANDS.test(value) || (delimiter === '\t' && COMMA_THOUSANDS.test(value));
+    if (ambiguous) {
+      const mark = value.includes('.') ? '.' : ',';
+      const other = mark === '.' ? ',' : '.';
+      return `${column}: ${JSON.stringify(value)} in a file separated by ${separated} may be ${value.split(mark).join('')} or ${value.replace(mark, other)} (a decimal ${other === ',' ? 'comma' : 'point'}); write it without thousands separators${delimiter === ';' ? ', with a decimal comma' : ''}`;
+    }
     if (DECIMAL_COMMA.test(value)) {
       rememberWritten(row, column, value);
       row[column] = value.replace(',', '.');
-    } else if (DOTTED_THOUSANDS.test(value))
-      return `${column}: ${JSON.stringify(value)} in a file separated by semicolons may be ${value.replace(/\./g, '')} or ${value.replace('.', ',')} (a decimal comma); write it without thousands separators, with a decimal comma`;
+    }
   }
   return undefined;
 };
@@ -308,7 +323,7 @@ async function* csvRecords(file: Readable, numberColumns: ReadonlySet<string>): 
   for await (const numbered of parser as AsyncIterable<NumberedRecord>) {
     ownProtoColumn(numbered.record);
     unguard(numbered.record);
-    const ambiguous = delimiter === ';' ? readDecimalCommas(numbered.record, numberColumns) : undefined;
+    const ambiguous = readDecimalCommas(numbered.record, numberColumns, delimiter);
     // A rise of the cumulative count means this row has the wrong number of fields.
     const wrongLength = numbered.invalidSoFar > invalidSoFar;
     invalidSoFar = numbered.invalidSoFar;

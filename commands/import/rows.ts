@@ -90,7 +90,9 @@ export const normalizeHeader = (header: string) =>
 /** Which file is it, from its columns (the first row of an NDJSON file). */
 export const detectKind = (headers: string[]): ImportKind | undefined => {
   const h = new Set(headers.map(normalizeHeader));
-  if (h.has('refund_id') || (h.has('order_id') && h.has('refund_reason'))) return 'refunds';
+  // A refund's columns beside an order's: the README's refunds layout (`reason`) was read as purchases,
+  // and each refund was recorded as another purchase of its amount.
+  if (h.has('refund_id') || (h.has('order_id') && (h.has('refund_reason') || h.has('reason') || h.has('refunded_at')))) return 'refunds';
   if (h.has('order_id') && h.has('amount')) return 'purchases';
   if (h.has('title') && h.has('expected_close_date')) return 'deals';
   if (h.has('campaign_id') && (h.has('response') || h.has('kind')) && (h.has('customer_id') || h.has('customer_email'))) return 'responses';
@@ -162,7 +164,7 @@ const numberOf = (row: Row, column: string): unknown => {
   const n = Number(value);
   if (Number.isFinite(n) && /^-?\d+(\.\d+)?$/.test(value)) return n;
   throw new RowRejected(
-    `${column}: ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)} is not a number; write it as 1234.50 (1234,50 in a file separated by semicolons), without thousands separators or a currency sign`,
+    `${column}: ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)} is not a number; write it as 1234.50 (1234,50 in a file separated by semicolons or tabs), without thousands separators, a currency sign or spaces`,
   );
 };
 
@@ -206,6 +208,21 @@ const timeOf = (row: Row, ...names: string[]): string | undefined => {
   const parts = writtenTime(column, value);
   if (parts) return instant(column, value, ...parts);
   throw new RowRejected(`${column}: ${JSON.stringify(value)} is not a time; write 2019-12-31, 2019-12-31 10:00 (UTC) or 2019-12-31T10:00:00+02:00`);
+};
+
+/**
+ * Refuses a row whose business time was left empty in a file that has the column: it would be recorded
+ * at the import's own time without a word (a purchase of 2018 in this month's revenue, a deal won years
+ * ago won today), and a corrected file could not replace it, since a row is imported once. A file
+ * without the column records every row at the import's time, as the API does without `occurredAt`.
+ */
+const refuseUndated = (row: Row, time: string | undefined, ...names: string[]): void => {
+  if (time !== undefined) return;
+  const column = names.find((name) => Object.hasOwn(row, name));
+  if (column === undefined) return;
+  throw new RowRejected(
+    `${column}: empty in a file that dates its rows; the row would be recorded at the import's time: write its date, or leave the column out to record every row at the import's time`,
+  );
 };
 
 /**
@@ -336,6 +353,8 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   // An inactive customer whose file gives no registration registered when it was deactivated:
   // registered at the import's own time, it would leave before it arrived (which the customer refuses).
   const registeringAt = registeredAt ?? deactivatedAt;
+  if (status === 'inactive') refuseUndated(row, deactivatedAt, 'deactivated_at');
+  refuseUndated(row, registeringAt, 'registered_at', 'customer_since');
   // The same key as before business time existed, so files imported earlier stay idempotent.
   const key = keyOf('customers', email ?? '');
   const register: RowCommand = withTime('RegisterCustomer', { ...fields, ...(ownerId ? { ownerId } : {}) }, registeringAt, key);
@@ -367,7 +386,9 @@ const purchases = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const customerId = customerOf(row, options);
   const orderId = text(row, 'order_id');
   const fields = { customerId, orderId, amount: numberOf(row, 'amount'), currency: currencyOf(row) };
-  return [withTime('RecordPurchase', fields, timeOf(row, 'occurred_at', 'date', 'purchased_at'), keyOf('purchases', `${customerId}:${orderId}`))];
+  const occurredAt = timeOf(row, 'occurred_at', 'date', 'purchased_at');
+  refuseUndated(row, occurredAt, 'occurred_at', 'date', 'purchased_at');
+  return [withTime('RecordPurchase', fields, occurredAt, keyOf('purchases', `${customerId}:${orderId}`))];
 };
 
 const refunds = (row: Row, options: RowOptions = {}): RowCommand[] => {
@@ -375,6 +396,7 @@ const refunds = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const orderId = text(row, 'order_id');
   const refundId = text(row, 'refund_id');
   const time = timeOf(row, 'occurred_at', 'date', 'refunded_at');
+  refuseUndated(row, time, 'occurred_at', 'date', 'refunded_at');
   const fields = {
     customerId,
     orderId,
@@ -438,6 +460,8 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
   // A closed deal whose file gives no opening opened when it closed: opened at the import's own time,
   // it would be closed before it opened (which the deal refuses).
   const openingAt = openedAt ?? closedAt;
+  if (!isOpen) refuseUndated(row, closedAt, 'closed_at');
+  refuseUndated(row, openingAt, 'opened_at', 'created_at');
   const open = withTime('OpenDeal', enteredLater ? { ...fields, stageEnteredAt } : fields, openingAt, keyOf('deals', natural));
   // Rows imported before the stage's time was read, or before the opening defaulted to the closing:
   // the same deal (their file, or its export, again).
@@ -557,7 +581,9 @@ const responses = (row: Row, options: RowOptions = {}): RowCommand[] => {
   // An imported unsubscribe is history and withdraws no consent (the API's does, commands/index.ts
   // withdrawConsent): the consent is the customers file's, and an old system's unsubscribe may predate
   // a consent given back since (a migration would have withdrawn every consent ever withdrawn once).
-  return [withTime('RecordCampaignResponse', fields, timeOf(row, 'occurred_at', 'date'), keyOf('responses', `${campaignId}:${customerId}:${kind}`))];
+  const occurredAt = timeOf(row, 'occurred_at', 'date');
+  refuseUndated(row, occurredAt, 'occurred_at', 'date');
+  return [withTime('RecordCampaignResponse', fields, occurredAt, keyOf('responses', `${campaignId}:${customerId}:${kind}`))];
 };
 
 /**
@@ -570,6 +596,7 @@ const costs = (row: Row): RowCommand[] => {
   const costId = text(row, 'cost_id');
   const amount = numberOf(row, 'amount');
   const occurredAt = timeOf(row, 'occurred_at', 'date');
+  refuseUndated(row, occurredAt, 'occurred_at', 'date');
   const description = text(row, 'description') ?? null;
   // Without a cost id (an invoice number) a cost is known by what it says: one campaign's rows equal in
   // amount, time and description are one cost.
@@ -741,6 +768,7 @@ const activities = (row: Row, options: RowOptions = {}): RowCommand[] => {
   // A completed task whose file gives no time of its own was logged when it was completed: logged at
   // the import's time, it would be completed before it was logged (which the task refuses).
   const loggedAt = occurredAt ?? completedAt;
+  refuseUndated(row, loggedAt, 'occurred_at', 'date');
   const log = withTime('LogActivity', fields, loggedAt, keyOf('activities', natural));
   if (loggedAt !== occurredAt) log.formerly = [withTime('LogActivity', fields, occurredAt, log.key).command];
   if (completedAt === undefined) return [log];

@@ -99,7 +99,12 @@ describe('import: a row imported before is known by what it means', () => {
     ]);
     expect(again.outcome).toMatchObject({ imported: 2, alreadyPresent: 2, rejected: 0 });
     const changed = await importing([header, `${campaignId},${email},converted,90,USD,1998-03-10T12:00:00.000Z`]);
-    expect(changed.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^row: imported before with different values/) }]);
+    expect(changed.rejected).toEqual([
+      { line: 2, reason: expect.stringMatching(/^row: this customer's response of this kind to this campaign is recorded already/) },
+    ]);
+    // A second conversion of the customer in one file: the first is kept, and the second says why it is not.
+    const second = await importing([header, `${campaignId},${email},converted,20,USD,1998-04-10T12:00:00.000Z`]);
+    expect(second.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/a campaign keeps one response of each kind per customer, the first/) }]);
   });
 
   it('still takes a row stored by an earlier importer (its fingerprint of the text, and its invented source) as present', async () => {

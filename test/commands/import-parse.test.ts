@@ -56,6 +56,19 @@ describe('CSV files', () => {
     ]);
     expect(await records('amount,subject\n1.234,x\n', 'csv')).toEqual([{ line: 2, row: { amount: '1.234', subject: 'x' } }]);
     expect(await records('probability;amount\n0.125;-0.500\n', 'csv')).toEqual([{ line: 2, row: { probability: '0.125', amount: '-0.500' } }]);
+    // A tab-separated file comes from either kind of locale (Excel's "Unicode text" of a German sheet
+    // stored 2.500 as 2.5): a decimal comma or point is read, three digits after either is refused.
+    expect(await records('amount\tsubject\n12,50\tx\n12.50\ty\n1.234\tz\n2,500\tw\n1234,5\tv\n0,125\tu\n', 'csv')).toEqual([
+      { line: 2, row: { amount: '12.50', subject: 'x' } },
+      { line: 3, row: { amount: '12.50', subject: 'y' } },
+      {
+        line: 4,
+        unreadable: 'amount: "1.234" in a file separated by tabs may be 1234 or 1,234 (a decimal comma); write it without thousands separators',
+      },
+      { line: 5, unreadable: 'amount: "2,500" in a file separated by tabs may be 2500 or 2.500 (a decimal point); write it without thousands separators' },
+      { line: 6, row: { amount: '1234.5', subject: 'v' } },
+      { line: 7, row: { amount: '0.125', subject: 'u' } },
+    ]);
     // A comma file keeps commas, whatever its cells hold (tags separated by semicolons, a quoted header).
     expect(await records('"name;alias",email,tags\nAda,ada@example.com,vip;b2b;x\n', 'csv')).toEqual([
       { line: 2, row: { 'name;alias': 'Ada', email: 'ada@example.com', tags: 'vip;b2b;x' } },

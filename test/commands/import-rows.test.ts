@@ -93,6 +93,8 @@ describe('import kinds and headers', () => {
       [['refund_reason', 'amount'], undefined],
       [['amount'], undefined],
       [['title', 'expected_close_date'], 'deals'],
+      [['order_id', 'customer_email', 'amount', 'currency', 'reason', 'occurred_at'], 'refunds'],
+      [['order_id', 'amount', 'refunded_at'], 'refunds'],
       // An activities export has a subject and a body as feedback has, and its own columns beside them.
       [['id', 'customerId', 'dealId', 'kind', 'subject', 'body', 'dueAt', 'assigneeId', 'occurredAt', 'completedAt', 'loggedBy'], 'activities'],
       [['activity_id', 'customer_email', 'kind', 'subject'], 'activities'],
@@ -328,11 +330,21 @@ describe('customer rows', () => {
       tags: ' ',
       source: '  ',
       marketing_consent: '',
-      registered_at: ' ',
     };
     expect(one('customers', blank)).toStrictEqual(expected);
-    const nulls = { name: 'Ada', email: ADA, id: null, phone: null, company: null, tags: null, source: null, marketing_consent: null, registered_at: null };
+    const nulls = { name: 'Ada', email: ADA, id: null, phone: null, company: null, tags: null, source: null, marketing_consent: null };
     expect(one('customers', nulls)).toStrictEqual(expected);
+    // A file that dates its customers and leaves one undated: refused, not registered at the import's time.
+    const undated =
+      /^registered_at: empty in a file that dates its rows; the row would be recorded at the import's time: write its date, or leave the column out/;
+    expect(() => one('customers', { ...blank, registered_at: ' ' })).toThrow(undated);
+    expect(() => one('customers', { ...nulls, registered_at: null })).toThrow(undated);
+    expect(() => one('customers', { ...blank, customer_since: '' })).toThrow(/^customer_since: empty in a file that dates its rows/);
+    // An inactive customer's deactivation dates it (as before), and an undated deactivation is refused alike.
+    expect(rowCommands.customers({ ...blank, registered_at: '', status: 'inactive', deactivated_at: '2019-01-01' })[0]!.command).toMatchObject({
+      occurredAt: '2019-01-01T00:00:00.000Z',
+    });
+    expect(() => one('customers', { ...blank, status: 'inactive', deactivated_at: '' })).toThrow(/^deactivated_at: empty in a file that dates its rows/);
   });
 
   it("gives the run's default owner to a customer whose row has none, and none without a default", () => {
@@ -455,13 +467,21 @@ describe('purchase and refund rows', () => {
       command: { type: 'RecordPurchase', customerId: CUSTOMER, orderId: 'A-1', amount: 3, currency: 'EUR' },
       key: keyFor('purchases', `${CUSTOMER}:A-1`),
     });
-    expect(one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '3', currency: ' ', occurred_at: '' }).command).toStrictEqual({
+    expect(one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '3', currency: ' ' }).command).toStrictEqual({
       type: 'RecordPurchase',
       customerId: CUSTOMER,
       orderId: 'A-1',
       amount: 3,
       currency: 'EUR',
     });
+    // A dated file's undated purchase was this month's revenue, for good: refused, naming the column.
+    for (const column of ['occurred_at', 'date', 'purchased_at'])
+      expect(() => one('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '3', [column]: ' ' })).toThrow(
+        new RegExp(`^${column}: empty in a file that dates its rows`),
+      );
+    expect(() => one('refunds', { customer_id: CUSTOMER, order_id: 'A-1', amount: '3', reason: 'x', occurred_at: null })).toThrow(
+      /^occurred_at: empty in a file that dates its rows/,
+    );
   });
 
   it('finds the customer by id, else by customer_email or email, and names the column when there is none', () => {
@@ -525,7 +545,7 @@ describe('purchase and refund rows', () => {
     expect(amountOf(7.25)).toBe(7.25);
     for (const text of ['+12', '12.', '.5', '1e3', '0x1A', '12,5', '1 000', '€12.50', 'twelve', '--3', '1.2.3', 'Infinity'])
       expect(rejection('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: text })).toBe(
-        `amount: ${JSON.stringify(text)} is not a number; write it as 1234.50 (1234,50 in a file separated by semicolons), without thousands separators or a currency sign`,
+        `amount: ${JSON.stringify(text)} is not a number; write it as 1234.50 (1234,50 in a file separated by semicolons or tabs), without thousands separators, a currency sign or spaces`,
       );
     // Digits past what a number holds; the text quoted is cut.
     expect(rejection('purchases', { customer_id: CUSTOMER, order_id: 'A-1', amount: '9'.repeat(400) })).toMatch(/^amount: "9{40}\.\.\." is not a number/);
@@ -636,9 +656,16 @@ describe('deal rows', () => {
       },
     ];
     expect(rowCommands.deals(base)).toStrictEqual(expected);
-    expect(
-      rowCommands.deals({ ...base, deal_id: ' ', id: '', currency: ' ', owner: ' ', stage: ' ', probability: null, opened_at: '', status: ' ' }),
-    ).toStrictEqual(expected);
+    expect(rowCommands.deals({ ...base, deal_id: ' ', id: '', currency: ' ', owner: ' ', stage: ' ', probability: null, status: ' ' })).toStrictEqual(expected);
+    // Undated in a file that dates its deals: refused (a deal won years ago was won today).
+    expect(() => rowCommands.deals({ ...base, opened_at: '' })).toThrow(/^opened_at: empty in a file that dates its rows/);
+    expect(() => rowCommands.deals({ ...base, opened_at: '1997-05-01', status: 'won', closed_at: ' ' })).toThrow(
+      /^closed_at: empty in a file that dates its rows/,
+    );
+    // A closed deal without an opening opens when it closes, as before.
+    expect(rowCommands.deals({ ...base, opened_at: '', status: 'lost', closed_at: '1997-06-01' })[0]!.command).toMatchObject({
+      occurredAt: '1997-06-01T00:00:00.000Z',
+    });
     expect(rowCommands.deals({ ...base, opened_at: '1997-05-01' })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}:Engines:1997-05-01`));
     expect(rowCommands.deals({ customer_id: CUSTOMER, owner_id: OWNER })[0]!.key).toBe(keyFor('deals', `${CUSTOMER}::`));
   });
@@ -831,6 +858,11 @@ describe('activity rows', () => {
     expect(completed!.command).toMatchObject({ occurredAt: '1997-03-04T12:00:00Z' });
     // With its own time, no former command.
     expect(rowCommands.activities({ ...base, kind: 'task', completed_at: '1997-03-04T12:00:00Z' })[0]!.formerly).toBeUndefined();
+    // An empty cell of a dated file: the completion dates it alike; with neither, the row is refused.
+    expect(rowCommands.activities({ ...base, occurred_at: ' ', kind: 'task', completed_at: '1997-03-04' })[0]!.command).toMatchObject({
+      occurredAt: '1997-03-04T00:00:00.000Z',
+    });
+    expect(() => rowCommands.activities({ ...base, occurred_at: ' ', kind: 'note' })).toThrow(/^occurred_at: empty in a file that dates its rows/);
   });
 
   it('refuses a completion the activity cannot take before any command is built: of a note, call or meeting, or before it was logged', () => {

@@ -92,7 +92,11 @@ describe('import: why a row is refused', () => {
     expect(rowReason(invalidState('deal.closed', 'Deal is closed', 'dealId'))).toBe('dealId: Deal is closed');
     expect(rowReason(invalidState('deal.closed', 'Deal is closed'))).toBe('Deal is closed');
     expect(rowReason(new IdempotencyConflict('e', 's'))).toBe(
-      'row: imported before with different values (a row key is imported once; change it through the API)',
+      'row: imported before with different values (a row is imported once and the stored one stays; change it through the API where it can be: a purchase is corrected with a refund)',
+    );
+    // A second conversion of one customer on one campaign is not a changed row: the campaign keeps the first.
+    expect(rowReason(new IdempotencyConflict('e', 's'), { type: 'RecordCampaignResponse', row: {} })).toMatch(
+      /^row: this customer's response of this kind to this campaign is recorded already \(a campaign keeps one response of each kind per customer/,
     );
     expect(rowReason(new Error('disk full'))).toBeUndefined();
   });
@@ -110,8 +114,14 @@ describe('import: why a row is refused', () => {
     // Found with {"name":..,"email":..,"id":"NOT-A-UUID"}: the reason named the email, which was fine.
     const zod = new ZodError([{ code: 'invalid_format', format: 'uuid', path: ['customerId'], message: 'Invalid UUID', input: 'NOT-A-UUID' }]);
     const row = { name: 'Nd12', email: 'nd12@x.example', id: 'NOT-A-UUID' };
-    expect(rowReason(zod, { type: 'RegisterCustomer', row })).toBe('id: "NOT-A-UUID" is refused: Invalid UUID');
-    expect(rowReason(zod, { type: 'DeactivateCustomer', row })).toBe('id: "NOT-A-UUID" is refused: Invalid UUID');
+    // An old system's id says what to do instead.
+    const derived =
+      'id: "NOT-A-UUID" is refused: Invalid UUID (ids here are UUIDs: leave the column out (or its cell empty) and an id is derived from the row; keep the old system\'s id in another column, such as source or a tag)';
+    expect(rowReason(zod, { type: 'RegisterCustomer', row })).toBe(derived);
+    expect(rowReason(zod, { type: 'DeactivateCustomer', row })).toBe(derived);
+    expect(rowReason(zod, { type: 'RecordPurchase', row: { customer_id: 'CUST-42' } })).toBe(
+      'customer_id: "CUST-42" is refused: Invalid UUID (ids here are UUIDs: name the customer by customer_email instead, or by the id this CRM gave it)',
+    );
     expect(rowReason(zod, { type: 'RecordPurchase', row: { customer_email: 'x', id: 'y' } })).toBe('customer_email: "x" is refused: Invalid UUID');
   });
 });
