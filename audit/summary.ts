@@ -115,6 +115,19 @@ export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBr
       : broken?.position !== null && broken?.position !== undefined
         ? `position ${broken.position}`
         : 'the link named above';
+  if (broken?.chain === 'keys') {
+    const id = broken.stream?.replace(/^customer-/, '') ?? '<id>';
+    return broken.reason.includes('was forgotten')
+      ? [
+          "A forgotten customer's data key was put back behind the CRM (from a backup, or by hand): its personal data reads in clear again in history, exports and past records.",
+          `Delete the key again: UPDATE <events schema>.customer_keys SET data_key = NULL, forgotten_at = coalesce(forgotten_at, now()) WHERE customer_id = '${id}' (each customer named); then run \`crm verify --chain\` again, and find who could write to that table.`,
+        ]
+      : [
+          "The data key of a customer who was never forgotten is gone (deleted behind the CRM): the customer's personal data reads as erased.",
+          `Restore that customer_keys row from a backup before any command on the customer (${id}): a command would store a new key, and the customer's earlier events would stay unreadable for good.`,
+          'Do not run `crm rebuild`: the read models still hold the last readable copy of the personal data.',
+        ];
+  }
   if (broken?.endsAt !== undefined) {
     return [
       `The events end at position ${broken.endsAt}, before an anchor you kept (${broken.position}): what was recorded after ${broken.endsAt} is not in this store. ` +
@@ -172,7 +185,8 @@ export function readModelsNextSteps(
     ...(repair
       ? [
           'First check the events with `crm verify --chain`: if a chain is broken, do not rebuild (see its advice).',
-          'If the chains are intact, the read models were changed outside the CRM or a projection misapplied events: `crm rebuild` rebuilds them from the events and swaps them in; then run `crm verify` again.',
+          'If the chains are intact with your anchors (`crm verify --chain --anchors-file <your anchors>`: without anchors, events after deleted seals can be re-hashed and still verify), ' +
+            'the read models were changed outside the CRM or a projection misapplied events: `crm rebuild` rebuilds them from the events and swaps them in; then run `crm verify` again.',
         ]
       : []),
   ];

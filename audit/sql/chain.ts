@@ -6,6 +6,7 @@ import { MAX_GLOBAL_POSITION } from '../../eventstore/position.ts';
 import { settlesWithin } from '../../shared/deadline.ts';
 import type { SqlDatabase } from '../../shared/sql.ts';
 import { createTableOnce } from '../create-table.ts';
+import { NAMED_CUSTOMERS, verifyCustomerKeys, type CustomerKeysVerification } from './customer-keys.ts';
 
 /**
  * Global tamper evidence for the PostgreSQL engine.
@@ -94,9 +95,11 @@ export interface ChainsVerification {
   ok: boolean;
   streams: ChainVerification;
   global: GlobalChainVerification;
-  /** The first broken link found, stream chains first (they name the event precisely). */
+  /** The customer data keys against the forgets the events record (keys are not events: no chain covers them). */
+  keys: CustomerKeysVerification;
+  /** The first broken link found, stream chains first (they name the event precisely), then a key that disagrees. */
   firstBroken?: {
-    chain: 'stream' | 'global';
+    chain: 'stream' | 'global' | 'keys';
     stream: string | null;
     revision: number | null;
     position: bigint | null;
@@ -465,9 +468,23 @@ export async function verifyGlobalChain(
   // covered every seal, so no anchor is left unreached.
   walkedAll = true;
   const [missing] = [...anchors.keys()].sort((a, b) => (a < b ? -1 : 1));
-  // Past the last seal: the store ends before the anchor (restored from an older backup, or its tail cut).
-  const end = last?.position ?? -1n;
-  if (missing !== undefined && missing > end) {
+  const sealedEnd = last?.position ?? -1n;
+  if (missing !== undefined && missing > sealedEnd) {
+    const { rows: newest } = await sql<{ position: string | null }>`SELECT max(position)::text AS position FROM ${eventsTable(schema)}`.execute(database.db);
+    const end = newest[0]?.position == null ? -1n : BigInt(newest[0].position);
+    // Events go on past the anchor, but its seal and those after it are gone: deleting the trailing
+    // seals makes rewritten events look merely "not sealed yet" (this read "the events are missing").
+    if (end >= missing) {
+      return broken(
+        missing,
+        null,
+        null,
+        `no seal at the anchor's position, though the events go on to position ${end}: the seals after ${sealedEnd} were deleted, ` +
+          `so the events after ${sealedEnd} are covered by their stream chains only and may have been rewritten and re-hashed; ` +
+          'compare them with a backup, and keep this anchor',
+      );
+    }
+    // The store ends before the anchor (restored from an older backup, or its tail cut).
     const ended = broken(missing, null, null, `the store's events end at position ${end}, before this anchor: the events recorded after ${end} are missing`);
     return { ...ended, firstBroken: { ...ended.firstBroken!, endsAt: end } };
   }
@@ -490,8 +507,21 @@ export async function verifyChains(
     onProgress: (checked) => options.onProgress?.({ phase: 'global', checked }),
     ...(options.anchors ? { anchors: options.anchors } : {}),
   });
-  const result: ChainsVerification = { ok: streams.ok && global.ok, streams, global };
+  const keys = await verifyCustomerKeys(database, schema);
+  const result: ChainsVerification = { ok: streams.ok && global.ok && keys.ok, streams, global, keys };
   if (streams.firstBroken) result.firstBroken = { chain: 'stream', ...streams.firstBroken };
   else if (global.firstBroken) result.firstBroken = { chain: 'global', ...global.firstBroken };
+  else if (!keys.ok) result.firstBroken = { chain: 'keys', ...keyDisagreement(keys) };
   return result;
 }
+
+/** The first customer whose data key disagrees with their history, as a broken link names it. */
+const keyDisagreement = (keys: CustomerKeysVerification): Omit<NonNullable<ChainsVerification['firstBroken']>, 'chain'> => {
+  const [unforgotten] = keys.unforgotten;
+  const named = (ids: string[]) => (ids.length > 1 ? ` (${ids.length === NAMED_CUSTOMERS ? 'at least ' : ''}${ids.length} customers: ${ids.join(', ')})` : '');
+  const reason =
+    unforgotten !== undefined
+      ? `the customer was forgotten (CustomerForgotten), yet a data key is stored for it again: it was put back outside the CRM, and its personal data reads in clear${named(keys.unforgotten)}`
+      : `the customer was never forgotten, yet no data key is stored for it: the key was deleted outside the CRM, and its personal data reads as erased${named(keys.missing)}`;
+  return { stream: `customer-${unforgotten ?? keys.missing[0]!}`, revision: null, position: null, reason };
+};

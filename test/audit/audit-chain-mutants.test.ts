@@ -496,6 +496,30 @@ describe('anchors: global hashes kept outside the database', () => {
     expect(advice.join('\n')).not.toMatch(/changed outside the CRM/);
   });
 
+  it('an anchor whose seal was deleted while the events go on past it says the seals were deleted, not that the events are missing', async () => {
+    // Found by deleting the trailing seals of a copy: the events were all there, yet the check said they
+    // were missing and advised removing the anchors past the last seal, the ones that catch a re-hash.
+    const f = await fixture();
+    const older = (await verifyGlobalChain(f.h.database, f.h.schemas.events)).head!;
+    await f.h.record(f.ada, 'PurchaseRecorded', { customerId: f.ada.slice('customer-'.length), orderId: 'o-9', amount: 5, currency: 'EUR' });
+    expect(await sealAll(f.h)).toBe(1);
+    const newer = (await verifyGlobalChain(f.h.database, f.h.schemas.events)).head!;
+    await sql`DELETE FROM ${sql.id(f.h.schemas.events, 'event_chain_seals')} WHERE position > ${older.position.toString()}::bigint`.execute(f.h.database.db);
+    const result = await verifyGlobalChain(f.h.database, f.h.schemas.events, { anchors: [older, newer] });
+    expect(result).toMatchObject({
+      ok: false,
+      unsealed: 1,
+      firstBroken: {
+        position: newer.position,
+        reason: expect.stringContaining(
+          `no seal at the anchor's position, though the events go on to position ${newer.position}: the seals after ${older.position} were deleted`,
+        ),
+      },
+    });
+    expect(result.firstBroken).not.toHaveProperty('endsAt');
+    expect(chainsNextSteps({ ok: false, firstBroken: { chain: 'global', ...result.firstBroken! } }).join('\n')).not.toMatch(/remove the anchors/);
+  });
+
   it('two anchors for one position that disagree are said to disagree, and the one that matches counts as matched', async () => {
     // Found over HTTP with a mistyped anchor beside the right one: the right one was listed as matched,
     // the count said 0, and the reason blamed a rewritten chain.
@@ -566,5 +590,43 @@ describe('anchors: global hashes kept outside the database', () => {
     ]) {
       expect(parseChainAnchor(text), text).toBeUndefined();
     }
+  });
+});
+
+describe('customer data keys against the forgets the events record', () => {
+  it('names a forgotten customer whose key was put back, and a customer never forgotten whose key was deleted; the chains cannot see either', async () => {
+    const f = await fixture();
+    const [ada, bob] = [f.ada, f.bob].map((stream) => stream.slice('customer-'.length)) as [string, string];
+    const keys = sql.id(f.h.schemas.events, 'customer_keys');
+    const keyOf = async (id: string) =>
+      (await sql<{ data_key: Buffer | null }>`SELECT data_key FROM ${keys} WHERE customer_id = ${id}`.execute(f.h.database.db)).rows[0]?.data_key ?? null;
+    const adasKey = await keyOf(ada);
+    expect(adasKey).not.toBeNull();
+    await f.h.record(f.ada, 'CustomerForgotten', { customerId: ada });
+    await f.h.personalData.forget(ada);
+    expect(await verifyChains(f.h.database, f.h.schemas.events)).toMatchObject({ ok: true, keys: { ok: true, unforgotten: [], missing: [] } });
+
+    // The key put back from a backup: the forgotten customer's name reads in clear again.
+    await sql`UPDATE ${keys} SET data_key = ${adasKey}, forgotten_at = NULL WHERE customer_id = ${ada}`.execute(f.h.database.db);
+    const unforgotten = await verifyChains(f.h.database, f.h.schemas.events);
+    expect(unforgotten).toMatchObject({
+      ok: false,
+      streams: { ok: true },
+      global: { ok: true },
+      keys: { ok: false, unforgotten: [ada], missing: [] },
+      firstBroken: { chain: 'keys', stream: f.ada, reason: expect.stringContaining('forgotten (CustomerForgotten), yet a data key is stored for it again') },
+    });
+    expect(chainsNextSteps(unforgotten).join('\n')).toContain(`WHERE customer_id = '${ada}'`);
+
+    // A live customer's key deleted: it read as forgotten, and the next command would have made a new key.
+    await sql`UPDATE ${keys} SET data_key = NULL, forgotten_at = now() WHERE customer_id = ${ada}`.execute(f.h.database.db);
+    await sql`DELETE FROM ${keys} WHERE customer_id = ${bob}`.execute(f.h.database.db);
+    const missing = await verifyChains(f.h.database, f.h.schemas.events);
+    expect(missing).toMatchObject({
+      ok: false,
+      keys: { ok: false, unforgotten: [], missing: [bob] },
+      firstBroken: { chain: 'keys', stream: f.bob, reason: expect.stringContaining('never forgotten, yet no data key is stored for it') },
+    });
+    expect(chainsNextSteps(missing).join('\n')).toMatch(/Restore that customer_keys row from a backup before any command/);
   });
 });
