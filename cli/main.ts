@@ -105,6 +105,20 @@ const insufficientPrivilege = (error: unknown): string | undefined => {
   return undefined;
 };
 
+/**
+ * The database's files could not be read (a truncated or damaged table file: SQLSTATE XX001, XX002,
+ * 58030, 58P01), here or in a cause. It printed as an unexpected error with a WebAssembly stack, and
+ * exited 1, as a failed check does.
+ */
+const damagedFiles = (error: unknown): string | undefined => {
+  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) {
+    const code = (at as { code?: unknown }).code;
+    if ((typeof code === 'string' && ['XX001', 'XX002', '58030', '58P01'].includes(code)) || /could not read blocks? |invalid page in block/.test(at.message))
+      return at.message;
+  }
+  return undefined;
+};
+
 /** Errors the user can act on are printed as advice; anything else keeps its stack for a bug report. */
 const report = (error: unknown): number => {
   if (error instanceof ConfigError) {
@@ -138,6 +152,14 @@ const report = (error: unknown): number => {
         'run it as a user that may create schemas in the database and owns the CRM schemas, or grant this one those rights.',
     );
     return 77; // EX_NOPERM
+  }
+  const damaged = damagedFiles(error);
+  if (damaged) {
+    err(
+      `crm ${running?.command.name ?? ''}: the database's files are damaged (${damaged}). Stop every process using it, then restore the data folder ` +
+        '(CRM_DATA_DIR) or the database from a backup, and check the restored one with `crm verify --chain --anchors-file <your anchors>`.',
+    );
+    return 74; // EX_IOERR
   }
   err(`crm: unexpected error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   return 1;
