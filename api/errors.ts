@@ -195,7 +195,7 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
     return validationProblem([{ field: named.field, message: String(named.message) }]);
   }
   if (named?.name === 'UnreadableEvent') {
-    // audit/unreadable-event.ts: a stored event changed behind the store. The request is fine and a retry
+    // eventstore/unreadable-event.ts: a stored event changed behind the store. The request is fine and a retry
     // cannot help: the record cannot be shown in the events' current state, so the event is named.
     const event = error as { stream?: unknown; revision?: unknown; position?: unknown };
     return new ProblemError('invalid_state', String(named.message), {

@@ -6,7 +6,7 @@ import type { AuditDeps } from './deps.ts';
 import { maskPersonalFields, type PersonalDataMode } from './event-view.ts';
 import { InvalidAuditQuery } from './history.ts';
 import { customerRecordOf, foldRecord, RECORD_KINDS, type AnyRecord, type RecordKind } from './records.ts';
-import { readStoredEvent } from './unreadable-event.ts';
+import { readStoredEvent } from '../eventstore/unreadable-event.ts';
 
 /**
  * A record as it stood at an instant, on one of two time axes.

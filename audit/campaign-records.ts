@@ -1,6 +1,6 @@
 import { CampaignStreamPrefix, type CampaignEvent } from '../domain/campaign/events.ts';
 import type { CrmEvent } from '../domain/catalogue.ts';
-import { readStoredEvent } from './unreadable-event.ts';
+import { readStoredEvent } from '../eventstore/unreadable-event.ts';
 import type { AuditDeps } from './deps.ts';
 import { readEventLog, type Page } from './history.ts';
 

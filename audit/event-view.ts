@@ -1,7 +1,7 @@
 import { isCrmEventType, personalFields } from '../domain/catalogue.ts';
 import type { RecordedEvent } from '../eventstore/contract.ts';
 import { isEncrypted, type PersonalData } from '../eventstore/personal-data.ts';
-import { isStoreFault } from './unreadable-event.ts';
+import { isStoreFault } from '../eventstore/unreadable-event.ts';
 
 /** What a personal field reads as for a caller not allowed to see personal data. */
 export const MASKED = '[masked]';

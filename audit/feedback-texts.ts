@@ -1,5 +1,5 @@
 import { FeedbackStreamPrefix } from '../domain/feedback/events.ts';
-import { readStoredEvent } from './unreadable-event.ts';
+import { readStoredEvent } from '../eventstore/unreadable-event.ts';
 import type { AuditDeps } from './deps.ts';
 
 /** The texts of a feedback item the read model does not keep: long personal texts, kept once, in the events. */

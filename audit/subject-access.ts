@@ -5,7 +5,7 @@ import { auditEventToJson, toAuditEvent, type AuditEventJson } from './event-vie
 import { subjectEventsSql } from './sql/subject-events.ts';
 import { namesCustomer, OWNED_STREAM_OPENERS, withMergedDuplicates, type SubjectEvents } from './subjects.ts';
 import { customerRecordOf, type CustomerRecord } from './records.ts';
-import { readStoredEvent } from './unreadable-event.ts';
+import { readStoredEvent } from '../eventstore/unreadable-event.ts';
 
 /**
  * `GET /customers/:id/export`: everything the CRM holds about one person (GDPR art. 15 subject

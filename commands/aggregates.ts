@@ -18,7 +18,8 @@ import { UserStreamPrefix } from '../domain/user/events.ts';
 import { exchangeRateDecider, type ExchangeRateState } from '../domain/exchange-rate/decider.ts';
 import { ExchangeRateStreamPrefix } from '../domain/exchange-rate/events.ts';
 import type { EventStore, ReadStreamOptions, RecordedEvent } from '../eventstore/contract.ts';
-import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
+import type { PersonalData } from '../eventstore/personal-data.ts';
+import { readStoredEvent } from '../eventstore/unreadable-event.ts';
 import type { ProjectedEvent } from '../shared/events.ts';
 import type { AggregateKind } from './schemas.ts';
 import type { CompactIds } from './compact-state.ts';
@@ -121,7 +122,8 @@ export const refOf = (r: RecordedEvent): EventRef => ({
 
 export const foldInto = async <S>(deps: StreamLoaderDeps, folder: Folder<S>, base: LoadedStream<S>, recorded: RecordedEvent[]): Promise<LoadedStream<S>> => {
   const decoded: ProjectedEvent[] = [];
-  for (const r of recorded) decoded.push(await decodeRecordedEvent(r, deps.personalData));
+  // An event changed behind the store is named (409 event.unreadable), not a fault of this server (a 500).
+  for (const r of recorded) decoded.push(await readStoredEvent(r, deps.personalData));
   let { state } = base;
   for (const [i, e] of decoded.entries()) {
     // Forgotten by another process: drop our cached key so nothing more is encrypted or read with it.

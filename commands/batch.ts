@@ -6,7 +6,7 @@ import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { MAX_STREAMS_PER_APPEND, type AppendResult, type EventStore, type NewEvent, type StreamAppend } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../eventstore/errors.ts';
 import { personalSubjectOf, type PersonalData } from '../eventstore/personal-data.ts';
-import { decodeRecordedEvent } from '../eventstore/personal-data.ts';
+import { readStoredEvent } from '../eventstore/unreadable-event.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
 import { resolveActivityParent } from './activity-parent.ts';
 import { namingChainEnd, resolveMergedOrder } from './merged-order.ts';
@@ -213,7 +213,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       let state = from ? from.state : folder.initialState();
       const ids = from ? from.ids : new CompactIds();
       for (const r of recorded) {
-        const e = await decodeRecordedEvent(r, personalData);
+        const e = await readStoredEvent(r, personalData);
         // Forgotten by another process: drop our cached key so nothing more is encrypted or read with it.
         if (e.event.type === 'CustomerForgotten') personalData.evict(e.event.data.customerId);
         state = folder.evolve(state, e.event, e.metadata.occurredAt);

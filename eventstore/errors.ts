@@ -96,3 +96,20 @@ export class StoreDoesNotFitServer extends EventStoreError {}
  * with no database in it): opening would have created an empty one and reported on nothing.
  */
 export class StoreNotFound extends EventStoreError {}
+
+/**
+ * The connection to the database failed, or the server refused the statement for reasons that say
+ * nothing about it (shutting down, deadlock, serialization, too many connections): worth a retry.
+ */
+export const isConnectionFault = (error: unknown): boolean => {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (
+    typeof code === 'string' &&
+    (/^08/.test(code) || ['40001', '40P01', '57P01', '57P02', '57P03', '53300', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))
+  ) {
+    return true;
+  }
+  if (error instanceof EventStoreUnavailable) return true;
+  const message = error instanceof Error ? error.message : '';
+  return /Connection terminated|connection (is )?closed|timeout exceeded when trying to connect/i.test(message);
+};

@@ -1,4 +1,4 @@
-import { EventStoreUnavailable } from '../eventstore/errors.ts';
+import { isConnectionFault } from '../eventstore/errors.ts';
 
 /** The read models did not reach a position in time (read-your-writes); the API answers 503. */
 export class ReadModelTimeout extends Error {
@@ -73,15 +73,4 @@ export const describeError = (error: unknown): string => (error instanceof Error
  * Failures that say nothing about the event (connection lost, server restarting, deadlock,
  * serialization): retry the batch instead of marking the event as poison.
  */
-export const isTransient = (error: unknown): boolean => {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (
-    typeof code === 'string' &&
-    (/^08/.test(code) || ['40001', '40P01', '57P01', '57P02', '57P03', '53300', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))
-  ) {
-    return true;
-  }
-  if (error instanceof EventStoreUnavailable || error instanceof CheckpointMoved) return true;
-  const message = error instanceof Error ? error.message : '';
-  return /Connection terminated|connection (is )?closed|timeout exceeded when trying to connect/i.test(message);
-};
+export const isTransient = (error: unknown): boolean => isConnectionFault(error) || error instanceof CheckpointMoved;

@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { toProblem } from '../../api/errors.ts';
 import type { Role } from '../../api/roles.ts';
+import { createCrmCommands } from '../../commands/index.ts';
+import { UnreadableEvent } from '../../eventstore/unreadable-event.ts';
 import { sealChain } from '../../audit/sql/chain.ts';
 import { expectProblem, json, startApi, type ApiHarness } from '../api/support.ts';
 import { runCrm, schemaEnv } from '../cli/support.ts';
@@ -115,6 +118,38 @@ describe('a record as it stood, over an event changed behind the store', () => {
       async (position) => {
         expectUnreadable(await send('admin', 'GET', `/deals/${dealId}?asOf=${now()}&time=business`), stream, 1, position);
         expectUnreadable(await send('auditor', 'GET', `/audit/state/deal/${dealId}?asOf=${now()}`), stream, 1, position);
+      },
+    );
+  });
+
+  it('a command on a stream holding an unreadable event names the event (it was a 500), and appends nothing', async () => {
+    // The command layer folds the customer's stream again: a renamed event type stopped it with an unknown type.
+    // A command layer that keeps no fold reads the stream as a process starting now does.
+    const uncached = createCrmCommands({ store: h.store, personalData: h.crm.personalData, cachedStreams: 0 });
+    await withDamagedEvent(
+      customerStream,
+      1,
+      () => sql`type = 'PurchaseRecordedX'`,
+      async (position) => {
+        const count = async () =>
+          (await sql<{ n: string }>`SELECT count(*)::text AS n FROM ${events()} WHERE stream = ${customerStream}`.execute(h.database.db)).rows[0]!.n;
+        const before = await count();
+        const refused = await uncached
+          .execute(
+            { type: 'RecordPurchase', customerId, orderId: 'o-damaged', amount: 5, currency: 'EUR' },
+            { actor: { userId: 'clerk', roles: ['sales'] }, correlationId: 'damaged' },
+          )
+          .then(
+            () => undefined,
+            (error: unknown) => error,
+          );
+        expect(refused).toBeInstanceOf(UnreadableEvent);
+        expect(refused).toMatchObject({ stream: customerStream, revision: 1, position: BigInt(position) });
+        // The API answers it as it answers a read of the past: 409 naming the event.
+        const problem = toProblem(refused);
+        expect(problem.status).toBe(409);
+        expect(problem.extensions).toMatchObject({ code: 'event.unreadable', details: { stream: customerStream, revision: 1, position } });
+        expect(await count()).toBe(before);
       },
     );
   });

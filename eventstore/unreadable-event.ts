@@ -1,6 +1,5 @@
-import { EventStoreError } from '../eventstore/errors.ts';
-import { decodeRecordedEvent, type PersonalData } from '../eventstore/personal-data.ts';
-import { isTransient } from '../projections/errors.ts';
+import { EventStoreError, isConnectionFault } from './errors.ts';
+import { decodeRecordedEvent, type PersonalData } from './personal-data.ts';
 import type { ProjectedEvent, RecordedEvent } from '../shared/events.ts';
 
 /**
@@ -43,10 +42,10 @@ const reasonOf = (cause: unknown): string => {
 export const isStoreFault = (error: unknown): boolean => {
   // A statement the database refused carries its SQLSTATE (five characters); crypto and validation errors do not.
   const code = (error as { code?: unknown } | null)?.code;
-  return isTransient(error) || error instanceof EventStoreError || (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code));
+  return isConnectionFault(error) || error instanceof EventStoreError || (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code));
 };
 
-/** `decodeRecordedEvent` for the audit's reads of the past: an event that cannot be read is an `UnreadableEvent`. */
+/** `decodeRecordedEvent` for reads of the past and for commands: an event that cannot be read is an `UnreadableEvent`. */
 export async function readStoredEvent(recorded: RecordedEvent, personalData: PersonalData): Promise<ProjectedEvent> {
   try {
     return await decodeRecordedEvent(recorded, personalData);
