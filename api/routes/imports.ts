@@ -68,6 +68,8 @@ const forbiddenFor =
 
 const FORMATS: Record<string, 'csv' | 'ndjson'> = {
   'text/csv': 'csv',
+  // What a browser on Windows with Excel installed sends for a .csv file it uploads.
+  'application/vnd.ms-excel': 'csv',
   'application/x-ndjson': 'ndjson',
   'application/ndjson': 'ndjson',
   'application/jsonl': 'ndjson',

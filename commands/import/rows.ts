@@ -139,6 +139,12 @@ const text = (row: Row, ...names: string[]): string | undefined => {
   return JSON.stringify(value);
 };
 
+/**
+ * A word from a list (a status, a channel, a response kind), read in any case: `Clicked` as a
+ * spreadsheet capitalises it was refused while a deal's stage `Qualified` was read.
+ */
+const word = (row: Row, ...names: string[]): string | undefined => text(row, ...names)?.toLowerCase();
+
 const parseBoolean = (value: unknown): unknown => {
   if (typeof value !== 'string') return value;
   const v = value.toLowerCase();
@@ -346,7 +352,7 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
   // one is not a customer of its own any more (the merged one's history is its primary's).
   const mergedInto = text(row, 'merged_into');
   if (mergedInto) throw new RowRejected(`merged_into: merged into ${mergedInto}; a merged customer is not imported (merge through the API)`);
-  const status = text(row, 'status')?.toLowerCase() ?? 'active';
+  const status = word(row, 'status') ?? 'active';
   const deactivatedAt = status === 'inactive' ? timeOf(row, 'deactivated_at') : undefined;
   // Refused whole here: decided, the deactivation alone would be refused and the customer stored active.
   notBefore(['deactivated_at', deactivatedAt], ['registered_at', registeredAt]);
@@ -410,8 +416,8 @@ const refunds = (row: Row, options: RowOptions = {}): RowCommand[] => {
 
 /** A deal's outcome: `status`, or an exported deal's `stage` (won and lost are stages in the deals read model). */
 const dealStatus = (row: Row): string | undefined => {
-  const status = text(row, 'status')?.toLowerCase();
-  const stage = text(row, 'stage')?.toLowerCase();
+  const status = word(row, 'status');
+  const stage = word(row, 'stage');
   if (stage !== 'won' && stage !== 'lost') return status;
   if (status !== undefined && status !== stage) throw new RowRejected(`stage: ${JSON.stringify(stage)} but status ${JSON.stringify(status)}`);
   return stage;
@@ -437,7 +443,7 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const probability = numberOf(row, 'probability_override' in row ? 'probability_override' : 'probability');
   const status = dealStatus(row);
   // Stages are lower-case words: `Qualified` as a spreadsheet capitalises it is `qualified` (as the status is read).
-  const stage = text(row, 'stage')?.toLowerCase();
+  const stage = word(row, 'stage');
   const openedAt = timeOf(row, 'opened_at', 'created_at');
   const fields = {
     ...(dealId ? { dealId } : {}),
@@ -512,7 +518,7 @@ const campaigns = (row: Row): RowCommand[] => {
   // Campaigns from a past system ran: they are launched (and completed, paused or cancelled as the file
   // says) so that their responses can come in, each step at its own time where the file has it (as a
   // campaigns export writes them).
-  const status = text(row, 'status')?.toLowerCase() ?? 'active';
+  const status = word(row, 'status') ?? 'active';
   if (!(CAMPAIGN_STATUSES as readonly string[]).includes(status))
     throw new RowRejected(`status: expected ${CAMPAIGN_STATUSES.join(', ')}, got ${JSON.stringify(status)}`);
   const createdAt = timeOf(row, 'created_at');
@@ -531,7 +537,7 @@ const campaigns = (row: Row): RowCommand[] => {
   const fields = {
     ...(campaignId ? { campaignId } : {}),
     name: text(row, 'name'),
-    channel: text(row, 'channel'),
+    channel: word(row, 'channel'),
     budget: numberOf(row, 'budget'),
     currency: currencyOf(row),
     ...(startsAt ? { schedule: { startsAt, endsAt } } : {}),
@@ -569,7 +575,7 @@ const campaigns = (row: Row): RowCommand[] => {
 const responses = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const customerId = customerOf(row, options);
   const campaignId = text(row, 'campaign_id');
-  const kind = text(row, 'response', 'kind');
+  const kind = word(row, 'response', 'kind');
   const revenue = numberOf(row, 'revenue');
   const fields = {
     campaignId,
@@ -651,11 +657,11 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const fields = {
     ...(feedbackId ? { feedbackId } : {}),
     customerId,
-    kind: text(row, 'kind'),
-    channel: text(row, 'channel') ?? 'web',
+    kind: word(row, 'kind'),
+    channel: word(row, 'channel') ?? 'web',
     subject: text(row, 'subject'),
     body: text(row, 'body'),
-    ...(text(row, 'priority') ? { priority: text(row, 'priority') } : {}),
+    ...(word(row, 'priority') ? { priority: word(row, 'priority') } : {}),
     // A rating given after the resolution is recorded then (below), not with the submission.
     ...(csat !== undefined && ratedAt === undefined ? { csat } : {}),
     ...(nps !== undefined ? { nps } : {}),
@@ -677,9 +683,7 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   ];
   if (formerly.length > 0) submit.formerly = formerly;
 
-  const named = text(row, 'status')
-    ?.toLowerCase()
-    .replace(/[\s-]+/g, '_');
+  const named = word(row, 'status')?.replace(/[\s-]+/g, '_');
   if (named !== undefined && !(FEEDBACK_STATUSES as readonly string[]).includes(named))
     throw new RowRejected(`status: expected ${FEEDBACK_STATUSES.join(', ')}, got ${JSON.stringify(text(row, 'status'))}`);
   const status = named ?? (closedAt ? 'closed' : resolvedAt ? 'resolved' : assigneeId || respondedAt ? 'in_progress' : 'open');
@@ -754,7 +758,7 @@ const activities = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const body = text(row, 'body');
   const dueAt = timeOf(row, 'due_at');
   const assigneeId = text(row, 'assignee_id', 'assignee');
-  const kind = text(row, 'kind')?.toLowerCase();
+  const kind = word(row, 'kind');
   const natural = activityId ?? `${dealId ?? parent.customerId}:${kind ?? ''}:${subject ?? ''}:${occurredAt ?? ''}`;
   const fields = {
     ...(activityId ? { activityId } : {}),

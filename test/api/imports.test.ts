@@ -193,6 +193,11 @@ describe('HTTP import', () => {
     expect(ok.statusCode).toBe(202);
     await waitForJob(ok.json().id);
     expect((await storedEvents(api.store)).length).toBe(before + 1);
+    // A .csv file as a browser on Windows sends it when Excel is installed.
+    const fromExcel = await postImport('admin', 'name,email\nMo,mo@example.com', 'customers', 'application/vnd.ms-excel');
+    expect(fromExcel.statusCode, fromExcel.body).toBe(202);
+    await waitForJob(fromExcel.json().id);
+    expect((await storedEvents(api.store)).length).toBe(before + 2);
   });
 });
 

@@ -1064,6 +1064,8 @@ describe('campaign response rows', () => {
       key: keyFor('responses', `${CAMPAIGN}:${importedCustomerId(ADA)}:opened`),
     };
     expect(one('responses', { campaign_id: CAMPAIGN, customer_email: ADA, kind: 'opened', date: '1997-04-11' })).toStrictEqual(expected);
+    // A word from a list in any case, as a spreadsheet capitalises it (`Opened` was refused).
+    expect(one('responses', { campaign_id: CAMPAIGN, customer_email: ADA, kind: 'Opened', date: '1997-04-11' })).toStrictEqual(expected);
     expect(
       one('responses', { campaign_id: CAMPAIGN, customer_email: ADA, response: ' ', kind: 'opened', revenue: ' ', currency: '', date: '1997-04-11' }),
     ).toStrictEqual(expected);
@@ -1182,6 +1184,8 @@ describe('feedback rows', () => {
       },
       key: keyFor('feedback', 'F-1'),
     });
+    // Words from lists in any case (`Complaint`, `Email`, `High`), as a spreadsheet writes them.
+    expect(one('feedback', { ...row, kind: 'Complaint', channel: 'Email', priority: 'High' })).toStrictEqual(one('feedback', row));
   });
 
   it('fills the defaults when the optional columns are absent or blank, and keys by customer, time and subject', () => {
