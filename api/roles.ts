@@ -143,7 +143,7 @@ export const routeRules: readonly RouteRule[] = [
   { route: 'POST /webhooks/:id/rotate-secret', access: INTEGRATION, summary: 'replace the signing secret (new one shown once)' },
   // Administration.
   { route: 'POST /admin/api-keys', access: ['admin'], summary: 'create an API key (shown once)' },
-  { route: 'GET /admin/api-keys', access: ['admin'], summary: 'list API keys' },
+  { route: 'GET /admin/api-keys', access: AUDIT, summary: 'list API keys (never their secrets): who created and revoked each, and when' },
   { route: 'DELETE /admin/api-keys/:id', access: ['admin'], summary: 'revoke an API key' },
   { route: 'POST /admin/teams', access: ['admin'], summary: 'create a team' },
   { route: 'GET /admin/teams', access: ['admin'], summary: 'list teams and their members' },

@@ -17,6 +17,13 @@ export interface ApiKeyRecord {
   createdAt: string;
   revokedAt: string | null;
   lastUsedAt: string | null;
+  /**
+   * Who created it and who revoked it, as the audit trail names an actor (`api-key:<id>` or a user
+   * id) or the CLI (`crm api-key`, `crm serve` on first start, `CRM_ADMIN_KEY`); null for keys older
+   * than these columns (2026-12-06) and for a key not revoked. Keys are not events: this is their trail.
+   */
+  createdBy: string | null;
+  revokedBy: string | null;
 }
 
 /** A live key as authentication answers it: for a user's key, `role` is the user's role now. */
@@ -32,12 +39,12 @@ export interface CreatedApiKey extends ApiKeyRecord {
 export interface ApiKeyStore {
   migrate(): Promise<void>;
   /** With `userId`, `role` is the user's role at creation (stored for the list); requests use the user's current role. */
-  create(input: { name: string; role: Role; userId?: string | null }): Promise<CreatedApiKey>;
+  create(input: { name: string; role: Role; userId?: string | null; createdBy?: string }): Promise<CreatedApiKey>;
   /** Stores a key the caller already holds (the CRM_ADMIN_KEY case); no-op when its hash is known. */
-  import(input: { name: string; role: Role; key: string }): Promise<ApiKeyRecord>;
+  import(input: { name: string; role: Role; key: string; createdBy?: string }): Promise<ApiKeyRecord>;
   list(): Promise<ApiKeyRecord[]>;
-  /** Returns the revoked record, or undefined when there is no such key. Idempotent. */
-  revoke(id: string): Promise<ApiKeyRecord | undefined>;
+  /** Returns the revoked record, or undefined when there is no such key. Idempotent: the first revocation's time and actor stay. */
+  revoke(id: string, revokedBy?: string): Promise<ApiKeyRecord | undefined>;
   /**
    * The live key a bearer token belongs to, or undefined (unknown or revoked). `beforeLookup` runs
    * only when the database is about to be asked (not for a cached answer) and may throw to refuse.
@@ -77,6 +84,8 @@ type ApiKeyTables = {
     created_at: Generated<Date>;
     revoked_at: Date | null;
     last_used_at: Date | null;
+    created_by: string | null;
+    revoked_by: string | null;
   };
 };
 
@@ -90,6 +99,8 @@ const toRecord = (row: Row): ApiKeyRecord => ({
   createdAt: row.created_at.toISOString(),
   revokedAt: row.revoked_at?.toISOString() ?? null,
   lastUsedAt: row.last_used_at?.toISOString() ?? null,
+  createdBy: row.created_by ?? null,
+  revokedBy: row.revoked_by ?? null,
 });
 
 export interface ApiKeyStoreOptions {
@@ -157,29 +168,33 @@ export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreO
         )`.execute(db);
       // Keys may belong to a user (added later: existing keys stay service keys). Checked first, so a
       // start does not take the table's exclusive lock when the column is there.
-      const { rows } =
-        await sql`SELECT 1 FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = 'api_keys' AND column_name = 'user_id'`.execute(db);
-      if (rows.length === 0) await sql`ALTER TABLE ${sql.id(schema, 'api_keys')} ADD COLUMN IF NOT EXISTS user_id uuid`.execute(db);
+      // Who created and revoked a key: added later still (older keys read null).
+      const { rows } = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns
+        WHERE table_schema = ${schema} AND table_name = 'api_keys' AND column_name IN ('user_id', 'created_by', 'revoked_by')`.execute(db);
+      if (rows.length < 3) {
+        await sql`ALTER TABLE ${sql.id(schema, 'api_keys')} ADD COLUMN IF NOT EXISTS user_id uuid, ADD COLUMN IF NOT EXISTS created_by text,
+          ADD COLUMN IF NOT EXISTS revoked_by text`.execute(db);
+      }
       await sql`CREATE INDEX IF NOT EXISTS api_keys_user_idx ON ${sql.id(schema, 'api_keys')} (user_id) WHERE user_id IS NOT NULL`.execute(db);
     },
 
-    async create({ name, role, userId }) {
+    async create({ name, role, userId, createdBy }) {
       const key = generateKey();
       const row = await db
         .withSchema(schema)
         .insertInto('api_keys')
-        .values({ id: randomUUID(), name, role, hash: hashKey(key), user_id: userId ?? null })
+        .values({ id: randomUUID(), name, role, hash: hashKey(key), user_id: userId ?? null, created_by: createdBy ?? null })
         .returningAll()
         .executeTakeFirstOrThrow();
       return { ...toRecord(row), key };
     },
 
-    async import({ name, role, key }) {
+    async import({ name, role, key, createdBy }) {
       const hash = hashKey(key);
       await db
         .withSchema(schema)
         .insertInto('api_keys')
-        .values({ id: randomUUID(), name, role, hash })
+        .values({ id: randomUUID(), name, role, hash, created_by: createdBy ?? null })
         .onConflict((oc) => oc.column('hash').doNothing())
         .execute();
       const row = await table().selectAll().where('hash', '=', hash).executeTakeFirstOrThrow();
@@ -191,11 +206,15 @@ export function createApiKeyStore(handle: Kysely<unknown>, options: ApiKeyStoreO
       return rows.map(toRecord);
     },
 
-    async revoke(id) {
+    async revoke(id, revokedBy) {
       const row = await db
         .withSchema(schema)
         .updateTable('api_keys')
-        .set({ revoked_at: sql<Date>`coalesce(revoked_at, now())` })
+        .set({
+          revoked_at: sql<Date>`coalesce(revoked_at, now())`,
+          // The first revocation's actor, as its time: a second call changes nothing.
+          revoked_by: sql<string | null>`CASE WHEN revoked_at IS NULL THEN ${revokedBy ?? null}::text ELSE revoked_by END`,
+        })
         .where('id', '=', id)
         .returningAll()
         .executeTakeFirst();
@@ -256,11 +275,11 @@ export async function ensureAdminKey(
   await store.migrate();
   if (options.adminKey) {
     if (options.adminKey.length < 16) throw new Error('CRM_ADMIN_KEY must be at least 16 characters long.');
-    const record = await store.import({ name: 'admin (CRM_ADMIN_KEY)', role: 'admin', key: options.adminKey });
+    const record = await store.import({ name: 'admin (CRM_ADMIN_KEY)', role: 'admin', key: options.adminKey, createdBy: 'CRM_ADMIN_KEY' });
     return { record };
   }
   if (await store.hasActiveAdmin()) return {};
-  const created = await store.create({ name: 'admin (generated on first start)', role: 'admin' });
+  const created = await store.create({ name: 'admin (generated on first start)', role: 'admin', createdBy: 'crm (first start)' });
   const { key, ...record } = created;
   return { generatedKey: key, record };
 }

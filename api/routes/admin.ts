@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { SafeText } from '../../domain/shared.ts';
 import type { ApiKeyStore } from '../auth/api-keys.ts';
-import { IdParams } from '../http.ts';
+import { actorOfKey, IdParams } from '../http.ts';
 import { ProblemError, problemResponses } from '../problems.ts';
 import { ROLES, type Role } from '../roles.ts';
 
@@ -15,6 +15,11 @@ export const ApiKeyView = z
     createdAt: z.string(),
     revokedAt: z.string().nullable(),
     lastUsedAt: z.string().nullable(),
+    createdBy: z
+      .string()
+      .nullable()
+      .describe('Who created the key: `api-key:<id>` or a user id (as the audit trail names actors), or the CLI; null for keys created before 2026-12-06'),
+    revokedBy: z.string().nullable().describe('Who revoked it, named alike; null while it is live'),
   })
   .meta({ id: 'ApiKey' });
 
@@ -65,7 +70,7 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
           throw new ProblemError('rule_violated', `No active user ${userId}.`, { errors: [{ field: 'userId', message: 'no active user' }] });
         keyRole = current as Role;
       }
-      const created = await keys.create({ name, role: keyRole!, userId: userId ?? null });
+      const created = await keys.create({ name, role: keyRole!, userId: userId ?? null, createdBy: actorOfKey(request.apiKey!).userId });
       request.log.info({ apiKeyId: created.id, role: created.role, userId: created.userId }, 'API key created');
       return reply.code(201).header('cache-control', 'no-store').send(created);
     },
@@ -115,7 +120,7 @@ export const adminRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; userRole?: 
           });
         }
       }
-      const revoked = await keys.revoke(request.params.id);
+      const revoked = await keys.revoke(request.params.id, actorOfKey(request.apiKey!).userId);
       if (!revoked) throw new ProblemError('not_found', `No API key ${request.params.id}.`);
       request.log.info({ apiKeyId: revoked.id }, 'API key revoked');
       return revoked;

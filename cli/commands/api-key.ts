@@ -74,13 +74,13 @@ Examples:
           }
         }
         if (!role || !(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')} (or --user <id>)`);
-        const created = await keys.create({ name, role: role as Role, userId: user ?? null });
+        const created = await keys.create({ name, role: role as Role, userId: user ?? null, createdBy: 'crm api-key' });
         if (run.values.json) run.out(JSON.stringify(created, null, 2));
         else run.out(`Created ${created.role} key ${created.id} (${terminalText(created.name)}).\nKey (shown once, store it now): ${created.key}`);
         return 0;
       }
       if (!id) throw new UsageError('revoke needs the key id (see crm api-key list)');
-      const revoked = await keys.revoke(id).catch(() => undefined);
+      const revoked = await keys.revoke(id, 'crm api-key').catch(() => undefined);
       if (!revoked) {
         run.err(`No API key with id ${id}.`);
         return 1;

@@ -315,6 +315,33 @@ describe('authentication', () => {
     expectProblem(await h.app.inject({ method: 'DELETE', url: '/admin/api-keys/00000000-0000-4000-8000-000000000000', headers: h.auth('admin') }), 404);
   });
 
+  it('records who created and who revoked a key, which an auditor can list (keys are not events: this is their trail)', async () => {
+    const adminKeyId = (await h.app.keys.list()).find((k) => k.name === 'test admin')!.id;
+    const created = json(
+      await h.app.inject({ method: 'POST', url: '/admin/api-keys', headers: h.auth('admin'), payload: { name: 'shadow admin', role: 'admin' } }),
+    );
+    expect(created).toMatchObject({ createdBy: `api-key:${adminKeyId}`, revokedBy: null });
+    const revoked = json(await h.app.inject({ method: 'DELETE', url: `/admin/api-keys/${created.id}`, headers: h.auth('admin') }));
+    expect(revoked).toMatchObject({ createdBy: `api-key:${adminKeyId}`, revokedBy: `api-key:${adminKeyId}` });
+    // Revoked again by someone else: the first revocation's actor and time stay.
+    const other = await h.app.keys.create({ name: 'second admin', role: 'admin', createdBy: 'test' });
+    const again = json(await h.app.inject({ method: 'DELETE', url: `/admin/api-keys/${created.id}`, headers: { authorization: `Bearer ${other.key}` } }));
+    expect(again).toMatchObject({ revokedBy: `api-key:${adminKeyId}`, revokedAt: revoked.revokedAt });
+    const listed = await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: h.auth('auditor') });
+    expect(listed.statusCode).toBe(200);
+    expect(json(listed).items.find((k: { id: string }) => k.id === created.id)).toMatchObject({
+      name: 'shadow admin',
+      createdBy: `api-key:${adminKeyId}`,
+      revokedBy: `api-key:${adminKeyId}`,
+    });
+    expect(JSON.stringify(json(listed))).not.toContain(created.key);
+    // The auditor reads; it neither creates nor revokes.
+    expectProblem(await h.app.inject({ method: 'POST', url: '/admin/api-keys', headers: h.auth('auditor'), payload: { name: 'x', role: 'sales' } }), 403);
+    expectProblem(await h.app.inject({ method: 'DELETE', url: `/admin/api-keys/${other.id}`, headers: h.auth('auditor') }), 403);
+    expectProblem(await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: h.auth('analyst') }), 403);
+    await h.app.keys.revoke(other.id, 'test');
+  });
+
   it('refuses to revoke the last live admin key', async () => {
     const keys = json(await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: h.auth('admin') })).items as {
       id: string;
@@ -337,9 +364,13 @@ describe('authentication', () => {
     expect(problem.errors?.map((e) => e.field).sort()).toEqual(['extra', 'name', 'role']);
   });
 
-  it('refuses non-admin roles on admin routes with 403', async () => {
-    for (const role of ['sales', 'analyst', 'auditor'] as const) {
+  it('refuses non-admin roles on admin routes with 403 (the auditor only lists keys)', async () => {
+    for (const role of ['sales', 'analyst'] as const) {
       const problem = expectProblem(await h.app.inject({ method: 'GET', url: '/admin/api-keys', headers: h.auth(role) }), 403, 'forbidden');
+      expect(problem.detail).toContain(role);
+    }
+    for (const role of ['sales', 'analyst', 'auditor'] as const) {
+      const problem = expectProblem(await h.app.inject({ method: 'GET', url: '/admin/users', headers: h.auth(role) }), 403, 'forbidden');
       expect(problem.detail).toContain(role);
     }
   });
@@ -349,6 +380,7 @@ describe('authentication', () => {
     const first = await ensureAdminKey(keys);
     expect(first.generatedKey).toMatch(/^crm_/);
     expect(await ensureAdminKey(keys)).toEqual({});
+    expect(first.record).toMatchObject({ createdBy: 'crm (first start)', revokedBy: null });
     expect(await keys.authenticate(first.generatedKey!)).toMatchObject({ role: 'admin' });
     const given = 'operator-chosen-admin-key-0123456789';
     const imported = await ensureAdminKey(keys, { adminKey: given });
