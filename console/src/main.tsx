@@ -1,5 +1,5 @@
 import { render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, useKey, whenForbidden, whenUnauthenticated } from './api.ts';
 import { AnalyticsPage } from './pages/analytics.tsx';
 import { AuditPage } from './pages/audit.tsx';
@@ -12,7 +12,7 @@ import { ServicePage } from './pages/service.tsx';
 import { SignIn } from './pages/sign-in.tsx';
 import { href, useRoute } from './router.ts';
 import { loadSession, saveSession, signIn, type Session } from './session.ts';
-import { can, ErrorBoundary, seesNames } from './ui.tsx';
+import { Announcer, can, ErrorBoundary, focusScreenHeading, seesNames, titleOf, useFocusKeeper } from './ui.tsx';
 import { ROLES, type Role } from '../../api/roles.ts';
 import './style.css';
 
@@ -69,11 +69,28 @@ const App = () => {
     if (stored) void reread(stored.key);
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
+  useFocusKeeper();
+  const signedIn = session !== null;
+  const path = route.path.join('/');
+  // The screen's name; a record's page adds the record's once loaded (useTitle).
   useEffect(() => {
-    const [first] = route.path;
-    const screen = SCREENS.find((s) => s.path === first);
-    document.title = `${screen?.label ?? 'Customer'} · CRM console`;
-  }, [route]);
+    const [first = ''] = route.path;
+    // No path shows the role's first screen.
+    const screen = first || route.malformed ? SCREENS.find((s) => s.path === first) : SCREENS.find((s) => session && can(session.role, s.reads));
+    document.title = titleOf(!signedIn ? 'Sign in' : (screen?.label ?? 'No such screen'));
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [path, signedIn, session?.role]);
+  // Another screen (signed in or out, a link followed) takes the focus to its h1; not the first one
+  // loaded. The service desk stays the same screen when a ticket opens: the ticket takes the focus.
+  const screenKey = route.path[0] === 'service' ? 'service' : path;
+  const loaded = useRef(false);
+  useEffect(() => {
+    if (!loaded.current) {
+      loaded.current = true;
+      return;
+    }
+    return focusScreenHeading();
+  }, [screenKey, signedIn]);
 
   if (!session) {
     return (
@@ -148,7 +165,12 @@ const App = () => {
           <ul>
             {screens.map((s) => (
               <li key={s.path}>
-                <a href={href(s.path)} aria-current={s.path === first ? 'page' : undefined}>
+                {/* Scrolled into view when focused: on a phone the list scrolls sideways and hid the link reached by Tab. */}
+                <a
+                  href={href(s.path)}
+                  aria-current={s.path === first ? 'page' : undefined}
+                  onFocus={(e) => e.currentTarget.scrollIntoView({ block: 'nearest', inline: 'nearest' })}
+                >
                   {s.label}
                 </a>
               </li>
@@ -166,6 +188,7 @@ const App = () => {
       <main id="main" tabIndex={-1}>
         <ErrorBoundary screen={route.path.join('/')}>{page}</ErrorBoundary>
       </main>
+      <Announcer />
     </>
   );
 };

@@ -1,4 +1,4 @@
-import { Component, Fragment, type ComponentChildren } from 'preact';
+import { Component, Fragment, type ComponentChildren, type TableHTMLAttributes } from 'preact';
 import { useCallback, useEffect, useId, useRef, useState } from 'preact/hooks';
 import { ApiError, whenStale, type Problem } from './api.ts';
 import { isAllowed, ruleFor, seesPersonalData, type Role } from '../../api/roles.ts';
@@ -104,6 +104,137 @@ export const Loading = ({ what }: { what: string }) => (
   </p>
 );
 
+/** The app shell's polite live region: what a screen says there, a screen reader reads out. */
+let say: ((message: string) => void) | null = null;
+export const announce = (message: string): void => say?.(message);
+export const Announcer = () => {
+  const [message, setMessage] = useState('');
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // Emptied first: the same words twice in a row (two tasks completed) are read twice.
+    say = (next) => {
+      setMessage('');
+      clearTimeout(timer);
+      timer = setTimeout(() => setMessage(next), 100);
+    };
+    return () => {
+      say = null;
+      clearTimeout(timer);
+    };
+  }, []);
+  return (
+    <p class="sr-only" role="status" data-testid="announcement">
+      {message}
+    </p>
+  );
+};
+
+/** Says a list's new results (count, page) once loaded; not its first load, which the screen's heading introduces. */
+export const useAnnounceResults = (data: unknown, message: () => string): void => {
+  const first = useRef(true);
+  useEffect(() => {
+    if (data === undefined) return;
+    if (first.current) first.current = false;
+    else announce(message());
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [data]);
+};
+
+/** The document's title: the record (when there is one), the screen, the app. */
+export const titleOf = (...parts: (string | undefined)[]): string => [...parts.filter(Boolean), 'CRM console'].join(' · ');
+export const useTitle = (record: string | undefined, screen: string): void => {
+  useEffect(() => {
+    if (record !== undefined) document.title = titleOf(record, screen);
+  }, [record, screen]);
+};
+
+/** A heading (or table) given the focus as a landing place: focusable by script only, not a tab stop. */
+export const focusLanding = (element: HTMLElement): void => {
+  if (!element.hasAttribute('tabindex')) element.tabIndex = -1;
+  element.focus();
+};
+
+const typing = (): boolean => document.activeElement?.matches('input, textarea, select') ?? false;
+
+/**
+ * After a move to another screen its h1 takes the focus, once drawn (a record's page draws it when the
+ * record is loaded): the focus stayed on a link of the screen left, or fell to <body>. Not when the user
+ * is typing meanwhile. Returns a stop.
+ */
+export const focusScreenHeading = (): (() => void) => {
+  const attempt = () => {
+    if (typing()) return stop();
+    const h1 = document.querySelector<HTMLElement>('main h1');
+    if (h1) {
+      focusLanding(h1);
+      stop();
+    }
+  };
+  const observer = new MutationObserver(attempt);
+  const timer = setTimeout(() => stop(), 15_000);
+  const stop = () => {
+    observer.disconnect();
+    clearTimeout(timer);
+  };
+  observer.observe(document.body, { childList: true, subtree: true });
+  attempt();
+  return stop;
+};
+
+/** The element given the focus when a record opens in a screen (a ticket in the service desk), unless the user is typing. */
+export const focusOpened = (element: HTMLElement | null | undefined): void => {
+  if (element && !typing()) focusLanding(element);
+};
+
+/** The headings of the sections around an element, nearest first: where its focus goes when it is gone. */
+const landingsOf = (element: Element): HTMLElement[] => {
+  const landings: HTMLElement[] = [];
+  for (let at = element.parentElement?.closest('section[aria-labelledby], article[aria-labelledby]'); at;) {
+    const heading = document.getElementById(at.getAttribute('aria-labelledby') ?? '');
+    if (heading) landings.push(heading);
+    at = at.parentElement?.closest('section[aria-labelledby], article[aria-labelledby]');
+  }
+  return landings;
+};
+
+/**
+ * One rule for the focus when the control holding it goes (a completed task's button, a revoked key's,
+ * a card whose deal was lost) or is disabled ("Next" on the last page): the heading of its nearest
+ * section still on the page, else the screen's h1. It fell to <body>, the top of the page. A form at
+ * work (aria-busy) or closed (data-returns-focus) is left alone: it puts the focus back itself.
+ * Checked after the screen's own focus moves (effects run after the next frame), so that those win.
+ */
+export const useFocusKeeper = (): void => {
+  useEffect(() => {
+    let held: Element | null = null;
+    let landings: HTMLElement[] = [];
+    let pending = false;
+    const onFocus = (event: FocusEvent) => {
+      held = event.target as Element;
+      landings = landingsOf(held);
+    };
+    const check = () => {
+      pending = false;
+      const active = document.activeElement;
+      if (!held || (active && active !== document.body)) return;
+      if ((held.isConnected && !(held as HTMLButtonElement).disabled) || held.closest('[aria-busy="true"], [data-returns-focus]')) return;
+      const landing = [...landings, document.querySelector<HTMLElement>('main h1')].find((h) => h?.isConnected);
+      if (landing) focusLanding(landing);
+    };
+    const observer = new MutationObserver(() => {
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(() => setTimeout(check));
+    });
+    observer.observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ['disabled'] });
+    document.addEventListener('focusin', onFocus);
+    return () => {
+      observer.disconnect();
+      document.removeEventListener('focusin', onFocus);
+    };
+  }, []);
+};
+
 export interface FieldSpec {
   name: string;
   label: string;
@@ -128,6 +259,10 @@ export const CommandForm = (props: {
   onCancel?: () => void;
   children?: ComponentChildren;
   danger?: boolean;
+  /** What the live region says when the command is accepted; by default the form's title and "done". */
+  success?: string;
+  /** Its heading's level: 2 where it sits right under the screen's h1. */
+  level?: 2 | 3;
   /**
    * The revision of the record the fields were filled from. When the record reloads (after a 409), the
    * fields the user has not changed take its current values: submitted again, they would otherwise
@@ -157,8 +292,16 @@ export const CommandForm = (props: {
   }, [problem]);
   // A form opened on demand (it can be cancelled) takes the focus: its first field, else its submit
   // button. Keyboard users were left on the button that opened it, with the form drawn elsewhere.
+  // Closed (cancelled or done), it gives the focus back to that button, which it had dropped to <body>.
   useEffect(() => {
-    if (props.onCancel) form.current?.querySelector<HTMLElement>('input, select, textarea, button[type="submit"]')?.focus();
+    if (!props.onCancel) return;
+    const opener = document.activeElement as HTMLElement | null;
+    form.current?.querySelector<HTMLElement>('input, select, textarea, button[type="submit"]')?.focus();
+    return () =>
+      setTimeout(() => {
+        const lost = !document.activeElement || document.activeElement === document.body;
+        if (lost && opener && opener !== document.body && opener.isConnected) opener.focus();
+      });
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
   const onSubmit = async (event: Event) => {
@@ -167,17 +310,22 @@ export const CommandForm = (props: {
     setProblem(null);
     try {
       await props.submit(values);
+      announce(props.success ?? `${props.title}: done.`);
     } catch (error) {
       setProblem(problemOf(error));
     } finally {
       setBusy(false);
     }
   };
+  // Ids by kind, then the field's name: a field named `title` had the heading's id.
+  const Heading = props.level === 2 ? 'h2' : 'h3';
   return (
     <form
       class="command"
       onSubmit={onSubmit}
-      aria-labelledby={`${id}-title`}
+      aria-labelledby={`${id}-heading`}
+      aria-busy={busy || undefined}
+      data-returns-focus={props.onCancel ? true : undefined}
       ref={form}
       // Escape closes the form as its Cancel button does.
       onKeyDown={(e) => {
@@ -187,10 +335,13 @@ export const CommandForm = (props: {
         }
       }}
     >
-      <h3 id={`${id}-title`}>{props.title}</h3>
+      <Heading id={`${id}-heading`}>{props.title}</Heading>
       {props.children}
       {props.fields.map((f) => {
-        const fieldId = `${id}-${f.name}`;
+        const fieldId = `${id}-field-${f.name}`;
+        const hintId = `${id}-hint-${f.name}`;
+        const errorId = `${id}-error-${f.name}`;
+        const zoneId = `${id}-zone-${f.name}`;
         const value = values[f.name];
         const set = (v: string | boolean) => {
           touched.add(f.name);
@@ -199,7 +350,7 @@ export const CommandForm = (props: {
         // Not `name`: a form reaches its controls by name as properties, so a field named `remove` hid
         // the form's own remove(), which Preact calls to take it off the page (the page froze).
         const refused = messages.get(f.name);
-        const described = [f.hint && `${fieldId}-hint`, refused && `${fieldId}-error`].filter(Boolean).join(' ');
+        const described = [f.hint && hintId, refused && errorId, f.type === 'datetime-local' && zoneId].filter(Boolean).join(' ');
         const common = {
           id: fieldId,
           'data-field': f.name,
@@ -227,16 +378,20 @@ export const CommandForm = (props: {
               <input {...common} type={(f.type ?? 'text') as 'text'} step={f.step} value={String(value)} onInput={(e) => set(e.currentTarget.value)} />
             )}
             {f.hint ? (
-              <small class="muted" id={`${fieldId}-hint`}>
+              <small class="muted" id={hintId}>
                 {f.hint}
               </small>
             ) : null}
             {refused ? (
-              <small class="field-error" id={`${fieldId}-error`}>
+              <small class="field-error" id={errorId}>
                 {refused.join(' ')}
               </small>
             ) : null}
-            {f.type === 'datetime-local' ? <small class="muted">Your local time ({localZone()}); shown in UTC elsewhere</small> : null}
+            {f.type === 'datetime-local' ? (
+              <small class="muted" id={zoneId}>
+                Your local time ({localZone()}); shown in UTC elsewhere
+              </small>
+            ) : null}
           </div>
         );
       })}
@@ -281,7 +436,8 @@ export const ActionPanel = (props: { actions: Action[] }) => {
   const opened = props.actions.find((a) => a.label === open);
   return (
     <div class="actions">
-      <div class="buttons" role="toolbar" aria-label="Actions" ref={toolbar}>
+      {/* A group, not a toolbar: a toolbar promises arrow keys between its buttons, and these are tab stops. */}
+      <div class="buttons" role="group" aria-label="Actions" ref={toolbar}>
         {props.actions.map((a) => (
           <button key={a.label} type="button" data-action={a.label} aria-expanded={open === a.label} onClick={() => setOpen(open === a.label ? null : a.label)}>
             {a.label}
@@ -374,14 +530,21 @@ export const Stat = ({ label, value }: { label: string; value: ComponentChildren
   </div>
 );
 
-/** A table's column headers; `[label, 'num']` right-aligns a numeric column. */
-export const Head = ({ columns }: { columns: (string | [string, 'num'])[] }) => (
+/**
+ * A table's column headers; `[label, 'num']` right-aligns a numeric column, `[label, 'hidden']` names a
+ * column of buttons for screen readers only (an empty header was read as nothing).
+ */
+export const Head = ({ columns }: { columns: (string | [string, 'num' | 'hidden'])[] }) => (
   <thead>
     <tr>
       {columns.map((c) =>
         typeof c === 'string' ? (
           <th scope="col" key={c}>
             {c}
+          </th>
+        ) : c[1] === 'hidden' ? (
+          <th scope="col" key={c[0]}>
+            <span class="sr-only">{c[0]}</span>
           </th>
         ) : (
           <th scope="col" class="num" key={c[0]}>
@@ -391,4 +554,13 @@ export const Head = ({ columns }: { columns: (string | [string, 'num'])[] }) => 
       )}
     </tr>
   </thead>
+);
+
+/** A table that scrolls sideways in its own box when it is wider than the screen, at any width (the page scrolled). */
+export const Grid = ({ children, ...rest }: TableHTMLAttributes<HTMLTableElement>) => (
+  <div class="grid-box">
+    <table class="grid" {...rest}>
+      {children}
+    </table>
+  </div>
 );

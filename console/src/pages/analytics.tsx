@@ -68,6 +68,8 @@ export const AnalyticsPage = ({ role }: { role: Role }) => {
         <CommandForm
           title="Fit the models"
           submitLabel="Fit models"
+          success="Models fitted."
+          level={2}
           fields={[
             { name: 'asOf', label: 'As of (blank: the latest business day)', type: 'date' },
             { name: 'timeUnit', label: 'Time unit', type: 'select', options: TIME_UNITS, value: 'week', required: true },

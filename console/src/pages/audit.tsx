@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { get, query, request } from '../api.ts';
 import { navigate } from '../router.ts';
 import type { AuditEvent } from '../types.ts';
-import { can, Loading, localZone, ProblemBox, problemOf, useLoad, when, Head } from '../ui.tsx';
+import { can, Loading, localZone, ProblemBox, problemOf, useLoad, when, Head, Grid } from '../ui.tsx';
 import type { Problem } from '../api.ts';
 import type { Role } from '../../../api/roles.ts';
 
@@ -90,7 +90,7 @@ const StreamHistory = ({ stream }: { stream: string }) => {
     <>
       <section aria-labelledby="history-title">
         <h2 id="history-title">History of {stream}</h2>
-        <table class="grid" data-testid="history">
+        <Grid data-testid="history">
           <thead>
             <tr>
               <th scope="col">Rev.</th>
@@ -154,7 +154,7 @@ const StreamHistory = ({ stream }: { stream: string }) => {
               </tr>
             ))}
           </tbody>
-        </table>
+        </Grid>
       </section>
       {record ? <AsOf kind={record[0]} id={record[1]} asOf={asOf} setAsOf={setAsOf} time={time} setTime={setTime} /> : null}
     </>
@@ -206,7 +206,7 @@ const AsOf = (props: { kind: string; id: string; asOf: string; setAsOf: (iso: st
       {!asOf ? <p class="muted">Pick an instant, or press "View" on an event above.</p> : null}
       <ProblemBox problem={then.problem ?? now.problem} />
       {then.data && now.data ? (
-        <table class="grid" data-testid="as-of">
+        <Grid data-testid="as-of">
           <caption>
             As of {when(then.data.asOf)} ({then.data.time} time): revision {then.data.revision} (current: revision {now.data.revision}). Changed fields are
             marked.
@@ -234,7 +234,7 @@ const AsOf = (props: { kind: string; id: string; asOf: string; setAsOf: (iso: st
               );
             })}
           </tbody>
-        </table>
+        </Grid>
       ) : null}
     </section>
   );
@@ -280,7 +280,7 @@ const Verify = () => {
             {job.error ? ` — ${job.error}` : ''}
           </p>
           {job.result?.tables ? (
-            <table class="grid">
+            <Grid>
               <Head columns={['Table', 'Equal', ['Live rows', 'num'], ['Replayed rows', 'num'], ['Differences', 'num']]} />
               <tbody>
                 {job.result.tables.map((t) => (
@@ -293,7 +293,7 @@ const Verify = () => {
                   </tr>
                 ))}
               </tbody>
-            </table>
+            </Grid>
           ) : job.result ? (
             <pre>{JSON.stringify(job.result, null, 2)}</pre>
           ) : null}
@@ -367,7 +367,7 @@ const GlobalLog = ({ mayExport }: { mayExport: boolean }) => {
         ) : null}
       </form>
       <ProblemBox problem={problem ?? log.problem} />
-      <table class="grid" data-testid="log">
+      <Grid data-testid="log">
         <Head columns={['Recorded', 'Stream', 'Event', 'Who', 'Why']} />
         <tbody>
           {log.data?.items.map((e) => (
@@ -382,7 +382,7 @@ const GlobalLog = ({ mayExport }: { mayExport: boolean }) => {
             </tr>
           ))}
         </tbody>
-      </table>
+      </Grid>
       <div class="buttons">
         <button type="button" disabled={!cursor} onClick={() => setCursor(undefined)}>
           Newest

@@ -16,13 +16,16 @@ import {
   Stat,
   text,
   useLoad,
+  useAnnounceResults,
   useReloadWhenStale,
   usePager,
+  useTitle,
   Pager,
   type FieldSpec,
   type FormValues,
   Head,
   MONEY_STEP,
+  Grid,
 } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
@@ -37,6 +40,12 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
     (signal) => get<Page<ListedCampaign>>(`/campaigns${query({ status, sort: '-createdAt', limit: 25, cursor: pager.cursor })}`, { signal }),
     [status, pager.cursor],
   );
+  // A filter or another page says what it found (it was silent).
+  useAnnounceResults(list.data, () => {
+    const count = list.data?.items.length ?? 0;
+    if (count === 0) return 'No campaign matches.';
+    return `${count} campaign${count === 1 ? '' : 's'} shown, page ${pager.page}${list.data?.nextCursor ? ' (more on the next page)' : ''}.`;
+  });
   return (
     <section aria-labelledby="campaigns-title">
       <h1 id="campaigns-title">Campaigns</h1>
@@ -60,6 +69,8 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
         <CommandForm
           title="Create a campaign"
           submitLabel="Create"
+          success="Campaign created."
+          level={2}
           onCancel={() => setCreating(false)}
           fields={[
             { name: 'name', label: 'Name', required: true },
@@ -81,7 +92,7 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
       ) : null}
       <ProblemBox problem={list.problem} />
       {list.loading && !list.data ? <Loading what="campaigns" /> : null}
-      <table class="grid">
+      <Grid aria-labelledby="campaigns-title">
         <Head
           columns={[
             'Name',
@@ -101,8 +112,8 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
               <td>
                 <a href={href(`campaigns/${c.id}`)}>{c.name}</a>
               </td>
-              <td>{c.channel}</td>
-              <td>{c.status}</td>
+              <td class="word">{c.channel}</td>
+              <td class="word">{c.status}</td>
               <td class="num">{money(c.budget, c.currency)}</td>
               <td class="num">{money(c.costs, c.currency)}</td>
               <td class="num">{c.responses.sent}</td>
@@ -112,8 +123,13 @@ export const CampaignsPage = ({ role }: { role: Role }) => {
               <td class="num">{c.revenueBase === null ? '—' : pct(c.roiBase, 0)}</td>
             </tr>
           ))}
+          {list.data?.items.length === 0 ? (
+            <tr>
+              <td colSpan={9}>No campaign matches{status ? ` the status ${status}` : ''}.</td>
+            </tr>
+          ) : null}
         </tbody>
-      </table>
+      </Grid>
       {list.data ? <Pager page={pager.page} nextCursor={list.data.nextCursor} next={pager.next} previous={pager.previous} /> : null}
     </section>
   );
@@ -146,6 +162,7 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
   const [waitFor, setWaitFor] = useState<string | undefined>(() => parseHash(location.hash).params.get('waitFor') ?? undefined);
   const campaign = useLoad((signal) => get<Campaign>(`/campaigns/${id}${query({ waitFor })}`, { signal }), [id, waitFor]);
   useReloadWhenStale(campaign.reload);
+  useTitle(campaign.data?.name, 'Campaigns');
   if (campaign.problem) return <ProblemBox problem={campaign.problem} />;
   const c = campaign.data;
   if (!c) return <Loading what="the campaign" />;
@@ -261,7 +278,16 @@ export const CampaignPage = ({ id, role }: { id: string; role: Role }) => {
           <Stat key={r} label={r} value={c.responses[r] ?? 0} />
         ))}
       </dl>
-      {actions.length ? <ActionPanel actions={actions} /> : <p class="muted">No actions for the {role} role in this state.</p>}
+      {actions.length ? (
+        <section aria-labelledby="campaign-actions-title">
+          <h2 id="campaign-actions-title" class="sr-only">
+            Actions
+          </h2>
+          <ActionPanel actions={actions} />
+        </section>
+      ) : (
+        <p class="muted">No actions for the {role} role in this state.</p>
+      )}
     </article>
   );
 };

@@ -15,6 +15,7 @@ import {
   type TimelineItem,
 } from '../types.ts';
 import {
+  announce,
   ActionPanel,
   allowed,
   can,
@@ -31,10 +32,12 @@ import {
   text,
   useLoad,
   useReloadWhenStale,
+  useTitle,
   when,
   type FormValues,
   Head,
   MONEY_STEP,
+  Grid,
 } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
@@ -77,6 +80,7 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
     [id, waitFor],
   );
   useReloadWhenStale(customer.reload);
+  useTitle(customer.data?.name, 'Customers');
 
   if (customer.problem) return <ProblemBox problem={customer.problem} />;
   const c = customer.data;
@@ -147,7 +151,7 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
         <h2 id="purchases-title">Purchases and refunds</h2>
         {timeline.loading ? <Loading what="purchases" /> : null}
         {olderEvents}
-        <table class="grid" data-testid="purchases">
+        <Grid aria-labelledby="purchases-title" data-testid="purchases">
           <Head columns={['When', 'What']} />
           <tbody>
             {purchases.map((p) => (
@@ -157,7 +161,7 @@ export const CustomerPage = ({ id, role }: { id: string; role: Role }) => {
               </tr>
             ))}
           </tbody>
-        </table>
+        </Grid>
       </section>
       <div class="columns">
         <section aria-labelledby="deals-title">
@@ -378,6 +382,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
         <CommandForm
           title="Record the customer's feedback"
           submitLabel="Record feedback"
+          success="Feedback recorded."
           onCancel={close}
           fields={[
             { name: 'kind', label: 'Kind', type: 'select', options: FEEDBACK_KINDS, value: 'question', required: true },
@@ -408,6 +413,7 @@ const CustomerActions = (props: { customer: Customer; role: Role; done: (a: Acce
         <CommandForm
           title="Log a note, call, meeting or task"
           submitLabel="Log activity"
+          success="Activity logged."
           onCancel={close}
           fields={[
             { name: 'kind', label: 'Kind', type: 'select', options: ACTIVITY_KINDS, value: 'note', required: true },
@@ -569,6 +575,7 @@ const Activities = (props: { page: Page<Activity> | undefined; problem: Problem 
     setCompleting(a.id);
     try {
       props.done(await command(`/activities/${a.id}/complete`, {}, { ifMatch: a.revision }));
+      announce(`Completed "${a.subject}".`);
     } catch (error) {
       setProblem(problemOf(error));
     } finally {
@@ -583,13 +590,13 @@ const Activities = (props: { page: Page<Activity> | undefined; problem: Problem 
       {props.page === undefined && !props.problem ? <Loading what="activities" /> : null}
       {props.page && items.length === 0 ? <p class="muted">No activities.</p> : null}
       {items.length ? (
-        <table class="grid" data-testid="activities">
-          <Head columns={['When', 'Kind', 'Subject', 'Notes', 'Assignee', 'Status', '']} />
+        <Grid aria-labelledby="activities-title" data-testid="activities">
+          <Head columns={['When', 'Kind', 'Subject', 'Notes', 'Assignee', 'Status', ['Action', 'hidden']]} />
           <tbody>
             {items.map((a) => (
               <tr key={a.id}>
                 <td>{when(a.occurredAt)}</td>
-                <td>{a.kind}</td>
+                <td class="word">{a.kind}</td>
                 <td>{a.subject}</td>
                 <td>{a.body ?? ''}</td>
                 <td>{a.assigneeId ?? '—'}</td>
@@ -607,7 +614,7 @@ const Activities = (props: { page: Page<Activity> | undefined; problem: Problem 
               </tr>
             ))}
           </tbody>
-        </table>
+        </Grid>
       ) : null}
       {props.page?.nextCursor ? <p class="muted">The latest {items.length} activities are shown; GET /customers/:id/activities lists them all.</p> : null}
     </section>

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { command, get, query, type Page } from '../api.ts';
 import { href, navigate } from '../router.ts';
 import type { ListedCustomer } from '../types.ts';
-import { can, CommandForm, day, Loading, money, Pager, ProblemBox, seesNames, text, useLoad, Head } from '../ui.tsx';
+import { can, CommandForm, day, Loading, money, Pager, ProblemBox, seesNames, text, useAnnounceResults, useLoad, Head, Grid } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
 const SORTS = [
@@ -57,6 +57,12 @@ export const CustomersPage = ({ role, params }: { role: Role; params: URLSearchP
   }, [shown]);
   const cursor = cursors[cursors.length - 1];
   const list = useLoad((signal) => get<Page<ListedCustomer>>(`/customers${query({ ...applied, limit: 25, cursor })}`, { signal }), [shown, cursor]);
+  // A search, a filter or another page says what it found (it was silent).
+  useAnnounceResults(list.data, () => {
+    const count = list.data?.items.length ?? 0;
+    if (count === 0) return 'No customer matches.';
+    return `${count} customer${count === 1 ? '' : 's'} shown, page ${cursors.length + 1}${list.data?.nextCursor ? ' (more on the next page)' : ''}.`;
+  });
   const go = (filters: Filters, pages: string[]) =>
     navigate('customers', { ...filters, sort: filters.sort === DEFAULT_SORT ? undefined : filters.sort, cursor: pages });
   const apply = (event: Event) => {
@@ -112,6 +118,8 @@ export const CustomersPage = ({ role, params }: { role: Role; params: URLSearchP
         <CommandForm
           title="Register a customer"
           submitLabel="Register"
+          success="Customer registered."
+          level={2}
           onCancel={() => setCreating(false)}
           fields={[
             { name: 'name', label: 'Name', required: true },
@@ -142,7 +150,7 @@ export const CustomersPage = ({ role, params }: { role: Role; params: URLSearchP
       {list.loading ? <Loading what="customers" /> : null}
       {list.data ? (
         <>
-          <table class="grid">
+          <Grid>
             <caption class="sr-only">Customers</caption>
             <Head columns={['Name', 'Email', 'Company', 'Tags', 'Status', ['Orders', 'num'], ['Revenue', 'num'], 'Last purchase']} />
             <tbody>
@@ -154,14 +162,14 @@ export const CustomersPage = ({ role, params }: { role: Role; params: URLSearchP
                   <td>{c.email}</td>
                   <td>{c.company ?? ''}</td>
                   <td>{c.tags.join(', ')}</td>
-                  <td>{c.status}</td>
+                  <td class="word">{c.status}</td>
                   <td class="num">{c.orderCount}</td>
                   <td class="num">{money(c.revenue, c.currency)}</td>
                   <td>{day(c.lastPurchaseAt)}</td>
                 </tr>
               ))}
             </tbody>
-          </table>
+          </Grid>
           {list.data.items.length === 0 ? <p>No customer matches.</p> : null}
           <Pager
             page={cursors.length + 1}

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { get, request } from '../api.ts';
-import { can, CommandForm, Loading, ProblemBox, problemOf, text, useLoad, when, Head } from '../ui.tsx';
+import { announce, can, CommandForm, Loading, ProblemBox, problemOf, text, useLoad, when, Head, Grid } from '../ui.tsx';
 import { ROLES, type Role } from '../../../api/roles.ts';
 import type { Problem } from '../api.ts';
 
@@ -59,7 +59,7 @@ export const OperationsPage = ({ role, companyWide }: { role: Role; companyWide:
               Status: <strong>{ready.data.status}</strong> · store head {ready.data.head}
               {ready.data.reasons.length ? ` · ${ready.data.reasons.join('; ')}` : ''}
             </p>
-            <table class="grid" data-testid="projections">
+            <Grid aria-labelledby="projections-title" data-testid="projections">
               <Head
                 columns={[
                   'Projection',
@@ -76,7 +76,7 @@ export const OperationsPage = ({ role, companyWide }: { role: Role; companyWide:
                 {ready.data.projections.map((p) => (
                   <tr key={p.name}>
                     <td>{p.name}</td>
-                    <td class={p.state === 'failed' ? 'overdue' : undefined}>{p.state}</td>
+                    <td class={p.state === 'failed' ? 'word overdue' : 'word'}>{p.state}</td>
                     <td class="num">{p.position}</td>
                     <td class="num">{p.eventsBehind ?? '—'}</td>
                     <td class="num">{p.secondsBehind === null ? '—' : p.secondsBehind.toFixed(1)}</td>
@@ -86,7 +86,7 @@ export const OperationsPage = ({ role, companyWide }: { role: Role; companyWide:
                   </tr>
                 ))}
               </tbody>
-            </table>
+            </Grid>
           </>
         ) : ready.loading ? (
           <Loading what="projections" />
@@ -108,6 +108,7 @@ const ApiKeys = ({ manage }: { manage: boolean }) => {
     setProblem(null);
     try {
       await request(`/admin/api-keys/${key.id}`, { method: 'DELETE' });
+      announce(`Revoked the key "${key.name}".`);
       setTick(tick + 1);
     } catch (error) {
       setProblem(problemOf(error));
@@ -141,13 +142,13 @@ const ApiKeys = ({ manage }: { manage: boolean }) => {
         </p>
       ) : null}
       <ProblemBox problem={problem ?? keys.problem} />
-      <table class="grid" data-testid="keys">
+      <Grid aria-labelledby="keys-title" data-testid="keys">
         <Head columns={['Name', 'Role', 'Created', 'Last used', 'Revoked', 'Action']} />
         <tbody>
           {keys.data?.items.map((k) => (
             <tr key={k.id}>
               <td>{k.name}</td>
-              <td>{k.role}</td>
+              <td class="word">{k.role}</td>
               <td>{when(k.createdAt)}</td>
               <td>{when(k.lastUsedAt)}</td>
               <td>{when(k.revokedAt)}</td>
@@ -161,7 +162,7 @@ const ApiKeys = ({ manage }: { manage: boolean }) => {
             </tr>
           ))}
         </tbody>
-      </table>
+      </Grid>
     </section>
   );
 };

@@ -3,6 +3,7 @@ import { command, get, getPages, query, type Accepted, type Page, type Problem }
 import { href } from '../router.ts';
 import { CURRENCIES, DEAL_STAGES, type Deal } from '../types.ts';
 import {
+  announce,
   can,
   CommandForm,
   day,
@@ -18,6 +19,7 @@ import {
   useReloadWhenStale,
   Head,
   MONEY_STEP,
+  Grid,
 } from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 
@@ -83,6 +85,7 @@ export const PipelinePage = ({ role }: { role: Role }) => {
     if (stage === deal.stage || isMoving(deal)) return;
     setMoving((m) => new Map(m).set(deal.id, deal.revision));
     const moved = await run(command(`/deals/${deal.id}/stage`, { stage }, { ifMatch: deal.revision }));
+    if (moved) announce(`Moved "${deal.title}" to ${stage}.`);
     if (moved && focus) setFollow({ id: deal.id, stage });
     if (!moved)
       setMoving((m) => {
@@ -169,21 +172,24 @@ export const PipelinePage = ({ role }: { role: Role }) => {
                     <div class="muted">
                       <bdi>{d.ownerId}</bdi> · closes {day(d.expectedCloseDate)} · {d.daysInStage} d in stage
                     </div>
-                    <a href={href(`customers/${d.customerId}`)}>customer</a>
+                    {/* Named with the deal: a list of links all read "customer" told them apart by nothing. */}
+                    <a href={href(`customers/${d.customerId}`)} aria-label={`Customer of ${d.title}`}>
+                      customer
+                    </a>
                     {mayMove ? (
                       <div class="buttons">
                         <MoveDeal deal={d} moving={isMoving(d)} move={(stage) => move(d, stage, true)} />
                         {mayEdit ? (
-                          <button type="button" onClick={() => setActing({ deal: d, action: 'edit' })}>
+                          <button type="button" aria-label={`Edit ${d.title}`} onClick={() => setActing({ deal: d, action: 'edit' })}>
                             Edit
                           </button>
                         ) : null}
                         {mayClose ? (
                           <>
-                            <button type="button" onClick={() => setActing({ deal: d, action: 'won' })}>
+                            <button type="button" aria-label={`Mark ${d.title} won`} onClick={() => setActing({ deal: d, action: 'won' })}>
                               Won
                             </button>
-                            <button type="button" onClick={() => setActing({ deal: d, action: 'lost' })}>
+                            <button type="button" aria-label={`Mark ${d.title} lost`} onClick={() => setActing({ deal: d, action: 'lost' })}>
                               Lost
                             </button>
                           </>
@@ -204,15 +210,15 @@ export const PipelinePage = ({ role }: { role: Role }) => {
       <WinRate closed={summary.data?.closed ?? null} />
       <section aria-labelledby="closed-title">
         <h2 id="closed-title">Recently won and lost</h2>
-        <table class="grid" data-testid="closed-deals">
-          <Head columns={['Deal', 'Outcome', ['Amount', 'num'], 'Reason', 'Closed', ...(mayReopen ? [''] : [])]} />
+        <Grid aria-labelledby="closed-title" data-testid="closed-deals">
+          <Head columns={['Deal', 'Outcome', ['Amount', 'num'], 'Reason', 'Closed', ...(mayReopen ? [['Action', 'hidden'] as [string, 'hidden']] : [])]} />
           <tbody>
             {closed.data?.items
               .filter((d) => d.status !== 'open')
               .map((d) => (
                 <tr key={d.id}>
                   <td>{d.title}</td>
-                  <td>{d.status}</td>
+                  <td class="word">{d.status}</td>
                   <td class="num">{money(d.amount, d.currency)}</td>
                   <td>{d.wonReason ?? d.lostReason ?? ''}</td>
                   <td>{day(d.closedAt)}</td>
@@ -226,7 +232,7 @@ export const PipelinePage = ({ role }: { role: Role }) => {
                 </tr>
               ))}
           </tbody>
-        </table>
+        </Grid>
       </section>
     </section>
   );
@@ -242,7 +248,8 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
   const { deal, action } = props;
   const send = async (path: string, body: object, method?: 'PATCH') =>
     props.sent((await command(`/deals/${deal.id}${path}`, body, { ifMatch: deal.revision, ...(method ? { method } : {}) })).position);
-  const common = { onCancel: props.cancel, revision: deal.revision };
+  // Level 2: the form sits right under the screen's h1.
+  const common = { onCancel: props.cancel, revision: deal.revision, level: 2 as const };
   switch (action) {
     case 'won':
     case 'lost':
@@ -251,6 +258,7 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
           {...common}
           title={`Mark "${deal.title}" ${action}`}
           submitLabel={`Mark ${action}`}
+          success={`"${deal.title}" marked ${action}.`}
           fields={
             action === 'won'
               ? [
@@ -273,6 +281,7 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
           {...common}
           title={`Edit "${deal.title}"`}
           submitLabel="Save deal"
+          success={`"${deal.title}" saved.`}
           fields={[
             { name: 'title', label: 'Title', value: deal.title, required: true },
             { name: 'amount', label: 'Amount', type: 'number', step: MONEY_STEP, value: String(deal.amount), required: true },
@@ -307,6 +316,7 @@ const DealForm = (props: { deal: Deal; action: DealAction; sent: (position: stri
           {...common}
           title={`Reopen "${deal.title}"`}
           submitLabel="Reopen deal"
+          success={`"${deal.title}" reopened.`}
           fields={[{ name: 'stage', label: 'Stage (blank: the one it was closed from)', type: 'select', options: DEAL_STAGES }]}
           submit={async (v) => send('/reopen', text(v.stage) ? { stage: v.stage } : {})}
         />
@@ -351,7 +361,7 @@ const WinRate = ({ closed }: { closed: Pipeline['closed'] }) => {
   return (
     <section aria-labelledby="win-rate-title">
       <h2 id="win-rate-title">Win rate</h2>
-      <table class="grid" data-testid="win-rate">
+      <Grid aria-labelledby="win-rate-title" data-testid="win-rate">
         <Head columns={['Owner', ['Won', 'num'], ['Lost', 'num'], ['Win rate', 'num'], ['Amount won', 'num']]} />
         <tbody>
           {rows.map((r) => (
@@ -364,7 +374,7 @@ const WinRate = ({ closed }: { closed: Pipeline['closed'] }) => {
             </tr>
           ))}
         </tbody>
-      </table>
+      </Grid>
     </section>
   );
 };
@@ -372,7 +382,7 @@ const WinRate = ({ closed }: { closed: Pipeline['closed'] }) => {
 const Totals = ({ title, rows }: { title: string; rows: PipelineRow[] | undefined }) => (
   <section aria-label={title}>
     <h2>{title}</h2>
-    <table class="grid">
+    <Grid>
       <Head columns={['Key', ['Deals', 'num'], ['Amount', 'num'], ['Weighted', 'num']]} />
       <tbody>
         {rows?.map((r) => (
@@ -384,6 +394,6 @@ const Totals = ({ title, rows }: { title: string; rows: PipelineRow[] | undefine
           </tr>
         ))}
       </tbody>
-    </table>
+    </Grid>
   </section>
 );

@@ -1,8 +1,26 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { command, get, getPages, query, type Accepted } from '../api.ts';
 import { href } from '../router.ts';
 import type { Feedback } from '../types.ts';
-import { ActionPanel, allowed, can, CommandForm, Loading, numberOf, pct, ProblemBox, Stat, text, useLoad, useReloadWhenStale, when, Head } from '../ui.tsx';
+import {
+  ActionPanel,
+  allowed,
+  can,
+  CommandForm,
+  focusOpened,
+  Loading,
+  numberOf,
+  pct,
+  ProblemBox,
+  Stat,
+  text,
+  useLoad,
+  useReloadWhenStale,
+  useTitle,
+  when,
+  Head,
+  Grid,
+} from '../ui.tsx';
 import type { Role } from '../../../api/roles.ts';
 import { FEEDBACK_PRIORITIES } from '../types.ts';
 
@@ -51,7 +69,7 @@ export const ServicePage = ({ role, selected }: { role: Role; selected: string |
           <h2 id="queue-title">Queue: open and in progress, SLA breaches first</h2>
           <ProblemBox problem={queue.problem} />
           {queue.loading && !queue.data ? <Loading what="the queue" /> : null}
-          <table class="grid" data-testid="queue">
+          <Grid aria-labelledby="queue-title" data-testid="queue">
             <Head columns={['Subject', 'Priority', 'Status', 'Assignee', 'Resolution SLA']} />
             <tbody>
               {queue.data?.items.map((f) => (
@@ -59,16 +77,21 @@ export const ServicePage = ({ role, selected }: { role: Role; selected: string |
                   <td>
                     <a href={href(`service/${f.id}`)}>{f.subject}</a>
                   </td>
-                  <td>{f.priority}</td>
-                  <td>{f.status}</td>
+                  <td class="word">{f.priority}</td>
+                  <td class="word">{f.status}</td>
                   <td>{f.assigneeId ?? '—'}</td>
                   <td>
                     <Countdown due={f.resolutionDueAt} />
                   </td>
                 </tr>
               ))}
+              {queue.data?.items.length === 0 ? (
+                <tr>
+                  <td colSpan={5}>No ticket is open or in progress.</td>
+                </tr>
+              ) : null}
             </tbody>
-          </table>
+          </Grid>
           {queue.data?.cut ? (
             <p class="notice" role="status" data-testid="queue-cut">
               The queue shows the first {queue.data.items.length} tickets (up to {pages * QUEUE_PAGE} per status, the soonest due first); more are waiting.{' '}
@@ -90,6 +113,14 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
   const { id, role } = props;
   const item = useLoad((signal) => get<Feedback>(`/feedback/${id}${query({ waitFor: props.waitFor })}`, { signal }), [id, props.waitFor]);
   useReloadWhenStale(item.reload);
+  useTitle(item.data?.subject, 'Service desk');
+  // The ticket opened takes the focus (it stayed on its link in the queue, drawn before the ticket); once,
+  // not again when it reloads after an action.
+  const heading = useRef<HTMLHeadingElement>(null);
+  const shown = item.data !== undefined;
+  useEffect(() => {
+    if (shown) focusOpened(heading.current);
+  }, [shown]);
   if (item.problem) return <ProblemBox problem={item.problem} />;
   const f = item.data;
   if (!f) return <Loading what="the feedback item" />;
@@ -180,9 +211,14 @@ const FeedbackDetail = (props: { id: string; role: Role; waitFor: string | undef
   ]);
   return (
     <article aria-labelledby="feedback-detail-title" class="detail">
-      <h2 id="feedback-detail-title">{f.subject}</h2>
+      <h2 id="feedback-detail-title" ref={heading}>
+        {f.subject}
+      </h2>
       <p class="muted">
-        {f.kind} via {f.channel} · revision {f.revision} · <a href={href(`customers/${f.customerId}`)}>customer</a>
+        {f.kind} via {f.channel} · revision {f.revision} ·{' '}
+        <a href={href(`customers/${f.customerId}`)} aria-label={`Customer of ${f.subject}`}>
+          customer
+        </a>
       </p>
       {f.body ? <blockquote>{f.body}</blockquote> : null}
       <dl class="stats">
@@ -220,7 +256,7 @@ const Satisfaction = () => {
   const table = (title: string, key: 'period' | 'channel', rows: SatisfactionRow[] | undefined) => (
     <section aria-label={title}>
       <h3>{title}</h3>
-      <table class="grid">
+      <Grid>
         <thead>
           <tr>
             <th scope="col">{key}</th>
@@ -249,7 +285,7 @@ const Satisfaction = () => {
             </tr>
           ))}
         </tbody>
-      </table>
+      </Grid>
     </section>
   );
   return (
