@@ -6,6 +6,7 @@ import { ERASED } from '../shared.ts';
 import { assertNotBefore, isBefore } from '../time.ts';
 import { MAX_CUSTOMER_TAGS, normaliseEmail, type CustomerCommand, type MergeCustomer } from './commands.ts';
 import type { CustomerEvent } from './events.ts';
+import { storedTag, tagSet, withoutTag, withTag } from './tags.ts';
 import { assertOwnerUsable, type UserSnapshot } from '../user/decider.ts';
 
 /**
@@ -99,7 +100,7 @@ export const evolveCustomer = (state: CustomerState, event: CustomerEvent, occur
         email: d.email,
         phone: d.phone,
         company: d.company,
-        tags: [...new Set(d.tags)],
+        tags: tagSet(d.tags),
         source: d.source,
         marketingConsent: d.marketingConsent,
         statusChangedAt: occurredAt ?? null,
@@ -116,9 +117,9 @@ export const evolveCustomer = (state: CustomerState, event: CustomerEvent, occur
       };
     }
     case 'CustomerTagged':
-      return state.tags.includes(event.data.tag) ? state : { ...state, tags: [...state.tags, event.data.tag] };
+      return storedTag(state.tags, event.data.tag) !== undefined ? state : { ...state, tags: withTag(state.tags, event.data.tag) };
     case 'CustomerUntagged':
-      return { ...state, tags: state.tags.filter((t) => t !== event.data.tag) };
+      return { ...state, tags: withoutTag(state.tags, event.data.tag) };
     case 'CustomerMarketingConsentChanged':
       return { ...state, marketingConsent: event.data.marketingConsent };
     case 'PurchaseRecorded': {
@@ -171,7 +172,7 @@ const decideRegister = (c: Extract<CustomerCommand, { type: 'RegisterCustomer' }
         email: normaliseEmail(c.email),
         phone: c.phone ?? null,
         company: c.company ?? null,
-        tags: [...new Set(c.tags ?? [])],
+        tags: tagSet(c.tags ?? []),
         source: c.source ?? null,
         marketingConsent: c.marketingConsent ?? false,
       },
@@ -306,7 +307,8 @@ export const decideCustomer = (command: CustomerCommand, state: CustomerState): 
     case 'ChangeCustomerDetails':
       return decideDetails(command, state);
     case 'TagCustomer':
-      if (state.tags.includes(command.tag)) return [];
+      // Tagged already, in any case: nothing to record (the first spelling stays).
+      if (storedTag(state.tags, command.tag) !== undefined) return [];
       if (state.tags.length >= MAX_CUSTOMER_TAGS)
         throw ruleViolated(
           'customer.too_many_tags',
@@ -318,8 +320,11 @@ export const decideCustomer = (command: CustomerCommand, state: CustomerState): 
           },
         );
       return [{ type: 'CustomerTagged', data: { customerId: command.customerId, tag: command.tag } }];
-    case 'UntagCustomer':
-      return state.tags.includes(command.tag) ? [{ type: 'CustomerUntagged', data: { customerId: command.customerId, tag: command.tag } }] : [];
+    case 'UntagCustomer': {
+      // Removed as it is held: `untag vip` removes `VIP`.
+      const held = storedTag(state.tags, command.tag);
+      return held === undefined ? [] : [{ type: 'CustomerUntagged', data: { customerId: command.customerId, tag: held } }];
+    }
     case 'RecordPurchase':
       return decidePurchase(command, state);
     case 'RefundPurchase':

@@ -6,6 +6,7 @@ import type { TimelineEntry as TimelineRow } from '../read-models/timeline.ts';
 import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import { likeLiteral, likePrefix } from '../../shared/sql.ts';
 import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
+import { tagKey } from '../../domain/customer/tags.ts';
 
 export type CustomerView = {
   id: string;
@@ -175,7 +176,8 @@ export async function listCustomers(
   const where: RawBuilder<unknown>[] = [];
   if (query.search) where.push(searchCondition(query.search));
   if (query.status) where.push(sql`t.status = ${query.status}`);
-  if (query.tag) where.push(sql`t.tags @> ARRAY[${query.tag}]::text[]`);
+  // In any case: `vip` finds the customers tagged `VIP` (domain/customer/tags.ts).
+  if (query.tag) where.push(sql`t.tag_keys @> ARRAY[${tagKey(query.tag)}]::text[]`);
   if (query.source) where.push(sql`t.source = ${query.source}`);
   // An audience: a merged duplicate's consent is no account's (its primary's own consent decides), and a
   // forgotten customer is nobody to write to, whatever consent their row last held.

@@ -1,3 +1,4 @@
+import { tagKey, tagSet, withoutTag, withTag } from '../../domain/customer/tags.ts';
 import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent } from '../../shared/events.ts';
 import { addMoney, minorOf, numericOf, subtractMoney } from '../../shared/money.ts';
@@ -28,7 +29,10 @@ export type CustomerRow = {
   phone: string | null;
   company: string | null;
   source: string | null;
+  /** A set in which case does not count, as first written (domain/customer/tags.ts). */
   tags: string[];
+  /** The tags as `?tag=` looks them up: `tagKey` of each (lower case), indexed. */
+  tag_keys: string[];
   status: CustomerStatus;
   merged_into: string | null;
   marketing_consent: boolean;
@@ -115,6 +119,9 @@ export type RevenueLine = {
  * streams (a deal, a feedback item) leave it as it is (the same object). Pure: times are business
  * times, and the row it is given is not changed.
  */
+/** The tags and the keys they are looked up by, which change together. */
+const tagsOf = (tags: string[]): Pick<CustomerRow, 'tags' | 'tag_keys'> => ({ tags, tag_keys: tags.map(tagKey) });
+
 export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent): CustomerRow | undefined {
   const { event } = e;
   const at = occurredAt(e);
@@ -128,7 +135,7 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
       phone: d.phone,
       company: d.company,
       source: d.source,
-      tags: [...new Set(d.tags)],
+      ...tagsOf(tagSet(d.tags)),
       status: 'active',
       merged_into: null,
       marketing_consent: d.marketingConsent,
@@ -169,10 +176,10 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
       break;
     }
     case 'CustomerTagged':
-      if (!row.tags.includes(event.data.tag)) row.tags = [...row.tags, event.data.tag];
+      Object.assign(row, tagsOf(withTag(row.tags, event.data.tag)));
       break;
     case 'CustomerUntagged':
-      row.tags = row.tags.filter((t) => t !== event.data.tag);
+      Object.assign(row, tagsOf(withoutTag(row.tags, event.data.tag)));
       break;
     case 'CustomerMarketingConsentChanged':
       row.marketing_consent = event.data.marketingConsent;

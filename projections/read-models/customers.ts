@@ -33,6 +33,7 @@ export const CUSTOMERS: TableSpec<CustomerRow> = {
     'company',
     'source',
     'tags',
+    'tag_keys',
     'status',
     'merged_into',
     'marketing_consent',
@@ -159,6 +160,7 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
     company text,
     source text,
     tags text[] NOT NULL DEFAULT '{}',
+    tag_keys text[] NOT NULL DEFAULT '{}',
     status text NOT NULL,
     merged_into uuid,
     marketing_consent boolean NOT NULL,
@@ -198,7 +200,7 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   // Without fastupdate: new entries go into the index itself, not into a pending list that every tag
   // lookup reads in full until a vacuum merges it (autovacuum may be off; a catch-up of 100,000
   // customers left 2.7 MB there, read by each `?tag=` whatever the tag, even one nobody has).
-  await sql`CREATE INDEX IF NOT EXISTS customers_tags_idx ON ${t} USING gin (tags) WITH (fastupdate = off)`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS customers_tag_keys_idx ON ${t} USING gin (tag_keys) WITH (fastupdate = off)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_email_search_idx ON ${t} (email_search text_pattern_ops)`.execute(db);
   await sql`CREATE INDEX IF NOT EXISTS customers_name_idx ON ${t} (lower(name) text_pattern_ops)`.execute(db);
   // A search holding '@' (projections/queries/customers.ts): the end of the email's local part, and
@@ -555,7 +557,8 @@ export const customersProjection: Projection = {
   // 7: `currency_figures`: the headline currency is the first purchase's in business time, not the first recorded.
   // 8: `deactivated_at` and `deactivation_reason` (exported, so an inactive customer moves with its date).
   // 9: a name's match key leaves out its invisible format characters (zero-width spaces and joiners).
-  version: 9,
+  // 10: tags compare ignoring case (`VIP` and `vip` are one tag), looked up by `tag_keys`.
+  version: 10,
   tables: ['customers', 'customer_purchase_keys', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,

@@ -59,6 +59,8 @@ describe('read your writes through the query routes', () => {
     const ids = async (url: string) => json(await get('marketing', url)).items.map((c: { id: string }) => c.id);
     expect(await ids(`/customers?tag=${tag}&marketingConsent=true&waitFor=${no.position}`)).toEqual([yes.id]);
     expect(await ids(`/customers?tag=${tag}&marketingConsent=false`)).toEqual([no.id]);
+    // A tag is looked up in any case: the list a marketer filters by `AUD...` is the same.
+    expect(await ids(`/customers?tag=${tag.toUpperCase()}&marketingConsent=true`)).toEqual([yes.id]);
     const exported = await get('marketing', `/customers/export?tag=${tag}&marketingConsent=true&format=ndjson`);
     expect(
       exported.body

@@ -122,6 +122,26 @@ describe('customer: contact details, consent and tags', () => {
       .when(cmd('UntagCustomer', { tag: 'gold' }))
       .thenNothing();
   });
+  it('takes tags in any case as one tag: tagging VIP again is nothing, untagging Vip removes the vip held', () => {
+    spec
+      .given([registered()])
+      .when(cmd('TagCustomer', { tag: 'VIP' }))
+      .thenNothing();
+    spec
+      .given([registered()])
+      .when(cmd('UntagCustomer', { tag: 'Vip' }))
+      .then([{ type: 'CustomerUntagged', data: { customerId: C, tag: 'vip' } }]);
+    // A history that holds two spellings (tagged before tags ignored case) holds one tag: untagged once, it is gone.
+    spec
+      .given([registered(), { type: 'CustomerTagged', data: { customerId: C, tag: 'VIP' } }, { type: 'CustomerUntagged', data: { customerId: C, tag: 'vip' } }])
+      .when(cmd('TagCustomer', { tag: 'Vip' }))
+      .then([{ type: 'CustomerTagged', data: { customerId: C, tag: 'Vip' } }]);
+    // A registration's tags are a set in any case, as first written.
+    spec
+      .given([])
+      .when(cmd('RegisterCustomer', { name: 'Ada', email: 'ada@example.com', tags: ['Gold', 'gold', 'GOLD', 'b2b'] }))
+      .then([expect.objectContaining({ type: 'CustomerRegistered', data: expect.objectContaining({ tags: ['Gold', 'b2b'] }) })]);
+  });
   it('takes as many tags by tagging as a registration takes, and no more', () => {
     const many = Array.from({ length: MAX_CUSTOMER_TAGS }, (_, i) => `t${i}`);
     expect(commandSchemas.RegisterCustomer.safeParse({ name: 'Ada', email: 'ada@example.com', tags: many }).success).toBe(true);

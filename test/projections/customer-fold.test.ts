@@ -55,6 +55,24 @@ describe('the customer fold', () => {
       .thenNothing();
   });
 
+  it('keeps tags as one set in any case, as first written, with the keys ?tag= looks them up by', () => {
+    const tagged = (tag: string, day: number) => on({ type: 'CustomerTagged', data: { customerId, tag } }, at(day));
+    const untagged = (tag: string, day: number) => on({ type: 'CustomerUntagged', data: { customerId, tag } }, at(day));
+    customer
+      .given([registered])
+      .when(tagged('Gold', 2))
+      .then({ tags: ['vip', 'web', 'Gold'], tag_keys: ['vip', 'web', 'gold'] });
+    // A second spelling (recorded before tags ignored case) is the same tag; untagging either removes it.
+    customer
+      .given([registered, tagged('Gold', 2)])
+      .when(tagged('GOLD', 3))
+      .then({ tags: ['vip', 'web', 'Gold'], tag_keys: ['vip', 'web', 'gold'] });
+    customer
+      .given([registered, tagged('Gold', 2), tagged('GOLD', 3)])
+      .when(untagged('gold', 4))
+      .then({ tags: ['vip', 'web'], tag_keys: ['vip', 'web'] });
+  });
+
   it('keeps when and why an inactive customer was deactivated, and forgets both at a reactivation', () => {
     const deactivated = on({ type: 'CustomerDeactivated', data: { customerId, reason: 'Moved abroad' } }, at(4));
     customer
