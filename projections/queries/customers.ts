@@ -7,6 +7,7 @@ import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, u
 import { likeLiteral, likePrefix } from '../../shared/sql.ts';
 import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
 import { tagKey } from '../../domain/customer/tags.ts';
+import { searchFormOf } from '../read-models/match-keys.ts';
 
 export type CustomerView = {
   id: string;
@@ -157,13 +158,15 @@ const likePattern = (text: string) => `%${likeLiteral(text.toLowerCase())}%`;
  * before its '@' ends the email's local part, looked up reversed as a prefix
  * (`customers_email_local_idx`); or part of one of the rare names holding '@' (`customers_name_at_idx`).
  */
-function searchCondition(search: string): RawBuilder<unknown> {
+function searchCondition(written: string): RawBuilder<unknown> {
+  // As names are compared (`name_search`): without invisible characters, unless nothing else was typed.
+  const search = searchFormOf(written) || written.toLowerCase();
   const pattern = likePattern(search);
   const at = search.indexOf('@');
-  const local = search.slice(0, Math.max(at, 0)).toLowerCase();
-  if (local === '') return sql`(lower(t.name) LIKE ${pattern} OR t.email_search LIKE ${pattern})`;
+  const local = search.slice(0, Math.max(at, 0));
+  if (local === '') return sql`(t.name_search LIKE ${pattern} OR t.email_search LIKE ${pattern})`;
   const localEnd = likePrefix([...local].reverse().join(''));
-  return sql`((strpos(t.name, '@') > 0 AND lower(t.name) LIKE ${pattern})
+  return sql`((strpos(t.name, '@') > 0 AND t.name_search LIKE ${pattern})
     OR (reverse(split_part(t.email_search, '@', 1)) LIKE ${localEnd} AND t.email_search LIKE ${pattern}))`;
 }
 

@@ -3,7 +3,7 @@ import { ERASED } from '../../domain/shared.ts';
 import type { ProjectedEvent } from '../../shared/events.ts';
 import { addMoney, minorOf, numericOf, subtractMoney } from '../../shared/money.ts';
 import { earliest, isoOf, latest, ms, occurredAt, type Bigint, type Instant } from './common.ts';
-import { matchKeysOf, type MatchKeys } from './match-keys.ts';
+import { matchKeysOf, searchFormOf, type MatchKeys } from './match-keys.ts';
 
 /**
  * A customer folded from its own stream, written once: the live projection (customers.ts), rebuild
@@ -22,10 +22,12 @@ export type CustomerStatus = 'active' | 'inactive' | 'merged' | 'forgotten';
 /** The `customers` table's columns, typed (CUSTOMERS in customers.ts lists them in table order). */
 export type CustomerRow = {
   customer_id: string;
-  /** Personal data (name, email, email_search, phone, company): '[erased]' once forgotten. */
+  /** Personal data (name, email, email_search, name_search, phone, company): '[erased]' once forgotten. */
   name: string;
   email: string;
   email_search: string;
+  /** The name as `?search=` compares it (match-keys.ts `searchFormOf`); personal data. */
+  name_search: string;
   phone: string | null;
   company: string | null;
   source: string | null;
@@ -132,6 +134,7 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
       name: d.name,
       email: d.email,
       email_search: d.email.toLowerCase(),
+      name_search: searchFormOf(d.name),
       phone: d.phone,
       company: d.company,
       source: d.source,
@@ -166,7 +169,10 @@ export function evolveCustomer(state: CustomerRow | undefined, e: ProjectedEvent
   switch (event.type) {
     case 'CustomerContactDetailsChanged': {
       const d = event.data;
-      if (d.name !== undefined) row.name = d.name;
+      if (d.name !== undefined) {
+        row.name = d.name;
+        row.name_search = searchFormOf(d.name);
+      }
       if (d.email !== undefined) {
         row.email = d.email;
         row.email_search = d.email.toLowerCase();

@@ -29,6 +29,7 @@ export const CUSTOMERS: TableSpec<CustomerRow> = {
     'name',
     'email',
     'email_search',
+    'name_search',
     'phone',
     'company',
     'source',
@@ -156,6 +157,7 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
     name text NOT NULL,
     email text NOT NULL,
     email_search text NOT NULL,
+    name_search text NOT NULL,
     phone text,
     company text,
     source text,
@@ -495,6 +497,7 @@ const eraseDecrypted = (row: CustomerRow): void => {
   row.name = ERASED;
   row.email = ERASED;
   row.email_search = ERASED;
+  row.name_search = ERASED;
   if (row.phone !== null) row.phone = ERASED;
 };
 
@@ -557,7 +560,8 @@ export const customersProjection: Projection = {
   // 7: `currency_figures`: the headline currency is the first purchase's in business time, not the first recorded.
   // 8: `deactivated_at` and `deactivation_reason` (exported, so an inactive customer moves with its date).
   // 9: a name's match key leaves out its invisible format characters (zero-width spaces and joiners).
-  // 10: tags compare ignoring case (`VIP` and `vip` are one tag), looked up by `tag_keys`.
+  // 10: tags compare ignoring case (`VIP` and `vip` are one tag), looked up by `tag_keys`; `name_search`,
+  //     the name as a search compares it (without invisible characters).
   version: 10,
   tables: ['customers', 'customer_purchase_keys', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },

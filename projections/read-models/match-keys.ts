@@ -30,6 +30,12 @@ export const INVISIBLE_NAME_CHARACTERS =
 // eslint-disable-next-line no-misleading-character-class -- the combining grapheme joiner is listed alone on purpose: it is dropped
 const INVISIBLE_IN_NAMES = new RegExp(INVISIBLE_NAME_CHARACTERS, 'g');
 
+/**
+ * A name (or a search for one) as `?search=` compares it: lower case, without the invisible characters
+ * a pasted name may carry ("Ad\u200ba" was not found by "ada"). Empty when nothing visible is left.
+ */
+export const searchFormOf = (text: string): string => text.replace(INVISIBLE_IN_NAMES, '').toLowerCase();
+
 /** Fewer digits than this is not a phone number worth matching on (an extension, a typo). */
 const MIN_PHONE_DIGITS = 6;
 

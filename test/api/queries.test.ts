@@ -52,6 +52,20 @@ describe('read your writes through the query routes', () => {
     expect(timeline.items[0]).toHaveProperty('summary');
   });
 
+  it('finds a name holding invisible characters by its visible letters, and by a search that holds them, in any case', async () => {
+    // A name pasted with a zero-width space and a soft hyphen: `?search=` compared the stored text and missed it.
+    const mark = randomUUID().slice(0, 8);
+    const created = await post('sales', '/customers', { name: `Zo\u200be Inv\u00adisible ${mark}`, email: `zw-${mark}@example.com` });
+    const found = async (search: string) =>
+      json(await get('sales', `/customers?search=${encodeURIComponent(search)}&waitFor=${created.position}`)).items.map((c: { id: string }) => c.id);
+    expect(await found(`zoe invisible ${mark}`)).toEqual([created.id]);
+    expect(await found(`ZOE`)).toContain(created.id);
+    expect(await found(`zo\u200be`)).toContain(created.id);
+    expect(await found(`\u200b${mark}`)).toEqual([created.id]);
+    // The record keeps the name as written.
+    expect(json(await get('sales', `/customers/${created.id}`)).name).toBe(`Zo\u200be Inv\u00adisible ${mark}`);
+  });
+
   it('lists an audience: the customers who consent to marketing (or not), in the list and its export', async () => {
     const tag = `aud${randomUUID().slice(0, 8)}`;
     const yes = await post('marketing', '/customers', { name: 'Consents', email: `yes-${tag}@example.com`, tags: [tag], marketingConsent: true });
