@@ -117,16 +117,22 @@ export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBr
         : 'the link named above';
   if (broken?.chain === 'keys') {
     const id = broken.stream?.replace(/^customer-/, '') ?? '<id>';
-    return broken.reason.includes('was forgotten')
-      ? [
-          "A forgotten customer's data key was put back behind the CRM (from a backup, or by hand): its personal data reads in clear again in history, exports and past records.",
-          `Delete the key again: UPDATE <events schema>.customer_keys SET data_key = NULL, forgotten_at = coalesce(forgotten_at, now()) WHERE customer_id = '${id}' (each customer named); then run \`crm verify --chain\` again, and find who could write to that table.`,
-        ]
-      : [
-          "The data key of a customer who was never forgotten is gone (deleted behind the CRM): the customer's personal data reads as erased.",
-          `Restore that customer_keys row from a backup before any command on the customer (${id}): a command would store a new key, and the customer's earlier events would stay unreadable for good.`,
-          'Do not run `crm rebuild`: the read models still hold the last readable copy of the personal data.',
-        ];
+    const putBack = broken.reason.includes('was forgotten (CustomerForgotten)');
+    return [
+      ...(putBack
+        ? [
+            "A forgotten customer's data key was put back behind the CRM (from a backup, or by hand): its personal data reads in clear again in history, exports and past records.",
+            `Delete the key again: UPDATE <events schema>.customer_keys SET data_key = NULL, forgotten_at = coalesce(forgotten_at, now()) WHERE customer_id = '${id}' (each customer named); then run \`crm verify --chain\` again, and find who could write to that table.`,
+          ]
+        : []),
+      ...(broken.reason.includes('never forgotten')
+        ? [
+            "The data key of a customer who was never forgotten is gone (deleted or erased behind the CRM): the customer's personal data reads as erased.",
+            "Restore that customer_keys row from a backup before any command on the customer: a command would store a new key, and the customer's earlier events would stay unreadable for good.",
+            'Do not run `crm rebuild`: the read models still hold the last readable copy of the personal data.',
+          ]
+        : []),
+    ];
   }
   if (broken?.endsAt !== undefined) {
     return [

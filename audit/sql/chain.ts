@@ -515,13 +515,21 @@ export async function verifyChains(
   return result;
 }
 
-/** The first customer whose data key disagrees with their history, as a broken link names it. */
+/** The customers whose data key disagrees with their history, both kinds, the first named as the broken link. */
 const keyDisagreement = (keys: CustomerKeysVerification): Omit<NonNullable<ChainsVerification['firstBroken']>, 'chain'> => {
-  const [unforgotten] = keys.unforgotten;
   const named = (ids: string[]) => (ids.length > 1 ? ` (${ids.length === NAMED_CUSTOMERS ? 'at least ' : ''}${ids.length} customers: ${ids.join(', ')})` : '');
-  const reason =
-    unforgotten !== undefined
-      ? `the customer was forgotten (CustomerForgotten), yet a data key is stored for it again: it was put back outside the CRM, and its personal data reads in clear${named(keys.unforgotten)}`
-      : `the customer was never forgotten, yet no data key is stored for it: the key was deleted outside the CRM, and its personal data reads as erased${named(keys.missing)}`;
-  return { stream: `customer-${unforgotten ?? keys.missing[0]!}`, revision: null, position: null, reason };
+  const reasons = [
+    ...(keys.unforgotten.length > 0
+      ? [
+          `the customer was forgotten (CustomerForgotten), yet a data key is stored for it again: it was put back outside the CRM, and its personal data reads in clear${named(keys.unforgotten)}`,
+        ]
+      : []),
+    ...(keys.missing.length > 0
+      ? [
+          `${keys.unforgotten.length > 0 ? `customer ${keys.missing[0]!} ` : 'the customer '}was never forgotten, yet no data key is stored for it: ` +
+            `the key was deleted or erased outside the CRM, and its personal data reads as erased${named(keys.missing)}`,
+        ]
+      : []),
+  ];
+  return { stream: `customer-${keys.unforgotten[0] ?? keys.missing[0]!}`, revision: null, position: null, reason: reasons.join('; and ') };
 };

@@ -13,9 +13,9 @@ export interface CustomerKeysVerification {
    */
   unforgotten: string[];
   /**
-   * Never forgotten, their registration encrypted, yet holding no key row: the key was deleted. They
-   * read as `[erased]`, like a forgotten customer, and the next command would make them a new key,
-   * leaving their older events unreadable for good.
+   * Never forgotten, their registration encrypted, yet holding no key: the key row was deleted, or its
+   * key erased. They read as `[erased]`, like a forgotten customer; a deleted row would be replaced by
+   * a new key at the next command, leaving their older events unreadable for good.
    */
   missing: string[];
 }
@@ -37,7 +37,8 @@ export async function verifyCustomerKeys(database: SqlDatabase, schema: string):
   const { rows: missing } = await sql<{ customer_id: string }>`
     SELECT substr(e.stream, 10) AS customer_id FROM ${events} e
      WHERE e.type = 'CustomerRegistered' AND e.stream LIKE 'customer-%' AND e.data::text LIKE '%"enc:v%'
-       AND NOT EXISTS (SELECT 1 FROM ${keys} k WHERE k.customer_id = substr(e.stream, 10))
+       AND NOT EXISTS (SELECT 1 FROM ${keys} k WHERE k.customer_id = substr(e.stream, 10) AND k.data_key IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM ${events} f WHERE f.stream = e.stream AND f.type = 'CustomerForgotten')
      ORDER BY 1 LIMIT ${NAMED_CUSTOMERS}`.execute(database.db);
   return {
     ok: unforgotten.length === 0 && missing.length === 0,

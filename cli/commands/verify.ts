@@ -88,7 +88,7 @@ async function verifyChains(runtime: CrmRuntime, run: CommandRun): Promise<numbe
   const broken = result.firstBroken;
   run.out(
     (broken?.chain === 'keys' ? 'Customer data keys DISAGREE with the history' : `Hash chain BROKEN (${broken?.chain} chain)`) +
-      (broken?.stream ? ` in stream ${broken.stream} at revision ${broken.revision}` : '') +
+      (broken?.stream ? ` in stream ${broken.stream}${broken.revision !== null ? ` at revision ${broken.revision}` : ''}` : '') +
       (broken?.position !== null && broken?.position !== undefined ? ` at position ${broken.position}` : '') +
       `: ${broken?.reason ?? 'see the details'}`,
   );

@@ -629,4 +629,24 @@ describe('customer data keys against the forgets the events record', () => {
     });
     expect(chainsNextSteps(missing).join('\n')).toMatch(/Restore that customer_keys row from a backup before any command/);
   });
+
+  it("names a live customer's key erased in place, and both kinds of damage at once with the advice for each", async () => {
+    const f = await fixture();
+    const [ada, bob] = [f.ada, f.bob].map((stream) => stream.slice('customer-'.length)) as [string, string];
+    const keys = sql.id(f.h.schemas.events, 'customer_keys');
+    const bobsKey = (await sql<{ data_key: Buffer }>`SELECT data_key FROM ${keys} WHERE customer_id = ${bob}`.execute(f.h.database.db)).rows[0]!.data_key;
+    // Erased as a forget erases it, with no CustomerForgotten: the same harm as a deleted row.
+    await sql`UPDATE ${keys} SET data_key = NULL, forgotten_at = now() WHERE customer_id = ${bob}`.execute(f.h.database.db);
+    expect(await verifyChains(f.h.database, f.h.schemas.events)).toMatchObject({ ok: false, keys: { unforgotten: [], missing: [bob] } });
+    // Ada forgotten, then given Bob's key back: both kinds at once, each named and advised on.
+    await f.h.record(f.ada, 'CustomerForgotten', { customerId: ada });
+    await f.h.personalData.forget(ada);
+    await sql`UPDATE ${keys} SET data_key = ${bobsKey}, forgotten_at = NULL WHERE customer_id = ${ada}`.execute(f.h.database.db);
+    const both = await verifyChains(f.h.database, f.h.schemas.events);
+    expect(both).toMatchObject({ ok: false, keys: { unforgotten: [ada], missing: [bob] }, firstBroken: { chain: 'keys', stream: f.ada } });
+    expect(both.firstBroken!.reason).toMatch(new RegExp(`put back outside the CRM.*; and customer ${bob} was never forgotten, yet no data key is stored`));
+    const advice = chainsNextSteps(both).join('\n');
+    expect(advice).toContain('Delete the key again');
+    expect(advice).toContain('Restore that customer_keys row');
+  });
 });
