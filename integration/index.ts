@@ -83,7 +83,9 @@ export function createIntegration(options: IntegrationOptions): Integration {
     },
     urlRefusal: (url) => destinations.urlRefusal(url),
     async replayRefusal(fromPosition) {
-      const head = await options.store.headPosition();
+      // Every committed event, final or not: a transaction left open elsewhere on the server holds the
+      // final head back, and a position an append answered was refused as never recorded.
+      const head = await (options.store.committedHeadPosition?.() ?? options.store.headPosition());
       return fromPosition > head + 1n
         ? `nothing is recorded at or after position ${fromPosition}: the last event is at ${head}; give a position of at most ${head + 1n}`
         : null;

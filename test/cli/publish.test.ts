@@ -32,7 +32,8 @@ describe('crm publish --nats-from', () => {
         { type: 'RegisterCustomer', name: 'Published', email: `p-${randomUUID()}@example.com` },
         { actor: { userId: 'publish-test', roles: ['admin'] }, correlationId: randomUUID() },
       );
-      head = await runtime.store.headPosition();
+      // Committed, as the refusal reads it (the final head lags while another test's transaction is open).
+      head = await (runtime.store.committedHeadPosition?.() ?? runtime.store.headPosition());
     } finally {
       await runtime.close();
     }
