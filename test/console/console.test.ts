@@ -1128,6 +1128,9 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await page.getByRole('button', { name: 'Create key' }).click();
     await eventually(() => page.getByTestId('new-key').innerText()).toMatch(/^crm_/);
     await eventually(() => page.getByTestId('keys').innerText()).toContain('reporting robot');
+    // Each key says who created it (the admin's key, as the audit trail names actors).
+    const robotRow = page.getByTestId('keys').locator('tr', { hasText: 'reporting robot' });
+    expect(await robotRow.innerText()).toMatch(/api-key:[0-9a-f-]{36}/);
     await screenshot(page, 'operations');
 
     // With the server out of reach, the screen says so as the others do (not "Failed to fetch" beside "Loading…").
@@ -1140,6 +1143,20 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     } finally {
       await page.unroute('**/audit/projections');
     }
+  });
+
+  it('shows an auditor the keys and who created and revoked them, and offers no key changes', async () => {
+    // Auditors may list keys since the list became their trail; the screen offered them create and revoke (403).
+    const auditorKey = await crm.createKey('auditor');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(page, crm.url, auditorKey);
+    await page.goto(`${crm.url}/#/operations`);
+    await eventually(() => page.getByTestId('keys').locator('tbody tr').count()).toBeGreaterThan(0);
+    expect(await page.getByRole('button', { name: 'Create key' }).count()).toBe(0);
+    expect(await page.getByTestId('keys').getByRole('button').count()).toBe(0);
+    expect(await page.locator('section[aria-labelledby=keys-title]').innerText()).toContain('creating and revoking them is for admins');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(page, crm.url, crm.adminKey);
   });
 
   it('gives an analyst masked names and no actions, and signs out', async () => {

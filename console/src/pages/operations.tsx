@@ -27,6 +27,9 @@ interface ApiKey {
   createdAt: string;
   revokedAt: string | null;
   lastUsedAt: string | null;
+  /** Who created and who revoked it, as the audit trail names actors; null for keys older than the trail. */
+  createdBy: string | null;
+  revokedBy: string | null;
 }
 
 /**
@@ -92,13 +95,16 @@ export const OperationsPage = ({ role, companyWide }: { role: Role; companyWide:
           <Loading what="projections" />
         ) : null}
       </section>
-      {can(role, 'GET /admin/api-keys') ? <ApiKeys manage={companyWide} /> : null}
+      {can(role, 'GET /admin/api-keys') ? (
+        // An auditor lists keys and their trail; creating and revoking stay with the admins.
+        <ApiKeys manage={companyWide && can(role, 'POST /admin/api-keys')} reason={can(role, 'POST /admin/api-keys') ? 'visibility' : 'role'} />
+      ) : null}
     </section>
   );
 };
 
 /** The keys; creating and revoking them only for a key that sees the whole company (a restricted admin would widen its own scope). */
-const ApiKeys = ({ manage }: { manage: boolean }) => {
+const ApiKeys = ({ manage, reason }: { manage: boolean; reason: 'visibility' | 'role' }) => {
   const [tick, setTick] = useState(0);
   const [created, setCreated] = useState<{ name: string; key: string } | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
@@ -117,7 +123,13 @@ const ApiKeys = ({ manage }: { manage: boolean }) => {
   return (
     <section aria-labelledby="keys-title">
       <h2 id="keys-title">API keys</h2>
-      {manage ? null : <p class="muted">Creating and revoking keys needs a key that sees the whole company (visibility all).</p>}
+      {manage ? null : (
+        <p class="muted">
+          {reason === 'role'
+            ? 'Keys are listed with who created and revoked them; creating and revoking them is for admins.'
+            : 'Creating and revoking keys needs a key that sees the whole company (visibility all).'}
+        </p>
+      )}
       {manage ? (
         <CommandForm
           title="Create a key"
@@ -143,15 +155,17 @@ const ApiKeys = ({ manage }: { manage: boolean }) => {
       ) : null}
       <ProblemBox problem={problem ?? keys.problem} />
       <Grid aria-labelledby="keys-title" data-testid="keys">
-        <Head columns={['Name', 'Role', 'Created', 'Last used', 'Revoked', 'Action']} />
+        <Head columns={['Name', 'Role', 'Created', 'Created by', 'Last used', 'Revoked', 'Revoked by', ['Action', 'hidden']]} />
         <tbody>
           {keys.data?.items.map((k) => (
             <tr key={k.id}>
               <td>{k.name}</td>
               <td class="word">{k.role}</td>
               <td>{when(k.createdAt)}</td>
+              <td>{k.createdBy ?? '—'}</td>
               <td>{when(k.lastUsedAt)}</td>
               <td>{when(k.revokedAt)}</td>
+              <td>{k.revokedBy ?? '—'}</td>
               <td>
                 {k.revokedAt || !manage ? null : (
                   <button type="button" onClick={() => void revoke(k)} aria-label={`Revoke ${k.name}`}>
