@@ -108,7 +108,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     {
       config: { longWork: true },
       schema: {
-        operationId: 'trainModel',
+        operationId: 'fitModels',
         tags,
         summary: 'Fit every analytics model (BG/NBD, Gamma-Gamma, churn, segments, retention, forecast) and rescore all customers',
         body: FitModelsBody,

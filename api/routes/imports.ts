@@ -70,6 +70,8 @@ const FORMATS: Record<string, 'csv' | 'ndjson'> = {
   'text/csv': 'csv',
   // What a browser on Windows with Excel installed sends for a .csv file it uploads.
   'application/vnd.ms-excel': 'csv',
+  // A .tsv file: the delimiter is told from the header, as for any CSV.
+  'text/tab-separated-values': 'csv',
   'application/x-ndjson': 'ndjson',
   'application/ndjson': 'ndjson',
   'application/jsonl': 'ndjson',
@@ -101,9 +103,9 @@ const refuseUnreadableBody = async (request: FastifyRequest): Promise<void> => {
   if (!formatOf(request.headers['content-type'])) {
     throw new ProblemError(
       'unsupported_media_type',
-      'Send the file as text/csv or application/x-ndjson.',
+      `Send the file as ${Object.keys(FORMATS).join(', ')}.`,
       {
-        errors: [{ field: 'content-type', message: 'text/csv or application/x-ndjson' }],
+        errors: [{ field: 'content-type', message: Object.keys(FORMATS).join(', ') }],
       },
       CLOSE,
     );

@@ -672,6 +672,7 @@ const feedback = (row: Row, options: RowOptions = {}): RowCommand[] => {
   // time, its response, resolution, closing or rating would come before it (which the item refuses).
   const steps = [respondedAt, resolvedAt, closedAt, ratedAt].filter((at): at is string => at !== undefined);
   const submissionAt = submittedAt ?? (steps.length > 0 ? steps.reduce(earlierOf) : undefined);
+  refuseUndated(row, submissionAt, 'submitted_at', 'occurred_at', 'date');
   const submit = withTime('SubmitFeedback', { ...fields, ...deadlines }, submissionAt, keyOf('feedback', natural));
   // Before, the deadlines were not read, and a row without a submission time was submitted when
   // imported: an item stored so is this row still (its deadlines the SLA's).

@@ -217,7 +217,7 @@ export const decideCampaign = (command: CampaignCommand, state: CampaignState): 
       if (state.responses[command.customerId]?.includes(command.kind))
         throw invalidState(
           'campaign.response_already_recorded',
-          `Customer ${command.customerId} already has a ${command.kind} response on this campaign`,
+          `Customer ${command.customerId} already has ${/^[aeiou]/.test(command.kind) ? 'an' : 'a'} ${command.kind} response on this campaign`,
           'kind',
         );
       const converted = command.kind === 'converted';

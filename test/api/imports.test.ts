@@ -193,11 +193,14 @@ describe('HTTP import', () => {
     expect(ok.statusCode).toBe(202);
     await waitForJob(ok.json().id);
     expect((await storedEvents(api.store)).length).toBe(before + 1);
-    // A .csv file as a browser on Windows sends it when Excel is installed.
+    // A .csv file as a browser on Windows sends it when Excel is installed, and a .tsv file.
     const fromExcel = await postImport('admin', 'name,email\nMo,mo@example.com', 'customers', 'application/vnd.ms-excel');
     expect(fromExcel.statusCode, fromExcel.body).toBe(202);
     await waitForJob(fromExcel.json().id);
-    expect((await storedEvents(api.store)).length).toBe(before + 2);
+    const tabbed = await postImport('admin', 'name\temail\nTab Person\ttab@example.com', 'customers', 'text/tab-separated-values');
+    expect(tabbed.statusCode, tabbed.body).toBe(202);
+    await waitForJob(tabbed.json().id);
+    expect((await storedEvents(api.store)).length).toBe(before + 3);
   });
 });
 
@@ -216,7 +219,9 @@ describe('HTTP import: bodies it cannot read as sent', () => {
         payload: csv,
       });
       expectProblem(response, 415);
-      expect(response.json().detail, String(contentType)).toContain('text/csv or application/x-ndjson');
+      // Every type it reads is named, the spreadsheet and tab-separated ones included.
+      for (const type of ['text/csv', 'application/x-ndjson', 'application/vnd.ms-excel', 'text/tab-separated-values'])
+        expect(response.json().detail, String(contentType)).toContain(type);
     }
     // A JSON body that parses is refused the same way (it is no CSV or NDJSON file either).
     expectProblem(await postImport('admin', '{"name":"Wren"}', 'customers', 'application/json'), 415);

@@ -1194,7 +1194,9 @@ describe('feedback rows', () => {
       key: keyFor('feedback', `${CUSTOMER}::Late`),
     };
     expect(one('feedback', base)).toStrictEqual(expected);
-    expect(one('feedback', { ...base, feedback_id: ' ', id: '', channel: ' ', priority: '', csat: null, nps: ' ', submitted_at: '' })).toStrictEqual(expected);
+    expect(one('feedback', { ...base, feedback_id: ' ', id: '', channel: ' ', priority: '', csat: null, nps: ' ' })).toStrictEqual(expected);
+    // An empty submission time in a file that dates its items: refused (an old ticket was submitted today, with live deadlines).
+    expect(() => one('feedback', { ...base, submitted_at: '' })).toThrow(/^submitted_at: empty in a file that dates its rows/);
     expect(one('feedback', { ...base, csat: '0', nps: '0' }).command).toMatchObject({ csat: 0, nps: 0 });
     expect(one('feedback', { customer_id: CUSTOMER, body: 'x' }).key).toBe(keyFor('feedback', `${CUSTOMER}::`));
   });
