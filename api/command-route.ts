@@ -70,7 +70,8 @@ export const commandRoute = (app: FastifyInstance, context: RouteContext, spec: 
       headers: CommandHeaders,
       body,
       response: { [status]: CommandAccepted, ...errorResponses },
-      responseHeaders: { [status]: creation ? ['etag', 'location'] : ['etag'] },
+      // A stale If-Match's 409 names the current revision in its ETag.
+      responseHeaders: { [status]: creation ? ['etag', 'location'] : ['etag'], ...(ifMatch === 'forbidden' ? {} : { 409: ['etag'] }) },
     },
     handler: async (request, reply) => {
       const input = { ...(request.body as Record<string, unknown>) };

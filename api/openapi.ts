@@ -13,6 +13,8 @@ declare module 'fastify' {
     /** Headers an answer of that status carries, beyond those every answer carries (`x-request-id`, `ratelimit-*`). */
     responseHeaders?: Partial<Record<number, readonly RouteHeader[]>>;
     streamedBody?: { mediaTypes: readonly string[]; description: string };
+    /** A 200 streamed as a file (an export): no schema serialises it, so its media types are named here. */
+    streamedAnswer?: { mediaTypes: readonly string[]; description: string };
   }
 }
 
@@ -34,13 +36,23 @@ const RATE_LIMIT_HEADERS = ['RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit
 
 /** The route's own additions: its answers' headers, and the body it streams, as @fastify/swagger reads them. */
 const transform: SwaggerTransform = (route) => {
-  const { responseHeaders, streamedBody, ...schema } = route.schema;
+  const { responseHeaders, streamedBody, streamedAnswer, ...schema } = route.schema;
   const transformed = jsonSchemaTransform({ ...route, schema });
   const out = transformed.schema as Record<string, unknown> & { response?: Record<string, Record<string, unknown>> };
   for (const [status, names] of Object.entries<readonly RouteHeader[] | undefined>(responseHeaders ?? {})) {
     const response = out.response?.[status];
     if (!response || !names) throw new Error(`${route.url}: responseHeaders names status ${status}, which the route does not declare`);
     response.headers = Object.fromEntries(names.map((name) => ROUTE_HEADERS[name]));
+  }
+  if (streamedAnswer) {
+    out.response = {
+      ...out.response,
+      200: {
+        description: streamedAnswer.description,
+        content: Object.fromEntries(streamedAnswer.mediaTypes.map((type) => [type, { schema: { type: 'string' } }])),
+        headers: { 'Content-Disposition': { type: 'string', description: 'attachment, with a file name' } },
+      },
+    };
   }
   if (streamedBody) {
     out.body = { type: 'string', description: streamedBody.description };
@@ -51,7 +63,7 @@ const transform: SwaggerTransform = (route) => {
 
 interface Operation {
   security?: unknown[];
-  responses?: Record<string, { headers?: Record<string, unknown> }>;
+  responses?: Record<string, { headers?: Record<string, unknown>; content?: Record<string, unknown> }>;
 }
 
 /** Every answer's headers, referred to from components: the request id always, rate limits on keyed routes, Retry-After on 429 and 503. */
@@ -68,7 +80,8 @@ const transformObject: SwaggerTransformObject = (document) => {
       for (const [status, response] of Object.entries(operation.responses ?? {})) {
         const headers: Record<string, unknown> = { 'X-Request-Id': ref('X-Request-Id') };
         if (keyed) for (const name of RATE_LIMIT_HEADERS) headers[name] = ref(name);
-        if (status === '429' || status === '503') headers['Retry-After'] = ref('Retry-After');
+        // On refusals (problems): `/ready`'s 503 is its own report, and sends none.
+        if (status === '429' || (status === '503' && response.content?.['application/problem+json'])) headers['Retry-After'] = ref('Retry-After');
         response.headers = { ...headers, ...response.headers };
       }
     }

@@ -229,6 +229,10 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
         params: StreamParams,
         querystring: z.strictObject({ format: ExportFormatQuery }),
         response: errors,
+        streamedAnswer: {
+          mediaTypes: ['application/x-ndjson', 'text/csv'],
+          description: 'The events, one JSON object per line, or a header row then one event per line',
+        },
       },
     },
     async (request, reply) => {
@@ -278,6 +282,10 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
         summary: 'The filtered global log as NDJSON or CSV, streamed',
         querystring: z.strictObject({ ...LogFilters, format: ExportFormatQuery }),
         response: errors,
+        streamedAnswer: {
+          mediaTypes: ['application/x-ndjson', 'text/csv'],
+          description: 'The events, one JSON object per line, or a header row then one event per line',
+        },
       },
     },
     async (request, reply) => {

@@ -245,6 +245,10 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         description: 'Streamed; takes the filters of the list. Personal fields are masked for roles that may not see them.',
         querystring: z.strictObject({ ...spec.filters, format: z.enum(['csv', 'ndjson']).optional() }),
         response: problemResponses(400, 401, 403, 429, 503),
+        streamedAnswer: {
+          mediaTypes: ['text/csv', 'application/x-ndjson'],
+          description: `The ${kind} file: a header row then one record per line, or one JSON object per line`,
+        },
       },
       handler: async (request, reply) => {
         const { format: asked, ...filters } = request.query as Record<string, unknown> & { format?: ExportFormat };

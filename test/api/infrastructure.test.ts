@@ -213,6 +213,23 @@ describe('ops routes', () => {
       ),
     );
     expect(malformed).toEqual([]);
+    // /ready's 503 is its own report: it declares no Retry-After, as it sends none.
+    expect(op('get', '/ready').responses['503']!.headers).not.toHaveProperty('Retry-After');
+    // A stale If-Match's 409 names the current revision in its ETag; a creation takes no If-Match.
+    const stale = await h.app.inject({
+      method: 'POST',
+      url: `${created.headers.location as string}/purchases`,
+      headers: { ...h.auth('sales'), 'if-match': '"0"' },
+      payload: { orderId: 'header-check-2', amount: 10, currency: 'EUR' },
+    });
+    expect(undeclared(op('post', '/customers/{id}/purchases'), 409, stale.headers, ['etag'])).toEqual([]);
+    expect(op('post', '/customers').responses['409']?.headers ?? {}).not.toHaveProperty('ETag');
+    // Exports answer a file: their 200 names its media types and the attachment header.
+    for (const path of ['/customers/export', '/audit/events/export']) {
+      const exported = op('get', path).responses['200']!;
+      expect(Object.keys(exported.content ?? {}), path).toEqual(expect.arrayContaining(['text/csv', 'application/x-ndjson']));
+      expect(exported.headers, path).toHaveProperty('Content-Disposition');
+    }
     // The import reads its body as a stream: no schema validates it, yet the description says what to send.
     const upload = op('post', '/imports');
     expect(Object.keys(upload.requestBody!.content)).toEqual(expect.arrayContaining(['application/x-ndjson', 'text/csv']));
