@@ -94,13 +94,15 @@ export const detectKind = (headers: string[]): ImportKind | undefined => {
   // and each refund was recorded as another purchase of its amount.
   if (h.has('refund_id') || (h.has('order_id') && (h.has('refund_reason') || h.has('reason') || h.has('refunded_at')))) return 'refunds';
   if (h.has('order_id') && h.has('amount')) return 'purchases';
-  if (h.has('title') && h.has('expected_close_date')) return 'deals';
+  // A deal's title beside any column of a deal's (an old CRM's export may have no expected close date).
+  if (h.has('title') && ['expected_close_date', 'stage', 'opened_at', 'closed_at', 'won_reason', 'lost_reason', 'probability'].some((c) => h.has(c)))
+    return 'deals';
   if (h.has('campaign_id') && (h.has('response') || h.has('kind')) && (h.has('customer_id') || h.has('customer_email'))) return 'responses';
   if (h.has('campaign_id') && (h.has('cost_id') || (h.has('amount') && !h.has('customer_id') && !h.has('customer_email')))) return 'costs';
   if (h.has('channel') && h.has('budget')) return 'campaigns';
   // An activities export has a subject and a body as feedback has, and columns feedback has not.
   if (h.has('subject') && (h.has('activity_id') || h.has('deal_id') || h.has('due_at') || h.has('completed_at') || h.has('logged_by'))) return 'activities';
-  if (h.has('subject') && h.has('body')) return 'feedback';
+  if (h.has('subject') && (h.has('body') || h.has('submitted_at') || h.has('priority'))) return 'feedback';
   if (h.has('email') && h.has('name')) return 'customers';
   return undefined;
 };

@@ -93,6 +93,8 @@ describe('import kinds and headers', () => {
       [['refund_reason', 'amount'], undefined],
       [['amount'], undefined],
       [['title', 'expected_close_date'], 'deals'],
+      [['title', 'amount', 'currency', 'owner_id', 'stage', 'opened_at', 'status', 'closed_at', 'customer_email'], 'deals'],
+      [['kind', 'channel', 'subject', 'priority', 'submitted_at', 'customer_email'], 'feedback'],
       [['order_id', 'customer_email', 'amount', 'currency', 'reason', 'occurred_at'], 'refunds'],
       [['order_id', 'amount', 'refunded_at'], 'refunds'],
       // An activities export has a subject and a body as feedback has, and its own columns beside them.
