@@ -1037,6 +1037,8 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     const rows = page.getByTestId('history').locator('tbody tr');
     await eventually(() => rows.last().innerText()).toContain(orderId);
     expect(await rows.last().innerText()).toContain('PurchaseRecorded');
+    // The window's title names the history read.
+    expect(await page.title()).toBe(`History of customer-${customer.id} · Audit · CRM console`);
     const before = (await rows.count()) - 2;
     await page.getByRole('button', { name: `Show the record as of revision ${before}` }).click();
     const asOf = page.getByTestId('as-of');

@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { get, query, request } from '../api.ts';
 import { navigate } from '../router.ts';
 import type { AuditEvent } from '../types.ts';
-import { can, Loading, localZone, ProblemBox, problemOf, useLoad, when, Head, Grid } from '../ui.tsx';
+import { can, Loading, localZone, ProblemBox, problemOf, useLoad, useTitle, when, Head, Grid } from '../ui.tsx';
 import type { Problem } from '../api.ts';
 import type { Role } from '../../../api/roles.ts';
 
@@ -83,6 +83,9 @@ const StreamHistory = ({ stream }: { stream: string }) => {
   const record = recordOf(stream);
   const [asOf, setAsOf] = useState('');
   const [time, setTime] = useState<TimeAxis>('record');
+  // The window's title names the history read, as a record's page names its record: once loaded, as
+  // theirs (the screen's own title is set after a child's first effects).
+  useTitle(history.data ? `History of ${stream}` : undefined, 'Audit');
   if (history.problem) return <ProblemBox problem={history.problem} />;
   if (!history.data) return <Loading what="the history" />;
   const events = history.data.items;
