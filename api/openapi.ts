@@ -66,7 +66,7 @@ interface Operation {
   responses?: Record<string, { headers?: Record<string, unknown>; content?: Record<string, unknown> }>;
 }
 
-/** Every answer's headers, referred to from components: the request id always, rate limits on keyed routes, Retry-After on 429 and 503. */
+/** Every answer's headers, referred to from components: the request id always, rate limits on keyed routes, Retry-After on 429s and 503 problems. */
 const transformObject: SwaggerTransformObject = (document) => {
   const object = jsonSchemaTransformObject(document) as {
     components?: Record<string, unknown>;
