@@ -68,6 +68,7 @@ export const commandRoute = (app: FastifyInstance, context: RouteContext, spec: 
       description: [spec.description, ifMatchNote, `Roles: ${rule.access === 'public' ? 'public' : rule.access.join(', ')}.`].filter(Boolean).join(' '),
       ...(creation ? {} : { params: IdParams }),
       headers: CommandHeaders,
+      ifMatchHeader: ifMatch,
       body,
       response: { [status]: CommandAccepted, ...errorResponses },
       // A stale If-Match's 409 names the current revision in its ETag.

@@ -49,7 +49,10 @@ export const requestIdOf = (request: { headers: Record<string, string | string[]
 
 /** Headers every command route reads. Other headers pass (the object is loose on purpose). */
 export const CommandHeaders = z.looseObject({
-  'if-match': z.string().optional().describe('Expected revision, as the ETag a read or command returned ("3"). Required on routes marked so.'),
+  'if-match': z
+    .string()
+    .optional()
+    .describe('Expected revision, as the ETag a read or command returned ("3"). Marked required where a command needs it (428 without it).'),
   'idempotency-key': HeaderText.optional().describe('Retrying with the same key appends nothing and returns the first result.'),
   // Not validated: an id that breaks the rule is replaced (requestIdOf), never refused.
   'x-request-id': z

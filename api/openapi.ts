@@ -15,6 +15,11 @@ declare module 'fastify' {
     streamedBody?: { mediaTypes: readonly string[]; description: string };
     /** A 200 streamed as a file (an export): no schema serialises it, so its media types are named here. */
     streamedAnswer?: { mediaTypes: readonly string[]; description: string };
+    /**
+     * What the command does with `If-Match`: documented as required where a missing one is a 428 (the
+     * schema keeps it optional, so that the 428 answers, not a 400), and left out where it is refused.
+     */
+    ifMatchHeader?: 'required' | 'optional' | 'forbidden';
   }
 }
 
@@ -36,7 +41,7 @@ const RATE_LIMIT_HEADERS = ['RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit
 
 /** The route's own additions: its answers' headers, and the body it streams, as @fastify/swagger reads them. */
 const transform: SwaggerTransform = (route) => {
-  const { responseHeaders, streamedBody, streamedAnswer, ...schema } = route.schema;
+  const { responseHeaders, streamedBody, streamedAnswer, ifMatchHeader, ...schema } = route.schema;
   const transformed = jsonSchemaTransform({ ...route, schema });
   const out = transformed.schema as Record<string, unknown> & { response?: Record<string, Record<string, unknown>> };
   for (const [status, names] of Object.entries<readonly RouteHeader[] | undefined>(responseHeaders ?? {})) {
@@ -53,6 +58,11 @@ const transform: SwaggerTransform = (route) => {
         headers: { 'Content-Disposition': { type: 'string', description: 'attachment, with a file name' } },
       },
     };
+  }
+  const headers = out.headers as { properties?: Record<string, unknown>; required?: string[] } | undefined;
+  if (headers?.properties?.['if-match'] !== undefined) {
+    if (ifMatchHeader === 'required') headers.required = [...(headers.required ?? []), 'if-match'];
+    if (ifMatchHeader === 'forbidden') delete headers.properties['if-match'];
   }
   if (streamedBody) {
     out.body = { type: 'string', description: streamedBody.description };

@@ -48,6 +48,7 @@ const logRoute = (app: FastifyInstance, context: RouteContext, url: string, pare
       description: `Kinds: note, call, meeting (past facts; \`occurredAt\` is when it happened, default now) and task (open until completed; \`dueAt\`, tasks only). \`body\` is personal data. ${rolesNote('POST', url)}`,
       params: IdParams,
       headers: CommandHeaders,
+      ifMatchHeader: 'forbidden',
       body: LogActivityBody,
       response: { 201: CommandAccepted, ...problemResponses(400, 401, 403, 404, 409, 413, 422, 429, 503) },
       responseHeaders: { 201: ['etag', 'location'] },

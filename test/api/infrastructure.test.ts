@@ -213,6 +213,14 @@ describe('ops routes', () => {
       ),
     );
     expect(malformed).toEqual([]);
+    // If-Match as each command takes it: required where a missing one is a 428, absent from creations.
+    const ifMatch = (method: string, path: string) =>
+      (doc.paths[path][method].parameters as { in: string; name: string; required?: boolean }[]).find((p) => p.in === 'header' && p.name === 'if-match');
+    expect(ifMatch('patch', '/customers/{id}')?.required).toBe(true);
+    expect(ifMatch('post', '/customers/{id}/purchases')?.required ?? false).toBe(false);
+    expect(ifMatch('post', '/customers')).toBeUndefined();
+    expect(ifMatch('post', '/customers/{id}/activities')).toBeUndefined();
+    expectProblem(await h.app.inject({ method: 'PATCH', url: created.headers.location as string, headers: h.auth('sales'), payload: { company: 'x' } }), 428);
     // /ready's 503 is its own report: it declares no Retry-After, as it sends none.
     expect(op('get', '/ready').responses['503']!.headers).not.toHaveProperty('Retry-After');
     // A stale If-Match's 409 names the current revision in its ETag; a creation takes no If-Match.
