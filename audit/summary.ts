@@ -1,5 +1,6 @@
 import type { ProjectionSkip } from '../projections/skips.ts';
 import type { ChainsVerification } from './sql/chain.ts';
+import { KEY_GONE, KEY_PUT_BACK } from './sql/customer-keys.ts';
 import type { CheckpointAhead } from '../projections/checkpoints.ts';
 import type { ReadModelVerification, ReplayFailure } from './verify.ts';
 
@@ -117,7 +118,7 @@ export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBr
         : 'the link named above';
   if (broken?.chain === 'keys') {
     const id = broken.stream?.replace(/^customer-/, '') ?? '<id>';
-    const putBack = broken.reason.includes('was forgotten (CustomerForgotten)');
+    const putBack = broken.reason.includes(KEY_PUT_BACK);
     return [
       ...(putBack
         ? [
@@ -125,7 +126,7 @@ export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBr
             `Delete the key again: UPDATE <events schema>.customer_keys SET data_key = NULL, forgotten_at = coalesce(forgotten_at, now()) WHERE customer_id = '${id}' (each customer named); then run \`crm verify --chain\` again, and find who could write to that table.`,
           ]
         : []),
-      ...(broken.reason.includes('never forgotten')
+      ...(broken.reason.includes(KEY_GONE)
         ? [
             "The data key of a customer who was never forgotten is gone (deleted or erased behind the CRM): the customer's personal data reads as erased.",
             "Restore that customer_keys row from a backup before any command on the customer: a command would store a new key, and the customer's earlier events would stay unreadable for good.",

@@ -97,27 +97,27 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** PostgreSQL's message when it refused a statement for want of a privilege (42501), here or in a cause. */
-const insufficientPrivilege = (error: unknown): string | undefined => {
-  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) {
-    if ((at as { code?: unknown }).code === '42501') return at.message;
-  }
+/** The message of the error, or of one of its causes (five deep at most), that `matches`. */
+const messageInCauses = (error: unknown, matches: (at: Error) => boolean): string | undefined => {
+  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) if (matches(at)) return at.message;
   return undefined;
 };
+
+/** PostgreSQL's message when it refused a statement for want of a privilege (42501), here or in a cause. */
+const insufficientPrivilege = (error: unknown): string | undefined => messageInCauses(error, (at) => (at as { code?: unknown }).code === '42501');
 
 /**
  * The database's files could not be read (a truncated or damaged table file: SQLSTATE XX001, XX002,
  * 58030, 58P01), here or in a cause. It printed as an unexpected error with a WebAssembly stack, and
  * exited 1, as a failed check does.
  */
-const damagedFiles = (error: unknown): string | undefined => {
-  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) {
+const damagedFiles = (error: unknown): string | undefined =>
+  messageInCauses(error, (at) => {
     const code = (at as { code?: unknown }).code;
-    if ((typeof code === 'string' && ['XX001', 'XX002', '58030', '58P01'].includes(code)) || /could not read blocks? |invalid page in block/.test(at.message))
-      return at.message;
-  }
-  return undefined;
-};
+    return (
+      (typeof code === 'string' && ['XX001', 'XX002', '58030', '58P01'].includes(code)) || /could not read blocks? |invalid page in block/.test(at.message)
+    );
+  });
 
 /** Errors the user can act on are printed as advice; anything else keeps its stack for a bug report. */
 const report = (error: unknown): number => {

@@ -6,7 +6,7 @@ import { MAX_GLOBAL_POSITION } from '../../eventstore/position.ts';
 import { settlesWithin } from '../../shared/deadline.ts';
 import type { SqlDatabase } from '../../shared/sql.ts';
 import { createTableOnce } from '../create-table.ts';
-import { NAMED_CUSTOMERS, verifyCustomerKeys, type CustomerKeysVerification } from './customer-keys.ts';
+import { KEY_GONE, KEY_PUT_BACK, NAMED_CUSTOMERS, verifyCustomerKeys, type CustomerKeysVerification } from './customer-keys.ts';
 
 /**
  * Global tamper evidence for the PostgreSQL engine.
@@ -520,13 +520,11 @@ const keyDisagreement = (keys: CustomerKeysVerification): Omit<NonNullable<Chain
   const named = (ids: string[]) => (ids.length > 1 ? ` (${ids.length === NAMED_CUSTOMERS ? 'at least ' : ''}${ids.length} customers: ${ids.join(', ')})` : '');
   const reasons = [
     ...(keys.unforgotten.length > 0
-      ? [
-          `the customer was forgotten (CustomerForgotten), yet a data key is stored for it again: it was put back outside the CRM, and its personal data reads in clear${named(keys.unforgotten)}`,
-        ]
+      ? [`the customer ${KEY_PUT_BACK}: it was put back outside the CRM, and its personal data reads in clear${named(keys.unforgotten)}`]
       : []),
     ...(keys.missing.length > 0
       ? [
-          `${keys.unforgotten.length > 0 ? `customer ${keys.missing[0]!} ` : 'the customer '}was never forgotten, yet no data key is stored for it: ` +
+          `${keys.unforgotten.length > 0 ? `customer ${keys.missing[0]!}` : 'the customer'} ${KEY_GONE}: ` +
             `the key was deleted or erased outside the CRM, and its personal data reads as erased${named(keys.missing)}`,
         ]
       : []),

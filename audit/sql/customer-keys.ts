@@ -1,6 +1,13 @@
 import { sql } from 'kysely';
 import type { SqlDatabase } from '../../shared/sql.ts';
 
+/**
+ * The words each kind of disagreement is reported with: the advice (audit/summary.ts) is chosen by
+ * them, since a finished job keeps only its first broken link's reason.
+ */
+export const KEY_PUT_BACK = 'was forgotten (CustomerForgotten), yet a data key is stored for it again';
+export const KEY_GONE = 'was never forgotten, yet no data key is stored for it';
+
 /** Customers whose data key disagrees with their history (at most this many of each are named). */
 export const NAMED_CUSTOMERS = 20;
 

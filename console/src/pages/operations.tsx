@@ -44,6 +44,8 @@ export const OperationsPage = ({ role, companyWide }: { role: Role; companyWide:
   const [tick, setTick] = useState(0);
   // The detailed report is company-wide: visibility all or the auditor role (api/auth/scope-guard.ts).
   const detailed = can(role, 'GET /audit/projections') && (companyWide || role === 'auditor');
+  // An auditor lists keys and their trail; creating and revoking stay with the admins.
+  const mayManageKeys = can(role, 'POST /admin/api-keys');
   const ready = useLoad((signal) => readiness(signal, detailed), [tick, detailed]);
   return (
     <section aria-labelledby="ops-title">
@@ -95,10 +97,7 @@ export const OperationsPage = ({ role, companyWide }: { role: Role; companyWide:
           <Loading what="projections" />
         ) : null}
       </section>
-      {can(role, 'GET /admin/api-keys') ? (
-        // An auditor lists keys and their trail; creating and revoking stay with the admins.
-        <ApiKeys manage={companyWide && can(role, 'POST /admin/api-keys')} reason={can(role, 'POST /admin/api-keys') ? 'visibility' : 'role'} />
-      ) : null}
+      {can(role, 'GET /admin/api-keys') ? <ApiKeys manage={companyWide && mayManageKeys} reason={mayManageKeys ? 'visibility' : 'role'} /> : null}
     </section>
   );
 };
