@@ -425,6 +425,8 @@ describe.skipIf(!hasChromium())('the web console in Chromium', { timeout: 180_00
     await page.goto(`${crm.url}/#/customers/${other.id}`);
     await eventually(() => page.locator('.stat', { hasText: 'Phone' }).locator('dd').innerText()).toBe('+44 20 7946 0001');
     await page.getByRole('button', { name: 'Edit details' }).click();
+    // Cleared once the form holds the stored phone: cleared before, the emptied field was filled in after.
+    await eventually(() => page.getByLabel('Phone').inputValue()).toBe('+44 20 7946 0001');
     await page.getByLabel('Phone').fill('');
     await page.locator('form.command button[type=submit]').click();
     await eventually(async () => (await crm.api<{ phone: string | null }>(`/customers/${other.id}`)).body.phone).toBeNull();
