@@ -2,6 +2,7 @@ import { eventSchemas, personalFields, schemaVersionOf, type CrmEvent, type CrmE
 import { customerSnapshot } from '../domain/customer/decider.ts';
 import { userSnapshot, type UserSnapshot } from '../domain/user/decider.ts';
 import { DomainError, invalidState } from '../domain/errors.ts';
+import { isSameInstant } from '../domain/time.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { MAX_STREAMS_PER_APPEND, type AppendResult, type EventStore, type NewEvent, type StreamAppend } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../eventstore/errors.ts';
@@ -345,6 +346,18 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     return w.base.ids.hashOf(id);
   };
 
+  /**
+   * Whether the event a command stored first was recorded at the business time this command gives
+   * (`untimedHashes`). Read only then (a re-import of an export), from the stream's start: it is the
+   * first event of a creation, the usual case.
+   */
+  const storedAtSameTime = async (p: PreparedCommand, eventId: string): Promise<boolean> => {
+    const first = await store.readStream(p.stream, { maxCount: 1 });
+    const event = first[0]?.id === eventId ? first[0] : (await store.readStream(p.stream)).find((e) => e.id === eventId);
+    const storedAt = event?.metadata.occurredAt;
+    return typeof storedAt === 'string' && isSameInstant(storedAt, p.metadata.occurredAt);
+  };
+
   /** One pass: decide every command on the current states; returns the appends and the outcomes. */
   const decideAll = async (
     streams: Map<string, Held>,
@@ -382,7 +395,10 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         // (commands/index.ts firstResult), unless the key was used for a different command.
         const firstHash = hashOf(w, firstEventIds[i]!);
         if (firstHash !== undefined) {
-          const same = CompactIds.sameCommand(firstHash, p.metadata.commandHash) || p.earlierHashes?.().some((h) => CompactIds.sameCommand(firstHash, h));
+          const same =
+            CompactIds.sameCommand(firstHash, p.metadata.commandHash) ||
+            p.earlierHashes?.().some((h) => CompactIds.sameCommand(firstHash, h)) ||
+            (p.untimedHashes?.().some((h) => CompactIds.sameCommand(firstHash, h)) && (await storedAtSameTime(p, firstEventIds[i]!)));
           if (!same) throw new IdempotencyConflict(firstEventIds[i]!, p.stream);
           const eventIds = [firstEventIds[i]!];
           for (let n = 1; hashOf(w, eventIdFor(p.stream, p.metadata.idempotencyKey!, n)) !== undefined; n++)

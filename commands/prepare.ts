@@ -36,6 +36,12 @@ export interface PreparedCommand {
    * stored for the row, ctx.fingerprint); worked out only when the stored one differs.
    */
   earlierHashes?: () => string[];
+  /**
+   * The fingerprints of this command without its business time, for a payload that gives one: an
+   * import of a file without the time column recorded the row at the import's own time, which an
+   * export of it then writes. The same row only where the stored event's time is this one.
+   */
+  untimedHashes?: () => string[];
 }
 
 // Built once: zod compiles a schema on first use, and `omit` makes a new one each call.
@@ -98,22 +104,33 @@ export const prepareCommand = (input: { type: string; [field: string]: unknown }
   const derived = (what: string) => (key ? uuidV5(`${what}\n${stream}\n${key}`) : randomUUID());
   const command: Record<string, unknown> = { ...payload, type, occurredAt, [target.idField]: id };
   const formerly = ctx.fingerprint?.formerly ?? [];
+  const formerCommands = (): Record<string, unknown>[] =>
+    formerly.flatMap(({ type: formerType, ...formerFields }) => {
+      if (!isCommandType(formerType)) return [];
+      const former = commandSchemas[formerType].safeParse(formerFields);
+      return former.success ? [{ type: formerType, ...(former.data as Record<string, unknown>) }] : [];
+    });
+  // Stored as its text (importers before fingerprints by meaning) or by its meaning (since).
+  const bothHashes = (command: Record<string, unknown>) => [commandHash(command), meaningHash(command)];
   const earlierHashes =
     key !== undefined && ctx.fingerprint
-      ? () => [
-          commandHash({ type, ...payload }),
-          ...hashesAsSpelt(type, payload, fields),
-          ...formerly.flatMap(({ type: formerType, ...formerFields }) => {
-            if (!isCommandType(formerType)) return [];
-            const former = commandSchemas[formerType].safeParse(formerFields);
-            if (!former.success) return [];
-            // Stored as its text (importers before fingerprints by meaning) or by its meaning (since).
-            const command = { type: formerType, ...(former.data as Record<string, unknown>) };
-            return [commandHash(command), meaningHash(command)];
-          }),
-        ]
+      ? () => [commandHash({ type, ...payload }), ...hashesAsSpelt(type, payload, fields), ...formerCommands().flatMap(bothHashes)]
       : undefined;
-  return { type, kind: target.kind, id, stream, metadata, command, derived, ...(earlierHashes ? { earlierHashes } : {}) };
+  const untimedHashes =
+    key !== undefined && ctx.fingerprint && typeof payload.occurredAt === 'string'
+      ? () => [{ type, ...payload }, ...formerCommands()].flatMap(({ occurredAt: _time, ...untimed }) => bothHashes(untimed))
+      : undefined;
+  return {
+    type,
+    kind: target.kind,
+    id,
+    stream,
+    metadata,
+    command,
+    derived,
+    ...(earlierHashes ? { earlierHashes } : {}),
+    ...(untimedHashes ? { untimedHashes } : {}),
+  };
 };
 
 /** Fills the ids a command leaves to the handler (refund, cost, responder). */

@@ -12,6 +12,9 @@ export const earlierOf = (a: string, b: string): string => (Date.parse(a) <= Dat
 
 export const isBefore = (a: string, b: string): boolean => Date.parse(a) < Date.parse(b);
 
+/** Whether two times name one instant, however written (`+02:00` or `Z`, with or without milliseconds). */
+export const isSameInstant = (a: string, b: string): boolean => Date.parse(a) === Date.parse(b);
+
 /** The instant in UTC (`...Z`), as every recorded time is written: text kept as it is when it is no instant. */
 export const inUtc = (iso: string): string => {
   const ms = Date.parse(iso);

@@ -1,7 +1,7 @@
 import { assertCustomerUsable, type CustomerSnapshot } from '../customer/decider.ts';
 import type { Decider } from '../decider.ts';
 import { invalidState, notFound, ruleViolated } from '../errors.ts';
-import { assertNotBefore } from '../time.ts';
+import { assertNotBefore, isSameInstant } from '../time.ts';
 import type { ActivityCommand } from './commands.ts';
 import { changesOf, type ActivityChanges, type ActivityEvent, type ActivityKind } from './events.ts';
 
@@ -64,7 +64,7 @@ const assertNotForgotten = (customer: CustomerSnapshot | undefined, customerId: 
 };
 
 /** Same instant, whatever the spelling (`Z` or `+00:00`, with or without milliseconds). */
-const sameInstant = (a: string | null, b: string | null): boolean => (a === null || b === null ? a === b : Date.parse(a) === Date.parse(b));
+const sameInstant = (a: string | null, b: string | null): boolean => (a === null || b === null ? a === b : isSameInstant(a, b));
 
 export const decideActivity = (command: ActivityCommand, state: ActivityState): ActivityEvent[] => {
   const { activityId } = command;

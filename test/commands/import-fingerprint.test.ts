@@ -81,6 +81,27 @@ describe('import: a row imported before is known by what it means', () => {
     expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(1);
   });
 
+  it('takes rows first imported without their time column, then with the time they were recorded at (as an export writes it), as the same rows; another time is refused', async () => {
+    const email = `${randomUUID()}@example.com`;
+    const orderId = `o-${randomUUID()}`;
+    expect((await importing(['name,email', `Ada,${email}`])).outcome).toMatchObject({ imported: 1, rejected: 0 });
+    expect((await importing(['order_id,customer_email,amount,currency', `${orderId},${email},12.50,EUR`])).outcome).toMatchObject({ imported: 1, rejected: 0 });
+    const [registered, purchased] = await store.readStream(`customer-${importedCustomerId(email)}`);
+    const registeredAt = registered!.metadata.occurredAt as string;
+    const purchasedAt = purchased!.metadata.occurredAt as string;
+
+    const customerAgain = await importing(['name,email,registered_at', `Ada,${email},${registeredAt}`]);
+    expect(customerAgain.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
+    const purchaseAgain = await importing(['order_id,customer_email,amount,currency,occurred_at', `${orderId},${email},12.5,EUR,${purchasedAt}`]);
+    expect(purchaseAgain.outcome).toMatchObject({ imported: 1, alreadyPresent: 1, rejected: 0 });
+
+    const secondEarlier = new Date(Date.parse(registeredAt) - 1_000).toISOString();
+    const otherTime = await importing(['name,email,registered_at', `Ada,${email},${secondEarlier}`]);
+    expect(otherTime.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^row: imported before with different values/) }]);
+    const otherAmount = await importing(['order_id,customer_email,amount,currency,occurred_at', `${orderId},${email},13,EUR,${purchasedAt}`]);
+    expect(otherAmount.rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^row: imported before with different values/) }]);
+    expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(2);
+  });
   it('takes a response without revenue as the same row whether or not the file gave a currency; a conversion with another revenue is refused', async () => {
     const email = `${randomUUID()}@example.com`;
     const campaignId = randomUUID();
