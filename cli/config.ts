@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { DEFAULT_BACK_PRESSURE } from '../api/back-pressure.ts';
 import { ROLES } from '../api/roles.ts';
 import { DEFAULT_DEMO_UNTIL } from './demo-data.ts';
+import { isIsoCurrency } from '../domain/currencies.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import type { CrmConfig } from '../runtime/config.ts';
 import type { TrustedProxies } from '../api/deps.ts';
@@ -212,6 +213,7 @@ const EnvSchema = z.object({
     z
       .string()
       .regex(/^[A-Z]{3}$/, 'an ISO 4217 currency code in capitals, such as EUR or USD')
+      .refine(isIsoCurrency, 'not an ISO 4217 currency code: write one such as EUR or USD')
       .default(DEFAULT_BASE_CURRENCY),
   ),
   /** Back-pressure on commands (api/back-pressure.ts): past a bound a command gets 503 with Retry-After; 0 turns that bound off. */

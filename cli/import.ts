@@ -35,6 +35,8 @@ export interface ImportFileOptions {
   batchSize?: number;
   /** The owner (a user id) of the customers and deals whose row leaves `owner_id` empty (ImportOptions.defaultOwner). */
   defaultOwner?: string;
+  /** The currency of a row that names none (ImportOptions.currency): the installation's base currency. */
+  currency?: string;
   progress?: Progress;
   signal?: AbortSignal;
 }
@@ -72,6 +74,7 @@ export async function importFile(batch: BatchCommands, options: ImportFileOption
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.defaultOwner !== undefined ? { defaultOwner: options.defaultOwner } : {}),
       defaultOwnerHint: '--default-owner <userId>',
+      ...(options.currency !== undefined ? { currency: options.currency } : {}),
       onRejected: (row) => writeText(report, `${row.line},${csvField(row.reason)}\n`),
       onProgress: (counts) => {
         options.progress?.tick(counts.rows - done);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isIsoCurrency } from './currencies.ts';
 import { SafeText } from './shared.ts';
 
 /**
@@ -21,16 +22,29 @@ export const fromMinor = (minor: number): number => minor / MONEY_SCALE;
  */
 export const toFourDecimals = (value: number): number => fromMinor(toMinor(value)) + 0;
 
+/** Decimals of a number's shortest spelling (how JSON.parse read it back, `1234567.89`); undefined in exponent form. */
+const spelledDecimals = (value: number): number | undefined => {
+  const text = String(value);
+  if (text.includes('e')) return undefined;
+  const point = text.indexOf('.');
+  return point < 0 ? 0 : text.length - point - 1;
+};
+
 /**
- * Whether `value` is a number of at most 4 decimals, up to the noise of binary floats. The noise grows
- * with the value (a double carries about 16 significant digits: 1234567.89 times 10,000 is
- * 12345678899.999998), so the tolerance does too: a fixed 1e-6 refused about one in 18 two-decimal
- * amounts between one and two million ("at most 4 decimal places" for 1234567.89). Four units in the
- * last place of the scaled value, at least 1e-6; a fifth decimal (0.1 of a scaled unit) stays refused.
+ * Whether `value` is a number of at most 4 decimals. A number read from JSON is the double nearest
+ * the text sent, whose shortest spelling is that text (`1234567.89`, though times 10,000 it is
+ * 12345678899.999998): its decimals are counted. An amount computed by the client (`0.1 + 0.2` is
+ * 0.30000000000000004) is taken within float noise of 4 decimals: four units in the last place of
+ * the scaled value, at least 1e-6, and never as much as a twentieth of a ten-thousandth, so that a
+ * fifth decimal stays refused at any size (a tolerance growing with the value took
+ * 123456789012.34567 and stored 123456789012.3457). Above about 10^11 a double cannot hold every
+ * fifth decimal apart from its neighbours: 899999999999.99995 is read as 900000000000 before any check.
  */
 export const hasAtMostFourDecimals = (value: number): boolean => {
+  const decimals = spelledDecimals(value);
+  if (decimals !== undefined && decimals <= 4) return true;
   const scaled = value * MONEY_SCALE;
-  return Math.abs(scaled - Math.round(scaled)) < Math.max(1e-6, Math.abs(scaled) * 4 * Number.EPSILON);
+  return Math.abs(scaled - Math.round(scaled)) < Math.min(0.05, Math.max(1e-6, Math.abs(scaled) * 4 * Number.EPSILON));
 };
 
 export const Amount = z
@@ -41,4 +55,8 @@ export const Amount = z
   .refine(hasAtMostFourDecimals, { message: 'at most 4 decimal places' })
   .overwrite(toFourDecimals);
 
+/** A currency as events hold it: three capitals (events recorded before commands checked the code stay readable). */
 export const Currency = SafeText.regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR');
+
+/** A currency as commands take it: a code ISO 4217 lists (domain/currencies.ts). */
+export const IsoCurrency = Currency.refine(isIsoCurrency, { message: 'not an ISO 4217 currency code: write one such as EUR, USD or JPY' });

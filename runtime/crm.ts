@@ -713,6 +713,7 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
       batch,
       records: importRecords,
       maxBytes: importMaxBytes,
+      currency: config.baseCurrency,
       ...(overrides.importIdleMs ? { idleMs: overrides.importIdleMs } : {}),
     });
     closing.add('imports', () => imports.close());

@@ -84,6 +84,7 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
         ...(encoding ? { encoding } : {}),
         ...(reportPath ? { reportPath } : {}),
         ...(defaultOwner !== undefined ? { defaultOwner } : {}),
+        currency: run.config.baseCurrency,
         progress,
         signal: run.signal,
       }).catch((error: unknown) => {

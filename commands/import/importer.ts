@@ -78,6 +78,8 @@ export interface ImportOptions {
   defaultOwner?: string;
   /** How the caller names a default owner (`--default-owner <userId>`): the reason of a deal row without an owner says it. */
   defaultOwnerHint?: string;
+  /** The currency of a row that names none: the installation's base currency (EUR without). */
+  currency?: string;
 }
 
 export interface ImportOutcome extends ImportCounts {
@@ -225,6 +227,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
     customerIdFor: importedCustomerId,
     ...(options.defaultOwner !== undefined ? { defaultOwner: await checkDefaultOwner(batch, options.defaultOwner) } : {}),
     ...(options.defaultOwnerHint !== undefined ? { defaultOwnerHint: options.defaultOwnerHint } : {}),
+    ...(options.currency !== undefined ? { currency: options.currency } : {}),
   };
   /** Where a refusal is about, for its reason: the command, the row, and the default owner when the row took it. */
   const whereRefused = (kind: ImportKind, type: CommandType, row: Row): RefusedAt =>

@@ -149,6 +149,8 @@ export interface ImportJobsOptions {
   idleMs?: number;
   /** Bad rows kept per job (default 10,000); more are counted, and the report says it was cut. */
   maxReportedRows?: number;
+  /** The currency of a row that names none (ImportOptions.currency): the installation's base currency. */
+  currency?: string;
   /** Progress is saved at most this often (default 500 ms), and at least every 15 s (the heartbeat). */
   saveIntervalMs?: number;
 }
@@ -398,6 +400,7 @@ export function createImportJobs(options: ImportJobsOptions): ImportJobs {
               actor,
               ...(forbidden ? { forbidden } : {}),
               ...(defaultOwner !== undefined ? { defaultOwner } : {}),
+              ...(options.currency !== undefined ? { currency: options.currency } : {}),
               ...(defaultOwnerHint !== undefined ? { defaultOwnerHint } : {}),
               signal: stop.signal,
               onRejected: (row) => {

@@ -48,6 +48,8 @@ export interface RowOptions {
    * `customer_email`): BatchCommands.importedCustomerId, keyed per installation.
    */
   customerIdFor?: (email: string) => string;
+  /** The currency of a row that names none: the installation's base currency (CRM_BASE_CURRENCY); EUR without. */
+  currency?: string;
 }
 
 /** A row that cannot become a command; the message names the column or field. */
@@ -312,8 +314,11 @@ export const customerEmailOf = (kind: ImportKind, row: Row): string | undefined 
   return ABOUT_A_CUSTOMER.has(kind) && !text(row, 'customer_id') ? text(row, 'customer_email', 'email') : undefined;
 };
 
-/** A row's currency code as the commands take it (upper case), EUR where the file gives none. */
-const currencyOf = (row: Row): string => text(row, 'currency')?.toUpperCase() ?? 'EUR';
+/** The currency an importer read a row without one as, before the installation's base currency was: EUR. */
+const FORMER_DEFAULT_CURRENCY = 'EUR';
+
+/** A row's currency code as the commands take it (upper case), the run's default where the file gives none. */
+const currencyOf = (row: Row, options: RowOptions): string => text(row, 'currency')?.toUpperCase() ?? options.currency ?? FORMER_DEFAULT_CURRENCY;
 
 /** Business time goes in the payload where the schema takes it (purchases), else in the metadata. */
 const withTime = (type: ImportedCommandType, fields: Record<string, unknown>, time: string | undefined, key: string): RowCommand => {
@@ -393,7 +398,7 @@ const customers = (row: Row, options: RowOptions = {}): RowCommand[] => {
 const purchases = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const customerId = customerOf(row, options);
   const orderId = text(row, 'order_id');
-  const fields = { customerId, orderId, amount: numberOf(row, 'amount'), currency: currencyOf(row) };
+  const fields = { customerId, orderId, amount: numberOf(row, 'amount'), currency: currencyOf(row, options) };
   const occurredAt = timeOf(row, 'occurred_at', 'date', 'purchased_at');
   refuseUndated(row, occurredAt, 'occurred_at', 'date', 'purchased_at');
   return [withTime('RecordPurchase', fields, occurredAt, keyOf('purchases', `${customerId}:${orderId}`))];
@@ -410,7 +415,7 @@ const refunds = (row: Row, options: RowOptions = {}): RowCommand[] => {
     orderId,
     ...(refundId ? { refundId } : {}),
     amount: numberOf(row, 'amount'),
-    currency: currencyOf(row),
+    currency: currencyOf(row, options),
     reason: text(row, 'reason', 'refund_reason') ?? null,
   };
   return [withTime('RefundPurchase', fields, time, keyOf('refunds', `${customerId}:${orderId}:${refundId ?? `${String(fields.amount)}@${time ?? ''}`}`))];
@@ -452,7 +457,7 @@ const deals = (row: Row, options: RowOptions = {}): RowCommand[] => {
     customerId,
     title: text(row, 'title'),
     amount: numberOf(row, 'amount'),
-    currency: currencyOf(row),
+    currency: currencyOf(row, options),
     ownerId: dealOwnerOf(row, options),
     expectedCloseDate: dateOf(row, 'expected_close_date'),
     ...(stage && stage.toLowerCase() !== status ? { stage } : {}),
@@ -511,7 +516,7 @@ const CAMPAIGN_ENDINGS: Partial<Record<string, [string, ...string[]]>> = {
   cancelled: ['cancelled_at'],
 };
 
-const campaigns = (row: Row): RowCommand[] => {
+const campaigns = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const campaignId = text(row, 'campaign_id', 'id');
   const natural = campaignId ?? text(row, 'name') ?? '';
   const startsAt = timeOf(row, 'starts_at');
@@ -541,7 +546,7 @@ const campaigns = (row: Row): RowCommand[] => {
     name: text(row, 'name'),
     channel: word(row, 'channel'),
     budget: numberOf(row, 'budget'),
-    currency: currencyOf(row),
+    currency: currencyOf(row, options),
     ...(startsAt ? { schedule: { startsAt, endsAt } } : {}),
     ...(targetSegment ? { targetSegment } : {}),
   };
@@ -599,7 +604,7 @@ const responses = (row: Row, options: RowOptions = {}): RowCommand[] => {
  * budget (the campaign then shows `overBudget`, as one recorded with `allowOverBudget` does), unless
  * the file says `allow_over_budget` false (costs entered now, which the budget is to hold back).
  */
-const costs = (row: Row): RowCommand[] => {
+const costs = (row: Row, options: RowOptions = {}): RowCommand[] => {
   const campaignId = text(row, 'campaign_id');
   const costId = text(row, 'cost_id');
   const amount = numberOf(row, 'amount');
@@ -613,7 +618,7 @@ const costs = (row: Row): RowCommand[] => {
     campaignId,
     ...(costId ? { costId } : {}),
     amount,
-    currency: currencyOf(row),
+    currency: currencyOf(row, options),
     description,
     allowOverBudget: parseBoolean(cell(row, 'allow_over_budget')) ?? true,
   };
@@ -788,14 +793,32 @@ const activities = (row: Row, options: RowOptions = {}): RowCommand[] => {
 };
 
 /** A row's commands; `options` matter to the kinds with an owner (customers, deals). */
-export const rowCommands: Record<ImportKind, (row: Row, options?: RowOptions) => RowCommand[]> = {
+type RowReader = (row: Row, options?: RowOptions) => RowCommand[];
+
+/**
+ * A row without a currency read in the run's currency other than EUR: an importer before it read such
+ * a row as EUR, so what it stored then is this row too (the file imported again is already present).
+ */
+const readFormerlyAsEur =
+  (read: RowReader): RowReader =>
+  (row, options = {}) => {
+    const commands = read(row, options);
+    if (options.currency === undefined || options.currency === FORMER_DEFAULT_CURRENCY || text(row, 'currency') !== undefined) return commands;
+    return commands.map((c) => {
+      if (c.command.currency !== options.currency) return c;
+      const asEur = [c.command, ...(c.formerly ?? [])].map((command) => ({ ...command, currency: FORMER_DEFAULT_CURRENCY }));
+      return { ...c, formerly: [...(c.formerly ?? []), ...asEur] };
+    });
+  };
+
+export const rowCommands: Record<ImportKind, RowReader> = {
   customers,
-  purchases,
-  refunds,
-  deals,
-  campaigns,
+  purchases: readFormerlyAsEur(purchases),
+  refunds: readFormerlyAsEur(refunds),
+  deals: readFormerlyAsEur(deals),
+  campaigns: readFormerlyAsEur(campaigns),
   responses,
-  costs,
+  costs: readFormerlyAsEur(costs),
   feedback,
   activities,
 };
@@ -804,14 +827,15 @@ export const rowCommands: Record<ImportKind, (row: Row, options?: RowOptions) =>
 export const importColumns: Record<ImportKind, string> = {
   customers:
     'name, email, phone, company, tags (separated by ;), source, marketing_consent, registered_at, owner_id (an active user; default: the default owner, else none), status (active|inactive), deactivated_at, deactivation_reason, merged_into (such rows are refused), id (optional)',
-  purchases: 'order_id, amount, currency (default EUR), occurred_at, customer_id or customer_email',
-  refunds: 'order_id, amount, currency, reason, refund_id (optional), occurred_at, customer_id or customer_email',
+  purchases: 'order_id, amount, currency (default: the base currency, CRM_BASE_CURRENCY), occurred_at, customer_id or customer_email',
+  refunds: 'order_id, amount, currency (default: the base currency), reason, refund_id (optional), occurred_at, customer_id or customer_email',
   deals:
-    'title, amount, currency, owner_id (required, or the default owner), expected_close_date, stage, probability, probability_override (read instead of probability when the file has it, as an export does), opened_at, stage_entered_at (of an open deal: when it entered its stage; default opened_at), status (open|won|lost), closed_at, won_reason, lost_reason, deal_id (optional), customer_id or customer_email',
+    'title, amount, currency (default: the base currency), owner_id (required, or the default owner), expected_close_date, stage, probability, probability_override (read instead of probability when the file has it, as an export does), opened_at, stage_entered_at (of an open deal: when it entered its stage; default opened_at), status (open|won|lost), closed_at, won_reason, lost_reason, deal_id (optional), customer_id or customer_email',
   campaigns:
-    'name, channel, budget, currency, starts_at, ends_at, status (draft|scheduled|active|paused|completed|cancelled, default active), created_at, launched_at, paused_at, completed_at, cancelled_at, target_segment (a JSON object), campaign_id (optional)',
+    'name, channel, budget, currency (default: the base currency), starts_at, ends_at, status (draft|scheduled|active|paused|completed|cancelled, default active), created_at, launched_at, paused_at, completed_at, cancelled_at, target_segment (a JSON object), campaign_id (optional)',
   responses: 'campaign_id, response (sent|opened|clicked|converted|unsubscribed), revenue, currency, occurred_at, customer_id or customer_email',
-  costs: 'campaign_id, cost_id (an invoice number; optional), amount, currency (default EUR), description, occurred_at, allow_over_budget (default true)',
+  costs:
+    'campaign_id, cost_id (an invoice number; optional), amount, currency (default: the base currency), description, occurred_at, allow_over_budget (default true)',
   feedback:
     'kind, channel, subject, body, priority, csat, nps, submitted_at, first_response_due_at, resolution_due_at (default: from the priority), status (open|in_progress|resolved|closed), assignee_id, first_responded_at, first_response, resolved_at, resolution, closed_at, rated_at, rating_comment, feedback_id (optional), customer_id or customer_email',
   activities:

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Amount, Currency } from '../money.ts';
+import { Amount, IsoCurrency } from '../money.ts';
 import { Id, IsoDateTime, SafeText, DisplayText, NewTag, withBusinessTime } from '../shared.ts';
 import { CampaignChannel, ResponseKind, SegmentCriteria } from './events.ts';
 
@@ -20,7 +20,7 @@ export const CreateCampaignPayload = z
     name: DisplayText,
     channel: CampaignChannel,
     budget: Amount,
-    currency: Currency,
+    currency: IsoCurrency,
     schedule: z.object({ startsAt: IsoDateTime, endsAt: IsoDateTime.nullable().optional() }).strict().nullable().optional(),
     targetSegment: TargetSegment.optional(),
   })
@@ -39,7 +39,7 @@ export const RecordCampaignCostPayload = z
     /** Makes the cost idempotent (an invoice number); derived from the idempotency key (or generated) when absent. */
     costId: SafeText.trim().min(1).max(100).optional(),
     amount: Amount,
-    currency: Currency,
+    currency: IsoCurrency,
     description: SafeText.max(2000).nullable().optional(),
     /** Accept a cost that takes the campaign's costs beyond its budget (otherwise refused with 422). */
     allowOverBudget: z.boolean().optional(),
@@ -53,7 +53,7 @@ export const RecordCampaignResponsePayload = z
     kind: ResponseKind,
     /** Only for `converted` (required there); `currency` defaults to the campaign's. */
     revenue: Amount.nullable().optional(),
-    currency: Currency.nullable().optional(),
+    currency: IsoCurrency.nullable().optional(),
   })
   .strict();
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Amount, Currency } from '../money.ts';
+import { Amount, Currency, IsoCurrency } from '../money.ts';
 import type { UserSnapshot } from '../user/decider.ts';
 import { EmailAddress, Id, IsoDateTime, SafeText, DisplayText, NewTag, Tag, withBusinessTime } from '../shared.ts';
 
@@ -67,7 +67,7 @@ export const RecordPurchasePayload = z
     customerId: Id,
     orderId: OrderId,
     amount: Amount,
-    currency: Currency,
+    currency: IsoCurrency,
     /** Business time of the purchase; defaults to the command's time. */
     occurredAt: IsoDateTime.optional(),
   })
@@ -80,6 +80,8 @@ export const RefundPurchasePayload = z
     /** Idempotency of the refund itself; derived from the idempotency key (or generated) when absent. */
     refundId: SafeText.trim().min(1).max(100).optional(),
     amount: Amount,
+    // Any three capitals: the decider takes only the order's own currency, which an order recorded
+    // before commands checked codes against ISO 4217 may hold (and it must stay refundable).
     currency: Currency,
     reason: Reason.nullable().optional(),
     occurredAt: IsoDateTime.optional(),

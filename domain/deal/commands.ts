@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Amount, Currency } from '../money.ts';
+import { Amount, IsoCurrency } from '../money.ts';
 import { BusinessTime, Id, IsoDate, PersonRef, SafeText, DisplayText, withBusinessTime } from '../shared.ts';
 import { OpenDealStage, Probability } from './events.ts';
 
@@ -11,7 +11,7 @@ export const OpenDealPayload = z
     customerId: Id,
     title: DisplayText,
     amount: Amount,
-    currency: Currency,
+    currency: IsoCurrency,
     ownerId: PersonRef,
     expectedCloseDate: IsoDate,
     stage: OpenDealStage.optional(),
@@ -31,7 +31,7 @@ export const ChangeDealPayload = z
     dealId: Id,
     title: DisplayText.optional(),
     amount: Amount.optional(),
-    currency: Currency.optional(),
+    currency: IsoCurrency.optional(),
     ownerId: PersonRef.optional(),
     expectedCloseDate: IsoDate.optional(),
     probabilityOverride: Probability.nullable().optional(),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Currency } from '../money.ts';
+import { IsoCurrency } from '../money.ts';
 import { IsoDateTime, SafeText } from '../shared.ts';
 import { MAX_RATE, RATE_DECIMALS, RateDecimal } from './events.ts';
 
@@ -42,11 +42,11 @@ export const ExchangeRateInput = z
 
 export const SetExchangeRatePayload = z
   .object({
-    currency: Currency,
+    currency: IsoCurrency,
     rate: ExchangeRateInput,
     validFrom: IsoDateTime,
     /** Filled by the caller from the configuration (CRM_BASE_CURRENCY), never by the client. */
-    baseCurrency: Currency,
+    baseCurrency: IsoCurrency,
     /** Why (a correction's reason is what an auditor reads). */
     reason: SafeText.trim().min(1).max(2000).optional(),
   })

@@ -100,7 +100,7 @@ describe('CRM_BASE_CURRENCY', () => {
   it('defaults to EUR, takes an ISO 4217 code, and names the variable when it is not one', () => {
     expect(loadConfig({}, '/srv/crm').baseCurrency).toBe('EUR');
     expect(loadConfig({ CRM_BASE_CURRENCY: 'USD' }, '/srv/crm').baseCurrency).toBe('USD');
-    for (const bad of ['usd', 'EURO', 'E1R']) {
+    for (const bad of ['usd', 'EURO', 'E1R', 'UDS']) {
       const [problem] = problemsOf({ CRM_BASE_CURRENCY: bad });
       expect(problem).toMatchObject({ variable: 'CRM_BASE_CURRENCY' });
       expect(problem!.message).toContain('ISO 4217');

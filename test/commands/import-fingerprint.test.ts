@@ -81,6 +81,17 @@ describe('import: a row imported before is known by what it means', () => {
     expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(1);
   });
 
+  it("records a purchase without a currency in the run's currency, and takes one an earlier importer stored as EUR as the same row", async () => {
+    const email = `${randomUUID()}@example.com`;
+    const stream = `customer-${importedCustomerId(email)}`;
+    await importing(['name,email,registered_at', `Ada,${email},1997-01-01`]);
+    const file = ['order_id,customer_email,amount,occurred_at', `o-1,${email},12.50,1997-02-01`, `o-2,${email},3,1997-02-02`];
+    // As an importer before the base currency was read: every row without a currency is EUR.
+    expect((await importing(file.slice(0, 2))).outcome).toMatchObject({ imported: 1, rejected: 0 });
+    const again = await importing(file, { currency: 'USD' });
+    expect(again.outcome).toMatchObject({ imported: 2, alreadyPresent: 1, rejected: 0 });
+    expect((await store.readStream(stream)).slice(1).map((e) => (e.data as { currency: string }).currency)).toEqual(['EUR', 'USD']);
+  });
   it('takes rows first imported without their time column, then with the time they were recorded at (as an export writes it), as the same rows; another time is refused', async () => {
     const email = `${randomUUID()}@example.com`;
     const orderId = `o-${randomUUID()}`;

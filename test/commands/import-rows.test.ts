@@ -460,6 +460,27 @@ describe('customer rows', () => {
 });
 
 describe('purchase and refund rows', () => {
+  it("reads a row without a currency in the run's currency (the base currency), and knows what an earlier importer stored for it as EUR", () => {
+    const row = { customer_id: CUSTOMER, order_id: 'A-1', amount: '3' };
+    const [purchase] = rowCommands.purchases(row, { currency: 'USD' });
+    expect(purchase).toStrictEqual({
+      command: { type: 'RecordPurchase', customerId: CUSTOMER, orderId: 'A-1', amount: 3, currency: 'USD' },
+      key: keyFor('purchases', `${CUSTOMER}:A-1`),
+      formerly: [{ type: 'RecordPurchase', customerId: CUSTOMER, orderId: 'A-1', amount: 3, currency: 'EUR' }],
+    });
+    // A currency the file gives is the row's, whatever the run's; so is EUR as the run's.
+    expect(rowCommands.purchases({ ...row, currency: 'jpy' }, { currency: 'USD' })[0]).not.toHaveProperty('formerly');
+    expect(rowCommands.purchases(row, { currency: 'EUR' })[0]).not.toHaveProperty('formerly');
+    for (const [kind, fields] of [
+      ['refunds', { customer_id: CUSTOMER, order_id: 'A-1', amount: '1', occurred_at: '1997-02-01' }],
+      ['costs', { campaign_id: CUSTOMER, amount: '10' }],
+      ['campaigns', { name: 'Spring', channel: 'email', budget: '100' }],
+    ] as const) {
+      const [command] = rowCommands[kind](fields, { currency: 'CHF' });
+      expect(command!.command.currency).toBe('CHF');
+      expect(command!.formerly?.map((former) => former.currency)).toContain('EUR');
+    }
+  });
   it('maps a purchase, its currency in upper case, its amount a number, its time in the payload', () => {
     expect(one('purchases', { customer_id: CUSTOMER, order_id: ' A-1 ', amount: '12.50', currency: 'usd', occurred_at: '1997-02-01' })).toStrictEqual({
       command: { type: 'RecordPurchase', customerId: CUSTOMER, orderId: 'A-1', amount: 12.5, currency: 'USD', occurredAt: '1997-02-01T00:00:00.000Z' },

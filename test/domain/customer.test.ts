@@ -201,6 +201,19 @@ describe('customer: purchases', () => {
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1e-10 }).success).toBe(false);
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 0.0001 }).success).toBe(true);
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1, currency: 'eur' }).success).toBe(false);
+    // Three capitals that ISO 4217 does not list (a keying error) are refused; a replaced code is history.
+    for (const currency of ['ABC', 'XYZ', 'EUT'])
+      expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1, currency }).error?.issues[0]).toMatchObject({
+        path: ['currency'],
+        message: expect.stringMatching(/ISO 4217/),
+      });
+    for (const currency of ['JPY', 'KWD', 'XAU', 'DEM', 'VEF'])
+      expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1, currency }).success).toBe(true);
+    // A fifth decimal is refused however large the amount; four are kept as sent.
+    expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 123456789012.34567 }).success).toBe(false);
+    expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 12345678901.23456 }).success).toBe(false);
+    for (const amount of [123456789012.3457, 1234567.89, 899999999999.9999, 0.1 + 0.2])
+      expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount }).data?.amount).toBe(Number(amount.toFixed(4)));
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: 1, occurredAt: 'yesterday' }).success).toBe(false);
   });
 });
