@@ -103,6 +103,7 @@ export const prepareCommand = (input: { type: string; [field: string]: unknown }
   const stream = streamOf(target.kind, id);
   const derived = (what: string) => (key ? uuidV5(`${what}\n${stream}\n${key}`) : randomUUID());
   const command: Record<string, unknown> = { ...payload, type, occurredAt, [target.idField]: id };
+  if (type === 'RecordPurchase' && payload.occurredAt !== undefined) command.statedAt = payload.occurredAt;
   const formerly = ctx.fingerprint?.formerly ?? [];
   const formerCommands = (): Record<string, unknown>[] =>
     formerly.flatMap(({ type: formerType, ...formerFields }) => {

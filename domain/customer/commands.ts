@@ -127,8 +127,12 @@ export type TagCustomer = Cmd<'TagCustomer', P<'TagCustomer'>>;
 export type UntagCustomer = Cmd<'UntagCustomer', P<'UntagCustomer'>>;
 /** An order as a duplicate merged into the customer (or one merged into that duplicate) recorded it. */
 export type MergedOrder = { customerId: string; amount: number; currency: string };
-/** `mergedOrder`: the same order on a merged duplicate's stream, filled by the handler (commands/merged-order.ts). */
-export type RecordPurchase = Cmd<'RecordPurchase', Omit<P<'RecordPurchase'>, 'occurredAt'> & { mergedOrder?: MergedOrder }>;
+/**
+ * `mergedOrder`: the same order on a merged duplicate's stream, filled by the handler (commands/merged-order.ts).
+ * `statedAt`: the business time the caller gave (`occurredAt` of the payload); absent where the purchase is
+ * dated by its arrival, so that a retry of it, later, is still the same purchase.
+ */
+export type RecordPurchase = Cmd<'RecordPurchase', Omit<P<'RecordPurchase'>, 'occurredAt'> & { mergedOrder?: MergedOrder; statedAt?: string }>;
 export type RefundPurchase = Cmd<'RefundPurchase', Omit<P<'RefundPurchase'>, 'occurredAt' | 'refundId'> & { refundId: string }>;
 export type DeactivateCustomer = Cmd<'DeactivateCustomer', P<'DeactivateCustomer'>>;
 export type ReactivateCustomer = Cmd<'ReactivateCustomer', P<'ReactivateCustomer'>>;

@@ -221,6 +221,16 @@ const decidePurchase = (c: Extract<CustomerCommand, { type: 'RecordPurchase' }>,
       throw ruleViolated('purchase.order_conflict', `Order ${c.orderId} was recorded in ${existing.currency}${where}`, 'currency', recorded);
     if (toMinor(existing.amount) !== toMinor(c.amount))
       throw ruleViolated('purchase.order_conflict', `Order ${c.orderId} was recorded with amount ${existing.amount}${where}`, 'amount', recorded);
+    // A time stated again must be the recorded one (to the second, as the state keeps it): answered as
+    // the same purchase, a corrected date was dropped while the client was told it was taken.
+    const recordedAt = own?.purchasedAt ?? null;
+    if (c.statedAt !== undefined && recordedAt !== null && Math.floor(Date.parse(c.statedAt) / 1_000) !== recordedAt) {
+      const at = new Date(recordedAt * 1_000).toISOString();
+      throw ruleViolated('purchase.order_conflict', `Order ${c.orderId} was recorded as bought at ${at}; an order keeps its time`, 'occurredAt', {
+        ...recorded,
+        recordedAt: at,
+      });
+    }
     return [];
   }
   return [{ type: 'PurchaseRecorded', data: { customerId: c.customerId, orderId: c.orderId, amount: c.amount, currency: c.currency } }];

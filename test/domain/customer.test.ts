@@ -193,6 +193,22 @@ describe('customer: purchases', () => {
       .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'USD' }))
       .thenRefused('purchase.order_conflict', 'currency');
   });
+  it('the same order id with another stated time is refused; sent again without a time (a retry dated by its arrival) it is the same purchase', () => {
+    const bought = [registered(), timed(purchase('o-1', 10), '2026-01-01T10:00:00.000Z')];
+    spec
+      .given(bought)
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'EUR', statedAt: '2025-01-01T10:00:00Z' }))
+      .thenRefused('purchase.order_conflict', 'occurredAt');
+    // The same instant written otherwise, or with milliseconds the state does not keep, is the same purchase.
+    spec
+      .given(bought)
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'EUR', statedAt: '2026-01-01T11:00:00.400+01:00' }))
+      .thenNothing();
+    spec
+      .given(bought)
+      .when(cmd('RecordPurchase', { orderId: 'o-1', amount: 10, currency: 'EUR' }))
+      .thenNothing();
+  });
   it('schema refuses negative amounts, more than 4 decimals and non-ISO currencies', () => {
     const base = { customerId: C, orderId: 'o', currency: 'EUR' };
     expect(commandSchemas.RecordPurchase.safeParse({ ...base, amount: -1 }).success).toBe(false);
