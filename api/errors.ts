@@ -84,6 +84,8 @@ const quote = (revision: number): string => `"${revision}"`;
 const RETRY_AFTER_SECONDS = '1';
 /** A rebuild takes seconds to minutes: come back in a while rather than at once. */
 const REBUILD_RETRY_AFTER_SECONDS = '10';
+/** A stopped read model waits for an operator: minutes, not seconds. */
+const STOPPED_READ_MODEL_RETRY_AFTER_SECONDS = '30';
 
 /** Requests that record something (commands); the rest only read. */
 export const isCommand = (request: FastifyRequest): boolean => request.method !== 'GET' && request.method !== 'HEAD';
@@ -210,6 +212,16 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
   }
   if (named?.name === 'ReadModelRebuilding') {
     return new ProblemError('unavailable', String(named.message), {}, { 'retry-after': REBUILD_RETRY_AFTER_SECONDS });
+  }
+  if (named?.name === 'ReadModelStopped') {
+    // projections/errors.ts: it will not catch up by itself; the answer names it rather than reading around it.
+    const { position, stopped } = error as { position: bigint; stopped: { name: string; state: string; position: bigint }[] };
+    return new ProblemError(
+      'unavailable',
+      String(named.message),
+      { code: 'read-model.stopped', details: { waitFor: String(position), stopped: stopped.map((s) => ({ ...s, position: String(s.position) })) } },
+      { 'retry-after': STOPPED_READ_MODEL_RETRY_AFTER_SECONDS },
+    );
   }
   if (named?.name === 'ReadModelTimeout') {
     return new ProblemError('read_model_timeout', String(named.message), {}, { 'retry-after': '1' });

@@ -1,5 +1,23 @@
 import { isConnectionFault } from '../eventstore/errors.ts';
 
+/**
+ * A read model that a wait needs is failed or stopped behind the position (read-your-writes): it will
+ * not move until an operator acts, so the wait ends at once, naming it, instead of answering from the
+ * others as if everything were there (a deal just created read as 404). The API answers 503.
+ */
+export class ReadModelStopped extends Error {
+  constructor(
+    readonly position: bigint,
+    readonly stopped: { name: string; state: string; position: bigint }[],
+  ) {
+    super(
+      `Read models stopped before position ${position}: ${stopped.map((s) => `${s.name} (${s.state} at ${s.position})`).join(', ')}; ` +
+        '`crm projections` shows why, and `crm projections retry <name>` starts one again once its cause is fixed',
+    );
+    this.name = 'ReadModelStopped';
+  }
+}
+
 /** The read models did not reach a position in time (read-your-writes); the API answers 503. */
 export class ReadModelTimeout extends Error {
   constructor(

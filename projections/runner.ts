@@ -26,7 +26,7 @@ import {
   type Checkpoint,
 } from './checkpoints.ts';
 import { relaxDurability } from './durability.ts';
-import { describeError, isTransient, ReadModelsFromNewerVersion, ReadModelTimeout } from './errors.ts';
+import { describeError, isTransient, ReadModelsFromNewerVersion, ReadModelStopped, ReadModelTimeout } from './errors.ts';
 import { LeaseLost, type LeaseGuard } from './leases.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
 import type { Projection } from './projection.ts';
@@ -119,6 +119,8 @@ interface Waiter {
   position: bigint;
   names: readonly string[] | undefined;
   resolve: () => void;
+  /** Ends the wait with ReadModelStopped. */
+  stop: (error: ReadModelStopped) => void;
 }
 
 /**
@@ -333,19 +335,28 @@ export class ProjectionRunner {
 
   /**
    * Read-your-writes: resolves once every running projection (or those named) has applied
-   * everything up to `position`; rejects with `ReadModelTimeout` after `timeoutMs`.
-   * Failed projections are not waited for (they will not move until fixed).
+   * everything up to `position`; rejects with `ReadModelTimeout` after `timeoutMs`, and at once with
+   * `ReadModelStopped` when one of them is failed or stopped before it (it will not move until fixed).
    */
   waitForPosition(position: bigint, timeoutMs = 5_000, names?: readonly string[]): Promise<void> {
+    const stopped = this.stoppedBefore(position, names);
+    if (stopped) return Promise.reject(stopped);
     if (this.reached(position, names)) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
+      const end = () => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+      };
       const waiter: Waiter = {
         position,
         names,
         resolve: () => {
-          clearTimeout(timer);
-          this.waiters.delete(waiter);
+          end();
           resolve();
+        },
+        stop: (error) => {
+          end();
+          reject(error);
         },
       };
       const timer = setTimeout(() => {
@@ -370,8 +381,20 @@ export class ProjectionRunner {
     return this.behind(position, names).length === 0;
   }
 
+  /** The failed or stopped projections (of those named) short of `position`, as an error; undefined when none is. */
+  private stoppedBefore(position: bigint, names: readonly string[] | undefined): ReadModelStopped | undefined {
+    const stopped = this.options.projections
+      .filter((p) => (!names || names.includes(p.name)) && this.failed.has(p.name) && (this.positions.get(p.name) ?? 0n) < position)
+      .map((p) => ({ name: p.name, state: 'failed', position: this.positions.get(p.name) ?? 0n }));
+    return stopped.length > 0 ? new ReadModelStopped(position, stopped) : undefined;
+  }
+
   private notifyWaiters(): void {
-    for (const w of this.waiters) if (this.reached(w.position, w.names)) w.resolve();
+    for (const w of this.waiters) {
+      const stopped = this.stoppedBefore(w.position, w.names);
+      if (stopped) w.stop(stopped);
+      else if (this.reached(w.position, w.names)) w.resolve();
+    }
   }
 
   private lowestPosition(): bigint {
@@ -706,5 +729,7 @@ export class ProjectionRunner {
     } else if (outcome.kind === 'skipped') {
       this.failed.add(p.name);
     }
+    // A wait for this projection would otherwise run out its bound for nothing.
+    if (this.failed.has(p.name)) this.notifyWaiters();
   }
 }

@@ -2,7 +2,7 @@ import type { QueryExecutorProvider } from 'kysely';
 import type { EventStore } from '../eventstore/contract.ts';
 import { readCheckpoints, type Checkpoint, type ProjectionState } from './checkpoints.ts';
 import { isMissingTable } from '../shared/sql.ts';
-import { ReadModelTimeout } from './errors.ts';
+import { ReadModelStopped, ReadModelTimeout } from './errors.ts';
 import { readLeaseHolders } from './leases.ts';
 
 /** The one-row read of the oldest unapplied event (for its age) gives up after this long. */
@@ -159,10 +159,15 @@ export async function waitForCheckpoints(
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const checkpoints = await checkpointsIfAny(db, schema);
-    const behind = [...checkpoints.values()]
-      .filter((cp) => (!options.names || options.names.includes(cp.name)) && cp.state !== 'failed' && cp.state !== 'stopped')
-      .filter((cp) => cp.position < position)
-      .map((cp) => ({ name: cp.name, position: cp.position }));
+    const short = [...checkpoints.values()].filter((cp) => (!options.names || options.names.includes(cp.name)) && cp.position < position);
+    // Failed or stopped: it will not move until an operator acts, so the wait ends now, naming it.
+    const stopped = short.filter((cp) => cp.state === 'failed' || cp.state === 'stopped');
+    if (stopped.length > 0)
+      throw new ReadModelStopped(
+        position,
+        stopped.map((cp) => ({ name: cp.name, state: cp.state, position: cp.position })),
+      );
+    const behind = short.map((cp) => ({ name: cp.name, position: cp.position }));
     for (const name of options.names ?? []) if (!checkpoints.has(name)) behind.push({ name, position: 0n });
     if (behind.length === 0) return;
     if (Date.now() >= deadline) throw new ReadModelTimeout(position, timeoutMs, behind);

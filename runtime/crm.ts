@@ -17,6 +17,7 @@ import { createAuditServices, type AuditServices } from '../audit/index.ts';
 import { createReadModelQueries } from '../projections/queries/index.ts';
 import { userWithAddress } from '../projections/queries/users.ts';
 import { createAnalyticsService, type AnalyticsService } from '../analytics/service.ts';
+import { ReadModelStopped } from '../projections/errors.ts';
 import { waitForCheckpoints } from '../projections/status.ts';
 import { builtOtherwise, CHECKPOINT_TABLE, migrateCheckpoints, readCheckpoints } from '../projections/checkpoints.ts';
 import { rebuildProjections, type ReadSideDeps } from '../projections/rebuild.ts';
@@ -661,7 +662,11 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
           : waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs, names: projections.map((p) => p.name) })
         ).then(
           () => true,
-          () => false,
+          // A read model stopped before the position ends the wait with its own answer (api/errors.ts).
+          (error: unknown) => {
+            if (error instanceof ReadModelStopped) throw error;
+            return false;
+          },
         ),
       backlog: () => (started ? runner.backlog() : 0),
       newestPosition,

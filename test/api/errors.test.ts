@@ -5,7 +5,7 @@ import { toProblem } from '../../api/errors.ts';
 import { CommandsBusy } from '../../commands/index.ts';
 import { invalidState, notFound, ruleViolated } from '../../domain/errors.ts';
 import { EventStoreUnavailable, IdempotencyConflict, InvalidAppend, MasterKeyMismatch, WrongExpectedRevision } from '../../eventstore/errors.ts';
-import { ReadModelTimeout } from '../../projections/errors.ts';
+import { ReadModelStopped, ReadModelTimeout } from '../../projections/errors.ts';
 
 const type = (suffix: string) => `https://crm.example/problems/${suffix}`;
 
@@ -70,6 +70,14 @@ describe('every error the API can meet maps to a problem', () => {
 
   it('maps a read-model timeout to 503 and anything unknown to a 500 that reveals nothing', () => {
     expect(toProblem(new ReadModelTimeout(10n, 100, [])).body()).toMatchObject({ status: 503, type: type('read-model-timeout') });
+    const stopped = toProblem(new ReadModelStopped(10n, [{ name: 'deals', state: 'failed', position: 7n }]));
+    expect(stopped.body()).toMatchObject({
+      status: 503,
+      code: 'read-model.stopped',
+      details: { waitFor: '10', stopped: [{ name: 'deals', state: 'failed', position: '7' }] },
+      detail: expect.stringMatching(/deals \(failed at 7\).*crm projections retry/),
+    });
+    expect(stopped.headers['retry-after']).toBe('30');
     const internal = toProblem(new Error('password=hunter2 in connection string'));
     expect(internal.status).toBe(500);
     expect(JSON.stringify(internal.body())).not.toContain('hunter2');

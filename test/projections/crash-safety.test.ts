@@ -15,6 +15,7 @@ import type { ProjectedEvent, Projection } from '../../projections/projection.ts
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { compareSchemas, replayInto, tablesOf } from '../../projections/rebuild.ts';
+import { waitForCheckpoints } from '../../projections/status.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
 import { runScenario, type ScenarioIds } from './scenario.ts';
 import { createHarness, tableRows, type Harness } from './support.ts';
@@ -201,8 +202,18 @@ describe('poison events', () => {
     });
     await runner.start();
     try {
-      // Read-your-writes does not wait for a failed projection.
-      await runner.waitForPosition(h.lastPosition(), 10_000);
+      // Read-your-writes ends as soon as the projection fails, naming it, rather than answering without it;
+      // the others are waited for by name.
+      await expect(runner.waitForPosition(h.lastPosition(), 10_000)).rejects.toMatchObject({
+        name: 'ReadModelStopped',
+        stopped: [{ name: 'deals', state: 'failed' }],
+      });
+      await expect(runner.waitForPosition(h.lastPosition(), 1_000)).rejects.toThrow(/deals \(failed at \d+\).*crm projections retry/);
+      await runner.waitForPosition(
+        h.lastPosition(),
+        10_000,
+        projections.map((p) => p.name).filter((name) => name !== 'deals'),
+      );
       const [lost] = (await storedEvents(h.store)).filter((e) => e.type === 'DealLost');
       const status = Object.fromEntries((await runner.status()).map((s) => [s.name, s]));
       expect(status.deals).toMatchObject({ state: 'failed', failedEventId: lost!.id, failedPosition: lost!.position });
@@ -218,6 +229,13 @@ describe('poison events', () => {
       expect((await q.getCustomer(ids.carol))!.status).toBe('forgotten');
       const { rows } = await sql<{ state: string }>`SELECT state FROM ${sql.id(schema, 'projection_checkpoints')} WHERE name = 'deals'`.execute(h.database.db);
       expect(rows[0]!.state).toBe('failed');
+      // An API replica waits through the checkpoints (CRM_PROJECTIONS=off): the same answer, at once.
+      const asked = Date.now();
+      await expect(waitForCheckpoints(h.database.db, schema, h.lastPosition(), { timeoutMs: 10_000 })).rejects.toMatchObject({
+        name: 'ReadModelStopped',
+        stopped: [{ name: 'deals', state: 'failed' }],
+      });
+      expect(Date.now() - asked).toBeLessThan(5_000);
     } finally {
       await runner.stop();
     }
