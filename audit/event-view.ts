@@ -1,4 +1,5 @@
 import { isCrmEventType, personalFields } from '../domain/catalogue.ts';
+import { inUtc } from '../domain/time.ts';
 import type { RecordedEvent } from '../eventstore/contract.ts';
 import { isEncrypted, type PersonalData } from '../eventstore/personal-data.ts';
 import { isStoreFault } from '../eventstore/unreadable-event.ts';
@@ -14,8 +15,10 @@ export type PersonalDataMode = 'reveal' | 'mask';
 /**
  * One event as an auditor reads it: the stored data (the schema version it was recorded with, not
  * upcast, because auditors look at the record as written) and every metadata field flattened.
- * `occurredAt` is business time (what the actor said happened when); `recordedAt` is record time
- * (when the store accepted it).
+ * `occurredAt` is business time (what the actor said happened when), in UTC as every other time the
+ * CRM gives; `recordedAt` is record time (when the store accepted it). A client's own spelling of the
+ * business time (`+13:00`) is `occurredAtAsWritten`: given as written, one log sorted and compared its
+ * times wrongly as text, and showed a purchase on a day the reports count in another.
  */
 export interface AuditEvent {
   position: bigint;
@@ -35,6 +38,8 @@ export interface AuditEvent {
   command: string | null;
   reason: string | null;
   occurredAt: string | null;
+  /** The business time as the metadata holds it, where that is not the UTC spelling of `occurredAt`; else null. */
+  occurredAtAsWritten: string | null;
   recordedAt: Date;
 }
 
@@ -73,6 +78,7 @@ export async function toAuditEvent(recorded: RecordedEvent, personalData: Person
       data = hideCiphertext(recorded.data);
     }
   }
+  const occurredAt = str(metadata.occurredAt);
   return {
     position: recorded.position,
     stream: recorded.stream,
@@ -88,7 +94,9 @@ export async function toAuditEvent(recorded: RecordedEvent, personalData: Person
     causationId: str(metadata.causationId),
     command: str(metadata.command),
     reason: str(metadata.reason),
-    occurredAt: str(metadata.occurredAt),
+    occurredAt: occurredAt === null ? null : inUtc(occurredAt),
+    // Written in UTC already (`Z`, with or without milliseconds): nothing more to say.
+    occurredAtAsWritten: occurredAt === null || occurredAt.endsWith('Z') ? null : occurredAt,
     recordedAt: recorded.recordedAt,
   };
 }

@@ -28,6 +28,7 @@ export const CSV_COLUMNS = [
   'data',
   // Added after `data` so that readers of the earlier columns by index are unaffected.
   'actor_name',
+  'occurred_at_as_written',
 ] as const;
 
 /** A column's value as a CSV field (shared/csv.ts: quoted, and never run as a formula). */
@@ -51,6 +52,7 @@ export const csvRow = (event: AuditEvent): string =>
     event.recordedAt.toISOString(),
     JSON.stringify(event.data),
     event.actorName,
+    event.occurredAtAsWritten,
   ]
     .map(csvValue)
     .join(',') + '\r\n';

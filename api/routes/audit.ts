@@ -79,7 +79,11 @@ const AuditEventSchema = z
     causationId: z.string().nullable(),
     command: z.string().nullable(),
     reason: z.string().nullable(),
-    occurredAt: z.string().nullable().describe('Business time'),
+    occurredAt: z.string().nullable().describe('Business time, in UTC'),
+    occurredAtAsWritten: z
+      .string()
+      .nullable()
+      .describe('The business time as the command gave it, where it named another offset (`2026-01-01T10:00:00+13:00`); null when it was in UTC'),
     recordedAt: z.string().describe('Record time'),
   })
   .meta({ id: 'AuditEvent' });

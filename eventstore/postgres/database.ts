@@ -112,7 +112,10 @@ const sessionConfig = (url: string, timeouts: PoolTimeouts): pg.ClientConfig => 
   // JIT compilation costs 300-500 ms a query, and the planner asks for it on the short queries here
   // whenever a per-row lookup inflates the estimate (the base-currency conversion made the pipeline
   // of 33k open deals take 1.1 s instead of 40 ms). These are OLTP queries: compile nothing.
-  options: `-c jit=off ${SERVER_KEEPALIVES}`,
+  // TimeZone: every time the CRM writes out is in UTC, also where PostgreSQL spells it (`to_jsonb` of a
+  // row in the subject access export): a server in Pacific/Auckland wrote 2026-03-01T08:00:00+13:00
+  // for an instant the API gives as 2026-02-28T19:00:00Z, another day in the same document.
+  options: `-c jit=off -c TimeZone=UTC ${SERVER_KEEPALIVES}`,
 });
 
 /**

@@ -200,11 +200,12 @@ describe('exports', () => {
     const text = await read(exportStream(iterateStreamHistory(h.deps, `customer-${bob}`, { personalData: 'reveal' }), 'csv'));
     const [header, ...rest] = text.split('\r\n');
     expect(header).toBe(
-      'position,stream,revision,id,type,schema_version,actor,roles,correlation_id,causation_id,command,reason,occurred_at,recorded_at,data,actor_name',
+      'position,stream,revision,id,type,schema_version,actor,roles,correlation_id,causation_id,command,reason,occurred_at,recorded_at,data,actor_name,occurred_at_as_written',
     );
     expect(rest.filter((l) => l !== '')).toHaveLength(1);
-    // `data` is followed by `actor_name` (empty: these events were recorded without a name).
-    const dataField = rest[0]!.slice(rest[0]!.indexOf(',"{'), rest[0]!.lastIndexOf(','));
+    // `data` is followed by `actor_name` and `occurred_at_as_written` (both empty here).
+    expect(rest[0]!.endsWith('}",,')).toBe(true);
+    const dataField = rest[0]!.slice(rest[0]!.indexOf(',"{'), -2);
     // The data JSON is one quoted field with its quotes doubled.
     const json = JSON.parse(dataField.slice(2, -1).replaceAll('""', '"'));
     expect(json.name).toBe('Bob, "the builder"\nJr');

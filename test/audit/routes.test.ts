@@ -394,7 +394,25 @@ describe('who and why', () => {
     const byActor = json(await send('auditor', 'GET', `/audit/events?actor=${encodeURIComponent(items[0].actor)}&stream=customer-${id}`));
     expect(byActor.items).toHaveLength(3);
     const csv = (await send('auditor', 'GET', `/audit/streams/customer-${id}?format=csv`)).body.split('\r\n');
-    expect(csv[0]!.endsWith(',data,actor_name')).toBe(true);
-    expect(csv[1]!.endsWith(',test sales')).toBe(true);
+    expect(csv[0]!.endsWith(',data,actor_name,occurred_at_as_written')).toBe(true);
+    expect(csv[1]!.endsWith(',test sales,')).toBe(true);
+  });
+
+  it('gives business times in UTC, as every answer does, and the spelling of a client that named another offset beside it', async () => {
+    const id = randomUUID();
+    expect((await send('sales', 'POST', '/customers', { customerId: id, name: 'Kiri Te Kanawa', email: `${id}@example.nz` })).statusCode).toBe(201);
+    const bought = await send('sales', 'POST', `/customers/${id}/purchases`, {
+      orderId: 'nz-1',
+      amount: 5,
+      currency: 'NZD',
+      occurredAt: '2026-01-01T10:00:00+13:00',
+    });
+    expect(bought.statusCode, bought.body).toBeLessThan(300);
+    const [, purchase] = json(await send('auditor', 'GET', `/audit/streams/customer-${id}`)).items;
+    // New Year's Day in Auckland is 31 December in UTC, the day the reports count it in.
+    expect(purchase).toMatchObject({ occurredAt: '2025-12-31T21:00:00.000Z', occurredAtAsWritten: '2026-01-01T10:00:00+13:00' });
+    const csv = (await send('auditor', 'GET', `/audit/streams/customer-${id}?format=csv`)).body.split('\r\n');
+    expect(csv[2]).toContain(',2025-12-31T21:00:00.000Z,');
+    expect(csv[2]!.endsWith(',test sales,2026-01-01T10:00:00+13:00')).toBe(true);
   });
 });

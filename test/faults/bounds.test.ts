@@ -66,7 +66,7 @@ describe('database faults and bounds as the API answers them', () => {
     expect(requestTimedOut(request('GET'), 10_000).body()).toMatchObject({ status: 503, type: type('unavailable') });
   });
 
-  it('sets statement, lock and idle-in-transaction timeouts, TCP keepalives and the closed-client check on every connection, from the configuration', async () => {
+  it('sets statement, lock and idle-in-transaction timeouts, TCP keepalives, the closed-client check and UTC on every connection, from the configuration', async () => {
     const database = connectPostgres(TEST_DATABASE_URL, { timeouts: { statementMs: 1_234, lockMs: 567, idleInTransactionMs: 8_900, connectMs: 2_000 } });
     try {
       const { rows } = await sql<Record<string, string>>`
@@ -74,7 +74,8 @@ describe('database faults and bounds as the API answers them', () => {
                current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction,
                current_setting('tcp_keepalives_idle') AS keepalives_idle, current_setting('tcp_keepalives_interval') AS keepalives_interval,
                current_setting('tcp_keepalives_count') AS keepalives_count, current_setting('tcp_user_timeout') AS user_timeout,
-               current_setting('client_connection_check_interval') AS closed_client_check, current_setting('jit') AS jit`.execute(database.db);
+               current_setting('client_connection_check_interval') AS closed_client_check, current_setting('jit') AS jit,
+               current_setting('TimeZone') AS time_zone, to_jsonb(timestamptz '2026-02-28T19:00:00Z')::text AS written_time`.execute(database.db);
       // In seconds, and tcp_user_timeout in ms. Over TCP (the test server is at 127.0.0.1) they are the socket's own: on a Unix socket they read 0.
       expect(rows[0]).toEqual({
         statement: '1234ms',
@@ -87,6 +88,9 @@ describe('database faults and bounds as the API answers them', () => {
         // The server looks every second for a client gone while a statement runs (test/faults/reset-mid-statement.test.ts).
         closed_client_check: '1s',
         jit: 'off',
+        // Times PostgreSQL writes out (to_jsonb of a row) are in UTC whatever the server's zone.
+        time_zone: 'UTC',
+        written_time: '"2026-02-28T19:00:00+00:00"',
       });
       // A statement past the bound is cancelled by the server and reported as unavailable, not a 500.
       await expect(sql`SELECT pg_sleep(3)`.execute(database.db)).rejects.toBeInstanceOf(EventStoreUnavailable);
