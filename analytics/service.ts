@@ -454,6 +454,12 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     modelVersion: Number(r.model_version),
   });
 
+  /** Where a page of a ranking ends: the score and id of its last customer (`nextCursor`, sealed by the API). */
+  interface ScoreCursor {
+    score: number;
+    customerId: string;
+  }
+
   interface ScoreFilters {
     segment?: string;
     cohort?: string;
@@ -464,11 +470,14 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     maxChurnScore?: number;
     limit?: number;
     offset?: number;
+    /** Keyset paging: the page after this customer of the ranking (the last of the page before: its score and id). */
+    after?: ScoreCursor;
     /** The caller's scope (api/auth/viewer.ts): only customers whose account owner is one of these users; absent: all. */
     owners?: readonly string[] | null;
   }
 
   async function scores(filters: ScoreFilters, orderBy: 'clv' | 'churn_score') {
+    // The filters first, the cursor's bound apart (below): the totals count every customer the filters match.
     const where = [sql`true`];
     if (filters.segment !== undefined) where.push(sql`s.segment = ${filters.segment}`);
     if (filters.cohort !== undefined) where.push(sql`c.cohort = ${filters.cohort}`);
@@ -477,6 +486,12 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     if (filters.maxClv !== undefined) where.push(sql`s.clv <= ${filters.maxClv}`);
     if (filters.minChurnScore !== undefined) where.push(sql`s.churn_score >= ${filters.minChurnScore}`);
     if (filters.maxChurnScore !== undefined) where.push(sql`s.churn_score <= ${filters.maxChurnScore}`);
+    // After the last of the page before in the ranking's order (score down, then id): a customer whose
+    // score did not change is on exactly one page however the others' move (an offset skipped or repeated them).
+    const ranked = sql.ref(`s.${orderBy}`);
+    const after = filters.after
+      ? sql`(${ranked} < ${filters.after.score} OR (${ranked} = ${filters.after.score} AND s.customer_id > CAST(${filters.after.customerId} AS uuid)))`
+      : sql`true`;
     // Ranked lists name customers: a restricted caller's list and totals hold only their scope's.
     if (filters.owners)
       where.push(sql`s.customer_id IN (SELECT v.customer_id FROM ${t('customers')} v WHERE v.owner_id = ANY(CAST(${[...filters.owners]} AS uuid[])))`);
@@ -484,8 +499,11 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const from = sql`${m('analytics_scores')} s LEFT JOIN ${t('analytics_customer')} c USING (customer_id)`;
     const limit = filters.limit ?? 50;
     const offset = filters.offset ?? 0;
-    const { rows } = await sql<Row>`SELECT s.*, c.cohort FROM ${from} WHERE ${condition}
-      ORDER BY ${sql.ref(`s.${orderBy}`)} DESC, s.customer_id LIMIT ${limit} OFFSET ${offset}`.execute(db);
+    // The totals are of every customer the filters match, the page of those after the cursor.
+    const { rows } = await sql<Row>`SELECT s.*, c.cohort FROM ${from} WHERE ${condition} AND ${after}
+      ORDER BY ${ranked} DESC, s.customer_id LIMIT ${limit} OFFSET ${offset}`.execute(db);
+    const last = rows.length === limit ? rows.at(-1) : undefined;
+    const nextCursor: ScoreCursor | null = last ? { score: Number(last[orderBy]), customerId: String(last.customer_id) } : null;
     // Everyone, one segment or one cluster: the totals kept per segment and cluster (analytics/tables.ts);
     // any other filter counts the matching scores.
     const kept =
@@ -514,6 +532,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       total: Number(sRow.customers),
       limit,
       offset,
+      nextCursor,
       summary: {
         totalClv: Number(sRow.total_clv),
         meanClv: sRow.mean_clv === null ? null : Number(sRow.mean_clv),

@@ -25,6 +25,7 @@ import { FeedbackChannel } from '../../domain/feedback/events.ts';
 import type { RouteContext } from '../route-context.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { awaitReadModels, decimalNumber, IdParams, WaitForQuery } from '../http.ts';
+import { PageQuery } from '../query-route.ts';
 import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
 
 const tags = ['analytics'];
@@ -81,7 +82,10 @@ const ModelSchema = z
 
 const Paging = {
   limit: decimalNumber(z.number().int().min(1).max(500)).default(50).describe('Page size (1-500, default 50)'),
-  offset: decimalNumber(z.number().int().min(0).max(1_000_000)).default(0),
+  cursor: PageQuery.cursor,
+  offset: decimalNumber(z.number().int().min(0).max(1_000_000))
+    .default(0)
+    .describe('Customers to skip; `cursor` instead walks a ranking whose scores move without skipping or repeating a customer whose score did not'),
 };
 const ScoreFilters = {
   segment: z.enum(RFM_SEGMENTS).optional().describe('RFM segment name'),
@@ -92,6 +96,12 @@ const ScoreFilters = {
 };
 const Score = decimalNumber(z.number().min(0).max(1));
 const Loose = z.looseObject({});
+
+/** The score and id a sealed ranking cursor holds (written by `ranking` below, so only ours open). */
+const rankingCursorOf = (text: string): { score: number; customerId: string } => {
+  const [score, customerId] = JSON.parse(text) as [number, string];
+  return { score, customerId };
+};
 
 const ordered = (from: string | number | undefined, to: string | number | undefined, fromField: string, toField: string) => {
   if (from !== undefined && to !== undefined && from > to)
@@ -257,11 +267,29 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
       },
     );
 
+  /**
+   * A page of a ranking (CLV, churn): from the start, an offset, or the sealed `nextCursor` of the page
+   * before (the score and id of its last customer, valid for this ranking only).
+   */
+  const ranking =
+    <F extends { cursor?: string | undefined; offset?: number }, P extends { nextCursor: { score: number; customerId: string } | null }>(
+      url: string,
+      rank: (filters: Omit<F, 'cursor'> & { after?: { score: number; customerId: string }; owners: readonly string[] | null }) => Promise<P>,
+    ) =>
+    async ({ cursor, ...filters }: F, request: FastifyRequest) => {
+      if (cursor !== undefined && filters.offset)
+        throw validationProblem([{ field: 'offset', in: 'query', message: 'not with cursor: the cursor says where the page starts' }]);
+      const after = cursor === undefined ? undefined : rankingCursorOf(context.cursors.open(cursor, url));
+      const page = await rank({ ...filters, ...(after ? { after } : {}), owners: scopeOf(request)?.owners ?? null });
+      const next = page.nextCursor;
+      return { ...page, nextCursor: next ? context.cursors.seal(JSON.stringify([next.score, next.customerId]), url) : null };
+    };
+
   figures(
     '/analytics/clv',
     'Customers ranked by CLV (BG/NBD + Gamma-Gamma over the model horizon), with totals',
     z.strictObject({ ...ScoreFilters, minClv: decimalNumber(z.number()).optional(), maxClv: decimalNumber(z.number()).optional() }),
-    (filters, request) => analytics.clv({ ...filters, owners: scopeOf(request)?.owners ?? null }),
+    ranking('/analytics/clv', (filters) => analytics.clv(filters)),
     ['minClv', 'maxClv'],
   );
 
@@ -269,7 +297,7 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     '/analytics/churn',
     'Customers ranked by churn score, with the churn model metrics (AUC, log loss, calibration, model comparison)',
     z.strictObject({ ...ScoreFilters, minChurnScore: Score.optional(), maxChurnScore: Score.optional() }),
-    (filters, request) => analytics.churn({ ...filters, owners: scopeOf(request)?.owners ?? null }),
+    ranking('/analytics/churn', (filters) => analytics.churn(filters)),
     ['minChurnScore', 'maxChurnScore'],
   );
 

@@ -181,6 +181,55 @@ describe('analytics routes', () => {
     }
   });
 
+  it('walks a ranking by cursor: a customer whose score stays is on exactly one page while others move ahead of it', async () => {
+    const scores = sql.id(h.schemas.read, 'analytics_scores');
+    for (const [url, column] of [
+      ['/analytics/clv', 'clv'],
+      ['/analytics/churn', 'churn_score'],
+    ] as const) {
+      const whole = (await app.inject({ method: 'GET', url: `${url}?limit=500`, headers: auth('analyst') })).json();
+      const ranked = whole.items.map((i: { customerId: string }) => i.customerId) as string[];
+      expect(ranked).toHaveLength(80);
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      // Once the first page is read, the last customer of the ranking moves to its top (an offset then showed
+      // the first page's last customer again on the second page).
+      const moved = ranked.at(-1)!;
+      const original = await sql<{ score: number }>`SELECT ${sql.ref(column)} AS score FROM ${scores} WHERE customer_id = ${moved}::uuid`.execute(
+        h.database.db,
+      );
+      try {
+        do {
+          const page: { statusCode: number; body: string; json: () => any } = await app.inject({
+            method: 'GET',
+            url: `${url}?limit=7${cursor ? `&cursor=${cursor}` : ''}`,
+            headers: auth('analyst'),
+          });
+          expect(page.statusCode, page.body).toBe(200);
+          const body: { total: number; items: { customerId: string }[]; nextCursor: string | null } = page.json();
+          expect(body.total).toBe(80);
+          seen.push(...body.items.map((i: { customerId: string }) => i.customerId));
+          if (seen.length === 7)
+            await sql`UPDATE ${scores} SET ${sql.ref(column)} = ${column === 'clv' ? 1e9 : 1} WHERE customer_id = ${moved}::uuid`.execute(h.database.db);
+          cursor = body.nextCursor;
+        } while (cursor);
+      } finally {
+        await sql`UPDATE ${scores} SET ${sql.ref(column)} = ${original.rows[0]!.score} WHERE customer_id = ${moved}::uuid`.execute(h.database.db);
+      }
+      // Every customer once, in the ranking's order, but the one that moved behind the cursor.
+      expect(seen).toEqual(ranked.slice(0, -1));
+      // A cursor is for its ranking only, and says where a page starts: not with an offset.
+      const first = (await app.inject({ method: 'GET', url: `${url}?limit=7`, headers: auth('analyst') })).json();
+      const other = url === '/analytics/clv' ? '/analytics/churn' : '/analytics/clv';
+      const foreign = await app.inject({ method: 'GET', url: `${other}?cursor=${first.nextCursor}`, headers: auth('analyst') });
+      expect(foreign.statusCode).toBe(400);
+      expect(foreign.json().errors[0]).toMatchObject({ field: 'cursor' });
+      const both = await app.inject({ method: 'GET', url: `${url}?cursor=${first.nextCursor}&offset=7`, headers: auth('analyst') });
+      expect(both.statusCode).toBe(400);
+      expect(both.json().errors[0]).toMatchObject({ field: 'offset' });
+    }
+  });
+
   it('GET /analytics/customers/:id?asOf= scores from the purchases up to the end of that day, with the latest model or ?model=', async () => {
     const model = (await loadLatestModel(h.database.db, h.schemas.read))!;
     // A customer with purchases both before and after the day.
