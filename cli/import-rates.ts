@@ -93,8 +93,9 @@ export async function importRates(commands: Pick<CrmCommands, 'execute'>, option
         const outcome = await commands.execute(
           {
             type: 'SetExchangeRate',
-            currency,
-            rate,
+            // Read as an import reads a currency cell (`gbp`, ` EUR`); the schema refuses what is no code.
+            currency: typeof currency === 'string' ? currency.trim().toUpperCase() : currency,
+            rate: typeof rate === 'string' ? rate.trim() : rate,
             validFrom: businessTime(validFrom),
             baseCurrency: options.baseCurrency,
             ...(typeof reason === 'string' && reason !== '' ? { reason } : {}),

@@ -245,16 +245,21 @@ const readDecimalCommas = (row: Row, numberColumns: ReadonlySet<string>, delimit
   const separated = DELIMITER_NAMES[delimiter];
   if (separated === undefined) return undefined;
   for (const column of numberColumns) {
-    const value = row[column];
-    if (typeof value !== 'string') continue;
+    const cell = row[column];
+    if (typeof cell !== 'string') continue;
+    // As the cells are read (a spreadsheet quotes `"0,23 "` with its space): the number is what is inside.
+    const value = cell.trim();
     const ambiguous = DOTTED_THOUSANDS.test(value) || (delimiter === '\t' && COMMA_THOUSANDS.test(value));
     if (ambiguous) {
       const mark = value.includes('.') ? '.' : ',';
       const other = mark === '.' ? ',' : '.';
-      return `${column}: ${JSON.stringify(value)} in a file separated by ${separated} may be ${value.split(mark).join('')} or ${value.replace(mark, other)} (a decimal ${other === ',' ? 'comma' : 'point'}); write it without thousands separators${delimiter === ';' ? ', with a decimal comma' : ''}`;
+      // One mark may be three decimals (KWD, BHD): a fourth decimal tells them from thousands.
+      const threeDecimals =
+        value.split(mark).length === 2 ? `, or with four decimals where it has three (${value.replace(mark, delimiter === ';' ? ',' : mark)}0)` : '';
+      return `${column}: ${JSON.stringify(value)} in a file separated by ${separated} may be ${value.split(mark).join('')} or ${value.replace(mark, other)} (a decimal ${other === ',' ? 'comma' : 'point'}); write it without thousands separators${delimiter === ';' ? ', with a decimal comma' : ''}${threeDecimals}`;
     }
     if (DECIMAL_COMMA.test(value)) {
-      rememberWritten(row, column, value);
+      rememberWritten(row, column, cell);
       row[column] = value.replace(',', '.');
     }
   }

@@ -114,18 +114,21 @@ describe('crm import-rates', () => {
     expect(lines).toEqual([expect.stringMatching(/^2,"?base_currency: the rate is against EUR, this CRM's base currency is USD/)]);
   });
 
-  it('reads the numbers of a semicolon file as crm import does: 150,5 is 150.5, and 1.450 is refused as ambiguous', async () => {
+  it('reads the cells of a semicolon file as crm import does: 150,5 is 150.5, 1.450 is refused as ambiguous, gbp is GBP', async () => {
     const file = join(folder, 'semicolon-rates.csv');
     const report = join(folder, 'semicolon-rates-report.csv');
     // KRW was recorded as 1.45 (1450 meant, most likely), and ISK's 150,5 refused.
-    writeFileSync(file, 'Currency;Rate;Valid From\nKRW;1.450;2021-01-01\nISK;150,5;2021-01-01\n');
+    // A code in lower case and a quoted rate with a space are read as crm import reads such cells.
+    writeFileSync(file, 'Currency;Rate;Valid From\nKRW;1.450;2021-01-01\nISK;150,5;2021-01-01\ngbp;1,17;2021-01-01\n PLN ;"0,23 ";2021-01-01\n');
     const result = await runCrm(['import-rates', file, '--report', report], { cwd: folder, env, timeoutMs: 90_000 });
     expect(result.code, result.stderr).toBe(3);
-    expect(result.stdout).toContain('2 rows read, 1 recorded');
+    expect(result.stdout).toContain('4 rows read, 3 recorded');
     const lines = readFileSync(report, 'utf8').trim().split('\n').slice(1);
     expect(lines).toEqual([expect.stringMatching(/^2,"?rate: ""1.450"" in a file separated by semicolons may be 1450 or 1,450 \(a decimal comma\)/)]);
     const events = await rateEvents();
     expect(events.filter((e) => e.data.currency === 'ISK').map((e) => e.data.rate)).toEqual(['150.5']);
+    expect(events.filter((e) => e.data.currency === 'GBP').map((e) => e.data.rate)).toEqual(['1.17']);
+    expect(events.filter((e) => e.data.currency === 'PLN').map((e) => e.data.rate)).toEqual(['0.23']);
     expect(events.filter((e) => e.data.currency === 'KRW')).toEqual([]);
   });
 

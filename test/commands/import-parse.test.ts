@@ -49,12 +49,18 @@ describe('CSV files', () => {
       {
         line: 2,
         unreadable:
-          'amount: "1.234" in a file separated by semicolons may be 1234 or 1,234 (a decimal comma); write it without thousands separators, with a decimal comma',
+          'amount: "1.234" in a file separated by semicolons may be 1234 or 1,234 (a decimal comma); write it without thousands separators, with a decimal comma, or with four decimals where it has three (1,2340)',
       },
       { line: 3, unreadable: expect.stringMatching(/^amount: "2.500.000" in a file separated by semicolons may be 2500000 /) },
       { line: 4, row: { amount: '12.50', subject: 'z' } },
     ]);
     expect(await records('amount,subject\n1.234,x\n', 'csv')).toEqual([{ line: 2, row: { amount: '1.234', subject: 'x' } }]);
+    // A cell quoted with spaces around its number (as spreadsheets write them) is read as the number inside;
+    // the advice for three decimals (KWD, BHD) is a fourth, which reads one way only.
+    expect(await records('amount;subject\n"0,23 ";x\n1,2340;y\n', 'csv')).toEqual([
+      { line: 2, row: { amount: '0.23', subject: 'x' } },
+      { line: 3, row: { amount: '1.2340', subject: 'y' } },
+    ]);
     expect(await records('probability;amount\n0.125;-0.500\n', 'csv')).toEqual([{ line: 2, row: { probability: '0.125', amount: '-0.500' } }]);
     // A tab-separated file comes from either kind of locale (Excel's "Unicode text" of a German sheet
     // stored 2.500 as 2.5): a decimal comma or point is read, three digits after either is refused.
@@ -63,9 +69,14 @@ describe('CSV files', () => {
       { line: 3, row: { amount: '12.50', subject: 'y' } },
       {
         line: 4,
-        unreadable: 'amount: "1.234" in a file separated by tabs may be 1234 or 1,234 (a decimal comma); write it without thousands separators',
+        unreadable:
+          'amount: "1.234" in a file separated by tabs may be 1234 or 1,234 (a decimal comma); write it without thousands separators, or with four decimals where it has three (1.2340)',
       },
-      { line: 5, unreadable: 'amount: "2,500" in a file separated by tabs may be 2500 or 2.500 (a decimal point); write it without thousands separators' },
+      {
+        line: 5,
+        unreadable:
+          'amount: "2,500" in a file separated by tabs may be 2500 or 2.500 (a decimal point); write it without thousands separators, or with four decimals where it has three (2,5000)',
+      },
       { line: 6, row: { amount: '1234.5', subject: 'v' } },
       { line: 7, row: { amount: '0.125', subject: 'u' } },
     ]);
