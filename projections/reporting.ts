@@ -213,7 +213,10 @@ export const REPORTING_VIEWS: readonly ReportingView[] = [
       ['unsubscribed_count', "Responses of kind 'unsubscribed'"],
       ['revenue', 'Revenue attributed to conversions (numeric)'],
       ['roi', '(revenue - costs) / costs; null without costs'],
-      ['conversion_rate', 'converted_count / sent_count; null before anything was sent'],
+      [
+        'conversion_rate',
+        'converted_count / sent_count; null before anything was sent; a conversion counts whether or not the campaign was sent to that customer, so it can pass 1',
+      ],
       ['over_budget', 'Costs beyond the budget (recorded with allowOverBudget: true)'],
       ['created_at', 'Business time of creation'],
       ['launched_at', 'First launch'],
