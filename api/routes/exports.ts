@@ -10,7 +10,7 @@ import type { RouteContext } from '../route-context.ts';
 import type { Page, ReadModelQueries, ReadRecord, ReadScope } from '../deps.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { ACTIVITY_PERSONAL_FIELDS, CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
-import { acceptedFormat, varyByAccept } from '../http.ts';
+import { acceptedFormat, awaitReadModels, varyByAccept, WaitForQuery } from '../http.ts';
 import { problemResponses } from '../problems.ts';
 import { refusePersonalFilters, resolveMe, UserFilter } from '../query-route.ts';
 import { ActivityListFilters } from './activities.ts';
@@ -243,7 +243,8 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         tags: [kind],
         summary: `Every ${kind} record as CSV or NDJSON (Accept: text/csv or application/x-ndjson, or ?format=)`,
         description: 'Streamed; takes the filters of the list. Personal fields are masked for roles that may not see them.',
-        querystring: z.strictObject({ ...spec.filters, format: z.enum(['csv', 'ndjson']).optional() }),
+        // waitFor: a sync job exports right after its own writes, as it reads a list after them.
+        querystring: z.strictObject({ ...spec.filters, format: z.enum(['csv', 'ndjson']).optional(), ...WaitForQuery }),
         response: problemResponses(400, 401, 403, 429, 503),
         streamedAnswer: {
           mediaTypes: ['text/csv', 'application/x-ndjson'],
@@ -251,10 +252,11 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         },
       },
       handler: async (request, reply) => {
-        const { format: asked, ...filters } = request.query as Record<string, unknown> & { format?: ExportFormat };
+        const { format: asked, waitFor, ...filters } = request.query as Record<string, unknown> & { format?: ExportFormat; waitFor?: string };
         const query = spec.forCaller ? spec.forCaller(request, filters) : filters;
         refusePersonalFilters(request, query, spec.personalFilters, spec.personalSorts);
         const format = asked ?? acceptedFormat(request.headers.accept, ['csv', 'ndjson'], 'csv');
+        await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
         // The caller's scope: an export holds exactly the records their list shows.
         const complete = spec.complete?.(context.deps);
         const lines = await exportLines(spec.list(context.deps, scopeOf(request)), query, format, EXPORT_COLUMNS[kind], async (page) =>

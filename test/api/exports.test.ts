@@ -525,4 +525,17 @@ describe('exports', () => {
     const campaigns = (await send('GET', '/campaigns/export?format=csv')).body;
     expect(campaigns).toContain(',"{""minRevenue"":5}",');
   });
+
+  // Last: it registers a customer, which the counts above leave out.
+  it('takes ?waitFor=: an export right after a write holds it; a position never recorded is a 400 naming waitFor', async () => {
+    const created = await send('POST', '/customers', { name: 'Just Written', email: `just-written-${Date.now()}@example.com` });
+    expect(created.statusCode, created.body).toBe(201);
+    const { id, position } = created.json<{ id: string; position: string }>();
+    const exported = await send('GET', `/customers/export?format=ndjson&waitFor=${position}`);
+    expect(exported.statusCode, exported.body).toBe(200);
+    expect(exported.body.split('\n').filter((line) => line.includes(`"id":"${id}"`))).toHaveLength(1);
+    const never = await send('GET', `/deals/export?waitFor=${BigInt(position) + 10n ** 15n}`);
+    expect(never.statusCode).toBe(400);
+    expect(never.json().errors[0]).toMatchObject({ field: 'waitFor' });
+  });
 });
