@@ -86,8 +86,19 @@ export const hasStorableOffset = (iso: string): boolean => {
  * event rewrote the row from its loaded Date as `.123`, so a replay (which keeps it whole) differed.
  */
 export const cutToMilliseconds = (iso: string): string => iso.replace(/(\.\d{3})\d+/, '$1');
+const IsoDateTimeWithOffset = z.iso.datetime({ offset: true });
+/**
+ * The pattern the API description gives such a time: zod's own, with offset hours up to 15 as
+ * `hasStorableOffset` takes them (its 00-23 let a client that checks against the description send
+ * `+16:00`, which the server refuses). Derived from zod's, so that it keeps whatever else zod checks.
+ */
+const ZOD_OFFSET_HOURS = '[+-](?:[01]\\d|2[0-3])';
+const zodPattern = (z.toJSONSchema(IsoDateTimeWithOffset) as { pattern?: string }).pattern ?? '';
+const STORABLE_DATETIME_PATTERN = zodPattern.includes(ZOD_OFFSET_HOURS) ? zodPattern.replace(ZOD_OFFSET_HOURS, '[+-](?:0\\d|1[0-5])') : undefined;
 /** The ISO 8601 form every time the API takes is written in: with seconds, `Z` or a `+02:00` offset. */
-export const IsoDateTimeText = z.iso.datetime({ offset: true }).refine(hasStorableOffset, OFFSET_RULE).overwrite(cutToMilliseconds);
+export const IsoDateTimeText = IsoDateTimeWithOffset.refine(hasStorableOffset, OFFSET_RULE)
+  .overwrite(cutToMilliseconds)
+  .meta(STORABLE_DATETIME_PATTERN ? { pattern: STORABLE_DATETIME_PATTERN } : {});
 /** A business time: ISO 8601 with offset, years 1900-2200. Every accepted `occurredAt` and schedule uses it. */
 export const IsoDateTime = IsoDateTimeText.refine(isBusinessInstant, BUSINESS_YEARS_RULE);
 /**

@@ -119,6 +119,10 @@ describe('ops routes', () => {
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/customers', '/customers/{id}/purchases', '/deals/{id}/won', '/admin/api-keys']));
     const purchase = doc.paths['/customers/{id}/purchases'].post;
     expect(purchase.requestBody.content['application/json'].schema.properties).toHaveProperty('amount');
+    // A business time's pattern takes the offsets the server takes (±15:59), not zod's ±23:59.
+    const occurredAt = new RegExp(purchase.requestBody.content['application/json'].schema.properties.occurredAt.pattern);
+    expect(['2026-01-01T10:00:00+15:59', '2026-01-01T10:00:00-12:00', '2026-01-01T10:00:00.5Z'].filter((t) => !occurredAt.test(t))).toEqual([]);
+    expect(occurredAt.test('2026-01-01T10:00:00+16:00')).toBe(false);
     expect(doc.components.schemas).toHaveProperty('Problem');
     // A validation error's entries say where the field was sent, as every 400 does.
     const problem = doc.components.schemas.Problem;
