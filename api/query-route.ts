@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -49,15 +50,31 @@ export const rolesNote = (method: string, url: string): string => {
 };
 
 /**
+ * What a cursor is valid for: the list and its order, and for a caller who sees only some owners'
+ * records, those owners (the same for every member of a team, so a link stays shareable in it). A
+ * cursor from another team's walk placed this one at the other team's last row, which told where it
+ * sorted among this team's.
+ */
+export const cursorScope = (request: FastifyRequest, list: string): string => {
+  const owners = scopeOf(request)?.owners;
+  if (!owners) return list;
+  return `${list} owners=${createHash('sha256')
+    .update([...owners].sort().join(','))
+    .digest('base64url')}`;
+};
+
+/**
  * A page of a list with the client's sealed cursor opened for the query and the next one sealed
- * (api/cursor-seal.ts). `scope` is what a cursor is valid for: the list and its order.
+ * (api/cursor-seal.ts), valid for `list` (the list and its order) as the caller sees it (`cursorScope`).
  */
 export const sealedPage = async <P extends Page | undefined>(
   context: RouteContext,
-  scope: string,
+  request: FastifyRequest,
+  list: string,
   cursor: string | undefined,
   fetch: (position: string | undefined) => Promise<P>,
 ): Promise<P> => {
+  const scope = cursorScope(request, list);
   const page = await fetch(cursor === undefined ? undefined : context.cursors.open(cursor, scope));
   if (!page || page.nextCursor === null) return page;
   return { ...page, nextCursor: context.cursors.seal(page.nextCursor, scope) };
@@ -118,7 +135,7 @@ export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const { cursor, ...filters } = query;
       const scope = `GET ${spec.url} sort=${typeof query.sort === 'string' ? query.sort : ''}`;
-      const page = await sealedPage(context, scope, cursor as string | undefined, (position) =>
+      const page = await sealedPage(context, request, scope, cursor as string | undefined, (position) =>
         spec.fetch(readModels(context), position === undefined ? filters : { ...filters, cursor: position }, request),
       );
       return forCaller(request, page, spec.personalFields);

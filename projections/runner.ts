@@ -119,8 +119,6 @@ interface Waiter {
   position: bigint;
   names: readonly string[] | undefined;
   resolve: () => void;
-  /** Ends the wait with ReadModelStopped. */
-  stop: (error: ReadModelStopped) => void;
 }
 
 /**
@@ -335,28 +333,19 @@ export class ProjectionRunner {
 
   /**
    * Read-your-writes: resolves once every running projection (or those named) has applied
-   * everything up to `position`; rejects with `ReadModelTimeout` after `timeoutMs`, and at once with
-   * `ReadModelStopped` when one of them is failed or stopped before it (it will not move until fixed).
+   * everything up to `position`; rejects with `ReadModelTimeout` after `timeoutMs`. Failed and stopped
+   * projections are not waited for (they will not move until fixed): `stoppedBefore` names them.
    */
   waitForPosition(position: bigint, timeoutMs = 5_000, names?: readonly string[]): Promise<void> {
-    const stopped = this.stoppedBefore(position, names);
-    if (stopped) return Promise.reject(stopped);
     if (this.reached(position, names)) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const end = () => {
-        clearTimeout(timer);
-        this.waiters.delete(waiter);
-      };
       const waiter: Waiter = {
         position,
         names,
         resolve: () => {
-          end();
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
           resolve();
-        },
-        stop: (error) => {
-          end();
-          reject(error);
         },
       };
       const timer = setTimeout(() => {
@@ -381,8 +370,12 @@ export class ProjectionRunner {
     return this.behind(position, names).length === 0;
   }
 
-  /** The failed or stopped projections (of those named) short of `position`, as an error; undefined when none is. */
-  private stoppedBefore(position: bigint, names: readonly string[] | undefined): ReadModelStopped | undefined {
+  /**
+   * The failed or stopped projections (of those named) short of `position`, as an error; undefined
+   * when none is. Read-your-writes asks it before and after its wait: an answer without them would
+   * read as complete (a deal just created, 404).
+   */
+  stoppedBefore(position: bigint, names: readonly string[] | undefined): ReadModelStopped | undefined {
     const stopped = this.options.projections
       .filter((p) => (!names || names.includes(p.name)) && this.failed.has(p.name) && (this.positions.get(p.name) ?? 0n) < position)
       .map((p) => ({ name: p.name, state: 'failed', position: this.positions.get(p.name) ?? 0n }));
@@ -390,11 +383,7 @@ export class ProjectionRunner {
   }
 
   private notifyWaiters(): void {
-    for (const w of this.waiters) {
-      const stopped = this.stoppedBefore(w.position, w.names);
-      if (stopped) w.stop(stopped);
-      else if (this.reached(w.position, w.names)) w.resolve();
-    }
+    for (const w of this.waiters) if (this.reached(w.position, w.names)) w.resolve();
   }
 
   private lowestPosition(): bigint {
@@ -729,7 +718,7 @@ export class ProjectionRunner {
     } else if (outcome.kind === 'skipped') {
       this.failed.add(p.name);
     }
-    // A wait for this projection would otherwise run out its bound for nothing.
+    // A wait for it ends now (it is no longer waited for), and asks `stoppedBefore`.
     if (this.failed.has(p.name)) this.notifyWaiters();
   }
 }

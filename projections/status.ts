@@ -153,21 +153,29 @@ export async function waitForCheckpoints(
   db: QueryExecutorProvider,
   schema: string,
   position: bigint,
-  options: { timeoutMs?: number; names?: readonly string[]; pollMs?: number } = {},
+  options: {
+    timeoutMs?: number;
+    names?: readonly string[];
+    pollMs?: number;
+    /** End at once with ReadModelStopped when a failed or stopped projection is short of the position (read-your-writes); else such a projection is not waited for. */
+    refuseStopped?: boolean;
+  } = {},
 ): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 5_000;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const checkpoints = await checkpointsIfAny(db, schema);
     const short = [...checkpoints.values()].filter((cp) => (!options.names || options.names.includes(cp.name)) && cp.position < position);
-    // Failed or stopped: it will not move until an operator acts, so the wait ends now, naming it.
-    const stopped = short.filter((cp) => cp.state === 'failed' || cp.state === 'stopped');
-    if (stopped.length > 0)
+    // Failed or stopped: it will not move until an operator acts, so it is not waited for; for
+    // read-your-writes the wait ends now, naming it.
+    const isStopped = (cp: { state: string }) => cp.state === 'failed' || cp.state === 'stopped';
+    const stopped = short.filter(isStopped);
+    if (options.refuseStopped && stopped.length > 0)
       throw new ReadModelStopped(
         position,
         stopped.map((cp) => ({ name: cp.name, state: cp.state, position: cp.position })),
       );
-    const behind = short.map((cp) => ({ name: cp.name, position: cp.position }));
+    const behind = short.filter((cp) => !isStopped(cp)).map((cp) => ({ name: cp.name, position: cp.position }));
     for (const name of options.names ?? []) if (!checkpoints.has(name)) behind.push({ name, position: 0n });
     if (behind.length === 0) return;
     if (Date.now() >= deadline) throw new ReadModelTimeout(position, timeoutMs, behind);

@@ -654,12 +654,27 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
      * never recorded.
      */
     const newestPosition = async (): Promise<bigint> => (store.committedHeadPosition ? store.committedHeadPosition() : store.headPosition());
+    /**
+     * Read-your-writes in this process's runner, which does not wait for a failed or stopped
+     * projection. Where one is short of the position the checkpoint table decides: it ends the wait
+     * naming the projection (an answer without it would read as complete: a deal just created, 404),
+     * or, cleared meanwhile by an operator in another process, it is waited for there.
+     */
+    const waitInRunner = async (position: bigint, timeoutMs: number): Promise<void> => {
+      const until = Date.now() + timeoutMs;
+      const names = projections.map((p) => p.name);
+      const inTable = () =>
+        waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs: Math.max(0, until - Date.now()), names, refuseStopped: true });
+      if (runner.stoppedBefore(position, undefined)) return inTable();
+      await runner.waitForPosition(position, timeoutMs);
+      if (runner.stoppedBefore(position, undefined)) return inTable();
+    };
     const progress: ReadModelProgress = {
       // In this process's runner when it runs the projections; else through the checkpoints another process writes.
       waitForPosition: (position, timeoutMs) =>
         (started && leases.ownsAll()
-          ? runner.waitForPosition(position, timeoutMs)
-          : waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs, names: projections.map((p) => p.name) })
+          ? waitInRunner(position, timeoutMs)
+          : waitForCheckpoints(database.db, config.schemas.read, position, { timeoutMs, names: projections.map((p) => p.name), refuseStopped: true })
         ).then(
           () => true,
           // A read model stopped before the position ends the wait with its own answer (api/errors.ts).

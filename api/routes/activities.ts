@@ -106,7 +106,7 @@ const parentListRoute = (
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const { id } = request.params;
       const scope = `GET ${url.replace(':id', id)} sort=${activitySort(filters)} open=${String(filters.open)}`;
-      const page = await sealedPage(context, scope, cursor, (position) =>
+      const page = await sealedPage(context, request, scope, cursor, (position) =>
         fetch(readModels(context), id, position === undefined ? filters : { ...filters, cursor: position }, scopeOf(request)),
       );
       if (!page) throw new ProblemError('not_found', `No ${parent} ${id}.`);
@@ -162,7 +162,7 @@ export const activityRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
       const query = resolveMe(request, filters, 'assigneeId');
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const scope = `GET /activities assignee=${query.assigneeId ?? ''} sort=${activitySort(query)} open=${String(query.open)}`;
-      const page = await sealedPage(context, scope, cursor, (position) =>
+      const page = await sealedPage(context, request, scope, cursor, (position) =>
         readModels(context).listActivities(position === undefined ? query : { ...query, cursor: position }, scopeOf(request)),
       );
       return forCaller(request, page, ACTIVITY_PERSONAL_FIELDS);

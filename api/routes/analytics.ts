@@ -25,7 +25,7 @@ import { FeedbackChannel } from '../../domain/feedback/events.ts';
 import type { RouteContext } from '../route-context.ts';
 import { scopeOf } from '../auth/viewer.ts';
 import { awaitReadModels, decimalNumber, IdParams, WaitForQuery } from '../http.ts';
-import { PageQuery } from '../query-route.ts';
+import { cursorScope, PageQuery } from '../query-route.ts';
 import { ProblemError, problemResponses, validationProblem } from '../problems.ts';
 
 const tags = ['analytics'];
@@ -279,10 +279,11 @@ const analyticsRoutes: FastifyPluginAsync<RouteContext> = async (instance, conte
     async ({ cursor, ...filters }: F, request: FastifyRequest) => {
       if (cursor !== undefined && filters.offset)
         throw validationProblem([{ field: 'offset', in: 'query', message: 'not with cursor: the cursor says where the page starts' }]);
-      const after = cursor === undefined ? undefined : rankingCursorOf(context.cursors.open(cursor, url));
+      const scope = cursorScope(request, url);
+      const after = cursor === undefined ? undefined : rankingCursorOf(context.cursors.open(cursor, scope));
       const page = await rank({ ...filters, ...(after ? { after } : {}), owners: scopeOf(request)?.owners ?? null });
       const next = page.nextCursor;
-      return { ...page, nextCursor: next ? context.cursors.seal(JSON.stringify([next.score, next.customerId]), url) : null };
+      return { ...page, nextCursor: next ? context.cursors.seal(JSON.stringify([next.score, next.customerId]), scope) : null };
     };
 
   figures(

@@ -210,7 +210,7 @@ export const customerRoutes: FastifyPluginAsync<RouteContext> = async (app, cont
       const queries = context.deps.queries;
       const { cursor, ...order } = query;
       const scope = `GET /customers/${request.params.id}/timeline order=${order.order}`;
-      const page = await sealedPage(context, scope, cursor, (position) =>
+      const page = await sealedPage(context, request, scope, cursor, (position) =>
         queries.customerTimeline(request.params.id, position === undefined ? order : { ...order, cursor: position }, scopeOf(request)),
       );
       if (!page) throw new ProblemError('not_found', `No customer ${request.params.id}.`);

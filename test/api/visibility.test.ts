@@ -441,6 +441,20 @@ describe('visibility: lists, exports, totals', () => {
     }
   });
 
+  it("a cursor is valid for the scope it was issued in: another scope's is a 400 naming cursor, a team-mate's the same page", async () => {
+    const first: { nextCursor: string | null } = json(await get('/customers?limit=1&sort=name', 'all'));
+    const replayed = await get(`/customers?limit=1&sort=name&cursor=${first.nextCursor}`, 'team');
+    expect(replayed.statusCode).toBe(400);
+    expect(json(replayed).errors[0]).toMatchObject({ field: 'cursor' });
+    // The owners a team sees are the same for each of its members: a link with a cursor works for any of them.
+    const mate = await keyFor(users.mate!);
+    const teams: { nextCursor: string | null } = json(await get('/customers?limit=1&sort=name', 'team'));
+    const asMate = await h.app.inject({ method: 'GET', url: `/customers?limit=1&sort=name&cursor=${teams.nextCursor}`, headers: mate });
+    expect(asMate.statusCode, asMate.body).toBe(200);
+    const forOwn = await get(`/customers?limit=1&sort=name&cursor=${teams.nextCursor}`, 'own');
+    expect(forOwn.statusCode).toBe(400);
+  });
+
   it("the pipeline's totals count only the scope's deals", async () => {
     for (const viewer of VIEWERS) {
       const pipeline = json(await get('/pipeline?currency=CHF', viewer));

@@ -82,10 +82,11 @@ describe('a half-open link to PostgreSQL', () => {
         () => 'failed',
       );
 
-    // The server holds the session, with its transaction id.
-    const stranded = await until('the stranded session showing', 2_000, async () => {
+    // The server holds the session, with its transaction id. Waited for by that: a projection batch's
+    // session stranded by the same fault, before its first write, may show first without one.
+    const stranded = await until('the stranded session showing, with its transaction id', 2_000, async () => {
       const found = await strandedSessions(observer, APPLICATION);
-      return found.length > 0 ? found : undefined;
+      return found.some((session) => session.holdsXid) ? found : undefined;
     });
     // (A projection batch caught mid-transaction by the fault is stranded the same way.)
     expect(stranded.some((session) => session.holdsXid)).toBe(true);

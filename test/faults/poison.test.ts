@@ -132,6 +132,15 @@ describe('a poison event', () => {
     });
     await poll('the deals projection', async () => (BigInt((await checkpoint('deals')).position) >= BigInt(deal.position) ? true : undefined), 30_000);
     expect((await ready()).projections.find((p) => p.name === 'deals')?.state).toBe('running');
+    // Read your writes past the poison event: the answer names the stopped read models at once, rather
+    // than answering from the others as if nothing were missing.
+    const asked = Date.now();
+    const waited = await app.inject({ method: 'GET', url: `/deals/${deal.id}?waitFor=${deal.position}`, headers: auth });
+    expect(waited.statusCode, waited.body).toBe(503);
+    expect(waited.json()).toMatchObject({ code: 'read-model.stopped', details: { waitFor: String(deal.position) } });
+    expect(waited.json().details.stopped.map((s: { name: string }) => s.name)).toContain('customers');
+    expect(waited.headers['retry-after']).toBe('30');
+    expect(Date.now() - asked).toBeLessThan(3_000);
 
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toContain(`crm_projection_failed{projection="customers",position="${poisonPosition}"} 1`);
