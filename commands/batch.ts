@@ -20,6 +20,7 @@ import { LruMap } from '../shared/lru.ts';
 import type { CommandContext } from './index.ts';
 import {
   createDecide,
+  customerDataKeyMissing,
   customerForgotten,
   fillDerivedIds,
   needsCustomerSnapshot,
@@ -421,6 +422,10 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
           );
         }
         const decided = decide(p.kind, command, w.state);
+        for (const e of decided) {
+          const subject = personalSubjectOf(e.type, e.data);
+          if (subject !== undefined && e.type !== 'CustomerRegistered' && keyless.has(subject)) throw customerDataKeyMissing(subject);
+        }
         const key = p.metadata.idempotencyKey!;
         const eventIds: string[] = [];
         const folder = folders[p.kind] as Folder<unknown>;
@@ -497,17 +502,39 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
   };
   type ReadyBatch = ReturnType<typeof readyBatch>;
 
+  /**
+   * Customers found without a data key (never forgotten: the row was deleted or lost to a restore):
+   * the batch is decided again and their rows refused (`decideAll`), as the API refuses such a command.
+   * Kept while the batches run, cleared when one ends, so a key put back is seen.
+   */
+  const keyless = new Set<string>();
+  const protectNoting = async (e: NewEvent): Promise<unknown> => {
+    try {
+      return await protectForCommand(personalData, e.type as CrmEventType, e.data);
+    } catch (error) {
+      const subject = personalSubjectOf(e.type, e.data);
+      if (error instanceof DomainError && error.code === 'customer.data_key_missing' && subject) keyless.add(subject);
+      throw error;
+    }
+  };
+
   /** The streams a pass decided on that have events to append, with their keys loaded and personal data encrypted. */
   const appendsOf = async (working: Map<string, Working>): Promise<{ appending: [string, Working][]; appends: StreamAppend[] }> => {
     const appending = [...working.entries()].filter(([, w]) => w.events.length > 0);
-    const subjects = appending.flatMap(([, w]) => w.events.map((e) => personalSubjectOf(e.type, e.data)).filter((s): s is string => s !== undefined));
-    if (subjects.length > 0) await personalData.loadKeys(subjects, { create: true });
+    // Keys are created for registrations only: another event of a customer without one is refused (protect).
+    const subjectsOf = (registering: boolean) =>
+      appending.flatMap(([, w]) =>
+        w.events.filter((e) => (e.type === 'CustomerRegistered') === registering).flatMap((e) => personalSubjectOf(e.type, e.data) ?? []),
+      );
+    const registering = subjectsOf(true);
+    const others = subjectsOf(false);
+    if (registering.length > 0) await personalData.loadKeys(registering, { create: true });
+    if (others.length > 0) await personalData.loadKeys(others);
     const appends: StreamAppend[] = [];
     for (const [stream, w] of appending) {
       const events: NewEvent[] = [];
       // Only events with personal fields are copied to be encrypted; the others go as decided.
-      for (const e of w.events)
-        events.push(personalFields[e.type as CrmEventType] ? { ...e, data: await protectForCommand(personalData, e.type as CrmEventType, e.data) } : e);
+      for (const e of w.events) events.push(personalFields[e.type as CrmEventType] ? { ...e, data: await protectNoting(e) } : e);
       appends.push({ stream, events, expectedRevision: w.base.revision < 0 ? 'no_stream' : w.base.revision });
     }
     return { appending, appends };
@@ -589,7 +616,10 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         slice.forEach((p, i) => {
           if (p) pending[i] = undefined;
         });
-        if (pending.every((p) => p === undefined)) return outcomes;
+        if (pending.every((p) => p === undefined)) {
+          keyless.clear();
+          return outcomes;
+        }
       } catch (error) {
         failures += 1;
         // Someone else wrote (or a crashed earlier run stored) some of these streams: read them again and decide again.

@@ -5,7 +5,7 @@ import { invalidState } from '../domain/errors.ts';
 import type { SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata } from '../domain/metadata.ts';
 import { BUSINESS_TIME_SKEW_MS, inNfc, isBeyondNow } from '../domain/shared.ts';
-import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
+import { CustomerDataKeyMissing, PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { aggregateRegistry, streamOf } from './aggregates.ts';
 import { meaningHash } from './fingerprint.ts';
 import { commandHash, createdIdFor, uuidV5 } from './ids.ts';
@@ -163,12 +163,17 @@ export const createDecide = (sla: SlaPolicy) => {
 export const customerForgotten = (customerId: string) =>
   invalidState('customer.forgotten', `Customer ${customerId} has been forgotten`, 'customerId', { customerId });
 
+/** The refusal of a command recording personal data for a customer whose key row is gone (never forgotten). */
+export const customerDataKeyMissing = (customerId: string) =>
+  invalidState('customer.data_key_missing', new CustomerDataKeyMissing(customerId).message, 'customerId', { customerId });
+
 /** Encrypts personal fields; a customer forgotten between our read and this write (a race) is refused like any forgotten customer. */
 export const protectForCommand = async (personalData: PersonalData, type: CrmEventType, data: unknown): Promise<unknown> => {
   try {
     return await personalData.protect(type, data);
   } catch (error) {
     if (error instanceof PersonalDataForgotten) throw customerForgotten(error.customerId);
+    if (error instanceof CustomerDataKeyMissing) throw customerDataKeyMissing(error.customerId);
     throw error;
   }
 };

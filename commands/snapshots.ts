@@ -1,6 +1,6 @@
 import { CustomerStreamPrefix } from '../domain/customer/events.ts';
 import type { StreamSnapshot, StreamSnapshots } from '../eventstore/contract.ts';
-import { PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
+import { CustomerDataKeyMissing, PersonalDataForgotten, type PersonalData } from '../eventstore/personal-data.ts';
 import { CompactIds, compactStateForm, compactStateFromForm, type CompactStateForm } from './compact-state.ts';
 
 /**
@@ -78,8 +78,8 @@ export function createSnapshotCodec(snapshots: StreamSnapshots, personalData: Pe
           const state = await personalData.seal(customerOf(p.stream)!, contextOf(p.stream, p.revision), p.text);
           sealed.push({ stream: p.stream, revision: p.revision, format: SNAPSHOT_FORMAT, state });
         } catch (error) {
-          // Forgotten meanwhile: nothing of theirs is written any more.
-          if (!(error instanceof PersonalDataForgotten)) throw error;
+          // Forgotten meanwhile: nothing of theirs is written any more; without a key, nothing can be sealed.
+          if (!(error instanceof PersonalDataForgotten) && !(error instanceof CustomerDataKeyMissing)) throw error;
         }
       }
       await snapshots.save(sealed);

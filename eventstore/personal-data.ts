@@ -33,7 +33,11 @@ import {
  * still read (a wrapped key is 60 bytes, a bare one 32).
  */
 export interface PersonalData {
-  /** Encrypts the personal fields (domain/catalogue.ts `personalFields`) of an event about to be appended; creates the customer's key on first use. */
+  /**
+   * Encrypts the personal fields (domain/catalogue.ts `personalFields`) of an event about to be
+   * appended. A registration creates the customer's key; any other event needs the key there already
+   * (CustomerDataKeyMissing).
+   */
   protect(type: string, data: unknown): Promise<unknown>;
   /** Decrypts stored data; fields of a forgotten customer read as ERASED ('[erased]'). */
   reveal(type: string, data: unknown): Promise<unknown>;
@@ -59,7 +63,7 @@ export interface PersonalData {
   /**
    * Encrypts text derived from a customer's events (a saved state of their stream) under their data
    * key, bound to `context`: forgetting the customer shreds it with their events. Throws
-   * PersonalDataForgotten for a forgotten customer.
+   * PersonalDataForgotten for a forgotten customer, CustomerDataKeyMissing for one without a key.
    */
   seal(customerId: string, context: string, text: string): Promise<string>;
   /**
@@ -96,6 +100,24 @@ export class PersonalDataForgotten extends Error {
     this.name = 'PersonalDataForgotten';
   }
 }
+
+/**
+ * A registered customer (never forgotten) without a data key row: deleted, or lost to a restore of an
+ * older backup. A new key would have hidden it for good: their earlier events would stay sealed under
+ * the lost key while the new ones read, and `crm verify --chain` would no longer see a key missing.
+ */
+export class CustomerDataKeyMissing extends Error {
+  constructor(readonly customerId: string) {
+    super(
+      `Customer ${customerId} has no data key: its row in customer_keys was deleted or lost to a restore, so their personal data cannot be read or recorded. ` +
+        'Restore the row from a backup (crm verify --chain names every such customer); nothing was recorded.',
+    );
+    this.name = 'CustomerDataKeyMissing';
+  }
+}
+
+/** The event that starts a customer, and with it their data key. */
+const KEY_CREATING_EVENT = 'CustomerRegistered';
 
 /** One cipher per field: written before v2, still read (stored events are never rewritten). */
 const V1 = 'enc:v1:';
@@ -311,8 +333,9 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
     return key;
   };
 
-  const keyForWriting = async (customerId: string): Promise<Buffer> => {
+  const keyForWriting = async (customerId: string, creates: boolean): Promise<Buffer> => {
     let key = await lookup(customerId);
+    if (key === undefined && !creates) throw new CustomerDataKeyMissing(customerId);
     if (key === undefined) {
       const fresh = randomBytes(KEY_BYTES);
       await sql`
@@ -338,7 +361,7 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
       // One v2 group per event: reveal decrypts every v2 field of the event as one.
       if (spec.fields.some((f) => isEncryptedTogether(data[f])))
         throw new Error(`${type} already holds personal fields encrypted together; no more can join them`);
-      const key = await keyForWriting(customerId);
+      const key = await keyForWriting(customerId, type === KEY_CREATING_EVENT);
       const out: Record<string, unknown> = { ...data };
       encryptTogether(key, customerId, present, data, out);
       return out;
@@ -381,7 +404,7 @@ export async function createPersonalData(db: Kysely<unknown>, options: PersonalD
     },
 
     async seal(customerId, context, text) {
-      return sealText(await keyForWriting(customerId), customerId, context, text);
+      return sealText(await keyForWriting(customerId, false), customerId, context, text);
     },
 
     async open(customerId, context, sealed) {

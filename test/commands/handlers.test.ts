@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { createBatchCommands } from '../../commands/batch.ts';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
 import { DomainError } from '../../domain/errors.ts';
 import { ERASED } from '../../domain/shared.ts';
@@ -9,6 +10,7 @@ import type { EventStore } from '../../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../../eventstore/errors.ts';
 import { createPersonalData, decodeRecordedEvent, type PersonalData } from '../../eventstore/personal-data.ts';
 import { connectPostgres, createPostgresEventStore, type SqlDatabase } from '../../eventstore/postgres/index.ts';
+import { TEST_CUSTOMER_ID_KEY } from '../support/fixtures.ts';
 import { testSchemas } from '../support/postgres.ts';
 
 const schemas = testSchemas('commands');
@@ -421,6 +423,29 @@ describe('command handling on PostgreSQL', () => {
     );
     expect(error.code).toBe('customer.forgotten');
     expect(await storedEvents()).toBe(stored);
+  });
+
+  it('a customer whose key row was deleted (not forgotten) is refused naming it; no new key hides the loss, one at a time or in a batch', async () => {
+    const { id } = await register();
+    // As after a restore of an older customer_keys, or a deleted row: a fresh handler, with no key cached.
+    await sql`DELETE FROM ${sql.table(`${schemas.events}.customer_keys`)} WHERE customer_id = ${id}`.execute(database.db);
+    const fresh = await createPersonalData(database.db, { schema: schemas.events });
+    const handler = createCrmCommands({ store, personalData: fresh, clock: () => new Date('2026-03-01T09:00:00.000Z') });
+    const stored = await storedEvents();
+    const error = await refusal(handler.execute({ type: 'ChangeCustomerDetails', customerId: id, email: `${randomUUID()}@example.com` }, ctx()));
+    expect(error.code).toBe('customer.data_key_missing');
+    expect(error.message).toMatch(/Restore the row from a backup \(crm verify --chain names/);
+    const batch = createBatchCommands({ store, personalData: fresh, customerIdKey: TEST_CUSTOMER_ID_KEY });
+    const [outcome] = await batch.executeBatch([
+      {
+        command: { type: 'SubmitFeedback', customerId: id, kind: 'praise', channel: 'web', subject: 'Thanks', body: 'Great' },
+        ctx: ctx({ idempotencyKey: randomUUID() }),
+      },
+    ]);
+    expect(outcome).toMatchObject({ ok: false, error: { code: 'customer.data_key_missing' } });
+    expect(await storedEvents()).toBe(stored);
+    const { rows } = await sql`SELECT 1 FROM ${sql.table(`${schemas.events}.customer_keys`)} WHERE customer_id = ${id}`.execute(database.db);
+    expect(rows).toEqual([]);
   });
 
   it("two processes with their own caches see each other's events before deciding", async () => {
