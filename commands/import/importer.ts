@@ -13,6 +13,7 @@ import { checkDefaultOwner } from './default-owner.ts';
 import {
   columnOf,
   customerEmailOf,
+  DATING_COLUMNS,
   detectKind,
   importKinds,
   RowRejected,
@@ -253,6 +254,17 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
       },
     });
 
+  /**
+   * A file that dates its rows: a CSV file has its time columns in every row, an NDJSON line may leave
+   * one out. Such a line, after lines that had it, is read as the CSV row with an empty cell is
+   * (refused where the time is needed), not recorded at the import's own time for good.
+   */
+  const datedColumns = new Set<string>();
+  const datedAlike = (row: Row): void => {
+    for (const column of Object.keys(row)) if (DATING_COLUMNS.has(column)) datedColumns.add(column);
+    for (const column of datedColumns) if (!Object.hasOwn(row, column)) row[column] = '';
+  };
+
   const reject = async (row: RejectedRow) => {
     if (row !== unreadableFrom) counts.rejected += 1;
     await options.onRejected(row);
@@ -437,6 +449,7 @@ export async function runImport(batch: BatchCommands, records: AsyncIterable<Imp
         );
       }
       if (counts.rows <= COLUMNS_FROM_ROWS) for (const column of Object.keys(record.row)) fileColumns.add(column);
+      datedAlike(record.row);
       let items: PreparedItem[];
       let types: CommandType[];
       try {

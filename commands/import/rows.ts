@@ -897,6 +897,9 @@ const TIME_COLUMNS = {
   CompleteActivity: ['completed_at'],
 } as const satisfies Partial<Record<CommandType, readonly string[]>>;
 
+/** Every column that dates a step of some row (`occurred_at`, `registered_at`, ...). */
+export const DATING_COLUMNS: ReadonlySet<string> = new Set(Object.values(TIME_COLUMNS).flat());
+
 /** The commands an import's rows may become. */
 export type ImportedCommandType = keyof typeof TIME_COLUMNS;
 

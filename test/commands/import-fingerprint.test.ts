@@ -81,6 +81,23 @@ describe('import: a row imported before is known by what it means', () => {
     expect(await store.readStream(`customer-${importedCustomerId(email)}`)).toHaveLength(1);
   });
 
+  it('refuses an NDJSON line that leaves out the time its file dates its lines with, as a CSV row with the cell empty', async () => {
+    const email = `${randomUUID()}@example.com`;
+    await importing(['name,email,registered_at', `Ada,${email},1997-01-01`]);
+    const lines = [
+      { order_id: 'n-1', customer_email: email, amount: 5, currency: 'EUR', occurred_at: '1997-02-01T00:00:00Z' },
+      { order_id: 'n-2', customer_email: email, amount: 6, currency: 'EUR' },
+    ];
+    const rejected: RejectedRow[] = [];
+    const outcome = await runImport(
+      createBatchCommands({ customerIdKey: TEST_CUSTOMER_ID_KEY, store, personalData }),
+      parseRecords(Readable.from([lines.map((line) => JSON.stringify(line)).join('\n')]), 'ndjson'),
+      { actor, onRejected: (row) => void rejected.push(row) },
+    );
+    expect(outcome).toMatchObject({ imported: 1, rejected: 1 });
+    expect(rejected).toEqual([{ line: 2, reason: expect.stringMatching(/^occurred_at: empty in a file that dates its rows/) }]);
+  });
+
   it("records a purchase without a currency in the run's currency, and takes one an earlier importer stored as EUR as the same row", async () => {
     const email = `${randomUUID()}@example.com`;
     const stream = `customer-${importedCustomerId(email)}`;
