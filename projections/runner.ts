@@ -718,7 +718,5 @@ export class ProjectionRunner {
     } else if (outcome.kind === 'skipped') {
       this.failed.add(p.name);
     }
-    // A wait for it ends now (it is no longer waited for), and asks `stoppedBefore`.
-    if (this.failed.has(p.name)) this.notifyWaiters();
   }
 }
