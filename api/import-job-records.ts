@@ -101,8 +101,19 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
   /** Bad rows stored so far, per job saved from this process. */
   const rejectedSaved = new Map<string, number>();
 
+  /**
+   * Jobs that ended more than the kept days ago, with their bad rows. A job still recorded as running
+   * whose heartbeat is that old ended then, killed with its process: kept for good before (with the
+   * addresses its bad rows quote) when its key never imported again.
+   */
   const expire = (handle: Kysely<unknown>) =>
-    sql`DELETE FROM ${jobs} WHERE status <> 'running' AND finished_at < now() - make_interval(days => ${IMPORT_REPORT_KEPT_DAYS})`.execute(handle);
+    sql`DELETE FROM ${jobs} WHERE CASE WHEN status = 'running' THEN heartbeat_at ELSE finished_at END < now() - make_interval(days => ${IMPORT_REPORT_KEPT_DAYS})`.execute(
+      handle,
+    );
+
+  /** Records a job told dead as failed (only if still running: it may have ended meanwhile), so the table says what the API says. */
+  const recordOrphaned = (handle: Kysely<unknown>, id: string) =>
+    sql`UPDATE ${jobs} SET status = 'failed', error = ${ORPHANED}, finished_at = heartbeat_at WHERE id = ${id} AND status = 'running'`.execute(handle);
 
   const isDead = async (handle: Kysely<unknown>, row: Pick<JobRow, 'id' | 'heartbeat_at' | 'now'>): Promise<boolean> =>
     row.now.getTime() - row.heartbeat_at.getTime() > IMPORT_ABANDONED_AFTER_MS || (await liveness.abandoned(handle, lockKey(row.id)));
@@ -154,9 +165,7 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
             SELECT id, heartbeat_at, now() AS now FROM ${jobs} WHERE owner = ${job.owner} AND status = 'running' ORDER BY seq`.execute(trx);
           for (const row of rows) {
             if (!(await isDead(trx, row))) return row.id;
-            // Only if still running: told dead after a look that takes seconds, it may have ended meanwhile.
-            await sql`UPDATE ${jobs} SET status = 'failed', error = ${ORPHANED}, finished_at = heartbeat_at
-              WHERE id = ${row.id} AND status = 'running'`.execute(trx);
+            await recordOrphaned(trx, row.id);
           }
           await sql`INSERT INTO ${jobs} (id, owner, kind, format, default_owner, status, bytes, counts, started_at)
             VALUES (${job.id}, ${job.owner}, ${job.kind}, ${job.format}, ${job.defaultOwner}, 'running', ${job.bytes},
@@ -207,6 +216,7 @@ export function createImportJobRecords(db: Kysely<unknown>, schema: string, opti
         // meanwhile saved its end, then let its lock go, and is not dead.
         const again = await read();
         if (again && again.status !== 'running') [row, dead] = [again, false];
+        else await recordOrphaned(db, id);
       }
       const { rows: bad } = await sql<{ line: number; reason: string }>`SELECT line, reason FROM ${rejected} WHERE job_id = ${id} ORDER BY n`.execute(db);
       return {

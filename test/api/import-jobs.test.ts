@@ -547,6 +547,11 @@ describe('import jobs across processes (replicas, a crash)', () => {
       error: expect.stringMatching(/stopped .*send the same file again/),
       finishedAt: expect.any(String),
     });
+    // The table says so too, for those who read it with SQL.
+    const { rows: recorded } = await sql<{ status: string }>`SELECT status FROM ${sql.id(schemas.read, 'import_jobs')} WHERE id = ${job.id}`.execute(
+      crm.database.db,
+    );
+    expect(recorded).toEqual([{ status: 'failed' }]);
     const again = await start(b, csv('name,email', 'Cy,cy@replicas.example'), 'key-crash');
     await ended(again);
     expect(again).toMatchObject({ status: 'done', counts: { imported: 1 } });
@@ -568,6 +573,24 @@ describe('import jobs across processes (replicas, a crash)', () => {
       crm.database.db,
     );
     expect(rows[0]!.n).toBe(0);
+  });
+
+  it('drops a job its killed process left recorded as running, 7 days after its last heartbeat, whether or not its key imports again', async () => {
+    const jobs = replica(crm.batch);
+    const table = (name: string) => sql.id(schemas.read, name);
+    const job = await start(jobs, csv('name,email', 'Kim,not-an-email'), 'key-killed');
+    await ended(job);
+    // As a process killed mid-import leaves it: still running, its heartbeat stopped 8 days ago.
+    await sql`UPDATE ${table('import_jobs')} SET status = 'running', finished_at = NULL, heartbeat_at = now() - interval '8 days' WHERE id = ${job.id}`.execute(
+      crm.database.db,
+    );
+    const other = await start(jobs, csv('name,email', 'Lu,lu@expiry.example'), 'key-other');
+    await ended(other);
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${table('import_job_rejected_rows')} WHERE job_id = ${job.id}`.execute(
+      crm.database.db,
+    );
+    expect(rows[0]!.n).toBe(0);
+    expect(await jobs.get(job.id)).toBeUndefined();
   });
 
   it('on the embedded database, reads an import this process did not start as dead (one process per data folder)', async () => {
