@@ -4,7 +4,7 @@ import { userSnapshot, type UserSnapshot } from '../domain/user/decider.ts';
 import { DomainError, invalidState } from '../domain/errors.ts';
 import { isSameInstant } from '../domain/time.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
-import { MAX_STREAMS_PER_APPEND, type AppendResult, type EventStore, type NewEvent, type StreamAppend } from '../eventstore/contract.ts';
+import { MAX_STREAMS_PER_APPEND, type AppendResult, type EventStore, type NewEvent, type StreamAppend, type StreamRead } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../eventstore/errors.ts';
 import { personalSubjectOf, type PersonalData } from '../eventstore/personal-data.ts';
 import { readStoredEvent } from '../eventstore/unreadable-event.ts';
@@ -518,9 +518,16 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
     }
   };
 
-  /** The streams a pass decided on that have events to append, with their keys loaded and personal data encrypted. */
-  const appendsOf = async (working: Map<string, Working>): Promise<{ appending: [string, Working][]; appends: StreamAppend[] }> => {
+  /**
+   * The streams a pass decided on that have events to append, with their keys loaded and personal data
+   * encrypted; and those it only read (a deal's customer), at the revisions read: the append stands
+   * only while they do (`dependsOn`), so a deals file opens no deal for a customer forgotten meanwhile.
+   */
+  const appendsOf = async (working: Map<string, Working>): Promise<{ appending: [string, Working][]; appends: StreamAppend[]; reads: StreamRead[] }> => {
     const appending = [...working.entries()].filter(([, w]) => w.events.length > 0);
+    const reads = [...working.entries()].flatMap(([stream, w]): StreamRead[] =>
+      w.events.length > 0 ? [] : [{ stream, revision: w.base.revision < 0 ? 'no_stream' : w.base.revision }],
+    );
     // Keys are created for registrations only: another event of a customer without one is refused (protect).
     const subjectsOf = (registering: boolean) =>
       appending.flatMap(([, w]) =>
@@ -537,7 +544,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       for (const e of w.events) events.push(personalFields[e.type as CrmEventType] ? { ...e, data: await protectNoting(e) } : e);
       appends.push({ stream, events, expectedRevision: w.base.revision < 0 ? 'no_stream' : w.base.revision });
     }
-    return { appending, appends };
+    return { appending, appends, reads: appending.length > 0 ? reads : [] };
   };
 
   /**
@@ -547,11 +554,11 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
    * events after its `CustomerForgotten` (999 activities in one run). Refused as the API refuses a
    * forgotten customer, and the batch decided again, where the decider refuses those rows.
    */
-  const appendUnlessForgotten = async (appends: StreamAppend[]): Promise<AppendResult[]> => {
+  const appendUnlessForgotten = async (appends: StreamAppend[], reads: readonly StreamRead[]): Promise<AppendResult[]> => {
     const subjects = appends.flatMap((a) => a.events.flatMap((e) => personalSubjectOf(e.type, e.data) ?? []));
     const [forgotten] = subjects.length > 0 ? await personalData.refreshForgotten(subjects) : [];
     if (forgotten !== undefined) throw customerForgotten(forgotten);
-    return store.appendToStreams(appends);
+    return store.appendToStreams(appends, reads.length > 0 ? { dependsOn: reads } : {});
   };
 
   /** What the stream holds once a pass's events are stored: kept for the next batches. */
@@ -604,12 +611,13 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       await holdAddresses(streams, slice, outcomes, batch.addresses);
       const working = await decideAll(streams, slice, firstEventIds, outcomes);
       let appends: StreamAppend[] = [];
+      let reads: StreamRead[] = [];
       try {
         const decided = await appendsOf(working);
         const { appending } = decided;
-        appends = decided.appends;
+        ({ appends, reads } = decided);
         if (appending.length > 0) {
-          const results = await appendUnlessForgotten(appends);
+          const results = await appendUnlessForgotten(appends, reads);
           markStoredBefore(appends, results, outcomes, (i) => slice[i] !== undefined);
           appending.forEach(([stream, w], i) => rememberDecided(stream, w, results[i]!.nextExpectedRevision));
         }
@@ -631,11 +639,12 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         // Streams that others keep writing (API clients during an import) must not hold the rest of the
         // batch back: the streams that were not in conflict are appended now, the others decided again.
         let progress = false;
-        if (error instanceof WrongExpectedRevisions) {
+        // Not when a stream only read moved: the rows decided on it are not told apart from the others.
+        if (error instanceof WrongExpectedRevisions && !error.conflicts.some((c) => reads.some((r) => r.stream === c.stream))) {
           const conflicted = new Set(error.conflicts.map((c) => c.stream));
           const rest = appends.filter((a) => !conflicted.has(a.stream));
           if (rest.length > 0 && rest.length < appends.length) {
-            progress = await appendUnlessForgotten(rest).then(
+            progress = await appendUnlessForgotten(rest, reads).then(
               (results) => {
                 markStoredBefore(rest, results, outcomes, (i) => slice[i] !== undefined);
                 return true;
@@ -701,7 +710,7 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
       inFlight.delete(mine);
       done();
     };
-    let first: { appending: [string, Working][]; appends: StreamAppend[] } | undefined;
+    let first: Awaited<ReturnType<typeof appendsOf>> | undefined;
     if (!mine.doomed) {
       try {
         first = await exclusive(async () => {
@@ -736,11 +745,11 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         await previous;
         if (mine.fault) throw mine.fault.error;
         if (!first || mine.doomed) return await exclusive(() => decideAndAppend(batch));
-        const { appending, appends } = first;
+        const { appending, appends, reads } = first;
         if (appends.length === 0) return batch.outcomes;
         let results: AppendResult[];
         try {
-          results = await appendUnlessForgotten(appends);
+          results = await appendUnlessForgotten(appends, reads);
           markStoredBefore(appends, results, batch.outcomes);
         } catch (error) {
           const stale = error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict;

@@ -4,7 +4,7 @@ import type { MergeCustomer } from '../domain/customer/commands.ts';
 import { customerSnapshot, decideMerge, MAX_MERGE_CHAIN, type CustomerSnapshot } from '../domain/customer/decider.ts';
 import { defaultSlaPolicy, type SlaPolicy } from '../domain/feedback/sla.ts';
 import { EventMetadata } from '../domain/metadata.ts';
-import { MAX_APPEND_BYTES, type AppendResult, type EventStore, type NewEvent } from '../eventstore/contract.ts';
+import { MAX_APPEND_BYTES, type AppendResult, type EventStore, type NewEvent, type StreamRead } from '../eventstore/contract.ts';
 import { IdempotencyConflict, WrongExpectedRevision } from '../eventstore/errors.ts';
 import { type PersonalData } from '../eventstore/personal-data.ts';
 import type { EmailIndex } from '../eventstore/email-index.ts';
@@ -409,6 +409,12 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     const decided = new Map<number, { revision: number; eventIds: string[] }>();
     /** Idempotency keys decided in this group: a retry sent again meanwhile gets the first one's answer. */
     const keys = new Map<string, { index: number; commandHash: string | undefined }>();
+    /**
+     * The other streams the deciding members read (a deal's customer, an activity's deal), at the
+     * revision read: the append stands only while they do (`dependsOn`), so a deal is not opened for a
+     * customer forgotten, merged or deactivated meanwhile, nor a consent-only campaign sent after the consent went.
+     */
+    const read = new Map<string, number>();
     for (const [index, { prepared, ctx }] of members.entries()) {
       if (folded < plain.length) {
         if (folded === 0) state = copyState(state);
@@ -418,8 +424,14 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       const revision = base.revision + plain.length;
       const current: LoadedStream<unknown> = { state, revision, position: base.position, ids: base.ids };
       // The command's checks read its own stream as the commands before it in the group leave it.
-      const from: Load = <K extends AggregateKind>(k: K, i: string) =>
-        streamOf(k, i) === stream ? Promise.resolve(current as LoadedStream<AggregateStates[K]>) : load(k, i);
+      const readNow = new Map<string, number>();
+      const from: Load = async <K extends AggregateKind>(k: K, i: string) => {
+        const other = streamOf(k, i);
+        if (other === stream) return current as LoadedStream<AggregateStates[K]>;
+        const loaded = await load(k, i);
+        if (!readNow.has(other)) readNow.set(other, loaded.revision);
+        return loaded;
+      };
       try {
         const { metadata, command } = prepared;
         await readReferences(prepared, ctx, from);
@@ -449,6 +461,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
         plain.push(...encoded.plain);
         decided.set(index, { revision: base.revision + plain.length, eventIds: encoded.events.map((e) => e.id) });
         if (key !== undefined && encoded.events.length > 0) keys.set(key, { index, commandHash: metadata.commandHash });
+        for (const [other, revision] of readNow) if (!read.has(other)) read.set(other, revision);
         outcomes.push('decided');
       } catch (error) {
         outcomes.push({ error });
@@ -462,10 +475,15 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     }
     if (events.length > 0) {
       try {
-        appended = await store.appendToStream(stream, events, { expectedRevision: base.revision < 0 ? 'no_stream' : base.revision });
+        const dependsOn = [...read].map(([other, revision]): StreamRead => ({ stream: other, revision: revision < 0 ? 'no_stream' : revision }));
+        appended = await store.appendToStream(stream, events, {
+          expectedRevision: base.revision < 0 ? 'no_stream' : base.revision,
+          ...(dependsOn.length > 0 ? { dependsOn } : {}),
+        });
       } catch (error) {
         // Someone else wrote, or the outcome is unknown: the next load catches up from the store.
         cache.stale(stream);
+        if (error instanceof WrongExpectedRevision && error.stream !== stream) cache.stale(error.stream);
         // Another process wrote (or stored a retry of one of these keys): nothing of the group is stored, decided again.
         if (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict) return 'lost';
         throw error;

@@ -26,6 +26,29 @@ export interface NewEvent {
 export interface AppendOptions {
   /** Defaults to `'any'`. */
   expectedRevision?: ExpectedRevision;
+  /**
+   * Other streams the decision read (a deal's customer), each at the revision it was read at: the
+   * append is refused with `WrongExpectedRevision` naming the first one that moved since, and nothing
+   * is stored, so a deal is never opened after its customer was forgotten in between. PostgreSQL and
+   * PGlite check them in the append's transaction, under the same stream locks as a write to them;
+   * EventStoreDB reads them just before appending (a narrower window, not none: eventstore/README.md).
+   */
+  dependsOn?: readonly StreamRead[];
+}
+
+export interface StreamsAppendOptions {
+  /**
+   * Streams the batch's decisions read without writing them (the customers of a deals file), as in
+   * `AppendOptions.dependsOn`: one that moved is named in `WrongExpectedRevisions` beside the streams
+   * written, and nothing is appended. None of them may be one of the streams written.
+   */
+  dependsOn?: readonly StreamRead[];
+}
+
+/** A stream as a decision read it: the revision of its last event then (`'no_stream'`: it had none). */
+export interface StreamRead {
+  stream: string;
+  revision: number | 'no_stream';
 }
 
 export interface AppendResult {
@@ -117,7 +140,7 @@ export interface EventStore {
    * already (same ids and content) counts as done, as a retried single append does. EventStoreDB
    * appends stream by stream: each stream is atomic, the batch is not (see eventstore/README.md).
    */
-  appendToStreams(appends: StreamAppend[]): Promise<AppendResult[]>;
+  appendToStreams(appends: StreamAppend[], options?: StreamsAppendOptions): Promise<AppendResult[]>;
   /** Events of one stream; an empty array when the stream does not exist. */
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   /**

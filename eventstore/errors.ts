@@ -41,7 +41,7 @@ export class IdempotencyConflict extends EventStoreError {
 /** Input the store refuses before touching storage: empty lists, invalid stream names, oversized payloads. */
 export class InvalidAppend extends EventStoreError {
   constructor(
-    readonly reason: 'empty_event_list' | 'invalid_stream_name' | 'payload_too_large' | 'invalid_event' | 'invalid_expected_revision',
+    readonly reason: 'empty_event_list' | 'invalid_stream_name' | 'payload_too_large' | 'invalid_event' | 'invalid_expected_revision' | 'invalid_depends_on',
     message: string,
   ) {
     super(message);

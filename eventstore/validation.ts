@@ -10,6 +10,7 @@ import {
   type ReadAllOptions,
   type ReadStreamOptions,
   type StreamAppend,
+  type StreamRead,
 } from './contract.ts';
 import { InvalidAppend, InvalidReadOptions } from './errors.ts';
 
@@ -44,6 +45,23 @@ export const normalizeExpectedRevision = (expected: unknown): ExpectedRevision =
     'invalid_expected_revision',
     `Invalid expected revision ${JSON.stringify(expected)}: expected a revision >= 0, 'no_stream', 'exists' or 'any'`,
   );
+};
+
+/** The streams an append depends on (AppendOptions.dependsOn), checked: named once each, none of the streams appended to. */
+export const checkDependsOn = (written: string | readonly string[], dependsOn: unknown): StreamRead[] => {
+  if (dependsOn === undefined) return [];
+  if (!Array.isArray(dependsOn)) throw new InvalidAppend('invalid_depends_on', 'dependsOn must be an array of { stream, revision }');
+  const seen = new Set<string>(typeof written === 'string' ? [written] : written);
+  return dependsOn.map((read: unknown) => {
+    const { stream: other, revision } = (read ?? {}) as { stream?: unknown; revision?: unknown };
+    const name = assertStreamName(other);
+    if (seen.has(name)) throw new InvalidAppend('invalid_depends_on', `dependsOn names ${name} twice, or the stream appended to`);
+    seen.add(name);
+    const expected = normalizeExpectedRevision(revision);
+    if (expected !== 'no_stream' && typeof expected !== 'number')
+      throw new InvalidAppend('invalid_depends_on', `dependsOn ${name}: a revision >= 0 or 'no_stream', not ${JSON.stringify(revision)}`);
+    return { stream: name, revision: expected };
+  });
 };
 
 const toJson = (value: unknown, what: string, index: number): string => {

@@ -23,10 +23,13 @@ import type {
   RecordedEvent,
   SubscribeOptions,
   StreamAppend,
+  StreamRead,
+  StreamsAppendOptions,
   SubscriptionMessage,
 } from '../contract.ts';
 import { EventStoreError, IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../errors.ts';
 import {
+  checkDependsOn,
   checkReadAllOptions,
   checkReadStreamOptions,
   normalizeExpectedRevision,
@@ -150,12 +153,25 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
     });
   };
 
+  /** The streams read that moved since (dependsOn): no transaction spans two streams here, so they are read just before the append. */
+  const movedSince = async (reads: readonly StreamRead[]): Promise<{ stream: string; expected: ExpectedRevision; actual: number }[]> => {
+    const moved = [];
+    for (const read of reads) {
+      const actual = (await readStream(read.stream, { direction: 'backwards', maxCount: 1 }))[0]?.revision ?? -1;
+      if (actual !== (read.revision === 'no_stream' ? -1 : read.revision)) moved.push({ stream: read.stream, expected: read.revision, actual });
+    }
+    return moved;
+  };
+
   const appendToStream = async (stream: string, events: NewEvent[], appendOptions: AppendOptions = {}): Promise<AppendResult> => {
     const prepared = prepareAppend(stream, events);
     const expected = normalizeExpectedRevision(appendOptions.expectedRevision);
+    const dependsOn = checkDependsOn(stream, appendOptions.dependsOn);
     assertOpen();
     try {
       await ready();
+      const [moved] = await movedSince(dependsOn);
+      if (moved) throw new WrongExpectedRevision(moved.stream, moved.expected, moved.actual);
       // Without a revision to lean on, look for the ids first.
       if (expected === 'any' || expected === 'exists') {
         const earlier = findEarlierAppend(stream, prepared, await readRange(stream, 0));
@@ -302,8 +318,14 @@ export function createEventStoreDbStore(url: string, options: EventStoreDbOption
    * later stream leaves the earlier ones appended; appending the same batch again skips them (same
    * event ids), so a caller that retries after re-deciding the conflicting streams ends complete.
    */
-  const appendToStreams = async (appends: StreamAppend[]): Promise<AppendResult[]> => {
+  const appendToStreams = async (appends: StreamAppend[], options: StreamsAppendOptions = {}): Promise<AppendResult[]> => {
     const parts = prepareStreamAppends(appends);
+    const reads = checkDependsOn(
+      parts.map((p) => p.stream),
+      options.dependsOn,
+    );
+    const moved = await movedSince(reads);
+    if (moved.length > 0) throw new WrongExpectedRevisions(moved);
     const results: AppendResult[] = [];
     for (const part of parts) {
       try {

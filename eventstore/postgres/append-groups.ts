@@ -1,4 +1,4 @@
-import type { AppendResult, ExpectedRevision } from '../contract.ts';
+import type { AppendResult, ExpectedRevision, StreamRead } from '../contract.ts';
 import { EventStoreUnavailable } from '../errors.ts';
 import type { PreparedEvent } from '../validation.ts';
 
@@ -7,6 +7,8 @@ export interface PendingAppend {
   stream: string;
   expected: ExpectedRevision;
   events: PreparedEvent[];
+  /** Streams the decision read, which must still stand at those revisions (AppendOptions.dependsOn). */
+  dependsOn?: readonly StreamRead[];
 }
 
 /** What became of one append of a group: stored (or already stored), refused, or not tried because another was refused. */
@@ -50,15 +52,21 @@ export function createAppendGroups(options: AppendGroupsOptions): { append(appen
   const take = (): Waiter[] => {
     const group: Waiter[] = [];
     const streams = new Set<string>();
+    // Streams the group's appends depend on: none of them is written in the same call, whose checks
+    // all see the streams as they stood before it (a deal would pass its customer's check beside the forget).
+    const read = new Map<string, ExpectedRevision>();
     let events = 0;
     for (let i = 0; i < waiting.length;) {
       const waiter = waiting[i]!;
-      const { stream } = waiter.append;
+      const { stream, dependsOn = [] } = waiter.append;
       const size = waiter.append.events.length;
       const fits = group.length === 0 || events + size <= options.maxEvents;
-      if (fits && !streams.has(stream) && !streamsInFlight.has(stream)) {
+      // Two reads of one stream in a call are one check: at the same revision.
+      const apart = !read.has(stream) && dependsOn.every((d) => !streams.has(d.stream) && (read.get(d.stream) ?? d.revision) === d.revision);
+      if (fits && apart && !streams.has(stream) && !streamsInFlight.has(stream)) {
         group.push(waiter);
         streams.add(stream);
+        for (const d of dependsOn) read.set(d.stream, d.revision);
         events += size;
         waiting.splice(i, 1);
       } else {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
 import { Observable } from 'rxjs';
 import { likePrefix } from '../../shared/sql.ts';
+import { MAX_STREAMS_PER_APPEND } from '../contract.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -15,11 +16,12 @@ import type {
   ReadStreamsOptions,
   RecordedEvent,
   StreamAppend,
+  StreamsAppendOptions,
   SubscribeOptions,
   SubscriptionMessage,
 } from '../contract.ts';
-import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, WrongExpectedRevision, WrongExpectedRevisions } from '../errors.ts';
-import { checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend, prepareStreamAppends } from '../validation.ts';
+import { EventStoreError, EventStoreUnavailable, IdempotencyConflict, InvalidAppend, WrongExpectedRevision, WrongExpectedRevisions } from '../errors.ts';
+import { checkDependsOn, checkReadAllOptions, checkReadStreamOptions, normalizeExpectedRevision, prepareAppend, prepareStreamAppends } from '../validation.ts';
 import type { SqlDatabase } from './database.ts';
 import { assertStoreFitsServer, FINAL_POSITION_BOUND, finalBoundAndHead, migrateEventStore, quoteIdentifier, settleFinal } from './migrations.ts';
 import { createAppendGroups, type GroupOutcome, type PendingAppend } from './append-groups.ts';
@@ -208,7 +210,9 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
   };
 
   /** One stream's append in its own call: append_events, a prepared statement where the engine allows. */
-  const appendAlone = async ({ stream, expected, events: prepared }: PendingAppend): Promise<AppendResult> => {
+  const appendAlone = async (append: PendingAppend): Promise<AppendResult> => {
+    if (append.dependsOn?.length) return appendDepending(append);
+    const { stream, expected, events: prepared } = append;
     assertOpen();
     let row: AppendRow | undefined;
     const params = [
@@ -277,16 +281,31 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     return rows;
   };
 
-  /** A group of single-stream appends (append-groups.ts): each keeps its own outcome. */
+  /**
+   * A group of single-stream appends (append-groups.ts): each keeps its own outcome. The streams an
+   * append depends on go in the same call without events, each at the revision read: append_streams
+   * checks them under their stream locks, as the streams written.
+   */
   const appendGroup = async (parts: PendingAppend[]): Promise<GroupOutcome[]> => {
+    // Each stream read once (the groups put together only reads of a stream at one revision).
+    const reads = [
+      ...new Map(
+        parts.flatMap((part) => (part.dependsOn ?? []).map((d): [string, PendingAppend] => [d.stream, { stream: d.stream, expected: d.revision, events: [] }])),
+      ).values(),
+    ];
     let rows: StreamsAppendRow[];
     try {
-      rows = await callAppendStreams(parts);
+      rows = await callAppendStreams(reads.length === 0 ? parts : [...parts, ...reads]);
     } catch (error) {
       throw mapError(error);
     }
-    return rows.map((row, i): GroupOutcome => {
+    const moved = new Map(rows.slice(parts.length).flatMap((row, i) => (row.outcome === 'wrong_revision' ? [[reads[i]!.stream, Number(row.revision)]] : [])));
+    return rows.slice(0, parts.length).map((row, i): GroupOutcome => {
       const part = parts[i]!;
+      // A stream it read moved: refused as its own stream's conflict would be (a stored retry still counts as done).
+      const read = row.outcome === 'duplicate' ? undefined : part.dependsOn?.find((d) => moved.has(d.stream));
+      if (read && row.outcome !== 'wrong_revision' && row.outcome !== 'idempotency_conflict')
+        return { kind: 'refused', error: new WrongExpectedRevision(read.stream, read.revision, moved.get(read.stream)!) };
       switch (row.outcome) {
         case 'appended':
           return { kind: 'done', result: { nextExpectedRevision: Number(row.revision), position: BigInt(row.last_position!) } };
@@ -302,20 +321,47 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     });
   };
 
+  /** An append that depends on other streams, alone: the one-part group of `appendGroup`. */
+  const appendDepending = async (append: PendingAppend): Promise<AppendResult> => {
+    let outcome: GroupOutcome | undefined;
+    try {
+      [outcome] = await appendGroup([append]);
+    } catch (error) {
+      if (isUniqueViolation(error, 'events_event_id_unique')) throw new IdempotencyConflict(append.events[0]!.id, append.stream);
+      throw error;
+    }
+    if (outcome?.kind === 'done') return outcome.result;
+    if (outcome?.kind === 'refused') throw outcome.error;
+    throw new EventStoreError('append_streams skipped an append that was refused nowhere');
+  };
+
   const appendsInFlight = options.appendsInFlight ?? DEFAULT_APPENDS_IN_FLIGHT;
   const groups = appendsInFlight > 0 ? createAppendGroups({ appendOne: appendAlone, appendGroup, maxInFlight: appendsInFlight, maxEvents: 1_000 }) : undefined;
 
   const appendToStream = async (stream: string, events: NewEvent[], options: AppendOptions = {}): Promise<AppendResult> => {
-    const append: PendingAppend = { stream, events: prepareAppend(stream, events), expected: normalizeExpectedRevision(options.expectedRevision) };
+    const dependsOn = checkDependsOn(stream, options.dependsOn);
+    const append: PendingAppend = {
+      stream,
+      events: prepareAppend(stream, events),
+      expected: normalizeExpectedRevision(options.expectedRevision),
+      ...(dependsOn.length > 0 ? { dependsOn } : {}),
+    };
     assertOpen();
     return groups ? groups.append(append) : appendAlone(append);
   };
 
-  const appendToStreams = async (appends: StreamAppend[]): Promise<AppendResult[]> => {
+  const appendToStreams = async (appends: StreamAppend[], options: StreamsAppendOptions = {}): Promise<AppendResult[]> => {
     const parts = prepareStreamAppends(appends);
+    // The streams read go in the same call without events: checked under their locks, never written.
+    const reads = checkDependsOn(
+      parts.map((p) => p.stream),
+      options.dependsOn,
+    ).map((read): PendingAppend => ({ stream: read.stream, expected: read.revision, events: [] }));
+    if (parts.length + reads.length > MAX_STREAMS_PER_APPEND)
+      throw new InvalidAppend('payload_too_large', `A multi-stream append takes at most ${MAX_STREAMS_PER_APPEND} streams, read ones included`);
     let rows: StreamsAppendRow[];
     try {
-      rows = await callAppendStreams(parts);
+      rows = await callAppendStreams([...parts, ...reads]);
     } catch (error) {
       if (isUniqueViolation(error, 'events_event_id_unique')) {
         const id = /\(event_id\)=\(([^)]+)\)/.exec((error as { detail?: string }).detail ?? '')?.[1];
@@ -326,11 +372,12 @@ export async function createPostgresEventStore(database: SqlDatabase, options: P
     }
     const reused = rows.find((row) => row.outcome === 'idempotency_conflict');
     if (reused) throw new IdempotencyConflict(reused.conflict_id ?? '', reused.stream);
+    const all = [...parts, ...reads];
     const conflicts = rows.flatMap((row, i) =>
-      row.outcome === 'wrong_revision' ? [{ stream: row.stream, expected: parts[i]!.expected, actual: Number(row.revision) }] : [],
+      row.outcome === 'wrong_revision' ? [{ stream: row.stream, expected: all[i]!.expected, actual: Number(row.revision) }] : [],
     );
     if (conflicts.length > 0) throw new WrongExpectedRevisions(conflicts);
-    return rows.map((row) => ({
+    return rows.slice(0, parts.length).map((row) => ({
       nextExpectedRevision: Number(row.revision),
       position: BigInt(row.last_position ?? '0'),
       ...(row.outcome === 'duplicate' ? { duplicate: true as const } : {}),

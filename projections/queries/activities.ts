@@ -9,6 +9,7 @@ import {
   scoped,
   type ReadScope,
 } from './scope.ts';
+import { ofCustomerAndMerged } from './customers.ts';
 import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import type { ActivityRow } from '../read-models/activity-fold.ts';
 
@@ -130,7 +131,12 @@ export async function customerActivities(
 ): Promise<Page<ActivityView> | undefined> {
   if (!(await rowById(source, 'customers', 'customer_id', customerId, [], scoped(scope, customerInScope)))) return undefined;
   return byCustomerOwner(scope, (lookup) =>
-    list(source, [sql`t.customer_id = ${uuidOf(customerId)}`, ...scoped(scope, (s) => activityInScope(source, s, lookup))], query, null),
+    list(
+      source,
+      [ofCustomerAndMerged(source, uuidOf(customerId), sql`t.customer_id`), ...scoped(scope, (s) => activityInScope(source, s, lookup))],
+      query,
+      null,
+    ),
   );
 }
 

@@ -1,6 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import { byCustomerOwner, type CustomerOwnerLookup, dealInScope, ownedOrCustomerListScope, scoped, type ReadScope } from './scope.ts';
 import { baseAmount, baseCurrencyOf, baseSums, inBase, missingLabel, missingRatesOf, unlessRebuilding } from './exchange-rates.ts';
+import { ofCustomerAndMerged } from './customers.ts';
 import { iso, isoDate, listOf, num, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import type { DealRow } from '../read-models/deal-fold.ts';
 import { PIPELINE_MONTHS, PIPELINE_STAGES } from '../read-models/pipeline.ts';
@@ -131,7 +132,8 @@ export async function listDeals(source: ReadModelSource, query: DealListQuery = 
   if (query.status === 'open') where.push(sql`t.stage NOT IN ('won', 'lost')`);
   else if (query.status) where.push(sql`t.stage = ${query.status}`);
   if (query.ownerId) where.push(sql`t.owner_id = ${query.ownerId}`);
-  if (query.customerId) where.push(sql`t.customer_id = ${uuidOf(query.customerId)}`);
+  // The customer's deals and those of the duplicates merged into it, as its counters count them.
+  if (query.customerId) where.push(ofCustomerAndMerged(source, uuidOf(query.customerId), sql`t.customer_id`));
   if (query.expectedCloseFrom) where.push(sql`t.expected_close_date >= ${query.expectedCloseFrom}::date`);
   if (query.expectedCloseTo) where.push(sql`t.expected_close_date <= ${query.expectedCloseTo}::date`);
   const list = (extra: RawBuilder<unknown>[], lookup: CustomerOwnerLookup) =>

@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { byCustomerOwner, feedbackInScope, ownedOrCustomerListScope, scoped, type ReadScope } from './scope.ts';
+import { ofCustomerAndMerged } from './customers.ts';
 import { iso, listOf, type Page, type ReadModelSource, rowById, type SortSpec, uuidOf } from './page.ts';
 import type { FeedbackRow } from '../read-models/feedback-fold.ts';
 
@@ -111,7 +112,8 @@ export async function listFeedback(source: ReadModelSource, query: FeedbackListQ
   if (query.priority) where.push(sql`t.priority = ${query.priority}`);
   if (query.kind) where.push(sql`t.kind = ${query.kind}`);
   if (query.channel) where.push(sql`t.channel = ${query.channel}`);
-  if (query.customerId) where.push(sql`t.customer_id = ${uuidOf(query.customerId)}`);
+  // The customer's feedback and that of the duplicates merged into it, as its counters count them.
+  if (query.customerId) where.push(ofCustomerAndMerged(source, uuidOf(query.customerId), sql`t.customer_id`));
   if (query.assigneeId) where.push(sql`t.assignee_id = ${query.assigneeId}`);
   if (query.breached === true) where.push(sql`(${FIRST_RESPONSE_BREACHED} OR ${RESOLUTION_BREACHED})`);
   if (query.breached === false) where.push(sql`NOT (${FIRST_RESPONSE_BREACHED} OR ${RESOLUTION_BREACHED})`);

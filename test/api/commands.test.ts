@@ -211,6 +211,41 @@ describe('customer commands', () => {
     expect(await eventCount(h)).toBe(stored);
   });
 
+  it("lists a merged duplicate's deals, feedback and activities under its primary, whose counters count them", async () => {
+    const primary = await register();
+    const duplicate = await register();
+    const deal = accepted(
+      await send('sales', 'POST', '/deals', {
+        customerId: duplicate.id,
+        title: 'Fleet',
+        amount: 100,
+        currency: 'EUR',
+        ownerId: 'sam',
+        expectedCloseDate: '2027-01-31',
+      }),
+      201,
+    );
+    const feedback = accepted(
+      await send('support', 'POST', '/feedback', { customerId: duplicate.id, kind: 'complaint', channel: 'web', subject: 'Late', body: 'Where?' }),
+      201,
+    );
+    const activity = accepted(await send('sales', 'POST', `/customers/${duplicate.id}/activities`, { kind: 'note', subject: 'Call back', body: 'Ring' }), 201);
+    const merged = accepted(await send('sales', 'POST', `/customers/${primary.id}/merge`, { duplicateId: duplicate.id }, { 'if-match': '"0"' }));
+    const ids = async (url: string) =>
+      json<{ items: { id: string }[] }>(await h.app.inject({ method: 'GET', url: `${url}waitFor=${merged.position}`, headers: h.auth('sales') })).items.map(
+        (i) => i.id,
+      );
+    expect(json(await h.app.inject({ method: 'GET', url: `/customers/${primary.id}?waitFor=${merged.position}`, headers: h.auth('sales') }))).toMatchObject({
+      dealsOpen: 1,
+      openFeedbackCount: 1,
+    });
+    expect(await ids(`/deals?customerId=${primary.id}&`)).toEqual([deal.id]);
+    expect(await ids(`/feedback?customerId=${primary.id}&`)).toEqual([feedback.id]);
+    expect(await ids(`/customers/${primary.id}/activities?`)).toEqual([activity.id]);
+    // The duplicate's own lists still hold them.
+    expect(await ids(`/deals?customerId=${duplicate.id}&`)).toEqual([deal.id]);
+  });
+
   it("refunds a merged duplicate's order on the duplicate, and the primary says where such an order is", async () => {
     const primary = await register();
     const duplicate = await register();

@@ -334,7 +334,7 @@ describe('batch import', () => {
     const store: typeof runtime.store = {
       ...runtime.store,
       engine: runtime.store.engine,
-      appendToStreams: async (appends) => {
+      appendToStreams: async (appends, options) => {
         appendSizes.push(appends.length);
         if (appends.length > 1)
           for (const { stream } of appends) {
@@ -344,7 +344,7 @@ describe('batch import', () => {
               { actor: admin, correlationId: `other-${writes}` },
             );
           }
-        return runtime.store.appendToStreams(appends);
+        return runtime.store.appendToStreams(appends, options);
       },
     };
     writeFileSync(join(folder, 'st-purchases.csv'), purchasesCsv(24, 8));
@@ -381,9 +381,9 @@ describe('batch import', () => {
     // The other run stores the whole file between this run's first decision and its first append.
     let other: Awaited<ReturnType<typeof run>> | undefined;
     const raced = Object.assign(Object.create(runtime.store) as typeof runtime.store, {
-      appendToStreams: async (appends: Parameters<typeof runtime.store.appendToStreams>[0]) => {
+      appendToStreams: async (...[appends, options]: Parameters<typeof runtime.store.appendToStreams>) => {
         other ??= await run(runtime.store);
-        return runtime.store.appendToStreams(appends);
+        return runtime.store.appendToStreams(appends, options);
       },
     });
     const late = await run(raced);
@@ -403,14 +403,14 @@ describe('batch import', () => {
     // records a purchase for one of them, so that append is refused while the third is decided on it.
     let calls = 0;
     const racing = Object.assign(Object.create(runtime.store) as typeof runtime.store, {
-      appendToStreams: async (appends: Parameters<typeof runtime.store.appendToStreams>[0]) => {
+      appendToStreams: async (...[appends, options]: Parameters<typeof runtime.store.appendToStreams>) => {
         if ((calls += 1) === 2) {
           await runtime.commands.execute(
             { type: 'RecordPurchase', customerId: importedCustomerId('c0@example.com'), orderId: 'api-1', amount: 5, currency: 'USD' },
             { actor: admin, correlationId: 'api-1', idempotencyKey: 'api-1' },
           );
         }
-        return runtime.store.appendToStreams(appends);
+        return runtime.store.appendToStreams(appends, options);
       },
     });
     const input = purchasesCsv(60, 5);
@@ -452,12 +452,12 @@ describe('batch import', () => {
       // The process dies on the third batch: its append is lost, or committed with no answer.
       let calls = 0;
       const crashing = Object.assign(Object.create(runtime.store) as typeof runtime.store, {
-        appendToStreams: async (appends: Parameters<typeof runtime.store.appendToStreams>[0]) => {
+        appendToStreams: async (...[appends, options]: Parameters<typeof runtime.store.appendToStreams>) => {
           if ((calls += 1) === 3) {
-            if (when === 'after') await runtime.store.appendToStreams(appends);
+            if (when === 'after') await runtime.store.appendToStreams(appends, options);
             throw new Error(`simulated crash ${when} the commit`);
           }
-          return runtime.store.appendToStreams(appends);
+          return runtime.store.appendToStreams(appends, options);
         },
       });
       const input = when === 'before' ? text : purchasesCsv(90, 10).replace(/^o(?=\d)/gm, 'p');

@@ -83,10 +83,10 @@ const watched = (hooks: { beforeAppend?: (call: number) => Promise<void>; afterR
     store: {
       ...store,
       engine: store.engine,
-      appendToStreams: async (list) => {
+      appendToStreams: async (list, options) => {
         appends.push(list.map((a) => ({ stream: a.stream, expected: a.expectedRevision, events: a.events.length })));
         await hooks.beforeAppend?.(appends.length);
-        return store.appendToStreams(list);
+        return store.appendToStreams(list, options);
       },
       readStreams: async (streams, options) => {
         reads.push([...streams]);
@@ -761,6 +761,24 @@ describe('batch commands: concurrent writers and faults', () => {
     expect(racedOutcomes).toMatchObject([{ ok: false, error: { code: 'customer.forgotten' } }, { ok: true }]);
     expect(await ordersOf(other!)).toContain('o1');
   });
+  it('a deal decided on its customer, which is merged into another before the append: the row is decided again and refused, the other rows stored', async () => {
+    const [duplicate, primary, other] = await registered(3);
+    const w = watched({
+      beforeAppend: async (call) => {
+        if (call === 1) await api.execute({ type: 'MergeCustomer', customerId: primary!, duplicateId: duplicate! }, { actor, correlationId: 'api-merge' });
+      },
+    });
+    const deal = (customerId: string, dealId = randomUUID()) =>
+      item(
+        { type: 'OpenDeal', dealId, customerId, title: 'Fleet', amount: 100, currency: 'EUR', ownerId: 'sam', expectedCloseDate: '2027-01-31' },
+        `deal-${dealId}`,
+      );
+    const [refused, stored] = [deal(duplicate!), deal(other!)];
+    expect(await handler(w).executeBatch([refused, stored])).toMatchObject([{ ok: false, error: { code: 'customer.merged' } }, { ok: true }]);
+    expect(await store.readStream(`deal-${refused.command.dealId as string}`)).toEqual([]);
+    expect(await store.readStream(`deal-${stored.command.dealId as string}`)).toHaveLength(1);
+  });
+
   it('a customer forgotten after a pipelined batch was decided and encrypted, before its append: the rows are refused, nothing follows the forget', async () => {
     const [earlier, forgotten] = await registered(2);
     const forgetDone = gate();

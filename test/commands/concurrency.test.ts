@@ -115,6 +115,80 @@ describe('commands on one stream', () => {
   });
 });
 
+describe('records that refer to a customer, racing a change of that customer in another process', () => {
+  const recordsOf = (customerId: string) => ({
+    deal: { type: 'OpenDeal', customerId, title: 'Fleet', amount: 100, currency: 'EUR', ownerId: 'sam', expectedCloseDate: '2027-01-31' },
+    feedback: { type: 'SubmitFeedback', customerId, kind: 'complaint', channel: 'web', subject: 'Late', body: 'Where is it?' },
+    activity: { type: 'LogActivity', customerId, kind: 'note', subject: 'Call back', body: 'Ring them' },
+  });
+
+  // (A deactivation is not among them: a deal dated before it is the customer's, whenever it is stored.)
+  it.each([
+    ['forgotten', 'ForgetCustomer', ['deal', 'feedback', 'activity'], 'customer.forgotten'],
+    ['merged into another', 'MergeCustomer', ['deal', 'feedback'], 'customer.merged'],
+  ] as const)('records nothing on a customer %s meanwhile: each record is stored before that event, or refused', async (_, type, kinds, code) => {
+    const inA = a.commands();
+    const inB = b.commands();
+    const customerId = await register(inA);
+    const records = kinds.map((kind) => recordsOf(customerId)[kind]);
+    const stored: bigint[] = [];
+    const refused: string[] = [];
+    let stop = false;
+    const writers = Array.from({ length: 4 }, async () => {
+      while (!stop)
+        for (const outcome of await Promise.allSettled(records.map((command) => inA.execute(command, ctx()))))
+          if (outcome.status === 'fulfilled') stored.push(outcome.value.position);
+          else refused.push((outcome.reason as { code?: string }).code ?? String(outcome.reason));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const change = type === 'MergeCustomer' ? { type, customerId: await register(inB), duplicateId: customerId } : { type, customerId };
+    const changed = await inB.execute(change, ctx());
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    stop = true;
+    await Promise.all(writers);
+    expect(stored.length).toBeGreaterThan(0);
+    expect(stored.filter((position) => position > changed.position)).toEqual([]);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(new Set(refused)).toEqual(new Set([code]));
+  });
+});
+
+describe('a consent-only campaign racing the withdrawal of consent in another process', () => {
+  it('refuses a send decided on the consent read before the withdrawal and appended after it', async () => {
+    // Process A's appends to the campaign wait at a gate: A has read the customer (consenting) and
+    // decided the send when B withdraws the consent.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let arrived!: () => void;
+    const atGate = new Promise<void>((resolve) => (arrived = resolve));
+    const gated: EventStore = {
+      ...a.store,
+      appendToStream: async (stream, events, options) => {
+        if (stream.startsWith('campaign-') && events.some((e) => e.type === 'CampaignResponseRecorded')) {
+          arrived();
+          await gate;
+        }
+        return a.store.appendToStream(stream, events, options);
+      },
+    };
+    const inA = createCrmCommands({ store: gated, personalData: a.personalData, queue: { windowMs: 60_000 } });
+    const inB = b.commands();
+    const campaign = await inA.execute(
+      { type: 'CreateCampaign', name: 'Members', channel: 'email', budget: 100, currency: 'EUR', targetSegment: { marketingConsentOnly: true } },
+      ctx(),
+    );
+    await inA.execute({ type: 'LaunchCampaign', campaignId: campaign.id }, ctx());
+    const customerId = (await inA.execute({ type: 'RegisterCustomer', name: 'Member', email: `${randomUUID()}@example.com`, marketingConsent: true }, ctx()))
+      .id;
+    const sending = inA.execute({ type: 'RecordCampaignResponse', campaignId: campaign.id, customerId, kind: 'sent' }, ctx());
+    await atGate;
+    await inB.execute({ type: 'ChangeCustomerDetails', customerId, marketingConsent: false }, ctx());
+    open();
+    await expect(sending).rejects.toMatchObject({ code: 'campaign.marketing_consent_required' });
+    expect((await a.store.readStream(`campaign-${campaign.id}`)).map((e) => e.type)).not.toContain('CampaignResponseRecorded');
+  });
+});
+
 describe('a claimed revision (If-Match)', () => {
   it('is checked against the store, not against a state this process cached before another wrote', async () => {
     const inA = a.commands();

@@ -540,10 +540,10 @@ describe('import: rows, batches and counts', () => {
     const gated: EventStore = {
       ...store,
       engine: store.engine,
-      appendToStreams: async (appends_) => {
+      appendToStreams: async (appends_, options) => {
         // The first append waits until the next batches are decided: they are decided while this one is stored.
         if ((appends += 1) === 1) await all;
-        const results = await store.appendToStreams(appends_);
+        const results = await store.appendToStreams(appends_, options);
         stored += 1;
         return results;
       },
@@ -653,9 +653,9 @@ describe('import: stops and faults', () => {
     const failing: EventStore = {
       ...store,
       engine: store.engine,
-      appendToStreams: async (appends) => {
+      appendToStreams: async (appends, options) => {
         if ((calls += 1) === 2) throw new Error('disk full');
-        return store.appendToStreams(appends);
+        return store.appendToStreams(appends, options);
       },
     };
     const rejected: RejectedRow[] = [];

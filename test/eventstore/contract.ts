@@ -175,6 +175,62 @@ export function eventStoreContract(harness: EngineHarness): void {
       });
     });
 
+    describe('appendToStream with the streams a decision read (dependsOn)', () => {
+      it('appends while each stream read stands at its revision, and refuses, storing nothing, once one moved', async () => {
+        const store = await harness.createStore();
+        const customer = `${aggregate()}-1`;
+        const deal = `${aggregate()}-1`;
+        await store.appendToStream(customer, [newEvent()], { expectedRevision: 'no_stream' });
+        const missing = `${aggregate()}-1`;
+        const ok = await store.appendToStream(deal, [newEvent('DealOpened', { n: 1 })], {
+          expectedRevision: 'no_stream',
+          dependsOn: [
+            { stream: customer, revision: 0 },
+            { stream: missing, revision: 'no_stream' },
+          ],
+        });
+        expect(ok.nextExpectedRevision).toBe(0);
+        // The customer moves (forgotten, say) between the read and the next deal's append.
+        await store.appendToStream(customer, [newEvent('CustomerForgotten', {})], { expectedRevision: 0 });
+        const refused = await caught(
+          store.appendToStream(deal, [newEvent('DealOpened', { n: 2 })], { expectedRevision: 0, dependsOn: [{ stream: customer, revision: 0 }] }),
+        );
+        expect(refused).toBeInstanceOf(WrongExpectedRevision);
+        expect(refused).toMatchObject({ stream: customer, expected: 0, actual: 1 });
+        const created = await caught(
+          store.appendToStream(missing, [newEvent()], { expectedRevision: 'no_stream', dependsOn: [{ stream: customer, revision: 'no_stream' }] }),
+        );
+        expect(created).toMatchObject({ stream: customer, actual: 1 });
+        expect((await store.readStream(deal)).map((e) => e.data)).toEqual([{ n: 1 }]);
+        expect(await store.readStream(missing)).toEqual([]);
+        // Read again at its revision now, the append goes through.
+        const again = await store.appendToStream(deal, [newEvent('DealOpened', { n: 3 })], {
+          expectedRevision: 0,
+          dependsOn: [{ stream: customer, revision: 1 }],
+        });
+        expect(again.nextExpectedRevision).toBe(1);
+        await store.close();
+      });
+
+      it('refuses dependsOn naming the stream appended to, a stream twice, or a revision that is not one', async () => {
+        const store = await harness.createStore();
+        const stream = `${aggregate()}-1`;
+        const other = `${aggregate()}-1`;
+        for (const dependsOn of [
+          [{ stream, revision: 0 }],
+          [
+            { stream: other, revision: 0 },
+            { stream: other, revision: 0 },
+          ],
+          [{ stream: other, revision: 'any' }],
+          [{ stream: 'no dash', revision: 0 }],
+        ])
+          expect(await caught(store.appendToStream(stream, [newEvent()], { dependsOn: dependsOn as never }))).toBeInstanceOf(InvalidAppend);
+        expect(await store.readStream(stream)).toEqual([]);
+        await store.close();
+      });
+    });
+
     describe('idempotency', () => {
       it('returns the original result and appends nothing when the same events come again', async () => {
         const store = await harness.createStore();

@@ -41,6 +41,46 @@ describe('group commit on PostgreSQL', () => {
     expect(new Set(results.map((result) => result.position)).size).toBe(streams.length);
   });
 
+  it('groups appends that depend on one stream: they read it, none writes it', async () => {
+    const store = await createStore();
+    const customer = streamName();
+    await store.appendToStream(customer, [newEvent()], { expectedRevision: 'no_stream' });
+    const results = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        store.appendToStream(`deal-${randomUUID()}`, [newEvent('DealOpened', {})], {
+          expectedRevision: 'no_stream',
+          dependsOn: [{ stream: customer, revision: 0 }],
+        }),
+      ),
+    );
+    expect(new Set(results.map((result) => transactionOf(result.position))).size).toBeLessThan(results.length);
+  });
+
+  it('never stores an append that depends on a stream in the same call that writes that stream: each deal is before the forget or refused', async () => {
+    for (let round = 0; round < 5; round++) {
+      const store = await createStore();
+      const customer = streamName();
+      await store.appendToStream(customer, [newEvent()], { expectedRevision: 'no_stream' });
+      const deals = Array.from({ length: 30 }, () => `deal-${randomUUID()}`);
+      const open = (deal: string) =>
+        store.appendToStream(deal, [newEvent('DealOpened', {})], { expectedRevision: 'no_stream', dependsOn: [{ stream: customer, revision: 0 }] });
+      // The forget arrives amid the deals: some wait in the group being formed beside it.
+      const settled = await Promise.allSettled([
+        ...deals.slice(0, 15).map(open),
+        store.appendToStream(customer, [newEvent('CustomerForgotten', {})], { expectedRevision: 0 }),
+        ...deals.slice(15).map(open),
+      ]);
+      const forget = settled[15]!;
+      expect(forget.status).toBe('fulfilled');
+      const forgottenAt = (forget as PromiseFulfilledResult<{ position: bigint }>).value.position;
+      const stored = settled.filter((o, i) => i !== 15 && o.status === 'fulfilled') as PromiseFulfilledResult<{ position: bigint }>[];
+      for (const deal of stored) expect(deal.value.position).toBeLessThan(forgottenAt);
+      for (const o of settled.filter((o) => o.status === 'rejected'))
+        expect(o.reason).toMatchObject({ name: 'WrongExpectedRevision', stream: customer, actual: 1 });
+      expect(stored.length + settled.filter((o) => o.status === 'rejected').length).toBe(30);
+    }
+  });
+
   it('refuses only the append whose expected revision is wrong; the others of its group are stored', async () => {
     const store = await createStore();
     const stale = streamName();
