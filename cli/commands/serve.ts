@@ -69,11 +69,13 @@ const listenRefused = (host: string, port: number, error: NodeJS.ErrnoException)
 };
 
 /**
- * HOST is an address of this machine, or a name this machine resolves to one, checked before the
- * database is opened (by listening on it, any port, for a moment): a mistyped one failed only at
- * listen, after the start-up, with a stack trace and exit code 1, or never while the database was waited for.
+ * HOST is an address of this machine, or a name this machine resolves to one, and PORT is free there,
+ * checked before the database is opened (by listening on them for a moment): a mistyped host failed
+ * only at listen, after the start-up, with a stack trace and exit code 1, or never while the database
+ * was waited for; a port in use failed after this process had taken projection leases, which the
+ * server already running then waited for until they expired.
  */
-const assertHostResolves = async (host: string): Promise<void> => {
+const assertCanListen = async (host: string, port: number): Promise<void> => {
   if (!isIP(host))
     await lookup(host).catch((error: NodeJS.ErrnoException) => {
       throw hostRefused(host, `neither an IP address nor a name this machine resolves (${error.code ?? error.message})`);
@@ -81,8 +83,9 @@ const assertHostResolves = async (host: string): Promise<void> => {
   const probe = createServer();
   await new Promise<void>((resolve, reject) => {
     probe.once('error', reject);
-    probe.listen({ host, port: 0 }, () => probe.close(() => resolve()));
+    probe.listen({ host, port }, () => probe.close(() => resolve()));
   }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EADDRINUSE' || (error.code === 'EACCES' && port !== 0)) throw listenRefused(host, port, error);
     throw hostRefused(
       host,
       error.code === 'EADDRNOTAVAIL' ? 'not an address of this machine' : `not one this process may listen on (${error.code ?? error.message})`,
@@ -110,7 +113,7 @@ CRM_SHUTDOWN_TIMEOUT_MS (25 s) names what it still waited on and exits with code
     tuneHeapForServing();
     const config = run.config;
     const port = intValue(run, 'port', config.http.port, 0, 65535);
-    await assertHostResolves(config.http.host);
+    await assertCanListen(config.http.host, port);
     // Loaded on use, so that `--help` stays instant.
     const { openCrm } = await import('../../runtime/crm.ts');
     const { ensureAdminKey } = await import('../../api/auth/api-keys.ts');

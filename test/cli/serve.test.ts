@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -144,6 +144,21 @@ describe('crm serve with a HOST it cannot listen on', () => {
       });
       expect(busy.code, busy.stderr).toBe(2);
       expect(busy.stderr).toContain(`cannot listen on 127.0.0.1:${port} (the port is in use)`);
+      // With a database that answers, refused before it is opened (a second server took projection
+      // leases, which the one running waited out): the embedded one is not even created.
+      const fresh = mkdtempSync(join(tmpdir(), 'crm-serve-busy-'));
+      try {
+        const second = await runCrm(['serve'], {
+          cwd: fresh,
+          env: { ...env, PORT: String(port), HOST: '127.0.0.1', CRM_DATA_DIR: join(fresh, 'data') },
+          timeoutMs: 30_000,
+        });
+        expect(second.code, second.stderr).toBe(2);
+        expect(second.stderr).toContain(`cannot listen on 127.0.0.1:${port} (the port is in use)`);
+        expect(existsSync(join(fresh, 'data'))).toBe(false);
+      } finally {
+        rmSync(fresh, { recursive: true, force: true });
+      }
     } finally {
       await new Promise((resolve) => taken.close(resolve));
     }
