@@ -52,7 +52,7 @@ export interface AuditServices {
   pointInTime: {
     stateAt(kind: string, id: string, asOf: Date, time?: TimeAxis): Promise<{ state: Record<string, unknown>; revision: number } | undefined>;
   };
-  verifyReadModels(options?: { onProgress?: (progress: VerifyProgress) => void }): Promise<ReadModelVerification>;
+  verifyReadModels(options?: { onProgress?: (progress: VerifyProgress) => void; signal?: AbortSignal }): Promise<ReadModelVerification>;
   /** `anchors`: global hashes kept outside the database, each checked against the chain as it stands. */
   verifyChains(options?: {
     onProgress?: (progress: { phase: string; checked: number }) => void;

@@ -82,6 +82,8 @@ export interface ReplayFailure {
 export interface VerifyOptions {
   /** Every projection whose tables are compared (read models and analytics). */
   projections: readonly Projection[];
+  /** Ctrl-C: a batch failing on the database is not tried again (projections/catch-up.ts). */
+  signal?: AbortSignal;
   onProgress?: (progress: VerifyProgress) => void;
 }
 
@@ -145,6 +147,7 @@ async function replayTo(
   projections: readonly Projection[],
   targets: Map<string, bigint>,
   onEvents: (events: number, total: number | null) => void,
+  signal?: AbortSignal,
 ): Promise<{ events: number }> {
   const codec = personalDataCodec(deps.personalData);
   const byPosition = new Map<bigint, Projection[]>();
@@ -169,6 +172,7 @@ async function replayTo(
       codec,
       untilPosition,
       onProgress: (progress) => onEvents(before + progress.events, total),
+      ...(signal ? { signal } : {}),
     });
     events += result.events;
   }
@@ -285,7 +289,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       // 1.1M events), and the shadow's own updates piled up as dead rows: the replay fell from 4,400
       // to 1,200 events/s as it went.
       const before = await livePositions(db, readSchema, projections);
-      const first = await replayTo(deps, shadow, projections, await targetsWithin(deps, before.positions, ahead), onEvents(0));
+      const first = await replayTo(deps, shadow, projections, await targetsWithin(deps, before.positions, ahead), onEvents(0), options.signal);
       // Then one pooled connection holds the live snapshot while the shadow catches up with what the
       // live projections applied meanwhile (a short stretch) and both are compared.
       ({ positions, tables, events, failed, replayFailures } = await db.connection().execute(async (connection) => {
@@ -294,7 +298,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
           const live = await livePositions(connection, readSchema, projections);
           const behind = projections.filter((p) => live.positions.get(p.name)! < before.positions.get(p.name)!).map((p) => p.name);
           if (behind.length > 0) throw new ReadModelsMovedBack(behind);
-          const rest = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), onEvents(first.events));
+          const rest = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), onEvents(first.events), options.signal);
           const stopped = await replayFailuresIn(deps, shadow, projections);
           // The shadow side on a connection of its own too: the comparison reads each side through a cursor (compare-tables.ts).
           const compared = await db
@@ -312,7 +316,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       const done = new Map(projections.map((p) => [p.name, 0n]));
       for (let attempt = 0; ; attempt++) {
         // Catching up from where the shadow stands: only the new events are replayed.
-        const replay = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), onEvents(events));
+        const replay = await replayTo(deps, shadow, projections, await targetsWithin(deps, live.positions, ahead), onEvents(events), options.signal);
         events += replay.events;
         for (const [name, position] of live.positions) done.set(name, position);
         replayFailures = await replayFailuresIn(deps, shadow, projections);

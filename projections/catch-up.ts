@@ -34,7 +34,19 @@ export interface CatchUpOptions {
   applyOptions?: ApplyOptions;
   /** Longest wait for events before the target that the feed does not show yet (open writers elsewhere). Default 30 s. */
   horizonWaitMs?: number;
+  /**
+   * A batch that keeps failing on the database (a lost connection, a stalled link) is tried again for
+   * this long, then the catch-up fails with that error (a command then ends with exit code 69).
+   * Default 30 s. Rebuild, replay and verify have an end: they do not wait out an outage as the
+   * projection runner does.
+   */
+  faultRetryMs?: number;
+  /** Aborted: a batch failing on the database is not tried again (Ctrl-C while the database is away). */
+  signal?: AbortSignal;
 }
+
+/** How long a one-shot catch-up tries a batch again while the database fails it. */
+export const CATCH_UP_FAULT_RETRY_MS = 30_000;
 
 /** Where a catch-up starts reading: the lowest checkpoint of its projections (the target if lower). */
 const startOf = (projections: readonly Projection[], checkpoints: Map<string, Checkpoint>, untilPosition: bigint): bigint =>
@@ -131,6 +143,18 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
   }
   const pages: Promise<Prepared>[] = [];
   const done = new Map(projections.map((p) => [p.name, 0]));
+  /** Since when the batches of this catch-up have kept failing on the database (undefined: the last one was applied). */
+  let failingSince: number | undefined;
+  const faultRetryMs = options.faultRetryMs ?? CATCH_UP_FAULT_RETRY_MS;
+  const given = options.applyOptions;
+  const applyOptions: ApplyOptions = {
+    ...given,
+    onTransientError: (error) => {
+      failingSince ??= Date.now();
+      given?.onTransientError?.(error);
+    },
+    shouldRetry: () => (given?.shouldRetry?.() ?? true) && !options.signal?.aborted && Date.now() - (failingSince ?? Date.now()) < faultRetryMs,
+  };
   const waiting: (() => void)[] = [];
   const changed = () => {
     for (const wake of waiting.splice(0)) wake();
@@ -225,7 +249,8 @@ export async function catchUp(options: CatchUpOptions): Promise<{ position: bigi
     if (!failed.has(p.name) && positions.get(p.name)! < endPosition) {
       const skips = skipped.get(p.name);
       const items = skips ? (await decoded).filter((i) => !skips.has(i.recorded.position)) : await decoded;
-      const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, options.applyOptions);
+      const outcome = await applyBatch(db, schema, p, items, endPosition, { eventsBehind: 0, secondsBehind: 0 }, applyOptions);
+      failingSince = undefined;
       positions.set(p.name, outcome.position);
       if (outcome.kind !== 'applied') failed.add(p.name);
     }

@@ -44,6 +44,8 @@ export interface ReplayOptions extends ReadSideDeps {
   /** Also create reporting views over the replayed tables in this schema. */
   reportingSchema?: string;
   onProgress?: (progress: ReplayProgress) => void;
+  /** Ctrl-C: a batch failing on the database is not tried again (projections/catch-up.ts). */
+  signal?: AbortSignal;
 }
 
 export interface ReplayProgress extends CatchUpProgress {
@@ -85,6 +87,7 @@ export async function replayInto(options: ReplayOptions): Promise<ReplayResult> 
     concurrent: options.concurrent,
     pageSize: options.pageSize ?? 5_000,
     onProgress: (p) => options.onProgress?.({ ...p, total }),
+    ...(options.signal ? { signal: options.signal } : {}),
   });
   if (options.reportingSchema) {
     await createReportingViews(db, { readSchema: schema, reportingSchema: options.reportingSchema, projections: options.projections });
@@ -179,6 +182,7 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       projections: selected,
       schema: shadow,
       onProgress: (p) => progress('replaying', p),
+      ...(options.signal ? { signal: options.signal } : {}),
     });
     events += first.events;
     if (first.failed.length > 0) {
@@ -212,6 +216,7 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
         concurrent: options.concurrent,
         untilPosition,
         onProgress: (p) => progress('catching-up', { ...p, events: events + p.events, total: rest === null ? null : events + rest }),
+        ...(options.signal ? { signal: options.signal } : {}),
       });
       events += more.events;
       if (more.failed.length > 0)

@@ -140,6 +140,7 @@ Example:
         untilTime: asOf,
         replace: true,
         ...(reportingSchema ? { reportingSchema } : {}),
+        signal: run.signal,
         onProgress: (p) => {
           if (run.signal.aborted) throw new Interrupted('interrupted: run the same command again (the schema is rebuilt from the start)');
           progress.update(p.events, p.total ?? undefined);

@@ -115,6 +115,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
   let result: ReadModelVerification;
   try {
     result = await runtime.audit.verifyReadModels({
+      signal: run.signal,
       onProgress: (p) => {
         if (run.signal.aborted) throw new Interrupted('interrupted: nothing was checked to the end and nothing was changed; run it again');
         if (p.phase === 'compare' && !comparing) {
