@@ -1,8 +1,8 @@
-import { accessSync, constants, createWriteStream, rmSync, statSync, type WriteStream } from 'node:fs';
-import { readdir, rename, rm } from 'node:fs/promises';
+import { accessSync, constants, createWriteStream, lstatSync, readlinkSync, realpathSync, rmSync, statSync, type WriteStream } from 'node:fs';
+import { chmod, chown, readdir, rename, rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { hostname } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from './command.ts';
 
 /**
@@ -77,10 +77,23 @@ const removeAbandoned = async (path: string, prefix: string): Promise<void> => {
  * earlier one under the name a reader trusts. The partial file goes with the process too: on an exit
  * before `commit` (a second Ctrl-C) it is removed, and one left by a killed run is removed by the next.
  */
-export const openReplacing = async (path: string, what: string): Promise<ReplacingFile> => {
+export const openReplacing = async (given: string, what: string): Promise<ReplacingFile> => {
   // Checked first: the whole file would be written beside it, then fail to replace a folder.
-  if (statSync(path, { throwIfNoEntry: false })?.isDirectory())
-    throw new UsageError(`cannot write ${what} to ${path}: it is a folder; name a file in it (${join(path, 'export.csv')})`);
+  const found = statSync(given, { throwIfNoEntry: false });
+  if (found?.isDirectory()) throw new UsageError(`cannot write ${what} to ${given}: it is a folder; name a file in it (${join(given, 'export.csv')})`);
+  // A pipe, a device or a socket (`/dev/stdout`, a FIFO a reader waits on) is written to as it is:
+  // renamed over, it was replaced by a plain file (as root, /dev/full among them) and its reader got nothing.
+  if (found && !found.isFile()) {
+    const stream = await open(given, given, what);
+    const close = async () => {
+      if (stream.closed) return;
+      stream.end();
+      await once(stream, 'close').catch(() => undefined);
+    };
+    return { stream, commit: close, discard: close };
+  }
+  // A link is followed: the file it names is replaced and the link stays.
+  const path = lstatSync(given, { throwIfNoEntry: false })?.isSymbolicLink() ? linkTarget(given) : given;
   // Host and process in the name: runs on two machines sharing the folder never take each other's file.
   const prefix = `.${basename(path)}.${hostname()}.`;
   await removeAbandoned(path, prefix);
@@ -105,6 +118,12 @@ export const openReplacing = async (path: string, what: string): Promise<Replaci
     stream,
     commit: async () => {
       await close();
+      // The file replaced keeps its permissions and owner: an export of personal data over a file
+      // readable by its owner alone was left readable by everyone.
+      if (found) {
+        await chmod(partial, found.mode & 0o7777);
+        await chown(partial, found.uid, found.gid).catch(() => undefined);
+      }
       await rename(partial, path);
       process.off('exit', removeAtExit);
     },
@@ -114,6 +133,15 @@ export const openReplacing = async (path: string, what: string): Promise<Replaci
       process.off('exit', removeAtExit);
     },
   };
+};
+
+/** Where a symbolic link points, whether or not that file exists yet. */
+const linkTarget = (link: string): string => {
+  try {
+    return realpathSync(link);
+  } catch {
+    return resolve(dirname(link), readlinkSync(link));
+  }
 };
 
 /** Writes `text`, waiting for the stream to drain when its buffer is full (reports stay bounded in memory). */

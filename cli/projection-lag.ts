@@ -13,7 +13,9 @@ export const projectionLag = async (runtime: CrmRuntime, readSchema: string, kin
   const head = await runtime.store.headPosition();
   const position = checkpoint?.position ?? 0n;
   const advice = `${consequence}; \`crm serve\` or \`crm project\` brings it up to date, \`crm projections\` shows its state`;
-  if (checkpoint?.state === 'failed') return `the ${kind} projection is stopped on a failed event at position ${checkpoint.failedPosition}: ${advice}.`;
+  // A running projection does not move past a failed event: an operator retries or skips it first.
+  if (checkpoint?.state === 'failed')
+    return `the ${kind} projection is stopped on a failed event at position ${checkpoint.failedPosition}: ${consequence}; \`crm projections\` shows the event and its error, and \`crm projections retry ${kind}\` (once the cause is fixed) or \`crm projections skip ${kind} --position ${checkpoint.failedPosition} --reason "..."\` lets it go on.`;
   if (position < head) return `the ${kind} read model is behind the event store (projected up to position ${position}, head ${head}): ${advice}.`;
   return undefined;
 };

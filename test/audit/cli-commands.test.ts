@@ -67,6 +67,21 @@ describe('audit commands before the read models are built', () => {
     const caughtUp = await crm(['verify']);
     expect(caughtUp.code, caughtUp.stdout + caughtUp.stderr).toBe(0);
     expect(caughtUp.stdout).not.toContain('not verified');
+
+    // Stopped on a failed event: a running projection does not move past it, so the advice is retry or skip.
+    const client = new pg.Client({ connectionString: schemas.url });
+    await client.connect();
+    try {
+      await client.query(`UPDATE ${schemas.read}.projection_checkpoints SET state = 'failed', failed_position = 7 WHERE name = 'customers'`);
+    } finally {
+      await client.end();
+    }
+    const stopped = await crm(['export', 'customers']);
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(stopped.stderr).toContain('the customers projection is stopped on a failed event at position 7');
+    expect(stopped.stderr).toContain('`crm projections retry customers`');
+    expect(stopped.stderr).toContain('`crm projections skip customers --position 7 --reason "..."`');
+    expect(stopped.stderr).not.toContain('brings it up to date');
   }, 300_000);
 
   it('crm verify --chain does not claim the global chain for events no seal covers yet', async () => {

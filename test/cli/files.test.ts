@@ -1,0 +1,62 @@
+import { spawn } from 'node:child_process';
+import { chmodSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openReplacing } from '../../cli/files.ts';
+
+/**
+ * `--output` of `crm export`: a file written whole or not at all, beside its path and moved there.
+ * An operator found it replacing what the path was: a link (the file it named kept its old content),
+ * a FIFO a reader waited on, `/dev/stdout` and `/dev/full` (as root), and a file readable by its owner
+ * alone came back readable by everyone.
+ */
+const folder = mkdtempSync(join(tmpdir(), 'crm-files-'));
+afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+const writeWhole = async (path: string, text: string) => {
+  const file = await openReplacing(path, 'the export');
+  file.stream.write(text);
+  await file.commit();
+};
+
+describe('openReplacing', () => {
+  it('keeps the permissions of the file it replaces', async () => {
+    const path = join(folder, 'secret.csv');
+    writeFileSync(path, 'old\n');
+    chmodSync(path, 0o600);
+    await writeWhole(path, 'new\n');
+    expect(readFileSync(path, 'utf8')).toBe('new\n');
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  it('replaces the file a link names and keeps the link, also a link to a file not there yet', async () => {
+    const target = join(folder, 'target.csv');
+    writeFileSync(target, 'old\n');
+    const link = join(folder, 'link.csv');
+    symlinkSync(target, link);
+    await writeWhole(link, 'new\n');
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readFileSync(target, 'utf8')).toBe('new\n');
+
+    const dangling = join(folder, 'dangling.csv');
+    symlinkSync('later.csv', dangling);
+    await writeWhole(dangling, 'first\n');
+    expect(readlinkSync(dangling)).toBe('later.csv');
+    expect(readFileSync(join(folder, 'later.csv'), 'utf8')).toBe('first\n');
+  });
+
+  it('writes into a FIFO as it is, for the reader waiting on it', async () => {
+    const fifo = join(folder, 'out.fifo');
+    const made = spawn('mkfifo', [fifo]);
+    await new Promise((resolve) => made.on('close', resolve));
+    const reader = spawn('cat', [fifo]);
+    let read = '';
+    reader.stdout.on('data', (chunk: Buffer) => (read += chunk.toString()));
+    const ended = new Promise((resolve) => reader.on('close', resolve));
+    await writeWhole(fifo, 'row\n');
+    await ended;
+    expect(read).toBe('row\n');
+    expect(statSync(fifo).isFIFO()).toBe(true);
+  });
+});
