@@ -51,4 +51,23 @@ describe('crm api-key list', () => {
     expect(line('staying laptop')).toMatch(/ support +active /);
     expect(line('robot')).toMatch(/ active /);
   });
+
+  it('makes no admin key: neither a list once the last one was revoked, nor a create with its arguments wrong', async () => {
+    const env = schemaEnv(schemas);
+    const created = await runCrm(['api-key', 'create', '--name', 'only admin', '--role', 'admin', '--json'], { cwd: folder, env });
+    expect(created.code, created.stderr).toBe(0);
+    const { id } = JSON.parse(created.stdout) as { id: string };
+    const listAdmins = async () => (await runCrm(['api-key', 'list'], { cwd: folder, env })).stdout.split('\n').filter((l) => / admin +active /.test(l));
+    // A revoked leak stays revoked: every active admin key goes.
+    for (const l of await listAdmins()) expect((await runCrm(['api-key', 'revoke', l.split(/\s+/)[0]!], { cwd: folder, env })).code).toBe(0);
+    expect(await listAdmins()).toEqual([]);
+    const listed = await runCrm(['api-key', 'list'], { cwd: folder, env });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stderr).not.toContain('created one');
+    expect(listed.stdout).toContain(`${id}  admin`);
+    const wrong = await runCrm(['api-key', 'create', '--role', 'admin'], { cwd: folder, env });
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('--name is required');
+    expect(await listAdmins()).toEqual([]);
+  });
 });
