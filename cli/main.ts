@@ -11,8 +11,11 @@ import { commands } from './commands/index.ts';
 // has nowhere to go, which ends the command as SIGPIPE would, not with an unhandled error.
 for (const stream of [process.stdout, process.stderr])
   stream.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE') throw error;
-    process.exit(process.exitCode ?? 0);
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    // Output that cannot be written (a full disk under `> file`): said in one line, not thrown from here with a stack.
+    const advice = FILE_ERRORS[error.code ?? '']?.advice;
+    if (stream === process.stdout) process.stderr.write(`crm: cannot write the output: ${fileErrorText(error)}${advice ? `: ${advice}` : ''}.\n`);
+    process.exit(74); // EX_IOERR
   });
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -119,6 +122,35 @@ const damagedFiles = (error: unknown): string | undefined =>
     );
   });
 
+/**
+ * A file or folder of this machine that could not be made, opened or written (the data folder, a
+ * report, the output): a permission, a full or read-only disk, a read that failed. Printed with the
+ * stack as an unexpected error before, for what the operator fixes on the machine.
+ */
+const FILE_ERRORS: Record<string, { exit: number; advice: string }> = {
+  EACCES: { exit: 77, advice: 'run it as a user that may, or change the permissions' },
+  EPERM: { exit: 77, advice: 'run it as a user that may, or change the permissions' },
+  EROFS: { exit: 73, advice: 'the file system is read-only: use a folder on a writable one' },
+  ENOSPC: { exit: 74, advice: 'the disk is full: free some space and run it again' },
+  EDQUOT: { exit: 74, advice: 'the disk quota is used up: free some space and run it again' },
+  EEXIST: { exit: 73, advice: 'a file is in the way of a folder the CRM makes: move it, or choose another path (CRM_DATA_DIR)' },
+  ENOTDIR: { exit: 73, advice: 'a file is in the way of a folder the CRM makes: move it, or choose another path (CRM_DATA_DIR)' },
+  EIO: { exit: 74, advice: 'the device failed to read or write: check the disk, or choose another file' },
+};
+
+const fileErrorText = (error: NodeJS.ErrnoException): string =>
+  `${error.code ?? 'error'} ${error.syscall ?? ''}${error.path ? ` ${error.path}` : ''}`.replace(/ +/g, ' ').trim();
+
+/** An operating-system error about a path of this machine, here or in a cause. */
+const fileError = (error: unknown): NodeJS.ErrnoException | undefined => {
+  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 5; at = (at as { cause?: unknown }).cause, depth++) {
+    const e = at as NodeJS.ErrnoException;
+    // A path, or a read or write of an open file: not a socket's refusal (a port is the listen's own message).
+    if (typeof e.code === 'string' && e.code in FILE_ERRORS && (e.path !== undefined || e.syscall === 'read' || e.syscall === 'write')) return e;
+  }
+  return undefined;
+};
+
 /** Errors the user can act on are printed as advice; anything else keeps its stack for a bug report. */
 const report = (error: unknown): number => {
   if (error instanceof ConfigError) {
@@ -160,6 +192,12 @@ const report = (error: unknown): number => {
         '(CRM_DATA_DIR) or the database from a backup, and check the restored one with `crm verify --chain --anchors-file <your anchors>`.',
     );
     return 74; // EX_IOERR
+  }
+  const file = fileError(error);
+  if (file) {
+    const { exit, advice } = FILE_ERRORS[file.code!]!;
+    err(`crm ${running?.command.name ?? ''}: ${fileErrorText(file)}: ${advice}.`);
+    return exit;
   }
   err(`crm: unexpected error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   return 1;
