@@ -1,4 +1,4 @@
-import { EmbeddedDatabaseInUse, OutcomeUnknown, type EventStoreUnavailable } from '../eventstore/errors.ts';
+import { EmbeddedDatabaseInUse, OutcomeUnknown, refusedConnectionSettings, type EventStoreUnavailable } from '../eventstore/errors.ts';
 import type { CliCommand, CommandRun, DatabaseUse } from './command.ts';
 
 /**
@@ -14,6 +14,8 @@ export const unavailableAdvice = (
   // Nothing to wait for: the message says which process holds the folder and what to do.
   if (error instanceof EmbeddedDatabaseInUse) return `crm: ${error.message}`;
   const name = running ? `crm ${running.command.name}${running.args.positionals[0] ? ` ${running.args.positionals[0]}` : ''}` : 'the command';
+  const settings = refusedConnectionSettings(error);
+  if (settings) return `crm: the database is not available.\n  ${error.message}\n  Nothing was changed: ${settings}, then run ${name} again.`;
   const declared = running?.command.database;
   const use: DatabaseUse = (typeof declared === 'function' ? declared(running!.args) : declared) ?? { kind: 'writes' };
   const unknown = error instanceof OutcomeUnknown;

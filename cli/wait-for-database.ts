@@ -1,4 +1,4 @@
-import { EventStoreUnavailable } from '../eventstore/errors.ts';
+import { EventStoreUnavailable, refusedConnectionSettings } from '../eventstore/errors.ts';
 import { createBackoff, pause } from '../eventstore/backoff.ts';
 import { Interrupted, type CommandRun } from './command.ts';
 
@@ -40,7 +40,8 @@ export async function openWhenDatabaseAnswers<T>(
         if (waitingSince !== undefined) run.err(`The database answers after ${Math.round((clock() - waitingSince) / 1_000)} s; starting.`);
         return opened;
       } catch (error) {
-        if (!(error instanceof EventStoreUnavailable)) throw error;
+        // A server that refuses the name or the credentials refuses them again after any wait.
+        if (!(error instanceof EventStoreUnavailable) || refusedConnectionSettings(error)) throw error;
         latest = error.message;
         const now = clock();
         if (waitingSince === undefined) {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EventStoreUnavailable } from '../../eventstore/errors.ts';
 import { openWhenDatabaseAnswers } from '../../cli/wait-for-database.ts';
+import { unavailableAdvice } from '../../cli/advice.ts';
 
 /** What the wait reads of a command's run: its database, its signal and where it speaks. */
 const runOn = (kind: 'postgres' | 'pglite', signal = new AbortController().signal) => {
@@ -43,6 +44,25 @@ describe('openWhenDatabaseAnswers', () => {
     const database = refusing();
     await expect(openWhenDatabaseAnswers(run, database.open, { maxWaitMs: 600 })).rejects.toThrow(EventStoreUnavailable);
     expect(database.attempts).toBeGreaterThan(1);
+  });
+
+  it('does not wait for a database that does not exist, nor on credentials the server refuses', async () => {
+    for (const [code, told] of [
+      ['3D000', 'does not exist'],
+      ['28P01', 'refused the user or password'],
+    ]) {
+      const { lines, run } = runOn('postgres');
+      let attempts = 0;
+      const refused = async () => {
+        attempts += 1;
+        throw new EventStoreUnavailable('Cannot reach PostgreSQL', { cause: Object.assign(new Error('refused'), { code }) });
+      };
+      const error = await openWhenDatabaseAnswers(run, refused).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EventStoreUnavailable);
+      expect(attempts).toBe(1);
+      expect(lines).toEqual([]);
+      expect(unavailableAdvice(error as EventStoreUnavailable, undefined)).toContain(told);
+    }
   });
 
   it('does not wait on another error, nor for the embedded database', async () => {
