@@ -412,7 +412,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     /**
      * The other streams the deciding members read (a deal's customer, an activity's deal), at the
      * revision read: the append stands only while they do (`dependsOn`), so a deal is not opened for a
-     * customer forgotten, merged or deactivated meanwhile, nor a consent-only campaign sent after the consent went.
+     * customer forgotten or merged meanwhile, nor a consent-only campaign sent after the consent went.
      */
     const read = new Map<string, number>();
     for (const [index, { prepared, ctx }] of members.entries()) {
