@@ -44,7 +44,10 @@ idempotency key: running it again (for example after Ctrl-C) appends nothing twi
       const progress = createProgress({ label: 'demo', total: plan.length, unit: 'commands' });
       const result = await loadDemo(runtime.commands, plan, { progress, signal: run.signal });
       const refused = Object.entries(result.refused);
-      progress.done(refused.length ? `refused by the rules: ${refused.map(([c, n]) => `${c} x${n}`).join(', ')}` : undefined);
+      progress.done(
+        refused.length ? `refused by the rules: ${refused.map(([c, n]) => `${c} x${n}`).join(', ')}` : undefined,
+        result.interrupted ? 'stopped' : 'done',
+      );
       if (result.interrupted) {
         run.err('Interrupted: run the same command again to finish (nothing is recorded twice).');
         return 130;

@@ -41,7 +41,10 @@ database.`,
     const format = stringValue(run, 'format') ?? 'csv';
     if (format !== 'csv' && format !== 'ndjson') throw new UsageError('--format must be csv or ndjson');
     const { openCrm } = await import('../../runtime/crm.ts');
-    const outputPath = stringValue(run, 'output');
+    const given = stringValue(run, 'output');
+    // `-` is standard output, as for most tools; an empty value names no file.
+    if (given === '') throw new UsageError('--output needs a file name (or - for standard output)');
+    const outputPath = given === '-' ? undefined : given;
     // Opened before the CRM, so that a path that cannot be written costs no start-up; written whole or
     // not at all, so that a failed run leaves an earlier export under that name as it was.
     const file = outputPath ? await openReplacing(outputPath, 'the export') : undefined;

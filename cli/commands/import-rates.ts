@@ -42,7 +42,7 @@ Example:
     try {
       const progress = createProgress({ label: 'import-rates', unit: 'rows' });
       const result = await importRates(runtime.commands, { file, baseCurrency: run.config.baseCurrency, reportPath, progress, signal: run.signal });
-      progress.done(`${result.recorded} recorded, ${result.rejected} rejected`);
+      progress.done(`${result.recorded} recorded, ${result.rejected} rejected`, result.interrupted ? 'stopped' : 'done');
       run.out(
         `Exchange rates to ${run.config.baseCurrency}: ${result.rows} rows read, ${result.recorded} recorded, ${result.unchanged} already set, ` +
           `${result.rejected} rejected${result.rejected ? ` (see ${result.reportPath})` : ''}.` +

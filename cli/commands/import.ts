@@ -109,6 +109,9 @@ ${importKinds.map((k) => `  ${k}: ${importColumns[k]}`).join('\n')}`,
         run.err(`crm: line ${result.unreadableFrom.line}: ${result.unreadableFrom.reason}`);
         return 65; // EX_DATAERR
       }
+      // Not an error (an export of nothing reads back as nothing), but rarely what was meant.
+      if (result.rows === 0 && !result.interrupted)
+        run.err(`crm: ${file} holds no rows${result.kind ? ` (a ${result.kind} file by its header)` : ''}: nothing was imported.`);
       return result.interrupted ? 130 : result.rejected > 0 ? 3 : 0;
     } finally {
       await runtime.close();

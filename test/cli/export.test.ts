@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -443,6 +443,14 @@ describe('crm export', () => {
     expect(intoFolder.code).toBe(2);
     expect(intoFolder.stderr).toMatch(/^crm: cannot write the export to .*: it is a folder; name a file in it/m);
     expect(intoFolder.stderr).not.toMatch(/\n\s+at /);
+    // An empty name names no file (it wrote to standard output); `-` is standard output (it wrote a file named "-").
+    const unnamed = await crm(['export', 'customers', '--output', ''], source);
+    expect(unnamed.code).toBe(2);
+    expect(unnamed.stderr).toContain('--output needs a file name (or - for standard output)');
+    const dash = await crm(['export', 'customers', '--output', '-'], source);
+    expect(dash.code, dash.stderr).toBe(0);
+    expect(dash.stdout.split('\n')[0]).toMatch(/^id,name,email/);
+    expect(existsSync(join(folder, '-'))).toBe(false);
   });
 
   it('writes its file whole or not at all: a failed export leaves the file it would replace as it was, and no partial file', async () => {

@@ -173,6 +173,15 @@ describe('crm import', () => {
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('says a file with a header and no rows holds none (exit 0: an export of nothing reads back as nothing)', async () => {
+    const empty = join(folder, 'no-rows.csv');
+    writeFileSync(empty, 'name,email\n');
+    const result = await runCrm(['import', empty, '--report', join(folder, 'no-rows-report.csv')], { cwd: folder, env });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`crm: ${empty} holds no rows`);
+    expect(result.stderr).toContain(': nothing was imported.');
+  });
+
   it('stops at the first line that is not UTF-8 and says to give --encoding; reads the file with --encoding windows-1252', async () => {
     const latin1 = join(folder, 'latin1.csv');
     const report = join(folder, 'latin1-report.csv');
