@@ -85,11 +85,7 @@ export const openReplacing = async (given: string, what: string): Promise<Replac
   // renamed over, it was replaced by a plain file (as root, /dev/full among them) and its reader got nothing.
   if (found && !found.isFile()) {
     const stream = await open(given, given, what);
-    const close = async () => {
-      if (stream.closed) return;
-      stream.end();
-      await once(stream, 'close').catch(() => undefined);
-    };
+    const close = () => closeStream(stream);
     return { stream, commit: close, discard: close };
   }
   // A link is followed: the file it names is replaced and the link stays.
@@ -109,11 +105,7 @@ export const openReplacing = async (given: string, what: string): Promise<Replac
     process.off('exit', removeAtExit);
     throw error;
   }
-  const close = async () => {
-    if (stream.closed) return;
-    stream.end();
-    await once(stream, 'close').catch(() => undefined);
-  };
+  const close = () => closeStream(stream);
   return {
     stream,
     commit: async () => {
@@ -133,6 +125,13 @@ export const openReplacing = async (given: string, what: string): Promise<Replac
       process.off('exit', removeAtExit);
     },
   };
+};
+
+/** Ends a stream and waits for its file to be closed (once). */
+const closeStream = async (stream: WriteStream): Promise<void> => {
+  if (stream.closed) return;
+  stream.end();
+  await once(stream, 'close').catch(() => undefined);
 };
 
 /** Where a symbolic link points, whether or not that file exists yet. */

@@ -1,4 +1,5 @@
 import { EventStoreUnavailable, MasterKeyMismatch, StoreDoesNotFitServer, StoreNotFound } from '../eventstore/errors.ts';
+import { inCauses } from '../shared/causes.ts';
 import { unavailableAdvice } from './advice.ts';
 import { ReadModelRebuilding, ReadModelsFromNewerVersion } from '../projections/errors.ts';
 import { helpText, Interrupted, parseCommandArgs, UsageError, type CliCommand, type CommandRun } from './command.ts';
@@ -101,10 +102,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** The message of the error, or of one of its causes (five deep at most), that `matches`. */
-const messageInCauses = (error: unknown, matches: (at: Error) => boolean): string | undefined => {
-  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) if (matches(at)) return at.message;
-  return undefined;
-};
+const messageInCauses = (error: unknown, matches: (at: Error) => boolean): string | undefined => inCauses(error, matches)?.message;
 
 /** PostgreSQL's message when it refused a statement for want of a privilege (42501), here or in a cause. */
 const insufficientPrivilege = (error: unknown): string | undefined => messageInCauses(error, (at) => (at as { code?: unknown }).code === '42501');
@@ -142,14 +140,12 @@ const fileErrorText = (error: NodeJS.ErrnoException): string =>
   `${error.code ?? 'error'} ${error.syscall ?? ''}${error.path ? ` ${error.path}` : ''}`.replace(/ +/g, ' ').trim();
 
 /** An operating-system error about a path of this machine, here or in a cause. */
-const fileError = (error: unknown): NodeJS.ErrnoException | undefined => {
-  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 5; at = (at as { cause?: unknown }).cause, depth++) {
+const fileError = (error: unknown): NodeJS.ErrnoException | undefined =>
+  inCauses(error, (at) => {
     const e = at as NodeJS.ErrnoException;
     // A path, or a read or write of an open file: not a socket's refusal (a port is the listen's own message).
-    if (typeof e.code === 'string' && e.code in FILE_ERRORS && (e.path !== undefined || e.syscall === 'read' || e.syscall === 'write')) return e;
-  }
-  return undefined;
-};
+    return typeof e.code === 'string' && e.code in FILE_ERRORS && (e.path !== undefined || e.syscall === 'read' || e.syscall === 'write');
+  });
 
 /** Errors the user can act on are printed as advice; anything else keeps its stack for a bug report. */
 const report = (error: unknown): number => {

@@ -1,3 +1,4 @@
+import { inCauses } from '../shared/causes.ts';
 import type { ExpectedRevision } from './contract.ts';
 
 /** Base class so callers can tell store errors from everything else. */
@@ -114,15 +115,18 @@ export const isConnectionFault = (error: unknown): boolean => {
   return /Connection terminated|connection (is )?closed|timeout exceeded when trying to connect/i.test(message);
 };
 
+const CREDENTIALS_REFUSED = 'the server refused the user or password in DATABASE_URL: correct them, or grant that user access';
+const REFUSED_SETTINGS: Record<string, string> = {
+  '3D000': 'the database named in DATABASE_URL does not exist: create it, or correct the name',
+  '28000': CREDENTIALS_REFUSED,
+  '28P01': CREDENTIALS_REFUSED,
+};
+const sqlStateOf = (error: Error): string => String((error as { code?: unknown }).code);
 /**
  * The server answered, and refused the database name or the credentials (SQLSTATE 3D000 unknown
  * database, 28000 / 28P01 authorization), here or in a cause: nothing a wait or a retry fixes.
  */
 export const refusedConnectionSettings = (error: unknown): string | undefined => {
-  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 5; at = (at as { cause?: unknown }).cause, depth++) {
-    const code = (at as { code?: unknown }).code;
-    if (code === '3D000') return 'the database named in DATABASE_URL does not exist: create it, or correct the name';
-    if (code === '28000' || code === '28P01') return 'the server refused the user or password in DATABASE_URL: correct them, or grant that user access';
-  }
-  return undefined;
+  const refused = inCauses(error, (at) => Object.hasOwn(REFUSED_SETTINGS, sqlStateOf(at)));
+  return refused && REFUSED_SETTINGS[sqlStateOf(refused)];
 };
