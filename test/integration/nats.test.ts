@@ -13,17 +13,19 @@ import { createIntegration } from '../../integration/index.ts';
 import { matchesPatterns } from '../../integration/envelope.ts';
 import { CRM_BIN, cleanEnv } from '../cli/support.ts';
 import { testSchemas } from '../support/postgres.ts';
+import { NATS_BIN, startNatsServer, type NatsServer } from './nats-server.ts';
 import { eventually, Receiver, verifySignature } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
 /**
  * The publishing process (`crm project` with CRM_NATS_URL) killed mid-stream and restarted: nothing
  * missing in JetStream or at the webhook receiver, and JetStream holds each event once. Real NATS with
- * JetStream on 127.0.0.1:4222 (`.ci/run` starts it); a stream of this file's own.
+ * JetStream, a server of this file's own: the stream takes every `crm.>` subject, and a stream another
+ * run left behind on a shared server would hold them.
  */
-const NATS_URL = 'nats://127.0.0.1:4222';
 const schemas = testSchemas('nats');
 const stream = `CRM_TEST_${randomBytes(4).toString('hex').toUpperCase()}`;
+let server: NatsServer | undefined;
 let nc: NatsConnection | undefined;
 let jsm: JetStreamManager;
 let database: SqlDatabase;
@@ -35,13 +37,17 @@ const workers: ChildProcess[] = [];
 
 // Probed before the suite is declared, so that the suite is skipped (saying why) rather than failing.
 let unavailable: string | undefined;
-try {
-  nc = await connect({ servers: NATS_URL, timeout: 3_000 });
-  jsm = await jetstreamManager(nc);
-} catch (error) {
-  unavailable = `NATS with JetStream is not reachable on ${NATS_URL} (${(error as Error).message}); start it as .ci/run does`;
-  console.warn(`JetStream publishing tests skipped: ${unavailable}`);
+if (!NATS_BIN) unavailable = 'no nats-server binary (/usr/sbin/nats-server or on PATH) to run a server of its own; .ci/run installs it';
+else {
+  try {
+    server = await startNatsServer();
+    nc = await connect({ servers: server.url, timeout: 3_000 });
+    jsm = await jetstreamManager(nc);
+  } catch (error) {
+    unavailable = `nats-server with JetStream did not start (${(error as Error).message})`;
+  }
 }
+if (unavailable) console.warn(`JetStream publishing tests skipped: ${unavailable}`);
 
 beforeAll(async () => {
   if (unavailable) return;
@@ -58,6 +64,7 @@ afterAll(async () => {
     await jsm.streams.delete(stream).catch(() => undefined);
     await nc.close();
   }
+  await server?.stop();
   await store?.close();
   await database?.close();
   await schemas.dropSchemas();
@@ -68,7 +75,7 @@ const env = {
   CRM_EVENTS_SCHEMA: schemas.events,
   CRM_READ_SCHEMA: schemas.read,
   CRM_REPORTING_SCHEMA: schemas.reporting,
-  CRM_NATS_URL: NATS_URL,
+  CRM_NATS_URL: server?.url ?? '',
   CRM_NATS_STREAM: stream,
   // The webhook receiver listens on loopback, which deliveries reach only where the operator allows it.
   CRM_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1',
