@@ -109,7 +109,8 @@ export const customerRecordOf = (events: readonly ProjectedEvent[], customerId?:
   // Its own lines and those of every customer whose figures count for it (merged into it, through chains).
   const countsFor = (other: string): boolean => {
     let at: string | null = other;
-    for (let hop = 0; hop < MAX_MERGE_CHAIN && at !== null; hop++) {
+    // The customer itself, then each of up to MAX_MERGE_CHAIN merges up.
+    for (let hop = 0; hop <= MAX_MERGE_CHAIN && at !== null; hop++) {
       if (at === id) return true;
       at = customers.get(at)?.merged_into ?? null;
     }

@@ -29,7 +29,7 @@ import { commandTargets } from './schemas.ts';
 import { DomainError, notFound, ruleViolated } from '../domain/errors.ts';
 import { copyState } from '../domain/entries.ts';
 import { resolveActivityParent } from './activity-parent.ts';
-import { namingChainEnd, resolveMergedOrder } from './merged-order.ts';
+import { mergeChainDepth, namingChainEnd, resolveMergedOrder } from './merged-order.ts';
 import { eventIdFor } from './ids.ts';
 import { userSnapshot } from '../domain/user/decider.ts';
 import {
@@ -369,7 +369,8 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       return { ...firstPrimary, eventIds: [...(firstDuplicate?.eventIds ?? []), ...firstPrimary.eventIds] };
     }
     assertExpected(primaryStream, ctx, primary.revision);
-    const decided = decideMerge(command, primary.state, duplicate.state);
+    const chainDepth = await mergeChainDepth(duplicate.state, async (customerId) => (await load('customer', customerId)).state);
+    const decided = decideMerge(command, primary.state, duplicate.state, chainDepth);
     const duplicateResult = decided.duplicate.length > 0 ? await append('customer', command.duplicateId, decided.duplicate, duplicate, metadata) : undefined;
     const primaryResult =
       decided.primary.length > 0

@@ -35,6 +35,24 @@ export const resolveMergedOrder = async (
 };
 
 /**
+ * How many merges the furthest of `customer`'s duplicates is from it, counted up to one past the bound
+ * (enough for `decideMerge` to refuse a merge that would take a chain past it). Duplicates take no
+ * command once merged, so only the customer's own stream (checked by the merge's append) can change
+ * the answer meanwhile.
+ */
+export const mergeChainDepth = async (customer: CustomerState, load: (customerId: string) => Promise<CustomerState>): Promise<number> => {
+  let depth = 0;
+  let level = customer.mergedDuplicates;
+  while (level.length > 0 && depth <= MAX_MERGE_CHAIN) {
+    depth++;
+    const next: string[] = [];
+    for (const duplicateId of level) next.push(...(await load(duplicateId)).mergedDuplicates);
+    level = next;
+  }
+  return depth;
+};
+
+/**
  * A `customer.merged` refusal naming the customer at the end of the merge chain, the one that takes
  * commands: the decider knows one step (B merged into P), and P merged into Q since refused in turn,
  * each refusal advising the next link. Any other error is returned as it is.

@@ -2,6 +2,7 @@ import { terminalLines } from '../../shared/terminal-text.ts';
 import { stringValue, UsageError, type CliCommand } from '../command.ts';
 import { openReplacing } from '../files.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
+import { createProgress, type Progress } from '../progress.ts';
 import { projectionLag } from '../projection-lag.ts';
 import { EXPORT_COLUMNS, EXPORT_KINDS, exportLines, type ExportKind } from '../../projections/queries/export.ts';
 
@@ -58,6 +59,7 @@ database.`,
       else failure ??= error;
     });
     let runtime: CrmRuntime | undefined;
+    let progress: Progress | undefined;
     let written = false;
     try {
       runtime = await openCrm(run.config, { existingOnly: true, installedOnly: true });
@@ -72,14 +74,25 @@ database.`,
       if (lag) run.err(`crm export: ${lag}`);
       const query = z.object(spec.filters).parse({}) as Record<string, unknown>;
       const complete = spec.complete?.(runtime.apiDeps);
-      const lines = await exportLines(spec.list(runtime.apiDeps, null), query, format, EXPORT_COLUMNS[kind], complete);
-      // On a terminal (no --output, no pipe), the records' control characters are shown, not obeyed.
-      const shown = !file && process.stdout.isTTY ? terminalLines : (chunk: string) => chunk;
+      // On a terminal (no --output, no pipe), the records themselves are the progress: a progress line
+      // on stderr would be drawn over them.
+      const onTerminal = !file && Boolean(process.stdout.isTTY);
+      progress = createProgress({ label: 'export', unit: 'records', quiet: onTerminal });
+      const counted = progress;
+      const lines = await exportLines(spec.list(runtime.apiDeps, null), query, format, EXPORT_COLUMNS[kind], async (page) => {
+        const records = complete ? await complete(page) : page;
+        counted.tick(records.items.length);
+        return records;
+      });
+      // On a terminal, the records' control characters are shown, not obeyed.
+      const shown = onTerminal ? terminalLines : (chunk: string) => chunk;
       for await (const chunk of lines) {
         if (readerGone || failure || run.signal.aborted) break;
         if (!out.write(shown(chunk))) await drained(out);
       }
       if (failure) throw failure;
+      if (run.signal.aborted || readerGone) progress.done(readerGone ? 'the reader closed the pipe' : undefined, 'stopped');
+      else progress.done(outputPath ? `written to ${outputPath}` : undefined);
       if (run.signal.aborted) {
         run.err(
           `crm export: interrupted; ${outputPath ? `nothing was written to ${outputPath} (what it held before is kept)` : 'what was written is incomplete'}. Run it again for the whole export.`,
@@ -88,6 +101,9 @@ database.`,
       }
       written = true;
       return 0;
+    } catch (error) {
+      progress?.done(undefined, 'stopped');
+      throw error;
     } finally {
       if (written) await file?.commit();
       else await file?.discard();

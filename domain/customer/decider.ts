@@ -10,8 +10,10 @@ import { storedTag, tagSet, withoutTag, withTag } from './tags.ts';
 import { assertOwnerUsable, type UserSnapshot } from '../user/decider.ts';
 
 /**
- * How far a merge chain (B into A, later A into C) is followed, everywhere one is: a bound in case of a
- * cycle no command can create, the same on the command side, the read models, their queries and the audit.
+ * The most merges a duplicate may be from the customer that takes its commands (B into A, later A into C:
+ * B is two away from C). A merge that would put one further away is refused, so that every walk of a
+ * chain (the command side, the read models, their queries and the audit) reaches the whole of it with
+ * this one bound.
  */
 export const MAX_MERGE_CHAIN = 16;
 
@@ -367,6 +369,8 @@ export const decideMerge = (
   command: MergeCustomer,
   primary: CustomerState,
   duplicate: CustomerState,
+  /** How many merges the duplicate's own furthest duplicate is from it (0: it absorbed none). */
+  duplicateChainDepth = 0,
 ): { primary: CustomerEvent[]; duplicate: CustomerEvent[] } => {
   const { customerId, duplicateId } = command;
   if (customerId === duplicateId) throw ruleViolated('customer.self_merge', 'A customer cannot be merged into itself', 'duplicateId');
@@ -384,6 +388,14 @@ export const decideMerge = (
       primaryId: duplicate.mergedInto,
     });
   if (duplicate.forgotten) throw invalidState('customer.forgotten', `Customer ${duplicateId} has been forgotten`, 'duplicateId');
+  if (duplicateChainDepth + 1 > MAX_MERGE_CHAIN)
+    throw ruleViolated(
+      'customer.merge_chain_too_long',
+      `Customer ${duplicateId} holds duplicates merged ${duplicateChainDepth} deep; merged into ${customerId}, the furthest would be ` +
+        `${duplicateChainDepth + 1} merges away, past the ${MAX_MERGE_CHAIN} a merge chain may reach. Merge ${customerId} into ${duplicateId} instead.`,
+      'duplicateId',
+      { customerId: duplicateId, chainDepth: duplicateChainDepth },
+    );
   return {
     duplicate: [{ type: 'CustomerMergedInto', data: { customerId: duplicateId, primaryId: customerId } }],
     primary: [{ type: 'CustomerMerged', data: { customerId, duplicateId } }],

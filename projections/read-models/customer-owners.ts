@@ -77,7 +77,8 @@ export class CustomerOwners {
         if (id) wanted.add(id);
       }
     }
-    for (let hop = 0; hop < MAX_MERGE_CHAIN && wanted.size > 0; hop++) {
+    // The customers themselves, then each of up to MAX_MERGE_CHAIN primaries up.
+    for (let hop = 0; hop <= MAX_MERGE_CHAIN && wanted.size > 0; hop++) {
       await this.owners.load(wanted);
       const next = new Set<string>();
       for (const id of wanted) {

@@ -527,7 +527,7 @@ function absorb(primary: CustomerRow, duplicate: CustomerRow): void {
 /** The customer whose figures a record of `customerId` counts for: itself, or the primary it was merged into. */
 function ownerOf(customers: Pick<RowsOf<CustomerRow>, 'get'>, customerId: string): string {
   let id = customerId;
-  // Merges form chains (B into A, later A into C); bounded in case of a cycle no command can create.
+  // Merges form chains (B into A, later A into C), of at most MAX_MERGE_CHAIN merges.
   for (let hop = 0; hop < MAX_MERGE_CHAIN; hop++) {
     const next = customers.get(id)?.merged_into;
     if (!next || !customers.get(next)) return id;
@@ -539,7 +539,8 @@ function ownerOf(customers: Pick<RowsOf<CustomerRow>, 'get'>, customerId: string
 /** Loads these customers and the primaries they were merged into (following chains). */
 async function loadWithPrimaries(customers: RowSet<CustomerRow>, ids: Iterable<string>): Promise<void> {
   let wanted = new Set(ids);
-  for (let hop = 0; hop < MAX_MERGE_CHAIN && wanted.size > 0; hop++) {
+  // The customers themselves, then each of up to MAX_MERGE_CHAIN primaries up.
+  for (let hop = 0; hop <= MAX_MERGE_CHAIN && wanted.size > 0; hop++) {
     await customers.load(wanted);
     const next = new Set<string>();
     for (const id of wanted) {

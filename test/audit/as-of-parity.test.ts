@@ -7,6 +7,7 @@ import { campaignCreated, customerRegistered, dealOpened, openAuditHarness, proj
 import { migrateProjections } from '../../projections/checkpoints.ts';
 import type { CustomerRecord } from '../../audit/records.ts';
 import type { RecordAsOf } from '../../audit/as-of.ts';
+import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
 
 /**
  * A record folded `asOf` now must read like the live read-model view of the same record: same
@@ -80,6 +81,19 @@ async function recordMergedPair(): Promise<void> {
     { customerId: duplicateId, orderId: 'd-2', refundId: 'r-2', amount: 5, currency: 'USD', reason: null },
     { occurredAt: day(11) },
   );
+}
+
+/** Customers each merged into the next, the first MAX_MERGE_CHAIN merges from the last; the first has a USD order. */
+const chain = Array.from({ length: MAX_MERGE_CHAIN + 1 }, () => randomUUID());
+async function recordMergeChain(): Promise<void> {
+  for (const [i, id] of chain.entries())
+    await h.record(`customer-${id}`, 'CustomerRegistered', customerRegistered(id, { email: `chain${i}@example.com` }), { occurredAt: day(1) });
+  await h.record(`customer-${chain[0]}`, 'PurchaseRecorded', { customerId: chain[0], orderId: 'c-1', amount: 70, currency: 'USD' }, { occurredAt: day(2) });
+  for (let i = 0; i < MAX_MERGE_CHAIN; i++) {
+    const [duplicate, primary] = [chain[i]!, chain[i + 1]!];
+    await h.record(`customer-${primary}`, 'CustomerMerged', { customerId: primary, duplicateId: duplicate }, { occurredAt: day(3) });
+    await h.record(`customer-${duplicate}`, 'CustomerMergedInto', { customerId: duplicate, primaryId: primary }, { occurredAt: day(3) });
+  }
 }
 
 beforeAll(async () => {
@@ -160,6 +174,16 @@ beforeAll(async () => {
   await h.record(a, 'ActivityChanged', { activityId, customerId, body: 'Two options', assigneeId: assignee }, { occurredAt: day(4) });
   await h.record(a, 'ActivityCompleted', { activityId, customerId }, { occurredAt: day(8) });
   await recordMergedPair();
+  await recordMergeChain();
+  await projectAll(h, projections);
+  // Projected in a batch of its own, where the chain's customers are loaded from their rows: the
+  // refund on the furthest duplicate counts for the customer at the end of the chain.
+  await h.record(
+    `customer-${chain[0]}`,
+    'PurchaseRefunded',
+    { customerId: chain[0], orderId: 'c-1', refundId: 'c-r-1', amount: 20, currency: 'USD', reason: null },
+    { occurredAt: day(4) },
+  );
   await projectAll(h, projections);
 });
 
@@ -189,6 +213,8 @@ describe('as-of records read like the live views', () => {
     ['customer', () => customerId, (id: string) => queries().getCustomer(id), CUSTOMER_FIELDS],
     ['merged primary', () => primaryId, (id: string) => queries().getCustomer(id), CUSTOMER_FIELDS],
     ['merged duplicate', () => duplicateId, (id: string) => queries().getCustomer(id), CUSTOMER_FIELDS],
+    // Its revenue in each currency takes the order MAX_MERGE_CHAIN merges away, on both sides.
+    ['merged chain end', () => chain[MAX_MERGE_CHAIN]!, (id: string) => queries().getCustomer(id), CUSTOMER_FIELDS],
     ['deal', () => dealId, (id: string) => queries().getDeal(id), 8],
     ['campaign', () => campaignId, (id: string) => queries().getCampaign(id), 10],
     ['feedback', () => feedbackId, (id: string) => queries().getFeedback(id), 10],
@@ -207,6 +233,7 @@ describe('as-of records read like the live views', () => {
         expect(Object.keys(view).filter((k) => !(k in folded!.record) && k !== 'revision')).toEqual(['baseCurrency', 'revenueBase', 'missingRates']);
       }
       expect(mine).toEqual(live);
+      if (kind === 'merged chain end') expect(folded!.record).toMatchObject({ revenueByCurrency: { USD: 50 } });
     });
   }
 });

@@ -49,6 +49,10 @@ describe('crm export', () => {
     const exported = join(folder, 'exported.csv');
     const first = await crm(['export', 'customers', '--output', exported], source);
     expect(first.code, first.stderr).toBe(0);
+    // Its progress ends on stderr with the records written and where.
+    expect(first.stderr).toMatch(
+      new RegExp(`export done: 2 records in \\d+s \\([\\d,]+ records/s\\), written to ${exported.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`),
+    );
     const text = readFileSync(exported, 'utf8');
     // Guarded for spreadsheets...
     expect(text).toContain(`"'+1 555 0100"`);

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createBatchCommands } from '../../commands/batch.ts';
 import { createCrmCommands, type CommandContext, type CrmCommands } from '../../commands/index.ts';
+import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
 import { DomainError } from '../../domain/errors.ts';
 import { ERASED } from '../../domain/shared.ts';
 import type { EventStore } from '../../eventstore/contract.ts';
@@ -284,6 +285,23 @@ describe('command handling on PostgreSQL', () => {
     expect(error.code).toBe('customer.merged');
     expect(error.details).toMatchObject({ primaryId: primary.id });
     expect(error.message).toContain(primary.id);
+  });
+
+  it('merges along a chain up to MAX_MERGE_CHAIN merges, and refuses the merge that would go past it, appending nothing', async () => {
+    const chain = [];
+    for (let i = 0; i <= MAX_MERGE_CHAIN + 1; i++) chain.push(await register());
+    // Each customer into the next: the first ends MAX_MERGE_CHAIN merges from the one at index MAX_MERGE_CHAIN.
+    for (let i = 0; i < MAX_MERGE_CHAIN; i++) await commands.execute({ type: 'MergeCustomer', customerId: chain[i + 1]!.id, duplicateId: chain[i]!.id }, ctx());
+    const end = chain[MAX_MERGE_CHAIN]!;
+    const next = chain[MAX_MERGE_CHAIN + 1]!;
+    const before = await storedEvents();
+    const error = await refusal(commands.execute({ type: 'MergeCustomer', customerId: next.id, duplicateId: end.id }, ctx()));
+    expect(error.code).toBe('customer.merge_chain_too_long');
+    expect(error.field).toBe('duplicateId');
+    expect(error.details).toMatchObject({ chainDepth: MAX_MERGE_CHAIN });
+    expect(await storedEvents()).toBe(before);
+    // The other way round keeps the chain as it is: the newcomer becomes one more duplicate of its end.
+    expect((await commands.execute({ type: 'MergeCustomer', customerId: end.id, duplicateId: next.id }, ctx())).eventIds).toHaveLength(2);
   });
 
   /** A merge that crashed half way: only the duplicate's `CustomerMergedInto` is stored. */

@@ -6,6 +6,7 @@ import {
   customerDecider,
   customerSnapshot,
   decideMerge,
+  MAX_MERGE_CHAIN,
   initialCustomerState,
   type CustomerState,
 } from '../../domain/customer/decider.ts';
@@ -384,6 +385,14 @@ describe('customer: merge', () => {
       duplicate: [{ type: 'CustomerMergedInto', data: { customerId: D, primaryId: C } }],
       primary: [{ type: 'CustomerMerged', data: { customerId: C, duplicateId: D } }],
     });
+  });
+  it('refuses a merge that would put a duplicate further than MAX_MERGE_CHAIN merges from its primary', () => {
+    // The duplicate's own chain one short of the bound: merged, its furthest duplicate is at the bound.
+    expect(decideMerge(merge(C, D), primary, duplicate, MAX_MERGE_CHAIN - 1).duplicate).toHaveLength(1);
+    const e = refusedMerge(() => decideMerge(merge(C, D), primary, duplicate, MAX_MERGE_CHAIN), 'customer.merge_chain_too_long', 'duplicateId');
+    expect(e.kind).toBe('rule_violated');
+    expect(e.details).toMatchObject({ customerId: D, chainDepth: MAX_MERGE_CHAIN });
+    expect(e.message).toContain(`Merge ${C} into ${D} instead`);
   });
   it('refuses a self-merge and unknown customers', () => {
     refusedMerge(() => decideMerge(merge(C, C), primary, primary), 'customer.self_merge', 'duplicateId');
