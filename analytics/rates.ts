@@ -33,9 +33,6 @@ export function convertAmount(amount: number, rate: string): string {
 export const plusMoney = (a: unknown, b: unknown): string => numericOf(minorOfNumeric(a) + minorOfNumeric(b));
 export const minusMoney = (a: unknown, b: unknown): string => numericOf(minorOfNumeric(a) - minorOfNumeric(b));
 
-/** 'JPY 2026-03': the currency and UTC month of an amount without a rate (as the CRM's other figures name them). */
-export const missingRateLabel = (currency: string, at: string): string => `${currency.trim()} ${new Date(at).toISOString().slice(0, 7)}`;
-
 type Rate = { from: number; rate: string };
 
 /**

@@ -5,9 +5,6 @@
 export const ROLES = ['admin', 'sales', 'marketing', 'support', 'analyst', 'auditor'] as const;
 export type Role = (typeof ROLES)[number];
 
-/** Roles that may only read; their personal-data view is decided by `seesPersonalData`. */
-export const READ_ONLY_ROLES: readonly Role[] = ['analyst', 'auditor'];
-
 /** Analysts see pseudonymised records: name, email, phone and feedback subject/body are masked. */
 export const seesPersonalData = (role: Role): boolean => role !== 'analyst';
 

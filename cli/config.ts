@@ -9,7 +9,7 @@ import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
 import type { CrmConfig } from '../runtime/config.ts';
 import type { TrustedProxies } from '../api/deps.ts';
 import { parseNetworks, type Network } from '../integration/destinations.ts';
-import { DATABASE_TIMEOUT_VARIABLES, DATABASE_TIMEOUT_DOCS, databaseTimeouts, millis } from './timeouts.ts';
+import { DATABASE_TIMEOUT_VARIABLES, databaseTimeouts, millis } from './timeouts.ts';
 import { loggableUrl, userinfoEndsEarly } from '../shared/loggable-url.ts';
 
 /**
@@ -367,71 +367,3 @@ const describeValue = (variable: string, value: string | undefined): string => {
 };
 
 export { describeDatabase } from '../runtime/config.ts';
-
-/** The variables this program reads, for the README and `--help`. */
-export const CONFIG_VARIABLES: readonly { name: string; default: string; meaning: string }[] = [
-  { name: 'DATABASE_URL', default: '(unset: embedded PGlite)', meaning: 'PostgreSQL for read models and, unless EVENTSTORE_URL is set, events' },
-  { name: 'EVENTSTORE_URL', default: '(unset)', meaning: 'EventStoreDB for events, e.g. esdb://localhost:2113?tls=false' },
-  { name: 'PORT', default: '3000', meaning: 'HTTP port' },
-  { name: 'HOST', default: '127.0.0.1', meaning: 'HTTP interface (0.0.0.0 in containers)' },
-  { name: 'CRM_ADMIN_KEY', default: '(generated on first start, printed once)', meaning: 'the first admin API key' },
-  { name: 'CRM_DATA_DIR', default: '.crm-data', meaning: 'folder of the embedded database' },
-  {
-    name: 'CRM_MASTER_KEY',
-    default: '(unset: data keys stored bare)',
-    meaning: '32-byte key (base64 or hex) wrapping the per-customer data keys; see "Where personal data lives"',
-  },
-  { name: 'CRM_MASTER_KEY_FILE', default: '(unset)', meaning: 'file holding the master key instead (a mounted secret); not with CRM_MASTER_KEY' },
-  { name: 'CRM_DEMO', default: '1 embedded, 0 with DATABASE_URL', meaning: 'load demo data on the first start' },
-  { name: 'CRM_DEMO_SEED', default: '42', meaning: 'seed of the demo data set' },
-  { name: 'CRM_DEMO_CUSTOMERS', default: '1000', meaning: 'size of the demo data set' },
-  { name: 'LOG_LEVEL', default: 'info', meaning: 'fatal, error, warn, info, debug, trace or silent' },
-  { name: 'CRM_EVENTS_SCHEMA', default: 'crm_events', meaning: 'schema of the event store tables' },
-  { name: 'CRM_READ_SCHEMA', default: 'crm', meaning: 'schema of the read models and checkpoints' },
-  { name: 'CRM_REPORTING_SCHEMA', default: 'reporting', meaning: 'schema of the documented views for BI tools' },
-  { name: 'CRM_PROJECTIONS', default: 'inline', meaning: 'inline: `crm serve` runs the projections; off: run `crm project` separately' },
-  {
-    name: 'CRM_PREPARED_STATEMENTS',
-    default: 'on',
-    meaning: 'with DATABASE_URL, repeated statements run prepared (planned once per connection); off behind a pooler in transaction mode',
-  },
-  { name: 'CRM_RATE_LIMIT', default: '6000', meaning: 'requests per minute per API key (0 turns the limit off)' },
-  { name: 'CRM_RATE_LIMIT_<ROLE>', default: '(CRM_RATE_LIMIT)', meaning: 'the same for keys of one role, e.g. CRM_RATE_LIMIT_SALES=30000' },
-  {
-    name: 'CRM_TRUST_PROXY',
-    default: '(unset: the peer is the client)',
-    meaning: "proxies in front whose X-Forwarded-For names the client (its address's limit): their addresses or CIDR ranges (10.0.0.0/8), or a hop count",
-  },
-  { name: 'REDIS_URL', default: '(unset: counted per process)', meaning: 'Redis that holds the rate-limit counters shared by every replica' },
-  {
-    name: 'CRM_PROJECTION_LEASE_SECONDS',
-    default: '15',
-    meaning: "lease of a projection worker on its projections; a crashed worker's are taken over after it",
-  },
-  {
-    name: 'CRM_READY_MAX_LAG_SECONDS',
-    default: '(twice CRM_PROJECTION_LEASE_SECONDS, at least 10: 30)',
-    meaning:
-      "a projection this many seconds behind makes /ready answer 503; longer than the lease, so a crashed worker's wait for a taker does not take every API replica out",
-  },
-  { name: 'CRM_NATS_URL', default: '(unset: no NATS publishing)', meaning: 'NATS with JetStream: every integration event is published to the stream' },
-  { name: 'CRM_NATS_STREAM', default: 'CRM_EVENTS', meaning: 'JetStream stream of the integration events (subjects crm.<aggregate>.<EventType>)' },
-  { name: 'CRM_NATS_ROLE', default: 'analyst', meaning: 'whose view of personal data the stream carries: analyst masks it, any other role sees it' },
-  {
-    name: 'CRM_WEBHOOK_ALLOW_NETWORKS',
-    default: '(unset: public addresses only)',
-    meaning: 'addresses or CIDR ranges outside the public internet that webhooks may deliver to, e.g. 10.0.0.0/8,127.0.0.1',
-  },
-  { name: 'CRM_BASE_CURRENCY', default: 'EUR', meaning: 'ISO 4217 base currency: exchange rates are set against it and money figures are also given in it' },
-  ...DATABASE_TIMEOUT_DOCS,
-  {
-    name: 'CRM_SHUTDOWN_TIMEOUT_MS',
-    default: '25000',
-    meaning: 'longest a stop (SIGTERM, Ctrl-C) of serve or project may take; past it the steps still closing are named and the exit code is 124',
-  },
-  {
-    name: 'CRM_SHUTDOWN_DRAIN_MS',
-    default: '5000 (at most half the shutdown timeout)',
-    meaning: 'time requests in flight get to finish when serve stops; then their connections are cut (must be below CRM_SHUTDOWN_TIMEOUT_MS)',
-  },
-];

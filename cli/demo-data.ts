@@ -570,10 +570,33 @@ export function buildDemoPlan(options: DemoOptions): DemoAction[] {
   }
 
   // Business-time order; ties keep generation order (each stream's steps are generated in order).
-  return actions
+  const ordered = actions
     .map((action, index) => ({ action, index }))
     .sort((x, y) => x.action.at.getTime() - y.action.at.getTime() || x.index - y.index)
     .map(({ action }) => action);
+  return withoutSendsAfterUnsubscribe(ordered);
+}
+
+/**
+ * Every demo campaign goes to customers who consent, and an unsubscribe withdraws the consent: a
+ * campaign generated earlier but sent later (the plans are not in calendar order) would be refused
+ * (`campaign.marketing_consent_required`). Such a send is left out, with the responses that followed it.
+ */
+function withoutSendsAfterUnsubscribe(plan: DemoAction[]): DemoAction[] {
+  const unsubscribed = new Set<string>();
+  const notSent = new Set<string>();
+  return plan.filter(({ command }) => {
+    if (command.type !== 'RecordCampaignResponse') return true;
+    const customer = String(command.customerId);
+    const delivery = `${String(command.campaignId)}:${customer}`;
+    if (notSent.has(delivery)) return false;
+    if (command.kind === 'sent' && unsubscribed.has(customer)) {
+      notSent.add(delivery);
+      return false;
+    }
+    if (command.kind === 'unsubscribed') unsubscribed.add(customer);
+    return true;
+  });
 }
 
 /** How the plan breaks down, for the summary line. */

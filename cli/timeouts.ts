@@ -36,20 +36,3 @@ export const databaseTimeouts = (env: TimeoutEnv): DatabaseTimeouts => ({
   connectMs: env.CRM_DB_CONNECT_TIMEOUT_MS,
   requestMs: env.CRM_REQUEST_TIMEOUT_MS,
 });
-
-export const DATABASE_TIMEOUT_DOCS: readonly { name: string; default: string; meaning: string }[] = [
-  { name: 'CRM_DB_STATEMENT_TIMEOUT_MS', default: '5000', meaning: 'statement_timeout of API and projection connections' },
-  { name: 'CRM_DB_LONG_STATEMENT_TIMEOUT_MS', default: '600000', meaning: 'statement_timeout of rebuild, replay, verify and fit connections' },
-  { name: 'CRM_DB_LOCK_TIMEOUT_MS', default: '2000', meaning: 'lock_timeout of every connection' },
-  {
-    name: 'CRM_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS',
-    default: '60000',
-    meaning: 'idle_in_transaction_session_timeout: the server ends a session left in a transaction this long (a client gone without a word)',
-  },
-  { name: 'CRM_DB_CONNECT_TIMEOUT_MS', default: '3000', meaning: 'longest wait to open a connection or get a free one from the pool' },
-  {
-    name: 'CRM_REQUEST_TIMEOUT_MS',
-    default: '10000',
-    meaning: 'an HTTP request not answered by then gets 503 (commands: outcome unknown, retry with the same Idempotency-Key)',
-  },
-];

@@ -105,19 +105,6 @@ export const claimEmail = (
   visible?: CustomerVisible,
 ): Promise<{ fresh: boolean }> => holdAddress(index, email, customerId, customerHolders(customerOf, visible));
 
-/**
- * An address another customer's claim holds: taken over when that claim is abandoned (never
- * registered) or its customer forgotten, else refused with 409 `customer.email_taken` (see `customerHolders`).
- */
-export const takeOverOrRefuse = (
-  index: EmailIndex,
-  email: string,
-  customerId: string,
-  holderId: string,
-  customerOf: (id: string) => Promise<CustomerSnapshot>,
-  visible?: CustomerVisible,
-): Promise<{ fresh: true }> => takeOverOrRefuseWith(index, email, customerId, holderId, customerHolders(customerOf, visible));
-
 /** A claim of `claimEmails`: held (`fresh` when it was free), or refused with `customer.email_taken` (`user.email_taken`). */
 export type ClaimOutcome = { fresh: boolean } | { refused: DomainError };
 

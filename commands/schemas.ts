@@ -30,7 +30,6 @@ export const isCommandType = (type: unknown): type is CommandType => typeof type
 
 /** A command as callers send it: its type plus the fields of its schema (input shape, before defaults). */
 export type CrmCommand = { [K in CommandType]: { type: K } & z.input<(typeof commandSchemas)[K]> }[CommandType];
-export type CommandPayload<K extends CommandType> = z.infer<(typeof commandSchemas)[K]>;
 
 export type { AggregateKind };
 

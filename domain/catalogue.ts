@@ -29,7 +29,6 @@ export type AggregateKind = 'customer' | 'deal' | 'campaign' | 'feedback' | 'act
 
 export type CrmEventType = keyof typeof eventSchemas;
 export type CrmEvent = CustomerEvent | DealEvent | CampaignEvent | FeedbackEvent | TeamEvent | UserEvent | ActivityEvent | ExchangeRateEvent;
-export type EventOfType<T extends CrmEventType> = Extract<CrmEvent, { type: T }>;
 
 export const isCrmEventType = (type: string): type is CrmEventType => Object.hasOwn(eventSchemas, type);
 

@@ -15,9 +15,3 @@ export interface Decider<Command, Event, State> {
   evolve: (state: State, event: Event, occurredAt?: string) => State;
   decide: (command: Command, state: State) => Event[];
 }
-
-/** A domain event as the deciders see it: type plus data, metadata kept by the command layer. */
-export interface DomainEvent<Type extends string = string, Data = unknown> {
-  type: Type;
-  data: Data;
-}

@@ -56,7 +56,8 @@ export const Amount = z
   .overwrite(toFourDecimals);
 
 /** A currency as events hold it: three capitals (events recorded before commands checked the code stay readable). */
-export const Currency = SafeText.regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR');
+// Aborting: a value that is not three capitals is told so once, not also that ISO 4217 lacks it.
+export const Currency = SafeText.regex(/^[A-Z]{3}$/, { message: 'an ISO 4217 code such as EUR', abort: true });
 
 /** A currency as commands take it: a code ISO 4217 lists (domain/currencies.ts). */
 export const IsoCurrency = Currency.refine(isIsoCurrency, { message: 'not an ISO 4217 currency code: write one such as EUR, USD or JPY' });

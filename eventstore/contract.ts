@@ -205,7 +205,6 @@ export interface StreamSnapshots {
   save(snapshots: StreamSnapshot[]): Promise<void>;
 }
 
-export const START_POSITION = 0n;
 export const NO_STREAM_REVISION = -1;
 
 /**

@@ -174,9 +174,6 @@ export function toIntegrationEvent(projected: ProjectedEvent, role: SubscriberRo
   };
 }
 
-/** The aggregate kind of a stored event by its type (for NATS subjects before decoding). */
-export const aggregateKindOf = (type: string): AggregateKind | undefined => (PUBLIC_EVENT_TYPES as Record<string, PublicType>)[type]?.kind;
-
 /**
  * Event-type patterns of a subscription: exact names (`PurchaseRecorded`), a prefix with `*`
  * (`Deal*`), or `*` for everything.

@@ -9,8 +9,6 @@ import { OutageLog, type Log } from '../shared/outage-log.ts';
 import { NATS_PUBLISHER, type IntegrationTables } from './tables.ts';
 import type { Fenced } from './webhook-loop.ts';
 
-/** The stream every integration event goes to (configurable for tests that need their own). */
-export const DEFAULT_NATS_STREAM = 'CRM_EVENTS';
 /** Header carrying the event's global position: a restarted publisher resumes after the stream's last one. */
 export const POSITION_HEADER = 'Crm-Position';
 /** JetStream's de-duplication header: the event id (`msgID`). */

@@ -157,12 +157,18 @@ export class ProjectionRunner {
   /** One line when the feed or the batches start failing, one when they work again (database outages). */
   private readonly feedOutage: OutageLog;
   private readonly batchOutage: OutageLog;
+  /** The watchdog failing for a reason other than the database being away (which the feed reports). */
+  private readonly watchdogOutage: OutageLog;
 
   constructor(private readonly options: ProjectionRunnerOptions) {
     this.batch = { ...DEFAULT_BATCH, ...options.batch };
     this.analyzeSchedule = new AnalyzeSchedule(options.statistics?.afterEvents);
     this.feedOutage = new OutageLog(options.log, { failed: 'projection feed failed; resubscribing', recovered: 'projection feed resubscribed' });
     this.batchOutage = new OutageLog(options.log, { failed: 'transient error applying a batch; retrying', recovered: 'batches applied again' });
+    this.watchdogOutage = new OutageLog(options.log, {
+      failed: 'projection watchdog check failed; stalled projections are not restarted until it works again',
+      recovered: 'projection watchdog checks again',
+    });
   }
 
   get projections(): readonly Projection[] {
@@ -537,8 +543,10 @@ export class ProjectionRunner {
         this.stillSince.clear();
         await this.restartSubscription();
       }
-    } catch {
-      // The database is unreachable: the feed's own recovery handles it.
+      this.watchdogOutage.recovered();
+    } catch (error) {
+      // The database unreachable is the feed's to report and recover from; anything else is said, once.
+      if (!isTransient(error)) this.watchdogOutage.failed(describeError(error));
     } finally {
       this.watching = false;
     }

@@ -57,6 +57,3 @@ export const roundedMinorOf = (value: number): bigint => {
 /** Adds a JS amount to a stored numeric. */
 export const addMoney = (stored: unknown, amount: number): string => numericOf(minorOfNumeric(stored) + minorOf(amount));
 export const subtractMoney = (stored: unknown, amount: number): string => numericOf(minorOfNumeric(stored) - minorOf(amount));
-
-/** At the API edge: numeric string -> JS number in major units (null stays null). */
-export const toAmount = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));

@@ -65,7 +65,17 @@ describe('security headers and metrics', () => {
   it('sends a strict CSP on the API and a Swagger-compatible one on /docs', async () => {
     const api = await h.app.inject({ method: 'GET', url: '/health' });
     expect(api.headers['content-security-policy']).toContain("default-src 'none'");
-    expect(api.headers['strict-transport-security']).toBeDefined();
+    // No page may frame the API's answers (clickjacking).
+    expect(api.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+    // HTTPS only, for a year (helmet's default, which api/app.ts keeps), subdomains included.
+    const hsts = String(api.headers['strict-transport-security']);
+    expect(Number(/max-age=(\d+)/.exec(hsts)?.[1])).toBeGreaterThanOrEqual(365 * 24 * 60 * 60);
+    expect(hsts).toContain('includeSubDomains');
+    // A refusal carries them too.
+    const refused = await h.app.inject({ method: 'GET', url: '/deals' });
+    expect(refused.statusCode).toBe(401);
+    expect(refused.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+    expect(refused.headers['strict-transport-security']).toBe(hsts);
     const docs = await h.app.inject({ method: 'GET', url: '/docs/' });
     expect(docs.statusCode).toBe(200);
     expect(docs.headers['content-security-policy']).not.toContain("default-src 'none'");

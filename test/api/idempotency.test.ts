@@ -73,6 +73,30 @@ describe('an Idempotency-Key', () => {
     expect(await eventCount(h)).toBe(stored);
   });
 
+  it('sent again with the same body in another field order is the same request: the first answer, nothing appended', async () => {
+    const key = `fields-${randomUUID()}`;
+    const send = (body: string) =>
+      h.app.inject({
+        method: 'POST',
+        url: `/customers/${customerId}/activities`,
+        headers: { authorization: `Bearer ${first}`, 'content-type': 'application/json', 'idempotency-key': key },
+        payload: body,
+      });
+    const fields = { kind: 'task', subject: 'field order', body: 'call back', dueAt: '2030-01-02T03:04:05.000Z' };
+    const reversed = Object.fromEntries(Object.entries(fields).reverse());
+    const mine = created(await send(JSON.stringify(fields)));
+    const stored = await eventCount(h);
+    expect(created(await send(JSON.stringify(reversed)))).toEqual(mine);
+    // The body reaches the fingerprint as validated, in the order of its schema: a version whose schema
+    // lists the fields otherwise recorded the first request's fingerprint with them in that order.
+    const recordedOtherwise = fingerprintOf({ method: 'POST', route: '/customers/:id/activities', resourceId: customerId, body: reversed });
+    const { numAffectedRows } = await sql`UPDATE ${sql.id(h.schemas.events, 'idempotency_keys')} SET fingerprint = ${recordedOtherwise}
+      WHERE key = ${key}`.execute(h.database.db);
+    expect(numAffectedRows).toBe(1n);
+    expect(created(await send(JSON.stringify(fields)))).toEqual(mine);
+    expect(await eventCount(h)).toBe(stored);
+  });
+
   it('longer than fits beside the API key id in the event metadata is still a working key', async () => {
     const key = `long-${'k'.repeat(190)}`;
     const body = { kind: 'note', subject: 'a long key' };

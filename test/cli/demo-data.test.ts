@@ -49,6 +49,21 @@ describe('the demo plan', () => {
     expect([...kinds].sort()).toEqual(['clicked', 'converted', 'opened', 'sent', 'unsubscribed']);
   });
 
+  it('sends no campaign to a customer after they unsubscribed (every demo campaign needs consent)', () => {
+    for (const { seed, customers } of [options, { seed: 42, customers: 1000 }]) {
+      const unsubscribedAt = new Map<string, number>();
+      const sentLate: string[] = [];
+      for (const a of buildDemoPlan({ seed, customers, until: DEFAULT_DEMO_UNTIL })) {
+        if (a.command.type !== 'RecordCampaignResponse') continue;
+        const customer = String(a.command.customerId);
+        if (a.command.kind === 'unsubscribed' && !unsubscribedAt.has(customer)) unsubscribedAt.set(customer, a.at.getTime());
+        if (a.command.kind === 'sent' && (unsubscribedAt.get(customer) ?? Infinity) <= a.at.getTime()) sentLate.push(a.key);
+      }
+      expect(unsubscribedAt.size, `seed ${seed}`).toBeGreaterThan(0);
+      expect(sentLate, `seed ${seed}`).toEqual([]);
+    }
+  });
+
   it('sells more in November and December than in the months around them', () => {
     const big = buildDemoPlan({ seed: 1, customers: 1000, until: DEFAULT_DEMO_UNTIL });
     const perMonth: Record<string, number> = {};

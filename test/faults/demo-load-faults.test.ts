@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDemoPlan, DEFAULT_DEMO_UNTIL } from '../../cli/demo-data.ts';
+import { EventStoreUnavailable } from '../../eventstore/errors.ts';
 import { openCrm, type CrmRuntime } from '../../runtime/crm.ts';
 import { poll, schemaEnv, Server } from '../cli/support.ts';
 import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
@@ -121,7 +122,13 @@ describe('the demo load of crm serve while the database fails', () => {
     const crm = await openCrm(testConfig(schemas, { DATABASE_URL: proxied }), { overrides: { poolMax: 4, chainSealer: false } });
     runtimes.push(crm);
     proxy.refuse();
-    await expect(crm.startProjections()).rejects.toThrow();
+    // The database's error (unreachable, or lost mid-statement), naming the server that refused: the proxy.
+    const failure = await crm.startProjections().then(
+      () => 'started',
+      (error: unknown) => error,
+    );
+    expect(failure).toBeInstanceOf(EventStoreUnavailable);
+    expect((failure as Error).message).toContain(`PostgreSQL at postgres://127.0.0.1:${proxy.port}/`);
     proxy.pass();
     // As crm serve does: again until it works (a pooled connection reset by the fault may fail one more try).
     await poll('the projections to start', async () => ((await crm.startProjections().then(() => true)) ? true : undefined), 30_000);
