@@ -125,6 +125,9 @@ describe('replay as of an instant, record times out of stream order', () => {
     const events = await h.store.readStream(stream);
     expect(events[2]!.recordedAt.getTime()).toBeLessThan(events[1]!.recordedAt.getTime());
     const asOf = await replayInto({ ...deps(), schema: `${h.schemas.read}_asof_order`, untilTime: events[2]!.recordedAt });
+    // Every projection applied what it read (a failed one would leave the campaign out for another reason).
+    expect(asOf.failed).toEqual([]);
+    expect(events[0]!.recordedAt.getTime()).toBeLessThanOrEqual(events[2]!.recordedAt.getTime());
     const past = createReadModelQueries({ db: h.database.db, schema: asOf.schema });
     expect(await past.getCampaign(campaignId)).toMatchObject({ costs: 0 });
   });
