@@ -2,7 +2,7 @@ import { sql, type QueryExecutorProvider } from 'kysely';
 import { dayOfDate } from './projection.ts';
 import type { CustomerAggregate } from './scoring.ts';
 import { dayToIsoDate } from './models/time.ts';
-import { baseSums, convertedLines, missingRatesOf } from '../projections/queries/exchange-rates.ts';
+import { baseSums, convertedLines, missingLabel, missingRatesOf } from '../projections/queries/exchange-rates.ts';
 
 /**
  * Customer aggregates as they stood at the end of a calendar day, rebuilt from the dated detail
@@ -166,7 +166,7 @@ export async function monthlyBaseRevenueKept(
   if (state[0] && state[0].base !== baseCurrency) return null;
   const months = await monthlyRevenueUpTo(db, schema, day);
   // Through the index of the amounts without a base value.
-  const { rows } = await sql<{ label: string }>`SELECT DISTINCT rtrim(currency) || ' ' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS label
+  const { rows } = await sql<{ label: string }>`SELECT DISTINCT ${missingLabel(sql`currency`, sql`occurred_at`)} AS label
     FROM ${t('analytics_amount')} WHERE base_value IS NULL AND occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`.execute(db);
   return { months, missingRates: rows.map((r) => r.label).sort() };
 }

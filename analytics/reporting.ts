@@ -15,6 +15,7 @@ export function analyticsReportingViews(readSchema: string, reportingSchema: str
   const v = (t: string) => `${q(reportingSchema)}.${q(t)}`;
   const latest = `(SELECT max(version) FROM ${r('analytics_models')})`;
   const retentionParams = RETENTION_CLV_SQL.params(r('analytics_models'), latest);
+  // `missing_rates` holds `missingLabel`s (projections/queries/exchange-rates.ts), written out here: a view is plain SQL text.
   const statements = [
     `CREATE OR REPLACE VIEW ${v('analytics_customers')} AS
       SELECT c.customer_id, c.cohort, c.first_day AS first_purchase_day, c.last_day AS last_purchase_day,

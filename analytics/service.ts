@@ -10,7 +10,7 @@ import {
   purchaseDaysUpTo,
 } from './as-of.ts';
 import { DEFAULT_BASE_CURRENCY } from '../domain/exchange-rate/events.ts';
-import { unlessRebuilding } from '../projections/queries/exchange-rates.ts';
+import { missingLabel, monthOfMissingLabel, unlessRebuilding } from '../projections/queries/exchange-rates.ts';
 import { loadLatestModel, loadModelRecord, saveModel, type ModelRecord } from './model-store.ts';
 import { aggregateFromRow, dayOfDate, scoreRow } from './projection.ts';
 import { churnFeaturesOf, rfmValuesOf, scoreCustomer, type CustomerAggregate, type ModelParams, type StoredModel } from './scoring.ts';
@@ -421,7 +421,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
   ): Promise<{ baseCurrency: string | null; missingRates: (customerId: string) => string[] }> {
     const baseCurrency = options.baseCurrency ?? DEFAULT_BASE_CURRENCY;
     const upTo = day === undefined ? sql`true` : sql`occurred_at < (${dayToIsoDate(day)}::date + 1)::timestamp AT TIME ZONE 'UTC'`;
-    const label = sql`rtrim(currency) || ' ' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM')`;
+    const label = missingLabel(sql`currency`, sql`occurred_at`);
     const missing = await unlessRebuilding(
       async () => {
         if (customerIds.length === 0) return new Map<string, string[]>();
@@ -736,7 +736,7 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const monthly = months.filter((h) => !filters.from || h.month >= filters.from);
     // Only the months the forecast uses need their rates (not the running month, nor those before `from`).
     const used = new Set(monthly.map((h) => h.month));
-    const missing = missingRates.filter((label) => used.has(label.slice(4)));
+    const missing = missingRates.filter((label) => used.has(monthOfMissingLabel(label)));
     if (missing.length > 0) return { currency, missingRates: missing, history: null, methods: null };
     const { forecastRevenue } = await fitting();
     return { currency, missingRates: missing, ...forecastRevenue(monthly, filters.horizon ?? 6, filters.holdout) };

@@ -29,6 +29,9 @@ export const inBase = (source: ReadModelSource, amount: RawBuilder<unknown>, cur
 export const missingLabel = (currency: RawBuilder<unknown>, at: RawBuilder<unknown>): RawBuilder<unknown> =>
   sql`(rtrim(${currency}) || ' ' || to_char(${at} AT TIME ZONE 'UTC', 'YYYY-MM'))`;
 
+/** The month ('2026-03') of a `missingLabel` ('JPY 2026-03'). */
+export const monthOfMissingLabel = (label: string): string => label.slice(label.lastIndexOf(' ') + 1);
+
 /**
  * Rows of a lines table (`revenue_lines`, `campaign_money_lines`: amount, currency, occurred_at) as
  * the subquery `y`, each with `base_amount` (NULL: no rate) and `missing` (its 'JPY 2026-03' label then).
