@@ -1,12 +1,12 @@
+import { seesPersonalData, UserRole } from '../domain/user/events.ts';
+
 /**
  * Who may call what: the single role matrix. The auth guard enforces it, `api/ROLES.md` is generated
  * from it (`npx tsx api/roles-doc.ts > api/ROLES.md`) and the tests loop over it.
  */
-export const ROLES = ['admin', 'sales', 'marketing', 'support', 'analyst', 'auditor'] as const;
-export type Role = (typeof ROLES)[number];
-
-/** Analysts see pseudonymised records: name, email, phone and feedback subject/body are masked. */
-export const seesPersonalData = (role: Role): boolean => role !== 'analyst';
+export const ROLES = UserRole.options;
+export type Role = UserRole;
+export { seesPersonalData };
 
 /** `public` routes need no key (probes, metrics scraping, the API description). */
 export type Access = 'public' | readonly Role[];

@@ -1,3 +1,4 @@
+import { UserRole } from '../domain/user/events.ts';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -180,7 +181,7 @@ const EnvSchema = z.object({
       .regex(/^[A-Za-z0-9_-]{1,64}$/, 'a JetStream stream name (letters, digits, _ and -)')
       .default('CRM_EVENTS'),
   ),
-  CRM_NATS_ROLE: z.preprocess(emptyAsUnset, z.enum(['admin', 'sales', 'marketing', 'support', 'analyst', 'auditor']).default('analyst')),
+  CRM_NATS_ROLE: z.preprocess(emptyAsUnset, UserRole.default('analyst')),
   /** Networks outside the public internet that webhook deliveries may reach (integration/destinations.ts). */
   CRM_WEBHOOK_ALLOW_NETWORKS: z
     .string()

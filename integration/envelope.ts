@@ -1,3 +1,4 @@
+import { seesPersonalData, type UserRole } from '../domain/user/events.ts';
 import { z } from 'zod';
 import { eventSchemas, personalFields, type CrmEventType } from '../domain/catalogue.ts';
 import { ERASED } from '../domain/shared.ts';
@@ -12,7 +13,7 @@ import type { AggregateKind } from '../domain/catalogue.ts';
  */
 
 /** The role whose view of personal data a subscriber gets (api/roles.ts; `analyst` is masked). */
-export type SubscriberRole = 'admin' | 'sales' | 'marketing' | 'support' | 'analyst' | 'auditor';
+export type SubscriberRole = UserRole;
 
 /** What a personal field reads as for subscribers whose role may not see personal data. */
 export const MASKED = '[masked]';
@@ -115,9 +116,6 @@ export const PUBLIC_EVENT_TYPE_NAMES = Object.keys(PUBLIC_EVENT_TYPES) as CrmEve
 /** The fields of a public type's `data` (version 1 carries the current internal fields as they are). */
 export const publicFields = (type: CrmEventType): string[] => Object.keys((eventSchemas[type] as unknown as { shape: object }).shape);
 
-/** Whether the subscriber's role may see personal data (the API's rule, api/roles.ts `seesPersonalData`). */
-export const roleSeesPersonalData = (role: SubscriberRole): boolean => role !== 'analyst';
-
 /** The schema under `.optional()` and `.nullable()`. */
 const unwrapped = (schema: z.ZodType): z.ZodType => {
   let inner = schema;
@@ -155,7 +153,7 @@ export function toIntegrationEvent(projected: ProjectedEvent, role: SubscriberRo
   // Personal fields of this type as the catalogue encrypts them; `spec.personal` documents the same set.
   const encrypted = new Set([...(personalFields[type]?.fields ?? []), ...spec.personal]);
   const data: Record<string, unknown> = {};
-  const masked = !roleSeesPersonalData(role);
+  const masked = !seesPersonalData(role);
   const shape = (eventSchemas[type] as unknown as { shape: Record<string, z.ZodType> }).shape;
   for (const [field, value] of Object.entries(projected.event.data as Record<string, unknown>)) {
     if (masked && encrypted.has(field) && value !== null && value !== undefined) data[field] = value === ERASED ? ERASED : MASKED;

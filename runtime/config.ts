@@ -1,3 +1,4 @@
+import type { UserRole } from '../domain/user/events.ts';
 import type { BackPressureOptions } from '../api/back-pressure.ts';
 import type { TrustedProxies } from '../api/deps.ts';
 import type { Network } from '../integration/destinations.ts';
@@ -63,7 +64,7 @@ export interface CrmConfig {
   /** 32 bytes wrapping the per-customer data keys at rest (CRM_MASTER_KEY or CRM_MASTER_KEY_FILE); undefined: stored bare. */
   masterKey?: Uint8Array | undefined;
   /** JetStream publishing of integration events (integration/nats-publisher.ts); unset: off. */
-  nats: { url: string; stream: string; role: 'admin' | 'sales' | 'marketing' | 'support' | 'analyst' | 'auditor' } | undefined;
+  nats: { url: string; stream: string; role: UserRole } | undefined;
   /** Networks outside the public internet that webhook deliveries may reach (integration/destinations.ts); empty: none. */
   webhookAllowNetworks: Network[];
   /** Bounds on every database wait and on each HTTP request (cli/timeouts.ts). */

@@ -3,9 +3,12 @@ import { Id, SafeText, ShortText } from '../shared.ts';
 
 export const UserStreamPrefix = 'user-';
 
-/** The API roles a user may hold (api/roles.ts keeps the same list; domain/ imports nothing of api/). */
+/** The roles a user, an API key or an integration subscriber may hold (api/roles.ts says what each may call). */
 export const UserRole = z.enum(['admin', 'sales', 'marketing', 'support', 'analyst', 'auditor']);
 export type UserRole = z.infer<typeof UserRole>;
+
+/** Analysts see pseudonymised records: the personal fields are masked, in the API as in integration events. */
+export const seesPersonalData = (role: UserRole): boolean => role !== 'analyst';
 
 /**
  * What a user's keys may see: `own` the records they own, `team` those owned by anyone in one of
