@@ -345,7 +345,7 @@ export interface OpenOptions {
    */
   existingOnly?: boolean;
   /**
-   * The command only reads (export): on PostgreSQL, schemas that do not exist are refused
+   * The command only reads or manages what a CRM stored (export, verify, lists and statuses): on PostgreSQL, schemas that do not exist are refused
    * (`StoreNotFound`) instead of set up empty (a mistyped CRM_EVENTS_SCHEMA exported nothing, exit 0,
    * and left three new schemas of tables behind).
    */
@@ -383,6 +383,18 @@ export const readAheadUnder = (maxProjectionBacklog: number): number =>
     ? DEFAULT_BATCH.maxCoalescedEvents
     : Math.max(DEFAULT_BATCH.maxEvents, Math.min(DEFAULT_BATCH.maxCoalescedEvents, Math.floor(maxProjectionBacklog / 4)));
 
+/**
+ * Refuses (`StoreNotFound`) a PostgreSQL database without the CRM's events schema: a command that
+ * only reads or manages what a CRM stored (a status, a list, an export) would otherwise set up a CRM
+ * in the wrong database (a mistyped DATABASE_URL or CRM_EVENTS_SCHEMA) and report it empty.
+ */
+export async function assertInstalled(config: CrmConfig, database: SqlDatabase): Promise<void> {
+  if (config.eventStore.kind !== 'sql') return;
+  const { rows } = await sql`SELECT 1 FROM pg_namespace WHERE nspname = ${config.schemas.events}`.execute(database.db);
+  if (rows.length === 0)
+    throw new StoreNotFound(`no CRM data in schema ${config.schemas.events} of this database: check CRM_EVENTS_SCHEMA (and DATABASE_URL); nothing was created`);
+}
+
 export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Promise<CrmRuntime> {
   const overrides = options.overrides ?? {};
   const closing = new ClosingSteps();
@@ -395,14 +407,8 @@ export async function openCrm(config: CrmConfig, options: OpenOptions = {}): Pro
   try {
     const database = await openDatabase(config, { poolMax: overrides.poolMax, existingOnly: options.existingOnly === true });
     closing.add('pool', () => database.close());
-    if (options.installedOnly && config.eventStore.kind === 'sql') {
-      // The store only: read models not set up yet are set up (and the command says they are behind).
-      const { rows } = await sql`SELECT 1 FROM pg_namespace WHERE nspname = ${config.schemas.events}`.execute(database.db);
-      if (rows.length === 0)
-        throw new StoreNotFound(
-          `no CRM data in schema ${config.schemas.events} of this database: check CRM_EVENTS_SCHEMA (and DATABASE_URL); nothing was created`,
-        );
-    }
+    // The store only: read models not set up yet are set up (and the command says they are behind).
+    if (options.installedOnly) await assertInstalled(config, database);
     const setUpLockKey = `crm-set-up:${config.schemas.events}:${config.schemas.read}`;
     let releaseSetUpLock: (() => Promise<void>) | undefined = await acquireStartupLock(database, setUpLockKey);
     const setUpDone = async () => {

@@ -34,9 +34,11 @@ Examples:
     // Loaded on use, so that `--help` stays instant.
     const { createApiKeyStore, ensureAdminKey } = await import('../../api/auth/api-keys.ts');
     const { ROLES } = await import('../../api/roles.ts');
-    const { openDatabase } = await import('../../runtime/crm.ts');
+    const { assertInstalled, openDatabase } = await import('../../runtime/crm.ts');
     const database = await openDatabase(run.config);
     try {
+      // A list reads what a CRM stored; a key may be made before the first `crm serve` sets the rest up.
+      if (action !== 'create') await assertInstalled(run.config, database);
       const keys = createApiKeyStore(database.db, { schema: run.config.schemas.events });
       // The tables exist, and CRM_ADMIN_KEY is stored as `crm serve` stores it. No key is generated
       // here: after the last admin key was revoked (a leak), a list minted and printed a new one.

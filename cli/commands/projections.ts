@@ -84,7 +84,7 @@ Exit code of list: 1 when a projection is failed.`,
     const { openCrm } = await import('../../runtime/crm.ts');
     const { ProjectionOperationRefused, retryProjection, skipPoisonEvent } = await import('../../projections/skips.ts');
     const { uuidV5 } = await import('../../commands/ids.ts');
-    const runtime = await openCrm(run.config, { existingOnly: true });
+    const runtime = await openCrm(run.config, { existingOnly: true, installedOnly: true });
     try {
       if (action === 'list') return await list(runtime, run);
       if (!runtime.projections.some((p) => p.name === name)) {

@@ -34,7 +34,7 @@ stream's last message.`,
     if (from !== undefined && !/^\d{1,19}$/.test(from))
       throw new UsageError(`--nats-from takes a position (a whole number, 0 for the whole history), got "${from}"`);
     const { openCrm } = await import('../../runtime/crm.ts');
-    const runtime = await openCrm(run.config, { existingOnly: true });
+    const runtime = await openCrm(run.config, { existingOnly: true, installedOnly: true });
     try {
       const services = runtime.integration.services;
       await services.tables.migrate();

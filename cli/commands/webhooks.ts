@@ -43,7 +43,8 @@ Examples:
     if (!ACTIONS.includes(action)) throw new UsageError(`webhooks: unknown action "${action}" (one of ${ACTIONS.join(', ')})`);
     if (action !== 'list' && action !== 'create' && !id) throw new UsageError(`webhooks ${action} needs the subscription id (see crm webhooks)`);
     const { openCrm } = await import('../../runtime/crm.ts');
-    const runtime = await openCrm(run.config);
+    // A list or a change reads what a CRM stored; a subscription may be made before the first `crm serve`.
+    const runtime = await openCrm(run.config, { installedOnly: action !== 'create' });
     try {
       const services = runtime.integration.services;
       await services.tables.migrate();

@@ -1,6 +1,7 @@
 import { tmpdir } from 'node:os';
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectPostgres, createPostgresEventStore } from '../../eventstore/postgres/index.ts';
 import { TEST_DATABASE_URL, testSchemas } from '../support/postgres.ts';
 import { runCrm, schemaEnv } from './support.ts';
 
@@ -12,7 +13,37 @@ afterAll(async () => {
   await schemas.dropSchemas();
 });
 
+describe('read-only and management commands on a database without a CRM', () => {
+  const none = testSchemas('cli_projections_none');
+  const noneEnv = schemaEnv(none);
+  afterAll(() => none.dropSchemas());
+
+  it('are refused naming the events schema (exit 66), and set up nothing there', async () => {
+    for (const args of [['projections', 'list'], ['projections', 'retry', 'customers'], ['publish', '--status'], ['webhooks'], ['api-key', 'list']]) {
+      const result = await runCrm(args, { cwd: tmpdir(), env: noneEnv });
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(66);
+      expect(result.stderr).toContain(`no CRM data in schema ${none.events} of this database`);
+    }
+    const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await client.connect();
+    try {
+      const { rows } = await client.query('SELECT nspname FROM pg_namespace WHERE nspname = ANY($1)', [[none.events, none.read, none.reporting]]);
+      expect(rows).toEqual([]);
+    } finally {
+      await client.end();
+    }
+  });
+});
+
 describe('crm projections and crm rebuild on a new store', () => {
+  beforeAll(async () => {
+    // The store as `crm import` leaves it before any projection ran: its events schema, no read models.
+    const database = connectPostgres(schemas.url, { max: 1 });
+    const store = await createPostgresEventStore(database, { schema: schemas.events });
+    await store.close();
+    await database.close();
+  });
+
   it('lists every projection as not run yet, instead of failing on the missing checkpoint table', async () => {
     const result = await runCrm(['projections', 'list'], { cwd: tmpdir(), env });
     expect(result.stderr).not.toMatch(/unexpected error|\n\s+at /);

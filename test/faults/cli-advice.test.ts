@@ -123,9 +123,10 @@ describe('a database user without the rights the CRM needs', () => {
       const url = new URL(TEST_DATABASE_URL);
       url.username = role;
       url.password = '';
-      const result = await runCrm(['projections', 'list'], { cwd: tmpdir(), env: { ...schemaEnv(schemas), DATABASE_URL: url.toString() }, timeoutMs: 60_000 });
+      // A command that sets a CRM up where there is none (a list or status refuses a database without one first).
+      const result = await runCrm(['rebuild'], { cwd: tmpdir(), env: { ...schemaEnv(schemas), DATABASE_URL: url.toString() }, timeoutMs: 60_000 });
       expect(result.code, result.stderr).toBe(77);
-      expect(result.stderr).toContain('crm projections: the database refused this user: permission denied for database');
+      expect(result.stderr).toContain('crm rebuild: the database refused this user: permission denied for database');
       expect(result.stderr).toContain('run it as a user that may create schemas in the database');
       expect(result.stderr).not.toMatch(/unexpected error|\n\s+at /);
     } finally {
