@@ -356,12 +356,17 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   };
 
   /**
-   * Merge touches two streams, duplicate first (so it stops taking commands as soon as possible),
-   * then the primary. If the second append fails, retrying completes it: `decideMerge` sees the
-   * duplicate already pointing at this primary and only records the primary's side.
+   * Merge touches two streams, appended together: the duplicate's `CustomerMergedInto` and the
+   * primary's `CustomerMerged` are stored both or neither (PostgreSQL, PGlite), each at the revision
+   * read. Two merges racing in opposite directions (X into Y, Y into X), or along a chain (A into B
+   * while B into C), stored one side each as separate appends: a cycle or a half-merge no command could
+   * repair. A lost race is decided again on fresh state. A half-merge stored before (or by EventStoreDB,
+   * which appends stream by stream) is completed by retrying: `decideMerge` sees the duplicate already
+   * pointing at this primary and records only the primary's side.
    */
   const merge = async (command: MergeCustomer, ctx: CommandContext, metadata: Omit<EventMetadata, 'schemaVersion'>): Promise<CommandResult> => {
     const primaryStream = streamOf('customer', command.customerId);
+    const duplicateStream = streamOf('customer', command.duplicateId);
     const [primary, duplicate] = await Promise.all([load('customer', command.customerId), load('customer', command.duplicateId)]);
     const firstPrimary = await firstResultOf('customer', command.customerId, primary, metadata);
     if (firstPrimary) {
@@ -371,12 +376,42 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     assertExpected(primaryStream, ctx, primary.revision);
     const chainDepth = await mergeChainDepth(duplicate.state, async (customerId) => (await load('customer', customerId)).state);
     const decided = decideMerge(command, primary.state, duplicate.state, chainDepth);
-    const duplicateResult = decided.duplicate.length > 0 ? await append('customer', command.duplicateId, decided.duplicate, duplicate, metadata) : undefined;
-    const primaryResult =
-      decided.primary.length > 0
-        ? await append('customer', command.customerId, decided.primary, primary, metadata)
-        : { id: command.customerId, stream: primaryStream, revision: primary.revision, position: primary.position, eventIds: [] };
-    return { ...primaryResult, eventIds: [...(duplicateResult?.eventIds ?? []), ...primaryResult.eventIds] };
+    if (decided.primary.length === 0) {
+      return { id: command.customerId, stream: primaryStream, revision: primary.revision, position: primary.position, eventIds: [] };
+    }
+    if (decided.duplicate.length === 0) return append('customer', command.customerId, decided.primary, primary, metadata);
+    const sides = [
+      { id: command.duplicateId, stream: duplicateStream, base: duplicate, ...(await encode(duplicateStream, decided.duplicate, metadata)) },
+      { id: command.customerId, stream: primaryStream, base: primary, ...(await encode(primaryStream, decided.primary, metadata)) },
+    ];
+    let results: AppendResult[];
+    try {
+      results = await store.appendToStreams(
+        sides.map((side) => ({ stream: side.stream, events: side.events, expectedRevision: side.base.revision < 0 ? 'no_stream' : side.base.revision })),
+      );
+    } catch (error) {
+      // Someone else wrote, or the outcome is unknown: the next loads catch up from the store. A lost
+      // race (WrongExpectedRevision) is decided again by the queue; nothing of this merge was stored.
+      for (const side of sides) cache.stale(side.stream);
+      // Two retries of one merge raced: the loser finds the winner's events (ciphertext differs, so the store cannot tell).
+      if (metadata.idempotencyKey && (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict)) {
+        const first = firstResult(command.customerId, primaryStream, await storedIds(primaryStream), metadata);
+        const firstDuplicate = firstResult(command.duplicateId, duplicateStream, await storedIds(duplicateStream), metadata);
+        if (first) return { ...first, eventIds: [...(firstDuplicate?.eventIds ?? []), ...first.eventIds] };
+      }
+      throw error;
+    }
+    sides.forEach((side, i) =>
+      cache.appended('customer', side.id, side.base, side.plain, { revision: results[i]!.nextExpectedRevision, position: results[i]!.position }),
+    );
+    const primaryResult = results[1]!;
+    return {
+      id: command.customerId,
+      stream: primaryStream,
+      revision: primaryResult.nextExpectedRevision,
+      position: results[0]!.position > primaryResult.position ? results[0]!.position : primaryResult.position,
+      eventIds: sides.flatMap((side) => side.events.map((e) => e.id)),
+    };
   };
 
   /**

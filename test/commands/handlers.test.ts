@@ -304,6 +304,40 @@ describe('command handling on PostgreSQL', () => {
     expect((await commands.execute({ type: 'MergeCustomer', customerId: end.id, duplicateId: next.id }, ctx())).eventIds).toHaveLength(2);
   });
 
+  it('merges racing in opposite directions or along a chain store each merge whole or not at all: no cycle, no half-merge', async () => {
+    const typesOf = async (id: string) => (await store.readStream(`customer-${id}`)).map((e) => e.type);
+    const settle = (promise: Promise<unknown>) =>
+      promise.then(
+        () => 'merged',
+        (error: unknown) => (error instanceof DomainError ? error.code : error),
+      );
+    for (let round = 0; round < 8; round++) {
+      // X into Y and Y into X at once: one wins, the other is refused, and each stream holds its side of that one merge.
+      const [x, y] = [await register(), await register()];
+      const outcomes = await Promise.all([
+        settle(commands.execute({ type: 'MergeCustomer', customerId: y.id, duplicateId: x.id }, ctx())),
+        settle(commands.execute({ type: 'MergeCustomer', customerId: x.id, duplicateId: y.id }, ctx())),
+      ]);
+      expect(
+        outcomes.filter((o) => o === 'merged'),
+        JSON.stringify(outcomes),
+      ).toHaveLength(1);
+      const sides = [await typesOf(x.id), await typesOf(y.id)].map((types) => types.filter((t) => t !== 'CustomerRegistered'));
+      expect(sides.flat().sort()).toEqual(['CustomerMerged', 'CustomerMergedInto']);
+      // A into B while B into C: both may stand (the chain A, B, C), but every merge stored has both sides.
+      const [a, b, c] = [await register(), await register(), await register()];
+      await Promise.all([
+        settle(commands.execute({ type: 'MergeCustomer', customerId: b.id, duplicateId: a.id }, ctx())),
+        settle(commands.execute({ type: 'MergeCustomer', customerId: c.id, duplicateId: b.id }, ctx())),
+      ]);
+      const [ta, tb, tc] = [await typesOf(a.id), await typesOf(b.id), await typesOf(c.id)];
+      const count = (types: string[], type: string) => types.filter((t) => t === type).length;
+      // Each CustomerMergedInto has its CustomerMerged on the primary it names.
+      expect(count(ta, 'CustomerMergedInto')).toBe(count(tb, 'CustomerMerged'));
+      expect(count(tb, 'CustomerMergedInto')).toBe(count(tc, 'CustomerMerged'));
+    }
+  });
+
   /** A merge that crashed half way: only the duplicate's `CustomerMergedInto` is stored. */
   const recordOnlyTheDuplicateSide = (primary: { id: string }, duplicate: { id: string; stream: string }) =>
     store.appendToStream(duplicate.stream, [
