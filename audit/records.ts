@@ -89,7 +89,7 @@ export const customerRecordOf = (events: readonly ProjectedEvent[], customerId?:
   const id = customerId ?? (events[0]?.event.data as { customerId?: string } | undefined)?.customerId;
   if (id === undefined) return null;
   const customers = new MemoryRows<CustomerRow>((row) => row.customer_id);
-  const links = new MemoryRows<CustomerLink>((link) => link.link_id);
+  const links = new MemoryRows<CustomerLink>((link) => link.link_key);
   const mergedDuplicates: string[] = [];
   const linesOf = new Map<string, { currency: string; minor: bigint }[]>();
   for (const e of events) {

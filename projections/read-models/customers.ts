@@ -94,6 +94,8 @@ const samePurchaseKeys = (a: CustomerPurchaseKeys, b: CustomerRow): boolean =>
   a.owner_id === b.owner_id && a.revenue === b.revenue && a.order_count === b.order_count && a.last_purchase_at === b.last_purchase_at;
 
 export type CustomerLink = {
+  /** `deal:<id>` or `feedback:<id>`: a deal and a feedback item may have the same id (their own streams). */
+  link_key: string;
   link_id: string;
   kind: 'deal' | 'feedback';
   customer_id: string;
@@ -103,9 +105,13 @@ export type CustomerLink = {
 
 export const CUSTOMER_LINKS: TableSpec<CustomerLink> = {
   table: 'customer_links',
-  key: 'link_id',
-  columns: ['link_id', 'kind', 'customer_id', 'state'],
+  key: 'link_key',
+  keyType: 'text',
+  columns: ['link_key', 'link_id', 'kind', 'customer_id', 'state'],
 };
+
+/** The key of a deal's or feedback item's link. */
+export const linkKey = (kind: CustomerLink['kind'], id: string): string => `${kind}:${id}`;
 
 /**
  * `revenue_lines`: every purchase (positive) and refund (negative) in its own currency with its
@@ -216,7 +222,8 @@ async function migrate(db: Kysely<CustomerTables>, schema: string): Promise<void
   await sql`CREATE INDEX IF NOT EXISTS customers_sort_name_idx ON ${t} (lower(name), customer_id)`.execute(db);
   await migratePurchaseKeys(db, schema);
   await sql`CREATE TABLE IF NOT EXISTS ${sql.id(schema, 'customer_links')} (
-    link_id uuid PRIMARY KEY,
+    link_key text PRIMARY KEY,
+    link_id uuid NOT NULL,
     kind text NOT NULL CHECK (kind IN ('deal', 'feedback')),
     customer_id uuid NOT NULL,
     state text NOT NULL
@@ -280,8 +287,9 @@ async function migratePurchaseKeys(db: QueryExecutorProvider, schema: string): P
   await sql`CREATE INDEX IF NOT EXISTS customer_purchase_keys_owner_order_count_idx ON ${k} (owner_id, order_count, customer_id)`.execute(db);
 }
 
-const DEAL_LINKED = new Set(['DealWon', 'DealLost', 'DealReopened']);
-const FEEDBACK_LINKED = new Set(['FeedbackResolved', 'FeedbackClosed', 'FeedbackReopened']);
+// The opening events too: a link already stored is found in live as in a replay.
+const DEAL_LINKED = new Set(['DealOpened', 'DealWon', 'DealLost', 'DealReopened']);
+const FEEDBACK_LINKED = new Set(['FeedbackSubmitted', 'FeedbackResolved', 'FeedbackClosed', 'FeedbackReopened']);
 
 type DealCounter = 'deals_open' | 'deals_won' | 'deals_lost';
 const dealCounter = (state: string): DealCounter => (state === 'won' ? 'deals_won' : state === 'lost' ? 'deals_lost' : 'deals_open');
@@ -293,19 +301,19 @@ async function apply({ trx, schema }: ProjectionContext, events: ProjectedEvent[
   /** Each changed customer's purchase keys as the batch found them (null: new), to write only those that moved. */
   const purchaseKeysBefore = new Map<string, CustomerPurchaseKeys | null>();
   const links = new RowSet(trx, schema, CUSTOMER_LINKS);
-  const linkIds = new Set<string>();
+  const linkKeys = new Set<string>();
   const customerIds = new Set<string>();
   const revenueLines: RevenueLine[] = [];
   for (const { event } of events) {
     const data = event.data as Record<string, unknown>;
-    if (DEAL_LINKED.has(event.type)) linkIds.add(String(data.dealId));
-    else if (FEEDBACK_LINKED.has(event.type)) linkIds.add(String(data.feedbackId));
+    if (DEAL_LINKED.has(event.type)) linkKeys.add(linkKey('deal', String(data.dealId)));
+    else if (FEEDBACK_LINKED.has(event.type)) linkKeys.add(linkKey('feedback', String(data.feedbackId)));
     if (typeof data.customerId === 'string') customerIds.add(data.customerId);
     if (event.type === 'CustomerMerged') customerIds.add(event.data.duplicateId);
   }
-  await links.load(linkIds);
-  for (const id of linkIds) {
-    const link = links.get(id);
+  await links.load(linkKeys);
+  for (const key of linkKeys) {
+    const link = links.get(key);
     if (link) customerIds.add(link.customer_id);
   }
   await loadWithPrimaries(customers, customerIds);
@@ -369,20 +377,20 @@ export function applyToCustomers(
     row.last_position = e.position.toString();
     customers.touch(customerId);
   };
-  const linkState = (id: string, state: string, counter: (row: CustomerRow, from: string, to: string) => void) => {
-    const link = links.get(id);
+  const linkState = (key: string, state: string, counter: (row: CustomerRow, from: string, to: string) => void) => {
+    const link = links.get(key);
     if (!link || link.state === state) return;
     const from = link.state;
     link.state = state;
-    links.touch(id);
+    links.touch(key);
     // A merged duplicate's deals and feedback count for the customer that absorbed it.
     count(ownerOf(customers, link.customer_id), (row) => counter(row, from, state));
   };
   switch (event.type) {
     case 'DealOpened': {
       const d = event.data;
-      if (links.get(d.dealId)) break;
-      links.put({ link_id: d.dealId, kind: 'deal', customer_id: d.customerId, state: 'open' });
+      if (links.get(linkKey('deal', d.dealId))) break;
+      links.put({ link_key: linkKey('deal', d.dealId), link_id: d.dealId, kind: 'deal', customer_id: d.customerId, state: 'open' });
       count(d.customerId, (row) => (row.deals_open += 1));
       break;
     }
@@ -390,7 +398,7 @@ export function applyToCustomers(
     case 'DealLost':
     case 'DealReopened': {
       const to = event.type === 'DealWon' ? 'won' : event.type === 'DealLost' ? 'lost' : 'open';
-      linkState(event.data.dealId, to, (row, from, state) => {
+      linkState(linkKey('deal', event.data.dealId), to, (row, from, state) => {
         row[dealCounter(from)] -= 1;
         row[dealCounter(state)] += 1;
       });
@@ -398,8 +406,8 @@ export function applyToCustomers(
     }
     case 'FeedbackSubmitted': {
       const d = event.data;
-      if (links.get(d.feedbackId)) break;
-      links.put({ link_id: d.feedbackId, kind: 'feedback', customer_id: d.customerId, state: 'open' });
+      if (links.get(linkKey('feedback', d.feedbackId))) break;
+      links.put({ link_key: linkKey('feedback', d.feedbackId), link_id: d.feedbackId, kind: 'feedback', customer_id: d.customerId, state: 'open' });
       count(d.customerId, (row) => (row.open_feedback_count += 1));
       break;
     }
@@ -407,7 +415,7 @@ export function applyToCustomers(
     case 'FeedbackClosed':
     case 'FeedbackReopened': {
       const to = event.type === 'FeedbackReopened' ? 'open' : event.type === 'FeedbackResolved' ? 'resolved' : 'closed';
-      linkState(event.data.feedbackId, to, (row, from, state) => {
+      linkState(linkKey('feedback', event.data.feedbackId), to, (row, from, state) => {
         const wasOpen = from === 'open';
         const isOpen = state === 'open';
         if (wasOpen !== isOpen) row.open_feedback_count += isOpen ? 1 : -1;
@@ -563,7 +571,9 @@ export const customersProjection: Projection = {
   // 9: a name's match key leaves out its invisible format characters (zero-width spaces and joiners).
   // 10: tags compare ignoring case (`VIP` and `vip` are one tag), looked up by `tag_keys`; `name_search`,
   //     the name as a search compares it (without invisible characters).
-  version: 10,
+  // 11: `customer_links` keyed by kind and id: a deal and a feedback item with one id took each other's
+  //     link (the wrong customer's counters, a negative open-feedback count).
+  version: 11,
   tables: ['customers', 'customer_purchase_keys', 'customer_links', 'revenue_lines', 'customer_duplicate_groups'],
   filter: { streamPrefixes: ['customer-', 'deal-', 'feedback-'] },
   migrate,
