@@ -234,7 +234,9 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
     const status = fastifyError.statusCode;
     switch (fastifyError.code) {
       case 'FST_ERR_CTP_BODY_TOO_LARGE':
-        return new ProblemError('payload_too_large', 'The request body is larger than the server accepts.');
+        return new ProblemError('payload_too_large', 'The request body is larger than the server accepts.', {
+          errors: [{ field: 'body', message: 'larger than the server accepts' }],
+        });
       case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
         return new ProblemError('unsupported_media_type', 'Send the body as application/json.', {
           errors: [{ field: 'content-type', message: 'application/json' }],
@@ -243,7 +245,9 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
         return validationProblem([{ field: 'body', message: 'a JSON body is required' }], 'The request has no JSON body.');
       case 'FST_ERR_CTP_INVALID_JSON_BODY':
         // The parser's own reason is not passed on: a member named __proto__ (or constructor.prototype) is refused the same way.
-        return new ProblemError('malformed', 'The body is not valid JSON, or has a member named __proto__ or constructor.prototype (refused).');
+        return new ProblemError('malformed', 'The body is not valid JSON, or has a member named __proto__ or constructor.prototype (refused).', {
+          errors: [{ field: 'body', message: 'valid JSON without __proto__ or constructor.prototype members' }],
+        });
       default:
         break;
     }

@@ -3,6 +3,9 @@ import { contentCodingRefused } from './content-coding.ts';
 import { ProblemError, validationProblem } from './problems.ts';
 import { keyGivenTwice } from '../shared/json-keys.ts';
 
+/** Refuses bytes that are not UTF-8 instead of replacing them with U+FFFD; keeps a byte order mark as JSON.parse would see it. */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** Labels of UTF-8 (WHATWG Encoding), compared in lower case. */
 const UTF8_LABELS = new Set(['utf-8', 'utf8', 'unicode-1-1-utf-8', 'unicode11utf8', 'unicode20utf8', 'x-unicode20utf8']);
 
@@ -25,12 +28,14 @@ const charsetsOf = (contentType: string): string[] =>
  *   (its missing fields named) instead of being refused as "no JSON body".
  * - a key given twice in one object is a 400 naming it: `JSON.parse` kept the last one without a word
  *   (as the NDJSON import refuses such a row);
+ * - bytes that are not UTF-8 (Latin-1 sent as UTF-8, CESU-8 surrogates) are a 400 naming the body:
+ *   read as a string they became U+FFFD, stored without a word ("M\uFFFDller");
  * Everything else is Fastify's parser: `__proto__` and `constructor.prototype` members are refused.
  */
 export const registerJsonBody = (app: FastifyInstance): void => {
   const parse = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, bytes, done) => {
     const compressed = contentCodingRefused(request.headers, 'JSON');
     if (compressed) {
       done(compressed, undefined);
@@ -47,13 +52,23 @@ export const registerJsonBody = (app: FastifyInstance): void => {
       );
       return;
     }
+    let body: string;
+    try {
+      body = utf8.decode(bytes as Buffer);
+    } catch {
+      done(
+        validationProblem([{ field: 'body', in: 'body', message: 'not UTF-8: send JSON encoded as UTF-8' }], 'The body holds bytes that are not UTF-8.'),
+        undefined,
+      );
+      return;
+    }
     if (body === '') {
       done(null, undefined);
       return;
     }
     // Fastify's parser answers through `done` (its return value is nothing).
-    void parse(request, body as string, (error, value) => {
-      const twice = error ? undefined : keyGivenTwice(body as string);
+    void parse(request, body, (error, value) => {
+      const twice = error ? undefined : keyGivenTwice(body);
       if (twice) done(validationProblem([{ field: twice.join('.'), in: 'body', message: 'given twice; send it once' }]), undefined);
       else done(error, value);
     });

@@ -63,6 +63,42 @@ describe('a JSON body declared in a charset', () => {
     expect(await eventCount(h)).toBe(stored);
   });
 
+  it('holding bytes that are not UTF-8 is a 400 naming the body, appending nothing (they were stored as U+FFFD)', async () => {
+    const stored = await eventCount(h);
+    const email = `${randomUUID()}@example.com`;
+    for (const bytes of [
+      // Latin-1 "Müller", a CESU-8 lone surrogate, and a byte no UTF-8 sequence starts with.
+      Buffer.concat([Buffer.from('{"name":"M'), Buffer.from([0xfc]), Buffer.from(`ller","email":"${email}"}`)]),
+      Buffer.concat([Buffer.from('{"name":"Bytes '), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from(`","email":"${email}"}`)]),
+      Buffer.concat([Buffer.from(`{"name":"Ada","email":"${email}","company":"A`), Buffer.from([0xff, 0xfe]), Buffer.from('B"}')]),
+    ]) {
+      const problem = expectProblem(
+        await h.app.inject({ method: 'POST', url: '/customers', headers: { ...h.auth('sales'), ...JSON_TYPE }, payload: bytes }),
+        400,
+        'validation',
+      );
+      expect(problem.errors?.map((e) => e.field)).toEqual(['body']);
+    }
+    expect(await eventCount(h)).toBe(stored);
+    // The same name in UTF-8 is taken.
+    const taken = await h.app.inject({
+      method: 'POST',
+      url: '/customers',
+      headers: { ...h.auth('sales'), ...JSON_TYPE },
+      payload: Buffer.from(`{"name":"Müller","email":"${email}"}`),
+    });
+    expect(taken.statusCode, taken.body).toBe(201);
+  });
+
+  it('that is not valid JSON is a 400 naming the body', async () => {
+    const problem = expectProblem(
+      await h.app.inject({ method: 'POST', url: '/customers', headers: { ...h.auth('sales'), ...JSON_TYPE }, payload: '{"name":"a",' }),
+      400,
+      'malformed',
+    );
+    expect(problem.errors?.map((e) => e.field)).toEqual(['body']);
+  });
+
   it('that is not JSON at all is a 415 naming the content-type as well', async () => {
     for (const contentType of [
       'text/plain',
