@@ -414,7 +414,8 @@ export function createBatchCommands(deps: BatchCommandDeps): BatchCommands {
         }
         if (needsOwnerSnapshot(p.type) && typeof command.ownerId === 'string')
           command.owner = userSnapshot(workOn('user', streamOf('user', command.ownerId)).state as never);
-        if (p.type === 'RecordPurchase') await resolveMergedOrder({ ...p, command }, w.state as never, (id) => stateOf('customer', id));
+        if (p.type === 'RecordPurchase' || p.type === 'RefundPurchase')
+          await resolveMergedOrder({ ...p, command }, w.state as never, (id) => stateOf('customer', id));
         if (p.kind === 'activity') {
           await resolveActivityParent(
             { ...p, command },

@@ -549,7 +549,7 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     fillDerivedIds(prepared, ctx.actor.userId);
     await fillReferences(prepared, from);
     if (needsCustomerSnapshot(type)) command.customer = await customerOf(command.customerId as string, from);
-    if (type === 'RecordPurchase')
+    if (type === 'RecordPurchase' || type === 'RefundPurchase')
       await resolveMergedOrder(prepared, (await from('customer', prepared.id)).state, async (id) => (await from('customer', id)).state);
     if (prepared.kind === 'activity') {
       await resolveActivityParent(prepared, {

@@ -4,9 +4,10 @@ import { DomainError } from '../domain/errors.ts';
 import type { PreparedCommand } from './prepare.ts';
 
 /**
- * Fills `mergedOrder` of a purchase sent to a customer that absorbed duplicates: the order as one of
- * them recorded it (merge chains followed). A duplicate's orders stay on its own stream and count for
- * the primary, so the primary's state alone would take the same order again and count it twice.
+ * Fills `mergedOrder` of a purchase or refund sent to a customer that absorbed duplicates: the order as
+ * one of them recorded it (merge chains followed). A duplicate's orders stay on its own stream and
+ * count for the primary, so the primary's state alone would take the same order again and count it
+ * twice; a refund of it is recorded on the duplicate that holds it, which the refusal names.
  * `load` reads a customer's current state (through the handler's cache: a duplicate takes no new
  * purchase once merged, so its orders do not move).
  */
@@ -15,7 +16,7 @@ export const resolveMergedOrder = async (
   customer: CustomerState,
   load: (customerId: string) => Promise<CustomerState>,
 ): Promise<void> => {
-  if (prepared.type !== 'RecordPurchase' || customer.mergedDuplicates.length === 0) return;
+  if ((prepared.type !== 'RecordPurchase' && prepared.type !== 'RefundPurchase') || customer.mergedDuplicates.length === 0) return;
   const orderId = prepared.command.orderId as string;
   if (entryOf(customer.orders, orderId)) return;
   let level = customer.mergedDuplicates;

@@ -133,7 +133,8 @@ export type MergedOrder = { customerId: string; amount: number; currency: string
  * dated by its arrival, so that a retry of it, later, is still the same purchase.
  */
 export type RecordPurchase = Cmd<'RecordPurchase', Omit<P<'RecordPurchase'>, 'occurredAt'> & { mergedOrder?: MergedOrder; statedAt?: string }>;
-export type RefundPurchase = Cmd<'RefundPurchase', Omit<P<'RefundPurchase'>, 'occurredAt' | 'refundId'> & { refundId: string }>;
+/** `mergedOrder`: the order on a merged duplicate's stream (any link of the chain), where its refund is recorded. */
+export type RefundPurchase = Cmd<'RefundPurchase', Omit<P<'RefundPurchase'>, 'occurredAt' | 'refundId'> & { refundId: string; mergedOrder?: MergedOrder }>;
 export type DeactivateCustomer = Cmd<'DeactivateCustomer', P<'DeactivateCustomer'>>;
 export type ReactivateCustomer = Cmd<'ReactivateCustomer', P<'ReactivateCustomer'>>;
 export type ForgetCustomer = Cmd<'ForgetCustomer', P<'ForgetCustomer'>>;

@@ -248,12 +248,18 @@ const decideRefund = (c: Extract<CustomerCommand, { type: 'RefundPurchase' }>, s
   }
   const order = entryOf(s.orders, c.orderId);
   if (!order) {
-    // The primary of a merge does not hold its duplicates' orders: say where such a refund is recorded.
-    const elsewhere =
-      s.mergedDuplicates.length > 0 ? `; an order of a customer merged into this one is refunded on that customer (${s.mergedDuplicates.join(', ')})` : '';
+    // The primary of a merge does not hold its duplicates' orders: say where such a refund is recorded,
+    // naming the customer that holds the order (found along the chain), or else the duplicates.
+    const holder = c.mergedOrder?.customerId;
+    const elsewhere = holder
+      ? `; it is recorded on customer ${holder}, merged into this one: record its refund there (POST /customers/${holder}/refunds)`
+      : s.mergedDuplicates.length > 0
+        ? `; an order of a customer merged into this one is refunded on that customer (${s.mergedDuplicates.join(', ')})`
+        : '';
     throw notFound('purchase.not_found', `No purchase with order id ${c.orderId}${elsewhere}`, 'orderId', {
       orderId: c.orderId,
       ...(s.mergedDuplicates.length > 0 ? { mergedDuplicates: s.mergedDuplicates } : {}),
+      ...(holder ? { recordedOn: holder } : {}),
     });
   }
   // `== null`: states saved before orders kept their time have none.

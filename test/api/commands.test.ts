@@ -256,11 +256,21 @@ describe('customer commands', () => {
       404,
       'not-found',
     );
-    expect(onPrimary.details).toEqual({ orderId: 'Q-1', mergedDuplicates: [duplicate.id] });
+    expect(onPrimary.details).toEqual({ orderId: 'Q-1', mergedDuplicates: [duplicate.id], recordedOn: duplicate.id });
+    expect(onPrimary.detail).toContain(`POST /customers/${duplicate.id}/refunds`);
+    // Further along a chain, the refusal names the customer that holds the order, not the next link.
+    const end = await register();
+    accepted(await send('sales', 'POST', `/customers/${end.id}/merge`, { duplicateId: primary.id }, { 'if-match': '"0"' }));
+    const onEnd = expectProblem(
+      await send('sales', 'POST', `/customers/${end.id}/refunds`, { orderId: 'Q-1', refundId: 'QR-1', amount: 20, currency: 'USD' }),
+      404,
+      'not-found',
+    );
+    expect(onEnd.details).toEqual({ orderId: 'Q-1', mergedDuplicates: [primary.id], recordedOn: duplicate.id });
     const refunded = accepted(
       await send('sales', 'POST', `/customers/${duplicate.id}/refunds`, { orderId: 'Q-1', refundId: 'QR-1', amount: 20, currency: 'USD' }),
     );
-    const view = json(await h.app.inject({ method: 'GET', url: `/customers/${primary.id}?waitFor=${refunded.position}`, headers: h.auth('sales') }));
+    const view = json(await h.app.inject({ method: 'GET', url: `/customers/${end.id}?waitFor=${refunded.position}`, headers: h.auth('sales') }));
     expect(view).toMatchObject({ revenueByCurrency: { USD: 30 }, refunded: 20 });
   });
 });

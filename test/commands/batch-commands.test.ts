@@ -416,6 +416,15 @@ describe('batch commands: orders of merged customers', () => {
     await expect(
       api.execute({ type: 'RecordPurchase', customerId: a!, orderId: 'a-3', amount: 1, currency: 'EUR' }, { actor, correlationId: 'api' }),
     ).rejects.toMatchObject({ code: 'customer.merged', details: { primaryId: c }, message: expect.stringContaining(`use the primary customer ${c}`) });
+
+    // A refund of A's order sent to C: refused naming A, which holds the order, as the API's handler does.
+    const [refund] = await handler(watched()).executeBatch([
+      item({ type: 'RefundPurchase', customerId: c!, orderId: 'a-1', refundId: 'ra-1', amount: 1, currency: 'EUR' }, 'file5:ra-1'),
+    ]);
+    expect(refund).toMatchObject({
+      ok: false,
+      error: expect.objectContaining({ code: 'purchase.not_found', details: expect.objectContaining({ recordedOn: a }) }),
+    });
   });
 });
 
