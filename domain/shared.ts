@@ -168,7 +168,10 @@ const fitsSmtp = (email: string): boolean => {
       .every((label) => label.length <= 63)
   );
 };
-export const EmailAddress = z.email().max(254).refine(fitsSmtp, 'a local part of at most 64 characters and domain labels of at most 63 (RFC 5321)');
+/** An address as commands take it: spaces around it (pasted from a mail client) are dropped, as emails compare trimmed. */
+export const EmailAddress = SafeText.trim().pipe(
+  z.email().max(254).refine(fitsSmtp, 'a local part of at most 64 characters and domain labels of at most 63 (RFC 5321)'),
+);
 export const LongText = SafeText.max(10_000);
 /**
  * A tag: letters (with their combining marks: Devanagari's vowel signs, a decomposed `é`), digits,

@@ -59,6 +59,10 @@ describe('customer: register', () => {
   });
   it('schema refuses an invalid email, unknown fields and a missing name', () => {
     expect(commandSchemas.RegisterCustomer.safeParse({ name: 'A', email: 'nope' }).success).toBe(false);
+    // Spaces around an address (pasted from a mail client) are dropped, as addresses compare trimmed; inside, refused.
+    expect(commandSchemas.RegisterCustomer.safeParse({ name: 'A', email: '  Same.Mail@Example.com \t' }).data?.email).toBe('Same.Mail@Example.com');
+    expect(commandSchemas.RegisterCustomer.safeParse({ name: 'A', email: 'same mail@example.com' }).success).toBe(false);
+    expect(commandSchemas.RegisterUser.safeParse({ name: 'A', email: ' ann@example.com ', role: 'sales' }).data?.email).toBe('ann@example.com');
     expect(commandSchemas.RegisterCustomer.safeParse({ name: 'A', email: 'a@b.co', vip: true }).success).toBe(false);
     expect(commandSchemas.RegisterCustomer.safeParse({ email: 'a@b.co' }).success).toBe(false);
   });
