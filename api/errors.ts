@@ -241,6 +241,9 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
         return new ProblemError('unsupported_media_type', 'Send the body as application/json.', {
           errors: [{ field: 'content-type', message: 'application/json' }],
         });
+      case 'FST_ERR_BAD_URL':
+        // A path whose percent-encoding is not UTF-8 (`/customers/%ED%A0%80`): no route could read it.
+        return new ProblemError('malformed', fastifyError.message ?? 'The URL is not valid.', { errors: [{ field: 'url', message: 'percent-encoded UTF-8' }] });
       case 'FST_ERR_CTP_EMPTY_JSON_BODY':
         return validationProblem([{ field: 'body', message: 'a JSON body is required' }], 'The request has no JSON body.');
       case 'FST_ERR_CTP_INVALID_JSON_BODY':

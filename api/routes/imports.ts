@@ -190,12 +190,20 @@ export const importRoutes: FastifyPluginAsync<RouteContext & { imports: ImportJo
         ?.trim()
         .replace(/^"(.*)"$/, '$1');
       const encoding = charset === undefined ? 'utf-8' : importEncodingNamed(charset);
-      if (!encoding) throw new ProblemError('unsupported_media_type', `The charset ${charset} is not read; send ${importEncodings.join(' or ')}.`);
+      if (!encoding)
+        throw new ProblemError('unsupported_media_type', `The charset ${charset} is not read; send ${importEncodings.join(' or ')}.`, {
+          errors: [{ field: 'content-type', message: `charset ${importEncodings.join(' or ')}` }],
+        });
       const declared = Number(request.headers['content-length']);
       const body = request.body as Readable;
       if (Number.isFinite(declared) && declared > maxBytes) {
         body.resume();
-        throw new ProblemError('payload_too_large', `The body is ${declared} bytes; the limit is ${maxBytes}.`, {}, CLOSE);
+        throw new ProblemError(
+          'payload_too_large',
+          `The body is ${declared} bytes; the limit is ${maxBytes}.`,
+          { errors: [{ field: 'body', message: `at most ${maxBytes} bytes` }] },
+          CLOSE,
+        );
       }
       const key = request.apiKey!;
       // A user importing without naming an owner owns what the file leaves unowned, as a user registering

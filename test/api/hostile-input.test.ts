@@ -386,6 +386,16 @@ describe('query strings', () => {
     for (const [url, field] of cases) expectRefused(await send('admin', 'GET', url), field, url);
   });
 
+  it('a path whose percent-encoding is not UTF-8 is a 400 naming the url', async () => {
+    for (const [method, url] of [
+      ['POST', '/customers/%ED%A0%80/tags'],
+      ['GET', '/customers/%ff'],
+      ['GET', '/deals/%C0%AF'],
+    ] as const) {
+      expectRefused(await send('admin', method, url, method === 'POST' ? { tag: 'x' } : undefined), 'url', url);
+    }
+  });
+
   it('never make any read route answer a 5xx', async () => {
     const routes = h.app.routeList.filter((r) => r.method === 'GET' && !r.url.startsWith('/docs'));
     const values = ['a%00b', '%ff', '%ED%A0%80', '%C0%AF', '%zz', '0000-01-01T00:00:00Z', '9999999999999999999999', '1e309'];

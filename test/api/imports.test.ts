@@ -52,6 +52,7 @@ describe('HTTP import', () => {
     const unknown = await post('text/csv; charset=ebcdic');
     expect(unknown.statusCode).toBe(415);
     expect(unknown.json().detail).toContain('utf-8 or windows-1252');
+    expect(unknown.json().errors).toEqual([expect.objectContaining({ field: 'content-type' })]);
     const asUtf8 = await waitForJob((await post('text/csv')).json().id);
     expect(asUtf8).toMatchObject({ status: 'failed', counts: { imported: 0 }, error: expect.stringMatching(/^line 2: .*not UTF-8/) });
     const asLatin1 = await waitForJob((await post('text/csv; charset="ISO-8859-1"')).json().id);
