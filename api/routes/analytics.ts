@@ -51,7 +51,7 @@ export const FitModelsBody = z
       .max(3650)
       .optional()
       .describe('CLV and expected-purchases horizon, in time units (default 52 weeks / 12 months / 365 days)'),
-    discountRate: z.number().min(0).max(1).optional().describe('Discount rate per time unit'),
+    discountRate: z.number().min(0).lt(1).optional().describe('Discount rate per time unit (at least 0, below 1)'),
     churnWindowDays: z.number().int().min(7).max(730).optional().describe('Churned = no purchase within this many days (default 90)'),
     clusters: z.number().int().min(2).max(12).optional().describe('k of k-means (default 4)'),
     forecastHorizon: z.number().int().min(1).max(36).optional().describe('Months to forecast (default 6)'),

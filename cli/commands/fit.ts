@@ -27,7 +27,8 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
     if (timeUnit !== undefined && !['day', 'week', 'month'].includes(timeUnit)) throw new UsageError('--time-unit must be day, week or month');
     const discountText = stringValue(run, 'discount-rate');
     const discountRate = discountText === undefined ? undefined : Number(discountText);
-    if (discountRate !== undefined && !(discountRate >= 0 && discountRate < 1)) throw new UsageError('--discount-rate must be a number from 0 to 1');
+    if (discountRate !== undefined && !(discountRate >= 0 && discountRate < 1))
+      throw new UsageError('--discount-rate must be a number of at least 0 and below 1');
     const horizon = stringValue(run, 'horizon') === undefined ? undefined : intValue(run, 'horizon', 52, 1, 10_000);
 
     const { openCrm } = await import('../../runtime/crm.ts');

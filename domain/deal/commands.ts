@@ -1,8 +1,11 @@
 import { z } from 'zod';
 import type { CustomerSnapshot } from '../customer/decider.ts';
-import { Amount, IsoCurrency } from '../money.ts';
+import { Amount, hasAtMostFourDecimals, IsoCurrency, toFourDecimals } from '../money.ts';
 import { BusinessTime, Id, IsoDate, PersonRef, SafeText, DisplayText, withBusinessTime } from '../shared.ts';
-import { OpenDealStage, Probability } from './events.ts';
+import { OpenDealStage } from './events.ts';
+
+/** A probability as commands take it: a fifth decimal is refused, as for amounts, not rounded away (0.00004 read 0). */
+const ProbabilityInput = z.number().min(0).max(1).refine(hasAtMostFourDecimals, { message: 'at most 4 decimal places' }).overwrite(toFourDecimals);
 
 export const OpenDealPayload = z
   .object({
@@ -16,7 +19,7 @@ export const OpenDealPayload = z
     expectedCloseDate: IsoDate,
     stage: OpenDealStage.optional(),
     /** Overrides the stage's default win probability. */
-    probabilityOverride: Probability.nullable().optional(),
+    probabilityOverride: ProbabilityInput.nullable().optional(),
     /**
      * When the deal entered `stage`, if after its opening (`occurredAt`): a deal moved from another
      * system keeps its days in stage. Not before the opening, not in the future.
@@ -34,7 +37,7 @@ export const ChangeDealPayload = z
     currency: IsoCurrency.optional(),
     ownerId: PersonRef.optional(),
     expectedCloseDate: IsoDate.optional(),
-    probabilityOverride: Probability.nullable().optional(),
+    probabilityOverride: ProbabilityInput.nullable().optional(),
   })
   .strict()
   .refine((c) => Object.keys(c).some((k) => k !== 'dealId'), { message: 'at least one field to change' });

@@ -83,7 +83,8 @@ describe('analytics routes', () => {
     const fields = (bad.json().errors as { field: string }[]).map((e) => e.field).join(' ');
     expect(fields).toMatch(/horizon/);
     expect(fields).toMatch(/timeUnit/);
-    for (const payload of [{ asOf: '1997-13-45' }, { discountRate: 'x' }, { horizon: 1.5 }, { surprise: true }, { churnWindowDays: 1 }]) {
+    // A discount rate of 1 (all of the value gone each period) is refused, as `crm fit --discount-rate` refuses it.
+    for (const payload of [{ asOf: '1997-13-45' }, { discountRate: 'x' }, { discountRate: 1 }, { horizon: 1.5 }, { surprise: true }, { churnWindowDays: 1 }]) {
       const refused = await app.inject({ method: 'POST', url: '/analytics/models', headers: auth('admin'), payload });
       expect(refused.statusCode, JSON.stringify(payload)).toBe(400);
       expect(refused.headers['content-type']).toMatch(/application\/problem\+json/);

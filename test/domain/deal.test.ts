@@ -108,6 +108,13 @@ describe('deal: open', () => {
     expect(commandSchemas.OpenDeal.safeParse(base).success).toBe(true);
     expect(commandSchemas.OpenDeal.safeParse({ ...base, expectedCloseDate: '2026-13-01' }).success).toBe(false);
     expect(commandSchemas.OpenDeal.safeParse({ ...base, probabilityOverride: 1.5 }).success).toBe(false);
+    // A fifth decimal is refused, not rounded away (0.00004 was recorded as 0); four are kept.
+    for (const probabilityOverride of [0.00004, 0.12345])
+      expect(commandSchemas.OpenDeal.safeParse({ ...base, probabilityOverride }).error?.issues[0]).toMatchObject({
+        path: ['probabilityOverride'],
+        message: 'at most 4 decimal places',
+      });
+    expect(commandSchemas.OpenDeal.safeParse({ ...base, probabilityOverride: 0.1235 }).data?.probabilityOverride).toBe(0.1235);
     expect(commandSchemas.OpenDeal.safeParse({ ...base, stage: 'won' }).success).toBe(false);
   });
   it('schema: a change needs a field beside the deal id', () => {
