@@ -2,6 +2,7 @@ import type { ProjectionSkip } from '../projections/skips.ts';
 import type { ChainsVerification } from './sql/chain.ts';
 import { KEY_GONE, KEY_PUT_BACK } from './sql/customer-keys.ts';
 import type { CheckpointAhead } from '../projections/checkpoints.ts';
+import type { UnmatchedMerge } from './sql/merges.ts';
 import type { ReadModelVerification, ReplayFailure } from './verify.ts';
 
 /** Human summaries for `crm verify` (one line each; the CLI prints them and exits 1 unless `ok`). */
@@ -29,6 +30,7 @@ export function describeReadModelVerification(result: ReadModelVerification): st
     }
   }
   if (result.failedProjections.length > 0) lines.push(`  failed projections: ${result.failedProjections.join(', ')}`);
+  lines.push(...describeUnmatchedMerges(result.unmatchedMerges ?? []).map((line) => `  merge on one side: ${line}`));
   lines.push(...describeCheckpointsAhead(result.checkpointsAhead ?? []).map((line) => `  ${line}`));
   lines.push(...describeSkips(result.skipped ?? []));
   const behind = describeLag(result);
@@ -156,19 +158,45 @@ export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBr
  * What to do when the read models differ from a replay (`crm verify`, and a failed read-models
  * job): repairable from the events, once the events themselves are known to be intact.
  */
+/** One line per merge recorded on one side only (verify.ts `unmatchedMerges`). */
+export function describeUnmatchedMerges(merges: readonly UnmatchedMerge[]): string[] {
+  return merges.map(
+    (m) =>
+      `customer ${m.duplicateId} is merged into ${m.primaryId} (position ${m.position}), which does not record it` +
+      (m.cycle ? `, and ${m.primaryId} is merged into ${m.duplicateId} in turn` : ''),
+  );
+}
+
 export function readModelsNextSteps(
   result: Pick<ReadModelVerification, 'ok' | 'failedProjections'> & {
     checkpointsAhead?: readonly CheckpointAhead[];
     replayFailures?: readonly ReplayFailure[];
     differences?: number;
+    unmatchedMerges?: readonly UnmatchedMerge[] | null;
   },
 ): string[] {
   if (result.ok) return [];
   const ahead = result.checkpointsAhead ?? [];
   const stopped = result.replayFailures ?? [];
-  // A check whose only finding is a replay that stopped found no difference to repair.
-  const repair = stopped.length === 0 || ahead.length > 0 || result.failedProjections.length > 0 || (result.differences ?? 1) > 0;
+  const merges = result.unmatchedMerges ?? [];
+  const halves = merges.filter((m) => !m.cycle);
+  const cycles = merges.filter((m) => m.cycle);
+  // A check whose only finding is a replay that stopped, or merges recorded on one side, found no difference to repair.
+  const onlyMerges = merges.length > 0 && stopped.length === 0 && ahead.length === 0 && result.failedProjections.length === 0 && result.differences === 0;
+  const repair = !onlyMerges && (stopped.length === 0 || ahead.length > 0 || result.failedProjections.length > 0 || (result.differences ?? 1) > 0);
   return [
+    ...(halves.length > 0
+      ? [
+          `Merges recorded on the duplicate's side only (${halves.map((m) => `${m.duplicateId} into ${m.primaryId}`).join(', ')}): the primary's figures leave the duplicate out. ` +
+            'Send each merge again (POST /customers/<primary>/merge with {"duplicateId": "<duplicate>"}, or the same through the console): it records the primary\'s side.',
+        ]
+      : []),
+    ...(cycles.length > 0
+      ? [
+          `Customers merged into each other (${cycles.map((m) => `${m.duplicateId} and ${m.primaryId}`).join(', ')}), by two merges that raced in opposite directions ` +
+            'before merges were stored whole: neither takes commands, and no command repairs this. Their events stay as the record of what happened; report it.',
+        ]
+      : []),
     ...(stopped.length > 0
       ? [
           `This check's own replay could not apply ${[...new Set(stopped.map((f) => `stream ${f.stream ?? '?'} revision ${f.revision ?? '?'} (position ${f.position ?? '?'})`))].join(', ')}, ` +

@@ -7,6 +7,7 @@ import { createTableOnce } from './create-table.ts';
 import type { ChainsVerification } from './sql/chain.ts';
 import type { CheckpointAhead } from '../projections/checkpoints.ts';
 import { chainsNextSteps, readModelsNextSteps } from './summary.ts';
+import type { UnmatchedMerge } from './sql/merges.ts';
 import type { ReplayFailure } from './verify.ts';
 
 /**
@@ -129,6 +130,7 @@ const nextStepsOf = (kind: VerificationKind, result: unknown): string[] => {
     checkpointsAhead?: CheckpointAhead[];
     replayFailures?: ReplayFailure[];
     differences?: number;
+    unmatchedMerges?: UnmatchedMerge[] | null;
   };
   return kind === 'chains'
     ? chainsNextSteps({ ok: false, ...(stored.firstBroken ? { firstBroken: stored.firstBroken } : {}) })
@@ -138,6 +140,7 @@ const nextStepsOf = (kind: VerificationKind, result: unknown): string[] => {
         checkpointsAhead: stored.checkpointsAhead ?? [],
         replayFailures: stored.replayFailures ?? [],
         ...(stored.differences !== undefined ? { differences: stored.differences } : {}),
+        unmatchedMerges: stored.unmatchedMerges ?? null,
       });
 };
 

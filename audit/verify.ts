@@ -1,3 +1,5 @@
+import { eventsInSql } from './deps.ts';
+import { unmatchedMergesSql, type UnmatchedMerge } from './sql/merges.ts';
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { catchUp, eventsToCatchUp } from '../projections/catch-up.ts';
 import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints, type CheckpointAhead } from '../projections/checkpoints.ts';
@@ -63,6 +65,12 @@ export interface ReadModelVerification {
    * leave them out, so they explain a gap the comparison does not report as a difference.
    */
   skipped: ProjectionSkip[];
+  /**
+   * Merges recorded on one side only (the duplicate's `CustomerMergedInto` without the primary's
+   * `CustomerMerged`), which a replay reproduces: each fails the check. Null where the events are not
+   * in SQL (EventStoreDB): not checked.
+   */
+  unmatchedMerges: UnmatchedMerge[] | null;
   durationMs: number;
 }
 
@@ -341,8 +349,9 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       .filter((skip) => skip.position <= (positions.get(skip.projection) ?? 0n));
     const differences = tables.reduce((n, t) => n + t.differences, 0);
     const firstDifference = tables.flatMap((t) => t.sample)[0];
+    const unmatchedMerges = eventsInSql(deps) ? await unmatchedMergesSql(deps) : null;
     return {
-      ok: differences === 0 && ahead.size === 0 && replayFailures.length === 0,
+      ok: differences === 0 && ahead.size === 0 && replayFailures.length === 0 && (unmatchedMerges ?? []).length === 0,
       events,
       positions: Object.fromEntries(positions),
       head,
@@ -353,6 +362,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       replayFailures,
       checkpointsAhead: [...ahead.values()],
       skipped,
+      unmatchedMerges,
       durationMs: Date.now() - started,
     };
   } finally {

@@ -5,7 +5,15 @@ import { Interrupted, stringValue, UsageError, type CliCommand, type CommandRun,
 import type { ChainAnchor } from '../../audit/index.ts';
 import type { CrmRuntime } from '../../runtime/crm.ts';
 import { createProgress } from '../progress.ts';
-import { chainsNextSteps, describeCheckpointsAhead, describeLag, describeReplayFailures, describeSkips, readModelsNextSteps } from '../../audit/summary.ts';
+import {
+  chainsNextSteps,
+  describeCheckpointsAhead,
+  describeLag,
+  describeReplayFailures,
+  describeSkips,
+  describeUnmatchedMerges,
+  readModelsNextSteps,
+} from '../../audit/summary.ts';
 import type { ReadModelVerification } from '../../audit/verify.ts';
 
 const json = (value: unknown) => JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
@@ -147,12 +155,16 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
   }
   // A replay that stopped is the finding, not the rows it did not reach: those tables were not compared.
   for (const line of describeReplayFailures(result.replayFailures)) run.out(`Verification INCOMPLETE: ${line}.`);
-  if (result.differences > 0 || result.replayFailures.length === 0) run.out(`Read models DIFFER from a replay of the events: ${result.differences} rows.`);
+  // Merges on one side are a finding in the events, which a replay reproduces: no rows differ then.
+  const mergesOnly = (result.unmatchedMerges ?? []).length > 0 && result.differences === 0;
+  if (result.differences > 0 || (result.replayFailures.length === 0 && !mergesOnly))
+    run.out(`Read models DIFFER from a replay of the events: ${result.differences} rows.`);
   for (const line of describeCheckpointsAhead(result.checkpointsAhead)) run.out(`Checkpoint past the events: ${line}.`);
   if (lag) run.out(`Note: ${lag}.`);
   if (result.firstDifference) run.out(`First difference: ${terminalText(json(result.firstDifference))}`);
   for (const table of result.tables.filter((t) => !t.equal)) for (const row of table.sample.slice(0, 5)) run.out(`  ${terminalText(json(row))}`);
   if (result.failedProjections.length) run.out(`Live projections stopped on an event: ${result.failedProjections.join(', ')}`);
+  for (const line of describeUnmatchedMerges(result.unmatchedMerges ?? [])) run.out(`Merge on one side only: ${line}.`);
   printNextSteps(run, readModelsNextSteps(result));
   return 1;
 }

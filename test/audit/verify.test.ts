@@ -233,3 +233,38 @@ describe('read-model verification', () => {
     expect((await verifyReadModels(h.deps, { projections })).ok).toBe(true);
   });
 });
+
+describe('merges recorded on one side only', () => {
+  it('fail the check, each named, with the advice to send the merge again, or for a cycle that nothing repairs it', async () => {
+    // As two merges racing before 2026-12-07 could leave them: a duplicate's side alone, and two
+    // customers each merged into the other. A replay reproduces both, so no row differs.
+    const [duplicate, primary, x, y] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    for (const id of [duplicate, primary, x, y]) await h.record(`customer-${id}`, 'CustomerRegistered', customerRegistered(id, { email: `${id}@example.com` }));
+    await h.record(`customer-${duplicate}`, 'CustomerMergedInto', { customerId: duplicate, primaryId: primary });
+    await h.record(`customer-${x}`, 'CustomerMergedInto', { customerId: x, primaryId: y });
+    await h.record(`customer-${y}`, 'CustomerMergedInto', { customerId: y, primaryId: x });
+    await projectLive();
+    const result = await verifyReadModels(h.deps, { projections });
+    expect(result.differences).toBe(0);
+    expect(result.ok).toBe(false);
+    expect(result.unmatchedMerges).toEqual([
+      expect.objectContaining({ duplicateId: duplicate, primaryId: primary, cycle: false }),
+      expect.objectContaining({ duplicateId: x, primaryId: y, cycle: true }),
+      expect.objectContaining({ duplicateId: y, primaryId: x, cycle: true }),
+    ]);
+    expect(describeReadModelVerification(result).join('\n')).toContain(`customer ${duplicate} is merged into ${primary}`);
+    const advice = readModelsNextSteps(result).join('\n');
+    expect(advice).toContain(`${duplicate} into ${primary}`);
+    expect(advice).toContain('Send each merge again');
+    expect(advice).toContain(`${x} and ${y}`);
+    expect(advice).toContain('no command repairs this');
+    // Not the advice for tampered read models: nothing there to rebuild.
+    expect(advice).not.toContain('crm rebuild');
+
+    // The half merge sent again (its primary's side recorded) leaves the cycle alone to report.
+    await h.record(`customer-${primary}`, 'CustomerMerged', { customerId: primary, duplicateId: duplicate });
+    await projectLive();
+    const after = await verifyReadModels(h.deps, { projections });
+    expect(after.unmatchedMerges?.map((m) => m.duplicateId)).toEqual([x, y]);
+  });
+});
