@@ -188,7 +188,7 @@ export function readModelsNextSteps(
     ...(halves.length > 0
       ? [
           `Merges recorded on the duplicate's side only (${halves.map((m) => `${m.duplicateId} into ${m.primaryId}`).join(', ')}): the primary's figures leave the duplicate out. ` +
-            'Send each merge again (POST /customers/<primary>/merge with {"duplicateId": "<duplicate>"}, or the same through the console): it records the primary\'s side.',
+            'Send each merge again (POST /customers/<primary>/merge with {"duplicateId": "<duplicate>"} and the primary\'s revision in If-Match, or the same through the console): it records the primary\'s side.',
         ]
       : []),
     ...(cycles.length > 0
