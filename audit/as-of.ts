@@ -1,3 +1,4 @@
+import { MAX_MERGE_CHAIN } from '../domain/customer/decider.ts';
 import { sql } from 'kysely';
 import { BUSINESS_TIME_SKEW_MS, isBeyondNow } from '../domain/shared.ts';
 import type { PersonalData } from '../eventstore/personal-data.ts';
@@ -59,8 +60,6 @@ const eventsUpTo = async (deps: AuditDeps, stream: string, instant: Date, time: 
 };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** Merges form chains (B into A, later A into C); bounded as the projection bounds them. */
-const MAX_MERGED = 64;
 
 /**
  * The streams of the deals and feedback opened for these customers, from the deals and feedback read
@@ -101,16 +100,26 @@ async function customerEventsAsOf(
   personalData: PersonalData,
 ): Promise<{ own: RecordedEvent[]; decoded: ProjectedEvent[] }> {
   const customers = [id];
+  // How many merges each is from the customer asked for: chains are followed as far as the projection
+  // follows them (MAX_MERGE_CHAIN), however many duplicates a customer absorbed (a count cap of 64
+  // streams left a primary of 70 duplicates short of 7 of them).
+  const mergesAway = new Map([[id, 0]]);
   const recorded: RecordedEvent[] = [];
   let own: RecordedEvent[] = [];
-  for (let i = 0; i < customers.length && i < MAX_MERGED; i++) {
-    const events = await eventsUpTo(deps, `customer-${customers[i]!}`, instant, time);
+  for (let i = 0; i < customers.length; i++) {
+    const customer = customers[i]!;
+    const events = await eventsUpTo(deps, `customer-${customer}`, instant, time);
     if (i === 0) own = events;
     if (events.length === 0) continue;
     recorded.push(...events);
+    const away = mergesAway.get(customer)!;
+    if (away >= MAX_MERGE_CHAIN) continue;
     for (const event of events) {
       const duplicate = (event.data as { duplicateId?: unknown }).duplicateId;
-      if (event.type === 'CustomerMerged' && typeof duplicate === 'string' && !customers.includes(duplicate)) customers.push(duplicate);
+      if (event.type === 'CustomerMerged' && typeof duplicate === 'string' && !mergesAway.has(duplicate)) {
+        mergesAway.set(duplicate, away + 1);
+        customers.push(duplicate);
+      }
     }
   }
   if (own.length === 0) return { own, decoded: [] };

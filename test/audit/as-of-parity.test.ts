@@ -96,6 +96,25 @@ async function recordMergeChain(): Promise<void> {
   }
 }
 
+/** A primary that absorbed 70 duplicates, one order each: more streams than the audit once read (64). */
+const widePrimary = randomUUID();
+const WIDE = 70;
+async function recordWideMerge(): Promise<void> {
+  await h.record(`customer-${widePrimary}`, 'CustomerRegistered', customerRegistered(widePrimary, { email: 'wide@example.com' }), { occurredAt: day(1) });
+  for (let i = 0; i < WIDE; i++) {
+    const duplicate = randomUUID();
+    await h.record(`customer-${duplicate}`, 'CustomerRegistered', customerRegistered(duplicate, { email: `wide${i}@example.com` }), { occurredAt: day(1) });
+    await h.record(
+      `customer-${duplicate}`,
+      'PurchaseRecorded',
+      { customerId: duplicate, orderId: `w-${i}`, amount: 1, currency: 'EUR' },
+      { occurredAt: day(2) },
+    );
+    await h.record(`customer-${widePrimary}`, 'CustomerMerged', { customerId: widePrimary, duplicateId: duplicate }, { occurredAt: day(3) });
+    await h.record(`customer-${duplicate}`, 'CustomerMergedInto', { customerId: duplicate, primaryId: widePrimary }, { occurredAt: day(3) });
+  }
+}
+
 beforeAll(async () => {
   h = await openAuditHarness('audit_parity');
   await migrateProjections(h.database.db, h.schemas.read, projections);
@@ -175,6 +194,7 @@ beforeAll(async () => {
   await h.record(a, 'ActivityCompleted', { activityId, customerId }, { occurredAt: day(8) });
   await recordMergedPair();
   await recordMergeChain();
+  await recordWideMerge();
   await projectAll(h, projections);
   // Projected in a batch of its own, where the chain's customers are loaded from their rows: the
   // refund on the furthest duplicate counts for the customer at the end of the chain.
@@ -215,6 +235,7 @@ describe('as-of records read like the live views', () => {
     ['merged duplicate', () => duplicateId, (id: string) => queries().getCustomer(id), CUSTOMER_FIELDS],
     // Its revenue in each currency takes the order MAX_MERGE_CHAIN merges away, on both sides.
     ['merged chain end', () => chain[MAX_MERGE_CHAIN]!, (id: string) => queries().getCustomer(id), CUSTOMER_FIELDS],
+    ['merged wide primary', () => widePrimary, (id: string) => queries().getCustomer(id), CUSTOMER_FIELDS],
     ['deal', () => dealId, (id: string) => queries().getDeal(id), 8],
     ['campaign', () => campaignId, (id: string) => queries().getCampaign(id), 10],
     ['feedback', () => feedbackId, (id: string) => queries().getFeedback(id), 10],
@@ -234,6 +255,7 @@ describe('as-of records read like the live views', () => {
       }
       expect(mine).toEqual(live);
       if (kind === 'merged chain end') expect(folded!.record).toMatchObject({ revenueByCurrency: { USD: 50 } });
+      if (kind === 'merged wide primary') expect(folded!.record).toMatchObject({ orderCount: WIDE, revenueByCurrency: { EUR: WIDE } });
     });
   }
 });
