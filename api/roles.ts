@@ -1,12 +1,10 @@
-import { seesPersonalData, UserRole } from '../domain/user/events.ts';
+import { ROLES, seesPersonalData, type Role } from '../domain/user/roles.ts';
 
 /**
  * Who may call what: the single role matrix. The auth guard enforces it, `api/ROLES.md` is generated
  * from it (`npx tsx api/roles-doc.ts > api/ROLES.md`) and the tests loop over it.
  */
-export const ROLES = UserRole.options;
-export type Role = UserRole;
-export { seesPersonalData };
+export { ROLES, seesPersonalData, type Role };
 
 /** `public` routes need no key (probes, metrics scraping, the API description). */
 export type Access = 'public' | readonly Role[];

@@ -1,4 +1,4 @@
-import { seesPersonalData, type UserRole } from '../domain/user/events.ts';
+import { seesPersonalData, type Role } from '../domain/user/roles.ts';
 import { z } from 'zod';
 import { eventSchemas, personalFields, type CrmEventType } from '../domain/catalogue.ts';
 import { ERASED } from '../domain/shared.ts';
@@ -13,7 +13,7 @@ import type { AggregateKind } from '../domain/catalogue.ts';
  */
 
 /** The role whose view of personal data a subscriber gets (api/roles.ts; `analyst` is masked). */
-export type SubscriberRole = UserRole;
+export type SubscriberRole = Role;
 
 /** What a personal field reads as for subscribers whose role may not see personal data. */
 export const MASKED = '[masked]';

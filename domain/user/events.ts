@@ -1,14 +1,12 @@
 import { z } from 'zod';
 import { Id, SafeText, ShortText } from '../shared.ts';
+import { ROLES } from './roles.ts';
 
 export const UserStreamPrefix = 'user-';
 
-/** The roles a user, an API key or an integration subscriber may hold (api/roles.ts says what each may call). */
-export const UserRole = z.enum(['admin', 'sales', 'marketing', 'support', 'analyst', 'auditor']);
+/** A role as events and commands hold it (domain/user/roles.ts lists them). */
+export const UserRole = z.enum(ROLES);
 export type UserRole = z.infer<typeof UserRole>;
-
-/** Analysts see pseudonymised records: the personal fields are masked, in the API as in integration events. */
-export const seesPersonalData = (role: UserRole): boolean => role !== 'analyst';
 
 /**
  * What a user's keys may see: `own` the records they own, `team` those owned by anyone in one of
