@@ -2,7 +2,8 @@ import type { ProjectionSkip } from '../projections/skips.ts';
 import type { ChainsVerification } from './sql/chain.ts';
 import { KEY_GONE, KEY_PUT_BACK } from './sql/customer-keys.ts';
 import type { CheckpointAhead } from '../projections/checkpoints.ts';
-import type { UnmatchedMerge } from './sql/merges.ts';
+import { MAX_MERGE_CHAIN } from '../domain/customer/decider.ts';
+import type { FarMerge, UnmatchedMerge } from './sql/merges.ts';
 import type { ReadModelVerification, ReplayFailure } from './verify.ts';
 
 /** Human summaries for `crm verify` (one line each; the CLI prints them and exits 1 unless `ok`). */
@@ -30,7 +31,7 @@ export function describeReadModelVerification(result: ReadModelVerification): st
     }
   }
   if (result.failedProjections.length > 0) lines.push(`  failed projections: ${result.failedProjections.join(', ')}`);
-  lines.push(...describeUnmatchedMerges(result.unmatchedMerges ?? []).map((line) => `  merge on one side: ${line}`));
+  lines.push(...describeMergeFindings(result.unmatchedMerges ?? [], result.farMerges ?? []).map((line) => `  merge: ${line}`));
   lines.push(...describeCheckpointsAhead(result.checkpointsAhead ?? []).map((line) => `  ${line}`));
   lines.push(...describeSkips(result.skipped ?? []));
   const behind = describeLag(result);
@@ -158,13 +159,20 @@ export function chainsNextSteps(result: Pick<ChainsVerification, 'ok' | 'firstBr
  * What to do when the read models differ from a replay (`crm verify`, and a failed read-models
  * job): repairable from the events, once the events themselves are known to be intact.
  */
-/** One line per merge recorded on one side only (verify.ts `unmatchedMerges`). */
-export function describeUnmatchedMerges(merges: readonly UnmatchedMerge[]): string[] {
-  return merges.map(
-    (m) =>
-      `customer ${m.duplicateId} is merged into ${m.primaryId} (position ${m.position}), which does not record it` +
-      (m.cycle ? `, and ${m.primaryId} is merged into ${m.duplicateId} in turn` : ''),
-  );
+/** One line per merge recorded on one side only (verify.ts `unmatchedMerges`), then per customer too far down a chain (`farMerges`). */
+export function describeMergeFindings(merges: readonly UnmatchedMerge[], far: readonly FarMerge[]): string[] {
+  return [
+    ...merges.map(
+      (m) =>
+        `customer ${m.duplicateId} is merged into ${m.primaryId} (position ${m.position}), which does not record it` +
+        (m.cycle
+          ? `, and ${m.primaryId} is merged into ${m.duplicateId} in turn`
+          : m.primaryMerged
+            ? `, and ${m.primaryId} was merged into another since`
+            : ''),
+    ),
+    ...far.map((f) => `customer ${f.customerId} is ${f.mergesAway} or more merges from the end of its chain, past the ${MAX_MERGE_CHAIN} a chain may hold`),
+  ];
 }
 
 export function readModelsNextSteps(
@@ -173,22 +181,38 @@ export function readModelsNextSteps(
     replayFailures?: readonly ReplayFailure[];
     differences?: number;
     unmatchedMerges?: readonly UnmatchedMerge[] | null;
+    farMerges?: readonly FarMerge[] | null;
   },
 ): string[] {
   if (result.ok) return [];
   const ahead = result.checkpointsAhead ?? [];
   const stopped = result.replayFailures ?? [];
   const merges = result.unmatchedMerges ?? [];
-  const halves = merges.filter((m) => !m.cycle);
+  const far = result.farMerges ?? [];
+  const halves = merges.filter((m) => !m.cycle && !m.primaryMerged);
+  const stuck = merges.filter((m) => !m.cycle && m.primaryMerged);
   const cycles = merges.filter((m) => m.cycle);
   // A check whose only finding is a replay that stopped, or merges recorded on one side, found no difference to repair.
-  const onlyMerges = merges.length > 0 && stopped.length === 0 && ahead.length === 0 && result.failedProjections.length === 0 && result.differences === 0;
+  const onlyMerges =
+    merges.length + far.length > 0 && stopped.length === 0 && ahead.length === 0 && result.failedProjections.length === 0 && result.differences === 0;
   const repair = !onlyMerges && (stopped.length === 0 || ahead.length > 0 || result.failedProjections.length > 0 || (result.differences ?? 1) > 0);
   return [
     ...(halves.length > 0
       ? [
           `Merges recorded on the duplicate's side only (${halves.map((m) => `${m.duplicateId} into ${m.primaryId}`).join(', ')}): the primary's figures leave the duplicate out. ` +
             'Send each merge again (POST /customers/<primary>/merge with {"duplicateId": "<duplicate>"} and the primary\'s revision in If-Match, or the same through the console): it records the primary\'s side.',
+        ]
+      : []),
+    ...(stuck.length > 0
+      ? [
+          `Merges recorded on the duplicate's side only whose primary was merged into another customer since (${stuck.map((m) => `${m.duplicateId} into ${m.primaryId}`).join(', ')}): ` +
+            'the merge cannot be sent again (its primary takes no command), and no command repairs this; the figures at the end of that chain leave the duplicate out. Report it.',
+        ]
+      : []),
+    ...(far.length > 0
+      ? [
+          `Customers more than ${MAX_MERGE_CHAIN} merges from the end of their chain (${far.map((f) => f.customerId).join(', ')}), merged before chains were bounded: ` +
+            'the figures at the end of the chain leave their orders out, and one of their orders sent there again is taken as new. No command shortens a chain; report it.',
         ]
       : []),
     ...(cycles.length > 0

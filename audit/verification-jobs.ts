@@ -7,7 +7,7 @@ import { createTableOnce } from './create-table.ts';
 import type { ChainsVerification } from './sql/chain.ts';
 import type { CheckpointAhead } from '../projections/checkpoints.ts';
 import { chainsNextSteps, readModelsNextSteps } from './summary.ts';
-import type { UnmatchedMerge } from './sql/merges.ts';
+import type { FarMerge, UnmatchedMerge } from './sql/merges.ts';
 import type { ReplayFailure } from './verify.ts';
 
 /**
@@ -131,6 +131,7 @@ const nextStepsOf = (kind: VerificationKind, result: unknown): string[] => {
     replayFailures?: ReplayFailure[];
     differences?: number;
     unmatchedMerges?: UnmatchedMerge[] | null;
+    farMerges?: FarMerge[] | null;
   };
   return kind === 'chains'
     ? chainsNextSteps({ ok: false, ...(stored.firstBroken ? { firstBroken: stored.firstBroken } : {}) })
@@ -141,6 +142,7 @@ const nextStepsOf = (kind: VerificationKind, result: unknown): string[] => {
         replayFailures: stored.replayFailures ?? [],
         ...(stored.differences !== undefined ? { differences: stored.differences } : {}),
         unmatchedMerges: stored.unmatchedMerges ?? null,
+        farMerges: stored.farMerges ?? null,
       });
 };
 

@@ -1,5 +1,5 @@
 import { eventsInSql } from './deps.ts';
-import { unmatchedMergesSql, type UnmatchedMerge } from './sql/merges.ts';
+import { farMergesSql, unmatchedMergesSql, type FarMerge, type UnmatchedMerge } from './sql/merges.ts';
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { catchUp, eventsToCatchUp } from '../projections/catch-up.ts';
 import { CHECKPOINT_TABLE, ensureCheckpoint, migrateCheckpoints, readCheckpoints, type CheckpointAhead } from '../projections/checkpoints.ts';
@@ -71,6 +71,8 @@ export interface ReadModelVerification {
    * in SQL (EventStoreDB): not checked.
    */
   unmatchedMerges: UnmatchedMerge[] | null;
+  /** Customers more than MAX_MERGE_CHAIN merges from the end of their chain (made before chains were bounded); null as above. */
+  farMerges: FarMerge[] | null;
   durationMs: number;
 }
 
@@ -350,8 +352,9 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
     const differences = tables.reduce((n, t) => n + t.differences, 0);
     const firstDifference = tables.flatMap((t) => t.sample)[0];
     const unmatchedMerges = eventsInSql(deps) ? await unmatchedMergesSql(deps) : null;
+    const farMerges = eventsInSql(deps) ? await farMergesSql(deps) : null;
     return {
-      ok: differences === 0 && ahead.size === 0 && replayFailures.length === 0 && (unmatchedMerges ?? []).length === 0,
+      ok: differences === 0 && ahead.size === 0 && replayFailures.length === 0 && (unmatchedMerges ?? []).length === 0 && (farMerges ?? []).length === 0,
       events,
       positions: Object.fromEntries(positions),
       head,
@@ -363,6 +366,7 @@ export async function verifyReadModels(deps: AuditDeps, options: VerifyOptions):
       checkpointsAhead: [...ahead.values()],
       skipped,
       unmatchedMerges,
+      farMerges,
       durationMs: Date.now() - started,
     };
   } finally {

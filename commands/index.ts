@@ -361,8 +361,9 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
    * read. Two merges racing in opposite directions (X into Y, Y into X), or along a chain (A into B
    * while B into C), stored one side each as separate appends: a cycle or a half-merge no command could
    * repair. A lost race is decided again on fresh state. A half-merge stored before (or by EventStoreDB,
-   * which appends stream by stream) is completed by retrying: `decideMerge` sees the duplicate already
-   * pointing at this primary and records only the primary's side.
+   * which appends stream by stream) is completed by retrying while its primary still takes commands:
+   * `decideMerge` sees the duplicate already pointing at this primary and records only the primary's
+   * side (`crm verify` names those no retry can complete).
    */
   const merge = async (command: MergeCustomer, ctx: CommandContext, metadata: Omit<EventMetadata, 'schemaVersion'>): Promise<CommandResult> => {
     const primaryStream = streamOf('customer', command.customerId);

@@ -11,7 +11,7 @@ import {
   describeLag,
   describeReplayFailures,
   describeSkips,
-  describeUnmatchedMerges,
+  describeMergeFindings,
   readModelsNextSteps,
 } from '../../audit/summary.ts';
 import type { ReadModelVerification } from '../../audit/verify.ts';
@@ -156,7 +156,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
   // A replay that stopped is the finding, not the rows it did not reach: those tables were not compared.
   for (const line of describeReplayFailures(result.replayFailures)) run.out(`Verification INCOMPLETE: ${line}.`);
   // Merges on one side are a finding in the events, which a replay reproduces: no rows differ then.
-  const mergesOnly = (result.unmatchedMerges ?? []).length > 0 && result.differences === 0;
+  const mergesOnly = (result.unmatchedMerges ?? []).length + (result.farMerges ?? []).length > 0 && result.differences === 0;
   if (result.differences > 0 || (result.replayFailures.length === 0 && !mergesOnly))
     run.out(`Read models DIFFER from a replay of the events: ${result.differences} rows.`);
   for (const line of describeCheckpointsAhead(result.checkpointsAhead)) run.out(`Checkpoint past the events: ${line}.`);
@@ -164,7 +164,7 @@ async function verifyReadModels(runtime: CrmRuntime, run: CommandRun): Promise<n
   if (result.firstDifference) run.out(`First difference: ${terminalText(json(result.firstDifference))}`);
   for (const table of result.tables.filter((t) => !t.equal)) for (const row of table.sample.slice(0, 5)) run.out(`  ${terminalText(json(row))}`);
   if (result.failedProjections.length) run.out(`Live projections stopped on an event: ${result.failedProjections.join(', ')}`);
-  for (const line of describeUnmatchedMerges(result.unmatchedMerges ?? [])) run.out(`Merge on one side only: ${line}.`);
+  for (const line of describeMergeFindings(result.unmatchedMerges ?? [], result.farMerges ?? [])) run.out(`Merge: ${line}.`);
   printNextSteps(run, readModelsNextSteps(result));
   return 1;
 }

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeReadModelVerification, readModelsNextSteps } from '../../audit/summary.ts';
 import { ReadModelsOfAnotherVersion, verifyReadModels, type VerifyProgress } from '../../audit/verify.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
+import { MAX_MERGE_CHAIN } from '../../domain/customer/decider.ts';
 import { createAnalyticsProjection } from '../../analytics/projection.ts';
 import type { Projection } from '../../projections/projection.ts';
 import { customerRegistered, dealOpened, openAuditHarness, projectAll, type AuditHarness } from './support.ts';
@@ -266,5 +267,31 @@ describe('merges recorded on one side only', () => {
     await projectLive();
     const after = await verifyReadModels(h.deps, { projections });
     expect(after.unmatchedMerges?.map((m) => m.duplicateId)).toEqual([x, y]);
+    expect(after.farMerges).toEqual([]);
+  });
+
+  it('fail the check for a half merge whose primary was merged since, and for a chain longer than MAX_MERGE_CHAIN, neither repairable', async () => {
+    // A into B on A's side only, then B into C whole: B takes no command, so A's merge cannot be sent again.
+    const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+    // A chain of MAX_MERGE_CHAIN + 1 merges, made whole, as before chains were bounded: its first is one merge too far.
+    const chain = Array.from({ length: MAX_MERGE_CHAIN + 2 }, () => randomUUID());
+    for (const id of [a, b, c, ...chain]) await h.record(`customer-${id}`, 'CustomerRegistered', customerRegistered(id, { email: `${id}@example.com` }));
+    await h.record(`customer-${a}`, 'CustomerMergedInto', { customerId: a, primaryId: b });
+    await h.record(`customer-${c}`, 'CustomerMerged', { customerId: c, duplicateId: b });
+    await h.record(`customer-${b}`, 'CustomerMergedInto', { customerId: b, primaryId: c });
+    for (let i = 0; i + 1 < chain.length; i++) {
+      await h.record(`customer-${chain[i + 1]}`, 'CustomerMerged', { customerId: chain[i + 1], duplicateId: chain[i] });
+      await h.record(`customer-${chain[i]}`, 'CustomerMergedInto', { customerId: chain[i], primaryId: chain[i + 1] });
+    }
+    await projectLive();
+    const result = await verifyReadModels(h.deps, { projections });
+    expect(result.ok).toBe(false);
+    expect(result.unmatchedMerges).toContainEqual(expect.objectContaining({ duplicateId: a, primaryId: b, cycle: false, primaryMerged: true }));
+    expect(result.farMerges).toEqual([{ customerId: chain[0], mergesAway: MAX_MERGE_CHAIN + 1 }]);
+    const advice = readModelsNextSteps(result).join('\n');
+    expect(advice).toContain(`${a} into ${b}): the merge cannot be sent again`);
+    expect(advice).toContain(`more than ${MAX_MERGE_CHAIN} merges from the end of their chain (${chain[0]})`);
+    // The one half merge left cannot be sent again: no advice to do so.
+    expect(advice).not.toContain('Send each merge again');
   });
 });
