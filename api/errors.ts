@@ -151,7 +151,19 @@ export const toProblem = (error: unknown, request?: FastifyRequest): ProblemErro
         ...(typeof error.expected === 'number' ? { expectedRevision: error.expected } : {}),
         // The header that named the stale revision, as a 428 names it: a client reads every 4xx's `errors`.
         ...(exists
-          ? { errors: [{ field: 'if-match', in: 'headers', message: `revision ${String(error.expected)} is stale: the resource is at ${error.actual}` }] }
+          ? {
+              errors: [
+                {
+                  field: 'if-match',
+                  in: 'headers',
+                  // Ahead of the resource is not stale: a revision of another record (a merge's duplicate instead of its primary).
+                  message:
+                    typeof error.expected === 'number' && error.expected > error.actual
+                      ? `revision ${error.expected} is ahead of the resource, which is at ${error.actual}: send this resource's own revision (its ETag)`
+                      : `revision ${String(error.expected)} is stale: the resource is at ${error.actual}`,
+                },
+              ],
+            }
           : {}),
       },
       exists ? { etag: quote(error.actual) } : {},

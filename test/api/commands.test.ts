@@ -62,10 +62,15 @@ describe('customer commands', () => {
     expect(conflict.currentRevision).toBe(0);
     expect(stale.headers.etag).toBe('"0"');
     // The header it came in is named, as a 428 names it.
-    expect(conflict.errors).toEqual([{ field: 'if-match', in: 'headers', message: 'revision 7 is stale: the resource is at 0' }]);
+    // A revision ahead of the resource is not stale: another record's (a merge's duplicate instead of its primary).
+    expect(conflict.errors).toEqual([
+      { field: 'if-match', in: 'headers', message: "revision 7 is ahead of the resource, which is at 0: send this resource's own revision (its ETag)" },
+    ]);
     expectProblem(await send('sales', 'PATCH', `/customers/${id}`, patch, { 'if-match': 'garbage' }), 400);
     const ok = accepted(await send('sales', 'PATCH', `/customers/${id}`, patch, { 'if-match': '"0"' }));
     expect(ok.revision).toBe(1);
+    const behind = expectProblem(await send('sales', 'PATCH', `/customers/${id}`, { name: 'Later' }, { 'if-match': '"0"' }), 409, 'revision-conflict');
+    expect(behind.errors).toEqual([{ field: 'if-match', in: 'headers', message: 'revision 0 is stale: the resource is at 1' }]);
     expectProblem(await send('sales', 'PATCH', `/customers/${id}`, {}, { 'if-match': '"1"' }), 400);
   });
 
