@@ -57,7 +57,7 @@ export async function unmatchedMergesSql(deps: AuditDeps): Promise<UnmatchedMerg
  */
 export async function farMergesSql(deps: AuditDeps): Promise<FarMerge[]> {
   const events = sql.id(deps.schemas.events, 'events');
-  // Walked from each chain's end down its duplicates, one level past the bound (cycles end at the bound + 1).
+  // Walked from each chain's end down its duplicates, to one merge past the bound (a cycle has no end: `unmatchedMergesSql` names it).
   const { rows } = await sql<{ customer_id: string; away: number }>`
     WITH RECURSIVE edges AS (
       SELECT DISTINCT data ->> 'customerId' AS duplicate, data ->> 'primaryId' AS primary_id FROM ${events} WHERE type = 'CustomerMergedInto'
