@@ -3,6 +3,26 @@ import { entryOf } from '../domain/entries.ts';
 import { DomainError } from '../domain/errors.ts';
 import type { PreparedCommand } from './prepare.ts';
 
+type LoadCustomer = (customerId: string) => Promise<CustomerState>;
+
+/**
+ * The customers merged into `customer`, breadth first (its own duplicates, then theirs), each with how
+ * many merges it is from `customer`, up to `levels` merges away. Read one by one through `load`, so a
+ * caller that stops early reads no further.
+ */
+async function* duplicatesOf(customer: CustomerState, load: LoadCustomer, levels: number): AsyncGenerator<{ id: string; state: CustomerState; away: number }> {
+  let level = customer.mergedDuplicates;
+  for (let away = 1; away <= levels && level.length > 0; away++) {
+    const next: string[] = [];
+    for (const id of level) {
+      const state = await load(id);
+      yield { id, state, away };
+      next.push(...state.mergedDuplicates);
+    }
+    level = next;
+  }
+}
+
 /**
  * Fills `mergedOrder` of a purchase or refund sent to a customer that absorbed duplicates: the order as
  * one of them recorded it (merge chains followed). A duplicate's orders stay on its own stream and
@@ -11,27 +31,16 @@ import type { PreparedCommand } from './prepare.ts';
  * `load` reads a customer's current state (through the handler's cache: a duplicate takes no new
  * purchase once merged, so its orders do not move).
  */
-export const resolveMergedOrder = async (
-  prepared: PreparedCommand,
-  customer: CustomerState,
-  load: (customerId: string) => Promise<CustomerState>,
-): Promise<void> => {
+export const resolveMergedOrder = async (prepared: PreparedCommand, customer: CustomerState, load: LoadCustomer): Promise<void> => {
   if ((prepared.type !== 'RecordPurchase' && prepared.type !== 'RefundPurchase') || customer.mergedDuplicates.length === 0) return;
   const orderId = prepared.command.orderId as string;
   if (entryOf(customer.orders, orderId)) return;
-  let level = customer.mergedDuplicates;
-  for (let depth = 0; depth < MAX_MERGE_CHAIN && level.length > 0; depth++) {
-    const next: string[] = [];
-    for (const duplicateId of level) {
-      const duplicate = await load(duplicateId);
-      const order = entryOf(duplicate.orders, orderId);
-      if (order) {
-        prepared.command.mergedOrder = { customerId: duplicateId, amount: order.amount, currency: order.currency };
-        return;
-      }
-      next.push(...duplicate.mergedDuplicates);
+  for await (const duplicate of duplicatesOf(customer, load, MAX_MERGE_CHAIN)) {
+    const order = entryOf(duplicate.state.orders, orderId);
+    if (order) {
+      prepared.command.mergedOrder = { customerId: duplicate.id, amount: order.amount, currency: order.currency };
+      return;
     }
-    level = next;
   }
 };
 
@@ -41,15 +50,9 @@ export const resolveMergedOrder = async (
  * command once merged, so only the customer's own stream (checked by the merge's append) can change
  * the answer meanwhile.
  */
-export const mergeChainDepth = async (customer: CustomerState, load: (customerId: string) => Promise<CustomerState>): Promise<number> => {
+export const mergeChainDepth = async (customer: CustomerState, load: LoadCustomer): Promise<number> => {
   let depth = 0;
-  let level = customer.mergedDuplicates;
-  while (level.length > 0 && depth <= MAX_MERGE_CHAIN) {
-    depth++;
-    const next: string[] = [];
-    for (const duplicateId of level) next.push(...(await load(duplicateId)).mergedDuplicates);
-    level = next;
-  }
+  for await (const duplicate of duplicatesOf(customer, load, MAX_MERGE_CHAIN + 1)) depth = duplicate.away;
   return depth;
 };
 
@@ -58,7 +61,7 @@ export const mergeChainDepth = async (customer: CustomerState, load: (customerId
  * commands: the decider knows one step (B merged into P), and P merged into Q since refused in turn,
  * each refusal advising the next link. Any other error is returned as it is.
  */
-export const namingChainEnd = async (error: unknown, load: (customerId: string) => Promise<CustomerState>): Promise<unknown> => {
+export const namingChainEnd = async (error: unknown, load: LoadCustomer): Promise<unknown> => {
   if (!(error instanceof DomainError) || error.code !== 'customer.merged' || typeof error.details?.primaryId !== 'string') return error;
   const first = error.details.primaryId;
   let end = first;
