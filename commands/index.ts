@@ -296,6 +296,20 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     return { events, plain };
   };
 
+  /**
+   * After an append failed: this keyed command's first result when a retry of it won the race (the
+   * loser finds the winner's events; their ciphertext differs, so the store cannot tell).
+   */
+  const storedByRetry = async (
+    error: unknown,
+    id: string,
+    stream: string,
+    metadata: Pick<EventMetadata, 'idempotencyKey' | 'commandHash'>,
+  ): Promise<CommandResult | undefined> =>
+    metadata.idempotencyKey && (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict)
+      ? firstResult(id, stream, await storedIds(stream), metadata)
+      : undefined;
+
   /** Validates, encrypts and appends decided events at `revision`; a concurrent retry of the same key returns the first result. */
   const append = async (
     kind: AggregateKind,
@@ -306,7 +320,6 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
   ): Promise<CommandResult> => {
     const stream = streamOf(kind, id);
     const revision = base.revision;
-    const key = metadata.idempotencyKey;
     const { events, plain } = await encode(stream, decided, metadata);
     try {
       const result = await store.appendToStream(stream, events, { expectedRevision: revision < 0 ? 'no_stream' : revision });
@@ -315,11 +328,8 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
     } catch (error) {
       // Someone else wrote, or the outcome is unknown: the next load catches up from the store.
       cache.stale(stream);
-      // Two retries of one command raced: the loser finds the winner's events (ciphertext differs, so the store cannot tell).
-      if (key && (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict)) {
-        const first = firstResult(id, stream, await storedIds(stream), metadata);
-        if (first) return first;
-      }
+      const first = await storedByRetry(error, id, stream, metadata);
+      if (first) return first;
       throw error;
     }
   };
@@ -394,11 +404,10 @@ export function createCrmCommands(deps: CrmCommandDeps): CrmCommands {
       // Someone else wrote, or the outcome is unknown: the next loads catch up from the store. A lost
       // race (WrongExpectedRevision) is decided again by the queue; nothing of this merge was stored.
       for (const side of sides) cache.stale(side.stream);
-      // Two retries of one merge raced: the loser finds the winner's events (ciphertext differs, so the store cannot tell).
-      if (metadata.idempotencyKey && (error instanceof WrongExpectedRevision || error instanceof IdempotencyConflict)) {
-        const first = firstResult(command.customerId, primaryStream, await storedIds(primaryStream), metadata);
+      const first = await storedByRetry(error, command.customerId, primaryStream, metadata);
+      if (first) {
         const firstDuplicate = firstResult(command.duplicateId, duplicateStream, await storedIds(duplicateStream), metadata);
-        if (first) return { ...first, eventIds: [...(firstDuplicate?.eventIds ?? []), ...first.eventIds] };
+        return { ...first, eventIds: [...(firstDuplicate?.eventIds ?? []), ...first.eventIds] };
       }
       throw error;
     }
