@@ -12,7 +12,8 @@ import type { CampaignEvent, CampaignStatus, ResponseKind } from './events.ts';
  * scheduled; cancel from draft, scheduled, active or paused. Completed and cancelled are final.
  *
  * Responses are accepted while active or paused and after completion (opens and conversions keep
- * arriving once a campaign has ended), never before launch or after cancellation.
+ * arriving once a campaign has ended), never before launch; after a cancellation only those dated
+ * before it (the history of a campaign that ran, imported after its cancellation).
  * Costs are accepted in every status: invoices arrive late, and cancelling may itself cost money.
  * Business time runs forward through the statuses: a status change is not dated before the previous
  * one (the creation first). Costs and responses are not held to it: a campaign often enters the CRM
@@ -35,6 +36,8 @@ export interface CampaignState {
   marketingConsentOnly: boolean;
   /** Business time of the creation, then of the latest status change: null where the fold had none. */
   statusChangedAt: string | null;
+  /** Whether it was ever launched: a cancelled campaign that ran takes the responses dated before its cancellation. */
+  launched: boolean;
 }
 
 export const initialCampaignState = (): CampaignState => ({
@@ -51,6 +54,7 @@ export const initialCampaignState = (): CampaignState => ({
   responses: dictionary(),
   marketingConsentOnly: false,
   statusChangedAt: null,
+  launched: false,
 });
 
 export const evolveCampaign = (state: CampaignState, event: CampaignEvent, occurredAt?: string): CampaignState => {
@@ -76,6 +80,7 @@ export const evolveCampaign = (state: CampaignState, event: CampaignEvent, occur
     case 'CampaignScheduled':
       return { ...state, status: 'scheduled', startsAt: event.data.startsAt, endsAt: event.data.endsAt, statusChangedAt: at };
     case 'CampaignLaunched':
+      return { ...state, status: 'active', statusChangedAt: at, launched: true };
     case 'CampaignResumed':
       return { ...state, status: 'active', statusChangedAt: at };
     case 'CampaignPaused':
@@ -116,6 +121,25 @@ const assertWithinBudget = (state: CampaignState, amount: number, allowOverBudge
 const assertExists = (state: CampaignState, campaignId: string): CampaignStatus => {
   if (!state.exists || state.status === null) throw notFound('campaign.not_found', `Campaign ${campaignId} does not exist`, 'campaignId', { campaignId });
   return state.status;
+};
+
+/**
+ * Responses come while a campaign runs and after it completed; after a cancellation, only those dated
+ * before it, and only where it ran (a migration brings a cancelled campaign's history in after it).
+ */
+const assertTakesResponse = (state: CampaignState, campaignId: string, occurredAt: string): void => {
+  const status = assertExists(state, campaignId);
+  if (status === 'active' || status === 'paused' || status === 'completed') return;
+  const cancelledAt = status === 'cancelled' && state.launched ? state.statusChangedAt : null;
+  if (cancelledAt !== null && isBefore(occurredAt, cancelledAt)) return;
+  throw invalidState(
+    'campaign.not_running',
+    cancelledAt !== null
+      ? `Campaign ${campaignId} was cancelled at ${cancelledAt}: it takes only responses dated before then (occurredAt)`
+      : `Campaign ${campaignId} is ${status}: it takes no responses`,
+    'campaignId',
+    { status, ...(cancelledAt !== null ? { cancelledAt } : {}) },
+  );
 };
 
 /** A status is left after it was entered: a step dated earlier would put the campaign's history out of order. */
@@ -203,9 +227,7 @@ export const decideCampaign = (command: CampaignCommand, state: CampaignState): 
       ];
     }
     case 'RecordCampaignResponse': {
-      const status = assertExists(state, campaignId);
-      if (!['active', 'paused', 'completed'].includes(status))
-        throw invalidState('campaign.not_running', `Campaign ${campaignId} is ${status}: it takes no responses`, 'campaignId', { status });
+      assertTakesResponse(state, campaignId, command.occurredAt);
       assertCustomerUsable(command.customer, command.customerId, { requireActive: false });
       if (command.kind === 'sent' && state.marketingConsentOnly && !command.customer.marketingConsent)
         throw ruleViolated(

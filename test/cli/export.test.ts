@@ -123,6 +123,8 @@ describe('crm export', () => {
           '6f1d0c0e-0000-4000-8000-000000000023,Autumn,email,300,EUR,scheduled,1998-07-01,1998-09-01,1998-10-01,,,,',
           '6f1d0c0e-0000-4000-8000-000000000024,Winter,social,100,EUR,draft,1998-08-01,,,,,,',
           '6f1d0c0e-0000-4000-8000-000000000025,Always,ads,100,EUR,paused,1998-01-01,1998-01-05,,,,,',
+          // Cancelled after it ran: its responses, dated before the cancellation, are history and come in after it.
+          '6f1d0c0e-0000-4000-8000-000000000026,Flash,email,100,EUR,cancelled,1998-06-01,,,1998-06-05,,1998-06-20,',
         ]),
         responses: write('h-responses.csv', [
           'campaign_id,customer_email,response,revenue,currency,occurred_at',
@@ -130,6 +132,7 @@ describe('crm export', () => {
           '6f1d0c0e-0000-4000-8000-000000000021,ada@history.example,sent,,EUR,1998-03-03',
           '6f1d0c0e-0000-4000-8000-000000000021,ada@history.example,converted,80,USD,1998-03-10 12:00',
           '6f1d0c0e-0000-4000-8000-000000000025,ida@history.example,opened,,,1998-01-06',
+          '6f1d0c0e-0000-4000-8000-000000000026,ida@history.example,clicked,,,1998-06-10',
         ]),
         // Beyond Spring's budget of 500 (history is taken as it was), and one cost with no invoice number.
         costs: write('h-costs.csv', [
@@ -330,7 +333,12 @@ describe('crm export', () => {
         records(await exported(to, 'campaigns'))
           .map((r) => r.status)
           .sort(),
-      ).toEqual(['cancelled', 'completed', 'draft', 'paused', 'scheduled']);
+      ).toEqual(['cancelled', 'cancelled', 'completed', 'draft', 'paused', 'scheduled']);
+      // A campaign cancelled after it ran keeps the response dated before its cancellation, on both sides.
+      for (const side of [from, to])
+        expect(records(await exported(side, 'responses')).filter((r) => r.campaignId === '6f1d0c0e-0000-4000-8000-000000000026')).toMatchObject([
+          { response: 'clicked', occurredAt: '1998-06-10T00:00:00.000Z' },
+        ]);
       expect(records(await exported(to, 'campaigns')).find((r) => r.name === 'Spring')).toMatchObject({ costs: 550.5, overBudget: true });
     } finally {
       await from.dropSchemas();

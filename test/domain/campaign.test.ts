@@ -192,6 +192,34 @@ describe('campaign: responses', () => {
   it('refused before launch and after cancellation', () => {
     for (const status of ['draft', 'scheduled', 'cancelled'] as const) spec.given(histories[status]).when(respond('sent')).thenRefused('campaign.not_running');
   });
+  it('a cancelled campaign that ran takes the responses dated before its cancellation, as a migration brings them in', () => {
+    const cancelledAt = '2024-05-19T12:00:00.000Z';
+    const ran = [
+      timed(created, '2024-03-01T00:00:00.000Z'),
+      timed(e('CampaignLaunched'), '2024-03-26T00:00:00.000Z'),
+      timed(e('CampaignCancelled', { reason: null }), cancelledAt),
+    ];
+    spec
+      .given(ran)
+      .when({ ...respond('opened'), occurredAt: '2024-04-02T10:00:00.000Z' })
+      .then([response('opened')]);
+    const late = spec
+      .given(ran)
+      .when({ ...respond('opened'), occurredAt: cancelledAt })
+      .thenRefused('campaign.not_running', 'campaignId', { status: 'cancelled', cancelledAt });
+    expect(late.message).toContain('dated before');
+    // Cancelled before it was ever launched: it never ran, so no response belongs to it.
+    const neverRan = [timed(created, '2024-03-01T00:00:00.000Z'), timed(e('CampaignCancelled', { reason: null }), cancelledAt)];
+    spec
+      .given(neverRan)
+      .when({ ...respond('opened'), occurredAt: '2024-04-02T10:00:00.000Z' })
+      .thenRefused('campaign.not_running', 'campaignId', { status: 'cancelled' });
+    // A cancellation recorded without a business time gives no instant to compare with: refused as before.
+    spec
+      .given([created, e('CampaignLaunched'), e('CampaignCancelled', { reason: null })])
+      .when({ ...respond('opened'), occurredAt: '2024-04-02T10:00:00.000Z' })
+      .thenRefused('campaign.not_running');
+  });
   it('each kind once per customer per campaign', () => {
     const history = [...histories.active, response('opened')];
     spec.given(history).when(respond('opened')).thenRefused('campaign.response_already_recorded', 'kind');
