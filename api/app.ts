@@ -10,7 +10,7 @@ import { createAuthGuard, createKeyRecheck } from './auth/guard.ts';
 import { createScopeGuard } from './auth/scope-guard.ts';
 import { loadServerSecret } from './auth/server-secret.ts';
 import { createBackPressure, DEFAULT_BACK_PRESSURE } from './back-pressure.ts';
-import { clientErrorHandler, refuseMissingHost, registerServerRefusals } from './client-errors.ts';
+import { clientErrorHandler, refuseMalformedTarget, registerServerRefusals } from './client-errors.ts';
 import { registerClosing, type CloseWithin } from './closing.ts';
 import { createCursorSeal } from './cursor-seal.ts';
 import type { ApiDeps, TrustedProxies } from './deps.ts';
@@ -215,7 +215,7 @@ export async function buildApp(deps: ApiDeps): Promise<CrmApp> {
   backPressure.register(app);
   // Registered before the guard so that the guard can count requests refused for their key per address.
   const addressLimit = await registerRateLimit(app, deps.rateLimit ?? DEFAULT_RATE_LIMIT, metrics);
-  app.addHook('onRequest', refuseMissingHost);
+  app.addHook('onRequest', refuseMalformedTarget);
   app.addHook('onRequest', createAuthGuard(keys, addressLimit));
   app.addHook('onRequest', refuseUnreadableQuery);
   // Restricted callers: audit of their scope's records only; no webhooks or bulk imports (after validation: params are parsed).

@@ -1,7 +1,7 @@
 import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
-import { PROBLEM_CONTENT_TYPE, ProblemError } from './problems.ts';
+import { PROBLEM_CONTENT_TYPE, ProblemError, REPEATED_PARAMETER, validationProblem } from './problems.ts';
 
 /**
  * Requests Node's HTTP parser refuses before Fastify sees them (a control character in a header,
@@ -78,14 +78,32 @@ export function clientErrorHandler(error: Error & { code?: string }, socket: Dup
 }
 
 /**
- * onRequest hook: an HTTP/1.1 request without a Host header is a 400 naming the header (RFC 9112,
- * 3.2). Node's own check answers a bare 400 with no body, so the server is made without it
- * (`requireHostHeader: false`, api/back-pressure.ts) and the refusal is a problem like the others.
+ * A header that must come once, refused as a 400 naming it when sent twice. Node keeps the first copy
+ * of some headers (Host, Authorization) and joins others into one value (`abc, def`): either way the
+ * request was read as naming one of them (two Authorization headers acted as the first key, which a
+ * proxy reading the other would not), so only the raw headers tell.
  */
-export const refuseMissingHost = async (request: FastifyRequest): Promise<void> => {
+export const assertSentOnce = (request: FastifyRequest, name: string): void => {
+  const raw = request.raw.rawHeaders;
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) count += 1;
+  if (count > 1) throw validationProblem([{ field: name, message: REPEATED_PARAMETER }]);
+};
+
+/**
+ * onRequest hook: an HTTP/1.1 request without a Host header, or with two, is a 400 naming the header
+ * (RFC 9112, 3.2). Node's own check answers a bare 400 with no body, so the server is made without it
+ * (`requireHostHeader: false`, api/back-pressure.ts) and the refusal is a problem like the others.
+ * A request target holding a fragment (`#...`, which a client keeps to itself) is a 400 naming `url`:
+ * it was read as part of the query, and refused as an unknown field or a bad value of the one before.
+ */
+export const refuseMalformedTarget = async (request: FastifyRequest): Promise<void> => {
   if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
     throw new ProblemError('malformed', 'An HTTP/1.1 request must carry a Host header.', { errors: [{ field: 'host', message: 'required' }] });
   }
+  assertSentOnce(request, 'host');
+  if (request.raw.url?.includes('#'))
+    throw validationProblem([{ field: 'url', message: 'holds a fragment (#...): a request target carries none; leave it out, or send a # in a value as %23' }]);
 };
 
 /**

@@ -8,6 +8,7 @@ import type { Actor } from '../domain/metadata.ts';
 import type { ApiCommand, CommandContext, CommandPort, CommandResult, ReadModelProgress } from './deps.ts';
 import { commandKeyOf, type IdempotencyGuard } from './idempotency.ts';
 import type { ApiMetrics } from './metrics.ts';
+import { assertSentOnce } from './client-errors.ts';
 import { ProblemError, REPEATED_PARAMETER, validationProblem } from './problems.ts';
 
 /**
@@ -109,18 +110,6 @@ export const actorOfKey = (key: NonNullable<FastifyRequest['apiKey']>): Actor =>
   roles: [key.role],
 });
 
-/**
- * Node joins a header sent twice into one value (`abc, def`), which passed as one idempotency key (or
- * causation id) that neither request named: a retry sending either key alone was a new command. The
- * raw headers tell two headers from one value holding a comma.
- */
-const sentOnce = (request: FastifyRequest, name: string): void => {
-  const raw = request.raw.rawHeaders;
-  let count = 0;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) count += 1;
-  if (count > 1) throw validationProblem([{ field: name, message: REPEATED_PARAMETER }]);
-};
-
 /** Builds the command context from the request: actor from the key, ids and revision from headers. */
 export const commandContext = (request: FastifyRequest, call: CommandCall): CommandContext => {
   const key = request.apiKey;
@@ -136,7 +125,7 @@ export const commandContext = (request: FastifyRequest, call: CommandCall): Comm
       },
     );
   }
-  for (const name of ['idempotency-key', 'x-causation-id']) sentOnce(request, name);
+  for (const name of ['idempotency-key', 'x-causation-id']) assertSentOnce(request, name);
   const idempotencyKey = headers['idempotency-key'];
   const causationId = headers['x-causation-id'];
   return {

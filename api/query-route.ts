@@ -116,6 +116,29 @@ export const refusePersonalFilters = (
   }
 };
 
+/** The other end of a range filter named as a pair (`minRevenue`/`maxRevenue`, `expectedCloseFrom`/`expectedCloseTo`, `from`/`to`). */
+const upperEndOf = (name: string): string | undefined =>
+  name === 'from' ? 'to' : name.endsWith('From') ? `${name.slice(0, -4)}To` : /^min[A-Z]/.test(name) ? `max${name.slice(3)}` : undefined;
+
+/**
+ * An inverted range (`minRevenue` above `maxRevenue`, a `from` after its `to`) is a 400 naming its
+ * upper end, as /pipeline, the analytics and the audit log refuse one: it matched nothing, and a
+ * list or export answered empty as though nothing were there.
+ */
+export const refuseInvertedRanges = (query: Record<string, unknown>): void => {
+  const errors: { field: string; in: 'query'; message: string }[] = [];
+  for (const [lower, low] of Object.entries(query)) {
+    const upper = upperEndOf(lower);
+    const high = upper === undefined ? undefined : query[upper];
+    if (upper === undefined) continue;
+    if (typeof low === 'number' && typeof high === 'number') {
+      if (low > high) errors.push({ field: upper, in: 'query', message: `must not be below ${lower}` });
+    } else if (typeof low === 'string' && typeof high === 'string' && Date.parse(low) > Date.parse(high))
+      errors.push({ field: upper, in: 'query', message: `must not be before ${lower}` });
+  }
+  if (errors.length > 0) throw validationProblem(errors);
+};
+
 export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context: RouteContext, spec: ListRouteSpec<Q>): void => {
   app.withTypeProvider<ZodTypeProvider>().get(
     spec.url,
@@ -132,6 +155,7 @@ export const listRoute = <Q extends z.ZodRawShape>(app: FastifyInstance, context
     async (request) => {
       const { waitFor, ...query } = request.query as Record<string, unknown> & { waitFor?: string };
       refusePersonalFilters(request, query, spec.personalFilters ?? [], spec.personalSorts);
+      refuseInvertedRanges(query);
       await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
       const { cursor, ...filters } = query;
       const scope = `GET ${spec.url} sort=${typeof query.sort === 'string' ? query.sort : ''}`;

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { assertSentOnce } from '../client-errors.ts';
 import { ProblemError } from '../problems.ts';
 import type { ClientAddressLimit } from '../rate-limit.ts';
 import { isAllowed, ruleFor, type Role, type RouteRule } from '../roles.ts';
@@ -44,6 +45,8 @@ export const createAuthGuard =
       await limit?.countRefusal(request, reply);
       throw unauthenticated(detail);
     };
+    // Two keys in one request: acting as either would be a guess a proxy in front may not share.
+    assertSentOnce(request, 'authorization');
     const header = request.headers.authorization;
     if (!header) return refuse('Send an API key as "Authorization: Bearer <key>".');
     const match = BEARER.exec(header);

@@ -43,7 +43,22 @@ const errors = problemResponses(400, 401, 403, 404, 409, 429);
 const Direction = z.enum(['forwards', 'backwards']).default('forwards');
 const Format = z.enum(['json', 'ndjson', 'csv']).optional().describe('json (paged, default) or ndjson/csv (the whole selection, streamed)');
 const ExportFormatQuery = z.enum(['ndjson', 'csv']).optional().describe('ndjson (default) or csv');
-const Limit = decimalNumber(z.number().int().min(1).max(1000)).default(100).describe('Page size (1-1000, default 100)');
+const PAGE_SIZE = 100;
+const Limit = decimalNumber(z.number().int().min(1).max(1000))
+  .optional()
+  .describe(`Page size (1-1000, default ${PAGE_SIZE}); not with format=ndjson|csv, which streams the whole selection`);
+
+/**
+ * A page size asked of a streamed answer (ndjson, csv: every match) is a 400 naming `limit`: a client
+ * asking for two rows as CSV got the whole log.
+ */
+const pageSize = (limit: number | undefined, chosen: string): number => {
+  if (chosen !== 'json' && limit !== undefined)
+    throw validationProblem([
+      { field: 'limit', in: 'query', message: `pages only the JSON answer; the ${chosen} answer streams every match: leave limit out, or ask for JSON` },
+    ]);
+  return limit ?? PAGE_SIZE;
+};
 const Cursor = z.string().min(1).max(40).optional().describe('`nextCursor` of the previous page');
 /** A date alone means the whole day: from its first to its last millisecond (UTC). */
 
@@ -149,12 +164,14 @@ const logFilter = async (
           .flatMap((t) => t.split(','))
           .map((t) => t.trim())
           .filter(Boolean);
+  // `type=,` or a blank one names no type: read as no filter, it widened to the whole log.
+  if (types?.length === 0) throw validationProblem([{ field: 'type', in: 'query', message: 'names no event type: give one or more, separated by commas' }]);
   const from = instant(query.from, false);
   const to = instant(query.to, true);
   if (from && to && from > to) throw validationProblem([{ field: 'from', in: 'query', message: 'from must not be after to' }]);
   return {
     ...(query.actor !== undefined ? { actor: query.actor } : {}),
-    ...(types && types.length > 0 ? { types } : {}),
+    ...(types ? { types } : {}),
     // A bare aggregate name (`deal`) means every stream of that aggregate (`deal-`).
     ...(query.stream !== undefined ? { stream: /^[a-z][a-z0-9_]*$/.test(query.stream) ? `${query.stream}-` : await streamNamed(deps, query.stream) } : {}),
     ...(from ? { from } : {}),
@@ -211,13 +228,14 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       const mode = personalDataMode(request);
       const within = await unownedWithin(request, stream);
       const chosen = negotiate(request, reply, format, ['json', 'ndjson', 'csv'], 'json');
+      const size = pageSize(limit, chosen);
       if (chosen !== 'json') {
         // Validate the cursor, and that the stream exists, before the first byte goes out.
         const first = await guarded(() => streamHistory(deps, stream, { personalData: mode, limit: 1, direction, cursor: cursor ?? null }));
         if (first.items.length === 0 && cursor === undefined) throw new ProblemError('not_found', `No stream ${stream}.`);
         return sendExport(reply, chosen, stream, iterateStreamHistory(deps, stream, { personalData: mode, direction, cursor: cursor ?? null, within }));
       }
-      const page = await guarded(() => streamHistory(deps, stream, { personalData: mode, limit, direction, cursor: cursor ?? null, within }));
+      const page = await guarded(() => streamHistory(deps, stream, { personalData: mode, limit: size, direction, cursor: cursor ?? null, within }));
       if (page.items.length === 0 && cursor === undefined) throw new ProblemError('not_found', `No stream ${stream}.`);
       return { stream, items: page.items.map(auditEventToJson), nextCursor: page.nextCursor };
     },
@@ -267,12 +285,13 @@ const auditRoutes: FastifyPluginAsync<RouteContext> = async (instance, context) 
       const filter = { ...(await logFilter(deps, filters)), within: await auditWithin(request, readSource) };
       const mode = personalDataMode(request);
       const chosen = negotiate(request, reply, format, ['json', 'ndjson', 'csv'], 'json');
+      const size = pageSize(limit, chosen);
       if (chosen !== 'json') {
         // Validate the cursor before the first byte goes out.
         await guarded(() => eventLog(deps, { ...filter, direction, cursor: cursor ?? null, limit: 1, personalData: mode }));
         return sendExport(reply, chosen, 'events', iterateEventLog(deps, { ...filter, direction, cursor: cursor ?? null, personalData: mode }));
       }
-      const page = await guarded(() => eventLog(deps, { ...filter, direction, limit, cursor: cursor ?? null, personalData: mode }));
+      const page = await guarded(() => eventLog(deps, { ...filter, direction, limit: size, cursor: cursor ?? null, personalData: mode }));
       return { items: page.items.map(auditEventToJson), nextCursor: page.nextCursor };
     },
   );

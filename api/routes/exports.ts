@@ -12,7 +12,7 @@ import { scopeOf } from '../auth/viewer.ts';
 import { ACTIVITY_PERSONAL_FIELDS, CUSTOMER_PERSONAL_FIELDS, FEEDBACK_PERSONAL_FIELDS, forCaller } from '../mask.ts';
 import { acceptedFormat, awaitReadModels, varyByAccept, WaitForQuery } from '../http.ts';
 import { problemResponses } from '../problems.ts';
-import { refusePersonalFilters, resolveMe, UserFilter } from '../query-route.ts';
+import { refuseInvertedRanges, refusePersonalFilters, resolveMe, UserFilter } from '../query-route.ts';
 import { ActivityListFilters } from './activities.ts';
 import { CampaignListFilters } from './campaigns.ts';
 import { CUSTOMER_PERSONAL_SORTS, CustomerListFilters } from './customers.ts';
@@ -255,6 +255,7 @@ export const exportRoutes: FastifyPluginAsync<RouteContext> = async (plugin, con
         const { format: asked, waitFor, ...filters } = request.query as Record<string, unknown> & { format?: ExportFormat; waitFor?: string };
         const query = spec.forCaller ? spec.forCaller(request, filters) : filters;
         refusePersonalFilters(request, query, spec.personalFilters, spec.personalSorts);
+        refuseInvertedRanges(query);
         const format = asked ?? acceptedFormat(request.headers.accept, ['csv', 'ndjson'], 'csv');
         await awaitReadModels(context.deps.projections, waitFor, context.waitForTimeoutMs);
         // The caller's scope: an export holds exactly the records their list shows.

@@ -98,6 +98,10 @@ describe('requests Node’s HTTP server would answer by itself, with no problem 
     ['a CONNECT', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 405, 'method'],
     ['an Expect other than 100-continue', `POST /customers HTTP/1.1\r\nHost: x\r\n${'Expect: 200-ok'}\r\nContent-Length: 2\r\n\r\n{}`, 417, 'expect'],
     ['an HTTP/1.1 request without Host', 'GET /health HTTP/1.1\r\nConnection: close\r\n\r\n', 400, 'host'],
+    // RFC 9112, 3.2: two Host lines are a 400 (Node kept the first, a proxy in front may read the other).
+    ['an HTTP/1.1 request with two Hosts', 'GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n', 400, 'host'],
+    // Read as part of the query, a fragment was refused as an unknown field, or as a bad value of the parameter before it.
+    ['a fragment in the request target', 'GET /health?probe=1#x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 400, 'url'],
   ];
   for (const [what, request, status, field] of cases) {
     it(`answers ${what} with a ${status} problem naming ${field}, and ends the connection`, async () => {
@@ -110,6 +114,21 @@ describe('requests Node’s HTTP server would answer by itself, with no problem 
       expect(problem.errors?.[0]?.field).toBe(field);
     });
   }
+
+  it('refuses two Authorization headers naming the header, whichever key comes first (the first acted alone)', async () => {
+    for (const [first, second] of [
+      [h.keys.analyst, h.keys.admin],
+      [h.keys.admin, h.keys.analyst],
+    ]) {
+      const answer = await raw(
+        `GET /customers?limit=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${first}\r\nAuthorization: Bearer ${second}\r\nConnection: close\r\n\r\n`,
+      );
+      expect(answer.status, answer.body).toBe(400);
+      expect((JSON.parse(answer.body) as { errors: { field: string }[] }).errors[0]?.field).toBe('authorization');
+    }
+    // One of them alone still passes.
+    expect((await raw(`GET /customers?limit=1 HTTP/1.1\r\nHost: x\r\n${auth()}\r\nConnection: close\r\n\r\n`)).status).toBe(200);
+  });
 
   it('still serves an HTTP/1.0 request without Host (it needs none), and a command sent with Expect: 100-continue', async () => {
     expect((await raw('GET /health HTTP/1.0\r\n\r\n')).status).toBe(200);

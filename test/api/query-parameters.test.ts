@@ -136,3 +136,70 @@ describe('time parameters', () => {
     }
   });
 });
+
+/** The upper end of a range parameter named as a pair, as the API pairs them (api/query-route.ts). */
+const upperEnd = (name: string): string | undefined =>
+  name === 'from' ? 'to' : name.endsWith('From') ? `${name.slice(0, -4)}To` : /^min[A-Z]/.test(name) ? `max${name.slice(3)}` : undefined;
+
+/** Ordered and inverted values, tried in turn until the route takes the ordered pair. */
+const RANGE_VALUES: [string, string][] = [
+  ['5', '10'],
+  ['2026-01-01T00:00:00Z', '2026-06-01T00:00:00Z'],
+  ['2026-01-01', '2026-06-01'],
+  ['2026-01', '2026-06'],
+];
+
+describe('range parameters', () => {
+  // /customers?minRevenue=10&maxRevenue=5, /deals?expectedCloseFrom after expectedCloseTo and
+  // /purchases/export?from after to answered 200 with nothing, where /pipeline and the analytics refused them.
+  it('refuse an inverted range with a 400 naming one of its ends, on every GET route that takes a pair', async () => {
+    const routes = await getRoutes();
+    const failures: string[] = [];
+    const tested: string[] = [];
+    for (const { url, parameters } of routes) {
+      for (const low of parameters) {
+        const high = upperEnd(low.name);
+        if (high === undefined || !parameters.some((p) => p.name === high)) continue;
+        const base = concrete(url, parameters);
+        const get = (from: string, to: string) =>
+          h.app.inject({ method: 'GET', url: `${base}?${low.name}=${encodeURIComponent(from)}&${high}=${encodeURIComponent(to)}`, headers: h.auth('admin') });
+        const pair = await (async () => {
+          for (const [a, b] of RANGE_VALUES) if ((await get(a, b)).statusCode === 200) return [a, b] as const;
+          return undefined;
+        })();
+        if (!pair) continue;
+        tested.push(`${url} ${low.name}/${high}`);
+        const inverted = await get(pair[1], pair[0]);
+        const fields = inverted.statusCode === 400 ? (inverted.json<{ errors?: { field: string }[] }>().errors ?? []).map((e) => e.field) : [];
+        if (!fields.some((f) => f === low.name || f === high))
+          failures.push(`${url}?${low.name}=${pair[1]}&${high}=${pair[0]} -> ${inverted.statusCode} ${inverted.body.slice(0, 160)}`);
+      }
+    }
+    expect(failures).toEqual([]);
+    // The lists and exports above, the pipeline, the audit log and the analytics.
+    expect(tested.length, tested.join('\n')).toBeGreaterThanOrEqual(12);
+    expect(tested).toEqual(
+      expect.arrayContaining(['/customers minRevenue/maxRevenue', '/deals expectedCloseFrom/expectedCloseTo', '/purchases/export from/to']),
+    );
+  });
+});
+
+describe('the audit log', () => {
+  it('refuses a page size with a streamed answer, naming limit, and a type filter that names no type', async () => {
+    for (const [url, accept] of [
+      ['/audit/events?limit=2', 'text/csv'],
+      ['/audit/events?limit=2&format=ndjson', '*/*'],
+      [`/audit/streams/customer-${SAMPLE_ID}?limit=2&format=csv`, '*/*'],
+    ] as const)
+      expect(expectProblem(await h.app.inject({ method: 'GET', url, headers: { ...h.auth('admin'), accept } }), 400).errors?.map((e) => e.field)).toEqual([
+        'limit',
+      ]);
+    // Pages of JSON keep their size, and streamed answers without one are every match.
+    expect((await h.app.inject({ method: 'GET', url: '/audit/events?limit=2', headers: h.auth('admin') })).statusCode).toBe(200);
+    expect((await h.app.inject({ method: 'GET', url: '/audit/events?format=csv', headers: h.auth('admin') })).statusCode).toBe(200);
+    for (const type of [',', '%20', ',%20,'])
+      expect(
+        expectProblem(await h.app.inject({ method: 'GET', url: `/audit/events?type=${type}`, headers: h.auth('admin') }), 400).errors?.map((e) => e.field),
+      ).toEqual(['type']);
+  });
+});
