@@ -4,7 +4,7 @@ import type { PersonalData } from '../eventstore/personal-data.ts';
 import { describeError } from '../projections/errors.ts';
 import type { LeaseGuard } from '../projections/leases.ts';
 import { createDestinationGuard, type DestinationGuard } from './destinations.ts';
-import { lagBehind } from '../projections/status.ts';
+import { lagReader } from '../projections/status.ts';
 import type { SubscriberRole } from './envelope.ts';
 import { createIntegrationFeed, type IntegrationFeed } from './feed.ts';
 import type { NatsPublisher } from './nats-publisher.ts';
@@ -186,5 +186,6 @@ export class IntegrationPublishers {
 
 export async function readPublisherStatus(tables: IntegrationTables, store: EventStore): Promise<PublisherStatus[]> {
   const [rows, head] = await Promise.all([tables.publishers(), store.headPosition()]);
-  return Promise.all(rows.map(async (row) => ({ ...row, state: reportedState(row), ...(await lagBehind(store, row.position, head, row.advancedAt)) })));
+  const lag = lagReader(store, head);
+  return Promise.all(rows.map(async (row) => ({ ...row, state: reportedState(row), ...(await lag(row.position, row.advancedAt)) })));
 }

@@ -56,32 +56,41 @@ const oncePerPosition = <T>(read: (position: bigint) => Promise<T>): ((position:
 };
 
 /**
- * How far a follower of the feed at `position` is behind `head`: events counted up to LAG_COUNT_CAP,
- * and the age of the oldest one not yet taken, each read bounded (a read can wait behind a long
- * transaction elsewhere on the cluster, and /ready and /metrics must answer anyway). Past the bound
- * the count is unknown (null), and the age is taken from `lastMoved`, when the follower last moved
- * forward: it grows while the follower stands still, whatever its failed attempts do (the oldest event
- * waiting may be older still, as when a backlog is worked through page by page).
+ * Final events after `position` up to `head`: one count over the position index where the store has
+ * one (PostgreSQL, PGlite); else read, up to LAG_COUNT_CAP. Before 2026-12-07 every engine read the
+ * events themselves, twice per follower: with a dozen webhook subscriptions thousands of events behind,
+ * each scrape of /metrics or /ready read tens of thousands of rows, held the pool, and commands got 503.
+ */
+const countAfter = (store: EventStore, position: bigint, head: bigint): Promise<number> =>
+  store.countEvents
+    ? store.countEvents({ fromPosition: position, untilPosition: head })
+    : store.readAll({ fromPosition: position, maxCount: LAG_COUNT_CAP, settleMs: 0 }).then((events) => events.length);
+
+/**
+ * How far followers of the feed (publishers: integration/publishers.ts) are behind `head`, with the
+ * reads shared by followers at one position: events counted (countAfter), and the age of the oldest one
+ * not yet taken, each read bounded (a read can wait behind a long transaction elsewhere on the cluster,
+ * and /ready and /metrics must answer anyway). Past the bound the count is unknown (null), and the age
+ * is taken from `lastMoved`, when the follower last moved forward: it grows while the follower stands
+ * still, whatever its failed attempts do (the oldest event waiting may be older still, as when a backlog
+ * is worked through page by page).
  * Both read what is final now (`settleMs: 0`): a short page would otherwise wait for events committed
  * behind an open transaction, which on a busy database is almost always, past the bound.
  */
-export async function lagBehind(
-  store: EventStore,
-  position: bigint,
-  head: bigint,
-  lastMoved: Date,
-): Promise<{ eventsBehind: number | null; secondsBehind: number }> {
-  if (head <= position) return { eventsBehind: 0, secondsBehind: 0 };
-  // Two reads, not one: the count reads up to LAG_COUNT_CAP rows, and may miss the bound where the oldest alone would not.
-  const [oldest, count] = await Promise.all([
-    // null: nothing final after `position`; undefined: not read in time.
+export function lagReader(store: EventStore, head: bigint) {
+  // null: nothing final after the position; undefined: not read in time.
+  const oldestAfter = oncePerPosition((position) =>
     boundedRead(store.readAll({ fromPosition: position, maxCount: 1, settleMs: 0 }).then((events) => events[0]?.recordedAt ?? null)),
-    boundedRead(store.readAll({ fromPosition: position, maxCount: LAG_COUNT_CAP, settleMs: 0 }).then((events) => events.length)),
-  ]);
-  if (oldest === null) return { eventsBehind: 0, secondsBehind: 0 };
-  return {
-    eventsBehind: count ?? null,
-    secondsBehind: Math.max(0, (Date.now() - (oldest ?? lastMoved).getTime()) / 1000),
+  );
+  const countedAfter = oncePerPosition((position) => boundedRead(countAfter(store, position, head)));
+  return async (position: bigint, lastMoved: Date): Promise<{ eventsBehind: number | null; secondsBehind: number }> => {
+    if (head <= position) return { eventsBehind: 0, secondsBehind: 0 };
+    const [oldest, count] = await Promise.all([oldestAfter(position), countedAfter(position)]);
+    if (oldest === null) return { eventsBehind: 0, secondsBehind: 0 };
+    return {
+      eventsBehind: count ?? null,
+      secondsBehind: Math.max(0, (Date.now() - (oldest ?? lastMoved).getTime()) / 1000),
+    };
   };
 }
 
