@@ -103,6 +103,11 @@ export function scoreCustomer(model: StoredModel, aggregate: CustomerAggregate, 
   const day = Math.max(observationEndDay, p.lastDay);
   const rfm = rfmOf(p, day, m.timeUnit);
   const value = customerValue(m.bgnbd, m.gammaGamma, { ...rfm, monetary: Math.max(0, rfm.monetary) }, m.horizon, m.discountRate);
+  const churn = churnScore(m.churn, churnFeaturesOf({ ...aggregate, purchases: p }, day));
+  // A model at the edge of its parameters can give a customer no finite figure (a fit refuses such a
+  // model for the customers it was fitted on; a later history may still reach it): unscored, as
+  // before a fit, rather than a NaN that no sum of the totals would ever cancel.
+  if (![value.clv, value.expectedPurchases, value.pAlive, value.expectedSpend, churn].every(Number.isFinite)) return null;
   const values = rfmValuesOf(p, day);
   const score = rfmScore(m.rfmCutoffs, values);
   return {
@@ -114,7 +119,7 @@ export function scoreCustomer(model: StoredModel, aggregate: CustomerAggregate, 
     expectedPurchases: value.expectedPurchases,
     pAlive: value.pAlive,
     expectedSpend: value.expectedSpend,
-    churnScore: churnScore(m.churn, churnFeaturesOf({ ...aggregate, purchases: p }, day)),
+    churnScore: churn,
     rfmScore: score,
     segment: rfmSegment(score),
     cluster: nearestCluster(m.clusters, values),

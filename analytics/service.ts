@@ -16,7 +16,8 @@ import { aggregateFromRow, dayOfDate, scoreRow } from './projection.ts';
 import { churnFeaturesOf, rfmValuesOf, scoreCustomer, type CustomerAggregate, type ModelParams, type StoredModel } from './scoring.ts';
 import { fitBgNbd } from './models/bgnbd.ts';
 import { fitGammaGamma, usableForSpend } from './models/gamma-gamma.ts';
-import { CHURN_FEATURES, type ChurnExample, type ChurnTraining } from './models/churn.ts';
+import { boundedProbability, CHURN_FEATURES, type ChurnExample, type ChurnTraining } from './models/churn.ts';
+import { customerValue } from './models/customer-value.ts';
 import { fitRfmCutoffs } from './models/segments.ts';
 import { cohortTable, retentionRates } from './models/retention.ts';
 import type { MonthlyValue } from './models/forecast.ts';
@@ -49,6 +50,9 @@ const fitting = async () => {
 };
 
 /** Not enough history to fit (too few customers, or no churned/retained customers to learn from). */
+/** Below this many held-out customers a churn model's test metrics come with a warning. */
+const MIN_CHURN_TEST_SIZE = 30;
+
 export class InsufficientData extends Error {
   constructor(message: string) {
     super(message);
@@ -122,6 +126,8 @@ function summarise(record: ModelRecord) {
     retention: m.retention as Record<string, unknown>,
     forecast: m.forecast as Record<string, unknown>,
     scored: (m.scored as number | undefined) ?? null,
+    /** Figures of the fit not to be trusted (none for models stored before 2026-12-07). */
+    warnings: (m.warnings as string[] | undefined) ?? [],
     timings: (m.timings as Record<string, number> | undefined) ?? null,
   };
 }
@@ -185,7 +191,10 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     // Customer base as of the cutoff (first purchase on or before it).
     const asOf = await aggregatesAsOf(db, schema, asOfDay);
     const buyers = [...asOf.values()].filter((a): a is CustomerAggregate & { purchases: NonNullable<CustomerAggregate['purchases']> } => a.purchases !== null);
-    if (buyers.length < 10) throw new InsufficientData(`Only ${buyers.length} customers have purchases by ${dayToIsoDate(asOfDay)}; at least 10 are needed.`);
+    if (buyers.length < 10)
+      throw new InsufficientData(
+        `Only ${buyers.length} customer${buyers.length === 1 ? ' has' : 's have'} purchases by ${dayToIsoDate(asOfDay)}; at least 10 are needed.`,
+      );
     const rfm = buyers.map((b) => rfmOf(b.purchases, asOfDay, timeUnit));
     lap('loadMs');
 
@@ -200,6 +209,20 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
     const leftOutMissingRates = buyers.filter((b) => pending.has(b.customerId)).length;
     if (spend.length < 3) throw new InsufficientData('Fewer than 3 customers with repeat purchases of positive value: Gamma-Gamma cannot be fitted.');
     const gammaGamma = fitGammaGamma(spend);
+    // A fit at the edge of its parameters (customers all buying at one pace: r and alpha in the
+    // millions) gives some customers no finite value (0 x Infinity in its series). Stored, its scores
+    // were NaN, and the totals of /analytics/clv and /analytics/segments stayed null through every later fit.
+    const unscorable = rfm.filter((r) => {
+      const value = customerValue(bgnbd.params, gammaGamma.params, { ...r, monetary: Math.max(0, r.monetary) }, horizon, discountRate);
+      return ![value.clv, value.expectedPurchases, value.pAlive, value.expectedSpend].every(Number.isFinite);
+    }).length;
+    if (unscorable > 0) {
+      const { r, alpha, a, b } = bgnbd.params;
+      const shown = (x: number) => Number(x.toPrecision(3));
+      throw new InsufficientData(
+        `The fitted model (BG/NBD r=${shown(r)}, alpha=${shown(alpha)}, a=${shown(a)}, b=${shown(b)}) gives no finite value for ${unscorable} of ${rfm.length} customers over ${horizon} ${timeUnit}s: their purchases are too much alike for it (every customer buying at one pace). Fit with another time unit or a shorter horizon, or once the history varies more; the model in use is unchanged.`,
+      );
+    }
     lap('gammaGammaMs');
 
     // Churn: features at asOf - window, label = no purchase in (asOf - window, asOf].
@@ -264,8 +287,17 @@ export function createAnalyticsService(options: AnalyticsServiceOptions) {
       clusters,
       clvRetention,
     };
+    // What the figures cannot be trusted for, said with the model rather than left to its convergence flags.
+    const warnings = [
+      ...(bgnbd.converged ? [] : ['BG/NBD did not converge: expected purchases, pAlive and CLV from it may be off']),
+      ...(gammaGamma.converged ? [] : ['Gamma-Gamma did not converge: expected spend and CLV from it may be off']),
+      ...(training.metrics.testSize > 0 && training.metrics.testSize < MIN_CHURN_TEST_SIZE
+        ? [`the churn model was tested on ${training.metrics.testSize} customers: its AUC and log loss say little below ${MIN_CHURN_TEST_SIZE}`]
+        : []),
+    ];
     const metrics = {
       customers: buyers.length,
+      warnings,
       fits: {
         bgnbd: { logLikelihood: bgnbd.logLikelihood, standardErrors: bgnbd.standardErrors, customers: bgnbd.customers, converged: bgnbd.converged },
         gammaGamma: {
@@ -791,7 +823,7 @@ function retentionClvOf(model: StoredModel | null, purchases: CustomerAggregate[
 /** An intercept-only churn model at the observed churn rate (0.5 with no examples), with null metrics. */
 function baseRateChurn(examples: readonly ChurnExample[], reason: string): ChurnTraining {
   const rate = examples.length ? examples.reduce((s, e) => s + e.churned, 0) / examples.length : 0.5;
-  const clipped = Math.min(1 - 1e-6, Math.max(1e-6, rate));
+  const clipped = boundedProbability(rate);
   const none = { auc: null, logLoss: null, brier: null, accuracy: null } as unknown as ChurnTraining['comparison']['naiveBayes'];
   return {
     model: {

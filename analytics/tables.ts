@@ -562,6 +562,18 @@ async function migrateScoreTotals(db: Kysely<unknown>, schema: string): Promise<
     await create('analytics_score_totals_update', `UPDATE ON ${scores} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT`);
     await create('analytics_score_totals_delete', `DELETE ON ${scores} REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT`);
     await create('analytics_score_totals_truncate', `TRUNCATE ON ${scores} FOR EACH STATEMENT`);
+    // Scores stored as NaN or Infinity before 2026-12-07 (a fit at the edge of its parameters): taken
+    // out (the customer unscored until the next fit or purchase, as before a fit), and the totals, which
+    // a NaN spoils for good (no later delta cancels it), counted again from the scores.
+    const notFinite = (column: string) => `NOT (${column} BETWEEN -1e300 AND 1e300)`;
+    const figures = ['clv', 'expected_purchases', 'p_alive', 'expected_spend', 'churn_score', 'value_per_month'];
+    await sql.raw(`DELETE FROM ${scores} WHERE ${figures.map(notFinite).join(' OR ')}`).execute(trx);
+    const { rows: spoilt } = await sql<{ spoilt: boolean }>`SELECT EXISTS (SELECT 1 FROM ${sql.raw(totals)}
+      WHERE ${sql.raw(SUMS.map(notFinite).join(' OR '))}) AS spoilt`.execute(trx);
+    if (spoilt[0]?.spoilt) {
+      await sql`DELETE FROM ${sql.raw(totals)}`.execute(trx);
+      await sql.raw(delta(rowsOf(1, scores)).replace(/;$/, '')).execute(trx);
+    }
   });
 }
 

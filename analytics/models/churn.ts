@@ -66,13 +66,21 @@ export interface ChurnModel {
   logistic: LogisticModel;
 }
 
+/**
+ * A churn probability kept within [1e-6, 1 - 1e-6]: a model fitted on data it separates perfectly
+ * (a dozen customers) has weights that push scores to 1e-55, which say nothing more than "unlikely".
+ */
+export const boundedProbability = (p: number): number => Math.min(1 - 1e-6, Math.max(1e-6, p));
+
 /** Scores with the model's own feature list, so a model stored before a feature was added still scores. */
 export const churnScore = (model: ChurnModel, features: ChurnFeatures): number =>
-  predictLogistic(
-    model.logistic,
-    standardise(
-      model.standardiser,
-      model.featureNames.map((k) => features[k as keyof ChurnFeatures] ?? 0),
+  boundedProbability(
+    predictLogistic(
+      model.logistic,
+      standardise(
+        model.standardiser,
+        model.featureNames.map((k) => features[k as keyof ChurnFeatures] ?? 0),
+      ),
     ),
   );
 

@@ -51,11 +51,16 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
           signal: run.signal,
         })
         .catch((error: unknown) => {
-          if (error instanceof InsufficientData) throw new UsageError(error.message);
-          if (error instanceof FitInterrupted) return undefined;
+          if (error instanceof InsufficientData || error instanceof FitInterrupted) return error;
           throw error;
         });
-      if (!summary) {
+      // Not enough (or not varied enough) history is about the data, not the command line: exit 65
+      // (EX_DATAERR), so that a script tells it from a mistyped option (2).
+      if (summary instanceof InsufficientData) {
+        run.err(`crm fit: ${summary.message}`);
+        return 65;
+      }
+      if (summary instanceof FitInterrupted) {
         run.err('Interrupted before the model was stored: nothing changed. Run crm fit again to fit.');
         return 130;
       }
@@ -75,6 +80,7 @@ The same as POST /analytics/models. Safe to interrupt: nothing is stored until t
           `               ${spend.leftOutMissingRates} customers left out: an amount of theirs has no rate to ${spend.baseCurrency} yet (GET /analytics/customers/:id names it).`,
         );
       run.out(`  Churn:       AUC=${f(summary.churn.auc)} log loss=${f(summary.churn.logLoss)}`);
+      for (const warning of summary.warnings) run.out(`  Warning:     ${warning}`);
       run.out(`  Scored ${summary.scored ?? 0} customers. Details: crm fit --json, or GET /analytics/models/latest.`);
       return 0;
     } finally {

@@ -895,6 +895,14 @@ describe('churn training at its edges', () => {
     expect(churnScore(older, { ...features, complaints: 3 })).toBeCloseTo(0.75, 12);
     expect(featureVector({ ...features, activities: 9 })[CHURN_FEATURES.indexOf('activities')]).toBe(9);
   });
+
+  it('keeps a score within [1e-6, 1 - 1e-6], as the base rate: weights a perfectly separated dozen blew up scored 1e-55', () => {
+    const features = examples[0]!.features;
+    const model = { featureNames: ['complaints'], standardiser: { means: [0], sds: [1] }, logistic: { weights: [0, 200] } };
+    expect(churnScore(model, { ...features, complaints: -1 })).toBe(1e-6);
+    expect(churnScore(model, { ...features, complaints: 1 })).toBe(1 - 1e-6);
+    expect(churnScore(model, { ...features, complaints: 0 })).toBe(0.5);
+  });
 });
 
 /** Kolmogorov-Smirnov distance between a sample and a distribution function. */

@@ -55,5 +55,9 @@ describe('crm fit', () => {
     expect(fit.stderr).toContain('Catching up the analytics projection');
     expect(fit.stderr).not.toContain('integration-publishers');
     expect(deliveries).toBe(0);
+    // Too little history is about the data, not the command line: exit 65, not the usage error's 2, and no usage text.
+    expect(fit.code, fit.stderr).toBe(65);
+    expect(fit.stderr).toMatch(/crm fit: Only 0 customers have purchases by .*; at least 10 are needed/);
+    expect(fit.stderr).not.toContain('Usage:');
   });
 });
