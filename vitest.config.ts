@@ -11,6 +11,7 @@ const stallsTheDatabase = [
   'test/faults/database-faults.test.ts',
   'test/faults/demo-load-faults.test.ts',
   'test/faults/half-open.test.ts',
+  'test/faults/rebuild-swap-stall.test.ts',
   'test/faults/reset-mid-statement.test.ts',
   'test/faults/shutdown.test.ts',
   'test/projections/catch-up-horizon.test.ts',

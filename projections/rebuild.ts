@@ -1,5 +1,6 @@
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import type { EventStore, RecordedEvent } from '../eventstore/contract.ts';
+import { createBackoff, pause } from '../eventstore/backoff.ts';
 import { applyBatch, decodeBatch, matchesFilter, type EventCodec } from './apply-batch.ts';
 import { catchUp, eventsToCatchUp, type CatchUpProgress } from './catch-up.ts';
 import { analyzeTables } from './statistics.ts';
@@ -238,12 +239,45 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       if (attempt >= attempts) throw new Error(`Rebuild of ${names.join(', ')} could not catch up with the live projections after ${attempts} attempts`);
     }
   } catch (error) {
-    for (const p of selected) if (live.has(p.name)) await setState(db, schema, p.name, live.get(p.name)!.state).catch(() => undefined);
+    await restoreStates(() => Promise.all(selected.filter((p) => live.has(p.name)).map((p) => setState(db, schema, p.name, live.get(p.name)!.state))));
     throw error;
   } finally {
     await dropShadow().catch(() => undefined);
   }
 }
+
+/** How long a failed rebuild keeps trying to put the projections' states back (the database may be coming back). */
+const RESTORE_STATES_MS = 15_000;
+
+/**
+ * Puts the projections' states back after a failed rebuild, retried while the database comes back: a
+ * single try on the connection that had just failed left them `rebuilding` in /ready and the status
+ * views until some later crm command set them right.
+ */
+async function restoreStates(restore: () => Promise<unknown>): Promise<void> {
+  const deadline = Date.now() + RESTORE_STATES_MS;
+  const backoff = createBackoff({ initialMs: 100, maxMs: 2_000 });
+  for (;;) {
+    try {
+      await restore();
+      return;
+    } catch {
+      if (Date.now() > deadline) return;
+      await pause(backoff.next());
+    }
+  }
+}
+
+/**
+ * Bounds on a session left idle inside the swap or the feed hold (its client stalled: a frozen
+ * process, a network path that drops packets). The swap holds every read model and reporting view
+ * exclusively and the hold keeps the whole cluster's event feed back: before 2026-12-07 a stall there
+ * kept both for the long-work pool's idle bound, 10 minutes. The server ends such a session and the
+ * transaction rolls back: the live read models stay as they were. The hold is idle while the last
+ * events are applied and the swap runs (seconds), hence its longer bound.
+ */
+const SWAP_IDLE_BOUND = '5s';
+const FEED_HOLD_IDLE_BOUND = '60s';
 
 /** How long the feed hold waits for transactions older than it to end before going ahead anyway. */
 const OLDER_TRANSACTIONS_WAIT_MS = 1_000;
@@ -260,6 +294,7 @@ const MAX_FINAL_GAP_EVENTS = 2_000;
  */
 async function whileFeedHeld<T>(db: Kysely<unknown>, work: () => Promise<T>): Promise<T> {
   return db.transaction().execute(async (hold) => {
+    await sql`SET LOCAL idle_in_transaction_session_timeout = ${sql.lit(FEED_HOLD_IDLE_BOUND)}`.execute(hold);
     const { rows } = await sql<{ xid: string }>`SELECT pg_current_xact_id()::text AS xid`.execute(hold);
     const own = BigInt(rows[0]!.xid);
     const deadline = Date.now() + OLDER_TRANSACTIONS_WAIT_MS;
@@ -332,6 +367,7 @@ async function swapOnce(options: RebuildOptions, selected: Projection[], shadow:
     // breaks after deadlock_timeout (1 s) by aborting whichever side checks first, sometimes the
     // query. Waiting at most this long for each lock, the swap gives way first (55P03), and is retried.
     await sql`SET LOCAL lock_timeout = '400ms'`.execute(trx);
+    await sql`SET LOCAL idle_in_transaction_session_timeout = ${sql.lit(SWAP_IDLE_BOUND)}`.execute(trx);
     // Lock in the order readers take locks (a reporting view, then the table under it), views first,
     // so a query arriving mid-swap waits instead of deadlocking with the DROP ... CASCADE below.
     const { rows: views } = await sql<{ name: string }>`SELECT viewname AS name FROM pg_views
