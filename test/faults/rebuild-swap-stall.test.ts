@@ -4,10 +4,9 @@ import { connectPostgres } from '../../eventstore/postgres/database.ts';
 import { createReadModelQueries } from '../../projections/queries/index.ts';
 import { readModelProjections } from '../../projections/read-models/index.ts';
 import { rebuildProjections } from '../../projections/rebuild.ts';
-import { createReportingViews } from '../../projections/reporting.ts';
-import { ProjectionRunner } from '../../projections/runner.ts';
-import { runScenario, type ScenarioIds } from '../projections/scenario.ts';
-import { createHarness, type Harness } from '../projections/support.ts';
+import type { ProjectionRunner } from '../../projections/runner.ts';
+import { projectedScenario, type ScenarioIds } from '../projections/scenario.ts';
+import type { Harness } from '../projections/support.ts';
 
 /**
  * A rebuild whose swap stalls (its client frozen with the swap's locks held): the server ends the
@@ -20,12 +19,7 @@ let runner: ProjectionRunner;
 const projections = readModelProjections();
 
 beforeAll(async () => {
-  h = await createHarness('rebuild_swap_stall');
-  runner = new ProjectionRunner({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: h.codec, concurrent: true });
-  await runner.start();
-  await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections });
-  ids = await runScenario(h);
-  await runner.waitForPosition(h.lastPosition(), 10_000);
+  ({ h, runner, ids } = await projectedScenario('rebuild_swap_stall', projections));
 });
 
 afterAll(async () => {

@@ -10,8 +10,8 @@ import { createReportingViews, REPORTING_VIEWS } from '../../projections/reporti
 import { ReadModelsFromNewerVersion } from '../../projections/errors.ts';
 import { eventSchemas, personalFields } from '../../domain/catalogue.ts';
 import { ProjectionRunner } from '../../projections/runner.ts';
-import { runScenario, type ScenarioIds } from './scenario.ts';
-import { createHarness, projectAll, rebuildingRunner, type Harness } from './support.ts';
+import { projectedScenario, type ScenarioIds } from './scenario.ts';
+import { projectAll, rebuildingRunner, type Harness } from './support.ts';
 import { storedEvents } from '../support/events.ts';
 
 let h: Harness;
@@ -21,12 +21,7 @@ const projections = readModelProjections();
 const tables = tablesOf(projections);
 
 beforeAll(async () => {
-  h = await createHarness('rebuild');
-  runner = new ProjectionRunner({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: h.codec, concurrent: true });
-  await runner.start();
-  await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections });
-  ids = await runScenario(h);
-  await runner.waitForPosition(h.lastPosition(), 10_000);
+  ({ h, runner, ids } = await projectedScenario('rebuild', projections));
 });
 
 afterAll(async () => {

@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Harness } from './support.ts';
+import type { Projection } from '../../projections/projection.ts';
+import { createReportingViews } from '../../projections/reporting.ts';
+import { ProjectionRunner } from '../../projections/runner.ts';
+import { createHarness, type Harness } from './support.ts';
 
 /** Ids of the records the scenario creates. */
 export interface ScenarioIds {
@@ -229,4 +232,15 @@ export async function runScenario(h: Harness, prefix = ''): Promise<ScenarioIds>
   );
   await run({ type: 'ForgetCustomer', customerId: ids.carol });
   return ids;
+}
+
+/** A harness whose live runner has projected the scenario, with the reporting views over it: what a rebuild replaces. */
+export async function projectedScenario(label: string, projections: Projection[]): Promise<{ h: Harness; runner: ProjectionRunner; ids: ScenarioIds }> {
+  const h = await createHarness(label);
+  const runner = new ProjectionRunner({ db: h.database.db, store: h.store, schema: h.schemas.read, projections, codec: h.codec, concurrent: true });
+  await runner.start();
+  await createReportingViews(h.database.db, { readSchema: h.schemas.read, reportingSchema: h.schemas.reporting, projections });
+  const ids = await runScenario(h);
+  await runner.waitForPosition(h.lastPosition(), 10_000);
+  return { h, runner, ids };
 }
