@@ -15,13 +15,46 @@ export interface Answer {
 export const retryAfterMs = (value: string | undefined, now = Date.now()): number | null => {
   if (value === undefined) return null;
   const text = value.trim();
-  if (/^\d{1,10}$/.test(text)) return Number(text) * 1000;
+  // Any number of digits: a value too long for a 32-bit count was read as no Retry-After at all, so the
+  // usual 1 s back-off applied where the receiver asked for the most (the loop caps the wait).
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
   const at = Date.parse(text);
   return Number.isNaN(at) ? null : Math.max(0, at - now);
 };
 
 /** Bytes of an answer's body read (and dropped) before the connection is cut instead of reused. */
 const MAX_ANSWER_BYTES = 64 * 1024;
+/**
+ * How long an answer's body may take once its status line came: the status decides, so a body that
+ * stalls or never ends cuts the connection after this instead of holding each delivery for the whole
+ * attempt bound (a 200 with a stalled body took 6-10 s a delivery, the subscription falling behind).
+ */
+const ANSWER_BODY_MS = 1_000;
+
+/** Network failures as an operator reads them: the code, and what it usually means. */
+const NETWORK_ERRORS: Record<string, string> = {
+  ENOTFOUND: 'the host name does not resolve',
+  EAI_AGAIN: 'the host name could not be resolved now (DNS)',
+  ECONNREFUSED: 'nothing listens at that address and port',
+  ECONNRESET: 'the receiver (or a proxy before it) reset the connection',
+  EHOSTUNREACH: 'no route to the host',
+  ENETUNREACH: 'no route to the network',
+  EPROTO: 'the TLS handshake failed (an https URL to a port that speaks plain HTTP?)',
+  CERT_HAS_EXPIRED: "the receiver's TLS certificate has expired",
+  DEPTH_ZERO_SELF_SIGNED_CERT: "the receiver's TLS certificate is self-signed",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "the receiver's TLS certificate cannot be verified",
+  ERR_TLS_CERT_ALTNAME_INVALID: "the receiver's TLS certificate does not name this host",
+};
+
+/** An attempt's error as recorded: a network code with its meaning, or the message. */
+export const describeFailure = (error: Error & { code?: string }): string =>
+  error.code ? (NETWORK_ERRORS[error.code] ? `${error.code}: ${NETWORK_ERRORS[error.code]}` : error.code) : error.message;
+
+/** A status that is not a delivery, as recorded: a redirect says where it pointed, as deliveries never follow one. */
+export const describeStatus = (status: number, location: string | undefined): string | null =>
+  status >= 300 && status < 400
+    ? `HTTP ${status}: a redirect${location ? ` to ${location.slice(0, 200)}` : ''}, which deliveries do not follow: give the subscription the URL it points to`
+    : null;
 
 /**
  * POSTs for one subscription over a kept-alive connection (node:http: about 3-4x the request rate of
@@ -50,25 +83,29 @@ export class WebhookClient {
       let answered: Answer | undefined;
       // A plain timer and one listener, removed when settled: AbortSignal.any/timeout per request
       // leave work behind on the long-lived stop signal.
+      let bodyTimer: NodeJS.Timeout | undefined;
       const finish = (answer: Answer) => {
         clearTimeout(timer);
+        clearTimeout(bodyTimer);
         stop.removeEventListener('abort', onStop);
         resolve(answer);
       };
       const fail = (error: Error & { code?: string }) =>
-        finish(
-          answered ?? { ok: false, status: null, error: timedOut ? `no answer within ${timeoutMs} ms` : (error.code ?? error.message), retryAfterMs: null },
-        );
+        finish(answered ?? { ok: false, status: null, error: timedOut ? `no answer within ${timeoutMs} ms` : describeFailure(error), retryAfterMs: null });
       const onAnswer = (res: IncomingMessage) => {
         const status = res.statusCode ?? 0;
         const retryAfter = res.headers['retry-after'];
         const answer: Answer = {
           ok: status >= 200 && status < 300,
           status,
-          error: null,
+          error: describeStatus(status, res.headers.location),
           retryAfterMs: retryAfterMs(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter),
         };
         answered = answer;
+        bodyTimer = setTimeout(() => {
+          res.destroy();
+          finish(answer);
+        }, ANSWER_BODY_MS);
         // The body is not ours to read: drained so the connection is reused, or the connection cut when
         // the body is large (a slow one is cut by the timer).
         let received = 0;

@@ -175,6 +175,14 @@ export class NatsPublisher {
           { cause: error },
         );
       }
+      // Created where events were published before (a server restarted without its storage, a stream
+      // deleted): the history is not in it, which nothing else said (the status read 0 behind).
+      const publisher = await this.options.tables.publisher(NATS_PUBLISHER);
+      if (publisher && publisher.position > 0n)
+        this.options.log?.(
+          `NATS stream ${this.options.stream} was missing and has been created empty: the events published before (up to position ${publisher.position}) are not in it; run crm publish --nats-from 0 to publish them again`,
+          { stream: this.options.stream, position: publisher.position.toString() },
+        );
     }
   }
 

@@ -99,8 +99,9 @@ const register = async (count: number) => {
 };
 
 /** Publishers of this file's store to its own NATS server (the analyst view), started. */
-const startPublishers = async (): Promise<IntegrationPublishers> => {
+const startPublishers = async (log?: (message: string) => void): Promise<IntegrationPublishers> => {
   const publishers = new IntegrationPublishers({
+    ...(log ? { log } : {}),
     db: database.db,
     schema: schemas.events,
     store,
@@ -136,9 +137,10 @@ describe.skipIf(!NATS_BIN)('NATS publisher when the stream is missing on a conne
     }
   }, 120_000);
 
-  it('creates the stream once JetStream is on, and again after the server lost it, without a restart of the publisher', async () => {
+  it('creates the stream once JetStream is on, and again after the server lost it, without a restart of the publisher, saying the history is not in it', async () => {
     await startNats(false);
-    const publishers = await startPublishers();
+    const logged: string[] = [];
+    const publishers = await startPublishers((message) => logged.push(message));
     try {
       await register(3);
       const nats = async () => (await publishers.status()).find((p) => p.name === 'nats');
@@ -169,6 +171,10 @@ describe.skipIf(!NATS_BIN)('NATS publisher when the stream is missing on a conne
         () => 'the stream holds the events recorded after the restart',
       );
       expect((await streamState())?.messages).toBe(all.length - first.length);
+      // Created empty where events had been published: said once, with what to do (it was silent, the status 0 behind).
+      const missing = logged.filter((m) => m.includes('was missing and has been created empty'));
+      expect(missing).toHaveLength(1);
+      expect(missing[0]).toContain('crm publish --nats-from 0');
       // The checkpoint follows the acknowledgements.
       await eventually(
         async () => (await nats())?.position === all.at(-1)!.position,

@@ -6,7 +6,7 @@ import type { CommandContext, CrmCommands } from '../../commands/index.ts';
 import { createPersonalData } from '../../eventstore/personal-data.ts';
 import { matchesPatterns } from '../../integration/envelope.ts';
 import { createDestinationGuard, parseNetwork } from '../../integration/destinations.ts';
-import { WebhookClient } from '../../integration/http-post.ts';
+import { retryAfterMs, WebhookClient } from '../../integration/http-post.ts';
 import { IntegrationPublishers } from '../../integration/publishers.ts';
 import { integrationTables } from '../../integration/tables.ts';
 import type { DeliveryPolicy } from '../../integration/webhook-loop.ts';
@@ -520,6 +520,41 @@ describe('delivery', () => {
       for (const { server } of servers) server.close();
     }
   }, 60_000);
+
+  it('takes the status of an attempt without waiting out a stalled body, says where a redirect pointed and what a network error means', async () => {
+    // A 200 whose body stalls held each delivery for the whole attempt bound (6-10 s), the subscription
+    // falling behind with nothing logged; a 302 or an ECONNREFUSED was recorded as a bare code.
+    const server = createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', (request) => {
+        if (request.toString().startsWith('POST /moved')) socket.end('HTTP/1.1 302 Found\r\nlocation: https://hooks.example/new\r\ncontent-length: 0\r\n\r\n');
+        else socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc'); // and nothing more
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const client = new WebhookClient(createDestinationGuard([parseNetwork('127.0.0.0/8')!]));
+    try {
+      const started = Date.now();
+      expect(await client.post(`http://127.0.0.1:${port}/hook`, '{}', {}, 10_000, new AbortController().signal)).toMatchObject({ ok: true, status: 200 });
+      expect(Date.now() - started).toBeLessThan(3_000);
+      const moved = await client.post(`http://127.0.0.1:${port}/moved`, '{}', {}, 10_000, new AbortController().signal);
+      expect(moved).toMatchObject({ ok: false, status: 302 });
+      expect(moved.error).toContain('a redirect to https://hooks.example/new, which deliveries do not follow');
+      const closed = createServer();
+      await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+      const closedPort = (closed.address() as AddressInfo).port;
+      await new Promise((resolve) => closed.close(resolve));
+      const refused = await client.post(`http://127.0.0.1:${closedPort}/hook`, '{}', {}, 10_000, new AbortController().signal);
+      expect(refused.error).toBe('ECONNREFUSED: nothing listens at that address and port');
+    } finally {
+      client.close();
+      server.close();
+    }
+    // A Retry-After too long for a 32-bit count was read as none (so the 1 s back-off); the loop caps it.
+    expect(retryAfterMs('99999999999')).toBe(99_999_999_999_000);
+    expect(retryAfterMs('120')).toBe(120_000);
+  });
 
   it('waits as long as a receiver asks with Retry-After (seconds or an HTTP date), never longer than the back-off cap', async () => {
     const r = await receiver((n) =>
