@@ -43,13 +43,20 @@ export function fitRfmCutoffs(values: readonly RfmValues[]): RfmCutoffs {
   };
 }
 
-const above = (cutoffs: readonly number[], v: number): number => cutoffs.filter((c) => v > c).length;
+/**
+ * Quintiles passed by `v`: those below it, and half of those equal to it (rounded down). Where several
+ * cutoffs are one value (a base with little variety: every customer buying alike), a value at it gets
+ * the middle of the scores it spans, the same way for R, F and M. Counting only the cutoffs below gave
+ * ties the best recency score but the worst frequency and value: ten identical customers were all "New
+ * customers", monthly buyers "Hibernating". A value equal to one cutoff alone scores as before.
+ */
+const passed = (cutoffs: readonly number[], v: number): number => cutoffs.filter((c) => v > c).length + Math.floor(cutoffs.filter((c) => v === c).length / 2);
 
 /** Scores 1-5: 5 = most recent, most frequent, highest value. */
 export const rfmScore = (cutoffs: RfmCutoffs, v: RfmValues): RfmScore => ({
-  r: 5 - above(cutoffs.recency, v.daysSinceLastPurchase),
-  f: 1 + above(cutoffs.frequency, v.purchaseDays),
-  m: 1 + above(cutoffs.monetary, v.meanValue),
+  r: 5 - passed(cutoffs.recency, v.daysSinceLastPurchase),
+  f: 1 + passed(cutoffs.frequency, v.purchaseDays),
+  m: 1 + passed(cutoffs.monetary, v.meanValue),
 });
 
 export const RFM_SEGMENTS = [

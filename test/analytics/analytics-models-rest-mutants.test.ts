@@ -243,6 +243,17 @@ describe('RFM segments at their edges', () => {
     expect(rfmScore(cutoffs, { daysSinceLastPurchase: 10.5, purchaseDays: 2.5, meanValue: 80.5 })).toEqual({ r: 4, f: 3, m: 5 });
   });
 
+  it('scores a value on several equal cutoffs (a base buying alike) in the middle of the scores they span, for R, F and M alike', () => {
+    // Ten identical customers: every cutoff is their value. They were R 5 but F 1 and M 1, "New customers".
+    const alike = { daysSinceLastPurchase: 97, purchaseDays: 3, meanValue: 100 };
+    const cutoffs = fitRfmCutoffs(Array.from({ length: 10 }, () => ({ ...alike })));
+    expect(rfmScore(cutoffs, alike)).toEqual({ r: 3, f: 3, m: 3 });
+    expect(rfmSegment(rfmScore(cutoffs, alike))).toBe('Need attention');
+    // On two equal cutoffs of four: one passed, whichever way the score runs.
+    const two = { recency: [10, 20, 20, 40], frequency: [1, 2, 2, 4], monetary: [50, 60, 60, 80] };
+    expect(rfmScore(two, { daysSinceLastPurchase: 20, purchaseDays: 2, meanValue: 60 })).toEqual({ r: 3, f: 3, m: 3 });
+  });
+
   it('names the segments of the R x F grid (M only separates champions)', () => {
     // Rows r = 5..1, columns f = 1..5, as the segment definitions read.
     const C = 'Champions';
